@@ -1,0 +1,46 @@
+# make train: set up .venv and train the default model on Tiny Shakespeare, then print a sample.
+# make test:  set up .venv and run the test suite.
+#
+# torch is installed first, on its own: TORCH_SPEC picks the version and TORCH_INDEX_URL the
+# build (empty = PyPI's default: a CUDA build on Linux x86_64, or whatever a local index
+# provides). For a CPU-only build: make TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+# For a given CUDA version: make TORCH_INDEX_URL=https://download.pytorch.org/whl/cu128
+
+PYTHON ?= python3
+VENV ?= .venv
+TORCH_SPEC ?= torch==2.13.0
+TORCH_INDEX_URL ?=
+ARGS ?=
+PYTEST_ARGS ?=
+
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.chargpt-installed
+
+.PHONY: install train test test-slow lint tensorboard clean-outputs
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -c "import torch" 2>/dev/null || \
+		$(BIN)/pip install --quiet "$(TORCH_SPEC)" $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL))
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+train: install
+	$(BIN)/chargpt-train $(ARGS)
+
+test: install
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+test-slow: install
+	$(BIN)/pytest -m slow $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check src tests scripts
+
+tensorboard: install
+	$(BIN)/tensorboard --logdir outputs
+
+clean-outputs:
+	rm -rf outputs

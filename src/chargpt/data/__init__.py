@@ -1,0 +1,6 @@
+"""Text -> tokenizer -> cached ids -> windows."""
+
+from chargpt.data.datamodule import CharDataModule
+from chargpt.data.tokenizer import CharTokenizer
+
+__all__ = ["CharDataModule", "CharTokenizer"]

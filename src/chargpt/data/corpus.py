@@ -1,0 +1,66 @@
+"""Find the corpus text file; download and verify it once when it is missing."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from chargpt.errors import DataError
+
+DATA_DIR_ENV = "CHARGPT_DATA_DIR"
+_CHUNK = 1 << 20
+
+
+def default_data_dir() -> str:
+    """The data directory: $CHARGPT_DATA_DIR, else ./data."""
+    return os.environ.get(DATA_DIR_ENV) or "data"
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _download(url: str, dest: Path, sha256: str | None) -> None:
+    """Download to a temporary name, verify, then rename: a failed download leaves nothing behind."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+    print(f"downloading {url} -> {dest}")
+    try:
+        with urllib.request.urlopen(url, timeout=30) as response, part.open("wb") as f:
+            while chunk := response.read(_CHUNK):
+                f.write(chunk)
+        if sha256 is not None and (actual := sha256_of(part)) != sha256:
+            raise DataError(
+                f"downloaded {url} has sha256 {actual}, expected {sha256}; "
+                f"download it yourself and put it at {dest}"
+            )
+        part.replace(dest)
+    except (urllib.error.URLError, OSError) as err:
+        reason = getattr(err, "reason", err)
+        raise DataError(
+            f"{dest} is missing and could not be downloaded ({reason}); "
+            f"download {url} and put it there, or set {DATA_DIR_ENV} to a folder that has it"
+        ) from err
+    finally:
+        part.unlink(missing_ok=True)
+
+
+def resolve_corpus(path: str | os.PathLike, url: str | None = None, sha256: str | None = None) -> Path:
+    """Return an existing, non-empty corpus file, downloading it first when a URL is known."""
+    file = Path(path).expanduser()
+    if not file.exists():
+        if url is None:
+            raise DataError(f"data file not found: {file}; pass an existing text file as data.path=FILE")
+        _download(url, file, sha256)
+    if file.is_dir():
+        raise DataError(f"data path {file} is a directory; pass a text file as data.path=FILE")
+    if file.stat().st_size == 0:
+        raise DataError(f"data file {file} is empty; pass a text file with content")
+    return file

@@ -1,0 +1,110 @@
+"""LightningDataModule: corpus file -> cached ids -> train/val windows."""
+
+from __future__ import annotations
+
+import lightning as L
+import numpy as np
+from torch.utils.data import DataLoader
+
+from chargpt.data.corpus import resolve_corpus
+from chargpt.data.encoding import load_encoded
+from chargpt.data.tokenizer import CharTokenizer
+from chargpt.data.windows import TrainWindows, ValWindows
+from chargpt.errors import ConfigError, DataError
+
+
+class CharDataModule(L.LightningDataModule):
+    """Serves character windows of one text file.
+
+    The first `train_fraction` of the ids trains, the rest validates (the tutorial's 90/10).
+    `vocab` fixes the vocabulary (e.g. a checkpoint's); by default it is the corpus's own.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        block_size: int,
+        batch_size: int,
+        train_fraction: float = 0.9,
+        seed: int = 1337,
+        url: str | None = None,
+        sha256: str | None = None,
+        cache_dir: str | None = None,
+        val_batch_size: int | None = None,
+        num_workers: int = 0,
+        vocab: list[str] | None = None,
+    ) -> None:
+        super().__init__()
+        if not 0.0 < train_fraction < 1.0:
+            raise ConfigError(f"data.train_fraction={train_fraction} must be between 0 and 1 (e.g. 0.9)")
+        for name, value in (("model.block_size", block_size), ("data.batch_size", batch_size)):
+            if value < 1:
+                raise ConfigError(f"{name}={value} must be a positive integer")
+        self.path, self.url, self.sha256, self.cache_dir = path, url, sha256, cache_dir
+        self.block_size, self.batch_size = block_size, batch_size
+        self.val_batch_size = val_batch_size or batch_size
+        self.train_fraction, self.seed, self.num_workers = train_fraction, seed, num_workers
+        self._vocab = vocab
+        self._tokenizer: CharTokenizer | None = None
+        self.ids: np.ndarray | None = None
+        self.train_ids: np.ndarray | None = None
+        self.val_ids: np.ndarray | None = None
+
+    def prepare_data(self) -> None:
+        # Runs on one process per node: download and encode once, before the others read the cache.
+        self.load_ids()
+
+    def load_ids(self) -> tuple[np.ndarray, CharTokenizer]:
+        corpus = resolve_corpus(self.path, self.url, self.sha256)
+        given = CharTokenizer(self._vocab) if self._vocab is not None else None
+        return load_encoded(corpus, given, self.cache_dir)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_ids is not None:
+            return
+        self.ids, self._tokenizer = self.load_ids()
+        split = int(len(self.ids) * self.train_fraction)
+        self.train_ids, self.val_ids = self.ids[:split], self.ids[split:]
+        for name, part in (("train", self.train_ids), ("val", self.val_ids)):
+            if len(part) < self.block_size + 1:
+                raise DataError(
+                    f"the {name} split of {self.path} has {len(part)} characters, fewer than "
+                    f"model.block_size + 1 = {self.block_size + 1}; use a longer text, a smaller "
+                    "model.block_size or another data.train_fraction"
+                )
+
+    @property
+    def tokenizer(self) -> CharTokenizer:
+        if self._tokenizer is None:
+            self.setup()
+        assert self._tokenizer is not None
+        return self._tokenizer
+
+    def _loader(self, dataset: TrainWindows | ValWindows) -> DataLoader:
+        on_gpu = self.trainer is not None and self.trainer.accelerator.__class__.__name__ == "CUDAAccelerator"
+        return DataLoader(
+            dataset,
+            batch_size=None,  # items are whole batches already
+            num_workers=self.num_workers,
+            pin_memory=on_gpu,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        assert self.train_ids is not None, "setup() runs before train_dataloader()"
+        start, stop, rank, world = 0, 2**62, 0, 1
+        if self.trainer is not None:
+            # Batch k is a pure function of k: resuming at global step s starts at batch s * accumulation.
+            accumulation = self.trainer.accumulate_grad_batches
+            start = self.trainer.global_step * accumulation
+            if self.trainer.max_steps > 0:
+                stop = self.trainer.max_steps * accumulation
+            rank, world = self.trainer.global_rank, self.trainer.world_size
+        windows = TrainWindows(
+            self.train_ids, self.block_size, self.batch_size, self.seed, start, stop, rank, world
+        )
+        return self._loader(windows)
+
+    def val_dataloader(self) -> DataLoader:
+        assert self.val_ids is not None, "setup() runs before val_dataloader()"
+        return self._loader(ValWindows(self.val_ids, self.block_size, self.val_batch_size))

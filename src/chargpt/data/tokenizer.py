@@ -1,0 +1,73 @@
+"""Character-level tokenizer: the vocabulary is the sorted set of characters of the corpus."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+
+from chargpt.errors import DataError
+
+
+def dtype_for_vocab(vocab_size: int) -> np.dtype:
+    """Smallest unsigned dtype that holds every id (uint8 for Tiny Shakespeare's 65 symbols)."""
+    for dtype in (np.uint8, np.uint16):
+        if vocab_size <= np.iinfo(dtype).max + 1:
+            return np.dtype(dtype)
+    return np.dtype(np.uint32)
+
+
+def describe_chars(chars: Iterable[str], limit: int = 10) -> str:
+    chars = sorted(set(chars))
+    shown = ", ".join(repr(c) for c in chars[:limit])
+    more = f" and {len(chars) - limit} more" if len(chars) > limit else ""
+    return f"{shown}{more}"
+
+
+class CharTokenizer:
+    """Maps each character to its index in a fixed, ordered vocabulary."""
+
+    def __init__(self, chars: Sequence[str]) -> None:
+        if not chars:
+            raise DataError("the vocabulary is empty: the corpus has no characters")
+        if len(set(chars)) != len(chars) or any(len(c) != 1 for c in chars):
+            raise DataError("a vocabulary must be a list of distinct single characters")
+        self.chars: list[str] = list(chars)
+        self.stoi: dict[str, int] = {c: i for i, c in enumerate(self.chars)}
+
+    @classmethod
+    def from_text(cls, text: str) -> CharTokenizer:
+        return cls(sorted(set(text)))
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.chars)
+
+    @property
+    def dtype(self) -> np.dtype:
+        return dtype_for_vocab(self.vocab_size)
+
+    def unknown_chars(self, text: str) -> set[str]:
+        return set(text) - self.stoi.keys()
+
+    def encode(self, text: str) -> list[int]:
+        unknown = self.unknown_chars(text)
+        if unknown:
+            raise DataError(
+                f"characters not in the vocabulary: {describe_chars(unknown)}; "
+                "remove them from the text or use a model trained on text that has them"
+            )
+        return [self.stoi[c] for c in text]
+
+    def decode(self, ids: Iterable[int]) -> str:
+        return "".join(self.chars[int(i)] for i in ids)
+
+    def to_list(self) -> list[str]:
+        """Plain, JSON-able form (stored in checkpoints and the encoding cache)."""
+        return list(self.chars)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, CharTokenizer) and self.chars == other.chars
+
+    def __repr__(self) -> str:
+        return f"CharTokenizer(vocab_size={self.vocab_size})"

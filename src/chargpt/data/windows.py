@@ -1,0 +1,88 @@
+"""Training and validation windows: x = ids[i:i+T], y = ids[i+1:i+T+1].
+
+Each dataset item is a whole batch, gathered from the (memory-mapped) id array with one
+vectorised index, so no per-sample Python runs on the hot path.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+IGNORE_INDEX = -1  # targets the loss skips (the overlap of the last validation window)
+
+
+def gather_windows(ids: np.ndarray, starts: np.ndarray, block_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Windows of block_size + 1 ids at `starts`, split into (context, next-token targets)."""
+    rows = ids[starts[:, None] + np.arange(block_size + 1)]
+    chunk = torch.from_numpy(rows.astype(np.int64))
+    return chunk[:, :-1], chunk[:, 1:]
+
+
+class TrainWindows(Dataset):
+    """Item k is training batch k: random offsets drawn from a generator seeded by (seed, k).
+
+    Any batch can be rebuilt from its index alone, so resuming at step k continues the exact
+    data stream. With several processes, the offsets of one global batch of
+    batch_size * world_size windows are split between ranks, so N processes with batch B see the
+    same data as one process with batch N * B.
+    """
+
+    def __init__(
+        self,
+        ids: np.ndarray,
+        block_size: int,
+        batch_size: int,
+        seed: int,
+        start: int = 0,
+        stop: int = 2**62,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        self.ids, self.block_size, self.batch_size = ids, block_size, batch_size
+        self.seed, self.start, self.stop = seed, start, stop
+        self.rank, self.world_size = rank, world_size
+        self.n_starts = len(ids) - block_size  # valid offsets: the window's last target must exist
+
+    def __len__(self) -> int:
+        return max(0, self.stop - self.start)
+
+    def offsets(self, k: int) -> np.ndarray:
+        rng = np.random.default_rng([self.seed, k])
+        global_batch = rng.integers(0, self.n_starts, size=self.batch_size * self.world_size)
+        return global_batch[self.rank * self.batch_size : (self.rank + 1) * self.batch_size]
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return gather_windows(self.ids, self.offsets(self.start + i), self.block_size)
+
+
+class ValWindows(Dataset):
+    """The whole split in non-overlapping windows, so the loss is exact and deterministic.
+
+    Every target of the split is scored once: when the split does not divide evenly, one last
+    window is aligned to the end and its already-scored targets are masked with IGNORE_INDEX.
+    """
+
+    def __init__(self, ids: np.ndarray, block_size: int, batch_size: int) -> None:
+        self.ids, self.block_size, self.batch_size = ids, block_size, batch_size
+        n_targets = len(ids) - 1
+        starts = list(range(0, n_targets - block_size + 1, block_size))
+        self.tail_overlap = 0
+        if starts and starts[-1] + block_size < n_targets:
+            tail = n_targets - block_size
+            self.tail_overlap = starts[-1] + block_size - tail
+            starts.append(tail)
+        self.starts = np.array(starts, dtype=np.int64)
+        self.n_targets = n_targets
+
+    def __len__(self) -> int:
+        return -(-len(self.starts) // self.batch_size)
+
+    def __getitem__(self, b: int) -> tuple[torch.Tensor, torch.Tensor]:
+        starts = self.starts[b * self.batch_size : (b + 1) * self.batch_size]
+        x, y = gather_windows(self.ids, starts, self.block_size)
+        if self.tail_overlap and b == len(self) - 1:
+            y = y.clone()
+            y[-1, : self.tail_overlap] = IGNORE_INDEX
+        return x, y

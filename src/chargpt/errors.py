@@ -1,0 +1,50 @@
+"""User-facing errors: each carries one line that names the problem and the fix."""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from collections.abc import Callable
+from typing import TypeVar
+
+F = TypeVar("F", bound=Callable[..., object])
+
+# Exit status for a usage error (bad config, bad input file), as argparse and most CLIs use.
+USAGE_EXIT_CODE = 2
+
+
+class ChargptError(Exception):
+    """A problem the user can fix; the message says how."""
+
+
+class ConfigError(ChargptError):
+    """An invalid setting."""
+
+
+class DataError(ChargptError):
+    """A missing or unusable corpus."""
+
+
+class CheckpointError(ChargptError):
+    """A missing, damaged or incompatible checkpoint."""
+
+
+def full_errors_requested() -> bool:
+    return os.environ.get("HYDRA_FULL_ERROR") == "1"
+
+
+def exit_on_user_error(fn: F) -> F:
+    """Turn a ChargptError into one line on stderr and exit code 2 (traceback with HYDRA_FULL_ERROR=1)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: object, **kwargs: object) -> object:
+        try:
+            return fn(*args, **kwargs)
+        except ChargptError as err:
+            if full_errors_requested():
+                raise
+            print(f"error: {err}", file=sys.stderr)
+            sys.exit(USAGE_EXIT_CODE)
+
+    return wrapper  # type: ignore[return-value]

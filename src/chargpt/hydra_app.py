@@ -1,0 +1,32 @@
+"""What the three entry points share: where the configs live, plain containers, quiet warnings."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+_PACKAGED = Path(__file__).parent / "configs"  # wheel installs
+_SOURCE_TREE = Path(__file__).resolve().parents[2] / "configs"  # editable installs and checkouts
+CONFIG_PATH = str(_PACKAGED if _PACKAGED.is_dir() else _SOURCE_TREE)
+
+
+def plain(cfg: DictConfig | None) -> Any:
+    """A resolved config as plain dicts and lists (safe inside checkpoints)."""
+    return None if cfg is None else OmegaConf.to_container(cfg, resolve=True)
+
+
+def quiet_known_warnings() -> None:
+    """Silence warnings that say nothing actionable for this project's runs."""
+    for message in (
+        r".*LeafSpec.*",  # torch.utils._pytree deprecation inside Lightning, printed every run
+        r".*does not have many workers.*",  # batches are gathered in one vectorised index
+        r".*resuming from a checkpoint that ended before the epoch ended.*",  # batches are indexed by step
+        r".*`isinstance\(treespec, LeafSpec\)`.*",
+    ):
+        warnings.filterwarnings("ignore", message=message)
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+        logging.getLogger(name).addFilter(lambda record: "litlogger" not in record.getMessage())

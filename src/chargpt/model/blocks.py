@@ -1,0 +1,93 @@
+"""Transformer block: pre-norm causal self-attention and feed-forward, each on a residual path."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from chargpt.model.config import ModelConfig
+from chargpt.model.kv_cache import KVCache
+from chargpt.model.positional import Rotary
+
+
+def make_norm(config: ModelConfig, dim: int | None = None) -> nn.Module:
+    dim = dim or config.n_embd
+    if config.norm == "rmsnorm":
+        return nn.RMSNorm(dim)
+    return nn.LayerNorm(dim, bias=config.bias)
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, config: ModelConfig, layer: int) -> None:
+        super().__init__()
+        self.layer, self.n_head, self.head_dim = layer, config.n_head, config.head_dim
+        self.qkv = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
+        self.proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
+        self.proj.is_residual_out = True  # scaled init, see GPT._init_weights
+        self.dropout = config.dropout
+        self.resid_dropout = nn.Dropout(config.dropout)
+        self.q_norm = make_norm(config, self.head_dim) if config.qk_norm else nn.Identity()
+        self.k_norm = make_norm(config, self.head_dim) if config.qk_norm else nn.Identity()
+
+    def forward(
+        self, x: torch.Tensor, rotary: Rotary | None = None, cache: KVCache | None = None
+    ) -> torch.Tensor:
+        b, t, c = x.shape
+        q, k, v = (
+            z.view(b, t, self.n_head, self.head_dim).transpose(1, 2) for z in self.qkv(x).split(c, dim=2)
+        )
+        q, k = self.q_norm(q), self.k_norm(k)
+        offset = cache.length if cache is not None else 0
+        if rotary is not None:
+            q, k = rotary(q, offset), rotary(k, offset)
+        if cache is not None:
+            if offset and t > 1:
+                raise ValueError("the KV cache takes a multi-token prompt only when it is empty")
+            k, v = cache.update(self.layer, k, v)
+        # One new token attends to everything cached: no mask needed; otherwise causal.
+        y = F.scaled_dot_product_attention(
+            q, k, v, is_causal=t > 1, dropout_p=self.dropout if self.training else 0.0
+        )
+        return self.resid_dropout(self.proj(y.transpose(1, 2).reshape(b, t, c)))
+
+
+class FeedForward(nn.Module):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        hidden = int(config.mlp_ratio * config.n_embd)
+        self.activation = config.activation
+        if self.activation == "swiglu":
+            hidden = int(2 * hidden / 3)  # keeps the parameter count of a plain MLP
+            self.gate = nn.Linear(config.n_embd, hidden, bias=config.bias)
+        self.up = nn.Linear(config.n_embd, hidden, bias=config.bias)
+        self.down = nn.Linear(hidden, config.n_embd, bias=config.bias)
+        self.down.is_residual_out = True
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.up(x)
+        if self.activation == "relu":
+            h = F.relu(h)
+        elif self.activation == "gelu":
+            h = F.gelu(h)
+        elif self.activation == "relu2":
+            h = F.relu(h).square()
+        else:
+            h = F.silu(self.gate(x)) * h
+        return self.dropout(self.down(h))
+
+
+class Block(nn.Module):
+    def __init__(self, config: ModelConfig, layer: int) -> None:
+        super().__init__()
+        self.norm1 = make_norm(config)
+        self.attn = CausalSelfAttention(config, layer)
+        self.norm2 = make_norm(config)
+        self.mlp = FeedForward(config)
+
+    def forward(
+        self, x: torch.Tensor, rotary: Rotary | None = None, cache: KVCache | None = None
+    ) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x), rotary, cache)
+        return x + self.mlp(self.norm2(x))

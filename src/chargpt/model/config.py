@@ -1,0 +1,74 @@
+"""Model hyperparameters, validated before anything is built."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from chargpt.errors import ConfigError
+
+ARCHS = ("gpt", "bigram")
+POS_ENCODINGS = ("learned", "sinusoidal", "rope")
+ACTIVATIONS = ("relu", "gelu", "relu2", "swiglu")
+NORMS = ("layernorm", "rmsnorm")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    arch: str = "gpt"
+    block_size: int = 64  # context length; also the training window length
+    n_layer: int = 4
+    n_head: int = 4
+    n_embd: int = 128
+    dropout: float = 0.0
+    bias: bool = True  # biases in linear layers and norms
+    pos_encoding: str = "learned"
+    activation: str = "gelu"
+    mlp_ratio: float = 4.0  # hidden width of the feed-forward as a multiple of n_embd
+    norm: str = "layernorm"
+    qk_norm: bool = False  # normalise queries and keys per head before attention
+    tie_weights: bool = True  # share the token embedding with the output head
+
+    def __post_init__(self) -> None:
+        for name, allowed in (
+            ("arch", ARCHS),
+            ("pos_encoding", POS_ENCODINGS),
+            ("activation", ACTIVATIONS),
+            ("norm", NORMS),
+        ):
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"model.{name}={getattr(self, name)!r} is not one of {', '.join(allowed)}")
+        for name in ("block_size", "n_layer", "n_head", "n_embd"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"model.{name}={value!r} must be a positive integer")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"model.dropout={self.dropout} must be in [0, 1)")
+        if self.mlp_ratio <= 0:
+            raise ConfigError(f"model.mlp_ratio={self.mlp_ratio} must be positive")
+        if self.n_embd % self.n_head:
+            raise ConfigError(
+                f"model.n_embd={self.n_embd} is not divisible by model.n_head={self.n_head}; "
+                "pick a width that is a multiple of the number of heads"
+            )
+        if self.pos_encoding == "rope" and (self.n_embd // self.n_head) % 2:
+            raise ConfigError(
+                f"rope needs an even head size, got n_embd/n_head = {self.n_embd // self.n_head}; "
+                "change model.n_embd or model.n_head"
+            )
+
+    @property
+    def head_dim(self) -> int:
+        return self.n_embd // self.n_head
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> ModelConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(values) - known - {"_target_"}
+        if unknown:
+            raise ConfigError(f"unknown model settings: {', '.join(sorted(unknown))}")
+        return cls(**{k: v for k, v in values.items() if k in known})

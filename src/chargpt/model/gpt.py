@@ -1,0 +1,108 @@
+"""Decoder-only transformer language model over characters (after nanoGPT)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from chargpt.data.windows import IGNORE_INDEX
+from chargpt.model.blocks import Block, make_norm
+from chargpt.model.config import ModelConfig
+from chargpt.model.kv_cache import KVCache
+from chargpt.model.positional import AbsolutePositions, Rotary
+from chargpt.model.sampling import generate
+
+
+def lm_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(
+        logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1), ignore_index=IGNORE_INDEX
+    )
+
+
+class GPT(nn.Module):
+    def __init__(self, config: ModelConfig, vocab_size: int) -> None:
+        super().__init__()
+        self.config, self.vocab_size, self.block_size = config, vocab_size, config.block_size
+        self.tok_emb = nn.Embedding(vocab_size, config.n_embd)
+        self.positions = (
+            None if config.pos_encoding == "rope"
+            else AbsolutePositions(config.pos_encoding, config.block_size, config.n_embd)
+        )
+        self.rotary = Rotary(config.block_size, config.head_dim) if config.pos_encoding == "rope" else None
+        self.drop = nn.Dropout(config.dropout)
+        self.blocks = nn.ModuleList(Block(config, i) for i in range(config.n_layer))
+        self.norm = make_norm(config)
+        self.head = nn.Linear(config.n_embd, vocab_size, bias=False)
+        if config.tie_weights:
+            self.head.weight = self.tok_emb.weight
+        self.apply(self._init_weights)
+
+    def _init_weights(self, module: nn.Module) -> None:
+        # GPT-2 init: N(0, 0.02), residual output projections scaled by 1/sqrt(2 * n_layer).
+        if isinstance(module, nn.Linear):
+            std = 0.02
+            if getattr(module, "is_residual_out", False):
+                std /= math.sqrt(2 * self.config.n_layer)
+            nn.init.normal_(module.weight, mean=0.0, std=std)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def new_cache(self, batch: int) -> KVCache:
+        p = self.head.weight
+        c = self.config
+        return KVCache(c.n_layer, batch, c.n_head, c.block_size, c.head_dim, p.device, p.dtype)
+
+    def forward(
+        self, idx: torch.Tensor, targets: torch.Tensor | None = None, cache: KVCache | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Logits for every position; the mean next-token loss when targets are given."""
+        offset = cache.length if cache is not None else 0
+        if offset + idx.shape[1] > self.block_size:
+            raise ValueError(f"sequence of {offset + idx.shape[1]} exceeds the context of {self.block_size}")
+        x = self.tok_emb(idx)
+        if self.positions is not None:
+            x = self.positions(x, offset)
+        x = self.drop(x)
+        for block in self.blocks:
+            x = block(x, self.rotary, cache)
+        if cache is not None:
+            cache.advance(idx.shape[1])
+        logits = self.head(self.norm(x))
+        return logits, (lm_loss(logits, targets) if targets is not None else None)
+
+    generate = generate
+
+
+class BigramLM(nn.Module):
+    """The tutorial's baseline: each character's logits for the next one, read from a table."""
+
+    def __init__(self, config: ModelConfig, vocab_size: int) -> None:
+        super().__init__()
+        self.config, self.vocab_size, self.block_size = config, vocab_size, config.block_size
+        self.table = nn.Embedding(vocab_size, vocab_size)
+
+    def num_params(self) -> int:
+        return self.table.weight.numel()
+
+    def new_cache(self, batch: int) -> None:
+        return None  # only the last character matters
+
+    def forward(
+        self, idx: torch.Tensor, targets: torch.Tensor | None = None, cache: None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        logits = self.table(idx)
+        return logits, (lm_loss(logits, targets) if targets is not None else None)
+
+    generate = generate
+
+
+def build_model(config: ModelConfig, vocab_size: int) -> GPT | BigramLM:
+    return BigramLM(config, vocab_size) if config.arch == "bigram" else GPT(config, vocab_size)

@@ -1,0 +1,52 @@
+"""Positional information: learned or sinusoidal vectors added to the input, or rotary (RoPE)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+def sinusoidal_table(length: int, dim: int) -> torch.Tensor:
+    """The fixed encodings of "Attention Is All You Need": sin on even, cos on odd channels."""
+    pos = torch.arange(length, dtype=torch.float32)[:, None]
+    freq = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32) * (-math.log(10000.0) / dim))
+    table = torch.zeros(length, dim)
+    table[:, 0::2] = torch.sin(pos * freq)
+    table[:, 1::2] = torch.cos(pos * freq[: dim // 2])
+    return table
+
+
+class AbsolutePositions(nn.Module):
+    """Adds a position vector (learned or sinusoidal) to each token embedding."""
+
+    def __init__(self, kind: str, block_size: int, n_embd: int) -> None:
+        super().__init__()
+        if kind == "learned":
+            self.table = nn.Parameter(torch.zeros(block_size, n_embd))
+            nn.init.normal_(self.table, std=0.02)
+        else:
+            self.register_buffer("table", sinusoidal_table(block_size, n_embd), persistent=False)
+
+    def forward(self, x: torch.Tensor, offset: int = 0) -> torch.Tensor:
+        return x + self.table[offset : offset + x.shape[1]]
+
+
+class Rotary(nn.Module):
+    """Rotates query/key channel pairs by position-dependent angles (Su et al., RoFormer)."""
+
+    def __init__(self, block_size: int, head_dim: int, base: float = 10000.0) -> None:
+        super().__init__()
+        inv_freq = 1.0 / base ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)
+        angles = torch.outer(torch.arange(block_size, dtype=torch.float32), inv_freq)
+        self.register_buffer("cos", angles.cos(), persistent=False)
+        self.register_buffer("sin", angles.sin(), persistent=False)
+
+    def forward(self, x: torch.Tensor, offset: int = 0) -> torch.Tensor:
+        """x: (B, heads, T, head_dim)."""
+        t = x.shape[2]
+        cos = self.cos[offset : offset + t].to(x.dtype)
+        sin = self.sin[offset : offset + t].to(x.dtype)
+        x1, x2 = x[..., 0::2], x[..., 1::2]
+        return torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1).flatten(-2)

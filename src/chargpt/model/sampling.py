@@ -1,0 +1,106 @@
+"""Autoregressive sampling: temperature, top-k, top-p (nucleus), greedy, with a KV cache.
+
+Context rule, shared by cached and uncached decoding so both give identical text: the model
+sees the tokens since a window start; when that window would exceed the context length, it
+restarts at the newest block_size // 2 tokens (the cache is then refilled from them). This
+keeps generation going past the context at an amortised cost, instead of a full recompute for
+every token.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+from torch import nn
+
+from chargpt.errors import ConfigError
+
+
+def check_sampling(
+    temperature: float, top_k: int | None, top_p: float | None, max_new_tokens: int = 0
+) -> None:
+    if temperature < 0:
+        raise ConfigError(f"temperature={temperature} must be >= 0 (0 means greedy)")
+    if top_k is not None and top_k < 0:
+        raise ConfigError(f"top_k={top_k} must be >= 0 (0 or null turns it off)")
+    if top_p is not None and not 0.0 < top_p <= 1.0:
+        raise ConfigError(f"top_p={top_p} must be in (0, 1] (1 or null turns it off)")
+    if max_new_tokens < 0:
+        raise ConfigError(f"max_new_tokens={max_new_tokens} must be >= 0")
+
+
+def filter_logits(logits: torch.Tensor, top_k: int | None, top_p: float | None) -> torch.Tensor:
+    """Set to -inf the logits outside the top k and outside the smallest set reaching mass top_p."""
+    if top_k:
+        kth = torch.topk(logits, min(top_k, logits.size(-1))).values[..., -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p is not None and top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, descending=True)
+        probs = sorted_logits.softmax(-1)
+        # Drop a token when the tokens ranked above it already reach top_p.
+        drop_sorted = probs.cumsum(-1) - probs >= top_p
+        drop = drop_sorted.scatter(-1, order, drop_sorted)
+        logits = logits.masked_fill(drop, float("-inf"))
+    return logits
+
+
+def sample_next(
+    logits: torch.Tensor,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """One next token per row of (B, V) logits, as a (B, 1) tensor."""
+    if temperature == 0 or top_k == 1:
+        return logits.argmax(-1, keepdim=True)
+    probs = filter_logits(logits.float() / temperature, top_k, top_p).softmax(-1)
+    return torch.multinomial(probs, 1, generator=generator)
+
+
+def iter_tokens(
+    model: nn.Module,
+    idx: torch.Tensor,
+    max_new_tokens: int,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    generator: torch.Generator | None = None,
+    use_cache: bool = True,
+) -> Iterator[torch.Tensor]:
+    """Yield each new (B, 1) token column after the prompt `idx` (B, T)."""
+    check_sampling(temperature, top_k, top_p, max_new_tokens)
+    if idx.shape[1] == 0:
+        raise ConfigError("the prompt is empty; give at least one character")
+    block = model.block_size
+    keep = max(1, block // 2)
+    cache = model.new_cache(idx.shape[0]) if use_cache else None
+    seq = idx
+    start = max(0, seq.shape[1] - block)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            for _ in range(max_new_tokens):
+                if cache is None:
+                    logits, _ = model(seq[:, start:])
+                elif cache.length == 0:
+                    logits, _ = model(seq[:, start:], cache=cache)
+                else:
+                    logits, _ = model(seq[:, -1:], cache=cache)
+                token = sample_next(logits[:, -1, :], temperature, top_k, top_p, generator)
+                seq = torch.cat((seq, token), dim=1)
+                if seq.shape[1] - start > block:
+                    start = seq.shape[1] - keep
+                    if cache is not None:
+                        cache.reset()
+                yield token
+    finally:
+        model.train(was_training)
+
+
+def generate(model: nn.Module, idx: torch.Tensor, max_new_tokens: int, **options: object) -> torch.Tensor:
+    """The prompt followed by max_new_tokens sampled tokens, (B, T + max_new_tokens)."""
+    new = list(iter_tokens(model, idx, max_new_tokens, **options))  # type: ignore[arg-type]
+    return torch.cat([idx, *new], dim=1)

@@ -1,0 +1,50 @@
+"""chargpt-sample: stream text from a checkpoint (file or run directory)."""
+
+from __future__ import annotations
+
+import hydra
+import torch
+from omegaconf import DictConfig
+
+from chargpt.api import load
+from chargpt.errors import ConfigError, exit_on_user_error
+from chargpt.hydra_app import CONFIG_PATH, quiet_known_warnings
+
+
+def pick_device(name: str) -> str:
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device={name} but no CUDA GPU is available; use device=cpu")
+    return name
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="sample")
+@exit_on_user_error
+def _hydra_main(cfg: DictConfig) -> None:
+    quiet_known_warnings()
+    if not cfg.ckpt_path:
+        raise ConfigError("ckpt_path is required: chargpt-sample ckpt_path=RUN_DIR_OR_CKPT_FILE")
+    if cfg.num_samples < 1:
+        raise ConfigError(f"num_samples={cfg.num_samples} must be at least 1")
+    trained = load(cfg.ckpt_path, pick_device(cfg.device))
+    generator = torch.Generator(device=trained.device)
+    generator.manual_seed(cfg.seed)
+    for i in range(cfg.num_samples):
+        if i:
+            print("\n---")
+        print(cfg.prompt, end="", flush=True)
+        for ch in trained.stream(
+            cfg.prompt, cfg.max_new_tokens, cfg.temperature, cfg.top_k, cfg.top_p,
+            generator=generator, use_cache=cfg.use_cache,
+        ):
+            print(ch, end="", flush=True)
+    print()
+
+
+def main() -> None:
+    _hydra_main()
+
+
+if __name__ == "__main__":
+    main()
