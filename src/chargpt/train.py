@@ -8,6 +8,7 @@ import time
 
 import hydra
 import lightning as L
+from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
@@ -18,6 +19,7 @@ from chargpt.hydra_app import CONFIG_PATH, plain, quiet_known_warnings
 from chargpt.model import ModelConfig
 from chargpt.training import CharLM
 from chargpt.training.callbacks import RunMetrics, ValidateAtEnd
+from chargpt.training.finetune import apply_pretrained, freeze, prepare_finetune
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +37,14 @@ def train(cfg: DictConfig) -> float | None:
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     output_dir = cfg.paths.output_dir
     model_config = ModelConfig.from_dict(plain(cfg.model))  # validated before any data work
+    pretrained = None
+    if cfg.init_from:
+        pretrained = prepare_finetune(cfg, model_config, list(HydraConfig.get().overrides.task))
+        model_config = pretrained.config
 
-    datamodule = instantiate(cfg.data)
+    datamodule = instantiate(
+        cfg.data, block_size=model_config.block_size, vocab=pretrained.vocab if pretrained else None
+    )
     datamodule.prepare_data()
     datamodule.setup("fit")
     module = CharLM(
@@ -45,8 +53,13 @@ def train(cfg: DictConfig) -> float | None:
         optimizer=plain(cfg.optimizer),
         scheduler=plain(cfg.scheduler),
     )
+    if pretrained is not None:
+        apply_pretrained(module.model, pretrained)
+        freeze(module.model, cfg.finetune.freeze_embeddings, cfg.finetune.freeze_blocks)
     trainer = build_trainer(cfg, output_dir)
     ckpt_path = str(resolve_checkpoint(cfg.ckpt_path)) if cfg.ckpt_path else None
+    if pretrained is not None:  # the starting point on the new text, logged at step 0
+        trainer.validate(module, datamodule=datamodule, verbose=False)
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
 
     metrics = next((c for c in trainer.callbacks if isinstance(c, RunMetrics)), None)
