@@ -71,3 +71,22 @@ class StepHook:
 
     def send_signal_at(self, step: int, signum: int = signal.SIGINT) -> None:
         self.actions[step] = lambda module: os.kill(os.getpid(), signum)
+
+
+def make_checkpoint(path: Path, chars: str = "\n abcdefghijk") -> Path:
+    """A minimal chargpt checkpoint (untrained weights), written without training."""
+    import torch
+
+    from chargpt.model import ModelConfig, build_model
+
+    config = ModelConfig(n_layer=1, n_embd=32, n_head=2, block_size=16)
+    vocab = sorted(set(chars))
+    model = build_model(config, len(vocab))
+    torch.save(
+        {
+            "hyper_parameters": {"model": config.to_dict(), "vocab": vocab},
+            "state_dict": {f"model.{k}": v for k, v in model.state_dict().items()},
+        },
+        path,
+    )
+    return path

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from reliability_helpers import StepHook, run_main, train_args, write_corpus
 
 from chargpt.train import main as train_main
+from reliability_helpers import StepHook, run_main, train_args, write_corpus
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 

@@ -23,7 +23,7 @@ from omegaconf import DictConfig, ListConfig
 from chargpt.api import TrainedModel
 from chargpt.checkpoint import read_checkpoint, resolve_checkpoint, run_dir_of
 from chargpt.errors import ChargptError, ConfigError, exit_on_user_error
-from chargpt.hydra_app import CONFIG_PATH, plain, quiet_known_warnings
+from chargpt.hydra_app import CONFIG_PATH, instantiate_checked, plain, quiet_known_warnings
 from chargpt.model import ModelConfig
 from chargpt.training import CharLM
 from chargpt.training.callbacks import RunMetrics, ValidateAtEnd
@@ -121,7 +121,7 @@ def train(cfg: DictConfig) -> float | None:
     output_dir = cfg.paths.output_dir
     model_config = ModelConfig.from_dict(plain(cfg.model))  # validated before any data work
 
-    datamodule = instantiate(cfg.data)
+    datamodule = instantiate_checked(cfg.data)
     datamodule.prepare_data()
     datamodule.setup("fit")
     vocab = datamodule.tokenizer.to_list()
