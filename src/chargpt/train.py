@@ -7,6 +7,7 @@ import os
 import shlex
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -135,6 +136,7 @@ def train(cfg: DictConfig) -> float | None:
         check_resumable(ckpt, str(file), model_config.to_dict(), vocab, corpus)
         ckpt_path, resume_step = str(file), int(ckpt.get("global_step", 0))
         del ckpt
+        warnings.filterwarnings("ignore", message=r".*Checkpoint directory .* exists and is not empty.*")
     module = CharLM(
         model=model_config.to_dict(),
         vocab=vocab,
