@@ -24,9 +24,16 @@ def write_corpus(path: Path, n_chars: int = 4000, seed: int = 0, alphabet: str =
 
 def train_args(corpus: Path, run_dir: Path | None, *extra: str) -> list[str]:
     args = [
-        "data=text", f"data.path={corpus}", "data.batch_size=4", "data.val_batch_size=32", *TINY_MODEL,
-        "trainer.enable_model_summary=false", "~callbacks.progress_bar", "logger=none",
-        "sample.max_new_tokens=0", "trainer.log_every_n_steps=1",
+        "data=text",
+        f"data.path={corpus}",
+        "data.batch_size=4",
+        "data.val_batch_size=32",
+        *TINY_MODEL,
+        "trainer.enable_model_summary=false",
+        "~callbacks.progress_bar",
+        "logger=none",
+        "sample.max_new_tokens=0",
+        "trainer.log_every_n_steps=1",
     ]
     if run_dir is not None:
         args.append(f"hydra.run.dir={run_dir}")

@@ -42,13 +42,21 @@ def _fill(args: list[str], files: dict[str, Path]) -> list[str]:
 
 # (entry point, arguments, what the one line must say). {tmp}, {corpus}, {ckpt} are filled in.
 TRAIN_CASES = [
-    ("data file missing", ["data.path={tmp}/missing.txt"], "data file not found: {tmp}/missing.txt; pass an existing"),
+    (
+        "data file missing",
+        ["data.path={tmp}/missing.txt"],
+        "data file not found: {tmp}/missing.txt; pass an existing",
+    ),
     ("data file empty", ["data.path={tmp}/empty.txt"], "data file {tmp}/empty.txt is empty"),
     ("data path is a directory", ["data.path={tmp}/folder"], "data path {tmp}/folder is a directory"),
     ("data not UTF-8", ["data.path={tmp}/latin1.txt"], "is not UTF-8 text (bad byte near offset 3)"),
     ("train split too short", ["data.train_fraction=0.002"], "the train split of {corpus} has 8 characters"),
     ("val split too short", ["data.train_fraction=0.998"], "the val split of {corpus} has 8 characters"),
-    ("width not divisible by heads", ["model.n_embd=30", "model.n_head=4"], "model.n_embd=30 is not divisible"),
+    (
+        "width not divisible by heads",
+        ["model.n_embd=30", "model.n_head=4"],
+        "model.n_embd=30 is not divisible",
+    ),
     ("zero layers", ["model.n_layer=0"], "model.n_layer=0 must be a positive integer"),
     ("negative width", ["model.n_embd=-8"], "model.n_embd=-8 must be a positive integer"),
     ("dropout 1", ["model.dropout=1.0"], "model.dropout=1.0 must be in [0, 1)"),
@@ -56,15 +64,31 @@ TRAIN_CASES = [
     ("batch size 0", ["data.batch_size=0"], "data.batch_size=0 must be a positive integer"),
     ("checkpoint missing", ["ckpt_path={tmp}/nope.ckpt"], "checkpoint not found: {tmp}/nope.ckpt"),
     ("run dir without checkpoint", ["ckpt_path={tmp}/folder"], "no last.ckpt in run directory {tmp}/folder"),
-    ("checkpoint truncated", ["ckpt_path={tmp}/truncated.ckpt"], "truncated.ckpt is not a readable checkpoint"),
+    (
+        "checkpoint truncated",
+        ["ckpt_path={tmp}/truncated.ckpt"],
+        "truncated.ckpt is not a readable checkpoint",
+    ),
     ("not a checkpoint", ["ckpt_path={tmp}/notes.txt"], "notes.txt is not a readable checkpoint"),
-    ("checkpoint without settings", ["ckpt_path={tmp}/foreign.ckpt"], "foreign.ckpt is not a chargpt checkpoint"),
+    (
+        "checkpoint without settings",
+        ["ckpt_path={tmp}/foreign.ckpt"],
+        "foreign.ckpt is not a chargpt checkpoint",
+    ),
     ("checkpoint of another vocabulary", ["ckpt_path={tmp}/other_vocab.ckpt"], "another vocabulary"),
-    ("more CPU processes than cores", ["trainer.accelerator=cpu", "trainer.devices=512"],
-     "trainer.devices=512 asks for 512 CPU processes but this machine has"),
-    pytest.param("GPU trainer without a GPU", ["trainer=gpu"], "no CUDA GPU is visible; use trainer=cpu",
-                 marks=NO_GPU),
-    ("output dir not writable", ["hydra.run.dir={corpus}/run"], "cannot write to the output directory {corpus}/run"),
+    (
+        "more CPU processes than cores",
+        ["trainer.accelerator=cpu", "trainer.devices=512"],
+        "trainer.devices=512 asks for 512 CPU processes but this machine has",
+    ),
+    pytest.param(
+        "GPU trainer without a GPU", ["trainer=gpu"], "no CUDA GPU is visible; use trainer=cpu", marks=NO_GPU
+    ),
+    (
+        "output dir not writable",
+        ["hydra.run.dir={corpus}/run"],
+        "cannot write to the output directory {corpus}/run",
+    ),
 ]
 
 SAMPLE_CASES = [
@@ -75,22 +99,38 @@ SAMPLE_CASES = [
     ("top_p > 1", ["ckpt_path={ckpt}", "top_p=1.5"], "top_p=1.5 must be in (0, 1]"),
     ("max_new_tokens < 0", ["ckpt_path={ckpt}", "max_new_tokens=-1"], "max_new_tokens=-1 must be >= 0"),
     ("num_samples 0", ["ckpt_path={ckpt}", "num_samples=0"], "num_samples=0 must be at least 1"),
-    ("prompt outside vocabulary", ["ckpt_path={ckpt}", "prompt=KING Z"],
-     "characters not in the vocabulary: 'G', 'I', 'K', 'N', 'Z'"),
+    (
+        "prompt outside vocabulary",
+        ["ckpt_path={ckpt}", "prompt=KING Z"],
+        "characters not in the vocabulary: 'G', 'I', 'K', 'N', 'Z'",
+    ),
     ("checkpoint missing", ["ckpt_path={tmp}/nope.ckpt"], "checkpoint not found"),
     ("checkpoint truncated", ["ckpt_path={tmp}/truncated.ckpt"], "is not a readable checkpoint"),
     ("not a checkpoint", ["ckpt_path={tmp}/notes.txt"], "is not a readable checkpoint"),
-    pytest.param("cuda device without a GPU", ["ckpt_path={ckpt}", "device=cuda"], "no CUDA GPU is available",
-                 marks=NO_GPU),
+    pytest.param(
+        "cuda device without a GPU",
+        ["ckpt_path={ckpt}", "device=cuda"],
+        "no CUDA GPU is available",
+        marks=NO_GPU,
+    ),
 ]
 
 EVAL_CASES = [
-    ("data outside the checkpoint's vocabulary", ["ckpt_path={ckpt}", "data=text", "data.path={other_text}"],
-     "has characters the vocabulary lacks: 'A', 'B', 'C'"),
-    ("unknown split", ["ckpt_path={ckpt}", "data=text", "data.path={corpus}", "split=test"],
-     "split='test' is not one of val, train, all"),
-    ("checkpoint truncated", ["ckpt_path={tmp}/truncated.ckpt", "data=text", "data.path={corpus}"],
-     "is not a readable checkpoint"),
+    (
+        "data outside the checkpoint's vocabulary",
+        ["ckpt_path={ckpt}", "data=text", "data.path={other_text}"],
+        "has characters the vocabulary lacks: 'A', 'B', 'C'",
+    ),
+    (
+        "unknown split",
+        ["ckpt_path={ckpt}", "data=text", "data.path={corpus}", "split=test"],
+        "split='test' is not one of val, train, all",
+    ),
+    (
+        "checkpoint truncated",
+        ["ckpt_path={tmp}/truncated.ckpt", "data=text", "data.path={corpus}"],
+        "is not a readable checkpoint",
+    ),
 ]
 
 
@@ -104,8 +144,11 @@ def _assert_one_error_line(code: int, out: str, err: str, expected: str) -> None
 
 @pytest.mark.parametrize(("case", "args", "expected"), TRAIN_CASES)
 def test_train_bad_input(case, args, expected, files, monkeypatch, capsys):
-    base = [a for a in train_args(files["corpus"], files["tmp"] / "run") if a.split("=")[0] not in
-            {x.split("=")[0] for x in args}]
+    base = [
+        a
+        for a in train_args(files["corpus"], files["tmp"] / "run")
+        if a.split("=")[0] not in {x.split("=")[0] for x in args}
+    ]
     code, out, err = run_main(train_cli.main, [*base, *_fill(args, files)], monkeypatch, capsys)
     _assert_one_error_line(code, out, err, expected.format(**files))
 
@@ -138,12 +181,17 @@ def test_existing_run_is_never_overwritten(files, monkeypatch, capsys):
 
     # The same run directory again, without ckpt_path: refused before Hydra writes anything.
     code, out, err = run_main(train_cli.main, [*args, "model.n_layer=2"], monkeypatch, capsys)
-    _assert_one_error_line(code, out, err, f"the run directory {run} already holds a run; continue it with "
-                           f"ckpt_path={run}")
+    _assert_one_error_line(
+        code, out, err, f"the run directory {run} already holds a run; continue it with ckpt_path={run}"
+    )
     # Resuming another run's checkpoint into this directory: refused too.
     other = files["tmp"] / "other"
-    code, _, err = run_main(train_cli.main, train_args(files["corpus"], other, "trainer.max_steps=2",
-                                                       "trainer.val_check_interval=2"), monkeypatch, capsys)
+    code, _, err = run_main(
+        train_cli.main,
+        train_args(files["corpus"], other, "trainer.max_steps=2", "trainer.val_check_interval=2"),
+        monkeypatch,
+        capsys,
+    )
     assert code == 0, err
     code, out, err = run_main(train_cli.main, [*args, f"ckpt_path={other}"], monkeypatch, capsys)
     _assert_one_error_line(code, out, err, f"hydra.run.dir={run} holds another run")
@@ -151,8 +199,15 @@ def test_existing_run_is_never_overwritten(files, monkeypatch, capsys):
 
 
 def test_multirun_with_subprocess_ddp_is_refused(files, monkeypatch, capsys):
-    args = train_args(files["corpus"], None, f"hydra.sweep.dir={files['tmp']}/sweep", "trainer.accelerator=cpu",
-                      "trainer.devices=1", "+trainer.strategy=ddp", "model.dropout=0.0,0.1")
+    args = train_args(
+        files["corpus"],
+        None,
+        f"hydra.sweep.dir={files['tmp']}/sweep",
+        "trainer.accelerator=cpu",
+        "trainer.devices=1",
+        "+trainer.strategy=ddp",
+        "model.dropout=0.0,0.1",
+    )
     code, out, err = run_main(train_cli.main, ["-m", *args], monkeypatch, capsys)
     _assert_one_error_line(code, out, err, "trainer.strategy=ddp cannot run inside a Hydra multirun (-m)")
     assert not list((files["tmp"] / "sweep").rglob("*.ckpt"))

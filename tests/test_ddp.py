@@ -19,13 +19,30 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 
 def _train(tmp_path: Path, run: Path, *extra: str) -> None:
     corpus = tmp_path / "corpus.txt"
-    env = {**os.environ, "CHARGPT_CACHE_DIR": str(tmp_path / "cache"),
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(SRC), os.environ.get("PYTHONPATH")]))}
-    args = [a for a in train_args(corpus, run, "logger=tensorboard", "trainer.max_steps=6",
-                                  "trainer.val_check_interval=3", "model.dropout=0.0") if not a.startswith(
-        "data.batch_size")]
-    result = subprocess.run([sys.executable, "-m", "chargpt.train", *args, *extra], env=env, capture_output=True,
-                            text=True, timeout=300)
+    env = {
+        **os.environ,
+        "CHARGPT_CACHE_DIR": str(tmp_path / "cache"),
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(SRC), os.environ.get("PYTHONPATH")])),
+    }
+    args = [
+        a
+        for a in train_args(
+            corpus,
+            run,
+            "logger=tensorboard",
+            "trainer.max_steps=6",
+            "trainer.val_check_interval=3",
+            "model.dropout=0.0",
+        )
+        if not a.startswith("data.batch_size")
+    ]
+    result = subprocess.run(
+        [sys.executable, "-m", "chargpt.train", *args, *extra],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
 
 

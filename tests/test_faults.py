@@ -46,7 +46,9 @@ def test_nan_loss_stops_keeps_last_good_checkpoint_and_resume_continues_tensorbo
 ):
     corpus = write_corpus(tmp_path / "corpus.txt")
     run = tmp_path / "run"
-    args = train_args(corpus, run, "trainer.max_steps=12", "trainer.val_check_interval=4", "logger=tensorboard")
+    args = train_args(
+        corpus, run, "trainer.max_steps=12", "trainer.val_check_interval=4", "logger=tensorboard"
+    )
     hook = StepHook(monkeypatch)
     hook.actions[7] = _poison  # the loss of step 7 is NaN
     code, out, err = run_main(train_main, args, monkeypatch, capsys)
@@ -109,7 +111,7 @@ def test_failed_write_is_one_clear_error_and_keeps_the_previous_checkpoint(tmp_p
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     monkeypatch.setattr(checkpoint_io.os, "replace", disk_full)
-    with pytest.raises(CheckpointError, match="cannot write checkpoint .*No space left on device"):
+    with pytest.raises(CheckpointError, match=r"cannot write checkpoint .*No space left on device"):
         AtomicCheckpointIO().save_checkpoint({"step": torch.tensor(2)}, path)
     assert torch.load(path, weights_only=True)["step"] == 1
     assert os.listdir(tmp_path) == ["last.ckpt"]

@@ -26,11 +26,16 @@ def test_signal_checkpoints_and_prints_the_resume_command(signum, tmp_path, monk
     corpus = write_corpus(tmp_path / "corpus.txt")
     run = tmp_path / "run"
     args = train_args(corpus, run, "trainer.max_steps=1000000", "trainer.val_check_interval=5")
-    env = {**os.environ, "CHARGPT_CACHE_DIR": str(tmp_path / "cache"),
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(SRC), os.environ.get("PYTHONPATH")]))}
+    env = {
+        **os.environ,
+        "CHARGPT_CACHE_DIR": str(tmp_path / "cache"),
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(SRC), os.environ.get("PYTHONPATH")])),
+    }
     last = run / "checkpoints" / "last.ckpt"
     with (tmp_path / "out.txt").open("w") as out, (tmp_path / "err.txt").open("w") as err_file:
-        proc = subprocess.Popen([sys.executable, "-m", "chargpt.train", *args], stdout=out, stderr=err_file, env=env)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "chargpt.train", *args], stdout=out, stderr=err_file, env=env
+        )
         deadline = time.monotonic() + 120
         while not last.exists() and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.2)

@@ -30,12 +30,16 @@ def test_interrupted_then_resumed_run_is_bit_identical(tmp_path, monkeypatch, ca
     common = ["model.dropout=0.2", "trainer.max_steps=12", "trainer.val_check_interval=4"]
     hook = StepHook(monkeypatch)
 
-    code, _, err = run_main(train_main, train_args(corpus, tmp_path / "straight", *common), monkeypatch, capsys)
+    code, _, err = run_main(
+        train_main, train_args(corpus, tmp_path / "straight", *common), monkeypatch, capsys
+    )
     assert code == 0, err
     straight = hook.take()
 
     hook.send_signal_at(6)  # a real SIGINT, delivered in the middle of step 6
-    code, _, err = run_main(train_main, train_args(corpus, tmp_path / "stopped", *common), monkeypatch, capsys)
+    code, _, err = run_main(
+        train_main, train_args(corpus, tmp_path / "stopped", *common), monkeypatch, capsys
+    )
     assert code == 130, err
     assert "stopped by SIGINT after step 6" in err
     first_part = hook.take()
@@ -54,8 +58,10 @@ def test_interrupted_then_resumed_run_is_bit_identical(tmp_path, monkeypatch, ca
     assert a["global_step"] == b["global_step"] == 12
     for key, value in a["state_dict"].items():
         assert torch.equal(value, b["state_dict"][key]), key
-    for sa, sb in zip(a["optimizer_states"][0]["state"].values(), b["optimizer_states"][0]["state"].values()):
-        assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    opt_a, opt_b = (c["optimizer_states"][0]["state"] for c in (a, b))
+    assert opt_a.keys() == opt_b.keys()
+    for i, state in opt_a.items():
+        assert all(torch.equal(value, opt_b[i][k]) for k, value in state.items())
 
     metrics = json.loads((tmp_path / "stopped" / "metrics.json").read_text())
     assert metrics["step"] == 12 and metrics["tokens"] == 12 * 4 * 16
@@ -64,8 +70,10 @@ def test_interrupted_then_resumed_run_is_bit_identical(tmp_path, monkeypatch, ca
 def test_checkpoint_holds_rng_and_corpus_in_plain_form(tmp_path, monkeypatch, capsys):
     corpus = write_corpus(tmp_path / "corpus.txt")
     code, _, err = run_main(
-        train_main, train_args(corpus, tmp_path / "run", "trainer.max_steps=2", "trainer.val_check_interval=2"),
-        monkeypatch, capsys,
+        train_main,
+        train_args(corpus, tmp_path / "run", "trainer.max_steps=2", "trainer.val_check_interval=2"),
+        monkeypatch,
+        capsys,
     )
     assert code == 0, err
     ckpt = _state(tmp_path / "run")  # weights_only=True: everything in it is plain
@@ -79,7 +87,10 @@ def test_checkpoint_holds_rng_and_corpus_in_plain_form(tmp_path, monkeypatch, ca
     [
         ("model.n_embd=64", "its model has model.n_embd=32 but this run asks for model.n_embd=64"),
         ("model.n_layer=2", "model.n_layer=1 but this run asks for model.n_layer=2"),
-        ("data.path={other_vocab}", "another vocabulary (13 characters, this data has 15: this data adds 'X', 'Y')"),
+        (
+            "data.path={other_vocab}",
+            "another vocabulary (13 characters, this data has 15: this data adds 'X', 'Y')",
+        ),
         ("data.path={same_vocab}", "it was trained on {corpus} (sha256 "),
     ],
 )
@@ -89,14 +100,18 @@ def test_incompatible_resume_is_refused(tmp_path, monkeypatch, capsys, change, e
     same_vocab = write_corpus(tmp_path / "same.txt", seed=1)
     run = tmp_path / "run"
     code, _, err = run_main(
-        train_main, train_args(corpus, run, "trainer.max_steps=2", "trainer.val_check_interval=2"),
-        monkeypatch, capsys,
+        train_main,
+        train_args(corpus, run, "trainer.max_steps=2", "trainer.val_check_interval=2"),
+        monkeypatch,
+        capsys,
     )
     assert code == 0, err
     before = (run / "checkpoints" / "last.ckpt").read_bytes()
     change = change.format(other_vocab=other_vocab, same_vocab=same_vocab)
     expected = expected.format(corpus=corpus)
-    args = [a for a in train_args(corpus, None, "trainer.max_steps=4") if a.split("=")[0] != change.split("=")[0]]
+    args = [
+        a for a in train_args(corpus, None, "trainer.max_steps=4") if a.split("=")[0] != change.split("=")[0]
+    ]
     code, _, err = run_main(train_main, [*args, change, f"ckpt_path={run}"], monkeypatch, capsys)
     assert code == 2
     assert err.startswith("error: ") and expected in err and "Traceback" not in err

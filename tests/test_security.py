@@ -65,8 +65,10 @@ def test_nothing_a_run_writes_is_a_pickle(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("CHARGPT_CACHE_DIR", str(tmp_path / "cache"))
     run = tmp_path / "run"
     code, _, err = run_main(
-        train_cli.main, train_args(corpus, run, "trainer.max_steps=2", "trainer.val_check_interval=2"),
-        monkeypatch, capsys,
+        train_cli.main,
+        train_args(corpus, run, "trainer.max_steps=2", "trainer.val_check_interval=2"),
+        monkeypatch,
+        capsys,
     )
     assert code == 0, err
     checkpoints = list(run.rglob("*.ckpt"))

@@ -72,8 +72,8 @@ def check_launch(cfg: DictConfig) -> None:
     if relaunches and HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
         raise ConfigError(
             f"trainer.strategy={strategy} cannot run inside a Hydra multirun (-m): each extra process "
-            "would re-run the whole sweep with other settings; use trainer.strategy=ddp_spawn for "
-            "sweeps, or start each configuration as its own chargpt-train command"
+            "would re-run the whole sweep with other settings; start each configuration as its own "
+            "chargpt-train command"
         )
 
 
@@ -157,7 +157,9 @@ def train(cfg: DictConfig) -> float | None:
         sys.exit(stop.exit_code)
 
     metrics = next((c for c in trainer.callbacks if isinstance(c, RunMetrics)), None)
-    if trainer.is_global_zero and metrics is not None:
+    # trainer.datamodule is None after a *_spawn strategy: training ran in child processes, and
+    # rank 0's metrics.json holds the figures.
+    if trainer.is_global_zero and metrics is not None and trainer.datamodule is not None:
         m = metrics.metrics(trainer, module)
         log.info(
             "step %d: val loss %s (best %s), %.0f s, %.0f tokens/s; run dir %s",
