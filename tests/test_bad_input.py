@@ -3,6 +3,7 @@ nothing overwritten. Each case runs the real CLI entry point (in-process, as `ch
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -211,3 +212,22 @@ def test_multirun_with_subprocess_ddp_is_refused(files, monkeypatch, capsys):
     code, out, err = run_main(train_cli.main, ["-m", *args], monkeypatch, capsys)
     _assert_one_error_line(code, out, err, "trainer.strategy=ddp cannot run inside a Hydra multirun (-m)")
     assert not list((files["tmp"] / "sweep").rglob("*.ckpt"))
+
+
+@pytest.mark.parametrize(
+    ("trainer", "gpus", "expected"),
+    [
+        ({"accelerator": "gpu", "devices": 8}, 1, "trainer.devices=8 but 1 CUDA GPU(s) are visible"),
+        ({"accelerator": "auto", "devices": [0, 1]}, 1, "devices=[0, 1] but 1 CUDA GPU(s) are visible"),
+        ({"accelerator": "gpu", "devices": 1}, 0, "trainer.accelerator=gpu but no CUDA GPU is visible"),
+    ],
+)
+def test_more_gpus_than_exist(trainer, gpus, expected, monkeypatch):
+    from omegaconf import OmegaConf
+
+    from chargpt.errors import ConfigError
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: gpus)
+    with pytest.raises(ConfigError, match=re.escape(expected)):
+        train_cli.check_devices(OmegaConf.create(trainer))
+    train_cli.check_devices(OmegaConf.create({**trainer, "devices": "auto"}))  # "auto" takes what exists

@@ -118,7 +118,6 @@ def check_resumable(
 ) -> None:
     """Refuse, with the reason and the fix, a resume whose data or model differ from the checkpoint's."""
     hparams = ckpt["hyper_parameters"]
-    fix = "resume with the settings of the run that wrote it, or start a new run without ckpt_path"
     old_vocab = list(hparams["vocab"])
     if old_vocab != list(vocab):
         diff = []
@@ -129,14 +128,16 @@ def check_resumable(
         detail = "; ".join(diff) or "same characters in another order"
         raise CheckpointError(
             f"cannot resume from {source}: it was trained on another vocabulary ({len(old_vocab)} "
-            f"characters, this data has {len(vocab)}: {detail}); {fix}"
+            f"characters, this data has {len(vocab)}: {detail}); resume with the data it was trained on, "
+            "or start a new run without ckpt_path"
         )
     old_corpus = stored_corpus(ckpt)
     if old_corpus and corpus and old_corpus.get("sha256") != corpus.get("sha256"):
         raise CheckpointError(
             f"cannot resume from {source}: it was trained on {old_corpus.get('path')} "
             f"(sha256 {str(old_corpus.get('sha256'))[:12]}), not on {corpus['path']} "
-            f"(sha256 {corpus['sha256'][:12]}); {fix}"
+            f"(sha256 {corpus['sha256'][:12]}); resume with the data it was trained on, or start a new run "
+            "without ckpt_path"
         )
     old_model = hparams["model"]
     changed = sorted(
