@@ -16,6 +16,7 @@ from chargpt.checkpoint import resolve_checkpoint, run_dir_of
 from chargpt.errors import ChargptError, exit_on_user_error
 from chargpt.hydra_app import CONFIG_PATH, plain, quiet_known_warnings
 from chargpt.model import ModelConfig
+from chargpt.run_status import record_status
 from chargpt.training import CharLM
 from chargpt.training.callbacks import RunMetrics, ValidateAtEnd
 
@@ -23,9 +24,10 @@ log = logging.getLogger(__name__)
 
 
 def build_trainer(cfg: DictConfig, output_dir: str) -> L.Trainer:
-    callbacks = [instantiate(c) for c in (cfg.callbacks or {}).values()]
+    # An entry set to null (`callbacks.attention_maps=null`) is switched off.
+    callbacks = [instantiate(c) for c in (cfg.callbacks or {}).values() if c is not None]
     callbacks += [ValidateAtEnd(), RunMetrics(output_dir)]
-    loggers = [instantiate(c) for c in (cfg.logger or {}).values()]
+    loggers = [instantiate(c) for c in (cfg.logger or {}).values() if c is not None]
     return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
 
 
@@ -93,6 +95,7 @@ def resume_overrides(argv: list[str]) -> list[str]:
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="train")
 @exit_on_user_error
+@record_status  # status.json per run; in a sweep a failing job does not stop the others
 def _hydra_main(cfg: DictConfig) -> float | None:
     return train(cfg)
 
