@@ -74,7 +74,7 @@ def test_grid_layout_and_mask_colour() -> None:
     image = attention_grid(maps, cell=5)
     size = 4 * 5
     assert image.shape == (2 * (size + 2) - 2, 3 * (size + 2) - 2, 3)
-    assert 0.0 <= image.min() and image.max() <= 1.0
+    assert image.min() >= 0.0 and image.max() <= 1.0
     # Layer 1, head 2: the cell (query 0, key 3) is masked -> grey; (3, 0) is a weight -> not grey.
     y, x = 1 * (size + 2), 2 * (size + 2)
     torch.testing.assert_close(image[y + 2, x + 3 * 5 + 2], _MASKED)

@@ -139,10 +139,10 @@ def print_table(title: str, columns: list[str], rows: list[dict[str, Any]]) -> N
 
 def report(sweep_dir: Path, csv_path: Path | None = None, sort_by: str = "best_val_loss") -> list[dict]:
     if not sweep_dir.is_dir():
-        raise ChargptError(f"{sweep_dir} is not a directory; give a sweep directory (e.g. outputs/multirun/...)")
+        raise ChargptError(f"{sweep_dir} is not a directory; give a sweep directory (outputs/multirun/...)")
     runs = find_runs(sweep_dir)
     if not runs:
-        raise ChargptError(f"no runs in {sweep_dir}: no .hydra/overrides.yaml below it; is it a sweep directory?")
+        raise ChargptError(f"no runs in {sweep_dir} (no .hydra/overrides.yaml in it); give a sweep directory")
     columns, rows = flat_rows(sort_rows([run_row(r, sweep_dir) for r in runs], sort_by))
     print_table(f"{sweep_dir} ({len(rows)} runs, sorted by {sort_by})", columns, rows)
     csv_path = csv_path or sweep_dir / "report.csv"
