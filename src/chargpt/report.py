@@ -98,11 +98,16 @@ def flat_rows(rows: list[dict[str, Any]]) -> tuple[list[str], list[dict[str, Any
     return columns, [{c: row.get(c) for c in columns} for row in flat]
 
 
-def _cell(value: Any) -> str:
+FORMATS = {
+    "best_val_loss": "{:.4f}", "last_val_loss": "{:.4f}", "tokens_per_sec": "{:,.0f}", "wall_s": "{:,.1f}",
+}
+
+
+def _cell(value: Any, column: str = "") -> str:
     if value is None:
         return "-"
-    if isinstance(value, float):
-        return f"{value:.4f}" if abs(value) < 100 else f"{value:,.0f}"
+    if isinstance(value, (int, float)) and column in FORMATS:
+        return FORMATS[column].format(value)
     return str(value)
 
 
@@ -123,17 +128,19 @@ def varying(columns: list[str], rows: list[dict[str, Any]]) -> tuple[list[str], 
 def print_table(title: str, columns: list[str], rows: list[dict[str, Any]]) -> None:
     """The screen shows the swept settings only; the CSV has every column."""
     shown, shared = varying(columns, rows)
+    if not any(row["error"] for row in rows):
+        shown.remove("error")
     caption = "shared: " + " ".join(f"{k}={v}" for k, v in shared.items()) if shared else None
     table = Table(title=title, caption=caption)
     for column in shown:
         if column == "error":  # the first words; the CSV has it whole
             table.add_column(column, max_width=50, no_wrap=True, overflow="ellipsis")
         else:
-            width = max(len(column), *(len(_cell(row[column])) for row in rows))
+            width = max(len(column), *(len(_cell(row[column], column)) for row in rows))
             table.add_column(column, justify="right" if column in METRIC_COLUMNS else "left", min_width=width)
     styles = {"failed": "red", "interrupted": "yellow", "incomplete": "yellow"}
     for row in rows:
-        table.add_row(*(_cell(row[c]) for c in shown), style=styles.get(str(row["status"])))
+        table.add_row(*(_cell(row[c], c) for c in shown), style=styles.get(str(row["status"])))
     Console(width=max(120, Console().width)).print(table)
 
 
