@@ -12,11 +12,12 @@ TORCH_SPEC ?= torch==2.13.0
 TORCH_INDEX_URL ?=
 ARGS ?=
 PYTEST_ARGS ?=
+SWEEP_DIR ?= outputs/multirun/example
 
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.chargpt-installed
 
-.PHONY: install train test test-slow lint tensorboard clean-outputs
+.PHONY: install train test test-slow lint tensorboard sweep clean-outputs
 
 install: $(STAMP)
 
@@ -42,6 +43,12 @@ lint: install
 
 tensorboard: install
 	$(BIN)/tensorboard --logdir outputs
+
+# A small grid (2 learning rates x 2 models, one job after another), then its report table.
+sweep: install
+	$(BIN)/chargpt-train -m optimizer.lr=1e-3,3e-3 model=bigram,tiny trainer.max_steps=300 \
+		trainer.val_check_interval=100 sample.max_new_tokens=0 hydra.sweep.dir=$(SWEEP_DIR) $(ARGS)
+	$(BIN)/chargpt-report $(SWEEP_DIR)
 
 clean-outputs:
 	rm -rf outputs

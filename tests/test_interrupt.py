@@ -3,6 +3,7 @@ command, and a resume that loses no step."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -51,6 +52,7 @@ def test_signal_checkpoints_and_prints_the_resume_command(signum, tmp_path, monk
     step = int(match[1])
     assert Path(match[2]) == last
     assert torch.load(last, weights_only=True)["global_step"] == step  # nothing done is lost
+    assert json.loads((run / "status.json").read_text())["status"] == "interrupted"
 
     command = shlex.split(err.split("resume with: ", 1)[1].splitlines()[0])
     assert command == ["chargpt-train", *[a for a in args if not a.startswith("hydra.")], f"ckpt_path={run}"]
@@ -60,3 +62,4 @@ def test_signal_checkpoints_and_prints_the_resume_command(signum, tmp_path, monk
     code, _, err = run_main(train_main, command[1:], monkeypatch, capsys)
     assert code == 0, err
     assert torch.load(last, weights_only=True)["global_step"] == step + 2
+    assert json.loads((run / "status.json").read_text())["status"] == "finished"

@@ -26,6 +26,7 @@ from chargpt.checkpoint import read_checkpoint, resolve_checkpoint, run_dir_of
 from chargpt.errors import ChargptError, ConfigError, exit_on_user_error
 from chargpt.hydra_app import CONFIG_PATH, instantiate_checked, plain, quiet_known_warnings
 from chargpt.model import ModelConfig
+from chargpt.run_status import record_status
 from chargpt.training import CharLM
 from chargpt.training.callbacks import RunMetrics, ValidateAtEnd
 from chargpt.training.checkpoint_io import AtomicCheckpointIO
@@ -214,6 +215,7 @@ def resume_overrides(argv: list[str]) -> list[str]:
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="train")
 @exit_on_user_error
+@record_status  # status.json per run; in a sweep a failing job does not stop the others
 def _hydra_main(cfg: DictConfig) -> float | None:
     return train(cfg)
 
