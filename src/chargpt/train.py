@@ -18,6 +18,7 @@ from chargpt.errors import ChargptError, exit_on_user_error
 from chargpt.hydra_app import CONFIG_PATH, plain, quiet_known_warnings
 from chargpt.model import ModelConfig
 from chargpt.training import CharLM
+from chargpt.training.budget import TimeBudget
 from chargpt.training.callbacks import RunMetrics, ValidateAtEnd
 from chargpt.training.finetune import apply_pretrained, freeze, prepare_finetune
 
@@ -27,6 +28,8 @@ log = logging.getLogger(__name__)
 def build_trainer(cfg: DictConfig, output_dir: str) -> L.Trainer:
     callbacks = [instantiate(c) for c in (cfg.callbacks or {}).values()]
     callbacks += [ValidateAtEnd(), RunMetrics(output_dir)]
+    if cfg.get("budget_seconds"):
+        callbacks.append(TimeBudget(cfg.budget_seconds, output_dir))
     loggers = [instantiate(c) for c in (cfg.logger or {}).values()]
     return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
 
