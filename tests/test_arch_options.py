@@ -28,7 +28,7 @@ def periodic_batches(steps: int, vocab: int = 12, batch: int = 8, block: int = 1
         yield seq[:, :-1], seq[:, 1:]
 
 
-def train_losses(config: ModelConfig, optimizer: dict, steps: int = 40) -> list[float]:
+def train_losses(config: ModelConfig, optimizer: dict, steps: int = 30) -> list[float]:
     torch.manual_seed(0)
     model = build_model(config, 12)
     opt = build_optimizer(model, optimizer)

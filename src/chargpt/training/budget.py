@@ -4,8 +4,8 @@ The budget counts from the start of the process (imports and data loading includ
 few warm-up steps the callback times `calibration_steps` steps, estimates what the end of the run
 costs (a full validation, checkpointing, sampling), and fixes trainer.max_steps to the steps that
 fit. The LR schedule reads max_steps at every step, so it anneals to its floor at that step.
-If the machine slows down later, the count is shortened (never lengthened) at checks about every
-1% of the budget.
+About every 1% of the budget the count is re-planned from the mean step time so far (a run that
+would overrun is shortened at once), so a machine that slows down or speeds up is followed.
 
 The chosen count is written to budget.json and metrics.json and kept in the checkpoint: a resumed
 run keeps it, and `trainer.max_steps=<count> budget_seconds=null` re-runs the same schedule.
@@ -79,7 +79,7 @@ class TimeBudget(Callback):
         start: float | None = None,
         skip_steps: int = 5,
         calibration_steps: int = 30,
-        reserve_seconds: float = 3.0,
+        reserve_seconds: float = 2.0,
         check_fraction: float = 0.01,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -97,6 +97,7 @@ class TimeBudget(Callback):
         self.final_seconds: float | None = None
         self.replans = 0
         self._mark: tuple[int, float] | None = None  # (step, time) the current timing window began
+        self._calib: tuple[int, float] = (0, 0.0)  # (step, time) calibration began
         self._cap = -1
 
     # --- checkpointed: a resumed run keeps the planned count -------------------------------------
@@ -120,49 +121,49 @@ class TimeBudget(Callback):
             if step == self.skip_steps or (self._mark is None and step > self.skip_steps):
                 self._mark = (step, now)  # first steps are slow (allocation, lazy init): not timed
             elif self._mark is not None and step - self._mark[0] >= self.calibration_steps:
-                self.step_seconds = (now - self._mark[1]) / (step - self._mark[0])
+                pace = (now - self._mark[1]) / (step - self._mark[0])
+                self._calib = self._mark
                 self.final_seconds = self.estimate_final_seconds(trainer, pl_module)
-                self._plan(trainer, step, self.clock())
+                self._plan(trainer, step, self.clock(), pace)
                 self._mark = (step, self.clock())
                 every = max(1, round(self.check_fraction * self.seconds / self.step_seconds))
                 self.check_every = int(trainer.strategy.broadcast(every, src=0))
             return
         if self._mark is None or step - self._mark[0] < self.check_every or step >= trainer.max_steps:
             return
-        # Re-check: shorten the run if steps got slower (e.g. a busy machine). Never lengthen it.
+        # Re-plan from the mean step time since calibration: follows a lasting change of speed
+        # (either way) without overreacting to a short stall. If even the reserve would not absorb
+        # the recent pace, plan with that pace. In the last 10% the run is only ever shortened.
         recent = (now - self._mark[1]) / (step - self._mark[0])
+        mean = (now - self._calib[1]) / (step - self._calib[0])
         self._mark = (step, now)
+        overrun = now + (trainer.max_steps - step) * recent + (self.final_seconds or 0.0) > self.deadline
         before = self.planned_steps
-        projected_end = now + (trainer.max_steps - step) * recent + (self.final_seconds or 0.0)
-        late = projected_end > self.deadline - self.reserve_seconds + 0.01 * self.seconds
-        self._plan(trainer, step, now, recent if late else None)
-        if self.planned_steps != before:
+        self._plan(trainer, step, now, max(mean, recent) if overrun else mean,
+                   lengthen=step < 0.9 * trainer.max_steps)
+        if overrun and self.planned_steps != before:
             self.replans += 1
-            log.info("time budget: steps slowed to %.1f ms, run shortened to %d steps",
-                     1000 * recent, self.planned_steps)
+            log.info("time budget: %.1f ms/step lately, run shortened to %d steps", 1000 * recent,
+                     self.planned_steps)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._write(train_end_seconds=round(self.clock() - self.start, 2), final_step=trainer.global_step)
 
-    def _plan(self, trainer: L.Trainer, step: int, now: float, slower: float | None = None) -> None:
-        """Plan (first call) or re-plan with a slower step time (`slower`; None keeps the plan)."""
-        assert self.step_seconds is not None and self.final_seconds is not None
+    def _plan(self, trainer: L.Trainer, step: int, now: float, pace: float, lengthen: bool = True) -> None:
+        """Fix max_steps from the step time `pace` (first plan), or re-plan it."""
+        assert self.final_seconds is not None
         first = self.planned_steps is None
-        steps = self.planned_steps
-        if first or slower is not None:
-            self.step_seconds = slower or self.step_seconds
-            steps = plan_steps(
-                step, now, self.deadline, self.step_seconds, self.final_seconds + self.reserve_seconds
-            )
-            if self._cap > 0:
-                steps = min(steps, self._cap)
-            if not first:
-                steps = min(steps, self.planned_steps)
+        self.step_seconds = pace
+        steps = plan_steps(step, now, self.deadline, pace, self.final_seconds + self.reserve_seconds)
+        if self._cap > 0:
+            steps = min(steps, self._cap)
+        if not first and not lengthen:
+            steps = min(steps, self.planned_steps)
         # Every process must stop at the same step: rank 0's plan wins (its clock rules the budget).
         steps = int(trainer.strategy.broadcast(steps, src=0))
         if first:
             log.info("time budget: %.1f ms/step, final validation and saving ~%.1f s: %d steps",
-                     1000 * self.step_seconds, self.final_seconds + self.reserve_seconds, steps)
+                     1000 * pace, self.final_seconds + self.reserve_seconds, steps)
         if steps != self.planned_steps:
             self.planned_steps = steps
             self._set_max_steps(trainer, steps)
