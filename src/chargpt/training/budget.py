@@ -129,7 +129,12 @@ class TimeBudget(Callback):
                 every = max(1, round(self.check_fraction * self.seconds / self.step_seconds))
                 self.check_every = int(trainer.strategy.broadcast(every, src=0))
             return
-        if self._mark is None or step - self._mark[0] < self.check_every or step >= trainer.max_steps:
+        if self._mark is None or step >= trainer.max_steps or step == self._mark[0]:
+            return
+        due = step - self._mark[0] >= self.check_every
+        if trainer.world_size == 1:  # one process: also check by time, in case steps got far slower
+            due = due or now - self._mark[1] >= self.check_fraction * self.seconds
+        if not due:
             return
         # Re-plan from the mean step time since calibration: follows a lasting change of speed
         # (either way) without overreacting to a short stall. If even the reserve would not absorb
