@@ -28,6 +28,7 @@ from chargpt.hydra_app import CONFIG_PATH, instantiate_checked, plain, quiet_kno
 from chargpt.model import ModelConfig
 from chargpt.run_status import record_status
 from chargpt.training import CharLM
+from chargpt.training.budget import TimeBudget
 from chargpt.training.callbacks import RunMetrics, ValidateAtEnd
 from chargpt.training.checkpoint_io import AtomicCheckpointIO
 from chargpt.training.finetune import apply_pretrained, freeze, prepare_finetune
@@ -96,6 +97,8 @@ def build_trainer(
         ValidateAtEnd(), RunMetrics(output_dir), ResumeState(corpus), NonFiniteGuard(),
         GracefulInterrupt(output_dir),
     ]
+    if cfg.get("budget_seconds"):
+        callbacks.append(TimeBudget(cfg.budget_seconds, output_dir))
     loggers = [
         instantiate(c, **_logger_kwargs(c, resume_step)) for c in (cfg.logger or {}).values() if c is not None
     ]

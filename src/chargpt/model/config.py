@@ -29,6 +29,8 @@ class ModelConfig:
     norm: str = "layernorm"
     qk_norm: bool = False  # normalise queries and keys per head before attention
     tie_weights: bool = True  # share the token embedding with the output head
+    init_std: float = 0.02  # std of the normal init of weights (residual outputs scaled by 1/sqrt(2L))
+    logit_softcap: float | None = None  # squash logits into (-cap, cap) with cap * tanh(logits / cap)
 
     def __post_init__(self) -> None:
         for name, allowed in (
@@ -45,6 +47,10 @@ class ModelConfig:
                 raise ConfigError(f"model.{name}={value!r} must be a positive integer")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"model.dropout={self.dropout} must be in [0, 1)")
+        if self.init_std <= 0:
+            raise ConfigError(f"model.init_std={self.init_std} must be positive")
+        if self.logit_softcap is not None and self.logit_softcap <= 0:
+            raise ConfigError(f"model.logit_softcap={self.logit_softcap} must be positive or null")
         if self.mlp_ratio <= 0:
             raise ConfigError(f"model.mlp_ratio={self.mlp_ratio} must be positive")
         if self.n_embd % self.n_head:

@@ -41,16 +41,16 @@ class GPT(nn.Module):
         self.apply(self._init_weights)
 
     def _init_weights(self, module: nn.Module) -> None:
-        # GPT-2 init: N(0, 0.02), residual output projections scaled by 1/sqrt(2 * n_layer).
+        # GPT-2 init: N(0, init_std=0.02), residual output projections scaled by 1/sqrt(2 * n_layer).
         if isinstance(module, nn.Linear):
-            std = 0.02
+            std = self.config.init_std
             if getattr(module, "is_residual_out", False):
                 std /= math.sqrt(2 * self.config.n_layer)
             nn.init.normal_(module.weight, mean=0.0, std=std)
             if module.bias is not None:
                 nn.init.zeros_(module.bias)
         elif isinstance(module, nn.Embedding):
-            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+            nn.init.normal_(module.weight, mean=0.0, std=self.config.init_std)
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
@@ -76,6 +76,10 @@ class GPT(nn.Module):
         if cache is not None:
             cache.advance(idx.shape[1])
         logits = self.head(self.norm(x))
+        if self.config.logit_softcap is not None:
+            # Bounded logits (Gemma 2): keeps confident early predictions from blowing up the loss.
+            cap = self.config.logit_softcap
+            logits = cap * torch.tanh(logits / cap)
         return logits, (lm_loss(logits, targets) if targets is not None else None)
 
     generate = generate

@@ -62,6 +62,7 @@ class RunMetrics(Callback):
             "best_val_loss": self.best_val_loss,
             "val_loss": float(val) if val is not None else None,
             "step": trainer.global_step,
+            "max_steps": trainer.max_steps,  # the count a time budget picked, when one is set
             "tokens": tokens,
             "train_seconds": round(seconds, 3),
             "tokens_per_second": round(tokens / seconds, 1) if seconds > 0 else None,

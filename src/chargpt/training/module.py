@@ -13,7 +13,7 @@ from torch.optim.lr_scheduler import LambdaLR
 from chargpt.data.tokenizer import CharTokenizer
 from chargpt.data.windows import IGNORE_INDEX
 from chargpt.model import ModelConfig, build_model
-from chargpt.training.optim import param_groups
+from chargpt.training.optim import build_optimizer
 
 
 class CharLM(L.LightningModule):
@@ -52,12 +52,11 @@ class CharLM(L.LightningModule):
         self.log("val/bpc", loss / math.log(2), batch_size=n)
 
     def configure_optimizers(self) -> dict[str, Any]:
-        opt_cfg = dict(self.hparams.optimizer or {"_target_": "torch.optim.AdamW"})
-        weight_decay = opt_cfg.pop("weight_decay", 0.0)
-        optimizer = instantiate(opt_cfg, _partial_=True)(param_groups(self.model, weight_decay))
+        optimizer = build_optimizer(self.model, self.hparams.optimizer)
         if not self.hparams.scheduler:
             return {"optimizer": optimizer}
         schedule = instantiate(self.hparams.scheduler)
-        total = self.trainer.max_steps
-        scheduler = LambdaLR(optimizer, lambda step: schedule(step, total))
+        trainer = self.trainer
+        # Read max_steps at every step: a time budget may fix it after a few calibration steps.
+        scheduler = LambdaLR(optimizer, lambda step: schedule(step, trainer.max_steps))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

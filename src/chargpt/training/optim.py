@@ -1,7 +1,17 @@
-"""Parameter groups: weight decay on matrices and embeddings, none on biases and norm gains."""
+"""Optimizers: parameter groups for AdamW, and Muon for hidden matrices with AdamW for the rest.
+
+An optimizer config names its `_target_`. Plain torch optimizers (e.g. torch.optim.AdamW) are
+called with `param_groups(model, weight_decay)`; a factory marked `takes_model` (muon_adamw) is
+called with the model itself, because it splits parameters by the role of their module.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from hydra.utils import get_object, instantiate
 from torch import nn
 
 
@@ -11,3 +21,87 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
         {"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
         {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
     ]
+
+
+def build_optimizer(model: nn.Module, config: dict[str, Any] | None) -> torch.optim.Optimizer:
+    config = dict(config or {"_target_": "torch.optim.AdamW"})
+    if getattr(get_object(config["_target_"]), "takes_model", False):
+        return instantiate(config, _partial_=True)(model)
+    weight_decay = config.pop("weight_decay", 0.0)
+    return instantiate(config, _partial_=True)(param_groups(model, weight_decay))
+
+
+def hidden_matrices(model: nn.Module) -> list[nn.Parameter]:
+    """Weights of the Linear layers inside the network: not the embeddings, positions or output head
+    (Muon is meant for hidden layers; the head is tied to the embedding by default anyway)."""
+    head = getattr(model, "head", None)
+    excluded = {id(head.weight)} if head is not None else set()
+    excluded |= {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}
+    return [
+        m.weight for m in model.modules()
+        if isinstance(m, nn.Linear) and m is not head and id(m.weight) not in excluded
+        and m.weight.requires_grad
+    ]
+
+
+class MuonWithAdamW(torch.optim.Optimizer):
+    """Two optimizers stepped as one, so Lightning's automatic optimization, gradient clipping
+    and a single LR scheduler work unchanged. The param groups are the inner optimizers' own
+    group dicts: a scheduler scaling `lr` in them scales both (each from its own base rate)."""
+
+    def __init__(self, muon: torch.optim.Optimizer, adamw: torch.optim.Optimizer) -> None:
+        self.optimizers = (muon, adamw)
+        super().__init__([g for opt in self.optimizers for g in opt.param_groups], {})
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for opt in self.optimizers:
+            opt.step()
+        return loss
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"muon": self.optimizers[0].state_dict(), "adamw": self.optimizers[1].state_dict()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.optimizers[0].load_state_dict(state_dict["muon"])
+        self.optimizers[1].load_state_dict(state_dict["adamw"])
+        # load_state_dict replaces the inner group dicts: share them again.
+        self.param_groups = [g for opt in self.optimizers for g in opt.param_groups]
+
+
+def muon_adamw(
+    model: nn.Module,
+    lr: float = 0.02,
+    momentum: float = 0.95,
+    weight_decay: float = 0.0,
+    nesterov: bool = True,
+    ns_steps: int = 5,
+    adjust_lr_fn: str | None = None,
+    adamw: dict[str, Any] | None = None,
+) -> torch.optim.Optimizer:
+    """torch.optim.Muon on the hidden 2-D weights; AdamW (settings in `adamw`, decay on matrices
+    and embeddings only) on embeddings, positions, head, norms and biases."""
+    adamw = dict(adamw or {})
+    adamw_decay = adamw.pop("weight_decay", 0.0)
+    hidden = hidden_matrices(model)
+    hidden_ids = {id(p) for p in hidden}
+    rest = [p for p in model.parameters() if p.requires_grad and id(p) not in hidden_ids]
+    groups = [
+        {"params": [p for p in rest if p.dim() >= 2], "weight_decay": adamw_decay},
+        {"params": [p for p in rest if p.dim() < 2], "weight_decay": 0.0},
+    ]
+    adam = torch.optim.AdamW([g for g in groups if g["params"]], **adamw)
+    if not hidden:  # e.g. the bigram model: nothing for Muon
+        return adam
+    muon = torch.optim.Muon(
+        hidden, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov,
+        ns_steps=ns_steps, adjust_lr_fn=adjust_lr_fn,
+    )
+    return MuonWithAdamW(muon, adam)
+
+
+muon_adamw.takes_model = True  # type: ignore[attr-defined]

@@ -9,6 +9,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from chargpt.errors import ConfigError
+
 
 @dataclass
 class Constant:
@@ -31,3 +33,36 @@ class WarmupCosine:
         span = max(1, total_steps - self.warmup_steps)
         progress = min(1.0, (step - self.warmup_steps) / span)
         return self.min_lr_ratio + (1 - self.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+@dataclass
+class WarmupStableDecay:
+    """Warmup-stable-decay (WSD): linear warmup, a constant rate, then a decay over the last
+    decay_fraction of the run to min_lr_ratio * lr at the last step ("linear" or "sqrt":
+    1 - sqrt(progress), which spends longer near the floor).
+
+    Only the decay depends on total_steps, so a step count fixed or shortened during the stable
+    phase still ends annealed.
+    """
+
+    warmup_steps: int = 100
+    decay_fraction: float = 0.3
+    min_lr_ratio: float = 0.0
+    decay_shape: str = "linear"
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.decay_fraction <= 1.0:
+            raise ConfigError(f"scheduler.decay_fraction={self.decay_fraction} must be in [0, 1]")
+        if self.decay_shape not in ("linear", "sqrt"):
+            raise ConfigError(f"scheduler.decay_shape={self.decay_shape!r} is not one of linear, sqrt")
+
+    def __call__(self, step: int, total_steps: int) -> float:
+        if step < self.warmup_steps:
+            return (step + 1) / self.warmup_steps
+        decay_steps = max(1, round(self.decay_fraction * total_steps))
+        decay_start = max(self.warmup_steps, total_steps - decay_steps)
+        if step < decay_start:
+            return 1.0
+        progress = min(1.0, (step - decay_start) / max(1, total_steps - decay_start))
+        remaining = 1.0 - progress if self.decay_shape == "linear" else 1.0 - math.sqrt(progress)
+        return self.min_lr_ratio + (1.0 - self.min_lr_ratio) * remaining

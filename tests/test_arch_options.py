@@ -1,0 +1,161 @@
+"""Architecture, optimizer and schedule options: each one trains, and Muon+AdamW behaves as one optimizer."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import pytest
+import torch
+from torch.optim.lr_scheduler import LambdaLR
+
+from chargpt.errors import ConfigError
+from chargpt.model import ModelConfig, build_model
+from chargpt.training.optim import MuonWithAdamW, build_optimizer, hidden_matrices
+from chargpt.training.schedules import WarmupCosine, WarmupStableDecay
+
+ADAMW = {"_target_": "torch.optim.AdamW", "lr": 1e-2, "weight_decay": 0.1}
+MUON = {"_target_": "chargpt.training.optim.muon_adamw", "lr": 0.02, "adamw": {"lr": 1e-2}}
+TINY = {"n_layer": 1, "n_head": 2, "n_embd": 32, "block_size": 16}
+
+
+def periodic_batches(steps: int, vocab: int = 12, batch: int = 8, block: int = 16):
+    """A learnable stream: each character is the previous one plus one (mod vocab)."""
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(steps):
+        start = torch.randint(0, vocab, (batch, 1), generator=gen)
+        seq = (start + torch.arange(block + 1)) % vocab
+        yield seq[:, :-1], seq[:, 1:]
+
+
+def train_losses(config: ModelConfig, optimizer: dict, steps: int = 30) -> list[float]:
+    torch.manual_seed(0)
+    model = build_model(config, 12)
+    opt = build_optimizer(model, optimizer)
+    losses = []
+    for x, y in periodic_batches(steps):
+        _, loss = model(x, y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    return losses
+
+
+OPTIONS = [
+    {"pos_encoding": "learned"}, {"pos_encoding": "sinusoidal"}, {"pos_encoding": "rope"},
+    {"norm": "layernorm"}, {"norm": "rmsnorm"}, {"qk_norm": True}, {"bias": False},
+    {"activation": "relu"}, {"activation": "gelu"}, {"activation": "relu2"}, {"activation": "swiglu"},
+    {"tie_weights": False}, {"init_std": 0.05}, {"logit_softcap": 15.0},
+]
+
+
+@pytest.mark.parametrize("option", OPTIONS, ids=lambda o: "-".join(f"{k}={v}" for k, v in o.items()))
+@pytest.mark.parametrize("optimizer", [ADAMW, MUON], ids=["adamw", "muon"])
+def test_every_option_trains(option: dict, optimizer: dict) -> None:
+    losses = train_losses(ModelConfig(**TINY, **option), optimizer)
+    assert all(math.isfinite(v) for v in losses)
+    assert sum(losses[-5:]) / 5 < 0.6 * sum(losses[:5]) / 5, (losses[:5], losses[-5:])
+
+
+def test_logit_softcap_bounds_the_logits() -> None:
+    model = build_model(ModelConfig(**TINY, logit_softcap=2.0, init_std=1.0), 12)
+    logits, _ = model(torch.randint(0, 12, (2, 16)))
+    assert logits.abs().max() < 2.0
+    assert logits.abs().max() > 1.0  # a large init really hits the cap
+
+
+def test_init_std_sets_the_weight_scale() -> None:
+    stds = [
+        build_model(ModelConfig(**TINY, init_std=s), 12).blocks[0].attn.qkv.weight.std().item()
+        for s in (0.01, 0.1)
+    ]
+    assert stds[0] == pytest.approx(0.01, rel=0.1) and stds[1] == pytest.approx(0.1, rel=0.1)
+
+
+@pytest.mark.parametrize("bad", [{"init_std": 0.0}, {"logit_softcap": -1.0}])
+def test_bad_init_or_cap_is_a_config_error(bad: dict) -> None:
+    with pytest.raises(ConfigError):
+        ModelConfig(**TINY, **bad)
+
+
+def test_muon_takes_hidden_matrices_and_adamw_the_rest() -> None:
+    model = build_model(ModelConfig(**TINY, tie_weights=False), 12)
+    opt = build_optimizer(model, MUON)
+    assert isinstance(opt, MuonWithAdamW)
+    muon, adamw = opt.optimizers
+    muon_ids = {id(p) for g in muon.param_groups for p in g["params"]}
+    adamw_ids = {id(p) for g in adamw.param_groups for p in g["params"]}
+    assert muon_ids == {id(p) for p in hidden_matrices(model)}
+    assert id(model.head.weight) in adamw_ids and id(model.tok_emb.weight) in adamw_ids
+    assert id(model.blocks[0].attn.qkv.weight) in muon_ids
+    assert muon_ids.isdisjoint(adamw_ids)
+    assert muon_ids | adamw_ids == {id(p) for p in model.parameters()}
+
+
+def test_muon_step_updates_hidden_and_other_weights() -> None:
+    model = build_model(ModelConfig(**TINY), 12)
+    opt = build_optimizer(model, MUON)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    x, y = next(periodic_batches(1))
+    model(x, y)[1].backward()
+    opt.step()
+    changed = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
+    assert "blocks.0.attn.qkv.weight" in changed and "blocks.0.mlp.down.weight" in changed  # Muon
+    assert "tok_emb.weight" in changed and "norm.weight" in changed  # AdamW
+    opt.zero_grad(set_to_none=True)
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_one_scheduler_scales_both_optimizers_and_survives_a_state_round_trip() -> None:
+    model = build_model(ModelConfig(**TINY), 12)
+    opt = build_optimizer(model, MUON)
+    scheduler = LambdaLR(opt, lambda step: 0.5)
+    muon, adamw = opt.optimizers
+    assert muon.param_groups[0]["lr"] == pytest.approx(0.01)
+    assert adamw.param_groups[0]["lr"] == pytest.approx(5e-3)
+    x, y = next(periodic_batches(1))
+    model(x, y)[1].backward()
+    opt.step()
+    scheduler.step()
+    state = opt.state_dict()
+    fresh = build_optimizer(model, MUON)
+    fresh.load_state_dict(state)
+    assert fresh.param_groups[0]["lr"] == pytest.approx(0.01)  # the scheduled rate, not the base
+    assert fresh.param_groups[0] is fresh.optimizers[0].param_groups[0]  # still shared after loading
+    buf = next(iter(fresh.optimizers[0].state.values()))["momentum_buffer"]
+    assert torch.equal(buf, next(iter(muon.state.values()))["momentum_buffer"])
+
+
+def test_muon_falls_back_to_adamw_without_hidden_matrices() -> None:
+    model = build_model(ModelConfig(arch="bigram", block_size=8), 12)
+    assert isinstance(build_optimizer(model, MUON), torch.optim.AdamW)
+
+
+def test_wsd_shape() -> None:
+    wsd = WarmupStableDecay(warmup_steps=10, decay_fraction=0.2, min_lr_ratio=0.0)
+    total = 100
+    values = [wsd(s, total) for s in range(total + 1)]
+    assert values[0] == pytest.approx(0.1) and values[9] == pytest.approx(1.0)  # linear warmup
+    assert all(v == 1.0 for v in values[10:80])  # stable
+    decay = values[80:]
+    assert all(a > b for a, b in itertools.pairwise(decay))  # strictly decreasing
+    assert values[90] == pytest.approx(0.5) and values[100] == 0.0  # linear to the floor at the end
+    sqrt = WarmupStableDecay(warmup_steps=10, decay_fraction=0.2, min_lr_ratio=0.1, decay_shape="sqrt")
+    assert sqrt(90, total) == pytest.approx(0.1 + 0.9 * (1 - math.sqrt(0.5)))
+    assert sqrt(100, total) == pytest.approx(0.1)
+
+
+def test_schedules_follow_a_total_decided_late() -> None:
+    # The budget fixes the total after calibration: the decay adapts, the stable part does not move.
+    wsd = WarmupStableDecay(warmup_steps=5, decay_fraction=0.5)
+    assert wsd(20, 1000) == wsd(20, 60) == 1.0
+    assert wsd(60, 60) == 0.0 and wsd(1000, 1000) == 0.0
+    cos = WarmupCosine(warmup_steps=5, min_lr_ratio=0.0)
+    assert cos(60, 60) == pytest.approx(0.0) and cos(1000, 1000) == pytest.approx(0.0)
+
+
+@pytest.mark.parametrize("bad", [{"decay_fraction": 1.5}, {"decay_shape": "cubic"}])
+def test_bad_wsd_settings_are_config_errors(bad: dict) -> None:
+    with pytest.raises(ConfigError):
+        WarmupStableDecay(**bad)

@@ -1,0 +1,146 @@
+"""Time-budgeted runs: the step count is planned from measured step times (an injected clock here),
+the LR ends annealed at that step, and the count is recorded for re-runs and resumes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+
+from chargpt import train
+from chargpt.data import CharDataModule
+from chargpt.errors import ConfigError
+from chargpt.training import CharLM
+from chargpt.training import budget as budget_module
+from chargpt.training.budget import TimeBudget, plan_steps
+from chargpt.training.callbacks import ValidateAtEnd
+from conftest import run_cli, train_args
+
+
+class FakeClock:
+    """Advances by `tick` seconds on every reading; `tick` can be changed mid-run."""
+
+    def __init__(self, tick: float) -> None:
+        self.now, self.tick = 0.0, tick
+
+    def __call__(self) -> float:
+        self.now += self.tick
+        return self.now
+
+
+def test_plan_steps_leaves_room_for_the_end_of_the_run() -> None:
+    # 80 s left after the 20 s of final work, at 0.5 s a step: 160 more steps.
+    assert plan_steps(step=10, now=0.0, deadline=100.0, step_seconds=0.5, final_seconds=20.0) == 170
+    # Out of time already: one more step, so the run still ends on its schedule.
+    assert plan_steps(step=10, now=99.0, deadline=100.0, step_seconds=0.5, final_seconds=20.0) == 11
+
+
+def test_budget_must_be_positive() -> None:
+    with pytest.raises(ConfigError):
+        TimeBudget(0)
+
+
+def fit_with_budget(corpus: Path, tmp_path: Path, clock: FakeClock, **budget_kw) -> tuple:
+    data = CharDataModule(
+        str(corpus), block_size=16, batch_size=4, val_batch_size=64, cache_dir=str(tmp_path)
+    )
+    data.setup()
+    module = CharLM(
+        model={"n_layer": 1, "n_head": 2, "n_embd": 32, "block_size": 16},
+        vocab=data.tokenizer.to_list(),
+        optimizer={"_target_": "torch.optim.AdamW", "lr": 1e-2},
+        scheduler={"_target_": "chargpt.training.schedules.WarmupStableDecay", "warmup_steps": 3},
+    )
+    budget = TimeBudget(start=0.0, clock=clock, output_dir=str(tmp_path), **budget_kw)
+    trainer = L.Trainer(
+        max_steps=10_000, val_check_interval=10_000, callbacks=[ValidateAtEnd(), budget], logger=False,
+        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+        num_sanity_val_steps=0, limit_val_batches=2, accelerator="cpu",
+    )
+    trainer.fit(module, datamodule=data)
+    return trainer, budget
+
+
+def test_budget_picks_the_step_count_and_anneals_at_it(corpus: Path, tmp_path: Path) -> None:
+    clock = FakeClock(tick=0.02)  # one reading per step: 20 ms a step
+    trainer, budget = fit_with_budget(
+        corpus, tmp_path, clock, seconds=2.0, skip_steps=2, calibration_steps=10, reserve_seconds=0.5
+    )
+    assert budget.step_seconds == pytest.approx(0.02, rel=0.1)
+    assert 40 < budget.planned_steps < 75  # ~1.5 s of 20 ms steps, less the validation estimate
+    assert trainer.global_step == budget.planned_steps == trainer.max_steps
+    assert trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)  # annealed
+    record = json.loads((tmp_path / "budget.json").read_text())
+    assert record["planned_steps"] == budget.planned_steps == record["final_step"]
+    assert record["rerun_with"] == f"trainer.max_steps={budget.planned_steps} budget_seconds=null"
+    assert budget.state_dict()["planned_steps"] == budget.planned_steps  # kept in checkpoints
+
+
+def test_budget_shortens_the_run_when_steps_slow_down(corpus: Path, tmp_path: Path) -> None:
+    clock = FakeClock(tick=0.02)
+
+    class SlowDown(L.Callback):
+        def on_train_batch_start(self, trainer: L.Trainer, *args) -> None:
+            if trainer.global_step == 20:
+                clock.tick = 0.1  # the machine got busy: 5x slower from here
+
+    data_kw = {"seconds": 2.0, "skip_steps": 2, "calibration_steps": 10, "reserve_seconds": 0.5}
+    original = L.Trainer.__init__
+
+    def with_slowdown(self, *args, callbacks=(), **kwargs):
+        original(self, *args, callbacks=[*callbacks, SlowDown()], **kwargs)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(L.Trainer, "__init__", with_slowdown)
+        trainer, budget = fit_with_budget(corpus, tmp_path, clock, **data_kw)
+    assert budget.replans >= 1
+    assert trainer.global_step == budget.planned_steps < 40
+    assert clock.now < 2.0  # finished inside the (fake) budget
+    assert trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_resumed_budget_run_keeps_its_planned_steps(corpus: Path, tmp_path: Path) -> None:
+    budget = TimeBudget(10.0, start=0.0, clock=FakeClock(0.01))
+    budget.load_state_dict({"planned_steps": 37, "step_seconds": 0.02})
+
+    class Trainer:
+        max_steps = 10_000
+
+        class fit_loop:  # mirrors Lightning's attribute path
+            class epoch_loop:
+                max_steps = 10_000
+
+    budget.on_train_start(Trainer, torch.nn.Module())
+    assert Trainer.fit_loop.epoch_loop.max_steps == 37
+
+
+def test_cli_budget_run_records_the_count(corpus: Path, tmp_path: Path, monkeypatch) -> None:
+    # A budget counts from the process start; here, from the call (pytest started long ago).
+    monkeypatch.setattr(budget_module, "run_start_time", lambda: budget_module.time.monotonic())
+    args = train_args(
+        corpus, tmp_path, "budget_seconds=6", "scheduler=wsd", "scheduler.warmup_steps=2",
+        "trainer.max_steps=100000", "trainer.val_check_interval=100000", "+trainer.limit_val_batches=4",
+        "sample.max_new_tokens=0",
+    )
+    assert run_cli(train.main, *args) == 0
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    record = json.loads((tmp_path / "budget.json").read_text())
+    assert metrics["step"] == metrics["max_steps"] == record["planned_steps"] < 100000
+    ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
+    state = next(v for k, v in ckpt["callbacks"].items() if k.startswith("TimeBudget"))
+    assert state["planned_steps"] == record["planned_steps"]
+
+
+def test_cpu_100s_preset_is_budgeted_and_validates_only_at_the_end() -> None:
+    from hydra import compose, initialize_config_dir
+
+    from chargpt.hydra_app import CONFIG_PATH
+
+    with initialize_config_dir(config_dir=CONFIG_PATH, version_base="1.3"):
+        cfg = compose(config_name="train", overrides=["experiment=cpu_100s"])
+    assert cfg.budget_seconds == 100
+    assert cfg.scheduler._target_.endswith("WarmupStableDecay") and cfg.scheduler.min_lr_ratio == 0.0
+    assert cfg.trainer.val_check_interval >= cfg.trainer.max_steps
