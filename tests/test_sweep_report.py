@@ -129,6 +129,7 @@ def test_a_single_run_still_fails_loudly(tmp_path: Path) -> None:
     assert json.loads((run / "status.json").read_text())["status"] == "failed"
 
 
+@pytest.mark.slow  # 5-30 s: the sampled models reach 5 layers x 256 wide
 def test_optuna_search_minimises_best_val_loss(tmp_path: Path) -> None:
     pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
     corpus = write_corpus(tmp_path)
