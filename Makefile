@@ -12,6 +12,8 @@ TORCH_SPEC ?= torch==2.13.0
 TORCH_INDEX_URL ?=
 ARGS ?=
 PYTEST_ARGS ?=
+# The dev tools plus the sweep plugins, so their tests run too; EXTRAS=dev for a lighter set-up.
+EXTRAS ?= dev,optuna,joblib,slurm
 SWEEP_DIR ?= outputs/multirun/example
 
 BIN := $(VENV)/bin
@@ -25,7 +27,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -c "import torch" 2>/dev/null || \
 		$(BIN)/pip install --quiet "$(TORCH_SPEC)" $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL))
-	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/pip install --quiet -e ".[$(EXTRAS)]"
 	touch $(STAMP)
 
 train: install
