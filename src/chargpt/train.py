@@ -30,6 +30,7 @@ from chargpt.run_dir import check_run_dir
 from chargpt.training import CharLM
 from chargpt.training.callbacks import RunMetrics, ValidateAtEnd
 from chargpt.training.checkpoint_io import AtomicCheckpointIO
+from chargpt.training.finetune import apply_pretrained, freeze, prepare_finetune
 from chargpt.training.guards import NonFiniteGuard
 from chargpt.training.interrupt import GracefulInterrupt, TrainingInterrupted
 from chargpt.training.resume import ResumeState, check_resumable, corpus_fingerprint
@@ -125,8 +126,14 @@ def train(cfg: DictConfig) -> float | None:
         # Sweep jobs (and callers without the Hydra callback) get the run-directory check here.
         check_run_dir(Path(output_dir), cfg.ckpt_path)
     model_config = ModelConfig.from_dict(plain(cfg.model))  # validated before any data work
+    pretrained = None
+    if cfg.init_from:
+        pretrained = prepare_finetune(cfg, model_config, list(HydraConfig.get().overrides.task))
+        model_config = pretrained.config
 
-    datamodule = instantiate_checked(cfg.data)
+    datamodule = instantiate_checked(
+        cfg.data, block_size=model_config.block_size, vocab=pretrained.vocab if pretrained else None
+    )
     datamodule.prepare_data()
     datamodule.setup("fit")
     vocab = datamodule.tokenizer.to_list()
@@ -147,7 +154,12 @@ def train(cfg: DictConfig) -> float | None:
         optimizer=plain(cfg.optimizer),
         scheduler=plain(cfg.scheduler),
     )
+    if pretrained is not None:
+        apply_pretrained(module.model, pretrained)
+        freeze(module.model, cfg.finetune.freeze_embeddings, cfg.finetune.freeze_blocks)
     trainer = build_trainer(cfg, output_dir, corpus, resume_step)
+    if pretrained is not None:  # the starting point on the new text, logged at step 0
+        trainer.validate(module, datamodule=datamodule, verbose=False)
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     except TrainingInterrupted as stop:

@@ -141,3 +141,8 @@ def load_encoded(
                 f"set {CACHE_DIR_ENV} to a writable folder"
             ) from None
     return np.load(ids_file, mmap_mode="r"), tokenizer
+
+
+def corpus_chars(corpus: Path) -> list[str]:
+    """The sorted distinct characters of a corpus file (streamed)."""
+    return _scan(corpus, None)[0]

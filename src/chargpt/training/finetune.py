@@ -1,0 +1,128 @@
+"""Fine-tuning: a new run that starts from a trained checkpoint's weights and architecture.
+
+Unlike resuming (same run, same optimizer and step), fine-tuning starts at step 0 with a fresh
+optimizer and schedule, usually on another text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+import torch
+from torch import nn
+
+from chargpt.checkpoint import read_checkpoint, resolve_checkpoint
+from chargpt.data.corpus import resolve_corpus
+from chargpt.data.encoding import corpus_chars
+from chargpt.data.tokenizer import describe_chars
+from chargpt.errors import ConfigError, DataError
+from chargpt.model import ModelConfig
+
+# Settings that may differ from the pretrained model: they change training, not the weights' shapes.
+TRAINING_ONLY = {"dropout"}
+
+
+@dataclass
+class Pretrained:
+    config: ModelConfig
+    vocab: list[str]  # of the new run: the checkpoint's, possibly extended
+    state_dict: dict[str, torch.Tensor]
+    source: str
+
+
+def explicit_model_overrides(task_overrides: list[str]) -> dict[str, str]:
+    """Architecture settings the user typed (model=..., model.x=...), as {key: value}."""
+    found = {}
+    for override in task_overrides:
+        key, _, value = override.lstrip("+~").partition("=")
+        if key == "model" or key.startswith("model."):
+            found[key] = value
+    return found
+
+
+def pretrained_config(source_hparams: dict, composed: ModelConfig, typed: dict[str, str]) -> ModelConfig:
+    """The checkpoint's architecture; refuse typed overrides that would change it."""
+    source = ModelConfig.from_dict(source_hparams)
+    changed = [
+        f.name for f in fields(ModelConfig)
+        if f.name not in TRAINING_ONLY and getattr(source, f.name) != getattr(composed, f.name)
+        and ("model" in typed or f"model.{f.name}" in typed)
+    ]
+    if changed:
+        detail = ", ".join(
+            f"model.{n}={getattr(composed, n)} (checkpoint: {getattr(source, n)})" for n in changed
+        )
+        raise ConfigError(
+            f"init_from keeps the checkpoint's architecture; drop the override {detail}, "
+            "or train from scratch without init_from"
+        )
+    return replace(source, **{name: getattr(composed, name) for name in TRAINING_ONLY})
+
+
+def load_pretrained(init_from: str, composed: ModelConfig, typed: dict[str, str]) -> Pretrained:
+    file = resolve_checkpoint(init_from)
+    ckpt = read_checkpoint(file)
+    hparams = ckpt["hyper_parameters"]
+    state = {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
+    config = pretrained_config(hparams["model"], composed, typed)
+    return Pretrained(config, list(hparams["vocab"]), state, str(file))
+
+
+def finetune_vocab(pretrained: Pretrained, data_cfg: Any, extend: bool) -> list[str]:
+    """The checkpoint's vocabulary, with the new text's unseen characters appended when `extend`.
+
+    Appending keeps every existing id (and so every trained embedding row) where it was.
+    """
+    corpus = resolve_corpus(data_cfg.path, data_cfg.get("url"), data_cfg.get("sha256"))
+    unseen = [c for c in corpus_chars(corpus) if c not in set(pretrained.vocab)]
+    if unseen and not extend:
+        raise DataError(
+            f"{corpus} has characters the checkpoint never saw: {describe_chars(unseen)}; "
+            "remove them, or pass finetune.extend_vocab=true to add them to the vocabulary"
+        )
+    return pretrained.vocab + unseen
+
+
+def apply_pretrained(model: nn.Module, pretrained: Pretrained) -> None:
+    """Copy the trained weights; rows of new characters start at the mean of the trained rows."""
+    state = dict(pretrained.state_dict)
+    own = model.state_dict()
+    for name, tensor in state.items():
+        target = own.get(name)
+        if target is not None and target.shape != tensor.shape and tensor.shape[1:] == target.shape[1:]:
+            n_new = target.shape[0] - tensor.shape[0]
+            mean_row = tensor.mean(dim=0, keepdim=True)
+            state[name] = torch.cat([tensor, mean_row.expand(n_new, *tensor.shape[1:])])
+    model.load_state_dict(state)
+
+
+def prepare_finetune(cfg: Any, composed: ModelConfig, task_overrides: list[str]) -> Pretrained:
+    """Read `cfg.init_from` and fix the architecture and vocabulary of the new run."""
+    if cfg.ckpt_path:
+        raise ConfigError("init_from starts a new run and ckpt_path resumes one; pass only one of them")
+    pretrained = load_pretrained(cfg.init_from, composed, explicit_model_overrides(task_overrides))
+    options = cfg.finetune
+    vocab = finetune_vocab(pretrained, cfg.data, options.extend_vocab)
+    if len(vocab) > len(pretrained.vocab) and options.freeze_embeddings:
+        raise ConfigError(
+            "finetune.freeze_embeddings=true would leave the new characters untrained; "
+            "drop it or finetune.extend_vocab"
+        )
+    return replace(pretrained, vocab=vocab)
+
+
+def freeze(model: nn.Module, embeddings: bool, blocks: int) -> None:
+    """Stop gradients to the token embedding (and a head tied to it) and the first `blocks` blocks."""
+    n_blocks = len(getattr(model, "blocks", []))
+    if blocks < 0 or blocks > n_blocks:
+        raise ConfigError(
+            f"finetune.freeze_blocks={blocks} must be between 0 and the model's {n_blocks} blocks"
+        )
+    frozen: list[nn.Module] = list(model.blocks[:blocks]) if blocks else []
+    if embeddings:
+        frozen.append(model.tok_emb if hasattr(model, "tok_emb") else model.table)
+        if getattr(model, "positions", None) is not None:
+            frozen.append(model.positions)
+    for module in frozen:
+        module.requires_grad_(False)

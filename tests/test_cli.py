@@ -1,0 +1,96 @@
+"""End to end through the console entry points: train, sample, evaluate, resume."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from chargpt import eval as eval_cli
+from chargpt import load, sample, train
+from conftest import run_cli, train_args
+
+
+@pytest.fixture(scope="module")
+def trained_run(corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run_dir = tmp_path_factory.mktemp("run")
+    assert run_cli(train.main, *train_args(corpus, run_dir)) == 0
+    return run_dir
+
+
+def test_training_writes_checkpoints_events_config_and_metrics(trained_run: Path) -> None:
+    assert (trained_run / "checkpoints" / "last.ckpt").is_file()
+    assert list((trained_run / "checkpoints").glob("best-*.ckpt"))
+    assert list((trained_run / "tensorboard").glob("events.out.tfevents.*"))
+    assert (trained_run / ".hydra" / "config.yaml").is_file()
+    assert (trained_run / "train.log").is_file()
+    metrics = json.loads((trained_run / "metrics.json").read_text())
+    keys = ("best_val_loss", "val_loss", "step", "tokens", "train_seconds", "tokens_per_second", "params")
+    for key in keys:
+        assert metrics[key] is not None, key
+    assert metrics["step"] == 20
+    assert metrics["tokens"] == 20 * 12 * 16  # steps x batch x block
+    assert metrics["best_val_loss"] <= metrics["val_loss"] + 1e-9
+    assert metrics["val_loss"] < 3.0  # learned something beyond uniform over ~20 symbols
+
+
+def test_checkpoint_loads_weights_only_with_plain_hparams(trained_run: Path) -> None:
+    ckpt = torch.load(trained_run / "checkpoints" / "last.ckpt", weights_only=True)
+    hp = ckpt["hyper_parameters"]
+    assert isinstance(hp["vocab"], list) and isinstance(hp["model"], dict)
+    assert hp["model"]["block_size"] == 16
+
+
+def test_sample_prints_prompt_then_text_and_is_reproducible(trained_run: Path, capsys) -> None:
+    args = [f"ckpt_path={trained_run}", "prompt=The", "max_new_tokens=40", "seed=7", "device=cpu"]
+    assert run_cli(sample.main, *args) == 0
+    first = capsys.readouterr().out
+    assert run_cli(sample.main, *args) == 0
+    assert capsys.readouterr().out == first
+    assert first.startswith("The") and len(first.rstrip("\n")) >= 40
+    assert run_cli(sample.main, *args[:-2], "seed=8", "device=cpu") == 0
+    assert capsys.readouterr().out != first
+
+
+def test_api_and_cli_share_the_sampling_path(trained_run: Path, capsys) -> None:
+    run_cli(sample.main, f"ckpt_path={trained_run}", "prompt=A", "max_new_tokens=30", "seed=3",
+            "temperature=0.9", "top_p=0.9", "device=cpu")
+    cli_text = capsys.readouterr().out
+    api_text = load(trained_run).generate("A", seed=3, max_new_tokens=30, temperature=0.9, top_p=0.9)[0]
+    assert cli_text == "A" + api_text + "\n"
+
+
+def test_eval_prints_full_split_loss_as_json(trained_run: Path, corpus: Path, capsys) -> None:
+    assert run_cli(eval_cli.main, f"ckpt_path={trained_run}", "data=text", f"data.path={corpus}",
+                   "device=cpu") == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    metrics = json.loads((trained_run / "metrics.json").read_text())
+    n_val = len(corpus.read_text()) - int(len(corpus.read_text()) * 0.9)
+    assert result["tokens"] == n_val - 1  # every target of the split
+    assert result["val_loss"] == pytest.approx(metrics["val_loss"], abs=1e-4)
+    assert result["bpc"] == pytest.approx(result["val_loss"] / 0.6931471805599453, rel=1e-4)
+
+
+def test_eval_on_text_with_unknown_characters_names_them(trained_run: Path, tmp_path: Path, capsys) -> None:
+    other = tmp_path / "other.txt"
+    other.write_text("Zebra Xylophone " * 100)
+    code = run_cli(eval_cli.main, f"ckpt_path={trained_run}", "data=text", f"data.path={other}")
+    err = capsys.readouterr().err
+    assert code == 2 and "'Z'" in err and "Traceback" not in err
+
+
+def test_resume_from_run_dir_continues_in_the_same_directory(corpus: Path, tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    assert run_cli(train.main, *train_args(corpus, run_dir)) == 0
+    first_config = (run_dir / ".hydra" / "config.yaml").read_text()
+    fresh = ("hydra.run.dir", "trainer.max_steps")
+    args = [a for a in train_args(corpus, run_dir) if not a.startswith(fresh)]
+    assert run_cli(train.main, *args, f"ckpt_path={run_dir}", "trainer.max_steps=30") == 0
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["step"] == 30
+    assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 30
+    assert (run_dir / ".hydra" / "config.yaml").read_text() == first_config  # first config kept
+    assert list((run_dir / ".hydra").glob("resume-*/config.yaml"))
+    assert not (Path("outputs").exists() and any(Path("outputs").rglob("metrics.json")))

@@ -1,0 +1,57 @@
+"""Every option of every config group composes, and what it configures can be built."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+
+from chargpt.hydra_app import CONFIG_PATH, plain
+from chargpt.model import ModelConfig, build_model
+from chargpt.train import build_trainer
+from chargpt.training import CharLM
+
+GROUPS = ["data", "model", "optimizer", "scheduler", "trainer", "callbacks", "logger", "experiment", "debug"]
+
+
+def options(group: str) -> list[str]:
+    return sorted(p.stem for p in (Path(CONFIG_PATH) / group).glob("*.yaml"))
+
+
+CASES = [(group, option) for group in GROUPS for option in options(group)]
+
+
+def test_every_group_has_options() -> None:
+    for group in GROUPS:
+        assert options(group), group
+
+
+@pytest.mark.parametrize(("group", "option"), CASES, ids=[f"{g}={o}" for g, o in CASES])
+def test_option_composes_and_instantiates(group: str, option: str, corpus: Path, tmp_path: Path) -> None:
+    overrides = [f"{group}={option}", f"paths.output_dir={tmp_path}"]
+    if not (group == "data" and option == "tinyshakespeare"):
+        overrides += ["data=text", f"data.path={corpus}"] if group != "data" else [f"data.path={corpus}"]
+    with initialize_config_dir(config_dir=CONFIG_PATH, version_base="1.3"):
+        cfg = compose(config_name="train", overrides=overrides)
+
+    model_config = ModelConfig.from_dict(plain(cfg.model))
+    model = build_model(model_config, vocab_size=30)
+    module = CharLM(model_config.to_dict(), [chr(65 + i) for i in range(30)], plain(cfg.optimizer),
+                    plain(cfg.scheduler))
+    datamodule = instantiate(cfg.data)
+    assert datamodule.block_size == model_config.block_size  # one setting for both
+    if group == "data":
+        datamodule.setup()
+        assert datamodule.tokenizer.vocab_size > 1
+    schedule = instantiate(cfg.scheduler)
+    assert 0 < schedule(0, 100) <= 1
+    if cfg.trainer.get("accelerator") == "gpu" and not torch.cuda.is_available():
+        pytest.skip("GPU trainer config composes; building it needs a GPU")
+    trainer = build_trainer(cfg, str(tmp_path))
+    module.trainer = trainer  # configure_optimizers reads max_steps
+    optim = module.configure_optimizers()["optimizer"]
+    assert sum(len(g["params"]) for g in optim.param_groups) == len(list(module.model.parameters()))
+    assert model.num_params() > 0

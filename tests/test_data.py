@@ -1,0 +1,158 @@
+import hashlib
+import http.server
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from chargpt.data import CharDataModule
+from chargpt.data.corpus import resolve_corpus
+from chargpt.data.encoding import load_encoded
+from chargpt.data.windows import IGNORE_INDEX, TrainWindows, ValWindows, gather_windows
+from chargpt.errors import ConfigError, DataError
+
+
+def test_tutorial_context_and_targets() -> None:
+    ids = np.array([18, 47, 56, 57, 58, 1, 15, 47, 58], dtype=np.uint8)
+    x, y = gather_windows(ids, np.array([0]), block_size=8)
+    assert x.tolist() == [[18, 47, 56, 57, 58, 1, 15, 47]]
+    assert y.tolist() == [[47, 56, 57, 58, 1, 15, 47, 58]]
+    for t in range(8):  # the target of each prefix is the next id
+        assert y[0, t] == ids[t + 1]
+    assert x.dtype == torch.int64
+
+
+def test_encoding_is_cached_memory_mapped_and_keyed_by_content(tmp_path: Path) -> None:
+    text = tmp_path / "t.txt"
+    text.write_text("abcab" * 100)
+    cache = tmp_path / "cache"
+    ids, tok = load_encoded(text, cache_dir=cache)
+    assert isinstance(ids, np.memmap)
+    assert tok.decode(ids[:5]) == "abcab"
+    assert len(list(cache.glob("*.ids.npy"))) == 1
+    text.write_text("xyzxy" * 100)  # edited file: new key, re-encoded
+    ids2, tok2 = load_encoded(text, cache_dir=cache)
+    assert tok2.decode(ids2[:5]) == "xyzxy"
+    assert len(list(cache.glob("*.ids.npy"))) == 2
+
+
+def test_encoding_handles_non_ascii_and_large_vocabularies(tmp_path: Path) -> None:
+    text = "".join(chr(0x4E00 + i) for i in range(300)) + "ascii ☃ mix\n"
+    path = tmp_path / "u.txt"
+    path.write_text(text * 3, encoding="utf-8")
+    ids, tok = load_encoded(path, cache_dir=tmp_path)
+    assert tok.vocab_size > 256 and ids.dtype == np.uint16
+    assert tok.decode(ids) == text * 3
+
+
+def test_given_vocabulary_rejects_unknown_characters(tmp_path: Path) -> None:
+    from chargpt.data.tokenizer import CharTokenizer
+
+    path = tmp_path / "t.txt"
+    path.write_text("abcQ")
+    with pytest.raises(DataError, match="'Q'"):
+        load_encoded(path, CharTokenizer(list("abc")), cache_dir=tmp_path)
+
+
+def test_not_utf8_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.txt"
+    path.write_bytes("caf\xe9 au lait".encode("latin-1"))
+    with pytest.raises(DataError, match="not UTF-8"):
+        load_encoded(path, cache_dir=tmp_path)
+
+
+def test_train_windows_are_a_function_of_the_step_and_split_across_ranks() -> None:
+    ids = np.arange(1000, dtype=np.uint16)
+    single = TrainWindows(ids, block_size=8, batch_size=4, seed=3)
+    again = TrainWindows(ids, block_size=8, batch_size=4, seed=3, start=5)
+    assert torch.equal(single[7][0], again[2][0])  # batch 7 is batch 7, whatever the start
+    assert not torch.equal(single[0][0], single[1][0])
+    wide = TrainWindows(ids, block_size=8, batch_size=4, seed=3, world_size=1)
+    ranks = [TrainWindows(ids, 8, 2, 3, rank=r, world_size=2) for r in range(2)]
+    both = torch.cat([ranks[0][4][0], ranks[1][4][0]])
+    assert torch.equal(both, wide[4][0])  # 2 ranks x batch 2 == 1 rank x batch 4
+    x, y = single[0]
+    assert torch.equal(x[:, 1:], y[:, :-1])
+
+
+@pytest.mark.parametrize("n", [17, 33, 50])
+def test_validation_scores_every_target_exactly_once(n: int) -> None:
+    ids = np.arange(n, dtype=np.uint16)
+    windows = ValWindows(ids, block_size=8, batch_size=3)
+    targets = torch.cat([windows[b][1].reshape(-1) for b in range(len(windows))])
+    scored = targets[targets != IGNORE_INDEX]
+    assert sorted(scored.tolist()) == list(range(1, n))
+
+
+def test_datamodule_splits_ninety_ten_and_rejects_short_splits(corpus: Path) -> None:
+    dm = CharDataModule(str(corpus), block_size=16, batch_size=4)
+    dm.setup()
+    assert len(dm.train_ids) == int(0.9 * len(dm.ids))
+    assert np.array_equal(np.concatenate([dm.train_ids, dm.val_ids]), dm.ids)
+    with pytest.raises(DataError, match=r"val split .* fewer than"):
+        CharDataModule(str(corpus), block_size=20000, batch_size=4).setup()
+    with pytest.raises(ConfigError):
+        CharDataModule(str(corpus), block_size=16, batch_size=4, train_fraction=1.5)
+
+
+def test_missing_file_without_url_and_directory(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="not found"):
+        resolve_corpus(tmp_path / "nope.txt")
+    with pytest.raises(DataError, match="directory"):
+        resolve_corpus(tmp_path)
+    (tmp_path / "empty.txt").write_text("")
+    with pytest.raises(DataError, match="empty"):
+        resolve_corpus(tmp_path / "empty.txt")
+
+
+@pytest.fixture
+def http_file(tmp_path: Path):
+    """Serve a folder on 127.0.0.1 for download tests."""
+    served = tmp_path / "served"
+    served.mkdir()
+    (served / "corpus.txt").write_text("some downloadable text\n" * 50)
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *a, **k):
+            super().__init__(*a, directory=str(served), **k)
+
+        def log_message(self, *args):  # keep test output clean
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/corpus.txt", served / "corpus.txt"
+    server.shutdown()
+
+
+def test_download_verifies_checksum_and_caches(tmp_path: Path, http_file) -> None:
+    url, source = http_file
+    sha = hashlib.sha256(source.read_bytes()).hexdigest()
+    dest = tmp_path / "data" / "corpus.txt"
+    assert resolve_corpus(dest, url, sha) == dest
+    assert dest.read_bytes() == source.read_bytes()
+    source.unlink()  # cached: a second call does not download again
+    assert resolve_corpus(dest, url, sha) == dest
+
+
+def test_download_with_wrong_checksum_leaves_nothing(tmp_path: Path, http_file) -> None:
+    url, _ = http_file
+    dest = tmp_path / "data" / "corpus.txt"
+    with pytest.raises(DataError, match="sha256"):
+        resolve_corpus(dest, url, "0" * 64)
+    assert not dest.exists() and not list(dest.parent.glob("*.part"))
+
+
+def test_offline_download_says_where_to_put_the_file(tmp_path: Path) -> None:
+    dest = tmp_path / "tinyshakespeare" / "input.txt"
+    with pytest.raises(DataError, match=r"put it there.*CHARGPT_DATA_DIR") as err:
+        resolve_corpus(dest, "http://127.0.0.1:9/input.txt", "0" * 64)
+    assert str(dest) in str(err.value) and "\n" not in str(err.value)
+
+
+def test_text_data_without_a_path_is_a_clear_error() -> None:
+    with pytest.raises(ConfigError, match=r"data\.path=FILE"):
+        CharDataModule(None, block_size=8, batch_size=2)

@@ -1,0 +1,104 @@
+"""Fine-tuning starts a new run from trained weights; vocabulary extension keeps old rows."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+import torch
+
+from chargpt import load, train
+from chargpt.data.encoding import load_encoded
+from chargpt.data.tokenizer import CharTokenizer
+from chargpt.evaluation import evaluate
+from conftest import run_cli, train_args
+
+
+def other_text(path: Path, extra: str = "") -> Path:
+    """A different 'author': other words from (mostly) the same letters."""
+    rng = random.Random(1)
+    words = ["hark", "gentle", "sir", "good", "morrow", "fair", "wight", "thee", "hath", "doth", extra]
+    text = "\n".join(
+        " ".join(rng.choice(words) for _ in range(rng.randint(4, 9))) + "." for _ in range(2500)
+    )
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture(scope="module")
+def pretrained(corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run_dir = tmp_path_factory.mktemp("pretrain")
+    assert run_cli(train.main, *train_args(corpus, run_dir)) == 0
+    return run_dir
+
+
+def finetune_args(new: Path, run_dir: Path, init_from: Path, *extra: str) -> list[str]:
+    # No model settings: the architecture comes from the checkpoint.
+    base = [a for a in train_args(new, run_dir, f"init_from={init_from}") if not a.startswith("model.")]
+    return [*base, *extra]
+
+
+def test_finetune_starts_from_pretrained_weights_and_improves(pretrained: Path, tmp_path: Path) -> None:
+    new = other_text(tmp_path / "new.txt")
+    vocab = CharTokenizer(load(pretrained).tokenizer.chars)
+    new_ids, _ = load_encoded(new, vocab)
+    val = new_ids[int(len(new_ids) * 0.9):]
+    before = evaluate(load(pretrained).model, val)["loss"]
+
+    run_dir = tmp_path / "ft"
+    assert run_cli(train.main, *finetune_args(new, run_dir, pretrained, "trainer.max_steps=0")) == 0
+    at_step0 = json.loads((run_dir / "metrics.json").read_text())
+    assert at_step0["step"] == 0
+    assert at_step0["val_loss"] == pytest.approx(before, abs=1e-5)  # exactly the pretrained model
+
+    run_dir = tmp_path / "ft2"
+    assert run_cli(train.main, *finetune_args(new, run_dir, pretrained)) == 0
+    after = json.loads((run_dir / "metrics.json").read_text())
+    assert after["step"] == 20  # a new run: counted from 0
+    assert after["val_loss"] < before
+    ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    assert ckpt["hyper_parameters"]["model"] == torch.load(
+        pretrained / "checkpoints" / "last.ckpt", weights_only=True)["hyper_parameters"]["model"]
+
+
+def test_architecture_override_is_refused(pretrained: Path, tmp_path: Path, capsys) -> None:
+    new = other_text(tmp_path / "new.txt")
+    code = run_cli(train.main, *finetune_args(new, tmp_path / "ft", pretrained, "model.n_layer=3"))
+    err = capsys.readouterr().err
+    assert code == 2 and "model.n_layer=3 (checkpoint: 1)" in err and "Traceback" not in err
+    assert not (tmp_path / "ft" / "checkpoints").exists()
+
+
+def test_unseen_characters_are_an_error_by_default(pretrained: Path, tmp_path: Path, capsys) -> None:
+    new = other_text(tmp_path / "new.txt", extra="zephyr@")
+    code = run_cli(train.main, *finetune_args(new, tmp_path / "ft", pretrained))
+    err = capsys.readouterr().err
+    assert code == 2 and "'@'" in err and "finetune.extend_vocab=true" in err
+
+
+def test_extended_vocabulary_keeps_old_rows_bit_identical(pretrained: Path, tmp_path: Path) -> None:
+    new = other_text(tmp_path / "new.txt", extra="zephyr@")
+    run_dir = tmp_path / "ft"
+    assert run_cli(train.main, *finetune_args(
+        new, run_dir, pretrained, "finetune.extend_vocab=true",
+        "optimizer.lr=0", "trainer.max_steps=1")) == 0  # lr 0: the checkpoint holds the initial weights
+    old, grown = load(pretrained), load(run_dir)
+    n_old = old.tokenizer.vocab_size
+    assert grown.tokenizer.chars[:n_old] == old.tokenizer.chars
+    assert set(grown.tokenizer.chars[n_old:]) == {"@"} | (set("zephyr") - set(old.tokenizer.chars))
+    old_emb, new_emb = old.model.tok_emb.weight, grown.model.tok_emb.weight
+    assert torch.equal(new_emb[:n_old], old_emb)
+    assert torch.allclose(new_emb[n_old:], old_emb.mean(0).expand_as(new_emb[n_old:]))
+
+
+def test_frozen_embeddings_and_blocks_do_not_change(pretrained: Path, tmp_path: Path) -> None:
+    new = other_text(tmp_path / "new.txt")
+    run_dir = tmp_path / "ft"
+    assert run_cli(train.main, *finetune_args(
+        new, run_dir, pretrained, "finetune.freeze_embeddings=true", "finetune.freeze_blocks=1")) == 0
+    old, tuned = load(pretrained).model, load(run_dir).model
+    assert torch.equal(old.tok_emb.weight, tuned.tok_emb.weight)
+    assert torch.equal(old.blocks[0].attn.qkv.weight, tuned.blocks[0].attn.qkv.weight)
+    assert not torch.equal(old.norm.weight, tuned.norm.weight)  # the rest trained

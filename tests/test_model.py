@@ -1,0 +1,74 @@
+import pytest
+import torch
+
+from chargpt.errors import ConfigError
+from chargpt.model import GPT, BigramLM, ModelConfig, build_model
+
+SMALL = dict(block_size=16, n_layer=2, n_head=2, n_embd=32)
+
+
+@pytest.mark.parametrize("pos", ["learned", "sinusoidal", "rope"])
+@pytest.mark.parametrize("activation", ["relu", "gelu"])
+def test_changing_a_later_token_never_changes_earlier_logits(pos: str, activation: str) -> None:
+    torch.manual_seed(0)
+    model = GPT(ModelConfig(**SMALL, pos_encoding=pos, activation=activation), vocab_size=11).eval()
+    idx = torch.randint(0, 11, (2, 16))
+    changed = idx.clone()
+    changed[:, 9] = (changed[:, 9] + 1) % 11
+    a, _ = model(idx)
+    b, _ = model(changed)
+    assert torch.allclose(a[:, :9], b[:, :9], atol=1e-6)
+    assert not torch.allclose(a[:, 9:], b[:, 9:])  # the change is seen from position 9 on
+
+
+def test_loss_is_next_token_cross_entropy_and_starts_near_uniform() -> None:
+    torch.manual_seed(0)
+    model = GPT(ModelConfig(**SMALL), vocab_size=65)
+    idx, targets = torch.randint(0, 65, (2, 4, 16))
+    logits, loss = model(idx, targets)
+    assert logits.shape == (4, 16, 65)
+    assert abs(loss.item() - torch.log(torch.tensor(65.0)).item()) < 0.3
+    manual = torch.nn.functional.cross_entropy(logits.reshape(-1, 65), targets.reshape(-1))
+    assert torch.allclose(loss, manual)
+
+
+def test_weight_tying_shares_the_embedding() -> None:
+    tied = GPT(ModelConfig(**SMALL, tie_weights=True), vocab_size=11)
+    untied = GPT(ModelConfig(**SMALL, tie_weights=False), vocab_size=11)
+    assert tied.head.weight is tied.tok_emb.weight
+    assert untied.num_params() - tied.num_params() == 11 * 32
+
+
+def test_sequence_longer_than_context_is_refused() -> None:
+    model = GPT(ModelConfig(**SMALL), vocab_size=11)
+    with pytest.raises(ValueError, match="exceeds the context"):
+        model(torch.zeros(1, 17, dtype=torch.long))
+
+
+def test_bigram_reads_logits_from_its_table() -> None:
+    model = build_model(ModelConfig(arch="bigram", block_size=8), vocab_size=5)
+    assert isinstance(model, BigramLM)
+    logits, _ = model(torch.tensor([[3]]))
+    assert torch.equal(logits[0, 0], model.table.weight[3])
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        (dict(n_embd=30, n_head=4), "not divisible"),
+        (dict(n_layer=0), "positive integer"),
+        (dict(block_size=-1), "positive integer"),
+        (dict(dropout=1.0), r"\[0, 1\)"),
+        (dict(dropout=-0.1), r"\[0, 1\)"),
+        (dict(pos_encoding="alibi"), "one of learned, sinusoidal, rope"),
+        (dict(n_embd=12, n_head=4, pos_encoding="rope"), "even head size"),
+    ],
+)
+def test_invalid_settings_are_clear_errors(settings: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        ModelConfig(**settings)
+
+
+def test_unknown_setting_is_named() -> None:
+    with pytest.raises(ConfigError, match="n_layers"):
+        ModelConfig.from_dict({"n_layers": 3})

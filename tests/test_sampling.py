@@ -1,0 +1,63 @@
+import pytest
+import torch
+
+from chargpt.errors import ConfigError
+from chargpt.model import GPT, ModelConfig
+from chargpt.model.sampling import check_sampling, filter_logits, generate, sample_next
+
+
+def test_top_k_1_and_temperature_0_are_greedy() -> None:
+    logits = torch.randn(8, 20)
+    expected = logits.argmax(-1, keepdim=True)
+    assert torch.equal(sample_next(logits, temperature=0.0), expected)
+    for seed in range(5):
+        gen = torch.Generator().manual_seed(seed)
+        assert torch.equal(sample_next(logits, temperature=1.5, top_k=1, generator=gen), expected)
+
+
+def test_top_k_keeps_the_k_largest() -> None:
+    logits = torch.tensor([[1.0, 5.0, 3.0, 4.0, 2.0]])
+    kept = filter_logits(logits, top_k=2, top_p=None).isfinite()
+    assert kept.tolist() == [[False, True, False, True, False]]
+
+
+def test_top_p_keeps_the_smallest_set_reaching_p() -> None:
+    probs = torch.tensor([[0.05, 0.5, 0.2, 0.25]])
+    logits = probs.log()
+    # 0.5 alone < 0.7; 0.5 + 0.25 reaches 0.7: exactly those two survive.
+    assert filter_logits(logits, None, 0.7).isfinite().tolist() == [[False, True, False, True]]
+    # p reached exactly by the top token: just it.
+    assert filter_logits(logits, None, 0.5).isfinite().tolist() == [[False, True, False, False]]
+    assert filter_logits(logits, None, 1.0).isfinite().all()
+    gen = torch.Generator().manual_seed(0)
+    draws = torch.cat([sample_next(logits, 1.0, None, 0.7, gen) for _ in range(200)])
+    assert set(draws.flatten().tolist()) == {1, 3}
+
+
+def test_same_seed_same_text_different_seed_different_text() -> None:
+    torch.manual_seed(0)
+    model = GPT(ModelConfig(block_size=16, n_layer=1, n_head=2, n_embd=32), vocab_size=30)
+    prompt = torch.zeros(1, 1, dtype=torch.long)
+
+    def run(seed: int) -> list[int]:
+        gen = torch.Generator().manual_seed(seed)
+        return generate(model, prompt, 40, temperature=1.0, generator=gen)[0].tolist()
+
+    assert run(1) == run(1)
+    assert run(1) != run(2)
+    assert len(run(1)) == 41
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (dict(temperature=-1, top_k=None, top_p=None), "temperature"),
+        (dict(temperature=1, top_k=-2, top_p=None), "top_k"),
+        (dict(temperature=1, top_k=None, top_p=0.0), "top_p"),
+        (dict(temperature=1, top_k=None, top_p=1.5), "top_p"),
+        (dict(temperature=1, top_k=None, top_p=None, max_new_tokens=-1), "max_new_tokens"),
+    ],
+)
+def test_invalid_sampling_settings(kwargs: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        check_sampling(**kwargs)
