@@ -231,3 +231,25 @@ def test_more_gpus_than_exist(trainer, gpus, expected, monkeypatch):
     with pytest.raises(ConfigError, match=re.escape(expected)):
         train_cli.check_devices(OmegaConf.create(trainer))
     train_cli.check_devices(OmegaConf.create({**trainer, "devices": "auto"}))  # "auto" takes what exists
+
+
+def test_a_sweep_into_an_existing_sweep_keeps_its_runs(files, monkeypatch, capsys):
+    sweep = files["tmp"] / "sweep"
+    args = [
+        "-m",
+        *train_args(
+            files["corpus"],
+            None,
+            f"hydra.sweep.dir={sweep}",
+            "trainer.max_steps=2",
+            "trainer.val_check_interval=2",
+            "model.dropout=0.0",
+        ),
+    ]
+    code, _, err = run_main(train_cli.main, args, monkeypatch, capsys)
+    assert code == 0, err
+    last = sweep / "0" / "checkpoints" / "last.ckpt"
+    before = last.read_bytes()
+    code, out, err = run_main(train_cli.main, args, monkeypatch, capsys)
+    _assert_one_error_line(code, out, err, f"the run directory {sweep / '0'} already holds a run")
+    assert last.read_bytes() == before

@@ -26,6 +26,7 @@ from chargpt.checkpoint import read_checkpoint, resolve_checkpoint, run_dir_of
 from chargpt.errors import ChargptError, ConfigError, exit_on_user_error
 from chargpt.hydra_app import CONFIG_PATH, instantiate_checked, plain, quiet_known_warnings
 from chargpt.model import ModelConfig
+from chargpt.run_dir import check_run_dir
 from chargpt.run_status import record_status
 from chargpt.training import CharLM
 from chargpt.training.budget import TimeBudget
@@ -125,6 +126,9 @@ def train(cfg: DictConfig) -> float | None:
     check_launch(cfg)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     output_dir = cfg.paths.output_dir
+    if os.environ.get("LOCAL_RANK", "0") == "0":
+        # Sweep jobs (and callers without the Hydra callback) get the run-directory check here.
+        check_run_dir(Path(output_dir), cfg.ckpt_path)
     model_config = ModelConfig.from_dict(plain(cfg.model))  # validated before any data work
     pretrained = None
     if cfg.init_from:
