@@ -22,6 +22,11 @@ class ConfigError(ChargptError):
     """An invalid setting."""
 
 
+class SetupError(ConfigError):
+    """A problem with where or how runs are launched, not with one run: it stops a whole sweep
+    (instead of failing one job) and writes no run status."""
+
+
 class DataError(ChargptError):
     """A missing or unusable corpus."""
 

@@ -15,7 +15,11 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from chargpt.checkpoint import resolve_checkpoint, run_dir_of
-from chargpt.errors import ChargptError, ConfigError, exit_on_user_error
+from chargpt.errors import ChargptError, ConfigError, SetupError, exit_on_user_error
+
+
+class RunDirInUse(SetupError):
+    """The run directory belongs to another run: nothing may be written there."""
 
 
 def holds_run(folder: Path) -> bool:
@@ -38,7 +42,7 @@ def check_writable(folder: Path, setting: str) -> None:
 def check_run_dir(run_dir: Path, ckpt_path: str | None) -> None:
     if holds_run(run_dir):
         if not ckpt_path:
-            raise ConfigError(
+            raise RunDirInUse(
                 f"the run directory {run_dir} already holds a run; continue it with ckpt_path={run_dir}, "
                 "or pick a new hydra.run.dir"
             )
@@ -47,7 +51,7 @@ def check_run_dir(run_dir: Path, ckpt_path: str | None) -> None:
         except ChargptError:
             resumed = None  # train() reports the unusable checkpoint
         if resumed is not None and resumed.resolve() != run_dir.resolve():
-            raise ConfigError(
+            raise RunDirInUse(
                 f"hydra.run.dir={run_dir} holds another run, and resuming {ckpt_path} there would overwrite "
                 "its checkpoints; leave hydra.run.dir out to continue in the checkpoint's own run directory"
             )

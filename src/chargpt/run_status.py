@@ -22,7 +22,7 @@ from hydra.types import RunMode
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig
 
-from chargpt.errors import ChargptError
+from chargpt.errors import ChargptError, SetupError
 from chargpt.training.callbacks import write_json_atomic
 from chargpt.training.interrupt import TrainingInterrupted
 
@@ -67,8 +67,8 @@ def record_status(task: Callable[[DictConfig], float | None]) -> Callable[[DictC
             if isinstance(err, SystemExit) and not err.code:
                 write_status(run_dir, "finished")
                 raise
-            if cfg.get("ckpt_path") and isinstance(err, ChargptError):
-                raise  # a refused resume leaves the run, and its status, as they were
+            if isinstance(err, SetupError) or (cfg.get("ckpt_path") and isinstance(err, ChargptError)):
+                raise  # another run's directory, a bad launch, a refused resume: nothing to record
             message = str(err) if isinstance(err, ChargptError) else f"{type(err).__name__}: {err}"
             write_status(run_dir, "failed", error=message.splitlines()[0] if message else type(err).__name__)
             if not is_multirun() or not isinstance(err, Exception):

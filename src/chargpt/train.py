@@ -23,7 +23,7 @@ from omegaconf import DictConfig, ListConfig
 
 from chargpt.api import TrainedModel
 from chargpt.checkpoint import read_checkpoint, resolve_checkpoint, run_dir_of
-from chargpt.errors import ChargptError, ConfigError, exit_on_user_error
+from chargpt.errors import ChargptError, ConfigError, SetupError, exit_on_user_error
 from chargpt.hydra_app import CONFIG_PATH, instantiate_checked, plain, quiet_known_warnings
 from chargpt.model import ModelConfig
 from chargpt.run_dir import check_run_dir
@@ -74,7 +74,7 @@ def check_launch(cfg: DictConfig) -> None:
     strategy = str(cfg.trainer.get("strategy", "auto"))
     relaunches = strategy.startswith("ddp") and not any(k in strategy for k in ("spawn", "fork", "notebook"))
     if relaunches and HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
-        raise ConfigError(
+        raise SetupError(
             f"trainer.strategy={strategy} cannot run inside a Hydra multirun (-m): each extra process "
             "would re-run the whole sweep with other settings; start each configuration as its own "
             "chargpt-train command"
