@@ -12,11 +12,14 @@ TORCH_SPEC ?= torch==2.13.0
 TORCH_INDEX_URL ?=
 ARGS ?=
 PYTEST_ARGS ?=
+# The dev tools plus the sweep plugins, so their tests run too; EXTRAS=dev for a lighter set-up.
+EXTRAS ?= dev,optuna,joblib,slurm
+SWEEP_DIR ?= outputs/multirun/example
 
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.chargpt-installed
 
-.PHONY: install train test test-slow lint tensorboard clean-outputs
+.PHONY: install train test test-slow lint tensorboard sweep clean-outputs
 
 install: $(STAMP)
 
@@ -24,7 +27,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -c "import torch" 2>/dev/null || \
 		$(BIN)/pip install --quiet "$(TORCH_SPEC)" $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL))
-	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/pip install --quiet -e ".[$(EXTRAS)]"
 	touch $(STAMP)
 
 train: install
@@ -42,6 +45,12 @@ lint: install
 
 tensorboard: install
 	$(BIN)/tensorboard --logdir outputs
+
+# A small grid (2 learning rates x 2 models, one job after another), then its report table.
+sweep: install
+	$(BIN)/chargpt-train -m optimizer.lr=1e-3,3e-3 model=bigram,tiny trainer.max_steps=300 \
+		trainer.val_check_interval=100 sample.max_new_tokens=0 hydra.sweep.dir=$(SWEEP_DIR) $(ARGS)
+	$(BIN)/chargpt-report $(SWEEP_DIR)
 
 clean-outputs:
 	rm -rf outputs

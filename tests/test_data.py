@@ -151,3 +151,8 @@ def test_offline_download_says_where_to_put_the_file(tmp_path: Path) -> None:
     with pytest.raises(DataError, match=r"put it there.*CHARGPT_DATA_DIR") as err:
         resolve_corpus(dest, "http://127.0.0.1:9/input.txt", "0" * 64)
     assert str(dest) in str(err.value) and "\n" not in str(err.value)
+
+
+def test_text_data_without_a_path_is_a_clear_error() -> None:
+    with pytest.raises(ConfigError, match=r"data\.path=FILE"):
+        CharDataModule(None, block_size=8, batch_size=2)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,11 @@ def run_dir_of(checkpoint: Path) -> Path:
 
 def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     file = resolve_checkpoint(path)
+    if file.is_file() and not zipfile.is_zipfile(file):  # torch.save writes zip archives
+        raise CheckpointError(
+            f"{file} is not a readable checkpoint (not a torch zip archive); it may be truncated or "
+            "not a checkpoint at all: pass another .ckpt file"
+        )
     try:
         ckpt = torch.load(file, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:

@@ -34,6 +34,17 @@ def full_errors_requested() -> bool:
     return os.environ.get("HYDRA_FULL_ERROR") == "1"
 
 
+def user_error_in(err: BaseException | None) -> ChargptError | None:
+    """The ChargptError behind `err`, also when a library wrapped it (e.g. Hydra's instantiate)."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, ChargptError):
+            return err
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return None
+
+
 def exit_on_user_error(fn: F) -> F:
     """Turn a ChargptError into one line on stderr and exit code 2 (traceback with HYDRA_FULL_ERROR=1)."""
 
@@ -41,10 +52,11 @@ def exit_on_user_error(fn: F) -> F:
     def wrapper(*args: object, **kwargs: object) -> object:
         try:
             return fn(*args, **kwargs)
-        except ChargptError as err:
-            if full_errors_requested():
+        except Exception as err:
+            user_error = user_error_in(err)
+            if user_error is None or full_errors_requested():
                 raise
-            print(f"error: {err}", file=sys.stderr)
+            print(f"error: {user_error}", file=sys.stderr)
             sys.exit(USAGE_EXIT_CODE)
 
     return wrapper  # type: ignore[return-value]

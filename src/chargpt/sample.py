@@ -9,6 +9,7 @@ from omegaconf import DictConfig
 from chargpt.api import load
 from chargpt.errors import ConfigError, exit_on_user_error
 from chargpt.hydra_app import CONFIG_PATH, quiet_known_warnings
+from chargpt.model.sampling import check_sampling
 
 
 def pick_device(name: str) -> str:
@@ -28,6 +29,9 @@ def _hydra_main(cfg: DictConfig) -> None:
     if cfg.num_samples < 1:
         raise ConfigError(f"num_samples={cfg.num_samples} must be at least 1")
     trained = load(cfg.ckpt_path, pick_device(cfg.device))
+    # Bad settings or prompt characters are reported before any text is printed.
+    check_sampling(cfg.temperature, cfg.top_k, cfg.top_p, cfg.max_new_tokens)
+    trained.tokenizer.encode(cfg.prompt)
     generator = torch.Generator(device=trained.device)
     generator.manual_seed(cfg.seed)
     for i in range(cfg.num_samples):

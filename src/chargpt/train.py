@@ -3,40 +3,126 @@
 from __future__ import annotations
 
 import logging
+import os
+import shlex
 import sys
 import time
+import warnings
+from pathlib import Path
+from typing import Any
 
 import hydra
 import lightning as L
+import torch
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
+from hydra.types import RunMode
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from lightning.fabric.plugins import TorchCheckpointIO
+from omegaconf import DictConfig, ListConfig
 
 from chargpt.api import TrainedModel
-from chargpt.checkpoint import resolve_checkpoint, run_dir_of
-from chargpt.errors import ChargptError, exit_on_user_error
-from chargpt.hydra_app import CONFIG_PATH, plain, quiet_known_warnings
+from chargpt.checkpoint import read_checkpoint, resolve_checkpoint, run_dir_of
+from chargpt.errors import ChargptError, ConfigError, exit_on_user_error
+from chargpt.hydra_app import CONFIG_PATH, instantiate_checked, plain, quiet_known_warnings
 from chargpt.model import ModelConfig
+from chargpt.run_status import record_status
 from chargpt.training import CharLM
 from chargpt.training.budget import TimeBudget
 from chargpt.training.callbacks import RunMetrics, ValidateAtEnd
+from chargpt.training.checkpoint_io import AtomicCheckpointIO
 from chargpt.training.finetune import apply_pretrained, freeze, prepare_finetune
+from chargpt.training.guards import NonFiniteGuard
+from chargpt.training.interrupt import GracefulInterrupt, TrainingInterrupted
+from chargpt.training.resume import ResumeState, check_resumable, corpus_fingerprint
 
 log = logging.getLogger(__name__)
 
 
-def build_trainer(cfg: DictConfig, output_dir: str) -> L.Trainer:
-    callbacks = [instantiate(c) for c in (cfg.callbacks or {}).values()]
-    callbacks += [ValidateAtEnd(), RunMetrics(output_dir)]
+def check_devices(trainer_cfg: DictConfig) -> None:
+    """More devices than the machine has is a one-line error, not a Lightning traceback."""
+    accelerator = str(trainer_cfg.get("accelerator", "auto"))
+    devices = trainer_cfg.get("devices", "auto")
+    if isinstance(devices, (list, ListConfig)):
+        wanted = len(devices)
+    elif str(devices).isdigit():
+        wanted = int(devices)
+    else:
+        return  # "auto" or -1: Lightning takes what exists
+    gpus = torch.cuda.device_count()
+    if accelerator in ("gpu", "cuda") or (accelerator == "auto" and gpus):
+        if gpus == 0:
+            raise ConfigError(
+                f"trainer.accelerator={accelerator} but no CUDA GPU is visible; use trainer=cpu"
+            )
+        if wanted > gpus:
+            raise ConfigError(
+                f"trainer.devices={devices} but {gpus} CUDA GPU(s) are visible; "
+                f"use trainer.devices={gpus} or fewer"
+            )
+    elif accelerator in ("cpu", "auto") and wanted > (cores := os.cpu_count() or 1):
+        raise ConfigError(
+            f"trainer.devices={devices} asks for {wanted} CPU processes but this machine has {cores} CPU "
+            f"cores; use trainer.devices={cores} or fewer"
+        )
+
+
+def check_launch(cfg: DictConfig) -> None:
+    """Lightning's `ddp` starts each extra rank by re-running the command line: inside a Hydra
+    multirun that re-runs the sweep, and the ranks silently train different configs."""
+    strategy = str(cfg.trainer.get("strategy", "auto"))
+    relaunches = strategy.startswith("ddp") and not any(k in strategy for k in ("spawn", "fork", "notebook"))
+    if relaunches and HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+        raise ConfigError(
+            f"trainer.strategy={strategy} cannot run inside a Hydra multirun (-m): each extra process "
+            "would re-run the whole sweep with other settings; start each configuration as its own "
+            "chargpt-train command"
+        )
+
+
+def _logger_kwargs(logger_cfg: DictConfig, resume_step: int | None) -> dict[str, Any]:
+    # SummaryWriter's purge_step drops events at or after it from the earlier event files, so the
+    # steps an interrupted run logged after its last checkpoint are not shown twice.
+    if resume_step is not None and str(logger_cfg.get("_target_", "")).endswith("TensorBoardLogger"):
+        return {"purge_step": resume_step}
+    return {}
+
+
+def build_trainer(
+    cfg: DictConfig, output_dir: str, corpus: dict[str, Any] | None = None, resume_step: int | None = None
+) -> L.Trainer:
+    check_devices(cfg.trainer)
+    callbacks = [instantiate(c) for c in (cfg.callbacks or {}).values() if c is not None]
+    callbacks += [
+        ValidateAtEnd(), RunMetrics(output_dir), ResumeState(corpus), NonFiniteGuard(),
+        GracefulInterrupt(output_dir),
+    ]
     if cfg.get("budget_seconds"):
         callbacks.append(TimeBudget(cfg.budget_seconds, output_dir))
-    loggers = [instantiate(c) for c in (cfg.logger or {}).values()]
-    return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    loggers = [
+        instantiate(c, **_logger_kwargs(c, resume_step)) for c in (cfg.logger or {}).values() if c is not None
+    ]
+    try:
+        trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    except InstantiationException as err:
+        cause = err.__cause__ or err
+        raise ConfigError(f"invalid trainer settings: {str(cause).strip().splitlines()[0]}") from None
+    if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:  # keep a user-configured one
+        trainer.strategy.checkpoint_io = AtomicCheckpointIO()
+    return trainer
+
+
+def resume_command(run_dir: str | Path) -> str:
+    """The command that continues this run: the same overrides, with ckpt_path at its directory."""
+    overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+    kept = [o for o in overrides if not o.startswith(("ckpt_path=", "+ckpt_path=", "++ckpt_path="))]
+    return shlex.join(["chargpt-train", *kept, f"ckpt_path={run_dir}"])
 
 
 def train(cfg: DictConfig) -> float | None:
     """Train as configured; returns the best validation loss (the metric sweeps optimise)."""
     quiet_known_warnings()
+    check_launch(cfg)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     output_dir = cfg.paths.output_dir
     model_config = ModelConfig.from_dict(plain(cfg.model))  # validated before any data work
@@ -45,28 +131,51 @@ def train(cfg: DictConfig) -> float | None:
         pretrained = prepare_finetune(cfg, model_config, list(HydraConfig.get().overrides.task))
         model_config = pretrained.config
 
-    datamodule = instantiate(
+    datamodule = instantiate_checked(
         cfg.data, block_size=model_config.block_size, vocab=pretrained.vocab if pretrained else None
     )
     datamodule.prepare_data()
     datamodule.setup("fit")
+    vocab = datamodule.tokenizer.to_list()
+    corpus = corpus_fingerprint(datamodule.path)
+    ckpt_path, resume_step = None, None
+    if cfg.ckpt_path:
+        # Read (weights-only) and compared before Lightning touches it: a checkpoint of another
+        # corpus or model is refused with the reason, not a shape-mismatch traceback.
+        file = resolve_checkpoint(cfg.ckpt_path)
+        ckpt = read_checkpoint(file)
+        check_resumable(ckpt, str(file), model_config.to_dict(), vocab, corpus)
+        ckpt_path, resume_step = str(file), int(ckpt.get("global_step", 0))
+        del ckpt
+        warnings.filterwarnings("ignore", message=r".*Checkpoint directory .* exists and is not empty.*")
     module = CharLM(
         model=model_config.to_dict(),
-        vocab=datamodule.tokenizer.to_list(),
+        vocab=vocab,
         optimizer=plain(cfg.optimizer),
         scheduler=plain(cfg.scheduler),
     )
     if pretrained is not None:
         apply_pretrained(module.model, pretrained)
         freeze(module.model, cfg.finetune.freeze_embeddings, cfg.finetune.freeze_blocks)
-    trainer = build_trainer(cfg, output_dir)
-    ckpt_path = str(resolve_checkpoint(cfg.ckpt_path)) if cfg.ckpt_path else None
+    trainer = build_trainer(cfg, output_dir, corpus, resume_step)
     if pretrained is not None:  # the starting point on the new text, logged at step 0
         trainer.validate(module, datamodule=datamodule, verbose=False)
-    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+    except TrainingInterrupted as stop:
+        if trainer.is_global_zero:
+            print(
+                f"stopped by {stop.signal_name} after step {stop.step}: "
+                f"checkpoint written to {stop.checkpoint}\n"
+                f"resume with: {resume_command(run_dir_of(stop.checkpoint))}",
+                file=sys.stderr, flush=True,
+            )
+        sys.exit(stop.exit_code)
 
     metrics = next((c for c in trainer.callbacks if isinstance(c, RunMetrics)), None)
-    if trainer.is_global_zero and metrics is not None:
+    # trainer.datamodule is None after a *_spawn strategy: training ran in child processes, and
+    # rank 0's metrics.json holds the figures.
+    if trainer.is_global_zero and metrics is not None and trainer.datamodule is not None:
         m = metrics.metrics(trainer, module)
         log.info(
             "step %d: val loss %s (best %s), %.0f s, %.0f tokens/s; run dir %s",
@@ -109,13 +218,18 @@ def resume_overrides(argv: list[str]) -> list[str]:
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="train")
 @exit_on_user_error
+@record_status  # status.json per run; in a sweep a failing job does not stop the others
 def _hydra_main(cfg: DictConfig) -> float | None:
     return train(cfg)
 
 
 def main() -> None:
     sys.argv = resume_overrides(sys.argv)
-    _hydra_main()
+    try:
+        _hydra_main()
+    except KeyboardInterrupt:  # before or after the training loop: nothing to save
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ class CharDataModule(L.LightningDataModule):
 
     def __init__(
         self,
-        path: str,
+        path: str | None,
         block_size: int,
         batch_size: int,
         train_fraction: float = 0.9,
@@ -35,6 +35,8 @@ class CharDataModule(L.LightningDataModule):
         vocab: list[str] | None = None,
     ) -> None:
         super().__init__()
+        if not path:
+            raise ConfigError("no text file given: pass data.path=FILE (with data=text)")
         if not 0.0 < train_fraction < 1.0:
             raise ConfigError(f"data.train_fraction={train_fraction} must be between 0 and 1 (e.g. 0.9)")
         for name, value in (("model.block_size", block_size), ("data.batch_size", batch_size)):

@@ -1,0 +1,86 @@
+"""status.json: how each run ended (finished / failed / interrupted), and sweeps that survive a
+failing job.
+
+In a multirun (`chargpt-train -m ...`) a job that raises is recorded as failed and returns
+FAILED_VALUE (worse than any loss, so Optuna ranks it last) instead of aborting the whole sweep.
+A single run still fails as before.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from lightning.fabric.utilities.rank_zero import rank_zero_only
+from omegaconf import DictConfig
+
+from chargpt.errors import ChargptError
+from chargpt.training.callbacks import write_json_atomic
+from chargpt.training.interrupt import TrainingInterrupted
+
+log = logging.getLogger(__name__)
+
+STATUS_FILE = "status.json"
+FAILED_VALUE = math.inf
+
+
+def is_multirun() -> bool:
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def write_status(run_dir: str | Path, status: str, **fields: Any) -> None:
+    if rank_zero_only.rank != 0:
+        return
+    path = Path(run_dir) / STATUS_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(path, {"status": status, "time": time.strftime("%Y-%m-%dT%H:%M:%S"), **fields})
+
+
+def _interrupted(err: BaseException) -> bool:
+    # A signal checkpoints and exits (TrainingInterrupted, then exit 130/143); Lightning turns a
+    # Ctrl+C outside that path into a graceful shutdown followed by exit(1).
+    return isinstance(err, KeyboardInterrupt) or (
+        isinstance(err, SystemExit) and isinstance(err.__context__, (KeyboardInterrupt, TrainingInterrupted))
+    )
+
+
+def record_status(task: Callable[[DictConfig], float | None]) -> Callable[[DictConfig], float | None]:
+    """Wrap a Hydra task function: status.json in the run dir, and failure isolation in sweeps."""
+
+    @functools.wraps(task)
+    def wrapper(cfg: DictConfig) -> float | None:
+        run_dir = cfg.paths.output_dir
+        try:
+            result = task(cfg)
+        except BaseException as err:
+            if _interrupted(err):
+                write_status(run_dir, "interrupted")
+                raise
+            if isinstance(err, SystemExit) and not err.code:
+                write_status(run_dir, "finished")
+                raise
+            if cfg.get("ckpt_path") and isinstance(err, ChargptError):
+                raise  # a refused resume leaves the run, and its status, as they were
+            message = str(err) if isinstance(err, ChargptError) else f"{type(err).__name__}: {err}"
+            write_status(run_dir, "failed", error=message.splitlines()[0] if message else type(err).__name__)
+            if not is_multirun() or not isinstance(err, Exception):
+                raise
+            if isinstance(err, ChargptError):
+                log.error("this job failed, the sweep goes on: %s", message)
+            else:
+                log.error("this job failed, the sweep goes on:\n%s", traceback.format_exc())
+            return FAILED_VALUE
+        write_status(run_dir, "finished", value=result)
+        if result is None and is_multirun():
+            return FAILED_VALUE  # no validation ran: nothing to rank; sweepers need a number
+        return result
+
+    return wrapper

@@ -1,0 +1,86 @@
+"""Ctrl-C and SIGTERM: finish the current step, write a checkpoint, then stop.
+
+Lightning's own SIGTERM handling stops training without a checkpoint, and in multi-process runs
+broadcasts from inside the signal handler; Ctrl-C stops mid-step. This callback replaces both
+handlers while the training loop runs: a signal only sets a flag, the ranks agree on it at the
+next step boundary (one tiny all-reduce), write last.ckpt together and raise TrainingInterrupted.
+A second signal gets the default behaviour (quit at once, no checkpoint).
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.callbacks import Callback
+
+from chargpt.checkpoint import LAST
+
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class TrainingInterrupted(Exception):
+    """Raised at a step boundary after a checkpoint was written because a signal arrived."""
+
+    def __init__(self, signum: int, step: int, checkpoint: Path) -> None:
+        super().__init__(f"{signal.Signals(signum).name} at step {step}; checkpoint {checkpoint}")
+        self.signum, self.step, self.checkpoint = signum, step, checkpoint
+
+    @property
+    def signal_name(self) -> str:
+        return signal.Signals(self.signum).name
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum  # what a shell reports for a process ended by that signal
+
+
+class GracefulInterrupt(Callback):
+    def __init__(self, output_dir: str) -> None:
+        self.output_dir = Path(output_dir)
+        self.received: int | None = None
+        self._previous: dict[int, Any] = {}
+        self._last_step = -1
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        self.received = signum
+        # A second signal of the same kind quits at once (KeyboardInterrupt for Ctrl-C).
+        signal.signal(signum, signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL)
+        print(
+            f"\n{signal.Signals(signum).name} received: stopping after this step and writing a checkpoint "
+            "(send it again to quit at once without one)",
+            file=sys.stderr, flush=True,
+        )
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # Installed here, after Lightning registered its own SIGTERM handler, so ours replaces it.
+        self.received, self._last_step = None, trainer.global_step
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {s: signal.signal(s, self._handle) for s in SIGNALS}
+
+    def checkpoint_path(self, trainer: L.Trainer) -> Path:
+        callback = trainer.checkpoint_callback
+        dirpath = getattr(callback, "dirpath", None)
+        return Path(dirpath) / LAST if dirpath else self.output_dir / "checkpoints" / LAST
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
+        if trainer.global_step == self._last_step:
+            return  # inside gradient accumulation: not a step boundary yet
+        self._last_step = trainer.global_step
+        stop = trainer.strategy.reduce_boolean_decision(self.received is not None, all=False)
+        if not stop or 0 < trainer.max_steps <= trainer.global_step:
+            return  # nothing received, or the run ends (validates and checkpoints) right now anyway
+        path = self.checkpoint_path(trainer)
+        trainer.save_checkpoint(path, weights_only=False)  # the full training state
+        raise TrainingInterrupted(self.received or signal.SIGTERM, trainer.global_step, path)
+
+    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if threading.current_thread() is threading.main_thread():
+            for s, handler in self._previous.items():
+                signal.signal(s, handler)
+        self._previous = {}

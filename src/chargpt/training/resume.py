@@ -1,0 +1,153 @@
+"""Exact resume: RNG states and the corpus identity travel in every checkpoint.
+
+The model, optimizer, scheduler and step are Lightning's own checkpoint content, and the training
+windows are a pure function of (seed, step) (see TrainWindows). What is left is the randomness
+training draws (dropout): the torch, numpy and python RNG states are saved here and put back right
+before the first resumed step, so a resumed run draws exactly what the uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import Callback
+
+from chargpt.data.corpus import sha256_of
+from chargpt.data.tokenizer import describe_chars
+from chargpt.errors import CheckpointError
+
+# Settings that may differ on resume without changing the weights' meaning.
+_RESUMABLE_MODEL_CHANGES = frozenset({"dropout"})
+
+
+def capture_rng() -> dict[str, Any]:
+    """The RNG states as they are (cheap: called at every step boundary)."""
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def rng_to_plain(state: dict[str, Any]) -> dict[str, Any]:
+    """Tensors and plain values only, so checkpoints load with weights-only unpickling."""
+    _, keys, pos, has_gauss, cached = state["numpy"]
+    version, py_state, gauss_next = state["python"]
+    return {
+        **state,
+        "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+        "python": {"version": version, "state": torch.tensor(py_state, dtype=torch.int64),
+                   "gauss_next": gauss_next},
+    }
+
+
+def rng_from_plain(plain: dict[str, Any]) -> dict[str, Any]:
+    n, p = plain["numpy"], plain["python"]
+    return {
+        **plain,
+        "numpy": (
+            "MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"]
+        ),
+        "python": (p["version"], tuple(int(v) for v in p["state"].tolist()), p["gauss_next"]),
+    }
+
+
+def corpus_fingerprint(path: str | Path) -> dict[str, Any]:
+    file = Path(path).expanduser()
+    return {"path": str(file), "sha256": sha256_of(file)}
+
+
+class ResumeState(Callback):
+    """Saves the RNG states and the corpus fingerprint in each checkpoint; restores the RNG states
+    just before the first resumed step (after Lightning's own setup has drawn what it draws).
+
+    The states saved are those of the last step boundary, and validation is made RNG-neutral
+    (its data loader draws a seed), so a checkpoint written before or after a validation, or on
+    an interruption, continues the same random stream as the run that was not stopped.
+    Every rank starts from the same seed and draws the same amount, so rank 0's states (the ones
+    a checkpoint holds) are every rank's states.
+    """
+
+    def __init__(self, corpus: dict[str, Any] | None = None) -> None:
+        self.corpus = corpus
+        self._pending: dict[str, Any] | None = None
+        self._boundary: dict[str, Any] | None = None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"rng": rng_to_plain(self._boundary or capture_rng()), "corpus": self.corpus}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if "rng" in state_dict:
+            self._pending = rng_from_plain(state_dict["rng"])
+
+    def on_train_batch_start(self, trainer: L.Trainer, *args: Any) -> None:
+        if self._pending is not None:
+            restore_rng(self._pending)
+            self._pending = None
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
+        self._boundary = capture_rng()
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._boundary is not None and not trainer.sanity_checking:
+            restore_rng(self._boundary)
+
+
+def stored_corpus(ckpt: dict[str, Any]) -> dict[str, Any] | None:
+    state = (ckpt.get("callbacks") or {}).get(ResumeState.__qualname__)
+    return state.get("corpus") if isinstance(state, dict) else None
+
+
+def check_resumable(
+    ckpt: dict[str, Any], source: str, model: dict[str, Any], vocab: list[str], corpus: dict[str, Any] | None
+) -> None:
+    """Refuse, with the reason and the fix, a resume whose data or model differ from the checkpoint's."""
+    hparams = ckpt["hyper_parameters"]
+    old_vocab = list(hparams["vocab"])
+    if old_vocab != list(vocab):
+        diff = []
+        if missing := set(vocab) - set(old_vocab):
+            diff.append(f"this data adds {describe_chars(missing)}")
+        if extra := set(old_vocab) - set(vocab):
+            diff.append(f"this data lacks {describe_chars(extra)}")
+        detail = "; ".join(diff) or "same characters in another order"
+        raise CheckpointError(
+            f"cannot resume from {source}: it was trained on another vocabulary ({len(old_vocab)} "
+            f"characters, this data has {len(vocab)}: {detail}); resume with the data it was trained on, "
+            "or start a new run without ckpt_path"
+        )
+    old_corpus = stored_corpus(ckpt)
+    if old_corpus and corpus and old_corpus.get("sha256") != corpus.get("sha256"):
+        raise CheckpointError(
+            f"cannot resume from {source}: it was trained on {old_corpus.get('path')} "
+            f"(sha256 {str(old_corpus.get('sha256'))[:12]}), not on {corpus['path']} "
+            f"(sha256 {corpus['sha256'][:12]}); resume with the data it was trained on, or start a new run "
+            "without ckpt_path"
+        )
+    old_model = hparams["model"]
+    changed = sorted(
+        k for k in set(old_model) | set(model)
+        if k not in _RESUMABLE_MODEL_CHANGES and old_model.get(k) != model.get(k)
+    )
+    if changed:
+        was = ", ".join(f"model.{k}={old_model.get(k)!r}" for k in changed)
+        now = ", ".join(f"model.{k}={model.get(k)!r}" for k in changed)
+        raise CheckpointError(
+            f"cannot resume from {source}: its model has {was} but this run asks for {now}; "
+            "pass the same model settings as the run that wrote it, or start a new run without ckpt_path"
+        )

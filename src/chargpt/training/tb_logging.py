@@ -1,0 +1,154 @@
+"""TensorBoard views of a run: a text sample at each validation and the HParams summary.
+
+These callbacks write only on rank 0 and only when a TensorBoardLogger is configured; with any
+other logger (or none) they do nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities import rank_zero_warn
+from torch.utils.tensorboard import SummaryWriter
+from torch.utils.tensorboard.summary import hparams
+
+from chargpt.api import TrainedModel
+from chargpt.data.tokenizer import CharTokenizer
+
+BEST_VAL_LOSS = "hparams/best_val_loss"
+LAST_VAL_LOSS = "hparams/last_val_loss"
+
+
+def tensorboard_writer(trainer: L.Trainer) -> SummaryWriter | None:
+    """The SummaryWriter of the run's TensorBoard logger, on rank 0 only."""
+    if not trainer.is_global_zero:
+        return None
+    logger = next((lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)), None)
+    return logger.experiment if logger is not None else None
+
+
+def logged_step(trainer: L.Trainer) -> int:
+    """The step Lightning gives the metrics it logs now (val/loss at the 500th step is logged at
+    step 499), so text, images and scalars written here line up with them."""
+    return trainer.fit_loop.epoch_loop._batches_that_stepped
+
+
+def known_prompt(prompt: str, tokenizer: CharTokenizer, what: str) -> str:
+    """The prompt without characters the vocabulary lacks (any corpus can be trained on)."""
+    unknown = tokenizer.unknown_chars(prompt)
+    if unknown:
+        rank_zero_warn(f"{what}: dropping characters the vocabulary lacks: {sorted(unknown)}")
+        prompt = "".join(c for c in prompt if c not in unknown)
+    return prompt or tokenizer.chars[0]
+
+
+def as_markdown_block(text: str) -> str:
+    """TensorBoard renders text as markdown: an indented block keeps line breaks and spacing."""
+    return "\n".join("    " + line for line in text.split("\n"))
+
+
+class SampleText(Callback):
+    """At each validation, logs `samples/text`: a sample from a fixed prompt and seed, so the
+    same draw can be compared across steps."""
+
+    def __init__(
+        self,
+        prompt: str = "\n",
+        max_new_tokens: int = 200,
+        temperature: float = 0.8,
+        top_k: int | None = None,
+        seed: int = 1337,
+    ) -> None:
+        self.prompt, self.max_new_tokens = prompt, max_new_tokens
+        self.temperature, self.top_k, self.seed = temperature, top_k, seed
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        writer = tensorboard_writer(trainer)
+        if writer is None or trainer.sanity_checking:
+            return
+        prompt = known_prompt(self.prompt, pl_module.tokenizer, "SampleText")
+        trained = TrainedModel(pl_module.model, pl_module.tokenizer)
+        text = "".join(
+            trained.stream(prompt, self.max_new_tokens, self.temperature, top_k=self.top_k, seed=self.seed)
+        )
+        writer.add_text("samples/text", as_markdown_block(prompt + text), logged_step(trainer))
+
+
+def _hparam_value(value: Any) -> int | float | str:
+    # TensorBoard would show a bool as 0/1 and rejects None and lists: those become text.
+    return value if isinstance(value, (int, float, str)) and not isinstance(value, bool) else str(value)
+
+
+def _flatten(prefix: str, config: dict[str, Any] | None) -> dict[str, Any]:
+    """`{"lr": 1e-3, "_target_": "torch.optim.AdamW"}` -> `{prefix.lr: 1e-3, prefix.name: "AdamW"}`."""
+    flat = {}
+    for key, value in (config or {}).items():
+        if key == "_target_":
+            flat[f"{prefix}.name"] = str(value).rsplit(".", 1)[-1]
+        elif isinstance(value, dict):
+            flat.update(_flatten(f"{prefix}.{key}", value))
+        else:
+            flat[f"{prefix}.{key}"] = value
+    return flat
+
+
+class HParamsSummary(Callback):
+    """The run's hyperparameters (named like their config keys, e.g. `optimizer.lr`) with its best
+    and last validation loss, for TensorBoard's HParams view.
+
+    The summary is written when fitting starts and the two metrics are scalars updated at each
+    validation, so the view is live during a run and complete for an interrupted one.
+    """
+
+    def __init__(self, extra: dict[str, Any] | None = None) -> None:
+        self.extra = dict(extra or {})
+        self.best_val_loss: float | None = None
+
+    def params(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, Any]:
+        hp = pl_module.hparams
+        params: dict[str, Any] = {
+            **_flatten("model", hp.get("model")),
+            **_flatten("optimizer", hp.get("optimizer")),
+            **_flatten("scheduler", hp.get("scheduler")),
+            "trainer.max_steps": trainer.max_steps,
+            "trainer.precision": trainer.precision,
+            "trainer.world_size": trainer.world_size,
+            "trainer.accumulate_grad_batches": trainer.accumulate_grad_batches,
+            "params": sum(p.numel() for p in pl_module.parameters()),
+        }
+        datamodule = getattr(trainer, "datamodule", None)
+        if datamodule is not None and hasattr(datamodule, "batch_size"):
+            params["data.batch_size"] = datamodule.batch_size
+        params.update(self.extra)
+        return {key: _hparam_value(value) for key, value in params.items()}
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        writer = tensorboard_writer(trainer)
+        if writer is None:
+            return
+        # Metric values are read by TensorBoard from the scalars of the same name; only names here.
+        summaries = hparams(self.params(trainer, pl_module), {BEST_VAL_LOSS: 0.0, LAST_VAL_LOSS: 0.0})
+        file_writer = writer._get_file_writer()  # as SummaryWriter.add_hparams, but in this run
+        for summary in summaries:
+            file_writer.add_summary(summary)
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        val = trainer.callback_metrics.get("val/loss")
+        if trainer.sanity_checking or val is None:
+            return
+        val = float(val)
+        if self.best_val_loss is None or val < self.best_val_loss:
+            self.best_val_loss = val
+        writer = tensorboard_writer(trainer)
+        if writer is not None:
+            writer.add_scalar(BEST_VAL_LOSS, self.best_val_loss, logged_step(trainer))
+            writer.add_scalar(LAST_VAL_LOSS, val, logged_step(trainer))
+
+    def state_dict(self) -> dict[str, float | None]:
+        return {"best_val_loss": self.best_val_loss}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.best_val_loss = state_dict.get("best_val_loss")

@@ -1,0 +1,233 @@
+"""Bad input: one `error:` line that names the problem and the fix, exit code 2, no traceback,
+nothing overwritten. Each case runs the real CLI entry point (in-process, as `chargpt-* ARGS`)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+from chargpt import eval as eval_cli
+from chargpt import sample as sample_cli
+from chargpt import train as train_cli
+from chargpt.errors import ChargptError
+from reliability_helpers import make_checkpoint, run_main, train_args, write_corpus
+
+NO_GPU = pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a CUDA GPU")
+
+
+@pytest.fixture
+def files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
+    monkeypatch.setenv("CHARGPT_CACHE_DIR", str(tmp_path / "cache"))
+    ckpt = make_checkpoint(tmp_path / "model.ckpt")
+    (tmp_path / "empty.txt").write_text("")
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "latin1.txt").write_bytes("caf\xe9 au lait\n".encode("latin-1") * 50)
+    (tmp_path / "notes.txt").write_text("not a checkpoint\n")
+    torch.save({"weights": torch.zeros(2)}, tmp_path / "foreign.ckpt")
+    (tmp_path / "truncated.ckpt").write_bytes(ckpt.read_bytes()[: ckpt.stat().st_size // 2])
+    make_checkpoint(tmp_path / "other_vocab.ckpt", chars="\nxyz")
+    return {
+        "corpus": write_corpus(tmp_path / "corpus.txt"),
+        "other_text": write_corpus(tmp_path / "other_text.txt", alphabet="ABC abc\n"),
+        "ckpt": ckpt,
+        "tmp": tmp_path,
+    }
+
+
+def _fill(args: list[str], files: dict[str, Path]) -> list[str]:
+    return [a.format(**{k: str(v) for k, v in files.items()}) for a in args]
+
+
+# (entry point, arguments, what the one line must say). {tmp}, {corpus}, {ckpt} are filled in.
+TRAIN_CASES = [
+    (
+        "data file missing",
+        ["data.path={tmp}/missing.txt"],
+        "data file not found: {tmp}/missing.txt; pass an existing",
+    ),
+    ("data file empty", ["data.path={tmp}/empty.txt"], "data file {tmp}/empty.txt is empty"),
+    ("data path is a directory", ["data.path={tmp}/folder"], "data path {tmp}/folder is a directory"),
+    ("data not UTF-8", ["data.path={tmp}/latin1.txt"], "is not UTF-8 text (bad byte near offset 3)"),
+    ("train split too short", ["data.train_fraction=0.002"], "the train split of {corpus} has 8 characters"),
+    ("val split too short", ["data.train_fraction=0.998"], "the val split of {corpus} has 8 characters"),
+    (
+        "width not divisible by heads",
+        ["model.n_embd=30", "model.n_head=4"],
+        "model.n_embd=30 is not divisible",
+    ),
+    ("zero layers", ["model.n_layer=0"], "model.n_layer=0 must be a positive integer"),
+    ("negative width", ["model.n_embd=-8"], "model.n_embd=-8 must be a positive integer"),
+    ("dropout 1", ["model.dropout=1.0"], "model.dropout=1.0 must be in [0, 1)"),
+    ("dropout negative", ["model.dropout=-0.1"], "model.dropout=-0.1 must be in [0, 1)"),
+    ("batch size 0", ["data.batch_size=0"], "data.batch_size=0 must be a positive integer"),
+    ("checkpoint missing", ["ckpt_path={tmp}/nope.ckpt"], "checkpoint not found: {tmp}/nope.ckpt"),
+    ("run dir without checkpoint", ["ckpt_path={tmp}/folder"], "no last.ckpt in run directory {tmp}/folder"),
+    (
+        "checkpoint truncated",
+        ["ckpt_path={tmp}/truncated.ckpt"],
+        "truncated.ckpt is not a readable checkpoint",
+    ),
+    ("not a checkpoint", ["ckpt_path={tmp}/notes.txt"], "notes.txt is not a readable checkpoint"),
+    (
+        "checkpoint without settings",
+        ["ckpt_path={tmp}/foreign.ckpt"],
+        "foreign.ckpt is not a chargpt checkpoint",
+    ),
+    ("checkpoint of another vocabulary", ["ckpt_path={tmp}/other_vocab.ckpt"], "another vocabulary"),
+    (
+        "more CPU processes than cores",
+        ["trainer.accelerator=cpu", "trainer.devices=512"],
+        "trainer.devices=512 asks for 512 CPU processes but this machine has",
+    ),
+    pytest.param(
+        "GPU trainer without a GPU", ["trainer=gpu"], "no CUDA GPU is visible; use trainer=cpu", marks=NO_GPU
+    ),
+    (
+        "output dir not writable",
+        ["hydra.run.dir={corpus}/run"],
+        "cannot write to the output directory {corpus}/run",
+    ),
+]
+
+SAMPLE_CASES = [
+    ("no checkpoint given", [], "ckpt_path is required"),
+    ("temperature < 0", ["ckpt_path={ckpt}", "temperature=-1"], "temperature=-1 must be >= 0"),
+    ("top_k < 0", ["ckpt_path={ckpt}", "top_k=-1"], "top_k=-1 must be >= 0"),
+    ("top_p = 0", ["ckpt_path={ckpt}", "top_p=0"], "top_p=0 must be in (0, 1]"),
+    ("top_p > 1", ["ckpt_path={ckpt}", "top_p=1.5"], "top_p=1.5 must be in (0, 1]"),
+    ("max_new_tokens < 0", ["ckpt_path={ckpt}", "max_new_tokens=-1"], "max_new_tokens=-1 must be >= 0"),
+    ("num_samples 0", ["ckpt_path={ckpt}", "num_samples=0"], "num_samples=0 must be at least 1"),
+    (
+        "prompt outside vocabulary",
+        ["ckpt_path={ckpt}", "prompt=KING Z"],
+        "characters not in the vocabulary: 'G', 'I', 'K', 'N', 'Z'",
+    ),
+    ("checkpoint missing", ["ckpt_path={tmp}/nope.ckpt"], "checkpoint not found"),
+    ("checkpoint truncated", ["ckpt_path={tmp}/truncated.ckpt"], "is not a readable checkpoint"),
+    ("not a checkpoint", ["ckpt_path={tmp}/notes.txt"], "is not a readable checkpoint"),
+    pytest.param(
+        "cuda device without a GPU",
+        ["ckpt_path={ckpt}", "device=cuda"],
+        "no CUDA GPU is available",
+        marks=NO_GPU,
+    ),
+]
+
+EVAL_CASES = [
+    (
+        "data outside the checkpoint's vocabulary",
+        ["ckpt_path={ckpt}", "data=text", "data.path={other_text}"],
+        "has characters the vocabulary lacks: 'A', 'B', 'C'",
+    ),
+    (
+        "unknown split",
+        ["ckpt_path={ckpt}", "data=text", "data.path={corpus}", "split=test"],
+        "split='test' is not one of val, train, all",
+    ),
+    (
+        "checkpoint truncated",
+        ["ckpt_path={tmp}/truncated.ckpt", "data=text", "data.path={corpus}"],
+        "is not a readable checkpoint",
+    ),
+]
+
+
+def _assert_one_error_line(code: int, out: str, err: str, expected: str) -> None:
+    assert code == 2, (code, out, err)
+    assert "Traceback" not in out + err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert expected in lines[0], lines[0]
+
+
+@pytest.mark.parametrize(("case", "args", "expected"), TRAIN_CASES)
+def test_train_bad_input(case, args, expected, files, monkeypatch, capsys):
+    base = [
+        a
+        for a in train_args(files["corpus"], files["tmp"] / "run")
+        if a.split("=")[0] not in {x.split("=")[0] for x in args}
+    ]
+    code, out, err = run_main(train_cli.main, [*base, *_fill(args, files)], monkeypatch, capsys)
+    _assert_one_error_line(code, out, err, expected.format(**files))
+
+
+@pytest.mark.parametrize(("case", "args", "expected"), SAMPLE_CASES)
+def test_sample_bad_input(case, args, expected, files, monkeypatch, capsys):
+    code, out, err = run_main(sample_cli.main, _fill(args, files), monkeypatch, capsys)
+    _assert_one_error_line(code, out, err, expected.format(**files))
+    assert out == ""  # nothing printed before the error
+
+
+@pytest.mark.parametrize(("case", "args", "expected"), EVAL_CASES)
+def test_eval_bad_input(case, args, expected, files, monkeypatch, capsys):
+    code, out, err = run_main(eval_cli.main, _fill(args, files), monkeypatch, capsys)
+    _assert_one_error_line(code, out, err, expected.format(**files))
+
+
+def test_full_traceback_on_request(files, monkeypatch, capsys):
+    monkeypatch.setenv("HYDRA_FULL_ERROR", "1")
+    with pytest.raises(ChargptError, match="checkpoint not found"):
+        run_main(sample_cli.main, _fill(["ckpt_path={tmp}/nope.ckpt"], files), monkeypatch, capsys)
+
+
+def test_existing_run_is_never_overwritten(files, monkeypatch, capsys):
+    run = files["tmp"] / "run"
+    args = train_args(files["corpus"], run, "trainer.max_steps=2", "trainer.val_check_interval=2")
+    code, _, err = run_main(train_cli.main, args, monkeypatch, capsys)
+    assert code == 0, err
+    snapshot = {p: p.read_bytes() for p in run.rglob("*") if p.is_file() and p.name != "train.log"}
+
+    # The same run directory again, without ckpt_path: refused before Hydra writes anything.
+    code, out, err = run_main(train_cli.main, [*args, "model.n_layer=2"], monkeypatch, capsys)
+    _assert_one_error_line(
+        code, out, err, f"the run directory {run} already holds a run; continue it with ckpt_path={run}"
+    )
+    # Resuming another run's checkpoint into this directory: refused too.
+    other = files["tmp"] / "other"
+    code, _, err = run_main(
+        train_cli.main,
+        train_args(files["corpus"], other, "trainer.max_steps=2", "trainer.val_check_interval=2"),
+        monkeypatch,
+        capsys,
+    )
+    assert code == 0, err
+    code, out, err = run_main(train_cli.main, [*args, f"ckpt_path={other}"], monkeypatch, capsys)
+    _assert_one_error_line(code, out, err, f"hydra.run.dir={run} holds another run")
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file() and p.name != "train.log"} == snapshot
+
+
+def test_multirun_with_subprocess_ddp_is_refused(files, monkeypatch, capsys):
+    args = train_args(
+        files["corpus"],
+        None,
+        f"hydra.sweep.dir={files['tmp']}/sweep",
+        "trainer.accelerator=cpu",
+        "trainer.devices=1",
+        "+trainer.strategy=ddp",
+        "model.dropout=0.0,0.1",
+    )
+    code, out, err = run_main(train_cli.main, ["-m", *args], monkeypatch, capsys)
+    _assert_one_error_line(code, out, err, "trainer.strategy=ddp cannot run inside a Hydra multirun (-m)")
+    assert not list((files["tmp"] / "sweep").rglob("*.ckpt"))
+
+
+@pytest.mark.parametrize(
+    ("trainer", "gpus", "expected"),
+    [
+        ({"accelerator": "gpu", "devices": 8}, 1, "trainer.devices=8 but 1 CUDA GPU(s) are visible"),
+        ({"accelerator": "auto", "devices": [0, 1]}, 1, "devices=[0, 1] but 1 CUDA GPU(s) are visible"),
+        ({"accelerator": "gpu", "devices": 1}, 0, "trainer.accelerator=gpu but no CUDA GPU is visible"),
+    ],
+)
+def test_more_gpus_than_exist(trainer, gpus, expected, monkeypatch):
+    from omegaconf import OmegaConf
+
+    from chargpt.errors import ConfigError
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: gpus)
+    with pytest.raises(ConfigError, match=re.escape(expected)):
+        train_cli.check_devices(OmegaConf.create(trainer))
+    train_cli.check_devices(OmegaConf.create({**trainer, "devices": "auto"}))  # "auto" takes what exists

@@ -1,0 +1,126 @@
+"""Faults during training: a NaN loss, a failed checkpoint write; and TensorBoard after a resume."""
+
+from __future__ import annotations
+
+import errno
+import json
+import math
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from chargpt.errors import CheckpointError
+from chargpt.hydra_app import CONFIG_PATH
+from chargpt.train import build_trainer
+from chargpt.train import main as train_main
+from chargpt.training import checkpoint_io
+from chargpt.training.checkpoint_io import AtomicCheckpointIO
+from chargpt.training.guards import NonFiniteGuard, NonFiniteLossError
+from chargpt.training.interrupt import GracefulInterrupt
+from chargpt.training.resume import ResumeState
+from reliability_helpers import StepHook, run_main, train_args, write_corpus
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CHARGPT_CACHE_DIR", str(tmp_path / "cache"))
+
+
+def _poison(module) -> None:  # type: ignore[no-untyped-def]
+    with torch.no_grad():
+        next(module.parameters()).fill_(float("nan"))
+
+
+def _scalar_steps(folder: Path, tag: str) -> list[int]:
+    events = EventAccumulator(str(folder))
+    events.Reload()
+    return [e.step for e in events.Scalars(tag)]
+
+
+def test_nan_loss_stops_keeps_last_good_checkpoint_and_resume_continues_tensorboard(
+    tmp_path, monkeypatch, capsys
+):
+    corpus = write_corpus(tmp_path / "corpus.txt")
+    run = tmp_path / "run"
+    args = train_args(
+        corpus, run, "trainer.max_steps=12", "trainer.val_check_interval=4", "logger=tensorboard"
+    )
+    hook = StepHook(monkeypatch)
+    hook.actions[7] = _poison  # the loss of step 7 is NaN
+    code, out, err = run_main(train_main, args, monkeypatch, capsys)
+    assert code == 2 and "Traceback" not in out + err
+    [line] = [x for x in err.splitlines() if x.startswith("error:")]
+    assert "the training loss became nan at step 7" in line
+    assert f"the last checkpoint {run / 'checkpoints' / 'last.ckpt'} is kept" in line
+    last = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert last["global_step"] == 4  # not overwritten by the validation/checkpoint at step 8
+    assert all(torch.isfinite(v).all() for v in last["state_dict"].values())
+    # The stopped run logged steps 1-6 (TensorBoard steps 0-5), two of them after its checkpoint.
+    assert _scalar_steps(run / "tensorboard", "train/loss") == list(range(6))
+
+    hook.take()
+    code, _, err = run_main(train_main, [*args, f"ckpt_path={run}"], monkeypatch, capsys)
+    assert code == 0, err
+    assert [s for s, _ in hook.take()] == list(range(5, 13))
+    # One point per step over the whole run: the steps logged after the checkpoint were purged.
+    assert _scalar_steps(run / "tensorboard", "train/loss") == list(range(12))
+    assert _scalar_steps(run / "tensorboard", "val/loss") == [3, 7, 11]
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["step"] == 12 and math.isfinite(metrics["best_val_loss"])
+
+
+def test_checkpoint_with_non_finite_weights_is_refused():
+    module = torch.nn.Linear(2, 2)
+    with torch.no_grad():
+        module.weight[0, 0] = float("inf")
+
+    class _Trainer:
+        global_step, checkpoint_callback = 3, None
+
+    with pytest.raises(NonFiniteLossError, match="weights are not finite at step 3"):
+        NonFiniteGuard().on_save_checkpoint(_Trainer(), module, {})  # type: ignore[arg-type]
+
+
+def test_interrupted_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    path = tmp_path / "checkpoints" / "last.ckpt"
+    io = AtomicCheckpointIO()
+    io.save_checkpoint({"step": torch.tensor(1)}, path)
+    before = path.read_bytes()
+
+    def save_half_then_die(obj, f):  # type: ignore[no-untyped-def]
+        f.write(before[: len(before) // 2])
+        raise KeyboardInterrupt  # e.g. a second Ctrl-C in the middle of the write
+
+    monkeypatch.setattr(checkpoint_io.torch, "save", save_half_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        io.save_checkpoint({"step": torch.tensor(2)}, path)
+    assert path.read_bytes() == before
+    assert os.listdir(path.parent) == ["last.ckpt"]  # no partial file left behind
+    assert torch.load(path, weights_only=True)["step"] == 1
+
+
+def test_failed_write_is_one_clear_error_and_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    path = tmp_path / "last.ckpt"
+    AtomicCheckpointIO().save_checkpoint({"step": torch.tensor(1)}, path)
+
+    def disk_full(*args):  # type: ignore[no-untyped-def]
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(checkpoint_io.os, "replace", disk_full)
+    with pytest.raises(CheckpointError, match=r"cannot write checkpoint .*No space left on device"):
+        AtomicCheckpointIO().save_checkpoint({"step": torch.tensor(2)}, path)
+    assert torch.load(path, weights_only=True)["step"] == 1
+    assert os.listdir(tmp_path) == ["last.ckpt"]
+
+
+def test_every_run_uses_the_atomic_writer_and_the_safety_callbacks(tmp_path):
+    with initialize_config_dir(config_dir=CONFIG_PATH, version_base="1.3"):
+        cfg = compose("train", overrides=[f"paths.output_dir={tmp_path}", "logger=none"])
+    trainer = build_trainer(cfg, str(tmp_path))
+    assert isinstance(trainer.strategy.checkpoint_io, AtomicCheckpointIO)
+    kinds = {type(c) for c in trainer.callbacks}
+    assert {ResumeState, NonFiniteGuard, GracefulInterrupt} <= kinds

@@ -1,0 +1,65 @@
+"""A real signal to a real training process: checkpoint at the step boundary, the exact resume
+command, and a resume that loses no step."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from chargpt.train import main as train_main
+from reliability_helpers import run_main, train_args, write_corpus
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_signal_checkpoints_and_prints_the_resume_command(signum, tmp_path, monkeypatch, capsys):
+    corpus = write_corpus(tmp_path / "corpus.txt")
+    run = tmp_path / "run"
+    args = train_args(corpus, run, "trainer.max_steps=1000000", "trainer.val_check_interval=5")
+    env = {
+        **os.environ,
+        "CHARGPT_CACHE_DIR": str(tmp_path / "cache"),
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(SRC), os.environ.get("PYTHONPATH")])),
+    }
+    last = run / "checkpoints" / "last.ckpt"
+    with (tmp_path / "out.txt").open("w") as out, (tmp_path / "err.txt").open("w") as err_file:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "chargpt.train", *args], stdout=out, stderr=err_file, env=env
+        )
+        deadline = time.monotonic() + 120
+        while not last.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert proc.poll() is None, (tmp_path / "err.txt").read_text()
+        proc.send_signal(signum)  # training is running: the first validation checkpoint exists
+        proc.wait(timeout=120)
+    err = (tmp_path / "err.txt").read_text()
+    assert proc.returncode == 128 + signum, err
+    assert "Traceback" not in err
+    name = signal.Signals(signum).name
+    match = re.search(rf"stopped by {name} after step (\d+): checkpoint written to (\S+)", err)
+    assert match, err
+    step = int(match[1])
+    assert Path(match[2]) == last
+    assert torch.load(last, weights_only=True)["global_step"] == step  # nothing done is lost
+    assert json.loads((run / "status.json").read_text())["status"] == "interrupted"
+
+    command = shlex.split(err.split("resume with: ", 1)[1].splitlines()[0])
+    assert command == ["chargpt-train", *[a for a in args if not a.startswith("hydra.")], f"ckpt_path={run}"]
+    # Resume, two more steps: the run continues at step + 1 in the same directory.
+    command = [a if a != "trainer.max_steps=1000000" else f"trainer.max_steps={step + 2}" for a in command]
+    monkeypatch.setenv("CHARGPT_CACHE_DIR", str(tmp_path / "cache"))
+    code, _, err = run_main(train_main, command[1:], monkeypatch, capsys)
+    assert code == 0, err
+    assert torch.load(last, weights_only=True)["global_step"] == step + 2
+    assert json.loads((run / "status.json").read_text())["status"] == "finished"

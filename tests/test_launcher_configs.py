@@ -1,0 +1,42 @@
+"""The scale-out and search configs compose into what their launchers and sweepers expect."""
+
+from __future__ import annotations
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from chargpt.hydra_app import CONFIG_PATH
+
+
+def composed(*overrides: str):
+    with initialize_config_dir(config_dir=CONFIG_PATH, version_base="1.3"):
+        return compose("train", overrides=list(overrides), return_hydra_config=True)
+
+
+def test_slurm_launcher_takes_nodes_and_gpus_from_the_trainer() -> None:
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    cfg = composed("hydra/launcher=slurm", "trainer=ddp", "trainer.devices=4", "trainer.num_nodes=2")
+    launcher = cfg.hydra.launcher
+    assert launcher._target_.endswith("SlurmLauncher")
+    assert (launcher.nodes, launcher.tasks_per_node, launcher.gpus_per_node) == (2, 4, 4)
+    assert cfg.trainer.strategy == "ddp"
+
+
+def test_local_parallel_launcher_is_joblib() -> None:
+    pytest.importorskip("hydra_plugins.hydra_joblib_launcher")
+    cfg = composed("hydra/launcher=local_parallel", "hydra.launcher.n_jobs=3")
+    assert cfg.hydra.launcher._target_.endswith("JoblibLauncher")
+    assert cfg.hydra.launcher.n_jobs == 3
+
+
+def test_optuna_search_space_and_direction() -> None:
+    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
+    cfg = composed("hparams_search=optuna")
+    sweeper = cfg.hydra.sweeper
+    assert sweeper._target_.endswith("OptunaSweeper") and sweeper.direction == "minimize"
+    assert set(sweeper.params) == {"optimizer.lr", "model.n_embd", "model.n_layer", "model.dropout"}
+    assert str(cfg.hydra.mode) == "RunMode.MULTIRUN"
+    # Every width in the space is divisible by the default number of heads.
+    widths = OmegaConf.to_container(sweeper.params)["model.n_embd"]
+    assert all(int(w) % cfg.model.n_head == 0 for w in widths[len("choice(") : -1].split(","))

@@ -1,0 +1,119 @@
+"""Exact resume: an interrupted and resumed run is bit-identical to one that never stopped."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from pathlib import Path
+
+import pytest
+import torch
+
+from chargpt.train import main as train_main
+from reliability_helpers import StepHook, run_main, train_args, write_corpus
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CHARGPT_CACHE_DIR", str(tmp_path / "cache"))
+
+
+def _state(run_dir: Path) -> dict:
+    return torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+
+
+def test_interrupted_then_resumed_run_is_bit_identical(tmp_path, monkeypatch, capsys):
+    corpus = write_corpus(tmp_path / "corpus.txt")
+    # Dropout > 0, so the resumed run only matches if the RNG states were restored too.
+    common = ["model.dropout=0.2", "trainer.max_steps=12", "trainer.val_check_interval=4"]
+    hook = StepHook(monkeypatch)
+
+    code, _, err = run_main(
+        train_main, train_args(corpus, tmp_path / "straight", *common), monkeypatch, capsys
+    )
+    assert code == 0, err
+    straight = hook.take()
+
+    hook.send_signal_at(6)  # a real SIGINT, delivered in the middle of step 6
+    code, _, err = run_main(
+        train_main, train_args(corpus, tmp_path / "stopped", *common), monkeypatch, capsys
+    )
+    assert code == 130, err
+    assert "stopped by SIGINT after step 6" in err
+    first_part = hook.take()
+    assert _state(tmp_path / "stopped")["global_step"] == 6
+
+    # Resume with exactly the command the interrupted run printed.
+    command = shlex.split(err.split("resume with: ", 1)[1].strip().splitlines()[0])
+    assert command[0] == "chargpt-train" and command[-1] == f"ckpt_path={tmp_path / 'stopped'}"
+    code, _, err = run_main(train_main, command[1:], monkeypatch, capsys)
+    assert code == 0, err
+    second_part = hook.take()
+
+    assert [s for s, _ in first_part + second_part] == list(range(1, 13))
+    assert first_part + second_part == straight  # the same loss, bit for bit, at every step
+    a, b = _state(tmp_path / "straight"), _state(tmp_path / "stopped")
+    assert a["global_step"] == b["global_step"] == 12
+    for key, value in a["state_dict"].items():
+        assert torch.equal(value, b["state_dict"][key]), key
+    opt_a, opt_b = (c["optimizer_states"][0]["state"] for c in (a, b))
+    assert opt_a.keys() == opt_b.keys()
+    for i, state in opt_a.items():
+        assert all(torch.equal(value, opt_b[i][k]) for k, value in state.items())
+
+    metrics = json.loads((tmp_path / "stopped" / "metrics.json").read_text())
+    assert metrics["step"] == 12 and metrics["tokens"] == 12 * 4 * 16
+
+
+def test_checkpoint_holds_rng_and_corpus_in_plain_form(tmp_path, monkeypatch, capsys):
+    corpus = write_corpus(tmp_path / "corpus.txt")
+    code, _, err = run_main(
+        train_main,
+        train_args(corpus, tmp_path / "run", "trainer.max_steps=2", "trainer.val_check_interval=2"),
+        monkeypatch,
+        capsys,
+    )
+    assert code == 0, err
+    ckpt = _state(tmp_path / "run")  # weights_only=True: everything in it is plain
+    state = ckpt["callbacks"]["ResumeState"]
+    assert set(state["rng"]) >= {"torch", "numpy", "python"}
+    assert state["corpus"]["path"] == str(corpus) and len(state["corpus"]["sha256"]) == 64
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ("model.n_embd=64", "its model has model.n_embd=32 but this run asks for model.n_embd=64"),
+        ("model.n_layer=2", "model.n_layer=1 but this run asks for model.n_layer=2"),
+        (
+            "data.path={other_vocab}",
+            "another vocabulary (13 characters, this data has 15: this data adds 'X', 'Y')",
+        ),
+        ("data.path={same_vocab}", "it was trained on {corpus} (sha256 "),
+    ],
+)
+def test_incompatible_resume_is_refused(tmp_path, monkeypatch, capsys, change, expected):
+    corpus = write_corpus(tmp_path / "corpus.txt")
+    other_vocab = write_corpus(tmp_path / "other.txt", alphabet="abcdefgh ijkXY\n")
+    same_vocab = write_corpus(tmp_path / "same.txt", seed=1)
+    run = tmp_path / "run"
+    code, _, err = run_main(
+        train_main,
+        train_args(corpus, run, "trainer.max_steps=2", "trainer.val_check_interval=2"),
+        monkeypatch,
+        capsys,
+    )
+    assert code == 0, err
+    before = (run / "checkpoints" / "last.ckpt").read_bytes()
+    change = change.format(other_vocab=other_vocab, same_vocab=same_vocab)
+    expected = expected.format(corpus=corpus)
+    args = [
+        a for a in train_args(corpus, None, "trainer.max_steps=4") if a.split("=")[0] != change.split("=")[0]
+    ]
+    code, _, err = run_main(train_main, [*args, change, f"ckpt_path={run}"], monkeypatch, capsys)
+    assert code == 2
+    assert err.startswith("error: ") and expected in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+    assert (run / "checkpoints" / "last.ckpt").read_bytes() == before

@@ -1,0 +1,149 @@
+"""Sweeps: every job runs in its own directory, a failing job does not stop the others, and
+chargpt-report ranks them all."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from chargpt.report import report
+
+ROOT = Path(__file__).resolve().parents[1]
+# A tiny model on a small generated corpus: a few seconds per job.
+MODEL = ["model.n_layer=1", "model.n_embd=32"]
+TINY = [
+    "model.block_size=16", "data.batch_size=4",
+    "trainer.max_steps=6", "trainer.val_check_interval=3", "+trainer.limit_val_batches=2",
+    "trainer.log_every_n_steps=3", "sample.max_new_tokens=0", "callbacks.progress_bar=null",
+    "trainer.enable_model_summary=false", "logger=none",
+]
+
+
+def write_corpus(tmp_path: Path) -> Path:
+    path = tmp_path / "corpus.txt"
+    path.write_text("To be, or not to be, that is the question.\nWhether 'tis nobler in the mind.\n" * 40)
+    return path
+
+
+def chargpt(module: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "CHARGPT_CACHE_DIR": str(cwd / "cache")}
+    return subprocess.run(
+        [sys.executable, "-m", f"chargpt.{module}", *args],
+        cwd=cwd, env=env, capture_output=True, text=True, timeout=600,
+    )
+
+
+def fake_run(sweep: Path, name: str, overrides: list[str], metrics: dict | None, status: dict | None) -> None:
+    run = sweep / name
+    (run / ".hydra").mkdir(parents=True)
+    (run / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides))
+    if metrics is not None:
+        (run / "metrics.json").write_text(json.dumps(metrics))
+    if status is not None:
+        (run / "status.json").write_text(json.dumps(status))
+
+
+def metrics(best: float, last: float, steps: int = 100) -> dict:
+    return {"best_val_loss": best, "val_loss": last, "step": steps, "tokens_per_second": 1000.0,
+            "train_seconds": 2.5}
+
+
+def test_report_ranks_runs_and_writes_csv(tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    fake_run(sweep, "0", ["optimizer.lr=1e-3", "model=tiny"], metrics(2.0, 2.1), {"status": "finished"})
+    fake_run(sweep, "1", ["optimizer.lr=3e-3", "model=tiny"], metrics(1.5, 1.6), {"status": "finished"})
+    fake_run(sweep, "2", ["optimizer.lr=1e-2", "model=tiny"], None, {"status": "failed", "error": "boom"})
+    fake_run(sweep, "10", ["optimizer.lr=3e-2", "model=tiny"], metrics(1.8, 1.8, 40), None)
+    # A run stopped early on purpose says so in its metrics; that wins over "finished".
+    stopped = {**metrics(1.7, 1.7), "status": "interrupted"}
+    fake_run(sweep, "3", ["optimizer.lr=2e-3", "+trainer.x=1"], stopped, {"status": "finished"})
+    # A resumed run keeps its resume configs below .hydra/: still one run.
+    (sweep / "1" / ".hydra" / "resume-1").mkdir()
+    (sweep / "1" / ".hydra" / "resume-1" / "overrides.yaml").write_text("- ckpt_path=x\n")
+
+    rows = report(sweep)
+
+    assert [r["run"] for r in rows] == ["1", "3", "10", "0", "2"]
+    assert [r["status"] for r in rows] == ["finished", "interrupted", "incomplete", "finished", "failed"]
+    assert rows[0]["optimizer.lr"] == "3e-3" and rows[0]["best_val_loss"] == 1.5
+    assert rows[1]["trainer.x"] == "1" and rows[0]["trainer.x"] == ""
+    assert rows[-1]["error"] == "boom" and rows[-1]["best_val_loss"] is None
+    with (sweep / "report.csv").open() as f:
+        table = list(csv.DictReader(f))
+    assert [r["run"] for r in table] == ["1", "3", "10", "0", "2"]
+    assert table[0]["last_val_loss"] == "1.6" and table[-1]["best_val_loss"] == ""
+    assert {"optimizer.lr", "model", "status", "steps", "tokens_per_sec", "wall_s"} <= set(table[0])
+
+    by_speed = report(sweep, tmp_path / "speed.csv", sort_by="wall_s")
+    assert by_speed[-1]["run"] == "2"  # no figure: last whatever the order
+    assert (tmp_path / "speed.csv").exists()
+
+
+def test_report_rejects_a_folder_without_runs(tmp_path: Path) -> None:
+    result = chargpt("report", str(tmp_path), cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith("error: no runs in")
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "report.csv").exists()
+
+
+def test_four_job_sweep_with_a_failing_job_then_report(tmp_path: Path) -> None:
+    corpus = write_corpus(tmp_path)
+    sweep = tmp_path / "multirun"
+    # model.n_head=3 does not divide n_embd=32: that job fails, the three others must still run.
+    result = chargpt(
+        "train", "-m", "data=text", f"data.path={corpus}", f"hydra.sweep.dir={sweep}", *MODEL, *TINY,
+        "model.n_head=1,2,3,4", cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == ["0", "1", "2", "3"]
+    assert json.loads((sweep / "2" / "status.json").read_text())["status"] == "failed"
+
+    rows = report(sweep)
+
+    assert len(rows) == 4
+    assert [r["status"] for r in rows] == ["finished"] * 3 + ["failed"]
+    assert rows[-1]["model.n_head"] == "3" and "n_head=3" in rows[-1]["error"]
+    finished = rows[:3]
+    assert {r["model.n_head"] for r in finished} == {"1", "2", "4"}
+    losses = [r["best_val_loss"] for r in finished]
+    assert losses == sorted(losses) and all(math.isfinite(x) for x in losses)
+    assert all(r["steps"] == 6 and r["tokens_per_sec"] > 0 and r["wall_s"] > 0 for r in finished)
+    assert all(r["last_val_loss"] is not None for r in finished)
+
+
+def test_a_single_run_still_fails_loudly(tmp_path: Path) -> None:
+    corpus = write_corpus(tmp_path)
+    run = tmp_path / "run"
+    result = chargpt("train", "data=text", f"data.path={corpus}", f"hydra.run.dir={run}", *MODEL, *TINY,
+                     "model.n_head=3", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("error: model.n_embd=32 is not divisible")
+    assert json.loads((run / "status.json").read_text())["status"] == "failed"
+
+
+@pytest.mark.slow  # 5-30 s: the sampled models reach 5 layers x 256 wide
+def test_optuna_search_minimises_best_val_loss(tmp_path: Path) -> None:
+    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
+    corpus = write_corpus(tmp_path)
+    sweep = tmp_path / "optuna"
+    result = chargpt(
+        "train", "hparams_search=optuna", "hydra.sweeper.n_trials=3",
+        "hydra.sweeper.sampler.n_startup_trials=2",
+        "data=text", f"data.path={corpus}", f"hydra.sweep.dir={sweep}", *TINY, cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = report(sweep)
+    assert len(rows) == 3 and all(r["status"] == "finished" for r in rows)
+    # The searched settings vary per trial and are the run's overrides.
+    assert len({r["optimizer.lr"] for r in rows}) == 3
+    assert {"model.n_embd", "model.n_layer", "model.dropout"} <= set(rows[0])
+    best = (sweep / "optimization_results.yaml").read_text()
+    assert f"best_value: {rows[0]['best_val_loss']}" in best
