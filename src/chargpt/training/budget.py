@@ -148,7 +148,7 @@ class TimeBudget(Callback):
                    lengthen=self.deadline - now > 0.1 * self.seconds)
         if overrun and self.planned_steps != before:
             self.replans += 1
-            log.info("time budget: %.1f ms/step lately, run shortened to %d steps", 1000 * recent,
+            log.info("time budget: %.1f ms/step lately, re-planned to %d steps", 1000 * recent,
                      self.planned_steps)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
