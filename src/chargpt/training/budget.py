@@ -138,17 +138,17 @@ class TimeBudget(Callback):
             return
         # Re-plan from the mean step time since calibration: follows a lasting change of speed
         # (either way) without overreacting to a short stall. If even the reserve would not absorb
-        # the recent pace, plan with that pace. In the last 10% the run is only ever shortened.
+        # the recent pace, plan with that pace. In the last 10% of the budget it is only shortened.
         recent = (now - self._mark[1]) / (step - self._mark[0])
         mean = (now - self._calib[1]) / (step - self._calib[0])
         self._mark = (step, now)
         overrun = now + (trainer.max_steps - step) * recent + (self.final_seconds or 0.0) > self.deadline
         before = self.planned_steps
         self._plan(trainer, step, now, max(mean, recent) if overrun else mean,
-                   lengthen=step < 0.9 * trainer.max_steps)
+                   lengthen=self.deadline - now > 0.1 * self.seconds)
         if overrun and self.planned_steps != before:
             self.replans += 1
-            log.info("time budget: %.1f ms/step lately, run shortened to %d steps", 1000 * recent,
+            log.info("time budget: %.1f ms/step lately, re-planned to %d steps", 1000 * recent,
                      self.planned_steps)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
