@@ -8,11 +8,13 @@ import time
 
 import hydra
 import lightning as L
+import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from chargpt.api import TrainedModel
 from chargpt.checkpoint import resolve_checkpoint, run_dir_of
+from chargpt.data import CharDataModule
 from chargpt.errors import ChargptError, exit_on_user_error
 from chargpt.hydra_app import CONFIG_PATH, plain, quiet_known_warnings
 from chargpt.model import ModelConfig
@@ -29,13 +31,10 @@ def build_trainer(cfg: DictConfig, output_dir: str) -> L.Trainer:
     return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
 
 
-def train(cfg: DictConfig) -> float | None:
-    """Train as configured; returns the best validation loss (the metric sweeps optimise)."""
-    quiet_known_warnings()
-    L.seed_everything(cfg.seed, workers=True, verbose=False)
-    output_dir = cfg.paths.output_dir
+def build_run(cfg: DictConfig) -> tuple[CharDataModule, CharLM, L.Trainer]:
+    """Data, model and trainer as chargpt-train builds them (the training benchmark reuses this)."""
     model_config = ModelConfig.from_dict(plain(cfg.model))  # validated before any data work
-
+    torch.set_float32_matmul_precision(cfg.get("matmul_precision", "highest"))
     datamodule = instantiate(cfg.data)
     datamodule.prepare_data()
     datamodule.setup("fit")
@@ -45,7 +44,15 @@ def train(cfg: DictConfig) -> float | None:
         optimizer=plain(cfg.optimizer),
         scheduler=plain(cfg.scheduler),
     )
-    trainer = build_trainer(cfg, output_dir)
+    return datamodule, module, build_trainer(cfg, cfg.paths.output_dir)
+
+
+def train(cfg: DictConfig) -> float | None:
+    """Train as configured; returns the best validation loss (the metric sweeps optimise)."""
+    quiet_known_warnings()
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    output_dir = cfg.paths.output_dir
+    datamodule, module, trainer = build_run(cfg)
     ckpt_path = str(resolve_checkpoint(cfg.ckpt_path)) if cfg.ckpt_path else None
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from chargpt.errors import ConfigError
@@ -29,6 +29,9 @@ class ModelConfig:
     norm: str = "layernorm"
     qk_norm: bool = False  # normalise queries and keys per head before attention
     tie_weights: bool = True  # share the token embedding with the output head
+    # torch.compile the training/validation forward. Not architecture: equal configs ignore it, and
+    # sampling from a checkpoint never compiles.
+    compile: bool = field(default=False, compare=False)
 
     def __post_init__(self) -> None:
         for name, allowed in (
@@ -43,6 +46,8 @@ class ModelConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"model.{name}={value!r} must be a positive integer")
+        if not isinstance(self.compile, bool):
+            raise ConfigError(f"model.compile={self.compile!r} must be true or false")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"model.dropout={self.dropout} must be in [0, 1)")
         if self.mlp_ratio <= 0:

@@ -7,13 +7,11 @@ from typing import Any
 
 import lightning as L
 import torch
-from hydra.utils import instantiate
-from torch.optim.lr_scheduler import LambdaLR
 
 from chargpt.data.tokenizer import CharTokenizer
 from chargpt.data.windows import IGNORE_INDEX
 from chargpt.model import ModelConfig, build_model
-from chargpt.training.optim import param_groups
+from chargpt.training.optim import build_optimizer
 
 
 class CharLM(L.LightningModule):
@@ -32,32 +30,40 @@ class CharLM(L.LightningModule):
         self.config = ModelConfig.from_dict(model)
         self.tokenizer = CharTokenizer(vocab)
         self.model = build_model(self.config, self.tokenizer.vocab_size)
+        self._compiled: torch.nn.Module | None = None
+
+    def configure_model(self) -> None:
+        if self.config.compile and self._compiled is None:
+            # Set past Module.__setattr__: the compiled wrapper shares self.model's weights and must not
+            # become a second submodule (checkpoint keys stay model.*). Sampling keeps the eager model.
+            object.__setattr__(self, "_compiled", torch.compile(self.model))
+
+    def _step_forward(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The training/validation forward: compiled when model.compile is set."""
+        return (self.model if self._compiled is None else self._compiled)(x, y)
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):
         return self.model(idx, targets)
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         x, y = batch
-        _, loss = self.model(x, y)
+        _, loss = self._step_forward(x, y)
         self.log("train/loss", loss, prog_bar=True)
         self.log("train/lr", self.optimizers().param_groups[0]["lr"])
         return loss
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         x, y = batch
-        _, loss = self.model(x, y)
+        _, loss = self._step_forward(x, y)
         # Weighted by scored targets, so the epoch mean is the exact per-character loss of the split.
         n = int((y != IGNORE_INDEX).sum())
         self.log("val/loss", loss, batch_size=n, prog_bar=True)
         self.log("val/bpc", loss / math.log(2), batch_size=n)
 
     def configure_optimizers(self) -> dict[str, Any]:
-        opt_cfg = dict(self.hparams.optimizer or {"_target_": "torch.optim.AdamW"})
-        weight_decay = opt_cfg.pop("weight_decay", 0.0)
-        optimizer = instantiate(opt_cfg, _partial_=True)(param_groups(self.model, weight_decay))
-        if not self.hparams.scheduler:
+        optimizer, scheduler = build_optimizer(
+            self.model, self.hparams.optimizer, self.hparams.scheduler, self.trainer.max_steps
+        )
+        if scheduler is None:
             return {"optimizer": optimizer}
-        schedule = instantiate(self.hparams.scheduler)
-        total = self.trainer.max_steps
-        scheduler = LambdaLR(optimizer, lambda step: schedule(step, total))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
