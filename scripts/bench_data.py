@@ -13,6 +13,7 @@ end. The last line is a JSON object.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -45,7 +46,10 @@ def write_corpus(source: Path, dest: Path, size_bytes: int) -> None:
 
 
 def peak_rss_mb(corpus: Path, run_dir: Path, steps: int, cache_dir: Path) -> tuple[float, float]:
-    """Peak resident memory (MB) and wall time of a short training run in a fresh process."""
+    """Peak resident memory (MB) and wall time of a short training run in a fresh process.
+
+    Read from the child's VmHWM: unlike its rusage, it does not inherit this process's peak.
+    """
     cmd = [
         sys.executable, "-m", "chargpt.train", "data=text", f"data.path={corpus}",
         f"trainer.max_steps={steps}", f"trainer.val_check_interval={steps}", "+trainer.limit_val_batches=5",
@@ -53,12 +57,19 @@ def peak_rss_mb(corpus: Path, run_dir: Path, steps: int, cache_dir: Path) -> tup
     ]
     env = {**os.environ, "CHARGPT_CACHE_DIR": str(cache_dir)}
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    _, status, usage = os.wait4(proc.pid, 0)
+    log = run_dir.with_suffix(".log")
+    with log.open("w") as out:
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
+    status, peak_kb = Path(f"/proc/{proc.pid}/status"), 0
+    while proc.poll() is None:  # VmHWM only grows: its last reading is the peak
+        with contextlib.suppress(OSError, StopIteration):
+            line = next(x for x in status.read_text().splitlines() if x.startswith("VmHWM:"))
+            peak_kb = max(peak_kb, int(line.split()[1]))
+        time.sleep(0.05)
     seconds = time.perf_counter() - start
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"training run failed:\n{proc.stderr.read() if proc.stderr else ''}")
-    return usage.ru_maxrss / 1024, seconds  # ru_maxrss is in KiB on Linux
+    if proc.returncode != 0:
+        raise SystemExit(f"training run failed:\n{log.read_text()[-3000:]}")
+    return peak_kb / 1024, seconds
 
 
 def main() -> None:

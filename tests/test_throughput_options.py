@@ -162,3 +162,23 @@ def test_progress_bar_updates_sparingly_and_at_the_last_step(tmp_path, monkeypat
     fit(new_module(), tmp_path, steps=6, callbacks=[bar])
     assert updates == [1, 6]
     assert bar.progress.tasks[bar.train_progress_bar_id].completed == 6
+
+
+def test_bf16_mixed_with_fused_adamw_and_clipping_trains(tmp_path, monkeypatch) -> None:
+    # Lightning alone refuses to clip gradients of a fused optimizer under mixed precision.
+    clipped = []
+    real_clip = torch.nn.utils.clip_grad_norm_
+
+    def spy(parameters, max_norm, *args, **kwargs):
+        clipped.append(max_norm)
+        return real_clip(parameters, max_norm, *args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", spy)
+    module = new_module()
+    before = [p.detach().clone() for p in module.parameters()]
+    trainer = fit(module, tmp_path, precision="bf16-mixed", gradient_clip_val=1e-3, enable_progress_bar=False)
+    assert trainer.global_step == 4
+    assert clipped == [1e-3] * 4
+    assert all(p.dtype == torch.float32 for p in module.parameters())
+    moved = max((p.detach() - b).abs().max().item() for p, b in zip(module.parameters(), before, strict=True))
+    assert 0 < moved <= 4 * 1e-2 * 1.01  # Adam moves each weight by at most ~lr per step

@@ -71,6 +71,19 @@ class CharLM(L.LightningModule):
         self.log("val/loss", loss, batch_size=n, prog_bar=True)
         self.log("val/bpc", loss / math.log(2), batch_size=n)
 
+    def configure_gradient_clipping(
+        self, optimizer: torch.optim.Optimizer, gradient_clip_val: float | None = None,
+        gradient_clip_algorithm: str | None = None,
+    ) -> None:
+        # Lightning refuses to clip for a fused optimizer under any mixed precision, because with a
+        # loss scaler (16-mixed) the gradients are still scaled here. bf16-mixed has no scaler, so
+        # its gradients are the true ones: clip them as in fp32.
+        scaler = getattr(self.trainer.precision_plugin, "scaler", None)
+        if gradient_clip_val and scaler is None and gradient_clip_algorithm in (None, "norm"):
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), gradient_clip_val)
+            return
+        super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
+
     def configure_optimizers(self) -> dict[str, Any]:
         optimizer, scheduler = build_optimizer(
             self.model, self.hparams.optimizer, self.hparams.scheduler, self.trainer.max_steps
