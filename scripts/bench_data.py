@@ -45,10 +45,13 @@ def write_corpus(source: Path, dest: Path, size_bytes: int) -> None:
             shift = (shift + 7919) % len(lines)
 
 
-def peak_rss_mb(corpus: Path, run_dir: Path, steps: int, cache_dir: Path) -> tuple[float, float]:
-    """Peak resident memory (MB) and wall time of a short training run in a fresh process.
+def peak_rss_mb(corpus: Path, run_dir: Path, steps: int, cache_dir: Path) -> tuple[float, float, float]:
+    """Peak resident memory (MB), its peak private (anonymous) part, and wall time of a short
+    training run in a fresh process.
 
-    Read from the child's VmHWM: unlike its rusage, it does not inherit this process's peak.
+    Read from the child's /proc status (VmHWM; RssAnon polled): unlike its rusage, it does not
+    inherit this process's peak. The rest of RSS is file-backed: shared libraries and the pages of
+    the memory-mapped ids, which are page cache the kernel can drop at any time.
     """
     cmd = [
         sys.executable, "-m", "chargpt.train", "data=text", f"data.path={corpus}",
@@ -60,16 +63,17 @@ def peak_rss_mb(corpus: Path, run_dir: Path, steps: int, cache_dir: Path) -> tup
     log = run_dir.with_suffix(".log")
     with log.open("w") as out:
         proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
-    status, peak_kb = Path(f"/proc/{proc.pid}/status"), 0
-    while proc.poll() is None:  # VmHWM only grows: its last reading is the peak
-        with contextlib.suppress(OSError, StopIteration):
-            line = next(x for x in status.read_text().splitlines() if x.startswith("VmHWM:"))
-            peak_kb = max(peak_kb, int(line.split()[1]))
+    status, peak_kb, anon_kb = Path(f"/proc/{proc.pid}/status"), 0, 0
+    while proc.poll() is None:  # VmHWM only grows: its last reading is the peak (gone in a zombie)
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            fields = dict(line.split(":", 1) for line in status.read_text().splitlines())
+            peak_kb = max(peak_kb, int(fields["VmHWM"].split()[0]))
+            anon_kb = max(anon_kb, int(fields["RssAnon"].split()[0]))
         time.sleep(0.05)
     seconds = time.perf_counter() - start
     if proc.returncode != 0:
         raise SystemExit(f"training run failed:\n{log.read_text()[-3000:]}")
-    return peak_kb / 1024, seconds
+    return peak_kb / 1024, anon_kb / 1024, seconds
 
 
 def main() -> None:
@@ -93,15 +97,19 @@ def main() -> None:
               f"{size_mb / encode_s:,.0f} MB/s", flush=True)
         del ids
 
-        rss_small, s_small = peak_rss_mb(source, root / "run-small", args.steps, cache)
-        rss_big, s_big = peak_rss_mb(big, root / "run-big", args.steps, cache)
+        rss_small, anon_small, s_small = peak_rss_mb(source, root / "run-small", args.steps, cache)
+        rss_big, anon_big, s_big = peak_rss_mb(big, root / "run-big", args.steps, cache)
     print(f"peak RSS of {args.steps} training steps: Tiny Shakespeare {rss_small:,.0f} MB ({s_small:.0f} s), "
           f"{size_mb:,.0f} MB corpus {rss_big:,.0f} MB ({s_big:.0f} s): {rss_big - rss_small:+,.0f} MB")
+    print(f"peak private (anonymous) memory: {anon_small:,.0f} MB vs {anon_big:,.0f} MB: "
+          f"{anon_big - anon_small:+,.0f} MB (the rest is file-backed page cache)")
     print(json.dumps({
         "size_mb": round(size_mb, 1), "encode_seconds": round(encode_s, 2),
         "encode_mb_per_s": round(size_mb / encode_s, 1),
         "rss_tinyshakespeare_mb": round(rss_small, 1), "rss_big_mb": round(rss_big, 1),
         "rss_delta_mb": round(rss_big - rss_small, 1),
+        "anon_tinyshakespeare_mb": round(anon_small, 1), "anon_big_mb": round(anon_big, 1),
+        "anon_delta_mb": round(anon_big - anon_small, 1),
         "train_seconds_tinyshakespeare": round(s_small, 1), "train_seconds_big": round(s_big, 1),
     }))
 
