@@ -13,6 +13,7 @@ from chargpt import eval as eval_cli
 from chargpt import sample as sample_cli
 from chargpt import train as train_cli
 from chargpt.errors import ChargptError
+from chargpt.training.setup import check_devices
 from reliability_helpers import make_checkpoint, run_main, train_args, write_corpus
 
 NO_GPU = pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a CUDA GPU")
@@ -229,8 +230,8 @@ def test_more_gpus_than_exist(trainer, gpus, expected, monkeypatch):
 
     monkeypatch.setattr(torch.cuda, "device_count", lambda: gpus)
     with pytest.raises(ConfigError, match=re.escape(expected)):
-        train_cli.check_devices(OmegaConf.create(trainer))
-    train_cli.check_devices(OmegaConf.create({**trainer, "devices": "auto"}))  # "auto" takes what exists
+        check_devices(OmegaConf.create(trainer))
+    check_devices(OmegaConf.create({**trainer, "devices": "auto"}))  # "auto" takes what exists
 
 
 def test_a_sweep_into_an_existing_sweep_keeps_its_runs(files, monkeypatch, capsys):

@@ -11,8 +11,8 @@ from hydra.utils import instantiate
 
 from chargpt.hydra_app import CONFIG_PATH, plain
 from chargpt.model import ModelConfig, build_model
-from chargpt.train import build_trainer
 from chargpt.training import CharLM
+from chargpt.training.setup import build_trainer
 
 GROUPS = ["data", "model", "optimizer", "scheduler", "trainer", "callbacks", "logger", "experiment", "debug"]
 

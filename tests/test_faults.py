@@ -15,13 +15,13 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from chargpt.errors import CheckpointError
 from chargpt.hydra_app import CONFIG_PATH
-from chargpt.train import build_trainer
 from chargpt.train import main as train_main
 from chargpt.training import checkpoint_io
 from chargpt.training.checkpoint_io import AtomicCheckpointIO
 from chargpt.training.guards import NonFiniteGuard, NonFiniteLossError
 from chargpt.training.interrupt import GracefulInterrupt
 from chargpt.training.resume import ResumeState
+from chargpt.training.setup import build_trainer
 from reliability_helpers import StepHook, run_main, train_args, write_corpus
 
 

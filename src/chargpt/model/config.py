@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from chargpt.errors import ConfigError
@@ -31,6 +31,9 @@ class ModelConfig:
     tie_weights: bool = True  # share the token embedding with the output head
     init_std: float = 0.02  # std of the normal init of weights (residual outputs scaled by 1/sqrt(2L))
     logit_softcap: float | None = None  # squash logits into (-cap, cap) with cap * tanh(logits / cap)
+    # torch.compile the training/validation forward. Not architecture: equal configs ignore it, and
+    # sampling from a checkpoint never compiles.
+    compile: bool = field(default=False, compare=False)
 
     def __post_init__(self) -> None:
         for name, allowed in (
@@ -45,6 +48,8 @@ class ModelConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"model.{name}={value!r} must be a positive integer")
+        if not isinstance(self.compile, bool):
+            raise ConfigError(f"model.compile={self.compile!r} must be true or false")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"model.dropout={self.dropout} must be in [0, 1)")
         if self.init_std <= 0:

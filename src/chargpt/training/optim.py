@@ -3,6 +3,7 @@
 An optimizer config names its `_target_`. Plain torch optimizers (e.g. torch.optim.AdamW) are
 called with `param_groups(model, weight_decay)`; a factory marked `takes_model` (muon_adamw) is
 called with the model itself, because it splits parameters by the role of their module.
+Weight decay applies to matrices and embeddings, not to biases and norm gains.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 import torch
 from hydra.utils import get_object, instantiate
 from torch import nn
+from torch.optim.lr_scheduler import LambdaLR
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
@@ -105,3 +107,14 @@ def muon_adamw(
 
 
 muon_adamw.takes_model = True  # type: ignore[attr-defined]
+
+
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, config: dict[str, Any] | None, total_steps: Callable[[], int]
+) -> LambdaLR | None:
+    """The per-step LR schedule, None without a config. `total_steps` is read at every step, so a
+    count fixed late (e.g. by a time budget) still anneals properly."""
+    if not config:
+        return None
+    schedule = instantiate(config)
+    return LambdaLR(optimizer, lambda step: schedule(step, total_steps()))

@@ -1,0 +1,225 @@
+"""Training throughput: the project's training path against a bare PyTorch loop, side by side.
+
+In one process, alternating repetitions run (a) the real path: the config composed from the
+project's configs and the data, LightningModule and Trainer built by `chargpt.training.setup.build_run`
+(callbacks, progress bar, TensorBoard logger and all), and (b) a minimal loop over the same model,
+batches, optimizer, LR schedule and gradient clipping. Each repetition times `--steps` steps after
+`--warmup` steps. Also prints achieved model FLOP/s (nanoGPT's 6N + 12LTd per token) against a
+measured matmul peak, and the loader alone in batches/s. The last line is a JSON object.
+
+    python scripts/bench_train.py                       # nanoGPT's CPU recipe: tiny model, batch 12
+    python scripts/bench_train.py --precision bf16-mixed --compile
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import statistics
+import tempfile
+import time
+from typing import Any
+
+import lightning as L
+import torch
+from hydra import compose, initialize_config_dir
+from lightning.pytorch.callbacks import Callback
+from omegaconf import DictConfig
+
+from chargpt.data.windows import TrainWindows
+from chargpt.hydra_app import CONFIG_PATH, plain, quiet_known_warnings
+from chargpt.training.optim import build_optimizer, build_scheduler
+from chargpt.training.setup import build_run
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", default="tiny", help="model preset (configs/model)")
+    p.add_argument("--batch", type=int, default=12)
+    p.add_argument("--block", type=int, default=None, help="context length (default: the preset's)")
+    p.add_argument("--precision", default="32-true", help="trainer.precision, e.g. bf16-mixed")
+    p.add_argument("--compile", action="store_true", help="model.compile=true")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--steps", type=int, default=100, help="timed steps per repetition")
+    p.add_argument("--warmup", type=int, default=10, help="untimed steps before them")
+    p.add_argument("--reps", type=int, default=3, help="alternating repetitions of each path")
+    p.add_argument("--override", action="append", default=[], help="extra Hydra override (repeatable)")
+    return p.parse_args()
+
+
+def compose_config(args: argparse.Namespace, output_dir: str) -> DictConfig:
+    total = args.warmup + args.steps
+    overrides = [
+        f"model={args.model}",
+        f"data.batch_size={args.batch}",
+        f"trainer.precision={args.precision}",
+        f"model.compile={str(args.compile).lower()}",
+        f"trainer.accelerator={'gpu' if args.device.startswith('cuda') else 'cpu'}",
+        f"trainer.max_steps={total}",
+        f"trainer.val_check_interval={total}",  # validation only after the timed steps
+        "+trainer.limit_val_batches=2",
+        f"paths.output_dir={output_dir}",
+        *([f"model.block_size={args.block}"] if args.block else []),
+        *args.override,
+    ]
+    with initialize_config_dir(config_dir=CONFIG_PATH, version_base="1.3"):
+        return compose(config_name="train", overrides=overrides)
+
+
+class StepTimes(Callback):
+    """perf_counter at the end of every training batch: the gaps include all per-step work."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.times: list[float] = []
+        self.device = device
+
+    def on_train_batch_end(self, *args: Any) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+        self.times.append(time.perf_counter())
+
+
+def run_project(cfg: DictConfig, args: argparse.Namespace) -> float:
+    """Seconds per step of chargpt's own training path."""
+    L.seed_everything(cfg.seed, verbose=False)
+    datamodule, module, trainer = build_run(cfg)[:3]
+    timer = StepTimes(torch.device(args.device))
+    trainer.callbacks.append(timer)
+    trainer.fit(module, datamodule=datamodule)
+    t = timer.times
+    return (t[args.warmup + args.steps - 1] - t[args.warmup - 1]) / args.steps
+
+
+def run_bare(cfg: DictConfig, args: argparse.Namespace) -> float:
+    """Seconds per step of a minimal loop: same model, batches, optimizer, schedule and clipping."""
+    L.seed_everything(cfg.seed, verbose=False)
+    datamodule, module = build_run(cfg)[:2]
+    device = torch.device(args.device)
+    model = module.model.to(device)
+    if args.precision == "bf16-true":
+        model = model.to(torch.bfloat16)
+    model.train()
+    step_model = torch.compile(model) if args.compile else model
+    total = args.warmup + args.steps
+    opt = build_optimizer(model, plain(cfg.optimizer))
+    sched = build_scheduler(opt, plain(cfg.scheduler), lambda: total)
+    dm = datamodule
+    windows = TrainWindows(dm.train_ids, dm.block_size, dm.batch_size, dm.seed)
+    autocast = (
+        torch.autocast(device.type, dtype=torch.bfloat16)
+        if args.precision == "bf16-mixed" else contextlib.nullcontext()
+    )
+    clip = cfg.trainer.gradient_clip_val
+    start = 0.0
+    for step in range(total):
+        if step == args.warmup:
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+        x, y = (t.to(device, non_blocking=True) for t in windows[step])
+        with autocast:
+            _, loss = step_model(x, y)
+        loss.backward()
+        if clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+        opt.step()
+        if sched is not None:
+            sched.step()
+        opt.zero_grad(set_to_none=True)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return (time.perf_counter() - start) / args.steps
+
+
+def flops_per_token(model: torch.nn.Module) -> float:
+    """nanoGPT's estimate: 6 N (weights, position table excluded) + 12 L T d (attention)."""
+    c = model.config
+    n = sum(p.numel() for p in model.parameters())
+    positions = getattr(model, "positions", None)
+    if positions is not None and isinstance(positions.table, torch.nn.Parameter):
+        n -= positions.table.numel()
+    return 6 * n + 12 * c.n_layer * c.block_size * c.n_embd
+
+
+def matmul_peak(device: torch.device, dtype: torch.dtype, n: int = 1024, reps: int = 20) -> float:
+    """Best FLOP/s of an n x n matmul: the achievable peak on this machine."""
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    best = float("inf")
+    for _ in range(reps):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        t = time.perf_counter()
+        a @ b
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - t)
+    return 2 * n**3 / best
+
+
+def loader_rate(cfg: DictConfig, n: int = 200) -> float:
+    """Batches/s of the training loader alone (as the Trainer iterates it)."""
+    datamodule = build_run(cfg).datamodule
+    it = iter(datamodule.train_dataloader())
+    next(it)
+    t = time.perf_counter()
+    for _ in range(n):
+        next(it)
+    return n / (time.perf_counter() - t)
+
+
+def main() -> None:
+    args = parse_args()
+    quiet_known_warnings()
+    if args.warmup < 1:
+        raise SystemExit("--warmup must be at least 1")
+    with tempfile.TemporaryDirectory(prefix="chargpt-bench-") as out:
+        cfg = compose_config(args, out)
+        tokens_per_step = args.batch * cfg.model.block_size
+        project, bare = [], []
+        for rep in range(args.reps):
+            project.append(run_project(cfg, args))
+            bare.append(run_bare(cfg, args))
+            print(
+                f"rep {rep + 1}/{args.reps}: chargpt {project[-1] * 1e3:.2f} ms/step, "
+                f"bare {bare[-1] * 1e3:.2f} ms/step",
+                flush=True,
+            )
+        loader_bps = loader_rate(cfg)
+        module = build_run(cfg).module
+        fpt = flops_per_token(module.model)
+
+    device = torch.device(args.device)
+    low = args.precision.startswith("bf16")
+    peak = matmul_peak(device, torch.bfloat16 if low else torch.float32)
+    # The best repetition of each path: the one least disturbed by other processes on the machine.
+    p_step, b_step = min(project), min(bare)
+    tps, bare_tps = tokens_per_step / p_step, tokens_per_step / b_step
+    flops = tps * fpt
+    result = {
+        "model": args.model, "batch": args.batch, "block": int(cfg.model.block_size),
+        "precision": args.precision, "compile": args.compile, "device": args.device,
+        "ms_per_step": round(p_step * 1e3, 3), "bare_ms_per_step": round(b_step * 1e3, 3),
+        "median_ms_per_step": round(statistics.median(project) * 1e3, 3),
+        "median_bare_ms_per_step": round(statistics.median(bare) * 1e3, 3),
+        "tokens_per_s": round(tps, 1), "bare_tokens_per_s": round(bare_tps, 1),
+        "ratio_vs_bare": round(tps / bare_tps, 4),
+        "model_flops_per_s": round(flops), "matmul_peak_flops_per_s": round(peak),
+        "fraction_of_peak": round(flops / peak, 4),
+        "loader_batches_per_s": round(loader_bps, 1), "steps_per_s": round(1 / p_step, 2),
+    }
+    print(
+        f"chargpt: {tps:,.0f} tokens/s ({p_step * 1e3:.2f} ms/step); bare loop: {bare_tps:,.0f} tokens/s "
+        f"({b_step * 1e3:.2f} ms/step); ratio {tps / bare_tps:.3f}"
+    )
+    print(
+        f"model: {fpt / 1e6:.2f} MFLOP/token -> {flops / 1e9:.2f} GFLOP/s = {flops / peak:.1%} of the "
+        f"measured {'bf16' if low else 'fp32'} matmul peak ({peak / 1e9:.0f} GFLOP/s)"
+    )
+    print(f"loader alone: {loader_bps:,.0f} batches/s vs {1 / p_step:,.1f} training steps/s")
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

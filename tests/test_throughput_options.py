@@ -1,0 +1,185 @@
+"""Speed options keep training correct: fused/foreach AdamW, model.compile, lean step logging."""
+
+from __future__ import annotations
+
+import lightning as L
+import numpy as np
+import pytest
+import torch
+
+from chargpt.model import ModelConfig, build_model
+from chargpt.training import CharLM
+from chargpt.training.callbacks import StepProgressBar, ValidateAtEnd
+from chargpt.training.optim import build_optimizer, build_scheduler
+
+MODEL = {"block_size": 16, "n_layer": 1, "n_head": 2, "n_embd": 32}
+VOCAB = [chr(c) for c in range(ord("a"), ord("a") + 12)]
+
+
+class Batches(torch.utils.data.Dataset):
+    def __init__(self, n: int = 64) -> None:
+        rng = np.random.default_rng(0)
+        self.data = torch.from_numpy(rng.integers(0, len(VOCAB), size=(n, 4, 17)))
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.data[i, :, :-1], self.data[i, :, 1:]
+
+
+def train_steps(optimizer: dict, steps: int = 5) -> torch.Tensor:
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(**MODEL), len(VOCAB))
+    opt = build_optimizer(model, optimizer)
+    sched = build_scheduler(opt, {"_target_": "chargpt.training.schedules.Constant"}, lambda: steps)
+    data = Batches()
+    for k in range(steps):
+        _, loss = model(*data[k])
+        loss.backward()
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+    return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+
+@pytest.mark.parametrize("variant", [{"fused": True}, {"foreach": True}])
+def test_fused_and_foreach_adamw_match_the_reference_loop(variant: dict) -> None:
+    base = {"_target_": "torch.optim.AdamW", "lr": 1e-2, "weight_decay": 0.1, "betas": [0.9, 0.99]}
+    reference = train_steps({**base, "foreach": False})
+    fast = train_steps({**base, **variant})
+    assert not torch.equal(reference, train_steps({**base, "lr": 0.0}))  # the steps did move weights
+    # Kernels round differently (most visible where m/sqrt(v) meets eps); a wrong update (decay,
+    # bias correction) would be off by a sizeable fraction of a step (lr = 1e-2).
+    torch.testing.assert_close(fast, reference, rtol=1e-3, atol=5e-4)
+
+
+def test_adamw_config_is_fused_by_default() -> None:
+    from hydra import compose, initialize_config_dir
+
+    from chargpt.hydra_app import CONFIG_PATH, plain
+
+    with initialize_config_dir(config_dir=CONFIG_PATH, version_base="1.3"):
+        cfg = compose(config_name="train")
+    model = build_model(ModelConfig(**MODEL), len(VOCAB))
+    opt = build_optimizer(model, plain(cfg.optimizer))
+    assert opt.defaults["fused"] is True
+
+
+def test_compile_flag_is_not_architecture() -> None:
+    plain, compiled = ModelConfig(**MODEL), ModelConfig(**MODEL, compile=True)
+    assert plain == compiled  # a compiled run resumes/loads as the same model
+    assert compiled.to_dict()["compile"] is True
+    assert ModelConfig.from_dict({k: v for k, v in plain.to_dict().items() if k != "compile"}) == plain
+
+
+def test_compile_flag_must_be_a_bool() -> None:
+    from chargpt.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"model\.compile"):
+        ModelConfig(**MODEL, compile="yes")
+
+
+def fit(module: CharLM, tmp_path, steps: int = 4, **trainer_args: object) -> L.Trainer:
+    trainer = L.Trainer(
+        accelerator="cpu", max_steps=steps, logger=False, enable_checkpointing=False,
+        enable_model_summary=False, default_root_dir=tmp_path, **trainer_args,
+    )
+    loader = torch.utils.data.DataLoader(Batches(), batch_size=None)
+    trainer.fit(module, train_dataloaders=loader)
+    return trainer
+
+
+def new_module(**model: object) -> CharLM:
+    torch.manual_seed(0)
+    return CharLM(
+        model={**MODEL, **model}, vocab=VOCAB,
+        optimizer={"_target_": "torch.optim.AdamW", "lr": 1e-2, "fused": True},
+    )
+
+
+def test_compile_switch_trains_and_keeps_checkpoint_keys(tmp_path, monkeypatch) -> None:
+    # The eager backend exercises the switch quickly; the slow test below uses the default backend.
+    calls = []
+    real_compile = torch.compile
+
+    def eager_compile(model, **kwargs):
+        calls.append(model)
+        return real_compile(model, backend="eager", **kwargs)
+
+    monkeypatch.setattr(torch, "compile", eager_compile)
+    compiled = new_module(compile=True)
+    fit(compiled, tmp_path, enable_progress_bar=False)
+    assert calls == [compiled.model]
+    assert set(compiled.state_dict()) == set(new_module().state_dict())
+    assert all(k.startswith("model.") for k in compiled.state_dict())
+    # Same weights as an eager run of the same steps.
+    eager = new_module()
+    fit(eager, tmp_path, enable_progress_bar=False)
+    for a, b in zip(compiled.parameters(), eager.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_compile_with_inductor_matches_eager(tmp_path) -> None:
+    compiled, eager = new_module(compile=True), new_module()
+    fit(compiled, tmp_path, enable_progress_bar=False)
+    fit(eager, tmp_path, enable_progress_bar=False)
+    for a, b in zip(compiled.parameters(), eager.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-4)
+
+
+def test_step_values_reach_the_logger_at_its_interval_and_the_last_step(tmp_path) -> None:
+    from lightning.pytorch.loggers import CSVLogger
+
+    module = new_module()
+    trainer = L.Trainer(
+        accelerator="cpu", max_steps=7, log_every_n_steps=3, logger=CSVLogger(tmp_path),
+        enable_checkpointing=False, enable_model_summary=False, enable_progress_bar=False,
+        callbacks=[ValidateAtEnd()],  # as in chargpt-train: it stops, and so logs, at the last step
+    )
+    trainer.fit(module, train_dataloaders=torch.utils.data.DataLoader(Batches(), batch_size=None))
+    metrics = (tmp_path / "lightning_logs" / "version_0" / "metrics.csv").read_text().splitlines()
+    header = metrics[0].split(",")
+    rows = [dict(zip(header, line.split(","), strict=True)) for line in metrics[1:]]
+    logged_steps = sorted(int(r["step"]) for r in rows if r.get("train/loss"))
+    assert logged_steps == [2, 5, 6]  # steps 3 and 6 (0-based 2, 5) and the last one
+    assert all(r.get("train/lr") for r in rows if r.get("train/loss"))
+    assert "train/loss" in trainer.progress_bar_metrics
+
+
+def test_progress_bar_updates_sparingly_and_at_the_last_step(tmp_path, monkeypatch) -> None:
+    from lightning.pytorch.callbacks import RichProgressBar
+
+    updates = []
+    original = RichProgressBar.on_train_batch_end
+
+    def spy(self, trainer, *args):
+        updates.append(trainer.global_step)
+        original(self, trainer, *args)
+
+    monkeypatch.setattr(RichProgressBar, "on_train_batch_end", spy)
+    bar = StepProgressBar(min_interval=3600)  # only the first and the last step update it
+    fit(new_module(), tmp_path, steps=6, callbacks=[bar])
+    assert updates == [1, 6]
+    assert bar.progress.tasks[bar.train_progress_bar_id].completed == 6
+
+
+def test_bf16_mixed_with_fused_adamw_and_clipping_trains(tmp_path, monkeypatch) -> None:
+    # Lightning alone refuses to clip gradients of a fused optimizer under mixed precision.
+    clipped = []
+    real_clip = torch.nn.utils.clip_grad_norm_
+
+    def spy(parameters, max_norm, *args, **kwargs):
+        clipped.append(max_norm)
+        return real_clip(parameters, max_norm, *args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", spy)
+    module = new_module()
+    before = [p.detach().clone() for p in module.parameters()]
+    trainer = fit(module, tmp_path, precision="bf16-mixed", gradient_clip_val=1e-3, enable_progress_bar=False)
+    assert trainer.global_step == 4
+    assert clipped == [1e-3] * 4
+    assert all(p.dtype == torch.float32 for p in module.parameters())
+    moved = max((p.detach() - b).abs().max().item() for p, b in zip(module.parameters(), before, strict=True))
+    assert 0 < moved <= 4 * 1e-2 * 1.01  # Adam moves each weight by at most ~lr per step
