@@ -31,6 +31,7 @@ def quiet_known_warnings() -> None:
         r".*resuming from a checkpoint that ended before the epoch ended.*",  # batches are indexed by step
         r".*Checkpoint directory .* exists and is not empty.*",  # expected when a run resumes
         r".*smaller than the logging interval.*",  # short runs log less often: nothing to fix
+        r".*use `sync_dist=True`.*",  # every rank scores the whole validation split: values agree
     ):
         warnings.filterwarnings("ignore", message=message)
     for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
