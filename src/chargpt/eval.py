@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 
 import hydra
+from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from chargpt.api import model_from_checkpoint
 from chargpt.checkpoint import read_checkpoint, resolve_checkpoint
 from chargpt.errors import ConfigError, exit_on_user_error
 from chargpt.evaluation import evaluate
-from chargpt.hydra_app import CONFIG_PATH, instantiate_checked, quiet_known_warnings
+from chargpt.hydra_app import CONFIG_PATH, quiet_known_warnings
 from chargpt.sample import pick_device
 
 SPLITS = ("val", "train", "all")
@@ -29,7 +30,7 @@ def _hydra_main(cfg: DictConfig) -> None:
     trained = model_from_checkpoint(read_checkpoint(file), str(file))
     trained.model.to(pick_device(cfg.device))
     # The checkpoint's vocabulary encodes the text; characters it never saw are an error.
-    datamodule = instantiate_checked(
+    datamodule = instantiate(
         cfg.data, block_size=trained.model.block_size, vocab=trained.tokenizer.to_list()
     )
     datamodule.setup("validate")

@@ -7,11 +7,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from hydra.errors import InstantiationException
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-
-from chargpt.errors import ChargptError
 
 _PACKAGED = Path(__file__).parent / "configs"  # wheel installs
 _SOURCE_TREE = Path(__file__).resolve().parents[2] / "configs"  # editable installs and checkouts
@@ -37,13 +33,3 @@ def quiet_known_warnings() -> None:
     for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
         logging.getLogger(name).addFilter(lambda record: "litlogger" not in record.getMessage())
 
-
-def instantiate_checked(cfg: DictConfig, **kwargs: Any) -> Any:
-    """hydra.utils.instantiate, but a ChargptError raised by the constructor comes out as itself
-    (Hydra wraps it in an InstantiationException, which would print as a traceback)."""
-    try:
-        return instantiate(cfg, **kwargs)
-    except InstantiationException as err:
-        if isinstance(err.__cause__, ChargptError):
-            raise err.__cause__ from None
-        raise

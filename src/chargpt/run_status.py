@@ -22,7 +22,7 @@ from hydra.types import RunMode
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig
 
-from chargpt.errors import ChargptError, SetupError
+from chargpt.errors import SetupError, user_error_in
 from chargpt.training.callbacks import write_json_atomic
 from chargpt.training.interrupt import TrainingInterrupted
 
@@ -67,13 +67,14 @@ def record_status(task: Callable[[DictConfig], float | None]) -> Callable[[DictC
             if isinstance(err, SystemExit) and not err.code:
                 write_status(run_dir, "finished")
                 raise
-            if isinstance(err, SetupError) or (cfg.get("ckpt_path") and isinstance(err, ChargptError)):
+            user_error = user_error_in(err)  # also when a library wrapped it
+            if isinstance(user_error, SetupError) or (cfg.get("ckpt_path") and user_error is not None):
                 raise  # another run's directory, a bad launch, a refused resume: nothing to record
-            message = str(err) if isinstance(err, ChargptError) else f"{type(err).__name__}: {err}"
+            message = str(user_error) if user_error is not None else f"{type(err).__name__}: {err}"
             write_status(run_dir, "failed", error=message.splitlines()[0] if message else type(err).__name__)
             if not is_multirun() or not isinstance(err, Exception):
                 raise
-            if isinstance(err, ChargptError):
+            if user_error is not None:
                 log.error("this job failed, the sweep goes on: %s", message)
             else:
                 log.error("this job failed, the sweep goes on:\n%s", traceback.format_exc())

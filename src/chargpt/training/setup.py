@@ -23,7 +23,7 @@ from omegaconf import DictConfig, ListConfig
 from chargpt.checkpoint import read_checkpoint, resolve_checkpoint
 from chargpt.data import CharDataModule
 from chargpt.errors import ConfigError, SetupError
-from chargpt.hydra_app import instantiate_checked, plain
+from chargpt.hydra_app import plain
 from chargpt.model import ModelConfig
 from chargpt.run_dir import check_run_dir
 from chargpt.training.budget import TimeBudget
@@ -131,7 +131,7 @@ def build_run(cfg: DictConfig) -> Run:
         pretrained = prepare_finetune(cfg, model_config, list(HydraConfig.get().overrides.task))
         model_config = pretrained.config
 
-    datamodule = instantiate_checked(
+    datamodule = instantiate(
         cfg.data, block_size=model_config.block_size, vocab=pretrained.vocab if pretrained else None
     )
     datamodule.prepare_data()
