@@ -7,7 +7,6 @@ exactly the path users run.
 from __future__ import annotations
 
 import os
-import warnings
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -147,7 +146,6 @@ def build_run(cfg: DictConfig) -> Run:
         check_resumable(ckpt, str(file), model_config.to_dict(), vocab, corpus)
         ckpt_path, resume_step = str(file), int(ckpt.get("global_step", 0))
         del ckpt
-        warnings.filterwarnings("ignore", message=r".*Checkpoint directory .* exists and is not empty.*")
     module = CharLM(
         model=model_config.to_dict(),
         vocab=vocab,
