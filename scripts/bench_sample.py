@@ -2,9 +2,12 @@
 
 Generates `--tokens` tokens from a randomly initialised model of the given preset (speed does not
 depend on the weights), alternating cached and uncached runs with the same seed, and checks that
-both give the same tokens. The last line is a JSON object.
+both give the same tokens. With --compile, a third mode runs the cached decoding with its
+one-token step compiled (the `compile=true` of chargpt-sample); its one-off compile time is
+printed apart. The last line is a JSON object.
 
     python scripts/bench_sample.py                      # model=small (6 layers, 384 wide, block 256)
+    python scripts/bench_sample.py --compile
     python scripts/bench_sample.py --model tiny --tokens 1000
 """
 
@@ -32,6 +35,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--reps", type=int, default=3, help="alternating repetitions of each mode")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--compile", action="store_true", help="also time the compiled cached decoding")
     p.add_argument("--override", action="append", default=[], help="model override, e.g. block_size=128")
     return p.parse_args()
 
@@ -42,11 +46,14 @@ def load_preset(name: str, overrides: list[str]) -> ModelConfig:
     return ModelConfig.from_dict(plain(cfg.model))
 
 
-def sample(model: torch.nn.Module, prompt: torch.Tensor, args: argparse.Namespace, use_cache: bool):
+MODES = {"cached": {"use_cache": True}, "uncached": {"use_cache": False},
+         "compiled": {"use_cache": True, "compile": True}}
+
+
+def sample(model: torch.nn.Module, prompt: torch.Tensor, tokens: int, temperature: float, mode: str):
     generator = torch.Generator(device=prompt.device).manual_seed(0)
     start = time.perf_counter()
-    tokens = list(iter_tokens(model, prompt, args.tokens, args.temperature, generator=generator,
-                              use_cache=use_cache))
+    tokens = list(iter_tokens(model, prompt, tokens, temperature, generator=generator, **MODES[mode]))
     if prompt.device.type == "cuda":
         torch.cuda.synchronize()
     return time.perf_counter() - start, torch.cat(tokens, dim=1)
@@ -58,27 +65,44 @@ def main() -> None:
     torch.manual_seed(0)
     model = build_model(config, VOCAB).to(args.device).eval()
     prompt = torch.randint(0, VOCAB, (1, args.prompt_len), device=args.device)
-    sample(model, prompt, argparse.Namespace(**{**vars(args), "tokens": 20}), True)  # warm-up
-    cached, uncached = [], []
-    same = True
+    modes = ["cached", "uncached"] + (["compiled"] if args.compile else [])
+    compile_s = None
+    for mode in modes:  # warm-up; the first compiled call compiles
+        seconds, _ = sample(model, prompt, 20, args.temperature, mode)
+        if mode == "compiled":
+            compile_s = seconds
+            print(f"compiling the decoding step took {compile_s:.1f} s", flush=True)
+    times: dict[str, list[float]] = {mode: [] for mode in modes}
+    same = {mode: True for mode in modes}
     for rep in range(args.reps):
-        t_cached, a = sample(model, prompt, args, True)
-        t_uncached, b = sample(model, prompt, args, False)
-        same = same and torch.equal(a, b)
-        cached.append(t_cached)
-        uncached.append(t_uncached)
-        print(f"rep {rep + 1}/{args.reps}: cached {args.tokens / t_cached:,.0f} tokens/s, "
-              f"uncached {args.tokens / t_uncached:,.0f} tokens/s", flush=True)
+        texts = {}
+        for mode in modes:
+            seconds, texts[mode] = sample(model, prompt, args.tokens, args.temperature, mode)
+            times[mode].append(seconds)
+            same[mode] = same[mode] and torch.equal(texts[mode], texts["cached"])
+        print(f"rep {rep + 1}/{args.reps}: " + ", ".join(
+            f"{mode} {args.tokens / times[mode][-1]:,.0f} tokens/s" for mode in modes), flush=True)
     # The best repetition of each mode: the one least disturbed by other processes.
-    tps, tps_uncached = args.tokens / min(cached), args.tokens / min(uncached)
+    tps = {mode: args.tokens / min(times[mode]) for mode in modes}
     print(f"{args.model} ({config.n_layer} layers, {config.n_embd} wide, block {config.block_size}), "
-          f"{args.tokens} tokens: cached {tps:,.0f} tokens/s, uncached {tps_uncached:,.0f} tokens/s, "
-          f"speedup {tps / tps_uncached:.1f}x; identical tokens: {same}")
-    print(json.dumps({
+          f"{args.tokens} tokens: " + ", ".join(f"{m} {tps[m]:,.0f} tokens/s" for m in modes))
+    speedup = tps["cached"] / tps["uncached"]
+    print(f"speedup of the cache {speedup:.1f}x, identical tokens: {same['uncached']}")
+    result = {
         "model": args.model, "tokens": args.tokens, "device": args.device,
-        "cached_tokens_per_s": round(tps, 1), "uncached_tokens_per_s": round(tps_uncached, 1),
-        "speedup": round(tps / tps_uncached, 2), "identical": same,
-    }))
+        "cached_tokens_per_s": round(tps["cached"], 1), "uncached_tokens_per_s": round(tps["uncached"], 1),
+        "speedup": round(speedup, 2), "identical": same["uncached"],
+    }
+    if args.compile:
+        print(f"compiled: speedup {tps['compiled'] / tps['uncached']:.1f}x over uncached, "
+              f"{tps['compiled'] / tps['cached']:.1f}x over cached eager, "
+              f"identical tokens: {same['compiled']}")
+        result.update({
+            "compiled_tokens_per_s": round(tps["compiled"], 1), "compile_s": round(compile_s, 1),
+            "compiled_speedup": round(tps["compiled"] / tps["uncached"], 2),
+            "compiled_identical": same["compiled"],
+        })
+    print(json.dumps(result))
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from chargpt.errors import ConfigError
 from chargpt.model import ModelConfig, build_model
 from chargpt.model.sampling import iter_tokens
 
@@ -81,12 +82,14 @@ def test_cache_logits_match_full_forward() -> None:
     torch.testing.assert_close(torch.cat(steps, dim=1), full, rtol=1e-4, atol=1e-4)
 
 
-def test_cache_is_full_at_the_context_length() -> None:
-    model = tiny_model("learned")
+@pytest.mark.parametrize("pos_encoding", ["learned", "rope"])
+def test_cache_is_full_at_the_context_length(pos_encoding: str) -> None:
+    # No silent wrap-around or overwrite past the last slot.
+    model = tiny_model(pos_encoding)
     cache = model.new_cache(1)
     with torch.inference_mode():
         model(torch.zeros(1, BLOCK, dtype=torch.long), cache=cache)
-        with pytest.raises(ValueError, match="exceeds the context"):
+        with pytest.raises(IndexError, match="out of bounds"):
             model(torch.zeros(1, 1, dtype=torch.long), cache=cache)
 
 
@@ -94,3 +97,21 @@ def test_generation_restores_training_mode() -> None:
     model = tiny_model("learned").train()
     run(model, torch.tensor([[1]]), 3, True)
     assert model.training
+
+
+def test_compile_needs_the_cache() -> None:
+    with pytest.raises(ConfigError, match="needs use_cache=true"):
+        run(tiny_model("learned"), torch.tensor([[1]]), 3, False, compile=True)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("pos_encoding", ["learned", "rope"])
+def test_compiled_decoding_gives_the_same_tokens_without_recompiling(pos_encoding: str) -> None:
+    model = tiny_model(pos_encoding)
+    prompt = torch.tensor(PROMPTS["shorter than the context"])
+    n = 4 * BLOCK  # restarts the window several times
+    run(model, prompt, 2, True, compile=True)  # compiles the one-token step
+    # Every later position, window restart and new cache reuses that one compiled step.
+    with torch._dynamo.config.patch(error_on_recompile=True):
+        compiled = run(model, prompt, n, True, compile=True)
+    assert compiled == run(model, prompt, n, False)

@@ -38,15 +38,16 @@ class TrainedModel:
         seed: int | None = None,
         generator: torch.Generator | None = None,
         use_cache: bool = True,
+        compile: bool = False,
     ) -> Iterator[str]:
-        """Yield the sampled text character by character (one sample)."""
+        """Yield the sampled text character by character (one sample); compile: see iter_tokens."""
         check_sampling(temperature, top_k, top_p, max_new_tokens)
         idx = torch.tensor([self.tokenizer.encode(prompt)], dtype=torch.long, device=self.device)
         if generator is None:
             generator = torch.Generator(device=self.device)
             generator.manual_seed(seed if seed is not None else torch.seed())
         for token in iter_tokens(
-            self.model, idx, max_new_tokens, temperature, top_k, top_p, generator, use_cache
+            self.model, idx, max_new_tokens, temperature, top_k, top_p, generator, use_cache, compile
         ):
             yield self.tokenizer.chars[int(token[0, 0])]
 

@@ -40,7 +40,7 @@ def _hydra_main(cfg: DictConfig) -> None:
         print(cfg.prompt, end="", flush=True)
         for ch in trained.stream(
             cfg.prompt, cfg.max_new_tokens, cfg.temperature, cfg.top_k, cfg.top_p,
-            generator=generator, use_cache=cfg.use_cache,
+            generator=generator, use_cache=cfg.use_cache, compile=cfg.compile,
         ):
             print(ch, end="", flush=True)
     print()

@@ -31,24 +31,23 @@ class CausalSelfAttention(nn.Module):
         self.k_norm = make_norm(config, self.head_dim) if config.qk_norm else nn.Identity()
 
     def forward(
-        self, x: torch.Tensor, rotary: Rotary | None = None, cache: KVCache | None = None
+        self, x: torch.Tensor, rotary: Rotary | None = None, cache: KVCache | None = None,
+        pos: torch.Tensor | None = None,
     ) -> torch.Tensor:
         b, t, c = x.shape
         q, k, v = (
             z.view(b, t, self.n_head, self.head_dim).transpose(1, 2) for z in self.qkv(x).split(c, dim=2)
         )
         q, k = self.q_norm(q), self.k_norm(k)
-        offset = cache.length if cache is not None else 0
         if rotary is not None:
-            q, k = rotary(q, offset), rotary(k, offset)
-        if cache is not None:
-            if offset and t > 1:
-                raise ValueError("the KV cache takes a multi-token prompt only when it is empty")
-            k, v = cache.update(self.layer, k, v)
-        # One new token attends to everything cached: no mask needed; otherwise causal.
-        y = F.scaled_dot_product_attention(
-            q, k, v, is_causal=t > 1, dropout_p=self.dropout if self.training else 0.0
-        )
+            q, k = rotary(q, pos), rotary(k, pos)
+        if cache is None:
+            y = F.scaled_dot_product_attention(
+                q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0
+            )
+        else:
+            k, v, mask = cache.update(self.layer, pos, k, v)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         return self.resid_dropout(self.proj(y.transpose(1, 2).reshape(b, t, c)))
 
 
@@ -87,7 +86,8 @@ class Block(nn.Module):
         self.mlp = FeedForward(config)
 
     def forward(
-        self, x: torch.Tensor, rotary: Rotary | None = None, cache: KVCache | None = None
+        self, x: torch.Tensor, rotary: Rotary | None = None, cache: KVCache | None = None,
+        pos: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        x = x + self.attn(self.norm1(x), rotary, cache)
+        x = x + self.attn(self.norm1(x), rotary, cache, pos)
         return x + self.mlp(self.norm2(x))

@@ -63,16 +63,20 @@ class GPT(nn.Module):
     def forward(
         self, idx: torch.Tensor, targets: torch.Tensor | None = None, cache: KVCache | None = None
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Logits for every position; the mean next-token loss when targets are given."""
-        offset = cache.length if cache is not None else 0
-        if offset + idx.shape[1] > self.block_size:
-            raise ValueError(f"sequence of {offset + idx.shape[1]} exceeds the context of {self.block_size}")
+        """Logits for every position; the mean next-token loss when targets are given.
+
+        With a cache, idx continues the cached tokens; the caller keeps the total within the
+        context (sampling.iter_tokens does).
+        """
+        if idx.shape[1] > self.block_size:
+            raise ValueError(f"sequence of {idx.shape[1]} exceeds the context of {self.block_size}")
+        pos = cache.positions(idx.shape[1]) if cache is not None else None
         x = self.tok_emb(idx)
         if self.positions is not None:
-            x = self.positions(x, offset)
+            x = self.positions(x, pos)
         x = self.drop(x)
         for block in self.blocks:
-            x = block(x, self.rotary, cache)
+            x = block(x, self.rotary, cache, pos)
         if cache is not None:
             cache.advance(idx.shape[1])
         logits = self.head(self.norm(x))

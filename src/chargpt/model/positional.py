@@ -29,8 +29,9 @@ class AbsolutePositions(nn.Module):
         else:
             self.register_buffer("table", sinusoidal_table(block_size, n_embd), persistent=False)
 
-    def forward(self, x: torch.Tensor, offset: int = 0) -> torch.Tensor:
-        return x + self.table[offset : offset + x.shape[1]]
+    def forward(self, x: torch.Tensor, pos: torch.Tensor | None = None) -> torch.Tensor:
+        """x: (B, T, C); pos: the positions of the T tokens, 0..T-1 when None."""
+        return x + (self.table[: x.shape[1]] if pos is None else self.table[pos])
 
 
 class Rotary(nn.Module):
@@ -43,10 +44,10 @@ class Rotary(nn.Module):
         self.register_buffer("cos", angles.cos(), persistent=False)
         self.register_buffer("sin", angles.sin(), persistent=False)
 
-    def forward(self, x: torch.Tensor, offset: int = 0) -> torch.Tensor:
-        """x: (B, heads, T, head_dim)."""
+    def forward(self, x: torch.Tensor, pos: torch.Tensor | None = None) -> torch.Tensor:
+        """x: (B, heads, T, head_dim); pos: the positions of the T tokens, 0..T-1 when None."""
         t = x.shape[2]
-        cos = self.cos[offset : offset + t].to(x.dtype)
-        sin = self.sin[offset : offset + t].to(x.dtype)
+        cos = (self.cos[:t] if pos is None else self.cos[pos]).to(x.dtype)
+        sin = (self.sin[:t] if pos is None else self.sin[pos]).to(x.dtype)
         x1, x2 = x[..., 0::2], x[..., 1::2]
         return torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1).flatten(-2)

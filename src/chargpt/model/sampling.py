@@ -9,12 +9,14 @@ every token.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
+import torch._inductor.config as inductor_config
 from torch import nn
 
 from chargpt.errors import ConfigError
+from chargpt.model.kv_cache import KVCache
 
 
 def check_sampling(
@@ -59,6 +61,22 @@ def sample_next(
     return torch.multinomial(probs, 1, generator=generator)
 
 
+def compile_decode_step(model: nn.Module) -> Callable[..., tuple[torch.Tensor, None]]:
+    """The model compiled for cached one-token steps: their shapes never change, so it compiles
+    once for all positions. The weights are frozen into the compiled code (inductor's
+    `freezing`, so they must not change afterwards) and matrix products are autotuned: on CPU
+    the generated kernels read the weights far faster than the BLAS matrix-vector product that
+    bounds eager decoding (docs/BENCHMARKS.md)."""
+    compiled = torch.compile(model, mode="max-autotune-no-cudagraphs", dynamic=False)
+
+    def step(idx: torch.Tensor, cache: KVCache) -> tuple[torch.Tensor, None]:
+        # Compilation happens on the first call, so the setting must hold there.
+        with inductor_config.patch(freezing=True):
+            return compiled(idx, cache=cache)
+
+    return step
+
+
 def iter_tokens(
     model: nn.Module,
     idx: torch.Tensor,
@@ -68,14 +86,23 @@ def iter_tokens(
     top_p: float | None = None,
     generator: torch.Generator | None = None,
     use_cache: bool = True,
+    compile: bool = False,
 ) -> Iterator[torch.Tensor]:
-    """Yield each new (B, 1) token column after the prompt `idx` (B, T)."""
+    """Yield each new (B, 1) token column after the prompt `idx` (B, T).
+
+    compile=True compiles the cached one-token step (compile_decode_step): tens of seconds
+    once, then faster steps, so it pays off for long generations.
+    """
     check_sampling(temperature, top_k, top_p, max_new_tokens)
     if idx.shape[1] == 0:
         raise ConfigError("the prompt is empty; give at least one character")
+    if compile and not use_cache:
+        raise ConfigError("compile=true compiles the cached decoding step; it needs use_cache=true")
     block = model.block_size
     keep = max(1, block // 2)
     cache = model.new_cache(idx.shape[0]) if use_cache else None
+    step = compile_decode_step(model) if compile and cache is not None else model
+    refill = True  # the cache is empty: the next call feeds the whole window
     seq = idx
     start = max(0, seq.shape[1] - block)
     was_training = model.training
@@ -85,14 +112,19 @@ def iter_tokens(
             for _ in range(max_new_tokens):
                 if cache is None:
                     logits, _ = model(seq[:, start:])
-                elif cache.length == 0:
+                elif refill:
                     logits, _ = model(seq[:, start:], cache=cache)
+                    refill = False
                 else:
-                    logits, _ = model(seq[:, -1:], cache=cache)
+                    # A fresh (B, 1) tensor: a view of seq changes strides as seq grows,
+                    # which would make the compiled step recompile.
+                    last = seq[:, -1:].clone(memory_format=torch.contiguous_format)
+                    logits, _ = step(last, cache=cache)
                 token = sample_next(logits[:, -1, :], temperature, top_k, top_p, generator)
                 seq = torch.cat((seq, token), dim=1)
                 if seq.shape[1] - start > block:
                     start = seq.shape[1] - keep
+                    refill = True
                     if cache is not None:
                         cache.reset()
                 yield token
