@@ -73,21 +73,29 @@ class ValWindows(Dataset):
     def __init__(self, ids: np.ndarray, block_size: int, batch_size: int) -> None:
         self.ids, self.block_size, self.batch_size = ids, block_size, batch_size
         self.rows = PageBoundedIds(ids)
-        n_targets = len(ids) - 1
-        starts = list(range(0, n_targets - block_size + 1, block_size))
+        self.n_targets = n_targets = len(ids) - 1
+        # Window w starts at w * block_size; the starts are computed per batch, not stored, so
+        # memory does not grow with the split.
+        self.n_aligned = max(0, (n_targets - block_size) // block_size + 1)
+        covered = self.n_aligned * block_size
         self.tail_overlap = 0
-        if starts and starts[-1] + block_size < n_targets:
-            tail = n_targets - block_size
-            self.tail_overlap = starts[-1] + block_size - tail
-            starts.append(tail)
-        self.starts = np.array(starts, dtype=np.int64)
-        self.n_targets = n_targets
+        if self.n_aligned and covered < n_targets:  # one more window, ending at the last target
+            self.tail_overlap = covered - (n_targets - block_size)
+        self.n_windows = self.n_aligned + int(self.tail_overlap > 0)
 
     def __len__(self) -> int:
-        return -(-len(self.starts) // self.batch_size)
+        return -(-self.n_windows // self.batch_size)
+
+    def starts(self, b: int) -> np.ndarray:
+        """Start offsets of the windows of batch b."""
+        w = np.arange(b * self.batch_size, min((b + 1) * self.batch_size, self.n_windows), dtype=np.int64)
+        starts = w * self.block_size
+        if self.tail_overlap:
+            starts[w == self.n_aligned] = self.n_targets - self.block_size
+        return starts
 
     def __getitem__(self, b: int) -> tuple[torch.Tensor, torch.Tensor]:
-        starts = self.starts[b * self.batch_size : (b + 1) * self.batch_size]
+        starts = self.starts(b)
         x, y = gather_windows(self.rows, starts, self.block_size)
         if self.tail_overlap and b == len(self) - 1:
             y = y.clone()
