@@ -2,12 +2,13 @@
 
 Writes a `--size-mb` text file (Tiny Shakespeare repeated, each copy starting at a different line
 so copies differ), encodes it as chargpt does (sha256, vocabulary scan, ids to a memory-mapped
-cache), then runs a short `chargpt-train` on it and on Tiny Shakespeare in subprocesses and
-compares their peak RSS. Everything it writes lives in a temporary folder that is deleted at the
-end. The last line is a JSON object.
+cache), times the training loader alone on both corpora, then runs a short `chargpt-train` on each
+in subprocesses and compares their peak RSS. Everything it writes lives in a temporary folder
+that is deleted at the end. The last line is a JSON object.
 
-    python scripts/bench_data.py                 # 500 MB
+    python scripts/bench_data.py                 # 500 MB, 50 training steps
     python scripts/bench_data.py --size-mb 50
+    python scripts/bench_data.py --steps 1000    # RSS must stay bounded on long runs too
 """
 
 from __future__ import annotations
@@ -22,8 +23,12 @@ import tempfile
 import time
 from pathlib import Path
 
+from chargpt.data import CharDataModule
 from chargpt.data.corpus import default_data_dir
 from chargpt.data.encoding import load_encoded
+
+# The default training config's window and batch (model=tiny, data.batch_size).
+BLOCK_SIZE, BATCH_SIZE = 64, 12
 
 
 def parse_args() -> argparse.Namespace:
@@ -43,6 +48,18 @@ def write_corpus(source: Path, dest: Path, size_bytes: int) -> None:
             f.write(copy)
             written += len(copy)
             shift = (shift + 7919) % len(lines)
+
+
+def loader_rate(corpus: Path, cache_dir: Path, n: int = 5000) -> float:
+    """Batches/s of the training DataLoader alone, over enough batches to cycle the page drops."""
+    datamodule = CharDataModule(str(corpus), BLOCK_SIZE, BATCH_SIZE, cache_dir=str(cache_dir))
+    datamodule.setup()
+    it = iter(datamodule.train_dataloader())
+    next(it)
+    t = time.perf_counter()
+    for _ in range(n):
+        next(it)
+    return n / (time.perf_counter() - t)
 
 
 def peak_rss_mb(corpus: Path, run_dir: Path, steps: int, cache_dir: Path) -> tuple[float, float, float]:
@@ -96,6 +113,9 @@ def main() -> None:
         print(f"encoded {len(ids):,} characters ({tokenizer.vocab_size} symbols) in {encode_s:.1f} s: "
               f"{size_mb / encode_s:,.0f} MB/s", flush=True)
         del ids
+        bps_small, bps_big = loader_rate(source, cache), loader_rate(big, cache)
+        print(f"training loader alone: Tiny Shakespeare {bps_small:,.0f} batches/s, "
+              f"{size_mb:,.0f} MB corpus {bps_big:,.0f} batches/s", flush=True)
 
         rss_small, anon_small, s_small = peak_rss_mb(source, root / "run-small", args.steps, cache)
         rss_big, anon_big, s_big = peak_rss_mb(big, root / "run-big", args.steps, cache)
@@ -105,7 +125,8 @@ def main() -> None:
           f"{anon_big - anon_small:+,.0f} MB (the rest is file-backed page cache)")
     print(json.dumps({
         "size_mb": round(size_mb, 1), "encode_seconds": round(encode_s, 2),
-        "encode_mb_per_s": round(size_mb / encode_s, 1),
+        "encode_mb_per_s": round(size_mb / encode_s, 1), "steps": args.steps,
+        "loader_batches_per_s_tinyshakespeare": round(bps_small), "loader_batches_per_s_big": round(bps_big),
         "rss_tinyshakespeare_mb": round(rss_small, 1), "rss_big_mb": round(rss_big, 1),
         "rss_delta_mb": round(rss_big - rss_small, 1),
         "anon_tinyshakespeare_mb": round(anon_small, 1), "anon_big_mb": round(anon_big, 1),

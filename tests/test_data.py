@@ -77,7 +77,7 @@ def test_train_windows_are_a_function_of_the_step_and_split_across_ranks() -> No
     assert torch.equal(x[:, 1:], y[:, :-1])
 
 
-@pytest.mark.parametrize("n", [17, 33, 50])
+@pytest.mark.parametrize("n", [9, 17, 25, 33, 50])  # 9 and 25: no tail window
 def test_validation_scores_every_target_exactly_once(n: int) -> None:
     ids = np.arange(n, dtype=np.uint16)
     windows = ValWindows(ids, block_size=8, batch_size=3)

@@ -1,7 +1,8 @@
 """Training and validation windows: x = ids[i:i+T], y = ids[i+1:i+T+1].
 
 Each dataset item is a whole batch, gathered from the (memory-mapped) id array with one
-vectorised index, so no per-sample Python runs on the hot path.
+vectorised index, so no per-sample Python runs on the hot path. Each dataset reads through a
+PageBoundedIds, so the pages a large memory-mapped array maps stay bounded however long it runs.
 """
 
 from __future__ import annotations
@@ -10,10 +11,14 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from chargpt.data.paging import PageBoundedIds
+
 IGNORE_INDEX = -1  # targets the loss skips (the overlap of the last validation window)
 
 
-def gather_windows(ids: np.ndarray, starts: np.ndarray, block_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+def gather_windows(
+    ids: np.ndarray | PageBoundedIds, starts: np.ndarray, block_size: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Windows of block_size + 1 ids at `starts`, split into (context, next-token targets)."""
     rows = ids[starts[:, None] + np.arange(block_size + 1)]
     chunk = torch.from_numpy(rows.astype(np.int64))
@@ -41,6 +46,7 @@ class TrainWindows(Dataset):
         world_size: int = 1,
     ) -> None:
         self.ids, self.block_size, self.batch_size = ids, block_size, batch_size
+        self.rows = PageBoundedIds(ids)
         self.seed, self.start, self.stop = seed, start, stop
         self.rank, self.world_size = rank, world_size
         self.n_starts = len(ids) - block_size  # valid offsets: the window's last target must exist
@@ -54,7 +60,7 @@ class TrainWindows(Dataset):
         return global_batch[self.rank * self.batch_size : (self.rank + 1) * self.batch_size]
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return gather_windows(self.ids, self.offsets(self.start + i), self.block_size)
+        return gather_windows(self.rows, self.offsets(self.start + i), self.block_size)
 
 
 class ValWindows(Dataset):
@@ -66,22 +72,31 @@ class ValWindows(Dataset):
 
     def __init__(self, ids: np.ndarray, block_size: int, batch_size: int) -> None:
         self.ids, self.block_size, self.batch_size = ids, block_size, batch_size
-        n_targets = len(ids) - 1
-        starts = list(range(0, n_targets - block_size + 1, block_size))
+        self.rows = PageBoundedIds(ids)
+        self.n_targets = n_targets = len(ids) - 1
+        # Window w starts at w * block_size; the starts are computed per batch, not stored, so
+        # memory does not grow with the split.
+        self.n_aligned = max(0, (n_targets - block_size) // block_size + 1)
+        covered = self.n_aligned * block_size
         self.tail_overlap = 0
-        if starts and starts[-1] + block_size < n_targets:
-            tail = n_targets - block_size
-            self.tail_overlap = starts[-1] + block_size - tail
-            starts.append(tail)
-        self.starts = np.array(starts, dtype=np.int64)
-        self.n_targets = n_targets
+        if self.n_aligned and covered < n_targets:  # one more window, ending at the last target
+            self.tail_overlap = covered - (n_targets - block_size)
+        self.n_windows = self.n_aligned + int(self.tail_overlap > 0)
 
     def __len__(self) -> int:
-        return -(-len(self.starts) // self.batch_size)
+        return -(-self.n_windows // self.batch_size)
+
+    def starts(self, b: int) -> np.ndarray:
+        """Start offsets of the windows of batch b."""
+        w = np.arange(b * self.batch_size, min((b + 1) * self.batch_size, self.n_windows), dtype=np.int64)
+        starts = w * self.block_size
+        if self.tail_overlap:
+            starts[w == self.n_aligned] = self.n_targets - self.block_size
+        return starts
 
     def __getitem__(self, b: int) -> tuple[torch.Tensor, torch.Tensor]:
-        starts = self.starts[b * self.batch_size : (b + 1) * self.batch_size]
-        x, y = gather_windows(self.ids, starts, self.block_size)
+        starts = self.starts(b)
+        x, y = gather_windows(self.rows, starts, self.block_size)
         if self.tail_overlap and b == len(self) - 1:
             y = y.clone()
             y[-1, : self.tail_overlap] = IGNORE_INDEX
