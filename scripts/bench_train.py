@@ -25,7 +25,7 @@ import lightning as L
 import torch
 from hydra import compose, initialize_config_dir
 from lightning.pytorch.callbacks import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from chargpt.data.windows import TrainWindows
 from chargpt.hydra_app import CONFIG_PATH, plain, quiet_known_warnings
@@ -82,6 +82,10 @@ class StepTimes(Callback):
 
 def run_project(cfg: DictConfig, args: argparse.Namespace) -> float:
     """Seconds per step of chargpt's own training path."""
+    # Each fit gets a run directory of its own: build_run refuses one that already holds a run
+    # (metrics.json, checkpoints), as the previous repetition's does.
+    cfg = cfg.copy()
+    OmegaConf.update(cfg, "paths.output_dir", tempfile.mkdtemp(prefix="fit-", dir=cfg.paths.output_dir))
     L.seed_everything(cfg.seed, verbose=False)
     datamodule, module, trainer = build_run(cfg)[:3]
     timer = StepTimes(torch.device(args.device))
