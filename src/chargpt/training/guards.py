@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import lightning as L
@@ -28,7 +29,7 @@ class NonFiniteGuard(Callback):
     def on_before_backward(
         self, trainer: L.Trainer, pl_module: L.LightningModule, loss: torch.Tensor
     ) -> None:
-        bad = not bool(torch.isfinite(loss.detach()).all())
+        bad = not math.isfinite(loss.item())  # one read of the scalar (as bool(tensor) would sync)
         if trainer.strategy.reduce_boolean_decision(bad, all=False):
             raise NonFiniteLossError(
                 f"the training loss became {float(loss.detach()):.4g} at step {trainer.global_step + 1}; "

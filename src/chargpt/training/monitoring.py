@@ -59,9 +59,12 @@ class TrainMonitor(Callback):
         if not self.throughput or self._t0 is None:
             return
         self._tokens += batch[0].numel()  # a shape, not a value: no device sync
-        steps = trainer.global_step - self._step0
         # Lightning's own test (as its LearningRateMonitor uses): is this step's log written?
-        if steps <= 0 or trainer.fit_loop._should_accumulate() or not self._logging_now(trainer):
+        # (Checked first: it is false on all but one step in log_every_n_steps.)
+        if not self._logging_now(trainer):
+            return
+        steps = trainer.global_step - self._step0
+        if steps <= 0 or trainer.fit_loop._should_accumulate():
             return
         if trainer.strategy.root_device.type == "cuda":
             torch.cuda.synchronize()  # once per logging interval: count the queued GPU work
