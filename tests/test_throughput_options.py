@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import sys
+
 import lightning as L
 import numpy as np
 import pytest
@@ -10,6 +13,7 @@ import torch
 from chargpt.model import ModelConfig, build_model
 from chargpt.training import CharLM
 from chargpt.training.callbacks import StepProgressBar, ValidateAtEnd
+from chargpt.training.host_memory import keep_freed_memory
 from chargpt.training.optim import build_optimizer, build_scheduler
 
 MODEL = {"block_size": 16, "n_layer": 1, "n_head": 2, "n_embd": 32}
@@ -185,3 +189,16 @@ def test_bf16_mixed_with_fused_adamw_and_clipping_trains(tmp_path, monkeypatch) 
     assert all(p.dtype == torch.float32 for p in module.parameters())
     moved = max((p.detach() - b).abs().max().item() for p, b in zip(module.parameters(), before, strict=True))
     assert 0 < moved <= 4 * 1e-2 * 1.01  # Adam moves each weight by at most ~lr per step
+
+
+def _glibc() -> bool:
+    try:
+        return sys.platform.startswith("linux") and os.confstr("CS_GNU_LIBC_VERSION").startswith("glibc")
+    except (AttributeError, OSError, ValueError):
+        return False
+
+
+def test_keep_freed_memory_sets_glibcs_thresholds_once_and_only_there() -> None:
+    # True: both mallopt calls succeeded (thresholds in glibc's range); a second call is a no-op.
+    assert keep_freed_memory() is _glibc()
+    assert keep_freed_memory() is _glibc()

@@ -30,6 +30,7 @@ from chargpt.training.callbacks import RunMetrics, ValidateAtEnd
 from chargpt.training.checkpoint_io import AtomicCheckpointIO
 from chargpt.training.finetune import apply_pretrained, freeze, prepare_finetune
 from chargpt.training.guards import NonFiniteGuard
+from chargpt.training.host_memory import keep_freed_memory
 from chargpt.training.interrupt import GracefulInterrupt
 from chargpt.training.module import CharLM
 from chargpt.training.resume import ResumeState, check_resumable, corpus_fingerprint
@@ -119,6 +120,7 @@ class Run(NamedTuple):
 def build_run(cfg: DictConfig) -> Run:
     """Data, model and trainer as configured, after every check that can fail before training."""
     check_launch(cfg)
+    keep_freed_memory()  # glibc: no page faults for the memory each step frees and reallocates
     output_dir = cfg.paths.output_dir
     if os.environ.get("LOCAL_RANK", "0") == "0":
         # Sweep jobs (and callers without the Hydra callback) get the run-directory check here.
