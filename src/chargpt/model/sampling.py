@@ -9,6 +9,7 @@ every token.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterator
 
 import torch
@@ -61,6 +62,11 @@ def sample_next(
     return torch.multinomial(probs, 1, generator=generator)
 
 
+QUIET_FROZEN = {
+    "freezing": True, "autotune_num_choices_displayed": 0, "max_autotune_report_choices_stats": False,
+}
+
+
 def compile_decode_step(model: nn.Module) -> Callable[..., tuple[torch.Tensor, None]]:
     """The model compiled for cached one-token steps: their shapes never change, so it compiles
     once for all positions. The weights are frozen into the compiled code (inductor's
@@ -70,8 +76,10 @@ def compile_decode_step(model: nn.Module) -> Callable[..., tuple[torch.Tensor, N
     compiled = torch.compile(model, mode="max-autotune-no-cudagraphs", dynamic=False)
 
     def step(idx: torch.Tensor, cache: KVCache) -> tuple[torch.Tensor, None]:
-        # Compilation happens on the first call, so the setting must hold there.
-        with inductor_config.patch(freezing=True):
+        # Compilation happens on the first call, so the settings must hold there. Autotuning
+        # would print its timings and a torch-internal deprecation warning to stderr.
+        with inductor_config.patch(QUIET_FROZEN), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*TypedStorage is deprecated.*")
             return compiled(idx, cache=cache)
 
     return step
