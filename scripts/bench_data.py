@@ -23,6 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench_train import loader_batches_per_s
 from chargpt.data import CharDataModule
 from chargpt.data.corpus import default_data_dir
 from chargpt.data.encoding import load_encoded
@@ -54,12 +55,7 @@ def loader_rate(corpus: Path, cache_dir: Path, n: int = 5000) -> float:
     """Batches/s of the training DataLoader alone, over enough batches to cycle the page drops."""
     datamodule = CharDataModule(str(corpus), BLOCK_SIZE, BATCH_SIZE, cache_dir=str(cache_dir))
     datamodule.setup()
-    it = iter(datamodule.train_dataloader())
-    next(it)
-    t = time.perf_counter()
-    for _ in range(n):
-        next(it)
-    return n / (time.perf_counter() - t)
+    return loader_batches_per_s(datamodule.train_dataloader(), n)
 
 
 def peak_rss_mb(corpus: Path, run_dir: Path, steps: int, cache_dir: Path) -> tuple[float, float, float]:

@@ -30,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -251,10 +252,9 @@ def matmul_peak(device: torch.device, dtype: torch.dtype, n: int = 1024, reps: i
     return 2 * n**3 / best
 
 
-def loader_rate(cfg: DictConfig, n: int = 200) -> float:
-    """Batches/s of the training loader alone (as the Trainer iterates it)."""
-    datamodule = build_run(cfg).datamodule
-    it = iter(datamodule.train_dataloader())
+def loader_batches_per_s(loader: Iterable[Any], n: int = 200) -> float:
+    """Batches/s of a data loader alone, iterated as the Trainer does, after its first batch."""
+    it = iter(loader)
     next(it)
     t = time.perf_counter()
     for _ in range(n):
@@ -293,8 +293,9 @@ def main() -> None:
                     f"(mean {mean_n * 1e3:.2f})"
                 )
             print(line, flush=True)
-        loader_bps = loader_rate(cfg)
-        module = build_run(cfg).module
+        run = build_run(cfg)
+        loader_bps = loader_batches_per_s(run.datamodule.train_dataloader())
+        module = run.module
         fpt = flops_per_token(module.model)
         vocab = module.tokenizer.vocab_size
         if nanogpt_path is not None and nanogpt_vocab != vocab:

@@ -45,7 +45,7 @@ class TrainWindows(Dataset):
         rank: int = 0,
         world_size: int = 1,
     ) -> None:
-        self.ids, self.block_size, self.batch_size = ids, block_size, batch_size
+        self.block_size, self.batch_size = block_size, batch_size
         self.rows = PageBoundedIds(ids)
         self.seed, self.start, self.stop = seed, start, stop
         self.rank, self.world_size = rank, world_size
@@ -71,7 +71,7 @@ class ValWindows(Dataset):
     """
 
     def __init__(self, ids: np.ndarray, block_size: int, batch_size: int) -> None:
-        self.ids, self.block_size, self.batch_size = ids, block_size, batch_size
+        self.block_size, self.batch_size = block_size, batch_size
         self.rows = PageBoundedIds(ids)
         self.n_targets = n_targets = len(ids) - 1
         # Window w starts at w * block_size; the starts are computed per batch, not stored, so
