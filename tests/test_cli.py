@@ -81,8 +81,13 @@ def test_eval_on_text_with_unknown_characters_names_them(trained_run: Path, tmp_
     assert code == 2 and "'Z'" in err and "Traceback" not in err
 
 
+def _default_run_metrics() -> set[Path]:
+    return set(Path("outputs").rglob("metrics.json")) if Path("outputs").exists() else set()
+
+
 def test_resume_from_run_dir_continues_in_the_same_directory(corpus: Path, tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
+    before = _default_run_metrics()  # a user's own runs (e.g. `make train`) may already be there
     assert run_cli(train.main, *train_args(corpus, run_dir)) == 0
     first_config = (run_dir / ".hydra" / "config.yaml").read_text()
     fresh = ("hydra.run.dir", "trainer.max_steps")
@@ -93,4 +98,4 @@ def test_resume_from_run_dir_continues_in_the_same_directory(corpus: Path, tmp_p
     assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 30
     assert (run_dir / ".hydra" / "config.yaml").read_text() == first_config  # first config kept
     assert list((run_dir / ".hydra").glob("resume-*/config.yaml"))
-    assert not (Path("outputs").exists() and any(Path("outputs").rglob("metrics.json")))
+    assert _default_run_metrics() == before  # nothing went to a new default run directory
