@@ -12,8 +12,9 @@ TORCH_SPEC ?= torch==2.13.0
 TORCH_INDEX_URL ?=
 ARGS ?=
 PYTEST_ARGS ?=
-# The dev tools plus the sweep plugins, so their tests run too; EXTRAS=dev for a lighter set-up.
-EXTRAS ?= dev,optuna,joblib,slurm
+# The dev tools plus the sweep plugins, export and serving, so their tests run too; EXTRAS=dev for a
+# lighter set-up.
+EXTRAS ?= dev,optuna,joblib,slurm,export,serve
 SWEEP_DIR ?= outputs/multirun/example
 
 BIN := $(VENV)/bin
