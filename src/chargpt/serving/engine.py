@@ -240,12 +240,13 @@ class Engine:
         job.emit(Event("text", row.choice, self.tokenizer.chars[token]))
         if row.produced < job.max_new_tokens:
             return
-        job.emit(Event("end", row.choice))
         if row.choice + 1 < job.n:  # the next choice continues the same generator, as num_samples does
+            job.emit(Event("end", row.choice))
             row.choice += 1
             row.start_choice(self.block)
         else:
-            self._remove(i)
+            self._remove(i)  # first: once the client has its answer, the load no longer counts it
+            job.emit(Event("end", row.choice))
 
     def _remove(self, i: int) -> None:
         """Drop row i; the last row moves into its place so the live rows stay contiguous."""
