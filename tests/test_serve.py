@@ -189,6 +189,10 @@ def test_the_openai_client_works_unchanged(url: str) -> None:
     streamed = "".join(chunk.choices[0].text for chunk in client.completions.create(**settings, stream=True)
                        if chunk.choices)
     assert streamed == text
+    # top_k is an extension: the client passes it in extra_body. top_k=1 is greedy.
+    greedy = client.completions.create(model="my run", prompt="Hi", max_tokens=30, extra_body={"top_k": 1})
+    expected = complete(url, prompt="Hi", max_tokens=30, temperature=0)["choices"][0]["text"]
+    assert greedy.choices[0].text == expected
     with pytest.raises(openai.BadRequestError, match="not in the vocabulary"):
         client.completions.create(model="my run", prompt="Grüße", max_tokens=5)
     with pytest.raises(openai.NotFoundError, match="not served here"):

@@ -3,6 +3,7 @@ model's card, streams the generated text into the page, and shows the server's e
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,13 +26,8 @@ from test_serve import serving, write_checkpoint  # noqa: E402
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 DRIVER = shutil.which("chromedriver")
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        CHROMIUM is None or DRIVER is None,
-        reason="needs Chromium and its driver from the OS packages: apt-get install chromium chromium-driver",
-    ),
-]
+MISSING = "needs Chromium and its driver from the OS packages: apt-get install chromium chromium-driver"
+pytestmark = pytest.mark.slow
 
 # Records every change of the output's text: several lengths mean the text arrived in pieces.
 RECORD_LENGTHS = """
@@ -51,6 +47,11 @@ def page_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[webdriver.Chrome]:
+    if CHROMIUM is None or DRIVER is None:
+        # CI installs them (.ci/run) and sets CHARGPT_REQUIRE_BROWSER: there a skip would hide a gap.
+        if os.environ.get("CHARGPT_REQUIRE_BROWSER") == "1":
+            pytest.fail(MISSING)
+        pytest.skip(MISSING)
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1100,900"):
