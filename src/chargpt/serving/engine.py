@@ -187,21 +187,23 @@ class Engine:
         if not self.rows:
             return
         logits: list[torch.Tensor | None] = [None] * len(self.rows)
-        stepping = []
-        for i, row in enumerate(self.rows):
-            if self.cache is None:  # no cache: the whole window, every token
+        if self.cache is None:  # no cache (the bigram model): the whole window, every token
+            for i, row in enumerate(self.rows):
                 logits[i] = self.model(torch.tensor([row.window], device=self.device))[0][:, -1, :]
-            elif row.refill:
-                view = self.cache.row(i)
-                view.reset()
-                window = torch.tensor([row.window], device=self.device)
-                logits[i] = self.model(window, cache=view)[0][:, -1, :]
-                row.refill = False
-            else:
-                stepping.append(i)
-        if stepping:
-            for i, row_logits in self._batched_step(stepping).items():
-                logits[i] = row_logits
+        else:
+            # The batched step first: the rows it does not serve (to be refilled, or idle) may
+            # take part in it, and the refills below then overwrite whatever it wrote for them.
+            stepping = [i for i, row in enumerate(self.rows) if not row.refill]
+            if stepping:
+                for i, row_logits in self._batched_step(stepping).items():
+                    logits[i] = row_logits
+            for i, row in enumerate(self.rows):
+                if row.refill:
+                    view = self.cache.row(i)
+                    view.reset()
+                    window = torch.tensor([row.window], device=self.device)
+                    logits[i] = self.model(window, cache=view)[0][:, -1, :]
+                    row.refill = False
         for i in reversed(range(len(self.rows))):
             self._take_token(i, logits[i])
 
@@ -214,17 +216,17 @@ class Engine:
             i = stepping[0]
             last = torch.tensor([[self.rows[i].window[-1]]], device=self.device)
             return {i: self.model(last, cache=cache.row(i))[0][:, -1, :]}
+        # Compiled, the step always has all rows: one shape, one compilation.
         width = self.max_batch if self.step is not None else len(self.rows)
         tokens = torch.zeros(width, 1, dtype=torch.long, device=self.device)
         tokens[: len(self.rows), 0] = torch.tensor([row.window[-1] for row in self.rows], device=self.device)
-        # Rows that were just refilled (or are idle) go through the step too; their position is
-        # put back afterwards, and the slot they wrote is rewritten before it is ever read.
-        saved = cache.next.clone()
+        # The other rows write a throwaway entry at position 0 (their own position may be past
+        # the end of the cache); they are reset before they are used again.
+        idle = torch.ones(cache.next.shape[0], dtype=torch.bool, device=self.device)
+        idle[stepping] = False
+        cache.next[idle] = 0
         cache.active = width
         out = (self.step or self.model)(tokens, cache=cache)[0]
-        keep = torch.ones(cache.next.shape[0], dtype=torch.bool, device=self.device)
-        keep[stepping] = False
-        cache.next[keep] = saved[keep]
         return {i: out[i : i + 1, -1, :] for i in stepping}
 
     def _take_token(self, i: int, logits: torch.Tensor | None) -> None:
