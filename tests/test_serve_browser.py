@@ -79,7 +79,9 @@ def test_the_page_streams_generated_text(page_url: str, browser: webdriver.Chrom
     wait.until(lambda d: "validation loss 1.500" in d.find_element(By.ID, "model-info").text)
     info = browser.find_element(By.ID, "model-info").text
     assert browser.find_element(By.ID, "model-name").text == "page run"
-    assert "parameters" in info and "context 16 characters" in info and "123 training steps" in info
+    params = httpx.get(f"{page_url}/v1/models").json()["data"][0]["chargpt"]["params"]
+    assert 1000 <= params < 1_000_000
+    assert f"parameters {params / 1000:.1f}k" in info and "steps 123" in info and "context 16" in info
 
     prompt = 'Voilà, "mon roi" est né? 😀'
     # Set, not typed: the driver cannot type characters outside the Basic Multilingual Plane (😀).
