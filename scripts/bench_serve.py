@@ -8,6 +8,7 @@ is a separate server; 1 serves one request at a time (no batching). The last lin
     python scripts/bench_serve.py                                 # model=tiny, batched (8) and one at a time
     python scripts/bench_serve.py --tokens 500 --seconds 30
     python scripts/bench_serve.py --max-concurrency 8 --compile   # compiled batched step
+    python scripts/bench_serve.py --threads null                  # torch's default thread count
 """
 
 from __future__ import annotations
@@ -43,7 +44,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--clients", type=int, nargs="+", default=[1, 8])
     p.add_argument("--max-concurrency", type=int, nargs="+", default=[8, 1], help="one server per value")
     p.add_argument("--compile", action="store_true", help="serve with the compiled decoding step")
-    p.add_argument("--threads", type=int, default=None, help="torch threads in the server")
+    p.add_argument("--threads", default=None,
+                   help="the server's threads: a number, or null for torch's default (default: the server's)")
     return p.parse_args()
 
 
@@ -60,15 +62,17 @@ def write_checkpoint(preset: str, folder: Path) -> Path:
 
 
 class Server:
-    def __init__(self, ckpt: Path, max_concurrency: int, compile: bool, threads: int | None) -> None:
+    def __init__(self, ckpt: Path, max_concurrency: int, compile: bool, threads: str | None) -> None:
         args = [sys.executable, "-m", "chargpt.cli.serve", f"ckpt_path={ckpt}", "port=0", "log_level=warning",
                 f"max_concurrency={max_concurrency}", f"compile={str(compile).lower()}", "max_queue=1000",
                 *([f"threads={threads}"] if threads else [])]
+        start = time.perf_counter()
         self.process = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
         assert self.process.stdout is not None
         for line in self.process.stdout:
             if line.startswith("serving "):
                 self.address = urlsplit(line.split(" at ")[1].split("/ ")[0]).netloc
+                self.ready_s = time.perf_counter() - start  # start, load, warm-up (and compile)
                 return
         raise SystemExit(f"chargpt-serve did not start (exit code {self.process.wait()})")
 
@@ -136,6 +140,7 @@ def main() -> None:
         ckpt = write_checkpoint(args.model, Path(tmp))
         for limit in args.max_concurrency:
             server = Server(ckpt, limit, args.compile, args.threads)
+            print(f"max_concurrency={limit}: the server was ready in {server.ready_s:.1f} s", flush=True)
             try:
                 run_clients(server.address, max(args.clients), 2.0, args.tokens)  # warm-up
                 for clients in args.clients:
@@ -144,7 +149,7 @@ def main() -> None:
             finally:
                 server.close()
     print(f"model={args.model}, {args.tokens} characters per request, {args.seconds:.0f} s per row, "
-          f"compile={args.compile}, {os.cpu_count()} CPUs")
+          f"compile={args.compile}, threads={args.threads or 'as in serve.yaml'}, {os.cpu_count()} CPUs")
     print(f"{'max_concurrency':>15} {'clients':>7} {'requests/s':>10} {'chars/s':>8} {'TTFC median':>12} "
           f"{'TTFC p90':>9} {'latency median':>15}")
     for r in rows:
