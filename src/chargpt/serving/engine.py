@@ -3,8 +3,9 @@
 Each request decodes with exactly the rules of chargpt.model.sampling.iter_tokens (the context
 window restart, the sampling of each character from the request's own seeded generator), so
 its text is chargpt-sample's. Up to `max_batch` requests decode together: each step feeds the
-next token of every live request through one batched forward on a per-row KV cache (on CPU a
-step for 8 rows costs about 1.5x a step for one). Prompts and window restarts are fed to their
+next token of every live request through one batched forward on a per-row KV cache (8 clients
+got 3.3x the characters per second of one-at-a-time decoding on 2 CPU cores:
+docs/BENCHMARKS.md). Prompts and window restarts are fed to their
 row alone. A request that runs alone gets the very computation chargpt-sample does; in a batch
 its logits can differ from that in the last bit (a different matrix kernel), which changes a
 sampled character only if the random draw falls within that distance of a boundary.
