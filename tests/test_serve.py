@@ -365,6 +365,7 @@ def test_cli_serves_until_terminated(run_dir: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:.*script_method.*:DeprecationWarning")  # inside torch's compiler
 def test_the_compiled_step_serves_without_recompiling(run_dir: Path) -> None:
     with serving(run_dir, max_batch=3, compile=True) as (url, _):  # compiles and warms up before serving
         with torch._dynamo.config.patch(error_on_recompile=True), ThreadPoolExecutor(3) as pool:
