@@ -92,6 +92,11 @@ def fenced_blocks(path: Path, language: str) -> Iterator[tuple[int, str]]:
             yield text.count("\n", 0, match.start(2)) + 1, match.group(2)
 
 
+def where(path: Path) -> str:
+    """README.md or docs/NAME.md, in this checkout or a clone of it."""
+    return f"docs/{path.name}" if path.parent.name == "docs" else path.name
+
+
 def block_commands(path: Path, line: int, block: str) -> Iterator[Command]:
     pending, start = "", line
     for offset, raw in enumerate(block.splitlines()):
@@ -106,7 +111,7 @@ def block_commands(path: Path, line: int, block: str) -> Iterator[Command]:
         pending = ""
         for part in " ".join(shlex.quote(t) for t in tokens).split(" '&&' "):
             if part.strip():
-                yield Command(f"{path.relative_to(ROOT)}:{start}", part)
+                yield Command(f"{where(path)}:{start}", part)
 
 
 def bash_commands(path: Path) -> Iterator[Command]:
@@ -121,7 +126,7 @@ def shown_commands() -> list[Command]:
     for path in DOCS:
         for number, line in enumerate(path.read_text().splitlines(), 1):
             for match in INLINE_COMMAND.finditer(line):
-                commands.append(Command(f"{path.relative_to(ROOT)}:{number}", match.group(1)))
+                commands.append(Command(f"{where(path)}:{number}", match.group(1)))
     return commands
 
 
