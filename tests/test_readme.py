@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from chargpt import train
+from chargpt.cli import train
 from conftest import run_cli, train_args
 
 README = Path(__file__).parents[1] / "README.md"
