@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from chargpt.model import ModelConfig, build_model
-from chargpt.training.attention_maps import (
+from chargpt.training.callbacks.attention_maps import (
     _MASKED,
     attention_grid,
     attention_maps,

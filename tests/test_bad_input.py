@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from chargpt import eval as eval_cli
-from chargpt import sample as sample_cli
-from chargpt import train as train_cli
+from chargpt.cli import eval as eval_cli
+from chargpt.cli import sample as sample_cli
+from chargpt.cli import train as train_cli
 from chargpt.errors import ChargptError
-from chargpt.training.setup import check_devices
+from chargpt.training.build import check_devices
 from reliability_helpers import make_checkpoint, run_main, train_args, write_corpus
 
 NO_GPU = pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a CUDA GPU")

@@ -10,13 +10,13 @@ import lightning as L
 import pytest
 import torch
 
-from chargpt import train
+from chargpt.cli import train
 from chargpt.data import CharDataModule
 from chargpt.errors import ConfigError
 from chargpt.training import CharLM
-from chargpt.training import budget as budget_module
-from chargpt.training.budget import TimeBudget, plan_steps
-from chargpt.training.callbacks import ValidateAtEnd
+from chargpt.training.callbacks import budget as budget_module
+from chargpt.training.callbacks.budget import TimeBudget, plan_steps
+from chargpt.training.callbacks.metrics import ValidateAtEnd
 from conftest import run_cli, train_args
 
 
@@ -137,7 +137,7 @@ def test_cli_budget_run_records_the_count(corpus: Path, tmp_path: Path, monkeypa
 def test_cpu_100s_preset_is_budgeted_and_validates_only_at_the_end() -> None:
     from hydra import compose, initialize_config_dir
 
-    from chargpt.hydra_app import CONFIG_PATH
+    from chargpt.cli.common import CONFIG_PATH
 
     with initialize_config_dir(config_dir=CONFIG_PATH, version_base="1.3"):
         cfg = compose(config_name="train", overrides=["experiment=cpu_100s"])

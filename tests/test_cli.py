@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from chargpt import eval as eval_cli
-from chargpt import load, sample, train
+from chargpt import load
+from chargpt.cli import eval as eval_cli
+from chargpt.cli import sample, train
 from conftest import run_cli, train_args
 
 

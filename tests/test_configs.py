@@ -9,10 +9,10 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
-from chargpt.hydra_app import CONFIG_PATH, plain
+from chargpt.cli.common import CONFIG_PATH
 from chargpt.model import ModelConfig, build_model
 from chargpt.training import CharLM
-from chargpt.training.setup import build_trainer
+from chargpt.training.build import build_trainer, plain
 
 GROUPS = ["data", "model", "optimizer", "scheduler", "trainer", "callbacks", "logger", "experiment", "debug"]
 

@@ -37,7 +37,7 @@ def _train(tmp_path: Path, run: Path, *extra: str) -> None:
         if not a.startswith("data.batch_size")
     ]
     result = subprocess.run(
-        [sys.executable, "-m", "chargpt.train", *args, *extra],
+        [sys.executable, "-m", "chargpt.cli.train", *args, *extra],
         env=env,
         capture_output=True,
         text=True,

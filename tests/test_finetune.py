@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from chargpt import load, train
+from chargpt import load
+from chargpt.cli import train
 from chargpt.data.encoding import load_encoded
 from chargpt.data.tokenizer import CharTokenizer
-from chargpt.evaluation import evaluate
+from chargpt.inference import evaluate
 from conftest import run_cli, train_args
 
 
@@ -43,7 +44,7 @@ def finetune_args(new: Path, run_dir: Path, init_from: Path, *extra: str) -> lis
 def test_finetune_starts_from_pretrained_weights_and_improves(pretrained: Path, tmp_path: Path) -> None:
     new = other_text(tmp_path / "new.txt")
     vocab = CharTokenizer(load(pretrained).tokenizer.chars)
-    new_ids, _ = load_encoded(new, vocab)
+    new_ids = load_encoded(new, vocab).ids
     val = new_ids[int(len(new_ids) * 0.9):]
     before = evaluate(load(pretrained).model, val)["loss"]
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from chargpt.train import main as train_main
+from chargpt.cli.train import main as train_main
 from reliability_helpers import run_main, train_args, write_corpus
 
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -35,7 +35,7 @@ def test_signal_checkpoints_and_prints_the_resume_command(signum, tmp_path, monk
     last = run / "checkpoints" / "last.ckpt"
     with (tmp_path / "out.txt").open("w") as out, (tmp_path / "err.txt").open("w") as err_file:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "chargpt.train", *args], stdout=out, stderr=err_file, env=env
+            [sys.executable, "-m", "chargpt.cli.train", *args], stdout=out, stderr=err_file, env=env
         )
         deadline = time.monotonic() + 120
         while not last.exists() and proc.poll() is None and time.monotonic() < deadline:

@@ -6,7 +6,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from chargpt.hydra_app import CONFIG_PATH
+from chargpt.cli.common import CONFIG_PATH
 
 
 def composed(*overrides: str):

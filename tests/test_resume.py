@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from chargpt.train import main as train_main
+from chargpt.cli.train import main as train_main
 from reliability_helpers import StepHook, run_main, train_args, write_corpus
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")

@@ -10,10 +10,10 @@ import pytest
 import torch
 
 import chargpt
-from chargpt import eval as eval_cli
-from chargpt import sample as sample_cli
-from chargpt import train as train_cli
-from chargpt.checkpoint import read_checkpoint
+from chargpt.checkpoints import read_checkpoint
+from chargpt.cli import eval as eval_cli
+from chargpt.cli import sample as sample_cli
+from chargpt.cli import train as train_cli
 from chargpt.errors import CheckpointError
 from reliability_helpers import run_main, train_args, write_corpus
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from chargpt.report import report
+from chargpt.runs.report import report
 
 ROOT = Path(__file__).resolve().parents[1]
 # A tiny model on a small generated corpus: a few seconds per job.
@@ -35,7 +35,7 @@ def write_corpus(tmp_path: Path) -> Path:
 def chargpt(module: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "CHARGPT_CACHE_DIR": str(cwd / "cache")}
     return subprocess.run(
-        [sys.executable, "-m", f"chargpt.{module}", *args],
+        [sys.executable, "-m", f"chargpt.cli.{module}", *args],
         cwd=cwd, env=env, capture_output=True, text=True, timeout=600,
     )
 

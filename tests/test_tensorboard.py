@@ -40,7 +40,8 @@ def train_tiny(tmp_path: Path, *overrides: str) -> Path:
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "CHARGPT_CACHE_DIR": str(tmp_path / "cache")}
     result = subprocess.run(
         [
-            sys.executable, "-m", "chargpt.train", "data=text", f"data.path={corpus}", f"hydra.run.dir={run}",
+            sys.executable, "-m", "chargpt.cli.train", "data=text", f"data.path={corpus}",
+            f"hydra.run.dir={run}",
             "model.n_layer=2", "model.n_head=2", "model.n_embd=32", "model.block_size=16",
             "data.batch_size=4",
             "trainer.max_steps=8", "trainer.val_check_interval=4", "+trainer.limit_val_batches=2",

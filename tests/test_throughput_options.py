@@ -12,7 +12,8 @@ import torch
 
 from chargpt.model import ModelConfig, build_model
 from chargpt.training import CharLM
-from chargpt.training.callbacks import StepProgressBar, ValidateAtEnd
+from chargpt.training.callbacks.metrics import ValidateAtEnd
+from chargpt.training.callbacks.progress import StepProgressBar
 from chargpt.training.host_memory import keep_freed_memory
 from chargpt.training.optim import build_optimizer, build_scheduler
 
@@ -61,7 +62,8 @@ def test_fused_and_foreach_adamw_match_the_reference_loop(variant: dict) -> None
 def test_adamw_config_is_fused_by_default() -> None:
     from hydra import compose, initialize_config_dir
 
-    from chargpt.hydra_app import CONFIG_PATH, plain
+    from chargpt.cli.common import CONFIG_PATH
+    from chargpt.training.build import plain
 
     with initialize_config_dir(config_dir=CONFIG_PATH, version_base="1.3"):
         cfg = compose(config_name="train")
@@ -72,7 +74,8 @@ def test_adamw_config_is_fused_by_default() -> None:
 
 def test_compile_flag_is_not_architecture() -> None:
     plain, compiled = ModelConfig(**MODEL), ModelConfig(**MODEL, compile=True)
-    assert plain == compiled  # a compiled run resumes/loads as the same model
+    assert plain.architecture() == compiled.architecture()  # resumes/loads as the same model
+    assert "compile" not in plain.architecture() and "n_embd" in plain.architecture()
     assert compiled.to_dict()["compile"] is True
     assert ModelConfig.from_dict({k: v for k, v in plain.to_dict().items() if k != "compile"}) == plain
 

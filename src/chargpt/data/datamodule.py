@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import lightning as L
 import numpy as np
 from torch.utils.data import DataLoader
 
 from chargpt.data.corpus import resolve_corpus
-from chargpt.data.encoding import load_encoded
+from chargpt.data.encoding import EncodedCorpus, load_encoded
 from chargpt.data.tokenizer import CharTokenizer
 from chargpt.data.windows import TrainWindows, ValWindows
 from chargpt.errors import ConfigError, DataError
@@ -47,24 +50,32 @@ class CharDataModule(L.LightningDataModule):
         self.val_batch_size = val_batch_size or batch_size
         self.train_fraction, self.seed, self.num_workers = train_fraction, seed, num_workers
         self._vocab = vocab
-        self._tokenizer: CharTokenizer | None = None
+        self._encoded: EncodedCorpus | None = None
         self.ids: np.ndarray | None = None
         self.train_ids: np.ndarray | None = None
         self.val_ids: np.ndarray | None = None
 
     def prepare_data(self) -> None:
         # Runs on one process per node: download and encode once, before the others read the cache.
-        self.load_ids()
+        self.encoded()
 
-    def load_ids(self) -> tuple[np.ndarray, CharTokenizer]:
-        corpus = resolve_corpus(self.path, self.url, self.sha256)
-        given = CharTokenizer(self._vocab) if self._vocab is not None else None
-        return load_encoded(corpus, given, self.cache_dir)
+    def encoded(self) -> EncodedCorpus:
+        """The corpus read, hashed and encoded (or found in the cache): once per process."""
+        if self._encoded is None:
+            corpus = resolve_corpus(self.path, self.url, self.sha256)
+            given = CharTokenizer(self._vocab) if self._vocab is not None else None
+            self._encoded = load_encoded(corpus, given, self.cache_dir)
+        return self._encoded
+
+    @property
+    def fingerprint(self) -> dict[str, Any]:
+        """What identifies the corpus in checkpoints (a resume on another text is refused)."""
+        return {"path": str(Path(self.path).expanduser()), "sha256": self.encoded().sha256}
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_ids is not None:
             return
-        self.ids, self._tokenizer = self.load_ids()
+        self.ids = self.encoded().ids
         split = int(len(self.ids) * self.train_fraction)
         self.train_ids, self.val_ids = self.ids[:split], self.ids[split:]
         for name, part in (("train", self.train_ids), ("val", self.val_ids)):
@@ -77,10 +88,7 @@ class CharDataModule(L.LightningDataModule):
 
     @property
     def tokenizer(self) -> CharTokenizer:
-        if self._tokenizer is None:
-            self.setup()
-        assert self._tokenizer is not None
-        return self._tokenizer
+        return self.encoded().tokenizer
 
     def _loader(self, dataset: TrainWindows | ValWindows) -> DataLoader:
         on_gpu = self.trainer is not None and self.trainer.accelerator.__class__.__name__ == "CUDAAccelerator"
@@ -103,10 +111,13 @@ class CharDataModule(L.LightningDataModule):
                 stop = self.trainer.max_steps * accumulation
             rank, world = self.trainer.global_rank, self.trainer.world_size
         windows = TrainWindows(
-            self.train_ids, self.block_size, self.batch_size, self.seed, start, stop, rank, world
+            self.train_ids, self.block_size, self.batch_size, self.seed, start, stop, rank, world,
+            self.encoded().mapping,
         )
         return self._loader(windows)
 
     def val_dataloader(self) -> DataLoader:
         assert self.val_ids is not None, "setup() runs before val_dataloader()"
-        return self._loader(ValWindows(self.val_ids, self.block_size, self.val_batch_size))
+        return self._loader(
+            ValWindows(self.val_ids, self.block_size, self.val_batch_size, self.encoded().mapping)
+        )

@@ -8,9 +8,11 @@ from __future__ import annotations
 import codecs
 import hashlib
 import json
+import mmap
 import os
 from collections.abc import Iterator
 from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +21,7 @@ from rich.progress import Progress
 from chargpt.data.corpus import sha256_of
 from chargpt.data.tokenizer import CharTokenizer, describe_chars
 from chargpt.errors import DataError
+from chargpt.files import atomic_path, write_json_atomic
 
 CACHE_DIR_ENV = "CHARGPT_CACHE_DIR"
 _CHUNK_BYTES = 16 << 20
@@ -79,46 +82,68 @@ def _write_ids(
     """Second pass: map code points to ids through a lookup table into a memory-mapped .npy."""
     lut = np.zeros(_MAX_CODEPOINT, dtype=tokenizer.dtype)
     lut[[ord(c) for c in tokenizer.chars]] = np.arange(tokenizer.vocab_size)
-    partial = out.with_name(out.name + ".partial.npy")
-    ids = np.lib.format.open_memmap(partial, mode="w+", dtype=tokenizer.dtype, shape=(n_chars,))
-    pos = 0
-    for cps in _codepoint_chunks(path, progress):
-        ids[pos : pos + len(cps)] = lut[cps]
-        pos += len(cps)
-    ids.flush()
-    del ids
-    os.replace(partial, out)  # atomic: a reader never sees a half-written array
+    with atomic_path(out) as partial:  # a reader never sees a half-written array
+        ids = np.lib.format.open_memmap(partial, mode="w+", dtype=tokenizer.dtype, shape=(n_chars,))
+        pos = 0
+        for cps in _codepoint_chunks(path, progress):
+            ids[pos : pos + len(cps)] = lut[cps]
+            pos += len(cps)
+        ids.flush()
+        del ids
 
 
-def _write_json(path: Path, obj: object) -> None:
-    tmp = path.with_name(path.name + ".partial")
-    tmp.write_text(json.dumps(obj, ensure_ascii=False))
-    os.replace(tmp, path)
+_HEADER_READERS = {
+    (1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0,
+}
+
+
+def open_ids(path: Path) -> tuple[np.ndarray, mmap.mmap]:
+    """The cached .npy memory-mapped read-only, with the mapping itself (see paging.py)."""
+    with path.open("rb") as f:
+        shape, _, dtype = _HEADER_READERS[np.lib.format.read_magic(f)](f)
+        offset = f.tell()
+        mapping = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    return np.frombuffer(mapping, dtype=dtype, count=int(np.prod(shape)), offset=offset), mapping
+
+
+@dataclass
+class EncodedCorpus:
+    ids: np.ndarray  # memory-mapped token ids, one per character
+    tokenizer: CharTokenizer
+    sha256: str  # of the text file: identifies the corpus in checkpoints
+    mapping: mmap.mmap | None = None  # the file mapping behind `ids`
+
+
+def _loaded(ids_file: Path, tokenizer: CharTokenizer, sha256: str) -> EncodedCorpus:
+    ids, mapping = open_ids(ids_file)
+    return EncodedCorpus(ids, tokenizer, sha256, mapping)
 
 
 def load_encoded(
     corpus: Path,
     tokenizer: CharTokenizer | None = None,
     cache_dir: str | os.PathLike | None = None,
-) -> tuple[np.ndarray, CharTokenizer]:
-    """Token ids of `corpus` (memory-mapped) and the tokenizer that made them.
+) -> EncodedCorpus:
+    """Token ids of `corpus` (memory-mapped), the tokenizer that made them and the file's sha256
+    (the corpus is read and hashed once here).
 
     Without a tokenizer, the vocabulary is the corpus's own characters. The cache is keyed by
     the file's sha256 (and the vocabulary when one is given), so an edited file is re-encoded.
     """
     folder = cache_dir_for(corpus, cache_dir)
-    stem = f"{corpus.name}.{sha256_of(corpus)[:16]}"
+    sha256 = sha256_of(corpus)
+    stem = f"{corpus.name}.{sha256[:16]}"
     if tokenizer is None:
         vocab_file = folder / f"{stem}.vocab.json"
         ids_file = folder / f"{stem}.ids.npy"
         if vocab_file.exists() and ids_file.exists():
-            return np.load(ids_file, mmap_mode="r"), CharTokenizer(json.loads(vocab_file.read_text()))
+            return _loaded(ids_file, CharTokenizer(json.loads(vocab_file.read_text())), sha256)
     else:
         vocab_key = hashlib.sha256("".join(tokenizer.chars).encode()).hexdigest()[:8]
         vocab_file = None
         ids_file = folder / f"{stem}.vocab-{vocab_key}.ids.npy"
         if ids_file.exists():
-            return np.load(ids_file, mmap_mode="r"), tokenizer
+            return _loaded(ids_file, tokenizer, sha256)
 
     big = corpus.stat().st_size >= _PROGRESS_MIN_BYTES
     with Progress(transient=True) if big else nullcontext() as progress:
@@ -134,13 +159,13 @@ def load_encoded(
             folder.mkdir(parents=True, exist_ok=True)
             _write_ids(corpus, ids_file, tokenizer, n_chars, progress)
             if vocab_file is not None:
-                _write_json(vocab_file, tokenizer.to_list())
+                write_json_atomic(vocab_file, tokenizer.to_list())
         except OSError as err:
             raise DataError(
                 f"cannot write the encoding cache in {folder} ({err.strerror}); "
                 f"set {CACHE_DIR_ENV} to a writable folder"
             ) from None
-    return np.load(ids_file, mmap_mode="r"), tokenizer
+    return _loaded(ids_file, tokenizer, sha256)
 
 
 def corpus_chars(corpus: Path) -> list[str]:

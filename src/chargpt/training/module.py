@@ -11,7 +11,9 @@ import torch
 from chargpt.data.tokenizer import CharTokenizer
 from chargpt.data.windows import IGNORE_INDEX
 from chargpt.model import ModelConfig, build_model
+from chargpt.training.lightning_internals import logs_this_step
 from chargpt.training.optim import build_optimizer, build_scheduler
+from chargpt.training.steps import is_last_step
 
 
 class CharLM(L.LightningModule):
@@ -60,8 +62,7 @@ class CharLM(L.LightningModule):
         writes the same values while sparing every other step self.log's bookkeeping (a few percent
         of a small model's step on CPU).
         """
-        trainer = self.trainer
-        return 0 < trainer.max_steps <= self.global_step + 1 or trainer._logger_connector.should_update_logs
+        return is_last_step(self.trainer, pending=1) or logs_this_step(self.trainer)
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         x, y = batch

@@ -9,7 +9,6 @@ before the first resumed step, so a resumed run draws exactly what the uninterru
 from __future__ import annotations
 
 import random
-from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -17,12 +16,7 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback
 
-from chargpt.data.corpus import sha256_of
-from chargpt.data.tokenizer import describe_chars
-from chargpt.errors import CheckpointError
-
-# Settings that may differ on resume without changing the weights' meaning.
-_RESUMABLE_MODEL_CHANGES = frozenset({"dropout"})
+from chargpt.checkpoints import RESUME_STATE_KEY
 
 
 def capture_torch_rng() -> dict[str, Any]:
@@ -75,11 +69,6 @@ def rng_from_plain(plain: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def corpus_fingerprint(path: str | Path) -> dict[str, Any]:
-    file = Path(path).expanduser()
-    return {"path": str(file), "sha256": sha256_of(file)}
-
-
 class ResumeState(Callback):
     """Saves the RNG states and the corpus fingerprint in each checkpoint; restores the RNG states
     just before the first resumed step (after Lightning's own setup has drawn what it draws).
@@ -96,11 +85,18 @@ class ResumeState(Callback):
     a checkpoint holds) are every rank's states.
     """
 
-    def __init__(self, corpus: dict[str, Any] | None = None) -> None:
-        self.corpus = corpus
+    def __init__(self) -> None:
+        self.corpus: dict[str, Any] | None = None  # the datamodule's fingerprint, read at setup
         self._pending: dict[str, Any] | None = None
         self._boundary: dict[str, Any] | None = None  # torch's states at the last step boundary
         self._host: dict[str, Any] | None = None  # numpy's and python's, when a validation started
+
+    @property
+    def state_key(self) -> str:
+        return RESUME_STATE_KEY  # where check_resumable finds the corpus fingerprint
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        self.corpus = getattr(trainer.datamodule, "fingerprint", None)
 
     def boundary(self) -> dict[str, Any]:
         """The RNG states of the last step boundary (the current ones before the first step)."""
@@ -130,48 +126,3 @@ class ResumeState(Callback):
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self._boundary is not None and not trainer.sanity_checking:
             restore_rng(self.boundary())
-
-
-def stored_corpus(ckpt: dict[str, Any]) -> dict[str, Any] | None:
-    state = (ckpt.get("callbacks") or {}).get(ResumeState.__qualname__)
-    return state.get("corpus") if isinstance(state, dict) else None
-
-
-def check_resumable(
-    ckpt: dict[str, Any], source: str, model: dict[str, Any], vocab: list[str], corpus: dict[str, Any] | None
-) -> None:
-    """Refuse, with the reason and the fix, a resume whose data or model differ from the checkpoint's."""
-    hparams = ckpt["hyper_parameters"]
-    old_vocab = list(hparams["vocab"])
-    if old_vocab != list(vocab):
-        diff = []
-        if missing := set(vocab) - set(old_vocab):
-            diff.append(f"this data adds {describe_chars(missing)}")
-        if extra := set(old_vocab) - set(vocab):
-            diff.append(f"this data lacks {describe_chars(extra)}")
-        detail = "; ".join(diff) or "same characters in another order"
-        raise CheckpointError(
-            f"cannot resume from {source}: it was trained on another vocabulary ({len(old_vocab)} "
-            f"characters, this data has {len(vocab)}: {detail}); resume with the data it was trained on, "
-            "or start a new run without ckpt_path"
-        )
-    old_corpus = stored_corpus(ckpt)
-    if old_corpus and corpus and old_corpus.get("sha256") != corpus.get("sha256"):
-        raise CheckpointError(
-            f"cannot resume from {source}: it was trained on {old_corpus.get('path')} "
-            f"(sha256 {str(old_corpus.get('sha256'))[:12]}), not on {corpus['path']} "
-            f"(sha256 {corpus['sha256'][:12]}); resume with the data it was trained on, or start a new run "
-            "without ckpt_path"
-        )
-    old_model = hparams["model"]
-    changed = sorted(
-        k for k in set(old_model) | set(model)
-        if k not in _RESUMABLE_MODEL_CHANGES and old_model.get(k) != model.get(k)
-    )
-    if changed:
-        was = ", ".join(f"model.{k}={old_model.get(k)!r}" for k in changed)
-        now = ", ".join(f"model.{k}={model.get(k)!r}" for k in changed)
-        raise CheckpointError(
-            f"cannot resume from {source}: its model has {was} but this run asks for {now}; "
-            "pass the same model settings as the run that wrote it, or start a new run without ckpt_path"
-        )

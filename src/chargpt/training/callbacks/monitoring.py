@@ -15,6 +15,8 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from torch.optim import Optimizer
 
+from chargpt.training.lightning_internals import is_accumulating, logs_this_step
+
 
 def total_grad_norm(module: torch.nn.Module) -> torch.Tensor | None:
     """The 2-norm of all gradients together (what gradient clipping compares with its threshold)."""
@@ -47,7 +49,7 @@ class TrainMonitor(Callback):
 
     @staticmethod
     def _logging_now(trainer: L.Trainer) -> bool:
-        return bool(trainer.loggers) and trainer._logger_connector.should_update_logs
+        return bool(trainer.loggers) and logs_this_step(trainer)
 
     def on_train_batch_start(self, trainer: L.Trainer, *args: Any) -> None:
         if self._t0 is None:
@@ -64,7 +66,7 @@ class TrainMonitor(Callback):
         if not self._logging_now(trainer):
             return
         steps = trainer.global_step - self._step0
-        if steps <= 0 or trainer.fit_loop._should_accumulate():
+        if steps <= 0 or is_accumulating(trainer):
             return
         if trainer.strategy.root_device.type == "cuda":
             torch.cuda.synchronize()  # once per logging interval: count the queued GPU work

@@ -8,12 +8,10 @@ import hydra
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from chargpt.api import model_from_checkpoint
-from chargpt.checkpoint import read_checkpoint, resolve_checkpoint
+from chargpt.checkpoints import read_checkpoint, resolve_checkpoint
+from chargpt.cli.common import CONFIG_PATH, pick_device, quiet_known_warnings
 from chargpt.errors import ConfigError, exit_on_user_error
-from chargpt.evaluation import evaluate
-from chargpt.hydra_app import CONFIG_PATH, quiet_known_warnings
-from chargpt.sample import pick_device
+from chargpt.inference import evaluate, model_from_checkpoint
 
 SPLITS = ("val", "train", "all")
 

@@ -13,14 +13,16 @@ import lightning as L
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from chargpt.api import TrainedModel
-from chargpt.checkpoint import resolve_checkpoint, run_dir_of
+from chargpt.checkpoints import resolve_checkpoint, run_dir_of
+from chargpt.cli.common import CONFIG_PATH, quiet_known_warnings
 from chargpt.errors import ChargptError, exit_on_user_error
-from chargpt.hydra_app import CONFIG_PATH, plain, quiet_known_warnings
-from chargpt.run_status import record_status
-from chargpt.training.callbacks import RunMetrics
-from chargpt.training.interrupt import TrainingInterrupted
-from chargpt.training.setup import build_run
+from chargpt.inference import TrainedModel
+from chargpt.runs.directory import check_run_dir
+from chargpt.runs.status import record_status
+from chargpt.training.build import build_run, plain
+from chargpt.training.callbacks.metrics import RunMetrics
+from chargpt.training.callbacks.safety import TrainingInterrupted
+from chargpt.training.distributed import is_rank_zero
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +39,9 @@ def train(cfg: DictConfig) -> float | None:
     quiet_known_warnings()
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     output_dir = cfg.paths.output_dir
+    if is_rank_zero():
+        # Sweep jobs (which Hydra's run-directory callback does not see) are checked here.
+        check_run_dir(Path(output_dir), cfg.ckpt_path)
     datamodule, module, trainer, ckpt_path, finetuning = build_run(cfg)
     if finetuning:  # the starting point on the new text, logged at step 0
         trainer.validate(module, datamodule=datamodule, verbose=False)

@@ -6,7 +6,6 @@ that same run, and an output folder that cannot be written is reported before an
 
 from __future__ import annotations
 
-import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -14,8 +13,9 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from chargpt.checkpoint import resolve_checkpoint, run_dir_of
+from chargpt.checkpoints import resolve_checkpoint, run_dir_of
 from chargpt.errors import ChargptError, ConfigError, SetupError, exit_on_user_error
+from chargpt.training.distributed import is_rank_zero
 
 
 class RunDirInUse(SetupError):
@@ -61,7 +61,7 @@ def check_run_dir(run_dir: Path, ckpt_path: str | None) -> None:
 class RunDirGuard(Callback):
     @exit_on_user_error
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        if os.environ.get("LOCAL_RANK", "0") != "0":
+        if not is_rank_zero():
             return  # an extra rank of a multi-process run: it shares rank 0's directory
         check_run_dir(Path(str(config.hydra.run.dir)), config.get("ckpt_path"))
 

@@ -17,14 +17,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
-from lightning.fabric.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig
 
 from chargpt.errors import SetupError, user_error_in
-from chargpt.training.callbacks import write_json_atomic
-from chargpt.training.interrupt import TrainingInterrupted
+from chargpt.files import write_json_atomic
+from chargpt.training.build import is_multirun
+from chargpt.training.callbacks.safety import TrainingInterrupted
+from chargpt.training.distributed import is_rank_zero
 
 log = logging.getLogger(__name__)
 
@@ -32,16 +31,11 @@ STATUS_FILE = "status.json"
 FAILED_VALUE = math.inf
 
 
-def is_multirun() -> bool:
-    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
-
-
 def write_status(run_dir: str | Path, status: str, **fields: Any) -> None:
-    if rank_zero_only.rank != 0:
+    if not is_rank_zero():
         return
-    path = Path(run_dir) / STATUS_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(path, {"status": status, "time": time.strftime("%Y-%m-%dT%H:%M:%S"), **fields})
+    when = time.strftime("%Y-%m-%dT%H:%M:%S")
+    write_json_atomic(Path(run_dir) / STATUS_FILE, {"status": status, "time": when, **fields})
 
 
 def _interrupted(err: BaseException) -> bool:

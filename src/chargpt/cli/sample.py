@@ -3,21 +3,12 @@
 from __future__ import annotations
 
 import hydra
-import torch
 from omegaconf import DictConfig
 
-from chargpt.api import load
+from chargpt.cli.common import CONFIG_PATH, pick_device, quiet_known_warnings
 from chargpt.errors import ConfigError, exit_on_user_error
-from chargpt.hydra_app import CONFIG_PATH, quiet_known_warnings
+from chargpt.inference import load, new_generator
 from chargpt.model.sampling import check_sampling
-
-
-def pick_device(name: str) -> str:
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"device={name} but no CUDA GPU is available; use device=cpu")
-    return name
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="sample")
@@ -32,8 +23,7 @@ def _hydra_main(cfg: DictConfig) -> None:
     # Bad settings or prompt characters are reported before any text is printed.
     check_sampling(cfg.temperature, cfg.top_k, cfg.top_p, cfg.max_new_tokens)
     trained.tokenizer.encode(cfg.prompt)
-    generator = torch.Generator(device=trained.device)
-    generator.manual_seed(cfg.seed)
+    generator = new_generator(trained.device, cfg.seed)
     for i in range(cfg.num_samples):
         if i:
             print("\n---")

@@ -1,13 +1,13 @@
-"""Everything chargpt-train builds before fitting: checks, data, model, trainer, resume state.
+"""Build a run from its config: checks, data, model, trainer, the checkpoint to resume.
 
 `build_run` is shared by `chargpt-train` and the training benchmark, so the benchmark measures
-exactly the path users run.
+exactly the path users run. The callbacks and loggers are all in the config (configs/callbacks/,
+configs/logger/): what is listed there is what runs.
 """
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any, NamedTuple
 
 import lightning as L
@@ -17,23 +17,25 @@ from hydra.errors import InstantiationException
 from hydra.types import RunMode
 from hydra.utils import instantiate
 from lightning.fabric.plugins import TorchCheckpointIO
-from omegaconf import DictConfig, ListConfig
+from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from chargpt.checkpoint import read_checkpoint, resolve_checkpoint
+from chargpt.checkpoints import AtomicCheckpointIO, check_resumable, read_checkpoint, resolve_checkpoint
 from chargpt.data import CharDataModule
 from chargpt.errors import ConfigError, SetupError
-from chargpt.hydra_app import plain
 from chargpt.model import ModelConfig
-from chargpt.run_dir import check_run_dir
-from chargpt.training.budget import TimeBudget
-from chargpt.training.callbacks import RunMetrics, ValidateAtEnd
-from chargpt.training.checkpoint_io import AtomicCheckpointIO
 from chargpt.training.finetune import apply_pretrained, freeze, prepare_finetune
-from chargpt.training.guards import NonFiniteGuard
 from chargpt.training.host_memory import keep_freed_memory
-from chargpt.training.interrupt import GracefulInterrupt
 from chargpt.training.module import CharLM
-from chargpt.training.resume import ResumeState, check_resumable, corpus_fingerprint
+
+
+def plain(cfg: DictConfig | None) -> Any:
+    """A resolved config as plain dicts and lists (safe inside checkpoints)."""
+    return None if cfg is None else OmegaConf.to_container(cfg, resolve=True)
+
+
+def is_multirun() -> bool:
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
 def check_devices(trainer_cfg: DictConfig) -> None:
@@ -69,7 +71,7 @@ def check_launch(cfg: DictConfig) -> None:
     multirun that re-runs the sweep, and the ranks silently train different configs."""
     strategy = str(cfg.trainer.get("strategy", "auto"))
     relaunches = strategy.startswith("ddp") and not any(k in strategy for k in ("spawn", "fork", "notebook"))
-    if relaunches and HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+    if relaunches and is_multirun():
         raise SetupError(
             f"trainer.strategy={strategy} cannot run inside a Hydra multirun (-m): each extra process "
             "would re-run the whole sweep with other settings; start each configuration as its own "
@@ -85,22 +87,21 @@ def _logger_kwargs(logger_cfg: DictConfig, resume_step: int | None) -> dict[str,
     return {}
 
 
-def build_trainer(
-    cfg: DictConfig, output_dir: str, corpus: dict[str, Any] | None = None, resume_step: int | None = None
-) -> L.Trainer:
+def build_trainer(cfg: DictConfig, resume_step: int | None = None) -> L.Trainer:
+    """The Trainer with exactly the callbacks and loggers the config lists."""
     check_devices(cfg.trainer)
     callbacks = [instantiate(c) for c in (cfg.callbacks or {}).values() if c is not None]
-    callbacks += [
-        ValidateAtEnd(), RunMetrics(output_dir), ResumeState(corpus), NonFiniteGuard(),
-        GracefulInterrupt(output_dir),
-    ]
-    if cfg.get("budget_seconds"):
-        callbacks.append(TimeBudget(cfg.budget_seconds, output_dir))
     loggers = [
         instantiate(c, **_logger_kwargs(c, resume_step)) for c in (cfg.logger or {}).values() if c is not None
     ]
+    # Lightning adds its own checkpointing and progress bar unless told not to: a config that
+    # lists none gets none.
+    defaults = {
+        "enable_checkpointing": any(isinstance(c, ModelCheckpoint) for c in callbacks),
+        "enable_progress_bar": any(isinstance(c, ProgressBar) for c in callbacks),
+    }
     try:
-        trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+        trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **defaults)
     except InstantiationException as err:
         cause = err.__cause__ or err
         raise ConfigError(f"invalid trainer settings: {str(cause).strip().splitlines()[0]}") from None
@@ -120,11 +121,8 @@ class Run(NamedTuple):
 def build_run(cfg: DictConfig) -> Run:
     """Data, model and trainer as configured, after every check that can fail before training."""
     check_launch(cfg)
-    keep_freed_memory()  # glibc: no page faults for the memory each step frees and reallocates
-    output_dir = cfg.paths.output_dir
-    if os.environ.get("LOCAL_RANK", "0") == "0":
-        # Sweep jobs (and callers without the Hydra callback) get the run-directory check here.
-        check_run_dir(Path(output_dir), cfg.ckpt_path)
+    if cfg.get("keep_freed_memory"):
+        keep_freed_memory()
     torch.set_float32_matmul_precision(cfg.get("matmul_precision", "highest"))
     model_config = ModelConfig.from_dict(plain(cfg.model))  # validated before any data work
     pretrained = None
@@ -138,16 +136,14 @@ def build_run(cfg: DictConfig) -> Run:
     datamodule.prepare_data()
     datamodule.setup("fit")
     vocab = datamodule.tokenizer.to_list()
-    corpus = corpus_fingerprint(datamodule.path)
-    ckpt_path, resume_step = None, None
+    ckpt_path, ckpt, resume_step = None, None, None
     if cfg.ckpt_path:
         # Read (weights-only) and compared before Lightning touches it: a checkpoint of another
         # corpus or model is refused with the reason, not a shape-mismatch traceback.
         file = resolve_checkpoint(cfg.ckpt_path)
         ckpt = read_checkpoint(file)
-        check_resumable(ckpt, str(file), model_config.to_dict(), vocab, corpus)
+        check_resumable(ckpt, str(file), model_config, vocab, datamodule.fingerprint)
         ckpt_path, resume_step = str(file), int(ckpt.get("global_step", 0))
-        del ckpt
     module = CharLM(
         model=model_config.to_dict(),
         vocab=vocab,
@@ -157,5 +153,7 @@ def build_run(cfg: DictConfig) -> Run:
     if pretrained is not None:
         apply_pretrained(module.model, pretrained)
         freeze(module.model, cfg.finetune.freeze_embeddings, cfg.finetune.freeze_blocks)
-    trainer = build_trainer(cfg, output_dir, corpus, resume_step)
+    trainer = build_trainer(cfg, resume_step)
+    if ckpt is not None and isinstance(trainer.strategy.checkpoint_io, AtomicCheckpointIO):
+        trainer.strategy.checkpoint_io.preload(ckpt_path, ckpt)  # fit() reads it from memory
     return Run(datamodule, module, trainer, ckpt_path, pretrained is not None)

@@ -1,22 +1,18 @@
-"""What the three entry points share: where the configs live, plain containers, quiet warnings."""
+"""What the entry points share: where the configs live, quiet warnings, the device to run on."""
 
 from __future__ import annotations
 
 import logging
 import warnings
 from pathlib import Path
-from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+import torch
 
-_PACKAGED = Path(__file__).parent / "configs"  # wheel installs
-_SOURCE_TREE = Path(__file__).resolve().parents[2] / "configs"  # editable installs and checkouts
+from chargpt.errors import ConfigError
+
+_PACKAGED = Path(__file__).parents[1] / "configs"  # wheel installs
+_SOURCE_TREE = Path(__file__).resolve().parents[3] / "configs"  # editable installs and checkouts
 CONFIG_PATH = str(_PACKAGED if _PACKAGED.is_dir() else _SOURCE_TREE)
-
-
-def plain(cfg: DictConfig | None) -> Any:
-    """A resolved config as plain dicts and lists (safe inside checkpoints)."""
-    return None if cfg is None else OmegaConf.to_container(cfg, resolve=True)
 
 
 def quiet_known_warnings() -> None:
@@ -33,3 +29,11 @@ def quiet_known_warnings() -> None:
     for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
         logging.getLogger(name).addFilter(lambda record: "litlogger" not in record.getMessage())
 
+
+def pick_device(name: str) -> str:
+    """`auto` is the GPU when there is one; a CUDA device without a GPU is a clear error."""
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device={name} but no CUDA GPU is available; use device=cpu")
+    return name

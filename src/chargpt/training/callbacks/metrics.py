@@ -1,16 +1,16 @@
-"""Callbacks every run needs: a final validation at the last step, and metrics.json."""
+"""The run's figures: a final validation at the last step, and metrics.json after each validation."""
 
 from __future__ import annotations
 
-import json
-import math
-import os
 import time
 from pathlib import Path
 from typing import Any
 
 import lightning as L
-from lightning.pytorch.callbacks import Callback, RichProgressBar
+from lightning.pytorch.callbacks import Callback
+
+from chargpt.files import write_json_atomic
+from chargpt.training.steps import is_last_step
 
 
 class ValidateAtEnd(Callback):
@@ -18,14 +18,8 @@ class ValidateAtEnd(Callback):
     val_check_interval: the last weights are always scored and saved."""
 
     def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
-        if 0 < trainer.max_steps <= trainer.global_step:
+        if is_last_step(trainer):
             trainer.should_stop = True
-
-
-def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".partial")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
 
 
 class RunMetrics(Callback):
@@ -77,31 +71,4 @@ class RunMetrics(Callback):
         if val is not None and (self.best_val_loss is None or float(val) < self.best_val_loss):
             self.best_val_loss = float(val)
         if trainer.is_global_zero:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
             write_json_atomic(self.path, self.metrics(trainer, pl_module))
-
-
-class StepProgressBar(RichProgressBar):
-    """Rich progress bar that labels the run by steps (runs are step-based: no epoch count).
-
-    It takes in a training step's progress at most every `min_interval` seconds (and at the last
-    step): rich's bookkeeping and reading the displayed metrics (a host sync on GPU) would otherwise
-    cost every step of a small model a few percent.
-    """
-
-    def __init__(self, min_interval: float = 0.2, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.min_interval = min_interval
-        self._last_update = -math.inf
-
-    def _get_train_description(self, current_epoch: int) -> str:
-        return "train"
-
-    def on_train_batch_end(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
-    ) -> None:
-        now = time.monotonic()
-        last = 0 < trainer.max_steps <= trainer.global_step
-        if last or now - self._last_update >= self.min_interval or self.train_progress_bar_id is None:
-            self._last_update = now
-            super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)

@@ -1,4 +1,4 @@
-"""chargpt-report SWEEP_DIR: one table of every run of a sweep, best first, printed and as CSV.
+"""One table of every run of a sweep, best first, printed and as CSV (chargpt-report SWEEP_DIR).
 
 A run is any directory under SWEEP_DIR with a `.hydra/overrides.yaml` (what Hydra writes for each
 job). Its figures come from the run's metrics.json (written at each validation) and status.json
@@ -8,12 +8,10 @@ job). Its figures come from the run's metrics.json (written at each validation) 
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import math
 import re
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +19,8 @@ from omegaconf import OmegaConf
 from rich.console import Console
 from rich.table import Table
 
-from chargpt.errors import ChargptError, exit_on_user_error
-from chargpt.run_status import STATUS_FILE
+from chargpt.errors import ChargptError
+from chargpt.runs.status import STATUS_FILE
 
 METRIC_COLUMNS = ["best_val_loss", "last_val_loss", "steps", "tokens_per_sec", "wall_s"]
 SORT_CHOICES = ["best_val_loss", "last_val_loss", "tokens_per_sec", "wall_s", "run"]
@@ -156,17 +154,3 @@ def report(sweep_dir: Path, csv_path: Path | None = None, sort_by: str = "best_v
     write_csv(csv_path, columns, rows)
     print(f"written: {csv_path}")
     return rows
-
-
-@exit_on_user_error
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="chargpt-report", description=__doc__.splitlines()[0])
-    parser.add_argument("sweep_dir", type=Path, help="a multirun directory (or any folder of runs)")
-    parser.add_argument("--csv", type=Path, default=None, help="CSV path (default: SWEEP_DIR/report.csv)")
-    parser.add_argument("--sort", choices=SORT_CHOICES, default="best_val_loss", help="the ranking metric")
-    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    report(args.sweep_dir, args.csv, args.sort)
-
-
-if __name__ == "__main__":
-    main()

@@ -13,7 +13,6 @@ run keeps it, and `trainer.max_steps=<count> budget_seconds=null` re-runs the sa
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -27,6 +26,8 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 from chargpt.errors import ConfigError
+from chargpt.files import write_json_atomic
+from chargpt.training.distributed import is_rank_zero
 
 log = logging.getLogger(__name__)
 _IMPORT_TIME = time.monotonic()
@@ -70,11 +71,12 @@ def plan_steps(
 
 class TimeBudget(Callback):
     """Fixes trainer.max_steps so that training, final validation and saving end within `seconds`
-    of `start` (default: run_start_time()). A configured max_steps stays an upper bound."""
+    of `start` (default: run_start_time()). A configured max_steps stays an upper bound.
+    With `seconds` None (budget_seconds=null, the default) it does nothing."""
 
     def __init__(
         self,
-        seconds: float,
+        seconds: float | None,
         output_dir: str | None = None,
         start: float | None = None,
         skip_steps: int = 5,
@@ -83,9 +85,10 @@ class TimeBudget(Callback):
         check_fraction: float = 0.01,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if not seconds or seconds <= 0:
+        if seconds is not None and seconds <= 0:
             raise ConfigError(f"budget_seconds={seconds} must be a positive number of seconds (or null)")
-        self.seconds, self.clock = float(seconds), clock
+        self.active = seconds is not None
+        self.seconds, self.clock = float(seconds or 0.0), clock
         self.start = run_start_time() if start is None else start
         self.deadline = self.start + self.seconds
         self.path = Path(output_dir) / "budget.json" if output_dir else None
@@ -102,6 +105,8 @@ class TimeBudget(Callback):
 
     # --- checkpointed: a resumed run keeps the planned count -------------------------------------
     def state_dict(self) -> dict[str, Any]:
+        if not self.active:
+            return {}
         return {"planned_steps": self.planned_steps, "step_seconds": self.step_seconds}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -109,6 +114,8 @@ class TimeBudget(Callback):
         self.step_seconds = state_dict.get("step_seconds")
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not self.active:
+            return
         self._cap = trainer.max_steps
         if self.planned_steps is not None:  # resumed: same schedule as the interrupted run
             self._set_max_steps(trainer, self.planned_steps)
@@ -116,6 +123,8 @@ class TimeBudget(Callback):
                  self.seconds, self.clock() - self.start)
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
+        if not self.active:
+            return
         step, now = trainer.global_step, self.clock()
         if self.planned_steps is None:
             if step == self.skip_steps or (self._mark is None and step > self.skip_steps):
@@ -152,6 +161,8 @@ class TimeBudget(Callback):
                      self.planned_steps)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not self.active:
+            return
         self._write(train_end_seconds=round(self.clock() - self.start, 2), final_step=trainer.global_step)
 
     def _plan(self, trainer: L.Trainer, step: int, now: float, pace: float, lengthen: bool = True) -> None:
@@ -213,9 +224,5 @@ class TimeBudget(Callback):
         }
 
     def _write(self, **extra: Any) -> None:
-        if self.path is None or int(os.environ.get("LOCAL_RANK", 0) or 0) != 0:
-            return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.name + ".partial")
-        tmp.write_text(json.dumps(self.summary() | extra, indent=2) + "\n")
-        os.replace(tmp, self.path)
+        if self.path is not None and is_rank_zero():
+            write_json_atomic(self.path, self.summary() | extra)

@@ -19,7 +19,8 @@ import torch.nn.functional as F
 from lightning.pytorch.callbacks import Callback
 from torch import nn
 
-from chargpt.training.tb_logging import known_prompt, logged_step, tensorboard_writer
+from chargpt.training.callbacks.tensorboard import known_prompt, tensorboard_writer
+from chargpt.training.lightning_internals import logged_step
 
 # A few stops of the viridis colour map (low -> high weight), interpolated linearly.
 _COLOURS = torch.tensor(

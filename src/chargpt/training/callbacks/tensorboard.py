@@ -9,14 +9,17 @@ from __future__ import annotations
 from typing import Any
 
 import lightning as L
+import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_warn
 from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams
+from torch.utils.tensorboard.writer import FileWriter
 
-from chargpt.api import TrainedModel
 from chargpt.data.tokenizer import CharTokenizer
+from chargpt.model.sampling import iter_tokens
+from chargpt.training.lightning_internals import logged_step
 
 BEST_VAL_LOSS = "hparams/best_val_loss"
 LAST_VAL_LOSS = "hparams/last_val_loss"
@@ -28,12 +31,6 @@ def tensorboard_writer(trainer: L.Trainer) -> SummaryWriter | None:
         return None
     logger = next((lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)), None)
     return logger.experiment if logger is not None else None
-
-
-def logged_step(trainer: L.Trainer) -> int:
-    """The step Lightning gives the metrics it logs now (val/loss at the 500th step is logged at
-    step 499), so text, images and scalars written here line up with them."""
-    return trainer.fit_loop.epoch_loop._batches_that_stepped
 
 
 def known_prompt(prompt: str, tokenizer: CharTokenizer, what: str) -> str:
@@ -69,11 +66,14 @@ class SampleText(Callback):
         writer = tensorboard_writer(trainer)
         if writer is None or trainer.sanity_checking:
             return
-        prompt = known_prompt(self.prompt, pl_module.tokenizer, "SampleText")
-        trained = TrainedModel(pl_module.model, pl_module.tokenizer)
-        text = "".join(
-            trained.stream(prompt, self.max_new_tokens, self.temperature, top_k=self.top_k, seed=self.seed)
-        )
+        tokenizer = pl_module.tokenizer
+        prompt = known_prompt(self.prompt, tokenizer, "SampleText")
+        idx = torch.tensor([tokenizer.encode(prompt)], device=pl_module.device)  # (1, T)
+        generator = torch.Generator(device=pl_module.device)
+        generator.manual_seed(self.seed)  # the same draw at every validation
+        tokens = iter_tokens(pl_module.model, idx, self.max_new_tokens, self.temperature, self.top_k,
+                             generator=generator)
+        text = tokenizer.decode(int(token[0, 0]) for token in tokens)
         writer.add_text("samples/text", as_markdown_block(prompt + text), logged_step(trainer))
 
 
@@ -131,9 +131,12 @@ class HParamsSummary(Callback):
             return
         # Metric values are read by TensorBoard from the scalars of the same name; only names here.
         summaries = hparams(self.params(trainer, pl_module), {BEST_VAL_LOSS: 0.0, LAST_VAL_LOSS: 0.0})
-        file_writer = writer._get_file_writer()  # as SummaryWriter.add_hparams, but in this run
+        # As SummaryWriter.add_hparams, but into this run's own folder (add_hparams makes a new
+        # run): a second event file there, which TensorBoard reads with the first.
+        file_writer = FileWriter(writer.log_dir)
         for summary in summaries:
             file_writer.add_summary(summary)
+        file_writer.close()
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         val = trainer.callback_metrics.get("val/loss")

@@ -1,7 +1,8 @@
-"""Ctrl-C and SIGTERM: finish the current step, write a checkpoint, then stop.
+"""Safety: stop on a non-finite loss before it reaches the weights, and turn Ctrl-C or SIGTERM
+into a checkpoint at the next step boundary.
 
 Lightning's own SIGTERM handling stops training without a checkpoint, and in multi-process runs
-broadcasts from inside the signal handler; Ctrl-C stops mid-step. This callback replaces both
+broadcasts from inside the signal handler; Ctrl-C stops mid-step. GracefulInterrupt replaces both
 handlers while the training loop runs: a signal only sets a flag, the ranks agree on it at the
 next step boundary (one tiny all-reduce), write last.ckpt together and raise TrainingInterrupted.
 A second signal gets the default behaviour (quit at once, no checkpoint).
@@ -9,6 +10,7 @@ A second signal gets the default behaviour (quit at once, no checkpoint).
 
 from __future__ import annotations
 
+import math
 import signal
 import sys
 import threading
@@ -17,9 +19,49 @@ from types import FrameType
 from typing import Any
 
 import lightning as L
+import torch
 from lightning.pytorch.callbacks import Callback
 
-from chargpt.checkpoint import LAST
+from chargpt.errors import ChargptError
+from chargpt.training.callbacks.checkpointing import last_checkpoint_path, latest_checkpoint_written
+from chargpt.training.steps import is_last_step
+
+
+class NonFiniteLossError(ChargptError):
+    """The loss (or the weights) became NaN or infinite."""
+
+
+def _last_checkpoint(trainer: L.Trainer) -> str:
+    path = latest_checkpoint_written(trainer)
+    return f"the last checkpoint {path} is kept" if path else "no checkpoint had been written yet"
+
+
+class NonFiniteGuard(Callback):
+    """Raises before backward when any rank's loss is NaN/inf: the optimizer never applies it, and
+    no checkpoint is written after it. Checkpoints with non-finite weights are refused outright."""
+
+    def on_before_backward(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, loss: torch.Tensor
+    ) -> None:
+        bad = not math.isfinite(loss.item())  # one read of the scalar (as bool(tensor) would sync)
+        if trainer.strategy.reduce_boolean_decision(bad, all=False):
+            raise NonFiniteLossError(
+                f"the training loss became {float(loss.detach()):.4g} at step {trainer.global_step + 1}; "
+                f"training stopped before that step changed the weights and {_last_checkpoint(trainer)}. "
+                "Lower optimizer.lr or set trainer.gradient_clip_val, then resume with ckpt_path=RUN_DIR"
+            )
+
+    def on_save_checkpoint(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        broken = [name for name, p in pl_module.named_parameters() if not bool(torch.isfinite(p).all())]
+        if broken:
+            raise NonFiniteLossError(
+                f"the weights are not finite at step {trainer.global_step} ({', '.join(broken[:3])}); "
+                f"no checkpoint was written and {_last_checkpoint(trainer)}. "
+                "Lower optimizer.lr or set trainer.gradient_clip_val, then resume with ckpt_path=RUN_DIR"
+            )
+
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -63,19 +105,14 @@ class GracefulInterrupt(Callback):
         if threading.current_thread() is threading.main_thread():
             self._previous = {s: signal.signal(s, self._handle) for s in SIGNALS}
 
-    def checkpoint_path(self, trainer: L.Trainer) -> Path:
-        callback = trainer.checkpoint_callback
-        dirpath = getattr(callback, "dirpath", None)
-        return Path(dirpath) / LAST if dirpath else self.output_dir / "checkpoints" / LAST
-
     def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
         if trainer.global_step == self._last_step:
             return  # inside gradient accumulation: not a step boundary yet
         self._last_step = trainer.global_step
         stop = trainer.strategy.reduce_boolean_decision(self.received is not None, all=False)
-        if not stop or 0 < trainer.max_steps <= trainer.global_step:
+        if not stop or is_last_step(trainer):
             return  # nothing received, or the run ends (validates and checkpoints) right now anyway
-        path = self.checkpoint_path(trainer)
+        path = last_checkpoint_path(trainer, self.output_dir)
         trainer.save_checkpoint(path, weights_only=False)  # the full training state
         raise TrainingInterrupted(self.received or signal.SIGTERM, trainer.global_step, path)
 

@@ -1,0 +1,40 @@
+"""Every private Lightning member chargpt relies on, in one place.
+
+Each has no public equivalent in the Lightning versions pyproject.toml allows (pinned to the
+minor version the tests run against); tests/test_lightning_internals.py fails with the member's
+name if an upgrade removes one.
+"""
+
+from __future__ import annotations
+
+import lightning as L
+
+# (owner, attribute path) pairs, checked by the test on a real Trainer.
+PRIVATE_MEMBERS: list[tuple[str, str]] = [
+    # Whether the loggers write this step's values: Lightning's own rule (its LearningRateMonitor
+    # asks the same), so values are handed to self.log only on the steps that are written.
+    ("trainer", "_logger_connector.should_update_logs"),
+    # Whether this batch only accumulates gradients (no optimizer step follows it).
+    ("trainer", "fit_loop._should_accumulate"),
+    # The step number Lightning's loggers write values at.
+    ("trainer", "fit_loop.epoch_loop._batches_that_stepped"),
+    # The progress bar's label; overridden in StepProgressBar (runs count steps, not epochs).
+    ("RichProgressBar", "_get_train_description"),
+]
+
+
+def logs_this_step(trainer: L.Trainer) -> bool:
+    """True on the steps whose logged values reach the loggers (every trainer.log_every_n_steps)."""
+    return bool(trainer._logger_connector.should_update_logs)
+
+
+def is_accumulating(trainer: L.Trainer) -> bool:
+    """True inside gradient accumulation: the batch just run is not followed by an optimizer step."""
+    return bool(trainer.fit_loop._should_accumulate())
+
+
+def logged_step(trainer: L.Trainer) -> int:
+    """The step Lightning gives the metrics it logs now (val/loss at the 500th step is logged at
+    step 499), so text, images and scalars written by callbacks line up with them."""
+    return int(trainer.fit_loop.epoch_loop._batches_that_stepped)
+
