@@ -362,7 +362,11 @@ def test_tables_are_well_formed(path: Path) -> None:
 
 # --- the README walked through in a fresh clone (slow) ---------------------------------------
 
-SHORT = {"trainer.max_steps": "20", "trainer.val_check_interval": "10", "trainer.log_every_n_steps": "5"}
+# Each run: 10 steps, one validation of 4 batches at the end, a 50-character sample.
+SHORT = {
+    "trainer.max_steps": "10", "trainer.val_check_interval": "10", "trainer.log_every_n_steps": "5",
+    "trainer.limit_val_batches": "4", "sample.max_new_tokens": "50",
+}
 SUMMARY = re.compile(
     r"step (\d+): val loss \d+\.\d{4} \(best \d+\.\d{4}\), \d+ s, \d+ tokens/s; run dir (\S+)"
 )
@@ -471,9 +475,9 @@ def test_readme_walkthrough_in_a_fresh_clone(tmp_path: Path, shakespeare: Path) 
             assert len(list((clone / sweep_dir).glob("*/metrics.json"))) == runs > 1
             assert len(SUMMARY.findall(out)) == runs, out[-3000:]
         elif program == "chargpt-train" and any(a.startswith("ckpt_path=") for a in args):
-            out = shell.run([program, *shortened(args, **{"trainer.max_steps": "30"})])
+            out = shell.run([program, *shortened(args, **{"trainer.max_steps": "15"})])
             summary = SUMMARY.search(out)
-            assert summary and summary.group(1) == "30" and summary.group(2).endswith(first_run), out[-3000:]
+            assert summary and summary.group(1) == "15" and summary.group(2).endswith(first_run), out[-3000:]
         elif program == "chargpt-train":
             summary = SUMMARY.search(shell.run([program, *shortened(args)]))
             assert summary and summary.group(1) == SHORT["trainer.max_steps"]
