@@ -22,6 +22,8 @@ from reliability_helpers import run_main, train_args, write_corpus
 SRC = Path(__file__).resolve().parents[1] / "src"
 
 
+# A real process and a real signal; tests/test_resume.py sends the same signals in-process.
+@pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_signal_checkpoints_and_prints_the_resume_command(signum, tmp_path, monkeypatch, capsys):
     corpus = write_corpus(tmp_path / "corpus.txt")
