@@ -365,7 +365,7 @@ def test_tables_are_well_formed(path: Path) -> None:
 # Each run: 10 steps, one validation of 4 batches at the end, a 50-character sample.
 SHORT = {
     "trainer.max_steps": "10", "trainer.val_check_interval": "10", "trainer.log_every_n_steps": "5",
-    "trainer.limit_val_batches": "4", "sample.max_new_tokens": "50",
+    "+trainer.limit_val_batches": "4", "sample.max_new_tokens": "50",
 }
 SUMMARY = re.compile(
     r"step (\d+): val loss \d+\.\d{4} \(best \d+\.\d{4}\), \d+ s, \d+ tokens/s; run dir (\S+)"
