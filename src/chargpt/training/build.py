@@ -17,6 +17,7 @@ from hydra.errors import InstantiationException
 from hydra.types import RunMode
 from hydra.utils import instantiate
 from lightning.fabric.plugins import TorchCheckpointIO
+from lightning.fabric.plugins.environments import SLURMEnvironment, TorchElasticEnvironment
 from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
@@ -71,7 +72,9 @@ def check_launch(cfg: DictConfig) -> None:
     multirun that re-runs the sweep, and the ranks silently train different configs."""
     strategy = str(cfg.trainer.get("strategy", "auto"))
     relaunches = strategy.startswith("ddp") and not any(k in strategy for k in ("spawn", "fork", "notebook"))
-    if relaunches and is_multirun():
+    # Under SLURM (the submitit launcher) or torchrun the cluster starts every rank itself.
+    external = SLURMEnvironment.detect() or TorchElasticEnvironment.detect()
+    if relaunches and is_multirun() and not external:
         raise SetupError(
             f"trainer.strategy={strategy} cannot run inside a Hydra multirun (-m): each extra process "
             "would re-run the whole sweep with other settings; start each configuration as its own "
