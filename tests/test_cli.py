@@ -100,3 +100,17 @@ def test_resume_from_run_dir_continues_in_the_same_directory(corpus: Path, tmp_p
     assert (run_dir / ".hydra" / "config.yaml").read_text() == first_config  # first config kept
     assert list((run_dir / ".hydra").glob("resume-*/config.yaml"))
     assert _default_run_metrics() == before  # nothing went to a new default run directory
+
+
+def test_last_checkpoint_follows_every_validation_even_without_improvement(
+    corpus: Path, tmp_path: Path
+) -> None:
+    # mode=max makes every later (lower) val/loss "no improvement": best-*.ckpt stays at step 10,
+    # while last.ckpt, what a resume starts from, must still hold the final step.
+    run = tmp_path / "run"
+    args = train_args(corpus, run, "callbacks.model_checkpoint.mode=max", "sample.max_new_tokens=0")
+    assert run_cli(train.main, *args) == 0
+    checkpoints = run / "checkpoints"
+    assert sorted(p.name for p in checkpoints.iterdir()) == ["best-000010.ckpt", "last.ckpt"]
+    last = torch.load(checkpoints / "last.ckpt", weights_only=True)
+    assert last["global_step"] == 20

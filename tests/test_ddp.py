@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from reliability_helpers import train_args, write_corpus
+from conftest import bare_train_args, write_corpus
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
@@ -26,7 +26,7 @@ def _train(tmp_path: Path, run: Path, *extra: str) -> None:
     }
     args = [
         a
-        for a in train_args(
+        for a in bare_train_args(
             corpus,
             run,
             "logger=tensorboard",

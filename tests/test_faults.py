@@ -23,7 +23,7 @@ from chargpt.errors import CheckpointError
 from chargpt.training.build import build_trainer
 from chargpt.training.callbacks.resume import ResumeState
 from chargpt.training.callbacks.safety import GracefulInterrupt, NonFiniteGuard, NonFiniteLossError
-from reliability_helpers import StepHook, run_main, train_args, write_corpus
+from conftest import StepHook, bare_train_args, run_main, write_corpus
 
 
 @pytest.fixture(autouse=True)
@@ -47,12 +47,12 @@ def test_nan_loss_stops_keeps_last_good_checkpoint_and_resume_continues_tensorbo
 ):
     corpus = write_corpus(tmp_path / "corpus.txt")
     run = tmp_path / "run"
-    args = train_args(
+    args = bare_train_args(
         corpus, run, "trainer.max_steps=12", "trainer.val_check_interval=4", "logger=tensorboard"
     )
     hook = StepHook(monkeypatch)
     hook.actions[7] = _poison  # the loss of step 7 is NaN
-    code, out, err = run_main(train_main, args, monkeypatch, capsys)
+    code, out, err = run_main(train_main, args, capsys)
     assert code == 2 and "Traceback" not in out + err
     [line] = [x for x in err.splitlines() if x.startswith("error:")]
     assert "the training loss became nan at step 7" in line
@@ -64,7 +64,7 @@ def test_nan_loss_stops_keeps_last_good_checkpoint_and_resume_continues_tensorbo
     assert _scalar_steps(run / "tensorboard", "train/loss") == list(range(6))
 
     hook.take()
-    code, _, err = run_main(train_main, [*args, f"ckpt_path={run}"], monkeypatch, capsys)
+    code, _, err = run_main(train_main, [*args, f"ckpt_path={run}"], capsys)
     assert code == 0, err
     assert [s for s, _ in hook.take()] == list(range(5, 13))
     # One point per step over the whole run: the steps logged after the checkpoint were purged.

@@ -19,6 +19,10 @@ from typing import Any
 
 import pytest
 
+# A training subprocess and a real TensorBoard server; tests/test_logged_events.py reads the same
+# story from the event files in-process.
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[1]
 RUN = "tensorboard"  # the logger's sub-directory: TensorBoard's run name
 SCALARS = [
