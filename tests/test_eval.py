@@ -15,8 +15,7 @@ from chargpt.cli import eval as eval_cli
 from chargpt.cli import train as train_cli
 from chargpt.cli.common import CONFIG_PATH
 from chargpt.data.corpus import sha256_of
-from conftest import run_cli
-from reliability_helpers import make_checkpoint, run_main, train_args, write_corpus
+from conftest import bare_train_args, make_checkpoint, run_cli, run_main, write_corpus
 
 
 def _one_error(code: int, out: str, err: str) -> str:
@@ -36,7 +35,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """A short run on its own text, split 80/20 (not the default 90/10)."""
     tmp = tmp_path_factory.mktemp("evalrun")
     text = write_corpus(tmp / "own_text.txt", n_chars=3000)
-    args = train_args(text, tmp / "run", "trainer.max_steps=2", "trainer.val_check_interval=2",
+    args = bare_train_args(text, tmp / "run", "trainer.max_steps=2", "trainer.val_check_interval=2",
                       "data.train_fraction=0.8")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("CHARGPT_CACHE_DIR", str(tmp / "cache"))
@@ -54,9 +53,9 @@ def _checkpoint_of(tmp: Path, text: Path | None, **state: object) -> Path:
     return file
 
 
-def test_eval_scores_the_runs_own_text_and_split_by_default(run, monkeypatch, capsys) -> None:
+def test_eval_scores_the_runs_own_text_and_split_by_default(run, capsys) -> None:
     run_dir, text = run
-    result = _result(*run_main(eval_cli.main, [f"ckpt_path={run_dir}", "device=cpu"], monkeypatch, capsys))
+    result = _result(*run_main(eval_cli.main, [f"ckpt_path={run_dir}", "device=cpu"], capsys))
     n = len(text.read_text())
     assert result["data"] == str(text) and result["split"] == "val"
     assert result["tokens"] == n - int(n * 0.8) - 1  # the run's 80/20 split, every target
@@ -77,56 +76,56 @@ def test_eval_config_does_not_default_to_a_corpus() -> None:
     assert cfg.data.path is None and cfg.data.url is None
 
 
-def test_eval_refuses_when_the_recorded_text_is_gone_or_changed(tmp_path, monkeypatch, capsys) -> None:
+def test_eval_refuses_when_the_recorded_text_is_gone_or_changed(tmp_path, capsys) -> None:
     text = write_corpus(tmp_path / "notes.txt")
     ckpt = _checkpoint_of(tmp_path, text)
     text.write_text(text.read_text() + "more")
-    line = _one_error(*run_main(eval_cli.main, [f"ckpt_path={ckpt}"], monkeypatch, capsys))
+    line = _one_error(*run_main(eval_cli.main, [f"ckpt_path={ckpt}"], capsys))
     assert f"{text} has changed since {ckpt} was trained on it" in line and "data.path=FILE" in line
     text.unlink()
-    line = _one_error(*run_main(eval_cli.main, [f"ckpt_path={ckpt}"], monkeypatch, capsys))
+    line = _one_error(*run_main(eval_cli.main, [f"ckpt_path={ckpt}"], capsys))
     assert f"{ckpt} was trained on {text}, which is no longer there" in line and "data.path=FILE" in line
     ckpt = _checkpoint_of(tmp_path, None)
-    line = _one_error(*run_main(eval_cli.main, [f"ckpt_path={ckpt}"], monkeypatch, capsys))
+    line = _one_error(*run_main(eval_cli.main, [f"ckpt_path={ckpt}"], capsys))
     assert "does not record the text it was trained on" in line
 
 
-def test_eval_scores_another_text_only_when_asked(tmp_path, monkeypatch, capsys) -> None:
+def test_eval_scores_another_text_only_when_asked(tmp_path, capsys) -> None:
     own, other = write_corpus(tmp_path / "own.txt"), write_corpus(tmp_path / "other.txt", seed=1)
     ckpt = _checkpoint_of(tmp_path, own, split={"train_fraction": 0.5, "added_later": [1]})
-    result = _result(*run_main(eval_cli.main, [f"ckpt_path={ckpt}", "device=cpu"], monkeypatch, capsys))
+    result = _result(*run_main(eval_cli.main, [f"ckpt_path={ckpt}", "device=cpu"], capsys))
     assert result["data"] == str(own) and result["tokens"] == 4000 - 2000 - 1
     args = [f"ckpt_path={ckpt}", f"data.path={other}", "device=cpu"]
-    result = _result(*run_main(eval_cli.main, args, monkeypatch, capsys))
+    result = _result(*run_main(eval_cli.main, args, capsys))
     assert result["data"] == str(other) and result["tokens"] == 4000 - 3600 - 1  # its config's 90/10
 
 
-def test_eval_says_which_split_it_takes_when_none_is_recorded(tmp_path, monkeypatch, capsys) -> None:
+def test_eval_says_which_split_it_takes_when_none_is_recorded(tmp_path, capsys) -> None:
     ckpt = _checkpoint_of(tmp_path, write_corpus(tmp_path / "own.txt"), split=None)  # an older run
-    code, out, err = run_main(eval_cli.main, [f"ckpt_path={ckpt}", "device=cpu"], monkeypatch, capsys)
+    code, out, err = run_main(eval_cli.main, [f"ckpt_path={ckpt}", "device=cpu"], capsys)
     assert _result(code, out, err)["tokens"] == 4000 - 3600 - 1
     note = f"note: {ckpt} does not record how its text was split; splitting at data.train_fraction=0.9"
     assert err.strip() == note
 
 
 @pytest.mark.parametrize("split", ["val", "train", "all"])
-def test_eval_json_has_one_loss_key_beside_the_split(split, tmp_path, monkeypatch, capsys) -> None:
+def test_eval_json_has_one_loss_key_beside_the_split(split, tmp_path, capsys) -> None:
     ckpt = _checkpoint_of(tmp_path, write_corpus(tmp_path / "t.txt", n_chars=1000))
     result = _result(*run_main(eval_cli.main, [f"ckpt_path={ckpt}", f"split={split}", "device=cpu"],
-                               monkeypatch, capsys))
+                               capsys))
     assert set(result) == {"loss", "bpc", "tokens", "split", "data", "checkpoint"}
     assert result["split"] == split
     assert result["tokens"] == {"val": 99, "train": 899, "all": 999}[split]
 
 
-def test_eval_split_all_scores_a_text_shorter_than_the_context(tmp_path, monkeypatch, capsys) -> None:
+def test_eval_split_all_scores_a_text_shorter_than_the_context(tmp_path, capsys) -> None:
     short = tmp_path / "short.txt"
     short.write_text("abc de\nfg")  # 9 characters, the model's context is 16
     ckpt = _checkpoint_of(tmp_path, short)
     result = _result(*run_main(eval_cli.main, [f"ckpt_path={ckpt}", "split=all", "device=cpu"],
-                               monkeypatch, capsys))
+                               capsys))
     assert result["tokens"] == 8 and result["loss"] > 0
-    line = _one_error(*run_main(eval_cli.main, [f"ckpt_path={ckpt}"], monkeypatch, capsys))
+    line = _one_error(*run_main(eval_cli.main, [f"ckpt_path={ckpt}"], capsys))
     assert "the val split of" in line and "1 character(s)" in line and "split=all" in line
 
 
@@ -139,7 +138,7 @@ def test_eval_split_all_scores_a_text_shorter_than_the_context(tmp_path, monkeyp
         ("seed=3", "seed=3 does nothing in chargpt-eval"),
     ],
 )
-def test_eval_refuses_settings_that_do_nothing(override, expected, tmp_path, monkeypatch, capsys) -> None:
+def test_eval_refuses_settings_that_do_nothing(override, expected, tmp_path, capsys) -> None:
     ckpt = _checkpoint_of(tmp_path, write_corpus(tmp_path / "t.txt"))
-    line = _one_error(*run_main(eval_cli.main, [f"ckpt_path={ckpt}", override], monkeypatch, capsys))
+    line = _one_error(*run_main(eval_cli.main, [f"ckpt_path={ckpt}", override], capsys))
     assert expected in line

@@ -15,7 +15,7 @@ from chargpt.cli.common import CONFIG_PATH, quiet_known_warnings
 from chargpt.data.tokenizer import CharTokenizer
 from chargpt.training.callbacks.tensorboard import known_prompt
 from chargpt.training.module import CharLM
-from reliability_helpers import run_main, train_args, write_corpus
+from conftest import bare_train_args, run_main, write_corpus
 
 RANK_ZERO = "lightning.pytorch.utilities.rank_zero"
 
@@ -28,7 +28,9 @@ def test_model_summary_counts_the_flops_of_one_sequence() -> None:
     assert flops >= 2 * 16 * sum(p.numel() for p in weights) // 2
 
 
-def test_a_prompt_the_text_cannot_spell_is_one_plain_line_once(caplog) -> None:
+def test_a_prompt_the_text_cannot_spell_is_one_plain_line_once(caplog, monkeypatch) -> None:
+    # An earlier in-process chargpt-eval or chargpt-sample (logging: disabled) turns this logger off.
+    monkeypatch.setattr(logging.getLogger(RANK_ZERO), "disabled", False)
     tokenizer = CharTokenizer(list("abc \n"))
     with warnings.catch_warnings(record=True) as caught, caplog.at_level(logging.INFO, logger=RANK_ZERO):
         warnings.simplefilter("always")
@@ -58,10 +60,10 @@ def test_lightning_advice_that_does_not_apply_is_not_shown() -> None:
     assert shown == ["GPU available: False, used: False"]
 
 
-def test_debug_fdr_writes_what_its_config_says(tmp_path: Path, monkeypatch, capsys) -> None:
+def test_debug_fdr_writes_what_its_config_says(tmp_path: Path, capsys) -> None:
     corpus = write_corpus(tmp_path / "corpus.txt")
-    args = [a for a in train_args(corpus, tmp_path / "run") if a != "logger=none"]
-    code, _, err = run_main(train_cli.main, [*args, "debug=fdr"], monkeypatch, capsys)
+    args = [a for a in bare_train_args(corpus, tmp_path / "run") if a != "logger=none"]
+    code, _, err = run_main(train_cli.main, [*args, "debug=fdr"], capsys)
     assert code == 0, err
     written = {p.relative_to(tmp_path / "run").parts[0] for p in (tmp_path / "run").rglob("*") if p.is_file()}
     assert written == {".hydra", "train.log", "metrics.json", "status.json"}
