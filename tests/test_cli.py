@@ -70,8 +70,8 @@ def test_eval_prints_full_split_loss_as_json(trained_run: Path, corpus: Path, ca
     metrics = json.loads((trained_run / "metrics.json").read_text())
     n_val = len(corpus.read_text()) - int(len(corpus.read_text()) * 0.9)
     assert result["tokens"] == n_val - 1  # every target of the split
-    assert result["val_loss"] == pytest.approx(metrics["val_loss"], abs=1e-4)
-    assert result["bpc"] == pytest.approx(result["val_loss"] / 0.6931471805599453, rel=1e-4)
+    assert result["loss"] == pytest.approx(metrics["val_loss"], abs=1e-4)
+    assert result["bpc"] == pytest.approx(result["loss"] / 0.6931471805599453, rel=1e-4)
 
 
 def test_eval_on_text_with_unknown_characters_names_them(trained_run: Path, tmp_path: Path, capsys) -> None:

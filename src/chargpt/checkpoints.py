@@ -124,9 +124,21 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         return None
 
 
-def stored_corpus(ckpt: dict[str, Any]) -> dict[str, Any] | None:
+def _resume_state(ckpt: dict[str, Any]) -> dict[str, Any]:
     state = (ckpt.get("callbacks") or {}).get(RESUME_STATE_KEY)
-    return state.get("corpus") if isinstance(state, dict) else None
+    return state if isinstance(state, dict) else {}
+
+
+def stored_corpus(ckpt: dict[str, Any]) -> dict[str, Any] | None:
+    """The corpus fingerprint ({path, sha256, ...}) of the run that wrote `ckpt`, if recorded."""
+    corpus = _resume_state(ckpt).get("corpus")
+    return corpus if isinstance(corpus, dict) else None
+
+
+def stored_split(ckpt: dict[str, Any]) -> dict[str, Any]:
+    """How that run split its corpus (e.g. train_fraction); empty when not recorded."""
+    split = _resume_state(ckpt).get("split")
+    return split if isinstance(split, dict) else {}
 
 
 def check_resumable(

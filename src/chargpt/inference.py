@@ -18,7 +18,7 @@ from torch import nn
 from chargpt.checkpoints import model_config, model_weights, read_checkpoint, resolve_checkpoint
 from chargpt.data.tokenizer import CharTokenizer
 from chargpt.data.windows import IGNORE_INDEX, ValWindows
-from chargpt.errors import CheckpointError
+from chargpt.errors import CheckpointError, DataError
 from chargpt.model import build_model
 from chargpt.model.sampling import check_sampling, iter_tokens
 
@@ -93,11 +93,16 @@ def load(path: str | Path, device: str | torch.device = "cpu") -> TrainedModel:
 
 @torch.inference_mode()
 def evaluate(model: nn.Module, ids: np.ndarray, batch_size: int = 64) -> dict[str, float | int]:
-    """Exact loss of `model` on `ids`: every target scored once (see ValWindows)."""
+    """Exact loss of `model` on `ids`: every target scored once (see ValWindows).
+
+    A text shorter than the model's context is scored as one shorter window.
+    """
+    if len(ids) < 2:
+        raise DataError(f"{len(ids)} character(s) hold no target to score; evaluate at least 2 characters")
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    windows = ValWindows(ids, model.block_size, batch_size)
+    windows = ValWindows(ids, min(model.block_size, len(ids) - 1), batch_size)
     total, count = 0.0, 0
     for b in range(len(windows)):
         x, y = (t.to(device) for t in windows[b])  # (B, T) each

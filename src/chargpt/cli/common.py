@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import warnings
 from pathlib import Path
 
@@ -23,11 +24,27 @@ def quiet_known_warnings() -> None:
         r".*resuming from a checkpoint that ended before the epoch ended.*",  # batches are indexed by step
         r".*Checkpoint directory .* exists and is not empty.*",  # expected when a run resumes
         r".*smaller than the logging interval.*",  # short runs log less often: nothing to fix
-        r".*use `sync_dist=True`.*",  # every rank scores the whole validation split: values agree
+        # Lightning's text is "use `self.log('val/loss', ..., sync_dist=True)`": every rank scores
+        # the whole validation split, so the values agree without a reduction.
+        r".*sync_dist=True.*",
     ):
         warnings.filterwarnings("ignore", message=message)
     for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
-        logging.getLogger(name).addFilter(lambda record: "litlogger" not in record.getMessage())
+        logger = logging.getLogger(name)
+        if _says_nothing not in logger.filters:
+            logger.addFilter(_says_nothing)
+
+
+# Lightning's info lines that tell a chargpt user nothing: a litlogger advertisement, the TPUs a
+# CPU or GPU machine does not have, and "`max_steps=N` reached" (chargpt's own last line says the
+# step, the loss and the run directory).
+_NOTHING_TO_SAY = re.compile(
+    r"litlogger|^TPU available: False|^`Trainer.fit` stopped: `max_steps=\d+` reached"
+)
+
+
+def _says_nothing(record: logging.LogRecord) -> bool:
+    return not _NOTHING_TO_SAY.search(record.getMessage())
 
 
 def pick_device(name: str) -> str:

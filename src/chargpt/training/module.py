@@ -33,6 +33,9 @@ class CharLM(L.LightningModule):
         self.tokenizer = CharTokenizer(vocab)
         self.model = build_model(self.config, self.tokenizer.vocab_size)
         self._compiled: torch.nn.Module | None = None
+        # Lightning's model summary runs this through the network (in eval mode, no RNG drawn) to
+        # count FLOPs: one forward pass of one full-context sequence, its In sizes column says so.
+        self.example_input_array = torch.zeros(1, self.config.block_size, dtype=torch.long)
 
     def configure_model(self) -> None:
         if self.config.compile and self._compiled is None:

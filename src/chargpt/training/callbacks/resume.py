@@ -87,6 +87,7 @@ class ResumeState(Callback):
 
     def __init__(self) -> None:
         self.corpus: dict[str, Any] | None = None  # the datamodule's fingerprint, read at setup
+        self.split: dict[str, Any] | None = None  # how the corpus was split (chargpt-eval reuses it)
         self._pending: dict[str, Any] | None = None
         self._boundary: dict[str, Any] | None = None  # torch's states at the last step boundary
         self._host: dict[str, Any] | None = None  # numpy's and python's, when a validation started
@@ -96,7 +97,10 @@ class ResumeState(Callback):
         return RESUME_STATE_KEY  # where check_resumable finds the corpus fingerprint
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        self.corpus = getattr(trainer.datamodule, "fingerprint", None)
+        datamodule = trainer.datamodule
+        self.corpus = getattr(datamodule, "fingerprint", None)
+        if hasattr(datamodule, "train_fraction"):
+            self.split = {"train_fraction": float(datamodule.train_fraction)}
 
     def boundary(self) -> dict[str, Any]:
         """The RNG states of the last step boundary (the current ones before the first step)."""
@@ -105,7 +109,7 @@ class ResumeState(Callback):
         return {**self._boundary, **(self._host or capture_host_rng())}
 
     def state_dict(self) -> dict[str, Any]:
-        return {"rng": rng_to_plain(self.boundary()), "corpus": self.corpus}
+        return {"rng": rng_to_plain(self.boundary()), "corpus": self.corpus, "split": self.split}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         if "rng" in state_dict:

@@ -12,12 +12,12 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import TensorBoardLogger
-from lightning.pytorch.utilities import rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams
 from torch.utils.tensorboard.writer import FileWriter
 
-from chargpt.data.tokenizer import CharTokenizer
+from chargpt.data.tokenizer import CharTokenizer, describe_chars
 from chargpt.model.sampling import iter_tokens
 from chargpt.training.lightning_internals import logged_step
 
@@ -33,11 +33,19 @@ def tensorboard_writer(trainer: L.Trainer) -> SummaryWriter | None:
     return logger.experiment if logger is not None else None
 
 
+_SAID: set[tuple[str, str, str]] = set()  # (callback, prompt, vocabulary) already reported
+
+
 def known_prompt(prompt: str, tokenizer: CharTokenizer, what: str) -> str:
-    """The prompt without characters the vocabulary lacks (any corpus can be trained on)."""
+    """The prompt without characters the vocabulary lacks (any corpus can be trained on); says
+    so in one plain line, once, not at every validation."""
     unknown = tokenizer.unknown_chars(prompt)
     if unknown:
-        rank_zero_warn(f"{what}: dropping characters the vocabulary lacks: {sorted(unknown)}")
+        key = (what, prompt, "".join(tokenizer.chars))
+        if key not in _SAID:
+            _SAID.add(key)
+            rank_zero_info(f"{what}: leaving out of its prompt the characters this text lacks: "
+                           f"{describe_chars(unknown)}")
         prompt = "".join(c for c in prompt if c not in unknown)
     return prompt or tokenizer.chars[0]
 
