@@ -9,7 +9,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from chargpt.checkpoints import read_checkpoint, resolve_checkpoint
-from chargpt.cli.common import CONFIG_PATH, pick_device, quiet_known_warnings
+from chargpt.cli.common import CONFIG_PATH, cli_task, pick_device, quiet_known_warnings, run_main
 from chargpt.errors import ConfigError, exit_on_user_error
 from chargpt.inference import evaluate, model_from_checkpoint
 
@@ -17,6 +17,7 @@ SPLITS = ("val", "train", "all")
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="eval")
+@cli_task
 @exit_on_user_error
 def _hydra_main(cfg: DictConfig) -> None:
     quiet_known_warnings()
@@ -45,7 +46,7 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 
 def main() -> None:
-    _hydra_main()
+    run_main(_hydra_main)
 
 
 if __name__ == "__main__":
