@@ -126,7 +126,7 @@ def test_quoting_round_trips_any_text() -> None:
     rng = random.Random(1)
     alphabet = ["\\", "$", "{", "}", "'", '"', "a", ",", "=", "\n", "人", " ", "~", "[", "]", ":", "%"]
     parser = OverridesParser.create()
-    for _ in range(2000):
+    for _ in range(300):
         text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 12)))
         override = hydra_argv(["x", f"+sample.prompt={text}"])[1]
         config = OmegaConf.create({"prompt": parser.parse_override(override).value()})
