@@ -9,7 +9,8 @@ Each run (and each sweep) claims its directory before anything is written there:
   a live run's directory is refused and a dead run's is taken over.
 A directory that already holds a run (checkpoints or metrics.json) is only reused to resume that
 same run, an output folder that cannot be written is reported before any work starts, and what a
-failed or interrupted start created is removed again unless it holds a run (release_claims).
+failed or interrupted start created is removed again, unless the run wrote something of its own
+there (release_claims).
 """
 
 from __future__ import annotations
@@ -177,12 +178,18 @@ def _release(claim: Claim, failed: bool) -> None:
         claim.lock_fd = None
 
 
+# What a start writes before the run writes anything of its own: Hydra's config and log, the
+# status line, the lock. A directory with nothing else in it is a failed start's leftover.
+START_FILES = {".hydra", "train.log", "status.json", LOCK_FILE}
+
+
 def _in_use(claim: Claim) -> bool:
     if not claim.folder.is_dir():
         return False
     if claim.sweep:  # any job folder (a failed job's status.json too) is kept for the report
         return any(p.is_dir() for p in claim.folder.iterdir())
-    return holds_run(claim.folder)
+    # Checkpoints, metrics, TensorBoard events of a run that failed later: kept for diagnosis.
+    return holds_run(claim.folder) or any(p.name not in START_FILES for p in claim.folder.iterdir())
 
 
 def release_claims(failed: bool) -> None:

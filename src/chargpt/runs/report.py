@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -130,17 +131,29 @@ def varying(columns: list[str], rows: list[dict[str, Any]]) -> tuple[list[str], 
     return [c for c in columns if c not in shared], shared
 
 
+SETTING_MIN_WIDTH = 12
+ERROR_WIDTH = 50
+WHOLE = ("run", "status", *METRIC_COLUMNS)  # never cropped or wrapped
+
+
+def _min_width(column: str, rows: list[dict[str, Any]]) -> int:
+    """The narrowest the column can be: whole for the run, status and metrics."""
+    width = max(len(column), *(len(_cell(row[column], column)) for row in rows))
+    if column in WHOLE:
+        return width
+    return min(width, ERROR_WIDTH if column == "error" else SETTING_MIN_WIDTH)
+
+
 def _table(title: str, shown: list[str], rows: list[dict[str, Any]], caption: str | None) -> Table:
     table = Table(title=title, caption=caption)
     for column in shown:
         if column == "error":  # the first words; the CSV has it whole
-            table.add_column(column, max_width=50, no_wrap=True, overflow="ellipsis")
-        elif column in ("run", "status", *METRIC_COLUMNS):  # never cropped or wrapped
-            width = max(len(column), *(len(_cell(row[column], column)) for row in rows))
+            table.add_column(column, max_width=ERROR_WIDTH, no_wrap=True, overflow="ellipsis")
+        elif column in WHOLE:
             justify = "right" if column in METRIC_COLUMNS else "left"
-            table.add_column(column, justify=justify, min_width=width, no_wrap=True)
-        else:  # a swept setting: may wrap
-            table.add_column(column, overflow="fold")
+            table.add_column(column, justify=justify, min_width=_min_width(column, rows), no_wrap=True)
+        else:  # a swept setting: wraps, down to a width that stays readable
+            table.add_column(column, overflow="fold", min_width=_min_width(column, rows))
     styles = {"failed": "red", "interrupted": "yellow", "incomplete": "yellow"}
     for row in rows:
         table.add_row(*(_cell(row[c], c) for c in shown), style=styles.get(str(row["status"])))
@@ -154,6 +167,8 @@ def print_table(
     terminal: setting columns wrap, then the last ones are left out (named in the caption), then
     the error column; the run, its status and the metrics are always shown whole."""
     console = console or Console()
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console = Console(width=10_000)  # into a file or pipe: whole lines, nothing cropped
     shown, shared = varying(columns, rows)
     if not any(row["error"] for row in rows):
         shown.remove("error")
@@ -163,13 +178,16 @@ def print_table(
         hidden = ["not shown (see the CSV): " + ", ".join(left_out)] if left_out else []
         caption = "; ".join([*notes, *hidden])
         table = _table(title, shown, rows, caption or None)
-        droppable = [c for c in shown if c not in ("run", "status", *METRIC_COLUMNS)]
-        if console.measure(table).minimum <= console.width or not droppable:
+        droppable = [c for c in shown if c not in WHOLE]
+        # Each column has one space of padding either side and a border; one more border closes it.
+        if sum(_min_width(c, rows) + 3 for c in shown) + 1 <= console.width or not droppable:
             break
         # Settings before the error column, the last setting first.
         drop = next((c for c in reversed(droppable) if c != "error"), droppable[-1])
         shown.remove(drop)
         left_out.insert(0, drop)
+    if console.width == 10_000:
+        console = Console(width=console.measure(table).maximum)
     console.print(table)
 
 
