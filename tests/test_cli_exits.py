@@ -113,3 +113,14 @@ def test_ctrl_c_before_training_is_exit_130(tmp_path: Path, corpus: Path, monkey
     assert run_cli(train_main, *args) == 130
     assert capsys.readouterr().err.endswith("interrupted\n")
     assert list(tmp_path.iterdir()) == []  # an interrupted start leaves nothing
+
+
+@pytest.mark.parametrize(
+    ("exc", "code", "err"), [(KeyboardInterrupt, 130, "\ninterrupted\n"), (BrokenPipeError, 141, "")]
+)
+def test_the_report_exits_cleanly_too(exc, code, err, tmp_path, monkeypatch, capsys) -> None:
+    import chargpt.cli.report as report_cli
+
+    monkeypatch.setattr(report_cli, "report", _raise(exc))
+    assert run_cli(report_cli.main, str(tmp_path)) == code
+    assert capsys.readouterr().err == err

@@ -12,6 +12,7 @@ that shows the quoted form that works.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
@@ -177,32 +178,43 @@ def run_main(hydra_main: Callable[[], Any], prepare: Callable[[list[str]], list[
     global _literal
     saved, failed = sys.argv, True
     try:
-        try:
-            literal = literal_argv(sys.argv)
-            if prepare is not None:
-                literal = prepare(literal)
-            prepared = hydra_argv(literal)
-        except ConfigError as err:
-            if full_errors_requested():
-                raise
-            print(f"error: {err}", file=sys.stderr)
-            sys.exit(USAGE_EXIT_CODE)
-        _literal, sys.argv = literal, prepared
-        hydra_main()
-        failed = False
+        with clean_exits():
+            try:
+                literal = literal_argv(sys.argv)
+                if prepare is not None:
+                    literal = prepare(literal)
+                prepared = hydra_argv(literal)
+            except ConfigError as err:
+                if full_errors_requested():
+                    raise
+                print(f"error: {err}", file=sys.stderr)
+                sys.exit(USAGE_EXIT_CODE)
+            _literal, sys.argv = literal, prepared
+            hydra_main()
+            failed = False
+    except SystemExit as exit_:
+        failed = exit_.code not in (0, None)
+        raise
+    finally:
+        sys.argv, _literal = saved, None
+        release_claims(failed)
+
+
+@contextlib.contextmanager
+def clean_exits() -> Iterator[None]:
+    """Ctrl-C: one line and exit 130. Output into a pipe whose reader stopped (`| head`): quiet,
+    exit 141, as other Unix tools."""
+    try:
+        yield
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr, flush=True)
         sys.exit(INTERRUPT_EXIT_CODE)
     except BrokenPipeError:
         _quiet_broken_pipe()
     except SystemExit as exit_:
-        failed = exit_.code not in (0, None)
         if exit_.code == BROKEN_PIPE_EXIT_CODE:
             _quiet_broken_pipe()
         raise
-    finally:
-        sys.argv, _literal = saved, None
-        release_claims(failed)
 
 
 def _quiet_broken_pipe() -> None:
