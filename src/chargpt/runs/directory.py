@@ -122,13 +122,16 @@ def _lock(claim: Claim, setting: str) -> None:
         raise
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
+    except BlockingIOError:
         owner = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
         os.close(fd)
         raise RunDirInUse(
             f"{setting}={claim.folder} is in use by another run that is still running (pid {owner}); "
             f"wait for it to end, or pick another {setting}"
         ) from None
+    except OSError:  # a file system without locks: run unlocked, as before
+        os.close(fd)
+        return
     os.ftruncate(fd, 0)
     os.write(fd, f"{os.getpid()}\n".encode())
     claim.lock_fd = fd
