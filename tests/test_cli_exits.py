@@ -15,6 +15,7 @@ import pytest
 
 import chargpt.cli.eval as eval_cli
 import chargpt.cli.sample as sample_cli
+import chargpt.cli.train as train_cli
 from chargpt.cli.train import main as train_main
 from chargpt.training.callbacks.safety import GracefulInterrupt
 from conftest import TINY_MODEL, run_cli
@@ -46,7 +47,7 @@ def test_a_closed_output_pipe_is_quiet(cli, target, monkeypatch, capsys) -> None
 @pytest.mark.parametrize(
     ("cli", "name", "absent"),
     [(sample_cli, "chargpt-sample", "trainer:"), (eval_cli, "chargpt-eval", "optimizer:"),
-     (sys.modules["chargpt.cli.train"], "chargpt-train", "ckpt_path: null")],
+     pytest.param(train_cli, "chargpt-train", "ckpt_path: null", marks=pytest.mark.slow)],
 )
 def test_each_command_has_its_own_help(cli, name, absent, capsys) -> None:
     assert run_cli(cli.main, "--help") == 0
