@@ -252,6 +252,8 @@ def test_a_sweep_into_an_existing_sweep_keeps_its_runs(files, monkeypatch, capsy
     before = last.read_bytes()
     status = (sweep / "0" / "status.json").read_text()
     code, out, err = run_main(train_cli.main, args, capsys)
-    _assert_one_error_line(code, out, err, f"the run directory {sweep / '0'} already holds a run")
+    expected = f"the sweep directory {sweep} already holds runs of an earlier sweep (0); "
+    expected += "pick a new hydra.sweep.dir"
+    _assert_one_error_line(code, out, err, expected)
     assert last.read_bytes() == before
     assert (sweep / "0" / "status.json").read_text() == status  # its status is not rewritten

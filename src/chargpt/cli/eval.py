@@ -19,7 +19,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from chargpt.checkpoints import read_checkpoint, resolve_checkpoint, stored_corpus, stored_split
-from chargpt.cli.common import CONFIG_PATH, pick_device, quiet_known_warnings
+from chargpt.cli.common import CONFIG_PATH, cli_task, pick_device, quiet_known_warnings, run_main
 from chargpt.data.corpus import sha256_of
 from chargpt.errors import ConfigError, DataError, exit_on_user_error
 from chargpt.inference import evaluate, model_from_checkpoint
@@ -87,6 +87,7 @@ def split_ids(ids: np.ndarray, split: str, train_fraction: float, path: str) -> 
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="eval")
+@cli_task
 @exit_on_user_error
 def _hydra_main(cfg: DictConfig) -> None:
     quiet_known_warnings()
@@ -126,7 +127,7 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 
 def main() -> None:
-    _hydra_main()
+    run_main(_hydra_main)
 
 
 if __name__ == "__main__":

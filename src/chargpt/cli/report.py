@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from chargpt.cli.common import clean_exits
 from chargpt.errors import exit_on_user_error
 from chargpt.runs.report import SORT_CHOICES, report
 
@@ -19,7 +20,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--csv", type=Path, default=None, help="CSV path (default: SWEEP_DIR/report.csv)")
     parser.add_argument("--sort", choices=SORT_CHOICES, default="best_val_loss", help="the ranking metric")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    report(args.sweep_dir, args.csv, args.sort)
+    with clean_exits():
+        report(args.sweep_dir, args.csv, args.sort)
 
 
 if __name__ == "__main__":

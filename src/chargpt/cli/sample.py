@@ -5,13 +5,14 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
-from chargpt.cli.common import CONFIG_PATH, pick_device, quiet_known_warnings
+from chargpt.cli.common import CONFIG_PATH, cli_task, pick_device, quiet_known_warnings, run_main
 from chargpt.errors import ConfigError, exit_on_user_error
 from chargpt.inference import load, new_generator
 from chargpt.model.sampling import check_sampling
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="sample")
+@cli_task
 @exit_on_user_error
 def _hydra_main(cfg: DictConfig) -> None:
     quiet_known_warnings()
@@ -37,7 +38,7 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 
 def main() -> None:
-    _hydra_main()
+    run_main(_hydra_main)
 
 
 if __name__ == "__main__":

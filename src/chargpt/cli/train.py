@@ -14,12 +14,13 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from chargpt.checkpoints import resolve_checkpoint, run_dir_of
-from chargpt.cli.common import CONFIG_PATH, quiet_known_warnings
+from chargpt.cli.common import CONFIG_PATH, cli_task, expand_path, quiet_known_warnings, run_main
 from chargpt.errors import ChargptError, exit_on_user_error
 from chargpt.inference import TrainedModel
 from chargpt.runs.directory import check_run_dir
+from chargpt.runs.overrides import hydra_quoted, literal_value
 from chargpt.runs.status import record_status
-from chargpt.training.build import build_run, plain
+from chargpt.training.build import build_run, is_multirun, plain
 from chargpt.training.callbacks.metrics import RunMetrics
 from chargpt.training.callbacks.safety import TrainingInterrupted
 from chargpt.training.distributed import is_rank_zero
@@ -27,10 +28,15 @@ from chargpt.training.distributed import is_rank_zero
 log = logging.getLogger(__name__)
 
 
+CKPT_PATH = ("ckpt_path=", "+ckpt_path=", "++ckpt_path=")
+
+
 def resume_command(run_dir: str | Path) -> str:
     """The command that continues this run: the same overrides, with ckpt_path at its directory."""
     overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
-    kept = [o for o in overrides if not o.startswith(("ckpt_path=", "+ckpt_path=", "++ckpt_path="))]
+    # Free-text values were quoted for Hydra; the command line takes them as typed.
+    kept = [f"{o.partition('=')[0]}={literal_value(o)}" if "=" in o else o
+            for o in overrides if not o.startswith(CKPT_PATH)]
     return shlex.join(["chargpt-train", *kept, f"ckpt_path={run_dir}"])
 
 
@@ -41,7 +47,8 @@ def train(cfg: DictConfig) -> float | None:
     output_dir = cfg.paths.output_dir
     if is_rank_zero():
         # Sweep jobs (which Hydra's run-directory callback does not see) are checked here.
-        check_run_dir(Path(output_dir), cfg.ckpt_path)
+        setting = "hydra.sweep.dir" if is_multirun() else "hydra.run.dir"
+        check_run_dir(Path(output_dir), cfg.ckpt_path, setting)
     datamodule, module, trainer, ckpt_path, finetuning = build_run(cfg)
     if finetuning:  # the starting point on the new text, logged at step 0
         trainer.validate(module, datamodule=datamodule, verbose=False)
@@ -85,23 +92,25 @@ def print_sample(trained: TrainedModel, options: DictConfig) -> None:
 
 
 def resume_overrides(argv: list[str]) -> list[str]:
-    """`ckpt_path=RUN` resumes into RUN itself: point Hydra's run dir there (keeping the first
-    config: the resumed config goes to a new .hydra/resume-* folder)."""
+    """`ckpt_path=RUN` (also `+ckpt_path=`, `++ckpt_path=`) resumes into RUN itself: point Hydra's
+    run dir there (keeping the first config: the resumed config goes to a new .hydra/resume-*
+    folder). argv holds values as the shell handed them over."""
     if any(a in ("-m", "--multirun") or a.startswith(("hydra.run.dir=", "hydra.mode=")) for a in argv):
         return argv
-    value = next((a.split("=", 1)[1] for a in argv if a.startswith("ckpt_path=")), None)
+    value = next((a.split("=", 1)[1] for a in argv if a.startswith(CKPT_PATH)), None)
     if not value or value.lower() == "null":
         return argv
     try:
-        run_dir = run_dir_of(resolve_checkpoint(value.strip("'\"")))
+        run_dir = run_dir_of(resolve_checkpoint(expand_path(value)))
     except ChargptError:
         return argv  # train() reports the problem
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    quoted = str(run_dir.resolve()).replace("\\", "\\\\").replace("'", "\\'")
-    return [*argv, f"hydra.run.dir='{quoted}'", f"hydra.output_subdir=.hydra/resume-{stamp}"]
+    run_dir_value = hydra_quoted(str(run_dir.resolve()))
+    return [*argv, f"hydra.run.dir={run_dir_value}", f"hydra.output_subdir=.hydra/resume-{stamp}"]
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="train")
+@cli_task
 @exit_on_user_error
 @record_status  # status.json per run; in a sweep a failing job does not stop the others
 def _hydra_main(cfg: DictConfig) -> float | None:
@@ -109,12 +118,8 @@ def _hydra_main(cfg: DictConfig) -> float | None:
 
 
 def main() -> None:
-    sys.argv = resume_overrides(sys.argv)
-    try:
-        _hydra_main()
-    except KeyboardInterrupt:  # before or after the training loop: nothing to save
-        print("interrupted", file=sys.stderr)
-        sys.exit(130)
+    # Ctrl-C before or after the training loop (nothing to save) ends with exit code 130.
+    run_main(_hydra_main, prepare=resume_overrides)
 
 
 if __name__ == "__main__":

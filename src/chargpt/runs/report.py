@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 from chargpt.errors import ChargptError
+from chargpt.runs.overrides import literal_value
 from chargpt.runs.status import STATUS_FILE
 
 METRIC_COLUMNS = ["best_val_loss", "last_val_loss", "steps", "tokens_per_sec", "wall_s"]
@@ -42,9 +44,15 @@ def find_runs(sweep_dir: Path) -> list[Path]:
 def parse_overrides(run_dir: Path) -> dict[str, str]:
     overrides: dict[str, str] = {}
     for item in OmegaConf.to_container(OmegaConf.load(run_dir / ".hydra" / "overrides.yaml")) or []:
-        key, _, value = str(item).partition("=")
-        overrides[key.lstrip("+~")] = value
+        key = str(item).partition("=")[0]
+        overrides[key.lstrip("+~")] = literal_value(str(item))  # free text was quoted for Hydra
     return overrides
+
+
+def run_name(run_dir: Path, sweep_dir: Path) -> str:
+    """Its path in the sweep; a single run directory given itself is named by its directory, not "."."""
+    relative = run_dir.relative_to(sweep_dir).as_posix()
+    return run_dir.resolve().name if relative == "." else relative
 
 
 def run_status(status: dict[str, Any], metrics: dict[str, Any]) -> str:
@@ -58,7 +66,7 @@ def run_row(run_dir: Path, sweep_dir: Path) -> dict[str, Any]:
     metrics = _read_json(run_dir / "metrics.json")
     status = _read_json(run_dir / STATUS_FILE)
     return {
-        "run": run_dir.relative_to(sweep_dir).as_posix() or ".",
+        "run": run_name(run_dir, sweep_dir),
         "overrides": parse_overrides(run_dir),
         "status": run_status(status, metrics),
         "best_val_loss": metrics.get("best_val_loss"),
@@ -123,23 +131,64 @@ def varying(columns: list[str], rows: list[dict[str, Any]]) -> tuple[list[str], 
     return [c for c in columns if c not in shared], shared
 
 
-def print_table(title: str, columns: list[str], rows: list[dict[str, Any]]) -> None:
-    """The screen shows the swept settings only; the CSV has every column."""
-    shown, shared = varying(columns, rows)
-    if not any(row["error"] for row in rows):
-        shown.remove("error")
-    caption = "shared: " + " ".join(f"{k}={v}" for k, v in shared.items()) if shared else None
+SETTING_MIN_WIDTH = 12
+ERROR_WIDTH = 50
+WHOLE = ("run", "status", *METRIC_COLUMNS)  # never cropped or wrapped
+
+
+def _min_width(column: str, rows: list[dict[str, Any]]) -> int:
+    """The narrowest the column can be: whole for the run, status and metrics."""
+    width = max(len(column), *(len(_cell(row[column], column)) for row in rows))
+    if column in WHOLE:
+        return width
+    return min(width, ERROR_WIDTH if column == "error" else SETTING_MIN_WIDTH)
+
+
+def _table(title: str, shown: list[str], rows: list[dict[str, Any]], caption: str | None) -> Table:
     table = Table(title=title, caption=caption)
     for column in shown:
         if column == "error":  # the first words; the CSV has it whole
-            table.add_column(column, max_width=50, no_wrap=True, overflow="ellipsis")
-        else:
-            width = max(len(column), *(len(_cell(row[column], column)) for row in rows))
-            table.add_column(column, justify="right" if column in METRIC_COLUMNS else "left", min_width=width)
+            table.add_column(column, max_width=ERROR_WIDTH, no_wrap=True, overflow="ellipsis")
+        elif column in WHOLE:
+            justify = "right" if column in METRIC_COLUMNS else "left"
+            table.add_column(column, justify=justify, min_width=_min_width(column, rows), no_wrap=True)
+        else:  # a swept setting: wraps, down to a width that stays readable
+            table.add_column(column, overflow="fold", min_width=_min_width(column, rows))
     styles = {"failed": "red", "interrupted": "yellow", "incomplete": "yellow"}
     for row in rows:
         table.add_row(*(_cell(row[c], c) for c in shown), style=styles.get(str(row["status"])))
-    Console(width=max(120, Console().width)).print(table)
+    return table
+
+
+def print_table(
+    title: str, columns: list[str], rows: list[dict[str, Any]], console: Console | None = None
+) -> None:
+    """The screen shows the swept settings only; the CSV has every column. The table fits the
+    terminal: setting columns wrap, then the last ones are left out (named in the caption), then
+    the error column; the run, its status and the metrics are always shown whole."""
+    console = console or Console()
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console = Console(width=10_000)  # into a file or pipe: whole lines, nothing cropped
+    shown, shared = varying(columns, rows)
+    if not any(row["error"] for row in rows):
+        shown.remove("error")
+    notes = ["shared: " + " ".join(f"{k}={v}" for k, v in shared.items())] if shared else []
+    left_out: list[str] = []
+    while True:
+        hidden = ["not shown (see the CSV): " + ", ".join(left_out)] if left_out else []
+        caption = "; ".join([*notes, *hidden])
+        table = _table(title, shown, rows, caption or None)
+        droppable = [c for c in shown if c not in WHOLE]
+        # Each column has one space of padding either side and a border; one more border closes it.
+        if sum(_min_width(c, rows) + 3 for c in shown) + 1 <= console.width or not droppable:
+            break
+        # Settings before the error column, the last setting first.
+        drop = next((c for c in reversed(droppable) if c != "error"), droppable[-1])
+        shown.remove(drop)
+        left_out.insert(0, drop)
+    if console.width == 10_000:
+        console = Console(width=console.measure(table).maximum)
+    console.print(table)
 
 
 def report(sweep_dir: Path, csv_path: Path | None = None, sort_by: str = "best_val_loss") -> list[dict]:

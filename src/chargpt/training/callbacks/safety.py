@@ -5,7 +5,9 @@ Lightning's own SIGTERM handling stops training without a checkpoint, and in mul
 broadcasts from inside the signal handler; Ctrl-C stops mid-step. GracefulInterrupt replaces both
 handlers while the training loop runs: a signal only sets a flag, the ranks agree on it at the
 next step boundary (one tiny all-reduce), write last.ckpt together and raise TrainingInterrupted.
-A second signal gets the default behaviour (quit at once, no checkpoint).
+A second signal gets the default behaviour (quit at once, no checkpoint: exit 130 for Ctrl-C, 143
+for SIGTERM), not Lightning's KeyboardInterrupt shutdown. A signal after the last step (during the
+final validation and checkpoint) lets the run end normally, and says so.
 """
 
 from __future__ import annotations
@@ -88,20 +90,23 @@ class GracefulInterrupt(Callback):
         self.received: int | None = None
         self._previous: dict[int, Any] = {}
         self._last_step = -1
+        self._finishing = False  # the last step is taken: the run is validating and saving
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         self.received = signum
-        # A second signal of the same kind quits at once (KeyboardInterrupt for Ctrl-C).
-        signal.signal(signum, signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL)
-        print(
-            f"\n{signal.Signals(signum).name} received: stopping after this step and writing a checkpoint "
-            "(send it again to quit at once without one)",
-            file=sys.stderr, flush=True,
-        )
+        # A second signal of the same kind quits at once: the default action ends the process.
+        signal.signal(signum, signal.SIG_DFL)
+        if self._finishing:
+            what = "the last step is done and the run is finishing (final validation and checkpoint)"
+            then = "send it again to quit at once without them"
+        else:
+            what = "stopping after this step and writing a checkpoint"
+            then = "send it again to quit at once without one"
+        print(f"\n{signal.Signals(signum).name} received: {what} ({then})", file=sys.stderr, flush=True)
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # Installed here, after Lightning registered its own SIGTERM handler, so ours replaces it.
-        self.received, self._last_step = None, trainer.global_step
+        self.received, self._last_step, self._finishing = None, trainer.global_step, False
         if threading.current_thread() is threading.main_thread():
             self._previous = {s: signal.signal(s, self._handle) for s in SIGNALS}
 
@@ -110,7 +115,8 @@ class GracefulInterrupt(Callback):
             return  # inside gradient accumulation: not a step boundary yet
         self._last_step = trainer.global_step
         stop = trainer.strategy.reduce_boolean_decision(self.received is not None, all=False)
-        if not stop or is_last_step(trainer):
+        self._finishing = is_last_step(trainer)
+        if not stop or self._finishing:
             return  # nothing received, or the run ends (validates and checkpoints) right now anyway
         path = last_checkpoint_path(trainer, self.output_dir)
         trainer.save_checkpoint(path, weights_only=False)  # the full training state
