@@ -27,6 +27,8 @@ from chargpt.model import ModelConfig
 from chargpt.training.finetune import apply_pretrained, freeze, prepare_finetune
 from chargpt.training.host_memory import keep_freed_memory
 from chargpt.training.module import CharLM
+from chargpt.training.optim import check_optimizer
+from chargpt.training.steps import fix_total_steps
 
 
 def plain(cfg: DictConfig | None) -> Any:
@@ -125,6 +127,7 @@ def build_run(cfg: DictConfig) -> Run:
         keep_freed_memory()
     torch.set_float32_matmul_precision(cfg.get("matmul_precision", "highest"))
     model_config = ModelConfig.from_dict(plain(cfg.model))  # validated before any data work
+    check_optimizer(plain(cfg.optimizer))
     pretrained = None
     if cfg.get("init_from"):
         pretrained = prepare_finetune(cfg, model_config, list(HydraConfig.get().overrides.task))
@@ -154,6 +157,9 @@ def build_run(cfg: DictConfig) -> Run:
         apply_pretrained(module.model, pretrained)
         freeze(module.model, cfg.finetune.freeze_embeddings, cfg.finetune.freeze_blocks)
     trainer = build_trainer(cfg, resume_step)
+    # max_steps / max_epochs -> the run's total optimizer steps, which the schedule, the data loader
+    # and the progress bar read from the trainer.
+    fix_total_steps(trainer, len(datamodule.train_ids), datamodule.batch_size, datamodule.block_size)
     if ckpt is not None and isinstance(trainer.strategy.checkpoint_io, AtomicCheckpointIO):
         trainer.strategy.checkpoint_io.preload(ckpt_path, ckpt)  # fit() reads it from memory
     return Run(datamodule, module, trainer, ckpt_path, pretrained is not None)

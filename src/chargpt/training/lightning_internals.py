@@ -18,8 +18,9 @@ PRIVATE_MEMBERS: list[tuple[str, str]] = [
     ("trainer", "fit_loop._should_accumulate"),
     # The step number Lightning's loggers write values at.
     ("trainer", "fit_loop.epoch_loop._batches_that_stepped"),
-    # The progress bar's label; overridden in StepProgressBar (runs count steps, not epochs).
-    ("RichProgressBar", "_get_train_description"),
+    # The step count the trainer stops at: set to the run's total (steps.set_total_steps) before
+    # fitting, and lowered by a time budget during the run.
+    ("trainer", "fit_loop.epoch_loop.max_steps"),
 ]
 
 
