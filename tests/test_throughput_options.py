@@ -152,7 +152,7 @@ def test_step_values_reach_the_logger_at_its_interval_and_the_last_step(tmp_path
     header = metrics[0].split(",")
     rows = [dict(zip(header, line.split(","), strict=True)) for line in metrics[1:]]
     logged_steps = sorted(int(r["step"]) for r in rows if r.get("train/loss"))
-    assert logged_steps == [2, 5, 6]  # steps 3 and 6 (0-based 2, 5) and the last one
+    assert logged_steps == [3, 6, 7]  # steps 3 and 6 and the last one, at the steps taken
     assert all(r.get("train/lr") for r in rows if r.get("train/loss"))
     assert "train/loss" in trainer.progress_bar_metrics
 

@@ -40,6 +40,11 @@ def is_multirun() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
+def is_finetune_experiment() -> bool:
+    """Whether the run composes experiment=finetune (which only makes sense with init_from)."""
+    return HydraConfig.initialized() and HydraConfig.get().runtime.choices.get("experiment") == "finetune"
+
+
 def check_devices(trainer_cfg: DictConfig) -> None:
     """More devices than the machine has is a one-line error, not a Lightning traceback."""
     accelerator = str(trainer_cfg.get("accelerator", "auto"))
@@ -83,9 +88,10 @@ def check_launch(cfg: DictConfig) -> None:
 
 def _logger_kwargs(logger_cfg: DictConfig, resume_step: int | None) -> dict[str, Any]:
     # SummaryWriter's purge_step drops events at or after it from the earlier event files, so the
-    # steps an interrupted run logged after its last checkpoint are not shown twice.
+    # steps an interrupted run logged after its last checkpoint are not shown twice (values are
+    # logged at the steps taken: those of the checkpoint's own step stay).
     if resume_step is not None and str(logger_cfg.get("_target_", "")).endswith("TensorBoardLogger"):
-        return {"purge_step": resume_step}
+        return {"purge_step": resume_step + 1}
     return {}
 
 
@@ -129,6 +135,11 @@ def build_run(cfg: DictConfig) -> Run:
     model_config = ModelConfig.from_dict(plain(cfg.model))  # validated before any data work
     check_optimizer(plain(cfg.optimizer))
     pretrained = None
+    if not cfg.get("init_from") and is_finetune_experiment():
+        raise ConfigError(
+            "experiment=finetune starts from a trained model but no init_from was given; pass "
+            "init_from=RUN_DIR (or a .ckpt file), or drop experiment=finetune to train from scratch"
+        )
     if cfg.get("init_from"):
         pretrained = prepare_finetune(cfg, model_config, list(HydraConfig.get().overrides.task))
         model_config = pretrained.config

@@ -23,6 +23,9 @@ from chargpt.training.optim import (
 from chargpt.training.steps import is_last_step, total_steps
 
 log = logging.getLogger(__name__)
+# Every value is logged at the number of optimizer steps taken (step 150 after 150 steps), as the
+# terminal, checkpoint names and metrics.json count: a metric named `step` sets the loggers' x-axis.
+STEP = "step"
 TOTAL_STEPS_KEY = "chargpt_total_steps"  # the run's total when the checkpoint was written
 
 
@@ -63,6 +66,8 @@ class CharLM(L.LightningModule):
         x, y = batch
         _, loss = self._step_forward(x, y)
         if self._logs_this_step():
+            # `step` is the x-axis Lightning's loggers use: the optimizer steps taken once this one is.
+            self.log(STEP, float(self.trainer.global_step + 1))
             self.log("train/loss", loss.detach(), prog_bar=True)
             for name, lr in group_rates(self.optimizers()).items():
                 # One rate per named group: with Muon, the Muon group's and the AdamW group's.
@@ -85,6 +90,9 @@ class CharLM(L.LightningModule):
         n = int((y != IGNORE_INDEX).sum())
         self.log("val/loss", loss, batch_size=n, prog_bar=True)
         self.log("val/bpc", loss / math.log(2), batch_size=n)
+
+    def on_validation_epoch_end(self) -> None:
+        self.log(STEP, float(self.trainer.global_step))  # validation follows the step it scores
 
     def configure_gradient_clipping(
         self, optimizer: torch.optim.Optimizer, gradient_clip_val: float | None = None,

@@ -30,16 +30,17 @@ def steps_per_epoch(batches: int, accumulation: int = 1) -> int:
 def planned_total_steps(max_steps: int, max_epochs: int | None, per_epoch: int) -> int:
     """The run's total optimizer steps: max_steps, max_epochs epochs, or the first reached of both
     (Lightning's rule). -1 (or null epochs) leaves that limit unset; one of them must be set."""
-    if max_steps == 0 or (max_steps < -1):
+    # 0 is allowed: no training, e.g. to score a fine-tuning's starting point.
+    if max_steps < -1:
         raise ConfigError(
-            f"trainer.max_steps={max_steps} must be a positive number of steps (or -1 to count epochs)"
+            f"trainer.max_steps={max_steps} must be a number of steps (or -1 to count epochs)"
         )
-    if max_epochs is not None and (max_epochs == 0 or max_epochs < -1):
+    if max_epochs is not None and max_epochs < -1:
         raise ConfigError(
-            f"trainer.max_epochs={max_epochs} must be a positive number of epochs (or -1 to count steps)"
+            f"trainer.max_epochs={max_epochs} must be a number of epochs (or -1 to count steps)"
         )
-    limits = [max_steps] if max_steps > 0 else []
-    if max_epochs is not None and max_epochs > 0:
+    limits = [max_steps] if max_steps >= 0 else []
+    if max_epochs is not None and max_epochs >= 0:
         limits.append(max_epochs * per_epoch)
     if not limits:
         raise ConfigError(
