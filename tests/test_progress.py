@@ -83,3 +83,13 @@ def test_no_callbacks_means_no_bar_and_no_checkpoint(tmp_path, monkeypatch, caps
     assert code == 0, err
     assert not list(run.rglob("*.ckpt"))  # Lightning's own epoch=0-step=3.ckpt included
     assert "Epoch" not in out + err and "3/3" not in out + err
+    assert "callbacks=[none,last_checkpoint]" in out + err  # said at start
+
+
+def test_no_callbacks_but_last_checkpoint_keeps_last_ckpt(tmp_path, monkeypatch, capsys):
+    corpus = write_corpus(tmp_path / "corpus.txt")
+    run = tmp_path / "run"
+    args = [*train_args(corpus, run, "trainer.max_steps=3"), "callbacks=[none,last_checkpoint]"]
+    code, _, err = run_main(train_main, args, monkeypatch, capsys)
+    assert code == 0, err
+    assert sorted(p.relative_to(run).as_posix() for p in run.rglob("*.ckpt")) == ["checkpoints/last.ckpt"]

@@ -7,6 +7,7 @@ configs/logger/): what is listed there is what runs.
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any, NamedTuple
 
@@ -24,11 +25,14 @@ from chargpt.checkpoints import AtomicCheckpointIO, check_resumable, read_checkp
 from chargpt.data import CharDataModule
 from chargpt.errors import ConfigError, SetupError
 from chargpt.model import ModelConfig
+from chargpt.training.distributed import is_rank_zero
 from chargpt.training.finetune import apply_pretrained, freeze, prepare_finetune
 from chargpt.training.host_memory import keep_freed_memory
 from chargpt.training.module import CharLM
 from chargpt.training.optim import check_optimizer
 from chargpt.training.steps import fix_total_steps
+
+log = logging.getLogger(__name__)
 
 
 def plain(cfg: DictConfig | None) -> Any:
@@ -108,6 +112,12 @@ def build_trainer(cfg: DictConfig, resume_step: int | None = None) -> L.Trainer:
         "enable_checkpointing": any(isinstance(c, ModelCheckpoint) for c in callbacks),
         "enable_progress_bar": any(isinstance(c, ProgressBar) for c in callbacks),
     }
+    if not defaults["enable_checkpointing"] and is_rank_zero():
+        log.warning(
+            "no checkpoint callback is configured: this run keeps no weights for chargpt-sample, "
+            "chargpt-eval or a resume (only Ctrl-C/SIGTERM writes one); keep last.ckpt with "
+            "callbacks=[none,last_checkpoint]"
+        )
     try:
         trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **defaults)
     except InstantiationException as err:
