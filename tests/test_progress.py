@@ -93,3 +93,14 @@ def test_no_callbacks_but_last_checkpoint_keeps_last_ckpt(tmp_path, monkeypatch,
     code, _, err = run_main(train_main, args, monkeypatch, capsys)
     assert code == 0, err
     assert sorted(p.relative_to(run).as_posix() for p in run.rglob("*.ckpt")) == ["checkpoints/last.ckpt"]
+
+
+def test_sampling_a_run_without_checkpoints_says_why(tmp_path, monkeypatch, capsys):
+    from chargpt.cli.sample import main as sample_main
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.json").write_text("{}")  # what a callbacks=none run leaves
+    code, _, err = run_main(sample_main, [f"ckpt_path={run}"], monkeypatch, capsys)
+    assert code == 2 and err.startswith(f"error: run directory {run} holds no checkpoint")
+    assert "callbacks=[none,last_checkpoint]" in err
