@@ -50,7 +50,7 @@ def test_option_composes_and_instantiates(group: str, option: str, corpus: Path,
     assert 0 < schedule(0, 100) <= 1
     if cfg.trainer.get("accelerator") == "gpu" and not torch.cuda.is_available():
         pytest.skip("GPU trainer config composes; building it needs a GPU")
-    trainer = build_trainer(cfg, str(tmp_path))
+    trainer = build_trainer(cfg)
     module.trainer = trainer  # configure_optimizers reads max_steps
     optim = module.configure_optimizers()["optimizer"]
     assert sum(len(g["params"]) for g in optim.param_groups) == len(list(module.model.parameters()))
