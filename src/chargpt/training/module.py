@@ -42,12 +42,12 @@ class CharLM(L.LightningModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
+        self.schedule = build_schedule(scheduler)
+        self._resumed_total: int | None = None  # the total the resumed checkpoint was trained toward
         self.config = ModelConfig.from_dict(model)
         self.tokenizer = CharTokenizer(vocab)
         self.model = build_model(self.config, self.tokenizer.vocab_size)
         self._compiled: torch.nn.Module | None = None
-        self.schedule = build_schedule(scheduler)
-        self._resumed_total: int | None = None  # the total the resumed checkpoint was trained toward
 
     def configure_model(self) -> None:
         if self.config.compile and self._compiled is None:
