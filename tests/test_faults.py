@@ -60,16 +60,17 @@ def test_nan_loss_stops_keeps_last_good_checkpoint_and_resume_continues_tensorbo
     last = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
     assert last["global_step"] == 4  # not overwritten by the validation/checkpoint at step 8
     assert all(torch.isfinite(v).all() for v in last["state_dict"].values())
-    # The stopped run logged steps 1-6 (TensorBoard steps 0-5), two of them after its checkpoint.
-    assert _scalar_steps(run / "tensorboard", "train/loss") == list(range(6))
+    # The stopped run logged steps 1-6 (at the steps taken, as everywhere), two of them after its
+    # checkpoint.
+    assert _scalar_steps(run / "tensorboard", "train/loss") == list(range(1, 7))
 
     hook.take()
     code, _, err = run_main(train_main, [*args, f"ckpt_path={run}"], capsys)
     assert code == 0, err
     assert [s for s, _ in hook.take()] == list(range(5, 13))
     # One point per step over the whole run: the steps logged after the checkpoint were purged.
-    assert _scalar_steps(run / "tensorboard", "train/loss") == list(range(12))
-    assert _scalar_steps(run / "tensorboard", "val/loss") == [3, 7, 11]
+    assert _scalar_steps(run / "tensorboard", "train/loss") == list(range(1, 13))
+    assert _scalar_steps(run / "tensorboard", "val/loss") == [4, 8, 12]
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["step"] == 12 and math.isfinite(metrics["best_val_loss"])
 

@@ -103,3 +103,23 @@ def test_frozen_embeddings_and_blocks_do_not_change(pretrained: Path, tmp_path: 
     assert torch.equal(old.tok_emb.weight, tuned.tok_emb.weight)
     assert torch.equal(old.blocks[0].attn.qkv.weight, tuned.blocks[0].attn.qkv.weight)
     assert not torch.equal(old.norm.weight, tuned.norm.weight)  # the rest trained
+
+
+def test_starting_point_is_printed_and_kept(pretrained: Path, tmp_path: Path, capsys) -> None:
+    new = other_text(tmp_path / "new.txt", extra="zephyr@")
+    run_dir = tmp_path / "ft"
+    args = finetune_args(new, run_dir, pretrained, "finetune.extend_vocab=true", "trainer.max_steps=2")
+    assert run_cli(train.main, *args) == 0
+    out = capsys.readouterr().out
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert f"step 0 (before training): val loss {metrics['initial_val_loss']:.4f}" in out
+    assert metrics["step"] == 2 and metrics["val_loss"] != metrics["initial_val_loss"]
+    [added] = [line for line in out.splitlines() if "finetune.extend_vocab: added" in line]
+    assert "'@'" in added and "'z'" in added
+
+
+def test_finetune_experiment_needs_init_from(corpus: Path, tmp_path: Path, capsys) -> None:
+    code = run_cli(train.main, *train_args(corpus, tmp_path / "ft"), "experiment=finetune")
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error: experiment=finetune starts from a trained model")
+    assert "init_from=RUN_DIR" in err and len(err.splitlines()) == 1

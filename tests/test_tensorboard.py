@@ -128,11 +128,11 @@ def test_logged_story_comes_back_through_the_tensorboard_api(tmp_path: Path, ten
     assert set(SCALARS) <= set(tags)
     series = {tag: board.get("data/plugin/scalars/scalars", run=RUN, tag=tag) for tag in SCALARS}
     assert all(math.isfinite(v) for points in series.values() for _, _, v in points)
-    assert [step for _, step, _ in series["train/grad_norm"]] == [1, 3, 5, 7]
-    assert [step for _, step, _ in series["train/tokens_per_sec"]] == [1, 3, 5, 7]
+    assert [step for _, step, _ in series["train/grad_norm"]] == [2, 4, 6, 8]
+    assert [step for _, step, _ in series["train/tokens_per_sec"]] == [2, 4, 6, 8]
     assert all(v > 0 for _, _, v in series["train/step_time_ms"])
     val_steps = [step for _, step, _ in series["val/loss"]]
-    assert val_steps == [3, 7]
+    assert val_steps == [4, 8]  # the steps taken, as the checkpoint names and metrics.json say
     for (_, _, loss), (_, _, bpc) in zip(series["val/loss"], series["val/bpc"], strict=True):
         assert bpc == pytest.approx(loss / math.log(2), rel=1e-5)
     best = min(v for _, _, v in series["val/loss"])

@@ -32,6 +32,12 @@ def resolve_checkpoint(path: str | Path) -> Path:
         for candidate in (p / "checkpoints" / LAST, p / LAST):
             if candidate.is_file():
                 return candidate
+        if (p / "metrics.json").is_file():  # a run that trained but kept no checkpoint
+            raise CheckpointError(
+                f"run directory {p} holds no checkpoint: it was trained without a checkpoint callback "
+                "(e.g. callbacks=none); train it again with callbacks=[none,last_checkpoint] or the "
+                "default callbacks, or pass a .ckpt file"
+            )
         raise CheckpointError(
             f"no {LAST} in run directory {p}; pass a .ckpt file or a run directory that has one"
         )

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import numpy as np
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Sampler
 
 from chargpt.data.corpus import resolve_corpus
 from chargpt.data.encoding import EncodedCorpus, load_encoded
@@ -105,19 +106,55 @@ class CharDataModule(L.LightningDataModule):
         start, stop, rank, world = 0, 2**62, 0, 1
         if self.trainer is not None:
             # Batch k is a pure function of k: resuming at global step s starts at batch s * accumulation.
+            # The trainer's max_steps is the run's total optimizer steps (fixed before fitting, also
+            # from max_epochs), so the loader ends with the run.
             accumulation = self.trainer.accumulate_grad_batches
             start = self.trainer.global_step * accumulation
             if self.trainer.max_steps > 0:
                 stop = self.trainer.max_steps * accumulation
             rank, world = self.trainer.global_rank, self.trainer.world_size
         windows = TrainWindows(
-            self.train_ids, self.block_size, self.batch_size, self.seed, start, stop, rank, world,
+            self.train_ids, self.block_size, self.batch_size, self.seed, 0, stop, rank, world,
             self.encoded().mapping,
         )
-        return self._loader(windows)
+        plain = self._loader(windows)
+        return _PositionedLoader(
+            windows, batch_size=None, sampler=_ResumedRange(start, stop), num_workers=plain.num_workers,
+            pin_memory=plain.pin_memory, persistent_workers=plain.persistent_workers,
+        )
 
     def val_dataloader(self) -> DataLoader:
         assert self.val_ids is not None, "setup() runs before val_dataloader()"
         return self._loader(
             ValWindows(self.val_ids, self.block_size, self.val_batch_size, self.encoded().mapping)
         )
+
+
+class _ResumedRange(Sampler[int]):
+    """Batches `start`..`stop`-1 of a run whose whole training is one pass of the loader.
+
+    Its length is the whole pass (`stop`), the batches already taken included: Lightning resumes
+    a pass in its middle, counts the batches it had taken as already fetched and ends the pass
+    after `stop - start` more. (A length of only the remaining batches made it end the pass early
+    and start the loader over, training some batches twice.)
+    """
+
+    def __init__(self, start: int, stop: int) -> None:
+        self.start, self.stop = start, stop
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(range(self.start, self.stop))
+
+    def __len__(self) -> int:
+        return self.stop
+
+
+class _PositionedLoader(DataLoader):
+    """A loader whose position is the trainer's step (see _ResumedRange), so there is no state to
+    save: the empty state tells Lightning it resumes mid-pass on purpose (no warning)."""
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        pass

@@ -7,6 +7,7 @@ configs/logger/): what is listed there is what runs.
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any, NamedTuple
 
@@ -25,9 +26,14 @@ from chargpt.checkpoints import AtomicCheckpointIO, check_resumable, read_checkp
 from chargpt.data import CharDataModule
 from chargpt.errors import ConfigError, SetupError
 from chargpt.model import ModelConfig
+from chargpt.training.distributed import is_rank_zero
 from chargpt.training.finetune import apply_pretrained, freeze, prepare_finetune
 from chargpt.training.host_memory import keep_freed_memory
 from chargpt.training.module import CharLM
+from chargpt.training.optim import check_optimizer
+from chargpt.training.steps import fix_total_steps
+
+log = logging.getLogger(__name__)
 
 
 def plain(cfg: DictConfig | None) -> Any:
@@ -37,6 +43,11 @@ def plain(cfg: DictConfig | None) -> Any:
 
 def is_multirun() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def is_finetune_experiment() -> bool:
+    """Whether the run composes experiment=finetune (which only makes sense with init_from)."""
+    return HydraConfig.initialized() and HydraConfig.get().runtime.choices.get("experiment") == "finetune"
 
 
 def check_devices(trainer_cfg: DictConfig) -> None:
@@ -84,9 +95,10 @@ def check_launch(cfg: DictConfig) -> None:
 
 def _logger_kwargs(logger_cfg: DictConfig, resume_step: int | None) -> dict[str, Any]:
     # SummaryWriter's purge_step drops events at or after it from the earlier event files, so the
-    # steps an interrupted run logged after its last checkpoint are not shown twice.
+    # steps an interrupted run logged after its last checkpoint are not shown twice (values are
+    # logged at the steps taken: those of the checkpoint's own step stay).
     if resume_step is not None and str(logger_cfg.get("_target_", "")).endswith("TensorBoardLogger"):
-        return {"purge_step": resume_step}
+        return {"purge_step": resume_step + 1}
     return {}
 
 
@@ -103,6 +115,12 @@ def build_trainer(cfg: DictConfig, resume_step: int | None = None) -> L.Trainer:
         "enable_checkpointing": any(isinstance(c, ModelCheckpoint) for c in callbacks),
         "enable_progress_bar": any(isinstance(c, ProgressBar) for c in callbacks),
     }
+    if not defaults["enable_checkpointing"] and is_rank_zero():
+        log.warning(
+            "no checkpoint callback is configured: this run keeps no weights for chargpt-sample, "
+            "chargpt-eval or a resume (only Ctrl-C/SIGTERM writes one); keep last.ckpt with "
+            "callbacks=[none,last_checkpoint]"
+        )
     try:
         trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **defaults)
     except InstantiationException as err:
@@ -128,7 +146,13 @@ def build_run(cfg: DictConfig) -> Run:
         keep_freed_memory()
     torch.set_float32_matmul_precision(cfg.get("matmul_precision", "highest"))
     model_config = ModelConfig.from_dict(plain(cfg.model))  # validated before any data work
+    check_optimizer(plain(cfg.optimizer))
     pretrained = None
+    if not cfg.get("init_from") and is_finetune_experiment():
+        raise ConfigError(
+            "experiment=finetune starts from a trained model but no init_from was given; pass "
+            "init_from=RUN_DIR (or a .ckpt file), or drop experiment=finetune to train from scratch"
+        )
     if cfg.get("init_from"):
         pretrained = prepare_finetune(cfg, model_config, list(HydraConfig.get().overrides.task))
         model_config = pretrained.config
@@ -157,6 +181,9 @@ def build_run(cfg: DictConfig) -> Run:
         apply_pretrained(module.model, pretrained)
         freeze(module.model, cfg.finetune.freeze_embeddings, cfg.finetune.freeze_blocks)
     trainer = build_trainer(cfg, resume_step)
+    # max_steps / max_epochs -> the run's total optimizer steps, which the schedule, the data loader
+    # and the progress bar read from the trainer.
+    fix_total_steps(trainer, len(datamodule.train_ids), datamodule.batch_size, datamodule.block_size)
     if ckpt is not None and isinstance(trainer.strategy.checkpoint_io, AtomicCheckpointIO):
         trainer.strategy.checkpoint_io.preload(ckpt_path, ckpt)  # fit() reads it from memory
     return Run(datamodule, module, trainer, ckpt_path, pretrained is not None)

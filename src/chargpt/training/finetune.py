@@ -6,6 +6,7 @@ optimizer and schedule, usually on another text.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
@@ -18,6 +19,8 @@ from chargpt.data.encoding import corpus_chars
 from chargpt.data.tokenizer import describe_chars
 from chargpt.errors import ConfigError, DataError
 from chargpt.model import ModelConfig
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -77,6 +80,9 @@ def finetune_vocab(pretrained: Pretrained, data_cfg: Any, extend: bool) -> list[
             f"{corpus} has characters the checkpoint never saw: {describe_chars(unseen)}; "
             "remove them, or pass finetune.extend_vocab=true to add them to the vocabulary"
         )
+    if unseen:
+        log.info("finetune.extend_vocab: added %d characters the checkpoint never saw: %s",
+                 len(unseen), describe_chars(unseen))
     return pretrained.vocab + unseen
 
 

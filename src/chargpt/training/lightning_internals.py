@@ -16,10 +16,9 @@ PRIVATE_MEMBERS: list[tuple[str, str]] = [
     ("trainer", "_logger_connector.should_update_logs"),
     # Whether this batch only accumulates gradients (no optimizer step follows it).
     ("trainer", "fit_loop._should_accumulate"),
-    # The step number Lightning's loggers write values at.
-    ("trainer", "fit_loop.epoch_loop._batches_that_stepped"),
-    # The progress bar's label; overridden in StepProgressBar (runs count steps, not epochs).
-    ("RichProgressBar", "_get_train_description"),
+    # The step count the trainer stops at: set to the run's total (steps.set_total_steps) before
+    # fitting, and lowered by a time budget during the run.
+    ("trainer", "fit_loop.epoch_loop.max_steps"),
 ]
 
 
@@ -31,10 +30,3 @@ def logs_this_step(trainer: L.Trainer) -> bool:
 def is_accumulating(trainer: L.Trainer) -> bool:
     """True inside gradient accumulation: the batch just run is not followed by an optimizer step."""
     return bool(trainer.fit_loop._should_accumulate())
-
-
-def logged_step(trainer: L.Trainer) -> int:
-    """The step Lightning gives the metrics it logs now (val/loss at the 500th step is logged at
-    step 499), so text, images and scalars written by callbacks line up with them."""
-    return int(trainer.fit_loop.epoch_loop._batches_that_stepped)
-

@@ -20,7 +20,6 @@ from lightning.pytorch.callbacks import Callback
 from torch import nn
 
 from chargpt.training.callbacks.tensorboard import known_prompt, tensorboard_writer
-from chargpt.training.lightning_internals import logged_step
 
 # A few stops of the viridis colour map (low -> high weight), interpolated linearly.
 _COLOURS = torch.tensor(
@@ -134,4 +133,4 @@ class AttentionMaps(Callback):
             writer.add_text("attention/prompt", f"Query and key positions are the characters of `{prompt!r}`")
             self._logged_prompt = True
         image = attention_grid(maps, self.pixels_per_char)
-        writer.add_image("attention/maps", image, logged_step(trainer), dataformats="HWC")
+        writer.add_image("attention/maps", image, trainer.global_step, dataformats="HWC")

@@ -5,7 +5,9 @@ few warm-up steps the callback times `calibration_steps` steps, estimates what t
 costs (a full validation, checkpointing, sampling), and fixes trainer.max_steps to the steps that
 fit. The LR schedule reads max_steps at every step, so it anneals to its floor at that step.
 About every 1% of the budget the count is re-planned from the mean step time so far (a run that
-would overrun is shortened at once), so a machine that slows down or speeds up is followed.
+would overrun is shortened at once), so a machine that slows down or speeds up is followed; each
+re-plan is logged. A budget that cannot hold start-up, calibration and the final validation is
+refused with the smallest budget this model needs on this machine, as measured.
 
 The chosen count is written to budget.json and metrics.json and kept in the checkpoint: a resumed
 run keeps it, and `trainer.max_steps=<count> budget_seconds=null` re-runs the same schedule.
@@ -28,6 +30,7 @@ from lightning.pytorch.callbacks import Callback
 from chargpt.errors import ConfigError
 from chargpt.files import write_json_atomic
 from chargpt.training.distributed import is_rank_zero
+from chargpt.training.steps import set_total_steps
 
 log = logging.getLogger(__name__)
 _IMPORT_TIME = time.monotonic()
@@ -118,22 +121,40 @@ class TimeBudget(Callback):
             return
         self._cap = trainer.max_steps
         if self.planned_steps is not None:  # resumed: same schedule as the interrupted run
-            self._set_max_steps(trainer, self.planned_steps)
-        log.info("time budget: %.0f s from process start (%.1f s used before training)",
-                 self.seconds, self.clock() - self.start)
+            set_total_steps(trainer, self.planned_steps)
+        used = self.clock() - self.start
+        log.info("time budget: %.0f s from process start (%.1f s used before training)", self.seconds, used)
+        if used >= self.seconds and self.planned_steps is None:
+            self._refuse(f"it was used up before training started ({used:.0f} s of start-up)", used)
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
         if not self.active:
             return
         step, now = trainer.global_step, self.clock()
         if self.planned_steps is None:
+            # (One process: checked at every step. Several agree only at the plan, below.)
+            if trainer.world_size == 1 and now >= self.deadline and step < trainer.max_steps:
+                # Calibration itself overran: the run cannot end in time, whatever it plans.
+                steps_left = self.skip_steps + self.calibration_steps - step
+                self._refuse(
+                    f"it ran out at step {step}, before calibration ended",
+                    (now - self.start) * (1 + max(0, steps_left) / max(1, step)),
+                )
             if step == self.skip_steps or (self._mark is None and step > self.skip_steps):
                 self._mark = (step, now)  # first steps are slow (allocation, lazy init): not timed
             elif self._mark is not None and step - self._mark[0] >= self.calibration_steps:
                 pace = (now - self._mark[1]) / (step - self._mark[0])
                 self._calib = self._mark
                 self.final_seconds = self.estimate_final_seconds(trainer, pl_module)
-                self._plan(trainer, step, self.clock(), pace)
+                now = self.clock()
+                end = self.final_seconds + self.reserve_seconds
+                # Not even one more step and the final validation fit (rank 0's clock decides).
+                if trainer.strategy.broadcast(now + pace + end > self.deadline, src=0):
+                    self._refuse(
+                        f"start-up and calibration took {now - self.start:.0f} s and the final validation "
+                        f"and saving need ~{end:.0f} s", now - self.start + pace + end,
+                    )
+                self._plan(trainer, step, now, pace)
                 self._mark = (step, self.clock())
                 every = max(1, round(self.check_fraction * self.seconds / self.step_seconds))
                 self.check_every = int(trainer.strategy.broadcast(every, src=0))
@@ -155,10 +176,11 @@ class TimeBudget(Callback):
         before = self.planned_steps
         self._plan(trainer, step, now, max(mean, recent) if overrun else mean,
                    lengthen=self.deadline - now > 0.1 * self.seconds)
-        if overrun and self.planned_steps != before:
+        if self.planned_steps != before:
             self.replans += 1
-            log.info("time budget: %.1f ms/step lately, re-planned to %d steps", 1000 * recent,
-                     self.planned_steps)
+            if is_rank_zero():
+                log.info("time budget: %.1f ms/step lately (%.1f on average), re-planned from %d to %d steps "
+                         "at step %d", 1000 * recent, 1000 * mean, before, self.planned_steps, step)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not self.active:
@@ -182,12 +204,18 @@ class TimeBudget(Callback):
                      1000 * pace, self.final_seconds + self.reserve_seconds, steps)
         if steps != self.planned_steps:
             self.planned_steps = steps
-            self._set_max_steps(trainer, steps)
+            set_total_steps(trainer, steps)
             self._write()
 
-    @staticmethod
-    def _set_max_steps(trainer: L.Trainer, steps: int) -> None:
-        trainer.fit_loop.epoch_loop.max_steps = steps
+    def _refuse(self, why: str, needed: float) -> None:
+        """Stop a run whose budget cannot hold its calibration and final validation, naming the
+        smallest budget this model needs on this machine (as measured so far)."""
+        minimum = 5 * math.ceil(1.2 * needed / 5)  # a 20% margin, in whole 5 s
+        raise ConfigError(
+            f"budget_seconds={self.seconds:g} is too small for this model on this machine: {why}; "
+            f"use budget_seconds={minimum} or more (start-up, {self.skip_steps + self.calibration_steps} "
+            "calibration steps and the final validation must fit), or a smaller model"
+        )
 
     def estimate_final_seconds(self, trainer: L.Trainer, pl_module: L.LightningModule) -> float:
         """Seconds of the final full validation: one timed forward of a validation-sized batch

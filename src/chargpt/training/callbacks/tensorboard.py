@@ -19,7 +19,6 @@ from torch.utils.tensorboard.writer import FileWriter
 
 from chargpt.data.tokenizer import CharTokenizer, describe_chars
 from chargpt.model.sampling import iter_tokens
-from chargpt.training.lightning_internals import logged_step
 
 BEST_VAL_LOSS = "hparams/best_val_loss"
 LAST_VAL_LOSS = "hparams/last_val_loss"
@@ -82,7 +81,7 @@ class SampleText(Callback):
         tokens = iter_tokens(pl_module.model, idx, self.max_new_tokens, self.temperature, self.top_k,
                              generator=generator)
         text = tokenizer.decode(int(token[0, 0]) for token in tokens)
-        writer.add_text("samples/text", as_markdown_block(prompt + text), logged_step(trainer))
+        writer.add_text("samples/text", as_markdown_block(prompt + text), trainer.global_step)
 
 
 def _hparam_value(value: Any) -> int | float | str:
@@ -155,8 +154,8 @@ class HParamsSummary(Callback):
             self.best_val_loss = val
         writer = tensorboard_writer(trainer)
         if writer is not None:
-            writer.add_scalar(BEST_VAL_LOSS, self.best_val_loss, logged_step(trainer))
-            writer.add_scalar(LAST_VAL_LOSS, val, logged_step(trainer))
+            writer.add_scalar(BEST_VAL_LOSS, self.best_val_loss, trainer.global_step)
+            writer.add_scalar(LAST_VAL_LOSS, val, trainer.global_step)
 
     def state_dict(self) -> dict[str, float | None]:
         return {"best_val_loss": self.best_val_loss}
