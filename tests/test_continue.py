@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from reliability_helpers import StepHook, run_main, train_args, write_corpus
 
 from chargpt.cli.train import main as train_main
 from chargpt.errors import ConfigError
 from chargpt.training.optim import depends_on_total
 from chargpt.training.schedules import Constant, WarmupCosine, WarmupStableDecay
 from chargpt.training.steps import batches_per_epoch, planned_total_steps, steps_per_epoch
-from reliability_helpers import StepHook, run_main, train_args, write_corpus
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 

@@ -62,8 +62,9 @@ def test_two_processes_with_batch_b_match_one_with_batch_2b(tmp_path):
     assert mb["val_loss"] == pytest.approx(ma["val_loss"], abs=1e-4)
     assert mb["tokens"] == ma["tokens"] == 6 * 8 * 16  # both ranks' windows are counted
 
-    # Only rank 0 wrote: one event file, the usual checkpoints, one config, no per-rank folders.
-    assert len(list((two / "tensorboard").glob("events.out.tfevents.*"))) == 1
+    # Only rank 0 wrote: one run's event files (the logger's and the HParams summary's), the usual
+    # checkpoints, one config, no per-rank folders.
+    assert len(list((two / "tensorboard").glob("events.out.tfevents.*"))) == 2
     assert sorted(p.name for p in (two / "checkpoints").iterdir()) == ["best-000006.ckpt", "last.ckpt"]
     assert sorted(p.name for p in two.iterdir() if p.name != "train.log") == sorted(
         p.name for p in one.iterdir() if p.name != "train.log"

@@ -43,9 +43,9 @@ def test_scalars_text_images_and_hparams_are_logged(tmp_path: Path) -> None:
     assert set(SCALARS) <= set(tags["scalars"])
     series = {tag: events.Scalars(tag) for tag in SCALARS}
     assert all(math.isfinite(e.value) for points in series.values() for e in points)
-    assert [e.step for e in series["train/grad_norm"]] == [1, 3, 5, 7]
+    assert [e.step for e in series["train/grad_norm"]] == [2, 4, 6, 8]
     val_steps = [e.step for e in series["val/loss"]]
-    assert val_steps == [3, 7]
+    assert val_steps == [4, 8]  # the steps taken, as the checkpoint names and metrics.json say
     for loss, bpc in zip(series["val/loss"], series["val/bpc"], strict=True):
         assert bpc.value == pytest.approx(loss.value / math.log(2), rel=1e-5)
     best = min(e.value for e in series["val/loss"])

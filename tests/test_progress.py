@@ -6,11 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from reliability_helpers import run_main, write_corpus
+from reliability_helpers import train_args as quiet_args
 
 from chargpt.cli.train import main as train_main
 from chargpt.training.callbacks.progress import StepProgressBar
-from reliability_helpers import run_main, write_corpus
-from reliability_helpers import train_args as quiet_args
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from reliability_helpers import StepHook, run_main, train_args, write_corpus
 
 from chargpt.cli.train import main as train_main
 from chargpt.errors import ConfigError
 from chargpt.model import ModelConfig, build_model
 from chargpt.training.optim import build_optimizer, check_optimizer, group_rates
-from reliability_helpers import StepHook, run_main, train_args, write_corpus
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 MUON = {"_target_": "chargpt.training.optim.muon_adamw", "lr": 0.02, "adamw": {"lr": 1e-3}}
