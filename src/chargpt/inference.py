@@ -33,6 +33,12 @@ def new_generator(device: torch.device, seed: int | None) -> torch.Generator:
     return generator
 
 
+def start_prompt(tokenizer: CharTokenizer) -> str:
+    """The prompt used when none is given: a new line, or the first character of the vocabulary
+    for a text that has no newline (any text can be trained on)."""
+    return "\n" if "\n" in tokenizer.stoi else tokenizer.chars[0]
+
+
 @dataclass
 class TrainedModel:
     model: nn.Module
@@ -44,7 +50,7 @@ class TrainedModel:
 
     def stream(
         self,
-        prompt: str = "\n",
+        prompt: str | None = None,
         max_new_tokens: int = 500,
         temperature: float = 1.0,
         top_k: int | None = None,
@@ -54,8 +60,10 @@ class TrainedModel:
         use_cache: bool = True,
         compile: bool = False,
     ) -> Iterator[str]:
-        """Yield the sampled text character by character (one sample); compile: see iter_tokens."""
+        """Yield the sampled text character by character (one sample) after `prompt` (default:
+        start_prompt); compile: see iter_tokens."""
         check_sampling(temperature, top_k, top_p, max_new_tokens)
+        prompt = start_prompt(self.tokenizer) if prompt is None else prompt
         idx = torch.tensor([self.tokenizer.encode(prompt)], dtype=torch.long, device=self.device)  # (1, T)
         generator = generator or new_generator(self.device, seed)
         for token in iter_tokens(
@@ -64,7 +72,7 @@ class TrainedModel:
             yield self.tokenizer.chars[int(token[0, 0])]
 
     def generate(
-        self, prompt: str = "\n", num_samples: int = 1, seed: int | None = None, **options: Any
+        self, prompt: str | None = None, num_samples: int = 1, seed: int | None = None, **options: Any
     ) -> list[str]:
         """`num_samples` texts (without the prompt); the same seed gives the same texts."""
         generator = new_generator(self.device, seed)

@@ -27,7 +27,9 @@ from typing import Any, TypeVar
 
 import torch
 
+from chargpt.data.tokenizer import CharTokenizer
 from chargpt.errors import USAGE_EXIT_CODE, ConfigError, full_errors_requested
+from chargpt.inference import start_prompt
 from chargpt.runs.directory import release_claims
 from chargpt.runs.overrides import hydra_quoted, omegaconf_literal, parses
 
@@ -280,3 +282,21 @@ def pick_device(name: str) -> str:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"device={name} but no CUDA GPU is available; use device=cpu")
     return name
+
+
+def resolve_prompt(prompt: object, tokenizer: CharTokenizer, setting: str = "prompt") -> str:
+    """The prompt a command samples from, checked before any work: text whose characters the
+    vocabulary has, or (unset) the start prompt, with a note when that is not a new line."""
+    if prompt is None:
+        start = start_prompt(tokenizer)
+        if start != "\n":
+            print(
+                f"note: the model's text has no newline, so samples start from {start!r}; "
+                f"{setting}=TEXT starts from another text",
+                file=sys.stderr,
+            )
+        return start
+    if not isinstance(prompt, str):
+        raise ConfigError(f"{setting}={prompt!r} must be text, e.g. {setting}=ROMEO:")
+    tokenizer.encode(prompt)  # characters the vocabulary lacks: an error naming them
+    return prompt

@@ -5,7 +5,14 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
-from chargpt.cli.common import CONFIG_PATH, cli_task, pick_device, quiet_known_warnings, run_main
+from chargpt.cli.common import (
+    CONFIG_PATH,
+    cli_task,
+    pick_device,
+    quiet_known_warnings,
+    resolve_prompt,
+    run_main,
+)
 from chargpt.errors import ConfigError, exit_on_user_error
 from chargpt.inference import load, new_generator
 from chargpt.model.sampling import check_sampling
@@ -23,14 +30,14 @@ def _hydra_main(cfg: DictConfig) -> None:
     trained = load(cfg.ckpt_path, pick_device(cfg.device))
     # Bad settings or prompt characters are reported before any text is printed.
     check_sampling(cfg.temperature, cfg.top_k, cfg.top_p, cfg.max_new_tokens)
-    trained.tokenizer.encode(cfg.prompt)
+    prompt = resolve_prompt(cfg.prompt, trained.tokenizer)
     generator = new_generator(trained.device, cfg.seed)
     for i in range(cfg.num_samples):
         if i:
             print("\n---")
-        print(cfg.prompt, end="", flush=True)
+        print(prompt, end="", flush=True)
         for ch in trained.stream(
-            cfg.prompt, cfg.max_new_tokens, cfg.temperature, cfg.top_k, cfg.top_p,
+            prompt, cfg.max_new_tokens, cfg.temperature, cfg.top_k, cfg.top_p,
             generator=generator, use_cache=cfg.use_cache, compile=cfg.compile,
         ):
             print(ch, end="", flush=True)

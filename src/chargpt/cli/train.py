@@ -14,9 +14,17 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from chargpt.checkpoints import resolve_checkpoint, run_dir_of
-from chargpt.cli.common import CONFIG_PATH, cli_task, expand_path, quiet_known_warnings, run_main
+from chargpt.cli.common import (
+    CONFIG_PATH,
+    cli_task,
+    expand_path,
+    quiet_known_warnings,
+    resolve_prompt,
+    run_main,
+)
 from chargpt.errors import ChargptError, exit_on_user_error
 from chargpt.inference import TrainedModel
+from chargpt.model.sampling import check_sampling
 from chargpt.runs.directory import check_run_dir
 from chargpt.runs.overrides import hydra_quoted, literal_value
 from chargpt.runs.status import record_status
@@ -50,6 +58,10 @@ def train(cfg: DictConfig) -> float | None:
         setting = "hydra.sweep.dir" if is_multirun() else "hydra.run.dir"
         check_run_dir(Path(output_dir), cfg.ckpt_path, setting)
     datamodule, module, trainer, ckpt_path, finetuning = build_run(cfg)
+    sample_prompt = None
+    if cfg.sample.max_new_tokens > 0:  # checked now: a bad sample setting must not waste the run
+        check_sampling(cfg.sample.temperature, cfg.sample.top_k, cfg.sample.top_p, cfg.sample.max_new_tokens)
+        sample_prompt = resolve_prompt(cfg.sample.prompt, datamodule.tokenizer, "sample.prompt")
     if finetuning:  # the starting point on the new text, logged at step 0
         trainer.validate(module, datamodule=datamodule, verbose=False)
     try:
@@ -74,8 +86,8 @@ def train(cfg: DictConfig) -> float | None:
             m["step"], _fmt(m["val_loss"]), _fmt(m["best_val_loss"]), m["train_seconds"],
             m["tokens_per_second"] or 0, output_dir,
         )
-        if cfg.sample.max_new_tokens > 0:
-            print_sample(TrainedModel(module.model, datamodule.tokenizer), cfg.sample)
+        if sample_prompt is not None:
+            print_sample(TrainedModel(module.model, datamodule.tokenizer), cfg.sample, sample_prompt)
     return metrics.best_val_loss if metrics is not None else None
 
 
@@ -83,11 +95,17 @@ def _fmt(x: float | None) -> str:
     return "n/a" if x is None else f"{x:.4f}"
 
 
-def print_sample(trained: TrainedModel, options: DictConfig) -> None:
+def print_sample(trained: TrainedModel, options: DictConfig, prompt: str) -> None:
+    """The closing sample. The run is trained and saved by now: a sample that cannot be drawn
+    is a warning, never a failed run."""
+    settings = {k: v for k, v in plain(options).items() if k not in ("prompt", "prompt_file")}
     print(f"\n--- sample (temperature {options.temperature}, seed {options.seed}) ---")
-    print(options.prompt, end="", flush=True)
-    for ch in trained.stream(**plain(options)):
-        print(ch, end="", flush=True)
+    print(prompt, end="", flush=True)
+    try:
+        for ch in trained.stream(prompt, **settings):
+            print(ch, end="", flush=True)
+    except ChargptError as err:
+        print(f"\nwarning: no sample ({err}); the run itself finished", file=sys.stderr)
     print()
 
 
