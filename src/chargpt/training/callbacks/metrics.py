@@ -62,6 +62,8 @@ class RunMetrics(Callback):
             "train_seconds": round(seconds, 3),
             "tokens_per_second": round(tokens / seconds, 1) if seconds > 0 else None,
             "params": sum(p.numel() for p in pl_module.parameters()),
+            # {"chars", "split_chars", "capped"}: the whole validation split, or a fixed prefix of it
+            "validation": getattr(dm, "val_scope", None),
         }
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
