@@ -13,7 +13,7 @@ TORCH_INDEX_URL ?=
 ARGS ?=
 PYTEST_ARGS ?=
 # The dev tools plus the sweep plugins, so their tests run too; EXTRAS=dev for a lighter set-up.
-EXTRAS ?= dev,optuna,joblib,slurm
+EXTRAS ?= dev,optuna,joblib,slurm,hf,mlflow,wandb
 SWEEP_DIR ?= outputs/multirun/example
 
 BIN := $(VENV)/bin
