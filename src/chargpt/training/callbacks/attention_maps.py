@@ -129,7 +129,7 @@ def render_attention(maps: torch.Tensor, prompt: str, title: str | None = None) 
             if head == 0:
                 ax.set_ylabel("query", fontsize=9)
     bar = fig.colorbar(image, ax=axes, fraction=0.02, pad=0.01, aspect=30 * min(layers, 2))
-    bar.set_label("attention weight (grey: hidden by the causal mask)", fontsize=9)
+    bar.set_label("attention weight (square-root scale; grey: hidden by the causal mask)", fontsize=9)
     bar.set_ticks([0.0, 0.05, 0.2, 0.5, 1.0])
     if title:
         fig.suptitle(title, fontsize=11)
