@@ -77,7 +77,8 @@ def curves_figure(sweep_dir: Path, columns: list[str], rows: list[dict[str, Any]
         )
     ax.set_xlabel("step")
     ax.set_ylabel("validation loss")
-    ax.set_title(f"validation loss of {len(curves)} runs: {sweep_dir}", fontsize=11)
+    where = "/".join(sweep_dir.resolve().parts[-2:])  # e.g. multirun/example, not the whole path
+    ax.set_title(f"validation loss of {len(curves)} runs: {where}", fontsize=11)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8 if len(curves) > 6 else 9, loc="upper right", title="run (last value)",
               title_fontsize=8)
