@@ -253,8 +253,12 @@ def test_training_on_a_folder_reports_the_validation_scope(
 
     (folder / "z.txt").write_text(corpus.read_text()[:20000])
     run = tmp_path / "run"
-    args = train_args(folder, run, "trainer.max_steps=2", "sample.max_new_tokens=0", "data.val_max_chars=500")
+    args = train_args(
+        folder, run, "trainer.max_steps=2", "sample.max_new_tokens=0", "data.val_max_chars=500",
+        "callbacks.attention_maps.save_png=true",
+    )
     assert run_cli(main, *args) == 0
+    assert (run / "attention_maps" / "step-000002.png").read_bytes()[:4] == b"\x89PNG"
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["validation"]["capped"] is True and metrics["validation"]["chars"] == 500
     log = (run / "train.log").read_text()
