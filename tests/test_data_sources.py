@@ -286,3 +286,15 @@ def test_resume_after_the_folder_changed_is_one_error_line(
     assert done.returncode == 2
     assert done.stderr.strip().startswith("error: cannot resume") and "changed: " in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_data_hf_without_a_name_is_one_clear_error(tmp_path: Path) -> None:
+    from hydra import compose, initialize_config_dir
+    from hydra.utils import instantiate
+
+    from chargpt.cli.common import CONFIG_PATH
+
+    with initialize_config_dir(config_dir=CONFIG_PATH, version_base="1.3"):
+        cfg = compose(config_name="train", overrides=["data=hf", f"paths.output_dir={tmp_path}"])
+    with pytest.raises(ConfigError, match=r"data\.name=DATASET \(with data=hf\)"):
+        instantiate(cfg.data)
