@@ -13,7 +13,7 @@ TORCH_INDEX_URL ?=
 ARGS ?=
 PYTEST_ARGS ?=
 # The dev tools plus the sweep plugins, so their tests run too; EXTRAS=dev for a lighter set-up.
-EXTRAS ?= dev,optuna,joblib,slurm
+EXTRAS ?= dev,optuna,joblib,slurm,hf,mlflow,wandb
 # Each `make sweep` gets a new folder; SWEEP_DIR=DIR names one (a folder that already holds a
 # sweep's runs is refused: pick a new name, or delete the old folder to run it again).
 SWEEP_STAMP := $(shell date +%Y-%m-%d_%H-%M-%S)

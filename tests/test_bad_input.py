@@ -50,7 +50,7 @@ TRAIN_CASES = [
         "data file not found: {tmp}/missing.txt; pass an existing",
     ),
     ("data file empty", ["data.path={tmp}/empty.txt"], "data file {tmp}/empty.txt is empty"),
-    ("data path is a directory", ["data.path={tmp}/folder"], "data path {tmp}/folder is a directory"),
+    ("data path is an empty directory", ["data.path={tmp}/folder"], "directory {tmp}/folder has no files"),
     ("data not UTF-8", ["data.path={tmp}/latin1.txt"], "is not UTF-8 text (bad byte near offset 3)"),
     ("train split too short", ["data.train_fraction=0.002"], "the train split of {corpus} has 8 characters"),
     ("val split too short", ["data.train_fraction=0.998"], "the val split of {corpus} has 8 characters"),

@@ -43,6 +43,9 @@ def test_option_composes_and_instantiates(group: str, option: str, corpus: Path,
     overrides = [f"{group}={option}", f"paths.output_dir={tmp_path}"]
     if not (group == "data" and option == "tinyshakespeare"):
         overrides += ["data=text", f"data.path={corpus}"] if group != "data" else [f"data.path={corpus}"]
+    if group == "data" and option == "hf":  # a dataset: the text builder on the corpus, offline
+        pytest.importorskip("datasets")
+        overrides += ["data.name=text", f"data.data_files={corpus}", "data.path=null"]
     with initialize_config_dir(config_dir=CONFIG_PATH, version_base="1.3"):
         cfg = compose(config_name="train", overrides=overrides)
 

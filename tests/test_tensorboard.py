@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
 # A training subprocess and a real TensorBoard server; tests/test_logged_events.py reads the same
 # story from the event files in-process.
@@ -145,12 +146,14 @@ def test_logged_story_comes_back_through_the_tensorboard_api(tmp_path: Path, ten
     assert [s["step"] for s in samples] == val_steps
     assert all("<pre><code>" in s["text"] and len(s["text"]) > 40 for s in samples)
 
-    # Images: one grid per validation, 2 layers x 2 heads of 16 x 16 characters at 8 pixels each.
+    # Images: one labelled picture per validation, 2 layers x 2 heads of 16 x 16 characters.
     images = board.get("data/plugin/images/images", run=RUN, tag="attention/maps", sample=0)
     assert [i["step"] for i in images] == val_steps
     png = board.read("data/plugin/images/individualImage?" + images[-1]["query"])
-    side = 16 * 8
-    assert png_size(png) == (2 * (side + 2) - 2, 2 * (side + 2) - 2)
+    from chargpt.training.callbacks.attention_maps import render_attention
+
+    height, width, _ = render_attention(torch.zeros(2, 2, 16, 16), "x" * 16, "a title").shape
+    assert png_size(png) == (width, height)
 
     # HParams: the hyperparameters and both metrics, with values, in the HParams view.
     experiment = board.post("data/plugin/hparams/experiment", {"experimentName": ""})

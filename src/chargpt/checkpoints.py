@@ -147,6 +147,24 @@ def stored_split(ckpt: dict[str, Any]) -> dict[str, Any]:
     return split if isinstance(split, dict) else {}
 
 
+def corpus_changes(old: dict[str, Any], new: dict[str, Any], limit: int = 3) -> str:
+    """Which files differ between two corpus fingerprints (those of several files list them)."""
+    before = {name: sha for name, sha in old.get("files") or []}
+    after = {name: sha for name, sha in new.get("files") or []}
+    if not before and not after:
+        return ""
+    changes = [
+        ("changed", [n for n in after if n in before and after[n] != before[n]]),
+        ("added", [n for n in after if n not in before]),
+        ("removed", [n for n in before if n not in after]),
+    ]
+    said = [
+        f"{what}: {', '.join(names[:limit])}{f' and {len(names) - limit} more' if len(names) > limit else ''}"
+        for what, names in changes if names
+    ]
+    return f" ({'; '.join(said)})" if said else " (the same files, joined or split differently)"
+
+
 def check_resumable(
     ckpt: dict[str, Any], source: str, model: ModelConfig, vocab: list[str], corpus: dict[str, Any] | None
 ) -> None:
@@ -170,8 +188,8 @@ def check_resumable(
         raise CheckpointError(
             f"cannot resume from {source}: it was trained on {old_corpus.get('path')} "
             f"(sha256 {str(old_corpus.get('sha256'))[:12]}), not on {corpus['path']} "
-            f"(sha256 {corpus['sha256'][:12]}); resume with the data it was trained on, or start a new run "
-            "without ckpt_path"
+            f"(sha256 {corpus['sha256'][:12]}){corpus_changes(old_corpus, corpus)}; resume with the data "
+            "it was trained on, or start a new run without ckpt_path"
         )
     old, new = model_config(ckpt).architecture(), model.architecture()
     changed = sorted(k for k in old if old[k] != new[k])

@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 
 import torch
 
+from chargpt.data.sources import expand_path
 from chargpt.data.tokenizer import CharTokenizer
 from chargpt.errors import USAGE_EXIT_CODE, ConfigError, full_errors_requested
 from chargpt.inference import start_prompt
@@ -65,11 +66,6 @@ def is_free_text_key(key: str) -> bool:
 
 def is_run_dir_key(key: str) -> bool:
     return key in ("hydra.run.dir", "hydra.sweep.dir")
-
-
-def expand_path(value: str) -> str:
-    """`~`, `~user`, `$VAR` and `${VAR}` of set variables, as a shell would (others stay as typed)."""
-    return os.path.expandvars(os.path.expanduser(value))
 
 
 def _split(arg: str) -> tuple[str, str, str] | None:

@@ -22,6 +22,7 @@ from chargpt.cli.common import (
     resolve_prompt,
     run_main,
 )
+from chargpt.distributed import is_rank_zero
 from chargpt.errors import ChargptError, exit_on_user_error
 from chargpt.inference import TrainedModel
 from chargpt.model.sampling import check_sampling
@@ -31,7 +32,6 @@ from chargpt.runs.status import record_status
 from chargpt.training.build import build_run, is_multirun, plain
 from chargpt.training.callbacks.metrics import RunMetrics
 from chargpt.training.callbacks.safety import TrainingInterrupted
-from chargpt.training.distributed import is_rank_zero
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ def train(cfg: DictConfig) -> float | None:
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     except TrainingInterrupted as stop:
-        if trainer.is_global_zero:
+        if is_rank_zero():
             print(
                 f"stopped by {stop.signal_name} after step {stop.step}: "
                 f"checkpoint written to {stop.checkpoint}\n"
@@ -79,7 +79,7 @@ def train(cfg: DictConfig) -> float | None:
     metrics = next((c for c in trainer.callbacks if isinstance(c, RunMetrics)), None)
     # trainer.datamodule is None after a *_spawn strategy: training ran in child processes, and
     # rank 0's metrics.json holds the figures.
-    if trainer.is_global_zero and metrics is not None and trainer.datamodule is not None:
+    if is_rank_zero() and metrics is not None and trainer.datamodule is not None:
         m = metrics.metrics(trainer, module)
         log.info(
             "step %d: val loss %s (best %s), %.0f s, %.0f tokens/s; run dir %s",

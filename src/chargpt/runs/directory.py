@@ -28,9 +28,9 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from chargpt.checkpoints import resolve_checkpoint, run_dir_of
+from chargpt.distributed import is_rank_zero
 from chargpt.errors import ChargptError, ConfigError, SetupError, exit_on_user_error
 from chargpt.runs.overrides import hydra_quoted, omegaconf_literal
-from chargpt.training.distributed import is_rank_zero
 
 try:
     import fcntl

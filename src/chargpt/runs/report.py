@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 from chargpt.errors import ChargptError
+from chargpt.runs.curves import write_curves
 from chargpt.runs.overrides import literal_value
 from chargpt.runs.status import STATUS_FILE
 
@@ -202,4 +203,5 @@ def report(sweep_dir: Path, csv_path: Path | None = None, sort_by: str = "best_v
     csv_path = csv_path or sweep_dir / "report.csv"
     write_csv(csv_path, columns, rows)
     print(f"written: {csv_path}")
+    write_curves(csv_path.with_name(f"{csv_path.stem}_curves.png"), sweep_dir, columns, rows)
     return rows

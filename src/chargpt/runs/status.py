@@ -19,11 +19,11 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from chargpt.distributed import is_rank_zero
 from chargpt.errors import SetupError, user_error_in
 from chargpt.files import write_json_atomic
 from chargpt.training.build import is_multirun
 from chargpt.training.callbacks.safety import TrainingInterrupted
-from chargpt.training.distributed import is_rank_zero
 
 log = logging.getLogger(__name__)
 

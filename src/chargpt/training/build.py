@@ -24,9 +24,9 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from chargpt.checkpoints import AtomicCheckpointIO, check_resumable, read_checkpoint, resolve_checkpoint
 from chargpt.data import CharDataModule
+from chargpt.distributed import is_rank_zero
 from chargpt.errors import ConfigError, SetupError
 from chargpt.model import ModelConfig
-from chargpt.training.distributed import is_rank_zero
 from chargpt.training.finetune import apply_pretrained, freeze, prepare_finetune
 from chargpt.training.host_memory import keep_freed_memory
 from chargpt.training.module import CharLM

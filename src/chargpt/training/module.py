@@ -11,6 +11,7 @@ import torch
 
 from chargpt.data.tokenizer import CharTokenizer
 from chargpt.data.windows import IGNORE_INDEX
+from chargpt.distributed import is_rank_zero
 from chargpt.model import ModelConfig, build_model
 from chargpt.training.lightning_internals import logs_this_step
 from chargpt.training.optim import (
@@ -128,7 +129,7 @@ class CharLM(L.LightningModule):
         """Continuing a run toward another total: say so when the schedule's rates for the steps
         already taken depended on the old total (they were not those of the new run)."""
         old, new, taken = self._resumed_total, total_steps(self.trainer), self.trainer.global_step
-        if old is None or self.schedule is None or not self.trainer.is_global_zero:
+        if old is None or self.schedule is None or not is_rank_zero():
             return
         if depends_on_total(self.schedule, taken, old, new):
             log.warning(

@@ -1,4 +1,5 @@
-"""Attention maps for TensorBoard: softmax(QK^T/sqrt(d) + causal mask) per layer and head.
+"""Attention maps as pictures: softmax(QK^T/sqrt(d) + causal mask) per layer and head, drawn with
+matplotlib (the prompt's characters on both axes) for TensorBoard, MLflow, W&B or PNG files.
 
 The model attends with F.scaled_dot_product_attention, which never materialises the weights.
 For the picture, one extra no-grad forward pass on a fixed prompt records the query and key of
@@ -8,25 +9,24 @@ every attention call and recomputes the weights from them; training itself is un
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 from unittest import mock
 
 import lightning as L
+import matplotlib
+import numpy as np
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.callbacks import Callback
 from torch import nn
 
-from chargpt.training.callbacks.tensorboard import known_prompt, tensorboard_writer
-
-# A few stops of the viridis colour map (low -> high weight), interpolated linearly.
-_COLOURS = torch.tensor(
-    [[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]], dtype=torch.float32
-) / 255.0
-_MASKED = torch.tensor([0.85, 0.85, 0.85])  # future positions the causal mask hides: light grey
-_GAP = 1.0  # white lines between the maps
+from chargpt.distributed import is_rank_zero
+from chargpt.files import atomic_path
+from chargpt.training.callbacks.tensorboard import known_prompt, log_image, takes_images
 
 
 def attention_weights(
@@ -87,41 +87,78 @@ def attention_maps(model: nn.Module, idx: torch.Tensor) -> torch.Tensor:
     return torch.stack([m[0] for m in maps]) if maps else torch.empty(0)
 
 
-def colourise(weights: torch.Tensor) -> torch.Tensor:
-    """(..., T, T) weights in [0, 1] (NaN = masked) -> (..., T, T, 3) RGB in [0, 1]."""
-    masked = weights.isnan()
-    x = weights.nan_to_num(0.0).clamp(0, 1) * (len(_COLOURS) - 1)
-    low = x.floor().long().clamp(max=len(_COLOURS) - 2)
-    frac = (x - low).unsqueeze(-1)
-    rgb = _COLOURS[low] * (1 - frac) + _COLOURS[low + 1] * frac
-    return torch.where(masked.unsqueeze(-1), _MASKED, rgb)
+def visible(char: str) -> str:
+    """A character as an axis label: newline, tab and space shown by a symbol, not as blank."""
+    return VISIBLE.get(char, char if char.isprintable() else f"U+{ord(char):04X}")
 
 
-def attention_grid(maps: torch.Tensor, cell: int = 8) -> torch.Tensor:
-    """(layers, heads, T, T) -> one (H, W, 3) image: a row per layer, a column per head; in each
-    map, row i is query position i and column j key position j (cell x cell pixels each)."""
+VISIBLE = {"\n": "\u21b5", " ": "\u2423", "\t": "\u2192", "\r": "\u240d"}  # ↵ ␣ → ␍
+
+
+def render_attention(maps: torch.Tensor, prompt: str, title: str | None = None) -> np.ndarray:
+    """(layers, heads, T, T) weights -> an RGB picture (H, W, 3, uint8): one map per layer and head,
+    query characters down, key characters across, the causal mask in grey, one colour bar."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
     layers, heads, t, _ = maps.shape
-    tiles = colourise(maps).repeat_interleave(cell, dim=2).repeat_interleave(cell, dim=3)
-    size = t * cell
-    image = torch.full((layers * (size + 2) - 2, heads * (size + 2) - 2, 3), _GAP)
+    labels = [visible(c) for c in prompt[-t:]]
+    side = min(max(t * 0.16, 2.6), 6.0)  # inches per map: readable labels, bounded pictures
+    fig = Figure(figsize=(heads * side + 1.2, layers * side + (0.6 if title else 0.2)), dpi=100,
+                 layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(layers, heads, squeeze=False)
+    cmap = matplotlib.colormaps["viridis"].with_extremes(bad=(0.88, 0.88, 0.88))
+    every = max(1, -(-t // 48))  # at most ~48 labels an axis
+    ticks = list(range(0, t, every))
+    font = 8 if t > 24 else 9
+    # A square-root colour scale: most weights are small, and a linear one shows them all as dark.
+    norm = matplotlib.colors.PowerNorm(gamma=0.5, vmin=0.0, vmax=1.0)
+    image = None
     for layer in range(layers):
         for head in range(heads):
-            y, x = layer * (size + 2), head * (size + 2)
-            image[y : y + size, x : x + size] = tiles[layer, head]
-    return image
+            ax = axes[layer][head]
+            image = ax.imshow(maps[layer, head].float().numpy(), cmap=cmap, norm=norm,
+                              interpolation="nearest")
+            ax.set_title(f"layer {layer}, head {head}", fontsize=10)
+            ax.set_xticks(ticks, [labels[i] for i in ticks], fontsize=font, family="monospace")
+            ax.set_yticks(ticks, [labels[i] for i in ticks], fontsize=font, family="monospace")
+            ax.tick_params(length=0, pad=1)
+            if layer == layers - 1:
+                ax.set_xlabel("key (attended to)", fontsize=9)
+            if head == 0:
+                ax.set_ylabel("query", fontsize=9)
+    bar = fig.colorbar(image, ax=axes, fraction=0.02, pad=0.01, aspect=30 * min(layers, 2))
+    bar.set_label("attention weight (square-root scale; grey: hidden by the causal mask)", fontsize=9)
+    bar.set_ticks([0.0, 0.05, 0.2, 0.5, 1.0])
+    if title:
+        fig.suptitle(title, fontsize=11)
+    with warnings.catch_warnings():  # a glyph the font lacks is drawn as a box
+        warnings.simplefilter("ignore", UserWarning)
+        fig.canvas.draw()
+    return np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
 
 
 class AttentionMaps(Callback):
-    """At each validation, logs `attention/maps`: the attention weights of every layer (rows) and
-    head (columns) on a fixed prompt, causal mask in grey. Disable with `callbacks.attention_maps=null`."""
+    """At each validation, logs `attention/maps`: the attention weights of every layer and head on
+    a fixed prompt, labelled with its characters, to every logger that takes pictures
+    (TensorBoard, MLflow, W&B); with `save_png`, also as attention_maps/step-N.png in the run
+    directory. Disable with `callbacks.attention_maps=null`."""
 
-    def __init__(self, prompt: str = "First Citizen:\nBefore we proceed", pixels_per_char: int = 8) -> None:
-        self.prompt, self.pixels_per_char = prompt, pixels_per_char
-        self._logged_prompt = False
+    def __init__(
+        self,
+        prompt: str = "First Citizen:\nBefore we proceed",
+        save_png: bool = False,
+        output_dir: str | None = None,
+    ) -> None:
+        self.prompt, self.save_png = prompt, save_png
+        self.output_dir = Path(output_dir) if output_dir else None
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        writer = tensorboard_writer(trainer)
-        if writer is None or trainer.sanity_checking:
+        if trainer.sanity_checking or not is_rank_zero():
+            return
+        writes_png = self.save_png and self.output_dir is not None
+        if not writes_png and not takes_images(trainer):
             return
         model: Any = pl_module.model
         prompt = known_prompt(self.prompt, pl_module.tokenizer, "AttentionMaps")[-model.block_size :]
@@ -129,8 +166,18 @@ class AttentionMaps(Callback):
         maps = attention_maps(model, idx)
         if maps.numel() == 0:
             return
-        if not self._logged_prompt:
-            writer.add_text("attention/prompt", f"Query and key positions are the characters of `{prompt!r}`")
-            self._logged_prompt = True
-        image = attention_grid(maps, self.pixels_per_char)
-        writer.add_image("attention/maps", image, trainer.global_step, dataformats="HWC")
+        step = trainer.global_step
+        picture = render_attention(maps, prompt, f"attention at step {trainer.global_step}")
+        log_image(trainer, "attention/maps", picture, step)
+        if writes_png:
+            assert self.output_dir is not None
+            folder = self.output_dir / "attention_maps"
+            folder.mkdir(parents=True, exist_ok=True)
+            with atomic_path(folder / f"step-{trainer.global_step:06d}.png") as tmp:
+                imsave_png(tmp, picture)
+
+
+def imsave_png(path: Path, picture: np.ndarray) -> None:
+    from matplotlib.image import imsave
+
+    imsave(path, picture, format="png")

@@ -27,9 +27,9 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
 
+from chargpt.distributed import is_rank_zero
 from chargpt.errors import ConfigError
 from chargpt.files import write_json_atomic
-from chargpt.training.distributed import is_rank_zero
 from chargpt.training.steps import set_total_steps
 
 log = logging.getLogger(__name__)

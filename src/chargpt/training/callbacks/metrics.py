@@ -12,6 +12,7 @@ import lightning as L
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.trainer.states import TrainerFn
 
+from chargpt.distributed import is_rank_zero
 from chargpt.files import write_json_atomic
 from chargpt.training.steps import is_last_step
 
@@ -72,7 +73,7 @@ class RunMetrics(Callback):
         before = self._resumed.get("tokens_per_step")
         # Checkpoints without a token count were written before it was kept: counted at today's size.
         self._base = (step, int(self._resumed.get("tokens", step * now)))
-        if before is not None and before != now and trainer.is_global_zero:
+        if before is not None and before != now and is_rank_zero():
             dm = trainer.datamodule
             log.warning(
                 "resuming at step %d with %d tokens per step (data.batch_size=%d) where the run had %d: "
@@ -111,13 +112,15 @@ class RunMetrics(Callback):
             "train_seconds": round(seconds, 3),
             "tokens_per_second": round(tokens / seconds, 1) if seconds > 0 and tokens else None,
             "params": sum(p.numel() for p in pl_module.parameters()),
+            # {"chars", "split_chars", "capped"}: the whole validation split, or a fixed prefix of it
+            "validation": getattr(trainer.datamodule, "val_scope", None),
         }
         if self.initial_val_loss is not None:
             figures["initial_val_loss"] = self.initial_val_loss  # before training (fine-tuning)
         return figures
 
     def _write(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.is_global_zero:
+        if is_rank_zero():
             write_json_atomic(self.path, self.metrics(trainer, pl_module))
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -127,7 +130,7 @@ class RunMetrics(Callback):
         if val is not None and trainer.state.fn != TrainerFn.FITTING:
             # A validation before training: the starting point (a fine-tuned model's, on the new text).
             self.initial_val_loss = float(val)
-            if trainer.is_global_zero:
+            if is_rank_zero():
                 log.info("step 0 (before training): val loss %.4f", self.initial_val_loss)
         elif val is not None:
             self.val_step = trainer.global_step

@@ -1,7 +1,8 @@
-"""TensorBoard views of a run: a text sample at each validation and the HParams summary.
+"""What a run shows in its trackers besides Lightning's scalars: a text sample at each validation
+(TensorBoard), the hyperparameters as flat config keys with the best and last validation loss
+(TensorBoard's HParams view; MLflow and W&B get the same keys and scalars), and pictures.
 
-These callbacks write only on rank 0 and only when a TensorBoardLogger is configured; with any
-other logger (or none) they do nothing.
+Everything is written on rank 0 only.
 """
 
 from __future__ import annotations
@@ -9,15 +10,17 @@ from __future__ import annotations
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback
-from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.loggers import MLFlowLogger, TensorBoardLogger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams
 from torch.utils.tensorboard.writer import FileWriter
 
 from chargpt.data.tokenizer import CharTokenizer, describe_chars
+from chargpt.distributed import is_rank_zero
 from chargpt.model.sampling import iter_tokens
 
 BEST_VAL_LOSS = "hparams/best_val_loss"
@@ -26,13 +29,31 @@ LAST_VAL_LOSS = "hparams/last_val_loss"
 
 def tensorboard_writer(trainer: L.Trainer) -> SummaryWriter | None:
     """The SummaryWriter of the run's TensorBoard logger, on rank 0 only."""
-    if not trainer.is_global_zero:
+    if not is_rank_zero():
         return None
     logger = next((lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)), None)
     return logger.experiment if logger is not None else None
 
 
 _SAID: set[tuple[str, str, str]] = set()  # (callback, prompt, vocabulary) already reported
+
+
+def takes_images(trainer: L.Trainer) -> bool:
+    """Whether a configured logger keeps pictures (TensorBoard, MLflow, W&B; not CSV)."""
+    return any(isinstance(lg, (TensorBoardLogger, MLFlowLogger, WandbLogger)) for lg in trainer.loggers)
+
+
+def log_image(trainer: L.Trainer, key: str, picture: np.ndarray, step: int) -> None:
+    """An RGB picture (H, W, 3, uint8) to every logger that keeps pictures, at `step`."""
+    if not is_rank_zero():
+        return
+    for logger in trainer.loggers:
+        if isinstance(logger, TensorBoardLogger):
+            logger.experiment.add_image(key, picture, step, dataformats="HWC")
+        elif isinstance(logger, MLFlowLogger):
+            logger.experiment.log_image(logger.run_id, picture, key=key.replace("/", "_"), step=step)
+        elif isinstance(logger, WandbLogger):
+            logger.log_image(key, [picture], step=step)
 
 
 def known_prompt(prompt: str, tokenizer: CharTokenizer, what: str) -> str:
@@ -133,6 +154,10 @@ class HParamsSummary(Callback):
         return {key: _hparam_value(value) for key, value in params.items()}
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if is_rank_zero():
+            for logger in trainer.loggers:
+                if not isinstance(logger, TensorBoardLogger):  # the same flat keys elsewhere
+                    logger.log_hyperparams(self.params(trainer, pl_module))
         writer = tensorboard_writer(trainer)
         if writer is None:
             return
@@ -152,10 +177,15 @@ class HParamsSummary(Callback):
         val = float(val)
         if self.best_val_loss is None or val < self.best_val_loss:
             self.best_val_loss = val
+        step = trainer.global_step
         writer = tensorboard_writer(trainer)
         if writer is not None:
-            writer.add_scalar(BEST_VAL_LOSS, self.best_val_loss, trainer.global_step)
-            writer.add_scalar(LAST_VAL_LOSS, val, trainer.global_step)
+            writer.add_scalar(BEST_VAL_LOSS, self.best_val_loss, step)
+            writer.add_scalar(LAST_VAL_LOSS, val, step)
+        if is_rank_zero():
+            for logger in trainer.loggers:
+                if not isinstance(logger, TensorBoardLogger):
+                    logger.log_metrics({BEST_VAL_LOSS: self.best_val_loss, LAST_VAL_LOSS: val}, step)
 
     def state_dict(self) -> dict[str, float | None]:
         return {"best_val_loss": self.best_val_loss}
