@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from reliability_helpers import StepHook, run_main, train_args, write_corpus
 
 from chargpt.cli.train import main as train_main
 from chargpt.errors import ConfigError
 from chargpt.training.optim import depends_on_total
 from chargpt.training.schedules import Constant, WarmupCosine, WarmupStableDecay
 from chargpt.training.steps import batches_per_epoch, planned_total_steps, steps_per_epoch
+from conftest import StepHook, bare_train_args, run_main, write_corpus
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -48,20 +48,18 @@ def test_extending_a_finished_run_is_exact(tmp_path, monkeypatch, capsys):
     hook = StepHook(monkeypatch)
     code, _, err = run_main(
         train_main,
-        train_args(corpus, tmp_path / "straight", *common, "trainer.max_steps=40"),
-        monkeypatch,
+        bare_train_args(corpus, tmp_path / "straight", *common, "trainer.max_steps=40"),
         capsys,
     )
     assert code == 0, err
     straight = hook.take()
     run = tmp_path / "extended"
-    args = train_args(corpus, run, *common, "trainer.max_steps=20")
-    code, _, err = run_main(train_main, args, monkeypatch, capsys)
+    args = bare_train_args(corpus, run, *common, "trainer.max_steps=20")
+    code, _, err = run_main(train_main, args, capsys)
     assert code == 0, err
     code, out, err = run_main(
         train_main,
-        train_args(corpus, None, *common, "trainer.max_steps=40", f"ckpt_path={run}"),
-        monkeypatch,
+        bare_train_args(corpus, None, *common, "trainer.max_steps=40", f"ckpt_path={run}"),
         capsys,
     )
     assert code == 0, err
@@ -76,16 +74,15 @@ def test_resuming_off_the_middle_is_exact(tmp_path, monkeypatch, capsys):
     corpus = write_corpus(tmp_path / "corpus.txt")
     common = ["trainer.max_steps=12", "trainer.val_check_interval=3"]
     hook = StepHook(monkeypatch)
-    code, _, err = run_main(train_main, train_args(corpus, tmp_path / "a", *common), monkeypatch, capsys)
+    code, _, err = run_main(train_main, bare_train_args(corpus, tmp_path / "a", *common), capsys)
     assert code == 0, err
     straight = hook.take()
     hook.send_signal_at(4)
-    code, _, err = run_main(train_main, train_args(corpus, tmp_path / "b", *common), monkeypatch, capsys)
+    code, _, err = run_main(train_main, bare_train_args(corpus, tmp_path / "b", *common), capsys)
     assert code == 130, err
     code, _, err = run_main(
         train_main,
-        train_args(corpus, None, *common, f"ckpt_path={tmp_path / 'b'}"),
-        monkeypatch,
+        bare_train_args(corpus, None, *common, f"ckpt_path={tmp_path / 'b'}"),
         capsys,
     )
     assert code == 0, err
@@ -97,13 +94,12 @@ def test_extending_a_cosine_run_says_its_rates_differ(tmp_path, monkeypatch, cap
     corpus = write_corpus(tmp_path / "corpus.txt")
     run = tmp_path / "run"
     common = ["scheduler.warmup_steps=2", "trainer.val_check_interval=4"]
-    args = train_args(corpus, run, *common, "trainer.max_steps=4")
-    code, _, err = run_main(train_main, args, monkeypatch, capsys)
+    args = bare_train_args(corpus, run, *common, "trainer.max_steps=4")
+    code, _, err = run_main(train_main, args, capsys)
     assert code == 0, err
     code, out, err = run_main(
         train_main,
-        train_args(corpus, None, *common, "trainer.max_steps=6", f"ckpt_path={run}"),
-        monkeypatch,
+        bare_train_args(corpus, None, *common, "trainer.max_steps=6", f"ckpt_path={run}"),
         capsys,
     )
     assert code == 0, err
@@ -153,11 +149,11 @@ def test_one_epoch_trains_one_pass_and_anneals(tmp_path, monkeypatch, capsys, sc
     monkeypatch.setattr(CharLM, "training_step", training_step)
     code, _, err = run_main(
         train_main,
-        train_args(
+        bare_train_args(
             corpus, run, f"scheduler={scheduler}", "scheduler.warmup_steps=2", "trainer.max_steps=-1",
             "trainer.max_epochs=1", "trainer.accumulate_grad_batches=2", "trainer.val_check_interval=100",
         ),
-        monkeypatch, capsys,
+        capsys,
     )
     assert code == 0, err
     metrics = json.loads((run / "metrics.json").read_text())
@@ -171,8 +167,8 @@ def test_unbounded_run_is_refused(tmp_path, monkeypatch, capsys):
     corpus = write_corpus(tmp_path / "corpus.txt")
     code, _, err = run_main(
         train_main,
-        train_args(corpus, tmp_path / "run", "trainer.max_steps=-1", "trainer.max_epochs=-1"),
-        monkeypatch, capsys,
+        bare_train_args(corpus, tmp_path / "run", "trainer.max_steps=-1", "trainer.max_epochs=-1"),
+        capsys,
     )
     assert code == 2
     assert err.startswith("error: trainer.max_steps=-1 and trainer.max_epochs=-1")

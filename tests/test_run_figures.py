@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from reliability_helpers import StepHook, run_main, train_args, write_corpus
 
 from chargpt.cli.train import main as train_main
 from chargpt.errors import ConfigError
 from chargpt.model import ModelConfig, build_model
 from chargpt.training.optim import build_optimizer, check_optimizer, group_rates
+from conftest import StepHook, bare_train_args, run_main, write_corpus
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 MUON = {"_target_": "chargpt.training.optim.muon_adamw", "lr": 0.02, "adamw": {"lr": 1e-3}}
@@ -28,11 +28,11 @@ def _cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 def test_tokens_count_each_step_at_the_batch_size_it_trained_with(tmp_path, monkeypatch, capsys):
     corpus = write_corpus(tmp_path / "corpus.txt")
     run = tmp_path / "run"
-    args = train_args(corpus, run, "trainer.max_steps=4", "trainer.val_check_interval=4")
-    code, _, err = run_main(train_main, args, monkeypatch, capsys)
+    args = bare_train_args(corpus, run, "trainer.max_steps=4", "trainer.val_check_interval=4")
+    code, _, err = run_main(train_main, args, capsys)
     assert code == 0, err
-    args = train_args(corpus, None, "trainer.max_steps=6", "data.batch_size=8", f"ckpt_path={run}")
-    code, out, err = run_main(train_main, args, monkeypatch, capsys)
+    args = bare_train_args(corpus, None, "trainer.max_steps=6", "data.batch_size=8", f"ckpt_path={run}")
+    code, out, err = run_main(train_main, args, capsys)
     assert code == 0, err
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["step"] == 6 and metrics["tokens"] == 4 * 4 * 16 + 2 * 8 * 16  # not 6 * 8 * 16
@@ -45,8 +45,8 @@ def test_metrics_json_matches_the_interrupt_checkpoint(tmp_path, monkeypatch, ca
     run = tmp_path / "run"
     hook = StepHook(monkeypatch)
     hook.send_signal_at(5, signal.SIGTERM)
-    args = train_args(corpus, run, "trainer.max_steps=12", "trainer.val_check_interval=4")
-    code, _, err = run_main(train_main, args, monkeypatch, capsys)
+    args = bare_train_args(corpus, run, "trainer.max_steps=12", "trainer.val_check_interval=4")
+    code, _, err = run_main(train_main, args, capsys)
     assert code == 128 + signal.SIGTERM, err
     ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
     metrics = json.loads((run / "metrics.json").read_text())
