@@ -57,8 +57,7 @@ def test_scalars_text_images_and_hparams_are_logged(tmp_path: Path) -> None:
 
     images = events.Images("attention/maps")
     assert [i.step for i in images] == val_steps
-    side = 16 * 8  # 16 characters at 8 pixels: 2 layers x 2 heads with 2-pixel gaps
-    assert (images[-1].width, images[-1].height) == (2 * (side + 2) - 2, 2 * (side + 2) - 2)
+    assert images[-1].width > 200 and images[-1].height > 200  # the labelled matplotlib figure
 
     plugin = events.PluginTagToContent(hparams_metadata.PLUGIN_NAME)
     start = plugin_data_pb2.HParamsPluginData.FromString(plugin[hparams_metadata.SESSION_START_INFO_TAG])

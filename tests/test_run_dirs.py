@@ -111,10 +111,11 @@ def test_a_failed_start_leaves_no_directory(tmp_path: Path, capsys) -> None:
 
 def test_ctrl_c_while_encoding_leaves_nothing(tmp_path: Path, corpus: Path, monkeypatch, capsys) -> None:
     import chargpt.data.encoding as encoding
+    import chargpt.data.sources as sources
 
     text = tmp_path / "corpus.txt"
     text.write_text(corpus.read_text() * 3)
-    chunks, passes = encoding._codepoint_chunks, []
+    chunks, passes = encoding._stream, []
 
     def interrupted_second_pass(*args, **kwargs):  # the write pass: Ctrl-C after its first chunk
         passes.append(1)
@@ -123,8 +124,8 @@ def test_ctrl_c_while_encoding_leaves_nothing(tmp_path: Path, corpus: Path, monk
                 raise KeyboardInterrupt
             yield chunk
 
-    monkeypatch.setattr(encoding, "_CHUNK_BYTES", 4096)
-    monkeypatch.setattr(encoding, "_codepoint_chunks", interrupted_second_pass)
+    monkeypatch.setattr(sources, "_CHUNK_BYTES", 4096)
+    monkeypatch.setattr(encoding, "_stream", interrupted_second_pass)
     outputs = tmp_path / "outputs"
     code = run_cli(train_main, "data=text", f"data.path={text}", f"paths.output_root={outputs}", *TINY_MODEL)
     assert code == 130 and len(passes) == 2
