@@ -92,7 +92,11 @@ def model_from_checkpoint(ckpt: dict[str, Any], source: str = "checkpoint") -> T
 
 
 def load(path: str | Path, device: str | torch.device = "cpu") -> TrainedModel:
-    """The trained model and tokenizer of a checkpoint file or run directory."""
+    """The trained model and tokenizer of a checkpoint file, run directory or safetensors export."""
+    from chargpt.export import export_folder_of, load_export  # export.py builds on this module
+
+    if (folder := export_folder_of(path)) is not None:
+        return load_export(folder, device)
     file = resolve_checkpoint(path)
     trained = model_from_checkpoint(read_checkpoint(file), str(file))
     trained.model.to(device)

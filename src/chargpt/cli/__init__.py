@@ -1,1 +1,1 @@
-"""The console scripts: thin Hydra entry points over the library (chargpt-train, -sample, -eval, -report)."""
+"""The console scripts: thin Hydra entry points (train, sample, eval, report, export, serve)."""

@@ -45,9 +45,12 @@ class Rotary(nn.Module):
         self.register_buffer("sin", angles.sin(), persistent=False)
 
     def forward(self, x: torch.Tensor, pos: torch.Tensor | None = None) -> torch.Tensor:
-        """x: (B, heads, T, head_dim); pos: the positions of the T tokens, 0..T-1 when None."""
+        """x: (B, heads, T, head_dim); pos: the positions of the T tokens, (T,) or per sequence (B, T);
+        0..T-1 when None."""
         t = x.shape[2]
         cos = (self.cos[:t] if pos is None else self.cos[pos]).to(x.dtype)
         sin = (self.sin[:t] if pos is None else self.sin[pos]).to(x.dtype)
+        if cos.dim() == 3:  # one row of positions per sequence, (B, T): broadcast over the heads
+            cos, sin = cos[:, None], sin[:, None]
         x1, x2 = x[..., 0::2], x[..., 1::2]
         return torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1).flatten(-2)

@@ -1,0 +1,78 @@
+"""Generate text from a chargpt ONNX export with ONNX Runtime and NumPy only (no PyTorch, no chargpt).
+
+    python scripts/onnx_generate.py EXPORT_DIR --prompt "ROMEO:" --max-new-tokens 200
+    python scripts/onnx_generate.py EXPORT_DIR --prompt "ROMEO:" --temperature 0.8 --top-k 10 --seed 1
+
+Greedy decoding (--temperature 0, the default) gives chargpt's greedy text. It follows chargpt's
+context rule: the model sees the last block_size characters, and when the text outgrows that
+window, the window restarts at the newest block_size // 2 characters. Sampling draws from NumPy's
+generator, so its text differs from chargpt-sample's for the same seed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+
+def load(folder: Path) -> tuple[ort.InferenceSession, dict]:
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    if config.get("weights") != "model.onnx":
+        sys.exit(f"error: {folder} is not an ONNX export (export with format=onnx)")
+    return ort.InferenceSession(str(folder / "model.onnx"), providers=["CPUExecutionProvider"]), config
+
+
+def generate(
+    session: ort.InferenceSession, config: dict, prompt: str, max_new_tokens: int,
+    temperature: float = 0.0, top_k: int | None = None, seed: int | None = None,
+) -> Iterator[str]:
+    vocab: list[str] = config["vocab"]
+    index = {ch: i for i, ch in enumerate(vocab)}
+    unknown = sorted(set(prompt) - index.keys())
+    if unknown:
+        sys.exit(f"error: characters not in the vocabulary: {', '.join(map(repr, unknown))}")
+    block = config["model"]["block_size"]
+    keep = max(1, block // 2)
+    window = [index[ch] for ch in prompt][-block:]
+    rng = np.random.default_rng(seed)
+    for _ in range(max_new_tokens):
+        logits = session.run(["logits"], {"input_ids": np.array([window], dtype=np.int64)})[0][0, -1]
+        if temperature == 0:
+            token = int(np.argmax(logits))
+        else:
+            logits = logits.astype(np.float64) / temperature
+            if top_k:
+                logits[logits < np.sort(logits)[-min(top_k, logits.size)]] = -np.inf
+            probs = np.exp(logits - logits.max())
+            token = int(rng.choice(logits.size, p=probs / probs.sum()))
+        window.append(token)
+        if len(window) > block:
+            window = window[-keep:]
+        yield vocab[token]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("export_dir", type=Path)
+    p.add_argument("--prompt", default="\n")
+    p.add_argument("--max-new-tokens", type=int, default=200)
+    p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
+    p.add_argument("--top-k", type=int, default=None)
+    p.add_argument("--seed", type=int, default=None)
+    args = p.parse_args()
+    session, config = load(args.export_dir)
+    print(args.prompt, end="", flush=True)
+    options = (args.temperature, args.top_k, args.seed)
+    for ch in generate(session, config, args.prompt, args.max_new_tokens, *options):
+        print(ch, end="", flush=True)
+    print()
+
+
+if __name__ == "__main__":
+    main()

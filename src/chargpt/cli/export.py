@@ -1,0 +1,42 @@
+"""chargpt-export: write a model as safetensors (no pickle) or ONNX (no PyTorch) with its config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+from chargpt.cli.common import CONFIG_PATH, cli_task, quiet_known_warnings, run_main
+from chargpt.errors import ConfigError, exit_on_user_error
+from chargpt.export import WEIGHTS, card_for, check_destination, check_exportable, export_model
+from chargpt.inference import load
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="export")
+@cli_task
+@exit_on_user_error
+def _hydra_main(cfg: DictConfig) -> None:
+    quiet_known_warnings()
+    if not cfg.ckpt_path:
+        raise ConfigError("ckpt_path is required: chargpt-export ckpt_path=RUN_DIR_OR_CKPT out=DIR")
+    if cfg.format not in WEIGHTS:
+        raise ConfigError(f"format={cfg.format!r} is not one of {', '.join(WEIGHTS)}")
+    if not cfg.out:
+        raise ConfigError("out is required: the folder to write, e.g. out=exports/my_model")
+    out = Path(str(cfg.out)).expanduser()
+    check_destination(out, bool(cfg.overwrite))  # before reading the model: a quick refusal
+    trained = load(cfg.ckpt_path, "cpu")
+    check_exportable(trained.model.config, cfg.format)
+    card = card_for(cfg.ckpt_path, trained, cfg.name)
+    export_model(trained, card, cfg.format, out, overwrite=bool(cfg.overwrite))
+    files = ", ".join(sorted(p.name for p in out.iterdir()))
+    print(f"exported {card.name} ({card.params:,} parameters) as {cfg.format} to {out}: {files}")
+
+
+def main() -> None:
+    run_main(_hydra_main)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,77 @@
+"""chargpt-serve: an OpenAI-style completions API and a web page for a trained model."""
+
+from __future__ import annotations
+
+import hydra
+import torch
+from omegaconf import DictConfig
+
+from chargpt.cli.common import CONFIG_PATH, cli_task, pick_device, quiet_known_warnings, run_main
+from chargpt.errors import ConfigError, exit_on_user_error
+from chargpt.inference import load
+
+
+def check_settings(cfg: DictConfig) -> None:
+    if not cfg.ckpt_path:
+        raise ConfigError("ckpt_path is required: chargpt-serve ckpt_path=RUN_DIR_CKPT_OR_EXPORT_DIR")
+    if not isinstance(cfg.port, int) or not 0 <= cfg.port <= 65535:
+        raise ConfigError(f"port={cfg.port!r} must be a number from 0 to 65535 (0 = any free port)")
+    for name, low in (("max_concurrency", 1), ("max_queue", 0), ("max_tokens", 0), ("max_tokens_cap", 0),
+                      ("max_n", 1)):
+        if not isinstance(cfg[name], int) or cfg[name] < low:
+            raise ConfigError(f"{name}={cfg[name]!r} must be a whole number >= {low}")
+    if cfg.max_tokens > cfg.max_tokens_cap:
+        raise ConfigError(f"max_tokens={cfg.max_tokens} is above max_tokens_cap={cfg.max_tokens_cap}; "
+                          "lower it or raise the cap")
+    if cfg.threads is not None and (not isinstance(cfg.threads, int) or cfg.threads < 1):
+        raise ConfigError(f"threads={cfg.threads!r} must be a whole number >= 1, or null")
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="serve")
+@cli_task
+@exit_on_user_error
+def _hydra_main(cfg: DictConfig) -> None:
+    quiet_known_warnings()
+    check_settings(cfg)
+    try:
+        from chargpt.serving.app import create_app
+        from chargpt.serving.engine import Engine
+        from chargpt.serving.protocol import Limits
+        from chargpt.serving.server import LOOPBACK, bind, serve, url_of
+    except ImportError as err:
+        raise ConfigError(
+            f"chargpt-serve needs the serve extra ({err.name} is missing): pip install 'chargpt[serve]'"
+        ) from None
+    from chargpt.export import card_for
+
+    sock = bind(str(cfg.host), cfg.port)  # first: a port in use is reported before the model loads
+    try:
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        trained = load(cfg.ckpt_path, pick_device(cfg.device))
+        card = card_for(cfg.ckpt_path, trained, cfg.name)
+        engine = Engine(trained.model, trained.tokenizer, cfg.max_concurrency, cfg.max_queue, cfg.compile)
+        engine.start()
+        try:
+            if cfg.compile:
+                print("compiling the decoding step (tens of seconds, once)...", flush=True)
+            engine.warm_up()  # the server listens only once the model answers at full speed
+            limits = Limits(cfg.max_tokens, cfg.max_tokens_cap, cfg.max_n)
+            app = create_app(engine, trained.tokenizer, card, limits)
+            url = url_of(sock)
+            if str(cfg.host) not in LOOPBACK:
+                print(f"warning: host={cfg.host} lets other machines reach this server (no authentication)")
+            ready = f"serving {card.name} ({card.params:,} parameters) at {url}/ (API: {url}/v1)"
+            serve(app, sock, str(cfg.log_level), on_ready=lambda: print(ready, flush=True))
+        finally:
+            engine.close()
+    finally:
+        sock.close()
+
+
+def main() -> None:
+    run_main(_hydra_main)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,293 @@
+"""Export folders: a model without pickles (safetensors) or without PyTorch (ONNX).
+
+An export is a folder holding config.json (the model settings, the vocabulary and the model
+card, plain JSON) and the weights: model.safetensors, or model.onnx (token ids of shape
+(batch, length), 1 <= length <= block_size, in; logits of shape (batch, length, vocab) out).
+`chargpt.load(folder)` reads safetensors exports. The libraries are the `export` extra, imported
+only here and only when used.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import os
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from chargpt.checkpoints import LAST
+from chargpt.data.tokenizer import CharTokenizer
+from chargpt.errors import ChargptError, CheckpointError, ConfigError
+from chargpt.inference import TrainedModel
+from chargpt.model import ModelConfig, build_model
+from chargpt.model.config import ACTIVATIONS, ARCHS, NORMS, POS_ENCODINGS
+from chargpt.model_card import ModelCard, card_for_checkpoint
+
+FORMAT_MARKER = "chargpt-export"
+FORMAT_VERSION = 1
+CONFIG_FILE = "config.json"
+WEIGHTS = {"safetensors": "model.safetensors", "onnx": "model.onnx"}
+# Everything an export may hold (ONNX puts weights over 2 GB in a side file).
+EXPORT_FILES = {CONFIG_FILE, *WEIGHTS.values(), "model.onnx.data"}
+INSTALL_HINT = "install the export extra: pip install 'chargpt[export]'"
+
+# The architecture settings each format is known to express (tests/test_export.py exports and
+# checks every one). A value missing here, e.g. one added to the model later, is refused by name
+# instead of being exported untested.
+SUPPORTED: dict[str, dict[str, tuple[str, ...]]] = {
+    fmt: {"arch": ("gpt", "bigram"), "pos_encoding": ("learned", "sinusoidal", "rope"),
+          "activation": ("relu", "gelu", "relu2", "swiglu"), "norm": ("layernorm", "rmsnorm")}
+    for fmt in WEIGHTS
+}
+MODEL_CHOICES = {"arch": ARCHS, "pos_encoding": POS_ENCODINGS, "activation": ACTIVATIONS, "norm": NORMS}
+
+
+class ExportError(ConfigError):
+    """A model or destination that cannot be exported as asked."""
+
+
+def check_exportable(config: ModelConfig, fmt: str) -> None:
+    if fmt not in WEIGHTS:
+        raise ExportError(f"format={fmt!r} is not one of {', '.join(WEIGHTS)}")
+    unsupported = [
+        f"model.{name}={getattr(config, name)!r}"
+        for name, values in SUPPORTED[fmt].items() if getattr(config, name) not in values
+    ]
+    if unsupported:
+        raise ExportError(
+            f"the {fmt} export cannot express {', '.join(unsupported)}; export this model in another format "
+            "or keep using its checkpoint"
+        )
+
+
+def is_export(folder: Path) -> bool:
+    """Whether `folder` holds a chargpt export (its config.json carries the marker)."""
+    try:
+        config = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(config, dict) and config.get("format") == FORMAT_MARKER
+
+
+def check_destination(out: Path, overwrite: bool) -> None:
+    """The rule that keeps an export from overwriting anything but an earlier export.
+
+    `out` must not exist, or be an empty folder, or (with overwrite=true) hold a chargpt export
+    and nothing else: then that export is replaced.
+    """
+    if out.exists() and not out.is_dir():
+        raise ExportError(f"out={out} is a file; pass a folder for the export (it is created if missing)")
+    if not out.is_dir() or not any(out.iterdir()):
+        return
+    others = sorted(p.name for p in out.iterdir() if p.name not in EXPORT_FILES)
+    if not is_export(out) or others:
+        listed = f" ({', '.join(others[:3])}{', ...' if len(others) > 3 else ''})" if others else ""
+        raise ExportError(
+            f"out={out} is a folder that holds other files{listed}; nothing was written: "
+            "pass a new or empty folder"
+        )
+    if not overwrite:
+        raise ExportError(
+            f"out={out} already holds an export; nothing was written: pass overwrite=true to replace it, "
+            "or pick another folder"
+        )
+
+
+def export_config(trained: TrainedModel, card: ModelCard, fmt: str) -> dict[str, Any]:
+    model_settings = trained.model.config.to_dict()
+    model_settings.pop("compile", None)  # a training option, not architecture
+    config: dict[str, Any] = {
+        "format": FORMAT_MARKER,
+        "format_version": FORMAT_VERSION,
+        "weights": WEIGHTS[fmt],
+        "card": card.to_dict(),
+        "model": model_settings,
+        "vocab": trained.tokenizer.to_list(),
+    }
+    if fmt == "onnx":
+        config["onnx"] = {"input": "input_ids", "output": "logits", "max_length": trained.model.block_size}
+    return config
+
+
+class _Logits(nn.Module):
+    """The model's forward with logits as the only output (what ONNX graphs return)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        return self.model(input_ids)[0]
+
+
+def write_onnx(model: nn.Module, path: Path, metadata: dict[str, Any]) -> None:
+    try:
+        import onnxscript  # noqa: F401  (torch's ONNX exporter needs it)
+    except ImportError:
+        raise ExportError(f"format=onnx needs onnx and onnxscript: {INSTALL_HINT}") from None
+    block = model.block_size
+    # torch.export fixes dimensions of size 1 as constants: trace with 2 rows and >= 2 tokens.
+    example = torch.zeros(2, min(block, 3), dtype=torch.long)
+    length = torch.export.Dim("length", min=1, max=block) if block > 1 else None
+    shapes = {"input_ids": {0: torch.export.Dim("batch"), **({1: length} if length is not None else {})}}
+    registration_log = logging.getLogger("torch.onnx._internal.exporter._registration")
+    level = registration_log.level
+    registration_log.setLevel(logging.ERROR)  # "torchvision is not installed": not ours to fix
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            program = torch.onnx.export(
+                _Logits(model).eval(), (example,), dynamo=True, input_names=["input_ids"],
+                output_names=["logits"], dynamic_shapes=shapes, verbose=False,
+            )
+    finally:
+        registration_log.setLevel(level)
+    program.model.metadata_props["chargpt"] = json.dumps(metadata, ensure_ascii=False)
+    size = sum(p.numel() * p.element_size() for p in model.parameters())
+    program.save(str(path), external_data=size > 1_500_000_000)  # protobuf files stop at 2 GB
+
+
+def write_safetensors(model: nn.Module, path: Path, metadata: dict[str, Any]) -> None:
+    try:
+        from safetensors.torch import save_model
+    except ImportError:
+        raise ExportError(f"format=safetensors needs safetensors: {INSTALL_HINT}") from None
+    # save_model stores a tied tensor once (the head shares the embedding); load_model restores it.
+    save_model(model, str(path), metadata={"format": FORMAT_MARKER, "card": json.dumps(metadata["card"])})
+
+
+def export_model(
+    trained: TrainedModel, card: ModelCard, fmt: str, out: str | Path, overwrite: bool = False
+) -> Path:
+    """Write the export folder `out`; returns it. Nothing in `out` changes unless all was written."""
+    out = Path(out).expanduser()
+    check_exportable(trained.model.config, fmt)
+    check_destination(out, overwrite)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    except OSError as err:
+        raise ExportError(
+            f"cannot write next to out={out} ({err.strerror or err}); pick a writable folder"
+        ) from None
+    try:
+        model = trained.model if trained.device.type == "cpu" else copy.deepcopy(trained.model).cpu()
+        model.eval()
+        config = export_config(trained, card, fmt)
+        writer = write_onnx if fmt == "onnx" else write_safetensors
+        writer(model, staging / WEIGHTS[fmt], config)
+        text = json.dumps(config, indent=2, ensure_ascii=False) + "\n"
+        (staging / CONFIG_FILE).write_text(text, encoding="utf-8")
+        # mkdtemp (and the safetensors writer) make private files: give them the usual permissions.
+        umask = os.umask(0)
+        os.umask(umask)
+        staging.chmod(0o777 & ~umask)
+        for file in staging.iterdir():
+            file.chmod(0o666 & ~umask)
+        if out.is_dir():
+            if any(out.iterdir()):  # checked above: a previous export, replaced as asked
+                for name in EXPORT_FILES:
+                    (out / name).unlink(missing_ok=True)
+            for file in staging.iterdir():
+                os.replace(file, out / file.name)
+        else:
+            os.replace(staging, out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return out
+
+
+def read_export_config(folder: Path) -> dict[str, Any]:
+    file = folder / CONFIG_FILE
+    try:
+        config = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise CheckpointError(
+            f"{file} is not a readable export config ({type(err).__name__}); export the model again"
+        ) from None
+    if not isinstance(config, dict) or config.get("format") != FORMAT_MARKER:
+        raise CheckpointError(f"{file} is not a chargpt export config (no \"format\": \"{FORMAT_MARKER}\")")
+    if config.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{file} has export format version {config.get('format_version')!r}; this chargpt reads version "
+            f"{FORMAT_VERSION}: export the model again with this version"
+        )
+    if not isinstance(config.get("model"), dict) or not isinstance(config.get("vocab"), list):
+        raise CheckpointError(f"{file} lacks the model settings or the vocabulary; export again")
+    return config
+
+
+def model_from_config(config: dict[str, Any], source: Path) -> tuple[nn.Module, CharTokenizer]:
+    try:
+        tokenizer = CharTokenizer(config["vocab"])
+        model = build_model(ModelConfig.from_dict(config["model"]), tokenizer.vocab_size)
+    except ChargptError as err:
+        raise CheckpointError(f"{source}: {err}") from None
+    return model, tokenizer
+
+
+def load_export(folder: str | Path, device: str | torch.device = "cpu") -> TrainedModel:
+    """The model of a safetensors export folder (or of its model.safetensors file)."""
+    folder = Path(folder).expanduser()
+    if folder.is_file():
+        folder = folder.parent
+    config = read_export_config(folder)
+    if config.get("weights") != WEIGHTS["safetensors"]:
+        raise CheckpointError(
+            f"{folder} is an ONNX export: run its model.onnx with ONNX Runtime (docs/serving-and-export.md), "
+            "or export with format=safetensors to load it here"
+        )
+    try:
+        from safetensors import SafetensorError
+        from safetensors.torch import load_model
+    except ImportError:
+        raise CheckpointError(f"reading a safetensors export needs safetensors: {INSTALL_HINT}") from None
+    model, tokenizer = model_from_config(config, folder / CONFIG_FILE)
+    weights = folder / WEIGHTS["safetensors"]
+    if not weights.is_file():
+        raise CheckpointError(f"{weights} is missing; export the model again")
+    try:
+        load_model(model, str(weights), device=str(torch.device(device)))
+    except (SafetensorError, RuntimeError, OSError) as err:
+        raise CheckpointError(
+            f"{weights} does not hold this model's weights ({str(err).splitlines()[0][:200]}); export again"
+        ) from None
+    return TrainedModel(model.to(device).eval(), tokenizer)
+
+
+def card_for_export(folder: str | Path, name: str | None = None) -> ModelCard:
+    folder = Path(folder).expanduser()
+    if folder.is_file():
+        folder = folder.parent
+    card = dict(read_export_config(folder).get("card") or {})
+    try:
+        return ModelCard(**{**card, "name": name or card.get("name") or folder.resolve().name})
+    except TypeError:
+        raise CheckpointError(f"{folder / CONFIG_FILE} has an unreadable model card; export again") from None
+
+
+def export_folder_of(path: str | Path) -> Path | None:
+    """The export folder `path` names (the folder, or a file in it), or None for checkpoints."""
+    p = Path(path).expanduser()
+    folder = p.parent if p.is_file() and p.name in EXPORT_FILES else p
+    if not (folder.is_dir() and (folder / CONFIG_FILE).is_file()):
+        return None
+    # A run directory with a config.json of its own is still a run directory.
+    run_dir = (folder / "checkpoints" / LAST).is_file() or (folder / LAST).is_file()
+    return None if run_dir and not is_export(folder) else folder
+
+
+def card_for(path: str | Path, trained: TrainedModel, name: str | None = None) -> ModelCard:
+    """The model card of what `chargpt.load(path)` loaded: from an export's config.json, or from
+    the checkpoint (its run directory's name, its validation loss)."""
+    folder = export_folder_of(path)
+    if folder is not None:
+        return card_for_export(folder, name)
+    return card_for_checkpoint(path, trained.model.num_params(), name)

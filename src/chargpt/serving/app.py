@@ -1,0 +1,178 @@
+"""The HTTP app (FastAPI): the OpenAI-style completions API, the model list and the web page.
+
+POST /v1/completions   prompt, max_tokens, temperature, top_p, top_k, seed, n, stream
+GET  /v1/models        the served model (its card under "chargpt": size, validation loss...)
+GET  /                 a page to try the model in a browser
+GET  /health           {"status": "ok"} and the current load
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import secrets
+import time
+import uuid
+from collections.abc import AsyncIterator
+from importlib import resources
+from typing import Any
+
+import torch
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from chargpt.data.tokenizer import CharTokenizer
+from chargpt.model_card import ModelCard
+from chargpt.serving.engine import Engine, Event, Job, QueueFull
+from chargpt.serving.protocol import APIError, CompletionRequest, Limits, parse_completion, read_json
+
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+def error_response(err: APIError) -> JSONResponse:
+    headers = {"Retry-After": "1"} if err.status == 429 else None
+    return JSONResponse(err.body(), status_code=err.status, headers=headers)
+
+
+def sse(data: dict[str, Any] | str) -> str:
+    return f"data: {data if isinstance(data, str) else json.dumps(data, ensure_ascii=False)}\n\n"
+
+
+class Completion:
+    """One request's job and the events it gets back on the event loop."""
+
+    def __init__(self, engine: Engine, request: CompletionRequest) -> None:
+        self.request = request
+        self.id, self.created = f"cmpl-{uuid.uuid4().hex[:24]}", int(time.time())
+        self.events: asyncio.Queue[Event] = asyncio.Queue()
+        loop = asyncio.get_running_loop()
+
+        def emit(event: Event) -> None:  # runs on the decoding thread
+            # RuntimeError: the event loop is gone (shutdown), nobody waits for this any more.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(self.events.put_nowait, event)
+
+        seed = request.seed if request.seed is not None else secrets.randbits(63)
+        generator = torch.Generator(device=engine.device).manual_seed(seed)
+        self.job = Job(
+            request.prompt_ids, request.max_tokens, request.n, request.temperature, request.top_k,
+            request.top_p, generator, emit,
+        )
+        try:
+            engine.submit(self.job)
+        except QueueFull as err:
+            raise APIError(429, str(err), type="rate_limit_error", code="queue_full") from None
+
+    async def batches(self) -> AsyncIterator[list[Event]]:
+        """The events as they come, those already waiting together; until every choice ended."""
+        ended = 0
+        while ended < self.request.n:
+            batch = [await self.events.get()]
+            while not self.events.empty():
+                batch.append(self.events.get_nowait())
+            for event in batch:
+                if event.kind == "error":
+                    raise APIError(503, event.text, type="server_error", code="generation_failed")
+                ended += event.kind == "end"
+            yield batch
+
+    def usage(self, completion_chars: int) -> dict[str, int]:
+        prompt = len(self.request.prompt_ids)
+        return {"prompt_tokens": prompt, "completion_tokens": completion_chars,
+                "total_tokens": prompt + completion_chars}
+
+
+def create_app(engine: Engine, tokenizer: CharTokenizer, card: ModelCard, limits: Limits) -> FastAPI:
+    app = FastAPI(title="chargpt", docs_url=None, redoc_url=None, openapi_url=None)
+    page = resources.files("chargpt.serving").joinpath("page.html").read_text(encoding="utf-8")
+    created = int(time.time())
+    model_entry = {"id": card.name, "object": "model", "created": created, "owned_by": "chargpt",
+                   "chargpt": {**card.to_dict(), "max_tokens": limits.max_tokens,
+                               "default_max_tokens": limits.default_max_tokens, "max_n": limits.max_n}}
+
+    @app.exception_handler(APIError)
+    async def api_error(request: Request, err: APIError) -> JSONResponse:
+        return error_response(err)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, err: StarletteHTTPException) -> JSONResponse:
+        message = f"{request.method} {request.url.path}: {err.detail}"
+        if err.status_code == 404:
+            message += "; this server has GET /, GET /v1/models and POST /v1/completions"
+        return error_response(APIError(err.status_code, message, code=str(err.status_code)))
+
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, err: Exception) -> JSONResponse:
+        return error_response(APIError(500, f"internal error: {type(err).__name__}", type="server_error"))
+
+    @app.get("/", response_class=HTMLResponse)
+    async def index() -> HTMLResponse:
+        return HTMLResponse(page)
+
+    @app.get("/health")
+    async def health() -> dict[str, Any]:
+        return {"status": "ok", **engine.load()}
+
+    @app.get("/v1/models")
+    async def models() -> dict[str, Any]:
+        return {"object": "list", "data": [model_entry]}
+
+    @app.get("/v1/models/{model_id:path}")
+    async def model(model_id: str) -> dict[str, Any]:
+        if model_id != card.name:
+            raise APIError(404, f"the model {model_id!r} is not served here; this server serves "
+                           f"{card.name!r}", "model", code="model_not_found")
+        return model_entry
+
+    @app.post("/v1/completions")
+    async def completions(request: Request) -> Response:
+        parsed = parse_completion(read_json(await request.body()), tokenizer, limits, card.name)
+        completion = Completion(engine, parsed)
+        if parsed.stream:
+            return StreamingResponse(stream(completion), media_type="text/event-stream", headers=SSE_HEADERS)
+        texts = [""] * parsed.n
+        try:
+            async for batch in completion.batches():
+                for event in batch:
+                    texts[event.index] += event.text
+        finally:
+            completion.job.cancel()  # stops the work if the client went away; a no-op once done
+        return JSONResponse({
+            "id": completion.id, "object": "text_completion", "created": completion.created,
+            "model": card.name,
+            "choices": [{"text": text, "index": i, "logprobs": None, "finish_reason": "length"}
+                        for i, text in enumerate(texts)],
+            "usage": completion.usage(sum(len(t) for t in texts)),
+        })
+
+    async def stream(completion: Completion) -> AsyncIterator[str]:
+        def chunk(choices: list[dict[str, Any]], **extra: Any) -> str:
+            return sse({"id": completion.id, "object": "text_completion", "created": completion.created,
+                        "model": card.name, "choices": choices, **extra})
+
+        produced = 0
+        try:
+            async for batch in completion.batches():
+                # Consecutive characters of one choice travel in one chunk.
+                merged: list[Event] = []
+                for event in batch:
+                    if merged and event.kind == "text" and merged[-1].kind == "text" and \
+                            merged[-1].index == event.index:
+                        merged[-1] = Event("text", event.index, merged[-1].text + event.text)
+                    else:
+                        merged.append(event)
+                for event in merged:
+                    produced += len(event.text)
+                    yield chunk([{"text": event.text, "index": event.index, "logprobs": None,
+                                  "finish_reason": "length" if event.kind == "end" else None}])
+            if completion.request.include_usage:
+                yield chunk([], usage=completion.usage(produced))
+            yield sse("[DONE]")
+        except APIError as err:
+            yield sse(err.body())  # the status line is sent already; clients read the error event
+        finally:
+            completion.job.cancel()  # the client closed the stream early: stop generating for it
+
+    return app

@@ -1,0 +1,259 @@
+"""The generation engine: one decoding thread runs every request, several of them per forward.
+
+Each request decodes with exactly the rules of chargpt.model.sampling.iter_tokens (the context
+window restart, the sampling of each character from the request's own seeded generator), so
+its text is chargpt-sample's. Up to `max_batch` requests decode together: each step feeds the
+next token of every live request through one batched forward on a per-row KV cache (on CPU a
+step for 8 rows costs about 1.5x a step for one). Prompts and window restarts are fed to their
+row alone. A request that runs alone gets the very computation chargpt-sample does; in a batch
+its logits can differ from that in the last bit (a different matrix kernel), which changes a
+sampled character only if the random draw falls within that distance of a boundary.
+Requests beyond `max_batch` wait in a queue of at most `max_queue`.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from chargpt.data.tokenizer import CharTokenizer
+from chargpt.model.sampling import compile_decode_step, sample_next
+from chargpt.serving.batch_cache import BatchedKVCache
+
+log = logging.getLogger(__name__)
+
+
+class QueueFull(Exception):
+    """More requests are waiting than the queue holds."""
+
+
+@dataclass(frozen=True)
+class Event:
+    """What the engine reports to a request: text of a choice, its end, or a failure."""
+
+    kind: str  # "text" | "end" | "error"
+    index: int = 0  # the choice
+    text: str = ""
+
+
+@dataclass
+class Job:
+    prompt_ids: list[int]
+    max_new_tokens: int
+    n: int
+    temperature: float
+    top_k: int | None
+    top_p: float | None
+    generator: torch.Generator
+    emit: Callable[[Event], None]  # called from the decoding thread
+    cancelled: threading.Event = field(default_factory=threading.Event)
+
+    def cancel(self) -> None:
+        self.cancelled.set()
+
+
+@dataclass
+class Row:
+    """A job's live decoding state: iter_tokens' variables for the choice being generated."""
+
+    job: Job
+    choice: int = 0
+    window: list[int] = field(default_factory=list)  # the tokens the model sees (seq[start:])
+    produced: int = 0
+    refill: bool = True  # the next token comes from feeding the whole window
+
+    def start_choice(self, block_size: int) -> None:
+        self.window = self.job.prompt_ids[-block_size:]
+        self.produced, self.refill = 0, True
+
+
+class Engine:
+    def __init__(
+        self, model: nn.Module, tokenizer: CharTokenizer, max_batch: int = 8, max_queue: int = 64,
+        compile: bool = False,
+    ) -> None:
+        if max_batch < 1 or max_queue < 0:
+            raise ValueError("max_batch must be at least 1 and max_queue at least 0")
+        self.model, self.tokenizer = model.eval(), tokenizer
+        self.max_batch, self.max_queue = max_batch, max_queue
+        self.block = model.block_size
+        self.keep = max(1, self.block // 2)
+        probe = model.new_cache(1)
+        self.cache: BatchedKVCache | None = None
+        if probe is not None:  # the GPT; the bigram model has no cache and decodes row by row
+            c, p = model.config, next(model.parameters())
+            self.cache = BatchedKVCache(
+                c.n_layer, max_batch, c.n_head, c.block_size, c.head_dim, p.device, p.dtype
+            )
+        # Compiled: the step always runs all max_batch rows, so one shape (one compilation)
+        # serves every load; idle rows compute and are ignored.
+        self.step = compile_decode_step(model) if compile and self.cache is not None else None
+        self.rows: list[Row] = []
+        self.pending: collections.deque[Job] = collections.deque()
+        self.wake = threading.Condition()
+        self.stopping = False
+        self.thread = threading.Thread(target=self._run, name="chargpt-decode", daemon=True)
+
+    # -- the request side (any thread) --
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def close(self) -> None:
+        with self.wake:
+            self.stopping = True
+            self.wake.notify()
+        self.thread.join(timeout=30)
+
+    def submit(self, job: Job) -> None:
+        """Queue a job; its events arrive through job.emit. Raises QueueFull."""
+        with self.wake:
+            waiting = len(self.rows) + len(self.pending) + 1 - self.max_batch  # with this job
+            if waiting > self.max_queue:
+                raise QueueFull(
+                    f"the server is busy: {len(self.rows)} requests are generating and {len(self.pending)} "
+                    "are waiting; retry shortly"
+                )
+            self.pending.append(job)
+            self.wake.notify()
+
+    def load(self) -> dict[str, int]:
+        return {"running": len(self.rows), "waiting": len(self.pending)}
+
+    def warm_up(self) -> None:
+        """Run one short request through every path (prefill, batched step; compiles if set)."""
+        done = threading.Event()
+
+        def emit(event: Event) -> None:
+            if event.kind in ("end", "error"):
+                done.set()
+
+        prompt = [0] * min(2, self.block)
+        generator = torch.Generator(device=self.device).manual_seed(0)
+        self.submit(Job(prompt, 4, 1, 1.0, None, None, generator, emit))
+        done.wait()
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    # -- the decoding thread --
+
+    def _run(self) -> None:
+        with torch.inference_mode():
+            while True:
+                with self.wake:
+                    while not self.stopping and not self.rows and not self.pending:
+                        self.wake.wait()
+                    if self.stopping:
+                        break
+                    self._admit()
+                try:
+                    self._iteration()
+                except Exception as err:  # keep serving: fail the live requests, not the server
+                    log.exception("decoding failed")
+                    for row in self.rows:
+                        row.job.emit(Event("error", row.choice, f"generation failed: {type(err).__name__}"))
+                    self.rows.clear()
+        for row in self.rows:
+            row.job.emit(Event("error", row.choice, "the server is shutting down"))
+        for job in self.pending:
+            job.emit(Event("error", 0, "the server is shutting down"))
+
+    def _admit(self) -> None:
+        while self.pending and len(self.rows) < self.max_batch:
+            job = self.pending.popleft()
+            if job.cancelled.is_set():
+                continue
+            if job.max_new_tokens == 0:  # nothing to generate: every choice is empty
+                for i in range(job.n):
+                    job.emit(Event("end", i))
+                continue
+            row = Row(job)
+            row.start_choice(self.block)
+            self.rows.append(row)
+
+    def _iteration(self) -> None:
+        """One new token for every live row, as iter_tokens makes it."""
+        for i in reversed(range(len(self.rows))):
+            if self.rows[i].job.cancelled.is_set():
+                self._remove(i)
+        if not self.rows:
+            return
+        logits: list[torch.Tensor | None] = [None] * len(self.rows)
+        if self.cache is None:  # no cache (the bigram model): the whole window, every token
+            for i, row in enumerate(self.rows):
+                logits[i] = self.model(torch.tensor([row.window], device=self.device))[0][:, -1, :]
+        else:
+            # The batched step first: the rows it does not serve (to be refilled, or idle) may
+            # take part in it, and the refills below then overwrite whatever it wrote for them.
+            stepping = [i for i, row in enumerate(self.rows) if not row.refill]
+            if stepping:
+                for i, row_logits in self._batched_step(stepping).items():
+                    logits[i] = row_logits
+            for i, row in enumerate(self.rows):
+                if row.refill:
+                    view = self.cache.row(i)
+                    view.reset()
+                    window = torch.tensor([row.window], device=self.device)
+                    logits[i] = self.model(window, cache=view)[0][:, -1, :]
+                    row.refill = False
+        for i in reversed(range(len(self.rows))):
+            self._take_token(i, logits[i])
+
+    def _batched_step(self, stepping: list[int]) -> dict[int, torch.Tensor]:
+        """Logits (1, V) of the next token of each row in `stepping`, from one forward."""
+        cache = self.cache
+        assert cache is not None
+        if self.step is None and len(stepping) == 1:
+            # Alone: the single-request computation exactly (chargpt-sample's, bit for bit).
+            i = stepping[0]
+            last = torch.tensor([[self.rows[i].window[-1]]], device=self.device)
+            return {i: self.model(last, cache=cache.row(i))[0][:, -1, :]}
+        # Compiled, the step always has all rows: one shape, one compilation.
+        width = self.max_batch if self.step is not None else len(self.rows)
+        tokens = torch.zeros(width, 1, dtype=torch.long, device=self.device)
+        tokens[: len(self.rows), 0] = torch.tensor([row.window[-1] for row in self.rows], device=self.device)
+        # The other rows write a throwaway entry at position 0 (their own position may be past
+        # the end of the cache); they are reset before they are used again.
+        idle = torch.ones(cache.next.shape[0], dtype=torch.bool, device=self.device)
+        idle[stepping] = False
+        cache.next[idle] = 0
+        cache.active = width
+        out = (self.step or self.model)(tokens, cache=cache)[0]
+        return {i: out[i : i + 1, -1, :] for i in stepping}
+
+    def _take_token(self, i: int, logits: torch.Tensor | None) -> None:
+        row = self.rows[i]
+        job = row.job
+        assert logits is not None
+        token = int(sample_next(logits, job.temperature, job.top_k, job.top_p, job.generator)[0, 0])
+        row.window.append(token)
+        if len(row.window) > self.block:  # iter_tokens' window restart
+            row.window = row.window[-self.keep :]
+            row.refill = True
+        row.produced += 1
+        job.emit(Event("text", row.choice, self.tokenizer.chars[token]))
+        if row.produced < job.max_new_tokens:
+            return
+        if row.choice + 1 < job.n:  # the next choice continues the same generator, as num_samples does
+            job.emit(Event("end", row.choice))
+            row.choice += 1
+            row.start_choice(self.block)
+        else:
+            self._remove(i)  # first: once the client has its answer, the load no longer counts it
+            job.emit(Event("end", row.choice))
+
+    def _remove(self, i: int) -> None:
+        """Drop row i; the last row moves into its place so the live rows stay contiguous."""
+        last = len(self.rows) - 1
+        if i != last and self.cache is not None:
+            self.cache.move_row(last, i)
+        self.rows[i] = self.rows[last]
+        self.rows.pop()

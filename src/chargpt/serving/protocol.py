@@ -1,0 +1,171 @@
+"""The completions request: parsing, validation and OpenAI-style errors.
+
+Every problem becomes an APIError whose JSON body is OpenAI's:
+{"error": {"message": ..., "type": ..., "param": ..., "code": ...}}.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from chargpt.data.tokenizer import CharTokenizer
+from chargpt.errors import ChargptError
+from chargpt.model.sampling import check_sampling
+
+
+class APIError(Exception):
+    def __init__(
+        self, status: int, message: str, param: str | None = None,
+        type: str = "invalid_request_error", code: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status, self.message, self.param, self.type, self.code = status, message, param, type, code
+
+    def body(self) -> dict[str, Any]:
+        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What the server allows; set from chargpt-serve's config."""
+
+    default_max_tokens: int = 256
+    max_tokens: int = 4096  # the cap on max_tokens
+    max_n: int = 8
+
+
+# OpenAI parameters this server does not implement: sending one with a non-default value is an error
+# (silently ignoring `stop` or `echo` would return something else than the client asked for).
+UNSUPPORTED = {
+    "stop": None, "echo": False, "logprobs": None, "best_of": None, "suffix": None, "logit_bias": None,
+    "presence_penalty": 0, "frequency_penalty": 0,
+}
+
+
+SEED_RANGE = (-(2**63), 2**64 - 1)  # what torch.Generator.manual_seed accepts
+
+
+class CompletionBody(BaseModel):
+    """The fields' types; their ranges are checked in parse_completion, with chargpt's messages."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str | None = None
+    prompt: str = "\n"
+    max_tokens: int | None = None
+    max_new_tokens: int | None = None  # chargpt-sample's name for max_tokens
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None  # an extension: OpenAI has none
+    seed: int | None = None
+    n: int | None = None
+    stream: bool = False
+    stream_options: dict[str, Any] | None = None
+    user: str | None = None
+    stop: Any = None
+    echo: Any = None
+    logprobs: Any = None
+    best_of: Any = None
+    suffix: Any = None
+    logit_bias: Any = None
+    presence_penalty: Any = None
+    frequency_penalty: Any = None
+
+
+@dataclass(frozen=True)
+class CompletionRequest:
+    prompt: str
+    prompt_ids: list[int]
+    max_tokens: int
+    temperature: float
+    top_k: int | None
+    top_p: float | None
+    seed: int | None
+    n: int
+    stream: bool
+    include_usage: bool
+
+
+def read_json(raw: bytes) -> dict[str, Any]:
+    try:
+        data = json.loads(raw)
+    except UnicodeDecodeError:
+        raise APIError(400, "the request body is not UTF-8 text; send JSON encoded as UTF-8") from None
+    except json.JSONDecodeError as err:
+        raise APIError(
+            400, f"the request body is not valid JSON ({err.msg} at line {err.lineno} column {err.colno}); "
+            "send a JSON object such as {\"prompt\": \"ROMEO:\", \"max_tokens\": 100}",
+            code="invalid_json",
+        ) from None
+    if not isinstance(data, dict):
+        raise APIError(400, f"the request body must be a JSON object, got {type(data).__name__}")
+    return data
+
+
+def _type_error(err: ValidationError) -> APIError:
+    first = err.errors()[0]
+    param = ".".join(str(p) for p in first["loc"]) or None
+    if first["type"] == "extra_forbidden":
+        return APIError(400, f"unknown parameter {param!r}; remove it (the docs list the parameters)",
+                        param, code="unknown_parameter")
+    if param == "prompt":
+        return APIError(400, "prompt must be one string (lists of prompts and token ids are not supported)",
+                        param)
+    return APIError(400, f"{param}: {first['msg'].lower()} (got {first.get('input')!r})", param)
+
+
+def parse_completion(
+    data: dict[str, Any], tokenizer: CharTokenizer, limits: Limits, model_name: str
+) -> CompletionRequest:
+    try:
+        body = CompletionBody.model_validate(data)
+    except ValidationError as err:
+        raise _type_error(err) from None
+    for name, default in UNSUPPORTED.items():
+        value = getattr(body, name)
+        if value is not None and value != default:
+            raise APIError(400, f"{name} is not supported by this server; remove it from the request", name,
+                           code="unsupported_parameter")
+    if body.model is not None and body.model != model_name:
+        raise APIError(404, f"the model {body.model!r} is not served here; this server serves {model_name!r}",
+                       "model", code="model_not_found")
+    both = body.max_tokens is not None and body.max_new_tokens is not None
+    if both and body.max_tokens != body.max_new_tokens:
+        raise APIError(400, "max_tokens and max_new_tokens disagree; send only max_tokens", "max_tokens")
+    max_tokens = body.max_tokens if body.max_tokens is not None else body.max_new_tokens
+    param = "max_tokens" if body.max_tokens is not None else "max_new_tokens"
+    if max_tokens is None:
+        max_tokens = limits.default_max_tokens
+    if max_tokens > limits.max_tokens:
+        raise APIError(400, f"{param}={max_tokens} is above this server's limit of {limits.max_tokens}; "
+                       f"ask for at most {limits.max_tokens} characters", param)
+    temperature = 1.0 if body.temperature is None else body.temperature
+    n = 1 if body.n is None else body.n
+    if not 1 <= n <= limits.max_n:
+        raise APIError(400, f"n={n} must be between 1 and {limits.max_n}", "n")
+    try:
+        check_sampling(temperature, body.top_k, body.top_p, max_tokens)
+    except ChargptError as err:
+        message = str(err)
+        failed = next(p for p in ("temperature", "top_k", "top_p", "max_new_tokens") if message.startswith(p))
+        if failed == "max_new_tokens":
+            failed, message = param, message.replace("max_new_tokens", param, 1)
+        raise APIError(400, message, failed) from None
+    if body.seed is not None and not SEED_RANGE[0] <= body.seed <= SEED_RANGE[1]:
+        raise APIError(400, f"seed={body.seed} is outside the 64-bit range torch seeds take", "seed")
+    if not body.prompt:
+        raise APIError(400, "the prompt is empty; give at least one character", "prompt")
+    try:
+        prompt_ids = tokenizer.encode(body.prompt)
+    except ChargptError as err:
+        raise APIError(400, f"the prompt has {err}", "prompt", code="unknown_characters") from None
+    options = body.stream_options or {}
+    return CompletionRequest(
+        prompt=body.prompt, prompt_ids=prompt_ids, max_tokens=max_tokens, temperature=temperature,
+        top_k=body.top_k, top_p=body.top_p, seed=body.seed, n=n, stream=body.stream,
+        include_usage=bool(options.get("include_usage")),
+    )

@@ -1,0 +1,107 @@
+"""Run the app with uvicorn: on a socket bound up front, in the foreground or in a thread."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from types import TracebackType
+
+import uvicorn
+from fastapi import FastAPI
+
+from chargpt.errors import ConfigError
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A socket bound to host:port but not yet listening: a port in use is reported before the
+    model loads, and clients are refused (not left waiting) until the server is ready."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except socket.gaierror as err:
+        raise ConfigError(f"host={host!r} is not an address this machine can bind ({err.strerror}); "
+                          "use host=127.0.0.1") from None
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+    except OSError as err:
+        sock.close()
+        raise ConfigError(f"cannot listen on {host}:{port} ({err.strerror or err}); "
+                          "pick another port (port=0 takes any free one)") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def url_of(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+class _Server(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config, on_ready: Callable[[], None] | None) -> None:
+        super().__init__(config)
+        self.on_ready = on_ready
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        """Ctrl+C and SIGTERM shut down gracefully and the command then exits 0 (uvicorn would
+        re-raise the signal afterwards: a traceback for Ctrl+C, death by signal for SIGTERM)."""
+        if threading.current_thread() is not threading.main_thread():
+            yield  # signals reach the main thread only
+            return
+        originals = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, handler in originals.items():
+                signal.signal(sig, handler)
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.on_ready is not None and self.started:
+            self.on_ready()  # listening now: a client that reads this can connect
+
+
+def make_server(
+    app: FastAPI, log_level: str = "info", on_ready: Callable[[], None] | None = None
+) -> uvicorn.Server:
+    # An open stream must not hold up Ctrl+C for long.
+    config = uvicorn.Config(app, log_level=log_level, lifespan="off", timeout_graceful_shutdown=2)
+    return _Server(config, on_ready)
+
+
+def serve(
+    app: FastAPI, sock: socket.socket, log_level: str = "info", on_ready: Callable[[], None] | None = None
+) -> None:
+    """Serve until interrupted (Ctrl+C or SIGTERM); on_ready runs once the socket listens."""
+    make_server(app, log_level, on_ready).run(sockets=[sock])
+
+
+class BackgroundServer:
+    """The app served on a free local port in a thread, for tests and benchmarks:
+    `with BackgroundServer(app) as url: ...`."""
+
+    def __init__(self, app: FastAPI, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.sock = bind(host, port)
+        self.server = make_server(app, "warning")
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
+
+    def __enter__(self) -> str:
+        self.thread.start()
+        while not self.server.started:
+            if not self.thread.is_alive():
+                raise RuntimeError("the server thread stopped before it started")
+            self.thread.join(0.01)
+        return url_of(self.sock)
+
+    def __exit__(
+        self, kind: type[BaseException] | None, err: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+        self.sock.close()

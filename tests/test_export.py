@@ -1,0 +1,283 @@
+"""chargpt-export: safetensors and ONNX folders for every architecture option, loaded back by
+chargpt.load (safetensors) and run by ONNX Runtime (ONNX) with PyTorch's logits; bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import chargpt
+from chargpt import export as export_module
+from chargpt.cli import export as export_cli
+from chargpt.cli import sample as sample_cli
+from chargpt.data.tokenizer import CharTokenizer
+from chargpt.errors import CheckpointError
+from chargpt.export import card_for, export_model, load_export
+from chargpt.inference import TrainedModel
+from chargpt.model import ModelConfig, build_model
+from chargpt.model.config import ACTIVATIONS, ARCHS, NORMS, POS_ENCODINGS
+from chargpt.model_card import ModelCard
+from conftest import run_cli, run_main, train_args
+
+NO_EXTRA = "the export extra is not installed: pip install -e '.[export]'"
+ort = pytest.importorskip("onnxruntime", reason=NO_EXTRA)
+pytest.importorskip("onnxscript", reason=NO_EXTRA)
+pytest.importorskip("safetensors", reason=NO_EXTRA)
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "onnx_generate.py"
+VOCAB = list("\n !',.:;?abcdefghijklmnopqrstuvwxyzéè😀")
+SMALL = dict(n_layer=2, n_head=2, n_embd=32, block_size=16)
+# Each value of every architecture option appears in at least one case (checked below), mixed so
+# that five models cover them all: one ONNX export costs seconds.
+CASES = {
+    "learned-gelu-layernorm-tied": dict(),
+    "sinusoidal-relu-rmsnorm-qknorm-softcap-untied": dict(
+        pos_encoding="sinusoidal", activation="relu", norm="rmsnorm", qk_norm=True, logit_softcap=5.0,
+        tie_weights=False,
+    ),
+    "rope-swiglu-layernorm-qknorm-nobias": dict(
+        pos_encoding="rope", activation="swiglu", qk_norm=True, bias=False, mlp_ratio=3.0
+    ),
+    "rope-relu2-rmsnorm-softcap": dict(
+        pos_encoding="rope", activation="relu2", norm="rmsnorm", logit_softcap=30.0
+    ),
+    "bigram": dict(arch="bigram"),
+}
+# PyTorch and ONNX Runtime run the same float32 graph with different kernels: the logits agree to
+# rounding (observed max difference ~2e-7; the check allows 1e-5 absolute + 1e-5 relative).
+ATOL = RTOL = 1e-5
+
+
+def small_model(case: str, seed: int = 0) -> TrainedModel:
+    torch.manual_seed(seed)
+    config = ModelConfig(**{**SMALL, "init_std": 0.2, **CASES[case]})
+    return TrainedModel(build_model(config, len(VOCAB)).eval(), CharTokenizer(VOCAB))
+
+
+def card(trained: TrainedModel, name: str = "test model") -> ModelCard:
+    return ModelCard(name, trained.model.num_params(), len(VOCAB), trained.model.block_size,
+                     trained.model.config.arch, val_loss=1.25, step=100)
+
+
+def test_cases_cover_every_option_and_every_option_is_exportable() -> None:
+    configs = [ModelConfig(**{**SMALL, **case}) for case in CASES.values()]
+    for name, values in (("arch", ARCHS), ("pos_encoding", POS_ENCODINGS), ("activation", ACTIVATIONS),
+                         ("norm", NORMS)):
+        assert {getattr(c, name) for c in configs if c.arch == "gpt" or name == "arch"} == set(values), name
+        for fmt in export_module.WEIGHTS:
+            assert set(export_module.SUPPORTED[fmt][name]) == set(values)
+    gpts = [c for c in configs if c.arch == "gpt"]
+    for flag in ("qk_norm", "tie_weights", "bias"):
+        assert {getattr(c, flag) for c in gpts} == {True, False}, flag
+    assert {c.logit_softcap is None for c in gpts} == {True, False}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_safetensors_export_loads_back_identical(case: str, tmp_path: Path) -> None:
+    trained = small_model(case)
+    out = export_model(trained, card(trained), "safetensors", tmp_path / "my exports" / "v1")
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.safetensors"]
+    config = json.loads((out / "config.json").read_text(encoding="utf-8"))
+    assert config["vocab"] == VOCAB and config["model"]["arch"] == trained.model.config.arch
+    assert config["card"]["name"] == "test model" and config["card"]["val_loss"] == 1.25
+    loaded = chargpt.load(out)
+    assert loaded.tokenizer.chars == VOCAB
+    assert loaded.model.config == trained.model.config
+    original, restored = trained.model.state_dict(), loaded.model.state_dict()
+    assert original.keys() == restored.keys()
+    assert all(torch.equal(original[k], restored[k]) for k in original)
+    if trained.model.config.tie_weights and case != "bigram":  # the tie survives the round trip
+        assert loaded.model.head.weight.data_ptr() == loaded.model.tok_emb.weight.data_ptr()
+    assert loaded.generate("the é😀", seed=3, max_new_tokens=40, temperature=0.9) == trained.generate(
+        "the é😀", seed=3, max_new_tokens=40, temperature=0.9
+    )
+
+
+# One ONNX export takes seconds: the default run exports two models, the slow run all of them.
+ONNX_CASES = [c if c in ("learned-gelu-layernorm-tied", "bigram") else pytest.param(c, marks=pytest.mark.slow)
+              for c in CASES]
+
+
+@pytest.mark.parametrize("case", ONNX_CASES)
+def test_onnx_export_matches_pytorch_logits(case: str, tmp_path: Path) -> None:
+    trained = small_model(case)
+    out = export_model(trained, card(trained), "onnx", tmp_path / "onnx")
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.onnx"]
+    config = json.loads((out / "config.json").read_text(encoding="utf-8"))
+    assert config["onnx"] == {"input": "input_ids", "output": "logits", "max_length": 16}
+    session = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
+    meta = json.loads(session.get_modelmeta().custom_metadata_map["chargpt"])
+    assert meta["vocab"] == VOCAB
+    generator = torch.Generator().manual_seed(1)
+    for batch, length in [(1, 1), (1, 7), (3, 5), (2, 16), (5, 11)]:
+        ids = torch.randint(0, len(VOCAB), (batch, length), generator=generator)
+        (logits,) = session.run(["logits"], {"input_ids": ids.numpy()})
+        with torch.inference_mode():
+            expected = trained.model(ids)[0]
+        assert logits.shape == (batch, length, len(VOCAB))
+        torch.testing.assert_close(torch.from_numpy(logits), expected, atol=ATOL, rtol=RTOL)
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory: pytest.TempPathFactory, corpus: Path) -> Path:
+    from chargpt.cli import train as train_cli
+
+    run = tmp_path_factory.mktemp("export") / "shakespeare run"
+    assert run_cli(train_cli.main, *train_args(corpus, run, "logger=none")) == 0
+    return run
+
+
+@pytest.mark.parametrize("source", ["trained run", "random rope model"])
+def test_onnx_greedy_text_equals_chargpt_without_pytorch(
+    source: str, trained_run: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "onnx export"
+    if source == "trained run":
+        assert run_cli(export_cli.main, f"ckpt_path={trained_run}", "format=onnx", f"out={out}") == 0
+        trained = chargpt.load(trained_run)
+    else:  # large random weights: varied greedy text, where a short training run repeats one character
+        trained = small_model("rope-swiglu-layernorm-qknorm-nobias", seed=5)
+        export_model(trained, card(trained), "onnx", out)
+    prompt, n = "the king and", 60  # past the 16-character context: the window restarts too
+    expected = trained.generate(prompt, max_new_tokens=n, temperature=0.0)[0]
+    # The script runs with torch made unimportable: an ONNX export needs no PyTorch.
+    runner = (
+        "import runpy, sys; sys.modules['torch'] = None; "
+        f"sys.argv = ['onnx_generate', {str(out)!r}, '--prompt', {prompt!r}, '--max-new-tokens', '{n}']; "
+        f"runpy.run_path({str(SCRIPT)!r}, run_name='__main__')"
+    )
+    result = subprocess.run([sys.executable, "-c", runner], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == prompt + expected + "\n"
+    if source != "trained run":
+        assert len(set(expected)) > 2  # not one repeated character
+
+
+def test_cli_export_of_a_run_carries_its_card_and_serves_chargpt_sample(
+    trained_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    out = tmp_path / "my exports" / "v1"
+    code, stdout, _ = run_main(
+        export_cli.main, [f"ckpt_path={trained_run}", f"out={out}"], capsys
+    )
+    assert code == 0 and f"to {out}" in stdout
+    assert not list(out.parent.glob(".*partial*"))  # the staging folder is gone
+    config = json.loads((out / "config.json").read_text(encoding="utf-8"))
+    metrics = json.loads((trained_run / "metrics.json").read_text())
+    assert config["card"]["name"] == "shakespeare run"
+    assert config["card"]["val_loss"] == pytest.approx(metrics["val_loss"])
+    assert config["card"]["step"] == metrics["step"]
+    assert card_for(out, chargpt.load(out)).val_loss == pytest.approx(metrics["val_loss"])
+    # chargpt-sample reads the export folder like the checkpoint, with the same text.
+    args = ["prompt=The", "max_new_tokens=50", "seed=7", "device=cpu"]
+    texts = [run_main(sample_cli.main, [f"ckpt_path={p}", *args], capsys)[1]
+             for p in (trained_run, out)]
+    assert texts[0] == texts[1] and len(texts[0]) == len("The") + 50 + 1
+    # An export converts to the other format.
+    assert run_main(export_cli.main, [f"ckpt_path={out}", "format=onnx", f"out={tmp_path / 'o'}"],
+                    capsys)[0] == 0
+
+
+def _export_args(ckpt: Path, out: Path, *extra: str) -> list[str]:
+    return [f"ckpt_path={ckpt}", f"out={out}", *extra]
+
+
+@pytest.fixture
+def ckpt(tmp_path: Path) -> Path:
+    trained = small_model("learned-gelu-layernorm-tied")
+    path = tmp_path / "model.ckpt"
+    torch.save({"hyper_parameters": {"model": trained.model.config.to_dict(), "vocab": VOCAB},
+                "state_dict": {f"model.{k}": v for k, v in trained.model.state_dict().items()}}, path)
+    return path
+
+
+def _error(run: tuple[int, str, str]) -> str:
+    code, _, stderr = run
+    lines = stderr.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("error: "), stderr
+    return lines[0]
+
+
+def test_bad_export_input_is_one_error_line_and_overwrites_nothing(
+    ckpt: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    def run(*args: str) -> tuple[int, str, str]:
+        return run_main(export_cli.main, list(args), capsys)
+
+    assert "ckpt_path is required" in _error(run(f"out={tmp_path / 'x'}"))
+    assert "out is required" in _error(run(f"ckpt_path={ckpt}"))
+    message = _error(run(*_export_args(ckpt, tmp_path / "x"), "format=tflite"))
+    assert "format='tflite' is not one of safetensors, onnx" in message
+    assert "checkpoint not found" in _error(run(*_export_args(tmp_path / "nope.ckpt", tmp_path / "x")))
+    assert not (tmp_path / "x").exists()
+
+    busy = tmp_path / "notes"
+    busy.mkdir()
+    (busy / "todo.txt").write_text("mine")
+    (busy / "config.json").write_text("{}")
+    message = _error(run(*_export_args(ckpt, busy), "overwrite=true"))
+    assert "holds other files (todo.txt)" in message and "nothing was written" in message
+    assert (busy / "todo.txt").read_text() == "mine" and (busy / "config.json").read_text() == "{}"
+
+    a_file = tmp_path / "file.txt"
+    a_file.write_text("keep")
+    assert "is a file" in _error(run(*_export_args(ckpt, a_file)))
+    assert a_file.read_text() == "keep"
+
+    previous = tmp_path / "previous export"
+    assert run(*_export_args(ckpt, previous))[0] == 0
+    before = {p.name: p.read_bytes() for p in previous.iterdir()}
+    assert "already holds an export" in _error(run(*_export_args(ckpt, previous), "format=onnx"))
+    assert {p.name: p.read_bytes() for p in previous.iterdir()} == before
+    # overwrite=true replaces an export (and nothing else): safetensors -> onnx, no stale weights.
+    assert run(*_export_args(ckpt, previous), "format=onnx", "overwrite=true")[0] == 0
+    assert sorted(p.name for p in previous.iterdir()) == ["config.json", "model.onnx"]
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert run(*_export_args(ckpt, empty))[0] == 0 and (empty / "model.safetensors").is_file()
+
+
+def test_an_option_a_format_cannot_express_is_named(
+    ckpt: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    narrowed = {**export_module.SUPPORTED["onnx"], "activation": ("relu",)}
+    monkeypatch.setitem(export_module.SUPPORTED, "onnx", narrowed)
+    message = _error(run_main(export_cli.main, _export_args(ckpt, tmp_path / "o", "format=onnx"), capsys))
+    assert "the onnx export cannot express model.activation='gelu'" in message
+    assert not (tmp_path / "o").exists()
+
+
+def test_loading_a_damaged_or_onnx_export_is_a_clear_error(ckpt: Path, tmp_path: Path) -> None:
+    trained = chargpt.load(ckpt)
+    onnx_dir = export_model(trained, card(trained), "onnx", tmp_path / "onnx")
+    with pytest.raises(CheckpointError, match=r"is an ONNX export: run its model\.onnx with ONNX Runtime"):
+        chargpt.load(onnx_dir)
+    folder = export_model(trained, card(trained), "safetensors", tmp_path / "st")
+    weights = folder / "model.safetensors"
+    assert chargpt.load(weights).tokenizer.chars == VOCAB  # the weights file names its folder too
+    weights.write_bytes(weights.read_bytes()[:100])
+    with pytest.raises(CheckpointError, match="does not hold this model's weights"):
+        load_export(folder)
+    (folder / "config.json").write_text("{not json", encoding="utf-8")
+    with pytest.raises(CheckpointError, match="not a readable export config"):
+        chargpt.load(folder)
+    config = json.loads((onnx_dir / "config.json").read_text(encoding="utf-8"))
+    (folder / "config.json").write_text(json.dumps({**config, "format_version": 99}), encoding="utf-8")
+    with pytest.raises(CheckpointError, match="export format version 99"):
+        chargpt.load(folder)
+
+
+def test_an_export_folder_is_readable_by_others(ckpt: Path, tmp_path: Path) -> None:
+    trained = chargpt.load(ckpt)
+    out = export_model(trained, card(trained), "safetensors", tmp_path / "shared")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o777 & ~umask
+    assert all(p.stat().st_mode & 0o777 == 0o666 & ~umask for p in out.iterdir())

@@ -1,0 +1,373 @@
+"""chargpt-serve over real HTTP on a free local port: the text equals chargpt-sample's, streaming,
+the openai client, 20 concurrent requests, the queue limit, bad input, and the CLI."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+import chargpt
+from chargpt.cli import sample as sample_cli
+from chargpt.model import ModelConfig, build_model
+from conftest import run_main
+
+NO_EXTRA = "the serve extra is not installed: pip install -e '.[serve]'"
+httpx = pytest.importorskip("httpx", reason=NO_EXTRA)
+openai = pytest.importorskip("openai", reason=NO_EXTRA)
+pytest.importorskip("fastapi", reason=NO_EXTRA)
+pytest.importorskip("uvicorn", reason=NO_EXTRA)
+
+from chargpt.cli import serve as serve_cli  # noqa: E402  (needs the extra)
+from chargpt.export import card_for, export_model  # noqa: E402
+from chargpt.serving.app import create_app  # noqa: E402
+from chargpt.serving.engine import Engine  # noqa: E402
+from chargpt.serving.protocol import Limits  # noqa: E402
+from chargpt.serving.server import BackgroundServer  # noqa: E402
+
+# What people type: punctuation, quotes, accents, an emoji, newlines.
+VOCAB = sorted(set("\n !\"',.:;?-ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyzéàç’😀"))
+LIMITS = Limits(default_max_tokens=64, max_tokens=500, max_n=4)
+
+
+def write_checkpoint(run: Path, config: ModelConfig, seed: int = 0) -> Path:
+    """A run directory with a chargpt checkpoint (random weights), a val loss and a step."""
+    torch.manual_seed(seed)
+    model = build_model(config, len(VOCAB))
+    path = run / "checkpoints" / "last.ckpt"
+    path.parent.mkdir(parents=True)
+    torch.save({
+        "hyper_parameters": {"model": config.to_dict(), "vocab": VOCAB},
+        "state_dict": {f"model.{k}": v for k, v in model.state_dict().items()},
+        "callbacks": {"LatestCheckpoint{'monitor': 'val/loss'}": {
+            "monitor": "val/loss", "current_score": torch.tensor(1.5)}},
+        "global_step": 123,
+    }, path)
+    return run
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    config = ModelConfig(n_layer=2, n_head=2, n_embd=32, block_size=16, pos_encoding="rope")
+    return write_checkpoint(tmp_path_factory.mktemp("serve") / "my run", config)
+
+
+@contextmanager
+def serving(path: Path, limits: Limits = LIMITS, **engine_options: Any) -> Iterator[tuple[str, Engine]]:
+    trained = chargpt.load(path)
+    engine = Engine(trained.model, trained.tokenizer, **engine_options)
+    engine.start()
+    try:
+        engine.warm_up()
+        app = create_app(engine, trained.tokenizer, card_for(path, trained), limits)
+        with BackgroundServer(app) as url:
+            assert url.startswith("http://127.0.0.1:")
+            yield url, engine
+    finally:
+        engine.close()
+
+
+@pytest.fixture(scope="module")
+def server(run_dir: Path) -> Iterator[tuple[str, Engine]]:
+    with serving(run_dir, max_batch=8, max_queue=64) as served:
+        yield served
+
+
+@pytest.fixture(scope="module")
+def url(server: tuple[str, Engine]) -> str:
+    return server[0]
+
+
+def complete(url: str, **body: Any) -> dict[str, Any]:
+    response = httpx.post(f"{url}/v1/completions", json=body, timeout=60)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def chargpt_sample(
+    ckpt: Path, prompt: str, n: int, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture,
+    **settings: Any,
+) -> str:
+    args = [f"ckpt_path={ckpt}", f"prompt={prompt}", f"num_samples={n}", "device=cpu",
+            *(f"{k}={'null' if v is None else v}" for k, v in settings.items())]
+    code, stdout, stderr = run_main(sample_cli.main, args, capsys)
+    assert code == 0, stderr
+    return stdout
+
+
+def test_models_names_the_model_and_its_card(url: str, run_dir: Path) -> None:
+    listing = httpx.get(f"{url}/v1/models").json()
+    assert listing["object"] == "list"
+    (model,) = listing["data"]
+    assert model["id"] == "my run" and model["object"] == "model"
+    card = model["chargpt"]
+    assert card["val_loss"] == pytest.approx(1.5) and card["step"] == 123
+    assert card["params"] == chargpt.load(run_dir).model.num_params()
+    assert card["block_size"] == 16 and card["vocab_size"] == len(VOCAB) and card["max_tokens"] == 500
+    assert httpx.get(f"{url}/v1/models/my run").json()["id"] == "my run"
+    assert httpx.get(f"{url}/health").json()["status"] == "ok"
+
+
+@pytest.mark.parametrize(
+    ("prompt", "settings"),
+    [
+        ('The king, "said" she, é😀\nNext: ', dict(max_tokens=80, temperature=0.8, top_k=10, seed=11)),
+        ("A", dict(max_tokens=40, temperature=0.0, seed=1)),
+        ("it’s à ça - no?", dict(max_tokens=50, top_p=0.9, seed=2**40, n=3)),
+    ],
+)
+def test_seeded_text_equals_chargpt_sample(
+    prompt: str, settings: dict[str, Any], url: str, run_dir: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture,
+) -> None:
+    response = complete(url, prompt=prompt, **settings)
+    n = settings.get("n", 1)
+    texts = [choice["text"] for choice in sorted(response["choices"], key=lambda c: c["index"])]
+    assert len(texts) == n and all(len(t) == settings["max_tokens"] for t in texts)
+    assert all(c["finish_reason"] == "length" for c in response["choices"])
+    made = n * settings["max_tokens"]
+    assert response["usage"] == {"prompt_tokens": len(prompt), "completion_tokens": made,
+                                 "total_tokens": len(prompt) + made}
+    cli = chargpt_sample(run_dir, prompt, n, monkeypatch, capsys, max_new_tokens=settings["max_tokens"],
+                         temperature=settings.get("temperature", 1.0), top_k=settings.get("top_k"),
+                         top_p=settings.get("top_p"), seed=settings["seed"])
+    assert cli == "\n---\n".join(prompt + text for text in texts) + "\n"
+
+
+def read_events(url: str, **body: Any) -> list[str]:
+    with httpx.stream("POST", f"{url}/v1/completions", json={**body, "stream": True}, timeout=60) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        return [line for line in response.iter_lines() if line]
+
+
+def test_streaming_sends_chunks_then_done_with_the_same_text(url: str) -> None:
+    body = dict(prompt="ROMEO:\n", max_tokens=300, seed=5, n=2)
+    events = read_events(url, **body, stream_options={"include_usage": True})
+    assert events[-1] == "data: [DONE]"
+    assert all(e.startswith("data: {") for e in events[:-1])
+    chunks = [json.loads(e.removeprefix("data: ")) for e in events[:-1]]
+    *text_chunks, usage = chunks
+    assert usage["choices"] == [] and usage["usage"]["completion_tokens"] == 600
+    texts = ["", ""]
+    finished = []
+    for chunk in text_chunks:
+        assert chunk["object"] == "text_completion" and chunk["model"] == "my run"
+        (choice,) = chunk["choices"]
+        texts[choice["index"]] += choice["text"]
+        if choice["finish_reason"] is not None:
+            finished.append(choice["index"])
+    assert finished == [0, 1]
+    assert len(text_chunks) > 6  # characters arrive as they are made, not in one piece per choice
+    assert texts == [c["text"] for c in complete(url, **body)["choices"]]
+
+
+def test_the_openai_client_works_unchanged(url: str) -> None:
+    client = openai.OpenAI(base_url=f"{url}/v1", api_key="not-needed", max_retries=0)
+    assert [m.id for m in client.models.list()] == ["my run"]
+    settings = dict(model="my run", prompt="Good night, sweet prince", max_tokens=60, temperature=0.7, seed=3)
+    completion = client.completions.create(**settings)
+    text = completion.choices[0].text
+    assert len(text) == 60 and completion.choices[0].finish_reason == "length"
+    assert completion.usage.completion_tokens == 60
+    streamed = "".join(chunk.choices[0].text for chunk in client.completions.create(**settings, stream=True)
+                       if chunk.choices)
+    assert streamed == text
+    # top_k is an extension: the client passes it in extra_body. top_k=1 is greedy.
+    greedy = client.completions.create(model="my run", prompt="Hi", max_tokens=30, extra_body={"top_k": 1})
+    expected = complete(url, prompt="Hi", max_tokens=30, temperature=0)["choices"][0]["text"]
+    assert greedy.choices[0].text == expected
+    with pytest.raises(openai.BadRequestError, match="not in the vocabulary"):
+        client.completions.create(model="my run", prompt="Grüße", max_tokens=5)
+    with pytest.raises(openai.NotFoundError, match="not served here"):
+        client.completions.create(model="gpt-4", prompt="Hi", max_tokens=5)
+
+
+def test_twenty_concurrent_requests_are_all_answered(server: tuple[str, Engine], run_dir: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    url, engine = server
+    widths: list[int] = []
+    batched_step = engine._batched_step
+
+    def recording(stepping: list[int]) -> dict[int, torch.Tensor]:
+        widths.append(len(stepping))
+        return batched_step(stepping)
+
+    monkeypatch.setattr(engine, "_batched_step", recording)
+
+    def ask(seed: int) -> str:
+        body = dict(prompt="The queen", max_tokens=40, seed=seed)
+        if seed % 2:
+            events = read_events(url, **body)
+            return "".join(json.loads(e[6:])["choices"][0]["text"] for e in events[:-1])
+        return complete(url, **body)["choices"][0]["text"]
+
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        texts = list(pool.map(ask, range(20)))
+    trained = chargpt.load(run_dir)
+    # Batched rows compute their logits with another matrix kernel than a lone request, equal to the
+    # last bit or so; a sampled character could differ only if its random draw fell that close to a
+    # boundary between two characters, which these 800 characters make vanishingly unlikely.
+    assert texts == [trained.generate("The queen", seed=s, max_new_tokens=40)[0] for s in range(20)]
+    assert max(widths) > 1  # requests shared forward passes
+    assert engine.load() == {"running": 0, "waiting": 0}
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "param", "message"),
+    [
+        ('{"prompt": "Grüße 🙂", "max_tokens": 5}', 400, "prompt",
+         "the prompt has characters not in the vocabulary: 'ß', 'ü', '🙂'"),
+        ('{"prompt": "Hi", "temperature": -0.5}', 400, "temperature", "temperature=-0.5 must be >= 0"),
+        ('{"prompt": "Hi", "max_tokens": 501}', 400, "max_tokens",
+         "max_tokens=501 is above this server's limit of 500"),
+        ('{"prompt": "Hi", "max_new_tokens": 10000}', 400, "max_new_tokens", "limit of 500"),
+        ('{"prompt": "Hi", "max_tokens": -1}', 400, "max_tokens", "max_tokens=-1 must be >= 0"),
+        ('{"prompt": "Hi", max_tokens: 5}', 400, None, "the request body is not valid JSON"),
+        ('["Hi"]', 400, None, "must be a JSON object"),
+        ('{"prompt": "Hi", "temprature": 0.5}', 400, "temprature", "unknown parameter 'temprature'"),
+        ('{"prompt": "Hi", "top_p": 1.5}', 400, "top_p", "top_p=1.5 must be in (0, 1]"),
+        ('{"prompt": "Hi", "top_k": -3}', 400, "top_k", "top_k=-3 must be >= 0"),
+        ('{"prompt": "Hi", "n": 5}', 400, "n", "n=5 must be between 1 and 4"),
+        ('{"prompt": ""}', 400, "prompt", "the prompt is empty"),
+        ('{"prompt": ["a", "b"]}', 400, "prompt", "prompt must be one string"),
+        ('{"prompt": "Hi", "max_tokens": "many"}', 400, "max_tokens",
+         "max_tokens: input should be a valid integer"),
+        ('{"prompt": "Hi", "stop": ["\\n"]}', 400, "stop", "stop is not supported by this server"),
+        ('{"prompt": "Hi", "seed": 18446744073709551616}', 400, "seed", "outside the 64-bit range"),
+        ('{"prompt": "Hi", "model": "gpt-4"}', 404, "model", "the model 'gpt-4' is not served here"),
+    ],
+)
+def test_bad_input_gets_a_4xx_json_error_and_the_server_keeps_serving(
+    body: str, status: int, param: str | None, message: str, url: str
+) -> None:
+    response = httpx.post(f"{url}/v1/completions", content=body.encode(), timeout=30,
+                          headers={"Content-Type": "application/json"})
+    assert response.status_code == status
+    error = response.json()["error"]
+    assert message in error["message"]
+    assert error["param"] == param and error["type"] == "invalid_request_error"
+    assert len(complete(url, prompt="Hi", max_tokens=5)["choices"][0]["text"]) == 5
+
+
+def test_unknown_routes_and_methods_get_json_errors(url: str) -> None:
+    missing = httpx.get(f"{url}/v1/chat/completions")
+    assert missing.status_code == 404 and "POST /v1/completions" in missing.json()["error"]["message"]
+    assert httpx.get(f"{url}/v1/completions").status_code == 405
+    assert httpx.get(f"{url}/v1/models/other").status_code == 404
+
+
+def test_a_full_queue_gets_429_and_a_closed_stream_frees_its_place(run_dir: Path) -> None:
+    limits = Limits(max_tokens=1_000_000)
+    with serving(run_dir, limits, max_batch=1, max_queue=1) as (url, engine), httpx.Client(timeout=60) as c:
+        long = {"prompt": "The", "max_tokens": 1_000_000, "stream": True}  # until the client hangs up
+        with c.stream("POST", f"{url}/v1/completions", json=long) as first:
+            lines = first.iter_lines()  # kept open: closing this iterator would close the connection
+            assert next(lines).startswith("data: {")  # it is generating
+            queued: dict[str, Any] = {}
+            waiter = threading.Thread(target=lambda: queued.update(
+                complete(url, prompt="Hi", max_tokens=5)), daemon=True)
+            waiter.start()
+            deadline = time.monotonic() + 30
+            while engine.load()["waiting"] < 1 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            refused = c.post(f"{url}/v1/completions", json={"prompt": "Hi", "max_tokens": 5})
+            assert refused.status_code == 429 and refused.headers["retry-after"] == "1"
+            assert refused.json()["error"]["code"] == "queue_full"
+            assert "busy: 1 requests are generating and 1 are waiting" in refused.json()["error"]["message"]
+            assert engine.load() == {"running": 1, "waiting": 1}
+            assert next(lines) == ""  # still streaming
+        # The first client hung up after a few characters: its generation stops, the queued one runs.
+        waiter.join(timeout=60)
+        assert len(queued["choices"][0]["text"]) == 5
+        assert engine.load() == {"running": 0, "waiting": 0}
+
+
+def test_an_export_folder_serves_the_same_model(run_dir: Path, tmp_path: Path) -> None:
+    trained = chargpt.load(run_dir)
+    folder = export_model(trained, card_for(run_dir, trained), "safetensors", tmp_path / "my export")
+    with serving(folder, max_batch=2) as (url, _):
+        (model,) = httpx.get(f"{url}/v1/models").json()["data"]
+        assert model["id"] == "my run" and model["chargpt"]["val_loss"] == pytest.approx(1.5)
+        text = complete(url, prompt="Hi", max_tokens=30, seed=4)["choices"][0]["text"]
+    assert text == trained.generate("Hi", seed=4, max_new_tokens=30)[0]
+
+
+def test_the_bigram_model_is_served_too(tmp_path: Path) -> None:
+    run = write_checkpoint(tmp_path / "bigram", ModelConfig(arch="bigram", block_size=8))
+    with serving(run, max_batch=4) as (url, _), ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(lambda s: complete(url, prompt="Hi", max_tokens=20, seed=s), range(4)))
+    texts = [answer["choices"][0]["text"] for answer in answers]
+    trained = chargpt.load(run)
+    assert texts == [trained.generate("Hi", seed=s, max_new_tokens=20)[0] for s in range(4)]
+
+
+def _cli_error(args: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> str:
+    code, _, stderr = run_main(serve_cli.main, args, capsys)
+    lines = stderr.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("error: "), stderr
+    return lines[0]
+
+
+def test_cli_bad_settings_are_one_error_line(
+    run_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    assert "ckpt_path is required" in _cli_error([], monkeypatch, capsys)
+    assert "checkpoint not found" in _cli_error(["ckpt_path=/no/such run", "port=0"], monkeypatch, capsys)
+    assert "max_tokens=900 is above max_tokens_cap=100" in _cli_error(
+        [f"ckpt_path={run_dir}", "max_tokens=900", "max_tokens_cap=100"], monkeypatch, capsys)
+    assert "max_concurrency=0 must be a whole number >= 1" in _cli_error(
+        [f"ckpt_path={run_dir}", "max_concurrency=0"], monkeypatch, capsys)
+    assert "port=70000" in _cli_error([f"ckpt_path={run_dir}", "port=70000"], monkeypatch, capsys)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        message = _cli_error([f"ckpt_path={run_dir}", f"port={port}"], monkeypatch, capsys)
+    assert f"cannot listen on 127.0.0.1:{port}" in message and "port=0" in message
+
+
+def test_cli_serves_until_terminated(run_dir: Path) -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "chargpt.cli.serve", f"ckpt_path={run_dir}", "port=0", "log_level=warning"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        assert line.startswith("serving my run (") and "/v1)" in line, line + process.stderr.read()
+        base = line.split(" at ")[1].split("/ ")[0]
+        assert base.startswith("http://127.0.0.1:")  # localhost by default
+        assert httpx.get(f"{base}/v1/models").json()["data"][0]["id"] == "my run"
+        assert len(complete(base, prompt="Hi", max_tokens=7)["choices"][0]["text"]) == 7
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+@pytest.mark.slow
+def test_the_compiled_step_serves_without_recompiling(run_dir: Path) -> None:
+    with serving(run_dir, max_batch=3, compile=True) as (url, _):  # compiles and warms up before serving
+        with torch._dynamo.config.patch(error_on_recompile=True), ThreadPoolExecutor(3) as pool:
+            bodies = [dict(prompt="The", max_tokens=50, seed=s, n=1 + s % 2) for s in range(5)]
+            answers = list(pool.map(lambda body: complete(url, **body), bodies))
+            alone = complete(url, prompt="A", max_tokens=70, temperature=0)
+        for body, answer in zip(bodies, answers, strict=True):
+            assert [len(c["text"]) for c in answer["choices"]] == [50] * body["n"]
+        assert len(alone["choices"][0]["text"]) == 70
+        assert set("".join(c["text"] for a in answers for c in a["choices"])) <= set(VOCAB)

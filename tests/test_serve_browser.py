@@ -1,0 +1,119 @@
+"""The page at / in a real headless Chromium (the OS package, driven by Selenium): it shows the
+model's card, streams the generated text into the page, and shows the server's errors."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+NO_EXTRA = "the serve extra is not installed: pip install -e '.[serve]'"
+pytest.importorskip("fastapi", reason=NO_EXTRA)
+httpx = pytest.importorskip("httpx", reason=NO_EXTRA)
+webdriver = pytest.importorskip("selenium.webdriver", reason=NO_EXTRA)
+
+from selenium.common.exceptions import TimeoutException  # noqa: E402
+from selenium.webdriver.chrome.service import Service  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+
+from chargpt.model import ModelConfig  # noqa: E402
+from chargpt.serving.protocol import Limits  # noqa: E402
+from test_serve import serving, write_checkpoint  # noqa: E402
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+DRIVER = shutil.which("chromedriver")
+MISSING = "needs Chromium and its driver from the OS packages: apt-get install chromium chromium-driver"
+pytestmark = pytest.mark.slow
+
+# Records every change of the output's text: several lengths mean the text arrived in pieces.
+RECORD_LENGTHS = """
+window.lengths = [];
+new MutationObserver(() => window.lengths.push([...document.getElementById('out-text').textContent].length))
+  .observe(document.getElementById('out-text'), {childList: true, characterData: true, subtree: true});
+"""
+
+
+@pytest.fixture(scope="module")
+def page_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    run = write_checkpoint(tmp_path_factory.mktemp("browser") / "page run",
+                           ModelConfig(n_layer=2, n_head=2, n_embd=32, block_size=16))
+    with serving(run, Limits(max_tokens=2000), max_batch=4) as (url, _):
+        yield url
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[webdriver.Chrome]:
+    if CHROMIUM is None or DRIVER is None:
+        # CI installs them (.ci/run) and sets CHARGPT_REQUIRE_BROWSER: there a skip would hide a gap.
+        if os.environ.get("CHARGPT_REQUIRE_BROWSER") == "1":
+            pytest.fail(MISSING)
+        pytest.skip(MISSING)
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1100,900"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(DRIVER), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def fill(driver: webdriver.Chrome, field: str, value: str) -> None:
+    element = driver.find_element(By.ID, field)
+    element.clear()
+    element.send_keys(value)
+
+
+def status(driver: webdriver.Chrome) -> str:
+    return driver.find_element(By.ID, "status").text
+
+
+def test_the_page_streams_generated_text(page_url: str, browser: webdriver.Chrome, tmp_path: Path) -> None:
+    browser.get(page_url + "/")
+    wait = WebDriverWait(browser, 180)
+    wait.until(lambda d: "validation loss 1.500" in d.find_element(By.ID, "model-info").text)
+    info = browser.find_element(By.ID, "model-info").text
+    assert browser.find_element(By.ID, "model-name").text == "page run"
+    params = httpx.get(f"{page_url}/v1/models").json()["data"][0]["chargpt"]["params"]
+    assert 1000 <= params < 1_000_000
+    assert f"parameters {params / 1000:.1f}k" in info and "steps 123" in info and "context 16" in info
+
+    prompt = 'Voilà, "mon roi" est né? 😀'
+    # Set, not typed: the driver cannot type characters outside the Basic Multilingual Plane (😀).
+    browser.execute_script("document.getElementById('prompt').value = arguments[0]", prompt)
+    fill(browser, "max_tokens", "600")
+    fill(browser, "temperature", "0.9")
+    fill(browser, "seed", "42")
+    browser.execute_script(RECORD_LENGTHS)
+    browser.find_element(By.ID, "generate").click()
+    try:
+        wait.until(lambda d: "characters in" in status(d))
+    except TimeoutException:
+        pytest.fail(f"no text after 180 s: status {status(browser)!r}, "
+                    f"error {browser.find_element(By.ID, 'error').text!r}")
+
+    text = browser.find_element(By.ID, "out-text").get_attribute("textContent")
+    assert browser.find_element(By.ID, "out-prompt").get_attribute("textContent") == prompt
+    expected = httpx.post(f"{page_url}/v1/completions", timeout=180, json={
+        "prompt": prompt, "max_tokens": 600, "temperature": 0.9, "seed": 42}).json()["choices"][0]["text"]
+    assert text == expected
+    lengths = browser.execute_script("return window.lengths")
+    assert len(set(lengths)) > 3 and max(lengths) == 600  # it arrived in pieces, as generated
+    assert browser.find_element(By.ID, "status").text.startswith("600 characters in")
+    assert not browser.find_element(By.ID, "error").is_displayed()
+    browser.save_screenshot(str(tmp_path / "page.png"))
+
+
+def test_the_page_shows_the_servers_error(page_url: str, browser: webdriver.Chrome) -> None:
+    browser.get(page_url + "/")
+    fill(browser, "prompt", "Grüße")
+    browser.find_element(By.ID, "generate").click()
+    error = WebDriverWait(browser, 180).until(lambda d: d.find_element(By.ID, "error").is_displayed()
+                                             and d.find_element(By.ID, "error"))
+    assert "characters not in the vocabulary: 'ß', 'ü'" in error.text
+    assert browser.find_element(By.ID, "generate").is_enabled()  # ready for the next try

@@ -1,0 +1,131 @@
+"""The serving engine on its own: batched decoding gives each request chargpt's text, for every
+positional encoding and the bigram model, prompts shorter and longer than the context, window
+restarts, several choices; cancelling, the queue limit, empty requests."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import torch
+
+from chargpt.data.tokenizer import CharTokenizer
+from chargpt.inference import TrainedModel
+from chargpt.model import ModelConfig, build_model
+from chargpt.serving.engine import Engine, Event, Job, QueueFull
+
+VOCAB = list("\n abcdefghijklmnopqrstuvwxyz.,")
+BLOCK = 16
+
+
+class Collector:
+    """A job's events, and a flag once every choice has ended."""
+
+    def __init__(self, n: int) -> None:
+        self.texts, self.n, self.ended, self.done = [""] * n, n, 0, threading.Event()
+        self.errors: list[str] = []
+
+    def __call__(self, event: Event) -> None:
+        if event.kind == "text":
+            self.texts[event.index] += event.text
+        elif event.kind == "end":
+            self.ended += 1
+            if self.ended == self.n:
+                self.done.set()
+        else:
+            self.errors.append(event.text)
+            self.done.set()
+
+
+def make_job(
+    trained: TrainedModel, prompt: str, max_new_tokens: int, seed: int, n: int = 1, temperature: float = 1.0,
+    top_k: int | None = None, top_p: float | None = None,
+) -> tuple[Job, Collector]:
+    collector = Collector(n)
+    generator = torch.Generator().manual_seed(seed)
+    ids = trained.tokenizer.encode(prompt)
+    return Job(ids, max_new_tokens, n, temperature, top_k, top_p, generator, collector), collector
+
+
+def model(**options: object) -> TrainedModel:
+    torch.manual_seed(0)
+    config = ModelConfig(n_layer=2, n_head=2, n_embd=32, block_size=BLOCK, init_std=0.2, **options)
+    return TrainedModel(build_model(config, len(VOCAB)).eval(), CharTokenizer(VOCAB))
+
+
+REQUESTS = [  # prompt, characters, seed, choices, temperature, top_k, top_p
+    ("a", 50, 1, 1, 1.0, None, None),
+    ("the cat sat", 40, 2, 2, 0.8, 5, None),
+    ("hello", 7, 5, 3, 1.2, None, None),
+    ("z", 60, 6, 1, 1.0, 3, 0.8),
+    # Admitted while others decode: prompts that fill the context, and more.
+    ("x" * BLOCK, 30, 3, 1, 1.0, None, 0.9),
+    ("a long prompt, longer than the context window.", 45, 4, 1, 0.0, None, None),
+]
+
+
+@pytest.mark.parametrize("options", [dict(pos_encoding="learned"), dict(pos_encoding="sinusoidal"),
+                                     dict(pos_encoding="rope"), dict(arch="bigram")], ids=str)
+def test_batched_requests_get_chargpt_text(options: dict[str, object]) -> None:
+    trained = model(**options)
+    engine = Engine(trained.model, trained.tokenizer, max_batch=4, max_queue=10)
+    widths: list[int] = []
+    batched_step = engine._batched_step
+    engine._batched_step = lambda stepping: (widths.append(len(stepping)), batched_step(stepping))[1]  # type: ignore[method-assign]
+    jobs = [make_job(trained, *request) for request in REQUESTS]
+    for job, _ in jobs:
+        engine.submit(job)  # all waiting before the engine starts: they run 4 at a time
+    engine.start()
+    try:
+        for _, collector in jobs:
+            assert collector.done.wait(120) and not collector.errors
+    finally:
+        engine.close()
+    for request, (_, collector) in zip(REQUESTS, jobs, strict=True):
+        prompt, n_chars, seed, n, temperature, top_k, top_p = request
+        expected = trained.generate(prompt, num_samples=n, seed=seed, max_new_tokens=n_chars,
+                                    temperature=temperature, top_k=top_k, top_p=top_p)
+        assert collector.texts == expected, prompt
+    if options.get("arch") != "bigram":
+        assert max(widths) == 4  # four requests shared each step
+
+
+def test_cancelled_requests_stop_and_free_their_place() -> None:
+    trained = model()
+    engine = Engine(trained.model, trained.tokenizer, max_batch=1, max_queue=5)
+    endless, endless_out = make_job(trained, "a", 10**9, 0)
+    short, short_out = make_job(trained, "b", 5, 1)
+    engine.submit(endless)
+    engine.submit(short)
+    engine.start()
+    try:
+        while not endless_out.texts[0]:
+            endless_out.done.wait(0.01)
+        assert engine.load() == {"running": 1, "waiting": 1}
+        endless.cancel()
+        assert short_out.done.wait(60) and len(short_out.texts[0]) == 5
+        assert not endless_out.done.is_set()  # cancelled: no end event, nobody listens any more
+        assert engine.load() == {"running": 0, "waiting": 0}
+    finally:
+        engine.close()
+
+
+def test_the_queue_limit_and_empty_requests() -> None:
+    trained = model()
+    engine = Engine(trained.model, trained.tokenizer, max_batch=2, max_queue=1)
+    collectors = []
+    for seed in range(3):  # two run, one waits
+        job, collector = make_job(trained, "a", 3, seed)
+        engine.submit(job)
+        collectors.append(collector)
+    with pytest.raises(QueueFull, match="busy: 0 requests are generating and 3 are waiting"):
+        engine.submit(make_job(trained, "a", 3, 9)[0])
+    empty, empty_out = make_job(trained, "a", 0, 0, n=2)
+    engine.start()
+    try:
+        for collector in collectors:
+            assert collector.done.wait(60) and len(collector.texts[0]) == 3
+        engine.submit(empty)
+        assert empty_out.done.wait(60) and empty_out.texts == ["", ""]
+    finally:
+        engine.close()
