@@ -233,6 +233,7 @@ def test_more_gpus_than_exist(trainer, gpus, expected, monkeypatch):
     check_devices(OmegaConf.create({**trainer, "devices": "auto"}))  # "auto" takes what exists
 
 
+@pytest.mark.slow  # several seconds of training; the default run covers the mechanism
 def test_a_sweep_into_an_existing_sweep_keeps_its_runs(files, monkeypatch, capsys):
     sweep = files["tmp"] / "sweep"
     args = [

@@ -64,6 +64,7 @@ def fit_with_budget(corpus: Path, tmp_path: Path, clock: FakeClock, **budget_kw)
     return trainer, budget
 
 
+@pytest.mark.slow  # several seconds of training; the default run covers the mechanism
 def test_budget_picks_the_step_count_and_anneals_at_it(corpus: Path, tmp_path: Path) -> None:
     clock = FakeClock(tick=0.02)  # one reading per step: 20 ms a step
     trainer, budget = fit_with_budget(

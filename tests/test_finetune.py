@@ -94,6 +94,7 @@ def test_extended_vocabulary_keeps_old_rows_bit_identical(pretrained: Path, tmp_
     assert torch.allclose(new_emb[n_old:], old_emb.mean(0).expand_as(new_emb[n_old:]))
 
 
+@pytest.mark.slow  # several seconds of training; the default run covers the mechanism
 def test_frozen_embeddings_and_blocks_do_not_change(pretrained: Path, tmp_path: Path) -> None:
     new = other_text(tmp_path / "new.txt")
     run_dir = tmp_path / "ft"
