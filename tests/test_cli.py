@@ -102,6 +102,7 @@ def test_resume_from_run_dir_continues_in_the_same_directory(corpus: Path, tmp_p
     assert _default_run_metrics() == before  # nothing went to a new default run directory
 
 
+@pytest.mark.slow  # several seconds; runs in the slow set (.ci/run)
 def test_last_checkpoint_follows_every_validation_even_without_improvement(
     corpus: Path, tmp_path: Path
 ) -> None:

@@ -204,6 +204,7 @@ def _error(run: tuple[int, str, str]) -> str:
     return lines[0]
 
 
+@pytest.mark.slow  # several seconds; runs in the slow set (.ci/run)
 def test_bad_export_input_is_one_error_line_and_overwrites_nothing(
     ckpt: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
@@ -254,6 +255,7 @@ def test_an_option_a_format_cannot_express_is_named(
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.slow  # several seconds; runs in the slow set (.ci/run)
 def test_loading_a_damaged_or_onnx_export_is_a_clear_error(ckpt: Path, tmp_path: Path) -> None:
     trained = chargpt.load(ckpt)
     onnx_dir = export_model(trained, card(trained), "onnx", tmp_path / "onnx")

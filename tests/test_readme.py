@@ -42,9 +42,12 @@ DOCS = [README, *GUIDES]
 README_MAX_BYTES = 12 * 1024
 
 FENCE = re.compile(r"^ *```(\w*)\n(.*?)^ *```", re.S | re.M)
-INLINE_COMMAND = re.compile(r"`(chargpt-(?:train|sample|eval) [^`]*)`")
+INLINE_COMMAND = re.compile(r"`(chargpt-(?:train|sample|eval|export|serve) [^`]*)`")
 ENV_ASSIGNMENT = re.compile(r"^[A-Z_][A-Z0-9_]*=")
-HYDRA_CONFIG = {"chargpt-train": "train", "chargpt-sample": "sample", "chargpt-eval": "eval"}
+HYDRA_CONFIG = {
+    "chargpt-train": "train", "chargpt-sample": "sample", "chargpt-eval": "eval",
+    "chargpt-export": "export", "chargpt-serve": "serve",
+}
 # Hydra plugins some commands need (installed by `make`: EXTRAS=dev,optuna,joblib,slurm).
 PLUGINS = {
     "hydra/launcher=slurm": "hydra_plugins.hydra_submitit_launcher",
@@ -52,7 +55,7 @@ PLUGINS = {
     "hparams_search=optuna": "hydra_plugins.hydra_optuna_sweeper",
 }
 # Programs the docs may show that this test does not check further.
-UNCHECKED = {"source", "tensorboard", "git", "cd"}
+UNCHECKED = {"source", "tensorboard", "git", "cd", "curl"}
 
 
 def pyproject() -> dict:
@@ -307,15 +310,16 @@ def test_python_api_example_runs(corpus: Path, tmp_path: Path, capsys: pytest.Ca
         namespace: dict = {}
         exec(compile(code, str(path), "exec"), namespace)
         out = capsys.readouterr().out
-        # print(generate(...)[0]) then stream(...) character by character: n1 characters and a
-        # newline, then n2 characters.
-        n1, n2 = (int(n) for n in re.findall(r"max_new_tokens=(\d+)", code))
-        assert len(out) == n1 + 1 + n2, out
+        # print(generate(...)[0]): n1 characters and a newline; then, where the example streams,
+        # n2 more characters.
+        n1, *rest = (int(n) for n in re.findall(r"max_new_tokens=(\d+)", code))
+        assert len(out) == n1 + 1 + sum(rest), out
         assert out[n1] == "\n"
-        vocabulary = set(namespace["trained"].tokenizer.chars)
+        name = re.search(r"(\w+) = chargpt\.load\(", code).group(1)
+        vocabulary = set(namespace[name].tokenizer.chars)
         assert set(out[:n1]) <= vocabulary and set(out[n1 + 1 :]) <= vocabulary
         # The same seed gives the same text: the example's generate call, again.
-        again = re.search(r"print\((trained\.generate\(.*\))\[0\]\)", code).group(1)
+        again = re.search(rf"print\(({name}\.generate\(.*\))\[0\]\)", code).group(1)
         assert eval(again, namespace)[0] == out[:n1]
 
 

@@ -339,6 +339,7 @@ def test_cli_bad_settings_are_one_error_line(
     assert f"cannot listen on 127.0.0.1:{port}" in message and "port=0" in message
 
 
+@pytest.mark.slow  # several seconds; runs in the slow set (.ci/run)
 def test_cli_serves_until_terminated(run_dir: Path) -> None:
     process = subprocess.Popen(
         [sys.executable, "-m", "chargpt.cli.serve", f"ckpt_path={run_dir}", "port=0", "log_level=warning"],
