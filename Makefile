@@ -12,10 +12,13 @@ TORCH_SPEC ?= torch==2.13.0
 TORCH_INDEX_URL ?=
 ARGS ?=
 PYTEST_ARGS ?=
-# The dev tools plus the sweep plugins, export and serving, so their tests run too; EXTRAS=dev for a
-# lighter set-up.
-EXTRAS ?= dev,optuna,joblib,slurm,export,serve
-SWEEP_DIR ?= outputs/multirun/example
+# The dev tools, sweep plugins, data sources, trackers, export and serving, so all their tests
+# run; EXTRAS=dev for a lighter set-up.
+EXTRAS ?= dev,optuna,joblib,slurm,hf,mlflow,wandb,export,serve
+# Each `make sweep` gets a new folder; SWEEP_DIR=DIR names one (a folder that already holds a
+# sweep's runs is refused: pick a new name, or delete the old folder to run it again).
+SWEEP_STAMP := $(shell date +%Y-%m-%d_%H-%M-%S)
+SWEEP_DIR ?= outputs/multirun/sweep-$(SWEEP_STAMP)
 
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.chargpt-installed

@@ -67,7 +67,7 @@ def peak_rss_mb(corpus: Path, run_dir: Path, steps: int, cache_dir: Path) -> tup
     the memory-mapped ids, which are page cache the kernel can drop at any time.
     """
     cmd = [
-        sys.executable, "-m", "chargpt.train", "data=text", f"data.path={corpus}",
+        sys.executable, "-m", "chargpt.cli.train", "data=text", f"data.path={corpus}",
         f"trainer.max_steps={steps}", f"trainer.val_check_interval={steps}", "+trainer.limit_val_batches=5",
         "logger=none", "sample.max_new_tokens=0", f"hydra.run.dir={run_dir}",
     ]
@@ -104,11 +104,12 @@ def main() -> None:
 
         cache = root / "cache"
         t = time.perf_counter()
-        ids, tokenizer = load_encoded(big, None, cache)
+        encoded = load_encoded(big, None, cache)
+        ids, tokenizer = encoded.ids, encoded.tokenizer
         encode_s = time.perf_counter() - t
         print(f"encoded {len(ids):,} characters ({tokenizer.vocab_size} symbols) in {encode_s:.1f} s: "
               f"{size_mb / encode_s:,.0f} MB/s", flush=True)
-        del ids
+        del ids, encoded
         bps_small, bps_big = loader_rate(source, cache), loader_rate(big, cache)
         print(f"training loader alone: Tiny Shakespeare {bps_small:,.0f} batches/s, "
               f"{size_mb:,.0f} MB corpus {bps_big:,.0f} batches/s", flush=True)

@@ -20,9 +20,10 @@ import time
 import torch
 from hydra import compose, initialize_config_dir
 
-from chargpt.hydra_app import CONFIG_PATH, plain
+from chargpt.cli.common import CONFIG_PATH
 from chargpt.model import ModelConfig, build_model
 from chargpt.model.sampling import iter_tokens
+from chargpt.training.build import plain
 
 VOCAB = 65  # Tiny Shakespeare's
 

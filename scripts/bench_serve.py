@@ -30,8 +30,9 @@ from urllib.parse import urlsplit
 import torch
 from hydra import compose, initialize_config_dir
 
-from chargpt.hydra_app import CONFIG_PATH, plain
+from chargpt.cli.common import CONFIG_PATH
 from chargpt.model import ModelConfig, build_model
+from chargpt.training.build import plain
 
 VOCAB = sorted(set(string.ascii_letters + string.digits + " \n.,;:!?'-&$"))[:65]
 

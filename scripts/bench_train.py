@@ -1,7 +1,7 @@
 """Training throughput: the project's training path against a bare PyTorch loop, side by side.
 
 In one process, alternating repetitions run (a) the real path: the config composed from the
-project's configs and the data, LightningModule and Trainer built by `chargpt.training.setup.build_run`
+project's configs and the data, LightningModule and Trainer built by `chargpt.training.build.build_run`
 (callbacks, progress bar, TensorBoard logger and all), and (b) a minimal loop over the same model,
 batches, optimizer, LR schedule and gradient clipping. Each repetition times `--steps` steps after
 `--warmup` steps. Also prints achieved model FLOP/s (nanoGPT's 6N + 12LTd per token) against a
@@ -40,10 +40,10 @@ from hydra import compose, initialize_config_dir
 from lightning.pytorch.callbacks import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from chargpt.cli.common import CONFIG_PATH, quiet_known_warnings
 from chargpt.data.windows import TrainWindows
-from chargpt.hydra_app import CONFIG_PATH, plain, quiet_known_warnings
+from chargpt.training.build import build_run, plain
 from chargpt.training.optim import build_optimizer, build_scheduler
-from chargpt.training.setup import build_run
 
 
 def parse_args() -> argparse.Namespace:

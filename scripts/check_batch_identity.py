@@ -17,11 +17,12 @@ from collections.abc import Callable
 import torch
 from hydra import compose, initialize_config_dir
 
-from chargpt.api import TrainedModel
+from chargpt.cli.common import CONFIG_PATH
 from chargpt.data.tokenizer import CharTokenizer
-from chargpt.hydra_app import CONFIG_PATH, plain
+from chargpt.inference import TrainedModel
 from chargpt.model import ModelConfig, build_model
 from chargpt.serving.engine import Engine, Event, Job
+from chargpt.training.build import plain
 
 VOCAB = sorted(set(string.ascii_letters + string.digits + " \n.,;:!?'-&$"))[:65]
 

@@ -1,14 +1,18 @@
-"""Shared fixtures: a small generated corpus, an isolated cache, and in-process CLI runs."""
+"""Shared test helpers and fixtures: generated corpora, an isolated cache, tiny training runs and
+the console scripts called in-process."""
 
 from __future__ import annotations
 
 import os
 import random
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
+from chargpt.training import CharLM
 
 # Small enough to train in seconds; every test model uses it unless it needs Tiny Shakespeare.
 TINY_MODEL = ["model.n_layer=1", "model.n_head=2", "model.n_embd=32", "model.block_size=16"]
@@ -43,25 +47,100 @@ def shakespeare() -> Path:
     return resolve_corpus(Path(default_data_dir()) / "tinyshakespeare" / "input.txt", url, sha)
 
 
+def write_corpus(path: Path, n_chars: int = 4000, seed: int = 0, alphabet: str = "abcdefgh ijk\n") -> Path:
+    """A small random text over a fixed alphabet (every character occurs)."""
+    rng = random.Random(seed)
+    path.write_text("".join(rng.choice(alphabet) for _ in range(n_chars)), encoding="utf-8")
+    return path
+
+
+def train_args(corpus: Path, run_dir: Path, *extra: str) -> list[str]:
+    """A 20-step run with everything on (TensorBoard, checkpoints, a 20-character sample)."""
+    return [
+        "data=text", f"data.path={corpus}", f"hydra.run.dir={run_dir}", *TINY_MODEL,
+        "trainer.max_steps=20", "trainer.val_check_interval=10", "trainer.log_every_n_steps=5",
+        "scheduler.warmup_steps=2", "optimizer.lr=1e-2", "sample.max_new_tokens=20", *extra,
+    ]
+
+
+def bare_train_args(corpus: Path, run_dir: Path | None, *extra: str) -> list[str]:
+    """The tiny model with no logger, progress bar or sample: what the reliability tests compare
+    step by step (they set the step counts themselves)."""
+    args = [
+        "data=text", f"data.path={corpus}", "data.batch_size=4", "data.val_batch_size=32", *TINY_MODEL,
+        "trainer.enable_model_summary=false", "~callbacks.progress_bar", "logger=none",
+        "sample.max_new_tokens=0", "trainer.log_every_n_steps=1",
+    ]
+    if run_dir is not None:
+        args.append(f"hydra.run.dir={run_dir}")
+    return [*args, *extra]
+
+
 def run_cli(main: Callable[[], None], *args: str) -> int:
-    """Run a console-script entry point in this process; returns its exit code."""
+    """Run a console-script entry point as `prog *args` in this process; returns its exit code."""
     saved = sys.argv
     sys.argv = ["chargpt", *args]
     try:
         main()
         return 0
     except SystemExit as exit_:
-        return exit_.code if isinstance(exit_.code, int) else 1
+        return exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
     finally:
         sys.argv = saved
 
 
-def train_args(corpus: Path, run_dir: Path, *extra: str) -> list[str]:
-    return [
-        "data=text", f"data.path={corpus}", f"hydra.run.dir={run_dir}", *TINY_MODEL,
-        "trainer.max_steps=20", "trainer.val_check_interval=10", "trainer.log_every_n_steps=5",
-        "scheduler.warmup_steps=2", "optimizer.lr=1e-2", "sample.max_new_tokens=20", *extra,
-    ]
+def run_main(
+    main: Callable[[], None], argv: list[str], capsys: pytest.CaptureFixture
+) -> tuple[int, str, str]:
+    """run_cli, then what was printed since the last read: (exit code, stdout, stderr)."""
+    code = run_cli(main, *argv)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+class StepHook:
+    """Wraps CharLM.training_step: records (step, loss) and can act at a given step."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.losses: list[tuple[int, float]] = []
+        self.actions: dict[int, Callable[[CharLM], None]] = {}
+        original = CharLM.training_step
+
+        def training_step(module: CharLM, batch, batch_idx):  # type: ignore[no-untyped-def]
+            step = module.trainer.global_step + 1
+            if step in self.actions:
+                self.actions.pop(step)(module)
+            loss = original(module, batch, batch_idx)
+            self.losses.append((step, loss.item()))
+            return loss
+
+        monkeypatch.setattr(CharLM, "training_step", training_step)
+
+    def take(self) -> list[tuple[int, float]]:
+        losses, self.losses = self.losses, []
+        return losses
+
+    def send_signal_at(self, step: int, signum: int = signal.SIGINT) -> None:
+        self.actions[step] = lambda module: os.kill(os.getpid(), signum)
+
+
+def make_checkpoint(path: Path, chars: str = "\n abcdefghijk") -> Path:
+    """A minimal chargpt checkpoint (untrained weights), written without training."""
+    import torch
+
+    from chargpt.model import ModelConfig, build_model
+
+    config = ModelConfig(n_layer=1, n_embd=32, n_head=2, block_size=16)
+    vocab = sorted(set(chars))
+    model = build_model(config, len(vocab))
+    torch.save(
+        {
+            "hyper_parameters": {"model": config.to_dict(), "vocab": vocab},
+            "state_dict": {f"model.{k}": v for k, v in model.state_dict().items()},
+        },
+        path,
+    )
+    return path
 
 
 os.environ.setdefault("HYDRA_FULL_ERROR", "0")

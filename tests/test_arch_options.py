@@ -60,7 +60,16 @@ IDS = [("muon-" if opt is MUON else "adamw-") + "-".join(f"{k}={v}" for k, v in 
        for o, opt in CASES]
 
 
-@pytest.mark.parametrize(("option", "optimizer"), CASES, ids=IDS)
+# The default run trains one case per kind of option (positions, norms, activations, Muon); the
+# rest, each also built and exported in tests/test_export.py, train in the slow set.
+FAST = {"adamw-pos_encoding=rope", "adamw-norm=rmsnorm", "adamw-activation=swiglu", "muon-"}
+PARAMS = [
+    pytest.param(*case, id=name, marks=() if name in FAST else pytest.mark.slow)
+    for case, name in zip(CASES, IDS, strict=True)
+]
+
+
+@pytest.mark.parametrize(("option", "optimizer"), PARAMS)
 def test_every_option_trains(option: dict, optimizer: dict) -> None:
     losses = train_losses(ModelConfig(**TINY, **option), optimizer)
     assert all(math.isfinite(v) for v in losses)

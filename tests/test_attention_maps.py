@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
 from chargpt.model import ModelConfig, build_model
-from chargpt.training.attention_maps import (
-    _MASKED,
-    attention_grid,
+from chargpt.training.callbacks.attention_maps import (
     attention_maps,
     attention_weights,
     capture_attention,
+    render_attention,
+    visible,
 )
 
 
@@ -68,15 +69,12 @@ def test_bigram_has_no_maps() -> None:
     assert attention_maps(model, torch.zeros(1, 4, dtype=torch.long)).numel() == 0
 
 
-def test_grid_layout_and_mask_colour() -> None:
-    maps = torch.rand(2, 3, 4, 4)
-    maps[..., torch.ones(4, 4, dtype=torch.bool).triu(1)] = math.nan
-    image = attention_grid(maps, cell=5)
-    size = 4 * 5
-    assert image.shape == (2 * (size + 2) - 2, 3 * (size + 2) - 2, 3)
-    assert image.min() >= 0.0 and image.max() <= 1.0
-    # Layer 1, head 2: the cell (query 0, key 3) is masked -> grey; (3, 0) is a weight -> not grey.
-    y, x = 1 * (size + 2), 2 * (size + 2)
-    torch.testing.assert_close(image[y + 2, x + 3 * 5 + 2], _MASKED)
-    assert not torch.allclose(image[y + 3 * 5 + 2, x + 2], _MASKED)
-    assert (image[size : size + 2] == 1.0).all()  # white gap between the layer rows
+def test_picture_has_a_map_per_layer_and_head_with_visible_labels() -> None:
+    maps = torch.rand(2, 3, 6, 6).softmax(-1)
+    maps[..., torch.ones(6, 6, dtype=torch.bool).triu(1)] = math.nan
+    picture = render_attention(maps, "a b\ncd")
+    assert picture.dtype == np.uint8 and picture.ndim == 3 and picture.shape[2] == 3
+    assert picture.shape[1] > picture.shape[0]  # 3 heads across, 2 layers down
+    assert [visible(c) for c in " \n\tx\x00"] == ["\u2423", "\u21b5", "\u2192", "x", "U+0000"]
+    grey = (np.abs(picture.astype(int) - 224) <= 1).all(-1)  # the masked cells' colour
+    assert grey.sum() > 1000

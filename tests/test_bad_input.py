@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from chargpt import eval as eval_cli
-from chargpt import sample as sample_cli
-from chargpt import train as train_cli
+from chargpt.cli import eval as eval_cli
+from chargpt.cli import sample as sample_cli
+from chargpt.cli import train as train_cli
 from chargpt.errors import ChargptError
-from chargpt.training.setup import check_devices
-from reliability_helpers import make_checkpoint, run_main, train_args, write_corpus
+from chargpt.training.build import check_devices
+from conftest import bare_train_args, make_checkpoint, run_main, write_corpus
 
 NO_GPU = pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a CUDA GPU")
 
@@ -50,7 +50,7 @@ TRAIN_CASES = [
         "data file not found: {tmp}/missing.txt; pass an existing",
     ),
     ("data file empty", ["data.path={tmp}/empty.txt"], "data file {tmp}/empty.txt is empty"),
-    ("data path is a directory", ["data.path={tmp}/folder"], "data path {tmp}/folder is a directory"),
+    ("data path is an empty directory", ["data.path={tmp}/folder"], "directory {tmp}/folder has no files"),
     ("data not UTF-8", ["data.path={tmp}/latin1.txt"], "is not UTF-8 text (bad byte near offset 3)"),
     ("train split too short", ["data.train_fraction=0.002"], "the train split of {corpus} has 8 characters"),
     ("val split too short", ["data.train_fraction=0.998"], "the val split of {corpus} has 8 characters"),
@@ -148,41 +148,41 @@ def _assert_one_error_line(code: int, out: str, err: str, expected: str) -> None
 def test_train_bad_input(case, args, expected, files, monkeypatch, capsys):
     base = [
         a
-        for a in train_args(files["corpus"], files["tmp"] / "run")
+        for a in bare_train_args(files["corpus"], files["tmp"] / "run")
         if a.split("=")[0] not in {x.split("=")[0] for x in args}
     ]
-    code, out, err = run_main(train_cli.main, [*base, *_fill(args, files)], monkeypatch, capsys)
+    code, out, err = run_main(train_cli.main, [*base, *_fill(args, files)], capsys)
     _assert_one_error_line(code, out, err, expected.format(**files))
 
 
 @pytest.mark.parametrize(("case", "args", "expected"), SAMPLE_CASES)
 def test_sample_bad_input(case, args, expected, files, monkeypatch, capsys):
-    code, out, err = run_main(sample_cli.main, _fill(args, files), monkeypatch, capsys)
+    code, out, err = run_main(sample_cli.main, _fill(args, files), capsys)
     _assert_one_error_line(code, out, err, expected.format(**files))
     assert out == ""  # nothing printed before the error
 
 
 @pytest.mark.parametrize(("case", "args", "expected"), EVAL_CASES)
 def test_eval_bad_input(case, args, expected, files, monkeypatch, capsys):
-    code, out, err = run_main(eval_cli.main, _fill(args, files), monkeypatch, capsys)
+    code, out, err = run_main(eval_cli.main, _fill(args, files), capsys)
     _assert_one_error_line(code, out, err, expected.format(**files))
 
 
 def test_full_traceback_on_request(files, monkeypatch, capsys):
     monkeypatch.setenv("HYDRA_FULL_ERROR", "1")
     with pytest.raises(ChargptError, match="checkpoint not found"):
-        run_main(sample_cli.main, _fill(["ckpt_path={tmp}/nope.ckpt"], files), monkeypatch, capsys)
+        run_main(sample_cli.main, _fill(["ckpt_path={tmp}/nope.ckpt"], files), capsys)
 
 
 def test_existing_run_is_never_overwritten(files, monkeypatch, capsys):
     run = files["tmp"] / "run"
-    args = train_args(files["corpus"], run, "trainer.max_steps=2", "trainer.val_check_interval=2")
-    code, _, err = run_main(train_cli.main, args, monkeypatch, capsys)
+    args = bare_train_args(files["corpus"], run, "trainer.max_steps=2", "trainer.val_check_interval=2")
+    code, _, err = run_main(train_cli.main, args, capsys)
     assert code == 0, err
     snapshot = {p: p.read_bytes() for p in run.rglob("*") if p.is_file() and p.name != "train.log"}
 
     # The same run directory again, without ckpt_path: refused before Hydra writes anything.
-    code, out, err = run_main(train_cli.main, [*args, "model.n_layer=2"], monkeypatch, capsys)
+    code, out, err = run_main(train_cli.main, [*args, "model.n_layer=2"], capsys)
     _assert_one_error_line(
         code, out, err, f"the run directory {run} already holds a run; continue it with ckpt_path={run}"
     )
@@ -190,18 +190,17 @@ def test_existing_run_is_never_overwritten(files, monkeypatch, capsys):
     other = files["tmp"] / "other"
     code, _, err = run_main(
         train_cli.main,
-        train_args(files["corpus"], other, "trainer.max_steps=2", "trainer.val_check_interval=2"),
-        monkeypatch,
+        bare_train_args(files["corpus"], other, "trainer.max_steps=2", "trainer.val_check_interval=2"),
         capsys,
     )
     assert code == 0, err
-    code, out, err = run_main(train_cli.main, [*args, f"ckpt_path={other}"], monkeypatch, capsys)
+    code, out, err = run_main(train_cli.main, [*args, f"ckpt_path={other}"], capsys)
     _assert_one_error_line(code, out, err, f"hydra.run.dir={run} holds another run")
     assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file() and p.name != "train.log"} == snapshot
 
 
 def test_multirun_with_subprocess_ddp_is_refused(files, monkeypatch, capsys):
-    args = train_args(
+    args = bare_train_args(
         files["corpus"],
         None,
         f"hydra.sweep.dir={files['tmp']}/sweep",
@@ -210,7 +209,7 @@ def test_multirun_with_subprocess_ddp_is_refused(files, monkeypatch, capsys):
         "+trainer.strategy=ddp",
         "model.dropout=0.0,0.1",
     )
-    code, out, err = run_main(train_cli.main, ["-m", *args], monkeypatch, capsys)
+    code, out, err = run_main(train_cli.main, ["-m", *args], capsys)
     _assert_one_error_line(code, out, err, "trainer.strategy=ddp cannot run inside a Hydra multirun (-m)")
     assert not list((files["tmp"] / "sweep").rglob("*.ckpt"))
 
@@ -234,11 +233,12 @@ def test_more_gpus_than_exist(trainer, gpus, expected, monkeypatch):
     check_devices(OmegaConf.create({**trainer, "devices": "auto"}))  # "auto" takes what exists
 
 
+@pytest.mark.slow  # several seconds of training; the default run covers the mechanism
 def test_a_sweep_into_an_existing_sweep_keeps_its_runs(files, monkeypatch, capsys):
     sweep = files["tmp"] / "sweep"
     args = [
         "-m",
-        *train_args(
+        *bare_train_args(
             files["corpus"],
             None,
             f"hydra.sweep.dir={sweep}",
@@ -247,12 +247,14 @@ def test_a_sweep_into_an_existing_sweep_keeps_its_runs(files, monkeypatch, capsy
             "model.dropout=0.0",
         ),
     ]
-    code, _, err = run_main(train_cli.main, args, monkeypatch, capsys)
+    code, _, err = run_main(train_cli.main, args, capsys)
     assert code == 0, err
     last = sweep / "0" / "checkpoints" / "last.ckpt"
     before = last.read_bytes()
     status = (sweep / "0" / "status.json").read_text()
-    code, out, err = run_main(train_cli.main, args, monkeypatch, capsys)
-    _assert_one_error_line(code, out, err, f"the run directory {sweep / '0'} already holds a run")
+    code, out, err = run_main(train_cli.main, args, capsys)
+    expected = f"the sweep directory {sweep} already holds runs of an earlier sweep (0); "
+    expected += "pick a new hydra.sweep.dir"
+    _assert_one_error_line(code, out, err, expected)
     assert last.read_bytes() == before
     assert (sweep / "0" / "status.json").read_text() == status  # its status is not rewritten

@@ -10,13 +10,13 @@ import lightning as L
 import pytest
 import torch
 
-from chargpt import train
+from chargpt.cli import train
 from chargpt.data import CharDataModule
 from chargpt.errors import ConfigError
 from chargpt.training import CharLM
-from chargpt.training import budget as budget_module
-from chargpt.training.budget import TimeBudget, plan_steps
-from chargpt.training.callbacks import ValidateAtEnd
+from chargpt.training.callbacks import budget as budget_module
+from chargpt.training.callbacks.budget import TimeBudget, plan_steps
+from chargpt.training.callbacks.metrics import ValidateAtEnd
 from conftest import run_cli, train_args
 
 
@@ -64,6 +64,7 @@ def fit_with_budget(corpus: Path, tmp_path: Path, clock: FakeClock, **budget_kw)
     return trainer, budget
 
 
+@pytest.mark.slow  # several seconds of training; the default run covers the mechanism
 def test_budget_picks_the_step_count_and_anneals_at_it(corpus: Path, tmp_path: Path) -> None:
     clock = FakeClock(tick=0.02)  # one reading per step: 20 ms a step
     trainer, budget = fit_with_budget(
@@ -121,7 +122,9 @@ def test_cli_budget_run_records_the_count(corpus: Path, tmp_path: Path, monkeypa
     # A budget counts from the process start; here, from the call (pytest started long ago).
     monkeypatch.setattr(budget_module, "run_start_time", lambda: budget_module.time.monotonic())
     args = train_args(
-        corpus, tmp_path, "budget_seconds=6", "scheduler=wsd", "scheduler.warmup_steps=2",
+        corpus, tmp_path, "budget_seconds=10", "scheduler=wsd", "scheduler.warmup_steps=2",
+        # A short calibration: a budget that cannot hold it is refused (slow or busy machines).
+        "callbacks.time_budget.skip_steps=1", "callbacks.time_budget.calibration_steps=3",
         "trainer.max_steps=100000", "trainer.val_check_interval=100000", "+trainer.limit_val_batches=4",
         "sample.max_new_tokens=0",
     )
@@ -137,10 +140,54 @@ def test_cli_budget_run_records_the_count(corpus: Path, tmp_path: Path, monkeypa
 def test_cpu_100s_preset_is_budgeted_and_validates_only_at_the_end() -> None:
     from hydra import compose, initialize_config_dir
 
-    from chargpt.hydra_app import CONFIG_PATH
+    from chargpt.cli.common import CONFIG_PATH
 
     with initialize_config_dir(config_dir=CONFIG_PATH, version_base="1.3"):
         cfg = compose(config_name="train", overrides=["experiment=cpu_100s"])
     assert cfg.budget_seconds == 100
     assert cfg.scheduler._target_.endswith("WarmupStableDecay") and cfg.scheduler.min_lr_ratio == 0.0
     assert cfg.trainer.val_check_interval >= cfg.trainer.max_steps
+
+
+@pytest.mark.parametrize(
+    ("seconds", "why"),
+    [(0.4, "the final validation and saving need"), (0.1, "before calibration ended")],
+)
+def test_budget_too_small_to_calibrate_is_refused(corpus: Path, tmp_path: Path, seconds, why) -> None:
+    # 20 ms a step: 12 steps of calibration take ~0.25 s, leaving no room for the final work at
+    # 0.4 s; at 0.1 s the budget runs out before calibration ends.
+    clock = FakeClock(tick=0.02)
+    with pytest.raises(ConfigError) as refused:
+        fit_with_budget(
+            corpus, tmp_path, clock, seconds=seconds, skip_steps=2, calibration_steps=10, reserve_seconds=0.5
+        )
+    message = str(refused.value)
+    assert f"budget_seconds={seconds:g} is too small for this model on this machine" in message
+    assert why in message
+    minimum = int(message.split("use budget_seconds=")[1].split()[0])
+    assert minimum > seconds
+    assert clock.now < 1.0  # stopped at once, not after the budget's overrun
+
+
+def test_every_replan_is_logged(corpus: Path, tmp_path: Path, caplog) -> None:
+    clock = FakeClock(tick=0.02)
+
+    class SpeedChanges(L.Callback):
+        def on_train_batch_start(self, trainer: L.Trainer, *args) -> None:
+            if trainer.global_step == 20:
+                clock.tick = 0.01  # faster: the run is lengthened (not only shortened)
+
+    original = L.Trainer.__init__
+
+    def with_change(self, *args, callbacks=(), **kwargs):
+        original(self, *args, callbacks=[*callbacks, SpeedChanges()], **kwargs)
+
+    caplog.set_level("INFO", logger=budget_module.__name__)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(L.Trainer, "__init__", with_change)
+        _, budget = fit_with_budget(
+            corpus, tmp_path, clock, seconds=2.0, skip_steps=2, calibration_steps=10, reserve_seconds=0.5
+        )
+    replans = [r.getMessage() for r in caplog.records if "re-planned" in r.getMessage()]
+    assert budget.replans >= 1 and len(replans) == budget.replans
+    assert json.loads((tmp_path / "budget.json").read_text())["replans"] == budget.replans

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from chargpt import eval as eval_cli
-from chargpt import load, sample, train
+from chargpt import load
+from chargpt.cli import eval as eval_cli
+from chargpt.cli import sample, train
 from conftest import run_cli, train_args
 
 
@@ -69,8 +70,8 @@ def test_eval_prints_full_split_loss_as_json(trained_run: Path, corpus: Path, ca
     metrics = json.loads((trained_run / "metrics.json").read_text())
     n_val = len(corpus.read_text()) - int(len(corpus.read_text()) * 0.9)
     assert result["tokens"] == n_val - 1  # every target of the split
-    assert result["val_loss"] == pytest.approx(metrics["val_loss"], abs=1e-4)
-    assert result["bpc"] == pytest.approx(result["val_loss"] / 0.6931471805599453, rel=1e-4)
+    assert result["loss"] == pytest.approx(metrics["val_loss"], abs=1e-4)
+    assert result["bpc"] == pytest.approx(result["loss"] / 0.6931471805599453, rel=1e-4)
 
 
 def test_eval_on_text_with_unknown_characters_names_them(trained_run: Path, tmp_path: Path, capsys) -> None:
@@ -99,3 +100,18 @@ def test_resume_from_run_dir_continues_in_the_same_directory(corpus: Path, tmp_p
     assert (run_dir / ".hydra" / "config.yaml").read_text() == first_config  # first config kept
     assert list((run_dir / ".hydra").glob("resume-*/config.yaml"))
     assert _default_run_metrics() == before  # nothing went to a new default run directory
+
+
+@pytest.mark.slow  # several seconds; runs in the slow set (.ci/run)
+def test_last_checkpoint_follows_every_validation_even_without_improvement(
+    corpus: Path, tmp_path: Path
+) -> None:
+    # mode=max makes every later (lower) val/loss "no improvement": best-*.ckpt stays at step 10,
+    # while last.ckpt, what a resume starts from, must still hold the final step.
+    run = tmp_path / "run"
+    args = train_args(corpus, run, "callbacks.model_checkpoint.mode=max", "sample.max_new_tokens=0")
+    assert run_cli(train.main, *args) == 0
+    checkpoints = run / "checkpoints"
+    assert sorted(p.name for p in checkpoints.iterdir()) == ["best-000010.ckpt", "last.ckpt"]
+    last = torch.load(checkpoints / "last.ckpt", weights_only=True)
+    assert last["global_step"] == 20

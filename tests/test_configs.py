@@ -9,16 +9,25 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
-from chargpt.hydra_app import CONFIG_PATH, plain
+from chargpt.cli.common import CONFIG_PATH
 from chargpt.model import ModelConfig, build_model
 from chargpt.training import CharLM
-from chargpt.training.setup import build_trainer
+from chargpt.training.build import build_trainer, plain
 
 GROUPS = ["data", "model", "optimizer", "scheduler", "trainer", "callbacks", "logger", "experiment", "debug"]
 
 
 def options(group: str) -> list[str]:
+    if group == "callbacks":  # the other files are single callbacks that default.yaml composes
+        return ["default", "none"]
     return sorted(p.stem for p in (Path(CONFIG_PATH) / group).glob("*.yaml"))
+
+
+def test_default_callbacks_compose_every_callback_file() -> None:
+    with initialize_config_dir(config_dir=CONFIG_PATH, version_base="1.3"):
+        cfg = compose("train")
+    files = {p.stem for p in (Path(CONFIG_PATH) / "callbacks").glob("*.yaml")}
+    assert set(cfg.callbacks) == files - {"default", "none", "essential"}
 
 
 CASES = [(group, option) for group in GROUPS for option in options(group)]
@@ -34,6 +43,9 @@ def test_option_composes_and_instantiates(group: str, option: str, corpus: Path,
     overrides = [f"{group}={option}", f"paths.output_dir={tmp_path}"]
     if not (group == "data" and option == "tinyshakespeare"):
         overrides += ["data=text", f"data.path={corpus}"] if group != "data" else [f"data.path={corpus}"]
+    if group == "data" and option == "hf":  # a dataset: the text builder on the corpus, offline
+        pytest.importorskip("datasets")
+        overrides += ["data.name=text", f"data.data_files={corpus}", "data.path=null"]
     with initialize_config_dir(config_dir=CONFIG_PATH, version_base="1.3"):
         cfg = compose(config_name="train", overrides=overrides)
 
@@ -50,8 +62,10 @@ def test_option_composes_and_instantiates(group: str, option: str, corpus: Path,
     assert 0 < schedule(0, 100) <= 1
     if cfg.trainer.get("accelerator") == "gpu" and not torch.cuda.is_available():
         pytest.skip("GPU trainer config composes; building it needs a GPU")
-    trainer = build_trainer(cfg, str(tmp_path))
+    trainer = build_trainer(cfg)
     module.trainer = trainer  # configure_optimizers reads max_steps
     optim = module.configure_optimizers()["optimizer"]
     assert sum(len(g["params"]) for g in optim.param_groups) == len(list(module.model.parameters()))
-    assert model.num_params() > 0
+    x = torch.zeros(2, model_config.block_size, dtype=torch.long)
+    logits, loss = model(x, x)
+    assert logits.shape == (2, model_config.block_size, 30) and torch.isfinite(loss)

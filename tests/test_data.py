@@ -28,13 +28,15 @@ def test_encoding_is_cached_memory_mapped_and_keyed_by_content(tmp_path: Path) -
     text = tmp_path / "t.txt"
     text.write_text("abcab" * 100)
     cache = tmp_path / "cache"
-    ids, tok = load_encoded(text, cache_dir=cache)
-    assert isinstance(ids, np.memmap)
+    encoded = load_encoded(text, cache_dir=cache)
+    ids, tok = encoded.ids, encoded.tokenizer
+    assert encoded.mapping is not None and not ids.flags.writeable  # read-only, memory-mapped
+    assert encoded.sha256 == hashlib.sha256(text.read_bytes()).hexdigest()
     assert tok.decode(ids[:5]) == "abcab"
     assert len(list(cache.glob("*.ids.npy"))) == 1
     text.write_text("xyzxy" * 100)  # edited file: new key, re-encoded
-    ids2, tok2 = load_encoded(text, cache_dir=cache)
-    assert tok2.decode(ids2[:5]) == "xyzxy"
+    again = load_encoded(text, cache_dir=cache)
+    assert again.tokenizer.decode(again.ids[:5]) == "xyzxy"
     assert len(list(cache.glob("*.ids.npy"))) == 2
 
 
@@ -42,7 +44,8 @@ def test_encoding_handles_non_ascii_and_large_vocabularies(tmp_path: Path) -> No
     text = "".join(chr(0x4E00 + i) for i in range(300)) + "ascii ☃ mix\n"
     path = tmp_path / "u.txt"
     path.write_text(text * 3, encoding="utf-8")
-    ids, tok = load_encoded(path, cache_dir=tmp_path)
+    encoded = load_encoded(path, cache_dir=tmp_path)
+    ids, tok = encoded.ids, encoded.tokenizer
     assert tok.vocab_size > 256 and ids.dtype == np.uint16
     assert tok.decode(ids) == text * 3
 

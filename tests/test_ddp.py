@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from reliability_helpers import train_args, write_corpus
+from conftest import bare_train_args, write_corpus
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
@@ -26,7 +26,7 @@ def _train(tmp_path: Path, run: Path, *extra: str) -> None:
     }
     args = [
         a
-        for a in train_args(
+        for a in bare_train_args(
             corpus,
             run,
             "logger=tensorboard",
@@ -37,7 +37,7 @@ def _train(tmp_path: Path, run: Path, *extra: str) -> None:
         if not a.startswith("data.batch_size")
     ]
     result = subprocess.run(
-        [sys.executable, "-m", "chargpt.train", *args, *extra],
+        [sys.executable, "-m", "chargpt.cli.train", *args, *extra],
         env=env,
         capture_output=True,
         text=True,
@@ -62,8 +62,9 @@ def test_two_processes_with_batch_b_match_one_with_batch_2b(tmp_path):
     assert mb["val_loss"] == pytest.approx(ma["val_loss"], abs=1e-4)
     assert mb["tokens"] == ma["tokens"] == 6 * 8 * 16  # both ranks' windows are counted
 
-    # Only rank 0 wrote: one event file, the usual checkpoints, one config, no per-rank folders.
-    assert len(list((two / "tensorboard").glob("events.out.tfevents.*"))) == 1
+    # Only rank 0 wrote: one run's event files (the logger's and the HParams summary's), the usual
+    # checkpoints, one config, no per-rank folders.
+    assert len(list((two / "tensorboard").glob("events.out.tfevents.*"))) == 2
     assert sorted(p.name for p in (two / "checkpoints").iterdir()) == ["best-000006.ckpt", "last.ckpt"]
     assert sorted(p.name for p in two.iterdir() if p.name != "train.log") == sorted(
         p.name for p in one.iterdir() if p.name != "train.log"

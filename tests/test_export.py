@@ -14,17 +14,16 @@ import torch
 
 import chargpt
 from chargpt import export as export_module
-from chargpt import sample as sample_cli
-from chargpt.api import TrainedModel
 from chargpt.cli import export as export_cli
+from chargpt.cli import sample as sample_cli
 from chargpt.data.tokenizer import CharTokenizer
 from chargpt.errors import CheckpointError
 from chargpt.export import card_for, export_model, load_export
+from chargpt.inference import TrainedModel
 from chargpt.model import ModelConfig, build_model
 from chargpt.model.config import ACTIVATIONS, ARCHS, NORMS, POS_ENCODINGS
 from chargpt.model_card import ModelCard
-from conftest import run_cli, train_args
-from reliability_helpers import run_main
+from conftest import run_cli, run_main, train_args
 
 NO_EXTRA = "the export extra is not installed: pip install -e '.[export]'"
 ort = pytest.importorskip("onnxruntime", reason=NO_EXTRA)
@@ -127,7 +126,7 @@ def test_onnx_export_matches_pytorch_logits(case: str, tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory: pytest.TempPathFactory, corpus: Path) -> Path:
-    from chargpt import train as train_cli
+    from chargpt.cli import train as train_cli
 
     run = tmp_path_factory.mktemp("export") / "shakespeare run"
     assert run_cli(train_cli.main, *train_args(corpus, run, "logger=none")) == 0
@@ -165,7 +164,7 @@ def test_cli_export_of_a_run_carries_its_card_and_serves_chargpt_sample(
 ) -> None:
     out = tmp_path / "my exports" / "v1"
     code, stdout, _ = run_main(
-        export_cli.main, [f"ckpt_path={trained_run}", f"out={out}"], monkeypatch, capsys
+        export_cli.main, [f"ckpt_path={trained_run}", f"out={out}"], capsys
     )
     assert code == 0 and f"to {out}" in stdout
     assert not list(out.parent.glob(".*partial*"))  # the staging folder is gone
@@ -177,12 +176,12 @@ def test_cli_export_of_a_run_carries_its_card_and_serves_chargpt_sample(
     assert card_for(out, chargpt.load(out)).val_loss == pytest.approx(metrics["val_loss"])
     # chargpt-sample reads the export folder like the checkpoint, with the same text.
     args = ["prompt=The", "max_new_tokens=50", "seed=7", "device=cpu"]
-    texts = [run_main(sample_cli.main, [f"ckpt_path={p}", *args], monkeypatch, capsys)[1]
+    texts = [run_main(sample_cli.main, [f"ckpt_path={p}", *args], capsys)[1]
              for p in (trained_run, out)]
     assert texts[0] == texts[1] and len(texts[0]) == len("The") + 50 + 1
     # An export converts to the other format.
     assert run_main(export_cli.main, [f"ckpt_path={out}", "format=onnx", f"out={tmp_path / 'o'}"],
-                    monkeypatch, capsys)[0] == 0
+                    capsys)[0] == 0
 
 
 def _export_args(ckpt: Path, out: Path, *extra: str) -> list[str]:
@@ -205,11 +204,12 @@ def _error(run: tuple[int, str, str]) -> str:
     return lines[0]
 
 
+@pytest.mark.slow  # several seconds; runs in the slow set (.ci/run)
 def test_bad_export_input_is_one_error_line_and_overwrites_nothing(
     ckpt: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
     def run(*args: str) -> tuple[int, str, str]:
-        return run_main(export_cli.main, list(args), monkeypatch, capsys)
+        return run_main(export_cli.main, list(args), capsys)
 
     assert "ckpt_path is required" in _error(run(f"out={tmp_path / 'x'}"))
     assert "out is required" in _error(run(f"ckpt_path={ckpt}"))
@@ -250,12 +250,12 @@ def test_an_option_a_format_cannot_express_is_named(
 ) -> None:
     narrowed = {**export_module.SUPPORTED["onnx"], "activation": ("relu",)}
     monkeypatch.setitem(export_module.SUPPORTED, "onnx", narrowed)
-    message = _error(run_main(export_cli.main, _export_args(ckpt, tmp_path / "o", "format=onnx"), monkeypatch,
-                              capsys))
+    message = _error(run_main(export_cli.main, _export_args(ckpt, tmp_path / "o", "format=onnx"), capsys))
     assert "the onnx export cannot express model.activation='gelu'" in message
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.slow  # several seconds; runs in the slow set (.ci/run)
 def test_loading_a_damaged_or_onnx_export_is_a_clear_error(ckpt: Path, tmp_path: Path) -> None:
     trained = chargpt.load(ckpt)
     onnx_dir = export_model(trained, card(trained), "onnx", tmp_path / "onnx")

@@ -8,21 +8,22 @@ import math
 import os
 from pathlib import Path
 
+import lightning as L
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from chargpt import checkpoints as checkpoint_io
+from chargpt import files
+from chargpt.checkpoints import AtomicCheckpointIO
+from chargpt.cli.common import CONFIG_PATH
+from chargpt.cli.train import main as train_main
 from chargpt.errors import CheckpointError
-from chargpt.hydra_app import CONFIG_PATH
-from chargpt.train import main as train_main
-from chargpt.training import checkpoint_io
-from chargpt.training.checkpoint_io import AtomicCheckpointIO
-from chargpt.training.guards import NonFiniteGuard, NonFiniteLossError
-from chargpt.training.interrupt import GracefulInterrupt
-from chargpt.training.resume import ResumeState
-from chargpt.training.setup import build_trainer
-from reliability_helpers import StepHook, run_main, train_args, write_corpus
+from chargpt.training.build import build_trainer
+from chargpt.training.callbacks.resume import ResumeState
+from chargpt.training.callbacks.safety import GracefulInterrupt, NonFiniteGuard, NonFiniteLossError
+from conftest import StepHook, bare_train_args, run_main, write_corpus
 
 
 @pytest.fixture(autouse=True)
@@ -46,12 +47,12 @@ def test_nan_loss_stops_keeps_last_good_checkpoint_and_resume_continues_tensorbo
 ):
     corpus = write_corpus(tmp_path / "corpus.txt")
     run = tmp_path / "run"
-    args = train_args(
+    args = bare_train_args(
         corpus, run, "trainer.max_steps=12", "trainer.val_check_interval=4", "logger=tensorboard"
     )
     hook = StepHook(monkeypatch)
     hook.actions[7] = _poison  # the loss of step 7 is NaN
-    code, out, err = run_main(train_main, args, monkeypatch, capsys)
+    code, out, err = run_main(train_main, args, capsys)
     assert code == 2 and "Traceback" not in out + err
     [line] = [x for x in err.splitlines() if x.startswith("error:")]
     assert "the training loss became nan at step 7" in line
@@ -59,16 +60,17 @@ def test_nan_loss_stops_keeps_last_good_checkpoint_and_resume_continues_tensorbo
     last = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
     assert last["global_step"] == 4  # not overwritten by the validation/checkpoint at step 8
     assert all(torch.isfinite(v).all() for v in last["state_dict"].values())
-    # The stopped run logged steps 1-6 (TensorBoard steps 0-5), two of them after its checkpoint.
-    assert _scalar_steps(run / "tensorboard", "train/loss") == list(range(6))
+    # The stopped run logged steps 1-6 (at the steps taken, as everywhere), two of them after its
+    # checkpoint.
+    assert _scalar_steps(run / "tensorboard", "train/loss") == list(range(1, 7))
 
     hook.take()
-    code, _, err = run_main(train_main, [*args, f"ckpt_path={run}"], monkeypatch, capsys)
+    code, _, err = run_main(train_main, [*args, f"ckpt_path={run}"], capsys)
     assert code == 0, err
     assert [s for s, _ in hook.take()] == list(range(5, 13))
     # One point per step over the whole run: the steps logged after the checkpoint were purged.
-    assert _scalar_steps(run / "tensorboard", "train/loss") == list(range(12))
-    assert _scalar_steps(run / "tensorboard", "val/loss") == [3, 7, 11]
+    assert _scalar_steps(run / "tensorboard", "train/loss") == list(range(1, 13))
+    assert _scalar_steps(run / "tensorboard", "val/loss") == [4, 8, 12]
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["step"] == 12 and math.isfinite(metrics["best_val_loss"])
 
@@ -78,11 +80,9 @@ def test_checkpoint_with_non_finite_weights_is_refused():
     with torch.no_grad():
         module.weight[0, 0] = float("inf")
 
-    class _Trainer:
-        global_step, checkpoint_callback = 3, None
-
-    with pytest.raises(NonFiniteLossError, match="weights are not finite at step 3"):
-        NonFiniteGuard().on_save_checkpoint(_Trainer(), module, {})  # type: ignore[arg-type]
+    trainer = L.Trainer(logger=False, enable_progress_bar=False, enable_checkpointing=False)
+    with pytest.raises(NonFiniteLossError, match=r"not finite at step 0 .*no checkpoint had been"):
+        NonFiniteGuard().on_save_checkpoint(trainer, module, {})  # type: ignore[arg-type]
 
 
 def test_interrupted_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
@@ -92,7 +92,7 @@ def test_interrupted_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     before = path.read_bytes()
 
     def save_half_then_die(obj, f):  # type: ignore[no-untyped-def]
-        f.write(before[: len(before) // 2])
+        Path(f).write_bytes(before[: len(before) // 2])
         raise KeyboardInterrupt  # e.g. a second Ctrl-C in the middle of the write
 
     monkeypatch.setattr(checkpoint_io.torch, "save", save_half_then_die)
@@ -110,7 +110,7 @@ def test_failed_write_is_one_clear_error_and_keeps_the_previous_checkpoint(tmp_p
     def disk_full(*args):  # type: ignore[no-untyped-def]
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(checkpoint_io.os, "replace", disk_full)
+    monkeypatch.setattr(files.os, "replace", disk_full)
     with pytest.raises(CheckpointError, match=r"cannot write checkpoint .*No space left on device"):
         AtomicCheckpointIO().save_checkpoint({"step": torch.tensor(2)}, path)
     assert torch.load(path, weights_only=True)["step"] == 1
@@ -120,7 +120,7 @@ def test_failed_write_is_one_clear_error_and_keeps_the_previous_checkpoint(tmp_p
 def test_every_run_uses_the_atomic_writer_and_the_safety_callbacks(tmp_path):
     with initialize_config_dir(config_dir=CONFIG_PATH, version_base="1.3"):
         cfg = compose("train", overrides=[f"paths.output_dir={tmp_path}", "logger=none"])
-    trainer = build_trainer(cfg, str(tmp_path))
+    trainer = build_trainer(cfg)
     assert isinstance(trainer.strategy.checkpoint_io, AtomicCheckpointIO)
     kinds = {type(c) for c in trainer.callbacks}
     assert {ResumeState, NonFiniteGuard, GracefulInterrupt} <= kinds

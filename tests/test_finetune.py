@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from chargpt import load, train
+from chargpt import load
+from chargpt.cli import train
 from chargpt.data.encoding import load_encoded
 from chargpt.data.tokenizer import CharTokenizer
-from chargpt.evaluation import evaluate
+from chargpt.inference import evaluate
 from conftest import run_cli, train_args
 
 
@@ -43,7 +44,7 @@ def finetune_args(new: Path, run_dir: Path, init_from: Path, *extra: str) -> lis
 def test_finetune_starts_from_pretrained_weights_and_improves(pretrained: Path, tmp_path: Path) -> None:
     new = other_text(tmp_path / "new.txt")
     vocab = CharTokenizer(load(pretrained).tokenizer.chars)
-    new_ids, _ = load_encoded(new, vocab)
+    new_ids = load_encoded(new, vocab).ids
     val = new_ids[int(len(new_ids) * 0.9):]
     before = evaluate(load(pretrained).model, val)["loss"]
 
@@ -93,6 +94,7 @@ def test_extended_vocabulary_keeps_old_rows_bit_identical(pretrained: Path, tmp_
     assert torch.allclose(new_emb[n_old:], old_emb.mean(0).expand_as(new_emb[n_old:]))
 
 
+@pytest.mark.slow  # several seconds of training; the default run covers the mechanism
 def test_frozen_embeddings_and_blocks_do_not_change(pretrained: Path, tmp_path: Path) -> None:
     new = other_text(tmp_path / "new.txt")
     run_dir = tmp_path / "ft"
@@ -102,3 +104,23 @@ def test_frozen_embeddings_and_blocks_do_not_change(pretrained: Path, tmp_path: 
     assert torch.equal(old.tok_emb.weight, tuned.tok_emb.weight)
     assert torch.equal(old.blocks[0].attn.qkv.weight, tuned.blocks[0].attn.qkv.weight)
     assert not torch.equal(old.norm.weight, tuned.norm.weight)  # the rest trained
+
+
+def test_starting_point_is_printed_and_kept(pretrained: Path, tmp_path: Path, capsys) -> None:
+    new = other_text(tmp_path / "new.txt", extra="zephyr@")
+    run_dir = tmp_path / "ft"
+    args = finetune_args(new, run_dir, pretrained, "finetune.extend_vocab=true", "trainer.max_steps=2")
+    assert run_cli(train.main, *args) == 0
+    out = capsys.readouterr().out
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert f"step 0 (before training): val loss {metrics['initial_val_loss']:.4f}" in out
+    assert metrics["step"] == 2 and metrics["val_loss"] != metrics["initial_val_loss"]
+    [added] = [line for line in out.splitlines() if "finetune.extend_vocab: added" in line]
+    assert "'@'" in added and "'z'" in added
+
+
+def test_finetune_experiment_needs_init_from(corpus: Path, tmp_path: Path, capsys) -> None:
+    code = run_cli(train.main, *train_args(corpus, tmp_path / "ft"), "experiment=finetune")
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error: experiment=finetune starts from a trained model")
+    assert "init_from=RUN_DIR" in err and len(err.splitlines()) == 1

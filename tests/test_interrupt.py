@@ -16,17 +16,19 @@ from pathlib import Path
 import pytest
 import torch
 
-from chargpt.train import main as train_main
-from reliability_helpers import run_main, train_args, write_corpus
+from chargpt.cli.train import main as train_main
+from conftest import bare_train_args, run_main, write_corpus
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
 
+# A real process and a real signal; tests/test_resume.py sends the same signals in-process.
+@pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_signal_checkpoints_and_prints_the_resume_command(signum, tmp_path, monkeypatch, capsys):
     corpus = write_corpus(tmp_path / "corpus.txt")
     run = tmp_path / "run"
-    args = train_args(corpus, run, "trainer.max_steps=1000000", "trainer.val_check_interval=5")
+    args = bare_train_args(corpus, run, "trainer.max_steps=1000000", "trainer.val_check_interval=5")
     env = {
         **os.environ,
         "CHARGPT_CACHE_DIR": str(tmp_path / "cache"),
@@ -35,7 +37,7 @@ def test_signal_checkpoints_and_prints_the_resume_command(signum, tmp_path, monk
     last = run / "checkpoints" / "last.ckpt"
     with (tmp_path / "out.txt").open("w") as out, (tmp_path / "err.txt").open("w") as err_file:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "chargpt.train", *args], stdout=out, stderr=err_file, env=env
+            [sys.executable, "-m", "chargpt.cli.train", *args], stdout=out, stderr=err_file, env=env
         )
         deadline = time.monotonic() + 120
         while not last.exists() and proc.poll() is None and time.monotonic() < deadline:
@@ -59,7 +61,7 @@ def test_signal_checkpoints_and_prints_the_resume_command(signum, tmp_path, monk
     # Resume, two more steps: the run continues at step + 1 in the same directory.
     command = [a if a != "trainer.max_steps=1000000" else f"trainer.max_steps={step + 2}" for a in command]
     monkeypatch.setenv("CHARGPT_CACHE_DIR", str(tmp_path / "cache"))
-    code, _, err = run_main(train_main, command[1:], monkeypatch, capsys)
+    code, _, err = run_main(train_main, command[1:], capsys)
     assert code == 0, err
     assert torch.load(last, weights_only=True)["global_step"] == step + 2
     assert json.loads((run / "status.json").read_text())["status"] == "finished"

@@ -6,7 +6,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from chargpt.hydra_app import CONFIG_PATH
+from chargpt.cli.common import CONFIG_PATH
 
 
 def composed(*overrides: str):
@@ -40,3 +40,20 @@ def test_optuna_search_space_and_direction() -> None:
     # Every width in the space is divisible by the default number of heads.
     widths = OmegaConf.to_container(sweeper.params)["model.n_embd"]
     assert all(int(w) % cfg.model.n_head == 0 for w in widths[len("choice(") : -1].split(","))
+
+
+def test_ddp_in_a_multirun_is_allowed_where_the_cluster_starts_the_ranks(monkeypatch) -> None:
+    from omegaconf import OmegaConf
+
+    from chargpt.errors import SetupError
+    from chargpt.training import build
+
+    cfg = OmegaConf.create({"trainer": {"strategy": "ddp"}})
+    monkeypatch.setattr(build, "is_multirun", lambda: True)
+    for name in ("SLURM_NTASKS", "SLURM_JOB_NAME", "TORCHELASTIC_RUN_ID"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(SetupError, match="cannot run inside a Hydra multirun"):
+        build.check_launch(cfg)  # Lightning would re-run the command line for each rank
+    monkeypatch.setenv("SLURM_NTASKS", "8")  # the submitit launcher: SLURM started every rank
+    monkeypatch.setenv("SLURM_JOB_NAME", "chargpt")
+    build.check_launch(cfg)

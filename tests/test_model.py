@@ -72,3 +72,11 @@ def test_invalid_settings_are_clear_errors(settings: dict, message: str) -> None
 def test_unknown_setting_is_named() -> None:
     with pytest.raises(ConfigError, match="n_layers"):
         ModelConfig.from_dict({"n_layers": 3})
+
+
+@pytest.mark.parametrize("init_std", [0.02, 0.5])
+def test_learned_positions_follow_init_std(init_std: float) -> None:
+    torch.manual_seed(0)
+    model = GPT(ModelConfig(n_layer=1, n_head=2, n_embd=64, block_size=256, init_std=init_std), 10)
+    table = model.positions.table  # (block_size, C): 16k draws
+    assert table.std().item() == pytest.approx(init_std, rel=0.05)

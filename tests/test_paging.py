@@ -6,25 +6,30 @@ import pytest
 import torch
 
 from chargpt.data import CharDataModule, paging
-from chargpt.data.paging import mapping_of
+from chargpt.data.encoding import open_ids
 from chargpt.data.windows import TrainWindows, ValWindows
 
 
 @pytest.fixture
-def mapped_ids(tmp_path: Path) -> np.ndarray:
+def mapped(tmp_path: Path) -> tuple[np.ndarray, object]:
     ids = np.random.default_rng(0).integers(0, 65, size=50_000, dtype=np.uint8)
     np.save(tmp_path / "ids.npy", ids)
-    return np.load(tmp_path / "ids.npy", mmap_mode="r")
+    mapped_ids, mapping = open_ids(tmp_path / "ids.npy")
+    assert np.array_equal(mapped_ids, ids)  # the header is parsed and the data read as saved
+    return mapped_ids, mapping
 
 
-def test_dropping_pages_does_not_change_the_windows(mapped_ids: np.ndarray, monkeypatch) -> None:
+def test_dropping_pages_does_not_change_the_windows(mapped, monkeypatch) -> None:
     # Drop every 5 windows whatever the size, so batches of 12 are read in chunks with drops between.
     monkeypatch.setattr(paging, "MIN_DROPPED_BYTES", 0)
     monkeypatch.setattr(paging, "WINDOWS_PER_DROP", 5)
+    mapped_ids, mapping = mapped
     split = int(len(mapped_ids) * 0.9)
     in_memory = np.array(mapped_ids)
-    train, train_ref = (TrainWindows(a[:split], 16, 12, seed=7) for a in (mapped_ids, in_memory))
-    val, val_ref = (ValWindows(a[split:], 16, 7) for a in (mapped_ids, in_memory))
+    train = TrainWindows(mapped_ids[:split], 16, 12, seed=7, mapping=mapping)
+    train_ref = TrainWindows(in_memory[:split], 16, 12, seed=7)
+    val = ValWindows(mapped_ids[split:], 16, 7, mapping=mapping)
+    val_ref = ValWindows(in_memory[split:], 16, 7)
     for k in range(30):
         assert all(torch.equal(a, b) for a, b in zip(train[k], train_ref[k], strict=True))
     for i in range(len(val)):
@@ -33,16 +38,18 @@ def test_dropping_pages_does_not_change_the_windows(mapped_ids: np.ndarray, monk
     assert train_ref.rows.drops == 0  # an in-memory array has nothing to drop
 
 
-def test_a_small_mapping_is_read_directly_and_windows_still_pickle(mapped_ids: np.ndarray) -> None:
-    windows = TrainWindows(mapped_ids, 16, 12, seed=7)
+def test_a_small_mapping_is_read_directly_and_windows_still_pickle(mapped) -> None:
+    mapped_ids, mapping = mapped
+    windows = TrainWindows(mapped_ids, 16, 12, seed=7, mapping=mapping)
     first = windows[0]
     assert windows.rows.drops == 0  # 50 kB: smaller than what 16 windows could map anyway
     copy = pickle.loads(pickle.dumps(windows))  # as into spawned DataLoader workers
     assert torch.equal(copy[0][0], first[0])
 
 
-def test_the_datamodule_splits_keep_their_mapping(corpus: Path) -> None:
-    # The bound only works while the splits are views that still know their mmap.
+def test_the_datamodule_windows_read_through_the_mapping(corpus: Path) -> None:
+    # The bound only works while the windows know the mapping their ids are a view of.
     dm = CharDataModule(str(corpus), block_size=16, batch_size=4)
     dm.setup()
-    assert mapping_of(dm.train_ids) is not None and mapping_of(dm.val_ids) is not None
+    for loader in (dm.train_dataloader(), dm.val_dataloader()):
+        assert loader.dataset.rows.mapping is dm.encoded().mapping is not None

@@ -1,35 +1,502 @@
-"""The README's Python API example runs as written (on a freshly trained run)."""
+"""The README and the guides in docs/ tell the truth about the commands they show.
+
+- The README starts with the two commands, says how to reach the installed commands, and stays a
+  short front door.
+- Every command a bash block (or a table) shows composes: each `chargpt-train` / `chargpt-sample`
+  / `chargpt-eval` line is composed with Hydra's compose API, so an override that names a key the
+  configs lack fails here; `make` targets, script flags, `chargpt-report` flags and pip extras
+  are checked against the Makefile, the scripts, the report's parser and pyproject.toml.
+- The Python API example runs and prints what it says.
+- Links between the documents resolve, and Markdown tables are well formed.
+- (slow) A fresh clone, walked through as the README says: every command block, shortened.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import importlib
+import io
+import os
 import re
+import shlex
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.override_parser.overrides_parser import OverridesParser
 
-from chargpt import train
 from conftest import run_cli, train_args
 
-README = Path(__file__).parents[1] / "README.md"
+ROOT = Path(__file__).parents[1]
+README = ROOT / "README.md"
+# The README and the guides; BENCHMARKS.md and EXPERIMENTS.md are measurement records.
+GUIDES = sorted(p for p in (ROOT / "docs").glob("*.md") if p.name not in ("BENCHMARKS.md", "EXPERIMENTS.md"))
+DOCS = [README, *GUIDES]
+README_MAX_BYTES = 12 * 1024
+
+FENCE = re.compile(r"^ *```(\w*)\n(.*?)^ *```", re.S | re.M)
+INLINE_COMMAND = re.compile(r"`(chargpt-(?:train|sample|eval|export|serve) [^`]*)`")
+ENV_ASSIGNMENT = re.compile(r"^[A-Z_][A-Z0-9_]*=")
+HYDRA_CONFIG = {
+    "chargpt-train": "train", "chargpt-sample": "sample", "chargpt-eval": "eval",
+    "chargpt-export": "export", "chargpt-serve": "serve",
+}
+# Hydra plugins some commands need (installed by `make`: EXTRAS=dev,optuna,joblib,slurm).
+PLUGINS = {
+    "hydra/launcher=slurm": "hydra_plugins.hydra_submitit_launcher",
+    "hydra/launcher=local_parallel": "hydra_plugins.hydra_joblib_launcher",
+    "hparams_search=optuna": "hydra_plugins.hydra_optuna_sweeper",
+}
+# Programs the docs may show that this test does not check further.
+UNCHECKED = {"source", "tensorboard", "git", "cd", "curl"}
 
 
-def python_example() -> str:
-    section = README.read_text().split("## Python API", 1)[1]
-    return re.search(r"```python\n(.*?)```", section, re.S).group(1)
+def pyproject() -> dict:
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+def entry_point(script: str):  # a console script's main function
+    module, _, function = pyproject()["project"]["scripts"][script].partition(":")
+    return getattr(importlib.import_module(module), function)
+
+
+def config_path() -> str:
+    for module in ("chargpt.cli.common", "chargpt.hydra_app"):  # the layout, then the flat package
+        with contextlib.suppress(ImportError):
+            return importlib.import_module(module).CONFIG_PATH
+    raise AssertionError("no CONFIG_PATH in chargpt.cli.common")
+
+
+# --- reading the documents -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Command:
+    source: str  # file:line, for test ids and messages
+    text: str  # one command line, continuations joined, comment dropped
+
+    @property
+    def argv(self) -> list[str]:
+        return shlex.split(self.text)
+
+
+def fenced_blocks(path: Path, language: str) -> Iterator[tuple[int, str]]:
+    text = path.read_text()
+    for match in FENCE.finditer(text):
+        if match.group(1) == language:
+            yield text.count("\n", 0, match.start(2)) + 1, match.group(2)
+
+
+def where(path: Path) -> str:
+    """README.md or docs/NAME.md, in this checkout or a clone of it."""
+    return f"docs/{path.name}" if path.parent.name == "docs" else path.name
+
+
+def block_commands(path: Path, line: int, block: str) -> Iterator[Command]:
+    pending, start = "", line
+    for offset, raw in enumerate(block.splitlines()):
+        if not pending:
+            start = line + offset
+        pending += raw.rstrip()
+        if pending.endswith("\\"):
+            pending = pending[:-1] + " "
+            continue
+        # shlex drops the comment; join the tokens back with their quoting.
+        tokens = shlex.split(pending, comments=True)
+        pending = ""
+        for part in " ".join(shlex.quote(t) for t in tokens).split(" '&&' "):
+            if part.strip():
+                yield Command(f"{where(path)}:{start}", part)
+
+
+def bash_commands(path: Path) -> Iterator[Command]:
+    for line, block in fenced_blocks(path, "bash"):
+        yield from block_commands(path, line, block)
+
+
+def shown_commands() -> list[Command]:
+    """Every command in a bash block of the README and the guides, and every chargpt command
+    written inline (the error table's commands, for instance)."""
+    commands = [c for path in DOCS for c in bash_commands(path)]
+    for path in DOCS:
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            for match in INLINE_COMMAND.finditer(line):
+                commands.append(Command(f"{where(path)}:{number}", match.group(1)))
+    return commands
+
+
+def program_and_args(argv: list[str]) -> tuple[str, list[str]]:
+    while argv and ENV_ASSIGNMENT.match(argv[0]):
+        argv = argv[1:]
+    program = argv[0].removeprefix(".venv/bin/")
+    return program, argv[1:]
+
+
+# --- the README's shape ----------------------------------------------------------------------
 
 
 def test_readme_starts_with_the_two_commands() -> None:
-    first_block = re.search(r"```bash\n(.*?)```", README.read_text(), re.S).group(1)
+    _, first_block = next(fenced_blocks(README, "bash"))
+    assert README.read_text().index("```bash") < README.read_text().index("\n## ")
     commands = [line.split("#")[0].strip() for line in first_block.splitlines() if line.strip()]
     assert commands == ["make train", "make test"]
+    assert all("#" in line for line in first_block.splitlines() if line.strip())  # each says what it does
+
+
+def test_readme_is_a_short_front_door_that_says_how_to_reach_the_commands() -> None:
+    size = len(README.read_bytes())
+    assert size <= README_MAX_BYTES, f"README.md is {size} bytes; move reference material to docs/"
+    activation = [c.text for c in bash_commands(README) if c.argv[:1] == ["source"]]
+    assert activation == ["source .venv/bin/activate"]
+    text = README.read_text()
+    assert text.index("source .venv/bin/activate") < text.index("chargpt-train ")
+    for guide in GUIDES:
+        assert f"docs/{guide.name}" in text, f"README.md does not link docs/{guide.name}"
+
+
+# --- every command shown is runnable ---------------------------------------------------------
+
+
+def sweep_variants(overrides: list[str]) -> list[list[str]]:
+    """A multirun's overrides as single runs: every value of every sweep at least once."""
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    base, sweeps = [], []
+    for override in parsed:
+        key, raw = override.get_key_element(), override.input_line.partition("=")[2]
+        if not override.is_sweep_override():
+            base.append(override.input_line)
+        elif override.is_discrete_sweep() and not key.startswith("hydra.sweeper.params."):
+            values = list(override.sweep_string_iterator())
+            sweeps.append((len(base), key, values))
+            base.append(f"{key}={values[0]}")
+        else:  # a search space for the Optuna sweeper (interval, tag, ...): its own syntax
+            base.append(f"{key}='{raw}'")
+    variants = [base]
+    for index, key, values in sweeps:
+        for value in values[1:]:
+            variant = list(base)
+            variant[index] = f"{key}={value}"
+            variants.append(variant)
+    return variants
+
+
+def combinations(overrides: list[str]) -> int:
+    """How many jobs a multirun of these overrides runs."""
+    count = 1
+    for override in OverridesParser.create().parse_overrides(overrides):
+        if override.is_sweep_override() and override.is_discrete_sweep():
+            count *= len(list(override.sweep_string_iterator()))
+    return count
+
+
+def hydra_overrides(args: list[str]) -> list[str]:
+    overrides, skip = [], False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg == "--cfg":
+            skip = True  # its value (job, hydra, all)
+        elif arg.startswith("-") or arg == "...":
+            continue  # -m, --cfg=job, --help; `...` stands for "more overrides"
+        else:
+            overrides.append(arg)
+    return overrides
+
+
+def check_composes(config_name: str, args: list[str]) -> None:
+    overrides = hydra_overrides(args)
+    for needs, module in PLUGINS.items():
+        if needs in overrides:
+            pytest.importorskip(module, reason=f"{needs} needs its Hydra plugin")
+    with initialize_config_dir(config_dir=config_path(), version_base="1.3"):
+        for variant in sweep_variants(overrides):
+            compose(config_name=config_name, overrides=variant, return_hydra_config=True)
+
+
+def make_targets() -> set[str]:
+    return set(re.findall(r"^([\w-]+):", (ROOT / "Makefile").read_text(), re.M))
+
+
+def check_make(args: list[str]) -> None:
+    targets = [a for a in args if "=" not in a] or ["train"]  # make's first rule
+    assert set(targets) <= make_targets(), f"no such make target: {set(targets) - make_targets()}"
+    for arg in args:
+        if arg.startswith("ARGS=") and targets in (["train"], ["sweep"]):
+            check_composes("train", shlex.split(arg.partition("=")[2]))
+
+
+def argparse_flags(source: str) -> set[str]:
+    return set(re.findall(r"add_argument\(\s*\"(--[\w-]+)\"", source))
+
+
+def check_script(args: list[str]) -> None:
+    if args[:1] == ["-m"]:  # python -m venv .venv
+        return
+    script = ROOT / args[0]
+    assert script.is_file(), f"{args[0]} does not exist"
+    flags = {a.partition("=")[0] for a in args[1:] if a.startswith("--")}
+    missing = flags - argparse_flags(script.read_text())
+    assert not missing, f"{args[0]} has no {missing}"
+
+
+def check_report(args: list[str]) -> None:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), pytest.raises(SystemExit) as exit_:
+        entry_point("chargpt-report")(["--help"])
+    assert exit_.value.code == 0
+    flags = {a.partition("=")[0] for a in args if a.startswith("--")}
+    missing = {f for f in flags if f not in out.getvalue()}
+    assert not missing, f"chargpt-report has no {missing}"
+
+
+def check_pip(args: list[str]) -> None:
+    extras = pyproject()["project"]["optional-dependencies"]
+    for arg in args:
+        if match := re.fullmatch(r"\.\[([\w,-]+)\]", arg):
+            assert set(match.group(1).split(",")) <= set(extras), f"pyproject.toml has no extra {arg}"
+
+
+@pytest.mark.parametrize("command", shown_commands(), ids=lambda c: c.source)
+def test_every_command_shown_is_runnable(command: Command) -> None:
+    program, args = program_and_args(command.argv)
+    if program in HYDRA_CONFIG:
+        check_composes(HYDRA_CONFIG[program], args)
+    elif program == "make":
+        check_make(args)
+    elif program == "python":
+        check_script(args)
+    elif program == "chargpt-report":
+        check_report(args)
+    elif program == "pip":
+        check_pip(args)
+    else:
+        assert program in UNCHECKED, f"{command.source}: add a check for `{program}` to this test"
+
+
+def test_an_override_the_configs_lack_fails_the_check() -> None:
+    """The check above can fail: a key that does not exist, or a group option that does not."""
+    with pytest.raises(Exception, match="grad_norms"):
+        check_composes("train", ["callbacks.train_monitor.grad_norms=false"])
+    with pytest.raises(Exception, match="huge"):
+        check_composes("train", ["-m", "model=tiny,huge"])
+    with pytest.raises(Exception, match="prompts"):
+        check_composes("sample", ["ckpt_path=RUN", "prompts=x"])
+
+
+# --- the Python API example ------------------------------------------------------------------
+
+
+def python_examples() -> list[tuple[Path, str]]:
+    return [(p, code) for p in DOCS for _, code in fenced_blocks(p, "python") if "chargpt.load(" in code]
 
 
 def test_python_api_example_runs(corpus: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    examples = python_examples()
+    assert examples, "no Python example with chargpt.load in the README or the guides"
     run_dir = tmp_path / "run"
-    assert run_cli(train.main, *train_args(corpus, run_dir, "sample.max_new_tokens=0")) == 0
-    capsys.readouterr()
-    code = re.sub(r'chargpt\.load\("[^"]+"\)', f'chargpt.load("{run_dir}")', python_example())
-    code = code.replace('"ROMEO:"', '"The"').replace('"JULIET:"', '"A"')  # the test corpus's letters
-    exec(compile(code, "README.md", "exec"), {})
-    out = capsys.readouterr().out
-    assert len(out) >= 300  # 200 + 100 generated characters and a newline
+    assert run_cli(entry_point("chargpt-train"), *train_args(corpus, run_dir, "sample.max_new_tokens=0")) == 0
+    for path, example in examples:
+        capsys.readouterr()
+        code = re.sub(r'chargpt\.load\("[^"]+"\)', f'chargpt.load("{run_dir}")', example)
+        code = code.replace('"ROMEO:"', '"The"').replace('"JULIET:"', '"A"')  # the test corpus's letters
+        namespace: dict = {}
+        exec(compile(code, str(path), "exec"), namespace)
+        out = capsys.readouterr().out
+        # print(generate(...)[0]): n1 characters and a newline; then, where the example streams,
+        # n2 more characters.
+        n1, *rest = (int(n) for n in re.findall(r"max_new_tokens=(\d+)", code))
+        assert len(out) == n1 + 1 + sum(rest), out
+        assert out[n1] == "\n"
+        name = re.search(r"(\w+) = chargpt\.load\(", code).group(1)
+        vocabulary = set(namespace[name].tokenizer.chars)
+        assert set(out[:n1]) <= vocabulary and set(out[n1 + 1 :]) <= vocabulary
+        # The same seed gives the same text: the example's generate call, again.
+        again = re.search(rf"print\(({name}\.generate\(.*\))\[0\]\)", code).group(1)
+        assert eval(again, namespace)[0] == out[:n1]
+
+
+# --- links and tables ------------------------------------------------------------------------
+
+
+def anchors(path: Path) -> set[str]:
+    """GitHub's heading anchors: lower case, punctuation dropped, spaces as hyphens."""
+    headings = re.findall(r"^#+ (.+)$", FENCE.sub("", path.read_text()), re.M)
+    return {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-") for h in headings}
+
+
+@pytest.mark.parametrize("path", DOCS, ids=lambda p: p.name)
+def test_links_resolve(path: Path) -> None:
+    text = FENCE.sub("", path.read_text())
+    for target in re.findall(r"\]\(([^)\s]+)\)", text):
+        if re.match(r"\w+://", target):
+            continue
+        file, _, anchor = target.partition("#")
+        linked = (path.parent / file).resolve() if file else path
+        assert linked.exists(), f"{path.name} links to {target}, which does not exist"
+        if anchor and linked.suffix == ".md":
+            assert anchor in anchors(linked), f"{path.name} links to {target}: no such heading"
+
+
+def table_cells(row: str) -> int:
+    """Cells of a Markdown table row, not counting pipes inside code spans."""
+    return len(re.sub(r"`[^`]*`", "", row).strip().strip("|").split("|"))
+
+
+@pytest.mark.parametrize("path", DOCS, ids=lambda p: p.name)
+def test_tables_are_well_formed(path: Path) -> None:
+    lines = FENCE.sub("", path.read_text()).splitlines()
+    for number, line in enumerate(lines):
+        if line.startswith("|") and (number == 0 or not lines[number - 1].startswith("|")):
+            header = table_cells(line)
+            separator = lines[number + 1]
+            assert re.fullmatch(r"\|( ?:?-+:? ?\|)+", separator), f"{path.name}: bad separator {separator!r}"
+            assert table_cells(separator) == header
+            body = lines[number + 2 :]
+            for row in body[: next((i for i, r in enumerate(body) if not r.startswith("|")), len(body))]:
+                assert table_cells(row) == header, f"{path.name}: {row[:60]!r} has the wrong number of cells"
+
+
+# --- the README walked through in a fresh clone (slow) ---------------------------------------
+
+# Each run: 10 steps, one validation of 4 batches at the end, a 50-character sample.
+SHORT = {
+    "trainer.max_steps": "10", "trainer.val_check_interval": "10", "trainer.log_every_n_steps": "5",
+    "+trainer.limit_val_batches": "4", "sample.max_new_tokens": "50",
+}
+SUMMARY = re.compile(
+    r"step (\d+): val loss \d+\.\d{4} \(best \d+\.\d{4}\), \d+ s, \d+ tokens/s; run dir (\S+)"
+)
+SAMPLE_HEADER = "--- sample (temperature 0.8, seed 1337) ---"
+EXAMPLE_RUN = re.compile(r"outputs/\d{4}-\d\d-\d\d/\d\d-\d\d-\d\d")
+
+
+def shortened(args: list[str], **values: str) -> list[str]:
+    settings = {**SHORT, **values}
+    kept = [a for a in args if a.partition("=")[0] not in settings]
+    return kept + [f"{k}={v}" for k, v in settings.items()]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class FreshShell:
+    """Commands as a user types them in a new shell in the clone, after `source .venv/bin/activate`
+    (`.venv` here is the environment running the tests; its chargpt is the clone's, through
+    PYTHONPATH, as an editable install in the clone would be)."""
+
+    def __init__(self, clone: Path, data_dir: Path) -> None:
+        self.clone = clone
+        bin_dir = str(Path(sys.executable).parent)
+        # A shell that never activated the environment.
+        path = [p for p in os.environ["PATH"].split(os.pathsep) if p != bin_dir]
+        self.env = {
+            **{k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONHOME")},
+            "PATH": os.pathsep.join(path), "PYTHONPATH": str(clone / "src"),
+            "CHARGPT_DATA_DIR": str(data_dir), "COLUMNS": "200",
+        }
+        (clone / ".venv").symlink_to(Path(sys.executable).parent.parent, target_is_directory=True)
+        self.activate = "source .venv/bin/activate" if (clone / ".venv/bin/activate").exists() else (
+            f"export PATH={shlex.quote(bin_dir)}:$PATH"  # not a venv: its bin dir is what activation gives
+        )
+
+    def argv(self, argv: list[str]) -> list[str]:
+        return ["bash", "-c", f'{self.activate} && exec "$@"', "bash", *argv]
+
+    def run(self, argv: list[str]) -> str:
+        done = subprocess.run(
+            self.argv(argv), cwd=self.clone, env=self.env, capture_output=True, text=True, timeout=600
+        )
+        output = done.stdout + done.stderr
+        assert done.returncode == 0, f"{shlex.join(argv)} exited {done.returncode}:\n{output[-3000:]}"
+        return done.stdout if argv[0] == "chargpt-sample" else output
+
+    def serve(self, argv: list[str], expect: str) -> str:
+        """Start a server, wait until it prints `expect`, stop it."""
+        process = subprocess.Popen(
+            self.argv(argv), cwd=self.clone, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            text=True,
+        )
+        lines: list[str] = []
+        reader = threading.Thread(target=lambda: lines.extend(process.stdout), daemon=True)
+        reader.start()
+        try:
+            deadline = time.monotonic() + 120
+            while not any(expect in line for line in lines) and time.monotonic() < deadline:
+                if process.poll() is not None:
+                    reader.join(timeout=5)
+                    break
+                time.sleep(0.2)
+            seen = "".join(lines)
+            assert expect in seen, f"{shlex.join(argv)} did not print {expect!r}:\n{seen[-2000:]}"
+            return seen
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+
+
+@pytest.mark.slow
+def test_readme_walkthrough_in_a_fresh_clone(tmp_path: Path, shakespeare: Path) -> None:
+    """Every command block of the README, in order, shortened, in a fresh clone of this checkout."""
+    clone = tmp_path / "chargpt"
+    subprocess.run(["git", "clone", "--quiet", str(ROOT), str(clone)], check=True)
+    shell = FreshShell(clone, shakespeare.parent.parent)
+    readme = (clone / "README.md").read_text()
+    shown_output = next(block for _, block in fenced_blocks(clone / "README.md", "text"))
+    assert SUMMARY.search(shown_output) and SAMPLE_HEADER in shown_output  # what the test expects is shown
+
+    first_run, sweep_dir, sweep_args = None, None, []
+    commands = [c for line, block in fenced_blocks(clone / "README.md", "bash")
+                for c in block_commands(clone / "README.md", line, block)]
+    for command in commands:
+        program, args = program_and_args(command.argv)
+        args = [EXAMPLE_RUN.sub(str(first_run), a) if first_run else a for a in args]
+        if command.text == "make train" or (program == "make" and args[:1] == ["train"]):
+            out = shell.run(["chargpt-train", *shortened([])])
+            summary = SUMMARY.search(out)
+            assert summary and summary.group(1) == SHORT["trainer.max_steps"], out[-3000:]
+            assert SAMPLE_HEADER in out
+            first_run = summary.group(2)
+        elif command.text == "make test":
+            out = shell.run(["pytest", "-q", "-p", "no:cacheprovider", "tests/test_tokenizer.py"])
+            assert re.search(r"\d+ passed", out), out[-3000:]
+        elif program == "source":
+            assert command.text == "source .venv/bin/activate"  # what every command here runs after
+        elif program == "chargpt-train" and "-m" in args:
+            out, sweep_args = shell.run([program, *shortened(args)]), args
+            sweep_dir = next(a.partition("=")[2] for a in args if a.startswith("hydra.sweep.dir="))
+            runs = combinations(hydra_overrides(args))
+            assert len(list((clone / sweep_dir).glob("*/metrics.json"))) == runs > 1
+            assert len(SUMMARY.findall(out)) == runs, out[-3000:]
+        elif program == "chargpt-train" and any(a.startswith("ckpt_path=") for a in args):
+            out = shell.run([program, *shortened(args, **{"trainer.max_steps": "15"})])
+            summary = SUMMARY.search(out)
+            assert summary and summary.group(1) == "15" and summary.group(2).endswith(first_run), out[-3000:]
+        elif program == "chargpt-train":
+            summary = SUMMARY.search(shell.run([program, *shortened(args)]))
+            assert summary and summary.group(1) == SHORT["trainer.max_steps"]
+        elif program == "chargpt-report":
+            assert args == [sweep_dir]
+            table = shell.run([program, *args])
+            assert table.count("finished") == combinations(hydra_overrides(sweep_args)), table
+            assert (clone / sweep_dir / "report.csv").is_file()
+        elif program == "tensorboard":
+            shell.serve([program, *args, "--host", "127.0.0.1", "--port", str(free_port())], "http://")
+        elif program == "chargpt-sample":
+            prompt = next(a.partition("=")[2] for a in args if a.startswith("prompt="))
+            args = [a for a in args if not a.startswith("max_new_tokens=")]
+            out = shell.run([program, *args, "max_new_tokens=100"])
+            assert out.startswith(prompt) and len(out) == len(prompt) + 100 + 1, out
+        else:
+            pytest.fail(f"README.md has a command this walkthrough does not cover: {command.text}")
+    assert first_run and sweep_dir and "chargpt-sample" in readme  # the walk reached them all

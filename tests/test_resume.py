@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from chargpt.train import main as train_main
-from reliability_helpers import StepHook, run_main, train_args, write_corpus
+from chargpt.cli.train import main as train_main
+from conftest import StepHook, bare_train_args, run_main, write_corpus
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -31,14 +31,14 @@ def test_interrupted_then_resumed_run_is_bit_identical(tmp_path, monkeypatch, ca
     hook = StepHook(monkeypatch)
 
     code, _, err = run_main(
-        train_main, train_args(corpus, tmp_path / "straight", *common), monkeypatch, capsys
+        train_main, bare_train_args(corpus, tmp_path / "straight", *common), capsys
     )
     assert code == 0, err
     straight = hook.take()
 
     hook.send_signal_at(6)  # a real SIGINT, delivered in the middle of step 6
     code, _, err = run_main(
-        train_main, train_args(corpus, tmp_path / "stopped", *common), monkeypatch, capsys
+        train_main, bare_train_args(corpus, tmp_path / "stopped", *common), capsys
     )
     assert code == 130, err
     assert "stopped by SIGINT after step 6" in err
@@ -48,7 +48,7 @@ def test_interrupted_then_resumed_run_is_bit_identical(tmp_path, monkeypatch, ca
     # Resume with exactly the command the interrupted run printed.
     command = shlex.split(err.split("resume with: ", 1)[1].strip().splitlines()[0])
     assert command[0] == "chargpt-train" and command[-1] == f"ckpt_path={tmp_path / 'stopped'}"
-    code, _, err = run_main(train_main, command[1:], monkeypatch, capsys)
+    code, _, err = run_main(train_main, command[1:], capsys)
     assert code == 0, err
     second_part = hook.take()
 
@@ -71,8 +71,7 @@ def test_checkpoint_holds_rng_and_corpus_in_plain_form(tmp_path, monkeypatch, ca
     corpus = write_corpus(tmp_path / "corpus.txt")
     code, _, err = run_main(
         train_main,
-        train_args(corpus, tmp_path / "run", "trainer.max_steps=2", "trainer.val_check_interval=2"),
-        monkeypatch,
+        bare_train_args(corpus, tmp_path / "run", "trainer.max_steps=2", "trainer.val_check_interval=2"),
         capsys,
     )
     assert code == 0, err
@@ -101,18 +100,16 @@ def test_incompatible_resume_is_refused(tmp_path, monkeypatch, capsys, change, e
     run = tmp_path / "run"
     code, _, err = run_main(
         train_main,
-        train_args(corpus, run, "trainer.max_steps=2", "trainer.val_check_interval=2"),
-        monkeypatch,
+        bare_train_args(corpus, run, "trainer.max_steps=2", "trainer.val_check_interval=2"),
         capsys,
     )
     assert code == 0, err
     before = (run / "checkpoints" / "last.ckpt").read_bytes()
     change = change.format(other_vocab=other_vocab, same_vocab=same_vocab)
     expected = expected.format(corpus=corpus)
-    args = [
-        a for a in train_args(corpus, None, "trainer.max_steps=4") if a.split("=")[0] != change.split("=")[0]
-    ]
-    code, _, err = run_main(train_main, [*args, change, f"ckpt_path={run}"], monkeypatch, capsys)
+    base = bare_train_args(corpus, None, "trainer.max_steps=4")
+    args = [a for a in base if a.split("=")[0] != change.split("=")[0]]
+    code, _, err = run_main(train_main, [*args, change, f"ckpt_path={run}"], capsys)
     assert code == 2
     assert err.startswith("error: ") and expected in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1

@@ -61,3 +61,18 @@ def test_same_seed_same_text_different_seed_different_text() -> None:
 def test_invalid_sampling_settings(kwargs: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         check_sampling(**kwargs)
+
+
+def test_unseeded_generation_leaves_the_callers_random_state_alone() -> None:
+    from chargpt.data.tokenizer import CharTokenizer
+    from chargpt.inference import TrainedModel
+
+    torch.manual_seed(0)
+    model = GPT(ModelConfig(n_layer=1, n_head=2, n_embd=16, block_size=8), vocab_size=5)
+    trained = TrainedModel(model, CharTokenizer(list("abcde")))
+    torch.manual_seed(123)
+    expected = torch.rand(3)  # what the caller's program draws next
+    torch.manual_seed(123)
+    texts = trained.generate("ab", num_samples=2, max_new_tokens=20)
+    assert torch.equal(torch.rand(3), expected)  # sampling did not reseed or draw from it
+    assert all(len(t) == 20 and set(t) <= set("abcde") for t in texts)

@@ -10,12 +10,12 @@ import pytest
 import torch
 
 import chargpt
-from chargpt import eval as eval_cli
-from chargpt import sample as sample_cli
-from chargpt import train as train_cli
-from chargpt.checkpoint import read_checkpoint
+from chargpt.checkpoints import read_checkpoint
+from chargpt.cli import eval as eval_cli
+from chargpt.cli import sample as sample_cli
+from chargpt.cli import train as train_cli
 from chargpt.errors import CheckpointError
-from reliability_helpers import run_main, train_args, write_corpus
+from conftest import bare_train_args, run_main, write_corpus
 
 
 class _Payload:
@@ -53,9 +53,9 @@ def test_crafted_checkpoint_is_refused_and_its_code_never_runs(tmp_path, monkeyp
     for main, args in (
         (sample_cli.main, [f"ckpt_path={evil}"]),
         (eval_cli.main, [f"ckpt_path={evil}", "data=text", f"data.path={corpus}"]),
-        (train_cli.main, train_args(corpus, tmp_path / "run", f"ckpt_path={evil}")),
+        (train_cli.main, bare_train_args(corpus, tmp_path / "run", f"ckpt_path={evil}")),
     ):
-        code, out, err = run_main(main, args, monkeypatch, capsys)
+        code, out, err = run_main(main, args, capsys)
         assert code == 2 and err.startswith("error: refused to load") and "Traceback" not in out + err
     assert not marker.exists()
 
@@ -66,8 +66,7 @@ def test_nothing_a_run_writes_is_a_pickle(tmp_path, monkeypatch, capsys):
     run = tmp_path / "run"
     code, _, err = run_main(
         train_cli.main,
-        train_args(corpus, run, "trainer.max_steps=2", "trainer.val_check_interval=2"),
-        monkeypatch,
+        bare_train_args(corpus, run, "trainer.max_steps=2", "trainer.val_check_interval=2"),
         capsys,
     )
     assert code == 0, err

@@ -20,9 +20,9 @@ import pytest
 import torch
 
 import chargpt
-from chargpt import sample as sample_cli
+from chargpt.cli import sample as sample_cli
 from chargpt.model import ModelConfig, build_model
-from reliability_helpers import run_main
+from conftest import run_main
 
 NO_EXTRA = "the serve extra is not installed: pip install -e '.[serve]'"
 httpx = pytest.importorskip("httpx", reason=NO_EXTRA)
@@ -96,17 +96,13 @@ def complete(url: str, **body: Any) -> dict[str, Any]:
     return response.json()
 
 
-def hydra_quoted(text: str) -> str:
-    return "'" + text.replace("'", "\\'") + "'"
-
-
 def chargpt_sample(
     ckpt: Path, prompt: str, n: int, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture,
     **settings: Any,
 ) -> str:
-    args = [f"ckpt_path={ckpt}", f"prompt={hydra_quoted(prompt)}", f"num_samples={n}", "device=cpu",
+    args = [f"ckpt_path={ckpt}", f"prompt={prompt}", f"num_samples={n}", "device=cpu",
             *(f"{k}={'null' if v is None else v}" for k, v in settings.items())]
-    code, stdout, stderr = run_main(sample_cli.main, args, monkeypatch, capsys)
+    code, stdout, stderr = run_main(sample_cli.main, args, capsys)
     assert code == 0, stderr
     return stdout
 
@@ -319,7 +315,7 @@ def test_the_bigram_model_is_served_too(tmp_path: Path) -> None:
 
 
 def _cli_error(args: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> str:
-    code, _, stderr = run_main(serve_cli.main, args, monkeypatch, capsys)
+    code, _, stderr = run_main(serve_cli.main, args, capsys)
     lines = stderr.strip().splitlines()
     assert code == 2 and len(lines) == 1 and lines[0].startswith("error: "), stderr
     return lines[0]
@@ -343,6 +339,7 @@ def test_cli_bad_settings_are_one_error_line(
     assert f"cannot listen on 127.0.0.1:{port}" in message and "port=0" in message
 
 
+@pytest.mark.slow  # several seconds; runs in the slow set (.ci/run)
 def test_cli_serves_until_terminated(run_dir: Path) -> None:
     process = subprocess.Popen(
         [sys.executable, "-m", "chargpt.cli.serve", f"ckpt_path={run_dir}", "port=0", "log_level=warning"],

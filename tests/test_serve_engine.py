@@ -9,8 +9,8 @@ import threading
 import pytest
 import torch
 
-from chargpt.api import TrainedModel
 from chargpt.data.tokenizer import CharTokenizer
+from chargpt.inference import TrainedModel
 from chargpt.model import ModelConfig, build_model
 from chargpt.serving.engine import Engine, Event, Job, QueueFull
 

@@ -13,7 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from chargpt.report import report
+from chargpt.cli import report as report_cli
+from chargpt.cli import train as train_cli
+from chargpt.runs.report import report
+from conftest import run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 # A tiny model on a small generated corpus: a few seconds per job.
@@ -35,7 +38,7 @@ def write_corpus(tmp_path: Path) -> Path:
 def chargpt(module: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "CHARGPT_CACHE_DIR": str(cwd / "cache")}
     return subprocess.run(
-        [sys.executable, "-m", f"chargpt.{module}", *args],
+        [sys.executable, "-m", f"chargpt.cli.{module}", *args],
         cwd=cwd, env=env, capture_output=True, text=True, timeout=600,
     )
 
@@ -86,14 +89,28 @@ def test_report_ranks_runs_and_writes_csv(tmp_path: Path) -> None:
     assert (tmp_path / "speed.csv").exists()
 
 
-def test_report_rejects_a_folder_without_runs(tmp_path: Path) -> None:
-    result = chargpt("report", str(tmp_path), cwd=tmp_path)
-    assert result.returncode == 2
-    assert result.stderr.strip().startswith("error: no runs in")
-    assert "Traceback" not in result.stderr
+def test_report_rejects_a_folder_without_runs(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert run_cli(report_cli.main, str(tmp_path)) == 2
+    err = capsys.readouterr().err
+    assert err.strip().startswith("error: no runs in") and "Traceback" not in err
     assert not (tmp_path / "report.csv").exists()
 
 
+def test_sweep_goes_on_past_a_failing_job_in_process(tmp_path: Path) -> None:
+    # The in-process twin of the subprocess test below: a failing job is recorded, the next one runs.
+    corpus = write_corpus(tmp_path)
+    sweep = tmp_path / "multirun"
+    code = run_cli(
+        train_cli.main, "-m", "data=text", f"data.path={corpus}", f"hydra.sweep.dir={sweep}", *MODEL, *TINY,
+        "trainer.max_steps=2", "trainer.val_check_interval=2", "model.n_head=3,2",
+    )
+    assert code == 0
+    rows = report(sweep)
+    assert [(r["model.n_head"], r["status"]) for r in rows] == [("2", "finished"), ("3", "failed")]
+    assert "n_head=3" in rows[-1]["error"] and rows[0]["steps"] == 2
+
+
+@pytest.mark.slow  # two Python processes start: the sweep as users launch it
 def test_four_job_sweep_with_a_failing_job_then_report(tmp_path: Path) -> None:
     corpus = write_corpus(tmp_path)
     sweep = tmp_path / "multirun"
@@ -119,6 +136,7 @@ def test_four_job_sweep_with_a_failing_job_then_report(tmp_path: Path) -> None:
     assert all(r["last_val_loss"] is not None for r in finished)
 
 
+@pytest.mark.slow  # a subprocess; tests/test_bad_input.py checks the same error lines in-process
 def test_a_single_run_still_fails_loudly(tmp_path: Path) -> None:
     corpus = write_corpus(tmp_path)
     run = tmp_path / "run"
@@ -126,7 +144,7 @@ def test_a_single_run_still_fails_loudly(tmp_path: Path) -> None:
                      "model.n_head=3", cwd=tmp_path)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith("error: model.n_embd=32 is not divisible")
-    assert json.loads((run / "status.json").read_text())["status"] == "failed"
+    assert not run.exists()  # a failed start leaves nothing behind (a sweep keeps its failed jobs)
 
 
 @pytest.mark.slow  # 5-30 s: the sampled models reach 5 layers x 256 wide

@@ -12,7 +12,8 @@ import torch
 
 from chargpt.model import ModelConfig, build_model
 from chargpt.training import CharLM
-from chargpt.training.callbacks import StepProgressBar, ValidateAtEnd
+from chargpt.training.callbacks.metrics import ValidateAtEnd
+from chargpt.training.callbacks.progress import StepProgressBar
 from chargpt.training.host_memory import keep_freed_memory
 from chargpt.training.optim import build_optimizer, build_scheduler
 
@@ -61,7 +62,8 @@ def test_fused_and_foreach_adamw_match_the_reference_loop(variant: dict) -> None
 def test_adamw_config_is_fused_by_default() -> None:
     from hydra import compose, initialize_config_dir
 
-    from chargpt.hydra_app import CONFIG_PATH, plain
+    from chargpt.cli.common import CONFIG_PATH
+    from chargpt.training.build import plain
 
     with initialize_config_dir(config_dir=CONFIG_PATH, version_base="1.3"):
         cfg = compose(config_name="train")
@@ -72,7 +74,8 @@ def test_adamw_config_is_fused_by_default() -> None:
 
 def test_compile_flag_is_not_architecture() -> None:
     plain, compiled = ModelConfig(**MODEL), ModelConfig(**MODEL, compile=True)
-    assert plain == compiled  # a compiled run resumes/loads as the same model
+    assert plain.architecture() == compiled.architecture()  # resumes/loads as the same model
+    assert "compile" not in plain.architecture() and "n_embd" in plain.architecture()
     assert compiled.to_dict()["compile"] is True
     assert ModelConfig.from_dict({k: v for k, v in plain.to_dict().items() if k != "compile"}) == plain
 
@@ -149,26 +152,33 @@ def test_step_values_reach_the_logger_at_its_interval_and_the_last_step(tmp_path
     header = metrics[0].split(",")
     rows = [dict(zip(header, line.split(","), strict=True)) for line in metrics[1:]]
     logged_steps = sorted(int(r["step"]) for r in rows if r.get("train/loss"))
-    assert logged_steps == [2, 5, 6]  # steps 3 and 6 (0-based 2, 5) and the last one
+    assert logged_steps == [3, 6, 7]  # steps 3 and 6 and the last one, at the steps taken
     assert all(r.get("train/lr") for r in rows if r.get("train/loss"))
     assert "train/loss" in trainer.progress_bar_metrics
 
 
 def test_progress_bar_updates_sparingly_and_at_the_last_step(tmp_path, monkeypatch) -> None:
-    from lightning.pytorch.callbacks import RichProgressBar
-
     updates = []
-    original = RichProgressBar.on_train_batch_end
+    original = StepProgressBar._update_train
 
     def spy(self, trainer, *args):
         updates.append(trainer.global_step)
         original(self, trainer, *args)
 
-    monkeypatch.setattr(RichProgressBar, "on_train_batch_end", spy)
+    monkeypatch.setattr(StepProgressBar, "_update_train", spy)
     bar = StepProgressBar(min_interval=3600)  # only the first and the last step update it
+    completed = []
+    stop = StepProgressBar._stop
+
+    def record_and_stop(self):
+        if self.progress is not None:
+            completed.append(self.progress.tasks[0].completed)
+        stop(self)
+
+    monkeypatch.setattr(StepProgressBar, "_stop", record_and_stop)
     fit(new_module(), tmp_path, steps=6, callbacks=[bar])
     assert updates == [1, 6]
-    assert bar.progress.tasks[bar.train_progress_bar_id].completed == 6
+    assert completed == [6]
 
 
 def test_bf16_mixed_with_fused_adamw_and_clipping_trains(tmp_path, monkeypatch) -> None:

@@ -22,10 +22,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from chargpt.api import TrainedModel
-from chargpt.checkpoint import LAST
+from chargpt.checkpoints import LAST
 from chargpt.data.tokenizer import CharTokenizer
 from chargpt.errors import ChargptError, CheckpointError, ConfigError
+from chargpt.inference import TrainedModel
 from chargpt.model import ModelConfig, build_model
 from chargpt.model.config import ACTIVATIONS, ARCHS, NORMS, POS_ENCODINGS
 from chargpt.model_card import ModelCard, card_for_checkpoint

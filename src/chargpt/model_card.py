@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from chargpt.checkpoint import read_checkpoint, resolve_checkpoint, run_dir_of
+from chargpt.checkpoints import read_checkpoint, resolve_checkpoint, run_dir_of
 
 # Hydra's default run directories are outputs/DATE/TIME: the time alone would be a poor name.
 _TIME_NAME = re.compile(r"\d\d-\d\d-\d\d")

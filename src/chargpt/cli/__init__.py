@@ -1,1 +1,1 @@
-"""Command-line entry points."""
+"""The console scripts: thin Hydra entry points (train, sample, eval, report, export, serve)."""

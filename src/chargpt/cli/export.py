@@ -7,13 +7,14 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from chargpt.api import load
+from chargpt.cli.common import CONFIG_PATH, cli_task, quiet_known_warnings, run_main
 from chargpt.errors import ConfigError, exit_on_user_error
 from chargpt.export import WEIGHTS, card_for, check_destination, check_exportable, export_model
-from chargpt.hydra_app import CONFIG_PATH, quiet_known_warnings
+from chargpt.inference import load
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="export")
+@cli_task
 @exit_on_user_error
 def _hydra_main(cfg: DictConfig) -> None:
     quiet_known_warnings()
@@ -34,7 +35,7 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 
 def main() -> None:
-    _hydra_main()
+    run_main(_hydra_main)
 
 
 if __name__ == "__main__":

@@ -6,10 +6,9 @@ import hydra
 import torch
 from omegaconf import DictConfig
 
-from chargpt.api import load
+from chargpt.cli.common import CONFIG_PATH, cli_task, pick_device, quiet_known_warnings, run_main
 from chargpt.errors import ConfigError, exit_on_user_error
-from chargpt.hydra_app import CONFIG_PATH, quiet_known_warnings
-from chargpt.sample import pick_device
+from chargpt.inference import load
 
 
 def check_settings(cfg: DictConfig) -> None:
@@ -29,6 +28,7 @@ def check_settings(cfg: DictConfig) -> None:
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="serve")
+@cli_task
 @exit_on_user_error
 def _hydra_main(cfg: DictConfig) -> None:
     quiet_known_warnings()
@@ -70,7 +70,7 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 
 def main() -> None:
-    _hydra_main()
+    run_main(_hydra_main)
 
 
 if __name__ == "__main__":

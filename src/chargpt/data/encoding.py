@@ -1,148 +1,299 @@
-"""Encode a corpus file to token ids once, cache the array beside it, and memory-map it on reuse.
+"""Encode a corpus (files or dataset rows, joined) to token ids once, cache the array, and
+memory-map it on reuse.
 
-Both passes stream the file in chunks, so memory stays flat whatever the corpus size.
+Both passes stream the text in chunks, so memory stays flat whatever the corpus size.
 """
 
 from __future__ import annotations
 
-import codecs
 import hashlib
 import json
+import mmap
 import os
+import unicodedata
 from collections.abc import Iterator
 from contextlib import nullcontext
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from rich.progress import Progress
 
-from chargpt.data.corpus import sha256_of
+from chargpt.data.sources import Part, expand_path, file_parts
 from chargpt.data.tokenizer import CharTokenizer, describe_chars
-from chargpt.errors import DataError
+from chargpt.errors import ConfigError, DataError
+from chargpt.files import atomic_path, write_json_atomic
 
 CACHE_DIR_ENV = "CHARGPT_CACHE_DIR"
-_CHUNK_BYTES = 16 << 20
 _MAX_CODEPOINT = 0x110000
 _PROGRESS_MIN_BYTES = 32 << 20
+_PROGRESS_MIN_ROWS = 100_000
 
 
-def cache_dir_for(corpus: Path, cache_dir: str | os.PathLike | None = None) -> Path:
-    """Explicit setting, else $CHARGPT_CACHE_DIR, else beside the corpus, else the user cache."""
+def cache_dir_for(corpus: Path | None, cache_dir: str | os.PathLike | None = None) -> Path:
+    """Explicit setting, else $CHARGPT_CACHE_DIR, else beside a single corpus file, else the user cache.
+
+    Several files (a directory, a glob) or a dataset are cached in the user cache, never beside
+    them: a cache inside a corpus folder would become part of the corpus.
+    """
     if cache_dir:
-        return Path(cache_dir).expanduser()
+        return Path(expand_path(cache_dir))
     if os.environ.get(CACHE_DIR_ENV):
-        return Path(os.environ[CACHE_DIR_ENV]).expanduser()
-    if os.access(corpus.parent, os.W_OK):
+        return Path(expand_path(os.environ[CACHE_DIR_ENV]))
+    if corpus is not None and os.access(corpus.parent, os.W_OK):
         return corpus.parent
     return Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache").expanduser() / "chargpt"
 
 
-def _codepoint_chunks(path: Path, progress: Progress | None) -> Iterator[np.ndarray]:
-    """Yield the file's code points chunk by chunk; a byte that is not UTF-8 is a DataError."""
-    decoder = codecs.getincrementaldecoder("utf-8")()
-    task = progress.add_task(f"reading {path.name}", total=path.stat().st_size) if progress else None
-    offset = 0
-    with path.open("rb") as f:
-        while True:
-            raw = f.read(_CHUNK_BYTES)
-            try:
-                text = decoder.decode(raw, final=not raw)
-            except UnicodeDecodeError as err:
-                raise DataError(
-                    f"{path} is not UTF-8 text (bad byte near offset {offset + err.start}); "
-                    "convert it to UTF-8, e.g. with iconv"
-                ) from None
-            if text.isascii():
-                yield np.frombuffer(text.encode("ascii"), dtype=np.uint8)
-            elif text:
-                yield np.frombuffer(text.encode("utf-32-le"), dtype="<u4")
-            if not raw:
-                return
-            offset += len(raw)
-            if progress is not None:
-                progress.update(task, advance=len(raw))
+@dataclass(frozen=True)
+class TextOptions:
+    """How the parts' text becomes the character stream (each changes the ids, so the cache key)."""
+
+    separator: str = "\n\n"  # between two parts (files, or dataset rows)
+    normalize: str | None = None  # a unicodedata form: NFC, NFKC, NFD, NFKD
+    newline: str = "keep"  # "normalize": \r\n and lone \r become \n
+
+    def __post_init__(self) -> None:
+        if self.normalize not in (None, *NORMAL_FORMS):
+            raise ConfigError(
+                f"data.normalize={self.normalize} is not one of {', '.join(NORMAL_FORMS)} or null"
+            )
+        if self.newline not in NEWLINE_MODES:
+            raise ConfigError(f"data.newline={self.newline} is not one of {', '.join(NEWLINE_MODES)}")
+        if not isinstance(self.separator, str):
+            raise ConfigError(f"data.separator={self.separator!r} must be text (quote it)")
+
+    @property
+    def transforms(self) -> bool:
+        return self.normalize is not None or self.newline != "keep"
+
+    def settings(self) -> dict[str, Any]:
+        return {"separator": self.separator, "normalize": self.normalize, "newline": self.newline}
 
 
-def _scan(path: Path, progress: Progress | None) -> tuple[list[str], int]:
-    """First pass: which characters occur, and how many characters there are."""
-    present = np.zeros(_MAX_CODEPOINT, dtype=bool)
-    n_chars = 0
-    for cps in _codepoint_chunks(path, progress):
-        present[cps] = True
-        n_chars += len(cps)
-    return [chr(c) for c in np.flatnonzero(present)], n_chars
+NORMAL_FORMS = ("NFC", "NFKC", "NFD", "NFKD")
+NEWLINE_MODES = ("keep", "normalize")
+BOM = "\ufeff"
+
+
+def _line_aligned(chunks: Iterator[tuple[str, int]]) -> Iterator[tuple[str, int]]:
+    """Re-cut chunks after their last newline, so that a \r\n pair or a combining sequence is
+    never split between two chunks (normalisation then sees whole lines)."""
+    carry = ""
+    for text, units in chunks:
+        text = carry + text
+        cut = text.rfind("\n") + 1
+        if cut == 0:  # no newline in a whole chunk: cut anywhere but after a \r
+            cut = len(text) - text.endswith("\r")
+        carry = text[cut:]
+        yield text[:cut], units
+    if carry:
+        yield carry, 0
+
+
+def _clean(part: Part, options: TextOptions, boms: list[str]) -> Iterator[str | int]:
+    """The part's text as it enters the stream, with progress units in between."""
+    chunks = part.chunks()
+    if options.transforms:
+        chunks = _line_aligned(chunks)
+    first = part.starts_file
+    for text, units in chunks:
+        if first and text:
+            if text.startswith(BOM):  # a byte-order mark is an encoding marker, not text
+                text = text[1:]
+                boms.append(part.name)
+            first = False
+        if options.newline == "normalize":
+            text = text.replace("\r\n", "\n").replace("\r", "\n")
+        if options.normalize is not None:
+            text = unicodedata.normalize(options.normalize, text)
+        yield text
+        yield units
+
+
+def _codepoints(text: str) -> np.ndarray:
+    if text.isascii():
+        return np.frombuffer(text.encode("ascii"), dtype=np.uint8)
+    return np.frombuffer(text.encode("utf-32-le"), dtype="<u4")
+
+
+def _stream(
+    parts: list[Part], options: TextOptions, progress: Progress | None, boms: list[str]
+) -> Iterator[tuple[int, np.ndarray]]:
+    """(part index, code points) of the joined text: the parts in order, the separator between."""
+    total = sum(p.size for p in parts)
+    task = progress.add_task(f"reading {_describe(parts)}", total=total) if progress else None
+    separator = _codepoints(options.separator)
+    for i, part in enumerate(parts):
+        if i and len(separator):
+            yield i - 1, separator  # the separator ends the part before it
+        for item in _clean(part, options, boms):
+            if isinstance(item, int):
+                if progress is not None:
+                    progress.update(task, advance=item)
+            elif item:
+                yield i, _codepoints(item)
+
+
+def _describe(parts: list[Part]) -> str:
+    return Path(parts[0].name).name if len(parts) == 1 else f"{len(parts)} files"
+
+
+def _scan(parts: list[Part], options: TextOptions, progress: Progress | None) -> dict[str, Any]:
+    """First pass: how often each character occurs, and where each part starts in the stream."""
+    counts = np.zeros(_MAX_CODEPOINT, dtype=np.int64)
+    part_chars = [0] * len(parts)
+    boms: list[str] = []
+    for i, cps in _stream(parts, options, progress, boms):
+        if cps.dtype == np.uint8:
+            counts[:256] += np.bincount(cps, minlength=256)
+        else:
+            found = np.bincount(cps)
+            counts[: len(found)] += found
+        part_chars[i] += len(cps)
+    starts = np.concatenate([[0], np.cumsum(part_chars)[:-1]]).tolist() if parts else []
+    present = np.flatnonzero(counts)
+    return {
+        "counts": {chr(c): int(counts[c]) for c in present},
+        "starts": [int(s) for s in starts],
+        "n_chars": int(sum(part_chars)),
+        "bom": boms,
+    }
 
 
 def _write_ids(
-    path: Path, out: Path, tokenizer: CharTokenizer, n_chars: int, progress: Progress | None
+    parts: list[Part], options: TextOptions, out: Path, tokenizer: CharTokenizer, n_chars: int,
+    progress: Progress | None,
 ) -> None:
     """Second pass: map code points to ids through a lookup table into a memory-mapped .npy."""
     lut = np.zeros(_MAX_CODEPOINT, dtype=tokenizer.dtype)
     lut[[ord(c) for c in tokenizer.chars]] = np.arange(tokenizer.vocab_size)
-    partial = out.with_name(out.name + ".partial.npy")
-    ids = np.lib.format.open_memmap(partial, mode="w+", dtype=tokenizer.dtype, shape=(n_chars,))
-    pos = 0
-    for cps in _codepoint_chunks(path, progress):
-        ids[pos : pos + len(cps)] = lut[cps]
-        pos += len(cps)
-    ids.flush()
-    del ids
-    os.replace(partial, out)  # atomic: a reader never sees a half-written array
+    with atomic_path(out) as partial:  # a reader never sees a half-written array
+        ids = np.lib.format.open_memmap(partial, mode="w+", dtype=tokenizer.dtype, shape=(n_chars,))
+        pos = 0
+        for _, cps in _stream(parts, options, progress, []):
+            ids[pos : pos + len(cps)] = lut[cps]
+            pos += len(cps)
+        ids.flush()
+        del ids
 
 
-def _write_json(path: Path, obj: object) -> None:
-    tmp = path.with_name(path.name + ".partial")
-    tmp.write_text(json.dumps(obj, ensure_ascii=False))
-    os.replace(tmp, path)
+_HEADER_READERS = {
+    (1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0,
+}
+
+
+def open_ids(path: Path) -> tuple[np.ndarray, mmap.mmap]:
+    """The cached .npy memory-mapped read-only, with the mapping itself (see paging.py)."""
+    with path.open("rb") as f:
+        shape, _, dtype = _HEADER_READERS[np.lib.format.read_magic(f)](f)
+        offset = f.tell()
+        mapping = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    return np.frombuffer(mapping, dtype=dtype, count=int(np.prod(shape)), offset=offset), mapping
+
+
+@dataclass
+class EncodedCorpus:
+    ids: np.ndarray  # memory-mapped token ids, one per character
+    tokenizer: CharTokenizer
+    sha256: str  # of the text file (or of the parts and settings): identifies the corpus
+    mapping: mmap.mmap | None = None  # the file mapping behind `ids`
+    # counts: {char: occurrences}; starts: each part's first position in `ids`;
+    # bom: the parts a leading byte-order mark was dropped from
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+def _loaded(ids_file: Path, tokenizer: CharTokenizer, sha256: str, stats: dict[str, Any]) -> EncodedCorpus:
+    ids, mapping = open_ids(ids_file)
+    return EncodedCorpus(ids, tokenizer, sha256, mapping, stats)
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def encode_parts(
+    parts: list[Part],
+    key: str,
+    label: str,
+    tokenizer: CharTokenizer | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    beside: Path | None = None,
+    options: TextOptions | None = None,
+) -> EncodedCorpus:
+    """Token ids of the parts joined (memory-mapped), cached under `label` and the first 16 hex
+    digits of `key` (which must change whenever the text does).
+
+    Without a tokenizer, the vocabulary is the text's own characters; with one, a character it
+    lacks is an error and the cache is keyed by the vocabulary too.
+    """
+    options = options or TextOptions()
+    folder = cache_dir_for(beside, cache_dir)
+    stem = f"{label}.{key[:16]}"
+    stats_file = folder / f"{stem}.stats.json"
+    stats = _read_json(stats_file)
+    if tokenizer is None:
+        vocab_file: Path | None = folder / f"{stem}.vocab.json"
+        ids_file = folder / f"{stem}.ids.npy"
+        vocab = _read_json(vocab_file)
+        if isinstance(stats, dict) and isinstance(vocab, list) and ids_file.exists():
+            return _loaded(ids_file, CharTokenizer(vocab), key, stats)
+    else:
+        vocab_key = hashlib.sha256("".join(tokenizer.chars).encode()).hexdigest()[:8]
+        vocab_file = None
+        ids_file = folder / f"{stem}.vocab-{vocab_key}.ids.npy"
+        if isinstance(stats, dict) and ids_file.exists():
+            return _loaded(ids_file, tokenizer, key, stats)
+
+    big = sum(p.size for p in parts if p.starts_file) >= _PROGRESS_MIN_BYTES or any(
+        not p.starts_file and p.size >= _PROGRESS_MIN_ROWS for p in parts
+    )
+    with Progress(transient=True) if big else nullcontext() as progress:
+        stats = _scan(parts, options, progress)
+        chars = sorted(stats["counts"])
+        if not chars:
+            raise DataError(f"{label} has no text; pass a text with content")
+        if tokenizer is None:
+            tokenizer = CharTokenizer(chars)
+        elif unknown := tokenizer.unknown_chars("".join(chars)):
+            raise DataError(
+                f"{_where(parts, label)} has characters the vocabulary lacks: {describe_chars(unknown)}; "
+                "remove them from the text"
+            )
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            _write_ids(parts, options, ids_file, tokenizer, stats["n_chars"], progress)
+            write_json_atomic(stats_file, stats)
+            if vocab_file is not None:
+                write_json_atomic(vocab_file, tokenizer.to_list())
+        except OSError as err:
+            raise DataError(
+                f"cannot write the encoding cache in {folder} ({err.strerror}); "
+                f"set {CACHE_DIR_ENV} to a writable folder"
+            ) from None
+    return _loaded(ids_file, tokenizer, key, stats)
+
+
+def _where(parts: list[Part], label: str) -> str:
+    return parts[0].name if len(parts) == 1 else label
 
 
 def load_encoded(
     corpus: Path,
     tokenizer: CharTokenizer | None = None,
     cache_dir: str | os.PathLike | None = None,
-) -> tuple[np.ndarray, CharTokenizer]:
-    """Token ids of `corpus` (memory-mapped) and the tokenizer that made them.
-
-    Without a tokenizer, the vocabulary is the corpus's own characters. The cache is keyed by
-    the file's sha256 (and the vocabulary when one is given), so an edited file is re-encoded.
-    """
-    folder = cache_dir_for(corpus, cache_dir)
-    stem = f"{corpus.name}.{sha256_of(corpus)[:16]}"
-    if tokenizer is None:
-        vocab_file = folder / f"{stem}.vocab.json"
-        ids_file = folder / f"{stem}.ids.npy"
-        if vocab_file.exists() and ids_file.exists():
-            return np.load(ids_file, mmap_mode="r"), CharTokenizer(json.loads(vocab_file.read_text()))
-    else:
-        vocab_key = hashlib.sha256("".join(tokenizer.chars).encode()).hexdigest()[:8]
-        vocab_file = None
-        ids_file = folder / f"{stem}.vocab-{vocab_key}.ids.npy"
-        if ids_file.exists():
-            return np.load(ids_file, mmap_mode="r"), tokenizer
-
-    big = corpus.stat().st_size >= _PROGRESS_MIN_BYTES
-    with Progress(transient=True) if big else nullcontext() as progress:
-        chars, n_chars = _scan(corpus, progress)
-        if tokenizer is None:
-            tokenizer = CharTokenizer(chars)
-        elif unknown := tokenizer.unknown_chars("".join(chars)):
-            raise DataError(
-                f"{corpus} has characters the vocabulary lacks: {describe_chars(unknown)}; "
-                "remove them from the text"
-            )
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            _write_ids(corpus, ids_file, tokenizer, n_chars, progress)
-            if vocab_file is not None:
-                _write_json(vocab_file, tokenizer.to_list())
-        except OSError as err:
-            raise DataError(
-                f"cannot write the encoding cache in {folder} ({err.strerror}); "
-                f"set {CACHE_DIR_ENV} to a writable folder"
-            ) from None
-    return np.load(ids_file, mmap_mode="r"), tokenizer
+) -> EncodedCorpus:
+    """Token ids of one text file (memory-mapped), the tokenizer that made them and the file's
+    sha256 (the corpus is read and hashed once here). The cache is keyed by the file's sha256, so
+    an edited file is re-encoded."""
+    part = file_parts([corpus])[0]
+    return encode_parts([part], part.sha256, corpus.name, tokenizer, cache_dir, beside=corpus)
 
 
 def corpus_chars(corpus: Path) -> list[str]:
     """The sorted distinct characters of a corpus file (streamed)."""
-    return _scan(corpus, None)[0]
+    return sorted(_scan(file_parts([corpus]), TextOptions(), None)["counts"])

@@ -26,24 +26,22 @@ _MAX_FOLIO_BYTES = 2 << 20
 MIN_DROPPED_BYTES = WINDOWS_PER_DROP * 2 * _MAX_FOLIO_BYTES
 
 
-def mapping_of(ids: np.ndarray) -> mmap.mmap | None:
-    """The mmap behind a memory-mapped array (np.load(mmap_mode=...) or a view of one), else None."""
-    mapped = getattr(ids, "_mmap", None)  # where np.memmap keeps it; views share their base's
-    if isinstance(mapped, mmap.mmap) and hasattr(mapped, "madvise") and hasattr(mmap, "MADV_DONTNEED"):
-        return mapped
-    return None
+def can_drop_pages(mapping: mmap.mmap | None) -> bool:
+    return mapping is not None and hasattr(mapping, "madvise") and hasattr(mmap, "MADV_DONTNEED")
 
 
 class PageBoundedIds:
     """`ids[index]` for an index of shape (windows, window length), reading at most
     WINDOWS_PER_DROP windows of a large memory-mapped `ids` between two drops of its pages.
 
-    An in-memory or small array is indexed directly. The mmap is looked up on each read rather
-    than kept, so the object pickles (e.g. into DataLoader workers) like the array does.
+    `mapping` is the file mapping `ids` is a view of (encoding.open_ids); without one, or for a
+    small one, `ids` is indexed directly. A pickled copy (e.g. for a DataLoader worker started
+    with "spawn") drops the mapping: the array travels as a copy and is indexed directly.
     """
 
-    def __init__(self, ids: np.ndarray) -> None:
+    def __init__(self, ids: np.ndarray, mapping: mmap.mmap | None = None) -> None:
         self.ids = ids
+        self.mapping = mapping if can_drop_pages(mapping) else None
         self.windows_per_drop = WINDOWS_PER_DROP
         self.min_dropped_bytes = MIN_DROPPED_BYTES
         self.drops = 0
@@ -52,8 +50,11 @@ class PageBoundedIds:
     def __len__(self) -> int:
         return len(self.ids)
 
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "mapping": None}  # an mmap does not pickle
+
     def __getitem__(self, index: np.ndarray) -> np.ndarray:
-        mapped = mapping_of(self.ids)
+        mapped = self.mapping
         if mapped is None or len(mapped) <= self.min_dropped_bytes:
             return self.ids[index]
         rows = np.empty(index.shape, dtype=self.ids.dtype)

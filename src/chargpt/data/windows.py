@@ -7,13 +7,17 @@ PageBoundedIds, so the pages a large memory-mapped array maps stay bounded howev
 
 from __future__ import annotations
 
+import mmap
+
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from chargpt.data.paging import PageBoundedIds
 
-IGNORE_INDEX = -1  # targets the loss skips (the overlap of the last validation window)
+# Targets the loss skips (the overlap of the last validation window): torch's own convention,
+# the default ignore_index of F.cross_entropy, so the model's loss needs no import from here.
+IGNORE_INDEX = -100
 
 
 def gather_windows(
@@ -44,9 +48,10 @@ class TrainWindows(Dataset):
         stop: int = 2**62,
         rank: int = 0,
         world_size: int = 1,
+        mapping: mmap.mmap | None = None,
     ) -> None:
         self.block_size, self.batch_size = block_size, batch_size
-        self.rows = PageBoundedIds(ids)
+        self.rows = PageBoundedIds(ids, mapping)
         self.seed, self.start, self.stop = seed, start, stop
         self.rank, self.world_size = rank, world_size
         self.n_starts = len(ids) - block_size  # valid offsets: the window's last target must exist
@@ -70,9 +75,11 @@ class ValWindows(Dataset):
     window is aligned to the end and its already-scored targets are masked with IGNORE_INDEX.
     """
 
-    def __init__(self, ids: np.ndarray, block_size: int, batch_size: int) -> None:
+    def __init__(
+        self, ids: np.ndarray, block_size: int, batch_size: int, mapping: mmap.mmap | None = None
+    ) -> None:
         self.block_size, self.batch_size = block_size, batch_size
-        self.rows = PageBoundedIds(ids)
+        self.rows = PageBoundedIds(ids, mapping)
         self.n_targets = n_targets = len(ids) - 1
         # Window w starts at w * block_size; the starts are computed per batch, not stored, so
         # memory does not grow with the split.

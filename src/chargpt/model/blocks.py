@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -34,8 +36,8 @@ class CausalSelfAttention(nn.Module):
         self, x: torch.Tensor, rotary: Rotary | None = None, cache: KVCache | None = None,
         pos: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        b, t, c = x.shape
-        q, k, v = (
+        b, t, c = x.shape  # batch, time, channels (n_embd)
+        q, k, v = (  # each (B, nh, T, hs)
             z.view(b, t, self.n_head, self.head_dim).transpose(1, 2) for z in self.qkv(x).split(c, dim=2)
         )
         q, k = self.q_norm(q), self.k_norm(k)
@@ -44,37 +46,43 @@ class CausalSelfAttention(nn.Module):
         if cache is None:
             y = F.scaled_dot_product_attention(
                 q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0
-            )
+            )  # (B, nh, T, hs)
         else:
-            k, v, mask = cache.update(self.layer, pos, k, v)
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-        return self.resid_dropout(self.proj(y.transpose(1, 2).reshape(b, t, c)))
+            k, v, mask = cache.update(self.layer, pos, k, v)  # k, v: (B, nh, max_len, hs)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, nh, T, hs)
+        y = y.transpose(1, 2).reshape(b, t, c)  # heads side by side again: (B, T, C)
+        return self.resid_dropout(self.proj(y))
+
+
+def relu_squared(h: torch.Tensor) -> torch.Tensor:
+    return F.relu(h).square()
+
+
+# The elementwise activations; swiglu is gated instead (see FeedForward).
+ACTIVATION_FNS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "relu": F.relu, "gelu": F.gelu, "relu2": relu_squared,
+}
 
 
 class FeedForward(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         hidden = int(config.mlp_ratio * config.n_embd)
-        self.activation = config.activation
-        if self.activation == "swiglu":
+        self.gate: nn.Linear | None = None
+        if config.activation == "swiglu":
             hidden = int(2 * hidden / 3)  # keeps the parameter count of a plain MLP
             self.gate = nn.Linear(config.n_embd, hidden, bias=config.bias)
+        else:
+            self.act = ACTIVATION_FNS[config.activation]  # chosen once, not per forward
         self.up = nn.Linear(config.n_embd, hidden, bias=config.bias)
         self.down = nn.Linear(hidden, config.n_embd, bias=config.bias)
         self.down.is_residual_out = True
         self.dropout = nn.Dropout(config.dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.up(x)
-        if self.activation == "relu":
-            h = F.relu(h)
-        elif self.activation == "gelu":
-            h = F.gelu(h)
-        elif self.activation == "relu2":
-            h = F.relu(h).square()
-        else:
-            h = F.silu(self.gate(x)) * h
-        return self.dropout(self.down(h))
+        h = self.up(x)  # (B, T, hidden)
+        h = self.act(h) if self.gate is None else F.silu(self.gate(x)) * h
+        return self.dropout(self.down(h))  # (B, T, C)
 
 
 class Block(nn.Module):

@@ -21,7 +21,8 @@ class ModelConfig:
     n_layer: int = 4
     n_head: int = 4
     n_embd: int = 128
-    dropout: float = 0.0
+    # Not architecture (see `architecture()`): may change on resume and fine-tuning.
+    dropout: float = field(default=0.0, metadata={"architecture": False})
     bias: bool = True  # biases in linear layers and norms
     pos_encoding: str = "learned"
     activation: str = "gelu"
@@ -31,9 +32,9 @@ class ModelConfig:
     tie_weights: bool = True  # share the token embedding with the output head
     init_std: float = 0.02  # std of the normal init of weights (residual outputs scaled by 1/sqrt(2L))
     logit_softcap: float | None = None  # squash logits into (-cap, cap) with cap * tanh(logits / cap)
-    # torch.compile the training/validation forward. Not architecture: equal configs ignore it, and
-    # sampling from a checkpoint never compiles.
-    compile: bool = field(default=False, compare=False)
+    # torch.compile the training/validation forward. Not architecture: sampling from a checkpoint
+    # never compiles, and a run may switch it on or off when it resumes.
+    compile: bool = field(default=False, metadata={"architecture": False})
 
     def __post_init__(self) -> None:
         for name, allowed in (
@@ -75,6 +76,14 @@ class ModelConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def architecture(self) -> dict[str, Any]:
+        """The settings that fix the weights' shapes and meaning: resume and fine-tuning keep
+        these and let the others (dropout, compile) change."""
+        return {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self) if f.metadata.get("architecture", True)
+        }
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> ModelConfig:

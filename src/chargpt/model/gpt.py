@@ -8,7 +8,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from chargpt.data.windows import IGNORE_INDEX
 from chargpt.model.blocks import Block, make_norm
 from chargpt.model.config import ModelConfig
 from chargpt.model.kv_cache import KVCache
@@ -17,9 +16,9 @@ from chargpt.model.sampling import generate
 
 
 def lm_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    return F.cross_entropy(
-        logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1), ignore_index=IGNORE_INDEX
-    )
+    """Mean next-character cross-entropy of (B, T, V) logits against (B, T) targets. Targets of
+    -100 (cross_entropy's default ignore_index) are not scored."""
+    return F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1))
 
 
 class GPT(nn.Module):
@@ -29,7 +28,7 @@ class GPT(nn.Module):
         self.tok_emb = nn.Embedding(vocab_size, config.n_embd)
         self.positions = (
             None if config.pos_encoding == "rope"
-            else AbsolutePositions(config.pos_encoding, config.block_size, config.n_embd)
+            else AbsolutePositions(config.pos_encoding, config.block_size, config.n_embd, config.init_std)
         )
         self.rotary = Rotary(config.block_size, config.head_dim) if config.pos_encoding == "rope" else None
         self.drop = nn.Dropout(config.dropout)
@@ -68,18 +67,19 @@ class GPT(nn.Module):
         With a cache, idx continues the cached tokens; the caller keeps the total within the
         context (sampling.iter_tokens does).
         """
-        if idx.shape[1] > self.block_size:
-            raise ValueError(f"sequence of {idx.shape[1]} exceeds the context of {self.block_size}")
-        pos = cache.positions(idx.shape[1]) if cache is not None else None
-        x = self.tok_emb(idx)
+        t = idx.shape[1]  # idx: (B, T)
+        if t > self.block_size:
+            raise ValueError(f"sequence of {t} exceeds the context of {self.block_size}")
+        pos = cache.positions(t) if cache is not None else None  # (T,) or None for 0..T-1
+        x = self.tok_emb(idx)  # (B, T, C)
         if self.positions is not None:
             x = self.positions(x, pos)
         x = self.drop(x)
         for block in self.blocks:
-            x = block(x, self.rotary, cache, pos)
+            x = block(x, self.rotary, cache, pos)  # (B, T, C)
         if cache is not None:
-            cache.advance(idx.shape[1])
-        logits = self.head(self.norm(x))
+            cache.advance(t)
+        logits = self.head(self.norm(x))  # (B, T, V)
         if self.config.logit_softcap is not None:
             # Bounded logits (Gemma 2): keeps confident early predictions from blowing up the loss.
             cap = self.config.logit_softcap
@@ -106,7 +106,7 @@ class BigramLM(nn.Module):
     def forward(
         self, idx: torch.Tensor, targets: torch.Tensor | None = None, cache: None = None
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        logits = self.table(idx)
+        logits = self.table(idx)  # (B, T, V)
         return logits, (lm_loss(logits, targets) if targets is not None else None)
 
     generate = generate

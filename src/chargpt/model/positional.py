@@ -21,11 +21,11 @@ def sinusoidal_table(length: int, dim: int) -> torch.Tensor:
 class AbsolutePositions(nn.Module):
     """Adds a position vector (learned or sinusoidal) to each token embedding."""
 
-    def __init__(self, kind: str, block_size: int, n_embd: int) -> None:
+    def __init__(self, kind: str, block_size: int, n_embd: int, init_std: float = 0.02) -> None:
         super().__init__()
         if kind == "learned":
-            self.table = nn.Parameter(torch.zeros(block_size, n_embd))
-            nn.init.normal_(self.table, std=0.02)
+            self.table = nn.Parameter(torch.zeros(block_size, n_embd))  # (block_size, C)
+            nn.init.normal_(self.table, std=init_std)
         else:
             self.register_buffer("table", sinusoidal_table(block_size, n_embd), persistent=False)
 

@@ -6,21 +6,21 @@ optimizer and schedule, usually on another text.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
 import torch
 from torch import nn
 
-from chargpt.checkpoint import read_checkpoint, resolve_checkpoint
+from chargpt.checkpoints import model_config, model_weights, read_checkpoint, resolve_checkpoint
 from chargpt.data.corpus import resolve_corpus
 from chargpt.data.encoding import corpus_chars
 from chargpt.data.tokenizer import describe_chars
 from chargpt.errors import ConfigError, DataError
 from chargpt.model import ModelConfig
 
-# Settings that may differ from the pretrained model: they change training, not the weights' shapes.
-TRAINING_ONLY = {"dropout"}
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -41,13 +41,13 @@ def explicit_model_overrides(task_overrides: list[str]) -> dict[str, str]:
     return found
 
 
-def pretrained_config(source_hparams: dict, composed: ModelConfig, typed: dict[str, str]) -> ModelConfig:
-    """The checkpoint's architecture; refuse typed overrides that would change it."""
-    source = ModelConfig.from_dict(source_hparams)
+def pretrained_config(source: ModelConfig, composed: ModelConfig, typed: dict[str, str]) -> ModelConfig:
+    """The checkpoint's architecture with the run's other settings (dropout, compile); refuse typed
+    overrides that would change the architecture."""
+    old, new = source.architecture(), composed.architecture()
     changed = [
-        f.name for f in fields(ModelConfig)
-        if f.name not in TRAINING_ONLY and getattr(source, f.name) != getattr(composed, f.name)
-        and ("model" in typed or f"model.{f.name}" in typed)
+        name for name in old
+        if old[name] != new[name] and ("model" in typed or f"model.{name}" in typed)
     ]
     if changed:
         detail = ", ".join(
@@ -57,16 +57,15 @@ def pretrained_config(source_hparams: dict, composed: ModelConfig, typed: dict[s
             f"init_from keeps the checkpoint's architecture; drop the override {detail}, "
             "or train from scratch without init_from"
         )
-    return replace(source, **{name: getattr(composed, name) for name in TRAINING_ONLY})
+    others = {f.name: getattr(composed, f.name) for f in fields(ModelConfig) if f.name not in old}
+    return replace(source, **others)
 
 
 def load_pretrained(init_from: str, composed: ModelConfig, typed: dict[str, str]) -> Pretrained:
     file = resolve_checkpoint(init_from)
     ckpt = read_checkpoint(file)
-    hparams = ckpt["hyper_parameters"]
-    state = {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
-    config = pretrained_config(hparams["model"], composed, typed)
-    return Pretrained(config, list(hparams["vocab"]), state, str(file))
+    config = pretrained_config(model_config(ckpt), composed, typed)
+    return Pretrained(config, list(ckpt["hyper_parameters"]["vocab"]), model_weights(ckpt), str(file))
 
 
 def finetune_vocab(pretrained: Pretrained, data_cfg: Any, extend: bool) -> list[str]:
@@ -81,6 +80,9 @@ def finetune_vocab(pretrained: Pretrained, data_cfg: Any, extend: bool) -> list[
             f"{corpus} has characters the checkpoint never saw: {describe_chars(unseen)}; "
             "remove them, or pass finetune.extend_vocab=true to add them to the vocabulary"
         )
+    if unseen:
+        log.info("finetune.extend_vocab: added %d characters the checkpoint never saw: %s",
+                 len(unseen), describe_chars(unseen))
     return pretrained.vocab + unseen
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Any
 
@@ -10,8 +11,23 @@ import torch
 
 from chargpt.data.tokenizer import CharTokenizer
 from chargpt.data.windows import IGNORE_INDEX
+from chargpt.distributed import is_rank_zero
 from chargpt.model import ModelConfig, build_model
-from chargpt.training.optim import build_optimizer, build_scheduler
+from chargpt.training.lightning_internals import logs_this_step
+from chargpt.training.optim import (
+    build_optimizer,
+    build_schedule,
+    build_scheduler,
+    depends_on_total,
+    group_rates,
+)
+from chargpt.training.steps import is_last_step, total_steps
+
+log = logging.getLogger(__name__)
+# Every value is logged at the number of optimizer steps taken (step 150 after 150 steps), as the
+# terminal, checkpoint names and metrics.json count: a metric named `step` sets the loggers' x-axis.
+STEP = "step"
+TOTAL_STEPS_KEY = "chargpt_total_steps"  # the run's total when the checkpoint was written
 
 
 class CharLM(L.LightningModule):
@@ -27,10 +43,15 @@ class CharLM(L.LightningModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
+        self.schedule = build_schedule(scheduler)
+        self._resumed_total: int | None = None  # the total the resumed checkpoint was trained toward
         self.config = ModelConfig.from_dict(model)
         self.tokenizer = CharTokenizer(vocab)
         self.model = build_model(self.config, self.tokenizer.vocab_size)
         self._compiled: torch.nn.Module | None = None
+        # Lightning's model summary runs this through the network (in eval mode, no RNG drawn) to
+        # count FLOPs: one forward pass of one full-context sequence, its In sizes column says so.
+        self.example_input_array = torch.zeros(1, self.config.block_size, dtype=torch.long)
 
     def configure_model(self) -> None:
         if self.config.compile and self._compiled is None:
@@ -49,8 +70,12 @@ class CharLM(L.LightningModule):
         x, y = batch
         _, loss = self._step_forward(x, y)
         if self._logs_this_step():
+            # `step` is the x-axis Lightning's loggers use: the optimizer steps taken once this one is.
+            self.log(STEP, float(self.trainer.global_step + 1))
             self.log("train/loss", loss.detach(), prog_bar=True)
-            self.log("train/lr", self.optimizers().param_groups[0]["lr"])
+            for name, lr in group_rates(self.optimizers()).items():
+                # One rate per named group: with Muon, the Muon group's and the AdamW group's.
+                self.log(f"train/lr/{name}" if name else "train/lr", lr)
         return loss
 
     def _logs_this_step(self) -> bool:
@@ -60,8 +85,7 @@ class CharLM(L.LightningModule):
         writes the same values while sparing every other step self.log's bookkeeping (a few percent
         of a small model's step on CPU).
         """
-        trainer = self.trainer
-        return 0 < trainer.max_steps <= self.global_step + 1 or trainer._logger_connector.should_update_logs
+        return is_last_step(self.trainer, pending=1) or logs_this_step(self.trainer)
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         x, y = batch
@@ -70,6 +94,9 @@ class CharLM(L.LightningModule):
         n = int((y != IGNORE_INDEX).sum())
         self.log("val/loss", loss, batch_size=n, prog_bar=True)
         self.log("val/bpc", loss / math.log(2), batch_size=n)
+
+    def on_validation_epoch_end(self) -> None:
+        self.log(STEP, float(self.trainer.global_step))  # validation follows the step it scores
 
     def configure_gradient_clipping(
         self, optimizer: torch.optim.Optimizer, gradient_clip_val: float | None = None,
@@ -87,7 +114,27 @@ class CharLM(L.LightningModule):
     def configure_optimizers(self) -> dict[str, Any]:
         optimizer = build_optimizer(self.model, self.hparams.optimizer)
         trainer = self.trainer
-        scheduler = build_scheduler(optimizer, self.hparams.scheduler, lambda: trainer.max_steps)
+        scheduler = build_scheduler(optimizer, self.schedule, lambda: total_steps(trainer))
         if scheduler is None:
             return {"optimizer": optimizer}
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint[TOTAL_STEPS_KEY] = total_steps(self.trainer)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._resumed_total = checkpoint.get(TOTAL_STEPS_KEY)
+
+    def on_train_start(self) -> None:
+        """Continuing a run toward another total: say so when the schedule's rates for the steps
+        already taken depended on the old total (they were not those of the new run)."""
+        old, new, taken = self._resumed_total, total_steps(self.trainer), self.trainer.global_step
+        if old is None or self.schedule is None or not is_rank_zero():
+            return
+        if depends_on_total(self.schedule, taken, old, new):
+            log.warning(
+                "continuing toward %d steps a run planned for %d: %s's rates for its %d steps taken "
+                "depended on that total, so this run differs from a straight %d-step run (a constant, "
+                "warmup or WSD schedule before its decay continues exactly)",
+                new, old, type(self.schedule).__name__, taken, new,
+            )

@@ -16,17 +16,43 @@ from hydra.utils import get_object, instantiate
 from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 
+from chargpt.errors import ConfigError
 
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+# Muon arrived in torch 2.9; the rest of chargpt runs on the torch>=2.6 that pyproject.toml allows.
+MUON_TORCH = "2.9"
+
+
+def param_groups(model: nn.Module, weight_decay: float, name: str | None = None) -> list[dict]:
+    """Decayed matrices and embeddings, undecayed biases and gains; `name` labels both groups
+    (their learning rate is logged under it)."""
     params = [p for p in model.parameters() if p.requires_grad]  # tied weights appear once
+    label = {"name": name} if name else {}
     return [
-        {"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
-        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+        {"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay, **label},
+        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0, **label},
     ]
+
+
+def group_rates(optimizer: torch.optim.Optimizer) -> dict[str, float]:
+    """The learning rate of each named group (the first group of each name), for logging:
+    {"": lr} when the groups have no names (one optimizer, one rate)."""
+    rates: dict[str, float] = {}
+    for group in optimizer.param_groups:
+        rates.setdefault(str(group.get("name", "")), float(group["lr"]))
+    return rates
+
+
+def check_optimizer(config: dict[str, Any] | None) -> None:
+    """Refuse, before any data work, an optimizer this torch does not have."""
+    target = get_object(dict(config or {}).get("_target_", "torch.optim.AdamW"))
+    check = getattr(target, "check_available", None)
+    if check is not None:
+        check()
 
 
 def build_optimizer(model: nn.Module, config: dict[str, Any] | None) -> torch.optim.Optimizer:
     config = dict(config or {"_target_": "torch.optim.AdamW"})
+    check_optimizer(config)
     if getattr(get_object(config["_target_"]), "takes_model", False):
         return instantiate(config, _partial_=True)(model)
     weight_decay = config.pop("weight_decay", 0.0)
@@ -93,28 +119,56 @@ def muon_adamw(
     hidden_ids = {id(p) for p in hidden}
     rest = [p for p in model.parameters() if p.requires_grad and id(p) not in hidden_ids]
     groups = [
-        {"params": [p for p in rest if p.dim() >= 2], "weight_decay": adamw_decay},
-        {"params": [p for p in rest if p.dim() < 2], "weight_decay": 0.0},
+        {"params": [p for p in rest if p.dim() >= 2], "weight_decay": adamw_decay, "name": "adamw"},
+        {"params": [p for p in rest if p.dim() < 2], "weight_decay": 0.0, "name": "adamw"},
     ]
     adam = torch.optim.AdamW([g for g in groups if g["params"]], **adamw)
     if not hidden:  # e.g. the bigram model: nothing for Muon
         return adam
     muon = torch.optim.Muon(
-        hidden, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov,
-        ns_steps=ns_steps, adjust_lr_fn=adjust_lr_fn,
+        [{"params": hidden, "name": "muon"}], lr=lr, momentum=momentum, weight_decay=weight_decay,
+        nesterov=nesterov, ns_steps=ns_steps, adjust_lr_fn=adjust_lr_fn,
     )
     return MuonWithAdamW(muon, adam)
 
 
+def _check_muon() -> None:
+    if not hasattr(torch.optim, "Muon"):
+        raise ConfigError(
+            f"optimizer=muon needs torch.optim.Muon (torch>={MUON_TORCH}) but this is torch "
+            f"{torch.__version__}; upgrade torch (pip install 'torch>={MUON_TORCH}') or use optimizer=adamw"
+        )
+
+
 muon_adamw.takes_model = True  # type: ignore[attr-defined]
+muon_adamw.check_available = _check_muon  # type: ignore[attr-defined]
+
+
+Schedule = Callable[[int, int], float]  # (step, total steps) -> multiplier of the base rate
+
+
+def build_schedule(config: dict[str, Any] | None) -> Schedule | None:
+    """The configured schedule (configs/scheduler/), None without a config."""
+    return instantiate(config) if config else None
 
 
 def build_scheduler(
-    optimizer: torch.optim.Optimizer, config: dict[str, Any] | None, total_steps: Callable[[], int]
+    optimizer: torch.optim.Optimizer,
+    schedule: Schedule | dict[str, Any] | None,
+    total_steps: Callable[[], int],
 ) -> LambdaLR | None:
-    """The per-step LR schedule, None without a config. `total_steps` is read at every step, so a
-    count fixed late (e.g. by a time budget) still anneals properly."""
-    if not config:
+    """The per-step LR schedule (a schedule or its config), None without one. `total_steps` is read
+    at every step, so a count fixed late (e.g. by a time budget) still anneals properly."""
+    if isinstance(schedule, dict):
+        schedule = build_schedule(schedule)
+    if schedule is None:
         return None
-    schedule = instantiate(config)
     return LambdaLR(optimizer, lambda step: schedule(step, total_steps()))
+
+
+def depends_on_total(schedule: Schedule, steps_taken: int, old_total: int, new_total: int) -> bool:
+    """Whether the rates of the steps already taken would differ under the new total (cosine:
+    yes past its warmup; constant, warmup and WSD before its decay: no)."""
+    return old_total != new_total and any(
+        schedule(step, old_total) != schedule(step, new_total) for step in range(steps_taken)
+    )

@@ -1,0 +1,202 @@
+"""Checkpoints on disk: find, read safely, write atomically, check what may resume from them.
+
+Reading uses torch's weights-only unpickling, so a checkpoint cannot run code. Writing goes
+through `chargpt.files.atomic_path`: a kill mid-write leaves the previous file intact.
+"""
+
+from __future__ import annotations
+
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.fabric.utilities.cloud_io import get_filesystem
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+from chargpt.data.tokenizer import describe_chars
+from chargpt.errors import CheckpointError
+from chargpt.files import atomic_path
+from chargpt.model import ModelConfig
+
+LAST = "last.ckpt"
+# Where the corpus fingerprint sits in a checkpoint: the ResumeState callback's state key.
+RESUME_STATE_KEY = "ResumeState"
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A checkpoint file, or a run directory (its checkpoints/last.ckpt)."""
+    p = Path(path).expanduser()
+    if p.is_dir():
+        for candidate in (p / "checkpoints" / LAST, p / LAST):
+            if candidate.is_file():
+                return candidate
+        if (p / "metrics.json").is_file():  # a run that trained but kept no checkpoint
+            raise CheckpointError(
+                f"run directory {p} holds no checkpoint: it was trained without a checkpoint callback "
+                "(e.g. callbacks=none); train it again with callbacks=[none,last_checkpoint] or the "
+                "default callbacks, or pass a .ckpt file"
+            )
+        raise CheckpointError(
+            f"no {LAST} in run directory {p}; pass a .ckpt file or a run directory that has one"
+        )
+    if not p.exists():
+        raise CheckpointError(f"checkpoint not found: {p}; pass an existing .ckpt file or run directory")
+    return p
+
+
+def run_dir_of(checkpoint: Path) -> Path:
+    """The run directory a checkpoint belongs to (the parent of its checkpoints/ folder)."""
+    return checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else checkpoint.parent
+
+
+def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    file = resolve_checkpoint(path)
+    if file.is_file() and not zipfile.is_zipfile(file):  # torch.save writes zip archives
+        raise CheckpointError(
+            f"{file} is not a readable checkpoint (not a torch zip archive); it may be truncated or "
+            "not a checkpoint at all: pass another .ckpt file"
+        )
+    try:
+        ckpt = torch.load(file, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(
+            f"refused to load {file}: it holds objects that weights-only loading does not allow "
+            f"({first_line[:160]}); only load checkpoints written by chargpt"
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError) as err:
+        raise CheckpointError(
+            f"{file} is not a readable checkpoint ({type(err).__name__}); it may be truncated or "
+            "not a checkpoint at all: pass another .ckpt file"
+        ) from None
+    hparams = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None
+    if not isinstance(hparams, dict) or "model" not in hparams or "vocab" not in hparams:
+        raise CheckpointError(f"{file} is not a chargpt checkpoint (no model settings and vocabulary in it)")
+    return ckpt
+
+
+def model_weights(ckpt: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """The network's own state dict (the LightningModule stores it under `model.`)."""
+    return {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
+
+
+def model_config(ckpt: dict[str, Any]) -> ModelConfig:
+    return ModelConfig.from_dict(ckpt["hyper_parameters"]["model"])
+
+
+def save_atomic(checkpoint: dict[str, Any], path: str | Path) -> None:
+    """torch.save to `path` atomically; a failed write (e.g. disk full) is one clear error."""
+    target = Path(path)
+    try:
+        with atomic_path(target) as tmp:
+            torch.save(checkpoint, tmp)
+    except OSError as err:
+        raise CheckpointError(
+            f"cannot write checkpoint {target} ({err.strerror or err}); free disk space or point "
+            "hydra.run.dir at a writable folder, then resume from the last checkpoint"
+        ) from None
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint I/O with atomic local writes, reading a checkpoint only once.
+
+    Lightning's own writes go through an fsspec transaction whose temporary file lives in the
+    system temp dir; across filesystems the final move is a copy, and a kill during it leaves a
+    truncated last.ckpt. `preload` hands over a checkpoint chargpt has already read (to check it
+    before training), so `trainer.fit(ckpt_path=...)` does not read the same file again.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._preloaded: dict[str, dict[str, Any]] = {}
+
+    def preload(self, path: str | Path, checkpoint: dict[str, Any]) -> None:
+        self._preloaded[str(path)] = checkpoint
+
+    def load_checkpoint(self, path: Any, map_location: Any = None, weights_only: bool | None = None) -> dict:
+        preloaded = self._preloaded.pop(str(path), None)
+        if preloaded is not None:
+            return preloaded
+        return super().load_checkpoint(path, map_location=map_location, weights_only=weights_only)
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
+        protocol = get_filesystem(path).protocol
+        local = "file" in (protocol if isinstance(protocol, tuple) else (protocol,))
+        if storage_options is not None or not local:  # remote URLs keep Lightning's behaviour
+            return super().save_checkpoint(checkpoint, path, storage_options)
+        save_atomic(checkpoint, path)
+        return None
+
+
+def _resume_state(ckpt: dict[str, Any]) -> dict[str, Any]:
+    state = (ckpt.get("callbacks") or {}).get(RESUME_STATE_KEY)
+    return state if isinstance(state, dict) else {}
+
+
+def stored_corpus(ckpt: dict[str, Any]) -> dict[str, Any] | None:
+    """The corpus fingerprint ({path, sha256, ...}) of the run that wrote `ckpt`, if recorded."""
+    corpus = _resume_state(ckpt).get("corpus")
+    return corpus if isinstance(corpus, dict) else None
+
+
+def stored_split(ckpt: dict[str, Any]) -> dict[str, Any]:
+    """How that run split its corpus (e.g. train_fraction); empty when not recorded."""
+    split = _resume_state(ckpt).get("split")
+    return split if isinstance(split, dict) else {}
+
+
+def corpus_changes(old: dict[str, Any], new: dict[str, Any], limit: int = 3) -> str:
+    """Which files differ between two corpus fingerprints (those of several files list them)."""
+    before = {name: sha for name, sha in old.get("files") or []}
+    after = {name: sha for name, sha in new.get("files") or []}
+    if not before and not after:
+        return ""
+    changes = [
+        ("changed", [n for n in after if n in before and after[n] != before[n]]),
+        ("added", [n for n in after if n not in before]),
+        ("removed", [n for n in before if n not in after]),
+    ]
+    said = [
+        f"{what}: {', '.join(names[:limit])}{f' and {len(names) - limit} more' if len(names) > limit else ''}"
+        for what, names in changes if names
+    ]
+    return f" ({'; '.join(said)})" if said else " (the same files, joined or split differently)"
+
+
+def check_resumable(
+    ckpt: dict[str, Any], source: str, model: ModelConfig, vocab: list[str], corpus: dict[str, Any] | None
+) -> None:
+    """Refuse, with the reason and the fix, a resume whose data or architecture differ from the
+    checkpoint's. Settings that are not architecture (ModelConfig.architecture) may change."""
+    old_vocab = list(ckpt["hyper_parameters"]["vocab"])
+    if old_vocab != list(vocab):
+        diff = []
+        if missing := set(vocab) - set(old_vocab):
+            diff.append(f"this data adds {describe_chars(missing)}")
+        if extra := set(old_vocab) - set(vocab):
+            diff.append(f"this data lacks {describe_chars(extra)}")
+        detail = "; ".join(diff) or "same characters in another order"
+        raise CheckpointError(
+            f"cannot resume from {source}: it was trained on another vocabulary ({len(old_vocab)} "
+            f"characters, this data has {len(vocab)}: {detail}); resume with the data it was trained on, "
+            "or start a new run without ckpt_path"
+        )
+    old_corpus = stored_corpus(ckpt)
+    if old_corpus and corpus and old_corpus.get("sha256") != corpus.get("sha256"):
+        raise CheckpointError(
+            f"cannot resume from {source}: it was trained on {old_corpus.get('path')} "
+            f"(sha256 {str(old_corpus.get('sha256'))[:12]}), not on {corpus['path']} "
+            f"(sha256 {corpus['sha256'][:12]}){corpus_changes(old_corpus, corpus)}; resume with the data "
+            "it was trained on, or start a new run without ckpt_path"
+        )
+    old, new = model_config(ckpt).architecture(), model.architecture()
+    changed = sorted(k for k in old if old[k] != new[k])
+    if changed:
+        was = ", ".join(f"model.{k}={old[k]!r}" for k in changed)
+        now = ", ".join(f"model.{k}={new[k]!r}" for k in changed)
+        raise CheckpointError(
+            f"cannot resume from {source}: its model has {was} but this run asks for {now}; "
+            "pass the same model settings as the run that wrote it, or start a new run without ckpt_path"
+        )

@@ -1,0 +1,298 @@
+"""What the entry points share: where the configs live, the command line as the shell hands it over,
+clean exits (Ctrl-C, a closed pipe), quiet warnings, the device to run on.
+
+Free text on the command line: Hydra's override grammar rejects commas, quotes, brackets, spaces,
+`~`, non-ASCII letters and more, and reads `${...}` as an interpolation. The values of the
+free-text settings (prompts, data paths, checkpoints) are therefore taken literally: before Hydra
+parses the command line, `key=VALUE` becomes `key='VALUE'` with Hydra's quoting and OmegaConf's
+escaping, so the composed config holds exactly what the shell handed over. Path settings also get
+`~` and environment variables expanded. Any other override Hydra cannot parse is one `error:` line
+that shows the quoted form that works.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import os
+import re
+import shlex
+import signal
+import sys
+import warnings
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import torch
+
+from chargpt.data.sources import expand_path
+from chargpt.data.tokenizer import CharTokenizer
+from chargpt.errors import USAGE_EXIT_CODE, ConfigError, full_errors_requested
+from chargpt.inference import start_prompt
+from chargpt.runs.directory import release_claims
+from chargpt.runs.overrides import hydra_quoted, omegaconf_literal, parses
+
+_PACKAGED = Path(__file__).parents[1] / "configs"  # wheel installs
+_SOURCE_TREE = Path(__file__).resolve().parents[3] / "configs"  # editable installs and checkouts
+CONFIG_PATH = str(_PACKAGED if _PACKAGED.is_dir() else _SOURCE_TREE)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+INTERRUPT_EXIT_CODE = 128 + signal.SIGINT  # what a shell reports for a command ended by Ctrl-C
+BROKEN_PIPE_EXIT_CODE = 128 + 13  # SIGPIPE: what `yes | head` reports for `yes`
+
+# Hydra's own options that take a value (the next argument is not an override).
+_OPTIONS_WITH_VALUE = {
+    "-c", "--cfg", "-p", "--package", "-cp", "--config-path", "-cn", "--config-name",
+    "-cd", "--config-dir", "--experimental-rerun",
+}
+_INFO_TOPICS = {"all", "config", "defaults", "defaults-tree", "plugins", "searchpath"}
+# `prompt_file=FILE` (or `-` for standard input) is read here and becomes the prompt setting.
+PROMPT_FILES = {"prompt_file": "prompt", "sample.prompt_file": "sample.prompt"}
+
+
+def is_path_key(key: str) -> bool:
+    """Settings that name a file or folder: `~` and environment variables are expanded."""
+    last = key.rsplit(".", 1)[-1]
+    return key in ("ckpt_path", "init_from") or (key.startswith("data.") and last.endswith("path"))
+
+
+def is_free_text_key(key: str) -> bool:
+    """Settings whose value is taken literally (prompts and paths)."""
+    return is_path_key(key) or key.rsplit(".", 1)[-1] == "prompt"
+
+
+def is_run_dir_key(key: str) -> bool:
+    return key in ("hydra.run.dir", "hydra.sweep.dir")
+
+
+def _split(arg: str) -> tuple[str, str, str] | None:
+    """`+key=value` -> ('+', 'key', 'value'); None for anything that is not `key=value`."""
+    match = re.match(r"^(\+{0,2})([\w.\-/@]+)=(.*)$", arg, re.DOTALL)
+    return (match.group(1), match.group(2), match.group(3)) if match else None
+
+
+def _overrides(argv: list[str]) -> Iterator[int]:
+    """Indices of the overrides in argv (argv[0] is the program): Hydra's options are skipped."""
+    i = 1
+    while i < len(argv):
+        arg = argv[i]
+        if arg in _OPTIONS_WITH_VALUE or (arg in ("-i", "--info") and i + 1 < len(argv)
+                                          and argv[i + 1] in _INFO_TOPICS):
+            i += 2
+            continue
+        if not arg.startswith("-"):
+            yield i
+        i += 1
+
+
+def _read_prompt_file(key: str, name: str) -> str:
+    try:
+        if name == "-":
+            return sys.stdin.read()
+        return Path(expand_path(name)).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        reason = getattr(err, "strerror", None) or str(err)
+        raise ConfigError(f"{key}={name}: cannot read it ({reason}); give a readable UTF-8 text file, "
+                          "or - for standard input") from None
+
+
+def literal_argv(argv: list[str]) -> list[str]:
+    """The command line with prompt files read into their prompt setting (still as the shell gave it)."""
+    out = list(argv)
+    given = {p[1] for i in _overrides(out) if (p := _split(out[i]))}
+    for i in _overrides(out):
+        parts = _split(out[i])
+        if parts is None or parts[1] not in PROMPT_FILES:
+            continue
+        plus, key, name = parts
+        target = PROMPT_FILES[key]
+        if target in given:
+            raise ConfigError(f"both {target} and {key} are set; give one of them")
+        out[i] = f"{plus}{target}={_read_prompt_file(key, name)}"
+    return out
+
+
+def hydra_argv(argv: list[str]) -> list[str]:
+    """The command line as Hydra must see it: free-text values quoted, paths expanded; an override
+    Hydra cannot parse is a ConfigError that shows the quoted form."""
+    out = list(argv)
+    for i in _overrides(out):
+        parts = _split(out[i])
+        if parts is not None:
+            plus, key, value = parts
+            if is_free_text_key(key) and not (is_path_key(key) and value.lower() in ("null", "")):
+                out[i] = f"{plus}{key}={_free_text(key, value)}"
+                continue
+            if is_run_dir_key(key):  # may use ${now:...}: expanded, and quoted only when needed
+                value = value if value[:1] in ("'", '"') else expand_path(value)
+                out[i] = f"{plus}{key}={value}"
+                if parses(out[i], single_string=True):
+                    continue
+                out[i] = f"{plus}{key}={hydra_quoted(value, interpolate=True)}"
+        if not parses(out[i]):
+            raise ConfigError(_unparsable(out[i]))
+    return out
+
+
+def _free_text(key: str, value: str) -> str:
+    if is_path_key(key):
+        value = expand_path(value)
+        if key.startswith("data.") and "${" in value:
+            # Hydra's instantiate resolves the data config twice, and OmegaConf's second pass
+            # reads an escaped `${` as an interpolation: such a path cannot arrive intact.
+            raise ConfigError(f"{key}={value}: a data path cannot contain '${{'; rename the file or "
+                              "link it under another name")
+    if key.startswith("callbacks."):
+        # Only ever instantiated, which resolves it once more: one more level of escaping.
+        return hydra_quoted(omegaconf_literal(value))
+    return hydra_quoted(value)
+
+
+def _unparsable(arg: str) -> str:
+    parts = _split(arg)
+    if parts is None:
+        return (f"cannot read the override {arg!r}: overrides are key=value; "
+                "see the command's --help")
+    plus, key, value = parts
+    works = f"{plus}{key}={hydra_quoted(value)}"
+    # As typed in a shell: in double quotes where that needs no escapes.
+    works = f'"{works}"' if not re.search(r'["$`\\!]', works) else shlex.quote(works)
+    return (f"cannot read the override {arg!r} (Hydra's override syntax reserves characters such as "
+            f"spaces, commas, quotes and brackets); quote the value: {works}")
+
+
+# The command line as the shell handed it over (prompt files read): Lightning's multi-process
+# launcher starts the other ranks with sys.argv, and they must prepare it again the same way.
+_literal: list[str] | None = None
+
+
+def run_main(hydra_main: Callable[[], Any], prepare: Callable[[list[str]], list[str]] | None = None) -> None:
+    """Run a Hydra entry point: the command line prepared for Hydra, user errors as one line (exit
+    2), Ctrl-C as exit 130 with one line, a closed output pipe quietly (exit 141), and whatever a
+    failed or interrupted start created removed again."""
+    global _literal
+    saved, failed = sys.argv, True
+    try:
+        with clean_exits():
+            try:
+                literal = literal_argv(sys.argv)
+                if prepare is not None:
+                    literal = prepare(literal)
+                prepared = hydra_argv(literal)
+            except ConfigError as err:
+                if full_errors_requested():
+                    raise
+                print(f"error: {err}", file=sys.stderr)
+                sys.exit(USAGE_EXIT_CODE)
+            _literal, sys.argv = literal, prepared
+            hydra_main()
+            failed = False
+    except SystemExit as exit_:
+        failed = exit_.code not in (0, None)
+        raise
+    finally:
+        sys.argv, _literal = saved, None
+        release_claims(failed)
+
+
+@contextlib.contextmanager
+def clean_exits() -> Iterator[None]:
+    """Ctrl-C: one line and exit 130. Output into a pipe whose reader stopped (`| head`): quiet,
+    exit 141, as other Unix tools."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr, flush=True)
+        sys.exit(INTERRUPT_EXIT_CODE)
+    except BrokenPipeError:
+        _quiet_broken_pipe()
+    except SystemExit as exit_:
+        if exit_.code == BROKEN_PIPE_EXIT_CODE:
+            _quiet_broken_pipe()
+        raise
+
+
+def _quiet_broken_pipe() -> None:
+    # Python would report the closed pipe again when it flushes stdout at exit: point stdout at
+    # /dev/null first (only the real stdout; a test's replacement is left alone).
+    if sys.stdout is sys.__stdout__:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    sys.exit(BROKEN_PIPE_EXIT_CODE)
+
+
+def cli_task(task: F) -> F:
+    """Wrap a Hydra task function: the other ranks see the command line as typed, and a closed
+    output pipe leaves the run quietly (Hydra would print it as a failure)."""
+
+    @functools.wraps(task)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if _literal is not None:
+            sys.argv = _literal
+        try:
+            return task(*args, **kwargs)
+        except BrokenPipeError:
+            sys.exit(BROKEN_PIPE_EXIT_CODE)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def quiet_known_warnings() -> None:
+    """Silence warnings that say nothing actionable for this project's runs."""
+    for message in (
+        r".*LeafSpec.*",  # torch.utils._pytree deprecation inside Lightning, printed every run
+        r".*does not have many workers.*",  # batches are gathered in one vectorised index
+        r".*resuming from a checkpoint that ended before the epoch ended.*",  # batches are indexed by step
+        r".*Checkpoint directory .* exists and is not empty.*",  # expected when a run resumes
+        r".*smaller than the logging interval.*",  # short runs log less often: nothing to fix
+        # Lightning's text is "use `self.log('val/loss', ..., sync_dist=True)`": every rank scores
+        # the whole validation split, so the values agree without a reduction.
+        r".*sync_dist=True.*",
+    ):
+        warnings.filterwarnings("ignore", message=message)
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+        logger = logging.getLogger(name)
+        if _says_nothing not in logger.filters:
+            logger.addFilter(_says_nothing)
+
+
+# Lightning's info lines that tell a chargpt user nothing: a litlogger advertisement, the TPUs a
+# CPU or GPU machine does not have, and "`max_steps=N` reached" (chargpt's own last line says the
+# step, the loss and the run directory).
+_NOTHING_TO_SAY = re.compile(
+    r"litlogger|^TPU available: False|^`Trainer.fit` stopped: `max_steps=\d+` reached"
+)
+
+
+def _says_nothing(record: logging.LogRecord) -> bool:
+    return not _NOTHING_TO_SAY.search(record.getMessage())
+
+
+def pick_device(name: str) -> str:
+    """`auto` is the GPU when there is one; a CUDA device without a GPU is a clear error."""
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device={name} but no CUDA GPU is available; use device=cpu")
+    return name
+
+
+def resolve_prompt(prompt: object, tokenizer: CharTokenizer, setting: str = "prompt") -> str:
+    """The prompt a command samples from, checked before any work: text whose characters the
+    vocabulary has, or (unset) the start prompt, with a note when that is not a new line."""
+    if prompt is None:
+        start = start_prompt(tokenizer)
+        if start != "\n":
+            print(
+                f"note: the model's text has no newline, so samples start from {start!r}; "
+                f"{setting}=TEXT starts from another text",
+                file=sys.stderr,
+            )
+        return start
+    if not isinstance(prompt, str):
+        raise ConfigError(f"{setting}={prompt!r} must be text, e.g. {setting}=ROMEO:")
+    tokenizer.encode(prompt)  # characters the vocabulary lacks: an error naming them
+    return prompt

@@ -1,0 +1,144 @@
+"""chargpt-train: compose the config, build data, model and trainer, fit, print a sample."""
+
+from __future__ import annotations
+
+import logging
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import hydra
+import lightning as L
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from chargpt.checkpoints import resolve_checkpoint, run_dir_of
+from chargpt.cli.common import (
+    CONFIG_PATH,
+    cli_task,
+    expand_path,
+    quiet_known_warnings,
+    resolve_prompt,
+    run_main,
+)
+from chargpt.distributed import is_rank_zero
+from chargpt.errors import ChargptError, exit_on_user_error
+from chargpt.inference import TrainedModel
+from chargpt.model.sampling import check_sampling
+from chargpt.runs.directory import check_run_dir
+from chargpt.runs.overrides import hydra_quoted, literal_value
+from chargpt.runs.status import record_status
+from chargpt.training.build import build_run, is_multirun, plain
+from chargpt.training.callbacks.metrics import RunMetrics
+from chargpt.training.callbacks.safety import TrainingInterrupted
+
+log = logging.getLogger(__name__)
+
+
+CKPT_PATH = ("ckpt_path=", "+ckpt_path=", "++ckpt_path=")
+
+
+def resume_command(run_dir: str | Path) -> str:
+    """The command that continues this run: the same overrides, with ckpt_path at its directory."""
+    overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+    # Free-text values were quoted for Hydra; the command line takes them as typed.
+    kept = [f"{o.partition('=')[0]}={literal_value(o)}" if "=" in o else o
+            for o in overrides if not o.startswith(CKPT_PATH)]
+    return shlex.join(["chargpt-train", *kept, f"ckpt_path={run_dir}"])
+
+
+def train(cfg: DictConfig) -> float | None:
+    """Train as configured; returns the best validation loss (the metric sweeps optimise)."""
+    quiet_known_warnings()
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    output_dir = cfg.paths.output_dir
+    if is_rank_zero():
+        # Sweep jobs (which Hydra's run-directory callback does not see) are checked here.
+        setting = "hydra.sweep.dir" if is_multirun() else "hydra.run.dir"
+        check_run_dir(Path(output_dir), cfg.ckpt_path, setting)
+    datamodule, module, trainer, ckpt_path, finetuning = build_run(cfg)
+    sample_prompt = None
+    if cfg.sample.max_new_tokens > 0:  # checked now: a bad sample setting must not waste the run
+        check_sampling(cfg.sample.temperature, cfg.sample.top_k, cfg.sample.top_p, cfg.sample.max_new_tokens)
+        sample_prompt = resolve_prompt(cfg.sample.prompt, datamodule.tokenizer, "sample.prompt")
+    if finetuning:  # the starting point on the new text, logged at step 0
+        trainer.validate(module, datamodule=datamodule, verbose=False)
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+    except TrainingInterrupted as stop:
+        if is_rank_zero():
+            print(
+                f"stopped by {stop.signal_name} after step {stop.step}: "
+                f"checkpoint written to {stop.checkpoint}\n"
+                f"resume with: {resume_command(run_dir_of(stop.checkpoint))}",
+                file=sys.stderr, flush=True,
+            )
+        sys.exit(stop.exit_code)
+
+    metrics = next((c for c in trainer.callbacks if isinstance(c, RunMetrics)), None)
+    # trainer.datamodule is None after a *_spawn strategy: training ran in child processes, and
+    # rank 0's metrics.json holds the figures.
+    if is_rank_zero() and metrics is not None and trainer.datamodule is not None:
+        m = metrics.metrics(trainer, module)
+        log.info(
+            "step %d: val loss %s (best %s), %.0f s, %.0f tokens/s; run dir %s",
+            m["step"], _fmt(m["val_loss"]), _fmt(m["best_val_loss"]), m["train_seconds"],
+            m["tokens_per_second"] or 0, output_dir,
+        )
+        if sample_prompt is not None:
+            print_sample(TrainedModel(module.model, datamodule.tokenizer), cfg.sample, sample_prompt)
+    return metrics.best_val_loss if metrics is not None else None
+
+
+def _fmt(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.4f}"
+
+
+def print_sample(trained: TrainedModel, options: DictConfig, prompt: str) -> None:
+    """The closing sample. The run is trained and saved by now: a sample that cannot be drawn
+    is a warning, never a failed run."""
+    settings = {k: v for k, v in plain(options).items() if k not in ("prompt", "prompt_file")}
+    print(f"\n--- sample (temperature {options.temperature}, seed {options.seed}) ---")
+    print(prompt, end="", flush=True)
+    try:
+        for ch in trained.stream(prompt, **settings):
+            print(ch, end="", flush=True)
+    except ChargptError as err:
+        print(f"\nwarning: no sample ({err}); the run itself finished", file=sys.stderr)
+    print()
+
+
+def resume_overrides(argv: list[str]) -> list[str]:
+    """`ckpt_path=RUN` (also `+ckpt_path=`, `++ckpt_path=`) resumes into RUN itself: point Hydra's
+    run dir there (keeping the first config: the resumed config goes to a new .hydra/resume-*
+    folder). argv holds values as the shell handed them over."""
+    if any(a in ("-m", "--multirun") or a.startswith(("hydra.run.dir=", "hydra.mode=")) for a in argv):
+        return argv
+    value = next((a.split("=", 1)[1] for a in argv if a.startswith(CKPT_PATH)), None)
+    if not value or value.lower() == "null":
+        return argv
+    try:
+        run_dir = run_dir_of(resolve_checkpoint(expand_path(value)))
+    except ChargptError:
+        return argv  # train() reports the problem
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    run_dir_value = hydra_quoted(str(run_dir.resolve()))
+    return [*argv, f"hydra.run.dir={run_dir_value}", f"hydra.output_subdir=.hydra/resume-{stamp}"]
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="train")
+@cli_task
+@exit_on_user_error
+@record_status  # status.json per run; in a sweep a failing job does not stop the others
+def _hydra_main(cfg: DictConfig) -> float | None:
+    return train(cfg)
+
+
+def main() -> None:
+    # Ctrl-C before or after the training loop (nothing to save) ends with exit code 130.
+    run_main(_hydra_main, prepare=resume_overrides)
+
+
+if __name__ == "__main__":
+    main()

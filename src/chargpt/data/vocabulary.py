@@ -1,0 +1,37 @@
+"""What a corpus is made of, said at the start of a run: size, distinct characters, the rarest
+ones (where a stray symbol shows), and characters that are probably not meant as text."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+RAREST_SHOWN = 8
+
+
+def _char(c: str) -> str:
+    return repr(c)
+
+
+def vocabulary_lines(
+    counts: Mapping[str, int], newline: str = "keep", bom_parts: list[str] | None = None
+) -> list[str]:
+    """Lines for the start-of-run report, first the summary, then any warnings (prefixed)."""
+    total = sum(counts.values())
+    rarest = sorted(counts.items(), key=lambda item: (item[1], item[0]))[:RAREST_SHOWN]
+    shown = ", ".join(f"{_char(c)} x{n:,}" for c, n in rarest)
+    lines = [f"vocabulary: {len(counts)} distinct characters in {total:,}; rarest: {shown}"]
+    if (returns := counts.get("\r", 0)) and newline == "keep":
+        lines.append(
+            f"warning: the text has {returns:,} carriage returns ('\\r', Windows line endings): "
+            "they are vocabulary characters and samples will contain them; pass data.newline=normalize "
+            "to turn '\\r\\n' and '\\r' into '\\n'"
+        )
+    if marks := counts.get("\ufeff", 0):
+        lines.append(
+            f"warning: the text has {marks:,} byte-order marks ('\\ufeff') inside it "
+            "(not at the start of a file): they are vocabulary characters"
+        )
+    if bom_parts:
+        names = ", ".join(bom_parts[:3]) + (f" and {len(bom_parts) - 3} more" if len(bom_parts) > 3 else "")
+        lines.append(f"dropped a leading byte-order mark (U+FEFF) from {names}")
+    return lines

@@ -1,0 +1,56 @@
+"""Atomic file writes: a reader sees the old file or the new one, never half of either.
+
+Every file chargpt writes (checkpoints, the id cache, metrics.json, status.json, budget.json)
+goes through `atomic_path`: write to a temporary name beside the target (same filesystem, so
+the final rename is atomic), flush it to disk, then `os.replace` it over the target.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+
+def _fsync_dir(folder: Path) -> None:
+    with contextlib.suppress(OSError):  # makes the rename itself durable; not possible everywhere
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_path(target: str | os.PathLike, durable: bool = True) -> Iterator[Path]:
+    """Yields a temporary path to write; on success it replaces `target`, on error it is removed.
+
+    `durable` fsyncs the file and its folder (checkpoints, the id cache); small status files that
+    are rewritten often can skip it.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.partial")
+    try:
+        yield tmp
+        if durable:
+            with tmp.open("rb+") as f:
+                os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    if durable:
+        _fsync_dir(target.parent)
+
+
+def write_text_atomic(path: str | os.PathLike, text: str, durable: bool = False) -> None:
+    with atomic_path(path, durable) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def write_json_atomic(path: str | os.PathLike, data: Any, durable: bool = False) -> None:
+    write_text_atomic(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n", durable)

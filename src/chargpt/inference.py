@@ -1,0 +1,129 @@
+"""Use a trained model: `chargpt.load(path).generate("ROMEO:")`, and its exact loss on a text.
+
+The sampling and evaluation CLIs and the end-of-training sample go through this same code.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from chargpt.checkpoints import model_config, model_weights, read_checkpoint, resolve_checkpoint
+from chargpt.data.tokenizer import CharTokenizer
+from chargpt.data.windows import IGNORE_INDEX, ValWindows
+from chargpt.errors import CheckpointError, DataError
+from chargpt.model import build_model
+from chargpt.model.sampling import check_sampling, iter_tokens
+
+
+def new_generator(device: torch.device, seed: int | None) -> torch.Generator:
+    """A generator of its own: sampling never reseeds the caller's global RNG."""
+    generator = torch.Generator(device=device)
+    if seed is None:
+        generator.seed()  # non-deterministic, from the OS
+    else:
+        generator.manual_seed(seed)
+    return generator
+
+
+def start_prompt(tokenizer: CharTokenizer) -> str:
+    """The prompt used when none is given: a new line, or the first character of the vocabulary
+    for a text that has no newline (any text can be trained on)."""
+    return "\n" if "\n" in tokenizer.stoi else tokenizer.chars[0]
+
+
+@dataclass
+class TrainedModel:
+    model: nn.Module
+    tokenizer: CharTokenizer
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def stream(
+        self,
+        prompt: str | None = None,
+        max_new_tokens: int = 500,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        seed: int | None = None,
+        generator: torch.Generator | None = None,
+        use_cache: bool = True,
+        compile: bool = False,
+    ) -> Iterator[str]:
+        """Yield the sampled text character by character (one sample) after `prompt` (default:
+        start_prompt); compile: see iter_tokens."""
+        check_sampling(temperature, top_k, top_p, max_new_tokens)
+        prompt = start_prompt(self.tokenizer) if prompt is None else prompt
+        idx = torch.tensor([self.tokenizer.encode(prompt)], dtype=torch.long, device=self.device)  # (1, T)
+        generator = generator or new_generator(self.device, seed)
+        for token in iter_tokens(
+            self.model, idx, max_new_tokens, temperature, top_k, top_p, generator, use_cache, compile
+        ):
+            yield self.tokenizer.chars[int(token[0, 0])]
+
+    def generate(
+        self, prompt: str | None = None, num_samples: int = 1, seed: int | None = None, **options: Any
+    ) -> list[str]:
+        """`num_samples` texts (without the prompt); the same seed gives the same texts."""
+        generator = new_generator(self.device, seed)
+        return ["".join(self.stream(prompt, generator=generator, **options)) for _ in range(num_samples)]
+
+
+def model_from_checkpoint(ckpt: dict[str, Any], source: str = "checkpoint") -> TrainedModel:
+    tokenizer = CharTokenizer(ckpt["hyper_parameters"]["vocab"])
+    model = build_model(model_config(ckpt), tokenizer.vocab_size)
+    try:
+        model.load_state_dict(model_weights(ckpt))
+    except RuntimeError as err:
+        raise CheckpointError(
+            f"the weights in {source} do not match its model settings: {str(err)[:200]}"
+        ) from None
+    return TrainedModel(model.eval(), tokenizer)
+
+
+def load(path: str | Path, device: str | torch.device = "cpu") -> TrainedModel:
+    """The trained model and tokenizer of a checkpoint file, run directory or safetensors export."""
+    from chargpt.export import export_folder_of, load_export  # export.py builds on this module
+
+    if (folder := export_folder_of(path)) is not None:
+        return load_export(folder, device)
+    file = resolve_checkpoint(path)
+    trained = model_from_checkpoint(read_checkpoint(file), str(file))
+    trained.model.to(device)
+    return trained
+
+
+@torch.inference_mode()
+def evaluate(model: nn.Module, ids: np.ndarray, batch_size: int = 64) -> dict[str, float | int]:
+    """Exact loss of `model` on `ids`: every target scored once (see ValWindows).
+
+    A text shorter than the model's context is scored as one shorter window.
+    """
+    if len(ids) < 2:
+        raise DataError(f"{len(ids)} character(s) hold no target to score; evaluate at least 2 characters")
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    windows = ValWindows(ids, min(model.block_size, len(ids) - 1), batch_size)
+    total, count = 0.0, 0
+    for b in range(len(windows)):
+        x, y = (t.to(device) for t in windows[b])  # (B, T) each
+        logits, _ = model(x)  # (B, T, V)
+        total += float(nn.functional.cross_entropy(
+            logits.reshape(-1, logits.size(-1)).float(), y.reshape(-1),
+            ignore_index=IGNORE_INDEX, reduction="sum",
+        ))
+        count += int((y != IGNORE_INDEX).sum())
+    model.train(was_training)
+    loss = total / count
+    return {"loss": loss, "bpc": loss / math.log(2), "tokens": count}

@@ -1,0 +1,97 @@
+"""The validation-loss curves of a sweep's runs in one picture (chargpt-report writes it beside
+report.csv): one line per run, labelled by the settings the sweep varied.
+
+Each run's curve comes from what its loggers wrote: csv/metrics.csv (logger=csv) or the
+TensorBoard event files (the default logger); a run with neither is left out of the picture.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import warnings
+from pathlib import Path
+from typing import Any
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+VAL_LOSS = "val/loss"
+# A run that did not finish is drawn dashed (failed) or dotted (stopped, or still running).
+LINE_STYLES = {"failed": "--", "interrupted": ":", "incomplete": ":"}
+
+
+def csv_curve(run_dir: Path) -> list[tuple[int, float]]:
+    points = {}
+    for file in sorted(run_dir.glob("csv/**/metrics.csv")):
+        with file.open(newline="") as f:
+            for row in csv.DictReader(f):
+                if row.get(VAL_LOSS) and row.get("step"):
+                    points[int(row["step"])] = float(row[VAL_LOSS])
+    return sorted(points.items())
+
+
+def tensorboard_curve(run_dir: Path) -> list[tuple[int, float]]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    points = {}
+    for folder in sorted({p.parent for p in run_dir.glob("tensorboard/**/events.out.tfevents.*")}):
+        events = EventAccumulator(str(folder), size_guidance={"scalars": 0})
+        events.Reload()
+        if VAL_LOSS in events.Tags().get("scalars", []):
+            points.update({e.step: e.value for e in events.Scalars(VAL_LOSS)})  # later files win
+    return sorted(points.items())
+
+
+def val_curve(run_dir: Path) -> list[tuple[int, float]]:
+    """(step, validation loss) pairs of one run, from its CSV log or its TensorBoard events."""
+    points = csv_curve(run_dir) or tensorboard_curve(run_dir)
+    return [(s, v) for s, v in points if not math.isnan(v)]
+
+
+def run_label(row: dict[str, Any], swept: list[str]) -> str:
+    return ", ".join(f"{key}={row[key]}" for key in swept) or str(row["run"])
+
+
+def curves_figure(sweep_dir: Path, columns: list[str], rows: list[dict[str, Any]]) -> Figure | None:
+    """The runs' validation-loss curves (report.py's columns and rows, in the table's order), or
+    None when no run has a curve."""
+
+    from chargpt.runs.report import varying  # report.py calls this module: imported when drawing
+
+    shown, _ = varying(columns, rows)
+    swept = shown[1 : shown.index("status")]
+    curves = [(row, val_curve(sweep_dir / row["run"])) for row in rows]
+    curves = [(row, points) for row, points in curves if points]
+    if not curves:
+        return None
+    fig = Figure(figsize=(9, 5.5), dpi=110, layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    for row, points in curves:
+        steps, losses = zip(*points, strict=True)
+        ax.plot(
+            steps, losses, marker="o" if len(points) <= 12 else None, markersize=4, linewidth=1.6,
+            linestyle=LINE_STYLES.get(str(row.get("status")), "-"),
+            label=f"{run_label(row, swept)}  ({losses[-1]:.3f})",
+        )
+    ax.set_xlabel("step")
+    ax.set_ylabel("validation loss")
+    where = "/".join(sweep_dir.resolve().parts[-2:])  # e.g. multirun/example, not the whole path
+    ax.set_title(f"validation loss of {len(curves)} runs: {where}", fontsize=11)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8 if len(curves) > 6 else 9, loc="upper right", title="run (last value)",
+              title_fontsize=8)
+    return fig
+
+
+def write_curves(png: Path, sweep_dir: Path, columns: list[str], rows: list[dict[str, Any]]) -> Path | None:
+    """Draw the curves into `png` and say so; nothing is written when no run has a curve."""
+    fig = curves_figure(sweep_dir, columns, rows)
+    if fig is None:
+        return None
+    with warnings.catch_warnings():  # a glyph the font lacks is drawn as a box
+        warnings.simplefilter("ignore", UserWarning)
+        fig.savefig(png)
+    print(f"written: {png}")
+    return png

@@ -1,0 +1,248 @@
+"""The run directory guard: a Hydra callback that runs before Hydra creates or writes anything.
+
+Each run (and each sweep) claims its directory before anything is written there:
+- a time-stamped default name (`${now:...}`) is created with an exclusive mkdir; when another
+  launch took it in the same second, the next free name gets a suffix (`23-10-05-2`), so two
+  launches never share a directory;
+- a named directory (hydra.run.dir / hydra.sweep.dir, or the run a checkpoint resumes) is locked
+  with a lock file holding the owner's pid. The lock is an OS lock that ends with its process, so
+  a live run's directory is refused and a dead run's is taken over.
+A directory that already holds a run (checkpoints or metrics.json) is only reused to resume that
+same run, an output folder that cannot be written is reported before any work starts, and what a
+failed or interrupted start created is removed again, unless the run wrote something of its own
+there (release_claims).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
+
+from chargpt.checkpoints import resolve_checkpoint, run_dir_of
+from chargpt.distributed import is_rank_zero
+from chargpt.errors import ChargptError, ConfigError, SetupError, exit_on_user_error
+from chargpt.runs.overrides import hydra_quoted, omegaconf_literal
+
+try:
+    import fcntl
+except ImportError:  # Windows: named directories are not locked (default names still never collide)
+    fcntl = None  # type: ignore[assignment]
+
+LOCK_FILE = ".chargpt.lock"
+
+
+class RunDirInUse(SetupError):
+    """The run directory belongs to another run: nothing may be written there."""
+
+
+@dataclass
+class Claim:
+    folder: Path
+    created: list[Path] = field(default_factory=list)  # folders this process made, outermost first
+    lock_fd: int | None = None
+    sweep: bool = False  # a sweep directory: its failed jobs stay for the report
+
+
+_claims: list[Claim] = []
+
+
+def holds_run(folder: Path) -> bool:
+    checkpoints = folder / "checkpoints"
+    return (folder / "metrics.json").is_file() or (checkpoints.is_dir() and any(checkpoints.glob("*.ckpt")))
+
+
+def check_writable(folder: Path, setting: str) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as err:
+        raise ConfigError(
+            f"cannot write to the output directory {folder} ({err.strerror or err}); "
+            f"set {setting} (or paths.output_root) to a writable folder"
+        ) from None
+
+
+def check_run_dir(run_dir: Path, ckpt_path: str | None, setting: str = "hydra.run.dir") -> None:
+    """`setting` names what picks this directory: hydra.sweep.dir for the jobs of a sweep."""
+    if holds_run(run_dir):
+        if not ckpt_path:
+            raise RunDirInUse(
+                f"the run directory {run_dir} already holds a run; continue it with ckpt_path={run_dir}, "
+                f"or pick a new {setting}"
+            )
+        try:
+            resumed = run_dir_of(resolve_checkpoint(ckpt_path))
+        except ChargptError:
+            resumed = None  # train() reports the unusable checkpoint
+        if resumed is not None and resumed.resolve() != run_dir.resolve():
+            raise RunDirInUse(
+                f"{setting}={run_dir} holds another run, and resuming {ckpt_path} there would overwrite "
+                "its checkpoints; leave hydra.run.dir out to continue in the checkpoint's own run directory"
+            )
+    check_writable(run_dir, setting)
+
+
+def _make_parents(folder: Path, setting: str) -> list[Path]:
+    """mkdir -p, returning the folders it created (outermost first)."""
+    missing = [p for p in [folder, *folder.parents] if not p.exists()][::-1]
+    made = []
+    for p in missing:
+        try:
+            p.mkdir()
+            made.append(p)
+        except FileExistsError:
+            pass  # another launch made it meanwhile
+        except OSError:
+            check_writable(folder, setting)  # the one-line error
+            raise
+    return made
+
+
+def _lock(claim: Claim, setting: str) -> None:
+    if fcntl is None:
+        return
+    # An earlier command of this same process (e.g. in-process tests) still holding it.
+    for held in [c for c in _claims if c.folder == claim.folder and c is not claim]:
+        _release(held, failed=False)
+    path = claim.folder / LOCK_FILE
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:
+        check_writable(claim.folder, setting)
+        raise
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        owner = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise RunDirInUse(
+            f"{setting}={claim.folder} is in use by another run that is still running (pid {owner}); "
+            f"wait for it to end, or pick another {setting}"
+        ) from None
+    except OSError:  # a file system without locks: run unlocked, as before
+        os.close(fd)
+        return
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    claim.lock_fd = fd
+
+
+def claim_new(folder: Path, setting: str) -> Claim:
+    """A directory no other launch has: `folder`, else `folder-2`, `folder-3`, ... (exclusive mkdir)."""
+    claim = Claim(folder, _make_parents(folder.parent, setting))
+    for n in itertools.count(1):
+        candidate = folder if n == 1 else folder.with_name(f"{folder.name}-{n}")
+        try:
+            candidate.mkdir()
+        except FileExistsError:
+            continue
+        except OSError:
+            check_writable(folder.parent, setting)
+            raise
+        claim.folder = candidate
+        claim.created.append(candidate)
+        break
+    _claims.append(claim)
+    _lock(claim, setting)
+    return claim
+
+
+def claim_named(folder: Path, setting: str) -> Claim:
+    """A directory named by the user (or resumed): locked, refused while another live run has it."""
+    claim = Claim(folder, _make_parents(folder, setting))
+    _claims.append(claim)
+    _lock(claim, setting)
+    return claim
+
+
+def _release(claim: Claim, failed: bool) -> None:
+    if claim in _claims:
+        _claims.remove(claim)
+    if failed and claim.created and not _in_use(claim):
+        for folder in reversed(claim.created):  # the run directory first, then empty parents
+            if folder == claim.folder:
+                shutil.rmtree(folder, ignore_errors=True)
+            else:
+                with contextlib.suppress(OSError):
+                    folder.rmdir()  # only if empty: another run may be in it
+    if claim.lock_fd is not None:
+        # The lock file stays: deleting it could let two launches lock two different files.
+        os.close(claim.lock_fd)
+        claim.lock_fd = None
+
+
+# What a start writes before the run writes anything of its own: Hydra's config and log, the
+# status line, the lock. A directory with nothing else in it is a failed start's leftover.
+START_FILES = {".hydra", "train.log", "status.json", LOCK_FILE}
+
+
+def _in_use(claim: Claim) -> bool:
+    if not claim.folder.is_dir():
+        return False
+    if claim.sweep:  # any job folder (a failed job's status.json too) is kept for the report
+        return any(p.is_dir() for p in claim.folder.iterdir())
+    # Checkpoints, metrics, TensorBoard events of a run that failed later: kept for diagnosis.
+    return holds_run(claim.folder) or any(p.name not in START_FILES for p in claim.folder.iterdir())
+
+
+def release_claims(failed: bool) -> None:
+    """At the end of a command: unlock its directories; after a failed or interrupted start, remove
+    the folders it created unless they hold a run."""
+    for claim in list(_claims):
+        _release(claim, failed)
+
+
+def _is_default(node: DictConfig, key: str) -> bool:
+    """A time-stamped name, as configs/hydra/default.yaml gives: another launch may pick it too."""
+    return "${now:" in str(OmegaConf.to_container(node, resolve=False).get(key, ""))
+
+
+def _set(node: DictConfig, key: str, value: Path) -> None:
+    with read_write(node), open_dict(node):
+        node[key] = omegaconf_literal(str(value))
+
+
+class RunDirGuard(Callback):
+    @exit_on_user_error
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if not is_rank_zero():
+            return  # an extra rank of a multi-process run: it shares rank 0's directory
+        run_dir = Path(str(config.hydra.run.dir))
+        if _is_default(config.hydra.run, "dir"):
+            run_dir = claim_new(run_dir, "hydra.run.dir").folder
+            _set(config.hydra.run, "dir", run_dir)  # Hydra creates and writes the claimed folder
+        else:
+            claim_named(run_dir, "hydra.run.dir")
+        check_run_dir(run_dir, config.get("ckpt_path"))
+
+    @exit_on_user_error
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(str(config.hydra.sweep.dir))
+        if _is_default(config.hydra.sweep, "dir"):
+            sweep_dir = claim_new(sweep_dir, "hydra.sweep.dir").folder
+            _set(config.hydra.sweep, "dir", sweep_dir)
+            # Each job's config is composed again from these overrides: they must name it too.
+            with read_write(config.hydra.overrides):
+                config.hydra.overrides.hydra.append(f"hydra.sweep.dir={hydra_quoted(str(sweep_dir))}")
+        else:
+            claim_named(sweep_dir, "hydra.sweep.dir")
+            earlier = sorted(p.name for p in sweep_dir.iterdir() if p.is_dir() and holds_run(p))
+            if earlier:
+                raise RunDirInUse(
+                    f"the sweep directory {sweep_dir} already holds runs of an earlier sweep "
+                    f"({', '.join(earlier[:3])}{', ...' if len(earlier) > 3 else ''}); "
+                    "pick a new hydra.sweep.dir"
+                )
+        for claim in _claims:
+            claim.sweep = claim.sweep or claim.folder == sweep_dir
+        check_writable(sweep_dir, "hydra.sweep.dir")

@@ -1,0 +1,51 @@
+"""Literal text as a Hydra override value, and back.
+
+Hydra's override grammar reserves spaces, commas, quotes, brackets, `~`, non-ASCII letters and
+more, and OmegaConf reads `${...}` as an interpolation. A value written by `hydra_quoted` arrives
+in the composed config as exactly the text given; `literal_value` reads such a value back.
+"""
+
+from __future__ import annotations
+
+import re
+
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import Quote, QuotedString
+from hydra.errors import HydraException
+from omegaconf import OmegaConf
+
+_PARSER = OverridesParser.create()
+
+
+def omegaconf_literal(text: str) -> str:
+    """The string OmegaConf reads back as `text`: `${` (and backslashes right before it) escaped."""
+    return re.sub(r"(\\*)\$\{", lambda m: m.group(1) * 2 + "\\${", text)
+
+
+def hydra_quoted(text: str, interpolate: bool = False) -> str:
+    """`text` as one quoted Hydra value; `${...}` stays literal unless `interpolate`."""
+    value = text if interpolate else omegaconf_literal(text)
+    return QuotedString(text=value, quote=Quote.single).with_quotes()
+
+
+def parses(override: str, single_string: bool = False) -> bool:
+    """Whether Hydra can read `override`; with `single_string`, as one string (not a list, a
+    number or a sweep)."""
+    try:
+        parsed = _PARSER.parse_override(override)
+    except HydraException:
+        return False
+    return not single_string or (not parsed.is_sweep_override() and isinstance(parsed.value(), str))
+
+
+def literal_value(override: str) -> str:
+    """The text a `key=value` override sets: a quoted value unquoted and unescaped, any other as
+    typed."""
+    raw = override.partition("=")[2]
+    if raw[:1] not in ("'", '"'):
+        return raw
+    try:
+        value = _PARSER.parse_override(override).value()
+        return str(OmegaConf.create({"x": value}).x) if isinstance(value, str) else raw
+    except Exception:  # not one quoted string after all (e.g. a sweep of quoted values)
+        return raw

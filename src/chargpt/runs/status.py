@@ -1,0 +1,81 @@
+"""status.json: how each run ended (finished / failed / interrupted), and sweeps that survive a
+failing job.
+
+In a multirun (`chargpt-train -m ...`) a job that raises is recorded as failed and returns
+FAILED_VALUE (worse than any loss, so Optuna ranks it last) instead of aborting the whole sweep.
+A single run still fails as before.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+from chargpt.distributed import is_rank_zero
+from chargpt.errors import SetupError, user_error_in
+from chargpt.files import write_json_atomic
+from chargpt.training.build import is_multirun
+from chargpt.training.callbacks.safety import TrainingInterrupted
+
+log = logging.getLogger(__name__)
+
+STATUS_FILE = "status.json"
+FAILED_VALUE = math.inf
+
+
+def write_status(run_dir: str | Path, status: str, **fields: Any) -> None:
+    if not is_rank_zero():
+        return
+    when = time.strftime("%Y-%m-%dT%H:%M:%S")
+    write_json_atomic(Path(run_dir) / STATUS_FILE, {"status": status, "time": when, **fields})
+
+
+def _interrupted(err: BaseException) -> bool:
+    # A signal checkpoints and exits (TrainingInterrupted, then exit 130/143); Lightning turns a
+    # Ctrl+C outside that path into a graceful shutdown followed by exit(1).
+    return isinstance(err, KeyboardInterrupt) or (
+        isinstance(err, SystemExit) and isinstance(err.__context__, (KeyboardInterrupt, TrainingInterrupted))
+    )
+
+
+def record_status(task: Callable[[DictConfig], float | None]) -> Callable[[DictConfig], float | None]:
+    """Wrap a Hydra task function: status.json in the run dir, and failure isolation in sweeps."""
+
+    @functools.wraps(task)
+    def wrapper(cfg: DictConfig) -> float | None:
+        run_dir = cfg.paths.output_dir
+        try:
+            result = task(cfg)
+        except BaseException as err:
+            if _interrupted(err):
+                write_status(run_dir, "interrupted")
+                raise
+            if isinstance(err, SystemExit) and not err.code:
+                write_status(run_dir, "finished")
+                raise
+            user_error = user_error_in(err)  # also when a library wrapped it
+            if isinstance(user_error, SetupError) or (cfg.get("ckpt_path") and user_error is not None):
+                raise  # another run's directory, a bad launch, a refused resume: nothing to record
+            message = str(user_error) if user_error is not None else f"{type(err).__name__}: {err}"
+            write_status(run_dir, "failed", error=message.splitlines()[0] if message else type(err).__name__)
+            if not is_multirun() or not isinstance(err, Exception):
+                raise
+            if user_error is not None:
+                log.error("this job failed, the sweep goes on: %s", message)
+            else:
+                log.error("this job failed, the sweep goes on:\n%s", traceback.format_exc())
+            return FAILED_VALUE
+        write_status(run_dir, "finished", value=result)
+        if result is None and is_multirun():
+            return FAILED_VALUE  # no validation ran: nothing to rank; sweepers need a number
+        return result
+
+    return wrapper

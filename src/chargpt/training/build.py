@@ -1,0 +1,189 @@
+"""Build a run from its config: checks, data, model, trainer, the checkpoint to resume.
+
+`build_run` is shared by `chargpt-train` and the training benchmark, so the benchmark measures
+exactly the path users run. The callbacks and loggers are all in the config (configs/callbacks/,
+configs/logger/): what is listed there is what runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any, NamedTuple
+
+import lightning as L
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
+from hydra.types import RunMode
+from hydra.utils import instantiate
+from lightning.fabric.plugins import TorchCheckpointIO
+from lightning.fabric.plugins.environments import SLURMEnvironment, TorchElasticEnvironment
+from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from chargpt.checkpoints import AtomicCheckpointIO, check_resumable, read_checkpoint, resolve_checkpoint
+from chargpt.data import CharDataModule
+from chargpt.distributed import is_rank_zero
+from chargpt.errors import ConfigError, SetupError
+from chargpt.model import ModelConfig
+from chargpt.training.finetune import apply_pretrained, freeze, prepare_finetune
+from chargpt.training.host_memory import keep_freed_memory
+from chargpt.training.module import CharLM
+from chargpt.training.optim import check_optimizer
+from chargpt.training.steps import fix_total_steps
+
+log = logging.getLogger(__name__)
+
+
+def plain(cfg: DictConfig | None) -> Any:
+    """A resolved config as plain dicts and lists (safe inside checkpoints)."""
+    return None if cfg is None else OmegaConf.to_container(cfg, resolve=True)
+
+
+def is_multirun() -> bool:
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def is_finetune_experiment() -> bool:
+    """Whether the run composes experiment=finetune (which only makes sense with init_from)."""
+    return HydraConfig.initialized() and HydraConfig.get().runtime.choices.get("experiment") == "finetune"
+
+
+def check_devices(trainer_cfg: DictConfig) -> None:
+    """More devices than the machine has is a one-line error, not a Lightning traceback."""
+    accelerator = str(trainer_cfg.get("accelerator", "auto"))
+    devices = trainer_cfg.get("devices", "auto")
+    if isinstance(devices, (list, ListConfig)):
+        wanted = len(devices)
+    elif str(devices).isdigit():
+        wanted = int(devices)
+    else:
+        return  # "auto" or -1: Lightning takes what exists
+    gpus = torch.cuda.device_count()
+    if accelerator in ("gpu", "cuda") or (accelerator == "auto" and gpus):
+        if gpus == 0:
+            raise ConfigError(
+                f"trainer.accelerator={accelerator} but no CUDA GPU is visible; use trainer=cpu"
+            )
+        if wanted > gpus:
+            raise ConfigError(
+                f"trainer.devices={devices} but {gpus} CUDA GPU(s) are visible; "
+                f"use trainer.devices={gpus} or fewer"
+            )
+    elif accelerator in ("cpu", "auto") and wanted > (cores := os.cpu_count() or 1):
+        raise ConfigError(
+            f"trainer.devices={devices} asks for {wanted} CPU processes but this machine has {cores} CPU "
+            f"cores; use trainer.devices={cores} or fewer"
+        )
+
+
+def check_launch(cfg: DictConfig) -> None:
+    """Lightning's `ddp` starts each extra rank by re-running the command line: inside a Hydra
+    multirun that re-runs the sweep, and the ranks silently train different configs."""
+    strategy = str(cfg.trainer.get("strategy", "auto"))
+    relaunches = strategy.startswith("ddp") and not any(k in strategy for k in ("spawn", "fork", "notebook"))
+    # Under SLURM (the submitit launcher) or torchrun the cluster starts every rank itself.
+    external = SLURMEnvironment.detect() or TorchElasticEnvironment.detect()
+    if relaunches and is_multirun() and not external:
+        raise SetupError(
+            f"trainer.strategy={strategy} cannot run inside a Hydra multirun (-m): each extra process "
+            "would re-run the whole sweep with other settings; start each configuration as its own "
+            "chargpt-train command"
+        )
+
+
+def _logger_kwargs(logger_cfg: DictConfig, resume_step: int | None) -> dict[str, Any]:
+    # SummaryWriter's purge_step drops events at or after it from the earlier event files, so the
+    # steps an interrupted run logged after its last checkpoint are not shown twice (values are
+    # logged at the steps taken: those of the checkpoint's own step stay).
+    if resume_step is not None and str(logger_cfg.get("_target_", "")).endswith("TensorBoardLogger"):
+        return {"purge_step": resume_step + 1}
+    return {}
+
+
+def build_trainer(cfg: DictConfig, resume_step: int | None = None) -> L.Trainer:
+    """The Trainer with exactly the callbacks and loggers the config lists."""
+    check_devices(cfg.trainer)
+    callbacks = [instantiate(c) for c in (cfg.callbacks or {}).values() if c is not None]
+    loggers = [
+        instantiate(c, **_logger_kwargs(c, resume_step)) for c in (cfg.logger or {}).values() if c is not None
+    ]
+    # Lightning adds its own checkpointing and progress bar unless told not to: a config that
+    # lists none gets none.
+    defaults = {
+        "enable_checkpointing": any(isinstance(c, ModelCheckpoint) for c in callbacks),
+        "enable_progress_bar": any(isinstance(c, ProgressBar) for c in callbacks),
+    }
+    if not defaults["enable_checkpointing"] and is_rank_zero():
+        log.warning(
+            "no checkpoint callback is configured: this run keeps no weights for chargpt-sample, "
+            "chargpt-eval or a resume (only Ctrl-C/SIGTERM writes one); keep last.ckpt with "
+            "callbacks=[none,last_checkpoint]"
+        )
+    try:
+        trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **defaults)
+    except InstantiationException as err:
+        cause = err.__cause__ or err
+        raise ConfigError(f"invalid trainer settings: {str(cause).strip().splitlines()[0]}") from None
+    if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:  # keep a user-configured one
+        trainer.strategy.checkpoint_io = AtomicCheckpointIO()
+    return trainer
+
+
+class Run(NamedTuple):
+    datamodule: CharDataModule
+    module: CharLM
+    trainer: L.Trainer
+    ckpt_path: str | None  # the checkpoint to resume from
+    finetuning: bool
+
+
+def build_run(cfg: DictConfig) -> Run:
+    """Data, model and trainer as configured, after every check that can fail before training."""
+    check_launch(cfg)
+    if cfg.get("keep_freed_memory"):
+        keep_freed_memory()
+    torch.set_float32_matmul_precision(cfg.get("matmul_precision", "highest"))
+    model_config = ModelConfig.from_dict(plain(cfg.model))  # validated before any data work
+    check_optimizer(plain(cfg.optimizer))
+    pretrained = None
+    if not cfg.get("init_from") and is_finetune_experiment():
+        raise ConfigError(
+            "experiment=finetune starts from a trained model but no init_from was given; pass "
+            "init_from=RUN_DIR (or a .ckpt file), or drop experiment=finetune to train from scratch"
+        )
+    if cfg.get("init_from"):
+        pretrained = prepare_finetune(cfg, model_config, list(HydraConfig.get().overrides.task))
+        model_config = pretrained.config
+
+    datamodule = instantiate(
+        cfg.data, block_size=model_config.block_size, vocab=pretrained.vocab if pretrained else None
+    )
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    vocab = datamodule.tokenizer.to_list()
+    ckpt_path, ckpt, resume_step = None, None, None
+    if cfg.ckpt_path:
+        # Read (weights-only) and compared before Lightning touches it: a checkpoint of another
+        # corpus or model is refused with the reason, not a shape-mismatch traceback.
+        file = resolve_checkpoint(cfg.ckpt_path)
+        ckpt = read_checkpoint(file)
+        check_resumable(ckpt, str(file), model_config, vocab, datamodule.fingerprint)
+        ckpt_path, resume_step = str(file), int(ckpt.get("global_step", 0))
+    module = CharLM(
+        model=model_config.to_dict(),
+        vocab=vocab,
+        optimizer=plain(cfg.optimizer),
+        scheduler=plain(cfg.scheduler),
+    )
+    if pretrained is not None:
+        apply_pretrained(module.model, pretrained)
+        freeze(module.model, cfg.finetune.freeze_embeddings, cfg.finetune.freeze_blocks)
+    trainer = build_trainer(cfg, resume_step)
+    # max_steps / max_epochs -> the run's total optimizer steps, which the schedule, the data loader
+    # and the progress bar read from the trainer.
+    fix_total_steps(trainer, len(datamodule.train_ids), datamodule.batch_size, datamodule.block_size)
+    if ckpt is not None and isinstance(trainer.strategy.checkpoint_io, AtomicCheckpointIO):
+        trainer.strategy.checkpoint_io.preload(ckpt_path, ckpt)  # fit() reads it from memory
+    return Run(datamodule, module, trainer, ckpt_path, pretrained is not None)

@@ -1,0 +1,183 @@
+"""Attention maps as pictures: softmax(QK^T/sqrt(d) + causal mask) per layer and head, drawn with
+matplotlib (the prompt's characters on both axes) for TensorBoard, MLflow, W&B or PNG files.
+
+The model attends with F.scaled_dot_product_attention, which never materialises the weights.
+For the picture, one extra no-grad forward pass on a fixed prompt records the query and key of
+every attention call and recomputes the weights from them; training itself is untouched.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+import lightning as L
+import matplotlib
+import numpy as np
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.callbacks import Callback
+from torch import nn
+
+from chargpt.distributed import is_rank_zero
+from chargpt.files import atomic_path
+from chargpt.training.callbacks.tensorboard import known_prompt, log_image, takes_images
+
+
+def attention_weights(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    attn_mask: torch.Tensor | None = None,
+    is_causal: bool = False,
+    scale: float | None = None,
+) -> torch.Tensor:
+    """What SDPA computes internally, (B, H, Tq, Tk); masked-out entries are NaN (not 0) so a
+    picture can tell "hidden by the mask" from "weight near zero"."""
+    q, k = q.float(), k.float()
+    if k.shape[-3] != q.shape[-3]:  # grouped-query attention: share each key head
+        k = k.repeat_interleave(q.shape[-3] // k.shape[-3], dim=-3)
+    scores = q @ k.transpose(-2, -1) * (scale if scale is not None else 1.0 / math.sqrt(q.shape[-1]))
+    t_q, t_k = scores.shape[-2:]
+    allowed = torch.ones(t_q, t_k, dtype=torch.bool, device=scores.device)
+    if is_causal:
+        allowed = allowed.tril()  # SDPA's causal mask: query i sees keys 0..i
+    if attn_mask is not None:
+        if attn_mask.dtype == torch.bool:
+            allowed = allowed & attn_mask
+        else:
+            scores = scores + attn_mask
+    weights = scores.masked_fill(~allowed, float("-inf")).softmax(-1)
+    return weights.masked_fill(~allowed, float("nan"))
+
+
+@contextmanager
+def capture_attention() -> Iterator[list[torch.Tensor]]:
+    """Within the block, each scaled_dot_product_attention call also appends its weights (in call
+    order, i.e. layer by layer) to the yielded list. Use for a short, no-grad pass only."""
+    maps: list[torch.Tensor] = []
+    original = F.scaled_dot_product_attention
+
+    def recording(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, **kwargs):
+        maps.append(attention_weights(q, k, attn_mask, is_causal, scale).cpu())
+        return original(
+            q, k, v, attn_mask=attn_mask, dropout_p=dropout_p, is_causal=is_causal, scale=scale, **kwargs
+        )
+
+    with mock.patch.object(F, "scaled_dot_product_attention", recording):
+        yield maps
+
+
+@torch.no_grad()
+def attention_maps(model: nn.Module, idx: torch.Tensor) -> torch.Tensor:
+    """(layers, heads, T, T) weights of `model` on the (1, T) prompt `idx`; empty when the model has
+    no attention (the bigram baseline)."""
+    model = getattr(model, "_orig_mod", model)  # a torch.compile'd model: run the eager module
+    was_training = model.training
+    model.eval()
+    try:
+        with capture_attention() as maps:
+            model(idx)
+    finally:
+        model.train(was_training)
+    return torch.stack([m[0] for m in maps]) if maps else torch.empty(0)
+
+
+def visible(char: str) -> str:
+    """A character as an axis label: newline, tab and space shown by a symbol, not as blank."""
+    return VISIBLE.get(char, char if char.isprintable() else f"U+{ord(char):04X}")
+
+
+VISIBLE = {"\n": "\u21b5", " ": "\u2423", "\t": "\u2192", "\r": "\u240d"}  # ↵ ␣ → ␍
+
+
+def render_attention(maps: torch.Tensor, prompt: str, title: str | None = None) -> np.ndarray:
+    """(layers, heads, T, T) weights -> an RGB picture (H, W, 3, uint8): one map per layer and head,
+    query characters down, key characters across, the causal mask in grey, one colour bar."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    layers, heads, t, _ = maps.shape
+    labels = [visible(c) for c in prompt[-t:]]
+    side = min(max(t * 0.16, 2.6), 6.0)  # inches per map: readable labels, bounded pictures
+    fig = Figure(figsize=(heads * side + 1.2, layers * side + (0.6 if title else 0.2)), dpi=100,
+                 layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(layers, heads, squeeze=False)
+    cmap = matplotlib.colormaps["viridis"].with_extremes(bad=(0.88, 0.88, 0.88))
+    every = max(1, -(-t // 48))  # at most ~48 labels an axis
+    ticks = list(range(0, t, every))
+    font = 8 if t > 24 else 9
+    # A square-root colour scale: most weights are small, and a linear one shows them all as dark.
+    norm = matplotlib.colors.PowerNorm(gamma=0.5, vmin=0.0, vmax=1.0)
+    image = None
+    for layer in range(layers):
+        for head in range(heads):
+            ax = axes[layer][head]
+            image = ax.imshow(maps[layer, head].float().numpy(), cmap=cmap, norm=norm,
+                              interpolation="nearest")
+            ax.set_title(f"layer {layer}, head {head}", fontsize=10)
+            ax.set_xticks(ticks, [labels[i] for i in ticks], fontsize=font, family="monospace")
+            ax.set_yticks(ticks, [labels[i] for i in ticks], fontsize=font, family="monospace")
+            ax.tick_params(length=0, pad=1)
+            if layer == layers - 1:
+                ax.set_xlabel("key (attended to)", fontsize=9)
+            if head == 0:
+                ax.set_ylabel("query", fontsize=9)
+    bar = fig.colorbar(image, ax=axes, fraction=0.02, pad=0.01, aspect=30 * min(layers, 2))
+    bar.set_label("attention weight (square-root scale; grey: hidden by the causal mask)", fontsize=9)
+    bar.set_ticks([0.0, 0.05, 0.2, 0.5, 1.0])
+    if title:
+        fig.suptitle(title, fontsize=11)
+    with warnings.catch_warnings():  # a glyph the font lacks is drawn as a box
+        warnings.simplefilter("ignore", UserWarning)
+        fig.canvas.draw()
+    return np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
+
+
+class AttentionMaps(Callback):
+    """At each validation, logs `attention/maps`: the attention weights of every layer and head on
+    a fixed prompt, labelled with its characters, to every logger that takes pictures
+    (TensorBoard, MLflow, W&B); with `save_png`, also as attention_maps/step-N.png in the run
+    directory. Disable with `callbacks.attention_maps=null`."""
+
+    def __init__(
+        self,
+        prompt: str = "First Citizen:\nBefore we proceed",
+        save_png: bool = False,
+        output_dir: str | None = None,
+    ) -> None:
+        self.prompt, self.save_png = prompt, save_png
+        self.output_dir = Path(output_dir) if output_dir else None
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or not is_rank_zero():
+            return
+        writes_png = self.save_png and self.output_dir is not None
+        if not writes_png and not takes_images(trainer):
+            return
+        model: Any = pl_module.model
+        prompt = known_prompt(self.prompt, pl_module.tokenizer, "AttentionMaps")[-model.block_size :]
+        idx = torch.tensor([pl_module.tokenizer.encode(prompt)], device=pl_module.device)
+        maps = attention_maps(model, idx)
+        if maps.numel() == 0:
+            return
+        step = trainer.global_step
+        picture = render_attention(maps, prompt, f"attention at step {trainer.global_step}")
+        log_image(trainer, "attention/maps", picture, step)
+        if writes_png:
+            assert self.output_dir is not None
+            folder = self.output_dir / "attention_maps"
+            folder.mkdir(parents=True, exist_ok=True)
+            with atomic_path(folder / f"step-{trainer.global_step:06d}.png") as tmp:
+                imsave_png(tmp, picture)
+
+
+def imsave_png(path: Path, picture: np.ndarray) -> None:
+    from matplotlib.image import imsave
+
+    imsave(path, picture, format="png")

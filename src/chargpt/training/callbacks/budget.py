@@ -1,0 +1,256 @@
+"""Time-budgeted training: pick the step count that fits a wall-clock budget, early in the run.
+
+The budget counts from the start of the process (imports and data loading included). After a
+few warm-up steps the callback times `calibration_steps` steps, estimates what the end of the run
+costs (a full validation, checkpointing, sampling), and fixes trainer.max_steps to the steps that
+fit. The LR schedule reads max_steps at every step, so it anneals to its floor at that step.
+About every 1% of the budget the count is re-planned from the mean step time so far (a run that
+would overrun is shortened at once), so a machine that slows down or speeds up is followed; each
+re-plan is logged. A budget that cannot hold start-up, calibration and the final validation is
+refused with the smallest budget this model needs on this machine, as measured.
+
+The chosen count is written to budget.json and metrics.json and kept in the checkpoint: a resumed
+run keeps it, and `trainer.max_steps=<count> budget_seconds=null` re-runs the same schedule.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback
+
+from chargpt.distributed import is_rank_zero
+from chargpt.errors import ConfigError
+from chargpt.files import write_json_atomic
+from chargpt.training.steps import set_total_steps
+
+log = logging.getLogger(__name__)
+_IMPORT_TIME = time.monotonic()
+
+
+def process_start_time() -> float:
+    """time.monotonic() at the moment this process started (Linux /proc); elsewhere, the time this
+    module was imported (which misses the interpreter's own start-up)."""
+    try:
+        with open("/proc/self/stat") as f:
+            start_ticks = int(f.read().rsplit(")", 1)[1].split()[19])  # field 22: starttime
+        with open("/proc/uptime") as f:
+            uptime = float(f.read().split()[0])
+        age = uptime - start_ticks / os.sysconf("SC_CLK_TCK")
+        return time.monotonic() - max(0.0, age)
+    except (OSError, ValueError, IndexError):
+        return _IMPORT_TIME
+
+
+_startup_seconds: float | None = None
+
+
+def run_start_time() -> float:
+    """When this run started: the process start for the first run of a process. Later runs of a
+    multirun sweep share the process, so each is charged the first run's start-up time instead."""
+    global _startup_seconds
+    now = time.monotonic()
+    if _startup_seconds is None:
+        _startup_seconds = now - process_start_time()
+    return now - _startup_seconds
+
+
+def plan_steps(
+    step: int, now: float, deadline: float, step_seconds: float, final_seconds: float
+) -> int:
+    """The last step that leaves `final_seconds` before the deadline, at `step_seconds` a step
+    (at least one more step, so the run always ends with a step on the planned schedule)."""
+    spare = deadline - now - final_seconds
+    return step + max(1, math.floor(spare / step_seconds))
+
+
+class TimeBudget(Callback):
+    """Fixes trainer.max_steps so that training, final validation and saving end within `seconds`
+    of `start` (default: run_start_time()). A configured max_steps stays an upper bound.
+    With `seconds` None (budget_seconds=null, the default) it does nothing."""
+
+    def __init__(
+        self,
+        seconds: float | None,
+        output_dir: str | None = None,
+        start: float | None = None,
+        skip_steps: int = 5,
+        calibration_steps: int = 30,
+        reserve_seconds: float = 2.0,
+        check_fraction: float = 0.01,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if seconds is not None and seconds <= 0:
+            raise ConfigError(f"budget_seconds={seconds} must be a positive number of seconds (or null)")
+        self.active = seconds is not None
+        self.seconds, self.clock = float(seconds or 0.0), clock
+        self.start = run_start_time() if start is None else start
+        self.deadline = self.start + self.seconds
+        self.path = Path(output_dir) / "budget.json" if output_dir else None
+        self.skip_steps, self.calibration_steps = skip_steps, calibration_steps
+        self.reserve_seconds, self.check_fraction = reserve_seconds, check_fraction
+        self.check_every = 1  # steps between re-checks: about check_fraction of the budget
+        self.planned_steps: int | None = None
+        self.step_seconds: float | None = None
+        self.final_seconds: float | None = None
+        self.replans = 0
+        self._mark: tuple[int, float] | None = None  # (step, time) the current timing window began
+        self._calib: tuple[int, float] = (0, 0.0)  # (step, time) calibration began
+        self._cap = -1
+
+    # --- checkpointed: a resumed run keeps the planned count -------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        if not self.active:
+            return {}
+        return {"planned_steps": self.planned_steps, "step_seconds": self.step_seconds}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.planned_steps = state_dict.get("planned_steps")
+        self.step_seconds = state_dict.get("step_seconds")
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not self.active:
+            return
+        self._cap = trainer.max_steps
+        if self.planned_steps is not None:  # resumed: same schedule as the interrupted run
+            set_total_steps(trainer, self.planned_steps)
+        used = self.clock() - self.start
+        log.info("time budget: %.0f s from process start (%.1f s used before training)", self.seconds, used)
+        if used >= self.seconds and self.planned_steps is None:
+            self._refuse(f"it was used up before training started ({used:.0f} s of start-up)", used)
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
+        if not self.active:
+            return
+        step, now = trainer.global_step, self.clock()
+        if self.planned_steps is None:
+            # (One process: checked at every step. Several agree only at the plan, below.)
+            if trainer.world_size == 1 and now >= self.deadline and step < trainer.max_steps:
+                # Calibration itself overran: the run cannot end in time, whatever it plans.
+                steps_left = self.skip_steps + self.calibration_steps - step
+                self._refuse(
+                    f"it ran out at step {step}, before calibration ended",
+                    (now - self.start) * (1 + max(0, steps_left) / max(1, step)),
+                )
+            if step == self.skip_steps or (self._mark is None and step > self.skip_steps):
+                self._mark = (step, now)  # first steps are slow (allocation, lazy init): not timed
+            elif self._mark is not None and step - self._mark[0] >= self.calibration_steps:
+                pace = (now - self._mark[1]) / (step - self._mark[0])
+                self._calib = self._mark
+                self.final_seconds = self.estimate_final_seconds(trainer, pl_module)
+                now = self.clock()
+                end = self.final_seconds + self.reserve_seconds
+                # Not even one more step and the final validation fit (rank 0's clock decides).
+                if trainer.strategy.broadcast(now + pace + end > self.deadline, src=0):
+                    self._refuse(
+                        f"start-up and calibration took {now - self.start:.0f} s and the final validation "
+                        f"and saving need ~{end:.0f} s", now - self.start + pace + end,
+                    )
+                self._plan(trainer, step, now, pace)
+                self._mark = (step, self.clock())
+                every = max(1, round(self.check_fraction * self.seconds / self.step_seconds))
+                self.check_every = int(trainer.strategy.broadcast(every, src=0))
+            return
+        if self._mark is None or step >= trainer.max_steps or step == self._mark[0]:
+            return
+        due = step - self._mark[0] >= self.check_every
+        if trainer.world_size == 1:  # one process: also check by time, in case steps got far slower
+            due = due or now - self._mark[1] >= self.check_fraction * self.seconds
+        if not due:
+            return
+        # Re-plan from the mean step time since calibration: follows a lasting change of speed
+        # (either way) without overreacting to a short stall. If even the reserve would not absorb
+        # the recent pace, plan with that pace. In the last 10% of the budget it is only shortened.
+        recent = (now - self._mark[1]) / (step - self._mark[0])
+        mean = (now - self._calib[1]) / (step - self._calib[0])
+        self._mark = (step, now)
+        overrun = now + (trainer.max_steps - step) * recent + (self.final_seconds or 0.0) > self.deadline
+        before = self.planned_steps
+        self._plan(trainer, step, now, max(mean, recent) if overrun else mean,
+                   lengthen=self.deadline - now > 0.1 * self.seconds)
+        if self.planned_steps != before:
+            self.replans += 1
+            if is_rank_zero():
+                log.info("time budget: %.1f ms/step lately (%.1f on average), re-planned from %d to %d steps "
+                         "at step %d", 1000 * recent, 1000 * mean, before, self.planned_steps, step)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not self.active:
+            return
+        self._write(train_end_seconds=round(self.clock() - self.start, 2), final_step=trainer.global_step)
+
+    def _plan(self, trainer: L.Trainer, step: int, now: float, pace: float, lengthen: bool = True) -> None:
+        """Fix max_steps from the step time `pace` (first plan), or re-plan it."""
+        assert self.final_seconds is not None
+        first = self.planned_steps is None
+        self.step_seconds = pace
+        steps = plan_steps(step, now, self.deadline, pace, self.final_seconds + self.reserve_seconds)
+        if self._cap > 0:
+            steps = min(steps, self._cap)
+        if not first and not lengthen:
+            steps = min(steps, self.planned_steps)
+        # Every process must stop at the same step: rank 0's plan wins (its clock rules the budget).
+        steps = int(trainer.strategy.broadcast(steps, src=0))
+        if first:
+            log.info("time budget: %.1f ms/step, final validation and saving ~%.1f s: %d steps",
+                     1000 * pace, self.final_seconds + self.reserve_seconds, steps)
+        if steps != self.planned_steps:
+            self.planned_steps = steps
+            set_total_steps(trainer, steps)
+            self._write()
+
+    def _refuse(self, why: str, needed: float) -> None:
+        """Stop a run whose budget cannot hold its calibration and final validation, naming the
+        smallest budget this model needs on this machine (as measured so far)."""
+        minimum = 5 * math.ceil(1.2 * needed / 5)  # a 20% margin, in whole 5 s
+        raise ConfigError(
+            f"budget_seconds={self.seconds:g} is too small for this model on this machine: {why}; "
+            f"use budget_seconds={minimum} or more (start-up, {self.skip_steps + self.calibration_steps} "
+            "calibration steps and the final validation must fit), or a smaller model"
+        )
+
+    def estimate_final_seconds(self, trainer: L.Trainer, pl_module: L.LightningModule) -> float:
+        """Seconds of the final full validation: one timed forward of a validation-sized batch
+        times the number of validation batches (with a 25% margin)."""
+        dm = trainer.datamodule
+        try:
+            n_batches = len(dm.val_dataloader())
+            shape = (dm.val_batch_size, dm.block_size)
+        except (AttributeError, TypeError):
+            return 0.0
+        vocab = getattr(pl_module.model, "vocab_size", 2)
+        x = torch.randint(0, vocab, shape, device=pl_module.device)
+        was_training = pl_module.training
+        pl_module.eval()
+        with torch.no_grad():
+            pl_module.model(x)  # warm-up (allocations)
+            t0 = self.clock()
+            pl_module.model(x, x)
+            if x.is_cuda:
+                torch.cuda.synchronize()
+            seconds = self.clock() - t0
+        pl_module.train(was_training)
+        return 1.25 * seconds * n_batches
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "budget_seconds": self.seconds,
+            "planned_steps": self.planned_steps,
+            "step_ms": round(1000 * self.step_seconds, 3) if self.step_seconds else None,
+            "final_seconds_estimate": round(self.final_seconds, 2) if self.final_seconds else None,
+            "reserve_seconds": self.reserve_seconds,
+            "replans": self.replans,
+            "rerun_with": f"trainer.max_steps={self.planned_steps} budget_seconds=null",
+        }
+
+    def _write(self, **extra: Any) -> None:
+        if self.path is not None and is_rank_zero():
+            write_json_atomic(self.path, self.summary() | extra)

@@ -1,0 +1,37 @@
+"""Which checkpoint callback writes last.ckpt, and where the latest checkpoint of a run is.
+
+Both checkpoints are plain Lightning ModelCheckpoint callbacks (configs/callbacks/):
+`model_checkpoint` keeps best-<step>.ckpt (lowest val/loss), `last_checkpoint` rewrites last.ckpt
+at every validation. Lightning's own `save_last` refreshes last.ckpt only when a best checkpoint
+is saved at the same step, so after a validation that did not improve the loss, a resume from
+the run directory would silently lose the steps since the best one.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+from lightning.pytorch.callbacks import ModelCheckpoint
+
+from chargpt.checkpoints import LAST
+
+
+def last_checkpoint_callback(trainer: L.Trainer) -> ModelCheckpoint | None:
+    """The ModelCheckpoint that writes last.ckpt (configs/callbacks/last_checkpoint.yaml)."""
+    return next((c for c in trainer.checkpoint_callbacks if c.filename == Path(LAST).stem), None)
+
+
+def last_checkpoint_path(trainer: L.Trainer, output_dir: str | Path) -> Path:
+    """Where last.ckpt goes: beside the configured checkpoints, else RUN_DIR/checkpoints."""
+    callback = last_checkpoint_callback(trainer) or trainer.checkpoint_callback
+    dirpath = getattr(callback, "dirpath", None)
+    return (Path(dirpath) if dirpath else Path(output_dir) / "checkpoints") / LAST
+
+
+def latest_checkpoint_written(trainer: L.Trainer) -> str:
+    """The newest checkpoint this run has written, or "" before the first one."""
+    last = last_checkpoint_callback(trainer)
+    if last is not None and last.best_model_path:
+        return last.best_model_path
+    return next((c.best_model_path for c in trainer.checkpoint_callbacks if c.best_model_path), "")

@@ -1,0 +1,145 @@
+"""The run's figures: a final validation at the last step, and metrics.json after each validation
+and with each checkpoint."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.trainer.states import TrainerFn
+
+from chargpt.distributed import is_rank_zero
+from chargpt.files import write_json_atomic
+from chargpt.training.steps import is_last_step
+
+log = logging.getLogger(__name__)
+
+
+class ValidateAtEnd(Callback):
+    """Stop (and so validate and checkpoint) at max_steps even when it is not a multiple of
+    val_check_interval: the last weights are always scored and saved."""
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
+        if is_last_step(trainer):
+            trainer.should_stop = True
+
+
+class RunMetrics(Callback):
+    """Writes metrics.json in the run directory after each validation and with each checkpoint
+    (rank 0 only), so it always describes the newest checkpoint (an interrupted run's too).
+
+    Wall time and tokens trained are carried in the checkpoint, so a resumed run reports the whole
+    run, with the steps before a change of data.batch_size (or of accumulation or processes)
+    counted at the size they were trained with. A validation before training (fine-tuning's
+    starting point on the new text) is printed and kept as `initial_val_loss`.
+    """
+
+    def __init__(self, output_dir: str) -> None:
+        self.path = Path(output_dir) / "metrics.json"
+        self.previous_seconds = 0.0
+        self.best_val_loss: float | None = None
+        self.initial_val_loss: float | None = None
+        self.val_step: int | None = None  # the step of the last validation
+        self._start = time.perf_counter()
+        self._trainer: L.Trainer | None = None
+        self._resumed: dict[str, Any] = {}  # tokens, step and tokens_per_step of the checkpoint
+        self._base = (0, 0)  # (step, tokens) this process started counting from
+
+    def train_seconds(self) -> float:
+        return self.previous_seconds + time.perf_counter() - self._start
+
+    @staticmethod
+    def tokens_per_step(trainer: L.Trainer) -> int:
+        dm = trainer.datamodule
+        return dm.batch_size * dm.block_size * trainer.world_size * trainer.accumulate_grad_batches
+
+    def tokens(self, trainer: L.Trainer) -> int:
+        step, tokens = self._base
+        return tokens + (trainer.global_step - step) * self.tokens_per_step(trainer)
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        self._trainer = trainer
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._start = time.perf_counter()
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        now = self.tokens_per_step(trainer)
+        step = trainer.global_step
+        before = self._resumed.get("tokens_per_step")
+        # Checkpoints without a token count were written before it was kept: counted at today's size.
+        self._base = (step, int(self._resumed.get("tokens", step * now)))
+        if before is not None and before != now and is_rank_zero():
+            dm = trainer.datamodule
+            log.warning(
+                "resuming at step %d with %d tokens per step (data.batch_size=%d) where the run had %d: "
+                "metrics.json counts each step's tokens at the size it was trained with",
+                step, now, dm.batch_size, before,
+            )
+
+    def state_dict(self) -> dict[str, Any]:
+        state: dict[str, Any] = {
+            "train_seconds": self.train_seconds(), "best_val_loss": self.best_val_loss,
+            "initial_val_loss": self.initial_val_loss, "val_step": self.val_step,
+        }
+        trainer = self._trainer
+        if trainer is not None and getattr(trainer, "datamodule", None) is not None:
+            state |= {"tokens": self.tokens(trainer), "tokens_per_step": self.tokens_per_step(trainer)}
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.previous_seconds = float(state_dict.get("train_seconds", 0.0))
+        self.best_val_loss = state_dict.get("best_val_loss")
+        self.initial_val_loss = state_dict.get("initial_val_loss")
+        self.val_step = state_dict.get("val_step")
+        self._resumed = {k: state_dict[k] for k in ("tokens", "tokens_per_step") if k in state_dict}
+
+    def metrics(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, Any]:
+        tokens = self.tokens(trainer)
+        seconds = self.train_seconds()
+        val = trainer.callback_metrics.get("val/loss")
+        figures = {
+            "best_val_loss": self.best_val_loss,
+            "val_loss": float(val) if val is not None else None,
+            "val_step": self.val_step,  # the step val_loss was measured at
+            "step": trainer.global_step,
+            "max_steps": trainer.max_steps,  # the run's total (a time budget's count, when one is set)
+            "tokens": tokens,
+            "train_seconds": round(seconds, 3),
+            "tokens_per_second": round(tokens / seconds, 1) if seconds > 0 and tokens else None,
+            "params": sum(p.numel() for p in pl_module.parameters()),
+            # {"chars", "split_chars", "capped"}: the whole validation split, or a fixed prefix of it
+            "validation": getattr(trainer.datamodule, "val_scope", None),
+        }
+        if self.initial_val_loss is not None:
+            figures["initial_val_loss"] = self.initial_val_loss  # before training (fine-tuning)
+        return figures
+
+    def _write(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if is_rank_zero():
+            write_json_atomic(self.path, self.metrics(trainer, pl_module))
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        val = trainer.callback_metrics.get("val/loss")
+        if val is not None and trainer.state.fn != TrainerFn.FITTING:
+            # A validation before training: the starting point (a fine-tuned model's, on the new text).
+            self.initial_val_loss = float(val)
+            if is_rank_zero():
+                log.info("step 0 (before training): val loss %.4f", self.initial_val_loss)
+        elif val is not None:
+            self.val_step = trainer.global_step
+            if self.best_val_loss is None or float(val) < self.best_val_loss:
+                self.best_val_loss = float(val)
+        self._write(trainer, pl_module)
+
+    def on_save_checkpoint(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        # Also the checkpoint of an interruption (Ctrl-C, SIGTERM), written between validations.
+        self._write(trainer, pl_module)

@@ -1,0 +1,173 @@
+"""The progress bar: optimizer steps toward the run's total, and the time that is left.
+
+Built on Lightning's public ProgressBar interface with rich. It counts optimizer steps (not
+batches: gradient accumulation does not inflate it) from the step a resumed run starts at, toward
+the run's total (trainer.max_steps, max_epochs or a time budget's count: steps.total_steps). A
+budgeted run shows the time left in its budget (and "?" as its total until calibration picks it);
+others show the estimated time to the end.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import ProgressBar
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.text import Text
+
+from chargpt.training.callbacks.budget import TimeBudget
+from chargpt.training.steps import is_last_step, total_steps
+
+
+def _clock(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+class _TimeLeftColumn(ProgressColumn):
+    """The budget's time left for a budgeted run; rich's estimate to the end otherwise."""
+
+    def __init__(self, bar: StepProgressBar) -> None:
+        super().__init__()
+        self.bar, self.estimate = bar, TimeRemainingColumn()
+
+    def render(self, task: Task) -> Text:
+        budget = self.bar.budget
+        if budget is not None and task.fields.get("kind") == "train":
+            return Text(f"budget {_clock(budget.deadline - budget.clock())} left", style="progress.remaining")
+        return self.estimate.render(task)
+
+
+class StepProgressBar(ProgressBar):
+    """A rich bar of optimizer steps (and one of validation batches while validating).
+
+    It takes in a training step's progress at most every `min_interval` seconds (and at the last
+    step): reading the displayed metrics (a host sync on GPU) at every step would cost a small
+    model's steps a few percent.
+    """
+
+    def __init__(self, min_interval: float = 0.2, refresh_per_second: float = 4.0) -> None:
+        super().__init__()
+        self.min_interval, self.refresh_per_second = min_interval, refresh_per_second
+        self.progress: Progress | None = None
+        self.train_task: TaskID | None = None
+        self.val_task: TaskID | None = None
+        self.budget: TimeBudget | None = None
+        self._enabled = True
+        self._last_update = -math.inf
+
+    # --- ProgressBar's interface --------------------------------------------------------------
+    def disable(self) -> None:
+        self._enabled = False
+
+    def enable(self) -> None:
+        self._enabled = True
+
+    @property
+    def is_enabled(self) -> bool:
+        return self._enabled
+
+    def print(self, *args: Any, **kwargs: Any) -> None:
+        if self.progress is not None:
+            self.progress.console.print(*args, **kwargs)
+        else:
+            print(*args, **kwargs)
+
+    # --- display --------------------------------------------------------------------------------
+    def _start(self) -> Progress | None:
+        if self.progress is None and self.is_enabled:
+            self.progress = Progress(
+                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                _TimeLeftColumn(self), TextColumn("{task.fields[metrics]}"),
+                console=Console(file=sys.stderr), refresh_per_second=self.refresh_per_second,
+            )
+            self.progress.start()
+        return self.progress
+
+    def _stop(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+        self.progress, self.train_task, self.val_task = None, None, None
+
+    def _metrics(self, trainer: L.Trainer, pl_module: L.LightningModule) -> str:
+        items = self.get_metrics(trainer, pl_module)
+        items.pop("v_num", None)  # the logger's version: not a figure of the run
+        shown = []
+        for name, value in items.items():
+            if isinstance(value, torch.Tensor):
+                value = value.item()
+            shown.append(f"{name} {value:.4f}" if isinstance(value, float) else f"{name} {value}")
+        return "  ".join(shown)
+
+    def _total(self, trainer: L.Trainer) -> int | None:
+        """The run's total steps; unknown (None) while a time budget is still calibrating."""
+        if self.budget is not None and self.budget.planned_steps is None:
+            return None
+        total = total_steps(trainer)
+        return total if total > 0 else None
+
+    def _update_train(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.progress is not None and self.train_task is not None:
+            self.progress.update(
+                self.train_task, completed=trainer.global_step, total=self._total(trainer),
+                metrics=self._metrics(trainer, pl_module),
+            )
+
+    # --- hooks ------------------------------------------------------------------------------------
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.budget = next((c for c in trainer.callbacks if isinstance(c, TimeBudget) and c.active), None)
+        progress = self._start()
+        if progress is not None:
+            self.train_task = progress.add_task(
+                "train", total=self._total(trainer), completed=trainer.global_step, kind="train", metrics=""
+            )
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        now = time.monotonic()
+        if now - self._last_update >= self.min_interval or is_last_step(trainer):
+            self._last_update = now
+            self._update_train(trainer, pl_module)
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        progress = None if trainer.sanity_checking else self._start()
+        if progress is not None:
+            total = self.total_val_batches
+            self.val_task = progress.add_task(
+                "val", total=int(total) if math.isfinite(total) else None, kind="val", metrics=""
+            )
+
+    def on_validation_batch_end(self, trainer: L.Trainer, *args: Any, **kwargs: Any) -> None:
+        if self.progress is not None and self.val_task is not None:
+            self.progress.advance(self.val_task)
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.progress is not None and self.val_task is not None:
+            self.progress.remove_task(self.val_task)
+            self.val_task = None
+            self._update_train(trainer, pl_module)  # shows the new val/loss
+
+    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        self._stop()
+
+    def on_exception(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
+    ) -> None:
+        self._stop()

@@ -1,0 +1,129 @@
+"""Safety: stop on a non-finite loss before it reaches the weights, and turn Ctrl-C or SIGTERM
+into a checkpoint at the next step boundary.
+
+Lightning's own SIGTERM handling stops training without a checkpoint, and in multi-process runs
+broadcasts from inside the signal handler; Ctrl-C stops mid-step. GracefulInterrupt replaces both
+handlers while the training loop runs: a signal only sets a flag, the ranks agree on it at the
+next step boundary (one tiny all-reduce), write last.ckpt together and raise TrainingInterrupted.
+A second signal gets the default behaviour (quit at once, no checkpoint: exit 130 for Ctrl-C, 143
+for SIGTERM), not Lightning's KeyboardInterrupt shutdown. A signal after the last step (during the
+final validation and checkpoint) lets the run end normally, and says so.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback
+
+from chargpt.errors import ChargptError
+from chargpt.training.callbacks.checkpointing import last_checkpoint_path, latest_checkpoint_written
+from chargpt.training.steps import is_last_step
+
+
+class NonFiniteLossError(ChargptError):
+    """The loss (or the weights) became NaN or infinite."""
+
+
+def _last_checkpoint(trainer: L.Trainer) -> str:
+    path = latest_checkpoint_written(trainer)
+    return f"the last checkpoint {path} is kept" if path else "no checkpoint had been written yet"
+
+
+class NonFiniteGuard(Callback):
+    """Raises before backward when any rank's loss is NaN/inf: the optimizer never applies it, and
+    no checkpoint is written after it. Checkpoints with non-finite weights are refused outright."""
+
+    def on_before_backward(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, loss: torch.Tensor
+    ) -> None:
+        bad = not math.isfinite(loss.item())  # one read of the scalar (as bool(tensor) would sync)
+        if trainer.strategy.reduce_boolean_decision(bad, all=False):
+            raise NonFiniteLossError(
+                f"the training loss became {float(loss.detach()):.4g} at step {trainer.global_step + 1}; "
+                f"training stopped before that step changed the weights and {_last_checkpoint(trainer)}. "
+                "Lower optimizer.lr or set trainer.gradient_clip_val, then resume with ckpt_path=RUN_DIR"
+            )
+
+    def on_save_checkpoint(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        broken = [name for name, p in pl_module.named_parameters() if not bool(torch.isfinite(p).all())]
+        if broken:
+            raise NonFiniteLossError(
+                f"the weights are not finite at step {trainer.global_step} ({', '.join(broken[:3])}); "
+                f"no checkpoint was written and {_last_checkpoint(trainer)}. "
+                "Lower optimizer.lr or set trainer.gradient_clip_val, then resume with ckpt_path=RUN_DIR"
+            )
+
+
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class TrainingInterrupted(Exception):
+    """Raised at a step boundary after a checkpoint was written because a signal arrived."""
+
+    def __init__(self, signum: int, step: int, checkpoint: Path) -> None:
+        super().__init__(f"{signal.Signals(signum).name} at step {step}; checkpoint {checkpoint}")
+        self.signum, self.step, self.checkpoint = signum, step, checkpoint
+
+    @property
+    def signal_name(self) -> str:
+        return signal.Signals(self.signum).name
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum  # what a shell reports for a process ended by that signal
+
+
+class GracefulInterrupt(Callback):
+    def __init__(self, output_dir: str) -> None:
+        self.output_dir = Path(output_dir)
+        self.received: int | None = None
+        self._previous: dict[int, Any] = {}
+        self._last_step = -1
+        self._finishing = False  # the last step is taken: the run is validating and saving
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        self.received = signum
+        # A second signal of the same kind quits at once: the default action ends the process.
+        signal.signal(signum, signal.SIG_DFL)
+        if self._finishing:
+            what = "the last step is done and the run is finishing (final validation and checkpoint)"
+            then = "send it again to quit at once without them"
+        else:
+            what = "stopping after this step and writing a checkpoint"
+            then = "send it again to quit at once without one"
+        print(f"\n{signal.Signals(signum).name} received: {what} ({then})", file=sys.stderr, flush=True)
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # Installed here, after Lightning registered its own SIGTERM handler, so ours replaces it.
+        self.received, self._last_step, self._finishing = None, trainer.global_step, False
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {s: signal.signal(s, self._handle) for s in SIGNALS}
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
+        if trainer.global_step == self._last_step:
+            return  # inside gradient accumulation: not a step boundary yet
+        self._last_step = trainer.global_step
+        stop = trainer.strategy.reduce_boolean_decision(self.received is not None, all=False)
+        self._finishing = is_last_step(trainer)
+        if not stop or self._finishing:
+            return  # nothing received, or the run ends (validates and checkpoints) right now anyway
+        path = last_checkpoint_path(trainer, self.output_dir)
+        trainer.save_checkpoint(path, weights_only=False)  # the full training state
+        raise TrainingInterrupted(self.received or signal.SIGTERM, trainer.global_step, path)
+
+    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if threading.current_thread() is threading.main_thread():
+            for s, handler in self._previous.items():
+                signal.signal(s, handler)
+        self._previous = {}

@@ -1,0 +1,194 @@
+"""What a run shows in its trackers besides Lightning's scalars: a text sample at each validation
+(TensorBoard), the hyperparameters as flat config keys with the best and last validation loss
+(TensorBoard's HParams view; MLflow and W&B get the same keys and scalars), and pictures.
+
+Everything is written on rank 0 only.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.loggers import MLFlowLogger, TensorBoardLogger, WandbLogger
+from lightning.pytorch.utilities import rank_zero_info
+from torch.utils.tensorboard import SummaryWriter
+from torch.utils.tensorboard.summary import hparams
+from torch.utils.tensorboard.writer import FileWriter
+
+from chargpt.data.tokenizer import CharTokenizer, describe_chars
+from chargpt.distributed import is_rank_zero
+from chargpt.model.sampling import iter_tokens
+
+BEST_VAL_LOSS = "hparams/best_val_loss"
+LAST_VAL_LOSS = "hparams/last_val_loss"
+
+
+def tensorboard_writer(trainer: L.Trainer) -> SummaryWriter | None:
+    """The SummaryWriter of the run's TensorBoard logger, on rank 0 only."""
+    if not is_rank_zero():
+        return None
+    logger = next((lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)), None)
+    return logger.experiment if logger is not None else None
+
+
+_SAID: set[tuple[str, str, str]] = set()  # (callback, prompt, vocabulary) already reported
+
+
+def takes_images(trainer: L.Trainer) -> bool:
+    """Whether a configured logger keeps pictures (TensorBoard, MLflow, W&B; not CSV)."""
+    return any(isinstance(lg, (TensorBoardLogger, MLFlowLogger, WandbLogger)) for lg in trainer.loggers)
+
+
+def log_image(trainer: L.Trainer, key: str, picture: np.ndarray, step: int) -> None:
+    """An RGB picture (H, W, 3, uint8) to every logger that keeps pictures, at `step`."""
+    if not is_rank_zero():
+        return
+    for logger in trainer.loggers:
+        if isinstance(logger, TensorBoardLogger):
+            logger.experiment.add_image(key, picture, step, dataformats="HWC")
+        elif isinstance(logger, MLFlowLogger):
+            logger.experiment.log_image(logger.run_id, picture, key=key.replace("/", "_"), step=step)
+        elif isinstance(logger, WandbLogger):
+            logger.log_image(key, [picture], step=step)
+
+
+def known_prompt(prompt: str, tokenizer: CharTokenizer, what: str) -> str:
+    """The prompt without characters the vocabulary lacks (any corpus can be trained on); says
+    so in one plain line, once, not at every validation."""
+    unknown = tokenizer.unknown_chars(prompt)
+    if unknown:
+        key = (what, prompt, "".join(tokenizer.chars))
+        if key not in _SAID:
+            _SAID.add(key)
+            rank_zero_info(f"{what}: leaving out of its prompt the characters this text lacks: "
+                           f"{describe_chars(unknown)}")
+        prompt = "".join(c for c in prompt if c not in unknown)
+    return prompt or tokenizer.chars[0]
+
+
+def as_markdown_block(text: str) -> str:
+    """TensorBoard renders text as markdown: an indented block keeps line breaks and spacing."""
+    return "\n".join("    " + line for line in text.split("\n"))
+
+
+class SampleText(Callback):
+    """At each validation, logs `samples/text`: a sample from a fixed prompt and seed, so the
+    same draw can be compared across steps."""
+
+    def __init__(
+        self,
+        prompt: str = "\n",
+        max_new_tokens: int = 200,
+        temperature: float = 0.8,
+        top_k: int | None = None,
+        seed: int = 1337,
+    ) -> None:
+        self.prompt, self.max_new_tokens = prompt, max_new_tokens
+        self.temperature, self.top_k, self.seed = temperature, top_k, seed
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        writer = tensorboard_writer(trainer)
+        if writer is None or trainer.sanity_checking:
+            return
+        tokenizer = pl_module.tokenizer
+        prompt = known_prompt(self.prompt, tokenizer, "SampleText")
+        idx = torch.tensor([tokenizer.encode(prompt)], device=pl_module.device)  # (1, T)
+        generator = torch.Generator(device=pl_module.device)
+        generator.manual_seed(self.seed)  # the same draw at every validation
+        tokens = iter_tokens(pl_module.model, idx, self.max_new_tokens, self.temperature, self.top_k,
+                             generator=generator)
+        text = tokenizer.decode(int(token[0, 0]) for token in tokens)
+        writer.add_text("samples/text", as_markdown_block(prompt + text), trainer.global_step)
+
+
+def _hparam_value(value: Any) -> int | float | str:
+    # TensorBoard would show a bool as 0/1 and rejects None and lists: those become text.
+    return value if isinstance(value, (int, float, str)) and not isinstance(value, bool) else str(value)
+
+
+def _flatten(prefix: str, config: dict[str, Any] | None) -> dict[str, Any]:
+    """`{"lr": 1e-3, "_target_": "torch.optim.AdamW"}` -> `{prefix.lr: 1e-3, prefix.name: "AdamW"}`."""
+    flat = {}
+    for key, value in (config or {}).items():
+        if key == "_target_":
+            flat[f"{prefix}.name"] = str(value).rsplit(".", 1)[-1]
+        elif isinstance(value, dict):
+            flat.update(_flatten(f"{prefix}.{key}", value))
+        else:
+            flat[f"{prefix}.{key}"] = value
+    return flat
+
+
+class HParamsSummary(Callback):
+    """The run's hyperparameters (named like their config keys, e.g. `optimizer.lr`) with its best
+    and last validation loss, for TensorBoard's HParams view.
+
+    The summary is written when fitting starts and the two metrics are scalars updated at each
+    validation, so the view is live during a run and complete for an interrupted one.
+    """
+
+    def __init__(self, extra: dict[str, Any] | None = None) -> None:
+        self.extra = dict(extra or {})
+        self.best_val_loss: float | None = None
+
+    def params(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, Any]:
+        hp = pl_module.hparams
+        params: dict[str, Any] = {
+            **_flatten("model", hp.get("model")),
+            **_flatten("optimizer", hp.get("optimizer")),
+            **_flatten("scheduler", hp.get("scheduler")),
+            "trainer.max_steps": trainer.max_steps,
+            "trainer.precision": trainer.precision,
+            "trainer.world_size": trainer.world_size,
+            "trainer.accumulate_grad_batches": trainer.accumulate_grad_batches,
+            "params": sum(p.numel() for p in pl_module.parameters()),
+        }
+        datamodule = getattr(trainer, "datamodule", None)
+        if datamodule is not None and hasattr(datamodule, "batch_size"):
+            params["data.batch_size"] = datamodule.batch_size
+        params.update(self.extra)
+        return {key: _hparam_value(value) for key, value in params.items()}
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if is_rank_zero():
+            for logger in trainer.loggers:
+                if not isinstance(logger, TensorBoardLogger):  # the same flat keys elsewhere
+                    logger.log_hyperparams(self.params(trainer, pl_module))
+        writer = tensorboard_writer(trainer)
+        if writer is None:
+            return
+        # Metric values are read by TensorBoard from the scalars of the same name; only names here.
+        summaries = hparams(self.params(trainer, pl_module), {BEST_VAL_LOSS: 0.0, LAST_VAL_LOSS: 0.0})
+        # As SummaryWriter.add_hparams, but into this run's own folder (add_hparams makes a new
+        # run): a second event file there, which TensorBoard reads with the first.
+        file_writer = FileWriter(writer.log_dir)
+        for summary in summaries:
+            file_writer.add_summary(summary)
+        file_writer.close()
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        val = trainer.callback_metrics.get("val/loss")
+        if trainer.sanity_checking or val is None:
+            return
+        val = float(val)
+        if self.best_val_loss is None or val < self.best_val_loss:
+            self.best_val_loss = val
+        step = trainer.global_step
+        writer = tensorboard_writer(trainer)
+        if writer is not None:
+            writer.add_scalar(BEST_VAL_LOSS, self.best_val_loss, step)
+            writer.add_scalar(LAST_VAL_LOSS, val, step)
+        if is_rank_zero():
+            for logger in trainer.loggers:
+                if not isinstance(logger, TensorBoardLogger):
+                    logger.log_metrics({BEST_VAL_LOSS: self.best_val_loss, LAST_VAL_LOSS: val}, step)
+
+    def state_dict(self) -> dict[str, float | None]:
+        return {"best_val_loss": self.best_val_loss}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.best_val_loss = state_dict.get("best_val_loss")

@@ -1,0 +1,168 @@
+"""MLflow and Weights & Biases as chargpt loggers: Lightning's own loggers, plus what a run needs.
+
+- A resumed run continues the same tracker run: the TrackerRuns callback keeps each tracker's
+  run id in the checkpoint, and the logger reads it back from `resume_from` (the run's ckpt_path)
+  when it is built, before the tracker starts a run.
+- Hyperparameters go in as flat config keys (`model.n_layer`, `optimizer.lr`), as in TensorBoard's
+  HParams view, not as nested dicts or the whole vocabulary.
+- Runs are named after their run directory unless the config names them.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.loggers import MLFlowLogger, WandbLogger
+from lightning.pytorch.utilities import rank_zero_warn
+
+from chargpt.checkpoints import resolve_checkpoint
+from chargpt.distributed import is_rank_zero
+from chargpt.errors import ChargptError, ConfigError
+
+TRACKER_RUNS_KEY = "TrackerRuns"  # the callback's state key in checkpoints
+
+
+def stored_run_id(resume_from: str | None, tracker: str) -> str | None:
+    """The tracker's run id kept in the checkpoint a run resumes from (None for a new run)."""
+    if not resume_from:
+        return None
+    try:
+        file = resolve_checkpoint(resume_from)
+        # Memory-mapped: only the small pickled part is read, not the weights.
+        ckpt = torch.load(file, map_location="cpu", weights_only=True, mmap=True)
+    except (ChargptError, OSError, RuntimeError, ValueError):
+        return None  # training reports an unreadable checkpoint itself
+    runs = (ckpt.get("callbacks") or {}).get(TRACKER_RUNS_KEY) if isinstance(ckpt, dict) else None
+    return runs.get(tracker) if isinstance(runs, dict) else None
+
+
+def flat_params(params: dict[str, Any]) -> dict[str, Any]:
+    """Nested settings as dotted keys; a `_target_` becomes `.name`; the vocabulary its size."""
+    flat: dict[str, Any] = {}
+    for key, value in params.items():
+        if key == "vocab" and isinstance(value, (list, tuple)):
+            flat["vocab_size"] = len(value)
+        elif key == "_target_":
+            flat["name"] = str(value).rsplit(".", 1)[-1]
+        elif isinstance(value, dict):
+            flat.update({f"{key}.{k}": v for k, v in flat_params(value).items()})
+        else:
+            flat[key] = value
+    return flat
+
+
+def _run_name(name: str | None, run_dir: str | None) -> str | None:
+    if name or not run_dir:
+        return name
+    path = Path(run_dir)
+    return f"{path.parent.name}/{path.name}" if path.parent.name else path.name
+
+
+def _import_check(module: str, extra: str) -> None:
+    try:
+        __import__(module)
+    except ImportError:
+        raise ConfigError(
+            f"logger={extra} needs the {module} package; install it with: pip install 'chargpt[{extra}]'"
+        ) from None
+
+
+class MLFlowTracker(MLFlowLogger):
+    """Lightning's MLFlowLogger; a local file store unless `tracking_uri` names a server or database."""
+
+    def __init__(
+        self,
+        experiment_name: str = "chargpt",
+        run_name: str | None = None,
+        run_dir: str | None = None,
+        tracking_uri: str | None = None,
+        save_dir: str | None = None,
+        resume_from: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        _import_check("mlflow", "mlflow")
+        tracking_uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+        if not tracking_uri:
+            # MLflow calls its file store "maintenance mode" and refuses it unless told; for one
+            # person's local runs it is the store that needs no server.
+            os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+            tracking_uri = Path(save_dir or "mlruns").expanduser().resolve().as_uri()
+        super().__init__(
+            experiment_name=experiment_name,
+            run_name=_run_name(run_name, run_dir),
+            tracking_uri=tracking_uri,
+            run_id=stored_run_id(resume_from, "mlflow"),
+            **kwargs,
+        )
+
+    def log_hyperparams(self, params: Any) -> None:
+        flat = flat_params(dict(params))
+        if self._run_id is not None:
+            # MLflow refuses to change a logged parameter: a resumed run keeps the first values.
+            logged = self.experiment.get_run(self.run_id).data.params
+            changed = sorted(k for k, v in flat.items() if k in logged and logged[k] != str(v))
+            if changed:
+                rank_zero_warn(f"MLflow keeps the first value of parameters changed on resume: {changed}")
+            flat = {k: v for k, v in flat.items() if k not in logged}
+        if flat:
+            super().log_hyperparams(flat)
+
+
+class WandbTracker(WandbLogger):
+    """Lightning's WandbLogger; WANDB_MODE=offline writes the run under the run directory only."""
+
+    def __init__(
+        self,
+        project: str = "chargpt",
+        name: str | None = None,
+        run_dir: str | None = None,
+        save_dir: str | None = None,
+        resume_from: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        _import_check("wandb", "wandb")
+        run_id = stored_run_id(resume_from, "wandb")
+        if run_id is not None:
+            kwargs.update(id=run_id, resume="allow")
+        super().__init__(project=project, name=_run_name(name, run_dir), save_dir=save_dir or ".", **kwargs)
+
+    def log_hyperparams(self, params: Any) -> None:
+        super().log_hyperparams(flat_params(dict(params)))
+
+    def finalize(self, status: str) -> None:
+        """Close the W&B run when fitting (or validating) ends, so its files are complete; a later
+        use in the same process (fit after a fine-tuning's first validation) continues it."""
+        super().finalize(status)
+        if self._experiment is not None and getattr(self._experiment, "id", None):
+            self._wandb_init.update(id=self._experiment.id, resume="allow")
+            self._experiment.finish(exit_code=0 if status == "success" else 1)
+            self._experiment = None
+
+
+class TrackerRuns(Callback):
+    """Keeps the run id of each MLflow and W&B logger in the checkpoint (read by the loggers above)."""
+
+    def __init__(self) -> None:
+        self.ids: dict[str, str] = {}
+
+    @property
+    def state_key(self) -> str:
+        return TRACKER_RUNS_KEY
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        for logger in trainer.loggers:
+            if isinstance(logger, MLFlowLogger) and logger.run_id:
+                self.ids["mlflow"] = logger.run_id
+            elif isinstance(logger, WandbLogger) and is_rank_zero():
+                self.ids["wandb"] = logger.experiment.id
+
+    def state_dict(self) -> dict[str, str]:
+        return dict(self.ids)
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.ids = {**state_dict, **self.ids}

@@ -1,0 +1,127 @@
+"""Clean exits: Ctrl-C is exit 130 with one line, a closed output pipe is quiet (141), a second
+Ctrl-C in training quits at once, and each command has its own --help."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+import chargpt.cli.eval as eval_cli
+import chargpt.cli.sample as sample_cli
+import chargpt.cli.train as train_cli
+from chargpt.cli.train import main as train_main
+from chargpt.training.callbacks.safety import GracefulInterrupt
+from conftest import TINY_MODEL, run_cli
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _raise(exc: type[BaseException]):
+    def fail(*args, **kwargs):
+        raise exc()
+
+    return fail
+
+
+@pytest.mark.parametrize(("cli", "target"), [(sample_cli, "load"), (eval_cli, "resolve_checkpoint")])
+def test_ctrl_c_in_sample_and_eval_is_exit_130_without_a_traceback(cli, target, monkeypatch, capsys) -> None:
+    monkeypatch.setattr(cli, target, _raise(KeyboardInterrupt))
+    assert run_cli(cli.main, "ckpt_path=somewhere") == 130
+    assert capsys.readouterr().err == "\ninterrupted\n"
+
+
+@pytest.mark.parametrize(("cli", "target"), [(sample_cli, "load"), (eval_cli, "resolve_checkpoint")])
+def test_a_closed_output_pipe_is_quiet(cli, target, monkeypatch, capsys) -> None:
+    monkeypatch.setattr(cli, target, _raise(BrokenPipeError))
+    assert run_cli(cli.main, "ckpt_path=somewhere") == 141
+    assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize(
+    ("cli", "name", "absent"),
+    [(sample_cli, "chargpt-sample", "trainer:"), (eval_cli, "chargpt-eval", "optimizer:"),
+     pytest.param(train_cli, "chargpt-train", "ckpt_path: null", marks=pytest.mark.slow)],
+)
+def test_each_command_has_its_own_help(cli, name, absent, capsys) -> None:
+    assert run_cli(cli.main, "--help") == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"{name}: ")
+    assert "powered by Hydra" not in out and absent not in out
+    examples = out.split("Examples:\n", 1)[1].split("\n\n", 1)[0]
+    assert examples.count(f"{name} ") == 2
+
+
+def _trainer(step: int, max_steps: int) -> SimpleNamespace:
+    strategy = SimpleNamespace(reduce_boolean_decision=lambda decision, all: decision)
+    return SimpleNamespace(global_step=step, max_steps=max_steps, strategy=strategy)
+
+
+def test_a_signal_during_the_final_validation_says_the_run_is_finishing(tmp_path: Path, capsys) -> None:
+    guard = GracefulInterrupt(str(tmp_path))
+    previous = signal.getsignal(signal.SIGINT)
+    try:
+        guard.on_train_batch_end(_trainer(10, 10))  # the last step: validation and saving follow
+        guard._handle(signal.SIGINT, None)
+        err = capsys.readouterr().err
+        assert "SIGINT received: the last step is done and the run is finishing" in err
+        assert "stopping after this step" not in err
+        # A second Ctrl-C gets the default action: the process ends at once (no Lightning shutdown).
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_DFL
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+@pytest.mark.slow
+def test_a_second_ctrl_c_quits_training_at_once(tmp_path: Path, corpus: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "CHARGPT_CACHE_DIR": str(tmp_path / "cache")}
+    # Steps of a second or so: both signals arrive within one step.
+    args = ["data=text", f"data.path={corpus}", f"hydra.run.dir={tmp_path / 'run'}", "model=tiny",
+            "model.n_embd=256", "model.n_layer=4", "model.block_size=256", "data.batch_size=32",
+            "trainer.max_steps=100000", "trainer.val_check_interval=100000", "callbacks.progress_bar=null"]
+    err_file = tmp_path / "err.txt"
+    with err_file.open("w") as err_out:
+        proc = subprocess.Popen([sys.executable, "-m", "chargpt.cli.train", *args], cwd=tmp_path, env=env,
+                                stdout=subprocess.DEVNULL, stderr=err_out)
+        deadline = time.monotonic() + 300
+        # The logger writes its hparams as fit starts; a few seconds later the loop is running.
+        hparams = tmp_path / "run" / "tensorboard" / "hparams.yaml"
+        while not hparams.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(3)
+        proc.send_signal(signal.SIGINT)
+        while "SIGINT received" not in err_file.read_text() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=120)
+    err = err_file.read_text()
+    assert "SIGINT received: stopping after this step" in err
+    assert proc.returncode == -signal.SIGINT, err  # ended by the signal itself: a shell shows 130
+    assert "Detected KeyboardInterrupt" not in err and "Traceback" not in err
+
+
+def test_ctrl_c_before_training_is_exit_130(tmp_path: Path, corpus: Path, monkeypatch, capsys) -> None:
+    import chargpt.cli.train as train_cli
+
+    monkeypatch.setattr(train_cli, "build_run", _raise(KeyboardInterrupt))
+    args = ["data=text", f"data.path={corpus}", f"paths.output_root={tmp_path}", *TINY_MODEL]
+    assert run_cli(train_main, *args) == 130
+    assert capsys.readouterr().err.endswith("interrupted\n")
+    assert list(tmp_path.iterdir()) == []  # an interrupted start leaves nothing
+
+
+@pytest.mark.parametrize(
+    ("exc", "code", "err"), [(KeyboardInterrupt, 130, "\ninterrupted\n"), (BrokenPipeError, 141, "")]
+)
+def test_the_report_exits_cleanly_too(exc, code, err, tmp_path, monkeypatch, capsys) -> None:
+    import chargpt.cli.report as report_cli
+
+    monkeypatch.setattr(report_cli, "report", _raise(exc))
+    assert run_cli(report_cli.main, str(tmp_path)) == code
+    assert capsys.readouterr().err == err

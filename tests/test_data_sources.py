@@ -1,0 +1,300 @@
+"""Text from files, folders, globs and Hugging Face datasets; how it is cleaned, split and reported."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+
+from chargpt.checkpoints import check_resumable
+from chargpt.data import CharDataModule
+from chargpt.errors import ChargptError, CheckpointError, ConfigError, DataError
+from chargpt.model import ModelConfig
+from conftest import run_cli, train_args
+
+
+def text_of(dm: CharDataModule, which: str = "ids") -> str:
+    dm.setup()
+    return dm.tokenizer.decode(getattr(dm, which))
+
+
+def module(path: Path | str, **kwargs) -> CharDataModule:
+    return CharDataModule(str(path), block_size=kwargs.pop("block_size", 4), batch_size=2, **kwargs)
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    root = tmp_path / "my corpus"  # a space in the path
+    (root / "b").mkdir(parents=True)
+    (root / ".git").mkdir()
+    (root / "a.txt").write_text("first file, with \"quotes\" and café\n")
+    (root / "b" / "c.md").write_text("third 😀 file\n")
+    (root / "b" / "a.txt").write_text("second file\n")
+    (root / ".git" / "HEAD").write_text("hidden: left out\n")
+    (root / ".notes.txt").write_text("hidden: left out\n")
+    return root
+
+
+def test_directory_is_every_file_under_it_in_sorted_order_joined_by_the_separator(folder: Path) -> None:
+    dm = module(folder)
+    assert text_of(dm) == (
+        "first file, with \"quotes\" and café\n\n\nsecond file\n\n\nthird 😀 file\n"
+    )
+    assert [Path(name).name for name, _ in dm.fingerprint["files"]] == ["a.txt", "a.txt", "c.md"]
+    assert text_of(module(folder, separator="<|>")).count("<|>") == 2
+
+
+def test_glob_picks_the_matching_files(folder: Path) -> None:
+    assert text_of(module(f"{folder}/**/*.txt")) == "first file, with \"quotes\" and café\n\n\nsecond file\n"
+
+
+def test_a_changed_file_in_the_folder_refuses_resume_naming_it(folder: Path) -> None:
+    before = module(folder)
+    before.setup()
+    (folder / "b" / "a.txt").write_text("second file, edited\n")
+    (folder / "d.txt").write_text("a new file\n")
+    after = module(folder)
+    after.setup()
+    assert after.fingerprint["sha256"] != before.fingerprint["sha256"]
+    model = ModelConfig(n_layer=1, n_head=2, n_embd=32, block_size=4)
+    ckpt = {
+        "hyper_parameters": {"vocab": after.tokenizer.to_list(), "model": model.to_dict()},
+        "callbacks": {"ResumeState": {"corpus": before.fingerprint}},
+    }
+    with pytest.raises(CheckpointError, match=r"changed: .*b/a\.txt; added: .*d\.txt"):
+        check_resumable(ckpt, "last.ckpt", model, after.tokenizer.to_list(), after.fingerprint)
+    ckpt["callbacks"]["ResumeState"]["corpus"] = after.fingerprint
+    check_resumable(ckpt, "last.ckpt", model, after.tokenizer.to_list(), after.fingerprint)
+
+
+def test_val_path_validates_and_all_of_path_trains(folder: Path, tmp_path: Path) -> None:
+    held_out = tmp_path / "held out.txt"
+    held_out.write_text("the held-out play\n")
+    dm = module(folder / "a.txt", val_path=str(held_out))
+    assert text_of(dm, "train_ids") == "first file, with \"quotes\" and café\n\n\n"
+    assert text_of(dm, "val_ids") == "the held-out play\n"
+    with pytest.raises(DataError, match="both training text"):
+        module(folder, val_path=str(folder / "a.txt")).setup()
+
+
+def test_split_files_holds_out_the_last_whole_files(tmp_path: Path) -> None:
+    for i in range(10):
+        (tmp_path / f"{i:02d}.txt").write_text(f"file {i} " * 20)
+    dm = module(tmp_path, split="files", separator="")
+    assert text_of(dm, "val_ids") == "file 9 " * 20  # 10% of the characters: the last file
+    dm7 = module(tmp_path, split="files", separator="", train_fraction=0.7)
+    assert text_of(dm7, "val_ids").startswith("file 7 ")
+    with pytest.raises(DataError, match="one file"):
+        module(tmp_path / "00.txt", split="files").setup()
+    with pytest.raises(ConfigError, match=r"data\.split=tail"):
+        module(tmp_path, split="tail")
+
+
+def test_unicode_normalization(tmp_path: Path) -> None:
+    path = tmp_path / "u.txt"
+    path.write_text("cafe\u0301 \ufb01ne " * 20)  # e + combining accent; the fi ligature
+    raw = text_of(module(path))
+    assert "\u0301" in raw and "\ufb01" in raw
+    nfc = text_of(module(path, normalize="NFC"))
+    assert "é" in nfc and "\u0301" not in nfc and "\ufb01" in nfc
+    nfkc = text_of(module(path, normalize="NFKC"))
+    assert "fine" in nfkc and "\ufb01" not in nfkc
+    with pytest.raises(ConfigError, match=r"data\.normalize=NFX"):
+        module(path, normalize="NFX")
+
+
+def test_windows_line_endings_are_reported_and_normalized_and_a_bom_is_dropped(tmp_path: Path) -> None:
+    path = tmp_path / "win.txt"
+    path.write_bytes(b"\xef\xbb\xbf" + b"line one\r\nline two\r\n" * 10)
+    dm = module(path)
+    text = text_of(dm)
+    assert not text.startswith("\ufeff") and "\r\n" in text
+    report = "\n".join(dm.report_lines())
+    assert "20 carriage returns" in report and "data.newline=normalize" in report
+    assert "byte-order mark" in report
+    clean = module(path, newline="normalize")
+    assert text_of(clean) == "line one\nline two\n" * 10
+    assert "carriage" not in "\n".join(clean.report_lines())
+
+
+def test_vocabulary_report_counts_characters_and_shows_the_rarest(
+    corpus: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "t.txt"
+    path.write_text(corpus.read_text()[:5000] + "§")
+    dm = module(path)
+    with caplog.at_level(logging.INFO, logger="chargpt.data"):
+        dm.setup("fit")
+    line = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("vocabulary:"))
+    assert f"{dm.tokenizer.vocab_size} distinct characters" in line
+    assert "rarest: '§' x1" in line
+
+
+def test_paths_expand_home_and_environment_variables(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("CORPORA", str(tmp_path / "corpora"))
+    monkeypatch.delenv("CHARGPT_CACHE_DIR")
+    (tmp_path / "corpora").mkdir()
+    (tmp_path / "train.txt").write_text("training text " * 10)
+    (tmp_path / "corpora" / "val.txt").write_text("validation text " * 5)
+    dm = CharDataModule(
+        "~/train.txt", block_size=4, batch_size=2, val_path="${CORPORA}/val.txt", cache_dir="~/ids cache"
+    )
+    assert text_of(dm, "val_ids") == "validation text " * 5
+    assert list((tmp_path / "ids cache").glob("*.ids.npy"))
+
+
+def test_val_max_chars_scores_a_fixed_prefix_of_a_big_split(corpus: Path) -> None:
+    dm = module(corpus, block_size=16, val_max_chars=1000)
+    dm.setup()
+    assert dm.val_scope == {"chars": 1000, "split_chars": len(dm.val_ids), "capped": True}
+    loader_targets = sum(int((y != -100).sum()) for _, y in dm.val_dataloader())
+    assert loader_targets == 999
+    assert any("first 1,000" in line for line in dm.report_lines())
+    whole = module(corpus, block_size=16, val_max_chars=None)
+    whole.setup()
+    assert whole.val_scope["capped"] is False
+    small = module(corpus, block_size=16)  # the default: exact for a split under a million chars
+    small.setup()
+    assert small.val_scope["capped"] is False
+    with pytest.raises(ConfigError, match="val_max_chars"):
+        module(corpus, block_size=16, val_max_chars=8)
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda root: root, "has no files"),
+        (lambda root: f"{root}/*.nothing", "matches no files"),
+    ],
+)
+def test_empty_sources_are_one_clear_error(tmp_path: Path, make, message: str) -> None:
+    root = tmp_path / "empty"
+    root.mkdir()
+    with pytest.raises(DataError, match=message):
+        module(make(root)).setup()
+
+
+def test_a_binary_file_in_a_directory_is_named(folder: Path) -> None:
+    (folder / "b" / "logo.png").write_bytes(b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR")
+    with pytest.raises(DataError, match=r"logo\.png inside .* is not UTF-8 text") as err:
+        module(folder).setup()
+    assert "**/*.txt" in str(err.value)
+
+
+# -- Hugging Face datasets -------------------------------------------------------------------------
+
+datasets = pytest.importorskip("datasets")
+
+
+@pytest.fixture
+def hf_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf-cache")
+
+
+def hf_module(name: Path | str, **kwargs) -> CharDataModule:
+    return CharDataModule(None, block_size=4, batch_size=2, name=str(name), **kwargs)
+
+
+def test_saved_dataset_rows_are_joined_and_a_named_split_validates(tmp_path: Path, hf_cache: None) -> None:
+    rows = [f"row {i}: «text»" for i in range(30)]
+    saved = tmp_path / "saved dataset"
+    datasets.DatasetDict({
+        "train": datasets.Dataset.from_dict({"text": rows, "id": list(range(30))}),
+        "validation": datasets.Dataset.from_dict({"text": ["held out"] * 3, "id": [0, 1, 2]}),
+    }).save_to_disk(str(saved))
+    dm = hf_module(saved, split="train", val_split="validation", separator="\n")
+    assert text_of(dm, "train_ids") == "\n".join(rows) + "\n"
+    assert text_of(dm, "val_ids") == "held out\nheld out\nheld out"
+    assert dm.fingerprint["sha256"] and "saved dataset[train]" in dm.fingerprint["path"] + str(dm.fingerprint)
+    with pytest.raises(DataError, match="no field 'content'; its fields are: text, id"):
+        hf_module(saved, split="train", text_field="content").setup()
+    with pytest.raises(DataError, match="no split 'test'; its splits are: train, validation"):
+        hf_module(saved, split="test").setup()
+
+
+def test_text_builder_on_local_files_works_offline(tmp_path: Path, hf_cache: None) -> None:
+    (tmp_path / "lines.txt").write_text("\n".join(f"line {i}" for i in range(20)))
+    dm = hf_module("text", data_files=str(tmp_path / "*.txt"), split="train", separator="\n")
+    assert text_of(dm) == "\n".join(f"line {i}" for i in range(20))
+
+
+def test_hf_rows_stream_in_batches_without_joining_the_whole_text(tmp_path: Path, hf_cache: None) -> None:
+    from chargpt.data import sources
+
+    rows = [f"line {i}" for i in range(2500)]
+    saved = tmp_path / "big"
+    datasets.Dataset.from_dict({"text": rows}).save_to_disk(str(saved))
+    part = sources.hf_part(datasets.load_from_disk(str(saved)), "big", "text", "\n")
+    chunks = list(part.chunks())
+    assert len(chunks) == 3 and sum(units for _, units in chunks) == 2500  # 1024-row batches
+    assert "".join(text for text, _ in chunks) == "\n".join(rows)
+
+
+def test_missing_datasets_package_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "datasets", None)
+    with pytest.raises(ChargptError, match=r"pip install 'chargpt\[hf\]'"):
+        hf_module("anything").setup()
+
+
+# -- through chargpt-train -------------------------------------------------------------------------
+
+
+def test_training_on_a_folder_reports_the_validation_scope(
+    folder: Path, tmp_path: Path, corpus: Path
+) -> None:
+    from chargpt.cli.train import main
+
+    (folder / "z.txt").write_text(corpus.read_text()[:20000])
+    run = tmp_path / "run"
+    args = train_args(
+        folder, run, "trainer.max_steps=2", "sample.max_new_tokens=0", "data.val_max_chars=500",
+        "callbacks.attention_maps.save_png=true",
+    )
+    assert run_cli(main, *args) == 0
+    assert (run / "attention_maps" / "step-000002.png").read_bytes()[:4] == b"\x89PNG"
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["validation"]["capped"] is True and metrics["validation"]["chars"] == 500
+    log = (run / "train.log").read_text()
+    assert "4 files" in log and "vocabulary:" in log
+
+
+@pytest.mark.slow
+def test_resume_after_the_folder_changed_is_one_error_line(
+    folder: Path, tmp_path: Path, corpus: Path
+) -> None:
+    import subprocess
+    import sys
+
+    (folder / "z.txt").write_text(corpus.read_text()[:20000])
+    run = tmp_path / "run"
+
+    command = [sys.executable, "-m", "chargpt.cli.train"]
+    first = train_args(folder, run, "trainer.max_steps=2")
+    subprocess.run([*command, *first], check=True, capture_output=True)
+    (folder / "b" / "a.txt").write_text("edited\n")
+    done = subprocess.run(
+        [*command, *train_args(folder, run, "trainer.max_steps=4", f"ckpt_path={run}")],
+        capture_output=True, text=True,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().startswith("error: cannot resume") and "changed: " in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_data_hf_without_a_name_is_one_clear_error(tmp_path: Path) -> None:
+    from hydra import compose, initialize_config_dir
+    from hydra.utils import instantiate
+
+    from chargpt.cli.common import CONFIG_PATH
+
+    with initialize_config_dir(config_dir=CONFIG_PATH, version_base="1.3"):
+        cfg = compose(config_name="train", overrides=["data=hf", f"paths.output_dir={tmp_path}"])
+    with pytest.raises(Exception, match=r"data\.name=DATASET \(with data=hf\)"):  # Hydra wraps it
+        instantiate(cfg.data)

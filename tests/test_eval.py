@@ -1,0 +1,144 @@
+"""chargpt-eval: scores the run's own text and split by default, one JSON key for every split,
+refuses settings that would do nothing."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+
+from chargpt.checkpoints import RESUME_STATE_KEY
+from chargpt.cli import eval as eval_cli
+from chargpt.cli import train as train_cli
+from chargpt.cli.common import CONFIG_PATH
+from chargpt.data.corpus import sha256_of
+from conftest import bare_train_args, make_checkpoint, run_cli, run_main, write_corpus
+
+
+def _one_error(code: int, out: str, err: str) -> str:
+    assert code == 2, (code, out, err)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err, err
+    return lines[0]
+
+
+def _result(code: int, out: str, err: str) -> dict:
+    assert code == 0, err
+    return json.loads(out.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A short run on its own text, split 80/20 (not the default 90/10)."""
+    tmp = tmp_path_factory.mktemp("evalrun")
+    text = write_corpus(tmp / "own_text.txt", n_chars=3000)
+    args = bare_train_args(text, tmp / "run", "trainer.max_steps=2", "trainer.val_check_interval=2",
+                      "data.train_fraction=0.8")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CHARGPT_CACHE_DIR", str(tmp / "cache"))
+        assert run_cli(train_cli.main, *args) == 0
+    return tmp / "run", text
+
+
+def _checkpoint_of(tmp: Path, text: Path | None, **state: object) -> Path:
+    """An untrained checkpoint that records `text` (and `state`) as a run's ResumeState would."""
+    file = make_checkpoint(tmp / "model.ckpt")
+    ckpt = torch.load(file, weights_only=True)
+    corpus = None if text is None else {"path": str(text), "sha256": sha256_of(text)}
+    ckpt["callbacks"] = {RESUME_STATE_KEY: {"corpus": corpus, "split": {"train_fraction": 0.9}, **state}}
+    torch.save(ckpt, file)
+    return file
+
+
+def test_eval_scores_the_runs_own_text_and_split_by_default(run, capsys) -> None:
+    run_dir, text = run
+    result = _result(*run_main(eval_cli.main, [f"ckpt_path={run_dir}", "device=cpu"], capsys))
+    n = len(text.read_text())
+    assert result["data"] == str(text) and result["split"] == "val"
+    assert result["tokens"] == n - int(n * 0.8) - 1  # the run's 80/20 split, every target
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert result["loss"] == pytest.approx(metrics["val_loss"], abs=1e-4)
+    assert "val_loss" not in result
+
+
+def test_eval_checkpoint_records_its_split(run) -> None:
+    run_dir, _ = run
+    ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    assert ckpt["callbacks"][RESUME_STATE_KEY]["split"] == {"train_fraction": 0.8}
+
+
+def test_eval_config_does_not_default_to_a_corpus() -> None:
+    with initialize_config_dir(config_dir=CONFIG_PATH, version_base="1.3"):
+        cfg = compose("eval", overrides=["ckpt_path=x"])
+    assert cfg.data.path is None and cfg.data.url is None
+
+
+def test_eval_refuses_when_the_recorded_text_is_gone_or_changed(tmp_path, capsys) -> None:
+    text = write_corpus(tmp_path / "notes.txt")
+    ckpt = _checkpoint_of(tmp_path, text)
+    text.write_text(text.read_text() + "more")
+    line = _one_error(*run_main(eval_cli.main, [f"ckpt_path={ckpt}"], capsys))
+    assert f"{text} has changed since {ckpt} was trained on it" in line and "data.path=FILE" in line
+    text.unlink()
+    line = _one_error(*run_main(eval_cli.main, [f"ckpt_path={ckpt}"], capsys))
+    assert f"{ckpt} was trained on {text}, which is no longer there" in line and "data.path=FILE" in line
+    ckpt = _checkpoint_of(tmp_path, None)
+    line = _one_error(*run_main(eval_cli.main, [f"ckpt_path={ckpt}"], capsys))
+    assert "does not record the text it was trained on" in line
+
+
+def test_eval_scores_another_text_only_when_asked(tmp_path, capsys) -> None:
+    own, other = write_corpus(tmp_path / "own.txt"), write_corpus(tmp_path / "other.txt", seed=1)
+    ckpt = _checkpoint_of(tmp_path, own, split={"train_fraction": 0.5, "added_later": [1]})
+    result = _result(*run_main(eval_cli.main, [f"ckpt_path={ckpt}", "device=cpu"], capsys))
+    assert result["data"] == str(own) and result["tokens"] == 4000 - 2000 - 1
+    args = [f"ckpt_path={ckpt}", f"data.path={other}", "device=cpu"]
+    result = _result(*run_main(eval_cli.main, args, capsys))
+    assert result["data"] == str(other) and result["tokens"] == 4000 - 3600 - 1  # its config's 90/10
+
+
+def test_eval_says_which_split_it_takes_when_none_is_recorded(tmp_path, capsys) -> None:
+    ckpt = _checkpoint_of(tmp_path, write_corpus(tmp_path / "own.txt"), split=None)  # an older run
+    code, out, err = run_main(eval_cli.main, [f"ckpt_path={ckpt}", "device=cpu"], capsys)
+    assert _result(code, out, err)["tokens"] == 4000 - 3600 - 1
+    note = f"note: {ckpt} does not record how its text was split; splitting at data.train_fraction=0.9"
+    assert err.strip() == note
+
+
+@pytest.mark.parametrize("split", ["val", "train", "all"])
+def test_eval_json_has_one_loss_key_beside_the_split(split, tmp_path, capsys) -> None:
+    ckpt = _checkpoint_of(tmp_path, write_corpus(tmp_path / "t.txt", n_chars=1000))
+    result = _result(*run_main(eval_cli.main, [f"ckpt_path={ckpt}", f"split={split}", "device=cpu"],
+                               capsys))
+    assert set(result) == {"loss", "bpc", "tokens", "split", "data", "checkpoint"}
+    assert result["split"] == split
+    assert result["tokens"] == {"val": 99, "train": 899, "all": 999}[split]
+
+
+def test_eval_split_all_scores_a_text_shorter_than_the_context(tmp_path, capsys) -> None:
+    short = tmp_path / "short.txt"
+    short.write_text("abc de\nfg")  # 9 characters, the model's context is 16
+    ckpt = _checkpoint_of(tmp_path, short)
+    result = _result(*run_main(eval_cli.main, [f"ckpt_path={ckpt}", "split=all", "device=cpu"],
+                               capsys))
+    assert result["tokens"] == 8 and result["loss"] > 0
+    line = _one_error(*run_main(eval_cli.main, [f"ckpt_path={ckpt}"], capsys))
+    assert "the val split of" in line and "1 character(s)" in line and "split=all" in line
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("model.block_size=8", "model.block_size=8 does nothing in chargpt-eval"),
+        ("+model.n_layer=3", "+model.n_layer=3 does nothing in chargpt-eval"),
+        ("data.batch_size=4", "the evaluation batch is batch_size=N"),
+        ("seed=3", "seed=3 does nothing in chargpt-eval"),
+    ],
+)
+def test_eval_refuses_settings_that_do_nothing(override, expected, tmp_path, capsys) -> None:
+    ckpt = _checkpoint_of(tmp_path, write_corpus(tmp_path / "t.txt"))
+    line = _one_error(*run_main(eval_cli.main, [f"ckpt_path={ckpt}", override], capsys))
+    assert expected in line

@@ -1,0 +1,181 @@
+"""Free text on the command line: prompts, data paths and checkpoints arrive exactly as the shell
+handed them over (commas, quotes, brackets, `=`, `${...}`, newlines, any Unicode); any other
+override Hydra cannot read is one `error:` line that shows the quoted form."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from chargpt.cli.common import hydra_argv, literal_argv
+from chargpt.cli.sample import main as sample_main
+from chargpt.cli.train import main as train_main
+from chargpt.cli.train import resume_overrides
+from chargpt.runs.overrides import literal_value
+from conftest import TINY_MODEL, run_cli
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+LONG = "the king of love " * 117 + "night"  # 2,000 characters
+IN_VOCAB = [
+    "Hello, world", "What's this?", "O Romeo, Romeo! wherefore art thou", "a=b", "${x}", "'${x}'",
+    "\\${x}", "a\\\\${x}", "[Enter]", "人中", "line one\nline two", "\ttab", "emoji 😀!", "שלום עולם",
+    '"double" and \'single\'', "back\\slash\\", "{a: 1, b: [2]}", "~/home $HOME #d", "x,y,z", LONG,
+]
+OUT_OF_VOCAB = {"Zebra^": "'Z', '^'", "中文": "'文'", "日本": "'日', '本'"}
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny model trained on a corpus that holds every in-vocabulary prompt's characters, from a
+    path with spaces, a comma and accents, with free-text prompts for the callbacks and sample."""
+    rng = random.Random(0)
+    words = "the king of love night Hello world What this O Romeo wherefore art thou".split()
+    lines = [" ".join(rng.choice(words) for _ in range(8)) + "." for _ in range(400)]
+    special = "".join(sorted(set("".join(IN_VOCAB)) - set("".join(lines))))
+    folder = tmp_path_factory.mktemp("free text") / "my corpora"
+    folder.mkdir()
+    corpus = folder / "données,v1.txt"
+    corpus.write_text("\n".join(lines) + "\n" + special * 50 + "\n", encoding="utf-8")
+    run_dir = tmp_path_factory.mktemp("runs") / "run"
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = run_cli(
+            train_main, "data=text", f"data.path={corpus}", f"hydra.run.dir={run_dir}", *TINY_MODEL,
+            "trainer.max_steps=2", "trainer.val_check_interval=2", "logger=none",
+            "callbacks.progress_bar=null", "trainer.enable_model_summary=false",
+            "sample.prompt=a=b, [Enter] ${x}", "sample.max_new_tokens=3",
+            "callbacks.attention_maps.prompt=O Romeo, 人中", "callbacks.sample_text.prompt='${x}'",
+        )
+    assert code == 0, out.getvalue()
+    assert "\na=b, [Enter] ${x}" in out.getvalue()  # the closing sample starts with its prompt
+    config = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
+    assert config.data.path == str(corpus)
+    assert instantiate(config.callbacks.attention_maps).prompt == "O Romeo, 人中"
+    assert instantiate(config.callbacks.sample_text).prompt == "'${x}'"
+    return run_dir
+
+
+# A representative few in the default run; the whole table in the slow set (under a second each).
+DEFAULT_RUN = {"Hello, world", "${x}", "[Enter]", "人中", "line one\nline two", '"double" and \'single\''}
+
+
+@pytest.mark.parametrize("prompt", [
+    pytest.param(p, id=repr(p)[:30], marks=() if p in DEFAULT_RUN else pytest.mark.slow) for p in IN_VOCAB
+])
+def test_prompt_is_echoed_exactly(run: Path, prompt: str, capsys) -> None:
+    code = run_cli(sample_main, f"ckpt_path={run}", f"prompt={prompt}", "max_new_tokens=4", "device=cpu")
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert out.startswith(prompt) and len(out) == len(prompt) + 4 + 1  # 4 new characters, a newline
+
+
+@pytest.mark.parametrize("prompt", OUT_OF_VOCAB)
+def test_out_of_vocabulary_prompt_names_its_characters(run: Path, prompt: str, capsys) -> None:
+    code = run_cli(sample_main, f"ckpt_path={run}", f"prompt={prompt}", "device=cpu")
+    out, err = capsys.readouterr()
+    assert code == 2 and out == ""
+    assert err == f"error: characters not in the vocabulary: {OUT_OF_VOCAB[prompt]}; " \
+        "remove them from the text or use a model trained on text that has them\n"
+
+
+def test_prompt_file_and_standard_input(run: Path, tmp_path: Path, monkeypatch, capsys) -> None:
+    text = "O Romeo,\n\t人中 ${x} 'a=b'\n"
+    (tmp_path / "prompt.txt").write_text(text, encoding="utf-8")
+    assert run_cli(sample_main, f"ckpt_path={run}", f"prompt_file={tmp_path / 'prompt.txt'}",
+                   "max_new_tokens=2", "device=cpu") == 0
+    assert capsys.readouterr().out.startswith(text)
+    monkeypatch.setattr(sys, "stdin", io.StringIO(text))
+    assert run_cli(sample_main, f"ckpt_path={run}", "prompt_file=-", "max_new_tokens=2", "device=cpu") == 0
+    assert capsys.readouterr().out.startswith(text)
+
+    assert run_cli(sample_main, f"ckpt_path={run}", "prompt_file=missing.txt") == 2
+    assert capsys.readouterr().err.startswith("error: prompt_file=missing.txt: cannot read it")
+    assert run_cli(sample_main, f"ckpt_path={run}", "prompt=a", "prompt_file=-") == 2
+    assert capsys.readouterr().err == "error: both prompt and prompt_file are set; give one of them\n"
+
+
+def test_paths_expand_home_and_variables(run: Path, monkeypatch, capsys) -> None:
+    monkeypatch.setenv("HOME", str(run.parent))
+    monkeypatch.setenv("RUNS", str(run.parent))
+    for ckpt in (f"~/{run.name}", f"$RUNS/{run.name}", f"${{RUNS}}/{run.name}"):
+        code = run_cli(sample_main, f"ckpt_path={ckpt}", "prompt=Hello", "max_new_tokens=1", "device=cpu")
+        assert code == 0
+        assert capsys.readouterr().out.startswith("Hello")
+    args = hydra_argv(["x", "data.path=~/a b.txt", "hydra.run.dir=~/runs/${now:%Y}", "prompt=~/$RUNS"])
+    assert args[1] == f"data.path='{run.parent}/a b.txt'"
+    assert args[2] == f"hydra.run.dir={run.parent}/runs/${{now:%Y}}"  # interpolation kept
+    assert args[3] == "prompt='~/$RUNS'"  # prompts are never expanded
+
+
+def test_an_unreadable_override_is_one_line_with_the_quoted_form(capsys) -> None:
+    assert run_cli(sample_main, "ckpt_path=x", "model.name=[1") == 2
+    assert capsys.readouterr().err == (
+        "error: cannot read the override 'model.name=[1' (Hydra's override syntax reserves characters "
+        "such as spaces, commas, quotes and brackets); quote the value: \"model.name='[1'\"\n"
+    )
+    # The quoted form shown is one Hydra reads.
+    assert OverridesParser.create().parse_override("model.name='[1'").value() == "[1"
+
+
+def test_quoting_round_trips_any_text() -> None:
+    """What the config holds after composition (and after a save and load) is the text typed."""
+    rng = random.Random(1)
+    alphabet = ["\\", "$", "{", "}", "'", '"', "a", ",", "=", "\n", "人", " ", "~", "[", "]", ":", "%"]
+    parser = OverridesParser.create()
+    for _ in range(100):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 12)))
+        override = hydra_argv(["x", f"+sample.prompt={text}"])[1]
+        config = OmegaConf.create({"prompt": parser.parse_override(override).value()})
+        assert config.prompt == text
+        assert OmegaConf.create(OmegaConf.to_yaml(config)).prompt == text
+        assert OmegaConf.to_container(config, resolve=True)["prompt"] == text
+        assert literal_value(override) == text  # what the resume command shows
+        # A callback's prompt is only read through instantiate (which resolves it once more).
+        override = hydra_argv(["x", f"callbacks.sample_text.prompt={text}"])[1]
+        value = parser.parse_override(override).value()
+        node = OmegaConf.create({"_target_": "builtins.dict", "prompt": value})
+        assert instantiate(node)["prompt"] == text
+
+
+def test_a_data_path_with_an_interpolation_sign_is_refused(capsys) -> None:
+    assert run_cli(train_main, "data=text", "data.path=a${x}.txt") == 2
+    assert capsys.readouterr().err.startswith("error: data.path=a${x}.txt: a data path cannot contain '${'")
+
+
+def test_other_overrides_and_options_pass_unchanged() -> None:
+    argv = ["x", "-m", "optimizer.lr=1e-3,3e-3", "--config-name", "train", "model=tiny", "~callbacks.x",
+            "data.path=null", "ckpt_path=null", "hydra.run.dir='a b'"]
+    assert hydra_argv(argv) == argv
+    assert literal_argv(argv) == argv
+
+
+@pytest.mark.parametrize("prefix", ["", "+", "++"])
+def test_ckpt_path_with_plus_resumes_into_the_run(prefix: str, tmp_path: Path) -> None:
+    run = tmp_path / "a run, 1"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "last.ckpt").write_bytes(b"")
+    args = resume_overrides(["chargpt-train", f"{prefix}ckpt_path={run}"])
+    assert args[2] == f"hydra.run.dir='{run.resolve()}'"
+    assert args[3].startswith("hydra.output_subdir=.hydra/resume-")
+
+
+@pytest.mark.slow
+def test_sample_into_a_closed_pipe_is_quiet(run: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    result = subprocess.run(
+        f"{sys.executable} -m chargpt.cli.sample ckpt_path='{run}' prompt=Hello max_new_tokens=100000 "
+        "device=cpu | head -c 5; echo \" exit ${PIPESTATUS[0]}\"",
+        shell=True, env=env, capture_output=True, text=True, timeout=300, executable="/bin/bash",
+    )
+    assert result.stdout == "Hello exit 141\n"  # what a command ended by SIGPIPE reports
+    assert result.stderr == ""

@@ -1,0 +1,73 @@
+"""Every line a run prints is true and worth reading: FLOPs in the model summary, one plain line
+for a callback prompt the text cannot spell, no advice that does not apply, honest debug configs."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+
+from lightning.pytorch.utilities.model_summary import ModelSummary
+from lightning.pytorch.utilities.warnings import PossibleUserWarning
+
+from chargpt.cli import train as train_cli
+from chargpt.cli.common import CONFIG_PATH, quiet_known_warnings
+from chargpt.data.tokenizer import CharTokenizer
+from chargpt.training.callbacks.tensorboard import known_prompt
+from chargpt.training.module import CharLM
+from conftest import bare_train_args, run_main, write_corpus
+
+RANK_ZERO = "lightning.pytorch.utilities.rank_zero"
+
+
+def test_model_summary_counts_the_flops_of_one_sequence() -> None:
+    module = CharLM({"n_layer": 1, "n_head": 2, "n_embd": 32, "block_size": 16}, list("abcdefgh"))
+    flops = ModelSummary(module).total_flops
+    weights = [p for n, p in module.model.named_parameters() if p.dim() == 2 and "wte" not in n]
+    # At least the weight matmuls (2 FLOPs per weight and character) of one 16-character sequence.
+    assert flops >= 2 * 16 * sum(p.numel() for p in weights) // 2
+
+
+def test_a_prompt_the_text_cannot_spell_is_one_plain_line_once(caplog, monkeypatch) -> None:
+    # An earlier in-process chargpt-eval or chargpt-sample (logging: disabled) turns this logger off.
+    monkeypatch.setattr(logging.getLogger(RANK_ZERO), "disabled", False)
+    tokenizer = CharTokenizer(list("abc \n"))
+    with warnings.catch_warnings(record=True) as caught, caplog.at_level(logging.INFO, logger=RANK_ZERO):
+        warnings.simplefilter("always")
+        for _ in range(3):  # one call per validation
+            assert known_prompt("a cab, Zed!", tokenizer, "AttentionMaps") == "a cab "
+    assert caught == []  # no warning machinery (it prints a source path)
+    lines = [r.getMessage() for r in caplog.records if "AttentionMaps" in r.getMessage()]
+    assert lines == ["AttentionMaps: leaving out of its prompt the characters this text lacks: "
+                     "'!', ',', 'Z', 'd', 'e'"]
+
+
+def test_lightning_advice_that_does_not_apply_is_not_shown() -> None:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        quiet_known_warnings()
+        # Lightning's words under DDP; every rank scores the whole split, so there is nothing to sync.
+        warnings.warn(
+            "It is recommended to use `self.log('val/loss', ..., sync_dist=True)` when logging on epoch "
+            "level in distributed setting to accumulate the metric across devices.", PossibleUserWarning,
+            stacklevel=1,
+        )
+    assert caught == []
+    logger = logging.getLogger(RANK_ZERO)
+    shown = [m for m in ("GPU available: False, used: False", "TPU available: False, using: 0 TPU cores",
+                         "`Trainer.fit` stopped: `max_steps=30` reached.")
+             if logger.filter(logging.LogRecord(RANK_ZERO, logging.INFO, "", 0, m, None, None))]
+    assert shown == ["GPU available: False, used: False"]
+
+
+def test_debug_fdr_writes_what_its_config_says(tmp_path: Path, capsys) -> None:
+    corpus = write_corpus(tmp_path / "corpus.txt")
+    args = [a for a in bare_train_args(corpus, tmp_path / "run") if a != "logger=none"]
+    code, _, err = run_main(train_cli.main, [*args, "debug=fdr"], capsys)
+    assert code == 0, err
+    files = [p for p in (tmp_path / "run").rglob("*") if p.is_file() and p.name != ".chargpt.lock"]
+    written = {p.relative_to(tmp_path / "run").parts[0] for p in files}  # (the lock: the directory's claim)
+    assert written == {".hydra", "train.log", "metrics.json", "status.json"}
+    comment = (Path(CONFIG_PATH) / "debug" / "fdr.yaml").read_text()
+    assert "no checkpoints and no TensorBoard or CSV logs" in comment
+    assert all(name in comment for name in written)

@@ -1,0 +1,90 @@
+"""Settings that are not architecture (model.compile, model.dropout) may change when a run resumes
+or is fine-tuned; a width may not (ModelConfig.architecture decides both)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from chargpt.cli.train import main as train_main
+from conftest import bare_train_args, run_cli, run_main, write_corpus
+
+
+@pytest.fixture(scope="module")
+def first(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A finished 2-step run (n_embd=32, dropout 0, not compiled) and its text."""
+    tmp = tmp_path_factory.mktemp("first")
+    corpus = write_corpus(tmp / "corpus.txt")
+    args = bare_train_args(corpus, tmp / "run", "trainer.max_steps=2", "trainer.val_check_interval=2")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CHARGPT_CACHE_DIR", str(tmp / "cache"))
+        assert run_cli(train_main, *args) == 0
+    return tmp / "run", corpus
+
+
+@pytest.fixture
+def compiled(monkeypatch: pytest.MonkeyPatch) -> list[torch.nn.Module]:
+    """What torch.compile was asked to compile; the model runs eager (compiling takes minutes on CPU)."""
+    calls: list[torch.nn.Module] = []
+    monkeypatch.setattr(torch, "compile", lambda model, *a, **k: calls.append(model) or model)
+    return calls
+
+
+def _model_settings(checkpoint: Path) -> dict:
+    return torch.load(checkpoint, weights_only=True)["hyper_parameters"]["model"]
+
+
+def _one_error(code: int, err: str) -> str:
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("error: "), err
+    return lines[0]
+
+
+def test_resume_may_compile_and_change_dropout(first, compiled, capsys) -> None:
+    run, corpus = first
+    args = [*bare_train_args(corpus, None, "trainer.max_steps=4", "trainer.val_check_interval=2"),
+            f"ckpt_path={run}", "model.compile=true", "model.dropout=0.1"]
+    code, _, err = run_main(train_main, args, capsys)
+    assert code == 0, err
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert ckpt["global_step"] == 4 and len(compiled) == 1
+    assert ckpt["hyper_parameters"]["model"]["compile"] is True
+    assert ckpt["hyper_parameters"]["model"]["dropout"] == 0.1
+
+
+def test_resume_refuses_another_width(first, compiled, capsys) -> None:
+    run, corpus = first
+    args = [*bare_train_args(corpus, None, "trainer.max_steps=8"), f"ckpt_path={run}",
+            "model.compile=true", "model.dropout=0.2", "model.n_embd=64"]
+    line = _one_error(*run_main(train_main, args, capsys)[::2])
+    assert "its model has model.n_embd=32 but this run asks for model.n_embd=64" in line
+    assert "compile" not in line and "dropout" not in line
+
+
+def _finetune_args(corpus: Path, run_dir: Path, init_from: Path, *extra: str) -> list[str]:
+    base = [a for a in bare_train_args(corpus, run_dir, "trainer.max_steps=2") if not a.startswith("model.")]
+    return [*base, f"init_from={init_from}", *extra]
+
+
+def test_finetune_may_compile_and_change_dropout(first, compiled, tmp_path, capsys) -> None:
+    run, corpus = first
+    args = _finetune_args(corpus, tmp_path / "ft", run, "model.compile=true", "model.dropout=0.2")
+    code, _, err = run_main(train_main, args, capsys)
+    assert code == 0, err
+    settings = _model_settings(tmp_path / "ft" / "checkpoints" / "last.ckpt")
+    source = _model_settings(run / "checkpoints" / "last.ckpt")
+    assert settings["compile"] is True and settings["dropout"] == 0.2 and len(compiled) == 1
+    assert {k: v for k, v in settings.items() if k not in ("compile", "dropout")} == {
+        k: v for k, v in source.items() if k not in ("compile", "dropout")}
+
+
+def test_finetune_refuses_another_width(first, compiled, tmp_path, capsys) -> None:
+    run, corpus = first
+    args = _finetune_args(corpus, tmp_path / "ft", run, "model.compile=true", "model.dropout=0.2",
+                          "model.n_embd=64")
+    line = _one_error(*run_main(train_main, args, capsys)[::2])
+    assert "drop the override model.n_embd=64 (checkpoint: 32)" in line
+    assert "compile" not in line and "dropout" not in line
+    assert not (tmp_path / "ft" / "checkpoints").exists()

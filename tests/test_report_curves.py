@@ -1,0 +1,75 @@
+"""chargpt-report draws the validation-loss curves of a sweep's runs beside report.csv."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from chargpt.runs.curves import curves_figure, val_curve
+from chargpt.runs.report import find_runs, flat_rows, report, run_row, sort_rows
+
+
+def fake_run(sweep: Path, name: str, overrides: list[str], losses: dict[int, float], source: str) -> None:
+    run = sweep / name
+    (run / ".hydra").mkdir(parents=True)
+    (run / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides))
+    metrics = {"best_val_loss": min(losses.values()), "step": max(losses)}
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    (run / "status.json").write_text(json.dumps({"status": "completed"}))
+    if source == "csv":
+        (run / "csv").mkdir()
+        lines = ["epoch,step,train/loss,val/loss"]
+        for step, loss in losses.items():
+            lines += [f"0,{step},{loss + 0.1},", f"0,{step},,{loss}"]
+        (run / "csv" / "metrics.csv").write_text("\n".join(lines) + "\n")
+    else:
+        from torch.utils.tensorboard import SummaryWriter
+
+        with SummaryWriter(str(run / "tensorboard")) as writer:
+            for step, loss in losses.items():
+                writer.add_scalar("val/loss", loss, step)
+
+
+def sweep_of_three(tmp_path: Path) -> Path:
+    sweep = tmp_path / "sweep"
+    fake_run(sweep, "0", ["optimizer.lr=0.001", "model=tiny"], {9: 3.0, 19: 2.5, 29: 2.2}, "csv")
+    fake_run(sweep, "1", ["optimizer.lr=0.003", "model=tiny"], {9: 2.8, 19: 2.1, 29: 1.9}, "tensorboard")
+    fake_run(sweep, "2", ["optimizer.lr=0.01", "model=tiny"], {9: 2.9}, "csv")
+    return sweep
+
+
+def test_curves_come_from_csv_or_tensorboard_logs(tmp_path: Path) -> None:
+    sweep = sweep_of_three(tmp_path)
+    assert val_curve(sweep / "0") == [(9, 3.0), (19, 2.5), (29, 2.2)]
+    steps, losses = zip(*val_curve(sweep / "1"), strict=True)
+    assert steps == (9, 19, 29) and losses == pytest.approx((2.8, 2.1, 1.9))
+    assert val_curve(tmp_path) == []
+
+
+def test_one_line_per_run_labelled_by_the_swept_settings(tmp_path: Path) -> None:
+    sweep = sweep_of_three(tmp_path)
+    columns, rows = flat_rows(sort_rows([run_row(r, sweep) for r in find_runs(sweep)], "best_val_loss"))
+    fig = curves_figure(sweep, columns, rows)
+    assert fig is not None
+    (ax,) = fig.axes
+    assert len(ax.get_lines()) == 3
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels == [
+        "optimizer.lr=0.003  (1.900)", "optimizer.lr=0.001  (2.200)", "optimizer.lr=0.01  (2.900)",
+    ]
+    assert ax.get_ylabel() == "validation loss"
+
+
+def test_report_writes_the_png_beside_report_csv(tmp_path: Path, capsys) -> None:
+    sweep = sweep_of_three(tmp_path)
+    report(sweep)
+    png = sweep / "report_curves.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert f"written: {png}" in capsys.readouterr().out
+    empty = tmp_path / "no-curves"
+    (empty / "0" / ".hydra").mkdir(parents=True)
+    (empty / "0" / ".hydra" / "overrides.yaml").write_text("- seed=1\n")
+    report(empty)
+    assert not (empty / "report_curves.png").exists()  # no logged curve: no picture

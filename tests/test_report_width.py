@@ -1,0 +1,53 @@
+"""chargpt-report fits the terminal: the run, its status and every metric are always shown whole;
+swept settings wrap or are left out first. A single run directory is named by its directory."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from chargpt.runs.report import METRIC_COLUMNS, report
+
+
+def fake_run(run: Path, overrides: list[str], best: float) -> None:
+    (run / ".hydra").mkdir(parents=True)
+    (run / ".hydra" / "overrides.yaml").write_text("".join(f"- {json.dumps(o)}\n" for o in overrides))
+    (run / "metrics.json").write_text(json.dumps({
+        "best_val_loss": best, "val_loss": best + 0.01, "step": 12000, "tokens_per_second": 123456.7,
+        "train_seconds": 4321.5,
+    }))
+    (run / "status.json").write_text(json.dumps({"status": "finished"}))
+
+
+@pytest.mark.parametrize("columns", [100, 120])
+def test_the_table_fits_the_terminal_and_keeps_every_metric(columns, tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.setenv("COLUMNS", str(columns))
+    sweep = tmp_path / "sweep"
+    for i in range(4):
+        fake_run(sweep / str(i), [
+            f"optimizer.lr={i}e-3", f"model=tiny{i}", f"model.n_embd={64 * (i + 1)}",
+            f"model.n_layer={i + 2}",
+            f"model.dropout=0.{i}", f"data.batch_size={8 * (i + 1)}", f"scheduler.warmup_steps={100 * i}",
+            f"data.path='corpus number {i}, long name.txt'",
+        ], best=1.5 + i / 10)
+    report(sweep)
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert max(len(line) for line in lines) <= columns
+    header = "\n".join(lines[:6])
+    for column in ["run", "status", *METRIC_COLUMNS]:
+        assert column in header
+    for value in ["1.5000", "1.5100", "12000", "123,457", "4,321.5"]:
+        assert value in out  # metric values whole, never cropped
+    assert "optimizer.lr" in header  # the first swept setting still fits
+    assert "not shown (see the CSV): " in out and "data.path" in out  # the settings left out are named
+
+
+def test_a_single_run_is_named_by_its_directory(tmp_path, capsys) -> None:
+    run = tmp_path / "23-10-05"
+    fake_run(run, ["data.path='a, b.txt'"], best=1.5)
+    rows = report(run)
+    assert rows[0]["run"] == "23-10-05"
+    assert rows[0]["data.path"] == "a, b.txt"  # as typed, not as quoted for Hydra

@@ -1,0 +1,180 @@
+"""Run directories: two launches never share one, a live run's directory is refused, a dead run's
+is taken over, and a failed or interrupted start leaves nothing behind."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from hydra.core.utils import setup_globals
+from omegaconf import OmegaConf
+
+from chargpt.cli.train import main as train_main
+from chargpt.runs.directory import (
+    LOCK_FILE,
+    RunDirGuard,
+    RunDirInUse,
+    check_run_dir,
+    release_claims,
+)
+from conftest import TINY_MODEL, run_cli
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def hydra_config(run_dir: str, sweep_dir: str = "unused") -> OmegaConf:
+    setup_globals()  # Hydra's resolvers (now:)
+    return OmegaConf.create({
+        "hydra": {"run": {"dir": run_dir}, "sweep": {"dir": sweep_dir}, "overrides": {"hydra": []}},
+        "ckpt_path": None,
+    })
+
+
+def test_time_stamped_run_dirs_taken_in_the_same_second_get_a_suffix(tmp_path: Path) -> None:
+    try:
+        configs = [hydra_config(f"{tmp_path}/outputs/${{now:%Y}}") for _ in range(3)]
+        for config in configs:
+            RunDirGuard().on_run_start(config)
+        year = time.strftime("%Y")
+        dirs = [str(c.hydra.run.dir) for c in configs]
+        assert dirs == [f"{tmp_path}/outputs/{year}{suffix}" for suffix in ("", "-2", "-3")]
+        assert all(Path(d).is_dir() for d in dirs)
+    finally:
+        release_claims(failed=False)
+
+
+def test_a_named_dir_of_a_live_run_is_refused_and_of_a_dead_run_taken_over(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    # Another live process holds the lock (an open file description of its own).
+    fd = os.open(run / LOCK_FILE, os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    os.write(fd, b"4242\n")
+    try:
+        with pytest.raises(RunDirInUse, match=r"hydra.run.dir=.*/run is in use by another run that is still "
+                                              r"running \(pid 4242\); wait for it to end, or pick another"):
+            RunDirGuard.on_run_start.__wrapped__(RunDirGuard(), hydra_config(str(run)))
+    finally:
+        os.close(fd)  # that process ended: its lock is gone, its pid is still in the file
+    try:
+        RunDirGuard().on_run_start(hydra_config(str(run)))
+        assert (run / LOCK_FILE).read_text() == f"{os.getpid()}\n"
+    finally:
+        release_claims(failed=False)
+
+
+def test_sweep_dirs_get_a_suffix_and_an_earlier_sweep_is_not_overwritten(tmp_path: Path) -> None:
+    try:
+        configs = [hydra_config("unused", f"{tmp_path}/multirun/${{now:%Y}}") for _ in range(2)]
+        for config in configs:
+            RunDirGuard().on_multirun_start(config)
+        second = f"{tmp_path}/multirun/{time.strftime('%Y')}-2"
+        assert str(configs[1].hydra.sweep.dir) == second
+        # Each job's config is composed again from the hydra overrides: they name the claimed dir.
+        assert list(configs[1].hydra.overrides.hydra) == [f"hydra.sweep.dir='{second}'"]
+    finally:
+        release_claims(failed=False)
+
+    sweep = tmp_path / "sweep"
+    (sweep / "0").mkdir(parents=True)
+    (sweep / "0" / "metrics.json").write_text("{}")
+    with pytest.raises(RunDirInUse, match=r"the sweep directory .*/sweep already holds runs of an earlier "
+                                          r"sweep \(0\); pick a new hydra.sweep.dir"):
+        RunDirGuard.on_multirun_start.__wrapped__(RunDirGuard(), hydra_config("unused", str(sweep)))
+    release_claims(failed=True)
+    assert (sweep / "0" / "metrics.json").exists()
+
+
+def test_a_sweep_job_dir_that_holds_a_run_names_the_sweep_setting(tmp_path: Path) -> None:
+    (tmp_path / "metrics.json").write_text("{}")
+    with pytest.raises(RunDirInUse, match=r"pick a new hydra\.sweep\.dir$"):
+        check_run_dir(tmp_path, None, "hydra.sweep.dir")
+
+
+def test_a_failed_start_leaves_no_directory(tmp_path: Path, capsys) -> None:
+    outputs = tmp_path / "outputs"
+    missing = f"data.path={tmp_path / 'missing.txt'}"
+    assert run_cli(train_main, "data=text", missing, f"paths.output_root={outputs}") == 2
+    assert capsys.readouterr().err.startswith("error: data file not found")
+    assert not outputs.exists()
+    named = tmp_path / "named" / "run"
+    assert run_cli(train_main, "data=text", missing, f"hydra.run.dir={named}") == 2
+    assert not (tmp_path / "named").exists()
+
+
+def test_ctrl_c_while_encoding_leaves_nothing(tmp_path: Path, corpus: Path, monkeypatch, capsys) -> None:
+    import chargpt.data.encoding as encoding
+    import chargpt.data.sources as sources
+
+    text = tmp_path / "corpus.txt"
+    text.write_text(corpus.read_text() * 3)
+    chunks, passes = encoding._stream, []
+
+    def interrupted_second_pass(*args, **kwargs):  # the write pass: Ctrl-C after its first chunk
+        passes.append(1)
+        for i, chunk in enumerate(chunks(*args, **kwargs)):
+            if len(passes) == 2 and i == 1:
+                raise KeyboardInterrupt
+            yield chunk
+
+    monkeypatch.setattr(sources, "_CHUNK_BYTES", 4096)
+    monkeypatch.setattr(encoding, "_stream", interrupted_second_pass)
+    outputs = tmp_path / "outputs"
+    code = run_cli(train_main, "data=text", f"data.path={text}", f"paths.output_root={outputs}", *TINY_MODEL)
+    assert code == 130 and len(passes) == 2
+    err = capsys.readouterr().err
+    assert err.endswith("interrupted\n") and "Traceback" not in err
+    assert not outputs.exists()
+    cache = Path(os.environ["CHARGPT_CACHE_DIR"])
+    assert [p for p in [*tmp_path.rglob("*"), *cache.rglob("*")] if p.is_file()] == [text]
+
+
+def test_make_sweep_uses_a_new_sweep_dir_each_time(tmp_path: Path) -> None:
+    def planned() -> tuple[str, str]:
+        out = subprocess.run(["make", "-n", "sweep", f"VENV={tmp_path}/venv"], cwd=ROOT, capture_output=True,
+                             text=True, check=True).stdout
+        return re.search(r"hydra.sweep.dir=(\S+)", out)[1], re.search(r"chargpt-report (\S+)", out)[1]
+
+    first = planned()
+    time.sleep(1.1)
+    second = planned()
+    assert first[0] == first[1] and second[0] == second[1]  # the report reads the sweep just made
+    assert first[0] != second[0]
+
+
+def _train(cwd: Path, corpus: Path, seed: int, *extra: str) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "chargpt.cli.train", "data=text", f"data.path={corpus}", *TINY_MODEL,
+         f"seed={seed}", "trainer.max_steps=2", "trainer.val_check_interval=2", "logger=none",
+         "callbacks.progress_bar=null", "trainer.enable_model_summary=false", "sample.max_new_tokens=0",
+         *extra],
+        cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "run_dir", [[], ["hydra.run.dir=outputs/${now:%Y-%m-%d}"]], ids=["default", "same-second"]
+)
+def test_four_launches_at_once_get_four_directories(run_dir: list[str], tmp_path: Path, corpus: Path) -> None:
+    procs = [_train(tmp_path, corpus, seed, *run_dir) for seed in range(4)]
+    results = [(p.wait(timeout=600), *p.communicate()) for p in procs]
+    assert all(code == 0 for code, _, _ in results), results
+    dirs = sorted(p.parent.parent for p in (tmp_path / "outputs").rglob(".hydra/config.yaml"))
+    assert len(dirs) == 4
+    seeds = sorted(OmegaConf.load(d / ".hydra" / "config.yaml").seed for d in dirs)
+    assert seeds == [0, 1, 2, 3]  # each its own config
+    for d in dirs:
+        assert json.loads((d / "status.json").read_text())["status"] == "finished"
+        assert json.loads((d / "metrics.json").read_text())["step"] == 2
+        assert (d / "checkpoints" / "last.ckpt").is_file()
+    printed = {re.search(r"run dir (\S+)", out + err)[1] for _, out, err in results}
+    assert printed == {str(d) for d in dirs}

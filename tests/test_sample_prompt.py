@@ -1,0 +1,57 @@
+"""The sample a run prints and the default prompt: checked before training, never failing a run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from chargpt import load
+from chargpt.cli import sample, train
+from conftest import bare_train_args, run_main, write_corpus
+
+
+@pytest.fixture(scope="module")
+def one_line_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A text with no newline anywhere, and where its run goes."""
+    root = tmp_path_factory.mktemp("oneline")
+    return write_corpus(root / "oneline.txt", alphabet="abcdef gh"), root / "run"
+
+
+def test_a_text_without_newline_trains_samples_and_finishes(one_line_run, capsys) -> None:
+    corpus, run = one_line_run
+    args = bare_train_args(corpus, run, "trainer.max_steps=5", "sample.max_new_tokens=30")
+    code, out, err = run_main(train.main, args, capsys)
+    assert code == 0, err
+    assert json.loads((run / "status.json").read_text())["status"] == "finished"
+    assert "has no newline, so samples start from ' '" in err  # the first character, said once
+    sample_text = out.split("--- sample", 1)[1].split("\n", 1)[1].rstrip("\n")
+    assert len(sample_text) == 31 and set(sample_text) <= set("abcdef gh")
+
+    # The CLI and the Python API fall back the same way.
+    code, out, err = run_main(sample.main, [f"ckpt_path={run}", "max_new_tokens=10"], capsys)
+    assert code == 0 and len(out.rstrip("\n")) == 11 and "no newline" in err
+    assert len(load(run).generate(max_new_tokens=10, seed=1)[0]) == 10
+
+
+@pytest.mark.parametrize("prompt", ["42", "Z", "true"])
+def test_a_sample_prompt_outside_the_vocabulary_is_refused_before_training(
+    one_line_run, prompt: str, tmp_path: Path, capsys
+) -> None:
+    corpus, _ = one_line_run
+    run = tmp_path / "run"
+    args = bare_train_args(corpus, run, "trainer.max_steps=5", "sample.max_new_tokens=30")
+    code, _, err = run_main(train.main, [*args, f"sample.prompt={prompt}"], capsys)
+    assert code == 2
+    assert err.strip().splitlines()[-1].startswith("error: characters not in the vocabulary")
+    assert not list(run.rglob("*.ckpt"))  # refused before any training
+
+
+def test_sample_settings_are_checked_before_training(one_line_run, tmp_path: Path, capsys) -> None:
+    corpus, _ = one_line_run
+    run = tmp_path / "run"
+    args = bare_train_args(corpus, run, "trainer.max_steps=5", "sample.max_new_tokens=30")
+    code, _, err = run_main(train.main, [*args, "sample.temperature=-1"], capsys)
+    assert code == 2 and "temperature=-1 must be >= 0" in err
+    assert not list(run.rglob("*.ckpt"))

@@ -1,0 +1,129 @@
+"""MLflow and W&B get what TensorBoard gets, read back through their own client and files."""
+
+from __future__ import annotations
+
+import csv
+import json
+import struct
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from chargpt.cli.train import main
+from chargpt.training.trackers import flat_params
+from conftest import run_cli, train_args
+
+
+def test_flat_params_are_config_keys() -> None:
+    nested = {
+        "model": {"n_layer": 2, "arch": "gpt"},
+        "optimizer": {"_target_": "torch.optim.AdamW", "lr": 0.01},
+        "vocab": list("abc"),
+    }
+    assert flat_params(nested) == {
+        "model.n_layer": 2, "model.arch": "gpt", "optimizer.name": "AdamW", "optimizer.lr": 0.01,
+        "vocab_size": 3,
+    }
+
+
+def csv_val_losses(run: Path) -> dict[int, float]:
+    with (run / "csv" / "metrics.csv").open() as f:
+        return {int(r["step"]): float(r["val/loss"]) for r in csv.DictReader(f) if r.get("val/loss")}
+
+
+def test_mlflow_next_to_csv_gets_the_same_scalars_flat_params_pictures_and_one_run_across_resume(
+    corpus: Path, tmp_path: Path
+) -> None:
+    mlflow = pytest.importorskip("mlflow")
+    root, run = tmp_path / "outputs", tmp_path / "outputs" / "run"
+    common = [f"paths.output_root={root}", "logger=[csv,mlflow]", "sample.max_new_tokens=0"]
+    assert run_cli(main, *train_args(corpus, run, *common)) == 0
+
+    client = mlflow.tracking.MlflowClient(tracking_uri=(root / "mlruns").resolve().as_uri())
+    (experiment,) = [e for e in client.search_experiments() if e.name == "chargpt"]
+    (first,) = client.search_runs([experiment.experiment_id])
+    params = first.data.params
+    assert params["model.n_layer"] == "1" and params["optimizer.lr"] == "0.01"
+    assert params["trainer.max_steps"] == "20" and params["seed"] == "1337" and "vocab_size" in params
+    assert not any(key.startswith(("model/", "vocab")) and key != "vocab_size" for key in params)
+    assert first.info.run_name == "outputs/run"
+    history = {m.step: m.value for m in client.get_metric_history(first.info.run_id, "val/loss")}
+    assert history == pytest.approx(csv_val_losses(run))  # the same values at the same steps
+    assert set(first.data.metrics) >= {"train/loss", "val/loss", "hparams/best_val_loss"}
+    pictures = [a.path for a in client.list_artifacts(first.info.run_id, "images")]
+    assert any("attention_maps" in p for p in pictures)
+
+    # Resume: the same MLflow run goes on (one curve), with the later steps added.
+    assert run_cli(main, *train_args(corpus, run, *common, "trainer.max_steps=30", f"ckpt_path={run}")) == 0
+    (again,) = client.search_runs([experiment.experiment_id])
+    assert again.info.run_id == first.info.run_id
+    steps = [m.step for m in client.get_metric_history(first.info.run_id, "val/loss")]
+    assert max(steps) > max(history) and len(steps) == len(set(steps))
+
+
+# -- W&B: its offline run file (.wandb) is a log of protobuf records in 32 kB blocks ---------------
+
+
+def wandb_records(path: Path) -> list[Any]:
+    from wandb.proto import wandb_internal_pb2
+
+    data, block, header = path.read_bytes(), 32768, 7
+    assert data[:4] == b":W&B"
+    pos, records, pending = 7, [], b""
+    while pos + header <= len(data):
+        if block - pos % block < header:  # a block's tail too short for a header is padding
+            pos += block - pos % block
+            continue
+        _, length, kind = struct.unpack("<IHB", data[pos : pos + header])
+        if length == 0 and kind == 0:
+            break
+        chunk, pos = data[pos + header : pos + header + length], pos + header + length
+        pending = chunk if kind in (1, 2) else pending + chunk
+        if kind in (1, 4):  # full, or last of several
+            record = wandb_internal_pb2.Record()
+            record.ParseFromString(pending)
+            records.append(record)
+    return records
+
+
+def wandb_run(run: Path, index: int) -> dict[str, Any]:
+    files = sorted(run.glob("wandb/offline-run-*/run-*.wandb"))
+    out: dict[str, Any] = {"history": {}, "config": {}}
+    for record in wandb_records(files[index]):
+        kind = record.WhichOneof("record_type")
+        if kind == "run":
+            info = record.run
+            out["id"], out["name"], out["project"] = info.run_id, info.display_name, info.project
+        elif kind == "config":
+            out["config"].update({item.key: json.loads(item.value_json) for item in record.config.update})
+        elif kind == "history":
+            row = {item.key or "/".join(item.nested_key): item.value_json for item in record.history.item}
+            if "val/loss" in row:
+                out["history"][int(row["trainer/global_step"])] = float(row["val/loss"])
+            if "attention/maps/_type" in row:
+                out["pictures"] = out.get("pictures", 0) + 1
+    return out
+
+
+@pytest.mark.slow  # wandb runs its own service process
+def test_wandb_offline_gets_the_same_scalars_flat_config_and_one_run_across_resume(
+    corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("wandb")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    run = tmp_path / "run"
+    common = ["logger=[csv,wandb]", "sample.max_new_tokens=0", "logger.wandb.project=my-project"]
+    assert run_cli(main, *train_args(corpus, run, *common)) == 0
+    first = wandb_run(run, 0)
+    assert first["project"] == "my-project" and first["name"].endswith("run")
+    assert first["config"]["model.n_layer"] == 1 and first["config"]["optimizer.lr"] == 0.01
+    assert first["config"]["trainer.max_steps"] == 20
+    assert first["history"] == pytest.approx(csv_val_losses(run))
+    assert first.get("pictures", 0) >= 1
+
+    assert run_cli(main, *train_args(corpus, run, *common, "trainer.max_steps=30", f"ckpt_path={run}")) == 0
+    second = wandb_run(run, 1)
+    assert second["id"] == first["id"]  # the same W&B run continues
+    assert min(second["history"]) > max(first["history"])
