@@ -84,7 +84,7 @@ def _hydra_main(cfg: DictConfig) -> None:
     )
     ids = split_ids(datamodule.encoded().ids, cfg.split, datamodule.train_fraction, str(datamodule.path))
     result = evaluate_text(trained.model, ids, cfg.batch_size, stride, trained.tokenizer.chars)
-    print(json.dumps(report(result, cfg.split, str(datamodule.path), str(file)), ensure_ascii=False))
+    print(json.dumps(report(result, cfg.split, str(datamodule.path), str(file))))
 
 
 def report(result: Evaluation, split: str, data: str, checkpoint: str) -> dict[str, Any]:
