@@ -110,14 +110,17 @@ def _score(
         if sums.by_position is None and sums.by_class is None:
             continue
         losses = F.nll_loss(logp, targets, ignore_index=IGNORE_INDEX, reduction="none")[scored].double()
-        for bins, keys in (
-            (sums.by_position, torch.arange(window, device=device).repeat(y.size(0))[scored]),
-            (sums.by_class, None if classes is None else classes[targets[scored]]),
-        ):
-            if bins is not None and keys is not None:
-                bins[0].index_add_(0, keys, losses)
-                bins[1].add_(torch.bincount(keys, minlength=len(bins[1])))
+        if sums.by_position is not None:
+            _add(sums.by_position, torch.arange(window, device=device).repeat(y.size(0))[scored], losses)
+        if sums.by_class is not None and classes is not None:
+            _add(sums.by_class, classes[targets[scored]], losses)
     return sums
+
+
+def _add(bins: tuple[torch.Tensor, torch.Tensor], keys: torch.Tensor, losses: torch.Tensor) -> None:
+    """Add each loss to its key's sum and count: whole batches at once, no loop per character."""
+    bins[0].index_add_(0, keys, losses)
+    bins[1].add_(torch.bincount(keys, minlength=len(bins[1])))
 
 
 def evaluate_text(
