@@ -1,5 +1,5 @@
 """chargpt-eval: scores the run's own text and split by default, one JSON key for every split,
-refuses settings that would do nothing."""
+refuses settings that would do nothing; stride=N and the loss by position and class of character."""
 
 from __future__ import annotations
 
@@ -113,8 +113,9 @@ def test_eval_json_has_one_loss_key_beside_the_split(split, tmp_path, capsys) ->
     ckpt = _checkpoint_of(tmp_path, write_corpus(tmp_path / "t.txt", n_chars=1000))
     result = _result(*run_main(eval_cli.main, [f"ckpt_path={ckpt}", f"split={split}", "device=cpu"],
                                capsys))
-    assert set(result) == {"loss", "bpc", "tokens", "split", "data", "checkpoint"}
-    assert result["split"] == split
+    assert set(result) == {"loss", "bpc", "tokens", "stride", "split", "data", "checkpoint", "by_class",
+                           "loss_by_position_buckets", "loss_by_position"}
+    assert result["split"] == split and result["stride"] == 16
     assert result["tokens"] == {"val": 99, "train": 899, "all": 999}[split]
 
 
@@ -142,3 +143,32 @@ def test_eval_refuses_settings_that_do_nothing(override, expected, tmp_path, cap
     ckpt = _checkpoint_of(tmp_path, write_corpus(tmp_path / "t.txt"))
     line = _one_error(*run_main(eval_cli.main, [f"ckpt_path={ckpt}", override], capsys))
     assert expected in line
+
+
+def test_eval_stride_reports_the_full_context_and_the_non_overlapping_loss(tmp_path, capsys) -> None:
+    ckpt = _checkpoint_of(tmp_path, write_corpus(tmp_path / "t.txt", n_chars=1000))
+    args = [f"ckpt_path={ckpt}", "split=all", "device=cpu"]
+    code, out, err = run_main(eval_cli.main, args, capsys)
+    assert len(out.strip().splitlines()) == 1  # one JSON line, however long
+    plain = _result(code, out, err)
+    strided = _result(*run_main(eval_cli.main, [*args, "stride=4"], capsys))
+    assert strided["stride"] == 4 and strided["tokens"] == plain["tokens"] == 999
+    assert strided["loss_non_overlapping"] == plain["loss"] and strided["loss"] != plain["loss"]
+    assert strided["loss_by_position"] == plain["loss_by_position"] and len(plain["loss_by_position"]) == 16
+    assert list(plain["loss_by_position_buckets"]) == ["0", "1", "2-3", "4-7", "8-15"]
+    assert plain["loss_by_position_buckets"]["0"] == plain["loss_by_position"][0]
+    for result in (plain, strided):
+        classes = result["by_class"]
+        assert sum(c["count"] for c in classes.values()) == 999
+        assert classes["upper"] == {"loss": None, "count": 0}  # the text has no upper case
+        mean = sum(c["loss"] * c["count"] for c in classes.values() if c["count"]) / 999
+        assert mean == pytest.approx(result["loss"], abs=1e-3)  # rounded figures
+    assert "loss_non_overlapping" not in plain
+
+
+@pytest.mark.parametrize("stride", ["0", "17", "2.5", "abc"])
+def test_eval_refuses_a_stride_outside_the_context(stride, tmp_path, capsys) -> None:
+    ckpt = _checkpoint_of(tmp_path, write_corpus(tmp_path / "t.txt"))
+    line = _one_error(*run_main(eval_cli.main, [f"ckpt_path={ckpt}", f"stride={stride}"], capsys))
+    assert f"stride={stride} must be a whole number from 1 to the model's context length 16" in line
+    assert "leave stride unset for non-overlapping windows" in line

@@ -5,7 +5,6 @@ The sampling and evaluation CLIs and the end-of-training sample go through this 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,8 +16,8 @@ from torch import nn
 
 from chargpt.checkpoints import model_config, model_weights, read_checkpoint, resolve_checkpoint
 from chargpt.data.tokenizer import CharTokenizer
-from chargpt.data.windows import IGNORE_INDEX, ValWindows
-from chargpt.errors import CheckpointError, DataError
+from chargpt.errors import CheckpointError
+from chargpt.evaluation import evaluate_text
 from chargpt.model import build_model
 from chargpt.model.sampling import check_sampling, iter_tokens
 
@@ -103,27 +102,14 @@ def load(path: str | Path, device: str | torch.device = "cpu") -> TrainedModel:
     return trained
 
 
-@torch.inference_mode()
-def evaluate(model: nn.Module, ids: np.ndarray, batch_size: int = 64) -> dict[str, float | int]:
-    """Exact loss of `model` on `ids`: every target scored once (see ValWindows).
+def evaluate(
+    model: nn.Module, ids: np.ndarray, batch_size: int = 64, stride: int | None = None
+) -> dict[str, float | int]:
+    """Exact loss of `model` on `ids`: every target scored once, in non-overlapping windows or
+    windows `stride` apart (see chargpt.evaluation.evaluate_text, which also gives the loss by
+    position and by class of character).
 
     A text shorter than the model's context is scored as one shorter window.
     """
-    if len(ids) < 2:
-        raise DataError(f"{len(ids)} character(s) hold no target to score; evaluate at least 2 characters")
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    windows = ValWindows(ids, min(model.block_size, len(ids) - 1), batch_size)
-    total, count = 0.0, 0
-    for b in range(len(windows)):
-        x, y = (t.to(device) for t in windows[b])  # (B, T) each
-        logits, _ = model(x)  # (B, T, V)
-        total += float(nn.functional.cross_entropy(
-            logits.reshape(-1, logits.size(-1)).float(), y.reshape(-1),
-            ignore_index=IGNORE_INDEX, reduction="sum",
-        ))
-        count += int((y != IGNORE_INDEX).sum())
-    model.train(was_training)
-    loss = total / count
-    return {"loss": loss, "bpc": loss / math.log(2), "tokens": count}
+    result = evaluate_text(model, ids, batch_size, stride, by_position=False)
+    return {"loss": result.loss, "bpc": result.bpc, "tokens": result.tokens}

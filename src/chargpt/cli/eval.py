@@ -1,28 +1,29 @@
-"""chargpt-eval: full-split loss and bits per character of a checkpoint, as one JSON line.
+"""chargpt-eval: full-split loss and bits per character of a checkpoint, as one JSON line, with the
+loss by position in the context window and by class of character.
 
 By default it scores the text the checkpoint was trained on, split as that run split it; another
-text only when asked for (data.path=FILE, or data=tinyshakespeare).
+text only when asked for (data.path=FILE, or data=tinyshakespeare). stride=N scores every
+character with up to a full context behind it (see chargpt.evaluation).
 """
 
 from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
 import hydra
-import numpy as np
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from chargpt.checkpoints import read_checkpoint, resolve_checkpoint, stored_corpus, stored_split
+from chargpt.checkpoints import read_checkpoint, resolve_checkpoint
 from chargpt.cli.common import CONFIG_PATH, cli_task, pick_device, quiet_known_warnings, run_main
-from chargpt.data.corpus import sha256_of
-from chargpt.errors import ConfigError, DataError, exit_on_user_error
-from chargpt.inference import evaluate, model_from_checkpoint
+from chargpt.cli.recorded_text import recorded_data, split_ids
+from chargpt.errors import ConfigError, exit_on_user_error
+from chargpt.evaluation import Evaluation, check_stride, evaluate_text
+from chargpt.inference import model_from_checkpoint
 
 SPLITS = ("val", "train", "all")
 # Settings chargpt-eval does not use (the model comes from the checkpoint; scoring draws no random
@@ -52,40 +53,6 @@ def refuse_unused(overrides: dict[str, str]) -> None:
                 raise ConfigError(f"{typed} does nothing in chargpt-eval ({why}); drop it")
 
 
-def recorded_data(ckpt: dict[str, Any], source: str, overrides: dict[str, str]) -> dict[str, Any]:
-    """The data settings of the run that wrote `ckpt`: its corpus, checked unchanged, and its split."""
-    corpus = stored_corpus(ckpt) or {}
-    how = "pass the text to evaluate as data.path=FILE"
-    if not corpus.get("path"):
-        raise DataError(f"{source} does not record the text it was trained on; {how}")
-    path = Path(str(corpus["path"]))
-    if not path.is_file():
-        raise DataError(f"{source} was trained on {path}, which is no longer there; {how}")
-    recorded_sha = corpus.get("sha256")
-    if recorded_sha and (sha := sha256_of(path)) != recorded_sha:
-        raise DataError(
-            f"{path} has changed since {source} was trained on it (sha256 {sha[:12]}, then "
-            f"{str(recorded_sha)[:12]}); {how} (data.path={path} scores it as it is now)"
-        )
-    settings: dict[str, Any] = {"path": str(path), "url": None, "sha256": None}
-    fraction = stored_split(ckpt).get("train_fraction")
-    if "data.train_fraction" not in overrides and isinstance(fraction, float):
-        settings["train_fraction"] = fraction
-    return settings
-
-
-def split_ids(ids: np.ndarray, split: str, train_fraction: float, path: str) -> np.ndarray:
-    """One split of the ids, cut where CharDataModule.setup cuts it."""
-    cut = int(len(ids) * train_fraction)
-    part = {"val": ids[cut:], "train": ids[:cut], "all": ids}[split]
-    if len(part) < 2:
-        raise DataError(
-            f"the {split} split of {path} has {len(part)} character(s), no target to score; "
-            "use split=all, a longer text or another data.train_fraction"
-        )
-    return part
-
-
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="eval")
 @cli_task
 @exit_on_user_error
@@ -100,6 +67,7 @@ def _hydra_main(cfg: DictConfig) -> None:
     file = resolve_checkpoint(cfg.ckpt_path)
     ckpt = read_checkpoint(file)
     trained = model_from_checkpoint(ckpt, str(file))
+    stride = None if cfg.stride is None else check_stride(cfg.stride, trained.model.block_size)
     trained.model.to(pick_device(cfg.device))
     if cfg.data.path:
         data: dict[str, Any] = {}  # another text, asked for by name
@@ -115,15 +83,29 @@ def _hydra_main(cfg: DictConfig) -> None:
         cfg.data, **data, block_size=trained.model.block_size, vocab=trained.tokenizer.to_list()
     )
     ids = split_ids(datamodule.encoded().ids, cfg.split, datamodule.train_fraction, str(datamodule.path))
-    result = evaluate(trained.model, ids, cfg.batch_size)
-    print(json.dumps({
-        "loss": round(result["loss"], 5),
-        "bpc": round(result["bpc"], 5),
-        "tokens": result["tokens"],
-        "split": cfg.split,
-        "data": str(datamodule.path),
-        "checkpoint": str(file),
-    }))
+    result = evaluate_text(trained.model, ids, cfg.batch_size, stride, trained.tokenizer.chars)
+    print(json.dumps(report(result, cfg.split, str(datamodule.path), str(file))))
+
+
+def report(result: Evaluation, split: str, data: str, checkpoint: str) -> dict[str, Any]:
+    """The JSON line: the headline figures first, the long per-position list last."""
+    out: dict[str, Any] = {
+        "loss": round(result.loss, 5),
+        "bpc": round(result.bpc, 5),
+        "tokens": result.tokens,
+        "stride": result.stride,
+    }
+    if result.stride < result.window:
+        out["loss_non_overlapping"] = round(result.loss_non_overlapping, 5)
+        out["bpc_non_overlapping"] = round(result.bpc_non_overlapping, 5)
+    out.update(split=split, data=data, checkpoint=checkpoint)
+    out["by_class"] = {
+        name: {"loss": None if loss is None else round(loss, 4), "count": result.class_counts[name]}
+        for name, loss in result.class_losses.items()
+    }
+    out["loss_by_position_buckets"] = {k: round(v, 4) for k, v in result.position_buckets().items()}
+    out["loss_by_position"] = [round(v, 4) for v in result.loss_by_position]
+    return out
 
 
 def main() -> None:

@@ -1,10 +1,15 @@
-"""chargpt-sample: stream text from a checkpoint (file or run directory)."""
+"""chargpt-sample: stream text from a checkpoint (file or run directory); check_copy=true also says
+how much of each sample the model copied from its training text."""
 
 from __future__ import annotations
+
+import json
+import sys
 
 import hydra
 from omegaconf import DictConfig
 
+from chargpt.checkpoints import read_checkpoint
 from chargpt.cli.common import (
     CONFIG_PATH,
     cli_task,
@@ -13,9 +18,34 @@ from chargpt.cli.common import (
     resolve_prompt,
     run_main,
 )
+from chargpt.cli.recorded_text import training_text
 from chargpt.errors import ConfigError, exit_on_user_error
+from chargpt.export import export_folder_of
 from chargpt.inference import load, new_generator
+from chargpt.memorization import CopiedSpan, TextIndex
 from chargpt.model.sampling import check_sampling
+
+# Longer copied spans are shown cut to this many characters (the length is given in full).
+SHOWN_SPAN = 80
+
+
+def copy_index(cfg: DictConfig) -> TextIndex | None:
+    """The training text indexed for check_copy=true (None when off); read before sampling, so a
+    missing or changed text is an error before any text is printed."""
+    if not isinstance(cfg.check_copy, bool):
+        raise ConfigError(f"check_copy={cfg.check_copy} must be true or false")
+    if not cfg.check_copy:
+        return None
+    ckpt = None if export_folder_of(cfg.ckpt_path) else read_checkpoint(cfg.ckpt_path)
+    text, _ = training_text(ckpt, str(cfg.ckpt_path), cfg.data.path, cfg.data.train_fraction)
+    return TextIndex(text)
+
+
+def copy_line(span: CopiedSpan, sample: int, num_samples: int) -> str:
+    shown = span.text if span.length <= SHOWN_SPAN else span.text[:SHOWN_SPAN] + "…"
+    which = f" (sample {sample} of {num_samples})" if num_samples > 1 else ""
+    return (f"copy check{which}: longest span found in the training text: {span.length} characters "
+            f"({json.dumps(shown, ensure_ascii=False)})")
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="sample")
@@ -31,17 +61,24 @@ def _hydra_main(cfg: DictConfig) -> None:
     # Bad settings or prompt characters are reported before any text is printed.
     check_sampling(cfg.temperature, cfg.top_k, cfg.top_p, cfg.max_new_tokens)
     prompt = resolve_prompt(cfg.prompt, trained.tokenizer)
+    index = copy_index(cfg)
     generator = new_generator(trained.device, cfg.seed)
     for i in range(cfg.num_samples):
         if i:
-            print("\n---")
+            print("---")
         print(prompt, end="", flush=True)
+        generated: list[str] = []
         for ch in trained.stream(
             prompt, cfg.max_new_tokens, cfg.temperature, cfg.top_k, cfg.top_p,
             generator=generator, use_cache=cfg.use_cache, compile=cfg.compile,
         ):
             print(ch, end="", flush=True)
-    print()
+            generated.append(ch)
+        print(flush=True)  # the sample's line ends before its copy check shows on a terminal
+        if index is not None:
+            # The generated characters only: a prompt quoted from the text says nothing of the model.
+            span = index.longest_copied_span("".join(generated))
+            print(copy_line(span, i + 1, cfg.num_samples), file=sys.stderr, flush=True)
 
 
 def main() -> None:

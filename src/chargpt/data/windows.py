@@ -69,22 +69,35 @@ class TrainWindows(Dataset):
 
 
 class ValWindows(Dataset):
-    """The whole split in non-overlapping windows, so the loss is exact and deterministic.
+    """The whole split in windows of block_size, every target scored exactly once, so the loss is
+    exact and deterministic.
 
-    Every target of the split is scored once: when the split does not divide evenly, one last
-    window is aligned to the end and its already-scored targets are masked with IGNORE_INDEX.
+    By default the windows do not overlap (stride = block_size). With a smaller stride they start
+    `stride` apart: the first window scores all its targets, every later one only its last
+    `stride`, so each of those has at least block_size - stride characters of context (the
+    full-context evaluation; stride=1 gives every target the whole window). When the split does
+    not divide evenly, one last window is aligned to the end. Targets a window does not score are
+    masked with IGNORE_INDEX.
     """
 
     def __init__(
-        self, ids: np.ndarray, block_size: int, batch_size: int, mapping: mmap.mmap | None = None
+        self,
+        ids: np.ndarray,
+        block_size: int,
+        batch_size: int,
+        mapping: mmap.mmap | None = None,
+        stride: int | None = None,
     ) -> None:
         self.block_size, self.batch_size = block_size, batch_size
+        self.stride = stride = block_size if stride is None else stride
+        if not 1 <= stride <= block_size:
+            raise ValueError(f"stride={stride} must be from 1 to block_size={block_size}")
         self.rows = PageBoundedIds(ids, mapping)
         self.n_targets = n_targets = len(ids) - 1
-        # Window w starts at w * block_size; the starts are computed per batch, not stored, so
+        # Window w starts at w * stride; the starts are computed per batch, not stored, so
         # memory does not grow with the split.
-        self.n_aligned = max(0, (n_targets - block_size) // block_size + 1)
-        covered = self.n_aligned * block_size
+        self.n_aligned = max(0, (n_targets - block_size) // stride + 1)
+        covered = (self.n_aligned - 1) * stride + block_size if self.n_aligned else 0
         self.tail_overlap = 0
         if self.n_aligned and covered < n_targets:  # one more window, ending at the last target
             self.tail_overlap = covered - (n_targets - block_size)
@@ -93,10 +106,13 @@ class ValWindows(Dataset):
     def __len__(self) -> int:
         return -(-self.n_windows // self.batch_size)
 
+    def window_indices(self, b: int) -> np.ndarray:
+        return np.arange(b * self.batch_size, min((b + 1) * self.batch_size, self.n_windows), dtype=np.int64)
+
     def starts(self, b: int) -> np.ndarray:
         """Start offsets of the windows of batch b."""
-        w = np.arange(b * self.batch_size, min((b + 1) * self.batch_size, self.n_windows), dtype=np.int64)
-        starts = w * self.block_size
+        w = self.window_indices(b)
+        starts = w * self.stride
         if self.tail_overlap:
             starts[w == self.n_aligned] = self.n_targets - self.block_size
         return starts
@@ -104,7 +120,13 @@ class ValWindows(Dataset):
     def __getitem__(self, b: int) -> tuple[torch.Tensor, torch.Tensor]:
         starts = self.starts(b)
         x, y = gather_windows(self.rows, starts, self.block_size)
-        if self.tail_overlap and b == len(self) - 1:
-            y = y.clone()
-            y[-1, : self.tail_overlap] = IGNORE_INDEX
+        overlap = self.block_size - self.stride  # targets an earlier window scored
+        later = self.window_indices(b) >= 1
+        tail = bool(self.tail_overlap) and b == len(self) - 1
+        if (overlap and later.any()) or tail:
+            y = y.clone()  # y is a view of the same rows as x: masking it in place would change x
+            if overlap:
+                y[torch.from_numpy(later), :overlap] = IGNORE_INDEX
+            if tail:
+                y[-1, : self.tail_overlap] = IGNORE_INDEX
         return x, y
