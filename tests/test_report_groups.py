@@ -106,10 +106,21 @@ def test_a_single_seed_sweep_prints_n_1_and_no_spread(tmp_path: Path, capsys, mo
     fake_run(sweep, "1", ["optimizer.lr=3e-3"], 1.4)
     report(sweep)
     out = capsys.readouterr().out
-    assert max(len(line) for line in out.splitlines()) <= 100
-    group_table = out[out.index("2 settings"):]
+    group_table = out[out.index("2 settings"):out.index("written:")]
+    assert max(len(line) for line in group_table.splitlines()) <= 100
     assert "1.4000 ± —" in group_table and "1.5000 ± —" in group_table
     with (sweep / "report_groups.csv").open() as f:
         rows = list(csv.DictReader(f))
     figures = [(r["n"], r["best_val_loss_std"], r["vs_best"]) for r in rows]
     assert figures == [("1", "", "best"), ("1", "", "≈ n=1")]
+
+
+def test_a_narrow_terminal_keeps_the_setting_and_leaves_out_the_other_figures(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")
+    sweep = sweep_of(tmp_path, {"optimizer.lr=1e-3": [2.0, 2.2], "optimizer.lr=3e-3": [1.5, 1.6]})
+    report(sweep)
+    out = capsys.readouterr().out
+    group_table = out[out.index("2 settings"):out.index("written:")]
+    assert max(len(line) for line in group_table.splitlines()) <= 80  # (the run table keeps its metrics)
+    assert "optimizer.lr" in group_table and "3e-3" in group_table and "1.5500 ± 0.0707" in group_table
+    assert "not shown (see the CSV): tokens_per_sec" in " ".join(group_table.split())

@@ -1,4 +1,6 @@
-"""One table of every run of a sweep, best first, printed and as CSV (chargpt-report SWEEP_DIR).
+"""One table of every run of a sweep, best first, printed and as CSV (chargpt-report SWEEP_DIR);
+then one of its settings: the runs that differ only in `seed` grouped, mean ± std over the seeds,
+each compared with the best setting (group_runs says the rule).
 
 A run is any directory under SWEEP_DIR with a `.hydra/overrides.yaml` (what Hydra writes for each
 job). Its figures come from the run's metrics.json (written at each validation) and status.json
@@ -180,9 +182,11 @@ def print_table(
 def _print_fitted(
     title: str, shown: list[str], rows: list[dict[str, Any]], notes: list[str],
     whole: tuple[str, ...], right: tuple[str, ...], console: Console | None = None,
+    drop_first: tuple[str, ...] = (),
 ) -> None:
-    """Print the table at the terminal's width: columns not in `whole` wrap, then the last ones
-    are left out (named in the caption), the error column last."""
+    """Print the table at the terminal's width: columns not in `whole` wrap, then the `drop_first`
+    ones are left out, then the last of the others (all named in the caption), the error column
+    last."""
     console = console or Console()
     if not console.is_terminal and "COLUMNS" not in os.environ:
         console = Console(width=10_000)  # into a file or pipe: whole lines, nothing cropped
@@ -193,11 +197,12 @@ def _print_fitted(
         caption = "; ".join([*notes, *hidden])
         table = _table(title, shown, rows, caption or None, whole, right)
         droppable = [c for c in shown if c not in whole]
+        first = [c for c in drop_first if c in shown]
         # Each column has one space of padding either side and a border; one more border closes it.
-        if sum(_min_width(c, rows, whole) + 3 for c in shown) + 1 <= console.width or not droppable:
+        if sum(_min_width(c, rows, whole) + 3 for c in shown) + 1 <= console.width or not droppable + first:
             break
         # Settings before the error column, the last setting first.
-        drop = next((c for c in reversed(droppable) if c != "error"), droppable[-1])
+        drop = first[0] if first else next((c for c in reversed(droppable) if c != "error"), droppable[-1])
         shown.remove(drop)
         left_out.insert(0, drop)
     if console.width == 10_000:
@@ -328,10 +333,12 @@ def print_groups(
             shown[c] = _mean_std(mean, std, c) if c in SPREAD_SHOWN else _cell(mean, c)
         shown["vs_best"] = group["vs_best"] or "-"
         rows.append(shown)
-    notes = ["shared: " + " ".join(f"{k}={v}" for k, v in shared.items())] if shared else []
-    notes.append(f"≈: {metric} not told apart from the best's (|Δ mean| < sum of stds, or n=1)")
+    # The settings all groups share are those under the run table: not repeated here.
+    notes = [f"≈: {metric} not told apart from the best's (|Δ mean| < sum of stds, or n=1)"]
     whole = ("seeds", "n", *figures, "vs_best")
-    _print_fitted(title, [*swept, *whole], rows, notes, whole, ("n", *figures), console)
+    # On a narrow terminal the figures other than the ranking one go before the settings do.
+    extra = tuple(c for c in ("wall_s", "tokens_per_sec", "last_val_loss", "best_val_loss") if c != metric)
+    _print_fitted(title, [*swept, *whole], rows, notes, whole, ("n", *figures), console, extra)
 
 
 def report(sweep_dir: Path, csv_path: Path | None = None, sort_by: str = "best_val_loss") -> list[dict]:
