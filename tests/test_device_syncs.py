@@ -81,3 +81,30 @@ def test_validation_loss_is_the_exact_loss_of_the_whole_split(tmp_path, capsys) 
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["step"] == 3
     assert metrics["val_loss"] == pytest.approx(expected["loss"], rel=1e-6)
+
+
+def test_validation_steps_read_nothing_on_the_host(monkeypatch) -> None:
+    from chargpt.data.windows import IGNORE_INDEX
+    from chargpt.training import CharLM
+
+    module = CharLM({"n_layer": 1, "n_head": 2, "n_embd": 32, "block_size": 8}, list("abcdefgh")).eval()
+    x = torch.randint(0, 8, (3, 8), generator=torch.Generator().manual_seed(0))
+    y = torch.randint(0, 8, (3, 8), generator=torch.Generator().manual_seed(1))
+    y[2, 5:] = IGNORE_INDEX  # a short last window: 5 of its 8 targets scored
+    module.on_validation_epoch_start()
+    with monkeypatch.context() as m, torch.no_grad():
+        def read(*args):  # type: ignore[no-untyped-def]
+            raise AssertionError("a value was read on the host during a validation step")
+
+        for name in ["item", "tolist", "__int__", "__float__", "__bool__"]:
+            m.setattr(torch.Tensor, name, read)
+        module.validation_step((x[:2], y[:2]), 0)
+        module.validation_step((x[2:], y[2:]), 1)
+    total, count = module._val_sums  # type: ignore[misc]
+    with torch.no_grad():
+        logits, _ = module(x)
+        expected = torch.nn.functional.cross_entropy(
+            logits.reshape(-1, logits.size(-1)), y.reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum"
+        )
+    assert int(count) == 16 + 5
+    assert float(total) == pytest.approx(float(expected), rel=1e-6)
