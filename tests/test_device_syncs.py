@@ -67,6 +67,7 @@ def test_the_guard_reads_no_loss_between_checks_then_all_of_them_at_once(monkeyp
     guard.check(trainer)  # type: ignore[arg-type]  # read once: nothing left to report
 
 
+@pytest.mark.slow  # a training run (2-3 s); the fast test below checks the sums themselves
 def test_validation_loss_is_the_exact_loss_of_the_whole_split(tmp_path, capsys) -> None:
     corpus = write_corpus(tmp_path / "corpus.txt", n_chars=3000)
     run = tmp_path / "run"
