@@ -1,4 +1,5 @@
-"""chargpt-report SWEEP_DIR: one table of every run of a sweep, best first, printed and as CSV."""
+"""chargpt-report SWEEP_DIR: one table of every run of a sweep, best first, then one of its settings
+(runs differing only in seed grouped: mean ± std, within noise of the best or not), printed and as CSV."""
 
 from __future__ import annotations
 
@@ -14,10 +15,15 @@ from chargpt.runs.report import SORT_CHOICES, report
 @exit_on_user_error
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        prog="chargpt-report", description="One table of the runs of a sweep, best first, printed and as CSV."
+        prog="chargpt-report",
+        description="One table of the runs of a sweep, best first, and one of its settings "
+        "(mean ± std over seeds, within noise of the best or not), printed and as CSV.",
     )
     parser.add_argument("sweep_dir", type=Path, help="a multirun directory (or any folder of runs)")
-    parser.add_argument("--csv", type=Path, default=None, help="CSV path (default: SWEEP_DIR/report.csv)")
+    parser.add_argument(
+        "--csv", type=Path, default=None,
+        help="CSV path (default: SWEEP_DIR/report.csv); the settings' table beside it, NAME_groups.csv",
+    )
     parser.add_argument("--sort", choices=SORT_CHOICES, default="best_val_loss", help="the ranking metric")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     with clean_exits():

@@ -1,4 +1,6 @@
-"""One table of every run of a sweep, best first, printed and as CSV (chargpt-report SWEEP_DIR).
+"""One table of every run of a sweep, best first, printed and as CSV (chargpt-report SWEEP_DIR);
+then one of its settings: the runs that differ only in `seed` grouped, mean ± std over the seeds,
+each compared with the best setting (group_runs says the rule).
 
 A run is any directory under SWEEP_DIR with a `.hydra/overrides.yaml` (what Hydra writes for each
 job). Its figures come from the run's metrics.json (written at each validation) and status.json
@@ -137,27 +139,30 @@ ERROR_WIDTH = 50
 WHOLE = ("run", "status", *METRIC_COLUMNS)  # never cropped or wrapped
 
 
-def _min_width(column: str, rows: list[dict[str, Any]]) -> int:
+def _min_width(column: str, rows: list[dict[str, Any]], whole: tuple[str, ...] = WHOLE) -> int:
     """The narrowest the column can be: whole for the run, status and metrics."""
     width = max(len(column), *(len(_cell(row[column], column)) for row in rows))
-    if column in WHOLE:
+    if column in whole:
         return width
     return min(width, ERROR_WIDTH if column == "error" else SETTING_MIN_WIDTH)
 
 
-def _table(title: str, shown: list[str], rows: list[dict[str, Any]], caption: str | None) -> Table:
+def _table(
+    title: str, shown: list[str], rows: list[dict[str, Any]], caption: str | None,
+    whole: tuple[str, ...] = WHOLE, right: tuple[str, ...] = tuple(METRIC_COLUMNS),
+) -> Table:
     table = Table(title=title, caption=caption)
     for column in shown:
         if column == "error":  # the first words; the CSV has it whole
             table.add_column(column, max_width=ERROR_WIDTH, no_wrap=True, overflow="ellipsis")
-        elif column in WHOLE:
-            justify = "right" if column in METRIC_COLUMNS else "left"
-            table.add_column(column, justify=justify, min_width=_min_width(column, rows), no_wrap=True)
+        elif column in whole:
+            justify = "right" if column in right else "left"
+            table.add_column(column, justify=justify, min_width=_min_width(column, rows, whole), no_wrap=True)
         else:  # a swept setting: wraps, down to a width that stays readable
-            table.add_column(column, overflow="fold", min_width=_min_width(column, rows))
+            table.add_column(column, overflow="fold", min_width=_min_width(column, rows, whole))
     styles = {"failed": "red", "interrupted": "yellow", "incomplete": "yellow"}
     for row in rows:
-        table.add_row(*(_cell(row[c], c) for c in shown), style=styles.get(str(row["status"])))
+        table.add_row(*(_cell(row[c], c) for c in shown), style=styles.get(str(row.get("status"))))
     return table
 
 
@@ -167,29 +172,173 @@ def print_table(
     """The screen shows the swept settings only; the CSV has every column. The table fits the
     terminal: setting columns wrap, then the last ones are left out (named in the caption), then
     the error column; the run, its status and the metrics are always shown whole."""
-    console = console or Console()
-    if not console.is_terminal and "COLUMNS" not in os.environ:
-        console = Console(width=10_000)  # into a file or pipe: whole lines, nothing cropped
     shown, shared = varying(columns, rows)
     if not any(row["error"] for row in rows):
         shown.remove("error")
     notes = ["shared: " + " ".join(f"{k}={v}" for k, v in shared.items())] if shared else []
+    _print_fitted(title, shown, rows, notes, WHOLE, tuple(METRIC_COLUMNS), console)
+
+
+def _print_fitted(
+    title: str, shown: list[str], rows: list[dict[str, Any]], notes: list[str],
+    whole: tuple[str, ...], right: tuple[str, ...], console: Console | None = None,
+    drop_first: tuple[str, ...] = (),
+) -> None:
+    """Print the table at the terminal's width: columns not in `whole` wrap, then the `drop_first`
+    ones are left out, then the last of the others (all named in the caption), the error column
+    last."""
+    console = console or Console()
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console = Console(width=10_000)  # into a file or pipe: whole lines, nothing cropped
+    shown = list(shown)
     left_out: list[str] = []
     while True:
         hidden = ["not shown (see the CSV): " + ", ".join(left_out)] if left_out else []
         caption = "; ".join([*notes, *hidden])
-        table = _table(title, shown, rows, caption or None)
-        droppable = [c for c in shown if c not in WHOLE]
+        table = _table(title, shown, rows, caption or None, whole, right)
+        droppable = [c for c in shown if c not in whole]
+        first = [c for c in drop_first if c in shown]
         # Each column has one space of padding either side and a border; one more border closes it.
-        if sum(_min_width(c, rows) + 3 for c in shown) + 1 <= console.width or not droppable:
+        if sum(_min_width(c, rows, whole) + 3 for c in shown) + 1 <= console.width or not droppable + first:
             break
         # Settings before the error column, the last setting first.
-        drop = next((c for c in reversed(droppable) if c != "error"), droppable[-1])
+        drop = first[0] if first else next((c for c in reversed(droppable) if c != "error"), droppable[-1])
         shown.remove(drop)
         left_out.insert(0, drop)
     if console.width == 10_000:
         console = Console(width=console.measure(table).maximum)
     console.print(table)
+
+
+# Seeds: runs that differ only in `seed` are one setting measured several times.
+SEED = "seed"
+GROUP_METRICS = ["best_val_loss", "last_val_loss", "tokens_per_sec", "wall_s"]
+BEST, NOISE, NO_SPREAD, APART = "best", "≈ noise", "≈ n=1", "apart"
+SPREAD_SHOWN = ["best_val_loss", "last_val_loss"]  # on screen with ± std; the CSV has every std
+NO_STD = "—"  # one seed: no spread known
+
+
+def _stats(values: list[float]) -> tuple[float | None, float | None]:
+    """Mean and sample standard deviation (n-1: the seeds are a sample); None where undefined."""
+    if not values:
+        return None, None
+    mean = sum(values) / len(values)
+    if len(values) < 2:
+        return mean, None
+    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def group_runs(rows: list[dict[str, Any]], metric: str = "best_val_loss") -> list[dict[str, Any]]:
+    """One row per setting: runs whose overrides are the same once `seed` is left out.
+
+    Each figure is the mean and sample std over the group's finished runs (n of them; failed,
+    interrupted and incomplete runs stopped early and are left out). Groups are ranked by the mean
+    of `metric`, best first, and each is compared with the best one: `≈ noise` when the means are
+    closer than the sum of the two stds (the difference is smaller than the runs' spread), `≈ n=1`
+    when either has a single run (no spread known, so it cannot be told apart), `apart` otherwise.
+    """
+    groups: dict[tuple[tuple[str, str], ...], dict[str, Any]] = {}
+    for row in rows:
+        settings = {k: v for k, v in row["overrides"].items() if k != SEED}
+        group = groups.setdefault(tuple(settings.items()), {"settings": settings, "runs": []})
+        group["runs"].append(row)
+    result = []
+    for group in groups.values():
+        finished = [r for r in group["runs"] if r["status"] == "finished"]
+        seeds = sorted([str(r["overrides"].get(SEED, "-")) for r in group["runs"]], key=_natural)
+        out: dict[str, Any] = {
+            "settings": group["settings"],
+            "seeds": ",".join(seeds),
+            "runs": len(group["runs"]),
+            "n": sum(_finite(r.get(metric)) for r in finished),
+        }
+        for column in GROUP_METRICS:
+            out[f"{column}_mean"], out[f"{column}_std"] = _stats(
+                [r[column] for r in finished if _finite(r.get(column))]
+            )
+        result.append(out)
+    higher_is_better = metric == "tokens_per_sec"
+    key = f"{metric}_mean"
+
+    def rank(group: dict[str, Any]) -> tuple[bool, float]:
+        mean = group[key]
+        return (mean is None, 0.0 if mean is None else (-mean if higher_is_better else mean))
+
+    result.sort(key=rank)
+    best = result[0]
+    for group in result:
+        group["vs_best"] = _versus(group, best, metric)
+        group["delta"] = None if group[key] is None or best[key] is None else group[key] - best[key]
+    return result
+
+
+def _versus(group: dict[str, Any], best: dict[str, Any], metric: str) -> str | None:
+    mean, std = group[f"{metric}_mean"], group[f"{metric}_std"]
+    if mean is None:
+        return None  # no finished run: nothing to compare
+    if group is best:
+        return BEST
+    if std is None or best[f"{metric}_std"] is None:
+        return NO_SPREAD
+    if abs(mean - best[f"{metric}_mean"]) < std + best[f"{metric}_std"]:
+        return NOISE
+    return APART
+
+
+def group_columns(groups: list[dict[str, Any]]) -> list[str]:
+    keys: list[str] = []
+    for group in groups:
+        keys += [k for k in group["settings"] if k not in keys]
+    figures = [f"{c}_{s}" for c in GROUP_METRICS for s in ("mean", "std")]
+    return [*keys, "seeds", "runs", "n", *figures, "delta", "vs_best"]
+
+
+def flat_groups(groups: list[dict[str, Any]]) -> tuple[list[str], list[dict[str, Any]]]:
+    """The CSV's rows: one column per setting, then the seeds, counts and figures."""
+    columns = group_columns(groups)
+    settings = columns[: columns.index("seeds")]
+    figures = columns[len(settings):]
+    return columns, [{**{c: g["settings"].get(c, "") for c in settings}, **{c: g[c] for c in figures}}
+                     for g in groups]
+
+
+def _mean_std(mean: float | None, std: float | None, column: str) -> str:
+    if mean is None:
+        return "-"
+    spread = NO_STD if std is None else _cell(std, column)
+    return f"{_cell(mean, column)} ± {spread}"
+
+
+def print_groups(
+    title: str, groups: list[dict[str, Any]], metric: str, console: Console | None = None
+) -> None:
+    """The settings that vary between groups, then mean ± std of each figure over the seeds."""
+    columns, flat = flat_groups(groups)
+    settings = columns[: columns.index("seeds")]
+    shared = {c: flat[0][c] for c in settings if len({str(r[c]) for r in flat}) == 1}
+    swept = [c for c in settings if c not in shared]
+    figures = [c for c in GROUP_METRICS if any(g[f"{c}_mean"] is not None for g in groups)]
+    rows = []
+    for group, row in zip(groups, flat, strict=True):
+        shown = {c: row[c] for c in swept}
+        # n: the finished runs counted; "2/3" when one of three failed or stopped early.
+        shown["seeds"] = row["seeds"]
+        shown["n"] = row["n"] if row["n"] == row["runs"] else f"{row['n']}/{row['runs']}"
+        for c in figures:
+            mean, std = group[f"{c}_mean"], group[f"{c}_std"]
+            shown[c] = _mean_std(mean, std, c) if c in SPREAD_SHOWN else _cell(mean, c)
+        shown["vs_best"] = group["vs_best"] or "-"
+        rows.append(shown)
+    # The settings all groups share are those under the run table: not repeated here.
+    notes = [f"≈: {metric} not told apart from the best's (|Δ mean| < sum of stds, or n=1)"]
+    whole = ("seeds", "n", *figures, "vs_best")
+    # On a narrow terminal the figures other than the ranking one go before the settings do.
+    extra = tuple(c for c in ("wall_s", "tokens_per_sec", "last_val_loss", "best_val_loss") if c != metric)
+    _print_fitted(title, [*swept, *whole], rows, notes, whole, ("n", *figures), console, extra)
 
 
 def report(sweep_dir: Path, csv_path: Path | None = None, sort_by: str = "best_val_loss") -> list[dict]:
@@ -198,10 +347,19 @@ def report(sweep_dir: Path, csv_path: Path | None = None, sort_by: str = "best_v
     runs = find_runs(sweep_dir)
     if not runs:
         raise ChargptError(f"no runs in {sweep_dir} (no .hydra/overrides.yaml in it); give a sweep directory")
-    columns, rows = flat_rows(sort_rows([run_row(r, sweep_dir) for r in runs], sort_by))
+    ranked = sort_rows([run_row(r, sweep_dir) for r in runs], sort_by)
+    columns, rows = flat_rows(ranked)
     print_table(f"{sweep_dir} ({len(rows)} runs, sorted by {sort_by})", columns, rows)
+    metric = "best_val_loss" if sort_by == "run" else sort_by
+    groups = group_runs(ranked, metric)
+    print_groups(
+        f"{len(groups)} settings: mean ± std over seeds, sorted by {metric}",
+        groups, metric,
+    )
     csv_path = csv_path or sweep_dir / "report.csv"
     write_csv(csv_path, columns, rows)
-    print(f"written: {csv_path}")
+    groups_path = csv_path.with_name(f"{csv_path.stem}_groups.csv")
+    write_csv(groups_path, *flat_groups(groups))
+    print(f"written: {csv_path}\nwritten: {groups_path}")
     write_curves(csv_path.with_name(f"{csv_path.stem}_curves.png"), sweep_dir, columns, rows)
     return rows

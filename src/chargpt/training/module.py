@@ -49,6 +49,7 @@ class CharLM(L.LightningModule):
         self.tokenizer = CharTokenizer(vocab)
         self.model = build_model(self.config, self.tokenizer.vocab_size)
         self._compiled: torch.nn.Module | None = None
+        self._val_sums: tuple[torch.Tensor, torch.Tensor] | None = None  # (loss sum, targets) so far
         # Lightning's model summary runs this through the network (in eval mode, no RNG drawn) to
         # count FLOPs: one forward pass of one full-context sequence, its In sizes column says so.
         self.example_input_array = torch.zeros(1, self.config.block_size, dtype=torch.long)
@@ -87,15 +88,28 @@ class CharLM(L.LightningModule):
         """
         return is_last_step(self.trainer, pending=1) or logs_this_step(self.trainer)
 
+    def on_validation_epoch_start(self) -> None:
+        self._val_sums = None
+
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         x, y = batch
         _, loss = self._step_forward(x, y)
-        # Weighted by scored targets, so the epoch mean is the exact per-character loss of the split.
-        n = int((y != IGNORE_INDEX).sum())
-        self.log("val/loss", loss, batch_size=n, prog_bar=True)
-        self.log("val/bpc", loss / math.log(2), batch_size=n)
+        # The loss is the mean over this batch's scored targets: weighted by their count, the
+        # epoch's sum over count is the exact per-character loss of the split. Both stay on the
+        # device (reading the count per batch would wait for the device each batch); they are read
+        # once, when the epoch's value is logged.
+        n = (y != IGNORE_INDEX).sum()
+        total = loss.detach().float() * n
+        sums = self._val_sums
+        self._val_sums = (total, n) if sums is None else (sums[0] + total, sums[1] + n)
 
     def on_validation_epoch_end(self) -> None:
+        sums = self._val_sums
+        if sums is not None:  # (no batch: nothing to score)
+            loss = sums[0] / sums[1]
+            self.log("val/loss", loss, prog_bar=True)
+            self.log("val/bpc", loss / math.log(2))
+        self._val_sums = None
         self.log(STEP, float(self.trainer.global_step))  # validation follows the step it scores
 
     def configure_gradient_clipping(

@@ -1,4 +1,4 @@
-"""Safety: stop on a non-finite loss before it reaches the weights, and turn Ctrl-C or SIGTERM
+"""Safety: stop on a non-finite loss before its weights are validated or saved, and turn Ctrl-C or SIGTERM
 into a checkpoint at the next step boundary.
 
 Lightning's own SIGTERM handling stops training without a checkpoint, and in multi-process runs
@@ -26,6 +26,7 @@ from lightning.pytorch.callbacks import Callback
 
 from chargpt.errors import ChargptError
 from chargpt.training.callbacks.checkpointing import last_checkpoint_path, latest_checkpoint_written
+from chargpt.training.lightning_internals import is_accumulating, logs_this_step
 from chargpt.training.steps import is_last_step
 
 
@@ -39,23 +40,64 @@ def _last_checkpoint(trainer: L.Trainer) -> str:
 
 
 class NonFiniteGuard(Callback):
-    """Raises before backward when any rank's loss is NaN/inf: the optimizer never applies it, and
-    no checkpoint is written after it. Checkpoints with non-finite weights are refused outright."""
+    """Stops the run when any rank's loss is NaN/inf, before the weights that loss changed are
+    validated, logged or saved; checkpoints with non-finite weights are refused outright.
+
+    Why not check each step as it happens: reading the loss on the host (`loss.item()`) waits for
+    the accelerator to finish the step, one stall per step. Skipping the update on the device
+    instead would need every optimizer to honour a device-side flag (only fused AdamW has one), so
+    the guard keeps each step's detached loss (a reference, no device work) and reads them all at
+    once, one read per check: at the steps whose values the loggers write, every `check_every`
+    steps, at the last step, before every validation and checkpoint, and when training ends. A bad
+    step is thus found within `check_every` steps, and the weights it produced never reach a
+    checkpoint, a validation score or a logged value.
+    """
+
+    def __init__(self, check_every: int = 100) -> None:
+        if check_every < 1:
+            raise ValueError(f"check_every={check_every} must be at least 1")
+        self.check_every = check_every
+        self._pending: list[tuple[int, torch.Tensor]] = []  # (step, its loss) not yet read
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._pending = []
 
     def on_before_backward(
         self, trainer: L.Trainer, pl_module: L.LightningModule, loss: torch.Tensor
     ) -> None:
-        bad = not math.isfinite(loss.item())  # one read of the scalar (as bool(tensor) would sync)
-        if trainer.strategy.reduce_boolean_decision(bad, all=False):
+        self._pending.append((trainer.global_step + 1, loss.detach()))
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
+        if is_accumulating(trainer):
+            return  # not a step boundary: the loggers, checkpoints and validation wait for one
+        if len(self._pending) >= self.check_every or logs_this_step(trainer) or is_last_step(trainer):
+            self.check(trainer)
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.check(trainer)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.check(trainer)
+
+    def check(self, trainer: L.Trainer) -> None:
+        """Read the losses kept since the last check (one device-to-host copy) and stop on the
+        first non-finite one. Every rank calls this at the same points (it agrees with the others)."""
+        pending, self._pending = self._pending, []
+        values = torch.stack([loss.float() for _, loss in pending]).tolist() if pending else []
+        steps = [step for step, _ in pending]
+        first = next(((s, v) for s, v in zip(steps, values, strict=True) if not math.isfinite(v)), None)
+        if trainer.strategy.reduce_boolean_decision(first is not None, all=False):
+            what = f"became {first[1]:.4g} at step {first[0]}" if first else "was not finite on another rank"
             raise NonFiniteLossError(
-                f"the training loss became {float(loss.detach()):.4g} at step {trainer.global_step + 1}; "
-                f"training stopped before that step changed the weights and {_last_checkpoint(trainer)}. "
+                f"the training loss {what}; training stopped at step {trainer.global_step} and no "
+                f"weights from that step on were validated or saved: {_last_checkpoint(trainer)}. "
                 "Lower optimizer.lr or set trainer.gradient_clip_val, then resume with ckpt_path=RUN_DIR"
             )
 
     def on_save_checkpoint(
         self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
     ) -> None:
+        self.check(trainer)  # a loss not read yet: its weights must not be saved either
         broken = [name for name, p in pl_module.named_parameters() if not bool(torch.isfinite(p).all())]
         if broken:
             raise NonFiniteLossError(

@@ -1,0 +1,199 @@
+"""GPU check: what one CUDA GPU does with chargpt, in at most about 8 minutes, as one JSON line.
+
+1. train: `chargpt-train experiment=shakespeare_char trainer=gpu model.compile=true` to the end
+   (bf16, compiled): best validation loss, wall time, tokens/s and MFU (model FLOPs per token x
+   tokens/s over the GPU's peak dense bf16 FLOP/s, from a table of known GPUs; null if unknown);
+2. sample: the trained model's tokens/s with and without the KV cache, and cached with the
+   one-token step compiled (compiling needs the cache, so there is no uncached compiled mode);
+3. auto: `chargpt-train model=auto budget_seconds=120` when configs/model/auto.yaml exists, else
+   skipped with the reason.
+
+Training runs as a subprocess of chargpt-train (`python -m chargpt.cli.train`) in a temporary
+directory; sampling runs in this process. The last line printed is the JSON object.
+
+    python scripts/gpu_check.py              # needs a CUDA GPU
+    python scripts/gpu_check.py --dry-run    # the same steps at toy sizes on the CPU (CI runs it)
+
+The corpus is Tiny Shakespeare in the data directory (CHARGPT_DATA_DIR, else ./data; downloaded
+there if absent).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from chargpt import load
+from chargpt.cli.common import CONFIG_PATH
+
+# Peak dense (no sparsity) bf16 tensor FLOP/s from the vendor's data sheets; the first match wins.
+PEAK_BF16 = [
+    (r"H100.*PCIe", 756e12),
+    (r"H100|H200|GH200", 989e12),
+    (r"A100", 312e12),
+    (r"L40S", 362e12),
+    (r"\bL4\b", 121e12),
+    (r"\bA10\b", 125e12),
+]
+
+# Per step, a limit that keeps the whole check within about 8 minutes.
+TRAIN_TIMEOUT_S = 280
+AUTO_TIMEOUT_S = 170
+AUTO_BUDGET_S = 120
+GPU_SAMPLE_TOKENS = 2000
+
+# Toy sizes for --dry-run: a 1-layer model for a few steps on the CPU.
+TOY_MODEL = ["model.n_layer=1", "model.n_head=2", "model.n_embd=32", "model.block_size=16",
+             "model.dropout=0.0"]
+TOY_RUN = ["data.batch_size=8", "trainer.max_steps=20", "trainer.val_check_interval=10",
+           "data.val_max_chars=20000", "trainer.log_every_n_steps=5"]
+QUIET = ["logger=none", "sample.max_new_tokens=0", "callbacks.progress_bar=null"]
+
+
+def peak_bf16(device_name: str) -> float | None:
+    return next((peak for pattern, peak in PEAK_BF16 if re.search(pattern, device_name)), None)
+
+
+def flops_per_token(model: torch.nn.Module) -> float:
+    """nanoGPT's estimate (as scripts/bench_train.py): 6 N (weights, position table excluded)
+    + 12 L T d (attention scores and mixing), for the forward and backward of one token."""
+    c = model.config
+    n = sum(p.numel() for p in model.parameters())
+    positions = getattr(model, "positions", None)
+    if positions is not None and isinstance(getattr(positions, "table", None), torch.nn.Parameter):
+        n -= positions.table.numel()
+    return 6 * n + 12 * c.n_layer * c.block_size * c.n_embd
+
+
+def chargpt_train(run_dir: Path, overrides: list[str], timeout_s: float) -> dict[str, Any]:
+    """One chargpt-train run in run_dir: its exit code, wall time and metrics.json."""
+    start = time.perf_counter()
+    args = [sys.executable, "-m", "chargpt.cli.train", *overrides, f"hydra.run.dir={run_dir}"]
+    try:
+        result = subprocess.run(args, capture_output=True, text=True, timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        return {"ok": False, "error": f"did not finish within {timeout_s:.0f} s", "wall_s": timeout_s}
+    wall = time.perf_counter() - start
+    if result.returncode != 0:
+        lines = [x for x in result.stderr.splitlines() if x.strip()]
+        error = next((x for x in reversed(lines) if x.startswith("error:")), lines[-1] if lines else "")
+        return {"ok": False, "error": f"exit {result.returncode}: {error[:300]}", "wall_s": round(wall, 1)}
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    return {
+        "ok": True,
+        "best_val_loss": metrics.get("best_val_loss"),
+        "steps": metrics.get("step"),
+        "tokens_per_s": metrics.get("tokens_per_second"),
+        "train_s": metrics.get("train_seconds"),
+        "wall_s": round(wall, 1),  # the whole process: start-up, compiling, validations
+    }
+
+
+def train_step(out: Path, dry_run: bool, device_name: str | None) -> dict[str, Any]:
+    if dry_run:  # fp32 and eager: compiling on a CPU takes minutes
+        overrides = ["experiment=shakespeare_char", "trainer=cpu", *TOY_MODEL, *TOY_RUN, *QUIET]
+    else:
+        overrides = ["experiment=shakespeare_char", "trainer=gpu", "model.compile=true", *QUIET]
+    result = chargpt_train(out / "train", overrides, TRAIN_TIMEOUT_S)
+    result["overrides"] = " ".join(overrides)
+    result["mfu"] = None
+    if result["ok"]:
+        model = load(out / "train").model
+        result["params"] = sum(p.numel() for p in model.parameters())
+        result["flops_per_token"] = flops_per_token(model)
+        peak = peak_bf16(device_name) if device_name else None
+        if peak and result["tokens_per_s"]:
+            result["mfu"] = round(result["flops_per_token"] * result["tokens_per_s"] / peak, 4)
+        result["peak_bf16_flops"] = peak
+    return result
+
+
+def tokens_per_s(run_dir: Path, device: str, tokens: int, use_cache: bool, compile: bool) -> dict[str, Any]:
+    trained = load(run_dir, device=device)
+    options = {"max_new_tokens": tokens, "seed": 0, "use_cache": use_cache, "compile": compile}
+    start = time.perf_counter()
+    first = "".join(trained.stream(**{**options, "max_new_tokens": 20}))  # warm-up (compiles)
+    warm_s = time.perf_counter() - start
+    start = time.perf_counter()
+    text = "".join(trained.stream(**options))  # each character is read back: synchronised
+    seconds = time.perf_counter() - start
+    return {"tokens_per_s": round(len(text) / seconds, 1), "warmup_s": round(warm_s, 1), "sample": first}
+
+
+def sample_step(out: Path, dry_run: bool) -> dict[str, Any]:
+    if not (out / "train" / "metrics.json").exists():
+        return {"skipped": "training did not finish: no model to sample from"}
+    device, tokens = ("cpu", 100) if dry_run else ("cuda", GPU_SAMPLE_TOKENS)
+    result: dict[str, Any] = {"device": device, "tokens": tokens}
+    modes = [("uncached", False, False), ("cached", True, False), ("cached_compiled", True, True)]
+    for name, cache, compile in modes:
+        if compile and dry_run:
+            result[name] = {"skipped": "--dry-run does not compile (minutes on a CPU)"}
+            continue
+        try:
+            result[name] = tokens_per_s(out / "train", device, tokens, cache, compile)
+        except Exception as err:  # one failed mode is a figure of the check, not its end
+            result[name] = {"error": f"{type(err).__name__}: {str(err)[:300]}"}
+    result["uncached_compiled"] = {"skipped": "compile compiles the cached one-token step"}
+    return result
+
+
+def auto_step(out: Path, dry_run: bool) -> dict[str, Any]:
+    if not (Path(CONFIG_PATH) / "model" / "auto.yaml").exists():
+        return {"skipped": "configs/model/auto.yaml does not exist in this version (no model=auto yet)"}
+    budget = 20 if dry_run else AUTO_BUDGET_S
+    if dry_run:
+        overrides = ["model=auto", f"budget_seconds={budget}", "trainer=cpu", "data.val_max_chars=20000",
+                     *QUIET]
+    else:
+        overrides = ["model=auto", f"budget_seconds={budget}", "trainer=gpu", *QUIET]
+    result = chargpt_train(out / "auto", overrides, budget + (60 if dry_run else AUTO_TIMEOUT_S - budget))
+    result["overrides"] = " ".join(overrides)
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dry-run", action="store_true", help="the same steps at toy sizes on the CPU")
+    parser.add_argument("--out", type=Path, default=None, help="keep the runs here (default: temporary)")
+    args = parser.parse_args(argv)
+    if not args.dry_run and not torch.cuda.is_available():
+        print("error: this check needs a CUDA GPU and none is available; run it on a machine with one, "
+              "or add --dry-run for the same steps at toy sizes on the CPU", file=sys.stderr)
+        return 2
+    device_name = None if args.dry_run else torch.cuda.get_device_name(0)
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="gpu_check_") as tmp:
+        out = args.out or Path(tmp)
+        out.mkdir(parents=True, exist_ok=True)
+        figures: dict[str, Any] = {
+            "dry_run": args.dry_run, "device": device_name or "cpu", "torch": torch.__version__,
+        }
+        steps = [("train", lambda: train_step(out, args.dry_run, device_name)),
+                 ("sample", lambda: sample_step(out, args.dry_run)),
+                 ("auto", lambda: auto_step(out, args.dry_run))]
+        for name, step in steps:
+            step_start = time.perf_counter()
+            print(f"gpu_check: {name} ...", file=sys.stderr, flush=True)
+            figures[name] = step()
+            took = time.perf_counter() - step_start
+            print(f"gpu_check: {name} done in {took:.0f} s", file=sys.stderr, flush=True)
+    figures["total_s"] = round(time.perf_counter() - start, 1)
+    loss = figures["train"].get("best_val_loss")
+    figures["ok"] = bool(figures["train"]["ok"]) and loss is not None and math.isfinite(loss)
+    print(json.dumps(figures))
+    return 0 if figures["ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

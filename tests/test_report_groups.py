@@ -1,0 +1,126 @@
+"""chargpt-report groups the runs that differ only in their seed: mean ± std per setting, and each
+setting compared with the best one (a difference smaller than the seeds' spread is marked)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from chargpt.runs.report import find_runs, group_runs, report, run_row, sort_rows
+
+
+def fake_run(
+    sweep: Path, name: str, overrides: list[str], best: float | None, status: str = "finished"
+) -> None:
+    run = sweep / name
+    (run / ".hydra").mkdir(parents=True)
+    (run / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides))
+    if best is not None:
+        (run / "metrics.json").write_text(json.dumps({
+            "best_val_loss": best, "val_loss": best + 0.5, "step": 100, "tokens_per_second": 1000.0 * best,
+            "train_seconds": 10 * best,
+        }))
+    (run / "status.json").write_text(json.dumps({"status": status}))
+
+
+def sweep_of(tmp_path: Path, settings: dict[str, list[float]], extra: list[str] = ()) -> Path:  # type: ignore[assignment]
+    """One run per (setting, seed): settings maps an override to the best losses of seeds 1, 2, ..."""
+    sweep = tmp_path / "sweep"
+    i = 0
+    for setting, losses in settings.items():
+        for seed, loss in enumerate(losses, start=1):
+            fake_run(sweep, str(i), [setting, f"seed={seed}", *extra], loss)
+            i += 1
+    return sweep
+
+
+def groups_of(sweep: Path, metric: str = "best_val_loss") -> list[dict]:
+    return group_runs(sort_rows([run_row(r, sweep) for r in find_runs(sweep)], metric), metric)
+
+
+def test_mean_and_std_per_setting_over_its_seeds(tmp_path: Path, capsys) -> None:
+    sweep = sweep_of(tmp_path, {"optimizer.lr=1e-3": [2.0, 2.2, 2.4], "optimizer.lr=3e-3": [1.5, 1.6, 1.7]})
+    fake_run(sweep, "6", ["optimizer.lr=3e-3", "seed=4"], None, status="failed")  # left out of the figures
+
+    report(sweep)
+
+    out = capsys.readouterr().out
+    with (sweep / "report_groups.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert [r["optimizer.lr"] for r in rows] == ["3e-3", "1e-3"]  # the best first
+    best, other = rows
+    assert best["seeds"] == "1,2,3,4" and best["runs"] == "4" and best["n"] == "3"
+    assert float(best["best_val_loss_mean"]) == pytest.approx(1.6)
+    assert float(best["best_val_loss_std"]) == pytest.approx(0.1)  # sample std (n - 1)
+    assert float(best["last_val_loss_mean"]) == pytest.approx(2.1)
+    assert float(best["tokens_per_sec_mean"]) == pytest.approx(1600.0)
+    assert float(other["best_val_loss_mean"]) == pytest.approx(2.2)
+    assert float(other["best_val_loss_std"]) == pytest.approx(0.2)
+    assert float(other["delta"]) == pytest.approx(0.6)
+    # 2.2 - 1.6 = 0.6 is more than 0.2 + 0.1: told apart.
+    assert [r["vs_best"] for r in rows] == ["best", "apart"]
+    assert "1.6000 ± 0.1000" in out and "2.2000 ± 0.2000" in out and "3/4" in out
+    assert (sweep / "report.csv").exists()  # the per-run table is still written
+
+
+@pytest.mark.parametrize(("other", "mark"), [
+    ([1.65, 1.75, 1.85], "≈ noise"),  # mean 1.75, std 0.1: 0.15 < 0.1 + 0.1
+    ([1.75, 1.85, 1.95], "apart"),  # mean 1.85: 0.25 > 0.2
+    ([1.62], "≈ n=1"),  # one seed: no spread known, cannot be told apart
+    ([3.0], "≈ n=1"),  # ... however far
+])
+def test_a_difference_within_the_seeds_spread_is_marked(tmp_path: Path, other: list[float], mark: str):
+    sweep = sweep_of(tmp_path, {"model.dropout=0.0": [1.5, 1.6, 1.7], "model.dropout=0.1": other})
+    groups = groups_of(sweep)
+    marks = [(g["settings"]["model.dropout"], g["vs_best"]) for g in groups]
+    assert marks == [("0.0", "best"), ("0.1", mark)]
+
+
+def test_the_best_is_the_highest_throughput_when_ranked_by_it(tmp_path: Path) -> None:
+    sweep = sweep_of(tmp_path, {"data.batch_size=8": [1.5, 1.6], "data.batch_size=16": [2.0, 2.1]})
+    groups = groups_of(sweep, "tokens_per_sec")
+    assert [g["settings"]["data.batch_size"] for g in groups] == ["16", "8"]
+    assert [g["vs_best"] for g in groups] == ["best", "apart"]
+
+
+def test_runs_differing_in_more_than_the_seed_are_not_grouped(tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    fake_run(sweep, "0", ["optimizer.lr=1e-3", "seed=1"], 1.5)
+    fake_run(sweep, "1", ["optimizer.lr=1e-3", "seed=2"], 1.6)
+    fake_run(sweep, "2", ["optimizer.lr=1e-3", "seed=3", "model.dropout=0.1"], 1.4)
+    fake_run(sweep, "3", ["optimizer.lr=1e-3"], 1.7)  # no seed given (the config default): same setting
+    groups = groups_of(sweep)
+    by_seeds = {g["seeds"]: g for g in groups}
+    assert set(by_seeds) == {"1,2,-", "3"}  # "-": no seed given
+    assert by_seeds["3"]["settings"] == {"optimizer.lr": "1e-3", "model.dropout": "0.1"}
+    assert by_seeds["1,2,-"]["n"] == 3
+
+
+def test_a_single_seed_sweep_prints_n_1_and_no_spread(tmp_path: Path, capsys, monkeypatch) -> None:
+    monkeypatch.setenv("COLUMNS", "100")
+    sweep = tmp_path / "sweep"
+    fake_run(sweep, "0", ["optimizer.lr=1e-3"], 1.5)
+    fake_run(sweep, "1", ["optimizer.lr=3e-3"], 1.4)
+    report(sweep)
+    out = capsys.readouterr().out
+    group_table = out[out.index("2 settings"):out.index("written:")]
+    assert max(len(line) for line in group_table.splitlines()) <= 100
+    assert "1.4000 ± —" in group_table and "1.5000 ± —" in group_table
+    with (sweep / "report_groups.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    figures = [(r["n"], r["best_val_loss_std"], r["vs_best"]) for r in rows]
+    assert figures == [("1", "", "best"), ("1", "", "≈ n=1")]
+
+
+def test_a_narrow_terminal_keeps_the_setting_and_leaves_out_the_other_figures(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")
+    sweep = sweep_of(tmp_path, {"optimizer.lr=1e-3": [2.0, 2.2], "optimizer.lr=3e-3": [1.5, 1.6]})
+    report(sweep)
+    out = capsys.readouterr().out
+    group_table = out[out.index("2 settings"):out.index("written:")]
+    assert max(len(line) for line in group_table.splitlines()) <= 80  # (the run table keeps its metrics)
+    assert "optimizer.lr" in group_table and "3e-3" in group_table and "1.5500 ± 0.0707" in group_table
+    assert "not shown (see the CSV): tokens_per_sec" in " ".join(group_table.split())
