@@ -37,8 +37,11 @@ $(STAMP): pyproject.toml
 train: install
 	$(BIN)/chargpt-train $(ARGS)
 
+# One test worker per core (at most 4): TEST_WORKERS=0 runs them in this process, one at a time.
+# A test module stays on one worker, so the runs its fixtures train are trained once.
+TEST_WORKERS ?= auto
 test: install
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(TEST_WORKERS) --maxprocesses=4 --dist loadfile $(PYTEST_ARGS)
 
 # Exit code 5 is pytest's "no tests collected": not a failure when no test is marked slow.
 test-slow: install

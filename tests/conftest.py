@@ -11,18 +11,17 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import torch
 
 from chargpt.training import CharLM
 
 # Small enough to train in seconds; every test model uses it unless it needs Tiny Shakespeare.
 TINY_MODEL = ["model.n_layer=1", "model.n_head=2", "model.n_embd=32", "model.block_size=16"]
 
-if os.environ.get("PYTEST_XDIST_WORKER"):
-    # `make test` runs one worker per core: a worker using every core's threads would make the
-    # two compete (tiny models gain nothing from a second thread anyway).
-    import torch
-
-    torch.set_num_threads(1)
+# One torch thread per test process: the test models are too small to gain from more, `make test`
+# runs one worker per core, and on a busy machine a thread waiting for a core makes every small
+# operation several times slower.
+torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)

@@ -118,6 +118,7 @@ def test_resumed_budget_run_keeps_its_planned_steps(corpus: Path, tmp_path: Path
     assert Trainer.fit_loop.epoch_loop.max_steps == 37
 
 
+@pytest.mark.slow  # a 10 s budget; the in-process budget tests cover planning by default
 def test_cli_budget_run_records_the_count(corpus: Path, tmp_path: Path, monkeypatch) -> None:
     # A budget counts from the process start; here, from the call (pytest started long ago).
     monkeypatch.setattr(budget_module, "run_start_time", lambda: budget_module.time.monotonic())

@@ -39,6 +39,7 @@ def _assert_same_training_state(a: dict, b: dict) -> None:
             assert torch.equal(value, opt_b[i][k]), (i, k)
 
 
+@pytest.mark.slow  # three trainings; tests/test_resume.py checks an exact resume by default
 def test_extending_a_finished_run_is_exact(tmp_path, monkeypatch, capsys):
     """20 steps, then the same run extended to 40, equals a straight 40-step run bit for bit (the
     default cosine warmup of 100 steps covers all 40; dropout, so the RNG must continue too)."""

@@ -42,6 +42,7 @@ def _scalar_steps(folder: Path, tag: str) -> list[int]:
     return [e.step for e in events.Scalars(tag)]
 
 
+@pytest.mark.slow  # several runs; tests/test_device_syncs.py checks the guard by default
 def test_nan_loss_stops_keeps_last_good_checkpoint_and_resume_continues_tensorboard(
     tmp_path, monkeypatch, capsys
 ):

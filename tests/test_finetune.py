@@ -41,6 +41,7 @@ def finetune_args(new: Path, run_dir: Path, init_from: Path, *extra: str) -> lis
     return [*base, *extra]
 
 
+@pytest.mark.slow  # three trainings; test_starting_point_is_printed_and_kept checks the start by default
 def test_finetune_starts_from_pretrained_weights_and_improves(pretrained: Path, tmp_path: Path) -> None:
     new = other_text(tmp_path / "new.txt")
     vocab = CharTokenizer(load(pretrained).tokenizer.chars)

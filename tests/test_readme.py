@@ -2,10 +2,11 @@
 
 - The README starts with the two commands, says how to reach the installed commands, and stays a
   short front door.
-- Every command a bash block (or a table) shows composes: each `chargpt-train` / `chargpt-sample`
-  / `chargpt-eval` line is composed with Hydra's compose API, so an override that names a key the
-  configs lack fails here; `make` targets, script flags, `chargpt-report` flags and pip extras
-  are checked against the Makefile, the scripts, the report's parser and pyproject.toml.
+- Every command a bash block (or a table) shows composes (the guides' in the slow set): each
+  `chargpt-train` / `chargpt-sample` / `chargpt-eval` line is composed with Hydra's compose API,
+  so an override that names a key the configs lack fails here; `make` targets, script flags,
+  `chargpt-report` flags and pip extras are checked against the Makefile, the scripts, the
+  report's parser and pyproject.toml.
 - The Python API example runs and prints what it says.
 - Links between the documents resolve, and Markdown tables are well formed.
 - (slow) A fresh clone, walked through as the README says: every command block, shortened.
@@ -264,7 +265,12 @@ def check_pip(args: list[str]) -> None:
             assert set(match.group(1).split(",")) <= set(extras), f"pyproject.toml has no extra {arg}"
 
 
-@pytest.mark.parametrize("command", shown_commands(), ids=lambda c: c.source)
+# The README's commands compose in the default run; the guides' (~100, a few tenths of a second
+# each) in the slow set.
+@pytest.mark.parametrize("command", [
+    pytest.param(c, id=c.source, marks=() if c.source.startswith("README") else pytest.mark.slow)
+    for c in shown_commands()
+])
 def test_every_command_shown_is_runnable(command: Command) -> None:
     program, args = program_and_args(command.argv)
     if program in HYDRA_CONFIG:

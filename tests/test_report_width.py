@@ -35,7 +35,8 @@ def test_the_table_fits_the_terminal_and_keeps_every_metric(columns, tmp_path, m
     report(sweep)
     out = capsys.readouterr().out
     lines = out.splitlines()
-    assert max(len(line) for line in lines) <= columns
+    # The tables and their notes fit; the CSV paths printed after them are as long as they are.
+    assert max(len(line) for line in lines if not line.startswith("written: ")) <= columns
     header = "\n".join(lines[:6])
     for column in ["run", "status", *METRIC_COLUMNS]:
         assert column in header

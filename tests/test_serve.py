@@ -195,6 +195,7 @@ def test_the_openai_client_works_unchanged(url: str) -> None:
         client.completions.create(model="gpt-4", prompt="Hi", max_tokens=5)
 
 
+@pytest.mark.slow  # 20 clients; the batching itself is checked in tests/test_serve_engine.py
 def test_twenty_concurrent_requests_are_all_answered(server: tuple[str, Engine], run_dir: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     url, engine = server
