@@ -85,9 +85,8 @@ def test_wider_models_get_a_lower_adamw_lr() -> None:
 
 def test_model_auto_without_budget_is_a_config_error(tmp_path: Path, capsys) -> None:
     corpus = write_corpus(tmp_path / "c.txt")
-    code, _, err = run_main(
-        train.main, ["model=auto", "data=text", f"data.path={corpus}", f"hydra.run.dir={tmp_path / 'run'}"], capsys
-    )
+    args = ["model=auto", "data=text", f"data.path={corpus}", f"hydra.run.dir={tmp_path / 'run'}"]
+    code, _, err = run_main(train.main, args, capsys)
     assert code == 2
     assert err.strip().splitlines()[-1].startswith("error: model=auto sizes the model for a time budget")
     assert "budget_seconds=" in err and "Traceback" not in err
@@ -95,8 +94,9 @@ def test_model_auto_without_budget_is_a_config_error(tmp_path: Path, capsys) -> 
 
 def test_model_auto_implies_the_cpu_100s_recipe() -> None:
     with initialize_config_dir(config_dir=CONFIG_PATH, version_base="1.3"):
-        cfg = compose(config_name="train", overrides=["model=auto", "budget_seconds=60"])
-        given = compose(config_name="train", overrides=["model=auto", "budget_seconds=60", "optimizer.lr=0.02"])
+        auto = ["model=auto", "budget_seconds=60"]
+        cfg = compose(config_name="train", overrides=auto)
+        given = compose(config_name="train", overrides=[*auto, "optimizer.lr=0.02"])
     assert cfg.optimizer._target_.endswith("muon_adamw") and cfg.optimizer.lr == 0.01
     assert cfg.scheduler._target_.endswith("WarmupStableDecay")
     assert cfg.model.auto and cfg.model.pos_encoding == "rope"
@@ -150,9 +150,12 @@ def test_auto_run_records_its_choice_and_a_resume_keeps_it(tmp_path: Path, capsy
     ]
     code, out, err = run_main(train.main, args, capsys)
     assert code == 0, err
+    printed = out + err
+    assert "model=auto: 12 s budget" in printed and "same run without model=auto: chargpt-train" in printed
     record = json.loads((run / "budget.json").read_text())["auto"]
     chosen = record["chosen"]
-    assert Shape(*(chosen[k] for k in ("n_layer", "n_embd", "n_head", "block_size", "batch_size"))) in TINY_LADDER
+    keys = ("n_layer", "n_embd", "n_head", "block_size", "batch_size")
+    assert Shape(*(chosen[k] for k in keys)) in TINY_LADDER
     assert record["candidates"] and record["rerun_with"].startswith("chargpt-train ")
     ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
     assert ckpt["hyper_parameters"]["auto"]["chosen"] == chosen
@@ -166,4 +169,5 @@ def test_auto_run_records_its_choice_and_a_resume_keeps_it(tmp_path: Path, capsy
     resumed = [a for a in args if not a.startswith("hydra.run.dir=")] + [f"ckpt_path={run}"]
     code, out, err = run_main(train.main, resumed, capsys)
     assert code == 0, err
+    assert "kept from the checkpoint" in out + err
     assert json.loads((run / "budget.json").read_text())["auto"]["chosen"] == chosen
