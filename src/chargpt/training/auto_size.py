@@ -83,6 +83,9 @@ CALIBRATION_FRACTION = 0.05
 VAL_FORWARD_FRACTION = 1 / 3
 VAL_MARGIN = 1.25
 RESERVE_SECONDS = 2.0  # saving, sampling, exit: the budget callback keeps the same
+# The training loop's own cost per step beyond the bare step timed here (logging, callbacks,
+# data loader): 1.3-2.1 ms on the 2-core CPU (docs/BENCHMARKS.md).
+LOOP_OVERHEAD_SECONDS = 0.0015
 # Dropout by epochs over the training text (linear in between, flat outside): no dropout while
 # the run sees its text about three times or less (the anchor's 100 s run made ~2 epochs of Tiny
 # Shakespeare without dropout), 0.2 (nanoGPT's choice for Tiny Shakespeare) from 12 epochs.
@@ -148,11 +151,12 @@ def estimate(
     shape: Shape, step_seconds: float, budget_seconds: float, used_seconds: float,
     train_chars: int, val_chars: int,
 ) -> Estimate:
-    """Steps, tokens per parameter and epochs of `shape` at `step_seconds` a step, when
+    """Steps, tokens per parameter and epochs of `shape` at `step_seconds` a (bare) step, when
     `used_seconds` of the budget are gone before training starts."""
     val_batches = math.ceil(val_chars / shape.tokens_per_step())
     final = VAL_MARGIN * VAL_FORWARD_FRACTION * step_seconds * val_batches + RESERVE_SECONDS
-    steps = max(0, math.floor((budget_seconds - used_seconds - final) / step_seconds))
+    per_step = step_seconds + LOOP_OVERHEAD_SECONDS
+    steps = max(0, math.floor((budget_seconds - used_seconds - final) / per_step))
     tokens = steps * shape.tokens_per_step()
     return Estimate(
         shape, 1000 * step_seconds, steps, tokens / non_embedding_params(shape), tokens / max(1, train_chars)
