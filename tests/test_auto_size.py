@@ -171,3 +171,30 @@ def test_auto_run_records_its_choice_and_a_resume_keeps_it(tmp_path: Path, capsy
     assert code == 0, err
     assert "kept from the checkpoint" in out + err
     assert json.loads((run / "budget.json").read_text())["auto"]["chosen"] == chosen
+
+
+@pytest.mark.slow
+def test_each_sweep_job_sizes_itself(tmp_path: Path, capsys, monkeypatch) -> None:
+    monkeypatch.setattr(budget_module, "run_start_time", lambda: budget_module.time.monotonic())
+    monkeypatch.setattr(auto_size, "LADDER", TINY_LADDER)
+    timed: list[Shape] = []
+    timer = auto_size.step_timer
+
+    def counting_timer(*args, **kwargs):
+        measure = timer(*args, **kwargs)
+        return lambda shape: (timed.append(shape), measure(shape))[1]
+
+    monkeypatch.setattr(auto_size, "step_timer", counting_timer)
+    corpus = write_corpus(tmp_path / "c.txt", n_chars=20_000)
+    args = [
+        "-m", "model=auto", "budget_seconds=8,10", "data=text", f"data.path={corpus}",
+        f"hydra.sweep.dir={tmp_path / 'sweep'}", "callbacks.time_budget.skip_steps=1",
+        "callbacks.time_budget.calibration_steps=3", "+trainer.limit_val_batches=4",
+        "sample.max_new_tokens=0", "logger=none", "~callbacks.progress_bar",
+    ]
+    run_main(train.main, args, capsys)  # (whether a job on a busy machine fits its budget is not the point)
+    blocks = [(tmp_path / "sweep" / job / "train.log").read_text() for job in ("0", "1")]
+    assert "model=auto: 8 s budget" in blocks[0] and "model=auto: 10 s budget" in blocks[1]
+    counts = [int(b.split(" shape(s) timed")[0].rsplit(" ", 1)[1]) for b in blocks]
+    assert len(timed) == sum(counts)  # each job timed its own shapes
+    assert "data.path=/" in blocks[1]  # the printed command holds the path as typed

@@ -29,7 +29,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from omegaconf import DictConfig, ListConfig, open_dict
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import HydraException
+from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
 from chargpt.errors import ConfigError
 from chargpt.model import ModelConfig, build_model
@@ -193,7 +195,11 @@ def choose(measured: Sequence[Estimate], stopped: str) -> Choice:
     its epochs) and AdamW lr (from its width). `measured` is in ladder order; `stopped` says why
     the climb ended."""
     if not measured:
-        raise ConfigError("model=auto measured no shape: the corpus is too short for every context")
+        shortest = min(s.block_size for s in LADDER)
+        raise ConfigError(
+            f"model=auto has no shape for this text: each split needs more than {shortest} characters "
+            "(the shortest context model=auto uses); use a longer text, or a fixed model such as model=tiny"
+        )
     target = target_tokens_per_param()
     best = min(measured, key=lambda e: abs(math.log(max(e.tokens_per_param, 1e-9) / target)))
     dropout = dropout_for(best.epochs)
@@ -374,7 +380,20 @@ def reproducing_overrides(cfg: DictConfig, overrides: Sequence[str], choices: Ma
     # Not kept: what is set here, the resume (a new run) and the run directory (a new one).
     dropped = {override_key(o) for o in [*model, *groups, *values]} | {"model", "ckpt_path"}
     kept = [o for o in overrides if (key := override_key(o)) not in dropped and not key.startswith("hydra.")]
-    return ["chargpt-train", *kept, *groups, *model, *values]
+    return ["chargpt-train", *map(_as_typed, kept), *groups, *model, *values]
+
+
+def _as_typed(override: str) -> str:
+    """An override as a user types it: the CLI quotes free-text values (paths, prompts) for Hydra
+    before Hydra records them; unquote those so the printed command runs as shown."""
+    key, _, raw = override.partition("=")
+    if raw[:1] not in ("'", '"'):
+        return override
+    try:
+        value = OverridesParser.create().parse_override(override).value()
+    except HydraException:
+        return override
+    return f"{key}={OmegaConf.create({'x': value}).x}" if isinstance(value, str) else override
 
 
 def _value(v: Any) -> str:
