@@ -12,7 +12,7 @@ Texts: `shakespeare` (Tiny Shakespeare, from the data directory as usual) and `s
 Python's standard library top-level modules concatenated in file-name order, cut to the size of
 Tiny Shakespeare: source code, a different kind of text; built once into the output folder).
 
-    python scripts/budget_curve.py                                  # the whole grid (~5 hours)
+    python scripts/budget_curve.py                                  # the whole grid (~3.5 h)
     python scripts/budget_curve.py --budgets 30 100 --texts shakespeare --seeds 1 --configs auto
     python scripts/budget_curve.py --dry-run                        # the commands only
     python scripts/budget_curve.py --report-only                    # the table from finished runs
@@ -115,8 +115,8 @@ def run_one(out: Path, budget: int, text: str, config: str, seed: int, rerun: bo
     (where / "stdout.txt").write_text(done.stdout)
     (where / "stderr.txt").write_text(done.stderr)
     loss = record["val_loss"]
-    status = f"val loss {loss:.4f}" if loss is not None else f"failed: {record['error']}"
-    print(f"  {status}, {record['steps']} steps, {wall:.1f} s wall", flush=True)
+    status = f"failed: {record['error']}" if loss is None else f"val loss {loss:.4f}, {record['steps']} steps"
+    print(f"  {status}; {wall:.1f} s wall", flush=True)
     return record
 
 
@@ -188,7 +188,7 @@ def main(argv: list[str] | None = None) -> None:
         for cell in grid:
             print(shlex.join(command(out, *cell)))
         return
-    print(f"{len(grid)} runs, at most {sum(b for b, *_ in grid) / 3600:.1f} h of budgets; "
+    print(f"{len(grid)} runs, {sum(b for b, *_ in grid) / 60:.0f} min of budgets; "
           f"CHARGPT_DATA_DIR={os.environ.get('CHARGPT_DATA_DIR', '(default)')}", flush=True)
     records = []
     for budget, text, config, seed in grid:
