@@ -191,13 +191,15 @@ class Run(NamedTuple):
 
 def build_run(cfg: DictConfig) -> Run:
     """Data, model and trainer as configured, after every check that can fail before training."""
-    start = budget.run_start_time()  # model=auto's calibration is charged to the budget
+    model_fields = plain(cfg.model)
+    auto = bool(model_fields.pop("auto", False))
+    # model=auto's timing is charged to the budget: its clock starts here (at the process start
+    # for the first run of a process), before the data is read and the shapes are timed.
+    start = budget.run_start_time() if auto else 0.0
     check_launch(cfg)
     if cfg.get("keep_freed_memory"):
         keep_freed_memory()
     torch.set_float32_matmul_precision(cfg.get("matmul_precision", "highest"))
-    model_fields = plain(cfg.model)
-    auto = bool(model_fields.pop("auto", False))
     model_config = ModelConfig.from_dict(model_fields)  # validated before any data work
     check_optimizer(plain(cfg.optimizer))
     if auto:
@@ -248,7 +250,7 @@ def build_run(cfg: DictConfig) -> Run:
     if choice is not None:
         for callback in trainer.callbacks:
             if isinstance(callback, budget.TimeBudget):
-                callback.count_from(start)  # (in a sweep, a later job's clock starts before sizing)
+                callback.count_from(start)  # (a later job of a sweep would start counting after it)
                 callback.auto = choice.summary()
     # max_steps / max_epochs -> the run's total optimizer steps, which the schedule, the data loader
     # and the progress bar read from the trainer.
