@@ -428,9 +428,12 @@ def report(choice: Choice, budget_seconds: float, train_chars: int) -> str:
     return "\n".join(lines)
 
 
+KEPT = "kept from the checkpoint"
+
+
 def from_record(record: dict[str, Any]) -> Choice:
     """The choice a checkpoint recorded (a resumed run keeps it: no new calibration)."""
-    chosen = record["chosen"]
+    chosen, reason = record["chosen"], str(record.get("reason", "n/a"))
     shape = Shape(*(int(chosen[k]) for k in ("n_layer", "n_embd", "n_head", "block_size", "batch_size")))
     measured = [
         Estimate(Shape(*(int(r[k]) for k in ("n_layer", "n_embd", "n_head", "block_size", "batch_size"))),
@@ -441,6 +444,6 @@ def from_record(record: dict[str, Any]) -> Choice:
     return Choice(
         shape, float(chosen["dropout"]), float(chosen["adamw_lr"]), measured,
         float(record.get("target_tokens_per_param", target_tokens_per_param())),
-        f"kept from the checkpoint (first run: {record.get('reason', 'n/a')})",
+        reason if reason.startswith(KEPT) else f"{KEPT} (first run: {reason})",
         float(record.get("calibration_seconds", 0.0)),
     )
