@@ -255,9 +255,9 @@ def step_timer(
 ) -> Callable[[Shape], float]:
     """measure(shape): seconds of the fastest of TIMED_STEPS training steps (forward, backward,
     gradient clipping, optimizer step) on real random windows, after one warm-up step. The fastest,
-    not the median: a few steps are easily slowed for a moment (memory a young process touches for
-    the first time, another job), which would make every shape look slow and pick too small a
-    model. The budget callback plans the real step count from the run's real pace anyway."""
+    not the median: on a shared machine steps are easily slowed for a while (another job; on the
+    2-core CPU also the first seconds of a process), which would make a shape look slow and pick
+    too small a model. The budget callback plans the real step count from the run's real pace anyway."""
     ids = torch.from_numpy(np.asarray(train_ids, dtype=np.int64))
     rng = np.random.default_rng(seed)
 
