@@ -49,7 +49,9 @@ def test_option_composes_and_instantiates(group: str, option: str, corpus: Path,
     with initialize_config_dir(config_dir=CONFIG_PATH, version_base="1.3"):
         cfg = compose(config_name="train", overrides=overrides)
 
-    model_config = ModelConfig.from_dict(plain(cfg.model))
+    fields = plain(cfg.model)
+    fields.pop("auto", None)  # model=auto: the shape is chosen when a run starts (test_auto_size.py)
+    model_config = ModelConfig.from_dict(fields)
     model = build_model(model_config, vocab_size=30)
     module = CharLM(model_config.to_dict(), [chr(65 + i) for i in range(30)], plain(cfg.optimizer),
                     plain(cfg.scheduler))

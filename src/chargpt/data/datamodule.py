@@ -205,6 +205,17 @@ class CharDataModule(L.LightningDataModule):
             for line in self.report_lines():
                 (log.warning if line.startswith("warning:") else log.info)(line)
 
+    def set_windows(self, block_size: int, batch_size: int) -> None:
+        """Serve windows of another length and batch size (model=auto decides them after reading
+        the text); the splits stay as they are."""
+        self.block_size, self.batch_size = block_size, batch_size
+        for name, part in (("train", self.train_ids), ("val", self.val_ids)):
+            if part is not None and len(part) < block_size + 1:
+                raise DataError(
+                    f"the {name} split of {self.source} has {len(part)} characters, fewer than "
+                    f"model.block_size + 1 = {block_size + 1}; use a longer text"
+                )
+
     @property
     def val_scope(self) -> dict[str, Any]:
         """What validation scores: the whole split, or a fixed prefix of it (data.val_max_chars)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from typing import Any, NamedTuple
 
 import lightning as L
@@ -27,6 +28,8 @@ from chargpt.data import CharDataModule
 from chargpt.distributed import is_rank_zero
 from chargpt.errors import ConfigError, SetupError
 from chargpt.model import ModelConfig
+from chargpt.training import auto_size
+from chargpt.training.callbacks import budget
 from chargpt.training.finetune import apply_pretrained, freeze, prepare_finetune
 from chargpt.training.host_memory import keep_freed_memory
 from chargpt.training.module import CharLM
@@ -48,6 +51,53 @@ def is_multirun() -> bool:
 def is_finetune_experiment() -> bool:
     """Whether the run composes experiment=finetune (which only makes sense with init_from)."""
     return HydraConfig.initialized() and HydraConfig.get().runtime.choices.get("experiment") == "finetune"
+
+
+def task_overrides() -> list[str]:
+    """The overrides this run was given on the command line (none outside Hydra)."""
+    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+
+
+def calibration_device(trainer_cfg: DictConfig) -> torch.device:
+    """Where the run will train (one device): model=auto times its candidates there."""
+    accelerator = str(trainer_cfg.get("accelerator", "auto"))
+    if accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available()):
+        return torch.device("cuda", 0)
+    if accelerator == "mps" or (accelerator == "auto" and torch.backends.mps.is_available()):
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def size_automatically(
+    cfg: DictConfig, datamodule: CharDataModule, base: ModelConfig, ckpt: dict[str, Any] | None, start: float
+) -> auto_size.Choice:
+    """model=auto: measure candidate shapes here (a resumed run keeps its checkpoint's choice),
+    write the choice into cfg and print it with its reasons."""
+    if ckpt is not None:
+        record = ckpt["hyper_parameters"].get("auto")
+        if not isinstance(record, dict):
+            raise ConfigError(
+                f"cannot resume from {cfg.ckpt_path} with model=auto: that run was not sized by model=auto; "
+                "resume with the model settings it was trained with"
+            )
+        choice = auto_size.from_record(record)
+    else:
+        assert datamodule.train_ids is not None and datamodule.val_scored_ids is not None
+        train_chars, val_chars = len(datamodule.train_ids), len(datamodule.val_scored_ids)
+        measure = auto_size.step_timer(
+            base, plain(cfg.optimizer), datamodule.tokenizer.vocab_size, datamodule.train_ids,
+            calibration_device(cfg.trainer), cfg.trainer.get("gradient_clip_val"), int(cfg.seed),
+        )
+        choice = auto_size.climb(
+            auto_size.usable_ladder(train_chars, val_chars), measure, float(cfg.budget_seconds),
+            lambda: time.monotonic() - start, train_chars, val_chars,
+        )
+    choices = dict(HydraConfig.get().runtime.choices) if HydraConfig.initialized() else {}
+    auto_size.apply_choice(cfg, choice, task_overrides(), choices)
+    if is_rank_zero():
+        train_chars = len(datamodule.train_ids) if datamodule.train_ids is not None else 0
+        log.info("%s", auto_size.report(choice, float(cfg.budget_seconds), train_chars))
+    return choice
 
 
 def check_devices(trainer_cfg: DictConfig) -> None:
@@ -141,12 +191,19 @@ class Run(NamedTuple):
 
 def build_run(cfg: DictConfig) -> Run:
     """Data, model and trainer as configured, after every check that can fail before training."""
+    model_fields = plain(cfg.model)
+    auto = bool(model_fields.pop("auto", False))
+    # model=auto's timing is charged to the budget: its clock starts here (at the process start
+    # for the first run of a process), before the data is read and the shapes are timed.
+    start = budget.run_start_time() if auto else 0.0
     check_launch(cfg)
     if cfg.get("keep_freed_memory"):
         keep_freed_memory()
     torch.set_float32_matmul_precision(cfg.get("matmul_precision", "highest"))
-    model_config = ModelConfig.from_dict(plain(cfg.model))  # validated before any data work
+    model_config = ModelConfig.from_dict(model_fields)  # validated before any data work
     check_optimizer(plain(cfg.optimizer))
+    if auto:
+        auto_size.check_auto(cfg, task_overrides())
     pretrained = None
     if not cfg.get("init_from") and is_finetune_experiment():
         raise ConfigError(
@@ -169,6 +226,14 @@ def build_run(cfg: DictConfig) -> Run:
         # corpus or model is refused with the reason, not a shape-mismatch traceback.
         file = resolve_checkpoint(cfg.ckpt_path)
         ckpt = read_checkpoint(file)
+    choice = None
+    if auto:
+        choice = size_automatically(cfg, datamodule, model_config, ckpt, start)
+        model_fields = plain(cfg.model)
+        model_fields.pop("auto", None)
+        model_config = ModelConfig.from_dict(model_fields)
+        datamodule.set_windows(model_config.block_size, int(cfg.data.batch_size))
+    if ckpt is not None:
         check_resumable(ckpt, str(file), model_config, vocab, datamodule.fingerprint)
         ckpt_path, resume_step = str(file), int(ckpt.get("global_step", 0))
     module = CharLM(
@@ -176,11 +241,17 @@ def build_run(cfg: DictConfig) -> Run:
         vocab=vocab,
         optimizer=plain(cfg.optimizer),
         scheduler=plain(cfg.scheduler),
+        auto=choice.summary() if choice is not None else None,
     )
     if pretrained is not None:
         apply_pretrained(module.model, pretrained)
         freeze(module.model, cfg.finetune.freeze_embeddings, cfg.finetune.freeze_blocks)
     trainer = build_trainer(cfg, resume_step)
+    if choice is not None:
+        for callback in trainer.callbacks:
+            if isinstance(callback, budget.TimeBudget):
+                callback.count_from(start)  # (a later job of a sweep would start counting after it)
+                callback.auto = choice.summary()
     # max_steps / max_epochs -> the run's total optimizer steps, which the schedule, the data loader
     # and the progress bar read from the trainer.
     fix_total_steps(trainer, len(datamodule.train_ids), datamodule.batch_size, datamodule.block_size)

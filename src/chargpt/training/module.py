@@ -40,7 +40,10 @@ class CharLM(L.LightningModule):
         vocab: list[str],
         optimizer: dict[str, Any] | None = None,
         scheduler: dict[str, Any] | None = None,
+        auto: dict[str, Any] | None = None,
     ) -> None:
+        # `auto`: the model=auto choice and its reasons (budget.json's "auto" section), kept in the
+        # checkpoint so that a resumed run rebuilds the same shape without measuring again.
         super().__init__()
         self.save_hyperparameters()
         self.schedule = build_schedule(scheduler)

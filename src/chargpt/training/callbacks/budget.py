@@ -102,9 +102,14 @@ class TimeBudget(Callback):
         self.step_seconds: float | None = None
         self.final_seconds: float | None = None
         self.replans = 0
+        self.auto: dict[str, Any] | None = None  # model=auto's choice and reasons, recorded as is
         self._mark: tuple[int, float] | None = None  # (step, time) the current timing window began
         self._calib: tuple[int, float] = (0, 0.0)  # (step, time) calibration began
         self._cap = -1
+
+    def count_from(self, start: float) -> None:
+        """Move the budget's start (time.monotonic() seconds) to `start`."""
+        self.start, self.deadline = start, start + self.seconds
 
     # --- checkpointed: a resumed run keeps the planned count -------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -249,7 +254,7 @@ class TimeBudget(Callback):
             "reserve_seconds": self.reserve_seconds,
             "replans": self.replans,
             "rerun_with": f"trainer.max_steps={self.planned_steps} budget_seconds=null",
-        }
+        } | ({"auto": self.auto} if self.auto is not None else {})
 
     def _write(self, **extra: Any) -> None:
         if self.path is not None and is_rank_zero():

@@ -1,0 +1,449 @@
+"""model=auto: size the model for a time budget, this machine's speed and the corpus.
+
+The rule (`choose`) is a pure function of measured step times, the budget and the corpus size;
+`calibrate` measures the step times (real batches, a warm-up step, then timed steps of each
+candidate) and `apply_choice` writes the result into the run's config. Every constant of the rule
+is defined in this block, so that measurements can set them. They are provisional: anchored on
+one measured optimum (the cpu_100s shape at 100 s on a 2-core CPU), pending the measurement grid
+of scripts/budget_curve.py (docs/EXPERIMENTS.md).
+
+The rule, in short: climb a ladder of shapes from small to large. For each, the calibrated step
+time gives the steps the budget holds, hence the tokens the run will see, and the ratio of those
+tokens to the shape's non-embedding parameters. A short budget or a slow machine wants a small
+model (more tokens per parameter), a long one a larger model: the pick is the shape whose ratio is
+nearest (in log scale) to the ratio measured best at 100 s. Climbing stops at the first shape below
+that ratio (larger ones are only farther from it), or when the calibration would take more than a
+small fraction of the budget. Dropout follows the epochs the run will make over its training text.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+import shlex
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import HydraException
+from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
+
+from chargpt.errors import ConfigError
+from chargpt.model import ModelConfig, build_model
+from chargpt.training.optim import build_optimizer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Shape:
+    """One rung of the ladder: what model=auto chooses (the rest of the recipe is fixed)."""
+
+    n_layer: int
+    n_embd: int
+    n_head: int
+    block_size: int
+    batch_size: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.n_layer}x{self.n_embd} h{self.n_head} ctx{self.block_size} b{self.batch_size}"
+
+    def tokens_per_step(self) -> int:
+        return self.block_size * self.batch_size
+
+
+# ---- The rule's constants (provisional; see the module docstring) --------------------------------
+# Shapes from small to large, heads 32 wide. Nothing here is specific to one text: the first four
+# are CPU-sized (3x128 is the cpu_100s shape), the last ones for long budgets or fast machines.
+LADDER: tuple[Shape, ...] = (
+    Shape(2, 96, 3, 128, 8),
+    Shape(3, 128, 4, 128, 8),
+    Shape(4, 160, 5, 128, 8),
+    Shape(4, 192, 6, 128, 8),
+    Shape(5, 224, 7, 256, 8),
+    Shape(6, 256, 8, 256, 8),
+    Shape(6, 320, 10, 256, 12),
+    Shape(8, 384, 12, 256, 16),
+)
+# The anchor: the best measured shape at 100 s on the 2-core CPU (docs/EXPERIMENTS.md, preset P),
+# 3 layers x 128 wide, ~2,200 steps of 8 x 128 tokens. Its tokens per non-embedding parameter
+# (~3.8) is the target ratio for every budget and machine.
+ANCHOR_SHAPE = LADDER[1]
+ANCHOR_STEPS = 2200
+# Calibration: one untimed warm-up step, then TIMED_STEPS timed steps per shape; the whole
+# calibration may take at most CALIBRATION_FRACTION of the budget.
+TIMED_STEPS = 5
+CALIBRATION_FRACTION = 0.05
+# A validation forward costs about this fraction of a training step (forward + backward + update)
+# per token: used to reserve the final full validation, with the budget callback's 25% margin.
+VAL_FORWARD_FRACTION = 1 / 3
+VAL_MARGIN = 1.25
+RESERVE_SECONDS = 2.0  # saving, sampling, exit: the budget callback keeps the same
+# The training loop's own cost per step beyond the bare step timed here (logging, callbacks,
+# data loader): 1.3-2.1 ms on the 2-core CPU (docs/BENCHMARKS.md).
+LOOP_OVERHEAD_SECONDS = 0.0015
+# Dropout by epochs over the training text (linear in between, flat outside): no dropout while
+# the run sees its text about three times or less (the anchor's 100 s run made ~2 epochs of Tiny
+# Shakespeare without dropout), 0.2 (nanoGPT's choice for Tiny Shakespeare) from 12 epochs.
+DROPOUT_BY_EPOCHS: tuple[tuple[float, float], ...] = ((3.0, 0.0), (6.0, 0.1), (12.0, 0.2))
+# AdamW (embeddings, head, norms, biases) lr: 3e-3 up to the anchor's width, then scaled by
+# (ANCHOR width / width) ** ADAMW_LR_WIDTH_POWER. Under Adam each output-head coordinate moves by
+# about the lr, so the logits move more per step as width grows; a half power is a cautious step
+# towards the 1/width that theory suggests. Muon's lr (configs/model/auto.yaml) needs no scaling:
+# its update is orthogonalised and scaled by the matrix shape.
+ADAMW_LR = 3e-3
+ADAMW_LR_WIDTH_POWER = 0.5
+# ------------------------------------------------------------------------------------------------
+
+
+def non_embedding_params(shape: Shape, mlp_ratio: float = 4.0, bias: bool = True) -> int:
+    """Weights of the transformer blocks and the final norm (what the compute and the data must
+    feed; embeddings are lookups). Per block: attention 4 d^2, feed-forward 2 r d^2, plus biases
+    and two norms."""
+    d, hidden = shape.n_embd, int(mlp_ratio * shape.n_embd)
+    per_block = 4 * d * d + 2 * d * hidden + (4 * d + hidden + d if bias else 0) + 2 * d * (2 if bias else 1)
+    return shape.n_layer * per_block + d * (2 if bias else 1)
+
+
+def target_tokens_per_param() -> float:
+    return ANCHOR_STEPS * ANCHOR_SHAPE.tokens_per_step() / non_embedding_params(ANCHOR_SHAPE)
+
+
+def dropout_for(epochs: float) -> float:
+    """DROPOUT_BY_EPOCHS, interpolated linearly (rounded to 0.01)."""
+    points = DROPOUT_BY_EPOCHS
+    if epochs <= points[0][0]:
+        return points[0][1]
+    for (e0, p0), (e1, p1) in itertools.pairwise(points):
+        if epochs <= e1:
+            return round(p0 + (p1 - p0) * (epochs - e0) / (e1 - e0), 2)
+    return points[-1][1]
+
+
+def adamw_lr_for(width: int) -> float:
+    lr = ADAMW_LR * min(1.0, ANCHOR_SHAPE.n_embd / width) ** ADAMW_LR_WIDTH_POWER
+    return float(f"{lr:.2g}")  # two digits: the printed override reproduces it exactly
+
+
+@dataclass
+class Estimate:
+    """What the budget buys with one shape at its measured speed."""
+
+    shape: Shape
+    step_ms: float
+    steps: int
+    tokens_per_param: float
+    epochs: float
+
+    def row(self) -> dict[str, Any]:
+        return {
+            "shape": self.shape.name, **asdict(self.shape), "params": non_embedding_params(self.shape),
+            "step_ms": round(self.step_ms, 2), "steps": self.steps,
+            "tokens_per_param": round(self.tokens_per_param, 3), "epochs": round(self.epochs, 2),
+        }
+
+
+def estimate(
+    shape: Shape, step_seconds: float, budget_seconds: float, used_seconds: float,
+    train_chars: int, val_chars: int,
+) -> Estimate:
+    """Steps, tokens per parameter and epochs of `shape` at `step_seconds` a (bare) step, when
+    `used_seconds` of the budget are gone before training starts."""
+    val_batches = math.ceil(val_chars / shape.tokens_per_step())
+    final = VAL_MARGIN * VAL_FORWARD_FRACTION * step_seconds * val_batches + RESERVE_SECONDS
+    per_step = step_seconds + LOOP_OVERHEAD_SECONDS
+    steps = max(0, math.floor((budget_seconds - used_seconds - final) / per_step))
+    tokens = steps * shape.tokens_per_step()
+    return Estimate(
+        shape, 1000 * step_seconds, steps, tokens / non_embedding_params(shape), tokens / max(1, train_chars)
+    )
+
+
+@dataclass
+class Choice:
+    """The rule's result and why."""
+
+    shape: Shape
+    dropout: float
+    adamw_lr: float
+    measured: list[Estimate]
+    target: float
+    reason: str
+    calibration_seconds: float = 0.0
+    overrides: list[str] = field(default_factory=list)  # filled in by apply_choice
+
+    def summary(self) -> dict[str, Any]:
+        chosen = next(e for e in self.measured if e.shape == self.shape)
+        return {
+            "chosen": {**chosen.row(), "dropout": self.dropout, "adamw_lr": self.adamw_lr},
+            "reason": self.reason,
+            "target_tokens_per_param": round(self.target, 3),
+            "candidates": [e.row() for e in self.measured],
+            "calibration_seconds": round(self.calibration_seconds, 2),
+            "rerun_with": shlex.join(self.overrides) if self.overrides else None,
+        }
+
+
+def choose(measured: Sequence[Estimate], stopped: str) -> Choice:
+    """The shape whose tokens per parameter is nearest the target (log scale), its dropout (from
+    its epochs) and AdamW lr (from its width). `measured` is in ladder order; `stopped` says why
+    the climb ended."""
+    if not measured:
+        shortest = min(s.block_size for s in LADDER)
+        raise ConfigError(
+            f"model=auto has no shape for this text: each split needs more than {shortest} characters "
+            "(the shortest context model=auto uses); use a longer text, or a fixed model such as model=tiny"
+        )
+    target = target_tokens_per_param()
+    best = min(measured, key=lambda e: abs(math.log(max(e.tokens_per_param, 1e-9) / target)))
+    dropout = dropout_for(best.epochs)
+    reason = (
+        f"{best.tokens_per_param:.2f} tokens per parameter in the budget is the nearest to the target "
+        f"{target:.2f} (the best measured shape at 100 s); climb stopped: {stopped}; "
+        f"{best.epochs:.1f} epochs over the training text -> dropout {dropout:g}"
+    )
+    return Choice(best.shape, dropout, adamw_lr_for(best.shape.n_embd), list(measured), target, reason)
+
+
+def climb(
+    ladder: Sequence[Shape],
+    measure: Callable[[Shape], float],
+    budget_seconds: float,
+    used: Callable[[], float],
+    train_chars: int,
+    val_chars: int,
+) -> Choice:
+    """Measure shapes from small to large until one falls below the target ratio or the
+    calibration would overrun its share of the budget, then `choose`. `measure` returns seconds a
+    step; `used()` the seconds of the budget gone so far (calibration included)."""
+    target = target_tokens_per_param()
+    cap = CALIBRATION_FRACTION * budget_seconds
+    start, measured, stopped = used(), [], "the largest shape was reached"
+    last_cost = 0.0
+    for shape in ladder:
+        if measured and used() - start + last_cost * 2.5 > cap:  # larger shapes cost more to time
+            stopped = f"the next shape would take the calibration past {cap:.1f} s"
+            break
+        before = used()
+        seconds = measure(shape)
+        last_cost = used() - before
+        measured.append(estimate(shape, seconds, budget_seconds, used(), train_chars, val_chars))
+        if measured[-1].tokens_per_param < target:
+            stopped = f"{shape.name} is below the target"
+            break
+    choice = choose(measured, stopped)
+    choice.calibration_seconds = used() - start
+    return choice
+
+
+# ---- Calibration on the machine -----------------------------------------------------------------
+
+def usable_ladder(train_chars: int, val_chars: int) -> list[Shape]:
+    """Shapes whose context fits in both splits (a short text rules out the long contexts)."""
+    return [s for s in LADDER if s.block_size < min(train_chars, val_chars)]
+
+
+def step_timer(
+    base: ModelConfig, optimizer: dict[str, Any], vocab_size: int, train_ids: np.ndarray,
+    device: torch.device, clip: float | None, seed: int,
+) -> Callable[[Shape], float]:
+    """measure(shape): seconds of the fastest of TIMED_STEPS training steps (forward, backward,
+    gradient clipping, optimizer step) on real random windows, after one warm-up step. The fastest,
+    not the median: on a shared machine steps are easily slowed for a while (another job; on the
+    2-core CPU also the first seconds of a process), which would make a shape look slow and pick
+    too small a model. The budget callback plans the real step count from the run's real pace anyway."""
+    ids = torch.from_numpy(np.asarray(train_ids, dtype=np.int64))
+    rng = np.random.default_rng(seed)
+
+    def batch(shape: Shape) -> tuple[torch.Tensor, torch.Tensor]:
+        starts = rng.integers(0, len(ids) - shape.block_size - 1, size=shape.batch_size)
+        x = torch.stack([ids[s : s + shape.block_size] for s in starts])
+        y = torch.stack([ids[s + 1 : s + 1 + shape.block_size] for s in starts])
+        return x.to(device), y.to(device)
+
+    def measure(shape: Shape) -> float:
+        config = ModelConfig.from_dict(base.to_dict() | shape_fields(shape) | {"compile": False})
+        # Model init draws from torch's RNG: keep the run's own stream as if nothing ran here.
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            model = build_model(config, vocab_size).to(device).train()
+            opt = build_optimizer(model, optimizer)
+            times = []
+            for i in range(1 + TIMED_STEPS):
+                x, y = batch(shape)
+                sync(device)
+                t0 = time.perf_counter()
+                _, loss = model(x, y)
+                loss.backward()
+                if clip:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+                opt.step()
+                opt.zero_grad(set_to_none=True)
+                sync(device)
+                if i:  # the first step allocates: not timed
+                    times.append(time.perf_counter() - t0)
+        return min(times)
+
+    return measure
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def shape_fields(shape: Shape) -> dict[str, int]:
+    return {k: getattr(shape, k) for k in ("n_layer", "n_embd", "n_head", "block_size")}
+
+
+# ---- The run's config ---------------------------------------------------------------------------
+
+# What model=auto sets: given on the command line, these are refused (they are the choice).
+CHOSEN_KEYS = ("model.n_layer", "model.n_embd", "model.n_head", "model.block_size", "data.batch_size")
+# What it sets unless the command line gives them (then the given value wins, and is recorded).
+DEFAULTED_KEYS = ("model.dropout", "optimizer.adamw.lr")
+
+
+def override_key(override: str) -> str:
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def check_auto(cfg: DictConfig, overrides: Sequence[str]) -> None:
+    """Refuse, before any data work, what model=auto cannot do."""
+    if cfg.get("budget_seconds") is None:
+        raise ConfigError(
+            "model=auto sizes the model for a time budget, but budget_seconds is not set; pass "
+            "budget_seconds=SECONDS (e.g. budget_seconds=300), or pick a fixed model such as model=tiny"
+        )
+    if cfg.get("init_from"):
+        raise ConfigError(
+            "model=auto cannot fine-tune: init_from keeps the pretrained model's shape; drop model=auto"
+        )
+    given = [k for k in map(override_key, overrides) if k in CHOSEN_KEYS]
+    if given:
+        raise ConfigError(
+            f"model=auto chooses {', '.join(given)} itself; drop {'it' if len(given) == 1 else 'them'}, "
+            "or pass the shape without model=auto (each model=auto run prints the override that "
+            "reproduces it)"
+        )
+    devices, nodes = cfg.trainer.get("devices", 1), cfg.trainer.get("num_nodes", 1)
+    if isinstance(devices, (list, ListConfig)):
+        devices = len(devices)
+    if (str(devices).isdigit() and int(devices) > 1) or int(nodes or 1) > 1:
+        raise ConfigError(
+            "model=auto measures one process's speed, but this run has several (trainer.devices / "
+            "trainer.num_nodes); size it on one device first and pass its printed override"
+        )
+
+
+def apply_choice(
+    cfg: DictConfig, choice: Choice, overrides: Sequence[str], choices: Mapping[str, Any]
+) -> None:
+    """Write the choice into the run's config (what the command line gave stays) and fill in the
+    override that reproduces the run without model=auto."""
+    given = {override_key(o) for o in overrides}
+    with open_dict(cfg):
+        for key, value in shape_fields(choice.shape).items():
+            cfg.model[key] = value
+        cfg.data.batch_size = choice.shape.batch_size
+        if "model.dropout" not in given:
+            cfg.model.dropout = choice.dropout
+        choice.dropout = float(cfg.model.dropout)
+        adamw = cfg.optimizer.get("adamw")
+        if adamw is not None:
+            if "optimizer.adamw.lr" not in given:
+                adamw.lr = choice.adamw_lr
+            choice.adamw_lr = float(adamw.lr)
+        cfg.model.auto = False
+    choice.overrides = reproducing_overrides(cfg, overrides, choices)
+
+
+def reproducing_overrides(cfg: DictConfig, overrides: Sequence[str], choices: Mapping[str, Any]) -> list[str]:
+    """The command line without model=auto: the user's own overrides, the config groups model=auto
+    picked (`choices`: Hydra's runtime choices), every model setting that differs from the default
+    model's, and the values model=auto set in other groups."""
+    chosen = {k: v for k, v in cfg.model.items() if k not in ("_target_", "auto")}
+    defaults = ModelConfig().to_dict()
+    shape_keys = shape_fields(LADDER[0])
+    model = [f"model.{k}={_value(v)}" for k, v in chosen.items() if k in shape_keys or defaults.get(k) != v]
+    groups = [f"{g}={choices[g]}" for g in ("optimizer", "scheduler") if g in choices]
+    values = [f"optimizer.lr={_value(cfg.optimizer.lr)}"] if "lr" in cfg.optimizer else []
+    if cfg.optimizer.get("adamw") is not None:
+        values.append(f"optimizer.adamw.lr={_value(cfg.optimizer.adamw.lr)}")
+    values += [
+        f"data.batch_size={cfg.data.batch_size}",
+        f"trainer.max_steps={cfg.trainer.max_steps}",
+        f"trainer.val_check_interval={cfg.trainer.val_check_interval}",
+    ]
+    # Not kept: what is set here, the resume (a new run) and the run directory (a new one).
+    dropped = {override_key(o) for o in [*model, *groups, *values]} | {"model", "ckpt_path"}
+    kept = [o for o in overrides if (key := override_key(o)) not in dropped and not key.startswith("hydra.")]
+    return ["chargpt-train", *map(_as_typed, kept), *groups, *model, *values]
+
+
+def _as_typed(override: str) -> str:
+    """An override as a user types it: the CLI quotes free-text values (paths, prompts) for Hydra
+    before Hydra records them; unquote those so the printed command runs as shown."""
+    key, _, raw = override.partition("=")
+    if raw[:1] not in ("'", '"'):
+        return override
+    try:
+        value = OverridesParser.create().parse_override(override).value()
+    except HydraException:
+        return override
+    return f"{key}={OmegaConf.create({'x': value}).x}" if isinstance(value, str) else override
+
+
+def _value(v: Any) -> str:
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return str(v).lower()
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def report(choice: Choice, budget_seconds: float, train_chars: int) -> str:
+    """The one block model=auto prints: candidates, the choice, why, and how to re-run it."""
+    lines = [
+        f"model=auto: {budget_seconds:g} s budget, {train_chars:,} training characters; "
+        f"{len(choice.measured)} shape(s) timed in {choice.calibration_seconds:.1f} s "
+        f"(target {choice.target:.2f} tokens per non-embedding parameter)",
+        f"  {'shape':<24} {'params':>9} {'ms/step':>8} {'steps':>7} {'tok/param':>9} {'epochs':>7}",
+    ]
+    for e in choice.measured:
+        mark = "*" if e.shape == choice.shape else " "
+        lines.append(
+            f"{mark} {e.shape.name:<24} {non_embedding_params(e.shape):>9,} {e.step_ms:>8.1f} {e.steps:>7,} "
+            f"{e.tokens_per_param:>9.2f} {e.epochs:>7.2f}"
+        )
+    lines.append(f"chosen: {choice.shape.name}, dropout {choice.dropout:g}, AdamW lr {choice.adamw_lr:g}")
+    lines.append(f"why: {choice.reason}")
+    if choice.overrides:
+        lines.append(f"same run without model=auto: {shlex.join(choice.overrides)}")
+    return "\n".join(lines)
+
+
+KEPT = "kept from the checkpoint"
+
+
+def from_record(record: dict[str, Any]) -> Choice:
+    """The choice a checkpoint recorded (a resumed run keeps it: no new calibration)."""
+    chosen, reason = record["chosen"], str(record.get("reason", "n/a"))
+    shape = Shape(*(int(chosen[k]) for k in ("n_layer", "n_embd", "n_head", "block_size", "batch_size")))
+    measured = [
+        Estimate(Shape(*(int(r[k]) for k in ("n_layer", "n_embd", "n_head", "block_size", "batch_size"))),
+                 float(r["step_ms"]), int(r["steps"]), float(r["tokens_per_param"]), float(r["epochs"]))
+        for r in record.get("candidates", [])
+    ] or [Estimate(shape, float(chosen["step_ms"]), int(chosen["steps"]), float(chosen["tokens_per_param"]),
+                   float(chosen["epochs"]))]
+    return Choice(
+        shape, float(chosen["dropout"]), float(chosen["adamw_lr"]), measured,
+        float(record.get("target_tokens_per_param", target_tokens_per_param())),
+        reason if reason.startswith(KEPT) else f"{KEPT} (first run: {reason})",
+        float(record.get("calibration_seconds", 0.0)),
+    )

@@ -1,0 +1,200 @@
+"""model=auto: the sizing rule (fed made-up step times), its config checks, the override it prints,
+and what a run records."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+
+from chargpt.cli import train
+from chargpt.cli.common import CONFIG_PATH
+from chargpt.model import ModelConfig
+from chargpt.training import auto_size
+from chargpt.training.auto_size import LADDER, Shape, climb, dropout_for, non_embedding_params
+from chargpt.training.build import plain
+from chargpt.training.callbacks import budget as budget_module
+from conftest import run_main, write_corpus
+
+SHAKESPEARE_TRAIN, SHAKESPEARE_VAL = 1_003_854, 111_540
+
+
+def fake_speed(ms_for_anchor: float):
+    """Seconds a step proportional to compute (parameters x tokens a step), `ms_for_anchor` ms for
+    the cpu_100s shape."""
+    anchor = non_embedding_params(LADDER[1]) * LADDER[1].tokens_per_step()
+
+    def measure(shape: Shape) -> float:
+        return ms_for_anchor / 1000 * non_embedding_params(shape) * shape.tokens_per_step() / anchor
+
+    return measure
+
+
+def size(budget: float, ms_for_anchor: float = 45.0, train_chars: int = SHAKESPEARE_TRAIN):
+    return climb(LADDER, fake_speed(ms_for_anchor), budget, lambda: 2.0, train_chars, SHAKESPEARE_VAL)
+
+
+def test_the_anchor_shape_is_chosen_at_the_anchor_budget_and_speed() -> None:
+    assert size(100).shape == LADDER[1]
+
+
+def test_bigger_budget_picks_a_bigger_model() -> None:
+    params = [non_embedding_params(size(b).shape) for b in (30, 100, 300, 600, 3600)]
+    assert params == sorted(params)
+    assert params[0] < params[1] < params[-1]
+
+
+def test_faster_machine_picks_a_bigger_model() -> None:
+    slow, fast = size(300, ms_for_anchor=90.0), size(300, ms_for_anchor=4.5)
+    assert non_embedding_params(fast.shape) > non_embedding_params(slow.shape)
+
+
+def test_climb_stops_below_the_target_and_within_the_calibration_cap() -> None:
+    timed: list[Shape] = []
+    measure = fake_speed(45.0)
+
+    def recording(shape: Shape) -> float:
+        timed.append(shape)
+        return measure(shape)
+
+    choice = climb(LADDER, recording, 300, lambda: 2.0, SHAKESPEARE_TRAIN, SHAKESPEARE_VAL)
+    target = auto_size.target_tokens_per_param()
+    ratios = [e.tokens_per_param for e in choice.measured]
+    assert timed == list(LADDER[: len(timed)]) and 1 < len(timed) < len(LADDER)
+    assert all(r >= target for r in ratios[:-1]) and ratios[-1] < target  # no shape timed past it
+    assert "below the target" in choice.reason
+
+    clock = iter(range(0, 1000, 3))  # every reading 3 s later: each shape "costs" 3 s to time
+    capped = climb(LADDER, measure, 100, lambda: float(next(clock)), SHAKESPEARE_TRAIN, SHAKESPEARE_VAL)
+    assert len(capped.measured) == 1 and "past 5.0 s" in capped.reason
+
+
+def test_smaller_corpus_gets_more_dropout() -> None:
+    big, small = size(600, train_chars=10_000_000), size(600, train_chars=200_000)
+    assert big.dropout == 0.0 < small.dropout <= 0.2
+    assert dropout_for(1.0) == 0.0 and dropout_for(100.0) == 0.2
+    assert dropout_for(4.0) < dropout_for(8.0)
+
+
+def test_wider_models_get_a_lower_adamw_lr() -> None:
+    assert auto_size.adamw_lr_for(128) == 3e-3 > auto_size.adamw_lr_for(384)
+
+
+def test_model_auto_without_budget_is_a_config_error(tmp_path: Path, capsys) -> None:
+    corpus = write_corpus(tmp_path / "c.txt")
+    args = ["model=auto", "data=text", f"data.path={corpus}", f"hydra.run.dir={tmp_path / 'run'}"]
+    code, _, err = run_main(train.main, args, capsys)
+    assert code == 2
+    assert err.strip().splitlines()[-1].startswith("error: model=auto sizes the model for a time budget")
+    assert "budget_seconds=" in err and "Traceback" not in err
+
+
+def test_model_auto_implies_the_cpu_100s_recipe() -> None:
+    with initialize_config_dir(config_dir=CONFIG_PATH, version_base="1.3"):
+        auto = ["model=auto", "budget_seconds=60"]
+        cfg = compose(config_name="train", overrides=auto)
+        given = compose(config_name="train", overrides=[*auto, "optimizer.lr=0.02"])
+    assert cfg.optimizer._target_.endswith("muon_adamw") and cfg.optimizer.lr == 0.01
+    assert cfg.scheduler._target_.endswith("WarmupStableDecay")
+    assert cfg.model.auto and cfg.model.pos_encoding == "rope"
+    assert cfg.trainer.val_check_interval >= cfg.trainer.max_steps >= 1_000_000
+    assert given.optimizer.lr == 0.02  # the command line wins
+
+
+def test_printed_override_reproduces_the_model() -> None:
+    overrides = ["model=auto", "budget_seconds=300", "model.norm=rmsnorm"]
+    with initialize_config_dir(config_dir=CONFIG_PATH, version_base="1.3"):
+        cfg = compose(config_name="train", overrides=overrides, return_hydra_config=True)
+        choice = size(300, train_chars=300_000)
+        auto_size.apply_choice(cfg, choice, overrides, cfg.hydra.runtime.choices)
+        assert choice.overrides[0] == "chargpt-train" and "model=auto" not in choice.overrides
+        again = compose(config_name="train", overrides=choice.overrides[1:])
+    fields = plain(cfg.model)
+    fields.pop("auto")
+    chosen = ModelConfig.from_dict(fields)
+    assert chosen.n_embd == choice.shape.n_embd and chosen.norm == "rmsnorm" and chosen.dropout > 0
+    assert ModelConfig.from_dict(plain(again.model)) == chosen
+    assert again.data.batch_size == choice.shape.batch_size
+    assert plain(again.optimizer) == plain(cfg.optimizer) and plain(again.scheduler) == plain(cfg.scheduler)
+    assert again.budget_seconds == 300
+
+
+def test_model_auto_refuses_a_shape_on_the_command_line(tmp_path: Path, capsys) -> None:
+    corpus = write_corpus(tmp_path / "c.txt")
+    code, _, err = run_main(
+        train.main,
+        ["model=auto", "budget_seconds=30", "model.n_embd=64", "data=text", f"data.path={corpus}",
+         f"hydra.run.dir={tmp_path / 'run'}"],
+        capsys,
+    )
+    assert code == 2 and "error: model=auto chooses model.n_embd itself" in err
+
+
+TINY_LADDER = (Shape(1, 32, 2, 16, 4), Shape(1, 48, 2, 16, 4), Shape(2, 64, 2, 16, 4))
+
+
+@pytest.mark.slow
+def test_auto_run_records_its_choice_and_a_resume_keeps_it(tmp_path: Path, capsys, monkeypatch) -> None:
+    # A budget counts from the process start; here, from the call (pytest started long ago).
+    monkeypatch.setattr(budget_module, "run_start_time", lambda: budget_module.time.monotonic())
+    monkeypatch.setattr(auto_size, "LADDER", TINY_LADDER)
+    corpus = write_corpus(tmp_path / "c.txt", n_chars=20_000)
+    run = tmp_path / "run"
+    args = [
+        "model=auto", "budget_seconds=12", "data=text", f"data.path={corpus}", f"hydra.run.dir={run}",
+        "callbacks.time_budget.skip_steps=1", "callbacks.time_budget.calibration_steps=3",
+        "+trainer.limit_val_batches=4", "sample.max_new_tokens=0", "logger=none", "~callbacks.progress_bar",
+    ]
+    code, out, err = run_main(train.main, args, capsys)
+    assert code == 0, err
+    printed = out + err
+    assert "model=auto: 12 s budget" in printed and "same run without model=auto: chargpt-train" in printed
+    record = json.loads((run / "budget.json").read_text())["auto"]
+    chosen = record["chosen"]
+    keys = ("n_layer", "n_embd", "n_head", "block_size", "batch_size")
+    assert Shape(*(chosen[k] for k in keys)) in TINY_LADDER
+    assert record["candidates"] and record["rerun_with"].startswith("chargpt-train ")
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert ckpt["hyper_parameters"]["auto"]["chosen"] == chosen
+    assert ckpt["hyper_parameters"]["model"]["n_embd"] == chosen["n_embd"]
+
+    # Resumed: the recorded choice is rebuilt, nothing is timed again.
+    def no_timing(*a, **k):
+        raise AssertionError("a resumed model=auto run must not calibrate")
+
+    monkeypatch.setattr(auto_size, "step_timer", no_timing)
+    resumed = [a for a in args if not a.startswith("hydra.run.dir=")] + [f"ckpt_path={run}"]
+    code, out, err = run_main(train.main, resumed, capsys)
+    assert code == 0, err
+    assert "kept from the checkpoint" in out + err
+    assert json.loads((run / "budget.json").read_text())["auto"]["chosen"] == chosen
+
+
+@pytest.mark.slow
+def test_each_sweep_job_sizes_itself(tmp_path: Path, capsys, monkeypatch) -> None:
+    monkeypatch.setattr(budget_module, "run_start_time", lambda: budget_module.time.monotonic())
+    monkeypatch.setattr(auto_size, "LADDER", TINY_LADDER)
+    timed: list[Shape] = []
+    timer = auto_size.step_timer
+
+    def counting_timer(*args, **kwargs):
+        measure = timer(*args, **kwargs)
+        return lambda shape: (timed.append(shape), measure(shape))[1]
+
+    monkeypatch.setattr(auto_size, "step_timer", counting_timer)
+    corpus = write_corpus(tmp_path / "c.txt", n_chars=20_000)
+    args = [
+        "-m", "model=auto", "budget_seconds=8,10", "data=text", f"data.path={corpus}",
+        f"hydra.sweep.dir={tmp_path / 'sweep'}", "callbacks.time_budget.skip_steps=1",
+        "callbacks.time_budget.calibration_steps=3", "+trainer.limit_val_batches=4",
+        "sample.max_new_tokens=0", "logger=none", "~callbacks.progress_bar",
+    ]
+    run_main(train.main, args, capsys)  # (whether a job on a busy machine fits its budget is not the point)
+    blocks = [(tmp_path / "sweep" / job / "train.log").read_text() for job in ("0", "1")]
+    assert "model=auto: 8 s budget" in blocks[0] and "model=auto: 10 s budget" in blocks[1]
+    counts = [int(b.split(" shape(s) timed")[0].rsplit(" ", 1)[1]) for b in blocks]
+    assert len(timed) == sum(counts)  # each job timed its own shapes
+    assert "data.path=/" in blocks[1]  # the printed command holds the path as typed

@@ -1,0 +1,44 @@
+"""scripts/budget_curve.py: the grid's commands and its table, from made-up run records (no runs)."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+SCRIPT = Path(__file__).parents[1] / "scripts" / "budget_curve.py"
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("budget_curve", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["budget_curve"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_commands_cover_the_grid_and_each_run_has_its_own_directory(tmp_path: Path, capsys) -> None:
+    curve = load_script()
+    curve.main(["--out", str(tmp_path), "--budgets", "30", "100", "--texts", "shakespeare",
+                "--seeds", "1", "2", "--configs", "auto", "r0", "--dry-run"])
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 2 * 2 * 2
+    assert sum("model=auto budget_seconds=100" in line for line in lines) == 2
+    assert all("optimizer=adamw" in line for line in lines if "model.block_size=64" in line)
+    assert len({line.split("hydra.run.dir=")[1] for line in lines}) == len(lines)
+
+
+def test_table_gives_mean_and_std_per_cell() -> None:
+    curve = load_script()
+    records = [
+        {"budget": 30, "text": "shakespeare", "config": "auto", "seed": s, "val_loss": loss, "steps": 600,
+         "wall_seconds": 29.5, "shape": "2x96 h3 ctx128 b8", "dropout": 0.0}
+        for s, loss in ((1, 1.90), (2, 1.94))
+    ] + [{"budget": 30, "text": "shakespeare", "config": "r0", "seed": 1, "val_loss": None, "steps": None,
+          "wall_seconds": 31.0, "shape": None, "dropout": None}]
+    rows = curve.summarise(records)
+    assert [r["config"] for r in rows] == ["auto", "r0"]
+    assert rows[0]["val_loss"] == "1.9200 ± 0.0283" and rows[0]["shapes"] == ["2x96 h3 ctx128 b8 d0"]
+    assert rows[1]["failed"] == 1
+    row = "| 30 | shakespeare | auto | 2 | 1.9200 ± 0.0283 | 600 | 29.5 / 29.5 | 2x96 h3 ctx128 b8 d0 |"
+    assert row in curve.table(rows)
