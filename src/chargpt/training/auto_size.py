@@ -35,6 +35,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
 from chargpt.errors import ConfigError
 from chargpt.model import ModelConfig, build_model
+from chargpt.training.callbacks.budget import RESERVE_SECONDS, VALIDATION_MARGIN
 from chargpt.training.optim import build_optimizer
 
 log = logging.getLogger(__name__)
@@ -81,10 +82,9 @@ ANCHOR_STEPS = 2200
 TIMED_STEPS = 5
 CALIBRATION_FRACTION = 0.05
 # A validation forward costs about this fraction of a training step (forward + backward + update)
-# per token: used to reserve the final full validation, with the budget callback's 25% margin.
+# per token: used to reserve the final full validation (with the budget callback's margin, and its
+# reserve for saving, the sample and the exit: VALIDATION_MARGIN, RESERVE_SECONDS).
 VAL_FORWARD_FRACTION = 1 / 3
-VAL_MARGIN = 1.25
-RESERVE_SECONDS = 2.0  # saving, sampling, exit: the budget callback keeps the same
 # The training loop's own cost per step beyond the bare step timed here (logging, callbacks,
 # data loader): 1.3-2.1 ms on the 2-core CPU (docs/BENCHMARKS.md).
 LOOP_OVERHEAD_SECONDS = 0.0015
@@ -156,7 +156,7 @@ def estimate(
     """Steps, tokens per parameter and epochs of `shape` at `step_seconds` a (bare) step, when
     `used_seconds` of the budget are gone before training starts."""
     val_batches = math.ceil(val_chars / shape.tokens_per_step())
-    final = VAL_MARGIN * VAL_FORWARD_FRACTION * step_seconds * val_batches + RESERVE_SECONDS
+    final = VALIDATION_MARGIN * VAL_FORWARD_FRACTION * step_seconds * val_batches + RESERVE_SECONDS
     per_step = step_seconds + LOOP_OVERHEAD_SECONDS
     steps = max(0, math.floor((budget_seconds - used_seconds - final) / per_step))
     tokens = steps * shape.tokens_per_step()

@@ -63,6 +63,12 @@ def run_start_time() -> float:
     return now - _startup_seconds
 
 
+# Measured on a 2-core CPU (docs/EXPERIMENTS.md, the budget curve): the final validation took up to
+# 1.5x its one-batch estimate, and saving, the closing sample and the process's exit ~2-4 s.
+VALIDATION_MARGIN = 1.5
+RESERVE_SECONDS = 4.0
+
+
 def plan_steps(
     step: int, now: float, deadline: float, step_seconds: float, final_seconds: float
 ) -> int:
@@ -84,9 +90,10 @@ class TimeBudget(Callback):
         start: float | None = None,
         skip_steps: int = 5,
         calibration_steps: int = 30,
-        reserve_seconds: float = 2.0,
+        reserve_seconds: float = RESERVE_SECONDS,
         check_fraction: float = 0.01,
         clock: Callable[[], float] = time.monotonic,
+        sample_tokens: int = 0,
     ) -> None:
         if seconds is not None and seconds <= 0:
             raise ConfigError(f"budget_seconds={seconds} must be a positive number of seconds (or null)")
@@ -97,6 +104,7 @@ class TimeBudget(Callback):
         self.path = Path(output_dir) / "budget.json" if output_dir else None
         self.skip_steps, self.calibration_steps = skip_steps, calibration_steps
         self.reserve_seconds, self.check_fraction = reserve_seconds, check_fraction
+        self.sample_tokens = max(0, int(sample_tokens or 0))  # the closing sample: it counts too
         self.check_every = 1  # steps between re-checks: about check_fraction of the budget
         self.planned_steps: int | None = None
         self.step_seconds: float | None = None
@@ -223,8 +231,9 @@ class TimeBudget(Callback):
         )
 
     def estimate_final_seconds(self, trainer: L.Trainer, pl_module: L.LightningModule) -> float:
-        """Seconds of the final full validation: one timed forward of a validation-sized batch
-        times the number of validation batches (with a 25% margin)."""
+        """Seconds of what follows the last step: the final full validation (one timed forward of
+        a validation-sized batch times the number of validation batches, with VALIDATION_MARGIN) and
+        the closing sample of `sample_tokens` characters."""
         dm = trainer.datamodule
         try:
             n_batches = len(dm.val_dataloader())
@@ -242,8 +251,18 @@ class TimeBudget(Callback):
             if x.is_cuda:
                 torch.cuda.synchronize()
             seconds = self.clock() - t0
+            # The closing sample: one cached step per character, each costing about a forward of
+            # one character (timed here, doubled: the cache grows along the sample).
+            sample_seconds = 0.0
+            if self.sample_tokens:
+                pl_module.model(x[:1, :1])
+                t0 = self.clock()
+                pl_module.model(x[:1, :1])
+                if x.is_cuda:
+                    torch.cuda.synchronize()
+                sample_seconds = 2 * (self.clock() - t0) * self.sample_tokens
         pl_module.train(was_training)
-        return 1.25 * seconds * n_batches
+        return VALIDATION_MARGIN * seconds * n_batches + sample_seconds
 
     def summary(self) -> dict[str, Any]:
         return {
