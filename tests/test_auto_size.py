@@ -76,7 +76,7 @@ def test_smaller_corpus_gets_more_dropout() -> None:
     big, small = size(600, train_chars=10_000_000), size(600, train_chars=200_000)
     assert big.dropout == 0.0 < small.dropout <= 0.2
     assert dropout_for(1.0) == 0.0 and dropout_for(100.0) == 0.2
-    assert dropout_for(4.0) < dropout_for(8.0)
+    assert dropout_for(8.0) == 0.0 < dropout_for(12.0) < dropout_for(16.0)
 
 
 def test_wider_models_get_a_lower_adamw_lr() -> None:
