@@ -61,11 +61,13 @@ def write_corpus(path: Path, n_chars: int = 4000, seed: int = 0, alphabet: str =
 
 
 def train_args(corpus: Path, run_dir: Path, *extra: str) -> list[str]:
-    """A 20-step run with everything on (TensorBoard, checkpoints, a 20-character sample)."""
+    """A 20-step run with everything on (TensorBoard with its text samples and attention maps,
+    checkpoints, a 20-character closing sample)."""
     return [
         "data=text", f"data.path={corpus}", f"hydra.run.dir={run_dir}", *TINY_MODEL,
         "trainer.max_steps=20", "trainer.val_check_interval=10", "trainer.log_every_n_steps=5",
-        "scheduler.warmup_steps=2", "optimizer.lr=1e-2", "sample.max_new_tokens=20", *extra,
+        "scheduler.warmup_steps=2", "optimizer.lr=1e-2", "sample.max_new_tokens=20",
+        "callbacks.sample_text.max_new_tokens=40", *extra,
     ]
 
 

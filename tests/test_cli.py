@@ -86,6 +86,7 @@ def _default_run_metrics() -> set[Path]:
     return set(Path("outputs").rglob("metrics.json")) if Path("outputs").exists() else set()
 
 
+@pytest.mark.slow  # two trainings; tests/test_resume.py resumes from a run directory by default
 def test_resume_from_run_dir_continues_in_the_same_directory(corpus: Path, tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     before = _default_run_metrics()  # a user's own runs (e.g. `make train`) may already be there

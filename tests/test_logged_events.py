@@ -66,6 +66,7 @@ def test_scalars_text_images_and_hparams_are_logged(tmp_path: Path) -> None:
     assert hparams["optimizer.lr"].number_value == pytest.approx(1e-3)
 
 
+@pytest.mark.slow  # a training; the maps themselves are checked by default above
 def test_attention_maps_switch_off(tmp_path: Path) -> None:
     events = train_tiny(tmp_path, "~callbacks.attention_maps")
     assert events.Tags()["images"] == []

@@ -32,6 +32,7 @@ def csv_val_losses(run: Path) -> dict[int, float]:
         return {int(r["step"]): float(r["val/loss"]) for r in csv.DictReader(f) if r.get("val/loss")}
 
 
+@pytest.mark.slow  # three trainings with MLflow's store; test_flat_params_are_config_keys runs by default
 def test_mlflow_next_to_csv_gets_the_same_scalars_flat_params_pictures_and_one_run_across_resume(
     corpus: Path, tmp_path: Path
 ) -> None:
