@@ -170,6 +170,7 @@ def test_budget_too_small_to_calibrate_is_refused(corpus: Path, tmp_path: Path, 
     assert clock.now < 1.0  # stopped at once, not after the budget's overrun
 
 
+@pytest.mark.slow  # a budgeted run; test_budget_shortens_the_run_when_steps_slow_down re-plans by default
 def test_every_replan_is_logged(corpus: Path, tmp_path: Path, caplog) -> None:
     clock = FakeClock(tick=0.02)
 

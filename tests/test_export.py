@@ -99,9 +99,9 @@ def test_safetensors_export_loads_back_identical(case: str, tmp_path: Path) -> N
     )
 
 
-# One ONNX export takes seconds: the default run exports the default model, the slow run all of them.
-ONNX_CASES = [c if c == "learned-gelu-layernorm-tied" else pytest.param(c, marks=pytest.mark.slow)
-              for c in CASES]
+# One ONNX export takes seconds: the default run exports a trained run (its greedy text, below),
+# the slow run every option's logits.
+ONNX_CASES = [pytest.param(c, marks=pytest.mark.slow) for c in CASES]
 
 
 @pytest.mark.parametrize("case", ONNX_CASES)

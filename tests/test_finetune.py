@@ -80,6 +80,7 @@ def test_unseen_characters_are_an_error_by_default(pretrained: Path, tmp_path: P
     assert code == 2 and "'@'" in err and "finetune.extend_vocab=true" in err
 
 
+@pytest.mark.slow  # a fine-tune; test_starting_point_is_printed_and_kept extends the vocabulary
 def test_extended_vocabulary_keeps_old_rows_bit_identical(pretrained: Path, tmp_path: Path) -> None:
     new = other_text(tmp_path / "new.txt", extra="zephyr@")
     run_dir = tmp_path / "ft"
