@@ -152,3 +152,21 @@ def make_checkpoint(path: Path, chars: str = "\n abcdefghijk") -> Path:
 
 
 os.environ.setdefault("HYDRA_FULL_ERROR", "0")
+
+
+def poison_weights(module: CharLM) -> None:
+    """Fill one parameter with NaN: the next loss is NaN (for the non-finite guard's tests)."""
+    with torch.no_grad():
+        next(module.parameters()).fill_(float("nan"))
+
+
+def assert_stopped_on_nan(code: int, out: str, err: str, run: Path, step: int) -> dict:
+    """The run stopped with one error line naming the NaN of `step`, kept its last checkpoint, and
+    that checkpoint's weights are finite; returns the checkpoint."""
+    assert code == 2 and "Traceback" not in out + err
+    [line] = [x for x in err.splitlines() if x.startswith("error:")]
+    assert f"the training loss became nan at step {step}" in line
+    assert f"the last checkpoint {run / 'checkpoints' / 'last.ckpt'} is kept" in line
+    last = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert all(torch.isfinite(v).all() for v in last["state_dict"].values())
+    return last

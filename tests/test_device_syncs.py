@@ -15,12 +15,7 @@ from chargpt.cli.train import main as train_main
 from chargpt.data.encoding import load_encoded
 from chargpt.inference import evaluate
 from chargpt.training.callbacks.safety import NonFiniteGuard, NonFiniteLossError
-from conftest import StepHook, bare_train_args, run_main, write_corpus
-
-
-def _poison(module) -> None:  # type: ignore[no-untyped-def]
-    with torch.no_grad():
-        next(module.parameters()).fill_(float("nan"))
+from conftest import StepHook, assert_stopped_on_nan, bare_train_args, poison_weights, run_main, write_corpus
 
 
 def test_a_nan_between_checks_is_caught_before_the_next_validation_and_checkpoint(
@@ -34,15 +29,11 @@ def test_a_nan_between_checks_is_caught_before_the_next_validation_and_checkpoin
         "callbacks.nonfinite_guard.check_every=10",
     )
     hook = StepHook(monkeypatch)
-    hook.actions[6] = _poison
+    hook.actions[6] = poison_weights
     code, out, err = run_main(train_main, args, capsys)
-    assert code == 2 and "Traceback" not in out + err
-    [line] = [x for x in err.splitlines() if x.startswith("error:")]
-    assert "the training loss became nan at step 6; training stopped at step 8" in line
-    assert f"the last checkpoint {run / 'checkpoints' / 'last.ckpt'} is kept" in line
-    last = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    last = assert_stopped_on_nan(code, out, err, run, step=6)
+    assert "the training loss became nan at step 6; training stopped at step 8" in err
     assert last["global_step"] == 4
-    assert all(torch.isfinite(v).all() for v in last["state_dict"].values())
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["step"] == 4 and math.isfinite(metrics["val_loss"])  # step 8 was never scored
     assert [s for s, _ in hook.take()][-1] == 8  # it stopped at the check, not at the end

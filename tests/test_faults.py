@@ -23,17 +23,12 @@ from chargpt.errors import CheckpointError
 from chargpt.training.build import build_trainer
 from chargpt.training.callbacks.resume import ResumeState
 from chargpt.training.callbacks.safety import GracefulInterrupt, NonFiniteGuard, NonFiniteLossError
-from conftest import StepHook, bare_train_args, run_main, write_corpus
+from conftest import StepHook, assert_stopped_on_nan, bare_train_args, poison_weights, run_main, write_corpus
 
 
 @pytest.fixture(autouse=True)
 def _cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CHARGPT_CACHE_DIR", str(tmp_path / "cache"))
-
-
-def _poison(module) -> None:  # type: ignore[no-untyped-def]
-    with torch.no_grad():
-        next(module.parameters()).fill_(float("nan"))
 
 
 def _scalar_steps(folder: Path, tag: str) -> list[int]:
@@ -52,15 +47,10 @@ def test_nan_loss_stops_keeps_last_good_checkpoint_and_resume_continues_tensorbo
         corpus, run, "trainer.max_steps=12", "trainer.val_check_interval=4", "logger=tensorboard"
     )
     hook = StepHook(monkeypatch)
-    hook.actions[7] = _poison  # the loss of step 7 is NaN
+    hook.actions[7] = poison_weights  # the loss of step 7 is NaN
     code, out, err = run_main(train_main, args, capsys)
-    assert code == 2 and "Traceback" not in out + err
-    [line] = [x for x in err.splitlines() if x.startswith("error:")]
-    assert "the training loss became nan at step 7" in line
-    assert f"the last checkpoint {run / 'checkpoints' / 'last.ckpt'} is kept" in line
-    last = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    last = assert_stopped_on_nan(code, out, err, run, step=7)
     assert last["global_step"] == 4  # not overwritten by the validation/checkpoint at step 8
-    assert all(torch.isfinite(v).all() for v in last["state_dict"].values())
     # The stopped run logged steps 1-6 (at the steps taken, as everywhere), two of them after its
     # checkpoint.
     assert _scalar_steps(run / "tensorboard", "train/loss") == list(range(1, 7))
