@@ -17,6 +17,7 @@ from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 
 from chargpt.errors import ConfigError
+from chargpt.training.muon import NS_DTYPES, Muon
 
 # Muon arrived in torch 2.9; the rest of chargpt runs on the torch>=2.6 that pyproject.toml allows.
 MUON_TORCH = "2.9"
@@ -109,10 +110,14 @@ def muon_adamw(
     nesterov: bool = True,
     ns_steps: int = 5,
     adjust_lr_fn: str | None = None,
+    ns_dtype: str = "auto",
     adamw: dict[str, Any] | None = None,
 ) -> torch.optim.Optimizer:
-    """torch.optim.Muon on the hidden 2-D weights; AdamW (settings in `adamw`, decay on matrices
-    and embeddings only) on embeddings, positions, head, norms and biases."""
+    """Muon (torch's, orthogonalising in `ns_dtype`: chargpt.training.muon) on the hidden 2-D
+    weights; AdamW (settings in `adamw`, decay on matrices and embeddings only) on embeddings,
+    positions, head, norms and biases."""
+    if ns_dtype not in NS_DTYPES:
+        raise ConfigError(f"optimizer.ns_dtype={ns_dtype!r} is not one of {', '.join(NS_DTYPES)}")
     adamw = dict(adamw or {})
     adamw_decay = adamw.pop("weight_decay", 0.0)
     hidden = hidden_matrices(model)
@@ -125,9 +130,9 @@ def muon_adamw(
     adam = torch.optim.AdamW([g for g in groups if g["params"]], **adamw)
     if not hidden:  # e.g. the bigram model: nothing for Muon
         return adam
-    muon = torch.optim.Muon(
+    muon = Muon(
         [{"params": hidden, "name": "muon"}], lr=lr, momentum=momentum, weight_decay=weight_decay,
-        nesterov=nesterov, ns_steps=ns_steps, adjust_lr_fn=adjust_lr_fn,
+        nesterov=nesterov, ns_steps=ns_steps, adjust_lr_fn=adjust_lr_fn, ns_dtype=ns_dtype,
     )
     return MuonWithAdamW(muon, adam)
 
