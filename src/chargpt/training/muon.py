@@ -4,11 +4,11 @@ device multiplies fast.
 torch.optim.Muon always orthogonalises in bfloat16. CPUs without bf16 units (no AVX-512 BF16, no
 AMX) emulate bf16 matrix products at about a quarter of the fp32 speed, and for a small model the
 orthogonalisation is a large share of the step: on a 2-core Xeon without them, the 3-layer,
-128-wide model's step took 144 ms with torch's Muon, 81 ms of it in the optimizer
-(docs/BENCHMARKS.md, "Muon's orthogonalisation dtype"). Here `ns_dtype="auto"` keeps bfloat16 where
-it is native (CUDA, CPUs with AVX-512 BF16 or AMX) and uses float32 elsewhere; `"bfloat16"` gives
-torch's update bit for bit. The optimizer state (one momentum buffer per matrix) is torch's, so
-checkpoints move freely between the two.
+128-wide model's step took 156 ms with torch's Muon (80 ms of it in the optimizer) and 112 ms in
+float32 (docs/BENCHMARKS.md, "Muon: the orthogonalisation's dtype"). Here `ns_dtype="auto"` keeps
+bfloat16 on CUDA (as torch does) and on CPUs with AVX-512 BF16 or AMX, and uses float32 elsewhere;
+`"bfloat16"` gives torch's update bit for bit. The optimizer state (one momentum buffer per
+matrix) is torch's, so checkpoints move freely between the two.
 """
 
 from __future__ import annotations
