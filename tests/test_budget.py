@@ -70,8 +70,9 @@ def test_budget_picks_the_step_count_and_anneals_at_it(corpus: Path, tmp_path: P
     trainer, budget = fit_with_budget(
         corpus, tmp_path, clock, seconds=2.0, skip_steps=2, calibration_steps=10, reserve_seconds=0.5
     )
-    assert budget.step_seconds == pytest.approx(0.02, rel=0.1)
-    assert 40 < budget.planned_steps < 75  # ~1.5 s of 20 ms steps, less the validation estimate
+    # 20 ms a step; the re-planned pace also carries the validation estimate's few clock readings.
+    assert 0.02 <= budget.step_seconds < 0.025
+    assert 30 < budget.planned_steps < 75  # ~1.5 s of 20 ms steps, less the validation estimate
     assert trainer.global_step == budget.planned_steps == trainer.max_steps
     assert trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)  # annealed
     record = json.loads((tmp_path / "budget.json").read_text())
