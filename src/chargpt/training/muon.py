@@ -2,7 +2,7 @@
 device multiplies fast.
 
 torch.optim.Muon always orthogonalises in bfloat16. CPUs without bf16 units (no AVX-512 BF16, no
-AMX) emulate bf16 matrix products at about a quarter of the fp32 speed, and for a small model the
+AMX) emulate bf16 matrix products, far slower than fp32, and for a small model the
 orthogonalisation is a large share of the step: on a 2-core Xeon without them, the 3-layer,
 128-wide model's step took 156 ms with torch's Muon (80 ms of it in the optimizer) and 112 ms in
 float32 (docs/BENCHMARKS.md, "Muon: the orthogonalisation's dtype"). Here `ns_dtype="auto"` keeps
