@@ -85,6 +85,7 @@ class Muon(_TorchMuon):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        dtypes: dict[torch.device, torch.dtype] = {}  # probed once a step, not once a matrix
         for group in self.param_groups:
             momentum = group["momentum"]
             for param in group["params"]:
@@ -98,7 +99,9 @@ class Muon(_TorchMuon):
                 buf.lerp_(grad, 1 - momentum)
                 update = grad.lerp(buf, momentum) if group["nesterov"] else buf
                 coefficients, steps, eps = group["ns_coefficients"], group["ns_steps"], group["eps"]
-                update = orthogonalize(update, coefficients, steps, eps, self.dtype_for(param.device))
+                if param.device not in dtypes:
+                    dtypes[param.device] = self.dtype_for(param.device)
+                update = orthogonalize(update, coefficients, steps, eps, dtypes[param.device])
                 param.mul_(1 - group["lr"] * group["weight_decay"])
                 param.add_(update, alpha=-adjusted_lr(group["lr"], group["adjust_lr_fn"], param.shape))
         return loss
