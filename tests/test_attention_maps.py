@@ -78,3 +78,26 @@ def test_picture_has_a_map_per_layer_and_head_with_visible_labels() -> None:
     assert [visible(c) for c in " \n\tx\x00"] == ["\u2423", "\u21b5", "\u2192", "x", "U+0000"]
     grey = (np.abs(picture.astype(int) - 224) <= 1).all(-1)  # the masked cells' colour
     assert grey.sum() > 1000
+
+
+def test_budget_estimate_extrapolates_the_picture_and_counts_only_one_that_is_drawn(tmp_path) -> None:
+    from types import SimpleNamespace
+
+    from chargpt.data.tokenizer import CharTokenizer
+    from chargpt.training.callbacks.attention_maps import AttentionMaps
+
+    module = SimpleNamespace(model=tiny_model(n_layer=3), tokenizer=CharTokenizer(list("abcdefghij ")),
+                             device=torch.device("cpu"))
+    no_images = SimpleNamespace(loggers=[])
+    drawn = AttentionMaps(prompt="a bad cafe", save_png=True, output_dir=str(tmp_path))
+    # Clock readings: start, maps computed (0.1 s), one-map picture (0.3 s), two-map picture.
+    # 3 layers x 2 heads: 0.1 + 0.3 + 5 further maps at the two-map picture's extra 0.4 s ...
+    assert drawn.validation_end_seconds(no_images, module, iter([0, 0.1, 0.4, 1.1]).__next__) == (
+        pytest.approx(2.4))
+    # ... or, when that extra is implausibly small (a noisy timing), at half a one-map picture.
+    assert drawn.validation_end_seconds(no_images, module, iter([0, 0.1, 0.4, 0.75]).__next__) == (
+        pytest.approx(0.4 + 5 * 0.15))
+    # Nothing to draw into (no picture logger, no PNG): nothing to reserve, no clock read.
+    undrawn = AttentionMaps(prompt="a bad cafe")
+    assert undrawn.validation_end_seconds(no_images, module, iter([]).__next__) == 0.0
+    assert not list(tmp_path.iterdir())  # the timing draws nothing to disk

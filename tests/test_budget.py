@@ -43,7 +43,9 @@ def test_budget_must_be_positive() -> None:
         TimeBudget(0)
 
 
-def fit_with_budget(corpus: Path, tmp_path: Path, clock: FakeClock, **budget_kw) -> tuple:
+def fit_with_budget(
+    corpus: Path, tmp_path: Path, clock: FakeClock, extra_callbacks: tuple = (), **budget_kw
+) -> tuple:
     data = CharDataModule(
         str(corpus), block_size=16, batch_size=4, val_batch_size=64, cache_dir=str(tmp_path)
     )
@@ -56,8 +58,8 @@ def fit_with_budget(corpus: Path, tmp_path: Path, clock: FakeClock, **budget_kw)
     )
     budget = TimeBudget(start=0.0, clock=clock, output_dir=str(tmp_path), **budget_kw)
     trainer = L.Trainer(
-        max_steps=10_000, val_check_interval=10_000, callbacks=[ValidateAtEnd(), budget], logger=False,
-        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+        max_steps=10_000, val_check_interval=10_000, callbacks=[ValidateAtEnd(), budget, *extra_callbacks],
+        logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
         num_sanity_val_steps=0, limit_val_batches=2, accelerator="cpu",
     )
     trainer.fit(module, datamodule=data)
@@ -70,8 +72,8 @@ def test_budget_picks_the_step_count_and_anneals_at_it(corpus: Path, tmp_path: P
     trainer, budget = fit_with_budget(
         corpus, tmp_path, clock, seconds=2.0, skip_steps=2, calibration_steps=10, reserve_seconds=0.5
     )
-    # 20 ms a step; the re-planned pace also carries the validation estimate's few clock readings.
-    assert 0.02 <= budget.step_seconds < 0.025
+    # 20 ms a step, as re-planned: the time the end's estimate took is not counted as steps.
+    assert budget.step_seconds == pytest.approx(0.02)
     assert 30 < budget.planned_steps < 75  # ~1.5 s of 20 ms steps, less the validation estimate
     assert trainer.global_step == budget.planned_steps == trainer.max_steps
     assert trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)  # annealed
@@ -100,6 +102,8 @@ def test_budget_shortens_the_run_when_steps_slow_down(corpus: Path, tmp_path: Pa
         trainer, budget = fit_with_budget(corpus, tmp_path, clock, **data_kw)
     assert budget.replans >= 1
     assert trainer.global_step == budget.planned_steps < 40
+    # The end runs on the slowed machine too: its estimate grew with the step time.
+    assert budget.final_seconds_now > 2 * budget.final_seconds
     assert clock.now < 2.0  # finished inside the (fake) budget
     assert trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)
 
@@ -134,6 +138,9 @@ def test_cli_budget_run_records_the_count(corpus: Path, tmp_path: Path, monkeypa
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     record = json.loads((tmp_path / "budget.json").read_text())
     assert metrics["step"] == metrics["max_steps"] == record["planned_steps"] < 100000
+    # The TensorBoard sample and the attention picture, timed at the plan (no closing sample).
+    assert set(record["final_seconds_parts"]) == {"validation", "SampleText", "AttentionMaps"}
+    assert all(seconds > 0 for seconds in record["final_seconds_parts"].values())
     ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
     state = next(v for k, v in ckpt["callbacks"].items() if k.startswith("TimeBudget"))
     assert state["planned_steps"] == record["planned_steps"]
@@ -194,3 +201,35 @@ def test_every_replan_is_logged(corpus: Path, tmp_path: Path, caplog) -> None:
     replans = [r.getMessage() for r in caplog.records if "re-planned" in r.getMessage()]
     assert budget.replans >= 1 and len(replans) == budget.replans
     assert json.loads((tmp_path / "budget.json").read_text())["replans"] == budget.replans
+
+
+class CostlyAtValidationEnd(L.Callback):
+    """A callback whose work at the end of validation takes 0.4 s of the budget's clock."""
+
+    def __init__(self) -> None:
+        self.clocks: list = []
+
+    def validation_end_seconds(self, trainer: L.Trainer, pl_module: L.LightningModule, clock) -> float:
+        self.clocks.append(clock)
+        return 0.4
+
+
+def test_budget_reserves_what_callbacks_do_at_the_final_validation(corpus: Path, tmp_path: Path) -> None:
+    costly = CostlyAtValidationEnd()
+    clock = FakeClock(tick=0.02)
+    _, budget = fit_with_budget(
+        corpus, tmp_path, clock, extra_callbacks=(costly,), seconds=2.0, skip_steps=2, calibration_steps=10,
+        reserve_seconds=0.5,
+    )
+    assert costly.clocks == [clock]  # asked once, at the plan, with the budget's own clock
+    assert budget.final_parts["CostlyAtValidationEnd"] == 0.4
+    assert budget.final_seconds == pytest.approx(sum(budget.final_parts.values()), abs=0.01)
+    # Without the 0.4 s, the same run plans ~20 more 20 ms steps.
+    _, plain = fit_with_budget(corpus, tmp_path / "plain", FakeClock(tick=0.02), seconds=2.0, skip_steps=2,
+                               calibration_steps=10, reserve_seconds=0.5)
+    assert 15 <= plain.planned_steps - budget.planned_steps <= 25
+    record = json.loads((tmp_path / "budget.json").read_text())
+    assert record["final_seconds_parts"]["CostlyAtValidationEnd"] == 0.4
+    # And what the end really took, in the same parts (ValidateAtEnd validates after the last step).
+    assert set(record["final_seconds_measured"]) == {"validation", "after_validation"}
+    assert all(seconds > 0 for seconds in record["final_seconds_measured"].values())

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -97,42 +97,60 @@ VISIBLE = {"\n": "\u21b5", " ": "\u2423", "\t": "\u2192", "\r": "\u240d"}  # ↵
 
 def render_attention(maps: torch.Tensor, prompt: str, title: str | None = None) -> np.ndarray:
     """(layers, heads, T, T) weights -> an RGB picture (H, W, 3, uint8): one map per layer and head,
-    query characters down, key characters across, the causal mask in grey, one colour bar."""
+    query characters down, key characters across, the causal mask in grey, one colour bar.
+
+    The layout is fixed in inches and the characters are plain text, not axis ticks: matplotlib's
+    constrained layout and tick machinery took 6 s for 3 x 4 maps on a 2-core CPU, inside every
+    validation (scripts/bench_attention_maps.py)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     layers, heads, t, _ = maps.shape
     labels = [visible(c) for c in prompt[-t:]]
-    side = min(max(t * 0.16, 2.6), 6.0)  # inches per map: readable labels, bounded pictures
-    fig = Figure(figsize=(heads * side + 1.2, layers * side + (0.6 if title else 0.2)), dpi=100,
-                 layout="constrained")
-    FigureCanvasAgg(fig)
-    axes = fig.subplots(layers, heads, squeeze=False)
-    cmap = matplotlib.colormaps["viridis"].with_extremes(bad=(0.88, 0.88, 0.88))
     every = max(1, -(-t // 48))  # at most ~48 labels an axis
-    ticks = list(range(0, t, every))
     font = 8 if t > 24 else 9
+    side = min(max(t * 0.16, 2.6), 6.0)  # inches per map: readable labels, bounded pictures
+    # Margins in inches: the widest query label (monospace: ~0.6 em a character) and "query" at
+    # the left of each map, key labels and "key (attended to)" below the last row, titles above.
+    label_width = max(len(label) for label in labels) * 0.6 * font / 72 + 0.08
+    upright = label_width < 0.2  # single characters; longer labels (U+0007) run down, not across
+    key_height = 0.2 if upright else label_width
+    left, gap_x, gap_y = label_width + 0.3, label_width + 0.2, key_height + 0.05
+    top, map_title, bottom = (0.45 if title else 0.1), 0.3, key_height + 0.3
+    bar_gap, bar_width, bar_label = 0.15, 0.15, 0.75
+    width = left + heads * side + (heads - 1) * gap_x + bar_gap + bar_width + bar_label
+    height = top + layers * (map_title + side) + (layers - 1) * gap_y + bottom
+    fig = Figure(figsize=(width, height), dpi=100)
+    FigureCanvasAgg(fig)
+    cmap = matplotlib.colormaps["viridis"].with_extremes(bad=(0.88, 0.88, 0.88))
     # A square-root colour scale: most weights are small, and a linear one shows them all as dark.
     norm = matplotlib.colors.PowerNorm(gamma=0.5, vmin=0.0, vmax=1.0)
+    text = {"fontsize": font, "family": "monospace", "clip_on": False}
     image = None
     for layer in range(layers):
+        y0 = height - top - (layer + 1) * (map_title + side) - layer * gap_y
         for head in range(heads):
-            ax = axes[layer][head]
+            x0 = left + head * (side + gap_x)
+            ax = fig.add_axes((x0 / width, y0 / height, side / width, side / height))
             image = ax.imshow(maps[layer, head].float().numpy(), cmap=cmap, norm=norm,
-                              interpolation="nearest")
+                              interpolation="nearest", aspect="auto")
             ax.set_title(f"layer {layer}, head {head}", fontsize=10)
-            ax.set_xticks(ticks, [labels[i] for i in ticks], fontsize=font, family="monospace")
-            ax.set_yticks(ticks, [labels[i] for i in ticks], fontsize=font, family="monospace")
-            ax.tick_params(length=0, pad=1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for i in range(0, t, every):
+                ax.text(i, t - 0.3, labels[i], ha="center", va="top", rotation=0 if upright else 90, **text)
+                ax.text(-0.7, i, labels[i], ha="right", va="center", **text)
             if layer == layers - 1:
-                ax.set_xlabel("key (attended to)", fontsize=9)
+                ax.set_xlabel("key (attended to)", fontsize=9, labelpad=key_height * 72 - 2)
             if head == 0:
-                ax.set_ylabel("query", fontsize=9)
-    bar = fig.colorbar(image, ax=axes, fraction=0.02, pad=0.01, aspect=30 * min(layers, 2))
+                ax.set_ylabel("query", fontsize=9, labelpad=label_width * 72 + 2)
+    rows = layers * (map_title + side) + (layers - 1) * gap_y - map_title
+    bar = fig.colorbar(image, cax=fig.add_axes(
+        ((width - bar_label - bar_width) / width, bottom / height, bar_width / width, rows / height)))
     bar.set_label("attention weight (square-root scale; grey: hidden by the causal mask)", fontsize=9)
     bar.set_ticks([0.0, 0.05, 0.2, 0.5, 1.0])
     if title:
-        fig.suptitle(title, fontsize=11)
+        fig.suptitle(title, fontsize=11, y=1 - 0.12 / height, va="top")
     with warnings.catch_warnings():  # a glyph the font lacks is drawn as a box
         warnings.simplefilter("ignore", UserWarning)
         fig.canvas.draw()
@@ -154,26 +172,50 @@ class AttentionMaps(Callback):
         self.prompt, self.save_png = prompt, save_png
         self.output_dir = Path(output_dir) if output_dir else None
 
-    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.sanity_checking or not is_rank_zero():
-            return
-        writes_png = self.save_png and self.output_dir is not None
-        if not writes_png and not takes_images(trainer):
-            return
+    def _draws(self, trainer: L.Trainer) -> bool:
+        return is_rank_zero() and ((self.save_png and self.output_dir is not None) or takes_images(trainer))
+
+    def _prompt(self, pl_module: L.LightningModule) -> tuple[str, torch.Tensor]:
+        """The prompt (its last block_size characters) and its (1, T) token ids."""
         model: Any = pl_module.model
         prompt = known_prompt(self.prompt, pl_module.tokenizer, "AttentionMaps")[-model.block_size :]
-        idx = torch.tensor([pl_module.tokenizer.encode(prompt)], device=pl_module.device)
-        maps = attention_maps(model, idx)
+        return prompt, torch.tensor([pl_module.tokenizer.encode(prompt)], device=pl_module.device)
+
+    def validation_end_seconds(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, clock: Callable[[], float]
+    ) -> float:
+        """For a time budget: what the picture costs at the final validation, extrapolated from
+        pictures of one map and of two drawn now (each further map costs at least half a
+        one-map picture)."""
+        if not self._draws(trainer):
+            return 0.0
+        prompt, idx = self._prompt(pl_module)
+        t0 = clock()
+        maps = attention_maps(pl_module.model, idx)
+        if maps.numel() == 0:
+            return 0.0
+        t1 = clock()
+        render_attention(maps[:1, :1], prompt, "timing")
+        t2 = clock()
+        render_attention(maps[:1, :1].expand(1, 2, -1, -1), prompt, "timing")
+        t3 = clock()
+        one, per_map = t2 - t1, max(t3 - t2 - (t2 - t1), (t2 - t1) / 2)
+        return (t1 - t0) + one + per_map * (maps.shape[0] * maps.shape[1] - 1)
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or not self._draws(trainer):
+            return
+        prompt, idx = self._prompt(pl_module)
+        maps = attention_maps(pl_module.model, idx)
         if maps.numel() == 0:
             return
         step = trainer.global_step
-        picture = render_attention(maps, prompt, f"attention at step {trainer.global_step}")
+        picture = render_attention(maps, prompt, f"attention at step {step}")
         log_image(trainer, "attention/maps", picture, step)
-        if writes_png:
-            assert self.output_dir is not None
+        if self.save_png and self.output_dir is not None:
             folder = self.output_dir / "attention_maps"
             folder.mkdir(parents=True, exist_ok=True)
-            with atomic_path(folder / f"step-{trainer.global_step:06d}.png") as tmp:
+            with atomic_path(folder / f"step-{step:06d}.png") as tmp:
                 imsave_png(tmp, picture)
 
 

@@ -2,10 +2,11 @@
 
 The budget counts from the start of the process (imports and data loading included). After a
 few warm-up steps the callback times `calibration_steps` steps, estimates what the end of the run
-costs (a full validation, checkpointing, sampling), and fixes trainer.max_steps to the steps that
-fit. The LR schedule reads max_steps at every step, so it anneals to its floor at that step.
-About every 1% of the budget the count is re-planned from the mean step time so far (a run that
-would overrun is shortened at once), so a machine that slows down or speeds up is followed; each
+costs (a full validation, what the callbacks do at its end, the closing sample), and fixes
+trainer.max_steps to the steps that fit. The LR schedule reads max_steps at every step, so it
+anneals to its floor at that step. About every 1% of the budget the count is re-planned from the
+mean step time so far (a run that would overrun is shortened at once), with the end's estimate
+scaled by the same change of speed, so a machine that slows down or speeds up is followed; each
 re-plan is logged. A budget that cannot hold start-up, calibration and the final validation is
 refused with the smallest budget this model needs on this machine, as measured.
 
@@ -63,11 +64,12 @@ def run_start_time() -> float:
     return now - _startup_seconds
 
 
-# Measured on a 2-core CPU (docs/EXPERIMENTS.md, the budget curve): the end of a run (the final
-# validation with the callbacks that follow it: TensorBoard text sample, attention maps, two
-# checkpoints) took 1.9-3.0x the validation batches' estimate (a shared host slows down between
-# the estimate and the end), and the closing sample and the process's exit another 1-3.5 s.
-VALIDATION_MARGIN = 3.0
+# Measured on a 2-core CPU (budget.json's final_seconds_measured, docs/EXPERIMENTS.md): the final
+# validation loop took 1.0-1.4x its one-batch estimate; the margin covers that error. A host that
+# slows down after calibration is followed by scaling the whole end estimate with the step time
+# (TimeBudget._final_at). The process's exit took another 1-3.5 s (RESERVE_SECONDS).
+VALIDATION_MARGIN = 2.0
+SAMPLING_MARGIN = 1.5  # a sampled character: a one-character forward, the growing cache, the draw
 RESERVE_SECONDS = 5.0
 
 
@@ -78,6 +80,26 @@ def plan_steps(
     (at least one more step, so the run always ends with a step on the planned schedule)."""
     spare = deadline - now - final_seconds
     return step + max(1, math.floor(spare / step_seconds))
+
+
+@torch.no_grad()
+def sampling_seconds(
+    model: torch.nn.Module, tokens: int, clock: Callable[[], float] = time.monotonic
+) -> float:
+    """Seconds to sample `tokens` characters with the key-value cache: each costs about a forward
+    of one character (the fastest of three, timed here) and half again (the cache grows along the
+    sample; drawing the character)."""
+    device = next(model.parameters()).device
+    x = torch.zeros(1, 1, dtype=torch.long, device=device)
+    model(x)  # warm-up
+    fastest = math.inf
+    for _ in range(3):
+        t0 = clock()
+        model(x)
+        if x.is_cuda:
+            torch.cuda.synchronize()
+        fastest = min(fastest, clock() - t0)
+    return SAMPLING_MARGIN * fastest * tokens
 
 
 class TimeBudget(Callback):
@@ -111,11 +133,16 @@ class TimeBudget(Callback):
         self.planned_steps: int | None = None
         self.step_seconds: float | None = None
         self.final_seconds: float | None = None
+        self.final_parts: dict[str, float] = {}
+        self.final_seconds_now: float | None = None  # the estimate at the latest plan's pace
+        self._calibration_pace = 0.0
         self.replans = 0
         self.auto: dict[str, Any] | None = None  # model=auto's choice and reasons, recorded as is
         self._mark: tuple[int, float] | None = None  # (step, time) the current timing window began
         self._calib: tuple[int, float] = (0, 0.0)  # (step, time) calibration began
         self._cap = -1
+        self._last_step_end = 0.0  # when the latest step ended: the final work is timed from it
+        self._validation = (-1.0, -1.0)  # when the latest validation started, and its loop ended
 
     def count_from(self, start: float) -> None:
         """Move the budget's start (time.monotonic() seconds) to `start`."""
@@ -146,6 +173,7 @@ class TimeBudget(Callback):
         if not self.active:
             return
         step, now = trainer.global_step, self.clock()
+        self._last_step_end = now
         if self.planned_steps is None:
             # (One process: checked at every step. Several agree only at the plan, below.)
             if trainer.world_size == 1 and now >= self.deadline and step < trainer.max_steps:
@@ -159,7 +187,6 @@ class TimeBudget(Callback):
                 self._mark = (step, now)  # first steps are slow (allocation, lazy init): not timed
             elif self._mark is not None and step - self._mark[0] >= self.calibration_steps:
                 pace = (now - self._mark[1]) / (step - self._mark[0])
-                self._calib = self._mark
                 self.final_seconds = self.estimate_final_seconds(trainer, pl_module)
                 now = self.clock()
                 end = self.final_seconds + self.reserve_seconds
@@ -170,7 +197,7 @@ class TimeBudget(Callback):
                         f"and saving need ~{end:.0f} s", now - self.start + pace + end,
                     )
                 self._plan(trainer, step, now, pace)
-                self._mark = (step, self.clock())
+                self._mark = self._calib = (step, self.clock())  # re-plans time steps, not the estimate
                 every = max(1, round(self.check_fraction * self.seconds / self.step_seconds))
                 self.check_every = int(trainer.strategy.broadcast(every, src=0))
             return
@@ -187,7 +214,7 @@ class TimeBudget(Callback):
         recent = (now - self._mark[1]) / (step - self._mark[0])
         mean = (now - self._calib[1]) / (step - self._calib[0])
         self._mark = (step, now)
-        overrun = now + (trainer.max_steps - step) * recent + (self.final_seconds or 0.0) > self.deadline
+        overrun = now + (trainer.max_steps - step) * recent + self._final_at(recent) > self.deadline
         before = self.planned_steps
         self._plan(trainer, step, now, max(mean, recent) if overrun else mean,
                    lengthen=self.deadline - now > 0.1 * self.seconds)
@@ -200,14 +227,32 @@ class TimeBudget(Callback):
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not self.active:
             return
-        self._write(train_end_seconds=round(self.clock() - self.start, 2), final_step=trainer.global_step)
+        now = self.clock()
+        # What the end really took, in the estimate's parts: to check (and tune) the estimate.
+        start, loop_end = self._validation
+        measured = {"validation": loop_end - start, "after_validation": now - loop_end}
+        if start < self._last_step_end:  # no validation after the last step
+            measured = {"after_last_step": now - self._last_step_end}
+        self._write(train_end_seconds=round(now - self.start, 2), final_step=trainer.global_step,
+                    final_seconds_measured={k: round(v, 2) for k, v in measured.items()})
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.active:
+            now = self.clock()
+            self._validation = (now, now)
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.active:  # the loop is over; the callbacks' work at its end follows
+            self._validation = (self._validation[0], self.clock())
 
     def _plan(self, trainer: L.Trainer, step: int, now: float, pace: float, lengthen: bool = True) -> None:
         """Fix max_steps from the step time `pace` (first plan), or re-plan it."""
-        assert self.final_seconds is not None
         first = self.planned_steps is None
+        if first:
+            self._calibration_pace = pace
         self.step_seconds = pace
-        steps = plan_steps(step, now, self.deadline, pace, self.final_seconds + self.reserve_seconds)
+        self.final_seconds_now = self._final_at(pace)
+        steps = plan_steps(step, now, self.deadline, pace, self.final_seconds_now + self.reserve_seconds)
         if self._cap > 0:
             steps = min(steps, self._cap)
         if not first and not lengthen:
@@ -216,11 +261,18 @@ class TimeBudget(Callback):
         steps = int(trainer.strategy.broadcast(steps, src=0))
         if first:
             log.info("time budget: %.1f ms/step, final validation and saving ~%.1f s: %d steps",
-                     1000 * pace, self.final_seconds + self.reserve_seconds, steps)
+                     1000 * pace, self.final_seconds_now + self.reserve_seconds, steps)
         if steps != self.planned_steps:
             self.planned_steps = steps
             set_total_steps(trainer, steps)
             self._write()
+
+    def _final_at(self, pace: float) -> float:
+        """The end's estimate at step time `pace`: the end runs on the same machine as the steps,
+        so a host that slowed down (or sped up) since calibration is assumed to do so for the end
+        too (bounded at half and four times, against a single odd timing)."""
+        assert self.final_seconds is not None
+        return self.final_seconds * min(max(pace / self._calibration_pace, 0.5), 4.0)
 
     def _refuse(self, why: str, needed: float) -> None:
         """Stop a run whose budget cannot hold its calibration and final validation, naming the
@@ -234,8 +286,10 @@ class TimeBudget(Callback):
 
     def estimate_final_seconds(self, trainer: L.Trainer, pl_module: L.LightningModule) -> float:
         """Seconds of what follows the last step: the final full validation (one timed forward of
-        a validation-sized batch times the number of validation batches, with VALIDATION_MARGIN) and
-        the closing sample of `sample_tokens` characters."""
+        a validation-sized batch times the number of validation batches, with VALIDATION_MARGIN),
+        what the callbacks do at its end (each callback with a `validation_end_seconds(trainer,
+        pl_module, clock)` method times its own work) and the closing sample of `sample_tokens`
+        characters. The parts are kept in `final_parts` (budget.json)."""
         dm = trainer.datamodule
         try:
             n_batches = len(dm.val_dataloader())
@@ -252,19 +306,15 @@ class TimeBudget(Callback):
             pl_module.model(x, x)
             if x.is_cuda:
                 torch.cuda.synchronize()
-            seconds = self.clock() - t0
-            # The closing sample: one cached step per character, each costing about a forward of
-            # one character (timed here, doubled: the cache grows along the sample).
-            sample_seconds = 0.0
+            parts = {"validation": VALIDATION_MARGIN * (self.clock() - t0) * n_batches}
+            for callback in trainer.callbacks:
+                if callable(timer := getattr(callback, "validation_end_seconds", None)):
+                    parts[type(callback).__name__] = timer(trainer, pl_module, self.clock)
             if self.sample_tokens:
-                pl_module.model(x[:1, :1])
-                t0 = self.clock()
-                pl_module.model(x[:1, :1])
-                if x.is_cuda:
-                    torch.cuda.synchronize()
-                sample_seconds = 2 * (self.clock() - t0) * self.sample_tokens
+                parts["closing_sample"] = sampling_seconds(pl_module.model, self.sample_tokens, self.clock)
         pl_module.train(was_training)
-        return VALIDATION_MARGIN * seconds * n_batches + sample_seconds
+        self.final_parts = {name: round(seconds, 2) for name, seconds in parts.items()}
+        return sum(parts.values())
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -272,6 +322,8 @@ class TimeBudget(Callback):
             "planned_steps": self.planned_steps,
             "step_ms": round(1000 * self.step_seconds, 3) if self.step_seconds else None,
             "final_seconds_estimate": round(self.final_seconds, 2) if self.final_seconds else None,
+            "final_seconds_parts": self.final_parts,
+            "final_seconds_at_last_plan": round(self.final_seconds_now or 0.0, 2) or None,
             "reserve_seconds": self.reserve_seconds,
             "replans": self.replans,
             "rerun_with": f"trainer.max_steps={self.planned_steps} budget_seconds=null",

@@ -7,6 +7,7 @@ Everything is written on rank 0 only.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import lightning as L
@@ -22,6 +23,7 @@ from torch.utils.tensorboard.writer import FileWriter
 from chargpt.data.tokenizer import CharTokenizer, describe_chars
 from chargpt.distributed import is_rank_zero
 from chargpt.model.sampling import iter_tokens
+from chargpt.training.callbacks.budget import sampling_seconds
 
 BEST_VAL_LOSS = "hparams/best_val_loss"
 LAST_VAL_LOSS = "hparams/last_val_loss"
@@ -89,6 +91,14 @@ class SampleText(Callback):
     ) -> None:
         self.prompt, self.max_new_tokens = prompt, max_new_tokens
         self.temperature, self.top_k, self.seed = temperature, top_k, seed
+
+    def validation_end_seconds(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, clock: Callable[[], float]
+    ) -> float:
+        """For a time budget: what the sample costs at the final validation."""
+        if tensorboard_writer(trainer) is None:
+            return 0.0
+        return sampling_seconds(pl_module.model, self.max_new_tokens, clock)
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         writer = tensorboard_writer(trainer)
