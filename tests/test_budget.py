@@ -123,6 +123,22 @@ def test_resumed_budget_run_keeps_its_planned_steps(corpus: Path, tmp_path: Path
     assert Trainer.fit_loop.epoch_loop.max_steps == 37
 
 
+def test_budget_lengthens_for_a_faster_host_but_keeps_the_end_estimate(corpus: Path, tmp_path: Path) -> None:
+    clock = FakeClock(tick=0.02)
+
+    class SpeedUp(L.Callback):
+        def on_train_batch_start(self, trainer: L.Trainer, *args) -> None:
+            if trainer.global_step == 20:
+                clock.tick = 0.01  # the other job ended: 2x faster from here
+
+    trainer, budget = fit_with_budget(corpus, tmp_path, clock, extra_callbacks=(SpeedUp(),), seconds=2.0,
+                                      skip_steps=2, calibration_steps=10, reserve_seconds=0.5)
+    assert budget.step_seconds < 0.02 and trainer.global_step == budget.planned_steps > 75
+    # Not trusted to stay fast until the end: the end is still priced at calibration's speed.
+    assert budget.final_seconds_now == budget.final_seconds
+    assert clock.now < 2.0
+
+
 @pytest.mark.slow  # a 10 s budget; the in-process budget tests cover planning by default
 def test_cli_budget_run_records_the_count(corpus: Path, tmp_path: Path, monkeypatch) -> None:
     # A budget counts from the process start; here, from the call (pytest started long ago).

@@ -65,10 +65,10 @@ def run_start_time() -> float:
 
 
 # Measured on a 2-core CPU (budget.json's final_seconds_measured, docs/EXPERIMENTS.md): the final
-# validation loop took 1.0-1.4x its one-batch estimate; the margin covers that error. A host that
+# validation loop took 0.8-1.4x its one-batch estimate; the margin covers that error. A host that
 # slows down after calibration is followed by scaling the whole end estimate with the step time
-# (TimeBudget._final_at). The process's exit took another 1-3.5 s (RESERVE_SECONDS).
-VALIDATION_MARGIN = 2.0
+# (TimeBudget._final_at). Checkpoints and the process's exit took another 2-3 s (RESERVE_SECONDS).
+VALIDATION_MARGIN = 1.5
 SAMPLING_MARGIN = 1.5  # a sampled character: a one-character forward, the growing cache, the draw
 RESERVE_SECONDS = 5.0
 
@@ -269,10 +269,10 @@ class TimeBudget(Callback):
 
     def _final_at(self, pace: float) -> float:
         """The end's estimate at step time `pace`: the end runs on the same machine as the steps,
-        so a host that slowed down (or sped up) since calibration is assumed to do so for the end
-        too (bounded at half and four times, against a single odd timing)."""
+        so a host that slowed down since calibration will validate more slowly too (up to four
+        times). One that sped up is not trusted to stay fast until the end."""
         assert self.final_seconds is not None
-        return self.final_seconds * min(max(pace / self._calibration_pace, 0.5), 4.0)
+        return self.final_seconds * min(max(pace / self._calibration_pace, 1.0), 4.0)
 
     def _refuse(self, why: str, needed: float) -> None:
         """Stop a run whose budget cannot hold its calibration and final validation, naming the
@@ -302,11 +302,14 @@ class TimeBudget(Callback):
         pl_module.eval()
         with torch.no_grad():
             pl_module.model(x)  # warm-up (allocations)
-            t0 = self.clock()
-            pl_module.model(x, x)
-            if x.is_cuda:
-                torch.cuda.synchronize()
-            parts = {"validation": VALIDATION_MARGIN * (self.clock() - t0) * n_batches}
+            fastest = math.inf  # the batches are alike: the fastest of three is the least disturbed
+            for _ in range(3):
+                t0 = self.clock()
+                pl_module.model(x, x)
+                if x.is_cuda:
+                    torch.cuda.synchronize()
+                fastest = min(fastest, self.clock() - t0)
+            parts = {"validation": VALIDATION_MARGIN * fastest * n_batches}
             for callback in trainer.callbacks:
                 if callable(timer := getattr(callback, "validation_end_seconds", None)):
                     parts[type(callback).__name__] = timer(trainer, pl_module, self.clock)
