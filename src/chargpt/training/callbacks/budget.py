@@ -214,9 +214,10 @@ class TimeBudget(Callback):
         recent = (now - self._mark[1]) / (step - self._mark[0])
         mean = (now - self._calib[1]) / (step - self._calib[0])
         self._mark = (step, now)
-        overrun = now + (trainer.max_steps - step) * recent + self._final_at(recent) > self.deadline
+        # The end's estimate follows the lasting change (the mean), not a burst.
+        overrun = now + (trainer.max_steps - step) * recent + self._final_at(mean) > self.deadline
         before = self.planned_steps
-        self._plan(trainer, step, now, max(mean, recent) if overrun else mean,
+        self._plan(trainer, step, now, max(mean, recent) if overrun else mean, end_pace=mean,
                    lengthen=self.deadline - now > 0.1 * self.seconds)
         if self.planned_steps != before:
             self.replans += 1
@@ -245,13 +246,17 @@ class TimeBudget(Callback):
         if self.active:  # the loop is over; the callbacks' work at its end follows
             self._validation = (self._validation[0], self.clock())
 
-    def _plan(self, trainer: L.Trainer, step: int, now: float, pace: float, lengthen: bool = True) -> None:
-        """Fix max_steps from the step time `pace` (first plan), or re-plan it."""
+    def _plan(
+        self, trainer: L.Trainer, step: int, now: float, pace: float, lengthen: bool = True,
+        end_pace: float | None = None,
+    ) -> None:
+        """Fix max_steps from the step time `pace` (first plan), or re-plan it; the end's estimate
+        is scaled to the step time `end_pace` (default: `pace`)."""
         first = self.planned_steps is None
         if first:
             self._calibration_pace = pace
         self.step_seconds = pace
-        self.final_seconds_now = self._final_at(pace)
+        self.final_seconds_now = self._final_at(end_pace or pace)
         steps = plan_steps(step, now, self.deadline, pace, self.final_seconds_now + self.reserve_seconds)
         if self._cap > 0:
             steps = min(steps, self._cap)
