@@ -192,6 +192,9 @@ def test_budget_too_small_to_calibrate_is_refused(corpus: Path, tmp_path: Path, 
     minimum = int(message.split("use budget_seconds=")[1].split()[0])
     assert minimum > seconds
     assert clock.now < 1.0  # stopped at once, not after the budget's overrun
+    record = json.loads((tmp_path / "budget.json").read_text())  # what was measured stays on record
+    assert record["refused"] == message and record["used_seconds"] > 0
+    assert ("validation" in record["final_seconds_parts"]) == (why == "the final validation and saving need")
 
 
 @pytest.mark.slow  # a budgeted run; test_budget_shortens_the_run_when_steps_slow_down re-plans by default

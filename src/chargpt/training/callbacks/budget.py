@@ -283,11 +283,14 @@ class TimeBudget(Callback):
         """Stop a run whose budget cannot hold its calibration and final validation, naming the
         smallest budget this model needs on this machine (as measured so far)."""
         minimum = 5 * math.ceil(1.2 * needed / 5)  # a 20% margin, in whole 5 s
-        raise ConfigError(
+        message = (
             f"budget_seconds={self.seconds:g} is too small for this model on this machine: {why}; "
             f"use budget_seconds={minimum} or more (start-up, {self.skip_steps + self.calibration_steps} "
             "calibration steps and the final validation must fit), or a smaller model"
         )
+        # What was measured stays on record (the parts of the end's estimate, if it was made).
+        self._write(refused=message, used_seconds=round(self.clock() - self.start, 2))
+        raise ConfigError(message)
 
     def estimate_final_seconds(self, trainer: L.Trainer, pl_module: L.LightningModule) -> float:
         """Seconds of what follows the last step: the final full validation (one timed forward of
