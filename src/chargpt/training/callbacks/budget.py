@@ -6,7 +6,7 @@ costs (a full validation, what the callbacks do at its end, the closing sample),
 trainer.max_steps to the steps that fit. The LR schedule reads max_steps at every step, so it
 anneals to its floor at that step. About every 1% of the budget the count is re-planned from the
 mean step time so far (a run that would overrun is shortened at once), with the end's estimate
-scaled by the same change of speed, so a machine that slows down or speeds up is followed; each
+scaled up by a lasting slowdown, so a machine that slows down or speeds up is followed; each
 re-plan is logged. A budget that cannot hold start-up, calibration and the final validation is
 refused with the smallest budget this model needs on this machine, as measured.
 
@@ -134,12 +134,12 @@ class TimeBudget(Callback):
         self.step_seconds: float | None = None
         self.final_seconds: float | None = None
         self.final_parts: dict[str, float] = {}
-        self.final_seconds_now: float | None = None  # the estimate at the latest plan's pace
+        self.final_seconds_now: float | None = None  # the end's estimate at the latest plan
         self._calibration_pace = 0.0
         self.replans = 0
         self.auto: dict[str, Any] | None = None  # model=auto's choice and reasons, recorded as is
         self._mark: tuple[int, float] | None = None  # (step, time) the current timing window began
-        self._calib: tuple[int, float] = (0, 0.0)  # (step, time) calibration began
+        self._calib: tuple[int, float] = (0, 0.0)  # (step, time) of the first plan: the mean pace's start
         self._cap = -1
         self._last_step_end = 0.0  # when the latest step ended: the final work is timed from it
         self._validation = (-1.0, -1.0)  # when the latest validation started, and its loop ended
@@ -293,8 +293,8 @@ class TimeBudget(Callback):
         raise ConfigError(message)
 
     def estimate_final_seconds(self, trainer: L.Trainer, pl_module: L.LightningModule) -> float:
-        """Seconds of what follows the last step: the final full validation (one timed forward of
-        a validation-sized batch times the number of validation batches, with VALIDATION_MARGIN),
+        """Seconds of what follows the last step: the final full validation (the fastest of three
+        timed forwards of a validation-sized batch, times the batches, with VALIDATION_MARGIN),
         what the callbacks do at its end (each callback with a `validation_end_seconds(trainer,
         pl_module, clock)` method times its own work) and the closing sample of `sample_tokens`
         characters. The parts are kept in `final_parts` (budget.json)."""
