@@ -83,23 +83,22 @@ def test_budget_picks_the_step_count_and_anneals_at_it(corpus: Path, tmp_path: P
     assert budget.state_dict()["planned_steps"] == budget.planned_steps  # kept in checkpoints
 
 
+class TickFrom(L.Callback):
+    """From training step `step` on, the fake clock advances `tick` seconds a reading."""
+
+    def __init__(self, clock: FakeClock, step: int, tick: float) -> None:
+        self.clock, self.step, self.tick = clock, step, tick
+
+    def on_train_batch_start(self, trainer: L.Trainer, *args) -> None:
+        if trainer.global_step == self.step:
+            self.clock.tick = self.tick
+
+
 def test_budget_shortens_the_run_when_steps_slow_down(corpus: Path, tmp_path: Path) -> None:
     clock = FakeClock(tick=0.02)
-
-    class SlowDown(L.Callback):
-        def on_train_batch_start(self, trainer: L.Trainer, *args) -> None:
-            if trainer.global_step == 20:
-                clock.tick = 0.1  # the machine got busy: 5x slower from here
-
-    data_kw = {"seconds": 2.0, "skip_steps": 2, "calibration_steps": 10, "reserve_seconds": 0.5}
-    original = L.Trainer.__init__
-
-    def with_slowdown(self, *args, callbacks=(), **kwargs):
-        original(self, *args, callbacks=[*callbacks, SlowDown()], **kwargs)
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(L.Trainer, "__init__", with_slowdown)
-        trainer, budget = fit_with_budget(corpus, tmp_path, clock, **data_kw)
+    slow_down = TickFrom(clock, step=20, tick=0.1)  # the machine got busy: 5x slower from here
+    trainer, budget = fit_with_budget(corpus, tmp_path, clock, extra_callbacks=(slow_down,), seconds=2.0,
+                                      skip_steps=2, calibration_steps=10, reserve_seconds=0.5)
     assert budget.replans >= 1
     assert trainer.global_step == budget.planned_steps < 40
     # The end runs on the slowed machine too: its estimate grew with the step time.
@@ -125,13 +124,8 @@ def test_resumed_budget_run_keeps_its_planned_steps(corpus: Path, tmp_path: Path
 
 def test_budget_lengthens_for_a_faster_host_but_keeps_the_end_estimate(corpus: Path, tmp_path: Path) -> None:
     clock = FakeClock(tick=0.02)
-
-    class SpeedUp(L.Callback):
-        def on_train_batch_start(self, trainer: L.Trainer, *args) -> None:
-            if trainer.global_step == 20:
-                clock.tick = 0.01  # the other job ended: 2x faster from here
-
-    trainer, budget = fit_with_budget(corpus, tmp_path, clock, extra_callbacks=(SpeedUp(),), seconds=2.0,
+    speed_up = TickFrom(clock, step=20, tick=0.01)  # the other job ended: 2x faster from here
+    trainer, budget = fit_with_budget(corpus, tmp_path, clock, extra_callbacks=(speed_up,), seconds=2.0,
                                       skip_steps=2, calibration_steps=10, reserve_seconds=0.5)
     assert budget.step_seconds < 0.02 and trainer.global_step == budget.planned_steps > 75
     # Not trusted to stay fast until the end: the end is still priced at calibration's speed.

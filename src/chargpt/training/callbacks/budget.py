@@ -83,23 +83,27 @@ def plan_steps(
 
 
 @torch.no_grad()
+def fastest_forward(model: torch.nn.Module, *inputs: torch.Tensor, clock: Callable[[], float]) -> float:
+    """Seconds of the fastest of three calls of `model(*inputs)` after a warm-up call (the least
+    disturbed by other work on the machine)."""
+    model(*inputs)  # warm-up (allocations)
+    fastest = math.inf
+    for _ in range(3):
+        t0 = clock()
+        model(*inputs)
+        if inputs[0].is_cuda:
+            torch.cuda.synchronize()
+        fastest = min(fastest, clock() - t0)
+    return fastest
+
+
 def sampling_seconds(
     model: torch.nn.Module, tokens: int, clock: Callable[[], float] = time.monotonic
 ) -> float:
     """Seconds to sample `tokens` characters with the key-value cache: each costs about a forward
-    of one character (the fastest of three, timed here) and half again (the cache grows along the
-    sample; drawing the character)."""
-    device = next(model.parameters()).device
-    x = torch.zeros(1, 1, dtype=torch.long, device=device)
-    model(x)  # warm-up
-    fastest = math.inf
-    for _ in range(3):
-        t0 = clock()
-        model(x)
-        if x.is_cuda:
-            torch.cuda.synchronize()
-        fastest = min(fastest, clock() - t0)
-    return SAMPLING_MARGIN * fastest * tokens
+    of one character and half again (the cache grows along the sample; drawing the character)."""
+    x = torch.zeros(1, 1, dtype=torch.long, device=next(model.parameters()).device)
+    return SAMPLING_MARGIN * fastest_forward(model, x, clock=clock) * tokens
 
 
 class TimeBudget(Callback):
@@ -309,15 +313,8 @@ class TimeBudget(Callback):
         was_training = pl_module.training
         pl_module.eval()
         with torch.no_grad():
-            pl_module.model(x)  # warm-up (allocations)
-            fastest = math.inf  # the batches are alike: the fastest of three is the least disturbed
-            for _ in range(3):
-                t0 = self.clock()
-                pl_module.model(x, x)
-                if x.is_cuda:
-                    torch.cuda.synchronize()
-                fastest = min(fastest, self.clock() - t0)
-            parts = {"validation": VALIDATION_MARGIN * fastest * n_batches}
+            batch = fastest_forward(pl_module.model, x, x, clock=self.clock)  # the batches are alike
+            parts = {"validation": VALIDATION_MARGIN * batch * n_batches}
             for callback in trainer.callbacks:
                 if callable(timer := getattr(callback, "validation_end_seconds", None)):
                     parts[type(callback).__name__] = timer(trainer, pl_module, self.clock)
