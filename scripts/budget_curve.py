@@ -39,10 +39,11 @@ CONFIGS: dict[str, list[str]] = {
     "auto": ["model=auto", "budget_seconds=BUDGET"],
     "cpu_100s": ["experiment=cpu_100s", "budget_seconds=BUDGET"],
     # nanoGPT's CPU recipe, row R0 of docs/EXPERIMENTS.md (AdamW 1e-3 with weight decay 0.1,
-    # warmup + cosine to 0.1x, learned positions, context 64, batch 12, 4 layers x 128).
+    # warmup + cosine to 0.1x, learned positions, context 64, batch 12, 4 layers x 128, GPT-2 init).
     "r0": [
         "experiment=cpu_100s", "model.n_layer=4", "optimizer=adamw", "optimizer.lr=1e-3", "scheduler=cosine",
-        "model.pos_encoding=learned", "model.block_size=64", "data.batch_size=12", "budget_seconds=BUDGET",
+        "model.pos_encoding=learned", "model.block_size=64", "data.batch_size=12",
+        "model.zero_init_residual=false", "budget_seconds=BUDGET",
     ],
 }
 TEXTS = ("shakespeare", "stdlib")

@@ -53,7 +53,8 @@ OPTIONS = [
 
 # Every option with AdamW; Muon with the preset's choices and the gated feed-forward.
 CASES = [(o, ADAMW) for o in OPTIONS] + [
-    (o, MUON) for o in ({}, {"pos_encoding": "rope"}, {"activation": "swiglu", "bias": False})
+    (o, MUON) for o in ({}, {"pos_encoding": "rope"}, {"activation": "swiglu", "bias": False},
+                        {"zero_init_residual": True})
 ]
 
 
@@ -63,7 +64,8 @@ IDS = [("muon-" if opt is MUON else "adamw-") + "-".join(f"{k}={v}" for k, v in 
 
 # The default run trains one case per kind of option (positions, norms, activations, Muon); the
 # rest, each also built and exported in tests/test_export.py, train in the slow set.
-FAST = {"adamw-pos_encoding=rope", "adamw-norm=rmsnorm", "adamw-activation=swiglu", "muon-"}
+FAST = {"adamw-pos_encoding=rope", "adamw-norm=rmsnorm", "adamw-activation=swiglu", "muon-",
+        "muon-zero_init_residual=True"}
 PARAMS = [
     pytest.param(*case, id=name, marks=() if name in FAST else pytest.mark.slow)
     for case, name in zip(CASES, IDS, strict=True)
@@ -92,7 +94,20 @@ def test_init_std_sets_the_weight_scale() -> None:
     assert stds[0] == pytest.approx(0.01, rel=0.1) and stds[1] == pytest.approx(0.1, rel=0.1)
 
 
-@pytest.mark.parametrize("bad", [{"init_std": 0.0}, {"logit_softcap": -1.0}])
+def test_zero_init_residual_starts_every_block_as_the_identity() -> None:
+    two_layers = {**TINY, "n_layer": 2, "bias": False}
+    config = ModelConfig(**two_layers, zero_init_residual=True)
+    model = build_model(config, 12)
+    outs = [m for b in model.blocks for m in (b.attn.proj, b.mlp.down)]
+    assert all(m.weight.count_nonzero() == 0 for m in outs)
+    assert all(b.attn.qkv.weight.std() > 0.01 for b in model.blocks)  # only the outputs start at zero
+    x = torch.randn(2, 16, 32)
+    assert torch.equal(model.blocks[1](model.blocks[0](x)), x)
+    # Init only: a checkpoint of either init loads into the other.
+    assert config.architecture() == ModelConfig(**two_layers).architecture()
+
+
+@pytest.mark.parametrize("bad", [{"init_std": 0.0}, {"logit_softcap": -1.0}, {"zero_init_residual": "yes"}])
 def test_bad_init_or_cap_is_a_config_error(bad: dict) -> None:
     with pytest.raises(ConfigError):
         ModelConfig(**TINY, **bad)

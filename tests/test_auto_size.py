@@ -99,7 +99,7 @@ def test_model_auto_implies_the_cpu_100s_recipe() -> None:
         given = compose(config_name="train", overrides=[*auto, "optimizer.lr=0.02"])
     assert cfg.optimizer._target_.endswith("muon_adamw") and cfg.optimizer.lr == 0.01
     assert cfg.scheduler._target_.endswith("WarmupStableDecay")
-    assert cfg.model.auto and cfg.model.pos_encoding == "rope"
+    assert cfg.model.auto and cfg.model.pos_encoding == "rope" and cfg.model.zero_init_residual
     assert cfg.trainer.val_check_interval >= cfg.trainer.max_steps >= 1_000_000
     assert given.optimizer.lr == 0.02  # the command line wins
 

@@ -64,6 +64,13 @@ TRAIN_CASES = [
     ("dropout 1", ["model.dropout=1.0"], "model.dropout=1.0 must be in [0, 1)"),
     ("dropout negative", ["model.dropout=-0.1"], "model.dropout=-0.1 must be in [0, 1)"),
     ("batch size 0", ["data.batch_size=0"], "data.batch_size=0 must be a positive integer"),
+    ("threads 0", ["threads=0"], "threads=0 must be a whole number >= 1, or null"),
+    ("threads not a number", ["threads=all"], "threads='all' must be a whole number >= 1, or null"),
+    (
+        "zero init not a boolean",
+        ["model.zero_init_residual=maybe"],
+        "model.zero_init_residual='maybe' must be true or false",
+    ),
     ("checkpoint missing", ["ckpt_path={tmp}/nope.ckpt"], "checkpoint not found: {tmp}/nope.ckpt"),
     ("run dir without checkpoint", ["ckpt_path={tmp}/folder"], "no last.ckpt in run directory {tmp}/folder"),
     (

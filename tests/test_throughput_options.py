@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import ClassVar
 
 import lightning as L
 import numpy as np
 import pytest
 import torch
 
+from chargpt.cli import train as train_cli
 from chargpt.model import ModelConfig, build_model
 from chargpt.training import CharLM
 from chargpt.training.callbacks.metrics import ValidateAtEnd
 from chargpt.training.callbacks.progress import StepProgressBar
 from chargpt.training.host_memory import keep_freed_memory
 from chargpt.training.optim import build_optimizer, build_scheduler
+from conftest import bare_train_args, run_cli, write_corpus
 
 MODEL = {"block_size": 16, "n_layer": 1, "n_head": 2, "n_embd": 32}
 VOCAB = [chr(c) for c in range(ord("a"), ord("a") + 12)]
@@ -212,3 +215,27 @@ def test_keep_freed_memory_sets_glibcs_thresholds_once_and_only_there() -> None:
     # True: both mallopt calls succeeded (thresholds in glibc's range); a second call is a no-op.
     assert keep_freed_memory() is _glibc()
     assert keep_freed_memory() is _glibc()
+
+
+
+class RecordThreads(L.Callback):
+    """Notes torch's CPU thread count as training starts (a run's callback, by its _target_)."""
+
+    seen: ClassVar[list[int]] = []
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        RecordThreads.seen.append(torch.get_num_threads())
+
+
+def test_threads_setting_sets_torchs_cpu_threads(tmp_path) -> None:
+    before = torch.get_num_threads()
+    wanted = 1 if before > 1 else 2  # a count other than the one in force
+    record = "+callbacks.record._target_=test_throughput_options.RecordThreads"
+    args = bare_train_args(write_corpus(tmp_path / "corpus.txt"), tmp_path / "run", "trainer.max_steps=2",
+                           f"threads={wanted}", record)
+    RecordThreads.seen.clear()
+    try:
+        assert run_cli(train_cli.main, *args) == 0
+    finally:
+        torch.set_num_threads(before)
+    assert RecordThreads.seen == [wanted]

@@ -31,6 +31,9 @@ class ModelConfig:
     qk_norm: bool = False  # normalise queries and keys per head before attention
     tie_weights: bool = True  # share the token embedding with the output head
     init_std: float = 0.02  # std of the normal init of weights (residual outputs scaled by 1/sqrt(2L))
+    # Start the residual output projections (attention out, feed-forward down) at zero, so every
+    # block begins as the identity. Init only: not architecture, a checkpoint loads either way.
+    zero_init_residual: bool = field(default=False, metadata={"architecture": False})
     logit_softcap: float | None = None  # squash logits into (-cap, cap) with cap * tanh(logits / cap)
     # torch.compile the training/validation forward. Not architecture: sampling from a checkpoint
     # never compiles, and a run may switch it on or off when it resumes.
@@ -49,8 +52,9 @@ class ModelConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"model.{name}={value!r} must be a positive integer")
-        if not isinstance(self.compile, bool):
-            raise ConfigError(f"model.compile={self.compile!r} must be true or false")
+        for name in ("compile", "zero_init_residual"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"model.{name}={getattr(self, name)!r} must be true or false")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"model.dropout={self.dropout} must be in [0, 1)")
         if self.init_std <= 0:

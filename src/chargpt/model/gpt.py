@@ -45,7 +45,10 @@ class GPT(nn.Module):
             std = self.config.init_std
             if getattr(module, "is_residual_out", False):
                 std /= math.sqrt(2 * self.config.n_layer)
-            nn.init.normal_(module.weight, mean=0.0, std=std)
+            if getattr(module, "is_residual_out", False) and self.config.zero_init_residual:
+                nn.init.zeros_(module.weight)
+            else:
+                nn.init.normal_(module.weight, mean=0.0, std=std)
             if module.bias is not None:
                 nn.init.zeros_(module.bias)
         elif isinstance(module, nn.Embedding):

@@ -197,6 +197,11 @@ def build_run(cfg: DictConfig) -> Run:
     # for the first run of a process), before the data is read and the shapes are timed.
     start = budget.run_start_time() if auto else 0.0
     check_launch(cfg)
+    threads = cfg.get("threads")
+    if threads is not None:
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+            raise ConfigError(f"threads={threads!r} must be a whole number >= 1, or null (torch's default)")
+        torch.set_num_threads(threads)
     if cfg.get("keep_freed_memory"):
         keep_freed_memory()
     torch.set_float32_matmul_precision(cfg.get("matmul_precision", "highest"))
