@@ -15,6 +15,7 @@ Tiny Shakespeare: source code, a different kind of text; built once into the out
     python scripts/budget_curve.py                                  # the whole grid (~3.5 h)
     python scripts/budget_curve.py --budgets 30 100 --texts shakespeare --seeds 1 --configs auto
     python scripts/budget_curve.py --dry-run                        # the commands only
+    python scripts/budget_curve.py --out old_init --extra model.zero_init_residual=false  # older rows
     python scripts/budget_curve.py --report-only                    # the table from finished runs
 
 Run it on a quiet machine: a busy one slows steps, and the budget then buys fewer of them.
@@ -31,6 +32,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -75,11 +77,13 @@ def run_dir(out: Path, budget: int, text: str, config: str, seed: int) -> Path:
     return out / "runs" / f"{text}-{config}-{budget}s-seed{seed}"
 
 
-def command(out: Path, budget: int, text: str, config: str, seed: int) -> list[str]:
+def command(
+    out: Path, budget: int, text: str, config: str, seed: int, extra: Sequence[str] = ()
+) -> list[str]:
     overrides = [o.replace("BUDGET", str(budget)) for o in CONFIGS[config]]
     data = ["data=text", f"data.path={stdlib_text(out)}"] if text == "stdlib" else []
     where = f"hydra.run.dir={run_dir(out, budget, text, config, seed)}"
-    return [*train_command(), *overrides, *data, f"seed={seed}", where]
+    return [*train_command(), *overrides, *data, *extra, f"seed={seed}", where]
 
 
 def read_json(path: Path) -> dict[str, Any]:
@@ -89,7 +93,9 @@ def read_json(path: Path) -> dict[str, Any]:
         return {}
 
 
-def run_one(out: Path, budget: int, text: str, config: str, seed: int, rerun: bool) -> dict[str, Any]:
+def run_one(
+    out: Path, budget: int, text: str, config: str, seed: int, rerun: bool, extra: Sequence[str] = ()
+) -> dict[str, Any]:
     """Run (or read) one grid cell; the whole command's wall time is measured around the process."""
     where = run_dir(out, budget, text, config, seed)
     record_path = where / "budget_curve.json"
@@ -97,7 +103,7 @@ def run_one(out: Path, budget: int, text: str, config: str, seed: int, rerun: bo
         return read_json(record_path)
     if where.exists():
         shutil.rmtree(where)  # a new run needs a fresh directory
-    cmd = command(out, budget, text, config, seed)
+    cmd = command(out, budget, text, config, seed, extra)
     print(f"$ {shlex.join(cmd)}", flush=True)
     start = time.monotonic()
     done = subprocess.run(cmd, capture_output=True, text=True)
@@ -175,6 +181,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seeds", type=int, nargs="+", default=[1, 2])
     p.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=list(CONFIGS))
     p.add_argument("--out", type=Path, default=Path("budget_curve"), help="runs, texts and results go here")
+    p.add_argument("--extra", nargs="+", default=[], metavar="OVERRIDE",
+                   help="overrides added to every run, e.g. model.zero_init_residual=false (use a new --out)")
     p.add_argument("--rerun", action="store_true", help="repeat runs that already finished")
     p.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
     p.add_argument("--report-only", action="store_true", help="the table from the runs already in --out")
@@ -187,7 +195,7 @@ def main(argv: list[str] | None = None) -> None:
     grid = [(b, t, c, s) for b in args.budgets for t in args.texts for c in args.configs for s in args.seeds]
     if args.dry_run:
         for cell in grid:
-            print(shlex.join(command(out, *cell)))
+            print(shlex.join(command(out, *cell, args.extra)))
         return
     print(f"{len(grid)} runs, {sum(b for b, *_ in grid) / 60:.0f} min of budgets; "
           f"CHARGPT_DATA_DIR={os.environ.get('CHARGPT_DATA_DIR', '(default)')}", flush=True)
@@ -199,7 +207,7 @@ def main(argv: list[str] | None = None) -> None:
             if record:
                 records.append(record)
             continue
-        records.append(run_one(out, budget, text, config, seed, args.rerun))
+        records.append(run_one(out, budget, text, config, seed, args.rerun, args.extra))
     rows = summarise(records)
     (out / "results.json").parent.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps({"rows": rows, "runs": records}, indent=2))

@@ -28,6 +28,16 @@ def test_commands_cover_the_grid_and_each_run_has_its_own_directory(tmp_path: Pa
     assert len({line.split("hydra.run.dir=")[1] for line in lines}) == len(lines)
 
 
+def test_extra_overrides_reach_every_command_before_the_seed(tmp_path: Path, capsys) -> None:
+    curve = load_script()
+    curve.main(["--out", str(tmp_path), "--budgets", "30", "--texts", "shakespeare", "--seeds", "1",
+                "--configs", "auto", "cpu_100s", "--extra", "model.zero_init_residual=false", "threads=1",
+                "--dry-run"])
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 2
+    assert all(" model.zero_init_residual=false threads=1 seed=1 " in line for line in lines)
+
+
 def test_table_gives_mean_and_std_per_cell() -> None:
     curve = load_script()
     records = [

@@ -227,15 +227,17 @@ class RecordThreads(L.Callback):
         RecordThreads.seen.append(torch.get_num_threads())
 
 
-def test_threads_setting_sets_torchs_cpu_threads(tmp_path) -> None:
+def test_threads_setting_sets_torchs_cpu_threads_per_job(tmp_path) -> None:
     before = torch.get_num_threads()
     wanted = 1 if before > 1 else 2  # a count other than the one in force
     record = "+callbacks.record._target_=test_throughput_options.RecordThreads"
-    args = bare_train_args(write_corpus(tmp_path / "corpus.txt"), tmp_path / "run", "trainer.max_steps=2",
-                           f"threads={wanted}", record)
+    # Two jobs in one process: the second (threads=null) must get torch's default back.
+    corpus = write_corpus(tmp_path / "corpus.txt")
+    args = ["-m", *bare_train_args(corpus, None, "trainer.max_steps=2", record),
+            f"threads={wanted},null", f"hydra.sweep.dir={tmp_path / 'sweep'}"]
     RecordThreads.seen.clear()
     try:
         assert run_cli(train_cli.main, *args) == 0
     finally:
         torch.set_num_threads(before)
-    assert RecordThreads.seen == [wanted]
+    assert RecordThreads.seen == [wanted, before]

@@ -143,6 +143,26 @@ def check_launch(cfg: DictConfig) -> None:
         )
 
 
+# torch's thread count before a run of this process set its own: the jobs of a multirun share the
+# process, and a job with `threads: null` must not inherit the count an earlier job set.
+_threads_before_runs: int | None = None
+
+
+def apply_threads(threads: object) -> None:
+    """`threads`: torch's CPU threads for this run; None leaves (or puts back) torch's default."""
+    global _threads_before_runs
+    if threads is None:
+        if _threads_before_runs is not None:
+            torch.set_num_threads(_threads_before_runs)
+            _threads_before_runs = None
+        return
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ConfigError(f"threads={threads!r} must be a whole number >= 1, or null (torch's default)")
+    if _threads_before_runs is None:
+        _threads_before_runs = torch.get_num_threads()
+    torch.set_num_threads(threads)
+
+
 def _logger_kwargs(logger_cfg: DictConfig, resume_step: int | None) -> dict[str, Any]:
     # SummaryWriter's purge_step drops events at or after it from the earlier event files, so the
     # steps an interrupted run logged after its last checkpoint are not shown twice (values are
@@ -197,11 +217,7 @@ def build_run(cfg: DictConfig) -> Run:
     # for the first run of a process), before the data is read and the shapes are timed.
     start = budget.run_start_time() if auto else 0.0
     check_launch(cfg)
-    threads = cfg.get("threads")
-    if threads is not None:
-        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-            raise ConfigError(f"threads={threads!r} must be a whole number >= 1, or null (torch's default)")
-        torch.set_num_threads(threads)
+    apply_threads(cfg.get("threads"))
     if cfg.get("keep_freed_memory"):
         keep_freed_memory()
     torch.set_float32_matmul_precision(cfg.get("matmul_precision", "highest"))
