@@ -4,7 +4,7 @@ threads, side by side.
 Each scenario starts its runs at once as separate processes (as two `chargpt-train` commands in
 two terminals would be) and reports every run's median step time: one run alone with torch's
 default threads, then N runs at once with the default threads, then N runs with the cores shared
-out (`OMP_NUM_THREADS` = cores // N, what docs/training.md recommends). A run here is the model and
+out (`OMP_NUM_THREADS` = cores // N; `chargpt-train threads=N` sets the same). A run here is the model and
 optimizer of `experiment=cpu_100s` (3 layers × 128, context 128, batch 8, Muon + AdamW) taking
 full steps on random tokens. The last line is a JSON object.
 
@@ -61,6 +61,8 @@ def run_scenario(runs: int, threads: int | None, steps: int) -> list[dict]:
     for proc in procs:
         out, _ = proc.communicate()
         if proc.returncode:
+            for other in procs:
+                other.kill()  # no stray run left timing steps on the machine
             raise SystemExit(f"error: a benchmark run exited with {proc.returncode}")
         record = json.loads(out.strip().splitlines()[-1])
         results.append({"threads": record["threads"],

@@ -107,6 +107,24 @@ def test_zero_init_residual_starts_every_block_as_the_identity() -> None:
     assert config.architecture() == ModelConfig(**two_layers).architecture()
 
 
+@pytest.mark.parametrize("optimizer", [MUON, ADAMW], ids=["muon", "adamw"])
+def test_zero_initialised_blocks_leave_the_identity_when_trained(optimizer: dict) -> None:
+    # The output projection's zero blocks every gradient to the weights before it at the first
+    # step; from the second on they must train (else the model is embeddings and head alone).
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(**TINY, zero_init_residual=True), 12)
+    block = model.blocks[0]
+    inner = {"qkv": block.attn.qkv.weight, "up": block.mlp.up.weight}
+    start = {name: w.detach().clone() for name, w in inner.items()}
+    opt = build_optimizer(model, optimizer)
+    for x, y in periodic_batches(3):
+        opt.zero_grad(set_to_none=True)
+        model(x, y)[1].backward()
+        opt.step()
+    assert block.attn.proj.weight.count_nonzero() > 0 and block.mlp.down.weight.count_nonzero() > 0
+    assert all(not torch.equal(w, start[name]) for name, w in inner.items())
+
+
 @pytest.mark.parametrize("bad", [{"init_std": 0.0}, {"logit_softcap": -1.0}, {"zero_init_residual": "yes"}])
 def test_bad_init_or_cap_is_a_config_error(bad: dict) -> None:
     with pytest.raises(ConfigError):

@@ -217,14 +217,13 @@ def test_keep_freed_memory_sets_glibcs_thresholds_once_and_only_there() -> None:
     assert keep_freed_memory() is _glibc()
 
 
-
 class RecordThreads(L.Callback):
     """Notes torch's CPU thread count as training starts (a run's callback, by its _target_)."""
 
-    seen: ClassVar[list[int]] = []
+    seen: ClassVar[list[tuple[int, str | None]]] = []
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        RecordThreads.seen.append(torch.get_num_threads())
+        RecordThreads.seen.append((torch.get_num_threads(), os.environ.get("OMP_NUM_THREADS")))
 
 
 def test_threads_setting_sets_torchs_cpu_threads_per_job(tmp_path) -> None:
@@ -235,9 +234,12 @@ def test_threads_setting_sets_torchs_cpu_threads_per_job(tmp_path) -> None:
     corpus = write_corpus(tmp_path / "corpus.txt")
     args = ["-m", *bare_train_args(corpus, None, "trainer.max_steps=2", record),
             f"threads={wanted},null", f"hydra.sweep.dir={tmp_path / 'sweep'}"]
+    env_before = os.environ.get("OMP_NUM_THREADS")
     RecordThreads.seen.clear()
     try:
         assert run_cli(train_cli.main, *args) == 0
     finally:
         torch.set_num_threads(before)
-    assert RecordThreads.seen == [wanted, before]
+    # OMP_NUM_THREADS too: processes the run starts (CPU DDP ranks) take their threads from it.
+    assert RecordThreads.seen == [(wanted, str(wanted)), (before, env_before)]
+    assert os.environ.get("OMP_NUM_THREADS") == env_before

@@ -83,7 +83,7 @@ class ModelConfig:
 
     def architecture(self) -> dict[str, Any]:
         """The settings that fix the weights' shapes and meaning: resume and fine-tuning keep
-        these and let the others (dropout, compile) change."""
+        these and let the others (dropout, compile, zero_init_residual) change."""
         return {
             f.name: getattr(self, f.name)
             for f in dataclasses.fields(self) if f.metadata.get("architecture", True)

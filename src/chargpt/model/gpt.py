@@ -40,15 +40,16 @@ class GPT(nn.Module):
         self.apply(self._init_weights)
 
     def _init_weights(self, module: nn.Module) -> None:
-        # GPT-2 init: N(0, init_std=0.02), residual output projections scaled by 1/sqrt(2 * n_layer).
+        # GPT-2 init: N(0, init_std=0.02), residual output projections scaled by 1/sqrt(2 * n_layer)
+        # (or zero: model.zero_init_residual).
         if isinstance(module, nn.Linear):
             std = self.config.init_std
-            if getattr(module, "is_residual_out", False):
-                std /= math.sqrt(2 * self.config.n_layer)
-            if getattr(module, "is_residual_out", False) and self.config.zero_init_residual:
+            if not getattr(module, "is_residual_out", False):
+                nn.init.normal_(module.weight, mean=0.0, std=std)
+            elif self.config.zero_init_residual:  # the block starts as the identity
                 nn.init.zeros_(module.weight)
             else:
-                nn.init.normal_(module.weight, mean=0.0, std=std)
+                nn.init.normal_(module.weight, mean=0.0, std=std / math.sqrt(2 * self.config.n_layer))
             if module.bias is not None:
                 nn.init.zeros_(module.bias)
         elif isinstance(module, nn.Embedding):

@@ -42,8 +42,8 @@ def explicit_model_overrides(task_overrides: list[str]) -> dict[str, str]:
 
 
 def pretrained_config(source: ModelConfig, composed: ModelConfig, typed: dict[str, str]) -> ModelConfig:
-    """The checkpoint's architecture with the run's other settings (dropout, compile); refuse typed
-    overrides that would change the architecture."""
+    """The checkpoint's architecture with the run's other settings (dropout, compile,
+    zero_init_residual); refuse typed overrides that would change the architecture."""
     old, new = source.architecture(), composed.architecture()
     changed = [
         name for name in old
