@@ -4,8 +4,8 @@ threads, side by side.
 Each scenario starts its runs at once as separate processes (as two `chargpt-train` commands in
 two terminals would be) and reports every run's median step time: one run alone with torch's
 default threads, then N runs at once with the default threads, then N runs with the cores shared
-out (`OMP_NUM_THREADS` = cores // N; `chargpt-train threads=N` sets the same). A run here is the model and
-optimizer of `experiment=cpu_100s` (3 layers × 128, context 128, batch 8, Muon + AdamW) taking
+out (`OMP_NUM_THREADS` = cores // N; `chargpt-train threads=N` sets the same). A run here is the
+model and optimizer of `experiment=cpu_100s` (3 layers × 128, context 128, batch 8, Muon + AdamW) taking
 full steps on random tokens. The last line is a JSON object.
 
     python scripts/bench_concurrent_runs.py               # 2 runs at once
@@ -22,28 +22,36 @@ import subprocess
 import sys
 import time
 
-# One run: build the model and optimizer, take steps, print the step times (s) as JSON.
-WORKER = """
-import json, sys, time, torch
+import torch
+
 from chargpt.model import ModelConfig, build_model
 from chargpt.training.optim import build_optimizer
-steps, start_at = int(sys.argv[1]), float(sys.argv[2])
-torch.manual_seed(0)
-model = build_model(ModelConfig(n_layer=3, n_embd=128, n_head=4, block_size=128, pos_encoding="rope"), 65)
-muon = {"_target_": "chargpt.training.optim.muon_adamw", "lr": 0.01, "adamw": {"lr": 3e-3}}
-opt = build_optimizer(model, muon)
-x = torch.randint(0, 65, (8, 128))
-def step():
-    model(x, x)[1].backward(); opt.step(); opt.zero_grad(set_to_none=True)
-for _ in range(3):
-    step()  # warm-up: allocation, lazy init
-while time.time() < start_at:  # every run of a scenario starts its timed steps together
-    time.sleep(0.01)
-times = []
-for _ in range(steps):
-    t = time.perf_counter(); step(); times.append(time.perf_counter() - t)
-print(json.dumps({"threads": torch.get_num_threads(), "times": times}))
-"""
+
+
+def worker(steps: int, start_at: float) -> None:
+    """One run: the model and optimizer of experiment=cpu_100s taking full steps; prints the step
+    times (s) as JSON."""
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(n_layer=3, n_embd=128, n_head=4, block_size=128, pos_encoding="rope"), 65)
+    muon = {"_target_": "chargpt.training.optim.muon_adamw", "lr": 0.01, "adamw": {"lr": 3e-3}}
+    opt = build_optimizer(model, muon)
+    x = torch.randint(0, 65, (8, 128))
+
+    def step() -> None:
+        model(x, x)[1].backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    for _ in range(3):
+        step()  # warm-up: allocation, lazy init
+    while time.time() < start_at:  # every run of a scenario starts its timed steps together
+        time.sleep(0.01)
+    times = []
+    for _ in range(steps):
+        t = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t)
+    print(json.dumps({"threads": torch.get_num_threads(), "times": times}))
 
 
 def run_scenario(runs: int, threads: int | None, steps: int) -> list[dict]:
@@ -53,7 +61,7 @@ def run_scenario(runs: int, threads: int | None, steps: int) -> list[dict]:
         env["OMP_NUM_THREADS"] = str(threads)
     start_at = time.time() + 8.0  # after every process has imported torch and warmed up
     procs = [
-        subprocess.Popen([sys.executable, "-c", WORKER, str(steps), str(start_at)], env=env,
+        subprocess.Popen([sys.executable, __file__, "--worker", str(steps), str(start_at)], env=env,
                          stdout=subprocess.PIPE, text=True)
         for _ in range(runs)
     ]
@@ -74,7 +82,11 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--runs", type=int, default=2, help="runs sharing the machine")
     p.add_argument("--steps", type=int, default=30, help="timed steps per run")
+    p.add_argument("--worker", nargs=2, metavar=("STEPS", "START_AT"), help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.worker:  # one of the runs this script starts
+        worker(int(args.worker[0]), float(args.worker[1]))
+        return
     cores = os.cpu_count() or 1
     shared = max(1, cores // args.runs)
     scenarios = [

@@ -296,3 +296,35 @@ def resolve_prompt(prompt: object, tokenizer: CharTokenizer, setting: str = "pro
         raise ConfigError(f"{setting}={prompt!r} must be text, e.g. {setting}=ROMEO:")
     tokenizer.encode(prompt)  # characters the vocabulary lacks: an error naming them
     return prompt
+
+
+# What an earlier run of this process changed, to put back: the jobs of a multirun share the
+# process, and a job with `threads: null` must not inherit the count an earlier job set.
+_threads_before: tuple[int, str | None] | None = None  # torch's count, OMP_NUM_THREADS
+
+
+def check_threads(threads: object) -> None:
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise ConfigError(f"threads={threads!r} must be a whole number >= 1, or null (torch's default)")
+
+
+def use_threads(threads: object) -> None:
+    """`threads`: torch's CPU threads for this command; None leaves (or puts back) torch's default.
+    OMP_NUM_THREADS is set too: Lightning's CPU DDP launcher sets each process's threads from it
+    (cores // processes when it is unset), and processes a run starts inherit it."""
+    global _threads_before
+    check_threads(threads)
+    if threads is None:
+        if _threads_before is not None:
+            count, env = _threads_before
+            torch.set_num_threads(count)
+            if env is None:
+                os.environ.pop("OMP_NUM_THREADS", None)
+            else:
+                os.environ["OMP_NUM_THREADS"] = env
+            _threads_before = None
+        return
+    if _threads_before is None:
+        _threads_before = (torch.get_num_threads(), os.environ.get("OMP_NUM_THREADS"))
+    torch.set_num_threads(threads)
+    os.environ["OMP_NUM_THREADS"] = str(threads)

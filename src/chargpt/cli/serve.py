@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import hydra
-import torch
 from omegaconf import DictConfig
 
-from chargpt.cli.common import CONFIG_PATH, cli_task, pick_device, quiet_known_warnings, run_main
+from chargpt.cli.common import (
+    CONFIG_PATH,
+    check_threads,
+    cli_task,
+    pick_device,
+    quiet_known_warnings,
+    run_main,
+    use_threads,
+)
 from chargpt.errors import ConfigError, exit_on_user_error
 from chargpt.inference import load
 
@@ -23,8 +30,7 @@ def check_settings(cfg: DictConfig) -> None:
     if cfg.max_tokens > cfg.max_tokens_cap:
         raise ConfigError(f"max_tokens={cfg.max_tokens} is above max_tokens_cap={cfg.max_tokens_cap}; "
                           "lower it or raise the cap")
-    if cfg.threads is not None and (not isinstance(cfg.threads, int) or cfg.threads < 1):
-        raise ConfigError(f"threads={cfg.threads!r} must be a whole number >= 1, or null")
+    check_threads(cfg.threads)
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="serve")
@@ -46,8 +52,7 @@ def _hydra_main(cfg: DictConfig) -> None:
 
     sock = bind(str(cfg.host), cfg.port)  # first: a port in use is reported before the model loads
     try:
-        if cfg.threads:
-            torch.set_num_threads(cfg.threads)
+        use_threads(cfg.threads)
         trained = load(cfg.ckpt_path, pick_device(cfg.device))
         card = card_for(cfg.ckpt_path, trained, cfg.name)
         engine = Engine(trained.model, trained.tokenizer, cfg.max_concurrency, cfg.max_queue, cfg.compile)

@@ -21,6 +21,7 @@ from chargpt.cli.common import (
     quiet_known_warnings,
     resolve_prompt,
     run_main,
+    use_threads,
 )
 from chargpt.distributed import is_rank_zero
 from chargpt.errors import ChargptError, exit_on_user_error
@@ -57,6 +58,7 @@ def train(cfg: DictConfig) -> float | None:
         # Sweep jobs (which Hydra's run-directory callback does not see) are checked here.
         setting = "hydra.sweep.dir" if is_multirun() else "hydra.run.dir"
         check_run_dir(Path(output_dir), cfg.ckpt_path, setting)
+    use_threads(cfg.get("threads"))
     datamodule, module, trainer, ckpt_path, finetuning = build_run(cfg)
     sample_prompt = None
     if cfg.sample.max_new_tokens > 0:  # checked now: a bad sample setting must not waste the run

@@ -143,34 +143,6 @@ def check_launch(cfg: DictConfig) -> None:
         )
 
 
-# What a run of this process changed, to put back: the jobs of a multirun share the process, and a
-# job with `threads: null` must not inherit the count an earlier job set.
-_threads_before_runs: tuple[int, str | None] | None = None  # torch's count, OMP_NUM_THREADS
-
-
-def apply_threads(threads: object) -> None:
-    """`threads`: torch's CPU threads for this run; None leaves (or puts back) torch's default.
-    OMP_NUM_THREADS is set too: Lightning's CPU DDP launcher sets each process's threads from it
-    (cores // processes when it is unset), and processes a run starts inherit it."""
-    global _threads_before_runs
-    if threads is None:
-        if _threads_before_runs is not None:
-            count, env = _threads_before_runs
-            torch.set_num_threads(count)
-            if env is None:
-                os.environ.pop("OMP_NUM_THREADS", None)
-            else:
-                os.environ["OMP_NUM_THREADS"] = env
-            _threads_before_runs = None
-        return
-    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-        raise ConfigError(f"threads={threads!r} must be a whole number >= 1, or null (torch's default)")
-    if _threads_before_runs is None:
-        _threads_before_runs = (torch.get_num_threads(), os.environ.get("OMP_NUM_THREADS"))
-    torch.set_num_threads(threads)
-    os.environ["OMP_NUM_THREADS"] = str(threads)
-
-
 def _logger_kwargs(logger_cfg: DictConfig, resume_step: int | None) -> dict[str, Any]:
     # SummaryWriter's purge_step drops events at or after it from the earlier event files, so the
     # steps an interrupted run logged after its last checkpoint are not shown twice (values are
@@ -225,7 +197,6 @@ def build_run(cfg: DictConfig) -> Run:
     # for the first run of a process), before the data is read and the shapes are timed.
     start = budget.run_start_time() if auto else 0.0
     check_launch(cfg)
-    apply_threads(cfg.get("threads"))
     if cfg.get("keep_freed_memory"):
         keep_freed_memory()
     torch.set_float32_matmul_precision(cfg.get("matmul_precision", "highest"))
