@@ -246,3 +246,61 @@ def test_budget_reserves_what_callbacks_do_at_the_final_validation(corpus: Path,
     # And what the end really took, in the same parts (ValidateAtEnd validates after the last step).
     assert set(record["final_seconds_measured"]) == {"validation", "after_validation"}
     assert all(seconds > 0 for seconds in record["final_seconds_measured"].values())
+
+
+class CompilingWrapper(torch.nn.Module):
+    """Stands in for torch.compile's wrapper: the first call with each mode (training or not,
+    gradients or not) and inputs' sizes and strides costs `seconds` of the fake clock, as a
+    compile does (torch.compile specialises on all of these)."""
+
+    def __init__(self, model: torch.nn.Module, clock: FakeClock, seconds: float) -> None:
+        super().__init__()
+        self.model, self.clock, self.seconds = model, clock, seconds
+        self.compiled: list[tuple] = []
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None):
+        key = (self.model.training, torch.is_grad_enabled(), tuple(x.shape), x.stride(), y.stride())
+        if key not in self.compiled:
+            self.compiled.append(key)
+            self.clock.now += self.seconds
+        return self.model(x, y)
+
+
+def test_a_compiled_forward_compiles_for_validation_before_the_plan(
+    corpus: Path, tmp_path: Path, monkeypatch
+) -> None:
+    # model.compile=true: validation's own compiles (eval mode, and again for the smaller last
+    # batch) would land after the last step, past a plan that never saw them. Here each costs
+    # 1.5 s of a 6 s budget; the run must still end inside it, every validation batch validated.
+    clock = FakeClock(tick=0.01)
+    wrappers: list[CompilingWrapper] = []
+
+    def fake_compile(model: torch.nn.Module, *args, **kwargs) -> CompilingWrapper:
+        wrappers.append(CompilingWrapper(model, clock, 1.5))
+        return wrappers[-1]
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    data = CharDataModule(
+        str(corpus), block_size=16, batch_size=4, val_batch_size=64, cache_dir=str(tmp_path)
+    )
+    data.setup()
+    module = CharLM(
+        model={"n_layer": 1, "n_head": 2, "n_embd": 32, "block_size": 16, "compile": True},
+        vocab=data.tokenizer.to_list(), optimizer={"_target_": "torch.optim.AdamW", "lr": 1e-2},
+    )
+    budget = TimeBudget(6.0, start=0.0, clock=clock, skip_steps=2, calibration_steps=10, reserve_seconds=0.5)
+    trainer = L.Trainer(
+        max_steps=10_000, val_check_interval=10_000, callbacks=[ValidateAtEnd(), budget], logger=False,
+        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+        num_sanity_val_steps=0, accelerator="cpu",
+    )
+    trainer.fit(module, datamodule=data)
+    val_batches = len(data.val_dataloader())
+    last_rows = len(data.val_dataloader().dataset[val_batches - 1][0])
+    assert 0 < last_rows < 64 and val_batches > 2  # the split ends with a smaller batch
+    (wrapper,) = wrappers
+    # Training's compile, then validation's two, all before the plan (the estimate ran them).
+    modes_and_rows = [(training, grad, shape[0]) for training, grad, shape, *_ in wrapper.compiled]
+    assert modes_and_rows == [(True, True, 4), (False, False, 64), (False, False, last_rows)]
+    assert trainer.global_step == budget.planned_steps > 50
+    assert clock.now < 6.0

@@ -63,8 +63,9 @@ class CharLM(L.LightningModule):
             # become a second submodule (checkpoint keys stay model.*). Sampling keeps the eager model.
             object.__setattr__(self, "_compiled", torch.compile(self.model))
 
-    def _step_forward(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The training/validation forward: compiled when model.compile is set."""
+    def step_forward(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The training/validation forward: compiled when model.compile is set (the time budget
+        times validation with it, so that its compiles fall before the plan, not at the end)."""
         return (self.model if self._compiled is None else self._compiled)(x, y)
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):
@@ -72,7 +73,7 @@ class CharLM(L.LightningModule):
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         x, y = batch
-        _, loss = self._step_forward(x, y)
+        _, loss = self.step_forward(x, y)
         if self._logs_this_step():
             # `step` is the x-axis Lightning's loggers use: the optimizer steps taken once this one is.
             self.log(STEP, float(self.trainer.global_step + 1))
@@ -96,7 +97,7 @@ class CharLM(L.LightningModule):
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         x, y = batch
-        _, loss = self._step_forward(x, y)
+        _, loss = self.step_forward(x, y)
         # The loss is the mean over this batch's scored targets: weighted by their count, the
         # epoch's sum over count is the exact per-character loss of the split. Both stay on the
         # device (reading the count per batch would wait for the device each batch); they are read

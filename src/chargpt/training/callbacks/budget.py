@@ -97,6 +97,17 @@ def fastest_forward(model: torch.nn.Module, *inputs: torch.Tensor, clock: Callab
     return fastest
 
 
+def edge_batches(loader: Any) -> list[Any]:
+    """The loader's first and last batch, as it yields them, where its dataset holds whole batches
+    (chargpt's windows); [] where that is not known. A compiled forward specialises on its inputs'
+    sizes and strides (and the last batch is smaller), so priming it takes the real batches."""
+    try:
+        dataset = loader.dataset
+        return [loader.collate_fn(dataset[i]) for i in (0, len(dataset) - 1)]
+    except (AttributeError, TypeError, IndexError, KeyError):
+        return []
+
+
 def sampling_seconds(
     model: torch.nn.Module, tokens: int, clock: Callable[[], float] = time.monotonic
 ) -> float:
@@ -304,16 +315,24 @@ class TimeBudget(Callback):
         characters. The parts are kept in `final_parts` (budget.json)."""
         dm = trainer.datamodule
         try:
-            n_batches = len(dm.val_dataloader())
+            loader = dm.val_dataloader()
+            n_batches = len(loader)
             shape = (dm.val_batch_size, dm.block_size)
         except (AttributeError, TypeError):
             return 0.0
-        vocab = getattr(pl_module.model, "vocab_size", 2)
-        x = torch.randint(0, vocab, shape, device=pl_module.device)
+        batches = edge_batches(loader)
+        if not batches:  # (another datamodule) random inputs of validation's batch size
+            vocab = getattr(pl_module.model, "vocab_size", 2)
+            batches = [(torch.randint(0, vocab, shape), torch.randint(0, vocab, shape))]
+        first, last = (tuple(t.to(pl_module.device) for t in b) for b in (batches[0], batches[-1]))
+        # The forward validation runs: with model.compile, the compiled one, whose first calls in
+        # eval mode compile (tens of seconds on a CPU). Run here, they happen before the plan.
+        forward = getattr(pl_module, "step_forward", pl_module.model)
         was_training = pl_module.training
         pl_module.eval()
         with torch.no_grad():
-            batch = fastest_forward(pl_module.model, x, x, clock=self.clock)  # the batches are alike
+            batch = fastest_forward(forward, *first, clock=self.clock)  # the batches are alike
+            forward(*last)  # the last batch may be smaller: a compiled forward compiles again
             parts = {"validation": VALIDATION_MARGIN * batch * n_batches}
             for callback in trainer.callbacks:
                 if callable(timer := getattr(callback, "validation_end_seconds", None)):
