@@ -133,6 +133,20 @@ def test_budget_lengthens_for_a_faster_host_but_keeps_the_end_estimate(corpus: P
     assert clock.now < 2.0
 
 
+def test_budget_follows_the_host_back_after_a_slow_spell(corpus: Path, tmp_path: Path) -> None:
+    clock = FakeClock(tick=0.02)
+    spell = (TickFrom(clock, step=20, tick=0.1), TickFrom(clock, step=30, tick=0.02))  # 10 slow steps
+    trainer, budget = fit_with_budget(corpus, tmp_path, clock, extra_callbacks=spell, seconds=4.0,
+                                      skip_steps=2, calibration_steps=10, reserve_seconds=0.5)
+    # The last plans ran at the host's speed again: the spell (1 s of a 4 s budget) had left the
+    # pace they used (a mean since calibration would still count it: ~0.025 s a step) ...
+    assert budget.step_seconds == pytest.approx(0.02, rel=0.02)
+    # ... and the end is priced at that speed, not scaled up by the spell.
+    assert budget.final_seconds_now == pytest.approx(budget.final_seconds)
+    assert trainer.global_step == budget.planned_steps
+    assert 3.2 < clock.now < 4.0
+
+
 @pytest.mark.slow  # a 10 s budget; the in-process budget tests cover planning by default
 def test_cli_budget_run_records_the_count(corpus: Path, tmp_path: Path, monkeypatch) -> None:
     # A budget counts from the process start; here, from the call (pytest started long ago).

@@ -5,10 +5,11 @@ few warm-up steps the callback times `calibration_steps` steps, estimates what t
 costs (a full validation, what the callbacks do at its end, the closing sample), and fixes
 trainer.max_steps to the steps that fit. The LR schedule reads max_steps at every step, so it
 anneals to its floor at that step. About every 1% of the budget the count is re-planned from the
-mean step time so far (a run that would overrun is shortened at once), with the end's estimate
-scaled up by a lasting slowdown, so a machine that slows down or speeds up is followed; each
-re-plan is logged. A budget that cannot hold start-up, calibration and the final validation is
-refused with the smallest budget this model needs on this machine, as measured.
+mean step time over the last quarter of the budget (a run that would overrun is shortened at
+once), with the end's estimate scaled up by a lasting slowdown, so a machine that slows down or
+speeds up, or does both in turn, is followed; each re-plan is logged. A budget that cannot hold
+start-up, calibration and the final validation is refused with the smallest budget this model
+needs on this machine, as measured.
 
 The chosen count is written to budget.json and metrics.json and kept in the checkpoint: a resumed
 run keeps it, and `trainer.max_steps=<count> budget_seconds=null` re-runs the same schedule.
@@ -20,6 +21,7 @@ import logging
 import math
 import os
 import time
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -71,6 +73,10 @@ def run_start_time() -> float:
 VALIDATION_MARGIN = 1.5
 SAMPLING_MARGIN = 1.5  # a sampled character: a one-character forward, the growing cache, the draw
 RESERVE_SECONDS = 5.0
+# Re-plans use the mean step time over this fraction of the budget (all of it since calibration in
+# a younger run). The mean since calibration outlasted a slow spell: a 600 s run re-planned at
+# 120 ms a step while its last ~500 steps ran at ~85 ms, and ended 27 s early (docs/EXPERIMENTS.md).
+LASTING_FRACTION = 0.25
 
 
 def plan_steps(
@@ -154,7 +160,7 @@ class TimeBudget(Callback):
         self.replans = 0
         self.auto: dict[str, Any] | None = None  # model=auto's choice and reasons, recorded as is
         self._mark: tuple[int, float] | None = None  # (step, time) the current timing window began
-        self._calib: tuple[int, float] = (0, 0.0)  # (step, time) of the first plan: the mean pace's start
+        self._marks: deque[tuple[int, float]] = deque()  # (step, time) of the plan and re-checks since
         self._cap = -1
         self._last_step_end = 0.0  # when the latest step ended: the final work is timed from it
         self._validation = (-1.0, -1.0)  # when the latest validation started, and its loop ended
@@ -212,7 +218,8 @@ class TimeBudget(Callback):
                         f"and saving need ~{end:.0f} s", now - self.start + pace + end,
                     )
                 self._plan(trainer, step, now, pace)
-                self._mark = self._calib = (step, self.clock())  # re-plans time steps, not the estimate
+                self._mark = (step, self.clock())  # re-plans time steps, not the estimate
+                self._marks = deque([self._mark])
                 every = max(1, round(self.check_fraction * self.seconds / self.step_seconds))
                 self.check_every = int(trainer.strategy.broadcast(every, src=0))
             return
@@ -223,22 +230,24 @@ class TimeBudget(Callback):
             due = due or now - self._mark[1] >= self.check_fraction * self.seconds
         if not due:
             return
-        # Re-plan from the mean step time since calibration: follows a lasting change of speed
-        # (either way) without overreacting to a short stall. If even the reserve would not absorb
-        # the recent pace, plan with that pace. In the last 10% of the budget it is only shortened.
+        # Re-plan from the lasting pace (the mean over the last LASTING_FRACTION of the budget):
+        # follows a lasting change of speed (either way) without overreacting to a short stall. If
+        # even the reserve would not absorb the recent pace, plan with that pace. In the last 10%
+        # of the budget it is only shortened.
         recent = (now - self._mark[1]) / (step - self._mark[0])
-        mean = (now - self._calib[1]) / (step - self._calib[0])
         self._mark = (step, now)
-        # The end's estimate follows the lasting change (the mean), not a burst.
-        overrun = now + (trainer.max_steps - step) * recent + self._final_at(mean) > self.deadline
+        lasting = self._lasting_pace(step, now)
+        # The end's estimate follows the lasting change, not a burst.
+        overrun = now + (trainer.max_steps - step) * recent + self._final_at(lasting) > self.deadline
         before = self.planned_steps
-        self._plan(trainer, step, now, max(mean, recent) if overrun else mean, end_pace=mean,
+        self._plan(trainer, step, now, max(lasting, recent) if overrun else lasting, end_pace=lasting,
                    lengthen=self.deadline - now > 0.1 * self.seconds)
         if self.planned_steps != before:
             self.replans += 1
             if is_rank_zero():
-                log.info("time budget: %.1f ms/step lately (%.1f on average), re-planned from %d to %d steps "
-                         "at step %d", 1000 * recent, 1000 * mean, before, self.planned_steps, step)
+                log.info("time budget: %.1f ms/step lately (%.1f over the last %.0f s), re-planned from %d "
+                         "to %d steps at step %d", 1000 * recent, 1000 * lasting, now - self._marks[0][1],
+                         before, self.planned_steps, step)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not self.active:
@@ -286,6 +295,15 @@ class TimeBudget(Callback):
             self.planned_steps = steps
             set_total_steps(trainer, steps)
             self._write()
+
+    def _lasting_pace(self, step: int, now: float) -> float:
+        """Mean step time from the newest re-check at least LASTING_FRACTION of the budget ago (or
+        from the plan) to (`step`, `now`), which becomes a re-check itself."""
+        self._marks.append((step, now))
+        while len(self._marks) > 2 and now - self._marks[1][1] >= LASTING_FRACTION * self.seconds:
+            self._marks.popleft()
+        first_step, first_time = self._marks[0]
+        return (now - first_time) / (step - first_step)
 
     def _final_at(self, pace: float) -> float:
         """The end's estimate at step time `pace`: the end runs on the same machine as the steps,
