@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from chargpt.cli import common
 from chargpt.cli import train as train_cli
 from chargpt.model import ModelConfig, build_model
 from chargpt.training import CharLM
@@ -226,7 +227,11 @@ class RecordThreads(L.Callback):
         RecordThreads.seen.append((torch.get_num_threads(), os.environ.get("OMP_NUM_THREADS")))
 
 
-def test_threads_setting_sets_torchs_cpu_threads_per_job(tmp_path) -> None:
+def test_threads_setting_sets_torchs_cpu_threads_per_job(tmp_path, monkeypatch) -> None:
+    # As in a fresh process: an earlier command of this test process (chargpt-serve sets threads=1
+    # by default) would otherwise be what threads=null puts back.
+    monkeypatch.setattr(common, "_threads_before", None)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     before = torch.get_num_threads()
     wanted = 1 if before > 1 else 2  # a count other than the one in force
     record = "+callbacks.record._target_=test_throughput_options.RecordThreads"
