@@ -5,17 +5,19 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import lightning as L
 import pytest
 import torch
+from torch.utils.data import DataLoader
 
 from chargpt.cli import train
 from chargpt.data import CharDataModule
 from chargpt.errors import ConfigError
 from chargpt.training import CharLM
 from chargpt.training.callbacks import budget as budget_module
-from chargpt.training.callbacks.budget import TimeBudget, plan_steps
+from chargpt.training.callbacks.budget import TimeBudget, edge_batches, plan_steps, validation_batches
 from chargpt.training.callbacks.metrics import ValidateAtEnd
 from conftest import run_cli, train_args
 
@@ -264,28 +266,43 @@ def test_budget_reserves_what_callbacks_do_at_the_final_validation(corpus: Path,
 
 class CompilingWrapper(torch.nn.Module):
     """Stands in for torch.compile's wrapper: the first call with each mode (training or not,
-    gradients or not) and inputs' sizes and strides costs `seconds` of the fake clock, as a
-    compile does (torch.compile specialises on all of these)."""
+    gradients or not, autocast or not) and inputs' sizes and strides costs `seconds` of the fake
+    clock, as a compile does (torch.compile specialises on all of these)."""
 
     def __init__(self, model: torch.nn.Module, clock: FakeClock, seconds: float) -> None:
         super().__init__()
         self.model, self.clock, self.seconds = model, clock, seconds
         self.compiled: list[tuple] = []
+        self.compiled_at: list[float] = []  # the fake clock when each compile ended
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None):
-        key = (self.model.training, torch.is_grad_enabled(), tuple(x.shape), x.stride(), y.stride())
+        key = (self.model.training, torch.is_grad_enabled(), torch.is_autocast_enabled("cpu"),
+               tuple(x.shape), x.stride(), None if y is None else y.stride())
         if key not in self.compiled:
             self.compiled.append(key)
             self.clock.now += self.seconds
+            self.compiled_at.append(self.clock.now)
         return self.model(x, y)
 
 
+class PlanTimed(TimeBudget):
+    """A TimeBudget that keeps the (fake) time of its first plan."""
+
+    planned_at: float | None = None
+
+    def _plan(self, trainer, step, now, *args, **kwargs) -> None:
+        if self.planned_steps is None:
+            self.planned_at = now
+        super()._plan(trainer, step, now, *args, **kwargs)
+
+
+@pytest.mark.parametrize("precision", ["32-true", "bf16-mixed"])
 def test_a_compiled_forward_compiles_for_validation_before_the_plan(
-    corpus: Path, tmp_path: Path, monkeypatch
+    corpus: Path, tmp_path: Path, monkeypatch, precision: str
 ) -> None:
-    # model.compile=true: validation's own compiles (eval mode, and again for the smaller last
-    # batch) would land after the last step, past a plan that never saw them. Here each costs
-    # 1.5 s of a 6 s budget; the run must still end inside it, every validation batch validated.
+    # model.compile=true: validation's own compiles (eval mode, under validation's autocast, and
+    # again for the smaller last batch) would land after the last step, past a plan that never saw
+    # them. Here each costs 1.5 s of a 6 s budget; the run must still end inside it.
     clock = FakeClock(tick=0.01)
     wrappers: list[CompilingWrapper] = []
 
@@ -302,11 +319,11 @@ def test_a_compiled_forward_compiles_for_validation_before_the_plan(
         model={"n_layer": 1, "n_head": 2, "n_embd": 32, "block_size": 16, "compile": True},
         vocab=data.tokenizer.to_list(), optimizer={"_target_": "torch.optim.AdamW", "lr": 1e-2},
     )
-    budget = TimeBudget(6.0, start=0.0, clock=clock, skip_steps=2, calibration_steps=10, reserve_seconds=0.5)
+    budget = PlanTimed(6.0, start=0.0, clock=clock, skip_steps=2, calibration_steps=10, reserve_seconds=0.5)
     trainer = L.Trainer(
         max_steps=10_000, val_check_interval=10_000, callbacks=[ValidateAtEnd(), budget], logger=False,
         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-        num_sanity_val_steps=0, accelerator="cpu",
+        num_sanity_val_steps=0, accelerator="cpu", precision=precision,
     )
     trainer.fit(module, datamodule=data)
     val_batches = len(data.val_dataloader())
@@ -314,7 +331,70 @@ def test_a_compiled_forward_compiles_for_validation_before_the_plan(
     assert 0 < last_rows < 64 and val_batches > 2  # the split ends with a smaller batch
     (wrapper,) = wrappers
     # Training's compile, then validation's two, all before the plan (the estimate ran them).
-    modes_and_rows = [(training, grad, shape[0]) for training, grad, shape, *_ in wrapper.compiled]
-    assert modes_and_rows == [(True, True, 4), (False, False, 64), (False, False, last_rows)]
+    autocast = precision == "bf16-mixed"
+    modes_and_rows = [(training, grad, cast, shape[0]) for training, grad, cast, shape, *_ in
+                      wrapper.compiled]
+    assert modes_and_rows == [(True, True, autocast, 4), (False, False, autocast, 64),
+                              (False, False, autocast, last_rows)]
+    assert budget.planned_at is not None and max(wrapper.compiled_at) <= budget.planned_at
     assert trainer.global_step == budget.planned_steps > 50
     assert clock.now < 6.0
+
+
+class CostlyValidation(L.Callback):
+    """Every validation's end costs `seconds` of the fake clock (what it does there: a sample, a
+    picture, a checkpoint), and says so to the budget."""
+
+    def __init__(self, clock: FakeClock, seconds: float) -> None:
+        self.clock, self.seconds, self.validations = clock, seconds, 0
+
+    def validation_end_seconds(self, trainer: L.Trainer, pl_module: L.LightningModule, clock) -> float:
+        return self.seconds
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.validations += 1
+        self.clock.now += self.seconds
+
+
+def test_validations_during_training_are_priced_not_counted_as_step_time(
+    corpus: Path, tmp_path: Path
+) -> None:
+    # Every 20 steps a validation costs 0.3 s: they must not pass for slow steps (the plan would
+    # swing with how many fall in its window), and the ones still due must fit in the budget.
+    clock = FakeClock(tick=0.02)
+    costly = CostlyValidation(clock, 0.3)
+    data = CharDataModule(
+        str(corpus), block_size=16, batch_size=4, val_batch_size=64, cache_dir=str(tmp_path)
+    )
+    data.setup()
+    module = CharLM(
+        model={"n_layer": 1, "n_head": 2, "n_embd": 32, "block_size": 16},
+        vocab=data.tokenizer.to_list(), optimizer={"_target_": "torch.optim.AdamW", "lr": 1e-2},
+    )
+    budget = TimeBudget(4.0, start=0.0, clock=clock, skip_steps=2, calibration_steps=10, reserve_seconds=0.5)
+    trainer = L.Trainer(
+        max_steps=10_000, val_check_interval=20, callbacks=[ValidateAtEnd(), budget, costly], logger=False,
+        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+        num_sanity_val_steps=0, limit_val_batches=2, accelerator="cpu",
+    )
+    trainer.fit(module, datamodule=data)
+    assert costly.validations >= 3  # periodic ones, then the end's
+    assert budget.step_seconds == pytest.approx(0.02, rel=0.05)  # the steps' own pace
+    assert trainer.global_step == budget.planned_steps
+    assert clock.now < 4.0
+
+
+def test_edge_batches_come_only_from_loaders_of_whole_batches() -> None:
+    batches = [tuple(torch.zeros(rows, 8, dtype=torch.long) for _ in range(2)) for rows in (4, 4, 2)]
+    whole = edge_batches(DataLoader(batches, batch_size=None))
+    assert [tuple(t.shape for t in b) for b in whole] == [((4, 8), (4, 8)), ((2, 8), (2, 8))]
+    # Anything else is timed on random inputs instead: a loader of samples, items that are not
+    # tuples of 2-D tensors.
+    assert edge_batches(DataLoader(batches, batch_size=2)) == []
+    assert edge_batches(DataLoader([{"x": torch.zeros(4, 8)}], batch_size=None)) == []
+    assert edge_batches(DataLoader([torch.zeros(4, 8)], batch_size=None)) == []
+
+
+@pytest.mark.parametrize(("limit", "expected"), [(1.0, 10), (0.25, 2), (3, 3), (30, 10)])
+def test_validation_batches_follow_limit_val_batches(limit, expected) -> None:
+    assert validation_batches(SimpleNamespace(limit_val_batches=limit), 10) == expected

@@ -7,9 +7,10 @@ trainer.max_steps to the steps that fit. The LR schedule reads max_steps at ever
 anneals to its floor at that step. About every 1% of the budget the count is re-planned from the
 mean step time over the last quarter of the budget (a run that would overrun is shortened at
 once), with the end's estimate scaled up by a lasting slowdown, so a machine that slows down or
-speeds up, or does both in turn, is followed; each re-plan is logged. A budget that cannot hold
-start-up, calibration and the final validation is refused with the smallest budget this model
-needs on this machine, as measured.
+speeds up, or does both in turn, is followed; each re-plan is logged. Validations during
+training are timed apart from the steps, and the plan makes room for the ones still due. A
+budget that cannot hold start-up, calibration and the final validation is refused with the
+smallest budget this model needs on this machine, as measured.
 
 The chosen count is written to budget.json and metrics.json and kept in the checkpoint: a resumed
 run keeps it, and `trainer.max_steps=<count> budget_seconds=null` re-runs the same schedule.
@@ -89,29 +90,60 @@ def plan_steps(
 
 
 @torch.no_grad()
-def fastest_forward(model: torch.nn.Module, *inputs: torch.Tensor, clock: Callable[[], float]) -> float:
-    """Seconds of the fastest of three calls of `model(*inputs)` after a warm-up call (the least
+def fastest_forward(forward: Callable[..., Any], *inputs: torch.Tensor, clock: Callable[[], float]) -> float:
+    """Seconds of the fastest of three calls of `forward(*inputs)` after a warm-up call (the least
     disturbed by other work on the machine)."""
-    model(*inputs)  # warm-up (allocations)
+    forward(*inputs)  # warm-up (allocations; a compiled forward compiles here)
     fastest = math.inf
     for _ in range(3):
         t0 = clock()
-        model(*inputs)
+        forward(*inputs)
         if inputs[0].is_cuda:
             torch.cuda.synchronize()
         fastest = min(fastest, clock() - t0)
     return fastest
 
 
-def edge_batches(loader: Any) -> list[Any]:
+def edge_batches(loader: Any) -> list[tuple[torch.Tensor, ...]]:
     """The loader's first and last batch, as it yields them, where its dataset holds whole batches
-    (chargpt's windows); [] where that is not known. A compiled forward specialises on its inputs'
-    sizes and strides (and the last batch is smaller), so priming it takes the real batches."""
+    of 2-D tensors (chargpt's windows); [] for any other loader. A compiled forward specialises on
+    its inputs' sizes and strides (and the last batch is smaller), so priming it takes the real
+    batches."""
+    if getattr(loader, "batch_size", 0) is not None:  # its items are samples, not batches
+        return []
     try:
         dataset = loader.dataset
-        return [loader.collate_fn(dataset[i]) for i in (0, len(dataset) - 1)]
-    except (AttributeError, TypeError, IndexError, KeyError):
+        batches = [loader.collate_fn(dataset[i]) for i in (0, len(dataset) - 1)]
+    except (AttributeError, TypeError, IndexError, KeyError, NotImplementedError):
         return []
+
+    def is_batch(b: Any) -> bool:
+        return isinstance(b, (tuple, list)) and len(b) > 0 and all(
+            isinstance(t, torch.Tensor) and t.dim() == 2 for t in b
+        )
+    return [tuple(b) for b in batches] if all(is_batch(b) for b in batches) else []
+
+
+def validation_batches(trainer: L.Trainer, batches: int) -> int:
+    """The batches a validation runs of a loader of `batches`: trainer.limit_val_batches (a count
+    or a fraction) cuts them."""
+    limit = getattr(trainer, "limit_val_batches", None)
+    if isinstance(limit, int) and not isinstance(limit, bool):
+        return min(batches, limit)
+    if isinstance(limit, float):
+        return int(batches * limit)
+    return batches
+
+
+def validations_due(trainer: L.Trainer, step: int, last: int) -> int:
+    """Validations the trainer's interval makes after optimizer step `step` and before the run's
+    last step `last` (the validation after that one is the end's). Lightning validates after every
+    trainer.val_check_batch training batches; none where that is not a count."""
+    every = getattr(trainer, "val_check_batch", None)
+    if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+        return 0
+    per_step = trainer.accumulate_grad_batches
+    return max(0, (last * per_step - 1) // every - step * per_step // every)
 
 
 def sampling_seconds(
@@ -164,6 +196,11 @@ class TimeBudget(Callback):
         self._cap = -1
         self._last_step_end = 0.0  # when the latest step ended: the final work is timed from it
         self._validation = (-1.0, -1.0)  # when the latest validation started, and its loop ended
+        # Validations during training (and the checkpoints after them) are not step time: their
+        # seconds are kept apart, and the ones still due before the end are priced by the plan.
+        self._validating = 0.0
+        self._validation_began: float | None = None
+        self._validation_took: float | None = None  # the latest such validation, start to next step
 
     def count_from(self, start: float) -> None:
         """Move the budget's start (time.monotonic() seconds) to `start`."""
@@ -195,6 +232,7 @@ class TimeBudget(Callback):
             return
         step, now = trainer.global_step, self.clock()
         self._last_step_end = now
+        stepping = now - self._validating  # the clock without validations: what steps took
         if self.planned_steps is None:
             # (One process: checked at every step. Several agree only at the plan, below.)
             if trainer.world_size == 1 and now >= self.deadline and step < trainer.max_steps:
@@ -205,9 +243,9 @@ class TimeBudget(Callback):
                     (now - self.start) * (1 + max(0, steps_left) / max(1, step)),
                 )
             if step == self.skip_steps or (self._mark is None and step > self.skip_steps):
-                self._mark = (step, now)  # first steps are slow (allocation, lazy init): not timed
+                self._mark = (step, stepping)  # first steps are slow (allocation, lazy init): not timed
             elif self._mark is not None and step - self._mark[0] >= self.calibration_steps:
-                pace = (now - self._mark[1]) / (step - self._mark[0])
+                pace = (stepping - self._mark[1]) / (step - self._mark[0])
                 self.final_seconds = self.estimate_final_seconds(trainer, pl_module)
                 now = self.clock()
                 end = self.final_seconds + self.reserve_seconds
@@ -218,7 +256,7 @@ class TimeBudget(Callback):
                         f"and saving need ~{end:.0f} s", now - self.start + pace + end,
                     )
                 self._plan(trainer, step, now, pace)
-                self._mark = (step, self.clock())  # re-plans time steps, not the estimate
+                self._mark = (step, self.clock() - self._validating)  # re-plans time steps, not the estimate
                 self._marks = deque([self._mark])
                 every = max(1, round(self.check_fraction * self.seconds / self.step_seconds))
                 self.check_every = int(trainer.strategy.broadcast(every, src=0))
@@ -227,27 +265,29 @@ class TimeBudget(Callback):
             return
         due = step - self._mark[0] >= self.check_every
         if trainer.world_size == 1:  # one process: also check by time, in case steps got far slower
-            due = due or now - self._mark[1] >= self.check_fraction * self.seconds
+            due = due or stepping - self._mark[1] >= self.check_fraction * self.seconds
         if not due:
             return
         # Re-plan from the lasting pace (the mean over the last LASTING_FRACTION of the budget):
         # follows a lasting change of speed (either way) without overreacting to a short stall. If
         # even the reserve would not absorb the recent pace, plan with that pace. In the last 10%
         # of the budget it is only shortened.
-        recent = (now - self._mark[1]) / (step - self._mark[0])
-        self._mark = (step, now)
-        lasting = self._lasting_pace(step, now)
+        recent = (stepping - self._mark[1]) / (step - self._mark[0])
+        self._mark = (step, stepping)
+        lasting = self._lasting_pace(step, stepping)
         # The end's estimate follows the lasting change, not a burst.
-        overrun = now + (trainer.max_steps - step) * recent + self._final_at(lasting) > self.deadline
+        end = self._end_at(lasting, validations_due(trainer, step, trainer.max_steps))
+        overrun = now + (trainer.max_steps - step) * recent + end > self.deadline
         before = self.planned_steps
         self._plan(trainer, step, now, max(lasting, recent) if overrun else lasting, end_pace=lasting,
                    lengthen=self.deadline - now > 0.1 * self.seconds)
         if self.planned_steps != before:
             self.replans += 1
             if is_rank_zero():
+                window = stepping - self._marks[0][1]
                 log.info("time budget: %.1f ms/step lately (%.1f over the last %.0f s), re-planned from %d "
-                         "to %d steps at step %d", 1000 * recent, 1000 * lasting, now - self._marks[0][1],
-                         before, self.planned_steps, step)
+                         "to %d steps at step %d", 1000 * recent, 1000 * lasting, window, before,
+                         self.planned_steps, step)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not self.active:
@@ -265,6 +305,13 @@ class TimeBudget(Callback):
         if self.active:
             now = self.clock()
             self._validation = (now, now)
+            self._validation_began = now
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
+        if self.active and self._validation_began is not None:  # training goes on after a validation
+            self._validation_took = self.clock() - self._validation_began
+            self._validating += self._validation_took
+            self._validation_began = None
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.active:  # the loop is over; the callbacks' work at its end follows
@@ -280,8 +327,14 @@ class TimeBudget(Callback):
         if first:
             self._calibration_pace = pace
         self.step_seconds = pace
-        self.final_seconds_now = self._final_at(end_pace or pace)
+        end_pace = end_pace or pace
+        self.final_seconds_now = self._final_at(end_pace)
         steps = plan_steps(step, now, self.deadline, pace, self.final_seconds_now + self.reserve_seconds)
+        # Validations due before the last step take their time too. Counted for the plan without
+        # them, the count may be one too many for the shorter plan: it errs on the safe side.
+        if due := validations_due(trainer, step, steps):
+            end = self._end_at(end_pace, due) + self.reserve_seconds
+            steps = plan_steps(step, now, self.deadline, pace, end)
         if self._cap > 0:
             steps = min(steps, self._cap)
         if not first and not lengthen:
@@ -305,12 +358,28 @@ class TimeBudget(Callback):
         first_step, first_time = self._marks[0]
         return (now - first_time) / (step - first_step)
 
+    def _slowdown(self, pace: float) -> float:
+        """How much slower than at calibration the host runs at step time `pace`: the end runs on
+        the same machine as the steps, so a host that slowed down will validate more slowly too
+        (up to four times). One that sped up is not trusted to stay fast until the end."""
+        return min(max(pace / self._calibration_pace, 1.0), 4.0)
+
     def _final_at(self, pace: float) -> float:
-        """The end's estimate at step time `pace`: the end runs on the same machine as the steps,
-        so a host that slowed down since calibration will validate more slowly too (up to four
-        times). One that sped up is not trusted to stay fast until the end."""
+        """The end's estimate at step time `pace`."""
         assert self.final_seconds is not None
-        return self.final_seconds * min(max(pace / self._calibration_pace, 1.0), 4.0)
+        return self.final_seconds * self._slowdown(pace)
+
+    def _end_at(self, pace: float, validations: int) -> float:
+        """The end's estimate at step time `pace`, with `validations` more validations before it."""
+        return self._final_at(pace) + validations * self._validation_at(pace)
+
+    def _validation_at(self, pace: float) -> float:
+        """What one validation during training takes at step time `pace`: the latest one as
+        measured, else the end's estimate without its closing sample."""
+        if self._validation_took is not None:
+            return self._validation_took
+        assert self.final_seconds is not None
+        return (self.final_seconds - self.final_parts.get("closing_sample", 0.0)) * self._slowdown(pace)
 
     def _refuse(self, why: str, needed: float) -> None:
         """Stop a run whose budget cannot hold its calibration and final validation, naming the
@@ -327,14 +396,19 @@ class TimeBudget(Callback):
 
     def estimate_final_seconds(self, trainer: L.Trainer, pl_module: L.LightningModule) -> float:
         """Seconds of what follows the last step: the final full validation (the fastest of three
-        timed forwards of a validation-sized batch, times the batches, with VALIDATION_MARGIN),
+        timed forwards of the split's first batch, times the batches, with VALIDATION_MARGIN),
         what the callbacks do at its end (each callback with a `validation_end_seconds(trainer,
         pl_module, clock)` method times its own work) and the closing sample of `sample_tokens`
-        characters. The parts are kept in `final_parts` (budget.json)."""
+        characters. The parts are kept in `final_parts` (budget.json).
+
+        The forward is validation's own (`step_forward`: compiled with model.compile), in its
+        precision context, on the split's real first and last batches: a compiled forward compiles
+        again for eval mode, autocast, and the smaller last batch, tens of seconds each on a CPU,
+        and here that happens before the plan rather than after the last step."""
         dm = trainer.datamodule
         try:
             loader = dm.val_dataloader()
-            n_batches = len(loader)
+            n_batches = validation_batches(trainer, len(loader))
             shape = (dm.val_batch_size, dm.block_size)
         except (AttributeError, TypeError):
             return 0.0
@@ -342,15 +416,17 @@ class TimeBudget(Callback):
         if not batches:  # (another datamodule) random inputs of validation's batch size
             vocab = getattr(pl_module.model, "vocab_size", 2)
             batches = [(torch.randint(0, vocab, shape), torch.randint(0, vocab, shape))]
-        first, last = (tuple(t.to(pl_module.device) for t in b) for b in (batches[0], batches[-1]))
-        # The forward validation runs: with model.compile, the compiled one, whose first calls in
-        # eval mode compile (tens of seconds on a CPU). Run here, they happen before the plan.
+        if n_batches < len(loader):  # limit_val_batches: validation stops before the last batch
+            batches = batches[:1]
+        first, *rest = [tuple(t.to(pl_module.device) for t in b) for b in batches]
         forward = getattr(pl_module, "step_forward", pl_module.model)
         was_training = pl_module.training
         pl_module.eval()
         with torch.no_grad():
-            batch = fastest_forward(forward, *first, clock=self.clock)  # the batches are alike
-            forward(*last)  # the last batch may be smaller: a compiled forward compiles again
+            with trainer.precision_plugin.val_step_context():
+                batch = fastest_forward(forward, *first, clock=self.clock)  # all but the last are alike
+                for last in rest:
+                    forward(*last)
             parts = {"validation": VALIDATION_MARGIN * batch * n_batches}
             for callback in trainer.callbacks:
                 if callable(timer := getattr(callback, "validation_end_seconds", None)):
