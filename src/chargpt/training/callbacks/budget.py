@@ -191,8 +191,10 @@ class TimeBudget(Callback):
         self._calibration_pace = 0.0
         self.replans = 0
         self.auto: dict[str, Any] | None = None  # model=auto's choice and reasons, recorded as is
-        self._mark: tuple[int, float] | None = None  # (step, time) the current timing window began
-        self._marks: deque[tuple[int, float]] = deque()  # (step, time) of the plan and re-checks since
+        # (step, step time) where calibration's timing began; then those of the plan and of every
+        # re-check since, the newest last: the windows the re-plans time (empty in a resumed run).
+        self._calibration_start: tuple[int, float] | None = None
+        self._marks: deque[tuple[int, float]] = deque()
         self._cap = -1
         self._last_step_end = 0.0  # when the latest step ended: the final work is timed from it
         self._validation = (-1.0, -1.0)  # when the latest validation started, and its loop ended
@@ -242,10 +244,12 @@ class TimeBudget(Callback):
                     f"it ran out at step {step}, before calibration ended",
                     (now - self.start) * (1 + max(0, steps_left) / max(1, step)),
                 )
-            if step == self.skip_steps or (self._mark is None and step > self.skip_steps):
-                self._mark = (step, stepping)  # first steps are slow (allocation, lazy init): not timed
-            elif self._mark is not None and step - self._mark[0] >= self.calibration_steps:
-                pace = (stepping - self._mark[1]) / (step - self._mark[0])
+            start = self._calibration_start
+            if step == self.skip_steps or (start is None and step > self.skip_steps):
+                # first steps are slow (allocation, lazy init): not timed
+                self._calibration_start = (step, stepping)
+            elif start is not None and step - start[0] >= self.calibration_steps:
+                pace = (stepping - start[1]) / (step - start[0])
                 self.final_seconds = self.estimate_final_seconds(trainer, pl_module)
                 now = self.clock()
                 end = self.final_seconds + self.reserve_seconds
@@ -256,24 +260,23 @@ class TimeBudget(Callback):
                         f"and saving need ~{end:.0f} s", now - self.start + pace + end,
                     )
                 self._plan(trainer, step, now, pace)
-                self._mark = (step, self.clock() - self._validating)  # re-plans time steps, not the estimate
-                self._marks = deque([self._mark])
+                self._marks = deque([(step, self.clock() - self._validating)])  # not the estimate's time
                 every = max(1, round(self.check_fraction * self.seconds / self.step_seconds))
                 self.check_every = int(trainer.strategy.broadcast(every, src=0))
             return
-        if self._mark is None or step >= trainer.max_steps or step == self._mark[0]:
+        if not self._marks or step >= trainer.max_steps or step == self._marks[-1][0]:
             return
-        due = step - self._mark[0] >= self.check_every
+        last_step, last_time = self._marks[-1]
+        due = step - last_step >= self.check_every
         if trainer.world_size == 1:  # one process: also check by time, in case steps got far slower
-            due = due or stepping - self._mark[1] >= self.check_fraction * self.seconds
+            due = due or stepping - last_time >= self.check_fraction * self.seconds
         if not due:
             return
         # Re-plan from the lasting pace (the mean over the last LASTING_FRACTION of the budget):
         # follows a lasting change of speed (either way) without overreacting to a short stall. If
         # even the reserve would not absorb the recent pace, plan with that pace. In the last 10%
         # of the budget it is only shortened.
-        recent = (stepping - self._mark[1]) / (step - self._mark[0])
-        self._mark = (step, stepping)
+        recent = (stepping - last_time) / (step - last_step)
         lasting = self._lasting_pace(step, stepping)
         # The end's estimate follows the lasting change, not a burst.
         end = self._end_at(lasting, validations_due(trainer, step, trainer.max_steps))
