@@ -9,6 +9,7 @@ import math
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -52,7 +53,7 @@ def test_dry_run_prints_one_json_line_with_finite_figures(tmp_path: Path, shakes
     )
     assert result.returncode == 0, result.stderr[-3000:]
     figures = json.loads(result.stdout.strip().splitlines()[-1])
-    assert {"dry_run", "device", "train", "sample", "auto", "total_s", "ok"} <= set(figures)
+    assert {"dry_run", "device", "train", "sample", "auto", "syncs", "total_s", "ok"} <= set(figures)
     assert figures["dry_run"] is True and figures["ok"] is True
     train = figures["train"]
     assert train["ok"] and train["steps"] == 20
@@ -67,3 +68,29 @@ def test_dry_run_prints_one_json_line_with_finite_figures(tmp_path: Path, shakes
         assert auto["ok"] and math.isfinite(auto["best_val_loss"])
     else:
         assert "auto.yaml" in auto["skipped"]
+    syncs = figures["syncs"]  # the counting callback ran inside chargpt-train; no CUDA, no syncs
+    assert syncs["ok"] and syncs["cuda"] is False and syncs["steps"] == 20 and syncs["syncs"] == 0
+    for run in ("train", "auto", "syncs"):  # each run's console output is kept
+        assert "val loss" in (tmp_path / "out" / run / "console.log").read_text()
+
+
+def test_count_syncs_charges_each_sync_to_the_step_that_made_it(tmp_path: Path) -> None:
+    class Trainer:
+        global_step = 0
+
+    record = tmp_path / "syncs.json"
+    counter, trainer = gpu_check().CountSyncs(str(record)), Trainer()
+    counter.on_train_start(trainer, None)  # type: ignore[arg-type]
+    for step, syncs in enumerate([1, 0, 2, 0]):
+        trainer.global_step = step
+        counter.on_train_batch_start(trainer, None, None, step)  # type: ignore[arg-type]
+        for _ in range(syncs):
+            warnings.warn("called a synchronizing CUDA operation", UserWarning, stacklevel=1)
+        warnings.warn("an unrelated warning", UserWarning, stacklevel=1)  # recorded, not counted
+    trainer.global_step = 4
+    counter.on_train_end(trainer, None)  # type: ignore[arg-type]
+    counts = json.loads(record.read_text())
+    assert counts["syncs"] == 3 and counts["steps"] == 4
+    assert counts["steps_with_syncs"] == [0, 2] and counts["syncs_per_step"] == {"0": 1, "2": 2}
+    [(source, n)] = counts["sources"].items()  # the line that synchronised, by file and line number
+    assert source.startswith(f"{Path(__file__).name}:") and n == 3
