@@ -77,7 +77,8 @@ class CharLM(L.LightningModule):
         if self._logs_this_step():
             # `step` is the x-axis Lightning's loggers use: the optimizer steps taken once this one is.
             self.log(STEP, float(self.trainer.global_step + 1))
-            self.log("train/loss", loss.detach(), prog_bar=True)
+            # Not prog_bar=True: Lightning would read such a value on the host after every batch.
+            self.log("train/loss", loss.detach())
             for name, lr in group_rates(self.optimizers()).items():
                 # One rate per named group: with Muon, the Muon group's and the AdamW group's.
                 self.log(f"train/lr/{name}" if name else "train/lr", lr)
@@ -111,7 +112,7 @@ class CharLM(L.LightningModule):
         sums = self._val_sums
         if sums is not None:  # (no batch: nothing to score)
             loss = sums[0] / sums[1]
-            self.log("val/loss", loss, prog_bar=True)
+            self.log("val/loss", loss)
             self.log("val/bpc", loss / math.log(2))
         self._val_sums = None
         self.log(STEP, float(self.trainer.global_step))  # validation follows the step it scores
