@@ -1,10 +1,19 @@
 """The training and validation steps do not wait for the device each step: the NaN guard reads the
-losses in batches, validation counts its targets on the device. What they promise is unchanged."""
+losses in batches, validation counts its targets on the device, nothing is logged for Lightning's
+bar (which reads its values after every batch) and chargpt's bar reads a CUDA value without waiting.
+What they promise is unchanged.
+
+On a GPU each read of a value on the host (`item()`, `float()`, `tolist()`, ...) waits for all the
+work queued on the device; the same reads are visible on the CPU, where these tests count them.
+(`scripts/gpu_check.py` counts the synchronisations themselves on a GPU.)"""
 
 from __future__ import annotations
 
 import json
+import logging
 import math
+from collections import Counter
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -14,8 +23,18 @@ from chargpt import load
 from chargpt.cli.train import main as train_main
 from chargpt.data.encoding import load_encoded
 from chargpt.inference import evaluate
+from chargpt.training.callbacks.progress import StepProgressBar, _HostValues
 from chargpt.training.callbacks.safety import NonFiniteGuard, NonFiniteLossError
-from conftest import StepHook, assert_stopped_on_nan, bare_train_args, poison_weights, run_main, write_corpus
+from chargpt.training.module import CharLM
+from conftest import (
+    TINY_MODEL,
+    StepHook,
+    assert_stopped_on_nan,
+    bare_train_args,
+    poison_weights,
+    run_main,
+    write_corpus,
+)
 
 
 def test_a_nan_between_checks_is_caught_before_the_next_validation_and_checkpoint(
@@ -100,3 +119,96 @@ def test_validation_steps_read_nothing_on_the_host(monkeypatch) -> None:
         )
     assert int(count) == 16 + 5
     assert float(total) == pytest.approx(float(expected), rel=1e-6)
+
+
+# Tensor methods that copy a value to the host (and so wait for the device on a GPU).
+READS = ["item", "tolist", "__bool__", "__float__", "__int__", "__index__", "cpu", "numpy", "__format__"]
+LOG_EVERY = 10
+
+
+@pytest.fixture
+def reads_by_step(monkeypatch: pytest.MonkeyPatch) -> Counter[int]:
+    """Reads of floating-point tensors (the losses, rates and norms a step computes; the data's
+    indices are integers on the host), by the step whose batch started last."""
+    counts: Counter[int] = Counter()
+    step = {"now": -1, "bar_reading": False}
+    for name in READS:
+        original = getattr(torch.Tensor, name)
+
+        def counting(self, *args, __original=original, **kwargs):  # type: ignore[no-untyped-def]
+            if self.is_floating_point() and not step["bar_reading"]:
+                counts[step["now"]] += 1
+            return __original(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, name, counting)
+
+    # The bar's reads that do not wait: on the CPU they read the value itself, on a GPU a copy that
+    # has arrived (test_bar_reads_a_cuda_value_without_waiting_for_the_device), so they are not counted.
+    read = _HostValues.read
+
+    def bar_read(self, name, value, wait=False):  # type: ignore[no-untyped-def]
+        step["bar_reading"] = not wait
+        try:
+            return read(self, name, value, wait)
+        finally:
+            step["bar_reading"] = False
+
+    monkeypatch.setattr(_HostValues, "read", bar_read)
+
+    def on_train_batch_start(self, batch, batch_idx):  # type: ignore[no-untyped-def]
+        step["now"] = self.trainer.global_step
+
+    monkeypatch.setattr(CharLM, "on_train_batch_start", on_train_batch_start)
+    return counts
+
+
+def test_steps_between_logs_read_nothing_on_the_host(tmp_path: Path, capsys, reads_by_step) -> None:
+    corpus = write_corpus(tmp_path / "corpus.txt")
+    steps = 30
+    args = [
+        "data=text", f"data.path={corpus}", "data.batch_size=4", *TINY_MODEL, f"trainer.max_steps={steps}",
+        f"trainer.log_every_n_steps={LOG_EVERY}", "sample.max_new_tokens=0",
+        f"hydra.run.dir={tmp_path / 'run'}",
+        "+callbacks.progress_bar.min_interval=0",  # the bar refreshes at every step
+    ]
+    code, _, err = run_main(train_main, args, capsys)
+    assert code == 0, err
+    assert "train/loss" in err  # the bar shows the loss (read at the last step)
+    # Steps 9, 19 and 29 log (the loggers and the loss check read then); the last one also
+    # validates and saves. Every other step reads nothing. With Lightning's prog_bar=True every
+    # step read the loss; a bar that read its value at each refresh would too.
+    quiet = [s for s in range(1, steps - 1) if (s + 1) % LOG_EVERY]
+    assert {s: reads_by_step[s] for s in quiet if reads_by_step[s]} == {}
+    assert reads_by_step[LOG_EVERY - 1] > 0  # (the count sees the reads a logging step makes)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_bar_reads_a_cuda_value_without_waiting_for_the_device() -> None:
+    values = _HostValues()
+    loss = torch.tensor(2.5, device="cuda")
+    torch.cuda.set_sync_debug_mode("error")  # any synchronising call raises
+    try:
+        first = values.read("train/loss", loss)
+        torch.cuda._sleep(10_000_000)  # keep the device busy: a read that waited would stall
+        for _ in range(3):
+            values.read("train/loss", loss * 2)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert first is None  # nothing has arrived at the first read
+    torch.cuda.synchronize()
+    assert values.read("train/loss", loss * 2) in (2.5, 5.0)  # an arrived copy: one refresh late
+    assert values.read("train/loss", loss * 3, wait=True) == 7.5  # waiting reads the value itself
+
+
+def test_bar_shows_the_named_values_and_warns_of_a_name_never_logged(caplog) -> None:
+    bar = StepProgressBar(metrics=["train/loss", "val/loss", "val/los"])
+    trainer = SimpleNamespace(callback_metrics={"train/loss": torch.tensor(2.0)})
+    assert bar._metrics(trainer, wait=False) == "train/loss 2.0000"  # type: ignore[arg-type]
+    trainer.callback_metrics["val/loss"] = torch.tensor(1.5)  # after a validation
+    trainer.callback_metrics["val/bpc"] = torch.tensor(2.2)  # logged, not asked for
+    assert bar._metrics(trainer, wait=True) == "train/loss 2.0000  val/loss 1.5000"  # type: ignore[arg-type]
+    with caplog.at_level(logging.WARNING):
+        bar.on_train_end(trainer, None)  # type: ignore[arg-type]
+    [record] = caplog.records
+    assert "no logged value named 'val/los'" in record.getMessage() and "val/bpc" in record.getMessage()
+    assert StepProgressBar(metrics="val/loss").metrics == ["val/loss"]  # one name, not its characters

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import warnings
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -19,11 +20,19 @@ ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "gpu_check.py"
 
 
-def gpu_check():  # type: ignore[no-untyped-def]
-    spec = importlib.util.spec_from_file_location("gpu_check", SCRIPT)
+def script(path: Path):  # type: ignore[no-untyped-def]
+    spec = importlib.util.spec_from_file_location(path.stem, path)
     module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
     spec.loader.exec_module(module)  # type: ignore[union-attr]
     return module
+
+
+def gpu_check():  # type: ignore[no-untyped-def]
+    return script(SCRIPT)
+
+
+def count_syncs():  # type: ignore[no-untyped-def]
+    return script(ROOT / "scripts" / "count_syncs.py")
 
 
 def test_without_a_gpu_it_exits_2_with_one_error_line(monkeypatch, capsys) -> None:
@@ -44,7 +53,7 @@ def test_mfu_uses_the_peak_of_the_gpu_by_name_or_none(name: str, peak: float | N
     assert gpu_check().peak_bf16(name) == peak
 
 
-@pytest.mark.slow  # a minute: two chargpt-train processes and sampling on the CPU
+@pytest.mark.slow  # a minute: three chargpt-train processes and sampling on the CPU
 def test_dry_run_prints_one_json_line_with_finite_figures(tmp_path: Path, shakespeare: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "CHARGPT_DATA_DIR": str(shakespeare.parents[1])}
     result = subprocess.run(
@@ -71,26 +80,51 @@ def test_dry_run_prints_one_json_line_with_finite_figures(tmp_path: Path, shakes
     syncs = figures["syncs"]  # the counting callback ran inside chargpt-train; no CUDA, no syncs
     assert syncs["ok"] and syncs["cuda"] is False and syncs["steps"] == 20 and syncs["syncs"] == 0
     for run in ("train", "auto", "syncs"):  # each run's console output is kept
-        assert "val loss" in (tmp_path / "out" / run / "console.log").read_text()
+        if "skipped" not in figures[run]:
+            assert "val loss" in (tmp_path / "out" / run / "console.log").read_text()
 
 
-def test_count_syncs_charges_each_sync_to_the_step_that_made_it(tmp_path: Path) -> None:
-    class Trainer:
-        global_step = 0
-
+def test_count_syncs_charges_each_sync_to_the_step_that_made_it(tmp_path: Path, recwarn) -> None:
+    # Logs every 3 steps and validates every 100: steps 2 and 5, the first (0) and the last (7) may
+    # synchronise; step 4 may not.
+    trainer = SimpleNamespace(global_step=0, log_every_n_steps=3, val_check_batch=100, callbacks=[])
+    module = SimpleNamespace(device=torch.device("cpu"))
     record = tmp_path / "syncs.json"
-    counter, trainer = gpu_check().CountSyncs(str(record)), Trainer()
-    counter.on_train_start(trainer, None)  # type: ignore[arg-type]
-    for step, syncs in enumerate([1, 0, 2, 0]):
+    counter = count_syncs().CountSyncs(str(record))
+    counter.on_train_start(trainer, module)  # type: ignore[arg-type]
+    for step, syncs in enumerate([1, 0, 2, 0, 1, 0, 0, 0]):
         trainer.global_step = step
         counter.on_train_batch_start(trainer, None, None, step)  # type: ignore[arg-type]
         for _ in range(syncs):
             warnings.warn("called a synchronizing CUDA operation", UserWarning, stacklevel=1)
         warnings.warn("an unrelated warning", UserWarning, stacklevel=1)  # recorded, not counted
-    trainer.global_step = 4
-    counter.on_train_end(trainer, None)  # type: ignore[arg-type]
+    trainer.global_step = 8
+    counter.on_train_end(trainer, module)  # type: ignore[arg-type]
     counts = json.loads(record.read_text())
-    assert counts["syncs"] == 3 and counts["steps"] == 4
-    assert counts["steps_with_syncs"] == [0, 2] and counts["syncs_per_step"] == {"0": 1, "2": 2}
+    assert counts["syncs"] == 4 and counts["steps"] == 8 and counts["cuda"] is False
+    assert counts["syncs_per_step"] == {"0": 1, "2": 2, "4": 1} and counts["unexpected_steps"] == [4]
     [(source, n)] = counts["sources"].items()  # the line that synchronised, by file and line number
-    assert source.startswith(f"{Path(__file__).name}:") and n == 3
+    assert source.startswith(f"{Path(__file__).name}:") and n == 4
+    # The run's other warnings are shown once each when counting ends.
+    assert [str(w.message) for w in recwarn] == ["an unrelated warning"]
+
+
+def test_syncs_step_fails_on_a_step_that_synchronised_between_logs(tmp_path: Path, monkeypatch) -> None:
+    module = gpu_check()
+
+    def run(run_dir: Path, overrides: list[str], timeout_s: float, path: Path | None = None) -> dict:
+        record = next(x.split("=", 1)[1] for x in overrides if x.startswith("+callbacks.count_syncs.path="))
+        Path(record).write_text(json.dumps({"cuda": True, "syncs": 5, "unexpected_steps": [12, 13]}))
+        assert path is not None and (path / "count_syncs.py").exists()  # the callback is importable
+        return {"ok": True, "best_val_loss": 2.0}
+
+    monkeypatch.setattr(module, "chargpt_train", run)
+    result = module.syncs_step(tmp_path, dry_run=True)
+    assert result["ok"] is False and "[12, 13]" in result["error"]
+    assert module._step_ok(result) is False
+
+
+def test_an_unknown_step_is_refused_with_the_choices(capsys) -> None:
+    assert gpu_check().main(["--dry-run", "--steps", "train,smaple"]) == 2
+    [line] = capsys.readouterr().err.splitlines()
+    assert line == "error: unknown step 'smaple' in --steps; choose from train,sample,auto,syncs"

@@ -7,13 +7,14 @@ budgeted run shows the time left in its budget (and "?" as its total until calib
 others show the estimated time to the end.
 
 It shows the metrics it is given by name (the training and validation loss), read from the
-trainer's callback metrics, and never waits for the accelerator to read them. The module logs
+trainer's callback metrics; on a CUDA device it reads them without waiting for it. The module logs
 nothing with `prog_bar=True`: Lightning converts such values to Python numbers after every batch,
 a host synchronisation per step even when the value was logged steps ago.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import sys
 import time
@@ -39,6 +40,8 @@ from rich.text import Text
 
 from chargpt.training.callbacks.budget import TimeBudget
 from chargpt.training.steps import is_last_step, total_steps
+
+log = logging.getLogger(__name__)
 
 
 def _clock(seconds: float) -> str:
@@ -85,7 +88,7 @@ class _HostValues:
         if arriving is None:
             copy = value.detach().to("cpu", non_blocking=True)  # into pinned memory, queued
             event = torch.cuda.Event()
-            event.record()
+            event.record(torch.cuda.current_stream(value.device))  # the stream the copy is queued on
             self._arriving[name] = (copy, event)
         return self._arrived.get(name)
 
@@ -103,8 +106,9 @@ class StepProgressBar(ProgressBar):
     ) -> None:
         super().__init__()
         self.min_interval, self.refresh_per_second = min_interval, refresh_per_second
-        self.metrics = list(metrics)
+        self.metrics = [metrics] if isinstance(metrics, str) else list(metrics)
         self._values = _HostValues()
+        self._shown: set[str] = set()  # the names a value was found for, to warn of the others
         self.progress: Progress | None = None
         self.train_task: TaskID | None = None
         self.val_task: TaskID | None = None
@@ -150,6 +154,8 @@ class StepProgressBar(ProgressBar):
         shown = []
         for name in self.metrics:
             value = logged.get(name)
+            if value is not None:
+                self._shown.add(name)
             if isinstance(value, torch.Tensor):
                 value = self._values.read(name, value, wait)
             if value is not None:
@@ -204,6 +210,16 @@ class StepProgressBar(ProgressBar):
             self.progress.remove_task(self.val_task)
             self.val_task = None
             self._update_train(trainer, wait=True)  # the new val/loss (validation has waited already)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        never = [name for name in self.metrics if name not in self._shown]
+        if never and self.is_enabled:
+            logged = ", ".join(sorted(trainer.callback_metrics)) or "none"
+            log.warning(
+                "the progress bar found no logged value named %s (logged: %s); "
+                "callbacks.progress_bar.metrics names the values it shows",
+                ", ".join(repr(n) for n in never), logged,
+            )
 
     def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         self._stop()
