@@ -41,6 +41,7 @@ import torch
 
 from chargpt import load
 from chargpt.cli.common import CONFIG_PATH
+from chargpt.runs.overrides import hydra_quoted, omegaconf_literal
 
 # Peak dense (no sparsity) bf16 tensor FLOP/s from the vendor's data sheets; the first match wins.
 PEAK_BF16 = [
@@ -189,8 +190,10 @@ def auto_step(out: Path, dry_run: bool) -> dict[str, Any]:
 def syncs_step(out: Path, dry_run: bool) -> dict[str, Any]:
     record = out / "syncs.json"
     record.unlink(missing_ok=True)  # (a reused --out: never read an earlier run's counts)
+    # Quoted for Hydra (spaces, commas, accents in --out), escaped once more since instantiate resolves it.
+    quoted = hydra_quoted(omegaconf_literal(str(record)))
     counter = ["+callbacks.count_syncs._target_=count_syncs.CountSyncs",
-               f"+callbacks.count_syncs.path={record}"]
+               f"+callbacks.count_syncs.path={quoted}"]
     if dry_run:
         overrides = ["experiment=shakespeare_char", "trainer=cpu", *TOY_MODEL, *TOY_RUN, "logger=none",
                      "sample.max_new_tokens=0", *counter]

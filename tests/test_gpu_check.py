@@ -113,8 +113,9 @@ def test_syncs_step_fails_on_a_step_that_synchronised_between_logs(tmp_path: Pat
     module = gpu_check()
 
     def run(run_dir: Path, overrides: list[str], timeout_s: float, path: Path | None = None) -> dict:
-        record = next(x.split("=", 1)[1] for x in overrides if x.startswith("+callbacks.count_syncs.path="))
-        Path(record).write_text(json.dumps({"cuda": True, "syncs": 5, "unexpected_steps": [12, 13]}))
+        record = tmp_path / "syncs.json"
+        assert f"+callbacks.count_syncs.path='{record}'" in overrides  # quoted for Hydra
+        record.write_text(json.dumps({"cuda": True, "syncs": 5, "unexpected_steps": [12, 13]}))
         assert path is not None and (path / "count_syncs.py").exists()  # the callback is importable
         return {"ok": True, "best_val_loss": 2.0}
 
