@@ -396,5 +396,21 @@ def test_edge_batches_come_only_from_loaders_of_whole_batches() -> None:
 
 
 @pytest.mark.parametrize(("limit", "expected"), [(1.0, 10), (0.25, 2), (3, 3), (30, 10)])
-def test_validation_batches_follow_limit_val_batches(limit, expected) -> None:
-    assert validation_batches(SimpleNamespace(limit_val_batches=limit), 10) == expected
+def test_validation_batches_follow_limit_val_batches(limit, expected, tmp_path: Path) -> None:
+    seen = []
+
+    class Probe(L.Callback):  # what the budget sees during training, when it plans
+        def on_train_batch_end(self, trainer: L.Trainer, *args) -> None:
+            seen.append(validation_batches(trainer, 10))
+
+    module = CharLM(model={"n_layer": 1, "n_head": 2, "n_embd": 16, "block_size": 8}, vocab=list("ab"))
+    batches = [tuple(torch.zeros(2, 8, dtype=torch.long) for _ in range(2)) for _ in range(10)]
+    trainer = L.Trainer(
+        max_steps=1, limit_val_batches=limit, callbacks=[Probe()], logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0, accelerator="cpu",
+        default_root_dir=tmp_path,
+    )
+    loader = DataLoader(batches, batch_size=None)
+    trainer.fit(module, train_dataloaders=loader, val_dataloaders=loader)
+    assert seen == [expected]
+    assert validation_batches(SimpleNamespace(), 10) == 10  # no trainer count: the loader's length

@@ -125,14 +125,10 @@ def edge_batches(loader: Any) -> list[tuple[torch.Tensor, ...]]:
 
 
 def validation_batches(trainer: L.Trainer, batches: int) -> int:
-    """The batches a validation runs of a loader of `batches`: trainer.limit_val_batches (a count
-    or a fraction) cuts them."""
-    limit = getattr(trainer, "limit_val_batches", None)
-    if isinstance(limit, int) and not isinstance(limit, bool):
-        return min(batches, limit)
-    if isinstance(limit, float):
-        return int(batches * limit)
-    return batches
+    """The batches a validation runs of a loader of `batches`: Lightning's own count
+    (trainer.limit_val_batches applied), set up before training starts; `batches` without it."""
+    counts = getattr(trainer, "num_val_batches", None) or [batches]
+    return int(min(counts[0], batches))
 
 
 def validations_due(trainer: L.Trainer, step: int, last: int) -> int:
