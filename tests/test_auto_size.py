@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 
 from chargpt.cli import train
 from chargpt.cli.common import CONFIG_PATH
@@ -160,6 +161,9 @@ def test_auto_run_records_its_choice_and_a_resume_keeps_it(tmp_path: Path, capsy
     ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
     assert ckpt["hyper_parameters"]["auto"]["chosen"] == chosen
     assert ckpt["hyper_parameters"]["model"]["n_embd"] == chosen["n_embd"]
+    saved = OmegaConf.load(run / ".hydra" / "config.yaml")  # Hydra's record shows the choice
+    assert (saved.model.n_embd, saved.data.batch_size, saved.model.auto) == (
+        chosen["n_embd"], chosen["batch_size"], False)
 
     # Resumed: the recorded choice is rebuilt, nothing is timed again.
     def no_timing(*a, **k):
@@ -171,6 +175,8 @@ def test_auto_run_records_its_choice_and_a_resume_keeps_it(tmp_path: Path, capsy
     assert code == 0, err
     assert "kept from the checkpoint" in out + err
     assert json.loads((run / "budget.json").read_text())["auto"]["chosen"] == chosen
+    [resumed_config] = (run / ".hydra").glob("resume-*/config.yaml")
+    assert OmegaConf.load(resumed_config).model.n_layer == chosen["n_layer"]
 
 
 @pytest.mark.slow

@@ -97,7 +97,22 @@ def size_automatically(
     if is_rank_zero():
         train_chars = len(datamodule.train_ids) if datamodule.train_ids is not None else 0
         log.info("%s", auto_size.report(choice, float(cfg.budget_seconds), train_chars))
+        record_chosen_config(cfg)
     return choice
+
+
+def record_chosen_config(cfg: DictConfig) -> None:
+    """Rewrite the config Hydra saved at the start (`.hydra/config.yaml`) with model=auto's choice:
+    that file is where people look for what a run trained, and it held the placeholder shape."""
+    if not HydraConfig.initialized() or HydraConfig.get().output_subdir is None:
+        return  # no config saved (hydra.output_subdir=null, or outside Hydra)
+    saved = os.path.join(HydraConfig.get().runtime.output_dir, HydraConfig.get().output_subdir, "config.yaml")
+    if not os.path.isfile(saved):
+        return
+    note = ("# model=auto chose the shape, batch size, dropout and AdamW lr below at the start of the run\n"
+            "# (the choice and its reasons: budget.json, \"auto\"); Hydra composed placeholders there.\n")
+    with open(saved, "w", encoding="utf-8") as f:
+        f.write(note + OmegaConf.to_yaml(cfg))
 
 
 def check_devices(trainer_cfg: DictConfig) -> None:
