@@ -109,6 +109,20 @@ def test_a_failed_start_leaves_no_directory(tmp_path: Path, capsys) -> None:
     assert not (tmp_path / "named").exists()
 
 
+@pytest.mark.parametrize(("setting", "sweep"), [("hydra.run.dir", False), ("hydra.sweep.dir", True)])
+def test_a_run_dir_with_an_unresolvable_interpolation_is_one_error_line(
+    tmp_path: Path, capsys, setting: str, sweep: bool
+) -> None:
+    multirun = ["-m", "seed=1,2"] if sweep else []
+    for name, expected in ((f"{tmp_path}/a ${{x}}", "cannot resolve it (Interpolation key 'x' not found)"),
+                           (f"{tmp_path}/a \\${{x}}", "cannot hold a literal '${'")):
+        code = run_cli(train_main, *multirun, f"{setting}={name}", "data.path=unused.txt", "data=text")
+        err = capsys.readouterr().err
+        assert code == 2 and err.startswith(f"error: {setting}=") and expected in err, err
+        assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_ctrl_c_while_encoding_leaves_nothing(tmp_path: Path, corpus: Path, monkeypatch, capsys) -> None:
     import chargpt.data.encoding as encoding
     import chargpt.data.sources as sources

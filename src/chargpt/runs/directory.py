@@ -26,6 +26,7 @@ from typing import Any
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
+from omegaconf.errors import InterpolationResolutionError
 
 from chargpt.checkpoints import resolve_checkpoint, run_dir_of
 from chargpt.distributed import is_rank_zero
@@ -207,6 +208,24 @@ def _is_default(node: DictConfig, key: str) -> bool:
     return "${now:" in str(OmegaConf.to_container(node, resolve=False).get(key, ""))
 
 
+def _resolved_dir(node: DictConfig, setting: str) -> Path:
+    """The directory a run-dir setting names. Its `${...}` are interpolations (`${now:%H-%M-%S}`);
+    one that cannot be resolved, or a literal `${` (escaped), is a one-line error: Hydra reads the
+    run's folder into other settings, which would take a literal `${` for an interpolation again."""
+    raw = OmegaConf.to_container(node, resolve=False).get("dir")
+    try:
+        resolved = str(node.dir)
+    except InterpolationResolutionError as err:
+        raise ConfigError(
+            f"{setting}={raw}: cannot resolve it ({str(err).splitlines()[0]}): '${{' starts an "
+            "interpolation such as ${now:%H-%M-%S}; name an existing key, or pick a folder name without '${'"
+        ) from None
+    if "${" in resolved:
+        raise ConfigError(f"{setting}={raw}: a run's folder name cannot hold a literal '${{'; "
+                          "pick another name")
+    return Path(resolved)
+
+
 def _set(node: DictConfig, key: str, value: Path) -> None:
     with read_write(node), open_dict(node):
         node[key] = omegaconf_literal(str(value))
@@ -217,7 +236,7 @@ class RunDirGuard(Callback):
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         if not is_rank_zero():
             return  # an extra rank of a multi-process run: it shares rank 0's directory
-        run_dir = Path(str(config.hydra.run.dir))
+        run_dir = _resolved_dir(config.hydra.run, "hydra.run.dir")
         if _is_default(config.hydra.run, "dir"):
             run_dir = claim_new(run_dir, "hydra.run.dir").folder
             _set(config.hydra.run, "dir", run_dir)  # Hydra creates and writes the claimed folder
@@ -227,7 +246,7 @@ class RunDirGuard(Callback):
 
     @exit_on_user_error
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        sweep_dir = Path(str(config.hydra.sweep.dir))
+        sweep_dir = _resolved_dir(config.hydra.sweep, "hydra.sweep.dir")
         if _is_default(config.hydra.sweep, "dir"):
             sweep_dir = claim_new(sweep_dir, "hydra.sweep.dir").folder
             _set(config.hydra.sweep, "dir", sweep_dir)
