@@ -4,6 +4,7 @@ the LR ends annealed at that step, and the count is recorded for re-runs and res
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -221,15 +222,26 @@ def test_every_replan_is_logged(corpus: Path, tmp_path: Path, caplog) -> None:
     def with_change(self, *args, callbacks=(), **kwargs):
         original(self, *args, callbacks=[*callbacks, SpeedChanges()], **kwargs)
 
-    caplog.set_level("INFO", logger=budget_module.__name__)
+    caplog.set_level("DEBUG", logger=budget_module.__name__)
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(L.Trainer, "__init__", with_change)
         _, budget = fit_with_budget(
             corpus, tmp_path, clock, seconds=2.0, skip_steps=2, calibration_steps=10, reserve_seconds=0.5
         )
-    replans = [r.getMessage() for r in caplog.records if "re-planned" in r.getMessage()]
+    replans = [r for r in caplog.records if "re-planned" in r.getMessage()]
     assert budget.replans >= 1 and len(replans) == budget.replans
     assert json.loads((tmp_path / "budget.json").read_text())["replans"] == budget.replans
+    # On the terminal (INFO) only the moves of 2% or more since the last line shown: the speed-up
+    # is one, the small corrections after it are not.
+    counts = [tuple(map(int, re.search(r"from (\d+) to (\d+)", r.getMessage()).groups())) for r in replans]
+    shown, last = [], counts[0][0]
+    for (_, after), record in zip(counts, replans, strict=True):
+        big = abs(after - last) >= budget_module.REPLAN_LOG_CHANGE * last
+        assert record.levelname == ("INFO" if big else "DEBUG"), (counts, record.getMessage())
+        if big:
+            shown.append(after)
+            last = after
+    assert shown and len(shown) < len(replans)
 
 
 class CostlyAtValidationEnd(L.Callback):

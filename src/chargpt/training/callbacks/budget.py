@@ -7,7 +7,8 @@ trainer.max_steps to the steps that fit. The LR schedule reads max_steps at ever
 anneals to its floor at that step. About every 1% of the budget the count is re-planned from the
 mean step time over the last quarter of the budget (a run that would overrun is shortened at
 once), with the end's estimate scaled up by a lasting slowdown, so a machine that slows down or
-speeds up, or does both in turn, is followed; each re-plan is logged. Validations during
+speeds up, or does both in turn, is followed; a re-plan that moves the count by 2% or more
+(or cuts an overrun) is logged, the others at DEBUG. Validations during
 training are timed apart from the steps, and the plan makes room for the ones still due. A
 budget that cannot hold start-up, calibration and the final validation is refused with the
 smallest budget this model needs on this machine, as measured.
@@ -78,6 +79,10 @@ RESERVE_SECONDS = 5.0
 # a younger run). The mean since calibration outlasted a slow spell: a 600 s run re-planned at
 # 120 ms a step while its last ~500 steps ran at ~85 ms, and ended 27 s early (docs/EXPERIMENTS.md).
 LASTING_FRACTION = 0.25
+# A re-plan is a log line (INFO) when it moved the count this much since the last line, or cut
+# a run that would overrun; the small ones (a re-check every ~1% of the budget makes many) go to
+# DEBUG. budget.json counts them all.
+REPLAN_LOG_CHANGE = 0.02
 
 
 def plan_steps(
@@ -186,6 +191,7 @@ class TimeBudget(Callback):
         self.final_seconds_now: float | None = None  # the end's estimate at the latest plan
         self._calibration_pace = 0.0
         self.replans = 0
+        self._logged_plan: int | None = None  # the count the last INFO line gave
         self.auto: dict[str, Any] | None = None  # model=auto's choice and reasons, recorded as is
         # (step, step time) where calibration's timing began; then those of the plan and of every
         # re-check since, the newest last: the windows the re-plans time (empty in a resumed run).
@@ -283,10 +289,15 @@ class TimeBudget(Callback):
         if self.planned_steps != before:
             self.replans += 1
             if is_rank_zero():
+                logged = self._logged_plan or before
+                moved = abs(self.planned_steps - logged) >= REPLAN_LOG_CHANGE * logged
+                level = logging.INFO if overrun or moved else logging.DEBUG
+                if level == logging.INFO:
+                    self._logged_plan = self.planned_steps
                 window = stepping - self._marks[0][1]
-                log.info("time budget: %.1f ms/step lately (%.1f over the last %.0f s), re-planned from %d "
-                         "to %d steps at step %d", 1000 * recent, 1000 * lasting, window, before,
-                         self.planned_steps, step)
+                log.log(level, "time budget: %.1f ms/step lately (%.1f over the last %.0f s), re-planned "
+                        "from %d to %d steps at step %d", 1000 * recent, 1000 * lasting, window, before,
+                        self.planned_steps, step)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not self.active:
