@@ -1,0 +1,89 @@
+"""Training step time by batch shape (sequences × context), side by side.
+
+One model (the cpu_100s shape by default: 3 × 128, RoPE, Muon + AdamW) takes full training steps
+(forward, backward, optimizer) on random tokens, for each batch shape in turn, in alternating
+rounds; the median step of each shape is reported, and its time relative to the first shape.
+This is what a batch-size or context schedule would save per step (docs/EXPERIMENTS.md, "Ablations
+at a fixed step count"). The last line is a JSON object.
+
+    python scripts/bench_shapes.py                              # 8x128 (the preset), 4x128, 16x64, 32x32
+    python scripts/bench_shapes.py --shapes 8x128 2x128 --layers 2 --width 96 --heads 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+
+import torch
+
+from chargpt.model import ModelConfig, build_model
+from chargpt.training.optim import build_optimizer
+
+VOCAB = 65  # Tiny Shakespeare's
+
+
+def batch_shape(text: str) -> tuple[int, int]:
+    try:
+        sequences, context = (int(n) for n in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not SEQUENCESxCONTEXT, e.g. 8x128") from None
+    if sequences < 1 or context < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: both sizes must be at least 1")
+    return sequences, context
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--shapes", nargs="+", type=batch_shape, default=[(8, 128), (4, 128), (16, 64), (32, 32)],
+                   metavar="BxT", help="batch shapes, sequences x context; the first is the reference")
+    p.add_argument("--layers", type=int, default=3)
+    p.add_argument("--width", type=int, default=128)
+    p.add_argument("--heads", type=int, default=4)
+    p.add_argument("--steps", type=int, default=20, help="timed steps per shape and round")
+    p.add_argument("--rounds", type=int, default=6, help="alternating rounds over the shapes")
+    args = p.parse_args()
+    block = max(t for _, t in args.shapes)
+    if args.width % args.heads:
+        p.error(f"--width {args.width} is not a multiple of --heads {args.heads}")
+    args.block = block
+    return args
+
+
+def main() -> None:
+    args = parse_args()
+    config = ModelConfig(n_layer=args.layers, n_embd=args.width, n_head=args.heads, block_size=args.block,
+                         pos_encoding="rope", zero_init_residual=True)
+    torch.manual_seed(0)
+    model = build_model(config, VOCAB)
+    opt = build_optimizer(model, {"_target_": "chargpt.training.optim.muon_adamw", "lr": 0.01,
+                                  "adamw": {"lr": 3e-3}})
+    batches = {shape: torch.randint(0, VOCAB, shape) for shape in args.shapes}
+    times: dict[tuple[int, int], list[float]] = {shape: [] for shape in args.shapes}
+    for round_ in range(args.rounds + 1):  # round 0 warms every shape up and is not counted
+        for shape, x in batches.items():
+            for _ in range(args.steps):
+                start = time.perf_counter()
+                model(x, x)[1].backward()
+                opt.step()
+                opt.zero_grad(set_to_none=True)
+                if round_:
+                    times[shape].append(time.perf_counter() - start)
+    median = {shape: statistics.median(t) for shape, t in times.items()}
+    reference = args.shapes[0]
+    print(f"{args.layers}x{args.width}, {torch.get_num_threads()} threads, median of "
+          f"{args.rounds} x {args.steps} steps per shape")
+    for (b, t), m in median.items():
+        print(f"  {b:4d} x {t:<5d} {b * t:6d} tokens  {m * 1e3:7.1f} ms/step  {m / median[reference]:.2f}x")
+    print(json.dumps({
+        "model": f"{args.layers}x{args.width} h{args.heads}", "threads": torch.get_num_threads(),
+        "ms_per_step": {f"{b}x{t}": round(m * 1e3, 2) for (b, t), m in median.items()},
+        "relative": {f"{b}x{t}": round(m / median[reference], 3) for (b, t), m in median.items()},
+    }))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

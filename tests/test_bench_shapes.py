@@ -1,0 +1,34 @@
+"""scripts/bench_shapes.py: one row and one JSON entry per batch shape, the first the reference;
+a shape it cannot read is an argparse error (exit 2)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow  # two interpreter starts of ~10 s each
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench_shapes.py"
+
+
+def bench(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=300)
+
+
+def test_each_shape_is_timed_against_the_first() -> None:
+    done = bench("--shapes", "4x16", "2x16", "8X8", "--layers", "1", "--width", "32", "--heads", "2",
+                 "--steps", "2", "--rounds", "1")
+    assert done.returncode == 0, done.stderr
+    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    assert list(figures["ms_per_step"]) == ["4x16", "2x16", "8x8"]
+    assert figures["relative"]["4x16"] == 1.0
+    assert all(ms > 0 for ms in figures["ms_per_step"].values())
+
+
+def test_a_shape_it_cannot_read_exits_2() -> None:
+    done = bench("--shapes", "8x128", "8 by 64")
+    assert done.returncode == 2 and "'8 by 64' is not SEQUENCESxCONTEXT" in done.stderr
