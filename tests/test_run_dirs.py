@@ -123,6 +123,19 @@ def test_a_run_dir_with_an_unresolvable_interpolation_is_one_error_line(
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_run_dir_may_use_hydras_own_resolver(tmp_path: Path, capsys, monkeypatch) -> None:
+    # `${hydra:...}` resolves only once Hydra has set its config: the guard must not refuse it.
+    monkeypatch.chdir(tmp_path)
+    code = run_cli(train_main, "hydra.run.dir=${hydra:runtime.cwd}/${hydra:job.name} run", "data=text",
+                   "data.path=missing.txt")
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error: data file not found"), err  # got past the guard
+    code = run_cli(train_main, "paths.output_root=${hydra:runtime.cwd}/outs", "data=text",
+                   "data.path=missing.txt")
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error: data file not found"), err
+
+
 def test_ctrl_c_while_encoding_leaves_nothing(tmp_path: Path, corpus: Path, monkeypatch, capsys) -> None:
     import chargpt.data.encoding as encoding
     import chargpt.data.sources as sources

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from omegaconf.errors import InterpolationResolutionError
@@ -208,11 +209,16 @@ def _is_default(node: DictConfig, key: str) -> bool:
     return "${now:" in str(OmegaConf.to_container(node, resolve=False).get(key, ""))
 
 
-def _resolved_dir(node: DictConfig, setting: str) -> Path:
-    """The directory a run-dir setting names. Its `${...}` are interpolations (`${now:%H-%M-%S}`);
-    one that cannot be resolved, or a literal `${` (escaped), is a one-line error: Hydra reads the
-    run's folder into other settings, which would take a literal `${` for an interpolation again."""
+def _resolved_dir(config: DictConfig, mode: str) -> Path:
+    """The directory hydra.run.dir or hydra.sweep.dir (`mode`) names. Its `${...}` are
+    interpolations (`${now:%H-%M-%S}`, `${hydra:runtime.cwd}`); one that cannot be resolved, or a
+    literal `${` (escaped), is a one-line error: Hydra reads the run's folder into other settings,
+    which would take a literal `${` for an interpolation again."""
+    node, setting = config.hydra[mode], f"hydra.{mode}.dir"
     raw = OmegaConf.to_container(node, resolve=False).get("dir")
+    # The `hydra:` resolver reads the config Hydra sets only once the job starts: set it now, as
+    # Hydra will (with the same config) right after this callback.
+    HydraConfig.instance().set_config(config)
     try:
         resolved = str(node.dir)
     except InterpolationResolutionError as err:
@@ -236,7 +242,7 @@ class RunDirGuard(Callback):
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         if not is_rank_zero():
             return  # an extra rank of a multi-process run: it shares rank 0's directory
-        run_dir = _resolved_dir(config.hydra.run, "hydra.run.dir")
+        run_dir = _resolved_dir(config, "run")
         if _is_default(config.hydra.run, "dir"):
             run_dir = claim_new(run_dir, "hydra.run.dir").folder
             _set(config.hydra.run, "dir", run_dir)  # Hydra creates and writes the claimed folder
@@ -246,7 +252,7 @@ class RunDirGuard(Callback):
 
     @exit_on_user_error
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        sweep_dir = _resolved_dir(config.hydra.sweep, "hydra.sweep.dir")
+        sweep_dir = _resolved_dir(config, "sweep")
         if _is_default(config.hydra.sweep, "dir"):
             sweep_dir = claim_new(sweep_dir, "hydra.sweep.dir").folder
             _set(config.hydra.sweep, "dir", sweep_dir)
