@@ -231,17 +231,29 @@ def test_every_replan_is_logged(corpus: Path, tmp_path: Path, caplog) -> None:
     replans = [r for r in caplog.records if "re-planned" in r.getMessage()]
     assert budget.replans >= 1 and len(replans) == budget.replans
     assert json.loads((tmp_path / "budget.json").read_text())["replans"] == budget.replans
-    # On the terminal (INFO) only the moves of 2% or more since the last line shown: the speed-up
-    # is one, the small corrections after it are not.
+    # On the terminal (INFO) only the moves of 2% or more since the last count shown (the first
+    # plan's, at first): the speed-up is one, the small corrections after it are not.
     counts = [tuple(map(int, re.search(r"from (\d+) to (\d+)", r.getMessage()).groups())) for r in replans]
-    shown, last = [], counts[0][0]
-    for (_, after), record in zip(counts, replans, strict=True):
-        big = abs(after - last) >= budget_module.REPLAN_LOG_CHANGE * last
-        assert record.levelname == ("INFO" if big else "DEBUG"), (counts, record.getMessage())
-        if big:
-            shown.append(after)
-            last = after
+    shown = [r for r in replans if r.levelname == "INFO"]
     assert shown and len(shown) < len(replans)
+    last = counts[0][0]
+    for (_, after), record in zip(counts, replans, strict=True):
+        if record.levelname == "INFO":
+            assert abs(after - last) >= budget_module.REPLAN_LOG_CHANGE * last
+            last = after
+        else:
+            assert record.levelname == "DEBUG" and abs(after - last) < budget_module.REPLAN_LOG_CHANGE * last
+
+
+def test_a_slow_drift_is_shown_every_2_percent_and_an_overrun_cut_always() -> None:
+    shown_at, last = [], 1000  # the first plan's count, shown at INFO
+    for planned in range(995, 699, -5):  # 0.5% a re-plan: each alone too small to show
+        if budget_module.replan_is_shown(planned, last, overrun=False):
+            shown_at.append(planned)
+            last = planned
+    assert shown_at[:3] == [980, 960, 940] and shown_at[-1] >= 700 and len(shown_at) >= 14
+    assert budget_module.replan_is_shown(999, 1000, overrun=True)
+    assert not budget_module.replan_is_shown(999, 1000, overrun=False)
 
 
 class CostlyAtValidationEnd(L.Callback):

@@ -85,6 +85,12 @@ LASTING_FRACTION = 0.25
 REPLAN_LOG_CHANGE = 0.02
 
 
+def replan_is_shown(planned: int, last_shown: int, overrun: bool) -> bool:
+    """Whether a re-plan to `planned` steps is a log line (INFO): it cut an overrun, or moved the
+    count by REPLAN_LOG_CHANGE or more since the count last shown (the first plan's, at first)."""
+    return overrun or abs(planned - last_shown) >= REPLAN_LOG_CHANGE * last_shown
+
+
 def plan_steps(
     step: int, now: float, deadline: float, step_seconds: float, final_seconds: float
 ) -> int:
@@ -191,7 +197,7 @@ class TimeBudget(Callback):
         self.final_seconds_now: float | None = None  # the end's estimate at the latest plan
         self._calibration_pace = 0.0
         self.replans = 0
-        self._logged_plan: int | None = None  # the count the last INFO line gave
+        self._shown_plan: int | None = None  # the count the last INFO line gave
         self.auto: dict[str, Any] | None = None  # model=auto's choice and reasons, recorded as is
         # (step, step time) where calibration's timing began; then those of the plan and of every
         # re-check since, the newest last: the windows the re-plans time (empty in a resumed run).
@@ -289,11 +295,10 @@ class TimeBudget(Callback):
         if self.planned_steps != before:
             self.replans += 1
             if is_rank_zero():
-                logged = self._logged_plan or before
-                moved = abs(self.planned_steps - logged) >= REPLAN_LOG_CHANGE * logged
-                level = logging.INFO if overrun or moved else logging.DEBUG
-                if level == logging.INFO:
-                    self._logged_plan = self.planned_steps
+                shown = replan_is_shown(self.planned_steps, self._shown_plan or before, overrun)
+                if shown:
+                    self._shown_plan = self.planned_steps
+                level = logging.INFO if shown else logging.DEBUG
                 window = stepping - self._marks[0][1]
                 log.log(level, "time budget: %.1f ms/step lately (%.1f over the last %.0f s), re-planned "
                         "from %d to %d steps at step %d", 1000 * recent, 1000 * lasting, window, before,
@@ -354,6 +359,7 @@ class TimeBudget(Callback):
         if first:
             log.info("time budget: %.1f ms/step, final validation and saving ~%.1f s: %d steps",
                      1000 * pace, self.final_seconds_now + self.reserve_seconds, steps)
+            self._shown_plan = steps
         if steps != self.planned_steps:
             self.planned_steps = steps
             set_total_steps(trainer, steps)
