@@ -25,10 +25,13 @@ def test_each_shape_is_timed_against_the_first() -> None:
     assert done.returncode == 0, done.stderr
     figures = json.loads(done.stdout.strip().splitlines()[-1])
     assert list(figures["ms_per_step"]) == ["4x16", "2x16", "8x8"]
-    assert figures["relative"]["4x16"] == 1.0
+    ms = figures["ms_per_step"]
+    assert figures["relative"]["2x16"] == pytest.approx(ms["2x16"] / ms["4x16"], abs=2e-3)
     assert all(ms > 0 for ms in figures["ms_per_step"].values())
 
 
-def test_a_shape_it_cannot_read_exits_2() -> None:
+def test_a_shape_or_count_it_cannot_read_exits_2() -> None:
     done = bench("--shapes", "8x128", "8 by 64")
     assert done.returncode == 2 and "'8 by 64' is not SEQUENCESxCONTEXT" in done.stderr
+    done = bench("--rounds", "0")
+    assert done.returncode == 2 and "'0' is not a whole number of at least 1" in done.stderr

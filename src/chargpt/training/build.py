@@ -27,6 +27,7 @@ from chargpt.checkpoints import AtomicCheckpointIO, check_resumable, read_checkp
 from chargpt.data import CharDataModule
 from chargpt.distributed import is_rank_zero
 from chargpt.errors import ConfigError, SetupError
+from chargpt.files import write_text_atomic
 from chargpt.model import ModelConfig
 from chargpt.training import auto_size
 from chargpt.training.callbacks import budget
@@ -111,8 +112,7 @@ def record_chosen_config(cfg: DictConfig) -> None:
         return
     note = ("# model=auto chose the shape, batch size, dropout and AdamW lr below at the start of the run\n"
             "# (the choice and its reasons: budget.json, \"auto\"); Hydra composed placeholders there.\n")
-    with open(saved, "w", encoding="utf-8") as f:
-        f.write(note + OmegaConf.to_yaml(cfg))
+    write_text_atomic(saved, note + OmegaConf.to_yaml(cfg))  # a crash leaves Hydra's file whole
 
 
 def check_devices(trainer_cfg: DictConfig) -> None:
