@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from hydra.conf import HydraConf
 from hydra.core.utils import setup_globals
 from omegaconf import OmegaConf
 
@@ -30,11 +31,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def hydra_config(run_dir: str, sweep_dir: str = "unused") -> OmegaConf:
+    """A config as Hydra hands it to callbacks: its `hydra` node typed as Hydra's own."""
     setup_globals()  # Hydra's resolvers (now:)
-    return OmegaConf.create({
-        "hydra": {"run": {"dir": run_dir}, "sweep": {"dir": sweep_dir}, "overrides": {"hydra": []}},
-        "ckpt_path": None,
-    })
+    dirs = {"run": {"dir": run_dir}, "sweep": {"dir": sweep_dir}}
+    hydra = OmegaConf.merge(OmegaConf.structured(HydraConf), dirs)
+    return OmegaConf.create({"hydra": hydra, "ckpt_path": None})
 
 
 def test_time_stamped_run_dirs_taken_in_the_same_second_get_a_suffix(tmp_path: Path) -> None:

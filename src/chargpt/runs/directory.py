@@ -218,8 +218,7 @@ def _resolved_dir(config: DictConfig, mode: str) -> Path:
     raw = OmegaConf.to_container(node, resolve=False).get("dir")
     # The `hydra:` resolver reads the config Hydra sets only once the job starts: set it now, as
     # Hydra will (with the same config) right after this callback.
-    with contextlib.suppress(AssertionError):  # not a whole Hydra config (a test's stand-in)
-        HydraConfig.instance().set_config(config)
+    HydraConfig.instance().set_config(config)
     try:
         resolved = str(node.dir)
     except InterpolationResolutionError as err:
