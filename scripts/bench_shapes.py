@@ -52,10 +52,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--steps", type=positive, default=20, help="timed steps per shape and round")
     p.add_argument("--rounds", type=positive, default=6, help="alternating rounds over the shapes")
     args = p.parse_args()
-    block = max(t for _, t in args.shapes)
     if args.width % args.heads:
         p.error(f"--width {args.width} is not a multiple of --heads {args.heads}")
-    args.block = block
+    args.block = max(t for _, t in args.shapes)  # one model serves every context up to this
     return args
 
 
