@@ -3,6 +3,7 @@ the LR ends annealed at that step, and the count is recorded for re-runs and res
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from pathlib import Path
@@ -148,6 +149,39 @@ def test_budget_follows_the_host_back_after_a_slow_spell(corpus: Path, tmp_path:
     assert budget.final_seconds_now == pytest.approx(budget.final_seconds)
     assert trainer.global_step == budget.planned_steps
     assert 3.2 < clock.now < 4.0
+
+
+class Jitter(L.Callback):
+    """The host's jitter: steps alternate between `slow` and `fast` seconds, `every` steps each;
+    records the planned count after every step."""
+
+    def __init__(self, clock: FakeClock, slow: float, fast: float, every: int) -> None:
+        self.clock, self.slow, self.fast, self.every = clock, slow, fast, every
+        self.plans: list[int] = []
+
+    def on_train_batch_start(self, trainer: L.Trainer, *args) -> None:
+        self.clock.tick = self.slow if (trainer.global_step // self.every) % 2 == 0 else self.fast
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args) -> None:
+        self.plans.append(trainer.max_steps)
+
+
+def test_jittery_steps_do_not_swing_the_plan(corpus: Path, tmp_path: Path) -> None:
+    # Steps at 22 and 18 ms in turn, two each: every re-check (every 2 steps) sees one or the
+    # other, ~10% either side of the lasting 20 ms. Cutting for each slow window (it would overrun
+    # by a few steps) and lengthening at the next swung the count by ~8% at every re-check; now
+    # the slow windows are left to the lasting pace.
+    clock = FakeClock(tick=0.02)
+    jitter = Jitter(clock, slow=0.022, fast=0.018, every=2)
+    trainer, budget = fit_with_budget(corpus, tmp_path, clock, extra_callbacks=(jitter,), seconds=4.0,
+                                      skip_steps=2, calibration_steps=10, reserve_seconds=0.05)
+    plans = [p for p in jitter.plans if p < 10_000]  # from the first plan on
+    plans = [p for i, p in enumerate(plans) if i == 0 or p != plans[i - 1]]  # each change once
+    # Once the lasting pace spans a few windows, it moves the count by a step or two at most
+    # (before, each re-check cut it by ~8% or restored it).
+    settled = plans[4:]
+    assert settled and max(abs(b - a) for a, b in itertools.pairwise(settled)) <= 0.02 * max(settled), plans
+    assert trainer.global_step == budget.planned_steps and clock.now < 4.0
 
 
 @pytest.mark.slow  # a 10 s budget; the in-process budget tests cover planning by default

@@ -5,8 +5,8 @@ few warm-up steps the callback times `calibration_steps` steps, estimates what t
 costs (a full validation, what the callbacks do at its end, the closing sample), and fixes
 trainer.max_steps to the steps that fit. The LR schedule reads max_steps at every step, so it
 anneals to its floor at that step. About every 1% of the budget the count is re-planned from the
-mean step time over the last quarter of the budget (a run that would overrun is shortened at
-once), with the end's estimate scaled up by a lasting slowdown, so a machine that slows down or
+mean step time over the last quarter of the budget (a burst that would overrun the run
+shortens it at once), with the end's estimate scaled up by a lasting slowdown, so a machine that slows down or
 speeds up, or does both in turn, is followed; a re-plan that moves the count by 2% or more
 (or cuts an overrun) is logged, the others at DEBUG. Validations during
 training are timed apart from the steps, and the plan makes room for the ones still due. A
@@ -83,6 +83,14 @@ LASTING_FRACTION = 0.25
 # a run that would overrun; the small ones (a re-check every ~1% of the budget makes many) go to
 # DEBUG. budget.json counts them all.
 REPLAN_LOG_CHANGE = 0.02
+# While the plan may still lengthen, the recent pace (the steps since the last re-check, ~1% of
+# the budget) cuts the plan at once only if it would overrun the deadline by more than this
+# fraction of the time left, as a burst of other work does (at 1.5-2x slower: 50-100%). A host's
+# jitter (recent paces 5-12% either side of the lasting one, on a shared 2-core CPU) did less, yet
+# cut the plan, which the next re-check lengthened again: the count swung by ~5% at every re-check
+# and, in the decay, the learning rate with it. The lasting pace follows such changes; in the last
+# 10% of the budget, where plans only shorten, any overrun cuts.
+BURST_OVERRUN_FRACTION = 0.2
 
 
 def replan_is_shown(planned: int, last_shown: int, overrun: bool) -> bool:
@@ -282,16 +290,20 @@ class TimeBudget(Callback):
             return
         # Re-plan from the lasting pace (the mean over the last LASTING_FRACTION of the budget):
         # follows a lasting change of speed (either way) without overreacting to a short stall. If
-        # even the reserve would not absorb the recent pace, plan with that pace. In the last 10%
-        # of the budget it is only shortened.
+        # the recent pace would overrun the deadline (by more than BURST_OVERRUN_FRACTION of the
+        # time left while the plan may still lengthen), plan with that pace. In the last 10% of the
+        # budget the plan is only shortened.
         recent = (stepping - last_time) / (step - last_step)
         lasting = self._lasting_pace(step, stepping)
         # The end's estimate follows the lasting change, not a burst.
         end = self._end_at(lasting, validations_due(trainer, step, trainer.max_steps))
-        overrun = now + (trainer.max_steps - step) * recent + end > self.deadline
+        left = self.deadline - now
+        lengthen = left > 0.1 * self.seconds
+        overshoot = (trainer.max_steps - step) * recent + end - left
+        overrun = overshoot > (BURST_OVERRUN_FRACTION * left if lengthen else 0.0)
         before = self.planned_steps
         self._plan(trainer, step, now, max(lasting, recent) if overrun else lasting, end_pace=lasting,
-                   lengthen=self.deadline - now > 0.1 * self.seconds)
+                   lengthen=lengthen)
         if self.planned_steps != before:
             self.replans += 1
             if is_rank_zero():
@@ -314,7 +326,7 @@ class TimeBudget(Callback):
         if start < self._last_step_end:  # no validation after the last step
             measured = {"after_last_step": now - self._last_step_end}
         self._write(train_end_seconds=round(now - self.start, 2), final_step=trainer.global_step,
-                    final_seconds_measured={k: round(v, 2) for k, v in measured.items()})
+                    final_seconds_measured={k: round(v, 3) for k, v in measured.items()})
 
     def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.active:
@@ -450,7 +462,9 @@ class TimeBudget(Callback):
             if self.sample_tokens:
                 parts["closing_sample"] = sampling_seconds(pl_module.model, self.sample_tokens, self.clock)
         pl_module.train(was_training)
-        self.final_parts = {name: round(seconds, 2) for name, seconds in parts.items()}
+        # Milliseconds: on a fast CPU a small model's validation takes under 5 ms, which
+        # hundredths of a second would record as 0.
+        self.final_parts = {name: round(seconds, 3) for name, seconds in parts.items()}
         return sum(parts.values())
 
     def summary(self) -> dict[str, Any]:
