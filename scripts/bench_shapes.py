@@ -1,13 +1,15 @@
-"""Training step time by batch shape (sequences × context), side by side.
+"""Training step time by batch shape (sequences × context) and precision, side by side.
 
 One model (the cpu_100s shape by default: 3 × 128, RoPE, Muon + AdamW) takes full training steps
-(forward, backward, optimizer) on random tokens, for each batch shape in turn, in alternating
-rounds; the median step of each shape is reported, and its time relative to the first shape.
+(forward, backward, optimizer) on random tokens, for each batch shape and precision in turn, in
+alternating rounds; the median step of each is reported, and its time relative to the first.
 This is what a batch-size or context schedule would save per step (docs/EXPERIMENTS.md, "Ablations
-at a fixed step count"). The last line is a JSON object.
+at a fixed step count"), and what bf16 autocast saves on a CPU with bf16 units (the forward under
+`torch.autocast`, as `trainer.precision=bf16-mixed` runs it). The last line is a JSON object.
 
     python scripts/bench_shapes.py                              # 8x128 (the preset), 4x128, 16x64, 32x32
     python scripts/bench_shapes.py --shapes 8x128 2x128 --layers 2 --width 96 --heads 3
+    python scripts/bench_shapes.py --shapes 8x128 --precisions 32-true bf16-mixed
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from chargpt.model import ModelConfig, build_model
 from chargpt.training.optim import build_optimizer
 
 VOCAB = 65  # Tiny Shakespeare's
+PRECISIONS = ("32-true", "bf16-mixed")
 
 
 def batch_shape(text: str) -> tuple[int, int]:
@@ -46,6 +49,8 @@ def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--shapes", nargs="+", type=batch_shape, default=[(8, 128), (4, 128), (16, 64), (32, 32)],
                    metavar="BxT", help="batch shapes, sequences x context; the first is the reference")
+    p.add_argument("--precisions", nargs="+", choices=PRECISIONS, default=["32-true"],
+                   help="trainer.precision values to time each shape in")
     p.add_argument("--layers", type=positive, default=3)
     p.add_argument("--width", type=positive, default=128)
     p.add_argument("--heads", type=positive, default=4)
@@ -67,28 +72,38 @@ def main() -> None:
     opt = build_optimizer(model, {"_target_": "chargpt.training.optim.muon_adamw", "lr": 0.01,
                                   "adamw": {"lr": 3e-3}})
     batches = {shape: torch.randint(0, VOCAB, shape) for shape in args.shapes}
+    # Each arm's name: the shape, and its precision when several are timed.
+    arms = {
+        (f"{b}x{t}" + (f" {precision}" if len(args.precisions) > 1 else "")): ((b, t), precision)
+        for (b, t) in args.shapes for precision in args.precisions
+    }
     # No gradient clipping (the preset clips at 1.0): a fixed cost per step, so the ratios below
     # are slightly further from 1.0 than a real run's.
-    times: dict[tuple[int, int], list[float]] = {shape: [] for shape in args.shapes}
-    for round_ in range(args.rounds + 1):  # round 0 warms every shape up and is not counted
-        for shape, x in batches.items():
+    times: dict[str, list[float]] = {name: [] for name in arms}
+    for round_ in range(args.rounds + 1):  # round 0 warms every arm up and is not counted
+        for name, (shape, precision) in arms.items():
+            x = batches[shape]
             for _ in range(args.steps):
                 start = time.perf_counter()
-                model(x, x)[1].backward()
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16-mixed"):
+                    loss = model(x, x)[1]
+                loss.backward()
                 opt.step()
                 opt.zero_grad(set_to_none=True)
                 if round_:
-                    times[shape].append(time.perf_counter() - start)
-    median = {shape: statistics.median(t) for shape, t in times.items()}
-    reference = args.shapes[0]
+                    times[name].append(time.perf_counter() - start)
+    median = {name: statistics.median(t) for name, t in times.items()}
+    reference = next(iter(arms))
     print(f"{args.layers}x{args.width}, {torch.get_num_threads()} threads, median of "
-          f"{args.rounds} x {args.steps} steps per shape")
-    for (b, t), m in median.items():
-        print(f"  {b:4d} x {t:<5d} {b * t:6d} tokens  {m * 1e3:7.1f} ms/step  {m / median[reference]:.2f}x")
+          f"{args.rounds} x {args.steps} steps each")
+    for name, m in median.items():
+        (b, t), precision = arms[name]
+        print(f"  {b:4d} x {t:<5d} {precision:>10}  {b * t:6d} tokens  {m * 1e3:7.1f} ms/step  "
+              f"{m / median[reference]:.2f}x")
     print(json.dumps({
         "model": f"{args.layers}x{args.width} h{args.heads}", "threads": torch.get_num_threads(),
-        "ms_per_step": {f"{b}x{t}": round(m * 1e3, 2) for (b, t), m in median.items()},
-        "relative": {f"{b}x{t}": round(m / median[reference], 3) for (b, t), m in median.items()},
+        "ms_per_step": {name: round(m * 1e3, 2) for name, m in median.items()},
+        "relative": {name: round(m / median[reference], 3) for name, m in median.items()},
     }))
 
 
