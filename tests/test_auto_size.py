@@ -14,7 +14,7 @@ from omegaconf import OmegaConf
 from chargpt.cli import train
 from chargpt.cli.common import CONFIG_PATH
 from chargpt.model import ModelConfig
-from chargpt.training import auto_size
+from chargpt.training import auto_size, build
 from chargpt.training.auto_size import LADDER, Shape, climb, dropout_for, non_embedding_params
 from chargpt.training.build import plain
 from chargpt.training.callbacks import budget as budget_module
@@ -121,6 +121,42 @@ def test_printed_override_reproduces_the_model() -> None:
     assert again.data.batch_size == choice.shape.batch_size
     assert plain(again.optimizer) == plain(cfg.optimizer) and plain(again.scheduler) == plain(cfg.scheduler)
     assert again.budget_seconds == 300
+    assert again.trainer.precision == cfg.trainer.precision
+
+
+@pytest.mark.parametrize(("native", "expected"), [(True, "bf16-mixed"), (False, "32-true")])
+def test_precision_auto_is_bf16_autocast_only_where_the_device_has_bf16_units(
+    monkeypatch, native: bool, expected: str
+) -> None:
+    monkeypatch.setattr(build, "native_bf16", lambda device: native)
+    with initialize_config_dir(config_dir=CONFIG_PATH, version_base="1.3"):
+        asked = [compose(config_name="train", overrides=[*o, "trainer.precision=auto"])
+                 for o in ([], ["model=auto", "budget_seconds=60"])]
+        default = compose(config_name="train")
+    for cfg in asked:
+        build.resolve_precision(cfg)
+        assert cfg.trainer.precision == expected
+    build.resolve_precision(default)
+    assert default.trainer.precision == "32-true"  # auto only when asked for
+
+
+@pytest.mark.parametrize("autocast", [False, True])
+def test_shapes_are_timed_in_the_runs_precision(monkeypatch, autocast: bool) -> None:
+    seen = []
+    original = auto_size.build_model
+
+    def recording_model(*args, **kwargs):
+        model = original(*args, **kwargs)
+        model.register_forward_hook(lambda *_: seen.append(torch.is_autocast_enabled("cpu")))
+        return model
+
+    monkeypatch.setattr(auto_size, "build_model", recording_model)
+    measure = auto_size.step_timer(
+        ModelConfig(), {"_target_": "torch.optim.AdamW", "lr": 1e-3}, 8,
+        torch.randint(0, 8, (500,)).numpy(), torch.device("cpu"), 1.0, seed=0, autocast=autocast,
+    )
+    assert measure(Shape(1, 16, 2, 8, 2)) > 0
+    assert seen and all(enabled == autocast for enabled in seen)
 
 
 def test_model_auto_refuses_a_shape_on_the_command_line(tmp_path: Path, capsys) -> None:

@@ -252,10 +252,11 @@ def usable_ladder(train_chars: int, val_chars: int) -> list[Shape]:
 
 def step_timer(
     base: ModelConfig, optimizer: dict[str, Any], vocab_size: int, train_ids: np.ndarray,
-    device: torch.device, clip: float | None, seed: int,
+    device: torch.device, clip: float | None, seed: int, autocast: bool = False,
 ) -> Callable[[Shape], float]:
     """measure(shape): seconds of the fastest of TIMED_STEPS training steps (forward, backward,
-    gradient clipping, optimizer step) on real random windows, after one warm-up step. The fastest,
+    gradient clipping, optimizer step) on real random windows, after one warm-up step; the forward
+    under bf16 autocast with `autocast` (trainer.precision=bf16-mixed). The fastest,
     not the median: on a shared machine steps are easily slowed for a while (another job; on the
     2-core CPU also the first seconds of a process), which would make a shape look slow and pick
     too small a model. The budget callback plans the real step count from the run's real pace anyway."""
@@ -279,7 +280,8 @@ def step_timer(
                 x, y = batch(shape)
                 sync(device)
                 t0 = time.perf_counter()
-                _, loss = model(x, y)
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+                    _, loss = model(x, y)
                 loss.backward()
                 if clip:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
@@ -380,6 +382,7 @@ def reproducing_overrides(cfg: DictConfig, overrides: Sequence[str], choices: Ma
         f"data.batch_size={cfg.data.batch_size}",
         f"trainer.max_steps={cfg.trainer.max_steps}",
         f"trainer.val_check_interval={cfg.trainer.val_check_interval}",
+        f"trainer.precision={cfg.trainer.precision}",  # as resolved from auto on this machine
     ]
     # Not kept: what is set here, the resume (a new run) and the run directory (a new one).
     dropped = {override_key(o) for o in [*model, *groups, *values]} | {"model", "ckpt_path"}

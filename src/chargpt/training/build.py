@@ -21,7 +21,7 @@ from hydra.utils import instantiate
 from lightning.fabric.plugins import TorchCheckpointIO
 from lightning.fabric.plugins.environments import SLURMEnvironment, TorchElasticEnvironment
 from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
 from chargpt.checkpoints import AtomicCheckpointIO, check_resumable, read_checkpoint, resolve_checkpoint
 from chargpt.data import CharDataModule
@@ -34,6 +34,7 @@ from chargpt.training.callbacks import budget
 from chargpt.training.finetune import apply_pretrained, freeze, prepare_finetune
 from chargpt.training.host_memory import keep_freed_memory
 from chargpt.training.module import CharLM
+from chargpt.training.muon import native_bf16
 from chargpt.training.optim import check_optimizer
 from chargpt.training.steps import fix_total_steps
 
@@ -69,6 +70,21 @@ def calibration_device(trainer_cfg: DictConfig) -> torch.device:
     return torch.device("cpu")
 
 
+def resolve_precision(cfg: DictConfig) -> None:
+    """trainer.precision=auto: bf16 autocast (bf16-mixed) on a device that multiplies bf16 in
+    hardware (CUDA; CPUs with AVX-512 BF16 or AMX), else float32 (32-true): elsewhere bf16 is
+    emulated, and slower. Not the default of any preset: on a CPU with bf16 units it won short
+    runs at equal time and lost a 600 s one (docs/EXPERIMENTS.md, "Ablations at a fixed step count")."""
+    if str(cfg.trainer.get("precision")) != "auto":
+        return
+    device = calibration_device(cfg.trainer)
+    precision = "bf16-mixed" if native_bf16(device) else "32-true"
+    with open_dict(cfg):
+        cfg.trainer.precision = precision
+    why = "multiplies bf16 in hardware" if precision == "bf16-mixed" else "has no bf16 units"
+    log.info("trainer.precision=auto: %s (this %s %s)", precision, device.type.upper(), why)
+
+
 def size_automatically(
     cfg: DictConfig, datamodule: CharDataModule, base: ModelConfig, ckpt: dict[str, Any] | None, start: float
 ) -> auto_size.Choice:
@@ -88,6 +104,7 @@ def size_automatically(
         measure = auto_size.step_timer(
             base, plain(cfg.optimizer), datamodule.tokenizer.vocab_size, datamodule.train_ids,
             calibration_device(cfg.trainer), cfg.trainer.get("gradient_clip_val"), int(cfg.seed),
+            autocast=str(cfg.trainer.get("precision")) == "bf16-mixed",
         )
         choice = auto_size.climb(
             auto_size.usable_ladder(train_chars, val_chars), measure, float(cfg.budget_seconds),
@@ -212,6 +229,7 @@ def build_run(cfg: DictConfig) -> Run:
     # for the first run of a process), before the data is read and the shapes are timed.
     start = budget.run_start_time() if auto else 0.0
     check_launch(cfg)
+    resolve_precision(cfg)  # before model=auto times its shapes in it
     if cfg.get("keep_freed_memory"):
         keep_freed_memory()
     torch.set_float32_matmul_precision(cfg.get("matmul_precision", "highest"))
