@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.slow  # two interpreter starts of ~10 s each
+pytestmark = pytest.mark.slow  # an interpreter start (~3-10 s) per call
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench_shapes.py"
 

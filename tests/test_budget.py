@@ -151,19 +151,25 @@ def test_budget_follows_the_host_back_after_a_slow_spell(corpus: Path, tmp_path:
     assert 3.2 < clock.now < 4.0
 
 
-class Jitter(L.Callback):
-    """The host's jitter: steps alternate between `slow` and `fast` seconds, `every` steps each;
-    records the planned count after every step."""
+class PlanRecorder(L.Callback):
+    """Records the planned count after every step."""
 
-    def __init__(self, clock: FakeClock, slow: float, fast: float, every: int) -> None:
-        self.clock, self.slow, self.fast, self.every = clock, slow, fast, every
+    def __init__(self) -> None:
         self.plans: list[int] = []
-
-    def on_train_batch_start(self, trainer: L.Trainer, *args) -> None:
-        self.clock.tick = self.slow if (trainer.global_step // self.every) % 2 == 0 else self.fast
 
     def on_train_batch_end(self, trainer: L.Trainer, *args) -> None:
         self.plans.append(trainer.max_steps)
+
+
+class Jitter(PlanRecorder):
+    """The host's jitter: steps alternate between `slow` and `fast` seconds, `every` steps each."""
+
+    def __init__(self, clock: FakeClock, slow: float, fast: float, every: int) -> None:
+        super().__init__()
+        self.clock, self.slow, self.fast, self.every = clock, slow, fast, every
+
+    def on_train_batch_start(self, trainer: L.Trainer, *args) -> None:
+        self.clock.tick = self.slow if (trainer.global_step // self.every) % 2 == 0 else self.fast
 
 
 def test_jittery_steps_do_not_swing_the_plan(corpus: Path, tmp_path: Path) -> None:
@@ -180,7 +186,21 @@ def test_jittery_steps_do_not_swing_the_plan(corpus: Path, tmp_path: Path) -> No
     # Once the lasting pace spans a few windows, it moves the count by a step or two at most
     # (before, each re-check cut it by ~8% or restored it).
     settled = plans[4:]
-    assert settled and max(abs(b - a) for a, b in itertools.pairwise(settled)) <= 0.02 * max(settled), plans
+    assert max((abs(b - a) for a, b in itertools.pairwise(settled)), default=0) <= 0.02 * plans[0], plans
+    assert trainer.global_step == budget.planned_steps and clock.now < 4.0
+
+
+def test_a_lasting_slowdown_only_shortens_the_plan(corpus: Path, tmp_path: Path) -> None:
+    # 1.5x slower from half the budget on, to the end. The burst cut comes at once; the lasting
+    # pace then lags behind the recent one for a quarter of the budget, and lengthening by it
+    # undid the cut at every other re-check (the count swung up and down).
+    clock = FakeClock(tick=0.02)
+    slow_down, recorder = TickFrom(clock, step=90, tick=0.03), PlanRecorder()
+    trainer, budget = fit_with_budget(corpus, tmp_path, clock, extra_callbacks=(slow_down, recorder),
+                                      seconds=4.0, skip_steps=2, calibration_steps=10, reserve_seconds=0.05)
+    after = recorder.plans[90:]
+    assert after[-1] < after[0]  # the slowdown cut the plan ...
+    assert all(b <= a for a, b in itertools.pairwise(after)), after  # ... and it never grew back
     assert trainer.global_step == budget.planned_steps and clock.now < 4.0
 
 

@@ -26,10 +26,11 @@ _TorchMuon: type = getattr(torch.optim, "Muon", torch.optim.Optimizer)
 
 
 def native_bf16(device: torch.device) -> bool:
-    """Whether `device` multiplies bf16 matrices in hardware (CUDA; x86 CPUs with AVX-512 BF16 or
-    AMX tiles). Other CPUs, ARM included, are treated as emulating it: float32 is the safe choice."""
+    """Whether `device` multiplies bf16 matrices in hardware (CUDA GPUs from Ampere on; x86 CPUs
+    with AVX-512 BF16 or AMX tiles). Older GPUs and other CPUs, ARM included, are treated as
+    emulating it: float32 is the safe choice."""
     if device.type == "cuda":
-        return True
+        return torch.cuda.get_device_capability(device)[0] >= 8
     if device.type != "cpu":
         return False
     probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # False where torch lacks them

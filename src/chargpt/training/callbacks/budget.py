@@ -5,13 +5,14 @@ few warm-up steps the callback times `calibration_steps` steps, estimates what t
 costs (a full validation, what the callbacks do at its end, the closing sample), and fixes
 trainer.max_steps to the steps that fit. The LR schedule reads max_steps at every step, so it
 anneals to its floor at that step. About every 1% of the budget the count is re-planned from the
-mean step time over the last quarter of the budget (a burst that would overrun the run
-shortens it at once), with the end's estimate scaled up by a lasting slowdown, so a machine that slows down or
-speeds up, or does both in turn, is followed; a re-plan that moves the count by 2% or more
-(or cuts an overrun) is logged, the others at DEBUG. Validations during
-training are timed apart from the steps, and the plan makes room for the ones still due. A
-budget that cannot hold start-up, calibration and the final validation is refused with the
-smallest budget this model needs on this machine, as measured.
+mean step time over the last quarter of the budget, with the end's estimate scaled up by a lasting
+slowdown, so a machine that slows down or speeds up, or does both in turn, is followed. A burst
+that would overrun the run shortens it at once; the count lengthens only while the steps are no
+slower than that mean, so neither a host's jitter nor a lasting slowdown makes it swing. A
+re-plan that moves the count by 2% or more (or cuts an overrun) is logged, the others at DEBUG.
+Validations during training are timed apart from the steps, and the plan makes room for the ones
+still due. A budget that cannot hold start-up, calibration and the final validation is refused
+with the smallest budget this model needs on this machine, as measured.
 
 The chosen count is written to budget.json and metrics.json and kept in the checkpoint: a resumed
 run keeps it, and `trainer.max_steps=<count> budget_seconds=null` re-runs the same schedule.
@@ -89,8 +90,10 @@ REPLAN_LOG_CHANGE = 0.02
 # jitter (recent paces 5-12% either side of the lasting one, on a shared 2-core CPU) did less, yet
 # cut the plan, which the next re-check lengthened again: the count swung by ~5% at every re-check
 # and, in the decay, the learning rate with it. The lasting pace follows such changes; in the last
-# 10% of the budget, where plans only shorten, any overrun cuts.
+# stretch (SHORTEN_ONLY_FRACTION), where plans only shorten, any overrun cuts.
 BURST_OVERRUN_FRACTION = 0.2
+# The last stretch of the budget, as a fraction of it: there a plan only shortens.
+SHORTEN_ONLY_FRACTION = 0.1
 
 
 def replan_is_shown(planned: int, last_shown: int, overrun: bool) -> bool:
@@ -291,19 +294,21 @@ class TimeBudget(Callback):
         # Re-plan from the lasting pace (the mean over the last LASTING_FRACTION of the budget):
         # follows a lasting change of speed (either way) without overreacting to a short stall. If
         # the recent pace would overrun the deadline (by more than BURST_OVERRUN_FRACTION of the
-        # time left while the plan may still lengthen), plan with that pace. In the last 10% of the
-        # budget the plan is only shortened.
+        # time left, before the last stretch), plan with that pace. The plan lengthens only while
+        # the recent steps are no slower than the lasting pace: after a cut for a slowdown that
+        # lasts, the lasting pace lags behind it, and lengthening by it undid the cut at the next
+        # re-check. In the last stretch the plan only shortens.
         recent = (stepping - last_time) / (step - last_step)
         lasting = self._lasting_pace(step, stepping)
         # The end's estimate follows the lasting change, not a burst.
         end = self._end_at(lasting, validations_due(trainer, step, trainer.max_steps))
         left = self.deadline - now
-        lengthen = left > 0.1 * self.seconds
+        last_stretch = left <= SHORTEN_ONLY_FRACTION * self.seconds
         overshoot = (trainer.max_steps - step) * recent + end - left
-        overrun = overshoot > (BURST_OVERRUN_FRACTION * left if lengthen else 0.0)
+        overrun = overshoot > (0.0 if last_stretch else BURST_OVERRUN_FRACTION * left)
         before = self.planned_steps
         self._plan(trainer, step, now, max(lasting, recent) if overrun else lasting, end_pace=lasting,
-                   lengthen=lengthen)
+                   lengthen=not last_stretch and recent <= lasting * (1 + 1e-9))  # up to rounding
         if self.planned_steps != before:
             self.replans += 1
             if is_rank_zero():
