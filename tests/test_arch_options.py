@@ -256,7 +256,10 @@ def test_muon_auto_dtype_follows_the_cpus_bf16_units(monkeypatch: pytest.MonkeyP
     assert opt.dtype_for(torch.device("cpu")) == torch.float32
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True)
     assert opt.dtype_for(torch.device("cpu")) == torch.bfloat16
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (8, 0))  # Ampere
     assert opt.dtype_for(torch.device("cuda")) == torch.bfloat16
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 0))  # Volta
+    assert opt.dtype_for(torch.device("cuda")) == torch.float32
     fp32 = Muon([torch.zeros(4, 4, requires_grad=True)], ns_dtype="float32")
     assert fp32.dtype_for(torch.device("cuda")) == torch.float32
 
