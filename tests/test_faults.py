@@ -6,6 +6,7 @@ import errno
 import json
 import math
 import os
+import time
 from pathlib import Path
 
 import lightning as L
@@ -56,6 +57,11 @@ def test_nan_loss_stops_keeps_last_good_checkpoint_and_resume_continues_tensorbo
     assert _scalar_steps(run / "tensorboard", "train/loss") == list(range(1, 7))
 
     hook.take()
+    # TensorBoard reads a folder's event files in name order: the second, then the process and a
+    # per-process counter, compared as text. Within one second of one process the counter can
+    # sort the resumed run's file first (".10" before ".9"), and the purge then misses the stale
+    # steps. A real resume starts seconds later; here, wait for the next second.
+    time.sleep(1.0 - time.time() % 1.0 + 0.01)
     code, _, err = run_main(train_main, [*args, f"ckpt_path={run}"], capsys)
     assert code == 0, err
     assert [s for s, _ in hook.take()] == list(range(5, 13))
