@@ -80,6 +80,43 @@ def test_smaller_corpus_gets_more_dropout() -> None:
     assert dropout_for(8.0) == 0.0 < dropout_for(12.0) < dropout_for(16.0)
 
 
+def test_weight_decay_grows_with_the_epochs_then_stays() -> None:
+    wd = auto_size.weight_decay_for
+    assert wd(0.5) == wd(2.0) == 0.0 < wd(3.0) < wd(5.0) < wd(6.0) == wd(50.0) == 0.1
+    short, long = size(100), size(600, ms_for_anchor=15.0)  # ~2 and ~5 epochs of Tiny Shakespeare
+    assert short.weight_decay == wd(_chosen(short).epochs)
+    assert short.weight_decay < long.weight_decay
+    assert f"Muon weight decay {long.weight_decay:g}" in long.reason
+
+
+def _chosen(choice: auto_size.Choice) -> auto_size.Estimate:
+    return next(e for e in choice.measured if e.shape == choice.shape)
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [([], "chosen"), (["optimizer.weight_decay=0.02"], 0.02), (["optimizer=adamw"], "config")],
+)
+def test_weight_decay_is_set_for_muon_unless_the_command_line_gives_it(extra: list[str], expected) -> None:
+    overrides = ["model=auto", "budget_seconds=600", *extra]
+    with initialize_config_dir(config_dir=CONFIG_PATH, version_base="1.3"):
+        cfg = compose(config_name="train", overrides=overrides, return_hydra_config=True)
+    configured = float(cfg.optimizer.weight_decay)
+    choice = size(600, ms_for_anchor=15.0)
+    assert choice.weight_decay > 0
+    rule = choice.weight_decay
+    auto_size.apply_choice(cfg, choice, overrides, cfg.hydra.runtime.choices)
+    want = {"chosen": rule, "config": configured}.get(expected, expected)
+    assert cfg.optimizer.weight_decay == want and choice.weight_decay == want  # the record says what ran
+    assert f"optimizer.weight_decay={want:g}" in choice.overrides
+
+
+def test_a_record_from_before_the_weight_decay_rule_resumes_without_it() -> None:
+    record = size(600, ms_for_anchor=15.0).summary()
+    del record["chosen"]["weight_decay"]
+    assert auto_size.from_record(record).weight_decay == 0.0
+
+
 def test_wider_models_get_a_lower_adamw_lr() -> None:
     assert auto_size.adamw_lr_for(128) == 3e-3 > auto_size.adamw_lr_for(384)
 
@@ -200,6 +237,7 @@ def test_auto_run_records_its_choice_and_a_resume_keeps_it(tmp_path: Path, capsy
     saved = OmegaConf.load(run / ".hydra" / "config.yaml")  # Hydra's record shows the choice
     assert (saved.model.n_embd, saved.data.batch_size, saved.model.auto) == (
         chosen["n_embd"], chosen["batch_size"], False)
+    assert saved.optimizer.weight_decay == chosen["weight_decay"] > 0  # 20,000 characters: many epochs
 
     # Resumed: the recorded choice is rebuilt, nothing is timed again.
     def no_timing(*a, **k):
@@ -212,7 +250,9 @@ def test_auto_run_records_its_choice_and_a_resume_keeps_it(tmp_path: Path, capsy
     assert "kept from the checkpoint" in out + err
     assert json.loads((run / "budget.json").read_text())["auto"]["chosen"] == chosen
     [resumed_config] = (run / ".hydra").glob("resume-*/config.yaml")
-    assert OmegaConf.load(resumed_config).model.n_layer == chosen["n_layer"]
+    resumed_cfg = OmegaConf.load(resumed_config)
+    assert resumed_cfg.model.n_layer == chosen["n_layer"]
+    assert resumed_cfg.optimizer.weight_decay == chosen["weight_decay"]
 
 
 @pytest.mark.slow

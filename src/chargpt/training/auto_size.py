@@ -13,7 +13,8 @@ tokens to the shape's non-embedding parameters. A short budget or a slow machine
 model (more tokens per parameter), a long one a larger model: the pick is the shape whose ratio is
 nearest (in log scale) to the ratio measured best at 100 s. Climbing stops at the first shape below
 that ratio (larger ones are only farther from it), or when the calibration would take more than a
-small fraction of the budget. Dropout follows the epochs the run will make over its training text.
+small fraction of the budget. Dropout and Muon's weight decay follow the epochs the run will make
+over its training text.
 """
 
 from __future__ import annotations
@@ -93,6 +94,11 @@ LOOP_OVERHEAD_SECONDS = 0.0015
 # 38% slower (204 vs 148 ms) and scored 1.552 against 1.500 without it (docs/EXPERIMENTS.md). So
 # none up to 8 epochs, then up to 0.2 (nanoGPT's choice for Tiny Shakespeare) from 32 epochs.
 DROPOUT_BY_EPOCHS: tuple[tuple[float, float], ...] = ((8.0, 0.0), (16.0, 0.1), (32.0, 0.2))
+# Muon's decoupled weight decay (each step shrinks the hidden matrices by lr x decay) by epochs,
+# the same way: free on a CPU, unlike dropout. On the AMD EPYC, 4x192 at 600 s (~5.5 epochs, train
+# loss 0.31 below validation) scored 1.474 without it, 1.470 / 1.460 / 1.489 with 0.03 / 0.1 / 0.3;
+# the cpu_100s shape at 100 s (~2 epochs) lost 0.009 with 0.1 (docs/EXPERIMENTS.md).
+WEIGHT_DECAY_BY_EPOCHS: tuple[tuple[float, float], ...] = ((2.0, 0.0), (6.0, 0.1))
 # AdamW (embeddings, head, norms, biases) lr: 3e-3 up to the anchor's width, then scaled by
 # (ANCHOR width / width) ** ADAMW_LR_WIDTH_POWER. Under Adam each output-head coordinate moves by
 # about the lr, so the logits move more per step as width grows; a half power is a cautious step
@@ -116,15 +122,22 @@ def target_tokens_per_param() -> float:
     return ANCHOR_STEPS * ANCHOR_SHAPE.tokens_per_step() / non_embedding_params(ANCHOR_SHAPE)
 
 
-def dropout_for(epochs: float) -> float:
-    """DROPOUT_BY_EPOCHS, interpolated linearly (rounded to 0.01)."""
-    points = DROPOUT_BY_EPOCHS
+def by_epochs(points: Sequence[tuple[float, float]], epochs: float) -> float:
+    """A (epochs, value) table, interpolated linearly (rounded to 0.01), flat outside."""
     if epochs <= points[0][0]:
         return points[0][1]
     for (e0, p0), (e1, p1) in itertools.pairwise(points):
         if epochs <= e1:
             return round(p0 + (p1 - p0) * (epochs - e0) / (e1 - e0), 2)
     return points[-1][1]
+
+
+def dropout_for(epochs: float) -> float:
+    return by_epochs(DROPOUT_BY_EPOCHS, epochs)
+
+
+def weight_decay_for(epochs: float) -> float:
+    return by_epochs(WEIGHT_DECAY_BY_EPOCHS, epochs)
 
 
 def adamw_lr_for(width: int) -> float:
@@ -173,6 +186,7 @@ class Choice:
     shape: Shape
     dropout: float
     adamw_lr: float
+    weight_decay: float
     measured: list[Estimate]
     target: float
     reason: str
@@ -182,7 +196,8 @@ class Choice:
     def summary(self) -> dict[str, Any]:
         chosen = next(e for e in self.measured if e.shape == self.shape)
         return {
-            "chosen": {**chosen.row(), "dropout": self.dropout, "adamw_lr": self.adamw_lr},
+            "chosen": {**chosen.row(), "dropout": self.dropout, "adamw_lr": self.adamw_lr,
+                       "weight_decay": self.weight_decay},
             "reason": self.reason,
             "target_tokens_per_param": round(self.target, 3),
             "candidates": [e.row() for e in self.measured],
@@ -192,9 +207,9 @@ class Choice:
 
 
 def choose(measured: Sequence[Estimate], stopped: str) -> Choice:
-    """The shape whose tokens per parameter is nearest the target (log scale), its dropout (from
-    its epochs) and AdamW lr (from its width). `measured` is in ladder order; `stopped` says why
-    the climb ended."""
+    """The shape whose tokens per parameter is nearest the target (log scale), its dropout and Muon
+    weight decay (from its epochs) and AdamW lr (from its width). `measured` is in ladder order;
+    `stopped` says why the climb ended."""
     if not measured:
         shortest = min(s.block_size for s in LADDER)
         raise ConfigError(
@@ -203,13 +218,16 @@ def choose(measured: Sequence[Estimate], stopped: str) -> Choice:
         )
     target = target_tokens_per_param()
     best = min(measured, key=lambda e: abs(math.log(max(e.tokens_per_param, 1e-9) / target)))
-    dropout = dropout_for(best.epochs)
+    dropout, weight_decay = dropout_for(best.epochs), weight_decay_for(best.epochs)
     reason = (
         f"{best.tokens_per_param:.2f} tokens per parameter in the budget is the nearest to the target "
         f"{target:.2f} (the best measured shape at 100 s); climb stopped: {stopped}; "
-        f"{best.epochs:.1f} epochs over the training text -> dropout {dropout:g}"
+        f"{best.epochs:.1f} epochs over the training text -> dropout {dropout:g}, "
+        f"Muon weight decay {weight_decay:g}"
     )
-    return Choice(best.shape, dropout, adamw_lr_for(best.shape.n_embd), list(measured), target, reason)
+    return Choice(
+        best.shape, dropout, adamw_lr_for(best.shape.n_embd), weight_decay, list(measured), target, reason
+    )
 
 
 def climb(
@@ -309,7 +327,8 @@ def shape_fields(shape: Shape) -> dict[str, int]:
 # What model=auto sets: given on the command line, these are refused (they are the choice).
 CHOSEN_KEYS = ("model.n_layer", "model.n_embd", "model.n_head", "model.block_size", "data.batch_size")
 # What it sets unless the command line gives them (then the given value wins, and is recorded).
-DEFAULTED_KEYS = ("model.dropout", "optimizer.adamw.lr")
+# (The weight decay only with Muon, the optimizer its table was measured with.)
+DEFAULTED_KEYS = ("model.dropout", "optimizer.adamw.lr", "optimizer.weight_decay")
 
 
 def override_key(override: str) -> str:
@@ -362,6 +381,10 @@ def apply_choice(
             if "optimizer.adamw.lr" not in given:
                 adamw.lr = choice.adamw_lr
             choice.adamw_lr = float(adamw.lr)
+        muon = str(cfg.optimizer.get("_target_", "")).endswith("muon_adamw")
+        if muon and "optimizer.weight_decay" not in given:
+            cfg.optimizer.weight_decay = choice.weight_decay
+        choice.weight_decay = float(cfg.optimizer.get("weight_decay", 0.0))
         cfg.model.auto = False
     choice.overrides = reproducing_overrides(cfg, overrides, choices)
 
@@ -376,6 +399,8 @@ def reproducing_overrides(cfg: DictConfig, overrides: Sequence[str], choices: Ma
     model = [f"model.{k}={_value(v)}" for k, v in chosen.items() if k in shape_keys or defaults.get(k) != v]
     groups = [f"{g}={choices[g]}" for g in ("optimizer", "scheduler") if g in choices]
     values = [f"optimizer.lr={_value(cfg.optimizer.lr)}"] if "lr" in cfg.optimizer else []
+    if "weight_decay" in cfg.optimizer:
+        values.append(f"optimizer.weight_decay={_value(cfg.optimizer.weight_decay)}")
     if cfg.optimizer.get("adamw") is not None:
         values.append(f"optimizer.adamw.lr={_value(cfg.optimizer.adamw.lr)}")
     values += [
@@ -425,7 +450,10 @@ def report(choice: Choice, budget_seconds: float, train_chars: int) -> str:
             f"{mark} {e.shape.name:<24} {non_embedding_params(e.shape):>9,} {e.step_ms:>8.1f} {e.steps:>7,} "
             f"{e.tokens_per_param:>9.2f} {e.epochs:>7.2f}"
         )
-    lines.append(f"chosen: {choice.shape.name}, dropout {choice.dropout:g}, AdamW lr {choice.adamw_lr:g}")
+    lines.append(
+        f"chosen: {choice.shape.name}, dropout {choice.dropout:g}, AdamW lr {choice.adamw_lr:g}, "
+        f"weight decay {choice.weight_decay:g}"
+    )
     lines.append(f"why: {choice.reason}")
     if choice.overrides:
         lines.append(f"same run without model=auto: {shlex.join(choice.overrides)}")
@@ -446,7 +474,9 @@ def from_record(record: dict[str, Any]) -> Choice:
     ] or [Estimate(shape, float(chosen["step_ms"]), int(chosen["steps"]), float(chosen["tokens_per_param"]),
                    float(chosen["epochs"]))]
     return Choice(
-        shape, float(chosen["dropout"]), float(chosen["adamw_lr"]), measured,
+        shape, float(chosen["dropout"]), float(chosen["adamw_lr"]),
+        float(chosen.get("weight_decay", 0.0)),  # recorded since the weight decay rule
+        measured,
         float(record.get("target_tokens_per_param", target_tokens_per_param())),
         reason if reason.startswith(KEPT) else f"{KEPT} (first run: {reason})",
         float(record.get("calibration_seconds", 0.0)),

@@ -127,8 +127,9 @@ def record_chosen_config(cfg: DictConfig) -> None:
     saved = os.path.join(HydraConfig.get().runtime.output_dir, HydraConfig.get().output_subdir, "config.yaml")
     if not os.path.isfile(saved):
         return
-    note = ("# model=auto chose the shape, batch size, dropout and AdamW lr below at the start of the run\n"
-            "# (the choice and its reasons: budget.json, \"auto\"); Hydra composed placeholders there.\n")
+    note = ("# model=auto chose the shape, batch size, dropout, AdamW lr and weight decay below at the\n"
+            "# start of the run (the choice and its reasons: budget.json, \"auto\"); Hydra composed\n"
+            "# placeholders there.\n")
     write_text_atomic(saved, note + OmegaConf.to_yaml(cfg))  # a crash leaves Hydra's file whole
 
 
