@@ -377,13 +377,12 @@ def apply_choice(
             cfg.model.dropout = choice.dropout
         choice.dropout = float(cfg.model.dropout)
         adamw = cfg.optimizer.get("adamw")
-        if adamw is not None:
+        if adamw is not None:  # Muon + AdamW, the optimizer the rule was measured with
             if "optimizer.adamw.lr" not in given:
                 adamw.lr = choice.adamw_lr
             choice.adamw_lr = float(adamw.lr)
-        muon = str(cfg.optimizer.get("_target_", "")).endswith("muon_adamw")
-        if muon and "optimizer.weight_decay" not in given:
-            cfg.optimizer.weight_decay = choice.weight_decay
+            if "optimizer.weight_decay" not in given:
+                cfg.optimizer.weight_decay = choice.weight_decay
         choice.weight_decay = float(cfg.optimizer.get("weight_decay", 0.0))
         cfg.model.auto = False
     choice.overrides = reproducing_overrides(cfg, overrides, choices)
