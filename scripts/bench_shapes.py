@@ -5,7 +5,7 @@ One model (the cpu_100s shape by default: 3 × 128, RoPE, Muon + AdamW) takes fu
 alternating rounds; the median step of each is reported, and its time relative to the first.
 This is what a batch-size or context schedule would save per step (docs/EXPERIMENTS.md, "Ablations
 at a fixed step count"), and what bf16 autocast saves on a CPU with bf16 units (the forward under
-`torch.autocast`, as `trainer.precision=bf16-mixed` runs it). The last line is a JSON object.
+Lightning's bf16 autocast, as `trainer.precision=bf16-mixed` runs it). The last line is a JSON object.
 
     python scripts/bench_shapes.py                              # 8x128 (the preset), 4x128, 16x64, 32x32
     python scripts/bench_shapes.py --shapes 8x128 2x128 --layers 2 --width 96 --heads 3
@@ -24,6 +24,7 @@ import torch
 
 from chargpt.model import ModelConfig, build_model
 from chargpt.training.optim import build_optimizer
+from chargpt.training.precision import plugin as precision_plugin
 
 VOCAB = 65  # Tiny Shakespeare's
 PRECISIONS = ("32-true", "bf16-mixed")
@@ -80,12 +81,13 @@ def main() -> None:
     # No gradient clipping (the preset clips at 1.0): a fixed cost per step, so the ratios below
     # are slightly further from 1.0 than a real run's.
     times: dict[str, list[float]] = {name: [] for name in arms}
+    contexts = {p: precision_plugin(p, torch.device("cpu")) for p in args.precisions}
     for round_ in range(args.rounds + 1):  # round 0 warms every arm up and is not counted
         for name, (shape, precision) in arms.items():
             x = batches[shape]
             for _ in range(args.steps):
                 start = time.perf_counter()
-                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16-mixed"):
+                with contexts[precision].forward_context():  # what the Trainer runs the forward in
                     loss = model(x, x)[1]
                 loss.backward()
                 opt.step()

@@ -20,7 +20,6 @@ steps, precision and optimizer settings, and compares its median per-iteration t
 from __future__ import annotations
 
 import argparse
-import contextlib
 import itertools
 import json
 import pickle
@@ -42,6 +41,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from chargpt.cli.common import CONFIG_PATH, quiet_known_warnings
 from chargpt.data.windows import TrainWindows
+from chargpt.errors import ConfigError
+from chargpt.training import precision
 from chargpt.training.build import build_run, plain
 from chargpt.training.optim import build_optimizer, build_scheduler
 
@@ -51,7 +52,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--model", default="tiny", help="model preset (configs/model)")
     p.add_argument("--batch", type=int, default=12)
     p.add_argument("--block", type=int, default=None, help="context length (default: the preset's)")
-    p.add_argument("--precision", default="32-true", help="trainer.precision, e.g. bf16-mixed")
+    p.add_argument("--precision", default="32-true", help="trainer.precision, e.g. bf16-mixed or auto")
     p.add_argument("--compile", action="store_true", help="model.compile=true")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--steps", type=int, default=100, help="timed steps per repetition")
@@ -119,20 +120,14 @@ def run_bare(cfg: DictConfig, args: argparse.Namespace) -> float:
     L.seed_everything(cfg.seed, verbose=False)
     datamodule, module = build_run(cfg)[:2]
     device = torch.device(args.device)
-    model = module.model.to(device)
-    if args.precision == "bf16-true":
-        model = model.to(torch.bfloat16)
-    model.train()
+    run_precision = precision.plugin(args.precision, device)  # what the Trainer applies
+    model = run_precision.convert_module(module.model.to(device)).train()
     step_model = torch.compile(model) if args.compile else model
     total = args.warmup + args.steps
     opt = build_optimizer(model, plain(cfg.optimizer))
     sched = build_scheduler(opt, plain(cfg.scheduler), lambda: total)
     dm = datamodule
     windows = TrainWindows(dm.train_ids, dm.block_size, dm.batch_size, dm.seed)
-    autocast = (
-        torch.autocast(device.type, dtype=torch.bfloat16)
-        if args.precision == "bf16-mixed" else contextlib.nullcontext()
-    )
     clip = cfg.trainer.gradient_clip_val
     start = 0.0
     for step in range(total):
@@ -141,7 +136,7 @@ def run_bare(cfg: DictConfig, args: argparse.Namespace) -> float:
                 torch.cuda.synchronize()
             start = time.perf_counter()
         x, y = (t.to(device, non_blocking=True) for t in windows[step])
-        with autocast:
+        with run_precision.forward_context():
             _, loss = step_model(x, y)
         loss.backward()
         if clip:
@@ -267,6 +262,10 @@ def main() -> None:
     quiet_known_warnings()
     if args.warmup < 1:
         raise SystemExit("--warmup must be at least 1")
+    try:  # both paths run the precision a run resolves to ("auto" included) here
+        args.precision = precision.resolved(args.precision, torch.device(args.device))
+    except ConfigError as e:
+        raise SystemExit(f"--precision: {e}") from None
     with tempfile.TemporaryDirectory(prefix="chargpt-bench-") as out:
         cfg = compose_config(args, out)
         tokens_per_step = args.batch * cfg.model.block_size

@@ -14,11 +14,11 @@ from omegaconf import OmegaConf
 from chargpt.cli import train
 from chargpt.cli.common import CONFIG_PATH
 from chargpt.model import ModelConfig
-from chargpt.training import auto_size, build
+from chargpt.training import auto_size, build, precision
 from chargpt.training.auto_size import LADDER, Shape, climb, dropout_for, non_embedding_params
 from chargpt.training.build import plain
 from chargpt.training.callbacks import budget as budget_module
-from conftest import run_main, write_corpus
+from conftest import bare_train_args, run_main, write_corpus
 
 SHAKESPEARE_TRAIN, SHAKESPEARE_VAL = 1_003_854, 111_540
 
@@ -165,35 +165,74 @@ def test_printed_override_reproduces_the_model() -> None:
 def test_precision_auto_is_bf16_autocast_only_where_the_device_has_bf16_units(
     monkeypatch, native: bool, expected: str
 ) -> None:
-    monkeypatch.setattr(build, "native_bf16", lambda device: native)
+    monkeypatch.setattr(precision, "native_bf16", lambda device: native)
     with initialize_config_dir(config_dir=CONFIG_PATH, version_base="1.3"):
         asked = [compose(config_name="train", overrides=[*o, "trainer.precision=auto"])
                  for o in ([], ["model=auto", "budget_seconds=60"])]
         default = compose(config_name="train")
     for cfg in asked:
-        build.resolve_precision(cfg)
+        assert build.resolve_precision(cfg)
         assert cfg.trainer.precision == expected
-    build.resolve_precision(default)
+    assert not build.resolve_precision(default)
     assert default.trainer.precision == "32-true"  # auto only when asked for
 
 
-@pytest.mark.parametrize("autocast", [False, True])
-def test_shapes_are_timed_in_the_runs_precision(monkeypatch, autocast: bool) -> None:
+def test_the_saved_config_holds_the_precision_auto_resolved_to(tmp_path: Path, capsys, monkeypatch) -> None:
+    monkeypatch.setattr(precision, "native_bf16", lambda device: False)
+    run = tmp_path / "run"
+    args = bare_train_args(
+        write_corpus(tmp_path / "c.txt"), run, "trainer.precision=auto", "trainer.max_steps=2",
+        "trainer.val_check_interval=2",
+    )
+    code, _, err = run_main(train.main, args, capsys)
+    assert code == 0, err
+    saved = (run / ".hydra" / "config.yaml").read_text()
+    assert saved.startswith("# trainer.precision=auto resolved to 32-true on this machine\n")
+    assert OmegaConf.create(saved).trainer.precision == "32-true"
+    assert "trainer.precision=auto" in (run / ".hydra" / "overrides.yaml").read_text()  # what was typed
+
+
+@pytest.mark.parametrize(
+    ("given", "device", "name"),
+    [
+        ("bf16", "cpu", "bf16-mixed"), ("32", "cpu", "32-true"), (64, "cpu", "64-true"),
+        (None, "cpu", "32-true"), ("bf16-true", "cpu", "bf16-true"),
+        ("transformer-engine", "cuda", "transformer-engine"),
+        (16, "cuda", "16-mixed"), (16, "cpu", "bf16-mixed"),  # as Lightning runs it: no fp16 autocast on CPU
+    ],
+)
+def test_precision_aliases_get_the_names_lightning_runs(given: object, device: str, name: str) -> None:
+    assert precision.resolved(given, torch.device(device)) == name
+
+
+@pytest.mark.parametrize(
+    ("run_precision", "autocast", "weights"),
+    [
+        ("32-true", False, torch.float32),
+        ("bf16-mixed", True, torch.float32),  # autocast: float32 weights, bf16 products
+        ("bf16-true", False, torch.bfloat16),  # the weights themselves in bf16
+    ],
+)
+def test_shapes_are_timed_in_the_runs_precision(
+    monkeypatch, run_precision: str, autocast: bool, weights: torch.dtype
+) -> None:
     seen = []
     original = auto_size.build_model
 
     def recording_model(*args, **kwargs):
         model = original(*args, **kwargs)
-        model.register_forward_hook(lambda *_: seen.append(torch.is_autocast_enabled("cpu")))
+        model.register_forward_hook(
+            lambda m, *_: seen.append((torch.is_autocast_enabled("cpu"), next(m.parameters()).dtype))
+        )
         return model
 
     monkeypatch.setattr(auto_size, "build_model", recording_model)
     measure = auto_size.step_timer(
         ModelConfig(), {"_target_": "torch.optim.AdamW", "lr": 1e-3}, 8,
-        torch.randint(0, 8, (500,)).numpy(), torch.device("cpu"), 1.0, seed=0, autocast=autocast,
+        torch.randint(0, 8, (500,)).numpy(), torch.device("cpu"), 1.0, seed=0, precision=run_precision,
     )
     assert measure(Shape(1, 16, 2, 8, 2)) > 0
-    assert seen and all(enabled == autocast for enabled in seen)
+    assert seen and set(seen) == {(autocast, weights)}
 
 
 def test_model_auto_refuses_a_shape_on_the_command_line(tmp_path: Path, capsys) -> None:
@@ -215,7 +254,7 @@ def test_auto_run_records_its_choice_and_a_resume_keeps_it(tmp_path: Path, capsy
     # A budget counts from the process start; here, from the call (pytest started long ago).
     monkeypatch.setattr(budget_module, "run_start_time", lambda: budget_module.time.monotonic())
     monkeypatch.setattr(auto_size, "LADDER", TINY_LADDER)
-    corpus = write_corpus(tmp_path / "c.txt", n_chars=20_000)
+    corpus = write_corpus(tmp_path / "c.txt")  # 3,600 training characters: many epochs
     run = tmp_path / "run"
     args = [
         "model=auto", "budget_seconds=12", "data=text", f"data.path={corpus}", f"hydra.run.dir={run}",
@@ -237,7 +276,7 @@ def test_auto_run_records_its_choice_and_a_resume_keeps_it(tmp_path: Path, capsy
     saved = OmegaConf.load(run / ".hydra" / "config.yaml")  # Hydra's record shows the choice
     assert (saved.model.n_embd, saved.data.batch_size, saved.model.auto) == (
         chosen["n_embd"], chosen["batch_size"], False)
-    assert saved.optimizer.weight_decay == chosen["weight_decay"] > 0  # 20,000 characters: many epochs
+    assert saved.optimizer.weight_decay == chosen["weight_decay"] > 0
 
     # Resumed: the recorded choice is rebuilt, nothing is timed again.
     def no_timing(*a, **k):

@@ -64,6 +64,11 @@ TRAIN_CASES = [
     ("dropout 1", ["model.dropout=1.0"], "model.dropout=1.0 must be in [0, 1)"),
     ("dropout negative", ["model.dropout=-0.1"], "model.dropout=-0.1 must be in [0, 1)"),
     ("batch size 0", ["data.batch_size=0"], "data.batch_size=0 must be a positive integer"),
+    (
+        "unknown precision",
+        ["trainer.precision=bf32"],
+        "trainer.precision=bf32 is not a precision; use one of auto, 32-true, bf16-mixed",
+    ),
     ("threads 0", ["threads=0"], "threads=0 must be a whole number >= 1, or null"),
     ("threads not a number", ["threads=all"], "threads='all' must be a whole number >= 1, or null"),
     (

@@ -38,6 +38,7 @@ from chargpt.errors import ConfigError
 from chargpt.model import ModelConfig, build_model
 from chargpt.training.callbacks.budget import RESERVE_SECONDS, VALIDATION_MARGIN
 from chargpt.training.optim import build_optimizer
+from chargpt.training.precision import plugin as precision_plugin
 
 log = logging.getLogger(__name__)
 
@@ -270,16 +271,18 @@ def usable_ladder(train_chars: int, val_chars: int) -> list[Shape]:
 
 def step_timer(
     base: ModelConfig, optimizer: dict[str, Any], vocab_size: int, train_ids: np.ndarray,
-    device: torch.device, clip: float | None, seed: int, autocast: bool = False,
+    device: torch.device, clip: float | None, seed: int, precision: str = "32-true",
 ) -> Callable[[Shape], float]:
     """measure(shape): seconds of the fastest of TIMED_STEPS training steps (forward, backward,
-    gradient clipping, optimizer step) on real random windows, after one warm-up step; the forward
-    under bf16 autocast with `autocast` (trainer.precision=bf16-mixed). The fastest,
-    not the median: on a shared machine steps are easily slowed for a while (another job; on the
-    2-core CPU also the first seconds of a process), which would make a shape look slow and pick
-    too small a model. The budget callback plans the real step count from the run's real pace anyway."""
+    gradient clipping, optimizer step) on real random windows, after one warm-up step, in the run's
+    resolved trainer.precision (its model conversion and forward context, as the Trainer applies
+    them). The fastest, not the median: on a shared machine steps are easily slowed for a while
+    (another job; on the 2-core CPU also the first seconds of a process), which would make a shape
+    look slow and pick too small a model. The budget callback plans the real step count from the
+    run's real pace anyway."""
     ids = torch.from_numpy(np.asarray(train_ids, dtype=np.int64))
     rng = np.random.default_rng(seed)
+    run_precision = precision_plugin(precision, device)
 
     def batch(shape: Shape) -> tuple[torch.Tensor, torch.Tensor]:
         starts = rng.integers(0, len(ids) - shape.block_size - 1, size=shape.batch_size)
@@ -291,14 +294,14 @@ def step_timer(
         config = ModelConfig.from_dict(base.to_dict() | shape_fields(shape) | {"compile": False})
         # Model init draws from torch's RNG: keep the run's own stream as if nothing ran here.
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            model = build_model(config, vocab_size).to(device).train()
+            model = run_precision.convert_module(build_model(config, vocab_size).to(device)).train()
             opt = build_optimizer(model, optimizer)
             times = []
             for i in range(1 + TIMED_STEPS):
                 x, y = batch(shape)
                 sync(device)
                 t0 = time.perf_counter()
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+                with run_precision.forward_context():
                     _, loss = model(x, y)
                 loss.backward()
                 if clip:
@@ -326,9 +329,6 @@ def shape_fields(shape: Shape) -> dict[str, int]:
 
 # What model=auto sets: given on the command line, these are refused (they are the choice).
 CHOSEN_KEYS = ("model.n_layer", "model.n_embd", "model.n_head", "model.block_size", "data.batch_size")
-# What it sets unless the command line gives them (then the given value wins, and is recorded).
-# (The weight decay only with Muon, the optimizer its table was measured with.)
-DEFAULTED_KEYS = ("model.dropout", "optimizer.adamw.lr", "optimizer.weight_decay")
 
 
 def override_key(override: str) -> str:

@@ -29,12 +29,11 @@ from chargpt.distributed import is_rank_zero
 from chargpt.errors import ConfigError, SetupError
 from chargpt.files import write_text_atomic
 from chargpt.model import ModelConfig
-from chargpt.training import auto_size
+from chargpt.training import auto_size, precision
 from chargpt.training.callbacks import budget
 from chargpt.training.finetune import apply_pretrained, freeze, prepare_finetune
 from chargpt.training.host_memory import keep_freed_memory
 from chargpt.training.module import CharLM
-from chargpt.training.muon import native_bf16
 from chargpt.training.optim import check_optimizer
 from chargpt.training.steps import fix_total_steps
 
@@ -70,19 +69,21 @@ def calibration_device(trainer_cfg: DictConfig) -> torch.device:
     return torch.device("cpu")
 
 
-def resolve_precision(cfg: DictConfig) -> None:
-    """trainer.precision=auto: bf16 autocast (bf16-mixed) on a device that multiplies bf16 in
-    hardware (CUDA; CPUs with AVX-512 BF16 or AMX), else float32 (32-true): elsewhere bf16 is
-    emulated, and slower. Not the default of any preset: on a CPU with bf16 units it won short
-    runs at equal time and lost a 600 s one (docs/EXPERIMENTS.md, "Ablations at a fixed step count")."""
-    if str(cfg.trainer.get("precision")) != "auto":
-        return
+def resolve_precision(cfg: DictConfig) -> bool:
+    """Write trainer.precision as Lightning names it, `auto` resolved for the run's device (bf16
+    autocast where it multiplies bf16 in hardware, else float32). Not the default of any preset: on
+    a CPU with bf16 units it won short runs at equal time and lost a 600 s one (docs/EXPERIMENTS.md,
+    "Ablations at a fixed step count"). Returns whether `auto` was resolved."""
+    given = cfg.trainer.get("precision")
     device = calibration_device(cfg.trainer)
-    precision = "bf16-mixed" if native_bf16(device) else "32-true"
+    name = precision.resolved(given, device)
     with open_dict(cfg):
-        cfg.trainer.precision = precision
-    why = "multiplies bf16 in hardware" if precision == "bf16-mixed" else "has no bf16 units"
-    log.info("trainer.precision=auto: %s (this %s %s)", precision, device.type.upper(), why)
+        cfg.trainer.precision = name
+    if str(given) != "auto":
+        return False
+    why = "multiplies bf16 in hardware" if name == "bf16-mixed" else "has no bf16 units"
+    log.info("trainer.precision=auto: %s (this %s %s)", name, device.type.upper(), why)
+    return True
 
 
 def size_automatically(
@@ -104,7 +105,7 @@ def size_automatically(
         measure = auto_size.step_timer(
             base, plain(cfg.optimizer), datamodule.tokenizer.vocab_size, datamodule.train_ids,
             calibration_device(cfg.trainer), cfg.trainer.get("gradient_clip_val"), int(cfg.seed),
-            autocast=str(cfg.trainer.get("precision")) == "bf16-mixed",
+            str(cfg.trainer.precision),
         )
         choice = auto_size.climb(
             auto_size.usable_ladder(train_chars, val_chars), measure, float(cfg.budget_seconds),
@@ -115,22 +116,22 @@ def size_automatically(
     if is_rank_zero():
         train_chars = len(datamodule.train_ids) if datamodule.train_ids is not None else 0
         log.info("%s", auto_size.report(choice, float(cfg.budget_seconds), train_chars))
-        record_chosen_config(cfg)
     return choice
 
 
-def record_chosen_config(cfg: DictConfig) -> None:
-    """Rewrite the config Hydra saved at the start (`.hydra/config.yaml`) with model=auto's choice:
-    that file is where people look for what a run trained, and it held the placeholder shape."""
+def record_resolved_config(cfg: DictConfig, notes: list[str]) -> None:
+    """Rewrite the config Hydra saved at the start (`.hydra/config.yaml`) with what was decided on
+    this machine (`notes`: one comment line each): that file is where people look for what a run
+    trained, and it held the placeholders (model=auto's shape, trainer.precision=auto)."""
+    if not notes or not is_rank_zero():
+        return
     if not HydraConfig.initialized() or HydraConfig.get().output_subdir is None:
         return  # no config saved (hydra.output_subdir=null, or outside Hydra)
     saved = os.path.join(HydraConfig.get().runtime.output_dir, HydraConfig.get().output_subdir, "config.yaml")
     if not os.path.isfile(saved):
         return
-    note = ("# model=auto chose the shape, batch size, dropout, AdamW lr and weight decay below at the\n"
-            "# start of the run (the choice and its reasons: budget.json, \"auto\"); Hydra composed\n"
-            "# placeholders there.\n")
-    write_text_atomic(saved, note + OmegaConf.to_yaml(cfg))  # a crash leaves Hydra's file whole
+    header = "".join(f"# {note}\n" for note in notes)
+    write_text_atomic(saved, header + OmegaConf.to_yaml(cfg))  # a crash leaves Hydra's file whole
 
 
 def check_devices(trainer_cfg: DictConfig) -> None:
@@ -230,7 +231,9 @@ def build_run(cfg: DictConfig) -> Run:
     # for the first run of a process), before the data is read and the shapes are timed.
     start = budget.run_start_time() if auto else 0.0
     check_launch(cfg)
-    resolve_precision(cfg)  # before model=auto times its shapes in it
+    decided = []  # what this machine decided, noted in the saved config
+    if resolve_precision(cfg):  # before model=auto times its shapes in it
+        decided.append(f"trainer.precision=auto resolved to {cfg.trainer.precision} on this machine")
     if cfg.get("keep_freed_memory"):
         keep_freed_memory()
     torch.set_float32_matmul_precision(cfg.get("matmul_precision", "highest"))
@@ -267,6 +270,12 @@ def build_run(cfg: DictConfig) -> Run:
         model_fields.pop("auto", None)
         model_config = ModelConfig.from_dict(model_fields)
         datamodule.set_windows(model_config.block_size, int(cfg.data.batch_size))
+        decided += [
+            "model=auto chose the shape, batch size, dropout, AdamW lr and weight decay below at the",
+            'start of the run (the choice and its reasons: budget.json, "auto"); Hydra composed',
+            "placeholders there.",
+        ]
+    record_resolved_config(cfg, decided)
     if ckpt is not None:
         check_resumable(ckpt, str(file), model_config, vocab, datamodule.fingerprint)
         ckpt_path, resume_step = str(file), int(ckpt.get("global_step", 0))

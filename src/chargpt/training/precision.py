@@ -1,0 +1,67 @@
+"""trainer.precision as a run uses it: Lightning's aliases unified, `auto` resolved for the device,
+and Lightning's own precision plugin for code that runs steps outside the Trainer (model=auto's
+calibration, the training benchmark's bare loop), so they time what the run will run."""
+
+from __future__ import annotations
+
+import torch
+from lightning.pytorch.plugins.precision import (
+    DoublePrecision,
+    HalfPrecision,
+    MixedPrecision,
+    Precision,
+    TransformerEnginePrecision,
+)
+
+from chargpt.errors import ConfigError
+from chargpt.training.muon import native_bf16
+
+# Lightning's names for each precision (its older spellings map onto them, as Lightning maps them).
+PRECISIONS = (
+    "32-true", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true",
+    "transformer-engine", "transformer-engine-float16",
+)
+ALIASES = {"32": "32-true", "bf16": "bf16-mixed", "16": "16-mixed", "64": "64-true"}
+
+
+def unified(precision: object) -> str:
+    """Lightning's own name for a trainer.precision value ("bf16" -> "bf16-mixed", 32 -> "32-true");
+    `auto` stays `auto`. An unknown value is a ConfigError naming the accepted ones."""
+    if precision is None:
+        return "32-true"  # Lightning's default
+    name = str(precision)
+    name = ALIASES.get(name, name)
+    if name != "auto" and name not in PRECISIONS:
+        raise ConfigError(
+            f"trainer.precision={precision} is not a precision; use one of auto, {', '.join(PRECISIONS)}"
+        )
+    return name
+
+
+def resolved(precision: object, device: torch.device) -> str:
+    """The precision a run trains in: `auto` is bf16 autocast (bf16-mixed) on a device that
+    multiplies bf16 in hardware (CUDA from Ampere on; CPUs with AVX-512 BF16 or AMX) and float32
+    (32-true) elsewhere, where bf16 is emulated and slower. 16-mixed on a CPU is bf16-mixed, as
+    Lightning runs it (CPUs have no fp16 autocast)."""
+    name = unified(precision)
+    if name == "auto":
+        return "bf16-mixed" if native_bf16(device) else "32-true"
+    if name == "16-mixed" and device.type == "cpu":
+        return "bf16-mixed"
+    return name
+
+
+def plugin(precision: str, device: torch.device) -> Precision:
+    """Lightning's plugin for a resolved precision, chosen as the Trainer chooses it: its
+    `convert_module` and `forward_context` are what the Trainer applies to the model and around its
+    forward. (Timing loops call backward directly: 16-mixed's loss scaling is not timed.)"""
+    if precision.startswith("transformer-engine"):
+        weights = torch.float16 if precision.endswith("float16") else torch.bfloat16
+        return TransformerEnginePrecision(weights_dtype=weights)
+    if precision.endswith("-mixed"):
+        return MixedPrecision(precision, device.type)  # type: ignore[arg-type]
+    if precision in ("bf16-true", "16-true"):
+        return HalfPrecision(precision)  # type: ignore[arg-type]
+    if precision == "64-true":
+        return DoublePrecision()
+    return Precision()
