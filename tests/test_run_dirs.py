@@ -124,6 +124,28 @@ def test_a_run_dir_with_an_unresolvable_interpolation_is_one_error_line(
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_sweep_job_folder_that_cannot_be_named_is_one_error_line(tmp_path: Path, capsys) -> None:
+    for subdir, expected in (("${nope}", "hydra.sweep.subdir=${nope}: cannot resolve it (Interpolation key "
+                                         "'nope' not found); name each job's folder with existing keys"),
+                             ("job\\${x}", "cannot hold a literal '${'")):
+        code = run_cli(train_main, "-m", "seed=1,2", f"hydra.sweep.dir={tmp_path}/sweep",
+                       f"hydra.sweep.subdir={subdir}", "data.path=unused.txt", "data=text")
+        err = capsys.readouterr().err
+        assert code == 2 and err.startswith("error: hydra.sweep.subdir=") and expected in err, err
+        assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_sweep_job_folder_may_name_the_swept_settings(tmp_path: Path, capsys) -> None:
+    # `+tag` exists only in each job's config, with that job's value: not refused up front.
+    run_cli(train_main, "-m", "+tag=first,second", f"hydra.sweep.dir={tmp_path}/sweep",
+            "hydra.sweep.subdir=${tag}-${hydra.job.num}", "data.path=missing.txt", "data=text")
+    assert "hydra.sweep.subdir" not in capsys.readouterr().err
+    jobs = sorted(p for p in (tmp_path / "sweep").iterdir() if p.is_dir())
+    assert [p.name for p in jobs] == ["first-0", "second-1"]
+    assert all("data file not found" in (p / "status.json").read_text() for p in jobs)  # the jobs ran
+
+
 def test_a_run_dir_may_use_hydras_own_resolver(tmp_path: Path, capsys, monkeypatch) -> None:
     # `${hydra:...}` resolves only once Hydra has set its config: the guard must not refuse it.
     monkeypatch.chdir(tmp_path)

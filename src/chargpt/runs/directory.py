@@ -232,6 +232,37 @@ def _resolved_dir(config: DictConfig, mode: str) -> Path:
     return Path(resolved)
 
 
+def _check_job_subdir(config: DictConfig) -> None:
+    """hydra.sweep.subdir names each job's folder and is resolved per job, once the job's number is
+    known: Hydra would fail then, with a traceback. Resolve it now for a stand-in first job."""
+    if OmegaConf.is_missing(config.hydra.sweep, "subdir"):
+        return  # Hydra's own error
+    raw = OmegaConf.to_container(config.hydra.sweep, resolve=False).get("subdir")
+    probe = config.copy()
+    with read_write(probe.hydra.job), open_dict(probe.hydra.job):
+        probe.hydra.job.num, probe.hydra.job.id, probe.hydra.job.override_dirname = 0, "0", ""
+    # Swept settings are not in the config yet (Hydra composes each job with its own values): a
+    # stand-in value for those the config lacks, so that only keys no job would have fail.
+    for override in config.hydra.overrides.task:
+        key = override.split("=", 1)[0].lstrip("+")
+        absent = OmegaConf.select(probe, key, default=None, throw_on_missing=False) is None
+        if absent and not key.startswith("~"):
+            OmegaConf.update(probe, key, "0", force_add=True)
+    HydraConfig.instance().set_config(probe)  # for `${hydra:job.num}`
+    try:
+        resolved = str(probe.hydra.sweep.subdir)
+    except InterpolationResolutionError as err:
+        raise ConfigError(
+            f"hydra.sweep.subdir={raw}: cannot resolve it ({str(err).splitlines()[0]}); name each "
+            "job's folder with existing keys, e.g. ${hydra.job.num} or ${hydra.job.override_dirname}"
+        ) from None
+    finally:
+        HydraConfig.instance().set_config(config)
+    if "${" in resolved:
+        raise ConfigError(f"hydra.sweep.subdir={raw}: a run's folder name cannot hold a literal '${{'; "
+                          "pick another name")
+
+
 def _set(node: DictConfig, key: str, value: Path) -> None:
     with read_write(node), open_dict(node):
         node[key] = omegaconf_literal(str(value))
@@ -253,6 +284,7 @@ class RunDirGuard(Callback):
     @exit_on_user_error
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = _resolved_dir(config, "sweep")
+        _check_job_subdir(config)
         if _is_default(config.hydra.sweep, "dir"):
             sweep_dir = claim_new(sweep_dir, "hydra.sweep.dir").folder
             _set(config.hydra.sweep, "dir", sweep_dir)
