@@ -310,6 +310,20 @@ def test_a_slow_drift_is_shown_every_2_percent_and_an_overrun_cut_always() -> No
     assert not budget_module.replan_is_shown(999, 1000, overrun=False)
 
 
+def test_a_re_check_cuts_at_once_only_for_a_burst_that_overruns_by_a_fifth_of_the_time_left() -> None:
+    replan = budget_module.replan_pace
+    # 100 s left, 10 s of end, 900 steps planned at 0.1 s: on time at the lasting pace.
+    jitter = replan(recent=0.11, lasting=0.1, steps_left=900, end_seconds=10, left=100, last_stretch=False)
+    assert jitter == (0.1, False, False)  # 9 s over (< 20 s): the lasting pace, no lengthening
+    burst = replan(recent=0.125, lasting=0.1, steps_left=900, end_seconds=10, left=100, last_stretch=False)
+    assert burst == (0.125, False, True)  # 22.5 s over: cut at the recent pace
+    late = replan(recent=0.101, lasting=0.1, steps_left=900, end_seconds=10, left=100, last_stretch=True)
+    assert late == (0.101, False, True)  # the last stretch: any overrun cuts, and nothing lengthens
+    faster = replan(recent=0.09, lasting=0.1, steps_left=900, end_seconds=10, left=100, last_stretch=False)
+    assert faster == (0.1, True, False)  # faster steps: the plan may grow, at the lasting pace
+    assert not replan(0.09, 0.1, 900, 10, 100, last_stretch=True).lengthen
+
+
 class CostlyAtValidationEnd(L.Callback):
     """A callback whose work at the end of validation takes 0.4 s of the budget's clock."""
 

@@ -27,7 +27,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import lightning as L
 import torch
@@ -94,6 +94,29 @@ REPLAN_LOG_CHANGE = 0.02
 BURST_OVERRUN_FRACTION = 0.2
 # The last stretch of the budget, as a fraction of it: there a plan only shortens.
 SHORTEN_ONLY_FRACTION = 0.1
+
+
+class Replan(NamedTuple):
+    pace: float  # seconds a step, to plan the remaining steps with
+    lengthen: bool  # whether the plan may grow
+    overrun: bool  # whether the recent pace cuts it at once
+
+
+def replan_pace(
+    recent: float, lasting: float, steps_left: int, end_seconds: float, left: float, last_stretch: bool
+) -> Replan:
+    """A re-check's plan from the recent pace (steps since the last re-check) and the lasting one:
+    the lasting pace, unless the recent one would overrun the deadline (`left` seconds away, with
+    `end_seconds` of validation and saving after the steps) by more than BURST_OVERRUN_FRACTION
+    of the time left (in the last stretch: at all). The plan lengthens only while the recent steps
+    are no slower than the lasting pace, and never in the last stretch."""
+    overshoot = steps_left * recent + end_seconds - left
+    overrun = overshoot > (0.0 if last_stretch else BURST_OVERRUN_FRACTION * left)
+    return Replan(
+        pace=max(lasting, recent) if overrun else lasting,
+        lengthen=not last_stretch and recent <= lasting * (1 + 1e-9),  # up to rounding
+        overrun=overrun,
+    )
 
 
 def replan_is_shown(planned: int, last_shown: int, overrun: bool) -> bool:
@@ -291,28 +314,24 @@ class TimeBudget(Callback):
             due = due or stepping - last_time >= self.check_fraction * self.seconds
         if not due:
             return
-        # Re-plan from the lasting pace (the mean over the last LASTING_FRACTION of the budget):
-        # follows a lasting change of speed (either way) without overreacting to a short stall. If
-        # the recent pace would overrun the deadline (by more than BURST_OVERRUN_FRACTION of the
-        # time left, before the last stretch), plan with that pace. The plan lengthens only while
-        # the recent steps are no slower than the lasting pace: after a cut for a slowdown that
-        # lasts, the lasting pace lags behind it, and lengthening by it undid the cut at the next
-        # re-check. In the last stretch the plan only shortens.
+        # Re-plan from the lasting pace (the mean over the last LASTING_FRACTION of the budget): it
+        # follows a lasting change of speed (either way) without overreacting to a short stall; a
+        # burst that would overrun cuts at once (replan_pace). Lengthening waits until the recent
+        # steps are no slower than the lasting pace: after a cut for a slowdown that lasts, the
+        # lasting pace lags behind it, and lengthening by it undid the cut at the next re-check.
         recent = (stepping - last_time) / (step - last_step)
         lasting = self._lasting_pace(step, stepping)
         # The end's estimate follows the lasting change, not a burst.
         end = self._end_at(lasting, validations_due(trainer, step, trainer.max_steps))
         left = self.deadline - now
         last_stretch = left <= SHORTEN_ONLY_FRACTION * self.seconds
-        overshoot = (trainer.max_steps - step) * recent + end - left
-        overrun = overshoot > (0.0 if last_stretch else BURST_OVERRUN_FRACTION * left)
+        replan = replan_pace(recent, lasting, trainer.max_steps - step, end, left, last_stretch)
         before = self.planned_steps
-        self._plan(trainer, step, now, max(lasting, recent) if overrun else lasting, end_pace=lasting,
-                   lengthen=not last_stretch and recent <= lasting * (1 + 1e-9))  # up to rounding
+        self._plan(trainer, step, now, replan.pace, end_pace=lasting, lengthen=replan.lengthen)
         if self.planned_steps != before:
             self.replans += 1
             if is_rank_zero():
-                shown = replan_is_shown(self.planned_steps, self._shown_plan or before, overrun)
+                shown = replan_is_shown(self.planned_steps, self._shown_plan or before, replan.overrun)
                 if shown:
                     self._shown_plan = self.planned_steps
                 level = logging.INFO if shown else logging.DEBUG
