@@ -209,27 +209,30 @@ def _is_default(node: DictConfig, key: str) -> bool:
     return "${now:" in str(OmegaConf.to_container(node, resolve=False).get(key, ""))
 
 
-def _resolved_dir(config: DictConfig, mode: str) -> Path:
-    """The directory hydra.run.dir or hydra.sweep.dir (`mode`) names. Its `${...}` are
-    interpolations (`${now:%H-%M-%S}`, `${hydra:runtime.cwd}`); one that cannot be resolved, or a
-    literal `${` (escaped), is a one-line error: Hydra reads the run's folder into other settings,
-    which would take a literal `${` for an interpolation again."""
-    node, setting = config.hydra[mode], f"hydra.{mode}.dir"
-    raw = OmegaConf.to_container(node, resolve=False).get("dir")
+def _resolved_name(config: DictConfig, node: DictConfig, key: str, setting: str, fix: str) -> str:
+    """`node[key]`, a folder name of `config`, resolved. Its `${...}` are interpolations
+    (`${now:%H-%M-%S}`, `${hydra:runtime.cwd}`); one that cannot be resolved (`fix` says what to do),
+    or a literal `${` (escaped), is a one-line error: Hydra reads the run's folder into other
+    settings, which would take a literal `${` for an interpolation again."""
+    raw = OmegaConf.to_container(node, resolve=False).get(key)
     # The `hydra:` resolver reads the config Hydra sets only once the job starts: set it now, as
     # Hydra will (with the same config) right after this callback.
     HydraConfig.instance().set_config(config)
     try:
-        resolved = str(node.dir)
+        resolved = str(node[key])
     except InterpolationResolutionError as err:
-        raise ConfigError(
-            f"{setting}={raw}: cannot resolve it ({str(err).splitlines()[0]}): '${{' starts an "
-            "interpolation such as ${now:%H-%M-%S}; name an existing key, or pick a folder name without '${'"
-        ) from None
+        raise ConfigError(f"{setting}={raw}: cannot resolve it ({str(err).splitlines()[0]}){fix}") from None
     if "${" in resolved:
         raise ConfigError(f"{setting}={raw}: a run's folder name cannot hold a literal '${{'; "
                           "pick another name")
-    return Path(resolved)
+    return resolved
+
+
+def _resolved_dir(config: DictConfig, mode: str) -> Path:
+    """The directory hydra.run.dir or hydra.sweep.dir (`mode`) names."""
+    fix = (": '${' starts an interpolation such as ${now:%H-%M-%S}; name an existing key, or pick a "
+           "folder name without '${'")
+    return Path(_resolved_name(config, config.hydra[mode], "dir", f"hydra.{mode}.dir", fix))
 
 
 def _check_job_subdir(config: DictConfig) -> None:
@@ -237,7 +240,6 @@ def _check_job_subdir(config: DictConfig) -> None:
     known: Hydra would fail then, with a traceback. Resolve it now for a stand-in first job."""
     if OmegaConf.is_missing(config.hydra.sweep, "subdir"):
         return  # Hydra's own error
-    raw = OmegaConf.to_container(config.hydra.sweep, resolve=False).get("subdir")
     probe = config.copy()
     with read_write(probe.hydra.job), open_dict(probe.hydra.job):
         probe.hydra.job.num, probe.hydra.job.id, probe.hydra.job.override_dirname = 0, "0", ""
@@ -248,19 +250,12 @@ def _check_job_subdir(config: DictConfig) -> None:
         absent = OmegaConf.select(probe, key, default=None, throw_on_missing=False) is None
         if absent and not key.startswith("~"):
             OmegaConf.update(probe, key, "0", force_add=True)
-    HydraConfig.instance().set_config(probe)  # for `${hydra:job.num}`
+    fix = ("; name each job's folder with existing keys, e.g. ${hydra.job.num}"
+           " or ${hydra.job.override_dirname}")
     try:
-        resolved = str(probe.hydra.sweep.subdir)
-    except InterpolationResolutionError as err:
-        raise ConfigError(
-            f"hydra.sweep.subdir={raw}: cannot resolve it ({str(err).splitlines()[0]}); name each "
-            "job's folder with existing keys, e.g. ${hydra.job.num} or ${hydra.job.override_dirname}"
-        ) from None
+        _resolved_name(probe, probe.hydra.sweep, "subdir", "hydra.sweep.subdir", fix)
     finally:
         HydraConfig.instance().set_config(config)
-    if "${" in resolved:
-        raise ConfigError(f"hydra.sweep.subdir={raw}: a run's folder name cannot hold a literal '${{'; "
-                          "pick another name")
 
 
 def _set(node: DictConfig, key: str, value: Path) -> None:
