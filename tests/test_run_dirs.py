@@ -146,6 +146,15 @@ def test_a_sweep_job_folder_may_name_the_swept_settings(tmp_path: Path, capsys) 
     assert all("data file not found" in (p / "status.json").read_text() for p in jobs)  # the jobs ran
 
 
+def test_a_sweep_job_folder_is_taken_as_typed(tmp_path: Path, capsys) -> None:
+    # Spaces, accents, emoji and a comma: a folder name, not Hydra's override syntax (nor a sweep).
+    run_cli(train_main, "-m", "seed=1,2", f"hydra.sweep.dir={tmp_path}/sweep",
+            "hydra.sweep.subdir=réglage ${seed}, 🙂", "data.path=missing.txt", "data=text")
+    assert "error" not in capsys.readouterr().err
+    jobs = sorted(p.name for p in (tmp_path / "sweep").iterdir() if p.is_dir())
+    assert jobs == ["réglage 1, 🙂", "réglage 2, 🙂"]
+
+
 def test_a_run_dir_may_use_hydras_own_resolver(tmp_path: Path, capsys, monkeypatch) -> None:
     # `${hydra:...}` resolves only once Hydra has set its config: the guard must not refuse it.
     monkeypatch.chdir(tmp_path)

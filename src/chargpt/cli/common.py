@@ -65,7 +65,8 @@ def is_free_text_key(key: str) -> bool:
 
 
 def is_run_dir_key(key: str) -> bool:
-    return key in ("hydra.run.dir", "hydra.sweep.dir")
+    """Settings that name a run's folder (a sweep job's included): taken as typed, interpolations kept."""
+    return key in ("hydra.run.dir", "hydra.sweep.dir", "hydra.sweep.subdir")
 
 
 def _split(arg: str) -> tuple[str, str, str] | None:
