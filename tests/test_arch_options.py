@@ -216,7 +216,7 @@ def test_bad_wsd_settings_are_config_errors(bad: dict) -> None:
 @pytest.mark.parametrize("nesterov", [True, False])
 def test_muon_in_bfloat16_is_torchs_muon_bit_for_bit(nesterov: bool) -> None:
     torch.manual_seed(0)
-    weights = [torch.randn(24, 8), torch.randn(8, 24), torch.randn(16, 16)]
+    weights = [torch.randn(24, 8), torch.randn(8, 20), torch.randn(16, 16)]  # no two of one shape
     ours = [w.clone().requires_grad_() for w in weights]
     theirs = [w.clone().requires_grad_() for w in weights]
     kwargs = {"lr": 0.02, "weight_decay": 0.1, "nesterov": nesterov, "adjust_lr_fn": "match_rms_adamw"}
@@ -234,6 +234,41 @@ def test_muon_in_bfloat16_is_torchs_muon_bit_for_bit(nesterov: bool) -> None:
     loaded = Muon([w.clone().requires_grad_() for w in weights], **kwargs)
     loaded.load_state_dict(theirs_opt.state_dict())
     assert torch.equal(loaded.state[loaded.param_groups[0]["params"][0]]["momentum_buffer"], buffer)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_muon_orthogonalises_matrices_of_one_shape_together_as_each_alone(dtype: str) -> None:
+    torch.manual_seed(0)
+    # Two tall and one wide matrix of one shape up to a transpose are one batch; 16 x 16 is alone.
+    weights = [torch.randn(24, 8), torch.randn(8, 24), torch.randn(24, 8), torch.randn(16, 16)]
+    together = [w.clone().requires_grad_() for w in weights]
+    alone = [w.clone().requires_grad_() for w in weights]
+    kwargs = {"lr": 0.02, "weight_decay": 0.1, "ns_dtype": dtype}
+    together_opt, alone_opts = Muon(together, **kwargs), [Muon([w], **kwargs) for w in alone]
+    for _ in range(3):
+        grads = [torch.randn_like(w) for w in weights]
+        for p, q, g in zip(together, alone, grads, strict=True):
+            p.grad, q.grad = g.clone(), g.clone()
+        together_opt.step()
+        for opt in alone_opts:
+            opt.step()
+    for a, b, start in zip(together, alone, weights, strict=True):
+        moved = (b - start).abs().max()
+        # The same update to the rounding of the orthogonalisation's dtype; a wrong transpose or
+        # learning rate would move the weights by as much as the step itself.
+        tolerance = 1e-6 if dtype == "float32" else 2e-3 * moved
+        assert moved > 0.02 and (a - b).abs().max() <= tolerance
+
+
+def test_orthogonalize_takes_a_stack_of_matrices_each_on_its_own() -> None:
+    torch.manual_seed(0)
+    stack = torch.randn(3, 32, 96)
+    together = orthogonalize(stack, (3.4445, -4.775, 2.0315), 5, 1e-7, torch.float32)
+    tall_together = orthogonalize(stack.mT, (3.4445, -4.775, 2.0315), 5, 1e-7, torch.float32)
+    for i, matrix in enumerate(stack):
+        alone = orthogonalize(matrix, (3.4445, -4.775, 2.0315), 5, 1e-7, torch.float32)
+        torch.testing.assert_close(together[i], alone, rtol=0, atol=1e-5)
+        torch.testing.assert_close(tall_together[i], alone.T, rtol=0, atol=1e-5)
 
 
 def test_muon_in_float32_orthogonalises_more_exactly_than_bfloat16() -> None:

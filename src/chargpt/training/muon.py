@@ -1,14 +1,18 @@
 """Muon as torch.optim.Muon computes it, with the Newton–Schulz orthogonalisation in a dtype the
-device multiplies fast.
+device multiplies fast, and for matrices of one shape at once.
 
 torch.optim.Muon always orthogonalises in bfloat16. CPUs without bf16 units (no AVX-512 BF16, no
 AMX) emulate bf16 matrix products, far slower than fp32, and for a small model the
 orthogonalisation is a large share of the step: on a 2-core Xeon without them, the 3-layer,
 128-wide model's step took 156 ms with torch's Muon (80 ms of it in the optimizer) and 112 ms in
 float32 (docs/BENCHMARKS.md, "Muon: the orthogonalisation's dtype"). Here `ns_dtype="auto"` keeps
-bfloat16 on CUDA (as torch does) and on CPUs with AVX-512 BF16 or AMX, and uses float32 elsewhere;
-`"bfloat16"` gives torch's update bit for bit. The optimizer state (one momentum buffer per
-matrix) is torch's, so checkpoints move freely between the two.
+bfloat16 on CUDA (as torch does) and on CPUs with AVX-512 BF16 or AMX, and uses float32 elsewhere.
+
+torch orthogonalises one matrix at a time; here matrices of one shape go through the iteration as
+one stack, which halved the optimizer step of that model on a 2-core Xeon with AMX. With
+`"bfloat16"` a matrix alone gets torch's update bit for bit, a stacked one the same to bf16's
+rounding. The optimizer state (one momentum buffer per matrix) is torch's, so checkpoints move
+freely between the two.
 """
 
 from __future__ import annotations
@@ -41,17 +45,20 @@ def orthogonalize(
     update: torch.Tensor, coefficients: tuple[float, float, float], steps: int, eps: float, dtype: torch.dtype
 ) -> torch.Tensor:
     """Newton–Schulz iteration towards the nearest semi-orthogonal matrix (torch.optim.Muon's
-    quintic iteration, computed in `dtype`)."""
+    quintic iteration, computed in `dtype`). `update` is one matrix (rows, cols) or a stack of
+    matrices of one shape (n, rows, cols), each orthogonalised on its own."""
     a, b, c = coefficients
     x = update.to(dtype)
-    tall = update.size(0) > update.size(1)
+    tall = update.size(-2) > update.size(-1)
     if tall:  # iterate on the wide orientation: the Gram matrix is the smaller one
-        x = x.T
-    x = x / x.norm().clamp(min=eps)  # spectral norm <= Frobenius norm <= 1; not in place: x may be the buffer
+        x = x.mT
+    # spectral norm <= Frobenius norm <= 1; not in place: x may be the buffer
+    x = x / x.norm(dim=(-2, -1), keepdim=True).clamp(min=eps)
+    add_product = torch.addmm if x.dim() == 2 else torch.baddbmm
     for _ in range(steps):
-        gram = x @ x.T
-        x = torch.addmm(x, torch.addmm(gram, gram, gram, beta=b, alpha=c), x, beta=a)
-    return x.T if tall else x
+        gram = x @ x.mT
+        x = add_product(x, add_product(gram, gram, gram, beta=b, alpha=c), x, beta=a)
+    return x.mT if tall else x
 
 
 def adjusted_lr(lr: float, adjust_lr_fn: str | None, shape: torch.Size) -> float:
@@ -88,21 +95,45 @@ class Muon(_TorchMuon):
                 loss = closure()
         dtypes: dict[torch.device, torch.dtype] = {}  # probed once a step, not once a matrix
         for group in self.param_groups:
-            momentum = group["momentum"]
+            # Matrices of one shape (tall ones turned wide) are orthogonalised together, as one
+            # batched product: a small model's matrices are too small for one product each to keep
+            # the cores busy (docs/BENCHMARKS.md, "Muon").
+            batches: dict[tuple[torch.device, int, int], list[tuple[torch.Tensor, torch.Tensor]]] = {}
             for param in group["params"]:
-                if param.grad is None:
-                    continue
-                grad = param.grad
-                state = self.state[param]
-                if "momentum_buffer" not in state:
-                    state["momentum_buffer"] = torch.zeros_like(grad, memory_format=torch.preserve_format)
-                buf = state["momentum_buffer"]
-                buf.lerp_(grad, 1 - momentum)
-                update = grad.lerp(buf, momentum) if group["nesterov"] else buf
-                coefficients, steps, eps = group["ns_coefficients"], group["ns_steps"], group["eps"]
-                if param.device not in dtypes:
-                    dtypes[param.device] = self.dtype_for(param.device)
-                update = orthogonalize(update, coefficients, steps, eps, dtypes[param.device])
-                param.mul_(1 - group["lr"] * group["weight_decay"])
-                param.add_(update, alpha=-adjusted_lr(group["lr"], group["adjust_lr_fn"], param.shape))
+                if param.grad is not None:
+                    key = (param.device, min(param.shape), max(param.shape))
+                    batches.setdefault(key, []).append((param, self._momentum_update(param, group)))
+            ns = group["ns_coefficients"], group["ns_steps"], group["eps"]
+            for (device, _, _), members in batches.items():
+                if device not in dtypes:
+                    dtypes[device] = self.dtype_for(device)
+                for param, update in self._orthogonalized(members, ns, dtypes[device]):
+                    param.mul_(1 - group["lr"] * group["weight_decay"])
+                    param.add_(update, alpha=-adjusted_lr(group["lr"], group["adjust_lr_fn"], param.shape))
         return loss
+
+    def _momentum_update(self, param: torch.Tensor, group: dict[str, Any]) -> torch.Tensor:
+        """The step's direction before orthogonalisation: the momentum buffer, updated with this
+        gradient (looked ahead with Nesterov)."""
+        grad, momentum = param.grad, group["momentum"]
+        state = self.state[param]
+        if "momentum_buffer" not in state:
+            state["momentum_buffer"] = torch.zeros_like(grad, memory_format=torch.preserve_format)
+        buf = state["momentum_buffer"]
+        buf.lerp_(grad, 1 - momentum)
+        return grad.lerp(buf, momentum) if group["nesterov"] else buf
+
+    @staticmethod
+    def _orthogonalized(
+        members: list[tuple[torch.Tensor, torch.Tensor]], ns: tuple[Any, int, float], dtype: torch.dtype
+    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Each (param, update) pair's update orthogonalised, for matrices of one shape up to a
+        transpose."""
+        if len(members) == 1:  # a matrix alone takes torch's own products, bit for bit
+            param, update = members[0]
+            return [(param, orthogonalize(update, *ns, dtype))]
+        tall = [param.size(0) > param.size(1) for param, _ in members]
+        # (n, rows, cols), rows <= cols
+        wide = torch.stack([u.T if t else u for (_, u), t in zip(members, tall, strict=True)])
+        orthogonal = orthogonalize(wide, *ns, dtype)
+        return [(param, o.T if t else o) for (param, _), o, t in zip(members, orthogonal, tall, strict=True)]
