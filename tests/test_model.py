@@ -80,3 +80,28 @@ def test_learned_positions_follow_init_std(init_std: float) -> None:
     model = GPT(ModelConfig(n_layer=1, n_head=2, n_embd=64, block_size=256, init_std=init_std), 10)
     table = model.positions.table  # (block_size, C): 16k draws
     assert table.std().item() == pytest.approx(init_std, rel=0.05)
+
+
+@pytest.mark.parametrize("positions", ["none", "shared", "per_sequence"])
+def test_rotary_complex_form_is_the_real_rotation(positions: str) -> None:
+    # float32 in eager mode takes the complex product; other dtypes, compiled graphs and ONNX the
+    # real form. Both must rotate the same pairs by the same angles, with the same gradient.
+    from chargpt.model.positional import Rotary
+
+    torch.manual_seed(0)
+    rotary = Rotary(block_size=32, head_dim=8)
+    qkv = torch.randn(3, 12, 3 * 2 * 8, requires_grad=True)  # (B, T, 3C)
+    q = qkv[..., :16].unflatten(-1, (2, 8)).transpose(1, 2)  # strided (B, heads, T, hd), as in attention
+    pos = {"none": None, "shared": torch.arange(20, 32), "per_sequence": torch.randint(0, 32, (3, 12))}
+    pos = pos[positions]
+    fast, real = rotary(q, pos), rotary.rotate_real(q, pos)
+    assert torch.equal(fast, rotary.rotate_complex(q, pos))
+    assert torch.equal(rotary(q.double(), pos), rotary.rotate_real(q.double(), pos))
+    assert not torch.allclose(fast, q)  # it did rotate
+    torch.testing.assert_close(fast, real, rtol=0, atol=1e-6)
+    weights = torch.randn_like(fast)
+    (fast_grad,) = torch.autograd.grad((fast * weights).sum(), qkv)
+    (real_grad,) = torch.autograd.grad((real * weights).sum(), qkv)
+    torch.testing.assert_close(fast_grad, real_grad, rtol=0, atol=1e-6)
+    lengths = fast.unflatten(-1, (-1, 2)).norm(dim=-1)  # a rotation keeps each pair's length
+    torch.testing.assert_close(lengths, q.unflatten(-1, (-1, 2)).norm(dim=-1))

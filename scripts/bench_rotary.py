@@ -1,0 +1,114 @@
+"""Rotary positions: the real form (strided pairs, six products and a stack) against one complex
+product, side by side.
+
+First the rotation alone, forward and backward, on the queries and keys of one attention layer
+(strided views of the qkv projection, as the model has them); then full training steps (forward,
+backward, Muon + AdamW) of two copies of one model, one per form, on random tokens. Each is timed in
+alternating repetitions and the best repetition reported. chargpt takes the complex form in float32
+in eager mode, and the real form under bf16, in compiled graphs and in ONNX. The last line is a JSON
+object.
+
+    python scripts/bench_rotary.py                               # the cpu_100s shape, 3 x 128
+    python scripts/bench_rotary.py --layers 4 --width 192 --heads 6
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Callable
+
+import torch
+
+from chargpt.model import ModelConfig, build_model
+from chargpt.model.positional import Rotary
+from chargpt.training.optim import build_optimizer
+
+VOCAB = 65  # Tiny Shakespeare's
+FORMS = ("real", "complex")
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--layers", type=int, default=3)
+    p.add_argument("--width", type=int, default=128)
+    p.add_argument("--heads", type=int, default=4)
+    p.add_argument("--block", type=int, default=128)
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--steps", type=int, default=15, help="timed steps per repetition")
+    p.add_argument("--reps", type=int, default=5, help="alternating repetitions of each form")
+    return p.parse_args()
+
+
+def best_of(arms: dict[str, Callable[[], None]], reps: int, steps: int) -> dict[str, float]:
+    """Milliseconds per call of each arm: the best of `reps` alternating repetitions."""
+    for run in arms.values():  # warm-up
+        run()
+    best = dict.fromkeys(arms, float("inf"))
+    for _ in range(reps):
+        for name, run in arms.items():
+            start = time.perf_counter()
+            for _ in range(steps):
+                run()
+            best[name] = min(best[name], (time.perf_counter() - start) / steps * 1e3)
+    return best
+
+
+def rotation_arms(args: argparse.Namespace) -> dict[str, Callable[[], None]]:
+    width, head_dim = args.width, args.width // args.heads
+    rotary = Rotary(args.block, head_dim)
+    qkv = torch.randn(args.batch, args.block, 3 * width, requires_grad=True)
+
+    def arm(rotate: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[], None]:
+        def run() -> None:
+            q, k = (  # each (B, heads, T, head_dim), strided
+                z.unflatten(-1, (args.heads, head_dim)).transpose(1, 2)
+                for z in qkv[..., : 2 * width].chunk(2, -1)
+            )
+            torch.autograd.backward((rotate(q), rotate(k)), (torch.ones_like(q), torch.ones_like(k)))
+        return run
+
+    return {"real": arm(rotary.rotate_real), "complex": arm(rotary.rotate_complex)}
+
+
+def step_arms(args: argparse.Namespace) -> dict[str, Callable[[], None]]:
+    config = ModelConfig(n_layer=args.layers, n_embd=args.width, n_head=args.heads, block_size=args.block,
+                         pos_encoding="rope", zero_init_residual=True)
+    x = torch.randint(0, VOCAB, (args.batch, args.block))
+    arms = {}
+    for form in FORMS:
+        torch.manual_seed(0)
+        model = build_model(config, VOCAB)
+        model.rotary.forward = getattr(model.rotary, f"rotate_{form}")  # this copy takes one form only
+        opt = build_optimizer(model, {"_target_": "chargpt.training.optim.muon_adamw", "lr": 0.01,
+                                      "adamw": {"lr": 3e-3}})
+
+        def run(model: torch.nn.Module = model, opt: torch.optim.Optimizer = opt) -> None:
+            model(x, x)[1].backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+        arms[form] = run
+    return arms
+
+
+def main() -> None:
+    args = parse_args()
+    shape = f"{args.layers}x{args.width} h{args.heads} ctx{args.block} b{args.batch}"
+    rotation = best_of(rotation_arms(args), args.reps, 50)
+    step = best_of(step_arms(args), args.reps, args.steps)
+    for form in FORMS:
+        print(f"{form}: rotation of one layer's q and k, forward and backward {rotation[form]:.3f} ms; "
+              f"training step {step[form]:.1f} ms")
+    print(f"the complex form: rotation {rotation['real'] / rotation['complex']:.2f}x, training step "
+          f"{step['real'] / step['complex']:.2f}x as fast ({shape}, {torch.get_num_threads()} threads)")
+    print(json.dumps({
+        "shape": shape, "threads": torch.get_num_threads(),
+        "rotation_ms": {f: round(rotation[f], 3) for f in FORMS},
+        "step_ms": {f: round(step[f], 2) for f in FORMS},
+        "step_speedup": round(step["real"] / step["complex"], 3),
+    }))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,44 @@
+"""scripts/bench_muon.py and scripts/bench_rotary.py: each arm timed, figures consistent with the
+rows they print."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow  # an interpreter start (~3-10 s) per call
+
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+TINY = ("--layers", "1", "--width", "32", "--heads", "2", "--block", "16", "--batch", "2", "--steps", "2",
+        "--reps", "1")
+
+
+def run(script: str) -> tuple[str, dict]:
+    done = subprocess.run([sys.executable, str(SCRIPTS / script), *TINY], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    return done.stdout, json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_bench_muon_times_torchs_muon_beside_chargpts_in_each_dtype() -> None:
+    out, figures = run("bench_muon.py")
+    arms = ("torch", "bfloat16", "float32")
+    assert all(figures[f"{arm}_optimizer_ms"] < figures[f"{arm}_ms_per_step"] for arm in arms)
+    auto = figures["auto"]
+    assert auto in ("bfloat16", "float32")
+    expected = figures["torch_ms_per_step"] / figures[f"{auto}_ms_per_step"]
+    assert figures["speedup_auto_vs_torch"] == pytest.approx(expected, rel=0.02)  # of unrounded times
+    assert "torch.optim.Muon (bfloat16):" in out and "chargpt ns_dtype=float32:" in out
+
+
+def test_bench_rotary_times_both_forms() -> None:
+    out, figures = run("bench_rotary.py")
+    assert set(figures["rotation_ms"]) == set(figures["step_ms"]) == {"real", "complex"}
+    steps = figures["step_ms"]
+    assert figures["step_speedup"] == pytest.approx(steps["real"] / steps["complex"], rel=0.02)
+    assert all(figures["rotation_ms"][f] < steps[f] for f in ("real", "complex"))
+    assert out.startswith("real: rotation of one layer's q and k")
