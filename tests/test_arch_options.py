@@ -236,14 +236,15 @@ def test_muon_in_bfloat16_is_torchs_muon_bit_for_bit(nesterov: bool) -> None:
     assert torch.equal(loaded.state[loaded.param_groups[0]["params"][0]]["momentum_buffer"], buffer)
 
 
+@pytest.mark.parametrize("nesterov", [True, False])
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
-def test_muon_orthogonalises_matrices_of_one_shape_together_as_each_alone(dtype: str) -> None:
+def test_muon_orthogonalises_matrices_of_one_shape_together_as_each_alone(dtype: str, nesterov: bool) -> None:
     torch.manual_seed(0)
     # Two tall and one wide matrix of one shape up to a transpose are one batch; 16 x 16 is alone.
     weights = [torch.randn(24, 8), torch.randn(8, 24), torch.randn(24, 8), torch.randn(16, 16)]
     together = [w.clone().requires_grad_() for w in weights]
     alone = [w.clone().requires_grad_() for w in weights]
-    kwargs = {"lr": 0.02, "weight_decay": 0.1, "ns_dtype": dtype}
+    kwargs = {"lr": 0.02, "weight_decay": 0.1, "ns_dtype": dtype, "nesterov": nesterov}
     together_opt, alone_opts = Muon(together, **kwargs), [Muon([w], **kwargs) for w in alone]
     for _ in range(3):
         grads = [torch.randn_like(w) for w in weights]

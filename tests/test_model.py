@@ -105,3 +105,24 @@ def test_rotary_complex_form_is_the_real_rotation(positions: str) -> None:
     torch.testing.assert_close(fast_grad, real_grad, rtol=0, atol=1e-6)
     lengths = fast.unflatten(-1, (-1, 2)).norm(dim=-1)  # a rotation keeps each pair's length
     torch.testing.assert_close(lengths, q.unflatten(-1, (-1, 2)).norm(dim=-1))
+
+
+def test_rotary_keeps_rotating_after_a_cast_and_takes_the_real_form_when_traced(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from chargpt.model.positional import Rotary
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 2, 12, 8)
+    reference = Rotary(block_size=16, head_dim=8).rotate_real(x)
+    rotary = Rotary(block_size=16, head_dim=8).to(torch.float32)  # Module.to(dtype), as precision plugins do
+    torch.testing.assert_close(rotary(x), reference, rtol=0, atol=1e-6)
+    forms: list[str] = []
+    for form in ("real", "complex"):
+        method = getattr(Rotary, f"rotate_{form}")
+        monkeypatch.setattr(Rotary, f"rotate_{form}", lambda self, x, pos=None, form=form, method=method: (
+            forms.append(form), method(self, x, pos))[1])
+    rotary(x), rotary(x.double()), rotary(x.bfloat16())
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)  # compiled and exported graphs
+    rotary(x)
+    assert forms == ["complex", "real", "real", "real"]

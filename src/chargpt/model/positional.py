@@ -43,33 +43,36 @@ class Rotary(nn.Module):
         angles = torch.outer(torch.arange(block_size, dtype=torch.float32), inv_freq)
         self.register_buffer("cos", angles.cos(), persistent=False)
         self.register_buffer("sin", angles.sin(), persistent=False)
-        # The same rotations as unit complex numbers, for rotate_complex.
-        self.register_buffer("turns", torch.polar(torch.ones_like(angles), angles), persistent=False)
 
     def forward(self, x: torch.Tensor, pos: torch.Tensor | None = None) -> torch.Tensor:
         """x: (B, heads, T, head_dim); pos: the positions of the T tokens, (T,) or per sequence (B, T);
         0..T-1 when None."""
-        # The complex product is ~2x faster forward and backward on a CPU (docs/BENCHMARKS.md,
-        # "Rotary positions"); compiled graphs and ONNX have no complex tensors, and there is no
-        # complex bfloat16, so those take the real form.
+        # In eager mode the complex product is over 2x faster forward and backward on a CPU
+        # (docs/BENCHMARKS.md, "Rotary positions"). There is no complex bfloat16. Compiled and
+        # exported graphs trace the real form: inductor fuses its elementwise ops anyway, and an
+        # exported (ONNX) graph stays plain real arithmetic that any runtime runs.
         if x.dtype == torch.float32 and not torch.compiler.is_compiling():
             return self.rotate_complex(x, pos)
         return self.rotate_real(x, pos)
 
     def rotate_real(self, x: torch.Tensor, pos: torch.Tensor | None = None) -> torch.Tensor:
-        t = x.shape[2]
-        cos = (self.cos[:t] if pos is None else self.cos[pos]).to(x.dtype)
-        sin = (self.sin[:t] if pos is None else self.sin[pos]).to(x.dtype)
-        if cos.dim() == 3:  # one row of positions per sequence, (B, T): broadcast over the heads
-            cos, sin = cos[:, None], sin[:, None]
+        cos, sin = self._cos_sin(x, pos)
         x1, x2 = x[..., 0::2], x[..., 1::2]
         return torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1).flatten(-2)
 
     def rotate_complex(self, x: torch.Tensor, pos: torch.Tensor | None = None) -> torch.Tensor:
         """The same rotation as one complex product: each channel pair is a complex number, turned
-        by its angle (float32 only)."""
-        turns = self.turns[: x.shape[2]] if pos is None else self.turns[pos]  # (T, hd/2) or (B, T, hd/2)
-        if turns.dim() == 3:
-            turns = turns[:, None]
+        by its angle (float32 or float64 only)."""
+        # The turns are built at each call, not kept as a complex buffer: Module.to(dtype) would
+        # drop a complex buffer's imaginary part.
+        turns = torch.complex(*self._cos_sin(x, pos))
         pairs = torch.view_as_complex(x.unflatten(-1, (-1, 2)))  # (B, heads, T, hd/2)
         return torch.view_as_real(pairs * turns).flatten(-2)
+
+    def _cos_sin(self, x: torch.Tensor, pos: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The angles' cos and sin for x's positions, in x's dtype: (T, hd/2), or (B, 1, T, hd/2)
+        for positions per sequence (broadcast over the heads)."""
+        t = x.shape[2]
+        cos = (self.cos[:t] if pos is None else self.cos[pos]).to(x.dtype)
+        sin = (self.sin[:t] if pos is None else self.sin[pos]).to(x.dtype)
+        return (cos[:, None], sin[:, None]) if cos.dim() == 3 else (cos, sin)
