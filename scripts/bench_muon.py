@@ -23,21 +23,14 @@ import torch
 from chargpt.model import ModelConfig, build_model
 from chargpt.training.muon import native_bf16
 from chargpt.training.optim import MuonWithAdamW, build_optimizer
+from step_benchmark_args import step_benchmark_parser
 
 VOCAB = 65  # Tiny Shakespeare's
 ARMS = ("torch", "bfloat16", "float32")  # torch.optim.Muon, then chargpt's ns_dtype
 
 
 def parse_args() -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--layers", type=int, default=3)
-    p.add_argument("--width", type=int, default=128)
-    p.add_argument("--heads", type=int, default=4)
-    p.add_argument("--block", type=int, default=128)
-    p.add_argument("--batch", type=int, default=8)
-    p.add_argument("--steps", type=int, default=15, help="timed steps per repetition")
-    p.add_argument("--reps", type=int, default=4, help="alternating repetitions of each dtype")
-    return p.parse_args()
+    return step_benchmark_parser(__doc__.splitlines()[0], reps=4, arm="dtype").parse_args()
 
 
 def timed_steps(model: torch.nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, steps: int):

@@ -24,21 +24,14 @@ import torch
 from chargpt.model import ModelConfig, build_model
 from chargpt.model.positional import Rotary
 from chargpt.training.optim import build_optimizer
+from step_benchmark_args import step_benchmark_parser
 
 VOCAB = 65  # Tiny Shakespeare's
 FORMS = ("real", "complex")
 
 
 def parse_args() -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--layers", type=int, default=3)
-    p.add_argument("--width", type=int, default=128)
-    p.add_argument("--heads", type=int, default=4)
-    p.add_argument("--block", type=int, default=128)
-    p.add_argument("--batch", type=int, default=8)
-    p.add_argument("--steps", type=int, default=15, help="timed steps per repetition")
-    p.add_argument("--reps", type=int, default=5, help="alternating repetitions of each form")
-    return p.parse_args()
+    return step_benchmark_parser(__doc__.splitlines()[0], reps=5, arm="form").parse_args()
 
 
 def best_of(arms: dict[str, Callable[[], None]], reps: int, steps: int) -> dict[str, float]:
