@@ -237,3 +237,21 @@ def test_four_launches_at_once_get_four_directories(run_dir: list[str], tmp_path
         assert (d / "checkpoints" / "last.ckpt").is_file()
     printed = {re.search(r"run dir (\S+)", out + err)[1] for _, out, err in results}
     assert printed == {str(d) for d in dirs}
+
+
+def test_a_refused_start_stops_logging_into_the_folder_it_removes(
+    tmp_path: Path, corpus: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    import logging
+
+    monkeypatch.chdir(tmp_path)  # a relative folder, as a person types it
+    args = ["data=text", f"data.path={corpus}", "hydra.run.dir=refused run", "trainer.precision=bf32",
+            *TINY_MODEL]
+    assert run_cli(train_main, *args) == 2
+    assert "error: trainer.precision=bf32 is not a precision" in capsys.readouterr().err
+    assert not (tmp_path / "refused run").exists()
+    # Hydra's train.log handler went with the folder: this process's next log lines (in a test
+    # session, the next test's) neither fail to reopen it nor go to a deleted file.
+    files = [h.baseFilename for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)]
+    assert not [f for f in files if "refused run" in f]
+    logging.getLogger("chargpt").warning("after a refused start")

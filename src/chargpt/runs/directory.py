@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import logging
 import os
 import shutil
 import tempfile
@@ -173,6 +174,7 @@ def _release(claim: Claim, failed: bool) -> None:
     if failed and claim.created and not _in_use(claim):
         for folder in reversed(claim.created):  # the run directory first, then empty parents
             if folder == claim.folder:
+                _close_logs_in(folder)
                 shutil.rmtree(folder, ignore_errors=True)
             else:
                 with contextlib.suppress(OSError):
@@ -181,6 +183,17 @@ def _release(claim: Claim, failed: bool) -> None:
         # The lock file stays: deleting it could let two launches lock two different files.
         os.close(claim.lock_fd)
         claim.lock_fd = None
+
+
+def _close_logs_in(folder: Path) -> None:
+    """Close and detach the root logger's file handlers that write into `folder` (Hydra's
+    train.log): once the folder is removed, the rest of this process's log lines would go to a
+    deleted file, or fail to reopen it."""
+    root, folder = logging.getLogger(), Path(os.path.abspath(folder))  # as FileHandler keeps its path
+    for handler in list(root.handlers):
+        if isinstance(handler, logging.FileHandler) and Path(handler.baseFilename).is_relative_to(folder):
+            root.removeHandler(handler)
+            handler.close()
 
 
 # What a start writes before the run writes anything of its own: Hydra's config and log, the
