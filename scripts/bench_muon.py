@@ -20,12 +20,10 @@ import time
 
 import torch
 
-from chargpt.model import ModelConfig, build_model
 from chargpt.training.muon import native_bf16
-from chargpt.training.optim import MuonWithAdamW, build_optimizer
-from step_benchmark_args import step_benchmark_parser
+from chargpt.training.optim import MuonWithAdamW
+from step_benchmarks import VOCAB, preset_model, preset_optimizer, step_benchmark_parser
 
-VOCAB = 65  # Tiny Shakespeare's
 ARMS = ("torch", "bfloat16", "float32")  # torch.optim.Muon, then chargpt's ns_dtype
 
 
@@ -49,16 +47,11 @@ def timed_steps(model: torch.nn.Module, opt: torch.optim.Optimizer, x: torch.Ten
 
 def main() -> None:
     args = parse_args()
-    config = ModelConfig(n_layer=args.layers, n_embd=args.width, n_head=args.heads, block_size=args.block,
-                         pos_encoding="rope")
     x = torch.randint(0, VOCAB, (args.batch, args.block))
     arms = {}
     for arm in ARMS:
-        torch.manual_seed(0)
-        model = build_model(config, VOCAB)
-        ns_dtype = "bfloat16" if arm == "torch" else arm
-        opt = build_optimizer(model, {"_target_": "chargpt.training.optim.muon_adamw", "lr": 0.01,
-                                      "ns_dtype": ns_dtype, "adamw": {"lr": 3e-3}})
+        model = preset_model(args)
+        opt = preset_optimizer(model, "bfloat16" if arm == "torch" else arm)
         if arm == "torch":  # the same parameters and settings, in torch's own optimizer
             muon, adamw = opt.optimizers
             opt = MuonWithAdamW(torch.optim.Muon(muon.param_groups), adamw)

@@ -21,12 +21,9 @@ from collections.abc import Callable
 
 import torch
 
-from chargpt.model import ModelConfig, build_model
 from chargpt.model.positional import Rotary
-from chargpt.training.optim import build_optimizer
-from step_benchmark_args import step_benchmark_parser
+from step_benchmarks import VOCAB, preset_model, preset_optimizer, step_benchmark_parser
 
-VOCAB = 65  # Tiny Shakespeare's
 FORMS = ("real", "complex")
 
 
@@ -66,16 +63,12 @@ def rotation_arms(args: argparse.Namespace) -> dict[str, Callable[[], None]]:
 
 
 def step_arms(args: argparse.Namespace) -> dict[str, Callable[[], None]]:
-    config = ModelConfig(n_layer=args.layers, n_embd=args.width, n_head=args.heads, block_size=args.block,
-                         pos_encoding="rope", zero_init_residual=True)
     x = torch.randint(0, VOCAB, (args.batch, args.block))
     arms = {}
     for form in FORMS:
-        torch.manual_seed(0)
-        model = build_model(config, VOCAB)
+        model = preset_model(args)
         model.rotary.forward = getattr(model.rotary, f"rotate_{form}")  # this copy takes one form only
-        opt = build_optimizer(model, {"_target_": "chargpt.training.optim.muon_adamw", "lr": 0.01,
-                                      "adamw": {"lr": 3e-3}})
+        opt = preset_optimizer(model)
 
         def run(model: torch.nn.Module = model, opt: torch.optim.Optimizer = opt) -> None:
             model(x, x)[1].backward()

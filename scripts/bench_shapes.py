@@ -22,11 +22,9 @@ import time
 
 import torch
 
-from chargpt.model import ModelConfig, build_model
-from chargpt.training.optim import build_optimizer
 from chargpt.training.precision import plugin as precision_plugin
+from step_benchmarks import VOCAB, preset_model, preset_optimizer
 
-VOCAB = 65  # Tiny Shakespeare's
 PRECISIONS = ("32-true", "bf16-mixed")
 
 
@@ -66,12 +64,8 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
-    config = ModelConfig(n_layer=args.layers, n_embd=args.width, n_head=args.heads, block_size=args.block,
-                         pos_encoding="rope", zero_init_residual=True)
-    torch.manual_seed(0)
-    model = build_model(config, VOCAB)
-    opt = build_optimizer(model, {"_target_": "chargpt.training.optim.muon_adamw", "lr": 0.01,
-                                  "adamw": {"lr": 3e-3}})
+    model = preset_model(args)
+    opt = preset_optimizer(model)
     batches = {shape: torch.randint(0, VOCAB, shape) for shape in args.shapes}
     # Each arm's name: the shape, and its precision when several are timed.
     arms = {

@@ -1,0 +1,40 @@
+"""What the training-step benchmarks (bench_muon.py, bench_rotary.py, bench_shapes.py) share: the
+model's shape and batch on the command line, experiment=cpu_100s's by default, and that preset's
+model and optimizer built from them."""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+from chargpt.model import ModelConfig, build_model
+from chargpt.training.optim import build_optimizer
+
+VOCAB = 65  # Tiny Shakespeare's
+
+
+def step_benchmark_parser(description: str, reps: int, arm: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--layers", type=int, default=3)
+    p.add_argument("--width", type=int, default=128)
+    p.add_argument("--heads", type=int, default=4)
+    p.add_argument("--block", type=int, default=128)
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--steps", type=int, default=15, help="timed steps per repetition")
+    p.add_argument("--reps", type=int, default=reps, help=f"alternating repetitions of each {arm}")
+    return p
+
+
+def preset_model(args: argparse.Namespace) -> torch.nn.Module:
+    """experiment=cpu_100s's model (RoPE, residual outputs at zero) in the shape of `args`, seeded."""
+    config = ModelConfig(n_layer=args.layers, n_embd=args.width, n_head=args.heads, block_size=args.block,
+                         pos_encoding="rope", zero_init_residual=True)
+    torch.manual_seed(0)
+    return build_model(config, VOCAB)
+
+
+def preset_optimizer(model: torch.nn.Module, ns_dtype: str = "auto") -> torch.optim.Optimizer:
+    """experiment=cpu_100s's optimizer: Muon (lr 0.01) on the hidden matrices, AdamW (3e-3) on the rest."""
+    return build_optimizer(model, {"_target_": "chargpt.training.optim.muon_adamw", "lr": 0.01,
+                                   "ns_dtype": ns_dtype, "adamw": {"lr": 3e-3}})
