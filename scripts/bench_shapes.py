@@ -5,11 +5,14 @@ One model (the cpu_100s shape by default: 3 × 128, RoPE, Muon + AdamW) takes fu
 alternating rounds; the median step of each is reported, and its time relative to the first.
 This is what a batch-size or context schedule would save per step (docs/EXPERIMENTS.md, "Ablations
 at a fixed step count"), and what bf16 autocast saves on a CPU with bf16 units (the forward under
-Lightning's bf16 autocast, as `trainer.precision=bf16-mixed` runs it). The last line is a JSON object.
+Lightning's bf16 autocast, as `trainer.precision=bf16-mixed` runs it), and what the float32
+products' precision (`matmul_precision`, torch.set_float32_matmul_precision) does: on a CPU with
+bf16 units, `medium` lets oneDNN compute them in bf16. The last line is a JSON object.
 
     python scripts/bench_shapes.py                              # 8x128 (the preset), 4x128, 16x64, 32x32
     python scripts/bench_shapes.py --shapes 8x128 2x128 --layers 2 --width 96 --heads 3
     python scripts/bench_shapes.py --shapes 8x128 --precisions 32-true bf16-mixed
+    python scripts/bench_shapes.py --shapes 8x128 --matmul-precisions high medium
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from chargpt.training.precision import plugin as precision_plugin
 from step_benchmarks import VOCAB, preset_model, preset_optimizer
 
 PRECISIONS = ("32-true", "bf16-mixed")
+MATMUL_PRECISIONS = ("highest", "high", "medium")
 
 
 def batch_shape(text: str) -> tuple[int, int]:
@@ -50,6 +54,8 @@ def parse_args() -> argparse.Namespace:
                    metavar="BxT", help="batch shapes, sequences x context; the first is the reference")
     p.add_argument("--precisions", nargs="+", choices=PRECISIONS, default=["32-true"],
                    help="trainer.precision values to time each shape in")
+    p.add_argument("--matmul-precisions", nargs="+", choices=MATMUL_PRECISIONS, default=["high"],
+                   help="matmul_precision values (chargpt's default: high) to time each shape in")
     p.add_argument("--layers", type=positive, default=3)
     p.add_argument("--width", type=positive, default=128)
     p.add_argument("--heads", type=positive, default=4)
@@ -67,18 +73,20 @@ def main() -> None:
     model = preset_model(args)
     opt = preset_optimizer(model)
     batches = {shape: torch.randint(0, VOCAB, shape) for shape in args.shapes}
-    # Each arm's name: the shape, and its precision when several are timed.
+    # Each arm's name: the shape, and its precisions where several are timed.
     arms = {
-        (f"{b}x{t}" + (f" {precision}" if len(args.precisions) > 1 else "")): ((b, t), precision)
-        for (b, t) in args.shapes for precision in args.precisions
+        " ".join([f"{b}x{t}"] + ([precision] if len(args.precisions) > 1 else [])
+                 + ([matmul] if len(args.matmul_precisions) > 1 else [])): ((b, t), precision, matmul)
+        for (b, t) in args.shapes for precision in args.precisions for matmul in args.matmul_precisions
     }
     # No gradient clipping (the preset clips at 1.0): a fixed cost per step, so the ratios below
     # are slightly further from 1.0 than a real run's.
     times: dict[str, list[float]] = {name: [] for name in arms}
     contexts = {p: precision_plugin(p, torch.device("cpu")) for p in args.precisions}
     for round_ in range(args.rounds + 1):  # round 0 warms every arm up and is not counted
-        for name, (shape, precision) in arms.items():
+        for name, (shape, precision, matmul) in arms.items():
             x = batches[shape]
+            torch.set_float32_matmul_precision(matmul)  # read by each product as it runs
             for _ in range(args.steps):
                 start = time.perf_counter()
                 with contexts[precision].forward_context():  # what the Trainer runs the forward in
@@ -93,8 +101,8 @@ def main() -> None:
     print(f"{args.layers}x{args.width}, {torch.get_num_threads()} threads, median of "
           f"{args.rounds} x {args.steps} steps each")
     for name, m in median.items():
-        (b, t), precision = arms[name]
-        print(f"  {b:4d} x {t:<5d} {precision:>10}  {b * t:6d} tokens  {m * 1e3:7.1f} ms/step  "
+        (b, t), precision, matmul = arms[name]
+        print(f"  {b:4d} x {t:<5d} {precision:>10} {matmul:>7}  {b * t:6d} tokens  {m * 1e3:7.1f} ms/step  "
               f"{m / median[reference]:.2f}x")
     print(json.dumps({
         "model": f"{args.layers}x{args.width} h{args.heads}", "threads": torch.get_num_threads(),

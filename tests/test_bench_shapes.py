@@ -1,4 +1,4 @@
-"""scripts/bench_shapes.py: one row and one JSON entry per batch shape (and precision), the first
+"""scripts/bench_shapes.py: one row and one JSON entry per batch shape (and precisions), the first
 the reference; a shape it cannot read is an argparse error (exit 2)."""
 
 from __future__ import annotations
@@ -40,6 +40,17 @@ def test_each_shape_is_timed_in_each_precision() -> None:
     arms = ["4x16 32-true", "4x16 bf16-mixed", "2x16 32-true", "2x16 bf16-mixed"]
     assert list(figures["ms_per_step"]) == arms
     assert figures["relative"]["4x16 32-true"] == 1.0 and "bf16-mixed" in done.stdout
+
+
+def test_each_shape_is_timed_in_each_matmul_precision() -> None:
+    done = bench("--shapes", "4x16", "--matmul-precisions", "highest", "medium", "--layers", "1",
+                 "--width", "32", "--heads", "2", "--steps", "2", "--rounds", "1")
+    assert done.returncode == 0, done.stderr
+    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    assert list(figures["ms_per_step"]) == ["4x16 highest", "4x16 medium"]
+    assert " medium " in done.stdout
+    done = bench("--matmul-precisions", "low")
+    assert done.returncode == 2 and "invalid choice: 'low'" in done.stderr
 
 
 def test_a_shape_or_count_it_cannot_read_exits_2() -> None:
