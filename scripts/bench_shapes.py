@@ -26,7 +26,7 @@ import time
 import torch
 
 from chargpt.training.precision import plugin as precision_plugin
-from step_benchmarks import VOCAB, preset_model, preset_optimizer
+from step_benchmarks import VOCAB, add_model_shape, positive, preset_model, preset_optimizer
 
 PRECISIONS = ("32-true", "bf16-mixed")
 MATMUL_PRECISIONS = ("highest", "high", "medium")
@@ -42,12 +42,6 @@ def batch_shape(text: str) -> tuple[int, int]:
     return sequences, context
 
 
-def positive(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
-    return int(text)
-
-
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--shapes", nargs="+", type=batch_shape, default=[(8, 128), (4, 128), (16, 64), (32, 32)],
@@ -56,9 +50,7 @@ def parse_args() -> argparse.Namespace:
                    help="trainer.precision values to time each shape in")
     p.add_argument("--matmul-precisions", nargs="+", choices=MATMUL_PRECISIONS, default=["high"],
                    help="matmul_precision values (chargpt's default: high) to time each shape in")
-    p.add_argument("--layers", type=positive, default=3)
-    p.add_argument("--width", type=positive, default=128)
-    p.add_argument("--heads", type=positive, default=4)
+    add_model_shape(p)
     p.add_argument("--steps", type=positive, default=20, help="timed steps per shape and round")
     p.add_argument("--rounds", type=positive, default=6, help="alternating rounds over the shapes")
     args = p.parse_args()

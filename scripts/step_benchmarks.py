@@ -14,15 +14,26 @@ from chargpt.training.optim import build_optimizer
 VOCAB = 65  # Tiny Shakespeare's
 
 
+def positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return int(text)
+
+
+def add_model_shape(p: argparse.ArgumentParser) -> None:
+    """The model's shape options, the preset's by default."""
+    p.add_argument("--layers", type=positive, default=3)
+    p.add_argument("--width", type=positive, default=128)
+    p.add_argument("--heads", type=positive, default=4)
+
+
 def step_benchmark_parser(description: str, reps: int, arm: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description)
-    p.add_argument("--layers", type=int, default=3)
-    p.add_argument("--width", type=int, default=128)
-    p.add_argument("--heads", type=int, default=4)
-    p.add_argument("--block", type=int, default=128)
-    p.add_argument("--batch", type=int, default=8)
-    p.add_argument("--steps", type=int, default=15, help="timed steps per repetition")
-    p.add_argument("--reps", type=int, default=reps, help=f"alternating repetitions of each {arm}")
+    add_model_shape(p)
+    p.add_argument("--block", type=positive, default=128)
+    p.add_argument("--batch", type=positive, default=8)
+    p.add_argument("--steps", type=positive, default=15, help="timed steps per repetition")
+    p.add_argument("--reps", type=positive, default=reps, help=f"alternating repetitions of each {arm}")
     return p
 
 
