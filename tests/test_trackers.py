@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import struct
+import time
 from pathlib import Path
 from typing import Any
 
@@ -88,10 +89,24 @@ def wandb_records(path: Path) -> list[Any]:
     return records
 
 
+def finished_records(run: Path, index: int, patience: float = 60.0) -> list[Any]:
+    """The records of the run's index-th W&B file once its `exit` record is in: W&B's service
+    process writes the file, and may still be writing it when `finish()` has returned."""
+    deadline = time.monotonic() + patience
+    while True:
+        files = sorted(run.glob("wandb/offline-run-*/run-*.wandb"))
+        try:
+            records = wandb_records(files[index])
+        except Exception:  # no such file yet, or a record cut short by the writer
+            records = []
+        if any(r.WhichOneof("record_type") == "exit" for r in records) or time.monotonic() > deadline:
+            return records
+        time.sleep(0.2)
+
+
 def wandb_run(run: Path, index: int) -> dict[str, Any]:
-    files = sorted(run.glob("wandb/offline-run-*/run-*.wandb"))
     out: dict[str, Any] = {"history": {}, "config": {}}
-    for record in wandb_records(files[index]):
+    for record in finished_records(run, index):
         kind = record.WhichOneof("record_type")
         if kind == "run":
             info = record.run
