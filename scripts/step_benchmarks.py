@@ -5,13 +5,17 @@ model and optimizer built from them."""
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+from typing import Any
 
 import torch
+from omegaconf import OmegaConf
 
 from chargpt.model import ModelConfig, build_model
 from chargpt.training.optim import build_optimizer
 
 VOCAB = 65  # Tiny Shakespeare's
+MUON_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "optimizer" / "muon.yaml"
 
 
 def positive(text: str) -> int:
@@ -45,7 +49,9 @@ def preset_model(args: argparse.Namespace) -> torch.nn.Module:
     return build_model(config, VOCAB)
 
 
-def preset_optimizer(model: torch.nn.Module, ns_dtype: str = "auto") -> torch.optim.Optimizer:
-    """experiment=cpu_100s's optimizer: Muon (lr 0.01) on the hidden matrices, AdamW (3e-3) on the rest."""
-    return build_optimizer(model, {"_target_": "chargpt.training.optim.muon_adamw", "lr": 0.01,
-                                   "ns_dtype": ns_dtype, "adamw": {"lr": 3e-3}})
+def preset_optimizer(model: torch.nn.Module, ns_dtype: str = "auto", **adamw: Any) -> torch.optim.Optimizer:
+    """experiment=cpu_100s's optimizer, from configs/optimizer/muon.yaml: Muon (lr 0.01) on the hidden
+    matrices, AdamW (3e-3) on the rest; `adamw` overrides the AdamW settings (e.g. fused=False)."""
+    config: dict[str, Any] = OmegaConf.to_container(OmegaConf.load(MUON_CONFIG))  # type: ignore[assignment]
+    config.update(lr=0.01, ns_dtype=ns_dtype, adamw={**config["adamw"], **adamw})
+    return build_optimizer(model, config)

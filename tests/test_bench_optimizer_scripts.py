@@ -24,15 +24,19 @@ def run(script: str) -> tuple[str, dict]:
     return done.stdout, json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def test_bench_muon_times_torchs_muon_beside_chargpts_in_each_dtype() -> None:
+def test_bench_muon_times_torchs_muon_beside_chargpts_in_each_dtype_and_unfused_adamw() -> None:
     out, figures = run("bench_muon.py")
-    arms = ("torch", "bfloat16", "float32")
+    arms = ("torch", "bfloat16", "float32", "unfused")
     assert all(figures[f"{arm}_optimizer_ms"] < figures[f"{arm}_ms_per_step"] for arm in arms)
     auto = figures["auto"]
     assert auto in ("bfloat16", "float32")
     expected = figures["torch_ms_per_step"] / figures[f"{auto}_ms_per_step"]
     assert figures["speedup_auto_vs_torch"] == pytest.approx(expected, rel=0.02)  # of unrounded times
     assert "torch.optim.Muon (bfloat16):" in out and "chargpt ns_dtype=float32:" in out
+    saves = figures["adamw_per_tensor_ms"] - figures["adamw_fused_ms"]
+    assert figures["fused_adamw_saves_ms"] == pytest.approx(saves, abs=0.002)  # of unrounded times
+    assert 0 < figures["adamw_fused_ms"] < figures[f"{auto}_optimizer_ms"]
+    assert f"chargpt ns_dtype={auto}, per-tensor AdamW:" in out
 
 
 def test_bench_rotary_times_both_forms() -> None:
