@@ -3,6 +3,7 @@ rows they print."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
@@ -37,6 +38,20 @@ def test_bench_muon_times_torchs_muon_beside_chargpts_in_each_dtype_and_unfused_
     assert figures["fused_adamw_saves_ms"] == pytest.approx(saves, abs=0.002)  # of unrounded times
     assert 0 < figures["adamw_fused_ms"] < figures[f"{auto}_optimizer_ms"]
     assert f"chargpt ns_dtype={auto}, per-tensor AdamW:" in out
+
+
+def test_the_benchmarks_optimizer_is_the_configs_and_its_unfused_arm_is_not_fused() -> None:
+    sys.path.insert(0, str(SCRIPTS))
+    try:
+        from step_benchmarks import add_model_shape, preset_model, preset_optimizer
+    finally:
+        sys.path.remove(str(SCRIPTS))
+    parser = argparse.ArgumentParser()
+    add_model_shape(parser)
+    parser.add_argument("--block", type=int, default=16)
+    model = preset_model(parser.parse_args(["--layers", "1", "--width", "32", "--heads", "2"]))
+    assert preset_optimizer(model).optimizers[1].defaults["fused"] is True  # configs/optimizer/muon.yaml
+    assert preset_optimizer(model, fused=False).optimizers[1].defaults["fused"] is False
 
 
 def test_bench_rotary_times_both_forms() -> None:

@@ -63,17 +63,19 @@ def test_fused_and_foreach_adamw_match_the_reference_loop(variant: dict) -> None
     torch.testing.assert_close(fast, reference, rtol=1e-3, atol=5e-4)
 
 
-def test_adamw_config_is_fused_by_default() -> None:
+@pytest.mark.parametrize("optimizer", ["adamw", "muon"])
+def test_adamw_is_fused_by_default_alone_and_inside_muon(optimizer: str) -> None:
     from hydra import compose, initialize_config_dir
 
     from chargpt.cli.common import CONFIG_PATH
     from chargpt.training.build import plain
 
     with initialize_config_dir(config_dir=CONFIG_PATH, version_base="1.3"):
-        cfg = compose(config_name="train")
+        cfg = compose(config_name="train", overrides=[f"optimizer={optimizer}"])
     model = build_model(ModelConfig(**MODEL), len(VOCAB))
     opt = build_optimizer(model, plain(cfg.optimizer))
-    assert opt.defaults["fused"] is True
+    adamw = opt.optimizers[1] if optimizer == "muon" else opt
+    assert isinstance(adamw, torch.optim.AdamW) and adamw.defaults["fused"] is True
 
 
 def test_compile_flag_is_not_architecture() -> None:

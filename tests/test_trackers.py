@@ -96,11 +96,14 @@ def finished_records(run: Path, index: int, patience: float = 60.0) -> list[Any]
     while True:
         files = sorted(run.glob("wandb/offline-run-*/run-*.wandb"))
         try:
-            records = wandb_records(files[index])
-        except Exception:  # no such file yet, or a record cut short by the writer
-            records = []
-        if any(r.WhichOneof("record_type") == "exit" for r in records) or time.monotonic() > deadline:
+            records, problem = wandb_records(files[index]), "no exit record"
+        except Exception as error:  # no such file yet, or a record cut short by the writer
+            records, problem = [], repr(error)
+        if any(r.WhichOneof("record_type") == "exit" for r in records):
             return records
+        if time.monotonic() > deadline:
+            names = [f.name for f in files]
+            pytest.fail(f"W&B run file {index} of {names} unfinished after {patience} s: {problem}")
         time.sleep(0.2)
 
 
