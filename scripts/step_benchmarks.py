@@ -5,17 +5,18 @@ model and optimizer built from them."""
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
+import functools
 from typing import Any
 
 import torch
-from omegaconf import OmegaConf
+from hydra import compose, initialize_config_dir
 
+from chargpt.cli.common import CONFIG_PATH
 from chargpt.model import ModelConfig, build_model
+from chargpt.training.build import plain
 from chargpt.training.optim import build_optimizer
 
 VOCAB = 65  # Tiny Shakespeare's
-MUON_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "optimizer" / "muon.yaml"
 
 
 def positive(text: str) -> int:
@@ -49,9 +50,15 @@ def preset_model(args: argparse.Namespace) -> torch.nn.Module:
     return build_model(config, VOCAB)
 
 
+@functools.cache
+def preset_optimizer_config() -> dict[str, Any]:
+    """experiment=cpu_100s's optimizer config, composed from configs/ as chargpt-train composes it."""
+    with initialize_config_dir(config_dir=CONFIG_PATH, version_base="1.3"):
+        return plain(compose(config_name="train", overrides=["experiment=cpu_100s"]).optimizer)
+
+
 def preset_optimizer(model: torch.nn.Module, ns_dtype: str = "auto", **adamw: Any) -> torch.optim.Optimizer:
-    """experiment=cpu_100s's optimizer, from configs/optimizer/muon.yaml: Muon (lr 0.01) on the hidden
-    matrices, AdamW (3e-3) on the rest; `adamw` overrides the AdamW settings (e.g. fused=False)."""
-    config: dict[str, Any] = OmegaConf.to_container(OmegaConf.load(MUON_CONFIG))  # type: ignore[assignment]
-    config.update(lr=0.01, ns_dtype=ns_dtype, adamw={**config["adamw"], **adamw})
-    return build_optimizer(model, config)
+    """experiment=cpu_100s's optimizer: Muon (lr 0.01) on the hidden matrices, AdamW (3e-3) on the
+    rest; `adamw` overrides the AdamW settings (e.g. fused=False)."""
+    config = preset_optimizer_config()
+    return build_optimizer(model, {**config, "ns_dtype": ns_dtype, "adamw": {**config["adamw"], **adamw}})
