@@ -118,7 +118,44 @@ def test_a_record_from_before_the_weight_decay_rule_resumes_without_it() -> None
 
 
 def test_wider_models_get_a_lower_adamw_lr() -> None:
-    assert auto_size.adamw_lr_for(128) == 3e-3 > auto_size.adamw_lr_for(384)
+    lr = auto_size.adamw_lr_for
+    assert lr(96, 1000) == lr(128, 1000) == 0.02 and lr(192, 1000) == 0.016 > lr(384, 1000)
+    assert lr(128, 9000) == 0.003 and lr(192, 9000) == 0.0024
+
+
+def test_short_runs_get_faster_moving_rates_than_long_ones() -> None:
+    lr, momentum = auto_size.adamw_lr_for, auto_size.momentum_for
+    assert momentum(500) == momentum(2400) == 0.9 < momentum(3800) < momentum(5200) == 0.95
+    assert momentum(50_000) == 0.95
+    assert lr(128, 2400) > lr(128, 3800) > lr(128, 5200)
+    short, long = size(100), size(600, ms_for_anchor=15.0)
+    assert (short.momentum, long.momentum) == (momentum(_chosen(short).steps), momentum(_chosen(long).steps))
+    assert short.momentum < long.momentum and short.adamw_lr > long.adamw_lr
+    assert f"Muon momentum {short.momentum:g}" in short.reason
+
+
+@pytest.mark.parametrize(("extra", "expected"), [([], "chosen"), (["optimizer.momentum=0.8"], 0.8)])
+def test_momentum_is_set_for_muon_unless_the_command_line_gives_it(extra: list[str], expected) -> None:
+    overrides = ["model=auto", "budget_seconds=100", *extra]
+    with initialize_config_dir(config_dir=CONFIG_PATH, version_base="1.3"):
+        cfg = compose(config_name="train", overrides=overrides, return_hydra_config=True)
+    choice = size(100)
+    want = choice.momentum if expected == "chosen" else expected
+    auto_size.apply_choice(cfg, choice, overrides, cfg.hydra.runtime.choices)
+    assert cfg.optimizer.momentum == want == choice.momentum == choice.summary()["chosen"]["momentum"]
+    assert f"optimizer.momentum={want:g}" in choice.overrides
+
+
+def test_a_record_from_before_the_momentum_rule_resumes_with_the_configs_momentum() -> None:
+    record = size(100).summary()
+    del record["chosen"]["momentum"]
+    choice = auto_size.from_record(record)
+    assert choice.momentum is None
+    with initialize_config_dir(config_dir=CONFIG_PATH, version_base="1.3"):
+        overrides = ["model=auto", "budget_seconds=100"]
+        cfg = compose(config_name="train", overrides=overrides, return_hydra_config=True)
+    auto_size.apply_choice(cfg, choice, overrides, cfg.hydra.runtime.choices)
+    assert cfg.optimizer.momentum == 0.95 == choice.momentum  # optimizer/muon.yaml's: what that run had
 
 
 def test_model_auto_without_budget_is_a_config_error(tmp_path: Path, capsys) -> None:

@@ -71,3 +71,31 @@ def test_option_composes_and_instantiates(group: str, option: str, corpus: Path,
     x = torch.zeros(2, model_config.block_size, dtype=torch.long)
     logits, loss = model(x, x)
     assert logits.shape == (2, model_config.block_size, 30) and torch.isfinite(loss)
+
+
+@pytest.mark.parametrize("optimizer", options("optimizer"))
+def test_an_experiment_takes_every_optimizer_option(optimizer: str) -> None:
+    """An experiment's optimizer settings live in its optimizer option, so swapping the option on
+    the command line (`experiment=cpu_100s optimizer=adamw`) leaves no keys the other one refuses."""
+    from chargpt.training.optim import build_optimizer
+
+    with initialize_config_dir(config_dir=CONFIG_PATH, version_base="1.3"):
+        cfg = compose(config_name="train", overrides=["experiment=cpu_100s", f"optimizer={optimizer}"])
+        alone = compose(config_name="train", overrides=[f"optimizer={optimizer}"])
+    assert set(cfg.optimizer) == set(alone.optimizer)
+    model = build_model(ModelConfig(n_layer=1, n_head=2, n_embd=16, block_size=8), vocab_size=10)
+    optim = build_optimizer(model, plain(cfg.optimizer))
+    assert sum(len(g["params"]) for g in optim.param_groups) == len(list(model.parameters()))
+
+
+def test_the_short_run_muon_differs_from_muon_only_in_its_rates() -> None:
+    with initialize_config_dir(config_dir=CONFIG_PATH, version_base="1.3"):
+        short = plain(compose(config_name="train", overrides=["optimizer=muon_short"]).optimizer)
+        muon = plain(compose(config_name="train", overrides=["optimizer=muon"]).optimizer)
+        preset = plain(compose(config_name="train", overrides=["experiment=cpu_100s"]).optimizer)
+    assert (short["momentum"], short["adamw"]["lr"]) == (0.9, 0.02)
+    assert (muon["momentum"], muon["adamw"]["lr"]) == (0.95, 0.003)
+    for rates in (short, muon):
+        del rates["momentum"], rates["adamw"]["lr"]
+    assert short == muon
+    assert (preset["momentum"], preset["adamw"]["lr"]) == (0.9, 0.02)

@@ -14,7 +14,7 @@ model (more tokens per parameter), a long one a larger model: the pick is the sh
 nearest (in log scale) to the ratio measured best at 100 s. Climbing stops at the first shape below
 that ratio (larger ones are only farther from it), or when the calibration would take more than a
 small fraction of the budget. Dropout and Muon's weight decay follow the epochs the run will make
-over its training text.
+over its training text; AdamW's rate and Muon's momentum follow its steps.
 """
 
 from __future__ import annotations
@@ -100,12 +100,18 @@ DROPOUT_BY_EPOCHS: tuple[tuple[float, float], ...] = ((8.0, 0.0), (16.0, 0.1), (
 # loss 0.31 below validation) scored 1.474 without it, 1.470 / 1.460 / 1.489 with 0.03 / 0.1 / 0.3;
 # the cpu_100s shape at 100 s (~2 epochs) lost 0.009 with 0.1 (docs/EXPERIMENTS.md).
 WEIGHT_DECAY_BY_EPOCHS: tuple[tuple[float, float], ...] = ((2.0, 0.0), (6.0, 0.1))
-# AdamW (embeddings, head, norms, biases) lr: 3e-3 up to the anchor's width, then scaled by
-# (ANCHOR width / width) ** ADAMW_LR_WIDTH_POWER. Under Adam each output-head coordinate moves by
-# about the lr, so the logits move more per step as width grows; a half power is a cautious step
-# towards the 1/width that theory suggests. Muon's lr (configs/model/auto.yaml) needs no scaling:
-# its update is orthogonalised and scaled by the matrix shape.
-ADAMW_LR = 3e-3
+# AdamW (embeddings, head, norms, biases) lr at the anchor's width, and Muon's momentum, by the
+# steps the run will take (linear in between, flat outside). At equal steps on a 2-core CPU,
+# momentum 0.9 with AdamW 2e-2 beat 0.95 with 3e-3 by 0.052 at 800 steps, 0.017 at 1,700 and 0.008
+# at 2,400 (3x128; 4x192 and Python source alike at 800), and lost by ~0.01 at 600 s on 4x192
+# (~5,200 steps) (docs/EXPERIMENTS.md, "Optimizer rates at a fixed step count").
+ADAMW_LR_BY_STEPS: tuple[tuple[float, float], ...] = ((2400.0, 2e-2), (5200.0, 3e-3))
+MOMENTUM_BY_STEPS: tuple[tuple[float, float], ...] = ((2400.0, 0.9), (5200.0, 0.95))
+# Above the anchor's width the AdamW lr is scaled by (ANCHOR width / width) **
+# ADAMW_LR_WIDTH_POWER. Under Adam each output-head coordinate moves by about the lr, so the logits
+# move more per step as width grows; a half power is a cautious step towards the 1/width that
+# theory suggests. Muon's lr (configs/model/auto.yaml) needs no scaling: its update is
+# orthogonalised and scaled by the matrix shape.
 ADAMW_LR_WIDTH_POWER = 0.5
 # ------------------------------------------------------------------------------------------------
 
@@ -123,14 +129,19 @@ def target_tokens_per_param() -> float:
     return ANCHOR_STEPS * ANCHOR_SHAPE.tokens_per_step() / non_embedding_params(ANCHOR_SHAPE)
 
 
-def by_epochs(points: Sequence[tuple[float, float]], epochs: float) -> float:
-    """A (epochs, value) table, interpolated linearly (rounded to 0.01), flat outside."""
-    if epochs <= points[0][0]:
+def interpolate(points: Sequence[tuple[float, float]], x: float) -> float:
+    """An (x, value) table, interpolated linearly, flat outside."""
+    if x <= points[0][0]:
         return points[0][1]
-    for (e0, p0), (e1, p1) in itertools.pairwise(points):
-        if epochs <= e1:
-            return round(p0 + (p1 - p0) * (epochs - e0) / (e1 - e0), 2)
+    for (x0, p0), (x1, p1) in itertools.pairwise(points):
+        if x <= x1:
+            return p0 + (p1 - p0) * (x - x0) / (x1 - x0)
     return points[-1][1]
+
+
+def by_epochs(points: Sequence[tuple[float, float]], epochs: float) -> float:
+    """An (epochs, value) table, interpolated linearly (rounded to 0.01), flat outside."""
+    return round(interpolate(points, epochs), 2)
 
 
 def dropout_for(epochs: float) -> float:
@@ -141,9 +152,13 @@ def weight_decay_for(epochs: float) -> float:
     return by_epochs(WEIGHT_DECAY_BY_EPOCHS, epochs)
 
 
-def adamw_lr_for(width: int) -> float:
-    lr = ADAMW_LR * min(1.0, ANCHOR_SHAPE.n_embd / width) ** ADAMW_LR_WIDTH_POWER
+def adamw_lr_for(width: int, steps: int) -> float:
+    lr = interpolate(ADAMW_LR_BY_STEPS, steps) * min(1.0, ANCHOR_SHAPE.n_embd / width) ** ADAMW_LR_WIDTH_POWER
     return float(f"{lr:.2g}")  # two digits: the printed override reproduces it exactly
+
+
+def momentum_for(steps: int) -> float:
+    return round(interpolate(MOMENTUM_BY_STEPS, steps), 3)
 
 
 @dataclass
@@ -193,12 +208,13 @@ class Choice:
     reason: str
     calibration_seconds: float = 0.0
     overrides: list[str] = field(default_factory=list)  # filled in by apply_choice
+    momentum: float | None = None  # Muon's; None in a record from before the rule: the config's
 
     def summary(self) -> dict[str, Any]:
         chosen = next(e for e in self.measured if e.shape == self.shape)
         return {
             "chosen": {**chosen.row(), "dropout": self.dropout, "adamw_lr": self.adamw_lr,
-                       "weight_decay": self.weight_decay},
+                       "weight_decay": self.weight_decay, "momentum": self.momentum},
             "reason": self.reason,
             "target_tokens_per_param": round(self.target, 3),
             "candidates": [e.row() for e in self.measured],
@@ -209,7 +225,8 @@ class Choice:
 
 def choose(measured: Sequence[Estimate], stopped: str) -> Choice:
     """The shape whose tokens per parameter is nearest the target (log scale), its dropout and Muon
-    weight decay (from its epochs) and AdamW lr (from its width). `measured` is in ladder order;
+    weight decay (from its epochs), AdamW lr (from its width and steps) and Muon momentum (from its
+    steps). `measured` is in ladder order;
     `stopped` says why the climb ended."""
     if not measured:
         shortest = min(s.block_size for s in LADDER)
@@ -224,10 +241,12 @@ def choose(measured: Sequence[Estimate], stopped: str) -> Choice:
         f"{best.tokens_per_param:.2f} tokens per parameter in the budget is the nearest to the target "
         f"{target:.2f} (the best measured shape at 100 s); climb stopped: {stopped}; "
         f"{best.epochs:.1f} epochs over the training text -> dropout {dropout:g}, "
-        f"Muon weight decay {weight_decay:g}"
+        f"Muon weight decay {weight_decay:g}; {best.steps:,} steps -> AdamW lr "
+        f"{adamw_lr_for(best.shape.n_embd, best.steps):g}, Muon momentum {momentum_for(best.steps):g}"
     )
     return Choice(
-        best.shape, dropout, adamw_lr_for(best.shape.n_embd), weight_decay, list(measured), target, reason
+        best.shape, dropout, adamw_lr_for(best.shape.n_embd, best.steps), weight_decay, list(measured),
+        target, reason, momentum=momentum_for(best.steps),
     )
 
 
@@ -383,6 +402,11 @@ def apply_choice(
             choice.adamw_lr = float(adamw.lr)
             if "optimizer.weight_decay" not in given:
                 cfg.optimizer.weight_decay = choice.weight_decay
+            if "optimizer.momentum" not in given and choice.momentum is not None:
+                cfg.optimizer.momentum = choice.momentum
+            choice.momentum = float(cfg.optimizer.momentum)
+        else:
+            choice.momentum = None  # no Muon: the record says what ran
         choice.weight_decay = float(cfg.optimizer.get("weight_decay", 0.0))
         cfg.model.auto = False
     choice.overrides = reproducing_overrides(cfg, overrides, choices)
@@ -400,6 +424,8 @@ def reproducing_overrides(cfg: DictConfig, overrides: Sequence[str], choices: Ma
     values = [f"optimizer.lr={_value(cfg.optimizer.lr)}"] if "lr" in cfg.optimizer else []
     if "weight_decay" in cfg.optimizer:
         values.append(f"optimizer.weight_decay={_value(cfg.optimizer.weight_decay)}")
+    if "momentum" in cfg.optimizer:
+        values.append(f"optimizer.momentum={_value(cfg.optimizer.momentum)}")
     if cfg.optimizer.get("adamw") is not None:
         values.append(f"optimizer.adamw.lr={_value(cfg.optimizer.adamw.lr)}")
     values += [
@@ -452,6 +478,7 @@ def report(choice: Choice, budget_seconds: float, train_chars: int) -> str:
     lines.append(
         f"chosen: {choice.shape.name}, dropout {choice.dropout:g}, AdamW lr {choice.adamw_lr:g}, "
         f"weight decay {choice.weight_decay:g}"
+        + (f", momentum {choice.momentum:g}" if choice.momentum is not None else "")
     )
     lines.append(f"why: {choice.reason}")
     if choice.overrides:
@@ -479,4 +506,5 @@ def from_record(record: dict[str, Any]) -> Choice:
         float(record.get("target_tokens_per_param", target_tokens_per_param())),
         reason if reason.startswith(KEPT) else f"{KEPT} (first run: {reason})",
         float(record.get("calibration_seconds", 0.0)),
+        momentum=None if chosen.get("momentum") is None else float(chosen["momentum"]),  # since the rule
     )
