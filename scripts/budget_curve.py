@@ -16,6 +16,7 @@ Tiny Shakespeare: source code, a different kind of text; built once into the out
     python scripts/budget_curve.py --budgets 30 100 --texts shakespeare --seeds 1 --configs auto
     python scripts/budget_curve.py --dry-run                        # the commands only
     python scripts/budget_curve.py --out old_init --extra model.zero_init_residual=false  # older rows
+    python scripts/budget_curve.py --configs cpu_100s --out old --extra optimizer=muon  # preset's old rates
     python scripts/budget_curve.py --report-only                    # the table from finished runs
 
 Run it on a quiet machine: a busy one slows steps, and the budget then buys fewer of them.

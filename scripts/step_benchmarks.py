@@ -58,7 +58,7 @@ def preset_optimizer_config() -> dict[str, Any]:
 
 
 def preset_optimizer(model: torch.nn.Module, ns_dtype: str = "auto", **adamw: Any) -> torch.optim.Optimizer:
-    """experiment=cpu_100s's optimizer: Muon (lr 0.01) on the hidden matrices, AdamW (3e-3) on the
-    rest; `adamw` overrides the AdamW settings (e.g. fused=False)."""
+    """experiment=cpu_100s's optimizer (optimizer=muon_short): Muon on the hidden matrices, AdamW on
+    the rest; `adamw` overrides the AdamW settings (e.g. fused=False)."""
     config = preset_optimizer_config()
     return build_optimizer(model, {**config, "ns_dtype": ns_dtype, "adamw": {**config["adamw"], **adamw}})

@@ -131,10 +131,14 @@ def test_short_runs_get_faster_moving_rates_than_long_ones() -> None:
     short, long = size(100), size(600, ms_for_anchor=15.0)
     assert (short.momentum, long.momentum) == (momentum(_chosen(short).steps), momentum(_chosen(long).steps))
     assert short.momentum < long.momentum and short.adamw_lr > long.adamw_lr
+    for choice in (short, long):
+        assert choice.adamw_lr == lr(choice.shape.n_embd, _chosen(choice).steps)
     assert f"Muon momentum {short.momentum:g}" in short.reason
 
 
-@pytest.mark.parametrize(("extra", "expected"), [([], "chosen"), (["optimizer.momentum=0.8"], 0.8)])
+@pytest.mark.parametrize(
+    ("extra", "expected"), [([], "chosen"), (["optimizer.momentum=0.8"], 0.8), (["optimizer=adamw"], None)]
+)
 def test_momentum_is_set_for_muon_unless_the_command_line_gives_it(extra: list[str], expected) -> None:
     overrides = ["model=auto", "budget_seconds=100", *extra]
     with initialize_config_dir(config_dir=CONFIG_PATH, version_base="1.3"):
@@ -142,20 +146,26 @@ def test_momentum_is_set_for_muon_unless_the_command_line_gives_it(extra: list[s
     choice = size(100)
     want = choice.momentum if expected == "chosen" else expected
     auto_size.apply_choice(cfg, choice, overrides, cfg.hydra.runtime.choices)
-    assert cfg.optimizer.momentum == want == choice.momentum == choice.summary()["chosen"]["momentum"]
-    assert f"optimizer.momentum={want:g}" in choice.overrides
+    assert cfg.optimizer.get("momentum") == want == choice.momentum == choice.summary()["chosen"]["momentum"]
+    if want is None:  # AdamW: no momentum to set, record or print
+        assert not any(o.startswith("optimizer.momentum=") for o in choice.overrides)
+    else:
+        assert f"optimizer.momentum={want:g}" in choice.overrides
+        assert f"momentum {want:g}" in auto_size.report(choice, 100, SHAKESPEARE_TRAIN).splitlines()[-3]
 
 
 def test_a_record_from_before_the_momentum_rule_resumes_with_the_configs_momentum() -> None:
     record = size(100).summary()
     del record["chosen"]["momentum"]
+    record["chosen"]["adamw_lr"] = 0.003  # the old rule's
     choice = auto_size.from_record(record)
-    assert choice.momentum is None
+    assert choice.momentum is None and choice.adamw_lr == 0.003
     with initialize_config_dir(config_dir=CONFIG_PATH, version_base="1.3"):
         overrides = ["model=auto", "budget_seconds=100"]
         cfg = compose(config_name="train", overrides=overrides, return_hydra_config=True)
     auto_size.apply_choice(cfg, choice, overrides, cfg.hydra.runtime.choices)
     assert cfg.optimizer.momentum == 0.95 == choice.momentum  # optimizer/muon.yaml's: what that run had
+    assert cfg.optimizer.adamw.lr == 0.003  # the recorded rate, not today's rule
 
 
 def test_model_auto_without_budget_is_a_config_error(tmp_path: Path, capsys) -> None:

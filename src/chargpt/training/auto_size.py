@@ -103,8 +103,9 @@ WEIGHT_DECAY_BY_EPOCHS: tuple[tuple[float, float], ...] = ((2.0, 0.0), (6.0, 0.1
 # AdamW (embeddings, head, norms, biases) lr at the anchor's width, and Muon's momentum, by the
 # steps the run will take (linear in between, flat outside). At equal steps on a 2-core CPU,
 # momentum 0.9 with AdamW 2e-2 beat 0.95 with 3e-3 by 0.052 at 800 steps, 0.017 at 1,700 and 0.008
-# at 2,400 (3x128; 4x192 and Python source alike at 800), and lost by ~0.01 at 600 s on 4x192
-# (~5,200 steps) (docs/EXPERIMENTS.md, "Optimizer rates at a fixed step count").
+# at 2,400 (3x128; 4x192 and Python source alike at 800), and lost by 0.013 at 600 s on 4x192
+# (~5,000 steps, budgeted runs with ~7% fewer steps than the old rates' runs) (docs/EXPERIMENTS.md,
+# "Optimizer rates at a fixed step count"). The ramp between is not measured.
 ADAMW_LR_BY_STEPS: tuple[tuple[float, float], ...] = ((2400.0, 2e-2), (5200.0, 3e-3))
 MOMENTUM_BY_STEPS: tuple[tuple[float, float], ...] = ((2400.0, 0.9), (5200.0, 0.95))
 # Above the anchor's width the AdamW lr is scaled by (ANCHOR width / width) **
@@ -208,7 +209,7 @@ class Choice:
     reason: str
     calibration_seconds: float = 0.0
     overrides: list[str] = field(default_factory=list)  # filled in by apply_choice
-    momentum: float | None = None  # Muon's; None in a record from before the rule: the config's
+    momentum: float | None = None  # Muon's; None: the config's (an older record, or no Muon)
 
     def summary(self) -> dict[str, Any]:
         chosen = next(e for e in self.measured if e.shape == self.shape)
@@ -237,16 +238,16 @@ def choose(measured: Sequence[Estimate], stopped: str) -> Choice:
     target = target_tokens_per_param()
     best = min(measured, key=lambda e: abs(math.log(max(e.tokens_per_param, 1e-9) / target)))
     dropout, weight_decay = dropout_for(best.epochs), weight_decay_for(best.epochs)
+    adamw_lr, momentum = adamw_lr_for(best.shape.n_embd, best.steps), momentum_for(best.steps)
     reason = (
         f"{best.tokens_per_param:.2f} tokens per parameter in the budget is the nearest to the target "
         f"{target:.2f} (the best measured shape at 100 s); climb stopped: {stopped}; "
         f"{best.epochs:.1f} epochs over the training text -> dropout {dropout:g}, "
-        f"Muon weight decay {weight_decay:g}; {best.steps:,} steps -> AdamW lr "
-        f"{adamw_lr_for(best.shape.n_embd, best.steps):g}, Muon momentum {momentum_for(best.steps):g}"
+        f"Muon weight decay {weight_decay:g}; {best.steps:,} steps -> AdamW lr {adamw_lr:g}, "
+        f"Muon momentum {momentum:g}"
     )
     return Choice(
-        best.shape, dropout, adamw_lr_for(best.shape.n_embd, best.steps), weight_decay, list(measured),
-        target, reason, momentum=momentum_for(best.steps),
+        best.shape, dropout, adamw_lr, weight_decay, list(measured), target, reason, momentum=momentum
     )
 
 
@@ -404,7 +405,8 @@ def apply_choice(
                 cfg.optimizer.weight_decay = choice.weight_decay
             if "optimizer.momentum" not in given and choice.momentum is not None:
                 cfg.optimizer.momentum = choice.momentum
-            choice.momentum = float(cfg.optimizer.momentum)
+            momentum = cfg.optimizer.get("momentum")
+            choice.momentum = None if momentum is None else float(momentum)
         else:
             choice.momentum = None  # no Muon: the record says what ran
         choice.weight_decay = float(cfg.optimizer.get("weight_decay", 0.0))
