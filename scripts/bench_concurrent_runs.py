@@ -25,7 +25,7 @@ import time
 import torch
 
 from chargpt.model import ModelConfig, build_model
-from chargpt.training.optim import build_optimizer
+from step_benchmarks import preset_optimizer
 
 
 def worker(steps: int, start_at: float) -> None:
@@ -33,10 +33,7 @@ def worker(steps: int, start_at: float) -> None:
     times (s) as JSON."""
     torch.manual_seed(0)
     model = build_model(ModelConfig(n_layer=3, n_embd=128, n_head=4, block_size=128, pos_encoding="rope"), 65)
-    muon = {  # optimizer=muon_short's rates (they do not change a step's time)
-        "_target_": "chargpt.training.optim.muon_adamw", "lr": 0.01, "momentum": 0.9, "adamw": {"lr": 2e-2},
-    }
-    opt = build_optimizer(model, muon)
+    opt = preset_optimizer(model)
     x = torch.randint(0, 65, (8, 128))
 
     def step() -> None:
