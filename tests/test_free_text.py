@@ -131,6 +131,18 @@ def test_an_unreadable_override_is_one_line_with_the_quoted_form(capsys) -> None
     assert OverridesParser.create().parse_override("model.name='[1'").value() == "[1"
 
 
+@pytest.mark.parametrize("arg", ["optimizer=muon-short", "-m optimizer=adamw,muon_shrt"])
+def test_a_missing_group_option_is_one_line_naming_the_options(arg: str, tmp_path: Path, capsys) -> None:
+    assert run_cli(train_main, *arg.split(), f"hydra.run.dir={tmp_path / 'run'}") == 2
+    err = capsys.readouterr().err
+    bad = arg.split("=")[1].split(",")[-1]
+    options = "adamw, muon, muon_short"
+    assert err == f"error: optimizer={bad} is not an option of optimizer; use one of: {options}\n"
+    assert not (tmp_path / "run").exists()
+    assert hydra_argv(["x", "optimizer=null", "optimizer=glob(*)", "+optimizer.x=1"])[1:] == [
+        "optimizer=null", "optimizer=glob(*)", "+optimizer.x=1"]  # values Hydra reads itself pass
+
+
 def test_quoting_round_trips_any_text() -> None:
     """What the config holds after composition (and after a save and load) is the text typed."""
     rng = random.Random(1)

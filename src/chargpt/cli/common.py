@@ -7,7 +7,8 @@ free-text settings (prompts, data paths, checkpoints) are therefore taken litera
 parses the command line, `key=VALUE` becomes `key='VALUE'` with Hydra's quoting and OmegaConf's
 escaping, so the composed config holds exactly what the shell handed over. Path settings also get
 `~` and environment variables expanded. Any other override Hydra cannot parse is one `error:` line
-that shows the quoted form that works.
+that shows the quoted form that works; so is an option a config group does not have (`model=nope`),
+listing the options it has.
 """
 
 from __future__ import annotations
@@ -135,7 +136,21 @@ def hydra_argv(argv: list[str]) -> list[str]:
                 out[i] = f"{plus}{key}={hydra_quoted(value, interpolate=True)}"
         if not parses(out[i]):
             raise ConfigError(_unparsable(out[i]))
+        if parts is not None:
+            check_group_option(parts[1], parts[2])
     return out
+
+
+def check_group_option(key: str, value: str) -> None:
+    """`group=option` (or a sweep's `group=a,b`) for one of chargpt's config groups must name
+    options that exist: a ConfigError listing them, before Hydra composes anything."""
+    group = Path(CONFIG_PATH) / key
+    if "/" in key or "." in key or not group.is_dir() or not re.fullmatch(r"[\w\-]+(,[\w\-]+)*", value):
+        return  # not a group of ours, or a value Hydra reads itself (null, glob(...), ...)
+    known = sorted(f.stem for f in group.glob("*.yaml"))
+    unknown = [name for name in value.split(",") if name not in known and name != "null"]
+    if unknown:
+        raise ConfigError(f"{key}={unknown[0]} is not an option of {key}; use one of: {', '.join(known)}")
 
 
 def _free_text(key: str, value: str) -> str:
