@@ -147,8 +147,15 @@ def test_momentum_is_set_for_muon_unless_the_command_line_gives_it(extra: list[s
     want = choice.momentum if expected == "chosen" else expected
     auto_size.apply_choice(cfg, choice, overrides, cfg.hydra.runtime.choices)
     assert cfg.optimizer.get("momentum") == want == choice.momentum == choice.summary()["chosen"]["momentum"]
-    if want is None:  # AdamW: no momentum to set, record or print
+    if want is None:  # AdamW: no momentum to set, record or print, and its own lr is what ran
         assert not any(o.startswith("optimizer.momentum=") for o in choice.overrides)
+        assert choice.adamw_lr == cfg.optimizer.lr == choice.summary()["chosen"]["adamw_lr"]
+        assert choice.adamw_lr != auto_size.adamw_lr_for(choice.shape.n_embd, _chosen(choice).steps)
+        assert f"AdamW lr {cfg.optimizer.lr:g}," in auto_size.report(choice, 100, SHAKESPEARE_TRAIN)
+        assert choice.reason.endswith(f"its own lr {cfg.optimizer.lr:g} and weight decay 0.1 apply")
+        resumed = auto_size.from_record(choice.summary())
+        auto_size.apply_choice(cfg, resumed, overrides, cfg.hydra.runtime.choices)
+        assert resumed.reason.count("no Muon part") == 1
     else:
         assert f"optimizer.momentum={want:g}" in choice.overrides
         assert f"momentum {want:g}" in auto_size.report(choice, 100, SHAKESPEARE_TRAIN).splitlines()[-3]

@@ -407,8 +407,15 @@ def apply_choice(
                 cfg.optimizer.momentum = choice.momentum
             momentum = cfg.optimizer.get("momentum")
             choice.momentum = None if momentum is None else float(momentum)
-        else:
-            choice.momentum = None  # no Muon: the record says what ran
+        else:  # no Muon: the optimizer keeps its own rate and decay; the record says what ran
+            choice.momentum = None
+            choice.adamw_lr = float(cfg.optimizer.get("lr", choice.adamw_lr))
+            note = (
+                f"; this optimizer has no Muon part: its own lr {choice.adamw_lr:g} and weight decay "
+                f"{float(cfg.optimizer.get('weight_decay', 0.0)):g} apply"
+            )
+            if note not in choice.reason:  # a resumed run's reason has it already
+                choice.reason += note
         choice.weight_decay = float(cfg.optimizer.get("weight_decay", 0.0))
         cfg.model.auto = False
     choice.overrides = reproducing_overrides(cfg, overrides, choices)
