@@ -103,11 +103,12 @@ WEIGHT_DECAY_BY_EPOCHS: tuple[tuple[float, float], ...] = ((2.0, 0.0), (6.0, 0.1
 # AdamW (embeddings, head, norms, biases) lr at the anchor's width, and Muon's momentum, by the
 # steps the run will take (linear in between, flat outside). At equal steps on a 2-core CPU,
 # momentum 0.9 with AdamW 2e-2 beat 0.95 with 3e-3 by 0.052 at 800 steps, 0.017 at 1,700 and 0.008
-# at 2,400 (3x128; 4x192 and Python source alike at 800), and lost by 0.013 at 600 s on 4x192
-# (~5,000 steps, budgeted runs with ~7% fewer steps than the old rates' runs) (docs/EXPERIMENTS.md,
-# "Optimizer rates at a fixed step count"). The ramp between is not measured.
-ADAMW_LR_BY_STEPS: tuple[tuple[float, float], ...] = ((2400.0, 2e-2), (5200.0, 3e-3))
-MOMENTUM_BY_STEPS: tuple[tuple[float, float], ...] = ((2400.0, 0.9), (5200.0, 0.95))
+# at 2,400 (3x128; 4x192 and Python source alike at 800), 0.011 at 2,900 on 4x160 (where the values
+# of a ramp starting at 2,400 gained only 0.003), and lost by 0.013 at 600 s on 4x192 (~5,000 steps,
+# budgeted runs with ~7% fewer steps than the old rates' runs) (docs/EXPERIMENTS.md, "Optimizer
+# rates at a fixed step count"). Nothing between 2,900 and 5,200 steps is measured.
+ADAMW_LR_BY_STEPS: tuple[tuple[float, float], ...] = ((2900.0, 2e-2), (5200.0, 3e-3))
+MOMENTUM_BY_STEPS: tuple[tuple[float, float], ...] = ((2900.0, 0.9), (5200.0, 0.95))
 # Above the anchor's width the AdamW lr is scaled by (ANCHOR width / width) **
 # ADAMW_LR_WIDTH_POWER. Under Adam each output-head coordinate moves by about the lr, so the logits
 # move more per step as width grows; a half power is a cautious step towards the 1/width that
