@@ -21,6 +21,7 @@ from chargpt.cli.common import hydra_argv, literal_argv
 from chargpt.cli.sample import main as sample_main
 from chargpt.cli.train import main as train_main
 from chargpt.cli.train import resume_overrides
+from chargpt.errors import ConfigError
 from chargpt.runs.overrides import literal_value
 from conftest import TINY_MODEL, run_cli
 
@@ -195,3 +196,16 @@ def test_sample_into_a_closed_pipe_is_quiet(run: Path) -> None:
     )
     assert result.stdout == "Hello exit 141\n"  # what a command ended by SIGPIPE reports
     assert result.stderr == ""
+
+
+def test_a_users_config_dir_adds_options_to_the_groups(tmp_path: Path) -> None:
+    """`--config-dir DIR` adds DIR's options (Hydra searches it too): they pass, and a name in no
+    folder is still one line listing the options of both; another search path is left to Hydra."""
+    (tmp_path / "optimizer").mkdir()
+    (tmp_path / "optimizer" / "mine.yaml").write_text("defaults:\n  - adamw\n  - _self_\nlr: 2.0e-3\n")
+    for given in (["-cd", str(tmp_path)], [f"--config-dir={tmp_path}"]):
+        assert hydra_argv(["x", *given, "optimizer=mine"])[-1] == "optimizer=mine"
+        with pytest.raises(ConfigError, match=r"^optimizer=mien is not .*: adamw, mine, muon, muon_short$"):
+            hydra_argv(["x", *given, "optimizer=mien"])
+    for other in (["-cp", str(tmp_path)], [f"hydra.searchpath=['file://{tmp_path}']"]):
+        assert hydra_argv(["x", *other, "optimizer=mine"])[-1] == "optimizer=mine"

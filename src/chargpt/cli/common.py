@@ -121,6 +121,7 @@ def hydra_argv(argv: list[str]) -> list[str]:
     """The command line as Hydra must see it: free-text values quoted, paths expanded; an override
     Hydra cannot parse is a ConfigError that shows the quoted form."""
     out = list(argv)
+    group_dirs = _group_dirs(out)
     for i in _overrides(out):
         parts = _split(out[i])
         if parts is not None:
@@ -136,18 +137,36 @@ def hydra_argv(argv: list[str]) -> list[str]:
                 out[i] = f"{plus}{key}={hydra_quoted(value, interpolate=True)}"
         if not parses(out[i]):
             raise ConfigError(_unparsable(out[i]))
-        if parts is not None:
-            check_group_option(parts[1], parts[2])
+        if parts is not None and group_dirs is not None:
+            check_group_option(parts[1], parts[2], group_dirs)
     return out
 
 
-def check_group_option(key: str, value: str) -> None:
-    """`group=option` (or a sweep's `group=a,b`) for one of chargpt's config groups must name
-    options that exist: a ConfigError listing them, before Hydra composes anything."""
-    group = Path(CONFIG_PATH) / key
-    if "/" in key or "." in key or not group.is_dir() or not re.fullmatch(r"[\w\-]+(,[\w\-]+)*", value):
-        return  # not a group of ours, or a value Hydra reads itself (null, glob(...), ...)
-    known = sorted(f.stem for f in group.glob("*.yaml"))
+def _group_dirs(argv: list[str]) -> list[Path] | None:
+    """The config folders Hydra searches for this command line: chargpt's and any `--config-dir`;
+    None when the search path is set another way (`--config-path`, `hydra.searchpath`), whose
+    options only Hydra can list."""
+    dirs = [Path(CONFIG_PATH)]
+    for i, arg in enumerate(argv[1:], start=1):
+        flag, eq, value = arg.partition("=")
+        if flag in ("-cp", "--config-path"):
+            return None
+        if arg in ("-cd", "--config-dir") and i + 1 < len(argv):
+            dirs.append(Path(expand_path(argv[i + 1])))
+        elif flag == "--config-dir" and eq:
+            dirs.append(Path(expand_path(value)))
+    if any((parts := _split(argv[i])) and parts[1] == "hydra.searchpath" for i in _overrides(argv)):
+        return None
+    return dirs
+
+
+def check_group_option(key: str, value: str, config_dirs: list[Path]) -> None:
+    """`group=option` (or a sweep's `group=a,b`) for a config group in `config_dirs` must name
+    options that exist there: a ConfigError listing them, before Hydra composes anything."""
+    groups = [d / key for d in config_dirs if (d / key).is_dir()]
+    if "/" in key or "." in key or not groups or not re.fullmatch(r"[\w\-]+(,[\w\-]+)*", value):
+        return  # not a config group, or a value Hydra reads itself (null, glob(...), ...)
+    known = sorted({f.stem for group in groups for f in group.glob("*.yaml")})
     unknown = [name for name in value.split(",") if name not in known and name != "null"]
     if unknown:
         raise ConfigError(f"{key}={unknown[0]} is not an option of {key}; use one of: {', '.join(known)}")

@@ -411,13 +411,12 @@ def apply_choice(
         else:  # no Muon: the optimizer keeps its own rate and decay; the record says what ran
             choice.momentum = None
             choice.adamw_lr = float(cfg.optimizer.get("lr", choice.adamw_lr))
-            note = (
-                f"; this optimizer has no Muon part: its own lr {choice.adamw_lr:g} and weight decay "
-                f"{float(cfg.optimizer.get('weight_decay', 0.0)):g} apply"
-            )
-            if note not in choice.reason:  # a resumed run's reason has it already
-                choice.reason += note
         choice.weight_decay = float(cfg.optimizer.get("weight_decay", 0.0))
+        if adamw is None and not choice.reason.startswith(KEPT):  # a resumed run keeps the first reason
+            choice.reason += (
+                f"; this optimizer has no Muon part: its own lr {choice.adamw_lr:g} and weight decay "
+                f"{choice.weight_decay:g} apply"
+            )
         cfg.model.auto = False
     choice.overrides = reproducing_overrides(cfg, overrides, choices)
 
