@@ -13,8 +13,9 @@
    check the loss nor validate must have none (else the step fails).
 
 Training runs as a subprocess of chargpt-train (`python -m chargpt.cli.train`) in a temporary
-directory (or --out, where each run's console output is kept in its console.log); sampling runs in
-this process. The last line printed is the JSON object.
+directory (or --out, a new folder, where each run's console output is kept in its console.log);
+sampling runs in this process, on --out/train (with `--steps sample`, an earlier check's model).
+The last line printed is the JSON object.
 
     python scripts/gpu_check.py              # needs a CUDA GPU
     python scripts/gpu_check.py --dry-run    # the same steps at toy sizes on the CPU (CI runs it)
@@ -212,6 +213,7 @@ def syncs_step(out: Path, dry_run: bool) -> dict[str, Any]:
 
 
 STEPS = ("train", "sample", "auto", "syncs")
+RUN_STEPS = ("train", "auto", "syncs")  # each a chargpt-train run in --out/<step>; sample reads --out/train
 
 
 def _step_ok(figures: dict[str, Any]) -> bool:
@@ -237,6 +239,13 @@ def main(argv: list[str] | None = None) -> int:
     if not args.dry_run and not torch.cuda.is_available():
         print("error: this check needs a CUDA GPU and none is available; run it on a machine with one, "
               "or add --dry-run for the same steps at toy sizes on the CPU", file=sys.stderr)
+        return 2
+    runs = [name for name in chosen if name in RUN_STEPS]
+    if args.out and (held := [name for name in runs if (args.out / name).exists()]):
+        # Refused before anything runs: chargpt-train never writes over a run, so the step would
+        # fail after the steps before it had spent their minutes.
+        print(f"error: --out {args.out} already holds a {held[0]!r} run ({args.out / held[0]}); pass a new "
+              f"--out folder, or leave {held[0]} out of --steps", file=sys.stderr)
         return 2
     device_name = None if args.dry_run else torch.cuda.get_device_name(0)
     start = time.perf_counter()

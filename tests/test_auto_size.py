@@ -4,6 +4,7 @@ and what a run records."""
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
 import pytest
@@ -319,11 +320,19 @@ def test_auto_run_records_its_choice_and_a_resume_keeps_it(tmp_path: Path, capsy
     assert code == 0, err
     printed = out + err
     assert "model=auto: 12 s budget" in printed and "same run without model=auto: chargpt-train" in printed
-    record = json.loads((run / "budget.json").read_text())["auto"]
+    whole = json.loads((run / "budget.json").read_text())
+    record = whole["auto"]
     chosen = record["chosen"]
     keys = ("n_layer", "n_embd", "n_head", "block_size", "batch_size")
     assert Shape(*(chosen[k] for k in keys)) in TINY_LADDER
     assert record["candidates"] and record["rerun_with"].startswith("chargpt-train ")
+    # The run's re-run line is a whole command here (model=auto needs a budget): its shape, its steps.
+    command = shlex.split(whole["rerun_with"])
+    assert command[0] == "chargpt-train"
+    with initialize_config_dir(config_dir=CONFIG_PATH, version_base="1.3"):
+        again = compose("train", overrides=command[1:])
+    assert again.trainer.max_steps == whole["planned_steps"] and again.budget_seconds is None
+    assert not again.model.get("auto") and again.model.n_embd == chosen["n_embd"]
     ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
     assert ckpt["hyper_parameters"]["auto"]["chosen"] == chosen
     assert ckpt["hyper_parameters"]["model"]["n_embd"] == chosen["n_embd"]
@@ -338,11 +347,14 @@ def test_auto_run_records_its_choice_and_a_resume_keeps_it(tmp_path: Path, capsy
 
     monkeypatch.setattr(auto_size, "step_timer", no_timing)
     resumed = [a for a in args if not a.startswith("hydra.run.dir=")] + [f"ckpt_path={run}"]
+    # Without model=auto the default model is asked for: refused, with what to add.
+    code, _, err = run_main(train.main, [a for a in resumed if a not in args[:2]], capsys)
+    assert code == 2 and "it was sized by model=auto: add model=auto and its budget_seconds" in err
     code, out, err = run_main(train.main, resumed, capsys)
     assert code == 0, err
-    assert "kept from the checkpoint" in out + err
+    assert "kept from the checkpoint" in out + err and " s by the first run (target " in out + err
     assert json.loads((run / "budget.json").read_text())["auto"]["chosen"] == chosen
-    [resumed_config] = (run / ".hydra").glob("resume-*/config.yaml")
+    resumed_config = sorted((run / ".hydra").glob("resume-*/config.yaml"))[-1]  # the refused one's is older
     resumed_cfg = OmegaConf.load(resumed_config)
     assert resumed_cfg.model.n_layer == chosen["n_layer"]
     assert resumed_cfg.optimizer.weight_decay == chosen["weight_decay"]

@@ -98,6 +98,8 @@ TRAIN_CASES = [
     pytest.param(
         "GPU trainer without a GPU", ["trainer=gpu"], "no CUDA GPU is visible; use trainer=cpu", marks=NO_GPU
     ),
+    ("time budget not a number", ["budget_seconds=abc"], "budget_seconds=abc must be a positive number"),
+    ("time budget zero", ["budget_seconds=0"], "budget_seconds=0 must be a positive number of seconds"),
     (
         "output dir not writable",
         ["hydra.run.dir={corpus}/run"],
@@ -113,6 +115,7 @@ SAMPLE_CASES = [
     ("top_p > 1", ["ckpt_path={ckpt}", "top_p=1.5"], "top_p=1.5 must be in (0, 1]"),
     ("max_new_tokens < 0", ["ckpt_path={ckpt}", "max_new_tokens=-1"], "max_new_tokens=-1 must be >= 0"),
     ("num_samples 0", ["ckpt_path={ckpt}", "num_samples=0"], "num_samples=0 must be at least 1"),
+    ("threads 0", ["ckpt_path={ckpt}", "threads=0"], "threads=0 must be a whole number >= 1, or null"),
     (
         "prompt outside vocabulary",
         ["ckpt_path={ckpt}", "prompt=KING Z"],
@@ -165,6 +168,17 @@ def test_train_bad_input(case, args, expected, files, monkeypatch, capsys):
     ]
     code, out, err = run_main(train_cli.main, [*base, *_fill(args, files)], capsys)
     _assert_one_error_line(code, out, err, expected.format(**files))
+
+
+@pytest.mark.parametrize("seconds", ["-3", "0", "abc"])
+def test_auto_refuses_a_bad_budget_before_timing_shapes(seconds, files, monkeypatch, capsys):
+    args = [
+        "model=auto", f"budget_seconds={seconds}", "data=text", f"data.path={files['corpus']}",
+        f"hydra.run.dir={files['tmp'] / 'run'}", "logger=none", "~callbacks.progress_bar",
+    ]
+    code, out, err = run_main(train_cli.main, args, capsys)
+    _assert_one_error_line(code, out, err, f"budget_seconds={seconds} must be a positive number of seconds")
+    assert "timed" not in out  # no shape was timed, no choice printed
 
 
 @pytest.mark.parametrize(("case", "args", "expected"), SAMPLE_CASES)

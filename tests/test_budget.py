@@ -112,7 +112,9 @@ def test_budget_shortens_the_run_when_steps_slow_down(corpus: Path, tmp_path: Pa
 
 
 def test_resumed_budget_run_keeps_its_planned_steps(corpus: Path, tmp_path: Path) -> None:
-    budget = TimeBudget(10.0, start=0.0, clock=FakeClock(0.01))
+    earlier = {"planned_steps": 37, "final_seconds_estimate": 1.5, "replans": 4, "final_step": None}
+    (tmp_path / "budget.json").write_text(json.dumps(earlier))  # the interrupted run's record
+    budget = TimeBudget(10.0, output_dir=str(tmp_path), start=0.0, clock=FakeClock(0.01))
     budget.load_state_dict({"planned_steps": 37, "step_seconds": 0.02})
 
     class Trainer:
@@ -124,6 +126,10 @@ def test_resumed_budget_run_keeps_its_planned_steps(corpus: Path, tmp_path: Path
 
     budget.on_train_start(Trainer, torch.nn.Module())
     assert Trainer.fit_loop.epoch_loop.max_steps == 37
+    budget._write(final_step=37)
+    record = json.loads((tmp_path / "budget.json").read_text())
+    assert record["planned_steps"] == 37 and record["final_step"] == 37
+    assert record["before_resume"] == earlier  # its plan and timings are not lost
 
 
 def test_budget_lengthens_for_a_faster_host_but_keeps_the_end_estimate(corpus: Path, tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ refuses settings that would do nothing; stride=N and the loss by position and cl
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
 import pytest
@@ -77,11 +78,13 @@ def test_eval_config_does_not_default_to_a_corpus() -> None:
 
 
 def test_eval_refuses_when_the_recorded_text_is_gone_or_changed(tmp_path, capsys) -> None:
-    text = write_corpus(tmp_path / "notes.txt")
+    text = write_corpus(tmp_path / "Romeo's notes, v2.txt")
     ckpt = _checkpoint_of(tmp_path, text)
     text.write_text(text.read_text() + "more")
     line = _one_error(*run_main(eval_cli.main, [f"ckpt_path={ckpt}"], capsys))
     assert f"{text} has changed since {ckpt} was trained on it" in line and "data.path=FILE" in line
+    fix = line.rsplit(" (", 1)[1].removesuffix(" takes it as it is now)")
+    assert shlex.split(fix) == [f"data.path={text}"]  # pasted into a shell, it is one argument
     text.unlink()
     line = _one_error(*run_main(eval_cli.main, [f"ckpt_path={ckpt}"], capsys))
     assert f"{ckpt} was trained on {text}, which is no longer there" in line and "data.path=FILE" in line
@@ -170,5 +173,22 @@ def test_eval_stride_reports_the_full_context_and_the_non_overlapping_loss(tmp_p
 def test_eval_refuses_a_stride_outside_the_context(stride, tmp_path, capsys) -> None:
     ckpt = _checkpoint_of(tmp_path, write_corpus(tmp_path / "t.txt"))
     line = _one_error(*run_main(eval_cli.main, [f"ckpt_path={ckpt}", f"stride={stride}"], capsys))
-    assert f"stride={stride} must be a whole number from 1 to the model's context length 16" in line
+    shown = repr(stride) if stride == "abc" else stride  # text, shown as text
+    assert f"stride={shown} must be a whole number from 1 to the model's context length 16" in line
     assert "leave stride unset for non-overlapping windows" in line
+
+
+def test_eval_shows_a_quoted_stride_as_text(tmp_path, capsys) -> None:
+    # stride='8' reaches the command as text: the message must not read "stride=8 must be a whole number".
+    ckpt = _checkpoint_of(tmp_path, write_corpus(tmp_path / "t.txt"))
+    line = _one_error(*run_main(eval_cli.main, [f"ckpt_path={ckpt}", "stride='8'"], capsys))
+    assert line.startswith("error: stride='8' must be a whole number")
+
+
+def test_eval_says_when_a_short_split_changes_the_stride(tmp_path, capsys) -> None:
+    ckpt = _checkpoint_of(tmp_path, write_corpus(tmp_path / "t.txt", n_chars=70))  # 7 val characters
+    code, out, err = run_main(eval_cli.main, [f"ckpt_path={ckpt}", "stride=10", "device=cpu"], capsys)
+    result = _result(code, out, "")
+    assert result["stride"] == 6 and result["tokens"] == 6
+    assert err.strip() == ("note: the val split holds 7 characters, fewer than the model's context: "
+                           "scored as one window of 6, so stride=6")

@@ -44,6 +44,16 @@ def test_without_a_gpu_it_exits_2_with_one_error_line(monkeypatch, capsys) -> No
     assert captured.out == ""  # no JSON figures from a check that did not run
 
 
+def test_an_out_folder_holding_a_run_is_refused_before_anything_runs(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "out é"
+    (out / "syncs").mkdir(parents=True)  # an earlier check's run
+    assert gpu_check().main(["--dry-run", "--out", str(out), "--steps", "train,syncs"]) == 2
+    captured = capsys.readouterr()
+    [line] = captured.err.splitlines()
+    assert line.startswith("error: --out") and "'syncs' run" in line and "new --out folder" in line
+    assert captured.out == "" and not (out / "train").exists()  # nothing ran
+
+
 @pytest.mark.parametrize(("name", "peak"), [
     ("NVIDIA H100 80GB HBM3", 989e12), ("NVIDIA H100 PCIe", 756e12), ("NVIDIA H200", 989e12),
     ("NVIDIA A100-SXM4-80GB", 312e12), ("NVIDIA L4", 121e12), ("NVIDIA L40S", 362e12),

@@ -12,6 +12,8 @@ import pytest
 import torch
 
 from chargpt.cli import common
+from chargpt.cli import eval as eval_cli
+from chargpt.cli import sample as sample_cli
 from chargpt.cli import train as train_cli
 from chargpt.model import ModelConfig, build_model
 from chargpt.training import CharLM
@@ -19,7 +21,7 @@ from chargpt.training.callbacks.metrics import ValidateAtEnd
 from chargpt.training.callbacks.progress import StepProgressBar
 from chargpt.training.host_memory import keep_freed_memory
 from chargpt.training.optim import build_optimizer, build_scheduler
-from conftest import bare_train_args, run_cli, write_corpus
+from conftest import bare_train_args, make_checkpoint, run_cli, write_corpus
 
 MODEL = {"block_size": 16, "n_layer": 1, "n_head": 2, "n_embd": 32}
 VOCAB = [chr(c) for c in range(ord("a"), ord("a") + 12)]
@@ -251,3 +253,23 @@ def test_threads_setting_sets_torchs_cpu_threads_per_job(tmp_path, monkeypatch) 
     # OMP_NUM_THREADS too: processes the run starts (CPU DDP ranks) take their threads from it.
     assert RecordThreads.seen == [(wanted, str(wanted)), (before, env_before)]
     assert os.environ.get("OMP_NUM_THREADS") == env_before
+
+
+@pytest.mark.parametrize("command", ["sample", "eval"])
+def test_sample_and_eval_take_a_thread_count_too(command, tmp_path, monkeypatch) -> None:
+    # Scoring or sampling beside a training run on a small machine: threads=1, as for the run.
+    monkeypatch.setattr(common, "_threads_before", None)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    before = torch.get_num_threads()
+    wanted = 1 if before > 1 else 2
+    ckpt = make_checkpoint(tmp_path / "model.ckpt")
+    if command == "sample":
+        main, args = sample_cli.main, ["max_new_tokens=5"]
+    else:
+        main, args = eval_cli.main, ["data=text", f"data.path={write_corpus(tmp_path / 'corpus.txt')}"]
+    try:
+        assert run_cli(main, f"ckpt_path={ckpt}", f"threads={wanted}", *args) == 0
+        assert torch.get_num_threads() == wanted and os.environ.get("OMP_NUM_THREADS") == str(wanted)
+    finally:
+        common.use_threads(None)
+        torch.set_num_threads(before)

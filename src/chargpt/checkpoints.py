@@ -196,7 +196,11 @@ def check_resumable(
     if changed:
         was = ", ".join(f"model.{k}={old[k]!r}" for k in changed)
         now = ", ".join(f"model.{k}={new[k]!r}" for k in changed)
+        how = "pass the same model settings as the run that wrote it"
+        if isinstance(ckpt["hyper_parameters"].get("auto"), dict):
+            how = ("it was sized by model=auto: add model=auto and its budget_seconds, as the resume command "
+                   "it printed does")
         raise CheckpointError(
             f"cannot resume from {source}: its model has {was} but this run asks for {now}; "
-            "pass the same model settings as the run that wrote it, or start a new run without ckpt_path"
+            f"{how}, or start a new run without ckpt_path"
         )

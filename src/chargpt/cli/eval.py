@@ -19,7 +19,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from chargpt.checkpoints import read_checkpoint, resolve_checkpoint
-from chargpt.cli.common import CONFIG_PATH, cli_task, pick_device, quiet_known_warnings, run_main
+from chargpt.cli.common import CONFIG_PATH, cli_task, pick_device, quiet_known_warnings, run_main, use_threads
 from chargpt.cli.recorded_text import recorded_data, split_ids
 from chargpt.errors import ConfigError, exit_on_user_error
 from chargpt.evaluation import Evaluation, check_stride, evaluate_text
@@ -57,6 +57,7 @@ def refuse_unused(overrides: dict[str, str]) -> None:
 @cli_task
 @exit_on_user_error
 def _hydra_main(cfg: DictConfig) -> None:
+    use_threads(cfg.threads)
     quiet_known_warnings()
     overrides = overridden_keys()
     refuse_unused(overrides)
@@ -84,6 +85,9 @@ def _hydra_main(cfg: DictConfig) -> None:
     )
     ids = split_ids(datamodule.encoded().ids, cfg.split, datamodule.train_fraction, str(datamodule.path))
     result = evaluate_text(trained.model, ids, cfg.batch_size, stride, trained.tokenizer.chars)
+    if stride is not None and result.stride != stride:
+        print(f"note: the {cfg.split} split holds {len(ids):,} characters, fewer than the model's context: "
+              f"scored as one window of {result.window}, so stride={result.stride}", file=sys.stderr)
     print(json.dumps(report(result, cfg.split, str(datamodule.path), str(file))))
 
 

@@ -4,6 +4,7 @@ with its training part)."""
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,7 @@ def recorded_data(
     if recorded_sha and (sha := sha256_of(path)) != recorded_sha:
         raise DataError(
             f"{path} has changed since {source} was trained on it (sha256 {sha[:12]}, then "
-            f"{str(recorded_sha)[:12]}); {how} (data.path={path} takes it as it is now)"
+            f"{str(recorded_sha)[:12]}); {how} ({shlex.quote(f'data.path={path}')} takes it as it is now)"
         )
     settings: dict[str, Any] = {"path": str(path), "url": None, "sha256": None}
     fraction = stored_split(ckpt).get("train_fraction")

@@ -17,6 +17,7 @@ from chargpt.cli.common import (
     quiet_known_warnings,
     resolve_prompt,
     run_main,
+    use_threads,
 )
 from chargpt.cli.recorded_text import training_text
 from chargpt.errors import ConfigError, exit_on_user_error
@@ -52,6 +53,7 @@ def copy_line(span: CopiedSpan, sample: int, num_samples: int) -> str:
 @cli_task
 @exit_on_user_error
 def _hydra_main(cfg: DictConfig) -> None:
+    use_threads(cfg.threads)
     quiet_known_warnings()
     if not cfg.ckpt_path:
         raise ConfigError("ckpt_path is required: chargpt-sample ckpt_path=RUN_DIR_OR_CKPT_FILE")

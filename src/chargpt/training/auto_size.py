@@ -475,7 +475,8 @@ def report(choice: Choice, budget_seconds: float, train_chars: int) -> str:
     lines = [
         f"model=auto: {budget_seconds:g} s budget, {train_chars:,} training characters; "
         f"{len(choice.measured)} shape(s) timed in {choice.calibration_seconds:.1f} s "
-        f"(target {choice.target:.2f} tokens per non-embedding parameter)",
+        + ("by the first run " if choice.reason.startswith(KEPT) else "")
+        + f"(target {choice.target:.2f} tokens per non-embedding parameter)",
         f"  {'shape':<24} {'params':>9} {'ms/step':>8} {'steps':>7} {'tok/param':>9} {'epochs':>7}",
     ]
     for e in choice.measured:

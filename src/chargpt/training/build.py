@@ -231,6 +231,7 @@ def build_run(cfg: DictConfig) -> Run:
     # for the first run of a process), before the data is read and the shapes are timed.
     start = budget.run_start_time() if auto else 0.0
     check_launch(cfg)
+    budget.checked_seconds(cfg.get("budget_seconds"))  # before model=auto times anything
     decided = []  # what this machine decided, noted in the saved config
     if resolve_precision(cfg):  # before model=auto times its shapes in it
         decided.append(f"trainer.precision=auto resolved to {cfg.trainer.precision} on this machine")

@@ -20,6 +20,8 @@ run keeps it, and `trainer.max_steps=<count> budget_seconds=null` re-runs the sa
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import math
 import os
@@ -196,6 +198,19 @@ def sampling_seconds(
     return SAMPLING_MARGIN * fastest_forward(model, x, clock=clock) * tokens
 
 
+def checked_seconds(value: Any) -> float | None:
+    """budget_seconds as seconds (None: no budget), or a one-line error for anything else."""
+    if value is None:
+        return None
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not number or not math.isfinite(value) or value <= 0:
+        raise ConfigError(
+            f"budget_seconds={value} must be a positive number of seconds (e.g. budget_seconds=300), "
+            "or budget_seconds=null for no budget"
+        )
+    return float(value)
+
+
 class TimeBudget(Callback):
     """Fixes trainer.max_steps so that training, final validation and saving end within `seconds`
     of `start` (default: run_start_time()). A configured max_steps stays an upper bound.
@@ -213,8 +228,7 @@ class TimeBudget(Callback):
         clock: Callable[[], float] = time.monotonic,
         sample_tokens: int = 0,
     ) -> None:
-        if seconds is not None and seconds <= 0:
-            raise ConfigError(f"budget_seconds={seconds} must be a positive number of seconds (or null)")
+        seconds = checked_seconds(seconds)
         self.active = seconds is not None
         self.seconds, self.clock = float(seconds or 0.0), clock
         self.start = run_start_time() if start is None else start
@@ -233,6 +247,7 @@ class TimeBudget(Callback):
         self.replans = 0
         self._shown_plan: int | None = None  # the count the last INFO line gave
         self.auto: dict[str, Any] | None = None  # model=auto's choice and reasons, recorded as is
+        self.before_resume: dict[str, Any] | None = None  # the interrupted run's budget.json, kept
         # (step, step time) where calibration's timing began; then those of the plan and of every
         # re-check since, the newest last: the windows the re-plans time (empty in a resumed run).
         self._calibration_start: tuple[int, float] | None = None
@@ -266,6 +281,11 @@ class TimeBudget(Callback):
         self._cap = trainer.max_steps
         if self.planned_steps is not None:  # resumed: same schedule as the interrupted run
             set_total_steps(trainer, self.planned_steps)
+            if self.path is not None and self.path.is_file() and self.before_resume is None:
+                # Its plan and timings: this run's record goes on top, that one inside it (an
+                # unreadable one is only not kept).
+                with contextlib.suppress(OSError, ValueError):
+                    self.before_resume = json.loads(self.path.read_text(encoding="utf-8"))
         used = self.clock() - self.start
         log.info("time budget: %.0f s from process start (%.1f s used before training)", self.seconds, used)
         if used >= self.seconds and self.planned_steps is None:
@@ -492,6 +512,10 @@ class TimeBudget(Callback):
         return sum(parts.values())
 
     def summary(self) -> dict[str, Any]:
+        rerun = f"trainer.max_steps={self.planned_steps} budget_seconds=null"  # added to the command
+        if self.auto is not None and self.auto.get("rerun_with"):
+            # model=auto needs a budget: the whole command, with the shape it chose instead
+            rerun = f"{self.auto['rerun_with']} {rerun}"
         return {
             "budget_seconds": self.seconds,
             "planned_steps": self.planned_steps,
@@ -501,8 +525,10 @@ class TimeBudget(Callback):
             "final_seconds_at_last_plan": round(self.final_seconds_now or 0.0, 2) or None,
             "reserve_seconds": self.reserve_seconds,
             "replans": self.replans,
-            "rerun_with": f"trainer.max_steps={self.planned_steps} budget_seconds=null",
-        } | ({"auto": self.auto} if self.auto is not None else {})
+            "rerun_with": rerun,
+        } | ({"auto": self.auto} if self.auto is not None else {}) | (
+            {"before_resume": self.before_resume} if self.before_resume is not None else {}
+        )
 
     def _write(self, **extra: Any) -> None:
         if self.path is not None and is_rank_zero():
