@@ -109,7 +109,8 @@ TRAIN_CASES = [
 
 SAMPLE_CASES = [
     ("no checkpoint given", [], "ckpt_path is required"),
-    ("temperature < 0", ["ckpt_path={ckpt}", "temperature=-1"], "temperature=-1 must be >= 0"),
+    ("temperature < 0", ["ckpt_path={ckpt}", "temperature=-1"], "temperature=-1 must be a finite number"),
+    ("temperature NaN", ["ckpt_path={ckpt}", "temperature=nan"], "temperature=nan must be a finite number"),
     ("top_k < 0", ["ckpt_path={ckpt}", "top_k=-1"], "top_k=-1 must be >= 0"),
     ("top_p = 0", ["ckpt_path={ckpt}", "top_p=0"], "top_p=0 must be in (0, 1]"),
     ("top_p > 1", ["ckpt_path={ckpt}", "top_p=1.5"], "top_p=1.5 must be in (0, 1]"),

@@ -53,5 +53,5 @@ def test_sample_settings_are_checked_before_training(one_line_run, tmp_path: Pat
     run = tmp_path / "run"
     args = bare_train_args(corpus, run, "trainer.max_steps=5", "sample.max_new_tokens=30")
     code, _, err = run_main(train.main, [*args, "sample.temperature=-1"], capsys)
-    assert code == 2 and "temperature=-1 must be >= 0" in err
+    assert code == 2 and "temperature=-1 must be a finite number >= 0" in err
     assert not list(run.rglob("*.ckpt"))

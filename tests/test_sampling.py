@@ -15,6 +15,16 @@ def test_top_k_1_and_temperature_0_are_greedy() -> None:
         assert torch.equal(sample_next(logits, temperature=1.5, top_k=1, generator=gen), expected)
 
 
+def test_a_tiny_temperature_or_top_p_draws_the_likeliest_not_nan() -> None:
+    # Dividing by 1e-300 sent the top logit to +inf (NaN after softmax); a top_p of 1e-300, 0 in
+    # float32, dropped every character. Both now leave the likeliest one.
+    logits = torch.randn(6, 20) * 5
+    expected = logits.argmax(-1, keepdim=True)
+    gen = torch.Generator().manual_seed(0)
+    for settings in (dict(temperature=1e-300), dict(temperature=1e-45), dict(temperature=1.0, top_p=1e-300)):
+        assert torch.equal(sample_next(logits, generator=gen, **settings), expected), settings
+
+
 def test_top_k_keeps_the_k_largest() -> None:
     logits = torch.tensor([[1.0, 5.0, 3.0, 4.0, 2.0]])
     kept = filter_logits(logits, top_k=2, top_p=None).isfinite()
@@ -52,6 +62,8 @@ def test_same_seed_same_text_different_seed_different_text() -> None:
     ("kwargs", "message"),
     [
         (dict(temperature=-1, top_k=None, top_p=None), "temperature"),
+        (dict(temperature=float("nan"), top_k=None, top_p=None), "temperature=nan must be a finite"),
+        (dict(temperature=float("inf"), top_k=None, top_p=None), "temperature=inf must be a finite"),
         (dict(temperature=1, top_k=-2, top_p=None), "top_k"),
         (dict(temperature=1, top_k=None, top_p=0.0), "top_p"),
         (dict(temperature=1, top_k=None, top_p=1.5), "top_p"),

@@ -9,6 +9,7 @@ every token.
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Callable, Iterator
 
@@ -23,8 +24,8 @@ from chargpt.model.kv_cache import KVCache
 def check_sampling(
     temperature: float, top_k: int | None, top_p: float | None, max_new_tokens: int = 0
 ) -> None:
-    if temperature < 0:
-        raise ConfigError(f"temperature={temperature} must be >= 0 (0 means greedy)")
+    if not math.isfinite(temperature) or temperature < 0:
+        raise ConfigError(f"temperature={temperature} must be a finite number >= 0 (0 means greedy)")
     if top_k is not None and top_k < 0:
         raise ConfigError(f"top_k={top_k} must be >= 0 (0 or null turns it off)")
     if top_p is not None and not 0.0 < top_p <= 1.0:
@@ -43,6 +44,7 @@ def filter_logits(logits: torch.Tensor, top_k: int | None, top_p: float | None) 
         probs = sorted_logits.softmax(-1)
         # Drop a token when the tokens ranked above it already reach top_p.
         drop_sorted = probs.cumsum(-1) - probs >= top_p
+        drop_sorted[..., 0] = False  # the likeliest stays, whatever top_p (1e-300 is 0 in float32)
         drop = drop_sorted.scatter(-1, order, drop_sorted)
         logits = logits.masked_fill(drop, float("-inf"))
     return logits
@@ -58,7 +60,11 @@ def sample_next(
     """One next token per row of (B, V) logits, as a (B, 1) tensor."""
     if temperature == 0 or top_k == 1:
         return logits.argmax(-1, keepdim=True)
-    probs = filter_logits(logits.float() / temperature, top_k, top_p).softmax(-1)
+    # From the row's maximum, and never by float32's 0: a tiny temperature then sends the others
+    # to -inf, never the top to +inf or NaN.
+    logits = logits.float()
+    logits = (logits - logits.amax(-1, keepdim=True)) / max(temperature, torch.finfo(torch.float32).tiny)
+    probs = filter_logits(logits, top_k, top_p).softmax(-1)
     return torch.multinomial(probs, 1, generator=generator)
 
 

@@ -50,9 +50,10 @@ SEED_RANGE = (-(2**63), 2**64 - 1)  # what torch.Generator.manual_seed accepts
 
 
 class CompletionBody(BaseModel):
-    """The fields' types; their ranges are checked in parse_completion, with chargpt's messages."""
+    """The fields' types; their ranges are checked in parse_completion, with chargpt's messages.
+    Strict: `true` is not the number 1 and "5" not 5; NaN and infinities are not numbers here."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
     model: str | None = None
     prompt: str = "\n"
