@@ -122,6 +122,23 @@ def test_paths_expand_home_and_variables(run: Path, monkeypatch, capsys) -> None
     assert args[3] == "prompt='~/$RUNS'"  # prompts are never expanded
 
 
+def test_a_path_quoted_the_hydra_way_loses_its_quotes(tmp_path: Path, monkeypatch) -> None:
+    # "data.path='src/*.py'" is how Hydra's own docs quote a value: the quotes are not the path's.
+    monkeypatch.setenv("HOME", str(tmp_path))
+    args = hydra_argv(["x", "data.path='corpus/*.txt'", 'data.val_path="~/it\'s.txt"', "prompt='hi'"])
+    assert args[1] == "data.path='corpus/*.txt'"
+    assert args[2] == f"data.val_path='{tmp_path}/it\\'s.txt'"
+    assert args[3] == "prompt='\\'hi\\''"  # a prompt keeps every character it was given
+    (tmp_path / "corpus").mkdir()
+    (tmp_path / "corpus" / "a.txt").write_text("First.\n" * 200)
+    (tmp_path / "corpus" / "b.txt").write_text("Second.\n" * 200)
+    monkeypatch.chdir(tmp_path)
+    code = run_cli(train_main, "data=text", "data.path='corpus/*.txt'", "data.batch_size=4", *TINY_MODEL,
+                   "trainer.max_steps=1", "logger=none", "~callbacks.progress_bar", "sample.max_new_tokens=0",
+                   f"hydra.run.dir={tmp_path / 'run'}")
+    assert code == 0 and (tmp_path / "run" / "metrics.json").exists()
+
+
 def test_an_unreadable_override_is_one_line_with_the_quoted_form(capsys) -> None:
     assert run_cli(sample_main, "ckpt_path=x", "model.name=[1") == 2
     assert capsys.readouterr().err == (

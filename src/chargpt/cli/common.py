@@ -174,6 +174,8 @@ def check_group_option(key: str, value: str, config_dirs: list[Path]) -> None:
 
 def _free_text(key: str, value: str) -> str:
     if is_path_key(key):
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]  # Hydra's way of quoting ("data.path='src/*.py'"): not part of the path
         value = expand_path(value)
         if key.startswith("data.") and "${" in value:
             # Hydra's instantiate resolves the data config twice, and OmegaConf's second pass
