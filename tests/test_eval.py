@@ -13,6 +13,7 @@ from hydra import compose, initialize_config_dir
 
 from chargpt.checkpoints import RESUME_STATE_KEY
 from chargpt.cli import eval as eval_cli
+from chargpt.cli import sample as sample_cli
 from chargpt.cli import train as train_cli
 from chargpt.cli.common import CONFIG_PATH
 from chargpt.data.corpus import sha256_of
@@ -192,3 +193,27 @@ def test_eval_says_when_a_short_split_changes_the_stride(tmp_path, capsys) -> No
     assert result["stride"] == 6 and result["tokens"] == 6
     assert err.strip() == ("note: the val split holds 7 characters, fewer than the model's context: "
                            "scored as one window of 6, so stride=6")
+
+
+def test_a_run_on_a_folder_is_scored_and_copy_checked_on_its_own_split(tmp_path, monkeypatch, capsys) -> None:
+    # Trained on a folder with whole files held out: chargpt-eval finds the folder, checks each file
+    # unchanged and scores the files the run validated on; check_copy indexes the files it trained on.
+    monkeypatch.setenv("CHARGPT_CACHE_DIR", str(tmp_path / "cache"))
+    folder = tmp_path / "my texts"
+    folder.mkdir()
+    for i in range(5):
+        write_corpus(folder / f"part {i}.txt", n_chars=900, seed=i)
+    args = bare_train_args(folder, tmp_path / "run", "trainer.max_steps=2", "trainer.val_check_interval=2",
+                           "data.split=files")
+    assert run_cli(train_cli.main, *args) == 0
+    result = _result(*run_main(eval_cli.main, [f"ckpt_path={tmp_path / 'run'}", "device=cpu"], capsys))
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert result["loss"] == pytest.approx(metrics["val_loss"], abs=1e-4)
+    assert result["tokens"] == 900 - 1  # the last whole file, every target
+    (folder / "part 4.txt").write_text("validation edited")
+    line = _one_error(*run_main(eval_cli.main, [f"ckpt_path={tmp_path / 'run'}"], capsys))
+    assert f"{folder} has changed since" in line and "(changed: " in line and "part 4.txt" in line
+    write_corpus(folder / "part 4.txt", n_chars=900, seed=4)  # back as it was
+    code = run_cli(sample_cli.main, f"ckpt_path={tmp_path / 'run'}", "check_copy=true", "max_new_tokens=30")
+    err = capsys.readouterr().err
+    assert code == 0 and "copy check: longest span found in the training text:" in err

@@ -83,7 +83,7 @@ def _hydra_main(cfg: DictConfig) -> None:
     datamodule = instantiate(
         cfg.data, **data, block_size=trained.model.block_size, vocab=trained.tokenizer.to_list()
     )
-    ids = split_ids(datamodule.encoded().ids, cfg.split, datamodule.train_fraction, str(datamodule.path))
+    ids = split_ids(datamodule.encoded().ids, cfg.split, datamodule.val_start(), datamodule.source)
     result = evaluate_text(trained.model, ids, cfg.batch_size, stride, trained.tokenizer.chars)
     if stride is not None and result.stride != stride:
         print(f"note: the {cfg.split} split holds {len(ids):,} characters, fewer than the model's context: "

@@ -10,9 +10,10 @@ from typing import Any
 
 import numpy as np
 
-from chargpt.checkpoints import stored_corpus, stored_split
+from chargpt.checkpoints import corpus_changes, stored_corpus, stored_split
+from chargpt.data import CharDataModule
 from chargpt.data.corpus import sha256_of
-from chargpt.data.sources import expand_path
+from chargpt.data.sources import GLOB_CHARS, expand_path, text_files
 from chargpt.errors import ConfigError, DataError
 
 
@@ -26,24 +27,47 @@ def recorded_data(
     if not corpus.get("path"):
         raise DataError(f"{source} does not record the text it was trained on; {how}")
     path = Path(str(corpus["path"]))
-    if not path.is_file():
+    as_is = f"({shlex.quote(f'data.path={path}')} takes it as it is now)"
+    if corpus.get("files"):
+        _check_files(path, corpus, source, how, as_is)
+    elif not path.is_file():
         raise DataError(f"{source} was trained on {path}, which is no longer there; {how}")
-    recorded_sha = corpus.get("sha256")
-    if recorded_sha and (sha := sha256_of(path)) != recorded_sha:
+    elif (recorded_sha := corpus.get("sha256")) and (sha := sha256_of(path)) != recorded_sha:
         raise DataError(
             f"{path} has changed since {source} was trained on it (sha256 {sha[:12]}, then "
-            f"{str(recorded_sha)[:12]}); {how} ({shlex.quote(f'data.path={path}')} takes it as it is now)"
+            f"{str(recorded_sha)[:12]}); {how} {as_is}"
         )
     settings: dict[str, Any] = {"path": str(path), "url": None, "sha256": None}
-    fraction = stored_split(ckpt).get("train_fraction")
-    if "data.train_fraction" not in overrides and isinstance(fraction, float):
-        settings["train_fraction"] = fraction
+    split = stored_split(ckpt)
+    if "data.train_fraction" not in overrides and isinstance(split.get("train_fraction"), float):
+        settings["train_fraction"] = split["train_fraction"]
+    if "data.split" not in overrides and split.get("split") == "files":
+        settings["split"] = "files"  # whole files held out, as the run held them out
     return settings
 
 
-def split_ids(ids: np.ndarray, split: str, train_fraction: float, path: str) -> np.ndarray:
-    """One split of the ids, cut where CharDataModule.setup cuts it."""
-    cut = int(len(ids) * train_fraction)
+def _check_files(path: Path, corpus: dict[str, Any], source: str, how: str, as_is: str) -> None:
+    """A text of several files (a folder or a glob): each file as the run read it."""
+    try:
+        files = text_files(str(path), "data.path")
+    except DataError:
+        raise DataError(f"{source} was trained on {path}, which no longer names its files; {how}") from None
+    now = [[str(f), sha256_of(f)] for f in files]
+    recorded = [list(x) for x in corpus["files"]]
+    if now == recorded:
+        return
+    if now == recorded[: len(now)]:
+        raise DataError(
+            f"{source} was validated on a text of its own (data.val_path) besides {path}; {how}"
+        )
+    raise DataError(
+        f"{path} has changed since {source} was trained on it{corpus_changes(corpus, {'files': now})}; "
+        f"{how} {as_is}"
+    )
+
+
+def split_ids(ids: np.ndarray, split: str, cut: int, path: str) -> np.ndarray:
+    """One split of the ids, validation from `cut` (CharDataModule.val_start) on."""
     part = {"val": ids[cut:], "train": ids[:cut], "all": ids}[split]
     if len(part) < 2:
         raise DataError(
@@ -78,6 +102,9 @@ def training_text(
             or not 0.0 < train_fraction <= 1.0:
         raise ConfigError(f"data.train_fraction={train_fraction} must be above 0 and at most 1 (1: the "
                           "whole text), e.g. 0.9")
+    if file.is_dir() or (not file.exists() and any(c in str(file) for c in GLOB_CHARS)):
+        # A folder or a glob: its files joined as training joins them.
+        return _joined_training_text(file, train_fraction, stored_split(ckpt) if ckpt else {}), file
     try:
         text = file.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:
@@ -85,3 +112,15 @@ def training_text(
         raise DataError(f"cannot read {file} ({reason}); {how} (a UTF-8 text file)") from None
     # One plain file encodes one id per character, so the characters cut where training cut the ids.
     return text[: int(len(text) * train_fraction)], file
+
+
+def _joined_training_text(path: Path, train_fraction: float, split: dict[str, Any]) -> str:
+    """The training part of a text of several files, as a run with the default data settings
+    (separator, no transforms) joined and split it."""
+    data = CharDataModule(
+        str(path), block_size=1, batch_size=1, train_fraction=train_fraction, val_max_chars=None,
+        split="files" if split.get("split") == "files" else None,
+    )
+    data.setup("fit")
+    assert data.train_ids is not None
+    return data.tokenizer.decode(data.train_ids.tolist())

@@ -169,8 +169,12 @@ class CharDataModule(L.LightningDataModule):
             fingerprint["files"] = [[p.name, p.sha256] for p in self._parts]
         return fingerprint
 
+    def val_start(self) -> int:
+        """Where validation starts in the joined ids (chargpt-eval scores the splits this cuts)."""
+        encoded = self.encoded()
+        return self._boundary(len(encoded.ids), encoded.stats.get("starts", [0]))
+
     def _boundary(self, n: int, starts: list[int]) -> int:
-        """Where validation starts in the joined ids."""
         if self._n_train_parts is not None:
             return starts[self._n_train_parts]
         if self.split == "files":
@@ -189,7 +193,7 @@ class CharDataModule(L.LightningDataModule):
             return
         encoded = self.encoded()
         self.ids = encoded.ids
-        split = self._boundary(len(self.ids), encoded.stats.get("starts", [0]))
+        split = self.val_start()
         self.train_ids, self.val_ids = self.ids[:split], self.ids[split:]
         for name, part in (("train", self.train_ids), ("val", self.val_ids)):
             if len(part) < self.block_size + 1:

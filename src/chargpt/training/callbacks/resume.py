@@ -101,6 +101,8 @@ class ResumeState(Callback):
         self.corpus = getattr(datamodule, "fingerprint", None)
         if hasattr(datamodule, "train_fraction"):
             self.split = {"train_fraction": float(datamodule.train_fraction)}
+            if getattr(datamodule, "split", None) == "files":  # whole files held out
+                self.split["split"] = "files"
 
     def boundary(self) -> dict[str, Any]:
         """The RNG states of the last step boundary (the current ones before the first step)."""
