@@ -80,6 +80,20 @@ def test_unseen_characters_are_an_error_by_default(pretrained: Path, tmp_path: P
     assert code == 2 and "'@'" in err and "finetune.extend_vocab=true" in err
 
 
+def test_a_folder_and_a_normalised_text_are_read_as_the_run_reads_them(pretrained: Path, tmp_path) -> None:
+    # A folder fine-tunes as it trains from scratch; a CRLF text with data.newline=normalize has no
+    # '\r' left, so the checkpoint's vocabulary needs nothing added.
+    folder = tmp_path / "new texts é"
+    folder.mkdir()
+    other_text(folder / "a.txt")
+    crlf = other_text(tmp_path / "b.txt").read_text().replace("\n", "\r\n")
+    (folder / "b crlf.txt").write_bytes(crlf.encode())
+    run_dir = tmp_path / "ft"
+    args = finetune_args(folder, run_dir, pretrained, "data.newline=normalize", "trainer.max_steps=2")
+    assert run_cli(train.main, *args) == 0
+    assert load(run_dir).tokenizer.chars == load(pretrained).tokenizer.chars
+
+
 @pytest.mark.slow  # a fine-tune; test_starting_point_is_printed_and_kept extends the vocabulary
 def test_extended_vocabulary_keeps_old_rows_bit_identical(pretrained: Path, tmp_path: Path) -> None:
     new = other_text(tmp_path / "new.txt", extra="zephyr@")

@@ -12,7 +12,7 @@ import lightning as L
 import numpy as np
 from torch.utils.data import DataLoader, Sampler
 
-from chargpt.data.encoding import EncodedCorpus, TextOptions, encode_parts
+from chargpt.data.encoding import EncodedCorpus, TextOptions, encode_parts, text_chars
 from chargpt.data.sources import Part, expand_path, file_parts, hf_part, identity, load_hf, text_files
 from chargpt.data.tokenizer import CharTokenizer
 from chargpt.data.vocabulary import vocabulary_lines
@@ -145,6 +145,11 @@ class CharDataModule(L.LightningDataModule):
             self._n_train_parts = len(files)
             files += val_files
         return file_parts(files)
+
+    def characters(self) -> list[str]:
+        """The text's distinct characters as it would be encoded, without encoding it (a fine-tune
+        compares them with its checkpoint's vocabulary before building its own)."""
+        return text_chars(self._sources(), self.options)
 
     def encoded(self) -> EncodedCorpus:
         """The corpus read, hashed and encoded (or found in the cache): once per process."""

@@ -294,6 +294,7 @@ def load_encoded(
     return encode_parts([part], part.sha256, corpus.name, tokenizer, cache_dir, beside=corpus)
 
 
-def corpus_chars(corpus: Path) -> list[str]:
-    """The sorted distinct characters of a corpus file (streamed)."""
-    return sorted(_scan(file_parts([corpus]), TextOptions(), None)["counts"])
+def text_chars(parts: list[Part], options: TextOptions) -> list[str]:
+    """The sorted distinct characters of a text as it is encoded (parts joined, options applied;
+    streamed, nothing written)."""
+    return sorted(_scan(parts, options, None)["counts"])

@@ -11,11 +11,11 @@ from dataclasses import dataclass, fields, replace
 from typing import Any
 
 import torch
+from hydra.utils import instantiate
 from torch import nn
 
 from chargpt.checkpoints import model_config, model_weights, read_checkpoint, resolve_checkpoint
-from chargpt.data.corpus import resolve_corpus
-from chargpt.data.encoding import corpus_chars
+from chargpt.data import CharDataModule
 from chargpt.data.tokenizer import describe_chars
 from chargpt.errors import ConfigError, DataError
 from chargpt.model import ModelConfig
@@ -68,16 +68,17 @@ def load_pretrained(init_from: str, composed: ModelConfig, typed: dict[str, str]
     return Pretrained(config, list(ckpt["hyper_parameters"]["vocab"]), model_weights(ckpt), str(file))
 
 
-def finetune_vocab(pretrained: Pretrained, data_cfg: Any, extend: bool) -> list[str]:
+def finetune_vocab(pretrained: Pretrained, data: CharDataModule, extend: bool) -> list[str]:
     """The checkpoint's vocabulary, with the new text's unseen characters appended when `extend`.
 
-    Appending keeps every existing id (and so every trained embedding row) where it was.
+    Appending keeps every existing id (and so every trained embedding row) where it was. The text
+    is read as the run will read it: a file, a folder or a glob, with its data.newline and
+    data.normalize applied.
     """
-    corpus = resolve_corpus(data_cfg.path, data_cfg.get("url"), data_cfg.get("sha256"))
-    unseen = [c for c in corpus_chars(corpus) if c not in set(pretrained.vocab)]
+    unseen = [c for c in data.characters() if c not in set(pretrained.vocab)]
     if unseen and not extend:
         raise DataError(
-            f"{corpus} has characters the checkpoint never saw: {describe_chars(unseen)}; "
+            f"{data.source} has characters the checkpoint never saw: {describe_chars(unseen)}; "
             "remove them, or pass finetune.extend_vocab=true to add them to the vocabulary"
         )
     if unseen:
@@ -105,7 +106,8 @@ def prepare_finetune(cfg: Any, composed: ModelConfig, task_overrides: list[str])
         raise ConfigError("init_from starts a new run and ckpt_path resumes one; pass only one of them")
     pretrained = load_pretrained(cfg.init_from, composed, explicit_model_overrides(task_overrides))
     options = cfg.finetune
-    vocab = finetune_vocab(pretrained, cfg.data, options.extend_vocab)
+    vocab = finetune_vocab(pretrained, instantiate(cfg.data, block_size=pretrained.config.block_size),
+                           options.extend_vocab)
     if len(vocab) > len(pretrained.vocab) and options.freeze_embeddings:
         raise ConfigError(
             "finetune.freeze_embeddings=true would leave the new characters untrained; "
