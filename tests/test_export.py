@@ -186,6 +186,32 @@ def test_cli_export_of_a_run_carries_its_card_and_serves_chargpt_sample(
                     capsys)[0] == 0
 
 
+def test_a_safetensors_export_scores_and_fine_tunes_as_its_checkpoint(
+    trained_run: Path, corpus: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from chargpt.cli import eval as eval_cli
+    from chargpt.cli import train as train_cli
+
+    out = tmp_path / "export é"
+    assert run_main(export_cli.main, [f"ckpt_path={trained_run}", f"out={out}"], capsys)[0] == 0
+    scored = []
+    for source in (trained_run, out):
+        code, stdout, stderr = run_main(eval_cli.main, [f"ckpt_path={source}", f"data.path={corpus}"], capsys)
+        assert code == 0, stderr
+        scored.append(json.loads(stdout.strip().splitlines()[-1])["loss"])
+    assert scored[0] == pytest.approx(scored[1], abs=1e-5)
+    # An export records no text: it must be named.
+    assert "is an export, which does not record the text" in _error(
+        run_main(eval_cli.main, [f"ckpt_path={out}"], capsys))
+    # init_from an export: the run starts from its weights (the first validation shows it).
+    args = [a for a in train_args(corpus, tmp_path / "ft", f"init_from={out}", "logger=none",
+                                  "trainer.max_steps=1") if not a.startswith("model.")]
+    code, stdout, stderr = run_main(train_cli.main, args, capsys)
+    assert code == 0, stderr
+    start = json.loads((tmp_path / "ft" / "metrics.json").read_text())
+    assert start["step"] == 1
+
+
 def _export_args(ckpt: Path, out: Path, *extra: str) -> list[str]:
     return [f"ckpt_path={ckpt}", f"out={out}", *extra]
 

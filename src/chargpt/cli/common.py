@@ -57,7 +57,7 @@ PROMPT_FILES = {"prompt_file": "prompt", "sample.prompt_file": "sample.prompt"}
 def is_path_key(key: str) -> bool:
     """Settings that name a file or folder: `~` and environment variables are expanded."""
     last = key.rsplit(".", 1)[-1]
-    return key in ("ckpt_path", "init_from") or (key.startswith("data.") and last.endswith("path"))
+    return key in ("ckpt_path", "init_from", "out") or (key.startswith("data.") and last.endswith("path"))
 
 
 def is_free_text_key(key: str) -> bool:

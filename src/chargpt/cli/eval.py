@@ -23,6 +23,7 @@ from chargpt.cli.common import CONFIG_PATH, cli_task, pick_device, quiet_known_w
 from chargpt.cli.recorded_text import recorded_data, split_ids
 from chargpt.errors import ConfigError, exit_on_user_error
 from chargpt.evaluation import Evaluation, check_stride, evaluate_text
+from chargpt.export import export_folder_of, load_export
 from chargpt.inference import model_from_checkpoint
 
 SPLITS = ("val", "train", "all")
@@ -65,14 +66,21 @@ def _hydra_main(cfg: DictConfig) -> None:
         raise ConfigError("ckpt_path is required: chargpt-eval ckpt_path=RUN_DIR_OR_CKPT_FILE")
     if cfg.split not in SPLITS:
         raise ConfigError(f"split={cfg.split!r} is not one of {', '.join(SPLITS)}")
-    file = resolve_checkpoint(cfg.ckpt_path)
-    ckpt = read_checkpoint(file)
-    trained = model_from_checkpoint(ckpt, str(file))
+    if (folder := export_folder_of(cfg.ckpt_path)) is not None:  # a safetensors export
+        if not cfg.data.path:
+            raise ConfigError(f"{folder} is an export, which does not record the text it was trained on; "
+                              "pass the text to score as data.path=FILE")
+        file, ckpt, trained = folder, None, load_export(folder)
+    else:
+        file = resolve_checkpoint(cfg.ckpt_path)
+        ckpt = read_checkpoint(file)
+        trained = model_from_checkpoint(ckpt, str(file))
     stride = None if cfg.stride is None else check_stride(cfg.stride, trained.model.block_size)
     trained.model.to(pick_device(cfg.device))
     if cfg.data.path:
         data: dict[str, Any] = {}  # another text, asked for by name
     else:
+        assert ckpt is not None  # an export without data.path was refused above
         data = recorded_data(ckpt, str(file), overrides)
         if cfg.split != "all" and "train_fraction" not in data and "data.train_fraction" not in overrides:
             print(

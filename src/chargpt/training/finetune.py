@@ -62,6 +62,12 @@ def pretrained_config(source: ModelConfig, composed: ModelConfig, typed: dict[st
 
 
 def load_pretrained(init_from: str, composed: ModelConfig, typed: dict[str, str]) -> Pretrained:
+    from chargpt.export import export_folder_of, load_export  # an export is a checkpoint's weights
+
+    if (folder := export_folder_of(init_from)) is not None:
+        trained = load_export(folder)
+        config = pretrained_config(trained.model.config, composed, typed)
+        return Pretrained(config, list(trained.tokenizer.chars), trained.model.state_dict(), str(folder))
     file = resolve_checkpoint(init_from)
     ckpt = read_checkpoint(file)
     config = pretrained_config(model_config(ckpt), composed, typed)
