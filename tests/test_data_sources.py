@@ -86,6 +86,9 @@ def test_split_files_holds_out_the_last_whole_files(tmp_path: Path) -> None:
     assert text_of(dm, "val_ids") == "file 9 " * 20  # 10% of the characters: the last file
     dm7 = module(tmp_path, split="files", separator="", train_fraction=0.7)
     assert text_of(dm7, "val_ids").startswith("file 7 ")
+    (tmp_path / "zz empty.txt").write_text("")  # last in order: holding it out would validate on nothing
+    dm97 = module(tmp_path, split="files", separator="", train_fraction=0.97)  # nearest cut: before it
+    assert text_of(dm97, "val_ids") == "file 9 " * 20
     with pytest.raises(DataError, match="one file"):
         module(tmp_path / "00.txt", split="files").setup()
     with pytest.raises(ConfigError, match=r"data\.split=tail"):

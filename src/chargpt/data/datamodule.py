@@ -189,7 +189,10 @@ class CharDataModule(L.LightningDataModule):
                     "directory or glob of several files, or leave data.split null"
                 )
             target = n * self.train_fraction
-            k = min(range(1, len(starts)), key=lambda i: abs(starts[i] - target))
+            # Only cuts that leave both sides a window (an empty last file is no validation text).
+            room = self.block_size + 1
+            usable = [i for i in range(1, len(starts)) if starts[i] >= room and n - starts[i] >= room]
+            k = min(usable or range(1, len(starts)), key=lambda i: abs(starts[i] - target))
             return starts[k]
         return int(n * self.train_fraction)
 
