@@ -32,14 +32,22 @@ def generate(
     session: ort.InferenceSession, config: dict, prompt: str, max_new_tokens: int,
     temperature: float = 0.0, top_k: int | None = None, seed: int | None = None,
 ) -> Iterator[str]:
+    """The characters after `prompt`, one at a time; a prompt character outside the vocabulary is
+    a ValueError here, before the first one."""
+    index = {ch: i for i, ch in enumerate(config["vocab"])}
+    if unknown := sorted(set(prompt) - index.keys()):
+        raise ValueError(f"characters not in the vocabulary: {', '.join(map(repr, unknown))}")
+    return _continue(session, config, [index[ch] for ch in prompt], max_new_tokens, temperature, top_k, seed)
+
+
+def _continue(
+    session: ort.InferenceSession, config: dict, ids: list[int], max_new_tokens: int,
+    temperature: float, top_k: int | None, seed: int | None,
+) -> Iterator[str]:
     vocab: list[str] = config["vocab"]
-    index = {ch: i for i, ch in enumerate(vocab)}
-    unknown = sorted(set(prompt) - index.keys())
-    if unknown:
-        sys.exit(f"error: characters not in the vocabulary: {', '.join(map(repr, unknown))}")
     block = config["model"]["block_size"]
     keep = max(1, block // 2)
-    window = [index[ch] for ch in prompt][-block:]
+    window = ids[-block:]
     rng = np.random.default_rng(seed)
     for _ in range(max_new_tokens):
         logits = session.run(["logits"], {"input_ids": np.array([window], dtype=np.int64)})[0][0, -1]
@@ -67,9 +75,14 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=None)
     args = p.parse_args()
     session, config = load(args.export_dir)
-    print(args.prompt, end="", flush=True)
     options = (args.temperature, args.top_k, args.seed)
-    for ch in generate(session, config, args.prompt, args.max_new_tokens, *options):
+    try:
+        characters = generate(session, config, args.prompt, args.max_new_tokens, *options)
+    except ValueError as err:  # before the prompt is printed
+        print(f"error: {err}; remove them from --prompt", file=sys.stderr)
+        sys.exit(2)
+    print(args.prompt, end="", flush=True)
+    for ch in characters:
         print(ch, end="", flush=True)
     print()
 

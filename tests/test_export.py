@@ -159,6 +159,11 @@ def test_onnx_greedy_text_equals_chargpt_without_pytorch(
     assert result.stdout == prompt + expected + "\n"
     if source != "trained run":
         assert len(set(expected)) > 2  # not one repeated character
+    else:  # a prompt character outside the vocabulary: one error line, nothing printed before it
+        bad = runner.replace(repr(prompt), repr("the kïng 😀"))
+        result = subprocess.run([sys.executable, "-c", bad], capture_output=True, text=True, timeout=120)
+        assert result.returncode == 2 and result.stdout == ""
+        assert result.stderr.startswith("error: characters not in the vocabulary: 'ï', '😀'")
 
 
 def test_cli_export_of_a_run_carries_its_card_and_serves_chargpt_sample(

@@ -349,7 +349,8 @@ def report(sweep_dir: Path, csv_path: Path | None = None, sort_by: str = "best_v
         raise ChargptError(f"no runs in {sweep_dir} (no .hydra/overrides.yaml in it); give a sweep directory")
     ranked = sort_rows([run_row(r, sweep_dir) for r in runs], sort_by)
     columns, rows = flat_rows(ranked)
-    print_table(f"{sweep_dir} ({len(rows)} runs, sorted by {sort_by})", columns, rows)
+    counted = f"{len(rows)} run{'s' if len(rows) != 1 else ''}"
+    print_table(f"{sweep_dir} ({counted}, sorted by {sort_by})", columns, rows)
     metric = "best_val_loss" if sort_by == "run" else sort_by
     groups = group_runs(ranked, metric)
     print_groups(
