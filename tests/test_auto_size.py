@@ -328,7 +328,7 @@ def test_auto_run_records_its_choice_and_a_resume_keeps_it(tmp_path: Path, capsy
     assert record["candidates"] and record["rerun_with"].startswith("chargpt-train ")
     # The run's re-run line is a whole command here (model=auto needs a budget): its shape, its steps.
     command = shlex.split(whole["rerun_with"])
-    assert command[0] == "chargpt-train"
+    assert command[0] == "chargpt-train" and sum(a.startswith("budget_seconds=") for a in command) == 1
     with initialize_config_dir(config_dir=CONFIG_PATH, version_base="1.3"):
         again = compose("train", overrides=command[1:])
     assert again.trainer.max_steps == whole["planned_steps"] and again.budget_seconds is None

@@ -98,7 +98,7 @@ TRAIN_CASES = [
     pytest.param(
         "GPU trainer without a GPU", ["trainer=gpu"], "no CUDA GPU is visible; use trainer=cpu", marks=NO_GPU
     ),
-    ("time budget not a number", ["budget_seconds=abc"], "budget_seconds=abc must be a positive number"),
+    ("time budget not a number", ["budget_seconds=abc"], "budget_seconds='abc' must be a positive number"),
     ("time budget zero", ["budget_seconds=0"], "budget_seconds=0 must be a positive number of seconds"),
     (
         "output dir not writable",
@@ -178,7 +178,8 @@ def test_auto_refuses_a_bad_budget_before_timing_shapes(seconds, files, monkeypa
         f"hydra.run.dir={files['tmp'] / 'run'}", "logger=none", "~callbacks.progress_bar",
     ]
     code, out, err = run_main(train_cli.main, args, capsys)
-    _assert_one_error_line(code, out, err, f"budget_seconds={seconds} must be a positive number of seconds")
+    shown = repr(seconds) if seconds == "abc" else seconds  # text, shown as text
+    _assert_one_error_line(code, out, err, f"budget_seconds={shown} must be a positive number of seconds")
     assert "timed" not in out  # no shape was timed, no choice printed
 
 

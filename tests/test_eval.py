@@ -69,7 +69,8 @@ def test_eval_scores_the_runs_own_text_and_split_by_default(run, capsys) -> None
 def test_eval_checkpoint_records_its_split(run) -> None:
     run_dir, _ = run
     ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
-    assert ckpt["callbacks"][RESUME_STATE_KEY]["split"] == {"train_fraction": 0.8}
+    split = ckpt["callbacks"][RESUME_STATE_KEY]["split"]
+    assert split == {"train_fraction": 0.8, "split": None, "val_path": None}
 
 
 def test_eval_config_does_not_default_to_a_corpus() -> None:
@@ -191,7 +192,7 @@ def test_eval_says_when_a_short_split_changes_the_stride(tmp_path, capsys) -> No
     code, out, err = run_main(eval_cli.main, [f"ckpt_path={ckpt}", "stride=10", "device=cpu"], capsys)
     result = _result(code, out, "")
     assert result["stride"] == 6 and result["tokens"] == 6
-    assert err.strip() == ("note: the val split holds 7 characters, fewer than the model's context: "
+    assert err.strip() == ("note: the val split holds 7 characters, no more than the model's context: "
                            "scored as one window of 6, so stride=6")
 
 
@@ -214,6 +215,21 @@ def test_a_run_on_a_folder_is_scored_and_copy_checked_on_its_own_split(tmp_path,
     line = _one_error(*run_main(eval_cli.main, [f"ckpt_path={tmp_path / 'run'}"], capsys))
     assert f"{folder} has changed since" in line and "(changed: " in line and "part 4.txt" in line
     write_corpus(folder / "part 4.txt", n_chars=900, seed=4)  # back as it was
-    code = run_cli(sample_cli.main, f"ckpt_path={tmp_path / 'run'}", "check_copy=true", "max_new_tokens=30")
-    err = capsys.readouterr().err
-    assert code == 0 and "copy check: longest span found in the training text:" in err
+    for extra in ([], ["data.train_fraction=1"]):  # its training files; or the whole text
+        code = run_cli(sample_cli.main, f"ckpt_path={tmp_path / 'run'}", "check_copy=true",
+                       "max_new_tokens=30", *extra)
+        err = capsys.readouterr().err
+        assert code == 0 and "copy check: longest span found in the training text:" in err
+    # Read with other settings (which the checkpoint does not record): refused until they are given.
+    args = bare_train_args(folder, tmp_path / "run2", "trainer.max_steps=1", "data.newline=normalize")
+    assert run_cli(train_cli.main, *args) == 0
+    line = _one_error(*run_main(eval_cli.main, [f"ckpt_path={tmp_path / 'run2'}"], capsys))
+    assert "with other data settings than these" in line
+    args = [f"ckpt_path={tmp_path / 'run2'}", "data.newline=normalize", "device=cpu"]
+    assert _result(*run_main(eval_cli.main, args, capsys))["tokens"] > 0
+    # A run with a validation text of its own: which text to score is the user's to say.
+    args = bare_train_args(folder, tmp_path / "run3", "trainer.max_steps=1",
+                           f"data.val_path={folder}/part 4.txt", f"data.path={folder}/part [0-3].txt")
+    assert run_cli(train_cli.main, *args) == 0
+    line = _one_error(*run_main(eval_cli.main, [f"ckpt_path={tmp_path / 'run3'}"], capsys))
+    assert "was validated on a text of its own (data.val_path=" in line

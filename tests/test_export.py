@@ -208,13 +208,13 @@ def test_a_safetensors_export_scores_and_fine_tunes_as_its_checkpoint(
     # An export records no text: it must be named.
     assert "is an export, which does not record the text" in _error(
         run_main(eval_cli.main, [f"ckpt_path={out}"], capsys))
-    # init_from an export: the run starts from its weights (the first validation shows it).
+    # init_from an export: the run starts from its weights (its step-0 validation scores them).
     args = [a for a in train_args(corpus, tmp_path / "ft", f"init_from={out}", "logger=none",
                                   "trainer.max_steps=1") if not a.startswith("model.")]
     code, stdout, stderr = run_main(train_cli.main, args, capsys)
     assert code == 0, stderr
-    start = json.loads((tmp_path / "ft" / "metrics.json").read_text())
-    assert start["step"] == 1
+    metrics = json.loads((tmp_path / "ft" / "metrics.json").read_text())
+    assert metrics["initial_val_loss"] == pytest.approx(scored[1], abs=1e-3) and metrics["step"] == 1
 
 
 def _export_args(ckpt: Path, out: Path, *extra: str) -> list[str]:

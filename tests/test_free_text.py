@@ -129,6 +129,9 @@ def test_a_path_quoted_the_hydra_way_loses_its_quotes(tmp_path: Path, monkeypatc
     assert args[1] == "data.path='corpus/*.txt'"
     assert args[2] == f"data.val_path='{tmp_path}/it\\'s.txt'"
     assert args[3] == "prompt='\\'hi\\''"  # a prompt keeps every character it was given
+    # Hydra's escape inside its quotes is undone too: the path is it's.txt, quoted again for Hydra.
+    assert hydra_argv(["x", "data.path='it\\'s.txt'"])[1] == "data.path='it\\'s.txt'"
+    assert literal_value(hydra_argv(["x", "data.path='it\\'s.txt'"])[1]) == "it's.txt"
     (tmp_path / "corpus").mkdir()
     (tmp_path / "corpus" / "a.txt").write_text("First.\n" * 200)
     (tmp_path / "corpus" / "b.txt").write_text("Second.\n" * 200)

@@ -33,7 +33,7 @@ from chargpt.data.tokenizer import CharTokenizer
 from chargpt.errors import USAGE_EXIT_CODE, ConfigError, full_errors_requested
 from chargpt.inference import start_prompt
 from chargpt.runs.directory import release_claims
-from chargpt.runs.overrides import hydra_quoted, omegaconf_literal, parses
+from chargpt.runs.overrides import hydra_quoted, literal_value, omegaconf_literal, parses
 
 _PACKAGED = Path(__file__).parents[1] / "configs"  # wheel installs
 _SOURCE_TREE = Path(__file__).resolve().parents[3] / "configs"  # editable installs and checkouts
@@ -175,7 +175,9 @@ def check_group_option(key: str, value: str, config_dirs: list[Path]) -> None:
 def _free_text(key: str, value: str) -> str:
     if is_path_key(key):
         if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            value = value[1:-1]  # Hydra's way of quoting ("data.path='src/*.py'"): not part of the path
+            # Hydra's way of quoting ("data.path='src/*.py'", 'it\'s.txt'): not part of the path.
+            unquoted = literal_value(f"{key}={value}")
+            value = unquoted if unquoted != value else value[1:-1]
         value = expand_path(value)
         if key.startswith("data.") and "${" in value:
             # Hydra's instantiate resolves the data config twice, and OmegaConf's second pass

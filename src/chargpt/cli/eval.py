@@ -18,9 +18,9 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from chargpt.checkpoints import read_checkpoint, resolve_checkpoint
+from chargpt.checkpoints import read_checkpoint, resolve_checkpoint, stored_corpus, stored_split
 from chargpt.cli.common import CONFIG_PATH, cli_task, pick_device, quiet_known_warnings, run_main, use_threads
-from chargpt.cli.recorded_text import recorded_data, split_ids
+from chargpt.cli.recorded_text import check_read_alike, recorded_data, split_ids
 from chargpt.errors import ConfigError, exit_on_user_error
 from chargpt.evaluation import Evaluation, check_stride, evaluate_text
 from chargpt.export import export_folder_of, load_export
@@ -82,19 +82,23 @@ def _hydra_main(cfg: DictConfig) -> None:
     else:
         assert ckpt is not None  # an export without data.path was refused above
         data = recorded_data(ckpt, str(file), overrides)
-        if cfg.split != "all" and "train_fraction" not in data and "data.train_fraction" not in overrides:
+        unrecorded = "train_fraction" not in data or (
+            "split" not in stored_split(ckpt) and (stored_corpus(ckpt) or {}).get("files"))
+        if cfg.split != "all" and unrecorded and not {"data.train_fraction", "data.split"} & set(overrides):
             print(
                 f"note: {file} does not record how its text was split; splitting at "
-                f"data.train_fraction={cfg.data.train_fraction}", file=sys.stderr,
+                f"data.train_fraction={data.get('train_fraction', cfg.data.train_fraction)}", file=sys.stderr,
             )
     # The checkpoint's vocabulary encodes the text; characters it never saw are an error.
     datamodule = instantiate(
         cfg.data, **data, block_size=trained.model.block_size, vocab=trained.tokenizer.to_list()
     )
+    if ckpt is not None and not cfg.data.path:
+        check_read_alike(datamodule, ckpt, str(file))
     ids = split_ids(datamodule.encoded().ids, cfg.split, datamodule.val_start(), datamodule.source)
     result = evaluate_text(trained.model, ids, cfg.batch_size, stride, trained.tokenizer.chars)
     if stride is not None and result.stride != stride:
-        print(f"note: the {cfg.split} split holds {len(ids):,} characters, fewer than the model's context: "
+        print(f"note: the {cfg.split} split holds {len(ids):,} characters, no more than the model's context: "
               f"scored as one window of {result.window}, so stride={result.stride}", file=sys.stderr)
     print(json.dumps(report(result, cfg.split, str(datamodule.path), str(file))))
 

@@ -28,6 +28,12 @@ def recorded_data(
         raise DataError(f"{source} does not record the text it was trained on; {how}")
     path = Path(str(corpus["path"]))
     as_is = f"({shlex.quote(f'data.path={path}')} takes it as it is now)"
+    split = stored_split(ckpt)
+    if split.get("val_path"):
+        raise DataError(
+            f"{source} was validated on a text of its own (data.val_path={split['val_path']}) besides "
+            f"{path}; {how}"
+        )
     if corpus.get("files"):
         _check_files(path, corpus, source, how, as_is)
     elif not path.is_file():
@@ -38,7 +44,6 @@ def recorded_data(
             f"{str(recorded_sha)[:12]}); {how} {as_is}"
         )
     settings: dict[str, Any] = {"path": str(path), "url": None, "sha256": None}
-    split = stored_split(ckpt)
     if "data.train_fraction" not in overrides and isinstance(split.get("train_fraction"), float):
         settings["train_fraction"] = split["train_fraction"]
     if "data.split" not in overrides and split.get("split") == "files":
@@ -56,10 +61,6 @@ def _check_files(path: Path, corpus: dict[str, Any], source: str, how: str, as_i
     recorded = [list(x) for x in corpus["files"]]
     if now == recorded:
         return
-    if now == recorded[: len(now)]:
-        raise DataError(
-            f"{source} was validated on a text of its own (data.val_path) besides {path}; {how}"
-        )
     raise DataError(
         f"{path} has changed since {source} was trained on it{corpus_changes(corpus, {'files': now})}; "
         f"{how} {as_is}"
@@ -104,7 +105,7 @@ def training_text(
                           "whole text), e.g. 0.9")
     if file.is_dir() or (not file.exists() and any(c in str(file) for c in GLOB_CHARS)):
         # A folder or a glob: its files joined as training joins them.
-        return _joined_training_text(file, train_fraction, stored_split(ckpt) if ckpt else {}), file
+        return _joined_training_text(file, train_fraction, None if path else ckpt, source), file
     try:
         text = file.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:
@@ -114,13 +115,30 @@ def training_text(
     return text[: int(len(text) * train_fraction)], file
 
 
-def _joined_training_text(path: Path, train_fraction: float, split: dict[str, Any]) -> str:
-    """The training part of a text of several files, as a run with the default data settings
-    (separator, no transforms) joined and split it."""
+def _joined_training_text(
+    path: Path, train_fraction: float, ckpt: dict[str, Any] | None, source: str
+) -> str:
+    """The training part of a text of several files, joined and cut as its run did (with the
+    default data settings: check_read_alike refuses other ones)."""
+    whole = train_fraction >= 1.0  # the data module splits: any fraction will do, all ids are taken
+    split = stored_split(ckpt) if ckpt is not None else {}
     data = CharDataModule(
-        str(path), block_size=1, batch_size=1, train_fraction=train_fraction, val_max_chars=None,
-        split="files" if split.get("split") == "files" else None,
+        str(path), block_size=1, batch_size=1, train_fraction=0.5 if whole else train_fraction,
+        val_max_chars=None, split="files" if split.get("split") == "files" else None,
     )
-    data.setup("fit")
-    assert data.train_ids is not None
-    return data.tokenizer.decode(data.train_ids.tolist())
+    if ckpt is not None:
+        check_read_alike(data, ckpt, source)
+    ids = data.encoded().ids
+    return data.tokenizer.decode(ids if whole else ids[: data.val_start()])
+
+
+def check_read_alike(data: CharDataModule, ckpt: dict[str, Any], source: str) -> None:
+    """The text of several files, read again, is the text the run read: the recorded sha256 covers
+    the files and the settings that change the ids (data.separator, data.newline, data.normalize),
+    which the checkpoint does not record."""
+    corpus = stored_corpus(ckpt) or {}
+    if corpus.get("files") and data.fingerprint["sha256"] != corpus.get("sha256"):
+        raise DataError(
+            f"{source} read {data.source} with other data settings than these (data.separator, "
+            "data.newline or data.normalize); pass the ones its run used"
+        )

@@ -189,9 +189,9 @@ class CharDataModule(L.LightningDataModule):
                     "directory or glob of several files, or leave data.split null"
                 )
             target = n * self.train_fraction
-            # Only cuts that leave both sides a window (an empty last file is no validation text).
-            room = self.block_size + 1
-            usable = [i for i in range(1, len(starts)) if starts[i] >= room and n - starts[i] >= room]
+            # Only cuts with text on both sides (empty last files are no validation text); not a
+            # function of the model's context, so chargpt-eval cuts the same text the same way.
+            usable = [i for i in range(1, len(starts)) if 0 < starts[i] < n]
             k = min(usable or range(1, len(starts)), key=lambda i: abs(starts[i] - target))
             return starts[k]
         return int(n * self.train_fraction)

@@ -50,6 +50,9 @@ def filter_logits(logits: torch.Tensor, top_k: int | None, top_p: float | None) 
     return logits
 
 
+GREEDY_BELOW = 1e-30  # temperatures this small sample greedily (0 is documented as greedy)
+
+
 def sample_next(
     logits: torch.Tensor,
     temperature: float = 1.0,
@@ -58,13 +61,11 @@ def sample_next(
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """One next token per row of (B, V) logits, as a (B, 1) tensor."""
-    if temperature == 0 or top_k == 1:
+    # Below ~1e-30 the logits over the temperature overflow float32 (NaN after softmax), and the
+    # draw is greedy anyway: the likeliest character's odds against any other are exp(gap / T).
+    if temperature < GREEDY_BELOW or top_k == 1:
         return logits.argmax(-1, keepdim=True)
-    # From the row's maximum, and never by float32's 0: a tiny temperature then sends the others
-    # to -inf, never the top to +inf or NaN.
-    logits = logits.float()
-    logits = (logits - logits.amax(-1, keepdim=True)) / max(temperature, torch.finfo(torch.float32).tiny)
-    probs = filter_logits(logits, top_k, top_p).softmax(-1)
+    probs = filter_logits(logits.float() / temperature, top_k, top_p).softmax(-1)
     return torch.multinomial(probs, 1, generator=generator)
 
 

@@ -25,6 +25,7 @@ import json
 import logging
 import math
 import os
+import shlex
 import time
 from collections import deque
 from collections.abc import Callable
@@ -204,8 +205,9 @@ def checked_seconds(value: Any) -> float | None:
         return None
     number = isinstance(value, (int, float)) and not isinstance(value, bool)
     if not number or not math.isfinite(value) or value <= 0:
+        shown = repr(value) if isinstance(value, str) else value  # '300' was typed in quotes: text
         raise ConfigError(
-            f"budget_seconds={value} must be a positive number of seconds (e.g. budget_seconds=300), "
+            f"budget_seconds={shown} must be a positive number of seconds (e.g. budget_seconds=300), "
             "or budget_seconds=null for no budget"
         )
     return float(value)
@@ -512,10 +514,13 @@ class TimeBudget(Callback):
         return sum(parts.values())
 
     def summary(self) -> dict[str, Any]:
-        rerun = f"trainer.max_steps={self.planned_steps} budget_seconds=null"  # added to the command
+        fixed = [f"trainer.max_steps={self.planned_steps}", "budget_seconds=null"]
+        rerun = " ".join(fixed)  # added to the run's command
         if self.auto is not None and self.auto.get("rerun_with"):
             # model=auto needs a budget: the whole command, with the shape it chose instead
-            rerun = f"{self.auto['rerun_with']} {rerun}"
+            kept = [a for a in shlex.split(self.auto["rerun_with"])
+                    if not a.startswith(("trainer.max_steps=", "budget_seconds="))]
+            rerun = shlex.join(kept + fixed)
         return {
             "budget_seconds": self.seconds,
             "planned_steps": self.planned_steps,

@@ -100,9 +100,13 @@ class ResumeState(Callback):
         datamodule = trainer.datamodule
         self.corpus = getattr(datamodule, "fingerprint", None)
         if hasattr(datamodule, "train_fraction"):
-            self.split = {"train_fraction": float(datamodule.train_fraction)}
-            if getattr(datamodule, "split", None) == "files":  # whole files held out
-                self.split["split"] = "files"
+            # How chargpt-eval and check_copy cut the text again: by this fraction, or whole files
+            # ("split": "files"), or not at all (a validation text of its own, "val_path").
+            self.split = {
+                "train_fraction": float(datamodule.train_fraction),
+                "split": "files" if getattr(datamodule, "split", None) == "files" else None,
+                "val_path": getattr(datamodule, "val_path", None),
+            }
 
     def boundary(self) -> dict[str, Any]:
         """The RNG states of the last step boundary (the current ones before the first step)."""
