@@ -241,6 +241,8 @@ def test_twenty_concurrent_requests_are_all_answered(server: tuple[str, Engine],
         ('{"prompt": "Hi", "temperature": NaN}', 400, "temperature", "input should be a finite number"),
         ('{"prompt": "Hi", "top_p": Infinity}', 400, "top_p", "input should be a finite number"),
         ('{"prompt": "Hi", "max_tokens": true}', 400, "max_tokens", "input should be a valid integer"),
+        ('{"prompt": "Hi", "stream": true, "stream_options": {"include_usge": true}}', 400,
+         "stream_options.include_usge", "unknown parameter 'stream_options.include_usge'"),
         ('{"prompt": "Hi", max_tokens: 5}', 400, None, "the request body is not valid JSON"),
         ('["Hi"]', 400, None, "must be a JSON object"),
         ('{"prompt": "Hi", "temprature": 0.5}', 400, "temprature", "unknown parameter 'temprature'"),
@@ -271,6 +273,8 @@ def test_bad_input_gets_a_4xx_json_error_and_the_server_keeps_serving(
 def test_unknown_routes_and_methods_get_json_errors(url: str) -> None:
     missing = httpx.get(f"{url}/v1/chat/completions")
     assert missing.status_code == 404 and "POST /v1/completions" in missing.json()["error"]["message"]
+    assert "GET /health" in missing.json()["error"]["message"]
+    assert httpx.head(f"{url}/health").status_code == 200  # a load balancer's probe
     assert httpx.get(f"{url}/v1/completions").status_code == 405
     assert httpx.get(f"{url}/v1/models/other").status_code == 404
 

@@ -100,7 +100,8 @@ def create_app(engine: Engine, tokenizer: CharTokenizer, card: ModelCard, limits
     async def http_error(request: Request, err: StarletteHTTPException) -> JSONResponse:
         message = f"{request.method} {request.url.path}: {err.detail}"
         if err.status_code == 404:
-            message += "; this server has GET /, GET /v1/models and POST /v1/completions"
+            message += ("; this server has GET /, GET /health, GET /v1/models, GET /v1/models/{model} "
+                        "and POST /v1/completions")
         return error_response(APIError(err.status_code, message, code=str(err.status_code)))
 
     @app.exception_handler(Exception)
@@ -111,7 +112,7 @@ def create_app(engine: Engine, tokenizer: CharTokenizer, card: ModelCard, limits
     async def index() -> HTMLResponse:
         return HTMLResponse(page)
 
-    @app.get("/health")
+    @app.api_route("/health", methods=["GET", "HEAD"])  # HEAD: load balancers' probes
     async def health() -> dict[str, Any]:
         return {"status": "ok", **engine.load()}
 

@@ -165,8 +165,14 @@ def parse_completion(
     except ChargptError as err:
         raise APIError(400, f"the prompt has {err}", "prompt", code="unknown_characters") from None
     options = body.stream_options or {}
+    if unknown := sorted(set(options) - {"include_usage"}):
+        raise APIError(400, f"unknown parameter 'stream_options.{unknown[0]}'; the stream options are "
+                       "include_usage", f"stream_options.{unknown[0]}", code="unknown_parameter")
+    if not isinstance(options.get("include_usage", False), bool):
+        param = "stream_options.include_usage"
+        raise APIError(400, f"{param} must be true or false", param)
     return CompletionRequest(
         prompt=body.prompt, prompt_ids=prompt_ids, max_tokens=max_tokens, temperature=temperature,
         top_k=body.top_k, top_p=body.top_p, seed=body.seed, n=n, stream=body.stream,
-        include_usage=bool(options.get("include_usage")),
+        include_usage=options.get("include_usage", False),
     )
