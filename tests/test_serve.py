@@ -275,6 +275,18 @@ def test_unknown_routes_and_methods_get_json_errors(url: str) -> None:
     assert missing.status_code == 404 and "POST /v1/completions" in missing.json()["error"]["message"]
     assert "GET /health" in missing.json()["error"]["message"]
     assert httpx.head(f"{url}/health").status_code == 200  # a load balancer's probe
+
+
+def test_a_body_past_a_megabyte_gets_413_and_the_server_keeps_serving(url: str) -> None:
+    huge = json.dumps({"prompt": "a" * (1 << 20), "max_tokens": 5})
+    response = httpx.post(f"{url}/v1/completions", content=huge.encode(), timeout=30,
+                          headers={"Content-Type": "application/json"})
+    assert response.status_code == 413
+    assert "larger than 1,048,576 bytes" in response.json()["error"]["message"]
+    chunks = (huge[i:i + 65536].encode() for i in range(0, len(huge), 65536))  # no Content-Length
+    response = httpx.post(f"{url}/v1/completions", content=chunks, timeout=30)
+    assert response.status_code == 413
+    assert len(complete(url, prompt="Hi", max_tokens=5)["choices"][0]["text"]) == 5
     assert httpx.get(f"{url}/v1/completions").status_code == 405
     assert httpx.get(f"{url}/v1/models/other").status_code == 404
 

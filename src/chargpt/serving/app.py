@@ -31,6 +31,27 @@ from chargpt.serving.protocol import APIError, CompletionRequest, Limits, parse_
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
+# A request is a prompt and a few settings; the model reads only its last context's characters.
+MAX_BODY_BYTES = 1 << 20
+
+
+async def bounded_body(request: Request) -> bytes:
+    """The request's body, refused (413) past MAX_BODY_BYTES: read no further than that."""
+    too_large = APIError(
+        413, f"the request body is larger than {MAX_BODY_BYTES:,} bytes; send a shorter prompt",
+        code="request_too_large",
+    )
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise too_large
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY_BYTES:
+            raise too_large
+    return bytes(body)
+
+
 def error_response(err: APIError) -> JSONResponse:
     headers = {"Retry-After": "1"} if err.status == 429 else None
     return JSONResponse(err.body(), status_code=err.status, headers=headers)
@@ -129,7 +150,7 @@ def create_app(engine: Engine, tokenizer: CharTokenizer, card: ModelCard, limits
 
     @app.post("/v1/completions")
     async def completions(request: Request) -> Response:
-        parsed = parse_completion(read_json(await request.body()), tokenizer, limits, card.name)
+        parsed = parse_completion(read_json(await bounded_body(request)), tokenizer, limits, card.name)
         completion = Completion(engine, parsed)
         if parsed.stream:
             return StreamingResponse(stream(completion), media_type="text/event-stream", headers=SSE_HEADERS)
