@@ -106,7 +106,8 @@ WEIGHT_DECAY_BY_EPOCHS: tuple[tuple[float, float], ...] = ((2.0, 0.0), (6.0, 0.1
 # at 2,400 (3x128; 4x192 and Python source alike at 800), 0.011 at 2,900 on 4x160 (where the values
 # of a ramp starting at 2,400 gained only 0.003), and lost by 0.013 at 600 s on 4x192 (~5,000 steps,
 # budgeted runs with ~7% fewer steps than the old rates' runs) (docs/EXPERIMENTS.md, "Optimizer
-# rates at a fixed step count"). Nothing between 2,900 and 5,200 steps is measured.
+# rates at a fixed step count"). At 4,000 steps (4x160) the interpolated values beat the old ones by
+# 0.013 and 0.005 and the short-run ones by 0.000 and 0.007.
 ADAMW_LR_BY_STEPS: tuple[tuple[float, float], ...] = ((2900.0, 2e-2), (5200.0, 3e-3))
 MOMENTUM_BY_STEPS: tuple[tuple[float, float], ...] = ((2900.0, 0.9), (5200.0, 0.95))
 # Above the anchor's width the AdamW lr is scaled by (ANCHOR width / width) **
