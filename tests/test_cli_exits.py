@@ -23,6 +23,9 @@ from conftest import TINY_MODEL, run_cli
 ROOT = Path(__file__).resolve().parents[1]
 
 
+LOADER = "load_with_checkpoint"  # where sample and eval read the model
+
+
 def _raise(exc: type[BaseException]):
     def fail(*args, **kwargs):
         raise exc()
@@ -30,14 +33,14 @@ def _raise(exc: type[BaseException]):
     return fail
 
 
-@pytest.mark.parametrize(("cli", "target"), [(sample_cli, "load"), (eval_cli, "resolve_checkpoint")])
+@pytest.mark.parametrize(("cli", "target"), [(sample_cli, LOADER), (eval_cli, LOADER)])
 def test_ctrl_c_in_sample_and_eval_is_exit_130_without_a_traceback(cli, target, monkeypatch, capsys) -> None:
     monkeypatch.setattr(cli, target, _raise(KeyboardInterrupt))
     assert run_cli(cli.main, "ckpt_path=somewhere") == 130
     assert capsys.readouterr().err == "\ninterrupted\n"
 
 
-@pytest.mark.parametrize(("cli", "target"), [(sample_cli, "load"), (eval_cli, "resolve_checkpoint")])
+@pytest.mark.parametrize(("cli", "target"), [(sample_cli, LOADER), (eval_cli, LOADER)])
 def test_a_closed_output_pipe_is_quiet(cli, target, monkeypatch, capsys) -> None:
     monkeypatch.setattr(cli, target, _raise(BrokenPipeError))
     assert run_cli(cli.main, "ckpt_path=somewhere") == 141

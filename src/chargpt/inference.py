@@ -92,14 +92,23 @@ def model_from_checkpoint(ckpt: dict[str, Any], source: str = "checkpoint") -> T
 
 def load(path: str | Path, device: str | torch.device = "cpu") -> TrainedModel:
     """The trained model and tokenizer of a checkpoint file, run directory or safetensors export."""
+    return load_with_checkpoint(path, device)[0]
+
+
+def load_with_checkpoint(
+    path: str | Path, device: str | torch.device = "cpu"
+) -> tuple[TrainedModel, dict[str, Any] | None, str]:
+    """`load`, with the checkpoint read (None for a safetensors export, which records no run: no
+    text, no split) and the file or folder it came from, for messages."""
     from chargpt.export import export_folder_of, load_export  # export.py builds on this module
 
     if (folder := export_folder_of(path)) is not None:
-        return load_export(folder, device)
+        return load_export(folder, device), None, str(folder)
     file = resolve_checkpoint(path)
-    trained = model_from_checkpoint(read_checkpoint(file), str(file))
+    ckpt = read_checkpoint(file)
+    trained = model_from_checkpoint(ckpt, str(file))
     trained.model.to(device)
-    return trained
+    return trained, ckpt, str(file)
 
 
 def evaluate(

@@ -18,13 +18,12 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from chargpt.checkpoints import read_checkpoint, resolve_checkpoint, stored_corpus, stored_split
+from chargpt.checkpoints import stored_corpus, stored_split
 from chargpt.cli.common import CONFIG_PATH, cli_task, pick_device, quiet_known_warnings, run_main, use_threads
 from chargpt.cli.recorded_text import check_read_alike, recorded_data, split_ids
 from chargpt.errors import ConfigError, exit_on_user_error
 from chargpt.evaluation import Evaluation, check_stride, evaluate_text
-from chargpt.export import export_folder_of, load_export
-from chargpt.inference import model_from_checkpoint
+from chargpt.inference import load_with_checkpoint
 
 SPLITS = ("val", "train", "all")
 # Settings chargpt-eval does not use (the model comes from the checkpoint; scoring draws no random
@@ -66,22 +65,17 @@ def _hydra_main(cfg: DictConfig) -> None:
         raise ConfigError("ckpt_path is required: chargpt-eval ckpt_path=RUN_DIR_OR_CKPT_FILE")
     if cfg.split not in SPLITS:
         raise ConfigError(f"split={cfg.split!r} is not one of {', '.join(SPLITS)}")
-    if (folder := export_folder_of(cfg.ckpt_path)) is not None:  # a safetensors export
-        if not cfg.data.path:
-            raise ConfigError(f"{folder} is an export, which does not record the text it was trained on; "
-                              "pass the text to score as data.path=FILE")
-        file, ckpt, trained = folder, None, load_export(folder)
-    else:
-        file = resolve_checkpoint(cfg.ckpt_path)
-        ckpt = read_checkpoint(file)
-        trained = model_from_checkpoint(ckpt, str(file))
+    trained, ckpt, file = load_with_checkpoint(cfg.ckpt_path)
+    if ckpt is None and not cfg.data.path:
+        raise ConfigError(f"{file} is an export, which does not record the text it was trained on; "
+                          "pass the text to score as data.path=FILE")
     stride = None if cfg.stride is None else check_stride(cfg.stride, trained.model.block_size)
     trained.model.to(pick_device(cfg.device))
     if cfg.data.path:
         data: dict[str, Any] = {}  # another text, asked for by name
     else:
         assert ckpt is not None  # an export without data.path was refused above
-        data = recorded_data(ckpt, str(file), overrides)
+        data = recorded_data(ckpt, file, overrides)
         unrecorded = "train_fraction" not in data or (
             "split" not in stored_split(ckpt) and (stored_corpus(ckpt) or {}).get("files"))
         if cfg.split != "all" and unrecorded and not {"data.train_fraction", "data.split"} & set(overrides):
@@ -94,13 +88,13 @@ def _hydra_main(cfg: DictConfig) -> None:
         cfg.data, **data, block_size=trained.model.block_size, vocab=trained.tokenizer.to_list()
     )
     if ckpt is not None and not cfg.data.path:
-        check_read_alike(datamodule, ckpt, str(file))
+        check_read_alike(datamodule, ckpt, file)
     ids = split_ids(datamodule.encoded().ids, cfg.split, datamodule.val_start(), datamodule.source)
     result = evaluate_text(trained.model, ids, cfg.batch_size, stride, trained.tokenizer.chars)
     if stride is not None and result.stride != stride:
         print(f"note: the {cfg.split} split holds {len(ids):,} characters, no more than the model's context: "
               f"scored as one window of {result.window}, so stride={result.stride}", file=sys.stderr)
-    print(json.dumps(report(result, cfg.split, str(datamodule.path), str(file))))
+    print(json.dumps(report(result, cfg.split, str(datamodule.path), file)))
 
 
 def report(result: Evaluation, split: str, data: str, checkpoint: str) -> dict[str, Any]:

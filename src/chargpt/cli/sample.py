@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import Any
 
 import hydra
 from omegaconf import DictConfig
 
-from chargpt.checkpoints import read_checkpoint
 from chargpt.cli.common import (
     CONFIG_PATH,
     cli_task,
@@ -21,8 +21,7 @@ from chargpt.cli.common import (
 )
 from chargpt.cli.recorded_text import training_text
 from chargpt.errors import ConfigError, exit_on_user_error
-from chargpt.export import export_folder_of
-from chargpt.inference import load, new_generator
+from chargpt.inference import load_with_checkpoint, new_generator
 from chargpt.memorization import CopiedSpan, TextIndex
 from chargpt.model.sampling import check_sampling
 
@@ -30,14 +29,13 @@ from chargpt.model.sampling import check_sampling
 SHOWN_SPAN = 80
 
 
-def copy_index(cfg: DictConfig) -> TextIndex | None:
+def copy_index(cfg: DictConfig, ckpt: dict[str, Any] | None) -> TextIndex | None:
     """The training text indexed for check_copy=true (None when off); read before sampling, so a
-    missing or changed text is an error before any text is printed."""
+    missing or changed text is an error before any text is printed. `ckpt`: None for an export."""
     if not isinstance(cfg.check_copy, bool):
         raise ConfigError(f"check_copy={cfg.check_copy} must be true or false")
     if not cfg.check_copy:
         return None
-    ckpt = None if export_folder_of(cfg.ckpt_path) else read_checkpoint(cfg.ckpt_path)
     text, _ = training_text(ckpt, str(cfg.ckpt_path), cfg.data.path, cfg.data.train_fraction)
     return TextIndex(text)
 
@@ -59,11 +57,11 @@ def _hydra_main(cfg: DictConfig) -> None:
         raise ConfigError("ckpt_path is required: chargpt-sample ckpt_path=RUN_DIR_OR_CKPT_FILE")
     if cfg.num_samples < 1:
         raise ConfigError(f"num_samples={cfg.num_samples} must be at least 1")
-    trained = load(cfg.ckpt_path, pick_device(cfg.device))
+    trained, ckpt, _ = load_with_checkpoint(cfg.ckpt_path, pick_device(cfg.device))
     # Bad settings or prompt characters are reported before any text is printed.
     check_sampling(cfg.temperature, cfg.top_k, cfg.top_p, cfg.max_new_tokens)
     prompt = resolve_prompt(cfg.prompt, trained.tokenizer)
-    index = copy_index(cfg)
+    index = copy_index(cfg, ckpt)
     generator = new_generator(trained.device, cfg.seed)
     for i in range(cfg.num_samples):
         if i:

@@ -14,10 +14,10 @@ import torch
 from hydra.utils import instantiate
 from torch import nn
 
-from chargpt.checkpoints import model_config, model_weights, read_checkpoint, resolve_checkpoint
 from chargpt.data import CharDataModule
 from chargpt.data.tokenizer import describe_chars
 from chargpt.errors import ConfigError, DataError
+from chargpt.inference import load_with_checkpoint
 from chargpt.model import ModelConfig
 
 log = logging.getLogger(__name__)
@@ -62,16 +62,10 @@ def pretrained_config(source: ModelConfig, composed: ModelConfig, typed: dict[st
 
 
 def load_pretrained(init_from: str, composed: ModelConfig, typed: dict[str, str]) -> Pretrained:
-    from chargpt.export import export_folder_of, load_export  # an export is a checkpoint's weights
-
-    if (folder := export_folder_of(init_from)) is not None:
-        trained = load_export(folder)
-        config = pretrained_config(trained.model.config, composed, typed)
-        return Pretrained(config, list(trained.tokenizer.chars), trained.model.state_dict(), str(folder))
-    file = resolve_checkpoint(init_from)
-    ckpt = read_checkpoint(file)
-    config = pretrained_config(model_config(ckpt), composed, typed)
-    return Pretrained(config, list(ckpt["hyper_parameters"]["vocab"]), model_weights(ckpt), str(file))
+    """A run directory, a checkpoint file or a safetensors export: the weights to start from."""
+    trained, _, source = load_with_checkpoint(init_from)
+    config = pretrained_config(trained.model.config, composed, typed)
+    return Pretrained(config, list(trained.tokenizer.chars), trained.model.state_dict(), source)
 
 
 def finetune_vocab(pretrained: Pretrained, data: CharDataModule, extend: bool) -> list[str]:
