@@ -86,6 +86,24 @@ def resolve_precision(cfg: DictConfig) -> bool:
     return True
 
 
+def resolve_matmul_precision(cfg: DictConfig) -> bool:
+    """Set the float32 products' precision, `auto` resolved for the run's device (bf16 products on
+    a CPU with bf16 units, docs/BENCHMARKS.md), and write it into cfg. Returns whether `auto` was
+    resolved."""
+    given = cfg.get("matmul_precision")
+    device = calibration_device(cfg.trainer)
+    name = precision.resolved_matmul(given, device)
+    with open_dict(cfg):
+        cfg.matmul_precision = name
+    torch.set_float32_matmul_precision(name)
+    if str(given) != "auto":
+        return False
+    why = {"medium": "this CPU multiplies bf16 in hardware: linear layers' products in bf16",
+           "high": "TF32 products" if device.type == "cuda" else "this CPU has no bf16 units"}[name]
+    log.info("matmul_precision=auto: %s (%s)", name, why)
+    return True
+
+
 def size_automatically(
     cfg: DictConfig, datamodule: CharDataModule, base: ModelConfig, ckpt: dict[str, Any] | None, start: float
 ) -> auto_size.Choice:
@@ -237,7 +255,8 @@ def build_run(cfg: DictConfig) -> Run:
         decided.append(f"trainer.precision=auto resolved to {cfg.trainer.precision} on this machine")
     if cfg.get("keep_freed_memory"):
         keep_freed_memory()
-    torch.set_float32_matmul_precision(cfg.get("matmul_precision", "highest"))
+    if resolve_matmul_precision(cfg):
+        decided.append(f"matmul_precision=auto resolved to {cfg.matmul_precision} on this machine")
     model_config = ModelConfig.from_dict(model_fields)  # validated before any data work
     check_optimizer(plain(cfg.optimizer))
     if auto:

@@ -1,0 +1,77 @@
+"""Causal attention, kept in float32 products on a CPU whose other float32 products run in bf16.
+
+`matmul_precision=medium` lets oneDNN compute a CPU's float32 matrix products in bf16 where the CPU
+has bf16 units (AMX, AVX-512 BF16): the linear layers' products get faster. torch's flash-attention
+kernel for CPU reads the same setting and gets several times slower under it (docs/BENCHMARKS.md,
+"bf16 products inside float32"), so attention runs with it set back to float32, forward and
+backward. Elsewhere (CUDA, float32 products, a compiled graph) this is plain
+`F.scaled_dot_product_attention`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+_MKLDNN_MATMUL = torch.backends.mkldnn.matmul
+
+
+@contextlib.contextmanager
+def float32_products() -> Iterator[None]:
+    """oneDNN's float32 products in float32 for the block, whatever the global setting."""
+    before = _MKLDNN_MATMUL.fp32_precision
+    _MKLDNN_MATMUL.fp32_precision = "ieee"
+    try:
+        yield
+    finally:
+        _MKLDNN_MATMUL.fp32_precision = before
+
+
+def _bf16_products_on_cpu(q: torch.Tensor) -> bool:
+    return (q.device.type == "cpu" and q.dtype == torch.float32 and not torch.compiler.is_compiling()
+            and _MKLDNN_MATMUL.fp32_precision == "bf16")
+
+
+class _Float32ProductsAttention(torch.autograd.Function):
+    """SDPA whose forward and backward both run under float32_products. The backward runs in a
+    hook-free nested graph, since the setting must hold while autograd runs SDPA's own backward."""
+
+    @staticmethod
+    def forward(ctx: Any, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dropout_p: float
+                ) -> torch.Tensor:
+        inputs = tuple(z.detach().requires_grad_() for z in (q, k, v))
+        with torch.enable_grad(), float32_products():
+            out = F.scaled_dot_product_attention(*inputs, is_causal=True, dropout_p=dropout_p)
+        ctx.inputs, ctx.out = inputs, out
+        return out.detach()
+
+    @staticmethod
+    def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        with float32_products():
+            grads = torch.autograd.grad(ctx.out, ctx.inputs, grad_out)
+        del ctx.inputs, ctx.out
+        return (*grads, None)
+
+
+def causal_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dropout_p: float = 0.0
+) -> torch.Tensor:
+    """Causal self-attention over (B, nh, T, hs) queries, keys and values: (B, nh, T, hs)."""
+    if not _bf16_products_on_cpu(q):
+        return F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=dropout_p)
+    if torch.is_grad_enabled() and any(z.requires_grad for z in (q, k, v)):
+        return _Float32ProductsAttention.apply(q, k, v, dropout_p)
+    with float32_products():
+        return F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=dropout_p)
+
+
+def masked_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Attention under a boolean mask (a KV cache's), for inference: (B, nh, T, hs)."""
+    if not _bf16_products_on_cpu(q):
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    with float32_products():
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)

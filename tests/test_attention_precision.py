@@ -1,0 +1,95 @@
+"""Attention under matmul_precision=medium on a CPU: float32 products inside attention, forward and
+backward, and the global setting left as it was."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from chargpt.model.attention import causal_attention, float32_products, masked_attention
+
+MKLDNN = torch.backends.mkldnn.matmul
+# Where the CPU has no bf16 units oneDNN ignores the setting, and plain SDPA matches too.
+needs_bf16_units = pytest.mark.skipif(
+    not torch.ops.mkldnn._is_mkldnn_bf16_supported(), reason="this CPU computes no products in bf16"
+)
+
+
+@pytest.fixture
+def bf16_products() -> Iterator[None]:
+    before = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("medium")
+    try:
+        yield
+    finally:
+        torch.set_float32_matmul_precision(before)
+
+
+def qkv(seed: int = 0) -> tuple[torch.Tensor, ...]:
+    g = torch.Generator().manual_seed(seed)
+    # Head size 32: oneDNN computes smaller products in float32 whatever the setting.
+    return tuple(torch.randn(1, 2, 32, 32, generator=g, requires_grad=True) for _ in range(3))
+
+
+def reference(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, grad: torch.Tensor
+) -> tuple[torch.Tensor, ...]:
+    """SDPA's output and input gradients with float32 products throughout."""
+    with float32_products():
+        out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        return (out.detach(), *torch.autograd.grad(out, (q, k, v), grad))
+
+
+def test_medium_sets_the_products_attention_turns_back() -> None:
+    """The wrapper keys on oneDNN's setting: torch's `medium` must still set it to bf16."""
+    before = torch.get_float32_matmul_precision()
+    try:
+        torch.set_float32_matmul_precision("medium")
+        assert MKLDNN.fp32_precision == "bf16"
+        with float32_products():
+            assert MKLDNN.fp32_precision == "ieee"
+        assert MKLDNN.fp32_precision == "bf16"
+    finally:
+        torch.set_float32_matmul_precision(before)
+
+
+@needs_bf16_units
+def test_attention_under_medium_matches_float32_forward_and_backward(bf16_products: None) -> None:
+    q, k, v = qkv()
+    grad = torch.randn(1, 2, 32, 32, generator=torch.Generator().manual_seed(1))
+    want = reference(q, k, v, grad)
+    out = causal_attention(q, k, v)
+    got = (out.detach(), *torch.autograd.grad(out, (q, k, v), grad))
+    for a, b in zip(got, want, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert MKLDNN.fp32_precision == "bf16"  # restored after forward and backward
+
+
+def test_attention_backward_reaches_earlier_layers(bf16_products: None) -> None:
+    """The nested graph hands its gradients on: a product before attention gets one."""
+    w = torch.randn(32, 32, requires_grad=True)
+    q, k, v = (z.detach() @ w for z in qkv())
+    causal_attention(q, k, v).square().sum().backward()
+    assert w.grad is not None and torch.isfinite(w.grad).all() and w.grad.abs().sum() > 0
+
+
+@needs_bf16_units
+def test_inference_and_cached_attention_under_medium(bf16_products: None) -> None:
+    q, k, v = (z.detach() for z in qkv())
+    with float32_products():
+        want = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    with torch.no_grad():
+        torch.testing.assert_close(causal_attention(q, k, v), want, rtol=0, atol=0)
+        mask = torch.ones(32, 32, dtype=torch.bool).tril()
+        torch.testing.assert_close(masked_attention(q, k, v, mask), want, rtol=0, atol=0)
+    assert MKLDNN.fp32_precision == "bf16"
+
+
+def test_a_failing_attention_still_restores_the_setting(bf16_products: None) -> None:
+    q, k, v = qkv()
+    with pytest.raises(RuntimeError):
+        causal_attention(q, k[..., :4], v)  # mismatched head sizes
+    assert MKLDNN.fp32_precision == "bf16"

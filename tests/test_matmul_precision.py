@@ -1,0 +1,80 @@
+"""matmul_precision: `auto` resolved for the device, unknown values refused before any work."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from chargpt.cli import train
+from chargpt.cli.common import CONFIG_PATH
+from chargpt.errors import ConfigError
+from chargpt.training import build, precision
+from conftest import bare_train_args, run_main, write_corpus
+
+
+@pytest.fixture(autouse=True)
+def _restore_torch_setting():
+    before = torch.get_float32_matmul_precision()
+    yield
+    torch.set_float32_matmul_precision(before)
+
+
+@pytest.mark.parametrize(
+    ("native", "device", "name"),
+    [(True, "cpu", "medium"), (False, "cpu", "high"), (True, "cuda", "high"), (False, "cuda", "high")],
+)
+def test_auto_is_bf16_products_only_on_a_cpu_with_bf16_units(
+    monkeypatch, native: bool, device: str, name: str
+) -> None:
+    monkeypatch.setattr(precision, "native_bf16", lambda device: native)
+    assert precision.resolved_matmul("auto", torch.device(device)) == name
+
+
+@pytest.mark.parametrize("given", ["highest", "high", "medium"])
+def test_torchs_names_pass_through(given: str) -> None:
+    assert precision.resolved_matmul(given, torch.device("cpu")) == given
+
+
+@pytest.mark.parametrize("given", ["low", "fast", "bf16", 16])
+def test_an_unknown_precision_names_the_accepted_ones(given: object) -> None:
+    with pytest.raises(ConfigError, match=r"matmul_precision=.* is not a precision; use one of auto, hig"):
+        precision.resolved_matmul(given, torch.device("cpu"))
+
+
+def test_resolving_sets_torchs_precision_and_writes_it_into_the_config(monkeypatch) -> None:
+    monkeypatch.setattr(precision, "native_bf16", lambda device: True)
+    with initialize_config_dir(config_dir=CONFIG_PATH, version_base="1.3"):
+        cfg = compose(config_name="train", overrides=["matmul_precision=auto"])
+        default = compose(config_name="train")
+    assert build.resolve_matmul_precision(cfg)
+    assert cfg.matmul_precision == "medium" and torch.get_float32_matmul_precision() == "medium"
+    assert not build.resolve_matmul_precision(default)
+    assert torch.get_float32_matmul_precision() == default.matmul_precision
+
+
+def test_the_saved_config_holds_what_auto_resolved_to(tmp_path: Path, capsys, monkeypatch) -> None:
+    monkeypatch.setattr(precision, "native_bf16", lambda device: False)
+    run = tmp_path / "run"
+    args = bare_train_args(write_corpus(tmp_path / "c.txt"), run, "matmul_precision=auto",
+                           "trainer.max_steps=2", "trainer.val_check_interval=2")
+    code, _, err = run_main(train.main, args, capsys)
+    assert code == 0, err
+    saved = (run / ".hydra" / "config.yaml").read_text()
+    assert saved.startswith("# matmul_precision=auto resolved to high on this machine\n")
+    assert OmegaConf.create(saved).matmul_precision == "high"
+
+
+def test_an_unknown_precision_is_one_error_line_before_training(tmp_path: Path, capsys) -> None:
+    run = tmp_path / "run"
+    args = bare_train_args(write_corpus(tmp_path / "c.txt"), run, "matmul_precision=fast",
+                           "trainer.max_steps=2")
+    code, _, err = run_main(train.main, args, capsys)
+    assert code == 2
+    assert err.strip().splitlines() == [
+        "error: matmul_precision=fast is not a precision; use one of auto, highest, high, medium"
+    ]
+    assert not (run / "checkpoints").exists()
