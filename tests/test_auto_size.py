@@ -202,6 +202,7 @@ def test_printed_override_reproduces_the_model() -> None:
     with initialize_config_dir(config_dir=CONFIG_PATH, version_base="1.3"):
         cfg = compose(config_name="train", overrides=overrides, return_hydra_config=True)
         choice = size(300, train_chars=300_000)
+        cfg.matmul_precision = "medium"  # as matmul_precision=auto resolves on a CPU with AMX
         auto_size.apply_choice(cfg, choice, overrides, cfg.hydra.runtime.choices)
         assert choice.overrides[0] == "chargpt-train" and "model=auto" not in choice.overrides
         again = compose(config_name="train", overrides=choice.overrides[1:])
@@ -214,6 +215,7 @@ def test_printed_override_reproduces_the_model() -> None:
     assert plain(again.optimizer) == plain(cfg.optimizer) and plain(again.scheduler) == plain(cfg.scheduler)
     assert again.budget_seconds == 300
     assert again.trainer.precision == cfg.trainer.precision
+    assert again.matmul_precision == "medium"
 
 
 @pytest.mark.parametrize(("native", "expected"), [(True, "bf16-mixed"), (False, "32-true")])

@@ -24,13 +24,13 @@ def _restore_torch_setting():
 
 
 @pytest.mark.parametrize(
-    ("native", "device", "name"),
+    ("amx", "device", "name"),
     [(True, "cpu", "medium"), (False, "cpu", "high"), (True, "cuda", "high"), (False, "cuda", "high")],
 )
-def test_auto_is_bf16_products_only_on_a_cpu_with_bf16_units(
-    monkeypatch, native: bool, device: str, name: str
+def test_auto_is_bf16_products_only_on_a_cpu_with_amx(
+    monkeypatch, amx: bool, device: str, name: str
 ) -> None:
-    monkeypatch.setattr(precision, "native_bf16", lambda device: native)
+    monkeypatch.setattr(precision, "amx_tiles", lambda: amx)
     assert precision.resolved_matmul("auto", torch.device(device)) == name
 
 
@@ -46,7 +46,7 @@ def test_an_unknown_precision_names_the_accepted_ones(given: object) -> None:
 
 
 def test_resolving_sets_torchs_precision_and_writes_it_into_the_config(monkeypatch) -> None:
-    monkeypatch.setattr(precision, "native_bf16", lambda device: True)
+    monkeypatch.setattr(precision, "amx_tiles", lambda: True)
     with initialize_config_dir(config_dir=CONFIG_PATH, version_base="1.3"):
         cfg = compose(config_name="train", overrides=["matmul_precision=auto"])
         default = compose(config_name="train")
@@ -57,7 +57,7 @@ def test_resolving_sets_torchs_precision_and_writes_it_into_the_config(monkeypat
 
 
 def test_the_saved_config_holds_what_auto_resolved_to(tmp_path: Path, capsys, monkeypatch) -> None:
-    monkeypatch.setattr(precision, "native_bf16", lambda device: False)
+    monkeypatch.setattr(precision, "amx_tiles", lambda: False)
     run = tmp_path / "run"
     args = bare_train_args(write_corpus(tmp_path / "c.txt"), run, "matmul_precision=auto",
                            "trainer.max_steps=2", "trainer.val_check_interval=2")

@@ -443,6 +443,7 @@ def reproducing_overrides(cfg: DictConfig, overrides: Sequence[str], choices: Ma
         f"trainer.max_steps={cfg.trainer.max_steps}",
         f"trainer.val_check_interval={cfg.trainer.val_check_interval}",
         f"trainer.precision={_value(cfg.trainer.precision)}",  # as resolved from auto on this machine
+        f"matmul_precision={cfg.get('matmul_precision') or 'highest'}",  # the same
     ]
     # Not kept: what is set here, the resume (a new run) and the run directory (a new one).
     dropped = {override_key(o) for o in [*model, *groups, *values]} | {"model", "ckpt_path"}

@@ -88,7 +88,7 @@ def resolve_precision(cfg: DictConfig) -> bool:
 
 def resolve_matmul_precision(cfg: DictConfig) -> bool:
     """Set the float32 products' precision, `auto` resolved for the run's device (bf16 products on
-    a CPU with bf16 units, docs/BENCHMARKS.md), and write it into cfg. Returns whether `auto` was
+    a CPU with AMX, docs/BENCHMARKS.md), and write it into cfg. Returns whether `auto` was
     resolved."""
     given = cfg.get("matmul_precision")
     device = calibration_device(cfg.trainer)
@@ -98,8 +98,8 @@ def resolve_matmul_precision(cfg: DictConfig) -> bool:
     torch.set_float32_matmul_precision(name)
     if str(given) != "auto":
         return False
-    why = {"medium": "this CPU multiplies bf16 in hardware: linear layers' products in bf16",
-           "high": "TF32 products" if device.type == "cuda" else "this CPU has no bf16 units"}[name]
+    why = {"medium": "this CPU has AMX tiles: the linear layers' products in bf16",
+           "high": "TF32 products" if device.type == "cuda" else "float32 products: no AMX here"}[name]
     log.info("matmul_precision=auto: %s (%s)", name, why)
     return True
 

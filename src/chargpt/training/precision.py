@@ -70,14 +70,21 @@ def plugin(precision: str, device: torch.device) -> Precision:
 MATMUL_PRECISIONS = ("highest", "high", "medium")
 
 
+def amx_tiles() -> bool:
+    """Whether this CPU has AMX tiles (Intel Xeon from Sapphire Rapids on), False where torch
+    cannot tell."""
+    return bool(getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)())
+
+
 def resolved_matmul(given: object, device: torch.device) -> str:
     """The float32 products' precision a run sets (torch.set_float32_matmul_precision): `auto` is
-    `medium` on a CPU with bf16 units, where oneDNN then computes the linear layers' products in
-    bf16 (attention stays in float32: chargpt.model.attention), and `high` elsewhere (TF32 on CUDA,
-    float32 on other CPUs). An unknown value is a ConfigError naming the accepted ones."""
+    `medium` on a CPU with AMX tiles, where oneDNN then computes the linear layers' products in bf16
+    (attention stays in float32: chargpt.model.attention) and a step takes ~0.8x the time
+    (docs/BENCHMARKS.md), and `high` elsewhere: TF32 on CUDA, float32 on other CPUs (those with
+    AVX-512 BF16 alone are unmeasured). An unknown value is a ConfigError naming the accepted ones."""
     name = "highest" if given is None else str(given)
     if name == "auto":
-        return "medium" if device.type == "cpu" and native_bf16(device) else "high"
+        return "medium" if device.type == "cpu" and amx_tiles() else "high"
     if name not in MATMUL_PRECISIONS:
         raise ConfigError(
             f"matmul_precision={given} is not a precision; use one of auto, {', '.join(MATMUL_PRECISIONS)}"
