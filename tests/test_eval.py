@@ -220,16 +220,38 @@ def test_a_run_on_a_folder_is_scored_and_copy_checked_on_its_own_split(tmp_path,
                        "max_new_tokens=30", *extra)
         err = capsys.readouterr().err
         assert code == 0 and "copy check: longest span found in the training text:" in err
-    # Read with other settings (which the checkpoint does not record): refused until they are given.
+    # Read with other settings: the checkpoint records them and the text is read with them again;
+    # other ones on the command line are refused, naming the run's.
     args = bare_train_args(folder, tmp_path / "run2", "trainer.max_steps=1", "data.newline=normalize")
     assert run_cli(train_cli.main, *args) == 0
-    line = _one_error(*run_main(eval_cli.main, [f"ckpt_path={tmp_path / 'run2'}"], capsys))
-    assert "with other data settings than these" in line
-    args = [f"ckpt_path={tmp_path / 'run2'}", "data.newline=normalize", "device=cpu"]
-    assert _result(*run_main(eval_cli.main, args, capsys))["tokens"] > 0
+    scored = _result(*run_main(eval_cli.main, [f"ckpt_path={tmp_path / 'run2'}", "device=cpu"], capsys))
+    assert scored["tokens"] > 0
+    args = [f"ckpt_path={tmp_path / 'run2'}", "data.newline=keep"]
+    line = _one_error(*run_main(eval_cli.main, args, capsys))
+    assert "is read with other data settings than its run's (data.newline=normalize)" in line
     # A run with a validation text of its own: which text to score is the user's to say.
     args = bare_train_args(folder, tmp_path / "run3", "trainer.max_steps=1",
                            f"data.val_path={folder}/part 4.txt", f"data.path={folder}/part [0-3].txt")
     assert run_cli(train_cli.main, *args) == 0
     line = _one_error(*run_main(eval_cli.main, [f"ckpt_path={tmp_path / 'run3'}"], capsys))
     assert "was validated on a text of its own (data.val_path=" in line
+
+
+def test_a_text_read_with_other_settings_is_read_with_them_again(tmp_path, monkeypatch, capsys) -> None:
+    # One CRLF file trained with data.newline=normalize: its sha256 covers the setting, so eval and
+    # check_copy must read it as the run did (they refused it as "changed" before the record).
+    monkeypatch.setenv("CHARGPT_CACHE_DIR", str(tmp_path / "cache"))
+    text = write_corpus(tmp_path / "crlf text.txt", n_chars=3000)
+    text.write_bytes(text.read_bytes().replace(b"\n", b"\r\n"))
+    run = tmp_path / "run"
+    args = bare_train_args(text, run, "trainer.max_steps=2", "trainer.val_check_interval=2",
+                           "data.newline=normalize")
+    assert run_cli(train_cli.main, *args) == 0
+    code, out, err = run_main(eval_cli.main, [f"ckpt_path={run}", "device=cpu"], capsys)
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert _result(code, out, err)["loss"] == pytest.approx(metrics["val_loss"], abs=1e-4)
+    code = run_cli(sample_cli.main, f"ckpt_path={run}", "check_copy=true", "max_new_tokens=30")
+    assert code == 0 and "copy check: longest span found in the training text:" in capsys.readouterr().err
+    text.write_bytes(text.read_bytes()[:-10])
+    line = _one_error(*run_main(eval_cli.main, [f"ckpt_path={run}"], capsys))
+    assert "has changed since" in line and "(data.newline=normalize)" in line

@@ -13,8 +13,10 @@ import numpy as np
 from chargpt.checkpoints import corpus_changes, stored_corpus, stored_split
 from chargpt.data import CharDataModule
 from chargpt.data.corpus import sha256_of
+from chargpt.data.encoding import TextOptions
 from chargpt.data.sources import GLOB_CHARS, expand_path, text_files
 from chargpt.errors import ConfigError, DataError
+from chargpt.runs.overrides import hydra_quoted
 
 
 def recorded_data(
@@ -34,21 +36,35 @@ def recorded_data(
             f"{source} was validated on a text of its own (data.val_path={split['val_path']}) besides "
             f"{path}; {how}"
         )
+    read_as = recorded_settings(corpus)
     if corpus.get("files"):
         _check_files(path, corpus, source, how, as_is)
     elif not path.is_file():
         raise DataError(f"{source} was trained on {path}, which is no longer there; {how}")
+    elif read_as:
+        pass  # its sha256 covers the settings too: check_read_alike compares the text as read again
     elif (recorded_sha := corpus.get("sha256")) and (sha := sha256_of(path)) != recorded_sha:
         raise DataError(
             f"{path} has changed since {source} was trained on it (sha256 {sha[:12]}, then "
-            f"{str(recorded_sha)[:12]}); {how} {as_is}"
+            f"{str(recorded_sha)[:12]}), or its run read it with data.newline or data.normalize, which "
+            f"checkpoints of chargpt before 2026-12-02 do not record; {how} {as_is}"
         )
     settings: dict[str, Any] = {"path": str(path), "url": None, "sha256": None}
+    settings |= {key: value for key, value in read_as.items() if f"data.{key}" not in overrides}
     if "data.train_fraction" not in overrides and isinstance(split.get("train_fraction"), float):
         settings["train_fraction"] = split["train_fraction"]
     if "data.split" not in overrides and split.get("split") == "files":
         settings["split"] = "files"  # whole files held out, as the run held them out
     return settings
+
+
+def recorded_settings(corpus: dict[str, Any]) -> dict[str, Any]:
+    """The data settings (data.separator, data.newline, data.normalize) a run read its text with,
+    where they were not the defaults; empty for the defaults and for checkpoints that predate the
+    record."""
+    read_as = corpus.get("read_as")
+    known = TextOptions().settings()
+    return {k: v for k, v in read_as.items() if k in known} if isinstance(read_as, dict) else {}
 
 
 def _check_files(path: Path, corpus: dict[str, Any], source: str, how: str, as_is: str) -> None:
@@ -103,9 +119,11 @@ def training_text(
             or not 0.0 < train_fraction <= 1.0:
         raise ConfigError(f"data.train_fraction={train_fraction} must be above 0 and at most 1 (1: the "
                           "whole text), e.g. 0.9")
-    if file.is_dir() or (not file.exists() and any(c in str(file) for c in GLOB_CHARS)):
-        # A folder or a glob: its files joined as training joins them.
-        return _joined_training_text(file, train_fraction, None if path else ckpt, source), file
+    recorded = None if path else ckpt
+    if file.is_dir() or (not file.exists() and any(c in str(file) for c in GLOB_CHARS)) \
+            or (recorded is not None and recorded_settings(stored_corpus(recorded) or {})):
+        # A folder or a glob, or a text its run read with other settings: read as training read it.
+        return _text_as_trained(file, train_fraction, recorded, source), file
     try:
         text = file.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:
@@ -115,16 +133,15 @@ def training_text(
     return text[: int(len(text) * train_fraction)], file
 
 
-def _joined_training_text(
-    path: Path, train_fraction: float, ckpt: dict[str, Any] | None, source: str
-) -> str:
-    """The training part of a text of several files, joined and cut as its run did (with the
-    default data settings: check_read_alike refuses other ones)."""
+def _text_as_trained(path: Path, train_fraction: float, ckpt: dict[str, Any] | None, source: str) -> str:
+    """The training part of a text of several files, or of one read with other settings, read (with
+    the run's recorded settings), joined and cut as its run did."""
     whole = train_fraction >= 1.0  # the data module splits: any fraction will do, all ids are taken
     split = stored_split(ckpt) if ckpt is not None else {}
+    read_as = recorded_settings(stored_corpus(ckpt) or {}) if ckpt is not None else {}
     data = CharDataModule(
         str(path), block_size=1, batch_size=1, train_fraction=0.5 if whole else train_fraction,
-        val_max_chars=None, split="files" if split.get("split") == "files" else None,
+        val_max_chars=None, split="files" if split.get("split") == "files" else None, **read_as,
     )
     if ckpt is not None:
         check_read_alike(data, ckpt, source)
@@ -133,12 +150,28 @@ def _joined_training_text(
 
 
 def check_read_alike(data: CharDataModule, ckpt: dict[str, Any], source: str) -> None:
-    """The text of several files, read again, is the text the run read: the recorded sha256 covers
-    the files and the settings that change the ids (data.separator, data.newline, data.normalize),
-    which the checkpoint does not record."""
+    """The text of several files, or one read with other settings, read again, is the text the run
+    read: the recorded sha256 covers the files and the settings that change the ids
+    (data.separator, data.newline, data.normalize)."""
     corpus = stored_corpus(ckpt) or {}
-    if corpus.get("files") and data.fingerprint["sha256"] != corpus.get("sha256"):
+    read_as = recorded_settings(corpus)
+    if not (corpus.get("files") or read_as) or data.fingerprint["sha256"] == corpus.get("sha256"):
+        return
+    if read_as:  # recorded, so either the text changed or the command line gave other settings
+        given = " ".join(shlex.quote(f"data.{k}={_setting(v)}") for k, v in read_as.items())
         raise DataError(
-            f"{source} read {data.source} with other data settings than these (data.separator, "
-            "data.newline or data.normalize); pass the ones its run used"
+            f"{data.source} has changed since {source} was trained on it, or is read with other data "
+            f"settings than its run's ({given}); drop the data settings you gave, or pass data.path=FILE"
         )
+    raise DataError(
+        f"{source} read {data.source} with other data settings than these (data.separator, "
+        "data.newline or data.normalize); pass the ones its run used"
+    )
+
+
+def _setting(value: object) -> str:
+    """A data setting as a Hydra override's value."""
+    if value is None:
+        return "null"
+    text = str(value)
+    return text if text.isalnum() else hydra_quoted(text) if text.isprintable() else repr(text)

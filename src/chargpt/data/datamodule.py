@@ -167,11 +167,15 @@ class CharDataModule(L.LightningDataModule):
     @property
     def fingerprint(self) -> dict[str, Any]:
         """What identifies the corpus in checkpoints (a resume on another text is refused): the
-        source, one sha256 over its parts and settings, and each part's own sha256."""
+        source, one sha256 over its parts and settings, each part's own sha256, and the settings
+        that are not the defaults (chargpt-eval and check_copy read the text again with them)."""
         encoded = self.encoded()
         fingerprint: dict[str, Any] = {"path": self.source, "sha256": encoded.sha256}
         if len(self._parts) > 1:
             fingerprint["files"] = [[p.name, p.sha256] for p in self._parts]
+        defaults = TextOptions().settings()
+        if read_as := {k: v for k, v in self.options.settings().items() if v != defaults[k]}:
+            fingerprint["read_as"] = read_as
         return fingerprint
 
     def val_start(self) -> int:
