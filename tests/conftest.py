@@ -7,7 +7,7 @@ import os
 import random
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -22,6 +22,16 @@ TINY_MODEL = ["model.n_layer=1", "model.n_head=2", "model.n_embd=32", "model.blo
 # runs one worker per core, and on a busy machine a thread waiting for a core makes every small
 # operation several times slower.
 torch.set_num_threads(1)
+
+
+@pytest.fixture(autouse=True)
+def _float32_products() -> Iterator[None]:
+    """A training run sets torch's float32 matmul precision for its process (matmul_precision:
+    `medium` on a CPU with AMX); tests share a process, and fixtures that train run before this
+    one, so each test starts from torch's default, as a command that trains nothing does."""
+    torch.set_float32_matmul_precision("highest")
+    yield
+    torch.set_float32_matmul_precision("highest")
 
 
 @pytest.fixture(autouse=True)

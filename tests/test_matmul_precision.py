@@ -16,13 +16,6 @@ from chargpt.training import build, precision
 from conftest import bare_train_args, run_main, write_corpus
 
 
-@pytest.fixture(autouse=True)
-def _restore_torch_setting():
-    before = torch.get_float32_matmul_precision()
-    yield
-    torch.set_float32_matmul_precision(before)
-
-
 @pytest.mark.parametrize(
     ("amx", "device", "name"),
     [(True, "cpu", "medium"), (False, "cpu", "high"), (True, "cuda", "high"), (False, "cuda", "high")],
@@ -48,12 +41,12 @@ def test_an_unknown_precision_names_the_accepted_ones(given: object) -> None:
 def test_resolving_sets_torchs_precision_and_writes_it_into_the_config(monkeypatch) -> None:
     monkeypatch.setattr(precision, "amx_tiles", lambda: True)
     with initialize_config_dir(config_dir=CONFIG_PATH, version_base="1.3"):
-        cfg = compose(config_name="train", overrides=["matmul_precision=auto"])
         default = compose(config_name="train")
-    assert build.resolve_matmul_precision(cfg)
-    assert cfg.matmul_precision == "medium" and torch.get_float32_matmul_precision() == "medium"
-    assert not build.resolve_matmul_precision(default)
-    assert torch.get_float32_matmul_precision() == default.matmul_precision
+        given = compose(config_name="train", overrides=["matmul_precision=highest"])
+    assert build.resolve_matmul_precision(default)  # auto is the default
+    assert default.matmul_precision == "medium" and torch.get_float32_matmul_precision() == "medium"
+    assert not build.resolve_matmul_precision(given)
+    assert given.matmul_precision == "highest" and torch.get_float32_matmul_precision() == "highest"
 
 
 def test_the_saved_config_holds_what_auto_resolved_to(tmp_path: Path, capsys, monkeypatch) -> None:
