@@ -27,6 +27,13 @@ def test_auto_is_bf16_products_only_on_a_cpu_with_amx(
     assert precision.resolved_matmul("auto", torch.device(device)) == name
 
 
+def test_auto_keeps_float32_products_in_a_compiled_model(monkeypatch) -> None:
+    # The compiler places attention itself, where chargpt's float32 attention does not reach.
+    monkeypatch.setattr(precision, "amx_tiles", lambda: True)
+    assert precision.resolved_matmul("auto", torch.device("cpu"), compiled=True) == "high"
+    assert precision.resolved_matmul("medium", torch.device("cpu"), compiled=True) == "medium"  # as asked
+
+
 @pytest.mark.parametrize("given", ["highest", "high", "medium"])
 def test_torchs_names_pass_through(given: str) -> None:
     assert precision.resolved_matmul(given, torch.device("cpu")) == given

@@ -92,14 +92,19 @@ def resolve_matmul_precision(cfg: DictConfig) -> bool:
     resolved."""
     given = cfg.get("matmul_precision")
     device = calibration_device(cfg.trainer)
-    name = precision.resolved_matmul(given, device)
+    compiled = bool(cfg.model.get("compile"))
+    name = precision.resolved_matmul(given, device, compiled)
     with open_dict(cfg):
         cfg.matmul_precision = name
     torch.set_float32_matmul_precision(name)
     if str(given) != "auto":
         return False
-    why = {"medium": "this CPU has AMX tiles: the linear layers' products in bf16",
-           "high": "TF32 products" if device.type == "cuda" else "float32 products: no AMX here"}[name]
+    if name == "medium":
+        why = "this CPU has AMX tiles: the linear layers' products in bf16"
+    elif device.type == "cuda":
+        why = "TF32 products"
+    else:
+        why = "float32 products: " + ("a compiled model" if compiled else "no AMX on this CPU")
     log.info("matmul_precision=auto: %s (%s)", name, why)
     return True
 

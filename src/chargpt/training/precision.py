@@ -76,15 +76,16 @@ def amx_tiles() -> bool:
     return bool(getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)())
 
 
-def resolved_matmul(given: object, device: torch.device) -> str:
+def resolved_matmul(given: object, device: torch.device, compiled: bool = False) -> str:
     """The float32 products' precision a run sets (torch.set_float32_matmul_precision): `auto` is
     `medium` on a CPU with AMX tiles, where oneDNN then computes the linear layers' products in bf16
     (attention stays in float32: chargpt.model.attention) and a step takes ~0.8x the time
     (docs/BENCHMARKS.md), and `high` elsewhere: TF32 on CUDA, float32 on other CPUs (those with
-    AVX-512 BF16 alone are unmeasured). An unknown value is a ConfigError naming the accepted ones."""
+    AVX-512 BF16 alone are unmeasured) and in a compiled model, whose attention the compiler
+    places. An unknown value is a ConfigError naming the accepted ones."""
     name = "highest" if given is None else str(given)
     if name == "auto":
-        return "medium" if device.type == "cpu" and amx_tiles() else "high"
+        return "medium" if device.type == "cpu" and amx_tiles() and not compiled else "high"
     if name not in MATMUL_PRECISIONS:
         raise ConfigError(
             f"matmul_precision={given} is not a precision; use one of auto, {', '.join(MATMUL_PRECISIONS)}"
