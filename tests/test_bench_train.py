@@ -1,0 +1,43 @@
+"""scripts/bench_train.py against nanoGPT: both sides compute float32 products on a CPU (no runs)."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).parents[1] / "scripts" / "bench_train.py"
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("bench_train", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bench_train"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def bench_args(**given: object) -> argparse.Namespace:
+    defaults = dict(model="tiny", batch=12, block=None, precision="32-true", compile=False, device="cpu",
+                    steps=5, warmup=1, reps=1, override=[], nanogpt=None)
+    return argparse.Namespace(**{**defaults, **given})
+
+
+def test_against_nanogpt_chargpt_keeps_float32_products(tmp_path: Path) -> None:
+    # matmul_precision=auto is bf16 products on a CPU with AMX; nanoGPT's are float32 there.
+    bench = load_script()
+    assert bench.compose_config(bench_args(), str(tmp_path)).matmul_precision == "auto"
+    cfg = bench.compose_config(bench_args(nanogpt="nanoGPT"), str(tmp_path))
+    assert cfg.matmul_precision == "high"
+    assert bench.nanogpt_command(cfg, bench_args(nanogpt="nanoGPT"), str(tmp_path))[0] == sys.executable
+
+
+def test_bf16_products_asked_for_against_nanogpt_are_refused(tmp_path: Path) -> None:
+    bench = load_script()
+    args = bench_args(nanogpt="nanoGPT", override=["matmul_precision=medium"])
+    cfg = bench.compose_config(args, str(tmp_path))
+    with pytest.raises(SystemExit, match="matmul_precision=medium"):
+        bench.nanogpt_command(cfg, args, str(tmp_path))
