@@ -49,7 +49,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--precisions", nargs="+", choices=PRECISIONS, default=["32-true"],
                    help="trainer.precision values to time each shape in")
     p.add_argument("--matmul-precisions", nargs="+", choices=MATMUL_PRECISIONS, default=["high"],
-                   help="matmul_precision values (chargpt's default: high) to time each shape in")
+                   help="matmul_precision values to time each shape in (chargpt's default, auto, is medium "
+                        "on a CPU with AMX, highest on other CPUs)")
     add_model_shape(p)
     p.add_argument("--steps", type=positive, default=20, help="timed steps per shape and round")
     p.add_argument("--rounds", type=positive, default=6, help="alternating rounds over the shapes")

@@ -80,7 +80,7 @@ def compose_config(args: argparse.Namespace, output_dir: str) -> DictConfig:
         f"paths.output_dir={output_dir}",
         *([f"model.block_size={args.block}"] if args.block else []),
         # nanoGPT computes float32 products on a CPU; matmul_precision=auto would not on one with AMX.
-        *(["matmul_precision=high"] if args.nanogpt else []),
+        *(["matmul_precision=highest"] if args.nanogpt else []),
         *args.override,
     ]
     with initialize_config_dir(config_dir=CONFIG_PATH, version_base="1.3"):
@@ -172,7 +172,7 @@ def nanogpt_command(cfg: DictConfig, args: argparse.Namespace, out_dir: str) -> 
         differ.append(f"scheduler={sched.get('_target_')}")
     if args.precision not in NANOGPT_DTYPE or (args.device == "cpu" and args.precision != "32-true"):
         differ.append(f"precision {args.precision} on {args.device} (nanoGPT runs fp32 on CPU)")
-    if args.device == "cpu" and cfg.matmul_precision not in ("highest", "high"):
+    if args.device == "cpu" and cfg.matmul_precision != "highest":
         differ.append(f"matmul_precision={cfg.matmul_precision} (nanoGPT's products are float32 on CPU)")
     if differ:
         raise SystemExit(f"--nanogpt: nanoGPT's train.py cannot run this config: {', '.join(differ)}")

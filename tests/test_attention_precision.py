@@ -9,12 +9,19 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from chargpt.model.attention import causal_attention, float32_products, masked_attention
+from chargpt.model.attention import (
+    causal_attention,
+    float32_attention_available,
+    float32_products,
+    masked_attention,
+)
 
-MKLDNN = torch.backends.mkldnn.matmul
+pytestmark = pytest.mark.skipif(not float32_attention_available(), reason="torch before 2.9")
+MKLDNN = getattr(torch.backends.mkldnn, "matmul", None)
 # Where the CPU has no bf16 units oneDNN ignores the setting, and plain SDPA matches too.
 needs_bf16_units = pytest.mark.skipif(
-    not torch.ops.mkldnn._is_mkldnn_bf16_supported(), reason="this CPU computes no products in bf16"
+    not torch.backends.mkldnn.is_available() or not torch.ops.mkldnn._is_mkldnn_bf16_supported(),
+    reason="this CPU computes no products in bf16",
 )
 
 

@@ -16,6 +16,7 @@ from chargpt.cli import eval as eval_cli
 from chargpt.cli import sample as sample_cli
 from chargpt.cli import train as train_cli
 from chargpt.cli.common import CONFIG_PATH
+from chargpt.cli.recorded_text import training_text
 from chargpt.data.corpus import sha256_of
 from conftest import bare_train_args, make_checkpoint, run_cli, run_main, write_corpus
 
@@ -252,6 +253,30 @@ def test_a_text_read_with_other_settings_is_read_with_them_again(tmp_path, monke
     assert _result(code, out, err)["loss"] == pytest.approx(metrics["val_loss"], abs=1e-4)
     code = run_cli(sample_cli.main, f"ckpt_path={run}", "check_copy=true", "max_new_tokens=30")
     assert code == 0 and "copy check: longest span found in the training text:" in capsys.readouterr().err
+    # check_copy on the text moved elsewhere (given by path) still reads it with the run's settings.
+    moved = tmp_path / "moved.txt"
+    moved.write_bytes(text.read_bytes())
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    trained_text, _ = training_text(ckpt, "RUN", str(moved), None)
+    assert "\r" not in trained_text and trained_text.count("\n") > 100
+    # A checkpoint from before the record (no read_as): refused as changed, taken with the setting.
+    del ckpt["callbacks"][RESUME_STATE_KEY]["corpus"]["read_as"]
+    torch.save(ckpt, tmp_path / "old.ckpt")
+    line = _one_error(*run_main(eval_cli.main, [f"ckpt_path={tmp_path / 'old.ckpt'}"], capsys))
+    assert "has changed since" in line and "before 2026-12-02 does not record them: pass them" in line
+    old = [f"ckpt_path={tmp_path / 'old.ckpt'}", "data.newline=normalize", "device=cpu"]
+    scored = _result(*run_main(eval_cli.main, old, capsys))
+    assert scored["loss"] == pytest.approx(metrics["val_loss"], abs=1e-4)
     text.write_bytes(text.read_bytes()[:-10])
     line = _one_error(*run_main(eval_cli.main, [f"ckpt_path={run}"], capsys))
     assert "has changed since" in line and "(data.newline=normalize)" in line
+
+
+def test_a_text_trained_with_the_default_settings_is_not_scored_with_others(tmp_path, capsys) -> None:
+    text = write_corpus(tmp_path / "t.txt", n_chars=3000)
+    text.write_bytes(text.read_bytes().replace(b"\n", b"\r\n"))  # \r is a character of its vocabulary
+    args = bare_train_args(text, tmp_path / "run", "trainer.max_steps=1")
+    assert run_cli(train_cli.main, *args) == 0
+    line = _one_error(*run_main(eval_cli.main, [f"ckpt_path={tmp_path / 'run'}", "data.newline=normalize"],
+                                capsys))
+    assert "with other data settings than these" in line and "the defaults" in line

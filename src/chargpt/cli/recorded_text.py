@@ -41,13 +41,13 @@ def recorded_data(
         _check_files(path, corpus, source, how, as_is)
     elif not path.is_file():
         raise DataError(f"{source} was trained on {path}, which is no longer there; {how}")
-    elif read_as:
-        pass  # its sha256 covers the settings too: check_read_alike compares the text as read again
+    elif read_as or any(f"data.{key}" in overrides for key in TextOptions().settings()):
+        pass  # the sha256 covers the settings too: check_read_alike compares the text as read again
     elif (recorded_sha := corpus.get("sha256")) and (sha := sha256_of(path)) != recorded_sha:
         raise DataError(
             f"{path} has changed since {source} was trained on it (sha256 {sha[:12]}, then "
-            f"{str(recorded_sha)[:12]}), or its run read it with data.newline or data.normalize, which "
-            f"checkpoints of chargpt before 2026-12-02 do not record; {how} {as_is}"
+            f"{str(recorded_sha)[:12]}), or its run read it with data.newline or data.normalize (a "
+            f"checkpoint from before 2026-12-02 does not record them: pass them); {how} {as_is}"
         )
     settings: dict[str, Any] = {"path": str(path), "url": None, "sha256": None}
     settings |= {key: value for key, value in read_as.items() if f"data.{key}" not in overrides}
@@ -119,11 +119,11 @@ def training_text(
             or not 0.0 < train_fraction <= 1.0:
         raise ConfigError(f"data.train_fraction={train_fraction} must be above 0 and at most 1 (1: the "
                           "whole text), e.g. 0.9")
-    recorded = None if path else ckpt
-    if file.is_dir() or (not file.exists() and any(c in str(file) for c in GLOB_CHARS)) \
-            or (recorded is not None and recorded_settings(stored_corpus(recorded) or {})):
-        # A folder or a glob, or a text its run read with other settings: read as training read it.
-        return _text_as_trained(file, train_fraction, recorded, source), file
+    read_as = recorded_settings(stored_corpus(ckpt) or {}) if ckpt is not None else {}
+    if file.is_dir() or (not file.exists() and any(c in str(file) for c in GLOB_CHARS)) or read_as:
+        # A folder or a glob, or a text its run read with other settings: read as training read it
+        # (a text given by path with the run's settings too, but not checked against its record).
+        return _text_as_trained(file, train_fraction, ckpt, source, read_as, recorded=not path), file
     try:
         text = file.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:
@@ -133,17 +133,20 @@ def training_text(
     return text[: int(len(text) * train_fraction)], file
 
 
-def _text_as_trained(path: Path, train_fraction: float, ckpt: dict[str, Any] | None, source: str) -> str:
-    """The training part of a text of several files, or of one read with other settings, read (with
-    the run's recorded settings), joined and cut as its run did."""
+def _text_as_trained(
+    path: Path, train_fraction: float, ckpt: dict[str, Any] | None, source: str, read_as: dict[str, Any],
+    recorded: bool,
+) -> str:
+    """The training part of a text of several files, or of one read with other settings, read with
+    `read_as`, joined and cut as its run did; when it is the `recorded` text of `ckpt`, checked to
+    be the text the run read."""
     whole = train_fraction >= 1.0  # the data module splits: any fraction will do, all ids are taken
-    split = stored_split(ckpt) if ckpt is not None else {}
-    read_as = recorded_settings(stored_corpus(ckpt) or {}) if ckpt is not None else {}
+    split = stored_split(ckpt) if ckpt is not None and recorded else {}
     data = CharDataModule(
         str(path), block_size=1, batch_size=1, train_fraction=0.5 if whole else train_fraction,
         val_max_chars=None, split="files" if split.get("split") == "files" else None, **read_as,
     )
-    if ckpt is not None:
+    if ckpt is not None and recorded:
         check_read_alike(data, ckpt, source)
     ids = data.encoded().ids
     return data.tokenizer.decode(ids if whole else ids[: data.val_start()])
@@ -154,18 +157,18 @@ def check_read_alike(data: CharDataModule, ckpt: dict[str, Any], source: str) ->
     read: the recorded sha256 covers the files and the settings that change the ids
     (data.separator, data.newline, data.normalize)."""
     corpus = stored_corpus(ckpt) or {}
-    read_as = recorded_settings(corpus)
-    if not (corpus.get("files") or read_as) or data.fingerprint["sha256"] == corpus.get("sha256"):
+    if not corpus.get("sha256") or data.fingerprint["sha256"] == corpus["sha256"]:
         return
-    if read_as:  # recorded, so either the text changed or the command line gave other settings
+    if read_as := recorded_settings(corpus):  # so the text changed, or other settings were given
         given = " ".join(shlex.quote(f"data.{k}={_setting(v)}") for k, v in read_as.items())
         raise DataError(
             f"{data.source} has changed since {source} was trained on it, or is read with other data "
-            f"settings than its run's ({given}); drop the data settings you gave, or pass data.path=FILE"
+            f"settings than its run's ({given}); drop any data settings given, or pass data.path=FILE"
         )
     raise DataError(
         f"{source} read {data.source} with other data settings than these (data.separator, "
-        "data.newline or data.normalize); pass the ones its run used"
+        "data.newline, data.normalize): the defaults, unless it was written before 2026-12-02, which "
+        "recorded none; pass the ones its run used"
     )
 
 

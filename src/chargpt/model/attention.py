@@ -17,7 +17,14 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-_MKLDNN_MATMUL = torch.backends.mkldnn.matmul
+# oneDNN's own float32 setting, which torch's `medium` sets to bf16 (torch 2.9 on; None before).
+_MKLDNN_MATMUL = getattr(torch.backends.mkldnn, "matmul", None)
+
+
+def float32_attention_available() -> bool:
+    """Whether attention can keep float32 products under `medium` (torch 2.9 on): without it,
+    `medium` would make attention several times slower, so matmul_precision=auto does not pick it."""
+    return _MKLDNN_MATMUL is not None and hasattr(_MKLDNN_MATMUL, "fp32_precision")
 
 
 @contextlib.contextmanager
@@ -32,8 +39,8 @@ def float32_products() -> Iterator[None]:
 
 
 def _bf16_products_on_cpu(q: torch.Tensor) -> bool:
-    return (q.device.type == "cpu" and q.dtype == torch.float32 and not torch.compiler.is_compiling()
-            and _MKLDNN_MATMUL.fp32_precision == "bf16")
+    return (q.device.type == "cpu" and q.dtype == torch.float32 and float32_attention_available()
+            and not torch.compiler.is_compiling() and _MKLDNN_MATMUL.fp32_precision == "bf16")
 
 
 class _Float32ProductsAttention(torch.autograd.Function):
@@ -50,6 +57,7 @@ class _Float32ProductsAttention(torch.autograd.Function):
         return out.detach()
 
     @staticmethod
+    @torch.autograd.function.once_differentiable  # the nested graph is freed by its first backward
     def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         with float32_products():
             grads = torch.autograd.grad(ctx.out, ctx.inputs, grad_out)

@@ -14,6 +14,7 @@ from lightning.pytorch.plugins.precision import (
 )
 
 from chargpt.errors import ConfigError
+from chargpt.model.attention import float32_attention_available
 from chargpt.training.muon import native_bf16
 
 # Lightning's names for each precision (its older spellings map onto them, as Lightning maps them).
@@ -80,12 +81,17 @@ def resolved_matmul(given: object, device: torch.device, compiled: bool = False)
     """The float32 products' precision a run sets (torch.set_float32_matmul_precision): `auto` is
     `medium` on a CPU with AMX tiles, where oneDNN then computes the linear layers' products in bf16
     (attention stays in float32: chargpt.model.attention) and a step takes ~0.8x the time
-    (docs/BENCHMARKS.md), and `high` elsewhere: TF32 on CUDA, float32 on other CPUs (those with
-    AVX-512 BF16 alone are unmeasured) and in a compiled model, whose attention the compiler
-    places. An unknown value is a ConfigError naming the accepted ones."""
+    (docs/BENCHMARKS.md); `high` (TF32) on CUDA; `highest` (float32) on other CPUs (those with
+    AVX-512 BF16 alone are unmeasured), in a compiled model, whose attention the compiler places,
+    and with a torch older than 2.9, whose attention cannot keep float32 products. An unknown value
+    is a ConfigError naming the accepted ones."""
     name = "highest" if given is None else str(given)
     if name == "auto":
-        return "medium" if device.type == "cpu" and amx_tiles() and not compiled else "high"
+        if device.type != "cpu":
+            return "high"
+        # On a CPU `high` may be TF32-like where oneDNN has it (AMX-FP16): `highest` is float32.
+        bf16 = amx_tiles() and not compiled and float32_attention_available()
+        return "medium" if bf16 else "highest"
     if name not in MATMUL_PRECISIONS:
         raise ConfigError(
             f"matmul_precision={given} is not a precision; use one of auto, {', '.join(MATMUL_PRECISIONS)}"
