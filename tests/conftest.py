@@ -3,12 +3,14 @@ the console scripts called in-process."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import random
 import signal
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 import torch
@@ -180,3 +182,16 @@ def assert_stopped_on_nan(code: int, out: str, err: str, run: Path, step: int) -
     last = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
     assert all(torch.isfinite(v).all() for v in last["state_dict"].values())
     return last
+
+
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+
+
+def load_script(name: str) -> ModuleType:
+    """scripts/NAME.py imported as module NAME (registered, so its dataclasses resolve)."""
+    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module

@@ -3,21 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import sys
 from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).parents[1] / "scripts" / "bench_train.py"
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("bench_train", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_train"] = module
-    spec.loader.exec_module(module)
-    return module
+from conftest import load_script
 
 
 def bench_args(**given: object) -> argparse.Namespace:
@@ -28,7 +19,7 @@ def bench_args(**given: object) -> argparse.Namespace:
 
 def test_against_nanogpt_chargpt_keeps_float32_products(tmp_path: Path) -> None:
     # matmul_precision=auto is bf16 products on a CPU with AMX; nanoGPT's are float32 there.
-    bench = load_script()
+    bench = load_script("bench_train")
     assert bench.compose_config(bench_args(), str(tmp_path)).matmul_precision == "auto"
     cfg = bench.compose_config(bench_args(nanogpt="nanoGPT"), str(tmp_path))
     assert cfg.matmul_precision == "highest"
@@ -36,7 +27,7 @@ def test_against_nanogpt_chargpt_keeps_float32_products(tmp_path: Path) -> None:
 
 
 def test_bf16_products_asked_for_against_nanogpt_are_refused(tmp_path: Path) -> None:
-    bench = load_script()
+    bench = load_script("bench_train")
     for asked in ("medium", "high"):  # high may be TF32-like on a CPU (AMX-FP16)
         args = bench_args(nanogpt="nanoGPT", override=[f"matmul_precision={asked}"])
         cfg = bench.compose_config(args, str(tmp_path))

@@ -2,23 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
-SCRIPT = Path(__file__).parents[1] / "scripts" / "budget_curve.py"
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("budget_curve", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["budget_curve"] = module
-    spec.loader.exec_module(module)
-    return module
+from conftest import load_script
 
 
 def test_commands_cover_the_grid_and_each_run_has_its_own_directory(tmp_path: Path, capsys) -> None:
-    curve = load_script()
+    curve = load_script("budget_curve")
     curve.main(["--out", str(tmp_path), "--budgets", "30", "100", "--texts", "shakespeare",
                 "--seeds", "1", "2", "--configs", "auto", "r0", "--dry-run"])
     lines = capsys.readouterr().out.strip().splitlines()
@@ -29,7 +19,7 @@ def test_commands_cover_the_grid_and_each_run_has_its_own_directory(tmp_path: Pa
 
 
 def test_extra_overrides_reach_every_command_before_the_seed(tmp_path: Path, capsys) -> None:
-    curve = load_script()
+    curve = load_script("budget_curve")
     curve.main(["--out", str(tmp_path), "--budgets", "30", "--texts", "shakespeare", "--seeds", "1",
                 "--configs", "auto", "cpu_100s", "--extra", "model.zero_init_residual=false", "threads=1",
                 "--dry-run"])
@@ -39,7 +29,7 @@ def test_extra_overrides_reach_every_command_before_the_seed(tmp_path: Path, cap
 
 
 def test_table_gives_mean_and_std_per_cell() -> None:
-    curve = load_script()
+    curve = load_script("budget_curve")
     records = [
         {"budget": 30, "text": "shakespeare", "config": "auto", "seed": s, "val_loss": loss, "steps": 600,
          "wall_seconds": 29.5, "shape": "2x96 h3 ctx128 b8", "dropout": 0.0}

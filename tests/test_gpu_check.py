@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import os
@@ -16,23 +15,18 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from conftest import load_script
+
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "gpu_check.py"
 
 
-def script(path: Path):  # type: ignore[no-untyped-def]
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-    spec.loader.exec_module(module)  # type: ignore[union-attr]
-    return module
-
-
 def gpu_check():  # type: ignore[no-untyped-def]
-    return script(SCRIPT)
+    return load_script("gpu_check")
 
 
 def count_syncs():  # type: ignore[no-untyped-def]
-    return script(ROOT / "scripts" / "count_syncs.py")
+    return load_script("count_syncs")
 
 
 def test_without_a_gpu_it_exits_2_with_one_error_line(monkeypatch, capsys) -> None:
