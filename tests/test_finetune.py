@@ -50,7 +50,9 @@ def test_finetune_starts_from_pretrained_weights_and_improves(pretrained: Path, 
     before = evaluate(load(pretrained).model, val)["loss"]
 
     run_dir = tmp_path / "ft"
-    assert run_cli(train.main, *finetune_args(new, run_dir, pretrained, "trainer.max_steps=0")) == 0
+    # Float32 products, as `evaluate` computes `before` (auto is bf16 products on a CPU with AMX).
+    args = finetune_args(new, run_dir, pretrained, "trainer.max_steps=0", "matmul_precision=highest")
+    assert run_cli(train.main, *args) == 0
     at_step0 = json.loads((run_dir / "metrics.json").read_text())
     assert at_step0["step"] == 0
     assert at_step0["val_loss"] == pytest.approx(before, abs=1e-5)  # exactly the pretrained model
