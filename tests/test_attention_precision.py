@@ -10,10 +10,9 @@ import torch
 import torch.nn.functional as F
 
 from chargpt.model.attention import (
-    causal_attention,
+    attention,
     float32_attention_available,
     float32_products,
-    masked_attention,
 )
 
 pytestmark = pytest.mark.skipif(not float32_attention_available(), reason="torch before 2.9")
@@ -68,7 +67,7 @@ def test_attention_under_medium_matches_float32_forward_and_backward(bf16_produc
     q, k, v = qkv()
     grad = torch.randn(1, 2, 32, 32, generator=torch.Generator().manual_seed(1))
     want = reference(q, k, v, grad)
-    out = causal_attention(q, k, v)
+    out = attention(q, k, v)
     got = (out.detach(), *torch.autograd.grad(out, (q, k, v), grad))
     for a, b in zip(got, want, strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
@@ -79,7 +78,7 @@ def test_attention_backward_reaches_earlier_layers(bf16_products: None) -> None:
     """The nested graph hands its gradients on: a product before attention gets one."""
     w = torch.randn(32, 32, requires_grad=True)
     q, k, v = (z.detach() @ w for z in qkv())
-    causal_attention(q, k, v).square().sum().backward()
+    attention(q, k, v).square().sum().backward()
     assert w.grad is not None and torch.isfinite(w.grad).all() and w.grad.abs().sum() > 0
 
 
@@ -89,14 +88,14 @@ def test_inference_and_cached_attention_under_medium(bf16_products: None) -> Non
     with float32_products():
         want = F.scaled_dot_product_attention(q, k, v, is_causal=True)
     with torch.no_grad():
-        torch.testing.assert_close(causal_attention(q, k, v), want, rtol=0, atol=0)
+        torch.testing.assert_close(attention(q, k, v), want, rtol=0, atol=0)
         mask = torch.ones(32, 32, dtype=torch.bool).tril()
-        torch.testing.assert_close(masked_attention(q, k, v, mask), want, rtol=0, atol=0)
+        torch.testing.assert_close(attention(q, k, v, mask), want, rtol=0, atol=0)
     assert MKLDNN.fp32_precision == "bf16"
 
 
 def test_a_failing_attention_still_restores_the_setting(bf16_products: None) -> None:
     q, k, v = qkv()
     with pytest.raises(RuntimeError):
-        causal_attention(q, k[..., :4], v)  # mismatched head sizes
+        attention(q, k[..., :4], v)  # mismatched head sizes
     assert MKLDNN.fp32_precision == "bf16"

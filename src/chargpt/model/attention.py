@@ -19,12 +19,13 @@ import torch.nn.functional as F
 
 # oneDNN's own float32 setting, which torch's `medium` sets to bf16 (torch 2.9 on; None before).
 _MKLDNN_MATMUL = getattr(torch.backends.mkldnn, "matmul", None)
+_AVAILABLE = _MKLDNN_MATMUL is not None and hasattr(_MKLDNN_MATMUL, "fp32_precision")
 
 
 def float32_attention_available() -> bool:
     """Whether attention can keep float32 products under `medium` (torch 2.9 on): without it,
     `medium` would make attention several times slower, so matmul_precision=auto does not pick it."""
-    return _MKLDNN_MATMUL is not None and hasattr(_MKLDNN_MATMUL, "fp32_precision")
+    return _AVAILABLE
 
 
 @contextlib.contextmanager
@@ -39,7 +40,7 @@ def float32_products() -> Iterator[None]:
 
 
 def _bf16_products_on_cpu(q: torch.Tensor) -> bool:
-    return (q.device.type == "cpu" and q.dtype == torch.float32 and float32_attention_available()
+    return (_AVAILABLE and q.device.type == "cpu" and q.dtype == torch.float32
             and not torch.compiler.is_compiling() and _MKLDNN_MATMUL.fp32_precision == "bf16")
 
 
@@ -48,11 +49,11 @@ class _Float32ProductsAttention(torch.autograd.Function):
     hook-free nested graph, since the setting must hold while autograd runs SDPA's own backward."""
 
     @staticmethod
-    def forward(ctx: Any, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dropout_p: float
-                ) -> torch.Tensor:
+    def forward(ctx: Any, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None,
+                dropout_p: float) -> torch.Tensor:
         inputs = tuple(z.detach().requires_grad_() for z in (q, k, v))
         with torch.enable_grad(), float32_products():
-            out = F.scaled_dot_product_attention(*inputs, is_causal=True, dropout_p=dropout_p)
+            out = _sdpa(*inputs, mask, dropout_p)
         ctx.inputs, ctx.out = inputs, out
         return out.detach()
 
@@ -62,24 +63,25 @@ class _Float32ProductsAttention(torch.autograd.Function):
         with float32_products():
             grads = torch.autograd.grad(ctx.out, ctx.inputs, grad_out)
         del ctx.inputs, ctx.out
-        return (*grads, None)
+        return (*grads, None, None)
 
 
-def causal_attention(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dropout_p: float = 0.0
+def _sdpa(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, dropout_p: float
 ) -> torch.Tensor:
-    """Causal self-attention over (B, nh, T, hs) queries, keys and values: (B, nh, T, hs)."""
+    causal = mask is None
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal, dropout_p=dropout_p)
+
+
+def attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None,
+    dropout_p: float = 0.0,
+) -> torch.Tensor:
+    """Self-attention over (B, nh, T, hs) queries, keys and values: (B, nh, T, hs). Causal, or under
+    a boolean `mask` (a KV cache's)."""
     if not _bf16_products_on_cpu(q):
-        return F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=dropout_p)
+        return _sdpa(q, k, v, mask, dropout_p)
     if torch.is_grad_enabled() and any(z.requires_grad for z in (q, k, v)):
-        return _Float32ProductsAttention.apply(q, k, v, dropout_p)
+        return _Float32ProductsAttention.apply(q, k, v, mask, dropout_p)
     with float32_products():
-        return F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=dropout_p)
-
-
-def masked_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Attention under a boolean mask (a KV cache's), for inference: (B, nh, T, hs)."""
-    if not _bf16_products_on_cpu(q):
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-    with float32_products():
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        return _sdpa(q, k, v, mask, dropout_p)

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from chargpt.model.attention import causal_attention, masked_attention
+from chargpt.model.attention import attention
 from chargpt.model.config import ModelConfig
 from chargpt.model.kv_cache import KVCache
 from chargpt.model.positional import Rotary
@@ -45,10 +45,10 @@ class CausalSelfAttention(nn.Module):
         if rotary is not None:
             q, k = rotary(q, pos), rotary(k, pos)
         if cache is None:
-            y = causal_attention(q, k, v, self.dropout if self.training else 0.0)  # (B, nh, T, hs)
+            y = attention(q, k, v, dropout_p=self.dropout if self.training else 0.0)  # (B, nh, T, hs)
         else:
             k, v, mask = cache.update(self.layer, pos, k, v)  # k, v: (B, nh, max_len, hs)
-            y = masked_attention(q, k, v, mask)  # (B, nh, T, hs)
+            y = attention(q, k, v, mask)  # (B, nh, T, hs)
         y = y.transpose(1, 2).reshape(b, t, c)  # heads side by side again: (B, T, C)
         return self.resid_dropout(self.proj(y))
 

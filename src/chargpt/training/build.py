@@ -29,7 +29,6 @@ from chargpt.distributed import is_rank_zero
 from chargpt.errors import ConfigError, SetupError
 from chargpt.files import write_text_atomic
 from chargpt.model import ModelConfig
-from chargpt.model.attention import float32_attention_available
 from chargpt.training import auto_size, precision
 from chargpt.training.callbacks import budget
 from chargpt.training.finetune import apply_pretrained, freeze, prepare_finetune
@@ -94,26 +93,15 @@ def resolve_matmul_precision(cfg: DictConfig) -> bool:
     given = cfg.get("matmul_precision")
     device = calibration_device(cfg.trainer)
     compiled = bool(cfg.model.get("compile"))
-    name = precision.resolved_matmul(given, device, compiled)
+    auto = str(given) == "auto"
+    name, why = precision.auto_matmul(device, compiled) if auto else (
+        precision.resolved_matmul(given, device, compiled), "")
     with open_dict(cfg):
         cfg.matmul_precision = name
     torch.set_float32_matmul_precision(name)
-    if str(given) != "auto":
-        return False
-    if name == "medium":
-        why = "this CPU has AMX tiles: the linear layers' products in bf16"
-    elif device.type == "cuda":
-        why = "TF32 products"
-    elif device.type != "cpu":
-        why = f"float32 products on {device.type}"
-    elif compiled:
-        why = "float32 products: a compiled model"
-    elif not float32_attention_available():
-        why = "float32 products: this torch's attention cannot keep them under bf16 ones (torch 2.9 on)"
-    else:
-        why = "float32 products: no AMX on this CPU"
-    log.info("matmul_precision=auto: %s (%s)", name, why)
-    return True
+    if auto:
+        log.info("matmul_precision=auto: %s (%s)", name, why)
+    return auto
 
 
 def size_automatically(

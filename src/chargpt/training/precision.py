@@ -77,21 +77,33 @@ def amx_tiles() -> bool:
     return bool(getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)())
 
 
+def auto_matmul(device: torch.device, compiled: bool = False) -> tuple[str, str]:
+    """What matmul_precision=auto is on `device`, and why: `medium` on a CPU with AMX tiles, where
+    oneDNN then computes the linear layers' products in bf16 (attention stays in float32:
+    chargpt.model.attention) and a step takes ~0.8x the time (docs/BENCHMARKS.md); `high` (TF32)
+    on CUDA; `highest` (float32) on other CPUs (those with AVX-512 BF16 alone are unmeasured; `high`
+    may be TF32-like on a CPU with AMX-FP16), in a compiled model, whose attention the compiler
+    places, and with a torch older than 2.9, whose attention cannot keep float32 products."""
+    if device.type == "cuda":
+        return "high", "TF32 products"
+    if device.type != "cpu":
+        return "high", f"float32 products on {device.type}"
+    if compiled:
+        return "highest", "float32 products: a compiled model"
+    if not float32_attention_available():
+        return "highest", "float32 products: attention cannot keep them under bf16 ones before torch 2.9"
+    if not amx_tiles():
+        return "highest", "float32 products: no AMX on this CPU"
+    return "medium", "this CPU has AMX tiles: the linear layers' products in bf16"
+
+
 def resolved_matmul(given: object, device: torch.device, compiled: bool = False) -> str:
-    """The float32 products' precision a run sets (torch.set_float32_matmul_precision): `auto` is
-    `medium` on a CPU with AMX tiles, where oneDNN then computes the linear layers' products in bf16
-    (attention stays in float32: chargpt.model.attention) and a step takes ~0.8x the time
-    (docs/BENCHMARKS.md); `high` (TF32) on CUDA; `highest` (float32) on other CPUs (those with
-    AVX-512 BF16 alone are unmeasured), in a compiled model, whose attention the compiler places,
-    and with a torch older than 2.9, whose attention cannot keep float32 products. An unknown value
-    is a ConfigError naming the accepted ones."""
+    """The float32 products' precision a run sets (torch.set_float32_matmul_precision): `auto` as
+    auto_matmul gives it, torch's own names as they are. An unknown value is a ConfigError naming
+    the accepted ones."""
     name = "highest" if given is None else str(given)
     if name == "auto":
-        if device.type != "cpu":
-            return "high"
-        # On a CPU `high` may be TF32-like where oneDNN has it (AMX-FP16): `highest` is float32.
-        bf16 = amx_tiles() and not compiled and float32_attention_available()
-        return "medium" if bf16 else "highest"
+        return auto_matmul(device, compiled)[0]
     if name not in MATMUL_PRECISIONS:
         raise ConfigError(
             f"matmul_precision={given} is not a precision; use one of auto, {', '.join(MATMUL_PRECISIONS)}"
