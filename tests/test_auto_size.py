@@ -24,13 +24,17 @@ from conftest import bare_train_args, run_main, write_corpus
 SHAKESPEARE_TRAIN, SHAKESPEARE_VAL = 1_003_854, 111_540
 
 
-def fake_speed(ms_for_anchor: float):
+DROPOUT_COST = 1.6  # a step with dropout, against one without (1.44-1.65x measured on a CPU)
+
+
+def fake_speed(ms_for_anchor: float, dropout_cost: float = DROPOUT_COST):
     """Seconds a step proportional to compute (parameters x tokens a step), `ms_for_anchor` ms for
-    the cpu_100s shape."""
+    the cpu_100s shape; `dropout_cost` times that with any dropout."""
     anchor = non_embedding_params(LADDER[1]) * LADDER[1].tokens_per_step()
 
-    def measure(shape: Shape) -> float:
-        return ms_for_anchor / 1000 * non_embedding_params(shape) * shape.tokens_per_step() / anchor
+    def measure(shape: Shape, dropout: float | None = None) -> float:
+        seconds = ms_for_anchor / 1000 * non_embedding_params(shape) * shape.tokens_per_step() / anchor
+        return seconds * (dropout_cost if dropout else 1.0)
 
     return measure
 
@@ -79,6 +83,65 @@ def test_smaller_corpus_gets_more_dropout() -> None:
     assert big.dropout == 0.0 < small.dropout <= 0.2
     assert dropout_for(1.0) == 0.0 and dropout_for(100.0) == 0.2
     assert dropout_for(8.0) == 0.0 < dropout_for(12.0) < dropout_for(16.0)
+
+
+def _timed_dropouts(budget: float, train_chars: int, dropout: float | None = None):
+    """The choice, and the dropouts each timing ran with."""
+    measure, timed = fake_speed(45.0), []
+
+    def recording(shape: Shape, dropout: float | None = None) -> float:
+        timed.append(dropout)
+        return measure(shape, dropout=dropout)
+
+    choice = climb(LADDER, recording, budget, lambda: 2.0, train_chars, SHAKESPEARE_VAL, dropout=dropout)
+    return choice, timed
+
+
+def test_the_rules_dropout_is_timed_and_the_rates_follow_what_the_run_then_makes() -> None:
+    choice, timed = _timed_dropouts(600, train_chars=200_000)
+    first = _chosen(choice)  # the shape as the climb timed it, without dropout
+    slower = choice.dropout_timing
+    assert timed[:-1] == [None] * (len(timed) - 1) and timed[-1] == dropout_for(first.epochs) > 0
+    assert slower is not None and slower.shape == choice.shape
+    assert slower.step_ms == pytest.approx(DROPOUT_COST * first.step_ms)
+    assert slower.steps < first.steps and slower.epochs < first.epochs
+    # Dropout, decay and rates are those of the steps and epochs the run makes with dropout on.
+    assert 0 < choice.dropout == dropout_for(slower.epochs) < dropout_for(first.epochs)
+    assert choice.planned == slower and choice.momentum == auto_size.momentum_for(slower.steps)
+    assert choice.adamw_lr == auto_size.adamw_lr_for(choice.shape.n_embd, slower.steps)
+    record = choice.summary()
+    assert record["chosen"]["steps"] == slower.steps and record["timed_with_dropout"]["step_ms"] == round(
+        slower.step_ms, 2)
+    assert f"with dropout {timed[-1]:g} a step takes {slower.step_ms:.1f} ms" in choice.reason
+    assert "the chosen shape with dropout" in auto_size.report(choice, 600, 200_000)
+    resumed = auto_size.from_record(record)
+    assert resumed.planned and resumed.dropout_timing and resumed.dropout_timing.row() == slower.row()
+    assert resumed.summary()["chosen"] == record["chosen"]
+
+
+def test_dropout_too_slow_for_its_epochs_is_dropped() -> None:
+    # Without dropout this run makes ~9 epochs (dropout 0.01); with it, 1.6x slower steps make
+    # ~5.6, where the rule wants none: it trains without, at the speed first measured.
+    chars = 700_000
+    plain_choice = climb(
+        LADDER, fake_speed(45.0, dropout_cost=1.0), 600, lambda: 2.0, chars, SHAKESPEARE_VAL
+    )
+    assert dropout_for(_chosen(plain_choice).epochs) > 0  # the premise: dropout at the first timing
+    choice, timed = _timed_dropouts(600, train_chars=chars)
+    first = _chosen(choice)
+    assert choice.dropout_timing is not None and dropout_for(choice.dropout_timing.epochs) == 0
+    assert choice.dropout == 0 and choice.planned == first and timed[-1] > 0
+    assert choice.momentum == auto_size.momentum_for(first.steps)
+    assert "too few for dropout: none; " in choice.reason
+
+
+def test_a_given_dropout_is_not_timed_again() -> None:
+    choice, timed = _timed_dropouts(600, train_chars=200_000, dropout=0.05)
+    assert timed == [None] * len(choice.measured)  # the run's own (given) dropout, not timed again
+    assert choice.dropout_timing is None
+    assert choice.dropout == 0.05 and "dropout 0.05 (given)" in choice.reason
+    no_dropout, _ = _timed_dropouts(600, train_chars=200_000, dropout=0.0)
+    assert no_dropout.dropout == 0.0 and no_dropout.dropout_timing is None
 
 
 def test_weight_decay_grows_with_the_epochs_then_stays() -> None:
@@ -201,7 +264,7 @@ def test_printed_override_reproduces_the_model() -> None:
     overrides = ["model=auto", "budget_seconds=300", "model.norm=rmsnorm"]
     with initialize_config_dir(config_dir=CONFIG_PATH, version_base="1.3"):
         cfg = compose(config_name="train", overrides=overrides, return_hydra_config=True)
-        choice = size(300, train_chars=300_000)
+        choice = size(300, train_chars=100_000)
         cfg.matmul_precision = "medium"  # as matmul_precision=auto resolves on a CPU with AMX
         auto_size.apply_choice(cfg, choice, overrides, cfg.hydra.runtime.choices)
         assert choice.overrides[0] == "chargpt-train" and "model=auto" not in choice.overrides
@@ -292,6 +355,23 @@ def test_shapes_are_timed_in_the_runs_precision(
     assert seen and set(seen) == {(autocast, weights)}
 
 
+def test_a_shape_is_timed_with_the_runs_dropout_unless_another_is_asked_for(monkeypatch) -> None:
+    seen = []
+    original = auto_size.build_model
+
+    def recording_model(config: ModelConfig, *args, **kwargs):
+        seen.append(config.dropout)
+        return original(config, *args, **kwargs)
+
+    monkeypatch.setattr(auto_size, "build_model", recording_model)
+    measure = auto_size.step_timer(
+        ModelConfig(dropout=0.2), {"_target_": "torch.optim.AdamW", "lr": 1e-3}, 8,
+        torch.randint(0, 8, (500,)).numpy(), torch.device("cpu"), 1.0, seed=0,
+    )
+    assert measure(Shape(1, 16, 2, 8, 2)) > 0 and measure(Shape(1, 16, 2, 8, 2), dropout=0.05) > 0
+    assert seen == [0.2, 0.05]
+
+
 def test_model_auto_refuses_a_shape_on_the_command_line(tmp_path: Path, capsys) -> None:
     corpus = write_corpus(tmp_path / "c.txt")
     code, _, err = run_main(
@@ -342,6 +422,9 @@ def test_auto_run_records_its_choice_and_a_resume_keeps_it(tmp_path: Path, capsy
     assert (saved.model.n_embd, saved.data.batch_size, saved.model.auto) == (
         chosen["n_embd"], chosen["batch_size"], False)
     assert saved.optimizer.weight_decay == chosen["weight_decay"] > 0
+    # Many epochs: the rule's dropout was timed on the chosen shape, and the run trains with it.
+    assert chosen["dropout"] > 0 and saved.model.dropout == chosen["dropout"]
+    assert record["timed_with_dropout"]["shape"] == chosen["shape"] and "with dropout" in record["reason"]
 
     # Resumed: the recorded choice is rebuilt, nothing is timed again.
     def no_timing(*a, **k):

@@ -1,8 +1,9 @@
 """model=auto: size the model for a time budget, this machine's speed and the corpus.
 
-The rule (`choose`) is a pure function of measured step times, the budget and the corpus size;
-`calibrate` measures the step times (real batches, a warm-up step, then timed steps of each
-candidate) and `apply_choice` writes the result into the run's config. Every constant of the rule
+The rule (`climb`, with `nearest` for the shape and `settle` for its recipe) is a pure function of
+measured step times, the budget and the corpus size; `step_timer` measures the step times (real
+batches, a warm-up step, then timed steps of each candidate) and `apply_choice` writes the result
+into the run's config. Every constant of the rule
 is defined in this block, so that measurements can set them. They are provisional: anchored on
 one measured optimum (the cpu_100s shape at 100 s on a 2-core CPU), pending the measurement grid
 of scripts/budget_curve.py (docs/EXPERIMENTS.md).
@@ -14,7 +15,8 @@ model (more tokens per parameter), a long one a larger model: the pick is the sh
 nearest (in log scale) to the ratio measured best at 100 s. Climbing stops at the first shape below
 that ratio (larger ones are only farther from it), or when the calibration would take more than a
 small fraction of the budget. Dropout and Muon's weight decay follow the epochs the run will make
-over its training text; AdamW's rate and Muon's momentum follow its steps.
+over its training text (a dropout is timed, since it slows the step); AdamW's rate and Muon's
+momentum follow its steps.
 """
 
 from __future__ import annotations
@@ -93,7 +95,9 @@ LOOP_OVERHEAD_SECONDS = 0.0015
 # Dropout by epochs over the training text (linear in between, flat outside). Dropout is not free
 # on a CPU: at 600 s on Tiny Shakespeare (~4 epochs of the 3x128 shape), dropout 0.03 made steps
 # 38% slower (204 vs 148 ms) and scored 1.552 against 1.500 without it (docs/EXPERIMENTS.md). So
-# none up to 8 epochs, then up to 0.2 (nanoGPT's choice for Tiny Shakespeare) from 32 epochs.
+# none up to 8 epochs, then up to 0.2 (nanoGPT's choice for Tiny Shakespeare) from 32 epochs. Any
+# dropout moves CPU attention off its flash kernel (1.44-1.65x the 4x192 step for dropout 0.01), so
+# the chosen shape is timed again with it and the epochs it then makes decide (`retime_with_dropout`).
 DROPOUT_BY_EPOCHS: tuple[tuple[float, float], ...] = ((8.0, 0.0), (16.0, 0.1), (32.0, 0.2))
 # Muon's decoupled weight decay (each step shrinks the hidden matrices by lr x decay) by epochs,
 # the same way: free on a CPU, unlike dropout. On the AMD EPYC, 4x192 at 600 s (~5.5 epochs, train
@@ -212,12 +216,15 @@ class Choice:
     calibration_seconds: float = 0.0
     overrides: list[str] = field(default_factory=list)  # filled in by apply_choice
     momentum: float | None = None  # Muon's; None: the config's (an older record, or no Muon)
+    planned: Estimate | None = None  # what the rates were set for; None: the shape's measured row
+    dropout_timing: Estimate | None = None  # the chosen shape timed again with the rule's dropout
 
     def summary(self) -> dict[str, Any]:
-        chosen = next(e for e in self.measured if e.shape == self.shape)
+        chosen = self.planned or next(e for e in self.measured if e.shape == self.shape)
         return {
             "chosen": {**chosen.row(), "dropout": self.dropout, "adamw_lr": self.adamw_lr,
                        "weight_decay": self.weight_decay, "momentum": self.momentum},
+            "timed_with_dropout": self.dropout_timing.row() if self.dropout_timing else None,
             "reason": self.reason,
             "target_tokens_per_param": round(self.target, 3),
             "candidates": [e.row() for e in self.measured],
@@ -226,11 +233,9 @@ class Choice:
         }
 
 
-def choose(measured: Sequence[Estimate], stopped: str) -> Choice:
-    """The shape whose tokens per parameter is nearest the target (log scale), its dropout and Muon
-    weight decay (from its epochs), AdamW lr (from its width and steps) and Muon momentum (from its
-    steps). `measured` is in ladder order;
-    `stopped` says why the climb ended."""
+def nearest(measured: Sequence[Estimate], stopped: str) -> tuple[Estimate, str]:
+    """The shape whose tokens per parameter is nearest the target (log scale), and why.
+    `measured` is in ladder order; `stopped` says why the climb ended."""
     if not measured:
         shortest = min(s.block_size for s in LADDER)
         raise ConfigError(
@@ -239,31 +244,70 @@ def choose(measured: Sequence[Estimate], stopped: str) -> Choice:
         )
     target = target_tokens_per_param()
     best = min(measured, key=lambda e: abs(math.log(max(e.tokens_per_param, 1e-9) / target)))
-    dropout, weight_decay = dropout_for(best.epochs), weight_decay_for(best.epochs)
-    adamw_lr, momentum = adamw_lr_for(best.shape.n_embd, best.steps), momentum_for(best.steps)
-    reason = (
+    return best, (
         f"{best.tokens_per_param:.2f} tokens per parameter in the budget is the nearest to the target "
-        f"{target:.2f} (the best measured shape at 100 s); climb stopped: {stopped}; "
-        f"{best.epochs:.1f} epochs over the training text -> dropout {dropout:g}, "
-        f"Muon weight decay {weight_decay:g}; {best.steps:,} steps -> AdamW lr {adamw_lr:g}, "
-        f"Muon momentum {momentum:g}"
+        f"{target:.2f} (the best measured shape at 100 s); climb stopped: {stopped}"
+    )
+
+
+def settle(
+    planned: Estimate, measured: Sequence[Estimate], why_shape: str, dropout: float | None = None,
+    timing_note: str = "", dropout_label: str = "",
+) -> Choice:
+    """The recipe for the shape of `planned`: dropout and Muon weight decay from the epochs it
+    plans, AdamW lr from its width and steps, Muon momentum from its steps. A `dropout` the caller
+    fixes (`dropout_label` says why) replaces the rule's; `timing_note` prefixes the epochs."""
+    dropout = dropout_for(planned.epochs) if dropout is None else dropout
+    weight_decay = weight_decay_for(planned.epochs)
+    adamw_lr, momentum = adamw_lr_for(planned.shape.n_embd, planned.steps), momentum_for(planned.steps)
+    reason = (
+        f"{why_shape}; {timing_note}{planned.epochs:.1f} epochs over the training text -> "
+        f"dropout {dropout:g}{f' ({dropout_label})' if dropout_label else ''}, Muon weight decay "
+        f"{weight_decay:g}; {planned.steps:,} steps -> AdamW lr {adamw_lr:g}, Muon momentum {momentum:g}"
     )
     return Choice(
-        best.shape, dropout, adamw_lr, weight_decay, list(measured), target, reason, momentum=momentum
+        planned.shape, dropout, adamw_lr, weight_decay, list(measured), target_tokens_per_param(), reason,
+        momentum=momentum, planned=planned,
     )
+
+
+def retime_with_dropout(
+    choice: Choice, measure: Callable[..., float], budget_seconds: float, used: Callable[[], float],
+    train_chars: int, val_chars: int, why_shape: str,
+) -> Choice:
+    """The shapes were timed without dropout, and on a CPU dropout makes each step much slower (see
+    DROPOUT_BY_EPOCHS): the run would train fewer steps and epochs than its rates were set for.
+    Time the chosen shape again with the rule's dropout and settle on what it then makes. If those
+    epochs call for no dropout, the run goes without it, at the speed first measured."""
+    first = choice.planned
+    assert first is not None
+    seconds = measure(choice.shape, dropout=choice.dropout)
+    slower = estimate(choice.shape, seconds, budget_seconds, used(), train_chars, val_chars)
+    note = f"with dropout {choice.dropout:g} a step takes {slower.step_ms:.1f} ms"
+    note += f" ({first.step_ms:.1f} without)"
+    if dropout_for(slower.epochs) == 0.0:
+        note += f" and the run would make {slower.epochs:.1f} epochs, too few for dropout: none; "
+        settled = settle(first, choice.measured, why_shape, 0.0, note)
+    else:
+        settled = settle(slower, choice.measured, why_shape, None, note + ": ")
+    settled.dropout_timing = slower
+    return settled
 
 
 def climb(
     ladder: Sequence[Shape],
-    measure: Callable[[Shape], float],
+    measure: Callable[..., float],
     budget_seconds: float,
     used: Callable[[], float],
     train_chars: int,
     val_chars: int,
+    dropout: float | None = None,
 ) -> Choice:
     """Measure shapes from small to large until one falls below the target ratio or the
-    calibration would overrun its share of the budget, then `choose`. `measure` returns seconds a
-    step; `used()` the seconds of the budget gone so far (calibration included)."""
+    calibration would overrun its share of the budget, then `choose`. `measure(shape, dropout=None)`
+    returns seconds a step (with the run's own dropout unless one is given); `used()` the seconds of
+    the budget gone so far (calibration included); `dropout` the command line's, None for the
+    rule's."""
     target = target_tokens_per_param()
     cap = CALIBRATION_FRACTION * budget_seconds
     start, measured, stopped = used(), [], "the largest shape was reached"
@@ -279,7 +323,10 @@ def climb(
         if measured[-1].tokens_per_param < target:
             stopped = f"{shape.name} is below the target"
             break
-    choice = choose(measured, stopped)
+    best, why_shape = nearest(measured, stopped)
+    choice = settle(best, measured, why_shape, dropout, dropout_label="given" if dropout is not None else "")
+    if dropout is None and choice.dropout > 0:
+        choice = retime_with_dropout(choice, measure, budget_seconds, used, train_chars, val_chars, why_shape)
     choice.calibration_seconds = used() - start
     return choice
 
@@ -294,9 +341,10 @@ def usable_ladder(train_chars: int, val_chars: int) -> list[Shape]:
 def step_timer(
     base: ModelConfig, optimizer: dict[str, Any], vocab_size: int, train_ids: np.ndarray,
     device: torch.device, clip: float | None, seed: int, precision: str = "32-true",
-) -> Callable[[Shape], float]:
-    """measure(shape): seconds of the fastest of TIMED_STEPS training steps (forward, backward,
-    gradient clipping, optimizer step) on real random windows, after one warm-up step, in the run's
+) -> Callable[..., float]:
+    """measure(shape, dropout=None): seconds of the fastest of TIMED_STEPS training steps (forward,
+    backward, gradient clipping, optimizer step) on real random windows, after one warm-up step, with
+    `base`'s dropout unless one is given, in the run's
     resolved trainer.precision (its model conversion and forward context, as the Trainer applies
     them). The fastest, not the median: on a shared machine steps are easily slowed for a while
     (another job; on the 2-core CPU also the first seconds of a process), which would make a shape
@@ -312,8 +360,9 @@ def step_timer(
         y = torch.stack([ids[s + 1 : s + 1 + shape.block_size] for s in starts])
         return x.to(device), y.to(device)
 
-    def measure(shape: Shape) -> float:
-        config = ModelConfig.from_dict(base.to_dict() | shape_fields(shape) | {"compile": False})
+    def measure(shape: Shape, dropout: float | None = None) -> float:
+        fields = shape_fields(shape) | {"compile": False} | ({} if dropout is None else {"dropout": dropout})
+        config = ModelConfig.from_dict(base.to_dict() | fields)
         # Model init draws from torch's RNG: keep the run's own stream as if nothing ran here.
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             model = run_precision.convert_module(build_model(config, vocab_size).to(device)).train()
@@ -487,6 +536,11 @@ def report(choice: Choice, budget_seconds: float, train_chars: int) -> str:
             f"{mark} {e.shape.name:<24} {non_embedding_params(e.shape):>9,} {e.step_ms:>8.1f} {e.steps:>7,} "
             f"{e.tokens_per_param:>9.2f} {e.epochs:>7.2f}"
         )
+    if (timed := choice.dropout_timing) is not None:
+        lines.append(
+            f"  the chosen shape with dropout: {timed.step_ms:.1f} ms/step, {timed.steps:,} steps, "
+            f"{timed.epochs:.2f} epochs"
+        )
     lines.append(
         f"chosen: {choice.shape.name}, dropout {choice.dropout:g}, AdamW lr {choice.adamw_lr:g}, "
         f"weight decay {choice.weight_decay:g}"
@@ -504,19 +558,24 @@ KEPT = "kept from the checkpoint"
 def from_record(record: dict[str, Any]) -> Choice:
     """The choice a checkpoint recorded (a resumed run keeps it: no new calibration)."""
     chosen, reason = record["chosen"], str(record.get("reason", "n/a"))
-    shape = Shape(*(int(chosen[k]) for k in ("n_layer", "n_embd", "n_head", "block_size", "batch_size")))
-    measured = [
-        Estimate(Shape(*(int(r[k]) for k in ("n_layer", "n_embd", "n_head", "block_size", "batch_size"))),
-                 float(r["step_ms"]), int(r["steps"]), float(r["tokens_per_param"]), float(r["epochs"]))
-        for r in record.get("candidates", [])
-    ] or [Estimate(shape, float(chosen["step_ms"]), int(chosen["steps"]), float(chosen["tokens_per_param"]),
-                   float(chosen["epochs"]))]
+    planned = _estimate_from_row(chosen)
+    measured = [_estimate_from_row(r) for r in record.get("candidates", [])] or [planned]
+    timed = record.get("timed_with_dropout")
     return Choice(
-        shape, float(chosen["dropout"]), float(chosen["adamw_lr"]),
+        planned.shape, float(chosen["dropout"]), float(chosen["adamw_lr"]),
         float(chosen.get("weight_decay", 0.0)),  # recorded since the weight decay rule
         measured,
         float(record.get("target_tokens_per_param", target_tokens_per_param())),
         reason if reason.startswith(KEPT) else f"{KEPT} (first run: {reason})",
         float(record.get("calibration_seconds", 0.0)),
         momentum=None if chosen.get("momentum") is None else float(chosen["momentum"]),  # since the rule
+        planned=planned,
+        dropout_timing=_estimate_from_row(timed) if isinstance(timed, dict) else None,
+    )
+
+
+def _estimate_from_row(row: Mapping[str, Any]) -> Estimate:
+    shape = Shape(*(int(row[k]) for k in ("n_layer", "n_embd", "n_head", "block_size", "batch_size")))
+    return Estimate(
+        shape, float(row["step_ms"]), int(row["steps"]), float(row["tokens_per_param"]), float(row["epochs"])
     )

@@ -125,9 +125,11 @@ def size_automatically(
             calibration_device(cfg.trainer), cfg.trainer.get("gradient_clip_val"), int(cfg.seed),
             str(cfg.trainer.precision),
         )
+        given = {auto_size.override_key(o) for o in task_overrides()}
         choice = auto_size.climb(
             auto_size.usable_ladder(train_chars, val_chars), measure, float(cfg.budget_seconds),
             lambda: time.monotonic() - start, train_chars, val_chars,
+            dropout=base.dropout if "model.dropout" in given else None,  # timed with every shape
         )
     choices = dict(HydraConfig.get().runtime.choices) if HydraConfig.initialized() else {}
     auto_size.apply_choice(cfg, choice, task_overrides(), choices)
