@@ -86,3 +86,52 @@ def test_an_unknown_precision_is_one_error_line_before_training(tmp_path: Path, 
         "error: matmul_precision=fast is not a precision; use one of auto, highest, high, medium"
     ]
     assert not (run / "checkpoints").exists()
+
+
+def _products_of(run: Path) -> str:
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    return ckpt["hyper_parameters"]["matmul_precision"]
+
+
+def test_a_resumed_run_keeps_the_products_it_trained_with(tmp_path: Path, capsys, monkeypatch) -> None:
+    monkeypatch.setattr(build, "calibration_device", lambda trainer: torch.device("cpu"))
+    monkeypatch.setattr(precision, "amx_tiles", lambda: False)
+    run = tmp_path / "run"
+    args = bare_train_args(write_corpus(tmp_path / "c.txt"), run, "trainer.max_steps=2",
+                           "trainer.val_check_interval=2")
+    code, _, err = run_main(train.main, args, capsys)
+    assert code == 0, err
+    assert _products_of(run) == "highest"
+    # The same run continued where auto now means bf16 products (another machine): it keeps float32.
+    monkeypatch.setattr(precision, "amx_tiles", lambda: True)
+    def resumed_to(steps: int, *extra: str) -> list[str]:
+        kept = [a.replace("max_steps=2", f"max_steps={steps}") for a in args if not a.startswith("hydra.run")]
+        return [*kept, f"ckpt_path={run}", *extra]
+
+    code, _, err = run_main(train.main, resumed_to(3), capsys)
+    assert code == 0, err
+    assert torch.get_float32_matmul_precision() == "highest" and _products_of(run) == "highest"
+    resumed = sorted((run / ".hydra").glob("resume-*/config.yaml"))[-1].read_text()
+    assert "# matmul_precision=auto kept highest, the checkpoint's\n" in resumed
+    # A checkpoint from before the record trained with the default of its time, `high`.
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    del ckpt["hyper_parameters"]["matmul_precision"]
+    torch.save(ckpt, run / "checkpoints" / "last.ckpt")
+    code, _, err = run_main(train.main, resumed_to(4), capsys)
+    assert code == 0, err
+    assert _products_of(run) == "high"
+    # Given on the command line, the user's choice wins.
+    code, _, err = run_main(train.main, resumed_to(5, "matmul_precision=medium"), capsys)
+    assert code == 0, err
+    assert _products_of(run) == "medium"
+
+
+def test_every_training_process_sets_the_runs_products() -> None:
+    # A *_spawn strategy's processes start at torch's default: the module sets it in each (setup).
+    from chargpt.training.module import CharLM
+
+    module = CharLM(model={"n_layer": 1, "n_embd": 16, "n_head": 2, "block_size": 8}, vocab=list("ab"),
+                    matmul_precision="medium")
+    torch.set_float32_matmul_precision("highest")
+    module.setup("fit")
+    assert torch.get_float32_matmul_precision() == "medium"

@@ -104,6 +104,19 @@ def resolve_matmul_precision(cfg: DictConfig) -> bool:
     return auto
 
 
+def keep_matmul_precision(cfg: DictConfig, ckpt: dict[str, Any]) -> None:
+    """A resumed run continues with the float32 products it trained with (`auto` could now resolve
+    otherwise: another machine, or a checkpoint from before `auto`, whose default was `high`)."""
+    recorded = str(ckpt.get("hyper_parameters", {}).get("matmul_precision") or "high")
+    if recorded != cfg.matmul_precision:
+        log.info(
+            "matmul_precision=auto: %s, as the checkpoint trained (not %s)", recorded, cfg.matmul_precision
+        )
+        with open_dict(cfg):
+            cfg.matmul_precision = recorded
+        torch.set_float32_matmul_precision(recorded)
+
+
 def size_automatically(
     cfg: DictConfig, datamodule: CharDataModule, base: ModelConfig, ckpt: dict[str, Any] | None, start: float
 ) -> auto_size.Choice:
@@ -257,8 +270,7 @@ def build_run(cfg: DictConfig) -> Run:
         decided.append(f"trainer.precision=auto resolved to {cfg.trainer.precision} on this machine")
     if cfg.get("keep_freed_memory"):
         keep_freed_memory()
-    if resolve_matmul_precision(cfg):
-        decided.append(f"matmul_precision=auto resolved to {cfg.matmul_precision} on this machine")
+    matmul_auto = resolve_matmul_precision(cfg)
     model_config = ModelConfig.from_dict(model_fields)  # validated before any data work
     check_optimizer(plain(cfg.optimizer))
     if auto:
@@ -285,6 +297,13 @@ def build_run(cfg: DictConfig) -> Run:
         # corpus or model is refused with the reason, not a shape-mismatch traceback.
         file = resolve_checkpoint(cfg.ckpt_path)
         ckpt = read_checkpoint(file)
+        if matmul_auto:
+            keep_matmul_precision(cfg, ckpt)
+    if matmul_auto:
+        decided.append(
+            f"matmul_precision=auto kept {cfg.matmul_precision}, the checkpoint's" if ckpt is not None
+            else f"matmul_precision=auto resolved to {cfg.matmul_precision} on this machine"
+        )
     choice = None
     if auto:
         choice = size_automatically(cfg, datamodule, model_config, ckpt, start)
@@ -307,6 +326,7 @@ def build_run(cfg: DictConfig) -> Run:
         optimizer=plain(cfg.optimizer),
         scheduler=plain(cfg.scheduler),
         auto=choice.summary() if choice is not None else None,
+        matmul_precision=str(cfg.matmul_precision),
     )
     if pretrained is not None:
         apply_pretrained(module.model, pretrained)

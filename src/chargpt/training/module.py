@@ -41,9 +41,12 @@ class CharLM(L.LightningModule):
         optimizer: dict[str, Any] | None = None,
         scheduler: dict[str, Any] | None = None,
         auto: dict[str, Any] | None = None,
+        matmul_precision: str | None = None,
     ) -> None:
         # `auto`: the model=auto choice and its reasons (budget.json's "auto" section), kept in the
         # checkpoint so that a resumed run rebuilds the same shape without measuring again.
+        # `matmul_precision`: the float32 products the run trains with (torch's name, resolved), kept
+        # so that a resumed run continues with the same arithmetic.
         super().__init__()
         self.save_hyperparameters()
         self.schedule = build_schedule(scheduler)
@@ -56,6 +59,12 @@ class CharLM(L.LightningModule):
         # Lightning's model summary runs this through the network (in eval mode, no RNG drawn) to
         # count FLOPs: one forward pass of one full-context sequence, its In sizes column says so.
         self.example_input_array = torch.zeros(1, self.config.block_size, dtype=torch.long)
+
+    def setup(self, stage: str) -> None:
+        # Here, not only at the start of the command: a process a *_spawn strategy starts (one per
+        # device) begins with torch's default precision.
+        if self.hparams.get("matmul_precision"):
+            torch.set_float32_matmul_precision(self.hparams["matmul_precision"])
 
     def configure_model(self) -> None:
         if self.config.compile and self._compiled is None:
