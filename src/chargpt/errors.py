@@ -31,6 +31,10 @@ class DataError(ChargptError):
     """A missing or unusable corpus."""
 
 
+class UnknownCharactersError(DataError):
+    """A text has characters a fixed vocabulary (a trained model's) lacks."""
+
+
 class CheckpointError(ChargptError):
     """A missing, damaged or incompatible checkpoint."""
 

@@ -15,7 +15,7 @@ from chargpt.data import CharDataModule
 from chargpt.data.corpus import sha256_of
 from chargpt.data.encoding import TextOptions
 from chargpt.data.sources import GLOB_CHARS, expand_path, text_files
-from chargpt.errors import ConfigError, DataError
+from chargpt.errors import ConfigError, DataError, UnknownCharactersError
 from chargpt.runs.overrides import hydra_quoted
 
 
@@ -157,19 +157,37 @@ def check_read_alike(data: CharDataModule, ckpt: dict[str, Any], source: str) ->
     read: the recorded sha256 covers the files and the settings that change the ids
     (data.separator, data.newline, data.normalize)."""
     corpus = stored_corpus(ckpt) or {}
-    if not corpus.get("sha256") or data.fingerprint["sha256"] == corpus["sha256"]:
-        return
-    if read_as := recorded_settings(corpus):  # so the text changed, or other settings were given
-        given = " ".join(shlex.quote(f"data.{k}={_setting(v)}") for k, v in read_as.items())
+    read_as = recorded_settings(corpus)
+    try:
+        if not corpus.get("sha256") or data.fingerprint["sha256"] == corpus["sha256"]:
+            return
+    except UnknownCharactersError:
+        # Read with other settings (data.newline=keep where the run normalized '\r\n'), the text
+        # has characters the run never saw: the settings are the cause, not the text.
+        defaults = TextOptions().settings()
+        other = {k: v for k, v in data.options.settings().items() if v != read_as.get(k, defaults[k])}
+        if not other:
+            raise
+        raise DataError(
+            f"{data.source} read with {_overrides(other)} has characters {source} never saw: its run read "
+            f"it with {_overrides(read_as) if read_as else 'the default data settings'}; drop "
+            f"{_overrides(other)}"
+        ) from None
+    if read_as:  # so the text changed, or other settings were given
         raise DataError(
             f"{data.source} has changed since {source} was trained on it, or is read with other data "
-            f"settings than its run's ({given}); drop any data settings given, or pass data.path=FILE"
+            f"settings than its run's ({_overrides(read_as)}); drop any data settings given, or pass "
+            "data.path=FILE"
         )
     raise DataError(
         f"{source} read {data.source} with other data settings than these (data.separator, "
         "data.newline, data.normalize): the defaults, unless it was written before 2026-12-02, which "
         "recorded none; pass the ones its run used"
     )
+
+
+def _overrides(settings: dict[str, Any]) -> str:
+    return " ".join(shlex.quote(f"data.{k}={_setting(v)}") for k, v in settings.items())
 
 
 def _setting(value: object) -> str:

@@ -22,7 +22,7 @@ from rich.progress import Progress
 
 from chargpt.data.sources import Part, expand_path, file_parts
 from chargpt.data.tokenizer import CharTokenizer, describe_chars
-from chargpt.errors import ConfigError, DataError
+from chargpt.errors import ConfigError, DataError, UnknownCharactersError
 from chargpt.files import atomic_path, write_json_atomic
 
 CACHE_DIR_ENV = "CHARGPT_CACHE_DIR"
@@ -260,7 +260,7 @@ def encode_parts(
         if tokenizer is None:
             tokenizer = CharTokenizer(chars)
         elif unknown := tokenizer.unknown_chars("".join(chars)):
-            raise DataError(
+            raise UnknownCharactersError(
                 f"{_where(parts, label)} has characters the vocabulary lacks: {describe_chars(unknown)}; "
                 "remove them from the text"
             )
