@@ -46,6 +46,29 @@ def test_the_table_fits_the_terminal_and_keeps_every_metric(columns, tmp_path, m
     assert "not shown (see the CSV): " in out and "data.path" in out  # the settings left out are named
 
 
+@pytest.mark.parametrize("columns", [60, 80])
+def test_a_narrow_terminal_leaves_metrics_out_whole_and_keeps_the_ranking_one(
+    columns, tmp_path, monkeypatch, capsys
+) -> None:
+    monkeypatch.setenv("COLUMNS", str(columns))
+    sweep = tmp_path / "sweep"
+    for i in range(4):
+        fake_run(sweep / str(i), [f"optimizer.lr={i}e-3", f"seed={i % 2}", f"model.n_embd={64 * (i + 1)}"],
+                 best=1.5 + i / 10)
+    report(sweep)
+    out = capsys.readouterr().out
+    runs_table = out.split(" settings: mean ± std over seeds")[0]
+    assert max(len(line) for line in runs_table.splitlines()) <= columns
+    header = next(line for line in runs_table.splitlines() if line.startswith("┃ run "))
+    for column in ("status", "best_val_loss", "optimizer.lr"):  # the first setting stays
+        assert column in header
+    caption = " ".join(runs_table.split("not shown (see the CSV): ")[1].split())
+    whole = {"last_val_loss": "1.5100", "steps": "12000", "tokens_per_sec": "123,457", "wall_s": "4,321.5"}
+    for column, value in whole.items():  # each metric shown whole, or named as left out: never cropped
+        assert (column in header and value in runs_table) != (column in caption), column
+    assert "wall_s" in caption and "seed" in caption  # the least telling go first
+
+
 def test_a_single_run_is_named_by_its_directory(tmp_path, capsys) -> None:
     run = tmp_path / "23-10-05"
     fake_run(run, ["data.path='a, b.txt'"], best=1.5)

@@ -167,26 +167,29 @@ def _table(
 
 
 def print_table(
-    title: str, columns: list[str], rows: list[dict[str, Any]], console: Console | None = None
+    title: str, columns: list[str], rows: list[dict[str, Any]], console: Console | None = None,
+    metric: str = "best_val_loss",
 ) -> None:
     """The screen shows the swept settings only; the CSV has every column. The table fits the
-    terminal: setting columns wrap, then the last ones are left out (named in the caption), then
-    the error column; the run, its status and the metrics are always shown whole."""
+    terminal: setting columns wrap, then the last ones are left out down to the first (named in
+    the caption), then the error column, the metrics other than the ranking `metric`, and the
+    first setting; run, status and what is shown of the metrics stay whole."""
     shown, shared = varying(columns, rows)
     if not any(row["error"] for row in rows):
         shown.remove("error")
     notes = ["shared: " + " ".join(f"{k}={v}" for k, v in shared.items())] if shared else []
-    _print_fitted(title, shown, rows, notes, WHOLE, tuple(METRIC_COLUMNS), console)
+    last = tuple(c for c in reversed(METRIC_COLUMNS) if c != metric)
+    _print_fitted(title, shown, rows, notes, WHOLE, tuple(METRIC_COLUMNS), console, drop_last=last)
 
 
 def _print_fitted(
     title: str, shown: list[str], rows: list[dict[str, Any]], notes: list[str],
     whole: tuple[str, ...], right: tuple[str, ...], console: Console | None = None,
-    drop_first: tuple[str, ...] = (),
+    drop_first: tuple[str, ...] = (), drop_last: tuple[str, ...] = (),
 ) -> None:
-    """Print the table at the terminal's width: columns not in `whole` wrap, then the `drop_first`
-    ones are left out, then the last of the others (all named in the caption), the error column
-    last."""
+    """Print the table at the terminal's width: columns not in `whole` wrap, then columns are
+    left out (named in the caption): the `drop_first` ones, the settings from the last down to the
+    first, the error column, the `drop_last` ones, and the first setting."""
     console = console or Console()
     if not console.is_terminal and "COLUMNS" not in os.environ:
         console = Console(width=10_000)  # into a file or pipe: whole lines, nothing cropped
@@ -198,11 +201,20 @@ def _print_fitted(
         table = _table(title, shown, rows, caption or None, whole, right)
         droppable = [c for c in shown if c not in whole]
         first = [c for c in drop_first if c in shown]
+        last = [c for c in drop_last if c in shown]
         # Each column has one space of padding either side and a border; one more border closes it.
-        if sum(_min_width(c, rows, whole) + 3 for c in shown) + 1 <= console.width or not droppable + first:
+        fits = sum(_min_width(c, rows, whole) + 3 for c in shown) + 1 <= console.width
+        if fits or not first + droppable + last:
             break
-        # Settings before the error column, the last setting first.
-        drop = first[0] if first else next((c for c in reversed(droppable) if c != "error"), droppable[-1])
+        settings = [c for c in droppable if c != "error"]
+        if first:
+            drop = first[0]
+        elif len(settings) > 1:  # the last setting first, down to one (it tells the rows apart)
+            drop = settings[-1]
+        elif "error" in droppable:
+            drop = "error"
+        else:
+            drop = (last or settings)[0]
         shown.remove(drop)
         left_out.insert(0, drop)
     if console.width == 10_000:
@@ -350,8 +362,8 @@ def report(sweep_dir: Path, csv_path: Path | None = None, sort_by: str = "best_v
     ranked = sort_rows([run_row(r, sweep_dir) for r in runs], sort_by)
     columns, rows = flat_rows(ranked)
     counted = f"{len(rows)} run{'s' if len(rows) != 1 else ''}"
-    print_table(f"{sweep_dir} ({counted}, sorted by {sort_by})", columns, rows)
     metric = "best_val_loss" if sort_by == "run" else sort_by
+    print_table(f"{sweep_dir} ({counted}, sorted by {sort_by})", columns, rows, metric=metric)
     groups = group_runs(ranked, metric)
     print_groups(
         f"{len(groups)} settings: mean ± std over seeds, sorted by {metric}",
