@@ -14,6 +14,7 @@ from omegaconf import OmegaConf
 
 from chargpt.cli import train
 from chargpt.cli.common import CONFIG_PATH
+from chargpt.errors import ConfigError
 from chargpt.model import ModelConfig
 from chargpt.training import auto_size, build, precision
 from chargpt.training.auto_size import LADDER, Shape, climb, dropout_for, non_embedding_params
@@ -62,9 +63,9 @@ def test_climb_stops_below_the_target_and_within_the_calibration_cap() -> None:
     timed: list[Shape] = []
     measure = fake_speed(45.0)
 
-    def recording(shape: Shape) -> float:
+    def recording(shape: Shape, dropout: float | None = None) -> float:
         timed.append(shape)
-        return measure(shape)
+        return measure(shape, dropout=dropout)
 
     choice = climb(LADDER, recording, 300, lambda: 2.0, SHAKESPEARE_TRAIN, SHAKESPEARE_VAL)
     target = auto_size.target_tokens_per_param()
@@ -85,7 +86,9 @@ def test_smaller_corpus_gets_more_dropout() -> None:
     assert dropout_for(8.0) == 0.0 < dropout_for(12.0) < dropout_for(16.0)
 
 
-def _timed_dropouts(budget: float, train_chars: int, dropout: float | None = None):
+def _timed_dropouts(
+    budget: float, train_chars: int, dropout: float | None = None
+) -> tuple[auto_size.Choice, list[float | None]]:
     """The choice, and the dropouts each timing ran with."""
     measure, timed = fake_speed(45.0), []
 
@@ -101,7 +104,7 @@ def test_the_rules_dropout_is_timed_and_the_rates_follow_what_the_run_then_makes
     choice, timed = _timed_dropouts(600, train_chars=200_000)
     first = _chosen(choice)  # the shape as the climb timed it, without dropout
     slower = choice.dropout_timing
-    assert timed[:-1] == [None] * (len(timed) - 1) and timed[-1] == dropout_for(first.epochs) > 0
+    assert timed[:-1] == [0.0] * (len(timed) - 1) and timed[-1] == dropout_for(first.epochs) > 0
     assert slower is not None and slower.shape == choice.shape
     assert slower.step_ms == pytest.approx(DROPOUT_COST * first.step_ms)
     assert slower.steps < first.steps and slower.epochs < first.epochs
@@ -130,14 +133,15 @@ def test_dropout_too_slow_for_its_epochs_is_dropped() -> None:
     choice, timed = _timed_dropouts(600, train_chars=chars)
     first = _chosen(choice)
     assert choice.dropout_timing is not None and dropout_for(choice.dropout_timing.epochs) == 0
-    assert choice.dropout == 0 and choice.planned == first and timed[-1] > 0
-    assert choice.momentum == auto_size.momentum_for(first.steps)
+    assert choice.dropout == 0 and timed[-1] > 0
+    assert choice.planned is not None and choice.planned.step_ms == first.step_ms  # its first speed
+    assert choice.momentum == auto_size.momentum_for(choice.planned.steps)
     assert "too few for dropout: none; " in choice.reason
 
 
-def test_a_given_dropout_is_not_timed_again() -> None:
+def test_a_given_dropout_is_timed_with_every_shape_and_not_again() -> None:
     choice, timed = _timed_dropouts(600, train_chars=200_000, dropout=0.05)
-    assert timed == [None] * len(choice.measured)  # the run's own (given) dropout, not timed again
+    assert timed == [0.05] * len(choice.measured)  # timed with every shape, and not again
     assert choice.dropout_timing is None
     assert choice.dropout == 0.05 and "dropout 0.05 (given)" in choice.reason
     no_dropout, _ = _timed_dropouts(600, train_chars=200_000, dropout=0.0)
@@ -372,6 +376,24 @@ def test_a_shape_is_timed_with_the_runs_dropout_unless_another_is_asked_for(monk
     assert seen == [0.2, 0.05]
 
 
+@pytest.mark.parametrize(
+    ("extra", "passed"), [([], None), (["model.dropout=0"], 0.0), (["model.dropout=0.1"], 0.1)]
+)
+def test_a_command_line_dropout_reaches_the_climb(tmp_path: Path, capsys, monkeypatch, extra, passed) -> None:
+    # Given, it is timed with every shape and never replaced by the rule's (None: the rule's).
+    seen = []
+
+    def stop(*args, dropout=None, **kwargs):
+        seen.append(dropout)
+        raise ConfigError("stopped before timing")
+
+    monkeypatch.setattr(auto_size, "climb", stop)
+    args = ["model=auto", "budget_seconds=60", "data=text", f"data.path={write_corpus(tmp_path / 'c.txt')}",
+            f"hydra.run.dir={tmp_path / 'run'}", *extra]
+    code, _, err = run_main(train.main, args, capsys)
+    assert code == 2 and "stopped before timing" in err and seen == [passed]
+
+
 def test_model_auto_refuses_a_shape_on_the_command_line(tmp_path: Path, capsys) -> None:
     corpus = write_corpus(tmp_path / "c.txt")
     code, _, err = run_main(
@@ -449,12 +471,12 @@ def test_auto_run_records_its_choice_and_a_resume_keeps_it(tmp_path: Path, capsy
 def test_each_sweep_job_sizes_itself(tmp_path: Path, capsys, monkeypatch) -> None:
     monkeypatch.setattr(budget_module, "run_start_time", lambda: budget_module.time.monotonic())
     monkeypatch.setattr(auto_size, "LADDER", TINY_LADDER)
-    timed: list[Shape] = []
+    timed: list[tuple[Shape, float | None]] = []
     timer = auto_size.step_timer
 
     def counting_timer(*args, **kwargs):
         measure = timer(*args, **kwargs)
-        return lambda shape: (timed.append(shape), measure(shape))[1]
+        return lambda shape, dropout=None: (timed.append((shape, dropout)), measure(shape, dropout))[1]
 
     monkeypatch.setattr(auto_size, "step_timer", counting_timer)
     corpus = write_corpus(tmp_path / "c.txt", n_chars=20_000)
@@ -468,5 +490,5 @@ def test_each_sweep_job_sizes_itself(tmp_path: Path, capsys, monkeypatch) -> Non
     blocks = [(tmp_path / "sweep" / job / "train.log").read_text() for job in ("0", "1")]
     assert "model=auto: 8 s budget" in blocks[0] and "model=auto: 10 s budget" in blocks[1]
     counts = [int(b.split(" shape(s) timed")[0].rsplit(" ", 1)[1]) for b in blocks]
-    assert len(timed) == sum(counts)  # each job timed its own shapes
+    assert sum(dropout == 0.0 for _, dropout in timed) == sum(counts)  # each job timed its own shapes
     assert "data.path=/" in blocks[1]  # the printed command holds the path as typed

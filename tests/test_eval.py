@@ -264,12 +264,16 @@ def test_a_text_read_with_other_settings_is_read_with_them_again(tmp_path, monke
     torch.save(ckpt, tmp_path / "old.ckpt")
     line = _one_error(*run_main(eval_cli.main, [f"ckpt_path={tmp_path / 'old.ckpt'}"], capsys))
     assert "has changed since" in line and "before 2026-12-02 does not record them: pass them" in line
+    line = _one_error(*run_main(eval_cli.main, [f"ckpt_path={tmp_path / 'old.ckpt'}", "data.normalize=NFKC"],
+                                capsys))  # its '\r' then unseen: not blamed on the defaults alone
+    assert "when read with data.normalize=NFKC: its run read it with the default data settings (a " \
+        "checkpoint written before 2026-12-02 may have used others); drop data.normalize=NFKC" in line
     old = [f"ckpt_path={tmp_path / 'old.ckpt'}", "data.newline=normalize", "device=cpu"]
     scored = _result(*run_main(eval_cli.main, old, capsys))
     assert scored["loss"] == pytest.approx(metrics["val_loss"], abs=1e-4)
     # Read as it is on disk, it has a character the run never saw ('\r'): the setting is the cause.
     line = _one_error(*run_main(eval_cli.main, [f"ckpt_path={run}", "data.newline=keep"], capsys))
-    assert "read with data.newline=keep has characters" in line
+    assert "never saw ('\\r') when read with data.newline=keep: " in line
     assert line.endswith("its run read it with data.newline=normalize; drop data.newline=keep")
     text.write_bytes(text.read_bytes()[:-10])
     line = _one_error(*run_main(eval_cli.main, [f"ckpt_path={run}"], capsys))

@@ -88,42 +88,67 @@ def test_an_unknown_precision_is_one_error_line_before_training(tmp_path: Path, 
     assert not (run / "checkpoints").exists()
 
 
-def _products_of(run: Path) -> str:
-    ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
-    return ckpt["hyper_parameters"]["matmul_precision"]
+def _products_of(run: Path) -> tuple[str, str]:
+    hparams = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["hyper_parameters"]
+    return hparams["matmul_precision"], hparams["device_type"]
 
 
 def test_a_resumed_run_keeps_the_products_it_trained_with(tmp_path: Path, capsys, monkeypatch) -> None:
     monkeypatch.setattr(build, "calibration_device", lambda trainer: torch.device("cpu"))
+    monkeypatch.setattr(precision, "float32_attention_available", lambda: True)  # as on torch >= 2.9
     monkeypatch.setattr(precision, "amx_tiles", lambda: False)
     run = tmp_path / "run"
     args = bare_train_args(write_corpus(tmp_path / "c.txt"), run, "trainer.max_steps=2",
                            "trainer.val_check_interval=2")
     code, _, err = run_main(train.main, args, capsys)
     assert code == 0, err
-    assert _products_of(run) == "highest"
+    assert _products_of(run) == ("highest", "cpu")
     # The same run continued where auto now means bf16 products (another machine): it keeps float32.
     monkeypatch.setattr(precision, "amx_tiles", lambda: True)
+
     def resumed_to(steps: int, *extra: str) -> list[str]:
         kept = [a.replace("max_steps=2", f"max_steps={steps}") for a in args if not a.startswith("hydra.run")]
         return [*kept, f"ckpt_path={run}", *extra]
 
     code, _, err = run_main(train.main, resumed_to(3), capsys)
     assert code == 0, err
-    assert torch.get_float32_matmul_precision() == "highest" and _products_of(run) == "highest"
+    assert torch.get_float32_matmul_precision() == "highest" and _products_of(run) == ("highest", "cpu")
     resumed = sorted((run / ".hydra").glob("resume-*/config.yaml"))[-1].read_text()
     assert "# matmul_precision=auto kept highest, the checkpoint's\n" in resumed
-    # A checkpoint from before the record trained with the default of its time, `high`.
-    ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
-    del ckpt["hyper_parameters"]["matmul_precision"]
-    torch.save(ckpt, run / "checkpoints" / "last.ckpt")
-    code, _, err = run_main(train.main, resumed_to(4), capsys)
-    assert code == 0, err
-    assert _products_of(run) == "high"
     # Given on the command line, the user's choice wins.
-    code, _, err = run_main(train.main, resumed_to(5, "matmul_precision=medium"), capsys)
+    code, _, err = run_main(train.main, resumed_to(4, "matmul_precision=medium"), capsys)
     assert code == 0, err
-    assert _products_of(run) == "medium"
+    assert _products_of(run) == ("medium", "cpu")
+
+
+@pytest.mark.parametrize(
+    ("hparams", "saved", "compiled", "kept"),
+    [
+        ({"matmul_precision": "highest", "device_type": "cpu"}, None, False, "highest"),
+        # Before the checkpoint recorded it: the run's saved config (resolved there), else high.
+        ({}, "matmul_precision: highest\n", False, "highest"),
+        ({}, "matmul_precision: medium\n", False, "medium"),
+        ({}, None, False, "high"),
+        # Trained on a GPU, resumed on a CPU: auto's own choice for the CPU.
+        ({"matmul_precision": "high", "device_type": "cuda"}, None, False, "medium"),
+        # Compiled now: auto keeps float32 products in a compiled model (bf16 ones were recorded).
+        ({"matmul_precision": "medium", "device_type": "cpu"}, None, True, "highest"),
+    ],
+)
+def test_what_a_resume_keeps(tmp_path: Path, monkeypatch, hparams, saved, compiled, kept) -> None:
+    monkeypatch.setattr(build, "calibration_device", lambda trainer: torch.device("cpu"))
+    monkeypatch.setattr(precision, "float32_attention_available", lambda: True)
+    monkeypatch.setattr(precision, "amx_tiles", lambda: True)
+    file = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    file.parent.mkdir(parents=True)
+    if saved is not None:
+        (tmp_path / "run" / ".hydra").mkdir()
+        (tmp_path / "run" / ".hydra" / "config.yaml").write_text(saved)
+    with initialize_config_dir(config_dir=CONFIG_PATH, version_base="1.3"):
+        cfg = compose(config_name="train", overrides=[f"model.compile={str(compiled).lower()}"])
+    assert build.resolve_matmul_precision(cfg)
+    build.keep_matmul_precision(cfg, {"hyper_parameters": hparams}, file)
+    assert cfg.matmul_precision == kept and torch.get_float32_matmul_precision() == kept
 
 
 def test_every_training_process_sets_the_runs_products() -> None:

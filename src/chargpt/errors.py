@@ -32,7 +32,11 @@ class DataError(ChargptError):
 
 
 class UnknownCharactersError(DataError):
-    """A text has characters a fixed vocabulary (a trained model's) lacks."""
+    """A text has characters a fixed vocabulary (a trained model's) lacks: `chars` names them."""
+
+    def __init__(self, message: str, chars: str) -> None:
+        super().__init__(message)
+        self.chars = chars
 
 
 class CheckpointError(ChargptError):

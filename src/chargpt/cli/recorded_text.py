@@ -161,17 +161,24 @@ def check_read_alike(data: CharDataModule, ckpt: dict[str, Any], source: str) ->
     try:
         if not corpus.get("sha256") or data.fingerprint["sha256"] == corpus["sha256"]:
             return
-    except UnknownCharactersError:
-        # Read with other settings (data.newline=keep where the run normalized '\r\n'), the text
-        # has characters the run never saw: the settings are the cause, not the text.
+    except UnknownCharactersError as err:
+        # Characters the run never saw: read with other settings than its run's (data.newline=keep
+        # where it normalized '\r\n'), or the text has changed.
         defaults = TextOptions().settings()
         other = {k: v for k, v in data.options.settings().items() if v != read_as.get(k, defaults[k])}
-        if not other:
-            raise
+        unseen = f"{data.source} has characters {source} never saw ({err.chars})"
+        if other:
+            theirs = _overrides(read_as) if read_as else (
+                f"the default data settings ({UNRECORDED} may have used others)")
+            raise DataError(
+                f"{unseen} when read with {_overrides(other)}: its run read it with {theirs}; drop "
+                f"{_overrides(other)}"
+            ) from None
+        if read_as:
+            raise DataError(f"{unseen}: it has changed since; pass data.path=FILE") from None
         raise DataError(
-            f"{data.source} read with {_overrides(other)} has characters {source} never saw: its run read "
-            f"it with {_overrides(read_as) if read_as else 'the default data settings'}; drop "
-            f"{_overrides(other)}"
+            f"{unseen}: it has changed since, or its run read it with data settings ({UNRECORDED} does "
+            "not record them); pass them (data.newline, data.normalize, data.separator), or data.path=FILE"
         ) from None
     if read_as:  # so the text changed, or other settings were given
         raise DataError(
@@ -181,9 +188,12 @@ def check_read_alike(data: CharDataModule, ckpt: dict[str, Any], source: str) ->
         )
     raise DataError(
         f"{source} read {data.source} with other data settings than these (data.separator, "
-        "data.newline, data.normalize): the defaults, unless it was written before 2026-12-02, which "
-        "recorded none; pass the ones its run used"
+        f"data.newline, data.normalize): the defaults, so drop the ones given ({UNRECORDED} records "
+        "none: for one, pass the ones its run used)"
     )
+
+
+UNRECORDED = "a checkpoint written before 2026-12-02"
 
 
 def _overrides(settings: dict[str, Any]) -> str:

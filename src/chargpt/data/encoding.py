@@ -262,7 +262,7 @@ def encode_parts(
         elif unknown := tokenizer.unknown_chars("".join(chars)):
             raise UnknownCharactersError(
                 f"{_where(parts, label)} has characters the vocabulary lacks: {describe_chars(unknown)}; "
-                "remove them from the text"
+                "remove them from the text", describe_chars(unknown),
             )
         try:
             folder.mkdir(parents=True, exist_ok=True)

@@ -3,10 +3,10 @@
 The rule (`climb`, with `nearest` for the shape and `settle` for its recipe) is a pure function of
 measured step times, the budget and the corpus size; `step_timer` measures the step times (real
 batches, a warm-up step, then timed steps of each candidate) and `apply_choice` writes the result
-into the run's config. Every constant of the rule
-is defined in this block, so that measurements can set them. They are provisional: anchored on
-one measured optimum (the cpu_100s shape at 100 s on a 2-core CPU), pending the measurement grid
-of scripts/budget_curve.py (docs/EXPERIMENTS.md).
+into the run's config. Every constant of the rule is defined in one block below, so that
+measurements can set them. They are anchored on one measured optimum (the cpu_100s shape at 100 s
+on a 2-core CPU) and were set by the measurement grid of scripts/budget_curve.py
+(docs/EXPERIMENTS.md).
 
 The rule, in short: climb a ladder of shapes from small to large. For each, the calibrated step
 time gives the steps the budget holds, hence the tokens the run will see, and the ratio of those
@@ -81,8 +81,8 @@ LADDER: tuple[Shape, ...] = (
 # (~3.8) is the target ratio for every budget and machine.
 ANCHOR_SHAPE = LADDER[1]
 ANCHOR_STEPS = 2200
-# Calibration: one untimed warm-up step, then TIMED_STEPS timed steps per shape; the whole
-# calibration may take at most CALIBRATION_FRACTION of the budget.
+# Calibration: one untimed warm-up step, then TIMED_STEPS timed steps per shape; the climb may take
+# at most CALIBRATION_FRACTION of the budget (a dropout's timing of the chosen shape comes after).
 TIMED_STEPS = 5
 CALIBRATION_FRACTION = 0.05
 # A validation forward costs about this fraction of a training step (forward + backward + update)
@@ -287,7 +287,9 @@ def retime_with_dropout(
     note += f" ({first.step_ms:.1f} without)"
     if dropout_for(slower.epochs) == 0.0:
         note += f" and the run would make {slower.epochs:.1f} epochs, too few for dropout: none; "
-        settled = settle(first, choice.measured, why_shape, 0.0, note)
+        # The first speed, over what is left of the budget after this timing.
+        again = estimate(choice.shape, first.step_ms / 1000, budget_seconds, used(), train_chars, val_chars)
+        settled = settle(again, choice.measured, why_shape, 0.0, note)
     else:
         settled = settle(slower, choice.measured, why_shape, None, note + ": ")
     settled.dropout_timing = slower
@@ -304,10 +306,10 @@ def climb(
     dropout: float | None = None,
 ) -> Choice:
     """Measure shapes from small to large until one falls below the target ratio or the
-    calibration would overrun its share of the budget, then `choose`. `measure(shape, dropout=None)`
-    returns seconds a step (with the run's own dropout unless one is given); `used()` the seconds of
-    the budget gone so far (calibration included); `dropout` the command line's, None for the
-    rule's."""
+    calibration would overrun its share of the budget, pick the `nearest` and `settle` its recipe;
+    a dropout the rule sets is timed on the chosen shape after (`retime_with_dropout`).
+    `measure(shape, dropout)` returns seconds a step; `used()` the seconds of the budget gone so
+    far (calibration included); `dropout` is the command line's, None for the rule's."""
     target = target_tokens_per_param()
     cap = CALIBRATION_FRACTION * budget_seconds
     start, measured, stopped = used(), [], "the largest shape was reached"
@@ -317,7 +319,7 @@ def climb(
             stopped = f"the next shape would take the calibration past {cap:.1f} s"
             break
         before = used()
-        seconds = measure(shape)
+        seconds = measure(shape, dropout=0.0 if dropout is None else dropout)
         last_cost = used() - before
         measured.append(estimate(shape, seconds, budget_seconds, used(), train_chars, val_chars))
         if measured[-1].tokens_per_param < target:
@@ -343,8 +345,8 @@ def step_timer(
     device: torch.device, clip: float | None, seed: int, precision: str = "32-true",
 ) -> Callable[..., float]:
     """measure(shape, dropout=None): seconds of the fastest of TIMED_STEPS training steps (forward,
-    backward, gradient clipping, optimizer step) on real random windows, after one warm-up step, with
-    `base`'s dropout unless one is given, in the run's
+    backward, gradient clipping, optimizer step) on real random windows, after one warm-up step,
+    with `dropout` (None: `base`'s), in the run's
     resolved trainer.precision (its model conversion and forward context, as the Trainer applies
     them). The fastest, not the median: on a shared machine steps are easily slowed for a while
     (another job; on the 2-core CPU also the first seconds of a process), which would make a shape

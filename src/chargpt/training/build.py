@@ -10,10 +10,12 @@ from __future__ import annotations
 import logging
 import os
 import time
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import lightning as L
 import torch
+import yaml
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from hydra.types import RunMode
@@ -22,8 +24,15 @@ from lightning.fabric.plugins import TorchCheckpointIO
 from lightning.fabric.plugins.environments import SLURMEnvironment, TorchElasticEnvironment
 from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
+from omegaconf.errors import OmegaConfBaseException
 
-from chargpt.checkpoints import AtomicCheckpointIO, check_resumable, read_checkpoint, resolve_checkpoint
+from chargpt.checkpoints import (
+    AtomicCheckpointIO,
+    check_resumable,
+    read_checkpoint,
+    resolve_checkpoint,
+    run_dir_of,
+)
 from chargpt.data import CharDataModule
 from chargpt.distributed import is_rank_zero
 from chargpt.errors import ConfigError, SetupError
@@ -104,17 +113,41 @@ def resolve_matmul_precision(cfg: DictConfig) -> bool:
     return auto
 
 
-def keep_matmul_precision(cfg: DictConfig, ckpt: dict[str, Any]) -> None:
-    """A resumed run continues with the float32 products it trained with (`auto` could now resolve
-    otherwise: another machine, or a checkpoint from before `auto`, whose default was `high`)."""
-    recorded = str(ckpt.get("hyper_parameters", {}).get("matmul_precision") or "high")
-    if recorded != cfg.matmul_precision:
-        log.info(
-            "matmul_precision=auto: %s, as the checkpoint trained (not %s)", recorded, cfg.matmul_precision
-        )
+def keep_matmul_precision(cfg: DictConfig, ckpt: dict[str, Any], file: Path) -> None:
+    """A resumed run with `auto` continues with the float32 products it trained with (`auto` may
+    resolve otherwise now: another machine of the same kind, or a checkpoint trained before `auto`
+    was the default), unless it trained on another kind of device or is compiled now and trained
+    with bf16 products (which `auto` never gives a compiled model): then `auto` stands."""
+    hparams = ckpt.get("hyper_parameters", {})
+    recorded, source = hparams.get("matmul_precision"), "the checkpoint"
+    if recorded is None:  # written before the checkpoint recorded it: its run's saved config says
+        recorded, source = saved_matmul_precision(run_dir_of(file)), "its run's saved config"
+    device, trained_on = calibration_device(cfg.trainer).type, hparams.get("device_type")
+    if recorded == cfg.matmul_precision:
+        return
+    if trained_on is not None and trained_on != device:
+        why = f"it trained on {trained_on.upper()}, this run is on {device.upper()}"
+    elif recorded == "medium" and cfg.model.get("compile"):
+        why = "bf16 products are not kept in a compiled model"
+    else:
+        log.info("matmul_precision=auto: %s, as %s says the run trained (not %s)", recorded, source,
+                 cfg.matmul_precision)
         with open_dict(cfg):
             cfg.matmul_precision = recorded
         torch.set_float32_matmul_precision(recorded)
+        return
+    log.info("matmul_precision=auto: %s, not the %s the run trained with (%s)", cfg.matmul_precision,
+             recorded, why)
+
+
+def saved_matmul_precision(run_dir: Path) -> str:
+    """The products a run's saved config names (resolved there since `auto` became the default);
+    `high`, the default before, when there is no such config."""
+    try:
+        saved = OmegaConf.load(run_dir / ".hydra" / "config.yaml").get("matmul_precision")
+    except (OSError, yaml.YAMLError, OmegaConfBaseException):
+        saved = None
+    return str(saved) if saved in precision.MATMUL_PRECISIONS else "high"
 
 
 def size_automatically(
@@ -122,6 +155,7 @@ def size_automatically(
 ) -> auto_size.Choice:
     """model=auto: measure candidate shapes here (a resumed run keeps its checkpoint's choice),
     write the choice into cfg and print it with its reasons."""
+    overrides = task_overrides()
     if ckpt is not None:
         record = ckpt["hyper_parameters"].get("auto")
         if not isinstance(record, dict):
@@ -138,14 +172,14 @@ def size_automatically(
             calibration_device(cfg.trainer), cfg.trainer.get("gradient_clip_val"), int(cfg.seed),
             str(cfg.trainer.precision),
         )
-        given = {auto_size.override_key(o) for o in task_overrides()}
+        given = {auto_size.override_key(o) for o in overrides}
         choice = auto_size.climb(
             auto_size.usable_ladder(train_chars, val_chars), measure, float(cfg.budget_seconds),
             lambda: time.monotonic() - start, train_chars, val_chars,
-            dropout=base.dropout if "model.dropout" in given else None,  # timed with every shape
+            dropout=base.dropout if "model.dropout" in given else None,
         )
     choices = dict(HydraConfig.get().runtime.choices) if HydraConfig.initialized() else {}
-    auto_size.apply_choice(cfg, choice, task_overrides(), choices)
+    auto_size.apply_choice(cfg, choice, overrides, choices)
     if is_rank_zero():
         train_chars = len(datamodule.train_ids) if datamodule.train_ids is not None else 0
         log.info("%s", auto_size.report(choice, float(cfg.budget_seconds), train_chars))
@@ -298,7 +332,7 @@ def build_run(cfg: DictConfig) -> Run:
         file = resolve_checkpoint(cfg.ckpt_path)
         ckpt = read_checkpoint(file)
         if matmul_auto:
-            keep_matmul_precision(cfg, ckpt)
+            keep_matmul_precision(cfg, ckpt, file)
     if matmul_auto:
         decided.append(
             f"matmul_precision=auto kept {cfg.matmul_precision}, the checkpoint's" if ckpt is not None
@@ -327,6 +361,7 @@ def build_run(cfg: DictConfig) -> Run:
         scheduler=plain(cfg.scheduler),
         auto=choice.summary() if choice is not None else None,
         matmul_precision=str(cfg.matmul_precision),
+        device_type=calibration_device(cfg.trainer).type,
     )
     if pretrained is not None:
         apply_pretrained(module.model, pretrained)
