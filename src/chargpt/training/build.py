@@ -113,18 +113,19 @@ def resolve_matmul_precision(cfg: DictConfig) -> bool:
     return auto
 
 
-def keep_matmul_precision(cfg: DictConfig, ckpt: dict[str, Any], file: Path) -> None:
+def keep_matmul_precision(cfg: DictConfig, ckpt: dict[str, Any], file: Path) -> bool:
     """A resumed run with `auto` continues with the float32 products it trained with (`auto` may
     resolve otherwise now: another machine of the same kind, or a checkpoint trained before `auto`
     was the default), unless it trained on another kind of device or is compiled now and trained
-    with bf16 products (which `auto` never gives a compiled model): then `auto` stands."""
+    with bf16 products (which `auto` never gives a compiled model): then `auto` stands. Returns
+    whether the run's products are the ones it trained with."""
     hparams = ckpt.get("hyper_parameters", {})
     recorded, source = hparams.get("matmul_precision"), "the checkpoint"
     if recorded is None:  # written before the checkpoint recorded it: its run's saved config says
         recorded, source = saved_matmul_precision(run_dir_of(file)), "its run's saved config"
     device, trained_on = calibration_device(cfg.trainer).type, hparams.get("device_type")
     if recorded == cfg.matmul_precision:
-        return
+        return True
     if trained_on is not None and trained_on != device:
         why = f"it trained on {trained_on.upper()}, this run is on {device.upper()}"
     elif recorded == "medium" and cfg.model.get("compile"):
@@ -135,9 +136,10 @@ def keep_matmul_precision(cfg: DictConfig, ckpt: dict[str, Any], file: Path) -> 
         with open_dict(cfg):
             cfg.matmul_precision = recorded
         torch.set_float32_matmul_precision(recorded)
-        return
+        return True
     log.info("matmul_precision=auto: %s, not the %s the run trained with (%s)", cfg.matmul_precision,
              recorded, why)
+    return False
 
 
 def saved_matmul_precision(run_dir: Path) -> str:
@@ -331,11 +333,10 @@ def build_run(cfg: DictConfig) -> Run:
         # corpus or model is refused with the reason, not a shape-mismatch traceback.
         file = resolve_checkpoint(cfg.ckpt_path)
         ckpt = read_checkpoint(file)
-        if matmul_auto:
-            keep_matmul_precision(cfg, ckpt, file)
     if matmul_auto:
         decided.append(
-            f"matmul_precision=auto kept {cfg.matmul_precision}, the checkpoint's" if ckpt is not None
+            f"matmul_precision=auto kept {cfg.matmul_precision}, the checkpoint's"
+            if ckpt is not None and keep_matmul_precision(cfg, ckpt, file)
             else f"matmul_precision=auto resolved to {cfg.matmul_precision} on this machine"
         )
     choice = None
