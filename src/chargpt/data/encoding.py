@@ -260,9 +260,10 @@ def encode_parts(
         if tokenizer is None:
             tokenizer = CharTokenizer(chars)
         elif unknown := tokenizer.unknown_chars("".join(chars)):
+            named = describe_chars(unknown)
             raise UnknownCharactersError(
-                f"{_where(parts, label)} has characters the vocabulary lacks: {describe_chars(unknown)}; "
-                "remove them from the text", describe_chars(unknown),
+                f"{_where(parts, label)} has characters the vocabulary lacks: {named}; "
+                "remove them from the text", named,
             )
         try:
             folder.mkdir(parents=True, exist_ok=True)

@@ -216,11 +216,12 @@ class Choice:
     calibration_seconds: float = 0.0
     overrides: list[str] = field(default_factory=list)  # filled in by apply_choice
     momentum: float | None = None  # Muon's; None: the config's (an older record, or no Muon)
-    planned: Estimate | None = None  # what the rates were set for; None: the shape's measured row
+    planned: Estimate | None = None  # what the rates were set for (set by `settle` and `from_record`)
     dropout_timing: Estimate | None = None  # the chosen shape timed again with the rule's dropout
 
     def summary(self) -> dict[str, Any]:
-        chosen = self.planned or next(e for e in self.measured if e.shape == self.shape)
+        chosen = self.planned
+        assert chosen is not None
         return {
             "chosen": {**chosen.row(), "dropout": self.dropout, "adamw_lr": self.adamw_lr,
                        "weight_decay": self.weight_decay, "momentum": self.momentum},
