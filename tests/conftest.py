@@ -3,7 +3,9 @@ the console scripts called in-process."""
 
 from __future__ import annotations
 
+import copy
 import importlib.util
+import io
 import os
 import random
 import signal
@@ -14,6 +16,9 @@ from types import ModuleType
 
 import pytest
 import torch
+import yaml
+from omegaconf import OmegaConf
+from omegaconf._utils import get_yaml_loader
 
 from chargpt.training import CharLM
 
@@ -24,6 +29,26 @@ TINY_MODEL = ["model.n_layer=1", "model.n_head=2", "model.n_embd=32", "model.blo
 # runs one worker per core, and on a busy machine a thread waiting for a core makes every small
 # operation several times slower.
 torch.set_num_threads(1)
+
+_parsed_yaml: dict[str, object] = {}
+
+
+def _load_yaml_once(file_: str | Path | io.TextIOBase) -> object:
+    """OmegaConf.load, parsing each distinct YAML text once per test process. Composing the config
+    is most of an in-process CLI test's time, and each run composes it twice (Hydra's mode check,
+    then the run), parsing ~38 YAML files in pure Python each time. The result is built afresh from
+    a copy of the parsed text, so nothing a run does to its config reaches the next."""
+    if isinstance(file_, (str, Path)):
+        text = Path(os.path.abspath(file_)).read_text(encoding="utf-8")
+    else:
+        text = file_.read()
+    if text not in _parsed_yaml:
+        _parsed_yaml[text] = yaml.load(text, Loader=get_yaml_loader())
+    parsed = copy.deepcopy(_parsed_yaml[text])
+    return OmegaConf.create() if parsed is None else OmegaConf.create(parsed)
+
+
+OmegaConf.load = staticmethod(_load_yaml_once)  # type: ignore[method-assign]
 
 
 @pytest.fixture(autouse=True)
@@ -63,6 +88,12 @@ def shakespeare() -> Path:
     url = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
     sha = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
     return resolve_corpus(Path(default_data_dir()) / "tinyshakespeare" / "input.txt", url, sha)
+
+
+def lacks(*modules: str) -> bool:
+    """Whether any of these modules is not installed, found without importing it: the optional
+    extras' libraries take seconds to import, and every test worker collects every test module."""
+    return any(importlib.util.find_spec(name) is None for name in modules)
 
 
 def write_corpus(path: Path, n_chars: int = 4000, seed: int = 0, alphabet: str = "abcdefgh ijk\n") -> Path:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -12,7 +13,7 @@ from chargpt.checkpoints import check_resumable
 from chargpt.data import CharDataModule
 from chargpt.errors import ChargptError, CheckpointError, ConfigError, DataError
 from chargpt.model import ModelConfig
-from conftest import run_cli, train_args
+from conftest import lacks, run_cli, train_args
 
 
 def text_of(dm: CharDataModule, which: str = "ids") -> str:
@@ -191,19 +192,26 @@ def test_a_binary_file_in_a_directory_is_named(folder: Path) -> None:
 
 # -- Hugging Face datasets -------------------------------------------------------------------------
 
-datasets = pytest.importorskip("datasets")
+needs_datasets = pytest.mark.skipif(lacks("datasets"), reason="the hf extra is not installed")
 
 
 @pytest.fixture
-def hf_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def datasets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    """The datasets library, its cache in this test's folder."""
+    import datasets
+
     monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf-cache")
+    return datasets
 
 
 def hf_module(name: Path | str, **kwargs) -> CharDataModule:
     return CharDataModule(None, block_size=4, batch_size=2, name=str(name), **kwargs)
 
 
-def test_saved_dataset_rows_are_joined_and_a_named_split_validates(tmp_path: Path, hf_cache: None) -> None:
+@needs_datasets
+def test_saved_dataset_rows_are_joined_and_a_named_split_validates(
+    tmp_path: Path, datasets: ModuleType
+) -> None:
     rows = [f"row {i}: «text»" for i in range(30)]
     saved = tmp_path / "saved dataset"
     datasets.DatasetDict({
@@ -220,13 +228,17 @@ def test_saved_dataset_rows_are_joined_and_a_named_split_validates(tmp_path: Pat
         hf_module(saved, split="test").setup()
 
 
-def test_text_builder_on_local_files_works_offline(tmp_path: Path, hf_cache: None) -> None:
+@needs_datasets
+def test_text_builder_on_local_files_works_offline(tmp_path: Path, datasets: ModuleType) -> None:
     (tmp_path / "lines.txt").write_text("\n".join(f"line {i}" for i in range(20)))
     dm = hf_module("text", data_files=str(tmp_path / "*.txt"), split="train", separator="\n")
     assert text_of(dm) == "\n".join(f"line {i}" for i in range(20))
 
 
-def test_hf_rows_stream_in_batches_without_joining_the_whole_text(tmp_path: Path, hf_cache: None) -> None:
+@needs_datasets
+def test_hf_rows_stream_in_batches_without_joining_the_whole_text(
+    tmp_path: Path, datasets: ModuleType
+) -> None:
     from chargpt.data import sources
 
     rows = [f"line {i}" for i in range(2500)]

@@ -23,12 +23,10 @@ from chargpt.inference import TrainedModel
 from chargpt.model import ModelConfig, build_model
 from chargpt.model.config import ACTIVATIONS, ARCHS, NORMS, POS_ENCODINGS
 from chargpt.model_card import ModelCard
-from conftest import run_cli, run_main, train_args
+from conftest import lacks, run_cli, run_main, train_args
 
 NO_EXTRA = "the export extra is not installed: pip install -e '.[export]'"
-ort = pytest.importorskip("onnxruntime", reason=NO_EXTRA)
-pytest.importorskip("onnxscript", reason=NO_EXTRA)
-pytest.importorskip("safetensors", reason=NO_EXTRA)
+pytestmark = pytest.mark.skipif(lacks("onnxruntime", "onnxscript", "safetensors"), reason=NO_EXTRA)
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "onnx_generate.py"
 VOCAB = list("\n !',.:;?abcdefghijklmnopqrstuvwxyzéè😀")
@@ -111,6 +109,8 @@ def test_onnx_export_matches_pytorch_logits(case: str, tmp_path: Path) -> None:
     assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.onnx"]
     config = json.loads((out / "config.json").read_text(encoding="utf-8"))
     assert config["onnx"] == {"input": "input_ids", "output": "logits", "max_length": 16}
+    import onnxruntime as ort
+
     session = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
     meta = json.loads(session.get_modelmeta().custom_metadata_map["chargpt"])
     assert meta["vocab"] == VOCAB

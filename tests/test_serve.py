@@ -22,13 +22,13 @@ import torch
 import chargpt
 from chargpt.cli import sample as sample_cli
 from chargpt.model import ModelConfig, build_model
-from conftest import run_main
+from conftest import lacks, run_main
 
 NO_EXTRA = "the serve extra is not installed: pip install -e '.[serve]'"
 httpx = pytest.importorskip("httpx", reason=NO_EXTRA)
-openai = pytest.importorskip("openai", reason=NO_EXTRA)
 pytest.importorskip("fastapi", reason=NO_EXTRA)
 pytest.importorskip("uvicorn", reason=NO_EXTRA)
+pytestmark = pytest.mark.skipif(lacks("openai"), reason=NO_EXTRA)
 
 from chargpt.cli import serve as serve_cli  # noqa: E402  (needs the extra)
 from chargpt.export import card_for, export_model  # noqa: E402
@@ -175,6 +175,8 @@ def test_streaming_sends_chunks_then_done_with_the_same_text(url: str) -> None:
 
 
 def test_the_openai_client_works_unchanged(url: str) -> None:
+    import openai
+
     client = openai.OpenAI(base_url=f"{url}/v1", api_key="not-needed", max_retries=0)
     assert [m.id for m in client.models.list()] == ["my run"]
     settings = dict(model="my run", prompt="Good night, sweet prince", max_tokens=60, temperature=0.7, seed=3)
