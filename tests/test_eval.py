@@ -97,13 +97,15 @@ def test_eval_refuses_when_the_recorded_text_is_gone_or_changed(tmp_path, capsys
 
 
 def test_eval_scores_another_text_only_when_asked(tmp_path, capsys) -> None:
-    own, other = write_corpus(tmp_path / "own.txt"), write_corpus(tmp_path / "other.txt", seed=1)
+    own, other = write_corpus(tmp_path / "own.txt"), write_corpus(tmp_path / "café 📚.txt", seed=1)
     ckpt = _checkpoint_of(tmp_path, own, split={"train_fraction": 0.5, "added_later": [1]})
     result = _result(*run_main(eval_cli.main, [f"ckpt_path={ckpt}", "device=cpu"], capsys))
     assert result["data"] == str(own) and result["tokens"] == 4000 - 2000 - 1
     args = [f"ckpt_path={ckpt}", f"data.path={other}", "device=cpu"]
-    result = _result(*run_main(eval_cli.main, args, capsys))
+    code, out, err = run_main(eval_cli.main, args, capsys)
+    result = _result(code, out, err)
     assert result["data"] == str(other) and result["tokens"] == 4000 - 3600 - 1  # its config's 90/10
+    assert "café 📚.txt" in out  # the JSON shows the name as typed, not as \u escapes
 
 
 def test_eval_says_which_split_it_takes_when_none_is_recorded(tmp_path, capsys) -> None:

@@ -17,13 +17,13 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from chargpt import checkpoints as checkpoint_io
 from chargpt import files
-from chargpt.checkpoints import AtomicCheckpointIO
 from chargpt.cli.common import CONFIG_PATH
 from chargpt.cli.train import main as train_main
 from chargpt.errors import CheckpointError
 from chargpt.training.build import build_trainer
 from chargpt.training.callbacks.resume import ResumeState
 from chargpt.training.callbacks.safety import GracefulInterrupt, NonFiniteGuard, NonFiniteLossError
+from chargpt.training.checkpoint_io import AtomicCheckpointIO
 from conftest import StepHook, assert_stopped_on_nan, bare_train_args, poison_weights, run_main, write_corpus
 
 

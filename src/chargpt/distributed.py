@@ -7,8 +7,10 @@ strategy starts: the same question gets the same answer before, during and after
 
 from __future__ import annotations
 
-from lightning.fabric.utilities.rank_zero import rank_zero_only
-
 
 def is_rank_zero() -> bool:
+    # Imported here: Lightning takes seconds to import, which the commands that train nothing
+    # (sample, serve, eval, export, report) need not pay.
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
+
     return rank_zero_only.rank == 0

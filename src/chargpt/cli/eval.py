@@ -94,7 +94,7 @@ def _hydra_main(cfg: DictConfig) -> None:
     if stride is not None and result.stride != stride:
         print(f"note: the {cfg.split} split holds {len(ids):,} characters, no more than the model's context: "
               f"scored as one window of {result.window}, so stride={result.stride}", file=sys.stderr)
-    print(json.dumps(report(result, cfg.split, str(datamodule.path), file)))
+    print(json.dumps(report(result, cfg.split, str(datamodule.path), file), ensure_ascii=False))
 
 
 def report(result: Evaluation, split: str, data: str, checkpoint: str) -> dict[str, Any]:

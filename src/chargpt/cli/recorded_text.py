@@ -6,17 +6,19 @@ from __future__ import annotations
 
 import shlex
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from chargpt.checkpoints import corpus_changes, stored_corpus, stored_split
-from chargpt.data import CharDataModule
 from chargpt.data.corpus import sha256_of
 from chargpt.data.encoding import TextOptions
 from chargpt.data.sources import GLOB_CHARS, expand_path, text_files
 from chargpt.errors import ConfigError, DataError, UnknownCharactersError
 from chargpt.runs.overrides import hydra_quoted
+
+if TYPE_CHECKING:
+    from chargpt.data import CharDataModule
 
 
 def recorded_data(
@@ -140,6 +142,9 @@ def _text_as_trained(
     """The training part of a text of several files, or of one read with other settings, read with
     `read_as`, joined and cut as its run did; when it is the `recorded` text of `ckpt`, checked to
     be the text the run read."""
+    # A LightningDataModule: Lightning takes seconds to import, which a sample without check_copy skips.
+    from chargpt.data import CharDataModule
+
     whole = train_fraction >= 1.0  # the data module splits: any fraction will do, all ids are taken
     split = stored_split(ckpt) if ckpt is not None and recorded else {}
     data = CharDataModule(

@@ -14,7 +14,6 @@ import warnings
 from collections.abc import Callable, Iterator
 
 import torch
-import torch._inductor.config as inductor_config
 from torch import nn
 
 from chargpt.errors import ConfigError
@@ -80,6 +79,8 @@ def compile_decode_step(model: nn.Module) -> Callable[..., tuple[torch.Tensor, N
     `freezing`, so they must not change afterwards) and matrix products are autotuned: on CPU
     the generated kernels read the weights far faster than the BLAS matrix-vector product that
     bounds eager decoding (docs/BENCHMARKS.md)."""
+    import torch._inductor.config as inductor_config  # seconds to import: only when compiling
+
     compiled = torch.compile(model, mode="max-autotune-no-cudagraphs", dynamic=False)
 
     def step(idx: torch.Tensor, cache: KVCache) -> tuple[torch.Tensor, None]:

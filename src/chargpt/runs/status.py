@@ -22,8 +22,6 @@ from omegaconf import DictConfig
 from chargpt.distributed import is_rank_zero
 from chargpt.errors import SetupError, user_error_in
 from chargpt.files import write_json_atomic
-from chargpt.training.build import is_multirun
-from chargpt.training.callbacks.safety import TrainingInterrupted
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +37,8 @@ def write_status(run_dir: str | Path, status: str, **fields: Any) -> None:
 
 
 def _interrupted(err: BaseException) -> bool:
+    from chargpt.training.callbacks.safety import TrainingInterrupted  # see record_status
+
     # A signal checkpoints and exits (TrainingInterrupted, then exit 130/143); Lightning turns a
     # Ctrl+C outside that path into a graceful shutdown followed by exit(1).
     return isinstance(err, KeyboardInterrupt) or (
@@ -48,6 +48,9 @@ def _interrupted(err: BaseException) -> bool:
 
 def record_status(task: Callable[[DictConfig], float | None]) -> Callable[[DictConfig], float | None]:
     """Wrap a Hydra task function: status.json in the run dir, and failure isolation in sweeps."""
+    # The training stack is imported when a run starts, not with this module: chargpt-report
+    # reads status.json and need not import Lightning (seconds) to learn its name.
+    from chargpt.training.build import is_multirun
 
     @functools.wraps(task)
     def wrapper(cfg: DictConfig) -> float | None:

@@ -26,13 +26,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
-from chargpt.checkpoints import (
-    AtomicCheckpointIO,
-    check_resumable,
-    read_checkpoint,
-    resolve_checkpoint,
-    run_dir_of,
-)
+from chargpt.checkpoints import check_resumable, read_checkpoint, resolve_checkpoint, run_dir_of
 from chargpt.data import CharDataModule
 from chargpt.distributed import is_rank_zero
 from chargpt.errors import ConfigError, SetupError
@@ -40,6 +34,7 @@ from chargpt.files import write_text_atomic
 from chargpt.model import ModelConfig
 from chargpt.training import auto_size, precision
 from chargpt.training.callbacks import budget
+from chargpt.training.checkpoint_io import AtomicCheckpointIO
 from chargpt.training.finetune import apply_pretrained, freeze, prepare_finetune
 from chargpt.training.host_memory import keep_freed_memory
 from chargpt.training.module import CharLM
