@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -170,7 +171,9 @@ class CharDataModule(L.LightningDataModule):
         source, one sha256 over its parts and settings, each part's own sha256, and the settings
         that are not the defaults (chargpt-eval and check_copy read the text again with them)."""
         encoded = self.encoded()
-        fingerprint: dict[str, Any] = {"path": self.source, "sha256": encoded.sha256}
+        # A file's path made absolute: chargpt-eval and check_copy find it from any working directory.
+        where = self.source if self.name else os.path.abspath(self.source)
+        fingerprint: dict[str, Any] = {"path": where, "sha256": encoded.sha256}
         if len(self._parts) > 1:
             fingerprint["files"] = [[p.name, p.sha256] for p in self._parts]
         defaults = TextOptions().settings()
