@@ -3,16 +3,18 @@
 Each command's module is imported in a new Python process, `--repeats` times, the commands taking
 turns so that a busy spell on the host falls on all of them alike; the table gives the median and
 whether the import brought in Lightning. torch alone and Lightning alone are the reference rows.
-The last line is a JSON object.
+`--against SRC` times the same commands from another source tree too (the `src` folder of an
+older checkout: `git worktree add ../old COMMIT`), in the same turns. The last line is a JSON object.
 
     python scripts/bench_startup.py
-    python scripts/bench_startup.py --repeats 9
+    python scripts/bench_startup.py --repeats 9 --against ../old/src
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -35,9 +37,13 @@ PROBE = (
 )
 
 
-def import_once(module: str) -> tuple[float, bool]:
+def import_once(module: str, src: str | None) -> tuple[float, bool]:
+    env = dict(os.environ)
+    if src is not None:  # ahead of the installed chargpt on sys.path
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [src, env.get("PYTHONPATH")]))
     out = subprocess.run(
-        [sys.executable, "-c", PROBE.format(module=module)], capture_output=True, text=True, check=True
+        [sys.executable, "-c", PROBE.format(module=module)], capture_output=True, text=True, check=True,
+        env=env,
     ).stdout.split()
     return float(out[0]), out[1] == "True"
 
@@ -45,19 +51,36 @@ def import_once(module: str) -> tuple[float, bool]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--against", default=None, help="another chargpt source tree to time beside this one")
     args = p.parse_args()
-    times: dict[str, list[float]] = {name: [] for name in MODULES}
-    lightning: dict[str, bool] = {}
+    trees = {"this": None} | ({"against": os.path.abspath(args.against)} if args.against else {})
+    rows = [(name, tree) for name in MODULES for tree in trees
+            if tree == "this" or MODULES[name].startswith("chargpt")]
+    times: dict[tuple[str, str], list[float]] = {row: [] for row in rows}
+    lightning: dict[tuple[str, str], bool] = {}
     for _ in range(args.repeats):
-        for name, module in MODULES.items():
-            seconds, lightning[name] = import_once(module)
-            times[name].append(seconds)
-    medians = {name: statistics.median(values) for name, values in times.items()}
-    print(f"{'command':<24} {'import (s)':>10}  imports Lightning")
+        for name, tree in rows:
+            seconds, lightning[name, tree] = import_once(MODULES[name], trees[tree])
+            times[name, tree].append(seconds)
+    medians = {row: statistics.median(values) for row, values in times.items()}
+    heads = "".join(f" {tree + ' (s)':>12}" for tree in trees)
+    print(f"{'command':<24}{heads}  imports Lightning ({', '.join(trees)})")
     for name in MODULES:
-        print(f"{name:<24} {medians[name]:>10.2f}  {'yes' if lightning[name] else 'no'}")
-    print(json.dumps({"repeats": args.repeats, "median_s": {k: round(v, 3) for k, v in medians.items()},
-                      "imports_lightning": lightning}))
+        cells = "".join(f" {medians[name, t]:>12.2f}" if (name, t) in medians else " " * 13
+                        for t in trees)
+        said = ", ".join("yes" if lightning[name, t] else "no" for t in trees if (name, t) in lightning)
+        print(f"{name:<24}{cells}  {said}")
+
+    def per_tree(values: dict[tuple[str, str], float | bool], tree: str) -> dict[str, float | bool]:
+        return {name: round(v, 3) if isinstance(v, float) else v
+                for (name, t), v in values.items() if t == tree}
+
+    print(json.dumps({
+        "repeats": args.repeats, "against": trees.get("against"),
+        "median_s": per_tree(medians, "this"), "imports_lightning": per_tree(lightning, "this"),
+        **({"against_median_s": per_tree(medians, "against"),
+            "against_imports_lightning": per_tree(lightning, "against")} if args.against else {}),
+    }))
 
 
 if __name__ == "__main__":
