@@ -99,6 +99,15 @@ TRAIN_CASES = [
         "GPU trainer without a GPU", ["trainer=gpu"], "no CUDA GPU is visible; use trainer=cpu", marks=NO_GPU
     ),
     ("time budget not a number", ["budget_seconds=abc"], "budget_seconds='abc' must be a positive number"),
+    ("seed not a number", ["seed=abc"], "seed='abc' must be a whole number"),
+    ("seed outside numpy's range", ["seed=4294967296"], "seed=4294967296 must be a whole number from 0 to"),
+    ("learning rate not a number", ["optimizer.lr=abc"], "optimizer.lr='abc' must be a finite number >= 0"),
+    ("step count not a number", ["trainer.max_steps=abc"], "trainer.max_steps='abc' must be a whole number"),
+    (
+        "closing sample's temperature not a number",
+        ["sample.temperature=abc"],
+        "sample.temperature='abc' must be a finite number >= 0",
+    ),
     ("time budget zero", ["budget_seconds=0"], "budget_seconds=0 must be a positive number of seconds"),
     (
         "output dir not writable",
@@ -115,7 +124,17 @@ SAMPLE_CASES = [
     ("top_p = 0", ["ckpt_path={ckpt}", "top_p=0"], "top_p=0 must be in (0, 1]"),
     ("top_p > 1", ["ckpt_path={ckpt}", "top_p=1.5"], "top_p=1.5 must be in (0, 1]"),
     ("max_new_tokens < 0", ["ckpt_path={ckpt}", "max_new_tokens=-1"], "max_new_tokens=-1 must be >= 0"),
-    ("num_samples 0", ["ckpt_path={ckpt}", "num_samples=0"], "num_samples=0 must be at least 1"),
+    ("num_samples 0", ["ckpt_path={ckpt}", "num_samples=0"], "num_samples=0 must be a whole number >= 1"),
+    ("seed not a number", ["ckpt_path={ckpt}", "seed=abc"], "seed='abc' must be a whole number"),
+    (
+        "seed outside 64 bits",
+        ["ckpt_path={ckpt}", "seed=18446744073709551616"],
+        "seed=18446744073709551616 is outside the 64-bit range",
+    ),
+    ("length not whole", ["ckpt_path={ckpt}", "max_new_tokens=2.5"], "max_new_tokens=2.5 must be a whole"),
+    ("top_k not a number", ["ckpt_path={ckpt}", "top_k=abc"], "top_k='abc' must be a whole number"),
+    ("compile not a boolean", ["ckpt_path={ckpt}", "compile=maybe"], "compile='maybe' must be true or false"),
+    ("unknown device", ["ckpt_path={ckpt}", "device=tpu"], "device='tpu' is not a device; use auto, cpu"),
     ("threads 0", ["ckpt_path={ckpt}", "threads=0"], "threads=0 must be a whole number >= 1, or null"),
     (
         "prompt outside vocabulary",
@@ -134,6 +153,10 @@ SAMPLE_CASES = [
 ]
 
 EVAL_CASES = [
+    ("batch size 0", ["ckpt_path={ckpt}", "data=text", "data.path={corpus}", "batch_size=0"],
+     "batch_size=0 must be a whole number >= 1"),
+    ("unknown device", ["ckpt_path={ckpt}", "data=text", "data.path={corpus}", "device=tpu"],
+     "device='tpu' is not a device"),
     (
         "data outside the checkpoint's vocabulary",
         ["ckpt_path={ckpt}", "data=text", "data.path={other_text}"],

@@ -269,6 +269,10 @@ def test_bad_export_input_is_one_error_line_and_overwrites_nothing(
     before = {p.name: p.read_bytes() for p in previous.iterdir()}
     assert "already holds an export" in _error(run(*_export_args(ckpt, previous), "format=onnx"))
     assert {p.name: p.read_bytes() for p in previous.iterdir()} == before
+    for word in ("no", "off"):  # Hydra's booleans are true and false: other words are refused
+        message = _error(run(*_export_args(ckpt, previous), "format=onnx", f"overwrite={word}"))
+        assert f"overwrite='{word}' must be true or false" in message
+    assert {p.name: p.read_bytes() for p in previous.iterdir()} == before
     # overwrite=true replaces an export (and nothing else): safetensors -> onnx, no stale weights.
     assert run(*_export_args(ckpt, previous), "format=onnx", "overwrite=true")[0] == 0
     assert sorted(p.name for p in previous.iterdir()) == ["config.json", "model.onnx"]

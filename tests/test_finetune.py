@@ -80,6 +80,9 @@ def test_unseen_characters_are_an_error_by_default(pretrained: Path, tmp_path: P
     code = run_cli(train.main, *finetune_args(new, tmp_path / "ft", pretrained))
     err = capsys.readouterr().err
     assert code == 2 and "'@'" in err and "finetune.extend_vocab=true" in err
+    code = run_cli(train.main, *finetune_args(new, tmp_path / "ft", pretrained, "finetune.extend_vocab=no"))
+    err = capsys.readouterr().err
+    assert code == 2 and "finetune.extend_vocab='no' must be true or false" in err
 
 
 def test_a_folder_and_a_normalised_text_are_read_as_the_run_reads_them(pretrained: Path, tmp_path) -> None:

@@ -314,6 +314,10 @@ def pick_device(name: str) -> str:
     """`auto` is the GPU when there is one; a CUDA device without a GPU is a clear error."""
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        torch.device(name)
+    except (RuntimeError, TypeError):
+        raise ConfigError(f"device={name!r} is not a device; use auto, cpu, cuda or cuda:N") from None
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"device={name} but no CUDA GPU is available; use device=cpu")
     return name

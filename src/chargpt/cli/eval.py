@@ -19,6 +19,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from chargpt.checkpoints import stored_corpus, stored_split
+from chargpt.checks import whole_number
 from chargpt.cli.common import CONFIG_PATH, cli_task, pick_device, quiet_known_warnings, run_main, use_threads
 from chargpt.cli.recorded_text import check_read_alike, recorded_data, split_ids
 from chargpt.errors import ConfigError, exit_on_user_error
@@ -65,6 +66,7 @@ def _hydra_main(cfg: DictConfig) -> None:
         raise ConfigError("ckpt_path is required: chargpt-eval ckpt_path=RUN_DIR_OR_CKPT_FILE")
     if cfg.split not in SPLITS:
         raise ConfigError(f"split={cfg.split!r} is not one of {', '.join(SPLITS)}")
+    whole_number("batch_size", cfg.batch_size, low=1)
     trained, ckpt, file = load_with_checkpoint(cfg.ckpt_path)
     if ckpt is None and not cfg.data.path:
         raise ConfigError(f"{file} is an export, which does not record the text it was trained on; "

@@ -7,6 +7,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
+from chargpt.checks import yes_no
 from chargpt.cli.common import CONFIG_PATH, cli_task, quiet_known_warnings, run_main
 from chargpt.errors import ConfigError, exit_on_user_error
 from chargpt.export import WEIGHTS, card_for, check_destination, check_exportable, export_model
@@ -25,11 +26,11 @@ def _hydra_main(cfg: DictConfig) -> None:
     if not cfg.out:
         raise ConfigError("out is required: the folder to write, e.g. out=exports/my_model")
     out = Path(str(cfg.out)).expanduser()
-    check_destination(out, bool(cfg.overwrite))  # before reading the model: a quick refusal
+    check_destination(out, yes_no("overwrite", cfg.overwrite))  # before reading the model: a quick refusal
     trained = load(cfg.ckpt_path, "cpu")
     check_exportable(trained.model.config, cfg.format)
     card = card_for(cfg.ckpt_path, trained, cfg.name)
-    export_model(trained, card, cfg.format, out, overwrite=bool(cfg.overwrite))
+    export_model(trained, card, cfg.format, out, overwrite=cfg.overwrite)
     files = ", ".join(sorted(p.name for p in out.iterdir()))
     print(f"exported {card.name} ({card.params:,} parameters) as {cfg.format} to {out}: {files}")
 

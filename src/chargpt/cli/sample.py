@@ -10,6 +10,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
+from chargpt.checks import seed, whole_number, yes_no
 from chargpt.cli.common import (
     CONFIG_PATH,
     cli_task,
@@ -32,9 +33,7 @@ SHOWN_SPAN = 80
 def copy_index(cfg: DictConfig, ckpt: dict[str, Any] | None) -> TextIndex | None:
     """The training text indexed for check_copy=true (None when off); read before sampling, so a
     missing or changed text is an error before any text is printed. `ckpt`: None for an export."""
-    if not isinstance(cfg.check_copy, bool):
-        raise ConfigError(f"check_copy={cfg.check_copy} must be true or false")
-    if not cfg.check_copy:
+    if not yes_no("check_copy", cfg.check_copy):
         return None
     text, _ = training_text(ckpt, str(cfg.ckpt_path), cfg.data.path, cfg.data.train_fraction)
     return TextIndex(text)
@@ -55,11 +54,13 @@ def _hydra_main(cfg: DictConfig) -> None:
     quiet_known_warnings()
     if not cfg.ckpt_path:
         raise ConfigError("ckpt_path is required: chargpt-sample ckpt_path=RUN_DIR_OR_CKPT_FILE")
-    if cfg.num_samples < 1:
-        raise ConfigError(f"num_samples={cfg.num_samples} must be at least 1")
-    trained, ckpt, _ = load_with_checkpoint(cfg.ckpt_path, pick_device(cfg.device))
+    whole_number("num_samples", cfg.num_samples, low=1)
+    seed("seed", cfg.seed)
+    yes_no("use_cache", cfg.use_cache)
+    yes_no("compile", cfg.compile)
     # Bad settings or prompt characters are reported before any text is printed.
     check_sampling(cfg.temperature, cfg.top_k, cfg.top_p, cfg.max_new_tokens)
+    trained, ckpt, _ = load_with_checkpoint(cfg.ckpt_path, pick_device(cfg.device))
     prompt = resolve_prompt(cfg.prompt, trained.tokenizer)
     index = copy_index(cfg, ckpt)
     generator = new_generator(trained.device, cfg.seed)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
+from chargpt.checks import yes_no
 from chargpt.cli.common import (
     CONFIG_PATH,
     check_threads,
@@ -31,6 +32,8 @@ def check_settings(cfg: DictConfig) -> None:
         raise ConfigError(f"max_tokens={cfg.max_tokens} is above max_tokens_cap={cfg.max_tokens_cap}; "
                           "lower it or raise the cap")
     check_threads(cfg.threads)
+    yes_no("compile", cfg.compile)
+    pick_device(cfg.device)
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="serve")

@@ -14,6 +14,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from chargpt.checkpoints import resolve_checkpoint, run_dir_of
+from chargpt.checks import whole_number
 from chargpt.cli.common import (
     CONFIG_PATH,
     cli_task,
@@ -24,7 +25,7 @@ from chargpt.cli.common import (
     use_threads,
 )
 from chargpt.distributed import is_rank_zero
-from chargpt.errors import ChargptError, exit_on_user_error
+from chargpt.errors import ChargptError, ConfigError, exit_on_user_error
 from chargpt.inference import TrainedModel
 from chargpt.model.sampling import check_sampling
 from chargpt.runs.directory import check_run_dir
@@ -49,9 +50,15 @@ def resume_command(run_dir: str | Path) -> str:
     return shlex.join(["chargpt-train", *kept, f"ckpt_path={run_dir}"])
 
 
+SEED_MAX = 2**32 - 1  # numpy's seeds, which Lightning seeds too
+
+
 def train(cfg: DictConfig) -> float | None:
     """Train as configured; returns the best validation loss (the metric sweeps optimise)."""
     quiet_known_warnings()
+    # Lightning would warn and train with seed 0 outside numpy's range: refused instead.
+    if not 0 <= whole_number("seed", cfg.seed) <= SEED_MAX:
+        raise ConfigError(f"seed={cfg.seed} must be a whole number from 0 to {SEED_MAX}")
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     output_dir = cfg.paths.output_dir
     if is_rank_zero():
@@ -61,8 +68,9 @@ def train(cfg: DictConfig) -> float | None:
     use_threads(cfg.get("threads"))
     datamodule, module, trainer, ckpt_path, finetuning = build_run(cfg)
     sample_prompt = None
-    if cfg.sample.max_new_tokens > 0:  # checked now: a bad sample setting must not waste the run
-        check_sampling(cfg.sample.temperature, cfg.sample.top_k, cfg.sample.top_p, cfg.sample.max_new_tokens)
+    check_sampling(cfg.sample.temperature, cfg.sample.top_k, cfg.sample.top_p, cfg.sample.max_new_tokens,
+                   "sample.")  # now: a bad sample setting must not waste the run
+    if cfg.sample.max_new_tokens > 0:
         sample_prompt = resolve_prompt(cfg.sample.prompt, datamodule.tokenizer, "sample.prompt")
     if finetuning:  # the starting point on the new text, logged at step 0
         trainer.validate(module, datamodule=datamodule, verbose=False)

@@ -16,21 +16,30 @@ from collections.abc import Callable, Iterator
 import torch
 from torch import nn
 
+from chargpt.checks import real_number, whole_number
 from chargpt.errors import ConfigError
 from chargpt.model.kv_cache import KVCache
 
 
 def check_sampling(
-    temperature: float, top_k: int | None, top_p: float | None, max_new_tokens: int = 0
+    temperature: float, top_k: int | None, top_p: float | None, max_new_tokens: int = 0, prefix: str = ""
 ) -> None:
-    if not math.isfinite(temperature) or temperature < 0:
-        raise ConfigError(f"temperature={temperature} must be a finite number >= 0 (0 means greedy)")
+    """Each setting of the right type and in its range: a ConfigError naming the first that is not
+    (as `{prefix}name`: the training command's settings are `sample.temperature` and so on)."""
+    whole_number(f"{prefix}max_new_tokens", max_new_tokens)
+    whole_number(f"{prefix}top_k", top_k, optional=True)
+    real_number(f"{prefix}top_p", top_p, optional=True)
+    if (isinstance(temperature, bool) or not isinstance(temperature, (int, float))
+            or not math.isfinite(temperature) or temperature < 0):
+        raise ConfigError(
+            f"{prefix}temperature={temperature!r} must be a finite number >= 0 (0 means greedy)"
+        )
     if top_k is not None and top_k < 0:
-        raise ConfigError(f"top_k={top_k} must be >= 0 (0 or null turns it off)")
+        raise ConfigError(f"{prefix}top_k={top_k} must be >= 0 (0 or null turns it off)")
     if top_p is not None and not 0.0 < top_p <= 1.0:
-        raise ConfigError(f"top_p={top_p} must be in (0, 1] (1 or null turns it off)")
+        raise ConfigError(f"{prefix}top_p={top_p} must be in (0, 1] (1 or null turns it off)")
     if max_new_tokens < 0:
-        raise ConfigError(f"max_new_tokens={max_new_tokens} must be >= 0")
+        raise ConfigError(f"{prefix}max_new_tokens={max_new_tokens} must be >= 0")
 
 
 def filter_logits(logits: torch.Tensor, top_k: int | None, top_p: float | None) -> torch.Tensor:

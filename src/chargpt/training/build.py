@@ -27,6 +27,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
 from chargpt.checkpoints import check_resumable, read_checkpoint, resolve_checkpoint, run_dir_of
+from chargpt.checks import real_number, whole_number
 from chargpt.data import CharDataModule
 from chargpt.distributed import is_rank_zero
 from chargpt.errors import ConfigError, SetupError
@@ -226,6 +227,20 @@ def check_devices(trainer_cfg: DictConfig) -> None:
         )
 
 
+# The trainer's step and epoch counts: whole numbers from these lows (-1: no limit), or null.
+TRAINER_COUNTS = {"max_steps": -1, "max_epochs": -1, "log_every_n_steps": 1, "accumulate_grad_batches": 1,
+                  "num_sanity_val_steps": -1}
+
+
+def check_trainer_numbers(trainer_cfg: DictConfig) -> None:
+    """Counts and intervals of the wrong type are one line naming the setting (Lightning's own
+    error, "'<' not supported between instances of 'str' and 'int'", names neither)."""
+    for key, low in TRAINER_COUNTS.items():
+        whole_number(f"trainer.{key}", trainer_cfg.get(key), low, optional=True)
+    real_number("trainer.val_check_interval", trainer_cfg.get("val_check_interval"), 0, optional=True)
+    real_number("trainer.gradient_clip_val", trainer_cfg.get("gradient_clip_val"), 0, optional=True)
+
+
 def check_launch(cfg: DictConfig) -> None:
     """Lightning's `ddp` starts each extra rank by re-running the command line: inside a Hydra
     multirun that re-runs the sweep, and the ranks silently train different configs."""
@@ -295,6 +310,7 @@ def build_run(cfg: DictConfig) -> Run:
     # for the first run of a process), before the data is read and the shapes are timed.
     start = budget.run_start_time() if auto else 0.0
     check_launch(cfg)
+    check_trainer_numbers(cfg.trainer)
     budget.checked_seconds(cfg.get("budget_seconds"))  # before model=auto times anything
     decided = []  # what this machine decided, noted in the saved config
     if resolve_precision(cfg):  # before model=auto times its shapes in it

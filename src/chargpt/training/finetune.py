@@ -14,6 +14,7 @@ import torch
 from hydra.utils import instantiate
 from torch import nn
 
+from chargpt.checks import whole_number, yes_no
 from chargpt.data import CharDataModule
 from chargpt.data.tokenizer import describe_chars
 from chargpt.errors import ConfigError, DataError
@@ -106,8 +107,10 @@ def prepare_finetune(cfg: Any, composed: ModelConfig, task_overrides: list[str])
         raise ConfigError("init_from starts a new run and ckpt_path resumes one; pass only one of them")
     pretrained = load_pretrained(cfg.init_from, composed, explicit_model_overrides(task_overrides))
     options = cfg.finetune
+    yes_no("finetune.freeze_embeddings", options.freeze_embeddings)
+    whole_number("finetune.freeze_blocks", options.freeze_blocks, low=0)
     vocab = finetune_vocab(pretrained, instantiate(cfg.data, block_size=pretrained.config.block_size),
-                           options.extend_vocab)
+                           yes_no("finetune.extend_vocab", options.extend_vocab))
     if len(vocab) > len(pretrained.vocab) and options.freeze_embeddings:
         raise ConfigError(
             "finetune.freeze_embeddings=true would leave the new characters untrained; "

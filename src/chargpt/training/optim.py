@@ -16,6 +16,7 @@ from hydra.utils import get_object, instantiate
 from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 
+from chargpt.checks import real_number
 from chargpt.errors import ConfigError
 from chargpt.training.muon import NS_DTYPES, Muon
 
@@ -43,12 +44,26 @@ def group_rates(optimizer: torch.optim.Optimizer) -> dict[str, float]:
     return rates
 
 
+# Settings every optimizer here reads as numbers (AdamW's rate nested under `adamw` for Muon).
+NUMBERS = ("lr", "weight_decay", "momentum", "eps")
+
+
 def check_optimizer(config: dict[str, Any] | None) -> None:
-    """Refuse, before any data work, an optimizer this torch does not have."""
+    """Refuse, before any data work, an optimizer this torch does not have, or a rate or decay
+    that is not a number."""
+    _check_numbers(dict(config or {}), "optimizer.")
     target = get_object(dict(config or {}).get("_target_", "torch.optim.AdamW"))
     check = getattr(target, "check_available", None)
     if check is not None:
         check()
+
+
+def _check_numbers(settings: dict[str, Any], prefix: str) -> None:
+    for key, value in settings.items():
+        if key in NUMBERS:
+            real_number(f"{prefix}{key}", value, low=0)
+        elif isinstance(value, dict):
+            _check_numbers(value, f"{prefix}{key}.")
 
 
 def build_optimizer(model: nn.Module, config: dict[str, Any] | None) -> torch.optim.Optimizer:

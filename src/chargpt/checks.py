@@ -1,0 +1,47 @@
+"""Typed checks of settings: a value of the wrong type is one ConfigError naming the setting and
+what it takes, before torch or Lightning meet it (their own errors name neither). Hydra reads
+`true`/`false` as booleans and numbers as numbers, so any other text arrives here as a string."""
+
+from __future__ import annotations
+
+import math
+
+from chargpt.errors import ConfigError
+
+SEED_RANGE = (-(2**63), 2**64 - 1)  # what torch.Generator.manual_seed accepts
+_OR_NULL = {True: ", or null", False: ""}
+
+
+def yes_no(name: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{name}={value!r} must be true or false")
+    return value
+
+
+def whole_number(name: str, value: object, low: int | None = None, optional: bool = False) -> int | None:
+    """An int (not a bool) >= low; None too when optional."""
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or (low is not None and value < low):
+        at_least = f" >= {low}" if low is not None else ""
+        raise ConfigError(f"{name}={value!r} must be a whole number{at_least}{_OR_NULL[optional]}")
+    return value
+
+
+def real_number(name: str, value: object, low: float | None = None, optional: bool = False) -> float | None:
+    """A finite int or float (not a bool) >= low; None too when optional."""
+    if value is None and optional:
+        return None
+    if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
+            or (low is not None and value < low)):
+        at_least = f" >= {low:g}" if low is not None else ""
+        raise ConfigError(f"{name}={value!r} must be a finite number{at_least}{_OR_NULL[optional]}")
+    return float(value)
+
+
+def seed(name: str, value: object) -> int:
+    number = whole_number(name, value)
+    assert number is not None
+    if not SEED_RANGE[0] <= number <= SEED_RANGE[1]:
+        raise ConfigError(f"{name}={number} is outside the 64-bit range torch seeds take")
+    return number

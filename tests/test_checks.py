@@ -1,0 +1,47 @@
+"""Typed setting checks: what each accepts, and the one message for what it does not."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from chargpt.checks import real_number, seed, whole_number, yes_no
+from chargpt.errors import ConfigError
+
+
+@pytest.mark.parametrize("value", [True, False])
+def test_yes_no_takes_booleans_only(value: bool) -> None:
+    assert yes_no("overwrite", value) is value
+
+
+@pytest.mark.parametrize("value", ["no", "off", "yes", "maybe", 0, 1, None])
+def test_yes_no_refuses_words_and_numbers(value: object) -> None:
+    with pytest.raises(ConfigError, match=r"^overwrite=.* must be true or false$"):
+        yes_no("overwrite", value)
+
+
+def test_whole_number_bounds_and_null() -> None:
+    assert whole_number("n", 3, low=1) == 3
+    assert whole_number("n", None, optional=True) is None
+    for bad in ("abc", 2.5, True, 0, None):
+        with pytest.raises(ConfigError, match=r"must be a whole number >= 1$"):
+            whole_number("n", bad, low=1)
+    with pytest.raises(ConfigError, match=r"^n=-2 must be a whole number >= -1, or null$"):
+        whole_number("n", -2, low=-1, optional=True)
+
+
+def test_real_number_takes_ints_and_floats_but_not_text_booleans_or_infinities() -> None:
+    assert real_number("lr", 3, low=0) == 3.0 and real_number("lr", 1e-3) == 1e-3
+    assert real_number("lr", None, optional=True) is None
+    for bad in ("abc", True, math.inf, math.nan, -1e-3):
+        with pytest.raises(ConfigError, match=r"^lr=.* must be a finite number >= 0$"):
+            real_number("lr", bad, low=0)
+
+
+def test_seed_is_any_64_bit_value_torch_takes() -> None:
+    assert seed("seed", -(2**63)) == -(2**63) and seed("seed", 2**64 - 1) == 2**64 - 1
+    with pytest.raises(ConfigError, match="outside the 64-bit range"):
+        seed("seed", 2**64)
+    with pytest.raises(ConfigError, match="must be a whole number"):
+        seed("seed", "abc")
