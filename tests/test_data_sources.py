@@ -11,6 +11,7 @@ import pytest
 
 from chargpt.checkpoints import check_resumable
 from chargpt.data import CharDataModule
+from chargpt.data.sources import CACHE_FILE
 from chargpt.errors import ChargptError, CheckpointError, ConfigError, DataError
 from chargpt.model import ModelConfig
 from conftest import lacks, run_cli, train_args
@@ -181,6 +182,20 @@ def test_empty_sources_are_one_clear_error(tmp_path: Path, make, message: str) -
     root.mkdir()
     with pytest.raises(DataError, match=message):
         module(make(root)).setup()
+
+
+def test_the_cache_beside_one_text_never_joins_its_folder(
+    folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Trained on alone, a text gets its cache beside it; its folder and a glob of it read as before.
+    monkeypatch.delenv("CHARGPT_CACHE_DIR")
+    before, globbed = text_of(module(folder)), text_of(module(f"{folder}/*"))
+    files = set(folder.iterdir())
+    module(folder / "a.txt", block_size=2).setup()
+    module(folder / "a.txt", block_size=2, vocab=sorted(set(before))).setup()  # a fine-tune's vocabulary
+    cached = set(folder.iterdir()) - files
+    assert len(cached) == 4 and all(CACHE_FILE.search(p.name) for p in cached), cached
+    assert text_of(module(folder)) == before and text_of(module(f"{folder}/*")) == globbed
 
 
 def test_a_binary_file_in_a_directory_is_named(folder: Path) -> None:

@@ -11,6 +11,7 @@ import glob
 import hashlib
 import json
 import os
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -83,13 +84,22 @@ def _looks_binary(path: Path) -> bool:
     return False
 
 
+# The cache files chargpt writes beside a single text (chargpt.data.encoding names them LABEL.KEY.
+# stats.json, .vocab.json, .ids.npy and .vocab-VOCABKEY.ids.npy, KEY 16 hex digits): never part
+# of a corpus, so a folder or glob that holds a text trained on alone still reads as its texts.
+CACHE_FILE = re.compile(r"\.[0-9a-f]{16}\.(stats\.json|vocab\.json|ids\.npy|vocab-[0-9a-f]+\.ids\.npy)$")
+
+
 def _is_hidden(path: Path, root: Path) -> bool:
     return any(part.startswith(".") for part in path.relative_to(root).parts)
 
 
 def _directory_files(root: Path, setting: str) -> list[Path]:
     """Every non-hidden file under `root`, recursively, sorted by path; a binary one is an error."""
-    files = sorted(p for p in root.rglob("*") if p.is_file() and not _is_hidden(p, root))
+    files = sorted(
+        p for p in root.rglob("*")
+        if p.is_file() and not _is_hidden(p, root) and not CACHE_FILE.search(p.name)
+    )
     for path in files:
         if _looks_binary(path):
             raise DataError(
@@ -109,7 +119,7 @@ def text_files(value: str, setting: str, url: str | None = None, sha256: str | N
             raise DataError(f"{setting}={value}: the directory {path} has no files; put text files in it")
         return files
     if not path.exists() and any(c in expanded for c in GLOB_CHARS):
-        matches = sorted(Path(m) for m in glob.glob(expanded, recursive=True))
+        matches = sorted(Path(m) for m in glob.glob(expanded, recursive=True) if not CACHE_FILE.search(m))
         files = []
         for match in matches:
             files += _directory_files(match, setting) if match.is_dir() else [match]
