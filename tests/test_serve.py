@@ -319,6 +319,26 @@ def test_a_full_queue_gets_429_and_a_closed_stream_frees_its_place(run_dir: Path
         assert engine.load() == {"running": 0, "waiting": 0}
 
 
+def test_a_client_that_hangs_up_on_a_plain_request_stops_its_generation(run_dir: Path) -> None:
+    limits = Limits(max_tokens=1_000_000)
+    with serving(run_dir, limits, max_batch=1, max_queue=0) as (url, engine):
+        host, port = url.removeprefix("http://").split(":")
+        body = json.dumps({"prompt": "The", "max_tokens": 1_000_000, "n": 4}).encode()  # minutes of work
+        with socket.create_connection((host, int(port)), timeout=30) as client:
+            client.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                           b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+            deadline = time.monotonic() + 30
+            while engine.load()["running"] < 1 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert engine.load() == {"running": 1, "waiting": 0}  # it is generating
+        # The client hung up before any answer: its generation stops and frees the only slot.
+        deadline = time.monotonic() + 30
+        while engine.load()["running"] > 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert engine.load() == {"running": 0, "waiting": 0}
+        assert len(complete(url, prompt="Hi", max_tokens=5)["choices"][0]["text"]) == 5  # not a 429
+
+
 def test_an_export_folder_serves_the_same_model(run_dir: Path, tmp_path: Path) -> None:
     trained = chargpt.load(run_dir)
     folder = export_model(trained, card_for(run_dir, trained), "safetensors", tmp_path / "my export")
@@ -355,6 +375,10 @@ def test_cli_bad_settings_are_one_error_line(
     assert "max_concurrency=0 must be a whole number >= 1" in _cli_error(
         [f"ckpt_path={run_dir}", "max_concurrency=0"], monkeypatch, capsys)
     assert "port=70000" in _cli_error([f"ckpt_path={run_dir}", "port=70000"], monkeypatch, capsys)
+    assert "compile='maybe' must be true or false" in _cli_error(
+        [f"ckpt_path={run_dir}", "compile=maybe"], monkeypatch, capsys)
+    assert "device='tpu' is not a device" in _cli_error(
+        [f"ckpt_path={run_dir}", "device=tpu"], monkeypatch, capsys)
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()

@@ -57,6 +57,12 @@ def error_response(err: APIError) -> JSONResponse:
     return JSONResponse(err.body(), status_code=err.status, headers=headers)
 
 
+async def disconnected(request: Request) -> None:
+    """Returns once the client has disconnected (its body is read already: nothing else comes)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
 def sse(data: dict[str, Any] | str) -> str:
     return f"data: {data if isinstance(data, str) else json.dumps(data, ensure_ascii=False)}\n\n"
 
@@ -99,6 +105,29 @@ class Completion:
                 ended += event.kind == "end"
             yield batch
 
+    async def texts(self, request: Request) -> list[str] | None:
+        """Every choice's whole text; None if the client disconnected first, which stops the generation
+        (nothing else notices: a response that is not streamed writes nothing until the end)."""
+        texts = [""] * self.request.n
+
+        async def collect() -> None:
+            async for batch in self.batches():
+                for event in batch:
+                    texts[event.index] += event.text
+
+        collecting = asyncio.ensure_future(collect())
+        hangup = asyncio.ensure_future(disconnected(request))
+        try:
+            done, _ = await asyncio.wait((collecting, hangup), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            self.job.cancel()  # stops the work if the client went away; a no-op once done
+            collecting.cancel()
+            hangup.cancel()
+        if collecting not in done:
+            return None
+        collecting.result()  # the generation's error, if it failed
+        return texts
+
     def usage(self, completion_chars: int) -> dict[str, int]:
         prompt = len(self.request.prompt_ids)
         return {"prompt_tokens": prompt, "completion_tokens": completion_chars,
@@ -109,6 +138,7 @@ def create_app(engine: Engine, tokenizer: CharTokenizer, card: ModelCard, limits
     app = FastAPI(title="chargpt", docs_url=None, redoc_url=None, openapi_url=None)
     page = resources.files("chargpt.serving").joinpath("page.html").read_text(encoding="utf-8")
     created = int(time.time())
+    app.state.stop_generating = engine.close  # at shutdown (server.py): running requests end with an error
     model_entry = {"id": card.name, "object": "model", "created": created, "owned_by": "chargpt",
                    "chargpt": {**card.to_dict(), "max_tokens": limits.max_tokens,
                                "default_max_tokens": limits.default_max_tokens, "max_n": limits.max_n}}
@@ -154,13 +184,9 @@ def create_app(engine: Engine, tokenizer: CharTokenizer, card: ModelCard, limits
         completion = Completion(engine, parsed)
         if parsed.stream:
             return StreamingResponse(stream(completion), media_type="text/event-stream", headers=SSE_HEADERS)
-        texts = [""] * parsed.n
-        try:
-            async for batch in completion.batches():
-                for event in batch:
-                    texts[event.index] += event.text
-        finally:
-            completion.job.cancel()  # stops the work if the client went away; a no-op once done
+        texts = await completion.texts(request)
+        if texts is None:
+            return Response(status_code=499)  # nobody reads it: nginx's "client closed request"
         return JSONResponse({
             "id": completion.id, "object": "text_completion", "created": completion.created,
             "model": card.name,

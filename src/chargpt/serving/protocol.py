@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from chargpt.checks import SEED_RANGE
 from chargpt.data.tokenizer import CharTokenizer
 from chargpt.errors import ChargptError
 from chargpt.model.sampling import check_sampling
@@ -44,9 +45,6 @@ UNSUPPORTED = {
     "stop": None, "echo": False, "logprobs": None, "best_of": None, "suffix": None, "logit_bias": None,
     "presence_penalty": 0, "frequency_penalty": 0,
 }
-
-
-SEED_RANGE = (-(2**63), 2**64 - 1)  # what torch.Generator.manual_seed accepts
 
 
 class CompletionBody(BaseModel):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import signal
 import socket
@@ -15,6 +16,7 @@ from fastapi import FastAPI
 from chargpt.errors import ConfigError
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+GRACE_S = 2  # on Ctrl+C, how long requests still generating get to finish: an open stream never would
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -61,6 +63,18 @@ class _Server(uvicorn.Server):
             for sig, handler in originals.items():
                 signal.signal(sig, handler)
 
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        """Requests still generating when the grace period ends get an error ("the server is shutting
+        down") from the app's stop_generating, in time to answer: uvicorn would cancel them, a traceback
+        each."""
+        stop: Callable[[], None] | None = getattr(self.config.app.state, "stop_generating", None)
+        timer = asyncio.get_running_loop().call_later(GRACE_S, stop) if stop is not None else None
+        try:
+            await super().shutdown(sockets)
+        finally:
+            if timer is not None:
+                timer.cancel()
+
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
         if self.on_ready is not None and self.started:
@@ -70,8 +84,8 @@ class _Server(uvicorn.Server):
 def make_server(
     app: FastAPI, log_level: str = "info", on_ready: Callable[[], None] | None = None
 ) -> uvicorn.Server:
-    # An open stream must not hold up Ctrl+C for long.
-    config = uvicorn.Config(app, log_level=log_level, lifespan="off", timeout_graceful_shutdown=2)
+    # After GRACE_S the requests still running end with an error; uvicorn cancels any left a second later.
+    config = uvicorn.Config(app, log_level=log_level, lifespan="off", timeout_graceful_shutdown=GRACE_S + 1)
     return _Server(config, on_ready)
 
 
