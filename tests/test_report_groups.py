@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from chargpt.errors import ChargptError
 from chargpt.runs.report import find_runs, group_runs, report, run_row, sort_rows
 
 
@@ -124,3 +125,23 @@ def test_a_narrow_terminal_keeps_the_setting_and_leaves_out_the_other_figures(tm
     assert max(len(line) for line in group_table.splitlines()) <= 80  # (the run table keeps its metrics)
     assert "optimizer.lr" in group_table and "3e-3" in group_table and "1.5500 ± 0.0707" in group_table
     assert "not shown (see the CSV): tokens_per_sec" in " ".join(group_table.split())
+
+
+def test_the_csv_replaces_only_a_reports_own_files(tmp_path: Path, capsys) -> None:
+    sweep = sweep_of(tmp_path, {"optimizer.lr=1e-3": [2.0, 2.2], "optimizer.lr=3e-3": [1.5, 1.6]})
+    report(sweep, tmp_path / "my report.csv")
+    report(sweep, tmp_path / "my report.csv")  # its own earlier output: replaced
+    names = {"my report.csv", "my report_groups.csv"}
+    assert names <= {p.name for p in tmp_path.iterdir()}
+
+    keep = tmp_path / "keep.txt"
+    keep.write_text("my notes\n")
+    with pytest.raises(ChargptError, match=r"keep\.txt exists and is not a report's output; nothing was"):
+        report(sweep, keep)
+    assert keep.read_text() == "my notes\n" and not (tmp_path / "keep_groups.txt").exists()
+    (tmp_path / "other_groups.csv").write_text("a,b\n1,2\n")  # the settings' table would replace it
+    with pytest.raises(ChargptError, match=r"other_groups\.csv exists and is not a report's output"):
+        report(sweep, tmp_path / "other.csv")
+    assert not (tmp_path / "other.csv").exists()
+    with pytest.raises(ChargptError, match=r"the folder .*no such folder does not exist; create it"):
+        report(sweep, tmp_path / "no such folder" / "x.csv")

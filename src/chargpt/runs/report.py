@@ -353,9 +353,38 @@ def print_groups(
     _print_fitted(title, [*swept, *whole], rows, notes, whole, ("n", *figures), console, extra)
 
 
+def output_paths(csv_path: Path) -> tuple[Path, Path, Path]:
+    """The runs' CSV, the settings' CSV and the curves' picture written for `csv_path`."""
+    return (csv_path, csv_path.with_name(f"{csv_path.stem}_groups.csv"),
+            csv_path.with_name(f"{csv_path.stem}_curves.png"))
+
+
+def _written_by_a_report(path: Path) -> bool:
+    with path.open("rb") as f:
+        head = f.readline(4096)
+    if path.suffix == ".png":
+        return head.startswith(b"\x89PNG")
+    columns = head.decode("utf-8", "replace").strip().split(",")
+    return (columns[0] == "run" and "status" in columns) or {"seeds", "runs", "n"} <= set(columns)
+
+
+def check_outputs(paths: tuple[Path, ...]) -> None:
+    """Refuse, before anything is written, a folder that is not there or a file a report did not
+    write: a report replaces only its own earlier output."""
+    for path in paths:
+        if not path.parent.is_dir():
+            raise ChargptError(f"cannot write {path}: the folder {path.parent} does not exist; create it "
+                               "or pass another --csv path")
+        if path.is_dir() or (path.exists() and not _written_by_a_report(path)):
+            raise ChargptError(f"{path} exists and is not a report's output; nothing was written: pass "
+                               "another --csv path, or move that file")
+
+
 def report(sweep_dir: Path, csv_path: Path | None = None, sort_by: str = "best_val_loss") -> list[dict]:
     if not sweep_dir.is_dir():
         raise ChargptError(f"{sweep_dir} is not a directory; give a sweep directory (outputs/multirun/...)")
+    csv_path, groups_path, curves_path = outputs = output_paths(csv_path or sweep_dir / "report.csv")
+    check_outputs(outputs)
     runs = find_runs(sweep_dir)
     if not runs:
         raise ChargptError(f"no runs in {sweep_dir} (no .hydra/overrides.yaml in it); give a sweep directory")
@@ -369,10 +398,8 @@ def report(sweep_dir: Path, csv_path: Path | None = None, sort_by: str = "best_v
         f"{len(groups)} settings: mean ± std over seeds, sorted by {metric}",
         groups, metric,
     )
-    csv_path = csv_path or sweep_dir / "report.csv"
     write_csv(csv_path, columns, rows)
-    groups_path = csv_path.with_name(f"{csv_path.stem}_groups.csv")
     write_csv(groups_path, *flat_groups(groups))
     print(f"written: {csv_path}\nwritten: {groups_path}")
-    write_curves(csv_path.with_name(f"{csv_path.stem}_curves.png"), sweep_dir, columns, rows)
+    write_curves(curves_path, sweep_dir, columns, rows)
     return rows
