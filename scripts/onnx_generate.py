@@ -21,10 +21,19 @@ import numpy as np
 import onnxruntime as ort
 
 
+def fail(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
 def load(folder: Path) -> tuple[ort.InferenceSession, dict]:
-    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    try:
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        fail(f"{folder} is not an export folder (no readable config.json); export one with "
+             "chargpt-export ckpt_path=RUN format=onnx out=DIR")
     if config.get("weights") != "model.onnx":
-        sys.exit(f"error: {folder} is not an ONNX export (export with format=onnx)")
+        fail(f"{folder} is not an ONNX export (export with format=onnx)")
     return ort.InferenceSession(str(folder / "model.onnx"), providers=["CPUExecutionProvider"]), config
 
 
@@ -79,8 +88,7 @@ def main() -> None:
     try:
         characters = generate(session, config, args.prompt, args.max_new_tokens, *options)
     except ValueError as err:  # before the prompt is printed
-        print(f"error: {err}; remove them from --prompt", file=sys.stderr)
-        sys.exit(2)
+        fail(f"{err}; remove them from --prompt")
     print(args.prompt, end="", flush=True)
     for ch in characters:
         print(ch, end="", flush=True)

@@ -11,6 +11,7 @@ import torch
 from chargpt import load
 from chargpt.cli import eval as eval_cli
 from chargpt.cli import sample, train
+from chargpt.errors import ConfigError
 from conftest import run_cli, train_args
 
 
@@ -61,6 +62,8 @@ def test_api_and_cli_share_the_sampling_path(trained_run: Path, capsys) -> None:
     cli_text = capsys.readouterr().out
     api_text = load(trained_run).generate("A", seed=3, max_new_tokens=30, temperature=0.9, top_p=0.9)[0]
     assert cli_text == "A" + api_text + "\n"
+    with pytest.raises(ConfigError, match="num_samples=0 must be a whole number >= 1"):
+        load(trained_run).generate("A", num_samples=0)  # as the command refuses it, not an empty list
 
 
 def test_eval_prints_full_split_loss_as_json(trained_run: Path, corpus: Path, capsys) -> None:

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from chargpt.checkpoints import model_config, model_weights, read_checkpoint, resolve_checkpoint
+from chargpt.checks import whole_number
 from chargpt.data.tokenizer import CharTokenizer
 from chargpt.errors import CheckpointError
 from chargpt.evaluation import evaluate_text
@@ -74,6 +75,7 @@ class TrainedModel:
         self, prompt: str | None = None, num_samples: int = 1, seed: int | None = None, **options: Any
     ) -> list[str]:
         """`num_samples` texts (without the prompt); the same seed gives the same texts."""
+        whole_number("num_samples", num_samples, low=1)
         generator = new_generator(self.device, seed)
         return ["".join(self.stream(prompt, generator=generator, **options)) for _ in range(num_samples)]
 
