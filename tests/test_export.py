@@ -164,6 +164,10 @@ def test_onnx_greedy_text_equals_chargpt_without_pytorch(
         result = subprocess.run([sys.executable, "-c", bad], capture_output=True, text=True, timeout=120)
         assert result.returncode == 2 and result.stdout == ""
         assert result.stderr.startswith("error: characters not in the vocabulary: 'ï', '😀'")
+        missing = runner.replace(repr(str(out)), repr(str(tmp_path / "no export")))
+        result = subprocess.run([sys.executable, "-c", missing], capture_output=True, text=True, timeout=120)
+        assert result.returncode == 2 and result.stdout == "" and "Traceback" not in result.stderr
+        assert result.stderr.startswith(f"error: {tmp_path / 'no export'} is not an export folder")
 
 
 def test_cli_export_of_a_run_carries_its_card_and_serves_chargpt_sample(
