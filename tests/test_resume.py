@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import shlex
+import shutil
+import warnings
 from pathlib import Path
 
 import pytest
@@ -116,3 +118,25 @@ def test_incompatible_resume_is_refused(tmp_path, monkeypatch, capsys, change, e
     assert err.startswith("error: ") and expected in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
     assert (run / "checkpoints" / "last.ckpt").read_bytes() == before
+
+
+def test_a_copied_run_folder_resumes_as_it_would_in_place(tmp_path, capsys):
+    corpus = write_corpus(tmp_path / "corpus.txt")
+    first = bare_train_args(corpus, tmp_path / "first", "trainer.max_steps=4", "trainer.val_check_interval=2")
+    code, _, err = run_main(train_main, first, capsys)
+    assert code == 0, err
+    moved = tmp_path / "copied run, é"
+    shutil.copytree(tmp_path / "first", moved)
+    resume = bare_train_args(corpus, None, "trainer.max_steps=10", "trainer.val_check_interval=2",
+                             f"ckpt_path={moved}")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        code, _, err = run_main(train_main, resume, capsys)
+    assert code == 0, err
+    assert not [w for w in caught if "dirpath has changed" in str(w.message)]
+    best_key = "ModelCheckpoint{'monitor': 'val/loss'"
+    [state] = [v for k, v in _state(moved)["callbacks"].items() if k.startswith(best_key)]
+    assert state["dirpath"] == str((moved / "checkpoints").resolve())
+    # One best checkpoint, as in place: the copied one was replaced when a better one came.
+    best = sorted(p.name for p in (moved / "checkpoints").glob("best-*.ckpt"))
+    assert best == [Path(state["best_model_path"]).name], best

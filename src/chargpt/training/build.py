@@ -35,7 +35,7 @@ from chargpt.files import write_text_atomic
 from chargpt.model import ModelConfig
 from chargpt.training import auto_size, precision
 from chargpt.training.callbacks import budget
-from chargpt.training.checkpoint_io import AtomicCheckpointIO
+from chargpt.training.checkpoint_io import AtomicCheckpointIO, follow_moved_run
 from chargpt.training.finetune import apply_pretrained, freeze, prepare_finetune
 from chargpt.training.host_memory import keep_freed_memory
 from chargpt.training.module import CharLM
@@ -387,6 +387,8 @@ def build_run(cfg: DictConfig) -> Run:
     # max_steps / max_epochs -> the run's total optimizer steps, which the schedule, the data loader
     # and the progress bar read from the trainer.
     fix_total_steps(trainer, len(datamodule.train_ids), datamodule.batch_size, datamodule.block_size)
+    if ckpt is not None:
+        follow_moved_run(ckpt, trainer.callbacks)
     if ckpt is not None and isinstance(trainer.strategy.checkpoint_io, AtomicCheckpointIO):
         trainer.strategy.checkpoint_io.preload(ckpt_path, ckpt)  # fit() reads it from memory
     return Run(datamodule, module, trainer, ckpt_path, pretrained is not None)

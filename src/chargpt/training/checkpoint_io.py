@@ -1,11 +1,14 @@
-"""Lightning's checkpoint I/O for training runs: atomic local writes, each checkpoint read once."""
+"""Lightning's checkpoint I/O for training runs: atomic local writes, each checkpoint read once, and
+a moved run's checkpoint paths followed."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 from lightning.fabric.utilities.cloud_io import get_filesystem
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from chargpt.checkpoints import save_atomic
@@ -40,3 +43,30 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             return super().save_checkpoint(checkpoint, path, storage_options)
         save_atomic(checkpoint, path)
         return None
+
+
+def follow_moved_run(ckpt: dict[str, Any], callbacks: list[Any]) -> None:
+    """A run folder copied or moved elsewhere resumes as it would in place: the checkpoint
+    callbacks' saved paths under their old folder are rewritten to the folder they write now.
+    (Lightning drops its record of the best checkpoints when the folder changed, so the copied
+    best-*.ckpt would never be replaced, and it warns about it.)"""
+    states = ckpt.get("callbacks") or {}
+    for callback in callbacks:
+        if not isinstance(callback, ModelCheckpoint) or callback.dirpath is None:
+            continue
+        state = states.get(callback.state_key)
+        old = state.get("dirpath") if isinstance(state, dict) else None
+        new = callback.dirpath
+        if not isinstance(old, str) or old == new:
+            continue
+
+        def moved(path: Any, old: str = old, new: str = new) -> Any:
+            inside = isinstance(path, str) and path and os.path.commonpath([path, old]) == old
+            return os.path.join(new, os.path.relpath(path, old)) if inside else path
+
+        state["dirpath"] = new
+        for key in ("best_model_path", "kth_best_model_path", "last_model_path"):
+            if key in state:
+                state[key] = moved(state[key])
+        if isinstance(state.get("best_k_models"), dict):
+            state["best_k_models"] = {moved(path): score for path, score in state["best_k_models"].items()}
