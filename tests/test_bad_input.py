@@ -135,6 +135,7 @@ SAMPLE_CASES = [
     ("top_k not a number", ["ckpt_path={ckpt}", "top_k=abc"], "top_k='abc' must be a whole number"),
     ("compile not a boolean", ["ckpt_path={ckpt}", "compile=maybe"], "compile='maybe' must be true or false"),
     ("unknown device", ["ckpt_path={ckpt}", "device=tpu"], "device='tpu' is not a device; use auto, cpu"),
+    ("device a number", ["ckpt_path={ckpt}", "device=0"], "device=0 is not a device; use auto, cpu"),
     ("threads 0", ["ckpt_path={ckpt}", "threads=0"], "threads=0 must be a whole number >= 1, or null"),
     (
         "prompt outside vocabulary",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
 from chargpt.checks import real_number, seed, whole_number, yes_no
@@ -39,9 +40,19 @@ def test_real_number_takes_ints_and_floats_but_not_text_booleans_or_infinities()
             real_number("lr", bad, low=0)
 
 
+def test_numpy_numbers_count_as_numbers_and_huge_ints_are_not_finite() -> None:
+    assert whole_number("n", np.int64(2), low=1) == 2 and type(whole_number("n", np.int64(2))) is int
+    assert real_number("t", np.float32(0.5), low=0) == 0.5
+    with pytest.raises(ConfigError, match="must be a finite number"):
+        real_number("t", 10**400)
+
+
 def test_seed_is_any_64_bit_value_torch_takes() -> None:
     assert seed("seed", -(2**63)) == -(2**63) and seed("seed", 2**64 - 1) == 2**64 - 1
     with pytest.raises(ConfigError, match="outside the 64-bit range"):
         seed("seed", 2**64)
     with pytest.raises(ConfigError, match="must be a whole number"):
         seed("seed", "abc")
+    assert seed("seed", None, optional=True) is None  # a fresh seed from the OS
+    with pytest.raises(ConfigError, match=r"must be a whole number$"):
+        seed("seed", None)

@@ -140,3 +140,11 @@ def test_a_copied_run_folder_resumes_as_it_would_in_place(tmp_path, capsys):
     # One best checkpoint, as in place: the copied one was replaced when a better one came.
     best = sorted(p.name for p in (moved / "checkpoints").glob("best-*.ckpt"))
     assert best == [Path(state["best_model_path"]).name], best
+    # A copy resumed into yet another folder: a record of the best there, from scratch.
+    shutil.copytree(tmp_path / "first", tmp_path / "second copy")
+    elsewhere = tmp_path / "elsewhere"
+    again = bare_train_args(corpus, elsewhere, "trainer.max_steps=10", "trainer.val_check_interval=2",
+                            f"ckpt_path={tmp_path / 'second copy'}")
+    code, _, err = run_main(train_main, again, capsys)
+    assert code == 0, err
+    assert len(list((elsewhere / "checkpoints").glob("best-*.ckpt"))) == 1

@@ -375,6 +375,8 @@ def test_cli_bad_settings_are_one_error_line(
     assert "max_concurrency=0 must be a whole number >= 1" in _cli_error(
         [f"ckpt_path={run_dir}", "max_concurrency=0"], monkeypatch, capsys)
     assert "port=70000" in _cli_error([f"ckpt_path={run_dir}", "port=70000"], monkeypatch, capsys)
+    assert "max_n=True must be a whole number >= 1" in _cli_error(
+        [f"ckpt_path={run_dir}", "max_n=true"], monkeypatch, capsys)
     assert "compile='maybe' must be true or false" in _cli_error(
         [f"ckpt_path={run_dir}", "compile=maybe"], monkeypatch, capsys)
     assert "device='tpu' is not a device" in _cli_error(

@@ -5,6 +5,7 @@ what it takes, before torch or Lightning meet it (their own errors name neither)
 from __future__ import annotations
 
 import math
+import numbers
 
 from chargpt.errors import ConfigError
 
@@ -19,29 +20,39 @@ def yes_no(name: str, value: object) -> bool:
 
 
 def whole_number(name: str, value: object, low: int | None = None, optional: bool = False) -> int | None:
-    """An int (not a bool) >= low; None too when optional."""
+    """An integer (not a bool; numpy's too) >= low; None too when optional."""
     if value is None and optional:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or (low is not None and value < low):
+    wrong_type = isinstance(value, bool) or not isinstance(value, numbers.Integral)
+    if wrong_type or (low is not None and value < low):
         at_least = f" >= {low}" if low is not None else ""
         raise ConfigError(f"{name}={value!r} must be a whole number{at_least}{_OR_NULL[optional]}")
-    return value
+    return int(value)
 
 
 def real_number(name: str, value: object, low: float | None = None, optional: bool = False) -> float | None:
-    """A finite int or float (not a bool) >= low; None too when optional."""
+    """A finite real number (not a bool; numpy's too) >= low; None too when optional."""
     if value is None and optional:
         return None
-    if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
+    if (isinstance(value, bool) or not isinstance(value, numbers.Real) or not _finite(value)
             or (low is not None and value < low)):
         at_least = f" >= {low:g}" if low is not None else ""
         raise ConfigError(f"{name}={value!r} must be a finite number{at_least}{_OR_NULL[optional]}")
     return float(value)
 
 
-def seed(name: str, value: object) -> int:
-    number = whole_number(name, value)
-    assert number is not None
+def _finite(value: numbers.Real) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int too large for a float
+        return False
+
+
+def seed(name: str, value: object, optional: bool = False) -> int | None:
+    """A seed torch takes; None too when optional (a fresh seed from the OS)."""
+    number = whole_number(name, value, optional=optional)
+    if number is None:
+        return None
     if not SEED_RANGE[0] <= number <= SEED_RANGE[1]:
         raise ConfigError(f"{name}={number} is outside the 64-bit range torch seeds take")
     return number

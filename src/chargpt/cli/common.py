@@ -315,6 +315,8 @@ def pick_device(name: str) -> str:
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     try:
+        if not isinstance(name, str):  # device=0 arrives as a number
+            raise TypeError
         torch.device(name)
     except (RuntimeError, TypeError):
         raise ConfigError(f"device={name!r} is not a device; use auto, cpu, cuda or cuda:N") from None

@@ -55,7 +55,7 @@ def _hydra_main(cfg: DictConfig) -> None:
     if not cfg.ckpt_path:
         raise ConfigError("ckpt_path is required: chargpt-sample ckpt_path=RUN_DIR_OR_CKPT_FILE")
     whole_number("num_samples", cfg.num_samples, low=1)
-    seed("seed", cfg.seed)
+    seed("seed", cfg.seed, optional=True)
     yes_no("use_cache", cfg.use_cache)
     yes_no("compile", cfg.compile)
     # Bad settings or prompt characters are reported before any text is printed.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
-from chargpt.checks import yes_no
+from chargpt.checks import whole_number, yes_no
 from chargpt.cli.common import (
     CONFIG_PATH,
     check_threads,
@@ -22,12 +22,11 @@ from chargpt.inference import load
 def check_settings(cfg: DictConfig) -> None:
     if not cfg.ckpt_path:
         raise ConfigError("ckpt_path is required: chargpt-serve ckpt_path=RUN_DIR_CKPT_OR_EXPORT_DIR")
-    if not isinstance(cfg.port, int) or not 0 <= cfg.port <= 65535:
+    if isinstance(cfg.port, bool) or not isinstance(cfg.port, int) or not 0 <= cfg.port <= 65535:
         raise ConfigError(f"port={cfg.port!r} must be a number from 0 to 65535 (0 = any free port)")
     for name, low in (("max_concurrency", 1), ("max_queue", 0), ("max_tokens", 0), ("max_tokens_cap", 0),
                       ("max_n", 1)):
-        if not isinstance(cfg[name], int) or cfg[name] < low:
-            raise ConfigError(f"{name}={cfg[name]!r} must be a whole number >= {low}")
+        whole_number(name, cfg[name], low)
     if cfg.max_tokens > cfg.max_tokens_cap:
         raise ConfigError(f"max_tokens={cfg.max_tokens} is above max_tokens_cap={cfg.max_tokens_cap}; "
                           "lower it or raise the cap")

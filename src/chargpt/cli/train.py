@@ -14,7 +14,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from chargpt.checkpoints import resolve_checkpoint, run_dir_of
-from chargpt.checks import whole_number
+from chargpt.checks import seed, whole_number
 from chargpt.cli.common import (
     CONFIG_PATH,
     cli_task,
@@ -57,7 +57,7 @@ def train(cfg: DictConfig) -> float | None:
     """Train as configured; returns the best validation loss (the metric sweeps optimise)."""
     quiet_known_warnings()
     # Lightning would warn and train with seed 0 outside numpy's range: refused instead.
-    if not 0 <= whole_number("seed", cfg.seed) <= SEED_MAX:
+    if not 0 <= (whole_number("seed", cfg.seed) or 0) <= SEED_MAX:
         raise ConfigError(f"seed={cfg.seed} must be a whole number from 0 to {SEED_MAX}")
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     output_dir = cfg.paths.output_dir
@@ -70,6 +70,7 @@ def train(cfg: DictConfig) -> float | None:
     sample_prompt = None
     check_sampling(cfg.sample.temperature, cfg.sample.top_k, cfg.sample.top_p, cfg.sample.max_new_tokens,
                    "sample.")  # now: a bad sample setting must not waste the run
+    seed("sample.seed", cfg.sample.get("seed"), optional=True)
     if cfg.sample.max_new_tokens > 0:
         sample_prompt = resolve_prompt(cfg.sample.prompt, datamodule.tokenizer, "sample.prompt")
     if finetuning:  # the starting point on the new text, logged at step 0

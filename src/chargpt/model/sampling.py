@@ -9,7 +9,6 @@ every token.
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections.abc import Callable, Iterator
 
@@ -29,11 +28,12 @@ def check_sampling(
     whole_number(f"{prefix}max_new_tokens", max_new_tokens)
     whole_number(f"{prefix}top_k", top_k, optional=True)
     real_number(f"{prefix}top_p", top_p, optional=True)
-    if (isinstance(temperature, bool) or not isinstance(temperature, (int, float))
-            or not math.isfinite(temperature) or temperature < 0):
+    try:
+        real_number(f"{prefix}temperature", temperature, low=0)
+    except ConfigError:
         raise ConfigError(
             f"{prefix}temperature={temperature!r} must be a finite number >= 0 (0 means greedy)"
-        )
+        ) from None
     if top_k is not None and top_k < 0:
         raise ConfigError(f"{prefix}top_k={top_k} must be >= 0 (0 or null turns it off)")
     if top_p is not None and not 0.0 < top_p <= 1.0:

@@ -359,25 +359,35 @@ def output_paths(csv_path: Path) -> tuple[Path, Path, Path]:
             csv_path.with_name(f"{csv_path.stem}_curves.png"))
 
 
-def _written_by_a_report(path: Path) -> bool:
+def _written_by_a_report(path: Path, role: str) -> bool:
+    """Whether `path` holds what a report writes in that role: the runs' CSV, the settings' CSV or
+    the curves' picture."""
     with path.open("rb") as f:
-        head = f.readline(4096)
-    if path.suffix == ".png":
+        head = f.readline(1 << 20)  # a header row, however many settings a sweep varied
+    if role == "curves":
         return head.startswith(b"\x89PNG")
     columns = head.decode("utf-8", "replace").strip().split(",")
-    return (columns[0] == "run" and "status" in columns) or {"seeds", "runs", "n"} <= set(columns)
+    if role == "runs":
+        return columns[0] == "run" and "status" in columns
+    return {"seeds", "runs", "n"} <= set(columns)
 
 
-def check_outputs(paths: tuple[Path, ...]) -> None:
+def check_outputs(paths: tuple[Path, Path, Path]) -> None:
     """Refuse, before anything is written, a folder that is not there or a file a report did not
     write: a report replaces only its own earlier output."""
-    for path in paths:
+    for path, role in zip(paths, ("runs", "groups", "curves"), strict=True):
         if not path.parent.is_dir():
             raise ChargptError(f"cannot write {path}: the folder {path.parent} does not exist; create it "
                                "or pass another --csv path")
-        if path.is_dir() or (path.exists() and not _written_by_a_report(path)):
+        try:
+            ours = not path.exists() or (path.is_file() and _written_by_a_report(path, role))
+        except OSError as err:
+            raise ChargptError(
+                f"cannot read {path} ({err.strerror or err}); pass another --csv path"
+            ) from None
+        if not ours:
             raise ChargptError(f"{path} exists and is not a report's output; nothing was written: pass "
-                               "another --csv path, or move that file")
+                               "another --csv path, or move it")
 
 
 def report(sweep_dir: Path, csv_path: Path | None = None, sort_by: str = "best_val_loss") -> list[dict]:

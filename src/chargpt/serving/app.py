@@ -138,7 +138,8 @@ def create_app(engine: Engine, tokenizer: CharTokenizer, card: ModelCard, limits
     app = FastAPI(title="chargpt", docs_url=None, redoc_url=None, openapi_url=None)
     page = resources.files("chargpt.serving").joinpath("page.html").read_text(encoding="utf-8")
     created = int(time.time())
-    app.state.stop_generating = engine.close  # at shutdown (server.py): running requests end with an error
+    # At shutdown (server.py): the requests still running end with an error.
+    app.state.stop_generating = engine.request_stop
     model_entry = {"id": card.name, "object": "model", "created": created, "owned_by": "chargpt",
                    "chargpt": {**card.to_dict(), "max_tokens": limits.max_tokens,
                                "default_max_tokens": limits.default_max_tokens, "max_n": limits.max_n}}

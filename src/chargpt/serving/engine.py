@@ -106,10 +106,15 @@ class Engine:
     def start(self) -> None:
         self.thread.start()
 
-    def close(self) -> None:
+    def request_stop(self) -> None:
+        """Stop after the step in flight: running and queued requests end with an error. Returns
+        at once (safe on the server's event loop)."""
         with self.wake:
             self.stopping = True
             self.wake.notify()
+
+    def close(self) -> None:
+        self.request_stop()
         self.thread.join(timeout=30)
 
     def submit(self, job: Job) -> None:

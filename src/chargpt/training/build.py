@@ -228,7 +228,7 @@ def check_devices(trainer_cfg: DictConfig) -> None:
 
 
 # The trainer's step and epoch counts: whole numbers from these lows (-1: no limit), or null.
-TRAINER_COUNTS = {"max_steps": -1, "max_epochs": -1, "log_every_n_steps": 1, "accumulate_grad_batches": 1,
+TRAINER_COUNTS = {"max_steps": -1, "max_epochs": -1, "log_every_n_steps": 0, "accumulate_grad_batches": 1,
                   "num_sanity_val_steps": -1}
 
 
@@ -388,7 +388,7 @@ def build_run(cfg: DictConfig) -> Run:
     # and the progress bar read from the trainer.
     fix_total_steps(trainer, len(datamodule.train_ids), datamodule.batch_size, datamodule.block_size)
     if ckpt is not None:
-        follow_moved_run(ckpt, trainer.callbacks)
+        follow_moved_run(ckpt, ckpt_path, trainer.callbacks)
     if ckpt is not None and isinstance(trainer.strategy.checkpoint_io, AtomicCheckpointIO):
         trainer.strategy.checkpoint_io.preload(ckpt_path, ckpt)  # fit() reads it from memory
     return Run(datamodule, module, trainer, ckpt_path, pretrained is not None)

@@ -45,26 +45,28 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         return None
 
 
-def follow_moved_run(ckpt: dict[str, Any], callbacks: list[Any]) -> None:
-    """A run folder copied or moved elsewhere resumes as it would in place: the checkpoint
-    callbacks' saved paths under their old folder are rewritten to the folder they write now.
-    (Lightning drops its record of the best checkpoints when the folder changed, so the copied
-    best-*.ckpt would never be replaced, and it warns about it.)"""
+def follow_moved_run(ckpt: dict[str, Any], ckpt_file: str | Path, callbacks: list[Any]) -> None:
+    """A run folder copied or moved elsewhere, resumed from its own checkpoint, goes on as it would
+    in place: the checkpoint callbacks' saved paths under their old folder are rewritten to the
+    folder they write now (Lightning drops its record of the best checkpoints when the folder
+    changed, so the copied best-*.ckpt would never be replaced, and it warns). A resume into
+    another folder keeps Lightning's way: a fresh record there."""
     states = ckpt.get("callbacks") or {}
+    here = os.path.realpath(os.path.dirname(ckpt_file))
     for callback in callbacks:
-        if not isinstance(callback, ModelCheckpoint) or callback.dirpath is None:
+        if not isinstance(callback, ModelCheckpoint) or callback.dirpath != here:
             continue
         state = states.get(callback.state_key)
         old = state.get("dirpath") if isinstance(state, dict) else None
-        new = callback.dirpath
-        if not isinstance(old, str) or old == new:
+        if not isinstance(old, str) or old == here or "://" in old:
             continue
+        prefix = old.rstrip(os.sep) + os.sep
 
-        def moved(path: Any, old: str = old, new: str = new) -> Any:
-            inside = isinstance(path, str) and path and os.path.commonpath([path, old]) == old
-            return os.path.join(new, os.path.relpath(path, old)) if inside else path
+        def moved(path: Any, prefix: str = prefix) -> Any:
+            inside = isinstance(path, str) and path.startswith(prefix)
+            return os.path.join(here, path[len(prefix):]) if inside else path
 
-        state["dirpath"] = new
+        state["dirpath"] = here
         for key in ("best_model_path", "kth_best_model_path", "last_model_path"):
             if key in state:
                 state[key] = moved(state[key])

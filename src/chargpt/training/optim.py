@@ -44,8 +44,8 @@ def group_rates(optimizer: torch.optim.Optimizer) -> dict[str, float]:
     return rates
 
 
-# Settings every optimizer here reads as numbers (AdamW's rate nested under `adamw` for Muon).
-NUMBERS = ("lr", "weight_decay", "momentum", "eps")
+# Settings every optimizer here reads as one number (AdamW's rate nested under `adamw` for Muon).
+NUMBERS = ("lr", "weight_decay", "momentum")
 
 
 def check_optimizer(config: dict[str, Any] | None) -> None:
