@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from typing import Literal, overload
 
 from chargpt.errors import ConfigError
 
@@ -19,6 +20,10 @@ def yes_no(name: str, value: object) -> bool:
     return value
 
 
+@overload
+def whole_number(name: str, value: object, low: int | None = ..., optional: Literal[False] = ...) -> int: ...
+@overload
+def whole_number(name: str, value: object, low: int | None = ..., *, optional: bool) -> int | None: ...
 def whole_number(name: str, value: object, low: int | None = None, optional: bool = False) -> int | None:
     """An integer (not a bool; numpy's too) >= low; None too when optional."""
     if value is None and optional:

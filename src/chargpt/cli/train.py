@@ -57,7 +57,7 @@ def train(cfg: DictConfig) -> float | None:
     """Train as configured; returns the best validation loss (the metric sweeps optimise)."""
     quiet_known_warnings()
     # Lightning would warn and train with seed 0 outside numpy's range: refused instead.
-    if not 0 <= (whole_number("seed", cfg.seed) or 0) <= SEED_MAX:
+    if not 0 <= whole_number("seed", cfg.seed) <= SEED_MAX:
         raise ConfigError(f"seed={cfg.seed} must be a whole number from 0 to {SEED_MAX}")
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     output_dir = cfg.paths.output_dir
