@@ -42,7 +42,7 @@ import torch
 
 from chargpt import load
 from chargpt.cli.common import CONFIG_PATH
-from chargpt.runs.overrides import hydra_quoted, omegaconf_literal
+from chargpt.overrides import hydra_quoted, omegaconf_literal
 
 # Peak dense (no sparsity) bf16 tensor FLOP/s from the vendor's data sheets; the first match wins.
 PEAK_BF16 = [

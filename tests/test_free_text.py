@@ -22,7 +22,7 @@ from chargpt.cli.sample import main as sample_main
 from chargpt.cli.train import main as train_main
 from chargpt.cli.train import resume_overrides
 from chargpt.errors import ConfigError
-from chargpt.runs.overrides import literal_value
+from chargpt.overrides import literal_value
 from conftest import TINY_MODEL, run_cli
 
 SRC = Path(__file__).resolve().parents[1] / "src"

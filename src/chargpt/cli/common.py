@@ -32,8 +32,8 @@ from chargpt.data.sources import expand_path
 from chargpt.data.tokenizer import CharTokenizer
 from chargpt.errors import USAGE_EXIT_CODE, ConfigError, full_errors_requested
 from chargpt.inference import start_prompt
+from chargpt.overrides import hydra_quoted, literal_value, omegaconf_literal, parses
 from chargpt.runs.directory import release_claims
-from chargpt.runs.overrides import hydra_quoted, literal_value, omegaconf_literal, parses
 
 _PACKAGED = Path(__file__).parents[1] / "configs"  # wheel installs
 _SOURCE_TREE = Path(__file__).resolve().parents[3] / "configs"  # editable installs and checkouts

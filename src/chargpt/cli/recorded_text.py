@@ -15,7 +15,7 @@ from chargpt.data.corpus import sha256_of
 from chargpt.data.encoding import TextOptions
 from chargpt.data.sources import GLOB_CHARS, expand_path, text_files
 from chargpt.errors import ConfigError, DataError, UnknownCharactersError
-from chargpt.runs.overrides import hydra_quoted
+from chargpt.overrides import hydra_quoted
 
 if TYPE_CHECKING:
     from chargpt.data import CharDataModule

@@ -28,8 +28,8 @@ from chargpt.distributed import is_rank_zero
 from chargpt.errors import ChargptError, ConfigError, exit_on_user_error
 from chargpt.inference import TrainedModel
 from chargpt.model.sampling import check_sampling
+from chargpt.overrides import as_typed, hydra_quoted
 from chargpt.runs.directory import check_run_dir
-from chargpt.runs.overrides import hydra_quoted, literal_value
 from chargpt.runs.status import record_status
 from chargpt.training.build import build_run, is_multirun, plain
 from chargpt.training.callbacks.metrics import RunMetrics
@@ -44,9 +44,7 @@ CKPT_PATH = ("ckpt_path=", "+ckpt_path=", "++ckpt_path=")
 def resume_command(run_dir: str | Path) -> str:
     """The command that continues this run: the same overrides, with ckpt_path at its directory."""
     overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
-    # Free-text values were quoted for Hydra; the command line takes them as typed.
-    kept = [f"{o.partition('=')[0]}={literal_value(o)}" if "=" in o else o
-            for o in overrides if not o.startswith(CKPT_PATH)]
+    kept = [as_typed(o) for o in overrides if not o.startswith(CKPT_PATH)]
     return shlex.join(["chargpt-train", *kept, f"ckpt_path={run_dir}"])
 
 

@@ -33,7 +33,7 @@ from omegaconf.errors import InterpolationResolutionError
 from chargpt.checkpoints import resolve_checkpoint, run_dir_of
 from chargpt.distributed import is_rank_zero
 from chargpt.errors import ChargptError, ConfigError, SetupError, exit_on_user_error
-from chargpt.runs.overrides import hydra_quoted, omegaconf_literal
+from chargpt.overrides import hydra_quoted, omegaconf_literal
 
 try:
     import fcntl

@@ -23,8 +23,8 @@ from rich.console import Console
 from rich.table import Table
 
 from chargpt.errors import ChargptError
+from chargpt.overrides import literal_value, override_key
 from chargpt.runs.curves import write_curves
-from chargpt.runs.overrides import literal_value
 from chargpt.runs.status import STATUS_FILE
 
 METRIC_COLUMNS = ["best_val_loss", "last_val_loss", "steps", "tokens_per_sec", "wall_s"]
@@ -47,8 +47,7 @@ def find_runs(sweep_dir: Path) -> list[Path]:
 def parse_overrides(run_dir: Path) -> dict[str, str]:
     overrides: dict[str, str] = {}
     for item in OmegaConf.to_container(OmegaConf.load(run_dir / ".hydra" / "overrides.yaml")) or []:
-        key = str(item).partition("=")[0]
-        overrides[key.lstrip("+~")] = literal_value(str(item))  # free text was quoted for Hydra
+        overrides[override_key(str(item))] = literal_value(str(item))  # free text was quoted for Hydra
     return overrides
 
 

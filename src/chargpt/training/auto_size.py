@@ -32,12 +32,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.errors import HydraException
-from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, ListConfig, open_dict
 
 from chargpt.errors import ConfigError
 from chargpt.model import ModelConfig, build_model
+from chargpt.overrides import as_typed, override_key
 from chargpt.training.callbacks.budget import RESERVE_SECONDS, VALIDATION_MARGIN
 from chargpt.training.optim import build_optimizer
 from chargpt.training.precision import plugin as precision_plugin
@@ -405,10 +404,6 @@ def shape_fields(shape: Shape) -> dict[str, int]:
 CHOSEN_KEYS = ("model.n_layer", "model.n_embd", "model.n_head", "model.block_size", "data.batch_size")
 
 
-def override_key(override: str) -> str:
-    return override.split("=", 1)[0].lstrip("+~")
-
-
 def check_auto(cfg: DictConfig, overrides: Sequence[str]) -> None:
     """Refuse, before any data work, what model=auto cannot do."""
     if cfg.get("budget_seconds") is None:
@@ -500,20 +495,7 @@ def reproducing_overrides(cfg: DictConfig, overrides: Sequence[str], choices: Ma
     # Not kept: what is set here, the resume (a new run) and the run directory (a new one).
     dropped = {override_key(o) for o in [*model, *groups, *values]} | {"model", "ckpt_path"}
     kept = [o for o in overrides if (key := override_key(o)) not in dropped and not key.startswith("hydra.")]
-    return ["chargpt-train", *map(_as_typed, kept), *groups, *model, *values]
-
-
-def _as_typed(override: str) -> str:
-    """An override as a user types it: the CLI quotes free-text values (paths, prompts) for Hydra
-    before Hydra records them; unquote those so the printed command runs as shown."""
-    key, _, raw = override.partition("=")
-    if raw[:1] not in ("'", '"'):
-        return override
-    try:
-        value = OverridesParser.create().parse_override(override).value()
-    except HydraException:
-        return override
-    return f"{key}={OmegaConf.create({'x': value}).x}" if isinstance(value, str) else override
+    return ["chargpt-train", *map(as_typed, kept), *groups, *model, *values]
 
 
 def _value(v: Any) -> str:

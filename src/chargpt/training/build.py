@@ -33,6 +33,7 @@ from chargpt.distributed import is_rank_zero
 from chargpt.errors import ConfigError, SetupError
 from chargpt.files import write_text_atomic
 from chargpt.model import ModelConfig
+from chargpt.overrides import override_key
 from chargpt.training import auto_size, precision
 from chargpt.training.callbacks import budget
 from chargpt.training.checkpoint_io import AtomicCheckpointIO, follow_moved_run
@@ -170,7 +171,7 @@ def size_automatically(
             calibration_device(cfg.trainer), cfg.trainer.get("gradient_clip_val"), int(cfg.seed),
             str(cfg.trainer.precision),
         )
-        given = {auto_size.override_key(o) for o in overrides}
+        given = {override_key(o) for o in overrides}
         choice = auto_size.climb(
             auto_size.usable_ladder(train_chars, val_chars), measure, float(cfg.budget_seconds),
             lambda: time.monotonic() - start, train_chars, val_chars,

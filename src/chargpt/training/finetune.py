@@ -20,6 +20,7 @@ from chargpt.data.tokenizer import describe_chars
 from chargpt.errors import ConfigError, DataError
 from chargpt.inference import load_with_checkpoint
 from chargpt.model import ModelConfig
+from chargpt.overrides import override_key
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,7 @@ def explicit_model_overrides(task_overrides: list[str]) -> dict[str, str]:
     """Architecture settings the user typed (model=..., model.x=...), as {key: value}."""
     found = {}
     for override in task_overrides:
-        key, _, value = override.lstrip("+~").partition("=")
+        key, value = override_key(override), override.partition("=")[2]
         if key == "model" or key.startswith("model."):
             found[key] = value
     return found

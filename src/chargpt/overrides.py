@@ -1,4 +1,5 @@
-"""Literal text as a Hydra override value, and back.
+"""Override text: literal text as a Hydra override value and back, an override's key, and an
+override as a user types it.
 
 Hydra's override grammar reserves spaces, commas, quotes, brackets, `~`, non-ASCII letters and
 more, and OmegaConf reads `${...}` as an interpolation. A value written by `hydra_quoted` arrives
@@ -49,3 +50,17 @@ def literal_value(override: str) -> str:
         return str(OmegaConf.create({"x": value}).x) if isinstance(value, str) else raw
     except Exception:  # not one quoted string after all (e.g. a sweep of quoted values)
         return raw
+
+
+def override_key(override: str) -> str:
+    """The setting an override names, without Hydra's `+`, `++` or `~` prefix."""
+    return override.partition("=")[0].lstrip("+~")
+
+
+def as_typed(override: str) -> str:
+    """An override as a user types it on a command line: the CLI quoted free-text values (paths,
+    prompts) for Hydra before Hydra recorded them, so a printed command unquotes them to run as
+    shown."""
+    if "=" not in override:
+        return override
+    return f"{override.partition('=')[0]}={literal_value(override)}"
