@@ -32,6 +32,15 @@ def test_whole_number_bounds_and_null() -> None:
         whole_number("n", -2, low=-1, optional=True)
 
 
+def test_a_whole_number_typed_as_a_decimal_or_exponent_is_told_how_to_type_it() -> None:
+    # Hydra reads trainer.max_steps=1e6 as 1000000.0.
+    with pytest.raises(ConfigError, match=r"^trainer.max_steps=1000000.0 must be a whole number >= -1, or null; "
+                       r"write it without a decimal point or exponent: trainer.max_steps=1000000$"):
+        whole_number("trainer.max_steps", 1e6, low=-1, optional=True)
+    with pytest.raises(ConfigError, match=r"^n=0.0 must be a whole number >= 1$"):  # no hint: 0 is refused too
+        whole_number("n", 0.0, low=1)
+
+
 def test_real_number_takes_ints_and_floats_but_not_text_booleans_or_infinities() -> None:
     assert real_number("lr", 3, low=0) == 3.0 and real_number("lr", 1e-3) == 1e-3
     assert real_number("lr", None, optional=True) is None

@@ -31,7 +31,10 @@ def whole_number(name: str, value: object, low: int | None = None, optional: boo
     wrong_type = isinstance(value, bool) or not isinstance(value, numbers.Integral)
     if wrong_type or (low is not None and value < low):
         at_least = f" >= {low}" if low is not None else ""
-        raise ConfigError(f"{name}={value!r} must be a whole number{at_least}{_OR_NULL[optional]}")
+        # Hydra reads 1e6 as the decimal 1000000.0: say how to type the whole number meant.
+        spelled = isinstance(value, float) and value.is_integer() and (low is None or value >= low)
+        hint = f"; write it without a decimal point or exponent: {name}={int(value)}" if spelled else ""
+        raise ConfigError(f"{name}={value!r} must be a whole number{at_least}{_OR_NULL[optional]}{hint}")
     return int(value)
 
 
