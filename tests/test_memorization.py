@@ -147,3 +147,12 @@ def test_check_copy_refuses_an_unreadable_text_and_a_bad_fraction(tmp_path) -> N
         training_text(None, "export", None, None)
     with pytest.raises(ConfigError, match=r"data\.train_fraction=1\.5 must be above 0 and at most 1"):
         training_text(None, "export", str(write_corpus(tmp_path / "t.txt")), 1.5)
+
+
+def test_check_copy_settings_are_checked_before_the_model_loads(tmp_path, capsys) -> None:
+    missing = tmp_path / "nowhere.ckpt"  # loading it would be the error, were the settings not first
+    for setting, message in (("check_copy=maybe", "check_copy='maybe' must be true or false"),
+                             ("data.train_fraction=1.5", "data.train_fraction=1.5 must be above 0")):
+        extra = [setting] if setting.startswith("check_copy") else ["check_copy=true", setting]
+        code, out, err = run_main(sample_cli.main, [f"ckpt_path={missing}", *extra], capsys)
+        assert code == 2 and out == "" and err.startswith(f"error: {message}") and err.count("\n") == 1

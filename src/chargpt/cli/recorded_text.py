@@ -100,6 +100,14 @@ def split_ids(ids: np.ndarray, split: str, cut: int, path: str) -> np.ndarray:
 DEFAULT_TRAIN_FRACTION = 0.9
 
 
+def check_train_fraction(train_fraction: object) -> None:
+    """A fraction to cut the text at given by the user (None: the run's own)."""
+    if train_fraction is not None and (isinstance(train_fraction, bool) or not isinstance(
+            train_fraction, (int, float)) or not 0.0 < train_fraction <= 1.0):
+        raise ConfigError(f"data.train_fraction={train_fraction} must be above 0 and at most 1 (1: the "
+                          "whole text), e.g. 0.9")
+
+
 def training_text(
     ckpt: dict[str, Any] | None, source: str, path: str | None, train_fraction: float | None
 ) -> tuple[str, Path]:
@@ -117,10 +125,7 @@ def training_text(
     if train_fraction is None:
         recorded = stored_split(ckpt).get("train_fraction") if ckpt is not None else None
         train_fraction = recorded if isinstance(recorded, float) else DEFAULT_TRAIN_FRACTION
-    if isinstance(train_fraction, bool) or not isinstance(train_fraction, (int, float)) \
-            or not 0.0 < train_fraction <= 1.0:
-        raise ConfigError(f"data.train_fraction={train_fraction} must be above 0 and at most 1 (1: the "
-                          "whole text), e.g. 0.9")
+    check_train_fraction(train_fraction)
     read_as = recorded_settings(stored_corpus(ckpt) or {}) if ckpt is not None else {}
     if file.is_dir() or (not file.exists() and any(c in str(file) for c in GLOB_CHARS)) or read_as:
         # A folder or a glob, or a text its run read with other settings: read as training read it

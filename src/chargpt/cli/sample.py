@@ -20,7 +20,7 @@ from chargpt.cli.common import (
     run_main,
     use_threads,
 )
-from chargpt.cli.recorded_text import training_text
+from chargpt.cli.recorded_text import check_train_fraction, training_text
 from chargpt.errors import ConfigError, exit_on_user_error
 from chargpt.inference import load_with_checkpoint, new_generator
 from chargpt.memorization import CopiedSpan, TextIndex
@@ -30,11 +30,9 @@ from chargpt.model.sampling import check_sampling
 SHOWN_SPAN = 80
 
 
-def copy_index(cfg: DictConfig, ckpt: dict[str, Any] | None) -> TextIndex | None:
-    """The training text indexed for check_copy=true (None when off); read before sampling, so a
-    missing or changed text is an error before any text is printed. `ckpt`: None for an export."""
-    if not yes_no("check_copy", cfg.check_copy):
-        return None
+def copy_index(cfg: DictConfig, ckpt: dict[str, Any] | None) -> TextIndex:
+    """The training text indexed for check_copy=true; read before sampling, so a missing or
+    changed text is an error before any text is printed. `ckpt`: None for an export."""
     text, _ = training_text(ckpt, str(cfg.ckpt_path), cfg.data.path, cfg.data.train_fraction)
     return TextIndex(text)
 
@@ -58,11 +56,13 @@ def _hydra_main(cfg: DictConfig) -> None:
     seed("seed", cfg.seed, optional=True)
     yes_no("use_cache", cfg.use_cache)
     yes_no("compile", cfg.compile)
+    if check_copy := yes_no("check_copy", cfg.check_copy):
+        check_train_fraction(cfg.data.train_fraction)
     # Bad settings or prompt characters are reported before any text is printed.
     check_sampling(cfg.temperature, cfg.top_k, cfg.top_p, cfg.max_new_tokens)
     trained, ckpt, _ = load_with_checkpoint(cfg.ckpt_path, pick_device(cfg.device))
     prompt = resolve_prompt(cfg.prompt, trained.tokenizer)
-    index = copy_index(cfg, ckpt)
+    index = copy_index(cfg, ckpt) if check_copy else None
     generator = new_generator(trained.device, cfg.seed)
     for i in range(cfg.num_samples):
         if i:
