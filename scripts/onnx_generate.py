@@ -33,7 +33,7 @@ def load(folder: Path) -> tuple[ort.InferenceSession, dict]:
     except (OSError, ValueError):
         fail(f"{folder} is not an export folder (no readable config.json); export one with "
              "chargpt-export ckpt_path=RUN format=onnx out=DIR")
-    if config.get("weights") != "model.onnx":
+    if not isinstance(config, dict) or config.get("weights") != "model.onnx":
         fail(f"{folder} is not an ONNX export (export with format=onnx)")
     return ort.InferenceSession(str(folder / "model.onnx"), providers=["CPUExecutionProvider"]), config
 

@@ -34,10 +34,11 @@ def test_whole_number_bounds_and_null() -> None:
 
 def test_a_whole_number_typed_as_a_decimal_or_exponent_is_told_how_to_type_it() -> None:
     # Hydra reads trainer.max_steps=1e6 as 1000000.0.
-    with pytest.raises(ConfigError, match=r"^trainer.max_steps=1000000.0 must be a whole number >= -1, or null; "
-                       r"write it without a decimal point or exponent: trainer.max_steps=1000000$"):
+    with pytest.raises(ConfigError, match=r"^trainer.max_steps=1000000.0 must be a whole number >= -1, "
+                       r"or null; write it without a decimal point or exponent: trainer.max_steps=1000000$"):
         whole_number("trainer.max_steps", 1e6, low=-1, optional=True)
-    with pytest.raises(ConfigError, match=r"^n=0.0 must be a whole number >= 1$"):  # no hint: 0 is refused too
+    # No hint where the whole number is refused too.
+    with pytest.raises(ConfigError, match=r"^n=0.0 must be a whole number >= 1$"):
         whole_number("n", 0.0, low=1)
 
 

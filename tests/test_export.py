@@ -23,7 +23,7 @@ from chargpt.inference import TrainedModel
 from chargpt.model import ModelConfig, build_model
 from chargpt.model.config import ACTIVATIONS, ARCHS, NORMS, POS_ENCODINGS
 from chargpt.model_card import ModelCard
-from conftest import lacks, run_cli, run_main, train_args
+from conftest import lacks, load_script, run_cli, run_main, train_args
 
 NO_EXTRA = "the export extra is not installed: pip install -e '.[export]'"
 pytestmark = pytest.mark.skipif(lacks("onnxruntime", "onnxscript", "safetensors"), reason=NO_EXTRA)
@@ -168,6 +168,17 @@ def test_onnx_greedy_text_equals_chargpt_without_pytorch(
         result = subprocess.run([sys.executable, "-c", missing], capture_output=True, text=True, timeout=120)
         assert result.returncode == 2 and result.stdout == "" and "Traceback" not in result.stderr
         assert result.stderr.startswith(f"error: {tmp_path / 'no export'} is not an export folder")
+
+
+@pytest.mark.parametrize("config", ["[1, 2]", '"model.onnx"', '{"weights": "model.safetensors"}'])
+def test_onnx_script_refuses_a_folder_that_is_not_an_onnx_export(
+    tmp_path: Path, capsys: pytest.CaptureFixture, config: str
+) -> None:
+    (tmp_path / "config.json").write_text(config, encoding="utf-8")
+    with pytest.raises(SystemExit) as stop:
+        load_script("onnx_generate").load(tmp_path)
+    assert stop.value.code == 2
+    assert capsys.readouterr().err == f"error: {tmp_path} is not an ONNX export (export with format=onnx)\n"
 
 
 def test_cli_export_of_a_run_carries_its_card_and_serves_chargpt_sample(
