@@ -13,22 +13,22 @@ import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
+from typing import TYPE_CHECKING
 
 import pytest
-import torch
 import yaml
 from omegaconf import OmegaConf
 from omegaconf._utils import get_yaml_loader
 
-from chargpt.training import CharLM
+if TYPE_CHECKING:
+    from chargpt.training import CharLM
+
+# torch and Lightning are imported where they are used, not here: with `make test`'s workers this
+# module is also loaded by the process that only hands tests out, and their ~8 s of imports there
+# would hold every worker's start back.
 
 # Small enough to train in seconds; every test model uses it unless it needs Tiny Shakespeare.
 TINY_MODEL = ["model.n_layer=1", "model.n_head=2", "model.n_embd=32", "model.block_size=16"]
-
-# One torch thread per test process: the test models are too small to gain from more, `make test`
-# runs one worker per core, and on a busy machine a thread waiting for a core makes every small
-# operation several times slower.
-torch.set_num_threads(1)
 
 _parsed_yaml: dict[str, object] = {}
 
@@ -51,11 +51,23 @@ def _load_yaml_once(file_: str | Path | io.TextIOBase) -> object:
 OmegaConf.load = staticmethod(_load_yaml_once)  # type: ignore[method-assign]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _one_torch_thread() -> None:
+    """One torch thread per test process: the test models are too small to gain from more, `make
+    test` runs one worker per core, and on a busy machine a thread waiting for a core makes every
+    small operation several times slower."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
 @pytest.fixture(autouse=True)
 def _float32_products() -> Iterator[None]:
     """A training run sets torch's float32 matmul precision for its process (matmul_precision:
     `medium` on a CPU with AMX); tests share a process, and fixtures that train run before this
     one, so each test starts from torch's default, as a command that trains nothing does."""
+    import torch
+
     torch.set_float32_matmul_precision("highest")
     yield
     torch.set_float32_matmul_precision("highest")
@@ -153,6 +165,8 @@ class StepHook:
     """Wraps CharLM.training_step: records (step, loss) and can act at a given step."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        from chargpt.training import CharLM
+
         self.losses: list[tuple[int, float]] = []
         self.actions: dict[int, Callable[[CharLM], None]] = {}
         original = CharLM.training_step
@@ -199,6 +213,8 @@ os.environ.setdefault("HYDRA_FULL_ERROR", "0")
 
 def poison_weights(module: CharLM) -> None:
     """Fill one parameter with NaN: the next loss is NaN (for the non-finite guard's tests)."""
+    import torch
+
     with torch.no_grad():
         next(module.parameters()).fill_(float("nan"))
 
@@ -206,6 +222,8 @@ def poison_weights(module: CharLM) -> None:
 def assert_stopped_on_nan(code: int, out: str, err: str, run: Path, step: int) -> dict:
     """The run stopped with one error line naming the NaN of `step`, kept its last checkpoint, and
     that checkpoint's weights are finite; returns the checkpoint."""
+    import torch
+
     assert code == 2 and "Traceback" not in out + err
     [line] = [x for x in err.splitlines() if x.startswith("error:")]
     assert f"the training loss became nan at step {step}" in line
