@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.types import RunMode
 from omegaconf import OmegaConf
 
 from chargpt.cli.common import CONFIG_PATH
+from conftest import REAL_GET_MODE, mode_as_configured
 
 
 def composed(*overrides: str):
@@ -57,3 +62,28 @@ def test_ddp_in_a_multirun_is_allowed_where_the_cluster_starts_the_ranks(monkeyp
     monkeypatch.setenv("SLURM_NTASKS", "8")  # the submitit launcher: SLURM started every rank
     monkeypatch.setenv("SLURM_JOB_NAME", "chargpt")
     build.check_launch(cfg)
+
+
+def _with_options(group: str) -> list[list[str]]:
+    return [[f"{group}={p.stem}"] for p in sorted((Path(CONFIG_PATH) / group).glob("*.yaml"))]
+
+
+MODE_CASES = [
+    *[(name, []) for name in ("train", "sample", "eval", "export", "serve")],
+    *[("train", o) for group in ("experiment", "hparams_search", "debug") for o in _with_options(group)],
+]
+
+
+MODE_IDS = [" ".join([name, *overrides]) for name, overrides in MODE_CASES]
+
+
+@pytest.mark.parametrize(("config_name", "overrides"), MODE_CASES, ids=MODE_IDS)
+def test_the_tests_shortcut_finds_the_mode_hydra_finds(config_name: str, overrides: list[str]) -> None:
+    """The tests skip Hydra's mode check where they know its answer (conftest): the same answer."""
+    with initialize_config_dir(config_dir=CONFIG_PATH, version_base="1.3"):
+        hydra = GlobalHydra.instance().hydra
+        for given in (overrides, [*overrides, "hydra.mode=RUN"]):
+            mode = REAL_GET_MODE(hydra, config_name, given)
+            assert mode_as_configured(hydra, config_name, given) == mode
+            if given != overrides:  # the config composed: the check can fail
+                assert mode == RunMode.RUN
