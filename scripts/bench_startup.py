@@ -4,7 +4,8 @@ Each command's module is imported in a new Python process, `--repeats` times, th
 turns so that a busy spell on the host falls on all of them alike; the table gives the median and
 whether the import brought in Lightning. torch alone and Lightning alone are the reference rows.
 `--against SRC` times the same commands from another source tree too (the `src` folder of an
-older checkout: `git worktree add ../old COMMIT`), in the same turns. The last line is a JSON object.
+older checkout: `git worktree add ../old COMMIT`), in the same turns; a command that tree lacks
+(an older one may) is shown as absent. The last line is a JSON object.
 
     python scripts/bench_startup.py
     python scripts/bench_startup.py --repeats 9 --against ../old/src
@@ -18,6 +19,7 @@ import os
 import statistics
 import subprocess
 import sys
+from typing import NoReturn
 
 MODULES = {
     "torch (reference)": "torch",
@@ -37,15 +39,23 @@ PROBE = (
 )
 
 
-def import_once(module: str, src: str | None) -> tuple[float, bool]:
+def import_once(module: str, src: str | None) -> tuple[float, bool] | None:
+    """(seconds, whether Lightning came in), or None where the module cannot be imported."""
     env = dict(os.environ)
     if src is not None:  # ahead of the installed chargpt on sys.path
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [src, env.get("PYTHONPATH")]))
-    out = subprocess.run(
-        [sys.executable, "-c", PROBE.format(module=module)], capture_output=True, text=True, check=True,
-        env=env,
-    ).stdout.split()
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE.format(module=module)], capture_output=True, text=True, env=env,
+    )
+    if done.returncode != 0:
+        return None
+    out = done.stdout.split()
     return float(out[0]), out[1] == "True"
+
+
+def fail(message: str) -> NoReturn:
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
 
 
 def main() -> None:
@@ -53,20 +63,30 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--against", default=None, help="another chargpt source tree to time beside this one")
     args = p.parse_args()
+    if args.against and not os.path.isdir(os.path.join(args.against, "chargpt")):
+        fail(f"{args.against} holds no chargpt package; pass the src folder of a checkout "
+             "(git worktree add ../old COMMIT, then --against ../old/src)")
     trees = {"this": None} | ({"against": os.path.abspath(args.against)} if args.against else {})
     rows = [(name, tree) for name in MODULES for tree in trees
             if tree == "this" or MODULES[name].startswith("chargpt")]
     times: dict[tuple[str, str], list[float]] = {row: [] for row in rows}
     lightning: dict[tuple[str, str], bool] = {}
     for _ in range(args.repeats):
-        for name, tree in rows:
-            seconds, lightning[name, tree] = import_once(MODULES[name], trees[tree])
-            times[name, tree].append(seconds)
+        for name, tree in list(rows):
+            if (timed := import_once(MODULES[name], trees[tree])) is None:
+                if tree == "this":
+                    fail(f"{MODULES[name]} cannot be imported here; install chargpt first (make install)")
+                rows.remove((name, tree))  # absent from the older tree
+                del times[name, tree]
+                continue
+            times[name, tree].append(timed[0])
+            lightning[name, tree] = timed[1]
     medians = {row: statistics.median(values) for row, values in times.items()}
     heads = "".join(f" {tree + ' (s)':>12}" for tree in trees)
     print(f"{'command':<24}{heads}  imports Lightning ({', '.join(trees)})")
     for name in MODULES:
-        cells = "".join(f" {medians[name, t]:>12.2f}" if (name, t) in medians else " " * 13
+        absent = "absent" if MODULES[name].startswith("chargpt") else ""  # not timed: a reference row
+        cells = "".join(f" {medians[name, t]:>12.2f}" if (name, t) in medians else f" {absent:>12}"
                         for t in trees)
         said = ", ".join("yes" if lightning[name, t] else "no" for t in trees if (name, t) in lightning)
         print(f"{name:<24}{cells}  {said}")

@@ -5,12 +5,14 @@ and `import chargpt` need not pay."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+import chargpt
 from conftest import make_checkpoint
 
 CHECK = """
@@ -30,10 +32,17 @@ def test_sampling_from_a_checkpoint_never_imports_lightning(tmp_path: Path) -> N
     assert result.stdout.strip() == "[]"
 
 
-@pytest.mark.slow  # ten interpreter starts
-def test_bench_startup_times_every_command_and_says_which_import_lightning() -> None:
-    script = Path(__file__).resolve().parents[1] / "scripts" / "bench_startup.py"
-    done = subprocess.run([sys.executable, str(script), "--repeats", "1"], capture_output=True, text=True)
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench_startup.py"
+
+
+@pytest.mark.slow  # sixteen interpreter starts
+def test_bench_startup_times_every_command_and_says_which_import_lightning(tmp_path: Path) -> None:
+    # An older tree to time beside this one, made to lack a command (as a checkout from before it).
+    older = tmp_path / "src"
+    shutil.copytree(Path(chargpt.__file__).parent, older / "chargpt")
+    (older / "chargpt" / "cli" / "serve.py").unlink()
+    done = subprocess.run([sys.executable, str(SCRIPT), "--repeats", "1", "--against", str(older)],
+                          capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
     figures = json.loads(done.stdout.strip().splitlines()[-1])
     assert figures["imports_lightning"] == {
@@ -44,3 +53,15 @@ def test_bench_startup_times_every_command_and_says_which_import_lightning() -> 
     assert all(seconds > 0 for seconds in figures["median_s"].values())
     for name in figures["median_s"]:  # one table row per command, the same figure
         assert any(line.startswith(name) for line in done.stdout.splitlines()), name
+    ours = {name for name in figures["median_s"] if "reference" not in name}
+    assert set(figures["against_median_s"]) == ours - {"chargpt-serve"}
+    [serve_row] = [line for line in done.stdout.splitlines() if line.startswith("chargpt-serve")]
+    assert serve_row.split()[2] == "absent"
+
+
+def test_bench_startup_refuses_a_tree_without_chargpt(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, str(SCRIPT), "--against", str(tmp_path)], capture_output=True,
+                          text=True)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr == f"error: {tmp_path} holds no chargpt package; pass the src folder of a checkout " \
+        "(git worktree add ../old COMMIT, then --against ../old/src)\n"
