@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 
 import torch
 
+from chargpt.checks import whole_number
 from chargpt.data.sources import expand_path
 from chargpt.data.tokenizer import CharTokenizer
 from chargpt.errors import USAGE_EXIT_CODE, ConfigError, full_errors_requested
@@ -352,8 +353,8 @@ _threads_before: tuple[int, str | None] | None = None  # torch's count, OMP_NUM_
 
 
 def check_threads(threads: object) -> None:
-    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
-        raise ConfigError(f"threads={threads!r} must be a whole number >= 1, or null (torch's default)")
+    """A count of torch's CPU threads, or null for torch's default."""
+    whole_number("threads", threads, low=1, optional=True)
 
 
 def use_threads(threads: object) -> None:
