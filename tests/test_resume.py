@@ -148,3 +148,25 @@ def test_a_copied_run_folder_resumes_as_it_would_in_place(tmp_path, capsys):
     code, _, err = run_main(train_main, again, capsys)
     assert code == 0, err
     assert len(list((elsewhere / "checkpoints").glob("best-*.ckpt"))) == 1
+
+
+@pytest.mark.parametrize("optimizer", [["optimizer=adamw"], ["optimizer=muon", "optimizer.adamw.lr=0"]])
+def test_a_resumed_run_trains_with_the_rate_it_is_given(tmp_path, capsys, optimizer):
+    """The checkpoint's optimizer state carries the old run's rates; a rate given for the resumed
+    run (the advice after a NaN: lower optimizer.lr, then resume) must be the one it trains with."""
+    corpus = write_corpus(tmp_path / "corpus.txt")
+    run = tmp_path / "run"
+    args = bare_train_args(corpus, run, *optimizer, "trainer.val_check_interval=3")
+    code, _, err = run_main(train_main, [*args, "trainer.max_steps=3"], capsys)
+    assert code == 0, err
+    before = _state(run)
+    code, out, err = run_main(train_main, [*args, "trainer.max_steps=6", "optimizer.lr=0", f"ckpt_path={run}"],
+                              capsys)
+    assert code == 0, err
+    after = _state(run)
+    assert after["global_step"] == 6
+    for key, value in before["state_dict"].items():  # a rate of 0: three steps changed nothing
+        assert torch.equal(value, after["state_dict"][key]), key
+    label = "muon" if "optimizer=muon" in optimizer else "optimizer"
+    [line] = [x for x in (out + err).splitlines() if "resuming with optimizer settings" in x]
+    assert f"other than the checkpoint's: {label} lr " in line and line.endswith(" -> 0")

@@ -15,11 +15,13 @@ from chargpt.distributed import is_rank_zero
 from chargpt.model import ModelConfig, build_model
 from chargpt.training.lightning_internals import logs_this_step
 from chargpt.training.optim import (
+    apply_settings,
     build_optimizer,
     build_schedule,
     build_scheduler,
     depends_on_total,
     group_rates,
+    settings_of,
 )
 from chargpt.training.steps import is_last_step, total_steps
 
@@ -52,6 +54,8 @@ class CharLM(L.LightningModule):
         self.save_hyperparameters()
         self.schedule = build_schedule(scheduler)
         self._resumed_total: int | None = None  # the total the resumed checkpoint was trained toward
+        self._resumed = False
+        self._configured: list[dict[str, Any]] = []  # the optimizer's settings as built, before a resume
         self.config = ModelConfig.from_dict(model)
         self.tokenizer = CharTokenizer(vocab)
         self.model = build_model(self.config, self.tokenizer.vocab_size)
@@ -144,6 +148,7 @@ class CharLM(L.LightningModule):
         optimizer = build_optimizer(self.model, self.hparams.optimizer)
         trainer = self.trainer
         scheduler = build_scheduler(optimizer, self.schedule, lambda: total_steps(trainer))
+        self._configured = settings_of(optimizer)
         if scheduler is None:
             return {"optimizer": optimizer}
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
@@ -153,8 +158,24 @@ class CharLM(L.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self._resumed_total = checkpoint.get(TOTAL_STEPS_KEY)
+        self._resumed = True
 
     def on_train_start(self) -> None:
+        if self._resumed:
+            self._keep_configured_settings()
+        self._note_another_total()
+
+    def _keep_configured_settings(self) -> None:
+        """A resumed run trains with the optimizer settings it was given (e.g. a lower
+        optimizer.lr after a NaN), not those its checkpoint's optimizer state carries."""
+        [optimizer] = self.trainer.optimizers
+        configs = self.trainer.lr_scheduler_configs
+        changed = apply_settings(optimizer, configs[0].scheduler if configs else None, self._configured)
+        if changed and is_rank_zero():
+            log.warning("resuming with optimizer settings other than the checkpoint's: %s",
+                        "; ".join(changed))
+
+    def _note_another_total(self) -> None:
         """Continuing a run toward another total: say so when the schedule's rates for the steps
         already taken depended on the old total (they were not those of the new run)."""
         old, new, taken = self._resumed_total, total_steps(self.trainer), self.trainer.global_step

@@ -186,6 +186,53 @@ def build_scheduler(
     return LambdaLR(optimizer, lambda step: schedule(step, total_steps()))
 
 
+# What a parameter group holds besides its settings: the parameters, its label, and the rates the
+# schedule derives (the current rate from the base rate `initial_lr`).
+_NOT_SETTINGS = ("params", "name", "lr", "initial_lr")
+
+
+def settings_of(optimizer: torch.optim.Optimizer) -> list[dict[str, Any]]:
+    """Each parameter group's settings as configured: base rate under "lr", then the rest."""
+    return [{"lr": g.get("initial_lr", g["lr"]), **{k: v for k, v in g.items() if k not in _NOT_SETTINGS}}
+            for g in optimizer.param_groups]
+
+
+def apply_settings(
+    optimizer: torch.optim.Optimizer, scheduler: LambdaLR | None, configured: list[dict[str, Any]]
+) -> list[str]:
+    """Put this run's configured settings (settings_of, taken before a checkpoint's optimizer state
+    was loaded) back into the groups: the loaded state carries the settings of the run that wrote
+    it, which would silently undo a rate or decay given for the resumed run. The moments and the
+    step count stay. Returns what changed, as "group setting old -> new"."""
+    changed: list[str] = []
+    for i, (group, wanted) in enumerate(zip(optimizer.param_groups, configured, strict=True)):
+        label = str(group.get("name") or "optimizer")
+        for key, value in wanted.items():
+            old = group.get("initial_lr", group["lr"]) if key == "lr" else group.get(key)
+            if _plain(old) == _plain(value):
+                continue
+            if key == "lr":
+                if "initial_lr" in group:
+                    group["initial_lr"] = value
+                if scheduler is not None:
+                    scheduler.base_lrs[i] = value
+                    # The rate of the coming step, as LambdaLR sets it after each step.
+                    value_now = value * scheduler.lr_lambdas[i](scheduler.last_epoch)
+                else:
+                    value_now = value
+                group["lr"] = value_now
+            else:
+                group[key] = value
+            note = f"{label} {key} {_plain(old)} -> {_plain(value)}"
+            if note not in changed:  # the decayed and undecayed groups share a label
+                changed.append(note)
+    return changed
+
+
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
 def depends_on_total(schedule: Schedule, steps_taken: int, old_total: int, new_total: int) -> bool:
     """Whether the rates of the steps already taken would differ under the new total (cosine:
     yes past its warmup; constant, warmup and WSD before its decay: no)."""
