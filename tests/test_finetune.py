@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import shlex
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ from chargpt.cli import train
 from chargpt.data.encoding import load_encoded
 from chargpt.data.tokenizer import CharTokenizer
 from chargpt.inference import evaluate
-from conftest import run_cli, train_args
+from conftest import StepHook, run_cli, train_args
 
 
 def other_text(path: Path, extra: str = "") -> Path:
@@ -145,3 +146,27 @@ def test_finetune_experiment_needs_init_from(corpus: Path, tmp_path: Path, capsy
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("error: experiment=finetune starts from a trained model")
     assert "init_from=RUN_DIR" in err and len(err.splitlines()) == 1
+
+
+def test_an_interrupted_fine_tune_resumes_with_the_command_it_printed(
+    pretrained: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    new = other_text(tmp_path / "new.txt", extra="zephyr@")
+    extra = ["finetune.extend_vocab=true", "finetune.freeze_blocks=1", "trainer.max_steps=8",
+             "trainer.val_check_interval=4", "sample.max_new_tokens=0"]
+    assert run_cli(train.main, *finetune_args(new, tmp_path / "straight", pretrained, *extra)) == 0
+    hook = StepHook(monkeypatch)
+    hook.send_signal_at(6)
+    assert run_cli(train.main, *finetune_args(new, tmp_path / "stopped", pretrained, *extra)) == 130
+    err = capsys.readouterr().err
+    command = shlex.split(err.split("resume with: ", 1)[1].strip().splitlines()[0])
+    assert f"init_from={pretrained}" in command and command[-1] == f"ckpt_path={tmp_path / 'stopped'}"
+    assert run_cli(train.main, *command[1:]) == 0
+    out = capsys.readouterr().out
+    assert "(before training)" not in out  # the start was validated once, by the first part
+    straight, resumed = (torch.load(tmp_path / run / "checkpoints" / "last.ckpt", weights_only=True)
+                         for run in ("straight", "stopped"))
+    assert resumed["global_step"] == 8
+    assert resumed["hyper_parameters"]["vocab"] == straight["hyper_parameters"]["vocab"]
+    for key, value in straight["state_dict"].items():  # as if never interrupted
+        assert torch.equal(value, resumed["state_dict"][key]), key

@@ -160,8 +160,8 @@ def test_a_resumed_run_trains_with_the_rate_it_is_given(tmp_path, capsys, optimi
     code, _, err = run_main(train_main, [*args, "trainer.max_steps=3"], capsys)
     assert code == 0, err
     before = _state(run)
-    code, out, err = run_main(train_main, [*args, "trainer.max_steps=6", "optimizer.lr=0", f"ckpt_path={run}"],
-                              capsys)
+    resume = [*args, "trainer.max_steps=6", "optimizer.lr=0", f"ckpt_path={run}"]
+    code, out, err = run_main(train_main, resume, capsys)
     assert code == 0, err
     after = _state(run)
     assert after["global_step"] == 6

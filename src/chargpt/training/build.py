@@ -300,7 +300,7 @@ class Run(NamedTuple):
     module: CharLM
     trainer: L.Trainer
     ckpt_path: str | None  # the checkpoint to resume from
-    finetuning: bool
+    finetuning: bool  # a fine-tune's start (not its resume): validated at step 0 first
 
 
 def build_run(cfg: DictConfig) -> Run:
@@ -377,7 +377,8 @@ def build_run(cfg: DictConfig) -> Run:
         device_type=calibration_device(cfg.trainer).type,
     )
     if pretrained is not None:
-        apply_pretrained(module.model, pretrained)
+        if ckpt is None:  # a resumed fine-tune takes its weights from its own checkpoint
+            apply_pretrained(module.model, pretrained)
         freeze(module.model, cfg.finetune.freeze_embeddings, cfg.finetune.freeze_blocks)
     trainer = build_trainer(cfg, resume_step)
     if choice is not None:
@@ -392,4 +393,4 @@ def build_run(cfg: DictConfig) -> Run:
         follow_moved_run(ckpt, ckpt_path, trainer.callbacks)
     if ckpt is not None and isinstance(trainer.strategy.checkpoint_io, AtomicCheckpointIO):
         trainer.strategy.checkpoint_io.preload(ckpt_path, ckpt)  # fit() reads it from memory
-    return Run(datamodule, module, trainer, ckpt_path, pretrained is not None)
+    return Run(datamodule, module, trainer, ckpt_path, finetuning=pretrained is not None and ckpt is None)

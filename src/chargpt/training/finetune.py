@@ -103,9 +103,8 @@ def apply_pretrained(model: nn.Module, pretrained: Pretrained) -> None:
 
 
 def prepare_finetune(cfg: Any, composed: ModelConfig, task_overrides: list[str]) -> Pretrained:
-    """Read `cfg.init_from` and fix the architecture and vocabulary of the new run."""
-    if cfg.ckpt_path:
-        raise ConfigError("init_from starts a new run and ckpt_path resumes one; pass only one of them")
+    """Read `cfg.init_from` and fix the architecture and vocabulary of the new run. A fine-tune
+    resumed (ckpt_path as well) gets them again the same way, for its checkpoint's weights."""
     pretrained = load_pretrained(cfg.init_from, composed, explicit_model_overrides(task_overrides))
     options = cfg.finetune
     yes_no("finetune.freeze_embeddings", options.freeze_embeddings)
