@@ -15,6 +15,8 @@ from chargpt.cli import train
 from chargpt.data.encoding import load_encoded
 from chargpt.data.tokenizer import CharTokenizer
 from chargpt.inference import evaluate
+from chargpt.model import ModelConfig, build_model
+from chargpt.training.finetune import Pretrained, apply_pretrained
 from conftest import StepHook, run_cli, train_args
 
 
@@ -170,3 +172,17 @@ def test_an_interrupted_fine_tune_resumes_with_the_command_it_printed(
     assert resumed["hyper_parameters"]["vocab"] == straight["hyper_parameters"]["vocab"]
     for key, value in straight["state_dict"].items():  # as if never interrupted
         assert torch.equal(value, resumed["state_dict"][key]), key
+
+
+def test_a_bigram_models_table_grows_in_both_dimensions() -> None:
+    # Its table maps each character to the next one's logits: new characters add rows and columns.
+    config = ModelConfig(arch="bigram", n_layer=1, n_embd=32, n_head=2, block_size=8)
+    old = build_model(config, 3)
+    with torch.no_grad():
+        old.table.weight.copy_(torch.arange(9.0).reshape(3, 3))
+    grown = build_model(config, 5)
+    apply_pretrained(grown, Pretrained(config, list("abc"), old.state_dict(), "old"))
+    table = grown.table.weight
+    assert torch.equal(table[:3, :3], old.table.weight)
+    assert torch.equal(table[3:, :3], torch.tensor([[3.0, 4.0, 5.0]] * 2))  # the mean row
+    assert torch.equal(table[:, 3:], table[:, :3].mean(1, keepdim=True).expand(5, 2))  # the mean column

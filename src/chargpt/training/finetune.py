@@ -90,16 +90,25 @@ def finetune_vocab(pretrained: Pretrained, data: CharDataModule, extend: bool) -
 
 
 def apply_pretrained(model: nn.Module, pretrained: Pretrained) -> None:
-    """Copy the trained weights; rows of new characters start at the mean of the trained rows."""
+    """Copy the trained weights; rows (and, in the bigram model's table, columns) of new characters
+    start at the mean of the trained ones."""
     state = dict(pretrained.state_dict)
     own = model.state_dict()
     for name, tensor in state.items():
         target = own.get(name)
-        if target is not None and target.shape != tensor.shape and tensor.shape[1:] == target.shape[1:]:
-            n_new = target.shape[0] - tensor.shape[0]
-            mean_row = tensor.mean(dim=0, keepdim=True)
-            state[name] = torch.cat([tensor, mean_row.expand(n_new, *tensor.shape[1:])])
+        if (target is not None and target.shape != tensor.shape and target.dim() == tensor.dim()
+                and all(new >= old for new, old in zip(target.shape, tensor.shape, strict=True))):
+            state[name] = _grown(tensor, target.shape)
     model.load_state_dict(state)
+
+
+def _grown(tensor: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+    """`tensor` extended to `shape`, each grown dimension by the mean along it."""
+    for dim, new in enumerate(shape):
+        if (n_new := new - tensor.shape[dim]) > 0:
+            sizes = [n_new if d == dim else -1 for d in range(tensor.dim())]
+            tensor = torch.cat([tensor, tensor.mean(dim=dim, keepdim=True).expand(*sizes)], dim=dim)
+    return tensor
 
 
 def prepare_finetune(cfg: Any, composed: ModelConfig, task_overrides: list[str]) -> Pretrained:
