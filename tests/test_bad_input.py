@@ -8,12 +8,15 @@ from pathlib import Path
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from chargpt.cli import eval as eval_cli
 from chargpt.cli import sample as sample_cli
 from chargpt.cli import train as train_cli
+from chargpt.data import CharDataModule
 from chargpt.errors import ChargptError
-from chargpt.training.build import check_devices
+from chargpt.model import ModelConfig
+from chargpt.training.build import check_devices, check_trainer_numbers
 from conftest import bare_train_args, make_checkpoint, run_main, write_corpus
 
 NO_GPU = pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a CUDA GPU")
@@ -109,6 +112,13 @@ TRAIN_CASES = [
         "sample.temperature='abc' must be a finite number >= 0",
     ),
     ("time budget zero", ["budget_seconds=0"], "budget_seconds=0 must be a positive number of seconds"),
+    ("batch size not whole", ["data.batch_size=2.5"], "data.batch_size=2.5 must be a positive integer"),
+    ("validating every 0 steps", ["trainer.val_check_interval=0"], "trainer.val_check_interval=0 must be"),
+    (
+        "closing sample's length not a number",  # the time budget reads it before the run starts
+        ["sample.max_new_tokens=abc", "budget_seconds=60"],
+        "sample.max_new_tokens='abc' must be a whole number",
+    ),
     (
         "output dir not writable",
         ["hydra.run.dir={corpus}/run"],
@@ -310,3 +320,27 @@ def test_a_sweep_into_an_existing_sweep_keeps_its_runs(files, monkeypatch, capsy
     _assert_one_error_line(code, out, err, expected)
     assert last.read_bytes() == before
     assert (sweep / "0" / "status.json").read_text() == status  # its status is not rewritten
+
+
+@pytest.mark.parametrize(("setting", "value", "expected"), [
+    ("train_fraction", "abc", "data.train_fraction='abc' must be a finite number"),
+    ("val_batch_size", "abc", "data.val_batch_size='abc' must be a whole number >= 1, or null"),
+    ("val_batch_size", 0, "data.val_batch_size=0 must be a whole number >= 1, or null"),
+    ("num_workers", -1, "data.num_workers=-1 must be a whole number >= 0"),
+    ("batch_size", "abc", "data.batch_size='abc' must be a positive integer"),
+])
+def test_data_settings_of_the_wrong_type_are_named(setting, value, expected, files) -> None:
+    with pytest.raises(ChargptError, match=f"^{re.escape(expected)}"):
+        CharDataModule(**{"path": str(files["corpus"]), "block_size": 16, "batch_size": 4, setting: value})
+
+
+@pytest.mark.parametrize("setting", ["dropout", "init_std", "mlp_ratio", "logit_softcap"])
+def test_model_numbers_of_the_wrong_type_are_named(setting) -> None:
+    with pytest.raises(ChargptError, match=f"^model.{setting}='abc' must be a finite number"):
+        ModelConfig(**{setting: "abc"})
+
+
+def test_trainer_counts_take_null_only_where_lightning_does() -> None:
+    check_trainer_numbers(OmegaConf.create({"max_epochs": None, "log_every_n_steps": None}))
+    with pytest.raises(ChargptError, match=r"^trainer.max_steps=None must be a whole number >= -1$"):
+        check_trainer_numbers(OmegaConf.create({"max_steps": None}))

@@ -45,11 +45,13 @@ def _hydra_main(cfg: DictConfig) -> None:
         from chargpt.serving.app import create_app
         from chargpt.serving.engine import Engine
         from chargpt.serving.protocol import Limits
-        from chargpt.serving.server import LOOPBACK, bind, serve, url_of
+        from chargpt.serving.server import LOG_LEVELS, LOOPBACK, bind, serve, url_of
     except ImportError as err:
         raise ConfigError(
             f"chargpt-serve needs the serve extra ({err.name} is missing): pip install 'chargpt[serve]'"
         ) from None
+    if cfg.log_level not in LOG_LEVELS:
+        raise ConfigError(f"log_level={cfg.log_level!r} is not one of {', '.join(LOG_LEVELS)}")
     from chargpt.export import card_for
 
     sock = bind(str(cfg.host), cfg.port)  # first: a port in use is reported before the model loads

@@ -64,11 +64,13 @@ def train(cfg: DictConfig) -> float | None:
         setting = "hydra.sweep.dir" if is_multirun() else "hydra.run.dir"
         check_run_dir(Path(output_dir), cfg.ckpt_path, setting)
     use_threads(cfg.get("threads"))
+    # Before the run is built (the time budget counts the closing sample): a bad sample setting
+    # must not waste the run.
+    check_sampling(cfg.sample.temperature, cfg.sample.top_k, cfg.sample.top_p, cfg.sample.max_new_tokens,
+                   "sample.")
+    seed("sample.seed", cfg.sample.get("seed"), optional=True)
     datamodule, module, trainer, ckpt_path, finetuning = build_run(cfg)
     sample_prompt = None
-    check_sampling(cfg.sample.temperature, cfg.sample.top_k, cfg.sample.top_p, cfg.sample.max_new_tokens,
-                   "sample.")  # now: a bad sample setting must not waste the run
-    seed("sample.seed", cfg.sample.get("seed"), optional=True)
     if cfg.sample.max_new_tokens > 0:
         sample_prompt = resolve_prompt(cfg.sample.prompt, datamodule.tokenizer, "sample.prompt")
     if finetuning:  # the starting point on the new text, logged at step 0

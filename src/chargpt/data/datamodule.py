@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import numbers
 import os
 import re
 from collections.abc import Iterator
@@ -13,6 +14,7 @@ import lightning as L
 import numpy as np
 from torch.utils.data import DataLoader, Sampler
 
+from chargpt.checks import real_number, whole_number
 from chargpt.data.encoding import EncodedCorpus, TextOptions, encode_parts, text_chars
 from chargpt.data.sources import Part, expand_path, file_parts, hf_part, identity, load_hf, text_files
 from chargpt.data.tokenizer import CharTokenizer
@@ -70,11 +72,15 @@ class CharDataModule(L.LightningDataModule):
                 "no text given: pass data.path=FILE|DIR|GLOB (with data=text), or data.name=DATASET "
                 "(with data=hf)"
             )
+        real_number("data.train_fraction", train_fraction)
         if not 0.0 < train_fraction < 1.0:
             raise ConfigError(f"data.train_fraction={train_fraction} must be between 0 and 1 (e.g. 0.9)")
         for key, value in (("model.block_size", block_size), ("data.batch_size", batch_size)):
-            if value < 1:
-                raise ConfigError(f"{key}={value} must be a positive integer")
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+                raise ConfigError(f"{key}={value!r} must be a positive integer")
+        # null: the training batch size (then a validation batch holds as many windows).
+        whole_number("data.val_batch_size", val_batch_size, low=1, optional=True)
+        whole_number("data.num_workers", num_workers, low=0)
         if val_max_chars is not None and (not isinstance(val_max_chars, int) or val_max_chars <= block_size):
             raise ConfigError(
                 f"data.val_max_chars={val_max_chars} must be an integer above model.block_size "

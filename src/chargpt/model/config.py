@@ -6,6 +6,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from chargpt.checks import real_number
 from chargpt.errors import ConfigError
 
 ARCHS = ("gpt", "bigram")
@@ -55,6 +56,9 @@ class ModelConfig:
         for name in ("compile", "zero_init_residual"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"model.{name}={getattr(self, name)!r} must be true or false")
+        for name in ("dropout", "init_std", "mlp_ratio"):
+            real_number(f"model.{name}", getattr(self, name))
+        real_number("model.logit_softcap", self.logit_softcap, optional=True)
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"model.dropout={self.dropout} must be in [0, 1)")
         if self.init_std <= 0:

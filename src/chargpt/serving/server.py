@@ -12,10 +12,12 @@ from types import TracebackType
 
 import uvicorn
 from fastapi import FastAPI
+from uvicorn.config import LOG_LEVELS as _UVICORN_LOG_LEVELS
 
 from chargpt.errors import ConfigError
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+LOG_LEVELS = tuple(_UVICORN_LOG_LEVELS)  # the log_level names uvicorn takes
 GRACE_S = 2  # on Ctrl+C, how long requests still generating get to finish: an open stream never would
 
 

@@ -229,16 +229,21 @@ def check_devices(trainer_cfg: DictConfig) -> None:
 
 
 # The trainer's step and epoch counts: whole numbers from these lows (-1: no limit), or null.
-TRAINER_COUNTS = {"max_steps": -1, "max_epochs": -1, "log_every_n_steps": 0, "accumulate_grad_batches": 1,
-                  "num_sanity_val_steps": -1}
+# Lightning's counts: the least each takes, and whether it takes None (its own default then).
+TRAINER_COUNTS = {"max_steps": (-1, False), "max_epochs": (-1, True), "log_every_n_steps": (0, True),
+                  "accumulate_grad_batches": (1, False), "num_sanity_val_steps": (-1, True)}
 
 
 def check_trainer_numbers(trainer_cfg: DictConfig) -> None:
     """Counts and intervals of the wrong type are one line naming the setting (Lightning's own
     error, "'<' not supported between instances of 'str' and 'int'", names neither)."""
-    for key, low in TRAINER_COUNTS.items():
-        whole_number(f"trainer.{key}", trainer_cfg.get(key), low, optional=True)
-    real_number("trainer.val_check_interval", trainer_cfg.get("val_check_interval"), 0, optional=True)
+    for key, (low, nullable) in TRAINER_COUNTS.items():
+        if key in trainer_cfg:
+            whole_number(f"trainer.{key}", trainer_cfg[key], low, optional=nullable)
+    interval = trainer_cfg.get("val_check_interval")
+    if real_number("trainer.val_check_interval", interval, 0, optional=True) == 0:
+        raise ConfigError("trainer.val_check_interval=0 must be above 0: a step count (e.g. 250), or a "
+                          "fraction of an epoch (e.g. 0.5)")
     real_number("trainer.gradient_clip_val", trainer_cfg.get("gradient_clip_val"), 0, optional=True)
 
 
