@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import json
 import logging
 import os
 import shutil
@@ -34,6 +35,7 @@ from chargpt.checkpoints import resolve_checkpoint, run_dir_of
 from chargpt.distributed import is_rank_zero
 from chargpt.errors import ChargptError, ConfigError, SetupError, exit_on_user_error
 from chargpt.overrides import hydra_quoted, omegaconf_literal
+from chargpt.runs.status import STATUS_FILE
 
 try:
     import fcntl
@@ -75,8 +77,37 @@ def check_writable(folder: Path, setting: str) -> None:
         ) from None
 
 
+# Files a run writes at its top level, with a key chargpt's own copy always holds: a file of that
+# name without it is the user's, which a run must not overwrite.
+RUN_FILES = {STATUS_FILE: "status", "budget.json": "budget_seconds"}
+
+
+def foreign_files(folder: Path) -> list[str]:
+    """The files in `folder` a run would overwrite that no chargpt run wrote."""
+    found = []
+    for name, key in RUN_FILES.items():
+        if not (folder / name).exists():
+            continue
+        try:
+            content = json.loads((folder / name).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            content = None
+        if not (isinstance(content, dict) and key in content):
+            found.append(name)
+    return found
+
+
+def check_not_foreign(folder: Path, setting: str) -> None:
+    if foreign := foreign_files(folder):
+        raise RunDirInUse(
+            f"{folder} holds {' and '.join(foreign)}, which a run would overwrite and no chargpt run "
+            f"wrote; pick a new {setting} (a new or empty folder)"
+        )
+
+
 def check_run_dir(run_dir: Path, ckpt_path: str | None, setting: str = "hydra.run.dir") -> None:
     """`setting` names what picks this directory: hydra.sweep.dir for the jobs of a sweep."""
+    check_not_foreign(run_dir, setting)
     if holds_run(run_dir):
         if not ckpt_path:
             raise RunDirInUse(
@@ -286,6 +317,7 @@ class RunDirGuard(Callback):
             run_dir = claim_new(run_dir, "hydra.run.dir").folder
             _set(config.hydra.run, "dir", run_dir)  # Hydra creates and writes the claimed folder
         else:
+            check_not_foreign(run_dir, "hydra.run.dir")  # before the lock file is written beside them
             claim_named(run_dir, "hydra.run.dir")
         check_run_dir(run_dir, config.get("ckpt_path"))
 
