@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from pathlib import Path
 from types import ModuleType
 
@@ -328,3 +329,15 @@ def test_data_hf_without_a_name_is_one_clear_error(tmp_path: Path) -> None:
         cfg = compose(config_name="train", overrides=["data=hf", f"paths.output_dir={tmp_path}"])
     with pytest.raises(Exception, match=r"data\.name=DATASET \(with data=hf\)"):  # Hydra wraps it
         instantiate(cfg.data)
+
+
+@pytest.mark.parametrize("given", ["folder", "glob"])
+def test_a_folder_or_glob_with_unknown_characters_is_named_as_given(tmp_path: Path, given: str) -> None:
+    folder = tmp_path / "my corpus"
+    folder.mkdir()
+    for name, text in (("a.txt", "abc abc\n" * 20), ("b.txt", "abc zé\n" * 20)):
+        (folder / name).write_text(text, encoding="utf-8")
+    path = str(folder) if given == "folder" else str(folder / "*.txt")
+    data = CharDataModule(path=path, block_size=4, batch_size=2, vocab=list("\n abc"))
+    with pytest.raises(DataError, match=f"^{re.escape(path)} has characters the vocabulary lacks: 'z', 'é'"):
+        data.encoded()

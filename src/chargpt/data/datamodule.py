@@ -168,7 +168,8 @@ class CharDataModule(L.LightningDataModule):
             key = parts[0].sha256 if single_file else identity(parts, self.options.settings())
             beside = Path(parts[0].name) if single_file else None
             label = Path(parts[0].name).name if single_file else self._label()
-            self._encoded = encode_parts(parts, key, label, given, self.cache_dir, beside, self.options)
+            self._encoded = encode_parts(parts, key, label, given, self.cache_dir, beside, self.options,
+                                         self.source)
         return self._encoded
 
     @property

@@ -224,9 +224,11 @@ def encode_parts(
     cache_dir: str | os.PathLike | None = None,
     beside: Path | None = None,
     options: TextOptions | None = None,
+    source: str | None = None,
 ) -> EncodedCorpus:
     """Token ids of the parts joined (memory-mapped), cached under `label` and the first 16 hex
-    digits of `key` (which must change whenever the text does).
+    digits of `key` (which must change whenever the text does). `source` names the text in
+    messages (the folder or glob given), `label` where it is not given.
 
     Without a tokenizer, the vocabulary is the text's own characters; with one, a character it
     lacks is an error and the cache is keyed by the vocabulary too.
@@ -256,13 +258,13 @@ def encode_parts(
         stats = _scan(parts, options, progress)
         chars = sorted(stats["counts"])
         if not chars:
-            raise DataError(f"{label} has no text; pass a text with content")
+            raise DataError(f"{_where(parts, source or label)} has no text; pass a text with content")
         if tokenizer is None:
             tokenizer = CharTokenizer(chars)
         elif unknown := tokenizer.unknown_chars("".join(chars)):
             named = describe_chars(unknown)
             raise UnknownCharactersError(
-                f"{_where(parts, label)} has characters the vocabulary lacks: {named}; "
+                f"{_where(parts, source or label)} has characters the vocabulary lacks: {named}; "
                 "remove them from the text", named,
             )
         try:
