@@ -72,6 +72,19 @@ def test_nan_loss_stops_keeps_last_good_checkpoint_and_resume_continues_tensorbo
     assert metrics["step"] == 12 and math.isfinite(metrics["best_val_loss"])
 
 
+def test_a_nan_before_any_checkpoint_says_to_start_again(tmp_path, monkeypatch, capsys):
+    corpus = write_corpus(tmp_path / "corpus.txt")
+    run = tmp_path / "run"
+    args = bare_train_args(corpus, run, "trainer.max_steps=8", "trainer.val_check_interval=4")
+    StepHook(monkeypatch).actions[2] = poison_weights  # before the first checkpoint (step 4)
+    code, _, err = run_main(train_main, args, capsys)
+    [line] = [x for x in err.splitlines() if x.startswith("error:")]
+    assert code == 2 and "the training loss became nan at step 2" in line
+    # Nothing to resume from: the advice is a new start, not ckpt_path.
+    assert line.endswith("no checkpoint had been written yet. Lower optimizer.lr or set "
+                         "trainer.gradient_clip_val, then start the run again")
+
+
 def test_checkpoint_with_non_finite_weights_is_refused():
     module = torch.nn.Linear(2, 2)
     with torch.no_grad():

@@ -35,8 +35,14 @@ class NonFiniteLossError(ChargptError):
 
 
 def _last_checkpoint(trainer: L.Trainer) -> str:
+    """What is kept, and what to do next: resume from the last checkpoint, or, with none written
+    yet, start again."""
     path = latest_checkpoint_written(trainer)
-    return f"the last checkpoint {path} is kept" if path else "no checkpoint had been written yet"
+    if path:
+        return (f"the last checkpoint {path} is kept. Lower optimizer.lr or set "
+                "trainer.gradient_clip_val, then resume with ckpt_path=RUN_DIR")
+    return ("no checkpoint had been written yet. Lower optimizer.lr or set trainer.gradient_clip_val, "
+            "then start the run again")
 
 
 class NonFiniteGuard(Callback):
@@ -90,8 +96,7 @@ class NonFiniteGuard(Callback):
             what = f"became {first[1]:.4g} at step {first[0]}" if first else "was not finite on another rank"
             raise NonFiniteLossError(
                 f"the training loss {what}; training stopped at step {trainer.global_step} and no "
-                f"weights from that step on were validated or saved: {_last_checkpoint(trainer)}. "
-                "Lower optimizer.lr or set trainer.gradient_clip_val, then resume with ckpt_path=RUN_DIR"
+                f"weights from that step on were validated or saved: {_last_checkpoint(trainer)}"
             )
 
     def on_save_checkpoint(
@@ -102,8 +107,7 @@ class NonFiniteGuard(Callback):
         if broken:
             raise NonFiniteLossError(
                 f"the weights are not finite at step {trainer.global_step} ({', '.join(broken[:3])}); "
-                f"no checkpoint was written and {_last_checkpoint(trainer)}. "
-                "Lower optimizer.lr or set trainer.gradient_clip_val, then resume with ckpt_path=RUN_DIR"
+                f"no checkpoint was written and {_last_checkpoint(trainer)}"
             )
 
 
