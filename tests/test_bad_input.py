@@ -10,6 +10,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+import chargpt
 from chargpt.cli import eval as eval_cli
 from chargpt.cli import sample as sample_cli
 from chargpt.cli import train as train_cli
@@ -355,3 +356,14 @@ def test_trainer_counts_take_null_only_where_lightning_does() -> None:
     check_trainer_numbers(OmegaConf.create({"max_epochs": None, "log_every_n_steps": None}))
     with pytest.raises(ChargptError, match=r"^trainer.max_steps=None must be a whole number >= -1$"):
         check_trainer_numbers(OmegaConf.create({"max_steps": None}))
+
+
+def test_the_python_api_names_a_bad_seed_and_device(files) -> None:
+    trained = chargpt.load(files["ckpt"])
+    with pytest.raises(ChargptError, match=r"^seed='x' must be a whole number"):
+        trained.generate("a", seed="x")
+    with pytest.raises(ChargptError, match=r"^device='tpu' is not a device"):
+        chargpt.load(files["ckpt"], device="tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ChargptError, match=r"^device=cuda but no CUDA GPU is available; use device=cpu"):
+            chargpt.load(files["ckpt"], device=torch.device("cuda"))

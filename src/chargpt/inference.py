@@ -15,9 +15,10 @@ import torch
 from torch import nn
 
 from chargpt.checkpoints import model_config, model_weights, read_checkpoint, resolve_checkpoint
+from chargpt.checks import seed as check_seed
 from chargpt.checks import whole_number
 from chargpt.data.tokenizer import CharTokenizer
-from chargpt.errors import CheckpointError
+from chargpt.errors import CheckpointError, ConfigError
 from chargpt.evaluation import evaluate_text
 from chargpt.model import build_model
 from chargpt.model.sampling import check_sampling, iter_tokens
@@ -25,6 +26,7 @@ from chargpt.model.sampling import check_sampling, iter_tokens
 
 def new_generator(device: torch.device, seed: int | None) -> torch.Generator:
     """A generator of its own: sampling never reseeds the caller's global RNG."""
+    check_seed("seed", seed, optional=True)
     generator = torch.Generator(device=device)
     if seed is None:
         generator.seed()  # non-deterministic, from the OS
@@ -92,6 +94,24 @@ def model_from_checkpoint(ckpt: dict[str, Any], source: str = "checkpoint") -> T
     return TrainedModel(model.eval(), tokenizer)
 
 
+def pick_device(name: str) -> str:
+    """`auto` is the GPU when there is one; a CUDA device without a GPU is a clear error."""
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if not _names_a_device(name):
+        raise ConfigError(f"device={name!r} is not a device; use auto, cpu, cuda or cuda:N")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device={name} but no CUDA GPU is available; use device=cpu")
+    return name
+
+
+def _names_a_device(name: object) -> bool:
+    try:
+        return isinstance(name, str) and torch.device(name) is not None  # device=0 arrives as a number
+    except RuntimeError:
+        return False
+
+
 def load(path: str | Path, device: str | torch.device = "cpu") -> TrainedModel:
     """The trained model and tokenizer of a checkpoint file, run directory or safetensors export."""
     return load_with_checkpoint(path, device)[0]
@@ -104,6 +124,7 @@ def load_with_checkpoint(
     text, no split) and the file or folder it came from, for messages."""
     from chargpt.export import export_folder_of, load_export  # export.py builds on this module
 
+    device = pick_device(str(device))
     if (folder := export_folder_of(path)) is not None:
         return load_export(folder, device), None, str(folder)
     file = resolve_checkpoint(path)

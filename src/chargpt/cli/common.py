@@ -311,24 +311,6 @@ def _says_nothing(record: logging.LogRecord) -> bool:
     return not _NOTHING_TO_SAY.search(record.getMessage())
 
 
-def pick_device(name: str) -> str:
-    """`auto` is the GPU when there is one; a CUDA device without a GPU is a clear error."""
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if not _names_a_device(name):
-        raise ConfigError(f"device={name!r} is not a device; use auto, cpu, cuda or cuda:N")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"device={name} but no CUDA GPU is available; use device=cpu")
-    return name
-
-
-def _names_a_device(name: object) -> bool:
-    try:
-        return isinstance(name, str) and torch.device(name) is not None  # device=0 arrives as a number
-    except RuntimeError:
-        return False
-
-
 def resolve_prompt(prompt: object, tokenizer: CharTokenizer, setting: str = "prompt") -> str:
     """The prompt a command samples from, checked before any work: text whose characters the
     vocabulary has, or (unset) the start prompt, with a note when that is not a new line."""

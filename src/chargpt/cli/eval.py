@@ -20,11 +20,11 @@ from omegaconf import DictConfig
 
 from chargpt.checkpoints import stored_corpus, stored_split
 from chargpt.checks import whole_number
-from chargpt.cli.common import CONFIG_PATH, cli_task, pick_device, quiet_known_warnings, run_main, use_threads
+from chargpt.cli.common import CONFIG_PATH, cli_task, quiet_known_warnings, run_main, use_threads
 from chargpt.cli.recorded_text import check_read_alike, recorded_data, split_ids
 from chargpt.errors import ConfigError, exit_on_user_error
 from chargpt.evaluation import Evaluation, check_stride, evaluate_text
-from chargpt.inference import load_with_checkpoint
+from chargpt.inference import load_with_checkpoint, pick_device
 
 SPLITS = ("val", "train", "all")
 # Settings chargpt-eval does not use (the model comes from the checkpoint; scoring draws no random

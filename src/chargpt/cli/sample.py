@@ -14,7 +14,6 @@ from chargpt.checks import seed, whole_number, yes_no
 from chargpt.cli.common import (
     CONFIG_PATH,
     cli_task,
-    pick_device,
     quiet_known_warnings,
     resolve_prompt,
     run_main,
@@ -22,7 +21,7 @@ from chargpt.cli.common import (
 )
 from chargpt.cli.recorded_text import check_train_fraction, training_text
 from chargpt.errors import ConfigError, exit_on_user_error
-from chargpt.inference import load_with_checkpoint, new_generator
+from chargpt.inference import load_with_checkpoint, new_generator, pick_device
 from chargpt.memorization import CopiedSpan, TextIndex
 from chargpt.model.sampling import check_sampling
 

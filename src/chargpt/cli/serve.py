@@ -10,13 +10,12 @@ from chargpt.cli.common import (
     CONFIG_PATH,
     check_threads,
     cli_task,
-    pick_device,
     quiet_known_warnings,
     run_main,
     use_threads,
 )
 from chargpt.errors import ConfigError, exit_on_user_error
-from chargpt.inference import load
+from chargpt.inference import load, pick_device
 
 
 def check_settings(cfg: DictConfig) -> None:
