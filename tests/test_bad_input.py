@@ -354,7 +354,7 @@ def test_model_numbers_of_the_wrong_type_are_named(setting) -> None:
 
 def test_trainer_counts_take_null_only_where_lightning_does() -> None:
     check_trainer_numbers(OmegaConf.create({"max_epochs": None, "log_every_n_steps": None}))
-    with pytest.raises(ChargptError, match=r"^trainer.max_steps=None must be a whole number >= -1$"):
+    with pytest.raises(ChargptError, match=r"^trainer.max_steps=null must be a whole number >= -1$"):
         check_trainer_numbers(OmegaConf.create({"max_steps": None}))
 
 

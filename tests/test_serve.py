@@ -246,7 +246,8 @@ def test_twenty_concurrent_requests_are_all_answered(server: tuple[str, Engine],
         ('{"prompt": "Hi", "stream": true, "stream_options": {"include_usge": true}}', 400,
          "stream_options.include_usge", "unknown parameter 'stream_options.include_usge'"),
         ('{"prompt": "Hi", max_tokens: 5}', 400, None, "the request body is not valid JSON"),
-        ('["Hi"]', 400, None, "must be a JSON object"),
+        ('["Hi"]', 400, None, "must be a JSON object, got an array"),
+        ("null", 400, None, "must be a JSON object, got null"),
         ('{"prompt": "Hi", "temprature": 0.5}', 400, "temprature", "unknown parameter 'temprature'"),
         ('{"prompt": "Hi", "top_p": 1.5}', 400, "top_p", "top_p=1.5 must be in (0, 1]"),
         ('{"prompt": "Hi", "top_k": -3}', 400, "top_k", "top_k=-3 must be >= 0"),
@@ -375,7 +376,7 @@ def test_cli_bad_settings_are_one_error_line(
     assert "max_concurrency=0 must be a whole number >= 1" in _cli_error(
         [f"ckpt_path={run_dir}", "max_concurrency=0"], monkeypatch, capsys)
     assert "port=70000" in _cli_error([f"ckpt_path={run_dir}", "port=70000"], monkeypatch, capsys)
-    assert "max_n=True must be a whole number >= 1" in _cli_error(
+    assert "max_n=true must be a whole number >= 1" in _cli_error(
         [f"ckpt_path={run_dir}", "max_n=true"], monkeypatch, capsys)
     assert "compile='maybe' must be true or false" in _cli_error(
         [f"ckpt_path={run_dir}", "compile=maybe"], monkeypatch, capsys)

@@ -14,9 +14,19 @@ SEED_RANGE = (-(2**63), 2**64 - 1)  # what torch.Generator.manual_seed accepts
 _OR_NULL = {True: ", or null", False: ""}
 
 
+def shown(value: object) -> str:
+    """A setting's value as it is typed on the command line: null, true and false as YAML spells
+    them, text quoted."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return repr(value)
+
+
 def yes_no(name: str, value: object) -> bool:
     if not isinstance(value, bool):
-        raise ConfigError(f"{name}={value!r} must be true or false")
+        raise ConfigError(f"{name}={shown(value)} must be true or false")
     return value
 
 
@@ -34,7 +44,7 @@ def whole_number(name: str, value: object, low: int | None = None, optional: boo
         # Hydra reads 1e6 as the decimal 1000000.0: say how to type the whole number meant.
         spelled = isinstance(value, float) and value.is_integer() and (low is None or value >= low)
         hint = f"; write it without a decimal point or exponent: {name}={int(value)}" if spelled else ""
-        raise ConfigError(f"{name}={value!r} must be a whole number{at_least}{_OR_NULL[optional]}{hint}")
+        raise ConfigError(f"{name}={shown(value)} must be a whole number{at_least}{_OR_NULL[optional]}{hint}")
     return int(value)
 
 
@@ -45,7 +55,7 @@ def real_number(name: str, value: object, low: float | None = None, optional: bo
     if (isinstance(value, bool) or not isinstance(value, numbers.Real) or not _finite(value)
             or (low is not None and value < low)):
         at_least = f" >= {low:g}" if low is not None else ""
-        raise ConfigError(f"{name}={value!r} must be a finite number{at_least}{_OR_NULL[optional]}")
+        raise ConfigError(f"{name}={shown(value)} must be a finite number{at_least}{_OR_NULL[optional]}")
     return float(value)
 
 

@@ -17,6 +17,9 @@ from chargpt.data.tokenizer import CharTokenizer
 from chargpt.errors import ChargptError
 from chargpt.model.sampling import check_sampling
 
+# What a JSON value is called in JSON's own words (json.loads gives these types; None is null).
+_JSON_TYPES = {list: "an array", str: "a string", int: "a number", float: "a number", bool: "true or false"}
+
 
 class APIError(Exception):
     def __init__(
@@ -101,7 +104,8 @@ def read_json(raw: bytes) -> dict[str, Any]:
             code="invalid_json",
         ) from None
     if not isinstance(data, dict):
-        raise APIError(400, f"the request body must be a JSON object, got {type(data).__name__}")
+        got = _JSON_TYPES.get(type(data), "null")
+        raise APIError(400, f"the request body must be a JSON object, got {got}")
     return data
 
 
