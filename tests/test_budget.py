@@ -512,3 +512,9 @@ def test_validation_batches_follow_limit_val_batches(limit, expected, tmp_path: 
     trainer.fit(module, train_dataloaders=loader, val_dataloaders=loader)
     assert seen == [expected]
     assert validation_batches(SimpleNamespace(), 10) == 10  # no trainer count: the loader's length
+
+
+def test_a_run_stopped_before_its_plan_records_no_rerun_command() -> None:
+    budget = TimeBudget(seconds=60.0, start=0.0)
+    assert budget.planned_steps is None
+    assert budget.summary()["rerun_with"] is None  # not "trainer.max_steps=None"

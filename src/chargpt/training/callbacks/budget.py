@@ -515,8 +515,10 @@ class TimeBudget(Callback):
 
     def summary(self) -> dict[str, Any]:
         fixed = [f"trainer.max_steps={self.planned_steps}", "budget_seconds=null"]
-        rerun = " ".join(fixed)  # added to the run's command
-        if self.auto is not None and self.auto.get("rerun_with"):
+        rerun: str | None = " ".join(fixed)  # added to the run's command
+        if self.planned_steps is None:
+            rerun = None  # stopped before the budget planned a step count: nothing to re-run with
+        elif self.auto is not None and self.auto.get("rerun_with"):
             # model=auto needs a budget: the whole command, with the shape it chose instead
             kept = [a for a in shlex.split(self.auto["rerun_with"])
                     if not a.startswith(("trainer.max_steps=", "budget_seconds="))]
