@@ -150,6 +150,7 @@ def test_finetune_experiment_needs_init_from(corpus: Path, tmp_path: Path, capsy
     assert "init_from=RUN_DIR" in err and len(err.splitlines()) == 1
 
 
+@pytest.mark.slow  # three fine-tunes; test_resume covers an exact resume by default
 def test_an_interrupted_fine_tune_resumes_with_the_command_it_printed(
     pretrained: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
