@@ -212,21 +212,25 @@ def apply_settings(
             if _plain(old) == _plain(value):
                 continue
             if key == "lr":
-                if "initial_lr" in group:
-                    group["initial_lr"] = value
-                if scheduler is not None:
-                    scheduler.base_lrs[i] = value
-                    # The rate of the coming step, as LambdaLR sets it after each step.
-                    value_now = value * scheduler.lr_lambdas[i](scheduler.last_epoch)
-                else:
-                    value_now = value
-                group["lr"] = value_now
+                _set_base_rate(group, i, value, scheduler)
             else:
                 group[key] = value
             note = f"{label} {key} {_plain(old)} -> {_plain(value)}"
             if note not in changed:  # the decayed and undecayed groups share a label
                 changed.append(note)
     return changed
+
+
+def _set_base_rate(group: dict[str, Any], index: int, rate: float, scheduler: LambdaLR | None) -> None:
+    """A group's base rate, and the rate of its coming step: the schedule's multiplier of it, as
+    LambdaLR sets it after each step."""
+    if "initial_lr" in group:
+        group["initial_lr"] = rate
+    if scheduler is None:
+        group["lr"] = rate
+        return
+    scheduler.base_lrs[index] = rate
+    group["lr"] = rate * scheduler.lr_lambdas[index](scheduler.last_epoch)
 
 
 def _plain(value: Any) -> Any:
