@@ -25,6 +25,7 @@ MODULES = {
     "torch (reference)": "torch",
     "lightning (reference)": "lightning",
     "import chargpt": "chargpt",
+    "chargpt.load (Python API)": "chargpt.inference",
     "chargpt-train": "chargpt.cli.train",
     "chargpt-sample": "chargpt.cli.sample",
     "chargpt-eval": "chargpt.cli.eval",

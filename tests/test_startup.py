@@ -47,6 +47,7 @@ def test_bench_startup_times_every_command_and_says_which_import_lightning(tmp_p
     figures = json.loads(done.stdout.strip().splitlines()[-1])
     assert figures["imports_lightning"] == {
         "torch (reference)": False, "lightning (reference)": True, "import chargpt": False,
+        "chargpt.load (Python API)": False,
         "chargpt-train": True, "chargpt-sample": False, "chargpt-eval": False, "chargpt-serve": False,
         "chargpt-export": False, "chargpt-report": False,
     }

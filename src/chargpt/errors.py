@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import functools
 import os
+import signal
 import sys
 from collections.abc import Callable
-from typing import TypeVar
+from typing import NoReturn, TypeVar
 
 F = TypeVar("F", bound=Callable[..., object])
 
 # Exit status for a usage error (bad config, bad input file), as argparse and most CLIs use.
 USAGE_EXIT_CODE = 2
+INTERRUPT_EXIT_CODE = 128 + signal.SIGINT  # what a shell reports for a command ended by Ctrl-C
 
 
 class ChargptError(Exception):
@@ -41,6 +43,12 @@ class UnknownCharactersError(DataError):
 
 class CheckpointError(ChargptError):
     """A missing, damaged or incompatible checkpoint."""
+
+
+def exit_interrupted() -> NoReturn:
+    """Ctrl-C: one line and exit 130, as a shell reports a command it ended."""
+    print("\ninterrupted", file=sys.stderr, flush=True)
+    sys.exit(INTERRUPT_EXIT_CODE)
 
 
 def full_errors_requested() -> bool:

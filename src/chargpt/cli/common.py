@@ -19,7 +19,6 @@ import logging
 import os
 import re
 import shlex
-import signal
 import sys
 import warnings
 from collections.abc import Callable, Iterator
@@ -31,7 +30,7 @@ import torch
 from chargpt.checks import whole_number
 from chargpt.data.sources import expand_path
 from chargpt.data.tokenizer import CharTokenizer
-from chargpt.errors import USAGE_EXIT_CODE, ConfigError, full_errors_requested
+from chargpt.errors import USAGE_EXIT_CODE, ConfigError, exit_interrupted, full_errors_requested
 from chargpt.inference import start_prompt
 from chargpt.overrides import hydra_quoted, literal_value, omegaconf_literal, parses
 from chargpt.runs.directory import release_claims
@@ -42,7 +41,6 @@ CONFIG_PATH = str(_PACKAGED if _PACKAGED.is_dir() else _SOURCE_TREE)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-INTERRUPT_EXIT_CODE = 128 + signal.SIGINT  # what a shell reports for a command ended by Ctrl-C
 BROKEN_PIPE_EXIT_CODE = 128 + 13  # SIGPIPE: what `yes | head` reports for `yes`
 
 # Hydra's own options that take a value (the next argument is not an override).
@@ -245,8 +243,7 @@ def clean_exits() -> Iterator[None]:
     try:
         yield
     except KeyboardInterrupt:
-        print("\ninterrupted", file=sys.stderr, flush=True)
-        sys.exit(INTERRUPT_EXIT_CODE)
+        exit_interrupted()
     except BrokenPipeError:
         _quiet_broken_pipe()
     except SystemExit as exit_:
