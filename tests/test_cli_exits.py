@@ -1,8 +1,10 @@
-"""Clean exits: Ctrl-C is exit 130 with one line, a closed output pipe is quiet (141), a second
-Ctrl-C in training quits at once, and each command has its own --help."""
+"""Clean exits: Ctrl-C is exit 130 with one line (also while a console script still imports its
+command), a closed output pipe is quiet (141), a second Ctrl-C in training quits at once, and each
+command has its own --help."""
 
 from __future__ import annotations
 
+import importlib
 import os
 import signal
 import subprocess
@@ -12,10 +14,12 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+import tomllib
 
 import chargpt.cli.eval as eval_cli
 import chargpt.cli.sample as sample_cli
 import chargpt.cli.train as train_cli
+from chargpt.cli import launch
 from chargpt.cli.train import main as train_main
 from chargpt.training.callbacks.safety import GracefulInterrupt
 from conftest import TINY_MODEL, run_cli
@@ -128,3 +132,40 @@ def test_the_report_exits_cleanly_too(exc, code, err, tmp_path, monkeypatch, cap
     monkeypatch.setattr(report_cli, "report", _raise(exc))
     assert run_cli(report_cli.main, str(tmp_path)) == code
     assert capsys.readouterr().err == err
+
+
+PYPROJECT = ROOT / "pyproject.toml"
+SCRIPTS = tomllib.loads(PYPROJECT.read_text())["project"]["scripts"]
+
+
+@pytest.mark.parametrize("script", sorted(SCRIPTS))
+def test_each_console_script_runs_its_command(script: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    module_name, function = SCRIPTS[script].split(":")
+    assert module_name == "chargpt.cli.launch"
+    command = script.removeprefix("chargpt-")
+    real = importlib.import_module(f"chargpt.cli.{command}")
+    assert callable(real.main)
+    ran: list[str] = []
+    monkeypatch.setattr(importlib, "import_module",
+                        lambda name: SimpleNamespace(main=lambda: ran.append(name)))
+    getattr(launch, function)()
+    assert ran == [f"chargpt.cli.{command}"]
+
+
+INTERRUPTED_IMPORT = """
+import importlib, os, signal
+real = importlib.import_module
+def interrupted(name):  # Ctrl-C arrives while the command's code is being imported
+    os.kill(os.getpid(), signal.SIGINT)
+    return real(name)
+importlib.import_module = interrupted
+from chargpt.cli.launch import train
+train()
+"""
+
+
+def test_ctrl_c_while_a_command_imports_its_code_is_one_line_and_exit_130() -> None:
+    done = subprocess.run([sys.executable, "-c", INTERRUPTED_IMPORT], capture_output=True, text=True)
+    assert done.returncode == 130, done.stderr[-2000:]
+    assert done.stderr.strip() == "interrupted"
+    assert done.stdout == ""

@@ -1,6 +1,6 @@
 """Commands that train nothing start without Lightning: importing it takes seconds (half of a
 command's start-up on a 2-core CPU), which sampling, serving, evaluation set-up, export, the report
-and `import chargpt` need not pay."""
+and `import chargpt` need not pay. The report needs no torch either."""
 
 from __future__ import annotations
 
@@ -30,6 +30,24 @@ def test_sampling_from_a_checkpoint_never_imports_lightning(tmp_path: Path) -> N
     result = subprocess.run([sys.executable, "-c", CHECK, str(ckpt)], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == "[]"
+
+
+def test_import_chargpt_loads_no_torch_until_the_api_is_used() -> None:
+    probe = ("import sys, chargpt; before = 'torch' in sys.modules; load = chargpt.load; "
+             "print(before, 'torch' in sys.modules, load.__module__)")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["False", "True", "chargpt.inference"]
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        _ = chargpt.nope
+
+
+def test_the_report_starts_without_torch() -> None:
+    # It reads JSON and CSV files and draws with matplotlib: torch's import would triple its start-up.
+    probe = "import sys, chargpt.cli.report; print('torch' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "False"
 
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench_startup.py"

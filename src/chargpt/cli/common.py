@@ -1,5 +1,5 @@
-"""What the entry points share: where the configs live, the command line as the shell hands it over,
-clean exits (Ctrl-C, a closed pipe), quiet warnings, the device to run on.
+"""What the Hydra entry points share: where the configs live, the command line as the shell hands it
+over, quiet warnings, prompts, threads.
 
 Free text on the command line: Hydra's override grammar rejects commas, quotes, brackets, spaces,
 `~`, non-ASCII letters and more, and reads `${...}` as an interpolation. The values of the
@@ -13,7 +13,6 @@ listing the options it has.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
 import os
@@ -28,9 +27,10 @@ from typing import Any, TypeVar
 import torch
 
 from chargpt.checks import whole_number
+from chargpt.cli.exits import BROKEN_PIPE_EXIT_CODE, clean_exits
 from chargpt.data.sources import expand_path
 from chargpt.data.tokenizer import CharTokenizer
-from chargpt.errors import USAGE_EXIT_CODE, ConfigError, exit_interrupted, full_errors_requested
+from chargpt.errors import USAGE_EXIT_CODE, ConfigError, full_errors_requested
 from chargpt.inference import start_prompt
 from chargpt.overrides import hydra_quoted, literal_value, omegaconf_literal, parses
 from chargpt.runs.directory import release_claims
@@ -41,7 +41,6 @@ CONFIG_PATH = str(_PACKAGED if _PACKAGED.is_dir() else _SOURCE_TREE)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-BROKEN_PIPE_EXIT_CODE = 128 + 13  # SIGPIPE: what `yes | head` reports for `yes`
 
 # Hydra's own options that take a value (the next argument is not an override).
 _OPTIONS_WITH_VALUE = {
@@ -234,31 +233,6 @@ def run_main(hydra_main: Callable[[], Any], prepare: Callable[[list[str]], list[
     finally:
         sys.argv, _literal = saved, None
         release_claims(failed)
-
-
-@contextlib.contextmanager
-def clean_exits() -> Iterator[None]:
-    """Ctrl-C: one line and exit 130. Output into a pipe whose reader stopped (`| head`): quiet,
-    exit 141, as other Unix tools."""
-    try:
-        yield
-    except KeyboardInterrupt:
-        exit_interrupted()
-    except BrokenPipeError:
-        _quiet_broken_pipe()
-    except SystemExit as exit_:
-        if exit_.code == BROKEN_PIPE_EXIT_CODE:
-            _quiet_broken_pipe()
-        raise
-
-
-def _quiet_broken_pipe() -> None:
-    # Python would report the closed pipe again when it flushes stdout at exit: point stdout at
-    # /dev/null first (only the real stdout; a test's replacement is left alone).
-    if sys.stdout is sys.__stdout__:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-    sys.exit(BROKEN_PIPE_EXIT_CODE)
 
 
 def cli_task(task: F) -> F:

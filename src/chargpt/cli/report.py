@@ -7,7 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from chargpt.cli.common import clean_exits
+from chargpt.cli.exits import clean_exits
 from chargpt.errors import exit_on_user_error
 from chargpt.runs.report import SORT_CHOICES, report
 

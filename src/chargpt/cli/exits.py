@@ -1,0 +1,39 @@
+"""How every command ends when the user stops it: Ctrl-C is one line and exit 130; output into a
+pipe whose reader stopped (`| head`) ends quietly with exit 141, as other Unix tools do. No torch
+here: the report uses it too, and starts without torch."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import Iterator
+
+from chargpt.errors import exit_interrupted
+
+BROKEN_PIPE_EXIT_CODE = 128 + 13  # SIGPIPE: what `yes | head` reports for `yes`
+
+
+@contextlib.contextmanager
+def clean_exits() -> Iterator[None]:
+    """Ctrl-C: one line and exit 130. Output into a pipe whose reader stopped (`| head`): quiet,
+    exit 141, as other Unix tools."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        exit_interrupted()
+    except BrokenPipeError:
+        _quiet_broken_pipe()
+    except SystemExit as exit_:
+        if exit_.code == BROKEN_PIPE_EXIT_CODE:
+            _quiet_broken_pipe()
+        raise
+
+
+def _quiet_broken_pipe() -> None:
+    # Python would report the closed pipe again when it flushes stdout at exit: point stdout at
+    # /dev/null first (only the real stdout; a test's replacement is left alone).
+    if sys.stdout is sys.__stdout__:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    sys.exit(BROKEN_PIPE_EXIT_CODE)
