@@ -94,6 +94,23 @@ def test_split_files_holds_out_the_last_whole_files(tmp_path: Path) -> None:
     assert text_of(dm97, "val_ids") == "file 9 " * 20
     with pytest.raises(DataError, match="one file"):
         module(tmp_path / "00.txt", split="files").setup()
+
+
+def test_split_files_warns_when_whole_files_miss_the_share_asked_for(tmp_path: Path) -> None:
+    (tmp_path / "a.txt").write_text("a long first file " * 200)
+    (tmp_path / "b.txt").write_text("short end\n")
+    dm = module(tmp_path, split="files", separator="")
+    dm.setup()
+    [warning] = [line for line in dm.report_lines() if line.startswith("warning:")]
+    assert "validation 0.3% of the text, far from the 10%" in warning
+    assert "data.split null" in warning
+    even = tmp_path / "even"
+    even.mkdir()
+    for i in range(10):
+        (even / f"{i}.txt").write_text(f"file {i} " * 20)
+    dm = module(even, split="files", separator="")
+    dm.setup()
+    assert not [line for line in dm.report_lines() if line.startswith("warning:")]
     with pytest.raises(ConfigError, match=r"data\.split=tail"):
         module(tmp_path, split="tail")
 

@@ -266,6 +266,8 @@ class CharDataModule(L.LightningDataModule):
                 f"validation: {n_parts - first} of {n_parts} {unit}, from {self._parts[first].name} "
                 f"({len(self.val_ids):,} characters)"
             )
+            if self.split == "files":
+                lines += self._whole_files_warning()
         else:
             share = 1 - self.train_fraction
             lines.append(f"validation: the last {len(self.val_ids):,} characters ({share:.0%})")
@@ -278,6 +280,19 @@ class CharDataModule(L.LightningDataModule):
         stats = encoded.stats
         lines += vocabulary_lines(stats.get("counts", {}), self.options.newline, stats.get("bom"))
         return lines
+
+    def _whole_files_warning(self) -> list[str]:
+        # The cut falls between files, so the share can miss the asked one by far (a tiny last file:
+        # a noisy validation loss; a huge one: little left to train on). Say so rather than guess.
+        assert self.ids is not None and self.val_ids is not None
+        held_out, asked = len(self.val_ids) / len(self.ids), 1 - self.train_fraction
+        if asked / 2 <= held_out <= asked * 2:
+            return []
+        return [
+            f"warning: whole files make validation {held_out:.1%} of the text, far from the {asked:.0%} "
+            f"data.train_fraction={self.train_fraction} asks for; files of more even sizes get closer, "
+            "or leave data.split null to cut at that share of the characters"
+        ]
 
     @property
     def tokenizer(self) -> CharTokenizer:
