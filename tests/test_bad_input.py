@@ -59,6 +59,12 @@ TRAIN_CASES = [
     ("train split too short", ["data.train_fraction=0.002"], "the train split of {corpus} has 8 characters"),
     ("val split too short", ["data.train_fraction=0.998"], "the val split of {corpus} has 8 characters"),
     (
+        "window set on the data instead of the model",
+        ["data.block_size=8"],
+        "data.block_size=8 differs from model.block_size=16: the windows are the model's context, set "
+        "in one place; pass model.block_size=8 instead",
+    ),
+    (
         "width not divisible by heads",
         ["model.n_embd=30", "model.n_head=4"],
         "model.n_embd=30 is not divisible",

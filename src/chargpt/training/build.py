@@ -262,6 +262,17 @@ def check_launch(cfg: DictConfig) -> None:
         )
 
 
+def check_window_length(cfg: DictConfig) -> None:
+    """The data's windows are the model's context: one setting, model.block_size. The data config
+    only follows it, so a data.block_size of its own would be silently replaced."""
+    window, context = cfg.data.get("block_size"), cfg.model.get("block_size")
+    if window is not None and window != context:
+        raise ConfigError(
+            f"data.block_size={window} differs from model.block_size={context}: the windows are the "
+            f"model's context, set in one place; pass model.block_size={window} instead"
+        )
+
+
 def _logger_kwargs(logger_cfg: DictConfig, resume_step: int | None) -> dict[str, Any]:
     # SummaryWriter's purge_step drops events at or after it from the earlier event files, so the
     # steps an interrupted run logged after its last checkpoint are not shown twice (values are
@@ -325,6 +336,7 @@ def build_run(cfg: DictConfig) -> Run:
         keep_freed_memory()
     matmul_auto = resolve_matmul_precision(cfg)
     model_config = ModelConfig.from_dict(model_fields)  # validated before any data work
+    check_window_length(cfg)
     check_optimizer(plain(cfg.optimizer))
     if auto:
         auto_size.check_auto(cfg, task_overrides())
