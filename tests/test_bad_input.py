@@ -69,11 +69,11 @@ TRAIN_CASES = [
         ["model.n_embd=30", "model.n_head=4"],
         "model.n_embd=30 is not divisible",
     ),
-    ("zero layers", ["model.n_layer=0"], "model.n_layer=0 must be a positive integer"),
-    ("negative width", ["model.n_embd=-8"], "model.n_embd=-8 must be a positive integer"),
+    ("zero layers", ["model.n_layer=0"], "model.n_layer=0 must be a whole number >= 1"),
+    ("negative width", ["model.n_embd=-8"], "model.n_embd=-8 must be a whole number >= 1"),
     ("dropout 1", ["model.dropout=1.0"], "model.dropout=1.0 must be in [0, 1)"),
     ("dropout negative", ["model.dropout=-0.1"], "model.dropout=-0.1 must be in [0, 1)"),
-    ("batch size 0", ["data.batch_size=0"], "data.batch_size=0 must be a positive integer"),
+    ("batch size 0", ["data.batch_size=0"], "data.batch_size=0 must be a whole number >= 1"),
     (
         "unknown precision",
         ["trainer.precision=bf32"],
@@ -119,7 +119,7 @@ TRAIN_CASES = [
         "sample.temperature='abc' must be a finite number >= 0",
     ),
     ("time budget zero", ["budget_seconds=0"], "budget_seconds=0 must be a positive number of seconds"),
-    ("batch size not whole", ["data.batch_size=2.5"], "data.batch_size=2.5 must be a positive integer"),
+    ("batch size not whole", ["data.batch_size=2.5"], "data.batch_size=2.5 must be a whole number >= 1"),
     ("validating every 0 steps", ["trainer.val_check_interval=0"], "trainer.val_check_interval=0 must be"),
     (
         "closing sample's length not a number",  # the time budget reads it before the run starts
@@ -345,7 +345,7 @@ def test_a_sweep_into_an_existing_sweep_keeps_its_runs(files, monkeypatch, capsy
     ("val_batch_size", "abc", "data.val_batch_size='abc' must be a whole number >= 1, or null"),
     ("val_batch_size", 0, "data.val_batch_size=0 must be a whole number >= 1, or null"),
     ("num_workers", -1, "data.num_workers=-1 must be a whole number >= 0"),
-    ("batch_size", "abc", "data.batch_size='abc' must be a positive integer"),
+    ("batch_size", "abc", "data.batch_size='abc' must be a whole number >= 1"),
 ])
 def test_data_settings_of_the_wrong_type_are_named(setting, value, expected, files) -> None:
     with pytest.raises(ChargptError, match=f"^{re.escape(expected)}"):

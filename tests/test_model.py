@@ -56,12 +56,15 @@ def test_bigram_reads_logits_from_its_table() -> None:
     ("settings", "message"),
     [
         (dict(n_embd=30, n_head=4), "not divisible"),
-        (dict(n_layer=0), "positive integer"),
-        (dict(block_size=-1), "positive integer"),
+        (dict(n_layer=0), "whole number >= 1"),
+        (dict(block_size=-1), "whole number >= 1"),
         (dict(dropout=1.0), r"\[0, 1\)"),
         (dict(dropout=-0.1), r"\[0, 1\)"),
         (dict(pos_encoding="alibi"), "one of learned, sinusoidal, rope"),
         (dict(n_embd=12, n_head=4, pos_encoding="rope"), "even head size"),
+        # Hydra reads yes/no as text, which would otherwise count as true.
+        (dict(bias="no"), "model.bias='no' must be true or false"),
+        (dict(tie_weights="off"), "model.tie_weights='off' must be true or false"),
     ],
 )
 def test_invalid_settings_are_clear_errors(settings: dict, message: str) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import numbers
 import os
 import re
 from collections.abc import Iterator
@@ -75,9 +74,8 @@ class CharDataModule(L.LightningDataModule):
         real_number("data.train_fraction", train_fraction)
         if not 0.0 < train_fraction < 1.0:
             raise ConfigError(f"data.train_fraction={train_fraction} must be between 0 and 1 (e.g. 0.9)")
-        for key, value in (("model.block_size", block_size), ("data.batch_size", batch_size)):
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-                raise ConfigError(f"{key}={value!r} must be a positive integer")
+        whole_number("model.block_size", block_size, low=1)
+        whole_number("data.batch_size", batch_size, low=1)
         # null: the training batch size (then a validation batch holds as many windows).
         whole_number("data.val_batch_size", val_batch_size, low=1, optional=True)
         whole_number("data.num_workers", num_workers, low=0)

@@ -6,7 +6,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from chargpt.checks import real_number
+from chargpt.checks import real_number, whole_number, yes_no
 from chargpt.errors import ConfigError
 
 ARCHS = ("gpt", "bigram")
@@ -50,12 +50,9 @@ class ModelConfig:
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"model.{name}={getattr(self, name)!r} is not one of {', '.join(allowed)}")
         for name in ("block_size", "n_layer", "n_head", "n_embd"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigError(f"model.{name}={value!r} must be a positive integer")
-        for name in ("compile", "zero_init_residual"):
-            if not isinstance(getattr(self, name), bool):
-                raise ConfigError(f"model.{name}={getattr(self, name)!r} must be true or false")
+            whole_number(f"model.{name}", getattr(self, name), low=1)
+        for name in ("bias", "qk_norm", "tie_weights", "compile", "zero_init_residual"):
+            yes_no(f"model.{name}", getattr(self, name))
         for name in ("dropout", "init_std", "mlp_ratio"):
             real_number(f"model.{name}", getattr(self, name))
         real_number("model.logit_softcap", self.logit_softcap, optional=True)
