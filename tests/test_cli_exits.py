@@ -153,11 +153,12 @@ def test_each_console_script_runs_its_command(script: str, monkeypatch: pytest.M
 
 
 INTERRUPTED_IMPORT = """
-import importlib, os, signal
+import importlib, signal
 real = importlib.import_module
-def interrupted(name):  # Ctrl-C arrives while the command's code is being imported
-    os.kill(os.getpid(), signal.SIGINT)
-    return real(name)
+def interrupted(name, package=None):  # Ctrl-C arrives while the command's code is being imported
+    if name.startswith("chargpt.cli."):
+        signal.raise_signal(signal.SIGINT)  # to this thread, so Python raises it here
+    return real(name, package)
 importlib.import_module = interrupted
 from chargpt.cli.launch import train
 train()
