@@ -268,15 +268,16 @@ def test_existing_run_is_never_overwritten(files, monkeypatch, capsys):
     assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file() and p.name != "train.log"} == snapshot
 
 
-def test_a_users_file_named_as_a_run_file_is_never_overwritten(files, monkeypatch, capsys):
+@pytest.mark.parametrize("name", ["status.json", "metrics.json"])
+def test_a_users_file_named_as_a_run_file_is_never_overwritten(name, files, monkeypatch, capsys):
     folder = files["tmp"] / "my notes"
     folder.mkdir()
-    (folder / "status.json").write_text('{"mine": 1}')
+    (folder / name).write_text('{"mine": 1}')
     args = bare_train_args(files["corpus"], folder, "trainer.max_steps=2", "trainer.val_check_interval=2")
     code, out, err = run_main(train_cli.main, args, capsys)
-    _assert_one_error_line(code, out, err, f"{folder} holds status.json, which a run would overwrite")
-    assert (folder / "status.json").read_text() == '{"mine": 1}'
-    assert sorted(p.name for p in folder.iterdir()) == ["status.json"]  # nothing written beside it
+    _assert_one_error_line(code, out, err, f"{folder} holds {name}, which a run would overwrite")
+    assert (folder / name).read_text() == '{"mine": 1}'
+    assert sorted(p.name for p in folder.iterdir()) == [name]  # nothing written beside it
 
 
 def test_multirun_with_subprocess_ddp_is_refused(files, monkeypatch, capsys):

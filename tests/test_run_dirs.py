@@ -94,7 +94,7 @@ def test_sweep_dirs_get_a_suffix_and_an_earlier_sweep_is_not_overwritten(tmp_pat
 
 
 def test_a_sweep_job_dir_that_holds_a_run_names_the_sweep_setting(tmp_path: Path) -> None:
-    (tmp_path / "metrics.json").write_text("{}")
+    (tmp_path / "metrics.json").write_text('{"best_val_loss": 2.1}')  # a run's own
     with pytest.raises(RunDirInUse, match=r"pick a new hydra\.sweep\.dir$"):
         check_run_dir(tmp_path, None, "hydra.sweep.dir")
 

@@ -79,7 +79,7 @@ def check_writable(folder: Path, setting: str) -> None:
 
 # Files a run writes at its top level, with a key chargpt's own copy always holds: a file of that
 # name without it is the user's, which a run must not overwrite.
-RUN_FILES = {STATUS_FILE: "status", "budget.json": "budget_seconds"}
+RUN_FILES = {STATUS_FILE: "status", "budget.json": "budget_seconds", "metrics.json": "best_val_loss"}
 
 
 def foreign_files(folder: Path) -> list[str]:
