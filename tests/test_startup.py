@@ -32,6 +32,34 @@ def test_sampling_from_a_checkpoint_never_imports_lightning(tmp_path: Path) -> N
     assert result.stdout.strip() == "[]"
 
 
+READ_TEXT = """
+import sys
+from chargpt.cli import eval, sample
+ckpt, text = sys.argv[1:]
+sys.argv = ["chargpt-eval", f"ckpt_path={ckpt}", f"data.path={text}", "split=all"]
+eval.main()
+sys.argv = ["chargpt-sample", f"ckpt_path={ckpt}", f"data.path={text}", "check_copy=true",
+            "max_new_tokens=20", "prompt=a"]
+sample.main()
+print(sorted(name for name in sys.modules if name.split(".")[0] == "lightning"))
+"""
+
+
+def test_eval_and_the_copy_check_read_a_folder_of_text_without_lightning(tmp_path: Path) -> None:
+    ckpt = make_checkpoint(tmp_path / "model.ckpt")
+    text = tmp_path / "my texts"  # several files: read by the text reader, not the one-file shortcut
+    text.mkdir()
+    (text / "a.txt").write_text("abc def ghi\n" * 20)
+    (text / "b.txt").write_text("jk abc\n" * 20)
+    command = [sys.executable, "-c", READ_TEXT, str(ckpt), str(text)]
+    done = subprocess.run(command, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    scored, *_, imported = done.stdout.strip().splitlines()
+    assert json.loads(scored)["tokens"] > 300
+    assert "copy check: longest span" in done.stderr
+    assert imported == "[]"
+
+
 def test_import_chargpt_loads_no_torch_until_the_api_is_used() -> None:
     probe = ("import sys, chargpt; before = 'torch' in sys.modules; load = chargpt.load; "
              "print(before, 'torch' in sys.modules, load.__module__)")

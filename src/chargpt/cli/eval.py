@@ -15,13 +15,13 @@ from typing import Any
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from chargpt.checkpoints import stored_corpus, stored_split
 from chargpt.checks import whole_number
 from chargpt.cli.common import CONFIG_PATH, cli_task, quiet_known_warnings, run_main, use_threads
 from chargpt.cli.recorded_text import check_read_alike, recorded_data, split_ids
+from chargpt.data.text import text_of
 from chargpt.errors import ConfigError, exit_on_user_error
 from chargpt.evaluation import Evaluation, check_stride, evaluate_text
 from chargpt.inference import load_with_checkpoint, pick_device
@@ -86,17 +86,17 @@ def _hydra_main(cfg: DictConfig) -> None:
                 f"data.train_fraction={data.get('train_fraction', cfg.data.train_fraction)}", file=sys.stderr,
             )
     # The checkpoint's vocabulary encodes the text; characters it never saw are an error.
-    datamodule = instantiate(
-        cfg.data, **data, block_size=trained.model.block_size, vocab=trained.tokenizer.to_list()
-    )
+    settings = OmegaConf.to_container(cfg.data, resolve=True)
+    assert isinstance(settings, dict)
+    text = text_of(settings, **data, block_size=trained.model.block_size, vocab=trained.tokenizer.to_list())
     if ckpt is not None and not cfg.data.path:
-        check_read_alike(datamodule, ckpt, file)
-    ids = split_ids(datamodule.encoded().ids, cfg.split, datamodule.val_start(), datamodule.source)
+        check_read_alike(text, ckpt, file)
+    ids = split_ids(text.encoded().ids, cfg.split, text.val_start(), text.source)
     result = evaluate_text(trained.model, ids, cfg.batch_size, stride, trained.tokenizer.chars)
     if stride is not None and result.stride != stride:
         print(f"note: the {cfg.split} split holds {len(ids):,} characters, no more than the model's context: "
               f"scored as one window of {result.window}, so stride={result.stride}", file=sys.stderr)
-    print(json.dumps(report(result, cfg.split, str(datamodule.path), file), ensure_ascii=False))
+    print(json.dumps(report(result, cfg.split, str(text.path), file), ensure_ascii=False))
 
 
 def report(result: Evaluation, split: str, data: str, checkpoint: str) -> dict[str, Any]:

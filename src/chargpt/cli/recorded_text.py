@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import shlex
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -14,11 +14,9 @@ from chargpt.checkpoints import corpus_changes, stored_corpus, stored_split
 from chargpt.data.corpus import sha256_of
 from chargpt.data.encoding import TextOptions
 from chargpt.data.sources import GLOB_CHARS, expand_path, text_files
+from chargpt.data.text import CharText
 from chargpt.errors import ConfigError, DataError, UnknownCharactersError
 from chargpt.overrides import hydra_quoted
-
-if TYPE_CHECKING:
-    from chargpt.data import CharDataModule
 
 
 def recorded_data(
@@ -86,7 +84,7 @@ def _check_files(path: Path, corpus: dict[str, Any], source: str, how: str, as_i
 
 
 def split_ids(ids: np.ndarray, split: str, cut: int, path: str) -> np.ndarray:
-    """One split of the ids, validation from `cut` (CharDataModule.val_start) on."""
+    """One split of the ids, validation from `cut` (CharText.val_start) on."""
     part = {"val": ids[cut:], "train": ids[:cut], "all": ids}[split]
     if len(part) < 2:
         raise DataError(
@@ -147,13 +145,10 @@ def _text_as_trained(
     """The training part of a text of several files, or of one read with other settings, read with
     `read_as`, joined and cut as its run did; when it is the `recorded` text of `ckpt`, checked to
     be the text the run read."""
-    # A LightningDataModule: Lightning takes seconds to import, which a sample without check_copy skips.
-    from chargpt.data import CharDataModule
-
-    whole = train_fraction >= 1.0  # the data module splits: any fraction will do, all ids are taken
+    whole = train_fraction >= 1.0  # the text reader splits: any fraction will do, all ids are taken
     split = stored_split(ckpt) if ckpt is not None and recorded else {}
-    data = CharDataModule(
-        str(path), block_size=1, batch_size=1, train_fraction=0.5 if whole else train_fraction,
+    data = CharText(
+        str(path), block_size=1, train_fraction=0.5 if whole else train_fraction,
         val_max_chars=None, split="files" if split.get("split") == "files" else None, **read_as,
     )
     if ckpt is not None and recorded:
@@ -162,7 +157,7 @@ def _text_as_trained(
     return data.tokenizer.decode(ids if whole else ids[: data.val_start()])
 
 
-def check_read_alike(data: CharDataModule, ckpt: dict[str, Any], source: str) -> None:
+def check_read_alike(data: CharText, ckpt: dict[str, Any], source: str) -> None:
     """The text of several files, or one read with other settings, read again, is the text the run
     read: the recorded sha256 covers the files and the settings that change the ids
     (data.separator, data.newline, data.normalize)."""

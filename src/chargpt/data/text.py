@@ -1,0 +1,273 @@
+"""A text read for training: its files (or dataset rows) joined, encoded into cached ids, and split
+into training and validation text. No Lightning here: chargpt-eval and the copy check read the
+text again with it, and Lightning takes seconds to import."""
+
+from __future__ import annotations
+
+import inspect
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from chargpt.checks import real_number, whole_number
+from chargpt.data.encoding import EncodedCorpus, TextOptions, encode_parts, text_chars
+from chargpt.data.sources import Part, expand_path, file_parts, hf_part, identity, load_hf, text_files
+from chargpt.data.tokenizer import CharTokenizer
+from chargpt.data.vocabulary import vocabulary_lines
+from chargpt.errors import ConfigError, DataError
+
+# Validation scores the whole split up to this many characters, and the first this many beyond
+# (a fixed prefix, so every validation and every run scores the same text): on a CPU a tiny
+# model scores about 100k characters a second, so a 16M-character split took minutes per check.
+DEFAULT_VAL_MAX_CHARS = 1_000_000
+SPLITS = ("files",)
+
+
+class CharText:
+    """One file, the files of a directory or glob, or the rows of a Hugging Face dataset split
+    (`name`), joined in order with `separator`, encoded and split.
+
+    Validation text: `val_path` (files) or `val_split` (a dataset split) when given; else the last
+    (1 - train_fraction) of the characters, or with split="files" the last whole files. Both splits
+    must hold a window of `block_size` + 1 characters. `vocab` fixes the vocabulary (e.g. a
+    checkpoint's); by default it is the corpus's own.
+    """
+
+    def __init__(
+        self,
+        path: str | None,
+        block_size: int,
+        train_fraction: float = 0.9,
+        url: str | None = None,
+        sha256: str | None = None,
+        cache_dir: str | None = None,
+        vocab: list[str] | None = None,
+        val_path: str | None = None,
+        split: str | None = None,
+        separator: str = "\n\n",
+        normalize: str | None = None,
+        newline: str = "keep",
+        val_max_chars: int | None = DEFAULT_VAL_MAX_CHARS,
+        name: str | None = None,
+        config: str | None = None,
+        data_files: Any = None,
+        text_field: str = "text",
+        val_split: str | None = None,
+    ) -> None:
+        if not path and not name:
+            raise ConfigError(
+                "no text given: pass data.path=FILE|DIR|GLOB (with data=text), or data.name=DATASET "
+                "(with data=hf)"
+            )
+        real_number("data.train_fraction", train_fraction)
+        if not 0.0 < train_fraction < 1.0:
+            raise ConfigError(f"data.train_fraction={train_fraction} must be between 0 and 1 (e.g. 0.9)")
+        whole_number("model.block_size", block_size, low=1)
+        if val_max_chars is not None and (not isinstance(val_max_chars, int) or val_max_chars <= block_size):
+            raise ConfigError(
+                f"data.val_max_chars={val_max_chars} must be an integer above model.block_size "
+                f"({block_size}), or null to score the whole validation split"
+            )
+        if name is None and split is not None and split not in SPLITS:
+            raise ConfigError(
+                f"data.split={split} is not a split of text files: leave it null (the last "
+                "1 - data.train_fraction of the text validates) or pass data.split=files (whole files)"
+            )
+        if split == "files" and val_path:
+            raise ConfigError("data.split=files and data.val_path both choose the validation text; pass one")
+        self.options = TextOptions(separator, normalize, newline)  # checks the three settings
+        self.path = expand_path(path) if path else None
+        self.val_path = expand_path(val_path) if val_path else None
+        self.url, self.sha256 = url, sha256
+        self.cache_dir = expand_path(cache_dir) if cache_dir else None
+        self.block_size = block_size
+        self.train_fraction = train_fraction
+        self.split, self.val_max_chars = split, val_max_chars
+        self.name, self.config, self.data_files = name, config, data_files
+        self.text_field, self.val_split = text_field, val_split
+        self._vocab = vocab
+        self._encoded: EncodedCorpus | None = None
+        self._parts: list[Part] = []
+        self._n_train_parts: int | None = None  # parts before the validation text, when it is given
+        self.ids: np.ndarray | None = None
+        self.train_ids: np.ndarray | None = None
+        self.val_ids: np.ndarray | None = None  # the whole validation split (chargpt-eval scores it)
+        self.val_scored_ids: np.ndarray | None = None  # what validation during training scores
+
+    @property
+    def source(self) -> str:
+        """The text in a few words, for messages."""
+        if self.name:
+            return f"dataset {self.name} ({self.split or 'train'})"
+        return str(self.path)
+
+    def _label(self) -> str:
+        raw = Path(self.name or self.path or "corpus").name or "corpus"
+        return re.sub(r"[^\w.-]+", "_", raw).strip("._") or "corpus"
+
+    def _sources(self) -> list[Part]:
+        if self.name:
+            split = self.split or "train"
+            dataset = load_hf(self.name, self.config, self.data_files, split)
+            parts = [hf_part(dataset, f"{self.name}[{split}]", self.text_field, self.options.separator)]
+            if self.val_split:
+                val = load_hf(self.name, self.config, self.data_files, self.val_split)
+                label = f"{self.name}[{self.val_split}]"
+                parts.append(hf_part(val, label, self.text_field, self.options.separator))
+                self._n_train_parts = 1
+            return parts
+        assert self.path is not None
+        files = text_files(self.path, "data.path", self.url, self.sha256)
+        if self.val_path:
+            val_files = text_files(self.val_path, "data.val_path")
+            if overlap := sorted(set(files) & set(val_files)):
+                raise DataError(
+                    f"{overlap[0]} is both training text (data.path) and validation text (data.val_path); "
+                    "give them separate files"
+                )
+            self._n_train_parts = len(files)
+            files += val_files
+        return file_parts(files)
+
+    def characters(self) -> list[str]:
+        """The text's distinct characters as it would be encoded, without encoding it (a fine-tune
+        compares them with its checkpoint's vocabulary before building its own)."""
+        return text_chars(self._sources(), self.options)
+
+    def encoded(self) -> EncodedCorpus:
+        """The corpus read, hashed and encoded (or found in the cache): once per process."""
+        if self._encoded is None:
+            self._parts = parts = self._sources()
+            given = CharTokenizer(self._vocab) if self._vocab is not None else None
+            single_file = len(parts) == 1 and parts[0].starts_file and not self.options.transforms
+            # One plain file keeps its own sha256 as the key (checkpoints of earlier versions match).
+            key = parts[0].sha256 if single_file else identity(parts, self.options.settings())
+            beside = Path(parts[0].name) if single_file else None
+            label = Path(parts[0].name).name if single_file else self._label()
+            self._encoded = encode_parts(parts, key, label, given, self.cache_dir, beside, self.options,
+                                         self.source)
+        return self._encoded
+
+    @property
+    def fingerprint(self) -> dict[str, Any]:
+        """What identifies the corpus in checkpoints (a resume on another text is refused): the
+        source, one sha256 over its parts and settings, each part's own sha256, and the settings
+        that are not the defaults (chargpt-eval and check_copy read the text again with them)."""
+        encoded = self.encoded()
+        # A file's path made absolute: chargpt-eval and check_copy find it from any working directory.
+        where = self.source if self.name else os.path.abspath(self.source)
+        fingerprint: dict[str, Any] = {"path": where, "sha256": encoded.sha256}
+        if len(self._parts) > 1:
+            fingerprint["files"] = [[p.name, p.sha256] for p in self._parts]
+        defaults = TextOptions().settings()
+        if read_as := {k: v for k, v in self.options.settings().items() if v != defaults[k]}:
+            fingerprint["read_as"] = read_as
+        return fingerprint
+
+    def val_start(self) -> int:
+        """Where validation starts in the joined ids (chargpt-eval scores the splits this cuts)."""
+        encoded = self.encoded()
+        return self._boundary(len(encoded.ids), encoded.stats.get("starts", [0]))
+
+    def _boundary(self, n: int, starts: list[int]) -> int:
+        if self._n_train_parts is not None:
+            return starts[self._n_train_parts]
+        if self.split == "files":
+            if len(starts) < 2:
+                raise DataError(
+                    f"data.split=files holds out whole files, but {self.source} is one file; pass a "
+                    "directory or glob of several files, or leave data.split null"
+                )
+            target = n * self.train_fraction
+            # Only cuts with text on both sides (empty last files are no validation text); not a
+            # function of the model's context, so chargpt-eval cuts the same text the same way.
+            usable = [i for i in range(1, len(starts)) if 0 < starts[i] < n]
+            k = min(usable or range(1, len(starts)), key=lambda i: abs(starts[i] - target))
+            return starts[k]
+        return int(n * self.train_fraction)
+
+    def split_ids(self) -> None:
+        """Encode the text (once) and cut it into train_ids and val_ids, and val_scored_ids, the
+        part of val_ids validation during training scores."""
+        if self.train_ids is not None:
+            return
+        encoded = self.encoded()
+        self.ids = encoded.ids
+        cut = self.val_start()
+        self.train_ids, self.val_ids = self.ids[:cut], self.ids[cut:]
+        for name, part in (("train", self.train_ids), ("val", self.val_ids)):
+            if len(part) < self.block_size + 1:
+                raise DataError(
+                    f"the {name} split of {self.source} has {len(part)} characters, fewer than "
+                    f"model.block_size + 1 = {self.block_size + 1}; use a longer text, a smaller "
+                    "model.block_size or another data.train_fraction"
+                )
+        capped = self.val_max_chars is not None and len(self.val_ids) > self.val_max_chars
+        self.val_scored_ids = self.val_ids[: self.val_max_chars] if capped else self.val_ids
+
+    @property
+    def val_scope(self) -> dict[str, Any]:
+        """What validation scores: the whole split, or a fixed prefix of it (data.val_max_chars)."""
+        assert self.val_ids is not None and self.val_scored_ids is not None, "setup() runs first"
+        scored, total = len(self.val_scored_ids), len(self.val_ids)
+        return {"chars": scored, "split_chars": total, "capped": scored < total}
+
+    def report_lines(self) -> list[str]:
+        """The start-of-run description of the text: sources, split, vocabulary, warnings."""
+        encoded = self.encoded()
+        assert self.ids is not None and self.val_ids is not None
+        n_parts = len(self._parts)
+        unit = "files" if self._parts[0].starts_file else "splits"
+        what = f"{self.source} ({n_parts} {unit})" if n_parts > 1 else self.source
+        joined = f", joined with {self.options.separator!r}" if n_parts > 1 else ""
+        lines = [f"data: {what}{joined}: {len(self.ids):,} characters"]
+        starts = encoded.stats.get("starts", [0])
+        val_start = len(self.ids) - len(self.val_ids)
+        if val_start in starts[1:] and (self._n_train_parts is not None or self.split == "files"):
+            first = starts.index(val_start)
+            lines.append(
+                f"validation: {n_parts - first} of {n_parts} {unit}, from {self._parts[first].name} "
+                f"({len(self.val_ids):,} characters)"
+            )
+            if self.split == "files":
+                lines += self._whole_files_warning()
+        else:
+            share = 1 - self.train_fraction
+            lines.append(f"validation: the last {len(self.val_ids):,} characters ({share:.0%})")
+        scope = self.val_scope
+        if scope["capped"]:
+            lines.append(
+                f"validation scores the first {scope['chars']:,} of its {scope['split_chars']:,} "
+                f"characters (data.val_max_chars={self.val_max_chars}; null scores them all)"
+            )
+        stats = encoded.stats
+        lines += vocabulary_lines(stats.get("counts", {}), self.options.newline, stats.get("bom"))
+        return lines
+
+    def _whole_files_warning(self) -> list[str]:
+        # The cut falls between files, so the share can miss the asked one by far (a tiny last file:
+        # a noisy validation loss; a huge one: little left to train on). Say so rather than guess.
+        assert self.ids is not None and self.val_ids is not None
+        held_out, asked = len(self.val_ids) / len(self.ids), 1 - self.train_fraction
+        if asked / 2 <= held_out <= asked * 2:
+            return []
+        return [
+            f"warning: whole files make validation {held_out:.1%} of the text, far from the {asked:.0%} "
+            f"data.train_fraction={self.train_fraction} asks for; files of more even sizes get closer, "
+            "or leave data.split null to cut at that share of the characters"
+        ]
+
+    @property
+    def tokenizer(self) -> CharTokenizer:
+        return self.encoded().tokenizer
+
+
+def text_of(settings: Mapping[str, Any], **given: Any) -> CharText:
+    """The text a data config describes (`given` settings replacing its own), without what only
+    serves windows to a trainer (batch sizes, workers, the seed of the window draw)."""
+    takes = inspect.signature(CharText).parameters
+    return CharText(**{k: v for k, v in {**settings, **given}.items() if k in takes})
