@@ -4,6 +4,7 @@ a Ctrl-C during it would otherwise print a traceback instead of one line."""
 
 from __future__ import annotations
 
+import functools
 import importlib
 
 from chargpt.errors import exit_interrupted
@@ -17,25 +18,10 @@ def _launch(command: str) -> None:
     module.main()
 
 
-def train() -> None:
-    _launch("train")
-
-
-def sample() -> None:
-    _launch("sample")
-
-
-def evaluate() -> None:
-    _launch("eval")
-
-
-def report() -> None:
-    _launch("report")
-
-
-def export() -> None:
-    _launch("export")
-
-
-def serve() -> None:
-    _launch("serve")
+# One entry per console script (pyproject.toml's [project.scripts]).
+train = functools.partial(_launch, "train")
+sample = functools.partial(_launch, "sample")
+evaluate = functools.partial(_launch, "eval")
+report = functools.partial(_launch, "report")
+export = functools.partial(_launch, "export")
+serve = functools.partial(_launch, "serve")

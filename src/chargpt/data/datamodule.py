@@ -13,7 +13,6 @@ from chargpt.checks import whole_number
 from chargpt.data.text import CharText
 from chargpt.data.windows import TrainWindows, ValWindows
 from chargpt.distributed import is_rank_zero
-from chargpt.errors import DataError
 
 log = logging.getLogger(__name__)
 
@@ -56,13 +55,8 @@ class CharDataModule(CharText, L.LightningDataModule):
     def set_windows(self, block_size: int, batch_size: int) -> None:
         """Serve windows of another length and batch size (model=auto decides them after reading
         the text); the splits stay as they are."""
+        self.check_windows_fit(block_size, "use a longer text")
         self.block_size, self.batch_size = block_size, batch_size
-        for name, part in (("train", self.train_ids), ("val", self.val_ids)):
-            if part is not None and len(part) < block_size + 1:
-                raise DataError(
-                    f"the {name} split of {self.source} has {len(part)} characters, fewer than "
-                    f"model.block_size + 1 = {block_size + 1}; use a longer text"
-                )
 
     def _loader(self, dataset: TrainWindows | ValWindows) -> DataLoader:
         on_gpu = self.trainer is not None and self.trainer.accelerator.__class__.__name__ == "CUDAAccelerator"

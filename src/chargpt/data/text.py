@@ -199,15 +199,19 @@ class CharText:
         self.ids = encoded.ids
         cut = self.val_start()
         self.train_ids, self.val_ids = self.ids[:cut], self.ids[cut:]
-        for name, part in (("train", self.train_ids), ("val", self.val_ids)):
-            if len(part) < self.block_size + 1:
-                raise DataError(
-                    f"the {name} split of {self.source} has {len(part)} characters, fewer than "
-                    f"model.block_size + 1 = {self.block_size + 1}; use a longer text, a smaller "
-                    "model.block_size or another data.train_fraction"
-                )
+        self.check_windows_fit(self.block_size, "use a longer text, a smaller model.block_size or another "
+                               "data.train_fraction")
         capped = self.val_max_chars is not None and len(self.val_ids) > self.val_max_chars
         self.val_scored_ids = self.val_ids[: self.val_max_chars] if capped else self.val_ids
+
+    def check_windows_fit(self, block_size: int, fix: str) -> None:
+        """Each split holds at least one window of `block_size` + 1 characters (inputs and targets)."""
+        for name, part in (("train", self.train_ids), ("val", self.val_ids)):
+            if part is not None and len(part) < block_size + 1:
+                raise DataError(
+                    f"the {name} split of {self.source} has {len(part)} characters, fewer than "
+                    f"model.block_size + 1 = {block_size + 1}; {fix}"
+                )
 
     @property
     def val_scope(self) -> dict[str, Any]:
