@@ -242,6 +242,27 @@ def test_a_run_on_a_folder_is_scored_and_copy_checked_on_its_own_split(tmp_path,
     assert "was validated on a text of its own (data.val_path=" in line
 
 
+@pytest.mark.parametrize("given", ["folder", "glob"])
+def test_a_run_on_a_folder_of_one_file_is_scored_and_caches_outside_it(given, tmp_path, monkeypatch,
+                                                                       capsys) -> None:
+    # A folder (or glob) that holds one file is still a folder: the checkpoint records its file,
+    # so chargpt-eval finds it again, and the encoding cache stays out of the folder.
+    monkeypatch.delenv("CHARGPT_CACHE_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "user cache"))
+    folder = tmp_path / "one text"
+    folder.mkdir()
+    write_corpus(folder / "only.txt", n_chars=1500)
+    path = folder if given == "folder" else folder / "*.txt"
+    args = bare_train_args(path, tmp_path / "run", "trainer.max_steps=1")
+    assert run_cli(train_cli.main, *args) == 0
+    assert sorted(p.name for p in folder.iterdir()) == ["only.txt"]
+    result = _result(*run_main(eval_cli.main, [f"ckpt_path={tmp_path / 'run'}", "device=cpu"], capsys))
+    assert result["tokens"] > 0
+    (folder / "only.txt").write_text("edited " * 300)
+    line = _one_error(*run_main(eval_cli.main, [f"ckpt_path={tmp_path / 'run'}"], capsys))
+    assert f"{path} has changed since" in line
+
+
 def test_a_text_read_with_other_settings_is_read_with_them_again(tmp_path, monkeypatch, capsys) -> None:
     # One CRLF file trained with data.newline=normalize: its sha256 covers the setting, so eval and
     # check_copy must read it as the run did (they refused it as "changed" before the record).

@@ -146,7 +146,9 @@ class CharText:
             single_file = len(parts) == 1 and parts[0].starts_file and not self.options.transforms
             # One plain file keeps its own sha256 as the key (checkpoints of earlier versions match).
             key = parts[0].sha256 if single_file else identity(parts, self.options.settings())
-            beside = Path(parts[0].name) if single_file else None
+            # Only a file named as itself caches beside it: a cache inside a folder (or matched by
+            # a glob) would join the text on the next read.
+            beside = Path(parts[0].name) if single_file and self._names_one_file() else None
             label = Path(parts[0].name).name if single_file else self._label()
             self._encoded = encode_parts(parts, key, label, given, self.cache_dir, beside, self.options,
                                          self.source)
@@ -161,12 +163,16 @@ class CharText:
         # A file's path made absolute: chargpt-eval and check_copy find it from any working directory.
         where = self.source if self.name else os.path.abspath(self.source)
         fingerprint: dict[str, Any] = {"path": where, "sha256": encoded.sha256}
-        if len(self._parts) > 1:
+        if len(self._parts) > 1 or not (self.name or self._names_one_file()):
             fingerprint["files"] = [[p.name, p.sha256] for p in self._parts]
         defaults = TextOptions().settings()
         if read_as := {k: v for k, v in self.options.settings().items() if v != defaults[k]}:
             fingerprint["read_as"] = read_as
         return fingerprint
+
+    def _names_one_file(self) -> bool:
+        """data.path is a file, not a folder or a glob that (today) holds one."""
+        return self.path is not None and self.val_path is None and Path(self.path).is_file()
 
     def val_start(self) -> int:
         """Where validation starts in the joined ids (chargpt-eval scores the splits this cuts)."""
