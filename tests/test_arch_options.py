@@ -207,7 +207,8 @@ def test_schedules_follow_a_total_decided_late() -> None:
     assert cos(60, 60) == pytest.approx(0.0) and cos(1000, 1000) == pytest.approx(0.0)
 
 
-@pytest.mark.parametrize("bad", [{"decay_fraction": 1.5}, {"decay_shape": "cubic"}])
+@pytest.mark.parametrize("bad", [{"decay_fraction": 1.5}, {"decay_shape": "cubic"}, {"warmup_steps": -1},
+                                 {"min_lr_ratio": 1.5}, {"decay_fraction": "half"}])
 def test_bad_wsd_settings_are_config_errors(bad: dict) -> None:
     with pytest.raises(ConfigError):
         WarmupStableDecay(**bad)

@@ -9,12 +9,26 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from chargpt.checks import real_number, whole_number
 from chargpt.errors import ConfigError
+
+
+def _check_warmup(warmup_steps: object) -> None:
+    whole_number("scheduler.warmup_steps", warmup_steps, low=0)
+
+
+def _check_floor(min_lr_ratio: object) -> None:
+    # A floor above 1 would raise the rate as it "decays"; below 0 the rate turns negative.
+    if not 0.0 <= real_number("scheduler.min_lr_ratio", min_lr_ratio) <= 1.0:
+        raise ConfigError(f"scheduler.min_lr_ratio={min_lr_ratio} must be between 0 and 1 (e.g. 0.1)")
 
 
 @dataclass
 class Constant:
     warmup_steps: int = 0
+
+    def __post_init__(self) -> None:
+        _check_warmup(self.warmup_steps)
 
     def __call__(self, step: int, total_steps: int) -> float:
         return min(1.0, (step + 1) / self.warmup_steps) if self.warmup_steps else 1.0
@@ -26,6 +40,10 @@ class WarmupCosine:
 
     warmup_steps: int = 100
     min_lr_ratio: float = 0.1
+
+    def __post_init__(self) -> None:
+        _check_warmup(self.warmup_steps)
+        _check_floor(self.min_lr_ratio)
 
     def __call__(self, step: int, total_steps: int) -> float:
         if step < self.warmup_steps:
@@ -51,7 +69,9 @@ class WarmupStableDecay:
     decay_shape: str = "linear"
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.decay_fraction <= 1.0:
+        _check_warmup(self.warmup_steps)
+        _check_floor(self.min_lr_ratio)
+        if not 0.0 <= real_number("scheduler.decay_fraction", self.decay_fraction) <= 1.0:
             raise ConfigError(f"scheduler.decay_fraction={self.decay_fraction} must be in [0, 1]")
         if self.decay_shape not in ("linear", "sqrt"):
             raise ConfigError(f"scheduler.decay_shape={self.decay_shape!r} is not one of linear, sqrt")
