@@ -336,3 +336,32 @@ def test_an_export_folder_is_readable_by_others(ckpt: Path, tmp_path: Path) -> N
     os.umask(umask)
     assert out.stat().st_mode & 0o777 == 0o777 & ~umask
     assert all(p.stat().st_mode & 0o777 == 0o666 & ~umask for p in out.iterdir())
+
+
+def test_of_two_exports_to_one_new_folder_at_once_the_later_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The second export starts and finishes while the first is still writing its weights: both had
+    # found the folder new, yet the first must not replace the second's export without overwrite.
+    first, second = small_model("bigram", seed=1), small_model("bigram", seed=2)
+    out = tmp_path / "my export"
+    write = export_module.write_safetensors
+
+    def write_while_another_exports(model, path, config):
+        if model is first.model:
+            export_model(second, card(second), "safetensors", out)
+        write(model, path, config)
+
+    monkeypatch.setattr(export_module, "write_safetensors", write_while_another_exports)
+    with pytest.raises(export_module.ExportError, match="already holds an export"):
+        export_model(first, card(first), "safetensors", out)
+    assert _same_weights(chargpt.load(out), second)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["my export"]  # no staging folder left
+    monkeypatch.undo()
+    export_model(first, card(first), "safetensors", out, overwrite=True)  # asked: replaced
+    assert _same_weights(chargpt.load(out), first)
+
+
+def _same_weights(a: TrainedModel, b: TrainedModel) -> bool:
+    ours, theirs = a.model.state_dict(), b.model.state_dict()
+    return ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)

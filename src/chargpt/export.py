@@ -9,7 +9,9 @@ only here and only when used.
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import fcntl
 import json
 import logging
 import os
@@ -186,23 +188,41 @@ def export_model(
         writer(model, staging / WEIGHTS[fmt], config)
         text = json.dumps(config, indent=2, ensure_ascii=False) + "\n"
         (staging / CONFIG_FILE).write_text(text, encoding="utf-8")
-        # mkdtemp (and the safetensors writer) make private files: give them the usual permissions.
+        # The safetensors writer makes private files: give them the usual permissions.
         umask = os.umask(0)
         os.umask(umask)
-        staging.chmod(0o777 & ~umask)
         for file in staging.iterdir():
             file.chmod(0o666 & ~umask)
-        if out.is_dir():
-            if any(out.iterdir()):  # checked above: a previous export, replaced as asked
-                for name in EXPORT_FILES:
-                    (out / name).unlink(missing_ok=True)
-            for file in staging.iterdir():
-                os.replace(file, out / file.name)
-        else:
-            os.replace(staging, out)
+        _move_in(staging, out, overwrite)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return out
+
+
+def _move_in(staging: Path, out: Path, overwrite: bool) -> None:
+    """Replace the export in `out` with the staged files, holding a lock on the folder: two
+    exports to one new folder at once must not both succeed, one silently lost."""
+    created = not out.exists()
+    try:
+        out.mkdir(exist_ok=True)
+        lock = os.open(out, os.O_RDONLY)
+    except OSError as err:
+        raise ExportError(f"cannot write out={out} ({err.strerror or err}); pick a writable folder") from None
+    try:
+        with contextlib.suppress(OSError):  # a file system without locks: unlocked, as before
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        check_destination(out, overwrite)  # again: another export may have finished meanwhile
+        for name in EXPORT_FILES:  # a previous export, replaced as asked
+            (out / name).unlink(missing_ok=True)
+        for file in staging.iterdir():
+            os.replace(file, out / file.name)
+    except BaseException:
+        if created:
+            with contextlib.suppress(OSError):
+                out.rmdir()  # only while still empty: never another export's files
+        raise
+    finally:
+        os.close(lock)
 
 
 def read_export_config(folder: Path) -> dict[str, Any]:
