@@ -6,6 +6,7 @@ import errno
 import json
 import math
 import os
+import subprocess
 import time
 from pathlib import Path
 
@@ -134,3 +135,28 @@ def test_every_run_uses_the_atomic_writer_and_the_safety_callbacks(tmp_path):
     assert isinstance(trainer.strategy.checkpoint_io, AtomicCheckpointIO)
     kinds = {type(c) for c in trainer.callbacks}
     assert {ResumeState, NonFiniteGuard, GracefulInterrupt} <= kinds
+
+
+def test_a_write_removes_what_killed_writers_of_its_file_left(tmp_path):
+    # kill -9 runs no cleanup: its half-written file stays until the next write of the same file,
+    # which removes it (only if its process is gone: a live writer's file is its own).
+    target = tmp_path / "[draft] notes?.txt.ids.npy"  # glob characters are names here
+    dead = _finished_pid()
+    with subprocess.Popen(["sleep", "30"]) as alive:
+        try:
+            left = tmp_path / f".{target.name}.{dead}.partial"
+            running = tmp_path / f".{target.name}.{alive.pid}.partial"
+            other = tmp_path / f".other.txt.{dead}.partial"
+            for partial in (left, running, other):
+                partial.write_bytes(b"half")
+            files.write_text_atomic(target, "whole")
+            kept = sorted(p.name for p in tmp_path.iterdir())
+            assert kept == sorted([target.name, running.name, other.name])
+        finally:
+            alive.kill()
+
+
+def _finished_pid() -> int:
+    child = subprocess.Popen(["true"])
+    child.wait()
+    return child.pid

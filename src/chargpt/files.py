@@ -8,6 +8,7 @@ the final rename is atomic), flush it to disk, then `os.replace` it over the tar
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
 from collections.abc import Iterator
@@ -24,6 +25,26 @@ def _fsync_dir(folder: Path) -> None:
             os.close(fd)
 
 
+def _remove_stale_partials(target: Path) -> None:
+    """Remove what writers of `target` that were killed outright (no cleanup ran) left behind: a
+    half-written id cache beside a user's text, or a checkpoint's worth of disk, each time."""
+    prefix = f".{target.name}."
+    for partial in target.parent.glob(f"{glob.escape(prefix)}*.partial"):
+        pid = partial.name[len(prefix):-len(".partial")]
+        if pid.isdigit() and not _running(int(pid)):
+            partial.unlink(missing_ok=True)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process: running
+        return True
+    return True
+
+
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike, durable: bool = True) -> Iterator[Path]:
     """Yields a temporary path to write; on success it replaces `target`, on error it is removed.
@@ -33,6 +54,7 @@ def atomic_path(target: str | os.PathLike, durable: bool = True) -> Iterator[Pat
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_partials(target)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.partial")
     try:
         yield tmp
