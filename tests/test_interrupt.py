@@ -65,3 +65,23 @@ def test_signal_checkpoints_and_prints_the_resume_command(signum, tmp_path, monk
     assert code == 0, err
     assert torch.load(last, weights_only=True)["global_step"] == step + 2
     assert json.loads((run / "status.json").read_text())["status"] == "finished"
+
+
+def test_ctrl_c_during_the_closing_sample_leaves_the_run_finished(tmp_path, monkeypatch, capsys):
+    # Training ended and its checkpoint is written: stopping the sample loses nothing, and the run's
+    # status says so (a run marked interrupted would be resumed, or left out of a report).
+    from chargpt.inference import TrainedModel
+
+    def stream_then_ctrl_c(self, prompt, **settings):
+        yield "x"
+        raise KeyboardInterrupt
+
+    monkeypatch.setenv("CHARGPT_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(TrainedModel, "stream", stream_then_ctrl_c)
+    run = tmp_path / "run"
+    args = bare_train_args(write_corpus(tmp_path / "corpus.txt"), run, "trainer.max_steps=2",
+                           "trainer.val_check_interval=2", "sample.max_new_tokens=50")
+    code, _, err = run_main(train_main, args, capsys)
+    assert code == 130, err
+    status = json.loads((run / "status.json").read_text())
+    assert status["status"] == "finished" and isinstance(status["value"], float)

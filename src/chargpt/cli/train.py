@@ -30,7 +30,7 @@ from chargpt.inference import TrainedModel
 from chargpt.model.sampling import check_sampling
 from chargpt.overrides import as_typed, hydra_quoted
 from chargpt.runs.directory import check_run_dir
-from chargpt.runs.status import record_status
+from chargpt.runs.status import record_status, record_trained
 from chargpt.training.build import build_run, is_multirun, plain
 from chargpt.training.callbacks.metrics import RunMetrics
 from chargpt.training.callbacks.safety import TrainingInterrupted
@@ -97,6 +97,7 @@ def train(cfg: DictConfig) -> float | None:
             m["step"], _fmt(m["val_loss"]), _fmt(m["best_val_loss"]), m["train_seconds"],
             m["tokens_per_second"] or 0, output_dir,
         )
+        record_trained(output_dir, metrics.best_val_loss)
         if sample_prompt is not None:
             print_sample(TrainedModel(module.model, datamodule.tokenizer), cfg.sample, sample_prompt)
     return metrics.best_val_loss if metrics is not None else None

@@ -36,6 +36,17 @@ def write_status(run_dir: str | Path, status: str, **fields: Any) -> None:
     write_json_atomic(Path(run_dir) / STATUS_FILE, {"status": status, "time": when, **fields})
 
 
+# Run folders whose training ended in this process: a Ctrl-C after it (during the closing sample)
+# does not make a finished run "interrupted".
+_trained: set[str] = set()
+
+
+def record_trained(run_dir: str | Path, best_val_loss: float | None) -> None:
+    """Training ended: the run is finished, whatever happens while its sample is drawn."""
+    write_status(run_dir, "finished", value=best_val_loss)
+    _trained.add(str(run_dir))
+
+
 def _interrupted(err: BaseException) -> bool:
     from chargpt.training.callbacks.safety import TrainingInterrupted  # see record_status
 
@@ -55,11 +66,13 @@ def record_status(task: Callable[[DictConfig], float | None]) -> Callable[[DictC
     @functools.wraps(task)
     def wrapper(cfg: DictConfig) -> float | None:
         run_dir = cfg.paths.output_dir
+        _trained.discard(str(run_dir))
         try:
             result = task(cfg)
         except BaseException as err:
             if _interrupted(err):
-                write_status(run_dir, "interrupted")
+                if str(run_dir) not in _trained:
+                    write_status(run_dir, "interrupted")
                 raise
             if isinstance(err, SystemExit) and not err.code:
                 write_status(run_dir, "finished")
