@@ -170,3 +170,19 @@ def test_a_resumed_run_trains_with_the_rate_it_is_given(tmp_path, capsys, optimi
     label = "muon" if "optimizer=muon" in optimizer else "optimizer"
     [line] = [x for x in (out + err).splitlines() if "resuming with optimizer settings" in x]
     assert f"other than the checkpoint's: {label} lr " in line and line.endswith(" -> 0")
+
+
+def test_resuming_a_finished_run_says_so_and_reports_its_loss(tmp_path, capsys):
+    corpus = write_corpus(tmp_path / "corpus.txt")
+    args = bare_train_args(corpus, tmp_path / "run", "trainer.max_steps=2", "trainer.val_check_interval=2")
+    code, _, err = run_main(train_main, args, capsys)
+    assert code == 0, err
+    before = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    again = bare_train_args(corpus, None, "trainer.max_steps=2", f"ckpt_path={tmp_path / 'run'}")
+    code, out, err = run_main(train_main, again, capsys)
+    assert code == 0, err
+    said = out + err
+    assert "nothing left to train: the run had reached trainer.max_steps=2; raise it to train on" in said
+    assert f"step 2: val loss {before['val_loss']:.4f} (best {before['best_val_loss']:.4f})" in said
+    after = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert after["val_loss"] == before["val_loss"] and after["tokens"] == before["tokens"]

@@ -97,6 +97,9 @@ def train(cfg: DictConfig) -> float | None:
             m["step"], _fmt(m["val_loss"]), _fmt(m["best_val_loss"]), m["train_seconds"],
             m["tokens_per_second"] or 0, output_dir,
         )
+        if ckpt_path and not metrics.trained_here(trainer):
+            log.info("nothing left to train: the run had reached trainer.max_steps=%d; raise it to train on",
+                     trainer.max_steps)
         record_trained(output_dir, metrics.best_val_loss)
         if sample_prompt is not None:
             print_sample(TrainedModel(module.model, datamodule.tokenizer), cfg.sample, sample_prompt)

@@ -44,10 +44,11 @@ class RunMetrics(Callback):
         self.best_val_loss: float | None = None
         self.initial_val_loss: float | None = None
         self.val_step: int | None = None  # the step of the last validation
+        self.val_loss: float | None = None  # its loss (a resume that trains no step reports it)
         self._start = time.perf_counter()
         self._trainer: L.Trainer | None = None
         self._resumed: dict[str, Any] = {}  # tokens, step and tokens_per_step of the checkpoint
-        self._base = (0, 0)  # (step, tokens) this process started counting from
+        self._base: tuple[int, int] | None = None  # (step, tokens) this process started training from
 
     def train_seconds(self) -> float:
         return self.previous_seconds + time.perf_counter() - self._start
@@ -57,7 +58,13 @@ class RunMetrics(Callback):
         dm = trainer.datamodule
         return dm.batch_size * dm.block_size * trainer.world_size * trainer.accumulate_grad_batches
 
+    def trained_here(self, trainer: L.Trainer) -> bool:
+        """Whether this process trained a step (a resume of a finished run trains none)."""
+        return self._base is not None and trainer.global_step > self._base[0]
+
     def tokens(self, trainer: L.Trainer) -> int:
+        if self._base is None:  # no training started in this process (yet)
+            return int(self._resumed.get("tokens", trainer.global_step * self.tokens_per_step(trainer)))
         step, tokens = self._base
         return tokens + (trainer.global_step - step) * self.tokens_per_step(trainer)
 
@@ -84,7 +91,7 @@ class RunMetrics(Callback):
     def state_dict(self) -> dict[str, Any]:
         state: dict[str, Any] = {
             "train_seconds": self.train_seconds(), "best_val_loss": self.best_val_loss,
-            "initial_val_loss": self.initial_val_loss, "val_step": self.val_step,
+            "initial_val_loss": self.initial_val_loss, "val_step": self.val_step, "val_loss": self.val_loss,
         }
         trainer = self._trainer
         if trainer is not None and getattr(trainer, "datamodule", None) is not None:
@@ -96,15 +103,15 @@ class RunMetrics(Callback):
         self.best_val_loss = state_dict.get("best_val_loss")
         self.initial_val_loss = state_dict.get("initial_val_loss")
         self.val_step = state_dict.get("val_step")
+        self.val_loss = state_dict.get("val_loss")
         self._resumed = {k: state_dict[k] for k in ("tokens", "tokens_per_step") if k in state_dict}
 
     def metrics(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, Any]:
         tokens = self.tokens(trainer)
         seconds = self.train_seconds()
-        val = trainer.callback_metrics.get("val/loss")
         figures = {
             "best_val_loss": self.best_val_loss,
-            "val_loss": float(val) if val is not None else None,
+            "val_loss": self.val_loss,
             "val_step": self.val_step,  # the step val_loss was measured at
             "step": trainer.global_step,
             "max_steps": trainer.max_steps,  # the run's total (a time budget's count, when one is set)
@@ -133,7 +140,7 @@ class RunMetrics(Callback):
             if is_rank_zero():
                 log.info("step 0 (before training): val loss %.4f", self.initial_val_loss)
         elif val is not None:
-            self.val_step = trainer.global_step
+            self.val_step, self.val_loss = trainer.global_step, float(val)
             if self.best_val_loss is None or float(val) < self.best_val_loss:
                 self.best_val_loss = float(val)
         self._write(trainer, pl_module)
