@@ -17,7 +17,9 @@ import pytest
 import tomllib
 
 import chargpt.cli.eval as eval_cli
+import chargpt.cli.export as export_cli
 import chargpt.cli.sample as sample_cli
+import chargpt.cli.serve as serve_cli
 import chargpt.cli.train as train_cli
 from chargpt.cli import launch
 from chargpt.cli.train import main as train_main
@@ -54,6 +56,7 @@ def test_a_closed_output_pipe_is_quiet(cli, target, monkeypatch, capsys) -> None
 @pytest.mark.parametrize(
     ("cli", "name", "absent"),
     [(sample_cli, "chargpt-sample", "trainer:"), (eval_cli, "chargpt-eval", "optimizer:"),
+     (export_cli, "chargpt-export", "temperature:"), (serve_cli, "chargpt-serve", "trainer:"),
      pytest.param(train_cli, "chargpt-train", "ckpt_path: null", marks=pytest.mark.slow)],
 )
 def test_each_command_has_its_own_help(cli, name, absent, capsys) -> None:
