@@ -76,14 +76,26 @@ def test_nan_loss_stops_keeps_last_good_checkpoint_and_resume_continues_tensorbo
 def test_a_nan_before_any_checkpoint_says_to_start_again(tmp_path, monkeypatch, capsys):
     corpus = write_corpus(tmp_path / "corpus.txt")
     run = tmp_path / "run"
-    args = bare_train_args(corpus, run, "trainer.max_steps=8", "trainer.val_check_interval=4")
-    StepHook(monkeypatch).actions[2] = poison_weights  # before the first checkpoint (step 4)
+    args = bare_train_args(corpus, run, "trainer.max_steps=8", "trainer.val_check_interval=4",
+                           "logger=tensorboard")
+    hook = StepHook(monkeypatch)
+    hook.actions[2] = poison_weights  # before the first checkpoint (step 4)
     code, _, err = run_main(train_main, args, capsys)
     [line] = [x for x in err.splitlines() if x.startswith("error:")]
     assert code == 2 and "the training loss became nan at step 2" in line
     # Nothing to resume from: the advice is a new start, not ckpt_path.
     assert line.endswith("no checkpoint had been written yet. Lower optimizer.lr or set "
                          "trainer.gradient_clip_val, then start the run again")
+    assert _scalar_steps(run / "tensorboard", "train/loss") == [1]
+    # Started again in the same folder: TensorBoard shows the new run's curve alone, not two
+    # overlapping ones (see the resume test above for why it waits for the next second).
+    hook.take()
+    time.sleep(1.0 - time.time() % 1.0 + 0.01)
+    code, _, err = run_main(train_main, [*args, "trainer.max_steps=3"], capsys)
+    assert code == 0, err
+    train_loss = EventAccumulator(str(run / "tensorboard"))
+    train_loss.Reload()
+    assert [e.step for e in train_loss.Scalars("train/loss")] == [1, 2, 3]
 
 
 def test_checkpoint_with_non_finite_weights_is_refused():

@@ -274,11 +274,12 @@ def check_window_length(cfg: DictConfig) -> None:
 
 
 def _logger_kwargs(logger_cfg: DictConfig, resume_step: int | None) -> dict[str, Any]:
-    # SummaryWriter's purge_step drops events at or after it from the earlier event files, so the
+    # SummaryWriter's purge_step hides events at or after it in the earlier event files, so the
     # steps an interrupted run logged after its last checkpoint are not shown twice (values are
-    # logged at the steps taken: those of the checkpoint's own step stay).
-    if resume_step is not None and str(logger_cfg.get("_target_", "")).endswith("TensorBoardLogger"):
-        return {"purge_step": resume_step + 1}
+    # logged at the steps taken: those of the checkpoint's own step stay). A new run in a folder
+    # hides all: a run stopped before its first checkpoint (nothing to resume) left curves there.
+    if str(logger_cfg.get("_target_", "")).endswith("TensorBoardLogger"):
+        return {"purge_step": 0 if resume_step is None else resume_step + 1}
     return {}
 
 

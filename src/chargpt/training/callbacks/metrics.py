@@ -136,7 +136,8 @@ class RunMetrics(Callback):
         val = trainer.callback_metrics.get("val/loss")
         if val is not None and trainer.state.fn != TrainerFn.FITTING:
             # A validation before training: the starting point (a fine-tuned model's, on the new text).
-            self.initial_val_loss = float(val)
+            self.initial_val_loss = self.val_loss = float(val)
+            self.val_step = trainer.global_step
             if is_rank_zero():
                 log.info("step 0 (before training): val loss %.4f", self.initial_val_loss)
         elif val is not None:
