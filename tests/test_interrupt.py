@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from unittest.mock import ANY
 
 import pytest
 import torch
@@ -43,6 +44,8 @@ def test_signal_checkpoints_and_prints_the_resume_command(signum, tmp_path, monk
         while not last.exists() and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.2)
         assert proc.poll() is None, (tmp_path / "err.txt").read_text()
+        assert json.loads((run / "status.json").read_text()) == {
+            "status": "running", "pid": proc.pid, "time": ANY}  # the report tells it from a killed run
         proc.send_signal(signum)  # training is running: the first validation checkpoint exists
         proc.wait(timeout=120)
     err = (tmp_path / "err.txt").read_text()

@@ -89,6 +89,20 @@ def test_report_ranks_runs_and_writes_csv(tmp_path: Path) -> None:
     assert (tmp_path / "speed.csv").exists()
 
 
+def test_a_run_whose_process_is_gone_without_a_word_is_reported_killed(tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    with subprocess.Popen(["sleep", "30"]) as alive:
+        try:
+            fake_run(sweep, "0", ["seed=1"], metrics(2.0, 2.1), {"status": "running", "pid": alive.pid})
+            fake_run(sweep, "1", ["seed=2"], metrics(2.2, 2.3), {"status": "running", "pid": gone.pid})
+            rows = report(sweep, sort_by="run")
+        finally:
+            alive.kill()
+    assert [(r["run"], r["status"]) for r in rows] == [("0", "running"), ("1", "killed")]
+
+
 def test_report_rejects_a_folder_without_runs(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert run_cli(report_cli.main, str(tmp_path)) == 2
     err = capsys.readouterr().err

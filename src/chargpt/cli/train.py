@@ -30,7 +30,7 @@ from chargpt.inference import TrainedModel
 from chargpt.model.sampling import check_sampling
 from chargpt.overrides import as_typed, hydra_quoted
 from chargpt.runs.directory import check_run_dir
-from chargpt.runs.status import record_status, record_trained
+from chargpt.runs.status import record_started, record_status, record_trained
 from chargpt.training.build import build_run, is_multirun, plain
 from chargpt.training.callbacks.metrics import RunMetrics
 from chargpt.training.callbacks.safety import TrainingInterrupted
@@ -73,6 +73,8 @@ def train(cfg: DictConfig) -> float | None:
     sample_prompt = None
     if cfg.sample.max_new_tokens > 0:
         sample_prompt = resolve_prompt(cfg.sample.prompt, datamodule.tokenizer, "sample.prompt")
+    if is_rank_zero():
+        record_started(output_dir)
     if finetuning:  # the starting point on the new text, logged at step 0
         trainer.validate(module, datamodule=datamodule, verbose=False)
     try:

@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 
 VAL_LOSS = "val/loss"
 # A run that did not finish is drawn dashed (failed) or dotted (stopped, or still running).
-LINE_STYLES = {"failed": "--", "interrupted": ":", "incomplete": ":"}
+LINE_STYLES = {"failed": "--", "killed": "--", "interrupted": ":", "incomplete": ":", "running": ":"}
 
 
 def csv_curve(run_dir: Path) -> list[tuple[int, float]]:

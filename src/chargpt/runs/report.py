@@ -4,8 +4,9 @@ each compared with the best setting (group_runs says the rule).
 
 A run is any directory under SWEEP_DIR with a `.hydra/overrides.yaml` (what Hydra writes for each
 job). Its figures come from the run's metrics.json (written at each validation) and status.json
-(written when the run ends): a run with neither an end nor a failure recorded is `incomplete`
-(still running, or killed before it could write one).
+(`running` from the first step, then how the run ended): a run whose status still says running
+after its process is gone was `killed` (kill -9, a lost machine); one with no status at all
+stopped before training started, or predates the record, and is `incomplete`.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from rich.table import Table
 from chargpt.errors import ChargptError
 from chargpt.overrides import literal_value, override_key
 from chargpt.runs.curves import write_curves
-from chargpt.runs.status import STATUS_FILE
+from chargpt.runs.status import STATUS_FILE, still_running
 
 METRIC_COLUMNS = ["best_val_loss", "last_val_loss", "steps", "tokens_per_sec", "wall_s"]
 SORT_CHOICES = ["best_val_loss", "last_val_loss", "tokens_per_sec", "wall_s", "run"]
@@ -60,6 +61,8 @@ def run_name(run_dir: Path, sweep_dir: Path) -> str:
 def run_status(status: dict[str, Any], metrics: dict[str, Any]) -> str:
     if status.get("status") == "failed":
         return "failed"
+    if status.get("status") == "running":
+        return "running" if still_running(status) else "killed"  # it ended without recording how
     # A run stopped early on purpose (time budget, signal) may say so in its metrics.
     return str(metrics.get("status") or status.get("status") or "incomplete")
 
@@ -159,7 +162,7 @@ def _table(
             table.add_column(column, justify=justify, min_width=_min_width(column, rows, whole), no_wrap=True)
         else:  # a swept setting: wraps, down to a width that stays readable
             table.add_column(column, overflow="fold", min_width=_min_width(column, rows, whole))
-    styles = {"failed": "red", "interrupted": "yellow", "incomplete": "yellow"}
+    styles = {"failed": "red", "killed": "red", "interrupted": "yellow", "incomplete": "yellow"}
     for row in rows:
         table.add_row(*(_cell(row[c], c) for c in shown), style=styles.get(str(row.get("status"))))
     return table

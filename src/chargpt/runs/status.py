@@ -1,5 +1,5 @@
-"""status.json: how each run ended (finished / failed / interrupted), and sweeps that survive a
-failing job.
+"""status.json: how each run ended (finished / failed / interrupted; running while it trains), and
+sweeps that survive a failing job.
 
 In a multirun (`chargpt-train -m ...`) a job that raises is recorded as failed and returns
 FAILED_VALUE (worse than any loss, so Optuna ranks it last) instead of aborting the whole sweep.
@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import logging
 import math
+import os
 import time
 import traceback
 from collections.abc import Callable
@@ -36,9 +37,32 @@ def write_status(run_dir: str | Path, status: str, **fields: Any) -> None:
     write_json_atomic(Path(run_dir) / STATUS_FILE, {"status": status, "time": when, **fields})
 
 
-# Run folders whose training ended in this process: a Ctrl-C after it (during the closing sample)
-# does not make a finished run "interrupted".
+# Run folders whose training started in this process (any failure from then on is the run's, and
+# recorded), and those whose training ended (a Ctrl-C during the closing sample after it does not
+# make a finished run "interrupted").
+_started: set[str] = set()
 _trained: set[str] = set()
+
+
+def record_started(run_dir: str | Path) -> None:
+    """Training starts: the run is "running" until it ends; a status that still says so after its
+    process is gone (kill -9, a lost machine) tells the report it was killed."""
+    write_status(run_dir, "running", pid=os.getpid())
+    _started.add(str(run_dir))
+
+
+def still_running(status: dict[str, Any]) -> bool:
+    """Whether the process a "running" status names is alive (on this machine)."""
+    pid = status.get("pid")
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process
+        return True
+    return True
 
 
 def record_trained(run_dir: str | Path, best_val_loss: float | None) -> None:
@@ -66,6 +90,7 @@ def record_status(task: Callable[[DictConfig], float | None]) -> Callable[[DictC
     @functools.wraps(task)
     def wrapper(cfg: DictConfig) -> float | None:
         run_dir = cfg.paths.output_dir
+        _started.discard(str(run_dir))
         _trained.discard(str(run_dir))
         try:
             result = task(cfg)
@@ -78,7 +103,8 @@ def record_status(task: Callable[[DictConfig], float | None]) -> Callable[[DictC
                 write_status(run_dir, "finished")
                 raise
             user_error = user_error_in(err)  # also when a library wrapped it
-            if isinstance(user_error, SetupError) or (cfg.get("ckpt_path") and user_error is not None):
+            refused_resume = cfg.get("ckpt_path") and user_error is not None and str(run_dir) not in _started
+            if isinstance(user_error, SetupError) or refused_resume:
                 raise  # another run's directory, a bad launch, a refused resume: nothing to record
             message = str(user_error) if user_error is not None else f"{type(err).__name__}: {err}"
             write_status(run_dir, "failed", error=message.splitlines()[0] if message else type(err).__name__)
