@@ -275,11 +275,11 @@ def test_existing_run_is_never_overwritten(files, monkeypatch, capsys):
     assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file() and p.name != "train.log"} == snapshot
 
 
-@pytest.mark.parametrize("name", ["status.json", "metrics.json"])
+@pytest.mark.parametrize("name", ["status.json", "metrics.json", "train.log"])
 def test_a_users_file_named_as_a_run_file_is_never_overwritten(name, files, monkeypatch, capsys):
     folder = files["tmp"] / "my notes"
     folder.mkdir()
-    (folder / name).write_text('{"mine": 1}')
+    (folder / name).write_text('{"mine": 1}')  # Hydra would append its log to a train.log
     args = bare_train_args(files["corpus"], folder, "trainer.max_steps=2", "trainer.val_check_interval=2")
     code, out, err = run_main(train_cli.main, args, capsys)
     _assert_one_error_line(code, out, err, f"{folder} holds {name}, which a run would overwrite")

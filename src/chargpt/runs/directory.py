@@ -20,6 +20,7 @@ import itertools
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -82,9 +83,18 @@ def check_writable(folder: Path, setting: str) -> None:
 RUN_FILES = {STATUS_FILE: "status", "budget.json": "budget_seconds", "metrics.json": "best_val_loss"}
 
 
+LOG_FILE = "train.log"  # Hydra appends its log to it (configs/hydra/default.yaml)
+_LOG_LINE = re.compile(rb"\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}\]\[")  # Hydra's "[time][logger]"
+
+
 def foreign_files(folder: Path) -> list[str]:
-    """The files in `folder` a run would overwrite that no chargpt run wrote."""
+    """The files in `folder` a run would overwrite (or append to) that no chargpt run wrote."""
     found = []
+    if (folder / LOG_FILE).is_file():
+        with (folder / LOG_FILE).open("rb") as log_file:
+            first = log_file.readline(100)
+        if first and not _LOG_LINE.match(first):
+            found.append(LOG_FILE)
     for name, key in RUN_FILES.items():
         if not (folder / name).exists():
             continue
@@ -229,7 +239,7 @@ def _close_logs_in(folder: Path) -> None:
 
 # What a start writes before the run writes anything of its own: Hydra's config and log, the
 # status line, the lock. A directory with nothing else in it is a failed start's leftover.
-START_FILES = {".hydra", "train.log", "status.json", LOCK_FILE}
+START_FILES = {".hydra", LOG_FILE, "status.json", LOCK_FILE}
 
 
 def _in_use(claim: Claim) -> bool:
