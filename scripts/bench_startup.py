@@ -84,13 +84,14 @@ def main() -> None:
             lightning[name, tree] = timed[1]
     medians = {row: statistics.median(values) for row, values in times.items()}
     heads = "".join(f" {tree + ' (s)':>12}" for tree in trees)
-    print(f"{'command':<24}{heads}  imports Lightning ({', '.join(trees)})")
+    width = max(map(len, MODULES)) + 1
+    print(f"{'command':<{width}}{heads}  imports Lightning ({', '.join(trees)})")
     for name in MODULES:
         absent = "absent" if MODULES[name].startswith("chargpt") else ""  # not timed: a reference row
         cells = "".join(f" {medians[name, t]:>12.2f}" if (name, t) in medians else f" {absent:>12}"
                         for t in trees)
         said = ", ".join("yes" if lightning[name, t] else "no" for t in trees if (name, t) in lightning)
-        print(f"{name:<24}{cells}  {said}")
+        print(f"{name:<{width}}{cells}  {said}")
 
     def per_tree(values: dict[tuple[str, str], float | bool], tree: str) -> dict[str, float | bool]:
         return {name: round(v, 3) if isinstance(v, float) else v
