@@ -37,6 +37,7 @@ class CharDataModule(CharText, L.LightningDataModule):
         # null: the training batch size (then a validation batch holds as many windows).
         whole_number("data.val_batch_size", val_batch_size, low=1, optional=True)
         whole_number("data.num_workers", num_workers, low=0)
+        whole_number("data.seed", seed, low=0)  # numpy's generator of the window draw takes no other
         self.batch_size, self.val_batch_size = batch_size, val_batch_size or batch_size
         self.seed, self.num_workers = seed, num_workers
         self._reported = False

@@ -27,7 +27,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
 from chargpt.checkpoints import check_resumable, read_checkpoint, resolve_checkpoint, run_dir_of
-from chargpt.checks import real_number, whole_number
+from chargpt.checks import real_number, whole_number, yes_no
 from chargpt.data import CharDataModule
 from chargpt.distributed import is_rank_zero
 from chargpt.errors import ConfigError, SetupError
@@ -39,7 +39,7 @@ from chargpt.training.callbacks import budget
 from chargpt.training.checkpoint_io import AtomicCheckpointIO, follow_moved_run
 from chargpt.training.finetune import apply_pretrained, freeze, prepare_finetune
 from chargpt.training.host_memory import keep_freed_memory
-from chargpt.training.module import CharLM
+from chargpt.training.module import MONITORABLE, CharLM
 from chargpt.training.optim import check_optimizer
 from chargpt.training.steps import fix_total_steps
 
@@ -232,19 +232,36 @@ def check_devices(trainer_cfg: DictConfig) -> None:
 # Lightning's counts: the least each takes, and whether it takes None (its own default then).
 TRAINER_COUNTS = {"max_steps": (-1, False), "max_epochs": (-1, True), "log_every_n_steps": (0, True),
                   "accumulate_grad_batches": (1, False), "num_sanity_val_steps": (-1, True)}
+# Lightning's switches (a string there would count as true); `deterministic` also takes "warn".
+TRAINER_FLAGS = ("deterministic", "enable_model_summary", "use_distributed_sampler", "benchmark",
+                 "inference_mode", "detect_anomaly", "barebones", "sync_batchnorm")
 
 
-def check_trainer_numbers(trainer_cfg: DictConfig) -> None:
+def check_trainer_numbers(trainer_cfg: DictConfig, finetuning: bool = False) -> None:
     """Counts and intervals of the wrong type are one line naming the setting (Lightning's own
     error, "'<' not supported between instances of 'str' and 'int'", names neither)."""
     for key, (low, nullable) in TRAINER_COUNTS.items():
         if key in trainer_cfg:
             whole_number(f"trainer.{key}", trainer_cfg[key], low, optional=nullable)
-    interval = trainer_cfg.get("val_check_interval")
-    if real_number("trainer.val_check_interval", interval, 0, optional=True) == 0:
-        raise ConfigError("trainer.val_check_interval=0 must be above 0: a step count (e.g. 250), or a "
-                          "fraction of an epoch (e.g. 0.5)")
+    # Training is counted in steps, and validated every val_check_interval steps: Lightning's
+    # epoch-based settings would only meet an epoch of chargpt's sampler (the whole run) later.
+    whole_number("trainer.val_check_interval", trainer_cfg.get("val_check_interval"), 1, optional=True)
+    if trainer_cfg.get("check_val_every_n_epoch") is not None:
+        raise ConfigError(
+            f"trainer.check_val_every_n_epoch={trainer_cfg.check_val_every_n_epoch} does not apply: chargpt "
+            "validates every trainer.val_check_interval steps (e.g. 250); leave it null"
+        )
+    if trainer_cfg.get("max_epochs") == 0 or (trainer_cfg.get("max_steps") == 0 and not finetuning):
+        key = "max_epochs" if trainer_cfg.get("max_epochs") == 0 else "max_steps"
+        raise ConfigError(
+            f"trainer.{key}=0 trains nothing; pass trainer.max_steps=N (e.g. 3000) or budget_seconds=S "
+            "(with init_from=CKPT, trainer.max_steps=0 scores the starting point)"
+        )
     real_number("trainer.gradient_clip_val", trainer_cfg.get("gradient_clip_val"), 0, optional=True)
+    for key in TRAINER_FLAGS:
+        value = trainer_cfg.get(key)
+        if value is not None and not (key == "deterministic" and value == "warn"):
+            yes_no(f"trainer.{key}", value)
 
 
 def check_launch(cfg: DictConfig) -> None:
@@ -283,10 +300,28 @@ def _logger_kwargs(logger_cfg: DictConfig, resume_step: int | None) -> dict[str,
     return {}
 
 
+def _callback(key: str, config: DictConfig) -> L.Callback:
+    """The callback a config names, its bad settings one error naming `callbacks.KEY.SETTING`
+    (before any step: Lightning would find some only at the first validation)."""
+    try:
+        callback = instantiate(config)
+    except InstantiationException as err:
+        cause = err.__cause__ or err
+        if isinstance(cause, ConfigError):  # our checks name the bare setting: "seed='abc' must ..."
+            raise ConfigError(f"callbacks.{key}.{cause}") from None
+        raise ConfigError(f"callbacks.{key}: {str(cause).strip().splitlines()[0]}") from None
+    monitor = getattr(callback, "monitor", None)
+    if isinstance(callback, ModelCheckpoint) and monitor is not None and monitor not in MONITORABLE:
+        raise ConfigError(
+            f"callbacks.{key}.monitor={monitor} is not a logged metric; use one of {', '.join(MONITORABLE)}"
+        )
+    return callback
+
+
 def build_trainer(cfg: DictConfig, resume_step: int | None = None) -> L.Trainer:
     """The Trainer with exactly the callbacks and loggers the config lists."""
     check_devices(cfg.trainer)
-    callbacks = [instantiate(c) for c in (cfg.callbacks or {}).values() if c is not None]
+    callbacks = [_callback(key, c) for key, c in (cfg.callbacks or {}).items() if c is not None]
     loggers = [
         instantiate(c, **_logger_kwargs(c, resume_step)) for c in (cfg.logger or {}).values() if c is not None
     ]
@@ -328,12 +363,12 @@ def build_run(cfg: DictConfig) -> Run:
     # for the first run of a process), before the data is read and the shapes are timed.
     start = budget.run_start_time() if auto else 0.0
     check_launch(cfg)
-    check_trainer_numbers(cfg.trainer)
+    check_trainer_numbers(cfg.trainer, finetuning=bool(cfg.get("init_from")))
     budget.checked_seconds(cfg.get("budget_seconds"))  # before model=auto times anything
     decided = []  # what this machine decided, noted in the saved config
     if resolve_precision(cfg):  # before model=auto times its shapes in it
         decided.append(f"trainer.precision=auto resolved to {cfg.trainer.precision} on this machine")
-    if cfg.get("keep_freed_memory"):
+    if yes_no("keep_freed_memory", cfg.get("keep_freed_memory", False)):
         keep_freed_memory()
     matmul_auto = resolve_matmul_precision(cfg)
     model_config = ModelConfig.from_dict(model_fields)  # validated before any data work

@@ -32,6 +32,10 @@ STEP = "step"
 TOTAL_STEPS_KEY = "chargpt_total_steps"  # the run's total when the checkpoint was written
 
 
+# What a checkpoint callback may monitor (logged by the module at its steps and validations).
+MONITORABLE = ("val/loss", "val/bpc", "train/loss")
+
+
 class CharLM(L.LightningModule):
     """Every argument is a plain container, so checkpoints load with weights-only unpickling and
     carry all a sampler needs (architecture and vocabulary)."""

@@ -16,7 +16,8 @@ from hydra.utils import get_object, instantiate
 from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 
-from chargpt.checks import real_number
+from chargpt import checks
+from chargpt.checks import real_number, whole_number, yes_no
 from chargpt.errors import ConfigError
 from chargpt.training.muon import NS_DTYPES, Muon
 
@@ -44,26 +45,63 @@ def group_rates(optimizer: torch.optim.Optimizer) -> dict[str, float]:
     return rates
 
 
-# Settings every optimizer here reads as one number (AdamW's rate nested under `adamw` for Muon).
-NUMBERS = ("lr", "weight_decay", "momentum")
+def _fraction(name: str, value: object) -> None:
+    if not 0.0 <= real_number(name, value) < 1.0:  # type: ignore[operator]
+        raise ConfigError(f"{name}={value} must be at least 0 and below 1 (e.g. 0.9)")
+
+
+def _betas(name: str, value: object) -> None:
+    if not (isinstance(value, (list, tuple)) and len(value) == 2):
+        raise ConfigError(f"{name}={value} must be two numbers in [0, 1), e.g. {name}=[0.9,0.99]")
+    for i, beta in enumerate(value):
+        _fraction(f"{name}[{i}]", beta)
+
+
+def _positive(name: str, value: object) -> None:
+    if real_number(name, value) <= 0:  # type: ignore[operator]
+        raise ConfigError(f"{name}={value} must be above 0 (e.g. 1e-8)")
+
+
+def _one_of(*choices: str | None) -> Callable[[str, object], None]:
+    def check(name: str, value: object) -> None:
+        if value not in choices:
+            listed = ", ".join("null" if c is None else c for c in choices)
+            raise ConfigError(f"{name}={checks.shown(value)} is not one of {listed}")
+    return check
+
+
+# What each setting of the optimizers here takes (AdamW's nested under `adamw` for Muon): checked
+# before any data work, where torch would raise its own error, or take a string as true, later.
+SETTINGS: dict[str, Callable[[str, object], Any]] = {
+    "lr": lambda name, value: real_number(name, value, low=0),
+    "weight_decay": lambda name, value: real_number(name, value, low=0),
+    "momentum": _fraction,
+    "betas": _betas,
+    "eps": _positive,
+    "fused": lambda name, value: value is None or yes_no(name, value),
+    "nesterov": yes_no,
+    "ns_steps": lambda name, value: whole_number(name, value, low=1),
+    "ns_dtype": _one_of(*NS_DTYPES),
+    "adjust_lr_fn": _one_of(None, "original", "match_rms_adamw"),
+}
 
 
 def check_optimizer(config: dict[str, Any] | None) -> None:
-    """Refuse, before any data work, an optimizer this torch does not have, or a rate or decay
-    that is not a number."""
-    _check_numbers(dict(config or {}), "optimizer.")
+    """Refuse, before any data work, an optimizer this torch does not have, or a setting of the
+    wrong kind or out of its range."""
+    _check_settings(dict(config or {}), "optimizer.")
     target = get_object(dict(config or {}).get("_target_", "torch.optim.AdamW"))
     check = getattr(target, "check_available", None)
     if check is not None:
         check()
 
 
-def _check_numbers(settings: dict[str, Any], prefix: str) -> None:
+def _check_settings(settings: dict[str, Any], prefix: str) -> None:
     for key, value in settings.items():
-        if key in NUMBERS:
-            real_number(f"{prefix}{key}", value, low=0)
+        if key in SETTINGS:
+            SETTINGS[key](f"{prefix}{key}", value)
         elif isinstance(value, dict):
-            _check_numbers(value, f"{prefix}{key}.")
+            _check_settings(value, f"{prefix}{key}.")
 
 
 def build_optimizer(model: nn.Module, config: dict[str, Any] | None) -> torch.optim.Optimizer:
@@ -131,8 +169,6 @@ def muon_adamw(
     """Muon (torch's, orthogonalising in `ns_dtype`: chargpt.training.muon) on the hidden 2-D
     weights; AdamW (settings in `adamw`, decay on matrices and embeddings only) on embeddings,
     positions, head, norms and biases."""
-    if ns_dtype not in NS_DTYPES:
-        raise ConfigError(f"optimizer.ns_dtype={ns_dtype!r} is not one of {', '.join(NS_DTYPES)}")
     adamw = dict(adamw or {})
     adamw_decay = adamw.pop("weight_decay", 0.0)
     hidden = hidden_matrices(model)

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from lightning.pytorch.callbacks import Callback
 from torch import nn
 
+from chargpt.checks import yes_no
 from chargpt.distributed import is_rank_zero
 from chargpt.files import atomic_path
 from chargpt.training.callbacks.tensorboard import known_prompt, log_image, takes_images
@@ -169,7 +170,7 @@ class AttentionMaps(Callback):
         save_png: bool = False,
         output_dir: str | None = None,
     ) -> None:
-        self.prompt, self.save_png = prompt, save_png
+        self.prompt, self.save_png = prompt, yes_no("save_png", save_png)
         self.output_dir = Path(output_dir) if output_dir else None
 
     def _draws(self, trainer: L.Trainer) -> bool:

@@ -36,6 +36,7 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
 
+from chargpt.checks import real_number, whole_number
 from chargpt.distributed import is_rank_zero
 from chargpt.errors import ConfigError
 from chargpt.files import write_json_atomic
@@ -231,6 +232,10 @@ class TimeBudget(Callback):
         sample_tokens: int = 0,
     ) -> None:
         seconds = checked_seconds(seconds)
+        whole_number("skip_steps", skip_steps, low=0)
+        whole_number("calibration_steps", calibration_steps, low=1)
+        real_number("reserve_seconds", reserve_seconds, low=0)
+        whole_number("sample_tokens", sample_tokens, low=0, optional=True)
         self.active = seconds is not None
         self.seconds, self.clock = float(seconds or 0.0), clock
         self.start = run_start_time() if start is None else start
@@ -238,7 +243,7 @@ class TimeBudget(Callback):
         self.path = Path(output_dir) / "budget.json" if output_dir else None
         self.skip_steps, self.calibration_steps = skip_steps, calibration_steps
         self.reserve_seconds, self.check_fraction = reserve_seconds, check_fraction
-        self.sample_tokens = max(0, int(sample_tokens or 0))  # the closing sample: it counts too
+        self.sample_tokens = sample_tokens or 0  # the closing sample: it counts too
         self.check_every = 1  # steps between re-checks: about check_fraction of the budget
         self.planned_steps: int | None = None
         self.step_seconds: float | None = None

@@ -15,6 +15,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from torch.optim import Optimizer
 
+from chargpt.checks import yes_no
 from chargpt.training.lightning_internals import is_accumulating, logs_this_step
 
 
@@ -32,8 +33,8 @@ class TrainMonitor(Callback):
     """
 
     def __init__(self, grad_norm: bool = True, throughput: bool = True) -> None:
-        self.grad_norm = grad_norm
-        self.throughput = throughput
+        self.grad_norm = yes_no("grad_norm", grad_norm)
+        self.throughput = yes_no("throughput", throughput)
         self._t0: float | None = None
         self._step0 = 0
         self._tokens = 0

@@ -24,6 +24,7 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
 
+from chargpt.checks import whole_number
 from chargpt.errors import ChargptError
 from chargpt.training.callbacks.checkpointing import last_checkpoint_path, latest_checkpoint_written
 from chargpt.training.lightning_internals import is_accumulating, logs_this_step
@@ -60,9 +61,7 @@ class NonFiniteGuard(Callback):
     """
 
     def __init__(self, check_every: int = 100) -> None:
-        if check_every < 1:
-            raise ValueError(f"check_every={check_every} must be at least 1")
-        self.check_every = check_every
+        self.check_every = whole_number("check_every", check_every, low=1)
         self._pending: list[tuple[int, torch.Tensor]] = []  # (step, its loss) not yet read
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

@@ -20,9 +20,10 @@ from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams
 from torch.utils.tensorboard.writer import FileWriter
 
+from chargpt import checks
 from chargpt.data.tokenizer import CharTokenizer, describe_chars
 from chargpt.distributed import is_rank_zero
-from chargpt.model.sampling import iter_tokens
+from chargpt.model.sampling import check_sampling, iter_tokens
 from chargpt.training.callbacks.budget import sampling_seconds
 
 BEST_VAL_LOSS = "hparams/best_val_loss"
@@ -89,8 +90,10 @@ class SampleText(Callback):
         top_k: int | None = None,
         seed: int = 1337,
     ) -> None:
+        # Checked now, not at the first validation: a bad value must not waste the training before it.
+        check_sampling(temperature, top_k, None, max_new_tokens)
         self.prompt, self.max_new_tokens = prompt, max_new_tokens
-        self.temperature, self.top_k, self.seed = temperature, top_k, seed
+        self.temperature, self.top_k, self.seed = temperature, top_k, checks.seed("seed", seed)
 
     def validation_end_seconds(
         self, trainer: L.Trainer, pl_module: L.LightningModule, clock: Callable[[], float]
