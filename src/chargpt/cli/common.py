@@ -28,6 +28,7 @@ import torch
 
 from chargpt.checks import whole_number
 from chargpt.cli.exits import BROKEN_PIPE_EXIT_CODE, clean_exits
+from chargpt.cli.hydra_errors import one_line_hydra_errors, task_started
 from chargpt.data.sources import expand_path
 from chargpt.data.tokenizer import CharTokenizer
 from chargpt.errors import USAGE_EXIT_CODE, ConfigError, full_errors_requested
@@ -225,7 +226,8 @@ def run_main(hydra_main: Callable[[], Any], prepare: Callable[[list[str]], list[
                 print(f"error: {err}", file=sys.stderr)
                 sys.exit(USAGE_EXIT_CODE)
             _literal, sys.argv = literal, prepared
-            hydra_main()
+            with one_line_hydra_errors():
+                hydra_main()
             failed = False
     except SystemExit as exit_:
         failed = exit_.code not in (0, None)
@@ -241,6 +243,7 @@ def cli_task(task: F) -> F:
 
     @functools.wraps(task)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        task_started()
         if _literal is not None:
             sys.argv = _literal
         try:

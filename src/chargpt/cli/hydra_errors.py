@@ -1,0 +1,99 @@
+"""Hydra's own errors before a command's task starts (an unknown setting, a value its grammar
+rejects) as one `error:` line with exit code 2, like chargpt's own.
+
+Hydra prints such an error over several lines, with advice for developers, and exits 1. What it
+writes to stderr before the task starts is held back: if it then exits 1, the held text is the
+error, said again in one line; once the task starts, the held text (warnings) is let through and
+stderr is the terminal's again.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, TextIO
+
+from chargpt.errors import USAGE_EXIT_CODE, full_errors_requested
+
+_HINT = "Set the environment variable HYDRA_FULL_ERROR=1"
+_NOT_IN_STRUCT = re.compile(r"Could not override '([^']+)'\.\s+To append to your config use (\S+)")
+
+
+class _HeldStderr(io.TextIOBase):
+    """sys.stderr while Hydra composes the config: holds what is written until `release`, then
+    passes it through (logging handlers made meanwhile keep writing here)."""
+
+    def __init__(self, target: TextIO) -> None:
+        self.target, self.holding, self.held = target, True, []
+
+    def write(self, text: str) -> int:
+        if self.holding:
+            self.held.append(text)
+        else:
+            self.target.write(text)
+        return len(text)
+
+    def flush(self) -> None:
+        self.target.flush()
+
+    def release(self) -> None:
+        if self.holding:
+            self.holding = False
+            self.target.write("".join(self.held))
+            self.held.clear()
+
+    def __getattr__(self, name: str) -> Any:  # fileno, isatty, encoding...: the terminal's
+        return getattr(self.target, name)
+
+
+_current: _HeldStderr | None = None
+
+
+def task_started() -> None:
+    """The command's task runs: its output is its own (cli_task calls this first)."""
+    global _current
+    if _current is not None:
+        _current.release()
+        if sys.stderr is _current:
+            sys.stderr = _current.target
+        _current = None
+
+
+@contextmanager
+def one_line_hydra_errors() -> Iterator[None]:
+    global _current
+    if full_errors_requested():
+        yield
+        return
+    held = _current = _HeldStderr(sys.stderr)
+    sys.stderr = held
+    try:
+        yield
+    except SystemExit as exit_:
+        text = "".join(held.held)
+        if held.holding and exit_.code == 1 and "Traceback" not in text and text.strip():
+            held.held.clear()
+            print(f"error: {one_line(text)}", file=held.target)
+            sys.exit(USAGE_EXIT_CODE)
+        raise
+    finally:
+        held.release()
+        if sys.stderr is held:
+            sys.stderr = held.target
+        _current = None
+
+
+def one_line(text: str) -> str:
+    """Hydra's message in one line, with chargpt's advice where it has some."""
+    message = text.split(_HINT, 1)[0].strip()
+    if match := _NOT_IN_STRUCT.search(message):
+        key, added = match[1], match[2]
+        parent = key.rpartition(".")[0]
+        where = f"a setting of {parent}" if parent else "a setting"
+        return (f"{key} is not {where}; check its spelling (--cfg job shows every setting), or add a "
+                f"setting of your own with {added}")
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    return "; ".join(lines)
