@@ -164,6 +164,8 @@ TRAIN_CASES = [
      "trainer.limit_val_batche is not a setting of trainer; check its spelling"),
     ("sweep values without -m", ["trainer.devices=1,2"],
      "Ambiguous value for argument 'trainer.devices=1,2'"),
+    ("fine-tuning option without a fine-tune", ["finetune.freeze_blocks=2"],
+     "finetune.freeze_blocks=2 applies when fine-tuning, and this run starts from scratch"),
     ("time budget zero", ["budget_seconds=0"], "budget_seconds=0 must be a positive number of seconds"),
     ("batch size not whole", ["data.batch_size=2.5"], "data.batch_size=2.5 must be a whole number >= 1"),
     ("validating every 0 steps", ["trainer.val_check_interval=0"], "trainer.val_check_interval=0 must be"),

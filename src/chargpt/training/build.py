@@ -27,7 +27,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
 from chargpt.checkpoints import check_resumable, read_checkpoint, resolve_checkpoint, run_dir_of
-from chargpt.checks import real_number, whole_number, yes_no
+from chargpt.checks import real_number, shown, whole_number, yes_no
 from chargpt.data import CharDataModule
 from chargpt.distributed import is_rank_zero
 from chargpt.errors import ConfigError, SetupError
@@ -381,6 +381,12 @@ def build_run(cfg: DictConfig) -> Run:
         raise ConfigError(
             "experiment=finetune starts from a trained model but no init_from was given; pass "
             "init_from=RUN_DIR (or a .ckpt file), or drop experiment=finetune to train from scratch"
+        )
+    given = [f"finetune.{k}={shown(v)}" for k, v in (cfg.get("finetune") or {}).items() if v]
+    if given and not cfg.get("init_from"):
+        raise ConfigError(
+            f"{given[0]} applies when fine-tuning, and this run starts from scratch; pass "
+            "init_from=RUN_DIR (or a .ckpt file), or drop it"
         )
     if cfg.get("init_from"):
         pretrained = prepare_finetune(cfg, model_config, list(HydraConfig.get().overrides.task))
