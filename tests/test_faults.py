@@ -6,6 +6,7 @@ import errno
 import json
 import math
 import os
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -156,14 +157,16 @@ def test_a_write_removes_what_killed_writers_of_its_file_left(tmp_path):
     dead = _finished_pid()
     with subprocess.Popen(["sleep", "30"]) as alive:
         try:
-            left = tmp_path / f".{target.name}.{dead}.partial"
-            running = tmp_path / f".{target.name}.{alive.pid}.partial"
-            other = tmp_path / f".other.txt.{dead}.partial"
-            for partial in (left, running, other):
+            here = socket.gethostname()
+            left = tmp_path / f".{target.name}.{here}.{dead}.partial"
+            running = tmp_path / f".{target.name}.{here}.{alive.pid}.partial"
+            other = tmp_path / f".other.txt.{here}.{dead}.partial"
+            elsewhere = tmp_path / f".{target.name}.another-host.{dead}.partial"  # cannot be told dead
+            for partial in (left, running, other, elsewhere):
                 partial.write_bytes(b"half")
             files.write_text_atomic(target, "whole")
             kept = sorted(p.name for p in tmp_path.iterdir())
-            assert kept == sorted([target.name, running.name, other.name])
+            assert kept == sorted([target.name, running.name, other.name, elsewhere.name])
         finally:
             alive.kill()
 

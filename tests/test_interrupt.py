@@ -44,8 +44,9 @@ def test_signal_checkpoints_and_prints_the_resume_command(signum, tmp_path, monk
         while not last.exists() and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.2)
         assert proc.poll() is None, (tmp_path / "err.txt").read_text()
+        # Running, and by which process: the report tells it from a run that was killed.
         assert json.loads((run / "status.json").read_text()) == {
-            "status": "running", "pid": proc.pid, "time": ANY}  # the report tells it from a killed run
+            "status": "running", "pid": proc.pid, "host": ANY, "time": ANY}
         proc.send_signal(signum)  # training is running: the first validation checkpoint exists
         proc.wait(timeout=120)
     err = (tmp_path / "err.txt").read_text()
@@ -70,14 +71,18 @@ def test_signal_checkpoints_and_prints_the_resume_command(signum, tmp_path, monk
     assert json.loads((run / "status.json").read_text())["status"] == "finished"
 
 
-def test_ctrl_c_during_the_closing_sample_leaves_the_run_finished(tmp_path, monkeypatch, capsys):
-    # Training ended and its checkpoint is written: stopping the sample loses nothing, and the run's
-    # status says so (a run marked interrupted would be resumed, or left out of a report).
+@pytest.mark.parametrize(("stop", "exit_code"), [(KeyboardInterrupt, 130), (BrokenPipeError, 141)],
+                         ids=["Ctrl-C", "closed pipe"])
+def test_a_stop_during_the_closing_sample_leaves_the_run_finished(stop, exit_code, tmp_path, monkeypatch,
+                                                                 capsys):
+    # Training ended and its checkpoint is written: stopping the sample (Ctrl-C, `| head`) loses
+    # nothing, and the run's status says so (an interrupted or failed run would be left out of a
+    # report's figures).
     from chargpt.inference import TrainedModel
 
     def stream_then_ctrl_c(self, prompt, **settings):
         yield "x"
-        raise KeyboardInterrupt
+        raise stop
 
     monkeypatch.setenv("CHARGPT_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setattr(TrainedModel, "stream", stream_then_ctrl_c)
@@ -85,6 +90,6 @@ def test_ctrl_c_during_the_closing_sample_leaves_the_run_finished(tmp_path, monk
     args = bare_train_args(write_corpus(tmp_path / "corpus.txt"), run, "trainer.max_steps=2",
                            "trainer.val_check_interval=2", "sample.max_new_tokens=50")
     code, _, err = run_main(train_main, args, capsys)
-    assert code == 130, err
+    assert code == exit_code, err
     status = json.loads((run / "status.json").read_text())
     assert status["status"] == "finished" and isinstance(status["value"], float)

@@ -188,9 +188,10 @@ def export_model(
         writer(model, staging / WEIGHTS[fmt], config)
         text = json.dumps(config, indent=2, ensure_ascii=False) + "\n"
         (staging / CONFIG_FILE).write_text(text, encoding="utf-8")
-        # The safetensors writer makes private files: give them the usual permissions.
+        # mkdtemp (and the safetensors writer) make private files: give them the usual permissions.
         umask = os.umask(0)
         os.umask(umask)
+        staging.chmod(0o777 & ~umask)
         for file in staging.iterdir():
             file.chmod(0o666 & ~umask)
         _move_in(staging, out, overwrite)
@@ -212,6 +213,9 @@ def _move_in(staging: Path, out: Path, overwrite: bool) -> None:
         with contextlib.suppress(OSError):  # a file system without locks: unlocked, as before
             fcntl.flock(lock, fcntl.LOCK_EX)
         check_destination(out, overwrite)  # again: another export may have finished meanwhile
+        if not any(out.iterdir()):
+            os.replace(staging, out)  # the whole export appears at once (over the empty folder)
+            return
         for name in EXPORT_FILES:  # a previous export, replaced as asked
             (out / name).unlink(missing_ok=True)
         for file in staging.iterdir():

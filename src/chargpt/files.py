@@ -11,6 +11,7 @@ import contextlib
 import glob
 import json
 import os
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,10 +26,16 @@ def _fsync_dir(folder: Path) -> None:
             os.close(fd)
 
 
+def _partial_prefix(target: Path) -> str:
+    # The host in the name: on a folder shared by several machines, only this one's processes can
+    # be told dead or alive.
+    return f".{target.name}.{socket.gethostname()}."
+
+
 def _remove_stale_partials(target: Path) -> None:
-    """Remove what writers of `target` that were killed outright (no cleanup ran) left behind: a
-    half-written id cache beside a user's text, or a checkpoint's worth of disk, each time."""
-    prefix = f".{target.name}."
+    """Remove what writers of `target` on this machine that were killed outright (no cleanup ran)
+    left behind: a half-written id cache beside a user's text, or a checkpoint's worth of disk."""
+    prefix = _partial_prefix(target)
     for partial in target.parent.glob(f"{glob.escape(prefix)}*.partial"):
         pid = partial.name[len(prefix):-len(".partial")]
         if pid.isdigit() and not _running(int(pid)):
@@ -55,7 +62,7 @@ def atomic_path(target: str | os.PathLike, durable: bool = True) -> Iterator[Pat
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_partials(target)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.partial")
+    tmp = target.with_name(f"{_partial_prefix(target)}{os.getpid()}.partial")
     try:
         yield tmp
         if durable:

@@ -28,7 +28,7 @@ import torch
 
 from chargpt.checks import whole_number
 from chargpt.cli.exits import BROKEN_PIPE_EXIT_CODE, clean_exits
-from chargpt.cli.hydra_errors import one_line_hydra_errors, task_started
+from chargpt.cli.hydra_errors import one_line_hydra_errors, release_stderr
 from chargpt.data.sources import expand_path
 from chargpt.data.tokenizer import CharTokenizer
 from chargpt.errors import USAGE_EXIT_CODE, ConfigError, full_errors_requested
@@ -243,7 +243,7 @@ def cli_task(task: F) -> F:
 
     @functools.wraps(task)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        task_started()
+        release_stderr()
         if _literal is not None:
             sys.argv = _literal
         try:

@@ -4,7 +4,8 @@ rejects) as one `error:` line with exit code 2, like chargpt's own.
 Hydra prints such an error over several lines, with advice for developers, and exits 1. What it
 writes to stderr before the task starts is held back: if it then exits 1, the held text is the
 error, said again in one line; once the task starts, the held text (warnings) is let through and
-stderr is the terminal's again.
+stderr is the terminal's again (the run-directory guard lets it through sooner, as soon as Hydra
+has composed the config: a sweep's launcher may run its tasks in other processes).
 """
 
 from __future__ import annotations
@@ -15,6 +16,9 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, TextIO
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
 
 from chargpt.errors import USAGE_EXIT_CODE, full_errors_requested
 
@@ -45,15 +49,27 @@ class _HeldStderr(io.TextIOBase):
             self.target.write("".join(self.held))
             self.held.clear()
 
-    def __getattr__(self, name: str) -> Any:  # fileno, isatty, encoding...: the terminal's
+    # What handlers and progress bars ask of a stream: the terminal's answers.
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return self.target.encoding
+
+    def isatty(self) -> bool:
+        return self.target.isatty()
+
+    def fileno(self) -> int:
+        return self.target.fileno()
+
+    def __getattr__(self, name: str) -> Any:
         return getattr(self.target, name)
 
 
 _current: _HeldStderr | None = None
 
 
-def task_started() -> None:
-    """The command's task runs: its output is its own (cli_task calls this first)."""
+def release_stderr() -> None:
+    """The config is composed: what follows is the command's own output (cli_task calls this as
+    its task starts; the run-directory guard sooner)."""
     global _current
     if _current is not None:
         _current.release()
@@ -97,3 +113,15 @@ def one_line(text: str) -> str:
                 f"setting of your own with {added}")
     lines = [line.strip() for line in message.splitlines() if line.strip()]
     return "; ".join(lines)
+
+
+class ReleaseStderr(Callback):
+    """A Hydra callback: the config is composed, so stderr is the command's from here on, also in
+    the process that launches a sweep's jobs elsewhere (its sweeper's log lines come as they
+    happen, not when the sweep ends)."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        release_stderr()
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        release_stderr()

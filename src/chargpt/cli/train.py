@@ -74,7 +74,7 @@ def train(cfg: DictConfig) -> float | None:
     if cfg.sample.max_new_tokens > 0:
         sample_prompt = resolve_prompt(cfg.sample.prompt, datamodule.tokenizer, "sample.prompt")
     if is_rank_zero():
-        record_started(output_dir)
+        trainer.callbacks.append(_RecordStart(output_dir))
     if finetuning:  # the starting point on the new text, logged at step 0
         trainer.validate(module, datamodule=datamodule, verbose=False)
     try:
@@ -106,6 +106,19 @@ def train(cfg: DictConfig) -> float | None:
         if sample_prompt is not None:
             print_sample(TrainedModel(module.model, datamodule.tokenizer), cfg.sample, sample_prompt)
     return metrics.best_val_loss if metrics is not None else None
+
+
+class _RecordStart(L.Callback):
+    """status.json says running from the first step trained: a resume refused before it (a
+    budget added to a run that had none, ...) leaves the run's status as it was."""
+
+    def __init__(self, run_dir: str) -> None:
+        self.run_dir, self.done = run_dir, False
+
+    def on_train_batch_start(self, *args: object) -> None:
+        if not self.done:
+            record_started(self.run_dir)
+            self.done = True
 
 
 def _fmt(x: float | None) -> str:

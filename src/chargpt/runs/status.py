@@ -12,6 +12,7 @@ import functools
 import logging
 import math
 import os
+import socket
 import time
 import traceback
 from collections.abc import Callable
@@ -47,13 +48,16 @@ _trained: set[str] = set()
 def record_started(run_dir: str | Path) -> None:
     """Training starts: the run is "running" until it ends; a status that still says so after its
     process is gone (kill -9, a lost machine) tells the report it was killed."""
-    write_status(run_dir, "running", pid=os.getpid())
+    write_status(run_dir, "running", pid=os.getpid(), host=socket.gethostname())
     _started.add(str(run_dir))
 
 
 def still_running(status: dict[str, Any]) -> bool:
-    """Whether the process a "running" status names is alive (on this machine)."""
+    """Whether the process a "running" status names is alive; one on another machine (a cluster's
+    node) cannot be checked from here, and counts as running."""
     pid = status.get("pid")
+    if status.get("host", socket.gethostname()) != socket.gethostname():
+        return True
     if not isinstance(pid, int) or pid <= 0:
         return False
     try:
@@ -95,9 +99,10 @@ def record_status(task: Callable[[DictConfig], float | None]) -> Callable[[DictC
         try:
             result = task(cfg)
         except BaseException as err:
+            if str(run_dir) in _trained:
+                raise  # trained and recorded finished: a Ctrl-C or a closed pipe during its sample
             if _interrupted(err):
-                if str(run_dir) not in _trained:
-                    write_status(run_dir, "interrupted")
+                write_status(run_dir, "interrupted")
                 raise
             if isinstance(err, SystemExit) and not err.code:
                 write_status(run_dir, "finished")

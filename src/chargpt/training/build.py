@@ -311,7 +311,8 @@ def _callback(key: str, config: DictConfig) -> L.Callback:
             raise ConfigError(f"callbacks.{key}.{cause}") from None
         raise ConfigError(f"callbacks.{key}: {str(cause).strip().splitlines()[0]}") from None
     monitor = getattr(callback, "monitor", None)
-    if isinstance(callback, ModelCheckpoint) and monitor is not None and monitor not in MONITORABLE:
+    logged = monitor in MONITORABLE or str(monitor).startswith("train/lr/")
+    if isinstance(callback, ModelCheckpoint) and monitor is not None and not logged:
         raise ConfigError(
             f"callbacks.{key}.monitor={monitor} is not a logged metric; use one of {', '.join(MONITORABLE)}"
         )

@@ -32,8 +32,10 @@ STEP = "step"
 TOTAL_STEPS_KEY = "chargpt_total_steps"  # the run's total when the checkpoint was written
 
 
-# What a checkpoint callback may monitor (logged by the module at its steps and validations).
-MONITORABLE = ("val/loss", "val/bpc", "train/loss")
+# What a checkpoint callback may monitor: what a run logs (the module, and the train monitor), and
+# the step (monitor=step mode=max keeps the newest checkpoints). Per-group rates: train/lr/NAME.
+MONITORABLE = ("val/loss", "val/bpc", "train/loss", "step", "train/lr", "train/grad_norm",
+               "train/tokens_per_sec", "train/step_time_ms")
 
 
 class CharLM(L.LightningModule):
