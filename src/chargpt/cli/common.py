@@ -25,6 +25,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import DictConfig, OmegaConf
 
 from chargpt.checks import whole_number
 from chargpt.cli.exits import BROKEN_PIPE_EXIT_CODE, clean_exits
@@ -202,15 +205,41 @@ def _unparsable(arg: str) -> str:
             f"spaces, commas, quotes and brackets); quote the value: {works}")
 
 
+def settings_beside(config_name: str, overrides: list[str]) -> Callable[[str], list[str]]:
+    """For a command's config: the settings beside a key, in the config the other overrides make
+    (composed again, on the error path only); none when that cannot be composed."""
+
+    def settings(key: str) -> list[str]:
+        parent = key.rpartition(".")[0]
+        others = [o for o in overrides if o.lstrip("+~").split("=", 1)[0] != key]
+        GlobalHydra.instance().clear()
+        try:
+            with initialize_config_dir(config_dir=CONFIG_PATH, version_base="1.3"):
+                config = compose(config_name, overrides=others)
+        except Exception:
+            return []
+        finally:
+            GlobalHydra.instance().clear()
+        node = OmegaConf.select(config, parent) if parent else config
+        return [str(k) for k in node] if isinstance(node, DictConfig) else []
+
+    return settings
+
+
 # The command line as the shell handed it over (prompt files read): Lightning's multi-process
 # launcher starts the other ranks with sys.argv, and they must prepare it again the same way.
 _literal: list[str] | None = None
 
 
-def run_main(hydra_main: Callable[[], Any], prepare: Callable[[list[str]], list[str]] | None = None) -> None:
+def run_main(
+    hydra_main: Callable[[], Any],
+    prepare: Callable[[list[str]], list[str]] | None = None,
+    config_name: str | None = None,
+) -> None:
     """Run a Hydra entry point: the command line prepared for Hydra, user errors as one line (exit
     2), Ctrl-C as exit 130 with one line, a closed output pipe quietly (exit 141), and whatever a
-    failed or interrupted start created removed again."""
+    failed or interrupted start created removed again. `config_name` (the command's config) lets
+    a misspelt setting's error name the one meant."""
     global _literal
     saved, failed = sys.argv, True
     try:
@@ -226,7 +255,8 @@ def run_main(hydra_main: Callable[[], Any], prepare: Callable[[list[str]], list[
                 print(f"error: {err}", file=sys.stderr)
                 sys.exit(USAGE_EXIT_CODE)
             _literal, sys.argv = literal, prepared
-            with one_line_hydra_errors():
+            overrides = [prepared[i] for i in _overrides(prepared)]
+            with one_line_hydra_errors(settings_beside(config_name, overrides) if config_name else None):
                 hydra_main()
             failed = False
     except SystemExit as exit_:

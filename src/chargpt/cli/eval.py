@@ -26,6 +26,8 @@ from chargpt.errors import ConfigError, exit_on_user_error
 from chargpt.evaluation import Evaluation, check_stride, evaluate_text
 from chargpt.inference import load_with_checkpoint, pick_device
 
+CONFIG_NAME = "eval"  # configs/eval.yaml
+
 SPLITS = ("val", "train", "all")
 # Settings chargpt-eval does not use (the model comes from the checkpoint; scoring draws no random
 # numbers): passing one would silently do nothing, so it is refused with what to do instead.
@@ -54,7 +56,7 @@ def refuse_unused(overrides: dict[str, str]) -> None:
                 raise ConfigError(f"{typed} does nothing in chargpt-eval ({why}); drop it")
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="eval")
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name=CONFIG_NAME)
 @cli_task
 @exit_on_user_error
 def _hydra_main(cfg: DictConfig) -> None:
@@ -121,7 +123,7 @@ def report(result: Evaluation, split: str, data: str, checkpoint: str) -> dict[s
 
 
 def main() -> None:
-    run_main(_hydra_main)
+    run_main(_hydra_main, config_name=CONFIG_NAME)
 
 
 if __name__ == "__main__":

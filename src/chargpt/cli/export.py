@@ -13,8 +13,10 @@ from chargpt.errors import ConfigError, exit_on_user_error
 from chargpt.export import WEIGHTS, card_for, check_destination, check_exportable, export_model
 from chargpt.inference import load
 
+CONFIG_NAME = "export"  # configs/export.yaml
 
-@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="export")
+
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name=CONFIG_NAME)
 @cli_task
 @exit_on_user_error
 def _hydra_main(cfg: DictConfig) -> None:
@@ -36,7 +38,7 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 
 def main() -> None:
-    run_main(_hydra_main)
+    run_main(_hydra_main, config_name=CONFIG_NAME)
 
 
 if __name__ == "__main__":

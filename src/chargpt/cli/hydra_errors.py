@@ -10,10 +10,11 @@ has composed the config: a sweep's launcher may run its tasks in other processes
 
 from __future__ import annotations
 
+import difflib
 import io
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TextIO
 
@@ -23,6 +24,8 @@ from omegaconf import DictConfig
 from chargpt.errors import USAGE_EXIT_CODE, full_errors_requested
 
 _HINT = "Set the environment variable HYDRA_FULL_ERROR=1"
+# Names other tools use for a setting that no spelling check would connect to chargpt's.
+ALSO_KNOWN_AS = {"learning_rate": "lr"}
 _NOT_IN_STRUCT = re.compile(r"Could not override '([^']+)'\.\s+To append to your config use (\S+)")
 
 
@@ -79,7 +82,8 @@ def release_stderr() -> None:
 
 
 @contextmanager
-def one_line_hydra_errors() -> Iterator[None]:
+def one_line_hydra_errors(settings_beside: Callable[[str], list[str]] | None = None) -> Iterator[None]:
+    """`settings_beside(key)`: the settings next to a key that is not one (for "did you mean")."""
     global _current
     if full_errors_requested():
         yield
@@ -92,7 +96,7 @@ def one_line_hydra_errors() -> Iterator[None]:
         text = "".join(held.held)
         if held.holding and exit_.code == 1 and "Traceback" not in text and text.strip():
             held.held.clear()
-            print(f"error: {one_line(text)}", file=held.target)
+            print(f"error: {one_line(text, settings_beside)}", file=held.target)
             sys.exit(USAGE_EXIT_CODE)
         raise
     finally:
@@ -102,15 +106,19 @@ def one_line_hydra_errors() -> Iterator[None]:
         _current = None
 
 
-def one_line(text: str) -> str:
+def one_line(text: str, settings_beside: Callable[[str], list[str]] | None = None) -> str:
     """Hydra's message in one line, with chargpt's advice where it has some."""
     message = text.split(_HINT, 1)[0].strip()
     if match := _NOT_IN_STRUCT.search(message):
         key, added = match[1], match[2]
-        parent = key.rpartition(".")[0]
+        parent, _, name = key.rpartition(".")
         where = f"a setting of {parent}" if parent else "a setting"
-        return (f"{key} is not {where}; check its spelling (--cfg job shows every setting), or add a "
-                f"setting of your own with {added}")
+        beside = settings_beside(key) if settings_beside else []
+        near = [ALSO_KNOWN_AS[name]] if ALSO_KNOWN_AS.get(name) in beside else []
+        near = near or difflib.get_close_matches(name, beside, n=1)
+        meant = f" (did you mean {parent + '.' if parent else ''}{near[0]}?)" if near else ""
+        return (f"{key} is not {where}{meant}; check its spelling (--cfg job shows every setting), or "
+                f"add a setting of your own with {added}")
     lines = [line.strip() for line in message.splitlines() if line.strip()]
     return "; ".join(lines)
 

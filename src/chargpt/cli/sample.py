@@ -25,6 +25,8 @@ from chargpt.inference import load_with_checkpoint, new_generator, pick_device
 from chargpt.memorization import CopiedSpan, TextIndex
 from chargpt.model.sampling import check_sampling
 
+CONFIG_NAME = "sample"  # configs/sample.yaml
+
 # Longer copied spans are shown cut to this many characters (the length is given in full).
 SHOWN_SPAN = 80
 
@@ -43,7 +45,7 @@ def copy_line(span: CopiedSpan, sample: int, num_samples: int) -> str:
             f"({json.dumps(shown, ensure_ascii=False)})")
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="sample")
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name=CONFIG_NAME)
 @cli_task
 @exit_on_user_error
 def _hydra_main(cfg: DictConfig) -> None:
@@ -82,7 +84,7 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 
 def main() -> None:
-    run_main(_hydra_main)
+    run_main(_hydra_main, config_name=CONFIG_NAME)
 
 
 if __name__ == "__main__":

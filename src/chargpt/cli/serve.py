@@ -17,6 +17,8 @@ from chargpt.cli.common import (
 from chargpt.errors import ConfigError, exit_on_user_error
 from chargpt.inference import load, pick_device
 
+CONFIG_NAME = "serve"  # configs/serve.yaml
+
 
 def check_settings(cfg: DictConfig) -> None:
     if not cfg.ckpt_path:
@@ -34,7 +36,7 @@ def check_settings(cfg: DictConfig) -> None:
     pick_device(cfg.device)
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="serve")
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name=CONFIG_NAME)
 @cli_task
 @exit_on_user_error
 def _hydra_main(cfg: DictConfig) -> None:
@@ -78,7 +80,7 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 
 def main() -> None:
-    run_main(_hydra_main)
+    run_main(_hydra_main, config_name=CONFIG_NAME)
 
 
 if __name__ == "__main__":

@@ -35,6 +35,8 @@ from chargpt.training.build import build_run, is_multirun, plain
 from chargpt.training.callbacks.metrics import RunMetrics
 from chargpt.training.callbacks.safety import TrainingInterrupted
 
+CONFIG_NAME = "train"  # configs/train.yaml
+
 log = logging.getLogger(__name__)
 
 
@@ -157,7 +159,7 @@ def resume_overrides(argv: list[str]) -> list[str]:
     return [*argv, f"hydra.run.dir={run_dir_value}", f"hydra.output_subdir=.hydra/resume-{stamp}"]
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="train")
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name=CONFIG_NAME)
 @cli_task
 @exit_on_user_error
 @record_status  # status.json per run; in a sweep a failing job does not stop the others
@@ -167,7 +169,7 @@ def _hydra_main(cfg: DictConfig) -> float | None:
 
 def main() -> None:
     # Ctrl-C before or after the training loop (nothing to save) ends with exit code 130.
-    run_main(_hydra_main, prepare=resume_overrides)
+    run_main(_hydra_main, prepare=resume_overrides, config_name=CONFIG_NAME)
 
 
 if __name__ == "__main__":
