@@ -38,11 +38,12 @@ def _remove_stale_partials(target: Path) -> None:
     prefix = _partial_prefix(target)
     for partial in target.parent.glob(f"{glob.escape(prefix)}*.partial"):
         pid = partial.name[len(prefix):-len(".partial")]
-        if pid.isdigit() and not _running(int(pid)):
+        if pid.isdigit() and not process_alive(int(pid)):
             partial.unlink(missing_ok=True)
 
 
-def _running(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether process `pid` runs on this machine."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -23,7 +23,7 @@ from omegaconf import DictConfig
 
 from chargpt.distributed import is_rank_zero
 from chargpt.errors import SetupError, user_error_in
-from chargpt.files import write_json_atomic
+from chargpt.files import process_alive, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -58,15 +58,7 @@ def still_running(status: dict[str, Any]) -> bool:
     pid = status.get("pid")
     if status.get("host", socket.gethostname()) != socket.gethostname():
         return True
-    if not isinstance(pid, int) or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # another user's process
-        return True
-    return True
+    return isinstance(pid, int) and pid > 0 and process_alive(pid)
 
 
 def record_trained(run_dir: str | Path, best_val_loss: float | None) -> None:
