@@ -5,6 +5,7 @@ command has its own --help."""
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import signal
 import subprocess
@@ -88,6 +89,37 @@ def test_a_signal_during_the_final_validation_says_the_run_is_finishing(tmp_path
         signal.signal(signal.SIGINT, previous)
 
 
+def test_the_handlers_from_before_fit_are_back_after_it(tmp_path: Path) -> None:
+    """Lightning's SIGTERM handler (installed after setup) only sets a flag: left in place after
+    fit, a SIGTERM during the closing sample would be ignored."""
+    guard = GracefulInterrupt(str(tmp_path))
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    lightning_handler = lambda signum, frame: None  # noqa: E731
+    try:
+        guard.setup(None, None, "fit")
+        signal.signal(signal.SIGTERM, lightning_handler)
+        guard.on_train_start(_trainer(0, 10), None)
+        assert signal.getsignal(signal.SIGTERM) == guard._handle
+        guard.teardown(None, None, "fit")
+        assert {s: signal.getsignal(s) for s in before} == before
+    finally:
+        for s, handler in before.items():
+            signal.signal(s, handler)
+
+
+def test_the_first_signal_is_recorded_before_a_second_can_end_the_process(tmp_path: Path, capsys) -> None:
+    guard = GracefulInterrupt(str(tmp_path))
+    calls = []
+    guard.on_signal = lambda: calls.append(signal.getsignal(signal.SIGTERM))
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        guard._handle(signal.SIGTERM, None)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert calls == [signal.SIG_DFL]
+    assert "SIGTERM received: stopping after this step" in capsys.readouterr().err
+
+
 @pytest.mark.slow
 def test_a_second_ctrl_c_quits_training_at_once(tmp_path: Path, corpus: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "CHARGPT_CACHE_DIR": str(tmp_path / "cache")}
@@ -114,6 +146,8 @@ def test_a_second_ctrl_c_quits_training_at_once(tmp_path: Path, corpus: Path) ->
     assert "SIGINT received: stopping after this step" in err
     assert proc.returncode == -signal.SIGINT, err  # ended by the signal itself: a shell shows 130
     assert "Detected KeyboardInterrupt" not in err and "Traceback" not in err
+    # Recorded at the first signal: the report says interrupted, not killed.
+    assert json.loads((tmp_path / "run" / "status.json").read_text())["status"] == "interrupted"
 
 
 def test_ctrl_c_before_training_is_exit_130(tmp_path: Path, corpus: Path, monkeypatch, capsys) -> None:

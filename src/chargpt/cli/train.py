@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import shlex
 import sys
@@ -30,10 +31,10 @@ from chargpt.inference import TrainedModel
 from chargpt.model.sampling import check_sampling
 from chargpt.overrides import as_typed, hydra_quoted
 from chargpt.runs.directory import check_run_dir
-from chargpt.runs.status import record_started, record_status, record_trained
+from chargpt.runs.status import record_signalled, record_started, record_status, record_trained
 from chargpt.training.build import build_run, is_multirun, plain
 from chargpt.training.callbacks.metrics import RunMetrics
-from chargpt.training.callbacks.safety import TrainingInterrupted
+from chargpt.training.callbacks.safety import GracefulInterrupt, TrainingInterrupted
 
 CONFIG_NAME = "train"  # configs/train.yaml
 
@@ -77,6 +78,9 @@ def train(cfg: DictConfig) -> float | None:
         sample_prompt = resolve_prompt(cfg.sample.prompt, datamodule.tokenizer, "sample.prompt")
     if is_rank_zero():
         trainer.callbacks.append(_RecordStart(output_dir))
+        for callback in trainer.callbacks:
+            if isinstance(callback, GracefulInterrupt):
+                callback.on_signal = functools.partial(record_signalled, output_dir)
     if finetuning:  # the starting point on the new text, logged at step 0
         trainer.validate(module, datamodule=datamodule, verbose=False)
     try:

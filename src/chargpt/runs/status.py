@@ -61,6 +61,14 @@ def still_running(status: dict[str, Any]) -> bool:
     return isinstance(pid, int) and pid > 0 and process_alive(pid)
 
 
+def record_signalled(run_dir: str | Path) -> None:
+    """A stop signal arrived while the run trains: "interrupted" now, as a second signal ends the
+    process at once with no chance to write it. A run that goes on to finish (the signal came
+    after its last step) is marked finished then."""
+    if str(run_dir) in _started and str(run_dir) not in _trained:
+        write_status(run_dir, "interrupted")
+
+
 def record_trained(run_dir: str | Path, best_val_loss: float | None) -> None:
     """Training ended: the run is finished, whatever happens while its sample is drawn."""
     write_status(run_dir, "finished", value=best_val_loss)

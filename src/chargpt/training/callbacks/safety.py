@@ -7,7 +7,9 @@ handlers while the training loop runs: a signal only sets a flag, the ranks agre
 next step boundary (one tiny all-reduce), write last.ckpt together and raise TrainingInterrupted.
 A second signal gets the default behaviour (quit at once, no checkpoint: exit 130 for Ctrl-C, 143
 for SIGTERM), not Lightning's KeyboardInterrupt shutdown. A signal after the last step (during the
-final validation and checkpoint) lets the run end normally, and says so.
+final validation and checkpoint) lets the run end normally, and says so. When fit ends, the
+handlers the process had before it are back (not Lightning's, which would ignore a SIGTERM), so a
+signal during the closing sample stops it at once.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import math
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -133,7 +136,9 @@ class GracefulInterrupt(Callback):
     def __init__(self, output_dir: str) -> None:
         self.output_dir = Path(output_dir)
         self.received: int | None = None
-        self._previous: dict[int, Any] = {}
+        # Called at the first signal: a second one ends the process with no chance to record it.
+        self.on_signal: Callable[[], None] | None = None
+        self._original: dict[int, Any] = {}
         self._last_step = -1
         self._finishing = False  # the last step is taken: the run is validating and saving
 
@@ -141,6 +146,8 @@ class GracefulInterrupt(Callback):
         self.received = signum
         # A second signal of the same kind quits at once: the default action ends the process.
         signal.signal(signum, signal.SIG_DFL)
+        if self.on_signal is not None:
+            self.on_signal()
         if self._finishing:
             what = "the last step is done and the run is finishing (final validation and checkpoint)"
             then = "send it again to quit at once without them"
@@ -149,11 +156,17 @@ class GracefulInterrupt(Callback):
             then = "send it again to quit at once without one"
         print(f"\n{signal.Signals(signum).name} received: {what} ({then})", file=sys.stderr, flush=True)
 
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        # Before Lightning registers its SIGTERM handler: these are restored at teardown.
+        if threading.current_thread() is threading.main_thread():
+            self._original = {s: signal.getsignal(s) for s in SIGNALS}
+
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # Installed here, after Lightning registered its own SIGTERM handler, so ours replaces it.
         self.received, self._last_step, self._finishing = None, trainer.global_step, False
         if threading.current_thread() is threading.main_thread():
-            self._previous = {s: signal.signal(s, self._handle) for s in SIGNALS}
+            for s in SIGNALS:
+                signal.signal(s, self._handle)
 
     def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
         if trainer.global_step == self._last_step:
@@ -169,6 +182,6 @@ class GracefulInterrupt(Callback):
 
     def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if threading.current_thread() is threading.main_thread():
-            for s, handler in self._previous.items():
+            for s, handler in self._original.items():
                 signal.signal(s, handler)
-        self._previous = {}
+        self._original = {}
