@@ -461,8 +461,9 @@ def test_auto_run_records_its_choice_and_a_resume_keeps_it(tmp_path: Path, capsy
     assert code == 0, err
     assert "kept from the checkpoint" in out + err and " s by the first run (target " in out + err
     assert json.loads((run / "budget.json").read_text())["auto"]["chosen"] == chosen
-    resumed_config = sorted((run / ".hydra").glob("resume-*/config.yaml"))[-1]  # the refused one's is older
-    resumed_cfg = OmegaConf.load(resumed_config)
+    resumed_configs = list((run / ".hydra").glob("resume-*/config.yaml"))
+    assert len(resumed_configs) == 1  # the refused resume left none: the report reads the latest
+    resumed_cfg = OmegaConf.load(resumed_configs[0])
     assert resumed_cfg.model.n_layer == chosen["n_layer"]
     assert resumed_cfg.optimizer.weight_decay == chosen["weight_decay"]
 

@@ -12,6 +12,7 @@ from chargpt import load
 from chargpt.cli import eval as eval_cli
 from chargpt.cli import sample, train
 from chargpt.errors import ConfigError
+from chargpt.runs.report import run_row
 from conftest import run_cli, train_args
 
 
@@ -97,12 +98,16 @@ def test_resume_from_run_dir_continues_in_the_same_directory(corpus: Path, tmp_p
     first_config = (run_dir / ".hydra" / "config.yaml").read_text()
     fresh = ("hydra.run.dir", "trainer.max_steps")
     args = [a for a in train_args(corpus, run_dir) if not a.startswith(fresh)]
+    # Refused before it trained (another model): it leaves no resume config for the report to read.
+    assert run_cli(train.main, *args, f"ckpt_path={run_dir}", "trainer.max_steps=30", "model.n_embd=48") == 2
+    assert not list((run_dir / ".hydra").glob("resume-*"))
     assert run_cli(train.main, *args, f"ckpt_path={run_dir}", "trainer.max_steps=30") == 0
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["step"] == 30
     assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 30
     assert (run_dir / ".hydra" / "config.yaml").read_text() == first_config  # first config kept
     assert list((run_dir / ".hydra").glob("resume-*/config.yaml"))
+    assert run_row(run_dir, run_dir)["overrides"]["trainer.max_steps"] == "30"  # the report's settings
     assert _default_run_metrics() == before  # nothing went to a new default run directory
 
 

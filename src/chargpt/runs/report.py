@@ -45,10 +45,19 @@ def find_runs(sweep_dir: Path) -> list[Path]:
     return sorted(p.parent.parent for p in sweep_dir.rglob("overrides.yaml") if p.parent.name == ".hydra")
 
 
+def overrides_file(run_dir: Path) -> Path:
+    """A resumed run trained on with the settings of its latest resume (which repeat the first
+    launch's, some maybe changed, such as trainer.max_steps): those describe the run as it is."""
+    resumes = sorted((run_dir / ".hydra").glob("resume-*/overrides.yaml"))  # resume-<YYYYmmdd-HHMMSS>
+    return resumes[-1] if resumes else run_dir / ".hydra" / "overrides.yaml"
+
+
 def parse_overrides(run_dir: Path) -> dict[str, str]:
     overrides: dict[str, str] = {}
-    for item in OmegaConf.to_container(OmegaConf.load(run_dir / ".hydra" / "overrides.yaml")) or []:
-        overrides[override_key(str(item))] = literal_value(str(item))  # free text was quoted for Hydra
+    for item in OmegaConf.to_container(OmegaConf.load(overrides_file(run_dir))) or []:
+        key = override_key(str(item))
+        if key != "ckpt_path":  # how a resume is launched, not a setting of the run
+            overrides[key] = literal_value(str(item))  # free text was quoted for Hydra
     return overrides
 
 

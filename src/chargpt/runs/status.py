@@ -12,6 +12,7 @@ import functools
 import logging
 import math
 import os
+import shutil
 import socket
 import time
 import traceback
@@ -85,6 +86,16 @@ def _interrupted(err: BaseException) -> bool:
     )
 
 
+def _forget_this_resume(run_dir: str | Path) -> None:
+    """A resume refused before it trained leaves no `.hydra/resume-*` config behind: the report
+    reads the latest one as the run's settings."""
+    from hydra.core.hydra_config import HydraConfig
+
+    subdir = HydraConfig.get().output_subdir if HydraConfig.initialized() else None
+    if subdir and Path(subdir).name.startswith("resume-"):
+        shutil.rmtree(Path(run_dir) / subdir, ignore_errors=True)
+
+
 def record_status(task: Callable[[DictConfig], float | None]) -> Callable[[DictConfig], float | None]:
     """Wrap a Hydra task function: status.json in the run dir, and failure isolation in sweeps."""
     # The training stack is imported when a run starts, not with this module: chargpt-report
@@ -109,6 +120,8 @@ def record_status(task: Callable[[DictConfig], float | None]) -> Callable[[DictC
                 raise
             user_error = user_error_in(err)  # also when a library wrapped it
             refused_resume = cfg.get("ckpt_path") and user_error is not None and str(run_dir) not in _started
+            if refused_resume:
+                _forget_this_resume(run_dir)
             if isinstance(user_error, SetupError) or refused_resume:
                 raise  # another run's directory, a bad launch, a refused resume: nothing to record
             message = str(user_error) if user_error is not None else f"{type(err).__name__}: {err}"
