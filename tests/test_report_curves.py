@@ -48,6 +48,22 @@ def test_curves_come_from_csv_or_tensorboard_logs(tmp_path: Path) -> None:
     assert val_curve(tmp_path) == []
 
 
+def test_a_run_resumed_after_a_kill_reads_quietly_with_its_new_steps(tmp_path: Path, caplog) -> None:
+    # Killed at step 30 with its last checkpoint at 20: the resume logs 30 again, and TensorBoard
+    # drops the killed run's step 30 (its own warning about it says nothing to a report reader).
+    from torch.utils.tensorboard import SummaryWriter
+
+    run = tmp_path / "run"
+    for losses, purge_step in (({10: 3.0, 20: 2.5, 30: 2.2}, None), ({30: 2.3, 40: 2.0}, 21)):
+        with SummaryWriter(str(run / "tensorboard"), purge_step=purge_step) as writer:  # as a resume
+            for step, loss in losses.items():
+                writer.add_scalar("val/loss", loss, step)
+    with caplog.at_level("WARNING"):
+        steps, losses = zip(*val_curve(run), strict=True)
+    assert steps == (10, 20, 30, 40) and losses == pytest.approx((3.0, 2.5, 2.3, 2.0))
+    assert caplog.records == []
+
+
 def test_one_line_per_run_labelled_by_the_swept_settings(tmp_path: Path) -> None:
     sweep = sweep_of_three(tmp_path)
     columns, rows = flat_rows(sort_rows([run_row(r, sweep) for r in find_runs(sweep)], "best_val_loss"))

@@ -8,6 +8,7 @@ TensorBoard event files (the default logger); a run with neither is left out of 
 from __future__ import annotations
 
 import csv
+import logging
 import math
 import warnings
 from pathlib import Path
@@ -35,9 +36,17 @@ def tensorboard_curve(run_dir: Path) -> list[tuple[int, float]]:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     points = {}
+    # A run resumed after a kill logs again the steps after its last checkpoint: TensorBoard drops
+    # the old ones, as it should, with a warning per file that tells a report reader nothing.
+    tensorboard_log = logging.getLogger("tensorboard")
     for folder in sorted({p.parent for p in run_dir.glob("tensorboard/**/events.out.tfevents.*")}):
         events = EventAccumulator(str(folder), size_guidance={"scalars": 0})
-        events.Reload()
+        level = tensorboard_log.level
+        tensorboard_log.setLevel(logging.ERROR)
+        try:
+            events.Reload()
+        finally:
+            tensorboard_log.setLevel(level)
         if VAL_LOSS in events.Tags().get("scalars", []):
             points.update({e.step: e.value for e in events.Scalars(VAL_LOSS)})  # later files win
     return sorted(points.items())

@@ -116,6 +116,9 @@ def _type_error(err: ValidationError) -> APIError:
         return APIError(400, f"unknown parameter {param!r}; remove it (the docs list the parameters)",
                         param, code="unknown_parameter")
     if param == "prompt":
+        if first.get("input") is None:
+            return APIError(400, "prompt is null; give it as a string, or leave it out to start from a "
+                            "newline", param)
         return APIError(400, "prompt must be one string (lists of prompts and token ids are not supported)",
                         param)
     return APIError(400, f"{param}: {first['msg'].lower()} (got {first.get('input')!r})", param)
