@@ -45,19 +45,21 @@ def find_runs(sweep_dir: Path) -> list[Path]:
     return sorted(p.parent.parent for p in sweep_dir.rglob("overrides.yaml") if p.parent.name == ".hydra")
 
 
-def overrides_file(run_dir: Path) -> Path:
-    """A resumed run trained on with the settings of its latest resume (which repeat the first
-    launch's, some maybe changed, such as trainer.max_steps): those describe the run as it is."""
-    resumes = sorted((run_dir / ".hydra").glob("resume-*/overrides.yaml"))  # resume-<YYYYmmdd-HHMMSS>
-    return resumes[-1] if resumes else run_dir / ".hydra" / "overrides.yaml"
+def overrides_files(run_dir: Path) -> list[Path]:
+    """The first launch's overrides, then each resume's, oldest first (`resume-<YYYYmmdd-HHMMSS>`)."""
+    hydra = run_dir / ".hydra"
+    return [hydra / "overrides.yaml", *sorted(hydra.glob("resume-*/overrides.yaml"))]
 
 
 def parse_overrides(run_dir: Path) -> dict[str, str]:
+    """The run's settings: its first launch's, updated by those each resume set (a resume that
+    raised trainer.max_steps describes the run as it is now)."""
     overrides: dict[str, str] = {}
-    for item in OmegaConf.to_container(OmegaConf.load(overrides_file(run_dir))) or []:
-        key = override_key(str(item))
-        if key != "ckpt_path":  # how a resume is launched, not a setting of the run
-            overrides[key] = literal_value(str(item))  # free text was quoted for Hydra
+    for path in overrides_files(run_dir):
+        for item in OmegaConf.to_container(OmegaConf.load(path)) or []:
+            key = override_key(str(item))
+            if key != "ckpt_path":  # how a resume is launched, not a setting of the run
+                overrides[key] = literal_value(str(item))  # free text was quoted for Hydra
     return overrides
 
 
