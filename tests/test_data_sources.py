@@ -72,6 +72,59 @@ def test_a_changed_file_in_the_folder_refuses_resume_naming_it(folder: Path) -> 
     check_resumable(ckpt, "last.ckpt", model, after.tokenizer.to_list(), after.fingerprint)
 
 
+def test_a_folder_given_relative_is_the_same_text_as_given_absolute(folder: Path, monkeypatch) -> None:
+    # Its files are named in checkpoints: eval, check_copy and a resume read the folder again by its
+    # absolute path, and must find the files the run named.
+    from chargpt.cli.recorded_text import recorded_data
+
+    monkeypatch.chdir(folder.parent)
+    relative = module(folder.name)
+    relative.setup()
+    absolute = module(folder)
+    absolute.setup()
+    assert relative.fingerprint == absolute.fingerprint
+    ckpt = {"hyper_parameters": {}, "callbacks": {"ResumeState": {"corpus": relative.fingerprint}}}
+    assert recorded_data(ckpt, "last.ckpt", set())["path"] == str(folder)
+    # A run before files were named absolute named them relative to where it ran: still the same.
+    old = {**relative.fingerprint, "files": [[str(Path(n).relative_to(folder.parent)), sha]
+                                             for n, sha in relative.fingerprint["files"]], "sha256": "0" * 64}
+    ckpt["callbacks"]["ResumeState"]["corpus"] = old
+    recorded_data(ckpt, "last.ckpt", set())
+    model = ModelConfig(n_layer=1, n_head=2, n_embd=32, block_size=4)
+    ckpt["hyper_parameters"] = {"vocab": absolute.tokenizer.to_list(), "model": model.to_dict()}
+    check_resumable(ckpt, "last.ckpt", model, absolute.tokenizer.to_list(), absolute.fingerprint)
+
+
+def test_run_folders_inside_the_data_folder_are_left_out(folder: Path, caplog) -> None:
+    # `chargpt-train data.path=.` from the folder itself: its runs' logs and checkpoints are not text.
+    run = folder / "outputs" / "2026-12-03" / "07-25-53"
+    (run / ".hydra").mkdir(parents=True)
+    (run / "train.log").write_text("[INFO] - step 10: val loss 2.5\n")
+    sweep = folder / "multirun" / "x"
+    (sweep / "0").mkdir(parents=True)
+    (sweep / "multirun.yaml").write_text("hydra: {}\n")
+    (sweep / "0" / "metrics.json").write_text("{}")
+    with caplog.at_level(logging.WARNING):
+        files = [Path(name).name for name, _ in module(folder).fingerprint["files"]]
+        assert [Path(name).name for name, _ in module(f"{folder}/**/*").fingerprint["files"]] == files
+    assert files == ["a.txt", "a.txt", "c.md"]
+    assert "left out 2 run folder(s) inside it" in caplog.text
+
+
+def test_links_to_folders_are_followed_once_and_dead_links_are_named(folder: Path, tmp_path: Path,
+                                                                   caplog) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "e.txt").write_text("linked text\n")
+    (folder / "linked").symlink_to(elsewhere, target_is_directory=True)
+    (folder / "b" / "loop").symlink_to(folder, target_is_directory=True)  # a cycle: read once
+    (folder / "gone.txt").symlink_to(tmp_path / "missing.txt")
+    with caplog.at_level(logging.WARNING):
+        files = [Path(name).relative_to(folder).as_posix() for name, _ in module(folder).fingerprint["files"]]
+    assert files == ["a.txt", "b/a.txt", "b/c.md", "linked/e.txt"]
+    assert "left out 1 link(s) that lead nowhere" in caplog.text and "gone.txt" in caplog.text
+
+
 def test_val_path_validates_and_all_of_path_trains(folder: Path, tmp_path: Path) -> None:
     held_out = tmp_path / "held out.txt"
     held_out.write_text("the held-out play\n")

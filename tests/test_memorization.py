@@ -123,6 +123,19 @@ def test_check_copy_uses_the_train_split_the_checkpoint_records(tmp_path) -> Non
     assert training_text(None, "export", str(other), None)[0] == other.read_text()[:90]
 
 
+def test_check_copy_reads_windows_line_endings_and_a_bom_as_training_did(tmp_path) -> None:
+    # data.newline=keep (the default) trains on '\r\n' and drops a leading byte-order mark: the text
+    # compared with must hold the same characters, cut at the same place.
+    from chargpt.data.text import CharText
+
+    path = tmp_path / "crlf.txt"
+    path.write_bytes("\ufeff".encode() + "".join(f"line {i}, café\r\n" for i in range(100)).encode())
+    trained = CharText(str(path), block_size=4, train_fraction=0.9)
+    trained.split_ids()
+    text, _ = training_text(None, "export", str(path), None)
+    assert "\r\n" in text and text == trained.tokenizer.decode(trained.train_ids)
+
+
 def test_check_copy_needs_the_training_text_unchanged(tmp_path, capsys) -> None:
     text = write_corpus(tmp_path / "t.txt")
     ckpt = _checkpoint_of(tmp_path, text)

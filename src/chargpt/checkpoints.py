@@ -6,6 +6,7 @@ through `chargpt.files.atomic_path`: a kill mid-write leaves the previous file i
 
 from __future__ import annotations
 
+import os
 import pickle
 import zipfile
 from pathlib import Path
@@ -114,6 +115,12 @@ def stored_split(ckpt: dict[str, Any]) -> dict[str, Any]:
     return split if isinstance(split, dict) else {}
 
 
+def recorded_files(corpus: dict[str, Any]) -> list[list[str]]:
+    """The [file, sha256] pairs of a corpus of several files, each file named absolute (runs before
+    2026-12-03 named the files of a relative data.path relative to where they ran)."""
+    return [[os.path.abspath(name), sha] for name, sha in corpus.get("files") or []]
+
+
 def corpus_changes(old: dict[str, Any], new: dict[str, Any], limit: int = 3) -> str:
     """Which files differ between two corpus fingerprints (those of several files list them)."""
     before = {name: sha for name, sha in old.get("files") or []}
@@ -151,7 +158,11 @@ def check_resumable(
             "or start a new run without ckpt_path"
         )
     old_corpus = stored_corpus(ckpt)
-    if old_corpus and corpus and old_corpus.get("sha256") != corpus.get("sha256"):
+    if old_corpus and corpus and old_corpus.get("sha256") != corpus.get("sha256") and not (
+        # A folder given by a relative path before its files were named absolute (2026-12-03).
+        recorded_files(old_corpus) and recorded_files(old_corpus) == recorded_files(corpus)
+        and old_corpus.get("read_as") == corpus.get("read_as")
+    ):
         raise CheckpointError(
             f"cannot resume from {source}: it was trained on {old_corpus.get('path')} "
             f"(sha256 {str(old_corpus.get('sha256'))[:12]}), not on {corpus['path']} "

@@ -10,9 +10,9 @@ from typing import Any
 
 import numpy as np
 
-from chargpt.checkpoints import corpus_changes, stored_corpus, stored_split
+from chargpt.checkpoints import corpus_changes, recorded_files, stored_corpus, stored_split
 from chargpt.data.corpus import sha256_of
-from chargpt.data.encoding import TextOptions
+from chargpt.data.encoding import BOM, TextOptions
 from chargpt.data.sources import GLOB_CHARS, expand_path, text_files
 from chargpt.data.text import CharText
 from chargpt.errors import ConfigError, DataError, UnknownCharactersError
@@ -74,8 +74,7 @@ def _check_files(path: Path, corpus: dict[str, Any], source: str, how: str, as_i
     except DataError:
         raise DataError(f"{source} was trained on {path}, which no longer names its files; {how}") from None
     now = [[str(f), sha256_of(f)] for f in files]
-    recorded = [list(x) for x in corpus["files"]]
-    if now == recorded:
+    if recorded_files({"files": now}) == recorded_files(corpus):
         return
     raise DataError(
         f"{path} has changed since {source} was trained on it{corpus_changes(corpus, {'files': now})}; "
@@ -130,10 +129,11 @@ def training_text(
         # (a text given by path with the run's settings too, but not checked against its record).
         return _text_as_trained(file, train_fraction, ckpt, source, read_as, recorded=not path), file
     try:
-        text = file.read_text(encoding="utf-8")
+        text = file.read_bytes().decode("utf-8")  # as training read it: '\r\n' kept
     except (OSError, UnicodeDecodeError) as err:
         reason = getattr(err, "strerror", None) or str(err)
         raise DataError(f"cannot read {file} ({reason}); {how} (a UTF-8 text file)") from None
+    text = text.removeprefix(BOM)  # training drops a leading byte-order mark
     # One plain file encodes one id per character, so the characters cut where training cut the ids.
     return text[: int(len(text) * train_fraction)], file
 

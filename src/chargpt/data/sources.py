@@ -10,6 +10,7 @@ from __future__ import annotations
 import glob
 import hashlib
 import json
+import logging
 import os
 import re
 from collections.abc import Callable, Iterator
@@ -19,6 +20,8 @@ from typing import Any
 
 from chargpt.data.corpus import resolve_corpus, sha256_of
 from chargpt.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
 
 _CHUNK_BYTES = 16 << 20
 _SNIFF_BYTES = 8192
@@ -90,23 +93,66 @@ def _looks_binary(path: Path) -> bool:
 CACHE_FILE = re.compile(r"\.[0-9a-f]{16}\.(stats\.json|vocab\.json|ids\.npy|vocab-[0-9a-f]+\.ids\.npy)$")
 
 
-def _is_hidden(path: Path, root: Path) -> bool:
-    return any(part.startswith(".") for part in path.relative_to(root).parts)
+def is_run_folder(folder: Path) -> bool:
+    """A run's (Hydra writes `.hydra` into each) or a sweep's folder: chargpt's own output, such as
+    train.log and checkpoints, never a text to train on, even when it lies inside the data folder."""
+    return (folder / ".hydra").is_dir() or (folder / "multirun.yaml").is_file()
 
 
-def _directory_files(root: Path, setting: str) -> list[Path]:
-    """Every non-hidden file under `root`, recursively, sorted by path; a binary one is an error."""
-    files = sorted(
-        p for p in root.rglob("*")
-        if p.is_file() and not _is_hidden(p, root) and not CACHE_FILE.search(p.name)
-    )
+def _walk(root: Path) -> tuple[list[Path], list[Path], list[Path]]:
+    """The non-hidden files under `root`, recursively, following links to folders (each folder
+    once); the run folders left out; the links that lead nowhere."""
+    files, runs, broken, seen = [], [], [], set()
+    for folder, dirs, names in os.walk(root, followlinks=True):
+        here = Path(folder)
+        real = os.path.realpath(here)
+        if real in seen or (here != root and is_run_folder(here)):
+            if real not in seen:
+                runs.append(here)
+            dirs[:] = []
+            continue
+        seen.add(real)
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        for name in names:
+            if name.startswith(".") or CACHE_FILE.search(name):
+                continue
+            (files if (here / name).is_file() else broken).append(here / name)
+    return sorted(files), runs, broken
+
+
+def _directory_files(root: Path, setting: str) -> tuple[list[Path], list[Path], list[Path]]:
+    """Every non-hidden file under `root`, recursively, sorted by path (a binary one is an error);
+    the run folders and dead links left out."""
+    files, runs, broken = _walk(root)
     for path in files:
         if _looks_binary(path):
             raise DataError(
                 f"{path} inside {root} is not UTF-8 text (a binary file?); remove it, or give "
                 f"{setting} a glob that leaves it out, e.g. {setting}='{root}/**/*.txt'"
             )
-    return files
+    return files, runs, broken
+
+
+def _say_left_out(where: str, runs: list[Path], broken: list[Path]) -> None:
+    for paths, what in ((runs, "run folder(s) inside it (chargpt's own output)"),
+                        (broken, "link(s) that lead nowhere")):
+        if paths:
+            more = f" and {len(paths) - 1} more" if len(paths) > 1 else ""
+            log.warning("%s: left out %d %s: %s%s", where, len(paths), what, paths[0], more)
+
+
+def _in_run_folder(match: Path, fixed: Path) -> bool:
+    """A glob's match that is, or lies in, a run folder below the glob's fixed part (`notes/**/*`
+    matches notes/outputs/.../train.log)."""
+    return any(is_run_folder(folder) for folder in (match, *match.parents)
+               if folder.is_relative_to(fixed) and folder != fixed)
+
+
+def _fixed_part(pattern: str) -> Path:
+    """The folders of a glob before its first wildcard."""
+    parts = Path(pattern).parts
+    cut = next((i for i, part in enumerate(parts) if any(c in part for c in GLOB_CHARS)), len(parts))
+    return Path(*parts[:cut]) if cut else Path(".")
 
 
 def text_files(value: str, setting: str, url: str | None = None, sha256: str | None = None) -> list[Path]:
@@ -114,24 +160,37 @@ def text_files(value: str, setting: str, url: str | None = None, sha256: str | N
     expanded = expand_path(value)
     path = Path(expanded)
     if path.is_dir():
-        files = _directory_files(path, setting)
+        files, runs, broken = _directory_files(path, setting)
+        _say_left_out(str(path), runs, broken)
         if not files:
             raise DataError(f"{setting}={value}: the directory {path} has no files; put text files in it")
         return files
     if not path.exists() and any(c in expanded for c in GLOB_CHARS):
-        matches = sorted(Path(m) for m in glob.glob(expanded, recursive=True) if not CACHE_FILE.search(m))
-        files = []
-        for match in matches:
-            files += _directory_files(match, setting) if match.is_dir() else [match]
-        if not files:
+        fixed = _fixed_part(expanded)
+        found: set[Path] = set()
+        left_runs: set[Path] = set()
+        left_broken: set[Path] = set()
+        for match in map(Path, glob.glob(expanded, recursive=True)):
+            if CACHE_FILE.search(match.name) or _in_run_folder(match, fixed):
+                left_runs.update(f for f in (match, *match.parents)
+                                 if f.is_relative_to(fixed) and f != fixed and is_run_folder(f))
+            elif match.is_dir():  # `corpus/**/*` matches folders and their files: each file once
+                files, runs, broken = _directory_files(match, setting)
+                found.update(files)
+                left_runs.update(runs)
+                left_broken.update(broken)
+            else:
+                found.add(match)
+        _say_left_out(value, sorted(left_runs), sorted(left_broken))
+        if not found:
             raise DataError(
                 f"{setting}={value} matches no files; check the pattern (quote it on the command "
                 f"line: {setting}='corpus/*.txt')"
             )
-        for match in files:
+        for match in sorted(found):
             if _looks_binary(match):
                 raise DataError(f"{match} (matched by {setting}={value}) is not UTF-8 text; leave it out")
-        return files
+        return sorted(found)
     if not path.exists() and url is None:
         raise DataError(
             f"data file not found: {path}; pass an existing text file, directory or glob as {setting}=..."

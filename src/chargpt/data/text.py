@@ -80,8 +80,9 @@ class CharText:
         if split == "files" and val_path:
             raise ConfigError("data.split=files and data.val_path both choose the validation text; pass one")
         self.options = TextOptions(separator, normalize, newline)  # checks the three settings
-        self.path = expand_path(path) if path else None
-        self.val_path = expand_path(val_path) if val_path else None
+        # Absolute: a folder's files are named in checkpoints, and must match from any directory.
+        self.path = os.path.abspath(expand_path(path)) if path else None
+        self.val_path = os.path.abspath(expand_path(val_path)) if val_path else None
         self.url, self.sha256 = url, sha256
         self.cache_dir = expand_path(cache_dir) if cache_dir else None
         self.block_size = block_size
