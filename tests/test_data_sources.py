@@ -310,15 +310,36 @@ def test_saved_dataset_rows_are_joined_and_a_named_split_validates(
     assert dm.fingerprint["sha256"] and "saved dataset[train]" in dm.fingerprint["path"] + str(dm.fingerprint)
     with pytest.raises(DataError, match="no field 'content'; its fields are: text, id"):
         hf_module(saved, split="train", text_field="content").setup()
-    with pytest.raises(DataError, match="no split 'test'; its splits are: train, validation"):
+    splits = "its splits are: train, validation; pass"
+    with pytest.raises(DataError, match=re.escape(f"no split 'test'; {splits} data.split=")):
         hf_module(saved, split="test").setup()
+    with pytest.raises(DataError, match=re.escape(f"no split 'valid'; {splits} data.val_split=")):
+        hf_module(saved, split="train", val_split="valid").setup()
 
 
 @needs_datasets
-def test_text_builder_on_local_files_works_offline(tmp_path: Path, datasets: ModuleType) -> None:
+def test_text_builder_on_local_files_works_offline_with_the_lines_as_they_were(
+    tmp_path: Path, datasets: ModuleType
+) -> None:
     (tmp_path / "lines.txt").write_text("\n".join(f"line {i}" for i in range(20)))
-    dm = hf_module("text", data_files=str(tmp_path / "*.txt"), split="train", separator="\n")
-    assert text_of(dm) == "\n".join(f"line {i}" for i in range(20))
+    dm = hf_module("text", data_files=str(tmp_path / "*.txt"), split="train")  # the default separator
+    assert text_of(dm) == "\n".join(f"line {i}" for i in range(20))  # its rows are lines: no blank ones
+
+
+@needs_datasets
+@pytest.mark.parametrize(("files", "message"), [
+    ("none/*.txt", "matches no files"),
+    ("empty/*.txt", "holds no text (its files are empty)"),
+    ("latin1.txt", "holds a file that is not UTF-8 text"),
+])
+def test_text_builder_problems_are_one_clear_error(tmp_path: Path, datasets: ModuleType, files: str,
+                                                   message: str, monkeypatch) -> None:
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf cache"))
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "a.txt").write_text("")
+    (tmp_path / "latin1.txt").write_bytes("café\n".encode("latin-1"))
+    with pytest.raises(DataError, match=re.escape(message)):
+        hf_module("text", data_files=str(tmp_path / files), split="train").setup()
 
 
 @needs_datasets

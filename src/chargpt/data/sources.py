@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 _CHUNK_BYTES = 16 << 20
 _SNIFF_BYTES = 8192
 _HF_BATCH_ROWS = 1024
+LOCAL_BUILDERS = ("text", "json", "csv", "parquet", "arrow", "pandas")  # datasets' builders of local files
 GLOB_CHARS = "*?["
 
 
@@ -227,9 +228,9 @@ def _is_saved_dataset(path: Path) -> bool:
     )
 
 
-def load_hf(name: str, config: str | None, data_files: Any, split: str) -> Any:
+def load_hf(name: str, config: str | None, data_files: Any, split: str, setting: str = "data.split") -> Any:
     """One split of a dataset: saved with save_to_disk (a local folder), or via load_dataset
-    (a hub name, or a builder such as "text" with data_files)."""
+    (a hub name, or a builder such as "text" with data_files). `setting` names the split."""
     datasets = _datasets()
     local = Path(expand_path(name))
     if _is_saved_dataset(local):
@@ -238,14 +239,30 @@ def load_hf(name: str, config: str | None, data_files: Any, split: str) -> Any:
             if split not in loaded:
                 raise DataError(
                     f"the dataset at {local} has no split {split!r}; its splits are: "
-                    f"{', '.join(loaded)}; pass data.split=one of them"
+                    f"{', '.join(loaded)}; pass {setting}=one of them"
                 )
             return loaded[split]
         return loaded  # a single saved split
     if isinstance(data_files, str):
         data_files = expand_path(data_files)
+        # A builder such as `text` reads local files (a hub dataset's data_files name its own files).
+        if name in LOCAL_BUILDERS and not glob.glob(data_files, recursive=True):
+            raise DataError(f"data.data_files={data_files} matches no files; check the path or pattern "
+                            "(quote it on the command line: data.data_files='corpus/*.txt')")
     try:
         return datasets.load_dataset(name, config, data_files=data_files, split=split)
+    except datasets.exceptions.DatasetGenerationError as err:
+        # The builder failed on a file: datasets keeps the reason as the cause.
+        cause = err.__cause__
+        if isinstance(cause, UnicodeDecodeError):
+            raise DataError(f"data.data_files={data_files} holds a file that is not UTF-8 text "
+                            f"({cause.reason}); convert it to UTF-8 (iconv), or leave it out") from None
+        if type(cause).__name__ == "SchemaInferenceError":  # no row at all
+            raise DataError(f"data.data_files={data_files} holds no text (its files are empty); "
+                            "give files with text") from None
+        reason = str(cause).strip().splitlines()[0] if cause is not None and str(cause).strip() else str(err)
+        raise DataError(f"cannot read the dataset {name!r} split {split!r} ({reason[:200]}); check "
+                        "data.data_files") from None
     except (FileNotFoundError, ValueError, ConnectionError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise DataError(
@@ -253,6 +270,12 @@ def load_hf(name: str, config: str | None, data_files: Any, split: str) -> Any:
             "with save_to_disk, a hub name (online or already cached), or data.name=text "
             "data.data_files=FILES"
         ) from None
+
+
+def row_separator(name: str, separator: str) -> str:
+    """What joins a dataset's rows: the `text` builder's rows are a file's lines (newlines removed),
+    so a newline puts them back as they were; other datasets' rows are documents."""
+    return "\n" if name == "text" else separator
 
 
 def hf_part(dataset: Any, label: str, text_field: str, separator: str) -> Part:

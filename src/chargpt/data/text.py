@@ -15,7 +15,16 @@ import numpy as np
 
 from chargpt.checks import real_number, whole_number
 from chargpt.data.encoding import EncodedCorpus, TextOptions, encode_parts, text_chars
-from chargpt.data.sources import Part, expand_path, file_parts, hf_part, identity, load_hf, text_files
+from chargpt.data.sources import (
+    Part,
+    expand_path,
+    file_parts,
+    hf_part,
+    identity,
+    load_hf,
+    row_separator,
+    text_files,
+)
 from chargpt.data.tokenizer import CharTokenizer
 from chargpt.data.vocabulary import vocabulary_lines
 from chargpt.errors import ConfigError, DataError
@@ -114,11 +123,12 @@ class CharText:
         if self.name:
             split = self.split or "train"
             dataset = load_hf(self.name, self.config, self.data_files, split)
-            parts = [hf_part(dataset, f"{self.name}[{split}]", self.text_field, self.options.separator)]
+            separator = row_separator(self.name, self.options.separator)
+            parts = [hf_part(dataset, f"{self.name}[{split}]", self.text_field, separator)]
             if self.val_split:
-                val = load_hf(self.name, self.config, self.data_files, self.val_split)
+                val = load_hf(self.name, self.config, self.data_files, self.val_split, "data.val_split")
                 label = f"{self.name}[{self.val_split}]"
-                parts.append(hf_part(val, label, self.text_field, self.options.separator))
+                parts.append(hf_part(val, label, self.text_field, separator))
                 self._n_train_parts = 1
             return parts
         assert self.path is not None
