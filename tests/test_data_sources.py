@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import shlex
 from pathlib import Path
 from types import ModuleType
 
@@ -385,6 +386,37 @@ def test_training_on_a_folder_reports_the_validation_scope(
     assert metrics["validation"]["capped"] is True and metrics["validation"]["chars"] == 500
     log = (run / "train.log").read_text()
     assert "4 files" in log and "vocabulary:" in log
+
+
+@needs_datasets
+def test_a_run_on_a_dataset_is_evaluated_by_naming_the_dataset(
+    tmp_path: Path, corpus: Path, datasets: ModuleType, capsys
+) -> None:
+    from chargpt.cli import eval as eval_cli
+    from chargpt.cli.train import main
+
+    lines = corpus.read_text()[:30000].splitlines()
+    saved = tmp_path / "saved, dataset é"
+    datasets.DatasetDict({
+        "train": datasets.Dataset.from_dict({"text": lines[:-100]}),
+        "validation": datasets.Dataset.from_dict({"text": lines[-100:]}),
+    }).save_to_disk(str(saved))
+    run = tmp_path / "run"
+    named = ["data=hf", f"data.name={saved}", "data.val_split=validation"]
+    args = [a for a in train_args(corpus, run, "trainer.max_steps=2", "sample.max_new_tokens=0",
+                                  "logger=none") if not a.startswith("data.path=") and a != "data=text"]
+    assert run_cli(main, *args, *named) == 0
+    capsys.readouterr()
+    # Without the dataset named: the error says how to name it.
+    assert run_cli(eval_cli.main, f"ckpt_path={run}") == 2
+    err = capsys.readouterr().err
+    assert "a dataset" not in err and "which is read again only when named; name it: data=hf" in err
+    again = shlex.split(err.split("name it: ", 1)[1])
+    assert run_cli(eval_cli.main, f"ckpt_path={run}", *again) == 0
+    result = json.loads(capsys.readouterr().out)
+    val_loss = json.loads((run / "metrics.json").read_text())["val_loss"]
+    assert result["loss"] == pytest.approx(val_loss, abs=1e-4) and "saved, dataset" in result["data"]
+    assert again == named
 
 
 @pytest.mark.slow

@@ -365,3 +365,11 @@ def test_of_two_exports_to_one_new_folder_at_once_the_later_is_refused(
 def _same_weights(a: TrainedModel, b: TrainedModel) -> bool:
     ours, theirs = a.model.state_dict(), b.model.state_dict()
     return ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
+
+
+@pytest.mark.parametrize("name", ["2024", "Bard, v2", "Roméo 😀 'v3'"])
+def test_a_models_name_is_taken_as_typed(name: str, ckpt: Path, tmp_path: Path, capsys) -> None:
+    # A number stays text (an API's model id is a string), and commas, quotes and accents are the name.
+    out = tmp_path / "export"
+    assert run_cli(export_cli.main, *_export_args(ckpt, out, f"name={name}")) == 0, capsys.readouterr().err
+    assert json.loads((out / "config.json").read_text())["card"]["name"] == name

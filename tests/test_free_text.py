@@ -107,6 +107,22 @@ def test_prompt_file_and_standard_input(run: Path, tmp_path: Path, monkeypatch, 
     assert capsys.readouterr().err.startswith("error: prompt_file=missing.txt: cannot read it")
     assert run_cli(sample_main, f"ckpt_path={run}", "prompt=a", "prompt_file=-") == 2
     assert capsys.readouterr().err == "error: both prompt and prompt_file are set; give one of them\n"
+    # Quoted for Hydra, as a data.path may be; and standard input that is not UTF-8 says so.
+    assert run_cli(sample_main, f"ckpt_path={run}", f"prompt_file='{tmp_path / 'prompt.txt'}'",
+                   "max_new_tokens=2", "device=cpu") == 0
+    assert capsys.readouterr().out.startswith(text)
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"\xff\xfe")))
+    assert run_cli(sample_main, f"ckpt_path={run}", "prompt_file=-") == 2
+    assert "error: prompt_file=-: cannot read it ('utf-8' codec can't decode" in capsys.readouterr().err
+
+
+def test_a_prompt_file_on_a_command_without_a_prompt_is_not_read(run: Path, monkeypatch, capsys) -> None:
+    from chargpt.cli.eval import main as eval_main
+
+    monkeypatch.setattr(sys, "stdin", io.StringIO("never read"))
+    assert run_cli(eval_main, f"ckpt_path={run}", "prompt_file=-") == 2
+    assert capsys.readouterr().err.startswith("error: prompt_file is not a setting;")
+    assert sys.stdin.read() == "never read"
 
 
 def test_paths_expand_home_and_variables(run: Path, monkeypatch, capsys) -> None:

@@ -24,6 +24,11 @@ class ModelCard:
     val_loss: float | None = None  # of these weights, at the validation that saved them
     step: int | None = None  # training steps behind these weights
 
+    def __post_init__(self) -> None:
+        # An API's model id is a string: an export written with name=2024 before names were taken
+        # as typed holds the number.
+        object.__setattr__(self, "name", str(self.name))
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 

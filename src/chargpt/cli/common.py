@@ -53,18 +53,24 @@ _OPTIONS_WITH_VALUE = {
 }
 _INFO_TOPICS = {"all", "config", "defaults", "defaults-tree", "plugins", "searchpath"}
 # `prompt_file=FILE` (or `-` for standard input) is read here and becomes the prompt setting.
-PROMPT_FILES = {"prompt_file": "prompt", "sample.prompt_file": "sample.prompt"}
+# The prompt-file settings of each command's config, and the prompt each one fills.
+PROMPT_FILES = {"sample": {"prompt_file": "prompt"}, "train": {"sample.prompt_file": "sample.prompt"}}
 
 
 def is_path_key(key: str) -> bool:
     """Settings that name a file or folder: `~` and environment variables are expanded."""
     last = key.rsplit(".", 1)[-1]
-    return key in ("ckpt_path", "init_from", "out") or (key.startswith("data.") and last.endswith("path"))
+    return key in ("ckpt_path", "init_from", "out", "data.name") or (
+        key.startswith("data.") and last.endswith("path"))
+
+
+def _is_prompt(key: str) -> bool:
+    return key.rsplit(".", 1)[-1] == "prompt"
 
 
 def is_free_text_key(key: str) -> bool:
-    """Settings whose value is taken literally (prompts and paths)."""
-    return is_path_key(key) or key.rsplit(".", 1)[-1] == "prompt"
+    """Settings whose value is taken literally (prompts, paths, a model's name)."""
+    return is_path_key(key) or _is_prompt(key) or key == "name"
 
 
 def is_run_dir_key(key: str) -> bool:
@@ -95,24 +101,28 @@ def _overrides(argv: list[str]) -> Iterator[int]:
 def _read_prompt_file(key: str, name: str) -> str:
     try:
         if name == "-":
-            return sys.stdin.read()
-        return Path(expand_path(name)).read_text(encoding="utf-8")
+            stdin = getattr(sys.stdin, "buffer", None)  # bytes: a bad byte is named, not mis-decoded
+            return stdin.read().decode("utf-8") if stdin is not None else sys.stdin.read()
+        return Path(expand_path(_unquoted(key, name))).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:
         reason = getattr(err, "strerror", None) or str(err)
         raise ConfigError(f"{key}={name}: cannot read it ({reason}); give a readable UTF-8 text file, "
                           "or - for standard input") from None
 
 
-def literal_argv(argv: list[str]) -> list[str]:
-    """The command line with prompt files read into their prompt setting (still as the shell gave it)."""
+def literal_argv(argv: list[str], config_name: str | None = None) -> list[str]:
+    """The command line with prompt files read into their prompt setting (still as the shell gave
+    it), for a command whose config (`config_name`) has one; elsewhere a prompt file is a setting
+    the command does not have, and is not read."""
     out = list(argv)
+    prompt_files = PROMPT_FILES.get(config_name or "", {})
     given = {p[1] for i in _overrides(out) if (p := _split(out[i]))}
     for i in _overrides(out):
         parts = _split(out[i])
-        if parts is None or parts[1] not in PROMPT_FILES:
+        if parts is None or parts[1] not in prompt_files:
             continue
         plus, key, name = parts
-        target = PROMPT_FILES[key]
+        target = prompt_files[key]
         if target in given:
             raise ConfigError(f"both {target} and {key} are set; give one of them")
         out[i] = f"{plus}{target}={_read_prompt_file(key, name)}"
@@ -128,7 +138,8 @@ def hydra_argv(argv: list[str]) -> list[str]:
         parts = _split(out[i])
         if parts is not None:
             plus, key, value = parts
-            if is_free_text_key(key) and not (is_path_key(key) and value.lower() in ("null", "")):
+            # null (or nothing) still means "none" for a path or a name; a prompt takes it as text.
+            if is_free_text_key(key) and not (not _is_prompt(key) and value.lower() in ("null", "")):
                 out[i] = f"{plus}{key}={_free_text(key, value)}"
                 continue
             if is_run_dir_key(key):  # may use ${now:...}: expanded, and quoted only when needed
@@ -174,13 +185,17 @@ def check_group_option(key: str, value: str, config_dirs: list[Path]) -> None:
         raise ConfigError(f"{key}={unknown[0]} is not an option of {key}; use one of: {', '.join(known)}")
 
 
+def _unquoted(key: str, value: str) -> str:
+    """A path without Hydra's way of quoting it ("data.path='src/*.py'", 'it\\'s.txt')."""
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+        unquoted = literal_value(f"{key}={value}")
+        return unquoted if unquoted != value else value[1:-1]
+    return value
+
+
 def _free_text(key: str, value: str) -> str:
     if is_path_key(key):
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            # Hydra's way of quoting ("data.path='src/*.py'", 'it\'s.txt'): not part of the path.
-            unquoted = literal_value(f"{key}={value}")
-            value = unquoted if unquoted != value else value[1:-1]
-        value = expand_path(value)
+        value = expand_path(_unquoted(key, value))
         if key.startswith("data.") and "${" in value:
             # Hydra's instantiate resolves the data config twice, and OmegaConf's second pass
             # reads an escaped `${` as an interpolation: such a path cannot arrive intact.
@@ -245,7 +260,7 @@ def run_main(
     try:
         with clean_exits():
             try:
-                literal = literal_argv(sys.argv)
+                literal = literal_argv(sys.argv, config_name)
                 if prepare is not None:
                     literal = prepare(literal)
                 prepared = hydra_argv(literal)

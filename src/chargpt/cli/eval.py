@@ -70,13 +70,14 @@ def _hydra_main(cfg: DictConfig) -> None:
         raise ConfigError(f"split={cfg.split!r} is not one of {', '.join(SPLITS)}")
     whole_number("batch_size", cfg.batch_size, low=1)
     trained, ckpt, file = load_with_checkpoint(cfg.ckpt_path)
-    if ckpt is None and not cfg.data.path:
+    named = bool(cfg.data.path or cfg.data.get("name"))  # a text (or a dataset) asked for by name
+    if ckpt is None and not named:
         raise ConfigError(f"{file} is an export, which does not record the text it was trained on; "
                           "pass the text to score as data.path=FILE")
     stride = None if cfg.stride is None else check_stride(cfg.stride, trained.model.block_size)
     trained.model.to(pick_device(cfg.device))
-    if cfg.data.path:
-        data: dict[str, Any] = {}  # another text, asked for by name
+    if named:
+        data: dict[str, Any] = {}
     else:
         assert ckpt is not None  # an export without data.path was refused above
         data = recorded_data(ckpt, file, overrides)
@@ -91,14 +92,14 @@ def _hydra_main(cfg: DictConfig) -> None:
     settings = OmegaConf.to_container(cfg.data, resolve=True)
     assert isinstance(settings, dict)
     text = text_of(settings, **data, block_size=trained.model.block_size, vocab=trained.tokenizer.to_list())
-    if ckpt is not None and not cfg.data.path:
+    if ckpt is not None and not named:
         check_read_alike(text, ckpt, file)
     ids = split_ids(text.encoded().ids, cfg.split, text.val_start(), text.source)
     result = evaluate_text(trained.model, ids, cfg.batch_size, stride, trained.tokenizer.chars)
     if stride is not None and result.stride != stride:
         print(f"note: the {cfg.split} split holds {len(ids):,} characters, no more than the model's context: "
               f"scored as one window of {result.window}, so stride={result.stride}", file=sys.stderr)
-    print(json.dumps(report(result, cfg.split, str(text.path), file), ensure_ascii=False))
+    print(json.dumps(report(result, cfg.split, str(text.path or text.source), file), ensure_ascii=False))
 
 
 def report(result: Evaluation, split: str, data: str, checkpoint: str) -> dict[str, Any]:

@@ -21,13 +21,17 @@ from chargpt.overrides import hydra_quoted
 
 def recorded_data(
     ckpt: dict[str, Any], source: str, overrides: dict[str, str] | set[str],
-    how: str = "pass the text to evaluate as data.path=FILE",
+    how: str = "pass the text to evaluate as data.path=FILE, or a dataset as data=hf data.name=NAME",
 ) -> dict[str, Any]:
     """The data settings of the run that wrote `ckpt`: its corpus, checked unchanged, and its split
     (unless data.train_fraction is among the `overrides`). `how` ends each error: what to pass."""
     corpus = stored_corpus(ckpt) or {}
     if not corpus.get("path"):
         raise DataError(f"{source} does not record the text it was trained on; {how}")
+    if corpus.get("dataset") or str(corpus["path"]).startswith("dataset "):
+        again = _dataset_overrides(corpus.get("dataset")) if "data=hf" in how else None
+        raise DataError(f"{source} was trained on {corpus['path']}, which is read again only when named; "
+                        + (f"name it: {again}" if again else how))
     path = Path(str(corpus["path"]))
     as_is = f"({shlex.quote(f'data.path={path}')} takes it as it is now)"
     split = stored_split(ckpt)
@@ -56,6 +60,17 @@ def recorded_data(
     if "data.split" not in overrides and split.get("split") == "files":
         settings["split"] = "files"  # whole files held out, as the run held them out
     return settings
+
+
+def _dataset_overrides(dataset: dict[str, Any] | None) -> str | None:
+    """The settings that name a run's dataset again (chargpt-eval data=hf ...)."""
+    if not isinstance(dataset, dict) or isinstance(dataset.get("data_files"), list):
+        return None  # not recorded (before 2026-12-03), or several patterns: no one-line override
+    defaults = {"split": "train", "text_field": "text"}
+    given = {k: v for k, v in dataset.items() if v is not None and defaults.get(k) != v}
+    # data.name is taken as typed (a path, a hub name); the others are read by Hydra's grammar.
+    return " ".join(["data=hf", *(shlex.quote(f"data.{k}={v if k == 'name' else _setting(v)}")
+                                  for k, v in given.items())])
 
 
 def recorded_settings(corpus: dict[str, Any]) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import inspect
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -97,7 +97,7 @@ class CharText:
         self.block_size = block_size
         self.train_fraction = train_fraction
         self.split, self.val_max_chars = split, val_max_chars
-        self.name, self.config, self.data_files = name, config, data_files
+        self.name, self.config, self.data_files = name, config, _plain(data_files)
         self.text_field, self.val_split = text_field, val_split
         self._vocab = vocab
         self._encoded: EncodedCorpus | None = None
@@ -174,6 +174,11 @@ class CharText:
         # A file's path made absolute: chargpt-eval and check_copy find it from any working directory.
         where = self.source if self.name else os.path.abspath(self.source)
         fingerprint: dict[str, Any] = {"path": where, "sha256": encoded.sha256}
+        if self.name:  # how to name it again (chargpt-eval data=hf ...)
+            fingerprint["dataset"] = {
+                "name": self.name, "config": self.config, "data_files": self.data_files,
+                "split": self.split or "train", "val_split": self.val_split, "text_field": self.text_field,
+            }
         if len(self._parts) > 1 or not (self.name or self._names_one_file()):
             fingerprint["files"] = [[p.name, p.sha256] for p in self._parts]
         defaults = TextOptions().settings()
@@ -285,6 +290,16 @@ class CharText:
     @property
     def tokenizer(self) -> CharTokenizer:
         return self.encoded().tokenizer
+
+
+def _plain(value: Any) -> Any:
+    """Lists and mappings as Python's own (Hydra hands over its containers): the value is kept in
+    checkpoints, which load weights-only."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, Iterable) and not isinstance(value, (str, bytes)):
+        return [_plain(v) for v in value]
+    return value
 
 
 def text_of(settings: Mapping[str, Any], **given: Any) -> CharText:
