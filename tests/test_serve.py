@@ -255,6 +255,10 @@ def test_twenty_concurrent_requests_are_all_answered(server: tuple[str, Engine],
         ('{"prompt": ""}', 400, "prompt", "the prompt is empty"),
         ('{"prompt": ["a", "b"]}', 400, "prompt", "prompt must be one string"),
         ('{"prompt": null}', 400, "prompt", "prompt is null; give it as a string, or leave it out"),
+        ('{"prompt": "A", "stream_options": ' + "[" * 100000 + "]" * 100000 + "}", 400, None,
+         "the request body is nested too deeply"),
+        ('{"prompt": "A", "max_tokens": ' + "9" * 5000 + "}", 400, None,
+         "the request body has a number too long to read"),
         ('{"prompt": "Hi", "max_tokens": "many"}', 400, "max_tokens",
          "max_tokens: input should be a valid integer"),
         ('{"prompt": "Hi", "stop": ["\\n"]}', 400, "stop", "stop is not supported by this server"),
@@ -279,6 +283,10 @@ def test_unknown_routes_and_methods_get_json_errors(url: str) -> None:
     assert missing.status_code == 404 and "POST /v1/completions" in missing.json()["error"]["message"]
     assert "GET /health" in missing.json()["error"]["message"]
     assert httpx.head(f"{url}/health").status_code == 200  # a load balancer's probe
+    assert httpx.head(f"{url}/").status_code == 200
+    # A trailing slash is not redirected (a client's POST would not follow): a 404 naming the routes.
+    slash = httpx.post(f"{url}/v1/completions/", json={"prompt": "Hi"})
+    assert slash.status_code == 404 and "POST /v1/completions" in slash.json()["error"]["message"]
 
 
 def test_a_body_past_a_megabyte_gets_413_and_the_server_keeps_serving(url: str) -> None:

@@ -117,3 +117,32 @@ def test_the_page_shows_the_servers_error(page_url: str, browser: webdriver.Chro
                                              and d.find_element(By.ID, "error"))
     assert "characters not in the vocabulary: 'ß', 'ü'" in error.text
     assert browser.find_element(By.ID, "generate").is_enabled()  # ready for the next try
+
+
+def test_a_setting_that_is_no_whole_number_is_refused_by_the_browser_and_nothing_is_sent(
+    page_url: str, browser: webdriver.Chrome
+) -> None:
+    browser.get(page_url + "/")
+    fill(browser, "prompt", "The")
+    for typed in ("1.5", "1e"):  # not whole; not a number (the field reads as empty)
+        fill(browser, "max_tokens", typed)
+        browser.find_element(By.ID, "generate").click()
+        message = browser.execute_script("return document.getElementById('max_tokens').validationMessage")
+        assert message and status(browser) == ""  # the browser names the field; no request went
+        assert browser.find_element(By.ID, "generate").is_enabled()
+
+
+def test_a_seed_past_two_to_the_53_draws_the_apis_text(page_url: str, browser: webdriver.Chrome) -> None:
+    # A JavaScript number rounds 2^64 - 1: the page sends the seed's own digits.
+    browser.get(page_url + "/")
+    fill(browser, "prompt", "The")
+    fill(browser, "max_tokens", "80")
+    fill(browser, "seed", str(2**64 - 1))
+    browser.find_element(By.ID, "generate").click()
+    WebDriverWait(browser, 180).until(lambda d: "characters in" in status(d))
+    text = browser.find_element(By.ID, "out-text").get_attribute("textContent")
+    expected = httpx.post(f"{page_url}/v1/completions", timeout=180, json={
+        "prompt": "The", "max_tokens": 80, "seed": 2**64 - 1}).json()["choices"][0]["text"]
+    rounded = httpx.post(f"{page_url}/v1/completions", timeout=180, json={
+        "prompt": "The", "max_tokens": 80, "seed": 2**64}).json()
+    assert text == expected and "error" in rounded  # 2^64 (what rounding gives) is out of range

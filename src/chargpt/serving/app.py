@@ -22,6 +22,7 @@ import torch
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from chargpt.data.tokenizer import CharTokenizer
 from chargpt.model_card import ModelCard
@@ -45,10 +46,13 @@ async def bounded_body(request: Request) -> bytes:
     if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
         raise too_large
     body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_BODY_BYTES:
-            raise too_large
+    try:
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_BODY_BYTES:
+                raise too_large
+    except ClientDisconnect:  # gone while sending: an answer nobody reads, and no traceback in the log
+        raise APIError(400, "the client disconnected before its request body arrived") from None
     return bytes(body)
 
 
@@ -135,7 +139,8 @@ class Completion:
 
 
 def create_app(engine: Engine, tokenizer: CharTokenizer, card: ModelCard, limits: Limits) -> FastAPI:
-    app = FastAPI(title="chargpt", docs_url=None, redoc_url=None, openapi_url=None)
+    # No redirect of /v1/completions/ to /v1/completions: a client's POST would not follow it.
+    app = FastAPI(title="chargpt", docs_url=None, redoc_url=None, openapi_url=None, redirect_slashes=False)
     page = resources.files("chargpt.serving").joinpath("page.html").read_text(encoding="utf-8")
     created = int(time.time())
     # At shutdown (server.py): the requests still running end with an error.
@@ -160,7 +165,7 @@ def create_app(engine: Engine, tokenizer: CharTokenizer, card: ModelCard, limits
     async def internal_error(request: Request, err: Exception) -> JSONResponse:
         return error_response(APIError(500, f"internal error: {type(err).__name__}", type="server_error"))
 
-    @app.get("/", response_class=HTMLResponse)
+    @app.api_route("/", methods=["GET", "HEAD"], response_class=HTMLResponse)
     async def index() -> HTMLResponse:
         return HTMLResponse(page)
 

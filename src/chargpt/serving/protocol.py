@@ -103,6 +103,10 @@ def read_json(raw: bytes) -> dict[str, Any]:
             "send a JSON object such as {\"prompt\": \"ROMEO:\", \"max_tokens\": 100}",
             code="invalid_json",
         ) from None
+    except (RecursionError, ValueError) as err:  # nested too deep; an integer of over 4,300 digits
+        what = "is nested too deeply" if isinstance(err, RecursionError) else "has a number too long to read"
+        raise APIError(400, f"the request body {what}; send a JSON object such as "
+                       "{\"prompt\": \"ROMEO:\", \"max_tokens\": 100}", code="invalid_json") from None
     if not isinstance(data, dict):
         got = _JSON_TYPES.get(type(data), "null")
         raise APIError(400, f"the request body must be a JSON object, got {got}")
