@@ -31,6 +31,7 @@ def files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
     (tmp_path / "folder").mkdir()
     (tmp_path / "latin1.txt").write_bytes("caf\xe9 au lait\n".encode("latin-1") * 50)
     (tmp_path / "notes.txt").write_text("not a checkpoint\n")
+    (tmp_path / "one.txt").write_text("a")
     torch.save({"weights": torch.zeros(2)}, tmp_path / "foreign.ckpt")
     (tmp_path / "truncated.ckpt").write_bytes(ckpt.read_bytes()[: ckpt.stat().st_size // 2])
     make_checkpoint(tmp_path / "other_vocab.ckpt", chars="\nxyz")
@@ -196,6 +197,8 @@ SAMPLE_CASES = [
     ("top_p > 1", ["ckpt_path={ckpt}", "top_p=1.5"], "top_p=1.5 must be in (0, 1]"),
     ("max_new_tokens < 0", ["ckpt_path={ckpt}", "max_new_tokens=-1"], "max_new_tokens=-1 must be >= 0"),
     ("num_samples 0", ["ckpt_path={ckpt}", "num_samples=0"], "num_samples=0 must be a whole number >= 1"),
+    ("compile without the cache", ["ckpt_path={ckpt}", "compile=true", "use_cache=false", "prompt=a"],
+     "compile=true compiles the cached decoding step; it needs use_cache=true"),
     ("seed not a number", ["ckpt_path={ckpt}", "seed=abc"], "seed='abc' must be a whole number"),
     (
         "seed outside 64 bits",
@@ -225,6 +228,8 @@ SAMPLE_CASES = [
 ]
 
 EVAL_CASES = [
+    ("a text of one character", ["ckpt_path={ckpt}", "data=text", "data.path={tmp}/one.txt", "split=all"],
+     "the all split of {tmp}/one.txt has 1 character(s), no target to score; use a longer text"),
     ("batch size 0", ["ckpt_path={ckpt}", "data=text", "data.path={corpus}", "batch_size=0"],
      "batch_size=0 must be a whole number >= 1"),
     ("unknown device", ["ckpt_path={ckpt}", "data=text", "data.path={corpus}", "device=tpu"],

@@ -101,10 +101,9 @@ def split_ids(ids: np.ndarray, split: str, cut: int, path: str) -> np.ndarray:
     """One split of the ids, validation from `cut` (CharText.val_start) on."""
     part = {"val": ids[cut:], "train": ids[:cut], "all": ids}[split]
     if len(part) < 2:
-        raise DataError(
-            f"the {split} split of {path} has {len(part)} character(s), no target to score; "
-            "use split=all, a longer text or another data.train_fraction"
-        )
+        fix = "a longer text" if split == "all" else "split=all, a longer text or another data.train_fraction"
+        raise DataError(f"the {split} split of {path} has {len(part)} character(s), no target to score; "
+                        f"use {fix}")
     return part
 
 

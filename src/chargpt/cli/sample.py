@@ -23,7 +23,7 @@ from chargpt.cli.recorded_text import check_train_fraction, training_text
 from chargpt.errors import ConfigError, exit_on_user_error
 from chargpt.inference import load_with_checkpoint, new_generator, pick_device
 from chargpt.memorization import CopiedSpan, TextIndex
-from chargpt.model.sampling import check_sampling
+from chargpt.model.sampling import check_decoding, check_sampling
 
 CONFIG_NAME = "sample"  # configs/sample.yaml
 
@@ -55,8 +55,7 @@ def _hydra_main(cfg: DictConfig) -> None:
         raise ConfigError("ckpt_path is required: chargpt-sample ckpt_path=RUN_DIR_OR_CKPT_FILE")
     whole_number("num_samples", cfg.num_samples, low=1)
     seed("seed", cfg.seed, optional=True)
-    yes_no("use_cache", cfg.use_cache)
-    yes_no("compile", cfg.compile)
+    check_decoding(yes_no("use_cache", cfg.use_cache), yes_no("compile", cfg.compile))
     if check_copy := yes_no("check_copy", cfg.check_copy):
         check_train_fraction(cfg.data.train_fraction)
     # Bad settings or prompt characters are reported before any text is printed.

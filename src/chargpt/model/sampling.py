@@ -20,6 +20,11 @@ from chargpt.errors import ConfigError
 from chargpt.model.kv_cache import KVCache
 
 
+def check_decoding(use_cache: bool, compile: bool) -> None:
+    if compile and not use_cache:
+        raise ConfigError("compile=true compiles the cached decoding step; it needs use_cache=true")
+
+
 def check_sampling(
     temperature: float, top_k: int | None, top_p: float | None, max_new_tokens: int = 0, prefix: str = ""
 ) -> None:
@@ -121,8 +126,7 @@ def iter_tokens(
     check_sampling(temperature, top_k, top_p, max_new_tokens)
     if idx.shape[1] == 0:
         raise ConfigError("the prompt is empty; give at least one character")
-    if compile and not use_cache:
-        raise ConfigError("compile=true compiles the cached decoding step; it needs use_cache=true")
+    check_decoding(use_cache, compile)
     block = model.block_size
     keep = max(1, block // 2)
     cache = model.new_cache(idx.shape[0]) if use_cache else None
