@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -84,16 +86,33 @@ def main() -> None:
     p.add_argument("--top-k", type=int, default=None)
     p.add_argument("--seed", type=int, default=None)
     args = p.parse_args()
+    if not args.prompt:
+        fail("--prompt is empty; give at least one character")
+    if args.max_new_tokens < 0:
+        fail(f"--max-new-tokens {args.max_new_tokens} must be >= 0")
+    if not (math.isfinite(args.temperature) and args.temperature >= 0):
+        fail(f"--temperature {args.temperature} must be a finite number >= 0 (0 = greedy)")
+    if args.top_k is not None and args.top_k < 0:
+        fail(f"--top-k {args.top_k} must be >= 0 (0 = off)")
+    if args.seed is not None and args.seed < 0:
+        fail(f"--seed {args.seed} must be >= 0 (NumPy's seeds)")
     session, config = load(args.export_dir)
     options = (args.temperature, args.top_k, args.seed)
     try:
         characters = generate(session, config, args.prompt, args.max_new_tokens, *options)
     except ValueError as err:  # before the prompt is printed
         fail(f"{err}; remove them from --prompt")
-    print(args.prompt, end="", flush=True)
-    for ch in characters:
-        print(ch, end="", flush=True)
-    print()
+    try:
+        print(args.prompt, end="", flush=True)
+        for ch in characters:
+            print(ch, end="", flush=True)
+        print()
+    except BrokenPipeError:  # `| head`: the reader has all it wants
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        sys.exit(141)
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        sys.exit(130)
 
 
 if __name__ == "__main__":

@@ -165,10 +165,37 @@ def test_onnx_greedy_text_equals_chargpt_without_pytorch(
     result = subprocess.run([sys.executable, "-c", bad], capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and result.stdout == ""
     assert result.stderr == "error: characters not in the vocabulary: 'ï'; remove them from --prompt\n"
+    # `| head`: the script ends quietly when its reader stops reading.
+    long = runner.replace(f"'{n}'", "'100000'")
+    proc = subprocess.Popen([sys.executable, "-c", long], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stdout.read(20)
+    proc.stdout.close()
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 141 and stderr == b""
     missing = runner.replace(repr(str(out)), repr(str(tmp_path / "no export")))
     result = subprocess.run([sys.executable, "-c", missing], capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and result.stdout == "" and "Traceback" not in result.stderr
     assert result.stderr.startswith(f"error: {tmp_path / 'no export'} is not an export folder")
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--prompt", ""], "--prompt is empty"),
+    (["--max-new-tokens", "-5"], "--max-new-tokens -5 must be >= 0"),
+    (["--temperature", "-1"], "--temperature -1.0 must be a finite number >= 0"),
+    (["--temperature", "nan"], "--temperature nan must be a finite number >= 0"),
+    (["--top-k", "-1"], "--top-k -1 must be >= 0"),
+    (["--seed", "-1"], "--seed -1 must be >= 0"),
+])
+def test_onnx_script_refuses_bad_options_before_loading(
+    args: list[str], message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture,
+) -> None:
+    script = load_script("onnx_generate")
+    monkeypatch.setattr(sys, "argv", ["onnx_generate", str(tmp_path / "not read"), *args])
+    with pytest.raises(SystemExit) as stop:
+        script.main()
+    assert stop.value.code == 2
+    assert capsys.readouterr().err.startswith(f"error: {message}")
 
 
 @pytest.mark.parametrize("config", ["[1, 2]", '"model.onnx"', '{"weights": "model.safetensors"}'])
