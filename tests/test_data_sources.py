@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import shlex
 from pathlib import Path
@@ -243,17 +244,24 @@ def test_val_max_chars_scores_a_fixed_prefix_of_a_big_split(corpus: Path) -> Non
 
 
 @pytest.mark.parametrize(
-    ("make", "message"),
+    ("files", "given", "message"),
     [
-        (lambda root: root, "has no files"),
-        (lambda root: f"{root}/*.nothing", "matches no files"),
+        ({}, "{root}", r"has no files \(hidden ones are left out\)"),
+        ({}, "{root}/*.nothing", "matches no files"),
+        ({b"a.txt": "", b"b.txt": ""}, "{root}", r"its 2 file\(s\) are all empty"),
+        ({b"caf\xe9.txt": "x\n"}, "{root}", r"the file name .*caf\\xe9\.txt is not UTF-8; rename it"),
     ],
+    ids=["empty folder", "glob matching nothing", "empty files", "a name not UTF-8"],
 )
-def test_empty_sources_are_one_clear_error(tmp_path: Path, make, message: str) -> None:
+def test_empty_sources_are_one_clear_error(tmp_path: Path, files: dict[bytes, str], given: str,
+                                           message: str) -> None:
     root = tmp_path / "empty"
     root.mkdir()
+    (root / ".hidden").write_text("left out\n")
+    for name, text in files.items():
+        (root / os.fsdecode(name)).write_text(text)
     with pytest.raises(DataError, match=message):
-        module(make(root)).setup()
+        module(given.format(root=root)).setup()
 
 
 def test_the_cache_beside_one_text_never_joins_its_folder(

@@ -240,6 +240,15 @@ def test_a_run_on_a_folder_is_scored_and_copy_checked_on_its_own_split(tmp_path,
     assert run_cli(train_cli.main, *args) == 0
     line = _one_error(*run_main(eval_cli.main, [f"ckpt_path={tmp_path / 'run3'}"], capsys))
     assert "was validated on a text of its own (data.val_path=" in line
+    # Each command says how to take all of the training text, and that works as printed.
+    assert _result(*run_main(eval_cli.main, [f"ckpt_path={tmp_path / 'run3'}", "device=cpu",
+                                             *shlex.split(line.split("pass that as ", 1)[1])], capsys))
+    code = run_cli(sample_cli.main, f"ckpt_path={tmp_path / 'run3'}", "check_copy=true", "max_new_tokens=5")
+    line = capsys.readouterr().err.strip()
+    assert code == 2 and line.endswith("data.train_fraction=1"), line
+    code = run_cli(sample_cli.main, f"ckpt_path={tmp_path / 'run3'}", "check_copy=true", "max_new_tokens=5",
+                   *shlex.split(line.split("pass that as ", 1)[1]))
+    assert code == 0 and "copy check: longest span" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("given", ["folder", "glob"])

@@ -22,9 +22,11 @@ from chargpt.overrides import hydra_quoted
 def recorded_data(
     ckpt: dict[str, Any], source: str, overrides: dict[str, str] | set[str],
     how: str = "pass the text to evaluate as data.path=FILE, or a dataset as data=hf data.name=NAME",
+    whole: str = "split=all",
 ) -> dict[str, Any]:
     """The data settings of the run that wrote `ckpt`: its corpus, checked unchanged, and its split
-    (unless data.train_fraction is among the `overrides`). `how` ends each error: what to pass."""
+    (unless data.train_fraction is among the `overrides`). `how` ends each error: what to pass;
+    `whole` is the setting that takes all of a text."""
     corpus = stored_corpus(ckpt) or {}
     if not corpus.get("path"):
         raise DataError(f"{source} does not record the text it was trained on; {how}")
@@ -36,9 +38,10 @@ def recorded_data(
     as_is = f"({shlex.quote(f'data.path={path}')} takes it as it is now)"
     split = stored_split(ckpt)
     if split.get("val_path"):
+        trained = shlex.quote(f"data.path={path}")
         raise DataError(
-            f"{source} was validated on a text of its own (data.val_path={split['val_path']}) besides "
-            f"{path}; {how}"
+            f"{source} was validated on a text of its own (data.val_path={split['val_path']}) and trained "
+            f"on all of {path}; pass that as {trained} {whole}"
         )
     read_as = recorded_settings(corpus)
     if corpus.get("files"):
@@ -49,8 +52,8 @@ def recorded_data(
         pass  # the sha256 covers the settings too: check_read_alike compares the text as read again
     elif (recorded_sha := corpus.get("sha256")) and (sha := sha256_of(path)) != recorded_sha:
         raise DataError(
-            f"{path} has changed since {source} was trained on it (sha256 {sha[:12]}, then "
-            f"{str(recorded_sha)[:12]}), or its run read it with data.newline or data.normalize (a "
+            f"{path} has changed since {source} was trained on it (sha256 {str(recorded_sha)[:12]} then, "
+            f"{sha[:12]} now), or its run read it with data.newline or data.normalize (a "
             f"checkpoint from before 2026-12-02 does not record them: pass them); {how} {as_is}"
         )
     settings: dict[str, Any] = {"path": str(path), "url": None, "sha256": None}
@@ -132,7 +135,7 @@ def training_text(
     elif ckpt is None:
         raise DataError(f"{source} is an export, which does not record the text it was trained on; {how}")
     else:
-        file = Path(recorded_data(ckpt, source, set(), how)["path"])
+        file = Path(recorded_data(ckpt, source, set(), how, whole="data.train_fraction=1")["path"])
     if train_fraction is None:
         recorded = stored_split(ckpt).get("train_fraction") if ckpt is not None else None
         train_fraction = recorded if isinstance(recorded, float) else DEFAULT_TRAIN_FRACTION

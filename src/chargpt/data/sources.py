@@ -158,13 +158,27 @@ def _fixed_part(pattern: str) -> Path:
 
 def text_files(value: str, setting: str, url: str | None = None, sha256: str | None = None) -> list[Path]:
     """The files a path setting names: a file, a directory (recursively) or a glob, in sorted order."""
+    files = _text_files(value, setting, url, sha256)
+    if all(path.stat().st_size == 0 for path in files):  # only the separators between them would remain
+        raise DataError(f"{setting}={value}: its {len(files)} file(s) are all empty; put text in them")
+    for path in files:
+        try:
+            str(path).encode("utf-8")
+        except UnicodeEncodeError:  # a name in another encoding: checkpoints and caches record names
+            shown = os.fsencode(path).decode("utf-8", "backslashreplace")
+            raise DataError(f"the file name {shown} is not UTF-8; rename it (e.g. with convmv)") from None
+    return files
+
+
+def _text_files(value: str, setting: str, url: str | None, sha256: str | None) -> list[Path]:
     expanded = expand_path(value)
     path = Path(expanded)
     if path.is_dir():
         files, runs, broken = _directory_files(path, setting)
         _say_left_out(str(path), runs, broken)
         if not files:
-            raise DataError(f"{setting}={value}: the directory {path} has no files; put text files in it")
+            raise DataError(f"{setting}={value}: the directory {path} has no files (hidden ones are left "
+                            "out); put text files in it")
         return files
     if not path.exists() and any(c in expanded for c in GLOB_CHARS):
         fixed = _fixed_part(expanded)
