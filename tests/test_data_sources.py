@@ -7,6 +7,7 @@ import logging
 import os
 import re
 import shlex
+import unicodedata
 from pathlib import Path
 from types import ModuleType
 
@@ -183,6 +184,18 @@ def test_unicode_normalization(tmp_path: Path) -> None:
         module(path, normalize="NFX")
 
 
+@pytest.mark.parametrize("line", ["e\u0301" * 400, "e\u0301 " * 400, "\u1100\u1161\u11a8" * 300],
+                         ids=["combining marks", "words", "hangul jamo"])
+def test_a_line_longer_than_a_chunk_normalizes_as_a_whole(line: str, tmp_path: Path, monkeypatch) -> None:
+    # A line with no newline is read in several chunks: none may end inside a character's sequence.
+    from chargpt.data import sources
+
+    monkeypatch.setattr(sources, "_CHUNK_BYTES", 61)  # cuts inside sequences, as a 16 MB line would
+    path = tmp_path / "one line.txt"
+    path.write_text(line)
+    assert text_of(module(path, normalize="NFC")) == unicodedata.normalize("NFC", line)
+
+
 def test_windows_line_endings_are_reported_and_normalized_and_a_bom_is_dropped(tmp_path: Path) -> None:
     path = tmp_path / "win.txt"
     path.write_bytes(b"\xef\xbb\xbf" + b"line one\r\nline two\r\n" * 10)
@@ -278,11 +291,19 @@ def test_the_cache_beside_one_text_never_joins_its_folder(
     assert text_of(module(folder)) == before and text_of(module(f"{folder}/*")) == globbed
 
 
-def test_a_binary_file_in_a_directory_is_named(folder: Path) -> None:
+@pytest.mark.parametrize("name", ["my corpus", "notes [2024]", "weird 'q', a=b"])
+def test_a_binary_file_in_a_directory_is_named_with_a_glob_that_works(tmp_path: Path, name: str) -> None:
+    folder = tmp_path / name
+    (folder / "b").mkdir(parents=True)
+    (folder / "a.txt").write_text("first text\n" * 5)
+    (folder / "b" / "c.txt").write_text("second text\n" * 5)
     (folder / "b" / "logo.png").write_bytes(b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR")
     with pytest.raises(DataError, match=r"logo\.png inside .* is not UTF-8 text") as err:
         module(folder).setup()
-    assert "**/*.txt" in str(err.value)
+    # The example, as a shell hands it over, names the texts and leaves the picture out.
+    (setting,) = shlex.split(str(err.value).split("e.g. ", 1)[1])
+    joined = "first text\n" * 5 + "\n\n" + "second text\n" * 5
+    assert text_of(module(setting.removeprefix("data.path="))) == joined
 
 
 # -- Hugging Face datasets -------------------------------------------------------------------------

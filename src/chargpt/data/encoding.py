@@ -77,6 +77,19 @@ NEWLINE_MODES = ("keep", "normalize")
 BOM = "\ufeff"
 
 
+def _cut_without_newline(text: str) -> int:
+    """Where a chunk with no newline may end: before its last space, else before the last character
+    that starts a sequence (not a combining mark or a Hangul vowel or final, which join the one
+    before them) and does not follow a \r."""
+    if (space := text.rfind(" ")) > 0:
+        return space
+    for i in range(len(text) - 1, 0, -1):
+        joins = unicodedata.combining(text[i]) or 0x1160 <= ord(text[i]) <= 0x11FF
+        if not joins and text[i - 1] != "\r":
+            return i
+    return len(text)  # one sequence throughout: nothing better to cut at
+
+
 def _line_aligned(chunks: Iterator[tuple[str, int]]) -> Iterator[tuple[str, int]]:
     """Re-cut chunks after their last newline, so that a \r\n pair or a combining sequence is
     never split between two chunks (normalisation then sees whole lines)."""
@@ -84,8 +97,8 @@ def _line_aligned(chunks: Iterator[tuple[str, int]]) -> Iterator[tuple[str, int]
     for text, units in chunks:
         text = carry + text
         cut = text.rfind("\n") + 1
-        if cut == 0:  # no newline in a whole chunk: cut anywhere but after a \r
-            cut = len(text) - text.endswith("\r")
+        if cut == 0:  # no newline in a whole chunk (a 16 MB line)
+            cut = _cut_without_newline(text)
         carry = text[cut:]
         yield text[:cut], units
     if carry:

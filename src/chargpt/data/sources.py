@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import re
+import shlex
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -127,9 +128,11 @@ def _directory_files(root: Path, setting: str) -> tuple[list[Path], list[Path], 
     files, runs, broken = _walk(root)
     for path in files:
         if _looks_binary(path):
+            # As typed in a shell, with the folder's own glob characters ('[2024]') escaped.
+            example = shlex.quote(f"{setting}={glob.escape(str(root))}/**/*.txt")
             raise DataError(
                 f"{path} inside {root} is not UTF-8 text (a binary file?); remove it, or give "
-                f"{setting} a glob that leaves it out, e.g. {setting}='{root}/**/*.txt'"
+                f"{setting} a glob that leaves it out, e.g. {example}"
             )
     return files, runs, broken
 
