@@ -14,6 +14,7 @@ from types import ModuleType
 import pytest
 
 from chargpt.checkpoints import check_resumable
+from chargpt.cli.common import hydra_argv
 from chargpt.data import CharDataModule
 from chargpt.data.sources import CACHE_FILE
 from chargpt.errors import ChargptError, CheckpointError, ConfigError, DataError
@@ -237,6 +238,16 @@ def test_paths_expand_home_and_environment_variables(
     )
     assert text_of(dm, "val_ids") == "validation text " * 5
     assert list((tmp_path / "ids cache").glob("*.ids.npy"))
+
+
+def test_a_path_that_exists_as_typed_keeps_its_dollar_sign(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path / "elsewhere"))
+    text = tmp_path / "songs $HOME" / "a.txt"
+    text.parent.mkdir()
+    text.write_text("a song " * 10)
+    assert text_of(module(text.parent)) == "a song " * 10
+    # On the command line too: the value reaches the run as typed.
+    assert hydra_argv(["chargpt-train", f"data.path={text.parent}"])[1] == f"data.path='{text.parent}'"
 
 
 def test_val_max_chars_scores_a_fixed_prefix_of_a_big_split(corpus: Path) -> None:

@@ -44,8 +44,10 @@ class Part:
 
 
 def expand_path(value: str | os.PathLike) -> str:
-    """`~` and environment variables, as a shell would expand them."""
-    return os.path.expandvars(os.path.expanduser(str(value)))
+    """`~` and environment variables, as a shell would expand them; a path that exists as typed
+    (a folder named 'price $5') is taken as it is."""
+    home = os.path.expanduser(str(value))
+    return home if "$" in home and os.path.exists(home) else os.path.expandvars(home)
 
 
 def file_chunks(path: Path) -> Callable[[], Iterator[tuple[str, int]]]:
