@@ -135,6 +135,7 @@ def test_val_path_validates_and_all_of_path_trains(folder: Path, tmp_path: Path)
     dm = module(folder / "a.txt", val_path=str(held_out))
     assert text_of(dm, "train_ids") == "first file, with \"quotes\" and café\n\n\n"
     assert text_of(dm, "val_ids") == "the held-out play\n"
+    assert dm.report_lines()[0].startswith(f"data: {folder / 'a.txt'} and data.val_path {held_out} (2 files)")
     with pytest.raises(DataError, match="both training text"):
         module(folder, val_path=str(folder / "a.txt")).setup()
 

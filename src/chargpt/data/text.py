@@ -249,6 +249,8 @@ class CharText:
         n_parts = len(self._parts)
         unit = "files" if self._parts[0].starts_file else "splits"
         what = f"{self.source} ({n_parts} {unit})" if n_parts > 1 else self.source
+        if self.val_path:  # the files counted are the training and the validation text's
+            what = f"{self.source} and data.val_path {self.val_path} ({n_parts} {unit})"
         joined = f", joined with {self.options.separator!r}" if n_parts > 1 else ""
         lines = [f"data: {what}{joined}: {len(self.ids):,} characters"]
         starts = encoded.stats.get("starts", [0])
