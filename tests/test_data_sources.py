@@ -123,10 +123,14 @@ def test_links_to_folders_are_followed_once_and_dead_links_are_named(folder: Pat
     (folder / "linked").symlink_to(elsewhere, target_is_directory=True)
     (folder / "b" / "loop").symlink_to(folder, target_is_directory=True)  # a cycle: read once
     (folder / "gone.txt").symlink_to(tmp_path / "missing.txt")
-    with caplog.at_level(logging.WARNING):
-        files = [Path(name).relative_to(folder).as_posix() for name, _ in module(folder).fingerprint["files"]]
-    assert files == ["a.txt", "b/a.txt", "b/c.md", "linked/e.txt"]
-    assert "left out 1 link(s) that lead nowhere" in caplog.text and "gone.txt" in caplog.text
+    (folder / "also linked").symlink_to(elsewhere, target_is_directory=True)  # one file, two names
+    for given in (folder, f"{folder}/**/*"):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            files = [Path(name).relative_to(folder).as_posix()
+                     for name, _ in module(given).fingerprint["files"]]
+        assert files == ["a.txt", "also linked/e.txt", "b/a.txt", "b/c.md"], given
+        assert "left out 1 link(s) that lead nowhere: " in caplog.text and "gone.txt" in caplog.text
 
 
 def test_val_path_validates_and_all_of_path_trains(folder: Path, tmp_path: Path) -> None:
@@ -366,6 +370,9 @@ def test_text_builder_on_local_files_works_offline_with_the_lines_as_they_were(
     (tmp_path / "lines.txt").write_text("\n".join(f"line {i}" for i in range(20)))
     dm = hf_module("text", data_files=str(tmp_path / "*.txt"), split="train")  # the default separator
     assert text_of(dm) == "\n".join(f"line {i}" for i in range(20))  # its rows are lines: no blank ones
+    # What is hashed (the cache key, the checkpoint's record) is the text as read: the same either way.
+    same = hf_module("text", data_files=str(tmp_path / "*.txt"), split="train", separator="\n")
+    assert same.fingerprint["sha256"] == dm.fingerprint["sha256"]
 
 
 @needs_datasets

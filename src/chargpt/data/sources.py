@@ -116,11 +116,18 @@ def _walk(root: Path) -> tuple[list[Path], list[Path], list[Path]]:
             dirs[:] = []
             continue
         seen.add(real)
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        # Real folders before links, by name: a folder reached both ways is named the same way on
+        # every machine (the names are in checkpoints).
+        dirs[:] = sorted((d for d in dirs if not d.startswith(".")),
+                         key=lambda d: (os.path.islink(os.path.join(folder, d)), d))
         for name in names:
+            path = here / name
             if name.startswith(".") or CACHE_FILE.search(name):
                 continue
-            (files if (here / name).is_file() else broken).append(here / name)
+            if path.is_file():
+                files.append(path)
+            elif path.is_symlink() and _leads_nowhere(path):
+                broken.append(path)  # other kinds (a pipe, a socket) are no text: left out
     return sorted(files), runs, broken
 
 
@@ -152,6 +159,25 @@ def _in_run_folder(match: Path, fixed: Path) -> bool:
     matches notes/outputs/.../train.log)."""
     return any(is_run_folder(folder) for folder in (match, *match.parents)
                if folder.is_relative_to(fixed) and folder != fixed)
+
+
+def _leads_nowhere(link: Path) -> bool:
+    try:
+        os.stat(link)
+    except FileNotFoundError:
+        return True
+    except OSError:  # reached through a loop of links too deep to follow: not judged here
+        return False
+    return False
+
+
+def _once_each(files: set[Path]) -> set[Path]:
+    """One name per file: a glob reaches a file once per link to its folder (and a loop of links
+    many times); the shortest name is kept."""
+    kept: dict[str, Path] = {}
+    for path in sorted(files, key=lambda p: (len(p.parts), p)):  # the shortest name: no loop in it
+        kept.setdefault(os.path.realpath(path), path)
+    return set(kept.values())
 
 
 def _fixed_part(pattern: str) -> Path:
@@ -199,9 +225,14 @@ def _text_files(value: str, setting: str, url: str | None, sha256: str | None) -
                 found.update(files)
                 left_runs.update(runs)
                 left_broken.update(broken)
-            else:
+            elif match.is_file():
                 found.add(match)
-        _say_left_out(value, sorted(left_runs), sorted(left_broken))
+            elif match.is_symlink() and _leads_nowhere(match):
+                left_broken.add(match)
+        found = _once_each(found)
+        dead = {os.path.join(os.path.realpath(link.parent), link.name): link
+                for link in sorted(left_broken, key=lambda p: -len(p.parts))}  # the shortest name wins
+        _say_left_out(value, sorted(left_runs), sorted(dead.values()))
         if not found:
             raise DataError(
                 f"{setting}={value} matches no files; check the pattern (quote it on the command "
@@ -265,7 +296,7 @@ def load_hf(name: str, config: str | None, data_files: Any, split: str, setting:
     if isinstance(data_files, str):
         data_files = expand_path(data_files)
         # A builder such as `text` reads local files (a hub dataset's data_files name its own files).
-        if name in LOCAL_BUILDERS and not glob.glob(data_files, recursive=True):
+        if name in LOCAL_BUILDERS and "://" not in data_files and not glob.glob(data_files, recursive=True):
             raise DataError(f"data.data_files={data_files} matches no files; check the path or pattern "
                             "(quote it on the command line: data.data_files='corpus/*.txt')")
     try:

@@ -144,6 +144,14 @@ class CharText:
             files += val_files
         return file_parts(files)
 
+    def _read_with(self) -> dict[str, Any]:
+        """The settings that make the ids, as applied: the `text` builder's rows are joined with
+        a newline whatever data.separator says."""
+        settings = self.options.settings()
+        if self.name:
+            settings["separator"] = row_separator(self.name, self.options.separator)
+        return settings
+
     def characters(self) -> list[str]:
         """The text's distinct characters as it would be encoded, without encoding it (a fine-tune
         compares them with its checkpoint's vocabulary before building its own)."""
@@ -156,7 +164,7 @@ class CharText:
             given = CharTokenizer(self._vocab) if self._vocab is not None else None
             single_file = len(parts) == 1 and parts[0].starts_file and not self.options.transforms
             # One plain file keeps its own sha256 as the key (checkpoints of earlier versions match).
-            key = parts[0].sha256 if single_file else identity(parts, self.options.settings())
+            key = parts[0].sha256 if single_file else identity(parts, self._read_with())
             # Only a file named as itself caches beside it: a cache inside a folder (or matched by
             # a glob) would join the text on the next read.
             beside = Path(parts[0].name) if single_file and self._names_one_file() else None
