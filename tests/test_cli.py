@@ -107,7 +107,7 @@ def test_resume_from_run_dir_continues_in_the_same_directory(corpus: Path, tmp_p
     assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 30
     assert (run_dir / ".hydra" / "config.yaml").read_text() == first_config  # first config kept
     assert list((run_dir / ".hydra").glob("resume-*/config.yaml"))
-    assert run_row(run_dir, run_dir)["overrides"]["trainer.max_steps"] == "30"  # the report's settings
+    assert run_row(run_dir, run_dir)["overrides"]["trainer.max_steps"] == "20→30"  # in the report
     assert _default_run_metrics() == before  # nothing went to a new default run directory
 
 

@@ -152,18 +152,24 @@ def test_the_csv_replaces_only_a_reports_own_files(tmp_path: Path, capsys) -> No
     assert picture.read_bytes().endswith(b"not a report")
 
 
-def test_a_resumed_run_is_reported_with_the_settings_its_resumes_changed(tmp_path: Path) -> None:
-    # Resumed twice, the last time with more steps: the run is the one that trained to 2000, and it
-    # groups with its seed sibling (ckpt_path is how it was resumed, not a setting; a resume that
-    # left the learning rate out does not make it another setting).
-    sweep = sweep_of(tmp_path, {"optimizer.lr=1e-3": [2.0, 2.1]}, extra=["trainer.max_steps=2000"])
-    hydra = sweep / "0" / ".hydra"
-    (hydra / "overrides.yaml").write_text("- optimizer.lr=1e-3\n- seed=1\n- trainer.max_steps=500\n")
-    for stamp, resumed in (("20261203-101500", "- trainer.max_steps=2000\n"),
-                           ("20261203-091500", "- optimizer.lr=1e-3\n- seed=1\n- trainer.max_steps=1000\n")):
-        (hydra / f"resume-{stamp}").mkdir()
-        (hydra / f"resume-{stamp}" / "overrides.yaml").write_text(f"{resumed}- ckpt_path='{sweep / '0'}'\n")
-    rows = [run_row(r, sweep) for r in find_runs(sweep)]
-    assert len(rows) == 2  # the resume folders are not runs of their own
-    assert rows[0]["overrides"] == {"optimizer.lr": "1e-3", "seed": "1", "trainer.max_steps": "2000"}
-    assert [g["runs"] for g in groups_of(sweep)] == [2]
+def test_a_resumed_run_shows_the_settings_its_latest_resume_changed(tmp_path: Path) -> None:
+    # A resume trains on with its own command line's settings: more steps (repeated settings
+    # unchanged), or a learning rate left out (the default from then on). ckpt_path is how it was
+    # resumed, not a setting; the resume folders are not runs of their own.
+    sweep = sweep_of(tmp_path, {"optimizer.lr=1e-3": [2.0, 2.1]}, extra=["trainer.max_steps=500"])
+    resumes = {
+        "0": [("20261203-101500", "- optimizer.lr=1e-3\n- seed=1\n- trainer.max_steps=2000\n"),
+              ("20261203-091500", "- optimizer.lr=1e-3\n- seed=1\n- trainer.max_steps=1000\n")],
+        "1": [("20261203-091500", "- seed=2\n- trainer.max_steps=500\n- +trainer.x=1\n")],
+    }
+    for run, launches in resumes.items():
+        for stamp, resumed in launches:
+            (sweep / run / ".hydra" / f"resume-{stamp}").mkdir()
+            (sweep / run / ".hydra" / f"resume-{stamp}" / "overrides.yaml").write_text(
+                f"{resumed}- ckpt_path='{sweep / run}'\n")
+    rows = {row["run"]: row["overrides"] for row in (run_row(r, sweep) for r in find_runs(sweep))}
+    assert rows == {
+        "0": {"optimizer.lr": "1e-3", "seed": "1", "trainer.max_steps": "500→2000"},
+        "1": {"optimizer.lr": "1e-3→default", "seed": "2", "trainer.max_steps": "500",
+              "trainer.x": "default→1"},
+    }

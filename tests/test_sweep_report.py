@@ -69,7 +69,8 @@ def test_report_ranks_runs_and_writes_csv(tmp_path: Path) -> None:
     fake_run(sweep, "3", ["optimizer.lr=2e-3", "+trainer.x=1"], stopped, {"status": "finished"})
     # A resumed run keeps its resume configs below .hydra/: still one run.
     (sweep / "1" / ".hydra" / "resume-1").mkdir()
-    (sweep / "1" / ".hydra" / "resume-1" / "overrides.yaml").write_text("- ckpt_path=x\n")
+    (sweep / "1" / ".hydra" / "resume-1" / "overrides.yaml").write_text(
+        "- optimizer.lr=3e-3\n- model=tiny\n- ckpt_path=x\n")
 
     rows = report(sweep)
 

@@ -45,22 +45,38 @@ def find_runs(sweep_dir: Path) -> list[Path]:
     return sorted(p.parent.parent for p in sweep_dir.rglob("overrides.yaml") if p.parent.name == ".hydra")
 
 
+DEFAULT = "default"  # a setting a launch did not give
+
+
 def overrides_files(run_dir: Path) -> list[Path]:
     """The first launch's overrides, then each resume's, oldest first (`resume-<YYYYmmdd-HHMMSS>`)."""
     hydra = run_dir / ".hydra"
     return [hydra / "overrides.yaml", *sorted(hydra.glob("resume-*/overrides.yaml"))]
 
 
-def parse_overrides(run_dir: Path) -> dict[str, str]:
-    """The run's settings: its first launch's, updated by those each resume set (a resume that
-    raised trainer.max_steps describes the run as it is now)."""
+def _overrides_in(path: Path) -> dict[str, str]:
     overrides: dict[str, str] = {}
-    for path in overrides_files(run_dir):
-        for item in OmegaConf.to_container(OmegaConf.load(path)) or []:
-            key = override_key(str(item))
-            if key != "ckpt_path":  # how a resume is launched, not a setting of the run
-                overrides[key] = literal_value(str(item))  # free text was quoted for Hydra
+    for item in OmegaConf.to_container(OmegaConf.load(path)) or []:
+        key = override_key(str(item))
+        if key != "ckpt_path":  # how a resume is launched, not a setting of the run
+            overrides[key] = literal_value(str(item))  # free text was quoted for Hydra
     return overrides
+
+
+def parse_overrides(run_dir: Path) -> dict[str, str]:
+    """The run's settings as its first launch gave them. A resume trains on with the settings of
+    its own command line: where the latest one gave another value, or left one out (the default),
+    the setting reads `first→latest` (trainer.max_steps=500→2000, optimizer.lr=3e-3→default)."""
+    files = overrides_files(run_dir)
+    first = _overrides_in(files[0])
+    if len(files) == 1:
+        return first
+    latest = _overrides_in(files[-1])
+    settings = {}
+    for key in [*first, *(k for k in latest if k not in first)]:
+        was, now = first.get(key, DEFAULT), latest.get(key, DEFAULT)
+        settings[key] = was if was == now else f"{was}→{now}"
+    return settings
 
 
 def run_name(run_dir: Path, sweep_dir: Path) -> str:
