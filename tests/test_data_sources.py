@@ -190,8 +190,9 @@ def test_unicode_normalization(tmp_path: Path) -> None:
         module(path, normalize="NFX")
 
 
-@pytest.mark.parametrize("line", ["e\u0301" * 400, "e\u0301 " * 400, "\u1100\u1161\u11a8" * 300],
-                         ids=["combining marks", "words", "hangul jamo"])
+@pytest.mark.parametrize(
+    "line", ["e\u0301" * 400, "e\u0301 " * 400, "\u1100\u1161\u11a8" * 300, "\u0bc6\u0bbe" * 400],
+    ids=["combining marks", "words", "hangul jamo", "tamil vowel signs"])
 def test_a_line_longer_than_a_chunk_normalizes_as_a_whole(line: str, tmp_path: Path, monkeypatch) -> None:
     # A line with no newline is read in several chunks: none may end inside a character's sequence.
     from chargpt.data import sources

@@ -116,6 +116,17 @@ def test_prompt_file_and_standard_input(run: Path, tmp_path: Path, monkeypatch, 
     assert "error: prompt_file=-: cannot read it ('utf-8' codec can't decode" in capsys.readouterr().err
 
 
+def test_a_prompt_file_is_read_as_training_reads_text(tmp_path: Path, monkeypatch) -> None:
+    # '\r\n' kept (a model trained with data.newline=keep knows it), a byte-order mark dropped; the
+    # file and standard input alike.
+    raw = "\ufeffROMEO:\r\nO".encode()
+    (tmp_path / "notepad.txt").write_bytes(raw)
+    argv = ["chargpt-sample", f"prompt_file={tmp_path / 'notepad.txt'}"]
+    assert literal_argv(argv, "sample") == ["chargpt-sample", "prompt=ROMEO:\r\nO"]
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(raw)))
+    assert literal_argv(["chargpt-sample", "prompt_file=-"], "sample")[1] == "prompt=ROMEO:\r\nO"
+
+
 def test_a_prompt_file_on_a_command_without_a_prompt_is_not_read(run: Path, monkeypatch, capsys) -> None:
     from chargpt.cli.eval import main as eval_main
 

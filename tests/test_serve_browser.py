@@ -132,17 +132,21 @@ def test_a_setting_that_is_no_whole_number_is_refused_by_the_browser_and_nothing
         assert browser.find_element(By.ID, "generate").is_enabled()
 
 
-def test_a_seed_past_two_to_the_53_draws_the_apis_text(page_url: str, browser: webdriver.Chrome) -> None:
-    # A JavaScript number rounds 2^64 - 1: the page sends the seed's own digits.
+@pytest.mark.parametrize(("typed", "seed"), [(str(2**64 - 1), 2**64 - 1), ("007", 7)])
+def test_a_seed_past_two_to_the_53_draws_the_apis_text(page_url: str, browser: webdriver.Chrome, typed: str,
+                                                       seed: int) -> None:
+    # A JavaScript number rounds 2^64 - 1: the page sends the seed's own digits (as JSON writes them).
     browser.get(page_url + "/")
     fill(browser, "prompt", "The")
     fill(browser, "max_tokens", "80")
-    fill(browser, "seed", str(2**64 - 1))
+    fill(browser, "seed", typed)
     browser.find_element(By.ID, "generate").click()
-    WebDriverWait(browser, 180).until(lambda d: "characters in" in status(d))
+    WebDriverWait(browser, 180).until(lambda d: "characters in" in status(d) or d.find_element(
+        By.ID, "error").is_displayed())
+    assert not browser.find_element(By.ID, "error").is_displayed()
     text = browser.find_element(By.ID, "out-text").get_attribute("textContent")
     expected = httpx.post(f"{page_url}/v1/completions", timeout=180, json={
-        "prompt": "The", "max_tokens": 80, "seed": 2**64 - 1}).json()["choices"][0]["text"]
+        "prompt": "The", "max_tokens": 80, "seed": seed}).json()["choices"][0]["text"]
     rounded = httpx.post(f"{page_url}/v1/completions", timeout=180, json={
         "prompt": "The", "max_tokens": 80, "seed": 2**64}).json()
     assert text == expected and "error" in rounded  # 2^64 (what rounding gives) is out of range

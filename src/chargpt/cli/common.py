@@ -3,9 +3,10 @@ over, quiet warnings, prompts, threads.
 
 Free text on the command line: Hydra's override grammar rejects commas, quotes, brackets, spaces,
 `~`, non-ASCII letters and more, and reads `${...}` as an interpolation. The values of the
-free-text settings (prompts, data paths, checkpoints) are therefore taken literally: before Hydra
-parses the command line, `key=VALUE` becomes `key='VALUE'` with Hydra's quoting and OmegaConf's
-escaping, so the composed config holds exactly what the shell handed over. Path settings also get
+free-text settings (prompts, data paths and dataset names, checkpoints, a model's name) are
+therefore taken literally: before Hydra parses the command line, `key=VALUE` becomes `key='VALUE'`
+with Hydra's quoting and OmegaConf's escaping, so the composed config holds exactly what the shell
+handed over. Path settings also get
 `~` and environment variables expanded. Any other override Hydra cannot parse is one `error:` line
 that shows the quoted form that works; so is an option a config group does not have (`model=nope`),
 listing the options it has.
@@ -32,6 +33,7 @@ from omegaconf import DictConfig, OmegaConf
 from chargpt.checks import whole_number
 from chargpt.cli.exits import BROKEN_PIPE_EXIT_CODE, clean_exits
 from chargpt.cli.hydra_errors import one_line_hydra_errors, release_stderr
+from chargpt.data.encoding import BOM
 from chargpt.data.sources import expand_path
 from chargpt.data.tokenizer import CharTokenizer
 from chargpt.errors import USAGE_EXIT_CODE, ConfigError, full_errors_requested
@@ -100,10 +102,14 @@ def _overrides(argv: list[str]) -> Iterator[int]:
 
 def _read_prompt_file(key: str, name: str) -> str:
     try:
+        # As training reads text: the bytes as UTF-8 ('\r\n' kept, a bad byte named), a leading
+        # byte-order mark dropped.
         if name == "-":
-            stdin = getattr(sys.stdin, "buffer", None)  # bytes: a bad byte is named, not mis-decoded
-            return stdin.read().decode("utf-8") if stdin is not None else sys.stdin.read()
-        return Path(expand_path(_unquoted(key, name))).read_text(encoding="utf-8")
+            stdin = getattr(sys.stdin, "buffer", None)
+            text = stdin.read().decode("utf-8") if stdin is not None else sys.stdin.read()
+        else:
+            text = Path(expand_path(_unquoted(key, name))).read_bytes().decode("utf-8")
+        return text.removeprefix(BOM)
     except (OSError, UnicodeDecodeError) as err:
         reason = getattr(err, "strerror", None) or str(err)
         raise ConfigError(f"{key}={name}: cannot read it ({reason}); give a readable UTF-8 text file, "

@@ -23,15 +23,17 @@ def recorded_data(
     ckpt: dict[str, Any], source: str, overrides: dict[str, str] | set[str],
     how: str = "pass the text to evaluate as data.path=FILE, or a dataset as data=hf data.name=NAME",
     whole: str = "split=all",
+    reads_datasets: bool = True,
 ) -> dict[str, Any]:
     """The data settings of the run that wrote `ckpt`: its corpus, checked unchanged, and its split
     (unless data.train_fraction is among the `overrides`). `how` ends each error: what to pass;
-    `whole` is the setting that takes all of a text."""
+    `whole` is the setting that takes all of a text; `reads_datasets`: the command reads a dataset
+    named with data=hf (chargpt-eval does)."""
     corpus = stored_corpus(ckpt) or {}
     if not corpus.get("path"):
         raise DataError(f"{source} does not record the text it was trained on; {how}")
     if corpus.get("dataset") or str(corpus["path"]).startswith("dataset "):
-        again = _dataset_overrides(corpus.get("dataset")) if "data=hf" in how else None
+        again = _dataset_overrides(corpus, stored_split(ckpt)) if reads_datasets else None
         raise DataError(f"{source} was trained on {corpus['path']}, which is read again only when named; "
                         + (f"name it: {again}" if again else how))
     path = Path(str(corpus["path"]))
@@ -65,12 +67,16 @@ def recorded_data(
     return settings
 
 
-def _dataset_overrides(dataset: dict[str, Any] | None) -> str | None:
-    """The settings that name a run's dataset again (chargpt-eval data=hf ...)."""
+def _dataset_overrides(corpus: dict[str, Any], split: dict[str, Any]) -> str | None:
+    """The settings that name a run's dataset again, read and split as the run did."""
+    dataset = corpus.get("dataset")
     if not isinstance(dataset, dict) or isinstance(dataset.get("data_files"), list):
         return None  # not recorded (before 2026-12-03), or several patterns: no one-line override
     defaults = {"split": "train", "text_field": "text"}
     given = {k: v for k, v in dataset.items() if v is not None and defaults.get(k) != v}
+    given |= recorded_settings(corpus)
+    if not dataset.get("val_split") and isinstance(split.get("train_fraction"), float):
+        given["train_fraction"] = split["train_fraction"]
     # data.name is taken as typed (a path, a hub name); the others are read by Hydra's grammar.
     return " ".join(["data=hf", *(shlex.quote(f"data.{k}={v if k == 'name' else _setting(v)}")
                                   for k, v in given.items())])
@@ -135,7 +141,8 @@ def training_text(
     elif ckpt is None:
         raise DataError(f"{source} is an export, which does not record the text it was trained on; {how}")
     else:
-        file = Path(recorded_data(ckpt, source, set(), how, whole="data.train_fraction=1")["path"])
+        file = Path(recorded_data(ckpt, source, set(), how, whole="data.train_fraction=1",
+                                  reads_datasets=False)["path"])
     if train_fraction is None:
         recorded = stored_split(ckpt).get("train_fraction") if ckpt is not None else None
         train_fraction = recorded if isinstance(recorded, float) else DEFAULT_TRAIN_FRACTION

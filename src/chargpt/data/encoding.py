@@ -79,12 +79,14 @@ BOM = "\ufeff"
 
 def _cut_without_newline(text: str) -> int:
     """Where a chunk with no newline may end: before its last space, else before the last character
-    that starts a sequence (not a combining mark or a Hangul vowel or final, which join the one
-    before them) and does not follow a \r."""
+    that joins neither the one before it (a combining mark; a Hangul or Tamil vowel sign, which
+    compose) nor follows a \r."""
     if (space := text.rfind(" ")) > 0:
         return space
     for i in range(len(text) - 1, 0, -1):
-        joins = unicodedata.combining(text[i]) or 0x1160 <= ord(text[i]) <= 0x11FF
+        pair = text[i - 1 : i + 1]
+        joins = (unicodedata.combining(text[i]) or 0x1160 <= ord(text[i]) <= 0x11FF  # Hangul V, T jamo
+                 or unicodedata.normalize("NFC", pair) != pair)
         if not joins and text[i - 1] != "\r":
             return i
     return len(text)  # one sequence throughout: nothing better to cut at

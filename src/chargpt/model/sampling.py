@@ -21,6 +21,7 @@ from chargpt.model.kv_cache import KVCache
 
 
 def check_decoding(use_cache: bool, compile: bool) -> None:
+    """compile=true needs the cache: what it compiles is the cached one-token step."""
     if compile and not use_cache:
         raise ConfigError("compile=true compiles the cached decoding step; it needs use_cache=true")
 

@@ -67,7 +67,10 @@ def record_signalled(run_dir: str | Path) -> None:
     process at once with no chance to write it. A run that goes on to finish (the signal came
     after its last step) is marked finished then."""
     if str(run_dir) in _started and str(run_dir) not in _trained:
-        write_status(run_dir, "interrupted")
+        try:
+            write_status(run_dir, "interrupted")
+        except OSError as err:  # raised in a signal handler, mid-step: the stop must go on
+            log.warning("could not record the interruption in %s: %s", run_dir, err)
 
 
 def record_trained(run_dir: str | Path, best_val_loss: float | None) -> None:
