@@ -7,11 +7,12 @@ from __future__ import annotations
 import inspect
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from omegaconf import OmegaConf
 
 from chargpt.checks import real_number, whole_number
 from chargpt.data.encoding import EncodedCorpus, TextOptions, encode_parts, text_chars
@@ -303,13 +304,9 @@ class CharText:
 
 
 def _plain(value: Any) -> Any:
-    """Lists and mappings as Python's own (Hydra hands over its containers): the value is kept in
-    checkpoints, which load weights-only."""
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, Iterable) and not isinstance(value, (str, bytes)):
-        return [_plain(v) for v in value]
-    return value
+    """Hydra's list or mapping as Python's own: the value is kept in checkpoints, which load
+    weights-only."""
+    return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
 
 
 def text_of(settings: Mapping[str, Any], **given: Any) -> CharText:
