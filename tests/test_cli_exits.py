@@ -211,3 +211,10 @@ def test_ctrl_c_while_a_command_imports_its_code_is_one_line_and_exit_130() -> N
     assert done.returncode == 130, done.stderr[-2000:]
     assert done.stderr.strip() == "interrupted"
     assert done.stdout == ""
+
+
+def test_an_interrupted_search_trial_resumes_as_one_run() -> None:
+    # hparams_search=optuna launches a whole new search; the trial's own values continue it.
+    trial = ["optimizer.lr=0.0031", "model.n_layer=3", "hparams_search=optuna", "+trainer.x=1"]
+    assert train_cli.resume_command("/runs/opt/0", trial) == (
+        "chargpt-train optimizer.lr=0.0031 model.n_layer=3 +trainer.x=1 ckpt_path=/runs/opt/0")

@@ -136,6 +136,23 @@ def test_a_sweep_job_folder_that_cannot_be_named_is_one_error_line(tmp_path: Pat
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize(("swept", "subdir"), [
+    (["optimizer.lr=1e-3,3e-3", "seed=1"], "s${seed}"),
+    (["hparams_search=optuna", "hydra.sweeper.n_trials=2"], "lr ${optimizer.lr}"),  # a search's draws
+])
+def test_a_sweep_job_folder_that_two_jobs_would_share_is_refused(tmp_path: Path, capsys, swept: list[str],
+                                                                 subdir: str) -> None:
+    # Hydra writes each job's .hydra/ into its folder before the job can refuse it: the second job
+    # would overwrite the first's config, and the report would show the wrong settings.
+    code = run_cli(train_main, "-m", *swept, f"hydra.sweep.dir={tmp_path}/sweep",
+                   f"hydra.sweep.subdir={subdir}", "data.path=unused.txt", "data=text")
+    err = capsys.readouterr().err
+    expected = f"error: hydra.sweep.subdir={subdir} names two jobs' folders the same when "
+    assert code == 2 and err.startswith(expected), err
+    assert "add ${hydra.job.num}" in err and len(err.strip().splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_sweep_job_folder_may_name_the_swept_settings(tmp_path: Path, capsys) -> None:
     # `+tag` exists only in each job's config, with that job's value: not refused up front.
     run_cli(train_main, "-m", "+tag=first,second", f"hydra.sweep.dir={tmp_path}/sweep",

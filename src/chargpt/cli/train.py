@@ -29,7 +29,7 @@ from chargpt.distributed import is_rank_zero
 from chargpt.errors import ChargptError, ConfigError, exit_on_user_error
 from chargpt.inference import TrainedModel
 from chargpt.model.sampling import check_sampling
-from chargpt.overrides import as_typed, hydra_quoted
+from chargpt.overrides import as_typed, hydra_quoted, override_key
 from chargpt.runs.directory import check_run_dir
 from chargpt.runs.status import record_signalled, record_started, record_status, record_trained
 from chargpt.training.build import build_run, is_multirun, plain
@@ -44,10 +44,17 @@ log = logging.getLogger(__name__)
 CKPT_PATH = ("ckpt_path=", "+ckpt_path=", "++ckpt_path=")
 
 
-def resume_command(run_dir: str | Path) -> str:
-    """The command that continues this run: the same overrides, with ckpt_path at its directory."""
-    overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
-    kept = [as_typed(o) for o in overrides if not o.startswith(CKPT_PATH)]
+# Overrides that launch a search: a trial continues as one run, with the values it was given.
+SEARCH_GROUPS = ("hparams_search",)
+
+
+def resume_command(run_dir: str | Path, overrides: list[str] | None = None) -> str:
+    """The command that continues this run (`overrides`: this job's, by default): the same
+    overrides, with ckpt_path at its directory."""
+    if overrides is None:
+        overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+    kept = [as_typed(o) for o in overrides
+            if not o.startswith(CKPT_PATH) and override_key(o) not in SEARCH_GROUPS]
     return shlex.join(["chargpt-train", *kept, f"ckpt_path={run_dir}"])
 
 

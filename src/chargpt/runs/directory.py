@@ -310,6 +310,31 @@ def _check_job_subdir(config: DictConfig) -> None:
         _resolved_name(probe, probe.hydra.sweep, "subdir", "hydra.sweep.subdir", fix)
     finally:
         HydraConfig.instance().set_config(config)
+    _check_subdirs_differ(config)
+
+
+# In a job folder's name, these differ from job to job whatever is swept.
+_PER_JOB = ("job.num", "job.id", "job.override_dirname")
+
+
+def _check_subdirs_differ(config: DictConfig) -> None:
+    """Two jobs must not share a folder: Hydra writes a job's config into it before the job can
+    refuse it, over the first job's. A name without the job's number must name every swept
+    setting (and every setting a search draws)."""
+    raw = str(OmegaConf.to_container(config.hydra.sweep, resolve=False).get("subdir", ""))
+    if any(key in raw for key in _PER_JOB):
+        return
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_overrides(list(config.hydra.overrides.task))
+    swept = [o.key_or_group for o in parsed if o.is_sweep_override()]
+    swept += list(OmegaConf.to_container(config.hydra.sweeper).get("params") or {})  # a search's
+    missing = [key for key in swept if "${" + key + "}" not in raw]
+    if missing:
+        raise ConfigError(
+            f"hydra.sweep.subdir={raw} names two jobs' folders the same when {missing[0]} varies, and "
+            "the second would overwrite the first's config; add ${hydra.job.num} (or ${" + missing[0] + "})"
+        )
 
 
 def _set(node: DictConfig, key: str, value: Path) -> None:
