@@ -84,8 +84,24 @@ def test_report_writes_the_png_beside_report_csv(tmp_path: Path, capsys) -> None
     png = sweep / "report_curves.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert f"written: {png}" in capsys.readouterr().out
+    report(sweep)  # its own picture: replaced
+    assert f"written: {png}" in capsys.readouterr().out
     empty = tmp_path / "no-curves"
     (empty / "0" / ".hydra").mkdir(parents=True)
     (empty / "0" / ".hydra" / "overrides.yaml").write_text("- seed=1\n")
     report(empty)
     assert not (empty / "report_curves.png").exists()  # no logged curve: no picture
+
+
+def test_a_single_run_gets_its_curve_and_junk_beside_runs_is_left_out(tmp_path: Path, capsys) -> None:
+    sweep = sweep_of_three(tmp_path)
+    report(sweep / "1")  # a run folder given itself
+    assert (sweep / "1" / "report_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for name, text in (("junk", "{{{\n"), ("mapping", "a: 1\n")):  # not Hydra's list of overrides
+        (sweep / name / ".hydra").mkdir(parents=True)
+        (sweep / name / ".hydra" / "overrides.yaml").write_text(text)
+    capsys.readouterr()
+    rows = report(sweep)
+    assert sorted(row["run"] for row in rows) == ["0", "1", "2"]
+    err = capsys.readouterr().err
+    assert f"warning: left out {sweep / 'junk'}: " in err and "is not a list of overrides" in err

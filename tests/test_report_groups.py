@@ -150,6 +150,14 @@ def test_the_csv_replaces_only_a_reports_own_files(tmp_path: Path, capsys) -> No
     with pytest.raises(ChargptError, match=r"photo\.png exists and is not a report's output"):
         report(sweep, picture)
     assert picture.read_bytes().endswith(b"not a report")
+    # A user's own picture and table under the report's names: a PNG, a CSV with run and status.
+    (sweep / "report_curves.png").write_bytes(b"\x89PNG\r\n\x1a\n my plot")
+    with pytest.raises(ChargptError, match=r"report_curves\.png exists and is not a report's output"):
+        report(sweep)
+    (sweep / "report_curves.png").unlink()
+    (sweep / "report.csv").write_text("run,status,notes\n0,ok,mine\n")
+    with pytest.raises(ChargptError, match=r"report\.csv exists and is not a report's output"):
+        report(sweep)
 
 
 def test_a_resumed_run_shows_the_settings_its_latest_resume_changed(tmp_path: Path) -> None:

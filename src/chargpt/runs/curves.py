@@ -18,6 +18,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 VAL_LOSS = "val/loss"
+PNG_SOFTWARE = "chargpt-report"
 # A run that did not finish is drawn dashed (failed) or dotted (stopped, or still running).
 LINE_STYLES = {"failed": "--", "killed": "--", "interrupted": ":", "incomplete": ":", "running": ":"}
 
@@ -66,11 +67,11 @@ def curves_figure(sweep_dir: Path, columns: list[str], rows: list[dict[str, Any]
     """The runs' validation-loss curves (report.py's columns and rows, in the table's order), or
     None when no run has a curve."""
 
-    from chargpt.runs.report import varying  # report.py calls this module: imported when drawing
+    from chargpt.runs.report import run_path, varying  # report.py calls this module: imported when drawing
 
     shown, _ = varying(columns, rows)
     swept = shown[1 : shown.index("status")]
-    curves = [(row, val_curve(sweep_dir / row["run"])) for row in rows]
+    curves = [(row, val_curve(run_path(row["run"], sweep_dir))) for row in rows]
     curves = [(row, points) for row, points in curves if points]
     if not curves:
         return None
@@ -101,6 +102,6 @@ def write_curves(png: Path, sweep_dir: Path, columns: list[str], rows: list[dict
         return None
     with warnings.catch_warnings():  # a glyph the font lacks is drawn as a box
         warnings.simplefilter("ignore", UserWarning)
-        fig.savefig(png)
+        fig.savefig(png, metadata={"Software": PNG_SOFTWARE})  # how a later report knows it as its own
     print(f"written: {png}")
     return png

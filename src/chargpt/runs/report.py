@@ -16,6 +16,7 @@ import json
 import math
 import os
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ from rich.table import Table
 
 from chargpt.errors import ChargptError
 from chargpt.overrides import literal_value, override_key
-from chargpt.runs.curves import write_curves
+from chargpt.runs.curves import PNG_SOFTWARE, write_curves
 from chargpt.runs.status import STATUS_FILE, still_running
 
 METRIC_COLUMNS = ["best_val_loss", "last_val_loss", "steps", "tokens_per_sec", "wall_s"]
@@ -54,9 +55,19 @@ def overrides_files(run_dir: Path) -> list[Path]:
     return [hydra / "overrides.yaml", *sorted(hydra.glob("resume-*/overrides.yaml"))]
 
 
+class NotARun(ChargptError):
+    """A folder that looks like a run but whose recorded overrides cannot be read."""
+
+
 def _overrides_in(path: Path) -> dict[str, str]:
+    try:
+        items = OmegaConf.to_container(OmegaConf.load(path)) or []
+    except Exception as err:  # YAML's errors, OmegaConf's, the OS's: each means unreadable
+        raise NotARun(f"{path} cannot be read ({str(err).splitlines()[0][:80]})") from None
+    if not isinstance(items, list):
+        raise NotARun(f"{path} is not a list of overrides")
     overrides: dict[str, str] = {}
-    for item in OmegaConf.to_container(OmegaConf.load(path)) or []:
+    for item in items:
         key = override_key(str(item))
         if key != "ckpt_path":  # how a resume is launched, not a setting of the run
             overrides[key] = literal_value(str(item))  # free text was quoted for Hydra
@@ -83,6 +94,12 @@ def run_name(run_dir: Path, sweep_dir: Path) -> str:
     """Its path in the sweep; a single run directory given itself is named by its directory, not "."."""
     relative = run_dir.relative_to(sweep_dir).as_posix()
     return run_dir.resolve().name if relative == "." else relative
+
+
+def run_path(name: str, sweep_dir: Path) -> Path:
+    """The folder of the run run_name named."""
+    itself = (sweep_dir / ".hydra" / "overrides.yaml").is_file() and name == sweep_dir.resolve().name
+    return sweep_dir if itself else sweep_dir / name
 
 
 def run_status(status: dict[str, Any], metrics: dict[str, Any]) -> str:
@@ -392,12 +409,13 @@ def _written_by_a_report(path: Path, role: str) -> bool:
     """Whether `path` holds what a report writes in that role: the runs' CSV, the settings' CSV or
     the curves' picture."""
     with path.open("rb") as f:
+        if role == "curves":  # its Software text, in the first chunks (older reports: Matplotlib's)
+            head = f.read(4096)
+            return head.startswith(b"\x89PNG") and (PNG_SOFTWARE.encode() in head or b"Matplotlib" in head)
         head = f.readline(1 << 20)  # a header row, however many settings a sweep varied
-    if role == "curves":
-        return head.startswith(b"\x89PNG")
     columns = head.decode("utf-8", "replace").strip().split(",")
     if role == "runs":
-        return columns[0] == "run" and "status" in columns
+        return columns[0] == "run" and {"status", *METRIC_COLUMNS} <= set(columns)
     return {"seeds", "runs", "n"} <= set(columns)
 
 
@@ -427,7 +445,15 @@ def report(sweep_dir: Path, csv_path: Path | None = None, sort_by: str = "best_v
     runs = find_runs(sweep_dir)
     if not runs:
         raise ChargptError(f"no runs in {sweep_dir} (no .hydra/overrides.yaml in it); give a sweep directory")
-    ranked = sort_rows([run_row(r, sweep_dir) for r in runs], sort_by)
+    rows_read = []
+    for run in runs:
+        try:
+            rows_read.append(run_row(run, sweep_dir))
+        except NotARun as err:  # a folder left by something else: the other runs are still reported
+            print(f"warning: left out {run}: {err}", file=sys.stderr)
+    if not rows_read:
+        raise ChargptError(f"no readable runs in {sweep_dir}; give a sweep directory")
+    ranked = sort_rows(rows_read, sort_by)
     columns, rows = flat_rows(ranked)
     counted = f"{len(rows)} run{'s' if len(rows) != 1 else ''}"
     metric = "best_val_loss" if sort_by == "run" else sort_by
