@@ -181,3 +181,11 @@ def test_a_resumed_run_shows_the_settings_its_latest_resume_changed(tmp_path: Pa
         "1": {"optimizer.lr": "1e-3→default", "seed": "2", "trainer.max_steps": "500",
               "trainer.x": "default→1"},
     }
+
+
+def test_runs_group_whatever_the_order_and_spelling_of_their_settings(tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    fake_run(sweep, "a", ["model=tiny", "optimizer.lr=1e-3", "seed=1"], 2.0)
+    fake_run(sweep, "b", ["optimizer.lr=0.001", "model=tiny", "seed=2"], 2.2)  # as a sweep records it
+    fake_run(sweep, "c", ["optimizer.lr=3e-3", "model=tiny", "seed=1"], 1.5)
+    assert [g["runs"] for g in groups_of(sweep)] == [1, 2]

@@ -290,6 +290,13 @@ def _finite(value: Any) -> bool:
     return isinstance(value, (int, float)) and math.isfinite(value)
 
 
+def _as_compared(value: str) -> tuple[str, Any]:
+    try:
+        return ("number", float(value))
+    except ValueError:
+        return ("text", value)
+
+
 def group_runs(rows: list[dict[str, Any]], metric: str = "best_val_loss") -> list[dict[str, Any]]:
     """One row per setting: runs whose overrides are the same once `seed` is left out.
 
@@ -299,10 +306,12 @@ def group_runs(rows: list[dict[str, Any]], metric: str = "best_val_loss") -> lis
     closer than the sum of the two stds (the difference is smaller than the runs' spread), `≈ n=1`
     when either has a single run (no spread known, so it cannot be told apart), `apart` otherwise.
     """
-    groups: dict[tuple[tuple[str, str], ...], dict[str, Any]] = {}
+    groups: dict[tuple[tuple[str, Any], ...], dict[str, Any]] = {}
     for row in rows:
         settings = {k: v for k, v in row["overrides"].items() if k != SEED}
-        group = groups.setdefault(tuple(settings.items()), {"settings": settings, "runs": []})
+        # In any order on the command line, and 1e-3 typed as a sweep records it (0.001): one setting.
+        same = tuple(sorted((k, _as_compared(v)) for k, v in settings.items()))
+        group = groups.setdefault(same, {"settings": settings, "runs": []})
         group["runs"].append(row)
     result = []
     for group in groups.values():
