@@ -171,6 +171,16 @@ def test_the_report_exits_cleanly_too(exc, code, err, tmp_path, monkeypatch, cap
     assert capsys.readouterr().err == err
 
 
+@pytest.mark.parametrize("args", [["--sort", "bogus", "."], [], ["--csv"]])
+def test_the_reports_argument_errors_are_one_line(args: list[str], capsys) -> None:
+    import chargpt.cli.report as report_cli
+
+    assert run_cli(report_cli.main, *args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.endswith("; see chargpt-report --help\n")
+    assert err.count("\n") == 1
+
+
 PYPROJECT = ROOT / "pyproject.toml"
 SCRIPTS = tomllib.loads(PYPROJECT.read_text())["project"]["scripts"]
 

@@ -6,15 +6,23 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 from chargpt.cli.exits import clean_exits
-from chargpt.errors import exit_on_user_error
+from chargpt.errors import USAGE_EXIT_CODE, exit_on_user_error
 from chargpt.runs.report import SORT_CHOICES, report
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        # One line, as every chargpt command's errors (argparse prints its usage block first).
+        print(f"error: {message}; see chargpt-report --help", file=sys.stderr)
+        sys.exit(USAGE_EXIT_CODE)
 
 
 @exit_on_user_error
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="chargpt-report",
         description="One table of the runs of a sweep, best first, and one of its settings "
         "(mean ± std over seeds, within noise of the best or not), printed and as CSV.",
