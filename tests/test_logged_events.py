@@ -44,6 +44,12 @@ def test_scalars_text_images_and_hparams_are_logged(tmp_path: Path) -> None:
     series = {tag: events.Scalars(tag) for tag in SCALARS}
     assert all(math.isfinite(e.value) for points in series.values() for e in points)
     assert [e.step for e in series["train/grad_norm"]] == [2, 4, 6, 8]
+    # A last step off the logging interval is logged too, with its own values (not the last ones again).
+    (tmp_path / "odd").mkdir()
+    odd = train_tiny(tmp_path / "odd", "trainer.max_steps=7")
+    for tag in ("train/grad_norm", "train/tokens_per_sec", "train/step_time_ms"):
+        points = odd.Scalars(tag)
+        assert [e.step for e in points] == [2, 4, 6, 7] and points[-1].value != points[-2].value, tag
     val_steps = [e.step for e in series["val/loss"]]
     assert val_steps == [4, 8]  # the steps taken, as the checkpoint names and metrics.json say
     for loss, bpc in zip(series["val/loss"], series["val/bpc"], strict=True):

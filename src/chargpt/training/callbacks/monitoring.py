@@ -17,6 +17,7 @@ from torch.optim import Optimizer
 
 from chargpt.checks import yes_no
 from chargpt.training.lightning_internals import is_accumulating, logs_this_step
+from chargpt.training.steps import is_last_step
 
 
 def total_grad_norm(module: torch.nn.Module) -> torch.Tensor | None:
@@ -43,14 +44,16 @@ class TrainMonitor(Callback):
         self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: Optimizer
     ) -> None:
         # Runs before Lightning clips the gradients, so this is the raw norm.
-        if self.grad_norm and self._logging_now(trainer):
+        if self.grad_norm and self._logging_now(trainer, pending=1):
             norm = total_grad_norm(pl_module)
             if norm is not None:
                 pl_module.log("train/grad_norm", norm, on_step=True, on_epoch=False)
 
     @staticmethod
-    def _logging_now(trainer: L.Trainer) -> bool:
-        return bool(trainer.loggers) and logs_this_step(trainer)
+    def _logging_now(trainer: L.Trainer, pending: int = 0) -> bool:
+        # The last step too: the loggers write it whatever log_every_n_steps says, and the values
+        # would otherwise be the previous logging step's again.
+        return bool(trainer.loggers) and (logs_this_step(trainer) or is_last_step(trainer, pending))
 
     def on_train_batch_start(self, trainer: L.Trainer, *args: Any) -> None:
         if self._t0 is None:
