@@ -125,6 +125,19 @@ def test_sweep_goes_on_past_a_failing_job_in_process(tmp_path: Path) -> None:
     assert "n_head=3" in rows[-1]["error"] and rows[0]["steps"] == 2
 
 
+def test_a_sweep_whose_every_job_failed_says_so_and_fails(tmp_path: Path, capsys) -> None:
+    corpus = write_corpus(tmp_path)
+    sweep = tmp_path / "all failed"
+    code = run_cli(
+        train_cli.main, "-m", "data=text", f"data.path={corpus}", f"hydra.sweep.dir={sweep}", *MODEL, *TINY,
+        "model.n_head=3,5",
+    )
+    err = capsys.readouterr().err
+    assert code == 1, err
+    assert "error: every job of this sweep failed (2 of 2; the first: " in err and "n_head=3" in err
+    assert [r["status"] for r in report(sweep)] == ["failed", "failed"]  # both kept for the report
+
+
 @pytest.mark.slow  # two Python processes start: the sweep as users launch it
 def test_four_job_sweep_with_a_failing_job_then_report(tmp_path: Path) -> None:
     corpus = write_corpus(tmp_path)

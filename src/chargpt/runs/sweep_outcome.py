@@ -1,0 +1,39 @@
+"""A sweep whose every job failed ends as a failure: each job's failure is logged and the sweep
+goes on (runs/status.py), so without this the command would exit 0 having trained nothing, and a
+search would name a failed configuration its best."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+from chargpt.runs.status import STATUS_FILE
+
+FAILED_SWEEP_EXIT_CODE = 1
+
+
+def job_statuses(sweep_dir: Path) -> list[dict[str, Any]]:
+    """status.json of each job folder of the sweep (its folders that Hydra wrote a config into)."""
+    statuses = []
+    for hydra_dir in sorted(sweep_dir.rglob(".hydra")):
+        try:
+            statuses.append(json.loads((hydra_dir.parent / STATUS_FILE).read_text()))
+        except (OSError, ValueError):
+            statuses.append({})  # no status: the job stopped before it could record one
+    return statuses
+
+
+class FailedSweep(Callback):
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(str(config.hydra.sweep.dir))  # the folder the guard claimed (resolved)
+        statuses = job_statuses(sweep_dir) if sweep_dir.is_dir() else []
+        if statuses and all(s.get("status") == "failed" for s in statuses):
+            first = statuses[0].get("error", "see its train.log")
+            print(f"error: every job of this sweep failed ({len(statuses)} of {len(statuses)}; the first: "
+                  f"{first}); chargpt-report {sweep_dir} lists them", file=sys.stderr)
+            sys.exit(FAILED_SWEEP_EXIT_CODE)
