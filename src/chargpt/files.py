@@ -84,3 +84,13 @@ def write_text_atomic(path: str | os.PathLike, text: str, durable: bool = False)
 
 def write_json_atomic(path: str | os.PathLike, data: Any, durable: bool = False) -> None:
     write_text_atomic(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n", durable)
+
+
+def read_json_object(path: str | os.PathLike) -> dict[str, Any]:
+    """A JSON object written by write_json_atomic; empty when the file is missing, unreadable or
+    holds something else."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}

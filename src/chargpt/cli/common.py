@@ -6,10 +6,9 @@ Free text on the command line: Hydra's override grammar rejects commas, quotes, 
 free-text settings (prompts, data paths and dataset names, checkpoints, a model's name) are
 therefore taken literally: before Hydra parses the command line, `key=VALUE` becomes `key='VALUE'`
 with Hydra's quoting and OmegaConf's escaping, so the composed config holds exactly what the shell
-handed over. Path settings also get
-`~` and environment variables expanded. Any other override Hydra cannot parse is one `error:` line
-that shows the quoted form that works; so is an option a config group does not have (`model=nope`),
-listing the options it has.
+handed over. Path settings also get `~` and environment variables expanded. Any other override
+Hydra cannot parse is one `error:` line that shows the quoted form that works; so is an option a
+config group does not have (`model=nope`), listing the options it has.
 """
 
 from __future__ import annotations

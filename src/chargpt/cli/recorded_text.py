@@ -5,6 +5,7 @@ with its training part)."""
 from __future__ import annotations
 
 import shlex
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,21 +20,31 @@ from chargpt.errors import ConfigError, DataError, UnknownCharactersError
 from chargpt.overrides import hydra_quoted
 
 
+@dataclass(frozen=True)
+class Reader:
+    """A command that reads a run's text again, as its errors tell the user what to pass."""
+
+    how: str  # ends each error: what to pass instead
+    whole: str  # the setting that takes all of a text
+    reads_datasets: bool  # a dataset named again with data=hf
+
+
+EVAL = Reader("pass the text to evaluate as data.path=FILE, or a dataset as data=hf data.name=NAME",
+              "split=all", reads_datasets=True)
+COPY_CHECK = Reader("pass the training text as data.path=FILE", "data.train_fraction=1", reads_datasets=False)
+
+
 def recorded_data(
-    ckpt: dict[str, Any], source: str, overrides: dict[str, str] | set[str],
-    how: str = "pass the text to evaluate as data.path=FILE, or a dataset as data=hf data.name=NAME",
-    whole: str = "split=all",
-    reads_datasets: bool = True,
+    ckpt: dict[str, Any], source: str, overrides: dict[str, str] | set[str], reader: Reader = EVAL
 ) -> dict[str, Any]:
     """The data settings of the run that wrote `ckpt`: its corpus, checked unchanged, and its split
-    (unless data.train_fraction is among the `overrides`). `how` ends each error: what to pass;
-    `whole` is the setting that takes all of a text; `reads_datasets`: the command reads a dataset
-    named with data=hf (chargpt-eval does)."""
+    (unless data.train_fraction is among the `overrides`), for `reader`."""
+    how = reader.how
     corpus = stored_corpus(ckpt) or {}
     if not corpus.get("path"):
         raise DataError(f"{source} does not record the text it was trained on; {how}")
     if corpus.get("dataset") or str(corpus["path"]).startswith("dataset "):
-        again = _dataset_overrides(corpus, stored_split(ckpt)) if reads_datasets else None
+        again = _dataset_overrides(corpus, stored_split(ckpt)) if reader.reads_datasets else None
         raise DataError(f"{source} was trained on {corpus['path']}, which is read again only when named; "
                         + (f"name it: {again}" if again else how))
     path = Path(str(corpus["path"]))
@@ -43,7 +54,7 @@ def recorded_data(
         trained = shlex.quote(f"data.path={path}")
         raise DataError(
             f"{source} was validated on a text of its own (data.val_path={split['val_path']}) and trained "
-            f"on all of {path}; pass that as {trained} {whole}"
+            f"on all of {path}; pass that as {trained} {reader.whole}"
         )
     read_as = recorded_settings(corpus)
     if corpus.get("files"):
@@ -135,14 +146,13 @@ def training_text(
     records (checked unchanged), or `path` when given; cut at `train_fraction`, else at the
     checkpoint's recorded split, else at training's default 0.9. `ckpt` is None for a model
     without a checkpoint (an export), which needs `path`."""
-    how = "pass the training text as data.path=FILE"
+    how = COPY_CHECK.how
     if path:
         file = Path(expand_path(path))
     elif ckpt is None:
         raise DataError(f"{source} is an export, which does not record the text it was trained on; {how}")
     else:
-        file = Path(recorded_data(ckpt, source, set(), how, whole="data.train_fraction=1",
-                                  reads_datasets=False)["path"])
+        file = Path(recorded_data(ckpt, source, set(), COPY_CHECK)["path"])
     if train_fraction is None:
         recorded = stored_split(ckpt).get("train_fraction") if ckpt is not None else None
         train_fraction = recorded if isinstance(recorded, float) else DEFAULT_TRAIN_FRACTION

@@ -110,8 +110,9 @@ def _walk(root: Path) -> tuple[list[Path], list[Path], list[Path]]:
     for folder, dirs, names in os.walk(root, followlinks=True):
         here = Path(folder)
         real = os.path.realpath(here)
-        if real in seen or (here != root and is_run_folder(here)):
-            if real not in seen:
+        run = here != root and is_run_folder(here)
+        if real in seen or run:  # read already (a loop, or a second link to it), or chargpt's own
+            if run and real not in seen:
                 runs.append(here)
             dirs[:] = []
             continue
@@ -154,11 +155,11 @@ def _say_left_out(where: str, runs: list[Path], broken: list[Path]) -> None:
             log.warning("%s: left out %d %s: %s%s", where, len(paths), what, paths[0], more)
 
 
-def _in_run_folder(match: Path, fixed: Path) -> bool:
-    """A glob's match that is, or lies in, a run folder below the glob's fixed part (`notes/**/*`
-    matches notes/outputs/.../train.log)."""
-    return any(is_run_folder(folder) for folder in (match, *match.parents)
-               if folder.is_relative_to(fixed) and folder != fixed)
+def _run_folder_of(match: Path, fixed: Path) -> Path | None:
+    """The run folder a glob's match is, or lies in, below the glob's fixed part (`notes/**/*`
+    matches notes/outputs/.../train.log), if any."""
+    return next((folder for folder in (match, *match.parents)
+                 if folder.is_relative_to(fixed) and folder != fixed and is_run_folder(folder)), None)
 
 
 def _leads_nowhere(link: Path) -> bool:
@@ -172,8 +173,8 @@ def _leads_nowhere(link: Path) -> bool:
 
 
 def _once_each(files: set[Path]) -> set[Path]:
-    """One name per file: a glob reaches a file once per link to its folder (and a loop of links
-    many times); the shortest name is kept."""
+    """One name per file (or dead link): a glob reaches it once per link to its folder (and a loop
+    of links many times); the shortest name is kept."""
     kept: dict[str, Path] = {}
     for path in sorted(files, key=lambda p: (len(p.parts), p)):  # the shortest name: no loop in it
         kept.setdefault(os.path.realpath(path), path)
@@ -217,9 +218,10 @@ def _text_files(value: str, setting: str, url: str | None, sha256: str | None) -
         left_runs: set[Path] = set()
         left_broken: set[Path] = set()
         for match in map(Path, glob.glob(expanded, recursive=True)):
-            if CACHE_FILE.search(match.name) or _in_run_folder(match, fixed):
-                left_runs.update(f for f in (match, *match.parents)
-                                 if f.is_relative_to(fixed) and f != fixed and is_run_folder(f))
+            if CACHE_FILE.search(match.name):
+                continue
+            if (run := _run_folder_of(match, fixed)) is not None:
+                left_runs.add(run)
             elif match.is_dir():  # `corpus/**/*` matches folders and their files: each file once
                 files, runs, broken = _directory_files(match, setting)
                 found.update(files)
@@ -230,9 +232,7 @@ def _text_files(value: str, setting: str, url: str | None, sha256: str | None) -
             elif match.is_symlink() and _leads_nowhere(match):
                 left_broken.add(match)
         found = _once_each(found)
-        dead = {os.path.join(os.path.realpath(link.parent), link.name): link
-                for link in sorted(left_broken, key=lambda p: -len(p.parts))}  # the shortest name wins
-        _say_left_out(value, sorted(left_runs), sorted(dead.values()))
+        _say_left_out(value, sorted(left_runs), sorted(_once_each(left_broken)))
         if not found:
             raise DataError(
                 f"{setting}={value} matches no files; check the pattern (quote it on the command "

@@ -124,7 +124,7 @@ class CharText:
         if self.name:
             split = self.split or "train"
             dataset = load_hf(self.name, self.config, self.data_files, split)
-            separator = row_separator(self.name, self.options.separator)
+            separator = self._separator()
             parts = [hf_part(dataset, f"{self.name}[{split}]", self.text_field, separator)]
             if self.val_split:
                 val = load_hf(self.name, self.config, self.data_files, self.val_split, "data.val_split")
@@ -145,13 +145,10 @@ class CharText:
             files += val_files
         return file_parts(files)
 
-    def _read_with(self) -> dict[str, Any]:
-        """The settings that make the ids, as applied: the `text` builder's rows are joined with
-        a newline whatever data.separator says."""
-        settings = self.options.settings()
-        if self.name:
-            settings["separator"] = row_separator(self.name, self.options.separator)
-        return settings
+    def _separator(self) -> str:
+        """What joins the parts as applied: the `text` builder's rows are joined with a newline
+        whatever data.separator says."""
+        return row_separator(self.name or "", self.options.separator)
 
     def characters(self) -> list[str]:
         """The text's distinct characters as it would be encoded, without encoding it (a fine-tune
@@ -165,7 +162,8 @@ class CharText:
             given = CharTokenizer(self._vocab) if self._vocab is not None else None
             single_file = len(parts) == 1 and parts[0].starts_file and not self.options.transforms
             # One plain file keeps its own sha256 as the key (checkpoints of earlier versions match).
-            key = parts[0].sha256 if single_file else identity(parts, self._read_with())
+            applied = {**self.options.settings(), "separator": self._separator()}
+            key = parts[0].sha256 if single_file else identity(parts, applied)
             # Only a file named as itself caches beside it: a cache inside a folder (or matched by
             # a glob) would join the text on the next read.
             beside = Path(parts[0].name) if single_file and self._names_one_file() else None

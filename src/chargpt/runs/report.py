@@ -12,7 +12,6 @@ stopped before training started, or predates the record, and is `incomplete`.
 from __future__ import annotations
 
 import csv
-import json
 import math
 import os
 import re
@@ -25,20 +24,13 @@ from rich.console import Console
 from rich.table import Table
 
 from chargpt.errors import ChargptError
+from chargpt.files import read_json_object
 from chargpt.overrides import literal_value, override_key
 from chargpt.runs.curves import PNG_SOFTWARE, write_curves
-from chargpt.runs.status import STATUS_FILE, still_running
+from chargpt.runs.status import read_status, still_running
 
 METRIC_COLUMNS = ["best_val_loss", "last_val_loss", "steps", "tokens_per_sec", "wall_s"]
 SORT_CHOICES = ["best_val_loss", "last_val_loss", "tokens_per_sec", "wall_s", "run"]
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 def find_runs(sweep_dir: Path) -> list[Path]:
@@ -112,8 +104,8 @@ def run_status(status: dict[str, Any], metrics: dict[str, Any]) -> str:
 
 
 def run_row(run_dir: Path, sweep_dir: Path) -> dict[str, Any]:
-    metrics = _read_json(run_dir / "metrics.json")
-    status = _read_json(run_dir / STATUS_FILE)
+    metrics = read_json_object(run_dir / "metrics.json")
+    status = read_status(run_dir)
     return {
         "run": run_name(run_dir, sweep_dir),
         "overrides": parse_overrides(run_dir),

@@ -24,7 +24,7 @@ from omegaconf import DictConfig
 
 from chargpt.distributed import is_rank_zero
 from chargpt.errors import SetupError, user_error_in
-from chargpt.files import process_alive, write_json_atomic
+from chargpt.files import process_alive, read_json_object, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,12 @@ def write_status(run_dir: str | Path, status: str, **fields: Any) -> None:
         return
     when = time.strftime("%Y-%m-%dT%H:%M:%S")
     write_json_atomic(Path(run_dir) / STATUS_FILE, {"status": status, "time": when, **fields})
+
+
+def read_status(run_dir: str | Path) -> dict[str, Any]:
+    """A run's status.json; empty when it has none (it stopped before it could record one) or it
+    cannot be read."""
+    return read_json_object(Path(run_dir) / STATUS_FILE)
 
 
 # Run folders whose training started in this process (any failure from then on is the run's, and

@@ -4,7 +4,6 @@ search would name a failed configuration its best."""
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -12,20 +11,14 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from chargpt.runs.status import STATUS_FILE
+from chargpt.runs.status import read_status
 
 FAILED_SWEEP_EXIT_CODE = 1
 
 
 def job_statuses(sweep_dir: Path) -> list[dict[str, Any]]:
     """status.json of each job folder of the sweep (its folders that Hydra wrote a config into)."""
-    statuses = []
-    for hydra_dir in sorted(sweep_dir.rglob(".hydra")):
-        try:
-            statuses.append(json.loads((hydra_dir.parent / STATUS_FILE).read_text()))
-        except (OSError, ValueError):
-            statuses.append({})  # no status: the job stopped before it could record one
-    return statuses
+    return [read_status(hydra_dir.parent) for hydra_dir in sorted(sweep_dir.rglob(".hydra"))]
 
 
 class FailedSweep(Callback):
