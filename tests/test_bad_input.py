@@ -17,6 +17,7 @@ from chargpt.cli import train as train_cli
 from chargpt.data import CharDataModule
 from chargpt.errors import ChargptError
 from chargpt.model import ModelConfig
+from chargpt.runs.status import write_status
 from chargpt.training.build import check_devices, check_trainer_numbers
 from conftest import bare_train_args, make_checkpoint, run_main, write_corpus
 
@@ -324,6 +325,40 @@ def test_existing_run_is_never_overwritten(files, monkeypatch, capsys):
     assert code == 0, err
     code, out, err = run_main(train_cli.main, [*args, f"ckpt_path={other}"], capsys)
     _assert_one_error_line(code, out, err, f"hydra.run.dir={run} holds another run")
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file() and p.name != "train.log"} == snapshot
+
+
+@pytest.mark.parametrize(
+    ("status", "expected"),
+    [
+        ({"status": "interrupted"}, "it was stopped (Ctrl-C or a signal)"),
+        ({"status": "failed", "error": "x"}, "it failed"),
+        ({"status": "running", "pid": 2**22 + 12345}, "it was killed"),
+    ],
+)
+def test_a_run_stopped_before_its_first_checkpoint_is_not_a_dead_end(status, expected, files, monkeypatch,
+                                                                      capsys):
+    # Two quick Ctrl-C before the first checkpoint: the run says "interrupted" but holds nothing to
+    # continue. Resuming it, training into its folder again and sampling it each name why and what to do,
+    # instead of sending the user back and forth between "continue it with ckpt_path" and "no checkpoint".
+    run = files["tmp"] / "run"
+    args = bare_train_args(files["corpus"], run, "trainer.max_steps=2", "trainer.val_check_interval=2")
+    code, _, err = run_main(train_cli.main, args, capsys)
+    assert code == 0, err
+    for ckpt in (run / "checkpoints").glob("*.ckpt"):
+        ckpt.unlink()
+    write_status(run, **status)
+    snapshot = {p: p.read_bytes() for p in run.rglob("*") if p.is_file() and p.name != "train.log"}
+
+    why = f"{expected} before it wrote its first checkpoint, so there is nothing to continue"
+    code, out, err = run_main(train_cli.main, [*args, f"ckpt_path={run}"], capsys)
+    _assert_one_error_line(code, out, err, f"run directory {run} holds no checkpoint: {why}; train it again "
+                           f"in a new folder (or delete {run} first)")
+    code, out, err = run_main(train_cli.main, args, capsys)
+    _assert_one_error_line(code, out, err, f"the run directory {run} holds a run, and {why}; pick a new "
+                           f"hydra.run.dir, or delete {run} to start over there")
+    code, out, err = run_main(sample_cli.main, [f"ckpt_path={run}"], capsys)
+    _assert_one_error_line(code, out, err, f"run directory {run} holds no checkpoint: {why}")
     assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file() and p.name != "train.log"} == snapshot
 
 

@@ -108,6 +108,11 @@ def test_resume_from_run_dir_continues_in_the_same_directory(corpus: Path, tmp_p
     assert (run_dir / ".hydra" / "config.yaml").read_text() == first_config  # first config kept
     assert list((run_dir / ".hydra").glob("resume-*/config.yaml"))
     assert run_row(run_dir, run_dir)["overrides"]["trainer.max_steps"] == "20→30"  # in the report
+    # Naming the run's own folder as hydra.run.dir too resumes the same way: the first config kept.
+    same_folder = [a for a in train_args(corpus, run_dir) if not a.startswith("trainer.max_steps")]
+    assert run_cli(train.main, *same_folder, f"ckpt_path={run_dir}", "trainer.max_steps=40") == 0
+    assert (run_dir / ".hydra" / "config.yaml").read_text() == first_config
+    assert len(list((run_dir / ".hydra").glob("resume-*/config.yaml"))) == 2
     assert _default_run_metrics() == before  # nothing went to a new default run directory
 
 

@@ -18,6 +18,7 @@ from chargpt.data.tokenizer import describe_chars
 from chargpt.errors import CheckpointError
 from chargpt.files import atomic_path
 from chargpt.model import ModelConfig
+from chargpt.runs.status import read_status, still_running
 
 LAST = "last.ckpt"
 # Where the corpus fingerprint sits in a checkpoint: the ResumeState callback's state key.
@@ -31,6 +32,17 @@ def resolve_checkpoint(path: str | Path) -> Path:
         for candidate in (p / "checkpoints" / LAST, p / LAST):
             if candidate.is_file():
                 return candidate
+        if why := stopped_before_checkpoint(p):
+            raise CheckpointError(
+                f"run directory {p} holds no checkpoint: {why}; train it again in a new folder (or delete "
+                f"{p} first)"
+            )
+        status = read_status(p)
+        if status.get("status") == "running" and still_running(status):
+            raise CheckpointError(
+                f"run directory {p} holds no checkpoint yet: it is still training; try again once it has "
+                "written one"
+            )
         if (p / "metrics.json").is_file():  # a run that trained but kept no checkpoint
             raise CheckpointError(
                 f"run directory {p} holds no checkpoint: it was trained without a checkpoint callback "
@@ -43,6 +55,21 @@ def resolve_checkpoint(path: str | Path) -> Path:
     if not p.exists():
         raise CheckpointError(f"checkpoint not found: {p}; pass an existing .ckpt file or run directory")
     return p
+
+
+def stopped_before_checkpoint(run_dir: Path) -> str | None:
+    """Why a run that stopped (failed, interrupted, killed) left nothing to continue: None when it
+    has a checkpoint, or did not stop that way."""
+    if (run_dir / "checkpoints" / LAST).is_file() or (run_dir / LAST).is_file():
+        return None
+    status = read_status(run_dir)
+    state = status.get("status")
+    if state == "running" and not still_running(status):
+        state = "killed"
+    how = {"failed": "failed", "interrupted": "was stopped (Ctrl-C or a signal)", "killed": "was killed"}
+    if state not in how:
+        return None
+    return f"it {how[state]} before it wrote its first checkpoint, so there is nothing to continue"
 
 
 def run_dir_of(checkpoint: Path) -> Path:

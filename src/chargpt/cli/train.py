@@ -14,7 +14,7 @@ import lightning as L
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from chargpt.checkpoints import resolve_checkpoint, run_dir_of
+from chargpt.checkpoints import run_dir_of
 from chargpt.checks import seed, whole_number
 from chargpt.cli.common import (
     CONFIG_PATH,
@@ -29,7 +29,7 @@ from chargpt.distributed import is_rank_zero
 from chargpt.errors import ChargptError, ConfigError, exit_on_user_error
 from chargpt.inference import TrainedModel
 from chargpt.model.sampling import check_sampling
-from chargpt.overrides import as_typed, hydra_quoted, override_key
+from chargpt.overrides import as_typed, hydra_quoted, literal_value, override_key
 from chargpt.runs.directory import check_run_dir
 from chargpt.runs.status import record_signalled, record_started, record_status, record_trained
 from chargpt.training.build import build_run, is_multirun, plain
@@ -154,20 +154,30 @@ def print_sample(trained: TrainedModel, options: DictConfig, prompt: str) -> Non
 
 def resume_overrides(argv: list[str]) -> list[str]:
     """`ckpt_path=RUN` (also `+ckpt_path=`, `++ckpt_path=`) resumes into RUN itself: point Hydra's
-    run dir there (keeping the first config: the resumed config goes to a new .hydra/resume-*
-    folder). argv holds values as the shell handed them over."""
-    if any(a in ("-m", "--multirun") or a.startswith(("hydra.run.dir=", "hydra.mode=")) for a in argv):
+    run dir there, and keep the first config (the resumed config goes to a new .hydra/resume-*
+    folder), also when hydra.run.dir names RUN itself or RUN holds no checkpoint (the resume is then
+    refused, and must not have replaced the first config). argv holds values as the shell handed
+    them over."""
+    if any(a in ("-m", "--multirun") or a.startswith(("hydra.mode=", "hydra.output_subdir=")) for a in argv):
         return argv
     value = next((a.split("=", 1)[1] for a in argv if a.startswith(CKPT_PATH)), None)
     if not value or value.lower() == "null":
         return argv
-    try:
-        run_dir = run_dir_of(resolve_checkpoint(expand_path(value)))
-    except ChargptError:
-        return argv  # train() reports the problem
+    target = Path(expand_path(value))
+    if target.is_dir():
+        run_dir = target
+    elif target.is_file():
+        run_dir = run_dir_of(target)
+    else:
+        return argv  # train() reports the missing checkpoint
+    given = next((a for a in argv if a.startswith("hydra.run.dir=")), None)
+    extra = [] if given else [f"hydra.run.dir={hydra_quoted(str(run_dir.resolve()))}"]
+    if given:
+        folder = literal_value(given)
+        if "${" in folder or Path(expand_path(folder)).resolve() != run_dir.resolve():
+            return argv  # another folder: a continuation there starts its own config
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    run_dir_value = hydra_quoted(str(run_dir.resolve()))
-    return [*argv, f"hydra.run.dir={run_dir_value}", f"hydra.output_subdir=.hydra/resume-{stamp}"]
+    return [*argv, *extra, f"hydra.output_subdir=.hydra/resume-{stamp}"]
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name=CONFIG_NAME)

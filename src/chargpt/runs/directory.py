@@ -32,7 +32,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from omegaconf.errors import InterpolationResolutionError
 
-from chargpt.checkpoints import resolve_checkpoint, run_dir_of
+from chargpt.checkpoints import resolve_checkpoint, run_dir_of, stopped_before_checkpoint
 from chargpt.distributed import is_rank_zero
 from chargpt.errors import ChargptError, ConfigError, SetupError, exit_on_user_error
 from chargpt.overrides import hydra_quoted, omegaconf_literal
@@ -119,6 +119,11 @@ def check_run_dir(run_dir: Path, ckpt_path: str | None, setting: str = "hydra.ru
     """`setting` names what picks this directory: hydra.sweep.dir for the jobs of a sweep."""
     check_not_foreign(run_dir, setting)
     if holds_run(run_dir):
+        if not ckpt_path and (why := stopped_before_checkpoint(run_dir)):
+            raise RunDirInUse(
+                f"the run directory {run_dir} holds a run, and {why}; pick a new {setting}, or delete "
+                f"{run_dir} to start over there"
+            )
         if not ckpt_path:
             raise RunDirInUse(
                 f"the run directory {run_dir} already holds a run; continue it with ckpt_path={run_dir}, "
