@@ -424,15 +424,17 @@ def test_a_sweep_into_an_existing_sweep_keeps_its_runs(files, monkeypatch, capsy
     ]
     code, _, err = run_main(train_cli.main, args, capsys)
     assert code == 0, err
-    last = sweep / "0" / "checkpoints" / "last.ckpt"
-    before = last.read_bytes()
-    status = (sweep / "0" / "status.json").read_text()
-    code, out, err = run_main(train_cli.main, args, capsys)
-    expected = f"the sweep directory {sweep} already holds runs of an earlier sweep (0); "
-    expected += "pick a new hydra.sweep.dir"
+    job = sweep / "0"
+    before = {p: p.read_bytes() for p in job.rglob("*") if p.is_file() and p.name != "train.log"}
+    # Another sweep into its folder: refused.
+    code, out, err = run_main(train_cli.main, [*args[:-1], "model.dropout=0.1"], capsys)
+    expected = f"the sweep directory {sweep} already holds runs of an earlier sweep (0) with other settings; "
+    expected += "pick a new hydra.sweep.dir, or continue that sweep with its own command"
     _assert_one_error_line(code, out, err, expected)
-    assert last.read_bytes() == before
-    assert (sweep / "0" / "status.json").read_text() == status  # its status is not rewritten
+    # The same sweep again continues it: its finished job is kept as it is (status, config, checkpoints).
+    code, _, err = run_main(train_cli.main, args, capsys)
+    assert code == 0, err
+    assert {p: p.read_bytes() for p in job.rglob("*") if p.is_file() and p.name != "train.log"} == before
 
 
 @pytest.mark.parametrize(("setting", "value", "expected"), [

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 import shlex
+import signal
 import sys
 import time
 from pathlib import Path
@@ -12,7 +13,7 @@ from pathlib import Path
 import hydra
 import lightning as L
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig
+from omegaconf import DictConfig, open_dict
 
 from chargpt.checkpoints import run_dir_of
 from chargpt.checks import seed, whole_number
@@ -30,6 +31,7 @@ from chargpt.errors import ChargptError, ConfigError, exit_on_user_error
 from chargpt.inference import TrainedModel
 from chargpt.model.sampling import check_sampling
 from chargpt.overrides import as_typed, hydra_quoted, literal_value, override_key
+from chargpt.runs.continuation import continue_command, continued_job, keep_finished_jobs
 from chargpt.runs.directory import check_run_dir
 from chargpt.runs.status import record_signalled, record_started, record_status, record_trained
 from chargpt.training.build import build_run, is_multirun, plain
@@ -69,10 +71,14 @@ def train(cfg: DictConfig) -> float | None:
         raise ConfigError(f"seed={cfg.seed} must be a whole number from 0 to {SEED_MAX}")
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     output_dir = cfg.paths.output_dir
+    continued = continued_job(output_dir)  # a job of a continued sweep that did not finish
+    if continued == "resume":
+        with open_dict(cfg):
+            cfg.ckpt_path = str(output_dir)
     if is_rank_zero():
         # Sweep jobs (which Hydra's run-directory callback does not see) are checked here.
         setting = "hydra.sweep.dir" if is_multirun() else "hydra.run.dir"
-        check_run_dir(Path(output_dir), cfg.ckpt_path, setting)
+        check_run_dir(Path(output_dir), cfg.ckpt_path, setting, start_over=continued == "start over")
     use_threads(cfg.get("threads"))
     # Before the run is built (the time budget counts the closing sample): a bad sample setting
     # must not waste the run.
@@ -100,6 +106,7 @@ def train(cfg: DictConfig) -> float | None:
                 f"resume with: {resume_command(run_dir_of(stop.checkpoint))}",
                 file=sys.stderr, flush=True,
             )
+            _print_continue_command("or continue the whole sweep")
         sys.exit(stop.exit_code)
 
     metrics = next((c for c in trainer.callbacks if isinstance(c, RunMetrics)), None)
@@ -116,9 +123,22 @@ def train(cfg: DictConfig) -> float | None:
             log.info("nothing left to train: the run had reached trainer.max_steps=%d; raise it to train on",
                      trainer.max_steps)
         record_trained(output_dir, metrics.best_val_loss)
+        interrupt = next((c for c in trainer.callbacks if isinstance(c, GracefulInterrupt)), None)
+        if is_multirun() and interrupt is not None and interrupt.received is not None:
+            # The signal came after the last step: this job finished, and the sweep stops here.
+            print(f"stopped by {signal.Signals(interrupt.received).name} after this job's last step: it "
+                  "finished, and the sweep stops here", file=sys.stderr, flush=True)
+            _print_continue_command("continue the sweep")
+            sys.exit(128 + interrupt.received)
         if sample_prompt is not None:
             print_sample(TrainedModel(module.model, datamodule.tokenizer), cfg.sample, sample_prompt)
     return metrics.best_val_loss if metrics is not None else None
+
+
+def _print_continue_command(lead: str) -> None:
+    """In a sweep: the command that continues it, its finished jobs kept."""
+    if is_multirun() and (command := continue_command(Path(HydraConfig.get().sweep.dir))):
+        print(f"{lead} (its finished jobs are kept) with: {command}", file=sys.stderr, flush=True)
 
 
 class _RecordStart(L.Callback):
@@ -183,6 +203,7 @@ def resume_overrides(argv: list[str]) -> list[str]:
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name=CONFIG_NAME)
 @cli_task
 @exit_on_user_error
+@keep_finished_jobs  # a continued sweep does not train its finished jobs again
 @record_status  # status.json per run; in a sweep a failing job does not stop the others
 def _hydra_main(cfg: DictConfig) -> float | None:
     return train(cfg)

@@ -36,6 +36,13 @@ from chargpt.checkpoints import resolve_checkpoint, run_dir_of, stopped_before_c
 from chargpt.distributed import is_rank_zero
 from chargpt.errors import ChargptError, ConfigError, SetupError, exit_on_user_error
 from chargpt.overrides import hydra_quoted, omegaconf_literal
+from chargpt.runs.continuation import (
+    as_written,
+    continuation_overrides,
+    forget_subdirs,
+    record_sweep,
+    sweep_overrides,
+)
 from chargpt.runs.status import STATUS_FILE
 
 try:
@@ -44,6 +51,8 @@ except ImportError:  # Windows: named directories are not locked (default names 
     fcntl = None  # type: ignore[assignment]
 
 LOCK_FILE = ".chargpt.lock"
+
+log = logging.getLogger(__name__)
 
 
 class RunDirInUse(SetupError):
@@ -115,10 +124,12 @@ def check_not_foreign(folder: Path, setting: str) -> None:
         )
 
 
-def check_run_dir(run_dir: Path, ckpt_path: str | None, setting: str = "hydra.run.dir") -> None:
-    """`setting` names what picks this directory: hydra.sweep.dir for the jobs of a sweep."""
+def check_run_dir(run_dir: Path, ckpt_path: str | None, setting: str = "hydra.run.dir",
+                  start_over: bool = False) -> None:
+    """`setting` names what picks this directory: hydra.sweep.dir for the jobs of a sweep.
+    `start_over`: a continued sweep's job that stopped before its first checkpoint trains again there."""
     check_not_foreign(run_dir, setting)
-    if holds_run(run_dir):
+    if holds_run(run_dir) and not start_over:
         if not ckpt_path and (why := stopped_before_checkpoint(run_dir)):
             raise RunDirInUse(
                 f"the run directory {run_dir} holds a run, and {why}; pick a new {setting}, or delete "
@@ -347,6 +358,14 @@ def _set(node: DictConfig, key: str, value: Path) -> None:
         node[key] = omegaconf_literal(str(value))
 
 
+def _continue_sweep(config: DictConfig, sweep_dir: Path) -> None:
+    """The same sweep again in its own folder: its jobs go on where they stopped (runs/continuation.py)."""
+    forget_subdirs()
+    with read_write(config.hydra.overrides):
+        config.hydra.overrides.hydra.extend(continuation_overrides())
+    log.info("continuing the sweep in %s: finished jobs are kept, the others resume or start over", sweep_dir)
+
+
 class RunDirGuard(Callback):
     @exit_on_user_error
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
@@ -374,12 +393,18 @@ class RunDirGuard(Callback):
         else:
             claim_named(sweep_dir, "hydra.sweep.dir")
             earlier = sorted(p.name for p in sweep_dir.iterdir() if p.is_dir() and holds_run(p))
-            if earlier:
+            if earlier and sweep_overrides(sweep_dir) == as_written(config.hydra.overrides.task):
+                _continue_sweep(config, sweep_dir)
+            elif earlier:
                 raise RunDirInUse(
                     f"the sweep directory {sweep_dir} already holds runs of an earlier sweep "
-                    f"({', '.join(earlier[:3])}{', ...' if len(earlier) > 3 else ''}); "
-                    "pick a new hydra.sweep.dir"
+                    f"({', '.join(earlier[:3])}{', ...' if len(earlier) > 3 else ''}) with other settings; "
+                    "pick a new hydra.sweep.dir, or continue that sweep with its own command"
                 )
         for claim in _claims:
             claim.sweep = claim.sweep or claim.folder == sweep_dir
         check_writable(sweep_dir, "hydra.sweep.dir")
+        record_sweep(config, sweep_dir)
+
+    def on_job_end(self, config: DictConfig, **kwargs: Any) -> None:
+        forget_subdirs()  # the job's config folder was decided for this launch only

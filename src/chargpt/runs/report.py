@@ -26,6 +26,7 @@ from rich.table import Table
 from chargpt.errors import ChargptError
 from chargpt.files import read_json_object
 from chargpt.overrides import literal_value, override_key
+from chargpt.runs.continuation import continue_command, planned_jobs
 from chargpt.runs.curves import PNG_SOFTWARE, write_curves
 from chargpt.runs.status import read_status, still_running
 
@@ -438,6 +439,24 @@ def check_outputs(paths: tuple[Path, Path, Path]) -> None:
                                "another --csv path, or move it")
 
 
+STOPPED = ("interrupted", "killed", "incomplete")
+
+
+def stopped_sweep_note(sweep_dir: Path, rows: list[dict[str, Any]]) -> str | None:
+    """For a sweep that stopped part-way (jobs stopped, or never started; none still running): what
+    is missing, and the command that continues it."""
+    if any(r["status"] == "running" for r in rows) or (command := continue_command(sweep_dir)) is None:
+        return None
+    stopped = sum(r["status"] in STOPPED for r in rows)
+    planned = planned_jobs(sweep_dir)
+    missing = planned - len(rows) if planned is not None else 0
+    if not stopped and missing <= 0:
+        return None
+    parts = [f"{stopped} stopped"] if stopped else []
+    parts += [f"{missing} of {planned} never started"] if missing > 0 else []
+    return f"this sweep stopped part-way ({', '.join(parts)}); continue it with: {command}"
+
+
 def report(sweep_dir: Path, csv_path: Path | None = None, sort_by: str = "best_val_loss") -> list[dict]:
     if not sweep_dir.is_dir():
         raise ChargptError(f"{sweep_dir} is not a directory; give a sweep directory (outputs/multirun/...)")
@@ -466,6 +485,8 @@ def report(sweep_dir: Path, csv_path: Path | None = None, sort_by: str = "best_v
     )
     write_csv(csv_path, columns, rows)
     write_csv(groups_path, *flat_groups(groups))
+    if note := stopped_sweep_note(sweep_dir, rows):
+        print(note)
     print(f"written: {csv_path}\nwritten: {groups_path}")
     write_curves(curves_path, sweep_dir, columns, rows)
     return rows

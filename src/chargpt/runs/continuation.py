@@ -1,0 +1,202 @@
+"""Continuing a sweep that stopped (Ctrl-C, SIGTERM, a lost machine): the same `chargpt-train -m
+...` command with `hydra.sweep.dir=DIR` runs it again in DIR.
+
+- a job that finished is kept as it is: its recorded best validation loss is returned without
+  training, so a sweeper (an Optuna search too) sees the same results as before;
+- a job with a checkpoint resumes from it, exactly as `ckpt_path=JOB_DIR` would;
+- a job that never started, or stopped before its first checkpoint, starts over in its folder.
+
+Each job's first config stays in `.hydra`; a later launch's goes to `.hydra/resume-<time>`, as for
+a resumed run. The run directory guard (runs/directory.py) decides that a sweep is continued: its
+folder holds jobs of a sweep launched with the very same overrides.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import shlex
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from chargpt.errors import SetupError
+from chargpt.overrides import as_typed
+from chargpt.runs.status import FAILED_VALUE, read_status
+
+log = logging.getLogger(__name__)
+
+CONTINUED = "CHARGPT_SWEEP_CONTINUED"  # set (through hydra.job.env_set) for each job of a continued sweep
+SWEEP_CONFIG = "multirun.yaml"
+_SUBDIR_RESOLVER = "chargpt.config_subdir"
+
+
+class OtherJobSettings(SetupError):
+    """A job folder of a continued sweep holds a run with other settings."""
+
+
+def as_written(node: Any) -> list[str]:
+    """A recorded list of overrides as written (an override's `${...}` is not resolved here)."""
+    return [str(o) for o in OmegaConf.to_container(node, resolve=False)]
+
+
+def _recorded_overrides(sweep_dir: Path) -> tuple[list[str], list[str]] | None:
+    """(hydra's, the task's) overrides a sweep folder's sweep was launched with; None when it
+    records none."""
+    try:
+        recorded = OmegaConf.load(sweep_dir / SWEEP_CONFIG).hydra.overrides
+        return as_written(recorded.hydra), as_written(recorded.task)
+    except Exception:  # missing or unreadable: not a sweep this process can continue
+        return None
+
+
+def record_sweep(config: DictConfig, sweep_dir: Path) -> None:
+    """The sweep's config in its folder, as Hydra's basic sweeper writes it (a search's sweeper
+    does not): what a continuation compares its own command with."""
+    OmegaConf.save(config, sweep_dir / SWEEP_CONFIG)
+
+
+def sweep_overrides(sweep_dir: Path) -> list[str] | None:
+    """The task overrides a sweep folder's sweep was launched with; None when it records none."""
+    recorded = _recorded_overrides(sweep_dir)
+    return None if recorded is None else recorded[1]
+
+
+def continue_command(sweep_dir: Path) -> str | None:
+    """The command that continues the sweep in `sweep_dir`: its own overrides, in its own folder."""
+    if (recorded := _recorded_overrides(sweep_dir)) is None:
+        return None
+    own = ("hydra.sweep.dir=", "hydra.mode=", "hydra.output_subdir=", f"++hydra.job.env_set.{CONTINUED}=")
+    overrides = [as_typed(o) for o in [*recorded[0], *recorded[1]] if not o.startswith(own)]
+    return shlex.join(["chargpt-train", "-m", *overrides, f"hydra.sweep.dir={sweep_dir.resolve()}"])
+
+
+def planned_jobs(sweep_dir: Path) -> int | None:
+    """How many jobs the sweep in `sweep_dir` launches: its sweeper's trials, or the combinations
+    of its swept values; None when that cannot be told."""
+    try:
+        config = OmegaConf.load(sweep_dir / SWEEP_CONFIG).hydra
+        if "n_trials" in config.sweeper:
+            return int(config.sweeper.n_trials)
+        if not str(config.sweeper.get("_target_", "")).endswith("BasicSweeper"):
+            return None
+        from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+        from hydra.core.override_parser.overrides_parser import OverridesParser
+
+        parsed = OverridesParser.create().parse_overrides(as_written(config.overrides.task))
+        return sum(len(batch) for batch in BasicSweeper.split_arguments(parsed, None))
+    except Exception:  # an older or hand-made multirun.yaml: the count is only a hint
+        return None
+
+
+def continuation_overrides() -> list[str]:
+    """Hydra overrides that make each job of this sweep a continued one."""
+    return [
+        f"++hydra.job.env_set.{CONTINUED}=yes",
+        f"hydra.output_subdir='${{{_SUBDIR_RESOLVER}:${{hydra.runtime.output_dir}}}}'",
+    ]
+
+
+def in_continued_sweep() -> bool:
+    return os.environ.get(CONTINUED) == "yes"
+
+
+# The config folder each job folder's launch picked, decided once: the resolver is evaluated
+# again later, when this launch's own `.hydra/overrides.yaml` is already there.
+_subdirs: dict[str, str] = {}
+
+
+def config_subdir(run_dir: str) -> str:
+    """`.hydra` for a folder's first launch, `.hydra/resume-<time>` for a later one."""
+    if run_dir not in _subdirs:
+        first = not (Path(run_dir) / ".hydra" / "overrides.yaml").exists()
+        _subdirs[run_dir] = ".hydra" if first else f".hydra/resume-{time.strftime('%Y%m%d-%H%M%S')}"
+    return _subdirs[run_dir]
+
+
+def forget_subdirs() -> None:
+    """A new launch decides afresh (a process may launch into the same folders again)."""
+    _subdirs.clear()
+
+
+OmegaConf.register_new_resolver(_SUBDIR_RESOLVER, config_subdir, replace=True)
+
+
+def _first_overrides(run_dir: Path) -> list[str] | None:
+    try:
+        return as_written(OmegaConf.load(run_dir / ".hydra" / "overrides.yaml"))
+    except Exception:
+        return None
+
+
+def _this_launch_config(run_dir: Path) -> Path | None:
+    subdir = HydraConfig.get().output_subdir if HydraConfig.initialized() else None
+    return run_dir / subdir if subdir and Path(subdir).name.startswith("resume-") else None
+
+
+def _earlier_job(run_dir: Path) -> bool:
+    """Whether this job's folder held the same job in an earlier launch of a continued sweep (Hydra
+    then saved this launch's config in a resume-* folder). A job folder whose run had other
+    settings is refused: the sweep's jobs no longer map onto its folders the same way."""
+    if not in_continued_sweep() or _this_launch_config(run_dir) is None:
+        return False
+    now = as_written(HydraConfig.get().overrides.task)
+    if (first := _first_overrides(run_dir)) != now:
+        raise OtherJobSettings(
+            f"the job folder {run_dir} holds a run with other settings ({' '.join(first or ['none'])}) than "
+            f"this job's ({' '.join(now)}); a sweep continues only with its own command: run this one with a "
+            "new hydra.sweep.dir"
+        )
+    return True
+
+
+def earlier_result(run_dir: str | Path) -> tuple[bool, float | None]:
+    """(True, its best validation loss) when this job of a continued sweep finished before: it is
+    kept, and this launch's copy of its config is removed again. (False, None) for a job to train."""
+    run_dir = Path(run_dir)
+    if not _earlier_job(run_dir):
+        return False, None
+    status = read_status(run_dir)
+    if status.get("status") != "finished":
+        return False, None
+    if (config := _this_launch_config(run_dir)) is not None:
+        shutil.rmtree(config, ignore_errors=True)
+    value = status.get("value")
+    result = float(value) if isinstance(value, (int, float)) else None
+    log.info("finished in the earlier launch (best val loss %s): kept as it is",
+             "n/a" if result is None else f"{result:.4f}")
+    return True, result
+
+
+def continued_job(run_dir: str | Path) -> str | None:
+    """How a job of a continued sweep that did not finish goes on: "resume" (from its last
+    checkpoint) or "start over" (it stopped before its first); None for a job folder new to this
+    launch, or outside a continued sweep."""
+    run_dir = Path(run_dir)
+    if not _earlier_job(run_dir):
+        return None
+    if (run_dir / "checkpoints" / "last.ckpt").is_file():
+        log.info("stopped in the earlier launch (%s): resuming from its last checkpoint",
+                 read_status(run_dir).get("status", "no status"))
+        return "resume"
+    log.info("stopped in the earlier launch before its first checkpoint: starting over")
+    return "start over"
+
+
+def keep_finished_jobs(task: Callable[[DictConfig], float | None]) -> Callable[[DictConfig], float | None]:
+    """Wrap a Hydra task function: in a continued sweep, a job that finished is not trained again."""
+
+    @functools.wraps(task)
+    def wrapper(cfg: DictConfig) -> float | None:
+        kept, result = earlier_result(cfg.paths.output_dir)
+        if not kept:
+            return task(cfg)
+        return FAILED_VALUE if result is None else result  # as a job without validation returns
+
+    return wrapper

@@ -1,0 +1,80 @@
+"""A sweep stopped part-way goes on with its own command: finished jobs kept, the stopped one
+resumed exactly, the ones that never started (or kept no checkpoint) trained."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from chargpt.cli import train as train_cli
+from chargpt.runs.continuation import continue_command
+from chargpt.runs.report import report
+from chargpt.runs.status import write_status
+from conftest import bare_train_args, run_main, write_corpus
+
+
+def _files(job: Path) -> dict[Path, bytes]:
+    return {p: p.read_bytes() for p in job.rglob("*") if p.is_file() and p.name != "train.log"}
+
+
+def _weights(job: Path) -> dict[str, torch.Tensor]:
+    return torch.load(job / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+
+
+@pytest.mark.slow  # two sweeps of four tiny jobs
+def test_a_stopped_sweep_continues_where_each_job_stopped(tmp_path: Path, capsys) -> None:
+    corpus = write_corpus(tmp_path / "corpus.txt")
+    sweep = tmp_path / "sweep é"
+    args = [
+        "-m",
+        *bare_train_args(
+            corpus, None, f"hydra.sweep.dir={sweep}", "trainer.max_steps=4", "trainer.val_check_interval=2",
+            # Every validation's checkpoint is kept: best-000002.ckpt is a mid-run checkpoint.
+            "callbacks.model_checkpoint.save_top_k=-1", "optimizer.lr=1e-3,2e-3,3e-3,4e-3", "sample.prompt=Hi, there",
+        ),
+    ]
+    code, _, err = run_main(train_cli.main, args, capsys)
+    assert code == 0, err
+    kept = _files(sweep / "0")
+    uninterrupted = {n: _weights(sweep / str(n)) for n in (1, 2, 3)}
+    first_config = (sweep / "1" / ".hydra" / "config.yaml").read_bytes()
+
+    # What a Ctrl-C during job 1 leaves: job 1 interrupted at step 2 with its checkpoint, jobs 2
+    # and 3 never started. Job 3 is as a job stopped before its first checkpoint leaves it.
+    shutil.copy(sweep / "1" / "checkpoints" / "best-000002.ckpt", sweep / "1" / "checkpoints" / "last.ckpt")
+    write_status(sweep / "1", "interrupted")
+    shutil.rmtree(sweep / "2")
+    for ckpt in (sweep / "3" / "checkpoints").glob("*.ckpt"):
+        ckpt.unlink()
+    write_status(sweep / "3", "interrupted")
+
+    # The command the interruption prints is the sweep's own, in its own folder.
+    expected = [a for a in args if not a.startswith("hydra.sweep.dir=")]
+    assert continue_command(sweep) == shlex.join(["chargpt-train", *expected, f"hydra.sweep.dir={sweep}"])
+
+    # The report says what is missing, and how to go on.
+    capsys.readouterr()
+    report(sweep)
+    note = "this sweep stopped part-way (2 stopped, 1 of 4 never started); continue it with: "
+    assert note + continue_command(sweep) in capsys.readouterr().out.splitlines()
+
+    code, _, err = run_main(train_cli.main, args, capsys)
+    assert code == 0, err
+    report(sweep)
+    assert "stopped part-way" not in capsys.readouterr().out
+    assert _files(sweep / "0") == kept  # finished: not trained again, nothing rewritten
+    assert not list((sweep / "0" / ".hydra").glob("resume-*"))
+    for n in (1, 2, 3):
+        assert json.loads((sweep / str(n) / "status.json").read_text())["status"] == "finished"
+        weights = _weights(sweep / str(n))
+        # Resumed from step 2 (job 1), trained anew (2, 3): the weights of the uninterrupted sweep.
+        assert weights.keys() == uninterrupted[n].keys()
+        assert all(torch.equal(weights[k], uninterrupted[n][k]) for k in weights), n
+    assert (sweep / "1" / ".hydra" / "config.yaml").read_bytes() == first_config  # the first config kept
+    assert len(list((sweep / "1" / ".hydra").glob("resume-*/overrides.yaml"))) == 1
+    assert not list((sweep / "2" / ".hydra").glob("resume-*"))  # a new job's config is its first
