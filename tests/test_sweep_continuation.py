@@ -4,8 +4,10 @@ resumed exactly, the ones that never started (or kept no checkpoint) trained."""
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import shutil
+import signal
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,7 @@ from chargpt.cli import train as train_cli
 from chargpt.runs.continuation import continue_command
 from chargpt.runs.report import report
 from chargpt.runs.status import write_status
+from chargpt.training.callbacks.safety import GracefulInterrupt
 from conftest import bare_train_args, run_main, write_corpus
 
 
@@ -35,7 +38,8 @@ def test_a_stopped_sweep_continues_where_each_job_stopped(tmp_path: Path, capsys
         *bare_train_args(
             corpus, None, f"hydra.sweep.dir={sweep}", "trainer.max_steps=4", "trainer.val_check_interval=2",
             # Every validation's checkpoint is kept: best-000002.ckpt is a mid-run checkpoint.
-            "callbacks.model_checkpoint.save_top_k=-1", "optimizer.lr=1e-3,2e-3,3e-3,4e-3", "sample.prompt=Hi, there",
+            "callbacks.model_checkpoint.save_top_k=-1", "optimizer.lr=1e-3,2e-3,3e-3,4e-3",
+            "sample.prompt=Hi, there",
         ),
     ]
     code, _, err = run_main(train_cli.main, args, capsys)
@@ -78,3 +82,32 @@ def test_a_stopped_sweep_continues_where_each_job_stopped(tmp_path: Path, capsys
     assert (sweep / "1" / ".hydra" / "config.yaml").read_bytes() == first_config  # the first config kept
     assert len(list((sweep / "1" / ".hydra").glob("resume-*/overrides.yaml"))) == 1
     assert not list((sweep / "2" / ".hydra").glob("resume-*"))  # a new job's config is its first
+
+
+@pytest.mark.slow  # a sweep of two tiny jobs, twice
+def test_a_signal_after_a_jobs_last_step_stops_the_sweep(tmp_path: Path, monkeypatch, capsys) -> None:
+    # Ctrl-C while a job validates and saves after its last step: that job finishes, but the sweep
+    # must stop there (it went on to its other jobs), and say how to continue it.
+    corpus = write_corpus(tmp_path / "corpus.txt")
+    sweep = tmp_path / "sweep"
+    args = ["-m", *bare_train_args(corpus, None, f"hydra.sweep.dir={sweep}", "trainer.max_steps=2",
+                                   "trainer.val_check_interval=2", "seed=1,2")]
+    at_step_end = GracefulInterrupt.on_train_batch_end
+
+    def signal_at_the_first_jobs_last_step(self, trainer, *rest):
+        if trainer.global_step == 2 and not (sweep / "1").exists():
+            os.kill(os.getpid(), signal.SIGINT)  # handled here, before the boundary is checked
+        at_step_end(self, trainer, *rest)
+
+    monkeypatch.setattr(GracefulInterrupt, "on_train_batch_end", signal_at_the_first_jobs_last_step)
+    code, _, err = run_main(train_cli.main, args, capsys)
+    assert code == 130, err
+    assert "stopped by SIGINT after this job's last step: it finished, and the sweep stops here" in err
+    assert f"continue the sweep (its finished jobs are kept) with: {continue_command(sweep)}" in err
+    assert json.loads((sweep / "0" / "status.json").read_text())["status"] == "finished"
+    assert not (sweep / "1").exists()
+
+    monkeypatch.setattr(GracefulInterrupt, "on_train_batch_end", at_step_end)
+    code, _, err = run_main(train_cli.main, args, capsys)
+    assert code == 0, err
+    assert json.loads((sweep / "1" / "status.json").read_text())["status"] == "finished"
