@@ -87,7 +87,7 @@ def test_sweep_dirs_get_a_suffix_and_an_earlier_sweep_is_not_overwritten(tmp_pat
     (sweep / "0").mkdir(parents=True)
     (sweep / "0" / "metrics.json").write_text("{}")
     with pytest.raises(RunDirInUse, match=r"the sweep directory .*/sweep already holds runs of an earlier "
-                                          r"sweep \(0\); pick a new hydra.sweep.dir"):
+                                          r"sweep \(0\) with other settings; pick a new hydra.sweep.dir"):
         RunDirGuard.on_multirun_start.__wrapped__(RunDirGuard(), hydra_config("unused", str(sweep)))
     release_claims(failed=True)
     assert (sweep / "0" / "metrics.json").exists()
