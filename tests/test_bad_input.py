@@ -3,6 +3,7 @@ nothing overwritten. Each case runs the real CLI entry point (in-process, as `ch
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -339,8 +340,8 @@ def test_existing_run_is_never_overwritten(files, monkeypatch, capsys):
 def test_a_run_stopped_before_its_first_checkpoint_is_not_a_dead_end(status, expected, files, monkeypatch,
                                                                       capsys):
     # Two quick Ctrl-C before the first checkpoint: the run says "interrupted" but holds nothing to
-    # continue. Resuming it, training into its folder again and sampling it each name why and what to do,
-    # instead of sending the user back and forth between "continue it with ckpt_path" and "no checkpoint".
+    # continue. Resuming it and sampling it name why and what to do (they sent the user back and forth
+    # between "continue it with ckpt_path" and "no checkpoint"); the same command again starts it over.
     run = files["tmp"] / "run"
     args = bare_train_args(files["corpus"], run, "trainer.max_steps=2", "trainer.val_check_interval=2")
     code, _, err = run_main(train_cli.main, args, capsys)
@@ -348,18 +349,20 @@ def test_a_run_stopped_before_its_first_checkpoint_is_not_a_dead_end(status, exp
     for ckpt in (run / "checkpoints").glob("*.ckpt"):
         ckpt.unlink()
     write_status(run, **status)
-    snapshot = {p: p.read_bytes() for p in run.rglob("*") if p.is_file() and p.name != "train.log"}
+    first_config = (run / ".hydra" / "config.yaml").read_bytes()
 
     why = f"{expected} before it wrote its first checkpoint, so there is nothing to continue"
     code, out, err = run_main(train_cli.main, [*args, f"ckpt_path={run}"], capsys)
     _assert_one_error_line(code, out, err, f"run directory {run} holds no checkpoint: {why}; train it again "
-                           f"in a new folder (or delete {run} first)")
-    code, out, err = run_main(train_cli.main, args, capsys)
-    _assert_one_error_line(code, out, err, f"the run directory {run} holds a run, and {why}; pick a new "
-                           f"hydra.run.dir, or delete {run} to start over there")
+                           "(the same command without ckpt_path starts it over in that folder)")
+    assert (run / ".hydra" / "config.yaml").read_bytes() == first_config  # the refused resume changed nothing
+    assert not list((run / ".hydra").glob("resume-*"))
     code, out, err = run_main(sample_cli.main, [f"ckpt_path={run}"], capsys)
     _assert_one_error_line(code, out, err, f"run directory {run} holds no checkpoint: {why}")
-    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file() and p.name != "train.log"} == snapshot
+    code, out, err = run_main(train_cli.main, args, capsys)
+    assert code == 0, err
+    assert json.loads((run / "status.json").read_text())["status"] == "finished"
+    assert (run / "checkpoints" / "last.ckpt").is_file()
 
 
 @pytest.mark.parametrize("name", ["status.json", "metrics.json", "train.log"])

@@ -59,6 +59,9 @@ def test_signal_checkpoints_and_prints_the_resume_command(signum, tmp_path, monk
     assert Path(match[2]) == last
     assert torch.load(last, weights_only=True)["global_step"] == step  # nothing done is lost
     assert json.loads((run / "status.json").read_text())["status"] == "interrupted"
+    # The run's own log says how it ended, as the console did.
+    ended = f"run ended: interrupted; continue it with ckpt_path={run}"
+    assert (run / "train.log").read_text().splitlines()[-1].endswith(ended)
 
     command = shlex.split(err.split("resume with: ", 1)[1].splitlines()[0])
     assert command == ["chargpt-train", *[a for a in args if not a.startswith("hydra.")], f"ckpt_path={run}"]
@@ -69,6 +72,7 @@ def test_signal_checkpoints_and_prints_the_resume_command(signum, tmp_path, monk
     assert code == 0, err
     assert torch.load(last, weights_only=True)["global_step"] == step + 2
     assert json.loads((run / "status.json").read_text())["status"] == "finished"
+    assert "run ended: finished, best val loss " in (run / "train.log").read_text().splitlines()[-1]
 
 
 @pytest.mark.parametrize(("stop", "exit_code"), [(KeyboardInterrupt, 130), (BrokenPipeError, 141)],

@@ -34,8 +34,8 @@ def resolve_checkpoint(path: str | Path) -> Path:
                 return candidate
         if why := stopped_before_checkpoint(p):
             raise CheckpointError(
-                f"run directory {p} holds no checkpoint: {why}; train it again in a new folder (or delete "
-                f"{p} first)"
+                f"run directory {p} holds no checkpoint: {why}; train it again (the same command without "
+                "ckpt_path starts it over in that folder)"
             )
         status = read_status(p)
         if status.get("status") == "running" and still_running(status):

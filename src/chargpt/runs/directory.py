@@ -129,12 +129,11 @@ def check_run_dir(run_dir: Path, ckpt_path: str | None, setting: str = "hydra.ru
     """`setting` names what picks this directory: hydra.sweep.dir for the jobs of a sweep.
     `start_over`: a continued sweep's job that stopped before its first checkpoint trains again there."""
     check_not_foreign(run_dir, setting)
+    if not ckpt_path and not start_over and (why := stopped_before_checkpoint(run_dir)):
+        # Nothing there can be continued: the run starts over (its old curves hidden, see build.py).
+        log.info("%s holds a run that %s: starting it over there", run_dir, why.removeprefix("it "))
+        start_over = True
     if holds_run(run_dir) and not start_over:
-        if not ckpt_path and (why := stopped_before_checkpoint(run_dir)):
-            raise RunDirInUse(
-                f"the run directory {run_dir} holds a run, and {why}; pick a new {setting}, or delete "
-                f"{run_dir} to start over there"
-            )
         if not ckpt_path:
             raise RunDirInUse(
                 f"the run directory {run_dir} already holds a run; continue it with ckpt_path={run_dir}, "

@@ -105,6 +105,16 @@ def _forget_this_resume(run_dir: str | Path) -> None:
         shutil.rmtree(Path(run_dir) / subdir, ignore_errors=True)
 
 
+def _note_end(run_dir: str | Path, how: str) -> None:
+    """How the run ended, as the last line of its own log file (train.log). The console has
+    already said it, in its own words (an error: line, the resume command, the closing figures)."""
+    folder = Path(os.path.abspath(run_dir))
+    record = log.makeRecord(log.name, logging.INFO, __file__, 0, "run ended: %s", (how,), None)
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler) and Path(handler.baseFilename).is_relative_to(folder):
+            handler.handle(record)
+
+
 def record_status(task: Callable[[DictConfig], float | None]) -> Callable[[DictConfig], float | None]:
     """Wrap a Hydra task function: status.json in the run dir, and failure isolation in sweeps."""
     # The training stack is imported when a run starts, not with this module: chargpt-report
@@ -123,6 +133,9 @@ def record_status(task: Callable[[DictConfig], float | None]) -> Callable[[DictC
                 raise  # trained and recorded finished: a Ctrl-C or a closed pipe during its sample
             if _interrupted(err):
                 write_status(run_dir, "interrupted")
+                resumable = (Path(run_dir) / "checkpoints" / "last.ckpt").is_file()
+                _note_end(run_dir, f"interrupted; continue it with ckpt_path={run_dir}" if resumable
+                          else "interrupted before its first checkpoint")
                 raise
             if isinstance(err, SystemExit) and not err.code:
                 write_status(run_dir, "finished")
@@ -136,6 +149,9 @@ def record_status(task: Callable[[DictConfig], float | None]) -> Callable[[DictC
             message = str(user_error) if user_error is not None else f"{type(err).__name__}: {err}"
             write_status(run_dir, "failed", error=message.splitlines()[0] if message else type(err).__name__)
             if not is_multirun() or not isinstance(err, Exception):
+                # A sweep's job logs its failure below; a single run's console error is kept in its log too.
+                _note_end(run_dir, f"failed: {message}" if user_error is not None
+                          else f"failed:\n{traceback.format_exc().rstrip()}")
                 raise
             if user_error is not None:
                 log.error("this job failed, the sweep goes on: %s", message)
@@ -143,6 +159,7 @@ def record_status(task: Callable[[DictConfig], float | None]) -> Callable[[DictC
                 log.error("this job failed, the sweep goes on:\n%s", traceback.format_exc())
             return FAILED_VALUE
         write_status(run_dir, "finished", value=result)
+        _note_end(run_dir, "finished" + ("" if result is None else f", best val loss {result:.4f}"))
         if result is None and is_multirun():
             return FAILED_VALUE  # no validation ran: nothing to rank; sweepers need a number
         return result
