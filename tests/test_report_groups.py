@@ -189,3 +189,13 @@ def test_runs_group_whatever_the_order_and_spelling_of_their_settings(tmp_path: 
     fake_run(sweep, "b", ["optimizer.lr=0.001", "model=tiny", "seed=2"], 2.2)  # as a sweep records it
     fake_run(sweep, "c", ["optimizer.lr=3e-3", "model=tiny", "seed=1"], 1.5)
     assert [g["runs"] for g in groups_of(sweep)] == [1, 2]
+
+
+def test_a_run_launched_without_a_seed_shows_the_seed_it_trained_with(tmp_path: Path) -> None:
+    # `chargpt-train -m optimizer.lr=...` (no seed=): each run took the config's seed, which its saved
+    # config records; the groups name it instead of "-".
+    sweep = tmp_path / "sweep"
+    fake_run(sweep, "0", ["optimizer.lr=1e-3"], 2.0)
+    fake_run(sweep, "1", ["optimizer.lr=3e-3"], 1.5)
+    (sweep / "0" / ".hydra" / "config.yaml").write_text("seed: 1337\noptimizer:\n  lr: 0.001\n")
+    assert [g["seeds"] for g in groups_of(sweep)] == ["-", "1337"]  # run 1 saved no config

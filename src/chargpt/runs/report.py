@@ -30,6 +30,7 @@ from chargpt.runs.continuation import continue_command, planned_jobs
 from chargpt.runs.curves import PNG_SOFTWARE, write_curves
 from chargpt.runs.status import read_status, still_running
 
+SEED = "seed"
 METRIC_COLUMNS = ["best_val_loss", "last_val_loss", "steps", "tokens_per_sec", "wall_s"]
 SORT_CHOICES = ["best_val_loss", "last_val_loss", "tokens_per_sec", "wall_s", "run"]
 
@@ -104,12 +105,24 @@ def run_status(status: dict[str, Any], metrics: dict[str, Any]) -> str:
     return str(metrics.get("status") or status.get("status") or "incomplete")
 
 
+def recorded_seed(run_dir: Path) -> str | None:
+    """The seed the run trained with, from its saved config (a run launched without `seed=` took
+    the config's default)."""
+    try:
+        config = OmegaConf.to_container(OmegaConf.load(run_dir / ".hydra" / "config.yaml"), resolve=False)
+    except Exception:  # no saved config (hydra.output_subdir=null) or not readable
+        return None
+    seed = config.get(SEED) if isinstance(config, dict) else None
+    return None if seed is None else str(seed)
+
+
 def run_row(run_dir: Path, sweep_dir: Path) -> dict[str, Any]:
     metrics = read_json_object(run_dir / "metrics.json")
     status = read_status(run_dir)
     return {
         "run": run_name(run_dir, sweep_dir),
         "overrides": parse_overrides(run_dir),
+        "seed": recorded_seed(run_dir),
         "status": run_status(status, metrics),
         "best_val_loss": metrics.get("best_val_loss"),
         "last_val_loss": metrics.get("val_loss"),
@@ -262,7 +275,6 @@ def _print_fitted(
 
 
 # Seeds: runs that differ only in `seed` are one setting measured several times.
-SEED = "seed"
 GROUP_METRICS = ["best_val_loss", "last_val_loss", "tokens_per_sec", "wall_s"]
 BEST, NOISE, NO_SPREAD, APART = "best", "≈ noise", "≈ n=1", "apart"
 SPREAD_SHOWN = ["best_val_loss", "last_val_loss"]  # on screen with ± std; the CSV has every std
@@ -309,7 +321,8 @@ def group_runs(rows: list[dict[str, Any]], metric: str = "best_val_loss") -> lis
     result = []
     for group in groups.values():
         finished = [r for r in group["runs"] if r["status"] == "finished"]
-        seeds = sorted([str(r["overrides"].get(SEED, "-")) for r in group["runs"]], key=_natural)
+        seeds = sorted([str(r["overrides"].get(SEED) or r.get("seed") or "-") for r in group["runs"]],
+                       key=_natural)
         out: dict[str, Any] = {
             "settings": group["settings"],
             "seeds": ",".join(seeds),
