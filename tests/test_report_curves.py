@@ -76,6 +76,16 @@ def test_one_line_per_run_labelled_by_the_swept_settings(tmp_path: Path) -> None
         "optimizer.lr=0.003  (1.900)", "optimizer.lr=0.001  (2.200)", "optimizer.lr=0.01  (2.900)",
     ]
     assert ax.get_ylabel() == "validation loss"
+    assert ax.get_title() == "validation loss of 3 runs: tmp_path/sweep".replace("tmp_path", tmp_path.name)
+
+    # A run that failed before its first validation has no curve: the title says one is missing.
+    (sweep / "3" / ".hydra").mkdir(parents=True)
+    (sweep / "3" / ".hydra" / "overrides.yaml").write_text("- optimizer.lr=0.1\n- model=tiny\n")
+    (sweep / "3" / "status.json").write_text(json.dumps({"status": "failed", "error": "nan"}))
+    columns, rows = flat_rows(sort_rows([run_row(r, sweep) for r in find_runs(sweep)], "best_val_loss"))
+    (ax,) = curves_figure(sweep, columns, rows).axes
+    assert len(ax.get_lines()) == 3
+    assert ax.get_title() == f"validation loss of 3 of 4 runs (1 never validated): {tmp_path.name}/sweep"
 
 
 def test_report_writes_the_png_beside_report_csv(tmp_path: Path, capsys) -> None:

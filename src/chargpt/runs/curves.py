@@ -88,7 +88,10 @@ def curves_figure(sweep_dir: Path, columns: list[str], rows: list[dict[str, Any]
     ax.set_xlabel("step")
     ax.set_ylabel("validation loss")
     where = "/".join(sweep_dir.resolve().parts[-2:])  # e.g. multirun/example, not the whole path
-    ax.set_title(f"validation loss of {len(curves)} runs: {where}", fontsize=11)
+    # Runs that validated nowhere (failed or stopped early) have no curve: say they are missing.
+    counted = f"{len(curves)} runs" if len(curves) == len(rows) else (
+        f"{len(curves)} of {len(rows)} runs ({len(rows) - len(curves)} never validated)")
+    ax.set_title(f"validation loss of {counted}: {where}", fontsize=11)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8 if len(curves) > 6 else 9, loc="upper right", title="run (last value)",
               title_fontsize=8)
