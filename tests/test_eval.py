@@ -322,3 +322,8 @@ def test_a_text_trained_with_the_default_settings_is_not_scored_with_others(tmp_
     line = _one_error(*run_main(eval_cli.main, [f"ckpt_path={tmp_path / 'run'}", "data.newline=normalize"],
                                 capsys))
     assert "with other data settings than these" in line and "the defaults" in line
+    assert "2026-12-02" not in line  # the run recorded its settings: no hint for older checkpoints
+    # Changed since, read with the settings its run used: the hint about older checkpoints is left out.
+    text.write_bytes(text.read_bytes()[:-10])
+    line = _one_error(*run_main(eval_cli.main, [f"ckpt_path={tmp_path / 'run'}"], capsys))
+    assert "has changed since" in line and "2026-12-02" not in line

@@ -188,7 +188,7 @@ def check_resumable(
     if old_corpus and corpus and old_corpus.get("sha256") != corpus.get("sha256") and not (
         # A folder given by a relative path before its files were named absolute (2026-12-03).
         recorded_files(old_corpus) and recorded_files(old_corpus) == recorded_files(corpus)
-        and old_corpus.get("read_as") == corpus.get("read_as")
+        and (old_corpus.get("read_as") or {}) == (corpus.get("read_as") or {})
     ):
         raise CheckpointError(
             f"cannot resume from {source}: it was trained on {old_corpus.get('path')} "

@@ -64,10 +64,12 @@ def recorded_data(
     elif read_as or any(f"data.{key}" in overrides for key in TextOptions().settings()):
         pass  # the sha256 covers the settings too: check_read_alike compares the text as read again
     elif (recorded_sha := corpus.get("sha256")) and (sha := sha256_of(path)) != recorded_sha:
+        maybe_read_otherwise = (", or its run read it with data.newline or data.normalize (a checkpoint "
+                                "from before 2026-12-02 does not record them: pass them)"
+                                if unrecorded(corpus) else "")
         raise DataError(
             f"{path} has changed since {source} was trained on it (sha256 {str(recorded_sha)[:12]} then, "
-            f"{sha[:12]} now), or its run read it with data.newline or data.normalize (a "
-            f"checkpoint from before 2026-12-02 does not record them: pass them); {how} {as_is}"
+            f"{sha[:12]} now){maybe_read_otherwise}; {how} {as_is}"
         )
     settings: dict[str, Any] = {"path": str(path), "url": None, "sha256": None}
     settings |= {key: value for key, value in read_as.items() if f"data.{key}" not in overrides}
@@ -91,6 +93,12 @@ def _dataset_overrides(corpus: dict[str, Any], split: dict[str, Any]) -> str | N
     # data.name is taken as typed (a path, a hub name); the others are read by Hydra's grammar.
     return " ".join(["data=hf", *(shlex.quote(f"data.{k}={v if k == 'name' else _setting(v)}")
                                   for k, v in given.items())])
+
+
+def unrecorded(corpus: dict[str, Any]) -> bool:
+    """Whether the checkpoint predates the record of its data settings (2026-12-02): its run may
+    have read the text with any of them."""
+    return "read_as" not in corpus
 
 
 def recorded_settings(corpus: dict[str, Any]) -> dict[str, Any]:
@@ -207,13 +215,13 @@ def check_read_alike(data: CharText, ckpt: dict[str, Any], source: str) -> None:
         other = {k: v for k, v in data.options.settings().items() if v != read_as.get(k, defaults[k])}
         unseen = f"{data.source} has characters {source} never saw ({err.chars})"
         if other:
-            theirs = _overrides(read_as) if read_as else (
-                f"the default data settings ({UNRECORDED} may have used others)")
+            theirs = _overrides(read_as) if read_as else "the default data settings" + (
+                f" ({UNRECORDED} may have used others)" if unrecorded(corpus) else "")
             raise DataError(
                 f"{unseen} when read with {_overrides(other)}: its run read it with {theirs}; drop "
                 f"{_overrides(other)}"
             ) from None
-        if read_as:
+        if read_as or not unrecorded(corpus):
             raise DataError(f"{unseen}: it has changed since; pass data.path=FILE") from None
         raise DataError(
             f"{unseen}: it has changed since, or its run read it with data settings ({UNRECORDED} does "
@@ -225,10 +233,15 @@ def check_read_alike(data: CharText, ckpt: dict[str, Any], source: str) -> None:
             f"settings than its run's ({_overrides(read_as)}); drop any data settings given, or pass "
             "data.path=FILE"
         )
+    defaults = TextOptions().settings()
+    given = any(v != defaults[k] for k, v in data.options.settings().items())
+    if not given and not unrecorded(corpus):
+        raise DataError(f"{data.source} has changed since {source} was trained on it; pass data.path=FILE")
+    unknown = (f" ({UNRECORDED} records none: for one, pass the ones its run used)" if unrecorded(corpus)
+               else "")
     raise DataError(
         f"{source} read {data.source} with other data settings than these (data.separator, "
-        f"data.newline, data.normalize): the defaults, so drop the ones given ({UNRECORDED} records "
-        "none: for one, pass the ones its run used)"
+        f"data.newline, data.normalize): the defaults, so drop the ones given{unknown}"
     )
 
 

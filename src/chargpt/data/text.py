@@ -189,8 +189,8 @@ class CharText:
         if len(self._parts) > 1 or not (self.name or self._names_one_file()):
             fingerprint["files"] = [[p.name, p.sha256] for p in self._parts]
         defaults = TextOptions().settings()
-        if read_as := {k: v for k, v in self.options.settings().items() if v != defaults[k]}:
-            fingerprint["read_as"] = read_as
+        # Recorded even when empty: a checkpoint without it predates the record (2026-12-02).
+        fingerprint["read_as"] = {k: v for k, v in self.options.settings().items() if v != defaults[k]}
         return fingerprint
 
     def _names_one_file(self) -> bool:
