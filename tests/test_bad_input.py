@@ -19,6 +19,7 @@ from chargpt.data import CharDataModule
 from chargpt.errors import ChargptError
 from chargpt.model import ModelConfig
 from chargpt.runs.status import write_status
+from chargpt.runs.sweep_record import continue_command
 from chargpt.training.build import check_devices, check_trainer_numbers
 from conftest import bare_train_args, make_checkpoint, run_main, write_corpus
 
@@ -298,6 +299,24 @@ def test_eval_bad_input(case, args, expected, files, monkeypatch, capsys):
     _assert_one_error_line(code, out, err, expected.format(**files))
 
 
+def test_resuming_from_a_folder_or_file_that_is_no_run_writes_nothing_beside_it(files, monkeypatch, capsys):
+    # ckpt_path at a user's folder, or at a loose file: refused (or continued in a new run folder),
+    # never with the run's config, lock and log written into that folder.
+    monkeypatch.chdir(files["tmp"])
+    folder = files["tmp"] / "folder"
+    (folder / "notes.txt").write_text("mine")
+    loose = files["tmp"] / "loose"
+    loose.mkdir()
+    (loose / "model.pt").write_text("junk")
+    for ckpt_path, expected in ((folder, f"no last.ckpt in run directory {folder}"),
+                                (loose / "model.pt", "is not a readable checkpoint")):
+        args = ["data=text", f"data.path={files['corpus']}", f"ckpt_path={ckpt_path}"]
+        _assert_one_error_line(*run_main(train_cli.main, args, capsys), expected)
+    assert sorted(p.name for p in folder.iterdir()) == ["notes.txt"]
+    assert sorted(p.name for p in loose.iterdir()) == ["model.pt"]
+    assert not (files["tmp"] / "outputs").exists()  # the new run folder of the refused start is gone
+
+
 def test_full_traceback_on_request(files, monkeypatch, capsys):
     monkeypatch.setenv("HYDRA_FULL_ERROR", "1")
     with pytest.raises(ChargptError, match="checkpoint not found"):
@@ -351,10 +370,10 @@ def test_a_run_stopped_before_its_first_checkpoint_is_not_a_dead_end(status, exp
     write_status(run, **status)
     first_config = (run / ".hydra" / "config.yaml").read_bytes()
 
-    why = f"{expected} before it wrote its first checkpoint, so there is nothing to continue"
+    why = f"{expected} before it wrote its first checkpoint, so there is nothing to continue or load"
     code, out, err = run_main(train_cli.main, [*args, f"ckpt_path={run}"], capsys)
     _assert_one_error_line(code, out, err, f"run directory {run} holds no checkpoint: {why}; train it again "
-                           "(the same command without ckpt_path starts it over in that folder)")
+                           "(its chargpt-train command without ckpt_path starts it over in that folder)")
     assert (run / ".hydra" / "config.yaml").read_bytes() == first_config  # the refused resume changed nothing
     assert not list((run / ".hydra").glob("resume-*"))
     code, out, err = run_main(sample_cli.main, [f"ckpt_path={run}"], capsys)
@@ -429,11 +448,14 @@ def test_a_sweep_into_an_existing_sweep_keeps_its_runs(files, monkeypatch, capsy
     assert code == 0, err
     job = sweep / "0"
     before = {p: p.read_bytes() for p in job.rglob("*") if p.is_file() and p.name != "train.log"}
-    # Another sweep into its folder: refused.
-    code, out, err = run_main(train_cli.main, [*args[:-1], "model.dropout=0.1"], capsys)
+    # Another sweep into its folder (other settings, or other job folders): refused, naming the
+    # command that continues the sweep that is there.
     expected = f"the sweep directory {sweep} already holds runs of an earlier sweep (0) with other settings; "
-    expected += "pick a new hydra.sweep.dir, or continue that sweep with its own command"
-    _assert_one_error_line(code, out, err, expected)
+    expected += "pick a new hydra.sweep.dir, or continue that sweep with its own command: "
+    expected += str(continue_command(sweep))
+    for other in ([*args[:-1], "model.dropout=0.1"], [*args, "hydra.sweep.subdir=job${hydra.job.num}"]):
+        code, out, err = run_main(train_cli.main, other, capsys)
+        _assert_one_error_line(code, out, err, expected)
     # The same sweep again continues it: its finished job is kept as it is (status, config, checkpoints).
     code, _, err = run_main(train_cli.main, args, capsys)
     assert code == 0, err

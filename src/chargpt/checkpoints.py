@@ -34,8 +34,8 @@ def resolve_checkpoint(path: str | Path) -> Path:
                 return candidate
         if why := stopped_before_checkpoint(p):
             raise CheckpointError(
-                f"run directory {p} holds no checkpoint: {why}; train it again (the same command without "
-                "ckpt_path starts it over in that folder)"
+                f"run directory {p} holds no checkpoint: {why}; train it again (its chargpt-train command "
+                "without ckpt_path starts it over in that folder)"
             )
         status = read_status(p)
         if status.get("status") == "running" and still_running(status):
@@ -69,7 +69,7 @@ def stopped_before_checkpoint(run_dir: Path) -> str | None:
     how = {"failed": "failed", "interrupted": "was stopped (Ctrl-C or a signal)", "killed": "was killed"}
     if state not in how:
         return None
-    return f"it {how[state]} before it wrote its first checkpoint, so there is nothing to continue"
+    return f"it {how[state]} before it wrote its first checkpoint, so there is nothing to continue or load"
 
 
 def run_dir_of(checkpoint: Path) -> Path:

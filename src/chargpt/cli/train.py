@@ -7,7 +7,6 @@ import logging
 import shlex
 import signal
 import sys
-import time
 from pathlib import Path
 
 import hydra
@@ -31,9 +30,10 @@ from chargpt.errors import ChargptError, ConfigError, exit_on_user_error
 from chargpt.inference import TrainedModel
 from chargpt.model.sampling import check_sampling
 from chargpt.overrides import as_typed, hydra_quoted, literal_value, override_key
-from chargpt.runs.continuation import continue_command, continued_job, keep_finished_jobs
-from chargpt.runs.directory import check_run_dir
+from chargpt.runs.continuation import continued_job, keep_finished_jobs, resume_subdir
+from chargpt.runs.directory import check_run_dir, holds_run
 from chargpt.runs.status import record_signalled, record_started, record_status, record_trained
+from chargpt.runs.sweep_record import continue_command
 from chargpt.training.build import build_run, is_multirun, plain
 from chargpt.training.callbacks.metrics import RunMetrics
 from chargpt.training.callbacks.safety import GracefulInterrupt, TrainingInterrupted
@@ -173,31 +173,28 @@ def print_sample(trained: TrainedModel, options: DictConfig, prompt: str) -> Non
 
 
 def resume_overrides(argv: list[str]) -> list[str]:
-    """`ckpt_path=RUN` (also `+ckpt_path=`, `++ckpt_path=`) resumes into RUN itself: point Hydra's
-    run dir there, and keep the first config (the resumed config goes to a new .hydra/resume-*
-    folder), also when hydra.run.dir names RUN itself or RUN holds no checkpoint (the resume is then
-    refused, and must not have replaced the first config). argv holds values as the shell handed
-    them over."""
+    """`ckpt_path=RUN` (also `+ckpt_path=`, `++ckpt_path=`, or a checkpoint inside RUN) resumes into
+    the run's own folder: point Hydra's run dir there, and keep the first config (the resumed
+    config goes to a new .hydra/resume-* folder), also when hydra.run.dir names RUN itself or RUN
+    holds no checkpoint (that resume is refused, and must not replace the first config). Anything
+    else (a loose checkpoint file, a folder that holds no run) continues in a new run folder, and
+    nothing is written beside it. argv holds values as the shell handed them over."""
     if any(a in ("-m", "--multirun") or a.startswith(("hydra.mode=", "hydra.output_subdir=")) for a in argv):
         return argv
     value = next((a.split("=", 1)[1] for a in argv if a.startswith(CKPT_PATH)), None)
     if not value or value.lower() == "null":
         return argv
     target = Path(expand_path(value))
-    if target.is_dir():
-        run_dir = target
-    elif target.is_file():
-        run_dir = run_dir_of(target)
-    else:
-        return argv  # train() reports the missing checkpoint
+    run_dir = target if target.is_dir() else run_dir_of(target)
+    if not (holds_run(run_dir) or (run_dir / ".hydra" / "overrides.yaml").is_file()):
+        return argv  # train() reports a folder without a checkpoint
     given = next((a for a in argv if a.startswith("hydra.run.dir=")), None)
     extra = [] if given else [f"hydra.run.dir={hydra_quoted(str(run_dir.resolve()))}"]
     if given:
         folder = literal_value(given)
         if "${" in folder or Path(expand_path(folder)).resolve() != run_dir.resolve():
             return argv  # another folder: a continuation there starts its own config
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    return [*argv, *extra, f"hydra.output_subdir=.hydra/resume-{stamp}"]
+    return [*argv, *extra, f"hydra.output_subdir={resume_subdir(run_dir)}"]
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name=CONFIG_NAME)

@@ -7,8 +7,9 @@
 - a job that never started, or stopped before its first checkpoint, starts over in its folder.
 
 Each job's first config stays in `.hydra`; a later launch's goes to `.hydra/resume-<time>`, as for
-a resumed run. The run directory guard (runs/directory.py) decides that a sweep is continued: its
-folder holds jobs of a sweep launched with the very same overrides.
+a resumed run. A job that failed is trained again the same way: from its last checkpoint, or from
+the start. The run directory guard (runs/directory.py) decides that a sweep is continued: its
+folder holds jobs of a sweep launched with the very same command (runs/sweep_record.py).
 """
 
 from __future__ import annotations
@@ -16,83 +17,25 @@ from __future__ import annotations
 import functools
 import logging
 import os
-import shlex
 import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from chargpt.errors import SetupError
-from chargpt.overrides import as_typed
-from chargpt.runs.status import FAILED_VALUE, read_status
+from chargpt.runs.status import FAILED_VALUE, read_status, still_running
+from chargpt.runs.sweep_record import CONTINUED, as_written
 
 log = logging.getLogger(__name__)
 
-CONTINUED = "CHARGPT_SWEEP_CONTINUED"  # set (through hydra.job.env_set) for each job of a continued sweep
-SWEEP_CONFIG = "multirun.yaml"
 _SUBDIR_RESOLVER = "chargpt.config_subdir"
 
 
 class OtherJobSettings(SetupError):
     """A job folder of a continued sweep holds a run with other settings."""
-
-
-def as_written(node: Any) -> list[str]:
-    """A recorded list of overrides as written (an override's `${...}` is not resolved here)."""
-    return [str(o) for o in OmegaConf.to_container(node, resolve=False)]
-
-
-def _recorded_overrides(sweep_dir: Path) -> tuple[list[str], list[str]] | None:
-    """(hydra's, the task's) overrides a sweep folder's sweep was launched with; None when it
-    records none."""
-    try:
-        recorded = OmegaConf.load(sweep_dir / SWEEP_CONFIG).hydra.overrides
-        return as_written(recorded.hydra), as_written(recorded.task)
-    except Exception:  # missing or unreadable: not a sweep this process can continue
-        return None
-
-
-def record_sweep(config: DictConfig, sweep_dir: Path) -> None:
-    """The sweep's config in its folder, as Hydra's basic sweeper writes it (a search's sweeper
-    does not): what a continuation compares its own command with."""
-    OmegaConf.save(config, sweep_dir / SWEEP_CONFIG)
-
-
-def sweep_overrides(sweep_dir: Path) -> list[str] | None:
-    """The task overrides a sweep folder's sweep was launched with; None when it records none."""
-    recorded = _recorded_overrides(sweep_dir)
-    return None if recorded is None else recorded[1]
-
-
-def continue_command(sweep_dir: Path) -> str | None:
-    """The command that continues the sweep in `sweep_dir`: its own overrides, in its own folder."""
-    if (recorded := _recorded_overrides(sweep_dir)) is None:
-        return None
-    own = ("hydra.sweep.dir=", "hydra.mode=", "hydra.output_subdir=", f"++hydra.job.env_set.{CONTINUED}=")
-    overrides = [as_typed(o) for o in [*recorded[0], *recorded[1]] if not o.startswith(own)]
-    return shlex.join(["chargpt-train", "-m", *overrides, f"hydra.sweep.dir={sweep_dir.resolve()}"])
-
-
-def planned_jobs(sweep_dir: Path) -> int | None:
-    """How many jobs the sweep in `sweep_dir` launches: its sweeper's trials, or the combinations
-    of its swept values; None when that cannot be told."""
-    try:
-        config = OmegaConf.load(sweep_dir / SWEEP_CONFIG).hydra
-        if "n_trials" in config.sweeper:
-            return int(config.sweeper.n_trials)
-        if not str(config.sweeper.get("_target_", "")).endswith("BasicSweeper"):
-            return None
-        from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-        from hydra.core.override_parser.overrides_parser import OverridesParser
-
-        parsed = OverridesParser.create().parse_overrides(as_written(config.overrides.task))
-        return sum(len(batch) for batch in BasicSweeper.split_arguments(parsed, None))
-    except Exception:  # an older or hand-made multirun.yaml: the count is only a hint
-        return None
 
 
 def continuation_overrides() -> list[str]:
@@ -112,11 +55,22 @@ def in_continued_sweep() -> bool:
 _subdirs: dict[str, str] = {}
 
 
+def resume_subdir(run_dir: str | Path) -> str:
+    """A new `.hydra/resume-<time>` folder name for a later launch into `run_dir` (`-2`, `-3`, ...
+    after it when launches come within one second)."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    name, n = f".hydra/resume-{stamp}", 1
+    while (Path(run_dir) / name).exists():
+        n += 1
+        name = f".hydra/resume-{stamp}-{n}"
+    return name
+
+
 def config_subdir(run_dir: str) -> str:
     """`.hydra` for a folder's first launch, `.hydra/resume-<time>` for a later one."""
     if run_dir not in _subdirs:
         first = not (Path(run_dir) / ".hydra" / "overrides.yaml").exists()
-        _subdirs[run_dir] = ".hydra" if first else f".hydra/resume-{time.strftime('%Y%m%d-%H%M%S')}"
+        _subdirs[run_dir] = ".hydra" if first else resume_subdir(run_dir)
     return _subdirs[run_dir]
 
 
@@ -182,8 +136,10 @@ def continued_job(run_dir: str | Path) -> str | None:
     if not _earlier_job(run_dir):
         return None
     if (run_dir / "checkpoints" / "last.ckpt").is_file():
-        log.info("stopped in the earlier launch (%s): resuming from its last checkpoint",
-                 read_status(run_dir).get("status", "no status"))
+        status = read_status(run_dir)
+        how = "killed" if status.get("status") == "running" and not still_running(status) else status.get(
+            "status", "no status")
+        log.info("stopped in the earlier launch (%s): resuming from its last checkpoint", how)
         return "resume"
     log.info("stopped in the earlier launch before its first checkpoint: starting over")
     return "start over"

@@ -36,14 +36,9 @@ from chargpt.checkpoints import resolve_checkpoint, run_dir_of, stopped_before_c
 from chargpt.distributed import is_rank_zero
 from chargpt.errors import ChargptError, ConfigError, SetupError, exit_on_user_error
 from chargpt.overrides import hydra_quoted, omegaconf_literal
-from chargpt.runs.continuation import (
-    as_written,
-    continuation_overrides,
-    forget_subdirs,
-    record_sweep,
-    sweep_overrides,
-)
+from chargpt.runs.continuation import continuation_overrides, forget_subdirs
 from chargpt.runs.status import STATUS_FILE
+from chargpt.runs.sweep_record import continue_command, record_sweep, recorded_identity, sweep_identity
 
 try:
     import fcntl
@@ -392,13 +387,15 @@ class RunDirGuard(Callback):
         else:
             claim_named(sweep_dir, "hydra.sweep.dir")
             earlier = sorted(p.name for p in sweep_dir.iterdir() if p.is_dir() and holds_run(p))
-            if earlier and sweep_overrides(sweep_dir) == as_written(config.hydra.overrides.task):
+            if earlier and recorded_identity(sweep_dir) == sweep_identity(config.hydra.overrides):
                 _continue_sweep(config, sweep_dir)
             elif earlier:
+                command = continue_command(sweep_dir)
                 raise RunDirInUse(
                     f"the sweep directory {sweep_dir} already holds runs of an earlier sweep "
                     f"({', '.join(earlier[:3])}{', ...' if len(earlier) > 3 else ''}) with other settings; "
                     "pick a new hydra.sweep.dir, or continue that sweep with its own command"
+                    + (f": {command}" if command else "")
                 )
         for claim in _claims:
             claim.sweep = claim.sweep or claim.folder == sweep_dir

@@ -26,9 +26,9 @@ from rich.table import Table
 from chargpt.errors import ChargptError
 from chargpt.files import read_json_object
 from chargpt.overrides import literal_value, override_key
-from chargpt.runs.continuation import continue_command, planned_jobs
 from chargpt.runs.curves import PNG_SOFTWARE, write_curves
 from chargpt.runs.status import read_status, still_running
+from chargpt.runs.sweep_record import continue_command, planned_jobs
 
 SEED = "seed"
 METRIC_COLUMNS = ["best_val_loss", "last_val_loss", "steps", "tokens_per_sec", "wall_s"]

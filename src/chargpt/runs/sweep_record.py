@@ -1,0 +1,85 @@
+"""A sweep's record in its folder (multirun.yaml): the command it was launched with, which a
+continuation must repeat (runs/continuation.py), the command that continues it, and how many jobs
+it launches (for chargpt-report)."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from chargpt.overrides import as_typed
+
+SWEEP_CONFIG = "multirun.yaml"
+CONTINUED = "CHARGPT_SWEEP_CONTINUED"  # set (through hydra.job.env_set) for each job of a continued sweep
+
+# Hydra overrides that are not part of a sweep's command: where it is (a continuation names it by
+# absolute path) and what Hydra or chargpt add at launch.
+_ADDED = ("hydra.sweep.dir=", "hydra.mode=", "hydra.output_subdir=", f"++hydra.job.env_set.{CONTINUED}=")
+# ... and those that change how its jobs are launched, not which jobs run or what they train.
+_HOW_LAUNCHED = ("hydra/launcher=", "hydra.launcher.")
+
+
+def as_written(node: Any) -> list[str]:
+    """A recorded list of overrides as written (an override's `${...}` is not resolved here)."""
+    return [str(o) for o in OmegaConf.to_container(node, resolve=False)]
+
+
+def record_sweep(config: DictConfig, sweep_dir: Path) -> None:
+    """The sweep's config in its folder, as Hydra's basic sweeper writes it (a search's sweeper
+    does not): what a continuation compares its own command with."""
+    OmegaConf.save(config, sweep_dir / SWEEP_CONFIG)
+
+
+def _command(overrides: DictConfig, leave_out: tuple[str, ...]) -> list[str]:
+    given = [*as_written(overrides.hydra), *as_written(overrides.task)]
+    return [o for o in given if not o.startswith(leave_out)]
+
+
+def sweep_identity(overrides: DictConfig) -> list[str]:
+    """The overrides that say which jobs a sweep runs and what they train (hydra.overrides of its
+    config): the task's, and Hydra's such as hydra.sweep.subdir or a search's space."""
+    return _command(overrides, _ADDED + _HOW_LAUNCHED)
+
+
+def _recorded(sweep_dir: Path) -> DictConfig | None:
+    try:
+        return OmegaConf.load(sweep_dir / SWEEP_CONFIG).hydra
+    except Exception:  # missing or unreadable: not a sweep that can be continued
+        return None
+
+
+def recorded_identity(sweep_dir: Path) -> list[str] | None:
+    """sweep_identity of the sweep recorded in `sweep_dir`; None when it records none."""
+    recorded = _recorded(sweep_dir)
+    return None if recorded is None else sweep_identity(recorded.overrides)
+
+
+def continue_command(sweep_dir: Path) -> str | None:
+    """The command that continues the sweep in `sweep_dir`: its own overrides, in its own folder."""
+    if (recorded := _recorded(sweep_dir)) is None:
+        return None
+    overrides = [as_typed(o) for o in _command(recorded.overrides, _ADDED)]
+    return shlex.join(["chargpt-train", "-m", *overrides, f"hydra.sweep.dir={sweep_dir.resolve()}"])
+
+
+def planned_jobs(sweep_dir: Path) -> int | None:
+    """How many jobs the sweep in `sweep_dir` launches: its sweeper's trials, or the combinations
+    of its swept values; None when that cannot be told."""
+    if (recorded := _recorded(sweep_dir)) is None:
+        return None
+    try:
+        if "n_trials" in recorded.sweeper:
+            return int(recorded.sweeper.n_trials)
+        if not str(recorded.sweeper.get("_target_", "")).endswith("BasicSweeper"):
+            return None
+        # The basic sweeper's own expansion of `a=1,2 b=range(3)`: no second reading of the grammar.
+        from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+        from hydra.core.override_parser.overrides_parser import OverridesParser
+
+        parsed = OverridesParser.create().parse_overrides(as_written(recorded.overrides.task))
+        return sum(len(batch) for batch in BasicSweeper.split_arguments(parsed, None))
+    except Exception:  # an older or hand-made multirun.yaml: the count is only a hint
+        return None
