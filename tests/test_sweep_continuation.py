@@ -102,7 +102,8 @@ def test_a_signal_after_a_jobs_last_step_stops_the_sweep(tmp_path: Path, monkeyp
     monkeypatch.setattr(GracefulInterrupt, "on_train_batch_end", signal_at_the_first_jobs_last_step)
     code, _, err = run_main(train_cli.main, args, capsys)
     assert code == 130, err
-    assert "stopped by SIGINT after this job's last step: it finished, and the sweep stops here" in err
+    assert "stopped by SIGINT after this job's last step: it finished (no closing sample), and the sweep " \
+        "stops here" in err
     assert f"continue the sweep (its finished jobs are kept) with: {continue_command(sweep)}" in err
     assert json.loads((sweep / "0" / "status.json").read_text())["status"] == "finished"
     assert not (sweep / "1").exists()

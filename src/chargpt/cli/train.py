@@ -127,7 +127,7 @@ def train(cfg: DictConfig) -> float | None:
         if is_multirun() and interrupt is not None and interrupt.received is not None:
             # The signal came after the last step: this job finished, and the sweep stops here.
             print(f"stopped by {signal.Signals(interrupt.received).name} after this job's last step: it "
-                  "finished, and the sweep stops here", file=sys.stderr, flush=True)
+                  "finished (no closing sample), and the sweep stops here", file=sys.stderr, flush=True)
             _print_continue_command("continue the sweep")
             sys.exit(128 + interrupt.received)
         if sample_prompt is not None:
