@@ -122,7 +122,7 @@ def run_row(run_dir: Path, sweep_dir: Path) -> dict[str, Any]:
     return {
         "run": run_name(run_dir, sweep_dir),
         "overrides": parse_overrides(run_dir),
-        "seed": recorded_seed(run_dir),
+        "recorded_seed": recorded_seed(run_dir),
         "status": run_status(status, metrics),
         "best_val_loss": metrics.get("best_val_loss"),
         "last_val_loss": metrics.get("val_loss"),
@@ -321,7 +321,7 @@ def group_runs(rows: list[dict[str, Any]], metric: str = "best_val_loss") -> lis
     result = []
     for group in groups.values():
         finished = [r for r in group["runs"] if r["status"] == "finished"]
-        seeds = sorted([str(r["overrides"].get(SEED) or r.get("seed") or "-") for r in group["runs"]],
+        seeds = sorted([str(r["overrides"].get(SEED) or r.get("recorded_seed") or "-") for r in group["runs"]],
                        key=_natural)
         out: dict[str, Any] = {
             "settings": group["settings"],
