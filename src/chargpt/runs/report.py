@@ -321,8 +321,8 @@ def group_runs(rows: list[dict[str, Any]], metric: str = "best_val_loss") -> lis
     result = []
     for group in groups.values():
         finished = [r for r in group["runs"] if r["status"] == "finished"]
-        seeds = sorted([str(r["overrides"].get(SEED) or r.get("recorded_seed") or "-") for r in group["runs"]],
-                       key=_natural)
+        seeds = [str(r["overrides"].get(SEED) or r.get("recorded_seed") or "-") for r in group["runs"]]
+        seeds.sort(key=_natural)
         out: dict[str, Any] = {
             "settings": group["settings"],
             "seeds": ",".join(seeds),
