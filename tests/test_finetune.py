@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import random
 import shlex
+import shutil
 from pathlib import Path
 
 import pytest
@@ -160,10 +161,13 @@ def test_an_interrupted_fine_tune_resumes_with_the_command_it_printed(
     assert run_cli(train.main, *finetune_args(new, tmp_path / "straight", pretrained, *extra)) == 0
     hook = StepHook(monkeypatch)
     hook.send_signal_at(6)
-    assert run_cli(train.main, *finetune_args(new, tmp_path / "stopped", pretrained, *extra)) == 130
+    moved = tmp_path / "pretrained copy"  # the model it starts from, moved away before the resume
+    shutil.copytree(pretrained, moved)
+    assert run_cli(train.main, *finetune_args(new, tmp_path / "stopped", moved, *extra)) == 130
     err = capsys.readouterr().err
     command = shlex.split(err.split("resume with: ", 1)[1].strip().splitlines()[0])
-    assert f"init_from={pretrained}" in command and command[-1] == f"ckpt_path={tmp_path / 'stopped'}"
+    assert f"init_from={moved}" in command and command[-1] == f"ckpt_path={tmp_path / 'stopped'}"
+    shutil.rmtree(moved)  # the resume takes everything from its own checkpoint
     assert run_cli(train.main, *command[1:]) == 0
     out = capsys.readouterr().out
     assert "(before training)" not in out  # the start was validated once, by the first part

@@ -30,7 +30,7 @@ from chargpt.checkpoints import check_resumable, read_checkpoint, resolve_checkp
 from chargpt.checks import real_number, shown, whole_number, yes_no
 from chargpt.data import CharDataModule
 from chargpt.distributed import is_rank_zero
-from chargpt.errors import ConfigError, SetupError
+from chargpt.errors import ChargptError, ConfigError, SetupError
 from chargpt.files import write_text_atomic
 from chargpt.model import ModelConfig
 from chargpt.overrides import override_key
@@ -290,6 +290,16 @@ def check_window_length(cfg: DictConfig) -> None:
         )
 
 
+def _resumable(ckpt_path: str | None) -> str | None:
+    """The checkpoint a run resumes from, when there is one to read (else the resume reports why)."""
+    if not ckpt_path:
+        return None
+    try:
+        return str(resolve_checkpoint(ckpt_path))
+    except ChargptError:
+        return None
+
+
 def _logger_kwargs(logger_cfg: DictConfig, resume_step: int | None) -> dict[str, Any]:
     # SummaryWriter's purge_step hides events at or after it in the earlier event files, so the
     # steps an interrupted run logged after its last checkpoint are not shown twice (values are
@@ -390,7 +400,8 @@ def build_run(cfg: DictConfig) -> Run:
             "init_from=RUN_DIR (or a .ckpt file), or drop it"
         )
     if cfg.get("init_from"):
-        pretrained = prepare_finetune(cfg, model_config, list(HydraConfig.get().overrides.task))
+        pretrained = prepare_finetune(cfg, model_config, list(HydraConfig.get().overrides.task),
+                                      resumed=_resumable(cfg.ckpt_path))
         model_config = pretrained.config
 
     datamodule = instantiate(

@@ -111,10 +111,12 @@ def _grown(tensor: torch.Tensor, shape: torch.Size) -> torch.Tensor:
     return tensor
 
 
-def prepare_finetune(cfg: Any, composed: ModelConfig, task_overrides: list[str]) -> Pretrained:
+def prepare_finetune(cfg: Any, composed: ModelConfig, task_overrides: list[str],
+                     resumed: str | None = None) -> Pretrained:
     """Read `cfg.init_from` and fix the architecture and vocabulary of the new run. A fine-tune
-    resumed (ckpt_path as well) gets them again the same way, for its checkpoint's weights."""
-    pretrained = load_pretrained(cfg.init_from, composed, explicit_model_overrides(task_overrides))
+    resumed from its own checkpoint `resumed` gets them from it, as it gets its weights: the model
+    it started from may have moved or gone since."""
+    pretrained = load_pretrained(resumed or cfg.init_from, composed, explicit_model_overrides(task_overrides))
     options = cfg.finetune
     yes_no("finetune.freeze_embeddings", options.freeze_embeddings)
     whole_number("finetune.freeze_blocks", options.freeze_blocks, low=0)
