@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -55,6 +56,9 @@ def test_a_run_resumed_after_a_kill_reads_quietly_with_its_new_steps(tmp_path: P
 
     run = tmp_path / "run"
     for losses, purge_step in (({10: 3.0, 20: 2.5, 30: 2.2}, None), ({30: 2.3, 40: 2.0}, 21)):
+        # Event files sort by their second, then a per-process counter compared as text: within one
+        # second the resume's file can sort first (tests/test_faults.py). A real resume comes later.
+        time.sleep(1.0 - time.time() % 1.0 + 0.01)
         with SummaryWriter(str(run / "tensorboard"), purge_step=purge_step) as writer:  # as a resume
             for step, loss in losses.items():
                 writer.add_scalar("val/loss", loss, step)
