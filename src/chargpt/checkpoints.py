@@ -18,7 +18,7 @@ from chargpt.data.tokenizer import describe_chars
 from chargpt.errors import CheckpointError
 from chargpt.files import atomic_path
 from chargpt.model import ModelConfig
-from chargpt.runs.status import read_status, still_running
+from chargpt.runs.status import read_status, state_of
 
 LAST = "last.ckpt"
 # Where the corpus fingerprint sits in a checkpoint: the ResumeState callback's state key.
@@ -29,16 +29,14 @@ def resolve_checkpoint(path: str | Path) -> Path:
     """A checkpoint file, or a run directory (its checkpoints/last.ckpt)."""
     p = Path(path).expanduser()
     if p.is_dir():
-        for candidate in (p / "checkpoints" / LAST, p / LAST):
-            if candidate.is_file():
-                return candidate
+        if (last := last_checkpoint(p)) is not None:
+            return last
         if why := stopped_before_checkpoint(p):
             raise CheckpointError(
                 f"run directory {p} holds no checkpoint: {why}; train it again (its chargpt-train command "
                 "without ckpt_path starts it over in that folder)"
             )
-        status = read_status(p)
-        if status.get("status") == "running" and still_running(status):
+        if state_of(read_status(p)) == "running":
             raise CheckpointError(
                 f"run directory {p} holds no checkpoint yet: it is still training; try again once it has "
                 "written one"
@@ -57,15 +55,17 @@ def resolve_checkpoint(path: str | Path) -> Path:
     return p
 
 
+def last_checkpoint(run_dir: Path) -> Path | None:
+    """A run directory's last.ckpt (in its checkpoints/ folder, or beside it), if it has one."""
+    return next((c for c in (run_dir / "checkpoints" / LAST, run_dir / LAST) if c.is_file()), None)
+
+
 def stopped_before_checkpoint(run_dir: Path) -> str | None:
     """Why a run that stopped (failed, interrupted, killed) left nothing to continue: None when it
     has a checkpoint, or did not stop that way."""
-    if (run_dir / "checkpoints" / LAST).is_file() or (run_dir / LAST).is_file():
+    if last_checkpoint(run_dir) is not None:
         return None
-    status = read_status(run_dir)
-    state = status.get("status")
-    if state == "running" and not still_running(status):
-        state = "killed"
+    state = state_of(read_status(run_dir))
     how = {"failed": "failed", "interrupted": "was stopped (Ctrl-C or a signal)", "killed": "was killed"}
     if state not in how:
         return None

@@ -205,13 +205,13 @@ def check_read_alike(data: CharText, ckpt: dict[str, Any], source: str) -> None:
     (data.separator, data.newline, data.normalize)."""
     corpus = stored_corpus(ckpt) or {}
     read_as = recorded_settings(corpus)
+    defaults = TextOptions().settings()
     try:
         if not corpus.get("sha256") or data.fingerprint["sha256"] == corpus["sha256"]:
             return
     except UnknownCharactersError as err:
         # Characters the run never saw: read with other settings than its run's (data.newline=keep
         # where it normalized '\r\n'), or the text has changed.
-        defaults = TextOptions().settings()
         other = {k: v for k, v in data.options.settings().items() if v != read_as.get(k, defaults[k])}
         unseen = f"{data.source} has characters {source} never saw ({err.chars})"
         if other:
@@ -233,7 +233,6 @@ def check_read_alike(data: CharText, ckpt: dict[str, Any], source: str) -> None:
             f"settings than its run's ({_overrides(read_as)}); drop any data settings given, or pass "
             "data.path=FILE"
         )
-    defaults = TextOptions().settings()
     given = any(v != defaults[k] for k, v in data.options.settings().items())
     if not given and not unrecorded(corpus):
         raise DataError(f"{data.source} has changed since {source} was trained on it; pass data.path=FILE")

@@ -25,8 +25,9 @@ from pathlib import Path
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+from chargpt.checkpoints import last_checkpoint
 from chargpt.errors import SetupError
-from chargpt.runs.status import FAILED_VALUE, read_status, still_running
+from chargpt.runs.status import FAILED_VALUE, read_status, state_of
 from chargpt.runs.sweep_record import CONTINUED, as_written
 
 log = logging.getLogger(__name__)
@@ -135,11 +136,9 @@ def continued_job(run_dir: str | Path) -> str | None:
     run_dir = Path(run_dir)
     if not _earlier_job(run_dir):
         return None
-    if (run_dir / "checkpoints" / "last.ckpt").is_file():
-        status = read_status(run_dir)
-        how = "killed" if status.get("status") == "running" and not still_running(status) else status.get(
-            "status", "no status")
-        log.info("stopped in the earlier launch (%s): resuming from its last checkpoint", how)
+    if last_checkpoint(run_dir) is not None:
+        log.info("stopped in the earlier launch (%s): resuming from its last checkpoint",
+                 state_of(read_status(run_dir)) or "no status")
         return "resume"
     log.info("stopped in the earlier launch before its first checkpoint: starting over")
     return "start over"

@@ -27,7 +27,7 @@ from chargpt.errors import ChargptError
 from chargpt.files import read_json_object
 from chargpt.overrides import literal_value, override_key
 from chargpt.runs.curves import PNG_SOFTWARE, write_curves
-from chargpt.runs.status import read_status, still_running
+from chargpt.runs.status import read_status, state_of
 from chargpt.runs.sweep_record import continue_command, planned_jobs
 
 SEED = "seed"
@@ -99,8 +99,8 @@ def run_path(name: str, sweep_dir: Path) -> Path:
 def run_status(status: dict[str, Any], metrics: dict[str, Any]) -> str:
     if status.get("status") == "failed":
         return "failed"
-    if status.get("status") == "running":
-        return "running" if still_running(status) else "killed"  # it ended without recording how
+    if (state := state_of(status)) in ("running", "killed"):
+        return state
     # A run stopped early on purpose (time budget, signal) may say so in its metrics.
     return str(metrics.get("status") or status.get("status") or "incomplete")
 

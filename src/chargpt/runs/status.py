@@ -68,6 +68,13 @@ def still_running(status: dict[str, Any]) -> bool:
     return isinstance(pid, int) and pid > 0 and process_alive(pid)
 
 
+def state_of(status: dict[str, Any]) -> str | None:
+    """How a run stands by its status.json: what it recorded, but `killed` for a "running" whose
+    process is gone (kill -9, out of memory, a lost machine: it ended without recording how)."""
+    state = status.get("status")
+    return "killed" if state == "running" and not still_running(status) else state
+
+
 def record_signalled(run_dir: str | Path) -> None:
     """A stop signal arrived while the run trains: "interrupted" now, as a second signal ends the
     process at once with no chance to write it. A run that goes on to finish (the signal came
@@ -133,7 +140,9 @@ def record_status(task: Callable[[DictConfig], float | None]) -> Callable[[DictC
                 raise  # trained and recorded finished: a Ctrl-C or a closed pipe during its sample
             if _interrupted(err):
                 write_status(run_dir, "interrupted")
-                resumable = (Path(run_dir) / "checkpoints" / "last.ckpt").is_file()
+                from chargpt.checkpoints import last_checkpoint  # checkpoints.py reads statuses too
+
+                resumable = last_checkpoint(Path(run_dir)) is not None
                 _note_end(run_dir, f"interrupted; continue it with ckpt_path={run_dir}" if resumable
                           else "interrupted before its first checkpoint")
                 raise
