@@ -79,6 +79,25 @@ def test_climb_stops_below_the_target_and_within_the_calibration_cap() -> None:
     assert len(capped.measured) == 1 and "past 5.0 s" in capped.reason
 
 
+def test_a_budget_too_small_for_the_smallest_shape_is_refused_with_one_that_fits() -> None:
+    timed: list[Shape] = []
+    measure = fake_speed(45.0)
+
+    def recording(shape: Shape, dropout: float | None = None) -> float:
+        timed.append(shape)
+        return measure(shape, dropout=dropout)
+
+    with pytest.raises(ConfigError) as refused:
+        climb(LADDER, recording, 8, lambda: 6.0, SHAKESPEARE_TRAIN, SHAKESPEARE_VAL)
+    message = str(refused.value)
+    assert timed == [LADDER[0]]  # refused after the first timing, before any choice
+    assert message.startswith("budget_seconds=8 is too small for model=auto on this machine")
+    assert "smaller model" not in message  # model=auto already starts at its smallest
+    suggested = int(message.split("use budget_seconds=")[1].split()[0])
+    choice = climb(LADDER, measure, suggested, lambda: 6.0, SHAKESPEARE_TRAIN, SHAKESPEARE_VAL)
+    assert choice.planned is not None and choice.planned.steps >= auto_size.MIN_STEPS
+
+
 def test_smaller_corpus_gets_more_dropout() -> None:
     big, small = size(600, train_chars=10_000_000), size(600, train_chars=200_000)
     assert big.dropout == 0.0 < small.dropout <= 0.2

@@ -119,6 +119,10 @@ MOMENTUM_BY_STEPS: tuple[tuple[float, float], ...] = ((2900.0, 0.9), (5200.0, 0.
 # theory suggests. Muon's lr (configs/model/auto.yaml) needs no scaling: its update is
 # orthogonalised and scaled by the matrix shape.
 ADAMW_LR_WIDTH_POWER = 0.5
+# The fewest steps a budget must buy the smallest shape, or the run is refused before it starts:
+# the budget callback times 35 steps before it plans, and at ~100 steps a character model has only
+# begun to learn (the 30 s runs of docs/EXPERIMENTS.md make ~500 steps of the smallest shape).
+MIN_STEPS = 100
 # ------------------------------------------------------------------------------------------------
 
 
@@ -185,15 +189,38 @@ class Estimate:
         }
 
 
+def end_seconds(shape: Shape, step_seconds: float, val_chars: int) -> float:
+    """What follows the last step of `shape` at `step_seconds` a step: the final full validation
+    (with the budget callback's margin) and its reserve for saving, the sample and the exit."""
+    val_batches = math.ceil(val_chars / shape.tokens_per_step())
+    return VALIDATION_MARGIN * VAL_FORWARD_FRACTION * step_seconds * val_batches + RESERVE_SECONDS
+
+
+def check_enough_steps(smallest: Shape, step_seconds: float, budget_seconds: float, used_seconds: float,
+                       val_chars: int) -> None:
+    """Refuse a budget that cannot buy MIN_STEPS of the smallest shape, before a choice is printed,
+    naming a budget that can (with a 20% margin: the climb times more shapes in a larger budget)."""
+    steps = MIN_STEPS * (step_seconds + LOOP_OVERHEAD_SECONDS)
+    end = end_seconds(smallest, step_seconds, val_chars)
+    if used_seconds + steps + end <= budget_seconds:
+        return
+    minimum = 5 * math.ceil(1.2 * (used_seconds + steps + end) / 5)  # whole 5 s
+    raise ConfigError(
+        f"budget_seconds={budget_seconds:g} is too small for model=auto on this machine: start-up and "
+        f"timing its smallest shape ({smallest.name}) took {used_seconds:.0f} s, and {MIN_STEPS} steps of it "
+        f"at {1000 * step_seconds:.0f} ms, the final validation and saving need ~{steps + end:.0f} s more; "
+        f"use budget_seconds={minimum} or more"
+    )
+
+
 def estimate(
     shape: Shape, step_seconds: float, budget_seconds: float, used_seconds: float,
     train_chars: int, val_chars: int,
 ) -> Estimate:
     """Steps, tokens per parameter and epochs of `shape` at `step_seconds` a (bare) step, when
     `used_seconds` of the budget are gone before training starts."""
-    val_batches = math.ceil(val_chars / shape.tokens_per_step())
-    final = VALIDATION_MARGIN * VAL_FORWARD_FRACTION * step_seconds * val_batches + RESERVE_SECONDS
     per_step = step_seconds + LOOP_OVERHEAD_SECONDS
+    final = end_seconds(shape, step_seconds, val_chars)
     steps = max(0, math.floor((budget_seconds - used_seconds - final) / per_step))
     tokens = steps * shape.tokens_per_step()
     return Estimate(
@@ -321,6 +348,8 @@ def climb(
         before = used()
         seconds = measure(shape, dropout=0.0 if dropout is None else dropout)
         last_cost = used() - before
+        if not measured:  # no larger shape makes more steps: refuse now, before a choice is shown
+            check_enough_steps(shape, seconds, budget_seconds, used(), val_chars)
         measured.append(estimate(shape, seconds, budget_seconds, used(), train_chars, val_chars))
         if measured[-1].tokens_per_param < target:
             stopped = f"{shape.name} is below the target"
