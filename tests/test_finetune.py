@@ -89,6 +89,45 @@ def test_unseen_characters_are_an_error_by_default(pretrained: Path, tmp_path: P
     assert code == 2 and "finetune.extend_vocab='no' must be true or false" in err
 
 
+def test_windows_line_endings_point_to_data_newline(pretrained: Path, tmp_path: Path, capsys) -> None:
+    crlf = tmp_path / "crlf.txt"
+    crlf.write_bytes(other_text(tmp_path / "plain.txt").read_text().replace("\n", "\r\n").encode())
+    code = run_cli(train.main, *finetune_args(crlf, tmp_path / "ft", pretrained))
+    err = capsys.readouterr().err
+    assert code == 2 and "'\\r'" in err and "pass data.newline=normalize to read '\\r\\n' as '\\n'" in err
+    assert len(err.strip().splitlines()) == 1  # the message holds no raw line break
+
+
+def test_a_run_is_not_both_the_start_and_the_resume_of_a_fine_tune(pretrained: Path, tmp_path: Path,
+                                                                  capsys) -> None:
+    copy = tmp_path / "run copy"
+    shutil.copytree(pretrained, copy)
+    before = sorted(p.relative_to(copy) for p in copy.rglob("*"))
+    new = other_text(tmp_path / "new.txt")
+    args = [a for a in finetune_args(new, copy, copy) if not a.startswith("hydra.run.dir=")]
+    code = run_cli(train.main, *args, f"ckpt_path={copy / 'checkpoints' / 'last.ckpt'}")
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith(f"error: init_from and ckpt_path both name the run {copy}")
+    assert "drop ckpt_path to fine-tune it, or init_from to continue it" in err
+    assert sorted(p.relative_to(copy) for p in copy.rglob("*")) == before  # nothing written into it
+
+
+def test_a_fine_tune_resumed_without_its_settings_is_told_them(pretrained: Path, tmp_path: Path,
+                                                              capsys) -> None:
+    new = other_text(tmp_path / "new.txt", extra="zephyr@")
+    run_dir = tmp_path / "ft"
+    extra = ["finetune.extend_vocab=true", "trainer.max_steps=2"]
+    assert run_cli(train.main, *finetune_args(new, run_dir, pretrained, *extra)) == 0
+    capsys.readouterr()
+    plain = [a for a in finetune_args(new, tmp_path / "again", pretrained, "trainer.max_steps=4")
+             if not a.startswith(("init_from=", "hydra.run.dir="))]
+    code = run_cli(train.main, *plain, f"ckpt_path={run_dir}")
+    err = capsys.readouterr().err
+    assert code == 2 and "it was trained on another vocabulary" in err
+    assert (f"it is a fine-tune of {pretrained}: resume with the settings that started it, "
+            f"init_from={pretrained} finetune.extend_vocab=true") in err
+
+
 def test_a_folder_and_a_normalised_text_are_read_as_the_run_reads_them(pretrained: Path, tmp_path) -> None:
     # A folder fine-tunes as it trains from scratch; a CRLF text with data.newline=normalize has no
     # '\r' left, so the checkpoint's vocabulary needs nothing added.

@@ -167,10 +167,12 @@ def corpus_changes(old: dict[str, Any], new: dict[str, Any], limit: int = 3) -> 
 
 
 def check_resumable(
-    ckpt: dict[str, Any], source: str, model: ModelConfig, vocab: list[str], corpus: dict[str, Any] | None
+    ckpt: dict[str, Any], source: str, model: ModelConfig, vocab: list[str], corpus: dict[str, Any] | None,
+    fix: str | None = None,
 ) -> None:
     """Refuse, with the reason and the fix, a resume whose data or architecture differ from the
-    checkpoint's. Settings that are not architecture (ModelConfig.architecture) may change."""
+    checkpoint's. Settings that are not architecture (ModelConfig.architecture) may change. `fix`,
+    when the caller knows better (a fine-tune resumed without its settings), replaces the usual one."""
     old_vocab = list(ckpt["hyper_parameters"]["vocab"])
     if old_vocab != list(vocab):
         diff = []
@@ -179,10 +181,10 @@ def check_resumable(
         if extra := set(old_vocab) - set(vocab):
             diff.append(f"this data lacks {describe_chars(extra)}")
         detail = "; ".join(diff) or "same characters in another order"
+        how = fix or "resume with the data it was trained on"
         raise CheckpointError(
             f"cannot resume from {source}: it was trained on another vocabulary ({len(old_vocab)} "
-            f"characters, this data has {len(vocab)}: {detail}); resume with the data it was trained on, "
-            "or start a new run without ckpt_path"
+            f"characters, this data has {len(vocab)}: {detail}); {how}, or start a new run without ckpt_path"
         )
     old_corpus = stored_corpus(ckpt)
     if old_corpus and corpus and old_corpus.get("sha256") != corpus.get("sha256") and not (
@@ -201,7 +203,7 @@ def check_resumable(
     if changed:
         was = ", ".join(f"model.{k}={old[k]!r}" for k in changed)
         now = ", ".join(f"model.{k}={new[k]!r}" for k in changed)
-        how = "pass the same model settings as the run that wrote it"
+        how = fix or "pass the same model settings as the run that wrote it"
         if isinstance(ckpt["hyper_parameters"].get("auto"), dict):
             how = ("it was sized by model=auto: add model=auto and its budget_seconds, as the resume command "
                    "it printed does")

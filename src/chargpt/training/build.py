@@ -37,7 +37,7 @@ from chargpt.overrides import override_key
 from chargpt.training import auto_size, precision
 from chargpt.training.callbacks import budget
 from chargpt.training.checkpoint_io import AtomicCheckpointIO, follow_moved_run
-from chargpt.training.finetune import apply_pretrained, freeze, prepare_finetune
+from chargpt.training.finetune import apply_pretrained, freeze, prepare_finetune, resume_settings
 from chargpt.training.host_memory import keep_freed_memory
 from chargpt.training.module import MONITORABLE, CharLM
 from chargpt.training.optim import check_optimizer
@@ -290,6 +290,18 @@ def check_window_length(cfg: DictConfig) -> None:
         )
 
 
+def check_not_its_own_start(init_from: str, ckpt_path: str | None) -> None:
+    """ckpt_path continues a run and init_from starts a new one from a run: both at one run would
+    continue it under the fine-tune's settings (frozen layers, a fresh vocabulary check) unasked."""
+    resumed, start = _resumable(ckpt_path), _resumable(init_from)
+    if resumed and start and run_dir_of(Path(resumed)).resolve() == run_dir_of(Path(start)).resolve():
+        raise ConfigError(
+            f"init_from and ckpt_path both name the run {run_dir_of(Path(start))}: init_from starts a new "
+            "run from its weights, ckpt_path continues it; drop ckpt_path to fine-tune it, or init_from to "
+            "continue it"
+        )
+
+
 def _resumable(ckpt_path: str | None) -> str | None:
     """The checkpoint a run resumes from, when there is one to read (else the resume reports why)."""
     if not ckpt_path:
@@ -400,6 +412,7 @@ def build_run(cfg: DictConfig) -> Run:
             "init_from=RUN_DIR (or a .ckpt file), or drop it"
         )
     if cfg.get("init_from"):
+        check_not_its_own_start(cfg.init_from, cfg.get("ckpt_path"))
         pretrained = prepare_finetune(cfg, model_config, list(HydraConfig.get().overrides.task),
                                       resumed=_resumable(cfg.ckpt_path))
         model_config = pretrained.config
@@ -436,7 +449,8 @@ def build_run(cfg: DictConfig) -> Run:
         ]
     record_resolved_config(cfg, decided)
     if ckpt is not None:
-        check_resumable(ckpt, str(file), model_config, vocab, datamodule.fingerprint)
+        check_resumable(ckpt, str(file), model_config, vocab, datamodule.fingerprint,
+                        fix=resume_settings(cfg.get("init_from"), file))
         ckpt_path, resume_step = str(file), int(ckpt.get("global_step", 0))
     module = CharLM(
         model=model_config.to_dict(),

@@ -7,13 +7,19 @@ optimizer and schedule, usually on another text.
 from __future__ import annotations
 
 import logging
+import shlex
 from dataclasses import dataclass, fields, replace
+from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 from torch import nn
 
+from chargpt.checkpoints import run_dir_of
 from chargpt.checks import whole_number, yes_no
 from chargpt.data import CharDataModule
 from chargpt.data.tokenizer import describe_chars
@@ -79,9 +85,11 @@ def finetune_vocab(pretrained: Pretrained, data: CharDataModule, extend: bool) -
     """
     unseen = [c for c in data.characters() if c not in set(pretrained.vocab)]
     if unseen and not extend:
+        # Windows line endings are a reading setting, not text (the model knows newlines).
+        endings = "pass data.newline=normalize to read '\\r\\n' as '\\n', " if "\r" in unseen else ""
         raise DataError(
             f"{data.source} has characters the checkpoint never saw: {describe_chars(unseen)}; "
-            "remove them, or pass finetune.extend_vocab=true to add them to the vocabulary"
+            f"{endings}remove them, or pass finetune.extend_vocab=true to add them to the vocabulary"
         )
     if unseen:
         log.info("finetune.extend_vocab: added %d characters the checkpoint never saw: %s",
@@ -128,6 +136,23 @@ def prepare_finetune(cfg: Any, composed: ModelConfig, task_overrides: list[str],
             "drop it or finetune.extend_vocab"
         )
     return replace(pretrained, vocab=vocab)
+
+
+def resume_settings(init_from: str | None, checkpoint: Path) -> str | None:
+    """For a fine-tune resumed without `init_from`: the settings that started it (its architecture
+    and vocabulary come from them), read from its run's saved config; None for any other resume."""
+    if init_from:
+        return None
+    try:
+        saved = OmegaConf.load(run_dir_of(checkpoint) / ".hydra" / "config.yaml")
+    except (OSError, yaml.YAMLError, OmegaConfBaseException):
+        return None
+    source = saved.get("init_from") if isinstance(saved, DictConfig) else None
+    if not source:
+        return None
+    extend = " finetune.extend_vocab=true" if OmegaConf.select(saved, "finetune.extend_vocab") else ""
+    return (f"it is a fine-tune of {source}: resume with the settings that started it, "
+            f"{shlex.quote(f'init_from={source}')}{extend}")
 
 
 def freeze(model: nn.Module, embeddings: bool, blocks: int) -> None:
