@@ -98,6 +98,17 @@ def test_windows_line_endings_point_to_data_newline(pretrained: Path, tmp_path: 
     assert len(err.strip().splitlines()) == 1  # the message holds no raw line break
 
 
+def test_a_text_too_short_for_the_checkpoints_context_is_not_told_to_shrink_it(
+    pretrained: Path, tmp_path: Path, capsys
+) -> None:
+    short = tmp_path / "short.txt"
+    short.write_text(other_text(tmp_path / "long.txt").read_text()[:100])  # the checkpoint's characters
+    code = run_cli(train.main, *finetune_args(short, tmp_path / "ft", pretrained))
+    err = capsys.readouterr().err
+    assert code == 2 and "fewer than model.block_size + 1" in err
+    assert err.rstrip().endswith("use a longer text or another data.train_fraction")  # not the context
+
+
 def test_a_run_is_not_both_the_start_and_the_resume_of_a_fine_tune(pretrained: Path, tmp_path: Path,
                                                                   capsys) -> None:
     copy = tmp_path / "run copy"

@@ -228,8 +228,9 @@ class CharText:
         self.ids = encoded.ids
         cut = self.val_start()
         self.train_ids, self.val_ids = self.ids[:cut], self.ids[cut:]
-        self.check_windows_fit(self.block_size, "use a longer text, a smaller model.block_size or another "
-                               "data.train_fraction")
+        # With a checkpoint's vocabulary (a fine-tune, an evaluation) the context is the checkpoint's too.
+        context = "" if self._vocab is not None else ", a smaller model.block_size"
+        self.check_windows_fit(self.block_size, f"use a longer text{context} or another data.train_fraction")
         capped = self.val_max_chars is not None and len(self.val_ids) > self.val_max_chars
         self.val_scored_ids = self.val_ids[: self.val_max_chars] if capped else self.val_ids
 
