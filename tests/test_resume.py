@@ -178,11 +178,14 @@ def test_resuming_a_finished_run_says_so_and_reports_its_loss(tmp_path, capsys):
     code, _, err = run_main(train_main, args, capsys)
     assert code == 0, err
     before = json.loads((tmp_path / "run" / "metrics.json").read_text())
-    again = bare_train_args(corpus, None, "trainer.max_steps=2", f"ckpt_path={tmp_path / 'run'}")
+    again = bare_train_args(corpus, None, "trainer.max_steps=1", f"ckpt_path={tmp_path / 'run'}")
     code, out, err = run_main(train_main, again, capsys)
     assert code == 0, err
     said = out + err
-    assert "nothing left to train: the run had reached trainer.max_steps=2; raise it to train on" in said
+    assert ("nothing left to train: the run is at step 2, trainer.max_steps=1; pass a larger "
+            "trainer.max_steps to train on") in said
+    # That launch's config is not kept: the run's latest (what the report reads) is still its own.
+    assert [p.name for p in (tmp_path / "run" / ".hydra").iterdir() if p.is_dir()] == []
     assert f"step 2: val loss {before['val_loss']:.4f} (best {before['best_val_loss']:.4f})" in said
     after = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert after["val_loss"] == before["val_loss"] and after["tokens"] == before["tokens"]
