@@ -91,7 +91,8 @@ TRAIN_CASES = [
         "model.zero_init_residual='maybe' must be true or false",
     ),
     ("checkpoint missing", ["ckpt_path={tmp}/nope.ckpt"], "checkpoint not found: {tmp}/nope.ckpt"),
-    ("run dir without checkpoint", ["ckpt_path={tmp}/folder"], "no last.ckpt in run directory {tmp}/folder"),
+    ("a plain folder for a run", ["ckpt_path={tmp}/folder"],
+     "{tmp}/folder is a folder but not a run directory"),
     (
         "checkpoint truncated",
         ["ckpt_path={tmp}/truncated.ckpt"],
@@ -308,7 +309,7 @@ def test_resuming_from_a_folder_or_file_that_is_no_run_writes_nothing_beside_it(
     loose = files["tmp"] / "loose"
     loose.mkdir()
     (loose / "model.pt").write_text("junk")
-    for ckpt_path, expected in ((folder, f"no last.ckpt in run directory {folder}"),
+    for ckpt_path, expected in ((folder, f"{folder} is a folder but not a run directory"),
                                 (loose / "model.pt", "is not a readable checkpoint")):
         args = ["data=text", f"data.path={files['corpus']}", f"ckpt_path={ckpt_path}"]
         _assert_one_error_line(*run_main(train_cli.main, args, capsys), expected)

@@ -76,6 +76,11 @@ def test_architecture_override_is_refused(pretrained: Path, tmp_path: Path, caps
     code = run_cli(train.main, *finetune_args(new, tmp_path / "ft", pretrained, "model.n_layer=3"))
     err = capsys.readouterr().err
     assert code == 2 and "model.n_layer=3 (checkpoint: 1)" in err and "Traceback" not in err
+    # A model group option is named as typed, with the settings it would change.
+    code = run_cli(train.main, *finetune_args(new, tmp_path / "ft", pretrained, "model=small"))
+    err = capsys.readouterr().err
+    assert code == 2 and "drop the override model=small (its block_size=256, n_layer=6" in err
+    assert "model.block_size=256" not in err
     assert not (tmp_path / "ft" / "checkpoints").exists()
 
 

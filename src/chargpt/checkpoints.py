@@ -47,6 +47,11 @@ def resolve_checkpoint(path: str | Path) -> Path:
                 "(e.g. callbacks=none); train it again with callbacks=[none,last_checkpoint] or the "
                 "default callbacks, or pass a .ckpt file"
             )
+        if not ((p / ".hydra").is_dir() or (p / "checkpoints").is_dir()):
+            raise CheckpointError(
+                f"{p} is a folder but not a run directory (no checkpoints/{LAST} in it); pass a .ckpt "
+                "file or a run directory that has one"
+            )
         raise CheckpointError(
             f"no {LAST} in run directory {p}; pass a .ckpt file or a run directory that has one"
         )

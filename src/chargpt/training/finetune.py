@@ -58,11 +58,18 @@ def pretrained_config(source: ModelConfig, composed: ModelConfig, typed: dict[st
         if old[name] != new[name] and ("model" in typed or f"model.{name}" in typed)
     ]
     if changed:
-        detail = ", ".join(
-            f"model.{n}={getattr(composed, n)} (checkpoint: {getattr(source, n)})" for n in changed
-        )
+        # Name what was typed: a setting, or the model group option that set it (model=small).
+        typed_alone = [n for n in changed if f"model.{n}" in typed]
+        by_group = [n for n in changed if n not in typed_alone]
+        parts = [f"model.{n}={getattr(composed, n)} (checkpoint: {getattr(source, n)})" for n in typed_alone]
+        if by_group:
+            parts.append(
+                f"model={typed['model']} (its {', '.join(f'{n}={getattr(composed, n)}' for n in by_group)}; "
+                f"checkpoint: {', '.join(str(getattr(source, n)) for n in by_group)})"
+            )
+        overrides = "overrides" if len(parts) > 1 else "override"
         raise ConfigError(
-            f"init_from keeps the checkpoint's architecture; drop the override {detail}, "
+            f"init_from keeps the checkpoint's architecture; drop the {overrides} {', '.join(parts)}, "
             "or train from scratch without init_from"
         )
     others = {f.name: getattr(composed, f.name) for f in fields(ModelConfig) if f.name not in old}
