@@ -30,9 +30,15 @@ from chargpt.errors import ChargptError, ConfigError, exit_on_user_error
 from chargpt.inference import TrainedModel
 from chargpt.model.sampling import check_sampling
 from chargpt.overrides import as_typed, hydra_quoted, literal_value, override_key
-from chargpt.runs.continuation import continued_job, forget_this_launch, keep_finished_jobs, resume_subdir
+from chargpt.runs.continuation import continued_job, keep_finished_jobs, resume_subdir
 from chargpt.runs.directory import check_run_dir, holds_run
-from chargpt.runs.status import record_signalled, record_started, record_status, record_trained
+from chargpt.runs.status import (
+    forget_this_resume,
+    record_signalled,
+    record_started,
+    record_status,
+    record_trained,
+)
 from chargpt.runs.sweep_record import continue_command
 from chargpt.training.build import build_run, is_multirun, plain
 from chargpt.training.callbacks.metrics import RunMetrics
@@ -123,7 +129,7 @@ def train(cfg: DictConfig) -> float | None:
             log.info("nothing left to train: the run is at step %d, trainer.max_steps=%d; pass a larger "
                      "trainer.max_steps to train on (this launch's settings are not kept)", m["step"],
                      trainer.max_steps)
-            forget_this_launch(output_dir)
+            forget_this_resume(output_dir)
         record_trained(output_dir, metrics.best_val_loss)
         interrupt = next((c for c in trainer.callbacks if isinstance(c, GracefulInterrupt)), None)
         if is_multirun() and interrupt is not None and interrupt.received is not None:

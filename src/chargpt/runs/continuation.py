@@ -67,14 +67,6 @@ def resume_subdir(run_dir: str | Path) -> str:
     return name
 
 
-def forget_this_launch(run_dir: str | Path) -> None:
-    """Remove the `.hydra/resume-<time>` folder this launch wrote into `run_dir`, for a launch that
-    trained nothing: the report reads a run's latest config folder as its settings."""
-    subdir = HydraConfig.get().output_subdir if HydraConfig.initialized() else None
-    if subdir and Path(subdir).parent.name == ".hydra" and Path(subdir).name.startswith("resume-"):
-        shutil.rmtree(Path(run_dir) / subdir, ignore_errors=True)
-
-
 def config_subdir(run_dir: str) -> str:
     """`.hydra` for a folder's first launch, `.hydra/resume-<time>` for a later one."""
     if run_dir not in _subdirs:

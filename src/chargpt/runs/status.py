@@ -102,9 +102,9 @@ def _interrupted(err: BaseException) -> bool:
     )
 
 
-def _forget_this_resume(run_dir: str | Path) -> None:
-    """A resume refused before it trained leaves no `.hydra/resume-*` config behind: the report
-    reads the latest one as the run's settings."""
+def forget_this_resume(run_dir: str | Path) -> None:
+    """A resume refused before it trained, or that had nothing left to train, leaves no
+    `.hydra/resume-*` config behind: the report reads the latest one as the run's settings."""
     from hydra.core.hydra_config import HydraConfig
 
     subdir = HydraConfig.get().output_subdir if HydraConfig.initialized() else None
@@ -152,7 +152,7 @@ def record_status(task: Callable[[DictConfig], float | None]) -> Callable[[DictC
             user_error = user_error_in(err)  # also when a library wrapped it
             refused_resume = cfg.get("ckpt_path") and user_error is not None and str(run_dir) not in _started
             if refused_resume:
-                _forget_this_resume(run_dir)
+                forget_this_resume(run_dir)
             if isinstance(user_error, SetupError) or refused_resume:
                 raise  # another run's directory, a bad launch, a refused resume: nothing to record
             message = str(user_error) if user_error is not None else f"{type(err).__name__}: {err}"
