@@ -40,6 +40,7 @@ from chargpt.runs.status import (
     record_trained,
 )
 from chargpt.runs.sweep_record import continue_command
+from chargpt.stop_request import LAUNCHER, JobStopped, requested_stop
 from chargpt.training.build import build_run, is_multirun, plain
 from chargpt.training.callbacks.metrics import RunMetrics
 from chargpt.training.callbacks.safety import GracefulInterrupt, TrainingInterrupted
@@ -77,6 +78,9 @@ def train(cfg: DictConfig) -> float | None:
         raise ConfigError(f"seed={cfg.seed} must be a whole number from 0 to {SEED_MAX}")
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     output_dir = cfg.paths.output_dir
+    parallel = parallel_sweep_dir()
+    if parallel is not None and (signum := requested_stop(parallel)) is not None:
+        raise JobStopped(signum, started=False)  # the sweep is stopping: this job waits for its continuation
     continued = continued_job(output_dir)  # a job of a continued sweep that did not finish
     if continued == "resume":
         with open_dict(cfg):
@@ -100,6 +104,7 @@ def train(cfg: DictConfig) -> float | None:
         for callback in trainer.callbacks:
             if isinstance(callback, GracefulInterrupt):
                 callback.on_signal = functools.partial(record_signalled, output_dir)
+                callback.sweep_dir = parallel
     if finetuning:  # the starting point on the new text, logged at step 0
         trainer.validate(module, datamodule=datamodule, verbose=False)
     try:
@@ -112,6 +117,8 @@ def train(cfg: DictConfig) -> float | None:
                 f"resume with: {resume_command(run_dir_of(stop.checkpoint))}",
                 file=sys.stderr, flush=True,
             )
+            if parallel is not None:  # the sweep's process ends the sweep once every job has stopped
+                raise JobStopped(stop.signum, started=True) from stop
             _print_continue_command("or continue the whole sweep")
         sys.exit(stop.exit_code)
 
@@ -141,6 +148,16 @@ def train(cfg: DictConfig) -> float | None:
         if sample_prompt is not None:
             print_sample(TrainedModel(module.model, datamodule.tokenizer), cfg.sample, sample_prompt)
     return metrics.best_val_loss if metrics is not None else None
+
+
+def parallel_sweep_dir() -> Path | None:
+    """The sweep's folder, for a job that runs beside others in its own process (the launcher of
+    runs/parallel_launcher.py: a stop of the sweep reaches it through that folder)."""
+    if not is_multirun() or not HydraConfig.initialized():
+        return None
+    if HydraConfig.get().launcher.get("_target_") != LAUNCHER:
+        return None
+    return Path(HydraConfig.get().sweep.dir)
 
 
 def _print_continue_command(lead: str) -> None:

@@ -25,6 +25,7 @@ from omegaconf import DictConfig
 from chargpt.distributed import is_rank_zero
 from chargpt.errors import SetupError, user_error_in
 from chargpt.files import process_alive, read_json_object, write_json_atomic
+from chargpt.stop_request import JobStopped
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +98,7 @@ def _interrupted(err: BaseException) -> bool:
 
     # A signal checkpoints and exits (TrainingInterrupted, then exit 130/143); Lightning turns a
     # Ctrl+C outside that path into a graceful shutdown followed by exit(1).
-    return isinstance(err, KeyboardInterrupt) or (
+    return isinstance(err, (KeyboardInterrupt, JobStopped)) or (
         isinstance(err, SystemExit) and isinstance(err.__context__, (KeyboardInterrupt, TrainingInterrupted))
     )
 
@@ -136,6 +137,8 @@ def record_status(task: Callable[[DictConfig], float | None]) -> Callable[[DictC
         try:
             result = task(cfg)
         except BaseException as err:
+            if isinstance(err, JobStopped) and not err.started:
+                raise  # a parallel sweep stopped before this job began: nothing to record
             if str(run_dir) in _trained:
                 raise  # trained and recorded finished: a Ctrl-C or a closed pipe during its sample
             if _interrupted(err):

@@ -29,6 +29,7 @@ from lightning.pytorch.callbacks import Callback
 
 from chargpt.checks import whole_number
 from chargpt.errors import ChargptError
+from chargpt.stop_request import request_stop, requested_stop
 from chargpt.training.callbacks.checkpointing import last_checkpoint_path, latest_checkpoint_written
 from chargpt.training.lightning_internals import is_accumulating, logs_this_step
 from chargpt.training.steps import is_last_step
@@ -138,6 +139,9 @@ class GracefulInterrupt(Callback):
         self.received: int | None = None
         # Called at the first signal: a second one ends the process with no chance to record it.
         self.on_signal: Callable[[], None] | None = None
+        # A job of a parallel sweep: the folder where a stop of the whole sweep is requested
+        # (chargpt/stop_request.py), read at each step boundary and written at this job's signal.
+        self.sweep_dir: Path | None = None
         self._original: dict[int, Any] = {}
         self._last_step = -1
         self._finishing = False  # the last step is taken: the run is validating and saving
@@ -146,6 +150,8 @@ class GracefulInterrupt(Callback):
         self.received = signum
         # A second signal of the same kind quits at once: the default action ends the process.
         signal.signal(signum, signal.SIG_DFL)
+        if self.sweep_dir is not None:
+            request_stop(self.sweep_dir, signum)  # the sweep's other jobs stop at their next step too
         if self.on_signal is not None:
             self.on_signal()
         if self._finishing:
@@ -155,6 +161,18 @@ class GracefulInterrupt(Callback):
             what = "stopping after this step and writing a checkpoint"
             then = "send it again to quit at once without one"
         print(f"\n{signal.Signals(signum).name} received: {what} ({then})", file=sys.stderr, flush=True)
+
+    def _read_sweep_stop(self) -> None:
+        """A stop of the whole sweep (its process, or another job, got a signal) stops this job as
+        its own signal would; a signal of this job's own after it still quits at once."""
+        assert self.sweep_dir is not None
+        if (signum := requested_stop(self.sweep_dir)) is None:
+            return
+        self.received = signum
+        if self.on_signal is not None:
+            self.on_signal()
+        print(f"\n{signal.Signals(signum).name} sent to the sweep: this job stops after this step and "
+              "writes a checkpoint", file=sys.stderr, flush=True)
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         # Before Lightning registers its SIGTERM handler: these are restored at teardown.
@@ -172,6 +190,8 @@ class GracefulInterrupt(Callback):
         if trainer.global_step == self._last_step:
             return  # inside gradient accumulation: not a step boundary yet
         self._last_step = trainer.global_step
+        if self.received is None and self.sweep_dir is not None:
+            self._read_sweep_stop()
         stop = trainer.strategy.reduce_boolean_decision(self.received is not None, all=False)
         self._finishing = is_last_step(trainer)
         if not stop or self._finishing:

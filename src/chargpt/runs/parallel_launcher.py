@@ -1,0 +1,71 @@
+"""hydra/launcher=local_parallel: Hydra's joblib launcher, made safe to stop (the launcher class,
+which Hydra finds only in its `hydra_plugins` package, is src/hydra_plugins/chargpt_launcher).
+
+Its jobs run in worker processes. A signal sent to the sweep's process alone (`kill PID`, or a
+scheduler that signals only the process it started) used to end that process and, with it, every
+worker mid-step: no checkpoint, however long they had trained. So did a signal that reached a
+single job, once that job exited. Here the first signal, wherever it lands, becomes a stop request
+in the sweep's folder (chargpt/stop_request.py): each running job stops at its next step boundary
+and writes a checkpoint, jobs not yet started do not start, and the sweep waits for all of them
+before it ends with the signal's exit code and the command that continues it.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import FrameType
+
+from hydra.core.utils import JobReturn, JobStatus
+from omegaconf import DictConfig
+
+from chargpt.runs.sweep_record import continue_command
+from chargpt.stop_request import JobStopped, clear_stop, request_stop, requested_stop
+
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def launch_stoppably(
+    config: DictConfig, launch: Callable[[], Sequence[JobReturn]]
+) -> Sequence[JobReturn]:
+    """Run `launch` (the joblib launcher's) with the sweep's stop request in place of the default
+    signal handling; end the sweep with the signal's exit code when its jobs stopped for one."""
+    sweep_dir = Path(str(config.hydra.sweep.dir))
+    clear_stop(sweep_dir)  # an earlier launch's request, left by a sweep that stopped
+    main_thread = threading.current_thread() is threading.main_thread()
+    originals = {s: signal.getsignal(s) for s in SIGNALS} if main_thread else {}
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        request_stop(sweep_dir, signum)
+        # A second signal quits at once, as for a single run (Ctrl-C: KeyboardInterrupt, exit 130).
+        signal.signal(signum, originals.get(signum, signal.SIG_DFL))
+        print(f"\n{signal.Signals(signum).name} received: each running job of the sweep stops after its "
+              "current step and writes a checkpoint, and no new job starts (send it again to quit at "
+              "once without them)", file=sys.stderr, flush=True)
+
+    for s in originals:
+        signal.signal(s, on_signal)
+    try:
+        results = launch()
+    finally:
+        for s, handler in originals.items():
+            signal.signal(s, handler)
+    signum = requested_stop(sweep_dir)
+    stopped = [r._return_value for r in results if _stopped(r)] if signum is None else []
+    if signum is None and not stopped:
+        return results
+    clear_stop(sweep_dir)
+    signum = signum if signum is not None else stopped[0].signum
+    if command := continue_command(sweep_dir):
+        print(f"the sweep stopped; continue it (its finished jobs are kept) with: {command}",
+              file=sys.stderr, flush=True)
+    sys.exit(128 + signum)  # what a shell reports for a process ended by that signal
+
+
+def _stopped(result: JobReturn) -> bool:
+    """A job that stopped for a signal (its exception is the job's result: reading return_value
+    would raise it)."""
+    return result.status == JobStatus.FAILED and isinstance(result._return_value, JobStopped)

@@ -1,0 +1,55 @@
+"""A stop request to the jobs of a sweep that run in parallel processes (hydra/launcher=local_parallel).
+
+A signal sent to the sweep's own process (`kill PID`, a scheduler that signals only the process it
+started) does not reach its jobs, and a signal that reaches one job alone would stop that one while
+the sweep's end kills the others mid-step. So the first signal any of them gets is written down in
+the sweep's folder: every running job reads it at its next step boundary, stops there and writes a
+checkpoint, and a job that has not started does not start. A file, not a forwarded signal: a Ctrl-C
+in a terminal already reaches every process, and a second signal means "quit at once".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+from pathlib import Path
+
+from chargpt.files import write_text_atomic
+
+FILE_NAME = ".stop-requested"
+# The launcher that reads the request in the sweep's process (its jobs read it too).
+LAUNCHER = "hydra_plugins.chargpt_launcher.StoppableJoblibLauncher"
+
+
+class JobStopped(Exception):
+    """A parallel sweep job that stopped for a signal (`started`: it trained and wrote a
+    checkpoint; else it never started). It travels back to the sweep's process as the job's
+    result, where the sweep ends with the signal's exit code once every job has stopped."""
+
+    def __init__(self, signum: int, started: bool) -> None:
+        super().__init__(signum, started)  # the arguments again: the exception is pickled
+        self.signum, self.started = int(signum), started
+
+    def __str__(self) -> str:
+        return f"stopped by {signal.Signals(self.signum).name}"
+
+
+def request_stop(sweep_dir: str | Path, signum: int) -> None:
+    """Ask every job of the sweep to stop (the first request stands)."""
+    path = Path(sweep_dir) / FILE_NAME
+    if not path.exists():
+        with contextlib.suppress(OSError):  # a folder gone or read-only: the jobs' own signals remain
+            write_text_atomic(path, signal.Signals(signum).name + "\n")
+
+
+def requested_stop(sweep_dir: str | Path) -> int | None:
+    """The signal a stop was requested for, or None."""
+    try:
+        name = (Path(sweep_dir) / FILE_NAME).read_text(encoding="utf-8").strip()
+    except OSError:
+        return None
+    return int(signal.Signals[name]) if name in signal.Signals.__members__ else int(signal.SIGTERM)
+
+
+def clear_stop(sweep_dir: str | Path) -> None:
+    (Path(sweep_dir) / FILE_NAME).unlink(missing_ok=True)

@@ -1,0 +1,119 @@
+"""hydra/launcher=local_parallel: a signal stops every job of the sweep at a step boundary with a
+checkpoint, wherever it lands (the sweep's process alone, one job, or all), and the sweep's own
+command continues it."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from hydra.core.utils import JobReturn, JobStatus
+from omegaconf import OmegaConf
+
+from chargpt.runs.parallel_launcher import launch_stoppably
+from chargpt.stop_request import FILE_NAME, JobStopped, clear_stop, request_stop, requested_stop
+from conftest import TINY_MODEL, write_corpus
+
+
+def test_the_first_stop_request_stands_until_cleared(tmp_path: Path) -> None:
+    assert requested_stop(tmp_path) is None
+    request_stop(tmp_path, signal.SIGTERM)
+    request_stop(tmp_path, signal.SIGINT)  # a later signal does not replace the first
+    assert requested_stop(tmp_path) == signal.SIGTERM
+    clear_stop(tmp_path)
+    assert requested_stop(tmp_path) is None and not (tmp_path / FILE_NAME).exists()
+
+
+def test_a_stopped_job_travels_between_processes_intact() -> None:
+    again = pickle.loads(pickle.dumps(JobStopped(signal.SIGINT, started=True)))
+    assert (again.signum, again.started, str(again)) == (signal.SIGINT, True, "stopped by SIGINT")
+
+
+def _config(sweep_dir: Path):
+    return OmegaConf.create({"hydra": {"sweep": {"dir": str(sweep_dir)}}})
+
+
+def _result(value: object, status: JobStatus = JobStatus.COMPLETED) -> JobReturn:
+    result = JobReturn()
+    result.status, result._return_value = status, value
+    return result
+
+
+def test_a_sweep_whose_jobs_finished_returns_their_results_and_its_signal_handlers(tmp_path: Path) -> None:
+    before = signal.getsignal(signal.SIGTERM)
+    results = [_result(1.5), _result(2.5)]
+    assert launch_stoppably(_config(tmp_path), lambda: results) is results
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_a_signal_to_the_sweeps_process_becomes_a_stop_request_and_its_exit_code(tmp_path: Path,
+                                                                                 capsys) -> None:
+    seen: list[int | None] = []
+
+    def launch() -> list[JobReturn]:  # the jobs run while the sweep's process gets a SIGTERM
+        os.kill(os.getpid(), signal.SIGTERM)
+        seen.append(requested_stop(tmp_path))  # what each job reads at its next step
+        return [_result(JobStopped(signal.SIGTERM, started=True), JobStatus.FAILED)]
+
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(SystemExit) as ended:
+        launch_stoppably(_config(tmp_path), launch)
+    assert ended.value.code == 128 + signal.SIGTERM and seen == [signal.SIGTERM]
+    assert requested_stop(tmp_path) is None  # cleared: a continuation starts afresh
+    assert signal.getsignal(signal.SIGTERM) is before
+    assert "SIGTERM received: each running job of the sweep stops" in capsys.readouterr().err
+
+
+def test_a_job_stopped_by_its_own_signal_ends_the_sweep_once_all_returned(tmp_path: Path) -> None:
+    results = [_result(1.5), _result(JobStopped(signal.SIGINT, started=True), JobStatus.FAILED)]
+    with pytest.raises(SystemExit) as ended:
+        launch_stoppably(_config(tmp_path), lambda: results)
+    assert ended.value.code == 128 + signal.SIGINT
+
+
+def _status(job: Path) -> dict:
+    try:
+        return json.loads((job / "status.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+@pytest.mark.slow  # two parallel jobs trained until a signal, then the sweep continued
+def test_a_signal_to_the_sweeps_process_alone_checkpoints_every_job(tmp_path: Path) -> None:
+    pytest.importorskip("hydra_plugins.hydra_joblib_launcher")
+    corpus = write_corpus(tmp_path / "corpus é.txt", n_chars=20_000)
+    sweep = tmp_path / "sweep 1"
+    command = [
+        sys.executable, "-c", "from chargpt.cli.launch import train; train()",
+        "-m", "hydra/launcher=local_parallel", "hydra.launcher.n_jobs=2", "threads=1", "seed=1,2,3",
+        "data=text", f"data.path={corpus}", *TINY_MODEL, "trainer.max_steps=100000",
+        "trainer.val_check_interval=100000", "sample.max_new_tokens=0", "logger=none",
+        "~callbacks.progress_bar", f"hydra.sweep.dir={sweep}",
+    ]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not all(_status(sweep / job).get("status") == "running" for job in ("0", "1")):
+            assert process.poll() is None and time.monotonic() < deadline, process.stdout.read()
+            time.sleep(0.2)
+        time.sleep(1.0)
+        process.send_signal(signal.SIGTERM)  # to the sweep's process only, not its jobs
+        out, _ = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    assert process.returncode == 128 + signal.SIGTERM, out
+    for job in ("0", "1"):  # both running jobs stopped at a step boundary and kept their work
+        assert _status(sweep / job)["status"] == "interrupted", out
+        assert (sweep / job / "checkpoints" / "last.ckpt").is_file()
+    assert _status(sweep / "2") == {}  # not started after the signal
+    assert not (sweep / FILE_NAME).exists()
+    assert out.count("SIGTERM sent to the sweep: this job stops after this step") == 2
+    continue_line = next(line for line in out.splitlines() if line.startswith("the sweep stopped; continue"))
+    assert f"hydra.sweep.dir={sweep}" in continue_line
