@@ -20,7 +20,7 @@ from chargpt.training import auto_size, build, precision
 from chargpt.training.auto_size import LADDER, Shape, climb, dropout_for, non_embedding_params
 from chargpt.training.build import plain
 from chargpt.training.callbacks import budget as budget_module
-from conftest import bare_train_args, run_main, write_corpus
+from conftest import StepHook, bare_train_args, run_main, write_corpus
 
 SHAKESPEARE_TRAIN, SHAKESPEARE_VAL = 1_003_854, 111_540
 
@@ -439,8 +439,10 @@ def test_auto_run_records_its_choice_and_a_resume_keeps_it(tmp_path: Path, capsy
         "callbacks.time_budget.skip_steps=1", "callbacks.time_budget.calibration_steps=3",
         "+trainer.limit_val_batches=4", "sample.max_new_tokens=0", "logger=none", "~callbacks.progress_bar",
     ]
+    # Stopped after its plan (step 4: 1 skipped + 3 timed), so that the resume below has steps to train.
+    StepHook(monkeypatch).send_signal_at(8)
     code, out, err = run_main(train.main, args, capsys)
-    assert code == 0, err
+    assert code == 130, err
     printed = out + err
     assert "model=auto: 12 s budget" in printed and "same run without model=auto: chargpt-train" in printed
     whole = json.loads((run / "budget.json").read_text())
