@@ -59,14 +59,20 @@ def test_faster_machine_picks_a_bigger_model() -> None:
     assert non_embedding_params(fast.shape) > non_embedding_params(slow.shape)
 
 
-def test_climb_stops_below_the_target_and_within_the_calibration_cap() -> None:
-    timed: list[Shape] = []
+def noting_speed(timed: list[Shape]):
+    """fake_speed(45.0), noting in `timed` each shape it times."""
     measure = fake_speed(45.0)
 
     def recording(shape: Shape, dropout: float | None = None) -> float:
         timed.append(shape)
         return measure(shape, dropout=dropout)
 
+    return recording
+
+
+def test_climb_stops_below_the_target_and_within_the_calibration_cap() -> None:
+    timed: list[Shape] = []
+    recording, measure = noting_speed(timed), fake_speed(45.0)
     choice = climb(LADDER, recording, 300, lambda: 2.0, SHAKESPEARE_TRAIN, SHAKESPEARE_VAL)
     target = auto_size.target_tokens_per_param()
     ratios = [e.tokens_per_param for e in choice.measured]
@@ -81,12 +87,7 @@ def test_climb_stops_below_the_target_and_within_the_calibration_cap() -> None:
 
 def test_a_budget_too_small_for_the_smallest_shape_is_refused_with_one_that_fits() -> None:
     timed: list[Shape] = []
-    measure = fake_speed(45.0)
-
-    def recording(shape: Shape, dropout: float | None = None) -> float:
-        timed.append(shape)
-        return measure(shape, dropout=dropout)
-
+    recording, measure = noting_speed(timed), fake_speed(45.0)
     with pytest.raises(ConfigError) as refused:
         climb(LADDER, recording, 8, lambda: 6.0, SHAKESPEARE_TRAIN, SHAKESPEARE_VAL)
     message = str(refused.value)
