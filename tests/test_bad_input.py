@@ -496,3 +496,14 @@ def test_the_python_api_names_a_bad_seed_and_device(files) -> None:
     if not torch.cuda.is_available():
         with pytest.raises(ChargptError, match=r"^device=cuda but no CUDA GPU is available; use device=cpu"):
             chargpt.load(files["ckpt"], device=torch.device("cuda"))
+
+
+def test_a_sweeps_folder_given_for_a_run_names_a_job_folder(files, capsys):
+    sweep = files["tmp"] / "sweep é"
+    (sweep / "1" / "checkpoints").mkdir(parents=True)
+    (sweep / "multirun.yaml").write_text("hydra: {}\n")
+    make_checkpoint(sweep / "1" / "checkpoints" / "last.ckpt")
+    code, out, err = run_main(sample_cli.main, [f"ckpt_path={sweep}"], capsys)
+    _assert_one_error_line(code, out, err,
+                           f"{sweep} is a sweep's folder, not a run directory; pass the folder of one of its "
+                           f"jobs (e.g. {sweep / '1'})")

@@ -18,6 +18,7 @@ from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import OmegaConf
 
 from chargpt.runs.parallel_launcher import launch_stoppably
+from chargpt.runs.status import read_status, record_status, record_trained
 from chargpt.stop_request import FILE_NAME, JobStopped, clear_stop, request_stop, requested_stop
 from conftest import TINY_MODEL, write_corpus
 
@@ -78,6 +79,20 @@ def test_a_job_stopped_by_its_own_signal_ends_the_sweep_once_all_returned(tmp_pa
     assert ended.value.code == 128 + signal.SIGINT
 
 
+def test_the_status_wrapper_sees_a_finished_run_in_a_worker_that_got_it_pickled(tmp_path: Path) -> None:
+    # joblib's workers receive the task function by value, with copies of the globals it names.
+    cloudpickle = pytest.importorskip("cloudpickle")
+
+    def task(cfg):
+        record_trained(cfg.paths.output_dir, 1.5)
+        raise KeyboardInterrupt  # a Ctrl-C during the closing sample: the run is still finished
+
+    wrapped = cloudpickle.loads(cloudpickle.dumps(record_status(task)))
+    with pytest.raises(KeyboardInterrupt):
+        wrapped(OmegaConf.create({"paths": {"output_dir": str(tmp_path)}}))
+    assert read_status(tmp_path)["status"] == "finished"
+
+
 def _status(job: Path) -> dict:
     try:
         return json.loads((job / "status.json").read_text())
@@ -112,7 +127,7 @@ def test_a_signal_to_the_sweeps_process_alone_checkpoints_every_job(tmp_path: Pa
     for job in ("0", "1"):  # both running jobs stopped at a step boundary and kept their work
         assert _status(sweep / job)["status"] == "interrupted", out
         assert (sweep / job / "checkpoints" / "last.ckpt").is_file()
-    assert _status(sweep / "2") == {}  # not started after the signal
+    assert not (sweep / "2").exists()  # not started after the signal: no folder, as for a job never begun
     assert not (sweep / FILE_NAME).exists()
     assert out.count("SIGTERM sent to the sweep: this job stops after this step") == 2
     continue_line = next(line for line in out.splitlines() if line.startswith("the sweep stopped; continue"))

@@ -47,6 +47,12 @@ def resolve_checkpoint(path: str | Path) -> Path:
                 "(e.g. callbacks=none); train it again with callbacks=[none,last_checkpoint] or the "
                 "default callbacks, or pass a .ckpt file"
             )
+        if (p / "multirun.yaml").is_file():
+            jobs = sorted(c.name for c in p.iterdir() if last_checkpoint(c) is not None)
+            example = f" (e.g. {p / jobs[0]})" if jobs else ""
+            raise CheckpointError(
+                f"{p} is a sweep's folder, not a run directory; pass the folder of one of its jobs{example}"
+            )
         if not ((p / ".hydra").is_dir() or (p / "checkpoints").is_dir()):
             raise CheckpointError(
                 f"{p} is a folder but not a run directory (no checkpoints/{LAST} in it); pass a .ckpt "

@@ -12,11 +12,15 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import threading
+from collections.abc import Iterator
 from pathlib import Path
+from types import FrameType
 
 from chargpt.files import write_text_atomic
 
 FILE_NAME = ".stop-requested"
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
 # The launcher that reads the request in the sweep's process (its jobs read it too).
 LAUNCHER = "hydra_plugins.chargpt_launcher.StoppableJoblibLauncher"
 
@@ -53,3 +57,24 @@ def requested_stop(sweep_dir: str | Path) -> int | None:
 
 def clear_stop(sweep_dir: str | Path) -> None:
     (Path(sweep_dir) / FILE_NAME).unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def stopping_untrained(sweep_dir: str | Path) -> Iterator[None]:
+    """A parallel sweep's job outside its training loop (being built, timing model=auto shapes,
+    drawing its closing sample): a signal asks the whole sweep to stop, and this job stops where
+    it is, as it has nothing to save. The training loop's own handlers take over while it runs."""
+
+    def handle(signum: int, frame: FrameType | None) -> None:
+        request_stop(sweep_dir, signum)
+        raise JobStopped(signum, started=False)
+
+    main_thread = threading.current_thread() is threading.main_thread()
+    originals = {s: signal.getsignal(s) for s in SIGNALS} if main_thread else {}
+    for s in originals:
+        signal.signal(s, handle)
+    try:
+        yield
+    finally:
+        for s, handler in originals.items():
+            signal.signal(s, handler)

@@ -30,7 +30,7 @@ from chargpt.errors import ChargptError, ConfigError, exit_on_user_error
 from chargpt.inference import TrainedModel
 from chargpt.model.sampling import check_sampling
 from chargpt.overrides import as_typed, hydra_quoted, literal_value, override_key
-from chargpt.runs.continuation import continued_job, keep_finished_jobs, resume_subdir
+from chargpt.runs.continuation import continued_job, forget_unstarted_job, keep_finished_jobs, resume_subdir
 from chargpt.runs.directory import check_run_dir, holds_run
 from chargpt.runs.status import (
     forget_this_resume,
@@ -40,7 +40,7 @@ from chargpt.runs.status import (
     record_trained,
 )
 from chargpt.runs.sweep_record import continue_command
-from chargpt.stop_request import LAUNCHER, JobStopped, requested_stop
+from chargpt.stop_request import LAUNCHER, JobStopped, request_stop, requested_stop, stopping_untrained
 from chargpt.training.build import build_run, is_multirun, plain
 from chargpt.training.callbacks.metrics import RunMetrics
 from chargpt.training.callbacks.safety import GracefulInterrupt, TrainingInterrupted
@@ -72,15 +72,24 @@ SEED_MAX = 2**32 - 1  # numpy's seeds, which Lightning seeds too
 
 def train(cfg: DictConfig) -> float | None:
     """Train as configured; returns the best validation loss (the metric sweeps optimise)."""
+    parallel = parallel_sweep_dir()
+    if parallel is None:
+        return _train(cfg, None)
+    with stopping_untrained(parallel):  # a signal before or after the training loop
+        if (signum := requested_stop(parallel)) is not None:  # the sweep is stopping
+            forget_unstarted_job(cfg.paths.output_dir)  # its continuation trains this job
+            raise JobStopped(signum, started=False)
+        return _train(cfg, parallel)
+
+
+def _train(cfg: DictConfig, parallel: Path | None) -> float | None:
+    """train(); `parallel`: the sweep's folder, for a job run beside others in its own process."""
     quiet_known_warnings()
     # Lightning would warn and train with seed 0 outside numpy's range: refused instead.
     if not 0 <= whole_number("seed", cfg.seed) <= SEED_MAX:
         raise ConfigError(f"seed={cfg.seed} must be a whole number from 0 to {SEED_MAX}")
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     output_dir = cfg.paths.output_dir
-    parallel = parallel_sweep_dir()
-    if parallel is not None and (signum := requested_stop(parallel)) is not None:
-        raise JobStopped(signum, started=False)  # the sweep is stopping: this job waits for its continuation
     continued = continued_job(output_dir)  # a job of a continued sweep that did not finish
     if continued == "resume":
         with open_dict(cfg):
@@ -143,6 +152,9 @@ def train(cfg: DictConfig) -> float | None:
             # The signal came after the last step: this job finished, and the sweep stops here.
             print(f"stopped by {signal.Signals(interrupt.received).name} after this job's last step: it "
                   "finished (no closing sample), and the sweep stops here", file=sys.stderr, flush=True)
+            if parallel is not None:  # its result goes back; the sweep's process ends the sweep
+                request_stop(parallel, interrupt.received)
+                return metrics.best_val_loss
             _print_continue_command("continue the sweep")
             sys.exit(128 + interrupt.received)
         if sample_prompt is not None:

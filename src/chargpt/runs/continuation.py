@@ -67,6 +67,17 @@ def resume_subdir(run_dir: str | Path) -> str:
     return name
 
 
+def forget_unstarted_job(run_dir: str | Path) -> None:
+    """A job of a stopping sweep that never began: its folder, when this launch made it (its first
+    config and Hydra's log are all it holds), goes, so the report and a continuation see a job not
+    yet started rather than one that stopped."""
+    folder = Path(run_dir)
+    subdir = HydraConfig.get().output_subdir if HydraConfig.initialized() else None
+    made_here = {".hydra", "train.log"}
+    if subdir == ".hydra" and folder.is_dir() and {p.name for p in folder.iterdir()} <= made_here:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def config_subdir(run_dir: str) -> str:
     """`.hydra` for a folder's first launch, `.hydra/resume-<time>` for a later one."""
     if run_dir not in _subdirs:

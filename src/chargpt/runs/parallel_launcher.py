@@ -40,16 +40,26 @@ def launch_stoppably(
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         request_stop(sweep_dir, signum)
-        # A second signal quits at once, as for a single run (Ctrl-C: KeyboardInterrupt, exit 130).
-        signal.signal(signum, originals.get(signum, signal.SIG_DFL))
+        signal.signal(signum, quit_now)
         print(f"\n{signal.Signals(signum).name} received: each running job of the sweep stops after its "
               "current step and writes a checkpoint, and no new job starts (send it again to quit at "
               "once without them)", file=sys.stderr, flush=True)
+
+    def quit_now(signum: int, frame: FrameType | None) -> None:
+        # Raised in this process, joblib ends the workers on its way out (the default action of
+        # SIGTERM would end this process alone, and leave them running).
+        raise QuitNow(signum)
 
     for s in originals:
         signal.signal(s, on_signal)
     try:
         results = launch()
+    except BaseException as err:
+        # A second signal (QuitNow), or a worker that a signal ended before its job began (joblib
+        # then ends the others): the stop was requested, and what ran had stopped or had nothing to save.
+        if not isinstance(err, QuitNow) and requested_stop(sweep_dir) is None:
+            raise
+        results = []
     finally:
         for s, handler in originals.items():
             signal.signal(s, handler)
@@ -63,6 +73,14 @@ def launch_stoppably(
         print(f"the sweep stopped; continue it (its finished jobs are kept) with: {command}",
               file=sys.stderr, flush=True)
     sys.exit(128 + signum)  # what a shell reports for a process ended by that signal
+
+
+class QuitNow(BaseException):  # unwinds through joblib, which then ends the workers
+    """A second signal to the sweep's process: quit at once, without the jobs' checkpoints."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
 
 
 def _stopped(result: JobReturn) -> bool:

@@ -49,8 +49,23 @@ def read_status(run_dir: str | Path) -> dict[str, Any]:
 # Run folders whose training started in this process (any failure from then on is the run's, and
 # recorded), and those whose training ended (a Ctrl-C during the closing sample after it does not
 # make a finished run "interrupted").
+# The task wrapper below reads them only through the functions beside them: a parallel sweep's
+# workers receive the wrapper pickled by value, with copies of the globals it names itself.
 _started: set[str] = set()
 _trained: set[str] = set()
+
+
+def _has_started(run_dir: str | Path) -> bool:
+    return str(run_dir) in _started
+
+
+def _has_trained(run_dir: str | Path) -> bool:
+    return str(run_dir) in _trained
+
+
+def _forget_progress(run_dir: str | Path) -> None:
+    _started.discard(str(run_dir))
+    _trained.discard(str(run_dir))
 
 
 def record_started(run_dir: str | Path) -> None:
@@ -132,15 +147,14 @@ def record_status(task: Callable[[DictConfig], float | None]) -> Callable[[DictC
     @functools.wraps(task)
     def wrapper(cfg: DictConfig) -> float | None:
         run_dir = cfg.paths.output_dir
-        _started.discard(str(run_dir))
-        _trained.discard(str(run_dir))
+        _forget_progress(run_dir)
         try:
             result = task(cfg)
         except BaseException as err:
-            if isinstance(err, JobStopped) and not err.started:
-                raise  # a parallel sweep stopped before this job began: nothing to record
-            if str(run_dir) in _trained:
+            if _has_trained(run_dir):
                 raise  # trained and recorded finished: a Ctrl-C or a closed pipe during its sample
+            if isinstance(err, JobStopped) and not _has_started(run_dir):
+                raise  # a parallel sweep stopped before this job began training: nothing to record
             if _interrupted(err):
                 write_status(run_dir, "interrupted")
                 from chargpt.checkpoints import last_checkpoint  # checkpoints.py reads statuses too
@@ -153,7 +167,7 @@ def record_status(task: Callable[[DictConfig], float | None]) -> Callable[[DictC
                 write_status(run_dir, "finished")
                 raise
             user_error = user_error_in(err)  # also when a library wrapped it
-            refused_resume = cfg.get("ckpt_path") and user_error is not None and str(run_dir) not in _started
+            refused_resume = cfg.get("ckpt_path") and user_error is not None and not _has_started(run_dir)
             if refused_resume:
                 forget_this_resume(run_dir)
             if isinstance(user_error, SetupError) or refused_resume:

@@ -207,9 +207,9 @@ def check_enough_steps(smallest: Shape, step_seconds: float, budget_seconds: flo
     minimum = 5 * math.ceil(1.2 * (used_seconds + steps + end) / 5)  # whole 5 s
     raise ConfigError(
         f"budget_seconds={budget_seconds:g} is too small for model=auto on this machine: start-up and "
-        f"timing its smallest shape ({smallest.name}) took {used_seconds:.0f} s, and {MIN_STEPS} steps of it "
-        f"at {1000 * step_seconds:.0f} ms, the final validation and saving need ~{steps + end:.0f} s more; "
-        f"use budget_seconds={minimum} or more"
+        f"timing its smallest shape ({smallest.name}) took {used_seconds:.0f} s, and {MIN_STEPS} steps of "
+        f"it at {1000 * step_seconds:.0f} ms plus the final validation and saving need "
+        f"~{steps + end:.0f} s more; use budget_seconds={minimum} or more"
     )
 
 
