@@ -79,6 +79,31 @@ def test_a_job_stopped_by_its_own_signal_ends_the_sweep_once_all_returned(tmp_pa
     assert ended.value.code == 128 + signal.SIGINT
 
 
+class BrokenProcessPool(RuntimeError):
+    """Named as joblib's (loky's) report of a worker that died."""
+
+
+class TerminatedWorkerError(BrokenProcessPool):
+    pass
+
+
+def test_a_worker_ended_by_its_own_signal_ends_the_sweep_with_that_signal(tmp_path: Path, capsys) -> None:
+    # `kill` of one worker's pid, or the out-of-memory killer: no traceback, the continue path.
+    def launch() -> list[JobReturn]:
+        raise TerminatedWorkerError("A worker process ... The exit codes of the workers are {SIGKILL(-9)}")
+
+    with pytest.raises(SystemExit) as ended:
+        launch_stoppably(_config(tmp_path), launch)
+    assert ended.value.code == 128 + signal.SIGKILL and requested_stop(tmp_path) is None
+    assert "a worker process of the sweep was ended by SIGKILL" in capsys.readouterr().err
+
+    def broken() -> list[JobReturn]:
+        raise RuntimeError("a job's own bug")  # not a dead worker: raised as it is
+
+    with pytest.raises(RuntimeError, match="own bug"):
+        launch_stoppably(_config(tmp_path), broken)
+
+
 def test_the_status_wrapper_sees_a_finished_run_in_a_worker_that_got_it_pickled(tmp_path: Path) -> None:
     # joblib's workers receive the task function by value, with copies of the globals it names.
     cloudpickle = pytest.importorskip("cloudpickle")

@@ -12,6 +12,7 @@ before it ends with the signal's exit code and the command that continues it.
 
 from __future__ import annotations
 
+import re
 import signal
 import sys
 import threading
@@ -58,7 +59,13 @@ def launch_stoppably(
         # A second signal (QuitNow), or a worker that a signal ended before its job began (joblib
         # then ends the others): the stop was requested, and what ran had stopped or had nothing to save.
         if not isinstance(err, QuitNow) and requested_stop(sweep_dir) is None:
-            raise
+            if (ended := worker_ended_by(err)) is None:
+                raise
+            # A worker's own signal outside its job (`kill` of that pid, the out-of-memory killer):
+            # joblib ended the other jobs with it, each at its last checkpoint.
+            print(f"a worker process of the sweep was ended by {signal.Signals(ended).name}, and the sweep "
+                  "with it", file=sys.stderr, flush=True)
+            request_stop(sweep_dir, ended)
         results = []
     finally:
         for s, handler in originals.items():
@@ -73,6 +80,18 @@ def launch_stoppably(
         print(f"the sweep stopped; continue it (its finished jobs are kept) with: {command}",
               file=sys.stderr, flush=True)
     sys.exit(128 + signum)  # what a shell reports for a process ended by that signal
+
+
+def worker_ended_by(err: BaseException) -> int | None:
+    """The signal that ended a worker, when `err` is joblib's report of a worker that died (loky
+    names only its exit codes, in the message: `{SIGTERM(-15)}`)."""
+    if not any(cls.__name__ == "BrokenProcessPool" for cls in type(err).__mro__):
+        return None
+    if (found := re.search(r"\(-(\d+)\)", str(err))) is None:
+        # Died before it could report an exit code: a signal while it unpickled its first job.
+        return int(signal.SIGINT) if "KeyboardInterrupt" in repr(err.__cause__) else None
+    number = int(found.group(1))
+    return number if number in {s.value for s in signal.Signals} else None
 
 
 class QuitNow(BaseException):  # unwinds through joblib, which then ends the workers
