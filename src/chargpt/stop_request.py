@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
 
@@ -60,6 +60,21 @@ def clear_stop(sweep_dir: str | Path) -> None:
 
 
 @contextlib.contextmanager
+def handling_stop_signals(handler: Callable[[int, FrameType | None], None]) -> Iterator[None]:
+    """`handler` for SIGINT and SIGTERM while the block runs, the earlier handlers after it (only
+    the main thread may set handlers: elsewhere the block runs with none changed)."""
+    main_thread = threading.current_thread() is threading.main_thread()
+    originals = {s: signal.getsignal(s) for s in SIGNALS} if main_thread else {}
+    for s in originals:
+        signal.signal(s, handler)
+    try:
+        yield
+    finally:
+        for s, earlier in originals.items():
+            signal.signal(s, earlier)
+
+
+@contextlib.contextmanager
 def stopping_untrained(sweep_dir: str | Path) -> Iterator[None]:
     """A parallel sweep's job outside its training loop (being built, timing model=auto shapes,
     drawing its closing sample): a signal asks the whole sweep to stop, and this job stops where
@@ -69,12 +84,5 @@ def stopping_untrained(sweep_dir: str | Path) -> Iterator[None]:
         request_stop(sweep_dir, signum)
         raise JobStopped(signum, started=False)
 
-    main_thread = threading.current_thread() is threading.main_thread()
-    originals = {s: signal.getsignal(s) for s in SIGNALS} if main_thread else {}
-    for s in originals:
-        signal.signal(s, handle)
-    try:
+    with handling_stop_signals(handle):
         yield
-    finally:
-        for s, handler in originals.items():
-            signal.signal(s, handler)

@@ -40,7 +40,7 @@ from chargpt.runs.status import (
     record_trained,
 )
 from chargpt.runs.sweep_record import continue_command
-from chargpt.stop_request import LAUNCHER, JobStopped, request_stop, requested_stop, stopping_untrained
+from chargpt.stop_request import LAUNCHER, JobStopped, requested_stop, stopping_untrained
 from chargpt.training.build import build_run, is_multirun, plain
 from chargpt.training.callbacks.metrics import RunMetrics
 from chargpt.training.callbacks.safety import GracefulInterrupt, TrainingInterrupted
@@ -153,8 +153,7 @@ def _train(cfg: DictConfig, parallel: Path | None) -> float | None:
             print(f"stopped by {signal.Signals(interrupt.received).name} after this job's last step: it "
                   "finished (no closing sample), and the sweep stops here", file=sys.stderr, flush=True)
             if parallel is not None:  # its result goes back; the sweep's process ends the sweep
-                request_stop(parallel, interrupt.received)
-                return metrics.best_val_loss
+                return metrics.best_val_loss  # (the stop request stands: the signal wrote or read it)
             _print_continue_command("continue the sweep")
             sys.exit(128 + interrupt.received)
         if sample_prompt is not None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import re
 import signal
 import sys
-import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
@@ -24,9 +23,7 @@ from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import DictConfig
 
 from chargpt.runs.sweep_record import continue_command
-from chargpt.stop_request import JobStopped, clear_stop, request_stop, requested_stop
-
-SIGNALS = (signal.SIGINT, signal.SIGTERM)
+from chargpt.stop_request import JobStopped, clear_stop, handling_stop_signals, request_stop, requested_stop
 
 
 def launch_stoppably(
@@ -36,8 +33,6 @@ def launch_stoppably(
     signal handling; end the sweep with the signal's exit code when its jobs stopped for one."""
     sweep_dir = Path(str(config.hydra.sweep.dir))
     clear_stop(sweep_dir)  # an earlier launch's request, left by a sweep that stopped
-    main_thread = threading.current_thread() is threading.main_thread()
-    originals = {s: signal.getsignal(s) for s in SIGNALS} if main_thread else {}
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         request_stop(sweep_dir, signum)
@@ -51,31 +46,27 @@ def launch_stoppably(
         # SIGTERM would end this process alone, and leave them running).
         raise QuitNow(signum)
 
-    for s in originals:
-        signal.signal(s, on_signal)
     try:
-        results = launch()
+        with handling_stop_signals(on_signal):
+            results = launch()
     except BaseException as err:
         # A second signal (QuitNow), or a worker that a signal ended before its job began (joblib
         # then ends the others): the stop was requested, and what ran had stopped or had nothing to save.
-        if not isinstance(err, QuitNow) and requested_stop(sweep_dir) is None:
-            if (ended := worker_ended_by(err)) is None:
+        signum = requested_stop(sweep_dir) or (err.signum if isinstance(err, QuitNow) else None)
+        if signum is None:
+            if (signum := worker_ended_by(err)) is None:
                 raise
             # A worker's own signal outside its job (`kill` of that pid, the out-of-memory killer):
             # joblib ended the other jobs with it, each at its last checkpoint.
-            print(f"a worker process of the sweep was ended by {signal.Signals(ended).name}, and the sweep "
+            print(f"a worker process of the sweep was ended by {signal.Signals(signum).name}, and the sweep "
                   "with it", file=sys.stderr, flush=True)
-            request_stop(sweep_dir, ended)
-        results = []
-    finally:
-        for s, handler in originals.items():
-            signal.signal(s, handler)
-    signum = requested_stop(sweep_dir)
-    stopped = [r._return_value for r in results if _stopped(r)] if signum is None else []
-    if signum is None and not stopped:
-        return results
+    else:
+        signum = requested_stop(sweep_dir)
+        if signum is None:  # (a job's own signal requests the stop too, unless the folder was unwritable)
+            signum = next((r._return_value.signum for r in results if _stopped(r)), None)
+        if signum is None:
+            return results
     clear_stop(sweep_dir)
-    signum = signum if signum is not None else stopped[0].signum
     if command := continue_command(sweep_dir):
         print(f"the sweep stopped; continue it (its finished jobs are kept) with: {command}",
               file=sys.stderr, flush=True)

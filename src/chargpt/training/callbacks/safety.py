@@ -29,7 +29,7 @@ from lightning.pytorch.callbacks import Callback
 
 from chargpt.checks import whole_number
 from chargpt.errors import ChargptError
-from chargpt.stop_request import request_stop, requested_stop
+from chargpt.stop_request import SIGNALS, request_stop, requested_stop
 from chargpt.training.callbacks.checkpointing import last_checkpoint_path, latest_checkpoint_written
 from chargpt.training.lightning_internals import is_accumulating, logs_this_step
 from chargpt.training.steps import is_last_step
@@ -114,9 +114,6 @@ class NonFiniteGuard(Callback):
             )
 
 
-SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-
 class TrainingInterrupted(Exception):
     """Raised at a step boundary after a checkpoint was written because a signal arrived."""
 
@@ -164,7 +161,7 @@ class GracefulInterrupt(Callback):
 
     def _read_sweep_stop(self) -> None:
         """A stop of the whole sweep (its process, or another job, got a signal) stops this job as
-        its own signal would; a signal of this job's own after it still quits at once."""
+        its own first signal would (its own signal after that still counts as its first)."""
         assert self.sweep_dir is not None
         if (signum := requested_stop(self.sweep_dir)) is None:
             return
