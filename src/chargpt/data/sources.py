@@ -45,9 +45,15 @@ class Part:
 
 def expand_path(value: str | os.PathLike) -> str:
     """`~` and environment variables, as a shell would expand them; a path that exists as typed
-    (a folder named 'price $5') is taken as it is."""
+    (a folder named 'price $5'), or a glob whose folder does, is taken as it is."""
     home = os.path.expanduser(str(value))
-    return home if "$" in home and os.path.exists(home) else os.path.expandvars(home)
+    return home if "$" in home and os.path.exists(_before_glob(home)) else os.path.expandvars(home)
+
+
+def _before_glob(path: str) -> str:
+    """The folder a glob pattern starts in (the path itself when it is no pattern)."""
+    first = min((i for i in map(path.find, GLOB_CHARS) if i >= 0), default=None)
+    return path if first is None else os.path.dirname(path[:first]) or "."
 
 
 def file_chunks(path: Path) -> Callable[[], Iterator[tuple[str, int]]]:
