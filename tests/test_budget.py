@@ -98,7 +98,7 @@ class TickFrom(L.Callback):
             self.clock.tick = self.tick
 
 
-def test_budget_shortens_the_run_when_steps_slow_down(corpus: Path, tmp_path: Path) -> None:
+def test_budget_shortens_the_run_when_steps_slow_down(corpus: Path, tmp_path: Path, caplog) -> None:
     clock = FakeClock(tick=0.02)
     slow_down = TickFrom(clock, step=20, tick=0.1)  # the machine got busy: 5x slower from here
     trainer, budget = fit_with_budget(corpus, tmp_path, clock, extra_callbacks=(slow_down,), seconds=2.0,
@@ -108,17 +108,33 @@ def test_budget_shortens_the_run_when_steps_slow_down(corpus: Path, tmp_path: Pa
     # The end runs on the slowed machine too: its estimate grew with the step time.
     assert budget.final_seconds_now > 2 * budget.final_seconds
     assert clock.now < 2.0  # finished inside the (fake) budget
+    assert not [r for r in caplog.records if "exceeded" in r.getMessage()]
     assert trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)
 
 
-def test_resumed_budget_run_keeps_its_planned_steps(corpus: Path, tmp_path: Path) -> None:
+def test_a_run_that_ends_past_its_budget_says_so(corpus: Path, tmp_path: Path, caplog) -> None:
+    clock = FakeClock(tick=0.02)
+    stall = TickFrom(clock, step=40, tick=0.5)  # near the end, another job takes the machine
+    caplog.set_level("INFO", logger=budget_module.__name__)
+    fit_with_budget(corpus, tmp_path, clock, extra_callbacks=(stall,), seconds=2.0, skip_steps=2,
+                    calibration_steps=10, reserve_seconds=0.5)
+    assert clock.now > 2.0
+    [warning] = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert re.fullmatch(r"time budget exceeded: training and the final validation ended at \d+ s, "
+                        r"budget_seconds=2; the steps took \d+ ms lately against 20 ms when the run planned "
+                        r"\(other work on this machine slows it\)", warning.getMessage())
+
+
+def test_resumed_budget_run_keeps_its_planned_steps(corpus: Path, tmp_path: Path, caplog) -> None:
     earlier = {"planned_steps": 37, "final_seconds_estimate": 1.5, "replans": 4, "final_step": None}
     (tmp_path / "budget.json").write_text(json.dumps(earlier))  # the interrupted run's record
     budget = TimeBudget(10.0, output_dir=str(tmp_path), start=0.0, clock=FakeClock(0.01))
     budget.load_state_dict({"planned_steps": 37, "step_seconds": 0.02})
+    caplog.set_level("INFO", logger=budget_module.__name__)
 
     class Trainer:
         max_steps = 10_000
+        global_step = 12
 
         class fit_loop:  # mirrors Lightning's attribute path
             class epoch_loop:
@@ -126,6 +142,10 @@ def test_resumed_budget_run_keeps_its_planned_steps(corpus: Path, tmp_path: Path
 
     budget.on_train_start(Trainer, torch.nn.Module())
     assert Trainer.fit_loop.epoch_loop.max_steps == 37
+    # Said as it is: the count is trained to its end, the budget's seconds are not this launch's limit.
+    assert [r.getMessage() for r in caplog.records] == [
+        "time budget: resumed at step 12 of the 37 steps budget_seconds=10 planned; they are trained to "
+        "the end, with no new time limit"]
     budget._write(final_step=37)
     record = json.loads((tmp_path / "budget.json").read_text())
     assert record["planned_steps"] == 37 and record["final_step"] == 37

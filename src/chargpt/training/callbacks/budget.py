@@ -293,9 +293,15 @@ class TimeBudget(Callback):
                 # unreadable one is only not kept).
                 with contextlib.suppress(OSError, ValueError):
                     self.before_resume = json.loads(self.path.read_text(encoding="utf-8"))
+            # The schedule (learning rate, the rates model=auto set) was fixed for that count: a
+            # new plan would change the run, so this launch has no time limit of its own.
+            log.info("time budget: resumed at step %d of the %d steps budget_seconds=%g planned; they "
+                     "are trained to the end, with no new time limit", trainer.global_step,
+                     self.planned_steps, self.seconds)
+            return
         used = self.clock() - self.start
         log.info("time budget: %.0f s from process start (%.1f s used before training)", self.seconds, used)
-        if used >= self.seconds and self.planned_steps is None:
+        if used >= self.seconds:
             self._refuse(f"it was used up before training started ({used:.0f} s of start-up)", used)
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
@@ -378,6 +384,12 @@ class TimeBudget(Callback):
             measured = {"after_last_step": now - self._last_step_end}
         self._write(train_end_seconds=round(now - self.start, 2), final_step=trainer.global_step,
                     final_seconds_measured={k: round(v, 3) for k, v in measured.items()})
+        if now > self.deadline and self._calibration_pace and is_rank_zero():  # (a resumed run has none)
+            log.warning(
+                "time budget exceeded: training and the final validation ended at %.0f s, "
+                "budget_seconds=%g; the steps took %.0f ms lately against %.0f ms when the run planned "
+                "(other work on this machine slows it)", now - self.start, self.seconds,
+                1000 * (self.step_seconds or 0.0), 1000 * self._calibration_pace)
 
     def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.active:
