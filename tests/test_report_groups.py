@@ -100,6 +100,27 @@ def test_runs_differing_in_more_than_the_seed_are_not_grouped(tmp_path: Path) ->
     assert by_seeds["1,2,-"]["n"] == 3
 
 
+def test_runs_repeating_a_seed_count_once(tmp_path: Path, capsys) -> None:
+    # A run repeated with the same seed and settings (on a CPU, a copy of it) is not a second
+    # measurement: it would make n larger and the spread smaller than the seeds show.
+    sweep = tmp_path / "sweep"
+    for name, seed, loss in [("0", 1, 1.5), ("1", 2, 1.7), ("2", 2, 1.7), ("3", 3, 1.6), ("4", 3, 1.6)]:
+        fake_run(sweep, name, ["optimizer.lr=1e-3", f"seed={seed}"], loss)
+    for name in ("5", "6"):
+        fake_run(sweep, name, ["optimizer.lr=3e-3", "seed=7"], 1.4)  # one seed, twice: no spread known
+    fake_run(sweep, "7", ["optimizer.lr=3e-3", "seed=8"], None, status="failed")
+    report(sweep)
+    with (sweep / "report_groups.csv").open() as f:
+        best, other = csv.DictReader(f)
+    assert (best["seeds"], best["runs"], best["n"], best["best_val_loss_std"]) == ("7×2,8", "3", "1", "")
+    assert (other["seeds"], other["runs"], other["n"]) == ("1,2×2,3×2", "5", "3")
+    assert float(other["best_val_loss_mean"]) == pytest.approx(1.6)  # over seeds 1, 2, 3
+    assert float(other["best_val_loss_std"]) == pytest.approx(0.1)
+    assert [best["vs_best"], other["vs_best"]] == ["best", "≈ n=1"]
+    out = capsys.readouterr().out
+    assert "1/2" in out and "1,2×2,3×2" in out and "3/5" not in out  # n out of the seeds, not the runs
+
+
 def test_a_single_seed_sweep_prints_n_1_and_no_spread(tmp_path: Path, capsys, monkeypatch) -> None:
     monkeypatch.setenv("COLUMNS", "100")
     sweep = tmp_path / "sweep"

@@ -305,8 +305,10 @@ def _as_compared(value: str) -> tuple[str, Any]:
 def group_runs(rows: list[dict[str, Any]], metric: str = "best_val_loss") -> list[dict[str, Any]]:
     """One row per setting: runs whose overrides are the same once `seed` is left out.
 
-    Each figure is the mean and sample std over the group's finished runs (n of them; failed,
-    interrupted and incomplete runs stopped early and are left out). Groups are ranked by the mean
+    Each figure is the mean and sample std over the group's seeds with a finished run (n of them;
+    failed, interrupted and incomplete runs stopped early and are left out). Runs of one seed are
+    one measurement, repeated (on a CPU, a copy of it): their mean counts once, and the seeds
+    column shows the repeats (`3×2`). Groups are ranked by the mean
     of `metric`, best first, and each is compared with the best one: `≈ noise` when the means are
     closer than the sum of the two stds (the difference is smaller than the runs' spread), `≈ n=1`
     when either has a single run (no spread known, so it cannot be told apart), `apart` otherwise.
@@ -320,19 +322,21 @@ def group_runs(rows: list[dict[str, Any]], metric: str = "best_val_loss") -> lis
         group["runs"].append(row)
     result = []
     for group in groups.values():
-        finished = [r for r in group["runs"] if r["status"] == "finished"]
-        seeds = [str(r["overrides"].get(SEED) or r.get("recorded_seed") or "-") for r in group["runs"]]
-        seeds.sort(key=_natural)
+        by_seed: dict[str, list[dict[str, Any]]] = {}
+        for i, r in enumerate(group["runs"]):
+            seed = r["overrides"].get(SEED) or r.get("recorded_seed")
+            by_seed.setdefault(str(seed) if seed else f"-{i}", []).append(r)  # unknown seeds: apart
+        seeds = sorted(by_seed, key=_natural)
+        finished = [[r for r in by_seed[s] if r["status"] == "finished"] for s in seeds]
         out: dict[str, Any] = {
             "settings": group["settings"],
-            "seeds": ",".join(seeds),
+            "seeds": ",".join(_seed_label(s, len(by_seed[s])) for s in seeds),
             "runs": len(group["runs"]),
-            "n": sum(_finite(r.get(metric)) for r in finished),
+            "n": sum(any(_finite(r.get(metric)) for r in runs) for runs in finished),
+            "seed_count": len(seeds),  # (on screen: n of these; not a CSV column)
         }
         for column in GROUP_METRICS:
-            out[f"{column}_mean"], out[f"{column}_std"] = _stats(
-                [r[column] for r in finished if _finite(r.get(column))]
-            )
+            out[f"{column}_mean"], out[f"{column}_std"] = _stats(_per_seed(finished, column))
         result.append(out)
     higher_is_better = metric == "tokens_per_sec"
     key = f"{metric}_mean"
@@ -347,6 +351,16 @@ def group_runs(rows: list[dict[str, Any]], metric: str = "best_val_loss") -> lis
         group["vs_best"] = _versus(group, best, metric)
         group["delta"] = None if group[key] is None or best[key] is None else group[key] - best[key]
     return result
+
+
+def _seed_label(seed: str, repeats: int) -> str:
+    return ("-" if seed.startswith("-") else seed) + (f"×{repeats}" if repeats > 1 else "")
+
+
+def _per_seed(finished: list[list[dict[str, Any]]], column: str) -> list[float]:
+    """Each seed's figure (its finished runs in `finished`): the mean of its repeats, if any."""
+    means = (_stats([r[column] for r in runs if _finite(r.get(column))])[0] for runs in finished)
+    return [m for m in means if m is not None]
 
 
 def _versus(group: dict[str, Any], best: dict[str, Any], metric: str) -> str | None:
@@ -398,9 +412,9 @@ def print_groups(
     rows = []
     for group, row in zip(groups, flat, strict=True):
         shown = {c: row[c] for c in swept}
-        # n: the finished runs counted; "2/3" when one of three failed or stopped early.
+        # n: the seeds with a finished run; "2/3" when one of three failed or stopped early.
         shown["seeds"] = row["seeds"]
-        shown["n"] = row["n"] if row["n"] == row["runs"] else f"{row['n']}/{row['runs']}"
+        shown["n"] = row["n"] if row["n"] == group["seed_count"] else f"{row['n']}/{group['seed_count']}"
         for c in figures:
             mean, std = group[f"{c}_mean"], group[f"{c}_std"]
             shown[c] = _mean_std(mean, std, c) if c in SPREAD_SHOWN else _cell(mean, c)
