@@ -325,6 +325,38 @@ def test_bad_export_input_is_one_error_line_and_overwrites_nothing(
     assert run(*_export_args(ckpt, empty))[0] == 0 and (empty / "model.safetensors").is_file()
 
 
+def test_an_empty_folder_is_filled_as_it_is_wherever_out_names_it(
+    ckpt: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    # A folder the user made keeps its permissions and identity (a shell may stand in it), also
+    # when `out` is `.` or a link to it; staging happens beside it, never in it.
+    def export(out: str) -> int:
+        return run_main(export_cli.main, _export_args(ckpt, Path(out)), capsys)[0]
+
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    before = private.stat()
+    assert export(str(private)) == 0
+    after = private.stat()
+    assert (after.st_ino, after.st_mode) == (before.st_ino, before.st_mode)
+    assert sorted(p.name for p in private.iterdir()) == ["config.json", "model.safetensors"]
+
+    target = tmp_path / "target"
+    target.mkdir()
+    link = tmp_path / "exports" / "latest"
+    link.parent.mkdir()
+    link.symlink_to(target)
+    assert export(str(link)) == 0
+    assert link.is_symlink() and chargpt.load(link).tokenizer.chars == VOCAB
+    assert sorted(p.name for p in target.iterdir()) == ["config.json", "model.safetensors"]
+
+    here = tmp_path / "here"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    assert export(".") == 0 and sorted(p.name for p in here.iterdir()) == ["config.json", "model.safetensors"]
+    assert not [p for p in tmp_path.rglob(".*partial*")]  # no staging folder left anywhere
+
+
 def test_an_option_a_format_cannot_express_is_named(
     ckpt: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:

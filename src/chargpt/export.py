@@ -173,9 +173,12 @@ def export_model(
     out = Path(out).expanduser()
     check_exportable(trained.model.config, fmt)
     check_destination(out, overwrite)
+    # The folder itself, wherever `out` leads (`.`, a link to a folder): the files are staged
+    # beside it, never in it, and go into it as they are.
+    folder = Path(os.path.realpath(out))
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.partial-", dir=folder.parent))
     except OSError as err:
         raise ExportError(
             f"cannot write next to out={out} ({err.strerror or err}); pick a writable folder"
@@ -194,32 +197,36 @@ def export_model(
         staging.chmod(0o777 & ~umask)
         for file in staging.iterdir():
             file.chmod(0o666 & ~umask)
-        _move_in(staging, out, overwrite)
+        _move_in(staging, folder, overwrite, shown=out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return out
 
 
-def _move_in(staging: Path, out: Path, overwrite: bool) -> None:
-    """Replace the export in `out` with the staged files, holding a lock on the folder: two
-    exports to one new folder at once must not both succeed, one silently lost."""
+def _move_in(staging: Path, out: Path, overwrite: bool, shown: Path) -> None:
+    """Put the staged files in the folder `out` (`shown`: as the user named it), holding a lock on
+    the folder: two exports to one new folder at once must not both succeed, one silently lost."""
     created = not out.exists()
     try:
         out.mkdir(exist_ok=True)
         lock = os.open(out, os.O_RDONLY)
     except OSError as err:
-        raise ExportError(f"cannot write out={out} ({err.strerror or err}); pick a writable folder") from None
+        raise ExportError(
+            f"cannot write out={shown} ({err.strerror or err}); pick a writable folder"
+        ) from None
     try:
         with contextlib.suppress(OSError):  # a file system without locks: unlocked, as before
             fcntl.flock(lock, fcntl.LOCK_EX)
         check_destination(out, overwrite)  # again: another export may have finished meanwhile
-        if not any(out.iterdir()):
-            os.replace(staging, out)  # the whole export appears at once (over the empty folder)
+        if created and not any(out.iterdir()):
+            os.replace(staging, out)  # the whole export appears at once (over the folder just made)
             return
-        for name in EXPORT_FILES:  # a previous export, replaced as asked
+        # A folder the user made keeps its permissions and identity (it may be a shell's current
+        # folder): the files go into it. An earlier export is replaced as asked.
+        for name in EXPORT_FILES:
             (out / name).unlink(missing_ok=True)
-        for file in staging.iterdir():
-            os.replace(file, out / file.name)
+        for file in sorted(staging.iterdir(), key=lambda f: f.name == CONFIG_FILE):
+            os.replace(file, out / file.name)  # config.json, which marks an export, comes last
     except BaseException:
         if created:
             with contextlib.suppress(OSError):
