@@ -11,6 +11,7 @@ import pytest
 
 from chargpt.errors import ChargptError
 from chargpt.runs.report import find_runs, group_runs, report, run_row, sort_rows
+from conftest import run_cli
 
 
 def fake_run(
@@ -220,3 +221,30 @@ def test_a_run_launched_without_a_seed_shows_the_seed_it_trained_with(tmp_path: 
     fake_run(sweep, "1", ["optimizer.lr=3e-3"], 1.5)
     (sweep / "0" / ".hydra" / "config.yaml").write_text("seed: 1337\noptimizer:\n  lr: 0.001\n")
     assert [g["seeds"] for g in groups_of(sweep)] == ["-", "1337"]  # run 1 saved no config
+
+
+class _ClosedPipe:
+    """stdout whose reader stopped (`chargpt-report SWEEP | head`): every write fails."""
+
+    encoding = "utf-8"
+
+    def write(self, text: str) -> int:
+        raise BrokenPipeError(32, "Broken pipe")
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return False
+
+    def fileno(self) -> int:
+        raise OSError("no file descriptor")
+
+
+def test_a_closed_output_pipe_stops_the_printing_not_the_files(tmp_path: Path, monkeypatch) -> None:
+    import chargpt.cli.report as report_cli
+
+    sweep = sweep_of(tmp_path, {"optimizer.lr=1e-3": [2.0, 2.2], "optimizer.lr=3e-3": [1.5, 1.6]})
+    monkeypatch.setattr("sys.stdout", _ClosedPipe())
+    assert run_cli(report_cli.main, str(sweep)) == 141  # quiet, as `yes | head` for `yes` (not rich's 1)
+    assert sorted(p.name for p in sweep.glob("report*")) == ["report.csv", "report_groups.csv"]  # (no curves)

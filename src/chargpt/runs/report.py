@@ -16,6 +16,7 @@ import math
 import os
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -234,6 +235,14 @@ def print_table(
     _print_fitted(title, shown, rows, notes, WHOLE, tuple(METRIC_COLUMNS), console, drop_last=last)
 
 
+class _Console(Console):
+    """rich's console, except that output into a closed pipe (`| head`) raises BrokenPipeError,
+    where rich would end the process with exit 1: the report still writes its files."""
+
+    def on_broken_pipe(self) -> None:
+        raise BrokenPipeError
+
+
 def _print_fitted(
     title: str, shown: list[str], rows: list[dict[str, Any]], notes: list[str],
     whole: tuple[str, ...], right: tuple[str, ...], console: Console | None = None,
@@ -242,9 +251,9 @@ def _print_fitted(
     """Print the table at the terminal's width: columns not in `whole` wrap, then columns are
     left out (named in the caption): the `drop_first` ones, the settings from the last down to the
     first, the error column, the `drop_last` ones, and the first setting."""
-    console = console or Console()
+    console = console or _Console()
     if not console.is_terminal and "COLUMNS" not in os.environ:
-        console = Console(width=10_000)  # into a file or pipe: whole lines, nothing cropped
+        console = _Console(width=10_000)  # into a file or pipe: whole lines, nothing cropped
     shown = list(shown)
     left_out: list[str] = []
     while True:
@@ -270,7 +279,7 @@ def _print_fitted(
         shown.remove(drop)
         left_out.insert(0, drop)
     if console.width == 10_000:
-        console = Console(width=console.measure(table).maximum)
+        console = _Console(width=console.measure(table).maximum)
     console.print(table)
 
 
@@ -504,16 +513,28 @@ def report(sweep_dir: Path, csv_path: Path | None = None, sort_by: str = "best_v
     columns, rows = flat_rows(ranked)
     counted = f"{len(rows)} run{'s' if len(rows) != 1 else ''}"
     metric = "best_val_loss" if sort_by == "run" else sort_by
-    print_table(f"{sweep_dir} ({counted}, sorted by {sort_by})", columns, rows, metric=metric)
     groups = group_runs(ranked, metric)
-    print_groups(
-        f"{len(groups)} settings: mean ± std over seeds, sorted by {metric}",
-        groups, metric,
-    )
+    # Output into a pipe whose reader stopped (`| head`) stops the printing, not the files: the
+    # closed pipe is raised (exit 141) once they are written.
+    closed = _printing(lambda: print_table(f"{sweep_dir} ({counted}, sorted by {sort_by})", columns, rows,
+                                           metric=metric))
+    closed = closed or _printing(lambda: print_groups(
+        f"{len(groups)} settings: mean ± std over seeds, sorted by {metric}", groups, metric))
     write_csv(csv_path, columns, rows)
     write_csv(groups_path, *flat_groups(groups))
-    if note := stopped_sweep_note(sweep_dir, rows):
-        print(note)
-    print(f"written: {csv_path}\nwritten: {groups_path}")
+    note = stopped_sweep_note(sweep_dir, rows)
+    closed = closed or _printing(lambda: print(*([note] if note else []), f"written: {csv_path}",
+                                               f"written: {groups_path}", sep="\n", flush=True))
     write_curves(curves_path, sweep_dir, columns, rows)
+    if closed:
+        raise BrokenPipeError
     return rows
+
+
+def _printing(show: Callable[[], None]) -> bool:
+    """Run `show`; True when its output met a closed pipe."""
+    try:
+        show()
+    except BrokenPipeError:
+        return True
+    return False
