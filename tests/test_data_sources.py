@@ -317,12 +317,26 @@ def test_a_binary_file_in_a_directory_is_named_with_a_glob_that_works(tmp_path: 
     (folder / "a.txt").write_text("first text\n" * 5)
     (folder / "b" / "c.txt").write_text("second text\n" * 5)
     (folder / "b" / "logo.png").write_bytes(b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR")
-    with pytest.raises(DataError, match=r"logo\.png inside .* is not UTF-8 text") as err:
+    with pytest.raises(DataError, match=r"logo\.png inside .* holds NUL bytes") as err:
         module(folder).setup()
     # The example, as a shell hands it over, names the texts and leaves the picture out.
     (setting,) = shlex.split(str(err.value).split("e.g. ", 1)[1])
     joined = "first text\n" * 5 + "\n\n" + "second text\n" * 5
     assert text_of(module(setting.removeprefix("data.path="))) == joined
+
+
+def test_a_utf16_text_without_a_byte_order_mark_is_named_alone_and_in_a_folder(tmp_path: Path) -> None:
+    # Its bytes are valid UTF-8, but every other character would train as a NUL.
+    text = tmp_path / "notes" / "diary.txt"
+    text.parent.mkdir()
+    text.write_bytes("Dear diary, today was long.\n".encode("utf-16-le") * 20)
+    with pytest.raises(DataError, match=r"diary\.txt holds NUL bytes \(UTF-16 text, or a binary file\?\); "
+                                        r"if it is text, convert it to UTF-8, e\.g\. with iconv -f UTF-16"):
+        module(text).setup()
+    # In a folder: a glob of *.txt would keep it, so none is offered.
+    with pytest.raises(DataError, match=r"diary\.txt inside .* holds NUL bytes .*; convert it to UTF-8 "
+                                        r"\(e\.g\. with iconv\), or remove it$"):
+        module(text.parent).setup()
 
 
 # -- Hugging Face datasets -------------------------------------------------------------------------

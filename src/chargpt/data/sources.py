@@ -85,16 +85,23 @@ def _file_part(path: Path) -> Part:
     return Part(str(path), sha256_of(path), file_chunks(path), path.stat().st_size)
 
 
-def _looks_binary(path: Path) -> bool:
+NUL_BYTES = "holds NUL bytes (UTF-16 text, or a binary file?)"
+
+
+def _not_text(path: Path) -> str | None:
+    """Why the file, by its first bytes, is no UTF-8 text (None: it is). NUL bytes are valid UTF-8,
+    but no text holds them: a UTF-16 file without a byte-order mark would train as every other
+    character a NUL."""
     with path.open("rb") as f:
         head = f.read(_SNIFF_BYTES)
     if b"\0" in head:
-        return True
+        return NUL_BYTES
     try:
         head.decode("utf-8")
     except UnicodeDecodeError as err:
-        return err.start < len(head) - 4  # a character cut at the sniff's end is not an error
-    return False
+        if err.start < len(head) - 4:  # a character cut at the sniff's end is not an error
+            return "is not UTF-8 text (a binary file?)"
+    return None
 
 
 # The cache files chargpt writes beside a single text (chargpt.data.encoding names them LABEL.KEY.
@@ -143,13 +150,13 @@ def _directory_files(root: Path, setting: str) -> tuple[list[Path], list[Path], 
     the run folders and dead links left out."""
     files, runs, broken = _walk(root)
     for path in files:
-        if _looks_binary(path):
+        if why := _not_text(path):
             # As typed in a shell, with the folder's own glob characters ('[2024]') escaped.
             example = shlex.quote(f"{setting}={glob.escape(str(root))}/**/*.txt")
-            raise DataError(
-                f"{path} inside {root} is not UTF-8 text (a binary file?); remove it, or give "
-                f"{setting} a glob that leaves it out, e.g. {example}"
-            )
+            fix = f"remove it, or give {setting} a glob that leaves it out, e.g. {example}"
+            if path.suffix == ".txt":  # that glob would keep it
+                fix = "convert it to UTF-8 (e.g. with iconv), or remove it"
+            raise DataError(f"{path} inside {root} {why}; {fix}")
     return files, runs, broken
 
 
@@ -245,14 +252,18 @@ def _text_files(value: str, setting: str, url: str | None, sha256: str | None) -
                 f"line: {setting}='corpus/*.txt')"
             )
         for match in sorted(found):
-            if _looks_binary(match):
-                raise DataError(f"{match} (matched by {setting}={value}) is not UTF-8 text; leave it out")
+            if why := _not_text(match):
+                raise DataError(f"{match} (matched by {setting}={value}) {why}; leave it out")
         return sorted(found)
     if not path.exists() and url is None:
         raise DataError(
             f"data file not found: {path}; pass an existing text file, directory or glob as {setting}=..."
         )
-    return [resolve_corpus(path, url, sha256)]
+    file = resolve_corpus(path, url, sha256)
+    if _not_text(file) == NUL_BYTES:  # (other bad bytes: named with their offset as it is read)
+        raise DataError(f"{file} {NUL_BYTES}; if it is text, convert it to UTF-8, e.g. with iconv -f UTF-16 "
+                        "-t UTF-8")
+    return [file]
 
 
 def file_parts(files: list[Path]) -> list[Part]:
