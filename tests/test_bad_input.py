@@ -84,6 +84,8 @@ TRAIN_CASES = [
         "trainer.precision=bf32 is not a precision; use one of auto, 32-true, bf16-mixed",
     ),
     ("threads 0", ["threads=0"], "threads=0 must be a whole number >= 1, or null"),
+    ("closing sample's prompt empty", ["sample.prompt=", "sample.max_new_tokens=20"],
+     "sample.prompt is empty; give at least one"),
     ("threads not a number", ["threads=all"], "threads='all' must be a whole number >= 1, or null"),
     (
         "zero init not a boolean",
@@ -215,6 +217,7 @@ SAMPLE_CASES = [
     ("unknown device", ["ckpt_path={ckpt}", "device=tpu"], "device='tpu' is not a device; use auto, cpu"),
     ("device a number", ["ckpt_path={ckpt}", "device=0"], "device=0 is not a device; use auto, cpu"),
     ("threads 0", ["ckpt_path={ckpt}", "threads=0"], "threads=0 must be a whole number >= 1, or null"),
+    ("prompt empty", ["ckpt_path={ckpt}", "prompt="], "prompt is empty; give at least one character"),
     (
         "prompt outside vocabulary",
         ["ckpt_path={ckpt}", "prompt=KING Z"],

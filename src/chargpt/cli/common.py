@@ -349,6 +349,9 @@ def resolve_prompt(prompt: object, tokenizer: CharTokenizer, setting: str = "pro
         return start
     if not isinstance(prompt, str):
         raise ConfigError(f"{setting}={prompt!r} must be text, e.g. {setting}=ROMEO:")
+    if not prompt:  # refused by the sampler too, but only after the work (a whole training) is done
+        raise ConfigError(f"{setting} is empty; give at least one character, e.g. {setting}=ROMEO:, or "
+                          "leave it out to start from a new line")
     tokenizer.encode(prompt)  # characters the vocabulary lacks: an error naming them
     return prompt
 
