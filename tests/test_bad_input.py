@@ -38,6 +38,8 @@ def files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
     torch.save({"weights": torch.zeros(2)}, tmp_path / "foreign.ckpt")
     (tmp_path / "truncated.ckpt").write_bytes(ckpt.read_bytes()[: ckpt.stat().st_size // 2])
     make_checkpoint(tmp_path / "other_vocab.ckpt", chars="\nxyz")
+    crlf = write_corpus(tmp_path / "crlf.txt")
+    crlf.write_bytes(crlf.read_bytes().replace(b"\n", b"\r\n"))  # the checkpoint's text, from Windows
     return {
         "corpus": write_corpus(tmp_path / "corpus.txt"),
         "other_text": write_corpus(tmp_path / "other_text.txt", alphabet="ABC abc\n"),
@@ -84,6 +86,7 @@ TRAIN_CASES = [
         "trainer.precision=bf32 is not a precision; use one of auto, 32-true, bf16-mixed",
     ),
     ("threads 0", ["threads=0"], "threads=0 must be a whole number >= 1, or null"),
+    ("separator null", ["data.separator=null"], "data.separator=null must be text (quote it)"),
     ("closing sample's prompt empty", ["sample.prompt=", "sample.max_new_tokens=20"],
      "sample.prompt is empty; give at least one"),
     ("threads not a number", ["threads=all"], "threads='all' must be a whole number >= 1, or null"),
@@ -246,6 +249,9 @@ EVAL_CASES = [
         ["ckpt_path={ckpt}", "data=text", "data.path={other_text}"],
         "has characters the vocabulary lacks: 'A', 'B', 'C'",
     ),
+    ("a text with Windows line endings", ["ckpt_path={ckpt}", "data=text", "data.path={tmp}/crlf.txt"],
+     "has characters the vocabulary lacks: '\\r'; pass data.newline=normalize to read '\\r\\n' as '\\n', or "
+     "remove them from the text"),
     (
         "unknown split",
         ["ckpt_path={ckpt}", "data=text", "data.path={corpus}", "split=test"],

@@ -62,7 +62,8 @@ class TextOptions:
         if self.newline not in NEWLINE_MODES:
             raise ConfigError(f"data.newline={self.newline} is not one of {', '.join(NEWLINE_MODES)}")
         if not isinstance(self.separator, str):
-            raise ConfigError(f"data.separator={self.separator!r} must be text (quote it)")
+            typed = "null" if self.separator is None else repr(self.separator)  # as written in the config
+            raise ConfigError(f"data.separator={typed} must be text (quote it)")
 
     @property
     def transforms(self) -> bool:
@@ -278,9 +279,12 @@ def encode_parts(
             tokenizer = CharTokenizer(chars)
         elif unknown := tokenizer.unknown_chars("".join(chars)):
             named = describe_chars(unknown)
+            # Windows line endings: the text is fine, its '\r' only needs reading as a new line.
+            endings = ("pass data.newline=normalize to read '\\r\\n' as '\\n', or "
+                       if "\r" in unknown and options.newline == "keep" else "")
             raise UnknownCharactersError(
                 f"{_where(parts, source or label)} has characters the vocabulary lacks: {named}; "
-                "remove them from the text", named,
+                f"{endings}remove them from the text", named,
             )
         try:
             folder.mkdir(parents=True, exist_ok=True)
