@@ -35,6 +35,7 @@ def files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
     (tmp_path / "latin1.txt").write_bytes("caf\xe9 au lait\n".encode("latin-1") * 50)
     (tmp_path / "notes.txt").write_text("not a checkpoint\n")
     (tmp_path / "one.txt").write_text("a")
+    (tmp_path / "short.txt").write_text("to be or not to be\n")  # shorter than two windows
     torch.save({"weights": torch.zeros(2)}, tmp_path / "foreign.ckpt")
     (tmp_path / "truncated.ckpt").write_bytes(ckpt.read_bytes()[: ckpt.stat().st_size // 2])
     make_checkpoint(tmp_path / "other_vocab.ckpt", chars="\nxyz")
@@ -64,6 +65,9 @@ TRAIN_CASES = [
     ("data not UTF-8", ["data.path={tmp}/latin1.txt"], "is not UTF-8 text (bad byte near offset 3)"),
     ("train split too short", ["data.train_fraction=0.002"], "the train split of {corpus} has 8 characters"),
     ("val split too short", ["data.train_fraction=0.998"], "the val split of {corpus} has 8 characters"),
+    # No fraction leaves a window of 17 on both sides of 19 characters: none is offered.
+    ("text too short for two windows", ["data.path={tmp}/short.txt"],
+     "characters, fewer than model.block_size + 1 = 17; use a longer text or a smaller model.block_size"),
     (
         "window set on the data instead of the model",
         ["data.block_size=8"],

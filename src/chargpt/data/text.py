@@ -228,9 +228,13 @@ class CharText:
         self.ids = encoded.ids
         cut = self.val_start()
         self.train_ids, self.val_ids = self.ids[:cut], self.ids[cut:]
-        # With a checkpoint's vocabulary (a fine-tune, an evaluation) the context is the checkpoint's too.
-        context = "" if self._vocab is not None else ", a smaller model.block_size"
-        self.check_windows_fit(self.block_size, f"use a longer text{context} or another data.train_fraction")
+        fixes = ["a longer text"]
+        if self._vocab is None:  # with a checkpoint's vocabulary (fine-tune, evaluation), its context too
+            fixes.append("a smaller model.block_size")
+        if self._n_train_parts is None and len(self.ids) >= 2 * (self.block_size + 1):
+            fixes.append("another data.train_fraction")  # where the fraction cuts, and some cut can do
+        listed = fixes[0] if len(fixes) == 1 else ", ".join(fixes[:-1]) + " or " + fixes[-1]
+        self.check_windows_fit(self.block_size, f"use {listed}")
         capped = self.val_max_chars is not None and len(self.val_ids) > self.val_max_chars
         self.val_scored_ids = self.val_ids[: self.val_max_chars] if capped else self.val_ids
 
