@@ -254,8 +254,11 @@ def test_a_path_that_exists_as_typed_keeps_its_dollar_sign(tmp_path: Path, monke
     assert text_of(module(text.parent)) == "a song " * 10
     # On the command line too: the value reaches the run as typed.
     assert hydra_argv(["chargpt-train", f"data.path={text.parent}"])[1] == f"data.path='{text.parent}'"
-    # And a glob in that folder: its variable is not expanded either.
+    # And a glob in that folder: its variable is not expanded either ...
     assert text_of(module(text.parent / "*.txt")) == "a song " * 10
+    # ... while a variable in a glob's own pattern, in a folder that exists, still is.
+    monkeypatch.setenv("SONG", "a")
+    assert text_of(module(f"{text.parent}/$SONG*.txt")) == "a song " * 10
 
 
 def test_val_max_chars_scores_a_fixed_prefix_of_a_big_split(corpus: Path) -> None:

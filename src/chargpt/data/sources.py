@@ -45,15 +45,23 @@ class Part:
 
 def expand_path(value: str | os.PathLike) -> str:
     """`~` and environment variables, as a shell would expand them; a path that exists as typed
-    (a folder named 'price $5'), or a glob whose folder does, is taken as it is."""
+    (a folder named 'price $5') is taken as it is, and so is the folder of a glob (its pattern is
+    still expanded)."""
     home = os.path.expanduser(str(value))
-    return home if "$" in home and os.path.exists(_before_glob(home)) else os.path.expandvars(home)
+    folder, pattern = split_glob(home)
+    if "$" in folder and os.path.exists(folder or "."):
+        return folder + os.path.expandvars(pattern)
+    return os.path.expandvars(home)
 
 
-def _before_glob(path: str) -> str:
-    """The folder a glob pattern starts in (the path itself when it is no pattern)."""
+def split_glob(path: str) -> tuple[str, str]:
+    """A glob's folders before its first wildcard (with their last separator) and the rest; a path
+    with no wildcard is all folder."""
     first = min((i for i in map(path.find, GLOB_CHARS) if i >= 0), default=None)
-    return path if first is None else os.path.dirname(path[:first]) or "."
+    if first is None:
+        return path, ""
+    cut = path.rfind(os.sep, 0, first) + 1
+    return path[:cut], path[cut:]
 
 
 def file_chunks(path: Path) -> Callable[[], Iterator[tuple[str, int]]]:
@@ -194,13 +202,6 @@ def _once_each(files: set[Path]) -> set[Path]:
     return set(kept.values())
 
 
-def _fixed_part(pattern: str) -> Path:
-    """The folders of a glob before its first wildcard."""
-    parts = Path(pattern).parts
-    cut = next((i for i, part in enumerate(parts) if any(c in part for c in GLOB_CHARS)), len(parts))
-    return Path(*parts[:cut]) if cut else Path(".")
-
-
 def text_files(value: str, setting: str, url: str | None = None, sha256: str | None = None) -> list[Path]:
     """The files a path setting names: a file, a directory (recursively) or a glob, in sorted order."""
     files = _text_files(value, setting, url, sha256)
@@ -226,7 +227,7 @@ def _text_files(value: str, setting: str, url: str | None, sha256: str | None) -
                             "out); put text files in it")
         return files
     if not path.exists() and any(c in expanded for c in GLOB_CHARS):
-        fixed = _fixed_part(expanded)
+        fixed = Path(split_glob(expanded)[0] or ".")  # the folders before the first wildcard
         found: set[Path] = set()
         left_runs: set[Path] = set()
         left_broken: set[Path] = set()
