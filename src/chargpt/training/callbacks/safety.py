@@ -5,18 +5,16 @@ Lightning's own SIGTERM handling stops training without a checkpoint, and in mul
 broadcasts from inside the signal handler; Ctrl-C stops mid-step. GracefulInterrupt replaces both
 handlers while the training loop runs: a signal only sets a flag, the ranks agree on it at the
 next step boundary (one tiny all-reduce), write last.ckpt together and raise TrainingInterrupted.
-A second signal quits at once with the signal's default action (no checkpoint: exit 130 for
-Ctrl-C, 143 for SIGTERM), not Lightning's KeyboardInterrupt shutdown, after one line on what is
-kept. A signal after the last step (during the final validation and checkpoint) lets the run end
-normally, and says so. When fit ends, the handlers the process had before it are back (not
-Lightning's, which would ignore a SIGTERM), so a signal during the closing sample stops it at once.
+A second signal gets the default behaviour (quit at once, no checkpoint: exit 130 for Ctrl-C, 143
+for SIGTERM), not Lightning's KeyboardInterrupt shutdown; the first says what that would keep. A
+signal after the last step (during the final validation and checkpoint) lets the run end normally,
+and says so. When fit ends, the handlers the process had before it are back (not Lightning's, which
+would ignore a SIGTERM), so a signal during the closing sample stops it at once.
 """
 
 from __future__ import annotations
 
 import math
-import os
-import shlex
 import signal
 import sys
 import threading
@@ -142,39 +140,29 @@ class GracefulInterrupt(Callback):
         # (chargpt/stop_request.py), read at each step boundary and written at this job's signal.
         self.sweep_dir: Path | None = None
         self._original: dict[int, Any] = {}
-        self._trainer: L.Trainer | None = None  # what the second signal names the kept checkpoint from
+        self._trainer: L.Trainer | None = None  # while fit runs: where its checkpoints are
         self._last_step = -1
         self._finishing = False  # the last step is taken: the run is validating and saving
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         self.received = signum
-        signal.signal(signum, self._quit_now)  # a second signal of the same kind quits at once
+        # A second signal of the same kind quits at once: the default action ends the process, also
+        # in a long C call or a collective (a Python handler would wait for it), so what that keeps
+        # is said now.
+        signal.signal(signum, signal.SIG_DFL)
         if self.sweep_dir is not None:
             request_stop(self.sweep_dir, signum)  # the sweep's other jobs stop at their next step too
         if self.on_signal is not None:
             self.on_signal()
+        kept = latest_checkpoint_written(self._trainer) if self._trainer is not None else ""
+        kept = f"its last checkpoint, {kept}, stays" if kept else "it has no checkpoint yet"
         if self._finishing:
             what = "the last step is done and the run is finishing (final validation and checkpoint)"
-            then = "send it again to quit at once without them"
+            then = f"send it again to quit at once without them: {kept}"
         else:
             what = "stopping after this step and writing a checkpoint"
-            then = "send it again to quit at once without one"
+            then = f"send it again to quit at once without one: {kept}"
         print(f"\n{signal.Signals(signum).name} received: {what} ({then})", file=sys.stderr, flush=True)
-
-    def _quit_now(self, signum: int, frame: FrameType | None) -> None:
-        """The second signal: one line on what is kept, then the signal's default action ends the
-        process (a shell shows 130 or 143), with no checkpoint of this step."""
-        name = signal.Signals(signum).name
-        kept = latest_checkpoint_written(self._trainer) if self._trainer is not None else ""
-        if kept:
-            what = (f"the last checkpoint, {kept}, is kept: resume from it with "
-                    f"ckpt_path={shlex.quote(str(self.output_dir))}")
-        else:
-            what = "no checkpoint had been written yet, so it cannot be resumed: train it again"
-        print(f"{name} received again: quitting now without a checkpoint; {what}", file=sys.stderr,
-              flush=True)
-        signal.signal(signum, signal.SIG_DFL)
-        os.kill(os.getpid(), signum)
 
     def _read_sweep_stop(self) -> None:
         """A stop of the whole sweep (its process, or another job, got a signal) stops this job as
@@ -216,6 +204,7 @@ class GracefulInterrupt(Callback):
         raise TrainingInterrupted(self.received or signal.SIGTERM, trainer.global_step, path)
 
     def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        self._trainer = None
         if threading.current_thread() is threading.main_thread():
             for s, handler in self._original.items():
                 signal.signal(s, handler)
