@@ -299,7 +299,7 @@ def test_bad_export_input_is_one_error_line_and_overwrites_nothing(
     (busy / "todo.txt").write_text("mine")
     (busy / "config.json").write_text("{}")
     message = _error(run(*_export_args(ckpt, busy), "overwrite=true"))
-    assert "holds other files (todo.txt)" in message and "nothing was written" in message
+    assert "holds other files (config.json, todo.txt)" in message and "nothing was written" in message
     assert (busy / "todo.txt").read_text() == "mine" and (busy / "config.json").read_text() == "{}"
 
     a_file = tmp_path / "file.txt"
@@ -323,6 +323,20 @@ def test_bad_export_input_is_one_error_line_and_overwrites_nothing(
     empty = tmp_path / "empty"
     empty.mkdir()
     assert run(*_export_args(ckpt, empty))[0] == 0 and (empty / "model.safetensors").is_file()
+
+    # An export cut short (killed between its moves: weights, no config.json) is replaced as asked;
+    # a config.json of the user's own is never taken for an export's.
+    short = tmp_path / "cut short"
+    short.mkdir()
+    (short / "model.safetensors").write_bytes(b"half")
+    message = _error(run(*_export_args(ckpt, short)))
+    assert "already holds an export cut short (model.safetensors, no config.json)" in message
+    assert run(*_export_args(ckpt, short), "overwrite=true")[0] == 0 and chargpt.load(short)
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    (theirs / "config.json").write_text("{}")
+    assert "holds other files (config.json)" in _error(run(*_export_args(ckpt, theirs), "overwrite=true"))
+    assert [p.name for p in theirs.iterdir()] == ["config.json"]
 
 
 def test_an_empty_folder_is_filled_as_it_is_wherever_out_names_it(

@@ -38,6 +38,10 @@ CONFIG_FILE = "config.json"
 WEIGHTS = {"safetensors": "model.safetensors", "onnx": "model.onnx"}
 # Everything an export may hold (ONNX puts weights over 2 GB in a side file).
 EXPORT_FILES = {CONFIG_FILE, *WEIGHTS.values(), "model.onnx.data"}
+# An export is written into a folder of this name first (in the destination when it exists, beside
+# it when not: on the destination's file system), then moved in; a killed export's is left out of
+# the checks.
+STAGING_PREFIX = ".export.partial-"
 INSTALL_HINT = "install the export extra: pip install 'chargpt[export]'"
 
 # The architecture settings each format is known to express (tests/test_export.py exports and
@@ -82,22 +86,28 @@ def check_destination(out: Path, overwrite: bool) -> None:
     """The rule that keeps an export from overwriting anything but an earlier export.
 
     `out` must not exist, or be an empty folder, or (with overwrite=true) hold a chargpt export
-    and nothing else: then that export is replaced.
+    and nothing else, whole or cut short (its weights without config.json): then it is replaced.
     """
     if out.exists() and not out.is_dir():
         raise ExportError(f"out={out} is a file; pass a folder for the export (it is created if missing)")
-    if not out.is_dir() or not any(out.iterdir()):
+    names = [] if not out.is_dir() else sorted(
+        p.name for p in out.iterdir() if not p.name.startswith(STAGING_PREFIX))
+    if not names:
         return
-    others = sorted(p.name for p in out.iterdir() if p.name not in EXPORT_FILES)
-    if not is_export(out) or others:
-        listed = f" ({', '.join(others[:3])}{', ...' if len(others) > 3 else ''})" if others else ""
+    # A config.json of another kind is the user's own file, never an export's.
+    others = [n for n in names if n not in EXPORT_FILES or (n == CONFIG_FILE and not is_export(out))]
+    if others:
+        listed = f" ({', '.join(others[:3])}{', ...' if len(others) > 3 else ''})"
         raise ExportError(
             f"out={out} is a folder that holds other files{listed}; nothing was written: "
             "pass a new or empty folder"
         )
     if not overwrite:
+        what = "an export"
+        if CONFIG_FILE not in names:
+            what = f"an export cut short ({', '.join(names)}, no {CONFIG_FILE})"
         raise ExportError(
-            f"out={out} already holds an export; nothing was written: pass overwrite=true to replace it, "
+            f"out={out} already holds {what}; nothing was written: pass overwrite=true to replace it, "
             "or pick another folder"
         )
 
@@ -173,12 +183,13 @@ def export_model(
     out = Path(out).expanduser()
     check_exportable(trained.model.config, fmt)
     check_destination(out, overwrite)
-    # The folder itself, wherever `out` leads (`.`, a link to a folder): the files are staged
-    # beside it, never in it, and go into it as they are.
+    # The folder itself, wherever `out` leads (`.`, a link to a folder): the files are staged on
+    # its file system (a mount point's own), then go into it as they are.
     folder = Path(os.path.realpath(out))
+    home = folder if folder.is_dir() else folder.parent
     try:
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.partial-", dir=folder.parent))
+        home.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=home))
     except OSError as err:
         raise ExportError(
             f"cannot write next to out={out} ({err.strerror or err}); pick a writable folder"
@@ -222,11 +233,13 @@ def _move_in(staging: Path, out: Path, overwrite: bool, shown: Path) -> None:
             os.replace(staging, out)  # the whole export appears at once (over the folder just made)
             return
         # A folder the user made keeps its permissions and identity (it may be a shell's current
-        # folder): the files go into it. An earlier export is replaced as asked.
-        for name in EXPORT_FILES:
+        # folder): the files go into it, each over its earlier version, config.json (which marks an
+        # export) last; then what the earlier export had and this one has not goes.
+        new = sorted(staging.iterdir(), key=lambda f: f.name == CONFIG_FILE)
+        for file in new:
+            os.replace(file, out / file.name)
+        for name in EXPORT_FILES - {f.name for f in new}:
             (out / name).unlink(missing_ok=True)
-        for file in sorted(staging.iterdir(), key=lambda f: f.name == CONFIG_FILE):
-            os.replace(file, out / file.name)  # config.json, which marks an export, comes last
     except BaseException:
         if created:
             with contextlib.suppress(OSError):
