@@ -120,9 +120,10 @@ def test_a_run_that_ends_past_its_budget_says_so(corpus: Path, tmp_path: Path, c
                     calibration_steps=10, reserve_seconds=0.5)
     assert clock.now > 2.0
     [warning] = [r for r in caplog.records if r.levelname == "WARNING"]
-    assert re.fullmatch(r"time budget exceeded: training and the final validation ended at \d+ s, "
-                        r"budget_seconds=2; the steps took \d+ ms lately against 20 ms when the run planned "
-                        r"\(other work on this machine slows it\)", warning.getMessage())
+    assert re.fullmatch(r"time budget exceeded: training and the final validation ended at \d+\.\d s of "
+                        r"budget_seconds=2; the last steps took \d+ ms each \(20 ms when the run planned\), "
+                        r"the end after them \d+\.\d s \(estimated \d+\.\d s\); other work on this machine "
+                        r"slows a run", warning.getMessage())
 
 
 def test_resumed_budget_run_keeps_its_planned_steps(corpus: Path, tmp_path: Path, caplog) -> None:
@@ -144,8 +145,8 @@ def test_resumed_budget_run_keeps_its_planned_steps(corpus: Path, tmp_path: Path
     assert Trainer.fit_loop.epoch_loop.max_steps == 37
     # Said as it is: the count is trained to its end, the budget's seconds are not this launch's limit.
     assert [r.getMessage() for r in caplog.records] == [
-        "time budget: resumed at step 12 of the 37 steps budget_seconds=10 planned; they are trained to "
-        "the end, with no new time limit"]
+        "time budget: a resumed run trains on to the 37 steps its 10 s budget planned (now at step 12), "
+        "with no new time limit"]
     budget._write(final_step=37)
     record = json.loads((tmp_path / "budget.json").read_text())
     assert record["planned_steps"] == 37 and record["final_step"] == 37

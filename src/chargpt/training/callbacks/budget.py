@@ -295,9 +295,12 @@ class TimeBudget(Callback):
                     self.before_resume = json.loads(self.path.read_text(encoding="utf-8"))
             # The schedule (learning rate, the rates model=auto set) was fixed for that count: a
             # new plan would change the run, so this launch has no time limit of its own.
-            log.info("time budget: resumed at step %d of the %d steps budget_seconds=%g planned; they "
-                     "are trained to the end, with no new time limit", trainer.global_step,
-                     self.planned_steps, self.seconds)
+            first = self.before_resume or {}  # the launch that planned: the first (a resume keeps its record)
+            while isinstance(first.get("before_resume"), dict):
+                first = first["before_resume"]
+            log.info("time budget: a resumed run trains on to the %d steps its %g s budget planned (now at "
+                     "step %d), with no new time limit", self.planned_steps,
+                     first.get("budget_seconds", self.seconds), trainer.global_step)
             return
         used = self.clock() - self.start
         log.info("time budget: %.0f s from process start (%.1f s used before training)", self.seconds, used)
@@ -385,11 +388,13 @@ class TimeBudget(Callback):
         self._write(train_end_seconds=round(now - self.start, 2), final_step=trainer.global_step,
                     final_seconds_measured={k: round(v, 3) for k, v in measured.items()})
         if now > self.deadline and self._calibration_pace and is_rank_zero():  # (a resumed run has none)
+            # Both what the steps and what the end took, against the plan: either may have run over.
             log.warning(
-                "time budget exceeded: training and the final validation ended at %.0f s, "
-                "budget_seconds=%g; the steps took %.0f ms lately against %.0f ms when the run planned "
-                "(other work on this machine slows it)", now - self.start, self.seconds,
-                1000 * (self.step_seconds or 0.0), 1000 * self._calibration_pace)
+                "time budget exceeded: training and the final validation ended at %.1f s of "
+                "budget_seconds=%g; the last steps took %.0f ms each (%.0f ms when the run planned), the "
+                "end after them %.1f s (estimated %.1f s); other work on this machine slows a run",
+                now - self.start, self.seconds, 1000 * (self.step_seconds or 0.0),
+                1000 * self._calibration_pace, sum(measured.values()), self.final_seconds_now or 0.0)
 
     def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.active:
