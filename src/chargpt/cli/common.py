@@ -347,13 +347,21 @@ def resolve_prompt(prompt: object, tokenizer: CharTokenizer, setting: str = "pro
                 file=sys.stderr,
             )
         return start
-    if not isinstance(prompt, str):
-        raise ConfigError(f"{setting}={prompt!r} must be text, e.g. {setting}=ROMEO:")
-    if not prompt:  # refused by the sampler too, but only after the work (a whole training) is done
-        raise ConfigError(f"{setting} is empty; give at least one character, e.g. {setting}=ROMEO:, or "
-                          "leave it out to start from a new line")
+    check_prompt_text(prompt, setting)
     tokenizer.encode(prompt)  # characters the vocabulary lacks: an error naming them
     return prompt
+
+
+def check_prompt_text(prompt: object, setting: str = "prompt") -> None:
+    """A set prompt is text of at least one character (None: the model's start prompt). Needs no
+    model: a training checks it before any work (the sampler would refuse it after the run)."""
+    if prompt is None:
+        return
+    if not isinstance(prompt, str):
+        raise ConfigError(f"{setting}={prompt!r} must be text, e.g. {setting}=ROMEO:")
+    if not prompt:
+        raise ConfigError(f"{setting} is empty; give at least one character, e.g. {setting}=ROMEO:, or "
+                          "leave it unset")
 
 
 # What an earlier run of this process changed, to put back: the jobs of a multirun share the

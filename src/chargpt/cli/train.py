@@ -18,6 +18,7 @@ from chargpt.checkpoints import run_dir_of
 from chargpt.checks import seed, whole_number
 from chargpt.cli.common import (
     CONFIG_PATH,
+    check_prompt_text,
     cli_task,
     expand_path,
     quiet_known_warnings,
@@ -104,6 +105,8 @@ def _train(cfg: DictConfig, parallel: Path | None) -> float | None:
     check_sampling(cfg.sample.temperature, cfg.sample.top_k, cfg.sample.top_p, cfg.sample.max_new_tokens,
                    "sample.")
     seed("sample.seed", cfg.sample.get("seed"), optional=True)
+    if cfg.sample.max_new_tokens > 0:
+        check_prompt_text(cfg.sample.prompt, "sample.prompt")
     datamodule, module, trainer, ckpt_path, finetuning = build_run(cfg)
     sample_prompt = None
     if cfg.sample.max_new_tokens > 0:
