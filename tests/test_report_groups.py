@@ -105,8 +105,8 @@ def test_runs_repeating_a_seed_count_once(tmp_path: Path, capsys) -> None:
     # A run repeated with the same seed and settings (on a CPU, a copy of it) is not a second
     # measurement: it would make n larger and the spread smaller than the seeds show.
     sweep = tmp_path / "sweep"
-    for name, seed, loss in [("0", 1, 1.5), ("1", 2, 1.7), ("2", 2, 1.7), ("3", 3, 1.6), ("4", 3, 1.6)]:
-        fake_run(sweep, name, ["optimizer.lr=1e-3", f"seed={seed}"], loss)
+    for name, seed, loss in [("0", 1, 1.5), ("1", 2, 1.7), ("2", 2, 1.7), ("3", 3, 1.6), ("4", "03", 1.6)]:
+        fake_run(sweep, name, ["optimizer.lr=1e-3", f"seed={seed}"], loss)  # 03 is seed 3 again
     for name in ("5", "6"):
         fake_run(sweep, name, ["optimizer.lr=3e-3", "seed=7"], 1.4)  # one seed, twice: no spread known
     fake_run(sweep, "7", ["optimizer.lr=3e-3", "seed=8"], None, status="failed")

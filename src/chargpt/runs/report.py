@@ -174,7 +174,7 @@ def _cell(value: Any, column: str = "") -> str:
 
 
 def write_csv(path: Path, columns: list[str], rows: list[dict[str, Any]]) -> None:
-    with path.open("w", newline="") as f:
+    with path.open("w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=columns)
         writer.writeheader()
         writer.writerows({c: "" if row[c] is None else row[c] for c in columns} for row in rows)
@@ -319,8 +319,8 @@ def group_runs(rows: list[dict[str, Any]], metric: str = "best_val_loss") -> lis
     one measurement, repeated (on a CPU, a copy of it): their mean counts once, and the seeds
     column shows the repeats (`3×2`). Groups are ranked by the mean
     of `metric`, best first, and each is compared with the best one: `≈ noise` when the means are
-    closer than the sum of the two stds (the difference is smaller than the runs' spread), `≈ n=1`
-    when either has a single run (no spread known, so it cannot be told apart), `apart` otherwise.
+    closer than the sum of the two stds (the difference is smaller than the seeds' spread), `≈ n=1`
+    when either has a single seed (no spread known, so it cannot be told apart), `apart` otherwise.
     """
     groups: dict[tuple[tuple[str, Any], ...], dict[str, Any]] = {}
     for row in rows:
@@ -331,11 +331,10 @@ def group_runs(rows: list[dict[str, Any]], metric: str = "best_val_loss") -> lis
         group["runs"].append(row)
     result = []
     for group in groups.values():
-        by_seed: dict[str, list[dict[str, Any]]] = {}
+        by_seed: dict[tuple[str, int], list[dict[str, Any]]] = {}
         for i, r in enumerate(group["runs"]):
-            seed = r["overrides"].get(SEED) or r.get("recorded_seed")
-            by_seed.setdefault(str(seed) if seed else f"-{i}", []).append(r)  # unknown seeds: apart
-        seeds = sorted(by_seed, key=_natural)
+            by_seed.setdefault(_seed_key(r, i), []).append(r)
+        seeds = sorted(by_seed, key=lambda key: (_natural(key[0]), key[1]))
         finished = [[r for r in by_seed[s] if r["status"] == "finished"] for s in seeds]
         out: dict[str, Any] = {
             "settings": group["settings"],
@@ -362,8 +361,19 @@ def group_runs(rows: list[dict[str, Any]], metric: str = "best_val_loss") -> lis
     return result
 
 
-def _seed_label(seed: str, repeats: int) -> str:
-    return ("-" if seed.startswith("-") else seed) + (f"×{repeats}" if repeats > 1 else "")
+def _seed_key(row: dict[str, Any], index: int) -> tuple[str, int]:
+    """The run's seed as a number is written (`01` is 1), or, unknown, its own: ("-", its index)."""
+    seed = row["overrides"].get(SEED) or row.get("recorded_seed")
+    if seed is None or seed == "":
+        return "-", index
+    try:
+        return str(int(seed)), -1
+    except ValueError:
+        return str(seed), -1
+
+
+def _seed_label(key: tuple[str, int], repeats: int) -> str:
+    return key[0] + (f"×{repeats}" if repeats > 1 else "")
 
 
 def _per_seed(finished: list[list[dict[str, Any]]], column: str) -> list[float]:
