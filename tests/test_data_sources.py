@@ -334,11 +334,11 @@ def test_a_utf16_text_without_a_byte_order_mark_is_named_alone_and_in_a_folder(t
     text.parent.mkdir()
     text.write_bytes("Dear diary, today was long.\n".encode("utf-16-le") * 20)
     with pytest.raises(DataError, match=r"diary\.txt holds NUL bytes \(UTF-16 text, or a binary file\?\); "
-                                        r"if it is text, convert it to UTF-8, e\.g\. with iconv -f UTF-16"):
+                                        r"if it is text, convert it to UTF-8 \(UTF-16 with iconv -f UTF-16"):
         module(text).setup()
     # In a folder: a glob of *.txt would keep it, so none is offered.
-    with pytest.raises(DataError, match=r"diary\.txt inside .* holds NUL bytes .*; convert it to UTF-8 "
-                                        r"\(e\.g\. with iconv\), or remove it$"):
+    with pytest.raises(DataError, match=r"diary\.txt inside .* holds NUL bytes .*; if it is text, convert it "
+                                        r"to UTF-8 .*, or remove it$"):
         module(text.parent).setup()
 
 

@@ -94,21 +94,27 @@ def _file_part(path: Path) -> Part:
 
 
 NUL_BYTES = "holds NUL bytes (UTF-16 text, or a binary file?)"
+# The one advice for a file that is no UTF-8 text, wherever it was named.
+CONVERT = "if it is text, convert it to UTF-8 (UTF-16 with iconv -f UTF-16 -t UTF-8)"
+
+
+def _head(path: Path) -> bytes:
+    with path.open("rb") as f:
+        return f.read(_SNIFF_BYTES)
 
 
 def _not_text(path: Path) -> str | None:
     """Why the file, by its first bytes, is no UTF-8 text (None: it is). NUL bytes are valid UTF-8,
     but no text holds them: a UTF-16 file without a byte-order mark would train as every other
     character a NUL."""
-    with path.open("rb") as f:
-        head = f.read(_SNIFF_BYTES)
+    head = _head(path)
     if b"\0" in head:
         return NUL_BYTES
     try:
         head.decode("utf-8")
     except UnicodeDecodeError as err:
         if err.start < len(head) - 4:  # a character cut at the sniff's end is not an error
-            return "is not UTF-8 text (a binary file?)"
+            return "is not UTF-8 text (another encoding, or a binary file?)"
     return None
 
 
@@ -161,10 +167,10 @@ def _directory_files(root: Path, setting: str) -> tuple[list[Path], list[Path], 
         if why := _not_text(path):
             # As typed in a shell, with the folder's own glob characters ('[2024]') escaped.
             example = shlex.quote(f"{setting}={glob.escape(str(root))}/**/*.txt")
-            fix = f"remove it, or give {setting} a glob that leaves it out, e.g. {example}"
+            leave_out = f", or give {setting} a glob that leaves it out, e.g. {example}"
             if path.suffix == ".txt":  # that glob would keep it
-                fix = "convert it to UTF-8 (e.g. with iconv), or remove it"
-            raise DataError(f"{path} inside {root} {why}; {fix}")
+                leave_out = ""
+            raise DataError(f"{path} inside {root} {why}; {CONVERT}, or remove it{leave_out}")
     return files, runs, broken
 
 
@@ -254,16 +260,16 @@ def _text_files(value: str, setting: str, url: str | None, sha256: str | None) -
             )
         for match in sorted(found):
             if why := _not_text(match):
-                raise DataError(f"{match} (matched by {setting}={value}) {why}; leave it out")
+                raise DataError(f"{match} (matched by {setting}={value}) {why}; {CONVERT}, or leave it out "
+                                "of the pattern")
         return sorted(found)
     if not path.exists() and url is None:
         raise DataError(
             f"data file not found: {path}; pass an existing text file, directory or glob as {setting}=..."
         )
     file = resolve_corpus(path, url, sha256)
-    if _not_text(file) == NUL_BYTES:  # (other bad bytes: named with their offset as it is read)
-        raise DataError(f"{file} {NUL_BYTES}; if it is text, convert it to UTF-8, e.g. with iconv -f UTF-16 "
-                        "-t UTF-8")
+    if b"\0" in _head(file):  # (other bad bytes: named with their offset as it is read)
+        raise DataError(f"{file} {NUL_BYTES}; {CONVERT}")
     return [file]
 
 

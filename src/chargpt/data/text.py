@@ -231,8 +231,10 @@ class CharText:
         fixes = ["a longer text"]
         if self._vocab is None:  # with a checkpoint's vocabulary (fine-tune, evaluation), its context too
             fixes.append("a smaller model.block_size")
-        if self._n_train_parts is None and len(self.ids) >= 2 * (self.block_size + 1):
-            fixes.append("another data.train_fraction")  # where the fraction cuts, and some cut can do
+        # Only where the fraction cuts anywhere (not between whole files) and some cut can do.
+        cuts_anywhere = self._n_train_parts is None and self.split != "files"
+        if cuts_anywhere and len(self.ids) >= 2 * (self.block_size + 1):
+            fixes.append("another data.train_fraction")
         listed = fixes[0] if len(fixes) == 1 else ", ".join(fixes[:-1]) + " or " + fixes[-1]
         self.check_windows_fit(self.block_size, f"use {listed}")
         capped = self.val_max_chars is not None and len(self.val_ids) > self.val_max_chars
