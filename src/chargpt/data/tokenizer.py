@@ -24,6 +24,12 @@ def describe_chars(chars: Iterable[str], limit: int = 10) -> str:
     return f"{shown}{more}"
 
 
+def line_ending_fix(unknown: Iterable[str]) -> str:
+    """The first fix to name for characters a vocabulary lacks when a '\r' is among them: Windows
+    line endings, which data.newline=normalize reads as the new lines the model knows ("" else)."""
+    return "pass data.newline=normalize to read '\\r\\n' as '\\n', " if "\r" in unknown else ""
+
+
 class CharTokenizer:
     """Maps each character to its index in a fixed, ordered vocabulary."""
 

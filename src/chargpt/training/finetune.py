@@ -22,7 +22,7 @@ from torch import nn
 from chargpt.checkpoints import run_dir_of
 from chargpt.checks import whole_number, yes_no
 from chargpt.data import CharDataModule
-from chargpt.data.tokenizer import describe_chars
+from chargpt.data.tokenizer import describe_chars, line_ending_fix
 from chargpt.errors import ConfigError, DataError
 from chargpt.inference import load_with_checkpoint
 from chargpt.model import ModelConfig
@@ -92,11 +92,10 @@ def finetune_vocab(pretrained: Pretrained, data: CharDataModule, extend: bool) -
     """
     unseen = [c for c in data.characters() if c not in set(pretrained.vocab)]
     if unseen and not extend:
-        # Windows line endings are a reading setting, not text (the model knows newlines).
-        endings = "pass data.newline=normalize to read '\\r\\n' as '\\n', " if "\r" in unseen else ""
         raise DataError(
             f"{data.source} has characters the checkpoint never saw: {describe_chars(unseen)}; "
-            f"{endings}remove them, or pass finetune.extend_vocab=true to add them to the vocabulary"
+            f"{line_ending_fix(unseen)}remove them, or pass finetune.extend_vocab=true to add them to the "
+            "vocabulary"
         )
     if unseen:
         log.info("finetune.extend_vocab: added %d characters the checkpoint never saw: %s",
