@@ -75,3 +75,17 @@ def test_a_single_run_is_named_by_its_directory(tmp_path, capsys) -> None:
     rows = report(run)
     assert rows[0]["run"] == "23-10-05"
     assert rows[0]["data.path"] == "a, b.txt"  # as typed, not as quoted for Hydra
+
+
+def test_a_narrow_table_keeps_its_title_and_notes_on_whole_lines(tmp_path, monkeypatch, capsys) -> None:
+    # A run stopped before its first validation: the settings table has three narrow columns
+    # (seeds, n, vs_best), and rich would fold its title and footnote into a column of words.
+    monkeypatch.setenv("COLUMNS", "120")
+    fake_run(tmp_path / "run", ["model=tiny"], best=1.5)
+    (tmp_path / "run" / "metrics.json").unlink()
+    (tmp_path / "run" / "status.json").write_text(json.dumps({"status": "interrupted"}))
+    report(tmp_path / "run")
+    lines = [line.strip() for line in capsys.readouterr().out.splitlines()]
+    assert "1 setting: mean ± std over seeds, sorted by best_val_loss" in lines
+    assert "≈: best_val_loss not told apart from the best's (|Δ mean| < sum of stds, or n=1)" in lines
+    assert "shared: model=tiny" in lines

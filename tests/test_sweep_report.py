@@ -193,3 +193,28 @@ def test_optuna_search_minimises_best_val_loss(tmp_path: Path) -> None:
     assert {"model.n_embd", "model.n_layer", "model.dropout"} <= set(rows[0])
     best = (sweep / "optimization_results.yaml").read_text()
     assert f"best_value: {rows[0]['best_val_loss']}" in best
+
+
+def test_a_stopped_run_outside_a_sweep_is_given_its_resume_command(tmp_path: Path, capsys) -> None:
+    runs = tmp_path / "my runs"
+    stopped = {**metrics(1.7, 1.7), "status": "interrupted"}
+    # Resumed once already: its latest launch's overrides, without that launch's ckpt_path.
+    launch = ["optimizer.lr=3e-3", "data.path='my text.txt'"]
+    fake_run(runs, "a, b", launch, stopped, {"status": "interrupted"})
+    (runs / "a, b" / ".hydra" / "resume-1").mkdir()
+    (runs / "a, b" / ".hydra" / "resume-1" / "overrides.yaml").write_text(
+        "- optimizer.lr=3e-3\n- data.path='my text.txt'\n- trainer.max_steps=900\n- ckpt_path=old\n")
+    (runs / "a, b" / "checkpoints").mkdir()
+    (runs / "a, b" / "checkpoints" / "last.ckpt").write_bytes(b"weights")
+    fake_run(runs, "early", ["optimizer.lr=1e-2"], None, {"status": "interrupted"})
+    fake_run(runs, "done", ["optimizer.lr=1e-3"], metrics(1.5, 1.5), {"status": "finished"})
+
+    report(runs)
+
+    out = capsys.readouterr().out
+    run_dir = runs.resolve() / "a, b"
+    assert "1 run stopped early; resume it from its last checkpoint with:" in out
+    resume = "chargpt-train optimizer.lr=3e-3 'data.path=my text.txt' trainer.max_steps=900"
+    assert f"  {resume} 'ckpt_path={run_dir}'" in out
+    assert "1 run stopped before a first checkpoint (early): nothing to resume" in out
+    assert "done" not in out.split("stopped early")[1]  # a finished run needs nothing

@@ -18,9 +18,9 @@ from chargpt.data.tokenizer import describe_chars
 from chargpt.errors import CheckpointError
 from chargpt.files import atomic_path
 from chargpt.model import ModelConfig
+from chargpt.runs.resume import LAST, last_checkpoint
 from chargpt.runs.status import read_status, state_of
 
-LAST = "last.ckpt"
 # Where the corpus fingerprint sits in a checkpoint: the ResumeState callback's state key.
 RESUME_STATE_KEY = "ResumeState"
 
@@ -64,11 +64,6 @@ def resolve_checkpoint(path: str | Path) -> Path:
     if not p.exists():
         raise CheckpointError(f"checkpoint not found: {p}; pass an existing .ckpt file or run directory")
     return p
-
-
-def last_checkpoint(run_dir: Path) -> Path | None:
-    """A run directory's last.ckpt (in its checkpoints/ folder, or beside it), if it has one."""
-    return next((c for c in (run_dir / "checkpoints" / LAST, run_dir / LAST) if c.is_file()), None)
 
 
 def stopped_before_checkpoint(run_dir: Path) -> str | None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import shlex
 import signal
 import sys
 from pathlib import Path
@@ -30,9 +29,10 @@ from chargpt.distributed import is_rank_zero
 from chargpt.errors import ChargptError, ConfigError, exit_on_user_error
 from chargpt.inference import TrainedModel
 from chargpt.model.sampling import check_sampling
-from chargpt.overrides import as_typed, hydra_quoted, literal_value, override_key
+from chargpt.overrides import hydra_quoted, literal_value
 from chargpt.runs.continuation import continued_job, forget_unstarted_job, keep_finished_jobs, resume_subdir
 from chargpt.runs.directory import check_run_dir, holds_run
+from chargpt.runs.resume import CKPT_PATH, resume_command
 from chargpt.runs.status import (
     forget_this_resume,
     record_signalled,
@@ -49,23 +49,6 @@ from chargpt.training.callbacks.safety import GracefulInterrupt, TrainingInterru
 CONFIG_NAME = "train"  # configs/train.yaml
 
 log = logging.getLogger(__name__)
-
-
-CKPT_PATH = ("ckpt_path=", "+ckpt_path=", "++ckpt_path=")
-
-
-# Overrides that launch a search: a trial continues as one run, with the values it was given.
-SEARCH_GROUPS = ("hparams_search",)
-
-
-def resume_command(run_dir: str | Path, overrides: list[str] | None = None) -> str:
-    """The command that continues this run (`overrides`: this job's, by default): the same
-    overrides, with ckpt_path at its directory."""
-    if overrides is None:
-        overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
-    kept = [as_typed(o) for o in overrides
-            if not o.startswith(CKPT_PATH) and override_key(o) not in SEARCH_GROUPS]
-    return shlex.join(["chargpt-train", *kept, f"ckpt_path={run_dir}"])
 
 
 SEED_MAX = 2**32 - 1  # numpy's seeds, which Lightning seeds too

@@ -28,6 +28,7 @@ from chargpt.errors import ChargptError
 from chargpt.files import read_json_object
 from chargpt.overrides import literal_value, override_key
 from chargpt.runs.curves import PNG_SOFTWARE, write_curves
+from chargpt.runs.resume import last_checkpoint, resume_command
 from chargpt.runs.status import read_status, state_of
 from chargpt.runs.sweep_record import continue_command, planned_jobs
 
@@ -131,6 +132,7 @@ def run_row(run_dir: Path, sweep_dir: Path) -> dict[str, Any]:
         "tokens_per_sec": metrics.get("tokens_per_second"),
         "wall_s": metrics.get("train_seconds"),
         "error": status.get("error", ""),
+        "dir": run_dir,  # not a column: where a stopped run resumes from
     }
 
 
@@ -278,9 +280,20 @@ def _print_fitted(
             drop = (last or settings)[0]
         shown.remove(drop)
         left_out.insert(0, drop)
+    text_console = console  # for a title or caption printed apart (below): the whole width
     if console.width == 10_000:
         console = _Console(width=console.measure(table).maximum)
+    # rich wraps a title and caption to the table's width: a narrow table (few columns) would fold
+    # them into a column of words, so those wider than it go above and below it instead.
+    width = min(console.measure(table).maximum, console.width)
+    above = [table.title] if table.title and len(str(table.title)) > width else []
+    below = [table.caption] if table.caption and len(str(table.caption)) > width else []
+    table.title, table.caption = (None if above else table.title), (None if below else table.caption)
+    for line in above:
+        text_console.print(line, style="table.title", highlight=False)
     console.print(table)
+    for line in below:
+        text_console.print(line, style="table.caption", highlight=False)
 
 
 # Seeds: runs that differ only in `seed` are one setting measured several times.
@@ -503,6 +516,50 @@ def stopped_sweep_note(sweep_dir: Path, rows: list[dict[str, Any]]) -> str | Non
     return f"this sweep stopped part-way ({', '.join(parts)}); continue it with: {command}"
 
 
+STOPPED_RUNS_LISTED = 5  # resume commands printed; the table's status column names the rest
+
+
+def stopped_runs_note(rows: list[dict[str, Any]]) -> str | None:
+    """For runs that stopped early outside a sweep that can be continued as a whole: the command
+    that resumes each one from its last checkpoint, or that it has none."""
+    stopped = [r for r in rows if r["status"] in STOPPED]
+    if not stopped:
+        return None
+    commands = [resume_command(r["dir"].resolve(), _launch_overrides(r["dir"]))
+                for r in stopped if last_checkpoint(r["dir"]) is not None]
+    fresh = [r["run"] for r in stopped if last_checkpoint(r["dir"]) is None]
+    listed = STOPPED_RUNS_LISTED
+    lines = []
+    if commands:
+        each = "each" if len(commands) > 1 else "it"
+        stopped_early = _count(len(commands), "run")
+        lines.append(f"{stopped_early} stopped early; resume {each} from its last checkpoint with:")
+        lines += [f"  {c}" for c in commands[:listed]]
+        if len(commands) > listed:
+            lines.append(f"  ... and {len(commands) - listed} more (the table's status column)")
+    if fresh:
+        names = ", ".join(fresh[:listed]) + (", ..." if len(fresh) > listed else "")
+        lines.append(f"{_count(len(fresh), 'run')} stopped before a first checkpoint ({names}): nothing to "
+                     "resume; the same command without ckpt_path starts over")
+    return "\n".join(lines)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'s' if n != 1 else ''}"
+
+
+def _launch_overrides(run_dir: Path) -> list[str]:
+    """The overrides of the run's latest launch (its first, or its latest resume) as typed."""
+    for path in reversed(overrides_files(run_dir)):
+        try:
+            items = OmegaConf.to_container(OmegaConf.load(path)) or []
+        except Exception:  # unreadable (the table already warned): the next older launch
+            continue
+        if isinstance(items, list):
+            return [str(o) for o in items]
+    return []
+
+
 def report(sweep_dir: Path, csv_path: Path | None = None, sort_by: str = "best_val_loss") -> list[dict]:
     if not sweep_dir.is_dir():
         raise ChargptError(f"{sweep_dir} is not a directory; give a sweep directory (outputs/multirun/...)")
@@ -521,7 +578,7 @@ def report(sweep_dir: Path, csv_path: Path | None = None, sort_by: str = "best_v
         raise ChargptError(f"no readable runs in {sweep_dir}; give a sweep directory")
     ranked = sort_rows(rows_read, sort_by)
     columns, rows = flat_rows(ranked)
-    counted = f"{len(rows)} run{'s' if len(rows) != 1 else ''}"
+    counted = _count(len(rows), "run")
     metric = "best_val_loss" if sort_by == "run" else sort_by
     groups = group_runs(ranked, metric)
     # Output into a pipe whose reader stopped (`| head`) stops the printing, not the files: the
@@ -529,10 +586,10 @@ def report(sweep_dir: Path, csv_path: Path | None = None, sort_by: str = "best_v
     closed = _printing(lambda: print_table(f"{sweep_dir} ({counted}, sorted by {sort_by})", columns, rows,
                                            metric=metric))
     closed = closed or _printing(lambda: print_groups(
-        f"{len(groups)} settings: mean ± std over seeds, sorted by {metric}", groups, metric))
+        f"{_count(len(groups), 'setting')}: mean ± std over seeds, sorted by {metric}", groups, metric))
     write_csv(csv_path, columns, rows)
     write_csv(groups_path, *flat_groups(groups))
-    note = stopped_sweep_note(sweep_dir, rows)
+    note = stopped_sweep_note(sweep_dir, rows) or stopped_runs_note(ranked)
     closed = closed or _printing(lambda: print(*([note] if note else []), f"written: {csv_path}",
                                                f"written: {groups_path}", sep="\n", flush=True))
     write_curves(curves_path, sweep_dir, columns, rows)
