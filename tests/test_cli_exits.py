@@ -139,6 +139,23 @@ def test_the_first_signal_says_what_a_second_would_keep(kept, tmp_path, monkeypa
     assert line.endswith(f"its last checkpoint, {kept}, stays)" if kept else "it has no checkpoint yet)")
 
 
+@pytest.mark.parametrize("rank", [0, 1])
+def test_only_the_first_process_of_a_run_says_it_got_the_signal(rank, tmp_path, monkeypatch, capsys) -> None:
+    # Ctrl-C reaches every process of a multi-process run (trainer=ddp_cpu): one line, not one each.
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
+
+    monkeypatch.setattr(rank_zero_only, "rank", rank)
+    guard = GracefulInterrupt(str(tmp_path))
+    previous = signal.getsignal(signal.SIGINT)
+    try:
+        guard._handle(signal.SIGINT, None)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert guard.received == signal.SIGINT  # every rank stops, at the same step
+    err = capsys.readouterr().err
+    assert ("SIGINT received: stopping after this step" in err) == (rank == 0)
+
+
 @pytest.mark.slow
 def test_a_second_ctrl_c_quits_training_at_once(tmp_path: Path, corpus: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "CHARGPT_CACHE_DIR": str(tmp_path / "cache")}

@@ -28,6 +28,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 from chargpt.checks import whole_number
+from chargpt.distributed import is_rank_zero
 from chargpt.errors import ChargptError
 from chargpt.stop_request import SIGNALS, request_stop, requested_stop
 from chargpt.training.callbacks.checkpointing import last_checkpoint_path, latest_checkpoint_written
@@ -162,7 +163,8 @@ class GracefulInterrupt(Callback):
         else:
             what = "stopping after this step and writing a checkpoint"
             then = f"send it again to quit at once without one: {kept}"
-        print(f"\n{signal.Signals(signum).name} received: {what} ({then})", file=sys.stderr, flush=True)
+        if is_rank_zero():  # one line for the run: Ctrl-C reaches every process of a multi-process one
+            print(f"\n{signal.Signals(signum).name} received: {what} ({then})", file=sys.stderr, flush=True)
 
     def _read_sweep_stop(self) -> None:
         """A stop of the whole sweep (its process, or another job, got a signal) stops this job as
@@ -173,8 +175,9 @@ class GracefulInterrupt(Callback):
         self.received = signum
         if self.on_signal is not None:
             self.on_signal()
-        print(f"\n{signal.Signals(signum).name} sent to the sweep: this job stops after this step and "
-              "writes a checkpoint", file=sys.stderr, flush=True)
+        if is_rank_zero():
+            print(f"\n{signal.Signals(signum).name} sent to the sweep: this job stops after this step and "
+                  "writes a checkpoint", file=sys.stderr, flush=True)
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         # Before Lightning registers its SIGTERM handler: these are restored at teardown.
