@@ -115,6 +115,7 @@ def test_runs_repeating_a_seed_count_once(tmp_path: Path, capsys) -> None:
         best, other = csv.DictReader(f)
     assert (best["seeds"], best["runs"], best["n"], best["best_val_loss_std"]) == ("7×2,8", "3", "1", "")
     assert (other["seeds"], other["runs"], other["n"]) == ("1,2×2,3×2", "5", "3")
+    assert (best["seed_count"], other["seed_count"]) == ("2", "3")  # the CSV's "1/2": n of seed_count
     assert float(other["best_val_loss_mean"]) == pytest.approx(1.6)  # over seeds 1, 2, 3
     assert float(other["best_val_loss_std"]) == pytest.approx(0.1)
     assert [best["vs_best"], other["vs_best"]] == ["best", "≈ n=1"]

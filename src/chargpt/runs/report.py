@@ -354,7 +354,7 @@ def group_runs(rows: list[dict[str, Any]], metric: str = "best_val_loss") -> lis
             "seeds": ",".join(_seed_label(s, len(by_seed[s])) for s in seeds),
             "runs": len(group["runs"]),
             "n": sum(any(_finite(r.get(metric)) for r in runs) for runs in finished),
-            "seed_count": len(seeds),  # (on screen: n of these; not a CSV column)
+            "seed_count": len(seeds),  # on screen: n of these, "2/3"
         }
         for column in GROUP_METRICS:
             out[f"{column}_mean"], out[f"{column}_std"] = _stats(_per_seed(finished, column))
@@ -413,7 +413,7 @@ def group_columns(groups: list[dict[str, Any]]) -> list[str]:
     for group in groups:
         keys += [k for k in group["settings"] if k not in keys]
     figures = [f"{c}_{s}" for c in GROUP_METRICS for s in ("mean", "std")]
-    return [*keys, "seeds", "runs", "n", *figures, "delta", "vs_best"]
+    return [*keys, "seeds", "runs", "n", "seed_count", *figures, "delta", "vs_best"]
 
 
 def flat_groups(groups: list[dict[str, Any]]) -> tuple[list[str], list[dict[str, Any]]]:
