@@ -89,3 +89,25 @@ def test_a_narrow_table_keeps_its_title_and_notes_on_whole_lines(tmp_path, monke
     assert "1 setting: mean ± std over seeds, sorted by best_val_loss" in lines
     assert "≈: best_val_loss not told apart from the best's (|Δ mean| < sum of stds, or n=1)" in lines
     assert "shared: model=tiny" in lines
+
+
+def test_brackets_in_names_and_settings_are_printed_as_typed(tmp_path, monkeypatch, capsys) -> None:
+    # rich reads "[bold]" as a style and "[/]" as a closing tag with nothing to close (an error).
+    monkeypatch.setenv("COLUMNS", "150")
+    fake_run(tmp_path / "runs" / "a[/]b", ["data.path='x[/]y [bold]z[/bold].txt'"], best=1.5)
+    fake_run(tmp_path / "runs" / "[red]c", ["data.path=plain.txt"], best=1.6)
+    report(tmp_path / "runs")
+    out = capsys.readouterr().out
+    assert "a[/]b" in out and "[red]c" in out and "x[/]y [bold]z[/bold].txt" in out
+
+
+def test_a_title_of_wide_characters_is_measured_in_cells(tmp_path, monkeypatch, capsys) -> None:
+    # Each of these characters takes two columns: counted as one, the title would be thought to
+    # fit the table (~88 columns wide) and be folded into it.
+    monkeypatch.setenv("COLUMNS", "150")
+    monkeypatch.chdir(tmp_path)
+    run = Path("日本語の実験フォルダ" * 4) / "run"  # 77 characters in the title, 117 columns
+    fake_run(run, ["model=tiny"], best=1.5)
+    report(run)
+    lines = capsys.readouterr().out.splitlines()
+    assert any(line.strip() == f"{run} (1 run, sorted by best_val_loss)" for line in lines)

@@ -216,5 +216,33 @@ def test_a_stopped_run_outside_a_sweep_is_given_its_resume_command(tmp_path: Pat
     assert "1 run stopped early; resume it from its last checkpoint with:" in out
     resume = "chargpt-train optimizer.lr=3e-3 'data.path=my text.txt' trainer.max_steps=900"
     assert f"  {resume} 'ckpt_path={run_dir}'" in out
-    assert "1 run stopped before a first checkpoint (early): nothing to resume" in out
+    assert "1 run stopped before a first checkpoint, nothing to resume (early): launch it again" in out
     assert "done" not in out.split("stopped early")[1]  # a finished run needs nothing
+
+
+def test_a_stopped_sweep_job_gets_its_sweeps_continue_command_not_its_own(tmp_path: Path, capsys) -> None:
+    # Resuming the job alone would leave the sweep's jobs that never started out.
+    runs = tmp_path / "outputs"
+    sweep = runs / "multirun" / "lr"
+    (sweep).mkdir(parents=True)
+    (sweep / "multirun.yaml").write_text(
+        "hydra:\n  overrides:\n    hydra: []\n    task: ['optimizer.lr=1e-3,3e-3,1e-2']\n"
+        "  sweeper:\n    _target_: hydra._internal.core_plugins.basic_sweeper.BasicSweeper\n")
+    fake_run(sweep, "0", ["optimizer.lr=1e-3"], metrics(1.5, 1.5), {"status": "finished"})
+    fake_run(sweep, "1", ["optimizer.lr=3e-3"], metrics(1.6, 1.6), {"status": "interrupted"})
+    (sweep / "1" / "checkpoints").mkdir()
+    (sweep / "1" / "checkpoints" / "last.ckpt").write_bytes(b"weights")
+    fake_run(runs, "alone", ["model=tiny"], metrics(1.9, 1.9), {"status": "interrupted"})
+    (runs / "alone" / "last.ckpt").write_bytes(b"weights")
+
+    report(runs)
+
+    out = capsys.readouterr().out
+    assert (f"{sweep}: this sweep stopped part-way (1 stopped, 1 of 3 never started); continue it with: "
+            f"chargpt-train -m optimizer.lr=1e-3,3e-3,1e-2 hydra.sweep.dir={sweep.resolve()}") in out
+    assert f"ckpt_path={sweep.resolve() / '1'}" not in out
+    assert f"  chargpt-train model=tiny ckpt_path={(runs / 'alone').resolve()}" in out
+
+    report(sweep)  # the sweep itself: its own note only
+    out = capsys.readouterr().out
+    assert "this sweep stopped part-way" in out and "stopped early; resume" not in out

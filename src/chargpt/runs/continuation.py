@@ -25,8 +25,8 @@ from pathlib import Path
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from chargpt.checkpoints import last_checkpoint
 from chargpt.errors import SetupError
+from chargpt.runs.resume import last_checkpoint
 from chargpt.runs.status import FAILED_VALUE, read_status, state_of
 from chargpt.runs.sweep_record import CONTINUED, as_written
 

@@ -15,14 +15,17 @@ import csv
 import math
 import os
 import re
+import shlex
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from omegaconf import OmegaConf
+from rich.cells import cell_len
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from chargpt.errors import ChargptError
 from chargpt.files import read_json_object
@@ -30,7 +33,7 @@ from chargpt.overrides import literal_value, override_key
 from chargpt.runs.curves import PNG_SOFTWARE, write_curves
 from chargpt.runs.resume import last_checkpoint, resume_command
 from chargpt.runs.status import read_status, state_of
-from chargpt.runs.sweep_record import continue_command, planned_jobs
+from chargpt.runs.sweep_record import SWEEP_CONFIG, continue_command, planned_jobs
 
 SEED = "seed"
 METRIC_COLUMNS = ["best_val_loss", "last_val_loss", "steps", "tokens_per_sec", "wall_s"]
@@ -206,18 +209,20 @@ def _table(
     title: str, shown: list[str], rows: list[dict[str, Any]], caption: str | None,
     whole: tuple[str, ...] = WHOLE, right: tuple[str, ...] = tuple(METRIC_COLUMNS),
 ) -> Table:
-    table = Table(title=title, caption=caption)
+    # Text, not str: rich would read a path's or a setting's brackets as markup (`a[/]b` raises).
+    table = Table(title=Text(title), caption=Text(caption) if caption else None)
     for column in shown:
         if column == "error":  # the first words; the CSV has it whole
-            table.add_column(column, max_width=ERROR_WIDTH, no_wrap=True, overflow="ellipsis")
+            table.add_column(Text(column), max_width=ERROR_WIDTH, no_wrap=True, overflow="ellipsis")
         elif column in whole:
             justify = "right" if column in right else "left"
-            table.add_column(column, justify=justify, min_width=_min_width(column, rows, whole), no_wrap=True)
+            table.add_column(Text(column), justify=justify, min_width=_min_width(column, rows, whole),
+                             no_wrap=True)
         else:  # a swept setting: wraps, down to a width that stays readable
-            table.add_column(column, overflow="fold", min_width=_min_width(column, rows, whole))
+            table.add_column(Text(column), overflow="fold", min_width=_min_width(column, rows, whole))
     styles = {"failed": "red", "killed": "red", "interrupted": "yellow", "incomplete": "yellow"}
     for row in rows:
-        table.add_row(*(_cell(row[c], c) for c in shown), style=styles.get(str(row.get("status"))))
+        table.add_row(*(Text(_cell(row[c], c)) for c in shown), style=styles.get(str(row.get("status"))))
     return table
 
 
@@ -286,14 +291,14 @@ def _print_fitted(
     # rich wraps a title and caption to the table's width: a narrow table (few columns) would fold
     # them into a column of words, so those wider than it go above and below it instead.
     width = min(console.measure(table).maximum, console.width)
-    above = [table.title] if table.title and len(str(table.title)) > width else []
-    below = [table.caption] if table.caption and len(str(table.caption)) > width else []
+    above = [table.title] if table.title and cell_len(str(table.title)) > width else []
+    below = [table.caption] if table.caption and cell_len(str(table.caption)) > width else []
     table.title, table.caption = (None if above else table.title), (None if below else table.caption)
     for line in above:
-        text_console.print(line, style="table.title", highlight=False)
+        text_console.print(line, style="table.title")
     console.print(table)
     for line in below:
-        text_console.print(line, style="table.caption", highlight=False)
+        text_console.print(line, style="table.caption")
 
 
 # Seeds: runs that differ only in `seed` are one setting measured several times.
@@ -519,17 +524,22 @@ def stopped_sweep_note(sweep_dir: Path, rows: list[dict[str, Any]]) -> str | Non
 STOPPED_RUNS_LISTED = 5  # resume commands printed; the table's status column names the rest
 
 
-def stopped_runs_note(rows: list[dict[str, Any]]) -> str | None:
-    """For runs that stopped early outside a sweep that can be continued as a whole: the command
-    that resumes each one from its last checkpoint, or that it has none."""
+def stopped_runs_note(rows: list[dict[str, Any]], top: Path) -> str | None:
+    """For a folder of runs that is not itself a sweep: the command that resumes each stopped run
+    from its last checkpoint, or that it has none; a stopped job of a sweep inside the folder is
+    given its sweep's continue command instead (it also runs the jobs that never started)."""
     stopped = [r for r in rows if r["status"] in STOPPED]
-    if not stopped:
-        return None
+    by_sweep: dict[Path, list[dict[str, Any]]] = {}
+    for row in stopped:
+        if (sweep := _sweep_of(row["dir"], top)) is not None:
+            by_sweep.setdefault(sweep, []).append(row)
+    alone = [r for r in stopped if _sweep_of(r["dir"], top) is None]
     commands = [resume_command(r["dir"].resolve(), _launch_overrides(r["dir"]))
-                for r in stopped if last_checkpoint(r["dir"]) is not None]
-    fresh = [r["run"] for r in stopped if last_checkpoint(r["dir"]) is None]
+                for r in alone if last_checkpoint(r["dir"]) is not None]
+    fresh = [shlex.quote(r["run"]) for r in alone if last_checkpoint(r["dir"]) is None]
     listed = STOPPED_RUNS_LISTED
-    lines = []
+    lines = [f"{sweep}: {note}" for sweep in by_sweep
+             if (note := stopped_sweep_note(sweep, [r for r in rows if _sweep_of(r["dir"], top) == sweep]))]
     if commands:
         each = "each" if len(commands) > 1 else "it"
         stopped_early = _count(len(commands), "run")
@@ -538,10 +548,20 @@ def stopped_runs_note(rows: list[dict[str, Any]]) -> str | None:
         if len(commands) > listed:
             lines.append(f"  ... and {len(commands) - listed} more (the table's status column)")
     if fresh:
-        names = ", ".join(fresh[:listed]) + (", ..." if len(fresh) > listed else "")
-        lines.append(f"{_count(len(fresh), 'run')} stopped before a first checkpoint ({names}): nothing to "
-                     "resume; the same command without ckpt_path starts over")
-    return "\n".join(lines)
+        names = " ".join(fresh[:listed]) + (" ..." if len(fresh) > listed else "")
+        lines.append(f"{_count(len(fresh), 'run')} stopped before a first checkpoint, nothing to resume "
+                     f"({names}): launch {'them' if len(fresh) > 1 else 'it'} again to start over")
+    return "\n".join(lines) or None
+
+
+def _sweep_of(run_dir: Path, top: Path) -> Path | None:
+    """The folder of the sweep whose job `run_dir` is (it records the sweep), up to `top`."""
+    for folder in run_dir.parents:
+        if (folder / SWEEP_CONFIG).is_file():
+            return folder
+        if folder == top:
+            return None
+    return None
 
 
 def _count(n: int, noun: str) -> str:
@@ -550,14 +570,8 @@ def _count(n: int, noun: str) -> str:
 
 def _launch_overrides(run_dir: Path) -> list[str]:
     """The overrides of the run's latest launch (its first, or its latest resume) as typed."""
-    for path in reversed(overrides_files(run_dir)):
-        try:
-            items = OmegaConf.to_container(OmegaConf.load(path)) or []
-        except Exception:  # unreadable (the table already warned): the next older launch
-            continue
-        if isinstance(items, list):
-            return [str(o) for o in items]
-    return []
+    items = OmegaConf.to_container(OmegaConf.load(overrides_files(run_dir)[-1])) or []
+    return [str(o) for o in items]
 
 
 def report(sweep_dir: Path, csv_path: Path | None = None, sort_by: str = "best_val_loss") -> list[dict]:
@@ -589,7 +603,10 @@ def report(sweep_dir: Path, csv_path: Path | None = None, sort_by: str = "best_v
         f"{_count(len(groups), 'setting')}: mean ± std over seeds, sorted by {metric}", groups, metric))
     write_csv(csv_path, columns, rows)
     write_csv(groups_path, *flat_groups(groups))
-    note = stopped_sweep_note(sweep_dir, rows) or stopped_runs_note(ranked)
+    if continue_command(sweep_dir) is not None:  # a sweep: continued as a whole, or still running
+        note = stopped_sweep_note(sweep_dir, rows)
+    else:
+        note = stopped_runs_note(ranked, sweep_dir)
     closed = closed or _printing(lambda: print(*([note] if note else []), f"written: {csv_path}",
                                                f"written: {groups_path}", sep="\n", flush=True))
     write_curves(curves_path, sweep_dir, columns, rows)

@@ -25,6 +25,7 @@ from omegaconf import DictConfig
 from chargpt.distributed import is_rank_zero
 from chargpt.errors import SetupError, user_error_in
 from chargpt.files import process_alive, read_json_object, write_json_atomic
+from chargpt.runs.resume import last_checkpoint
 from chargpt.stop_request import JobStopped
 
 log = logging.getLogger(__name__)
@@ -157,8 +158,6 @@ def record_status(task: Callable[[DictConfig], float | None]) -> Callable[[DictC
                 raise  # a parallel sweep stopped before this job began training: nothing to record
             if _interrupted(err):
                 write_status(run_dir, "interrupted")
-                from chargpt.checkpoints import last_checkpoint  # checkpoints.py reads statuses too
-
                 resumable = last_checkpoint(Path(run_dir)) is not None
                 _note_end(run_dir, f"interrupted; continue it with ckpt_path={run_dir}" if resumable
                           else "interrupted before its first checkpoint")
