@@ -31,10 +31,12 @@ pytest.importorskip("uvicorn", reason=NO_EXTRA)
 pytestmark = pytest.mark.skipif(lacks("openai"), reason=NO_EXTRA)
 
 from chargpt.cli import serve as serve_cli  # noqa: E402  (needs the extra)
+from chargpt.data.tokenizer import CharTokenizer  # noqa: E402
 from chargpt.export import card_for, export_model  # noqa: E402
+from chargpt.inference import start_prompt  # noqa: E402
 from chargpt.serving.app import create_app  # noqa: E402
 from chargpt.serving.engine import Engine  # noqa: E402
-from chargpt.serving.protocol import Limits  # noqa: E402
+from chargpt.serving.protocol import APIError, Limits, parse_completion  # noqa: E402
 from chargpt.serving.server import BackgroundServer  # noqa: E402
 
 # What people type: punctuation, quotes, accents, an emoji, newlines.
@@ -42,14 +44,14 @@ VOCAB = sorted(set("\n !\"',.:;?-ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstu
 LIMITS = Limits(default_max_tokens=64, max_tokens=500, max_n=4)
 
 
-def write_checkpoint(run: Path, config: ModelConfig, seed: int = 0) -> Path:
+def write_checkpoint(run: Path, config: ModelConfig, seed: int = 0, vocab: list[str] = VOCAB) -> Path:
     """A run directory with a chargpt checkpoint (random weights), a val loss and a step."""
     torch.manual_seed(seed)
-    model = build_model(config, len(VOCAB))
+    model = build_model(config, len(vocab))
     path = run / "checkpoints" / "last.ckpt"
     path.parent.mkdir(parents=True)
     torch.save({
-        "hyper_parameters": {"model": config.to_dict(), "vocab": VOCAB},
+        "hyper_parameters": {"model": config.to_dict(), "vocab": vocab},
         "state_dict": {f"model.{k}": v for k, v in model.state_dict().items()},
         "callbacks": {"LatestCheckpoint{'monitor': 'val/loss'}": {
             "monitor": "val/loss", "current_score": torch.tensor(1.5)}},
@@ -435,3 +437,33 @@ def test_the_compiled_step_serves_without_recompiling(run_dir: Path) -> None:
             assert [len(c["text"]) for c in answer["choices"]] == [50] * body["n"]
         assert len(alone["choices"][0]["text"]) == 70
         assert set("".join(c["text"] for a in answers for c in a["choices"])) <= set(VOCAB)
+
+
+@pytest.mark.parametrize("neutral", [
+    {"stream": None}, {"best_of": 1}, {"logit_bias": {}}, {"stop": []}, {"stop": ""}, {"suffix": ""},
+    {"echo": False}, {"presence_penalty": 0.0}, {"frequency_penalty": 0}, {"logprobs": None},
+])
+def test_openai_values_that_ask_for_nothing_are_accepted(neutral: dict) -> None:
+    # What OpenAI's clients send as their defaults, or an empty list or map: nothing is asked that
+    # the server does not do.
+    request = parse_completion({"prompt": "ab", **neutral}, CharTokenizer.from_text("abc"), LIMITS, "m")
+    assert request.prompt == "ab" and request.stream is False
+
+
+@pytest.mark.parametrize("asked", [
+    {"best_of": 2}, {"logit_bias": {"1": 5}}, {"stop": ["\n"]}, {"echo": True}, {"echo": 0},
+    {"presence_penalty": 0.5}, {"logprobs": 0},
+])
+def test_openai_values_that_ask_for_something_unsupported_are_refused(asked: dict) -> None:
+    with pytest.raises(APIError) as refused:
+        parse_completion({"prompt": "ab", **asked}, CharTokenizer.from_text("abc"), LIMITS, "m")
+    assert refused.value.status == 400 and "is not supported by this server" in refused.value.message
+
+
+@pytest.mark.parametrize(("text", "start"), [("ab\ncd", "\n"), ("no newline here", " ")])
+def test_a_request_without_a_prompt_starts_as_chargpt_sample_does(text: str, start: str) -> None:
+    # A model of a text with no newline cannot take one: it starts from its first character instead.
+    tokenizer = CharTokenizer.from_text(text)
+    request = parse_completion({"max_tokens": 3}, tokenizer, LIMITS, "m")
+    assert request.prompt == start_prompt(tokenizer) == start
+    assert request.prompt_ids == tokenizer.encode(start)

@@ -22,7 +22,7 @@ from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 from chargpt.model import ModelConfig  # noqa: E402
 from chargpt.serving.protocol import Limits  # noqa: E402
-from test_serve import serving, write_checkpoint  # noqa: E402
+from test_serve import VOCAB, serving, write_checkpoint  # noqa: E402
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 DRIVER = shutil.which("chromedriver")
@@ -150,3 +150,23 @@ def test_a_seed_past_two_to_the_53_draws_the_apis_text(page_url: str, browser: w
     rounded = httpx.post(f"{page_url}/v1/completions", timeout=180, json={
         "prompt": "The", "max_tokens": 80, "seed": 2**64}).json()
     assert text == expected and "error" in rounded  # 2^64 (what rounding gives) is out of range
+
+
+def test_an_empty_prompt_box_starts_the_models_way(browser: webdriver.Chrome, tmp_path: Path) -> None:
+    # A model of a text with no newline cannot take one: the page used to send "\n" for an empty
+    # box, and got "characters not in the vocabulary". Now it sends no prompt, and the server
+    # starts as chargpt-sample does.
+    config = ModelConfig(n_layer=1, n_head=2, n_embd=32, block_size=16)
+    run = write_checkpoint(tmp_path / "no newline", config, vocab=[c for c in VOCAB if c != "\n"])
+    with serving(run, Limits(max_tokens=200)) as (url, _):
+        expected = httpx.post(f"{url}/v1/completions", timeout=180, json={
+            "max_tokens": 40, "seed": 5, "temperature": 0.8}).json()  # the page's temperature
+        browser.get(url + "/")
+        fill(browser, "max_tokens", "40")
+        fill(browser, "seed", "5")
+        browser.find_element(By.ID, "generate").click()
+        WebDriverWait(browser, 180).until(lambda d: "characters in" in status(d) or d.find_element(
+            By.ID, "error").is_displayed())
+        assert not browser.find_element(By.ID, "error").is_displayed()
+        text = browser.find_element(By.ID, "out-text").get_attribute("textContent")
+        assert text == expected["choices"][0]["text"] and len(text) == 40

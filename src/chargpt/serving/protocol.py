@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from chargpt.checks import SEED_RANGE
 from chargpt.data.tokenizer import CharTokenizer
 from chargpt.errors import ChargptError
+from chargpt.inference import start_prompt
 from chargpt.model.sampling import check_sampling
 
 # What a JSON value is called in JSON's own words (json.loads gives these types; None is null).
@@ -42,11 +43,13 @@ class Limits:
     max_n: int = 8
 
 
-# OpenAI parameters this server does not implement: sending one with a non-default value is an error
-# (silently ignoring `stop` or `echo` would return something else than the client asked for).
-UNSUPPORTED = {
-    "stop": None, "echo": False, "logprobs": None, "best_of": None, "suffix": None, "logit_bias": None,
-    "presence_penalty": 0, "frequency_penalty": 0,
+# OpenAI parameters this server does not implement, with the values that ask for nothing (OpenAI's
+# defaults, and the empty list or map): sending another is an error (silently ignoring `stop` or
+# `echo` would return something else than the client asked for).
+UNSUPPORTED: dict[str, tuple[Any, ...]] = {
+    "stop": (None, [], ""), "echo": (None, False), "logprobs": (None,), "best_of": (None, 1),
+    "suffix": (None, ""), "logit_bias": (None, {}), "presence_penalty": (None, 0),
+    "frequency_penalty": (None, 0),
 }
 
 
@@ -57,7 +60,7 @@ class CompletionBody(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
     model: str | None = None
-    prompt: str = "\n"
+    prompt: str = ""  # left out: the model's start prompt (parse_completion); null is refused
     max_tokens: int | None = None
     max_new_tokens: int | None = None  # chargpt-sample's name for max_tokens
     temperature: float | None = None
@@ -65,7 +68,7 @@ class CompletionBody(BaseModel):
     top_k: int | None = None  # an extension: OpenAI has none
     seed: int | None = None
     n: int | None = None
-    stream: bool = False
+    stream: bool | None = None
     stream_options: dict[str, Any] | None = None
     user: str | None = None
     stop: Any = None
@@ -122,7 +125,7 @@ def _type_error(err: ValidationError) -> APIError:
     if param == "prompt":
         if first.get("input") is None:
             return APIError(400, "prompt is null; give it as a string, or leave it out to start from a "
-                            "newline", param)
+                            "newline (the model's first character, if its text has none)", param)
         return APIError(400, "prompt must be one string (lists of prompts and token ids are not supported)",
                         param)
     return APIError(400, f"{param}: {first['msg'].lower()} (got {first.get('input')!r})", param)
@@ -135,9 +138,9 @@ def parse_completion(
         body = CompletionBody.model_validate(data)
     except ValidationError as err:
         raise _type_error(err) from None
-    for name, default in UNSUPPORTED.items():
+    for name, neutral in UNSUPPORTED.items():
         value = getattr(body, name)
-        if value is not None and value != default:
+        if not any(value == v and isinstance(value, bool) == isinstance(v, bool) for v in neutral):
             raise APIError(400, f"{name} is not supported by this server; remove it from the request", name,
                            code="unsupported_parameter")
     if body.model is not None and body.model != model_name:
@@ -167,10 +170,13 @@ def parse_completion(
         raise APIError(400, message, failed) from None
     if body.seed is not None and not SEED_RANGE[0] <= body.seed <= SEED_RANGE[1]:
         raise APIError(400, f"seed={body.seed} is outside the 64-bit range torch seeds take", "seed")
-    if not body.prompt:
+    # Left out, as chargpt-sample does: a newline, or the vocabulary's first character for a text
+    # that has none.
+    prompt = body.prompt if "prompt" in body.model_fields_set else start_prompt(tokenizer)
+    if not prompt:
         raise APIError(400, "the prompt is empty; give at least one character", "prompt")
     try:
-        prompt_ids = tokenizer.encode(body.prompt)
+        prompt_ids = tokenizer.encode(prompt)
     except ChargptError as err:
         raise APIError(400, f"the prompt has {err}", "prompt", code="unknown_characters") from None
     options = body.stream_options or {}
@@ -181,7 +187,7 @@ def parse_completion(
         param = "stream_options.include_usage"
         raise APIError(400, f"{param} must be true or false", param)
     return CompletionRequest(
-        prompt=body.prompt, prompt_ids=prompt_ids, max_tokens=max_tokens, temperature=temperature,
-        top_k=body.top_k, top_p=body.top_p, seed=body.seed, n=n, stream=body.stream,
+        prompt=prompt, prompt_ids=prompt_ids, max_tokens=max_tokens, temperature=temperature,
+        top_k=body.top_k, top_p=body.top_p, seed=body.seed, n=n, stream=bool(body.stream),
         include_usage=options.get("include_usage", False),
     )
