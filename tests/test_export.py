@@ -446,3 +446,37 @@ def test_a_models_name_is_taken_as_typed(name: str, ckpt: Path, tmp_path: Path, 
     out = tmp_path / "export"
     assert run_cli(export_cli.main, *_export_args(ckpt, out, f"name={name}")) == 0, capsys.readouterr().err
     assert json.loads((out / "config.json").read_text())["card"]["name"] == name
+
+
+def test_out_under_a_file_is_named_as_such(ckpt: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    (tmp_path / "notes.txt").write_text("keep")
+    message = _error(run_main(export_cli.main, _export_args(ckpt, tmp_path / "notes.txt" / "sub"), capsys))
+    assert f"{tmp_path / 'notes.txt'} is a file, not a folder" in message
+    assert (tmp_path / "notes.txt").read_text() == "keep"
+
+
+def test_a_killed_exports_staging_folder_is_not_listed_as_exported(
+    ckpt: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    # kill -9 leaves it (no cleanup can run); the next export is not confused by it.
+    out = tmp_path / "out"
+    (out / f"{export_module.STAGING_PREFIX}x1y2").mkdir(parents=True)
+    code, stdout, _ = run_main(export_cli.main, _export_args(ckpt, out), capsys)
+    assert code == 0 and stdout.strip().endswith(": config.json, model.safetensors")
+
+
+@pytest.mark.slow  # an ONNX export in a subprocess: several seconds
+def test_sigterm_during_an_export_leaves_nothing_behind(ckpt: Path, tmp_path: Path) -> None:
+    out = tmp_path / "my export"
+    out.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    command = [sys.executable, "-m", "chargpt.cli.export", *_export_args(ckpt, out), "format=onnx"]
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    staged = []
+    while proc.poll() is None and not staged:  # the staging folder appears before the weights
+        staged = list(out.glob(f"{export_module.STAGING_PREFIX}*"))
+    assert staged, "the export ended before it staged anything"
+    proc.terminate()
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 143 and stderr.strip().splitlines()[-1] == "terminated", stderr
+    assert list(out.iterdir()) == []  # the folder the user made is kept, empty

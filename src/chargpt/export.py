@@ -90,6 +90,8 @@ def check_destination(out: Path, overwrite: bool) -> None:
     """
     if out.exists() and not out.is_dir():
         raise ExportError(f"out={out} is a file; pass a folder for the export (it is created if missing)")
+    if file := next((p for p in out.parents if p.exists() and not p.is_dir()), None):
+        raise ExportError(f"out={out} cannot be created: {file} is a file, not a folder; pick another out")
     names = [] if not out.is_dir() else sorted(
         p.name for p in out.iterdir() if not p.name.startswith(STAGING_PREFIX))
     if not names:

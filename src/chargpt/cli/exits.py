@@ -6,12 +6,18 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import sys
 from collections.abc import Iterator
 
 from chargpt.errors import exit_interrupted
 
 BROKEN_PIPE_EXIT_CODE = 128 + 13  # SIGPIPE: what `yes | head` reports for `yes`
+TERMINATED_EXIT_CODE = 128 + signal.SIGTERM
+
+
+class _Terminated(BaseException):
+    """SIGTERM, raised where the command is: not an Exception, so no `except Exception` keeps it."""
 
 
 @contextlib.contextmanager
@@ -37,3 +43,23 @@ def _quiet_broken_pipe() -> None:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
     sys.exit(BROKEN_PIPE_EXIT_CODE)
+
+
+@contextlib.contextmanager
+def unwind_on_sigterm() -> Iterator[None]:
+    """SIGTERM (a `kill`, a job scheduler) unwinds the command as Ctrl-C does, so that its cleanup
+    runs (an export's staged files are removed); then one line and exit 143, as a shell reports a
+    command the signal ended. Its default action would end the process where it stands."""
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    except _Terminated:
+        print("\nterminated", file=sys.stderr, flush=True)
+        sys.exit(TERMINATED_EXIT_CODE)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends the process at once
+    raise _Terminated
