@@ -228,7 +228,7 @@ SAMPLE_CASES = [
     (
         "prompt outside vocabulary",
         ["ckpt_path={ckpt}", "prompt=KING Z"],
-        "characters not in the vocabulary: 'G', 'I', 'K', 'N', 'Z'",
+        "prompt has characters not in the model's vocabulary: 'G', 'I', 'K', 'N', 'Z'",
     ),
     ("checkpoint missing", ["ckpt_path={tmp}/nope.ckpt"], "checkpoint not found"),
     ("checkpoint truncated", ["ckpt_path={tmp}/truncated.ckpt"], "is not a readable checkpoint"),

@@ -89,8 +89,8 @@ def test_out_of_vocabulary_prompt_names_its_characters(run: Path, prompt: str, c
     code = run_cli(sample_main, f"ckpt_path={run}", f"prompt={prompt}", "device=cpu")
     out, err = capsys.readouterr()
     assert code == 2 and out == ""
-    assert err == f"error: characters not in the vocabulary: {OUT_OF_VOCAB[prompt]}; " \
-        "remove them from the text or use a model trained on text that has them\n"
+    assert err == f"error: prompt has characters not in the model's vocabulary: {OUT_OF_VOCAB[prompt]}; " \
+        "remove them from it, or use a model trained on text that has them\n"
 
 
 def test_prompt_file_and_standard_input(run: Path, tmp_path: Path, monkeypatch, capsys) -> None:

@@ -34,7 +34,7 @@ from chargpt.cli.exits import BROKEN_PIPE_EXIT_CODE, clean_exits
 from chargpt.cli.hydra_errors import one_line_hydra_errors, release_stderr
 from chargpt.data.encoding import BOM
 from chargpt.data.sources import expand_path
-from chargpt.data.tokenizer import CharTokenizer
+from chargpt.data.tokenizer import CharTokenizer, describe_chars
 from chargpt.errors import USAGE_EXIT_CODE, ConfigError, full_errors_requested
 from chargpt.inference import start_prompt
 from chargpt.overrides import hydra_quoted, literal_value, omegaconf_literal, parses
@@ -348,7 +348,10 @@ def resolve_prompt(prompt: object, tokenizer: CharTokenizer, setting: str = "pro
             )
         return start
     check_prompt_text(prompt, setting)
-    tokenizer.encode(prompt)  # characters the vocabulary lacks: an error naming them
+    if unknown := tokenizer.unknown_chars(prompt):
+        raise ConfigError(f"{setting} has characters not in the model's vocabulary: "
+                          f"{describe_chars(unknown)}; remove them from it, or use a model trained on "
+                          "text that has them")
     return prompt
 
 
