@@ -425,6 +425,40 @@ def test_cli_serves_until_terminated(run_dir: Path) -> None:
             process.wait()
 
 
+@pytest.mark.slow  # several seconds; runs in the slow set (.ci/run)
+def test_a_second_ctrl_c_ends_open_requests_with_their_errors_at_once(tmp_path: Path) -> None:
+    # uvicorn's forced exit cancelled them: a traceback each, a plain-text 500, streams cut short.
+    config = ModelConfig(n_layer=4, n_head=4, n_embd=256, block_size=256)  # slow enough to stay open
+    run = write_checkpoint(tmp_path / "big run", config)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "chargpt.cli.serve", f"ckpt_path={run}", "port=0", "log_level=warning",
+         "max_tokens_cap=100000"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        assert process.stdout is not None
+        base = process.stdout.readline().split(" at ")[1].split("/ ")[0]
+        with ThreadPoolExecutor(2) as pool:
+            url = f"{base}/v1/completions"
+            plain = pool.submit(httpx.post, url, json={"max_tokens": 100000}, timeout=60)
+            streamed = pool.submit(lambda: httpx.post(url, timeout=60, json={
+                "max_tokens": 100000, "stream": True}).text)
+            time.sleep(2)  # both generating
+            process.send_signal(signal.SIGINT)
+            time.sleep(0.3)
+            process.send_signal(signal.SIGINT)  # before the 2 s grace ends
+            answer, events = plain.result(), streamed.result()
+        assert process.wait(timeout=30) == 0
+        assert answer.status_code == 503
+        assert answer.json()["error"]["message"] == "the server is shutting down"
+        last = [line for line in events.splitlines() if line.startswith("data: ")][-1]
+        assert json.loads(last[6:])["error"]["message"] == "the server is shutting down"
+        assert "Traceback" not in process.stderr.read()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:.*script_method.*:DeprecationWarning")  # inside torch's compiler
 def test_the_compiled_step_serves_without_recompiling(run_dir: Path) -> None:

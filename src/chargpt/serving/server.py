@@ -8,7 +8,7 @@ import signal
 import socket
 import threading
 from collections.abc import Callable, Iterator
-from types import TracebackType
+from types import FrameType, TracebackType
 
 import uvicorn
 from fastapi import FastAPI
@@ -50,6 +50,19 @@ class _Server(uvicorn.Server):
     def __init__(self, config: uvicorn.Config, on_ready: Callable[[], None] | None) -> None:
         super().__init__(config)
         self.on_ready = on_ready
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopped_now = False
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        """A second Ctrl+C (or SIGTERM) ends the requests still generating now, each with its error
+        answer, where uvicorn would force the exit and cancel them: a traceback each, a plain-text
+        500, a stream cut short. A third forces the exit."""
+        stop: Callable[[], None] | None = getattr(self.config.app.state, "stop_generating", None)
+        if self.should_exit and not self._stopped_now and stop is not None and self._loop is not None:
+            self._stopped_now = True
+            self._loop.call_soon_threadsafe(stop)  # a signal handler must not take the engine's lock
+            return
+        super().handle_exit(sig, frame)
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -78,6 +91,7 @@ class _Server(uvicorn.Server):
                 timer.cancel()
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        self._loop = asyncio.get_running_loop()
         await super().startup(sockets)
         if self.on_ready is not None and self.started:
             self.on_ready()  # listening now: a client that reads this can connect
