@@ -12,7 +12,7 @@ import torch
 from chargpt.data.tokenizer import CharTokenizer
 from chargpt.inference import TrainedModel
 from chargpt.model import ModelConfig, build_model
-from chargpt.serving.engine import Engine, Event, Job, QueueFull
+from chargpt.serving.engine import Engine, Event, Job, QueueFull, ShuttingDown
 
 VOCAB = list("\n abcdefghijklmnopqrstuvwxyz.,")
 BLOCK = 16
@@ -127,5 +127,19 @@ def test_the_queue_limit_and_empty_requests() -> None:
             assert collector.done.wait(60) and len(collector.texts[0]) == 3
         engine.submit(empty)
         assert empty_out.done.wait(60) and empty_out.texts == ["", ""]
+    finally:
+        engine.close()
+
+
+def test_a_stopping_engine_takes_no_new_request() -> None:
+    # Its loop has ended or is ending: a request queued now would never be answered (the server
+    # then cancels it at exit: a plain-text 500). It is refused, and the app answers 503.
+    trained = model()
+    engine = Engine(trained.model, trained.tokenizer, max_batch=2)
+    engine.start()
+    engine.request_stop()
+    try:
+        with pytest.raises(ShuttingDown, match="the server is shutting down"):
+            engine.submit(make_job(trained, "a", 3, 0)[0])
     finally:
         engine.close()

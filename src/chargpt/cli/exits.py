@@ -50,12 +50,18 @@ def unwind_on_sigterm() -> Iterator[None]:
     """SIGTERM (a `kill`, a job scheduler) unwinds the command as Ctrl-C does, so that its cleanup
     runs (an export's staged files are removed); then one line and exit 143, as a shell reports a
     command the signal ended. Its default action would end the process where it stands."""
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_IGN:  # ignored by whoever started us: kept so
+        yield
+        return
     previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         yield
     except _Terminated:
-        print("\nterminated", file=sys.stderr, flush=True)
-        sys.exit(TERMINATED_EXIT_CODE)
+        _exit_terminated()
+    except Exception as err:  # a library caught the signal's exception mid-import and raised another
+        if not _caused_by_terminated(err):
+            raise
+        _exit_terminated()
     finally:
         signal.signal(signal.SIGTERM, previous)
 
@@ -63,3 +69,19 @@ def unwind_on_sigterm() -> Iterator[None]:
 def _raise_terminated(signum: int, frame: object) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends the process at once
     raise _Terminated
+
+
+def _caused_by_terminated(err: BaseException) -> bool:
+    seen: set[int] = set()
+    cause: BaseException | None = err
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, _Terminated):
+            return True
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return False
+
+
+def _exit_terminated() -> None:
+    print("\nterminated", file=sys.stderr, flush=True)
+    sys.exit(TERMINATED_EXIT_CODE)

@@ -26,7 +26,7 @@ from starlette.requests import ClientDisconnect
 
 from chargpt.data.tokenizer import CharTokenizer
 from chargpt.model_card import ModelCard
-from chargpt.serving.engine import Engine, Event, Job, QueueFull
+from chargpt.serving.engine import Engine, Event, Job, QueueFull, ShuttingDown
 from chargpt.serving.protocol import APIError, CompletionRequest, Limits, parse_completion, read_json
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -95,6 +95,8 @@ class Completion:
             engine.submit(self.job)
         except QueueFull as err:
             raise APIError(429, str(err), type="rate_limit_error", code="queue_full") from None
+        except ShuttingDown as err:
+            raise APIError(503, str(err), type="server_error", code="shutting_down") from None
 
     async def batches(self) -> AsyncIterator[list[Event]]:
         """The events as they come, those already waiting together; until every choice ended."""

@@ -34,6 +34,10 @@ class QueueFull(Exception):
     """More requests are waiting than the queue holds."""
 
 
+class ShuttingDown(Exception):
+    """The engine was asked to stop: it takes no new request (none would be answered)."""
+
+
 @dataclass(frozen=True)
 class Event:
     """What the engine reports to a request: text of a choice, its end, or a failure."""
@@ -118,8 +122,11 @@ class Engine:
         self.thread.join(timeout=30)
 
     def submit(self, job: Job) -> None:
-        """Queue a job; its events arrive through job.emit. Raises QueueFull."""
+        """Queue a job; its events arrive through job.emit. Raises QueueFull, or ShuttingDown once
+        the engine was asked to stop."""
         with self.wake:
+            if self.stopping:
+                raise ShuttingDown("the server is shutting down")
             waiting = len(self.rows) + len(self.pending) + 1 - self.max_batch  # with this job
             if waiting > self.max_queue:
                 raise QueueFull(

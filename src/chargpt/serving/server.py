@@ -56,7 +56,7 @@ class _Server(uvicorn.Server):
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         """A second Ctrl+C (or SIGTERM) ends the requests still generating now, each with its error
         answer, where uvicorn would force the exit and cancel them: a traceback each, a plain-text
-        500, a stream cut short. A third forces the exit."""
+        500, a stream cut short. A third Ctrl+C forces the exit (uvicorn forces on SIGINT only)."""
         stop: Callable[[], None] | None = getattr(self.config.app.state, "stop_generating", None)
         if self.should_exit and not self._stopped_now and stop is not None and self._loop is not None:
             self._stopped_now = True
