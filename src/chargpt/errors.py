@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import NoReturn, TypeVar
 
 F = TypeVar("F", bound=Callable[..., object])
+E = TypeVar("E", bound=BaseException)
 
 # Exit status for a usage error (bad config, bad input file), as argparse and most CLIs use.
 USAGE_EXIT_CODE = 2
@@ -55,15 +56,21 @@ def full_errors_requested() -> bool:
     return os.environ.get("HYDRA_FULL_ERROR") == "1"
 
 
-def user_error_in(err: BaseException | None) -> ChargptError | None:
-    """The ChargptError behind `err`, also when a library wrapped it (e.g. Hydra's instantiate)."""
+def cause_of(err: BaseException | None, kind: type[E]) -> E | None:
+    """The exception of `kind` behind `err` (itself, or what it was raised from or during), also
+    when a library wrapped it."""
     seen = set()
     while err is not None and id(err) not in seen:
-        if isinstance(err, ChargptError):
+        if isinstance(err, kind):
             return err
         seen.add(id(err))
         err = err.__cause__ or err.__context__
     return None
+
+
+def user_error_in(err: BaseException | None) -> ChargptError | None:
+    """The ChargptError behind `err`, also when a library wrapped it (e.g. Hydra's instantiate)."""
+    return cause_of(err, ChargptError)
 
 
 def exit_on_user_error(fn: F) -> F:

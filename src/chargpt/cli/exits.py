@@ -10,7 +10,7 @@ import signal
 import sys
 from collections.abc import Iterator
 
-from chargpt.errors import exit_interrupted
+from chargpt.errors import cause_of, exit_interrupted
 
 BROKEN_PIPE_EXIT_CODE = 128 + 13  # SIGPIPE: what `yes | head` reports for `yes`
 TERMINATED_EXIT_CODE = 128 + signal.SIGTERM
@@ -59,7 +59,7 @@ def unwind_on_sigterm() -> Iterator[None]:
     except _Terminated:
         _exit_terminated()
     except Exception as err:  # a library caught the signal's exception mid-import and raised another
-        if not _caused_by_terminated(err):
+        if cause_of(err, _Terminated) is None:
             raise
         _exit_terminated()
     finally:
@@ -69,17 +69,6 @@ def unwind_on_sigterm() -> Iterator[None]:
 def _raise_terminated(signum: int, frame: object) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends the process at once
     raise _Terminated
-
-
-def _caused_by_terminated(err: BaseException) -> bool:
-    seen: set[int] = set()
-    cause: BaseException | None = err
-    while cause is not None and id(cause) not in seen:
-        if isinstance(cause, _Terminated):
-            return True
-        seen.add(id(cause))
-        cause = cause.__cause__ or cause.__context__
-    return False
 
 
 def _exit_terminated() -> None:
