@@ -529,17 +529,15 @@ def stopped_runs_note(rows: list[dict[str, Any]], top: Path) -> str | None:
     from its last checkpoint, or that it has none; a stopped job of a sweep inside the folder is
     given its sweep's continue command instead (it also runs the jobs that never started)."""
     stopped = [r for r in rows if r["status"] in STOPPED]
-    by_sweep: dict[Path, list[dict[str, Any]]] = {}
-    for row in stopped:
-        if (sweep := _sweep_of(row["dir"], top)) is not None:
-            by_sweep.setdefault(sweep, []).append(row)
-    alone = [r for r in stopped if _sweep_of(r["dir"], top) is None]
+    sweeps = {r["run"]: _sweep_of(r["dir"], top) for r in stopped}
+    alone = [r for r in stopped if sweeps[r["run"]] is None]
+    checkpoints = {r["run"]: last_checkpoint(r["dir"]) for r in alone}
     commands = [resume_command(r["dir"].resolve(), _launch_overrides(r["dir"]))
-                for r in alone if last_checkpoint(r["dir"]) is not None]
-    fresh = [shlex.quote(r["run"]) for r in alone if last_checkpoint(r["dir"]) is None]
+                for r in alone if checkpoints[r["run"]] is not None]
+    fresh = [shlex.quote(r["run"]) for r in alone if checkpoints[r["run"]] is None]
     listed = STOPPED_RUNS_LISTED
-    lines = [f"{sweep}: {note}" for sweep in by_sweep
-             if (note := stopped_sweep_note(sweep, [r for r in rows if _sweep_of(r["dir"], top) == sweep]))]
+    lines = [f"{sweep}: {note}" for sweep in dict.fromkeys(s for s in sweeps.values() if s is not None)
+             if (note := stopped_sweep_note(sweep, [r for r in rows if sweep in r["dir"].parents]))]
     if commands:
         each = "each" if len(commands) > 1 else "it"
         stopped_early = _count(len(commands), "run")
