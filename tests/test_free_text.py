@@ -116,6 +116,23 @@ def test_prompt_file_and_standard_input(run: Path, tmp_path: Path, monkeypatch, 
     assert "error: prompt_file=-: cannot read it ('utf-8' codec can't decode" in capsys.readouterr().err
 
 
+def test_an_unusable_prompt_file_is_named_in_its_error(run: Path, tmp_path: Path, capsys) -> None:
+    # The user fixes the file, not a `prompt` setting they never typed.
+    (tmp_path / "zebra.txt").write_text("Zebra^", encoding="utf-8")
+    (tmp_path / "empty.txt").write_text("", encoding="utf-8")
+    assert run_cli(sample_main, f"ckpt_path={run}", f"prompt_file={tmp_path / 'zebra.txt'}") == 2
+    assert capsys.readouterr().err == (
+        f"error: prompt_file={tmp_path / 'zebra.txt'} has characters not in the model's vocabulary: "
+        f"{OUT_OF_VOCAB['Zebra^']}; remove them from it, or use a model trained on text that has them\n")
+    assert run_cli(sample_main, f"ckpt_path={run}", f"prompt_file={tmp_path / 'empty.txt'}") == 2
+    assert capsys.readouterr().err == (
+        f"error: prompt_file={tmp_path / 'empty.txt'} is empty; give a file with at least one character, "
+        "or leave prompt unset\n")
+    # The next command line of the same process, with the prompt typed, names the setting again.
+    assert run_cli(sample_main, f"ckpt_path={run}", "prompt=Zebra^") == 2
+    assert capsys.readouterr().err.startswith("error: prompt has characters not in")
+
+
 def test_a_prompt_file_is_read_as_training_reads_text(tmp_path: Path, monkeypatch) -> None:
     # '\r\n' kept (a model trained with data.newline=keep knows it), a byte-order mark dropped; the
     # file and standard input alike.

@@ -56,6 +56,9 @@ _INFO_TOPICS = {"all", "config", "defaults", "defaults-tree", "plugins", "search
 # `prompt_file=FILE` (or `-` for standard input) is read here and becomes the prompt setting.
 # The prompt-file settings of each command's config, and the prompt each one fills.
 PROMPT_FILES = {"sample": {"prompt_file": "prompt"}, "train": {"sample.prompt_file": "sample.prompt"}}
+# The prompt settings this process filled from a file, and the setting as typed (`prompt_file=x.txt`):
+# an error about the prompt's text names the file, which is where the user will fix it.
+_prompts_from_files: dict[str, str] = {}
 
 
 def is_path_key(key: str) -> bool:
@@ -120,6 +123,7 @@ def literal_argv(argv: list[str], config_name: str | None = None) -> list[str]:
     it), for a command whose config (`config_name`) has one; elsewhere a prompt file is a setting
     the command does not have, and is not read."""
     out = list(argv)
+    _prompts_from_files.clear()  # a new command line: tests run several in one process
     prompt_files = PROMPT_FILES.get(config_name or "", {})
     given = {p[1] for i in _overrides(out) if (p := _split(out[i]))}
     for i in _overrides(out):
@@ -131,7 +135,13 @@ def literal_argv(argv: list[str], config_name: str | None = None) -> list[str]:
         if target in given:
             raise ConfigError(f"both {target} and {key} are set; give one of them")
         out[i] = f"{plus}{target}={_read_prompt_file(key, name)}"
+        _prompts_from_files[target] = f"{key}={name}"
     return out
+
+
+def prompt_source(setting: str) -> str:
+    """How to name the prompt `setting` in an error: the prompt file it was read from, if any."""
+    return _prompts_from_files.get(setting, setting)
 
 
 def hydra_argv(argv: list[str]) -> list[str]:
@@ -349,7 +359,7 @@ def resolve_prompt(prompt: object, tokenizer: CharTokenizer, setting: str = "pro
         return start
     check_prompt_text(prompt, setting)
     if unknown := tokenizer.unknown_chars(prompt):
-        raise ConfigError(f"{setting} has characters not in the model's vocabulary: "
+        raise ConfigError(f"{prompt_source(setting)} has characters not in the model's vocabulary: "
                           f"{describe_chars(unknown)}; remove them from it, or use a model trained on "
                           "text that has them")
     return prompt
@@ -363,6 +373,9 @@ def check_prompt_text(prompt: object, setting: str = "prompt") -> None:
     if not isinstance(prompt, str):
         raise ConfigError(f"{setting}={prompt!r} must be text, e.g. {setting}=ROMEO:")
     if not prompt:
+        if (source := prompt_source(setting)) != setting:
+            raise ConfigError(f"{source} is empty; give a file with at least one character, or leave "
+                              f"{setting} unset")
         raise ConfigError(f"{setting} is empty; give at least one character, e.g. {setting}=ROMEO:, or "
                           "leave it unset")
 
