@@ -112,3 +112,40 @@ def test_a_signal_after_a_jobs_last_step_stops_the_sweep(tmp_path: Path, monkeyp
     code, _, err = run_main(train_cli.main, args, capsys)
     assert code == 0, err
     assert json.loads((sweep / "1" / "status.json").read_text())["status"] == "finished"
+
+
+@pytest.mark.slow  # a sweep of two tiny jobs, stopped in each case
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("where", ["closing sample", "build"])
+def test_a_signal_outside_a_jobs_training_stops_the_sweep_with_its_continue_command(
+    signum, where, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    # Outside the training loop there is nothing to checkpoint, but the sweep still has jobs left:
+    # the command that continues it is printed, as a signal during training prints it.
+    corpus = write_corpus(tmp_path / "corpus.txt")
+    sweep = tmp_path / "sweep"
+    args = ["-m", *bare_train_args(corpus, None, f"hydra.sweep.dir={sweep}", "trainer.max_steps=2",
+                                   "trainer.val_check_interval=2", "seed=1,2", "sample.max_new_tokens=5")]
+    name = "print_sample" if where == "closing sample" else "build_run"
+    original = getattr(train_cli, name)
+
+    def signalled(*a, **k):
+        os.kill(os.getpid(), signum)
+        return original(*a, **k)
+
+    monkeypatch.setattr(train_cli, name, signalled)
+    code, _, err = run_main(train_cli.main, args, capsys)
+    assert code == 128 + signum, err
+    word = "interrupted" if signum == signal.SIGINT else "terminated"
+    command = continue_command(sweep)
+    assert err.endswith(f"\n{word}\ncontinue the sweep (its finished jobs are kept) with: {command}\n")
+    status = "finished" if where == "closing sample" else "interrupted"
+    assert json.loads((sweep / "0" / "status.json").read_text())["status"] == status
+    assert not (sweep / "1").exists()
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler of the job is gone
+
+    monkeypatch.setattr(train_cli, name, original)
+    code, _, err = run_main(train_cli.main, args, capsys)
+    assert code == 0, err
+    for job in ("0", "1"):
+        assert json.loads((sweep / job / "status.json").read_text())["status"] == "finished"

@@ -41,7 +41,13 @@ from chargpt.runs.status import (
     record_trained,
 )
 from chargpt.runs.sweep_record import continue_command
-from chargpt.stop_request import LAUNCHER, JobStopped, requested_stop, stopping_untrained
+from chargpt.stop_request import (
+    LAUNCHER,
+    JobStopped,
+    requested_stop,
+    stopping_untrained,
+    terminating_like_interrupts,
+)
 from chargpt.training.build import build_run, is_multirun, plain
 from chargpt.training.callbacks.metrics import RunMetrics
 from chargpt.training.callbacks.safety import GracefulInterrupt, TrainingInterrupted
@@ -57,6 +63,8 @@ SEED_MAX = 2**32 - 1  # numpy's seeds, which Lightning seeds too
 def train(cfg: DictConfig) -> float | None:
     """Train as configured; returns the best validation loss (the metric sweeps optimise)."""
     parallel = parallel_sweep_dir()
+    if parallel is None and is_multirun():
+        return _sequential_job(cfg)
     if parallel is None:
         return _train(cfg, None)
     with stopping_untrained(parallel):  # a signal before or after the training loop
@@ -64,6 +72,20 @@ def train(cfg: DictConfig) -> float | None:
             forget_unstarted_job(cfg.paths.output_dir)  # its continuation trains this job
             raise JobStopped(signum, started=False)
         return _train(cfg, parallel)
+
+
+def _sequential_job(cfg: DictConfig) -> float | None:
+    """A job of a sweep whose jobs run one after another in this process. A signal inside its
+    training loop checkpoints and prints the continue command (`_train`); one outside it (the job
+    being built, its closing sample) ends the sweep where it is, with that command too."""
+    try:
+        with terminating_like_interrupts():
+            return _train(cfg, None)
+    except KeyboardInterrupt as stop:
+        signum = getattr(stop, "signum", int(signal.SIGINT))
+        print("\ninterrupted" if signum == signal.SIGINT else "\nterminated", file=sys.stderr, flush=True)
+        _print_continue_command("continue the sweep")
+        sys.exit(128 + signum)
 
 
 def _train(cfg: DictConfig, parallel: Path | None) -> float | None:
