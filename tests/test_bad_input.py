@@ -425,6 +425,17 @@ def test_multirun_with_subprocess_ddp_is_refused(files, monkeypatch, capsys):
     assert not list((files["tmp"] / "sweep").rglob("*.ckpt"))
 
 
+
+@pytest.mark.parametrize("trials", ["0", "-1"])
+def test_a_search_of_no_trials_is_refused_before_any_folder(trials, files, monkeypatch, capsys):
+    # Optuna's sweeper would run nothing, then fail with a traceback: no best of no trials.
+    sweep = files["tmp"] / "search"
+    args = bare_train_args(files["corpus"], None, f"hydra.sweep.dir={sweep}", "hparams_search=optuna",
+                           f"hydra.sweeper.n_trials={trials}")
+    code, out, err = run_main(train_cli.main, args, capsys)
+    _assert_one_error_line(code, out, err, f"hydra.sweeper.n_trials={trials} runs no trial; give at least 1")
+    assert not sweep.exists()
+
 @pytest.mark.parametrize(
     ("trainer", "gpus", "expected"),
     [

@@ -1,6 +1,7 @@
 """A sweep whose every job failed ends as a failure: each job's failure is logged and the sweep
 goes on (runs/status.py), so without this the command would exit 0 having trained nothing, and a
-search would name a failed configuration its best."""
+search would name a failed configuration its best. A search of no trials is refused before it
+starts: it could name no best at all."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from chargpt.errors import ConfigError, exit_on_user_error
 from chargpt.runs.status import read_status
 
 FAILED_SWEEP_EXIT_CODE = 1
@@ -30,3 +32,16 @@ class FailedSweep(Callback):
             print(f"error: every job of this sweep failed ({len(statuses)} of {len(statuses)}; the first: "
                   f"{first}); chargpt-report {sweep_dir} lists them", file=sys.stderr)
             sys.exit(FAILED_SWEEP_EXIT_CODE)
+
+
+class EmptySearch(Callback):
+    """hydra.sweeper.n_trials below 1: Optuna's sweeper would run nothing and then fail with a
+    traceback asking for the best of no trials."""
+
+    @exit_on_user_error
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        trials = config.hydra.sweeper.get("n_trials")
+        if trials is not None and trials < 1:
+            raise ConfigError(f"hydra.sweeper.n_trials={trials} runs no trial; give at least 1, e.g. "
+                              "hydra.sweeper.n_trials=20")
+
