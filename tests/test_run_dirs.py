@@ -25,7 +25,7 @@ from chargpt.runs.directory import (
     check_run_dir,
     release_claims,
 )
-from conftest import TINY_MODEL, run_cli
+from conftest import TINY_MODEL, bare_train_args, run_cli, run_main, write_corpus
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -272,3 +272,58 @@ def test_a_refused_start_stops_logging_into_the_folder_it_removes(
     files = [h.baseFilename for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)]
     assert not [f for f in files if "refused run" in f]
     logging.getLogger("chargpt").warning("after a refused start")
+
+
+def _sweep_args(corpus: Path, sweep: Path) -> list[str]:
+    return ["-m", *bare_train_args(corpus, None, f"hydra.sweep.dir={sweep}", "trainer.max_steps=2",
+                                   "trainer.val_check_interval=2", "seed=1,2", "sample.max_new_tokens=0")]
+
+
+def test_a_sweep_jobs_folder_held_by_another_live_run_is_refused(tmp_path: Path, capsys) -> None:
+    # E.g. the job's printed resume command still running when the sweep is continued: two processes
+    # would train the one job into one folder.
+    corpus = write_corpus(tmp_path / "corpus.txt")
+    sweep = tmp_path / "sweep"
+    (sweep / "0").mkdir(parents=True)
+    fd = os.open(sweep / "0" / LOCK_FILE, os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    os.write(fd, b"4242\n")
+    try:
+        code, _, err = run_main(train_main, _sweep_args(corpus, sweep), capsys)
+    finally:
+        os.close(fd)
+    assert code == 2, err
+    assert err.endswith(f"error: the sweep's job folder {sweep / '0'} is in use by another run that is still "
+                        "running (pid 4242); wait for it to end, then continue the sweep again\n")
+    assert not (sweep / "0" / "checkpoints").exists()
+
+
+def test_a_sweep_job_holds_its_folder_while_it_trains_and_lets_go_after(tmp_path: Path, monkeypatch,
+                                                                      capsys) -> None:
+    import chargpt.cli.train as train_cli
+
+    corpus = write_corpus(tmp_path / "corpus.txt")
+    sweep = tmp_path / "sweep"
+    seen: list[tuple[bool, bool]] = []
+    build = train_cli.build_run
+
+    def free(folder: Path) -> bool:
+        fd = os.open(folder / LOCK_FILE, os.O_RDWR)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # another open file: as another process
+            return True
+        except BlockingIOError:
+            return False
+        finally:
+            os.close(fd)
+
+    def observed(cfg):
+        job = Path(cfg.paths.output_dir)
+        if job.name == "1":
+            seen.append((free(sweep / "0"), free(job)))
+        return build(cfg)
+
+    monkeypatch.setattr(train_cli, "build_run", observed)
+    code, _, err = run_main(train_main, _sweep_args(corpus, sweep), capsys)
+    assert code == 0, err
+    assert seen == [(True, False)]  # job 0's folder let go at its end; job 1's held while it runs

@@ -31,7 +31,7 @@ from chargpt.inference import TrainedModel
 from chargpt.model.sampling import check_sampling
 from chargpt.overrides import hydra_quoted, literal_value
 from chargpt.runs.continuation import continued_job, forget_unstarted_job, keep_finished_jobs, resume_subdir
-from chargpt.runs.directory import check_run_dir, holds_run
+from chargpt.runs.directory import check_run_dir, claim_job, holds_run
 from chargpt.runs.resume import CKPT_PATH, resume_command
 from chargpt.runs.status import (
     forget_this_resume,
@@ -103,6 +103,8 @@ def _train(cfg: DictConfig, parallel: Path | None) -> float | None:
     if is_rank_zero():
         # Sweep jobs (which Hydra's run-directory callback does not see) are checked here.
         setting = "hydra.sweep.dir" if is_multirun() else "hydra.run.dir"
+        if is_multirun():  # a single run's folder is claimed before Hydra writes there (RunDirGuard)
+            claim_job(Path(output_dir))
         check_run_dir(Path(output_dir), cfg.ckpt_path, setting, start_over=continued == "start over")
     use_threads(cfg.get("threads"))
     # Before the run is built (the time budget counts the closing sample): a bad sample setting

@@ -29,6 +29,7 @@ from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from omegaconf.errors import InterpolationResolutionError
 
@@ -52,6 +53,14 @@ log = logging.getLogger(__name__)
 
 class RunDirInUse(SetupError):
     """The run directory belongs to another run: nothing may be written there."""
+
+
+class FolderLocked(RunDirInUse):
+    """Another live process holds the folder's lock (`owner`: its pid, as its lock file says)."""
+
+    def __init__(self, message: str, owner: str) -> None:
+        super().__init__(message)
+        self.owner = owner
 
 
 @dataclass
@@ -179,9 +188,9 @@ def _lock(claim: Claim, setting: str) -> None:
     except BlockingIOError:
         owner = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
         os.close(fd)
-        raise RunDirInUse(
+        raise FolderLocked(
             f"{setting}={claim.folder} is in use by another run that is still running (pid {owner}); "
-            f"wait for it to end, or pick another {setting}"
+            f"wait for it to end, or pick another {setting}", owner,
         ) from None
     except OSError:  # a file system without locks: run unlocked, as before
         os.close(fd)
@@ -217,6 +226,23 @@ def claim_named(folder: Path, setting: str) -> Claim:
     _claims.append(claim)
     _lock(claim, setting)
     return claim
+
+
+def claim_job(folder: Path) -> None:
+    """A sweep job's folder, locked while the job trains (the sweep's lock covers only the sweep's
+    folder): the same job resumed from another command at once (its printed resume command, or a
+    second continue of the sweep) is refused instead of training it twice into one folder."""
+    try:
+        claim_named(folder, "hydra.sweep.dir")
+    except FolderLocked as err:
+        raise RunDirInUse(f"the sweep's job folder {folder} is in use by another run that is still running "
+                          f"(pid {err.owner}); wait for it to end, then continue the sweep again") from None
+
+
+def release_job(folder: Path) -> None:
+    """The job's lock, at its end: the sweep's other jobs do not keep one file open each."""
+    for claim in [c for c in _claims if c.folder.resolve() == folder.resolve()]:
+        _release(claim, failed=False)
 
 
 def _release(claim: Claim, failed: bool) -> None:
@@ -404,3 +430,5 @@ class RunDirGuard(Callback):
 
     def on_job_end(self, config: DictConfig, **kwargs: Any) -> None:
         forget_subdirs()  # the job's config folder was decided for this launch only
+        if config.hydra.mode == RunMode.MULTIRUN:
+            release_job(Path(config.hydra.runtime.output_dir))
