@@ -327,3 +327,30 @@ def test_a_sweep_job_holds_its_folder_while_it_trains_and_lets_go_after(tmp_path
     code, _, err = run_main(train_main, _sweep_args(corpus, sweep), capsys)
     assert code == 0, err
     assert seen == [(True, False)]  # job 0's folder let go at its end; job 1's held while it runs
+
+
+def test_a_stored_study_goes_on_in_a_new_folder_not_in_its_own(tmp_path: Path) -> None:
+    # Its new trials are drawn from the storage: in its own folder they would meet the first
+    # trials' job folders, with other settings, and each refusal would leave a trial running.
+    from chargpt.runs.sweep_record import continue_command, record_sweep
+
+    sweep = tmp_path / "search"
+    (sweep / "0").mkdir(parents=True)
+    (sweep / "0" / "metrics.json").write_text("{}")
+
+    def search(storage: str | None) -> OmegaConf:
+        config = hydra_config("unused", str(sweep))
+        config.hydra.sweeper = {"storage": storage, "n_trials": 3}
+        config.hydra.overrides.task = ["hparams_search=optuna", "seed=3"]
+        return config
+
+    try:
+        refused = r"holds trials of a search, and a stored study .* a new hydra.sweep.dir, or without one"
+        with pytest.raises(RunDirInUse, match=refused):
+            RunDirGuard.on_multirun_start.__wrapped__(RunDirGuard(), search("sqlite:///optuna.db"))
+    finally:
+        release_claims(failed=False)
+    record_sweep(search("sqlite:///optuna.db"), sweep)
+    assert continue_command(sweep) == "chargpt-train -m hparams_search=optuna seed=3"
+    record_sweep(search(None), sweep)  # a study kept in memory: continued in its own folder
+    assert continue_command(sweep) == f"chargpt-train -m hparams_search=optuna seed=3 hydra.sweep.dir={sweep}"

@@ -40,7 +40,7 @@ from chargpt.runs.status import (
     record_status,
     record_trained,
 )
-from chargpt.runs.sweep_record import continue_command
+from chargpt.runs.sweep_record import continue_command, kept_on_continuing
 from chargpt.stop_request import (
     LAUNCHER,
     JobStopped,
@@ -183,8 +183,9 @@ def parallel_sweep_dir() -> Path | None:
 
 def _print_continue_command(lead: str) -> None:
     """In a sweep: the command that continues it, its finished jobs kept."""
-    if is_multirun() and (command := continue_command(Path(HydraConfig.get().sweep.dir))):
-        print(f"{lead} (its finished jobs are kept) with: {command}", file=sys.stderr, flush=True)
+    hydra = HydraConfig.get() if is_multirun() else None
+    if hydra is not None and (command := continue_command(Path(hydra.sweep.dir))):
+        print(f"{lead} ({kept_on_continuing(hydra)}) with: {command}", file=sys.stderr, flush=True)
 
 
 class _RecordStart(L.Callback):

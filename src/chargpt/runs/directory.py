@@ -39,7 +39,13 @@ from chargpt.errors import ChargptError, ConfigError, SetupError, exit_on_user_e
 from chargpt.overrides import hydra_quoted, omegaconf_literal
 from chargpt.runs.continuation import continuation_overrides, forget_subdirs
 from chargpt.runs.status import STATUS_FILE
-from chargpt.runs.sweep_record import continue_command, record_sweep, recorded_identity, sweep_identity
+from chargpt.runs.sweep_record import (
+    continue_command,
+    record_sweep,
+    recorded_identity,
+    stored_study,
+    sweep_identity,
+)
 
 try:
     import fcntl
@@ -413,6 +419,12 @@ class RunDirGuard(Callback):
         else:
             claim_named(sweep_dir, "hydra.sweep.dir")
             earlier = sorted(p.name for p in sweep_dir.iterdir() if p.is_dir() and holds_run(p))
+            if earlier and stored_study(config.hydra):
+                raise RunDirInUse(
+                    f"the sweep directory {sweep_dir} already holds trials of a search, and a stored study "
+                    "(hydra.sweeper.storage) goes on with new trials drawn from its storage: run the same "
+                    "command with a new hydra.sweep.dir, or without one"
+                )
             if earlier and recorded_identity(sweep_dir) == sweep_identity(config.hydra.overrides):
                 _continue_sweep(config, sweep_dir)
             elif earlier:

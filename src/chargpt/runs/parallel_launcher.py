@@ -22,7 +22,7 @@ from types import FrameType
 from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import DictConfig
 
-from chargpt.runs.sweep_record import continue_command
+from chargpt.runs.sweep_record import continue_command, kept_on_continuing
 from chargpt.stop_request import JobStopped, clear_stop, handling_stop_signals, request_stop, requested_stop
 
 
@@ -68,7 +68,7 @@ def launch_stoppably(
             return results
     clear_stop(sweep_dir)
     if command := continue_command(sweep_dir):
-        print(f"the sweep stopped; continue it (its finished jobs are kept) with: {command}",
+        print(f"the sweep stopped; continue it ({kept_on_continuing(config.hydra)}) with: {command}",
               file=sys.stderr, flush=True)
     sys.exit(128 + signum)  # what a shell reports for a process ended by that signal
 

@@ -57,12 +57,28 @@ def recorded_identity(sweep_dir: Path) -> list[str] | None:
     return None if recorded is None else sweep_identity(recorded.overrides)
 
 
+def stored_study(hydra: DictConfig) -> bool:
+    """Whether the sweep (its `hydra` node) is a search whose study lives in a storage (Optuna's
+    hydra.sweeper.storage). Such a study goes on with new trials, drawn from what it holds, so it
+    continues in a new folder: in its own, the new trials would meet the first ones' job folders."""
+    return bool(OmegaConf.select(hydra, "sweeper.storage", default=None))
+
+
+def kept_on_continuing(hydra: DictConfig) -> str:
+    """What the continue command keeps, in words."""
+    if stored_study(hydra):
+        return "its finished trials stay in the study, which goes on in a new folder"
+    return "its finished jobs are kept"
+
+
 def continue_command(sweep_dir: Path) -> str | None:
-    """The command that continues the sweep in `sweep_dir`: its own overrides, in its own folder."""
+    """The command that continues the sweep in `sweep_dir`: its own overrides, in its own folder
+    (a stored study: in a new one)."""
     if (recorded := _recorded(sweep_dir)) is None:
         return None
     overrides = [as_typed(o) for o in _command(recorded.overrides, _ADDED)]
-    return shlex.join(["chargpt-train", "-m", *overrides, f"hydra.sweep.dir={sweep_dir.resolve()}"])
+    where = [] if stored_study(recorded) else [f"hydra.sweep.dir={sweep_dir.resolve()}"]
+    return shlex.join(["chargpt-train", "-m", *overrides, *where])
 
 
 def planned_jobs(sweep_dir: Path) -> int | None:
