@@ -196,6 +196,15 @@ def test_an_unreadable_override_is_one_line_with_the_quoted_form(capsys) -> None
     assert OverridesParser.create().parse_override("model.name='[1'").value() == "[1"
 
 
+@pytest.mark.parametrize("value", ["tag(log, interval(3e-4, abc))", "interval(1e-2O, 3)", "choice(1, 2"])
+def test_a_broken_search_expression_is_not_told_to_be_quoted(value: str, capsys) -> None:
+    # Quoted, it would be text: every trial would then fail on a learning rate that is no number.
+    assert run_cli(train_main, "hparams_search=optuna", f"optimizer.lr={value}") == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: cannot read the override 'optimizer.lr={value}': its value starts as "
+                          "Hydra's ") and "quote" not in err and err.count("\n") == 1
+
+
 @pytest.mark.parametrize("arg", ["optimizer=muon-short", "-m optimizer=adamw,muon_shrt"])
 def test_a_missing_group_option_is_one_line_naming_the_options(arg: str, tmp_path: Path, capsys) -> None:
     assert run_cli(train_main, *arg.split(), f"hydra.run.dir={tmp_path / 'run'}") == 2

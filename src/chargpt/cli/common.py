@@ -222,12 +222,22 @@ def _free_text(key: str, value: str) -> str:
     return hydra_quoted(value)
 
 
+# Hydra's functions in an override's value (sweeps, searches, casts).
+_SWEEP_FUNCTION = re.compile(
+    r"\s*(tag|interval|range|choice|glob|int|float|str|bool|sort|shuffle|json_str|extend_list)\s*\(")
+
+
 def _unparsable(arg: str) -> str:
     parts = _split(arg)
     if parts is None:
         return (f"cannot read the override {arg!r}: overrides are key=value; "
                 "see the command's --help")
     plus, key, value = parts
+    if match := _SWEEP_FUNCTION.match(value):
+        # Meant as a sweep or search expression: quoting it would make it text, which no setting takes.
+        return (f"cannot read the override {arg!r}: its value starts as Hydra's {match[1]}(...) but does not "
+                "parse; check its parentheses, commas and numbers, e.g. "
+                f"'{key}=tag(log, interval(1e-4, 1e-2))'")
     works = f"{plus}{key}={hydra_quoted(value)}"
     # As typed in a shell: in double quotes where that needs no escapes.
     works = f'"{works}"' if not re.search(r'["$`\\!]', works) else shlex.quote(works)
