@@ -86,30 +86,3 @@ def stopping_untrained(sweep_dir: str | Path) -> Iterator[None]:
 
     with handling_stop_signals(handle):
         yield
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM raised as a Ctrl-C is, so that what unwinds a Ctrl-C (status records, cleanup)
-    unwinds it too; `signum` tells the two apart for the exit code."""
-
-    signum = int(signal.SIGTERM)
-
-
-@contextlib.contextmanager
-def terminating_like_interrupts() -> Iterator[None]:
-    """SIGTERM raises Terminated while the block runs (its default action would end the process
-    with no word), unless whoever started the process ignores it."""
-    if threading.current_thread() is not threading.main_thread() or \
-            signal.getsignal(signal.SIGTERM) is signal.SIG_IGN:
-        yield
-        return
-
-    def handle(signum: int, frame: FrameType | None) -> None:
-        raise Terminated
-
-    previous = signal.signal(signal.SIGTERM, handle)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-

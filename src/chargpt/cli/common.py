@@ -222,9 +222,11 @@ def _free_text(key: str, value: str) -> str:
     return hydra_quoted(value)
 
 
-# Hydra's functions in an override's value (sweeps, searches, casts).
-_SWEEP_FUNCTION = re.compile(
-    r"\s*(tag|interval|range|choice|glob|int|float|str|bool|sort|shuffle|json_str|extend_list)\s*\(")
+def _hydra_function_call(value: str) -> re.Match[str] | None:
+    """`value` starting as a call of one of Hydra's override functions (choice, interval, tag, ...)."""
+    from hydra.core.override_parser.overrides_parser import create_functions  # the error path only
+
+    return re.match(rf"\s*({'|'.join(map(re.escape, create_functions().definitions))})\s*\(", value)
 
 
 def _unparsable(arg: str) -> str:
@@ -233,7 +235,7 @@ def _unparsable(arg: str) -> str:
         return (f"cannot read the override {arg!r}: overrides are key=value; "
                 "see the command's --help")
     plus, key, value = parts
-    if match := _SWEEP_FUNCTION.match(value):
+    if match := _hydra_function_call(value):
         # Meant as a sweep or search expression: quoting it would make it text, which no setting takes.
         return (f"cannot read the override {arg!r}: its value starts as Hydra's {match[1]}(...) but does not "
                 "parse; check its parentheses, commas and numbers, e.g. "

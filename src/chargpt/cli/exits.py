@@ -8,6 +8,7 @@ import contextlib
 import os
 import signal
 import sys
+import threading
 from collections.abc import Iterator
 
 from chargpt.errors import cause_of, exit_interrupted
@@ -16,8 +17,12 @@ BROKEN_PIPE_EXIT_CODE = 128 + 13  # SIGPIPE: what `yes | head` reports for `yes`
 TERMINATED_EXIT_CODE = 128 + signal.SIGTERM
 
 
-class _Terminated(BaseException):
-    """SIGTERM, raised where the command is: not an Exception, so no `except Exception` keeps it."""
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the command is, as Ctrl-C raises KeyboardInterrupt: whatever unwinds a
+    Ctrl-C (cleanup, a run's recorded status) unwinds it too, and no `except Exception` keeps it.
+    `signum` tells the two apart for the exit code."""
+
+    signum = int(signal.SIGTERM)
 
 
 @contextlib.contextmanager
@@ -46,29 +51,39 @@ def _quiet_broken_pipe() -> None:
 
 
 @contextlib.contextmanager
-def unwind_on_sigterm() -> Iterator[None]:
-    """SIGTERM (a `kill`, a job scheduler) unwinds the command as Ctrl-C does, so that its cleanup
-    runs (an export's staged files are removed); then one line and exit 143, as a shell reports a
-    command the signal ended. Its default action would end the process where it stands."""
-    if signal.getsignal(signal.SIGTERM) is signal.SIG_IGN:  # ignored by whoever started us: kept so
+def raising_on_sigterm() -> Iterator[None]:
+    """SIGTERM (a `kill`, a job scheduler) raises Terminated while the block runs: its default action
+    would end the process where it stands, with no word. A second one ends it at once. Left alone
+    where whoever started the process ignores it, and off the main thread (no handler can be set)."""
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGTERM) is signal.SIG_IGN:
         yield
         return
     previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         yield
-    except _Terminated:
-        _exit_terminated()
-    except Exception as err:  # a library caught the signal's exception mid-import and raised another
-        if cause_of(err, _Terminated) is None:
-            raise
-        _exit_terminated()
     finally:
         signal.signal(signal.SIGTERM, previous)
 
 
+@contextlib.contextmanager
+def unwind_on_sigterm() -> Iterator[None]:
+    """SIGTERM unwinds the command as Ctrl-C does, so that its cleanup runs (an export's staged
+    files are removed); then one line and exit 143, as a shell reports a command the signal ended."""
+    with raising_on_sigterm():
+        try:
+            yield
+        except Terminated:
+            _exit_terminated()
+        except Exception as err:  # a library caught the signal's exception mid-import and raised another
+            if cause_of(err, Terminated) is None:
+                raise
+            _exit_terminated()
+
+
 def _raise_terminated(signum: int, frame: object) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends the process at once
-    raise _Terminated
+    raise Terminated
 
 
 def _exit_terminated() -> None:

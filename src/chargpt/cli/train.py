@@ -25,6 +25,7 @@ from chargpt.cli.common import (
     run_main,
     use_threads,
 )
+from chargpt.cli.exits import raising_on_sigterm
 from chargpt.distributed import is_rank_zero
 from chargpt.errors import ChargptError, ConfigError, exit_on_user_error
 from chargpt.inference import TrainedModel
@@ -41,13 +42,7 @@ from chargpt.runs.status import (
     record_trained,
 )
 from chargpt.runs.sweep_record import continue_command, kept_on_continuing
-from chargpt.stop_request import (
-    LAUNCHER,
-    JobStopped,
-    requested_stop,
-    stopping_untrained,
-    terminating_like_interrupts,
-)
+from chargpt.stop_request import LAUNCHER, JobStopped, requested_stop, stopping_untrained
 from chargpt.training.build import build_run, is_multirun, plain
 from chargpt.training.callbacks.metrics import RunMetrics
 from chargpt.training.callbacks.safety import GracefulInterrupt, TrainingInterrupted
@@ -79,7 +74,7 @@ def _sequential_job(cfg: DictConfig) -> float | None:
     training loop checkpoints and prints the continue command (`_train`); one outside it (the job
     being built, its closing sample) ends the sweep where it is, with that command too."""
     try:
-        with terminating_like_interrupts():
+        with raising_on_sigterm():
             return _train(cfg, None)
     except KeyboardInterrupt as stop:
         signum = getattr(stop, "signum", int(signal.SIGINT))

@@ -44,4 +44,3 @@ class EmptySearch(Callback):
         if trials is not None and trials < 1:
             raise ConfigError(f"hydra.sweeper.n_trials={trials} runs no trial; give at least 1, e.g. "
                               "hydra.sweeper.n_trials=20")
-
