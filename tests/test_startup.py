@@ -87,8 +87,8 @@ def test_bench_startup_times_every_command_and_says_which_import_lightning(tmp_p
     older = tmp_path / "src"
     shutil.copytree(Path(chargpt.__file__).parent, older / "chargpt")
     (older / "chargpt" / "cli" / "serve.py").unlink()
-    done = subprocess.run([sys.executable, str(SCRIPT), "--repeats", "1", "--against", str(older)],
-                          capture_output=True, text=True)
+    done = subprocess.run([sys.executable, str(SCRIPT), "--repeats", "1", "--against", str(older),
+                           "--collector"], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
     figures = json.loads(done.stdout.strip().splitlines()[-1])
     assert figures["imports_lightning"] == {
@@ -104,6 +104,12 @@ def test_bench_startup_times_every_command_and_says_which_import_lightning(tmp_p
     assert set(figures["against_median_s"]) == ours - {"chargpt-serve"}
     [serve_row] = [line for line in done.stdout.splitlines() if line.startswith("chargpt-serve")]
     assert serve_row.split()[2] == "absent"
+    # The collector's table: chargpt-train's import and exit, left on and as launched.
+    assert set(figures["collector"]) == {"left on", "as launched"}
+    for mode, parts in figures["collector"].items():
+        assert parts["import_s"] > 0 and parts["exit_s"] >= 0, (mode, parts)
+        [row] = [line for line in done.stdout.splitlines() if line.startswith(mode)]
+        assert float(row.split()[-1]) == pytest.approx(parts["import_s"] + parts["exit_s"], abs=0.011)
 
 
 def test_bench_startup_refuses_a_tree_without_chargpt(tmp_path: Path) -> None:
@@ -112,3 +118,37 @@ def test_bench_startup_refuses_a_tree_without_chargpt(tmp_path: Path) -> None:
     assert done.returncode == 2 and done.stdout == ""
     assert done.stderr == f"error: {tmp_path} holds no chargpt package; pass the src folder of a checkout " \
         "(git worktree add ../old COMMIT, then --against ../old/src)\n"
+
+
+LAUNCH = """
+import gc, sys, types
+from chargpt.cli import launch
+seen = {}
+def fake_import(name):
+    seen["enabled during import"] = gc.isenabled()
+    if name.endswith("interrupted"):
+        raise KeyboardInterrupt
+    main = lambda: seen.update(frozen=gc.get_freeze_count(), enabled=gc.isenabled())
+    return types.SimpleNamespace(main=main)
+launch.importlib.import_module = fake_import
+launch._launch(sys.argv[1])
+print(seen)
+"""
+
+
+@pytest.mark.parametrize("command", ["train", "interrupted"])
+def test_the_launcher_keeps_the_collector_off_its_import_and_on_again_after(command: str) -> None:
+    """The import's objects live until exit: no collection while they load, frozen out of later
+    passes (start-up and exit ~0.5 s faster each), and collection on again for the command itself,
+    also after a Ctrl-C during the import."""
+    done = subprocess.run([sys.executable, "-c", LAUNCH + "print(gc.isenabled())", command],
+                          capture_output=True, text=True)
+    if command == "interrupted":
+        assert done.returncode == 130, done.stderr[-2000:]
+        assert "Traceback" not in done.stderr
+        return
+    assert done.returncode == 0, done.stderr[-2000:]
+    seen, enabled_after = done.stdout.strip().splitlines()
+    assert seen.startswith("{'enabled during import': False") and "'enabled': True" in seen, seen
+    assert int(seen.split("'frozen': ")[1].split(",")[0]) > 1000  # Python's own modules, at least
+    assert enabled_after == "True"

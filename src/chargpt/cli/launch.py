@@ -5,16 +5,26 @@ a Ctrl-C during it would otherwise print a traceback instead of one line."""
 from __future__ import annotations
 
 import functools
+import gc
 import importlib
 
 from chargpt.errors import exit_interrupted
 
 
 def _launch(command: str) -> None:
+    # The import makes over a million objects that live as long as the process, and almost no
+    # garbage. Left on, the cyclic collector scans them again and again while they load (~0.5 s of
+    # a training command's start-up on a 2-core CPU) and once more at exit (~0.5 s): it stays off
+    # for the import, and freezing them keeps them out of its later passes (docs/BENCHMARKS.md,
+    # "Start-up and exit").
+    gc.disable()
     try:
         module = importlib.import_module(f"chargpt.cli.{command}")
     except KeyboardInterrupt:
         exit_interrupted()
+    finally:
+        gc.freeze()
+        gc.enable()
     module.main()
 
 

@@ -76,10 +76,13 @@ def run_start_time() -> float:
 # Measured on a 2-core CPU (budget.json's final_seconds_measured, docs/EXPERIMENTS.md): the final
 # validation loop took 0.8-1.4x its one-batch estimate; the margin covers that error. A host that
 # slows down after calibration is followed by scaling the whole end estimate with the step time
-# (TimeBudget._final_at). Checkpoints and the process's exit took another 2-3 s (RESERVE_SECONDS).
+# (TimeBudget._final_at). RESERVE_SECONDS holds what no estimate covers: the checkpoints (~10 ms
+# each for the 100 s preset), the process's exit (0.2 s since its import is frozen out of the
+# garbage collector, 0.8 s before) and the pictures' error (up to ~0.4 s), with a margin for a
+# host that slows down in the last seconds. At 5 s, the preset's 100 s runs ended at ~96 s.
 VALIDATION_MARGIN = 1.5
 SAMPLING_MARGIN = 1.5  # a sampled character: a one-character forward, the growing cache, the draw
-RESERVE_SECONDS = 5.0
+RESERVE_SECONDS = 2.0
 # Re-plans use the mean step time over this fraction of the budget (all of it since calibration in
 # a younger run). The mean since calibration outlasted a slow spell: a 600 s run re-planned at
 # 120 ms a step while its last ~500 steps ran at ~85 ms, and ended 27 s early (docs/EXPERIMENTS.md).
