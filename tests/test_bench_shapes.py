@@ -58,3 +58,16 @@ def test_a_shape_or_count_it_cannot_read_exits_2() -> None:
     assert done.returncode == 2 and "'8 by 64' is not SEQUENCESxCONTEXT" in done.stderr
     done = bench("--rounds", "0")
     assert done.returncode == 2 and "'0' is not a whole number of at least 1" in done.stderr
+
+
+def test_each_shape_is_timed_with_and_without_clipping() -> None:
+    done = bench("--shapes", "4x16", "--clips", "1.0", "none", "--layers", "1", "--width", "32",
+                 "--heads", "2", "--steps", "2", "--rounds", "1")
+    assert done.returncode == 0, done.stderr
+    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    assert list(figures["ms_per_step"]) == ["4x16 clip 1.0", "4x16 clip none"]
+    assert "clip none" in done.stdout
+    done = bench("--clips", "0")
+    assert done.returncode == 2 and "'0': a clipping norm must be above 0" in done.stderr
+    done = bench("--clips", "big")
+    assert done.returncode == 2 and "'big' is not a clipping norm" in done.stderr
