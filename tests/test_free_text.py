@@ -243,10 +243,25 @@ def test_a_data_path_with_an_interpolation_sign_is_refused(capsys) -> None:
 
 
 def test_other_overrides_and_options_pass_unchanged() -> None:
-    argv = ["x", "-m", "optimizer.lr=1e-3,3e-3", "--config-name", "train", "model=tiny", "~callbacks.x",
+    argv = ["x", "-m", "--config-name", "train", "optimizer.lr=1e-3,3e-3", "model=tiny", "~callbacks.x",
             "data.path=null", "ckpt_path=null", "hydra.run.dir='a b'"]
     assert hydra_argv(argv) == argv
     assert literal_argv(argv) == argv
+    # Hydra reads the overrides as one run after its options: options typed among them move ahead.
+    mixed = ["x", "optimizer.lr=1e-3,3e-3", "-m", "model=tiny", "--config-name", "train", "~callbacks.x",
+             "data.path=null", "ckpt_path=null", "hydra.run.dir='a b'"]
+    assert hydra_argv(mixed) == argv
+
+
+@pytest.mark.parametrize("modes", [("-m", "--cfg", "job"), ("--cfg=job", "--multirun"), ("-m", "--info")])
+def test_two_of_hydras_modes_are_one_error_line(modes: tuple[str, ...], capsys) -> None:
+    # Hydra's own refusal is a ValueError with a traceback.
+    assert run_cli(train_main, "seed=1,2", *modes) == 2
+    out, err = capsys.readouterr()
+    named = [m.partition("=")[0] for m in modes if m.startswith("-")]
+    assert err == (f"error: {' and '.join(named)} cannot be combined: a command runs one of -m (a sweep), "
+                   "--cfg (print the config), --info, -r (one run); keep one of them\n")
+    assert out == ""
 
 
 @pytest.mark.parametrize("prefix", ["", "+", "++"])
@@ -282,3 +297,14 @@ def test_a_users_config_dir_adds_options_to_the_groups(tmp_path: Path) -> None:
             hydra_argv(["x", *given, "optimizer=mien"])
     for other in (["-cp", str(tmp_path)], [f"hydra.searchpath=['file://{tmp_path}']"]):
         assert hydra_argv(["x", *other, "optimizer=mine"])[-1] == "optimizer=mine"
+
+
+def test_a_sweep_whose_m_comes_after_an_override_runs_every_job(tmp_path: Path) -> None:
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("First Citizen: Before we proceed any further, hear me speak.\n" * 60)
+    code = run_cli(train_main, "seed=1,2", "-m", "data=text", f"data.path={corpus}", "data.batch_size=4",
+                   *TINY_MODEL, "trainer.max_steps=1", "logger=none", "~callbacks.progress_bar",
+                   "sample.max_new_tokens=0", f"hydra.sweep.dir={tmp_path / 'sweep'}")
+    assert code == 0
+    saved = (tmp_path / "sweep").glob("*/checkpoints/last.ckpt")
+    assert sorted(p.parent.parent.name for p in saved) == ["0", "1"]
