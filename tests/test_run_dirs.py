@@ -354,3 +354,26 @@ def test_a_stored_study_goes_on_in_a_new_folder_not_in_its_own(tmp_path: Path) -
     assert continue_command(sweep) == "chargpt-train -m hparams_search=optuna seed=3"
     record_sweep(search(None), sweep)  # a study kept in memory: continued in its own folder
     assert continue_command(sweep) == f"chargpt-train -m hparams_search=optuna seed=3 hydra.sweep.dir={sweep}"
+
+
+def test_resuming_a_run_another_process_still_trains_names_the_checkpoint_typed(tmp_path: Path,
+                                                                                 capsys) -> None:
+    # ckpt_path=RUN picks hydra.run.dir itself: the refusal names what was typed, not that setting.
+    corpus = write_corpus(tmp_path / "corpus.txt")
+    run = tmp_path / "a run, 1"
+    code, _, err = run_main(train_main, bare_train_args(corpus, run, "trainer.max_steps=2"), capsys)
+    assert code == 0, err
+    before = (run / "checkpoints" / "last.ckpt").read_bytes()
+    fd = os.open(run / LOCK_FILE, os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # another open file description: as another process
+    os.write(fd, b"4242\n")
+    try:
+        for typed in (str(run), str(run / "checkpoints" / "last.ckpt")):
+            code, _, err = run_main(train_main, bare_train_args(corpus, None, f"ckpt_path={typed}",
+                                                                "trainer.max_steps=4"), capsys)
+            assert code == 2, err
+            assert err.endswith(f"error: ckpt_path={typed}: that run is still being trained by another "
+                                "process (pid 4242); wait for it to end (or stop it), then resume it again\n")
+    finally:
+        os.close(fd)
+    assert (run / "checkpoints" / "last.ckpt").read_bytes() == before

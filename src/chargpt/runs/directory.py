@@ -392,6 +392,22 @@ def _continue_sweep(config: DictConfig, sweep_dir: Path) -> None:
     log.info("continuing the sweep in %s: finished jobs are kept, the others resume or start over", sweep_dir)
 
 
+def _refuse_resuming_a_live_run(ckpt_path: str | None, run_dir: Path, err: FolderLocked) -> None:
+    """A resume (ckpt_path=RUN_DIR or a checkpoint of it, which picks hydra.run.dir itself) of a run
+    that another process still trains: the error names what was typed."""
+    if not ckpt_path:
+        return
+    try:
+        resumed = run_dir_of(resolve_checkpoint(ckpt_path))
+    except ChargptError:
+        return
+    if resumed is not None and resumed.resolve() == run_dir.resolve():
+        raise FolderLocked(
+            f"ckpt_path={ckpt_path}: that run is still being trained by another process (pid {err.owner}); "
+            "wait for it to end (or stop it), then resume it again", err.owner,
+        ) from None
+
+
 class RunDirGuard(Callback):
     @exit_on_user_error
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
@@ -403,7 +419,11 @@ class RunDirGuard(Callback):
             _set(config.hydra.run, "dir", run_dir)  # Hydra creates and writes the claimed folder
         else:
             check_not_foreign(run_dir, "hydra.run.dir")  # before the lock file is written beside them
-            claim_named(run_dir, "hydra.run.dir")
+            try:
+                claim_named(run_dir, "hydra.run.dir")
+            except FolderLocked as err:
+                _refuse_resuming_a_live_run(config.get("ckpt_path"), run_dir, err)
+                raise
         check_run_dir(run_dir, config.get("ckpt_path"))
 
     @exit_on_user_error
