@@ -127,7 +127,11 @@ def test_a_run_dir_with_an_unresolvable_interpolation_is_one_error_line(
 def test_a_sweep_job_folder_that_cannot_be_named_is_one_error_line(tmp_path: Path, capsys) -> None:
     for subdir, expected in (("${nope}", "hydra.sweep.subdir=${nope}: cannot resolve it (Interpolation key "
                                          "'nope' not found); name each job's folder with existing keys"),
-                             ("job\\${x}", "cannot hold a literal '${'")):
+                             ("job\\${x}", "cannot hold a literal '${'"),
+                             ("../job${hydra.job.num}", "puts a job's folder outside the sweep's folder "
+                                                        "(hydra.sweep.dir); name a folder inside it"),
+                             (f"{tmp_path}/elsewhere/${{hydra.job.num}}", "outside the sweep's folder"),
+                             (".", "outside the sweep's folder")):
         code = run_cli(train_main, "-m", "seed=1,2", f"hydra.sweep.dir={tmp_path}/sweep",
                        f"hydra.sweep.subdir={subdir}", "data.path=unused.txt", "data=text")
         err = capsys.readouterr().err

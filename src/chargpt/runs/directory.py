@@ -349,9 +349,14 @@ def _check_job_subdir(config: DictConfig) -> None:
     fix = ("; name each job's folder with existing keys, e.g. ${hydra.job.num}"
            " or ${hydra.job.override_dirname}")
     try:
-        _resolved_name(probe, probe.hydra.sweep, "subdir", "hydra.sweep.subdir", fix)
+        name = _resolved_name(probe, probe.hydra.sweep, "subdir", "hydra.sweep.subdir", fix)
     finally:
         HydraConfig.instance().set_config(config)
+    if Path(name).is_absolute() or ".." in Path(name).parts or not Path(name).parts:
+        # The sweep's lock, its record and its continuation all cover the sweep's folder only.
+        raw = OmegaConf.to_container(config.hydra.sweep, resolve=False).get("subdir")
+        raise ConfigError(f"hydra.sweep.subdir={raw} puts a job's folder outside the sweep's folder "
+                          f"(hydra.sweep.dir); name a folder inside it{fix}")
     _check_subdirs_differ(config)
 
 
