@@ -54,6 +54,26 @@ def test_bigger_budget_picks_a_bigger_model() -> None:
     assert params[0] < params[1] < params[-1]
 
 
+@pytest.mark.parametrize(("ratios", "picked"), [
+    ((6.92, 2.71), 0),  # 4x192 over 5x224 on a fast host at 600 s: the larger lost by 0.010-0.030
+    ((6.5, 2.6), 0),  # 3x128 over 4x160 at 600 s on a slow host: the larger lost by 0.012-0.017
+    ((7.0, 3.4), 1),  # 4x192 over 4x160 at 600 s on the AMD EPYC: 3.1-3.7 was chosen, and scored 1.446
+    ((9.0, 4.0), 1),  # above the target, the nearer as before
+])
+def test_a_shortfall_of_tokens_per_parameter_counts_twice(ratios: tuple[float, float], picked: int) -> None:
+    target = auto_size.target_tokens_per_param()
+    assert 3.7 < target < 3.9  # the cases are written against this anchor
+    shapes = LADDER[3:5]
+    measured = [auto_size.Estimate(shape, 50.0, 5000, ratio, 5.0)
+                for shape, ratio in zip(shapes, ratios, strict=True)]
+    best, why = auto_size.nearest(measured, "stopped")
+    assert best is measured[picked]
+    assert "a shortfall counts 2x" in why
+    # The plain log distance takes the larger shape in every case.
+    plain_pick = min(measured, key=lambda e: abs(auto_size.math.log(e.tokens_per_param / target)))
+    assert plain_pick is measured[1]
+
+
 def test_faster_machine_picks_a_bigger_model() -> None:
     slow, fast = size(300, ms_for_anchor=90.0), size(300, ms_for_anchor=4.5)
     assert non_embedding_params(fast.shape) > non_embedding_params(slow.shape)

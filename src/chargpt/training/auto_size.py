@@ -12,11 +12,11 @@ The rule, in short: climb a ladder of shapes from small to large. For each, the 
 time gives the steps the budget holds, hence the tokens the run will see, and the ratio of those
 tokens to the shape's non-embedding parameters. A short budget or a slow machine wants a small
 model (more tokens per parameter), a long one a larger model: the pick is the shape whose ratio is
-nearest (in log scale) to the ratio measured best at 100 s. Climbing stops at the first shape below
-that ratio (larger ones are only farther from it), or when the calibration would take more than a
-small fraction of the budget. Dropout and Muon's weight decay follow the epochs the run will make
-over its training text (a dropout is timed, since it slows the step); AdamW's rate and Muon's
-momentum follow its steps.
+nearest (in log scale, a shortfall counting twice) to the ratio measured best at 100 s. Climbing
+stops at the first shape below that ratio (larger ones are only farther from it), or when the
+calibration would take more than a small fraction of the budget. Dropout and Muon's weight decay
+follow the epochs the run will make over its training text (a dropout is timed, since it slows the
+step); AdamW's rate and Muon's momentum follow its steps.
 """
 
 from __future__ import annotations
@@ -80,6 +80,12 @@ LADDER: tuple[Shape, ...] = (
 # (~3.8) is the target ratio for every budget and machine.
 ANCHOR_SHAPE = LADDER[1]
 ANCHOR_STEPS = 2200
+# Too few tokens per parameter costs more than too many: each time a shape at 2.3-3.2 tokens per
+# parameter met the next smaller one at 5-7, the smaller won (3x128 over 4x160 at 600 s on an Intel
+# Xeon without AMX, by 0.012-0.017; 3x128 over 4x128 at 100 s and 4x192 over 5x224 at 600 s on the
+# Intel Xeon with AMX, by 0.009 and by 0.010-0.030), where the plain log distance picked the larger.
+# So a shape below the target counts its distance in log scale this many times.
+SHORTFALL_WEIGHT = 2.0
 # Calibration: one untimed warm-up step, then TIMED_STEPS timed steps per shape; the climb may take
 # at most CALIBRATION_FRACTION of the budget (a dropout's timing of the chosen shape comes after).
 TIMED_STEPS = 5
@@ -270,11 +276,19 @@ def nearest(measured: Sequence[Estimate], stopped: str) -> tuple[Estimate, str]:
             "(the shortest context model=auto uses); use a longer text, or a fixed model such as model=tiny"
         )
     target = target_tokens_per_param()
-    best = min(measured, key=lambda e: abs(math.log(max(e.tokens_per_param, 1e-9) / target)))
+    best = min(measured, key=lambda e: distance(e.tokens_per_param, target))
     return best, (
         f"{best.tokens_per_param:.2f} tokens per parameter in the budget is the nearest to the target "
-        f"{target:.2f} (the best measured shape at 100 s); climb stopped: {stopped}"
+        f"{target:.2f} (the best measured shape at 100 s; a shortfall counts {SHORTFALL_WEIGHT:g}x); "
+        f"climb stopped: {stopped}"
     )
+
+
+def distance(tokens_per_param: float, target: float) -> float:
+    """How far a shape's tokens per parameter lie from the target: in log scale, a shortfall
+    counting SHORTFALL_WEIGHT times."""
+    log_ratio = math.log(max(tokens_per_param, 1e-9) / target)
+    return log_ratio if log_ratio >= 0 else -SHORTFALL_WEIGHT * log_ratio
 
 
 def settle(
