@@ -4,6 +4,8 @@ study that was stopped continues with new trials instead of repeating its first 
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from importlib import metadata
 from pathlib import Path
 
@@ -51,6 +53,35 @@ def test_a_stored_study_continues_with_new_trials(tmp_path: Path) -> None:
     tpe = optuna.samplers.TPESampler(seed=7, n_startup_trials=10)
     plain = _optimize(f"sqlite:///{tmp_path / 'plain.db'}", tpe, 3)
     assert [t.params for t in plain.trials] == [t.params for t in study.trials[:3]]
+
+
+STOPPED_SEARCH = """
+import sys
+import optuna
+from chargpt.runs.optuna_sampler import ContinuingTPESampler
+storage, mine = sys.argv[1], int(sys.argv[2])
+study = optuna.create_study(storage=storage, study_name="s", sampler=ContinuingTPESampler(seed=1),
+                            load_if_exists=True)
+study.optimize(lambda t: t.suggest_float("x", 0, 1), 1)  # one finished trial
+for _ in range(mine):  # drawn, then the search stops before it reports them (as on a Ctrl-C)
+    study.ask().suggest_float("x", 0, 1)
+sys.exit(130)
+"""
+
+
+def test_trials_a_stopped_search_drew_are_marked_failed_not_left_running(tmp_path: Path) -> None:
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    # Another worker of the same stored study (e.g. another machine) is running a trial right now.
+    other = optuna.create_study(storage=storage, study_name="s", load_if_exists=True)
+    running_elsewhere = other.ask()
+    running_elsewhere.suggest_float("x", 0, 1)
+    command = [sys.executable, "-c", STOPPED_SEARCH, storage, "2"]
+    done = subprocess.run(command, capture_output=True, text=True)
+    assert done.returncode == 130, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr
+    states = {t.number: t.state for t in optuna.load_study(study_name="s", storage=storage).trials}
+    S = optuna.trial.TrialState
+    assert states == {0: S.RUNNING, 1: S.COMPLETE, 2: S.FAIL, 3: S.FAIL}  # the other worker's untouched
 
 
 @pytest.mark.slow  # two sweeps of two short trainings, each in its own process

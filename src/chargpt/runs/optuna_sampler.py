@@ -5,10 +5,13 @@ Needs the `optuna` extra; imported only when hparams_search=optuna builds its sa
 
 from __future__ import annotations
 
+import atexit
+import sys
 from typing import Any
 
 import numpy as np
 from optuna.samplers import RandomSampler, TPESampler
+from optuna.trial import TrialState
 
 
 class ContinuingTPESampler(TPESampler):
@@ -25,6 +28,8 @@ class ContinuingTPESampler(TPESampler):
         super().__init__(seed=seed, **options)
         self._base_seed = seed
         self._placed = False
+        self._study: Any = None
+        self._numbers: set[int] = set()  # the trials this process drew
 
     def _place(self, trials_before: int) -> None:
         if self._placed:
@@ -37,7 +42,30 @@ class ContinuingTPESampler(TPESampler):
 
     def infer_relative_search_space(self, study: Any, trial: Any) -> dict[str, Any]:
         self._place(trial.number)  # Optuna calls this first for every new trial
+        self._note(study, trial.number)
         return super().infer_relative_search_space(study, trial)
+
+    def _note(self, study: Any, number: int) -> None:
+        if self._study is None:
+            atexit.register(self.fail_unfinished)
+        self._study = study
+        self._numbers.add(number)
+
+    def fail_unfinished(self) -> None:
+        """Mark FAIL the trials this process drew that are still RUNNING: a search stopped (Ctrl-C,
+        SIGTERM, an error) before it reported them. Optuna's own `optimize` does so for an
+        interrupted trial; Hydra's sweeper reports a trial only once its job returns, so a stored
+        study would keep such a trial RUNNING for ever. Runs at exit; a normal end leaves none."""
+        study, self._study = self._study, None
+        if study is None:
+            return
+        try:
+            for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+                if trial.number in self._numbers:
+                    study.tell(trial.number, state=TrialState.FAIL)
+        except Exception as err:  # at exit: one line, never a traceback
+            print(f"warning: could not mark the unfinished trials failed in the study's storage ({err})",
+                  file=sys.stderr)
 
     def sample_independent(self, study: Any, trial: Any, param_name: str, param_distribution: Any) -> Any:
         self._place(trial.number)
