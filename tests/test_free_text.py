@@ -243,14 +243,23 @@ def test_a_data_path_with_an_interpolation_sign_is_refused(capsys) -> None:
 
 
 def test_other_overrides_and_options_pass_unchanged() -> None:
-    argv = ["x", "-m", "--config-name", "train", "optimizer.lr=1e-3,3e-3", "model=tiny", "~callbacks.x",
-            "data.path=null", "ckpt_path=null", "hydra.run.dir='a b'"]
+    argv = ["x", "optimizer.lr=1e-3,3e-3", "model=tiny", "~callbacks.x", "data.path=null", "ckpt_path=null",
+            "hydra.run.dir='a b'", "-m", "--config-name", "train"]
     assert hydra_argv(argv) == argv
     assert literal_argv(argv) == argv
-    # Hydra reads the overrides as one run after its options: options typed among them move ahead.
-    mixed = ["x", "optimizer.lr=1e-3,3e-3", "-m", "model=tiny", "--config-name", "train", "~callbacks.x",
+    # Hydra reads the overrides as one run: options typed among them move behind them.
+    mixed = ["x", "-m", "optimizer.lr=1e-3,3e-3", "model=tiny", "--config-name", "train", "~callbacks.x",
              "data.path=null", "ckpt_path=null", "hydra.run.dir='a b'"]
     assert hydra_argv(mixed) == argv
+    # A bare --info (its topic optional) stays behind the overrides; a topic stays with it.
+    assert hydra_argv(["x", "model=tiny", "--info"]) == ["x", "model=tiny", "--info"]
+    assert hydra_argv(["x", "-i", "defaults", "model=tiny"]) == ["x", "model=tiny", "-i", "defaults"]
+
+
+def test_info_after_an_override_prints_the_info(capsys) -> None:
+    assert run_cli(train_main, "model=tiny", "--info") == 0
+    out = capsys.readouterr().out
+    assert "Config search path" in out and "Traceback" not in out
 
 
 @pytest.mark.parametrize("modes", [("-m", "--cfg", "job"), ("--cfg=job", "--multirun"), ("-m", "--info")])
@@ -260,7 +269,8 @@ def test_two_of_hydras_modes_are_one_error_line(modes: tuple[str, ...], capsys) 
     out, err = capsys.readouterr()
     named = [m.partition("=")[0] for m in modes if m.startswith("-")]
     assert err == (f"error: {' and '.join(named)} cannot be combined: a command runs one of -m (a sweep), "
-                   "--cfg (print the config), --info, -r (one run); keep one of them\n")
+                   "--cfg (print the config), --info, -r (one run), -sc (shell completion); keep one of "
+                   "them\n")
     assert out == ""
 
 
@@ -292,11 +302,11 @@ def test_a_users_config_dir_adds_options_to_the_groups(tmp_path: Path) -> None:
     (tmp_path / "optimizer").mkdir()
     (tmp_path / "optimizer" / "mine.yaml").write_text("defaults:\n  - adamw\n  - _self_\nlr: 2.0e-3\n")
     for given in (["-cd", str(tmp_path)], [f"--config-dir={tmp_path}"]):
-        assert hydra_argv(["x", *given, "optimizer=mine"])[-1] == "optimizer=mine"
+        assert hydra_argv(["x", *given, "optimizer=mine"]) == ["x", "optimizer=mine", *given]
         with pytest.raises(ConfigError, match=r"^optimizer=mien is not .*: adamw, mine, muon, muon_short$"):
             hydra_argv(["x", *given, "optimizer=mien"])
     for other in (["-cp", str(tmp_path)], [f"hydra.searchpath=['file://{tmp_path}']"]):
-        assert hydra_argv(["x", *other, "optimizer=mine"])[-1] == "optimizer=mine"
+        assert "optimizer=mine" in hydra_argv(["x", *other, "optimizer=mine"])
 
 
 def test_a_sweep_whose_m_comes_after_an_override_runs_every_job(tmp_path: Path) -> None:

@@ -131,7 +131,8 @@ def test_a_sweep_job_folder_that_cannot_be_named_is_one_error_line(tmp_path: Pat
                              ("../job${hydra.job.num}", "puts a job's folder outside the sweep's folder "
                                                         "(hydra.sweep.dir); name a folder inside it"),
                              (f"{tmp_path}/elsewhere/${{hydra.job.num}}", "outside the sweep's folder"),
-                             (".", "outside the sweep's folder")):
+                             (".", "outside the sweep's folder"),
+                             ("job${hydra.job.num}/../..", "outside the sweep's folder")):
         code = run_cli(train_main, "-m", "seed=1,2", f"hydra.sweep.dir={tmp_path}/sweep",
                        f"hydra.sweep.subdir={subdir}", "data.path=unused.txt", "data=text")
         err = capsys.readouterr().err
@@ -165,6 +166,21 @@ def test_a_sweep_job_folder_may_name_the_swept_settings(tmp_path: Path, capsys) 
     jobs = sorted(p for p in (tmp_path / "sweep").iterdir() if p.is_dir())
     assert [p.name for p in jobs] == ["first-0", "second-1"]
     assert all("data file not found" in (p / "status.json").read_text() for p in jobs)  # the jobs ran
+
+
+def test_a_sweep_job_folder_named_by_its_overrides_or_going_down_and_back_is_inside(tmp_path: Path,
+                                                                                    capsys) -> None:
+    # The error's own advice, ${hydra.job.override_dirname}, and a path that comes back inside.
+    for subdir, names in (("${hydra.job.override_dirname}", ["data.path='missing.txt',data=text,seed=1",
+                                                             "data.path='missing.txt',data=text,seed=2"]),
+                          ("a/../job${hydra.job.num}", ["job0", "job1"])):
+        sweep = tmp_path / subdir.split("$")[0].strip("/.") / "sweep"
+        run_cli(train_main, "-m", "seed=1,2", f"hydra.sweep.dir={sweep}", f"hydra.sweep.subdir={subdir}",
+                "data.path=missing.txt", "data=text")
+        assert "hydra.sweep.subdir" not in capsys.readouterr().err
+        jobs = sorted(p for p in sweep.iterdir() if (p / "status.json").exists())
+        assert [p.name for p in jobs] == names
+        assert all("data file not found" in (p / "status.json").read_text() for p in jobs)  # the jobs ran
 
 
 def test_a_sweep_job_folder_is_taken_as_typed(tmp_path: Path, capsys) -> None:
@@ -378,6 +394,13 @@ def test_resuming_a_run_another_process_still_trains_names_the_checkpoint_typed(
             assert code == 2, err
             assert err.endswith(f"error: ckpt_path={typed}: that run is still being trained by another "
                                 "process (pid 4242); wait for it to end (or stop it), then resume it again\n")
+        # A run still before its first checkpoint: the same words.
+        (run / "checkpoints" / "last.ckpt").rename(tmp_path / "kept.ckpt")
+        code, _, err = run_main(train_main, bare_train_args(corpus, None, f"ckpt_path={run}",
+                                                            "trainer.max_steps=4"), capsys)
+        assert code == 2, err
+        assert err.endswith(f"error: ckpt_path={run}: that run is still being trained by another process "
+                            "(pid 4242); wait for it to end (or stop it), then resume it again\n"), err
     finally:
         os.close(fd)
-    assert (run / "checkpoints" / "last.ckpt").read_bytes() == before
+    assert (tmp_path / "kept.ckpt").read_bytes() == before

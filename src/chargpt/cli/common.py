@@ -56,7 +56,7 @@ _OPTIONS_WITH_VALUE = {
 _MODES = {"-r": "--run", "--run": "--run", "-m": "--multirun", "--multirun": "--multirun", "-c": "--cfg",
           "--cfg": "--cfg", "-i": "--info", "--info": "--info", "-sc": "--shell-completion",
           "--shell-completion": "--shell-completion"}
-_MODE_NAMES = ("-m (a sweep)", "--cfg (print the config)", "--info", "-r (one run)")
+_MODE_NAMES = ("-m (a sweep)", "--cfg (print the config)", "--info", "-r (one run)", "-sc (shell completion)")
 _INFO_TOPICS = {"all", "config", "defaults", "defaults-tree", "plugins", "searchpath"}
 # `prompt_file=FILE` (or `-` for standard input) is read here and becomes the prompt setting.
 # The prompt-file settings of each command's config, and the prompt each one fills.
@@ -173,14 +173,15 @@ def hydra_argv(argv: list[str]) -> list[str]:
         if parts is not None and group_dirs is not None:
             check_group_option(parts[1], parts[2], group_dirs)
     # Hydra's parser takes the overrides as one run of positional arguments: any after an option
-    # (`seed=1,2 -m lr=...`) were refused with its usage text. Options first, the overrides in order.
+    # (`seed=1,2 -m lr=...`) were refused with its usage text. The overrides first, in order, then
+    # the options (a bare --info, whose topic is optional, must not take an override for one).
     overrides = list(_overrides(out))
     options = [arg for i, arg in enumerate(out) if i and i not in overrides]
     modes = list(dict.fromkeys(arg.partition("=")[0] for arg in options if arg.partition("=")[0] in _MODES))
     if len({_MODES[mode] for mode in modes}) > 1:  # Hydra's own refusal is a traceback
         raise ConfigError(f"{' and '.join(modes)} cannot be combined: a command runs one of "
                           f"{', '.join(_MODE_NAMES)}; keep one of them")
-    return [*out[:1], *options, *(out[i] for i in overrides)]
+    return [*out[:1], *(out[i] for i in overrides), *options]
 
 
 def _group_dirs(argv: list[str]) -> list[Path] | None:

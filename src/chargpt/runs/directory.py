@@ -338,7 +338,7 @@ def _check_job_subdir(config: DictConfig) -> None:
         return  # Hydra's own error
     probe = config.copy()
     with read_write(probe.hydra.job), open_dict(probe.hydra.job):
-        probe.hydra.job.num, probe.hydra.job.id, probe.hydra.job.override_dirname = 0, "0", ""
+        probe.hydra.job.num, probe.hydra.job.id, probe.hydra.job.override_dirname = 0, "0", "seed=0"
     # Swept settings are not in the config yet (Hydra composes each job with its own values): a
     # stand-in value for those the config lacks, so that only keys no job would have fail.
     for override in config.hydra.overrides.task:
@@ -352,7 +352,7 @@ def _check_job_subdir(config: DictConfig) -> None:
         name = _resolved_name(probe, probe.hydra.sweep, "subdir", "hydra.sweep.subdir", fix)
     finally:
         HydraConfig.instance().set_config(config)
-    if Path(name).is_absolute() or ".." in Path(name).parts or not Path(name).parts:
+    if Path(name).is_absolute() or os.path.normpath(name).split(os.sep)[0] in ("..", "."):
         # The sweep's lock, its record and its continuation all cover the sweep's folder only.
         raw = OmegaConf.to_container(config.hydra.sweep, resolve=False).get("subdir")
         raise ConfigError(f"hydra.sweep.subdir={raw} puts a job's folder outside the sweep's folder "
@@ -402,11 +402,10 @@ def _refuse_resuming_a_live_run(ckpt_path: str | None, run_dir: Path, err: Folde
     that another process still trains: the error names what was typed."""
     if not ckpt_path:
         return
-    try:
-        resumed = run_dir_of(resolve_checkpoint(ckpt_path))
-    except ChargptError:
-        return
-    if resumed is not None and resumed.resolve() == run_dir.resolve():
+    # The run folder as the resume picked it: a run with no checkpoint yet names it too.
+    typed = Path(ckpt_path)
+    resumed = typed if typed.is_dir() else run_dir_of(typed)
+    if resumed.resolve() == run_dir.resolve():
         raise FolderLocked(
             f"ckpt_path={ckpt_path}: that run is still being trained by another process (pid {err.owner}); "
             "wait for it to end (or stop it), then resume it again", err.owner,
