@@ -64,9 +64,10 @@ COLLECTOR_MODES = {"left on": "on", "as launched": "launched"}
 # Prints the import's seconds and the wall-clock time at the end of the script: the parent takes
 # the process's exit from there to its end.
 COLLECTOR_PROBE = (
-    "import gc, sys, time; launched = sys.argv[1] == 'launched'; launched and gc.disable(); "
-    "t = time.perf_counter(); import {module}; took = time.perf_counter() - t; "
-    "launched and (gc.freeze(), gc.enable()); print(took, time.time(), flush=True)"
+    "import contextlib, sys, time; from chargpt.cli.launch import collector_off_then_frozen; "
+    "launched = sys.argv[1] == 'launched'; t = time.perf_counter()\n"
+    "with collector_off_then_frozen() if launched else contextlib.nullcontext(): import {module}\n"
+    "print(time.perf_counter() - t, time.time(), flush=True)"
 )
 
 

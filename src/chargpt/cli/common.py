@@ -52,10 +52,8 @@ _OPTIONS_WITH_VALUE = {
     "-c", "--cfg", "-p", "--package", "-cp", "--config-path", "-cn", "--config-name",
     "-cd", "--config-dir", "--experimental-rerun",
 }
-# Hydra's modes (each option's long name): a command line takes one.
-_MODES = {"-r": "--run", "--run": "--run", "-m": "--multirun", "--multirun": "--multirun", "-c": "--cfg",
-          "--cfg": "--cfg", "-i": "--info", "--info": "--info", "-sc": "--shell-completion",
-          "--shell-completion": "--shell-completion"}
+# Hydra's modes, short name -> long: a command line takes one.
+_MODES = {"-r": "--run", "-m": "--multirun", "-c": "--cfg", "-i": "--info", "-sc": "--shell-completion"}
 _MODE_NAMES = ("-m (a sweep)", "--cfg (print the config)", "--info", "-r (one run)", "-sc (shell completion)")
 _INFO_TOPICS = {"all", "config", "defaults", "defaults-tree", "plugins", "searchpath"}
 # `prompt_file=FILE` (or `-` for standard input) is read here and becomes the prompt setting.
@@ -177,8 +175,9 @@ def hydra_argv(argv: list[str]) -> list[str]:
     # the options (a bare --info, whose topic is optional, must not take an override for one).
     overrides = list(_overrides(out))
     options = [arg for i, arg in enumerate(out) if i and i not in overrides]
-    modes = list(dict.fromkeys(arg.partition("=")[0] for arg in options if arg.partition("=")[0] in _MODES))
-    if len({_MODES[mode] for mode in modes}) > 1:  # Hydra's own refusal is a traceback
+    flags = [arg.partition("=")[0] for arg in options]
+    modes = list(dict.fromkeys(f for f in flags if f in _MODES or f in _MODES.values()))
+    if len({_MODES.get(mode, mode) for mode in modes}) > 1:  # Hydra's own refusal is a traceback
         raise ConfigError(f"{' and '.join(modes)} cannot be combined: a command runs one of "
                           f"{', '.join(_MODE_NAMES)}; keep one of them")
     return [*out[:1], *(out[i] for i in overrides), *options]

@@ -4,27 +4,36 @@ a Ctrl-C during it would otherwise print a traceback instead of one line."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import gc
 import importlib
+from collections.abc import Iterator
 
 from chargpt.errors import exit_interrupted
 
 
-def _launch(command: str) -> None:
-    # The import makes over a million objects that live as long as the process, and almost no
-    # garbage. Left on, the cyclic collector scans them again and again while they load (~0.5 s of
-    # a training command's start-up on a 2-core CPU) and once more at exit (~0.5 s): it stays off
-    # for the import, and freezing them keeps them out of its later passes (docs/BENCHMARKS.md,
-    # "Start-up and exit").
+@contextlib.contextmanager
+def collector_off_then_frozen() -> Iterator[None]:
+    """For a command's import: it makes over a million objects that live as long as the process,
+    and almost no garbage. Left on, the cyclic collector scans them again and again while they load
+    (~0.5 s of a training command's start-up on a 2-core CPU) and once more at exit (~0.5 s): it
+    stays off here, and freezing what was made keeps it out of its later passes (docs/BENCHMARKS.md,
+    "Start-up and exit")."""
     gc.disable()
     try:
-        module = importlib.import_module(f"chargpt.cli.{command}")
-    except KeyboardInterrupt:
-        exit_interrupted()
+        yield
     finally:
         gc.freeze()
         gc.enable()
+
+
+def _launch(command: str) -> None:
+    try:
+        with collector_off_then_frozen():
+            module = importlib.import_module(f"chargpt.cli.{command}")
+    except KeyboardInterrupt:
+        exit_interrupted()
     module.main()
 
 
