@@ -274,6 +274,17 @@ def test_two_of_hydras_modes_are_one_error_line(modes: tuple[str, ...], capsys) 
     assert out == ""
 
 
+def test_an_abbreviated_option_is_read_as_hydra_reads_it(capsys) -> None:
+    # Hydra's parser takes a unique prefix of a long option for it (argparse's abbreviations):
+    # `--multi --cfg job` ended in Hydra's traceback, and `--config-d DIR`'s DIR passed for an override.
+    assert run_cli(train_main, "seed=1,2", "--multi", "--cfg", "job") == 2
+    assert capsys.readouterr().err.startswith("error: --multirun and --cfg cannot be combined: ")
+    assert hydra_argv(["x", "--config-d", "my dir", "model=tiny", "--mu"]) == [
+        "x", "model=tiny", "--config-dir", "my dir", "--multirun"]
+    assert hydra_argv(["x", "--config-n=train"]) == ["x", "--config-name=train"]
+    assert hydra_argv(["x", "--c"]) == ["x", "--c"]  # ambiguous: left to Hydra's parser to refuse
+
+
 @pytest.mark.parametrize("prefix", ["", "+", "++"])
 def test_ckpt_path_with_plus_resumes_into_the_run(prefix: str, tmp_path: Path) -> None:
     run = tmp_path / "a run, 1"

@@ -118,6 +118,7 @@ def test_models_names_the_model_and_its_card(url: str, run_dir: Path) -> None:
     assert card["val_loss"] == pytest.approx(1.5) and card["step"] == 123
     assert card["params"] == chargpt.load(run_dir).model.num_params()
     assert card["block_size"] == 16 and card["vocab_size"] == len(VOCAB) and card["max_tokens"] == 500
+    assert card["start_prompt"] == "\n"  # what a request without a prompt continues from
     assert httpx.get(f"{url}/v1/models/my run").json()["id"] == "my run"
     assert httpx.get(f"{url}/health").json()["status"] == "ok"
 

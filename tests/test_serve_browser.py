@@ -170,3 +170,6 @@ def test_an_empty_prompt_box_starts_the_models_way(browser: webdriver.Chrome, tm
         assert not browser.find_element(By.ID, "error").is_displayed()
         text = browser.find_element(By.ID, "out-text").get_attribute("textContent")
         assert text == expected["choices"][0]["text"] and len(text) == 40
+        # The text continues from the model's first character, which the page shows before it.
+        first = next(c for c in VOCAB if c != "\n")
+        assert browser.find_element(By.ID, "out-prompt").get_attribute("textContent") == first

@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 
 import torch
 from hydra import compose, initialize_config_dir
+from hydra._internal.utils import get_args_parser
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, OmegaConf
 
@@ -91,6 +92,23 @@ def _split(arg: str) -> tuple[str, str, str] | None:
     return (match.group(1), match.group(2), match.group(3)) if match else None
 
 
+@functools.cache
+def _hydra_long_options() -> tuple[str, ...]:
+    options = (o for action in get_args_parser()._actions for o in action.option_strings)
+    return tuple(o for o in options if o.startswith("--"))
+
+
+def _full_option(arg: str) -> str:
+    """`arg` with an abbreviated long option of Hydra's written out (`--multi` -> `--multirun`,
+    `--config-d=x` -> `--config-dir=x`), as Hydra's parser (argparse) would read it; anything else
+    as it is. The checks below then see the option whatever way it was typed."""
+    flag, eq, value = arg.partition("=")
+    if not flag.startswith("--") or len(flag) < 3:
+        return arg
+    matches = [o for o in _hydra_long_options() if o.startswith(flag)]
+    return f"{matches[0]}{eq}{value}" if len(matches) == 1 else arg
+
+
 def _overrides(argv: list[str]) -> Iterator[int]:
     """Indices of the overrides in argv (argv[0] is the program): Hydra's options are skipped."""
     i = 1
@@ -150,7 +168,7 @@ def prompt_source(setting: str) -> str:
 def hydra_argv(argv: list[str]) -> list[str]:
     """The command line as Hydra must see it: free-text values quoted, paths expanded; an override
     Hydra cannot parse is a ConfigError that shows the quoted form."""
-    out = list(argv)
+    out = [*argv[:1], *(_full_option(arg) for arg in argv[1:])]
     group_dirs = _group_dirs(out)
     for i in _overrides(out):
         parts = _split(out[i])

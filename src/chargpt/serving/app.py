@@ -25,6 +25,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from chargpt.data.tokenizer import CharTokenizer
+from chargpt.inference import start_prompt
 from chargpt.model_card import ModelCard
 from chargpt.serving.engine import Engine, Event, Job, QueueFull, ShuttingDown
 from chargpt.serving.protocol import APIError, CompletionRequest, Limits, parse_completion, read_json
@@ -149,7 +150,8 @@ def create_app(engine: Engine, tokenizer: CharTokenizer, card: ModelCard, limits
     app.state.stop_generating = engine.request_stop
     model_entry = {"id": card.name, "object": "model", "created": created, "owned_by": "chargpt",
                    "chargpt": {**card.to_dict(), "max_tokens": limits.max_tokens,
-                               "default_max_tokens": limits.default_max_tokens, "max_n": limits.max_n}}
+                               "default_max_tokens": limits.default_max_tokens, "max_n": limits.max_n,
+                               "start_prompt": start_prompt(tokenizer)}}
 
     @app.exception_handler(APIError)
     async def api_error(request: Request, err: APIError) -> JSONResponse:
