@@ -99,3 +99,20 @@ def test_a_failing_attention_still_restores_the_setting(bf16_products: None) -> 
     with pytest.raises(RuntimeError):
         attention(q, k[..., :4], v)  # mismatched head sizes
     assert MKLDNN.fp32_precision == "bf16"
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_attention_under_cpu_autocast_runs_in_float32(masked: bool) -> None:
+    """Under bf16 autocast the linear layers hand attention bf16 queries, keys and values; it
+    computes in float32 (torch's bf16 attention for CPU is slower) and its gradients reach them."""
+    q, k, v = qkv()
+    mask = torch.ones(32, 32, dtype=torch.bool).tril() if masked else None
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low = tuple(z.bfloat16() for z in (q, k, v))  # what a linear layer gives under autocast
+        out = attention(*low, mask)
+        assert torch.is_autocast_enabled("cpu")  # left as it was
+    assert out.dtype == torch.float32
+    want = F.scaled_dot_product_attention(*(z.float() for z in low), attn_mask=mask, is_causal=not masked)
+    torch.testing.assert_close(out, want, rtol=0, atol=0)
+    out.square().sum().backward()
+    assert all(z.grad is not None and z.grad.abs().sum() > 0 for z in (q, k, v))

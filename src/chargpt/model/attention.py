@@ -4,8 +4,9 @@
 has bf16 units (AMX, AVX-512 BF16): the linear layers' products get faster. torch's flash-attention
 kernel for CPU reads the same setting and gets several times slower under it (docs/BENCHMARKS.md,
 "bf16 products inside float32"), so attention runs with it set back to float32, forward and
-backward. Elsewhere (CUDA, float32 products, a compiled graph) this is plain
-`F.scaled_dot_product_attention`.
+backward. Under bf16 autocast on a CPU (`trainer.precision=bf16-mixed`) attention leaves autocast
+and computes in float32 too: torch's bf16 attention for CPU is the slower one there. Elsewhere
+(CUDA, float32 products, a compiled graph) this is plain `F.scaled_dot_product_attention`.
 """
 
 from __future__ import annotations
@@ -44,6 +45,11 @@ def _bf16_products_on_cpu(q: torch.Tensor) -> bool:
             and not torch.compiler.is_compiling() and _MKLDNN_MATMUL.fp32_precision == "bf16")
 
 
+def _under_cpu_autocast(q: torch.Tensor) -> bool:
+    return (q.device.type == "cpu" and q.dtype != torch.float32 and torch.is_autocast_enabled("cpu")
+            and not torch.compiler.is_compiling())
+
+
 class _Float32ProductsAttention(torch.autograd.Function):
     """SDPA whose forward and backward both run under float32_products. The backward runs in a
     hook-free nested graph, since the setting must hold while autograd runs SDPA's own backward."""
@@ -79,6 +85,11 @@ def attention(
 ) -> torch.Tensor:
     """Self-attention over (B, nh, T, hs) queries, keys and values: (B, nh, T, hs). Causal, or under
     a boolean `mask` (a KV cache's)."""
+    if _under_cpu_autocast(q):
+        # The linear layers around it keep their bf16 products (docs/BENCHMARKS.md, "bf16
+        # autocast, attention in float32").
+        with torch.autocast("cpu", enabled=False):
+            return attention(q.float(), k.float(), v.float(), mask, dropout_p)
     if not _bf16_products_on_cpu(q):
         return _sdpa(q, k, v, mask, dropout_p)
     if torch.is_grad_enabled() and any(z.requires_grad for z in (q, k, v)):

@@ -81,9 +81,10 @@ def auto_matmul(device: torch.device, compiled: bool = False) -> tuple[str, str]
     """What matmul_precision=auto is on `device`, and why: `medium` on a CPU with AMX tiles, where
     oneDNN then computes the linear layers' products in bf16 (attention stays in float32:
     chargpt.model.attention) and a step takes ~0.8x the time (docs/BENCHMARKS.md); `high` (TF32)
-    on CUDA; `highest` (float32) on other CPUs (those with AVX-512 BF16 alone are unmeasured; `high`
-    may be TF32-like on a CPU with AMX-FP16), in a compiled model, whose attention the compiler
-    places, and with a torch older than 2.9, whose attention cannot keep float32 products."""
+    on CUDA; `highest` (float32) on other CPUs (with AVX-512 BF16 but no AMX, torch leaves the
+    products in float32 under `medium`: measured bit-identical; `high` may be TF32-like on a CPU
+    with AMX-FP16), in a compiled model, whose attention the compiler places, and with a torch
+    older than 2.9, whose attention cannot keep float32 products."""
     if device.type == "cuda":
         return "high", "TF32 products"
     if device.type != "cpu":
