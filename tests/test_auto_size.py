@@ -325,20 +325,26 @@ def test_printed_override_reproduces_the_model() -> None:
     assert again.matmul_precision == "medium"
 
 
-@pytest.mark.parametrize(("native", "expected"), [(True, "bf16-mixed"), (False, "32-true")])
-def test_precision_auto_is_bf16_autocast_only_where_the_device_has_bf16_units(
-    monkeypatch, native: bool, expected: str
+@pytest.mark.parametrize(("native", "amx", "expected"), [
+    (True, False, "bf16-mixed"),  # AVX-512 BF16 alone: autocast is the only way to the bf16 units
+    (True, True, "32-true"),  # AMX: matmul_precision=auto computes the products in bf16 instead
+    (False, False, "32-true"),  # bf16 emulated
+])
+def test_precision_auto_is_bf16_autocast_where_it_is_the_way_to_bf16_units(
+    monkeypatch, native: bool, amx: bool, expected: str
 ) -> None:
     monkeypatch.setattr(precision, "native_bf16", lambda device: native)
+    monkeypatch.setattr(precision, "amx_tiles", lambda: amx)
     with initialize_config_dir(config_dir=CONFIG_PATH, version_base="1.3"):
-        asked = [compose(config_name="train", overrides=[*o, "trainer.precision=auto"])
-                 for o in ([], ["model=auto", "budget_seconds=60"])]
+        asked = [compose(config_name="train", overrides=o) for o in (
+            ["trainer.precision=auto"], ["model=auto", "budget_seconds=60"])]  # model=auto's default
         default = compose(config_name="train")
     for cfg in asked:
         assert build.resolve_precision(cfg)
         assert cfg.trainer.precision == expected
     assert not build.resolve_precision(default)
     assert default.trainer.precision == "32-true"  # auto only when asked for
+    assert precision.resolved("auto", torch.device("cpu")) == expected
 
 
 def test_the_saved_config_holds_the_precision_auto_resolved_to(tmp_path: Path, capsys, monkeypatch) -> None:

@@ -76,10 +76,8 @@ def calibration_device(trainer_cfg: DictConfig) -> torch.device:
 
 
 def resolve_precision(cfg: DictConfig) -> bool:
-    """Write trainer.precision as Lightning names it, `auto` resolved for the run's device (bf16
-    autocast where it multiplies bf16 in hardware, else float32). Not the default of any preset: on
-    a CPU with bf16 units it won short runs at equal time and lost a 600 s one (docs/EXPERIMENTS.md,
-    "Ablations at a fixed step count"). Returns whether `auto` was resolved."""
+    """Write trainer.precision as Lightning names it, `auto` resolved for the run's device
+    (precision.auto_precision; model=auto's default). Returns whether `auto` was resolved."""
     given = cfg.trainer.get("precision")
     device = calibration_device(cfg.trainer)
     name = precision.resolved(given, device)
@@ -87,8 +85,8 @@ def resolve_precision(cfg: DictConfig) -> bool:
         cfg.trainer.precision = name
     if str(given) != "auto":
         return False
-    why = "multiplies bf16 in hardware" if name == "bf16-mixed" else "has no bf16 units"
-    log.info("trainer.precision=auto: %s (this %s %s)", name, device.type.upper(), why)
+    log.info("trainer.precision=auto: %s (this %s: %s)", name, device.type.upper(),
+             precision.auto_precision(device)[1])
     return True
 
 

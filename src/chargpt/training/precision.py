@@ -40,16 +40,29 @@ def unified(precision: object) -> str:
 
 
 def resolved(precision: object, device: torch.device) -> str:
-    """The precision a run trains in: `auto` is bf16 autocast (bf16-mixed) on a device that
-    multiplies bf16 in hardware (CUDA from Ampere on; CPUs with AVX-512 BF16 or AMX) and float32
-    (32-true) elsewhere, where bf16 is emulated and slower. 16-mixed on a CPU is bf16-mixed, as
-    Lightning runs it (CPUs have no fp16 autocast)."""
+    """The precision a run trains in: `auto` as auto_precision gives it. 16-mixed on a CPU is
+    bf16-mixed, as Lightning runs it (CPUs have no fp16 autocast)."""
     name = unified(precision)
     if name == "auto":
-        return "bf16-mixed" if native_bf16(device) else "32-true"
+        return auto_precision(device)[0]
     if name == "16-mixed" and device.type == "cpu":
         return "bf16-mixed"
     return name
+
+
+def auto_precision(device: torch.device) -> tuple[str, str]:
+    """What trainer.precision=auto is on `device`, and why: bf16 autocast (bf16-mixed) on a GPU that
+    multiplies bf16 in hardware (Ampere on) and on a CPU with AVX-512 BF16 but no AMX, where
+    autocast is the only way to its bf16 units (a 600 s model=auto run scored 0.018 lower with it on
+    an AMD EPYC, docs/EXPERIMENTS.md, "A fifth machine"); float32 (32-true) on a CPU with AMX,
+    whose linear layers' products matmul_precision=auto already puts in bf16 at no cost in loss per
+    step, where autocast's rounded outputs cost some; and float32 where bf16 is emulated and
+    slower."""
+    if not native_bf16(device):
+        return "32-true", "no bf16 units: bf16 would be emulated"
+    if device.type == "cpu" and amx_tiles():
+        return "32-true", "AMX: matmul_precision=auto puts the linear layers' products in bf16 instead"
+    return "bf16-mixed", "bf16 units: bf16 autocast"
 
 
 def plugin(precision: str, device: torch.device) -> Precision:
