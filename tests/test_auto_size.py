@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from chargpt.cli import train
 from chargpt.cli.common import CONFIG_PATH
@@ -360,6 +360,47 @@ def test_the_saved_config_holds_the_precision_auto_resolved_to(tmp_path: Path, c
     assert saved.startswith("# trainer.precision=auto resolved to 32-true on this machine\n")
     assert OmegaConf.create(saved).trainer.precision == "32-true"
     assert "trainer.precision=auto" in (run / ".hydra" / "overrides.yaml").read_text()  # what was typed
+
+
+def test_a_resumed_run_keeps_the_precision_auto_gave_it(tmp_path: Path, capsys, monkeypatch) -> None:
+    # Started where auto is float32; resumed where auto is bf16 autocast (another machine, or a run
+    # from before auto's rule changed): it goes on in float32, unless float32 is asked for no more.
+    monkeypatch.setattr(build, "calibration_device", lambda trainer: torch.device("cpu"))
+    monkeypatch.setattr(precision, "native_bf16", lambda device: False)
+    run = tmp_path / "run"
+    args = bare_train_args(write_corpus(tmp_path / "c.txt"), run, "trainer.precision=auto",
+                           "trainer.max_steps=2", "trainer.val_check_interval=2")
+    code, _, err = run_main(train.main, args, capsys)
+    assert code == 0, err
+
+    def recorded() -> str:
+        hparams = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["hyper_parameters"]
+        return hparams["precision"]
+
+    assert recorded() == "32-true"
+    monkeypatch.setattr(precision, "native_bf16", lambda device: True)
+    monkeypatch.setattr(precision, "amx_tiles", lambda: False)
+    resume = [a.replace("max_steps=2", "max_steps=3") for a in args if not a.startswith("hydra.run")]
+    code, _, err = run_main(train.main, [*resume, f"ckpt_path={run}"], capsys)
+    assert code == 0, err
+    assert recorded() == "32-true"
+    saved = sorted((run / ".hydra").glob("resume-*/config.yaml"))[-1].read_text()
+    assert saved.startswith("# trainer.precision=auto kept 32-true, the checkpoint's\n")
+    # A checkpoint from before the precision was recorded: the run's saved config says.
+    assert build.saved_precision(run) == "32-true"
+    assert build.keep_precision(compose_auto(), {"hyper_parameters": {}}, run / "checkpoints" / "last.ckpt")
+    # Given on the command line, the user's choice wins.
+    resume = [a.replace("max_steps=3", "max_steps=4") for a in resume]
+    code, _, err = run_main(train.main, [*resume, f"ckpt_path={run}", "trainer.precision=bf16-mixed"], capsys)
+    assert code == 0, err
+    assert recorded() == "bf16-mixed"
+
+
+def compose_auto() -> DictConfig:
+    with initialize_config_dir(config_dir=CONFIG_PATH, version_base="1.3"):
+        cfg = compose(config_name="train", overrides=["trainer.precision=auto"])
+    build.resolve_precision(cfg)  # bf16-mixed, as the test's CPU now has bf16 units and no AMX
+    return cfg
 
 
 @pytest.mark.parametrize(

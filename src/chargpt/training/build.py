@@ -137,6 +137,36 @@ def keep_matmul_precision(cfg: DictConfig, ckpt: dict[str, Any], file: Path) -> 
     return False
 
 
+def keep_precision(cfg: DictConfig, ckpt: dict[str, Any], file: Path) -> bool:
+    """A resumed run with trainer.precision=auto continues in the precision it trained in (`auto`
+    may resolve otherwise now: another machine, or a run from before its rule changed), unless it
+    trained on another kind of device: then `auto` stands. Returns whether the run's precision is
+    the one it trained in."""
+    hparams = ckpt.get("hyper_parameters", {})
+    recorded = hparams.get("precision") or saved_precision(run_dir_of(file))
+    device, trained_on = calibration_device(cfg.trainer).type, hparams.get("device_type")
+    if recorded == cfg.trainer.precision:
+        return True
+    if trained_on is not None and trained_on != device:
+        log.info("trainer.precision=auto: %s, not the %s the run trained in (it trained on %s, this run "
+                 "is on %s)", cfg.trainer.precision, recorded, trained_on.upper(), device.upper())
+        return False
+    log.info("trainer.precision=auto: %s, as the run trained (not %s)", recorded, cfg.trainer.precision)
+    with open_dict(cfg):
+        cfg.trainer.precision = recorded
+    return True
+
+
+def saved_precision(run_dir: Path) -> str:
+    """The precision a run's saved config names (`auto` is resolved there); Lightning's default,
+    32-true, when there is no such config."""
+    try:
+        saved = OmegaConf.load(run_dir / ".hydra" / "config.yaml").trainer.get("precision")
+        return precision.unified(saved) if str(saved) != "auto" else "32-true"
+    except (OSError, yaml.YAMLError, OmegaConfBaseException, ConfigError, AttributeError):
+        return "32-true"
+
+
 def saved_matmul_precision(run_dir: Path) -> str:
     """The products a run's saved config names (resolved there since `auto` became the default);
     `high`, the default before, when there is no such config."""
@@ -387,8 +417,7 @@ def build_run(cfg: DictConfig) -> Run:
     check_trainer_numbers(cfg.trainer, finetuning=bool(cfg.get("init_from")))
     budget.checked_seconds(cfg.get("budget_seconds"))  # before model=auto times anything
     decided = []  # what this machine decided, noted in the saved config
-    if resolve_precision(cfg):  # before model=auto times its shapes in it
-        decided.append(f"trainer.precision=auto resolved to {cfg.trainer.precision} on this machine")
+    precision_auto = resolve_precision(cfg)  # before model=auto times its shapes in it
     if yes_no("keep_freed_memory", cfg.get("keep_freed_memory", False)):
         keep_freed_memory()
     matmul_auto = resolve_matmul_precision(cfg)
@@ -427,6 +456,12 @@ def build_run(cfg: DictConfig) -> Run:
         # corpus or model is refused with the reason, not a shape-mismatch traceback.
         file = resolve_checkpoint(cfg.ckpt_path)
         ckpt = read_checkpoint(file)
+    if precision_auto:
+        decided.append(
+            f"trainer.precision=auto kept {cfg.trainer.precision}, the checkpoint's"
+            if ckpt is not None and keep_precision(cfg, ckpt, file)
+            else f"trainer.precision=auto resolved to {cfg.trainer.precision} on this machine"
+        )
     if matmul_auto:
         decided.append(
             f"matmul_precision=auto kept {cfg.matmul_precision}, the checkpoint's"
@@ -458,6 +493,7 @@ def build_run(cfg: DictConfig) -> Run:
         auto=choice.summary() if choice is not None else None,
         matmul_precision=str(cfg.matmul_precision),
         device_type=calibration_device(cfg.trainer).type,
+        precision=str(cfg.trainer.precision),
     )
     if pretrained is not None:
         if ckpt is None:  # a resumed fine-tune takes its weights from its own checkpoint

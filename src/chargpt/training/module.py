@@ -51,11 +51,13 @@ class CharLM(L.LightningModule):
         auto: dict[str, Any] | None = None,
         matmul_precision: str | None = None,
         device_type: str | None = None,
+        precision: str | None = None,
     ) -> None:
         # `auto`: the model=auto choice and its reasons (budget.json's "auto" section), kept in the
         # checkpoint so that a resumed run rebuilds the same shape without measuring again.
         # `matmul_precision`: the float32 products the run trains with (torch's name, resolved), and
-        # `device_type` (cpu, cuda) where: kept so that a resumed run continues with the same arithmetic.
+        # `device_type` (cpu, cuda) where, and `precision` (trainer.precision, resolved): kept so that
+        # a resumed run continues with the same arithmetic.
         super().__init__()
         self.save_hyperparameters()
         self.schedule = build_schedule(scheduler)
