@@ -319,6 +319,8 @@ def run_main(
         with clean_exits():
             try:
                 literal = literal_argv(sys.argv, config_name)
+                # Abbreviated options written out first: `prepare` (a resume) looks for -m/--multirun.
+                literal = [*literal[:1], *(_full_option(arg) for arg in literal[1:])]
                 if prepare is not None:
                     literal = prepare(literal)
                 prepared = hydra_argv(literal)

@@ -61,7 +61,7 @@ def auto_precision(device: torch.device) -> tuple[str, str]:
     if not native_bf16(device):
         return "32-true", "no bf16 units: bf16 would be emulated"
     if device.type == "cpu" and amx_tiles():
-        return "32-true", "AMX: matmul_precision=auto puts the linear layers' products in bf16 instead"
+        return "32-true", "AMX: bf16 products come from matmul_precision (auto: medium) instead"
     return "bf16-mixed", "bf16 units: bf16 autocast"
 
 
