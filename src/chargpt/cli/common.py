@@ -109,6 +109,10 @@ def _full_option(arg: str) -> str:
     return f"{matches[0]}{eq}{value}" if len(matches) == 1 else arg
 
 
+def _full_options(argv: list[str]) -> list[str]:
+    return [*argv[:1], *(_full_option(arg) for arg in argv[1:])]
+
+
 def _overrides(argv: list[str]) -> Iterator[int]:
     """Indices of the overrides in argv (argv[0] is the program): Hydra's options are skipped."""
     i = 1
@@ -168,7 +172,7 @@ def prompt_source(setting: str) -> str:
 def hydra_argv(argv: list[str]) -> list[str]:
     """The command line as Hydra must see it: free-text values quoted, paths expanded; an override
     Hydra cannot parse is a ConfigError that shows the quoted form."""
-    out = [*argv[:1], *(_full_option(arg) for arg in argv[1:])]
+    out = _full_options(argv)
     group_dirs = _group_dirs(out)
     for i in _overrides(out):
         parts = _split(out[i])
@@ -320,7 +324,7 @@ def run_main(
             try:
                 literal = literal_argv(sys.argv, config_name)
                 # Abbreviated options written out first: `prepare` (a resume) looks for -m/--multirun.
-                literal = [*literal[:1], *(_full_option(arg) for arg in literal[1:])]
+                literal = _full_options(literal)
                 if prepare is not None:
                     literal = prepare(literal)
                 prepared = hydra_argv(literal)

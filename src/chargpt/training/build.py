@@ -118,14 +118,12 @@ def keep_matmul_precision(cfg: DictConfig, ckpt: dict[str, Any], file: Path) -> 
     recorded, source = hparams.get("matmul_precision"), "the checkpoint"
     if recorded is None:  # written before the checkpoint recorded it: its run's saved config says
         recorded, source = saved_matmul_precision(run_dir_of(file)), "its run's saved config"
-    device, trained_on = calibration_device(cfg.trainer).type, hparams.get("device_type")
     if recorded == cfg.matmul_precision:
         return True
-    if trained_on is not None and trained_on != device:
-        why = f"it trained on {trained_on.upper()}, this run is on {device.upper()}"
-    elif recorded == "medium" and cfg.model.get("compile"):
+    why = _trained_elsewhere(cfg, hparams)
+    if why is None and recorded == "medium" and cfg.model.get("compile"):
         why = "bf16 products are not kept in a compiled model"
-    else:
+    if why is None:
         log.info("matmul_precision=auto: %s, as %s says the run trained (not %s)", recorded, source,
                  cfg.matmul_precision)
         with open_dict(cfg):
@@ -137,6 +135,15 @@ def keep_matmul_precision(cfg: DictConfig, ckpt: dict[str, Any], file: Path) -> 
     return False
 
 
+def _trained_elsewhere(cfg: DictConfig, hparams: dict[str, Any]) -> str | None:
+    """Why a resumed run's recorded arithmetic does not hold here (it trained on another kind of
+    device), or None."""
+    device, trained_on = calibration_device(cfg.trainer).type, hparams.get("device_type")
+    if trained_on is not None and trained_on != device:
+        return f"it trained on {trained_on.upper()}, this run is on {device.upper()}"
+    return None
+
+
 def keep_precision(cfg: DictConfig, ckpt: dict[str, Any], file: Path) -> bool:
     """A resumed run with trainer.precision=auto continues in the precision it trained in (`auto`
     may resolve otherwise now: another machine, or a run from before its rule changed), unless it
@@ -144,12 +151,11 @@ def keep_precision(cfg: DictConfig, ckpt: dict[str, Any], file: Path) -> bool:
     the one it trained in."""
     hparams = ckpt.get("hyper_parameters", {})
     recorded = hparams.get("precision") or saved_precision(run_dir_of(file))
-    device, trained_on = calibration_device(cfg.trainer).type, hparams.get("device_type")
     if recorded == cfg.trainer.precision:
         return True
-    if trained_on is not None and trained_on != device:
-        log.info("trainer.precision=auto: %s, not the %s the run trained in (it trained on %s, this run "
-                 "is on %s)", cfg.trainer.precision, recorded, trained_on.upper(), device.upper())
+    if why := _trained_elsewhere(cfg, hparams):
+        log.info("trainer.precision=auto: %s, not the %s the run trained in (%s)", cfg.trainer.precision,
+                 recorded, why)
         return False
     log.info("trainer.precision=auto: %s, as the run trained (not %s)", recorded, cfg.trainer.precision)
     with open_dict(cfg):
@@ -160,20 +166,26 @@ def keep_precision(cfg: DictConfig, ckpt: dict[str, Any], file: Path) -> bool:
 def saved_precision(run_dir: Path) -> str:
     """The precision a run's saved config names (`auto` is resolved there); Lightning's default,
     32-true, when there is no such config."""
+    saved = (_saved_config(run_dir).get("trainer") or {}).get("precision")
     try:
-        saved = OmegaConf.load(run_dir / ".hydra" / "config.yaml").trainer.get("precision")
-        return precision.unified(saved) if str(saved) != "auto" else "32-true"
-    except (OSError, yaml.YAMLError, OmegaConfBaseException, ConfigError, AttributeError):
+        return precision.unified(saved) if saved not in (None, "auto") else "32-true"
+    except ConfigError:
         return "32-true"
+
+
+def _saved_config(run_dir: Path) -> dict[str, Any]:
+    """A run's saved config (.hydra/config.yaml) as plain containers; empty when unreadable."""
+    try:
+        saved = OmegaConf.to_container(OmegaConf.load(run_dir / ".hydra" / "config.yaml"))
+    except (OSError, yaml.YAMLError, OmegaConfBaseException):
+        return {}
+    return saved if isinstance(saved, dict) else {}
 
 
 def saved_matmul_precision(run_dir: Path) -> str:
     """The products a run's saved config names (resolved there since `auto` became the default);
     `high`, the default before, when there is no such config."""
-    try:
-        saved = OmegaConf.load(run_dir / ".hydra" / "config.yaml").get("matmul_precision")
-    except (OSError, yaml.YAMLError, OmegaConfBaseException):
-        saved = None
+    saved = _saved_config(run_dir).get("matmul_precision")
     return str(saved) if saved in precision.MATMUL_PRECISIONS else "high"
 
 
