@@ -1,5 +1,5 @@
-"""Attention under matmul_precision=medium on a CPU: float32 products inside attention, forward and
-backward, and the global setting left as it was."""
+"""Attention on a CPU under matmul_precision=medium (float32 products inside attention, forward and
+backward, the global setting left as it was) and under bf16 autocast (float32 from the projection on)."""
 
 from __future__ import annotations
 
@@ -9,11 +9,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from chargpt.model import ModelConfig, build_model
 from chargpt.model.attention import (
     attention,
     float32_attention_available,
     float32_products,
 )
+from chargpt.model.sampling import generate
 
 pytestmark = pytest.mark.skipif(not float32_attention_available(), reason="torch before 2.9")
 MKLDNN = getattr(torch.backends.mkldnn, "matmul", None)
@@ -116,3 +118,32 @@ def test_attention_under_cpu_autocast_runs_in_float32(masked: bool) -> None:
     torch.testing.assert_close(out, want, rtol=0, atol=0)
     out.square().sum().backward()
     assert all(z.grad is not None and z.grad.abs().sum() > 0 for z in (q, k, v))
+
+
+def tiny_rope_model() -> torch.nn.Module:
+    torch.manual_seed(0)
+    config = ModelConfig(n_layer=2, n_embd=32, n_head=2, block_size=16, pos_encoding="rope")
+    return build_model(config, vocab_size=11).eval()
+
+
+def test_rotary_positions_take_float32_under_cpu_autocast() -> None:
+    """The projection's bf16 output is cast once, so rotary positions take the complex form (no
+    complex bf16; the bf16 real form was the slower) and attention gets float32 inputs."""
+    model = tiny_rope_model()
+    seen: list[torch.dtype] = []
+    rotate = model.rotary.forward
+    model.rotary.forward = lambda x, pos=None: seen.append(x.dtype) or rotate(x, pos)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits, _ = model(torch.randint(0, 11, (2, 16)))
+    assert seen and set(seen) == {torch.float32}
+    assert logits.dtype == torch.bfloat16  # the linear layers kept their bf16 products
+
+
+def test_cached_sampling_under_cpu_autocast_matches_uncached() -> None:
+    """The float32 KV cache takes the keys and values a bf16 projection made under autocast."""
+    model = tiny_rope_model()
+    prompt = torch.randint(0, 11, (2, 3))
+    with torch.autocast("cpu", dtype=torch.bfloat16), torch.no_grad():
+        texts = [generate(model, prompt, 20, temperature=1.0, top_k=1, use_cache=c) for c in (True, False)]
+    assert texts[0].shape == (2, 23)
+    assert torch.equal(texts[0], texts[1])

@@ -45,9 +45,16 @@ def _bf16_products_on_cpu(q: torch.Tensor) -> bool:
             and not torch.compiler.is_compiling() and _MKLDNN_MATMUL.fp32_precision == "bf16")
 
 
-def _under_cpu_autocast(q: torch.Tensor) -> bool:
-    return (q.device.type == "cpu" and q.dtype != torch.float32 and torch.is_autocast_enabled("cpu")
-            and not torch.compiler.is_compiling())
+def _under_cpu_autocast(x: torch.Tensor) -> bool:
+    return x.device.type == "cpu" and torch.is_autocast_enabled("cpu") and not torch.compiler.is_compiling()
+
+
+def float32_under_cpu_autocast(qkv: torch.Tensor) -> torch.Tensor:
+    """The attention's inputs in float32 where bf16 autocast on a CPU made them bf16: attention
+    computes in float32 there anyway, and so do rotary positions then, as a complex product (no
+    complex bf16), 20x faster than the bf16 real form's broadcast products (docs/BENCHMARKS.md, "bf16
+    autocast, attention in float32"). It also lets a float32 KV cache take them."""
+    return qkv.float() if _under_cpu_autocast(qkv) else qkv
 
 
 class _Float32ProductsAttention(torch.autograd.Function):
@@ -87,7 +94,7 @@ def attention(
     a boolean `mask` (a KV cache's)."""
     if _under_cpu_autocast(q):
         # The linear layers around it keep their bf16 products (docs/BENCHMARKS.md, "bf16
-        # autocast, attention in float32").
+        # autocast, attention in float32"); .float() is free on inputs already in float32.
         with torch.autocast("cpu", enabled=False):
             return attention(q.float(), k.float(), v.float(), mask, dropout_p)
     if not _bf16_products_on_cpu(q):

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from chargpt.model.attention import attention
+from chargpt.model.attention import attention, float32_under_cpu_autocast
 from chargpt.model.config import ModelConfig
 from chargpt.model.kv_cache import KVCache
 from chargpt.model.positional import Rotary
@@ -38,8 +38,9 @@ class CausalSelfAttention(nn.Module):
         pos: torch.Tensor | None = None,
     ) -> torch.Tensor:
         b, t, c = x.shape  # batch, time, channels (n_embd)
+        qkv = float32_under_cpu_autocast(self.qkv(x))  # (B, T, 3C)
         q, k, v = (  # each (B, nh, T, hs)
-            z.view(b, t, self.n_head, self.head_dim).transpose(1, 2) for z in self.qkv(x).split(c, dim=2)
+            z.view(b, t, self.n_head, self.head_dim).transpose(1, 2) for z in qkv.split(c, dim=2)
         )
         q, k = self.q_norm(q), self.k_norm(k)
         if rotary is not None:
