@@ -7,7 +7,10 @@ compiles cold (as a user's first compiled run does), the second finds the cache 
 later run of the same shape does). Each process times the compiles a budgeted training run pays
 (the first training step; validation's forward in eval mode, on a full batch and on a smaller
 last one), then alternates repetitions of eager and compiled training steps (forward, backward,
-clipping, optimizer step) on the same batch. The last line is a JSON object.
+clipping, optimizer step) on the same batch. Both run in the precision the run resolves
+(trainer.precision, `auto` included: bf16 autocast on a CPU with AVX-512 BF16 and no AMX) and with
+the float32 products' precision each would get (matmul_precision=auto: `medium` for the eager
+model on a CPU with AMX, `highest` for a compiled one). The last line is a JSON object.
 
     python scripts/bench_compile.py
     python scripts/bench_compile.py --override model.n_layer=4 --override model.n_embd=160 \
@@ -33,6 +36,7 @@ from chargpt.cli.common import CONFIG_PATH
 from chargpt.model import ModelConfig, build_model
 from chargpt.training.build import plain
 from chargpt.training.optim import build_optimizer
+from chargpt.training.precision import plugin, resolved, resolved_matmul
 
 VOCAB = 65  # Tiny Shakespeare's characters
 COMPILES = ("first_training_step_s", "validation_compile_s", "last_batch_compile_s")  # what a run pays
@@ -71,18 +75,28 @@ def worker(args: argparse.Namespace) -> None:
     optimizer = build_optimizer(model, plain(cfg.optimizer))
     clip = cfg.trainer.gradient_clip_val
     x, y = windows(cfg.data.batch_size, config.block_size)
+    cpu = torch.device("cpu")
+    precision = resolved(cfg.trainer.precision, cpu)
+    autocast = plugin(precision, cpu).forward_context  # what the Trainer runs the forward in
+    matmul = {forward: resolved_matmul(cfg.matmul_precision, cpu, compiled=forward is compiled)
+              for forward in (model, compiled)}
 
     def step(forward: Callable) -> None:
-        forward(x, y)[1].backward()
+        torch.set_float32_matmul_precision(matmul[forward])
+        with autocast():
+            loss = forward(x, y)[1]
+        loss.backward()
         if clip:
             torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
-    result: dict[str, object] = {"cache": args.worker, "threads": torch.get_num_threads()}
+    result: dict[str, object] = {"cache": args.worker, "threads": torch.get_num_threads(),
+                                 "precision": precision, "matmul_eager": matmul[model],
+                                 "matmul_compiled": matmul[compiled]}
     result["first_training_step_s"] = timed(lambda: step(compiled))
     model.eval()
-    with torch.no_grad():
+    with torch.no_grad(), autocast():
         result["validation_compile_s"] = timed(lambda: compiled(*windows(64, config.block_size)))
         result["last_batch_compile_s"] = timed(lambda: compiled(*windows(17, config.block_size)))
     model.train()
@@ -113,7 +127,10 @@ def main() -> None:
             command += [f"--override={o}" for o in args.override]
             out = subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout
             rows.append(json.loads(out.strip().splitlines()[-1]))
-    print(f"experiment={args.experiment} {' '.join(args.override)}; {torch.get_num_threads()} threads")
+    first = rows[0]
+    print(f"experiment={args.experiment} {' '.join(args.override)}; {torch.get_num_threads()} threads; "
+          f"trainer.precision {first['precision']}; float32 products {first['matmul_eager']} (eager), "
+          f"{first['matmul_compiled']} (compiled)")
     print("| inductor cache | first training step (s) | validation compile (s) | last-batch recompile (s) "
           "| eager ms/step | compiled ms/step | speed-up |")
     print("| --- | --- | --- | --- | --- | --- | --- |")

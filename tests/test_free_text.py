@@ -262,6 +262,16 @@ def test_info_after_an_override_prints_the_info(capsys) -> None:
     assert "Config search path" in out and "Traceback" not in out
 
 
+@pytest.mark.parametrize("typed", [("--info", "conf"), ("--info=conf",), ("model=tiny", "-i", "conf")])
+def test_a_misspelt_info_topic_is_one_error_line(typed: tuple[str, ...], capsys) -> None:
+    # The topic was read as an override ("cannot read the override"), or argparse printed its usage.
+    assert run_cli(train_main, *typed) == 2
+    out, err = capsys.readouterr()
+    assert err == ("error: --info conf: 'conf' is not one of its topics; use one of all, config, defaults, "
+                   "defaults-tree, plugins, searchpath, or --info alone for all of them\n")
+    assert out == ""
+
+
 @pytest.mark.parametrize("modes", [("-m", "--cfg", "job"), ("--cfg=job", "--multirun"), ("-m", "--info")])
 def test_two_of_hydras_modes_are_one_error_line(modes: tuple[str, ...], capsys) -> None:
     # Hydra's own refusal is a ValueError with a traceback.

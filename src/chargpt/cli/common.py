@@ -188,6 +188,8 @@ def hydra_argv(argv: list[str]) -> list[str]:
                 if parses(out[i], single_string=True):
                     continue
                 out[i] = f"{plus}{key}={hydra_quoted(value, interpolate=True)}"
+        if parts is None and out[i - 1] in ("-i", "--info"):  # a misspelt topic, not an override
+            raise ConfigError(_not_an_info_topic(out[i]))
         if not parses(out[i]):
             raise ConfigError(_unparsable(out[i]))
         if parts is not None and group_dirs is not None:
@@ -197,6 +199,9 @@ def hydra_argv(argv: list[str]) -> list[str]:
     # the options (a bare --info, whose topic is optional, must not take an override for one).
     overrides = list(_overrides(out))
     options = [arg for i, arg in enumerate(out) if i and i not in overrides]
+    for flag, eq, topic in (arg.partition("=") for arg in options):
+        if flag in ("-i", "--info") and eq and topic not in _INFO_TOPICS:  # argparse would print its usage
+            raise ConfigError(_not_an_info_topic(topic))
     flags = [arg.partition("=")[0] for arg in options]
     modes = list(dict.fromkeys(f for f in flags if f in _MODES or f in _MODES.values()))
     if len({_MODES.get(mode, mode) for mode in modes}) > 1:  # Hydra's own refusal is a traceback
@@ -262,6 +267,11 @@ def _hydra_function_call(value: str) -> re.Match[str] | None:
     from hydra.core.override_parser.overrides_parser import create_functions  # the error path only
 
     return re.match(rf"\s*({'|'.join(map(re.escape, create_functions().definitions))})\s*\(", value)
+
+
+def _not_an_info_topic(topic: str) -> str:
+    return (f"--info {topic}: {topic!r} is not one of its topics; use one of "
+            f"{', '.join(sorted(_INFO_TOPICS))}, or --info alone for all of them")
 
 
 def _unparsable(arg: str) -> str:
