@@ -272,6 +272,18 @@ def test_a_misspelt_info_topic_is_one_error_line(typed: tuple[str, ...], capsys)
     assert out == ""
 
 
+@pytest.mark.parametrize(("typed", "message"), [
+    (("-cd", "--multi"), "-cd needs a value after it, e.g. -cd DIR"),
+    (("model=tiny", "--cfg"), "--cfg needs a value after it, e.g. --cfg job"),
+    (("--config-n", "-m"), "--config-name needs a value after it, e.g. --config-name NAME"),
+])
+def test_an_option_missing_its_value_is_one_error_line(typed: tuple[str, ...], message: str, capsys) -> None:
+    # argparse printed its usage page ("expected one argument").
+    assert run_cli(train_main, *typed) == 2
+    out, err = capsys.readouterr()
+    assert (out, err) == ("", f"error: {message}\n")
+
+
 @pytest.mark.parametrize("modes", [("-m", "--cfg", "job"), ("--cfg=job", "--multirun"), ("-m", "--info")])
 def test_two_of_hydras_modes_are_one_error_line(modes: tuple[str, ...], capsys) -> None:
     # Hydra's own refusal is a ValueError with a traceback.

@@ -48,11 +48,14 @@ CONFIG_PATH = str(_PACKAGED if _PACKAGED.is_dir() else _SOURCE_TREE)
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-# Hydra's own options that take a value (the next argument is not an override).
-_OPTIONS_WITH_VALUE = {
-    "-c", "--cfg", "-p", "--package", "-cp", "--config-path", "-cn", "--config-name",
-    "-cd", "--config-dir", "--experimental-rerun",
+# Hydra's own options that take a value (the next argument is not an override), each with an
+# example of its value for the error when it is missing.
+_OPTION_VALUES = {
+    "-c": "job", "--cfg": "job", "-p": "model", "--package": "model", "-cp": "PATH", "--config-path": "PATH",
+    "-cn": "NAME", "--config-name": "NAME", "-cd": "DIR", "--config-dir": "DIR",
+    "--experimental-rerun": "FILE",
 }
+_OPTIONS_WITH_VALUE = frozenset(_OPTION_VALUES)
 # Hydra's modes, short name -> long: a command line takes one.
 _MODES = {"-r": "--run", "-m": "--multirun", "-c": "--cfg", "-i": "--info", "-sc": "--shell-completion"}
 _MODE_NAMES = ("-m (a sweep)", "--cfg (print the config)", "--info", "-r (one run)", "-sc (shell completion)")
@@ -173,6 +176,10 @@ def hydra_argv(argv: list[str]) -> list[str]:
     """The command line as Hydra must see it: free-text values quoted, paths expanded; an override
     Hydra cannot parse is a ConfigError that shows the quoted form."""
     out = _full_options(argv)
+    for i, arg in enumerate(out[1:], start=1):
+        # argparse's own refusal ("expected one argument") is a usage page.
+        if arg in _OPTIONS_WITH_VALUE and (i + 1 == len(out) or re.match(r"-[^\d.]", out[i + 1])):
+            raise ConfigError(f"{arg} needs a value after it, e.g. {arg} {_OPTION_VALUES[arg]}")
     group_dirs = _group_dirs(out)
     for i in _overrides(out):
         parts = _split(out[i])
