@@ -28,6 +28,12 @@ if TYPE_CHECKING:
 # module is also loaded by the process that only hands tests out, and their ~8 s of imports there
 # would hold every worker's start back.
 
+# A test run started in the background by a script (`make test-slow &`) inherits Ctrl-C ignored,
+# and so would every command the tests start: the tests that send one would see it ignored. A
+# Python handler here becomes the default again in each started process.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
 # Small enough to train in seconds; every test model uses it unless it needs Tiny Shakespeare.
 TINY_MODEL = ["model.n_layer=1", "model.n_head=2", "model.n_embd=32", "model.block_size=16"]
 
