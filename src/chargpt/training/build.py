@@ -77,7 +77,8 @@ def calibration_device(trainer_cfg: DictConfig) -> torch.device:
 
 def resolve_precision(cfg: DictConfig) -> bool:
     """Write trainer.precision as Lightning names it, `auto` resolved for the run's device
-    (precision.auto_precision; model=auto's default). Returns whether `auto` was resolved."""
+    (precision.auto_precision; what model=auto and experiment=cpu_100s ask for). Returns whether
+    `auto` was resolved."""
     given = cfg.trainer.get("precision")
     device = calibration_device(cfg.trainer)
     name = precision.resolved(given, device)
