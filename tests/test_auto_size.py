@@ -105,6 +105,21 @@ def test_climb_stops_below_the_target_and_within_the_calibration_cap() -> None:
     assert len(capped.measured) == 1 and "past 5.0 s" in capped.reason
 
 
+def test_a_slow_first_timing_does_not_stop_the_climb() -> None:
+    # On a GPU the first shape took 2.5 s to time (~200 of its steps), the next ones a few steps:
+    # projected from the first, the next shape would have passed the cap, and the climb ended there.
+    now = [0.0]
+    measure = fake_speed(45.0)
+
+    def timing(shape: Shape, dropout: float | None = None) -> float:
+        seconds = measure(shape, dropout=dropout)
+        now[0] += 7 * seconds + (2.5 if shape == LADDER[0] else 0.0)
+        return seconds
+
+    choice = climb(LADDER, timing, 120, lambda: now[0], SHAKESPEARE_TRAIN, SHAKESPEARE_VAL)
+    assert len(choice.measured) > 1 and "below the target" in choice.reason
+
+
 def test_a_budget_too_small_for_the_smallest_shape_is_refused_with_one_that_fits() -> None:
     timed: list[Shape] = []
     recording, measure = noting_speed(timed), fake_speed(45.0)

@@ -90,6 +90,12 @@ SHORTFALL_WEIGHT = 2.0
 # at most CALIBRATION_FRACTION of the budget (a dropout's timing of the chosen shape comes after).
 TIMED_STEPS = 5
 CALIBRATION_FRACTION = 0.05
+# Timing a shape costs ~7 of its steps (its build, the warm-up step, the timed ones; 6.5-9.7 on the
+# 2-core CPU). The first shape of a process can cost far more: 2.5 s on an H200, ~200 of its 12 ms
+# steps (the process's first work on the device). Projected from that, the next shape passed the
+# cap and the climb stopped at the first shape (docs/BENCHMARKS.md, "GPU check"). So the first
+# shape's cost counts as at most this many of its steps.
+FIRST_SHAPE_COST_STEPS = 3 * (1 + TIMED_STEPS)
 # A validation forward costs about this fraction of a training step (forward + backward + update)
 # per token: used to reserve the final full validation (with the budget callback's margin, and its
 # reserve for saving, the sample and the exit: VALIDATION_MARGIN, RESERVE_SECONDS).
@@ -364,6 +370,7 @@ def climb(
         last_cost = used() - before
         if not measured:  # no larger shape makes more steps: refuse now, before a choice is shown
             check_enough_steps(shape, seconds, budget_seconds, used(), val_chars)
+            last_cost = min(last_cost, FIRST_SHAPE_COST_STEPS * seconds)
         measured.append(estimate(shape, seconds, budget_seconds, used(), train_chars, val_chars))
         if measured[-1].tokens_per_param < target:
             stopped = f"{shape.name} is below the target"
