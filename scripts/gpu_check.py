@@ -5,8 +5,8 @@
    tokens/s over the GPU's peak dense bf16 FLOP/s, from a table of known GPUs; null if unknown);
 2. sample: the trained model's tokens/s with and without the KV cache, and cached with the
    one-token step compiled (compiling needs the cache, so there is no uncached compiled mode);
-3. auto: `chargpt-train model=auto budget_seconds=120` when configs/model/auto.yaml exists, else
-   skipped with the reason;
+3. auto: `chargpt-train model=auto budget_seconds=120`: its loss, the shape it chose and the shapes
+   it timed (ms a step); skipped with the reason when configs/model/auto.yaml does not exist;
 4. syncs: a short run of the same recipe (eager, with the default callbacks and logger) under
    torch's CUDA sync debug mode (scripts/count_syncs.py), counting the device-to-host
    synchronisations of each step and the source lines that caused them: steps that neither log,
@@ -185,6 +185,12 @@ def auto_step(out: Path, dry_run: bool) -> dict[str, Any]:
         overrides = ["model=auto", f"budget_seconds={budget}", "trainer=gpu", *QUIET]
     result = chargpt_train(out / "auto", overrides, budget + (60 if dry_run else AUTO_TIMEOUT_S - budget))
     result["overrides"] = " ".join(overrides)
+    record = out / "auto" / "budget.json"
+    if result["ok"] and record.exists():  # what it chose, and how many shapes it timed to choose it
+        auto = json.loads(record.read_text())["auto"]
+        result["chosen"] = auto["chosen"]["shape"]
+        result["timed"] = [(c["shape"], c["step_ms"]) for c in auto["candidates"]]
+        result["calibration_s"] = auto["calibration_seconds"]
     return result
 
 

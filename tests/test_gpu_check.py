@@ -79,6 +79,7 @@ def test_dry_run_prints_one_json_line_with_finite_figures(tmp_path: Path, shakes
     auto = figures["auto"]
     if (ROOT / "configs" / "model" / "auto.yaml").exists():
         assert auto["ok"] and math.isfinite(auto["best_val_loss"])
+        assert auto["chosen"] in [shape for shape, _ in auto["timed"]] and auto["calibration_s"] > 0
     else:
         assert "auto.yaml" in auto["skipped"]
     syncs = figures["syncs"]  # the counting callback ran inside chargpt-train; no CUDA, no syncs
