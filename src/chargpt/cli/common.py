@@ -55,7 +55,6 @@ _OPTION_VALUES = {
     "-cn": "NAME", "--config-name": "NAME", "-cd": "DIR", "--config-dir": "DIR",
     "--experimental-rerun": "FILE",
 }
-_OPTIONS_WITH_VALUE = frozenset(_OPTION_VALUES)
 # Hydra's modes, short name -> long: a command line takes one.
 _MODES = {"-r": "--run", "-m": "--multirun", "-c": "--cfg", "-i": "--info", "-sc": "--shell-completion"}
 _MODE_NAMES = ("-m (a sweep)", "--cfg (print the config)", "--info", "-r (one run)", "-sc (shell completion)")
@@ -121,7 +120,7 @@ def _overrides(argv: list[str]) -> Iterator[int]:
     i = 1
     while i < len(argv):
         arg = argv[i]
-        if arg in _OPTIONS_WITH_VALUE or (arg in ("-i", "--info") and i + 1 < len(argv)
+        if arg in _OPTION_VALUES or (arg in ("-i", "--info") and i + 1 < len(argv)
                                           and argv[i + 1] in _INFO_TOPICS):
             i += 2
             continue
@@ -178,7 +177,7 @@ def hydra_argv(argv: list[str]) -> list[str]:
     out = _full_options(argv)
     for i, arg in enumerate(out[1:], start=1):
         # argparse's own refusal ("expected one argument") is a usage page.
-        if arg in _OPTIONS_WITH_VALUE and (i + 1 == len(out) or re.match(r"-[^\d.]", out[i + 1])):
+        if arg in _OPTION_VALUES and (i + 1 == len(out) or re.match(r"-[^\d.]", out[i + 1])):
             raise ConfigError(f"{arg} needs a value after it, e.g. {arg} {_OPTION_VALUES[arg]}")
     group_dirs = _group_dirs(out)
     for i in _overrides(out):
