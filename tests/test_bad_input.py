@@ -531,3 +531,25 @@ def test_a_sweeps_folder_given_for_a_run_names_a_job_folder(files, capsys):
     _assert_one_error_line(code, out, err,
                            f"{sweep} is a sweep's folder, not a run directory; pass the folder of one of its "
                            f"jobs (e.g. {sweep / '1'})")
+
+
+@pytest.mark.parametrize(("swept", "expected"), [
+    (["optimizer.lrr=1e-3,2e-3"],
+     "optimizer.lrr is not a setting of optimizer (did you mean optimizer.lr?); check its spelling (--cfg "
+     "job shows every setting), or add a setting of your own with +optimizer.lrr=0.001"),
+    (["model=small,tiny", "model.dropoutt=range(1,3)"], "model.dropoutt is not a setting of model (did you "
+                                                        "mean model.dropout?)"),
+    (["hparams_search=optuna", "optimizer.lrr=tag(log, interval(3e-4, 3e-3))"],
+     "with +optimizer.lrr=tag(log, interval(3e-4, 3e-3))"),  # a search's dimension, as typed
+])
+def test_a_misspelt_swept_setting_is_one_error_line_before_the_sweep(tmp_path: Path, capsys, swept: list[str],
+                                                                      expected: str) -> None:
+    # Hydra composes each job with its own values only when the job starts: a misspelt swept
+    # setting was its error over several lines, exit 1, after the sweep's folder was made.
+    corpus = write_corpus(tmp_path / "c.txt")
+    sweep = tmp_path / "sweep"
+    args = ["-m", *bare_train_args(corpus, None, f"hydra.sweep.dir={sweep}"), *swept]
+    code, out, err = run_main(train_cli.main, args, capsys)
+    _assert_one_error_line(code, out, err, "")
+    assert expected in err
+    assert not sweep.exists()

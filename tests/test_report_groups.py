@@ -177,10 +177,26 @@ def test_the_csv_replaces_only_a_reports_own_files(tmp_path: Path, capsys) -> No
     (sweep / "report_curves.png").write_bytes(b"\x89PNG\r\n\x1a\n my plot")
     with pytest.raises(ChargptError, match=r"report_curves\.png exists and is not a report's output"):
         report(sweep)
+    mine = _matplotlib_png()  # the user's own plot, drawn with the library the report uses
+    (sweep / "report_curves.png").write_bytes(mine)
+    with pytest.raises(ChargptError, match=r"report_curves\.png exists and is not a report's output"):
+        report(sweep)
+    assert (sweep / "report_curves.png").read_bytes() == mine
     (sweep / "report_curves.png").unlink()
     (sweep / "report.csv").write_text("run,status,notes\n0,ok,mine\n")
     with pytest.raises(ChargptError, match=r"report\.csv exists and is not a report's output"):
         report(sweep)
+
+
+def _matplotlib_png() -> bytes:
+    from io import BytesIO
+
+    from matplotlib.figure import Figure
+
+    figure, out = Figure(), BytesIO()
+    figure.add_subplot().plot([1, 2])
+    figure.savefig(out, format="png")
+    return out.getvalue()
 
 
 def test_a_resumed_run_shows_the_settings_its_latest_resume_changed(tmp_path: Path) -> None:

@@ -23,6 +23,7 @@ from chargpt.runs.directory import (
     RunDirGuard,
     RunDirInUse,
     check_run_dir,
+    claim_named,
     release_claims,
 )
 from conftest import TINY_MODEL, bare_train_args, run_cli, run_main, write_corpus
@@ -68,6 +69,21 @@ def test_a_named_dir_of_a_live_run_is_refused_and_of_a_dead_run_taken_over(tmp_p
         RunDirGuard().on_run_start(hydra_config(str(run)))
         assert (run / LOCK_FILE).read_text() == f"{os.getpid()}\n"
     finally:
+        release_claims(failed=False)
+
+
+def test_a_sweep_folder_held_by_a_live_sweep_names_a_sweep(tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    sweep.mkdir()
+    fd = os.open(sweep / LOCK_FILE, os.O_RDWR | os.O_CREAT)  # the first continue of the sweep, still going
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    os.write(fd, b"4242\n")
+    try:
+        with pytest.raises(RunDirInUse, match=r"hydra.sweep.dir=.*/sweep is in use by another sweep that is "
+                                              r"still running \(pid 4242\)"):
+            claim_named(sweep, "hydra.sweep.dir")
+    finally:
+        os.close(fd)
         release_claims(failed=False)
 
 

@@ -149,3 +149,41 @@ def test_a_signal_outside_a_jobs_training_stops_the_sweep_with_its_continue_comm
     assert code == 0, err
     for job in ("0", "1"):
         assert json.loads((sweep / job / "status.json").read_text())["status"] == "finished"
+
+
+def test_a_single_run_goes_into_a_sweeps_folder_only_as_one_of_its_jobs(tmp_path: Path, capsys) -> None:
+    # A run launched alone into a sweep's folder was taken for a job: the report listed it (under
+    # the job's settings once the sweep's continuation had reached that folder) and the
+    # continuation stopped there, after training the jobs before it.
+    corpus = write_corpus(tmp_path / "corpus.txt")
+    sweep = tmp_path / "sweep é"
+    settings = bare_train_args(corpus, None, "trainer.max_steps=2", "trainer.val_check_interval=2")
+    args = ["-m", *settings, "seed=1,2", f"hydra.sweep.dir={sweep}"]
+    code, _, err = run_main(train_cli.main, args, capsys)
+    assert code == 0, err
+    shutil.rmtree(sweep / "1")  # as a sweep stopped before its second job leaves it
+    before = sorted(p.relative_to(sweep) for p in sweep.rglob("*") if p.name != "train.log")
+
+    for folder, refusal in ((sweep, f"hydra.run.dir={sweep} is a sweep's folder, where a run would be taken"),
+                            (sweep / "1", f"hydra.run.dir={sweep / '1'} is inside the sweep folder {sweep}")):
+        code, _, err = run_main(train_cli.main, [*settings, "seed=7", f"hydra.run.dir={folder}"], capsys)
+        assert code == 2 and err.startswith(f"error: {refusal}") and len(err.strip().splitlines()) == 1, err
+    assert f"or continue the sweep with: {continue_command(sweep)}" in err
+    assert sorted(p.relative_to(sweep) for p in sweep.rglob("*") if p.name != "train.log") == before
+
+    # A job's own command still resumes it in its folder.
+    code, _, err = run_main(train_cli.main, [*settings, "seed=1", "trainer.max_steps=3",
+                                             f"ckpt_path={sweep / '0'}"], capsys)
+    assert code == 0, err
+
+    # A single run put there by hand: the continuation names it, and leaves nothing in its folder.
+    alone = tmp_path / "alone"
+    code, _, err = run_main(train_cli.main, [*settings, "seed=7", f"hydra.run.dir={alone}"], capsys)
+    assert code == 0, err
+    alone.rename(sweep / "1")
+    stray = _files(sweep / "1")
+    code, _, err = run_main(train_cli.main, args, capsys)
+    assert code == 2, err
+    assert f"error: the job folder {sweep / '1'} holds a single run (" in err
+    assert "move that run out of the sweep's folder, then continue the sweep again" in err
+    assert _files(sweep / "1") == stray

@@ -246,3 +246,32 @@ def test_a_stopped_sweep_job_gets_its_sweeps_continue_command_not_its_own(tmp_pa
     report(sweep)  # the sweep itself: its own note only
     out = capsys.readouterr().out
     assert "this sweep stopped part-way" in out and "stopped early; resume" not in out
+
+
+def test_a_sweep_still_running_says_so_and_how_many_jobs_are_to_come(tmp_path: Path, capsys) -> None:
+    sweep = tmp_path / "lr"
+    sweep.mkdir()
+    (sweep / "multirun.yaml").write_text(
+        "hydra:\n  overrides:\n    hydra: []\n    task: ['optimizer.lr=1e-3,3e-3,1e-2']\n"
+        "  sweeper:\n    _target_: hydra._internal.core_plugins.basic_sweeper.BasicSweeper\n")
+    fake_run(sweep, "0", ["optimizer.lr=1e-3"], metrics(1.5, 1.5), {"status": "finished"})
+    with subprocess.Popen(["sleep", "30"]) as alive:
+        try:
+            running = {"status": "running", "pid": alive.pid}
+            fake_run(sweep, "1", ["optimizer.lr=3e-3"], metrics(1.6, 1.6), running)
+            report(sweep)
+        finally:
+            alive.kill()
+    out = capsys.readouterr().out
+    assert "this sweep is still running (1 running, 1 of 3 not started yet): this table is not its last" \
+        in out
+    assert "stopped part-way" not in out and "continue it with" not in out
+
+
+def test_report_names_a_missing_folder_and_a_file_for_what_they_are(tmp_path: Path, capsys) -> None:
+    (tmp_path / "notes.txt").write_text("mine\n")
+    cases = ((tmp_path / "no such sweep", "does not exist"), (tmp_path / "notes.txt", "is not a directory"))
+    for given, what in cases:
+        assert run_cli(report_cli.main, str(given)) == 2
+        err = capsys.readouterr().err
+        assert err == f"error: {given} {what}; give a sweep directory (outputs/multirun/...)\n"

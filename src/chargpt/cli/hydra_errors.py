@@ -18,10 +18,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TextIO
 
+from hydra.core.global_hydra import GlobalHydra
+from hydra.errors import ConfigCompositionException
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
-from chargpt.errors import USAGE_EXIT_CODE, full_errors_requested
+from chargpt.errors import USAGE_EXIT_CODE, ConfigError, exit_on_user_error, full_errors_requested
 
 _HINT = "Set the environment variable HYDRA_FULL_ERROR=1"
 # Names other tools use for a setting that no spelling check would connect to chargpt's.
@@ -133,3 +135,49 @@ class ReleaseStderr(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         release_stderr()
+
+
+class SweptSettings(Callback):
+    """A Hydra callback: a sweep's settings are checked before it starts. Hydra composes each job
+    with its own values only when the job starts, so a misspelt swept setting was Hydra's error
+    over several lines (exit 1), after the sweep's folder was made."""
+
+    @exit_on_user_error
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        check_swept_settings(config)
+
+
+def check_swept_settings(config: DictConfig) -> None:
+    """Compose the sweep's first job as its launcher will (each swept setting at its first value;
+    a search's continuous dimension at null, which any setting takes): a ConfigError in one line
+    if that fails."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser  # multirun only
+
+    parser = OverridesParser.create()
+    given = parser.parse_overrides(list(config.hydra.overrides.task))
+    search = OmegaConf.to_container(config.hydra.sweeper).get("params") or {}  # a search's dimensions
+    given += parser.parse_overrides([f"{key}={value}" for key, value in search.items()
+                                     if key not in {o.key_or_group for o in given}])
+    first_job, stand_ins = [], {}
+    for override in given:
+        key = override.get_key_element()
+        if not override.is_sweep_override():
+            first_job.append(f"{key}={override.get_value_element_as_str()}")
+        elif override.is_discrete_sweep():
+            first_job.append(f"{key}={next(iter(override.sweep_string_iterator()))}")
+        else:
+            first_job.append(f"{key}=null")
+            stand_ins[f"{key}=null"] = override.input_line
+    try:
+        GlobalHydra.instance().config_loader().load_sweep_config(config, first_job)
+    except ConfigCompositionException as err:
+        message = one_line(str(err), lambda key: _settings_in(config, key))
+        for stand_in, typed in stand_ins.items():  # the advice names the dimension as typed
+            message = message.replace(f"+{stand_in}", f"+{typed}")
+        raise ConfigError(message) from None
+
+
+def _settings_in(config: DictConfig, key: str) -> list[str]:
+    parent = key.rpartition(".")[0]
+    node = OmegaConf.select(config, parent) if parent else config
+    return [str(k) for k in node] if isinstance(node, DictConfig) else []

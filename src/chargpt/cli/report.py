@@ -30,7 +30,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("sweep_dir", type=Path, help="a multirun directory (or any folder of runs)")
     parser.add_argument(
         "--csv", type=Path, default=None,
-        help="CSV path (default: SWEEP_DIR/report.csv); the settings' table beside it, NAME_groups.csv",
+        help="CSV path (default: SWEEP_DIR/report.csv); beside it the settings' table, NAME_groups.csv, "
+        "and the validation-loss curves, NAME_curves.png (a report replaces only its own files)",
     )
     parser.add_argument("--sort", choices=SORT_CHOICES, default="best_val_loss", help="the ranking metric")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)

@@ -94,11 +94,20 @@ def forget_subdirs() -> None:
 OmegaConf.register_new_resolver(_SUBDIR_RESOLVER, config_subdir, replace=True)
 
 
-def _first_overrides(run_dir: Path) -> list[str] | None:
+def first_overrides(run_dir: Path) -> list[str] | None:
+    """The settings of the first launch into `run_dir`, as written; None where there was none."""
     try:
         return as_written(OmegaConf.load(run_dir / ".hydra" / "overrides.yaml"))
     except Exception:
         return None
+
+
+def _launched_alone(run_dir: Path) -> bool:
+    """Whether the first launch into `run_dir` was a single run, not a job of a sweep."""
+    try:
+        return str(OmegaConf.load(run_dir / ".hydra" / "hydra.yaml").hydra.mode) == "RUN"
+    except Exception:
+        return False
 
 
 def _this_launch_config(run_dir: Path) -> Path | None:
@@ -113,9 +122,17 @@ def _earlier_job(run_dir: Path) -> bool:
     if not in_continued_sweep() or _this_launch_config(run_dir) is None:
         return False
     now = as_written(HydraConfig.get().overrides.task)
-    if (first := _first_overrides(run_dir)) != now:
+    if (first := first_overrides(run_dir)) != now:
+        shutil.rmtree(_this_launch_config(run_dir), ignore_errors=True)  # a refused launch leaves nothing
+        settings = " ".join(first or ["none"])
+        if _launched_alone(run_dir):  # put there by hand, or by a version that did not refuse it
+            raise OtherJobSettings(
+                f"the job folder {run_dir} holds a single run ({settings}), not this sweep's job "
+                f"({' '.join(now)}); move that run out of the sweep's folder, then continue the sweep again "
+                "(its finished jobs are kept)"
+            )
         raise OtherJobSettings(
-            f"the job folder {run_dir} holds a run with other settings ({' '.join(first or ['none'])}) than "
+            f"the job folder {run_dir} holds a run with other settings ({settings}) than "
             f"this job's ({' '.join(now)}); a sweep continues only with its own command: run this one with a "
             "new hydra.sweep.dir"
         )

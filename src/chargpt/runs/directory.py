@@ -37,9 +37,11 @@ from chargpt.checkpoints import resolve_checkpoint, run_dir_of, stopped_before_c
 from chargpt.distributed import is_rank_zero
 from chargpt.errors import ChargptError, ConfigError, SetupError, exit_on_user_error
 from chargpt.overrides import hydra_quoted, omegaconf_literal
-from chargpt.runs.continuation import continuation_overrides, forget_subdirs
+from chargpt.runs.continuation import continuation_overrides, first_overrides, forget_subdirs
 from chargpt.runs.status import STATUS_FILE
 from chargpt.runs.sweep_record import (
+    SWEEP_CONFIG,
+    as_written,
     continue_command,
     record_sweep,
     recorded_identity,
@@ -194,8 +196,9 @@ def _lock(claim: Claim, setting: str) -> None:
     except BlockingIOError:
         owner = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
         os.close(fd)
+        holder = "sweep" if setting == "hydra.sweep.dir" else "run"  # a job folder's lock says so itself
         raise FolderLocked(
-            f"{setting}={claim.folder} is in use by another run that is still running (pid {owner}); "
+            f"{setting}={claim.folder} is in use by another {holder} that is still running (pid {owner}); "
             f"wait for it to end, or pick another {setting}", owner,
         ) from None
     except OSError:  # a file system without locks: run unlocked, as before
@@ -384,6 +387,36 @@ def _check_subdirs_differ(config: DictConfig) -> None:
         )
 
 
+def _resumes(ckpt_path: str | None, run_dir: Path) -> bool:
+    """Whether `ckpt_path` (a run folder or a checkpoint of one) resumes the run in `run_dir`."""
+    if not ckpt_path:
+        return False
+    typed = Path(ckpt_path)
+    return (typed if typed.is_dir() else run_dir_of(typed)).resolve() == run_dir.resolve()
+
+
+def check_not_in_sweep(run_dir: Path, config: DictConfig) -> None:
+    """A single run goes into a sweep's folder only as one of its jobs, resumed or started over
+    with that job's own settings. Any other run there would be taken for a job: the report would
+    list it, and the sweep's continuation would meet a folder of other settings."""
+    folder = Path(os.path.abspath(run_dir))
+    sweep = next((f for f in (folder, *folder.parents) if (f / SWEEP_CONFIG).is_file()), None)
+    if sweep is None:
+        return
+    if sweep == folder:
+        raise RunDirInUse(f"hydra.run.dir={run_dir} is a sweep's folder, where a run would be taken for one "
+                          "of its jobs; pick another hydra.run.dir (a new or empty folder)")
+    if _resumes(config.get("ckpt_path"), folder) or first_overrides(folder) == as_written(
+            config.hydra.overrides.task):
+        return
+    command = continue_command(sweep)
+    raise RunDirInUse(
+        f"hydra.run.dir={run_dir} is inside the sweep folder {sweep}, where a single run would be taken "
+        "for one of its jobs; pick another hydra.run.dir"
+        + (f", or continue the sweep with: {command}" if command else "")
+    )
+
+
 def _set(node: DictConfig, key: str, value: Path) -> None:
     with read_write(node), open_dict(node):
         node[key] = omegaconf_literal(str(value))
@@ -422,6 +455,7 @@ class RunDirGuard(Callback):
             run_dir = claim_new(run_dir, "hydra.run.dir").folder
             _set(config.hydra.run, "dir", run_dir)  # Hydra creates and writes the claimed folder
         else:
+            check_not_in_sweep(run_dir, config)
             check_not_foreign(run_dir, "hydra.run.dir")  # before the lock file is written beside them
             try:
                 claim_named(run_dir, "hydra.run.dir")

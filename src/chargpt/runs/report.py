@@ -475,9 +475,9 @@ def _written_by_a_report(path: Path, role: str) -> bool:
     """Whether `path` holds what a report writes in that role: the runs' CSV, the settings' CSV or
     the curves' picture."""
     with path.open("rb") as f:
-        if role == "curves":  # its Software text, in the first chunks (older reports: Matplotlib's)
+        if role == "curves":  # its Software text, in the first chunks (any other PNG is a user's)
             head = f.read(4096)
-            return head.startswith(b"\x89PNG") and (PNG_SOFTWARE.encode() in head or b"Matplotlib" in head)
+            return head.startswith(b"\x89PNG") and f"Software\0{PNG_SOFTWARE}".encode() in head
         head = f.readline(1 << 20)  # a header row, however many settings a sweep varied
     columns = head.decode("utf-8", "replace").strip().split(",")
     if role == "runs":
@@ -506,14 +506,17 @@ def check_outputs(paths: tuple[Path, Path, Path]) -> None:
 STOPPED = ("interrupted", "killed", "incomplete")
 
 
-def stopped_sweep_note(sweep_dir: Path, rows: list[dict[str, Any]]) -> str | None:
-    """For a sweep that stopped part-way (jobs stopped, or never started; none still running): what
-    is missing, and the command that continues it."""
-    if any(r["status"] == "running" for r in rows) or (command := continue_command(sweep_dir)) is None:
+def sweep_note(sweep_dir: Path, rows: list[dict[str, Any]]) -> str | None:
+    """For a sweep still running: how far it has got. For one that stopped part-way (jobs stopped,
+    or never started): what is missing, and the command that continues it."""
+    if (command := continue_command(sweep_dir)) is None:
         return None
-    stopped = sum(r["status"] in STOPPED for r in rows)
     planned = planned_jobs(sweep_dir)
     missing = planned - len(rows) if planned is not None else 0
+    if running := sum(r["status"] == "running" for r in rows):
+        waiting = f", {missing} of {planned} not started yet" if missing > 0 else ""
+        return f"this sweep is still running ({running} running{waiting}): this table is not its last"
+    stopped = sum(r["status"] in STOPPED for r in rows)
     if not stopped and missing <= 0:
         return None
     parts = [f"{stopped} stopped"] if stopped else []
@@ -537,7 +540,7 @@ def stopped_runs_note(rows: list[dict[str, Any]], top: Path) -> str | None:
     fresh = [shlex.quote(r["run"]) for r in alone if checkpoints[r["run"]] is None]
     listed = STOPPED_RUNS_LISTED
     lines = [f"{sweep}: {note}" for sweep in dict.fromkeys(s for s in sweeps.values() if s is not None)
-             if (note := stopped_sweep_note(sweep, [r for r in rows if sweep in r["dir"].parents]))]
+             if (note := sweep_note(sweep, [r for r in rows if sweep in r["dir"].parents]))]
     if commands:
         each = "each" if len(commands) > 1 else "it"
         stopped_early = _count(len(commands), "run")
@@ -574,7 +577,8 @@ def _launch_overrides(run_dir: Path) -> list[str]:
 
 def report(sweep_dir: Path, csv_path: Path | None = None, sort_by: str = "best_val_loss") -> list[dict]:
     if not sweep_dir.is_dir():
-        raise ChargptError(f"{sweep_dir} is not a directory; give a sweep directory (outputs/multirun/...)")
+        what = "is not a directory" if sweep_dir.exists() else "does not exist"
+        raise ChargptError(f"{sweep_dir} {what}; give a sweep directory (outputs/multirun/...)")
     csv_path, groups_path, curves_path = outputs = output_paths(csv_path or sweep_dir / "report.csv")
     check_outputs(outputs)
     runs = find_runs(sweep_dir)
@@ -602,7 +606,7 @@ def report(sweep_dir: Path, csv_path: Path | None = None, sort_by: str = "best_v
     write_csv(csv_path, columns, rows)
     write_csv(groups_path, *flat_groups(groups))
     if continue_command(sweep_dir) is not None:  # a sweep: continued as a whole, or still running
-        note = stopped_sweep_note(sweep_dir, rows)
+        note = sweep_note(sweep_dir, rows)
     else:
         note = stopped_runs_note(ranked, sweep_dir)
     closed = closed or _printing(lambda: print(*([note] if note else []), f"written: {csv_path}",
