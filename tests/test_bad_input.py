@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,19 @@ from conftest import bare_train_args, make_checkpoint, run_main, write_corpus
 NO_GPU = pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a CUDA GPU")
 
 
+def _damage_a_tensor(ckpt: Path, out: Path) -> None:
+    """A copy of `ckpt` with 8 bytes of its first tensor's data flipped: still a zip archive, still
+    loadable by torch.load, with other weights."""
+    data = bytearray(ckpt.read_bytes())
+    with zipfile.ZipFile(ckpt) as archive:
+        info = archive.getinfo(next(n for n in archive.namelist() if n.endswith("/data/0")))
+    header = info.header_offset  # a local file header: 30 bytes, then its name and extra field
+    start = header + 30 + int.from_bytes(data[header + 26 : header + 28], "little") + int.from_bytes(
+        data[header + 28 : header + 30], "little")
+    data[start : start + 8] = bytes(b ^ 0xFF for b in data[start : start + 8])
+    out.write_bytes(data)
+
+
 @pytest.fixture
 def files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
     monkeypatch.setenv("CHARGPT_CACHE_DIR", str(tmp_path / "cache"))
@@ -38,6 +52,7 @@ def files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
     (tmp_path / "short.txt").write_text("to be or not to be\n")  # shorter than two windows
     torch.save({"weights": torch.zeros(2)}, tmp_path / "foreign.ckpt")
     (tmp_path / "truncated.ckpt").write_bytes(ckpt.read_bytes()[: ckpt.stat().st_size // 2])
+    _damage_a_tensor(ckpt, tmp_path / "damaged.ckpt")
     make_checkpoint(tmp_path / "other_vocab.ckpt", chars="\nxyz")
     crlf = write_corpus(tmp_path / "crlf.txt")
     crlf.write_bytes(crlf.read_bytes().replace(b"\n", b"\r\n"))  # the checkpoint's text, from Windows
@@ -108,6 +123,8 @@ TRAIN_CASES = [
         "truncated.ckpt is not a readable checkpoint",
     ),
     ("not a checkpoint", ["ckpt_path={tmp}/notes.txt"], "notes.txt is not a readable checkpoint"),
+    ("checkpoint with damaged weights", ["ckpt_path={tmp}/damaged.ckpt"],
+     "damaged.ckpt is damaged (model/data/0 fails its checksum; changed on disk or in a copy): pass"),
     (
         "checkpoint without settings",
         ["ckpt_path={tmp}/foreign.ckpt"],
@@ -200,6 +217,11 @@ TRAIN_CASES = [
 ]
 
 SAMPLE_CASES = [
+    ("a training text without the copy check", ["ckpt_path={ckpt}", "data.path={corpus}"],
+     "data.path={corpus} does nothing without check_copy=true (it names the training text the copy check "
+     "reads); add check_copy=true, or drop it"),
+    ("a split without the copy check", ["ckpt_path={ckpt}", "data.train_fraction=7"],
+     "data.train_fraction=7 does nothing without check_copy=true"),
     ("no checkpoint given", [], "ckpt_path is required"),
     ("temperature < 0", ["ckpt_path={ckpt}", "temperature=-1"], "temperature=-1 must be a finite number"),
     ("temperature NaN", ["ckpt_path={ckpt}", "temperature=nan"], "temperature=nan must be a finite number"),
@@ -233,6 +255,7 @@ SAMPLE_CASES = [
     ("checkpoint missing", ["ckpt_path={tmp}/nope.ckpt"], "checkpoint not found"),
     ("checkpoint truncated", ["ckpt_path={tmp}/truncated.ckpt"], "is not a readable checkpoint"),
     ("not a checkpoint", ["ckpt_path={tmp}/notes.txt"], "is not a readable checkpoint"),
+    ("checkpoint with damaged weights", ["ckpt_path={tmp}/damaged.ckpt"], "damaged.ckpt is damaged (model/"),
     pytest.param(
         "cuda device without a GPU",
         ["ckpt_path={ckpt}", "device=cuda"],

@@ -4,6 +4,7 @@ command has its own --help."""
 
 from __future__ import annotations
 
+import errno
 import importlib
 import json
 import os
@@ -52,6 +53,38 @@ def test_a_closed_output_pipe_is_quiet(cli, target, monkeypatch, capsys) -> None
     monkeypatch.setattr(cli, target, _raise(BrokenPipeError))
     assert run_cli(cli.main, "ckpt_path=somewhere") == 141
     assert capsys.readouterr().err == ""
+
+
+NO_ROOM = ("error: cannot write the output (No space left on device); free some space there, or write "
+           "elsewhere\n")
+
+
+def _full_disk(*args, **kwargs):
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+@pytest.mark.parametrize(("cli", "target"), [(sample_cli, LOADER), (eval_cli, LOADER)])
+def test_a_full_disk_is_one_error_line(cli, target, monkeypatch, capsys) -> None:
+    # Output redirected to a file on a full disk: Hydra printed the OSError as a failure, traceback too.
+    monkeypatch.setattr(cli, target, _full_disk)
+    assert run_cli(cli.main, "ckpt_path=somewhere") == 2
+    assert capsys.readouterr().err == NO_ROOM
+
+
+def test_output_that_finds_no_room_when_flushed_is_one_error_line(tmp_path, monkeypatch, capsys) -> None:
+    import chargpt.cli.report as report_cli
+
+    class FullDisk:  # what stdout redirected to /dev/full does: the write fails when flushed
+        def write(self, text: str) -> int:
+            return len(text)
+
+        def flush(self) -> None:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(report_cli, "report", lambda *args: print("a table"))
+    monkeypatch.setattr(sys, "stdout", FullDisk())
+    assert run_cli(report_cli.main, str(tmp_path)) == 2
+    assert capsys.readouterr().err == NO_ROOM
 
 
 @pytest.mark.parametrize(
@@ -265,3 +298,29 @@ def test_an_interrupted_search_trial_resumes_as_one_run() -> None:
     trial = ["optimizer.lr=0.0031", "model.n_layer=3", "hparams_search=optuna", "+trainer.x=1"]
     assert train_cli.resume_command("/runs/opt/0", trial) == (
         "chargpt-train optimizer.lr=0.0031 model.n_layer=3 +trainer.x=1 ckpt_path=/runs/opt/0")
+
+
+@pytest.mark.parametrize(("signum", "code", "line"), [(signal.SIGINT, 130, "interrupted"),
+                                                        (signal.SIGTERM, 143, "terminated")])
+def test_a_signal_while_lightning_sets_the_run_up_is_one_line(signum, code, line, tmp_path: Path, corpus,
+                                                              monkeypatch, capsys) -> None:
+    # Inside trainer.fit but before the training loop: Lightning ended a KeyboardInterrupt there
+    # with "Detected KeyboardInterrupt" and exit code 1, and a SIGTERM ended the process silently.
+    from chargpt.training import CharLM
+
+    configure = CharLM.configure_optimizers
+
+    def signalled(module):
+        os.kill(os.getpid(), signum)
+        return configure(module)
+
+    monkeypatch.setattr(CharLM, "configure_optimizers", signalled)
+    run = tmp_path / "run"
+    args = ["data=text", f"data.path={corpus}", f"hydra.run.dir={run}", *TINY_MODEL, "logger=none",
+            "trainer.max_steps=5", "~callbacks.progress_bar"]
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    assert run_cli(train_main, *args) == code
+    err = capsys.readouterr().err
+    assert err.endswith(f"\n{line}\n") and "Detected KeyboardInterrupt" not in err and "Traceback" not in err
+    assert not run.exists()  # an interrupted start leaves nothing, as before fit
+    assert {s: signal.getsignal(s) for s in handlers} == handlers  # this process's own are back

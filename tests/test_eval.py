@@ -147,12 +147,26 @@ def test_eval_split_all_scores_a_text_shorter_than_the_context(tmp_path, capsys)
         ("+model.n_layer=3", "+model.n_layer=3 does nothing in chargpt-eval"),
         ("data.batch_size=4", "the evaluation batch is batch_size=N"),
         ("seed=3", "seed=3 does nothing in chargpt-eval"),
+        ("data.val_max_chars=1000", "data.val_max_chars=1000 does nothing in chargpt-eval (every character"),
+        # It would join the recorded text, which then no longer matched its record: "has changed".
+        ("data.val_path=t.txt", "a validation text is scored with the text it belongs to, data.path=FILE; to "
+                                "score this one alone, pass it as data.path with split=all"),
     ],
 )
 def test_eval_refuses_settings_that_do_nothing(override, expected, tmp_path, capsys) -> None:
     ckpt = _checkpoint_of(tmp_path, write_corpus(tmp_path / "t.txt"))
     line = _one_error(*run_main(eval_cli.main, [f"ckpt_path={ckpt}", override], capsys))
     assert expected in line
+
+
+def test_eval_names_the_validation_text_it_scored(tmp_path, capsys) -> None:
+    ckpt = _checkpoint_of(tmp_path, write_corpus(tmp_path / "t.txt"))
+    held_out = write_corpus(tmp_path / "held out.txt", n_chars=300, seed=5)
+    args = [f"ckpt_path={ckpt}", "device=cpu", f"data.path={tmp_path / 't.txt'}", f"data.val_path={held_out}"]
+    result = _result(*run_main(eval_cli.main, args, capsys))
+    assert result["data"] == str(held_out) and result["tokens"] == 299
+    whole = _result(*run_main(eval_cli.main, [*args, "split=train"], capsys))
+    assert whole["data"] == str(tmp_path / "t.txt")
 
 
 def test_eval_stride_reports_the_full_context_and_the_non_overlapping_loss(tmp_path, capsys) -> None:

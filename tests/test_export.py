@@ -3,6 +3,7 @@ chargpt.load (safetensors) and run by ONNX Runtime (ONNX) with PyTorch's logits;
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import subprocess
@@ -337,6 +338,29 @@ def test_bad_export_input_is_one_error_line_and_overwrites_nothing(
     (theirs / "config.json").write_text("{}")
     assert "holds other files (config.json)" in _error(run(*_export_args(ckpt, theirs), "overwrite=true"))
     assert [p.name for p in theirs.iterdir()] == ["config.json"]
+
+
+@pytest.mark.parametrize("fmt", ["safetensors", "onnx"])
+def test_an_export_that_finds_no_room_is_one_error_line_and_leaves_nothing(
+    fmt: str, ckpt: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    if fmt == "safetensors":  # its writer reports I/O errors as its own exception, in Rust's words
+        from safetensors import SafetensorError
+
+        def full(*args, **kwargs):
+            raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+
+        monkeypatch.setattr("safetensors.torch.save_model", full)
+    else:
+        def full(*args, **kwargs):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        monkeypatch.setattr(export_module, "write_onnx", full)
+    out = tmp_path / "exports" / "mine"
+    message = _error(run_main(export_cli.main, _export_args(ckpt, out, f"format={fmt}"), capsys))
+    assert message == (f"error: cannot write the export to out={out} (No space left on device); free some "
+                       "space there, or pick another folder")
+    assert list((tmp_path / "exports").iterdir()) == []  # no staged files, no export folder
 
 
 def test_an_empty_folder_is_filled_as_it_is_wherever_out_names_it(

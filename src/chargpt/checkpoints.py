@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import pickle
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +91,12 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             f"{file} is not a readable checkpoint (not a torch zip archive); it may be truncated or "
             "not a checkpoint at all: pass another .ckpt file"
         )
+    if file.is_file() and (damaged := _damaged_entry(file)):
+        # torch.load does not check the archive's checksums: flipped bytes would load as weights.
+        raise CheckpointError(
+            f"{file} is damaged ({damaged} fails its checksum; changed on disk or in a copy): pass another "
+            ".ckpt file, e.g. an earlier checkpoint of its run in checkpoints/"
+        )
     try:
         ckpt = torch.load(file, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
@@ -107,6 +114,15 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if not isinstance(hparams, dict) or "model" not in hparams or "vocab" not in hparams:
         raise CheckpointError(f"{file} is not a chargpt checkpoint (no model settings and vocabulary in it)")
     return ckpt
+
+
+def _damaged_entry(file: Path) -> str | None:
+    """The first entry of a zip archive whose bytes do not match its recorded CRC-32, if any."""
+    try:
+        with zipfile.ZipFile(file) as archive:
+            return archive.testzip()
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError):
+        return "the archive"
 
 
 def model_weights(ckpt: dict[str, Any]) -> dict[str, torch.Tensor]:

@@ -15,6 +15,7 @@ import fcntl
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 import warnings
@@ -171,11 +172,16 @@ def write_onnx(model: nn.Module, path: Path, metadata: dict[str, Any]) -> None:
 
 def write_safetensors(model: nn.Module, path: Path, metadata: dict[str, Any]) -> None:
     try:
+        from safetensors import SafetensorError
         from safetensors.torch import save_model
     except ImportError:
         raise ExportError(f"format=safetensors needs safetensors: {INSTALL_HINT}") from None
     # save_model stores a tied tensor once (the head shares the embedding); load_model restores it.
-    save_model(model, str(path), metadata={"format": FORMAT_MARKER, "card": json.dumps(metadata["card"])})
+    try:
+        save_model(model, str(path), metadata={"format": FORMAT_MARKER, "card": json.dumps(metadata["card"])})
+    except SafetensorError as err:  # its writer's I/O errors (a full disk) come as this
+        reason = re.search(r'(?:I/O error: |message: ")([^"(]+)', str(err))  # "No space left on device"
+        raise OSError(reason[1].strip() if reason else str(err)) from None
 
 
 def export_model(
@@ -201,9 +207,15 @@ def export_model(
         model.eval()
         config = export_config(trained, card, fmt)
         writer = write_onnx if fmt == "onnx" else write_safetensors
-        writer(model, staging / WEIGHTS[fmt], config)
-        text = json.dumps(config, indent=2, ensure_ascii=False) + "\n"
-        (staging / CONFIG_FILE).write_text(text, encoding="utf-8")
+        try:
+            writer(model, staging / WEIGHTS[fmt], config)
+            text = json.dumps(config, indent=2, ensure_ascii=False) + "\n"
+            (staging / CONFIG_FILE).write_text(text, encoding="utf-8")
+        except OSError as err:  # a full disk, a quota: nothing of the export is left behind
+            raise ExportError(
+                f"cannot write the export to out={out} ({err.strerror or err}); free some space there, or "
+                "pick another folder"
+            ) from None
         # mkdtemp (and the safetensors writer) make private files: give them the usual permissions.
         umask = os.umask(0)
         os.umask(umask)

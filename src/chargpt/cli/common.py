@@ -31,7 +31,7 @@ from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, OmegaConf
 
 from chargpt.checks import whole_number
-from chargpt.cli.exits import BROKEN_PIPE_EXIT_CODE, clean_exits
+from chargpt.cli.exits import BROKEN_PIPE_EXIT_CODE, NO_ROOM, clean_exits, exit_no_room
 from chargpt.cli.hydra_errors import one_line_hydra_errors, release_stderr
 from chargpt.data.encoding import BOM
 from chargpt.data.sources import expand_path
@@ -375,6 +375,10 @@ def cli_task(task: F) -> F:
             return task(*args, **kwargs)
         except BrokenPipeError:
             sys.exit(BROKEN_PIPE_EXIT_CODE)
+        except OSError as err:  # Hydra would print it as a failure, with a traceback
+            if err.errno not in NO_ROOM or full_errors_requested():
+                raise
+            exit_no_room(err)
 
     return wrapper  # type: ignore[return-value]
 

@@ -36,6 +36,7 @@ UNUSED = {
     "data.block_size": "the context length comes from the checkpoint",
     "data.batch_size": "the evaluation batch is batch_size=N",
     "data.val_batch_size": "the evaluation batch is batch_size=N",
+    "data.val_max_chars": "every character of the split is scored",
     "data.num_workers": "the evaluation reads the text in this process",
     "data.seed": "the evaluation draws no random numbers",
     "seed": "the evaluation draws no random numbers",
@@ -69,8 +70,13 @@ def _hydra_main(cfg: DictConfig) -> None:
     if cfg.split not in SPLITS:
         raise ConfigError(f"split={cfg.split!r} is not one of {', '.join(SPLITS)}")
     whole_number("batch_size", cfg.batch_size, low=1)
-    trained, ckpt, file = load_with_checkpoint(cfg.ckpt_path)
     named = bool(cfg.data.path or cfg.data.get("name"))  # a text (or a dataset) asked for by name
+    if cfg.data.get("val_path") and not named:
+        # It would join the recorded text, which then no longer matches the checkpoint's record.
+        raise ConfigError(f"{overrides.get('data.val_path', 'data.val_path')}: a validation text is scored "
+                          "with the text it belongs to, data.path=FILE; to score this one alone, pass it as "
+                          "data.path with split=all")
+    trained, ckpt, file = load_with_checkpoint(cfg.ckpt_path)
     if ckpt is None and not named:
         raise ConfigError(f"{file} is an export, which does not record the text it was trained on; "
                           "pass the text to score as data.path=FILE")
@@ -99,7 +105,9 @@ def _hydra_main(cfg: DictConfig) -> None:
     if stride is not None and result.stride != stride:
         print(f"note: the {cfg.split} split holds {len(ids):,} characters, no more than the model's context: "
               f"scored as one window of {result.window}, so stride={result.stride}", file=sys.stderr)
-    print(json.dumps(report(result, cfg.split, str(text.path or text.source), file), ensure_ascii=False))
+    # The text scored: the validation text's own file when data.val_path gave it.
+    scored = text.val_path if text.val_path and cfg.split == "val" else str(text.path or text.source)
+    print(json.dumps(report(result, cfg.split, scored, file), ensure_ascii=False))
 
 
 def report(result: Evaluation, split: str, data: str, checkpoint: str) -> dict[str, Any]:

@@ -5,16 +5,18 @@ here: the report uses it too, and starts without torch."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import signal
 import sys
 import threading
 from collections.abc import Iterator
 
-from chargpt.errors import cause_of, exit_interrupted
+from chargpt.errors import USAGE_EXIT_CODE, cause_of, exit_interrupted
 
 BROKEN_PIPE_EXIT_CODE = 128 + 13  # SIGPIPE: what `yes | head` reports for `yes`
 TERMINATED_EXIT_CODE = 128 + signal.SIGTERM
+NO_ROOM = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}  # a write that found no room
 
 
 class Terminated(KeyboardInterrupt):
@@ -28,26 +30,47 @@ class Terminated(KeyboardInterrupt):
 @contextlib.contextmanager
 def clean_exits() -> Iterator[None]:
     """Ctrl-C: one line and exit 130. Output into a pipe whose reader stopped (`| head`): quiet,
-    exit 141, as other Unix tools."""
+    exit 141, as other Unix tools. A full disk (the output redirected to a file there, or a file
+    the command writes): one error line and exit 2."""
     try:
         yield
+        sys.stdout.flush()  # here, not at the interpreter's exit, where a failed write is a traceback
+    except Terminated:
+        _exit_terminated()
     except KeyboardInterrupt:
         exit_interrupted()
     except BrokenPipeError:
         _quiet_broken_pipe()
+    except OSError as err:
+        if err.errno not in NO_ROOM:
+            raise
+        exit_no_room(err)
     except SystemExit as exit_:
         if exit_.code == BROKEN_PIPE_EXIT_CODE:
             _quiet_broken_pipe()
         raise
 
 
+def exit_no_room(err: OSError) -> None:
+    """A write that found no room (a full disk, a quota): one error line and exit 2."""
+    what = err.filename or "the output"
+    print(f"error: cannot write {what} ({err.strerror}); free some space there, or write elsewhere",
+          file=sys.stderr)
+    _drop_stdout()  # what is still buffered for it would fail again at exit
+    sys.exit(USAGE_EXIT_CODE)
+
+
 def _quiet_broken_pipe() -> None:
-    # Python would report the closed pipe again when it flushes stdout at exit: point stdout at
-    # /dev/null first (only the real stdout; a test's replacement is left alone).
+    _drop_stdout()
+    sys.exit(BROKEN_PIPE_EXIT_CODE)
+
+
+def _drop_stdout() -> None:
+    # Python would write stdout's buffer again when it flushes at exit: point stdout at /dev/null
+    # first (only the real stdout; a test's replacement is left alone).
     if sys.stdout is sys.__stdout__:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
-    sys.exit(BROKEN_PIPE_EXIT_CODE)
 
 
 @contextlib.contextmanager

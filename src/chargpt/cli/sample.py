@@ -58,6 +58,9 @@ def _hydra_main(cfg: DictConfig) -> None:
     check_decoding(yes_no("use_cache", cfg.use_cache), yes_no("compile", cfg.compile))
     if check_copy := yes_no("check_copy", cfg.check_copy):
         check_train_fraction(cfg.data.train_fraction)
+    elif given := [key for key in ("path", "train_fraction") if cfg.data[key] is not None]:
+        raise ConfigError(f"data.{given[0]}={cfg.data[given[0]]} does nothing without check_copy=true (it "
+                          "names the training text the copy check reads); add check_copy=true, or drop it")
     # Bad settings or prompt characters are reported before any text is printed.
     check_sampling(cfg.temperature, cfg.top_k, cfg.top_p, cfg.max_new_tokens)
     trained, ckpt, _ = load_with_checkpoint(cfg.ckpt_path, pick_device(cfg.device))

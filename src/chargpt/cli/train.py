@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import signal
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import hydra
@@ -25,7 +28,7 @@ from chargpt.cli.common import (
     run_main,
     use_threads,
 )
-from chargpt.cli.exits import raising_on_sigterm
+from chargpt.cli.exits import Terminated, raising_on_sigterm
 from chargpt.distributed import is_rank_zero
 from chargpt.errors import ChargptError, ConfigError, exit_on_user_error
 from chargpt.inference import TrainedModel
@@ -42,7 +45,7 @@ from chargpt.runs.status import (
     record_trained,
 )
 from chargpt.runs.sweep_record import continue_command, kept_on_continuing
-from chargpt.stop_request import LAUNCHER, JobStopped, requested_stop, stopping_untrained
+from chargpt.stop_request import LAUNCHER, SIGNALS, JobStopped, requested_stop, stopping_untrained
 from chargpt.training.build import build_run, is_multirun, plain
 from chargpt.training.callbacks.metrics import RunMetrics
 from chargpt.training.callbacks.safety import GracefulInterrupt, TrainingInterrupted
@@ -119,10 +122,11 @@ def _train(cfg: DictConfig, parallel: Path | None) -> float | None:
             if isinstance(callback, GracefulInterrupt):
                 callback.on_signal = functools.partial(record_signalled, output_dir)
                 callback.sweep_dir = parallel
-    if finetuning:  # the starting point on the new text, logged at step 0
-        trainer.validate(module, datamodule=datamodule, verbose=False)
     try:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+        with nothing_to_save_until_training(parallel is None):
+            if finetuning:  # the starting point on the new text, logged at step 0
+                trainer.validate(module, datamodule=datamodule, verbose=False)
+            trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     except TrainingInterrupted as stop:
         if is_rank_zero():
             print(
@@ -164,6 +168,42 @@ def _train(cfg: DictConfig, parallel: Path | None) -> float | None:
         if sample_prompt is not None:
             print_sample(TrainedModel(module.model, datamodule.tokenizer), cfg.sample, sample_prompt)
     return metrics.best_val_loss if metrics is not None else None
+
+
+class _SignalOutsideTraining(BaseException):
+    """SIGINT or SIGTERM while Lightning sets the run up or tears it down (GracefulInterrupt takes
+    the signals over for the training loop). Not a KeyboardInterrupt: Lightning ends one with
+    "Detected KeyboardInterrupt" and exit code 1; anything else it tears down and raises again."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def nothing_to_save_until_training(active: bool = True) -> Iterator[None]:
+    """Inside trainer.fit but outside its training loop a signal stops the run as one before fit
+    does (one line, exit 130 or 143): raised as Ctrl-C's KeyboardInterrupt, or Terminated. A signal
+    its starter ignores stays ignored. `active`: False where another handler has these signals (a
+    parallel sweep's job)."""
+    if not active or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: object) -> None:
+        raise _SignalOutsideTraining(signum)
+
+    originals = {s: signal.getsignal(s) for s in SIGNALS}
+    for s, earlier in originals.items():
+        if earlier is not signal.SIG_IGN:
+            signal.signal(s, stop)
+    try:
+        yield
+    except _SignalOutsideTraining as sig:
+        raise (Terminated() if sig.signum == signal.SIGTERM else KeyboardInterrupt()) from None
+    finally:
+        for s, earlier in originals.items():
+            signal.signal(s, earlier)
 
 
 def parallel_sweep_dir() -> Path | None:

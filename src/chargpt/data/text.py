@@ -75,7 +75,8 @@ class CharText:
             )
         real_number("data.train_fraction", train_fraction)
         if not 0.0 < train_fraction < 1.0:
-            raise ConfigError(f"data.train_fraction={train_fraction} must be between 0 and 1 (e.g. 0.9)")
+            raise ConfigError(f"data.train_fraction={train_fraction} must be above 0 and below 1 (e.g. 0.9): "
+                              "the rest is the validation text")
         whole_number("model.block_size", block_size, low=1)
         if val_max_chars is not None and (not isinstance(val_max_chars, int) or val_max_chars <= block_size):
             raise ConfigError(
