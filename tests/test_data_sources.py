@@ -142,6 +142,10 @@ def test_val_path_validates_and_all_of_path_trains(folder: Path, tmp_path: Path)
     assert dm.report_lines()[0].startswith(f"data: {folder / 'a.txt'} and data.val_path {held_out} (2 files)")
     with pytest.raises(DataError, match="both training text"):
         module(folder, val_path=str(folder / "a.txt")).setup()
+    held_out.write_text("ab")  # too short for one window: the error names it, not data.path
+    named = re.escape(f"the validation text data.val_path={held_out} has 2 characters, fewer than ")
+    with pytest.raises(DataError, match=rf"^{named}model.block_size \+ 1 = 5"):
+        module(folder / "a.txt", val_path=str(held_out)).setup()
 
 
 def test_split_files_holds_out_the_last_whole_files(tmp_path: Path) -> None:

@@ -284,6 +284,20 @@ def test_an_option_missing_its_value_is_one_error_line(typed: tuple[str, ...], m
     assert (out, err) == ("", f"error: {message}\n")
 
 
+@pytest.mark.parametrize(("typed", "message"), [
+    (("--foo",), "--foo is not an option of chargpt: settings are given as key=value, without dashes (--help "
+                 "lists the options)"),
+    (("model=tiny", "-lr=3"), "-lr=3 is not an option of chargpt"),
+    (("--cfg", "jobb"), "--cfg jobb: it prints one of job, hydra, all, e.g. --cfg job"),
+    (("-c=everything",), "-c everything: it prints one of job, hydra, all"),
+])
+def test_an_option_hydra_lacks_is_one_error_line(typed: tuple[str, ...], message: str, capsys) -> None:
+    # argparse printed its usage page, then its own error line.
+    assert run_cli(train_main, *typed) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith(f"error: {message}") and err.count("\n") == 1
+
+
 @pytest.mark.parametrize("modes", [("-m", "--cfg", "job"), ("--cfg=job", "--multirun"), ("-m", "--info")])
 def test_two_of_hydras_modes_are_one_error_line(modes: tuple[str, ...], capsys) -> None:
     # Hydra's own refusal is a ValueError with a traceback.
@@ -304,7 +318,8 @@ def test_an_abbreviated_option_is_read_as_hydra_reads_it(capsys) -> None:
     assert hydra_argv(["x", "--config-d", "my dir", "model=tiny", "--mu"]) == [
         "x", "model=tiny", "--config-dir", "my dir", "--multirun"]
     assert hydra_argv(["x", "--config-n=train"]) == ["x", "--config-name=train"]
-    assert hydra_argv(["x", "--c"]) == ["x", "--c"]  # ambiguous: left to Hydra's parser to refuse
+    with pytest.raises(ConfigError, match=r"^--c is short for several options \(--cfg, --config-path, "):
+        hydra_argv(["x", "--c"])  # ambiguous: argparse printed its usage page
 
 
 @pytest.mark.parametrize("prefix", ["", "+", "++"])

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from chargpt.cli.train import main as train_main
+from chargpt.runs.resume import launch_cwd, resume_command
 from conftest import StepHook, bare_train_args, run_main, write_corpus
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
@@ -95,6 +96,9 @@ def test_checkpoint_holds_rng_and_corpus_in_plain_form(tmp_path, monkeypatch, ca
             "another vocabulary (13 characters, this data has 15: this data adds 'X', 'Y')",
         ),
         pytest.param("data.path={same_vocab}", "it was trained on {corpus} (sha256 ", marks=pytest.mark.slow),
+        # Another validation text, which could hold text the run trained on.
+        ("data.train_fraction=0.5",
+         "with data.train_fraction=0.5: its run split the text at 0.9; resume with data.train_fraction=0.9"),
     ],
 )
 def test_incompatible_resume_is_refused(tmp_path, monkeypatch, capsys, change, expected):
@@ -189,3 +193,16 @@ def test_resuming_a_finished_run_says_so_and_reports_its_loss(tmp_path, capsys):
     assert f"step 2: val loss {before['val_loss']:.4f} (best {before['best_val_loss']:.4f})" in said
     after = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert after["val_loss"] == before["val_loss"] and after["tokens"] == before["tokens"]
+
+
+def test_the_resume_command_names_files_as_launched_so_it_works_from_anywhere(tmp_path) -> None:
+    overrides = ["data=text", "data.path=my texts/a.txt", "data.val_path=/corpora/v.txt", "data.name=tiny",
+                 "seed=1", "ckpt_path=old"]
+    command = resume_command("/runs/r", overrides, cwd="/home/me")
+    assert shlex.split(command) == [
+        "chargpt-train", "data=text", "data.path=/home/me/my texts/a.txt", "data.val_path=/corpora/v.txt",
+        "data.name=tiny", "seed=1", "ckpt_path=/runs/r",
+    ]
+    (tmp_path / ".hydra").mkdir()
+    (tmp_path / ".hydra" / "hydra.yaml").write_text("hydra:\n  runtime:\n    cwd: /home/me\n")
+    assert launch_cwd(tmp_path) == "/home/me" and launch_cwd(tmp_path / "nowhere") is None

@@ -190,11 +190,19 @@ def corpus_changes(old: dict[str, Any], new: dict[str, Any], limit: int = 3) -> 
 
 def check_resumable(
     ckpt: dict[str, Any], source: str, model: ModelConfig, vocab: list[str], corpus: dict[str, Any] | None,
-    fix: str | None = None,
+    fix: str | None = None, train_fraction: float | None = None,
 ) -> None:
-    """Refuse, with the reason and the fix, a resume whose data or architecture differ from the
-    checkpoint's. Settings that are not architecture (ModelConfig.architecture) may change. `fix`,
+    """Refuse, with the reason and the fix, a resume whose data, split or architecture differ from
+    the checkpoint's. Settings that are not architecture (ModelConfig.architecture) may change. `fix`,
     when the caller knows better (a fine-tune resumed without its settings), replaces the usual one."""
+    recorded = stored_split(ckpt).get("train_fraction")
+    if isinstance(recorded, float) and train_fraction is not None and float(train_fraction) != recorded:
+        # The validation text would change: it could hold text the run trained on, and the best
+        # checkpoint's loss was scored on the other one.
+        raise CheckpointError(
+            f"cannot resume from {source} with data.train_fraction={train_fraction}: its run split the text "
+            f"at {recorded}; resume with data.train_fraction={recorded}, or start a new run without ckpt_path"
+        )
     old_vocab = list(ckpt["hyper_parameters"]["vocab"])
     if old_vocab != list(vocab):
         diff = []

@@ -64,3 +64,10 @@ def as_typed(override: str) -> str:
     if "=" not in override:
         return override
     return f"{override.partition('=')[0]}={literal_value(override)}"
+
+
+def is_path_key(key: str) -> bool:
+    """Settings that name a file or folder: `~` and environment variables are expanded."""
+    last = key.rsplit(".", 1)[-1]
+    return key in ("ckpt_path", "init_from", "out", "data.name") or (
+        key.startswith("data.") and last.endswith("path"))

@@ -38,7 +38,7 @@ from chargpt.data.sources import expand_path
 from chargpt.data.tokenizer import CharTokenizer, describe_chars
 from chargpt.errors import USAGE_EXIT_CODE, ConfigError, full_errors_requested
 from chargpt.inference import start_prompt
-from chargpt.overrides import hydra_quoted, literal_value, omegaconf_literal, parses
+from chargpt.overrides import hydra_quoted, is_path_key, literal_value, omegaconf_literal, parses
 from chargpt.runs.directory import release_claims
 
 _PACKAGED = Path(__file__).parents[1] / "configs"  # wheel installs
@@ -67,13 +67,6 @@ PROMPT_FILES = {"sample": {"prompt_file": "prompt"}, "train": {"sample.prompt_fi
 _prompts_from_files: dict[str, str] = {}
 
 
-def is_path_key(key: str) -> bool:
-    """Settings that name a file or folder: `~` and environment variables are expanded."""
-    last = key.rsplit(".", 1)[-1]
-    return key in ("ckpt_path", "init_from", "out", "data.name") or (
-        key.startswith("data.") and last.endswith("path"))
-
-
 def _is_prompt(key: str) -> bool:
     return key.rsplit(".", 1)[-1] == "prompt"
 
@@ -95,9 +88,36 @@ def _split(arg: str) -> tuple[str, str, str] | None:
 
 
 @functools.cache
+def _hydra_options() -> tuple[str, ...]:
+    return tuple(o for action in get_args_parser()._actions for o in action.option_strings)
+
+
 def _hydra_long_options() -> tuple[str, ...]:
-    options = (o for action in get_args_parser()._actions for o in action.option_strings)
-    return tuple(o for o in options if o.startswith("--"))
+    return tuple(o for o in _hydra_options() if o.startswith("--"))
+
+
+_CFG_PARTS = ("job", "hydra", "all")  # what --cfg prints
+
+
+def _check_options(argv: list[str]) -> None:
+    """An option Hydra does not have, or a --cfg part it does not print: one error line (its parser,
+    argparse, would print its usage page)."""
+    i = 1
+    while i < len(argv):
+        arg = argv[i]
+        flag, eq, value = arg.partition("=")
+        several = [o for o in _hydra_long_options() if o.startswith(flag)] if flag.startswith("--") else []
+        if len(several) > 1 and flag not in several:
+            raise ConfigError(f"{flag} is short for several options ({', '.join(several)}); write the one "
+                              "meant")
+        if arg.startswith("-") and flag not in _hydra_options():
+            raise ConfigError(f"{arg} is not an option of {Path(argv[0]).name}: settings are given as "
+                              "key=value, without dashes (--help lists the options)")
+        if flag in ("-c", "--cfg"):
+            part = value if eq else (argv[i + 1] if i + 1 < len(argv) else None)
+            if part is not None and part not in _CFG_PARTS:
+                raise ConfigError(f"{flag} {part}: it prints one of {', '.join(_CFG_PARTS)}, e.g. {flag} job")
+        i += 2 if arg in _OPTION_VALUES else 1
 
 
 def _full_option(arg: str) -> str:
@@ -179,6 +199,7 @@ def hydra_argv(argv: list[str]) -> list[str]:
         # argparse's own refusal ("expected one argument") is a usage page.
         if arg in _OPTION_VALUES and (i + 1 == len(out) or re.match(r"-[^\d.]", out[i + 1])):
             raise ConfigError(f"{arg} needs a value after it, e.g. {arg} {_OPTION_VALUES[arg]}")
+    _check_options(out)
     group_dirs = _group_dirs(out)
     for i in _overrides(out):
         parts = _split(out[i])

@@ -245,9 +245,13 @@ class CharText:
         """Each split holds at least one window of `block_size` + 1 characters (inputs and targets)."""
         for name, part in (("train", self.train_ids), ("val", self.val_ids)):
             if part is not None and len(part) < block_size + 1:
+                # A validation text of its own is named for what it is: data.path is not the short one.
+                own = name == "val" and self.val_path
+                where = f"the validation text data.val_path={self.val_path}" if own else \
+                    f"the {name} split of {self.source}"
                 raise DataError(
-                    f"the {name} split of {self.source} has {len(part)} characters, fewer than "
-                    f"model.block_size + 1 = {block_size + 1}; {fix}"
+                    f"{where} has {len(part)} characters, fewer than model.block_size + 1 = "
+                    f"{block_size + 1}; {fix}"
                 )
 
     @property

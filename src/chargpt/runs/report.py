@@ -31,7 +31,7 @@ from chargpt.errors import ChargptError
 from chargpt.files import read_json_object
 from chargpt.overrides import literal_value, override_key
 from chargpt.runs.curves import PNG_SOFTWARE, write_curves
-from chargpt.runs.resume import last_checkpoint, resume_command
+from chargpt.runs.resume import last_checkpoint, launch_cwd, resume_command
 from chargpt.runs.status import read_status, state_of
 from chargpt.runs.sweep_record import SWEEP_CONFIG, continue_command, planned_jobs
 
@@ -535,7 +535,7 @@ def stopped_runs_note(rows: list[dict[str, Any]], top: Path) -> str | None:
     sweeps = {r["run"]: _sweep_of(r["dir"], top) for r in stopped}
     alone = [r for r in stopped if sweeps[r["run"]] is None]
     checkpoints = {r["run"]: last_checkpoint(r["dir"]) for r in alone}
-    commands = [resume_command(r["dir"].resolve(), _launch_overrides(r["dir"]))
+    commands = [resume_command(r["dir"].resolve(), _launch_overrides(r["dir"]), launch_cwd(r["dir"]))
                 for r in alone if checkpoints[r["run"]] is not None]
     fresh = [shlex.quote(r["run"]) for r in alone if checkpoints[r["run"]] is None]
     listed = STOPPED_RUNS_LISTED
