@@ -507,6 +507,20 @@ def test_model_auto_refuses_a_shape_on_the_command_line(tmp_path: Path, capsys) 
     assert code == 2 and "error: model=auto chooses model.n_embd itself" in err
 
 
+def test_model_auto_on_a_text_too_short_for_its_context_advises_what_it_takes(tmp_path: Path, capsys) -> None:
+    # The advice was "a smaller model.block_size", which model=auto then refused.
+    corpus = write_corpus(tmp_path / "c.txt", n_chars=1000)
+    code, _, err = run_main(
+        train.main,
+        ["model=auto", "budget_seconds=30", "data=text", f"data.path={corpus}",
+         f"hydra.run.dir={tmp_path / 'run'}"],
+        capsys,
+    )
+    assert code == 2 and err.startswith(f"error: the val split of {corpus} has 100 characters, fewer than ")
+    assert err.strip().endswith("use a longer text, a fixed model with a short context (model=tiny "
+                                "model.block_size=32) or another data.train_fraction")
+
+
 TINY_LADDER = (Shape(1, 32, 2, 16, 4), Shape(1, 48, 2, 16, 4), Shape(2, 64, 2, 16, 4))
 
 

@@ -102,6 +102,8 @@ class CharText:
         self.name, self.config, self.data_files = name, config, _plain(data_files)
         self.text_field, self.val_split = text_field, val_split
         self._vocab = vocab
+        # What to say of a text too short for one window's context (model=auto chooses the context).
+        self.context_fix = "a smaller model.block_size"
         self._encoded: EncodedCorpus | None = None
         self._parts: list[Part] = []
         self._n_train_parts: int | None = None  # parts before the validation text, when it is given
@@ -231,7 +233,7 @@ class CharText:
         self.train_ids, self.val_ids = self.ids[:cut], self.ids[cut:]
         fixes = ["a longer text"]
         if self._vocab is None:  # with a checkpoint's vocabulary (fine-tune, evaluation), its context too
-            fixes.append("a smaller model.block_size")
+            fixes.append(self.context_fix)
         # Only where the fraction cuts anywhere (not between whole files) and some cut can do.
         cuts_anywhere = self._n_train_parts is None and self.split != "files"
         if cuts_anywhere and len(self.ids) >= 2 * (self.block_size + 1):
