@@ -230,6 +230,20 @@ def test_ctrl_c_before_training_is_exit_130(tmp_path: Path, corpus: Path, monkey
     assert list(tmp_path.iterdir()) == []  # an interrupted start leaves nothing
 
 
+def test_sigterm_while_the_run_is_built_is_exit_143(tmp_path: Path, corpus, monkeypatch, capsys) -> None:
+    # Its default action ended the process where it stood: no word, the run's folder left behind.
+    import chargpt.cli.train as train_cli
+
+    def terminated(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(train_cli, "build_run", terminated)
+    args = ["data=text", f"data.path={corpus}", f"paths.output_root={tmp_path}", *TINY_MODEL]
+    assert run_cli(train_main, *args) == 143
+    assert capsys.readouterr().err.endswith("\nterminated\n")
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize(
     ("exc", "code", "err"), [(KeyboardInterrupt, 130, "\ninterrupted\n"), (BrokenPipeError, 141, "")]
 )
@@ -272,13 +286,14 @@ def test_each_console_script_runs_its_command(script: str, monkeypatch: pytest.M
 INTERRUPTED_IMPORT = """
 import importlib, signal, sys
 # A shell starts a command with Ctrl-C's default handling (a test runner's worker may ignore it),
-# and --help, should the Ctrl-C not land, ends the command at once.
+# and --help, should the signal not land, ends the command at once.
 signal.signal(signal.SIGINT, signal.default_int_handler)
+signal.signal(signal.SIGTERM, signal.SIG_DFL)
 sys.argv = ["chargpt-train", "--help"]
 real = importlib.import_module
-def interrupted(name, package=None):  # Ctrl-C arrives while the command's code is being imported
+def interrupted(name, package=None):  # the signal arrives while the command's code is being imported
     if name.startswith("chargpt.cli."):
-        signal.raise_signal(signal.SIGINT)  # to this thread, so Python raises it here
+        signal.raise_signal(signal.SIGNUM)  # to this thread, so Python raises it here
     return real(name, package)
 importlib.import_module = interrupted
 from chargpt.cli.launch import train
@@ -286,10 +301,14 @@ train()
 """
 
 
-def test_ctrl_c_while_a_command_imports_its_code_is_one_line_and_exit_130() -> None:
-    done = subprocess.run([sys.executable, "-c", INTERRUPTED_IMPORT], capture_output=True, text=True)
-    assert done.returncode == 130, done.stderr[-2000:]
-    assert done.stderr.strip() == "interrupted"
+@pytest.mark.parametrize(("signum", "code", "line"),
+                         [("SIGINT", 130, "interrupted"), ("SIGTERM", 143, "terminated")])
+def test_a_signal_while_a_command_imports_its_code_is_one_line(signum: str, code: int, line: str) -> None:
+    # SIGTERM ended the process there without a word.
+    script = INTERRUPTED_IMPORT.replace("SIGNUM", signum)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == code, done.stderr[-2000:]
+    assert done.stderr.strip() == line
     assert done.stdout == ""
 
 

@@ -93,7 +93,8 @@ def test_checkpoint_holds_rng_and_corpus_in_plain_form(tmp_path, monkeypatch, ca
         ),
         (
             "data.path={other_vocab}",
-            "another vocabulary (13 characters, this data has 15: this data adds 'X', 'Y')",
+            "another vocabulary (13 characters, this data has 15: this data adds 'X', 'Y'); resume with the "
+            "data it was trained on ({corpus})",
         ),
         pytest.param("data.path={same_vocab}", "it was trained on {corpus} (sha256 ", marks=pytest.mark.slow),
         # Another validation text, which could hold text the run trained on.

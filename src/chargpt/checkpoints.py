@@ -211,7 +211,8 @@ def check_resumable(
         if extra := set(old_vocab) - set(vocab):
             diff.append(f"this data lacks {describe_chars(extra)}")
         detail = "; ".join(diff) or "same characters in another order"
-        how = fix or "resume with the data it was trained on"
+        trained_on = (stored_corpus(ckpt) or {}).get("path")
+        how = fix or "resume with the data it was trained on" + (f" ({trained_on})" if trained_on else "")
         raise CheckpointError(
             f"cannot resume from {source}: it was trained on another vocabulary ({len(old_vocab)} "
             f"characters, this data has {len(vocab)}: {detail}); {how}, or start a new run without ckpt_path"

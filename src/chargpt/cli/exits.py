@@ -36,7 +36,7 @@ def clean_exits() -> Iterator[None]:
         yield
         sys.stdout.flush()  # here, not at the interpreter's exit, where a failed write is a traceback
     except Terminated:
-        _exit_terminated()
+        exit_terminated()
     except KeyboardInterrupt:
         exit_interrupted()
     except BrokenPipeError:
@@ -97,11 +97,11 @@ def unwind_on_sigterm() -> Iterator[None]:
         try:
             yield
         except Terminated:
-            _exit_terminated()
+            exit_terminated()
         except Exception as err:  # a library caught the signal's exception mid-import and raised another
             if cause_of(err, Terminated) is None:
                 raise
-            _exit_terminated()
+            exit_terminated()
 
 
 def _raise_terminated(signum: int, frame: object) -> None:
@@ -109,6 +109,6 @@ def _raise_terminated(signum: int, frame: object) -> None:
     raise Terminated
 
 
-def _exit_terminated() -> None:
+def exit_terminated() -> None:
     print("\nterminated", file=sys.stderr, flush=True)
     sys.exit(TERMINATED_EXIT_CODE)

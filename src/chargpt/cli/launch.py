@@ -1,6 +1,7 @@
 """The console scripts' entry points. Each command's code is imported here, inside the same Ctrl-C
-handling the command itself has: that import (torch, and Lightning for training) takes seconds, and
-a Ctrl-C during it would otherwise print a traceback instead of one line."""
+and SIGTERM handling the command itself has: that import (torch, and Lightning for training) takes
+seconds, and a Ctrl-C during it would otherwise print a traceback instead of one line (a SIGTERM
+would end the process without a word)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import gc
 import importlib
 from collections.abc import Iterator
 
+from chargpt.cli.exits import Terminated, exit_terminated, raising_on_sigterm
 from chargpt.errors import exit_interrupted
 
 
@@ -30,8 +32,10 @@ def collector_off_then_frozen() -> Iterator[None]:
 
 def _launch(command: str) -> None:
     try:
-        with collector_off_then_frozen():
+        with raising_on_sigterm(), collector_off_then_frozen():
             module = importlib.import_module(f"chargpt.cli.{command}")
+    except Terminated:
+        exit_terminated()
     except KeyboardInterrupt:
         exit_interrupted()
     module.main()

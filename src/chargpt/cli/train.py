@@ -64,7 +64,8 @@ def train(cfg: DictConfig) -> float | None:
     if parallel is None and is_multirun():
         return _sequential_job(cfg)
     if parallel is None:
-        return _train(cfg, None)
+        with raising_on_sigterm():  # as Ctrl-C: a SIGTERM while the run is built is one line, 143
+            return _train(cfg, None)
     with stopping_untrained(parallel):  # a signal before or after the training loop
         if (signum := requested_stop(parallel)) is not None:  # the sweep is stopping
             forget_unstarted_job(cfg.paths.output_dir)  # its continuation trains this job
