@@ -562,6 +562,7 @@ def test_a_sweeps_folder_given_for_a_run_names_a_job_folder(files, capsys):
      "job shows every setting), or add a setting of your own with +optimizer.lrr=0.001"),
     (["model=small,tiny", "model.dropoutt=range(1,3)"], "model.dropoutt is not a setting of model (did you "
                                                         "mean model.dropout?)"),
+    (["model=glob(tin*)", "model.dropoutt=0.1,0.2"], "model.dropoutt is not a setting of model"),  # a glob
     (["hparams_search=optuna", "optimizer.lrr=tag(log, interval(3e-4, 3e-3))"],
      "with +optimizer.lrr=tag(log, interval(3e-4, 3e-3))"),  # a search's dimension, as typed
 ])

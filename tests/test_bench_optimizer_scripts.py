@@ -61,3 +61,18 @@ def test_bench_rotary_times_both_forms() -> None:
     assert figures["step_speedup"] == pytest.approx(steps["real"] / steps["complex"], rel=0.02)
     assert all(figures["rotation_ms"][f] < steps[f] for f in ("real", "complex"))
     assert out.startswith("real: rotation of one layer's q and k")
+
+
+def test_profile_step_splits_the_step_into_its_phases_and_lists_the_costliest_operators() -> None:
+    args = [*TINY, "--profiled", "2", "--top", "4", "--precision", "32-true"]
+    done = subprocess.run([sys.executable, str(SCRIPTS / "profile_step.py"), *args], capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    assert figures["precision"] == "32-true"
+    assert set(figures["phase_ms"]) == {"forward", "backward", "optimizer"}
+    assert figures["step_ms"] == pytest.approx(sum(figures["phase_ms"].values()), abs=0.03)
+    listed = [op["ms"] for op in figures["top_ops"]]
+    assert len(listed) == 4 and listed == sorted(listed, reverse=True)
+    assert sum(listed) <= figures["profiled_step_ms"]
+    assert "optimizer" in done.stdout and figures["top_ops"][0]["op"] in done.stdout

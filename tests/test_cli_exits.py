@@ -55,8 +55,7 @@ def test_a_closed_output_pipe_is_quiet(cli, target, monkeypatch, capsys) -> None
     assert capsys.readouterr().err == ""
 
 
-NO_ROOM = ("error: cannot write the output (No space left on device); free some space there, or write "
-           "elsewhere\n")
+NO_ROOM = "error: a write failed (No space left on device); free some space there, or write elsewhere\n"
 
 
 def _full_disk(*args, **kwargs):
@@ -343,3 +342,27 @@ def test_a_signal_while_lightning_sets_the_run_up_is_one_line(signum, code, line
     assert err.endswith(f"\n{line}\n") and "Detected KeyboardInterrupt" not in err and "Traceback" not in err
     assert not run.exists()  # an interrupted start leaves nothing, as before fit
     assert {s: signal.getsignal(s) for s in handlers} == handlers  # this process's own are back
+
+
+def test_a_process_forked_while_lightning_sets_up_reacts_as_it_did_before() -> None:
+    # Data-loader workers are forked inside trainer.fit before the training loop: a signal there
+    # must stay the KeyboardInterrupt torch's worker loop expects, not the run's own stop.
+    from chargpt.cli.train import nothing_to_save_until_training
+
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)  # as a shell starts a command
+    try:
+        with nothing_to_save_until_training():
+            pid = os.fork()
+            if pid == 0:  # the worker
+                try:
+                    os.kill(os.getpid(), signal.SIGINT)
+                    time.sleep(5)
+                    os._exit(3)
+                except KeyboardInterrupt:
+                    os._exit(7)
+                except BaseException:
+                    os._exit(9)
+            _, status = os.waitpid(pid, 0)
+    finally:
+        signal.signal(signal.SIGINT, before)
+    assert os.waitstatus_to_exitcode(status) == 7

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import shlex
 import shutil
@@ -11,9 +12,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from chargpt.checkpoints import RESUME_STATE_KEY, check_resumable
 from chargpt.cli.train import main as train_main
+from chargpt.errors import CheckpointError
+from chargpt.model import ModelConfig
 from chargpt.runs.resume import launch_cwd, resume_command
-from conftest import StepHook, bare_train_args, run_main, write_corpus
+from conftest import StepHook, bare_train_args, make_checkpoint, run_main, write_corpus
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -206,4 +210,24 @@ def test_the_resume_command_names_files_as_launched_so_it_works_from_anywhere(tm
     ]
     (tmp_path / ".hydra").mkdir()
     (tmp_path / ".hydra" / "hydra.yaml").write_text("hydra:\n  runtime:\n    cwd: /home/me\n")
-    assert launch_cwd(tmp_path) == "/home/me" and launch_cwd(tmp_path / "nowhere") is None
+    assert launch_cwd(tmp_path / ".hydra") == "/home/me" and launch_cwd(tmp_path / "nowhere") is None
+
+
+@pytest.mark.parametrize(("split", "refused"), [({"val_path": None, "split": None}, True),
+                                                ({"val_path": "/texts/held out.txt", "split": None}, False),
+                                                ({"val_path": None, "split": "files"}, False)])
+def test_a_resume_with_another_train_fraction_is_refused_only_where_the_fraction_cut_the_text(
+    split: dict, refused: bool, tmp_path: Path
+) -> None:
+    # A run validated on a text of its own, or on whole files, never used its fraction.
+    ckpt = torch.load(make_checkpoint(tmp_path / "m.ckpt"), weights_only=True)
+    ckpt["callbacks"] = {RESUME_STATE_KEY: {"corpus": None, "split": {"train_fraction": 0.9, **split}}}
+    config = ModelConfig.from_dict(ckpt["hyper_parameters"]["model"])
+    vocab = ckpt["hyper_parameters"]["vocab"]
+    resume = functools.partial(check_resumable, ckpt, "m.ckpt", config, vocab, None)
+    resume(train_fraction=0.9)
+    if refused:
+        with pytest.raises(CheckpointError, match=r"train_fraction=0.8: its run split the text at 0.9"):
+            resume(train_fraction=0.8)
+    else:
+        resume(train_fraction=0.8)

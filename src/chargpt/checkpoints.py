@@ -195,8 +195,11 @@ def check_resumable(
     """Refuse, with the reason and the fix, a resume whose data, split or architecture differ from
     the checkpoint's. Settings that are not architecture (ModelConfig.architecture) may change. `fix`,
     when the caller knows better (a fine-tune resumed without its settings), replaces the usual one."""
-    recorded = stored_split(ckpt).get("train_fraction")
-    if isinstance(recorded, float) and train_fraction is not None and float(train_fraction) != recorded:
+    split = stored_split(ckpt)
+    recorded = split.get("train_fraction")
+    cuts_by_fraction = not split.get("val_path") and split.get("split") != "files"  # else it is unused
+    if cuts_by_fraction and isinstance(recorded, float) and train_fraction is not None and \
+            float(train_fraction) != recorded:
         # The validation text would change: it could hold text the run trained on, and the best
         # checkpoint's loss was scored on the other one.
         raise CheckpointError(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
 import signal
@@ -44,6 +45,9 @@ class UnknownCharactersError(DataError):
 
 class CheckpointError(ChargptError):
     """A missing, damaged or incompatible checkpoint."""
+
+
+NO_ROOM = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}  # an OSError of a write that found no room
 
 
 def exit_interrupted() -> NoReturn:

@@ -27,7 +27,7 @@ from torch import nn
 
 from chargpt.checkpoints import LAST
 from chargpt.data.tokenizer import CharTokenizer
-from chargpt.errors import ChargptError, CheckpointError, ConfigError
+from chargpt.errors import NO_ROOM, ChargptError, CheckpointError, ConfigError
 from chargpt.inference import TrainedModel
 from chargpt.model import ModelConfig, build_model
 from chargpt.model.config import ACTIVATIONS, ARCHS, NORMS, POS_ENCODINGS
@@ -212,9 +212,9 @@ def export_model(
             text = json.dumps(config, indent=2, ensure_ascii=False) + "\n"
             (staging / CONFIG_FILE).write_text(text, encoding="utf-8")
         except OSError as err:  # a full disk, a quota: nothing of the export is left behind
+            room = "free some space there, or " if err.errno in NO_ROOM or "space" in str(err) else ""
             raise ExportError(
-                f"cannot write the export to out={out} ({err.strerror or err}); free some space there, or "
-                "pick another folder"
+                f"cannot write the export to out={out} ({err.strerror or err}); {room}pick another folder"
             ) from None
         # mkdtemp (and the safetensors writer) make private files: give them the usual permissions.
         umask = os.umask(0)

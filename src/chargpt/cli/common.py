@@ -31,12 +31,12 @@ from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, OmegaConf
 
 from chargpt.checks import whole_number
-from chargpt.cli.exits import BROKEN_PIPE_EXIT_CODE, NO_ROOM, clean_exits, exit_no_room
+from chargpt.cli.exits import BROKEN_PIPE_EXIT_CODE, clean_exits, exit_no_room
 from chargpt.cli.hydra_errors import one_line_hydra_errors, release_stderr
 from chargpt.data.encoding import BOM
 from chargpt.data.sources import expand_path
 from chargpt.data.tokenizer import CharTokenizer, describe_chars
-from chargpt.errors import USAGE_EXIT_CODE, ConfigError, full_errors_requested
+from chargpt.errors import NO_ROOM, USAGE_EXIT_CODE, ConfigError, full_errors_requested
 from chargpt.inference import start_prompt
 from chargpt.overrides import hydra_quoted, is_path_key, literal_value, omegaconf_literal, parses
 from chargpt.runs.directory import release_claims

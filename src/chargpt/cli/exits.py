@@ -5,18 +5,16 @@ here: the report uses it too, and starts without torch."""
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import signal
 import sys
 import threading
 from collections.abc import Iterator
 
-from chargpt.errors import USAGE_EXIT_CODE, cause_of, exit_interrupted
+from chargpt.errors import NO_ROOM, USAGE_EXIT_CODE, cause_of, exit_interrupted
 
 BROKEN_PIPE_EXIT_CODE = 128 + 13  # SIGPIPE: what `yes | head` reports for `yes`
 TERMINATED_EXIT_CODE = 128 + signal.SIGTERM
-NO_ROOM = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}  # a write that found no room
 
 
 class Terminated(KeyboardInterrupt):
@@ -53,9 +51,8 @@ def clean_exits() -> Iterator[None]:
 
 def exit_no_room(err: OSError) -> None:
     """A write that found no room (a full disk, a quota): one error line and exit 2."""
-    what = err.filename or "the output"
-    print(f"error: cannot write {what} ({err.strerror}); free some space there, or write elsewhere",
-          file=sys.stderr)
+    what = f"cannot write {err.filename}" if err.filename else "a write failed"  # stdout's, most often
+    print(f"error: {what} ({err.strerror}); free some space there, or write elsewhere", file=sys.stderr)
     _drop_stdout()  # what is still buffered for it would fail again at exit
     sys.exit(USAGE_EXIT_CODE)
 

@@ -153,7 +153,8 @@ def check_swept_settings(config: DictConfig) -> None:
     if that fails."""
     from hydra.core.override_parser.overrides_parser import OverridesParser  # multirun only
 
-    parser = OverridesParser.create()
+    loader = GlobalHydra.instance().config_loader()
+    parser = OverridesParser.create(config_loader=loader)  # glob(...) of a group lists its options
     given = parser.parse_overrides(list(config.hydra.overrides.task))
     search = OmegaConf.to_container(config.hydra.sweeper).get("params") or {}  # a search's dimensions
     given += parser.parse_overrides([f"{key}={value}" for key, value in search.items()
@@ -164,12 +165,15 @@ def check_swept_settings(config: DictConfig) -> None:
         if not override.is_sweep_override():
             first_job.append(f"{key}={override.get_value_element_as_str()}")
         elif override.is_discrete_sweep():
-            first_job.append(f"{key}={next(iter(override.sweep_string_iterator()))}")
+            values = list(override.sweep_string_iterator())
+            if not values:  # range(0), an empty glob: a sweep of no jobs, Hydra's to say
+                return
+            first_job.append(f"{key}={values[0]}")
         else:
             first_job.append(f"{key}=null")
             stand_ins[f"{key}=null"] = override.input_line
     try:
-        GlobalHydra.instance().config_loader().load_sweep_config(config, first_job)
+        loader.load_sweep_config(config, first_job)
     except ConfigCompositionException as err:
         message = one_line(str(err), lambda key: _settings_in(config, key))
         for stand_in, typed in stand_ins.items():  # the advice names the dimension as typed

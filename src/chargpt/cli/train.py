@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import os
 import signal
 import sys
 import threading
@@ -124,7 +125,8 @@ def _train(cfg: DictConfig, parallel: Path | None) -> float | None:
                 callback.on_signal = functools.partial(record_signalled, output_dir)
                 callback.sweep_dir = parallel
     try:
-        with nothing_to_save_until_training(parallel is None):
+        # (Several processes: Lightning's own handling, which also ends the other ranks.)
+        with nothing_to_save_until_training(parallel is None and trainer.world_size == 1):
             if finetuning:  # the starting point on the new text, logged at step 0
                 trainer.validate(module, datamodule=datamodule, verbose=False)
             trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
@@ -190,9 +192,18 @@ def nothing_to_save_until_training(active: bool = True) -> Iterator[None]:
     if not active or threading.current_thread() is not threading.main_thread():
         yield
         return
+    owner = os.getpid()
 
     def stop(signum: int, frame: object) -> None:
-        raise _SignalOutsideTraining(signum)
+        if os.getpid() == owner:
+            raise _SignalOutsideTraining(signum)
+        # A data loader's worker, forked meanwhile: it reacts as it did before this handler.
+        earlier = originals[signum]
+        if callable(earlier):
+            earlier(signum, frame)
+        elif earlier == signal.SIG_DFL:
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
 
     originals = {s: signal.getsignal(s) for s in SIGNALS}
     for s, earlier in originals.items():

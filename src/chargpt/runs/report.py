@@ -498,9 +498,20 @@ def check_outputs(paths: tuple[Path, Path, Path]) -> None:
             raise ChargptError(
                 f"cannot read {path} ({err.strerror or err}); pass another --csv path"
             ) from None
+        if not ours and role == "curves" and _drawn_by_matplotlib(path):
+            # A report's picture from before it carried its mark looks like the user's own plot.
+            raise ChargptError(f"{path} exists and is not marked as a report's output (a report before "
+                               "2026-12-03 drew it without its mark, or it is a plot of yours); nothing was "
+                               "written: delete or move it if it is an old report's, or pass another --csv "
+                               "path")
         if not ours:
             raise ChargptError(f"{path} exists and is not a report's output; nothing was written: pass "
                                "another --csv path, or move it")
+
+
+def _drawn_by_matplotlib(path: Path) -> bool:
+    with path.open("rb") as f:
+        return b"Software\0Matplotlib" in f.read(4096)
 
 
 STOPPED = ("interrupted", "killed", "incomplete")
@@ -535,7 +546,8 @@ def stopped_runs_note(rows: list[dict[str, Any]], top: Path) -> str | None:
     sweeps = {r["run"]: _sweep_of(r["dir"], top) for r in stopped}
     alone = [r for r in stopped if sweeps[r["run"]] is None]
     checkpoints = {r["run"]: last_checkpoint(r["dir"]) for r in alone}
-    commands = [resume_command(r["dir"].resolve(), _launch_overrides(r["dir"]), launch_cwd(r["dir"]))
+    commands = [resume_command(r["dir"].resolve(), _launch_overrides(r["dir"]),
+                               launch_cwd(overrides_files(r["dir"])[-1].parent))
                 for r in alone if checkpoints[r["run"]] is not None]
     fresh = [shlex.quote(r["run"]) for r in alone if checkpoints[r["run"]] is None]
     listed = STOPPED_RUNS_LISTED

@@ -44,9 +44,10 @@ def _absolute(typed: str, cwd: str | None) -> str:
     return f"{setting}={os.path.join(cwd, value)}"  # an absolute value stays as it is
 
 
-def launch_cwd(run_dir: Path) -> str | None:
-    """Where the run in `run_dir` was launched from (its first launch's Hydra record)."""
+def launch_cwd(config_dir: Path) -> str | None:
+    """Where a launch was made from, as the Hydra record in `config_dir` (a run's `.hydra`, or a
+    resume's `.hydra/resume-*`) says."""
     try:
-        return str(OmegaConf.load(run_dir / ".hydra" / "hydra.yaml").hydra.runtime.cwd)
+        return str(OmegaConf.load(config_dir / "hydra.yaml").hydra.runtime.cwd)
     except Exception:
         return None
