@@ -86,6 +86,7 @@ def test_checkpoint_holds_rng_and_corpus_in_plain_form(tmp_path, monkeypatch, ca
     state = ckpt["callbacks"]["ResumeState"]
     assert set(state["rng"]) >= {"torch", "numpy", "python"}
     assert state["corpus"]["path"] == str(corpus) and len(state["corpus"]["sha256"]) == 64
+    assert state["data_seed"] == 1337  # the training batches are a function of (seed, step)
 
 
 @pytest.mark.parametrize(
@@ -104,6 +105,8 @@ def test_checkpoint_holds_rng_and_corpus_in_plain_form(tmp_path, monkeypatch, ca
         # Another validation text, which could hold text the run trained on.
         ("data.train_fraction=0.5",
          "with data.train_fraction=0.5: its run split the text at 0.9; resume with data.train_fraction=0.9"),
+        # Other batches from here on: not the run's own resume.
+        ("seed=7", "with data.seed=7: its run drew its batches with 1337; resume with seed=1337"),
     ],
 )
 def test_incompatible_resume_is_refused(tmp_path, monkeypatch, capsys, change, expected):

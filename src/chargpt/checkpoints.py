@@ -190,11 +190,19 @@ def corpus_changes(old: dict[str, Any], new: dict[str, Any], limit: int = 3) -> 
 
 def check_resumable(
     ckpt: dict[str, Any], source: str, model: ModelConfig, vocab: list[str], corpus: dict[str, Any] | None,
-    fix: str | None = None, train_fraction: float | None = None,
+    fix: str | None = None, train_fraction: float | None = None, data_seed: int | None = None,
 ) -> None:
     """Refuse, with the reason and the fix, a resume whose data, split or architecture differ from
     the checkpoint's. Settings that are not architecture (ModelConfig.architecture) may change. `fix`,
     when the caller knows better (a fine-tune resumed without its settings), replaces the usual one."""
+    drew = _resume_state(ckpt).get("data_seed")
+    if isinstance(drew, int) and data_seed is not None and data_seed != drew:
+        # The batches from here on would not be the run's own: the resume would not be exact.
+        raise CheckpointError(
+            f"cannot resume from {source} with data.seed={data_seed}: its run drew its batches with "
+            f"{drew}; resume with seed={drew} (the data seed follows it), or start a new run without "
+            "ckpt_path"
+        )
     split = stored_split(ckpt)
     recorded = split.get("train_fraction")
     cuts_by_fraction = not split.get("val_path") and split.get("split") != "files"  # else it is unused

@@ -88,6 +88,7 @@ class ResumeState(Callback):
     def __init__(self) -> None:
         self.corpus: dict[str, Any] | None = None  # the datamodule's fingerprint, read at setup
         self.split: dict[str, Any] | None = None  # how the corpus was split (chargpt-eval reuses it)
+        self.data_seed: int | None = None  # the training batches are a function of (it, step)
         self._pending: dict[str, Any] | None = None
         self._boundary: dict[str, Any] | None = None  # torch's states at the last step boundary
         self._host: dict[str, Any] | None = None  # numpy's and python's, when a validation started
@@ -99,6 +100,7 @@ class ResumeState(Callback):
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         datamodule = trainer.datamodule
         self.corpus = getattr(datamodule, "fingerprint", None)
+        self.data_seed = getattr(datamodule, "seed", None)
         if hasattr(datamodule, "train_fraction"):
             # How chargpt-eval and check_copy cut the text again: by this fraction, or whole files
             # ("split": "files"), or not at all (a validation text of its own, "val_path").
@@ -115,7 +117,8 @@ class ResumeState(Callback):
         return {**self._boundary, **(self._host or capture_host_rng())}
 
     def state_dict(self) -> dict[str, Any]:
-        return {"rng": rng_to_plain(self.boundary()), "corpus": self.corpus, "split": self.split}
+        return {"rng": rng_to_plain(self.boundary()), "corpus": self.corpus, "split": self.split,
+                "data_seed": self.data_seed}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         if "rng" in state_dict:
