@@ -86,17 +86,8 @@ def run_dir_of(checkpoint: Path) -> Path:
 
 def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     file = resolve_checkpoint(path)
-    if file.is_file() and not zipfile.is_zipfile(file):  # torch.save writes zip archives
-        raise CheckpointError(
-            f"{file} is not a readable checkpoint (not a torch zip archive); it may be truncated or "
-            "not a checkpoint at all: pass another .ckpt file"
-        )
-    if file.is_file() and (damaged := _damaged_entry(file)):
-        # torch.load does not check the archive's checksums: flipped bytes would load as weights.
-        raise CheckpointError(
-            f"{file} is damaged ({damaged} fails its checksum; changed on disk or in a copy): pass another "
-            ".ckpt file, e.g. an earlier checkpoint of its run in checkpoints/"
-        )
+    if file.is_file():
+        _check_archive(file)
     try:
         ckpt = torch.load(file, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
@@ -116,13 +107,27 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return ckpt
 
 
-def _damaged_entry(file: Path) -> str | None:
-    """The first entry of a zip archive whose bytes do not match its recorded CRC-32, if any."""
+def _check_archive(file: Path) -> None:
+    """torch.save writes a zip archive; torch.load does not check its CRC-32s, so flipped bytes
+    would load as weights. Read once here: not an archive, or an entry that fails its checksum, is
+    a CheckpointError."""
     try:
-        with zipfile.ZipFile(file) as archive:
-            return archive.testzip()
+        archive = zipfile.ZipFile(file)
+    except (zipfile.BadZipFile, OSError):
+        raise CheckpointError(
+            f"{file} is not a readable checkpoint (not a torch zip archive); it may be truncated or "
+            "not a checkpoint at all: pass another .ckpt file"
+        ) from None
+    try:
+        with archive:
+            damaged = archive.testzip()
     except (zipfile.BadZipFile, zlib.error, EOFError, OSError):
-        return "the archive"
+        damaged = "the archive"
+    if damaged:
+        raise CheckpointError(
+            f"{file} is damaged ({damaged} fails its checksum; changed on disk or in a copy): pass another "
+            ".ckpt file, e.g. an earlier checkpoint of its run in checkpoints/"
+        )
 
 
 def model_weights(ckpt: dict[str, Any]) -> dict[str, torch.Tensor]:

@@ -92,6 +92,7 @@ def _hydra_options() -> tuple[str, ...]:
     return tuple(o for action in get_args_parser()._actions for o in action.option_strings)
 
 
+@functools.cache
 def _hydra_long_options() -> tuple[str, ...]:
     return tuple(o for o in _hydra_options() if o.startswith("--"))
 

@@ -8,7 +8,6 @@ import logging
 import os
 import signal
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -46,7 +45,14 @@ from chargpt.runs.status import (
     record_trained,
 )
 from chargpt.runs.sweep_record import continue_command, kept_on_continuing
-from chargpt.stop_request import LAUNCHER, SIGNALS, JobStopped, requested_stop, stopping_untrained
+from chargpt.stop_request import (
+    LAUNCHER,
+    SIGNALS,
+    JobStopped,
+    handling_stop_signals,
+    requested_stop,
+    stopping_untrained,
+)
 from chargpt.training.build import build_run, is_multirun, plain
 from chargpt.training.callbacks.metrics import RunMetrics
 from chargpt.training.callbacks.safety import GracefulInterrupt, TrainingInterrupted
@@ -189,33 +195,30 @@ def nothing_to_save_until_training(active: bool = True) -> Iterator[None]:
     does (one line, exit 130 or 143): raised as Ctrl-C's KeyboardInterrupt, or Terminated. A signal
     its starter ignores stays ignored. `active`: False where another handler has these signals (a
     parallel sweep's job)."""
-    if not active or threading.current_thread() is not threading.main_thread():
+    if not active:
         yield
         return
     owner = os.getpid()
+    originals = {s: signal.getsignal(s) for s in SIGNALS}
 
     def stop(signum: int, frame: object) -> None:
+        earlier = originals[signum]
+        if earlier == signal.SIG_IGN:
+            return  # ignored by whoever started the run: it stays so
         if os.getpid() == owner:
             raise _SignalOutsideTraining(signum)
         # A data loader's worker, forked meanwhile: it reacts as it did before this handler.
-        earlier = originals[signum]
         if callable(earlier):
             earlier(signum, frame)
-        elif earlier == signal.SIG_DFL:
+        else:
             signal.signal(signum, signal.SIG_DFL)
             os.kill(os.getpid(), signum)
 
-    originals = {s: signal.getsignal(s) for s in SIGNALS}
-    for s, earlier in originals.items():
-        if earlier is not signal.SIG_IGN:
-            signal.signal(s, stop)
     try:
-        yield
+        with handling_stop_signals(stop):
+            yield
     except _SignalOutsideTraining as sig:
         raise (Terminated() if sig.signum == signal.SIGTERM else KeyboardInterrupt()) from None
-    finally:
-        for s, earlier in originals.items():
-            signal.signal(s, earlier)
 
 
 def parallel_sweep_dir() -> Path | None:
