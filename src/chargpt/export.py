@@ -182,6 +182,25 @@ def write_safetensors(model: nn.Module, path: Path, metadata: dict[str, Any]) ->
     except SafetensorError as err:  # its writer's I/O errors (a full disk) come as this
         reason = re.search(r'(?:I/O error: |message: ")([^"(]+)', str(err))  # "No space left on device"
         raise OSError(reason[1].strip() if reason else str(err)) from None
+    _sort_safetensors_metadata(path)
+
+
+def _sort_safetensors_metadata(path: Path) -> None:
+    """Write the header's metadata in sorted order, so one checkpoint always exports to the same bytes.
+
+    The writer keeps metadata in a Rust HashMap, whose order changes from one process to the
+    next. Reordering keys keeps the header's length, so it is rewritten in place.
+    """
+    with path.open("r+b") as file:
+        length = int.from_bytes(file.read(8), "little")
+        raw = file.read(length)
+        header = json.loads(raw)
+        header["__metadata__"] = dict(sorted(header.get("__metadata__", {}).items()))
+        text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
+        if len(text) > length:  # cannot happen for the writer's own compact JSON; never corrupt
+            return
+        file.seek(8)
+        file.write(text.ljust(length))  # the format pads its header with spaces
 
 
 def export_model(
