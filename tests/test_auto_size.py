@@ -496,6 +496,31 @@ def test_a_command_line_dropout_reaches_the_climb(tmp_path: Path, capsys, monkey
     assert code == 2 and "stopped before timing" in err and seen == [passed]
 
 
+@pytest.mark.parametrize(("extra", "passed"), [([], 2.0), (["callbacks.time_budget.reserve_seconds=9"], 9.0)])
+def test_the_budget_callbacks_reserve_reaches_the_climb(
+    tmp_path: Path, capsys, monkeypatch, extra, passed
+) -> None:
+    # The climb planned with the default 2 s whatever the callback was told to keep back.
+    seen = []
+
+    def stop(*args, reserve_seconds=None, **kwargs):
+        seen.append(reserve_seconds)
+        raise ConfigError("stopped before timing")
+
+    monkeypatch.setattr(auto_size, "climb", stop)
+    args = ["model=auto", "budget_seconds=60", "data=text", f"data.path={write_corpus(tmp_path / 'c.txt')}",
+            f"hydra.run.dir={tmp_path / 'run'}", *extra]
+    code, _, err = run_main(train.main, args, capsys)
+    assert code == 2 and "stopped before timing" in err and seen == [passed]
+
+
+def test_a_larger_reserve_plans_fewer_steps() -> None:
+    shape = LADDER[0]
+    usual = auto_size.estimate(shape, 0.05, 100, 5.0, SHAKESPEARE_TRAIN, SHAKESPEARE_VAL)
+    kept = auto_size.estimate(shape, 0.05, 100, 5.0, SHAKESPEARE_TRAIN, SHAKESPEARE_VAL, reserve_seconds=12.0)
+    assert usual.steps - kept.steps == pytest.approx(10.0 / (0.05 + auto_size.LOOP_OVERHEAD_SECONDS), abs=1)
+
+
 def test_model_auto_refuses_a_shape_on_the_command_line(tmp_path: Path, capsys) -> None:
     corpus = write_corpus(tmp_path / "c.txt")
     code, _, err = run_main(

@@ -201,19 +201,21 @@ class Estimate:
         }
 
 
-def end_seconds(shape: Shape, step_seconds: float, val_chars: int) -> float:
+def end_seconds(
+    shape: Shape, step_seconds: float, val_chars: int, reserve_seconds: float = RESERVE_SECONDS
+) -> float:
     """What follows the last step of `shape` at `step_seconds` a step: the final full validation
-    (with the budget callback's margin) and its reserve for saving, the sample and the exit."""
+    (with the budget callback's margin) and the callback's reserve for saving, the sample and the exit."""
     val_batches = math.ceil(val_chars / shape.tokens_per_step())
-    return VALIDATION_MARGIN * VAL_FORWARD_FRACTION * step_seconds * val_batches + RESERVE_SECONDS
+    return VALIDATION_MARGIN * VAL_FORWARD_FRACTION * step_seconds * val_batches + reserve_seconds
 
 
 def check_enough_steps(smallest: Shape, step_seconds: float, budget_seconds: float, used_seconds: float,
-                       val_chars: int) -> None:
+                       val_chars: int, reserve_seconds: float = RESERVE_SECONDS) -> None:
     """Refuse a budget that cannot buy MIN_STEPS of the smallest shape, before a choice is printed,
     naming a budget that can (with a 20% margin: the climb times more shapes in a larger budget)."""
     steps = MIN_STEPS * (step_seconds + LOOP_OVERHEAD_SECONDS)
-    end = end_seconds(smallest, step_seconds, val_chars)
+    end = end_seconds(smallest, step_seconds, val_chars, reserve_seconds)
     if used_seconds + steps + end <= budget_seconds:
         return
     minimum = 5 * math.ceil(1.2 * (used_seconds + steps + end) / 5)  # whole 5 s
@@ -227,12 +229,12 @@ def check_enough_steps(smallest: Shape, step_seconds: float, budget_seconds: flo
 
 def estimate(
     shape: Shape, step_seconds: float, budget_seconds: float, used_seconds: float,
-    train_chars: int, val_chars: int,
+    train_chars: int, val_chars: int, reserve_seconds: float = RESERVE_SECONDS,
 ) -> Estimate:
     """Steps, tokens per parameter and epochs of `shape` at `step_seconds` a (bare) step, when
     `used_seconds` of the budget are gone before training starts."""
     per_step = step_seconds + LOOP_OVERHEAD_SECONDS
-    final = end_seconds(shape, step_seconds, val_chars)
+    final = end_seconds(shape, step_seconds, val_chars, reserve_seconds)
     steps = max(0, math.floor((budget_seconds - used_seconds - final) / per_step))
     tokens = steps * shape.tokens_per_step()
     return Estimate(
@@ -320,7 +322,7 @@ def settle(
 
 def retime_with_dropout(
     choice: Choice, measure: Callable[..., float], budget_seconds: float, used: Callable[[], float],
-    train_chars: int, val_chars: int, why_shape: str,
+    train_chars: int, val_chars: int, why_shape: str, reserve_seconds: float = RESERVE_SECONDS,
 ) -> Choice:
     """The shapes were timed without dropout, and on a CPU dropout makes each step much slower (see
     DROPOUT_BY_EPOCHS): the run would train fewer steps and epochs than its rates were set for.
@@ -329,13 +331,14 @@ def retime_with_dropout(
     first = choice.planned
     assert first is not None
     seconds = measure(choice.shape, dropout=choice.dropout)
-    slower = estimate(choice.shape, seconds, budget_seconds, used(), train_chars, val_chars)
+    slower = estimate(choice.shape, seconds, budget_seconds, used(), train_chars, val_chars, reserve_seconds)
     note = f"with dropout {choice.dropout:g} a step takes {slower.step_ms:.1f} ms"
     note += f" ({first.step_ms:.1f} without)"
     if dropout_for(slower.epochs) == 0.0:
         note += f" and the run would make {slower.epochs:.1f} epochs, too few for dropout: none; "
         # The first speed, over what is left of the budget after this timing.
-        again = estimate(choice.shape, first.step_ms / 1000, budget_seconds, used(), train_chars, val_chars)
+        again = estimate(choice.shape, first.step_ms / 1000, budget_seconds, used(), train_chars, val_chars,
+                         reserve_seconds)
         settled = settle(again, choice.measured, why_shape, 0.0, note)
     else:
         settled = settle(slower, choice.measured, why_shape, None, note + ": ")
@@ -351,12 +354,14 @@ def climb(
     train_chars: int,
     val_chars: int,
     dropout: float | None = None,
+    reserve_seconds: float = RESERVE_SECONDS,
 ) -> Choice:
     """Measure shapes from small to large until one falls below the target ratio or the
     calibration would overrun its share of the budget, pick the `nearest` and `settle` its recipe;
     a dropout the rule sets is timed on the chosen shape after (`retime_with_dropout`).
     `measure(shape, dropout)` returns seconds a step; `used()` the seconds of the budget gone so
-    far (calibration included); `dropout` is the command line's, None for the rule's."""
+    far (calibration included); `dropout` is the command line's, None for the rule's;
+    `reserve_seconds` the budget callback's reserve at the end of the run."""
     target = target_tokens_per_param()
     cap = CALIBRATION_FRACTION * budget_seconds
     start, measured, stopped = used(), [], "the largest shape was reached"
@@ -369,16 +374,20 @@ def climb(
         seconds = measure(shape, dropout=0.0 if dropout is None else dropout)
         last_cost = used() - before
         if not measured:  # no larger shape makes more steps: refuse now, before a choice is shown
-            check_enough_steps(shape, seconds, budget_seconds, used(), val_chars)
+            check_enough_steps(shape, seconds, budget_seconds, used(), val_chars, reserve_seconds)
             last_cost = min(last_cost, FIRST_SHAPE_COST_STEPS * seconds)
-        measured.append(estimate(shape, seconds, budget_seconds, used(), train_chars, val_chars))
+        measured.append(
+            estimate(shape, seconds, budget_seconds, used(), train_chars, val_chars, reserve_seconds)
+        )
         if measured[-1].tokens_per_param < target:
             stopped = f"{shape.name} is below the target"
             break
     best, why_shape = nearest(measured, stopped)
     choice = settle(best, measured, why_shape, dropout, dropout_label="given" if dropout is not None else "")
     if dropout is None and choice.dropout > 0:
-        choice = retime_with_dropout(choice, measure, budget_seconds, used, train_chars, val_chars, why_shape)
+        choice = retime_with_dropout(
+            choice, measure, budget_seconds, used, train_chars, val_chars, why_shape, reserve_seconds
+        )
     choice.calibration_seconds = used() - start
     return choice
 

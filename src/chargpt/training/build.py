@@ -217,6 +217,9 @@ def size_automatically(
             auto_size.usable_ladder(train_chars, val_chars), measure, float(cfg.budget_seconds),
             lambda: time.monotonic() - start, train_chars, val_chars,
             dropout=base.dropout if "model.dropout" in given else None,
+            reserve_seconds=float(OmegaConf.select(
+                cfg, "callbacks.time_budget.reserve_seconds", default=auto_size.RESERVE_SECONDS
+            )),
         )
     choices = dict(HydraConfig.get().runtime.choices) if HydraConfig.initialized() else {}
     auto_size.apply_choice(cfg, choice, overrides, choices)
