@@ -4,8 +4,8 @@ rejects) as one `error:` line with exit code 2, like chargpt's own.
 Hydra prints such an error over several lines, with advice for developers, and exits 1. What it
 writes to stderr before the task starts is held back: if it then exits 1, the held text is the
 error, said again in one line; once the task starts, the held text (warnings) is let through and
-stderr is the terminal's again (the run-directory guard lets it through sooner, as soon as Hydra
-has composed the config: a sweep's launcher may run its tasks in other processes).
+stderr is the terminal's again (the ReleaseStderr callback lets it through sooner, as soon as
+Hydra has composed the config: a sweep's launcher may run its tasks in other processes).
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ _current: _HeldStderr | None = None
 
 def release_stderr() -> None:
     """The config is composed: what follows is the command's own output (cli_task calls this as
-    its task starts; the run-directory guard sooner)."""
+    its task starts; the ReleaseStderr callback sooner)."""
     global _current
     if _current is not None:
         _current.release()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import signal
 import socket
 import threading
 from collections.abc import Callable, Iterator
@@ -15,6 +14,7 @@ from fastapi import FastAPI
 from uvicorn.config import LOG_LEVELS as _UVICORN_LOG_LEVELS
 
 from chargpt.errors import ConfigError
+from chargpt.stop_request import handling_stop_signals
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 LOG_LEVELS = tuple(_UVICORN_LOG_LEVELS)  # the log_level names uvicorn takes
@@ -68,15 +68,8 @@ class _Server(uvicorn.Server):
     def capture_signals(self) -> Iterator[None]:
         """Ctrl+C and SIGTERM shut down gracefully and the command then exits 0 (uvicorn would
         re-raise the signal afterwards: a traceback for Ctrl+C, death by signal for SIGTERM)."""
-        if threading.current_thread() is not threading.main_thread():
-            yield  # signals reach the main thread only
-            return
-        originals = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
-        try:
+        with handling_stop_signals(self.handle_exit):
             yield
-        finally:
-            for sig, handler in originals.items():
-                signal.signal(sig, handler)
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         """Requests still generating when the grace period ends get an error ("the server is shutting
