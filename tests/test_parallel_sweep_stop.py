@@ -17,8 +17,9 @@ import pytest
 from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import OmegaConf
 
+from chargpt.run_layout import read_status
 from chargpt.runs.parallel_launcher import launch_stoppably
-from chargpt.runs.status import read_status, record_status, record_trained
+from chargpt.runs.status import record_status, record_trained
 from chargpt.stop_request import FILE_NAME, JobStopped, clear_stop, request_stop, requested_stop
 from conftest import TINY_MODEL, write_corpus
 

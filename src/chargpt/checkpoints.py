@@ -19,8 +19,15 @@ from chargpt.data.tokenizer import describe_chars
 from chargpt.errors import CheckpointError
 from chargpt.files import atomic_path
 from chargpt.model import ModelConfig
-from chargpt.runs.resume import LAST, last_checkpoint
-from chargpt.runs.status import read_status, state_of
+from chargpt.run_layout import (
+    CHECKPOINT_DIR,
+    LAST,
+    METRICS_FILE,
+    SWEEP_CONFIG,
+    last_checkpoint,
+    read_status,
+    state_of,
+)
 
 # Where the corpus fingerprint sits in a checkpoint: the ResumeState callback's state key.
 RESUME_STATE_KEY = "ResumeState"
@@ -42,19 +49,19 @@ def resolve_checkpoint(path: str | Path) -> Path:
                 f"run directory {p} holds no checkpoint yet: it is still training; try again once it has "
                 "written one"
             )
-        if (p / "metrics.json").is_file():  # a run that trained but kept no checkpoint
+        if (p / METRICS_FILE).is_file():  # a run that trained but kept no checkpoint
             raise CheckpointError(
                 f"run directory {p} holds no checkpoint: it was trained without a checkpoint callback "
                 "(e.g. callbacks=none); train it again with callbacks=[none,last_checkpoint] or the "
                 "default callbacks, or pass a .ckpt file"
             )
-        if (p / "multirun.yaml").is_file():
+        if (p / SWEEP_CONFIG).is_file():
             jobs = sorted(c.name for c in p.iterdir() if last_checkpoint(c) is not None)
             example = f" (e.g. {p / jobs[0]})" if jobs else ""
             raise CheckpointError(
                 f"{p} is a sweep's folder, not a run directory; pass the folder of one of its jobs{example}"
             )
-        if not ((p / ".hydra").is_dir() or (p / "checkpoints").is_dir()):
+        if not ((p / ".hydra").is_dir() or (p / CHECKPOINT_DIR).is_dir()):
             raise CheckpointError(
                 f"{p} is a folder but not a run directory (no checkpoints/{LAST} in it); pass a .ckpt "
                 "file or a run directory that has one"
@@ -77,11 +84,6 @@ def stopped_before_checkpoint(run_dir: Path) -> str | None:
     if state not in how:
         return None
     return f"it {how[state]} before it wrote its first checkpoint, so there is nothing to continue or load"
-
-
-def run_dir_of(checkpoint: Path) -> Path:
-    """The run directory a checkpoint belongs to (the parent of its checkpoints/ folder)."""
-    return checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else checkpoint.parent
 
 
 def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

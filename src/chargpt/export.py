@@ -25,13 +25,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from chargpt.checkpoints import LAST
 from chargpt.data.tokenizer import CharTokenizer
 from chargpt.errors import NO_ROOM, ChargptError, CheckpointError, ConfigError
 from chargpt.inference import TrainedModel
 from chargpt.model import ModelConfig, build_model
-from chargpt.model.config import ACTIVATIONS, ARCHS, NORMS, POS_ENCODINGS
 from chargpt.model_card import ModelCard, card_for_checkpoint
+from chargpt.run_layout import last_checkpoint
 
 FORMAT_MARKER = "chargpt-export"
 FORMAT_VERSION = 1
@@ -53,7 +52,6 @@ SUPPORTED: dict[str, dict[str, tuple[str, ...]]] = {
           "activation": ("relu", "gelu", "relu2", "swiglu"), "norm": ("layernorm", "rmsnorm")}
     for fmt in WEIGHTS
 }
-MODEL_CHOICES = {"arch": ARCHS, "pos_encoding": POS_ENCODINGS, "activation": ACTIVATIONS, "norm": NORMS}
 
 
 class ExportError(ConfigError):
@@ -358,8 +356,7 @@ def export_folder_of(path: str | Path) -> Path | None:
     if not (folder.is_dir() and (folder / CONFIG_FILE).is_file()):
         return None
     # A run directory with a config.json of its own is still a run directory.
-    run_dir = (folder / "checkpoints" / LAST).is_file() or (folder / LAST).is_file()
-    return None if run_dir and not is_export(folder) else folder
+    return None if last_checkpoint(folder) is not None and not is_export(folder) else folder
 
 
 def card_for(path: str | Path, trained: TrainedModel, name: str | None = None) -> ModelCard:

@@ -90,7 +90,7 @@ def read_json_object(path: str | os.PathLike) -> dict[str, Any]:
     """A JSON object written by write_json_atomic; empty when the file is missing, unreadable or
     holds something else."""
     try:
-        data = json.loads(Path(path).read_text())
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}

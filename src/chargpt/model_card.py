@@ -8,7 +8,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from chargpt.checkpoints import read_checkpoint, resolve_checkpoint, run_dir_of
+from chargpt.checkpoints import read_checkpoint, resolve_checkpoint
+from chargpt.run_layout import CHECKPOINT_DIR, LAST, run_dir_of
 
 # Hydra's default run directories are outputs/DATE/TIME: the time alone would be a poor name.
 _TIME_NAME = re.compile(r"\d\d-\d\d-\d\d")
@@ -42,7 +43,7 @@ def default_name(run_dir: Path) -> str:
 
 def name_of_checkpoint(file: Path) -> str:
     """The run directory's name for a run's checkpoint, else the file's own name (my_model.ckpt)."""
-    if file.parent.name == "checkpoints" or file.name == "last.ckpt":
+    if file.parent.name == CHECKPOINT_DIR or file.name == LAST:
         return default_name(run_dir_of(file))
     return file.stem
 

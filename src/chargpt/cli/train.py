@@ -16,7 +16,6 @@ import lightning as L
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
-from chargpt.checkpoints import run_dir_of
 from chargpt.checks import seed, whole_number
 from chargpt.cli.common import (
     CONFIG_PATH,
@@ -34,6 +33,7 @@ from chargpt.errors import ChargptError, ConfigError, exit_on_user_error
 from chargpt.inference import TrainedModel
 from chargpt.model.sampling import check_sampling
 from chargpt.overrides import hydra_quoted, literal_value
+from chargpt.run_layout import run_dir_of
 from chargpt.runs.continuation import continued_job, forget_unstarted_job, keep_finished_jobs, resume_subdir
 from chargpt.runs.directory import check_run_dir, claim_job, holds_run
 from chargpt.runs.resume import CKPT_PATH, resume_command

@@ -26,8 +26,8 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from chargpt.errors import SetupError
-from chargpt.runs.resume import last_checkpoint
-from chargpt.runs.status import FAILED_VALUE, read_status, state_of
+from chargpt.run_layout import LOG_FILE, last_checkpoint, read_status, state_of
+from chargpt.runs.status import FAILED_VALUE
 from chargpt.runs.sweep_record import CONTINUED, as_written
 
 log = logging.getLogger(__name__)
@@ -73,7 +73,7 @@ def forget_unstarted_job(run_dir: str | Path) -> None:
     yet started rather than one that stopped."""
     folder = Path(run_dir)
     subdir = HydraConfig.get().output_subdir if HydraConfig.initialized() else None
-    made_here = {".hydra", "train.log"}
+    made_here = {".hydra", LOG_FILE}
     if subdir == ".hydra" and folder.is_dir() and {p.name for p in folder.iterdir()} <= made_here:
         shutil.rmtree(folder, ignore_errors=True)
 

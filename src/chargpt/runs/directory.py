@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import json
 import logging
 import os
 import re
@@ -33,12 +32,13 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from omegaconf.errors import InterpolationResolutionError
 
-from chargpt.checkpoints import resolve_checkpoint, run_dir_of, stopped_before_checkpoint
+from chargpt.checkpoints import resolve_checkpoint, stopped_before_checkpoint
 from chargpt.distributed import is_rank_zero
 from chargpt.errors import ChargptError, ConfigError, SetupError, exit_on_user_error
+from chargpt.files import read_json_object
 from chargpt.overrides import hydra_quoted, omegaconf_literal
+from chargpt.run_layout import BUDGET_FILE, CHECKPOINT_DIR, LOG_FILE, METRICS_FILE, STATUS_FILE, run_dir_of
 from chargpt.runs.continuation import continuation_overrides, first_overrides, forget_subdirs
-from chargpt.runs.status import STATUS_FILE
 from chargpt.runs.sweep_record import (
     SWEEP_CONFIG,
     as_written,
@@ -83,8 +83,8 @@ _claims: list[Claim] = []
 
 
 def holds_run(folder: Path) -> bool:
-    checkpoints = folder / "checkpoints"
-    return (folder / "metrics.json").is_file() or (checkpoints.is_dir() and any(checkpoints.glob("*.ckpt")))
+    checkpoints = folder / CHECKPOINT_DIR
+    return (folder / METRICS_FILE).is_file() or (checkpoints.is_dir() and any(checkpoints.glob("*.ckpt")))
 
 
 def check_writable(folder: Path, setting: str) -> None:
@@ -101,10 +101,9 @@ def check_writable(folder: Path, setting: str) -> None:
 
 # Files a run writes at its top level, with a key chargpt's own copy always holds: a file of that
 # name without it is the user's, which a run must not overwrite.
-RUN_FILES = {STATUS_FILE: "status", "budget.json": "budget_seconds", "metrics.json": "best_val_loss"}
+RUN_FILES = {STATUS_FILE: "status", BUDGET_FILE: "budget_seconds", METRICS_FILE: "best_val_loss"}
 
 
-LOG_FILE = "train.log"  # Hydra appends its log to it (configs/hydra/default.yaml)
 _LOG_LINE = re.compile(rb"\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}\]\[")  # Hydra's "[time][logger]"
 
 
@@ -119,11 +118,7 @@ def foreign_files(folder: Path) -> list[str]:
     for name, key in RUN_FILES.items():
         if not (folder / name).exists():
             continue
-        try:
-            content = json.loads((folder / name).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            content = None
-        if not (isinstance(content, dict) and key in content):
+        if key not in read_json_object(folder / name):
             found.append(name)
     return found
 
@@ -284,7 +279,7 @@ def _close_logs_in(folder: Path) -> None:
 
 # What a start writes before the run writes anything of its own: Hydra's config and log, the
 # status line, the lock. A directory with nothing else in it is a failed start's leftover.
-START_FILES = {".hydra", LOG_FILE, "status.json", LOCK_FILE}
+START_FILES = {".hydra", LOG_FILE, STATUS_FILE, LOCK_FILE}
 
 
 def _in_use(claim: Claim) -> bool:

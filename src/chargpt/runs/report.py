@@ -30,10 +30,10 @@ from rich.text import Text
 from chargpt.errors import ChargptError
 from chargpt.files import read_json_object
 from chargpt.overrides import literal_value, override_key
+from chargpt.run_layout import METRICS_FILE, SWEEP_CONFIG, last_checkpoint, read_status, state_of
 from chargpt.runs.curves import PNG_SOFTWARE, write_curves
-from chargpt.runs.resume import last_checkpoint, launch_cwd, resume_command
-from chargpt.runs.status import read_status, state_of
-from chargpt.runs.sweep_record import SWEEP_CONFIG, continue_command, planned_jobs
+from chargpt.runs.resume import launch_cwd, resume_command
+from chargpt.runs.sweep_record import continue_command, planned_jobs
 
 SEED = "seed"
 METRIC_COLUMNS = ["best_val_loss", "last_val_loss", "steps", "tokens_per_sec", "wall_s"]
@@ -122,7 +122,7 @@ def recorded_seed(run_dir: Path) -> str | None:
 
 
 def run_row(run_dir: Path, sweep_dir: Path) -> dict[str, Any]:
-    metrics = read_json_object(run_dir / "metrics.json")
+    metrics = read_json_object(run_dir / METRICS_FILE)
     status = read_status(run_dir)
     return {
         "run": run_name(run_dir, sweep_dir),

@@ -14,15 +14,9 @@ from omegaconf import OmegaConf
 
 from chargpt.overrides import as_typed, is_path_key, override_key
 
-LAST = "last.ckpt"
 CKPT_PATH = ("ckpt_path=", "+ckpt_path=", "++ckpt_path=")
 # Overrides that launch a search: a trial continues as one run, with the values it was given.
 SEARCH_GROUPS = ("hparams_search",)
-
-
-def last_checkpoint(run_dir: Path) -> Path | None:
-    """A run directory's last.ckpt (in its checkpoints/ folder, or beside it), if it has one."""
-    return next((c for c in (run_dir / "checkpoints" / LAST, run_dir / LAST) if c.is_file()), None)
 
 
 def resume_command(run_dir: str | Path, overrides: list[str] | None = None, cwd: str | None = None) -> str:

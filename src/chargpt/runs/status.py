@@ -24,13 +24,12 @@ from omegaconf import DictConfig
 
 from chargpt.distributed import is_rank_zero
 from chargpt.errors import SetupError, user_error_in
-from chargpt.files import process_alive, read_json_object, write_json_atomic
-from chargpt.runs.resume import last_checkpoint
+from chargpt.files import write_json_atomic
+from chargpt.run_layout import STATUS_FILE, last_checkpoint
 from chargpt.stop_request import JobStopped
 
 log = logging.getLogger(__name__)
 
-STATUS_FILE = "status.json"
 FAILED_VALUE = math.inf
 
 
@@ -39,12 +38,6 @@ def write_status(run_dir: str | Path, status: str, **fields: Any) -> None:
         return
     when = time.strftime("%Y-%m-%dT%H:%M:%S")
     write_json_atomic(Path(run_dir) / STATUS_FILE, {"status": status, "time": when, **fields})
-
-
-def read_status(run_dir: str | Path) -> dict[str, Any]:
-    """A run's status.json; empty when it has none (it stopped before it could record one) or it
-    cannot be read."""
-    return read_json_object(Path(run_dir) / STATUS_FILE)
 
 
 # Run folders whose training started in this process (any failure from then on is the run's, and
@@ -74,22 +67,6 @@ def record_started(run_dir: str | Path) -> None:
     process is gone (kill -9, a lost machine) tells the report it was killed."""
     write_status(run_dir, "running", pid=os.getpid(), host=socket.gethostname())
     _started.add(str(run_dir))
-
-
-def still_running(status: dict[str, Any]) -> bool:
-    """Whether the process a "running" status names is alive; one on another machine (a cluster's
-    node) cannot be checked from here, and counts as running."""
-    pid = status.get("pid")
-    if status.get("host", socket.gethostname()) != socket.gethostname():
-        return True
-    return isinstance(pid, int) and pid > 0 and process_alive(pid)
-
-
-def state_of(status: dict[str, Any]) -> str | None:
-    """How a run stands by its status.json: what it recorded, but `killed` for a "running" whose
-    process is gone (kill -9, out of memory, a lost machine: it ended without recording how)."""
-    state = status.get("status")
-    return "killed" if state == "running" and not still_running(status) else state
 
 
 def record_signalled(run_dir: str | Path) -> None:

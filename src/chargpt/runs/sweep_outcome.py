@@ -13,7 +13,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from chargpt.errors import ConfigError, exit_on_user_error
-from chargpt.runs.status import read_status
+from chargpt.run_layout import read_status
 
 FAILED_SWEEP_EXIT_CODE = 1
 

@@ -11,8 +11,8 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from chargpt.overrides import as_typed
+from chargpt.run_layout import SWEEP_CONFIG
 
-SWEEP_CONFIG = "multirun.yaml"
 CONTINUED = "CHARGPT_SWEEP_CONTINUED"  # set (through hydra.job.env_set) for each job of a continued sweep
 
 # Hydra overrides that are not part of a sweep's command: where it is (a continuation names it by

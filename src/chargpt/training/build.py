@@ -26,7 +26,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
-from chargpt.checkpoints import check_resumable, read_checkpoint, resolve_checkpoint, run_dir_of
+from chargpt.checkpoints import check_resumable, read_checkpoint, resolve_checkpoint
 from chargpt.checks import real_number, shown, whole_number, yes_no
 from chargpt.data import CharDataModule
 from chargpt.distributed import is_rank_zero
@@ -34,6 +34,7 @@ from chargpt.errors import ChargptError, ConfigError, SetupError
 from chargpt.files import write_text_atomic
 from chargpt.model import ModelConfig
 from chargpt.overrides import override_key
+from chargpt.run_layout import run_dir_of
 from chargpt.training import auto_size, precision
 from chargpt.training.callbacks import budget
 from chargpt.training.checkpoint_io import AtomicCheckpointIO, follow_moved_run

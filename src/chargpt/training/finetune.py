@@ -19,7 +19,6 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 from torch import nn
 
-from chargpt.checkpoints import run_dir_of
 from chargpt.checks import whole_number, yes_no
 from chargpt.data import CharDataModule
 from chargpt.data.tokenizer import describe_chars, line_ending_fix
@@ -27,6 +26,7 @@ from chargpt.errors import ConfigError, DataError
 from chargpt.inference import load_with_checkpoint
 from chargpt.model import ModelConfig
 from chargpt.overrides import override_key
+from chargpt.run_layout import run_dir_of
 
 log = logging.getLogger(__name__)
 

@@ -40,6 +40,7 @@ from chargpt.checks import real_number, whole_number
 from chargpt.distributed import is_rank_zero
 from chargpt.errors import ConfigError
 from chargpt.files import write_json_atomic
+from chargpt.run_layout import BUDGET_FILE
 from chargpt.training.steps import set_total_steps
 
 log = logging.getLogger(__name__)
@@ -243,7 +244,7 @@ class TimeBudget(Callback):
         self.seconds, self.clock = float(seconds or 0.0), clock
         self.start = run_start_time() if start is None else start
         self.deadline = self.start + self.seconds
-        self.path = Path(output_dir) / "budget.json" if output_dir else None
+        self.path = Path(output_dir) / BUDGET_FILE if output_dir else None
         self.skip_steps, self.calibration_steps = skip_steps, calibration_steps
         self.reserve_seconds, self.check_fraction = reserve_seconds, check_fraction
         self.sample_tokens = sample_tokens or 0  # the closing sample: it counts too

@@ -14,7 +14,7 @@ from pathlib import Path
 import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-from chargpt.checkpoints import LAST
+from chargpt.run_layout import CHECKPOINT_DIR, LAST
 
 
 def last_checkpoint_callback(trainer: L.Trainer) -> ModelCheckpoint | None:
@@ -26,7 +26,7 @@ def last_checkpoint_path(trainer: L.Trainer, output_dir: str | Path) -> Path:
     """Where last.ckpt goes: beside the configured checkpoints, else RUN_DIR/checkpoints."""
     callback = last_checkpoint_callback(trainer) or trainer.checkpoint_callback
     dirpath = getattr(callback, "dirpath", None)
-    return (Path(dirpath) if dirpath else Path(output_dir) / "checkpoints") / LAST
+    return (Path(dirpath) if dirpath else Path(output_dir) / CHECKPOINT_DIR) / LAST
 
 
 def latest_checkpoint_written(trainer: L.Trainer) -> str:

@@ -14,6 +14,7 @@ from lightning.pytorch.trainer.states import TrainerFn
 
 from chargpt.distributed import is_rank_zero
 from chargpt.files import write_json_atomic
+from chargpt.run_layout import METRICS_FILE
 from chargpt.training.steps import is_last_step
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,7 @@ class RunMetrics(Callback):
     """
 
     def __init__(self, output_dir: str) -> None:
-        self.path = Path(output_dir) / "metrics.json"
+        self.path = Path(output_dir) / METRICS_FILE
         self.previous_seconds = 0.0
         self.best_val_loss: float | None = None
         self.initial_val_loss: float | None = None

@@ -1,0 +1,53 @@
+"""What a run directory holds, by name: its checkpoints, its status and its metrics.
+
+Torch-free and below everything that reads or writes runs (checkpoints, training, the report), so
+each of them finds a run's files the same way.
+"""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+from typing import Any
+
+from chargpt.files import process_alive, read_json_object
+
+CHECKPOINT_DIR = "checkpoints"
+LAST = "last.ckpt"
+STATUS_FILE = "status.json"
+METRICS_FILE = "metrics.json"
+BUDGET_FILE = "budget.json"
+LOG_FILE = "train.log"  # Hydra appends its log to it (configs/hydra/default.yaml)
+SWEEP_CONFIG = "multirun.yaml"  # Hydra's record of a sweep, in the sweep's folder
+
+
+def last_checkpoint(run_dir: Path) -> Path | None:
+    """A run directory's last.ckpt (in its checkpoints/ folder, or beside it), if it has one."""
+    return next((c for c in (run_dir / CHECKPOINT_DIR / LAST, run_dir / LAST) if c.is_file()), None)
+
+
+def run_dir_of(checkpoint: Path) -> Path:
+    """The run directory a checkpoint belongs to (the parent of its checkpoints/ folder)."""
+    return checkpoint.parent.parent if checkpoint.parent.name == CHECKPOINT_DIR else checkpoint.parent
+
+
+def read_status(run_dir: str | Path) -> dict[str, Any]:
+    """A run's status.json; empty when it has none (it stopped before it could record one) or it
+    cannot be read."""
+    return read_json_object(Path(run_dir) / STATUS_FILE)
+
+
+def still_running(status: dict[str, Any]) -> bool:
+    """Whether the process a "running" status names is alive; one on another machine (a cluster's
+    node) cannot be checked from here, and counts as running."""
+    pid = status.get("pid")
+    if status.get("host", socket.gethostname()) != socket.gethostname():
+        return True
+    return isinstance(pid, int) and pid > 0 and process_alive(pid)
+
+
+def state_of(status: dict[str, Any]) -> str | None:
+    """How a run stands by its status.json: what it recorded, but `killed` for a "running" whose
+    process is gone (kill -9, out of memory, a lost machine: it ended without recording how)."""
+    state = status.get("status")
+    return "killed" if state == "running" and not still_running(status) else state
