@@ -290,6 +290,16 @@ def ckpt(tmp_path: Path) -> Path:
     return path
 
 
+def test_chargpt_export_reads_its_checkpoint_once(
+    ckpt: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    # The model card was read from a second full load of the checkpoint (its checksums, torch.load).
+    loads, original = [], torch.load
+    monkeypatch.setattr(torch, "load", lambda *a, **k: loads.append(a[0]) or original(*a, **k))
+    code, out, _ = run_main(export_cli.main, _export_args(ckpt, tmp_path / "out", "name=mine"), capsys)
+    assert code == 0 and "exported mine (" in out and len(loads) == 1
+
+
 def _error(run: tuple[int, str, str]) -> str:
     code, _, stderr = run
     lines = stderr.strip().splitlines()

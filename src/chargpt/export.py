@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from chargpt.checkpoints import read_checkpoint, resolve_checkpoint
 from chargpt.data.tokenizer import CharTokenizer
 from chargpt.errors import NO_ROOM, ChargptError, CheckpointError, ConfigError
 from chargpt.inference import TrainedModel
@@ -359,10 +360,15 @@ def export_folder_of(path: str | Path) -> Path | None:
     return None if last_checkpoint(folder) is not None and not is_export(folder) else folder
 
 
-def card_for(path: str | Path, trained: TrainedModel, name: str | None = None) -> ModelCard:
+def card_for(
+    path: str | Path, trained: TrainedModel, name: str | None = None, ckpt: dict[str, Any] | None = None
+) -> ModelCard:
     """The model card of what `chargpt.load(path)` loaded: from an export's config.json, or from
-    the checkpoint (its run directory's name, its validation loss)."""
+    the checkpoint (its run directory's name, its validation loss). `ckpt`: the checkpoint already
+    read from `path` (`load_with_checkpoint`), so that it is not read again."""
     folder = export_folder_of(path)
     if folder is not None:
         return card_for_export(folder, name)
-    return card_for_checkpoint(path, trained.model.num_params(), name)
+    file = resolve_checkpoint(path)
+    ckpt = read_checkpoint(file) if ckpt is None else ckpt
+    return card_for_checkpoint(file, ckpt, trained.model.num_params(), name)

@@ -8,7 +8,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from chargpt.checkpoints import read_checkpoint, resolve_checkpoint
 from chargpt.run_layout import CHECKPOINT_DIR, LAST, run_dir_of
 
 # Hydra's default run directories are outputs/DATE/TIME: the time alone would be a poor name.
@@ -67,9 +66,8 @@ def checkpoint_history(ckpt: dict[str, Any]) -> tuple[float | None, int | None]:
     return val_loss, step if isinstance(step, int) else None
 
 
-def card_for_checkpoint(path: str | Path, params: int, name: str | None = None) -> ModelCard:
-    file = resolve_checkpoint(path)
-    ckpt = read_checkpoint(file)
+def card_for_checkpoint(file: Path, ckpt: dict[str, Any], params: int, name: str | None = None) -> ModelCard:
+    """The card of checkpoint `file`, read as `ckpt`."""
     val_loss, step = checkpoint_history(ckpt)
     model = ckpt["hyper_parameters"]["model"]
     return ModelCard(

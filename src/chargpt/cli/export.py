@@ -12,7 +12,7 @@ from chargpt.cli.common import CONFIG_PATH, cli_task, quiet_known_warnings, run_
 from chargpt.cli.exits import unwind_on_sigterm
 from chargpt.errors import ConfigError, exit_on_user_error
 from chargpt.export import EXPORT_FILES, WEIGHTS, card_for, check_destination, check_exportable, export_model
-from chargpt.inference import load
+from chargpt.inference import load_with_checkpoint
 
 CONFIG_NAME = "export"  # configs/export.yaml
 
@@ -31,9 +31,9 @@ def _hydra_main(cfg: DictConfig) -> None:
     out = Path(str(cfg.out)).expanduser()
     check_destination(out, yes_no("overwrite", cfg.overwrite))  # before reading the model: a quick refusal
     with unwind_on_sigterm():  # a `kill` leaves no staged files behind, as Ctrl-C does
-        trained = load(cfg.ckpt_path, "cpu")
+        trained, ckpt, _ = load_with_checkpoint(cfg.ckpt_path, "cpu")
         check_exportable(trained.model.config, cfg.format)
-        card = card_for(cfg.ckpt_path, trained, cfg.name)
+        card = card_for(cfg.ckpt_path, trained, cfg.name, ckpt)
         export_model(trained, card, cfg.format, out, overwrite=cfg.overwrite)
     # What the export holds (a killed export's hidden staging folder, left by a kill -9, is not it).
     files = ", ".join(sorted(p.name for p in out.iterdir() if p.name in EXPORT_FILES))

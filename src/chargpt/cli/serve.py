@@ -15,7 +15,7 @@ from chargpt.cli.common import (
     use_threads,
 )
 from chargpt.errors import ConfigError, exit_on_user_error
-from chargpt.inference import load, pick_device
+from chargpt.inference import load_with_checkpoint, pick_device
 
 CONFIG_NAME = "serve"  # configs/serve.yaml
 
@@ -58,8 +58,8 @@ def _hydra_main(cfg: DictConfig) -> None:
     sock = bind(str(cfg.host), cfg.port)  # first: a port in use is reported before the model loads
     try:
         use_threads(cfg.threads)
-        trained = load(cfg.ckpt_path, pick_device(cfg.device))
-        card = card_for(cfg.ckpt_path, trained, cfg.name)
+        trained, ckpt, _ = load_with_checkpoint(cfg.ckpt_path, pick_device(cfg.device))
+        card = card_for(cfg.ckpt_path, trained, cfg.name, ckpt)
         engine = Engine(trained.model, trained.tokenizer, cfg.max_concurrency, cfg.max_queue, cfg.compile)
         engine.start()
         try:
