@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from chargpt.runs.curves import curves_figure, val_curve
-from chargpt.runs.report import find_runs, flat_rows, report, run_row, sort_rows
+from chargpt.runs.report import curve_runs, find_runs, flat_rows, report, run_row, sort_rows
 
 
 def fake_run(sweep: Path, name: str, overrides: list[str], losses: dict[int, float], source: str) -> None:
@@ -71,7 +71,7 @@ def test_a_run_resumed_after_a_kill_reads_quietly_with_its_new_steps(tmp_path: P
 def test_one_line_per_run_labelled_by_the_swept_settings(tmp_path: Path) -> None:
     sweep = sweep_of_three(tmp_path)
     columns, rows = flat_rows(sort_rows([run_row(r, sweep) for r in find_runs(sweep)], "best_val_loss"))
-    fig = curves_figure(sweep, columns, rows)
+    fig = curves_figure(sweep, curve_runs(sweep, columns, rows))
     assert fig is not None
     (ax,) = fig.axes
     assert len(ax.get_lines()) == 3
@@ -87,7 +87,7 @@ def test_one_line_per_run_labelled_by_the_swept_settings(tmp_path: Path) -> None
     (sweep / "3" / ".hydra" / "overrides.yaml").write_text("- optimizer.lr=0.1\n- model=tiny\n")
     (sweep / "3" / "status.json").write_text(json.dumps({"status": "failed", "error": "nan"}))
     columns, rows = flat_rows(sort_rows([run_row(r, sweep) for r in find_runs(sweep)], "best_val_loss"))
-    (ax,) = curves_figure(sweep, columns, rows).axes
+    (ax,) = curves_figure(sweep, curve_runs(sweep, columns, rows)).axes
     assert len(ax.get_lines()) == 3
     assert ax.get_title() == f"validation loss of 3 of 4 runs (1 never validated): {tmp_path.name}/sweep"
 

@@ -11,8 +11,8 @@ import csv
 import logging
 import math
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -59,38 +59,36 @@ def val_curve(run_dir: Path) -> list[tuple[int, float]]:
     return [(s, v) for s, v in points if not math.isnan(v)]
 
 
-def run_label(row: dict[str, Any], swept: list[str]) -> str:
-    return ", ".join(f"{key}={row[key]}" for key in swept) or str(row["run"])
+@dataclass(frozen=True)
+class CurveRun:
+    """One run to draw: its legend label, its folder and how it stands (its line style)."""
+
+    label: str
+    folder: Path
+    status: str | None = None
 
 
-def curves_figure(sweep_dir: Path, columns: list[str], rows: list[dict[str, Any]]) -> Figure | None:
-    """The runs' validation-loss curves (report.py's columns and rows, in the table's order), or
-    None when no run has a curve."""
-
-    from chargpt.runs.report import run_path, varying  # report.py calls this module: imported when drawing
-
-    shown, _ = varying(columns, rows)
-    swept = shown[1 : shown.index("status")]
-    curves = [(row, val_curve(run_path(row["run"], sweep_dir))) for row in rows]
-    curves = [(row, points) for row, points in curves if points]
+def curves_figure(sweep_dir: Path, runs: list[CurveRun]) -> Figure | None:
+    """The runs' validation-loss curves (in the table's order), or None when no run has a curve."""
+    curves = [(run, val_curve(run.folder)) for run in runs]
+    curves = [(run, points) for run, points in curves if points]
     if not curves:
         return None
     fig = Figure(figsize=(9, 5.5), dpi=110, layout="constrained")
     FigureCanvasAgg(fig)
     ax = fig.subplots()
-    for row, points in curves:
+    for run, points in curves:
         steps, losses = zip(*points, strict=True)
         ax.plot(
             steps, losses, marker="o" if len(points) <= 12 else None, markersize=4, linewidth=1.6,
-            linestyle=LINE_STYLES.get(str(row.get("status")), "-"),
-            label=f"{run_label(row, swept)}  ({losses[-1]:.3f})",
+            linestyle=LINE_STYLES.get(str(run.status), "-"), label=f"{run.label}  ({losses[-1]:.3f})",
         )
     ax.set_xlabel("step")
     ax.set_ylabel("validation loss")
     where = "/".join(sweep_dir.resolve().parts[-2:])  # e.g. multirun/example, not the whole path
     # Runs that validated nowhere (failed or stopped early) have no curve: say they are missing.
-    counted = f"{len(curves)} runs" if len(curves) == len(rows) else (
-        f"{len(curves)} of {len(rows)} runs ({len(rows) - len(curves)} never validated)")
+    counted = f"{len(curves)} runs" if len(curves) == len(runs) else (
+        f"{len(curves)} of {len(runs)} runs ({len(runs) - len(curves)} never validated)")
     ax.set_title(f"validation loss of {counted}: {where}", fontsize=11)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8 if len(curves) > 6 else 9, loc="upper right", title="run (last value)",
@@ -98,9 +96,9 @@ def curves_figure(sweep_dir: Path, columns: list[str], rows: list[dict[str, Any]
     return fig
 
 
-def write_curves(png: Path, sweep_dir: Path, columns: list[str], rows: list[dict[str, Any]]) -> Path | None:
+def write_curves(png: Path, sweep_dir: Path, runs: list[CurveRun]) -> Path | None:
     """Draw the curves into `png` and say so; nothing is written when no run has a curve."""
-    fig = curves_figure(sweep_dir, columns, rows)
+    fig = curves_figure(sweep_dir, runs)
     if fig is None:
         return None
     with warnings.catch_warnings():  # a glyph the font lacks is drawn as a box

@@ -31,7 +31,7 @@ from chargpt.errors import ChargptError
 from chargpt.files import read_json_object
 from chargpt.overrides import literal_value, override_key
 from chargpt.run_layout import METRICS_FILE, SWEEP_CONFIG, last_checkpoint, read_status, state_of
-from chargpt.runs.curves import PNG_SOFTWARE, write_curves
+from chargpt.runs.curves import PNG_SOFTWARE, CurveRun, write_curves
 from chargpt.runs.resume import launch_cwd, resume_command
 from chargpt.runs.sweep_record import continue_command, planned_jobs
 
@@ -183,6 +183,17 @@ def write_csv(path: Path, columns: list[str], rows: list[dict[str, Any]]) -> Non
         writer = csv.DictWriter(f, fieldnames=columns)
         writer.writeheader()
         writer.writerows({c: "" if row[c] is None else row[c] for c in columns} for row in rows)
+
+
+def curve_runs(sweep_dir: Path, columns: list[str], rows: list[dict[str, Any]]) -> list[CurveRun]:
+    """The table's runs, in its order, for the curves: each labelled by the settings that vary."""
+    shown, _ = varying(columns, rows)
+    swept = shown[1 : shown.index("status")]
+    return [
+        CurveRun(", ".join(f"{key}={row[key]}" for key in swept) or str(row["run"]),
+                 run_path(row["run"], sweep_dir), None if row.get("status") is None else str(row["status"]))
+        for row in rows
+    ]
 
 
 def varying(columns: list[str], rows: list[dict[str, Any]]) -> tuple[list[str], dict[str, Any]]:
@@ -623,7 +634,7 @@ def report(sweep_dir: Path, csv_path: Path | None = None, sort_by: str = "best_v
         note = stopped_runs_note(ranked, sweep_dir)
     closed = closed or _printing(lambda: print(*([note] if note else []), f"written: {csv_path}",
                                                f"written: {groups_path}", sep="\n", flush=True))
-    write_curves(curves_path, sweep_dir, columns, rows)
+    write_curves(curves_path, sweep_dir, curve_runs(sweep_dir, columns, rows))
     if closed:
         raise BrokenPipeError
     return rows
