@@ -27,6 +27,10 @@ from conftest import bare_train_args, make_checkpoint, run_main, write_corpus
 NO_GPU = pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a CUDA GPU")
 
 
+def callback_failing_without_a_message() -> None:
+    raise ValueError()
+
+
 def _damage_a_tensor(ckpt: Path, out: Path) -> None:
     """A copy of `ckpt` with 8 bytes of its first tensor's data flipped: still a zip archive, still
     loadable by torch.load, with other weights."""
@@ -179,6 +183,9 @@ TRAIN_CASES = [
      "trainer.deterministic='abc' must be true or false"),
     ("checkpoint monitor unknown", ["callbacks.model_checkpoint.monitor=abc"],
      "callbacks.model_checkpoint.monitor=abc is not a logged metric; use one of val/loss"),
+    ("a callback of one's own that fails without a message",  # was an IndexError's traceback
+     ["+callbacks.mine._target_=test_bad_input.callback_failing_without_a_message"],
+     "error: callbacks.mine: ValueError"),
     ("checkpoint count negative", ["callbacks.model_checkpoint.save_top_k=-5"],
      "callbacks.model_checkpoint: Invalid value for save_top_k=-5"),
     ("NaN check interval zero", ["callbacks.nonfinite_guard.check_every=0"],

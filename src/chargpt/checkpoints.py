@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from chargpt.data.tokenizer import describe_chars
-from chargpt.errors import CheckpointError
+from chargpt.errors import CheckpointError, first_line
 from chargpt.files import atomic_path
 from chargpt.model import ModelConfig
 from chargpt.run_layout import (
@@ -93,10 +93,9 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         ckpt = torch.load(file, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise CheckpointError(
             f"refused to load {file}: it holds objects that weights-only loading does not allow "
-            f"({first_line[:160]}); only load checkpoints written by chargpt"
+            f"({first_line(err, 160)}); only load checkpoints written by chargpt"
         ) from None
     except (RuntimeError, EOFError, OSError, ValueError) as err:
         raise CheckpointError(

@@ -56,6 +56,14 @@ def exit_interrupted() -> NoReturn:
     sys.exit(INTERRUPT_EXIT_CODE)
 
 
+def first_line(err: BaseException | str, limit: int | None = None) -> str:
+    """The first line of an error's message, cut to `limit` characters, for a one-line error; the
+    error's type when it has no message (a library's multi-line errors keep their gist)."""
+    text = str(err).strip()
+    line = text.splitlines()[0].strip() if text else ("" if isinstance(err, str) else type(err).__name__)
+    return line[:limit] if limit is not None else line
+
+
 def full_errors_requested() -> bool:
     return os.environ.get("HYDRA_FULL_ERROR") == "1"
 

@@ -27,7 +27,7 @@ from torch import nn
 
 from chargpt.checkpoints import read_checkpoint, resolve_checkpoint
 from chargpt.data.tokenizer import CharTokenizer
-from chargpt.errors import NO_ROOM, ChargptError, CheckpointError, ConfigError
+from chargpt.errors import NO_ROOM, ChargptError, CheckpointError, ConfigError, first_line
 from chargpt.inference import TrainedModel
 from chargpt.model import ModelConfig, build_model
 from chargpt.model_card import ModelCard, card_for_checkpoint
@@ -334,7 +334,7 @@ def load_export(folder: str | Path, device: str | torch.device = "cpu") -> Train
         load_model(model, str(weights), device=str(torch.device(device)))
     except (SafetensorError, RuntimeError, OSError) as err:
         raise CheckpointError(
-            f"{weights} does not hold this model's weights ({str(err).splitlines()[0][:200]}); export again"
+            f"{weights} does not hold this model's weights ({first_line(err, 200)}); export again"
         ) from None
     return TrainedModel(model.to(device).eval(), tokenizer)
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from chargpt.data.corpus import resolve_corpus, sha256_of
-from chargpt.errors import ConfigError, DataError
+from chargpt.errors import ConfigError, DataError, first_line
 from chargpt.run_layout import SWEEP_CONFIG
 
 log = logging.getLogger(__name__)
@@ -335,14 +335,13 @@ def load_hf(name: str, config: str | None, data_files: Any, split: str, setting:
         if type(cause).__name__ == "SchemaInferenceError":  # no row at all
             raise DataError(f"data.data_files={data_files} holds no text (its files are empty); "
                             "give files with text") from None
-        reason = str(cause).strip().splitlines()[0] if cause is not None and str(cause).strip() else str(err)
-        raise DataError(f"cannot read the dataset {name!r} split {split!r} ({reason[:200]}); check "
+        reason = first_line(cause, 200) if cause is not None and str(cause).strip() else first_line(err, 200)
+        raise DataError(f"cannot read the dataset {name!r} split {split!r} ({reason}); check "
                         "data.data_files") from None
     except (FileNotFoundError, ValueError, ConnectionError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise DataError(
-            f"cannot load the dataset {name!r} split {split!r} ({first[:200]}); pass a dataset saved "
-            "with save_to_disk, a hub name (online or already cached), or data.name=text "
+            f"cannot load the dataset {name!r} split {split!r} ({first_line(err, 200)}); pass a dataset "
+            "saved with save_to_disk, a hub name (online or already cached), or data.name=text "
             "data.data_files=FILES"
         ) from None
 

@@ -34,7 +34,7 @@ from omegaconf.errors import InterpolationResolutionError
 
 from chargpt.checkpoints import resolve_checkpoint, stopped_before_checkpoint
 from chargpt.distributed import is_rank_zero
-from chargpt.errors import ChargptError, ConfigError, SetupError, exit_on_user_error
+from chargpt.errors import ChargptError, ConfigError, SetupError, exit_on_user_error, first_line
 from chargpt.files import read_json_object
 from chargpt.overrides import hydra_quoted, omegaconf_literal
 from chargpt.run_layout import BUDGET_FILE, CHECKPOINT_DIR, LOG_FILE, METRICS_FILE, STATUS_FILE, run_dir_of
@@ -315,7 +315,7 @@ def _resolved_name(config: DictConfig, node: DictConfig, key: str, setting: str,
     try:
         resolved = str(node[key])
     except InterpolationResolutionError as err:
-        raise ConfigError(f"{setting}={raw}: cannot resolve it ({str(err).splitlines()[0]}){fix}") from None
+        raise ConfigError(f"{setting}={raw}: cannot resolve it ({first_line(err)}){fix}") from None
     if "${" in resolved:
         raise ConfigError(f"{setting}={raw}: a run's folder name cannot hold a literal '${{'; "
                           "pick another name")

@@ -27,7 +27,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from chargpt.errors import ChargptError
+from chargpt.errors import ChargptError, first_line
 from chargpt.files import read_json_object
 from chargpt.overrides import literal_value, override_key
 from chargpt.run_layout import METRICS_FILE, SWEEP_CONFIG, last_checkpoint, read_status, state_of
@@ -62,7 +62,7 @@ def _overrides_in(path: Path) -> dict[str, str]:
     try:
         items = OmegaConf.to_container(OmegaConf.load(path)) or []
     except Exception as err:  # YAML's errors, OmegaConf's, the OS's: each means unreadable
-        raise NotARun(f"{path} cannot be read ({str(err).splitlines()[0][:80]})") from None
+        raise NotARun(f"{path} cannot be read ({first_line(err, 80)})") from None
     if not isinstance(items, list):
         raise NotARun(f"{path} is not a list of overrides")
     overrides: dict[str, str] = {}

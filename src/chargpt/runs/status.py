@@ -23,7 +23,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from chargpt.distributed import is_rank_zero
-from chargpt.errors import SetupError, user_error_in
+from chargpt.errors import SetupError, first_line, user_error_in
 from chargpt.files import write_json_atomic
 from chargpt.run_layout import STATUS_FILE, last_checkpoint
 from chargpt.stop_request import JobStopped
@@ -149,7 +149,7 @@ def record_status(task: Callable[[DictConfig], float | None]) -> Callable[[DictC
             if isinstance(user_error, SetupError) or refused_resume:
                 raise  # another run's directory, a bad launch, a refused resume: nothing to record
             message = str(user_error) if user_error is not None else f"{type(err).__name__}: {err}"
-            write_status(run_dir, "failed", error=message.splitlines()[0] if message else type(err).__name__)
+            write_status(run_dir, "failed", error=first_line(message) or type(err).__name__)
             if not is_multirun() or not isinstance(err, Exception):
                 # A sweep's job logs its failure below; a single run's console error is kept in its log too.
                 _note_end(run_dir, f"failed: {message}" if user_error is not None

@@ -30,7 +30,7 @@ from chargpt.checkpoints import check_resumable, read_checkpoint, resolve_checkp
 from chargpt.checks import real_number, shown, whole_number, yes_no
 from chargpt.data import CharDataModule
 from chargpt.distributed import is_rank_zero
-from chargpt.errors import ChargptError, ConfigError, SetupError
+from chargpt.errors import ChargptError, ConfigError, SetupError, first_line
 from chargpt.files import write_text_atomic
 from chargpt.model import ModelConfig
 from chargpt.overrides import override_key
@@ -376,7 +376,7 @@ def _callback(key: str, config: DictConfig) -> L.Callback:
         cause = err.__cause__ or err
         if isinstance(cause, ConfigError):  # our checks name the bare setting: "seed='abc' must ..."
             raise ConfigError(f"callbacks.{key}.{cause}") from None
-        raise ConfigError(f"callbacks.{key}: {str(cause).strip().splitlines()[0]}") from None
+        raise ConfigError(f"callbacks.{key}: {first_line(cause)}") from None
     monitor = getattr(callback, "monitor", None)
     logged = monitor in MONITORABLE or str(monitor).startswith("train/lr/")
     if isinstance(callback, ModelCheckpoint) and monitor is not None and not logged:
@@ -409,7 +409,7 @@ def build_trainer(cfg: DictConfig, resume_step: int | None = None) -> L.Trainer:
         trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **defaults)
     except InstantiationException as err:
         cause = err.__cause__ or err
-        raise ConfigError(f"invalid trainer settings: {str(cause).strip().splitlines()[0]}") from None
+        raise ConfigError(f"invalid trainer settings: {first_line(cause)}") from None
     if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:  # keep a user-configured one
         trainer.strategy.checkpoint_io = AtomicCheckpointIO()
     return trainer
