@@ -11,6 +11,7 @@ from typing import Literal, overload
 from chargpt.errors import ConfigError
 
 SEED_RANGE = (-(2**63), 2**64 - 1)  # what torch.Generator.manual_seed accepts
+TRAINING_SEED_MAX = 2**32 - 1  # numpy's seeds, which Lightning seeds too
 _OR_NULL = {True: ", or null", False: ""}
 
 
@@ -64,6 +65,15 @@ def _finite(value: numbers.Real) -> bool:
         return math.isfinite(value)
     except OverflowError:  # an int too large for a float
         return False
+
+
+def training_seed(name: str, value: object) -> int:
+    """A seed for every generator of a run (Lightning would warn and train with seed 0 outside
+    numpy's range)."""
+    number = whole_number(name, value)
+    if not 0 <= number <= TRAINING_SEED_MAX:
+        raise ConfigError(f"{name}={value} must be a whole number from 0 to {TRAINING_SEED_MAX}")
+    return number
 
 
 def seed(name: str, value: object, optional: bool = False) -> int | None:

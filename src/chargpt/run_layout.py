@@ -6,6 +6,8 @@ each of them finds a run's files the same way.
 
 from __future__ import annotations
 
+import logging
+import os
 import socket
 from pathlib import Path
 from typing import Any
@@ -29,6 +31,15 @@ def last_checkpoint(run_dir: Path) -> Path | None:
 def run_dir_of(checkpoint: Path) -> Path:
     """The run directory a checkpoint belongs to (the parent of its checkpoints/ folder)."""
     return checkpoint.parent.parent if checkpoint.parent.name == CHECKPOINT_DIR else checkpoint.parent
+
+
+def log_handlers_in(folder: str | Path) -> list[logging.FileHandler]:
+    """The root logger's file handlers that write into `folder` (Hydra's train.log of a run)."""
+    folder = Path(os.path.abspath(folder))  # as FileHandler keeps its path
+    return [
+        h for h in logging.getLogger().handlers
+        if isinstance(h, logging.FileHandler) and Path(h.baseFilename).is_relative_to(folder)
+    ]
 
 
 def read_status(run_dir: str | Path) -> dict[str, Any]:

@@ -28,12 +28,11 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra._internal.utils import get_args_parser
 from hydra.core.global_hydra import GlobalHydra
-from omegaconf import DictConfig, OmegaConf
 
 from chargpt.checks import whole_number
 from chargpt.cli.exits import BROKEN_PIPE_EXIT_CODE, clean_exits, exit_no_room
-from chargpt.cli.hydra_errors import one_line_hydra_errors, release_stderr
-from chargpt.data.encoding import BOM
+from chargpt.cli.hydra_errors import one_line_hydra_errors, release_stderr, settings_in
+from chargpt.data.encoding import BOM, read_as_trained
 from chargpt.data.sources import expand_path
 from chargpt.data.tokenizer import CharTokenizer, describe_chars
 from chargpt.errors import NO_ROOM, USAGE_EXIT_CODE, ConfigError, full_errors_requested
@@ -152,14 +151,10 @@ def _overrides(argv: list[str]) -> Iterator[int]:
 
 def _read_prompt_file(key: str, name: str) -> str:
     try:
-        # As training reads text: the bytes as UTF-8 ('\r\n' kept, a bad byte named), a leading
-        # byte-order mark dropped.
         if name == "-":
             stdin = getattr(sys.stdin, "buffer", None)
-            text = stdin.read().decode("utf-8") if stdin is not None else sys.stdin.read()
-        else:
-            text = Path(expand_path(_unquoted(key, name))).read_bytes().decode("utf-8")
-        return text.removeprefix(BOM)
+            return read_as_trained(stdin.read()) if stdin is not None else sys.stdin.read().removeprefix(BOM)
+        return read_as_trained(Path(expand_path(_unquoted(key, name))).read_bytes())
     except (OSError, UnicodeDecodeError) as err:
         reason = getattr(err, "strerror", None) or str(err)
         raise ConfigError(f"{key}={name}: cannot read it ({reason}); give a readable UTF-8 text file, "
@@ -325,7 +320,6 @@ def settings_beside(config_name: str, overrides: list[str]) -> Callable[[str], l
     (composed again, on the error path only); none when that cannot be composed."""
 
     def settings(key: str) -> list[str]:
-        parent = key.rpartition(".")[0]
         others = [o for o in overrides if o.lstrip("+~").split("=", 1)[0] != key]
         GlobalHydra.instance().clear()
         try:
@@ -335,8 +329,7 @@ def settings_beside(config_name: str, overrides: list[str]) -> Callable[[str], l
             return []
         finally:
             GlobalHydra.instance().clear()
-        node = OmegaConf.select(config, parent) if parent else config
-        return [str(k) for k in node] if isinstance(node, DictConfig) else []
+        return settings_in(config, key)
 
     return settings
 

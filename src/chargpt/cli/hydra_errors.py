@@ -175,13 +175,14 @@ def check_swept_settings(config: DictConfig) -> None:
     try:
         loader.load_sweep_config(config, first_job)
     except ConfigCompositionException as err:
-        message = one_line(str(err), lambda key: _settings_in(config, key))
+        message = one_line(str(err), lambda key: settings_in(config, key))
         for stand_in, typed in stand_ins.items():  # the advice names the dimension as typed
             message = message.replace(f"+{stand_in}", f"+{typed}")
         raise ConfigError(message) from None
 
 
-def _settings_in(config: DictConfig, key: str) -> list[str]:
+def settings_in(config: DictConfig, key: str) -> list[str]:
+    """The settings beside `key` in `config` (its parent's keys), for a "did you mean"."""
     parent = key.rpartition(".")[0]
     node = OmegaConf.select(config, parent) if parent else config
     return [str(k) for k in node] if isinstance(node, DictConfig) else []

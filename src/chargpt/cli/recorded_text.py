@@ -13,7 +13,7 @@ import numpy as np
 
 from chargpt.checkpoints import corpus_changes, recorded_files, stored_corpus, stored_split
 from chargpt.data.corpus import sha256_of
-from chargpt.data.encoding import BOM, TextOptions
+from chargpt.data.encoding import TextOptions, read_as_trained
 from chargpt.data.sources import GLOB_CHARS, expand_path, text_files
 from chargpt.data.text import CharText
 from chargpt.errors import ConfigError, DataError, UnknownCharactersError
@@ -171,11 +171,10 @@ def training_text(
         # (a text given by path with the run's settings too, but not checked against its record).
         return _text_as_trained(file, train_fraction, ckpt, source, read_as, recorded=not path), file
     try:
-        text = file.read_bytes().decode("utf-8")  # as training read it: '\r\n' kept
+        text = read_as_trained(file.read_bytes())
     except (OSError, UnicodeDecodeError) as err:
         reason = getattr(err, "strerror", None) or str(err)
         raise DataError(f"cannot read {file} ({reason}); {how} (a UTF-8 text file)") from None
-    text = text.removeprefix(BOM)  # training drops a leading byte-order mark
     # One plain file encodes one id per character, so the characters cut where training cut the ids.
     return text[: int(len(text) * train_fraction)], file
 

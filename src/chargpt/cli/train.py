@@ -16,7 +16,7 @@ import lightning as L
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
-from chargpt.checks import seed, whole_number
+from chargpt.checks import seed, training_seed
 from chargpt.cli.common import (
     CONFIG_PATH,
     check_prompt_text,
@@ -29,7 +29,7 @@ from chargpt.cli.common import (
 )
 from chargpt.cli.exits import Terminated, raising_on_sigterm
 from chargpt.distributed import is_rank_zero
-from chargpt.errors import ChargptError, ConfigError, exit_on_user_error
+from chargpt.errors import ChargptError, exit_on_user_error
 from chargpt.inference import TrainedModel
 from chargpt.model.sampling import check_sampling
 from chargpt.overrides import hydra_quoted, literal_value
@@ -62,7 +62,6 @@ CONFIG_NAME = "train"  # configs/train.yaml
 log = logging.getLogger(__name__)
 
 
-SEED_MAX = 2**32 - 1  # numpy's seeds, which Lightning seeds too
 
 
 def train(cfg: DictConfig) -> float | None:
@@ -97,9 +96,7 @@ def _sequential_job(cfg: DictConfig) -> float | None:
 def _train(cfg: DictConfig, parallel: Path | None) -> float | None:
     """train(); `parallel`: the sweep's folder, for a job run beside others in its own process."""
     quiet_known_warnings()
-    # Lightning would warn and train with seed 0 outside numpy's range: refused instead.
-    if not 0 <= whole_number("seed", cfg.seed) <= SEED_MAX:
-        raise ConfigError(f"seed={cfg.seed} must be a whole number from 0 to {SEED_MAX}")
+    training_seed("seed", cfg.seed)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     output_dir = cfg.paths.output_dir
     continued = continued_job(output_dir)  # a job of a continued sweep that did not finish

@@ -78,6 +78,12 @@ NEWLINE_MODES = ("keep", "normalize")
 BOM = "\ufeff"
 
 
+def read_as_trained(data: bytes) -> str:
+    """A file's bytes as training reads a plain text file with the default settings: strict UTF-8
+    (a bad byte raises UnicodeDecodeError, naming it), '\r\n' kept, a leading byte-order mark dropped."""
+    return data.decode("utf-8").removeprefix(BOM)
+
+
 def _cut_without_newline(text: str) -> int:
     """Where a chunk with no newline may end: before its last space, else before the last character
     that joins neither the one before it (a combining mark; a Hangul or Tamil vowel sign, which

@@ -37,7 +37,15 @@ from chargpt.distributed import is_rank_zero
 from chargpt.errors import ChargptError, ConfigError, SetupError, exit_on_user_error, first_line
 from chargpt.files import read_json_object
 from chargpt.overrides import hydra_quoted, omegaconf_literal
-from chargpt.run_layout import BUDGET_FILE, CHECKPOINT_DIR, LOG_FILE, METRICS_FILE, STATUS_FILE, run_dir_of
+from chargpt.run_layout import (
+    BUDGET_FILE,
+    CHECKPOINT_DIR,
+    LOG_FILE,
+    METRICS_FILE,
+    STATUS_FILE,
+    log_handlers_in,
+    run_dir_of,
+)
 from chargpt.runs.continuation import continuation_overrides, first_overrides, forget_subdirs
 from chargpt.runs.sweep_record import (
     SWEEP_CONFIG,
@@ -270,11 +278,9 @@ def _close_logs_in(folder: Path) -> None:
     """Close and detach the root logger's file handlers that write into `folder` (Hydra's
     train.log): once the folder is removed, the rest of this process's log lines would go to a
     deleted file, or fail to reopen it."""
-    root, folder = logging.getLogger(), Path(os.path.abspath(folder))  # as FileHandler keeps its path
-    for handler in list(root.handlers):
-        if isinstance(handler, logging.FileHandler) and Path(handler.baseFilename).is_relative_to(folder):
-            root.removeHandler(handler)
-            handler.close()
+    for handler in log_handlers_in(folder):
+        logging.getLogger().removeHandler(handler)
+        handler.close()
 
 
 # What a start writes before the run writes anything of its own: Hydra's config and log, the

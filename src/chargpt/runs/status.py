@@ -25,7 +25,7 @@ from omegaconf import DictConfig
 from chargpt.distributed import is_rank_zero
 from chargpt.errors import SetupError, first_line, user_error_in
 from chargpt.files import write_json_atomic
-from chargpt.run_layout import STATUS_FILE, last_checkpoint
+from chargpt.run_layout import STATUS_FILE, last_checkpoint, log_handlers_in
 from chargpt.stop_request import JobStopped
 
 log = logging.getLogger(__name__)
@@ -109,11 +109,9 @@ def forget_this_resume(run_dir: str | Path) -> None:
 def _note_end(run_dir: str | Path, how: str) -> None:
     """How the run ended, as the last line of its own log file (train.log). The console has
     already said it, in its own words (an error: line, the resume command, the closing figures)."""
-    folder = Path(os.path.abspath(run_dir))
     record = log.makeRecord(log.name, logging.INFO, __file__, 0, "run ended: %s", (how,), None)
-    for handler in logging.getLogger().handlers:
-        if isinstance(handler, logging.FileHandler) and Path(handler.baseFilename).is_relative_to(folder):
-            handler.handle(record)
+    for handler in log_handlers_in(run_dir):
+        handler.handle(record)
 
 
 def record_status(task: Callable[[DictConfig], float | None]) -> Callable[[DictConfig], float | None]:

@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from chargpt.checks import SEED_RANGE
+from chargpt.checks import seed as check_seed
 from chargpt.data.tokenizer import CharTokenizer
 from chargpt.errors import ChargptError
 from chargpt.inference import start_prompt
@@ -168,8 +168,10 @@ def parse_completion(
         if failed == "max_new_tokens":
             failed, message = param, message.replace("max_new_tokens", param, 1)
         raise APIError(400, message, failed) from None
-    if body.seed is not None and not SEED_RANGE[0] <= body.seed <= SEED_RANGE[1]:
-        raise APIError(400, f"seed={body.seed} is outside the 64-bit range torch seeds take", "seed")
+    try:
+        check_seed("seed", body.seed, optional=True)
+    except ChargptError as err:
+        raise APIError(400, str(err), "seed") from None
     # Left out, as chargpt-sample does: a newline, or the vocabulary's first character for a text
     # that has none.
     prompt = body.prompt if "prompt" in body.model_fields_set else start_prompt(tokenizer)

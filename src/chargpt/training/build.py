@@ -457,7 +457,7 @@ def build_run(cfg: DictConfig) -> Run:
         )
     if cfg.get("init_from"):
         check_not_its_own_start(cfg.init_from, cfg.get("ckpt_path"))
-        pretrained = prepare_finetune(cfg, model_config, list(HydraConfig.get().overrides.task),
+        pretrained = prepare_finetune(cfg, model_config, task_overrides(),
                                       resumed=_resumable(cfg.ckpt_path))
         model_config = pretrained.config
 
