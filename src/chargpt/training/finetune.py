@@ -10,7 +10,6 @@ import logging
 import shlex
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Any
 
 import torch
 import yaml
@@ -125,7 +124,7 @@ def _grown(tensor: torch.Tensor, shape: torch.Size) -> torch.Tensor:
     return tensor
 
 
-def prepare_finetune(cfg: Any, composed: ModelConfig, task_overrides: list[str],
+def prepare_finetune(cfg: DictConfig, composed: ModelConfig, task_overrides: list[str],
                      resumed: str | None = None) -> Pretrained:
     """Read `cfg.init_from` and fix the architecture and vocabulary of the new run. A fine-tune
     resumed from its own checkpoint `resumed` gets them from it, as it gets its weights: the model

@@ -90,7 +90,9 @@ class CharLM(L.LightningModule):
         times validation with it, so that its compiles fall before the plan, not at the end)."""
         return (self.model if self._compiled is None else self._compiled)(x, y)
 
-    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):
+    def forward(
+        self, idx: torch.Tensor, targets: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         return self.model(idx, targets)
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
