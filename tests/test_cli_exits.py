@@ -347,7 +347,7 @@ def test_a_signal_while_lightning_sets_the_run_up_is_one_line(signum, code, line
 def test_a_process_forked_while_lightning_sets_up_reacts_as_it_did_before() -> None:
     # Data-loader workers are forked inside trainer.fit before the training loop: a signal there
     # must stay the KeyboardInterrupt torch's worker loop expects, not the run's own stop.
-    from chargpt.cli.train import nothing_to_save_until_training
+    from chargpt.cli.exits import nothing_to_save_until_training
 
     before = signal.signal(signal.SIGINT, signal.default_int_handler)  # as a shell starts a command
     try:

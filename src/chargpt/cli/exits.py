@@ -12,6 +12,7 @@ import threading
 from collections.abc import Iterator
 
 from chargpt.errors import NO_ROOM, USAGE_EXIT_CODE, cause_of, exit_interrupted
+from chargpt.stop_request import SIGNALS, handling_stop_signals
 
 BROKEN_PIPE_EXIT_CODE = 128 + 13  # SIGPIPE: what `yes | head` reports for `yes`
 TERMINATED_EXIT_CODE = 128 + signal.SIGTERM
@@ -84,6 +85,48 @@ def raising_on_sigterm() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+class _SignalOutsideTraining(BaseException):
+    """SIGINT or SIGTERM while Lightning sets the run up or tears it down (GracefulInterrupt takes
+    the signals over for the training loop). Not a KeyboardInterrupt: Lightning ends one with
+    "Detected KeyboardInterrupt" and exit code 1; anything else it tears down and raises again."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def nothing_to_save_until_training(active: bool = True) -> Iterator[None]:
+    """Inside trainer.fit but outside its training loop a signal stops the run as one before fit
+    does (one line, exit 130 or 143): raised as Ctrl-C's KeyboardInterrupt, or Terminated. A signal
+    its starter ignores stays ignored. `active`: False where another handler has these signals (a
+    parallel sweep's job)."""
+    if not active:
+        yield
+        return
+    owner = os.getpid()
+    originals = {s: signal.getsignal(s) for s in SIGNALS}
+
+    def stop(signum: int, frame: object) -> None:
+        earlier = originals[signum]
+        if earlier == signal.SIG_IGN:
+            return  # ignored by whoever started the run: it stays so
+        if os.getpid() == owner:
+            raise _SignalOutsideTraining(signum)
+        # A data loader's worker, forked meanwhile: it reacts as it did before this handler.
+        if callable(earlier):
+            earlier(signum, frame)
+        else:
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+
+    try:
+        with handling_stop_signals(stop):
+            yield
+    except _SignalOutsideTraining as sig:
+        raise (Terminated() if sig.signum == signal.SIGTERM else KeyboardInterrupt()) from None
 
 
 @contextlib.contextmanager

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
-import os
 import signal
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import hydra
@@ -27,7 +24,7 @@ from chargpt.cli.common import (
     run_main,
     use_threads,
 )
-from chargpt.cli.exits import Terminated, raising_on_sigterm
+from chargpt.cli.exits import nothing_to_save_until_training, raising_on_sigterm
 from chargpt.distributed import is_rank_zero
 from chargpt.errors import ChargptError, exit_on_user_error
 from chargpt.inference import TrainedModel
@@ -47,9 +44,7 @@ from chargpt.runs.status import (
 from chargpt.runs.sweep_record import continue_command, kept_on_continuing
 from chargpt.stop_request import (
     LAUNCHER,
-    SIGNALS,
     JobStopped,
-    handling_stop_signals,
     requested_stop,
     stopping_untrained,
 )
@@ -174,48 +169,6 @@ def _train(cfg: DictConfig, parallel: Path | None) -> float | None:
         if sample_prompt is not None:
             print_sample(TrainedModel(module.model, datamodule.tokenizer), cfg.sample, sample_prompt)
     return metrics.best_val_loss if metrics is not None else None
-
-
-class _SignalOutsideTraining(BaseException):
-    """SIGINT or SIGTERM while Lightning sets the run up or tears it down (GracefulInterrupt takes
-    the signals over for the training loop). Not a KeyboardInterrupt: Lightning ends one with
-    "Detected KeyboardInterrupt" and exit code 1; anything else it tears down and raises again."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signum)
-        self.signum = signum
-
-
-@contextlib.contextmanager
-def nothing_to_save_until_training(active: bool = True) -> Iterator[None]:
-    """Inside trainer.fit but outside its training loop a signal stops the run as one before fit
-    does (one line, exit 130 or 143): raised as Ctrl-C's KeyboardInterrupt, or Terminated. A signal
-    its starter ignores stays ignored. `active`: False where another handler has these signals (a
-    parallel sweep's job)."""
-    if not active:
-        yield
-        return
-    owner = os.getpid()
-    originals = {s: signal.getsignal(s) for s in SIGNALS}
-
-    def stop(signum: int, frame: object) -> None:
-        earlier = originals[signum]
-        if earlier == signal.SIG_IGN:
-            return  # ignored by whoever started the run: it stays so
-        if os.getpid() == owner:
-            raise _SignalOutsideTraining(signum)
-        # A data loader's worker, forked meanwhile: it reacts as it did before this handler.
-        if callable(earlier):
-            earlier(signum, frame)
-        else:
-            signal.signal(signum, signal.SIG_DFL)
-            os.kill(os.getpid(), signum)
-
-    try:
-        with handling_stop_signals(stop):
-            yield
-    except _SignalOutsideTraining as sig:
-        raise (Terminated() if sig.signum == signal.SIGTERM else KeyboardInterrupt()) from None
 
 
 def parallel_sweep_dir() -> Path | None:
