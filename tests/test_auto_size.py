@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import time
 from pathlib import Path
 
 import pytest
@@ -16,10 +17,9 @@ from chargpt.cli import train
 from chargpt.cli.common import CONFIG_PATH
 from chargpt.errors import ConfigError
 from chargpt.model import ModelConfig
-from chargpt.training import auto_size, build, precision
+from chargpt.training import auto_size, budget_plan, build, precision
 from chargpt.training.auto_size import LADDER, Shape, climb, dropout_for, non_embedding_params
 from chargpt.training.build import plain
-from chargpt.training.callbacks import budget as budget_module
 from conftest import StepHook, bare_train_args, run_main, write_corpus
 
 SHAKESPEARE_TRAIN, SHAKESPEARE_VAL = 1_003_854, 111_540
@@ -552,7 +552,7 @@ TINY_LADDER = (Shape(1, 32, 2, 16, 4), Shape(1, 48, 2, 16, 4), Shape(2, 64, 2, 1
 @pytest.mark.slow
 def test_auto_run_records_its_choice_and_a_resume_keeps_it(tmp_path: Path, capsys, monkeypatch) -> None:
     # A budget counts from the process start; here, from the call (pytest started long ago).
-    monkeypatch.setattr(budget_module, "run_start_time", lambda: budget_module.time.monotonic())
+    monkeypatch.setattr(budget_plan, "run_start_time", time.monotonic)
     monkeypatch.setattr(auto_size, "LADDER", TINY_LADDER)
     corpus = write_corpus(tmp_path / "c.txt")  # 3,600 training characters: many epochs
     run = tmp_path / "run"
@@ -613,7 +613,7 @@ def test_auto_run_records_its_choice_and_a_resume_keeps_it(tmp_path: Path, capsy
 
 @pytest.mark.slow
 def test_each_sweep_job_sizes_itself(tmp_path: Path, capsys, monkeypatch) -> None:
-    monkeypatch.setattr(budget_module, "run_start_time", lambda: budget_module.time.monotonic())
+    monkeypatch.setattr(budget_plan, "run_start_time", time.monotonic)
     monkeypatch.setattr(auto_size, "LADDER", TINY_LADDER)
     timed: list[tuple[Shape, float | None]] = []
     timer = auto_size.step_timer

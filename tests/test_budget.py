@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import json
 import re
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -17,9 +18,10 @@ from torch.utils.data import DataLoader
 from chargpt.cli import train
 from chargpt.data import CharDataModule
 from chargpt.errors import ConfigError
-from chargpt.training import CharLM
+from chargpt.training import CharLM, budget_plan
+from chargpt.training.budget_plan import edge_batches, plan_steps, validation_batches
 from chargpt.training.callbacks import budget as budget_module
-from chargpt.training.callbacks.budget import TimeBudget, edge_batches, plan_steps, validation_batches
+from chargpt.training.callbacks.budget import TimeBudget
 from chargpt.training.callbacks.metrics import ValidateAtEnd
 from conftest import run_cli, train_args
 
@@ -234,7 +236,7 @@ def test_a_lasting_slowdown_only_shortens_the_plan(corpus: Path, tmp_path: Path)
 @pytest.mark.slow  # a 10 s budget; the in-process budget tests cover planning by default
 def test_cli_budget_run_records_the_count(corpus: Path, tmp_path: Path, monkeypatch) -> None:
     # A budget counts from the process start; here, from the call (pytest started long ago).
-    monkeypatch.setattr(budget_module, "run_start_time", lambda: budget_module.time.monotonic())
+    monkeypatch.setattr(budget_plan, "run_start_time", time.monotonic)
     args = train_args(
         corpus, tmp_path, "budget_seconds=10", "scheduler=wsd", "scheduler.warmup_steps=2",
         # A short calibration: a budget that cannot hold it is refused (slow or busy machines).
@@ -320,25 +322,25 @@ def test_every_replan_is_logged(corpus: Path, tmp_path: Path, caplog) -> None:
     last = counts[0][0]
     for (_, after), record in zip(counts, replans, strict=True):
         if record.levelname == "INFO":
-            assert abs(after - last) >= budget_module.REPLAN_LOG_CHANGE * last
+            assert abs(after - last) >= budget_plan.REPLAN_LOG_CHANGE * last
             last = after
         else:
-            assert record.levelname == "DEBUG" and abs(after - last) < budget_module.REPLAN_LOG_CHANGE * last
+            assert record.levelname == "DEBUG" and abs(after - last) < budget_plan.REPLAN_LOG_CHANGE * last
 
 
 def test_a_slow_drift_is_shown_every_2_percent_and_an_overrun_cut_always() -> None:
     shown_at, last = [], 1000  # the first plan's count, shown at INFO
     for planned in range(995, 699, -5):  # 0.5% a re-plan: each alone too small to show
-        if budget_module.replan_is_shown(planned, last, overrun=False):
+        if budget_plan.replan_is_shown(planned, last, overrun=False):
             shown_at.append(planned)
             last = planned
     assert shown_at[:3] == [980, 960, 940] and shown_at[-1] >= 700 and len(shown_at) >= 14
-    assert budget_module.replan_is_shown(999, 1000, overrun=True)
-    assert not budget_module.replan_is_shown(999, 1000, overrun=False)
+    assert budget_plan.replan_is_shown(999, 1000, overrun=True)
+    assert not budget_plan.replan_is_shown(999, 1000, overrun=False)
 
 
 def test_a_re_check_cuts_at_once_only_for_a_burst_that_overruns_by_a_fifth_of_the_time_left() -> None:
-    replan = budget_module.replan_pace
+    replan = budget_plan.replan_pace
     # 100 s left, 10 s of end, 900 steps planned at 0.1 s: on time at the lasting pace.
     jitter = replan(recent=0.11, lasting=0.1, steps_left=900, end_seconds=10, left=100, last_stretch=False)
     assert jitter == (0.1, False, False)  # 9 s over (< 20 s): the lasting pace, no lengthening

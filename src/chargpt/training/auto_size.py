@@ -37,7 +37,7 @@ from omegaconf import DictConfig, ListConfig, open_dict
 from chargpt.errors import ConfigError
 from chargpt.model import ModelConfig, build_model
 from chargpt.overrides import as_typed, override_key
-from chargpt.training.callbacks.budget import RESERVE_SECONDS, VALIDATION_MARGIN
+from chargpt.training.budget_plan import RESERVE_SECONDS, VALIDATION_MARGIN
 from chargpt.training.optim import build_optimizer
 from chargpt.training.precision import plugin as precision_plugin
 

@@ -35,7 +35,7 @@ from chargpt.files import write_text_atomic
 from chargpt.model import ModelConfig
 from chargpt.overrides import override_key
 from chargpt.run_layout import run_dir_of
-from chargpt.training import auto_size, precision
+from chargpt.training import auto_size, budget_plan, precision
 from chargpt.training.callbacks import budget
 from chargpt.training.checkpoint_io import AtomicCheckpointIO, follow_moved_run
 from chargpt.training.finetune import apply_pretrained, freeze, prepare_finetune, resume_settings
@@ -429,10 +429,10 @@ def build_run(cfg: DictConfig) -> Run:
     auto = bool(model_fields.pop("auto", False))
     # model=auto's timing is charged to the budget: its clock starts here (at the process start
     # for the first run of a process), before the data is read and the shapes are timed.
-    start = budget.run_start_time() if auto else 0.0
+    start = budget_plan.run_start_time() if auto else 0.0
     check_launch(cfg)
     check_trainer_numbers(cfg.trainer, finetuning=bool(cfg.get("init_from")))
-    budget.checked_seconds(cfg.get("budget_seconds"))  # before model=auto times anything
+    budget_plan.checked_seconds(cfg.get("budget_seconds"))  # before model=auto times anything
     decided = []  # what this machine decided, noted in the saved config
     precision_auto = resolve_precision(cfg)  # before model=auto times its shapes in it
     if yes_no("keep_freed_memory", cfg.get("keep_freed_memory", False)):

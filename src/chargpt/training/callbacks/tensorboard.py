@@ -24,7 +24,7 @@ from chargpt import checks
 from chargpt.data.tokenizer import CharTokenizer, describe_chars
 from chargpt.distributed import is_rank_zero
 from chargpt.model.sampling import check_sampling, iter_tokens
-from chargpt.training.callbacks.budget import sampling_seconds
+from chargpt.training.budget_plan import sampling_seconds
 
 BEST_VAL_LOSS = "hparams/best_val_loss"
 LAST_VAL_LOSS = "hparams/last_val_loss"

@@ -1,0 +1,190 @@
+"""The time budget's clock and arithmetic: when a run started, what the end of a run costs, how
+many steps fit, and when to re-plan. The TimeBudget callback (callbacks/budget.py) applies them to
+a run; model=auto (auto_size.py) sizes its model with the same costs.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import lightning as L
+import torch
+
+from chargpt.errors import ConfigError
+
+_IMPORT_TIME = time.monotonic()
+
+
+def process_start_time() -> float:
+    """time.monotonic() at the moment this process started (Linux /proc); elsewhere, the time this
+    module was imported (which misses the interpreter's own start-up)."""
+    try:
+        with open("/proc/self/stat") as f:
+            start_ticks = int(f.read().rsplit(")", 1)[1].split()[19])  # field 22: starttime
+        with open("/proc/uptime") as f:
+            uptime = float(f.read().split()[0])
+        age = uptime - start_ticks / os.sysconf("SC_CLK_TCK")
+        return time.monotonic() - max(0.0, age)
+    except (OSError, ValueError, IndexError):
+        return _IMPORT_TIME
+
+
+_startup_seconds: float | None = None
+
+
+def run_start_time() -> float:
+    """When this run started: the process start for the first run of a process. Later runs of a
+    multirun sweep share the process, so each is charged the first run's start-up time instead."""
+    global _startup_seconds
+    now = time.monotonic()
+    if _startup_seconds is None:
+        _startup_seconds = now - process_start_time()
+    return now - _startup_seconds
+
+
+# Measured on a 2-core CPU (budget.json's final_seconds_measured, docs/EXPERIMENTS.md): the final
+# validation loop took 0.8-1.4x its one-batch estimate; the margin covers that error. A host that
+# slows down after calibration is followed by scaling the whole end estimate with the step time
+# (TimeBudget._final_at). RESERVE_SECONDS holds what no estimate covers: the checkpoints (~10 ms
+# each for the 100 s preset), the process's exit (0.2 s since its import is frozen out of the
+# garbage collector, 0.8 s before) and the pictures' error (up to ~0.4 s), with a margin for a
+# host that slows down in the last seconds. At 5 s, the preset's 100 s runs ended at ~96 s.
+VALIDATION_MARGIN = 1.5
+SAMPLING_MARGIN = 1.5  # a sampled character: a one-character forward, the growing cache, the draw
+RESERVE_SECONDS = 2.0
+# Re-plans use the mean step time over this fraction of the budget (all of it since calibration in
+# a younger run). The mean since calibration outlasted a slow spell: a 600 s run re-planned at
+# 120 ms a step while its last ~500 steps ran at ~85 ms, and ended 27 s early (docs/EXPERIMENTS.md).
+LASTING_FRACTION = 0.25
+# A re-plan is a log line (INFO) when it moved the count this much since the last line, or cut
+# a run that would overrun; the small ones (a re-check every ~1% of the budget makes many) go to
+# DEBUG. budget.json counts them all.
+REPLAN_LOG_CHANGE = 0.02
+# While the plan may still lengthen, the recent pace (the steps since the last re-check, ~1% of
+# the budget) cuts the plan at once only if it would overrun the deadline by more than this
+# fraction of the time left, as a burst of other work does (at 1.5-2x slower: 50-100%). A host's
+# jitter (recent paces 5-12% either side of the lasting one, on a shared 2-core CPU) did less, yet
+# cut the plan, which the next re-check lengthened again: the count swung by ~5% at every re-check
+# and, in the decay, the learning rate with it. The lasting pace follows such changes; in the last
+# stretch (SHORTEN_ONLY_FRACTION), where plans only shorten, any overrun cuts.
+BURST_OVERRUN_FRACTION = 0.2
+# The last stretch of the budget, as a fraction of it: there a plan only shortens.
+SHORTEN_ONLY_FRACTION = 0.1
+
+
+class Replan(NamedTuple):
+    pace: float  # seconds a step, to plan the remaining steps with
+    lengthen: bool  # whether the plan may grow
+    overrun: bool  # whether the recent pace cuts it at once
+
+
+def replan_pace(
+    recent: float, lasting: float, steps_left: int, end_seconds: float, left: float, last_stretch: bool
+) -> Replan:
+    """A re-check's plan from the recent pace (steps since the last re-check) and the lasting one:
+    the lasting pace, unless the recent one would overrun the deadline (`left` seconds away, with
+    `end_seconds` of validation and saving after the steps) by more than BURST_OVERRUN_FRACTION
+    of the time left (in the last stretch: at all). The plan lengthens only while the recent steps
+    are no slower than the lasting pace, and never in the last stretch."""
+    overshoot = steps_left * recent + end_seconds - left
+    overrun = overshoot > (0.0 if last_stretch else BURST_OVERRUN_FRACTION * left)
+    return Replan(
+        pace=max(lasting, recent) if overrun else lasting,
+        lengthen=not last_stretch and recent <= lasting * (1 + 1e-9),  # up to rounding
+        overrun=overrun,
+    )
+
+
+def replan_is_shown(planned: int, last_shown: int, overrun: bool) -> bool:
+    """Whether a re-plan to `planned` steps is a log line (INFO): it cut an overrun, or moved the
+    count by REPLAN_LOG_CHANGE or more since the count last shown (the first plan's, at first)."""
+    return overrun or abs(planned - last_shown) >= REPLAN_LOG_CHANGE * last_shown
+
+
+def plan_steps(
+    step: int, now: float, deadline: float, step_seconds: float, final_seconds: float
+) -> int:
+    """The last step that leaves `final_seconds` before the deadline, at `step_seconds` a step
+    (at least one more step, so the run always ends with a step on the planned schedule)."""
+    spare = deadline - now - final_seconds
+    return step + max(1, math.floor(spare / step_seconds))
+
+
+@torch.no_grad()
+def fastest_forward(forward: Callable[..., Any], *inputs: torch.Tensor, clock: Callable[[], float]) -> float:
+    """Seconds of the fastest of three calls of `forward(*inputs)` after a warm-up call (the least
+    disturbed by other work on the machine)."""
+    forward(*inputs)  # warm-up (allocations; a compiled forward compiles here)
+    fastest = math.inf
+    for _ in range(3):
+        t0 = clock()
+        forward(*inputs)
+        if inputs[0].is_cuda:
+            torch.cuda.synchronize()
+        fastest = min(fastest, clock() - t0)
+    return fastest
+
+
+def edge_batches(loader: Any) -> list[tuple[torch.Tensor, ...]]:
+    """The loader's first and last batch, as it yields them, where its dataset holds whole batches
+    of 2-D tensors (chargpt's windows); [] for any other loader. A compiled forward specialises on
+    its inputs' sizes and strides (and the last batch is smaller), so priming it takes the real
+    batches."""
+    if getattr(loader, "batch_size", 0) is not None:  # its items are samples, not batches
+        return []
+    try:
+        dataset = loader.dataset
+        batches = [loader.collate_fn(dataset[i]) for i in (0, len(dataset) - 1)]
+    except (AttributeError, TypeError, IndexError, KeyError, NotImplementedError):
+        return []
+
+    def is_batch(b: Any) -> bool:
+        return isinstance(b, (tuple, list)) and len(b) > 0 and all(
+            isinstance(t, torch.Tensor) and t.dim() == 2 for t in b
+        )
+    return [tuple(b) for b in batches] if all(is_batch(b) for b in batches) else []
+
+
+def validation_batches(trainer: L.Trainer, batches: int) -> int:
+    """The batches a validation runs of a loader of `batches`: Lightning's own count
+    (trainer.limit_val_batches applied), set up before training starts; `batches` without it."""
+    counts = getattr(trainer, "num_val_batches", None) or [batches]
+    return int(min(counts[0], batches))
+
+
+def validations_due(trainer: L.Trainer, step: int, last: int) -> int:
+    """Validations the trainer's interval makes after optimizer step `step` and before the run's
+    last step `last` (the validation after that one is the end's). Lightning validates after every
+    trainer.val_check_batch training batches; none where that is not a count."""
+    every = getattr(trainer, "val_check_batch", None)
+    if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+        return 0
+    per_step = trainer.accumulate_grad_batches
+    return max(0, (last * per_step - 1) // every - step * per_step // every)
+
+
+def sampling_seconds(
+    model: torch.nn.Module, tokens: int, clock: Callable[[], float] = time.monotonic
+) -> float:
+    """Seconds to sample `tokens` characters with the key-value cache: each costs about a forward
+    of one character and half again (the cache grows along the sample; drawing the character)."""
+    x = torch.zeros(1, 1, dtype=torch.long, device=next(model.parameters()).device)
+    return SAMPLING_MARGIN * fastest_forward(model, x, clock=clock) * tokens
+
+
+def checked_seconds(value: Any) -> float | None:
+    """budget_seconds as seconds (None: no budget), or a one-line error for anything else."""
+    if value is None:
+        return None
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not number or not math.isfinite(value) or value <= 0:
+        shown = repr(value) if isinstance(value, str) else value  # '300' was typed in quotes: text
+        raise ConfigError(
+            f"budget_seconds={shown} must be a positive number of seconds (e.g. budget_seconds=300), "
+            "or budget_seconds=null for no budget"
+        )
+    return float(value)
