@@ -12,6 +12,10 @@ import socket
 from pathlib import Path
 from typing import Any
 
+import yaml
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
 from chargpt.files import process_alive, read_json_object
 
 CHECKPOINT_DIR = "checkpoints"
@@ -31,6 +35,17 @@ def last_checkpoint(run_dir: Path) -> Path | None:
 def run_dir_of(checkpoint: Path) -> Path:
     """The run directory a checkpoint belongs to (the parent of its checkpoints/ folder)."""
     return checkpoint.parent.parent if checkpoint.parent.name == CHECKPOINT_DIR else checkpoint.parent
+
+
+def saved_config(run_dir: str | Path) -> dict[str, Any]:
+    """A run's config as Hydra saved it at the start (.hydra/config.yaml), as plain containers with
+    its interpolations unresolved; empty when it has none (hydra.output_subdir=null) or it cannot
+    be read."""
+    try:
+        saved = OmegaConf.to_container(OmegaConf.load(Path(run_dir) / ".hydra" / "config.yaml"))
+    except (OSError, ValueError, yaml.YAMLError, OmegaConfBaseException):
+        return {}
+    return saved if isinstance(saved, dict) else {}
 
 
 def log_handlers_in(folder: str | Path) -> list[logging.FileHandler]:

@@ -30,7 +30,14 @@ from rich.text import Text
 from chargpt.errors import ChargptError, first_line
 from chargpt.files import read_json_object
 from chargpt.overrides import literal_value, override_key
-from chargpt.run_layout import METRICS_FILE, SWEEP_CONFIG, last_checkpoint, read_status, state_of
+from chargpt.run_layout import (
+    METRICS_FILE,
+    SWEEP_CONFIG,
+    last_checkpoint,
+    read_status,
+    saved_config,
+    state_of,
+)
 from chargpt.runs.curves import PNG_SOFTWARE, CurveRun, write_curves
 from chargpt.runs.resume import launch_cwd, resume_command
 from chargpt.runs.sweep_record import continue_command, planned_jobs
@@ -113,11 +120,7 @@ def run_status(status: dict[str, Any], metrics: dict[str, Any]) -> str:
 def recorded_seed(run_dir: Path) -> str | None:
     """The seed the run trained with, from its saved config (a run launched without `seed=` took
     the config's default)."""
-    try:
-        config = OmegaConf.to_container(OmegaConf.load(run_dir / ".hydra" / "config.yaml"), resolve=False)
-    except Exception:  # no saved config (hydra.output_subdir=null) or not readable
-        return None
-    seed = config.get(SEED) if isinstance(config, dict) else None
+    seed = saved_config(run_dir).get(SEED)
     return None if seed is None else str(seed)
 
 

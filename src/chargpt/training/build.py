@@ -15,7 +15,6 @@ from typing import Any, NamedTuple
 
 import lightning as L
 import torch
-import yaml
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from hydra.types import RunMode
@@ -24,7 +23,6 @@ from lightning.fabric.plugins import TorchCheckpointIO
 from lightning.fabric.plugins.environments import SLURMEnvironment, TorchElasticEnvironment
 from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
-from omegaconf.errors import OmegaConfBaseException
 
 from chargpt.checkpoints import check_resumable, read_checkpoint, resolve_checkpoint
 from chargpt.checks import real_number, shown, whole_number, yes_no
@@ -34,7 +32,7 @@ from chargpt.errors import ChargptError, ConfigError, SetupError, first_line
 from chargpt.files import write_text_atomic
 from chargpt.model import ModelConfig
 from chargpt.overrides import override_key
-from chargpt.run_layout import run_dir_of
+from chargpt.run_layout import run_dir_of, saved_config
 from chargpt.training import auto_size, budget_plan, precision
 from chargpt.training.callbacks import budget
 from chargpt.training.checkpoint_io import AtomicCheckpointIO, follow_moved_run
@@ -168,26 +166,17 @@ def keep_precision(cfg: DictConfig, ckpt: dict[str, Any], file: Path) -> bool:
 def saved_precision(run_dir: Path) -> str:
     """The precision a run's saved config names (`auto` is resolved there); Lightning's default,
     32-true, when there is no such config."""
-    saved = (_saved_config(run_dir).get("trainer") or {}).get("precision")
+    saved = (saved_config(run_dir).get("trainer") or {}).get("precision")
     try:
         return precision.unified(saved) if saved not in (None, "auto") else "32-true"
     except ConfigError:
         return "32-true"
 
 
-def _saved_config(run_dir: Path) -> dict[str, Any]:
-    """A run's saved config (.hydra/config.yaml) as plain containers; empty when unreadable."""
-    try:
-        saved = OmegaConf.to_container(OmegaConf.load(run_dir / ".hydra" / "config.yaml"))
-    except (OSError, yaml.YAMLError, OmegaConfBaseException):
-        return {}
-    return saved if isinstance(saved, dict) else {}
-
-
 def saved_matmul_precision(run_dir: Path) -> str:
     """The products a run's saved config names (resolved there since `auto` became the default);
     `high`, the default before, when there is no such config."""
-    saved = _saved_config(run_dir).get("matmul_precision")
+    saved = saved_config(run_dir).get("matmul_precision")
     return str(saved) if saved in precision.MATMUL_PRECISIONS else "high"
 
 

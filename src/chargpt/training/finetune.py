@@ -12,10 +12,8 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import torch
-import yaml
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf import DictConfig
 from torch import nn
 
 from chargpt.checks import whole_number, yes_no
@@ -25,7 +23,7 @@ from chargpt.errors import ConfigError, DataError
 from chargpt.inference import load_with_checkpoint
 from chargpt.model import ModelConfig
 from chargpt.overrides import override_key
-from chargpt.run_layout import run_dir_of
+from chargpt.run_layout import run_dir_of, saved_config
 
 log = logging.getLogger(__name__)
 
@@ -148,14 +146,11 @@ def resume_settings(init_from: str | None, checkpoint: Path) -> str | None:
     and vocabulary come from them), read from its run's saved config; None for any other resume."""
     if init_from:
         return None
-    try:
-        saved = OmegaConf.load(run_dir_of(checkpoint) / ".hydra" / "config.yaml")
-    except (OSError, yaml.YAMLError, OmegaConfBaseException):
-        return None
-    source = saved.get("init_from") if isinstance(saved, DictConfig) else None
+    saved = saved_config(run_dir_of(checkpoint))
+    source = saved.get("init_from")
     if not source:
         return None
-    extend = " finetune.extend_vocab=true" if OmegaConf.select(saved, "finetune.extend_vocab") else ""
+    extend = " finetune.extend_vocab=true" if (saved.get("finetune") or {}).get("extend_vocab") else ""
     return (f"it is a fine-tune of {source}: resume with the settings that started it, "
             f"{shlex.quote(f'init_from={source}')}{extend}")
 
