@@ -17,8 +17,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from chargpt import checkpoints as checkpoint_io
-from chargpt import files
+from chargpt import checkpoints, files
 from chargpt.cli.common import CONFIG_PATH
 from chargpt.cli.train import main as train_main
 from chargpt.errors import CheckpointError
@@ -119,7 +118,7 @@ def test_interrupted_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
         Path(f).write_bytes(before[: len(before) // 2])
         raise KeyboardInterrupt  # e.g. a second Ctrl-C in the middle of the write
 
-    monkeypatch.setattr(checkpoint_io.torch, "save", save_half_then_die)
+    monkeypatch.setattr(checkpoints.torch, "save", save_half_then_die)
     with pytest.raises(KeyboardInterrupt):
         io.save_checkpoint({"step": torch.tensor(2)}, path)
     assert path.read_bytes() == before

@@ -55,7 +55,7 @@ def _float(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
-def checkpoint_history(ckpt: dict[str, Any]) -> tuple[float | None, int | None]:
+def checkpoint_score(ckpt: dict[str, Any]) -> tuple[float | None, int | None]:
     """(validation loss, step) of a checkpoint's weights, from the checkpoint callback's state:
     its current_score is the val/loss of the validation that saved this file."""
     val_loss = None
@@ -68,7 +68,7 @@ def checkpoint_history(ckpt: dict[str, Any]) -> tuple[float | None, int | None]:
 
 def card_for_checkpoint(file: Path, ckpt: dict[str, Any], params: int, name: str | None = None) -> ModelCard:
     """The card of checkpoint `file`, read as `ckpt`."""
-    val_loss, step = checkpoint_history(ckpt)
+    val_loss, step = checkpoint_score(ckpt)
     model = ckpt["hyper_parameters"]["model"]
     return ModelCard(
         name=name or name_of_checkpoint(file), params=params,

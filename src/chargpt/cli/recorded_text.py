@@ -15,7 +15,7 @@ from chargpt.checkpoints import corpus_changes, recorded_files, stored_corpus, s
 from chargpt.data.corpus import sha256_of
 from chargpt.data.encoding import TextOptions, read_as_trained
 from chargpt.data.sources import GLOB_CHARS, expand_path, text_files
-from chargpt.data.text import CharText
+from chargpt.data.text import DEFAULT_TRAIN_FRACTION, CharText
 from chargpt.errors import ConfigError, DataError, UnknownCharactersError
 from chargpt.overrides import hydra_quoted
 
@@ -136,7 +136,6 @@ def split_ids(ids: np.ndarray, split: str, cut: int, path: str) -> np.ndarray:
 
 
 # Training's own default, for a text whose run recorded no split.
-DEFAULT_TRAIN_FRACTION = 0.9
 
 
 def check_train_fraction(train_fraction: object) -> None:

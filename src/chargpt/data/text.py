@@ -37,6 +37,9 @@ DEFAULT_VAL_MAX_CHARS = 1_000_000
 SPLITS = ("files",)
 
 
+DEFAULT_TRAIN_FRACTION = 0.9  # configs/data/*.yaml's train_fraction: the first 90% trains
+
+
 class CharText:
     """One file, the files of a directory or glob, or the rows of a Hugging Face dataset split
     (`name`), joined in order with `separator`, encoded and split.
@@ -51,7 +54,7 @@ class CharText:
         self,
         path: str | None,
         block_size: int,
-        train_fraction: float = 0.9,
+        train_fraction: float = DEFAULT_TRAIN_FRACTION,
         url: str | None = None,
         sha256: str | None = None,
         cache_dir: str | None = None,
