@@ -19,11 +19,12 @@ from chargpt.cli import export as export_cli
 from chargpt.cli import sample as sample_cli
 from chargpt.data.tokenizer import CharTokenizer
 from chargpt.errors import CheckpointError
-from chargpt.export import card_for, export_model, load_export
-from chargpt.inference import TrainedModel
+from chargpt.export import export_model
+from chargpt.export_layout import FORMAT_MARKER, WEIGHTS
+from chargpt.inference import TrainedModel, load_export
 from chargpt.model import ModelConfig, build_model
 from chargpt.model.config import ACTIVATIONS, ARCHS, NORMS, POS_ENCODINGS
-from chargpt.model_card import ModelCard
+from chargpt.model_card import ModelCard, card_for
 from conftest import lacks, load_script, run_cli, run_main, train_args
 
 NO_EXTRA = "the export extra is not installed: pip install -e '.[export]'"
@@ -77,7 +78,7 @@ def test_a_safetensors_export_is_the_same_bytes_every_time(tmp_path: Path) -> No
     from safetensors import safe_open
 
     with safe_open(exports[0] / "model.safetensors", "pt") as file:  # still a valid file
-        assert file.metadata()["format"] == export_module.FORMAT_MARKER
+        assert file.metadata()["format"] == FORMAT_MARKER
 
 
 def test_cases_cover_every_option_and_every_option_is_exportable() -> None:
@@ -85,7 +86,7 @@ def test_cases_cover_every_option_and_every_option_is_exportable() -> None:
     for name, values in (("arch", ARCHS), ("pos_encoding", POS_ENCODINGS), ("activation", ACTIVATIONS),
                          ("norm", NORMS)):
         assert {getattr(c, name) for c in configs if c.arch == "gpt" or name == "arch"} == set(values), name
-        for fmt in export_module.WEIGHTS:
+        for fmt in WEIGHTS:
             assert set(export_module.SUPPORTED[fmt][name]) == set(values)
     gpts = [c for c in configs if c.arch == "gpt"]
     for flag in ("qk_norm", "tie_weights", "bias"):
@@ -298,6 +299,43 @@ def test_chargpt_export_reads_its_checkpoint_once(
     monkeypatch.setattr(torch, "load", lambda *a, **k: loads.append(a[0]) or original(*a, **k))
     code, out, _ = run_main(export_cli.main, _export_args(ckpt, tmp_path / "out", "name=mine"), capsys)
     assert code == 0 and "exported mine (" in out and len(loads) == 1
+
+
+def test_an_export_where_a_run_is_needed_and_lone_weights_are_named_as_such(
+    ckpt: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    # Both were "not a readable checkpoint (not a torch zip archive); it may be truncated", or "a
+    # folder but not a run directory".
+    from chargpt.cli import train as train_cli
+
+    trained = chargpt.load(ckpt)
+    folder = export_model(trained, card(trained), "safetensors", tmp_path / "my export")
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("".join(VOCAB) * 50, encoding="utf-8")
+    for resumed in (folder, folder / "model.safetensors"):
+        code, _, err = run_main(train_cli.main, [
+            "data=text", f"data.path={corpus}", f"hydra.run.dir={tmp_path / 'run'}", f"ckpt_path={resumed}"
+        ], capsys)
+        assert code == 2 and f"error: {resumed} is a chargpt export: a model's weights, not a run" in err
+        assert f"init_from={folder}" in err
+    alone = tmp_path / "elsewhere" / "my model.safetensors"
+    alone.parent.mkdir()
+    alone.write_bytes((folder / "model.safetensors").read_bytes())
+    message = _error(run_main(sample_cli.main, [f"ckpt_path={alone}", "max_new_tokens=3"], capsys))
+    assert message == (
+        f"error: {alone} holds safetensors weights outside an export folder: chargpt reads such weights "
+        "from the folder chargpt-export wrote (model.safetensors beside its config.json); pass that folder"
+    )
+    # An export converted in place lost its only copy of the weights (overwrite=true replaced them).
+    before = {f.name: f.read_bytes() for f in folder.iterdir()}
+    for out in (folder, folder / "."):
+        args = _export_args(folder, out, "format=onnx", "overwrite=true")
+        message = _error(run_main(export_cli.main, args, capsys))
+        assert "is the export being read" in message and "write to another folder" in message
+    assert {f.name: f.read_bytes() for f in folder.iterdir()} == before
+    garbage = tmp_path / "garbage.ckpt"
+    garbage.write_bytes(b"not a checkpoint at all")
+    assert "not a torch zip archive" in _error(run_main(sample_cli.main, [f"ckpt_path={garbage}"], capsys))
 
 
 def _error(run: tuple[int, str, str]) -> str:

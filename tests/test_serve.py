@@ -32,8 +32,9 @@ pytestmark = pytest.mark.skipif(lacks("openai"), reason=NO_EXTRA)
 
 from chargpt.cli import serve as serve_cli  # noqa: E402  (needs the extra)
 from chargpt.data.tokenizer import CharTokenizer  # noqa: E402
-from chargpt.export import card_for, export_model  # noqa: E402
+from chargpt.export import export_model  # noqa: E402
 from chargpt.inference import start_prompt  # noqa: E402
+from chargpt.model_card import card_for  # noqa: E402
 from chargpt.serving.app import create_app  # noqa: E402
 from chargpt.serving.engine import Engine  # noqa: E402
 from chargpt.serving.protocol import APIError, Limits, parse_completion  # noqa: E402
@@ -323,7 +324,8 @@ def test_a_full_queue_gets_429_and_a_closed_stream_frees_its_place(run_dir: Path
             refused = c.post(f"{url}/v1/completions", json={"prompt": "Hi", "max_tokens": 5})
             assert refused.status_code == 429 and refused.headers["retry-after"] == "1"
             assert refused.json()["error"]["code"] == "queue_full"
-            assert "busy: 1 requests are generating and 1 are waiting" in refused.json()["error"]["message"]
+            message = refused.json()["error"]["message"]
+            assert "busy: 1 request is generating and 1 request is waiting" in message
             assert engine.load() == {"running": 1, "waiting": 1}
             assert next(lines) == ""  # still streaming
         # The first client hung up after a few characters: its generation stops, the queued one runs.

@@ -118,7 +118,7 @@ def test_the_queue_limit_and_empty_requests() -> None:
         job, collector = make_job(trained, "a", 3, seed)
         engine.submit(job)
         collectors.append(collector)
-    with pytest.raises(QueueFull, match="busy: 0 requests are generating and 3 are waiting"):
+    with pytest.raises(QueueFull, match="busy: 0 requests are generating and 3 requests are waiting"):
         engine.submit(make_job(trained, "a", 3, 9)[0])
     empty, empty_out = make_job(trained, "a", 0, 0, n=2)
     engine.start()

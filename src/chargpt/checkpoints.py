@@ -17,6 +17,7 @@ import torch
 
 from chargpt.data.tokenizer import describe_chars
 from chargpt.errors import CheckpointError, first_line
+from chargpt.export_layout import CONFIG_FILE, WEIGHTS, is_export
 from chargpt.files import atomic_path
 from chargpt.model import ModelConfig
 from chargpt.run_layout import (
@@ -61,6 +62,8 @@ def resolve_checkpoint(path: str | Path) -> Path:
             raise CheckpointError(
                 f"{p} is a sweep's folder, not a run directory; pass the folder of one of its jobs{example}"
             )
+        if is_export(p):
+            raise CheckpointError(_not_a_run(p))
         if not ((p / ".hydra").is_dir() or (p / CHECKPOINT_DIR).is_dir()):
             raise CheckpointError(
                 f"{p} is a folder but not a run directory (no checkpoints/{LAST} in it); pass a .ckpt "
@@ -115,6 +118,8 @@ def _check_archive(file: Path) -> None:
     try:
         archive = zipfile.ZipFile(file)
     except (zipfile.BadZipFile, OSError):
+        if is_export(file.parent) or _is_safetensors(file):
+            raise CheckpointError(_not_a_run(file)) from None
         raise CheckpointError(
             f"{file} is not a readable checkpoint (not a torch zip archive); it may be truncated or "
             "not a checkpoint at all: pass another .ckpt file"
@@ -129,6 +134,32 @@ def _check_archive(file: Path) -> None:
             f"{file} is damaged ({damaged} fails its checksum; changed on disk or in a copy): pass another "
             ".ckpt file, e.g. an earlier checkpoint of its run in checkpoints/"
         )
+
+
+def _is_safetensors(file: Path) -> bool:
+    """Whether `file` starts as a safetensors file does: a little-endian header length, then JSON."""
+    try:
+        with file.open("rb") as f:
+            head = f.read(9)
+    except OSError:
+        return False
+    return len(head) == 9 and head[8:9] == b"{" and 0 < int.from_bytes(head[:8], "little") < 100_000_000
+
+
+def _not_a_run(path: Path) -> str:
+    """Why an export (its folder or its weights), or safetensors weights, cannot go where a run's
+    checkpoint is needed, and what to do instead."""
+    folder = path if path.is_dir() else path.parent
+    if is_export(folder):
+        return (
+            f"{path} is a chargpt export: a model's weights, not a run (no optimizer state, no step) to "
+            f"resume or read a checkpoint from; fine-tune it with experiment=finetune init_from={folder}, "
+            "or load it in chargpt-sample, chargpt-eval, chargpt-serve and chargpt-export"
+        )
+    return (
+        f"{path} holds safetensors weights outside an export folder: chargpt reads such weights from the "
+        f"folder chargpt-export wrote ({WEIGHTS['safetensors']} beside its {CONFIG_FILE}); pass that folder"
+    )
 
 
 def model_weights(ckpt: dict[str, Any]) -> dict[str, torch.Tensor]:

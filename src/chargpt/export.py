@@ -25,25 +25,24 @@ from typing import Any
 import torch
 from torch import nn
 
-from chargpt.checkpoints import read_checkpoint, resolve_checkpoint
-from chargpt.data.tokenizer import CharTokenizer
-from chargpt.errors import NO_ROOM, ChargptError, CheckpointError, ConfigError, first_line
+from chargpt.errors import NO_ROOM, ConfigError
+from chargpt.export_layout import (
+    CONFIG_FILE,
+    EXPORT_FILES,
+    FORMAT_MARKER,
+    FORMAT_VERSION,
+    INSTALL_HINT,
+    WEIGHTS,
+    is_export,
+)
 from chargpt.inference import TrainedModel
-from chargpt.model import ModelConfig, build_model
-from chargpt.model_card import ModelCard, card_for_checkpoint
-from chargpt.run_layout import last_checkpoint
+from chargpt.model import ModelConfig
+from chargpt.model_card import ModelCard
 
-FORMAT_MARKER = "chargpt-export"
-FORMAT_VERSION = 1
-CONFIG_FILE = "config.json"
-WEIGHTS = {"safetensors": "model.safetensors", "onnx": "model.onnx"}
-# Everything an export may hold (ONNX puts weights over 2 GB in a side file).
-EXPORT_FILES = {CONFIG_FILE, *WEIGHTS.values(), "model.onnx.data"}
 # An export is written into a folder of this name first (in the destination when it exists, beside
 # it when not: on the destination's file system), then moved in; a killed export's is left out of
 # the checks.
 STAGING_PREFIX = ".export.partial-"
-INSTALL_HINT = "install the export extra: pip install 'chargpt[export]'"
 
 # The architecture settings each format is known to express (tests/test_export.py exports and
 # checks every one). A value missing here, e.g. one added to the model later, is refused by name
@@ -71,15 +70,6 @@ def check_exportable(config: ModelConfig, fmt: str) -> None:
             f"the {fmt} export cannot express {', '.join(unsupported)}; export this model in another format "
             "or keep using its checkpoint"
         )
-
-
-def is_export(folder: Path) -> bool:
-    """Whether `folder` holds a chargpt export (its config.json carries the marker)."""
-    try:
-        config = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return isinstance(config, dict) and config.get("format") == FORMAT_MARKER
 
 
 def check_destination(out: Path, overwrite: bool) -> None:
@@ -279,96 +269,3 @@ def _move_in(staging: Path, out: Path, overwrite: bool, shown: Path) -> None:
         raise
     finally:
         os.close(lock)
-
-
-def read_export_config(folder: Path) -> dict[str, Any]:
-    file = folder / CONFIG_FILE
-    try:
-        config = json.loads(file.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as err:
-        raise CheckpointError(
-            f"{file} is not a readable export config ({type(err).__name__}); export the model again"
-        ) from None
-    if not isinstance(config, dict) or config.get("format") != FORMAT_MARKER:
-        raise CheckpointError(f"{file} is not a chargpt export config (no \"format\": \"{FORMAT_MARKER}\")")
-    if config.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(
-            f"{file} has export format version {config.get('format_version')!r}; this chargpt reads version "
-            f"{FORMAT_VERSION}: export the model again with this version"
-        )
-    if not isinstance(config.get("model"), dict) or not isinstance(config.get("vocab"), list):
-        raise CheckpointError(f"{file} lacks the model settings or the vocabulary; export again")
-    return config
-
-
-def model_from_config(config: dict[str, Any], source: Path) -> tuple[nn.Module, CharTokenizer]:
-    try:
-        tokenizer = CharTokenizer(config["vocab"])
-        model = build_model(ModelConfig.from_dict(config["model"]), tokenizer.vocab_size)
-    except ChargptError as err:
-        raise CheckpointError(f"{source}: {err}") from None
-    return model, tokenizer
-
-
-def load_export(folder: str | Path, device: str | torch.device = "cpu") -> TrainedModel:
-    """The model of a safetensors export folder (or of its model.safetensors file)."""
-    folder = Path(folder).expanduser()
-    if folder.is_file():
-        folder = folder.parent
-    config = read_export_config(folder)
-    if config.get("weights") != WEIGHTS["safetensors"]:
-        raise CheckpointError(
-            f"{folder} is an ONNX export: run its model.onnx with ONNX Runtime (docs/serving-and-export.md), "
-            "or export with format=safetensors to load it here"
-        )
-    try:
-        from safetensors import SafetensorError
-        from safetensors.torch import load_model
-    except ImportError:
-        raise CheckpointError(f"reading a safetensors export needs safetensors: {INSTALL_HINT}") from None
-    model, tokenizer = model_from_config(config, folder / CONFIG_FILE)
-    weights = folder / WEIGHTS["safetensors"]
-    if not weights.is_file():
-        raise CheckpointError(f"{weights} is missing; export the model again")
-    try:
-        load_model(model, str(weights), device=str(torch.device(device)))
-    except (SafetensorError, RuntimeError, OSError) as err:
-        raise CheckpointError(
-            f"{weights} does not hold this model's weights ({first_line(err, 200)}); export again"
-        ) from None
-    return TrainedModel(model.to(device).eval(), tokenizer)
-
-
-def card_for_export(folder: str | Path, name: str | None = None) -> ModelCard:
-    folder = Path(folder).expanduser()
-    if folder.is_file():
-        folder = folder.parent
-    card = dict(read_export_config(folder).get("card") or {})
-    try:
-        return ModelCard(**{**card, "name": name or card.get("name") or folder.resolve().name})
-    except TypeError:
-        raise CheckpointError(f"{folder / CONFIG_FILE} has an unreadable model card; export again") from None
-
-
-def export_folder_of(path: str | Path) -> Path | None:
-    """The export folder `path` names (the folder, or a file in it), or None for checkpoints."""
-    p = Path(path).expanduser()
-    folder = p.parent if p.is_file() and p.name in EXPORT_FILES else p
-    if not (folder.is_dir() and (folder / CONFIG_FILE).is_file()):
-        return None
-    # A run directory with a config.json of its own is still a run directory.
-    return None if last_checkpoint(folder) is not None and not is_export(folder) else folder
-
-
-def card_for(
-    path: str | Path, trained: TrainedModel, name: str | None = None, ckpt: dict[str, Any] | None = None
-) -> ModelCard:
-    """The model card of what `chargpt.load(path)` loaded: from an export's config.json, or from
-    the checkpoint (its run directory's name, its validation loss). `ckpt`: the checkpoint already
-    read from `path` (`load_with_checkpoint`), so that it is not read again."""
-    folder = export_folder_of(path)
-    if folder is not None:
-        return card_for_export(folder, name)
-    file = resolve_checkpoint(path)
-    ckpt = read_checkpoint(file) if ckpt is None else ckpt
-    return card_for_checkpoint(file, ckpt, trained.model.num_params(), name)

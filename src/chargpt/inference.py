@@ -18,9 +18,10 @@ from chargpt.checkpoints import model_config, model_weights, read_checkpoint, re
 from chargpt.checks import seed as check_seed
 from chargpt.checks import whole_number
 from chargpt.data.tokenizer import CharTokenizer
-from chargpt.errors import CheckpointError, ConfigError
+from chargpt.errors import ChargptError, CheckpointError, ConfigError, first_line
 from chargpt.evaluation import evaluate_text
-from chargpt.model import build_model
+from chargpt.export_layout import CONFIG_FILE, INSTALL_HINT, WEIGHTS, export_folder_of, read_export_config
+from chargpt.model import ModelConfig, build_model
 from chargpt.model.sampling import check_sampling, iter_tokens
 
 
@@ -122,8 +123,6 @@ def load_with_checkpoint(
 ) -> tuple[TrainedModel, dict[str, Any] | None, str]:
     """`load`, with the checkpoint read (None for a safetensors export, which records no run: no
     text, no split) and the file or folder it came from, for messages."""
-    from chargpt.export import export_folder_of, load_export  # export.py builds on this module
-
     device = pick_device(str(device))
     if (folder := export_folder_of(path)) is not None:
         return load_export(folder, device), None, str(folder)
@@ -132,6 +131,44 @@ def load_with_checkpoint(
     trained = model_from_checkpoint(ckpt, str(file))
     trained.model.to(device)
     return trained, ckpt, str(file)
+
+
+def model_from_config(config: dict[str, Any], source: Path) -> tuple[nn.Module, CharTokenizer]:
+    try:
+        tokenizer = CharTokenizer(config["vocab"])
+        model = build_model(ModelConfig.from_dict(config["model"]), tokenizer.vocab_size)
+    except ChargptError as err:
+        raise CheckpointError(f"{source}: {err}") from None
+    return model, tokenizer
+
+
+def load_export(folder: str | Path, device: str | torch.device = "cpu") -> TrainedModel:
+    """The model of a safetensors export folder (or of its model.safetensors file)."""
+    folder = Path(folder).expanduser()
+    if folder.is_file():
+        folder = folder.parent
+    config = read_export_config(folder)
+    if config.get("weights") != WEIGHTS["safetensors"]:
+        raise CheckpointError(
+            f"{folder} is an ONNX export: run its model.onnx with ONNX Runtime (docs/serving-and-export.md), "
+            "or export with format=safetensors to load it here"
+        )
+    try:
+        from safetensors import SafetensorError
+        from safetensors.torch import load_model
+    except ImportError:
+        raise CheckpointError(f"reading a safetensors export needs safetensors: {INSTALL_HINT}") from None
+    model, tokenizer = model_from_config(config, folder / CONFIG_FILE)
+    weights = folder / WEIGHTS["safetensors"]
+    if not weights.is_file():
+        raise CheckpointError(f"{weights} is missing; export the model again")
+    try:
+        load_model(model, str(weights), device=str(torch.device(device)))
+    except (SafetensorError, RuntimeError, OSError) as err:
+        raise CheckpointError(
+            f"{weights} does not hold this model's weights ({first_line(err, 200)}); export again"
+        ) from None
+    return TrainedModel(model.to(device).eval(), tokenizer)
 
 
 def evaluate(

@@ -8,6 +8,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from chargpt.checkpoints import read_checkpoint, resolve_checkpoint
+from chargpt.errors import CheckpointError
+from chargpt.export_layout import CONFIG_FILE, export_folder_of, read_export_config
+from chargpt.inference import TrainedModel
 from chargpt.run_layout import CHECKPOINT_DIR, LAST, run_dir_of
 
 # Hydra's default run directories are outputs/DATE/TIME: the time alone would be a poor name.
@@ -75,3 +79,28 @@ def card_for_checkpoint(file: Path, ckpt: dict[str, Any], params: int, name: str
         vocab_size=len(ckpt["hyper_parameters"]["vocab"]), block_size=int(model.get("block_size", 0)),
         arch=str(model.get("arch", "gpt")), val_loss=val_loss, step=step,
     )
+
+
+def card_for_export(folder: str | Path, name: str | None = None) -> ModelCard:
+    folder = Path(folder).expanduser()
+    if folder.is_file():
+        folder = folder.parent
+    card = dict(read_export_config(folder).get("card") or {})
+    try:
+        return ModelCard(**{**card, "name": name or card.get("name") or folder.resolve().name})
+    except TypeError:
+        raise CheckpointError(f"{folder / CONFIG_FILE} has an unreadable model card; export again") from None
+
+
+def card_for(
+    path: str | Path, trained: TrainedModel, name: str | None = None, ckpt: dict[str, Any] | None = None
+) -> ModelCard:
+    """The model card of what `chargpt.load(path)` loaded: from an export's config.json, or from
+    the checkpoint (its run directory's name, its validation loss). `ckpt`: the checkpoint already
+    read from `path` (`load_with_checkpoint`), so that it is not read again."""
+    folder = export_folder_of(path)
+    if folder is not None:
+        return card_for_export(folder, name)
+    file = resolve_checkpoint(path)
+    ckpt = read_checkpoint(file) if ckpt is None else ckpt
+    return card_for_checkpoint(file, ckpt, trained.model.num_params(), name)

@@ -11,8 +11,10 @@ from chargpt.checks import yes_no
 from chargpt.cli.common import CONFIG_PATH, cli_task, quiet_known_warnings, run_main
 from chargpt.cli.exits import unwind_on_sigterm
 from chargpt.errors import ConfigError, exit_on_user_error
-from chargpt.export import EXPORT_FILES, WEIGHTS, card_for, check_destination, check_exportable, export_model
+from chargpt.export import check_destination, check_exportable, export_model
+from chargpt.export_layout import EXPORT_FILES, WEIGHTS, export_folder_of
 from chargpt.inference import load_with_checkpoint
+from chargpt.model_card import card_for
 
 CONFIG_NAME = "export"  # configs/export.yaml
 
@@ -29,6 +31,12 @@ def _hydra_main(cfg: DictConfig) -> None:
     if not cfg.out:
         raise ConfigError("out is required: the folder to write, e.g. out=exports/my_model")
     out = Path(str(cfg.out)).expanduser()
+    source = export_folder_of(str(cfg.ckpt_path))
+    if source is not None and out.exists() and source.resolve() == out.resolve():
+        raise ConfigError(
+            f"out={cfg.out} is the export being read (ckpt_path={cfg.ckpt_path}): writing there would "
+            "replace the model it is made from; write to another folder"
+        )
     check_destination(out, yes_no("overwrite", cfg.overwrite))  # before reading the model: a quick refusal
     with unwind_on_sigterm():  # a `kill` leaves no staged files behind, as Ctrl-C does
         trained, ckpt, _ = load_with_checkpoint(cfg.ckpt_path, "cpu")

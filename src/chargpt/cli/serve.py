@@ -16,6 +16,7 @@ from chargpt.cli.common import (
 )
 from chargpt.errors import ConfigError, exit_on_user_error
 from chargpt.inference import load_with_checkpoint, pick_device
+from chargpt.model_card import card_for
 
 CONFIG_NAME = "serve"  # configs/serve.yaml
 
@@ -53,7 +54,6 @@ def _hydra_main(cfg: DictConfig) -> None:
         ) from None
     if cfg.log_level not in LOG_LEVELS:
         raise ConfigError(f"log_level={cfg.log_level!r} is not one of {', '.join(LOG_LEVELS)}")
-    from chargpt.export import card_for
 
     sock = bind(str(cfg.host), cfg.port)  # first: a port in use is reported before the model loads
     try:

@@ -30,6 +30,10 @@ from chargpt.serving.batch_cache import BatchedKVCache
 log = logging.getLogger(__name__)
 
 
+def _requests(count: int) -> str:
+    return f"{count} request{'' if count == 1 else 's'} {'is' if count == 1 else 'are'}"
+
+
 class QueueFull(Exception):
     """More requests are waiting than the queue holds."""
 
@@ -130,8 +134,8 @@ class Engine:
             waiting = len(self.rows) + len(self.pending) + 1 - self.max_batch  # with this job
             if waiting > self.max_queue:
                 raise QueueFull(
-                    f"the server is busy: {len(self.rows)} requests are generating and {len(self.pending)} "
-                    "are waiting; retry shortly"
+                    f"the server is busy: {_requests(len(self.rows))} generating and "
+                    f"{_requests(len(self.pending))} waiting; retry shortly"
                 )
             self.pending.append(job)
             self.wake.notify()
