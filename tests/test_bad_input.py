@@ -183,6 +183,7 @@ TRAIN_CASES = [
      "trainer.deterministic='abc' must be true or false"),
     ("checkpoint monitor unknown", ["callbacks.model_checkpoint.monitor=abc"],
      "callbacks.model_checkpoint.monitor=abc is not a logged metric; use one of val/loss"),
+    ("a needed setting removed", ["~seed"], "~seed removed a setting this command needs (seed)"),
     ("a callback of one's own that fails without a message",  # was an IndexError's traceback
      ["+callbacks.mine._target_=test_bad_input.callback_failing_without_a_message"],
      "error: callbacks.mine: ValueError"),
@@ -230,6 +231,15 @@ SAMPLE_CASES = [
     ("a split without the copy check", ["ckpt_path={ckpt}", "data.train_fraction=7"],
      "data.train_fraction=7 does nothing without check_copy=true"),
     ("no checkpoint given", [], "ckpt_path is required"),
+    # A removed setting the command reads was omegaconf's traceback (exit 1); a null one Hydra's
+    # "does not exist".
+    ("a needed setting removed", ["ckpt_path={ckpt}", "~max_new_tokens"],
+     "~max_new_tokens removed a setting this command needs (max_new_tokens); leave it out to keep its "
+     "default, or set a value: max_new_tokens=VALUE"),
+    ("a null setting removed", ["ckpt_path={ckpt}", "~prompt"],
+     "~prompt removes nothing: prompt is null (no value) already; leave it out, or set prompt=..."),
+    ("a misspelt setting removed", ["ckpt_path={ckpt}", "~promt"],
+     "~promt: promt is not a setting (did you mean ~prompt?)"),
     ("temperature < 0", ["ckpt_path={ckpt}", "temperature=-1"], "temperature=-1 must be a finite number"),
     ("temperature NaN", ["ckpt_path={ckpt}", "temperature=nan"], "temperature=nan must be a finite number"),
     ("setting misspelt", ["ckpt_path={ckpt}", "temprature=1"],

@@ -28,6 +28,8 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra._internal.utils import get_args_parser
 from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError
 
 from chargpt.checks import whole_number
 from chargpt.cli.exits import BROKEN_PIPE_EXIT_CODE, clean_exits, exit_no_room
@@ -394,8 +396,27 @@ def cli_task(task: F) -> F:
             if err.errno not in NO_ROOM or full_errors_requested():
                 raise
             exit_no_room(err)
+        except (ConfigAttributeError, ConfigKeyError) as err:  # a setting the command reads is gone
+            removed = _removed_by_override(err)
+            if removed is None or full_errors_requested():
+                raise
+            print(f"error: ~{removed} removed a setting this command needs ({err.full_key}); leave it out "
+                  f"to keep its default, or set a value: {err.full_key}=VALUE", file=sys.stderr)
+            sys.exit(USAGE_EXIT_CODE)
 
     return wrapper  # type: ignore[return-value]
+
+
+def _removed_by_override(err: ConfigAttributeError | ConfigKeyError) -> str | None:
+    """The `~KEY` of the command line that removed the setting `err` found missing, if one did."""
+    missing = str(getattr(err, "full_key", "") or "")
+    if not missing or not HydraConfig.initialized():
+        return None
+    for override in HydraConfig.get().overrides.task:
+        key = str(override).split("=", 1)[0]
+        if key.startswith("~") and (missing == key[1:] or missing.startswith(key[1:] + ".")):
+            return key[1:]
+    return None
 
 
 def quiet_known_warnings() -> None:

@@ -29,6 +29,7 @@ _HINT = "Set the environment variable HYDRA_FULL_ERROR=1"
 # Names other tools use for a setting that no spelling check would connect to chargpt's.
 ALSO_KNOWN_AS = {"learning_rate": "lr"}
 _NOT_IN_STRUCT = re.compile(r"Could not override '([^']+)'\.\s+To append to your config use (\S+)")
+_NOT_DELETABLE = re.compile(r"Could not delete from config\. '([^']+)' does not exist")
 
 
 class _HeldStderr(io.TextIOBase):
@@ -121,6 +122,15 @@ def one_line(text: str, settings_beside: Callable[[str], list[str]] | None = Non
         meant = f" (did you mean {parent + '.' if parent else ''}{near[0]}?)" if near else ""
         return (f"{key} is not {where}{meant}; check its spelling (--cfg job shows every setting), or "
                 f"add a setting of your own with {added}")
+    if match := _NOT_DELETABLE.search(message):  # Hydra says so of a setting that is null, too
+        key = match[1]
+        parent, _, name = key.rpartition(".")
+        beside = settings_beside(key) if settings_beside else []
+        if name in beside:
+            return f"~{key} removes nothing: {key} is null (no value) already; leave it out, or set {key}=..."
+        near = difflib.get_close_matches(name, beside, n=1)
+        meant = f" (did you mean ~{parent + '.' if parent else ''}{near[0]}?)" if near else ""
+        return f"~{key}: {key} is not a setting{meant}; check its spelling (--cfg job shows every setting)"
     lines = [line.strip() for line in message.splitlines() if line.strip()]
     return "; ".join(lines)
 
