@@ -13,7 +13,7 @@ import pytest
 
 from chargpt.cli.train import main
 from chargpt.training.trackers import flat_params
-from conftest import run_cli, train_args
+from conftest import bare_train_args, run_cli, train_args
 
 
 def test_flat_params_are_config_keys() -> None:
@@ -31,6 +31,25 @@ def test_flat_params_are_config_keys() -> None:
 def csv_val_losses(run: Path) -> dict[int, float]:
     with (run / "csv" / "metrics.csv").open() as f:
         return {int(r["step"]): float(r["val/loss"]) for r in csv.DictReader(f) if r.get("val/loss")}
+
+
+def test_a_resumed_run_keeps_its_csv_rows_before_the_checkpoint(corpus: Path, tmp_path: Path) -> None:
+    # Lightning's CSV writer deleted metrics.csv when a run resumed: the report's curves and the
+    # file lost every step before the resume.
+    run = tmp_path / "run"
+    args = bare_train_args(corpus, run, "logger=csv", "trainer.val_check_interval=4")
+    assert run_cli(main, *args, "trainer.max_steps=8") == 0
+    metrics = run / "csv" / "metrics.csv"
+    with metrics.open() as f:  # a row logged after the checkpoint, as by a run killed later
+        header = next(csv.reader(f))
+    with metrics.open("a", newline="") as f:
+        csv.DictWriter(f, fieldnames=header).writerow({"step": 9, "train/loss": 99.0})
+    assert run_cli(main, *args, "trainer.max_steps=12", f"ckpt_path={run}") == 0
+    with metrics.open() as f:
+        rows = list(csv.DictReader(f))
+    train_steps = [int(r["step"]) for r in rows if r.get("train/loss")]
+    assert train_steps == list(range(1, 13)) and "99.0" not in metrics.read_text()
+    assert list(csv_val_losses(run)) == [4, 8, 12]
 
 
 @pytest.mark.slow  # three trainings with MLflow's store; test_flat_params_are_config_keys runs by default
@@ -62,6 +81,36 @@ def test_mlflow_next_to_csv_gets_the_same_scalars_flat_params_pictures_and_one_r
     assert again.info.run_id == first.info.run_id
     steps = [m.step for m in client.get_metric_history(first.info.run_id, "val/loss")]
     assert max(steps) > max(history) and len(steps) == len(set(steps))
+
+
+@pytest.mark.slow  # MLflow's store, three short trainings
+def test_a_resume_from_another_folder_continues_the_mlflow_run_where_it_is(
+    corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    # The store is named relative to the launch folder (outputs/mlruns): a resume launched from
+    # elsewhere looked for the run in another store and failed with MLflow's traceback.
+    mlflow = pytest.importorskip("mlflow")
+    first_folder, elsewhere, run = tmp_path / "here", tmp_path / "elsewhere", tmp_path / "run"
+    first_folder.mkdir(), elsewhere.mkdir()
+    args = bare_train_args(corpus, run, "logger=mlflow", "trainer.val_check_interval=4")
+    monkeypatch.chdir(first_folder)
+    assert run_cli(main, *args, "trainer.max_steps=4") == 0
+    monkeypatch.chdir(elsewhere)
+    assert run_cli(main, *args, "trainer.max_steps=8", f"ckpt_path={run}") == 0
+    assert not (elsewhere / "outputs").exists()
+    client = mlflow.tracking.MlflowClient(tracking_uri=(first_folder / "outputs" / "mlruns").as_uri())
+    (experiment,) = [e for e in client.search_experiments() if e.name == "chargpt"]
+    (logged,) = client.search_runs([experiment.experiment_id])
+    assert [m.step for m in client.get_metric_history(logged.info.run_id, "val/loss")] == [4, 8]
+
+    # The store gone: one error line naming what to set, and the run is as it was.
+    (first_folder / "outputs").rename(tmp_path / "moved")
+    capsys.readouterr()
+    code = run_cli(main, *args, "trainer.max_steps=12", f"ckpt_path={run}")
+    err = capsys.readouterr().err
+    assert code == 2 and f"error: the MLflow run {logged.info.run_id} this run logged to is not in" in err
+    assert "set logger.mlflow.tracking_uri (or logger.mlflow.save_dir)" in err and "Traceback" not in err
+    assert json.loads((run / "status.json").read_text())["status"] == "finished"
 
 
 # -- W&B: its offline run file (.wandb) is a log of protobuf records in 32 kB blocks ---------------

@@ -426,6 +426,7 @@ def quiet_known_warnings() -> None:
         r".*does not have many workers.*",  # batches are gathered in one vectorised index
         r".*resuming from a checkpoint that ended before the epoch ended.*",  # batches are indexed by step
         r".*Checkpoint directory .* exists and is not empty.*",  # expected when a run resumes
+        r".*Experiment logs directory .* exists and is not empty.*",  # a resumed run's CSV rows stay
         r".*smaller than the logging interval.*",  # short runs log less often: nothing to fix
         # Lightning's text is "use `self.log('val/loss', ..., sync_dist=True)`": every rank scores
         # the whole validation split, so the values agree without a reduction.

@@ -351,7 +351,8 @@ def _logger_kwargs(logger_cfg: DictConfig, resume_step: int | None) -> dict[str,
     # steps an interrupted run logged after its last checkpoint are not shown twice (values are
     # logged at the steps taken: those of the checkpoint's own step stay). A new run in a folder
     # hides all: a run stopped before its first checkpoint (nothing to resume) left curves there.
-    if str(logger_cfg.get("_target_", "")).endswith("TensorBoardLogger"):
+    # The CSV logger keeps its earlier rows the same way (trackers.CSVTracker).
+    if str(logger_cfg.get("_target_", "")).endswith(("TensorBoardLogger", "CSVTracker")):
         return {"purge_step": 0 if resume_step is None else resume_step + 1}
     return {}
 

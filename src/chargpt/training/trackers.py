@@ -1,4 +1,4 @@
-"""MLflow and Weights & Biases as chargpt loggers: Lightning's own loggers, plus what a run needs.
+"""CSV, MLflow and Weights & Biases as chargpt loggers: Lightning's own loggers, plus what a run needs.
 
 - A resumed run continues the same tracker run: the TrackerRuns callback keeps each tracker's
   run id in the checkpoint, and the logger reads it back from `resume_from` (the run's ckpt_path)
@@ -6,10 +6,12 @@
 - Hyperparameters go in as flat config keys (`model.n_layer`, `optimizer.lr`), as in TensorBoard's
   HParams view, not as nested dicts or the whole vocabulary.
 - Runs are named after their run directory unless the config names them.
+- The CSV file of a resumed run keeps the rows logged before its checkpoint.
 """
 
 from __future__ import annotations
 
+import csv
 import os
 from pathlib import Path
 from typing import Any
@@ -17,18 +19,25 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
-from lightning.pytorch.loggers import MLFlowLogger, WandbLogger
+from lightning.pytorch.loggers import CSVLogger, MLFlowLogger, WandbLogger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
+from lightning.pytorch.loggers.logger import rank_zero_experiment
 from lightning.pytorch.utilities import rank_zero_warn
 
 from chargpt.checkpoints import resolve_checkpoint
 from chargpt.distributed import is_rank_zero
-from chargpt.errors import ChargptError, ConfigError
+from chargpt.errors import ChargptError, ConfigError, first_line
 
 TRACKER_RUNS_KEY = "TrackerRuns"  # the callback's state key in checkpoints
+MLFLOW_STORE = "mlflow_tracking_uri"  # beside the run ids: where the MLflow run is
+# The user's MLFLOW_TRACKING_URI: MLflow sets the variable itself once a logger has used a store, and
+# a later run of the same process (a sweep's next job) must not take that for the user's choice.
+_USER_TRACKING_URI = os.environ.get("MLFLOW_TRACKING_URI")
 
 
-def stored_run_id(resume_from: str | None, tracker: str) -> str | None:
-    """The tracker's run id kept in the checkpoint a run resumes from (None for a new run)."""
+def kept_in_checkpoint(resume_from: str | None, key: str) -> str | None:
+    """What TrackerRuns kept under `key` (a tracker's run id, the MLflow store) in the checkpoint a
+    run resumes from; None for a new run."""
     if not resume_from:
         return None
     try:
@@ -38,7 +47,20 @@ def stored_run_id(resume_from: str | None, tracker: str) -> str | None:
     except (ChargptError, OSError, RuntimeError, ValueError):
         return None  # training reports an unreadable checkpoint itself
     runs = (ckpt.get("callbacks") or {}).get(TRACKER_RUNS_KEY) if isinstance(ckpt, dict) else None
-    return runs.get(tracker) if isinstance(runs, dict) else None
+    return runs.get(key) if isinstance(runs, dict) else None
+
+
+def _store_of_run(resume_from: str | None) -> str | None:
+    """The MLflow store a resumed run logged to, when it is a local folder that is still there (a
+    store named relative to the launch folder is another one from elsewhere) or a server."""
+    uri = kept_in_checkpoint(resume_from, MLFLOW_STORE)
+    if not uri:
+        return None
+    if uri.startswith("file:"):
+        from urllib.parse import unquote, urlparse
+
+        return uri if Path(unquote(urlparse(uri).path)).is_dir() else None
+    return uri
 
 
 def flat_params(params: dict[str, Any]) -> dict[str, Any]:
@@ -72,6 +94,53 @@ def _import_check(module: str, extra: str) -> None:
         ) from None
 
 
+class CSVTracker(CSVLogger):
+    """Lightning's CSVLogger, continued by a resumed run. Lightning's writer deletes the
+    metrics.csv it finds, and with it the interrupted run's rows; here the rows before `purge_step`
+    stay, as TensorBoard's purge_step keeps its events, and those at or after it go (logged after
+    the checkpoint, the resume logs them again). Without `purge_step`, Lightning's behaviour."""
+
+    def __init__(self, *args: Any, purge_step: int | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._purge_step = purge_step
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> ExperimentWriter:
+        if self._experiment is not None:
+            return self._experiment
+        path = Path(self.log_dir) / ExperimentWriter.NAME_METRICS_FILE
+        header, kept = _rows_before(path, self._purge_step)
+        writer = super().experiment  # deletes the file
+        if header:
+            with path.open("w", newline="", encoding="utf-8") as file:
+                rows = csv.DictWriter(file, fieldnames=header)
+                rows.writeheader()
+                rows.writerows(kept)
+            writer.metrics_keys = list(header)  # the writer appends under this header from here on
+        return writer
+
+
+def _rows_before(path: Path, step: int | None) -> tuple[list[str], list[dict[str, str]]]:
+    """The header of the CSV file at `path` and its rows logged before `step` (none without one)."""
+    if not step or not path.is_file():
+        return [], []
+    try:
+        with path.open(newline="", encoding="utf-8") as file:
+            reader = csv.DictReader(file)
+            rows = [r for r in reader if _step_of(r) is not None and _step_of(r) < step]
+            return list(reader.fieldnames or []), rows
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return [], []  # unreadable: started afresh, as Lightning would
+
+
+def _step_of(row: dict[str, str]) -> int | None:
+    try:
+        return int(float(row.get("step") or ""))
+    except ValueError:
+        return None
+
+
 class MLFlowTracker(MLFlowLogger):
     """Lightning's MLFlowLogger; a local file store unless `tracking_uri` names a server or database."""
 
@@ -86,7 +155,7 @@ class MLFlowTracker(MLFlowLogger):
         **kwargs: Any,
     ) -> None:
         _import_check("mlflow", "mlflow")
-        tracking_uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+        tracking_uri = tracking_uri or _USER_TRACKING_URI or _store_of_run(resume_from)
         if not tracking_uri:
             # MLflow calls its file store "maintenance mode" and refuses it unless told; for one
             # person's local runs it is the store that needs no server.
@@ -96,9 +165,23 @@ class MLFlowTracker(MLFlowLogger):
             experiment_name=experiment_name,
             run_name=_run_name(run_name, run_dir),
             tracking_uri=tracking_uri,
-            run_id=stored_run_id(resume_from, "mlflow"),
+            run_id=kept_in_checkpoint(resume_from, "mlflow"),
             **kwargs,
         )
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> Any:
+        try:
+            return super().experiment
+        except Exception as err:  # MLflow's, or its file store's plain Exception for a folder gone
+            if self._run_id is None or self._initialized:
+                raise
+            raise ConfigError(
+                f"the MLflow run {self._run_id} this run logged to is not in the store {self._tracking_uri} "
+                f"({first_line(err, 120)}); set logger.mlflow.tracking_uri (or logger.mlflow.save_dir) to "
+                "the store the run used"
+            ) from None
 
     def log_hyperparams(self, params: Any) -> None:
         flat = flat_params(dict(params))
@@ -126,7 +209,7 @@ class WandbTracker(WandbLogger):
         **kwargs: Any,
     ) -> None:
         _import_check("wandb", "wandb")
-        run_id = stored_run_id(resume_from, "wandb")
+        run_id = kept_in_checkpoint(resume_from, "wandb")
         if run_id is not None:
             kwargs.update(id=run_id, resume="allow")
         super().__init__(project=project, name=_run_name(name, run_dir), save_dir=save_dir or ".", **kwargs)
@@ -158,6 +241,7 @@ class TrackerRuns(Callback):
         for logger in trainer.loggers:
             if isinstance(logger, MLFlowLogger) and logger.run_id:
                 self.ids["mlflow"] = logger.run_id
+                self.ids[MLFLOW_STORE] = str(logger._tracking_uri)
             elif isinstance(logger, WandbLogger) and is_rank_zero():
                 self.ids["wandb"] = logger.experiment.id
 
