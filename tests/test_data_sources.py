@@ -385,6 +385,38 @@ def test_saved_dataset_rows_are_joined_and_a_named_split_validates(
         hf_module(saved, split="test").setup()
     with pytest.raises(DataError, match=re.escape(f"no split 'valid'; {splits} data.val_split=")):
         hf_module(saved, split="train", val_split="valid").setup()
+    # Validating on the training split was accepted: the model was scored on text it trained on.
+    with pytest.raises(DataError, match=re.escape("data.val_split=train is also the training split")):
+        hf_module(saved, split="train", val_split="train").setup()
+
+
+@needs_datasets
+def test_a_dataset_without_rows_is_one_clear_error(tmp_path: Path, datasets: ModuleType, monkeypatch) -> None:
+    # datasets' own IndexError and StopIteration came out as tracebacks.
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf cache"))
+    saved = tmp_path / "empty dataset"
+    datasets.Dataset.from_dict({"text": []}).save_to_disk(str(saved))
+    with pytest.raises(DataError, match=re.escape(f"the dataset at {saved} holds no rows")):
+        hf_module(saved, split="train").setup()
+    (tmp_path / "empty.jsonl").write_text("")
+    with pytest.raises(DataError, match=re.escape("empty.jsonl holds no rows (its files are empty)")):
+        hf_module("json", data_files=str(tmp_path / "empty.jsonl"), split="train").setup()
+
+
+@needs_datasets
+def test_a_dataset_saved_as_one_split_has_no_other_split_to_name(
+    tmp_path: Path, datasets: ModuleType
+) -> None:
+    # Its split settings were ignored: data.val_split=validation validated on a copy of the training text.
+    rows = [f"row {i}" for i in range(40)]
+    saved = tmp_path / "one split"
+    datasets.Dataset.from_dict({"text": rows}, split="train").save_to_disk(str(saved))
+    assert text_of(hf_module(saved, split="train"), "train_ids").startswith("row 0\n\nrow 1")
+    for settings, named in (({"val_split": "validation"}, "data.val_split=validation"),
+                            ({"split": "banana"}, "data.split=banana")):
+        expected = f"was saved as one split (train), so {named} names none"
+        with pytest.raises(DataError, match=re.escape(expected)):
+            hf_module(saved, **{"split": "train", **settings}).setup()
 
 
 @needs_datasets

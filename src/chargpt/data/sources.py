@@ -309,7 +309,10 @@ def load_hf(name: str, config: str | None, data_files: Any, split: str, setting:
     datasets = _datasets()
     local = Path(expand_path(name))
     if _is_saved_dataset(local):
-        loaded = datasets.load_from_disk(str(local))
+        try:
+            loaded = datasets.load_from_disk(str(local))
+        except IndexError:  # what datasets raises for a split saved with no rows (no data file)
+            raise DataError(f"the dataset at {local} holds no rows; save one with text in it") from None
         if isinstance(loaded, datasets.DatasetDict):
             if split not in loaded:
                 raise DataError(
@@ -317,7 +320,16 @@ def load_hf(name: str, config: str | None, data_files: Any, split: str, setting:
                     f"{', '.join(loaded)}; pass {setting}=one of them"
                 )
             return loaded[split]
-        return loaded  # a single saved split
+        # A single saved split: it is the training text (data.split keeps its default, or names the
+        # split it was saved from); it has no other split to validate on.
+        saved_as = str(getattr(loaded, "split", None) or "")
+        if setting != "data.split" or (split != "train" and split != saved_as):
+            raise DataError(
+                f"the dataset at {local} was saved as one split ({saved_as or 'unnamed'}), so "
+                f"{setting}={split} names none of it; leave {setting} out (without data.val_split the last "
+                "part of the text validates, data.train_fraction), or save a DatasetDict that has that split"
+            )
+        return loaded
     if isinstance(data_files, str):
         data_files = expand_path(data_files)
         # A builder such as `text` reads local files (a hub dataset's data_files name its own files).
@@ -326,6 +338,9 @@ def load_hf(name: str, config: str | None, data_files: Any, split: str, setting:
                             "(quote it on the command line: data.data_files='corpus/*.txt')")
     try:
         return datasets.load_dataset(name, config, data_files=data_files, split=split)
+    except StopIteration:  # a builder (json, csv, ...) that found no row in its files
+        raise DataError(f"data.data_files={data_files} holds no rows (its files are empty); give files with "
+                        "rows") from None
     except datasets.exceptions.DatasetGenerationError as err:
         # The builder failed on a file: datasets keeps the reason as the cause.
         cause = err.__cause__

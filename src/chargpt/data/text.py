@@ -132,6 +132,12 @@ class CharText:
             dataset = load_hf(self.name, self.config, self.data_files, split)
             separator = self._separator()
             parts = [hf_part(dataset, f"{self.name}[{split}]", self.text_field, separator)]
+            if self.val_split == split:
+                raise DataError(
+                    f"data.val_split={split} is also the training split (data.split): validation would score "
+                    "the text the model trains on; name another split, or leave data.val_split out (the last "
+                    "part of the training split validates, data.train_fraction)"
+                )
             if self.val_split:
                 val = load_hf(self.name, self.config, self.data_files, self.val_split, "data.val_split")
                 label = f"{self.name}[{self.val_split}]"
