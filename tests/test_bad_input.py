@@ -184,6 +184,15 @@ TRAIN_CASES = [
     ("checkpoint monitor unknown", ["callbacks.model_checkpoint.monitor=abc"],
      "callbacks.model_checkpoint.monitor=abc is not a logged metric; use one of val/loss"),
     ("a needed setting removed", ["~seed"], "~seed removed a setting this command needs (seed)"),
+    # Hydra's ValueError and "Could not load 'logger/mlflo'" with its search path; a traceback at
+    # the first step for a file in the way of a logger's folder.
+    ("a config group set to null", ["logger=null"],
+     "logger=null: a config group takes the name of one of its options (csv, mlflow, none, tensorboard, "
+     "wandb); leave it out for its default; logger=none for none"),
+    ("a misspelt option in a group's list", ["logger=[tensorboard, mlflo]"],
+     "logger=mlflo is not an option of logger; use one of: csv"),
+    ("a logger's folder behind a file", ["logger=tensorboard", "logger.tensorboard.save_dir={corpus}/tb"],
+     "logger.tensorboard.save_dir={corpus}/tb: cannot write there (Not a directory); pick a writable folder"),
     ("a callback of one's own that fails without a message",  # was an IndexError's traceback
      ["+callbacks.mine._target_=test_bad_input.callback_failing_without_a_message"],
      "error: callbacks.mine: ValueError"),

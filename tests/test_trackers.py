@@ -33,6 +33,27 @@ def csv_val_losses(run: Path) -> dict[int, float]:
         return {int(r["step"]): float(r["val/loss"]) for r in csv.DictReader(f) if r.get("val/loss")}
 
 
+def test_no_logger_as_an_empty_list_and_wandb_without_a_login(
+    corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    # logger=[] was omegaconf's traceback; W&B without a login its own.
+    args = [a for a in bare_train_args(corpus, tmp_path / "run", "trainer.max_steps=2") if a != "logger=none"]
+    assert run_cli(main, *args, "logger=[]") == 0
+    assert sorted(p.name for p in (tmp_path / "run").iterdir() if not p.name.startswith(".")) == [
+        "checkpoints", "metrics.json", "status.json", "train.log"]
+    pytest.importorskip("wandb")
+    for variable in ("WANDB_API_KEY", "WANDB_MODE"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # no ~/.netrc
+    monkeypatch.setenv("WANDB_CONFIG_DIR", str(tmp_path / "wandb config"))
+    capsys.readouterr()
+    assert run_cli(main, *args, "logger=wandb", f"hydra.run.dir={tmp_path / 'w'}") == 2
+    err = capsys.readouterr().err
+    [line] = [x for x in err.splitlines() if x.startswith("error:")]  # W&B warns on its own too
+    assert line.startswith("error: logger=wandb cannot start a W&B run (") and "WANDB_MODE=offline" in line
+    assert "Traceback" not in err
+
+
 def test_a_resumed_run_keeps_its_csv_rows_before_the_checkpoint(corpus: Path, tmp_path: Path) -> None:
     # Lightning's CSV writer deleted metrics.csv when a run resumed: the report's curves and the
     # file lost every step before the resume.

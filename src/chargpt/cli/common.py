@@ -254,13 +254,23 @@ def _group_dirs(argv: list[str]) -> list[Path] | None:
 
 
 def check_group_option(key: str, value: str, config_dirs: list[Path]) -> None:
-    """`group=option` (or a sweep's `group=a,b`) for a config group in `config_dirs` must name
-    options that exist there: a ConfigError listing them, before Hydra composes anything."""
+    """`group=option` (or a sweep's `group=a,b`, or a list `group=[a,b]`) for a config group in
+    `config_dirs` must name options that exist there: a ConfigError listing them, before Hydra
+    composes anything."""
     groups = [d / key for d in config_dirs if (d / key).is_dir()]
-    if "/" in key or "." in key or not groups or not re.fullmatch(r"[\w\-]+(,[\w\-]+)*", value):
-        return  # not a config group, or a value Hydra reads itself (null, glob(...), ...)
+    if "/" in key or "." in key or not groups:
+        return  # not a config group
     known = sorted({f.stem for group in groups for f in group.glob("*.yaml")})
-    unknown = [name for name in value.split(",") if name not in known and name != "null"]
+    if value == "null":  # Hydra's ValueError, with a traceback
+        none = f"; {key}=none for none" if "none" in known else ""
+        raise ConfigError(f"{key}=null: a config group takes the name of one of its options "
+                          f"({', '.join(known)}); leave it out for its default{none}")
+    listed = re.fullmatch(r"\[\s*([\w\-]+(?:\s*,\s*[\w\-]+)*)?\s*\]", value)
+    if listed is not None:
+        value = re.sub(r"\s+", "", listed[1] or "")
+    elif not re.fullmatch(r"[\w\-]+(,[\w\-]+)*", value):
+        return  # a value Hydra reads itself (glob(...), ...)
+    unknown = [name for name in value.split(",") if name and name not in known]
     if unknown:
         raise ConfigError(f"{key}={unknown[0]} is not an option of {key}; use one of: {', '.join(known)}")
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -22,6 +23,7 @@ from hydra.utils import instantiate
 from lightning.fabric.plugins import TorchCheckpointIO
 from lightning.fabric.plugins.environments import SLURMEnvironment, TorchElasticEnvironment
 from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
+from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
 from chargpt.checkpoints import check_resumable, read_checkpoint, resolve_checkpoint
@@ -357,6 +359,29 @@ def _logger_kwargs(logger_cfg: DictConfig, resume_step: int | None) -> dict[str,
     return {}
 
 
+def _logger(key: str, config: DictConfig, resume_step: int | None) -> Logger:
+    """The logger a config names; a folder it cannot write to is one error naming
+    `logger.KEY.save_dir` (a file in the way was a traceback at the first step, and W&B wrote to
+    /tmp instead, silently)."""
+    if save_dir := config.get("save_dir"):
+        try:
+            Path(save_dir).mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=save_dir):
+                pass
+        except OSError as err:
+            raise ConfigError(
+                f"logger.{key}.save_dir={save_dir}: cannot write there ({err.strerror or err}); pick a "
+                "writable folder"
+            ) from None
+    try:
+        return instantiate(config, **_logger_kwargs(config, resume_step))
+    except InstantiationException as err:
+        cause = err.__cause__ or err
+        if isinstance(cause, ChargptError):
+            raise cause from None
+        raise ConfigError(f"logger.{key}: {first_line(cause)}") from None
+
+
 def _callback(key: str, config: DictConfig) -> L.Callback:
     """The callback a config names, its bad settings one error naming `callbacks.KEY.SETTING`
     (before any step: Lightning would find some only at the first validation)."""
@@ -380,9 +405,7 @@ def build_trainer(cfg: DictConfig, resume_step: int | None = None) -> L.Trainer:
     """The Trainer with exactly the callbacks and loggers the config lists."""
     check_devices(cfg.trainer)
     callbacks = [_callback(key, c) for key, c in (cfg.callbacks or {}).items() if c is not None]
-    loggers = [
-        instantiate(c, **_logger_kwargs(c, resume_step)) for c in (cfg.logger or {}).values() if c is not None
-    ]
+    loggers = [_logger(key, c, resume_step) for key, c in (cfg.get("logger") or {}).items() if c is not None]
     # Lightning adds its own checkpointing and progress bar unless told not to: a config that
     # lists none gets none.
     defaults = {

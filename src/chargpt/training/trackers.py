@@ -175,8 +175,13 @@ class MLFlowTracker(MLFlowLogger):
         try:
             return super().experiment
         except Exception as err:  # MLflow's, or its file store's plain Exception for a folder gone
-            if self._run_id is None or self._initialized:
+            if self._initialized:
                 raise
+            if self._run_id is None:
+                raise ConfigError(
+                    f"cannot use the MLflow store {self._tracking_uri} ({first_line(err, 160)}); check "
+                    "logger.mlflow.tracking_uri (a server must be running), or leave it out for a local store"
+                ) from None
             raise ConfigError(
                 f"the MLflow run {self._run_id} this run logged to is not in the store {self._tracking_uri} "
                 f"({first_line(err, 120)}); set logger.mlflow.tracking_uri (or logger.mlflow.save_dir) to "
@@ -213,6 +218,19 @@ class WandbTracker(WandbLogger):
         if run_id is not None:
             kwargs.update(id=run_id, resume="allow")
         super().__init__(project=project, name=_run_name(name, run_dir), save_dir=save_dir or ".", **kwargs)
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> Any:
+        from wandb.errors import UsageError
+
+        try:
+            return super().experiment
+        except UsageError as err:  # no login: W&B's traceback
+            raise ConfigError(
+                f"logger=wandb cannot start a W&B run ({first_line(err, 160)}); log in once (wandb login, or "
+                "set WANDB_API_KEY), or run offline: WANDB_MODE=offline chargpt-train ..."
+            ) from None
 
     def log_hyperparams(self, params: Any) -> None:
         super().log_hyperparams(flat_params(dict(params)))
