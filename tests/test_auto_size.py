@@ -514,6 +514,16 @@ def test_the_budget_callbacks_reserve_reaches_the_climb(
     assert code == 2 and "stopped before timing" in err and seen == [passed]
 
 
+@pytest.mark.parametrize("value", ["abc", "null", "-5"])
+def test_a_bad_reserve_is_refused_before_any_timing(tmp_path: Path, capsys, monkeypatch, value) -> None:
+    monkeypatch.setattr(auto_size, "climb", lambda *a, **k: pytest.fail("timed shapes"))
+    args = ["model=auto", "budget_seconds=60", "data=text", f"data.path={write_corpus(tmp_path / 'c.txt')}",
+            f"hydra.run.dir={tmp_path / 'run'}", f"callbacks.time_budget.reserve_seconds={value}"]
+    code, _, err = run_main(train.main, args, capsys)
+    assert code == 2 and err.startswith("error: callbacks.time_budget.reserve_seconds=")
+    assert "must be a finite number >= 0" in err and "Traceback" not in err
+
+
 def test_a_larger_reserve_plans_fewer_steps() -> None:
     shape = LADDER[0]
     usual = auto_size.estimate(shape, 0.05, 100, 5.0, SHAKESPEARE_TRAIN, SHAKESPEARE_VAL)

@@ -65,6 +65,14 @@ def card(trained: TrainedModel, name: str = "test model") -> ModelCard:
                      trained.model.config.arch, val_loss=1.25, step=100)
 
 
+@pytest.mark.slow  # two ONNX exports: several seconds
+def test_an_onnx_export_is_the_same_bytes_every_time(tmp_path: Path) -> None:
+    trained = small_model("rope-swiglu-layernorm-qknorm-nobias")
+    exports = [export_model(trained, card(trained), "onnx", tmp_path / str(i)) for i in range(2)]
+    assert (exports[0] / "model.onnx").read_bytes() == (exports[1] / "model.onnx").read_bytes()
+    assert (exports[0] / "config.json").read_bytes() == (exports[1] / "config.json").read_bytes()
+
+
 def test_a_safetensors_export_is_the_same_bytes_every_time(tmp_path: Path) -> None:
     # The writer's metadata order changed from one export to the next (a Rust HashMap), so two
     # exports of one model differed; a tied model has three metadata keys (format, card, the tie).
@@ -301,6 +309,7 @@ def test_chargpt_export_reads_its_checkpoint_once(
     assert code == 0 and "exported mine (" in out and len(loads) == 1
 
 
+@pytest.mark.slow  # an ONNX export and a training command: several seconds
 def test_an_export_where_a_run_is_needed_and_lone_weights_are_named_as_such(
     ckpt: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
@@ -328,11 +337,21 @@ def test_an_export_where_a_run_is_needed_and_lone_weights_are_named_as_such(
     )
     # An export converted in place lost its only copy of the weights (overwrite=true replaced them).
     before = {f.name: f.read_bytes() for f in folder.iterdir()}
-    for out in (folder, folder / "."):
-        args = _export_args(folder, out, "format=onnx", "overwrite=true")
+    for source, out in ((folder, folder), (folder / "model.safetensors", f"{folder}/.")):
+        args = [f"ckpt_path={source}", f"out={out}", "format=onnx", "overwrite=true"]
         message = _error(run_main(export_cli.main, args, capsys))
         assert "is the export being read" in message and "write to another folder" in message
     assert {f.name: f.read_bytes() for f in folder.iterdir()} == before
+    renamed = folder / "copy.safetensors"  # inside the folder, under another name
+    renamed.write_bytes((folder / "model.safetensors").read_bytes())
+    message = _error(run_main(sample_cli.main, [f"ckpt_path={renamed}"], capsys))
+    assert message == f"error: {renamed} is not a file of the export it lies in ({folder}); pass that folder"
+    renamed.unlink()
+    onnx = export_model(trained, card(trained), "onnx", tmp_path / "onnx export")
+    code, _, err = run_main(train_cli.main, [
+        "data=text", f"data.path={corpus}", f"hydra.run.dir={tmp_path / 'run2'}", f"ckpt_path={onnx}"
+    ], capsys)
+    assert code == 2 and f"error: {onnx} is an ONNX export: it runs with ONNX Runtime" in err
     garbage = tmp_path / "garbage.ckpt"
     garbage.write_bytes(b"not a checkpoint at all")
     assert "not a torch zip archive" in _error(run_main(sample_cli.main, [f"ckpt_path={garbage}"], capsys))

@@ -8,6 +8,7 @@ import contextlib
 import io
 import os
 import random
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -213,8 +214,10 @@ def test_a_missing_group_option_is_one_line_naming_the_options(arg: str, tmp_pat
     options = "adamw, muon, muon_short"
     assert err == f"error: optimizer={bad} is not an option of optimizer; use one of: {options}\n"
     assert not (tmp_path / "run").exists()
-    assert hydra_argv(["x", "optimizer=null", "optimizer=glob(*)", "+optimizer.x=1"])[1:] == [
-        "optimizer=null", "optimizer=glob(*)", "+optimizer.x=1"]  # values Hydra reads itself pass
+    assert hydra_argv(["x", "optimizer=glob(*)", "+optimizer.x=1", "optimizer=[adamw]"])[1:] == [
+        "optimizer=glob(*)", "+optimizer.x=1", "optimizer=[adamw]"]  # values Hydra reads itself pass
+    with pytest.raises(ConfigError, match=re.escape("optimizer=null: a config group takes the name of")):
+        hydra_argv(["x", "optimizer=null"])  # Hydra's ValueError and traceback
 
 
 def test_quoting_round_trips_any_text() -> None:

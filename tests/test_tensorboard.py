@@ -158,7 +158,8 @@ def test_logged_story_comes_back_through_the_tensorboard_api(tmp_path: Path, ten
     # HParams: the hyperparameters and both metrics, with values, in the HParams view.
     experiment = board.post("data/plugin/hparams/experiment", {"experimentName": ""})
     names = {h["name"] for h in experiment["hparamInfos"]}
-    expected = {"optimizer.lr", "model.n_layer", "model.n_embd", "model.dropout", "data.batch_size", "seed"}
+    expected = {"optimizer.lr", "optimizer.name", "model.n_layer", "model.n_embd", "model.dropout",
+                "data.batch_size", "seed", "vocab_size"}  # vocab_size as the other trackers get it
     assert expected <= names
     groups = board.post("data/plugin/hparams/session_groups", {
         "experimentName": "", "startIndex": 0, "sliceSize": 10,

@@ -17,7 +17,7 @@ import torch
 
 from chargpt.data.tokenizer import describe_chars
 from chargpt.errors import CheckpointError, first_line
-from chargpt.export_layout import CONFIG_FILE, WEIGHTS, is_export
+from chargpt.export_layout import CONFIG_FILE, EXPORT_FILES, WEIGHTS, is_export, read_export_config
 from chargpt.files import atomic_path
 from chargpt.model import ModelConfig
 from chargpt.run_layout import (
@@ -150,6 +150,13 @@ def _not_a_run(path: Path) -> str:
     """Why an export (its folder or its weights), or safetensors weights, cannot go where a run's
     checkpoint is needed, and what to do instead."""
     folder = path if path.is_dir() else path.parent
+    if is_export(folder) and path != folder and path.name not in EXPORT_FILES:
+        return f"{path} is not a file of the export it lies in ({folder}); pass that folder"
+    if is_export(folder) and read_export_config(folder).get("weights") != WEIGHTS["safetensors"]:
+        return (
+            f"{path} is an ONNX export: it runs with ONNX Runtime (docs/serving-and-export.md), not in "
+            "chargpt; to train on, resume the run it was exported from (ckpt_path=RUN_DIR)"
+        )
     if is_export(folder):
         return (
             f"{path} is a chargpt export: a model's weights, not a run (no optimizer state, no step) to "

@@ -3,8 +3,8 @@
 An export is a folder holding config.json (the model settings, the vocabulary and the model
 card, plain JSON) and the weights: model.safetensors, or model.onnx (token ids of shape
 (batch, length), 1 <= length <= block_size, in; logits of shape (batch, length, vocab) out).
-`chargpt.load(folder)` reads safetensors exports. The libraries are the `export` extra, imported
-only here and only when used.
+Writing them is here; `chargpt.load(folder)` reads safetensors exports back (inference.py). The
+libraries are the `export` extra, imported only when used.
 """
 
 from __future__ import annotations

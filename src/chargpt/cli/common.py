@@ -13,6 +13,7 @@ config group does not have (`model=nope`), listing the options it has.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
@@ -399,22 +400,36 @@ def cli_task(task: F) -> F:
         if _literal is not None:
             sys.argv = _literal
         try:
-            return task(*args, **kwargs)
+            with naming_removed_settings():
+                return task(*args, **kwargs)
+        except ConfigError as err:  # a removed setting (naming_removed_settings); the task's own
+            if full_errors_requested():  # errors are lines already (exit_on_user_error)
+                raise
+            print(f"error: {err}", file=sys.stderr)
+            sys.exit(USAGE_EXIT_CODE)
         except BrokenPipeError:
             sys.exit(BROKEN_PIPE_EXIT_CODE)
         except OSError as err:  # Hydra would print it as a failure, with a traceback
             if err.errno not in NO_ROOM or full_errors_requested():
                 raise
             exit_no_room(err)
-        except (ConfigAttributeError, ConfigKeyError) as err:  # a setting the command reads is gone
-            removed = _removed_by_override(err)
-            if removed is None or full_errors_requested():
-                raise
-            print(f"error: ~{removed} removed a setting this command needs ({err.full_key}); leave it out "
-                  f"to keep its default, or set a value: {err.full_key}=VALUE", file=sys.stderr)
-            sys.exit(USAGE_EXIT_CODE)
 
     return wrapper  # type: ignore[return-value]
+
+
+@contextlib.contextmanager
+def naming_removed_settings() -> Iterator[None]:
+    """A setting the command reads, removed with `~KEY` on the command line: a ConfigError saying
+    so (omegaconf's "not in struct" traceback otherwise). chargpt-train uses it inside its status
+    record too, so that a sweep's job records the one line."""
+    try:
+        yield
+    except (ConfigAttributeError, ConfigKeyError) as err:
+        removed = _removed_by_override(err)
+        if removed is None:
+            raise
+        raise ConfigError(f"~{removed} removed a setting this command needs ({err.full_key}); leave it out "
+                          f"to keep its default, or set a value: {err.full_key}=VALUE") from None
 
 
 def _removed_by_override(err: ConfigAttributeError | ConfigKeyError) -> str | None:

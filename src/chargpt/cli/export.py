@@ -42,6 +42,7 @@ def _hydra_main(cfg: DictConfig) -> None:
         trained, ckpt, _ = load_with_checkpoint(cfg.ckpt_path, "cpu")
         check_exportable(trained.model.config, cfg.format)
         card = card_for(cfg.ckpt_path, trained, cfg.name, ckpt)
+        del ckpt  # its optimizer states: not kept while exporting
         export_model(trained, card, cfg.format, out, overwrite=cfg.overwrite)
     # What the export holds (a killed export's hidden staging folder, left by a kill -9, is not it).
     files = ", ".join(sorted(p.name for p in out.iterdir() if p.name in EXPORT_FILES))

@@ -135,9 +135,6 @@ def split_ids(ids: np.ndarray, split: str, cut: int, path: str) -> np.ndarray:
     return part
 
 
-# Training's own default, for a text whose run recorded no split.
-
-
 def check_train_fraction(train_fraction: object) -> None:
     """A fraction to cut the text at given by the user (None: the run's own)."""
     if train_fraction is not None and (isinstance(train_fraction, bool) or not isinstance(

@@ -60,6 +60,7 @@ def _hydra_main(cfg: DictConfig) -> None:
         use_threads(cfg.threads)
         trained, ckpt, _ = load_with_checkpoint(cfg.ckpt_path, pick_device(cfg.device))
         card = card_for(cfg.ckpt_path, trained, cfg.name, ckpt)
+        del ckpt  # its optimizer states and copy of the weights: not kept while serving
         engine = Engine(trained.model, trained.tokenizer, cfg.max_concurrency, cfg.max_queue, cfg.compile)
         engine.start()
         try:

@@ -19,6 +19,7 @@ from chargpt.cli.common import (
     check_prompt_text,
     cli_task,
     expand_path,
+    naming_removed_settings,
     quiet_known_warnings,
     resolve_prompt,
     run_main,
@@ -55,8 +56,6 @@ from chargpt.training.callbacks.safety import GracefulInterrupt, TrainingInterru
 CONFIG_NAME = "train"  # configs/train.yaml
 
 log = logging.getLogger(__name__)
-
-
 
 
 def train(cfg: DictConfig) -> float | None:
@@ -250,7 +249,8 @@ def resume_overrides(argv: list[str]) -> list[str]:
 @keep_finished_jobs  # a continued sweep does not train its finished jobs again
 @record_status  # status.json per run; in a sweep a failing job does not stop the others
 def _hydra_main(cfg: DictConfig) -> float | None:
-    return train(cfg)
+    with naming_removed_settings():  # inside record_status: a sweep's job records the one line
+        return train(cfg)
 
 
 def main() -> None:

@@ -1,4 +1,4 @@
-"""Continuing one run: where its last checkpoint is, and the command that resumes from it.
+"""Continuing one run: the command that resumes it from its last checkpoint.
 
 Torch-free, so that chargpt-report can tell a stopped run's resume command without loading torch.
 """

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -182,6 +181,14 @@ def saved_matmul_precision(run_dir: Path) -> str:
     return str(saved) if saved in precision.MATMUL_PRECISIONS else "high"
 
 
+def budget_reserve(cfg: DictConfig) -> float:
+    """The seconds the budget callback keeps back at the end of the run (model=auto sizes its model
+    with them), checked as the callback checks them: a bad value is refused before any timing."""
+    key = "callbacks.time_budget.reserve_seconds"
+    value = OmegaConf.select(cfg, key, default=budget_plan.RESERVE_SECONDS)
+    return float(real_number(key, value, low=0))
+
+
 def size_automatically(
     cfg: DictConfig, datamodule: CharDataModule, base: ModelConfig, ckpt: dict[str, Any] | None, start: float
 ) -> auto_size.Choice:
@@ -209,9 +216,7 @@ def size_automatically(
             auto_size.usable_ladder(train_chars, val_chars), measure, float(cfg.budget_seconds),
             lambda: time.monotonic() - start, train_chars, val_chars,
             dropout=base.dropout if "model.dropout" in given else None,
-            reserve_seconds=float(OmegaConf.select(
-                cfg, "callbacks.time_budget.reserve_seconds", default=auto_size.RESERVE_SECONDS
-            )),
+            reserve_seconds=budget_reserve(cfg),
         )
     choices = dict(HydraConfig.get().runtime.choices) if HydraConfig.initialized() else {}
     auto_size.apply_choice(cfg, choice, overrides, choices)
@@ -359,20 +364,25 @@ def _logger_kwargs(logger_cfg: DictConfig, resume_step: int | None) -> dict[str,
     return {}
 
 
+def _unwritable(folder: Path) -> str | None:
+    """Why files cannot be made in `folder` or under it once it is made (None: they can), without
+    making it: a logger makes its folder only when it is used (MLflow's may not be, on a resume)."""
+    existing = next((p for p in (folder, *folder.absolute().parents) if os.path.lexists(p)), None)
+    if existing is None:
+        return None
+    if not existing.is_dir():
+        return "Not a directory" if existing != folder else "it is a file"
+    return None if os.access(existing, os.W_OK | os.X_OK) else "Permission denied"
+
+
 def _logger(key: str, config: DictConfig, resume_step: int | None) -> Logger:
     """The logger a config names; a folder it cannot write to is one error naming
     `logger.KEY.save_dir` (a file in the way was a traceback at the first step, and W&B wrote to
     /tmp instead, silently)."""
-    if save_dir := config.get("save_dir"):
-        try:
-            Path(save_dir).mkdir(parents=True, exist_ok=True)
-            with tempfile.TemporaryFile(dir=save_dir):
-                pass
-        except OSError as err:
-            raise ConfigError(
-                f"logger.{key}.save_dir={save_dir}: cannot write there ({err.strerror or err}); pick a "
-                "writable folder"
-            ) from None
+    if (save_dir := config.get("save_dir")) and (why := _unwritable(Path(save_dir))):
+        raise ConfigError(
+            f"logger.{key}.save_dir={save_dir}: cannot write there ({why}); pick a writable folder"
+        )
     try:
         return instantiate(config, **_logger_kwargs(config, resume_step))
     except InstantiationException as err:
@@ -446,6 +456,7 @@ def build_run(cfg: DictConfig) -> Run:
     check_launch(cfg)
     check_trainer_numbers(cfg.trainer, finetuning=bool(cfg.get("init_from")))
     budget_plan.checked_seconds(cfg.get("budget_seconds"))  # before model=auto times anything
+    budget_reserve(cfg)
     decided = []  # what this machine decided, noted in the saved config
     precision_auto = resolve_precision(cfg)  # before model=auto times its shapes in it
     if yes_no("keep_freed_memory", cfg.get("keep_freed_memory", False)):

@@ -25,6 +25,7 @@ from chargpt.data.tokenizer import CharTokenizer, describe_chars
 from chargpt.distributed import is_rank_zero
 from chargpt.model.sampling import check_sampling, iter_tokens
 from chargpt.training.budget_plan import sampling_seconds
+from chargpt.training.trackers import flat_params
 
 BEST_VAL_LOSS = "hparams/best_val_loss"
 LAST_VAL_LOSS = "hparams/last_val_loss"
@@ -123,19 +124,6 @@ def _hparam_value(value: Any) -> int | float | str:
     return value if isinstance(value, (int, float, str)) and not isinstance(value, bool) else str(value)
 
 
-def _flatten(prefix: str, config: dict[str, Any] | None) -> dict[str, Any]:
-    """`{"lr": 1e-3, "_target_": "torch.optim.AdamW"}` -> `{prefix.lr: 1e-3, prefix.name: "AdamW"}`."""
-    flat = {}
-    for key, value in (config or {}).items():
-        if key == "_target_":
-            flat[f"{prefix}.name"] = str(value).rsplit(".", 1)[-1]
-        elif isinstance(value, dict):
-            flat.update(_flatten(f"{prefix}.{key}", value))
-        else:
-            flat[f"{prefix}.{key}"] = value
-    return flat
-
-
 class HParamsSummary(Callback):
     """The run's hyperparameters (named like their config keys, e.g. `optimizer.lr`) with its best
     and last validation loss, for TensorBoard's HParams view.
@@ -151,9 +139,8 @@ class HParamsSummary(Callback):
     def params(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, Any]:
         hp = pl_module.hparams
         params: dict[str, Any] = {
-            **_flatten("model", hp.get("model")),
-            **_flatten("optimizer", hp.get("optimizer")),
-            **_flatten("scheduler", hp.get("scheduler")),
+            **flat_params({key: dict(hp.get(key) or {}) for key in ("model", "optimizer", "scheduler")}),
+            "vocab_size": len(hp.get("vocab") or []),
             "trainer.max_steps": trainer.max_steps,
             "trainer.precision": trainer.precision,
             "trainer.world_size": trainer.world_size,
