@@ -8,6 +8,7 @@ every attention call and recomputes the weights from them; training itself is un
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from collections.abc import Callable, Iterator
@@ -89,8 +90,22 @@ def attention_maps(model: nn.Module, idx: torch.Tensor) -> torch.Tensor:
 
 
 def visible(char: str) -> str:
-    """A character as an axis label: newline, tab and space shown by a symbol, not as blank."""
-    return VISIBLE.get(char, char if char.isprintable() else f"U+{ord(char):04X}")
+    """A character as an axis label: newline, tab and space shown by a symbol, not as blank; one the
+    labels' font has no glyph for (CJK, emoji in DejaVu Sans Mono) by its code, not as a box."""
+    if char in VISIBLE:
+        return VISIBLE[char]
+    return char if char.isprintable() and _has_glyph(char) else f"U+{ord(char):04X}"
+
+
+def _has_glyph(char: str) -> bool:
+    return _label_font().get_char_index(ord(char)) != 0
+
+
+@functools.cache
+def _label_font() -> Any:
+    from matplotlib import font_manager, ft2font
+
+    return ft2font.FT2Font(font_manager.findfont(font_manager.FontProperties(family="monospace")))
 
 
 VISIBLE = {"\n": "\u21b5", " ": "\u2423", "\t": "\u2192", "\r": "\u240d"}  # ↵ ␣ → ␍
@@ -115,10 +130,10 @@ def render_attention(maps: torch.Tensor, prompt: str, title: str | None = None) 
     # the left of each map, key labels and "key (attended to)" below the last row, titles above.
     label_width = max(len(label) for label in labels) * 0.6 * font / 72 + 0.08
     upright = label_width < 0.2  # single characters; longer labels (U+0007) run down, not across
-    key_height = 0.2 if upright else label_width
+    key_height = 0.27 if upright else label_width  # the labels and their gap to the map's edge
     left, gap_x, gap_y = label_width + 0.3, label_width + 0.2, key_height + 0.05
     top, map_title, bottom = (0.45 if title else 0.1), 0.3, key_height + 0.3
-    bar_gap, bar_width, bar_label = 0.15, 0.15, 0.75
+    bar_gap, bar_width, bar_label = 0.15, 0.15, 0.95  # the bar's label: two lines
     width = left + heads * side + (heads - 1) * gap_x + bar_gap + bar_width + bar_label
     height = top + layers * (map_title + side) + (layers - 1) * gap_y + bottom
     fig = Figure(figsize=(width, height), dpi=100)
@@ -142,13 +157,14 @@ def render_attention(maps: torch.Tensor, prompt: str, title: str | None = None) 
                 ax.text(i, t - 0.3, labels[i], ha="center", va="top", rotation=0 if upright else 90, **text)
                 ax.text(-0.7, i, labels[i], ha="right", va="center", **text)
             if layer == layers - 1:
-                ax.set_xlabel("key (attended to)", fontsize=9, labelpad=key_height * 72 - 2)
+                ax.set_xlabel("key (attended to)", fontsize=9, labelpad=key_height * 72)
             if head == 0:
                 ax.set_ylabel("query", fontsize=9, labelpad=label_width * 72 + 2)
     rows = layers * (map_title + side) + (layers - 1) * gap_y - map_title
     bar = fig.colorbar(image, cax=fig.add_axes(
         ((width - bar_label - bar_width) / width, bottom / height, bar_width / width, rows / height)))
-    bar.set_label("attention weight (square-root scale; grey: hidden by the causal mask)", fontsize=9)
+    # Two short lines: one long line ran off a picture of one layer (2.6 inches high).
+    bar.set_label("attention weight (square-root scale)\ngrey: hidden by the causal mask", fontsize=9)
     bar.set_ticks([0.0, 0.05, 0.2, 0.5, 1.0])
     if title:
         fig.suptitle(title, fontsize=11, y=1 - 0.12 / height, va="top")
