@@ -346,6 +346,15 @@ def test_a_utf16_text_without_a_byte_order_mark_is_named_alone_and_in_a_folder(t
         module(text.parent).setup()
 
 
+def test_a_nul_byte_past_the_head_of_a_file_is_named_with_its_offset(tmp_path: Path) -> None:
+    # Only the first bytes were checked: a late NUL trained as a character of the vocabulary.
+    text = tmp_path / "log.txt"
+    head = "plain text line\n" * 2000
+    text.write_bytes(head.encode() + b"tail\0end\n")
+    with pytest.raises(DataError, match=re.escape(f"{text} holds a NUL byte at offset {len(head) + 4}")):
+        module(text).setup()
+
+
 # -- Hugging Face datasets -------------------------------------------------------------------------
 
 needs_datasets = pytest.mark.skipif(lacks("datasets"), reason="the hf extra is not installed")

@@ -82,6 +82,9 @@ def file_chunks(path: Path) -> Callable[[], Iterator[tuple[str, int]]]:
                         f"{path} is not UTF-8 text (bad byte near offset {offset + err.start}); "
                         "convert it to UTF-8, e.g. with iconv"
                     ) from None
+                if (nul := raw.find(b"\0")) >= 0:  # past the head the file was first checked by
+                    raise DataError(f"{path} holds a NUL byte at offset {offset + nul} (a binary part?); no "
+                                    "text holds one: remove it, or leave the file out")
                 yield text, len(raw)
                 if not raw:
                     return
