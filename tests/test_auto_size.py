@@ -478,40 +478,26 @@ def test_a_shape_is_timed_with_the_runs_dropout_unless_another_is_asked_for(monk
     assert seen == [0.2, 0.05]
 
 
-@pytest.mark.parametrize(
-    ("extra", "passed"), [([], None), (["model.dropout=0"], 0.0), (["model.dropout=0.1"], 0.1)]
-)
-def test_a_command_line_dropout_reaches_the_climb(tmp_path: Path, capsys, monkeypatch, extra, passed) -> None:
-    # Given, it is timed with every shape and never replaced by the rule's (None: the rule's).
-    seen = []
-
-    def stop(*args, dropout=None, **kwargs):
-        seen.append(dropout)
-        raise ConfigError("stopped before timing")
-
-    monkeypatch.setattr(auto_size, "climb", stop)
-    args = ["model=auto", "budget_seconds=60", "data=text", f"data.path={write_corpus(tmp_path / 'c.txt')}",
-            f"hydra.run.dir={tmp_path / 'run'}", *extra]
-    code, _, err = run_main(train.main, args, capsys)
-    assert code == 2 and "stopped before timing" in err and seen == [passed]
-
-
-@pytest.mark.parametrize(("extra", "passed"), [([], 2.0), (["callbacks.time_budget.reserve_seconds=9"], 9.0)])
-def test_the_budget_callbacks_reserve_reaches_the_climb(
-    tmp_path: Path, capsys, monkeypatch, extra, passed
+@pytest.mark.parametrize(("extra", "keyword", "passed"), [
+    ([], "dropout", None), (["model.dropout=0"], "dropout", 0.0), (["model.dropout=0.1"], "dropout", 0.1),
+    ([], "reserve_seconds", 2.0), (["callbacks.time_budget.reserve_seconds=9"], "reserve_seconds", 9.0),
+])
+def test_command_line_settings_reach_the_climb(
+    tmp_path: Path, capsys, monkeypatch, extra, keyword, passed
 ) -> None:
-    # The climb planned with the default 2 s whatever the callback was told to keep back.
-    seen = []
+    # A given dropout is timed with every shape and never replaced by the rule's (None: the rule's).
+    # The reserve: the climb planned with the default 2 s whatever the callback was told to keep back.
+    seen = {}
 
-    def stop(*args, reserve_seconds=None, **kwargs):
-        seen.append(reserve_seconds)
+    def stop(*args, **kwargs):
+        seen.update(kwargs)
         raise ConfigError("stopped before timing")
 
     monkeypatch.setattr(auto_size, "climb", stop)
     args = ["model=auto", "budget_seconds=60", "data=text", f"data.path={write_corpus(tmp_path / 'c.txt')}",
             f"hydra.run.dir={tmp_path / 'run'}", *extra]
     code, _, err = run_main(train.main, args, capsys)
-    assert code == 2 and "stopped before timing" in err and seen == [passed]
+    assert code == 2 and "stopped before timing" in err and seen[keyword] == passed
 
 
 @pytest.mark.parametrize("value", ["abc", "null", "-5"])
