@@ -184,6 +184,8 @@ TRAIN_CASES = [
     ("checkpoint monitor unknown", ["callbacks.model_checkpoint.monitor=abc"],
      "callbacks.model_checkpoint.monitor=abc is not a logged metric; use one of val/loss"),
     ("a needed setting removed", ["~seed"], "~seed removed a setting this command needs (seed)"),
+    ("a setting read at the end removed (refused before training)", ["~sample.seed"],
+     "~sample.seed removed a setting this command needs (sample.seed)"),
     # Hydra's ValueError and "Could not load 'logger/mlflo'" with its search path; a traceback at
     # the first step for a file in the way of a logger's folder.
     ("a config group set to null", ["logger=null"],

@@ -108,7 +108,7 @@ def _train(cfg: DictConfig, parallel: Path | None) -> float | None:
     # must not waste the run.
     check_sampling(cfg.sample.temperature, cfg.sample.top_k, cfg.sample.top_p, cfg.sample.max_new_tokens,
                    "sample.")
-    seed("sample.seed", cfg.sample.get("seed"), optional=True)
+    seed("sample.seed", cfg.sample.seed, optional=True)  # read now: ~sample.seed fails before training
     if cfg.sample.max_new_tokens > 0:
         check_prompt_text(cfg.sample.prompt, "sample.prompt")
     datamodule, module, trainer, ckpt_path, finetuning = build_run(cfg)
