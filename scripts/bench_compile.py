@@ -32,7 +32,7 @@ from collections.abc import Callable
 import torch
 from hydra import compose, initialize_config_dir
 
-from chargpt.cli.common import CONFIG_PATH
+from chargpt.cli import CONFIG_PATH
 from chargpt.model import ModelConfig, build_model
 from chargpt.training.build import plain
 from chargpt.training.optim import build_optimizer

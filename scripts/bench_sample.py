@@ -20,7 +20,7 @@ import time
 import torch
 from hydra import compose, initialize_config_dir
 
-from chargpt.cli.common import CONFIG_PATH
+from chargpt.cli import CONFIG_PATH
 from chargpt.model import ModelConfig, build_model
 from chargpt.model.sampling import iter_tokens
 from chargpt.training.build import plain

@@ -30,7 +30,7 @@ from urllib.parse import urlsplit
 import torch
 from hydra import compose, initialize_config_dir
 
-from chargpt.cli.common import CONFIG_PATH
+from chargpt.cli import CONFIG_PATH
 from chargpt.model import ModelConfig, build_model
 from chargpt.training.build import plain
 

@@ -39,7 +39,8 @@ from hydra import compose, initialize_config_dir
 from lightning.pytorch.callbacks import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from chargpt.cli.common import CONFIG_PATH, quiet_known_warnings
+from chargpt.cli import CONFIG_PATH
+from chargpt.cli.common import quiet_known_warnings
 from chargpt.data.windows import TrainWindows
 from chargpt.errors import ConfigError
 from chargpt.training import precision

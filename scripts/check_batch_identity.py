@@ -17,7 +17,7 @@ from collections.abc import Callable
 import torch
 from hydra import compose, initialize_config_dir
 
-from chargpt.cli.common import CONFIG_PATH
+from chargpt.cli import CONFIG_PATH
 from chargpt.data.tokenizer import CharTokenizer
 from chargpt.inference import TrainedModel
 from chargpt.model import ModelConfig, build_model

@@ -41,7 +41,7 @@ from typing import Any
 import torch
 
 from chargpt import load
-from chargpt.cli.common import CONFIG_PATH
+from chargpt.cli import CONFIG_PATH
 from chargpt.overrides import hydra_quoted, omegaconf_literal
 
 # Peak dense (no sparsity) bf16 tensor FLOP/s from the vendor's data sheets; the first match wins.

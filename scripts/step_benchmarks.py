@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from hydra import compose, initialize_config_dir
 
-from chargpt.cli.common import CONFIG_PATH
+from chargpt.cli import CONFIG_PATH
 from chargpt.model import ModelConfig, build_model
 from chargpt.training.build import plain
 from chargpt.training.optim import build_optimizer

@@ -13,8 +13,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 
-from chargpt.cli import train
-from chargpt.cli.common import CONFIG_PATH
+from chargpt.cli import CONFIG_PATH, train
 from chargpt.errors import ConfigError
 from chargpt.model import ModelConfig
 from chargpt.training import auto_size, budget_plan, build, precision

@@ -259,7 +259,7 @@ def test_cli_budget_run_records_the_count(corpus: Path, tmp_path: Path, monkeypa
 def test_cpu_100s_preset_is_budgeted_and_validates_only_at_the_end() -> None:
     from hydra import compose, initialize_config_dir
 
-    from chargpt.cli.common import CONFIG_PATH
+    from chargpt.cli import CONFIG_PATH
 
     with initialize_config_dir(config_dir=CONFIG_PATH, version_base="1.3"):
         cfg = compose(config_name="train", overrides=["experiment=cpu_100s"])

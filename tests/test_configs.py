@@ -9,7 +9,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
-from chargpt.cli.common import CONFIG_PATH
+from chargpt.cli import CONFIG_PATH
 from chargpt.model import ModelConfig, build_model
 from chargpt.training import CharLM
 from chargpt.training.build import build_trainer, plain, resolve_precision

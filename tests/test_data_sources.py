@@ -14,7 +14,7 @@ from types import ModuleType
 import pytest
 
 from chargpt.checkpoints import check_resumable
-from chargpt.cli.common import hydra_argv
+from chargpt.cli.argv import hydra_argv
 from chargpt.data import CharDataModule
 from chargpt.data.sources import CACHE_FILE
 from chargpt.errors import ChargptError, CheckpointError, ConfigError, DataError
@@ -559,7 +559,7 @@ def test_data_hf_without_a_name_is_one_clear_error(tmp_path: Path) -> None:
     from hydra import compose, initialize_config_dir
     from hydra.utils import instantiate
 
-    from chargpt.cli.common import CONFIG_PATH
+    from chargpt.cli import CONFIG_PATH
 
     with initialize_config_dir(config_dir=CONFIG_PATH, version_base="1.3"):
         cfg = compose(config_name="train", overrides=["data=hf", f"paths.output_dir={tmp_path}"])

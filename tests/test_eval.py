@@ -12,10 +12,10 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from chargpt.checkpoints import RESUME_STATE_KEY
+from chargpt.cli import CONFIG_PATH
 from chargpt.cli import eval as eval_cli
 from chargpt.cli import sample as sample_cli
 from chargpt.cli import train as train_cli
-from chargpt.cli.common import CONFIG_PATH
 from chargpt.cli.recorded_text import training_text
 from chargpt.data.corpus import sha256_of
 from conftest import bare_train_args, make_checkpoint, run_cli, run_main, write_corpus

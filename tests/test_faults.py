@@ -18,7 +18,7 @@ from hydra import compose, initialize_config_dir
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from chargpt import checkpoints, files
-from chargpt.cli.common import CONFIG_PATH
+from chargpt.cli import CONFIG_PATH
 from chargpt.cli.train import main as train_main
 from chargpt.errors import CheckpointError
 from chargpt.training.build import build_trainer

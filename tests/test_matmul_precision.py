@@ -9,8 +9,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from chargpt.cli import train
-from chargpt.cli.common import CONFIG_PATH
+from chargpt.cli import CONFIG_PATH, train
 from chargpt.errors import ConfigError
 from chargpt.training import build, precision
 from conftest import bare_train_args, run_main, write_corpus

@@ -10,8 +10,9 @@ from pathlib import Path
 from lightning.pytorch.utilities.model_summary import ModelSummary
 from lightning.pytorch.utilities.warnings import PossibleUserWarning
 
+from chargpt.cli import CONFIG_PATH
 from chargpt.cli import train as train_cli
-from chargpt.cli.common import CONFIG_PATH, quiet_known_warnings
+from chargpt.cli.common import quiet_known_warnings
 from chargpt.data.tokenizer import CharTokenizer
 from chargpt.training.callbacks.tensorboard import known_prompt
 from chargpt.training.module import CharLM

@@ -70,10 +70,10 @@ def entry_point(script: str):  # a console script's main function
 
 
 def config_path() -> str:
-    for module in ("chargpt.cli.common", "chargpt.hydra_app"):  # the layout, then the flat package
+    for module in ("chargpt.cli", "chargpt.hydra_app"):  # the layout, then the flat package
         with contextlib.suppress(ImportError):
             return importlib.import_module(module).CONFIG_PATH
-    raise AssertionError("no CONFIG_PATH in chargpt.cli.common")
+    raise AssertionError("no CONFIG_PATH in chargpt.cli")
 
 
 # --- reading the documents -------------------------------------------------------------------

@@ -69,7 +69,7 @@ def test_fused_and_foreach_adamw_match_the_reference_loop(variant: dict) -> None
 def test_adamw_is_fused_by_default_alone_and_inside_muon(optimizer: str) -> None:
     from hydra import compose, initialize_config_dir
 
-    from chargpt.cli.common import CONFIG_PATH
+    from chargpt.cli import CONFIG_PATH
     from chargpt.training.build import plain
 
     with initialize_config_dir(config_dir=CONFIG_PATH, version_base="1.3"):

@@ -19,7 +19,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from chargpt.checkpoints import stored_corpus, stored_split
 from chargpt.checks import whole_number
-from chargpt.cli.common import CONFIG_PATH, cli_task, quiet_known_warnings, run_main, use_threads
+from chargpt.cli import CONFIG_PATH
+from chargpt.cli.common import cli_task, quiet_known_warnings, run_main, use_threads
 from chargpt.cli.recorded_text import check_read_alike, recorded_data, split_ids
 from chargpt.data.text import text_of
 from chargpt.errors import ConfigError, exit_on_user_error

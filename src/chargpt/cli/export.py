@@ -8,7 +8,8 @@ import hydra
 from omegaconf import DictConfig
 
 from chargpt.checks import yes_no
-from chargpt.cli.common import CONFIG_PATH, cli_task, quiet_known_warnings, run_main
+from chargpt.cli import CONFIG_PATH
+from chargpt.cli.common import cli_task, quiet_known_warnings, run_main
 from chargpt.cli.exits import unwind_on_sigterm
 from chargpt.errors import ConfigError, exit_on_user_error
 from chargpt.export import check_destination, check_exportable, export_model

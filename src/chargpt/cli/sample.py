@@ -11,14 +11,9 @@ import hydra
 from omegaconf import DictConfig
 
 from chargpt.checks import seed, whole_number, yes_no
-from chargpt.cli.common import (
-    CONFIG_PATH,
-    cli_task,
-    quiet_known_warnings,
-    resolve_prompt,
-    run_main,
-    use_threads,
-)
+from chargpt.cli import CONFIG_PATH
+from chargpt.cli.common import cli_task, quiet_known_warnings, run_main, use_threads
+from chargpt.cli.prompts import resolve_prompt
 from chargpt.cli.recorded_text import check_train_fraction, training_text
 from chargpt.errors import ConfigError, exit_on_user_error
 from chargpt.inference import load_with_checkpoint, new_generator, pick_device

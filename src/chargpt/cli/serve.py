@@ -6,14 +6,8 @@ import hydra
 from omegaconf import DictConfig
 
 from chargpt.checks import whole_number, yes_no
-from chargpt.cli.common import (
-    CONFIG_PATH,
-    check_threads,
-    cli_task,
-    quiet_known_warnings,
-    run_main,
-    use_threads,
-)
+from chargpt.cli import CONFIG_PATH
+from chargpt.cli.common import check_threads, cli_task, quiet_known_warnings, run_main, use_threads
 from chargpt.errors import ConfigError, exit_on_user_error
 from chargpt.inference import load_with_checkpoint, pick_device
 from chargpt.model_card import card_for

@@ -14,18 +14,11 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
 from chargpt.checks import seed, training_seed
-from chargpt.cli.common import (
-    CONFIG_PATH,
-    check_prompt_text,
-    cli_task,
-    expand_path,
-    naming_removed_settings,
-    quiet_known_warnings,
-    resolve_prompt,
-    run_main,
-    use_threads,
-)
+from chargpt.cli import CONFIG_PATH
+from chargpt.cli.common import cli_task, naming_removed_settings, quiet_known_warnings, run_main, use_threads
 from chargpt.cli.exits import nothing_to_save_until_training, raising_on_sigterm
+from chargpt.cli.prompts import check_prompt_text, resolve_prompt
+from chargpt.data.sources import expand_path
 from chargpt.distributed import is_rank_zero
 from chargpt.errors import ChargptError, exit_on_user_error
 from chargpt.inference import TrainedModel

@@ -1,0 +1,328 @@
+"""The command line as the shell hands it over, made ready for Hydra.
+
+Free text on the command line: Hydra's override grammar rejects commas, quotes, brackets, spaces,
+`~`, non-ASCII letters and more, and reads `${...}` as an interpolation. The values of the
+free-text settings (prompts, data paths and dataset names, checkpoints, a model's name) are
+therefore taken literally: before Hydra parses the command line, `key=VALUE` becomes `key='VALUE'`
+with Hydra's quoting and OmegaConf's escaping, so the composed config holds exactly what the shell
+handed over. Path settings also get `~` and environment variables expanded; prompt files are read
+into their prompt. Any other override Hydra cannot parse is one `error:` line that shows the
+quoted form that works; so is an option a config group does not have (`model=nope`), listing the
+options it has.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import shlex
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+from hydra._internal.utils import get_args_parser
+from hydra.core.global_hydra import GlobalHydra
+
+from chargpt.cli import CONFIG_PATH
+from chargpt.cli.hydra_errors import settings_in
+from chargpt.data.encoding import BOM, read_as_trained
+from chargpt.data.sources import expand_path
+from chargpt.errors import ConfigError
+from chargpt.overrides import hydra_quoted, is_path_key, literal_value, omegaconf_literal, parses
+
+# Hydra's own options that take a value (the next argument is not an override), each with an
+# example of its value for the error when it is missing.
+_OPTION_VALUES = {
+    "-c": "job", "--cfg": "job", "-p": "model", "--package": "model", "-cp": "PATH", "--config-path": "PATH",
+    "-cn": "NAME", "--config-name": "NAME", "-cd": "DIR", "--config-dir": "DIR",
+    "--experimental-rerun": "FILE",
+}
+# Hydra's modes, short name -> long: a command line takes one.
+_MODES = {"-r": "--run", "-m": "--multirun", "-c": "--cfg", "-i": "--info", "-sc": "--shell-completion"}
+_MODE_NAMES = ("-m (a sweep)", "--cfg (print the config)", "--info", "-r (one run)", "-sc (shell completion)")
+_INFO_TOPICS = {"all", "config", "defaults", "defaults-tree", "plugins", "searchpath"}
+# `prompt_file=FILE` (or `-` for standard input) is read here and becomes the prompt setting.
+# The prompt-file settings of each command's config, and the prompt each one fills.
+PROMPT_FILES = {"sample": {"prompt_file": "prompt"}, "train": {"sample.prompt_file": "sample.prompt"}}
+# The prompt settings this process filled from a file, and the setting as typed (`prompt_file=x.txt`):
+# an error about the prompt's text names the file, which is where the user will fix it.
+_prompts_from_files: dict[str, str] = {}
+
+
+def _is_prompt(key: str) -> bool:
+    return key.rsplit(".", 1)[-1] == "prompt"
+
+
+def is_free_text_key(key: str) -> bool:
+    """Settings whose value is taken literally (prompts, paths, a model's name)."""
+    return is_path_key(key) or _is_prompt(key) or key == "name"
+
+
+def is_run_dir_key(key: str) -> bool:
+    """Settings that name a run's folder (a sweep job's included): taken as typed, interpolations kept."""
+    return key in ("hydra.run.dir", "hydra.sweep.dir", "hydra.sweep.subdir")
+
+
+def _split(arg: str) -> tuple[str, str, str] | None:
+    """`+key=value` -> ('+', 'key', 'value'); None for anything that is not `key=value`."""
+    match = re.match(r"^(\+{0,2})([\w.\-/@]+)=(.*)$", arg, re.DOTALL)
+    return (match.group(1), match.group(2), match.group(3)) if match else None
+
+
+@functools.cache
+def _hydra_options() -> tuple[str, ...]:
+    return tuple(o for action in get_args_parser()._actions for o in action.option_strings)
+
+
+@functools.cache
+def _hydra_long_options() -> tuple[str, ...]:
+    return tuple(o for o in _hydra_options() if o.startswith("--"))
+
+
+_CFG_PARTS = ("job", "hydra", "all")  # what --cfg prints
+
+
+def _check_options(argv: list[str]) -> None:
+    """An option Hydra does not have, or a --cfg part it does not print: one error line (its parser,
+    argparse, would print its usage page)."""
+    i = 1
+    while i < len(argv):
+        arg = argv[i]
+        flag, eq, value = arg.partition("=")
+        several = [o for o in _hydra_long_options() if o.startswith(flag)] if flag.startswith("--") else []
+        if len(several) > 1 and flag not in several:
+            raise ConfigError(f"{flag} is short for several options ({', '.join(several)}); write the one "
+                              "meant")
+        if arg.startswith("-") and flag not in _hydra_options():
+            raise ConfigError(f"{arg} is not an option of {Path(argv[0]).name}: settings are given as "
+                              "key=value, without dashes (--help lists the options)")
+        if flag in ("-c", "--cfg"):
+            part = value if eq else (argv[i + 1] if i + 1 < len(argv) else None)
+            if part is not None and part not in _CFG_PARTS:
+                raise ConfigError(f"{flag} {part}: it prints one of {', '.join(_CFG_PARTS)}, e.g. {flag} job")
+        i += 2 if arg in _OPTION_VALUES else 1
+
+
+def _full_option(arg: str) -> str:
+    """`arg` with an abbreviated long option of Hydra's written out (`--multi` -> `--multirun`,
+    `--config-d=x` -> `--config-dir=x`), as Hydra's parser (argparse) would read it; anything else
+    as it is. The checks below then see the option whatever way it was typed."""
+    flag, eq, value = arg.partition("=")
+    if not flag.startswith("--") or len(flag) < 3:
+        return arg
+    matches = [o for o in _hydra_long_options() if o.startswith(flag)]
+    return f"{matches[0]}{eq}{value}" if len(matches) == 1 else arg
+
+
+def full_options(argv: list[str]) -> list[str]:
+    return [*argv[:1], *(_full_option(arg) for arg in argv[1:])]
+
+
+def override_positions(argv: list[str]) -> Iterator[int]:
+    """Indices of the overrides in argv (argv[0] is the program): Hydra's options are skipped."""
+    i = 1
+    while i < len(argv):
+        arg = argv[i]
+        if arg in _OPTION_VALUES or (arg in ("-i", "--info") and i + 1 < len(argv)
+                                          and argv[i + 1] in _INFO_TOPICS):
+            i += 2
+            continue
+        if not arg.startswith("-"):
+            yield i
+        i += 1
+
+
+def _read_prompt_file(key: str, name: str) -> str:
+    try:
+        if name == "-":
+            stdin = getattr(sys.stdin, "buffer", None)
+            return read_as_trained(stdin.read()) if stdin is not None else sys.stdin.read().removeprefix(BOM)
+        return read_as_trained(Path(expand_path(_unquoted(key, name))).read_bytes())
+    except (OSError, UnicodeDecodeError) as err:
+        reason = getattr(err, "strerror", None) or str(err)
+        raise ConfigError(f"{key}={name}: cannot read it ({reason}); give a readable UTF-8 text file, "
+                          "or - for standard input") from None
+
+
+def literal_argv(argv: list[str], config_name: str | None = None) -> list[str]:
+    """The command line with prompt files read into their prompt setting (still as the shell gave
+    it), for a command whose config (`config_name`) has one; elsewhere a prompt file is a setting
+    the command does not have, and is not read."""
+    out = list(argv)
+    _prompts_from_files.clear()  # a new command line: tests run several in one process
+    prompt_files = PROMPT_FILES.get(config_name or "", {})
+    given = {p[1] for i in override_positions(out) if (p := _split(out[i]))}
+    for i in override_positions(out):
+        parts = _split(out[i])
+        if parts is None or parts[1] not in prompt_files:
+            continue
+        plus, key, name = parts
+        target = prompt_files[key]
+        if target in given:
+            raise ConfigError(f"both {target} and {key} are set; give one of them")
+        out[i] = f"{plus}{target}={_read_prompt_file(key, name)}"
+        _prompts_from_files[target] = f"{key}={name}"
+    return out
+
+
+def prompt_source(setting: str) -> str:
+    """How to name the prompt `setting` in an error: the prompt file it was read from, if any."""
+    return _prompts_from_files.get(setting, setting)
+
+
+def hydra_argv(argv: list[str]) -> list[str]:
+    """The command line as Hydra must see it: free-text values quoted, paths expanded; an override
+    Hydra cannot parse is a ConfigError that shows the quoted form."""
+    out = full_options(argv)
+    for i, arg in enumerate(out[1:], start=1):
+        # argparse's own refusal ("expected one argument") is a usage page.
+        if arg in _OPTION_VALUES and (i + 1 == len(out) or re.match(r"-[^\d.]", out[i + 1])):
+            raise ConfigError(f"{arg} needs a value after it, e.g. {arg} {_OPTION_VALUES[arg]}")
+    _check_options(out)
+    group_dirs = _group_dirs(out)
+    for i in override_positions(out):
+        parts = _split(out[i])
+        if parts is not None:
+            plus, key, value = parts
+            # null (or nothing) still means "none" for a path or a name; a prompt takes it as text.
+            if is_free_text_key(key) and not (not _is_prompt(key) and value.lower() in ("null", "")):
+                out[i] = f"{plus}{key}={_free_text(key, value)}"
+                continue
+            if is_run_dir_key(key):  # may use ${now:...}: expanded, and quoted only when needed
+                value = value if value[:1] in ("'", '"') else expand_path(value)
+                out[i] = f"{plus}{key}={value}"
+                if parses(out[i], single_string=True):
+                    continue
+                out[i] = f"{plus}{key}={hydra_quoted(value, interpolate=True)}"
+        if parts is None and out[i - 1] in ("-i", "--info"):  # a misspelt topic, not an override
+            raise ConfigError(_not_an_info_topic(out[i]))
+        if not parses(out[i]):
+            raise ConfigError(_unparsable(out[i]))
+        if parts is not None and group_dirs is not None:
+            check_group_option(parts[1], parts[2], group_dirs)
+    # Hydra's parser takes the overrides as one run of positional arguments: any after an option
+    # (`seed=1,2 -m lr=...`) were refused with its usage text. The overrides first, in order, then
+    # the options (a bare --info, whose topic is optional, must not take an override for one).
+    overrides = list(override_positions(out))
+    options = [arg for i, arg in enumerate(out) if i and i not in overrides]
+    for flag, eq, topic in (arg.partition("=") for arg in options):
+        if flag in ("-i", "--info") and eq and topic not in _INFO_TOPICS:  # argparse would print its usage
+            raise ConfigError(_not_an_info_topic(topic))
+    flags = [arg.partition("=")[0] for arg in options]
+    modes = list(dict.fromkeys(f for f in flags if f in _MODES or f in _MODES.values()))
+    if len({_MODES.get(mode, mode) for mode in modes}) > 1:  # Hydra's own refusal is a traceback
+        raise ConfigError(f"{' and '.join(modes)} cannot be combined: a command runs one of "
+                          f"{', '.join(_MODE_NAMES)}; keep one of them")
+    return [*out[:1], *(out[i] for i in overrides), *options]
+
+
+def _group_dirs(argv: list[str]) -> list[Path] | None:
+    """The config folders Hydra searches for this command line: chargpt's and any `--config-dir`;
+    None when the search path is set another way (`--config-path`, `hydra.searchpath`), whose
+    options only Hydra can list."""
+    dirs = [Path(CONFIG_PATH)]
+    for i, arg in enumerate(argv[1:], start=1):
+        flag, eq, value = arg.partition("=")
+        if flag in ("-cp", "--config-path"):
+            return None
+        if arg in ("-cd", "--config-dir") and i + 1 < len(argv):
+            dirs.append(Path(expand_path(argv[i + 1])))
+        elif flag == "--config-dir" and eq:
+            dirs.append(Path(expand_path(value)))
+    if any((parts := _split(argv[i])) and parts[1] == "hydra.searchpath" for i in override_positions(argv)):
+        return None
+    return dirs
+
+
+def check_group_option(key: str, value: str, config_dirs: list[Path]) -> None:
+    """`group=option` (or a sweep's `group=a,b`, or a list `group=[a,b]`) for a config group in
+    `config_dirs` must name options that exist there: a ConfigError listing them, before Hydra
+    composes anything."""
+    groups = [d / key for d in config_dirs if (d / key).is_dir()]
+    if "/" in key or "." in key or not groups:
+        return  # not a config group
+    known = sorted({f.stem for group in groups for f in group.glob("*.yaml")})
+    if value == "null":  # Hydra's ValueError, with a traceback
+        none = f"; {key}=none for none" if "none" in known else ""
+        raise ConfigError(f"{key}=null: a config group takes the name of one of its options "
+                          f"({', '.join(known)}); leave it out for its default{none}")
+    listed = re.fullmatch(r"\[\s*([\w\-]+(?:\s*,\s*[\w\-]+)*)?\s*\]", value)
+    if listed is not None:
+        value = re.sub(r"\s+", "", listed[1] or "")
+    elif not re.fullmatch(r"[\w\-]+(,[\w\-]+)*", value):
+        return  # a value Hydra reads itself (glob(...), ...)
+    unknown = [name for name in value.split(",") if name and name not in known]
+    if unknown:
+        raise ConfigError(f"{key}={unknown[0]} is not an option of {key}; use one of: {', '.join(known)}")
+
+
+def _unquoted(key: str, value: str) -> str:
+    """A path without Hydra's way of quoting it ("data.path='src/*.py'", 'it\\'s.txt')."""
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+        unquoted = literal_value(f"{key}={value}")
+        return unquoted if unquoted != value else value[1:-1]
+    return value
+
+
+def _free_text(key: str, value: str) -> str:
+    if is_path_key(key):
+        value = expand_path(_unquoted(key, value))
+        if key.startswith("data.") and "${" in value:
+            # Hydra's instantiate resolves the data config twice, and OmegaConf's second pass
+            # reads an escaped `${` as an interpolation: such a path cannot arrive intact.
+            raise ConfigError(f"{key}={value}: a data path cannot contain '${{'; rename the file or "
+                              "link it under another name")
+    if key.startswith("callbacks."):
+        # Only ever instantiated, which resolves it once more: one more level of escaping.
+        return hydra_quoted(omegaconf_literal(value))
+    return hydra_quoted(value)
+
+
+def _hydra_function_call(value: str) -> re.Match[str] | None:
+    """`value` starting as a call of one of Hydra's override functions (choice, interval, tag, ...)."""
+    from hydra.core.override_parser.overrides_parser import create_functions  # the error path only
+
+    return re.match(rf"\s*({'|'.join(map(re.escape, create_functions().definitions))})\s*\(", value)
+
+
+def _not_an_info_topic(topic: str) -> str:
+    return (f"--info {topic}: {topic!r} is not one of its topics; use one of "
+            f"{', '.join(sorted(_INFO_TOPICS))}, or --info alone for all of them")
+
+
+def _unparsable(arg: str) -> str:
+    parts = _split(arg)
+    if parts is None:
+        return (f"cannot read the override {arg!r}: overrides are key=value; "
+                "see the command's --help")
+    plus, key, value = parts
+    if match := _hydra_function_call(value):
+        # Meant as a sweep or search expression: quoting it would make it text, which no setting takes.
+        return (f"cannot read the override {arg!r}: its value starts as Hydra's {match[1]}(...) but does not "
+                "parse; check its parentheses, commas and numbers, e.g. "
+                f"'{key}=tag(log, interval(1e-4, 1e-2))'")
+    works = f"{plus}{key}={hydra_quoted(value)}"
+    # As typed in a shell: in double quotes where that needs no escapes.
+    works = f'"{works}"' if not re.search(r'["$`\\!]', works) else shlex.quote(works)
+    return (f"cannot read the override {arg!r} (Hydra's override syntax reserves characters such as "
+            f"spaces, commas, quotes and brackets); quote the value: {works}")
+
+
+def settings_beside(config_name: str, overrides: list[str]) -> Callable[[str], list[str]]:
+    """For a command's config: the settings beside a key, in the config the other overrides make
+    (composed again, on the error path only); none when that cannot be composed."""
+
+    def settings(key: str) -> list[str]:
+        others = [o for o in overrides if o.lstrip("+~").split("=", 1)[0] != key]
+        GlobalHydra.instance().clear()
+        try:
+            with initialize_config_dir(config_dir=CONFIG_PATH, version_base="1.3"):
+                config = compose(config_name, overrides=others)
+        except Exception:
+            return []
+        finally:
+            GlobalHydra.instance().clear()
+        return settings_in(config, key)
+
+    return settings

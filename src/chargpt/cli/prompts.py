@@ -1,0 +1,46 @@
+"""Prompts for sampling: checked before a run is built, resolved against the model's vocabulary."""
+
+from __future__ import annotations
+
+import sys
+
+from chargpt.cli.argv import prompt_source
+from chargpt.data.tokenizer import CharTokenizer, describe_chars
+from chargpt.errors import ConfigError
+from chargpt.inference import start_prompt
+
+
+def resolve_prompt(prompt: object, tokenizer: CharTokenizer, setting: str = "prompt") -> str:
+    """The prompt a command samples from, checked before any work: text whose characters the
+    vocabulary has, or (unset) the start prompt, with a note when that is not a new line."""
+    if prompt is None:
+        start = start_prompt(tokenizer)
+        if start != "\n":
+            print(
+                f"note: the model's text has no newline, so samples start from {start!r}; "
+                f"{setting}=TEXT starts from another text",
+                file=sys.stderr,
+            )
+        return start
+    check_prompt_text(prompt, setting)
+    if unknown := tokenizer.unknown_chars(prompt):
+        raise ConfigError(f"{prompt_source(setting)} has characters not in the model's vocabulary: "
+                          f"{describe_chars(unknown)}; remove them from it, or use a model trained on "
+                          "text that has them")
+    return prompt
+
+
+def check_prompt_text(prompt: object, setting: str = "prompt") -> None:
+    """A set prompt is text of at least one character (None: the model's start prompt). Needs no
+    model: a training checks it before any work (the sampler would refuse it after the run)."""
+    if prompt is None:
+        return
+    if not isinstance(prompt, str):
+        raise ConfigError(f"{setting}={prompt!r} must be text, e.g. {setting}=ROMEO:")
+    if not prompt:
+        if (source := prompt_source(setting)) != setting:
+            raise ConfigError(f"{source} is empty; give a file with at least one character, or leave "
+                              f"{setting} unset")
+        raise ConfigError(f"{setting} is empty; give at least one character, e.g. {setting}=ROMEO:, or "
+                          "leave it unset")
+
