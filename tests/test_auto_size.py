@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from chargpt.cli import CONFIG_PATH, train
 from chargpt.errors import ConfigError
 from chargpt.model import ModelConfig
-from chargpt.training import auto_size, budget_plan, build, precision
+from chargpt.training import auto_size, budget_plan, precision
 from chargpt.training.auto_size import LADDER, Shape, climb, dropout_for, non_embedding_params
 from chargpt.training.build import plain
 from conftest import StepHook, bare_train_args, run_main, write_corpus
@@ -354,9 +354,9 @@ def test_precision_auto_is_bf16_autocast_where_it_is_the_way_to_bf16_units(
             ["trainer.precision=auto"], ["model=auto", "budget_seconds=60"])]  # model=auto's default
         default = compose(config_name="train")
     for cfg in asked:
-        assert build.resolve_precision(cfg)
+        assert precision.resolve_precision(cfg)
         assert cfg.trainer.precision == expected
-    assert not build.resolve_precision(default)
+    assert not precision.resolve_precision(default)
     assert default.trainer.precision == "32-true"  # auto only when asked for
     assert precision.resolved("auto", torch.device("cpu")) == expected
 
@@ -379,7 +379,7 @@ def test_the_saved_config_holds_the_precision_auto_resolved_to(tmp_path: Path, c
 def test_a_resumed_run_keeps_the_precision_auto_gave_it(tmp_path: Path, capsys, monkeypatch) -> None:
     # Started where auto is float32; resumed where auto is bf16 autocast (another machine, or a run
     # from before auto's rule changed): it goes on in float32, unless float32 is asked for no more.
-    monkeypatch.setattr(build, "calibration_device", lambda trainer: torch.device("cpu"))
+    monkeypatch.setattr(precision, "run_device", lambda trainer: torch.device("cpu"))
     monkeypatch.setattr(precision, "native_bf16", lambda device: False)
     run = tmp_path / "run"
     args = bare_train_args(write_corpus(tmp_path / "c.txt"), run, "trainer.precision=auto",
@@ -401,8 +401,9 @@ def test_a_resumed_run_keeps_the_precision_auto_gave_it(tmp_path: Path, capsys, 
     saved = sorted((run / ".hydra").glob("resume-*/config.yaml"))[-1].read_text()
     assert saved.startswith("# trainer.precision=auto kept 32-true, the checkpoint's\n")
     # A checkpoint from before the precision was recorded: the run's saved config says.
-    assert build.saved_precision(run) == "32-true"
-    assert build.keep_precision(compose_auto(), {"hyper_parameters": {}}, run / "checkpoints" / "last.ckpt")
+    assert precision.saved_precision(run) == "32-true"
+    last = run / "checkpoints" / "last.ckpt"
+    assert precision.keep_precision(compose_auto(), {"hyper_parameters": {}}, last)
     # Given on the command line, the user's choice wins.
     resume = [a.replace("max_steps=3", "max_steps=4") for a in resume]
     code, _, err = run_main(train.main, [*resume, f"ckpt_path={run}", "trainer.precision=bf16-mixed"], capsys)
@@ -413,7 +414,7 @@ def test_a_resumed_run_keeps_the_precision_auto_gave_it(tmp_path: Path, capsys, 
 def compose_auto() -> DictConfig:
     with initialize_config_dir(config_dir=CONFIG_PATH, version_base="1.3"):
         cfg = compose(config_name="train", overrides=["trainer.precision=auto"])
-    build.resolve_precision(cfg)  # bf16-mixed, as the test's CPU now has bf16 units and no AMX
+    precision.resolve_precision(cfg)  # bf16-mixed, as the test's CPU now has bf16 units and no AMX
     return cfg
 
 

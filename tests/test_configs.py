@@ -12,7 +12,8 @@ from hydra.utils import instantiate
 from chargpt.cli import CONFIG_PATH
 from chargpt.model import ModelConfig, build_model
 from chargpt.training import CharLM
-from chargpt.training.build import build_trainer, plain, resolve_precision
+from chargpt.training.build import build_trainer, plain
+from chargpt.training.precision import resolve_precision
 
 GROUPS = ["data", "model", "optimizer", "scheduler", "trainer", "callbacks", "logger", "experiment", "debug"]
 

@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 
 from chargpt.cli import CONFIG_PATH, train
 from chargpt.errors import ConfigError
-from chargpt.training import build, precision
+from chargpt.training import precision
 from conftest import bare_train_args, run_main, write_corpus
 
 
@@ -53,13 +53,13 @@ def test_an_unknown_precision_names_the_accepted_ones(given: object) -> None:
 
 def test_resolving_sets_torchs_precision_and_writes_it_into_the_config(monkeypatch) -> None:
     monkeypatch.setattr(precision, "amx_tiles", lambda: True)
-    monkeypatch.setattr(build, "calibration_device", lambda trainer: torch.device("cpu"))  # GPU or not
+    monkeypatch.setattr(precision, "run_device", lambda trainer: torch.device("cpu"))  # GPU or not
     with initialize_config_dir(config_dir=CONFIG_PATH, version_base="1.3"):
         default = compose(config_name="train")
         given = compose(config_name="train", overrides=["matmul_precision=highest"])
-    assert build.resolve_matmul_precision(default)  # auto is the default
+    assert precision.resolve_matmul_precision(default)  # auto is the default
     assert default.matmul_precision == "medium" and torch.get_float32_matmul_precision() == "medium"
-    assert not build.resolve_matmul_precision(given)
+    assert not precision.resolve_matmul_precision(given)
     assert given.matmul_precision == "highest" and torch.get_float32_matmul_precision() == "highest"
 
 
@@ -93,7 +93,7 @@ def _products_of(run: Path) -> tuple[str, str]:
 
 
 def test_a_resumed_run_keeps_the_products_it_trained_with(tmp_path: Path, capsys, monkeypatch) -> None:
-    monkeypatch.setattr(build, "calibration_device", lambda trainer: torch.device("cpu"))
+    monkeypatch.setattr(precision, "run_device", lambda trainer: torch.device("cpu"))
     monkeypatch.setattr(precision, "float32_attention_available", lambda: True)  # as on torch >= 2.9
     monkeypatch.setattr(precision, "amx_tiles", lambda: False)
     run = tmp_path / "run"
@@ -135,7 +135,7 @@ def test_a_resumed_run_keeps_the_products_it_trained_with(tmp_path: Path, capsys
     ],
 )
 def test_what_a_resume_keeps(tmp_path: Path, monkeypatch, hparams, saved, compiled, kept) -> None:
-    monkeypatch.setattr(build, "calibration_device", lambda trainer: torch.device("cpu"))
+    monkeypatch.setattr(precision, "run_device", lambda trainer: torch.device("cpu"))
     monkeypatch.setattr(precision, "float32_attention_available", lambda: True)
     monkeypatch.setattr(precision, "amx_tiles", lambda: True)
     file = tmp_path / "run" / "checkpoints" / "last.ckpt"
@@ -145,8 +145,8 @@ def test_what_a_resume_keeps(tmp_path: Path, monkeypatch, hparams, saved, compil
         (tmp_path / "run" / ".hydra" / "config.yaml").write_text(saved)
     with initialize_config_dir(config_dir=CONFIG_PATH, version_base="1.3"):
         cfg = compose(config_name="train", overrides=[f"model.compile={str(compiled).lower()}"])
-    assert build.resolve_matmul_precision(cfg)
-    assert build.keep_matmul_precision(cfg, {"hyper_parameters": hparams}, file) == (
+    assert precision.resolve_matmul_precision(cfg)
+    assert precision.keep_matmul_precision(cfg, {"hyper_parameters": hparams}, file) == (
         hparams.get("device_type") != "cuda" and not compiled)  # whether the run's own products stand
     assert cfg.matmul_precision == kept and torch.get_float32_matmul_precision() == kept
 

@@ -23,7 +23,7 @@ from lightning.fabric.plugins import TorchCheckpointIO
 from lightning.fabric.plugins.environments import SLURMEnvironment, TorchElasticEnvironment
 from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
 from lightning.pytorch.loggers import Logger
-from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from chargpt.checkpoints import check_resumable, read_checkpoint, resolve_checkpoint
 from chargpt.checks import real_number, shown, whole_number, yes_no
@@ -33,7 +33,7 @@ from chargpt.errors import ChargptError, ConfigError, SetupError, first_line
 from chargpt.files import write_text_atomic
 from chargpt.model import ModelConfig
 from chargpt.overrides import override_key
-from chargpt.run_layout import run_dir_of, saved_config
+from chargpt.run_layout import run_dir_of
 from chargpt.training import auto_size, budget_plan, precision
 from chargpt.training.callbacks import budget
 from chargpt.training.checkpoint_io import AtomicCheckpointIO, follow_moved_run
@@ -65,122 +65,6 @@ def task_overrides() -> list[str]:
     return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
 
 
-def calibration_device(trainer_cfg: DictConfig) -> torch.device:
-    """Where the run will train (one device): model=auto times its candidates there."""
-    accelerator = str(trainer_cfg.get("accelerator", "auto"))
-    if accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available()):
-        return torch.device("cuda", 0)
-    if accelerator == "mps" or (accelerator == "auto" and torch.backends.mps.is_available()):
-        return torch.device("mps")
-    return torch.device("cpu")
-
-
-def resolve_precision(cfg: DictConfig) -> bool:
-    """Write trainer.precision as Lightning names it, `auto` resolved for the run's device
-    (precision.auto_precision; what model=auto and experiment=cpu_100s ask for). Returns whether
-    `auto` was resolved."""
-    given = cfg.trainer.get("precision")
-    device = calibration_device(cfg.trainer)
-    name = precision.resolved(given, device)
-    with open_dict(cfg):
-        cfg.trainer.precision = name
-    if str(given) != "auto":
-        return False
-    log.info("trainer.precision=auto: %s (this %s: %s)", name, device.type.upper(),
-             precision.auto_precision(device)[1])
-    return True
-
-
-def resolve_matmul_precision(cfg: DictConfig) -> bool:
-    """Set the float32 products' precision, `auto` resolved for the run's device (bf16 products on
-    a CPU with AMX, docs/BENCHMARKS.md), and write it into cfg. Returns whether `auto` was
-    resolved."""
-    given = cfg.get("matmul_precision")
-    device = calibration_device(cfg.trainer)
-    compiled = bool(cfg.model.get("compile"))
-    auto = str(given) == "auto"
-    name, why = precision.auto_matmul(device, compiled) if auto else (
-        precision.resolved_matmul(given, device, compiled), "")
-    with open_dict(cfg):
-        cfg.matmul_precision = name
-    torch.set_float32_matmul_precision(name)
-    if auto:
-        log.info("matmul_precision=auto: %s (%s)", name, why)
-    return auto
-
-
-def keep_matmul_precision(cfg: DictConfig, ckpt: dict[str, Any], file: Path) -> bool:
-    """A resumed run with `auto` continues with the float32 products it trained with (`auto` may
-    resolve otherwise now: another machine of the same kind, or a checkpoint trained before `auto`
-    was the default), unless it trained on another kind of device or is compiled now and trained
-    with bf16 products (which `auto` never gives a compiled model): then `auto` stands. Returns
-    whether the run's products are the ones it trained with."""
-    hparams = ckpt.get("hyper_parameters", {})
-    recorded, source = hparams.get("matmul_precision"), "the checkpoint"
-    if recorded is None:  # written before the checkpoint recorded it: its run's saved config says
-        recorded, source = saved_matmul_precision(run_dir_of(file)), "its run's saved config"
-    if recorded == cfg.matmul_precision:
-        return True
-    why = _trained_elsewhere(cfg, hparams)
-    if why is None and recorded == "medium" and cfg.model.get("compile"):
-        why = "bf16 products are not kept in a compiled model"
-    if why is None:
-        log.info("matmul_precision=auto: %s, as %s says the run trained (not %s)", recorded, source,
-                 cfg.matmul_precision)
-        with open_dict(cfg):
-            cfg.matmul_precision = recorded
-        torch.set_float32_matmul_precision(recorded)
-        return True
-    log.info("matmul_precision=auto: %s, not the %s the run trained with (%s)", cfg.matmul_precision,
-             recorded, why)
-    return False
-
-
-def _trained_elsewhere(cfg: DictConfig, hparams: dict[str, Any]) -> str | None:
-    """Why a resumed run's recorded arithmetic does not hold here (it trained on another kind of
-    device), or None."""
-    device, trained_on = calibration_device(cfg.trainer).type, hparams.get("device_type")
-    if trained_on is not None and trained_on != device:
-        return f"it trained on {trained_on.upper()}, this run is on {device.upper()}"
-    return None
-
-
-def keep_precision(cfg: DictConfig, ckpt: dict[str, Any], file: Path) -> bool:
-    """A resumed run with trainer.precision=auto continues in the precision it trained in (`auto`
-    may resolve otherwise now: another machine, or a run from before its rule changed), unless it
-    trained on another kind of device: then `auto` stands. Returns whether the run's precision is
-    the one it trained in."""
-    hparams = ckpt.get("hyper_parameters", {})
-    recorded = hparams.get("precision") or saved_precision(run_dir_of(file))
-    if recorded == cfg.trainer.precision:
-        return True
-    if why := _trained_elsewhere(cfg, hparams):
-        log.info("trainer.precision=auto: %s, not the %s the run trained in (%s)", cfg.trainer.precision,
-                 recorded, why)
-        return False
-    log.info("trainer.precision=auto: %s, as the run trained (not %s)", recorded, cfg.trainer.precision)
-    with open_dict(cfg):
-        cfg.trainer.precision = recorded
-    return True
-
-
-def saved_precision(run_dir: Path) -> str:
-    """The precision a run's saved config names (`auto` is resolved there); Lightning's default,
-    32-true, when there is no such config."""
-    saved = (saved_config(run_dir).get("trainer") or {}).get("precision")
-    try:
-        return precision.unified(saved) if saved not in (None, "auto") else "32-true"
-    except ConfigError:
-        return "32-true"
-
-
-def saved_matmul_precision(run_dir: Path) -> str:
-    """The products a run's saved config names (resolved there since `auto` became the default);
-    `high`, the default before, when there is no such config."""
-    saved = saved_config(run_dir).get("matmul_precision")
-    return str(saved) if saved in precision.MATMUL_PRECISIONS else "high"
-
-
 def budget_reserve(cfg: DictConfig) -> float:
     """The seconds the budget callback keeps back at the end of the run (model=auto sizes its model
     with them), checked as the callback checks them: a bad value is refused before any timing."""
@@ -208,7 +92,7 @@ def size_automatically(
         train_chars, val_chars = len(datamodule.train_ids), len(datamodule.val_scored_ids)
         measure = auto_size.step_timer(
             base, plain(cfg.optimizer), datamodule.tokenizer.vocab_size, datamodule.train_ids,
-            calibration_device(cfg.trainer), cfg.trainer.get("gradient_clip_val"), int(cfg.seed),
+            precision.run_device(cfg.trainer), cfg.trainer.get("gradient_clip_val"), int(cfg.seed),
             str(cfg.trainer.precision),
         )
         given = {override_key(o) for o in overrides}
@@ -458,10 +342,10 @@ def build_run(cfg: DictConfig) -> Run:
     budget_plan.checked_seconds(cfg.get("budget_seconds"))  # before model=auto times anything
     budget_reserve(cfg)
     decided = []  # what this machine decided, noted in the saved config
-    precision_auto = resolve_precision(cfg)  # before model=auto times its shapes in it
+    precision_auto = precision.resolve_precision(cfg)  # before model=auto times its shapes in it
     if yes_no("keep_freed_memory", cfg.get("keep_freed_memory", False)):
         keep_freed_memory()
-    matmul_auto = resolve_matmul_precision(cfg)
+    matmul_auto = precision.resolve_matmul_precision(cfg)
     model_config = ModelConfig.from_dict(model_fields)  # validated before any data work
     check_window_length(cfg)
     check_optimizer(plain(cfg.optimizer))
@@ -502,13 +386,13 @@ def build_run(cfg: DictConfig) -> Run:
     if precision_auto:
         decided.append(
             f"trainer.precision=auto kept {cfg.trainer.precision}, the checkpoint's"
-            if ckpt is not None and keep_precision(cfg, ckpt, file)
+            if ckpt is not None and precision.keep_precision(cfg, ckpt, file)
             else f"trainer.precision=auto resolved to {cfg.trainer.precision} on this machine"
         )
     if matmul_auto:
         decided.append(
             f"matmul_precision=auto kept {cfg.matmul_precision}, the checkpoint's"
-            if ckpt is not None and keep_matmul_precision(cfg, ckpt, file)
+            if ckpt is not None and precision.keep_matmul_precision(cfg, ckpt, file)
             else f"matmul_precision=auto resolved to {cfg.matmul_precision} on this machine"
         )
     choice = None
@@ -537,7 +421,7 @@ def build_run(cfg: DictConfig) -> Run:
         scheduler=plain(cfg.scheduler),
         auto=choice.summary() if choice is not None else None,
         matmul_precision=str(cfg.matmul_precision),
-        device_type=calibration_device(cfg.trainer).type,
+        device_type=precision.run_device(cfg.trainer).type,
         precision=str(cfg.trainer.precision),
     )
     if pretrained is not None:

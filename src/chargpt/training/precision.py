@@ -1,8 +1,13 @@
-"""trainer.precision as a run uses it: Lightning's aliases unified, `auto` resolved for the device,
-and Lightning's own precision plugin for code that runs steps outside the Trainer (model=auto's
-calibration, the training benchmark's bare loop), so they time what the run will run."""
+"""trainer.precision and matmul_precision as a run uses them: Lightning's aliases unified, `auto`
+resolved for the device (and written into the run's config; a resumed run keeps what it trained
+with), and Lightning's own precision plugin for code that runs steps outside the Trainer
+(model=auto's calibration, the training benchmark's bare loop), so they time what the run will run."""
 
 from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
 
 import torch
 from lightning.pytorch.plugins.precision import (
@@ -12,10 +17,14 @@ from lightning.pytorch.plugins.precision import (
     Precision,
     TransformerEnginePrecision,
 )
+from omegaconf import DictConfig, open_dict
 
 from chargpt.errors import ConfigError
 from chargpt.model.attention import float32_attention_available
+from chargpt.run_layout import run_dir_of, saved_config
 from chargpt.training.muon import native_bf16
+
+log = logging.getLogger(__name__)
 
 # Lightning's names for each precision (its older spellings map onto them, as Lightning maps them).
 PRECISIONS = (
@@ -123,3 +132,126 @@ def resolved_matmul(given: object, device: torch.device, compiled: bool = False)
             f"matmul_precision={given} is not a precision; use one of auto, {', '.join(MATMUL_PRECISIONS)}"
         )
     return name
+
+
+# ---- A run's config: `auto` resolved, and a resumed run's arithmetic kept ------------------------
+
+def run_device(trainer_cfg: DictConfig) -> torch.device:
+    """Where the run will train (one device): `auto` resolves for its units, and model=auto times
+    its candidates there."""
+    accelerator = str(trainer_cfg.get("accelerator", "auto"))
+    if accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available()):
+        return torch.device("cuda", 0)
+    if accelerator == "mps" or (accelerator == "auto" and torch.backends.mps.is_available()):
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def resolve_precision(cfg: DictConfig) -> bool:
+    """Write trainer.precision as Lightning names it, `auto` resolved for the run's device
+    (auto_precision; what model=auto and experiment=cpu_100s ask for). Returns whether `auto` was
+    resolved."""
+    given = cfg.trainer.get("precision")
+    device = run_device(cfg.trainer)
+    name = resolved(given, device)
+    with open_dict(cfg):
+        cfg.trainer.precision = name
+    if str(given) != "auto":
+        return False
+    log.info("trainer.precision=auto: %s (this %s: %s)", name, device.type.upper(), auto_precision(device)[1])
+    return True
+
+
+def resolve_matmul_precision(cfg: DictConfig) -> bool:
+    """Set the float32 products' precision, `auto` resolved for the run's device (bf16 products on
+    a CPU with AMX, docs/BENCHMARKS.md), and write it into cfg. Returns whether `auto` was
+    resolved."""
+    given = cfg.get("matmul_precision")
+    device = run_device(cfg.trainer)
+    compiled = bool(cfg.model.get("compile"))
+    auto = str(given) == "auto"
+    name, why = auto_matmul(device, compiled) if auto else (resolved_matmul(given, device, compiled), "")
+    with open_dict(cfg):
+        cfg.matmul_precision = name
+    torch.set_float32_matmul_precision(name)
+    if auto:
+        log.info("matmul_precision=auto: %s (%s)", name, why)
+    return auto
+
+
+def keep_precision(cfg: DictConfig, ckpt: dict[str, Any], file: Path) -> bool:
+    """A resumed run with trainer.precision=auto continues in the precision it trained in (`auto`
+    may resolve otherwise now: another machine, or a run from before its rule changed), unless it
+    trained on another kind of device: then `auto` stands. Returns whether the run's precision is
+    the one it trained in."""
+    hparams = ckpt.get("hyper_parameters", {})
+    recorded, source = hparams.get("precision"), "the checkpoint"
+    if not recorded:  # written before the checkpoint recorded it: its run's saved config says
+        recorded, source = saved_precision(run_dir_of(file)), "its run's saved config"
+    if recorded == cfg.trainer.precision:
+        return True
+    why = _trained_elsewhere(cfg, hparams)
+    if not _kept("trainer.precision", cfg.trainer.precision, recorded, source, why):
+        return False
+    with open_dict(cfg):
+        cfg.trainer.precision = recorded
+    return True
+
+
+def keep_matmul_precision(cfg: DictConfig, ckpt: dict[str, Any], file: Path) -> bool:
+    """A resumed run with `auto` continues with the float32 products it trained with (`auto` may
+    resolve otherwise now: another machine of the same kind, or a checkpoint trained before `auto`
+    was the default), unless it trained on another kind of device or is compiled now and trained
+    with bf16 products (which `auto` never gives a compiled model): then `auto` stands. Returns
+    whether the run's products are the ones it trained with."""
+    hparams = ckpt.get("hyper_parameters", {})
+    recorded, source = hparams.get("matmul_precision"), "the checkpoint"
+    if recorded is None:  # written before the checkpoint recorded it: its run's saved config says
+        recorded, source = saved_matmul_precision(run_dir_of(file)), "its run's saved config"
+    if recorded == cfg.matmul_precision:
+        return True
+    why = _trained_elsewhere(cfg, hparams)
+    if why is None and recorded == "medium" and cfg.model.get("compile"):
+        why = "bf16 products are not kept in a compiled model"
+    if not _kept("matmul_precision", cfg.matmul_precision, recorded, source, why):
+        return False
+    with open_dict(cfg):
+        cfg.matmul_precision = recorded
+    torch.set_float32_matmul_precision(recorded)
+    return True
+
+
+def _kept(setting: str, current: str, recorded: str, source: str, why_not: str | None) -> bool:
+    """Whether a resumed run keeps the `recorded` arithmetic over what `auto` gives now (`current`),
+    said in the log either way."""
+    if why_not is None:
+        log.info("%s=auto: %s, as %s says the run trained (not %s)", setting, recorded, source, current)
+        return True
+    log.info("%s=auto: %s, not the %s the run trained with (%s)", setting, current, recorded, why_not)
+    return False
+
+
+def _trained_elsewhere(cfg: DictConfig, hparams: dict[str, Any]) -> str | None:
+    """Why a resumed run's recorded arithmetic does not hold here (it trained on another kind of
+    device), or None."""
+    device, trained_on = run_device(cfg.trainer).type, hparams.get("device_type")
+    if trained_on is not None and trained_on != device:
+        return f"it trained on {trained_on.upper()}, this run is on {device.upper()}"
+    return None
+
+
+def saved_precision(run_dir: Path) -> str:
+    """The precision a run's saved config names (`auto` is resolved there); Lightning's default,
+    32-true, when there is no such config."""
+    saved = (saved_config(run_dir).get("trainer") or {}).get("precision")
+    try:
+        return unified(saved) if saved not in (None, "auto") else "32-true"
+    except ConfigError:
+        return "32-true"
+
+
+def saved_matmul_precision(run_dir: Path) -> str:
+    """The products a run's saved config names (resolved there since `auto` became the default);
+    `high`, the default before, when there is no such config."""
+    saved = saved_config(run_dir).get("matmul_precision")
+    return str(saved) if saved in MATMUL_PRECISIONS else "high"
