@@ -119,7 +119,7 @@ def test_a_slow_first_timing_does_not_stop_the_climb() -> None:
     assert len(choice.measured) > 1 and "below the target" in choice.reason
 
 
-def test_a_budget_too_small_for_the_smallest_shape_is_refused_with_one_that_fits() -> None:
+def test_a_budget_too_small_for_the_smallest_shape_is_refused_with_one_that_fits(monkeypatch) -> None:
     timed: list[Shape] = []
     recording, measure = noting_speed(timed), fake_speed(45.0)
     with pytest.raises(ConfigError) as refused:
@@ -131,6 +131,10 @@ def test_a_budget_too_small_for_the_smallest_shape_is_refused_with_one_that_fits
     suggested = int(message.split("use budget_seconds=")[1].split()[0])
     choice = climb(LADDER, measure, suggested, lambda: 6.0, SHAKESPEARE_TRAIN, SHAKESPEARE_VAL)
     assert choice.planned is not None and choice.planned.steps >= auto_size.MIN_STEPS
+    # On a busy machine the advice says that more seconds may not be the fix.
+    monkeypatch.setattr(budget_plan, "other_work", lambda: "load 4.5 on 2 cores")
+    with pytest.raises(ConfigError, match=r"or more; other work is running on this machine \(load 4\.5"):
+        climb(LADDER, measure, 8, lambda: 6.0, SHAKESPEARE_TRAIN, SHAKESPEARE_VAL)
 
 
 def test_smaller_corpus_gets_more_dropout() -> None:

@@ -286,9 +286,21 @@ def test_budget_too_small_to_calibrate_is_refused(corpus: Path, tmp_path: Path, 
     minimum = int(message.split("use budget_seconds=")[1].split()[0])
     assert minimum > seconds
     assert clock.now < 1.0  # stopped at once, not after the budget's overrun
+    assert ("other work is running" in message) == (budget_plan.other_work() is not None)
     record = json.loads((tmp_path / "budget.json").read_text())  # what was measured stays on record
     assert record["refused"] == message and record["used_seconds"] > 0
     assert ("validation" in record["final_seconds_parts"]) == (why == "the final validation and saving need")
+
+
+def test_other_work_on_the_machine_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A refused budget on a busy machine advised only more seconds; the steps had slowed beside
+    # other work, so the advice swung from run to run (35 s, then 60 s).
+    monkeypatch.setattr(budget_plan.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(budget_plan.torch, "get_num_threads", lambda: 2)
+    monkeypatch.setattr(budget_plan.os, "getloadavg", lambda: (2.4, 2.0, 2.0))
+    assert budget_plan.other_work() is None  # this run's own two threads
+    monkeypatch.setattr(budget_plan.os, "getloadavg", lambda: (4.5, 3.0, 2.0))
+    assert budget_plan.other_work() == "load 4.5 on 2 cores, this run's 2 threads included"
 
 
 @pytest.mark.slow  # a budgeted run; test_budget_shortens_the_run_when_steps_slow_down re-plans by default

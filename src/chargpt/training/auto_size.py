@@ -37,7 +37,7 @@ from omegaconf import DictConfig, ListConfig, open_dict
 from chargpt.errors import ConfigError
 from chargpt.model import ModelConfig, build_model
 from chargpt.overrides import as_typed, override_key
-from chargpt.training.budget_plan import RESERVE_SECONDS, VALIDATION_MARGIN
+from chargpt.training.budget_plan import RESERVE_SECONDS, VALIDATION_MARGIN, busy_advice
 from chargpt.training.optim import build_optimizer
 from chargpt.training.precision import plugin as precision_plugin
 
@@ -223,7 +223,7 @@ def check_enough_steps(smallest: Shape, step_seconds: float, budget_seconds: flo
         f"budget_seconds={budget_seconds:g} is too small for model=auto on this machine: start-up and "
         f"timing its smallest shape ({smallest.name}) took {used_seconds:.0f} s, and {MIN_STEPS} steps of "
         f"it at {1000 * step_seconds:.0f} ms plus the final validation and saving need "
-        f"~{steps + end:.0f} s more; use budget_seconds={minimum} or more"
+        f"~{steps + end:.0f} s more; use budget_seconds={minimum} or more{busy_advice()}"
     )
 
 

@@ -176,6 +176,28 @@ def sampling_seconds(
     return SAMPLING_MARGIN * fastest_forward(model, x, clock=clock) * tokens
 
 
+def other_work() -> str | None:
+    """Other work on this machine, as the one-minute load average shows it beyond this process's
+    own threads (a core's worth or more), in words; None on a machine left to this run. A budget
+    planned from steps timed alone does not hold beside it."""
+    try:
+        load = os.getloadavg()[0]
+    except OSError:  # not on every system
+        return None
+    cores = os.cpu_count() or 1
+    if load - min(torch.get_num_threads(), cores) < 1.0:
+        return None
+    return f"load {load:.1f} on {cores} cores, this run's {torch.get_num_threads()} threads included"
+
+
+def busy_advice() -> str:
+    """What to add to the advice of a budget refused for its steps' speed: more seconds may not be
+    the fix beside other work, whose share of the cores the steps lost."""
+    if (busy := other_work()) is None:
+        return ""
+    return f"; other work is running on this machine ({busy}): run alone, or with threads=1 beside another"
+
+
 def checked_seconds(value: Any) -> float | None:
     """budget_seconds as seconds (None: no budget), or a one-line error for anything else."""
     if value is None:

@@ -332,6 +332,7 @@ class TimeBudget(Callback):
             f"use budget_seconds={minimum} or more (start-up, {self.skip_steps + self.calibration_steps} "
             "calibration steps and the final validation must fit)"
         ) + ("" if self.auto is not None else ", or a smaller model")  # model=auto's is the smallest fit
+        message += budget_plan.busy_advice()
         # What was measured stays on record (the parts of the end's estimate, if it was made).
         self._write(refused=message, used_seconds=round(self.clock() - self.start, 2))
         raise ConfigError(message)
