@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from chargpt.runs.curves import curves_figure, val_curve
+from chargpt.runs.curves import CurveRun, curves_figure, val_curve
 from chargpt.runs.report import curve_runs, find_runs, flat_rows, report, run_row, sort_rows
 
 
@@ -90,6 +90,18 @@ def test_one_line_per_run_labelled_by_the_swept_settings(tmp_path: Path) -> None
     (ax,) = curves_figure(sweep, curve_runs(sweep, columns, rows)).axes
     assert len(ax.get_lines()) == 3
     assert ax.get_title() == f"validation loss of 3 of 4 runs (1 never validated): {tmp_path.name}/sweep"
+
+
+def test_runs_with_one_validation_each_get_whole_step_ticks(tmp_path: Path) -> None:
+    # One point per run gave an axis of 19.00-21.00 in quarter steps.
+    runs = []
+    for i, loss in enumerate((2.1, 2.3)):
+        (tmp_path / str(i) / "csv").mkdir(parents=True)
+        (tmp_path / str(i) / "csv" / "metrics.csv").write_text(f"step,val/loss\n20,{loss}\n")
+        runs.append(CurveRun(f"seed={i}", tmp_path / str(i), "finished"))
+    (ax,) = curves_figure(tmp_path, runs).axes
+    ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+    assert ticks and all(float(t).is_integer() for t in ticks)
 
 
 def test_report_writes_the_png_beside_report_csv(tmp_path: Path, capsys) -> None:

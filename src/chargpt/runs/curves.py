@@ -16,6 +16,7 @@ from pathlib import Path
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 VAL_LOSS = "val/loss"
 PNG_SOFTWARE = "chargpt-report"
@@ -84,6 +85,7 @@ def curves_figure(sweep_dir: Path, runs: list[CurveRun]) -> Figure | None:
             linestyle=LINE_STYLES.get(str(run.status), "-"), label=f"{run.label}  ({losses[-1]:.3f})",
         )
     ax.set_xlabel("step")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps are whole: no 19.25 for one point
     ax.set_ylabel("validation loss")
     where = "/".join(sweep_dir.resolve().parts[-2:])  # e.g. multirun/example, not the whole path
     # Runs that validated nowhere (failed or stopped early) have no curve: say they are missing.
