@@ -150,22 +150,23 @@ def _not_a_run(path: Path) -> str:
     """Why an export (its folder or its weights), or safetensors weights, cannot go where a run's
     checkpoint is needed, and what to do instead."""
     folder = path if path.is_dir() else path.parent
-    if is_export(folder) and path != folder and path.name not in EXPORT_FILES:
+    if not is_export(folder):
+        return (
+            f"{path} holds safetensors weights outside an export folder: chargpt reads such weights from "
+            f"the folder chargpt-export wrote ({WEIGHTS['safetensors']} beside its {CONFIG_FILE}); pass that "
+            "folder"
+        )
+    if path != folder and path.name not in EXPORT_FILES:
         return f"{path} is not a file of the export it lies in ({folder}); pass that folder"
-    if is_export(folder) and read_export_config(folder).get("weights") != WEIGHTS["safetensors"]:
+    if read_export_config(folder).get("weights") != WEIGHTS["safetensors"]:
         return (
             f"{path} is an ONNX export: it runs with ONNX Runtime (docs/serving-and-export.md), not in "
             "chargpt; to train on, resume the run it was exported from (ckpt_path=RUN_DIR)"
         )
-    if is_export(folder):
-        return (
-            f"{path} is a chargpt export: a model's weights, not a run (no optimizer state, no step) to "
-            f"resume or read a checkpoint from; fine-tune it with experiment=finetune init_from={folder}, "
-            "or load it in chargpt-sample, chargpt-eval, chargpt-serve and chargpt-export"
-        )
     return (
-        f"{path} holds safetensors weights outside an export folder: chargpt reads such weights from the "
-        f"folder chargpt-export wrote ({WEIGHTS['safetensors']} beside its {CONFIG_FILE}); pass that folder"
+        f"{path} is a chargpt export: a model's weights, not a run (no optimizer state, no step) to "
+        f"resume or read a checkpoint from; fine-tune it with experiment=finetune init_from={folder}, "
+        "or load it in chargpt-sample, chargpt-eval, chargpt-serve and chargpt-export"
     )
 
 

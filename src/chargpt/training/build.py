@@ -74,7 +74,8 @@ def budget_reserve(cfg: DictConfig) -> float:
 
 
 def size_automatically(
-    cfg: DictConfig, datamodule: CharDataModule, base: ModelConfig, ckpt: dict[str, Any] | None, start: float
+    cfg: DictConfig, datamodule: CharDataModule, base: ModelConfig, ckpt: dict[str, Any] | None, start: float,
+    reserve_seconds: float,
 ) -> auto_size.Choice:
     """model=auto: measure candidate shapes here (a resumed run keeps its checkpoint's choice),
     write the choice into cfg and print it with its reasons."""
@@ -100,7 +101,7 @@ def size_automatically(
             auto_size.usable_ladder(train_chars, val_chars), measure, float(cfg.budget_seconds),
             lambda: time.monotonic() - start, train_chars, val_chars,
             dropout=base.dropout if "model.dropout" in given else None,
-            reserve_seconds=budget_reserve(cfg),
+            reserve_seconds=reserve_seconds,
         )
     choices = dict(HydraConfig.get().runtime.choices) if HydraConfig.initialized() else {}
     auto_size.apply_choice(cfg, choice, overrides, choices)
@@ -340,7 +341,7 @@ def build_run(cfg: DictConfig) -> Run:
     check_launch(cfg)
     check_trainer_numbers(cfg.trainer, finetuning=bool(cfg.get("init_from")))
     budget_plan.checked_seconds(cfg.get("budget_seconds"))  # before model=auto times anything
-    budget_reserve(cfg)
+    reserve_seconds = budget_reserve(cfg)  # checked before model=auto times anything; it sizes with it
     decided = []  # what this machine decided, noted in the saved config
     precision_auto = precision.resolve_precision(cfg)  # before model=auto times its shapes in it
     if yes_no("keep_freed_memory", cfg.get("keep_freed_memory", False)):
@@ -397,7 +398,7 @@ def build_run(cfg: DictConfig) -> Run:
         )
     choice = None
     if auto:
-        choice = size_automatically(cfg, datamodule, model_config, ckpt, start)
+        choice = size_automatically(cfg, datamodule, model_config, ckpt, start, reserve_seconds)
         model_fields = plain(cfg.model)
         model_fields.pop("auto", None)
         model_config = ModelConfig.from_dict(model_fields)

@@ -35,25 +35,25 @@ MLFLOW_STORE = "mlflow_tracking_uri"  # beside the run ids: where the MLflow run
 _USER_TRACKING_URI = os.environ.get("MLFLOW_TRACKING_URI")
 
 
-def kept_in_checkpoint(resume_from: str | None, key: str) -> str | None:
-    """What TrackerRuns kept under `key` (a tracker's run id, the MLflow store) in the checkpoint a
-    run resumes from; None for a new run."""
+def kept_in_checkpoint(resume_from: str | None) -> dict[str, str]:
+    """What TrackerRuns kept (the trackers' run ids, the MLflow store) in the checkpoint a run
+    resumes from; empty for a new run."""
     if not resume_from:
-        return None
+        return {}
     try:
         file = resolve_checkpoint(resume_from)
         # Memory-mapped: only the small pickled part is read, not the weights.
         ckpt = torch.load(file, map_location="cpu", weights_only=True, mmap=True)
     except (ChargptError, OSError, RuntimeError, ValueError):
-        return None  # training reports an unreadable checkpoint itself
+        return {}  # training reports an unreadable checkpoint itself
     runs = (ckpt.get("callbacks") or {}).get(TRACKER_RUNS_KEY) if isinstance(ckpt, dict) else None
-    return runs.get(key) if isinstance(runs, dict) else None
+    return runs if isinstance(runs, dict) else {}
 
 
-def _store_of_run(resume_from: str | None) -> str | None:
+def _store_of_run(kept: dict[str, str]) -> str | None:
     """The MLflow store a resumed run logged to, when it is a local folder that is still there (a
     store named relative to the launch folder is another one from elsewhere) or a server."""
-    uri = kept_in_checkpoint(resume_from, MLFLOW_STORE)
+    uri = kept.get(MLFLOW_STORE)
     if not uri:
         return None
     if uri.startswith("file:"):
@@ -155,7 +155,8 @@ class MLFlowTracker(MLFlowLogger):
         **kwargs: Any,
     ) -> None:
         _import_check("mlflow", "mlflow")
-        tracking_uri = tracking_uri or _USER_TRACKING_URI or _store_of_run(resume_from)
+        kept = kept_in_checkpoint(resume_from)
+        tracking_uri = tracking_uri or _USER_TRACKING_URI or _store_of_run(kept)
         if not tracking_uri:
             # MLflow calls its file store "maintenance mode" and refuses it unless told; for one
             # person's local runs it is the store that needs no server.
@@ -165,7 +166,7 @@ class MLFlowTracker(MLFlowLogger):
             experiment_name=experiment_name,
             run_name=_run_name(run_name, run_dir),
             tracking_uri=tracking_uri,
-            run_id=kept_in_checkpoint(resume_from, "mlflow"),
+            run_id=kept.get("mlflow"),
             **kwargs,
         )
 
@@ -214,7 +215,7 @@ class WandbTracker(WandbLogger):
         **kwargs: Any,
     ) -> None:
         _import_check("wandb", "wandb")
-        run_id = kept_in_checkpoint(resume_from, "wandb")
+        run_id = kept_in_checkpoint(resume_from).get("wandb")
         if run_id is not None:
             kwargs.update(id=run_id, resume="allow")
         super().__init__(project=project, name=_run_name(name, run_dir), save_dir=save_dir or ".", **kwargs)

@@ -139,8 +139,10 @@ class HParamsSummary(Callback):
     def params(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, Any]:
         hp = pl_module.hparams
         params: dict[str, Any] = {
-            **flat_params({key: dict(hp.get(key) or {}) for key in ("model", "optimizer", "scheduler")}),
-            "vocab_size": len(hp.get("vocab") or []),
+            **flat_params({  # as the other trackers get them: vocab -> vocab_size
+                **{key: dict(hp.get(key) or {}) for key in ("model", "optimizer", "scheduler")},
+                "vocab": list(hp.get("vocab") or []),
+            }),
             "trainer.max_steps": trainer.max_steps,
             "trainer.precision": trainer.precision,
             "trainer.world_size": trainer.world_size,
