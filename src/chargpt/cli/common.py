@@ -22,7 +22,7 @@ from chargpt.checks import whole_number
 from chargpt.cli.argv import full_options, hydra_argv, literal_argv, override_positions, settings_beside
 from chargpt.cli.exits import BROKEN_PIPE_EXIT_CODE, clean_exits, exit_no_room
 from chargpt.cli.hydra_errors import one_line_hydra_errors, release_stderr
-from chargpt.errors import NO_ROOM, USAGE_EXIT_CODE, ConfigError, exit_on_user_error, full_errors_requested
+from chargpt.errors import NO_ROOM, USAGE_EXIT_CODE, ConfigError, full_errors_requested
 from chargpt.runs.directory import release_claims
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -74,16 +74,22 @@ def cli_task(task: F) -> F:
     """Wrap a Hydra task function: the other ranks see the command line as typed, and a closed
     output pipe leaves the run quietly (Hydra would print it as a failure)."""
 
-    # A removed setting is a ConfigError, said in one line as the task's own errors are.
-    guarded = exit_on_user_error(naming_removed_settings()(task))
-
     @functools.wraps(task)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         release_stderr()
         if _literal is not None:
             sys.argv = _literal
+        # A removed setting's ConfigError is said here (the task's own errors are lines already).
+        # Not by wrapping the task in exit_on_user_error up front: a parallel sweep pickles this
+        # wrapper, and a context manager kept in it holds a generator, which cannot be pickled.
         try:
-            return guarded(*args, **kwargs)
+            with naming_removed_settings():
+                return task(*args, **kwargs)
+        except ConfigError as err:
+            if full_errors_requested():
+                raise
+            print(f"error: {err}", file=sys.stderr)
+            sys.exit(USAGE_EXIT_CODE)
         except BrokenPipeError:
             sys.exit(BROKEN_PIPE_EXIT_CODE)
         except OSError as err:  # Hydra would print it as a failure, with a traceback
