@@ -142,14 +142,16 @@ def test_the_handlers_from_before_fit_are_back_after_it(tmp_path: Path) -> None:
 def test_the_first_signal_is_recorded_before_a_second_can_end_the_process(tmp_path: Path, capsys) -> None:
     guard = GracefulInterrupt(str(tmp_path))
     calls = []
-    guard.on_signal = lambda: calls.append(signal.getsignal(signal.SIGTERM))
+    guard.on_signal = lambda line: calls.append((signal.getsignal(signal.SIGTERM), line))
     previous = signal.getsignal(signal.SIGTERM)
     try:
         guard._handle(signal.SIGTERM, None)
     finally:
         signal.signal(signal.SIGTERM, previous)
-    assert calls == [signal.SIG_DFL]
-    assert "SIGTERM received: stopping after this step" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "SIGTERM received: stopping after this step" in err
+    # Handed the console's line, for the run's log: the last thing the log can say if a second ends it.
+    assert calls == [(signal.SIG_DFL, err.strip())]
 
 
 @pytest.mark.parametrize("kept", ["/runs/my run/checkpoints/last.ckpt", ""])
@@ -215,8 +217,12 @@ def test_a_second_ctrl_c_quits_training_at_once(tmp_path: Path, corpus: Path) ->
     assert "(send it again to quit at once without one: it has no checkpoint yet)" in err
     assert proc.returncode == -signal.SIGINT, err  # ended by the signal itself: a shell shows 130
     assert "Detected KeyboardInterrupt" not in err and "Traceback" not in err
-    # Recorded at the first signal: the report says interrupted, not killed.
+    # Recorded at the first signal: the report says interrupted, not killed, and the run's log ends
+    # with what the console said then.
     assert json.loads((tmp_path / "run" / "status.json").read_text())["status"] == "interrupted"
+    last_line = (tmp_path / "run" / "train.log").read_text().splitlines()[-1]
+    assert last_line.endswith("SIGINT received: stopping after this step and writing a checkpoint (send "
+                              "it again to quit at once without one: it has no checkpoint yet)")
 
 
 def test_ctrl_c_before_training_is_exit_130(tmp_path: Path, corpus: Path, monkeypatch, capsys) -> None:

@@ -69,15 +69,16 @@ def record_started(run_dir: str | Path) -> None:
     _started.add(str(run_dir))
 
 
-def record_signalled(run_dir: str | Path) -> None:
-    """A stop signal arrived while the run trains: "interrupted" now, as a second signal ends the
-    process at once with no chance to write it. A run that goes on to finish (the signal came
-    after its last step) is marked finished then."""
+def record_signalled(run_dir: str | Path, line: str) -> None:
+    """A stop signal arrived while the run trains: "interrupted" now, and the console's `line` in
+    the run's log, as a second signal ends the process at once with no chance to write either. A
+    run that goes on to finish (the signal came after its last step) is marked finished then."""
     if str(run_dir) in _started and str(run_dir) not in _trained:
         try:
             write_status(run_dir, "interrupted")
         except OSError as err:  # raised in a signal handler, mid-step: the stop must go on
             log.warning("could not record the interruption in %s: %s", run_dir, err)
+    _note_in_log(run_dir, line)
 
 
 def record_trained(run_dir: str | Path, best_val_loss: float | None) -> None:
@@ -106,12 +107,17 @@ def forget_this_resume(run_dir: str | Path) -> None:
         shutil.rmtree(Path(run_dir) / subdir, ignore_errors=True)
 
 
+def _note_in_log(run_dir: str | Path, message: str) -> None:
+    """A line for the run's own log file (train.log) alone: the console has already said it."""
+    record = log.makeRecord(log.name, logging.INFO, __file__, 0, "%s", (message,), None)
+    for handler in log_handlers_in(run_dir):
+        handler.handle(record)
+
+
 def _note_end(run_dir: str | Path, how: str) -> None:
     """How the run ended, as the last line of its own log file (train.log). The console has
     already said it, in its own words (an error: line, the resume command, the closing figures)."""
-    record = log.makeRecord(log.name, logging.INFO, __file__, 0, "run ended: %s", (how,), None)
-    for handler in log_handlers_in(run_dir):
-        handler.handle(record)
+    _note_in_log(run_dir, f"run ended: {how}")
 
 
 def record_status(task: Callable[[DictConfig], float | None]) -> Callable[[DictConfig], float | None]:

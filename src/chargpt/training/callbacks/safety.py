@@ -135,8 +135,9 @@ class GracefulInterrupt(Callback):
     def __init__(self, output_dir: str) -> None:
         self.output_dir = Path(output_dir)
         self.received: int | None = None
-        # Called at the first signal: a second one ends the process with no chance to record it.
-        self.on_signal: Callable[[], None] | None = None
+        # Called at the first signal with the line the console shows: a second signal ends the
+        # process with no chance to record anything.
+        self.on_signal: Callable[[str], None] | None = None
         # A job of a parallel sweep: the folder where a stop of the whole sweep is requested
         # (chargpt/stop_request.py), read at each step boundary and written at this job's signal.
         self.sweep_dir: Path | None = None
@@ -153,8 +154,6 @@ class GracefulInterrupt(Callback):
         signal.signal(signum, signal.SIG_DFL)
         if self.sweep_dir is not None:
             request_stop(self.sweep_dir, signum)  # the sweep's other jobs stop at their next step too
-        if self.on_signal is not None:
-            self.on_signal()
         kept = latest_checkpoint_written(self._trainer) if self._trainer is not None else ""
         kept = f"its last checkpoint, {kept}, stays" if kept else "it has no checkpoint yet"
         if self._finishing:
@@ -163,8 +162,11 @@ class GracefulInterrupt(Callback):
         else:
             what = "stopping after this step and writing a checkpoint"
             then = f"send it again to quit at once without one: {kept}"
+        line = f"{signal.Signals(signum).name} received: {what} ({then})"
+        if self.on_signal is not None:
+            self.on_signal(line)
         if is_rank_zero():  # one line for the run: Ctrl-C reaches every process of a multi-process one
-            print(f"\n{signal.Signals(signum).name} received: {what} ({then})", file=sys.stderr, flush=True)
+            print(f"\n{line}", file=sys.stderr, flush=True)
 
     def _read_sweep_stop(self) -> None:
         """A stop of the whole sweep (its process, or another job, got a signal) stops this job as
@@ -173,11 +175,12 @@ class GracefulInterrupt(Callback):
         if (signum := requested_stop(self.sweep_dir)) is None:
             return
         self.received = signum
+        line = (f"{signal.Signals(signum).name} sent to the sweep: this job stops after this step and "
+                "writes a checkpoint")
         if self.on_signal is not None:
-            self.on_signal()
+            self.on_signal(line)
         if is_rank_zero():
-            print(f"\n{signal.Signals(signum).name} sent to the sweep: this job stops after this step and "
-                  "writes a checkpoint", file=sys.stderr, flush=True)
+            print(f"\n{line}", file=sys.stderr, flush=True)
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         # Before Lightning registers its SIGTERM handler: these are restored at teardown.
