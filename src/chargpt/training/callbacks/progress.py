@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -36,12 +37,15 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.table import Column
 from rich.text import Text
 
 from chargpt.training.callbacks.budget import TimeBudget
 from chargpt.training.steps import is_last_step, total_steps
 
 log = logging.getLogger(__name__)
+
+FILE_WIDTH = 160  # columns of the bar written to a file (stderr redirected)
 
 
 def _clock(seconds: float) -> str:
@@ -53,7 +57,7 @@ class _TimeLeftColumn(ProgressColumn):
     """The budget's time left for a budgeted run; rich's estimate to the end otherwise."""
 
     def __init__(self, bar: StepProgressBar) -> None:
-        super().__init__()
+        super().__init__(table_column=Column(no_wrap=True))  # "budget 0:00:07 left" on one line
         self.bar, self.estimate = bar, TimeRemainingColumn()
 
     def render(self, task: Task) -> Text:
@@ -136,10 +140,16 @@ class StepProgressBar(ProgressBar):
     # --- display --------------------------------------------------------------------------------
     def _start(self) -> Progress | None:
         if self.progress is None and self.is_enabled:
+            console = Console(file=sys.stderr)
+            if not console.is_terminal and "COLUMNS" not in os.environ:
+                # A log file gets the bar once, as the run ends: rich's default 80 columns for a
+                # file would wrap it over two lines.
+                console.width = FILE_WIDTH
+            metrics = TextColumn("{task.fields[metrics]}", table_column=Column(no_wrap=True))
             self.progress = Progress(
                 TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                _TimeLeftColumn(self), TextColumn("{task.fields[metrics]}"),
-                console=Console(file=sys.stderr), refresh_per_second=self.refresh_per_second,
+                _TimeLeftColumn(self), metrics,
+                console=console, refresh_per_second=self.refresh_per_second,
             )
             self.progress.start()
         return self.progress
