@@ -22,7 +22,7 @@ from chargpt.training import CharLM, budget_plan
 from chargpt.training.budget_plan import edge_batches, plan_steps, validation_batches
 from chargpt.training.callbacks import budget as budget_module
 from chargpt.training.callbacks.budget import TimeBudget
-from chargpt.training.callbacks.metrics import ValidateAtEnd
+from chargpt.training.callbacks.validate_at_end import ValidateAtEnd
 from conftest import run_cli, train_args
 
 

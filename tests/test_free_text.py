@@ -21,9 +21,9 @@ from omegaconf import OmegaConf
 from chargpt.cli.argv import hydra_argv, literal_argv
 from chargpt.cli.sample import main as sample_main
 from chargpt.cli.train import main as train_main
-from chargpt.cli.train import resume_overrides
 from chargpt.errors import ConfigError
 from chargpt.overrides import literal_value
+from chargpt.runs.resume import resume_overrides
 from conftest import TINY_MODEL, run_cli
 
 SRC = Path(__file__).resolve().parents[1] / "src"

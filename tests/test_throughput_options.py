@@ -17,8 +17,8 @@ from chargpt.cli import sample as sample_cli
 from chargpt.cli import train as train_cli
 from chargpt.model import ModelConfig, build_model
 from chargpt.training import CharLM
-from chargpt.training.callbacks.metrics import ValidateAtEnd
 from chargpt.training.callbacks.progress import StepProgressBar
+from chargpt.training.callbacks.validate_at_end import ValidateAtEnd
 from chargpt.training.host_memory import keep_freed_memory
 from chargpt.training.optim import build_optimizer, build_scheduler
 from conftest import bare_train_args, make_checkpoint, run_cli, write_corpus

@@ -32,6 +32,12 @@ def last_checkpoint(run_dir: Path) -> Path | None:
     return next((c for c in (run_dir / CHECKPOINT_DIR / LAST, run_dir / LAST) if c.is_file()), None)
 
 
+def holds_run(folder: Path) -> bool:
+    """Whether a folder holds a run that trained: its metrics, or a checkpoint."""
+    checkpoints = folder / CHECKPOINT_DIR
+    return (folder / METRICS_FILE).is_file() or (checkpoints.is_dir() and any(checkpoints.glob("*.ckpt")))
+
+
 def run_dir_of(checkpoint: Path) -> Path:
     """The run directory a checkpoint belongs to (the parent of its checkpoints/ folder)."""
     return checkpoint.parent.parent if checkpoint.parent.name == CHECKPOINT_DIR else checkpoint.parent

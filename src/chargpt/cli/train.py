@@ -18,16 +18,14 @@ from chargpt.cli import CONFIG_PATH
 from chargpt.cli.common import cli_task, naming_removed_settings, quiet_known_warnings, run_main, use_threads
 from chargpt.cli.exits import nothing_to_save_until_training, raising_on_sigterm
 from chargpt.cli.prompts import check_prompt_text, resolve_prompt
-from chargpt.data.sources import expand_path
 from chargpt.distributed import is_rank_zero
 from chargpt.errors import ChargptError, exit_on_user_error
 from chargpt.inference import TrainedModel
 from chargpt.model.sampling import check_sampling
-from chargpt.overrides import hydra_quoted, literal_value
 from chargpt.run_layout import run_dir_of
-from chargpt.runs.continuation import continued_job, forget_unstarted_job, keep_finished_jobs, resume_subdir
-from chargpt.runs.directory import check_run_dir, claim_job, holds_run
-from chargpt.runs.resume import CKPT_PATH, resume_command
+from chargpt.runs.continuation import continued_job, forget_unstarted_job, keep_finished_jobs
+from chargpt.runs.directory import check_run_dir, claim_job
+from chargpt.runs.resume import resume_command, resume_overrides
 from chargpt.runs.status import (
     forget_this_resume,
     record_signalled,
@@ -209,31 +207,6 @@ def print_sample(trained: TrainedModel, options: DictConfig, prompt: str) -> Non
     except ChargptError as err:
         print(f"\nwarning: no sample ({err}); the run itself finished", file=sys.stderr)
     print()
-
-
-def resume_overrides(argv: list[str]) -> list[str]:
-    """`ckpt_path=RUN` (also `+ckpt_path=`, `++ckpt_path=`, or a checkpoint inside RUN) resumes into
-    the run's own folder: point Hydra's run dir there, and keep the first config (the resumed
-    config goes to a new .hydra/resume-* folder), also when hydra.run.dir names RUN itself or RUN
-    holds no checkpoint (that resume is refused, and must not replace the first config). Anything
-    else (a loose checkpoint file, a folder that holds no run) continues in a new run folder, and
-    nothing is written beside it. argv holds values as the shell handed them over."""
-    if any(a in ("-m", "--multirun") or a.startswith(("hydra.mode=", "hydra.output_subdir=")) for a in argv):
-        return argv
-    value = next((a.split("=", 1)[1] for a in argv if a.startswith(CKPT_PATH)), None)
-    if not value or value.lower() == "null":
-        return argv
-    target = Path(expand_path(value))
-    run_dir = target if target.is_dir() else run_dir_of(target)
-    if not (holds_run(run_dir) or (run_dir / ".hydra" / "overrides.yaml").is_file()):
-        return argv  # train() reports a folder without a checkpoint
-    given = next((a for a in argv if a.startswith("hydra.run.dir=")), None)
-    extra = [] if given else [f"hydra.run.dir={hydra_quoted(str(run_dir.resolve()))}"]
-    if given:
-        folder = literal_value(given)
-        if "${" in folder or Path(expand_path(folder)).resolve() != run_dir.resolve():
-            return argv  # another folder: a continuation there starts its own config
-    return [*argv, *extra, f"hydra.output_subdir={resume_subdir(run_dir)}"]
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name=CONFIG_NAME)

@@ -39,10 +39,10 @@ from chargpt.files import read_json_object
 from chargpt.overrides import hydra_quoted, omegaconf_literal
 from chargpt.run_layout import (
     BUDGET_FILE,
-    CHECKPOINT_DIR,
     LOG_FILE,
     METRICS_FILE,
     STATUS_FILE,
+    holds_run,
     log_handlers_in,
     run_dir_of,
 )
@@ -88,11 +88,6 @@ class Claim:
 
 
 _claims: list[Claim] = []
-
-
-def holds_run(folder: Path) -> bool:
-    checkpoints = folder / CHECKPOINT_DIR
-    return (folder / METRICS_FILE).is_file() or (checkpoints.is_dir() and any(checkpoints.glob("*.ckpt")))
 
 
 def check_writable(folder: Path, setting: str) -> None:

@@ -1,4 +1,5 @@
-"""Continuing one run: the command that resumes it from its last checkpoint.
+"""Continuing one run: the command that resumes it from its last checkpoint, and that command's
+overrides made ready for Hydra (the run's own folder, a new config folder beside its first).
 
 Torch-free, so that chargpt-report can tell a stopped run's resume command without loading torch.
 """
@@ -12,7 +13,10 @@ from pathlib import Path
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
 
-from chargpt.overrides import as_typed, is_path_key, override_key
+from chargpt.data.sources import expand_path
+from chargpt.overrides import as_typed, hydra_quoted, is_path_key, literal_value, override_key
+from chargpt.run_layout import holds_run, run_dir_of
+from chargpt.runs.continuation import resume_subdir
 
 CKPT_PATH = ("ckpt_path=", "+ckpt_path=", "++ckpt_path=")
 # Overrides that launch a search: a trial continues as one run, with the values it was given.
@@ -45,3 +49,28 @@ def launch_cwd(config_dir: Path) -> str | None:
         return str(OmegaConf.load(config_dir / "hydra.yaml").hydra.runtime.cwd)
     except Exception:
         return None
+
+
+def resume_overrides(argv: list[str]) -> list[str]:
+    """`ckpt_path=RUN` (also `+ckpt_path=`, `++ckpt_path=`, or a checkpoint inside RUN) resumes into
+    the run's own folder: point Hydra's run dir there, and keep the first config (the resumed
+    config goes to a new .hydra/resume-* folder), also when hydra.run.dir names RUN itself or RUN
+    holds no checkpoint (that resume is refused, and must not replace the first config). Anything
+    else (a loose checkpoint file, a folder that holds no run) continues in a new run folder, and
+    nothing is written beside it. argv holds values as the shell handed them over."""
+    if any(a in ("-m", "--multirun") or a.startswith(("hydra.mode=", "hydra.output_subdir=")) for a in argv):
+        return argv
+    value = next((a.split("=", 1)[1] for a in argv if a.startswith(CKPT_PATH)), None)
+    if not value or value.lower() == "null":
+        return argv
+    target = Path(expand_path(value))
+    run_dir = target if target.is_dir() else run_dir_of(target)
+    if not (holds_run(run_dir) or (run_dir / ".hydra" / "overrides.yaml").is_file()):
+        return argv  # train() reports a folder without a checkpoint
+    given = next((a for a in argv if a.startswith("hydra.run.dir=")), None)
+    extra = [] if given else [f"hydra.run.dir={hydra_quoted(str(run_dir.resolve()))}"]
+    if given:
+        folder = literal_value(given)
+        if "${" in folder or Path(expand_path(folder)).resolve() != run_dir.resolve():
+            return argv  # another folder: a continuation there starts its own config
+    return [*argv, *extra, f"hydra.output_subdir={resume_subdir(run_dir)}"]

@@ -1,5 +1,4 @@
-"""The run's figures: a final validation at the last step, and metrics.json after each validation
-and with each checkpoint."""
+"""The run's figures: metrics.json after each validation and with each checkpoint."""
 
 from __future__ import annotations
 
@@ -15,18 +14,8 @@ from lightning.pytorch.trainer.states import TrainerFn
 from chargpt.distributed import is_rank_zero
 from chargpt.files import write_json_atomic
 from chargpt.run_layout import METRICS_FILE
-from chargpt.training.steps import is_last_step
 
 log = logging.getLogger(__name__)
-
-
-class ValidateAtEnd(Callback):
-    """Stop (and so validate and checkpoint) at max_steps even when it is not a multiple of
-    val_check_interval: the last weights are always scored and saved."""
-
-    def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
-        if is_last_step(trainer):
-            trainer.should_stop = True
 
 
 class RunMetrics(Callback):
