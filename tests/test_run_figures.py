@@ -40,6 +40,24 @@ def test_tokens_count_each_step_at_the_batch_size_it_trained_with(tmp_path, monk
     assert "resuming at step 4 with 128 tokens per step (data.batch_size=8) where the run had 64" in line
 
 
+def test_the_closing_line_gives_the_figures_of_metrics_json(tmp_path, monkeypatch, capsys):
+    # A clock that moves a second at each reading: figures taken again after the last write differ.
+    import itertools
+    from types import SimpleNamespace
+
+    from chargpt.training.callbacks import metrics as run_metrics
+
+    monkeypatch.setattr(run_metrics, "time", SimpleNamespace(perf_counter=itertools.count(1000).__next__))
+    run = tmp_path / "run"
+    args = bare_train_args(write_corpus(tmp_path / "corpus.txt"), run, "trainer.max_steps=4")
+    code, out, err = run_main(train_main, args, capsys)
+    assert code == 0, err
+    metrics = json.loads((run / "metrics.json").read_text())
+    closing = f"step 4: val loss {metrics['val_loss']:.4f} (best {metrics['best_val_loss']:.4f}), " \
+              f"{metrics['train_seconds']:.0f} s, {metrics['tokens_per_second']:.0f} tokens/s"
+    assert closing in out + err, out + err
+
+
 def test_metrics_json_matches_the_interrupt_checkpoint(tmp_path, monkeypatch, capsys):
     corpus = write_corpus(tmp_path / "corpus.txt")
     run = tmp_path / "run"

@@ -135,7 +135,7 @@ def _train(cfg: DictConfig, parallel: Path | None) -> float | None:
     # trainer.datamodule is None after a *_spawn strategy: training ran in child processes, and
     # rank 0's metrics.json holds the figures.
     if is_rank_zero() and metrics is not None and trainer.datamodule is not None:
-        m = metrics.metrics(trainer, module)
+        m = metrics.final(trainer, module)  # as metrics.json says
         log.info(
             "step %d: val loss %s (best %s), %.0f s, %.0f tokens/s; run dir %s",
             m["step"], _fmt(m["val_loss"]), _fmt(m["best_val_loss"]), m["train_seconds"],

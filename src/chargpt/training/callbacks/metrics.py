@@ -39,6 +39,7 @@ class RunMetrics(Callback):
         self._trainer: L.Trainer | None = None
         self._resumed: dict[str, Any] = {}  # tokens, step and tokens_per_step of the checkpoint
         self._base: tuple[int, int] | None = None  # (step, tokens) this process started training from
+        self.written: dict[str, Any] | None = None  # the figures last written to metrics.json
 
     def train_seconds(self) -> float:
         return self.previous_seconds + time.perf_counter() - self._start
@@ -118,7 +119,13 @@ class RunMetrics(Callback):
 
     def _write(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if is_rank_zero():
-            write_json_atomic(self.path, self.metrics(trainer, pl_module))
+            self.written = self.metrics(trainer, pl_module)
+            write_json_atomic(self.path, self.written)
+
+    def final(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, Any]:
+        """The run's closing figures: those metrics.json holds (written with the last checkpoint,
+        so the time after it is not counted twice), or now's when this process wrote none."""
+        return self.written if self.written is not None else self.metrics(trainer, pl_module)
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking:
