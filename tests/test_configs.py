@@ -31,6 +31,21 @@ def test_default_callbacks_compose_every_callback_file() -> None:
     assert set(cfg.callbacks) == files - {"default", "none", "essential"}
 
 
+ESSENTIAL = ["validate_at_end", "run_metrics", "resume_state", "nonfinite_guard", "graceful_interrupt",
+             "time_budget"]
+
+
+@pytest.mark.parametrize("choice", ["default", "none", "attention_maps", "[progress_bar,hparams]"])
+def test_every_callbacks_choice_keeps_the_essential_ones(choice: str) -> None:
+    # `callbacks=attention_maps` (one file of the group, as --help lists them) dropped them all: a
+    # Ctrl-C then saved nothing, and no NaN guard watched the run.
+    with initialize_config_dir(config_dir=CONFIG_PATH, version_base="1.3"):
+        cfg = compose("train", overrides=[f"callbacks={choice}"])
+        removed = compose("train", overrides=[f"callbacks={choice}", "~callbacks.time_budget"])
+    assert list(cfg.callbacks)[-len(ESSENTIAL):] == ESSENTIAL
+    assert "time_budget" not in removed.callbacks  # still removed by name
+
+
 CASES = [(group, option) for group in GROUPS for option in options(group)]
 
 
