@@ -140,6 +140,20 @@ def test_a_run_dir_with_an_unresolvable_interpolation_is_one_error_line(
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("setting", ["hydra.run.dir=", "hydra.sweep.dir=", "paths.output_root="])
+def test_an_empty_output_folder_is_refused(setting: str, tmp_path: Path, capsys, monkeypatch) -> None:
+    # `hydra.run.dir=$UNSET` wrote the run's files among the current folder's own; an empty
+    # paths.output_root put dated runs at the root of the file system.
+    monkeypatch.chdir(tmp_path)
+    multirun = ["-m", "seed=1,2"] if setting.startswith("hydra.sweep") else []
+    code = run_cli(train_main, *multirun, setting, "data=text", "data.path=unused.txt")
+    err = capsys.readouterr().err
+    key = setting.rstrip("=")
+    assert code == 2 and err.startswith(f"error: {key} is empty: "), err
+    assert len(err.strip().splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_sweep_job_folder_that_cannot_be_named_is_one_error_line(tmp_path: Path, capsys) -> None:
     for subdir, expected in (("${nope}", "hydra.sweep.subdir=${nope}: cannot resolve it (Interpolation key "
                                          "'nope' not found); name each job's folder with existing keys"),

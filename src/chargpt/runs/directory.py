@@ -324,10 +324,22 @@ def _resolved_name(config: DictConfig, node: DictConfig, key: str, setting: str,
 
 
 def _resolved_dir(config: DictConfig, mode: str) -> Path:
-    """The directory hydra.run.dir or hydra.sweep.dir (`mode`) names."""
+    """The directory hydra.run.dir or hydra.sweep.dir (`mode`) names; an empty name (or an empty
+    paths.output_root under the default) is refused: it would put the run's files into the current
+    folder, or at the root of the file system."""
+    root = OmegaConf.select(config, "paths.output_root", default="outputs", throw_on_resolution_failure=False)
+    if isinstance(root, str) and not root.strip():
+        raise ConfigError("paths.output_root is empty: runs would be written at the root of the file system; "
+                          "name a folder (paths.output_root=outputs, the default) or leave it out")
     fix = (": '${' starts an interpolation such as ${now:%H-%M-%S}; name an existing key, or pick a "
            "folder name without '${'")
-    return Path(_resolved_name(config, config.hydra[mode], "dir", f"hydra.{mode}.dir", fix))
+    name = _resolved_name(config, config.hydra[mode], "dir", f"hydra.{mode}.dir", fix)
+    if not name.strip():
+        what = "run" if mode == "run" else "sweep"
+        raise ConfigError(f"hydra.{mode}.dir is empty: the {what}'s files would go into the current folder; "
+                          f"name a new folder (hydra.{mode}.dir=outputs/my-{what}), or leave it out for a "
+                          "new dated one")
+    return Path(name)
 
 
 def _check_job_subdir(config: DictConfig) -> None:
