@@ -31,7 +31,7 @@ def test_default_callbacks_compose_every_callback_file() -> None:
     assert set(cfg.callbacks) == files - {"default", "none", "essential"}
 
 
-ESSENTIAL = ["validate_at_end", "run_metrics", "resume_state", "nonfinite_guard", "graceful_interrupt",
+ESSENTIAL = ["validate_at_end", "nonfinite_guard", "run_metrics", "resume_state", "graceful_interrupt",
              "time_budget"]
 
 

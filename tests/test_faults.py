@@ -98,6 +98,34 @@ def test_a_nan_before_any_checkpoint_says_to_start_again(tmp_path, monkeypatch, 
     assert [e.step for e in train_loss.Scalars("train/loss")] == [1, 2, 3]
 
 
+def test_a_nan_validation_loss_after_a_finite_training_loss_stops_the_run(tmp_path, monkeypatch, capsys):
+    # One huge step (optimizer.lr=1e9) leaves a finite training loss and weights that score NaN: the
+    # run was recorded finished with a NaN best loss and checkpoint, then its sample raised.
+    from chargpt.training import CharLM
+
+    original = CharLM.on_validation_epoch_end
+
+    def nan_at_step_8(module: CharLM) -> None:
+        if module.trainer.global_step == 8:
+            module._val_sums = (module._val_sums[0] * math.nan, module._val_sums[1])
+        original(module)
+
+    monkeypatch.setattr(CharLM, "on_validation_epoch_end", nan_at_step_8)
+    run = tmp_path / "run"
+    args = bare_train_args(write_corpus(tmp_path / "corpus.txt"), run, "trainer.max_steps=12",
+                           "trainer.val_check_interval=4", "logger=tensorboard", "sample.max_new_tokens=20")
+    code, _, err = run_main(train_main, args, capsys)
+    assert code == 2 and "Traceback" not in err, err
+    [line] = [x for x in err.splitlines() if x.startswith("error:")]
+    assert line.startswith("error: the validation loss is nan at step 8: ")
+    assert f"the last checkpoint {run / 'checkpoints' / 'last.ckpt'} is kept" in line
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 4
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["best-000004.ckpt", "last.ckpt"]
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["step"] == 4 and math.isfinite(metrics["best_val_loss"])
+    assert json.loads((run / "status.json").read_text())["status"] == "failed"
+
+
 def test_checkpoint_with_non_finite_weights_is_refused():
     module = torch.nn.Linear(2, 2)
     with torch.no_grad():

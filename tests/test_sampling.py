@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from chargpt.errors import ConfigError
+from chargpt.errors import CheckpointError, ConfigError
 from chargpt.model import GPT, ModelConfig
 from chargpt.model.sampling import check_sampling, filter_logits, generate, sample_next
 
@@ -88,3 +88,20 @@ def test_unseeded_generation_leaves_the_callers_random_state_alone() -> None:
     texts = trained.generate("ab", num_samples=2, max_new_tokens=20)
     assert torch.equal(torch.rand(3), expected)  # sampling did not reseed or draw from it
     assert all(len(t) == 20 and set(t) <= set("abcde") for t in texts)
+
+
+def test_a_model_with_non_finite_outputs_is_one_error_not_a_torch_traceback(tmp_path, capsys) -> None:
+    # A checkpoint whose weights score NaN (one huge step): torch's "probability tensor contains
+    # either inf, nan or element < 0" came out of chargpt-sample as a traceback, exit 1.
+    from chargpt.cli import sample as sample_cli
+    from conftest import make_checkpoint, run_main
+
+    with pytest.raises(CheckpointError, match=r"not finite .* use an earlier checkpoint of its run"):
+        sample_next(torch.tensor([[0.0, float("nan")]]))
+    file = make_checkpoint(tmp_path / "broken.ckpt")
+    ckpt = torch.load(file, weights_only=True)
+    ckpt["state_dict"] = {k: v * float("inf") for k, v in ckpt["state_dict"].items()}
+    torch.save(ckpt, file)
+    code, _, err = run_main(sample_cli.main, [f"ckpt_path={file}", "max_new_tokens=5"], capsys)
+    assert code == 2 and err.startswith("error: the model's next-character probabilities are not finite")
+    assert len(err.strip().splitlines()) == 1

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from chargpt.checks import real_number, whole_number
-from chargpt.errors import ConfigError
+from chargpt.errors import CheckpointError, ConfigError
 from chargpt.model.kv_cache import KVCache
 
 
@@ -80,7 +80,15 @@ def sample_next(
     if temperature < GREEDY_BELOW or top_k == 1:
         return logits.argmax(-1, keepdim=True)
     probs = filter_logits(logits.float() / temperature, top_k, top_p).softmax(-1)
-    return torch.multinomial(probs, 1, generator=generator)
+    try:
+        return torch.multinomial(probs, 1, generator=generator)
+    except RuntimeError as err:  # NaN or infinite logits (checked by the draw itself, at no cost)
+        if "probability tensor contains" not in str(err):
+            raise
+        raise CheckpointError(
+            "the model's next-character probabilities are not finite (its weights give NaN or infinite "
+            "outputs): it cannot be sampled; use an earlier checkpoint of its run"
+        ) from None
 
 
 QUIET_FROZEN = {

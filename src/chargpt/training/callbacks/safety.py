@@ -86,6 +86,19 @@ class NonFiniteGuard(Callback):
     def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.check(trainer)
 
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """A finite training loss can still leave weights too large to score (one huge step): a
+        NaN validation loss would be recorded as the run's best and saved as its best checkpoint.
+        Runs before the run's figures and checkpoints take the value (essential.yaml's order)."""
+        val = trainer.callback_metrics.get("val/loss")
+        if trainer.sanity_checking or val is None or math.isfinite(float(val)):
+            return
+        raise NonFiniteLossError(
+            f"the validation loss is {float(val):.4g} at step {trainer.global_step}: the weights give "
+            f"non-finite outputs though the training loss was finite, and were not saved: "
+            f"{_last_checkpoint(trainer)}"
+        )
+
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.check(trainer)
 

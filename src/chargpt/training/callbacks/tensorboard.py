@@ -7,6 +7,7 @@ Everything is written on rank 0 only.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -106,8 +107,9 @@ class SampleText(Callback):
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         writer = tensorboard_writer(trainer)
-        if writer is None or trainer.sanity_checking:
-            return
+        val = trainer.callback_metrics.get("val/loss")
+        if writer is None or trainer.sanity_checking or (val is not None and not math.isfinite(float(val))):
+            return  # (weights that score NaN cannot be sampled: the non-finite guard stops the run)
         tokenizer = pl_module.tokenizer
         prompt = known_prompt(self.prompt, tokenizer, "SampleText")
         idx = torch.tensor([tokenizer.encode(prompt)], device=pl_module.device)  # (1, T)
