@@ -434,3 +434,40 @@ def test_resuming_a_run_another_process_still_trains_names_the_checkpoint_typed(
     finally:
         os.close(fd)
     assert (tmp_path / "kept.ckpt").read_bytes() == before
+
+
+def test_advice_that_names_a_folder_with_spaces_quotes_it_for_the_shell(tmp_path: Path, capsys) -> None:
+    run = tmp_path / "my run"
+    args = bare_train_args(write_corpus(tmp_path / "corpus.txt"), run, "trainer.max_steps=2")
+    assert run_main(train_main, args, capsys)[0] == 0
+    code, _, err = run_main(train_main, args, capsys)
+    assert code == 2 and f"continue it with 'ckpt_path={run}', or pick a new hydra.run.dir" in err, err
+
+
+def test_a_resume_from_an_earlier_checkpoint_in_the_runs_folder_is_refused(tmp_path: Path, capsys) -> None:
+    # It replaced the run's later last.ckpt (and metrics.json) with no word: the run went back.
+    import shutil
+
+    import torch
+
+    run = tmp_path / "my run"
+    corpus = write_corpus(tmp_path / "corpus.txt")
+    assert run_main(train_main, bare_train_args(corpus, run, "trainer.max_steps=2"), capsys)[0] == 0
+    earlier = shutil.copy(run / "checkpoints" / "last.ckpt", run / "checkpoints" / "step2.ckpt")
+    assert run_main(train_main, bare_train_args(corpus, None, "trainer.max_steps=4", f"ckpt_path={run}"),
+                    capsys)[0] == 0
+    code, _, err = run_main(train_main, bare_train_args(corpus, None, "trainer.max_steps=4",
+                                                         f"ckpt_path={earlier}"), capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert err.startswith(f"error: {earlier} is at step 2, but its run is at step 4")
+    assert err.strip().endswith(f"continue it in a new folder (add hydra.run.dir=NEW_FOLDER), or resume the "
+                                f"run itself with 'ckpt_path={run}'")
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 4
+    assert json.loads((run / "metrics.json").read_text())["step"] == 4
+    # Going back in a new folder, as the message says, leaves the run as it was.
+    branch = tmp_path / "branch"
+    code, _, err = run_main(train_main, bare_train_args(corpus, branch, "trainer.max_steps=3",
+                                                         f"ckpt_path={earlier}"), capsys)
+    assert code == 0, err
+    assert torch.load(branch / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 3
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 4

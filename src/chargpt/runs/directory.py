@@ -20,6 +20,7 @@ import itertools
 import logging
 import os
 import re
+import shlex
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -145,8 +146,9 @@ def check_run_dir(run_dir: Path, ckpt_path: str | None, setting: str = "hydra.ru
         start_over = True
     if holds_run(run_dir) and not start_over:
         if not ckpt_path:
+            continue_it = shlex.quote(f"ckpt_path={run_dir}")
             raise RunDirInUse(
-                f"the run directory {run_dir} already holds a run; continue it with ckpt_path={run_dir}, "
+                f"the run directory {run_dir} already holds a run; continue it with {continue_it}, "
                 f"or pick a new {setting}"
             )
         try:

@@ -12,6 +12,7 @@ import functools
 import logging
 import math
 import os
+import shlex
 import shutil
 import socket
 import time
@@ -140,7 +141,8 @@ def record_status(task: Callable[[DictConfig], float | None]) -> Callable[[DictC
             if _interrupted(err):
                 write_status(run_dir, "interrupted")
                 resumable = last_checkpoint(Path(run_dir)) is not None
-                _note_end(run_dir, f"interrupted; continue it with ckpt_path={run_dir}" if resumable
+                continue_it = shlex.quote(f"ckpt_path={run_dir}")
+                _note_end(run_dir, f"interrupted; continue it with {continue_it}" if resumable
                           else "interrupted before its first checkpoint")
                 raise
             if isinstance(err, SystemExit) and not err.code:

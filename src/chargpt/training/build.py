@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shlex
 import time
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -30,10 +31,10 @@ from chargpt.checks import real_number, shown, whole_number, yes_no
 from chargpt.data import CharDataModule
 from chargpt.distributed import is_rank_zero
 from chargpt.errors import ChargptError, ConfigError, SetupError, first_line
-from chargpt.files import write_text_atomic
+from chargpt.files import read_json_object, write_text_atomic
 from chargpt.model import ModelConfig
 from chargpt.overrides import override_key
-from chargpt.run_layout import run_dir_of
+from chargpt.run_layout import METRICS_FILE, last_checkpoint, run_dir_of
 from chargpt.training import auto_size, budget_plan, precision
 from chargpt.training.callbacks import budget
 from chargpt.training.checkpoint_io import AtomicCheckpointIO, follow_moved_run
@@ -331,6 +332,23 @@ class Run(NamedTuple):
     finetuning: bool  # a fine-tune's start (not its resume): validated at step 0 first
 
 
+def check_not_rewinding(file: Path, ckpt: dict[str, Any], run_dir: Path) -> None:
+    """A resume from an earlier checkpoint of the run, in the run's own folder, would replace its
+    later last.ckpt (and metrics.json): refused, with the ways to go back that keep it."""
+    last = last_checkpoint(run_dir)
+    if last is None or last.resolve() == file.resolve() or run_dir_of(file).resolve() != run_dir.resolve():
+        return
+    newest = read_json_object(run_dir / METRICS_FILE).get("step")  # the newest checkpoint's step
+    step = ckpt.get("global_step")
+    if isinstance(newest, int) and isinstance(step, int) and step < newest:
+        raise SetupError(
+            f"{file} is at step {step}, but its run is at step {newest} ({last}): resuming from it in "
+            f"{run_dir} would replace the later checkpoint; to go back to step {step}, continue it in a new "
+            f"folder (add hydra.run.dir=NEW_FOLDER), or resume the run itself with "
+            f"{shlex.quote(f'ckpt_path={run_dir}')}"
+        )
+
+
 def build_run(cfg: DictConfig) -> Run:
     """Data, model and trainer as configured, after every check that can fail before training."""
     model_fields = plain(cfg.model)
@@ -384,6 +402,7 @@ def build_run(cfg: DictConfig) -> Run:
         # corpus or model is refused with the reason, not a shape-mismatch traceback.
         file = resolve_checkpoint(cfg.ckpt_path)
         ckpt = read_checkpoint(file)
+        check_not_rewinding(file, ckpt, Path(cfg.paths.output_dir))
     if precision_auto:
         decided.append(
             f"trainer.precision=auto kept {cfg.trainer.precision}, the checkpoint's"
