@@ -184,6 +184,12 @@ TRAIN_CASES = [
     ("checkpoint monitor unknown", ["callbacks.model_checkpoint.monitor=abc"],
      "callbacks.model_checkpoint.monitor=abc is not a logged metric; use one of val/loss"),
     ("a needed setting removed", ["~seed"], "~seed removed a setting this command needs (seed)"),
+    # Were trained with a default of the code's own that the saved config does not show (4 layers;
+    # AdamW's lr), or a TypeError (the data module's batch size).
+    ("a model setting removed", ["~model.n_layer"], "~model.n_layer removed a setting this command needs "
+     "(model.n_layer); leave it out to keep its default, or set a value: model.n_layer=VALUE"),
+    ("an optimizer setting removed", ["~optimizer.lr"], "~optimizer.lr removed a setting this command needs"),
+    ("a data setting removed", ["~data.batch_size"], "~data.batch_size removed a setting this command needs"),
     ("a setting read at the end removed (refused before training)", ["~sample.seed"],
      "~sample.seed removed a setting this command needs (sample.seed)"),
     # Hydra's ValueError and "Could not load 'logger/mlflo'" with its search path; a traceback at

@@ -12,6 +12,7 @@ import re
 import sys
 import warnings
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
@@ -19,6 +20,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError
 
 from chargpt.checks import whole_number
+from chargpt.cli import CONFIG_PATH
 from chargpt.cli.argv import full_options, hydra_argv, literal_argv, override_positions, settings_beside
 from chargpt.cli.exits import BROKEN_PIPE_EXIT_CODE, clean_exits, exit_no_room
 from chargpt.cli.hydra_errors import one_line_hydra_errors, release_stderr
@@ -105,6 +107,7 @@ def naming_removed_settings() -> Iterator[None]:
     """A setting the command reads, removed with `~KEY` on the command line: a ConfigError saying
     so (omegaconf's "not in struct" traceback otherwise). chargpt-train uses it inside its status
     record too, so that a sweep's job records the one line."""
+    _refuse_removed_values()
     try:
         yield
     except (ConfigAttributeError, ConfigKeyError) as err:
@@ -113,6 +116,29 @@ def naming_removed_settings() -> Iterator[None]:
             raise
         raise ConfigError(f"~{removed} removed a setting this command needs ({err.full_key}); leave it out "
                           f"to keep its default, or set a value: {err.full_key}=VALUE") from None
+
+
+# `~KEY` under these removes a component (a callback, a logger) or leaves a Trainer argument to
+# Lightning's documented default; a group's whole choice (`~experiment`) is Hydra's defaults list.
+REMOVABLE = ("callbacks.", "logger.", "trainer.", "hydra.")
+
+
+def _refuse_removed_values() -> None:
+    """Any other `~KEY` removes a value the code would replace by a default of its own, one the run's
+    saved config does not show (`~model.n_layer` trained 4 layers; `~data.batch_size` was a
+    TypeError): refused up front, as a setting the command needs."""
+    if not HydraConfig.initialized():
+        return
+    hydra = HydraConfig.get()
+    for override in hydra.overrides.task:
+        key = str(override).split("=", 1)[0]
+        if not key.startswith("~"):
+            continue
+        key = key[1:]
+        group = key in hydra.runtime.choices or (Path(CONFIG_PATH) / key).is_dir()
+        if not group and not key.startswith(REMOVABLE):
+            raise ConfigError(f"~{key} removed a setting this command needs ({key}); leave it out to keep "
+                              f"its default, or set a value: {key}=VALUE")
 
 
 def _removed_by_override(err: ConfigAttributeError | ConfigKeyError) -> str | None:
