@@ -190,6 +190,14 @@ TRAIN_CASES = [
      "(model.n_layer); leave it out to keep its default, or set a value: model.n_layer=VALUE"),
     ("an optimizer setting removed", ["~optimizer.lr"], "~optimizer.lr removed a setting this command needs"),
     ("a data setting removed", ["~data.batch_size"], "~data.batch_size removed a setting this command needs"),
+    # Hydra's ValueError ("Got int") and omegaconf's InterpolationResolutionError, with tracebacks.
+    ("an override with no name", ["=5"],
+     "cannot read the override '=5': it names no setting before '='; write key=value, e.g. seed=5"),
+    ("an unset environment variable", ["optimizer.lr=${{oc.env:CHARGPT_TEST_UNSET}}"],
+     "optimizer.lr: cannot resolve its ${{...}} (\"Environment variable 'CHARGPT_TEST_UNSET' not found\"); set "
+     "optimizer.lr to a plain value, or define what it refers to"),
+    ("an interpolation of no setting", ["model.n_layer=${{oops}}"],
+     "model.n_layer: cannot resolve its ${{...}} (Interpolation key 'oops' not found)"),
     ("a setting read at the end removed (refused before training)", ["~sample.seed"],
      "~sample.seed removed a setting this command needs (sample.seed)"),
     # Hydra's ValueError and "Could not load 'logger/mlflo'" with its search path; a traceback at

@@ -182,6 +182,9 @@ def hydra_argv(argv: list[str]) -> list[str]:
     _check_options(out)
     group_dirs = _group_dirs(out)
     for i in override_positions(out):
+        if nameless := re.match(r"^(\+{0,2}|~)\s*=(.*)$", out[i], re.DOTALL):  # Hydra: a ValueError
+            raise ConfigError(f"cannot read the override {out[i]!r}: it names no setting before '='; write "
+                              f"key=value, e.g. seed={nameless[2] or 'VALUE'}")
         parts = _split(out[i])
         if parts is not None:
             plus, key, value = parts

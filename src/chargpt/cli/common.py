@@ -17,7 +17,8 @@ from typing import Any, TypeVar
 
 import torch
 from hydra.core.hydra_config import HydraConfig
-from omegaconf.errors import ConfigAttributeError, ConfigKeyError
+from omegaconf import OmegaConf
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError, InterpolationResolutionError
 
 from chargpt.checks import whole_number
 from chargpt.cli import CONFIG_PATH
@@ -104,9 +105,9 @@ def cli_task(task: F) -> F:
 
 @contextlib.contextmanager
 def naming_removed_settings() -> Iterator[None]:
-    """A setting the command reads, removed with `~KEY` on the command line: a ConfigError saying
-    so (omegaconf's "not in struct" traceback otherwise). chargpt-train uses it inside its status
-    record too, so that a sweep's job records the one line."""
+    """A setting the command reads, removed with `~KEY` on the command line, or whose `${...}`
+    cannot be resolved: a ConfigError saying so (omegaconf's traceback otherwise). chargpt-train
+    uses it inside its status record too, so that a sweep's job records the one line."""
     _refuse_removed_values()
     try:
         yield
@@ -116,11 +117,21 @@ def naming_removed_settings() -> Iterator[None]:
             raise
         raise ConfigError(f"~{removed} removed a setting this command needs ({err.full_key}); leave it out "
                           f"to keep its default, or set a value: {err.full_key}=VALUE") from None
+    except InterpolationResolutionError as err:  # `lr=${oc.env:NOPE}`, `n_layer=${oops}`: a traceback
+        key = err.full_key or "a setting"
+        reason = str(err).split("\n", 1)[0].removeprefix("KeyError raised while resolving interpolation: ")
+        raise ConfigError(f"{key}: cannot resolve its ${{...}} ({reason.strip()}); set {key} to a plain "
+                          "value, or define what it refers to") from None
 
 
 # `~KEY` under these removes a component (a callback, a logger) or leaves a Trainer argument to
 # Lightning's documented default; a group's whole choice (`~experiment`) is Hydra's defaults list.
 REMOVABLE = ("callbacks.", "logger.", "trainer.", "hydra.")
+
+
+def _task_overrides() -> list[str]:
+    """The command line's overrides as typed: a value's `${...}` is not resolved here."""
+    return [str(o) for o in OmegaConf.to_container(HydraConfig.get().overrides.task, resolve=False)]
 
 
 def _refuse_removed_values() -> None:
@@ -130,8 +141,8 @@ def _refuse_removed_values() -> None:
     if not HydraConfig.initialized():
         return
     hydra = HydraConfig.get()
-    for override in hydra.overrides.task:
-        key = str(override).split("=", 1)[0]
+    for override in _task_overrides():
+        key = override.split("=", 1)[0]
         if not key.startswith("~"):
             continue
         key = key[1:]
@@ -146,8 +157,8 @@ def _removed_by_override(err: ConfigAttributeError | ConfigKeyError) -> str | No
     missing = str(getattr(err, "full_key", "") or "")
     if not missing or not HydraConfig.initialized():
         return None
-    for override in HydraConfig.get().overrides.task:
-        key = str(override).split("=", 1)[0]
+    for override in _task_overrides():
+        key = override.split("=", 1)[0]
         if key.startswith("~") and (missing == key[1:] or missing.startswith(key[1:] + ".")):
             return key[1:]
     return None
