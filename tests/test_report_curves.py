@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from chargpt.runs.curves import CurveRun, curves_figure, val_curve
+from chargpt.runs.curves import LABEL_CHARS, CurveRun, curves_figure, val_curve
 from chargpt.runs.report import curve_runs, find_runs, flat_rows, report, run_row, sort_rows
 
 
@@ -75,7 +75,7 @@ def test_one_line_per_run_labelled_by_the_swept_settings(tmp_path: Path) -> None
     assert fig is not None
     (ax,) = fig.axes
     assert len(ax.get_lines()) == 3
-    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
     assert labels == [
         "optimizer.lr=0.003  (1.900)", "optimizer.lr=0.001  (2.200)", "optimizer.lr=0.01  (2.900)",
     ]
@@ -90,6 +90,32 @@ def test_one_line_per_run_labelled_by_the_swept_settings(tmp_path: Path) -> None
     (ax,) = curves_figure(sweep, curve_runs(sweep, columns, rows)).axes
     assert len(ax.get_lines()) == 3
     assert ax.get_title() == f"validation loss of 3 of 4 runs (1 never validated): {tmp_path.name}/sweep"
+
+
+@pytest.mark.parametrize("count", [2, 8, 20])
+def test_the_legend_covers_no_curve_and_is_never_clipped(tmp_path: Path, count: int) -> None:
+    # Inside the plot (upper right) it hid the curves, and long labels ran off the image's left edge.
+    runs = []
+    for i in range(count):
+        (tmp_path / str(i) / "csv").mkdir(parents=True)
+        points = "".join(f"{step},{4.0 - i / count - step / 100}\n" for step in (10, 100, 200))
+        (tmp_path / str(i) / "csv" / "metrics.csv").write_text("step,val/loss\n" + points)
+        label = f"{i}: optimizer.lr=0.00{i}, data.path=corpus number {i}, a rather long file name.txt"
+        runs.append(CurveRun(label, tmp_path / str(i), "finished"))
+    fig = curves_figure(tmp_path, runs)
+    fig.canvas.draw()  # lays the figure out as savefig does
+    renderer = fig.canvas.get_renderer()
+    (ax,) = fig.axes
+    (drawn,) = [legend for legend in (ax.get_legend(), *fig.legends) if legend is not None]
+    legend, plot = drawn.get_window_extent(renderer), ax.get_window_extent(renderer)
+    assert legend.y1 <= plot.y0  # below the plot, not over it
+    assert legend.x0 >= 0 and legend.y0 >= 0 and legend.x1 <= fig.bbox.width  # whole, inside the image
+    assert plot.height >= 0.5 * fig.bbox.height  # the legend's rows did not squeeze the plot away
+    labels = [t.get_text() for t in drawn.get_texts()]
+    assert all(label.startswith(f"{i}: optimizer.lr=") for i, label in enumerate(labels))
+    assert all("…  (" in label and len(label.partition("  (")[0]) <= LABEL_CHARS for label in labels)
+    colors = [line.get_color() for line in ax.get_lines()]
+    assert len(set(colors)) == count  # no two runs share a colour
 
 
 def test_runs_with_one_validation_each_get_whole_step_ticks(tmp_path: Path) -> None:

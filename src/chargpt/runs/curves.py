@@ -13,7 +13,9 @@ import math
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
@@ -22,6 +24,9 @@ VAL_LOSS = "val/loss"
 PNG_SOFTWARE = "chargpt-report"
 # A run that did not finish is drawn dashed (failed) or dotted (stopped, or still running).
 LINE_STYLES = {"failed": "--", "killed": "--", "interrupted": ":", "incomplete": ":", "running": ":"}
+WIDTH_IN, PLOT_HEIGHT_IN, DPI = 9.0, 5.5, 110  # the legend's rows are added below the plot
+LABEL_CHARS = 48  # a longer label is cut with an ellipsis: two columns of them fit the width
+LEGEND_COLUMNS = 3
 
 
 def csv_curve(run_dir: Path) -> list[tuple[int, float]]:
@@ -75,14 +80,16 @@ def curves_figure(sweep_dir: Path, runs: list[CurveRun]) -> Figure | None:
     curves = [(run, points) for run, points in curves if points]
     if not curves:
         return None
-    fig = Figure(figsize=(9, 5.5), dpi=110, layout="constrained")
+    fig = Figure(figsize=(WIDTH_IN, PLOT_HEIGHT_IN), dpi=DPI, layout="constrained")
     FigureCanvasAgg(fig)
     ax = fig.subplots()
+    ax.set_prop_cycle(color=line_colors(len(curves)))
     for run, points in curves:
         steps, losses = zip(*points, strict=True)
         ax.plot(
             steps, losses, marker="o" if len(points) <= 12 else None, markersize=4, linewidth=1.6,
-            linestyle=LINE_STYLES.get(str(run.status), "-"), label=f"{run.label}  ({losses[-1]:.3f})",
+            linestyle=LINE_STYLES.get(str(run.status), "-"),
+            label=f"{shorten(run.label)}  ({losses[-1]:.3f})",
         )
     ax.set_xlabel("step")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps are whole: no 19.25 for one point
@@ -93,9 +100,37 @@ def curves_figure(sweep_dir: Path, runs: list[CurveRun]) -> Figure | None:
         f"{len(curves)} of {len(runs)} runs ({len(runs) - len(curves)} never validated)")
     ax.set_title(f"validation loss of {counted}: {where}", fontsize=11)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8 if len(curves) > 6 else 9, loc="upper right", title="run (last value)",
-              title_fontsize=8)
+    _legend_below(fig, fontsize=8 if len(curves) > 6 else 9)
     return fig
+
+
+def shorten(label: str, limit: int = LABEL_CHARS) -> str:
+    """`label` cut to `limit` characters with an ellipsis; the run's name comes first, so it stays."""
+    return label if len(label) <= limit else label[: limit - 1].rstrip(", ") + "…"
+
+
+def line_colors(count: int) -> list[Any]:
+    """Distinct colours for `count` lines: tab10's, then tab20's lighter shades, then a colour map
+    sampled evenly (past 20 runs no palette keeps every line apart)."""
+    if count <= 10:
+        return list(colormaps["tab10"].colors)
+    if count <= 20:
+        pairs = colormaps["tab20"].colors  # dark, light, dark, ...: the dark ones first, as tab10
+        return [*pairs[0::2], *pairs[1::2]]
+    return [colormaps["turbo"](i / (count - 1)) for i in range(count)]
+
+
+def _legend_below(fig: Figure, fontsize: int) -> None:
+    """The legend under the plot, outside it, so it never hides a curve: in as many columns as fit
+    the figure's width, and the figure made taller by its rows so the plot keeps its height."""
+    renderer = fig.canvas.get_renderer()
+    for columns in range(LEGEND_COLUMNS, 0, -1):
+        legend = fig.legend(loc="outside lower center", ncols=columns, fontsize=fontsize,
+                            title="run (last value)", title_fontsize=8, frameon=False)
+        if columns == 1 or legend.get_window_extent(renderer).width <= fig.bbox.width * 0.96:
+            break
+        legend.remove()
+    fig.set_figheight(PLOT_HEIGHT_IN + legend.get_window_extent(renderer).height / fig.dpi)
 
 
 def write_curves(png: Path, sweep_dir: Path, runs: list[CurveRun]) -> Path | None:
