@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from chargpt.runs.curves import LABEL_CHARS, CurveRun, curves_figure, val_curve
-from chargpt.runs.report import curve_runs, find_runs, flat_rows, report, run_row, sort_rows
+from chargpt.runs.report import curve_runs, find_runs, report, run_row, sort_rows
 
 
 def fake_run(sweep: Path, name: str, overrides: list[str], losses: dict[int, float], source: str) -> None:
@@ -41,6 +41,15 @@ def sweep_of_three(tmp_path: Path) -> Path:
     return sweep
 
 
+def ranked(sweep: Path) -> list[dict]:
+    return sort_rows([run_row(r, sweep) for r in find_runs(sweep)], "best_val_loss")
+
+
+def legend_labels(sweep: Path) -> list[str]:
+    fig = curves_figure(sweep, curve_runs(ranked(sweep)))
+    return [t.get_text() for t in fig.legends[0].get_texts()]
+
+
 def test_curves_come_from_csv_or_tensorboard_logs(tmp_path: Path) -> None:
     sweep = sweep_of_three(tmp_path)
     assert val_curve(sweep / "0") == [(9, 3.0), (19, 2.5), (29, 2.2)]
@@ -70,14 +79,12 @@ def test_a_run_resumed_after_a_kill_reads_quietly_with_its_new_steps(tmp_path: P
 
 def test_one_line_per_run_labelled_by_the_swept_settings(tmp_path: Path) -> None:
     sweep = sweep_of_three(tmp_path)
-    columns, rows = flat_rows(sort_rows([run_row(r, sweep) for r in find_runs(sweep)], "best_val_loss"))
-    fig = curves_figure(sweep, curve_runs(sweep, columns, rows))
+    fig = curves_figure(sweep, curve_runs(ranked(sweep)))
     assert fig is not None
     (ax,) = fig.axes
     assert len(ax.get_lines()) == 3
-    labels = [t.get_text() for t in fig.legends[0].get_texts()]
-    assert labels == [
-        "optimizer.lr=0.003  (1.900)", "optimizer.lr=0.001  (2.200)", "optimizer.lr=0.01  (2.900)",
+    assert legend_labels(sweep) == [
+        "1: optimizer.lr=0.003  (1.900)", "0: optimizer.lr=0.001  (2.200)", "2: optimizer.lr=0.01  (2.900)",
     ]
     assert ax.get_ylabel() == "validation loss"
     assert ax.get_title() == "validation loss of 3 runs: tmp_path/sweep".replace("tmp_path", tmp_path.name)
@@ -86,10 +93,24 @@ def test_one_line_per_run_labelled_by_the_swept_settings(tmp_path: Path) -> None
     (sweep / "3" / ".hydra").mkdir(parents=True)
     (sweep / "3" / ".hydra" / "overrides.yaml").write_text("- optimizer.lr=0.1\n- model=tiny\n")
     (sweep / "3" / "status.json").write_text(json.dumps({"status": "failed", "error": "nan"}))
-    columns, rows = flat_rows(sort_rows([run_row(r, sweep) for r in find_runs(sweep)], "best_val_loss"))
-    (ax,) = curves_figure(sweep, curve_runs(sweep, columns, rows)).axes
+    (ax,) = curves_figure(sweep, curve_runs(ranked(sweep))).axes
     assert len(ax.get_lines()) == 3
     assert ax.get_title() == f"validation loss of 3 of 4 runs (1 never validated): {tmp_path.name}/sweep"
+
+
+def test_a_label_names_its_run_and_only_the_settings_it_set(tmp_path: Path) -> None:
+    # Runs with the same overrides had the same label, and one that left a swept setting at its
+    # default read `optimizer.lr=`.
+    sweep = tmp_path / "sweep"
+    fake_run(sweep, "0", ["optimizer.lr=0.001", "model=tiny"], {9: 3.0, 19: 2.2}, "csv")
+    fake_run(sweep, "good run", ["optimizer.lr=0.001", "model=tiny"], {9: 3.0, 19: 2.3}, "csv")
+    fake_run(sweep, "2", ["model=tiny", "model.dropout=0.1"], {9: 3.0, 19: 2.4}, "csv")
+    path = "data.path='corpus number 3, a rather long file name.txt'"
+    fake_run(sweep, "3", ["optimizer.lr=0.003", "model=tiny", path], {9: 3.0, 19: 2.5}, "csv")
+    assert legend_labels(sweep) == [
+        "0: optimizer.lr=0.001  (2.200)", "good run: optimizer.lr=0.001  (2.300)",
+        "2: model.dropout=0.1  (2.400)", "3: optimizer.lr=0.003, data.path=corpus number…  (2.500)",
+    ]
 
 
 @pytest.mark.parametrize("count", [2, 8, 20])

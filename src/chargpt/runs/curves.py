@@ -1,5 +1,6 @@
 """The validation-loss curves of a sweep's runs in one picture (chargpt-report writes it beside
-report.csv): one line per run, with the label the report gives it (the settings the sweep varied).
+report.csv): one line per run, with the label the report gives it (its name and the settings it set
+that the sweep varied).
 
 Each run's curve comes from what its loggers wrote: csv/metrics.csv (logger=csv) or the
 TensorBoard event files (the default logger); a run with neither is left out of the picture.

@@ -38,7 +38,7 @@ from chargpt.run_layout import (
     saved_config,
     state_of,
 )
-from chargpt.runs.curves import PNG_SOFTWARE, CurveRun, write_curves
+from chargpt.runs.curves import PNG_SOFTWARE, CurveRun, shorten, write_curves
 from chargpt.runs.resume import launch_cwd, resume_command
 from chargpt.runs.sweep_record import continue_command, planned_jobs
 
@@ -188,13 +188,24 @@ def write_csv(path: Path, columns: list[str], rows: list[dict[str, Any]]) -> Non
         writer.writerows({c: "" if row[c] is None else row[c] for c in columns} for row in rows)
 
 
-def curve_runs(sweep_dir: Path, columns: list[str], rows: list[dict[str, Any]]) -> list[CurveRun]:
-    """The table's runs, in its order, for the curves: each labelled by the settings that vary."""
-    shown, _ = varying(columns, rows)
-    swept = shown[1 : shown.index("status")]
+LABEL_VALUE_CHARS = 20  # a longer value (a path) is cut in a curve's label: the settings after it stay
+
+
+def curve_label(name: str, settings: dict[str, str]) -> str:
+    """`name: key=value, ...`, or the name alone: two runs with the same settings stay apart."""
+    given = ", ".join(f"{key}={shorten(value, LABEL_VALUE_CHARS)}" for key, value in settings.items())
+    return f"{name}: {given}" if given else name
+
+
+def curve_runs(rows: list[dict[str, Any]]) -> list[CurveRun]:
+    """The runs (run_row's, in the table's order) for the curves: each labelled by its name and,
+    of the settings that vary, those it set (one it left at its default is not `key=`)."""
+    columns, flat = flat_rows(rows)
+    shown, _ = varying(columns, flat)
+    settings = shown[1 : shown.index("status")]
     return [
-        CurveRun(", ".join(f"{key}={row[key]}" for key in swept) or str(row["run"]),
-                 run_path(row["run"], sweep_dir), None if row.get("status") is None else str(row["status"]))
+        CurveRun(curve_label(row["run"], {k: row["overrides"][k] for k in settings if k in row["overrides"]}),
+                 row["dir"], None if row.get("status") is None else str(row["status"]))
         for row in rows
     ]
 
@@ -637,7 +648,7 @@ def report(sweep_dir: Path, csv_path: Path | None = None, sort_by: str = "best_v
         note = stopped_runs_note(ranked, sweep_dir)
     closed = closed or _printing(lambda: print(*([note] if note else []), f"written: {csv_path}",
                                                f"written: {groups_path}", sep="\n", flush=True))
-    write_curves(curves_path, sweep_dir, curve_runs(sweep_dir, columns, rows))
+    write_curves(curves_path, sweep_dir, curve_runs(ranked))
     if closed:
         raise BrokenPipeError
     return rows
