@@ -266,3 +266,31 @@ def test_a_closed_output_pipe_stops_the_printing_not_the_files(tmp_path: Path, m
     monkeypatch.setattr("sys.stdout", _ClosedPipe())
     assert run_cli(report_cli.main, str(sweep)) == 141  # quiet, as `yes | head` for `yes` (not rich's 1)
     assert sorted(p.name for p in sweep.glob("report*")) == ["report.csv", "report_groups.csv"]  # (no curves)
+
+
+def test_the_run_table_shows_the_seed_the_settings_table_counts(tmp_path: Path, capsys, monkeypatch) -> None:
+    # A run launched without `seed=` had a blank seed in the run table and report.csv, while the
+    # settings' table named the seed its saved config records.
+    monkeypatch.setenv("COLUMNS", "150")  # every column on screen, whatever runs the tests
+    sweep = tmp_path / "sweep"
+    fake_run(sweep, "0", ["optimizer.lr=1e-3"], 2.0)
+    fake_run(sweep, "1", ["optimizer.lr=3e-3", "seed=2"], 1.5)
+    (sweep / "0" / ".hydra" / "config.yaml").write_text("seed: 1337\noptimizer:\n  lr: 0.001\n")
+    rows = report(sweep)
+    assert [(r["run"], r["seed"]) for r in rows] == [("1", "2"), ("0", "1337")]
+    with (sweep / "report.csv").open() as f:
+        assert [(r["run"], r["seed"]) for r in csv.DictReader(f)] == [("1", "2"), ("0", "1337")]
+    with (sweep / "report_groups.csv").open() as f:
+        groups = [(g["optimizer.lr"], g["seeds"]) for g in csv.DictReader(f)]
+    assert groups == [("3e-3", "2"), ("1e-3", "1337")]
+    run_table = capsys.readouterr().out.split("settings: mean")[0]
+    assert [line.split("│")[1:4] for line in run_table.splitlines() if line.startswith("│")] == [
+        [" 1   ", " 3e-3         ", " 2    "], [" 0   ", " 1e-3         ", " 1337 "]]
+
+    # No run gave a seed: the column is there all the same, and the runs share it.
+    same = tmp_path / "same"
+    for name, lr in (("0", "1e-3"), ("1", "3e-3")):
+        fake_run(same, name, [f"optimizer.lr={lr}"], 2.0)
+        (same / name / ".hydra" / "config.yaml").write_text("seed: 1337\n")
+    assert [r["seed"] for r in report(same)] == ["1337", "1337"]
+    assert "shared: seed=1337" in capsys.readouterr().out

@@ -159,13 +159,24 @@ def sort_rows(rows: list[dict[str, Any]], by: str) -> list[dict[str, Any]]:
 
 
 def flat_rows(rows: list[dict[str, Any]]) -> tuple[list[str], list[dict[str, Any]]]:
-    """One column per override key (in order of first appearance), then the figures."""
+    """One column per override key (in order of first appearance), then the figures. `seed` is
+    the seed each run trained with: its override, else the one its saved config records (as the
+    settings' table counts it), so a sweep that set no seed still has the column."""
     keys: list[str] = []
     for row in rows:
         keys += [k for k in row["overrides"] if k not in keys]
+    if SEED not in keys and any(row.get("recorded_seed") is not None for row in rows):
+        keys.append(SEED)
     columns = ["run", *keys, "status", *METRIC_COLUMNS, "error"]
-    flat = [{"run": r["run"], **{k: r["overrides"].get(k, "") for k in keys}, **r} for r in rows]
+    flat = [{"run": r["run"], **{k: _setting(r, k) for k in keys}, **r} for r in rows]
     return columns, [{c: row.get(c) for c in columns} for row in flat]
+
+
+def _setting(row: dict[str, Any], key: str) -> str:
+    """The run's value of a setting column; empty where its launch did not give it."""
+    if key == SEED and SEED not in row["overrides"]:
+        return row.get("recorded_seed") or ""
+    return row["overrides"].get(key, "")
 
 
 FORMATS = {
