@@ -15,7 +15,7 @@ import pytest
 
 from chargpt.cli import report as report_cli
 from chargpt.cli import train as train_cli
-from chargpt.runs.report import report
+from chargpt.runs.report import curve_runs, find_runs, report, run_row, sort_rows, swept_by, swept_settings
 from conftest import run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -275,3 +275,39 @@ def test_report_names_a_missing_folder_and_a_file_for_what_they_are(tmp_path: Pa
         assert run_cli(report_cli.main, str(given)) == 2
         err = capsys.readouterr().err
         assert err == f"error: {given} {what}; give a sweep directory (outputs/multirun/...)\n"
+
+
+def test_a_swept_setting_with_one_value_so_far_is_a_column_not_shared(
+    tmp_path: Path, capsys, monkeypatch
+) -> None:
+    # Stopped after the first of its learning rates: every run so far has optimizer.lr=0.001, which
+    # the footer listed as shared, though the sweep's command sweeps it.
+    monkeypatch.setenv("COLUMNS", "150")  # every column on screen, whatever runs the tests
+    sweep = tmp_path / "lr"
+    sweep.mkdir()
+    (sweep / "multirun.yaml").write_text(
+        "hydra:\n  overrides:\n    hydra: []\n    task: ['optimizer.lr=1e-3,3e-3', model=tiny, 'seed=1,2']\n"
+        "  sweeper:\n    _target_: hydra._internal.core_plugins.basic_sweeper.BasicSweeper\n")
+    for name, seed in (("0", 1), ("1", 2)):
+        fake_run(sweep, name, ["optimizer.lr=0.001", "model=tiny", f"seed={seed}"], metrics(1.5 + seed, 1.7),
+                 {"status": "finished"})
+    report(sweep)
+    out = capsys.readouterr().out
+    run_table, groups_table = out.split(": mean ± std over seeds")
+    assert [line.strip() for line in run_table.splitlines() if "shared:" in line] == ["shared: model=tiny"]
+    for table in (run_table, groups_table):
+        header = next(line for line in table.splitlines() if line.startswith("┃"))
+        assert "optimizer.lr" in header and "model" not in header
+        assert "│ 0.001 " in table
+    ranked = sort_rows([run_row(run, sweep) for run in find_runs(sweep)], "best_val_loss")
+    labels = [run.label for run in curve_runs(ranked, swept_settings(ranked, sweep))]
+    assert labels == ["0: optimizer.lr=0.001, seed=1", "1: optimizer.lr=0.001, seed=2"]
+
+
+def test_a_search_space_is_swept_too(tmp_path: Path) -> None:
+    (tmp_path / "multirun.yaml").write_text(
+        "hydra:\n  overrides:\n    hydra: []\n"
+        "    task: ['+trainer.x=range(3)', 'data.path=\"a,b\"', 'model.n_layer=choice(2,3)', model=tiny]\n"
+        "  sweeper:\n    params:\n      optimizer.lr: tag(log, interval(1e-4, 1e-2))\n")
+    assert swept_by(tmp_path) == {"trainer.x", "model.n_layer", "optimizer.lr"}
+    assert swept_by(tmp_path / "elsewhere") == set()

@@ -17,10 +17,12 @@ import os
 import re
 import shlex
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import HydraException
 from omegaconf import OmegaConf
 from rich.cells import cell_len
 from rich.console import Console
@@ -40,7 +42,7 @@ from chargpt.run_layout import (
 )
 from chargpt.runs.curves import PNG_SOFTWARE, CurveRun, shorten, write_curves
 from chargpt.runs.resume import launch_cwd, resume_command
-from chargpt.runs.sweep_record import continue_command, planned_jobs
+from chargpt.runs.sweep_record import as_written, continue_command, planned_jobs
 
 SEED = "seed"
 METRIC_COLUMNS = ["best_val_loss", "last_val_loss", "steps", "tokens_per_sec", "wall_s"]
@@ -208,11 +210,12 @@ def curve_label(name: str, settings: dict[str, str]) -> str:
     return f"{name}: {given}" if given else name
 
 
-def curve_runs(rows: list[dict[str, Any]]) -> list[CurveRun]:
+def curve_runs(rows: list[dict[str, Any]], swept: Collection[str] = ()) -> list[CurveRun]:
     """The runs (run_row's, in the table's order) for the curves: each labelled by its name and,
-    of the settings that vary, those it set (one it left at its default is not `key=`)."""
+    of the settings that vary or are `swept`, those it set (one it left at its default is not
+    `key=`)."""
     columns, flat = flat_rows(rows)
-    shown, _ = varying(columns, flat)
+    shown, _ = varying(columns, flat, swept)
     settings = shown[1 : shown.index("status")]
     return [
         CurveRun(curve_label(row["run"], {k: row["overrides"][k] for k in settings if k in row["overrides"]}),
@@ -221,11 +224,43 @@ def curve_runs(rows: list[dict[str, Any]]) -> list[CurveRun]:
     ]
 
 
-def varying(columns: list[str], rows: list[dict[str, Any]]) -> tuple[list[str], dict[str, Any]]:
-    """Override columns whose value differs between runs, and the settings all runs share."""
+def varying(
+    columns: list[str], rows: list[dict[str, Any]], swept: Collection[str] = ()
+) -> tuple[list[str], dict[str, Any]]:
+    """The columns without the settings all runs share, and those. A `swept` setting is never
+    shared: a sweep stopped after its first value has one value of it so far, not a fixed one."""
     overrides = columns[1 : columns.index("status")]
-    shared = {c: rows[0][c] for c in overrides if len({str(r[c]) for r in rows}) == 1}
+    shared = {c: rows[0][c] for c in overrides if c not in swept and len({str(r[c]) for r in rows}) == 1}
     return [c for c in columns if c not in shared], shared
+
+
+_PARSER = OverridesParser.create()
+
+
+def swept_by(sweep_dir: Path) -> set[str]:
+    """The settings the sweep recorded in `sweep_dir` (its multirun.yaml) sweeps: its command's
+    sweeps (`optimizer.lr=1e-3,3e-3`, `range(...)`, a search's `interval(...)`) and a search's
+    space (hydra.sweeper.params); none when the folder records no sweep."""
+    try:
+        hydra = OmegaConf.load(sweep_dir / SWEEP_CONFIG).hydra
+        task = as_written(hydra.overrides.task)
+        space = OmegaConf.select(hydra, "sweeper.params", default=None) or {}
+    except Exception:  # missing or unreadable: nothing known to be swept
+        return set()
+    keys = {override_key(str(key)) for key in space}
+    for override in task:
+        try:
+            if _PARSER.parse_override(override).is_sweep_override():
+                keys.add(override_key(override))
+        except HydraException:  # not Hydra's grammar: not a sweep Hydra ran
+            continue
+    return keys
+
+
+def swept_settings(rows: list[dict[str, Any]], top: Path) -> set[str]:
+    """The settings swept by the sweeps the runs are jobs of."""
+    sweeps = {sweep for row in rows if (sweep := _sweep_of(row["dir"], top)) is not None}
+    return set().union(*(swept_by(sweep) for sweep in sweeps))
 
 
 SETTING_MIN_WIDTH = 12
@@ -264,13 +299,13 @@ def _table(
 
 def print_table(
     title: str, columns: list[str], rows: list[dict[str, Any]], console: Console | None = None,
-    metric: str = "best_val_loss",
+    metric: str = "best_val_loss", swept: Collection[str] = (),
 ) -> None:
-    """The screen shows the swept settings only; the CSV has every column. The table fits the
-    terminal: setting columns wrap, then the last ones are left out down to the first (named in
-    the caption), then the error column, the metrics other than the ranking `metric`, and the
-    first setting; run, status and what is shown of the metrics stay whole."""
-    shown, shared = varying(columns, rows)
+    """The screen shows the settings that vary or are `swept` only; the CSV has every column. The
+    table fits the terminal: setting columns wrap, then the last ones are left out down to the
+    first (named in the caption), then the error column, the metrics other than the ranking
+    `metric`, and the first setting; run, status and what is shown of the metrics stay whole."""
+    shown, shared = varying(columns, rows, swept)
     if not any(row["error"] for row in rows):
         shown.remove("error")
     notes = ["shared: " + " ".join(f"{k}={v}" for k, v in shared.items())] if shared else []
@@ -474,12 +509,14 @@ def _mean_std(mean: float | None, std: float | None, column: str) -> str:
 
 
 def print_groups(
-    title: str, groups: list[dict[str, Any]], metric: str, console: Console | None = None
+    title: str, groups: list[dict[str, Any]], metric: str, console: Console | None = None,
+    swept: Collection[str] = (),
 ) -> None:
-    """The settings that vary between groups, then mean ± std of each figure over the seeds."""
+    """The settings that vary between groups or are `swept`, then mean ± std of each figure over
+    the seeds."""
     columns, flat = flat_groups(groups)
     settings = columns[: columns.index("seeds")]
-    shared = {c: flat[0][c] for c in settings if len({str(r[c]) for r in flat}) == 1}
+    shared = {c: flat[0][c] for c in settings if c not in swept and len({str(r[c]) for r in flat}) == 1}
     swept = [c for c in settings if c not in shared]
     figures = [c for c in GROUP_METRICS if any(g[f"{c}_mean"] is not None for g in groups)]
     rows = []
@@ -645,12 +682,14 @@ def report(sweep_dir: Path, csv_path: Path | None = None, sort_by: str = "best_v
     counted = _count(len(rows), "run")
     metric = "best_val_loss" if sort_by == "run" else sort_by
     groups = group_runs(ranked, metric)
+    swept = swept_settings(ranked, sweep_dir)
     # Output into a pipe whose reader stopped (`| head`) stops the printing, not the files: the
     # closed pipe is raised (exit 141) once they are written.
     closed = _printing(lambda: print_table(f"{sweep_dir} ({counted}, sorted by {sort_by})", columns, rows,
-                                           metric=metric))
+                                           metric=metric, swept=swept))
     closed = closed or _printing(lambda: print_groups(
-        f"{_count(len(groups), 'setting')}: mean ± std over seeds, sorted by {metric}", groups, metric))
+        f"{_count(len(groups), 'setting')}: mean ± std over seeds, sorted by {metric}", groups, metric,
+        swept=swept))
     write_csv(csv_path, columns, rows)
     write_csv(groups_path, *flat_groups(groups))
     if continue_command(sweep_dir) is not None:  # a sweep: continued as a whole, or still running
@@ -659,7 +698,7 @@ def report(sweep_dir: Path, csv_path: Path | None = None, sort_by: str = "best_v
         note = stopped_runs_note(ranked, sweep_dir)
     closed = closed or _printing(lambda: print(*([note] if note else []), f"written: {csv_path}",
                                                f"written: {groups_path}", sep="\n", flush=True))
-    write_curves(curves_path, sweep_dir, curve_runs(ranked))
+    write_curves(curves_path, sweep_dir, curve_runs(ranked, swept))
     if closed:
         raise BrokenPipeError
     return rows
