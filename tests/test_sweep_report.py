@@ -136,6 +136,9 @@ def test_a_sweep_whose_every_job_failed_says_so_and_fails(tmp_path: Path, capsys
     assert code == 1, err
     assert "error: every job of this sweep failed (2 of 2; the first: " in err and "n_head=3" in err
     assert [r["status"] for r in report(sweep)] == ["failed", "failed"]  # both kept for the report
+    # A failure from the machine (out of memory) may pass on a second try: the report says how.
+    assert "2 of 2 jobs of this sweep failed; continue it, which trains the failed jobs again, with: " \
+        "chargpt-train -m data=text" in capsys.readouterr().out
 
 
 @pytest.mark.slow  # two Python processes start: the sweep as users launch it
@@ -311,3 +314,46 @@ def test_a_search_space_is_swept_too(tmp_path: Path) -> None:
         "  sweeper:\n    params:\n      optimizer.lr: tag(log, interval(1e-4, 1e-2))\n")
     assert swept_by(tmp_path) == {"trainer.x", "model.n_layer", "optimizer.lr"}
     assert swept_by(tmp_path / "elsewhere") == set()
+
+
+BASIC_SWEEP = ("hydra:\n  overrides:\n    hydra: []\n    task: ['optimizer.lr=1e-3,3e-3,1e-2,3e-2']\n"
+               "  sweeper:\n    _target_: hydra._internal.core_plugins.basic_sweeper.BasicSweeper\n")
+
+
+def test_a_sweep_with_failed_jobs_gets_the_command_that_trains_them_again(tmp_path: Path, capsys) -> None:
+    # Continuing a sweep trains its failed jobs again (docs/sweeps.md), but the report only gave
+    # the command for a sweep with stopped or missing jobs.
+    sweep = tmp_path / "lr"
+    sweep.mkdir()
+    (sweep / "multirun.yaml").write_text(BASIC_SWEEP)
+    for name, lr in enumerate(("1e-3", "3e-3", "1e-2")):
+        fake_run(sweep, str(name), [f"optimizer.lr={lr}"], metrics(1.5, 1.5), {"status": "finished"})
+    fake_run(sweep, "3", ["optimizer.lr=3e-2"], None, {"status": "failed", "error": "CUDA out of memory"})
+    command = f"chargpt-train -m optimizer.lr=1e-3,3e-3,1e-2,3e-2 hydra.sweep.dir={sweep.resolve()}"
+
+    report(sweep)
+    assert (f"1 of 4 jobs of this sweep failed; continue it, which trains the failed jobs again, with: "
+            f"{command}\n") in capsys.readouterr().out
+
+    (sweep / "2" / "status.json").write_text(json.dumps({"status": "interrupted"}))
+    report(sweep)
+    assert (f"this sweep stopped part-way (1 stopped, 1 failed); continue it, which trains the failed "
+            f"jobs again, with: {command}\n") in capsys.readouterr().out
+
+    report(tmp_path)  # a folder that holds the sweep: its note, by its folder
+    assert f"{sweep}: this sweep stopped part-way (1 stopped, 1 failed)" in capsys.readouterr().out
+    (sweep / "2" / "status.json").write_text(json.dumps({"status": "finished"}))
+    report(tmp_path)
+    assert f"{sweep}: 1 of 4 jobs of this sweep failed; continue it" in capsys.readouterr().out
+
+
+def test_a_search_in_a_storage_is_not_said_to_train_its_failed_trials_again(tmp_path: Path, capsys) -> None:
+    # It continues with new trials in a new folder; a failed trial stays failed in the study.
+    sweep = tmp_path / "search"
+    sweep.mkdir()
+    (sweep / "multirun.yaml").write_text(BASIC_SWEEP.replace(
+        "  sweeper:\n", "  sweeper:\n    storage: sqlite:///optuna.db\n    n_trials: 2\n"))
+    fake_run(sweep, "0", ["optimizer.lr=1e-3"], metrics(1.5, 1.5), {"status": "finished"})
+    fake_run(sweep, "1", ["optimizer.lr=3e-2"], None, {"status": "failed", "error": "nan"})
+    report(sweep)
+    assert "continue it" not in capsys.readouterr().out

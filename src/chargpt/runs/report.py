@@ -23,7 +23,7 @@ from typing import Any
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from rich.cells import cell_len
 from rich.console import Console
 from rich.table import Table
@@ -42,7 +42,7 @@ from chargpt.run_layout import (
 )
 from chargpt.runs.curves import PNG_SOFTWARE, CurveRun, shorten, write_curves
 from chargpt.runs.resume import launch_cwd, resume_command
-from chargpt.runs.sweep_record import as_written, continue_command, planned_jobs
+from chargpt.runs.sweep_record import as_written, continue_command, planned_jobs, stored_study
 
 SEED = "seed"
 METRIC_COLUMNS = ["best_val_loss", "last_val_loss", "steps", "tokens_per_sec", "wall_s"]
@@ -242,7 +242,7 @@ def swept_by(sweep_dir: Path) -> set[str]:
     sweeps (`optimizer.lr=1e-3,3e-3`, `range(...)`, a search's `interval(...)`) and a search's
     space (hydra.sweeper.params); none when the folder records no sweep."""
     try:
-        hydra = OmegaConf.load(sweep_dir / SWEEP_CONFIG).hydra
+        hydra = _sweep_hydra(sweep_dir)
         task = as_written(hydra.overrides.task)
         space = OmegaConf.select(hydra, "sweeper.params", default=None) or {}
     except Exception:  # missing or unreadable: nothing known to be swept
@@ -255,6 +255,11 @@ def swept_by(sweep_dir: Path) -> set[str]:
         except HydraException:  # not Hydra's grammar: not a sweep Hydra ran
             continue
     return keys
+
+
+def _sweep_hydra(sweep_dir: Path) -> DictConfig:
+    """The `hydra` node of the sweep's multirun.yaml (raises when there is none or it is unreadable)."""
+    return OmegaConf.load(sweep_dir / SWEEP_CONFIG).hydra
 
 
 def swept_settings(rows: list[dict[str, Any]], top: Path) -> set[str]:
@@ -592,7 +597,8 @@ STOPPED = ("interrupted", "killed", "incomplete")
 
 def sweep_note(sweep_dir: Path, rows: list[dict[str, Any]]) -> str | None:
     """For a sweep still running: how far it has got. For one that stopped part-way (jobs stopped,
-    or never started): what is missing, and the command that continues it."""
+    or never started) or has failed jobs: what is missing, and the command that continues it,
+    which trains the failed jobs again."""
     if (command := continue_command(sweep_dir)) is None:
         return None
     planned = planned_jobs(sweep_dir)
@@ -601,11 +607,25 @@ def sweep_note(sweep_dir: Path, rows: list[dict[str, Any]]) -> str | None:
         waiting = f", {missing} of {planned} not started yet" if missing > 0 else ""
         return f"this sweep is still running ({running} running{waiting}): this table is not its last"
     stopped = sum(r["status"] in STOPPED for r in rows)
-    if not stopped and missing <= 0:
+    # A search kept in a storage continues with new trials in a new folder: its failed ones stay failed.
+    failed = 0 if _in_a_storage(sweep_dir) else sum(r["status"] == "failed" for r in rows)
+    if not stopped and missing <= 0 and not failed:
         return None
+    again = ", which trains the failed jobs again," if failed else ""
+    if not stopped and missing <= 0:
+        jobs = _count(len(rows), "job")
+        return f"{failed} of {jobs} of this sweep failed; continue it{again} with: {command}"
     parts = [f"{stopped} stopped"] if stopped else []
+    parts += [f"{failed} failed"] if failed else []
     parts += [f"{missing} of {planned} never started"] if missing > 0 else []
-    return f"this sweep stopped part-way ({', '.join(parts)}); continue it with: {command}"
+    return f"this sweep stopped part-way ({', '.join(parts)}); continue it{again} with: {command}"
+
+
+def _in_a_storage(sweep_dir: Path) -> bool:
+    try:
+        return stored_study(_sweep_hydra(sweep_dir))
+    except Exception:  # unreadable: continue_command found none either
+        return False
 
 
 STOPPED_RUNS_LISTED = 5  # resume commands printed; the table's status column names the rest
@@ -613,10 +633,12 @@ STOPPED_RUNS_LISTED = 5  # resume commands printed; the table's status column na
 
 def stopped_runs_note(rows: list[dict[str, Any]], top: Path) -> str | None:
     """For a folder of runs that is not itself a sweep: the command that resumes each stopped run
-    from its last checkpoint, or that it has none; a stopped job of a sweep inside the folder is
-    given its sweep's continue command instead (it also runs the jobs that never started)."""
+    from its last checkpoint, or that it has none; a stopped or failed job of a sweep inside the
+    folder is given its sweep's continue command instead (it also runs the jobs that never started,
+    and trains the failed ones again)."""
     stopped = [r for r in rows if r["status"] in STOPPED]
-    sweeps = {r["run"]: _sweep_of(r["dir"], top) for r in stopped}
+    # A failed job too: continuing its sweep trains it again.
+    sweeps = {r["run"]: _sweep_of(r["dir"], top) for r in rows if r["status"] in (*STOPPED, "failed")}
     alone = [r for r in stopped if sweeps[r["run"]] is None]
     checkpoints = {r["run"]: last_checkpoint(r["dir"]) for r in alone}
     commands = [resume_command(r["dir"].resolve(), _launch_overrides(r["dir"]),
