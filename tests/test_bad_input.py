@@ -194,8 +194,8 @@ TRAIN_CASES = [
     ("an override with no name", ["=5"],
      "cannot read the override '=5': it names no setting before '='; write key=value, e.g. seed=5"),
     ("an unset environment variable", ["optimizer.lr=${{oc.env:CHARGPT_TEST_UNSET}}"],
-     "optimizer.lr: cannot resolve its ${{...}} (\"Environment variable 'CHARGPT_TEST_UNSET' not found\"); set "
-     "optimizer.lr to a plain value, or define what it refers to"),
+     "optimizer.lr: cannot resolve its ${{...}} (\"Environment variable 'CHARGPT_TEST_UNSET' not found\"); "
+     "set optimizer.lr to a plain value, or define what it refers to"),
     ("an interpolation of no setting", ["model.n_layer=${{oops}}"],
      "model.n_layer: cannot resolve its ${{...}} (Interpolation key 'oops' not found)"),
     ("a setting read at the end removed (refused before training)", ["~sample.seed"],

@@ -46,7 +46,7 @@ UNUSED = {
 
 def overridden_keys() -> dict[str, str]:
     """The keys (and groups) set on the command line, each with the override as typed."""
-    typed = list(HydraConfig.get().overrides.task)
+    typed = [str(o) for o in OmegaConf.to_container(HydraConfig.get().overrides.task, resolve=False)]
     parsed = OverridesParser.create().parse_overrides(typed)
     return {o.key_or_group: text for o, text in zip(parsed, typed, strict=True)}
 
@@ -88,6 +88,7 @@ def _hydra_main(cfg: DictConfig) -> None:
     else:
         assert ckpt is not None  # an export without data.path was refused above
         data = recorded_data(ckpt, file, overrides)
+        refuse_val_in_training_text(cfg, overrides, stored_split(ckpt).get("train_fraction"))
         unrecorded = "train_fraction" not in data or (
             "split" not in stored_split(ckpt) and (stored_corpus(ckpt) or {}).get("files"))
         if cfg.split != "all" and unrecorded and not {"data.train_fraction", "data.split"} & set(overrides):
@@ -109,6 +110,20 @@ def _hydra_main(cfg: DictConfig) -> None:
     # The text scored: the validation text's own file when data.val_path gave it.
     scored = text.val_path if text.val_path and cfg.split == "val" else str(text.path or text.source)
     print(json.dumps(report(result, cfg.split, scored, file), ensure_ascii=False))
+
+
+def refuse_val_in_training_text(cfg: DictConfig, overrides: dict[str, str], trained_on: Any) -> None:
+    """The val split of the text the run trained on, cut earlier than its run cut it, would score
+    characters the model trained on as held-out text."""
+    given = cfg.data.get("train_fraction")
+    if cfg.split != "val" or "data.train_fraction" not in overrides or not isinstance(trained_on, float):
+        return
+    if isinstance(given, (int, float)) and given < trained_on:
+        raise ConfigError(
+            f"{overrides['data.train_fraction']} would score text the model trained on as its val split "
+            f"(its run trained on the first {trained_on:.0%}); leave data.train_fraction out to score the "
+            "held-out text, or pass split=all to score the whole text"
+        )
 
 
 def report(result: Evaluation, split: str, data: str, checkpoint: str) -> dict[str, Any]:
