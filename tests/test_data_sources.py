@@ -338,12 +338,25 @@ def test_a_utf16_text_without_a_byte_order_mark_is_named_alone_and_in_a_folder(t
     text.parent.mkdir()
     text.write_bytes("Dear diary, today was long.\n".encode("utf-16-le") * 20)
     with pytest.raises(DataError, match=r"diary\.txt holds NUL bytes \(UTF-16 text, or a binary file\?\); "
-                                        r"if it is text, convert it to UTF-8 \(UTF-16 with iconv -f UTF-16"):
+                                        r"if it is text, convert it to UTF-8 \(iconv -f UTF-16 -t UTF-8\)$"):
         module(text).setup()
     # In a folder: a glob of *.txt would keep it, so none is offered.
     with pytest.raises(DataError, match=r"diary\.txt inside .* holds NUL bytes .*; if it is text, convert it "
                                         r"to UTF-8 .*, or remove it$"):
         module(text.parent).setup()
+
+
+def test_a_latin1_text_in_a_folder_gets_latin1_advice_and_a_glob_that_leaves_it_out(tmp_path: Path) -> None:
+    # The advice was UTF-16's, which a file of one-byte accents never is.
+    folder = tmp_path / "my texts"
+    folder.mkdir()
+    (folder / "a.txt").write_text("first text\n" * 5)
+    (folder / "old.md").write_bytes("café crème, señor\n".encode("latin-1") * 5)
+    advice = (r"old\.md inside .* is not UTF-8 text .*; if it is text, convert it to UTF-8 \(iconv -f LATIN1 "
+              r"-t UTF-8, .*\), or remove it, or give data\.path a glob that leaves it out, e\.g\. "
+              r"'data\.path=.*/my texts/\*\*/\*\.txt'$")
+    with pytest.raises(DataError, match=advice):
+        module(folder).setup()
 
 
 def test_a_nul_byte_past_the_head_of_a_file_is_named_with_its_offset(tmp_path: Path) -> None:

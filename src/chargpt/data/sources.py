@@ -98,8 +98,15 @@ def _file_part(path: Path) -> Part:
 
 
 NUL_BYTES = "holds NUL bytes (UTF-16 text, or a binary file?)"
-# The one advice for a file that is no UTF-8 text, wherever it was named.
-CONVERT = "if it is text, convert it to UTF-8 (UTF-16 with iconv -f UTF-16 -t UTF-8)"
+NOT_UTF8 = "is not UTF-8 text (another encoding, or a binary file?)"
+
+
+def convert_advice(why: str) -> str:
+    """The one advice for a file that is no UTF-8 text, wherever it was named: NUL bytes are most
+    often UTF-16, other bad bytes a one-byte encoding such as Latin-1 or Windows-1252."""
+    if why == NUL_BYTES:
+        return "if it is text, convert it to UTF-8 (iconv -f UTF-16 -t UTF-8)"
+    return "if it is text, convert it to UTF-8 (iconv -f LATIN1 -t UTF-8, or its own encoding for LATIN1)"
 
 
 def _head(path: Path) -> bytes:
@@ -118,7 +125,7 @@ def _not_text(path: Path) -> str | None:
         head.decode("utf-8")
     except UnicodeDecodeError as err:
         if err.start < len(head) - 4:  # a character cut at the sniff's end is not an error
-            return "is not UTF-8 text (another encoding, or a binary file?)"
+            return NOT_UTF8
     return None
 
 
@@ -174,7 +181,7 @@ def _directory_files(root: Path, setting: str) -> tuple[list[Path], list[Path], 
             leave_out = f", or give {setting} a glob that leaves it out, e.g. {example}"
             if path.suffix == ".txt":  # that glob would keep it
                 leave_out = ""
-            raise DataError(f"{path} inside {root} {why}; {CONVERT}, or remove it{leave_out}")
+            raise DataError(f"{path} inside {root} {why}; {convert_advice(why)}, or remove it{leave_out}")
     return files, runs, broken
 
 
@@ -264,8 +271,8 @@ def _text_files(value: str, setting: str, url: str | None, sha256: str | None) -
             )
         for match in sorted(found):
             if why := _not_text(match):
-                raise DataError(f"{match} (matched by {setting}={value}) {why}; {CONVERT}, or leave it out "
-                                "of the pattern")
+                raise DataError(f"{match} (matched by {setting}={value}) {why}; {convert_advice(why)}, "
+                                "or leave it out of the pattern")
         return sorted(found)
     if not path.exists() and url is None:
         raise DataError(
@@ -273,7 +280,7 @@ def _text_files(value: str, setting: str, url: str | None, sha256: str | None) -
         )
     file = resolve_corpus(path, url, sha256)
     if b"\0" in _head(file):  # (other bad bytes: named with their offset as it is read)
-        raise DataError(f"{file} {NUL_BYTES}; {CONVERT}")
+        raise DataError(f"{file} {NUL_BYTES}; {convert_advice(NUL_BYTES)}")
     return [file]
 
 
