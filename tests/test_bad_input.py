@@ -184,6 +184,10 @@ TRAIN_CASES = [
     ("checkpoint monitor unknown", ["callbacks.model_checkpoint.monitor=abc"],
      "callbacks.model_checkpoint.monitor=abc is not a logged metric; use one of val/loss"),
     ("a needed setting removed", ["~seed"], "~seed removed a setting this command needs (seed)"),
+    ("a device count that is no number", ["trainer.devices=abc"],  # Lightning's text named no fix
+     "trainer.devices='abc' is not a number of devices; use a whole number from 1 (trainer.devices=1), a "
+     "list of GPU indices ([0,1]), or auto"),
+    ("no devices", ["trainer.devices=0"], "trainer.devices=0 is not a number of devices"),
     # Were trained with a default of the code's own that the saved config does not show (4 layers;
     # AdamW's lr), or a TypeError (the data module's batch size).
     ("a model setting removed", ["~model.n_layer"], "~model.n_layer removed a setting this command needs "

@@ -128,17 +128,22 @@ def record_resolved_config(cfg: DictConfig, notes: list[str]) -> None:
 
 
 def check_devices(trainer_cfg: DictConfig) -> None:
-    """More devices than the machine has is a one-line error, not a Lightning traceback."""
+    """More devices than the machine has, or a count that is none, is a one-line error (Lightning's
+    own is a traceback, or a message that names no fix)."""
     accelerator = str(trainer_cfg.get("accelerator", "auto"))
     devices = trainer_cfg.get("devices", "auto")
+    gpus = torch.cuda.device_count()
+    on_gpus = accelerator in ("gpu", "cuda") or (accelerator == "auto" and gpus)
     if isinstance(devices, (list, ListConfig)):
         wanted = len(devices)
-    elif str(devices).isdigit():
+    elif str(devices).isdigit() and int(devices) > 0:
         wanted = int(devices)
-    else:
-        return  # "auto" or -1: Lightning takes what exists
-    gpus = torch.cuda.device_count()
-    if accelerator in ("gpu", "cuda") or (accelerator == "auto" and gpus):
+    elif str(devices) == "auto" or (str(devices) == "-1" and on_gpus):
+        return  # Lightning takes what exists
+    else:  # Lightning's "`devices` selected with `CPUAccelerator` should be an int > 0."
+        raise ConfigError(f"trainer.devices={devices!r} is not a number of devices; use a whole number "
+                          "from 1 (trainer.devices=1), a list of GPU indices ([0,1]), or auto")
+    if on_gpus:
         if gpus == 0:
             raise ConfigError(
                 f"trainer.accelerator={accelerator} but no CUDA GPU is visible; use trainer=cpu"
