@@ -23,7 +23,7 @@ from omegaconf.errors import ConfigAttributeError, ConfigKeyError, Interpolation
 from chargpt.checks import whole_number
 from chargpt.cli import CONFIG_PATH
 from chargpt.cli.argv import full_options, hydra_argv, literal_argv, override_positions, settings_beside
-from chargpt.cli.exits import BROKEN_PIPE_EXIT_CODE, clean_exits, exit_no_room
+from chargpt.cli.exits import BROKEN_PIPE_EXIT_CODE, clean_exits, exit_no_room, raising_on_sigterm
 from chargpt.cli.hydra_errors import one_line_hydra_errors, release_stderr
 from chargpt.errors import NO_ROOM, USAGE_EXIT_CODE, ConfigError, full_errors_requested
 from chargpt.runs.directory import release_claims
@@ -41,9 +41,9 @@ def run_main(
     config_name: str | None = None,
 ) -> None:
     """Run a Hydra entry point: the command line prepared for Hydra, user errors as one line (exit
-    2), Ctrl-C as exit 130 with one line, a closed output pipe quietly (exit 141), and whatever a
-    failed or interrupted start created removed again. `config_name` (the command's config) lets
-    a misspelt setting's error name the one meant."""
+    2), Ctrl-C as exit 130 with one line (SIGTERM: 143), a closed output pipe quietly (exit 141),
+    and whatever a failed or interrupted start created removed again. `config_name` (the command's
+    config) lets a misspelt setting's error name the one meant."""
     global _literal
     saved, failed = sys.argv, True
     try:
@@ -62,7 +62,9 @@ def run_main(
                 sys.exit(USAGE_EXIT_CODE)
             _literal, sys.argv = literal, prepared
             overrides = [prepared[i] for i in override_positions(prepared)]
-            with one_line_hydra_errors(settings_beside(config_name, overrides) if config_name else None):
+            # SIGTERM (a `kill`, a scheduler) unwinds the command as Ctrl-C does: one line, exit 143.
+            with raising_on_sigterm(), \
+                    one_line_hydra_errors(settings_beside(config_name, overrides) if config_name else None):
                 hydra_main()
             failed = False
     except SystemExit as exit_:
