@@ -587,3 +587,20 @@ def test_sigterm_during_an_export_leaves_nothing_behind(ckpt: Path, tmp_path: Pa
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 143 and stderr.strip().splitlines()[-1] == "terminated", stderr
     assert list(out.iterdir()) == []  # the folder the user made is kept, empty
+
+
+def test_a_default_name_says_more_than_a_time_or_a_job_number(tmp_path: Path) -> None:
+    # A sweep's jobs were exported and served as "0", "1", ...
+    from chargpt.model_card import default_name, name_of_checkpoint
+
+    dated = tmp_path / "2026-12-05" / "14-03-22"
+    sweep = tmp_path / "lr sweep"
+    dated_sweep = tmp_path / "multirun" / "2026-12-05" / "09-00-00"
+    for folder in (dated / "checkpoints", sweep / "0" / "checkpoints", dated_sweep / "3"):
+        folder.mkdir(parents=True)
+    for folder in (sweep, dated_sweep):
+        (folder / "multirun.yaml").write_text("hydra: {}\n")
+    assert default_name(dated) == "2026-12-05_14-03-22"
+    assert name_of_checkpoint(sweep / "0" / "checkpoints" / "last.ckpt") == "lr sweep_0"
+    assert default_name(dated_sweep / "3") == "2026-12-05_09-00-00_3"
+    assert default_name(tmp_path / "my run") == "my run"

@@ -12,7 +12,7 @@ from chargpt.checkpoints import read_checkpoint, resolve_checkpoint
 from chargpt.errors import CheckpointError
 from chargpt.export_layout import CONFIG_FILE, export_folder_of, read_export_config
 from chargpt.inference import TrainedModel
-from chargpt.run_layout import CHECKPOINT_DIR, LAST, run_dir_of
+from chargpt.run_layout import CHECKPOINT_DIR, LAST, SWEEP_CONFIG, run_dir_of
 
 # Hydra's default run directories are outputs/DATE/TIME: the time alone would be a poor name.
 _TIME_NAME = re.compile(r"\d\d-\d\d-\d\d")
@@ -38,7 +38,11 @@ class ModelCard:
 
 
 def default_name(run_dir: Path) -> str:
+    """A run's folder name, with its parent's where that alone says little: a dated run's time
+    (2026-12-05_14-03-22) and a sweep's job number (lr-sweep_0, not "0")."""
     run_dir = run_dir.resolve()
+    if (run_dir.parent / SWEEP_CONFIG).is_file() and run_dir.parent.name:
+        return f"{default_name(run_dir.parent)}_{run_dir.name}"
     if _TIME_NAME.fullmatch(run_dir.name) and run_dir.parent.name:
         return f"{run_dir.parent.name}_{run_dir.name}"
     return run_dir.name or "chargpt"
