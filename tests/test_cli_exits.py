@@ -186,6 +186,20 @@ def test_the_first_signal_says_what_a_second_would_keep(kept, tmp_path, monkeypa
     assert line.endswith(f"its last checkpoint, {kept}, stays)" if kept else "it has no checkpoint yet)")
 
 
+def test_the_first_signal_in_a_sweep_says_how_to_continue_it_after_a_second(tmp_path, capsys) -> None:
+    # A second Ctrl-C ended a sequential sweep with no word of its continue command.
+    guard = GracefulInterrupt(str(tmp_path))
+    guard.after_quitting = "continue the sweep (its finished jobs are kept) with: chargpt-train -m seed=1,2"
+    previous = signal.getsignal(signal.SIGINT)
+    try:
+        guard._handle(signal.SIGINT, None)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert capsys.readouterr().err.strip().endswith(
+        "it has no checkpoint yet; then continue the sweep (its finished jobs are kept) with: "
+        "chargpt-train -m seed=1,2)")
+
+
 @pytest.mark.parametrize("rank", [0, 1])
 def test_only_the_first_process_of_a_run_says_it_got_the_signal(rank, tmp_path, monkeypatch, capsys) -> None:
     # Ctrl-C reaches every process of a multi-process run (trainer=ddp_cpu): one line, not one each.

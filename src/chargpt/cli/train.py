@@ -112,6 +112,8 @@ def _train(cfg: DictConfig, parallel: Path | None) -> float | None:
             if isinstance(callback, GracefulInterrupt):
                 callback.on_signal = functools.partial(record_signalled, output_dir)
                 callback.sweep_dir = parallel
+                if parallel is None:  # (a parallel sweep's process says it, once every job has stopped)
+                    callback.after_quitting = _continue_command("continue the sweep")
     try:
         # (Several processes: Lightning's own handling, which also ends the other ranks.)
         with nothing_to_save_until_training(parallel is None and trainer.world_size == 1):
@@ -171,11 +173,17 @@ def parallel_sweep_dir() -> Path | None:
     return Path(HydraConfig.get().sweep.dir)
 
 
-def _print_continue_command(lead: str) -> None:
-    """In a sweep: the command that continues it, its finished jobs kept."""
+def _continue_command(lead: str) -> str | None:
+    """In a sweep: how to continue it, its finished jobs kept."""
     hydra = HydraConfig.get() if is_multirun() else None
     if hydra is not None and (command := continue_command(Path(hydra.sweep.dir))):
-        print(f"{lead} ({kept_on_continuing(hydra)}) with: {command}", file=sys.stderr, flush=True)
+        return f"{lead} ({kept_on_continuing(hydra)}) with: {command}"
+    return None
+
+
+def _print_continue_command(lead: str) -> None:
+    if line := _continue_command(lead):
+        print(line, file=sys.stderr, flush=True)
 
 
 class _RecordStart(L.Callback):

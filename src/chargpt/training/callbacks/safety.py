@@ -154,6 +154,9 @@ class GracefulInterrupt(Callback):
         # A job of a parallel sweep: the folder where a stop of the whole sweep is requested
         # (chargpt/stop_request.py), read at each step boundary and written at this job's signal.
         self.sweep_dir: Path | None = None
+        # What to do after a second signal, said with the first (a sequential sweep: its continue
+        # command, which the second signal leaves no chance to print).
+        self.after_quitting: str | None = None
         self._original: dict[int, Any] = {}
         self._trainer: L.Trainer | None = None  # while fit runs: where its checkpoints are
         self._last_step = -1
@@ -175,6 +178,7 @@ class GracefulInterrupt(Callback):
         else:
             what = "stopping after this step and writing a checkpoint"
             then = f"send it again to quit at once without one: {kept}"
+        then += f"; then {self.after_quitting}" if self.after_quitting else ""
         line = f"{signal.Signals(signum).name} received: {what} ({then})"
         if self.on_signal is not None:
             self.on_signal(line)
