@@ -23,6 +23,9 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 from hydra._internal.utils import get_args_parser
 from hydra.core.global_hydra import GlobalHydra
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import HydraException
+from omegaconf import DictConfig, OmegaConf
 
 from chargpt.cli import CONFIG_PATH
 from chargpt.cli.hydra_errors import settings_in
@@ -184,7 +187,7 @@ def hydra_argv(argv: list[str]) -> list[str]:
     for i in override_positions(out):
         if nameless := re.match(r"^(\+{0,2}|~)\s*=(.*)$", out[i], re.DOTALL):  # Hydra: a ValueError
             raise ConfigError(f"cannot read the override {out[i]!r}: it names no setting before '='; write "
-                              f"key=value, e.g. seed={nameless[2] or 'VALUE'}")
+                              f"it as KEY={nameless[2] or 'VALUE'}, with a setting --help lists")
         parts = _split(out[i])
         if parts is not None:
             plus, key, value = parts
@@ -236,6 +239,48 @@ def _group_dirs(argv: list[str]) -> list[Path] | None:
     if any((parts := _split(argv[i])) and parts[1] == "hydra.searchpath" for i in override_positions(argv)):
         return None
     return dirs
+
+
+# `~KEY` under these removes a component (a callback, a logger) or leaves a Trainer argument to
+# Lightning's documented default; a whole group (`~experiment`) is Hydra's defaults list.
+REMOVABLE = ("callbacks.", "logger.", "trainer.", "hydra.")
+
+
+def check_removals(config_name: str, overrides: list[str]) -> None:
+    """Any other `~KEY` removes a value the code would replace by a default of its own, one the
+    run's saved config does not show (`~model.n_layer` trained 4 layers; `~data.batch_size` was a
+    TypeError): refused before Hydra makes a run's or a sweep's folder, as a setting the command
+    needs. A key with no value (null, or none such) is left to Hydra's own message."""
+    for override in overrides:
+        key = override[1:].split("=", 1)[0]
+        if not override.startswith("~") or key.startswith(REMOVABLE) or (Path(CONFIG_PATH) / key).is_dir():
+            continue
+        # (a sweep's lists left out: composing takes one value of each)
+        config = _composed(config_name, [o for o in overrides if o != override and not _sweeps(o)])
+        value = None if config is None else OmegaConf.select(config, key, default=None,
+                                                             throw_on_resolution_failure=False)
+        if value is not None:
+            raise ConfigError(f"~{key} removed a setting this command needs ({key}); leave it out to keep "
+                              f"its default, or set a value: {key}=VALUE")
+
+
+def _sweeps(override: str) -> bool:
+    try:
+        return OverridesParser.create().parse_overrides([override])[0].is_sweep_override()
+    except HydraException:
+        return False
+
+
+def _composed(config_name: str, overrides: list[str]) -> DictConfig | None:
+    """The command's config with these overrides (None when it cannot be composed)."""
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=CONFIG_PATH, version_base="1.3"):
+            return compose(config_name, overrides=overrides)
+    except Exception:
+        return None
+    finally:
+        GlobalHydra.instance().clear()
 
 
 def check_group_option(key: str, value: str, config_dirs: list[Path]) -> None:
@@ -317,15 +362,7 @@ def settings_beside(config_name: str, overrides: list[str]) -> Callable[[str], l
     (composed again, on the error path only); none when that cannot be composed."""
 
     def settings(key: str) -> list[str]:
-        others = [o for o in overrides if o.lstrip("+~").split("=", 1)[0] != key]
-        GlobalHydra.instance().clear()
-        try:
-            with initialize_config_dir(config_dir=CONFIG_PATH, version_base="1.3"):
-                config = compose(config_name, overrides=others)
-        except Exception:
-            return []
-        finally:
-            GlobalHydra.instance().clear()
-        return settings_in(config, key)
+        config = _composed(config_name, [o for o in overrides if o.lstrip("+~").split("=", 1)[0] != key])
+        return [] if config is None else settings_in(config, key)
 
     return settings

@@ -12,21 +12,26 @@ import re
 import sys
 import warnings
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, InterpolationResolutionError
 
 from chargpt.checks import whole_number
-from chargpt.cli import CONFIG_PATH
-from chargpt.cli.argv import full_options, hydra_argv, literal_argv, override_positions, settings_beside
+from chargpt.cli.argv import (
+    check_removals,
+    full_options,
+    hydra_argv,
+    literal_argv,
+    override_positions,
+    settings_beside,
+)
 from chargpt.cli.exits import BROKEN_PIPE_EXIT_CODE, clean_exits, exit_no_room, raising_on_sigterm
 from chargpt.cli.hydra_errors import one_line_hydra_errors, release_stderr
 from chargpt.errors import NO_ROOM, USAGE_EXIT_CODE, ConfigError, full_errors_requested
 from chargpt.runs.directory import release_claims
+from chargpt.runs.sweep_record import as_written
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -62,6 +67,14 @@ def run_main(
                 sys.exit(USAGE_EXIT_CODE)
             _literal, sys.argv = literal, prepared
             overrides = [prepared[i] for i in override_positions(prepared)]
+            if config_name:
+                try:
+                    check_removals(config_name, overrides)
+                except ConfigError as err:
+                    if full_errors_requested():
+                        raise
+                    print(f"error: {err}", file=sys.stderr)
+                    sys.exit(USAGE_EXIT_CODE)
             # SIGTERM (a `kill`, a scheduler) unwinds the command as Ctrl-C does: one line, exit 143.
             with raising_on_sigterm(), \
                     one_line_hydra_errors(settings_beside(config_name, overrides) if config_name else None):
@@ -107,10 +120,10 @@ def cli_task(task: F) -> F:
 
 @contextlib.contextmanager
 def naming_removed_settings() -> Iterator[None]:
-    """A setting the command reads, removed with `~KEY` on the command line, or whose `${...}`
-    cannot be resolved: a ConfigError saying so (omegaconf's traceback otherwise). chargpt-train
-    uses it inside its status record too, so that a sweep's job records the one line."""
-    _refuse_removed_values()
+    """A setting the command reads, removed with `~KEY` on the command line (where argv.py's check
+    up front lets one through), or whose `${...}` cannot be resolved: a ConfigError saying so
+    (omegaconf's traceback otherwise). chargpt-train uses it inside its status record too, so that
+    a sweep's job records the one line."""
     try:
         yield
     except (ConfigAttributeError, ConfigKeyError) as err:
@@ -126,40 +139,12 @@ def naming_removed_settings() -> Iterator[None]:
                           "value, or define what it refers to") from None
 
 
-# `~KEY` under these removes a component (a callback, a logger) or leaves a Trainer argument to
-# Lightning's documented default; a group's whole choice (`~experiment`) is Hydra's defaults list.
-REMOVABLE = ("callbacks.", "logger.", "trainer.", "hydra.")
-
-
-def _task_overrides() -> list[str]:
-    """The command line's overrides as typed: a value's `${...}` is not resolved here."""
-    return [str(o) for o in OmegaConf.to_container(HydraConfig.get().overrides.task, resolve=False)]
-
-
-def _refuse_removed_values() -> None:
-    """Any other `~KEY` removes a value the code would replace by a default of its own, one the run's
-    saved config does not show (`~model.n_layer` trained 4 layers; `~data.batch_size` was a
-    TypeError): refused up front, as a setting the command needs."""
-    if not HydraConfig.initialized():
-        return
-    hydra = HydraConfig.get()
-    for override in _task_overrides():
-        key = override.split("=", 1)[0]
-        if not key.startswith("~"):
-            continue
-        key = key[1:]
-        group = key in hydra.runtime.choices or (Path(CONFIG_PATH) / key).is_dir()
-        if not group and not key.startswith(REMOVABLE):
-            raise ConfigError(f"~{key} removed a setting this command needs ({key}); leave it out to keep "
-                              f"its default, or set a value: {key}=VALUE")
-
-
 def _removed_by_override(err: ConfigAttributeError | ConfigKeyError) -> str | None:
     """The `~KEY` of the command line that removed the setting `err` found missing, if one did."""
     missing = str(getattr(err, "full_key", "") or "")
     if not missing or not HydraConfig.initialized():
         return None
-    for override in _task_overrides():
+    for override in as_written(HydraConfig.get().overrides.task):
         key = override.split("=", 1)[0]
         if key.startswith("~") and (missing == key[1:] or missing.startswith(key[1:] + ".")):
             return key[1:]

@@ -26,6 +26,7 @@ from chargpt.data.text import text_of
 from chargpt.errors import ConfigError, exit_on_user_error
 from chargpt.evaluation import Evaluation, check_stride, evaluate_text
 from chargpt.inference import load_with_checkpoint, pick_device
+from chargpt.runs.sweep_record import as_written
 
 CONFIG_NAME = "eval"  # configs/eval.yaml
 
@@ -46,7 +47,7 @@ UNUSED = {
 
 def overridden_keys() -> dict[str, str]:
     """The keys (and groups) set on the command line, each with the override as typed."""
-    typed = [str(o) for o in OmegaConf.to_container(HydraConfig.get().overrides.task, resolve=False)]
+    typed = as_written(HydraConfig.get().overrides.task)
     parsed = OverridesParser.create().parse_overrides(typed)
     return {o.key_or_group: text for o, text in zip(parsed, typed, strict=True)}
 
@@ -121,7 +122,7 @@ def refuse_val_in_training_text(cfg: DictConfig, overrides: dict[str, str], trai
     if isinstance(given, (int, float)) and given < trained_on:
         raise ConfigError(
             f"{overrides['data.train_fraction']} would score text the model trained on as its val split "
-            f"(its run trained on the first {trained_on:.0%}); leave data.train_fraction out to score the "
+            f"(its run split the text at {trained_on:g}); leave data.train_fraction out to score the "
             "held-out text, or pass split=all to score the whole text"
         )
 

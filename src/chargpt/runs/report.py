@@ -23,7 +23,7 @@ from typing import Any
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
 from rich.cells import cell_len
 from rich.console import Console
 from rich.table import Table
@@ -42,7 +42,7 @@ from chargpt.run_layout import (
 )
 from chargpt.runs.curves import PNG_SOFTWARE, CurveRun, shorten, write_curves
 from chargpt.runs.resume import launch_cwd, resume_command
-from chargpt.runs.sweep_record import as_written, continue_command, planned_jobs, stored_study
+from chargpt.runs.sweep_record import as_written, continue_command, planned_jobs, recorded_sweep, stored_study
 
 SEED = "seed"
 METRIC_COLUMNS = ["best_val_loss", "last_val_loss", "steps", "tokens_per_sec", "wall_s"]
@@ -241,11 +241,12 @@ def swept_by(sweep_dir: Path) -> set[str]:
     """The settings the sweep recorded in `sweep_dir` (its multirun.yaml) sweeps: its command's
     sweeps (`optimizer.lr=1e-3,3e-3`, `range(...)`, a search's `interval(...)`) and a search's
     space (hydra.sweeper.params); none when the folder records no sweep."""
+    if (hydra := recorded_sweep(sweep_dir)) is None:
+        return set()  # missing or unreadable: nothing known to be swept
     try:
-        hydra = _sweep_hydra(sweep_dir)
         task = as_written(hydra.overrides.task)
         space = OmegaConf.select(hydra, "sweeper.params", default=None) or {}
-    except Exception:  # missing or unreadable: nothing known to be swept
+    except Exception:  # a record of another shape: nothing known to be swept
         return set()
     keys = {override_key(str(key)) for key in space}
     for override in task:
@@ -255,11 +256,6 @@ def swept_by(sweep_dir: Path) -> set[str]:
         except HydraException:  # not Hydra's grammar: not a sweep Hydra ran
             continue
     return keys
-
-
-def _sweep_hydra(sweep_dir: Path) -> DictConfig:
-    """The `hydra` node of the sweep's multirun.yaml (raises when there is none or it is unreadable)."""
-    return OmegaConf.load(sweep_dir / SWEEP_CONFIG).hydra
 
 
 def swept_settings(rows: list[dict[str, Any]], top: Path) -> set[str]:
@@ -622,10 +618,8 @@ def sweep_note(sweep_dir: Path, rows: list[dict[str, Any]]) -> str | None:
 
 
 def _in_a_storage(sweep_dir: Path) -> bool:
-    try:
-        return stored_study(_sweep_hydra(sweep_dir))
-    except Exception:  # unreadable: continue_command found none either
-        return False
+    hydra = recorded_sweep(sweep_dir)  # None when unreadable: continue_command found none either
+    return hydra is not None and stored_study(hydra)
 
 
 STOPPED_RUNS_LISTED = 5  # resume commands printed; the table's status column names the rest

@@ -44,7 +44,8 @@ def sweep_identity(overrides: DictConfig) -> list[str]:
     return _command(overrides, _ADDED + _HOW_LAUNCHED)
 
 
-def _recorded(sweep_dir: Path) -> DictConfig | None:
+def recorded_sweep(sweep_dir: Path) -> DictConfig | None:
+    """The `hydra` node of the sweep's multirun.yaml; None when there is none or it is unreadable."""
     try:
         return OmegaConf.load(sweep_dir / SWEEP_CONFIG).hydra
     except Exception:  # missing or unreadable: not a sweep that can be continued
@@ -53,7 +54,7 @@ def _recorded(sweep_dir: Path) -> DictConfig | None:
 
 def recorded_identity(sweep_dir: Path) -> list[str] | None:
     """sweep_identity of the sweep recorded in `sweep_dir`; None when it records none."""
-    recorded = _recorded(sweep_dir)
+    recorded = recorded_sweep(sweep_dir)
     return None if recorded is None else sweep_identity(recorded.overrides)
 
 
@@ -74,7 +75,7 @@ def kept_on_continuing(hydra: DictConfig) -> str:
 def continue_command(sweep_dir: Path) -> str | None:
     """The command that continues the sweep in `sweep_dir`: its own overrides, in its own folder
     (a stored study: in a new one)."""
-    if (recorded := _recorded(sweep_dir)) is None:
+    if (recorded := recorded_sweep(sweep_dir)) is None:
         return None
     overrides = [as_typed(o) for o in _command(recorded.overrides, _ADDED)]
     where = [] if stored_study(recorded) else [f"hydra.sweep.dir={sweep_dir.resolve()}"]
@@ -84,7 +85,7 @@ def continue_command(sweep_dir: Path) -> str | None:
 def planned_jobs(sweep_dir: Path) -> int | None:
     """How many jobs the sweep in `sweep_dir` launches: its sweeper's trials, or the combinations
     of its swept values; None when that cannot be told."""
-    if (recorded := _recorded(sweep_dir)) is None:
+    if (recorded := recorded_sweep(sweep_dir)) is None:
         return None
     try:
         if "n_trials" in recorded.sweeper:
