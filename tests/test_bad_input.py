@@ -196,7 +196,8 @@ TRAIN_CASES = [
     ("a data setting removed", ["~data.batch_size"], "~data.batch_size removed a setting this command needs"),
     # Hydra's ValueError ("Got int") and omegaconf's InterpolationResolutionError, with tracebacks.
     ("an override with no name", ["=5"],
-     "cannot read the override '=5': it names no setting before '='; write key=value, e.g. seed=5"),
+     "cannot read the override '=5': it names no setting before '='; write it as KEY=5, with a setting "
+     "--help lists"),
     ("an unset environment variable", ["optimizer.lr=${{oc.env:CHARGPT_TEST_UNSET}}"],
      "optimizer.lr: cannot resolve its ${{...}} (\"Environment variable 'CHARGPT_TEST_UNSET' not found\"); "
      "set optimizer.lr to a plain value, or define what it refers to"),
@@ -522,6 +523,15 @@ def test_more_gpus_than_exist(trainer, gpus, expected, monkeypatch):
     with pytest.raises(ConfigError, match=re.escape(expected)):
         check_devices(OmegaConf.create(trainer))
     check_devices(OmegaConf.create({**trainer, "devices": "auto"}))  # "auto" takes what exists
+
+
+@pytest.mark.parametrize("devices", ["0,1", "1,", [0, 1], -1, "auto", 2])
+def test_device_settings_lightning_takes_on_gpus_pass(devices, monkeypatch):
+    # A string of GPU indices ("0,1") is Lightning's too: only counts that are none are refused.
+    from omegaconf import OmegaConf
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    check_devices(OmegaConf.create({"accelerator": "gpu", "devices": devices}))
 
 
 @pytest.mark.slow  # several seconds of training; the default run covers the mechanism

@@ -48,15 +48,16 @@ def test_ctrl_c_in_sample_and_eval_is_exit_130_without_a_traceback(cli, target, 
     assert capsys.readouterr().err == "\ninterrupted\n"
 
 
-@pytest.mark.parametrize(("cli", "target"), [(sample_cli, LOADER), (eval_cli, LOADER)])
-def test_sigterm_in_sample_and_eval_is_one_line_and_exit_143(cli, target, monkeypatch, capsys) -> None:
+@pytest.mark.parametrize(("cli", "target"), [(sample_cli, LOADER), (eval_cli, LOADER), ("report", "report")])
+def test_sigterm_in_sample_eval_and_report_is_one_line_and_exit_143(cli, target, monkeypatch, capsys) -> None:
     # It ended the process with no word (Ctrl-C said "interrupted").
     def terminate(*args: object, **kwargs: object) -> None:
         assert signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL  # else the kill ends pytest too
         os.kill(os.getpid(), signal.SIGTERM)
 
+    cli = importlib.import_module("chargpt.cli.report") if cli == "report" else cli
     monkeypatch.setattr(cli, target, terminate)
-    assert run_cli(cli.main, "ckpt_path=somewhere") == 143
+    assert run_cli(cli.main, "." if target == "report" else "ckpt_path=somewhere") == 143
     assert capsys.readouterr().err == "\nterminated\n"
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler before the command is back
 

@@ -346,6 +346,19 @@ def test_a_utf16_text_without_a_byte_order_mark_is_named_alone_and_in_a_folder(t
         module(text.parent).setup()
 
 
+def test_utf16_cjk_text_has_no_nul_byte_and_still_gets_utf16_advice(tmp_path: Path) -> None:
+    # Its byte-order mark says UTF-16; the Latin-1 advice would have made it garbled text that trains.
+    text = tmp_path / "notes" / "poem.txt"
+    text.parent.mkdir()
+    text.write_bytes(("人大中国天下" * 50).encode("utf-16"))  # one line: a newline would be 0A 00
+    assert b"\0" not in text.read_bytes()
+    for given in (text, text.parent):
+        with pytest.raises(DataError, match=r"poem\.txt (inside .* )?starts with a UTF-16 byte-order mark "
+                                            r"\(UTF-16 text\); if it is text, convert it to UTF-8 \(iconv -f "
+                                            r"UTF-16 -t UTF-8\)"):
+            module(given).setup()
+
+
 def test_a_latin1_text_in_a_folder_gets_latin1_advice_and_a_glob_that_leaves_it_out(tmp_path: Path) -> None:
     # The advice was UTF-16's, which a file of one-byte accents never is.
     folder = tmp_path / "my texts"

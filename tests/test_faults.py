@@ -98,7 +98,12 @@ def test_a_nan_before_any_checkpoint_says_to_start_again(tmp_path, monkeypatch, 
     assert [e.step for e in train_loss.Scalars("train/loss")] == [1, 2, 3]
 
 
-def test_a_nan_validation_loss_after_a_finite_training_loss_stops_the_run(tmp_path, monkeypatch, capsys):
+RUN_METRICS_FIRST = "callbacks=[model_checkpoint,last_checkpoint,progress_bar,run_metrics]"
+
+
+@pytest.mark.parametrize("choice", [[], [RUN_METRICS_FIRST]], ids=["default", "run_metrics before the guard"])
+def test_a_nan_validation_loss_after_a_finite_training_loss_stops_the_run(choice, tmp_path, monkeypatch,
+                                                                         capsys):
     # One huge step (optimizer.lr=1e9) leaves a finite training loss and weights that score NaN: the
     # run was recorded finished with a NaN best loss and checkpoint, then its sample raised.
     from chargpt.training import CharLM
@@ -113,7 +118,8 @@ def test_a_nan_validation_loss_after_a_finite_training_loss_stops_the_run(tmp_pa
     monkeypatch.setattr(CharLM, "on_validation_epoch_end", nan_at_step_8)
     run = tmp_path / "run"
     args = bare_train_args(write_corpus(tmp_path / "corpus.txt"), run, "trainer.max_steps=12",
-                           "trainer.val_check_interval=4", "logger=tensorboard", "sample.max_new_tokens=20")
+                           "trainer.val_check_interval=4", "logger=tensorboard", "sample.max_new_tokens=20",
+                           *choice)
     code, _, err = run_main(train_main, args, capsys)
     assert code == 2 and "Traceback" not in err, err
     [line] = [x for x in err.splitlines() if x.startswith("error:")]

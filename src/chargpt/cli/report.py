@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
-from chargpt.cli.exits import clean_exits
+from chargpt.cli.exits import clean_exits, raising_on_sigterm
 from chargpt.errors import USAGE_EXIT_CODE, exit_on_user_error
 from chargpt.runs.report import SORT_CHOICES, report
 
@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--sort", choices=SORT_CHOICES, default="best_val_loss", help="the ranking metric")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    with clean_exits():
+    with clean_exits(), raising_on_sigterm():  # SIGTERM: one line and exit 143, as Ctrl-C's 130
         report(args.sweep_dir, args.csv, args.sort)
 
 

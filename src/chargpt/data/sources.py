@@ -78,10 +78,8 @@ def file_chunks(path: Path) -> Callable[[], Iterator[tuple[str, int]]]:
                 try:
                     text = decoder.decode(raw, final=not raw)
                 except UnicodeDecodeError as err:
-                    raise DataError(
-                        f"{path} is not UTF-8 text (bad byte near offset {offset + err.start}); "
-                        "convert it to UTF-8, e.g. with iconv"
-                    ) from None
+                    raise DataError(f"{path} is not UTF-8 text (bad byte near offset {offset + err.start}); "
+                                    f"{convert_advice(NOT_UTF8)}") from None
                 if (nul := raw.find(b"\0")) >= 0:  # past the head the file was first checked by
                     raise DataError(f"{path} holds a NUL byte at offset {offset + nul} (a binary part?); no "
                                     "text holds one: remove it, or leave the file out")
@@ -98,15 +96,16 @@ def _file_part(path: Path) -> Part:
 
 
 NUL_BYTES = "holds NUL bytes (UTF-16 text, or a binary file?)"
+UTF16_MARK = "starts with a UTF-16 byte-order mark (UTF-16 text)"
 NOT_UTF8 = "is not UTF-8 text (another encoding, or a binary file?)"
 
 
 def convert_advice(why: str) -> str:
-    """The one advice for a file that is no UTF-8 text, wherever it was named: NUL bytes are most
-    often UTF-16, other bad bytes a one-byte encoding such as Latin-1 or Windows-1252."""
-    if why == NUL_BYTES:
+    """The one advice for a file that is no UTF-8 text, wherever it was named: NUL bytes or a UTF-16
+    mark are UTF-16, other bad bytes most often a one-byte encoding such as Latin-1."""
+    if why in (NUL_BYTES, UTF16_MARK):
         return "if it is text, convert it to UTF-8 (iconv -f UTF-16 -t UTF-8)"
-    return "if it is text, convert it to UTF-8 (iconv -f LATIN1 -t UTF-8, or its own encoding for LATIN1)"
+    return "if it is text, convert it to UTF-8 (iconv -f LATIN1 -t UTF-8, naming its own encoding if another)"
 
 
 def _head(path: Path) -> bytes:
@@ -119,8 +118,8 @@ def _not_text(path: Path) -> str | None:
     but no text holds them: a UTF-16 file without a byte-order mark would train as every other
     character a NUL."""
     head = _head(path)
-    if b"\0" in head:
-        return NUL_BYTES
+    if b"\0" in head or head.startswith((b"\xff\xfe", b"\xfe\xff")):  # UTF-16 (its mark: CJK has no NUL)
+        return NUL_BYTES if b"\0" in head else UTF16_MARK
     try:
         head.decode("utf-8")
     except UnicodeDecodeError as err:
@@ -279,8 +278,8 @@ def _text_files(value: str, setting: str, url: str | None, sha256: str | None) -
             f"data file not found: {path}; pass an existing text file, directory or glob as {setting}=..."
         )
     file = resolve_corpus(path, url, sha256)
-    if b"\0" in _head(file):  # (other bad bytes: named with their offset as it is read)
-        raise DataError(f"{file} {NUL_BYTES}; {convert_advice(NUL_BYTES)}")
+    if (why := _not_text(file)) in (NUL_BYTES, UTF16_MARK):  # (other bad bytes: named with their offset)
+        raise DataError(f"{file} {why}; {convert_advice(why)}")
     return [file]
 
 

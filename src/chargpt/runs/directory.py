@@ -331,8 +331,9 @@ def _resolved_dir(config: DictConfig, mode: str) -> Path:
     folder, or at the root of the file system."""
     root = OmegaConf.select(config, "paths.output_root", default="outputs", throw_on_resolution_failure=False)
     if isinstance(root, str) and not root.strip():
-        raise ConfigError("paths.output_root is empty: runs would be written at the root of the file system; "
-                          "name a folder (paths.output_root=outputs, the default) or leave it out")
+        raise ConfigError("paths.output_root is empty: what goes under it (dated runs, an MLflow store) "
+                          "would be written at the root of the file system; name a folder "
+                          "(paths.output_root=outputs, the default) or leave it out")
     fix = (": '${' starts an interpolation such as ${now:%H-%M-%S}; name an existing key, or pick a "
            "folder name without '${'")
     name = _resolved_name(config, config.hydra[mode], "dir", f"hydra.{mode}.dir", fix)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shlex
 import time
 from pathlib import Path
@@ -138,8 +139,9 @@ def check_devices(trainer_cfg: DictConfig) -> None:
         wanted = len(devices)
     elif str(devices).isdigit() and int(devices) > 0:
         wanted = int(devices)
-    elif str(devices) == "auto" or (str(devices) == "-1" and on_gpus):
-        return  # Lightning takes what exists
+    elif str(devices) == "auto" or (on_gpus and (str(devices) == "-1" or re.fullmatch(r"[\d\s,]*,[\d\s,]*",
+                                                                                      str(devices)))):
+        return  # Lightning takes what exists, or the GPU indices a string lists ("0,1")
     else:  # Lightning's "`devices` selected with `CPUAccelerator` should be an int > 0."
         raise ConfigError(f"trainer.devices={devices!r} is not a number of devices; use a whole number "
                           "from 1 (trainer.devices=1), a list of GPU indices ([0,1]), or auto")
@@ -347,8 +349,8 @@ def check_not_rewinding(file: Path, ckpt: dict[str, Any], run_dir: Path) -> None
     step = ckpt.get("global_step")
     if isinstance(newest, int) and isinstance(step, int) and step < newest:
         raise SetupError(
-            f"{file} is at step {step}, but its run is at step {newest} ({last}): resuming from it in "
-            f"{run_dir} would replace the later checkpoint; to go back to step {step}, continue it in a new "
+            f"{file} is at step {step}, but its run is at step {newest}: resuming from it in {run_dir} "
+            f"would replace the run's later checkpoints; to go back to step {step}, continue it in a new "
             f"folder (add hydra.run.dir=NEW_FOLDER), or resume the run itself with "
             f"{shlex.quote(f'ckpt_path={run_dir}')}"
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -131,6 +132,8 @@ class RunMetrics(Callback):
         if trainer.sanity_checking:
             return
         val = trainer.callback_metrics.get("val/loss")
+        if val is not None and not math.isfinite(float(val)):
+            return  # weights that score NaN: the non-finite guard stops the run, and none are recorded
         if val is not None and trainer.state.fn != TrainerFn.FITTING:
             # A validation before training: the starting point (a fine-tuned model's, on the new text).
             self.initial_val_loss = self.val_loss = float(val)

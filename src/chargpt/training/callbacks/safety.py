@@ -89,10 +89,15 @@ class NonFiniteGuard(Callback):
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """A finite training loss can still leave weights too large to score (one huge step): a
         NaN validation loss would be recorded as the run's best and saved as its best checkpoint.
-        Runs before the run's figures and checkpoints take the value (essential.yaml's order)."""
+        Runs before the checkpoints take the value (Lightning runs them last); RunMetrics leaves a
+        non-finite value out of the run's figures whatever the order."""
         val = trainer.callback_metrics.get("val/loss")
-        if trainer.sanity_checking or val is None or math.isfinite(float(val)):
+        bad = not trainer.sanity_checking and val is not None and not math.isfinite(float(val))
+        if not trainer.strategy.reduce_boolean_decision(bad, all=False):  # every rank stops, or none
             return
+        if not bad:
+            raise NonFiniteLossError(f"the validation loss was not finite on another rank at step "
+                                     f"{trainer.global_step}: {_last_checkpoint(trainer)}")
         raise NonFiniteLossError(
             f"the validation loss is {float(val):.4g} at step {trainer.global_step}: the weights give "
             f"non-finite outputs though the training loss was finite, and were not saved: "
