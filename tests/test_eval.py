@@ -71,13 +71,16 @@ def test_eval_scores_the_runs_own_text_and_split_by_default(run, capsys) -> None
 
 def test_eval_refuses_a_val_split_that_holds_text_the_model_trained_on(run, capsys) -> None:
     # data.train_fraction=0.5 of a run split at 0.8: 30 points of its "val" were training text.
-    run_dir, _ = run
-    code, out, err = run_main(eval_cli.main, [f"ckpt_path={run_dir}", "data.train_fraction=0.5"], capsys)
-    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1
-    assert err.startswith("error: data.train_fraction=0.5 would score text the model trained on as its val "
-                          "split (its run split the text at 0.8); leave data.train_fraction out")
-    # Held out still, or the whole text asked for: scored.
-    for fine in (["data.train_fraction=0.9"], ["data.train_fraction=0.5", "split=all"]):
+    run_dir, text = run
+    for named in ([], [f"data.path={text}"]):  # the recorded text, or the same file named
+        code, out, err = run_main(eval_cli.main, [f"ckpt_path={run_dir}", *named, "data.train_fraction=0.5"],
+                                  capsys)
+        assert code == 2 and out == "" and len(err.strip().splitlines()) == 1
+        assert err.startswith("error: data.train_fraction=0.5 would score text the model trained on as its "
+                              "val split (its run split the text at 0.8); pass data.train_fraction=0.8")
+    # Held out still (the default 0.9 too, the file named), or the whole text asked for: scored.
+    for fine in (["data.train_fraction=0.9"], [f"data.path={text}"],
+                 ["data.train_fraction=0.5", "split=all"]):
         result = _result(*run_main(eval_cli.main, [f"ckpt_path={run_dir}", *fine], capsys))
         assert result["tokens"] > 0
 

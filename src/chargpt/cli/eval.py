@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 import hydra
@@ -22,6 +23,7 @@ from chargpt.checks import whole_number
 from chargpt.cli import CONFIG_PATH
 from chargpt.cli.common import cli_task, quiet_known_warnings, run_main, use_threads
 from chargpt.cli.recorded_text import check_read_alike, recorded_data, split_ids
+from chargpt.data.sources import expand_path
 from chargpt.data.text import text_of
 from chargpt.errors import ConfigError, exit_on_user_error
 from chargpt.evaluation import Evaluation, check_stride, evaluate_text
@@ -86,10 +88,14 @@ def _hydra_main(cfg: DictConfig) -> None:
     trained.model.to(pick_device(cfg.device))
     if named:
         data: dict[str, Any] = {}
+        recorded = (stored_corpus(ckpt) or {}).get("path") if ckpt is not None else None
+        given = Path(expand_path(cfg.data.path)).resolve() if cfg.data.path else None
+        if recorded and given == Path(recorded).resolve():  # the training text, named: cut as asked
+            refuse_val_in_training_text(cfg, overrides, stored_split(ckpt), named=True)
     else:
         assert ckpt is not None  # an export without data.path was refused above
         data = recorded_data(ckpt, file, overrides)
-        refuse_val_in_training_text(cfg, overrides, stored_split(ckpt).get("train_fraction"))
+        refuse_val_in_training_text(cfg, overrides, stored_split(ckpt), named=False)
         unrecorded = "train_fraction" not in data or (
             "split" not in stored_split(ckpt) and (stored_corpus(ckpt) or {}).get("files"))
         if cfg.split != "all" and unrecorded and not {"data.train_fraction", "data.split"} & set(overrides):
@@ -113,17 +119,23 @@ def _hydra_main(cfg: DictConfig) -> None:
     print(json.dumps(report(result, cfg.split, scored, file), ensure_ascii=False))
 
 
-def refuse_val_in_training_text(cfg: DictConfig, overrides: dict[str, str], trained_on: Any) -> None:
+def refuse_val_in_training_text(cfg: DictConfig, overrides: dict[str, str], split: dict[str, Any],
+                                named: bool) -> None:
     """The val split of the text the run trained on, cut earlier than its run cut it, would score
-    characters the model trained on as held-out text."""
-    given = cfg.data.get("train_fraction")
-    if cfg.split != "val" or "data.train_fraction" not in overrides or not isinstance(trained_on, float):
+    characters the model trained on as held-out text. `named`: the text was given by data.path,
+    where the split is data.train_fraction's even when left at its default."""
+    given, trained_on = cfg.data.get("train_fraction"), split.get("train_fraction")
+    if split.get("val_path") or split.get("split") == "files":
+        return  # its run did not cut the text at a fraction
+    asked = named or "data.train_fraction" in overrides  # else the recorded fraction is used
+    if cfg.split != "val" or not isinstance(trained_on, float) or not asked:
         return
     if isinstance(given, (int, float)) and given < trained_on:
+        typed = overrides.get("data.train_fraction", f"data.train_fraction={given} (the default)")
         raise ConfigError(
-            f"{overrides['data.train_fraction']} would score text the model trained on as its val split "
-            f"(its run split the text at {trained_on:g}); leave data.train_fraction out to score the "
-            "held-out text, or pass split=all to score the whole text"
+            f"{typed} would score text the model trained on as its val split (its run split the text at "
+            f"{trained_on:g}); pass data.train_fraction={trained_on:g} (or leave data.path out) to score the "
+            "held-out text, or split=all to score the whole text"
         )
 
 
