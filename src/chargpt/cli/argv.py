@@ -251,12 +251,14 @@ def check_removals(config_name: str, overrides: list[str]) -> None:
     run's saved config does not show (`~model.n_layer` trained 4 layers; `~data.batch_size` was a
     TypeError): refused before Hydra makes a run's or a sweep's folder, as a setting the command
     needs. A key with no value (null, or none such) is left to Hydra's own message."""
-    for override in overrides:
-        key = override[1:].split("=", 1)[0]
-        if not override.startswith("~") or key.startswith(REMOVABLE) or (Path(CONFIG_PATH) / key).is_dir():
-            continue
-        # (a sweep's lists left out: composing takes one value of each)
-        config = _composed(config_name, [o for o in overrides if o != override and not _sweeps(o)])
+    removed = {o: o[1:].split("=", 1)[0] for o in overrides if o.startswith("~")}
+    removed = {o: key for o, key in removed.items()
+               if not key.startswith(REMOVABLE) and not (Path(CONFIG_PATH) / key).is_dir()}
+    if not removed:
+        return
+    # One composition without them (nor a sweep's lists: composing takes one value of each).
+    config = _composed(config_name, [o for o in overrides if o not in removed and not _sweeps(o)])
+    for key in removed.values():
         value = None if config is None else OmegaConf.select(config, key, default=None,
                                                              throw_on_resolution_failure=False)
         if value is not None:

@@ -16,7 +16,7 @@ from omegaconf import DictConfig, open_dict
 from chargpt.checks import seed, training_seed
 from chargpt.cli import CONFIG_PATH
 from chargpt.cli.common import cli_task, naming_removed_settings, quiet_known_warnings, run_main, use_threads
-from chargpt.cli.exits import nothing_to_save_until_training, raising_on_sigterm
+from chargpt.cli.exits import nothing_to_save_until_training
 from chargpt.cli.prompts import check_prompt_text, resolve_prompt
 from chargpt.distributed import is_rank_zero
 from chargpt.errors import ChargptError, exit_on_user_error
@@ -54,9 +54,8 @@ def train(cfg: DictConfig) -> float | None:
     parallel = parallel_sweep_dir()
     if parallel is None and is_multirun():
         return _sequential_job(cfg)
-    if parallel is None:
-        with raising_on_sigterm():  # as Ctrl-C: a SIGTERM while the run is built is one line, 143
-            return _train(cfg, None)
+    if parallel is None:  # (a SIGTERM while the run is built is one line, 143: run_main raises it as Ctrl-C)
+        return _train(cfg, None)
     with stopping_untrained(parallel):  # a signal before or after the training loop
         if (signum := requested_stop(parallel)) is not None:  # the sweep is stopping
             forget_unstarted_job(cfg.paths.output_dir)  # its continuation trains this job
@@ -69,9 +68,8 @@ def _sequential_job(cfg: DictConfig) -> float | None:
     training loop checkpoints and prints the continue command (`_train`); one outside it (the job
     being built, its closing sample) ends the sweep where it is, with that command too."""
     try:
-        with raising_on_sigterm():
-            return _train(cfg, None)
-    except KeyboardInterrupt as stop:
+        return _train(cfg, None)
+    except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM as run_main raises it (Terminated)
         signum = getattr(stop, "signum", int(signal.SIGINT))
         print("\ninterrupted" if signum == signal.SIGINT else "\nterminated", file=sys.stderr, flush=True)
         _print_continue_command("continue the sweep")

@@ -135,13 +135,15 @@ def check_devices(trainer_cfg: DictConfig) -> None:
     devices = trainer_cfg.get("devices", "auto")
     gpus = torch.cuda.device_count()
     on_gpus = accelerator in ("gpu", "cuda") or (accelerator == "auto" and gpus)
+    text = str(devices)
+    # On GPUs Lightning also takes -1 (every GPU) and a string of indices ("0,1").
+    gpu_choice = text == "-1" or re.fullmatch(r"[\d\s,]*,[\d\s,]*", text) is not None
     if isinstance(devices, (list, ListConfig)):
         wanted = len(devices)
-    elif str(devices).isdigit() and int(devices) > 0:
-        wanted = int(devices)
-    elif str(devices) == "auto" or (on_gpus and (str(devices) == "-1" or re.fullmatch(r"[\d\s,]*,[\d\s,]*",
-                                                                                      str(devices)))):
-        return  # Lightning takes what exists, or the GPU indices a string lists ("0,1")
+    elif text.isdigit() and int(text) > 0:
+        wanted = int(text)
+    elif text == "auto" or (on_gpus and gpu_choice):
+        return  # Lightning takes what exists, or the GPUs named
     else:  # Lightning's "`devices` selected with `CPUAccelerator` should be an int > 0."
         raise ConfigError(f"trainer.devices={devices!r} is not a number of devices; use a whole number "
                           "from 1 (trainer.devices=1), a list of GPU indices ([0,1]), or auto")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 import time
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from lightning.pytorch.trainer.states import TrainerFn
 from chargpt.distributed import is_rank_zero
 from chargpt.files import write_json_atomic
 from chargpt.run_layout import METRICS_FILE
+from chargpt.training.callbacks.safety import val_loss_not_finite
 
 log = logging.getLogger(__name__)
 
@@ -131,9 +131,9 @@ class RunMetrics(Callback):
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking:
             return
+        if val_loss_not_finite(trainer):
+            return  # the non-finite guard stops the run: no figures of those weights are recorded
         val = trainer.callback_metrics.get("val/loss")
-        if val is not None and not math.isfinite(float(val)):
-            return  # weights that score NaN: the non-finite guard stops the run, and none are recorded
         if val is not None and trainer.state.fn != TrainerFn.FITTING:
             # A validation before training: the starting point (a fine-tuned model's, on the new text).
             self.initial_val_loss = self.val_loss = float(val)

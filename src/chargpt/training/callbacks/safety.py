@@ -51,6 +51,13 @@ def _last_checkpoint(trainer: L.Trainer) -> str:
             "then start the run again")
 
 
+def val_loss_not_finite(trainer: L.Trainer) -> bool:
+    """Whether the validation just run scored NaN or infinity (weights too large to score): the
+    guard stops the run then, and no other callback records or samples those weights."""
+    val = trainer.callback_metrics.get("val/loss")
+    return not trainer.sanity_checking and val is not None and not math.isfinite(float(val))
+
+
 class NonFiniteGuard(Callback):
     """Stops the run when any rank's loss is NaN/inf, before the weights that loss changed are
     validated, logged or saved; checkpoints with non-finite weights are refused outright.
@@ -91,15 +98,15 @@ class NonFiniteGuard(Callback):
         NaN validation loss would be recorded as the run's best and saved as its best checkpoint.
         Runs before the checkpoints take the value (Lightning runs them last); RunMetrics leaves a
         non-finite value out of the run's figures whatever the order."""
-        val = trainer.callback_metrics.get("val/loss")
-        bad = not trainer.sanity_checking and val is not None and not math.isfinite(float(val))
+        bad = val_loss_not_finite(trainer)
         if not trainer.strategy.reduce_boolean_decision(bad, all=False):  # every rank stops, or none
             return
         if not bad:
             raise NonFiniteLossError(f"the validation loss was not finite on another rank at step "
                                      f"{trainer.global_step}: {_last_checkpoint(trainer)}")
         raise NonFiniteLossError(
-            f"the validation loss is {float(val):.4g} at step {trainer.global_step}: the weights give "
+            f"the validation loss is {float(trainer.callback_metrics['val/loss']):.4g} at step "
+            f"{trainer.global_step}: the weights give "
             f"non-finite outputs though the training loss was finite, and were not saved: "
             f"{_last_checkpoint(trainer)}"
         )

@@ -7,7 +7,6 @@ Everything is written on rank 0 only.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any
 
@@ -26,6 +25,7 @@ from chargpt.data.tokenizer import CharTokenizer, describe_chars
 from chargpt.distributed import is_rank_zero
 from chargpt.model.sampling import check_sampling, iter_tokens
 from chargpt.training.budget_plan import sampling_seconds
+from chargpt.training.callbacks.safety import val_loss_not_finite
 from chargpt.training.trackers import flat_params
 
 BEST_VAL_LOSS = "hparams/best_val_loss"
@@ -107,8 +107,7 @@ class SampleText(Callback):
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         writer = tensorboard_writer(trainer)
-        val = trainer.callback_metrics.get("val/loss")
-        if writer is None or trainer.sanity_checking or (val is not None and not math.isfinite(float(val))):
+        if writer is None or trainer.sanity_checking or val_loss_not_finite(trainer):
             return  # (weights that score NaN cannot be sampled: the non-finite guard stops the run)
         tokenizer = pl_module.tokenizer
         prompt = known_prompt(self.prompt, tokenizer, "SampleText")
