@@ -60,21 +60,15 @@ def run_main(
                 if prepare is not None:
                     literal = prepare(literal)
                 prepared = hydra_argv(literal)
+                overrides = [prepared[i] for i in override_positions(prepared)]
+                if config_name:
+                    check_removals(config_name, overrides)
             except ConfigError as err:
                 if full_errors_requested():
                     raise
                 print(f"error: {err}", file=sys.stderr)
                 sys.exit(USAGE_EXIT_CODE)
             _literal, sys.argv = literal, prepared
-            overrides = [prepared[i] for i in override_positions(prepared)]
-            if config_name:
-                try:
-                    check_removals(config_name, overrides)
-                except ConfigError as err:
-                    if full_errors_requested():
-                        raise
-                    print(f"error: {err}", file=sys.stderr)
-                    sys.exit(USAGE_EXIT_CODE)
             # SIGTERM (a `kill`, a scheduler) unwinds the command as Ctrl-C does: one line, exit 143.
             with raising_on_sigterm(), \
                     one_line_hydra_errors(settings_beside(config_name, overrides) if config_name else None):
