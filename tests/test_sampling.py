@@ -105,3 +105,7 @@ def test_a_model_with_non_finite_outputs_is_one_error_not_a_torch_traceback(tmp_
     code, _, err = run_main(sample_cli.main, [f"ckpt_path={file}", "max_new_tokens=5"], capsys)
     assert code == 2 and err.startswith("error: the model's next-character probabilities are not finite")
     assert len(err.strip().splitlines()) == 1
+    # Greedy decoding (argmax) took the NaN outputs silently and printed a sample of them.
+    for greedy in ("temperature=0", "top_k=1"):
+        code, out, err = run_main(sample_cli.main, [f"ckpt_path={file}", "max_new_tokens=5", greedy], capsys)
+        assert code == 2 and "probabilities are not finite" in err, (greedy, out, err)

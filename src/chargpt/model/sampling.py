@@ -85,10 +85,23 @@ def sample_next(
     except RuntimeError as err:  # NaN or infinite logits (checked by the draw itself, at no cost)
         if "probability tensor contains" not in str(err):
             raise
-        raise CheckpointError(
-            "the model's next-character probabilities are not finite (its weights give NaN or infinite "
-            "outputs): it cannot be sampled; use an earlier checkpoint of its run"
-        ) from None
+        raise not_finite_error() from None
+
+
+def not_finite_error() -> CheckpointError:
+    return CheckpointError(
+        "the model's next-character probabilities are not finite (its weights give NaN or infinite "
+        "outputs): it cannot be sampled; use an earlier checkpoint of its run"
+    )
+
+
+def check_finite(logits: torch.Tensor) -> None:
+    """Refuse outputs that are not finite. The draw checks its own input on a CPU, but a greedy
+    draw (argmax) takes NaN silently and a CUDA draw fails in a device-side assert; this check
+    waits for the device, so it runs once, on the first character: weights that give NaN give it
+    there."""
+    if not bool(torch.isfinite(logits).all()):
+        raise not_finite_error()
 
 
 QUIET_FROZEN = {
@@ -147,7 +160,7 @@ def iter_tokens(
     model.eval()
     try:
         with torch.inference_mode():
-            for _ in range(max_new_tokens):
+            for position in range(max_new_tokens):
                 if cache is None:
                     logits, _ = model(seq[:, start:])
                 elif refill:
@@ -158,6 +171,8 @@ def iter_tokens(
                     # which would make the compiled step recompile.
                     last = seq[:, -1:].clone(memory_format=torch.contiguous_format)
                     logits, _ = step(last, cache=cache)
+                if position == 0:
+                    check_finite(logits[:, -1, :])
                 token = sample_next(logits[:, -1, :], temperature, top_k, top_p, generator)
                 seq = torch.cat((seq, token), dim=1)
                 if seq.shape[1] - start > block:
