@@ -105,7 +105,7 @@ def check_destination(out: Path, overwrite: bool) -> None:
 
 
 def export_config(trained: TrainedModel, card: ModelCard, fmt: str) -> dict[str, Any]:
-    model_settings = trained.model.config.to_dict()
+    model_settings = trained.model.config.applicable()
     for training_only in ("compile", "zero_init_residual"):  # how it trained, not what it is
         model_settings.pop(training_only, None)
     config: dict[str, Any] = {

@@ -10,6 +10,7 @@ from chargpt.checks import real_number, whole_number, yes_no
 from chargpt.errors import ConfigError
 
 ARCHS = ("gpt", "bigram")
+BIGRAM_SETTINGS = ("arch", "block_size")  # block_size: the window it trains and samples on
 POS_ENCODINGS = ("learned", "sinusoidal", "rope")
 ACTIVATIONS = ("relu", "gelu", "relu2", "swiglu")
 NORMS = ("layernorm", "rmsnorm")
@@ -81,6 +82,12 @@ class ModelConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def applicable(self) -> dict[str, Any]:
+        """The settings this architecture uses (what an export describes): the bigram table has
+        no layers, widths or positions."""
+        settings = self.to_dict()
+        return {k: settings[k] for k in BIGRAM_SETTINGS} if self.arch == "bigram" else settings
 
     def architecture(self) -> dict[str, Any]:
         """The settings that fix the weights' shapes and meaning: resume and fine-tuning keep
