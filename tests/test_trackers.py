@@ -134,6 +134,34 @@ def test_a_resume_from_another_folder_continues_the_mlflow_run_where_it_is(
     assert json.loads((run / "status.json").read_text())["status"] == "finished"
 
 
+def test_an_mlflow_server_that_cannot_be_reached_is_refused_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # MLflow retried an address with no server behind it for about 4 minutes before its traceback.
+    import http.server
+    import socket
+    import threading
+
+    pytest.importorskip("mlflow")
+    from chargpt.errors import ConfigError
+    from chargpt.training.trackers import MLFlowTracker
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    with pytest.raises(ConfigError, match=rf"cannot reach the MLflow server at .*:{closed} .*mlflow server"):
+        MLFlowTracker(tracking_uri=f"http://127.0.0.1:{closed}")
+
+    # A server that answers, even "not found" (a proxy, an older MLflow), is MLflow's to talk to.
+    server = http.server.HTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        tracker = MLFlowTracker(tracking_uri=f"http://127.0.0.1:{server.server_port}")
+        assert tracker._tracking_uri.endswith(str(server.server_port))
+    finally:
+        server.shutdown()
+
+
 # -- W&B: its offline run file (.wandb) is a log of protobuf records in 32 kB blocks ---------------
 
 

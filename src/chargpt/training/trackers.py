@@ -94,6 +94,25 @@ def _import_check(module: str, extra: str) -> None:
         ) from None
 
 
+def _check_reachable(server: str, timeout: float = 10.0) -> None:
+    """MLflow retries a server it cannot reach for minutes before it says so (7 tries with
+    growing waits); one quick request first turns a wrong address, or a server not started yet,
+    into an error at once. Any HTTP answer will do: a proxy or a login page is MLflow's to judge."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        urllib.request.urlopen(f"{server.rstrip('/')}/health", timeout=timeout).close()
+    except urllib.error.HTTPError:
+        return
+    except (urllib.error.URLError, OSError, ValueError) as err:
+        reason = getattr(err, "reason", err)
+        raise ConfigError(
+            f"cannot reach the MLflow server at logger.mlflow.tracking_uri={server} ({reason}); start it "
+            "(mlflow server --port PORT), correct the address, or leave tracking_uri out for a local store"
+        ) from None
+
+
 class CSVTracker(CSVLogger):
     """Lightning's CSVLogger, continued by a resumed run. Lightning's writer deletes the
     metrics.csv it finds, and with it the interrupted run's rows; here the rows before `purge_step`
@@ -162,6 +181,8 @@ class MLFlowTracker(MLFlowLogger):
             # person's local runs it is the store that needs no server.
             os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
             tracking_uri = Path(save_dir or "mlruns").expanduser().resolve().as_uri()
+        if tracking_uri.startswith(("http://", "https://")):
+            _check_reachable(tracking_uri)
         super().__init__(
             experiment_name=experiment_name,
             run_name=_run_name(run_name, run_dir),
