@@ -27,8 +27,11 @@ def options(group: str) -> list[str]:
 def test_default_callbacks_compose_every_callback_file() -> None:
     with initialize_config_dir(config_dir=CONFIG_PATH, version_base="1.3"):
         cfg = compose("train")
+        tracked = compose("train", overrides=["logger=[mlflow,wandb]"])
     files = {p.stem for p in (Path(CONFIG_PATH) / "callbacks").glob("*.yaml")}
-    assert set(cfg.callbacks) == files - {"default", "none", "essential"}
+    assert set(cfg.callbacks) == files - {"default", "none", "essential", "tracker_runs"}
+    # tracker_runs comes with the loggers that keep a run id, once however many of them there are.
+    assert set(tracked.callbacks) == set(cfg.callbacks) | {"tracker_runs"}
 
 
 ESSENTIAL = ["validate_at_end", "nonfinite_guard", "run_metrics", "resume_state", "graceful_interrupt",
