@@ -49,7 +49,7 @@ HYDRA_CONFIG = {
     "chargpt-train": "train", "chargpt-sample": "sample", "chargpt-eval": "eval",
     "chargpt-export": "export", "chargpt-serve": "serve",
 }
-# Hydra plugins some commands need (installed by `make`: EXTRAS=dev,optuna,joblib,slurm).
+# Hydra plugins some commands need (installed by `make`'s default EXTRAS).
 PLUGINS = {
     "hydra/launcher=slurm": "hydra_plugins.hydra_submitit_launcher",
     "hydra/launcher=local_parallel": "hydra_plugins.hydra_joblib_launcher",

@@ -1,8 +1,10 @@
 """Atomic file writes: a reader sees the old file or the new one, never half of either.
 
-Every file chargpt writes (checkpoints, the id cache, metrics.json, status.json, budget.json)
-goes through `atomic_path`: write to a temporary name beside the target (same filesystem, so
-the final rename is atomic), flush it to disk, then `os.replace` it over the target.
+The files a run is resumed or reported from (checkpoints, the id cache, metrics.json,
+status.json, budget.json) go through `atomic_path`; a report's table and picture, which the next
+report rewrites whole, do not, and an export is moved into place as a folder. `atomic_path`
+writes to a temporary name beside the target (same filesystem, so the final rename is atomic),
+flushes it to disk, then `os.replace`s it over the target.
 """
 
 from __future__ import annotations
