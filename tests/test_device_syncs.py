@@ -22,7 +22,7 @@ import torch
 from chargpt import load
 from chargpt.cli.train import main as train_main
 from chargpt.data.encoding import load_encoded
-from chargpt.inference import evaluate
+from chargpt.evaluation import evaluate_text
 from chargpt.training.callbacks.progress import StepProgressBar, _HostValues
 from chargpt.training.callbacks.safety import NonFiniteGuard, NonFiniteLossError
 from chargpt.training.module import CharLM
@@ -88,10 +88,10 @@ def test_validation_loss_is_the_exact_loss_of_the_whole_split(tmp_path, capsys) 
     assert code == 0, err
     trained = load(run)
     ids = load_encoded(corpus, trained.tokenizer).ids
-    expected = evaluate(trained.model, ids[int(len(ids) * 0.9):], batch_size=5)
+    expected = evaluate_text(trained.model, ids[int(len(ids) * 0.9):], batch_size=5)
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["step"] == 3
-    assert metrics["val_loss"] == pytest.approx(expected["loss"], rel=1e-6)
+    assert metrics["val_loss"] == pytest.approx(expected.loss, rel=1e-6)
 
 
 def test_validation_steps_read_nothing_on_the_host(monkeypatch) -> None:

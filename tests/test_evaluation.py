@@ -14,7 +14,6 @@ from chargpt.data.char_classes import CHAR_CLASSES, char_class, class_table
 from chargpt.data.windows import IGNORE_INDEX, ValWindows
 from chargpt.errors import ConfigError
 from chargpt.evaluation import check_stride, evaluate_text
-from chargpt.inference import evaluate
 from chargpt.model import ModelConfig, build_model
 
 VOCAB = 5
@@ -90,9 +89,8 @@ def test_default_stride_equals_the_old_evaluation_exactly(tiny) -> None:
         result = evaluate_text(tiny, ids, batch_size=7, stride=stride, chars=list("abcdefghijklm"))
         assert (result.loss, result.tokens, result.stride) == (old_loss, old_tokens, 16)
         assert result.loss_non_overlapping == old_loss
-    assert evaluate(tiny, ids, batch_size=7) == {
-        "loss": old_loss, "bpc": old_loss / math.log(2), "tokens": old_tokens,
-    }
+    result = evaluate_text(tiny, ids, batch_size=7, by_position=False)
+    assert (result.loss, result.bpc, result.tokens) == (old_loss, old_loss / math.log(2), old_tokens)
 
 
 def test_stride_1_scores_the_same_targets_once_each(tiny) -> None:
@@ -173,3 +171,22 @@ def test_no_class_is_reported_as_a_loss_when_it_never_occurs(tiny) -> None:
 def test_each_character_has_the_class_the_docstring_gives(ch, cls) -> None:
     assert char_class(ch) == cls
     assert CHAR_CLASSES[int(class_table([ch])[0])] == cls
+
+
+def test_a_trained_model_evaluates_a_text_as_chargpt_eval_scores_its_ids(tiny) -> None:
+    from chargpt.data.tokenizer import CharTokenizer
+    from chargpt.errors import DataError
+    from chargpt.inference import TrainedModel
+
+    chars = list("abcdefghijklm")
+    trained = TrainedModel(tiny, CharTokenizer(chars))
+    text = "".join(np.random.default_rng(3).choice(chars, 200))
+    ids = np.array([chars.index(c) for c in text])
+    for stride in (None, 4):
+        result = trained.evaluate(text, stride=stride, batch_size=7)
+        expected = evaluate_text(tiny, ids, batch_size=7, stride=stride, chars=chars)
+        assert (result.loss, result.tokens, result.class_counts) == (
+            expected.loss, expected.tokens, expected.class_counts
+        )
+    with pytest.raises(DataError, match=r"characters not in the vocabulary: .*z"):
+        trained.evaluate("abz")

@@ -15,7 +15,7 @@ from chargpt import load
 from chargpt.cli import train
 from chargpt.data.encoding import load_encoded
 from chargpt.data.tokenizer import CharTokenizer
-from chargpt.inference import evaluate
+from chargpt.evaluation import evaluate_text
 from chargpt.model import ModelConfig, build_model
 from chargpt.training.finetune import Pretrained, apply_pretrained
 from conftest import StepHook, run_cli, train_args
@@ -51,7 +51,7 @@ def test_finetune_starts_from_pretrained_weights_and_improves(pretrained: Path, 
     vocab = CharTokenizer(load(pretrained).tokenizer.chars)
     new_ids = load_encoded(new, vocab).ids
     val = new_ids[int(len(new_ids) * 0.9):]
-    before = evaluate(load(pretrained).model, val)["loss"]
+    before = evaluate_text(load(pretrained).model, val).loss
 
     run_dir = tmp_path / "ft"
     # Float32 products, as `evaluate` computes `before` (auto is bf16 products on a CPU with AMX).

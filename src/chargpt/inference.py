@@ -1,4 +1,4 @@
-"""Use a trained model: `chargpt.load(path).generate("ROMEO:")`, and its exact loss on a text.
+"""Use a trained model: `chargpt.load(path).generate("ROMEO:")`, `.evaluate(text)` (its exact loss).
 
 The sampling and evaluation CLIs and the end-of-training sample go through this same code.
 """
@@ -19,7 +19,7 @@ from chargpt.checks import seed as check_seed
 from chargpt.checks import whole_number
 from chargpt.data.tokenizer import CharTokenizer
 from chargpt.errors import ChargptError, CheckpointError, ConfigError, first_line
-from chargpt.evaluation import evaluate_text
+from chargpt.evaluation import Evaluation, evaluate_text
 from chargpt.export_layout import CONFIG_FILE, INSTALL_HINT, WEIGHTS, export_folder_of, read_export_config
 from chargpt.model import ModelConfig, build_model
 from chargpt.model.sampling import check_sampling, iter_tokens
@@ -81,6 +81,13 @@ class TrainedModel:
         whole_number("num_samples", num_samples, low=1)
         generator = new_generator(self.device, seed)
         return ["".join(self.stream(prompt, generator=generator, **options)) for _ in range(num_samples)]
+
+    def evaluate(self, text: str, stride: int | None = None, batch_size: int = 64) -> Evaluation:
+        """The exact loss on `text`, every character after the first scored once, in windows
+        `stride` apart (default: non-overlapping), with the loss by position in the window and by
+        class of character: what chargpt-eval reports."""
+        ids = np.asarray(self.tokenizer.encode(text), dtype=np.int64)
+        return evaluate_text(self.model, ids, batch_size, stride, chars=self.tokenizer.chars)
 
 
 def model_from_checkpoint(ckpt: dict[str, Any], source: str = "checkpoint") -> TrainedModel:
@@ -169,16 +176,3 @@ def load_export(folder: str | Path, device: str | torch.device = "cpu") -> Train
             f"{weights} does not hold this model's weights ({first_line(err, 200)}); export again"
         ) from None
     return TrainedModel(model.to(device).eval(), tokenizer)
-
-
-def evaluate(
-    model: nn.Module, ids: np.ndarray, batch_size: int = 64, stride: int | None = None
-) -> dict[str, float | int]:
-    """Exact loss of `model` on `ids`: every target scored once, in non-overlapping windows or
-    windows `stride` apart (see chargpt.evaluation.evaluate_text, which also gives the loss by
-    position and by class of character).
-
-    A text shorter than the model's context is scored as one shorter window.
-    """
-    result = evaluate_text(model, ids, batch_size, stride, by_position=False)
-    return {"loss": result.loss, "bpc": result.bpc, "tokens": result.tokens}
