@@ -33,8 +33,8 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from chargpt.cli import CONFIG_PATH
+from chargpt.hydra_run import plain
 from chargpt.model import ModelConfig, build_model
-from chargpt.training.build import plain
 from chargpt.training.optim import build_optimizer
 from chargpt.training.precision import plugin, resolved, resolved_matmul
 

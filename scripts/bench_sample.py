@@ -21,9 +21,9 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from chargpt.cli import CONFIG_PATH
+from chargpt.hydra_run import plain
 from chargpt.model import ModelConfig, build_model
 from chargpt.model.sampling import iter_tokens
-from chargpt.training.build import plain
 
 VOCAB = 65  # Tiny Shakespeare's
 

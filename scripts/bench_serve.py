@@ -31,8 +31,8 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from chargpt.cli import CONFIG_PATH
+from chargpt.hydra_run import plain
 from chargpt.model import ModelConfig, build_model
-from chargpt.training.build import plain
 
 VOCAB = sorted(set(string.ascii_letters + string.digits + " \n.,;:!?'-&$"))[:65]
 

@@ -43,8 +43,9 @@ from chargpt.cli import CONFIG_PATH
 from chargpt.cli.common import quiet_known_warnings
 from chargpt.data.windows import TrainWindows
 from chargpt.errors import ConfigError
+from chargpt.hydra_run import plain
 from chargpt.training import precision
-from chargpt.training.build import build_run, plain
+from chargpt.training.build import build_run
 from chargpt.training.optim import build_optimizer, build_scheduler
 
 

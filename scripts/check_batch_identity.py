@@ -19,10 +19,10 @@ from hydra import compose, initialize_config_dir
 
 from chargpt.cli import CONFIG_PATH
 from chargpt.data.tokenizer import CharTokenizer
+from chargpt.hydra_run import plain
 from chargpt.inference import TrainedModel
 from chargpt.model import ModelConfig, build_model
 from chargpt.serving.engine import Engine, Event, Job
-from chargpt.training.build import plain
 
 VOCAB = sorted(set(string.ascii_letters + string.digits + " \n.,;:!?'-&$"))[:65]
 

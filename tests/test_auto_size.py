@@ -15,10 +15,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from chargpt.cli import CONFIG_PATH, train
 from chargpt.errors import ConfigError
+from chargpt.hydra_run import plain
 from chargpt.model import ModelConfig
 from chargpt.training import auto_size, budget_plan, precision
 from chargpt.training.auto_size import LADDER, Shape, climb, dropout_for, non_embedding_params
-from chargpt.training.build import plain
 from conftest import StepHook, bare_train_args, run_main, write_corpus
 
 SHAKESPEARE_TRAIN, SHAKESPEARE_VAL = 1_003_854, 111_540

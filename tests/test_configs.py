@@ -10,9 +10,10 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
 from chargpt.cli import CONFIG_PATH
+from chargpt.hydra_run import plain
 from chargpt.model import ModelConfig, build_model
 from chargpt.training import CharLM
-from chargpt.training.build import build_trainer, plain
+from chargpt.training.build import build_trainer
 from chargpt.training.precision import resolve_precision
 
 GROUPS = ["data", "model", "optimizer", "scheduler", "trainer", "callbacks", "logger", "experiment", "debug"]

@@ -70,7 +70,7 @@ def test_adamw_is_fused_by_default_alone_and_inside_muon(optimizer: str) -> None
     from hydra import compose, initialize_config_dir
 
     from chargpt.cli import CONFIG_PATH
-    from chargpt.training.build import plain
+    from chargpt.hydra_run import plain
 
     with initialize_config_dir(config_dir=CONFIG_PATH, version_base="1.3"):
         cfg = compose(config_name="train", overrides=[f"optimizer={optimizer}"])

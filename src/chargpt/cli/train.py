@@ -20,6 +20,7 @@ from chargpt.cli.exits import nothing_to_save_until_training
 from chargpt.cli.prompts import check_prompt_text, resolve_prompt
 from chargpt.distributed import is_rank_zero
 from chargpt.errors import ChargptError, exit_on_user_error
+from chargpt.hydra_run import is_multirun, plain
 from chargpt.inference import TrainedModel
 from chargpt.model.sampling import check_sampling
 from chargpt.run_layout import run_dir_of
@@ -40,7 +41,7 @@ from chargpt.stop_request import (
     requested_stop,
     stopping_untrained,
 )
-from chargpt.training.build import build_run, is_multirun, plain
+from chargpt.training.build import build_run
 from chargpt.training.callbacks.metrics import RunMetrics
 from chargpt.training.callbacks.safety import GracefulInterrupt, TrainingInterrupted
 

@@ -26,6 +26,7 @@ from omegaconf import DictConfig
 from chargpt.distributed import is_rank_zero
 from chargpt.errors import SetupError, first_line, user_error_in
 from chargpt.files import write_json_atomic
+from chargpt.hydra_run import is_multirun
 from chargpt.run_layout import STATUS_FILE, last_checkpoint, log_handlers_in
 from chargpt.stop_request import JobStopped
 
@@ -123,10 +124,6 @@ def _note_end(run_dir: str | Path, how: str) -> None:
 
 def record_status(task: Callable[[DictConfig], float | None]) -> Callable[[DictConfig], float | None]:
     """Wrap a Hydra task function: status.json in the run dir, and failure isolation in sweeps."""
-    # The training stack is imported when a run starts, not with this module: chargpt-report
-    # reads status.json and need not import Lightning (seconds) to learn its name.
-    from chargpt.training.build import is_multirun
-
     @functools.wraps(task)
     def wrapper(cfg: DictConfig) -> float | None:
         run_dir = cfg.paths.output_dir

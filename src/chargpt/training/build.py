@@ -19,7 +19,6 @@ import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
-from hydra.types import RunMode
 from hydra.utils import instantiate
 from lightning.fabric.plugins import TorchCheckpointIO
 from lightning.fabric.plugins.environments import SLURMEnvironment, TorchElasticEnvironment
@@ -33,6 +32,7 @@ from chargpt.data import CharDataModule
 from chargpt.distributed import is_rank_zero
 from chargpt.errors import ChargptError, ConfigError, SetupError, first_line
 from chargpt.files import read_json_object, write_text_atomic
+from chargpt.hydra_run import is_multirun, plain, task_overrides
 from chargpt.model import ModelConfig
 from chargpt.overrides import override_key
 from chargpt.run_layout import METRICS_FILE, last_checkpoint, run_dir_of
@@ -48,23 +48,9 @@ from chargpt.training.steps import fix_total_steps
 log = logging.getLogger(__name__)
 
 
-def plain(cfg: DictConfig | None) -> Any:
-    """A resolved config as plain dicts and lists (safe inside checkpoints)."""
-    return None if cfg is None else OmegaConf.to_container(cfg, resolve=True)
-
-
-def is_multirun() -> bool:
-    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
-
-
 def is_finetune_experiment() -> bool:
     """Whether the run composes experiment=finetune (which only makes sense with init_from)."""
     return HydraConfig.initialized() and HydraConfig.get().runtime.choices.get("experiment") == "finetune"
-
-
-def task_overrides() -> list[str]:
-    """The overrides this run was given on the command line (none outside Hydra)."""
-    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
 
 
 def budget_reserve(cfg: DictConfig) -> float:

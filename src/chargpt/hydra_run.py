@@ -1,0 +1,26 @@
+"""What a command asks of the Hydra run it is in: whether it is a sweep's job, the overrides it
+was given, its config as plain containers. Hydra and OmegaConf only (no torch, no Lightning), so
+that what reads runs (a run's status record, the report) can ask without loading the training stack.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+
+
+def plain(cfg: DictConfig | None) -> Any:
+    """A resolved config as plain dicts and lists (safe inside checkpoints)."""
+    return None if cfg is None else OmegaConf.to_container(cfg, resolve=True)
+
+
+def is_multirun() -> bool:
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def task_overrides() -> list[str]:
+    """The overrides this run was given on the command line (none outside Hydra)."""
+    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
