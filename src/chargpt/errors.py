@@ -50,6 +50,12 @@ class CheckpointError(ChargptError):
 NO_ROOM = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}  # an OSError of a write that found no room
 
 
+def exit_usage(message: str) -> NoReturn:
+    """A usage error: `error: message` as one line on stderr, and exit code 2."""
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(USAGE_EXIT_CODE)
+
+
 def exit_interrupted() -> NoReturn:
     """Ctrl-C: one line and exit 130, as a shell reports a command it ended."""
     print("\ninterrupted", file=sys.stderr, flush=True)
@@ -96,7 +102,6 @@ def exit_on_user_error(fn: F) -> F:
             user_error = user_error_in(err)
             if user_error is None or full_errors_requested():
                 raise
-            print(f"error: {user_error}", file=sys.stderr)
-            sys.exit(USAGE_EXIT_CODE)
+            exit_usage(str(user_error))
 
     return wrapper  # type: ignore[return-value]

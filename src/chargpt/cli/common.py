@@ -29,7 +29,7 @@ from chargpt.cli.argv import (
 )
 from chargpt.cli.exits import BROKEN_PIPE_EXIT_CODE, clean_exits, exit_no_room, raising_on_sigterm
 from chargpt.cli.hydra_errors import one_line_hydra_errors, release_stderr
-from chargpt.errors import NO_ROOM, USAGE_EXIT_CODE, ConfigError, full_errors_requested
+from chargpt.errors import NO_ROOM, ConfigError, exit_usage, full_errors_requested
 from chargpt.runs.directory import release_claims
 from chargpt.runs.sweep_record import as_written
 
@@ -66,8 +66,7 @@ def run_main(
             except ConfigError as err:
                 if full_errors_requested():
                     raise
-                print(f"error: {err}", file=sys.stderr)
-                sys.exit(USAGE_EXIT_CODE)
+                exit_usage(str(err))
             _literal, sys.argv = literal, prepared
             # SIGTERM (a `kill`, a scheduler) unwinds the command as Ctrl-C does: one line, exit 143.
             with raising_on_sigterm(), \
@@ -100,8 +99,7 @@ def cli_task(task: F) -> F:
         except ConfigError as err:
             if full_errors_requested():
                 raise
-            print(f"error: {err}", file=sys.stderr)
-            sys.exit(USAGE_EXIT_CODE)
+            exit_usage(str(err))
         except BrokenPipeError:
             sys.exit(BROKEN_PIPE_EXIT_CODE)
         except OSError as err:  # Hydra would print it as a failure, with a traceback

@@ -10,8 +10,9 @@ import signal
 import sys
 import threading
 from collections.abc import Iterator
+from typing import NoReturn
 
-from chargpt.errors import NO_ROOM, USAGE_EXIT_CODE, cause_of, exit_interrupted
+from chargpt.errors import NO_ROOM, cause_of, exit_interrupted, exit_usage
 from chargpt.stop_request import SIGNALS, handling_stop_signals
 
 BROKEN_PIPE_EXIT_CODE = 128 + 13  # SIGPIPE: what `yes | head` reports for `yes`
@@ -50,12 +51,11 @@ def clean_exits() -> Iterator[None]:
         raise
 
 
-def exit_no_room(err: OSError) -> None:
+def exit_no_room(err: OSError) -> NoReturn:
     """A write that found no room (a full disk, a quota): one error line and exit 2."""
     what = f"cannot write {err.filename}" if err.filename else "a write failed"  # stdout's, most often
-    print(f"error: {what} ({err.strerror}); free some space there, or write elsewhere", file=sys.stderr)
     _drop_stdout()  # what is still buffered for it would fail again at exit
-    sys.exit(USAGE_EXIT_CODE)
+    exit_usage(f"{what} ({err.strerror}); free some space there, or write elsewhere")
 
 
 def _quiet_broken_pipe() -> None:

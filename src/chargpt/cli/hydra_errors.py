@@ -23,7 +23,7 @@ from hydra.errors import ConfigCompositionException
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from chargpt.errors import USAGE_EXIT_CODE, ConfigError, exit_on_user_error, full_errors_requested
+from chargpt.errors import ConfigError, exit_on_user_error, exit_usage, full_errors_requested
 
 _HINT = "Set the environment variable HYDRA_FULL_ERROR=1"
 # Names other tools use for a setting that no spelling check would connect to chargpt's.
@@ -99,8 +99,8 @@ def one_line_hydra_errors(settings_beside: Callable[[str], list[str]] | None = N
         text = "".join(held.held)
         if held.holding and exit_.code == 1 and "Traceback" not in text and text.strip():
             held.held.clear()
-            print(f"error: {one_line(text, settings_beside)}", file=held.target)
-            sys.exit(USAGE_EXIT_CODE)
+            held.release()  # the error line goes straight to the terminal's stderr
+            exit_usage(one_line(text, settings_beside))
         raise
     finally:
         held.release()

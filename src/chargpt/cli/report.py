@@ -9,15 +9,14 @@ from pathlib import Path
 from typing import NoReturn
 
 from chargpt.cli.exits import clean_exits, raising_on_sigterm
-from chargpt.errors import USAGE_EXIT_CODE, exit_on_user_error
+from chargpt.errors import exit_on_user_error, exit_usage
 from chargpt.runs.report import SORT_CHOICES, report
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         # One line, as every chargpt command's errors (argparse prints its usage block first).
-        print(f"error: {message}; see chargpt-report --help", file=sys.stderr)
-        sys.exit(USAGE_EXIT_CODE)
+        exit_usage(f"{message}; see chargpt-report --help")
 
 
 @exit_on_user_error
