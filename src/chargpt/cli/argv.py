@@ -262,8 +262,13 @@ def check_removals(config_name: str, overrides: list[str]) -> None:
         value = None if config is None else OmegaConf.select(config, key, default=None,
                                                              throw_on_resolution_failure=False)
         if value is not None:
-            raise ConfigError(f"~{key} removed a setting this command needs ({key}); leave it out to keep "
-                              f"its default, or set a value: {key}=VALUE")
+            raise removed_a_needed_setting(key, key)
+
+
+def removed_a_needed_setting(removed: str, needed: str) -> ConfigError:
+    """`~removed` on the command line took away `needed`, a setting the command reads."""
+    return ConfigError(f"~{removed} removed a setting this command needs ({needed}); leave it out to keep "
+                       f"its default, or set a value: {needed}=VALUE")
 
 
 def _sweeps(override: str) -> bool:

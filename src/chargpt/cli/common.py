@@ -25,6 +25,7 @@ from chargpt.cli.argv import (
     hydra_argv,
     literal_argv,
     override_positions,
+    removed_a_needed_setting,
     settings_beside,
 )
 from chargpt.cli.exits import BROKEN_PIPE_EXIT_CODE, clean_exits, exit_no_room, raising_on_sigterm
@@ -122,8 +123,7 @@ def naming_removed_settings() -> Iterator[None]:
         removed = _removed_by_override(err)
         if removed is None:
             raise
-        raise ConfigError(f"~{removed} removed a setting this command needs ({err.full_key}); leave it out "
-                          f"to keep its default, or set a value: {err.full_key}=VALUE") from None
+        raise removed_a_needed_setting(removed, err.full_key) from None
     except InterpolationResolutionError as err:  # `lr=${oc.env:NOPE}`, `n_layer=${oops}`: a traceback
         key = err.full_key or "a setting"
         reason = str(err).split("\n", 1)[0].removeprefix("KeyError raised while resolving interpolation: ")
