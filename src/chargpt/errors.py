@@ -15,7 +15,6 @@ E = TypeVar("E", bound=BaseException)
 
 # Exit status for a usage error (bad config, bad input file), as argparse and most CLIs use.
 USAGE_EXIT_CODE = 2
-INTERRUPT_EXIT_CODE = 128 + signal.SIGINT  # what a shell reports for a command ended by Ctrl-C
 
 
 class ChargptError(Exception):
@@ -56,10 +55,22 @@ def exit_usage(message: str) -> NoReturn:
     sys.exit(USAGE_EXIT_CODE)
 
 
-def exit_interrupted() -> NoReturn:
-    """Ctrl-C: one line and exit 130, as a shell reports a command it ended."""
-    print("\ninterrupted", file=sys.stderr, flush=True)
-    sys.exit(INTERRUPT_EXIT_CODE)
+def signal_exit_code(signum: int) -> int:
+    """What a shell reports for a command a signal ended: 128 + the signal's number (Ctrl-C's
+    SIGINT 130, SIGTERM 143)."""
+    return 128 + int(signum)
+
+
+def say_stopped_by(signum: int) -> None:
+    """The console's one line for a command a signal stops: `interrupted` for Ctrl-C (SIGINT),
+    `terminated` for SIGTERM."""
+    print("\ninterrupted" if signum == signal.SIGINT else "\nterminated", file=sys.stderr, flush=True)
+
+
+def exit_stopped_by(signum: int) -> NoReturn:
+    """A command a signal stopped: its one line, and the exit code a shell reports for it."""
+    say_stopped_by(signum)
+    sys.exit(signal_exit_code(signum))
 
 
 def first_line(err: BaseException | str, limit: int | None = None) -> str:

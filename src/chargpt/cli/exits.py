@@ -12,11 +12,10 @@ import threading
 from collections.abc import Iterator
 from typing import NoReturn
 
-from chargpt.errors import NO_ROOM, cause_of, exit_interrupted, exit_usage
+from chargpt.errors import NO_ROOM, cause_of, exit_stopped_by, exit_usage, signal_exit_code
 from chargpt.stop_request import SIGNALS, handling_stop_signals
 
-BROKEN_PIPE_EXIT_CODE = 128 + 13  # SIGPIPE: what `yes | head` reports for `yes`
-TERMINATED_EXIT_CODE = 128 + signal.SIGTERM
+BROKEN_PIPE_EXIT_CODE = signal_exit_code(13)  # SIGPIPE: what `yes | head` reports for `yes`
 
 
 class Terminated(KeyboardInterrupt):
@@ -27,6 +26,11 @@ class Terminated(KeyboardInterrupt):
     signum = int(signal.SIGTERM)
 
 
+def signal_of(stop: KeyboardInterrupt) -> int:
+    """The signal a KeyboardInterrupt stands for: SIGTERM for Terminated, Ctrl-C's SIGINT otherwise."""
+    return getattr(stop, "signum", int(signal.SIGINT))
+
+
 @contextlib.contextmanager
 def clean_exits() -> Iterator[None]:
     """Ctrl-C: one line and exit 130. Output into a pipe whose reader stopped (`| head`): quiet,
@@ -35,10 +39,8 @@ def clean_exits() -> Iterator[None]:
     try:
         yield
         sys.stdout.flush()  # here, not at the interpreter's exit, where a failed write is a traceback
-    except Terminated:
-        exit_terminated()
-    except KeyboardInterrupt:
-        exit_interrupted()
+    except KeyboardInterrupt as stop:  # Terminated too
+        exit_stopped_by(signal_of(stop))
     except BrokenPipeError:
         _quiet_broken_pipe()
     except OSError as err:
@@ -137,18 +139,14 @@ def unwind_on_sigterm() -> Iterator[None]:
         try:
             yield
         except Terminated:
-            exit_terminated()
+            exit_stopped_by(signal.SIGTERM)
         except Exception as err:  # a library caught the signal's exception mid-import and raised another
             if cause_of(err, Terminated) is None:
                 raise
-            exit_terminated()
+            exit_stopped_by(signal.SIGTERM)
 
 
 def _raise_terminated(signum: int, frame: object) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends the process at once
     raise Terminated
 
-
-def exit_terminated() -> None:
-    print("\nterminated", file=sys.stderr, flush=True)
-    sys.exit(TERMINATED_EXIT_CODE)

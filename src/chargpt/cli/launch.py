@@ -11,8 +11,8 @@ import gc
 import importlib
 from collections.abc import Iterator
 
-from chargpt.cli.exits import Terminated, exit_terminated, raising_on_sigterm
-from chargpt.errors import exit_interrupted
+from chargpt.cli.exits import raising_on_sigterm, signal_of
+from chargpt.errors import exit_stopped_by
 
 
 @contextlib.contextmanager
@@ -34,10 +34,8 @@ def _launch(command: str) -> None:
     try:
         with raising_on_sigterm(), collector_off_then_frozen():
             module = importlib.import_module(f"chargpt.cli.{command}")
-    except Terminated:
-        exit_terminated()
-    except KeyboardInterrupt:
-        exit_interrupted()
+    except KeyboardInterrupt as stop:  # Terminated too
+        exit_stopped_by(signal_of(stop))
     module.main()
 
 

@@ -16,10 +16,10 @@ from omegaconf import DictConfig, open_dict
 from chargpt.checks import seed, training_seed
 from chargpt.cli import CONFIG_PATH
 from chargpt.cli.common import cli_task, naming_removed_settings, quiet_known_warnings, run_main, use_threads
-from chargpt.cli.exits import nothing_to_save_until_training
+from chargpt.cli.exits import nothing_to_save_until_training, signal_of
 from chargpt.cli.prompts import check_prompt_text, resolve_prompt
 from chargpt.distributed import is_rank_zero
-from chargpt.errors import ChargptError, exit_on_user_error
+from chargpt.errors import ChargptError, exit_on_user_error, say_stopped_by, signal_exit_code
 from chargpt.hydra_run import is_multirun, plain
 from chargpt.inference import TrainedModel
 from chargpt.model.sampling import check_sampling
@@ -71,10 +71,10 @@ def _sequential_job(cfg: DictConfig) -> float | None:
     try:
         return _train(cfg, None)
     except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM as run_main raises it (Terminated)
-        signum = getattr(stop, "signum", int(signal.SIGINT))
-        print("\ninterrupted" if signum == signal.SIGINT else "\nterminated", file=sys.stderr, flush=True)
+        signum = signal_of(stop)
+        say_stopped_by(signum)
         _print_continue_command("continue the sweep")
-        sys.exit(128 + signum)
+        sys.exit(signal_exit_code(signum))
 
 
 def _train(cfg: DictConfig, parallel: Path | None) -> float | None:
@@ -156,7 +156,7 @@ def _train(cfg: DictConfig, parallel: Path | None) -> float | None:
             if parallel is not None:  # its result goes back; the sweep's process ends the sweep
                 return metrics.best_val_loss  # (the stop request stands: the signal wrote or read it)
             _print_continue_command("continue the sweep")
-            sys.exit(128 + interrupt.received)
+            sys.exit(signal_exit_code(interrupt.received))
         if sample_prompt is not None:
             print_sample(TrainedModel(module.model, datamodule.tokenizer), cfg.sample, sample_prompt)
     return metrics.best_val_loss if metrics is not None else None

@@ -22,6 +22,7 @@ from types import FrameType
 from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import DictConfig
 
+from chargpt.errors import signal_exit_code
 from chargpt.runs.sweep_record import continue_command, kept_on_continuing
 from chargpt.stop_request import JobStopped, clear_stop, handling_stop_signals, request_stop, requested_stop
 
@@ -70,7 +71,7 @@ def launch_stoppably(
     if command := continue_command(sweep_dir):
         print(f"the sweep stopped; continue it ({kept_on_continuing(config.hydra)}) with: {command}",
               file=sys.stderr, flush=True)
-    sys.exit(128 + signum)  # what a shell reports for a process ended by that signal
+    sys.exit(signal_exit_code(signum))
 
 
 def worker_ended_by(err: BaseException) -> int | None:

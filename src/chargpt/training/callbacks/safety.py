@@ -29,7 +29,7 @@ from lightning.pytorch.callbacks import Callback
 
 from chargpt.checks import whole_number
 from chargpt.distributed import is_rank_zero
-from chargpt.errors import ChargptError
+from chargpt.errors import ChargptError, signal_exit_code
 from chargpt.stop_request import SIGNALS, request_stop, requested_stop
 from chargpt.training.callbacks.checkpointing import last_checkpoint_path, latest_checkpoint_written
 from chargpt.training.lightning_internals import is_accumulating, logs_this_step
@@ -153,7 +153,7 @@ class TrainingInterrupted(Exception):
 
     @property
     def exit_code(self) -> int:
-        return 128 + self.signum  # what a shell reports for a process ended by that signal
+        return signal_exit_code(self.signum)
 
 
 class GracefulInterrupt(Callback):
