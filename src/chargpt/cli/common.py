@@ -9,6 +9,7 @@ import functools
 import logging
 import os
 import re
+import signal
 import sys
 import warnings
 from collections.abc import Callable, Iterator
@@ -28,9 +29,9 @@ from chargpt.cli.argv import (
     removed_a_needed_setting,
     settings_beside,
 )
-from chargpt.cli.exits import BROKEN_PIPE_EXIT_CODE, clean_exits, exit_no_room, raising_on_sigterm
+from chargpt.cli.exits import BROKEN_PIPE_EXIT_CODE, Terminated, clean_exits, exit_no_room, raising_on_sigterm
 from chargpt.cli.hydra_errors import one_line_hydra_errors, release_stderr
-from chargpt.errors import NO_ROOM, ConfigError, exit_usage, full_errors_requested
+from chargpt.errors import NO_ROOM, ConfigError, cause_of, exit_stopped_by, exit_usage, full_errors_requested
 from chargpt.runs.directory import release_claims
 from chargpt.runs.sweep_record import as_written
 
@@ -95,7 +96,7 @@ def cli_task(task: F) -> F:
         # Not by wrapping the task in exit_on_user_error up front: a parallel sweep pickles this
         # wrapper, and a context manager kept in it holds a generator, which cannot be pickled.
         try:
-            with naming_removed_settings():
+            with naming_removed_settings(), unwrapping_sigterm():
                 return task(*args, **kwargs)
         except ConfigError as err:
             if full_errors_requested():
@@ -109,6 +110,18 @@ def cli_task(task: F) -> F:
             exit_no_room(err)
 
     return wrapper  # type: ignore[return-value]
+
+
+@contextlib.contextmanager
+def unwrapping_sigterm() -> Iterator[None]:
+    """SIGTERM's Terminated, caught by a library mid-import and raised as another exception (which
+    Hydra would print as a failure, exit 1): one line and exit 143, as run_main ends Terminated."""
+    try:
+        yield
+    except Exception as err:
+        if cause_of(err, Terminated) is None:
+            raise
+        exit_stopped_by(signal.SIGTERM)
 
 
 @contextlib.contextmanager

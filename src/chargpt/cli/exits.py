@@ -12,7 +12,7 @@ import threading
 from collections.abc import Iterator
 from typing import NoReturn
 
-from chargpt.errors import NO_ROOM, cause_of, exit_stopped_by, exit_usage, signal_exit_code
+from chargpt.errors import NO_ROOM, exit_stopped_by, exit_usage, signal_exit_code
 from chargpt.stop_request import SIGNALS, handling_stop_signals
 
 BROKEN_PIPE_EXIT_CODE = signal_exit_code(13)  # SIGPIPE: what `yes | head` reports for `yes`
@@ -129,21 +129,6 @@ def nothing_to_save_until_training(active: bool = True) -> Iterator[None]:
             yield
     except _SignalOutsideTraining as sig:
         raise (Terminated() if sig.signum == signal.SIGTERM else KeyboardInterrupt()) from None
-
-
-@contextlib.contextmanager
-def unwind_on_sigterm() -> Iterator[None]:
-    """SIGTERM unwinds the command as Ctrl-C does, so that its cleanup runs (an export's staged
-    files are removed); then one line and exit 143, as a shell reports a command the signal ended."""
-    with raising_on_sigterm():
-        try:
-            yield
-        except Terminated:
-            exit_stopped_by(signal.SIGTERM)
-        except Exception as err:  # a library caught the signal's exception mid-import and raised another
-            if cause_of(err, Terminated) is None:
-                raise
-            exit_stopped_by(signal.SIGTERM)
 
 
 def _raise_terminated(signum: int, frame: object) -> None:

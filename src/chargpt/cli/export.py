@@ -10,7 +10,6 @@ from omegaconf import DictConfig
 from chargpt.checks import yes_no
 from chargpt.cli import CONFIG_PATH
 from chargpt.cli.common import cli_task, quiet_known_warnings, run_main
-from chargpt.cli.exits import unwind_on_sigterm
 from chargpt.errors import ConfigError, exit_on_user_error
 from chargpt.export import check_destination, check_exportable, export_model
 from chargpt.export_layout import EXPORT_FILES, WEIGHTS, export_folder_of
@@ -39,12 +38,12 @@ def _hydra_main(cfg: DictConfig) -> None:
             "replace the model it is made from; write to another folder"
         )
     check_destination(out, yes_no("overwrite", cfg.overwrite))  # before reading the model: a quick refusal
-    with unwind_on_sigterm():  # a `kill` leaves no staged files behind, as Ctrl-C does
-        trained, ckpt, _ = load_with_checkpoint(cfg.ckpt_path, "cpu")
-        check_exportable(trained.model.config, cfg.format)
-        card = card_for(cfg.ckpt_path, trained, cfg.name, ckpt)
-        del ckpt  # its optimizer states: not kept while exporting
-        export_model(trained, card, cfg.format, out, overwrite=cfg.overwrite)
+    # (A `kill` unwinds the export as Ctrl-C does, run_main raising it: no staged files are left behind.)
+    trained, ckpt, _ = load_with_checkpoint(cfg.ckpt_path, "cpu")
+    check_exportable(trained.model.config, cfg.format)
+    card = card_for(cfg.ckpt_path, trained, cfg.name, ckpt)
+    del ckpt  # its optimizer states: not kept while exporting
+    export_model(trained, card, cfg.format, out, overwrite=cfg.overwrite)
     # What the export holds (a killed export's hidden staging folder, left by a kill -9, is not it).
     files = ", ".join(sorted(p.name for p in out.iterdir() if p.name in EXPORT_FILES))
     print(f"exported {card.name} ({card.params:,} parameters) as {cfg.format} to {out}: {files}")
