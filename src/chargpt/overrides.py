@@ -1,5 +1,5 @@
-"""Override text: literal text as a Hydra override value and back, an override's key, and an
-override as a user types it.
+"""Override text: literal text as a Hydra override value and back, an override's key, whether it
+sweeps, and an override as a user types it.
 
 Hydra's override grammar reserves spaces, commas, quotes, brackets, `~`, non-ASCII letters and
 more, and OmegaConf reads `${...}` as an interpolation. A value written by `hydra_quoted` arrives
@@ -37,6 +37,15 @@ def parses(override: str, single_string: bool = False) -> bool:
     except HydraException:
         return False
     return not single_string or (not parsed.is_sweep_override() and isinstance(parsed.value(), str))
+
+
+def is_sweep(override: str) -> bool:
+    """Whether `override` sweeps its setting (`lr=1e-3,3e-3`, `range(...)`, a search's
+    `interval(...)`); False for one Hydra cannot read."""
+    try:
+        return _PARSER.parse_override(override).is_sweep_override()
+    except HydraException:
+        return False
 
 
 def literal_value(override: str) -> str:

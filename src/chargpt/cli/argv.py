@@ -23,8 +23,6 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 from hydra._internal.utils import get_args_parser
 from hydra.core.global_hydra import GlobalHydra
-from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 
 from chargpt.cli import CONFIG_PATH
@@ -32,7 +30,15 @@ from chargpt.cli.hydra_errors import settings_in
 from chargpt.data.encoding import BOM, read_as_trained
 from chargpt.data.sources import expand_path
 from chargpt.errors import ConfigError
-from chargpt.overrides import hydra_quoted, is_path_key, literal_value, omegaconf_literal, parses
+from chargpt.overrides import (
+    hydra_quoted,
+    is_path_key,
+    is_sweep,
+    literal_value,
+    omegaconf_literal,
+    override_key,
+    parses,
+)
 
 # Hydra's own options that take a value (the next argument is not an override), each with an
 # example of its value for the error when it is missing.
@@ -251,13 +257,13 @@ def check_removals(config_name: str, overrides: list[str]) -> None:
     run's saved config does not show (`~model.n_layer` trained 4 layers; `~data.batch_size` was a
     TypeError): refused before Hydra makes a run's or a sweep's folder, as a setting the command
     needs. A key with no value (null, or none such) is left to Hydra's own message."""
-    removed = {o: o[1:].split("=", 1)[0] for o in overrides if o.startswith("~")}
+    removed = {o: override_key(o) for o in overrides if o.startswith("~")}
     removed = {o: key for o, key in removed.items()
                if not key.startswith(REMOVABLE) and not (Path(CONFIG_PATH) / key).is_dir()}
     if not removed:
         return
     # One composition without them (nor a sweep's lists: composing takes one value of each).
-    config = _composed(config_name, [o for o in overrides if o not in removed and not _sweeps(o)])
+    config = _composed(config_name, [o for o in overrides if o not in removed and not is_sweep(o)])
     for key in removed.values():
         value = None if config is None else OmegaConf.select(config, key, default=None,
                                                              throw_on_resolution_failure=False)
@@ -269,13 +275,6 @@ def removed_a_needed_setting(removed: str, needed: str) -> ConfigError:
     """`~removed` on the command line took away `needed`, a setting the command reads."""
     return ConfigError(f"~{removed} removed a setting this command needs ({needed}); leave it out to keep "
                        f"its default, or set a value: {needed}=VALUE")
-
-
-def _sweeps(override: str) -> bool:
-    try:
-        return OverridesParser.create().parse_overrides([override])[0].is_sweep_override()
-    except HydraException:
-        return False
 
 
 def _composed(config_name: str, overrides: list[str]) -> DictConfig | None:
@@ -369,7 +368,7 @@ def settings_beside(config_name: str, overrides: list[str]) -> Callable[[str], l
     (composed again, on the error path only); none when that cannot be composed."""
 
     def settings(key: str) -> list[str]:
-        config = _composed(config_name, [o for o in overrides if o.lstrip("+~").split("=", 1)[0] != key])
+        config = _composed(config_name, [o for o in overrides if override_key(o) != key])
         return [] if config is None else settings_in(config, key)
 
     return settings

@@ -32,6 +32,7 @@ from chargpt.cli.argv import (
 from chargpt.cli.exits import BROKEN_PIPE_EXIT_CODE, Terminated, clean_exits, exit_no_room, raising_on_sigterm
 from chargpt.cli.hydra_errors import one_line_hydra_errors, release_stderr
 from chargpt.errors import NO_ROOM, ConfigError, cause_of, exit_stopped_by, exit_usage, full_errors_requested
+from chargpt.overrides import override_key
 from chargpt.runs.directory import release_claims
 from chargpt.runs.sweep_record import as_written
 
@@ -150,9 +151,9 @@ def _removed_by_override(err: ConfigAttributeError | ConfigKeyError) -> str | No
     if not missing or not HydraConfig.initialized():
         return None
     for override in as_written(HydraConfig.get().overrides.task):
-        key = override.split("=", 1)[0]
-        if key.startswith("~") and (missing == key[1:] or missing.startswith(key[1:] + ".")):
-            return key[1:]
+        key = override_key(override)
+        if override.startswith("~") and (missing == key or missing.startswith(key + ".")):
+            return key
     return None
 
 

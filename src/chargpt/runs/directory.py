@@ -37,7 +37,7 @@ from chargpt.checkpoints import resolve_checkpoint, stopped_before_checkpoint
 from chargpt.distributed import is_rank_zero
 from chargpt.errors import ChargptError, ConfigError, SetupError, exit_on_user_error, first_line
 from chargpt.files import read_json_object
-from chargpt.overrides import hydra_quoted, omegaconf_literal
+from chargpt.overrides import hydra_quoted, omegaconf_literal, override_key
 from chargpt.run_layout import (
     BUDGET_FILE,
     LOG_FILE,
@@ -356,9 +356,10 @@ def _check_job_subdir(config: DictConfig) -> None:
     # Swept settings are not in the config yet (Hydra composes each job with its own values): a
     # stand-in value for those the config lacks, so that only keys no job would have fail.
     for override in config.hydra.overrides.task:
-        key = override.split("=", 1)[0].lstrip("+")
-        absent = OmegaConf.select(probe, key, default=None, throw_on_missing=False) is None
-        if absent and not key.startswith("~"):
+        if override.startswith("~"):
+            continue
+        key = override_key(override)
+        if OmegaConf.select(probe, key, default=None, throw_on_missing=False) is None:
             OmegaConf.update(probe, key, "0", force_add=True)
     fix = ("; name each job's folder with existing keys, e.g. ${hydra.job.num}"
            " or ${hydra.job.override_dirname}")

@@ -21,8 +21,6 @@ from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
-from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.errors import HydraException
 from omegaconf import OmegaConf
 from rich.cells import cell_len
 from rich.console import Console
@@ -31,7 +29,7 @@ from rich.text import Text
 
 from chargpt.errors import ChargptError, first_line
 from chargpt.files import read_json_object
-from chargpt.overrides import literal_value, override_key
+from chargpt.overrides import is_sweep, literal_value, override_key
 from chargpt.run_layout import (
     METRICS_FILE,
     SWEEP_CONFIG,
@@ -234,9 +232,6 @@ def varying(
     return [c for c in columns if c not in shared], shared
 
 
-_PARSER = OverridesParser.create()
-
-
 def swept_by(sweep_dir: Path) -> set[str]:
     """The settings the sweep recorded in `sweep_dir` (its multirun.yaml) sweeps: its command's
     sweeps (`optimizer.lr=1e-3,3e-3`, `range(...)`, a search's `interval(...)`) and a search's
@@ -249,13 +244,7 @@ def swept_by(sweep_dir: Path) -> set[str]:
     except Exception:  # a record of another shape: nothing known to be swept
         return set()
     keys = {override_key(str(key)) for key in space}
-    for override in task:
-        try:
-            if _PARSER.parse_override(override).is_sweep_override():
-                keys.add(override_key(override))
-        except HydraException:  # not Hydra's grammar: not a sweep Hydra ran
-            continue
-    return keys
+    return keys | {override_key(override) for override in task if is_sweep(override)}
 
 
 def swept_settings(rows: list[dict[str, Any]], top: Path) -> set[str]:
