@@ -23,6 +23,7 @@ from chargpt.files import atomic_path
 from chargpt.model import ModelConfig
 from chargpt.run_layout import (
     CHECKPOINT_DIR,
+    CONFIG_DIR,
     LAST,
     METRICS_FILE,
     SWEEP_CONFIG,
@@ -65,7 +66,7 @@ def resolve_checkpoint(path: str | Path) -> Path:
             )
         if is_export(p):
             raise CheckpointError(_not_a_run(p))
-        if not ((p / ".hydra").is_dir() or (p / CHECKPOINT_DIR).is_dir()):
+        if not ((p / CONFIG_DIR).is_dir() or (p / CHECKPOINT_DIR).is_dir()):
             raise CheckpointError(
                 f"{p} is a folder but not a run directory (no checkpoints/{LAST} in it); pass a .ckpt "
                 "file or a run directory that has one"

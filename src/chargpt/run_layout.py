@@ -1,4 +1,5 @@
-"""What a run directory holds, by name: its checkpoints, its status and its metrics.
+"""What a run directory holds, by name: its checkpoints, its status and its metrics, and Hydra's
+record of each launch into it (its overrides, its own settings, its config).
 
 Torch-free and below everything that reads or writes runs (checkpoints, training, the report), so
 each of them finds a run's files the same way.
@@ -25,6 +26,51 @@ METRICS_FILE = "metrics.json"
 BUDGET_FILE = "budget.json"
 LOG_FILE = "train.log"  # Hydra appends its log to it (configs/hydra/default.yaml)
 SWEEP_CONFIG = "multirun.yaml"  # Hydra's record of a sweep, in the sweep's folder
+# Hydra's record of a run's first launch (its output_subdir): the command line's overrides, Hydra's
+# own settings (the mode, where it was launched from) and the composed config. A later launch
+# into the folder (a resume, a continued sweep's job) keeps its own in CONFIG_DIR/resume-<time>.
+CONFIG_DIR = ".hydra"
+OVERRIDES_FILE = "overrides.yaml"
+HYDRA_FILE = "hydra.yaml"
+SAVED_CONFIG = "config.yaml"
+RESUME_PREFIX = "resume-"
+
+
+class NotOverrides(ValueError):
+    """An overrides.yaml that holds something else than a list of overrides."""
+
+
+def find_runs(folder: Path) -> list[Path]:
+    """The run folders under `folder` (itself included): each that Hydra recorded a first launch in
+    (a resumed run keeps its resumes' records in sub-folders of its own)."""
+    return sorted(p.parent.parent for p in folder.rglob(OVERRIDES_FILE) if p.parent.name == CONFIG_DIR)
+
+
+def is_resume_config(config_dir: str | Path) -> bool:
+    """Whether a launch's config folder is a later launch's (CONFIG_DIR/resume-*), not the first's."""
+    return Path(config_dir).name.startswith(RESUME_PREFIX)
+
+
+def overrides_files(run_dir: Path) -> list[Path]:
+    """The first launch's overrides, then each resume's, oldest first (`resume-<YYYYmmdd-HHMMSS>`)."""
+    records = run_dir / CONFIG_DIR
+    return [records / OVERRIDES_FILE, *sorted(records.glob(f"{RESUME_PREFIX}*/{OVERRIDES_FILE}"))]
+
+
+def read_overrides(file: Path) -> list[str]:
+    """The overrides a launch recorded (an overrides.yaml), as written. Raises what reading raises
+    (the OS's, YAML's, OmegaConf's errors) for a file that cannot be read, NotOverrides for one
+    that holds no list."""
+    items = OmegaConf.to_container(OmegaConf.load(file)) or []
+    if not isinstance(items, list):
+        raise NotOverrides(f"{file} is not a list of overrides")
+    return [str(item) for item in items]
+
+
+def read_launch(config_dir: Path) -> Any:
+    """Hydra's own settings of a launch (the `hydra` node of its hydra.yaml, in `config_dir`: a
+    run's CONFIG_DIR or a resume's). Raises what reading raises for a missing or unreadable one."""
+    return OmegaConf.load(config_dir / HYDRA_FILE).hydra
 
 
 def last_checkpoint(run_dir: Path) -> Path | None:
@@ -48,7 +94,7 @@ def saved_config(run_dir: str | Path) -> dict[str, Any]:
     its interpolations unresolved; empty when it has none (hydra.output_subdir=null) or it cannot
     be read."""
     try:
-        saved = OmegaConf.to_container(OmegaConf.load(Path(run_dir) / ".hydra" / "config.yaml"))
+        saved = OmegaConf.to_container(OmegaConf.load(Path(run_dir) / CONFIG_DIR / SAVED_CONFIG))
     except (OSError, ValueError, yaml.YAMLError, OmegaConfBaseException):
         return {}
     return saved if isinstance(saved, dict) else {}

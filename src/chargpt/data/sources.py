@@ -21,7 +21,7 @@ from typing import Any
 
 from chargpt.data.corpus import resolve_corpus, sha256_of
 from chargpt.errors import ConfigError, DataError, first_line
-from chargpt.run_layout import SWEEP_CONFIG
+from chargpt.run_layout import CONFIG_DIR, SWEEP_CONFIG
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +137,7 @@ CACHE_FILE = re.compile(r"\.[0-9a-f]{16}\.(stats\.json|vocab\.json|ids\.npy|voca
 def is_run_folder(folder: Path) -> bool:
     """A run's (Hydra writes `.hydra` into each) or a sweep's folder: chargpt's own output, such as
     train.log and checkpoints, never a text to train on, even when it lies inside the data folder."""
-    return (folder / ".hydra").is_dir() or (folder / SWEEP_CONFIG).is_file()
+    return (folder / CONFIG_DIR).is_dir() or (folder / SWEEP_CONFIG).is_file()
 
 
 def _walk(root: Path) -> tuple[list[Path], list[Path], list[Path]]:

@@ -26,7 +26,17 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from chargpt.errors import SetupError
-from chargpt.run_layout import LOG_FILE, last_checkpoint, read_status, state_of
+from chargpt.run_layout import (
+    CONFIG_DIR,
+    LOG_FILE,
+    OVERRIDES_FILE,
+    RESUME_PREFIX,
+    last_checkpoint,
+    read_launch,
+    read_overrides,
+    read_status,
+    state_of,
+)
 from chargpt.runs.status import FAILED_VALUE
 from chargpt.runs.sweep_record import CONTINUED, as_written
 
@@ -60,10 +70,10 @@ def resume_subdir(run_dir: str | Path) -> str:
     """A new `.hydra/resume-<time>` folder name for a later launch into `run_dir` (`-2`, `-3`, ...
     after it when launches come within one second)."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    name, n = f".hydra/resume-{stamp}", 1
+    name, n = f"{CONFIG_DIR}/{RESUME_PREFIX}{stamp}", 1
     while (Path(run_dir) / name).exists():
         n += 1
-        name = f".hydra/resume-{stamp}-{n}"
+        name = f"{CONFIG_DIR}/{RESUME_PREFIX}{stamp}-{n}"
     return name
 
 
@@ -73,16 +83,16 @@ def forget_unstarted_job(run_dir: str | Path) -> None:
     yet started rather than one that stopped."""
     folder = Path(run_dir)
     subdir = HydraConfig.get().output_subdir if HydraConfig.initialized() else None
-    made_here = {".hydra", LOG_FILE}
-    if subdir == ".hydra" and folder.is_dir() and {p.name for p in folder.iterdir()} <= made_here:
+    made_here = {CONFIG_DIR, LOG_FILE}
+    if subdir == CONFIG_DIR and folder.is_dir() and {p.name for p in folder.iterdir()} <= made_here:
         shutil.rmtree(folder, ignore_errors=True)
 
 
 def config_subdir(run_dir: str) -> str:
     """`.hydra` for a folder's first launch, `.hydra/resume-<time>` for a later one."""
     if run_dir not in _subdirs:
-        first = not (Path(run_dir) / ".hydra" / "overrides.yaml").exists()
-        _subdirs[run_dir] = ".hydra" if first else resume_subdir(run_dir)
+        first = not (Path(run_dir) / CONFIG_DIR / OVERRIDES_FILE).exists()
+        _subdirs[run_dir] = CONFIG_DIR if first else resume_subdir(run_dir)
     return _subdirs[run_dir]
 
 
@@ -97,7 +107,7 @@ OmegaConf.register_new_resolver(_SUBDIR_RESOLVER, config_subdir, replace=True)
 def first_overrides(run_dir: Path) -> list[str] | None:
     """The settings of the first launch into `run_dir`, as written; None where there was none."""
     try:
-        return as_written(OmegaConf.load(run_dir / ".hydra" / "overrides.yaml"))
+        return read_overrides(run_dir / CONFIG_DIR / OVERRIDES_FILE)
     except Exception:
         return None
 
@@ -105,7 +115,7 @@ def first_overrides(run_dir: Path) -> list[str] | None:
 def _launched_alone(run_dir: Path) -> bool:
     """Whether the first launch into `run_dir` was a single run, not a job of a sweep."""
     try:
-        return str(OmegaConf.load(run_dir / ".hydra" / "hydra.yaml").hydra.mode) == "RUN"
+        return str(read_launch(run_dir / CONFIG_DIR).mode) == "RUN"
     except Exception:
         return False
 

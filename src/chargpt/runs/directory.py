@@ -40,6 +40,7 @@ from chargpt.files import read_json_object
 from chargpt.overrides import hydra_quoted, omegaconf_literal, override_key
 from chargpt.run_layout import (
     BUDGET_FILE,
+    CONFIG_DIR,
     LOG_FILE,
     METRICS_FILE,
     STATUS_FILE,
@@ -282,7 +283,7 @@ def _close_logs_in(folder: Path) -> None:
 
 # What a start writes before the run writes anything of its own: Hydra's config and log, the
 # status line, the lock. A directory with nothing else in it is a failed start's leftover.
-START_FILES = {".hydra", LOG_FILE, STATUS_FILE, LOCK_FILE}
+START_FILES = {CONFIG_DIR, LOG_FILE, STATUS_FILE, LOCK_FILE}
 
 
 def _in_use(claim: Claim) -> bool:

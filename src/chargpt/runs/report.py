@@ -31,9 +31,15 @@ from chargpt.errors import ChargptError, first_line
 from chargpt.files import read_json_object
 from chargpt.overrides import is_sweep, literal_value, override_key
 from chargpt.run_layout import (
+    CONFIG_DIR,
     METRICS_FILE,
+    OVERRIDES_FILE,
     SWEEP_CONFIG,
+    NotOverrides,
+    find_runs,
     last_checkpoint,
+    overrides_files,
+    read_overrides,
     read_status,
     saved_config,
     state_of,
@@ -47,18 +53,7 @@ METRIC_COLUMNS = ["best_val_loss", "last_val_loss", "steps", "tokens_per_sec", "
 SORT_CHOICES = ["best_val_loss", "last_val_loss", "tokens_per_sec", "wall_s", "run"]
 
 
-def find_runs(sweep_dir: Path) -> list[Path]:
-    # Only `.hydra/overrides.yaml` itself: a resumed run keeps its resume configs in sub-folders.
-    return sorted(p.parent.parent for p in sweep_dir.rglob("overrides.yaml") if p.parent.name == ".hydra")
-
-
 DEFAULT = "default"  # a setting a launch did not give
-
-
-def overrides_files(run_dir: Path) -> list[Path]:
-    """The first launch's overrides, then each resume's, oldest first (`resume-<YYYYmmdd-HHMMSS>`)."""
-    hydra = run_dir / ".hydra"
-    return [hydra / "overrides.yaml", *sorted(hydra.glob("resume-*/overrides.yaml"))]
 
 
 class NotARun(ChargptError):
@@ -67,16 +62,16 @@ class NotARun(ChargptError):
 
 def _overrides_in(path: Path) -> dict[str, str]:
     try:
-        items = OmegaConf.to_container(OmegaConf.load(path)) or []
+        items = read_overrides(path)
+    except NotOverrides as err:
+        raise NotARun(str(err)) from None
     except Exception as err:  # YAML's errors, OmegaConf's, the OS's: each means unreadable
         raise NotARun(f"{path} cannot be read ({first_line(err, 80)})") from None
-    if not isinstance(items, list):
-        raise NotARun(f"{path} is not a list of overrides")
     overrides: dict[str, str] = {}
     for item in items:
-        key = override_key(str(item))
+        key = override_key(item)
         if key != "ckpt_path":  # how a resume is launched, not a setting of the run
-            overrides[key] = literal_value(str(item))  # free text was quoted for Hydra
+            overrides[key] = literal_value(item)  # free text was quoted for Hydra
     return overrides
 
 
@@ -624,8 +619,10 @@ def stopped_runs_note(rows: list[dict[str, Any]], top: Path) -> str | None:
     sweeps = {r["run"]: _sweep_of(r["dir"], top) for r in rows if r["status"] in (*STOPPED, "failed")}
     alone = [r for r in stopped if sweeps[r["run"]] is None]
     checkpoints = {r["run"]: last_checkpoint(r["dir"]) for r in alone}
-    commands = [resume_command(r["dir"].resolve(), _launch_overrides(r["dir"]),
-                               launch_cwd(overrides_files(r["dir"])[-1].parent))
+    # Each resumed with the settings of its latest launch (its first, or its latest resume).
+    latest = {r["run"]: overrides_files(r["dir"])[-1] for r in alone}
+    commands = [resume_command(r["dir"].resolve(), read_overrides(latest[r["run"]]),
+                               launch_cwd(latest[r["run"]].parent))
                 for r in alone if checkpoints[r["run"]] is not None]
     fresh = [shlex.quote(r["run"]) for r in alone if checkpoints[r["run"]] is None]
     listed = STOPPED_RUNS_LISTED
@@ -659,12 +656,6 @@ def _count(n: int, noun: str) -> str:
     return f"{n} {noun}{'s' if n != 1 else ''}"
 
 
-def _launch_overrides(run_dir: Path) -> list[str]:
-    """The overrides of the run's latest launch (its first, or its latest resume) as typed."""
-    items = OmegaConf.to_container(OmegaConf.load(overrides_files(run_dir)[-1])) or []
-    return [str(o) for o in items]
-
-
 def report(sweep_dir: Path, csv_path: Path | None = None, sort_by: str = "best_val_loss") -> list[dict]:
     if not sweep_dir.is_dir():
         what = "is not a directory" if sweep_dir.exists() else "does not exist"
@@ -673,7 +664,8 @@ def report(sweep_dir: Path, csv_path: Path | None = None, sort_by: str = "best_v
     check_outputs(outputs)
     runs = find_runs(sweep_dir)
     if not runs:
-        raise ChargptError(f"no runs in {sweep_dir} (no .hydra/overrides.yaml in it); give a sweep directory")
+        raise ChargptError(f"no runs in {sweep_dir} (no {CONFIG_DIR}/{OVERRIDES_FILE} in it); give a sweep "
+                           "directory")
     rows_read = []
     for run in runs:
         try:

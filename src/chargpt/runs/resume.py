@@ -11,11 +11,10 @@ import shlex
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import OmegaConf
 
 from chargpt.data.sources import expand_path
 from chargpt.overrides import as_typed, hydra_quoted, is_path_key, literal_value, override_key
-from chargpt.run_layout import holds_run, run_dir_of
+from chargpt.run_layout import CONFIG_DIR, OVERRIDES_FILE, holds_run, read_launch, run_dir_of
 from chargpt.runs.continuation import resume_subdir
 
 CKPT_PATH = ("ckpt_path=", "+ckpt_path=", "++ckpt_path=")
@@ -46,7 +45,7 @@ def launch_cwd(config_dir: Path) -> str | None:
     """Where a launch was made from, as the Hydra record in `config_dir` (a run's `.hydra`, or a
     resume's `.hydra/resume-*`) says."""
     try:
-        return str(OmegaConf.load(config_dir / "hydra.yaml").hydra.runtime.cwd)
+        return str(read_launch(config_dir).runtime.cwd)
     except Exception:
         return None
 
@@ -65,7 +64,7 @@ def resume_overrides(argv: list[str]) -> list[str]:
         return argv
     target = Path(expand_path(value))
     run_dir = target if target.is_dir() else run_dir_of(target)
-    if not (holds_run(run_dir) or (run_dir / ".hydra" / "overrides.yaml").is_file()):
+    if not (holds_run(run_dir) or (run_dir / CONFIG_DIR / OVERRIDES_FILE).is_file()):
         return argv  # train() reports a folder without a checkpoint
     given = next((a for a in argv if a.startswith("hydra.run.dir=")), None)
     extra = [] if given else [f"hydra.run.dir={hydra_quoted(str(run_dir.resolve()))}"]

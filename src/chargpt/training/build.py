@@ -35,7 +35,7 @@ from chargpt.files import read_json_object, write_text_atomic
 from chargpt.hydra_run import is_multirun, plain, task_overrides
 from chargpt.model import ModelConfig
 from chargpt.overrides import override_key
-from chargpt.run_layout import METRICS_FILE, last_checkpoint, run_dir_of
+from chargpt.run_layout import METRICS_FILE, SAVED_CONFIG, last_checkpoint, run_dir_of
 from chargpt.training import auto_size, budget_plan, precision
 from chargpt.training.callbacks import budget
 from chargpt.training.checkpoint_io import AtomicCheckpointIO, follow_moved_run
@@ -107,7 +107,7 @@ def record_resolved_config(cfg: DictConfig, notes: list[str]) -> None:
         return
     if not HydraConfig.initialized() or HydraConfig.get().output_subdir is None:
         return  # no config saved (hydra.output_subdir=null, or outside Hydra)
-    saved = os.path.join(HydraConfig.get().runtime.output_dir, HydraConfig.get().output_subdir, "config.yaml")
+    saved = os.path.join(HydraConfig.get().runtime.output_dir, HydraConfig.get().output_subdir, SAVED_CONFIG)
     if not os.path.isfile(saved):
         return
     header = "".join(f"# {note}\n" for note in notes)
