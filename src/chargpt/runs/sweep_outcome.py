@@ -13,14 +13,14 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from chargpt.errors import ConfigError, exit_on_user_error
-from chargpt.run_layout import read_status
+from chargpt.run_layout import find_runs, read_status
 
 FAILED_SWEEP_EXIT_CODE = 1
 
 
 def job_statuses(sweep_dir: Path) -> list[dict[str, Any]]:
-    """status.json of each job folder of the sweep (its folders that Hydra wrote a config into)."""
-    return [read_status(hydra_dir.parent) for hydra_dir in sorted(sweep_dir.rglob(".hydra"))]
+    """status.json of each job folder of the sweep (its folders that Hydra recorded a launch in)."""
+    return [read_status(job_dir) for job_dir in find_runs(sweep_dir)]
 
 
 class FailedSweep(Callback):
