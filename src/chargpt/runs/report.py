@@ -97,12 +97,6 @@ def run_name(run_dir: Path, sweep_dir: Path) -> str:
     return run_dir.resolve().name if relative == "." else relative
 
 
-def run_path(name: str, sweep_dir: Path) -> Path:
-    """The folder of the run run_name named."""
-    itself = (sweep_dir / ".hydra" / "overrides.yaml").is_file() and name == sweep_dir.resolve().name
-    return sweep_dir if itself else sweep_dir / name
-
-
 def run_status(status: dict[str, Any], metrics: dict[str, Any]) -> str:
     if status.get("status") == "failed":
         return "failed"
