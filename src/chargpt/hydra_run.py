@@ -1,15 +1,19 @@
 """What a command asks of the Hydra run it is in: whether it is a sweep's job, the overrides it
-was given, its config as plain containers. Hydra and OmegaConf only (no torch, no Lightning), so
-that what reads runs (a run's status record, the report) can ask without loading the training stack.
+was given, where this launch's config went, its config as plain containers. Hydra and OmegaConf
+only (no torch, no Lightning), so that what reads runs (a run's status record, the report) can ask
+without loading the training stack.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
+
+from chargpt.run_layout import is_resume_config
 
 
 def plain(cfg: DictConfig | None) -> Any:
@@ -24,3 +28,10 @@ def is_multirun() -> bool:
 def task_overrides() -> list[str]:
     """The overrides this run was given on the command line (none outside Hydra)."""
     return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+
+
+def this_launch_resume_config(run_dir: str | Path) -> Path | None:
+    """The folder this launch's config went to in `run_dir` when it is a later launch into it (a
+    resume, a continued sweep's job: `.hydra/resume-*`); None for a first launch, or outside Hydra."""
+    subdir = HydraConfig.get().output_subdir if HydraConfig.initialized() else None
+    return Path(run_dir) / subdir if subdir and is_resume_config(subdir) else None

@@ -26,6 +26,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from chargpt.errors import SetupError
+from chargpt.hydra_run import this_launch_resume_config
 from chargpt.run_layout import (
     CONFIG_DIR,
     LOG_FILE,
@@ -37,7 +38,7 @@ from chargpt.run_layout import (
     read_status,
     state_of,
 )
-from chargpt.runs.status import FAILED_VALUE
+from chargpt.runs.status import FAILED_VALUE, forget_this_resume
 from chargpt.runs.sweep_record import CONTINUED, as_written
 
 log = logging.getLogger(__name__)
@@ -120,20 +121,15 @@ def _launched_alone(run_dir: Path) -> bool:
         return False
 
 
-def _this_launch_config(run_dir: Path) -> Path | None:
-    subdir = HydraConfig.get().output_subdir if HydraConfig.initialized() else None
-    return run_dir / subdir if subdir and Path(subdir).name.startswith("resume-") else None
-
-
 def _earlier_job(run_dir: Path) -> bool:
     """Whether this job's folder held the same job in an earlier launch of a continued sweep (Hydra
     then saved this launch's config in a resume-* folder). A job folder whose run had other
     settings is refused: the sweep's jobs no longer map onto its folders the same way."""
-    if not in_continued_sweep() or _this_launch_config(run_dir) is None:
+    if not in_continued_sweep() or this_launch_resume_config(run_dir) is None:
         return False
     now = as_written(HydraConfig.get().overrides.task)
     if (first := first_overrides(run_dir)) != now:
-        shutil.rmtree(_this_launch_config(run_dir), ignore_errors=True)  # a refused launch leaves nothing
+        forget_this_resume(run_dir)  # a refused launch leaves nothing
         settings = " ".join(first or ["none"])
         if _launched_alone(run_dir):  # put there by hand, or by a version that did not refuse it
             raise OtherJobSettings(
@@ -158,8 +154,7 @@ def earlier_result(run_dir: str | Path) -> tuple[bool, float | None]:
     status = read_status(run_dir)
     if status.get("status") != "finished":
         return False, None
-    if (config := _this_launch_config(run_dir)) is not None:
-        shutil.rmtree(config, ignore_errors=True)
+    forget_this_resume(run_dir)
     value = status.get("value")
     result = float(value) if isinstance(value, (int, float)) else None
     log.info("finished in the earlier launch (best val loss %s): kept as it is",

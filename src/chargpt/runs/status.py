@@ -26,7 +26,7 @@ from omegaconf import DictConfig
 from chargpt.distributed import is_rank_zero
 from chargpt.errors import SetupError, first_line, user_error_in
 from chargpt.files import write_json_atomic
-from chargpt.hydra_run import is_multirun
+from chargpt.hydra_run import is_multirun, this_launch_resume_config
 from chargpt.run_layout import STATUS_FILE, last_checkpoint, log_handlers_in
 from chargpt.stop_request import JobStopped
 
@@ -100,13 +100,11 @@ def _interrupted(err: BaseException) -> bool:
 
 
 def forget_this_resume(run_dir: str | Path) -> None:
-    """A resume refused before it trained, or that had nothing left to train, leaves no
+    """A later launch into a run's folder that trains nothing (a resume refused before it trained
+    or with nothing left to train, a continued sweep's job kept or refused) leaves no
     `.hydra/resume-*` config behind: the report reads the latest one as the run's settings."""
-    from hydra.core.hydra_config import HydraConfig
-
-    subdir = HydraConfig.get().output_subdir if HydraConfig.initialized() else None
-    if subdir and Path(subdir).name.startswith("resume-"):
-        shutil.rmtree(Path(run_dir) / subdir, ignore_errors=True)
+    if (config := this_launch_resume_config(run_dir)) is not None:
+        shutil.rmtree(config, ignore_errors=True)
 
 
 def _note_in_log(run_dir: str | Path, message: str) -> None:
