@@ -446,12 +446,7 @@ def _continue_sweep(config: DictConfig, sweep_dir: Path) -> None:
 def _refuse_resuming_a_live_run(ckpt_path: str | None, run_dir: Path, err: FolderLocked) -> None:
     """A resume (ckpt_path=RUN_DIR or a checkpoint of it, which picks hydra.run.dir itself) of a run
     that another process still trains: the error names what was typed."""
-    if not ckpt_path:
-        return
-    # The run folder as the resume picked it: a run with no checkpoint yet names it too.
-    typed = Path(ckpt_path)
-    resumed = typed if typed.is_dir() else run_dir_of(typed)
-    if resumed.resolve() == run_dir.resolve():
+    if _resumes(ckpt_path, run_dir):  # (a run with no checkpoint yet is named by its folder too)
         raise FolderLocked(
             f"ckpt_path={ckpt_path}: that run is still being trained by another process (pid {err.owner}); "
             "wait for it to end (or stop it), then resume it again", err.owner,
