@@ -212,6 +212,12 @@ def stored_split(ckpt: dict[str, Any]) -> dict[str, Any]:
     return split if isinstance(split, dict) else {}
 
 
+def cut_at_a_fraction(split: dict[str, Any]) -> bool:
+    """Whether a run (its stored_split) cut its text at data.train_fraction: not when a held-out
+    text (data.val_path) or whole files (data.split=files) made its validation text."""
+    return not split.get("val_path") and split.get("split") != "files"
+
+
 def recorded_files(corpus: dict[str, Any]) -> list[list[str]]:
     """The [file, sha256] pairs of a corpus of several files, each file named absolute (runs before
     2026-12-03 named the files of a relative data.path relative to where they ran)."""
@@ -253,8 +259,7 @@ def check_resumable(
         )
     split = stored_split(ckpt)
     recorded = split.get("train_fraction")
-    cuts_by_fraction = not split.get("val_path") and split.get("split") != "files"  # else it is unused
-    if cuts_by_fraction and isinstance(recorded, float) and train_fraction is not None and \
+    if cut_at_a_fraction(split) and isinstance(recorded, float) and train_fraction is not None and \
             float(train_fraction) != recorded:
         # The validation text would change: it could hold text the run trained on, and the best
         # checkpoint's loss was scored on the other one.

@@ -18,7 +18,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
-from chargpt.checkpoints import stored_corpus, stored_split
+from chargpt.checkpoints import cut_at_a_fraction, stored_corpus, stored_split
 from chargpt.checks import whole_number
 from chargpt.cli import CONFIG_PATH
 from chargpt.cli.common import cli_task, quiet_known_warnings, run_main, use_threads
@@ -125,8 +125,8 @@ def refuse_val_in_training_text(cfg: DictConfig, overrides: dict[str, str], spli
     characters the model trained on as held-out text. `named`: the text was given by data.path,
     where the split is data.train_fraction's even when left at its default."""
     given, trained_on = cfg.data.get("train_fraction"), split.get("train_fraction")
-    if split.get("val_path") or split.get("split") == "files":
-        return  # its run did not cut the text at a fraction
+    if not cut_at_a_fraction(split):
+        return
     asked = named or "data.train_fraction" in overrides  # else the recorded fraction is used
     if cfg.split != "val" or not isinstance(trained_on, float) or not asked:
         return
