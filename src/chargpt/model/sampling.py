@@ -20,6 +20,11 @@ from chargpt.errors import CheckpointError, ConfigError
 from chargpt.model.kv_cache import KVCache
 
 
+def kept_on_restart(block_size: int) -> int:
+    """The newest tokens a window keeps when it restarts past the context (the rule above)."""
+    return max(1, block_size // 2)
+
+
 def check_decoding(use_cache: bool, compile: bool) -> None:
     """compile=true needs the cache: what it compiles is the cached one-token step."""
     if compile and not use_cache:
@@ -150,7 +155,7 @@ def iter_tokens(
         raise ConfigError("the prompt is empty; give at least one character")
     check_decoding(use_cache, compile)
     block = model.block_size
-    keep = max(1, block // 2)
+    keep = kept_on_restart(block)
     cache = model.new_cache(idx.shape[0]) if use_cache else None
     step = compile_decode_step(model) if compile and cache is not None else model
     refill = True  # the cache is empty: the next call feeds the whole window

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from chargpt.data.tokenizer import CharTokenizer
-from chargpt.model.sampling import compile_decode_step, sample_next
+from chargpt.model.sampling import compile_decode_step, kept_on_restart, sample_next
 from chargpt.serving.batch_cache import BatchedKVCache
 
 log = logging.getLogger(__name__)
@@ -92,7 +92,7 @@ class Engine:
         self.model, self.tokenizer = model.eval(), tokenizer
         self.max_batch, self.max_queue = max_batch, max_queue
         self.block = model.block_size
-        self.keep = max(1, self.block // 2)
+        self.keep = kept_on_restart(self.block)
         probe = model.new_cache(1)
         self.cache: BatchedKVCache | None = None
         if probe is not None:  # the GPT; the bigram model has no cache and decodes row by row
