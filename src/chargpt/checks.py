@@ -1,4 +1,4 @@
-"""Typed checks of settings: a value of the wrong type is one ConfigError naming the setting and
+"""Typed checks of settings: a value of the wrong type is one SettingError naming the setting and
 what it takes, before torch or Lightning meet it (their own errors name neither). Hydra reads
 `true`/`false` as booleans and numbers as numbers, so any other text arrives here as a string."""
 
@@ -8,7 +8,7 @@ import math
 import numbers
 from typing import Literal, overload
 
-from chargpt.errors import ConfigError
+from chargpt.errors import SettingError
 
 SEED_RANGE = (-(2**63), 2**64 - 1)  # what torch.Generator.manual_seed accepts
 TRAINING_SEED_MAX = 2**32 - 1  # numpy's seeds, which Lightning seeds too
@@ -27,7 +27,7 @@ def shown(value: object) -> str:
 
 def yes_no(name: str, value: object) -> bool:
     if not isinstance(value, bool):
-        raise ConfigError(f"{name}={shown(value)} must be true or false")
+        raise SettingError(f"{name}={shown(value)} must be true or false", name)
     return value
 
 
@@ -45,7 +45,8 @@ def whole_number(name: str, value: object, low: int | None = None, optional: boo
         # Hydra reads 1e6 as the decimal 1000000.0: say how to type the whole number meant.
         spelled = isinstance(value, float) and value.is_integer() and (low is None or value >= low)
         hint = f"; write it without a decimal point or exponent: {name}={int(value)}" if spelled else ""
-        raise ConfigError(f"{name}={shown(value)} must be a whole number{at_least}{_OR_NULL[optional]}{hint}")
+        message = f"{name}={shown(value)} must be a whole number{at_least}{_OR_NULL[optional]}{hint}"
+        raise SettingError(message, name)
     return int(value)
 
 
@@ -56,7 +57,8 @@ def real_number(name: str, value: object, low: float | None = None, optional: bo
     if (isinstance(value, bool) or not isinstance(value, numbers.Real) or not _finite(value)
             or (low is not None and value < low)):
         at_least = f" >= {low:g}" if low is not None else ""
-        raise ConfigError(f"{name}={shown(value)} must be a finite number{at_least}{_OR_NULL[optional]}")
+        message = f"{name}={shown(value)} must be a finite number{at_least}{_OR_NULL[optional]}"
+        raise SettingError(message, name)
     return float(value)
 
 
@@ -72,7 +74,7 @@ def training_seed(name: str, value: object) -> int:
     numpy's range)."""
     number = whole_number(name, value)
     if not 0 <= number <= TRAINING_SEED_MAX:
-        raise ConfigError(f"{name}={value} must be a whole number from 0 to {TRAINING_SEED_MAX}")
+        raise SettingError(f"{name}={value} must be a whole number from 0 to {TRAINING_SEED_MAX}", name)
     return number
 
 
@@ -82,5 +84,5 @@ def seed(name: str, value: object, optional: bool = False) -> int | None:
     if number is None:
         return None
     if not SEED_RANGE[0] <= number <= SEED_RANGE[1]:
-        raise ConfigError(f"{name}={number} is outside the 64-bit range torch seeds take")
+        raise SettingError(f"{name}={number} is outside the 64-bit range torch seeds take", name)
     return number

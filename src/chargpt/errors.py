@@ -25,6 +25,18 @@ class ConfigError(ChargptError):
     """An invalid setting."""
 
 
+class SettingError(ConfigError):
+    """An invalid value of one setting: `setting` names it as the message does (`sample.top_k`),
+    for a caller that reports it elsewhere (the server's `param`)."""
+
+    def __init__(self, message: str, setting: str) -> None:
+        super().__init__(message)
+        self.setting = setting
+
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:  # pickled whole (a parallel sweep's job)
+        return type(self), (str(self), self.setting)
+
+
 class SetupError(ConfigError):
     """A problem with where or how runs are launched, not with one run: it stops a whole sweep
     (instead of failing one job) and writes no run status."""

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from chargpt.checks import real_number, whole_number
-from chargpt.errors import CheckpointError, ConfigError
+from chargpt.errors import CheckpointError, ConfigError, SettingError
 from chargpt.model.kv_cache import KVCache
 
 
@@ -34,23 +34,24 @@ def check_decoding(use_cache: bool, compile: bool) -> None:
 def check_sampling(
     temperature: float, top_k: int | None, top_p: float | None, max_new_tokens: int = 0, prefix: str = ""
 ) -> None:
-    """Each setting of the right type and in its range: a ConfigError naming the first that is not
+    """Each setting of the right type and in its range: a SettingError naming the first that is not
     (as `{prefix}name`: the training command's settings are `sample.temperature` and so on)."""
-    whole_number(f"{prefix}max_new_tokens", max_new_tokens)
-    whole_number(f"{prefix}top_k", top_k, optional=True)
-    real_number(f"{prefix}top_p", top_p, optional=True)
+    max_new_name, top_k_name, top_p_name, temperature_name = (
+        f"{prefix}{name}" for name in ("max_new_tokens", "top_k", "top_p", "temperature"))
+    whole_number(max_new_name, max_new_tokens)
+    whole_number(top_k_name, top_k, optional=True)
+    real_number(top_p_name, top_p, optional=True)
     try:
-        real_number(f"{prefix}temperature", temperature, low=0)
-    except ConfigError:
-        raise ConfigError(
-            f"{prefix}temperature={temperature!r} must be a finite number >= 0 (0 means greedy)"
-        ) from None
+        real_number(temperature_name, temperature, low=0)
+    except SettingError:
+        message = f"{temperature_name}={temperature!r} must be a finite number >= 0 (0 means greedy)"
+        raise SettingError(message, temperature_name) from None
     if top_k is not None and top_k < 0:
-        raise ConfigError(f"{prefix}top_k={top_k} must be >= 0 (0 or null turns it off)")
+        raise SettingError(f"{top_k_name}={top_k} must be >= 0 (0 or null turns it off)", top_k_name)
     if top_p is not None and not 0.0 < top_p <= 1.0:
-        raise ConfigError(f"{prefix}top_p={top_p} must be in (0, 1] (1 or null turns it off)")
+        raise SettingError(f"{top_p_name}={top_p} must be in (0, 1] (1 or null turns it off)", top_p_name)
     if max_new_tokens < 0:
-        raise ConfigError(f"{prefix}max_new_tokens={max_new_tokens} must be >= 0")
+        raise SettingError(f"{max_new_name}={max_new_tokens} must be >= 0", max_new_name)
 
 
 def filter_logits(logits: torch.Tensor, top_k: int | None, top_p: float | None) -> torch.Tensor:

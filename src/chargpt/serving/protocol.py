@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from chargpt.checks import seed as check_seed
 from chargpt.data.tokenizer import CharTokenizer
-from chargpt.errors import ChargptError
+from chargpt.errors import ChargptError, SettingError
 from chargpt.inference import start_prompt
 from chargpt.model.sampling import check_sampling
 
@@ -162,9 +162,8 @@ def parse_completion(
         raise APIError(400, f"n={n} must be between 1 and {limits.max_n}", "n")
     try:
         check_sampling(temperature, body.top_k, body.top_p, max_tokens)
-    except ChargptError as err:
-        message = str(err)
-        failed = next(p for p in ("temperature", "top_k", "top_p", "max_new_tokens") if message.startswith(p))
+    except SettingError as err:
+        failed, message = err.setting, str(err)
         if failed == "max_new_tokens":
             failed, message = param, message.replace("max_new_tokens", param, 1)
         raise APIError(400, message, failed) from None
