@@ -58,6 +58,12 @@ class CheckpointError(ChargptError):
     """A missing, damaged or incompatible checkpoint."""
 
 
+def needs_extra(what: str, missing: str, extra: str) -> str:
+    """The message for `what` (a setting, a command) when `missing`, a package of chargpt's
+    optional `extra`, is not installed: what needs it, and the command that installs it."""
+    return f"{what} needs {missing}; install the {extra} extra: pip install 'chargpt[{extra}]'"
+
+
 NO_ROOM = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}  # an OSError of a write that found no room
 
 

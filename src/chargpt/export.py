@@ -25,13 +25,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from chargpt.errors import NO_ROOM, ConfigError
+from chargpt.errors import NO_ROOM, ConfigError, needs_extra
 from chargpt.export_layout import (
     CONFIG_FILE,
     EXPORT_FILES,
     FORMAT_MARKER,
     FORMAT_VERSION,
-    INSTALL_HINT,
     WEIGHTS,
     is_export,
 )
@@ -136,7 +135,7 @@ def write_onnx(model: nn.Module, path: Path, metadata: dict[str, Any]) -> None:
     try:
         import onnxscript  # noqa: F401  (torch's ONNX exporter needs it)
     except ImportError:
-        raise ExportError(f"format=onnx needs onnx and onnxscript: {INSTALL_HINT}") from None
+        raise ExportError(needs_extra("format=onnx", "onnx and onnxscript", "export")) from None
     block = model.block_size
     # torch.export fixes dimensions of size 1 as constants: trace with 2 rows and >= 2 tokens.
     example = torch.zeros(2, min(block, 3), dtype=torch.long)
@@ -164,7 +163,7 @@ def write_safetensors(model: nn.Module, path: Path, metadata: dict[str, Any]) ->
         from safetensors import SafetensorError
         from safetensors.torch import save_model
     except ImportError:
-        raise ExportError(f"format=safetensors needs safetensors: {INSTALL_HINT}") from None
+        raise ExportError(needs_extra("format=safetensors", "safetensors", "export")) from None
     # save_model stores a tied tensor once (the head shares the embedding); load_model restores it.
     try:
         save_model(model, str(path), metadata={"format": FORMAT_MARKER, "card": json.dumps(metadata["card"])})

@@ -18,7 +18,6 @@ CONFIG_FILE = "config.json"
 WEIGHTS = {"safetensors": "model.safetensors", "onnx": "model.onnx"}
 # Everything an export may hold (ONNX puts weights over 2 GB in a side file).
 EXPORT_FILES = {CONFIG_FILE, *WEIGHTS.values(), "model.onnx.data"}
-INSTALL_HINT = "install the export extra: pip install 'chargpt[export]'"
 
 
 def is_export(folder: Path) -> bool:

@@ -18,9 +18,9 @@ from chargpt.checkpoints import model_config, model_weights, read_checkpoint, re
 from chargpt.checks import seed as check_seed
 from chargpt.checks import whole_number
 from chargpt.data.tokenizer import CharTokenizer
-from chargpt.errors import ChargptError, CheckpointError, ConfigError, first_line
+from chargpt.errors import ChargptError, CheckpointError, ConfigError, first_line, needs_extra
 from chargpt.evaluation import Evaluation, evaluate_text
-from chargpt.export_layout import CONFIG_FILE, INSTALL_HINT, WEIGHTS, export_folder_of, read_export_config
+from chargpt.export_layout import CONFIG_FILE, WEIGHTS, export_folder_of, read_export_config
 from chargpt.model import ModelConfig, build_model
 from chargpt.model.sampling import check_sampling, iter_tokens
 
@@ -164,7 +164,7 @@ def load_export(folder: str | Path, device: str | torch.device = "cpu") -> Train
         from safetensors import SafetensorError
         from safetensors.torch import load_model
     except ImportError:
-        raise CheckpointError(f"reading a safetensors export needs safetensors: {INSTALL_HINT}") from None
+        raise CheckpointError(needs_extra("reading a safetensors export", "safetensors", "export")) from None
     model, tokenizer = model_from_config(config, folder / CONFIG_FILE)
     weights = folder / WEIGHTS["safetensors"]
     if not weights.is_file():

@@ -8,7 +8,7 @@ from omegaconf import DictConfig
 from chargpt.checks import whole_number, yes_no
 from chargpt.cli import CONFIG_PATH
 from chargpt.cli.common import check_threads, cli_task, quiet_known_warnings, run_main, use_threads
-from chargpt.errors import ConfigError, exit_on_user_error
+from chargpt.errors import ConfigError, exit_on_user_error, needs_extra
 from chargpt.inference import load_with_checkpoint, pick_device
 from chargpt.model_card import card_for
 
@@ -43,9 +43,7 @@ def _hydra_main(cfg: DictConfig) -> None:
         from chargpt.serving.protocol import Limits
         from chargpt.serving.server import LOG_LEVELS, LOOPBACK, bind, serve, url_of
     except ImportError as err:
-        raise ConfigError(
-            f"chargpt-serve needs the serve extra ({err.name} is missing): pip install 'chargpt[serve]'"
-        ) from None
+        raise ConfigError(needs_extra("chargpt-serve", f"the {err.name} package", "serve")) from None
     if cfg.log_level not in LOG_LEVELS:
         raise ConfigError(f"log_level={cfg.log_level!r} is not one of {', '.join(LOG_LEVELS)}")
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from chargpt.data.corpus import resolve_corpus, sha256_of
-from chargpt.errors import ConfigError, DataError, first_line
+from chargpt.errors import ConfigError, DataError, first_line, needs_extra
 from chargpt.run_layout import CONFIG_DIR, SWEEP_CONFIG
 
 log = logging.getLogger(__name__)
@@ -300,9 +300,7 @@ def _datasets() -> Any:
     try:
         import datasets
     except ImportError:
-        raise ConfigError(
-            "data=hf needs the datasets package; install it with: pip install 'chargpt[hf]'"
-        ) from None
+        raise ConfigError(needs_extra("data=hf", "the datasets package", "hf")) from None
     return datasets
 
 

@@ -26,7 +26,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 
 from chargpt.checkpoints import resolve_checkpoint
 from chargpt.distributed import is_rank_zero
-from chargpt.errors import ChargptError, ConfigError, first_line
+from chargpt.errors import ChargptError, ConfigError, first_line, needs_extra
 
 TRACKER_RUNS_KEY = "TrackerRuns"  # the callback's state key in checkpoints
 MLFLOW_STORE = "mlflow_tracking_uri"  # beside the run ids: where the MLflow run is
@@ -89,9 +89,7 @@ def _import_check(module: str, extra: str) -> None:
     try:
         __import__(module)
     except ImportError:
-        raise ConfigError(
-            f"logger={extra} needs the {module} package; install it with: pip install 'chargpt[{extra}]'"
-        ) from None
+        raise ConfigError(needs_extra(f"logger={extra}", f"the {module} package", extra)) from None
 
 
 def _check_reachable(server: str, timeout: float = 10.0) -> None:
