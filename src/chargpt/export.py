@@ -247,7 +247,7 @@ def _move_in(staging: Path, out: Path, overwrite: bool, shown: Path) -> None:
             f"cannot write out={shown} ({err.strerror or err}); pick a writable folder"
         ) from None
     try:
-        with contextlib.suppress(OSError):  # a file system without locks: unlocked, as before
+        with contextlib.suppress(OSError):  # a file system without locks (some network ones): export unlocked
             fcntl.flock(lock, fcntl.LOCK_EX)
         check_destination(out, overwrite)  # again: another export may have finished meanwhile
         if created and not any(out.iterdir()):

@@ -98,7 +98,7 @@ def _train(cfg: DictConfig, parallel: Path | None) -> float | None:
     # must not waste the run.
     check_sampling(cfg.sample.temperature, cfg.sample.top_k, cfg.sample.top_p, cfg.sample.max_new_tokens,
                    "sample.")
-    seed("sample.seed", cfg.sample.seed, optional=True)  # read now: ~sample.seed fails before training
+    seed("sample.seed", cfg.sample.seed, optional=True)  # checked now, not after the training it would waste
     if cfg.sample.max_new_tokens > 0:
         check_prompt_text(cfg.sample.prompt, "sample.prompt")
     datamodule, module, trainer, ckpt_path, finetuning = build_run(cfg)
@@ -205,7 +205,7 @@ def _fmt(x: float | None) -> str:
 def print_sample(trained: TrainedModel, options: DictConfig, prompt: str) -> None:
     """The closing sample. The run is trained and saved by now: a sample that cannot be drawn
     is a warning, never a failed run."""
-    settings = {k: v for k, v in plain(options).items() if k not in ("prompt", "prompt_file")}
+    settings = {k: v for k, v in plain(options).items() if k != "prompt"}
     print(f"\n--- sample (temperature {options.temperature}, seed {options.seed}) ---")
     print(prompt, end="", flush=True)
     try:

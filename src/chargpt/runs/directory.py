@@ -202,7 +202,7 @@ def _lock(claim: Claim, setting: str) -> None:
             f"{setting}={claim.folder} is in use by another {holder} that is still running (pid {owner}); "
             f"wait for it to end, or pick another {setting}", owner,
         ) from None
-    except OSError:  # a file system without locks: run unlocked, as before
+    except OSError:  # a file system without locks (some network ones): run unlocked
         os.close(fd)
         return
     os.ftruncate(fd, 0)

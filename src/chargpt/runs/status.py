@@ -3,7 +3,7 @@ sweeps that survive a failing job.
 
 In a multirun (`chargpt-train -m ...`) a job that raises is recorded as failed and returns
 FAILED_VALUE (worse than any loss, so Optuna ranks it last) instead of aborting the whole sweep.
-A single run still fails as before.
+A single run's error ends its command, as any command's does.
 """
 
 from __future__ import annotations
