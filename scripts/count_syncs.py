@@ -17,7 +17,7 @@ from typing import Any
 import lightning as L
 import torch
 
-from chargpt.training.callbacks.safety import NonFiniteGuard
+from chargpt.training.callbacks.nonfinite_guard import NonFiniteGuard
 
 
 def steps_that_may_sync(trainer: L.Trainer, steps: int) -> set[int]:

@@ -25,7 +25,7 @@ import chargpt.cli.serve as serve_cli
 import chargpt.cli.train as train_cli
 from chargpt.cli import launch
 from chargpt.cli.train import main as train_main
-from chargpt.training.callbacks.safety import GracefulInterrupt
+from chargpt.training.callbacks.graceful_interrupt import GracefulInterrupt
 from conftest import TINY_MODEL, run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -171,11 +171,11 @@ def test_the_first_signal_is_recorded_before_a_second_can_end_the_process(tmp_pa
 @pytest.mark.parametrize("kept", ["/runs/my run/checkpoints/last.ckpt", ""])
 def test_the_first_signal_says_what_a_second_would_keep(kept, tmp_path, monkeypatch, capsys) -> None:
     # The second ends the process by the signal's default action, with no chance to say it then.
-    import chargpt.training.callbacks.safety as safety
+    import chargpt.training.callbacks.graceful_interrupt as graceful_interrupt
 
     guard = GracefulInterrupt(str(tmp_path))
     guard._trainer = SimpleNamespace()
-    monkeypatch.setattr(safety, "latest_checkpoint_written", lambda trainer: kept)
+    monkeypatch.setattr(graceful_interrupt, "latest_checkpoint_written", lambda trainer: kept)
     previous = signal.getsignal(signal.SIGTERM)
     try:
         guard._handle(signal.SIGTERM, None)

@@ -23,8 +23,8 @@ from chargpt import load
 from chargpt.cli.train import main as train_main
 from chargpt.data.encoding import load_encoded
 from chargpt.evaluation import evaluate_text
+from chargpt.training.callbacks.nonfinite_guard import NonFiniteGuard, NonFiniteLossError
 from chargpt.training.callbacks.progress import StepProgressBar, _HostValues
-from chargpt.training.callbacks.safety import NonFiniteGuard, NonFiniteLossError
 from chargpt.training.module import CharLM
 from conftest import (
     TINY_MODEL,

@@ -22,8 +22,9 @@ from chargpt.cli import CONFIG_PATH
 from chargpt.cli.train import main as train_main
 from chargpt.errors import CheckpointError
 from chargpt.training.build import build_trainer
+from chargpt.training.callbacks.graceful_interrupt import GracefulInterrupt
+from chargpt.training.callbacks.nonfinite_guard import NonFiniteGuard, NonFiniteLossError
 from chargpt.training.callbacks.resume import ResumeState
-from chargpt.training.callbacks.safety import GracefulInterrupt, NonFiniteGuard, NonFiniteLossError
 from chargpt.training.checkpoint_io import AtomicCheckpointIO
 from conftest import StepHook, assert_stopped_on_nan, bare_train_args, poison_weights, run_main, write_corpus
 

@@ -17,7 +17,7 @@ from chargpt.cli import train as train_cli
 from chargpt.runs.report import report
 from chargpt.runs.status import write_status
 from chargpt.runs.sweep_record import continue_command
-from chargpt.training.callbacks.safety import GracefulInterrupt
+from chargpt.training.callbacks.graceful_interrupt import GracefulInterrupt
 from conftest import bare_train_args, run_main, write_corpus
 
 

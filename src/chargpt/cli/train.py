@@ -42,8 +42,8 @@ from chargpt.stop_request import (
     stopping_untrained,
 )
 from chargpt.training.build import build_run
+from chargpt.training.callbacks.graceful_interrupt import GracefulInterrupt, TrainingInterrupted
 from chargpt.training.callbacks.metrics import RunMetrics
-from chargpt.training.callbacks.safety import GracefulInterrupt, TrainingInterrupted
 
 CONFIG_NAME = "train"  # configs/train.yaml
 

@@ -90,7 +90,7 @@ def record_trained(run_dir: str | Path, best_val_loss: float | None) -> None:
 
 
 def _interrupted(err: BaseException) -> bool:
-    from chargpt.training.callbacks.safety import TrainingInterrupted  # see record_status
+    from chargpt.training.callbacks.graceful_interrupt import TrainingInterrupted  # see record_status
 
     # A signal checkpoints and exits (TrainingInterrupted, then exit 130/143); Lightning turns a
     # Ctrl+C outside that path into a graceful shutdown followed by exit(1).

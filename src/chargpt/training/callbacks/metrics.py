@@ -14,7 +14,7 @@ from lightning.pytorch.trainer.states import TrainerFn
 from chargpt.distributed import is_rank_zero
 from chargpt.files import write_json_atomic
 from chargpt.run_layout import METRICS_FILE
-from chargpt.training.callbacks.safety import val_loss_not_finite
+from chargpt.training.callbacks.nonfinite_guard import val_loss_not_finite
 
 log = logging.getLogger(__name__)
 

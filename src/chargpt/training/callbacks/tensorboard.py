@@ -25,7 +25,7 @@ from chargpt.data.tokenizer import CharTokenizer, describe_chars
 from chargpt.distributed import is_rank_zero
 from chargpt.model.sampling import check_sampling, iter_tokens
 from chargpt.training.budget_plan import sampling_seconds
-from chargpt.training.callbacks.safety import val_loss_not_finite
+from chargpt.training.callbacks.nonfinite_guard import val_loss_not_finite
 from chargpt.training.trackers import flat_params
 
 BEST_VAL_LOSS = "hparams/best_val_loss"
