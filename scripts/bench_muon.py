@@ -33,7 +33,9 @@ def parse_args() -> argparse.Namespace:
     return step_benchmark_parser(__doc__.splitlines()[0], reps=4, arm="dtype").parse_args()
 
 
-def timed_steps(model: torch.nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, steps: int):
+def timed_steps(
+    model: torch.nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, steps: int
+) -> tuple[float, float]:
     """Seconds per full step and per optimizer step."""
     full = optimizer = 0.0
     for _ in range(steps):

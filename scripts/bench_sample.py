@@ -51,13 +51,16 @@ MODES = {"cached": {"use_cache": True}, "uncached": {"use_cache": False},
          "compiled": {"use_cache": True, "compile": True}}
 
 
-def sample(model: torch.nn.Module, prompt: torch.Tensor, tokens: int, temperature: float, mode: str):
+def sample(
+    model: torch.nn.Module, prompt: torch.Tensor, tokens: int, temperature: float, mode: str
+) -> tuple[float, torch.Tensor]:
+    """Seconds to draw `tokens` characters after `prompt`, and the (1, tokens) characters drawn."""
     generator = torch.Generator(device=prompt.device).manual_seed(0)
     start = time.perf_counter()
-    tokens = list(iter_tokens(model, prompt, tokens, temperature, generator=generator, **MODES[mode]))
+    drawn = list(iter_tokens(model, prompt, tokens, temperature, generator=generator, **MODES[mode]))
     if prompt.device.type == "cuda":
         torch.cuda.synchronize()
-    return time.perf_counter() - start, torch.cat(tokens, dim=1)
+    return time.perf_counter() - start, torch.cat(drawn, dim=1)
 
 
 def main() -> None:

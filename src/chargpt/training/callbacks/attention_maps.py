@@ -64,7 +64,10 @@ def capture_attention() -> Iterator[list[torch.Tensor]]:
     maps: list[torch.Tensor] = []
     original = F.scaled_dot_product_attention
 
-    def recording(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, **kwargs):
+    def recording(
+        q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attn_mask: torch.Tensor | None = None,
+        dropout_p: float = 0.0, is_causal: bool = False, scale: float | None = None, **kwargs: object,
+    ) -> torch.Tensor:
         maps.append(attention_weights(q, k, attn_mask, is_causal, scale).cpu())
         return original(
             q, k, v, attn_mask=attn_mask, dropout_p=dropout_p, is_causal=is_causal, scale=scale, **kwargs
