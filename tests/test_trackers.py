@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import struct
 import time
 from pathlib import Path
@@ -117,6 +118,8 @@ def test_a_resume_from_another_folder_continues_the_mlflow_run_where_it_is(
     monkeypatch.chdir(first_folder)
     assert run_cli(main, *args, "trainer.max_steps=4") == 0
     monkeypatch.chdir(elsewhere)
+    # A new process: the first run's opt-in to MLflow's file store is not in its environment.
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
     assert run_cli(main, *args, "trainer.max_steps=8", f"ckpt_path={run}") == 0
     assert not (elsewhere / "outputs").exists()
     client = mlflow.tracking.MlflowClient(tracking_uri=(first_folder / "outputs" / "mlruns").as_uri())
@@ -130,6 +133,7 @@ def test_a_resume_from_another_folder_continues_the_mlflow_run_where_it_is(
     code = run_cli(main, *args, "trainer.max_steps=12", f"ckpt_path={run}")
     err = capsys.readouterr().err
     assert code == 2 and f"error: the MLflow run {logged.info.run_id} this run logged to is not in" in err
+    assert not (elsewhere / "outputs").exists()  # no empty store made where the run is not
     assert "set logger.mlflow.tracking_uri (or logger.mlflow.save_dir)" in err and "Traceback" not in err
     assert json.loads((run / "status.json").read_text())["status"] == "finished"
 
@@ -160,6 +164,31 @@ def test_an_mlflow_server_that_cannot_be_reached_is_refused_at_once(
         assert tracker._tracking_uri.endswith(str(server.server_port))
     finally:
         server.shutdown()
+
+
+def test_a_resumed_run_opens_its_local_mlflow_store_and_a_missing_one_is_not_made(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A resume took the store from its checkpoint and skipped the file-store opt-in, so in a new
+    # process MLflow refused it ("maintenance mode"): no MLflow run could be resumed.
+    pytest.importorskip("mlflow")
+    from chargpt.errors import ConfigError
+    from chargpt.training import trackers
+
+    store = tmp_path / "my runs" / "mlruns"
+    store.mkdir(parents=True)
+    kept = {"mlflow": "0123abcd", trackers.MLFLOW_STORE: store.as_uri()}
+    monkeypatch.setattr(trackers, "kept_in_checkpoint", lambda resume_from: kept)
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
+    tracker = trackers.MLFlowTracker(resume_from="RUN", save_dir=str(tmp_path / "elsewhere"))
+    assert tracker._tracking_uri == store.as_uri()
+    assert os.environ.get("MLFLOW_ALLOW_FILE_STORE") == "true"
+
+    # The store moved away: refused before MLflow makes an empty one where the run is not.
+    store.rename(tmp_path / "moved")
+    with pytest.raises(ConfigError, match=r"MLflow run 0123abcd this run logged to is not in the store"):
+        trackers.MLFlowTracker(resume_from="RUN", save_dir=str(tmp_path / "elsewhere"))
+    assert not (tmp_path / "elsewhere").exists()
 
 
 # -- W&B: its offline run file (.wandb) is a log of protobuf records in 32 kB blocks ---------------

@@ -15,6 +15,7 @@ import csv
 import os
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlparse
 
 import lightning as L
 import torch
@@ -50,6 +51,10 @@ def kept_in_checkpoint(resume_from: str | None) -> dict[str, str]:
     return runs if isinstance(runs, dict) else {}
 
 
+def _folder(file_uri: str) -> Path:
+    return Path(unquote(urlparse(file_uri).path))
+
+
 def _store_of_run(kept: dict[str, str]) -> str | None:
     """The MLflow store a resumed run logged to, when it is a local folder that is still there (a
     store named relative to the launch folder is another one from elsewhere) or a server."""
@@ -57,10 +62,15 @@ def _store_of_run(kept: dict[str, str]) -> str | None:
     if not uri:
         return None
     if uri.startswith("file:"):
-        from urllib.parse import unquote, urlparse
-
-        return uri if Path(unquote(urlparse(uri).path)).is_dir() else None
+        return uri if _folder(uri).is_dir() else None
     return uri
+
+
+def _not_in_store(run_id: str, store: str, reason: str) -> ConfigError:
+    return ConfigError(
+        f"the MLflow run {run_id} this run logged to is not in the store {store} ({reason}); set "
+        "logger.mlflow.tracking_uri (or logger.mlflow.save_dir) to the store the run used"
+    )
 
 
 def flat_params(params: dict[str, Any]) -> dict[str, Any]:
@@ -175,11 +185,16 @@ class MLFlowTracker(MLFlowLogger):
         kept = kept_in_checkpoint(resume_from)
         tracking_uri = tracking_uri or _USER_TRACKING_URI or _store_of_run(kept)
         if not tracking_uri:
-            # MLflow calls its file store "maintenance mode" and refuses it unless told; for one
-            # person's local runs it is the store that needs no server.
-            os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
             tracking_uri = Path(save_dir or "mlruns").expanduser().resolve().as_uri()
-        if tracking_uri.startswith(("http://", "https://")):
+        scheme = urlparse(tracking_uri).scheme
+        if scheme in ("", "file"):
+            # MLflow calls its file store "maintenance mode" and refuses it unless told; for one
+            # person's local runs it is the store that needs no server. A resumed run's too.
+            os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+        if scheme == "file" and kept.get("mlflow") and not _folder(tracking_uri).is_dir():
+            # Refused before MLflow makes an empty store there.
+            raise _not_in_store(kept["mlflow"], tracking_uri, "no such folder")
+        if scheme in ("http", "https"):
             _check_reachable(tracking_uri)
         super().__init__(
             experiment_name=experiment_name,
@@ -202,11 +217,7 @@ class MLFlowTracker(MLFlowLogger):
                     f"cannot use the MLflow store {self._tracking_uri} ({first_line(err, 160)}); check "
                     "logger.mlflow.tracking_uri (a server must be running), or leave it out for a local store"
                 ) from None
-            raise ConfigError(
-                f"the MLflow run {self._run_id} this run logged to is not in the store {self._tracking_uri} "
-                f"({first_line(err, 120)}); set logger.mlflow.tracking_uri (or logger.mlflow.save_dir) to "
-                "the store the run used"
-            ) from None
+            raise _not_in_store(self._run_id, self._tracking_uri, first_line(err, 120)) from None
 
     def log_hyperparams(self, params: Any) -> None:
         flat = flat_params(dict(params))
