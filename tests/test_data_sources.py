@@ -528,9 +528,12 @@ def test_training_on_a_folder_reports_the_validation_scope(
 
 
 @needs_datasets
+@pytest.mark.parametrize("held_out", ["data.val_split=validation", "data.train_fraction=0.8"])
 def test_a_run_on_a_dataset_is_evaluated_by_naming_the_dataset(
-    tmp_path: Path, corpus: Path, datasets: ModuleType, capsys
+    held_out: str, tmp_path: Path, corpus: Path, datasets: ModuleType, capsys
 ) -> None:
+    # Split by a fraction, the command to paste quoted it ('data.train_fraction='0.8''): the text
+    # "0.8", which a number setting refuses.
     from chargpt.cli import eval as eval_cli
     from chargpt.cli.train import main
 
@@ -541,7 +544,7 @@ def test_a_run_on_a_dataset_is_evaluated_by_naming_the_dataset(
         "validation": datasets.Dataset.from_dict({"text": lines[-100:]}),
     }).save_to_disk(str(saved))
     run = tmp_path / "run"
-    named = ["data=hf", f"data.name={saved}", "data.val_split=validation"]
+    named = ["data=hf", f"data.name={saved}", held_out]
     args = [a for a in train_args(corpus, run, "trainer.max_steps=2", "sample.max_new_tokens=0",
                                   "logger=none") if not a.startswith("data.path=") and a != "data=text"]
     assert run_cli(main, *args, *named) == 0

@@ -247,8 +247,13 @@ def _overrides(settings: dict[str, Any]) -> str:
 
 
 def _setting(value: object) -> str:
-    """A data setting as a Hydra override's value."""
+    """A data setting as a Hydra override's value: a number or a boolean as Hydra reads one
+    (quoted, 0.9 would be the text '0.9', which a number setting refuses)."""
     if value is None:
         return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, int | float):
+        return repr(value)
     text = str(value)
     return text if text.isalnum() else hydra_quoted(text) if text.isprintable() else repr(text)
