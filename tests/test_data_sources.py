@@ -426,6 +426,36 @@ def test_saved_dataset_rows_are_joined_and_a_named_split_validates(
 
 
 @needs_datasets
+def test_a_split_saved_again_unchanged_is_not_named_as_changed(tmp_path: Path, datasets: ModuleType) -> None:
+    # datasets' fingerprint changes when a split is saved again: a resume after the training split
+    # was cut named the untouched validation split as changed too.
+    import shutil
+
+    saved, edited = tmp_path / "saved ds", tmp_path / "edited"
+    datasets.DatasetDict({
+        "train": datasets.Dataset.from_dict({"text": [f"row {i}" for i in range(30)]}),
+        "validation": datasets.Dataset.from_dict({"text": ["held out"] * 3}),
+    }).save_to_disk(str(saved))
+
+    def parts() -> dict[str, str]:
+        dm = hf_module(saved, split="train", val_split="validation")
+        dm.setup()
+        return {Path(name).name: sha for name, sha in dm.fingerprint["files"]}
+
+    before = parts()
+    loaded = datasets.load_from_disk(str(saved))
+    datasets.DatasetDict({"train": loaded["train"].select(range(20)), "validation": loaded["validation"]}
+                         ).save_to_disk(str(edited))
+    del loaded
+    shutil.rmtree(saved)
+    edited.rename(saved)
+    after = parts()
+    assert before.keys() == after.keys() == {"saved ds[train]", "saved ds[validation]"}
+    assert before["saved ds[validation]"] == after["saved ds[validation]"]
+    assert before["saved ds[train]"] != after["saved ds[train]"]
+
+
+@needs_datasets
 def test_a_dataset_without_rows_is_one_clear_error(tmp_path: Path, datasets: ModuleType, monkeypatch) -> None:
     # datasets' own IndexError and StopIteration came out as tracebacks.
     monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf cache"))

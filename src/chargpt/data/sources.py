@@ -296,6 +296,16 @@ def identity(parts: list[Part], settings: dict[str, Any]) -> str:
 # -- Hugging Face datasets ------------------------------------------------------------------------
 
 
+def _content_id(dataset: Any) -> str:
+    """What the rows are: the sha256 of the Arrow files that hold them (and of the row selection,
+    if any), as a text file's is of its bytes. datasets' own fingerprint is not: a split saved
+    again unchanged gets a new one. A dataset only in memory has no files: its fingerprint, then."""
+    files = [Path(f["filename"]) for f in getattr(dataset, "cache_files", None) or []]
+    if files and all(f.is_file() for f in files):
+        return ",".join(sha256_of(f) for f in files)
+    return getattr(dataset, "_fingerprint", None) or ""
+
+
 def _datasets() -> Any:
     try:
         import datasets
@@ -399,6 +409,6 @@ def hf_part(dataset: Any, label: str, text_field: str, separator: str) -> Part:
             yield ("" if first else separator) + text, len(rows)
             first = False
 
-    fingerprint = getattr(dataset, "_fingerprint", None) or ""  # datasets' own content identity
-    sha = hashlib.sha256(f"{label}\0{text_field}\0{fingerprint}\0{len(dataset)}".encode()).hexdigest()
+    identity = f"{label}\0{text_field}\0{_content_id(dataset)}\0{len(dataset)}"
+    sha = hashlib.sha256(identity.encode()).hexdigest()
     return Part(label, sha, chunks, len(dataset), starts_file=False)
