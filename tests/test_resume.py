@@ -234,3 +234,27 @@ def test_a_resume_with_another_train_fraction_is_refused_only_where_the_fraction
             resume(train_fraction=0.8)
     else:
         resume(train_fraction=0.8)
+
+
+@pytest.mark.parametrize("mode", [None, "offline"])
+def test_the_resume_command_keeps_wandbs_mode(mode: str | None, monkeypatch: pytest.MonkeyPatch) -> None:
+    # An offline W&B run's printed command left WANDB_MODE out: pasted into a new shell, it
+    # needed a login, and would have logged the rest of the run apart from its first part.
+    from hydra import compose, initialize_config_dir
+    from hydra.core.hydra_config import HydraConfig
+
+    from chargpt.cli import CONFIG_PATH
+
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    if mode:
+        monkeypatch.setenv("WANDB_MODE", mode)
+    with initialize_config_dir(config_dir=CONFIG_PATH, version_base="1.3"):
+        cfg = compose("train", overrides=["seed=3", "logger=wandb"], return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)
+    try:
+        command = resume_command("/runs/my run")
+    finally:
+        HydraConfig.instance().cfg = None
+    prefix = [f"WANDB_MODE={mode}"] if mode else []
+    assert shlex.split(command) == [*prefix, "chargpt-train", "seed=3", "logger=wandb",
+                                    "ckpt_path=/runs/my run"]

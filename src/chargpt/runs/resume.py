@@ -26,11 +26,16 @@ def resume_command(run_dir: str | Path, overrides: list[str] | None = None, cwd:
     """The command that continues this run (`overrides`: this job's, by default): the same
     overrides, with ckpt_path at its directory. Files named relative to `cwd`, where the run was
     launched (this job's, by default), are named absolute: the command works from anywhere."""
+    environment = []
     if overrides is None and HydraConfig.initialized():
         overrides, cwd = list(HydraConfig.get().overrides.task), HydraConfig.get().runtime.cwd
+        # W&B's mode is no setting of the run's but decides where it logs: an offline run resumed
+        # online would need a login, and log the rest of its run apart from its first part.
+        if mode := os.environ.get("WANDB_MODE"):
+            environment.append(f"WANDB_MODE={shlex.quote(mode)}")
     kept = [_absolute(as_typed(o), cwd) for o in overrides or []
             if not o.startswith(CKPT_PATH) and override_key(o) not in SEARCH_GROUPS]
-    return shlex.join(["chargpt-train", *kept, f"ckpt_path={run_dir}"])
+    return " ".join([*environment, shlex.join(["chargpt-train", *kept, f"ckpt_path={run_dir}"])])
 
 
 def _absolute(typed: str, cwd: str | None) -> str:
