@@ -249,6 +249,10 @@ class WandbTracker(WandbLogger):
         if run_id is not None:
             kwargs.update(id=run_id, resume="allow")
         super().__init__(project=project, name=_run_name(name, run_dir), save_dir=save_dir or ".", **kwargs)
+        if self._wandb_init.get("anonymous") is None:
+            # Lightning passes anonymous=None, which W&B answers on every run with a warning that
+            # the setting has no effect (and before the one error line of a run with no login).
+            self._wandb_init.pop("anonymous", None)
 
     @property
     @rank_zero_experiment
