@@ -407,7 +407,7 @@ def test_a_resumed_run_keeps_the_precision_auto_gave_it(tmp_path: Path, capsys, 
     # A checkpoint from before the precision was recorded: the run's saved config says.
     assert precision.saved_precision(run) == "32-true"
     last = run / "checkpoints" / "last.ckpt"
-    assert precision.keep_precision(compose_auto(), {"hyper_parameters": {}}, last)
+    assert precision.keep_precision(compose_auto(), {"hyper_parameters": {}}, last)[0]
     # Given on the command line, the user's choice wins.
     resume = [a.replace("max_steps=3", "max_steps=4") for a in resume]
     code, _, err = run_main(train.main, [*resume, f"ckpt_path={run}", "trainer.precision=bf16-mixed"], capsys)

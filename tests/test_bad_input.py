@@ -356,6 +356,8 @@ def test_train_bad_input(case, args, expected, files, monkeypatch, capsys):
     ]
     code, out, err = run_main(train_cli.main, [*base, *_fill(args, files)], capsys)
     _assert_one_error_line(code, out, err, expected.format(**files))
+    # Nothing decided for a run that never starts: the precision chosen was logged before a data error.
+    assert "precision=auto" not in out, out
 
 
 @pytest.mark.parametrize("seconds", ["-3", "0", "abc"])

@@ -146,7 +146,7 @@ def test_what_a_resume_keeps(tmp_path: Path, monkeypatch, hparams, saved, compil
     with initialize_config_dir(config_dir=CONFIG_PATH, version_base="1.3"):
         cfg = compose(config_name="train", overrides=[f"model.compile={str(compiled).lower()}"])
     assert precision.resolve_matmul_precision(cfg)
-    assert precision.keep_matmul_precision(cfg, {"hyper_parameters": hparams}, file) == (
+    assert precision.keep_matmul_precision(cfg, {"hyper_parameters": hparams}, file)[0] == (
         hparams.get("device_type") != "cuda" and not compiled)  # whether the run's own products stand
     assert cfg.matmul_precision == kept and torch.get_float32_matmul_precision() == kept
 

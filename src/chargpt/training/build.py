@@ -398,17 +398,20 @@ def build_run(cfg: DictConfig) -> Run:
         file = resolve_checkpoint(cfg.ckpt_path)
         ckpt = read_checkpoint(file)
         check_not_rewinding(file, ckpt, Path(cfg.paths.output_dir))
+    # The line each `auto` logs: what it resolved to, or, on a resume, the arithmetic the run keeps.
     if precision_auto:
+        kept, said = precision.keep_precision(cfg, ckpt, file) if ckpt is not None else (False, None)
+        precision_auto = said or precision_auto
         decided.append(
             f"trainer.precision=auto kept {cfg.trainer.precision}, the checkpoint's"
-            if ckpt is not None and precision.keep_precision(cfg, ckpt, file)
-            else f"trainer.precision=auto resolved to {cfg.trainer.precision} on this machine"
+            if kept else f"trainer.precision=auto resolved to {cfg.trainer.precision} on this machine"
         )
     if matmul_auto:
+        kept, said = precision.keep_matmul_precision(cfg, ckpt, file) if ckpt is not None else (False, None)
+        matmul_auto = said or matmul_auto
         decided.append(
             f"matmul_precision=auto kept {cfg.matmul_precision}, the checkpoint's"
-            if ckpt is not None and precision.keep_matmul_precision(cfg, ckpt, file)
-            else f"matmul_precision=auto resolved to {cfg.matmul_precision} on this machine"
+            if kept else f"matmul_precision=auto resolved to {cfg.matmul_precision} on this machine"
         )
     choice = None
     if auto:
@@ -456,4 +459,7 @@ def build_run(cfg: DictConfig) -> Run:
         follow_moved_run(ckpt, ckpt_path, trainer.callbacks)
     if ckpt is not None and isinstance(trainer.strategy.checkpoint_io, AtomicCheckpointIO):
         trainer.strategy.checkpoint_io.preload(ckpt_path, ckpt)  # fit() reads it from memory
+    for line in (precision_auto, matmul_auto):  # said once every check has passed, not before an error
+        if line:
+            log.info(line)
     return Run(datamodule, module, trainer, ckpt_path, finetuning=pretrained is not None and ckpt is None)

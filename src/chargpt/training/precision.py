@@ -5,7 +5,6 @@ with), and Lightning's own precision plugin for code that runs steps outside the
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +22,6 @@ from chargpt.errors import ConfigError
 from chargpt.model.attention import float32_attention_available
 from chargpt.run_layout import run_dir_of, saved_config
 from chargpt.training.muon import native_bf16
-
-log = logging.getLogger(__name__)
 
 # Lightning's names for each precision (its older spellings map onto them, as Lightning maps them).
 PRECISIONS = (
@@ -147,25 +144,24 @@ def run_device(trainer_cfg: DictConfig) -> torch.device:
     return torch.device("cpu")
 
 
-def resolve_precision(cfg: DictConfig) -> bool:
+def resolve_precision(cfg: DictConfig) -> str | None:
     """Write trainer.precision as Lightning names it, `auto` resolved for the run's device
-    (auto_precision; what model=auto and experiment=cpu_100s ask for). Returns whether `auto` was
-    resolved."""
+    (auto_precision; what model=auto and experiment=cpu_100s ask for). Returns the line that says
+    what `auto` became, for the run's log (None when it was not `auto`)."""
     given = cfg.trainer.get("precision")
     device = run_device(cfg.trainer)
     name = resolved(given, device)
     with open_dict(cfg):
         cfg.trainer.precision = name
     if str(given) != "auto":
-        return False
-    log.info("trainer.precision=auto: %s (this %s: %s)", name, device.type.upper(), auto_precision(device)[1])
-    return True
+        return None
+    return f"trainer.precision=auto: {name} (this {device.type.upper()}: {auto_precision(device)[1]})"
 
 
-def resolve_matmul_precision(cfg: DictConfig) -> bool:
+def resolve_matmul_precision(cfg: DictConfig) -> str | None:
     """Set the float32 products' precision, `auto` resolved for the run's device (bf16 products on
-    a CPU with AMX, docs/BENCHMARKS.md), and write it into cfg. Returns whether `auto` was
-    resolved."""
+    a CPU with AMX, docs/BENCHMARKS.md), and write it into cfg. Returns the line that says what
+    `auto` became, for the run's log (None when it was not `auto`)."""
     given = cfg.get("matmul_precision")
     device = run_device(cfg.trainer)
     compiled = bool(cfg.model.get("compile"))
@@ -174,61 +170,58 @@ def resolve_matmul_precision(cfg: DictConfig) -> bool:
     with open_dict(cfg):
         cfg.matmul_precision = name
     torch.set_float32_matmul_precision(name)
-    if auto:
-        log.info("matmul_precision=auto: %s (%s)", name, why)
-    return auto
+    return f"matmul_precision=auto: {name} ({why})" if auto else None
 
 
-def keep_precision(cfg: DictConfig, ckpt: dict[str, Any], file: Path) -> bool:
+def keep_precision(cfg: DictConfig, ckpt: dict[str, Any], file: Path) -> tuple[bool, str | None]:
     """A resumed run with trainer.precision=auto continues in the precision it trained in (`auto`
     may resolve otherwise now: another machine, or a run from before its rule changed), unless it
     trained on another kind of device: then `auto` stands. Returns whether the run's precision is
-    the one it trained in."""
+    the one it trained in, and the line for the run's log when `auto` differs from it (else None)."""
     hparams = ckpt.get("hyper_parameters", {})
     recorded, source = hparams.get("precision"), "the checkpoint"
     if not recorded:  # written before the checkpoint recorded it: its run's saved config says
         recorded, source = saved_precision(run_dir_of(file)), "its run's saved config"
     if recorded == cfg.trainer.precision:
-        return True
+        return True, None
     why = _trained_elsewhere(cfg, hparams)
-    if not _kept("trainer.precision", cfg.trainer.precision, recorded, source, why):
-        return False
-    with open_dict(cfg):
-        cfg.trainer.precision = recorded
-    return True
+    kept, line = _kept("trainer.precision", cfg.trainer.precision, recorded, source, why)
+    if kept:
+        with open_dict(cfg):
+            cfg.trainer.precision = recorded
+    return kept, line
 
 
-def keep_matmul_precision(cfg: DictConfig, ckpt: dict[str, Any], file: Path) -> bool:
+def keep_matmul_precision(cfg: DictConfig, ckpt: dict[str, Any], file: Path) -> tuple[bool, str | None]:
     """A resumed run with `auto` continues with the float32 products it trained with (`auto` may
     resolve otherwise now: another machine of the same kind, or a checkpoint trained before `auto`
     was the default), unless it trained on another kind of device or is compiled now and trained
     with bf16 products (which `auto` never gives a compiled model): then `auto` stands. Returns
-    whether the run's products are the ones it trained with."""
+    whether the run's products are the ones it trained with, and the line for the run's log when
+    `auto` differs from them (else None)."""
     hparams = ckpt.get("hyper_parameters", {})
     recorded, source = hparams.get("matmul_precision"), "the checkpoint"
     if recorded is None:  # written before the checkpoint recorded it: its run's saved config says
         recorded, source = saved_matmul_precision(run_dir_of(file)), "its run's saved config"
     if recorded == cfg.matmul_precision:
-        return True
+        return True, None
     why = _trained_elsewhere(cfg, hparams)
     if why is None and recorded == "medium" and cfg.model.get("compile"):
         why = "bf16 products are not kept in a compiled model"
-    if not _kept("matmul_precision", cfg.matmul_precision, recorded, source, why):
-        return False
-    with open_dict(cfg):
-        cfg.matmul_precision = recorded
-    torch.set_float32_matmul_precision(recorded)
-    return True
+    kept, line = _kept("matmul_precision", cfg.matmul_precision, recorded, source, why)
+    if kept:
+        with open_dict(cfg):
+            cfg.matmul_precision = recorded
+        torch.set_float32_matmul_precision(recorded)
+    return kept, line
 
 
-def _kept(setting: str, current: str, recorded: str, source: str, why_not: str | None) -> bool:
+def _kept(setting: str, current: str, recorded: str, source: str, why_not: str | None) -> tuple[bool, str]:
     """Whether a resumed run keeps the `recorded` arithmetic over what `auto` gives now (`current`),
-    said in the log either way."""
+    and the line that says which, for the run's log."""
     if why_not is None:
-        log.info("%s=auto: %s, as %s says the run trained (not %s)", setting, recorded, source, current)
-        return True
-    log.info("%s=auto: %s, not the %s the run trained with (%s)", setting, current, recorded, why_not)
-    return False
+        return True, f"{setting}=auto: {recorded}, as {source} says the run trained (not {current})"
+    return False, f"{setting}=auto: {current}, not the {recorded} the run trained with ({why_not})"
 
 
 def _trained_elsewhere(cfg: DictConfig, hparams: dict[str, Any]) -> str | None:
