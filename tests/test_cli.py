@@ -12,7 +12,7 @@ from chargpt import load
 from chargpt.cli import eval as eval_cli
 from chargpt.cli import sample, train
 from chargpt.errors import ConfigError
-from chargpt.runs.report import run_row
+from chargpt.runs.run_rows import run_row
 from conftest import run_cli, train_args
 
 

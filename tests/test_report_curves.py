@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from chargpt.runs.curves import LABEL_CHARS, CurveRun, curves_figure, val_curve
-from chargpt.runs.report import curve_runs, find_runs, report, run_row, sort_rows
+from chargpt.runs.report import curve_runs, find_runs, report
+from chargpt.runs.run_rows import run_row, sort_rows
 
 
 def fake_run(sweep: Path, name: str, overrides: list[str], losses: dict[int, float], source: str) -> None:

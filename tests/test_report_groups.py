@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 
 from chargpt.errors import ChargptError
-from chargpt.runs.report import find_runs, group_runs, report, run_row, sort_rows
+from chargpt.runs.report import find_runs, report
+from chargpt.runs.run_rows import run_row, sort_rows
+from chargpt.runs.seed_groups import group_runs
 from conftest import run_cli
 
 

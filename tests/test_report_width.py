@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from chargpt.runs.report import METRIC_COLUMNS, report
+from chargpt.runs.report import report
+from chargpt.runs.run_rows import METRIC_COLUMNS
 
 
 def fake_run(run: Path, overrides: list[str], best: float) -> None:

@@ -1,6 +1,7 @@
 """A sweep's record in its folder (multirun.yaml): the command it was launched with, which a
-continuation must repeat (runs/continuation.py), the command that continues it, and how many jobs
-it launches (for chargpt-report)."""
+continuation must repeat (runs/continuation.py), the command that continues it; and for
+chargpt-report, how many jobs it launches, which settings it sweeps, and which sweep a run folder
+is a job of."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from chargpt.overrides import as_typed
+from chargpt.overrides import as_typed, is_sweep, override_key
 from chargpt.run_layout import SWEEP_CONFIG
 
 CONTINUED = "CHARGPT_SWEEP_CONTINUED"  # set (through hydra.job.env_set) for each job of a continued sweep
@@ -100,3 +101,28 @@ def planned_jobs(sweep_dir: Path) -> int | None:
         return sum(len(batch) for batch in BasicSweeper.split_arguments(parsed, None))
     except Exception:  # an older or hand-made multirun.yaml: the count is only a hint
         return None
+
+
+def swept_by(sweep_dir: Path) -> set[str]:
+    """The settings the sweep recorded in `sweep_dir` (its multirun.yaml) sweeps: its command's
+    sweeps (`optimizer.lr=1e-3,3e-3`, `range(...)`, a search's `interval(...)`) and a search's
+    space (hydra.sweeper.params); none when the folder records no sweep."""
+    if (hydra := recorded_sweep(sweep_dir)) is None:
+        return set()  # missing or unreadable: nothing known to be swept
+    try:
+        task = as_written(hydra.overrides.task)
+        space = OmegaConf.select(hydra, "sweeper.params", default=None) or {}
+    except Exception:  # a record of another shape: nothing known to be swept
+        return set()
+    keys = {override_key(str(key)) for key in space}
+    return keys | {override_key(override) for override in task if is_sweep(override)}
+
+
+def sweep_of(run_dir: Path, top: Path) -> Path | None:
+    """The folder of the sweep whose job `run_dir` is (it records the sweep), up to `top`."""
+    for folder in run_dir.parents:
+        if (folder / SWEEP_CONFIG).is_file():
+            return folder
+        if folder == top:
+            return None
+    return None

@@ -1,0 +1,69 @@
+"""The files chargpt-report writes: the runs' CSV, the settings' CSV beside it and the curves'
+picture; where they go, and the check, before any is written, that a report replaces only its own
+earlier output."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+from chargpt.errors import ChargptError
+from chargpt.runs.curves import PNG_SOFTWARE
+from chargpt.runs.run_rows import METRIC_COLUMNS
+
+
+def output_paths(csv_path: Path) -> tuple[Path, Path, Path]:
+    """The runs' CSV, the settings' CSV and the curves' picture written for `csv_path`."""
+    return (csv_path, csv_path.with_name(f"{csv_path.stem}_groups.csv"),
+            csv_path.with_name(f"{csv_path.stem}_curves.png"))
+
+
+def _written_by_a_report(path: Path, role: str) -> bool:
+    """Whether `path` holds what a report writes in that role: the runs' CSV, the settings' CSV or
+    the curves' picture."""
+    with path.open("rb") as f:
+        if role == "curves":  # its Software text, in the first chunks (any other PNG is a user's)
+            head = f.read(4096)
+            return head.startswith(b"\x89PNG") and f"Software\0{PNG_SOFTWARE}".encode() in head
+        head = f.readline(1 << 20)  # a header row, however many settings a sweep varied
+    columns = head.decode("utf-8", "replace").strip().split(",")
+    if role == "runs":
+        return columns[0] == "run" and {"status", *METRIC_COLUMNS} <= set(columns)
+    return {"seeds", "runs", "n"} <= set(columns)
+
+
+def check_outputs(paths: tuple[Path, Path, Path]) -> None:
+    """Refuse, before anything is written, a folder that is not there or a file a report did not
+    write: a report replaces only its own earlier output."""
+    for path, role in zip(paths, ("runs", "groups", "curves"), strict=True):
+        if not path.parent.is_dir():
+            raise ChargptError(f"cannot write {path}: the folder {path.parent} does not exist; create it "
+                               "or pass another --csv path")
+        try:
+            ours = not path.exists() or (path.is_file() and _written_by_a_report(path, role))
+        except OSError as err:
+            raise ChargptError(
+                f"cannot read {path} ({err.strerror or err}); pass another --csv path"
+            ) from None
+        if not ours and role == "curves" and _drawn_by_matplotlib(path):
+            # A report's picture from before it carried its mark looks like the user's own plot.
+            raise ChargptError(f"{path} exists and is not marked as a report's output (a report before "
+                               "2026-12-03 drew it without its mark, or it is a plot of yours); nothing was "
+                               "written: delete or move it if it is an old report's, or pass another --csv "
+                               "path")
+        if not ours:
+            raise ChargptError(f"{path} exists and is not a report's output; nothing was written: pass "
+                               "another --csv path, or move it")
+
+
+def _drawn_by_matplotlib(path: Path) -> bool:
+    with path.open("rb") as f:
+        return b"Software\0Matplotlib" in f.read(4096)
+
+
+def write_csv(path: Path, columns: list[str], rows: list[dict[str, Any]]) -> None:
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows({c: "" if row[c] is None else row[c] for c in columns} for row in rows)

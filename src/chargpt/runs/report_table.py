@@ -1,0 +1,179 @@
+"""chargpt-report's two tables on the terminal, the runs' and the settings': each fitted to the
+terminal's width, its setting columns wrapped, then columns left out and named in the caption (the
+CSVs keep them all)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Collection
+from typing import Any
+
+from rich.cells import cell_len
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from chargpt.runs.run_rows import METRIC_COLUMNS, varying
+from chargpt.runs.seed_groups import GROUP_METRICS, flat_groups
+
+FORMATS = {
+    "best_val_loss": "{:.4f}", "last_val_loss": "{:.4f}", "tokens_per_sec": "{:,.0f}", "wall_s": "{:,.1f}",
+}
+
+
+def _cell(value: Any, column: str = "") -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, (int, float)) and column in FORMATS:
+        return FORMATS[column].format(value)
+    return str(value)
+
+
+SETTING_MIN_WIDTH = 12
+ERROR_WIDTH = 50
+WHOLE = ("run", "status", *METRIC_COLUMNS)  # never cropped or wrapped
+
+
+def _min_width(column: str, rows: list[dict[str, Any]], whole: tuple[str, ...] = WHOLE) -> int:
+    """The narrowest the column can be: whole for the run, status and metrics."""
+    width = max(len(column), *(len(_cell(row[column], column)) for row in rows))
+    if column in whole:
+        return width
+    return min(width, ERROR_WIDTH if column == "error" else SETTING_MIN_WIDTH)
+
+
+def _table(
+    title: str, shown: list[str], rows: list[dict[str, Any]], caption: str | None,
+    whole: tuple[str, ...] = WHOLE, right: tuple[str, ...] = tuple(METRIC_COLUMNS),
+) -> Table:
+    # Text, not str: rich would read a path's or a setting's brackets as markup (`a[/]b` raises).
+    table = Table(title=Text(title), caption=Text(caption) if caption else None)
+    for column in shown:
+        if column == "error":  # the first words; the CSV has it whole
+            table.add_column(Text(column), max_width=ERROR_WIDTH, no_wrap=True, overflow="ellipsis")
+        elif column in whole:
+            justify = "right" if column in right else "left"
+            table.add_column(Text(column), justify=justify, min_width=_min_width(column, rows, whole),
+                             no_wrap=True)
+        else:  # a swept setting: wraps, down to a width that stays readable
+            table.add_column(Text(column), overflow="fold", min_width=_min_width(column, rows, whole))
+    styles = {"failed": "red", "killed": "red", "interrupted": "yellow", "incomplete": "yellow"}
+    for row in rows:
+        table.add_row(*(Text(_cell(row[c], c)) for c in shown), style=styles.get(str(row.get("status"))))
+    return table
+
+
+def print_table(
+    title: str, columns: list[str], rows: list[dict[str, Any]], console: Console | None = None,
+    metric: str = "best_val_loss", swept: Collection[str] = (),
+) -> None:
+    """The screen shows the settings that vary or are `swept` only; the CSV has every column. The
+    table fits the terminal: setting columns wrap, then the last ones are left out down to the
+    first (named in the caption), then the error column, the metrics other than the ranking
+    `metric`, and the first setting; run, status and what is shown of the metrics stay whole."""
+    shown, shared = varying(columns, rows, swept)
+    if not any(row["error"] for row in rows):
+        shown.remove("error")
+    notes = ["shared: " + " ".join(f"{k}={v}" for k, v in shared.items())] if shared else []
+    last = tuple(c for c in reversed(METRIC_COLUMNS) if c != metric)
+    _print_fitted(title, shown, rows, notes, WHOLE, tuple(METRIC_COLUMNS), console, drop_last=last)
+
+
+class _Console(Console):
+    """rich's console, except that output into a closed pipe (`| head`) raises BrokenPipeError,
+    where rich would end the process with exit 1: the report still writes its files."""
+
+    def on_broken_pipe(self) -> None:
+        raise BrokenPipeError
+
+
+def _print_fitted(
+    title: str, shown: list[str], rows: list[dict[str, Any]], notes: list[str],
+    whole: tuple[str, ...], right: tuple[str, ...], console: Console | None = None,
+    drop_first: tuple[str, ...] = (), drop_last: tuple[str, ...] = (),
+) -> None:
+    """Print the table at the terminal's width: columns not in `whole` wrap, then columns are
+    left out (named in the caption): the `drop_first` ones, the settings from the last down to the
+    first, the error column, the `drop_last` ones, and the first setting."""
+    console = console or _Console()
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console = _Console(width=10_000)  # into a file or pipe: whole lines, nothing cropped
+    shown = list(shown)
+    left_out: list[str] = []
+    while True:
+        hidden = ["not shown (see the CSV): " + ", ".join(left_out)] if left_out else []
+        caption = "; ".join([*notes, *hidden])
+        table = _table(title, shown, rows, caption or None, whole, right)
+        droppable = [c for c in shown if c not in whole]
+        first = [c for c in drop_first if c in shown]
+        last = [c for c in drop_last if c in shown]
+        # Each column has one space of padding either side and a border; one more border closes it.
+        fits = sum(_min_width(c, rows, whole) + 3 for c in shown) + 1 <= console.width
+        if fits or not first + droppable + last:
+            break
+        settings = [c for c in droppable if c != "error"]
+        if first:
+            drop = first[0]
+        elif len(settings) > 1:  # the last setting first, down to one (it tells the rows apart)
+            drop = settings[-1]
+        elif "error" in droppable:
+            drop = "error"
+        else:
+            drop = (last or settings)[0]
+        shown.remove(drop)
+        left_out.insert(0, drop)
+    text_console = console  # for a title or caption printed apart (below): the whole width
+    if console.width == 10_000:
+        console = _Console(width=console.measure(table).maximum)
+    # rich wraps a title and caption to the table's width: a narrow table (few columns) would fold
+    # them into a column of words, so those wider than it go above and below it instead.
+    width = min(console.measure(table).maximum, console.width)
+    above = [table.title] if table.title and cell_len(str(table.title)) > width else []
+    below = [table.caption] if table.caption and cell_len(str(table.caption)) > width else []
+    table.title, table.caption = (None if above else table.title), (None if below else table.caption)
+    for line in above:
+        text_console.print(line, style="table.title")
+    console.print(table)
+    for line in below:
+        text_console.print(line, style="table.caption")
+
+
+SPREAD_SHOWN = ["best_val_loss", "last_val_loss"]  # on screen with ± std; the CSV has every std
+NO_STD = "—"  # one seed: no spread known
+
+
+def _mean_std(mean: float | None, std: float | None, column: str) -> str:
+    if mean is None:
+        return "-"
+    spread = NO_STD if std is None else _cell(std, column)
+    return f"{_cell(mean, column)} ± {spread}"
+
+
+def print_groups(
+    title: str, groups: list[dict[str, Any]], metric: str, console: Console | None = None,
+    swept: Collection[str] = (),
+) -> None:
+    """The settings that vary between groups or are `swept`, then mean ± std of each figure over
+    the seeds."""
+    columns, flat = flat_groups(groups)
+    settings = columns[: columns.index("seeds")]
+    shared = {c: flat[0][c] for c in settings if c not in swept and len({str(r[c]) for r in flat}) == 1}
+    swept = [c for c in settings if c not in shared]
+    figures = [c for c in GROUP_METRICS if any(g[f"{c}_mean"] is not None for g in groups)]
+    rows = []
+    for group, row in zip(groups, flat, strict=True):
+        shown = {c: row[c] for c in swept}
+        # n: the seeds with a finished run; "2/3" when one of three failed or stopped early.
+        shown["seeds"] = row["seeds"]
+        shown["n"] = row["n"] if row["n"] == group["seed_count"] else f"{row['n']}/{group['seed_count']}"
+        for c in figures:
+            mean, std = group[f"{c}_mean"], group[f"{c}_std"]
+            shown[c] = _mean_std(mean, std, c) if c in SPREAD_SHOWN else _cell(mean, c)
+        shown["vs_best"] = group["vs_best"] or "-"
+        rows.append(shown)
+    # The settings all groups share are those under the run table: not repeated here.
+    notes = [f"≈: {metric} not told apart from the best's (|Δ mean| < sum of stds, or n=1)"]
+    whole = ("seeds", "n", *figures, "vs_best")
+    # On a narrow terminal the figures other than the ranking one go before the settings do.
+    extra = tuple(c for c in ("wall_s", "tokens_per_sec", "last_val_loss", "best_val_loss") if c != metric)
+    _print_fitted(title, [*swept, *whole], rows, notes, whole, ("n", *figures), console, extra)

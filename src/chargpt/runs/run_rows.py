@@ -1,0 +1,159 @@
+"""A run of a sweep read into one row of chargpt-report's table (its settings, status and
+figures), and the rows ranked best first and flattened into columns: one per setting, then the
+figures.
+
+A run is any directory under SWEEP_DIR with a `.hydra/overrides.yaml` (what Hydra writes for each
+job). Its figures come from the run's metrics.json (written at each validation) and status.json
+(`running` from the first step, then how the run ended): a run whose status still says running
+after its process is gone was `killed` (kill -9, a lost machine); one with no status at all
+stopped before training started, or predates the record, and is `incomplete`.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Collection
+from pathlib import Path
+from typing import Any
+
+from chargpt.errors import ChargptError, first_line
+from chargpt.files import read_json_object
+from chargpt.overrides import literal_value, override_key
+from chargpt.run_layout import (
+    METRICS_FILE,
+    NotOverrides,
+    overrides_files,
+    read_overrides,
+    read_status,
+    saved_config,
+    state_of,
+)
+
+SEED = "seed"
+METRIC_COLUMNS = ["best_val_loss", "last_val_loss", "steps", "tokens_per_sec", "wall_s"]
+SORT_CHOICES = ["best_val_loss", "last_val_loss", "tokens_per_sec", "wall_s", "run"]
+DEFAULT = "default"  # a setting a launch did not give
+
+
+class NotARun(ChargptError):
+    """A folder that looks like a run but whose recorded overrides cannot be read."""
+
+
+def _overrides_in(path: Path) -> dict[str, str]:
+    try:
+        items = read_overrides(path)
+    except NotOverrides as err:
+        raise NotARun(str(err)) from None
+    except Exception as err:  # YAML's errors, OmegaConf's, the OS's: each means unreadable
+        raise NotARun(f"{path} cannot be read ({first_line(err, 80)})") from None
+    overrides: dict[str, str] = {}
+    for item in items:
+        key = override_key(item)
+        if key != "ckpt_path":  # how a resume is launched, not a setting of the run
+            overrides[key] = literal_value(item)  # free text was quoted for Hydra
+    return overrides
+
+
+def parse_overrides(run_dir: Path) -> dict[str, str]:
+    """The run's settings as its first launch gave them. A resume trains on with the settings of
+    its own command line: where the latest one gave another value, or left one out (the default),
+    the setting reads `first→latest` (trainer.max_steps=500→2000, optimizer.lr=3e-3→default)."""
+    files = overrides_files(run_dir)
+    first = _overrides_in(files[0])
+    if len(files) == 1:
+        return first
+    latest = _overrides_in(files[-1])
+    settings = {}
+    for key in [*first, *(k for k in latest if k not in first)]:
+        was, now = first.get(key, DEFAULT), latest.get(key, DEFAULT)
+        settings[key] = was if was == now else f"{was}→{now}"
+    return settings
+
+
+def run_name(run_dir: Path, sweep_dir: Path) -> str:
+    """Its path in the sweep; a single run directory given itself is named by its directory, not "."."""
+    relative = run_dir.relative_to(sweep_dir).as_posix()
+    return run_dir.resolve().name if relative == "." else relative
+
+
+def run_status(status: dict[str, Any], metrics: dict[str, Any]) -> str:
+    if status.get("status") == "failed":
+        return "failed"
+    if (state := state_of(status)) in ("running", "killed"):
+        return state
+    # A run stopped early on purpose (time budget, signal) may say so in its metrics.
+    return str(metrics.get("status") or status.get("status") or "incomplete")
+
+
+def recorded_seed(run_dir: Path) -> str | None:
+    """The seed the run trained with, from its saved config (a run launched without `seed=` took
+    the config's default)."""
+    seed = saved_config(run_dir).get(SEED)
+    return None if seed is None else str(seed)
+
+
+def run_row(run_dir: Path, sweep_dir: Path) -> dict[str, Any]:
+    metrics = read_json_object(run_dir / METRICS_FILE)
+    status = read_status(run_dir)
+    return {
+        "run": run_name(run_dir, sweep_dir),
+        "overrides": parse_overrides(run_dir),
+        "recorded_seed": recorded_seed(run_dir),
+        "status": run_status(status, metrics),
+        "best_val_loss": metrics.get("best_val_loss"),
+        "last_val_loss": metrics.get("val_loss"),
+        "steps": metrics.get("step"),
+        "tokens_per_sec": metrics.get("tokens_per_second"),
+        "wall_s": metrics.get("train_seconds"),
+        "error": status.get("error", ""),
+        "dir": run_dir,  # not a column: where a stopped run resumes from
+    }
+
+
+def natural_order(text: str) -> list[Any]:
+    """A sort key that reads the numbers in `text` as numbers: run 10 comes after run 9, not 1."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text)]
+
+
+def sort_rows(rows: list[dict[str, Any]], by: str) -> list[dict[str, Any]]:
+    """Best first: lowest loss or wall time, highest throughput; runs without the figure last."""
+
+    def key(row: dict[str, Any]) -> tuple[Any, ...]:
+        value = row.get(by)
+        if by == "run" or value is None or (isinstance(value, float) and math.isnan(value)):
+            return (by != "run", 0.0, natural_order(row["run"]))
+        return (False, -value if by == "tokens_per_sec" else value, natural_order(row["run"]))
+
+    return sorted(rows, key=key)
+
+
+def flat_rows(rows: list[dict[str, Any]]) -> tuple[list[str], list[dict[str, Any]]]:
+    """One column per override key (in order of first appearance), then the figures. `seed` is
+    the seed each run trained with: its override, else the one its saved config records (as the
+    settings' table counts it), so a sweep that set no seed still has the column."""
+    keys: list[str] = []
+    for row in rows:
+        keys += [k for k in row["overrides"] if k not in keys]
+    if SEED not in keys and any(row.get("recorded_seed") is not None for row in rows):
+        keys.append(SEED)
+    columns = ["run", *keys, "status", *METRIC_COLUMNS, "error"]
+    flat = [{"run": r["run"], **{k: _setting(r, k) for k in keys}, **r} for r in rows]
+    return columns, [{c: row.get(c) for c in columns} for row in flat]
+
+
+def _setting(row: dict[str, Any], key: str) -> str:
+    """The run's value of a setting column; empty where its launch did not give it."""
+    if key == SEED and SEED not in row["overrides"]:
+        return row.get("recorded_seed") or ""
+    return row["overrides"].get(key, "")
+
+
+def varying(
+    columns: list[str], rows: list[dict[str, Any]], swept: Collection[str] = ()
+) -> tuple[list[str], dict[str, Any]]:
+    """The columns without the settings all runs share, and those. A `swept` setting is never
+    shared: a sweep stopped after its first value has one value of it so far, not a fixed one."""
+    overrides = columns[1 : columns.index("status")]
+    shared = {c: rows[0][c] for c in overrides if c not in swept and len({str(r[c]) for r in rows}) == 1}
+    return [c for c in columns if c not in shared], shared

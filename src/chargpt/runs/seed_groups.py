@@ -1,0 +1,135 @@
+"""chargpt-report's table of settings: runs that differ only in `seed` are one setting measured
+several times, so they are grouped, their figures given as mean ± std over the seeds, and each
+setting compared with the best one (group_runs says the rule)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from chargpt.runs.run_rows import SEED, natural_order
+
+GROUP_METRICS = ["best_val_loss", "last_val_loss", "tokens_per_sec", "wall_s"]
+BEST, NOISE, NO_SPREAD, APART = "best", "≈ noise", "≈ n=1", "apart"  # vs_best: a setting against the best
+
+
+def _stats(values: list[float]) -> tuple[float | None, float | None]:
+    """Mean and sample standard deviation (n-1: the seeds are a sample); None where undefined."""
+    if not values:
+        return None, None
+    mean = sum(values) / len(values)
+    if len(values) < 2:
+        return mean, None
+    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def _as_compared(value: str) -> tuple[str, Any]:
+    try:
+        return ("number", float(value))
+    except ValueError:
+        return ("text", value)
+
+
+def group_runs(rows: list[dict[str, Any]], metric: str = "best_val_loss") -> list[dict[str, Any]]:
+    """One row per setting: runs whose overrides are the same once `seed` is left out.
+
+    Each figure is the mean and sample std over the group's seeds with a finished run (n of them;
+    failed, interrupted and incomplete runs stopped early and are left out). Runs of one seed are
+    one measurement, repeated (on a CPU, a copy of it): their mean counts once, and the seeds
+    column shows the repeats (`3×2`). Groups are ranked by the mean
+    of `metric`, best first, and each is compared with the best one: `≈ noise` when the means are
+    closer than the sum of the two stds (the difference is smaller than the seeds' spread), `≈ n=1`
+    when either has a single seed (no spread known, so it cannot be told apart), `apart` otherwise.
+    """
+    groups: dict[tuple[tuple[str, Any], ...], dict[str, Any]] = {}
+    for row in rows:
+        settings = {k: v for k, v in row["overrides"].items() if k != SEED}
+        # In any order on the command line, and 1e-3 typed as a sweep records it (0.001): one setting.
+        same = tuple(sorted((k, _as_compared(v)) for k, v in settings.items()))
+        group = groups.setdefault(same, {"settings": settings, "runs": []})
+        group["runs"].append(row)
+    result = []
+    for group in groups.values():
+        by_seed: dict[tuple[str, int], list[dict[str, Any]]] = {}
+        for i, r in enumerate(group["runs"]):
+            by_seed.setdefault(_seed_key(r, i), []).append(r)
+        seeds = sorted(by_seed, key=lambda key: (natural_order(key[0]), key[1]))
+        finished = [[r for r in by_seed[s] if r["status"] == "finished"] for s in seeds]
+        out: dict[str, Any] = {
+            "settings": group["settings"],
+            "seeds": ",".join(_seed_label(s, len(by_seed[s])) for s in seeds),
+            "runs": len(group["runs"]),
+            "n": sum(any(_finite(r.get(metric)) for r in runs) for runs in finished),
+            "seed_count": len(seeds),  # on screen: n of these, "2/3"
+        }
+        for column in GROUP_METRICS:
+            out[f"{column}_mean"], out[f"{column}_std"] = _stats(_per_seed(finished, column))
+        result.append(out)
+    higher_is_better = metric == "tokens_per_sec"
+    key = f"{metric}_mean"
+
+    def rank(group: dict[str, Any]) -> tuple[bool, float]:
+        mean = group[key]
+        return (mean is None, 0.0 if mean is None else (-mean if higher_is_better else mean))
+
+    result.sort(key=rank)
+    best = result[0]
+    for group in result:
+        group["vs_best"] = _versus(group, best, metric)
+        group["delta"] = None if group[key] is None or best[key] is None else group[key] - best[key]
+    return result
+
+
+def _seed_key(row: dict[str, Any], index: int) -> tuple[str, int]:
+    """The run's seed as a number is written (`01` is 1), or, unknown, its own: ("-", its index)."""
+    seed = row["overrides"].get(SEED) or row.get("recorded_seed")
+    if seed is None or seed == "":
+        return "-", index
+    try:
+        return str(int(seed)), -1
+    except ValueError:
+        return str(seed), -1
+
+
+def _seed_label(key: tuple[str, int], repeats: int) -> str:
+    return key[0] + (f"×{repeats}" if repeats > 1 else "")
+
+
+def _per_seed(finished: list[list[dict[str, Any]]], column: str) -> list[float]:
+    """Each seed's figure (its finished runs in `finished`): the mean of its repeats, if any."""
+    means = (_stats([r[column] for r in runs if _finite(r.get(column))])[0] for runs in finished)
+    return [m for m in means if m is not None]
+
+
+def _versus(group: dict[str, Any], best: dict[str, Any], metric: str) -> str | None:
+    mean, std = group[f"{metric}_mean"], group[f"{metric}_std"]
+    if mean is None:
+        return None  # no finished run: nothing to compare
+    if group is best:
+        return BEST
+    if std is None or best[f"{metric}_std"] is None:
+        return NO_SPREAD
+    if abs(mean - best[f"{metric}_mean"]) < std + best[f"{metric}_std"]:
+        return NOISE
+    return APART
+
+
+def group_columns(groups: list[dict[str, Any]]) -> list[str]:
+    keys: list[str] = []
+    for group in groups:
+        keys += [k for k in group["settings"] if k not in keys]
+    figures = [f"{c}_{s}" for c in GROUP_METRICS for s in ("mean", "std")]
+    return [*keys, "seeds", "runs", "n", "seed_count", *figures, "delta", "vs_best"]
+
+
+def flat_groups(groups: list[dict[str, Any]]) -> tuple[list[str], list[dict[str, Any]]]:
+    """The CSV's rows: one column per setting, then the seeds, counts and figures."""
+    columns = group_columns(groups)
+    settings = columns[: columns.index("seeds")]
+    figures = columns[len(settings):]
+    return columns, [{**{c: g["settings"].get(c, "") for c in settings}, **{c: g[c] for c in figures}}
+                     for g in groups]

@@ -1,0 +1,86 @@
+"""The note under chargpt-report's tables on what is left to do: how far a sweep still running
+has got; for a sweep stopped part-way or with failed jobs, the command that continues it; for runs
+stopped early outside a sweep, the command that resumes each from its last checkpoint."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+from typing import Any
+
+from chargpt.run_layout import last_checkpoint, overrides_files, read_overrides
+from chargpt.runs.resume import launch_cwd, resume_command
+from chargpt.runs.sweep_record import continue_command, planned_jobs, recorded_sweep, stored_study, sweep_of
+
+STOPPED = ("interrupted", "killed", "incomplete")
+
+
+def sweep_note(sweep_dir: Path, rows: list[dict[str, Any]]) -> str | None:
+    """For a sweep still running: how far it has got. For one that stopped part-way (jobs stopped,
+    or never started) or has failed jobs: what is missing, and the command that continues it,
+    which trains the failed jobs again."""
+    if (command := continue_command(sweep_dir)) is None:
+        return None
+    planned = planned_jobs(sweep_dir)
+    missing = planned - len(rows) if planned is not None else 0
+    if running := sum(r["status"] == "running" for r in rows):
+        waiting = f", {missing} of {planned} not started yet" if missing > 0 else ""
+        return f"this sweep is still running ({running} running{waiting}): this table is not its last"
+    stopped = sum(r["status"] in STOPPED for r in rows)
+    # A search kept in a storage continues with new trials in a new folder: its failed ones stay failed.
+    failed = 0 if _in_a_storage(sweep_dir) else sum(r["status"] == "failed" for r in rows)
+    if not stopped and missing <= 0 and not failed:
+        return None
+    again = ", which trains the failed jobs again," if failed else ""
+    if not stopped and missing <= 0:
+        jobs = _count(len(rows), "job")
+        return f"{failed} of {jobs} of this sweep failed; continue it{again} with: {command}"
+    parts = [f"{stopped} stopped"] if stopped else []
+    parts += [f"{failed} failed"] if failed else []
+    parts += [f"{missing} of {planned} never started"] if missing > 0 else []
+    return f"this sweep stopped part-way ({', '.join(parts)}); continue it{again} with: {command}"
+
+
+def _in_a_storage(sweep_dir: Path) -> bool:
+    hydra = recorded_sweep(sweep_dir)  # None when unreadable: continue_command found none either
+    return hydra is not None and stored_study(hydra)
+
+
+STOPPED_RUNS_LISTED = 5  # resume commands printed; the table's status column names the rest
+
+
+def stopped_runs_note(rows: list[dict[str, Any]], top: Path) -> str | None:
+    """For a folder of runs that is not itself a sweep: the command that resumes each stopped run
+    from its last checkpoint, or that it has none; a stopped or failed job of a sweep inside the
+    folder is given its sweep's continue command instead (it also runs the jobs that never started,
+    and trains the failed ones again)."""
+    stopped = [r for r in rows if r["status"] in STOPPED]
+    # A failed job too: continuing its sweep trains it again.
+    sweeps = {r["run"]: sweep_of(r["dir"], top) for r in rows if r["status"] in (*STOPPED, "failed")}
+    alone = [r for r in stopped if sweeps[r["run"]] is None]
+    checkpoints = {r["run"]: last_checkpoint(r["dir"]) for r in alone}
+    # Each resumed with the settings of its latest launch (its first, or its latest resume).
+    latest = {r["run"]: overrides_files(r["dir"])[-1] for r in alone}
+    commands = [resume_command(r["dir"].resolve(), read_overrides(latest[r["run"]]),
+                               launch_cwd(latest[r["run"]].parent))
+                for r in alone if checkpoints[r["run"]] is not None]
+    fresh = [shlex.quote(r["run"]) for r in alone if checkpoints[r["run"]] is None]
+    listed = STOPPED_RUNS_LISTED
+    lines = [f"{sweep}: {note}" for sweep in dict.fromkeys(s for s in sweeps.values() if s is not None)
+             if (note := sweep_note(sweep, [r for r in rows if sweep in r["dir"].parents]))]
+    if commands:
+        each = "each" if len(commands) > 1 else "it"
+        stopped_early = _count(len(commands), "run")
+        lines.append(f"{stopped_early} stopped early; resume {each} from its last checkpoint with:")
+        lines += [f"  {c}" for c in commands[:listed]]
+        if len(commands) > listed:
+            lines.append(f"  ... and {len(commands) - listed} more (the table's status column)")
+    if fresh:
+        names = " ".join(fresh[:listed]) + (" ..." if len(fresh) > listed else "")
+        lines.append(f"{_count(len(fresh), 'run')} stopped before a first checkpoint, nothing to resume "
+                     f"({names}): launch {'them' if len(fresh) > 1 else 'it'} again to start over")
+    return "\n".join(lines) or None
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'s' if n != 1 else ''}"
