@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from chargpt.errors import ChargptError
-from chargpt.runs.report import find_runs, report
+from chargpt.run_layout import find_runs
+from chargpt.runs.report import report
 from chargpt.runs.run_rows import run_row, sort_rows
 from chargpt.runs.seed_groups import group_runs
 from conftest import run_cli
