@@ -197,6 +197,12 @@ def test_starting_point_is_printed_and_kept(pretrained: Path, tmp_path: Path, ca
     assert metrics["step"] == 2 and metrics["val_loss"] != metrics["initial_val_loss"]
     [added] = [line for line in out.splitlines() if "finetune.extend_vocab: added" in line]
     assert "'@'" in added and "'z'" in added
+    # The text's own count is not the model's vocabulary: the start-of-run line gives both.
+    vocab = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["hyper_parameters"]["vocab"]
+    distinct = len(set(new.read_text(encoding="utf-8")))
+    assert distinct < len(vocab)
+    assert f"vocabulary: {distinct} distinct characters in" in out
+    assert f"(the model's vocabulary: {len(vocab)})" in out
 
 
 def test_finetune_experiment_needs_init_from(corpus: Path, tmp_path: Path, capsys) -> None:

@@ -303,7 +303,8 @@ class CharText:
                 f"characters (data.val_max_chars={self.val_max_chars}; null scores them all)"
             )
         stats = encoded.stats
-        lines += vocabulary_lines(stats.get("counts", {}), self.options.newline, stats.get("bom"))
+        lines += vocabulary_lines(stats.get("counts", {}), self.options.newline, stats.get("bom"),
+                                  model_vocab=None if self._vocab is None else len(self._vocab))
         return lines
 
     def _whole_files_warning(self) -> list[str]:

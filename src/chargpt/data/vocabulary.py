@@ -13,13 +13,17 @@ def _char(c: str) -> str:
 
 
 def vocabulary_lines(
-    counts: Mapping[str, int], newline: str = "keep", bom_parts: list[str] | None = None
+    counts: Mapping[str, int], newline: str = "keep", bom_parts: list[str] | None = None,
+    model_vocab: int | None = None,
 ) -> list[str]:
-    """Lines for the start-of-run report, first the summary, then any warnings (prefixed)."""
+    """Lines for the start-of-run report, first the summary, then any warnings (prefixed).
+    `model_vocab`: the size of a vocabulary given from outside the text (a fine-tune's), which the
+    text's own count does not show."""
     total = sum(counts.values())
     rarest = sorted(counts.items(), key=lambda item: (item[1], item[0]))[:RAREST_SHOWN]
     shown = ", ".join(f"{_char(c)} x{n:,}" for c, n in rarest)
-    lines = [f"vocabulary: {len(counts)} distinct characters in {total:,}; rarest: {shown}"]
+    model = f" (the model's vocabulary: {model_vocab})" if model_vocab not in (None, len(counts)) else ""
+    lines = [f"vocabulary: {len(counts)} distinct characters in {total:,}{model}; rarest: {shown}"]
     if (returns := counts.get("\r", 0)) and newline == "keep":
         lines.append(
             f"warning: the text has {returns:,} carriage returns ('\\r', Windows line endings): "
