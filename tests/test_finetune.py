@@ -128,8 +128,9 @@ def test_a_run_is_not_both_the_start_and_the_resume_of_a_fine_tune(pretrained: P
     assert sorted(p.relative_to(copy) for p in copy.rglob("*")) == before  # nothing written into it
 
 
+@pytest.mark.parametrize("experiment", [[], ["experiment=finetune"]], ids=["plain", "experiment=finetune"])
 def test_a_fine_tune_resumed_without_its_settings_is_told_them(pretrained: Path, tmp_path: Path,
-                                                              capsys) -> None:
+                                                              capsys, experiment: list[str]) -> None:
     new = other_text(tmp_path / "new.txt", extra="zephyr@")
     run_dir = tmp_path / "ft"
     extra = ["finetune.extend_vocab=true", "trainer.max_steps=2"]
@@ -137,9 +138,11 @@ def test_a_fine_tune_resumed_without_its_settings_is_told_them(pretrained: Path,
     capsys.readouterr()
     plain = [a for a in finetune_args(new, tmp_path / "again", pretrained, "trainer.max_steps=4")
              if not a.startswith(("init_from=", "hydra.run.dir="))]
-    code = run_cli(train.main, *plain, f"ckpt_path={run_dir}")
+    code = run_cli(train.main, *experiment, *plain, f"ckpt_path={run_dir}")
     err = capsys.readouterr().err
-    assert code == 2 and "it was trained on another vocabulary" in err
+    assert code == 2 and len(err.splitlines()) == 1
+    assert ("experiment=finetune needs init_from to resume" if experiment
+            else "it was trained on another vocabulary") in err
     assert (f"it is a fine-tune of {pretrained}: resume with the settings that started it, "
             f"init_from={pretrained} finetune.extend_vocab=true") in err
 

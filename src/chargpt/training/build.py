@@ -367,6 +367,9 @@ def build_run(cfg: DictConfig) -> Run:
         auto_size.check_auto(cfg, task_overrides())
     pretrained = None
     if not cfg.get("init_from") and is_finetune_experiment():
+        resumed = _resumable(cfg.get("ckpt_path"))
+        if resumed and (fix := resume_settings(None, Path(resumed))):
+            raise ConfigError(f"experiment=finetune needs init_from to resume {resumed}: {fix}")
         raise ConfigError(
             "experiment=finetune starts from a trained model but no init_from was given; pass "
             "init_from=RUN_DIR (or a .ckpt file), or drop experiment=finetune to train from scratch"
