@@ -97,6 +97,32 @@ def test_a_stop_during_the_closing_sample_leaves_the_run_finished(stop, exit_cod
     assert code == exit_code, err
     status = json.loads((run / "status.json").read_text())
     assert status["status"] == "finished" and isinstance(status["value"], float)
+    assert "no checkpoint" not in err  # it has one
+
+
+def test_a_stop_before_training_says_the_same_command_starts_over(tmp_path, monkeypatch, capsys) -> None:
+    # A Ctrl-C while the run is built (its text read, model=auto timing shapes) leaves no
+    # checkpoint and no resume command: the console says what that means, and it is true.
+    import chargpt.cli.train as train_cli
+
+    build_run = train_cli.build_run
+
+    def ctrl_c_while_building(cfg):
+        raise KeyboardInterrupt
+
+    monkeypatch.setenv("CHARGPT_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(train_cli, "build_run", ctrl_c_while_building)
+    run = tmp_path / "my run"
+    args = bare_train_args(write_corpus(tmp_path / "corpus.txt"), run, "trainer.max_steps=2")
+    code, _, err = run_main(train_main, args, capsys)
+    assert code == 130
+    assert err.endswith("stopped by SIGINT before training began: no checkpoint was written; run the same "
+                        "command to start the run again\n\ninterrupted\n"), err
+    assert not run.exists()  # the folder it made for the run holds nothing to keep: removed
+    monkeypatch.setattr(train_cli, "build_run", build_run)
+    code, _, err = run_main(train_main, args, capsys)
+    assert code == 0, err
+    assert json.loads((run / "status.json").read_text())["status"] == "finished"
 
 
 @pytest.mark.slow

@@ -23,7 +23,7 @@ from chargpt.errors import ChargptError, exit_on_user_error, say_stopped_by, sig
 from chargpt.hydra_run import is_multirun, plain
 from chargpt.inference import TrainedModel
 from chargpt.model.sampling import check_sampling
-from chargpt.run_layout import run_dir_of
+from chargpt.run_layout import last_checkpoint, run_dir_of
 from chargpt.runs.continuation import continued_job, forget_unstarted_job, keep_finished_jobs
 from chargpt.runs.directory import check_run_dir, claim_job
 from chargpt.runs.resume import resume_command, resume_overrides
@@ -56,12 +56,24 @@ def train(cfg: DictConfig) -> float | None:
     if parallel is None and is_multirun():
         return _sequential_job(cfg)
     if parallel is None:  # (a SIGTERM while the run is built is one line, 143: run_main raises it as Ctrl-C)
-        return _train(cfg, None)
+        try:
+            return _train(cfg, None)
+        except KeyboardInterrupt as stop:
+            _say_nothing_to_resume(Path(cfg.paths.output_dir), signal_of(stop))
+            raise
     with stopping_untrained(parallel):  # a signal before or after the training loop
         if (signum := requested_stop(parallel)) is not None:  # the sweep is stopping
             forget_unstarted_job(cfg.paths.output_dir)  # its continuation trains this job
             raise JobStopped(signum, started=False)
         return _train(cfg, parallel)
+
+
+def _say_nothing_to_resume(run_dir: Path, signum: int) -> None:
+    """A signal before the training loop (the run being built: its text read, model=auto's timing)
+    leaves no checkpoint; inside it, GracefulInterrupt writes one and prints the resume command."""
+    if is_rank_zero() and last_checkpoint(run_dir) is None:
+        print(f"\nstopped by {signal.Signals(signum).name} before training began: no checkpoint was "
+              "written; run the same command to start the run again", file=sys.stderr, flush=True)
 
 
 def _sequential_job(cfg: DictConfig) -> float | None:
