@@ -589,6 +589,10 @@ def test_a_run_on_a_dataset_is_evaluated_by_naming_the_dataset(
     val_loss = json.loads((run / "metrics.json").read_text())["val_loss"]
     assert result["loss"] == pytest.approx(val_loss, abs=1e-4) and "saved, dataset" in result["data"]
     assert again == named
+    # The split scored is the one named: the dataset's validation split, or the train split's end.
+    by_split = "val_split" in held_out
+    assert result["data"].endswith("(validation)" if by_split else "(train)"), result["data"]
+    assert ("and data.val_split validation (2 splits)" in (run / "train.log").read_text()) == by_split
 
 
 @pytest.mark.slow

@@ -24,7 +24,7 @@ from chargpt.cli import CONFIG_PATH
 from chargpt.cli.common import cli_task, quiet_known_warnings, run_main, use_threads
 from chargpt.cli.recorded_text import check_read_alike, recorded_data, split_ids
 from chargpt.data.sources import expand_path
-from chargpt.data.text import text_of
+from chargpt.data.text import CharText, text_of
 from chargpt.errors import ConfigError, exit_on_user_error
 from chargpt.evaluation import Evaluation, check_stride, evaluate_text
 from chargpt.inference import load_with_checkpoint, pick_device
@@ -114,9 +114,19 @@ def _hydra_main(cfg: DictConfig) -> None:
     if stride is not None and result.stride != stride:
         print(f"note: the {cfg.split} split holds {len(ids):,} characters, no more than the model's context: "
               f"scored as one window of {result.window}, so stride={result.stride}", file=sys.stderr)
-    # The text scored: the validation text's own file when data.val_path gave it.
-    scored = text.val_path if text.val_path and cfg.split == "val" else str(text.path or text.source)
-    print(json.dumps(report(result, cfg.split, scored, file), ensure_ascii=False))
+    print(json.dumps(report(result, cfg.split, scored_text(text, cfg.split), file), ensure_ascii=False))
+
+
+def scored_text(text: CharText, split: str) -> str:
+    """The text a split scored, for the JSON line: the validation text's own file or dataset split
+    when data.val_path or data.val_split gave it."""
+    if text.val_path and split == "val":
+        return str(text.val_path)
+    if text.val_split:
+        scored = {"val": text.val_split, "train": text.split or "train"}.get(
+            split, f"{text.split or 'train'} and {text.val_split}")
+        return f"dataset {text.name} ({scored})"
+    return str(text.path or text.source)
 
 
 def refuse_val_in_training_text(cfg: DictConfig, overrides: dict[str, str], split: dict[str, Any],

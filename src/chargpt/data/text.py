@@ -281,6 +281,8 @@ class CharText:
         what = f"{self.source} ({n_parts} {unit})" if n_parts > 1 else self.source
         if self.val_path:  # the files counted are the training and the validation text's
             what = f"{self.source} and data.val_path {self.val_path} ({n_parts} {unit})"
+        elif self.val_split:  # so are the splits
+            what = f"{self.source} and data.val_split {self.val_split} ({n_parts} {unit})"
         joined = f", joined with {self.options.separator!r}" if n_parts > 1 else ""
         lines = [f"data: {what}{joined}: {len(self.ids):,} characters"]
         starts = encoded.stats.get("starts", [0])
