@@ -75,10 +75,11 @@ def test_signal_checkpoints_and_prints_the_resume_command(signum, tmp_path, monk
     assert "run ended: finished, best val loss " in (run / "train.log").read_text().splitlines()[-1]
 
 
+@pytest.mark.parametrize("kept", [[], ["~callbacks.last_checkpoint"]], ids=["last.ckpt", "no last.ckpt"])
 @pytest.mark.parametrize(("stop", "exit_code"), [(KeyboardInterrupt, 130), (BrokenPipeError, 141)],
                          ids=["Ctrl-C", "closed pipe"])
-def test_a_stop_during_the_closing_sample_leaves_the_run_finished(stop, exit_code, tmp_path, monkeypatch,
-                                                                 capsys):
+def test_a_stop_during_the_closing_sample_leaves_the_run_finished(stop, exit_code, kept, tmp_path,
+                                                                 monkeypatch, capsys):
     # Training ended and its checkpoint is written: stopping the sample (Ctrl-C, `| head`) loses
     # nothing, and the run's status says so (an interrupted or failed run would be left out of a
     # report's figures).
@@ -92,12 +93,12 @@ def test_a_stop_during_the_closing_sample_leaves_the_run_finished(stop, exit_cod
     monkeypatch.setattr(TrainedModel, "stream", stream_then_ctrl_c)
     run = tmp_path / "run"
     args = bare_train_args(write_corpus(tmp_path / "corpus.txt"), run, "trainer.max_steps=2",
-                           "trainer.val_check_interval=2", "sample.max_new_tokens=50")
+                           "trainer.val_check_interval=2", "sample.max_new_tokens=50", *kept)
     code, _, err = run_main(train_main, args, capsys)
     assert code == exit_code, err
     status = json.loads((run / "status.json").read_text())
     assert status["status"] == "finished" and isinstance(status["value"], float)
-    assert "no checkpoint" not in err  # it has one
+    assert "before training" not in err  # it trained
 
 
 def test_a_stop_before_training_says_the_same_command_starts_over(tmp_path, monkeypatch, capsys) -> None:
@@ -123,6 +124,19 @@ def test_a_stop_before_training_says_the_same_command_starts_over(tmp_path, monk
     code, _, err = run_main(train_main, args, capsys)
     assert code == 0, err
     assert json.loads((run / "status.json").read_text())["status"] == "finished"
+    # A resume stopped the same way: its checkpoint is as it was, and the same command resumes.
+    last = run / "checkpoints" / "last.ckpt"
+    before = last.read_bytes()
+    monkeypatch.setattr(train_cli, "build_run", ctrl_c_while_building)
+    resume = [*[a for a in args if not a.startswith("trainer.max_steps=")], "trainer.max_steps=4",
+              f"ckpt_path={run}"]
+    code, _, err = run_main(train_main, resume, capsys)
+    assert code == 130 and last.read_bytes() == before
+    assert err.endswith("stopped by SIGINT before training resumed: the checkpoint stays as it was; run the "
+                        "same command to resume\n\ninterrupted\n"), err
+    monkeypatch.setattr(train_cli, "build_run", build_run)
+    code, _, err = run_main(train_main, resume, capsys)
+    assert code == 0 and torch.load(last, weights_only=True)["global_step"] == 4, err
 
 
 @pytest.mark.slow

@@ -23,12 +23,13 @@ from chargpt.errors import ChargptError, exit_on_user_error, say_stopped_by, sig
 from chargpt.hydra_run import is_multirun, plain
 from chargpt.inference import TrainedModel
 from chargpt.model.sampling import check_sampling
-from chargpt.run_layout import last_checkpoint, run_dir_of
+from chargpt.run_layout import run_dir_of
 from chargpt.runs.continuation import continued_job, forget_unstarted_job, keep_finished_jobs
 from chargpt.runs.directory import check_run_dir, claim_job
 from chargpt.runs.resume import resume_command, resume_overrides
 from chargpt.runs.status import (
     forget_this_resume,
+    has_started,
     record_signalled,
     record_started,
     record_status,
@@ -55,11 +56,11 @@ def train(cfg: DictConfig) -> float | None:
     parallel = parallel_sweep_dir()
     if parallel is None and is_multirun():
         return _sequential_job(cfg)
-    if parallel is None:  # (a SIGTERM while the run is built is one line, 143: run_main raises it as Ctrl-C)
+    if parallel is None:  # (a SIGTERM is raised as Ctrl-C by run_main, and ends with `terminated`, 143)
         try:
             return _train(cfg, None)
         except KeyboardInterrupt as stop:
-            _say_nothing_to_resume(Path(cfg.paths.output_dir), signal_of(stop))
+            _say_nothing_to_resume(Path(cfg.paths.output_dir), signal_of(stop), bool(cfg.ckpt_path))
             raise
     with stopping_untrained(parallel):  # a signal before or after the training loop
         if (signum := requested_stop(parallel)) is not None:  # the sweep is stopping
@@ -68,12 +69,18 @@ def train(cfg: DictConfig) -> float | None:
         return _train(cfg, parallel)
 
 
-def _say_nothing_to_resume(run_dir: Path, signum: int) -> None:
-    """A signal before the training loop (the run being built: its text read, model=auto's timing)
-    leaves no checkpoint; inside it, GracefulInterrupt writes one and prints the resume command."""
-    if is_rank_zero() and last_checkpoint(run_dir) is None:
-        print(f"\nstopped by {signal.Signals(signum).name} before training began: no checkpoint was "
-              "written; run the same command to start the run again", file=sys.stderr, flush=True)
+def _say_nothing_to_resume(run_dir: Path, signum: int, resumed: bool) -> None:
+    """A signal before the first training step (the run being built: its text read, model=auto's
+    timing) has nothing to checkpoint; from that step on, GracefulInterrupt writes one and prints
+    the resume command."""
+    if not is_rank_zero() or has_started(run_dir):
+        return
+    stopped = f"\nstopped by {signal.Signals(signum).name} before training"
+    if resumed:
+        said = f"{stopped} resumed: the checkpoint stays as it was; run the same command to resume"
+    else:
+        said = f"{stopped} began: no checkpoint was written; run the same command to start the run again"
+    print(said, file=sys.stderr, flush=True)
 
 
 def _sequential_job(cfg: DictConfig) -> float | None:

@@ -51,7 +51,8 @@ _started: set[str] = set()
 _trained: set[str] = set()
 
 
-def _has_started(run_dir: str | Path) -> bool:
+def has_started(run_dir: str | Path) -> bool:
+    """Whether the run took its first training step in this process."""
     return str(run_dir) in _started
 
 
@@ -131,7 +132,7 @@ def record_status(task: Callable[[DictConfig], float | None]) -> Callable[[DictC
         except BaseException as err:
             if _has_trained(run_dir):
                 raise  # trained and recorded finished: a Ctrl-C or a closed pipe during its sample
-            if isinstance(err, JobStopped) and not _has_started(run_dir):
+            if isinstance(err, JobStopped) and not has_started(run_dir):
                 raise  # a parallel sweep stopped before this job began training: nothing to record
             if _interrupted(err):
                 write_status(run_dir, "interrupted")
@@ -144,7 +145,7 @@ def record_status(task: Callable[[DictConfig], float | None]) -> Callable[[DictC
                 write_status(run_dir, "finished")
                 raise
             user_error = user_error_in(err)  # also when a library wrapped it
-            refused_resume = cfg.get("ckpt_path") and user_error is not None and not _has_started(run_dir)
+            refused_resume = cfg.get("ckpt_path") and user_error is not None and not has_started(run_dir)
             if refused_resume:
                 forget_this_resume(run_dir)
             if isinstance(user_error, SetupError) or refused_resume:
