@@ -456,6 +456,45 @@ def test_a_split_saved_again_unchanged_is_not_named_as_changed(tmp_path: Path, d
 
 
 @needs_datasets
+@pytest.mark.parametrize("val_split", [None, "validation"], ids=["one split", "two splits"])
+def test_a_checkpoint_of_an_earlier_version_resumes_on_the_unchanged_dataset(
+    tmp_path: Path, datasets: ModuleType, monkeypatch, val_split: str | None
+) -> None:
+    # Before 2026-12-05 a split's identity came from datasets' fingerprint: the checkpoints of
+    # those versions record that sha256, and resume (and evaluate) on the same saved dataset.
+    from chargpt.cli.recorded_text import check_read_alike
+    from chargpt.data import sources
+
+    saved = tmp_path / "saved ds é"
+    datasets.DatasetDict({
+        "train": datasets.Dataset.from_dict({"text": [f"row {i}" for i in range(30)]}),
+        "validation": datasets.Dataset.from_dict({"text": ["held out"] * 3}),
+    }).save_to_disk(str(saved))
+    now = hf_module(saved, split="train", val_split=val_split)
+    now.setup()
+    with monkeypatch.context() as m:  # the formula of those versions
+        m.setattr(sources, "_content_id", lambda dataset: dataset._fingerprint)
+        then = hf_module(saved, split="train", val_split=val_split)
+        then.setup()
+        recorded = then.fingerprint
+    assert recorded["sha256"] != now.fingerprint["sha256"]
+    assert now.earlier_sha256 == recorded["sha256"]
+    model = ModelConfig(n_layer=1, n_head=2, n_embd=32, block_size=4)
+    ckpt = {
+        "hyper_parameters": {"vocab": now.tokenizer.to_list(), "model": model.to_dict()},
+        "callbacks": {"ResumeState": {"corpus": recorded}},
+    }
+    check_resumable(ckpt, "last.ckpt", model, now.tokenizer.to_list(), now.fingerprint,
+                    earlier_sha256=now.earlier_sha256)
+    check_read_alike(now, ckpt, "last.ckpt")
+    # Another text is still refused, whatever the earlier formula gives for it.
+    ckpt["callbacks"]["ResumeState"]["corpus"] = {**recorded, "sha256": "0" * 64}
+    with pytest.raises(CheckpointError, match="cannot resume"):
+        check_resumable(ckpt, "last.ckpt", model, now.tokenizer.to_list(), now.fingerprint,
+                        earlier_sha256=now.earlier_sha256)
+
+
+@needs_datasets
 def test_a_dataset_without_rows_is_one_clear_error(tmp_path: Path, datasets: ModuleType, monkeypatch) -> None:
     # datasets' own IndexError and StopIteration came out as tracebacks.
     monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf cache"))

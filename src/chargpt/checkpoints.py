@@ -245,10 +245,12 @@ def corpus_changes(old: dict[str, Any], new: dict[str, Any], limit: int = 3) -> 
 def check_resumable(
     ckpt: dict[str, Any], source: str, model: ModelConfig, vocab: list[str], corpus: dict[str, Any] | None,
     fix: str | None = None, train_fraction: float | None = None, data_seed: int | None = None,
+    earlier_sha256: str | None = None,
 ) -> None:
     """Refuse, with the reason and the fix, a resume whose data, split or architecture differ from
     the checkpoint's. Settings that are not architecture (ModelConfig.architecture) may change. `fix`,
-    when the caller knows better (a fine-tune resumed without its settings), replaces the usual one."""
+    when the caller knows better (a fine-tune resumed without its settings), replaces the usual one.
+    `earlier_sha256`: the corpus's identity as earlier versions recorded it (CharText.earlier_sha256)."""
     drew = _resume_state(ckpt).get("data_seed")
     if isinstance(drew, int) and data_seed is not None and data_seed != drew:
         # The batches from here on would not be the run's own: the resume would not be exact.
@@ -282,7 +284,8 @@ def check_resumable(
             f"characters, this data has {len(vocab)}: {detail}); {how}, or start a new run without ckpt_path"
         )
     old_corpus = stored_corpus(ckpt)
-    if old_corpus and corpus and old_corpus.get("sha256") != corpus.get("sha256") and not (
+    same_text = old_corpus and corpus and old_corpus.get("sha256") in (corpus.get("sha256"), earlier_sha256)
+    if old_corpus and corpus and not same_text and not (
         # A folder given by a relative path before its files were named absolute (2026-12-03).
         recorded_files(old_corpus) and recorded_files(old_corpus) == recorded_files(corpus)
         and (old_corpus.get("read_as") or {}) == (corpus.get("read_as") or {})

@@ -42,6 +42,9 @@ class Part:
     chunks: Callable[[], Iterator[tuple[str, int]]] = field(compare=False, repr=False)
     size: int
     starts_file: bool = True  # a leading byte-order mark is dropped
+    # A dataset split's identity as versions before 2026-12-05 gave it (from datasets' fingerprint):
+    # checkpoints they wrote still resume on the unchanged split (CharText.earlier_sha256).
+    earlier_sha256: str | None = field(default=None, compare=False)
 
 
 def expand_path(value: str | os.PathLike) -> str:
@@ -409,6 +412,9 @@ def hf_part(dataset: Any, label: str, text_field: str, separator: str) -> Part:
             yield ("" if first else separator) + text, len(rows)
             first = False
 
-    identity = f"{label}\0{text_field}\0{_content_id(dataset)}\0{len(dataset)}"
-    sha = hashlib.sha256(identity.encode()).hexdigest()
-    return Part(label, sha, chunks, len(dataset), starts_file=False)
+    def sha_of(content: str) -> str:
+        return hashlib.sha256(f"{label}\0{text_field}\0{content}\0{len(dataset)}".encode()).hexdigest()
+
+    earlier = sha_of(getattr(dataset, "_fingerprint", None) or "")
+    return Part(label, sha_of(_content_id(dataset)), chunks, len(dataset), starts_file=False,
+                earlier_sha256=earlier)
