@@ -167,6 +167,36 @@ def test_an_mlflow_server_that_cannot_be_reached_is_refused_at_once(
         server.shutdown()
 
 
+def test_an_mlflow_server_with_a_certificate_of_its_own_is_left_to_mlflow(tmp_path: Path) -> None:
+    # A self-signed or company certificate fails this check's verification, which MLflow's own
+    # settings (MLFLOW_TRACKING_SERVER_CERT_PATH, ...) may pass: it is not "cannot reach".
+    import http.server
+    import shutil
+    import ssl
+    import subprocess
+    import threading
+
+    pytest.importorskip("mlflow")
+    if shutil.which("openssl") is None:
+        pytest.skip("needs openssl to make a certificate")
+    from chargpt.training.trackers import MLFlowTracker
+
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
+                    "-out", str(cert), "-days", "1", "-subj", "/CN=localhost"],
+                   check=True, capture_output=True)
+    server = http.server.HTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        tracker = MLFlowTracker(tracking_uri=f"https://127.0.0.1:{server.server_port}")
+        assert tracker._tracking_uri.endswith(str(server.server_port))
+    finally:
+        server.shutdown()
+
+
 def test_a_resumed_run_opens_its_local_mlflow_store_and_a_missing_one_is_not_made(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -105,7 +105,10 @@ def _import_check(module: str, extra: str) -> None:
 def _check_reachable(server: str, timeout: float = 10.0) -> None:
     """MLflow retries a server it cannot reach for minutes before it says so (7 tries with
     growing waits); one quick request first turns a wrong address, or a server not started yet,
-    into an error at once. Any HTTP answer will do: a proxy or a login page is MLflow's to judge."""
+    into an error at once. Any HTTP answer will do: a proxy or a login page is MLflow's to judge.
+    So will a server whose certificate this check cannot verify: MLflow has its own certificate settings
+    (MLFLOW_TRACKING_SERVER_CERT_PATH, MLFLOW_TRACKING_INSECURE_TLS, REQUESTS_CA_BUNDLE)."""
+    import ssl
     import urllib.error
     import urllib.request
 
@@ -115,6 +118,8 @@ def _check_reachable(server: str, timeout: float = 10.0) -> None:
         return
     except (urllib.error.URLError, OSError, ValueError) as err:
         reason = getattr(err, "reason", err)
+        if isinstance(reason, ssl.SSLCertVerificationError):
+            return
         raise ConfigError(
             f"cannot reach the MLflow server at logger.mlflow.tracking_uri={server} ({reason}); start it "
             "(mlflow server --port PORT), correct the address, or leave tracking_uri out for a local store"
