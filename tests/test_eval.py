@@ -181,8 +181,10 @@ def test_eval_names_the_validation_text_it_scored(tmp_path, capsys) -> None:
     args = [f"ckpt_path={ckpt}", "device=cpu", f"data.path={tmp_path / 't.txt'}", f"data.val_path={held_out}"]
     result = _result(*run_main(eval_cli.main, args, capsys))
     assert result["data"] == str(held_out) and result["tokens"] == 299
-    whole = _result(*run_main(eval_cli.main, [*args, "split=train"], capsys))
-    assert whole["data"] == str(tmp_path / "t.txt")
+    train = _result(*run_main(eval_cli.main, [*args, "split=train"], capsys))
+    assert train["data"] == str(tmp_path / "t.txt")
+    both = _result(*run_main(eval_cli.main, [*args, "split=all"], capsys))
+    assert both["data"] == f"{tmp_path / 't.txt'} and {held_out}" and both["tokens"] > result["tokens"]
 
 
 def test_eval_stride_reports_the_full_context_and_the_non_overlapping_loss(tmp_path, capsys) -> None:

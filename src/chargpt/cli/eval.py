@@ -120,8 +120,9 @@ def _hydra_main(cfg: DictConfig) -> None:
 def scored_text(text: CharText, split: str) -> str:
     """The text a split scored, for the JSON line: the validation text's own file or dataset split
     when data.val_path or data.val_split gave it."""
-    if text.val_path and split == "val":
-        return str(text.val_path)
+    if text.val_path:
+        both = f"{text.path} and {text.val_path}"
+        return {"val": str(text.val_path), "train": str(text.path)}.get(split, both)
     if text.val_split:
         scored = {"val": text.val_split, "train": text.split or "train"}.get(
             split, f"{text.split or 'train'} and {text.val_split}")
