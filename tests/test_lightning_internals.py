@@ -6,22 +6,35 @@ An upgrade that removes one fails here, naming it, instead of deep inside a trai
 from __future__ import annotations
 
 from functools import reduce
+from pathlib import Path
 
 import lightning as L
 import pytest
 from lightning.pytorch.callbacks import RichProgressBar
 
 from chargpt.training.lightning_internals import PRIVATE_MEMBERS
+from conftest import lacks
 
 
 @pytest.fixture(scope="module")
-def owners() -> dict[str, object]:
+def owners(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    from lightning.pytorch.loggers import CSVLogger, MLFlowLogger, WandbLogger
+
+    folder = tmp_path_factory.mktemp("loggers")
     trainer = L.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False, max_steps=1)
-    return {"trainer": trainer, "RichProgressBar": RichProgressBar}
+    owners: dict[str, object] = {"trainer": trainer, "RichProgressBar": RichProgressBar,
+                                 "CSVLogger": CSVLogger(folder)}
+    if not lacks("mlflow"):  # (neither starts a run until it is first used)
+        owners["MLFlowLogger"] = MLFlowLogger(tracking_uri="http://127.0.0.1:9")  # not contacted
+    if not lacks("wandb"):
+        owners["WandbLogger"] = WandbLogger(save_dir=str(folder), offline=True)
+    return owners
 
 
 @pytest.mark.parametrize(("owner", "path"), PRIVATE_MEMBERS, ids=[f"{o}.{p}" for o, p in PRIVATE_MEMBERS])
 def test_private_lightning_member_exists(owners: dict[str, object], owner: str, path: str) -> None:
+    if owner not in owners:
+        pytest.skip(f"{owner} needs its tracker's extra")
     try:
         reduce(getattr, path.split("."), owners[owner])
     except AttributeError:
@@ -44,3 +57,15 @@ def test_every_private_access_in_the_package_is_listed() -> None:
         p.relative_to(root).as_posix() for p in root.rglob("*.py") if private.search(p.read_text())
     }
     assert users <= {"training/lightning_internals.py"}, users
+
+
+def test_every_private_logger_member_the_trackers_use_is_listed() -> None:
+    import re
+
+    from chargpt.training import trackers
+
+    source = Path(trackers.__file__).read_text()
+    used = set(re.findall(r"\b(?:self|logger)\.(_\w+)", source))
+    own = set(re.findall(r"\bself\.(_\w+)\s*=", source)) - {"_experiment"}  # set by the trackers alone
+    listed = {path for owner, path in PRIVATE_MEMBERS if owner.endswith("Logger")}
+    assert used - own <= listed, used - own - listed

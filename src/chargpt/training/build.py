@@ -356,10 +356,10 @@ def build_run(cfg: DictConfig) -> Run:
     budget_plan.checked_seconds(cfg.get("budget_seconds"))  # before model=auto times anything
     reserve_seconds = budget_reserve(cfg)  # checked before model=auto times anything; it sizes with it
     decided = []  # what this machine decided, noted in the saved config
-    precision_auto = precision.resolve_precision(cfg)  # before model=auto times its shapes in it
+    precision_line = precision.resolve_precision(cfg)  # before model=auto times its shapes in it
     if yes_no("keep_freed_memory", cfg.get("keep_freed_memory", False)):
         keep_freed_memory()
-    matmul_auto = precision.resolve_matmul_precision(cfg)
+    matmul_line = precision.resolve_matmul_precision(cfg)
     model_config = ModelConfig.from_dict(model_fields)  # validated before any data work
     check_window_length(cfg)
     check_optimizer(plain(cfg.optimizer))
@@ -402,16 +402,16 @@ def build_run(cfg: DictConfig) -> Run:
         ckpt = read_checkpoint(file)
         check_not_rewinding(file, ckpt, Path(cfg.paths.output_dir))
     # The line each `auto` logs: what it resolved to, or, on a resume, the arithmetic the run keeps.
-    if precision_auto:
+    if precision_line:
         kept, said = precision.keep_precision(cfg, ckpt, file) if ckpt is not None else (False, None)
-        precision_auto = said or precision_auto
+        precision_line = said or precision_line
         decided.append(
             f"trainer.precision=auto kept {cfg.trainer.precision}, the checkpoint's"
             if kept else f"trainer.precision=auto resolved to {cfg.trainer.precision} on this machine"
         )
-    if matmul_auto:
+    if matmul_line:
         kept, said = precision.keep_matmul_precision(cfg, ckpt, file) if ckpt is not None else (False, None)
-        matmul_auto = said or matmul_auto
+        matmul_line = said or matmul_line
         decided.append(
             f"matmul_precision=auto kept {cfg.matmul_precision}, the checkpoint's"
             if kept else f"matmul_precision=auto resolved to {cfg.matmul_precision} on this machine"
@@ -463,7 +463,7 @@ def build_run(cfg: DictConfig) -> Run:
         follow_moved_run(ckpt, ckpt_path, trainer.callbacks)
     if ckpt is not None and isinstance(trainer.strategy.checkpoint_io, AtomicCheckpointIO):
         trainer.strategy.checkpoint_io.preload(ckpt_path, ckpt)  # fit() reads it from memory
-    for line in (precision_auto, matmul_auto):  # said once every check has passed, not before an error
+    for line in (precision_line, matmul_line):  # said once every check has passed, not before an error
         if line:
             log.info(line)
     return Run(datamodule, module, trainer, ckpt_path, finetuning=pretrained is not None and ckpt is None)

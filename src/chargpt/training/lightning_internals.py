@@ -19,6 +19,16 @@ PRIVATE_MEMBERS: list[tuple[str, str]] = [
     # The step count the trainer stops at: set to the run's total (steps.set_total_steps) before
     # fitting, and lowered by a time budget during the run.
     ("trainer", "fit_loop.epoch_loop.max_steps"),
+    # The trackers (trackers.py) extend Lightning's loggers, and read or reset their state:
+    # the writer made on first use (a resumed CSV log keeps its rows, a finished W&B run is closed),
+    ("CSVLogger", "_experiment"),
+    ("WandbLogger", "_experiment"),
+    # the MLflow run and store a resume continues, and whether the client is made yet,
+    ("MLFlowLogger", "_run_id"),
+    ("MLFlowLogger", "_tracking_uri"),
+    ("MLFlowLogger", "_initialized"),
+    # and the arguments W&B's run starts with (W&B warns of Lightning's anonymous=None).
+    ("WandbLogger", "_wandb_init"),
 ]
 
 
