@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from chargpt.run_layout import find_runs
-from chargpt.runs.curves import LABEL_CHARS, CurveRun, curves_figure, val_curve
-from chargpt.runs.report import curve_runs, report
+from chargpt.runs.curves import LABEL_CHARS, CurveRun, curve_runs, curves_figure, val_curve
+from chargpt.runs.report import report
 from chargpt.runs.run_rows import run_row, sort_rows
 
 

@@ -16,9 +16,10 @@ import pytest
 from chargpt.cli import report as report_cli
 from chargpt.cli import train as train_cli
 from chargpt.run_layout import find_runs
-from chargpt.runs.report import curve_runs, report, swept_settings
+from chargpt.runs.curves import curve_runs
+from chargpt.runs.report import report
 from chargpt.runs.run_rows import run_row, sort_rows
-from chargpt.runs.sweep_record import swept_by
+from chargpt.runs.sweep_record import swept_by, swept_settings
 from conftest import run_cli
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,6 +1,6 @@
 """The validation-loss curves of a sweep's runs in one picture (chargpt-report writes it beside
-report.csv): one line per run, with the label the report gives it (its name and the settings it set
-that the sweep varied).
+report.csv): one line per run of the report's rows, labelled by its name and the settings it set
+that the sweep varied (curve_runs).
 
 Each run's curve comes from what its loggers wrote: csv/metrics.csv (logger=csv) or the
 TensorBoard event files (the default logger); a run with neither is left out of the picture.
@@ -12,6 +12,7 @@ import csv
 import logging
 import math
 import warnings
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from chargpt.runs.run_rows import flat_rows, varying
+
 VAL_LOSS = "val/loss"
 PNG_SOFTWARE = "chargpt-report"
 # A run that did not finish is drawn dashed (failed) or dotted (stopped, or still running).
@@ -28,6 +31,7 @@ LINE_STYLES = {"failed": "--", "killed": "--", "interrupted": ":", "incomplete":
 WIDTH_IN, PLOT_HEIGHT_IN, DPI = 9.0, 5.5, 110  # the legend's rows are added below the plot
 LABEL_CHARS = 48  # a longer label is cut with an ellipsis: two columns of them fit the width
 LEGEND_COLUMNS = 3
+LABEL_VALUE_CHARS = 20  # a longer value (a path) is cut in a curve's label: the settings after it stay
 
 
 def csv_curve(run_dir: Path) -> list[tuple[int, float]]:
@@ -108,6 +112,26 @@ def curves_figure(sweep_dir: Path, runs: list[CurveRun]) -> Figure | None:
 def shorten(label: str, limit: int = LABEL_CHARS) -> str:
     """`label` cut to `limit` characters with an ellipsis; the run's name comes first, so it stays."""
     return label if len(label) <= limit else label[: limit - 1].rstrip(", ") + "…"
+
+
+def curve_label(name: str, settings: dict[str, str]) -> str:
+    """`name: key=value, ...`, or the name alone: two runs with the same settings stay apart."""
+    given = ", ".join(f"{key}={shorten(value, LABEL_VALUE_CHARS)}" for key, value in settings.items())
+    return f"{name}: {given}" if given else name
+
+
+def curve_runs(rows: list[dict[str, Any]], swept: Collection[str] = ()) -> list[CurveRun]:
+    """The runs (run_row's, in the table's order) for the curves: each labelled by its name and,
+    of the settings that vary or are `swept`, those it set (one it left at its default is not
+    `key=`)."""
+    columns, flat = flat_rows(rows)
+    shown, _ = varying(columns, flat, swept)
+    settings = shown[1 : shown.index("status")]
+    return [
+        CurveRun(curve_label(row["run"], {k: row["overrides"][k] for k in settings if k in row["overrides"]}),
+                 row["dir"], None if row.get("status") is None else str(row["status"]))
+        for row in rows
+    ]
 
 
 def line_colors(count: int) -> list[Any]:

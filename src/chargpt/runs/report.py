@@ -2,53 +2,25 @@
 settings (the runs that differ only in `seed` grouped: mean ± std over the seeds, each compared
 with the best setting), printed and as CSV; a note on what is left to do (a sweep to continue, runs
 to resume); the runs' validation-loss curves. Each part has its module (run_rows, seed_groups,
-report_table, sweep_notes, report_files, curves): report() puts them together in that order.
+report_table, sweep_notes, report_files, curves): report() puts them together, after checking
+that the files it writes replace only a report's own.
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from chargpt.errors import ChargptError
 from chargpt.run_layout import CONFIG_DIR, OVERRIDES_FILE, find_runs
-from chargpt.runs.curves import CurveRun, shorten, write_curves
+from chargpt.runs.curves import curve_runs, write_curves
 from chargpt.runs.report_files import check_outputs, output_paths, write_csv
 from chargpt.runs.report_table import print_groups, print_table
-from chargpt.runs.run_rows import NotARun, flat_rows, run_row, sort_rows, varying
+from chargpt.runs.run_rows import NotARun, flat_rows, run_row, sort_rows
 from chargpt.runs.seed_groups import flat_groups, group_runs
 from chargpt.runs.sweep_notes import stopped_runs_note, sweep_note
-from chargpt.runs.sweep_record import continue_command, sweep_of, swept_by
-
-LABEL_VALUE_CHARS = 20  # a longer value (a path) is cut in a curve's label: the settings after it stay
-
-
-def curve_label(name: str, settings: dict[str, str]) -> str:
-    """`name: key=value, ...`, or the name alone: two runs with the same settings stay apart."""
-    given = ", ".join(f"{key}={shorten(value, LABEL_VALUE_CHARS)}" for key, value in settings.items())
-    return f"{name}: {given}" if given else name
-
-
-def curve_runs(rows: list[dict[str, Any]], swept: Collection[str] = ()) -> list[CurveRun]:
-    """The runs (run_row's, in the table's order) for the curves: each labelled by its name and,
-    of the settings that vary or are `swept`, those it set (one it left at its default is not
-    `key=`)."""
-    columns, flat = flat_rows(rows)
-    shown, _ = varying(columns, flat, swept)
-    settings = shown[1 : shown.index("status")]
-    return [
-        CurveRun(curve_label(row["run"], {k: row["overrides"][k] for k in settings if k in row["overrides"]}),
-                 row["dir"], None if row.get("status") is None else str(row["status"]))
-        for row in rows
-    ]
-
-
-def swept_settings(rows: list[dict[str, Any]], top: Path) -> set[str]:
-    """The settings swept by the sweeps the runs are jobs of."""
-    sweeps = {sweep for row in rows if (sweep := sweep_of(row["dir"], top)) is not None}
-    return set().union(*(swept_by(sweep) for sweep in sweeps))
+from chargpt.runs.sweep_record import continue_command, swept_settings
 
 
 def _count(n: int, noun: str) -> str:

@@ -126,3 +126,9 @@ def sweep_of(run_dir: Path, top: Path) -> Path | None:
         if folder == top:
             return None
     return None
+
+
+def swept_settings(rows: list[dict[str, Any]], top: Path) -> set[str]:
+    """The settings swept by the sweeps the runs are jobs of."""
+    sweeps = {sweep for row in rows if (sweep := sweep_of(row["dir"], top)) is not None}
+    return set().union(*(swept_by(sweep) for sweep in sweeps))
