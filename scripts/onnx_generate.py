@@ -80,13 +80,14 @@ def _continue(
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("export_dir", type=Path)
-    p.add_argument("--prompt", default="\n")
+    p.add_argument("--prompt", default=None,
+                   help="default: a new line, or the vocabulary's first character for a text without one")
     p.add_argument("--max-new-tokens", type=int, default=200)
     p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
     p.add_argument("--top-k", type=int, default=None)
     p.add_argument("--seed", type=int, default=None)
     args = p.parse_args()
-    if not args.prompt:
+    if args.prompt == "":
         fail("--prompt is empty; give at least one character")
     if args.max_new_tokens < 0:
         fail(f"--max-new-tokens {args.max_new_tokens} must be >= 0")
@@ -97,6 +98,8 @@ def main() -> None:
     if args.seed is not None and args.seed < 0:
         fail(f"--seed {args.seed} must be >= 0 (NumPy's seeds)")
     session, config = load(args.export_dir)
+    if args.prompt is None:  # as chargpt-sample starts (any text can be trained on, one without newlines too)
+        args.prompt = "\n" if "\n" in config["vocab"] else config["vocab"][0]
     options = (args.temperature, args.top_k, args.seed)
     try:
         characters = generate(session, config, args.prompt, args.max_new_tokens, *options)

@@ -226,6 +226,22 @@ def test_onnx_script_refuses_bad_options_before_loading(
     assert capsys.readouterr().err.startswith(f"error: {message}")
 
 
+@pytest.mark.parametrize(("vocab", "start"), [(["\n", "a", "b"], "\n"), (["a", "b"], "a")],
+                         ids=["with a newline", "without"])
+def test_onnx_script_without_a_prompt_starts_as_chargpt_sample_does(
+    vocab: list[str], start: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    # A model of a text with no newline: the script's "\n" default was refused as not in its vocabulary.
+    script = load_script("onnx_generate")
+    prompts = []
+    monkeypatch.setattr(script, "load", lambda folder: (None, {"vocab": vocab}))
+    monkeypatch.setattr(script, "generate",
+                        lambda session, config, prompt, *rest: prompts.append(prompt) or "b")
+    monkeypatch.setattr(sys, "argv", ["onnx_generate", "EXPORT"])
+    script.main()
+    assert prompts == [start] and capsys.readouterr().out == f"{start}b\n"
+
+
 @pytest.mark.parametrize("config", ["[1, 2]", '"model.onnx"', '{"weights": "model.safetensors"}'])
 def test_onnx_script_refuses_a_folder_that_is_not_an_onnx_export(
     tmp_path: Path, capsys: pytest.CaptureFixture, config: str

@@ -102,7 +102,7 @@ def read_json(raw: bytes) -> dict[str, Any]:
         raise APIError(400, "the request body is not UTF-8 text; send JSON encoded as UTF-8") from None
     except json.JSONDecodeError as err:
         raise APIError(
-            400, f"the request body is not valid JSON ({err.msg} at line {err.lineno} column {err.colno}); "
+            400, f"the request body is not valid JSON ({err.msg}: line {err.lineno} column {err.colno}); "
             "send a JSON object such as {\"prompt\": \"ROMEO:\", \"max_tokens\": 100}",
             code="invalid_json",
         ) from None
