@@ -180,3 +180,20 @@ def test_a_single_run_gets_its_curve_and_junk_beside_runs_is_left_out(tmp_path: 
     assert sorted(row["run"] for row in rows) == ["0", "1", "2"]
     err = capsys.readouterr().err
     assert f"warning: left out {sweep / 'junk'}: " in err and "is not a list of overrides" in err
+
+
+def test_a_run_name_the_font_cannot_draw_gives_no_warning(tmp_path: Path) -> None:
+    # An emoji in a run's folder name: matplotlib's missing-glyph warning reached the console, with
+    # its source line, under the report's tables.
+    import warnings
+
+    from chargpt.runs.curves import write_curves
+
+    sweep = tmp_path / "sweep"
+    fake_run(sweep, "ft é 🎉", ["optimizer.lr=0.001"], {9: 3.0, 19: 2.5}, "csv")
+    fake_run(sweep, "plain", ["optimizer.lr=0.003"], {9: 2.8, 19: 2.1}, "csv")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        png = write_curves(tmp_path / "curves.png", sweep, curve_runs(ranked(sweep)))
+    assert png is not None and png.stat().st_size > 0
+    assert not [w for w in caught if "Glyph" in str(w.message)], [str(w.message) for w in caught]

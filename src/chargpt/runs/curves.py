@@ -160,11 +160,11 @@ def _legend_below(fig: Figure, fontsize: int) -> None:
 
 def write_curves(png: Path, sweep_dir: Path, runs: list[CurveRun]) -> Path | None:
     """Draw the curves into `png` and say so; nothing is written when no run has a curve."""
-    fig = curves_figure(sweep_dir, runs)
-    if fig is None:
-        return None
-    with warnings.catch_warnings():  # a glyph the font lacks is drawn as a box
-        warnings.simplefilter("ignore", UserWarning)
+    with warnings.catch_warnings():  # a glyph the font lacks (an emoji in a run's name) is drawn as a box
+        warnings.filterwarnings("ignore", message="Glyph .* missing from font", category=UserWarning)
+        fig = curves_figure(sweep_dir, runs)
+        if fig is None:
+            return None
         fig.savefig(png, metadata={"Software": PNG_SOFTWARE})  # how a later report knows it as its own
     print(f"written: {png}")
     return png
