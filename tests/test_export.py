@@ -622,3 +622,22 @@ def test_a_default_name_says_more_than_a_time_or_a_job_number(tmp_path: Path) ->
     assert name_of_checkpoint(sweep / "0" / "checkpoints" / "last.ckpt") == "lr sweep_0"
     assert default_name(dated_sweep / "3") == "2026-12-05_09-00-00_3"
     assert default_name(tmp_path / "my run") == "my run"
+
+
+def test_a_ctrl_c_while_torch_loads_its_onnx_exporter_is_an_interrupt(
+    trained_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    # torch.onnx wraps an interrupt that lands in its lazy imports in its own export error: the
+    # command printed that error's traceback and exited 1.
+    def interrupted_export(*args, **kwargs):
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as stop:
+            raise RuntimeError("Failed to export the model with torch.export") from stop
+
+    monkeypatch.setattr(torch.onnx, "export", interrupted_export)
+    out = tmp_path / "new export"
+    args = [f"ckpt_path={trained_run}", "format=onnx", f"out={out}"]
+    code, stdout, stderr = run_main(export_cli.main, args, capsys)
+    assert code == 130 and stderr.strip() == "interrupted" and stdout == ""
+    assert not out.exists()  # nothing of the export is left

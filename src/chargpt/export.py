@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from chargpt.errors import NO_ROOM, ConfigError, needs_extra
+from chargpt.errors import NO_ROOM, ConfigError, cause_of, needs_extra
 from chargpt.export_layout import (
     CONFIG_FILE,
     EXPORT_FILES,
@@ -151,6 +151,12 @@ def write_onnx(model: nn.Module, path: Path, metadata: dict[str, Any]) -> None:
                 _Logits(model).eval(), (example,), dynamo=True, input_names=["input_ids"],
                 output_names=["logits"], dynamic_shapes=shapes, verbose=False,
             )
+    except Exception as err:
+        # A Ctrl-C (or a `kill`, raised as one) while torch imports its exporter comes out as an
+        # export failure: it is the stop it was.
+        if (stop := cause_of(err, KeyboardInterrupt)) is not None:
+            raise stop from None
+        raise
     finally:
         registration_log.setLevel(level)
     program.model.metadata_props["chargpt"] = json.dumps(metadata, ensure_ascii=False)
