@@ -18,6 +18,7 @@ from chargpt.cli import sample as sample_cli
 from chargpt.cli import train as train_cli
 from chargpt.data import CharDataModule
 from chargpt.errors import ChargptError
+from chargpt.export_layout import FORMAT_MARKER
 from chargpt.model import ModelConfig
 from chargpt.runs.status import write_status
 from chargpt.runs.sweep_record import continue_command
@@ -480,6 +481,19 @@ def test_a_users_file_named_as_a_run_file_is_never_overwritten(name, files, monk
     _assert_one_error_line(code, out, err, f"{folder} holds {name}, which a run would overwrite")
     assert (folder / name).read_text() == '{"mine": 1}'
     assert sorted(p.name for p in folder.iterdir()) == [name]  # nothing written beside it
+
+
+def test_an_export_folder_is_not_made_a_run_folder(files, monkeypatch, capsys):
+    # A run trained into an export's folder: the same path then sampled the export and resumed the run.
+    folder = files["tmp"] / "my export é"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"format": FORMAT_MARKER, "weights": "model.safetensors"}))
+    (folder / "model.safetensors").write_bytes(b"weights")
+    args = bare_train_args(files["corpus"], folder, "trainer.max_steps=2")
+    code, out, err = run_main(train_cli.main, args, capsys)
+    _assert_one_error_line(code, out, err, f"{folder} holds a chargpt export (its config.json); pick a new "
+                           "hydra.run.dir")
+    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "model.safetensors"]
 
 
 def test_multirun_with_subprocess_ddp_is_refused(files, monkeypatch, capsys):

@@ -36,6 +36,7 @@ from omegaconf.errors import InterpolationResolutionError
 from chargpt.checkpoints import resolve_checkpoint, stopped_before_checkpoint
 from chargpt.distributed import is_rank_zero
 from chargpt.errors import ChargptError, ConfigError, SetupError, exit_on_user_error, first_line
+from chargpt.export_layout import CONFIG_FILE, is_export
 from chargpt.files import read_json_object
 from chargpt.overrides import hydra_quoted, omegaconf_literal, override_key
 from chargpt.run_layout import (
@@ -129,6 +130,11 @@ def foreign_files(folder: Path) -> list[str]:
 
 
 def check_not_foreign(folder: Path, setting: str) -> None:
+    if is_export(folder):  # one path would name two models: sampling reads the export, a resume the run
+        raise RunDirInUse(
+            f"{folder} holds a chargpt export (its {CONFIG_FILE}); pick a new {setting} (a new or empty "
+            "folder)"
+        )
     if foreign := foreign_files(folder):
         raise RunDirInUse(
             f"{folder} holds {' and '.join(foreign)}, which a run would overwrite and no chargpt run "
