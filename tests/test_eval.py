@@ -272,9 +272,15 @@ def test_a_run_on_a_folder_is_scored_and_copy_checked_on_its_own_split(tmp_path,
     assert run_cli(train_cli.main, *args) == 0
     line = _one_error(*run_main(eval_cli.main, [f"ckpt_path={tmp_path / 'run3'}"], capsys))
     assert "was validated on a text of its own (data.val_path=" in line
+    # chargpt-eval says how to score the run's validation text, and that scores it as the run did.
+    given = shlex.split(line.split("as its run did: ", 1)[1].split(" (or ", 1)[0])
+    run3 = [f"ckpt_path={tmp_path / 'run3'}", "device=cpu"]
+    scored = _result(*run_main(eval_cli.main, [*run3, *given], capsys))
+    run_val = json.loads((tmp_path / "run3" / "metrics.json").read_text())["val_loss"]
+    assert scored["data"] == f"{folder}/part 4.txt" and scored["loss"] == pytest.approx(run_val, abs=1e-4)
     # Each command says how to take all of the training text, and that works as printed.
-    assert _result(*run_main(eval_cli.main, [f"ckpt_path={tmp_path / 'run3'}", "device=cpu",
-                                             *shlex.split(line.split("pass that as ", 1)[1])], capsys))
+    whole = shlex.split(line.split(" (or ", 1)[1].removesuffix(" to score the training text)"))
+    assert _result(*run_main(eval_cli.main, [*run3, *whole], capsys))["split"] == "all"
     code = run_cli(sample_cli.main, f"ckpt_path={tmp_path / 'run3'}", "check_copy=true", "max_new_tokens=5")
     line = capsys.readouterr().err.strip()
     assert code == 2 and line.endswith("data.train_fraction=1"), line

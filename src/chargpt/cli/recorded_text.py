@@ -27,11 +27,13 @@ class Reader:
     how: str  # ends each error: what to pass instead
     whole: str  # the setting that takes all of a text
     reads_datasets: bool  # a dataset named again with data=hf
+    scores_validation: bool  # it reads a run's validation text (eval), not only its training text
 
 
 EVAL = Reader("pass the text to evaluate as data.path=FILE, or a dataset as data=hf data.name=NAME",
-              "split=all", reads_datasets=True)
-COPY_CHECK = Reader("pass the training text as data.path=FILE", "data.train_fraction=1", reads_datasets=False)
+              "split=all", reads_datasets=True, scores_validation=True)
+COPY_CHECK = Reader("pass the training text as data.path=FILE", "data.train_fraction=1", reads_datasets=False,
+                    scores_validation=False)
 
 
 def recorded_data(
@@ -52,10 +54,12 @@ def recorded_data(
     split = stored_split(ckpt)
     if split.get("val_path"):
         trained = shlex.quote(f"data.path={path}")
-        raise DataError(
-            f"{source} was validated on a text of its own (data.val_path={split['val_path']}) and trained "
-            f"on all of {path}; pass that as {trained} {reader.whole}"
-        )
+        what = f"{source} was validated on a text of its own (data.val_path={split['val_path']})"
+        if reader.scores_validation:
+            held_out = shlex.quote(f"data.val_path={split['val_path']}")
+            raise DataError(f"{what}; pass both texts to score it as its run did: {trained} {held_out} (or "
+                            f"{trained} {reader.whole} to score the training text)")
+        raise DataError(f"{what} and trained on all of {path}; pass that as {trained} {reader.whole}")
     read_as = recorded_settings(corpus)
     if corpus.get("files"):
         _check_files(path, corpus, source, how, as_is)
