@@ -47,3 +47,34 @@ def test_duplicate_or_multichar_vocabulary_rejected() -> None:
         CharTokenizer(["a", "a"])
     with pytest.raises(DataError):
         CharTokenizer(["ab"])
+
+
+def test_a_prompt_written_otherwise_is_read_as_the_models_text(capsys) -> None:
+    # "café" typed with a combining accent (NFD), a prompt file saved with Windows line endings:
+    # the same text as the model's, refused before as characters it never saw.
+    import unicodedata
+
+    from chargpt.cli.prompts import resolve_prompt
+    from chargpt.errors import ConfigError
+
+    tokenizer = CharTokenizer(sorted(set("café au lait\nthé\nnon")))
+    decomposed = unicodedata.normalize("NFD", "café\r\nthé")
+    assert resolve_prompt(decomposed, tokenizer) == "café\nthé"
+    assert capsys.readouterr().err == ("note: the prompt is read with its line endings as '\\n' and its "
+                                       "accents composed (NFC), as the model's vocabulary writes them\n")
+    assert resolve_prompt("café", tokenizer) == "café" and capsys.readouterr().err == ""
+    # An accent the vocabulary has in no form: refused, the mark named by its code point.
+    with pytest.raises(ConfigError, match=r"not in the model's vocabulary: '\\u0303'; remove them"):
+        resolve_prompt(unicodedata.normalize("NFD", "caña"), tokenizer)
+
+
+def test_characters_a_vocabulary_lacks_name_the_reading_that_has_them() -> None:
+    import unicodedata
+
+    from chargpt.data.tokenizer import describe_chars, reading_fix
+
+    unknown = set(unicodedata.normalize("NFD", "é\r"))
+    assert describe_chars(unknown) == "'\\r', 'e', '\\u0301'"
+    assert reading_fix(unknown) == ("pass data.newline=normalize to read '\\r\\n' as '\\n', "
+                                    "pass data.normalize=NFC to compose accents written as combining marks, ")
+    assert reading_fix({"x"}) == ""

@@ -21,7 +21,7 @@ import numpy as np
 from rich.progress import Progress
 
 from chargpt.data.sources import Part, expand_path, file_parts
-from chargpt.data.tokenizer import CharTokenizer, describe_chars, line_ending_fix
+from chargpt.data.tokenizer import CharTokenizer, describe_chars, reading_fix
 from chargpt.errors import ConfigError, DataError, UnknownCharactersError
 from chargpt.files import atomic_path, write_json_atomic
 
@@ -285,7 +285,7 @@ def encode_parts(
             tokenizer = CharTokenizer(chars)
         elif unknown := tokenizer.unknown_chars("".join(chars)):
             named = describe_chars(unknown)
-            endings = line_ending_fix(unknown)
+            endings = reading_fix(unknown)
             raise UnknownCharactersError(
                 f"{_where(parts, source or label)} has characters the vocabulary lacks: {named}; "
                 f"{endings}{'or ' if endings else ''}remove them from the text", named,

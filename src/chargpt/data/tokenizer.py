@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -17,17 +18,28 @@ def dtype_for_vocab(vocab_size: int) -> np.dtype:
     return np.dtype(np.uint32)
 
 
+def is_combining(char: str) -> bool:
+    """A combining mark (an accent written after its letter, as decomposed NFD text has them)."""
+    return unicodedata.category(char).startswith("M")
+
+
 def describe_chars(chars: Iterable[str], limit: int = 10) -> str:
     chars = sorted(set(chars))
-    shown = ", ".join(repr(c) for c in chars[:limit])
+    # A combining mark printed alone joins the quote before it: it is named by its code point.
+    shown = ", ".join(f"'\\u{ord(c):04x}'" if is_combining(c) else repr(c) for c in chars[:limit])
     more = f" and {len(chars) - limit} more" if len(chars) > limit else ""
     return f"{shown}{more}"
 
 
-def line_ending_fix(unknown: Iterable[str]) -> str:
-    """The first fix to name for characters a vocabulary lacks when a '\r' is among them: Windows
-    line endings, which data.newline=normalize reads as the new lines the model knows ("" else)."""
-    return "pass data.newline=normalize to read '\\r\\n' as '\\n', " if "\r" in unknown else ""
+def reading_fix(unknown: Iterable[str]) -> str:
+    """The fixes to name first for characters a vocabulary lacks that another reading of the same
+    text would not have ("" else): '\r' from Windows line endings, which data.newline=normalize reads
+    as the new lines the model knows; combining marks, which data.normalize=NFC composes."""
+    unknown = set(unknown)
+    fixes = "pass data.newline=normalize to read '\\r\\n' as '\\n', " if "\r" in unknown else ""
+    if any(is_combining(c) for c in unknown):
+        fixes += "pass data.normalize=NFC to compose accents written as combining marks, "
+    return fixes
 
 
 class CharTokenizer:

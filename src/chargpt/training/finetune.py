@@ -18,7 +18,7 @@ from torch import nn
 
 from chargpt.checks import whole_number, yes_no
 from chargpt.data import CharDataModule
-from chargpt.data.tokenizer import describe_chars, line_ending_fix
+from chargpt.data.tokenizer import describe_chars, reading_fix
 from chargpt.errors import ConfigError, DataError
 from chargpt.inference import load_with_checkpoint
 from chargpt.model import ModelConfig
@@ -91,7 +91,7 @@ def finetune_vocab(pretrained: Pretrained, data: CharDataModule, extend: bool) -
     if unseen and not extend:
         raise DataError(
             f"{data.source} has characters the checkpoint never saw: {describe_chars(unseen)}; "
-            f"{line_ending_fix(unseen)}remove them, or pass finetune.extend_vocab=true to add them to the "
+            f"{reading_fix(unseen)}remove them, or pass finetune.extend_vocab=true to add them to the "
             "vocabulary"
         )
     if unseen:
