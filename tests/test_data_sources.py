@@ -263,6 +263,10 @@ def test_a_path_that_exists_as_typed_keeps_its_dollar_sign(tmp_path: Path, monke
     # ... while a variable in a glob's own pattern, in a folder that exists, still is.
     monkeypatch.setenv("SONG", "a")
     assert text_of(module(f"{text.parent}/$SONG*.txt")) == "a song " * 10
+    # A file named with a glob's brackets and a dollar sign is taken as named.
+    named = tmp_path / "y [1] $HOME.txt"
+    named.write_text("named so " * 10)
+    assert text_of(module(named)) == "named so " * 10
 
 
 def test_val_max_chars_scores_a_fixed_prefix_of_a_big_split(corpus: Path) -> None:

@@ -52,6 +52,8 @@ def expand_path(value: str | os.PathLike) -> str:
     (a folder named 'price $5') is taken as it is, and so is the folder of a glob (its pattern is
     still expanded)."""
     home = os.path.expanduser(str(value))
+    if "$" in home and os.path.exists(home):  # also a name with a glob's brackets in it: 'a [1] $5.txt'
+        return home
     folder, pattern = split_glob(home)
     if "$" in folder and os.path.exists(folder or "."):
         return folder + os.path.expandvars(pattern)
