@@ -7,6 +7,7 @@ import logging
 import os
 import re
 import shlex
+import shutil
 import unicodedata
 from pathlib import Path
 from types import ModuleType
@@ -74,6 +75,11 @@ def test_a_changed_file_in_the_folder_refuses_resume_naming_it(folder: Path) -> 
         check_resumable(ckpt, "last.ckpt", model, after.tokenizer.to_list(), after.fingerprint)
     ckpt["callbacks"]["ResumeState"]["corpus"] = after.fingerprint
     check_resumable(ckpt, "last.ckpt", model, after.tokenizer.to_list(), after.fingerprint)
+    # A record without its sha256 names no text: it is not taken for this one.
+    ckpt["callbacks"]["ResumeState"]["corpus"] = {"path": "/elsewhere/other.txt"}
+    with pytest.raises(CheckpointError, match="not on"):
+        check_resumable(ckpt, "last.ckpt", model, after.tokenizer.to_list(), after.fingerprint,
+                        earlier_sha256=None)
 
 
 def test_a_folder_given_relative_is_the_same_text_as_given_absolute(folder: Path, monkeypatch) -> None:
@@ -462,40 +468,41 @@ def test_a_split_saved_again_unchanged_is_not_named_as_changed(tmp_path: Path, d
 @needs_datasets
 @pytest.mark.parametrize("val_split", [None, "validation"], ids=["one split", "two splits"])
 def test_a_checkpoint_of_an_earlier_version_resumes_on_the_unchanged_dataset(
-    tmp_path: Path, datasets: ModuleType, monkeypatch, val_split: str | None
+    tmp_path: Path, corpus: Path, datasets: ModuleType, monkeypatch, capsys, val_split: str | None
 ) -> None:
-    # Before 2026-12-05 a split's identity came from datasets' fingerprint: the checkpoints of
-    # those versions record that sha256, and resume (and evaluate) on the same saved dataset.
-    from chargpt.cli.recorded_text import check_read_alike
+    # Before 2026-12-05 a split's identity came from datasets' fingerprint: a run trained then
+    # resumes on the same saved dataset, and another dataset is still refused.
+    from chargpt.cli.train import main
     from chargpt.data import sources
 
+    lines = corpus.read_text()[:20000].splitlines()
     saved = tmp_path / "saved ds é"
     datasets.DatasetDict({
-        "train": datasets.Dataset.from_dict({"text": [f"row {i}" for i in range(30)]}),
-        "validation": datasets.Dataset.from_dict({"text": ["held out"] * 3}),
+        "train": datasets.Dataset.from_dict({"text": lines[:-100]}),
+        "validation": datasets.Dataset.from_dict({"text": lines[-100:]}),
     }).save_to_disk(str(saved))
+    run = tmp_path / "run"
+    named = ["data=hf", f"data.name={saved}", *([f"data.val_split={val_split}"] if val_split else [])]
+    args = [*[a for a in train_args(corpus, run, "sample.max_new_tokens=0", "logger=none")
+              if not a.startswith(("data.path=", "trainer.max_steps=")) and a != "data=text"], *named]
+    with monkeypatch.context() as then:  # the formula of those versions
+        then.setattr(sources, "_content_id", lambda dataset: dataset._fingerprint)
+        assert run_cli(main, *args, "trainer.max_steps=2") == 0
     now = hf_module(saved, split="train", val_split=val_split)
     now.setup()
-    with monkeypatch.context() as m:  # the formula of those versions
-        m.setattr(sources, "_content_id", lambda dataset: dataset._fingerprint)
-        then = hf_module(saved, split="train", val_split=val_split)
-        then.setup()
-        recorded = then.fingerprint
-    assert recorded["sha256"] != now.fingerprint["sha256"]
-    assert now.earlier_sha256 == recorded["sha256"]
-    model = ModelConfig(n_layer=1, n_head=2, n_embd=32, block_size=4)
-    ckpt = {
-        "hyper_parameters": {"vocab": now.tokenizer.to_list(), "model": model.to_dict()},
-        "callbacks": {"ResumeState": {"corpus": recorded}},
-    }
-    check_resumable(ckpt, "last.ckpt", model, now.tokenizer.to_list(), now.fingerprint,
-                    earlier_sha256=now.earlier_sha256)
-    check_read_alike(now, ckpt, "last.ckpt")
-    # Another text is still refused, whatever the earlier formula gives for it.
-    ckpt["callbacks"]["ResumeState"]["corpus"] = {**recorded, "sha256": "0" * 64}
-    with pytest.raises(CheckpointError, match="cannot resume"):
-        check_resumable(ckpt, "last.ckpt", model, now.tokenizer.to_list(), now.fingerprint,
-                        earlier_sha256=now.earlier_sha256)
+    recorded = json.loads((run / "metrics.json").read_text())
+    assert now.earlier_sha256 is not None and now.earlier_sha256 != now.fingerprint["sha256"]
+    capsys.readouterr()
+    assert run_cli(main, *args, "trainer.max_steps=4", f"ckpt_path={run}") == 0, capsys.readouterr().err
+    assert json.loads((run / "metrics.json").read_text())["step"] == 4 != recorded["step"]
+    # Another dataset under the same name: refused, whatever the earlier formula gives for it.
+    shutil.rmtree(saved)
+    datasets.DatasetDict({
+        "train": datasets.Dataset.from_dict({"text": lines[:-101]}),
+        "validation": datasets.Dataset.from_dict({"text": lines[-100:]}),
+    }).save_to_disk(str(saved))
+    assert run_cli(main, *args, "trainer.max_steps=6", f"ckpt_path={run}") == 2
+    assert "cannot resume" in capsys.readouterr().err
 
 
 @needs_datasets

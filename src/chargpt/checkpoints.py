@@ -284,7 +284,8 @@ def check_resumable(
             f"characters, this data has {len(vocab)}: {detail}); {how}, or start a new run without ckpt_path"
         )
     old_corpus = stored_corpus(ckpt)
-    same_text = old_corpus and corpus and old_corpus.get("sha256") in (corpus.get("sha256"), earlier_sha256)
+    recorded = (old_corpus or {}).get("sha256")
+    same_text = recorded is not None and recorded in {(corpus or {}).get("sha256"), earlier_sha256} - {None}
     if old_corpus and corpus and not same_text and not (
         # A folder given by a relative path before its files were named absolute (2026-12-03).
         recorded_files(old_corpus) and recorded_files(old_corpus) == recorded_files(corpus)

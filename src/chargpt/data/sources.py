@@ -42,8 +42,8 @@ class Part:
     chunks: Callable[[], Iterator[tuple[str, int]]] = field(compare=False, repr=False)
     size: int
     starts_file: bool = True  # a leading byte-order mark is dropped
-    # A dataset split's identity as versions before 2026-12-05 gave it (from datasets' fingerprint):
-    # checkpoints they wrote still resume on the unchanged split (CharText.earlier_sha256).
+    # A dataset split's identity as versions before the change of 2026-12-05 gave it (from datasets'
+    # fingerprint): checkpoints they wrote still resume on the unchanged split (CharText.earlier_sha256).
     earlier_sha256: str | None = field(default=None, compare=False)
 
 

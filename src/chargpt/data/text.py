@@ -208,17 +208,13 @@ class CharText:
 
     @property
     def earlier_sha256(self) -> str | None:
-        """The corpus sha256 as versions before 2026-12-05 computed it for a dataset's splits (from
-        datasets' fingerprint), which their checkpoints record; None for a text of files."""
+        """The corpus sha256 as versions before the change of 2026-12-05 computed it for a dataset's
+        splits (from datasets' fingerprint), which their checkpoints record; None for a text of files."""
         self.encoded()
         if not any(p.earlier_sha256 for p in self._parts):
             return None
         earlier = [replace(p, sha256=p.earlier_sha256 or p.sha256) for p in self._parts]
         return identity(earlier, {**self.options.settings(), "separator": self._separator()})
-
-    def is_recorded_as(self, sha256: str) -> bool:
-        """Whether a checkpoint's corpus sha256 names this text (also as an earlier version named it)."""
-        return sha256 in (self.fingerprint["sha256"], self.earlier_sha256)
 
     def _names_one_file(self) -> bool:
         """data.path is a file, not a folder or a glob that (today) holds one."""

@@ -434,7 +434,7 @@ def build_run(cfg: DictConfig) -> Run:
                         fix=resume_settings(cfg.get("init_from"), file),
                         train_fraction=getattr(datamodule, "train_fraction", None),
                         data_seed=getattr(datamodule, "seed", None),
-                        earlier_sha256=getattr(datamodule, "earlier_sha256", None))
+                        earlier_sha256=datamodule.earlier_sha256)
         ckpt_path, resume_step = str(file), int(ckpt.get("global_step", 0))
     module = CharLM(
         model=model_config.to_dict(),
