@@ -267,11 +267,13 @@ def test_a_run_on_a_folder_is_scored_and_copy_checked_on_its_own_split(tmp_path,
     line = _one_error(*run_main(eval_cli.main, args, capsys))
     assert "is read with other data settings than its run's (data.newline=normalize)" in line
     # A run with a validation text of its own: which text to score is the user's to say.
-    args = bare_train_args(folder, tmp_path / "run3", "trainer.max_steps=1",
+    # Read with a setting of its own: the commands it is told name it too.
+    (folder / "part 4.txt").write_bytes((folder / "part 4.txt").read_bytes().replace(b"\n", b"\r\n"))
+    args = bare_train_args(folder, tmp_path / "run3", "trainer.max_steps=1", "data.newline=normalize",
                            f"data.val_path={folder}/part 4.txt", f"data.path={folder}/part [0-3].txt")
     assert run_cli(train_cli.main, *args) == 0
     line = _one_error(*run_main(eval_cli.main, [f"ckpt_path={tmp_path / 'run3'}"], capsys))
-    assert "was validated on a text of its own (data.val_path=" in line
+    assert "was validated on a text of its own (data.val_path=" in line and "data.newline=normalize" in line
     # chargpt-eval says how to score the run's validation text, and that scores it as the run did.
     given = shlex.split(line.split("as its run did: ", 1)[1].split(" (or ", 1)[0])
     run3 = [f"ckpt_path={tmp_path / 'run3'}", "device=cpu"]

@@ -52,15 +52,17 @@ def recorded_data(
     path = Path(str(corpus["path"]))
     as_is = f"({shlex.quote(f'data.path={path}')} takes it as it is now)"
     split = stored_split(ckpt)
+    read_as = recorded_settings(corpus)
     if split.get("val_path"):
         trained = shlex.quote(f"data.path={path}")
         what = f"{source} was validated on a text of its own (data.val_path={split['val_path']})"
         if reader.scores_validation:
+            # With the settings the run read its text with: text named is read with the command's own.
+            trained = " ".join(filter(None, [trained, _overrides(read_as)]))
             held_out = shlex.quote(f"data.val_path={split['val_path']}")
             raise DataError(f"{what}; pass both texts to score it as its run did: {trained} {held_out} (or "
                             f"{trained} {reader.whole} to score the training text)")
         raise DataError(f"{what} and trained on all of {path}; pass that as {trained} {reader.whole}")
-    read_as = recorded_settings(corpus)
     if corpus.get("files"):
         _check_files(path, corpus, source, how, as_is)
     elif not path.is_file():
