@@ -41,6 +41,9 @@ def test_a_prompt_the_text_cannot_spell_is_one_plain_line_once(caplog, monkeypat
     lines = [r.getMessage() for r in caplog.records if "AttentionMaps" in r.getMessage()]
     assert lines == ["AttentionMaps: leaving out of its prompt the characters this text lacks: "
                      "'!', ',', 'Z', 'd', 'e'"]
+    # An accent written as a combining mark is composed, not dropped: the text has it composed.
+    accented = CharTokenizer(list("abcé \n"))
+    assert known_prompt("cafe\u0301", accented, "SampleText") == "caé"
 
 
 def test_lightning_advice_that_does_not_apply_is_not_shown() -> None:

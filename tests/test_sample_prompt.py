@@ -57,3 +57,23 @@ def test_sample_settings_are_checked_before_training(one_line_run, tmp_path: Pat
     code, _, err = run_main(train.main, [*args, "sample.temperature=-1"], capsys)
     assert code == 2 and "temperature=-1 must be a finite number >= 0" in err
     assert not list(run.rglob("*.ckpt"))
+
+
+def test_a_prompt_written_otherwise_is_read_as_the_models_text(capsys) -> None:
+    # "café" typed with a combining accent (NFD), a prompt file saved with Windows line endings:
+    # the same text as the model's, refused before as characters it never saw.
+    import unicodedata
+
+    from chargpt.cli.prompts import resolve_prompt
+    from chargpt.data.tokenizer import CharTokenizer
+    from chargpt.errors import ConfigError
+
+    tokenizer = CharTokenizer(sorted(set("café au lait\nthé\nnon")))
+    assert resolve_prompt(unicodedata.normalize("NFD", "café\r\nthé"), tokenizer) == "café\nthé"
+    assert capsys.readouterr().err == (
+        "note: the prompt is read with its line endings as '\\n' and its accents and syllables composed "
+        "(NFC), as the model's vocabulary writes them\n")
+    assert resolve_prompt("café", tokenizer) == "café" and capsys.readouterr().err == ""
+    # An accent the vocabulary has in no form: refused, the mark named by its code point.
+    with pytest.raises(ConfigError, match=r"not in the model's vocabulary: '\\u0303'; remove them"):
+        resolve_prompt(unicodedata.normalize("NFD", "caña"), tokenizer)

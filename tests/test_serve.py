@@ -150,6 +150,17 @@ def test_seeded_text_equals_chargpt_sample(
     assert cli == "\n---\n".join(prompt + text for text in texts) + "\n"
 
 
+def test_a_prompt_written_otherwise_is_read_as_chargpt_sample_reads_it(url: str) -> None:
+    # Windows line endings and an accent typed as a combining mark: the model's text, written
+    # otherwise; the server answered 400 where chargpt-sample samples it.
+    import unicodedata
+
+    settings = {"max_tokens": 12, "temperature": 0.8, "seed": 3}
+    as_typed = complete(url, prompt=unicodedata.normalize("NFD", "Café\r\nà"), **settings)
+    as_known = complete(url, prompt="Café\nà", **settings)
+    assert as_typed["choices"][0]["text"] == as_known["choices"][0]["text"]
+
+
 def read_events(url: str, **body: Any) -> list[str]:
     with httpx.stream("POST", f"{url}/v1/completions", json={**body, "stream": True}, timeout=60) as response:
         assert response.status_code == 200

@@ -49,25 +49,6 @@ def test_duplicate_or_multichar_vocabulary_rejected() -> None:
         CharTokenizer(["ab"])
 
 
-def test_a_prompt_written_otherwise_is_read_as_the_models_text(capsys) -> None:
-    # "café" typed with a combining accent (NFD), a prompt file saved with Windows line endings:
-    # the same text as the model's, refused before as characters it never saw.
-    import unicodedata
-
-    from chargpt.cli.prompts import resolve_prompt
-    from chargpt.errors import ConfigError
-
-    tokenizer = CharTokenizer(sorted(set("café au lait\nthé\nnon")))
-    decomposed = unicodedata.normalize("NFD", "café\r\nthé")
-    assert resolve_prompt(decomposed, tokenizer) == "café\nthé"
-    assert capsys.readouterr().err == ("note: the prompt is read with its line endings as '\\n' and its "
-                                       "accents composed (NFC), as the model's vocabulary writes them\n")
-    assert resolve_prompt("café", tokenizer) == "café" and capsys.readouterr().err == ""
-    # An accent the vocabulary has in no form: refused, the mark named by its code point.
-    with pytest.raises(ConfigError, match=r"not in the model's vocabulary: '\\u0303'; remove them"):
-        resolve_prompt(unicodedata.normalize("NFD", "caña"), tokenizer)
-
-
 def test_characters_a_vocabulary_lacks_name_the_reading_that_has_them() -> None:
     import unicodedata
 
@@ -78,3 +59,22 @@ def test_characters_a_vocabulary_lacks_name_the_reading_that_has_them() -> None:
     assert reading_fix(unknown) == ("pass data.newline=normalize to read '\\r\\n' as '\\n', "
                                     "pass data.normalize=NFC to compose accents written as combining marks, ")
     assert reading_fix({"x"}) == ""
+    assert reading_fix(unknown, normalize="NFC") == "pass data.newline=normalize to read '\\r\\n' as '\\n', "
+    # A mark NFC composes with no letter (a Devanagari vowel sign) is a character of its own.
+    assert reading_fix(set("नमस्ते")) == ""
+
+
+def test_a_vocabulary_rewrites_only_what_it_lacks_its_own_way() -> None:
+    import unicodedata
+
+    tokenizer = CharTokenizer(sorted(set("café thé\nnon\u2126\u03a9한국어")))
+    nfd = unicodedata.normalize("NFD", "café\r\nthé 한국어")
+    assert tokenizer.as_written_here(nfd) == ("café\nthé 한국어", [
+        "its line endings as '\\n'", "its accents and syllables composed (NFC)"])
+    # Known characters stay as they are, even where NFC would change them (the Ohm sign).
+    assert tokenizer.as_written_here("\u2126 cafe\u0301") == ("\u2126 café", [
+        "its accents and syllables composed (NFC)"])
+    assert tokenizer.as_written_here("non") == ("non", [])
+    # What no writing has stays unknown: the caller refuses it.
+    written, _ = tokenizer.as_written_here(unicodedata.normalize("NFD", "caña"))
+    assert tokenizer.unknown_chars(written) == {"ñ"}

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import sys
-import unicodedata
 
 from chargpt.cli.argv import prompt_source
-from chargpt.data.tokenizer import CharTokenizer, describe_chars, is_combining
+from chargpt.data.tokenizer import CharTokenizer, describe_chars
 from chargpt.errors import ConfigError
 from chargpt.inference import start_prompt
 
@@ -24,29 +23,17 @@ def resolve_prompt(prompt: object, tokenizer: CharTokenizer, setting: str = "pro
             )
         return start
     check_prompt_text(prompt, setting)
-    if unknown := tokenizer.unknown_chars(prompt):
-        if (same := same_text_in_vocabulary(prompt, unknown, tokenizer)) is not None:
-            return same
+    if tokenizer.unknown_chars(prompt):
+        # A prompt file saved on Windows, "café" typed as 'e' + U+0301: the model's text, written otherwise.
+        written, done = tokenizer.as_written_here(prompt)
+        if done and not tokenizer.unknown_chars(written):
+            print(f"note: the prompt is read with {' and '.join(done)}, as the model's vocabulary writes "
+                  "them", file=sys.stderr)
+            return written
         raise ConfigError(f"{prompt_source(setting)} has characters not in the model's vocabulary: "
-                          f"{describe_chars(unknown)}; remove them from it, or use a model trained on "
-                          "text that has them")
+                          f"{describe_chars(tokenizer.unknown_chars(prompt))}; remove them from it, or use a "
+                          "model trained on text that has them")
     return prompt
-
-
-def same_text_in_vocabulary(prompt: str, unknown: set[str], tokenizer: CharTokenizer) -> str | None:
-    """The prompt with Windows line endings read as new lines and decomposed accents composed (NFC),
-    when that leaves no character the vocabulary lacks (a prompt file saved on Windows, "café" typed
-    as 'e' + U+0301: the same text as the model's, written otherwise), said in a note; else None."""
-    read, how = prompt, []
-    if "\r" in unknown:
-        read, how = read.replace("\r\n", "\n").replace("\r", "\n"), ["its line endings as '\\n'"]
-    if any(is_combining(c) for c in unknown):
-        read, how = unicodedata.normalize("NFC", read), [*how, "its accents composed (NFC)"]
-    if not how or tokenizer.unknown_chars(read):
-        return None
-    print(f"note: the prompt is read with {' and '.join(how)}, as the model's vocabulary writes them",
-          file=sys.stderr)
-    return read
 
 
 def check_prompt_text(prompt: object, setting: str = "prompt") -> None:

@@ -285,7 +285,7 @@ def encode_parts(
             tokenizer = CharTokenizer(chars)
         elif unknown := tokenizer.unknown_chars("".join(chars)):
             named = describe_chars(unknown)
-            endings = reading_fix(unknown)
+            endings = reading_fix(unknown, options.normalize)
             raise UnknownCharactersError(
                 f"{_where(parts, source or label)} has characters the vocabulary lacks: {named}; "
                 f"{endings}{'or ' if endings else ''}remove them from the text", named,

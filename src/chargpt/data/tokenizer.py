@@ -18,9 +18,18 @@ def dtype_for_vocab(vocab_size: int) -> np.dtype:
     return np.dtype(np.uint32)
 
 
+# Letters NFC can put an accent on: a mark that composes with none of them (a Devanagari vowel
+# sign) is a character of its own, which data.normalize=NFC would not remove.
+_ACCENTED_LETTERS = "aeiouycnszrgklmdtwhjxAEIOUYCNSZRGKLMDTWHJXαεηιουωΑΕΗΙΟΥΩаеиоуАЕИОУ"
+
+
 def is_combining(char: str) -> bool:
     """A combining mark (an accent written after its letter, as decomposed NFD text has them)."""
     return unicodedata.category(char).startswith("M")
+
+
+def _composes(mark: str) -> bool:
+    return any(len(unicodedata.normalize("NFC", letter + mark)) == 1 for letter in _ACCENTED_LETTERS)
 
 
 def describe_chars(chars: Iterable[str], limit: int = 10) -> str:
@@ -31,15 +40,22 @@ def describe_chars(chars: Iterable[str], limit: int = 10) -> str:
     return f"{shown}{more}"
 
 
-def reading_fix(unknown: Iterable[str]) -> str:
+def reading_fix(unknown: Iterable[str], normalize: str | None = None) -> str:
     """The fixes to name first for characters a vocabulary lacks that another reading of the same
     text would not have ("" else): '\r' from Windows line endings, which data.newline=normalize reads
-    as the new lines the model knows; combining marks, which data.normalize=NFC composes."""
+    as the new lines the model knows; accents written as combining marks, which data.normalize=NFC
+    composes (unless the text is read so already: `normalize`)."""
     unknown = set(unknown)
     fixes = "pass data.newline=normalize to read '\\r\\n' as '\\n', " if "\r" in unknown else ""
-    if any(is_combining(c) for c in unknown):
+    if normalize not in ("NFC", "NFKC") and any(is_combining(c) and _composes(c) for c in unknown):
         fixes += "pass data.normalize=NFC to compose accents written as combining marks, "
     return fixes
+
+
+def _continues_a_character(char: str) -> bool:
+    """A combining mark, or a Hangul vowel or final consonant written as a jamo of its own (NFD
+    Korean): part of the character before it."""
+    return is_combining(char) or 0x1160 <= ord(char) <= 0x11FF
 
 
 class CharTokenizer:
@@ -67,6 +83,28 @@ class CharTokenizer:
 
     def unknown_chars(self, text: str) -> set[str]:
         return set(text) - self.stoi.keys()
+
+    def as_written_here(self, text: str) -> tuple[str, list[str]]:
+        """The text with what this vocabulary lacks but writes otherwise rewritten its way: Windows
+        line endings as '\\n', an accented letter or a Korean syllable given as separate code points
+        composed (NFC; only where a character is unknown, so the known ones stay as they are).
+        Returns the text and what was done, in words (empty when nothing was)."""
+        unknown, done = self.unknown_chars(text), []
+        if "\r" in unknown and "\n" in self.stoi:
+            text = text.replace("\r\n", "\n").replace("\r", "\n")
+            done.append("its line endings as '\\n'")
+        if any(_continues_a_character(c) for c in unknown):
+            clusters: list[str] = []
+            for char in text:
+                if clusters and _continues_a_character(char):
+                    clusters[-1] += char
+                else:
+                    clusters.append(char)
+            composed = [unicodedata.normalize("NFC", c) if self.unknown_chars(c) else c for c in clusters]
+            if composed != clusters:
+                text = "".join(composed)
+                done.append("its accents and syllables composed (NFC)")
+        return text, done
 
     def encode(self, text: str) -> list[int]:
         unknown = self.unknown_chars(text)

@@ -91,8 +91,8 @@ def finetune_vocab(pretrained: Pretrained, data: CharDataModule, extend: bool) -
     if unseen and not extend:
         raise DataError(
             f"{data.source} has characters the checkpoint never saw: {describe_chars(unseen)}; "
-            f"{reading_fix(unseen)}remove them, or pass finetune.extend_vocab=true to add them to the "
-            "vocabulary"
+            f"{reading_fix(unseen, data.options.normalize)}remove them, or pass finetune.extend_vocab=true "
+            "to add them to the vocabulary"
         )
     if unseen:
         log.info("finetune.extend_vocab: added %d characters the checkpoint never saw: %s",

@@ -64,6 +64,7 @@ def log_image(trainer: L.Trainer, key: str, picture: np.ndarray, step: int) -> N
 def known_prompt(prompt: str, tokenizer: CharTokenizer, what: str) -> str:
     """The prompt without characters the vocabulary lacks (any corpus can be trained on); says
     so in one plain line, once, not at every validation."""
+    prompt = tokenizer.as_written_here(prompt)[0]  # (an accent given as a combining mark is composed)
     unknown = tokenizer.unknown_chars(prompt)
     if unknown:
         key = (what, prompt, "".join(tokenizer.chars))
