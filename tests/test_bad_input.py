@@ -491,8 +491,8 @@ def test_an_export_folder_is_not_made_a_run_folder(files, monkeypatch, capsys):
     (folder / "model.safetensors").write_bytes(b"weights")
     args = bare_train_args(files["corpus"], folder, "trainer.max_steps=2")
     code, out, err = run_main(train_cli.main, args, capsys)
-    _assert_one_error_line(code, out, err, f"{folder} holds a chargpt export (its config.json); pick a new "
-                           "hydra.run.dir")
+    _assert_one_error_line(code, out, err, f"{folder} holds a chargpt export (its config.json); give the run "
+                           "a new or empty folder: hydra.run.dir=NEW_FOLDER")
     assert sorted(p.name for p in folder.iterdir()) == ["config.json", "model.safetensors"]
 
 

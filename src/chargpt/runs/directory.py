@@ -132,8 +132,8 @@ def foreign_files(folder: Path) -> list[str]:
 def check_not_foreign(folder: Path, setting: str) -> None:
     if is_export(folder):  # one path would name two models: sampling reads the export, a resume the run
         raise RunDirInUse(
-            f"{folder} holds a chargpt export (its {CONFIG_FILE}); pick a new {setting} (a new or empty "
-            "folder)"
+            f"{folder} holds a chargpt export (its {CONFIG_FILE}); give the run a new or empty folder: "
+            f"{setting}=NEW_FOLDER"
         )
     if foreign := foreign_files(folder):
         raise RunDirInUse(
