@@ -156,6 +156,10 @@ def test_an_mlflow_server_that_cannot_be_reached_is_refused_at_once(
         closed = probe.getsockname()[1]
     with pytest.raises(ConfigError, match=rf"cannot reach the MLflow server at .*:{closed} .*mlflow server"):
         MLFlowTracker(tracking_uri=f"http://127.0.0.1:{closed}")
+    # With MLflow's own TLS settings (a client certificate), MLflow alone judges the server.
+    monkeypatch.setenv("MLFLOW_TRACKING_CLIENT_CERT_PATH", str(tmp_path / "client.pem"))
+    MLFlowTracker(tracking_uri=f"https://127.0.0.1:{closed}")
+    monkeypatch.delenv("MLFLOW_TRACKING_CLIENT_CERT_PATH")
 
     # A server that answers, even "not found" (a proxy, an older MLflow), is MLflow's to talk to.
     server = http.server.HTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import lightning as L
 
-# (owner, attribute path) pairs, checked by the test on a real Trainer.
+# (owner, attribute path) pairs, checked by the test on a real Trainer and real loggers.
 PRIVATE_MEMBERS: list[tuple[str, str]] = [
     # Whether the loggers write this step's values: Lightning's own rule (its LearningRateMonitor
     # asks the same), so values are handed to self.log only on the steps that are written.

@@ -102,16 +102,22 @@ def _import_check(module: str, extra: str) -> None:
         raise ConfigError(needs_extra(f"logger={extra}", f"the {module} package", extra)) from None
 
 
+MLFLOW_TLS_SETTINGS = ("MLFLOW_TRACKING_SERVER_CERT_PATH", "MLFLOW_TRACKING_CLIENT_CERT_PATH",
+                       "MLFLOW_TRACKING_INSECURE_TLS")
+
+
 def _check_reachable(server: str, timeout: float = 10.0) -> None:
     """MLflow retries a server it cannot reach for minutes before it says so (7 tries with
     growing waits); one quick request first turns a wrong address, or a server not started yet,
     into an error at once. Any HTTP answer will do: a proxy or a login page is MLflow's to judge.
-    So will a server whose certificate this check cannot verify: MLflow has its own certificate settings
-    (MLFLOW_TRACKING_SERVER_CERT_PATH, MLFLOW_TRACKING_INSECURE_TLS, REQUESTS_CA_BUNDLE)."""
+    So will a server whose certificate this check cannot verify; and with MLflow's own TLS settings
+    set (a client certificate, ...), MLflow alone talks to it."""
     import ssl
     import urllib.error
     import urllib.request
 
+    if any(os.environ.get(name) for name in MLFLOW_TLS_SETTINGS):
+        return
     try:
         urllib.request.urlopen(f"{server.rstrip('/')}/health", timeout=timeout).close()
     except urllib.error.HTTPError:
