@@ -405,6 +405,14 @@ def datasets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
     return datasets
 
 
+def save_dataset(datasets: ModuleType, folder: Path, lines: list[str], held_out: int = 100) -> None:
+    """`lines` saved as a dataset: a train split, and the last `held_out` lines as validation."""
+    datasets.DatasetDict({
+        "train": datasets.Dataset.from_dict({"text": lines[:-held_out]}),
+        "validation": datasets.Dataset.from_dict({"text": lines[-held_out:]}),
+    }).save_to_disk(str(folder))
+
+
 def hf_module(name: Path | str, **kwargs) -> CharDataModule:
     return CharDataModule(None, block_size=4, batch_size=2, name=str(name), **kwargs)
 
@@ -477,10 +485,7 @@ def test_a_checkpoint_of_an_earlier_version_resumes_on_the_unchanged_dataset(
 
     lines = corpus.read_text()[:20000].splitlines()
     saved = tmp_path / "saved ds é"
-    datasets.DatasetDict({
-        "train": datasets.Dataset.from_dict({"text": lines[:-100]}),
-        "validation": datasets.Dataset.from_dict({"text": lines[-100:]}),
-    }).save_to_disk(str(saved))
+    save_dataset(datasets, saved, lines)
     run = tmp_path / "run"
     named = ["data=hf", f"data.name={saved}", *([f"data.val_split={val_split}"] if val_split else [])]
     args = [*[a for a in train_args(corpus, run, "sample.max_new_tokens=0", "logger=none")
@@ -497,10 +502,7 @@ def test_a_checkpoint_of_an_earlier_version_resumes_on_the_unchanged_dataset(
     assert json.loads((run / "metrics.json").read_text())["step"] == 4 != recorded["step"]
     # Another dataset under the same name: refused, whatever the earlier formula gives for it.
     shutil.rmtree(saved)
-    datasets.DatasetDict({
-        "train": datasets.Dataset.from_dict({"text": lines[:-101]}),
-        "validation": datasets.Dataset.from_dict({"text": lines[-100:]}),
-    }).save_to_disk(str(saved))
+    save_dataset(datasets, saved, [*lines[:-101], *lines[-100:]], held_out=100)
     assert run_cli(main, *args, "trainer.max_steps=6", f"ckpt_path={run}") == 2
     assert "cannot resume" in capsys.readouterr().err
 
@@ -619,10 +621,7 @@ def test_a_run_on_a_dataset_is_evaluated_by_naming_the_dataset(
 
     lines = corpus.read_text()[:30000].splitlines()
     saved = tmp_path / "saved, dataset é"
-    datasets.DatasetDict({
-        "train": datasets.Dataset.from_dict({"text": lines[:-100]}),
-        "validation": datasets.Dataset.from_dict({"text": lines[-100:]}),
-    }).save_to_disk(str(saved))
+    save_dataset(datasets, saved, lines)
     run = tmp_path / "run"
     named = ["data=hf", f"data.name={saved}", held_out]
     args = [a for a in train_args(corpus, run, "trainer.max_steps=2", "sample.max_new_tokens=0",

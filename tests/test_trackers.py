@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
 import struct
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -139,13 +141,31 @@ def test_a_resume_from_another_folder_continues_the_mlflow_run_where_it_is(
     assert json.loads((run / "status.json").read_text())["status"] == "finished"
 
 
+@contextlib.contextmanager
+def _answering_server(cert: Path | None = None, key: Path | None = None) -> Iterator[int]:
+    """A local HTTP server (HTTPS with `cert` and `key`) that answers every request, "not
+    implemented": something is at the address. Yields its port."""
+    import http.server
+    import ssl
+    import threading
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
+    if cert is not None:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(cert, key)
+        server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield server.server_port
+    finally:
+        server.shutdown()
+
+
 def test_an_mlflow_server_that_cannot_be_reached_is_refused_at_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # MLflow retried an address with no server behind it for about 4 minutes before its traceback.
-    import http.server
     import socket
-    import threading
 
     pytest.importorskip("mlflow")
     from chargpt.errors import ConfigError
@@ -162,23 +182,15 @@ def test_an_mlflow_server_that_cannot_be_reached_is_refused_at_once(
     monkeypatch.delenv("MLFLOW_TRACKING_CLIENT_CERT_PATH")
 
     # A server that answers, even "not found" (a proxy, an older MLflow), is MLflow's to talk to.
-    server = http.server.HTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        tracker = MLFlowTracker(tracking_uri=f"http://127.0.0.1:{server.server_port}")
-        assert tracker._tracking_uri.endswith(str(server.server_port))
-    finally:
-        server.shutdown()
+    with _answering_server() as port:
+        assert MLFlowTracker(tracking_uri=f"http://127.0.0.1:{port}")._tracking_uri.endswith(str(port))
 
 
 def test_an_mlflow_server_with_a_certificate_of_its_own_is_left_to_mlflow(tmp_path: Path) -> None:
     # A self-signed or company certificate fails this check's verification, which MLflow's own
     # settings (MLFLOW_TRACKING_SERVER_CERT_PATH, ...) may pass: it is not "cannot reach".
-    import http.server
     import shutil
-    import ssl
     import subprocess
-    import threading
 
     pytest.importorskip("mlflow")
     if shutil.which("openssl") is None:
@@ -189,16 +201,8 @@ def test_an_mlflow_server_with_a_certificate_of_its_own_is_left_to_mlflow(tmp_pa
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
                     "-out", str(cert), "-days", "1", "-subj", "/CN=localhost"],
                    check=True, capture_output=True)
-    server = http.server.HTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert, key)
-    server.socket = context.wrap_socket(server.socket, server_side=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        tracker = MLFlowTracker(tracking_uri=f"https://127.0.0.1:{server.server_port}")
-        assert tracker._tracking_uri.endswith(str(server.server_port))
-    finally:
-        server.shutdown()
+    with _answering_server(cert, key) as port:
+        assert MLFlowTracker(tracking_uri=f"https://127.0.0.1:{port}")._tracking_uri.endswith(str(port))
 
 
 def test_a_resumed_run_opens_its_local_mlflow_store_and_a_missing_one_is_not_made(
