@@ -124,8 +124,8 @@ def scored_text(text: CharText, split: str) -> str:
         both = f"{text.path} and {text.val_path}"
         return {"val": str(text.val_path), "train": str(text.path)}.get(split, both)
     if text.val_split:
-        scored = {"val": text.val_split, "train": text.split or "train"}.get(
-            split, f"{text.split or 'train'} and {text.val_split}")
+        train = text.split or "train"
+        scored = {"val": text.val_split, "train": train}.get(split, f"{train} and {text.val_split}")
         return f"dataset {text.name} ({scored})"
     return str(text.path or text.source)
 

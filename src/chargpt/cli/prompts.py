@@ -23,7 +23,7 @@ def resolve_prompt(prompt: object, tokenizer: CharTokenizer, setting: str = "pro
             )
         return start
     check_prompt_text(prompt, setting)
-    if tokenizer.unknown_chars(prompt):
+    if unknown := tokenizer.unknown_chars(prompt):
         # A prompt file saved on Windows, "café" typed as 'e' + U+0301: the model's text, written otherwise.
         written, done = tokenizer.as_written_here(prompt)
         if done and not tokenizer.unknown_chars(written):
@@ -31,8 +31,8 @@ def resolve_prompt(prompt: object, tokenizer: CharTokenizer, setting: str = "pro
                   "them", file=sys.stderr)
             return written
         raise ConfigError(f"{prompt_source(setting)} has characters not in the model's vocabulary: "
-                          f"{describe_chars(tokenizer.unknown_chars(prompt))}; remove them from it, or use a "
-                          "model trained on text that has them")
+                          f"{describe_chars(unknown)}; remove them from it, or use a model trained on "
+                          "text that has them")
     return prompt
 
 

@@ -402,20 +402,16 @@ def build_run(cfg: DictConfig) -> Run:
         ckpt = read_checkpoint(file)
         check_not_rewinding(file, ckpt, Path(cfg.paths.output_dir))
     # The line each `auto` logs: what it resolved to, or, on a resume, the arithmetic the run keeps.
-    if precision_line:
-        kept, said = precision.keep_precision(cfg, ckpt, file) if ckpt is not None else (False, None)
-        precision_line = said or precision_line
-        decided.append(
-            f"trainer.precision=auto kept {cfg.trainer.precision}, the checkpoint's"
-            if kept else f"trainer.precision=auto resolved to {cfg.trainer.precision} on this machine"
-        )
-    if matmul_line:
-        kept, said = precision.keep_matmul_precision(cfg, ckpt, file) if ckpt is not None else (False, None)
-        matmul_line = said or matmul_line
-        decided.append(
-            f"matmul_precision=auto kept {cfg.matmul_precision}, the checkpoint's"
-            if kept else f"matmul_precision=auto resolved to {cfg.matmul_precision} on this machine"
-        )
+    said_lines = []
+    for setting, line, keep in (("trainer.precision", precision_line, precision.keep_precision),
+                                ("matmul_precision", matmul_line, precision.keep_matmul_precision)):
+        if not line:
+            continue
+        kept, said = keep(cfg, ckpt, file) if ckpt is not None else (False, None)
+        said_lines.append(said or line)
+        value = OmegaConf.select(cfg, setting)
+        decided.append(f"{setting}=auto kept {value}, the checkpoint's" if kept
+                       else f"{setting}=auto resolved to {value} on this machine")
     choice = None
     if auto:
         choice = size_automatically(cfg, datamodule, model_config, ckpt, start, reserve_seconds)
@@ -463,7 +459,6 @@ def build_run(cfg: DictConfig) -> Run:
         follow_moved_run(ckpt, ckpt_path, trainer.callbacks)
     if ckpt is not None and isinstance(trainer.strategy.checkpoint_io, AtomicCheckpointIO):
         trainer.strategy.checkpoint_io.preload(ckpt_path, ckpt)  # fit() reads it from memory
-    for line in (precision_line, matmul_line):  # said once every check has passed, not before an error
-        if line:
-            log.info(line)
+    for line in said_lines:  # said once every check has passed, not before an error
+        log.info(line)
     return Run(datamodule, module, trainer, ckpt_path, finetuning=pretrained is not None and ckpt is None)
