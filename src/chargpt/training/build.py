@@ -344,6 +344,42 @@ def check_not_rewinding(file: Path, ckpt: dict[str, Any], run_dir: Path) -> None
         )
 
 
+def check_finetune_settings(cfg: DictConfig) -> None:
+    """experiment=finetune and the finetune.* settings need init_from: refused without it, naming
+    the init_from a fine-tune being resumed started with when its run recorded one."""
+    if not cfg.get("init_from") and is_finetune_experiment():
+        resumed = _resumable(cfg.get("ckpt_path"))
+        if resumed and (fix := resume_settings(None, Path(resumed))):
+            raise ConfigError(f"experiment=finetune needs init_from to resume {resumed}: {fix}")
+        raise ConfigError(
+            "experiment=finetune starts from a trained model but no init_from was given; pass "
+            "init_from=RUN_DIR (or a .ckpt file), or drop experiment=finetune to train from scratch"
+        )
+    given = [f"finetune.{k}={shown(v)}" for k, v in (cfg.get("finetune") or {}).items() if v]
+    if given and not cfg.get("init_from"):
+        raise ConfigError(
+            f"{given[0]} applies when fine-tuning, and this run starts from scratch; pass "
+            "init_from=RUN_DIR (or a .ckpt file), or drop it"
+        )
+
+
+def precision_decisions(cfg: DictConfig, precision_line: str | None, matmul_line: str | None,
+                        ckpt: dict[str, Any] | None, file: Path | None, decided: list[str]) -> list[str]:
+    """For each precision setting given as `auto`: the line the run logs (what it resolved to, or on
+    a resume the arithmetic the run keeps), returned; the decision itself appended to `decided`."""
+    said_lines = []
+    for setting, line, keep in (("trainer.precision", precision_line, precision.keep_precision),
+                                ("matmul_precision", matmul_line, precision.keep_matmul_precision)):
+        if not line:
+            continue
+        kept, said = keep(cfg, ckpt, file) if ckpt is not None and file is not None else (False, None)
+        said_lines.append(said or line)
+        value = OmegaConf.select(cfg, setting)
+        decided.append(f"{setting}=auto kept {value}, the checkpoint's" if kept
+                       else f"{setting}=auto resolved to {value} on this machine")
+    return said_lines
+
+
 def build_run(cfg: DictConfig) -> Run:
     """Data, model and trainer as configured, after every check that can fail before training."""
     model_fields = plain(cfg.model)
@@ -366,20 +402,7 @@ def build_run(cfg: DictConfig) -> Run:
     if auto:
         auto_size.check_auto(cfg, task_overrides())
     pretrained = None
-    if not cfg.get("init_from") and is_finetune_experiment():
-        resumed = _resumable(cfg.get("ckpt_path"))
-        if resumed and (fix := resume_settings(None, Path(resumed))):
-            raise ConfigError(f"experiment=finetune needs init_from to resume {resumed}: {fix}")
-        raise ConfigError(
-            "experiment=finetune starts from a trained model but no init_from was given; pass "
-            "init_from=RUN_DIR (or a .ckpt file), or drop experiment=finetune to train from scratch"
-        )
-    given = [f"finetune.{k}={shown(v)}" for k, v in (cfg.get("finetune") or {}).items() if v]
-    if given and not cfg.get("init_from"):
-        raise ConfigError(
-            f"{given[0]} applies when fine-tuning, and this run starts from scratch; pass "
-            "init_from=RUN_DIR (or a .ckpt file), or drop it"
-        )
+    check_finetune_settings(cfg)
     if cfg.get("init_from"):
         check_not_its_own_start(cfg.init_from, cfg.get("ckpt_path"))
         pretrained = prepare_finetune(cfg, model_config, task_overrides(),
@@ -394,24 +417,14 @@ def build_run(cfg: DictConfig) -> Run:
     datamodule.prepare_data()
     datamodule.setup("fit")
     vocab = datamodule.tokenizer.to_list()
-    ckpt_path, ckpt, resume_step = None, None, None
+    ckpt_path, ckpt, file, resume_step = None, None, None, None
     if cfg.ckpt_path:
         # Read (weights-only) and compared before Lightning touches it: a checkpoint of another
         # corpus or model is refused with the reason, not a shape-mismatch traceback.
         file = resolve_checkpoint(cfg.ckpt_path)
         ckpt = read_checkpoint(file)
         check_not_rewinding(file, ckpt, Path(cfg.paths.output_dir))
-    # The line each `auto` logs: what it resolved to, or, on a resume, the arithmetic the run keeps.
-    said_lines = []
-    for setting, line, keep in (("trainer.precision", precision_line, precision.keep_precision),
-                                ("matmul_precision", matmul_line, precision.keep_matmul_precision)):
-        if not line:
-            continue
-        kept, said = keep(cfg, ckpt, file) if ckpt is not None else (False, None)
-        said_lines.append(said or line)
-        value = OmegaConf.select(cfg, setting)
-        decided.append(f"{setting}=auto kept {value}, the checkpoint's" if kept
-                       else f"{setting}=auto resolved to {value} on this machine")
+    said_lines = precision_decisions(cfg, precision_line, matmul_line, ckpt, file, decided)
     choice = None
     if auto:
         choice = size_automatically(cfg, datamodule, model_config, ckpt, start, reserve_seconds)
