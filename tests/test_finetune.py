@@ -147,6 +147,34 @@ def test_a_fine_tune_resumed_without_its_settings_is_told_them(pretrained: Path,
             f"init_from={pretrained} finetune.extend_vocab=true") in err
 
 
+def test_a_fine_tune_resumed_with_other_parameters_frozen_is_told_its_freeze_settings(
+        pretrained: Path, tmp_path: Path, capsys) -> None:
+    # Its optimizer holds state for the parameters it trained: other freeze settings cannot take it.
+    new = other_text(tmp_path / "new.txt")
+    run_dir = tmp_path / "ft"
+    started = ["finetune.freeze_blocks=1", "finetune.freeze_embeddings=true"]
+    assert run_cli(train.main, *finetune_args(new, run_dir, pretrained, *started, "trainer.max_steps=2")) == 0
+    before = {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file() and p.name != "train.log"}
+    capsys.readouterr()
+    for extra, told in (([], "it was fine-tuned with finetune.freeze_embeddings=true "
+                             "finetune.freeze_blocks=1: resume with them"),
+                        (["finetune.freeze_blocks=1"], "resume with them")):
+        code = run_cli(train.main, *finetune_args(new, run_dir, pretrained, "trainer.max_steps=4", *extra),
+                       f"ckpt_path={run_dir}")
+        err = capsys.readouterr().err
+        assert code == 2 and len(err.splitlines()) == 1, err
+        assert err.startswith(f"error: cannot resume from {run_dir / 'checkpoints' / 'last.ckpt'}: it was "
+                              "trained with other parameters frozen") and err.rstrip().endswith(told)
+    plain = [a for a in finetune_args(new, run_dir, pretrained, "trainer.max_steps=4")
+             if not a.startswith("init_from=")]
+    assert run_cli(train.main, *plain, f"ckpt_path={run_dir}") == 2  # without init_from: all it started with
+    assert (f"resume with the settings that started it, init_from={pretrained} "
+            "finetune.freeze_embeddings=true finetune.freeze_blocks=1") in capsys.readouterr().err
+    assert {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file() and p.name != "train.log"} == before
+    assert run_cli(train.main, *finetune_args(new, run_dir, pretrained, "trainer.max_steps=4", *started),
+                   f"ckpt_path={run_dir}") == 0
+
+
 def test_a_folder_and_a_normalised_text_are_read_as_the_run_reads_them(pretrained: Path, tmp_path) -> None:
     # A folder fine-tunes as it trains from scratch; a CRLF text with data.newline=normalize has no
     # '\r' left, so the checkpoint's vocabulary needs nothing added.

@@ -107,6 +107,10 @@ def test_checkpoint_holds_rng_and_corpus_in_plain_form(tmp_path, monkeypatch, ca
          "with data.train_fraction=0.5: its run split the text at 0.9; resume with data.train_fraction=0.9"),
         # Other batches from here on: not the run's own resume.
         ("seed=7", "with data.seed=7: its run drew its batches with 1337; resume with seed=1337"),
+        # Another optimizer: the checkpoint's optimizer state would not load into it.
+        ("optimizer=muon", "with chargpt.training.optim.muon_adamw: it was trained with torch.optim.AdamW, "
+         "whose optimizer state does not carry over; resume with optimizer=adamw, or start a new run "
+         "from its weights with init_from="),
     ],
 )
 def test_incompatible_resume_is_refused(tmp_path, monkeypatch, capsys, change, expected):

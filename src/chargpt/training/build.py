@@ -39,10 +39,11 @@ from chargpt.run_layout import METRICS_FILE, SAVED_CONFIG, last_checkpoint, run_
 from chargpt.training import auto_size, budget_plan, precision
 from chargpt.training.callbacks import budget
 from chargpt.training.checkpoint_io import AtomicCheckpointIO, follow_moved_run
-from chargpt.training.finetune import apply_pretrained, freeze, prepare_finetune, resume_settings
+from chargpt.training.finetune import apply_pretrained, freeze, freeze_fix, prepare_finetune, resume_settings
 from chargpt.training.host_memory import keep_freed_memory
 from chargpt.training.module import MONITORABLE, CharLM
-from chargpt.training.optim import check_optimizer
+from chargpt.training.optim import build_optimizer, check_optimizer
+from chargpt.training.optimizer_state import check_optimizer_state
 from chargpt.training.steps import fix_total_steps
 
 log = logging.getLogger(__name__)
@@ -459,6 +460,10 @@ def build_run(cfg: DictConfig) -> Run:
         if ckpt is None:  # a resumed fine-tune takes its weights from its own checkpoint
             apply_pretrained(module.model, pretrained)
         freeze(module.model, cfg.finetune.freeze_embeddings, cfg.finetune.freeze_blocks)
+    if ckpt is not None and file is not None:
+        optimizer_config = plain(cfg.optimizer)
+        check_optimizer_state(ckpt, file, build_optimizer(module.model, optimizer_config), optimizer_config,
+                              resume_settings(cfg.get("init_from"), file) or freeze_fix(cfg, file))
     trainer = build_trainer(cfg, resume_step)
     if choice is not None:
         for callback in trainer.callbacks:

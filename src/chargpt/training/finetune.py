@@ -10,13 +10,14 @@ import logging
 import shlex
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
+from typing import Any
 
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 from torch import nn
 
-from chargpt.checks import whole_number, yes_no
+from chargpt.checks import shown, whole_number, yes_no
 from chargpt.data import CharDataModule
 from chargpt.data.tokenizer import describe_chars, reading_fix
 from chargpt.errors import ConfigError, DataError
@@ -150,9 +151,29 @@ def resume_settings(init_from: str | None, checkpoint: Path) -> str | None:
     source = saved.get("init_from")
     if not source:
         return None
-    extend = " finetune.extend_vocab=true" if (saved.get("finetune") or {}).get("extend_vocab") else ""
     return (f"it is a fine-tune of {source}: resume with the settings that started it, "
-            f"{shlex.quote(f'init_from={source}')}{extend}")
+            + " ".join([shlex.quote(f"init_from={source}"), *_started_with(saved)]))
+
+
+def _started_with(saved: dict[str, Any], prefix: str = "") -> list[str]:
+    """The finetune.* settings (those starting with `prefix`) a run's saved config gave, as typed."""
+    options = saved.get("finetune") or {}
+    return [f"finetune.{k}={shown(v)}" for k, v in options.items() if v and k.startswith(prefix)]
+
+
+def freeze_fix(cfg: DictConfig, checkpoint: Path) -> str:
+    """What to resume a fine-tune with when its frozen parameters differ from the checkpoint's: the
+    finetune.freeze_* settings its run started with (read from its saved config), or without one
+    when it started with none."""
+    saved = saved_config(run_dir_of(checkpoint))
+    if "finetune" not in saved:  # no saved config beside the checkpoint
+        return "resume with the finetune.freeze_embeddings and finetune.freeze_blocks it was trained with"
+    if not saved.get("init_from"):
+        return "it was trained from scratch, with nothing frozen: resume without finetune.freeze_*"
+    started = _started_with(saved, "freeze_")
+    if not started:
+        return "it was fine-tuned with nothing frozen: resume without finetune.freeze_*"
+    return f"it was fine-tuned with {' '.join(started)}: resume with {'it' if len(started) == 1 else 'them'}"
 
 
 def freeze(model: nn.Module, embeddings: bool, blocks: int) -> None:

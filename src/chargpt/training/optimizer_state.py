@@ -1,0 +1,66 @@
+"""Whether a checkpoint's optimizer state fits the optimizer a resumed run builds.
+
+Lightning loads the state into the new optimizer inside `fit`, and torch refuses a state whose
+param groups differ (another optimizer, or other parameters frozen) with a traceback. Compared
+here first, the refusal names the setting that differs.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from chargpt.errors import ConfigError
+from chargpt.run_layout import CONFIG_DIR, read_launch, run_dir_of
+
+
+def state_layout(state: Mapping[str, Any]) -> dict[str, list[int]]:
+    """The parameters per param group of an optimizer's state_dict, by inner optimizer (Muon with
+    AdamW keeps one state_dict for each; a plain optimizer's is under "")."""
+    if "param_groups" in state:
+        return {"": [len(group["params"]) for group in state["param_groups"]]}
+    return {name: state_layout(inner)[""] for name, inner in state.items()
+            if isinstance(inner, Mapping) and "param_groups" in inner}
+
+
+def _trained_with(file: Path) -> str | None:
+    """The optimizer option (optimizer=NAME) the checkpoint's run was launched with, if recorded."""
+    try:
+        choice = OmegaConf.select(read_launch(run_dir_of(file) / CONFIG_DIR), "runtime.choices.optimizer")
+    except (OSError, ValueError, OmegaConfBaseException):
+        return None
+    return str(choice) if choice else None
+
+
+def check_optimizer_state(ckpt: dict[str, Any], file: Path, optimizer: torch.optim.Optimizer,
+                          optimizer_config: Mapping[str, Any], freeze_fix: str) -> None:
+    """Refuse a resume whose optimizer cannot take the checkpoint's state. `freeze_fix`: what to
+    resume with when only the trained parameters differ (a fine-tune's finetune.freeze_*)."""
+    states = ckpt.get("optimizer_states") or []
+    if len(states) != 1 or not isinstance(states[0], Mapping):
+        return  # none kept (weights only), or several optimizers: Lightning's own checks apply
+    saved, built = state_layout(states[0]), state_layout(optimizer.state_dict())
+    if saved == built:
+        return
+    old = ((ckpt.get("hyper_parameters") or {}).get("optimizer") or {}).get("_target_")
+    new = optimizer_config.get("_target_")
+    if saved.keys() != built.keys() or (old and old != new):
+        option = _trained_with(file)
+        again = f"optimizer={option}" if option else f"the optimizer it was trained with ({old})"
+        raise ConfigError(
+            f"cannot resume from {file} with {new}: it was trained with {old or 'another optimizer'}, "
+            f"whose optimizer state does not carry over; resume with {again}, or start a new run "
+            f"from its weights with {shlex.quote(f'init_from={file}')} in place of ckpt_path"
+        )
+    trained = sum(sum(sizes) for sizes in saved.values())
+    trains = sum(sum(sizes) for sizes in built.values())
+    raise ConfigError(
+        f"cannot resume from {file}: it was trained with other parameters frozen (its optimizer "
+        f"holds {trained} parameter tensors, this run trains {trains}); {freeze_fix}"
+    )
