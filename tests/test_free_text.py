@@ -22,7 +22,7 @@ from chargpt.cli.argv import hydra_argv, literal_argv
 from chargpt.cli.sample import main as sample_main
 from chargpt.cli.train import main as train_main
 from chargpt.errors import ConfigError
-from chargpt.overrides import literal_value
+from chargpt.overrides import as_typed, literal_value
 from chargpt.runs.resume import resume_overrides
 from conftest import TINY_MODEL, run_cli
 
@@ -369,3 +369,17 @@ def test_a_sweep_whose_m_comes_after_an_override_runs_every_job(tmp_path: Path) 
     assert code == 0
     saved = (tmp_path / "sweep").glob("*/checkpoints/last.ckpt")
     assert sorted(p.parent.parent.name for p in saved) == ["0", "1"]
+
+
+def test_a_recorded_override_is_printed_as_it_was_typed() -> None:
+    # Printed commands (a sweep's continuation, a resume, model=auto's override) take Hydra's record
+    # back to what was typed: the CLI's own quoting of free text goes, quotes a user typed for
+    # Hydra stay (without them Hydra cannot read the value).
+    typed = [
+        "prompt=Hi, there", "data.path=/tmp/my texts/a, b.txt", "hydra.sweep.dir=/tmp/sweep é",
+        "hydra.sweeper.storage='sqlite:////tmp/db dir/o.db'", "hydra.sweeper.study_name='my study, v2'",
+        "optimizer.lr=1e-3,3e-3", "model.n_embd=choice(32, 64)",
+    ]
+    recorded = hydra_argv(["chargpt-train", *typed])[1:]
+    assert recorded[:2] != typed[:2]  # the CLI quoted the free text for Hydra
+    assert [as_typed(o) for o in recorded] == typed

@@ -68,11 +68,26 @@ def override_key(override: str) -> str:
 
 def as_typed(override: str) -> str:
     """An override as a user types it on a command line: the CLI quoted free-text values (paths,
-    prompts) for Hydra before Hydra recorded them, so a printed command unquotes them to run as
-    shown."""
-    if "=" not in override:
+    prompts) and run folders for Hydra before Hydra recorded them, so a printed command unquotes
+    them to run as shown. Any other value keeps the quotes it was typed with: Hydra needs them."""
+    key = override_key(override)
+    if "=" not in override or not (is_free_text_key(key) or is_run_dir_key(key)):
         return override
     return f"{override.partition('=')[0]}={literal_value(override)}"
+
+
+def is_prompt_key(key: str) -> bool:
+    return key.rsplit(".", 1)[-1] == "prompt"
+
+
+def is_free_text_key(key: str) -> bool:
+    """Settings whose value the CLI takes literally (prompts, paths, a model's name)."""
+    return is_path_key(key) or is_prompt_key(key) or key == "name"
+
+
+def is_run_dir_key(key: str) -> bool:
+    """Settings that name a run's folder (a sweep job's included): taken as typed, interpolations kept."""
+    return key in ("hydra.run.dir", "hydra.sweep.dir", "hydra.sweep.subdir")
 
 
 def is_path_key(key: str) -> bool:

@@ -32,7 +32,10 @@ from chargpt.data.sources import expand_path
 from chargpt.errors import ConfigError
 from chargpt.overrides import (
     hydra_quoted,
+    is_free_text_key,
     is_path_key,
+    is_prompt_key,
+    is_run_dir_key,
     is_sweep,
     literal_value,
     omegaconf_literal,
@@ -57,20 +60,6 @@ PROMPT_FILES = {"sample": {"prompt_file": "prompt"}, "train": {"sample.prompt_fi
 # The prompt settings this process filled from a file, and the setting as typed (`prompt_file=x.txt`):
 # an error about the prompt's text names the file, which is where the user will fix it.
 _prompts_from_files: dict[str, str] = {}
-
-
-def _is_prompt(key: str) -> bool:
-    return key.rsplit(".", 1)[-1] == "prompt"
-
-
-def is_free_text_key(key: str) -> bool:
-    """Settings whose value is taken literally (prompts, paths, a model's name)."""
-    return is_path_key(key) or _is_prompt(key) or key == "name"
-
-
-def is_run_dir_key(key: str) -> bool:
-    """Settings that name a run's folder (a sweep job's included): taken as typed, interpolations kept."""
-    return key in ("hydra.run.dir", "hydra.sweep.dir", "hydra.sweep.subdir")
 
 
 def _split(arg: str) -> tuple[str, str, str] | None:
@@ -198,7 +187,7 @@ def hydra_argv(argv: list[str]) -> list[str]:
         if parts is not None:
             plus, key, value = parts
             # null (or nothing) still means "none" for a path or a name; a prompt takes it as text.
-            if is_free_text_key(key) and not (not _is_prompt(key) and value.lower() in ("null", "")):
+            if is_free_text_key(key) and not (not is_prompt_key(key) and value.lower() in ("null", "")):
                 out[i] = f"{plus}{key}={_free_text(key, value)}"
                 continue
             if is_run_dir_key(key):  # may use ${now:...}: expanded, and quoted only when needed
