@@ -97,6 +97,19 @@ def _float32_products() -> Iterator[None]:
 
 
 @pytest.fixture(autouse=True)
+def _root_logger_restored() -> Iterator[None]:
+    """Hydra's --info sets the root logger to DEBUG with a handler on the stdout of its moment
+    (a test's captured one, closed after it): later tests in the process would log into it."""
+    import logging
+
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+@pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CHARGPT_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
 
