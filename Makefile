@@ -21,6 +21,8 @@ SWEEP_STAMP := $(shell date +%Y-%m-%d_%H-%M-%S)
 SWEEP_DIR ?= outputs/multirun/sweep-$(SWEEP_STAMP)
 
 BIN := $(VENV)/bin
+# One word for the shell, whatever the text holds (spaces, commas, quotes): SWEEP_DIR="my sweep".
+shell_word = '$(subst ','\'',$(1))'
 STAMP := $(VENV)/.chargpt-installed
 
 .PHONY: install train test test-slow lint tensorboard sweep clean-outputs
@@ -56,8 +58,8 @@ tensorboard: install
 # A small grid (2 learning rates x 2 models, one job after another), then its report table.
 sweep: install
 	$(BIN)/chargpt-train -m optimizer.lr=1e-3,3e-3 model=bigram,tiny trainer.max_steps=300 \
-		trainer.val_check_interval=100 sample.max_new_tokens=0 hydra.sweep.dir=$(SWEEP_DIR) $(ARGS)
-	$(BIN)/chargpt-report $(SWEEP_DIR)
+		trainer.val_check_interval=100 sample.max_new_tokens=0 $(call shell_word,hydra.sweep.dir=$(SWEEP_DIR)) $(ARGS)
+	$(BIN)/chargpt-report $(call shell_word,$(SWEEP_DIR))
 
 clean-outputs:
 	rm -rf outputs

@@ -7,6 +7,7 @@ import fcntl
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 import time
@@ -263,16 +264,20 @@ def test_ctrl_c_while_encoding_leaves_nothing(tmp_path: Path, corpus: Path, monk
 
 
 def test_make_sweep_uses_a_new_sweep_dir_each_time(tmp_path: Path) -> None:
-    def planned() -> tuple[str, str]:
-        out = subprocess.run(["make", "-n", "sweep", f"VENV={tmp_path}/venv"], cwd=ROOT, capture_output=True,
-                             text=True, check=True).stdout
-        return re.search(r"hydra.sweep.dir=(\S+)", out)[1], re.search(r"chargpt-report (\S+)", out)[1]
+    def planned(*extra: str) -> tuple[str, str]:
+        out = subprocess.run(["make", "-n", "sweep", f"VENV={tmp_path}/venv", *extra], cwd=ROOT,
+                             capture_output=True, text=True, check=True).stdout
+        words = shlex.split(out.replace("\\\n", " "))  # as the shell will read the recipe
+        sweep_dir = next(w.partition("=")[2] for w in words if w.startswith("hydra.sweep.dir="))
+        return sweep_dir, words[words.index(f"{tmp_path}/venv/bin/chargpt-report") + 1]
 
     first = planned()
     time.sleep(1.1)
     second = planned()
     assert first[0] == first[1] and second[0] == second[1]  # the report reads the sweep just made
     assert first[0] != second[0]
+    named = str(tmp_path / "my sweep, é 'q'")  # one word for the shell, whatever it holds
+    assert planned(f"SWEEP_DIR={named}") == (named, named)
 
 
 def _train(cwd: Path, corpus: Path, seed: int, *extra: str) -> subprocess.Popen:
