@@ -21,6 +21,8 @@ def fake_run(sweep: Path, name: str, overrides: list[str], losses: dict[int, flo
     metrics = {"best_val_loss": min(losses.values()), "step": max(losses)}
     (run / "metrics.json").write_text(json.dumps(metrics))
     (run / "status.json").write_text(json.dumps({"status": "completed"}))
+    if source == "none":  # logger=none
+        return
     if source == "csv":
         (run / "csv").mkdir()
         lines = ["epoch,step,train/loss,val/loss"]
@@ -98,6 +100,23 @@ def test_one_line_per_run_labelled_by_the_swept_settings(tmp_path: Path) -> None
     (ax,) = curves_figure(sweep, curve_runs(ranked(sweep))).axes
     assert len(ax.get_lines()) == 3
     assert ax.get_title() == f"validation loss of 3 of 4 runs (1 never validated): {tmp_path.name}/sweep"
+
+
+def test_runs_without_a_log_are_told_apart_from_runs_that_never_validated(tmp_path: Path, capsys) -> None:
+    # logger=none validates but keeps no log to draw from: "never validated" said the wrong thing,
+    # and a sweep of such runs got no picture without a word.
+    sweep = tmp_path / "sweep"
+    for name in ("0", "1"):
+        fake_run(sweep, name, [f"seed={name}", "logger=none"], {9: 2.5}, "none")
+        launch = "hydra:\n  runtime:\n    choices:\n      logger: none\n"
+        (sweep / name / ".hydra" / "hydra.yaml").write_text(launch)
+    report(sweep)
+    out = capsys.readouterr().out
+    assert "no curves drawn: of 2 runs, 2 without a TensorBoard or CSV log (logger=tensorboard" in out
+    assert not (sweep / "report_curves.png").exists()
+    fake_run(sweep, "2", ["seed=2"], {9: 2.4}, "csv")
+    (ax,) = curves_figure(sweep, curve_runs(ranked(sweep))).axes
+    assert ax.get_title().startswith("validation loss of 1 of 3 runs (2 without a TensorBoard or CSV log): ")
 
 
 def test_a_label_names_its_run_and_only_the_settings_it_set(tmp_path: Path) -> None:

@@ -21,7 +21,10 @@ from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
+from chargpt.run_layout import CONFIG_DIR, read_launch
 from chargpt.runs.run_rows import flat_rows, varying
 
 VAL_LOSS = "val/loss"
@@ -32,11 +35,12 @@ WIDTH_IN, PLOT_HEIGHT_IN, DPI = 9.0, 5.5, 110  # the legend's rows are added bel
 LABEL_CHARS = 48  # a longer label is cut with an ellipsis: two columns of them fit the width
 LEGEND_COLUMNS = 3
 LABEL_VALUE_CHARS = 20  # a longer value (a path) is cut in a curve's label: the settings after it stay
+CSV_LOGS, EVENT_FILES = "csv/**/metrics.csv", "tensorboard/**/events.out.tfevents.*"  # in a run's folder
 
 
 def csv_curve(run_dir: Path) -> list[tuple[int, float]]:
     points = {}
-    for file in sorted(run_dir.glob("csv/**/metrics.csv")):
+    for file in sorted(run_dir.glob(CSV_LOGS)):
         with file.open(newline="") as f:
             for row in csv.DictReader(f):
                 if row.get(VAL_LOSS) and row.get("step"):
@@ -51,7 +55,7 @@ def tensorboard_curve(run_dir: Path) -> list[tuple[int, float]]:
     # A run resumed after a kill logs again the steps after its last checkpoint: TensorBoard drops
     # the old ones, as it should, with a warning per file that tells a report reader nothing.
     tensorboard_log = logging.getLogger("tensorboard")
-    for folder in sorted({p.parent for p in run_dir.glob("tensorboard/**/events.out.tfevents.*")}):
+    for folder in sorted({p.parent for p in run_dir.glob(EVENT_FILES)}):
         events = EventAccumulator(str(folder), size_guidance={"scalars": 0})
         level = tensorboard_log.level
         tensorboard_log.setLevel(logging.ERROR)
@@ -62,6 +66,18 @@ def tensorboard_curve(run_dir: Path) -> list[tuple[int, float]]:
         if VAL_LOSS in events.Tags().get("scalars", []):
             points.update({e.step: e.value for e in events.Scalars(VAL_LOSS)})  # later files win
     return sorted(points.items())
+
+
+def keeps_a_log(run_dir: Path) -> bool:
+    """Whether the run writes a log a curve is read from: it has one, or its logger (as launched)
+    would write one when it validates. logger=none, mlflow and wandb keep none in the folder."""
+    if any(run_dir.glob(CSV_LOGS)) or any(run_dir.glob(EVENT_FILES)):
+        return True
+    try:
+        logger = OmegaConf.select(read_launch(run_dir / CONFIG_DIR), "runtime.choices.logger")
+    except (OSError, ValueError, OmegaConfBaseException):
+        return True  # no record of its launch: say only that it has no curve
+    return any(name in str(logger) for name in ("tensorboard", "csv"))
 
 
 def val_curve(run_dir: Path) -> list[tuple[int, float]]:
@@ -79,9 +95,18 @@ class CurveRun:
     status: str | None = None
 
 
+def left_out(runs: list[CurveRun]) -> str:
+    """Why the runs without a curve have none, counted: no log to read it from, or no validation."""
+    unlogged = sum(not keeps_a_log(run.folder) for run in runs)
+    parts = [f"{len(runs) - unlogged} never validated" if len(runs) > unlogged else "",
+             f"{unlogged} without a TensorBoard or CSV log" if unlogged else ""]
+    return ", ".join(part for part in parts if part)
+
+
 def curves_figure(sweep_dir: Path, runs: list[CurveRun]) -> Figure | None:
     """The runs' validation-loss curves (in the table's order), or None when no run has a curve."""
     curves = [(run, val_curve(run.folder)) for run in runs]
+    missing = [run for run, points in curves if not points]
     curves = [(run, points) for run, points in curves if points]
     if not curves:
         return None
@@ -100,9 +125,8 @@ def curves_figure(sweep_dir: Path, runs: list[CurveRun]) -> Figure | None:
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps are whole: no 19.25 for one point
     ax.set_ylabel("validation loss")
     where = "/".join(sweep_dir.resolve().parts[-2:])  # e.g. multirun/example, not the whole path
-    # Runs that validated nowhere (failed or stopped early) have no curve: say they are missing.
-    counted = f"{len(curves)} runs" if len(curves) == len(runs) else (
-        f"{len(curves)} of {len(runs)} runs ({len(runs) - len(curves)} never validated)")
+    # Runs without a curve (no log, or stopped before validating) are missing: say so, and why.
+    counted = f"{len(curves)} of {len(runs)} runs ({left_out(missing)})" if missing else f"{len(curves)} runs"
     ax.set_title(f"validation loss of {counted}: {where}", fontsize=11)
     ax.grid(alpha=0.3)
     _legend_below(fig, fontsize=8 if len(curves) > 6 else 9)
@@ -159,11 +183,15 @@ def _legend_below(fig: Figure, fontsize: int) -> None:
 
 
 def write_curves(png: Path, sweep_dir: Path, runs: list[CurveRun]) -> Path | None:
-    """Draw the curves into `png` and say so; nothing is written when no run has a curve."""
+    """Draw the curves into `png` and say so; when no run has a curve, nothing is written and the
+    report says why."""
     with warnings.catch_warnings():  # a glyph the font lacks (an emoji in a run's name) is drawn as a box
         warnings.filterwarnings("ignore", message="Glyph .* missing from font", category=UserWarning)
         fig = curves_figure(sweep_dir, runs)
         if fig is None:
+            if runs:
+                print(f"no curves drawn: of {len(runs)} runs, {left_out(runs)} "
+                      "(logger=tensorboard, the default, or logger=csv keeps one)")
             return None
         fig.savefig(png, metadata={"Software": PNG_SOFTWARE})  # how a later report knows it as its own
     print(f"written: {png}")
