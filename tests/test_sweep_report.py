@@ -145,6 +145,21 @@ def test_a_sweep_whose_every_job_failed_says_so_and_fails(tmp_path: Path, capsys
         "chargpt-train -m data=text" in capsys.readouterr().out
 
 
+def test_a_search_whose_every_trial_failed_names_no_best(tmp_path: Path, capsys) -> None:
+    # Each failed trial scores +inf for Optuna, which then wrote the first failure as the best.
+    corpus = write_corpus(tmp_path)
+    sweep = tmp_path / "search"
+    code = run_cli(
+        train_cli.main, "data=text", f"data.path={corpus}", f"hydra.sweep.dir={sweep}", *TINY,
+        "hparams_search=optuna", "hydra.sweeper.n_trials=1", "model.n_embd=choice(30)", "model.n_head=4",
+        "model.n_layer=1", "model.dropout=0", "optimizer.lr=1e-3",
+    )
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "error: every job of this sweep failed (1 of 1; the first: model.n_embd=30" in err
+    assert (sweep / "0").is_dir() and not (sweep / "optimization_results.yaml").exists()
+
+
 @pytest.mark.slow  # two Python processes start: the sweep as users launch it
 def test_four_job_sweep_with_a_failing_job_then_report(tmp_path: Path) -> None:
     corpus = write_corpus(tmp_path)

@@ -5,17 +5,20 @@ starts: it could name no best at all."""
 
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from chargpt.errors import ConfigError, exit_on_user_error
 from chargpt.run_layout import find_runs, read_status
 
 FAILED_SWEEP_EXIT_CODE = 1
+SEARCH_RESULT = "optimization_results.yaml"  # written by Optuna's sweeper in the sweep's folder
 
 
 def job_statuses(sweep_dir: Path) -> list[dict[str, Any]]:
@@ -23,11 +26,24 @@ def job_statuses(sweep_dir: Path) -> list[dict[str, Any]]:
     return [read_status(job_dir) for job_dir in find_runs(sweep_dir)]
 
 
+def _drop_a_failed_best(result: Path) -> None:
+    """Optuna's sweeper has just written its best trial; when every trial failed (each scored
+    +inf) that "best" is a failure, and the file goes. A study continued from a storage may still
+    name an earlier trial that succeeded: that file stays."""
+    try:
+        best = OmegaConf.load(result).get("best_value")
+    except (OSError, ValueError, OmegaConfBaseException):
+        return
+    if isinstance(best, float) and math.isinf(best):
+        result.unlink()
+
+
 class FailedSweep(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(str(config.hydra.sweep.dir))  # the folder the guard claimed (resolved)
         statuses = job_statuses(sweep_dir) if sweep_dir.is_dir() else []
         if statuses and all(s.get("status") == "failed" for s in statuses):
+            _drop_a_failed_best(sweep_dir / SEARCH_RESULT)
             first = statuses[0].get("error", "see its train.log")
             print(f"error: every job of this sweep failed ({len(statuses)} of {len(statuses)}; the first: "
                   f"{first}); chargpt-report {sweep_dir} lists them", file=sys.stderr)
