@@ -333,6 +333,12 @@ def test_a_search_space_is_swept_too(tmp_path: Path) -> None:
         "  sweeper:\n    params:\n      optimizer.lr: tag(log, interval(1e-4, 1e-2))\n")
     assert swept_by(tmp_path) == {"trainer.x", "model.n_layer", "optimizer.lr"}
     assert swept_by(tmp_path / "elsewhere") == set()
+    # A dimension of the space the command fixes to one value leaves the search (Optuna's sweeper).
+    (tmp_path / "multirun.yaml").write_text(
+        "hydra:\n  overrides:\n    hydra: []\n    task: [model.n_embd=32, 'model.n_layer=choice(2,3)']\n"
+        "  sweeper:\n    params:\n      model.n_embd: choice(64, 128)\n"
+        "      model.n_layer: int(interval(2, 5))\n")
+    assert swept_by(tmp_path) == {"model.n_layer"}
 
 
 BASIC_SWEEP = ("hydra:\n  overrides:\n    hydra: []\n    task: ['optimizer.lr=1e-3,3e-3,1e-2,3e-2']\n"

@@ -106,7 +106,7 @@ def planned_jobs(sweep_dir: Path) -> int | None:
 def swept_by(sweep_dir: Path) -> set[str]:
     """The settings the sweep recorded in `sweep_dir` (its multirun.yaml) sweeps: its command's
     sweeps (`optimizer.lr=1e-3,3e-3`, `range(...)`, a search's `interval(...)`) and a search's
-    space (hydra.sweeper.params); none when the folder records no sweep."""
+    space (hydra.sweeper.params) less what the command fixed; none when the folder records no sweep."""
     if (hydra := recorded_sweep(sweep_dir)) is None:
         return set()  # missing or unreadable: nothing known to be swept
     try:
@@ -114,8 +114,10 @@ def swept_by(sweep_dir: Path) -> set[str]:
         space = OmegaConf.select(hydra, "sweeper.params", default=None) or {}
     except Exception:  # a record of another shape: nothing known to be swept
         return set()
-    keys = {override_key(str(key)) for key in space}
-    return keys | {override_key(override) for override in task if is_sweep(override)}
+    sweeps = {override_key(override) for override in task if is_sweep(override)}
+    fixed = {override_key(override) for override in task if "=" in override} - sweeps
+    # A search's dimension the command fixed to one value is left out of its space (Optuna's sweeper).
+    return ({override_key(str(key)) for key in space} - fixed) | sweeps
 
 
 def sweep_of(run_dir: Path, top: Path) -> Path | None:
