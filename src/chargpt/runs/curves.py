@@ -190,8 +190,9 @@ def write_curves(png: Path, sweep_dir: Path, runs: list[CurveRun]) -> Path | Non
         fig = curves_figure(sweep_dir, runs)
         if fig is None:
             if runs:
-                print(f"no curves drawn: of {len(runs)} runs, {left_out(runs)} "
-                      "(logger=tensorboard, the default, or logger=csv keeps one)")
+                why = left_out(runs)
+                fix = "; logger=tensorboard or csv writes one" if "log" in why else ""
+                print(f"no curves drawn ({len(runs)} runs: {why}{fix})")
             return None
         fig.savefig(png, metadata={"Software": PNG_SOFTWARE})  # how a later report knows it as its own
     print(f"written: {png}")

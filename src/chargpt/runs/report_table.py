@@ -98,18 +98,18 @@ def _print_fitted(
     console = console or _Console()
     if not console.is_terminal and "COLUMNS" not in os.environ:
         console = _Console(width=10_000)  # into a file or pipe: whole lines, nothing cropped
-    shown = list(shown)
+    every = list(shown)
     left_out: list[str] = []
+
+    def fits(columns: list[str]) -> bool:
+        # Each column has one space of padding either side and a border; one more border closes it.
+        return sum(_min_width(c, rows, whole) + 3 for c in columns) + 1 <= console.width
+
     while True:
-        hidden = ["not shown (see the CSV): " + ", ".join(left_out)] if left_out else []
-        caption = "; ".join([*notes, *hidden])
-        table = _table(title, shown, rows, caption or None, whole, right)
         droppable = [c for c in shown if c not in whole]
         first = [c for c in drop_first if c in shown]
         last = [c for c in drop_last if c in shown]
-        # Each column has one space of padding either side and a border; one more border closes it.
-        fits = sum(_min_width(c, rows, whole) + 3 for c in shown) + 1 <= console.width
-        if fits or not first + droppable + last:
+        if fits(shown) or not first + droppable + last:
             break
         settings = [c for c in droppable if c != "error"]
         if first:
@@ -122,6 +122,14 @@ def _print_fitted(
             drop = (last or settings)[0]
         shown.remove(drop)
         left_out.insert(0, drop)
+    # A narrow column left out before a wide one went (the error, a metric) may fit again.
+    for column in list(left_out):
+        if fits(again := [c for c in every if c in shown or c == column]):
+            shown = again
+            left_out.remove(column)
+    hidden = ["not shown (see the CSV): " + ", ".join(left_out)] if left_out else []
+    caption = "; ".join([*notes, *hidden])
+    table = _table(title, shown, rows, caption or None, whole, right)
     text_console = console  # for a title or caption printed apart (below): the whole width
     if console.width == 10_000:
         console = _Console(width=console.measure(table).maximum)
