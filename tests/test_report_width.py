@@ -114,3 +114,16 @@ def test_a_title_of_wide_characters_is_measured_in_cells(tmp_path, monkeypatch, 
     report(run)
     lines = capsys.readouterr().out.splitlines()
     assert any(line.strip() == f"{run} (1 run, sorted by best_val_loss)" for line in lines)
+
+
+def test_a_searchs_long_draw_is_shown_short_and_kept_whole_in_the_csv(tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.setenv("COLUMNS", "120")
+    sweep = tmp_path / "sweep"
+    draws = ["0.0004385317893614137", "0.0021887411239562893"]
+    for i, lr in enumerate(draws):
+        fake_run(sweep / str(i), [f"optimizer.lr={lr}", "seed=123456789012345678"], best=1.5 + i / 10)
+    report(sweep)
+    out = capsys.readouterr().out
+    assert "│ 0.000438532 " in out and "│ 0.00218874 " in out  # one line each, not wrapped in two
+    assert "123456789012345678" in out  # a long whole number is not rounded
+    assert all(lr in (sweep / "report.csv").read_text() for lr in draws)

@@ -4,6 +4,7 @@ CSVs keep them all)."""
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Collection
 from typing import Any
@@ -26,7 +27,19 @@ def _cell(value: Any, column: str = "") -> str:
         return "-"
     if isinstance(value, (int, float)) and column in FORMATS:
         return FORMATS[column].format(value)
-    return str(value)
+    return _short_number(str(value))
+
+
+def _short_number(text: str) -> str:
+    """A search's draw (0.0004385317893614137) to 6 significant digits on screen, where it would
+    wrap over two lines; the CSV keeps every digit."""
+    if len(text) <= SETTING_MIN_WIDTH or not any(c in text for c in ".eE"):  # a long whole number: a seed
+        return text
+    try:
+        number = float(text)
+    except ValueError:
+        return text
+    return f"{number:.6g}" if math.isfinite(number) else text
 
 
 SETTING_MIN_WIDTH = 12
