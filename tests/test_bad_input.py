@@ -300,7 +300,9 @@ SAMPLE_CASES = [
         ["ckpt_path={ckpt}", "prompt=KING Z"],
         "prompt has characters not in the model's vocabulary: 'G', 'I', 'K', 'N', 'Z'",
     ),
-    ("checkpoint missing", ["ckpt_path={tmp}/nope.ckpt"], "checkpoint not found"),
+    ("checkpoint missing", ["ckpt_path={tmp}/nope.ckpt"],
+     "checkpoint not found: {tmp}/nope.ckpt; pass an existing .ckpt file or run directory, or an export "
+     "folder"),
     ("checkpoint truncated", ["ckpt_path={tmp}/truncated.ckpt"], "is not a readable checkpoint"),
     ("not a checkpoint", ["ckpt_path={tmp}/notes.txt"], "is not a readable checkpoint"),
     ("checkpoint with damaged weights", ["ckpt_path={tmp}/damaged.ckpt"], "damaged.ckpt is damaged (model/"),

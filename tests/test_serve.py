@@ -397,7 +397,9 @@ def test_cli_bad_settings_are_one_error_line(
     run_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
     assert "ckpt_path is required" in _cli_error([], monkeypatch, capsys)
-    assert "checkpoint not found" in _cli_error(["ckpt_path=/no/such run", "port=0"], monkeypatch, capsys)
+    assert _cli_error(["ckpt_path=/no/such run", "port=0"], monkeypatch, capsys) == (
+        "error: checkpoint not found: /no/such run; pass an existing .ckpt file or run directory, or an "
+        "export folder")
     assert "max_tokens=900 is above max_tokens_cap=100" in _cli_error(
         [f"ckpt_path={run_dir}", "max_tokens=900", "max_tokens_cap=100"], monkeypatch, capsys)
     assert "max_concurrency=0 must be a whole number >= 1" in _cli_error(

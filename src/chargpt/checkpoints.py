@@ -36,9 +36,11 @@ from chargpt.run_layout import (
 RESUME_STATE_KEY = "ResumeState"
 
 
-def resolve_checkpoint(path: str | Path) -> Path:
-    """A checkpoint file, or a run directory (its checkpoints/last.ckpt)."""
+def resolve_checkpoint(path: str | Path, or_export: bool = False) -> Path:
+    """A checkpoint file, or a run directory (its checkpoints/last.ckpt). `or_export`: the caller
+    also takes an export folder, and the messages name it."""
     p = Path(path).expanduser()
+    export = ", or an export folder" if or_export else ""
     if p.is_dir():
         if (last := last_checkpoint(p)) is not None:
             return last
@@ -69,13 +71,14 @@ def resolve_checkpoint(path: str | Path) -> Path:
         if not ((p / CONFIG_DIR).is_dir() or (p / CHECKPOINT_DIR).is_dir()):
             raise CheckpointError(
                 f"{p} is a folder but not a run directory (no checkpoints/{LAST} in it); pass a .ckpt "
-                "file or a run directory that has one"
+                f"file or a run directory that has one{export}"
             )
         raise CheckpointError(
             f"no {LAST} in run directory {p}; pass a .ckpt file or a run directory that has one"
         )
     if not p.exists():
-        raise CheckpointError(f"checkpoint not found: {p}; pass an existing .ckpt file or run directory")
+        raise CheckpointError(f"checkpoint not found: {p}; pass an existing .ckpt file or run directory"
+                              f"{export}")
     return p
 
 

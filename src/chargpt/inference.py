@@ -133,7 +133,7 @@ def load_with_checkpoint(
     device = pick_device(str(device))
     if (folder := export_folder_of(path)) is not None:
         return load_export(folder, device), None, str(folder)
-    file = resolve_checkpoint(path)
+    file = resolve_checkpoint(path, or_export=True)
     ckpt = read_checkpoint(file)
     trained = model_from_checkpoint(ckpt, str(file))
     trained.model.to(device)
