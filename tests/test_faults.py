@@ -99,6 +99,22 @@ def test_a_nan_before_any_checkpoint_says_to_start_again(tmp_path, monkeypatch, 
     assert [e.step for e in train_loss.Scalars("train/loss")] == [1, 2, 3]
 
 
+def test_a_run_that_trained_then_failed_keeps_its_folder_and_log_without_a_logger(tmp_path, monkeypatch,
+                                                                                  capsys):
+    # With logger=none and no checkpoint yet it held only what a start writes, and was removed as a
+    # failed start: its train.log, which records how it ended, went with it.
+    corpus = write_corpus(tmp_path / "corpus.txt")
+    run = tmp_path / "run"
+    hook = StepHook(monkeypatch)
+    hook.actions[2] = poison_weights
+    args = bare_train_args(corpus, run, "trainer.max_steps=8", "trainer.val_check_interval=4", "logger=none")
+    code, _, _ = run_main(train_main, args, capsys)
+    assert code == 2
+    assert json.loads((run / "status.json").read_text())["status"] == "failed"
+    last = (run / "train.log").read_text().splitlines()[-1]
+    assert "run ended: failed: the training loss became nan at step 2" in last
+
+
 RUN_METRICS_FIRST = "callbacks=[model_checkpoint,last_checkpoint,progress_bar,run_metrics]"
 
 

@@ -50,6 +50,7 @@ from chargpt.run_layout import (
     run_dir_of,
 )
 from chargpt.runs.continuation import continuation_overrides, first_overrides, forget_subdirs
+from chargpt.runs.status import has_started
 from chargpt.runs.sweep_record import (
     SWEEP_CONFIG,
     as_written,
@@ -297,8 +298,10 @@ def _in_use(claim: Claim) -> bool:
         return False
     if claim.sweep:  # any job folder (a failed job's status.json too) is kept for the report
         return any(p.is_dir() for p in claim.folder.iterdir())
-    # Checkpoints, metrics, TensorBoard events of a run that failed later: kept for diagnosis.
-    return holds_run(claim.folder) or any(p.name not in START_FILES for p in claim.folder.iterdir())
+    # A run that trained and then failed (its log says how, even with logger=none and no checkpoint
+    # yet), or its checkpoints, metrics and TensorBoard events: kept for diagnosis.
+    return (has_started(claim.folder) or holds_run(claim.folder)
+            or any(p.name not in START_FILES for p in claim.folder.iterdir()))
 
 
 def release_claims(failed: bool) -> None:

@@ -51,32 +51,37 @@ _started: set[str] = set()
 _trained: set[str] = set()
 
 
+def _key(run_dir: str | Path) -> str:
+    """One name per folder, however it was given (relative, through a link)."""
+    return str(Path(run_dir).resolve())
+
+
 def has_started(run_dir: str | Path) -> bool:
     """Whether the run took its first training step in this process."""
-    return str(run_dir) in _started
+    return _key(run_dir) in _started
 
 
 def _has_trained(run_dir: str | Path) -> bool:
-    return str(run_dir) in _trained
+    return _key(run_dir) in _trained
 
 
 def _forget_progress(run_dir: str | Path) -> None:
-    _started.discard(str(run_dir))
-    _trained.discard(str(run_dir))
+    _started.discard(_key(run_dir))
+    _trained.discard(_key(run_dir))
 
 
 def record_started(run_dir: str | Path) -> None:
     """Training starts: the run is "running" until it ends; a status that still says so after its
     process is gone (kill -9, a lost machine) tells the report it was killed."""
     write_status(run_dir, "running", pid=os.getpid(), host=socket.gethostname())
-    _started.add(str(run_dir))
+    _started.add(_key(run_dir))
 
 
 def record_signalled(run_dir: str | Path, line: str) -> None:
     """A stop signal arrived while the run trains: "interrupted" now, and the console's `line` in
     the run's log, as a second signal ends the process at once with no chance to write either. A
     run that goes on to finish (the signal came after its last step) is marked finished then."""
-    if str(run_dir) in _started and str(run_dir) not in _trained:
+    if has_started(run_dir) and not _has_trained(run_dir):
         try:
             write_status(run_dir, "interrupted")
         except OSError as err:  # raised in a signal handler, mid-step: the stop must go on
@@ -87,7 +92,7 @@ def record_signalled(run_dir: str | Path, line: str) -> None:
 def record_trained(run_dir: str | Path, best_val_loss: float | None) -> None:
     """Training ended: the run is finished, whatever happens while its sample is drawn."""
     write_status(run_dir, "finished", value=best_val_loss)
-    _trained.add(str(run_dir))
+    _trained.add(_key(run_dir))
 
 
 def _interrupted(err: BaseException) -> bool:
