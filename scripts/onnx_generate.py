@@ -6,7 +6,9 @@
 Greedy decoding (--temperature 0, the default) gives chargpt's greedy text. It follows chargpt's
 context rule: the model sees the last block_size characters, and when the text outgrows that
 window, the window restarts at the newest block_size // 2 characters. Sampling draws from NumPy's
-generator, so its text differs from chargpt-sample's for the same seed.
+generator, so its text differs from chargpt-sample's for the same seed. The prompt is read as
+chargpt-sample reads it: Windows line endings and accents or Korean syllables written as separate
+code points are rewritten the vocabulary's way, with a note, when that leaves no unknown character.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ import json
 import math
 import os
 import sys
-from collections.abc import Iterator
+import unicodedata
+from collections.abc import Collection, Iterable, Iterator
 from pathlib import Path
 from typing import NoReturn
 
@@ -40,6 +43,60 @@ def load(folder: Path) -> tuple[ort.InferenceSession, dict]:
     return ort.InferenceSession(str(folder / "model.onnx"), providers=["CPUExecutionProvider"]), config
 
 
+def _is_combining(char: str) -> bool:
+    """A combining mark: an accent written after its letter, as decomposed (NFD) text has them."""
+    return unicodedata.category(char).startswith("M")
+
+
+def _continues_a_character(char: str) -> bool:
+    """A combining mark, or a Hangul vowel or final consonant written as a jamo of its own (NFD
+    Korean): part of the character before it."""
+    return _is_combining(char) or 0x1160 <= ord(char) <= 0x11FF
+
+
+def describe(chars: Iterable[str], limit: int = 10) -> str:
+    """Characters as chargpt names them: a combining mark printed alone would join the quote before
+    it, so it is named by its code point."""
+    chars = sorted(set(chars))
+    shown = ", ".join(f"'\\u{ord(c):04x}'" if _is_combining(c) else repr(c) for c in chars[:limit])
+    return shown + (f" and {len(chars) - limit} more" if len(chars) > limit else "")
+
+
+def as_written_here(text: str, vocab: Collection[str]) -> tuple[str, list[str]]:
+    """Mirrors chargpt's CharTokenizer.as_written_here (this script imports no chargpt), so that a
+    prompt chargpt-sample takes is taken here too: Windows line endings as '\\n', an accented letter
+    or Korean syllable given as separate code points composed (NFC; only where a character is
+    unknown, so the known ones stay as they are). Returns the text and what was done, in words."""
+    known = set(vocab)
+    unknown, done = set(text) - known, []
+    if "\r" in unknown and "\n" in known:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+        done.append("its line endings as '\\n'")
+    if any(_continues_a_character(c) for c in unknown):
+        clusters: list[str] = []
+        for char in text:
+            if clusters and _continues_a_character(char):
+                clusters[-1] += char
+            else:
+                clusters.append(char)
+        composed = [unicodedata.normalize("NFC", c) if set(c) - known else c for c in clusters]
+        if composed != clusters:
+            text = "".join(composed)
+            done.append("its accents and syllables composed (NFC)")
+    return text, done
+
+
+def read_prompt(prompt: str, vocab: Collection[str]) -> str:
+    """The prompt as chargpt-sample reads it: rewritten the vocabulary's way, with a note on stderr,
+    when that leaves no unknown character; else as given (generate refuses it)."""
+    written, done = as_written_here(prompt, vocab)
+    if done and not set(written) - set(vocab):
+        print(f"note: the prompt is read with {' and '.join(done)}, as the model's vocabulary writes them",
+              file=sys.stderr)
+        return written
+    return prompt
+
+
 def generate(
     session: ort.InferenceSession, config: dict, prompt: str, max_new_tokens: int,
     temperature: float = 0.0, top_k: int | None = None, seed: int | None = None,
@@ -47,8 +104,8 @@ def generate(
     """The characters after `prompt`, one at a time; a prompt character outside the vocabulary is
     a ValueError here, before the first one."""
     index = {ch: i for i, ch in enumerate(config["vocab"])}
-    if unknown := sorted(set(prompt) - index.keys()):
-        raise ValueError(f"characters not in the vocabulary: {', '.join(map(repr, unknown))}")
+    if unknown := set(prompt) - index.keys():
+        raise ValueError(f"characters not in the vocabulary: {describe(unknown)}")
     return _continue(session, config, [index[ch] for ch in prompt], max_new_tokens, temperature, top_k, seed)
 
 
@@ -100,6 +157,7 @@ def main() -> None:
     session, config = load(args.export_dir)
     if args.prompt is None:  # as chargpt-sample starts (any text can be trained on, one without newlines too)
         args.prompt = "\n" if "\n" in config["vocab"] else config["vocab"][0]
+    args.prompt = read_prompt(args.prompt, config["vocab"])
     options = (args.temperature, args.top_k, args.seed)
     try:
         characters = generate(session, config, args.prompt, args.max_new_tokens, *options)

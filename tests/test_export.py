@@ -17,8 +17,9 @@ import chargpt
 from chargpt import export as export_module
 from chargpt.cli import export as export_cli
 from chargpt.cli import sample as sample_cli
-from chargpt.data.tokenizer import CharTokenizer
-from chargpt.errors import CheckpointError
+from chargpt.cli.prompts import resolve_prompt
+from chargpt.data.tokenizer import CharTokenizer, describe_chars
+from chargpt.errors import CheckpointError, ConfigError
 from chargpt.export import export_model
 from chargpt.export_layout import FORMAT_MARKER, WEIGHTS
 from chargpt.inference import TrainedModel, load_export
@@ -240,6 +241,39 @@ def test_onnx_script_without_a_prompt_starts_as_chargpt_sample_does(
     monkeypatch.setattr(sys, "argv", ["onnx_generate", "EXPORT"])
     script.main()
     assert prompts == [start] and capsys.readouterr().out == f"{start}b\n"
+
+
+@pytest.mark.parametrize(("prompt", "vocab"), [
+    ("Cafe\u0301", "Cafeé"),
+    ("to be\r\nor not", "\nbenort "),
+    ("\u1112\u1161\u11ab\u1100\u116e\u11a8", "한국"),  # 한국 in NFD: six jamo
+    ("cafe\u0301\u2126", "cafeé"),  # the Ohm sign is in no writing of this vocabulary
+    ("cafe\u0301", "cafe"),  # no 'é' to compose to: the mark itself is unknown
+], ids=["NFD accent", "CRLF", "NFD Korean", "unknown character", "unknown mark"])
+def test_onnx_script_reads_a_prompt_as_chargpt_sample_does(
+    prompt: str, vocab: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    # The script mirrors CharTokenizer.as_written_here without chargpt; it refused these prompts.
+    script = load_script("onnx_generate")
+    config = {"vocab": sorted(vocab), "model": {"block_size": 8}}
+    monkeypatch.setattr(script, "load", lambda folder: (None, config))
+    monkeypatch.setattr(sys, "argv", ["onnx_generate", "EXPORT", "--prompt", prompt, "--max-new-tokens", "0"])
+    tokenizer = CharTokenizer(config["vocab"])
+    try:
+        expected = resolve_prompt(prompt, tokenizer)
+    except ConfigError:  # refused: the script gives one error line naming the same characters
+        with pytest.raises(SystemExit) as stop:
+            script.main()
+        unknown = describe_chars(tokenizer.unknown_chars(prompt))
+        assert stop.value.code == 2
+        assert capsys.readouterr() == (
+            "", f"error: characters not in the vocabulary: {unknown}; remove them from --prompt\n")
+        return
+    sample_note = capsys.readouterr().err
+    script.main()
+    out, err = capsys.readouterr()
+    assert out == expected + "\n" and expected != prompt
+    assert err == sample_note and err.startswith("note: the prompt is read with")
 
 
 @pytest.mark.parametrize("config", ["[1, 2]", '"model.onnx"', '{"weights": "model.safetensors"}'])
