@@ -20,17 +20,18 @@ import time
 import torch
 
 from chargpt.training.callbacks.attention_maps import render_attention
+from script_cli import ScriptParser, positive, run_script
 
 PROMPT = "First Citizen:\nBefore we proceed"  # configs/callbacks/attention_maps.yaml
 
 
 def parse_args() -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = ScriptParser(description=__doc__.splitlines()[0])
     p.add_argument("--shapes", nargs="+", default=["2x3", "3x4", "4x4", "6x6"],
                    help="LAYERSxHEADS, e.g. 3x4 (cpu_100s), 6x6 (shakespeare_char)")
-    p.add_argument("--prompt-chars", type=int, default=len(PROMPT),
+    p.add_argument("--prompt-chars", type=positive, default=len(PROMPT),
                    help="characters in the prompt (the default prompt, repeated)")
-    p.add_argument("--reps", type=int, default=3)
+    p.add_argument("--reps", type=positive, default=3)
     return p.parse_args()
 
 
@@ -63,4 +64,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -37,17 +37,18 @@ from chargpt.hydra_run import plain
 from chargpt.model import ModelConfig, build_model
 from chargpt.training.optim import build_optimizer
 from chargpt.training.precision import plugin, resolved, resolved_matmul
+from script_cli import ScriptParser, positive, run_script
 
 VOCAB = 65  # Tiny Shakespeare's characters
 COMPILES = ("first_training_step_s", "validation_compile_s", "last_batch_compile_s")  # what a run pays
 
 
 def parse_args() -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = ScriptParser(description=__doc__.splitlines()[0])
     p.add_argument("--experiment", default="cpu_100s", help="configs/experiment preset")
     p.add_argument("--override", action="append", default=[], help="extra Hydra override (repeatable)")
-    p.add_argument("--steps", type=int, default=20, help="timed steps per repetition")
-    p.add_argument("--reps", type=int, default=5, help="alternating repetitions of eager and compiled")
+    p.add_argument("--steps", type=positive, default=20, help="timed steps per repetition")
+    p.add_argument("--reps", type=positive, default=5, help="alternating repetitions of eager and compiled")
     p.add_argument("--worker", choices=("cold", "warm"), help=argparse.SUPPRESS)
     return p.parse_args()
 
@@ -149,4 +150,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

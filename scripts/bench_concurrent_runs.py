@@ -25,6 +25,7 @@ import time
 import torch
 
 from chargpt.model import ModelConfig, build_model
+from script_cli import ScriptParser, positive, run_script
 from step_benchmarks import preset_optimizer
 
 
@@ -78,9 +79,9 @@ def run_scenario(runs: int, threads: int | None, steps: int) -> list[dict]:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--runs", type=int, default=2, help="runs sharing the machine")
-    p.add_argument("--steps", type=int, default=30, help="timed steps per run")
+    p = ScriptParser(description=__doc__.splitlines()[0])
+    p.add_argument("--runs", type=positive, default=2, help="runs sharing the machine")
+    p.add_argument("--steps", type=positive, default=30, help="timed steps per run")
     p.add_argument("--worker", nargs=2, metavar=("STEPS", "START_AT"), help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.worker:  # one of the runs this script starts
@@ -108,4 +109,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

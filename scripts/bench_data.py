@@ -27,16 +27,24 @@ from bench_train import loader_batches_per_s
 from chargpt.data import CharDataModule
 from chargpt.data.corpus import default_data_dir
 from chargpt.data.encoding import load_encoded
+from script_cli import ScriptParser, positive, run_script
 
 # The default training config's window and batch (model=tiny, data.batch_size).
 BLOCK_SIZE, BATCH_SIZE = 64, 12
 
 
+def existing_folder(text: str) -> Path:
+    if not Path(text).is_dir():  # the temporary folder is made inside it, not it
+        raise argparse.ArgumentTypeError(f"{text!r} is not a folder; give one that exists")
+    return Path(text)
+
+
 def parse_args() -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--size-mb", type=int, default=500)
-    p.add_argument("--steps", type=int, default=50, help="training steps of each run")
-    p.add_argument("--dir", default=None, help="scratch folder (default: the system temp folder)")
+    p = ScriptParser(description=__doc__.splitlines()[0])
+    p.add_argument("--size-mb", type=positive, default=500)
+    p.add_argument("--steps", type=positive, default=50, help="training steps of each run")
+    p.add_argument("--dir", type=existing_folder, default=None,
+                   help="scratch folder (default: the system temp folder)")
     return p.parse_args()
 
 
@@ -133,4 +141,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

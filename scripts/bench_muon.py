@@ -24,6 +24,7 @@ import torch
 
 from chargpt.training.muon import native_bf16
 from chargpt.training.optim import MuonWithAdamW
+from script_cli import run_script
 from step_benchmarks import VOCAB, preset_model, preset_optimizer, step_benchmark_parser
 
 ARMS = ("torch", "bfloat16", "float32", "unfused")  # torch.optim.Muon, chargpt's ns_dtype, per-tensor AdamW
@@ -108,4 +109,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

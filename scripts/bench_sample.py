@@ -24,17 +24,18 @@ from chargpt.cli import CONFIG_PATH
 from chargpt.hydra_run import plain
 from chargpt.model import ModelConfig, build_model
 from chargpt.model.sampling import iter_tokens
+from script_cli import ScriptParser, positive, run_script
 
 VOCAB = 65  # Tiny Shakespeare's
 
 
 def parse_args() -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = ScriptParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default="small", help="model preset (configs/model)")
-    p.add_argument("--tokens", type=int, default=500, help="new tokens per sample")
-    p.add_argument("--prompt-len", type=int, default=1)
+    p.add_argument("--tokens", type=positive, default=500, help="new tokens per sample")
+    p.add_argument("--prompt-len", type=positive, default=1)
     p.add_argument("--temperature", type=float, default=1.0)
-    p.add_argument("--reps", type=int, default=3, help="alternating repetitions of each mode")
+    p.add_argument("--reps", type=positive, default=3, help="alternating repetitions of each mode")
     p.add_argument("--device", default="cpu")
     p.add_argument("--compile", action="store_true", help="also time the compiled cached decoding")
     p.add_argument("--override", action="append", default=[], help="model override, e.g. block_size=128")
@@ -110,4 +111,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -23,13 +23,13 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import time
 
 import torch
 
 from chargpt.training.precision import plugin as precision_plugin
-from step_benchmarks import VOCAB, add_model_shape, positive, preset_model, preset_optimizer
+from script_cli import ScriptParser, positive, run_script
+from step_benchmarks import VOCAB, add_model_shape, preset_model, preset_optimizer
 
 PRECISIONS = ("32-true", "bf16-mixed")
 MATMUL_PRECISIONS = ("highest", "high", "medium")
@@ -58,7 +58,7 @@ def batch_shape(text: str) -> tuple[int, int]:
 
 
 def parse_args() -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = ScriptParser(description=__doc__.splitlines()[0])
     p.add_argument("--shapes", nargs="+", type=batch_shape, default=[(8, 128), (4, 128), (16, 64), (32, 32)],
                    metavar="BxT", help="batch shapes, sequences x context; the first is the reference")
     p.add_argument("--precisions", nargs="+", choices=PRECISIONS, default=["32-true"],
@@ -127,4 +127,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_script(main)

@@ -42,24 +42,25 @@ from omegaconf import DictConfig, OmegaConf
 from chargpt.cli import CONFIG_PATH
 from chargpt.cli.common import quiet_known_warnings
 from chargpt.data.windows import TrainWindows
-from chargpt.errors import ConfigError
+from chargpt.errors import ConfigError, exit_usage
 from chargpt.hydra_run import plain
 from chargpt.training import precision
 from chargpt.training.build import build_run
 from chargpt.training.optim import build_optimizer, build_scheduler
+from script_cli import ScriptParser, positive, run_script
 
 
 def parse_args() -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = ScriptParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default="tiny", help="model preset (configs/model)")
-    p.add_argument("--batch", type=int, default=12)
-    p.add_argument("--block", type=int, default=None, help="context length (default: the preset's)")
+    p.add_argument("--batch", type=positive, default=12)
+    p.add_argument("--block", type=positive, default=None, help="context length (default: the preset's)")
     p.add_argument("--precision", default="32-true", help="trainer.precision, e.g. bf16-mixed or auto")
     p.add_argument("--compile", action="store_true", help="model.compile=true")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
-    p.add_argument("--steps", type=int, default=100, help="timed steps per repetition")
-    p.add_argument("--warmup", type=int, default=10, help="untimed steps before them")
-    p.add_argument("--reps", type=int, default=3, help="alternating repetitions of each path")
+    p.add_argument("--steps", type=positive, default=100, help="timed steps per repetition")
+    p.add_argument("--warmup", type=positive, default=10, help="untimed steps before them")
+    p.add_argument("--reps", type=positive, default=3, help="alternating repetitions of each path")
     p.add_argument("--override", action="append", default=[], help="extra Hydra override (repeatable)")
     p.add_argument(
         "--nanogpt", metavar="PATH", default=None,
@@ -269,12 +270,10 @@ def loader_batches_per_s(loader: Iterable[Any], n: int = 200) -> float:
 def main() -> None:
     args = parse_args()
     quiet_known_warnings()
-    if args.warmup < 1:
-        raise SystemExit("--warmup must be at least 1")
     try:  # both paths run the precision a run resolves to ("auto" included) here
         args.precision = precision.resolved(args.precision, torch.device(args.device))
     except ConfigError as e:
-        raise SystemExit(f"--precision: {e}") from None
+        exit_usage(f"--precision: {e}")
     with tempfile.TemporaryDirectory(prefix="chargpt-bench-") as out:
         cfg = compose_config(args, out)
         tokens_per_step = args.batch * cfg.model.block_size
@@ -364,4 +363,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

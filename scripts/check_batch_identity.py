@@ -8,7 +8,6 @@ character, on a randomly initialised model of the given preset.
 
 from __future__ import annotations
 
-import argparse
 import json
 import string
 import threading
@@ -23,6 +22,7 @@ from chargpt.hydra_run import plain
 from chargpt.inference import TrainedModel
 from chargpt.model import ModelConfig, build_model
 from chargpt.serving.engine import Engine, Event, Job
+from script_cli import ScriptParser, positive, run_script
 
 VOCAB = sorted(set(string.ascii_letters + string.digits + " \n.,;:!?'-&$"))[:65]
 
@@ -49,11 +49,11 @@ def batched_texts(engine: Engine, seeds: list[int], tokens: int, temperature: fl
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = ScriptParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default="tiny")
-    p.add_argument("--requests", type=int, default=8)
-    p.add_argument("--tokens", type=int, default=2000)
-    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--requests", type=positive, default=8)
+    p.add_argument("--tokens", type=positive, default=2000)
+    p.add_argument("--rounds", type=positive, default=3)
     p.add_argument("--temperature", type=float, default=1.0)
     args = p.parse_args()
     with initialize_config_dir(config_dir=CONFIG_PATH, version_base="1.3"):
@@ -86,4 +86,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

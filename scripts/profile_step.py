@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import time
 
 import torch
@@ -24,7 +23,8 @@ from torch.profiler import ProfilerActivity, profile
 
 from chargpt.training.precision import plugin as precision_plugin
 from chargpt.training.precision import resolved
-from step_benchmarks import VOCAB, positive, preset_model, preset_optimizer, step_benchmark_parser
+from script_cli import positive, run_script
+from step_benchmarks import VOCAB, preset_model, preset_optimizer, step_benchmark_parser
 
 PHASES = ("forward", "backward", "optimizer")
 
@@ -97,4 +97,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_script(main)

@@ -15,14 +15,9 @@ from chargpt.cli import CONFIG_PATH
 from chargpt.hydra_run import plain
 from chargpt.model import ModelConfig, build_model
 from chargpt.training.optim import build_optimizer
+from script_cli import ScriptParser, positive
 
 VOCAB = 65  # Tiny Shakespeare's
-
-
-def positive(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
-    return int(text)
 
 
 def add_model_shape(p: argparse.ArgumentParser) -> None:
@@ -33,7 +28,7 @@ def add_model_shape(p: argparse.ArgumentParser) -> None:
 
 
 def step_benchmark_parser(description: str, reps: int, arm: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=description)
+    p = ScriptParser(description=description)
     add_model_shape(p)
     p.add_argument("--block", type=positive, default=128)
     p.add_argument("--batch", type=positive, default=8)

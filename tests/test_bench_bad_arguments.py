@@ -1,0 +1,30 @@
+"""The benchmark scripts' bad arguments: one `error:` line and exit code 2, no traceback, whether
+argparse, chargpt's checks or Hydra finds them."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+
+
+@pytest.mark.parametrize(("script", "args", "message"), [
+    ("bench_data", ["--dir", "{missing}"], "argument --dir: '{missing}' is not a folder"),
+    ("bench_sample", ["--tokens", "-5"], "argument --tokens: '-5' is not a whole number of at least 1"),
+    ("bench_train", ["--model", "nosuch"], "In 'train': Could not find 'model/nosuch'"),
+], ids=["argparse type (a folder)", "argparse type (a count)", "hydra error"])
+def test_a_bad_argument_is_one_error_line_and_exit_2(
+    script: str, args: list[str], message: str, tmp_path: Path
+) -> None:
+    # Each exits before any work (an interpreter start, ~2-5 s): these were tracebacks and exit 1.
+    missing = str(tmp_path / "no such folder")
+    args = [a.format(missing=missing) for a in args]
+    done = subprocess.run([sys.executable, str(SCRIPTS / f"{script}.py"), *args],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and done.stdout == ""
+    [line] = done.stderr.splitlines()
+    assert line.startswith(f"error: {message.format(missing=missing)}")
