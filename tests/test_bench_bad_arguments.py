@@ -12,6 +12,7 @@ import pytest
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 
 
+@pytest.mark.slow  # three interpreter starts
 @pytest.mark.parametrize(("script", "args", "message"), [
     ("bench_data", ["--dir", "{missing}"], "argument --dir: '{missing}' is not a folder"),
     ("bench_sample", ["--tokens", "-5"], "argument --tokens: '-5' is not a whole number of at least 1"),
