@@ -27,16 +27,10 @@ from bench_train import loader_batches_per_s
 from chargpt.data import CharDataModule
 from chargpt.data.corpus import default_data_dir
 from chargpt.data.encoding import load_encoded
-from script_cli import ScriptParser, positive, run_script
+from script_cli import ScriptParser, existing_folder, positive, run_script
 
 # The default training config's window and batch (model=tiny, data.batch_size).
 BLOCK_SIZE, BATCH_SIZE = 64, 12
-
-
-def existing_folder(text: str) -> Path:
-    if not Path(text).is_dir():  # the temporary folder is made inside it, not it
-        raise argparse.ArgumentTypeError(f"{text!r} is not a folder; give one that exists")
-    return Path(text)
 
 
 def parse_args() -> argparse.Namespace:

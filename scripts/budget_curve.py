@@ -37,6 +37,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from chargpt.errors import exit_usage
+
 # Each config's overrides; BUDGET is replaced by the run's budget in seconds.
 CONFIGS: dict[str, list[str]] = {
     "auto": ["model=auto", "budget_seconds=BUDGET"],
@@ -61,7 +63,7 @@ def stdlib_text(out: Path) -> Path:
         lib = Path(sys.base_prefix, "lib", f"python{sys.version_info[0]}.{sys.version_info[1]}")
         files = sorted(lib.glob("*.py"))
         if not files:
-            sys.exit(f"error: no standard library sources under {lib}; run with a CPython that has them")
+            exit_usage(f"no standard library sources under {lib}; run with a CPython that has them")
         text = "".join(f.read_text(encoding="utf-8", errors="replace") for f in files)
         out.mkdir(parents=True, exist_ok=True)
         path.write_text(text[:SHAKESPEARE_CHARS], encoding="utf-8")

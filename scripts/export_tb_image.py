@@ -8,16 +8,17 @@ so the bytes are written as they are.
 
 from __future__ import annotations
 
-import argparse
-import sys
 from pathlib import Path
 
 from tensorboard.backend.event_processing.event_accumulator import IMAGES, EventAccumulator
 
+from chargpt.errors import exit_usage
+from script_cli import ScriptParser, existing_folder
+
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("logdir", type=Path, help="the folder with the events file")
+    parser = ScriptParser(description=__doc__.splitlines()[0])
+    parser.add_argument("logdir", type=existing_folder, help="the folder with the events file")
     parser.add_argument("tag", help="image tag, e.g. attention/maps")
     parser.add_argument("out", type=Path, help="PNG file to write")
     parser.add_argument("--step", type=int, default=None, help="the step to export (default: the last)")
@@ -25,11 +26,11 @@ def main() -> None:
     events = EventAccumulator(str(args.logdir), size_guidance={IMAGES: 0})
     events.Reload()
     if args.tag not in events.Tags()[IMAGES]:
-        sys.exit(f"error: no image tag {args.tag!r} in {args.logdir}; there are {events.Tags()[IMAGES]}")
+        exit_usage(f"no image tag {args.tag!r} in {args.logdir}; there are {events.Tags()[IMAGES]}")
     images = events.Images(args.tag)
     image = images[-1] if args.step is None else next((i for i in images if i.step == args.step), None)
     if image is None:
-        sys.exit(f"error: no {args.tag!r} image at step {args.step}; steps: {[i.step for i in images]}")
+        exit_usage(f"no {args.tag!r} image at step {args.step}; steps: {[i.step for i in images]}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_bytes(image.encoded_image_string)
     print(f"step {image.step}: {image.width}x{image.height} -> {args.out}")
