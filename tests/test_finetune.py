@@ -283,3 +283,25 @@ def test_a_bigram_models_table_grows_in_both_dimensions() -> None:
     assert torch.equal(table[:3, :3], old.table.weight)
     assert torch.equal(table[3:, :3], torch.tensor([[3.0, 4.0, 5.0]] * 2))  # the mean row
     assert torch.equal(table[:, 3:], table[:, :3].mean(1, keepdim=True).expand(5, 2))  # the mean column
+
+
+def test_a_fine_tunes_resume_advice_names_its_preset_and_what_a_bare_checkpoint_needs(tmp_path: Path) -> None:
+    from omegaconf import OmegaConf
+
+    from chargpt.training.finetune import freeze_fix, resume_settings
+
+    run = tmp_path / "ft run"
+    (run / ".hydra").mkdir(parents=True)
+    (run / ".hydra" / "config.yaml").write_text("init_from: /models/base\nfinetune:\n  freeze_blocks: 1\n")
+    launch = "hydra:\n  runtime:\n    choices:\n      experiment: finetune\n"
+    (run / ".hydra" / "hydra.yaml").write_text(launch)
+    ckpt = run / "checkpoints" / "last.ckpt"
+    # Without experiment=finetune the resume would train at the defaults' rate, not the preset's.
+    assert resume_settings(None, ckpt).endswith(
+        "resume with the settings that started it, experiment=finetune init_from=/models/base "
+        "finetune.freeze_blocks=1 (and any others it was launched with)")
+    # A checkpoint alone (no saved config): only a fine-tune freezes, so it needs its init_from.
+    alone = tmp_path / "last.ckpt"
+    assert "it is a fine-tune: resume with the init_from and" in freeze_fix(OmegaConf.create({}), alone)
+    told = freeze_fix(OmegaConf.create({"init_from": "/models/base"}), alone)
+    assert told == "resume with the finetune.freeze_embeddings and finetune.freeze_blocks it was trained with"

@@ -73,6 +73,16 @@ def read_launch(config_dir: Path) -> Any:
     return OmegaConf.load(config_dir / HYDRA_FILE).hydra
 
 
+def launched_with(run_dir: Path, group: str) -> str | None:
+    """The option of a config group (experiment=NAME, optimizer=NAME) a run was launched with, as
+    Hydra recorded it; None when unrecorded or unreadable."""
+    try:
+        choice = OmegaConf.select(read_launch(run_dir / CONFIG_DIR), f"runtime.choices.{group}")
+    except (OSError, ValueError, yaml.YAMLError, OmegaConfBaseException):
+        return None
+    return str(choice) if choice else None
+
+
 def last_checkpoint(run_dir: Path) -> Path | None:
     """A run directory's last.ckpt (in its checkpoints/ folder, or beside it), if it has one."""
     return next((c for c in (run_dir / CHECKPOINT_DIR / LAST, run_dir / LAST) if c.is_file()), None)

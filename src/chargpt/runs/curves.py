@@ -21,10 +21,8 @@ from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
-from omegaconf import OmegaConf
-from omegaconf.errors import OmegaConfBaseException
 
-from chargpt.run_layout import CONFIG_DIR, read_launch
+from chargpt.run_layout import launched_with
 from chargpt.runs.run_rows import flat_rows, varying
 
 VAL_LOSS = "val/loss"
@@ -73,11 +71,9 @@ def keeps_a_log(run_dir: Path) -> bool:
     would write one when it validates. logger=none, mlflow and wandb keep none in the folder."""
     if any(run_dir.glob(CSV_LOGS)) or any(run_dir.glob(EVENT_FILES)):
         return True
-    try:
-        logger = OmegaConf.select(read_launch(run_dir / CONFIG_DIR), "runtime.choices.logger")
-    except (OSError, ValueError, OmegaConfBaseException):
-        return True  # no record of its launch: say only that it has no curve
-    return any(name in str(logger) for name in ("tensorboard", "csv"))
+    logger = launched_with(run_dir, "logger")
+    # No record of its launch: say only that it has no curve.
+    return logger is None or any(name in logger for name in ("tensorboard", "csv"))
 
 
 def val_curve(run_dir: Path) -> list[tuple[int, float]]:
@@ -95,12 +91,13 @@ class CurveRun:
     status: str | None = None
 
 
-def left_out(runs: list[CurveRun]) -> str:
-    """Why the runs without a curve have none, counted: no log to read it from, or no validation."""
+def left_out(runs: list[CurveRun]) -> tuple[str, int]:
+    """Why the runs without a curve have none, counted (no validation, or no log to read it from),
+    and how many keep no log."""
     unlogged = sum(not keeps_a_log(run.folder) for run in runs)
     parts = [f"{len(runs) - unlogged} never validated" if len(runs) > unlogged else "",
              f"{unlogged} without a TensorBoard or CSV log" if unlogged else ""]
-    return ", ".join(part for part in parts if part)
+    return ", ".join(part for part in parts if part), unlogged
 
 
 def curves_figure(sweep_dir: Path, runs: list[CurveRun]) -> Figure | None:
@@ -126,7 +123,9 @@ def curves_figure(sweep_dir: Path, runs: list[CurveRun]) -> Figure | None:
     ax.set_ylabel("validation loss")
     where = "/".join(sweep_dir.resolve().parts[-2:])  # e.g. multirun/example, not the whole path
     # Runs without a curve (no log, or stopped before validating) are missing: say so, and why.
-    counted = f"{len(curves)} of {len(runs)} runs ({left_out(missing)})" if missing else f"{len(curves)} runs"
+    counted = f"{len(curves)} runs"
+    if missing:
+        counted = f"{len(curves)} of {len(runs)} runs ({left_out(missing)[0]})"
     ax.set_title(f"validation loss of {counted}: {where}", fontsize=11)
     ax.grid(alpha=0.3)
     _legend_below(fig, fontsize=8 if len(curves) > 6 else 9)
@@ -190,8 +189,8 @@ def write_curves(png: Path, sweep_dir: Path, runs: list[CurveRun]) -> Path | Non
         fig = curves_figure(sweep_dir, runs)
         if fig is None:
             if runs:
-                why = left_out(runs)
-                fix = "; logger=tensorboard or csv writes one" if "log" in why else ""
+                why, unlogged = left_out(runs)
+                fix = "; logger=tensorboard or csv writes one" if unlogged else ""
                 print(f"no curves drawn ({len(runs)} runs: {why}{fix})")
             return None
         fig.savefig(png, metadata={"Software": PNG_SOFTWARE})  # how a later report knows it as its own

@@ -463,7 +463,7 @@ def build_run(cfg: DictConfig) -> Run:
     if ckpt is not None and file is not None:
         optimizer_config = plain(cfg.optimizer)
         check_optimizer_state(ckpt, file, build_optimizer(module.model, optimizer_config), optimizer_config,
-                              resume_settings(cfg.get("init_from"), file) or freeze_fix(cfg, file))
+                              lambda: resume_settings(cfg.get("init_from"), file) or freeze_fix(cfg, file))
     trainer = build_trainer(cfg, resume_step)
     if choice is not None:
         for callback in trainer.callbacks:

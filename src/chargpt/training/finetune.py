@@ -24,7 +24,7 @@ from chargpt.errors import ConfigError, DataError
 from chargpt.inference import load_with_checkpoint
 from chargpt.model import ModelConfig
 from chargpt.overrides import override_key
-from chargpt.run_layout import run_dir_of, saved_config
+from chargpt.run_layout import launched_with, run_dir_of, saved_config
 
 log = logging.getLogger(__name__)
 
@@ -147,12 +147,15 @@ def resume_settings(init_from: str | None, checkpoint: Path) -> str | None:
     and vocabulary come from them), read from its run's saved config; None for any other resume."""
     if init_from:
         return None
-    saved = saved_config(run_dir_of(checkpoint))
+    run_dir = run_dir_of(checkpoint)
+    saved = saved_config(run_dir)
     source = saved.get("init_from")
     if not source:
         return None
+    preset = ["experiment=finetune"] if launched_with(run_dir, "experiment") == "finetune" else []
     return (f"it is a fine-tune of {source}: resume with the settings that started it, "
-            + " ".join([shlex.quote(f"init_from={source}"), *_started_with(saved)]))
+            + " ".join([*preset, shlex.quote(f"init_from={source}"), *_started_with(saved)])
+            + " (and any others it was launched with)")
 
 
 def _started_with(saved: dict[str, Any], prefix: str = "") -> list[str]:
@@ -167,6 +170,9 @@ def freeze_fix(cfg: DictConfig, checkpoint: Path) -> str:
     when it started with none."""
     saved = saved_config(run_dir_of(checkpoint))
     if "finetune" not in saved:  # no saved config beside the checkpoint
+        if not cfg.get("init_from"):  # only a fine-tune freezes: this checkpoint is one
+            return ("it is a fine-tune: resume with the init_from and the finetune.freeze_embeddings and "
+                    "finetune.freeze_blocks that started it")
         return "resume with the finetune.freeze_embeddings and finetune.freeze_blocks it was trained with"
     if not saved.get("init_from"):
         return "it was trained from scratch, with nothing frozen: resume without finetune.freeze_*"

@@ -79,6 +79,7 @@ SETTINGS: dict[str, Callable[[str, object], Any]] = {
     "betas": _betas,
     "eps": _positive,
     "fused": lambda name, value: value is None or yes_no(name, value),
+    "foreach": lambda name, value: value is None or yes_no(name, value),
     "nesterov": yes_no,
     "ns_steps": lambda name, value: whole_number(name, value, low=1),
     "ns_dtype": _one_of(*NS_DTYPES),
@@ -102,6 +103,9 @@ def _check_settings(settings: dict[str, Any], prefix: str) -> None:
             SETTINGS[key](f"{prefix}{key}", value)
         elif isinstance(value, dict):
             _check_settings(value, f"{prefix}{key}.")
+    if settings.get("fused") is True and settings.get("foreach") is True:  # torch's own refusal: a traceback
+        raise ConfigError(f"{prefix}fused=true and {prefix}foreach=true cannot be used together; "
+                          f"drop one (add {prefix}fused=false to use foreach)")
 
 
 def build_optimizer(model: nn.Module, config: dict[str, Any] | None) -> torch.optim.Optimizer:

@@ -8,16 +8,14 @@ here first, the refusal names the setting that differs.
 from __future__ import annotations
 
 import shlex
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import OmegaConf
-from omegaconf.errors import OmegaConfBaseException
 
 from chargpt.errors import ConfigError
-from chargpt.run_layout import CONFIG_DIR, read_launch, run_dir_of
+from chargpt.run_layout import launched_with, run_dir_of
 
 
 def state_layout(state: Mapping[str, Any]) -> dict[str, list[int]]:
@@ -29,19 +27,11 @@ def state_layout(state: Mapping[str, Any]) -> dict[str, list[int]]:
             if isinstance(inner, Mapping) and "param_groups" in inner}
 
 
-def _trained_with(file: Path) -> str | None:
-    """The optimizer option (optimizer=NAME) the checkpoint's run was launched with, if recorded."""
-    try:
-        choice = OmegaConf.select(read_launch(run_dir_of(file) / CONFIG_DIR), "runtime.choices.optimizer")
-    except (OSError, ValueError, OmegaConfBaseException):
-        return None
-    return str(choice) if choice else None
-
-
 def check_optimizer_state(ckpt: dict[str, Any], file: Path, optimizer: torch.optim.Optimizer,
-                          optimizer_config: Mapping[str, Any], freeze_fix: str) -> None:
+                          optimizer_config: Mapping[str, Any], freeze_fix: Callable[[], str]) -> None:
     """Refuse a resume whose optimizer cannot take the checkpoint's state. `freeze_fix`: what to
-    resume with when only the trained parameters differ (a fine-tune's finetune.freeze_*)."""
+    resume with when only the trained parameters differ (a fine-tune's finetune.freeze_*), asked
+    only then."""
     states = ckpt.get("optimizer_states") or []
     if len(states) != 1 or not isinstance(states[0], Mapping):
         return  # none kept (weights only), or several optimizers: Lightning's own checks apply
@@ -50,9 +40,11 @@ def check_optimizer_state(ckpt: dict[str, Any], file: Path, optimizer: torch.opt
         return
     old = ((ckpt.get("hyper_parameters") or {}).get("optimizer") or {}).get("_target_")
     new = optimizer_config.get("_target_")
-    if saved.keys() != built.keys() or (old and old != new):
-        option = _trained_with(file)
-        again = f"optimizer={option}" if option else f"the optimizer it was trained with ({old})"
+    # The same optimizer may keep another layout: Muon with every hidden matrix frozen is AdamW alone.
+    if old != new if old else saved.keys() != built.keys():
+        option = launched_with(run_dir_of(file), "optimizer")
+        again = (f"optimizer={option}" if option
+                 else "the optimizer it was trained with" + (f" ({old})" if old else ""))
         raise ConfigError(
             f"cannot resume from {file} with {new}: it was trained with {old or 'another optimizer'}, "
             f"whose optimizer state does not carry over; resume with {again}, or start a new run "
@@ -62,5 +54,5 @@ def check_optimizer_state(ckpt: dict[str, Any], file: Path, optimizer: torch.opt
     trains = sum(sum(sizes) for sizes in built.values())
     raise ConfigError(
         f"cannot resume from {file}: it was trained with other parameters frozen (its optimizer "
-        f"holds {trained} parameter tensors, this run trains {trains}); {freeze_fix}"
+        f"holds {trained} parameter tensors, this run trains {trains}); {freeze_fix()}"
     )
