@@ -41,7 +41,8 @@ def check_optimizer_state(ckpt: dict[str, Any], file: Path, optimizer: torch.opt
     old = ((ckpt.get("hyper_parameters") or {}).get("optimizer") or {}).get("_target_")
     new = optimizer_config.get("_target_")
     # The same optimizer may keep another layout: Muon with every hidden matrix frozen is AdamW alone.
-    if old != new if old else saved.keys() != built.keys():
+    another_optimizer = (old != new) if old else (saved.keys() != built.keys())
+    if another_optimizer:
         option = launched_with(run_dir_of(file), "optimizer")
         again = (f"optimizer={option}" if option
                  else "the optimizer it was trained with" + (f" ({old})" if old else ""))
