@@ -363,14 +363,14 @@ def test_train_bad_input(case, args, expected, files, monkeypatch, capsys):
     assert "precision=auto" not in out, out
 
 
-@pytest.mark.parametrize("seconds", ["-3", "0", "abc"])
+@pytest.mark.parametrize("seconds", ["-3", "0", "abc", "true"])
 def test_auto_refuses_a_bad_budget_before_timing_shapes(seconds, files, monkeypatch, capsys):
     args = [
         "model=auto", f"budget_seconds={seconds}", "data=text", f"data.path={files['corpus']}",
         f"hydra.run.dir={files['tmp'] / 'run'}", "logger=none", "~callbacks.progress_bar",
     ]
     code, out, err = run_main(train_cli.main, args, capsys)
-    shown = repr(seconds) if seconds == "abc" else seconds  # text, shown as text
+    shown = repr(seconds) if seconds == "abc" else seconds  # text shown as text, true as typed (not True)
     _assert_one_error_line(code, out, err, f"budget_seconds={shown} must be a positive number of seconds")
     assert "timed" not in out  # no shape was timed, no choice printed
 

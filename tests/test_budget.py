@@ -154,6 +154,18 @@ def test_resumed_budget_run_keeps_its_planned_steps(corpus: Path, tmp_path: Path
     assert record["planned_steps"] == 37 and record["final_step"] == 37
     assert record["before_resume"] == earlier  # its plan and timings are not lost
 
+    # Resumed with another budget_seconds: it is not used, and said so (the record kept the typed one).
+    (tmp_path / "budget.json").write_text(json.dumps({**earlier, "budget_seconds": 40.0}))
+    budget = TimeBudget(20.0, output_dir=str(tmp_path), start=0.0, clock=FakeClock(0.01))
+    budget.load_state_dict({"planned_steps": 37, "step_seconds": 0.02})
+    caplog.clear()
+    budget.on_train_start(Trainer, torch.nn.Module())
+    [warning] = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert warning.getMessage().startswith("time budget: budget_seconds=20 is not used: a resumed run trains "
+                                           "on to the 37 steps its 40 s budget planned")
+    budget._write(final_step=37)
+    assert json.loads((tmp_path / "budget.json").read_text())["budget_seconds"] == 40.0
+
 
 def test_budget_lengthens_for_a_faster_host_but_keeps_the_end_estimate(corpus: Path, tmp_path: Path) -> None:
     clock = FakeClock(tick=0.02)
@@ -297,10 +309,17 @@ def test_other_work_on_the_machine_is_named(monkeypatch: pytest.MonkeyPatch) -> 
     # other work, so the advice swung from run to run (35 s, then 60 s).
     monkeypatch.setattr(budget_plan.os, "cpu_count", lambda: 2)
     monkeypatch.setattr(budget_plan.torch, "get_num_threads", lambda: 2)
+    started = time.monotonic() - 600  # a run long under way: its two threads are all in the average
+    monkeypatch.setattr(budget_plan, "process_start_time", lambda: started)
     monkeypatch.setattr(budget_plan.os, "getloadavg", lambda: (2.4, 2.0, 2.0))
     assert budget_plan.other_work() is None  # this run's own two threads
     monkeypatch.setattr(budget_plan.os, "getloadavg", lambda: (4.5, 3.0, 2.0))
     assert budget_plan.other_work() == "load 4.5 on 2 cores, this run's 2 threads included"
+    # 10 s into a run, the one-minute average holds a sixth of its threads: a load of 2 is other work
+    # (two busy processes), which subtracting both threads had hidden.
+    started = time.monotonic() - 10
+    monkeypatch.setattr(budget_plan.os, "getloadavg", lambda: (1.97, 1.0, 0.5))
+    assert budget_plan.other_work() == "load 2.0 on 2 cores, this run's 2 threads included"
 
 
 @pytest.mark.slow  # a budgeted run; test_budget_shortens_the_run_when_steps_slow_down re-plans by default

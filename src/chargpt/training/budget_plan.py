@@ -14,6 +14,7 @@ from typing import Any, NamedTuple
 import lightning as L
 import torch
 
+from chargpt.checks import shown
 from chargpt.errors import ConfigError
 
 _IMPORT_TIME = time.monotonic()
@@ -185,7 +186,12 @@ def other_work() -> str | None:
     except OSError:  # not on every system
         return None
     cores = os.cpu_count() or 1
-    if load - min(torch.get_num_threads(), cores) < 1.0:
+    # The average moves towards the running threads by 1 - e^(-t/60) in t seconds: a run that
+    # started seconds ago is only that share of its threads in it (subtracting all of them hid the
+    # other work from a 30 s budget's refusal).
+    running = time.monotonic() - process_start_time()
+    own = min(torch.get_num_threads(), cores) * (1 - math.exp(-running / 60))
+    if load - own < 1.0:
         return None
     return f"load {load:.1f} on {cores} cores, this run's {torch.get_num_threads()} threads included"
 
@@ -204,9 +210,8 @@ def checked_seconds(value: Any) -> float | None:
         return None
     number = isinstance(value, (int, float)) and not isinstance(value, bool)
     if not number or not math.isfinite(value) or value <= 0:
-        shown = repr(value) if isinstance(value, str) else value  # '300' was typed in quotes: text
-        raise ConfigError(
-            f"budget_seconds={shown} must be a positive number of seconds (e.g. budget_seconds=300), "
+        raise ConfigError(  # shown as typed: '300' in quotes is text, true not True
+            f"budget_seconds={shown(value)} must be a positive number of seconds (e.g. budget_seconds=300), "
             "or budget_seconds=null for no budget"
         )
     return float(value)

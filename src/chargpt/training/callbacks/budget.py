@@ -144,9 +144,14 @@ class TimeBudget(Callback):
             first = self.before_resume or {}  # the launch that planned: the first (a resume keeps its record)
             while isinstance(first.get("before_resume"), dict):
                 first = first["before_resume"]
-            log.info("time budget: a resumed run trains on to the %d steps its %g s budget planned (now at "
-                     "step %d), with no new time limit", self.planned_steps,
-                     first.get("budget_seconds", self.seconds), trainer.global_step)
+            planned_for = float(first.get("budget_seconds", self.seconds))
+            given = "" if planned_for == self.seconds else (
+                f"budget_seconds={self.seconds:g} is not used: ")  # a new budget would be a new plan
+            self.seconds = planned_for  # the record names the budget the steps were planned for
+            log.log(logging.WARNING if given else logging.INFO,
+                    "time budget: %sa resumed run trains on to the %d steps its %g s budget planned (now at "
+                    "step %d), with no new time limit", given, self.planned_steps, planned_for,
+                    trainer.global_step)
             return
         used = self.clock() - self.start
         log.info("time budget: %.0f s from process start (%.1f s used before training)", self.seconds, used)
@@ -218,9 +223,10 @@ class TimeBudget(Callback):
                     self._shown_plan = self.planned_steps
                 level = logging.INFO if shown else logging.DEBUG
                 window = stepping - self._marks[0][1]
-                log.log(level, "time budget: %.1f ms/step lately (%.1f over the last %.0f s), re-planned "
-                        "from %d to %d steps at step %d", 1000 * recent, 1000 * lasting, window, before,
-                        self.planned_steps, step)
+                # Before a second of marks, the lasting pace is the recent one: said once.
+                lasting_text = f" ({1000 * lasting:.1f} over the last {window:.0f} s)" if window >= 1 else ""
+                log.log(level, "time budget: %.1f ms/step lately%s, re-planned from %d to %d steps at "
+                        "step %d", 1000 * recent, lasting_text, before, self.planned_steps, step)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not self.active:
