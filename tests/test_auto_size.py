@@ -600,10 +600,17 @@ def test_auto_run_records_its_choice_and_a_resume_keeps_it(tmp_path: Path, capsy
     # Without model=auto the default model is asked for: refused, with what to add.
     code, _, err = run_main(train.main, [a for a in resumed if a not in args[:2]], capsys)
     assert code == 2 and "it was sized by model=auto: add model=auto and its budget_seconds" in err
-    code, out, err = run_main(train.main, resumed, capsys)
+    # Given another budget: not used, and said so; the block, its re-run line and the record name
+    # the budget the plan was made for.
+    code, out, err = run_main(train.main, [a.replace("budget_seconds=12", "budget_seconds=30")
+                                           for a in resumed], capsys)
     assert code == 0, err
     assert "kept from the checkpoint" in out + err and " s by the first run (target " in out + err
-    assert json.loads((run / "budget.json").read_text())["auto"]["chosen"] == chosen
+    assert "model=auto: 12 s budget" in out + err and "budget_seconds=30 is not used" in out + err
+    [rerun] = [line for line in (out + err).splitlines() if line.startswith("same run without model=auto")]
+    assert "budget_seconds=12" in rerun and "budget_seconds=30" not in rerun
+    after = json.loads((run / "budget.json").read_text())
+    assert after["auto"]["chosen"] == chosen and after["budget_seconds"] == 12
     resumed_configs = list((run / ".hydra").glob("resume-*/config.yaml"))
     assert len(resumed_configs) == 1  # the refused resume left none: the report reads the latest
     resumed_cfg = OmegaConf.load(resumed_configs[0])

@@ -204,6 +204,15 @@ def busy_advice() -> str:
     return f"; other work is running on this machine ({busy}): run alone, or with threads=1 beside another"
 
 
+def planned_budget(record: dict[str, Any]) -> float | None:
+    """The budget a run's step count was planned for: that of its first launch, in a budget.json
+    whose resumes each keep the launch before them under "before_resume"."""
+    while isinstance(record.get("before_resume"), dict):
+        record = record["before_resume"]
+    seconds = record.get("budget_seconds")
+    return float(seconds) if isinstance(seconds, (int, float)) and not isinstance(seconds, bool) else None
+
+
 def checked_seconds(value: Any) -> float | None:
     """budget_seconds as seconds (None: no budget), or a one-line error for anything else."""
     if value is None:

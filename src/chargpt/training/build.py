@@ -35,7 +35,7 @@ from chargpt.files import read_json_object, write_text_atomic
 from chargpt.hydra_run import is_multirun, plain, task_overrides
 from chargpt.model import ModelConfig
 from chargpt.overrides import override_key
-from chargpt.run_layout import METRICS_FILE, SAVED_CONFIG, last_checkpoint, run_dir_of
+from chargpt.run_layout import BUDGET_FILE, METRICS_FILE, SAVED_CONFIG, last_checkpoint, run_dir_of
 from chargpt.training import auto_size, budget_plan, precision
 from chargpt.training.callbacks import budget
 from chargpt.training.checkpoint_io import AtomicCheckpointIO, follow_moved_run
@@ -68,7 +68,7 @@ def size_automatically(
 ) -> auto_size.Choice:
     """model=auto: measure candidate shapes here (a resumed run keeps its checkpoint's choice),
     write the choice into cfg and print it with its reasons."""
-    overrides = task_overrides()
+    overrides, planned = task_overrides(), None
     if ckpt is not None:
         record = ckpt["hyper_parameters"].get("auto")
         if not isinstance(record, dict):
@@ -77,6 +77,13 @@ def size_automatically(
                 "resume with the model settings it was trained with"
             )
         choice = auto_size.from_record(record)
+        # A resume trains to the first launch's plan, whatever budget it is given: shown and
+        # reproduced with the budget the plan was made for.
+        planned = budget_plan.planned_budget(read_json_object(run_dir_of(resolve_checkpoint(cfg.ckpt_path))
+                                                              / BUDGET_FILE))
+        if planned is not None:
+            overrides = [o for o in overrides if override_key(o) != "budget_seconds"]
+            overrides.append(f"budget_seconds={planned:g}")
     else:
         assert datamodule.train_ids is not None and datamodule.val_scored_ids is not None
         train_chars, val_chars = len(datamodule.train_ids), len(datamodule.val_scored_ids)
@@ -96,7 +103,8 @@ def size_automatically(
     auto_size.apply_choice(cfg, choice, overrides, choices)
     if is_rank_zero():
         train_chars = len(datamodule.train_ids) if datamodule.train_ids is not None else 0
-        log.info("%s", auto_size.report(choice, float(cfg.budget_seconds), train_chars))
+        budget_seconds = planned if planned is not None else float(cfg.budget_seconds)
+        log.info("%s", auto_size.report(choice, budget_seconds, train_chars))
     return choice
 
 
