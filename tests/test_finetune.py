@@ -147,6 +147,7 @@ def test_a_fine_tune_resumed_without_its_settings_is_told_them(pretrained: Path,
             f"init_from={pretrained} finetune.extend_vocab=true") in err
 
 
+@pytest.mark.slow  # four fine-tune launches; tests/test_optimizer_state.py covers the check by default
 def test_a_fine_tune_resumed_with_other_parameters_frozen_is_told_its_freeze_settings(
         pretrained: Path, tmp_path: Path, capsys) -> None:
     # Its optimizer holds state for the parameters it trained: other freeze settings cannot take it.

@@ -145,6 +145,7 @@ def test_a_sweep_whose_every_job_failed_says_so_and_fails(tmp_path: Path, capsys
         "chargpt-train -m data=text" in capsys.readouterr().out
 
 
+@pytest.mark.slow  # an Optuna search
 def test_a_search_whose_every_trial_failed_names_no_best(tmp_path: Path, capsys) -> None:
     # Each failed trial scores +inf for Optuna, which then wrote the first failure as the best.
     corpus = write_corpus(tmp_path)
