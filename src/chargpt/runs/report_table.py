@@ -22,6 +22,11 @@ FORMATS = {
 }
 
 
+SETTING_MIN_WIDTH = 12
+ERROR_WIDTH = 50
+WHOLE = ("run", "status", *METRIC_COLUMNS)  # never cropped or wrapped
+
+
 def _cell(value: Any, column: str = "") -> str:
     if value is None:
         return "-"
@@ -40,11 +45,6 @@ def _short_number(text: str) -> str:
     except ValueError:
         return text
     return f"{number:.6g}" if math.isfinite(number) else text
-
-
-SETTING_MIN_WIDTH = 12
-ERROR_WIDTH = 50
-WHOLE = ("run", "status", *METRIC_COLUMNS)  # never cropped or wrapped
 
 
 def _min_width(column: str, rows: list[dict[str, Any]], whole: tuple[str, ...] = WHOLE) -> int:

@@ -63,13 +63,13 @@ def budget_reserve(cfg: DictConfig) -> float:
 
 
 def size_automatically(
-    cfg: DictConfig, datamodule: CharDataModule, base: ModelConfig, ckpt: dict[str, Any] | None, start: float,
-    reserve_seconds: float,
+    cfg: DictConfig, datamodule: CharDataModule, base: ModelConfig, ckpt: dict[str, Any] | None,
+    file: Path | None, start: float, reserve_seconds: float,
 ) -> auto_size.Choice:
-    """model=auto: measure candidate shapes here (a resumed run keeps its checkpoint's choice),
-    write the choice into cfg and print it with its reasons."""
+    """model=auto: measure candidate shapes here (a resumed run keeps the choice of its checkpoint,
+    `ckpt`, read from `file`), write the choice into cfg and print it with its reasons."""
     overrides, planned = task_overrides(), None
-    if ckpt is not None:
+    if ckpt is not None and file is not None:
         record = ckpt["hyper_parameters"].get("auto")
         if not isinstance(record, dict):
             raise ConfigError(
@@ -79,8 +79,7 @@ def size_automatically(
         choice = auto_size.from_record(record)
         # A resume trains to the first launch's plan, whatever budget it is given: shown and
         # reproduced with the budget the plan was made for.
-        planned = budget_plan.planned_budget(read_json_object(run_dir_of(resolve_checkpoint(cfg.ckpt_path))
-                                                              / BUDGET_FILE))
+        planned = budget_plan.planned_budget(read_json_object(run_dir_of(file) / BUDGET_FILE))
         if planned is not None:
             overrides = [o for o in overrides if override_key(o) != "budget_seconds"]
             overrides.append(f"budget_seconds={planned:g}")
@@ -436,7 +435,7 @@ def build_run(cfg: DictConfig) -> Run:
     said_lines = precision_decisions(cfg, precision_line, matmul_line, ckpt, file, decided)
     choice = None
     if auto:
-        choice = size_automatically(cfg, datamodule, model_config, ckpt, start, reserve_seconds)
+        choice = size_automatically(cfg, datamodule, model_config, ckpt, file, start, reserve_seconds)
         model_fields = plain(cfg.model)
         model_fields.pop("auto", None)
         model_config = ModelConfig.from_dict(model_fields)

@@ -141,7 +141,7 @@ class TimeBudget(Callback):
                     self.before_resume = json.loads(self.path.read_text(encoding="utf-8"))
             # The schedule (learning rate, the rates model=auto set) was fixed for that count: a
             # new plan would change the run, so this launch has no time limit of its own.
-            planned_for = budget_plan.planned_budget({"before_resume": self.before_resume}) or self.seconds
+            planned_for = budget_plan.planned_budget(self.before_resume or {}) or self.seconds
             given = "" if planned_for == self.seconds else (
                 f"budget_seconds={self.seconds:g} is not used: ")  # a new budget would be a new plan
             self.seconds = planned_for  # the record names the budget the steps were planned for
