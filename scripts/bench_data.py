@@ -27,6 +27,7 @@ from bench_train import loader_batches_per_s
 from chargpt.data import CharDataModule
 from chargpt.data.corpus import default_data_dir
 from chargpt.data.encoding import load_encoded
+from chargpt.errors import DataError
 from script_cli import ScriptParser, existing_folder, positive, run_script
 
 # The default training config's window and batch (model=tiny, data.batch_size).
@@ -95,7 +96,9 @@ def main() -> None:
     args = parse_args()
     source = Path(default_data_dir()) / "tinyshakespeare" / "input.txt"
     if not source.is_file():
-        raise SystemExit(f"needs Tiny Shakespeare at {source} (set CHARGPT_DATA_DIR)")
+        raise DataError(
+            f"needs Tiny Shakespeare at {source}; set CHARGPT_DATA_DIR to the folder holding tinyshakespeare/"
+        )
     with tempfile.TemporaryDirectory(prefix="chargpt-bench-data-", dir=args.dir) as tmp:
         root = Path(tmp)
         big = root / "big.txt"

@@ -182,7 +182,7 @@ def nanogpt_command(cfg: DictConfig, args: argparse.Namespace, out_dir: str) -> 
     if args.device == "cpu" and cfg.matmul_precision != "highest":
         differ.append(f"matmul_precision={cfg.matmul_precision} (nanoGPT's products are float32 on CPU)")
     if differ:
-        raise SystemExit(f"--nanogpt: nanoGPT's train.py cannot run this config: {', '.join(differ)}")
+        raise ConfigError(f"--nanogpt: nanoGPT's train.py cannot run this config: {', '.join(differ)}")
     total = args.warmup + args.steps
     lr = float(opt.lr)
     settings = {
@@ -206,10 +206,10 @@ def check_nanogpt(path: Path) -> int:
     """A one-line error unless PATH is a nanoGPT clone with the Shakespeare data prepared; returns
     the size of the vocabulary it was prepared with."""
     if not (path / "train.py").is_file() or not (path / "configurator.py").is_file():
-        raise SystemExit(f"--nanogpt {path}: no nanoGPT train.py and configurator.py there")
+        raise ConfigError(f"--nanogpt {path}: no nanoGPT train.py and configurator.py there")
     missing = [f for f in ("train.bin", "val.bin", "meta.pkl") if not (path / NANOGPT_DATA / f).is_file()]
     if missing:
-        raise SystemExit(
+        raise ConfigError(
             f"--nanogpt {path}: {NANOGPT_DATA}/{missing[0]} is missing; run `python "
             f"{NANOGPT_DATA}/prepare.py` in {path} first (it downloads Tiny Shakespeare unless "
             f"{NANOGPT_DATA}/input.txt is already there)"

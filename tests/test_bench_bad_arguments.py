@@ -12,20 +12,21 @@ import pytest
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 
 
-@pytest.mark.slow  # three interpreter starts
+@pytest.mark.slow  # four interpreter starts
 @pytest.mark.parametrize(("script", "args", "message"), [
     ("bench_data", ["--dir", "{missing}"], "argument --dir: '{missing}' is not a folder"),
     ("bench_sample", ["--tokens", "-5"], "argument --tokens: '-5' is not a whole number of at least 1"),
     ("bench_train", ["--model", "nosuch"], "In 'train': Could not find 'model/nosuch'"),
-], ids=["argparse type (a folder)", "argparse type (a count)", "hydra error"])
+    ("bench_train", ["--nanogpt", "{tmp}"], "--nanogpt {tmp}: no nanoGPT train.py and configurator.py there"),
+], ids=["argparse type (a folder)", "argparse type (a count)", "hydra error", "not a nanoGPT clone"])
 def test_a_bad_argument_is_one_error_line_and_exit_2(
     script: str, args: list[str], message: str, tmp_path: Path
 ) -> None:
     # Each exits before any work (an interpreter start, ~2-5 s): these were tracebacks and exit 1.
-    missing = str(tmp_path / "no such folder")
-    args = [a.format(missing=missing) for a in args]
+    names = {"missing": str(tmp_path / "no such folder"), "tmp": str(tmp_path)}
+    args = [a.format(**names) for a in args]
     done = subprocess.run([sys.executable, str(SCRIPTS / f"{script}.py"), *args],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and done.stdout == ""
     [line] = done.stderr.splitlines()
-    assert line.startswith(f"error: {message.format(missing=missing)}")
+    assert line.startswith(f"error: {message.format(**names)}")
