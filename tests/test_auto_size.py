@@ -119,6 +119,43 @@ def test_a_slow_first_timing_does_not_stop_the_climb() -> None:
     assert len(choice.measured) > 1 and "below the target" in choice.reason
 
 
+def test_a_long_calibration_says_which_shape_it_is_timing(caplog) -> None:
+    # A day's budget climbed the whole ladder in ~30 s on a 2-core CPU without a word.
+    now = [0.0]
+    measure = fake_speed(45.0)
+
+    def timing(shape: Shape, dropout: float | None = None) -> float:
+        seconds = measure(shape, dropout=dropout)
+        now[0] += 7 * seconds
+        return seconds
+
+    caplog.set_level("INFO", logger="chargpt.training.auto_size")
+    choice = climb(LADDER, timing, 86_400, lambda: now[0], SHAKESPEARE_TRAIN, SHAKESPEARE_VAL)
+    said = [r.getMessage() for r in caplog.records]
+    assert said[0] == "model=auto: timing up to 8 shapes, smallest first, in at most 5% of the budget"
+    progress = [m for m in said if " of 8), " in m]
+    assert progress and progress[-1].startswith(f"model=auto: timing {LADDER[-1].name} (8 of 8), ")
+    assert len(progress) < len(choice.measured)  # the first seconds of timing pass without a line
+    assert said[-1] == f"model=auto: timing {choice.shape.name} again with dropout {choice.dropout:g}"
+
+    caplog.clear()
+    size(100)
+    assert len(caplog.records) == 1  # a short calibration: its one line, then the choice block
+
+
+def test_the_choice_blocks_columns_fit_a_long_budgets_figures() -> None:
+    choice = size(86_400 * 365)
+    assert len(choice.measured) == len(LADDER)
+    block = auto_size.report(choice, 86_400 * 365, SHAKESPEARE_TRAIN).splitlines()
+    header, rows = block[1], block[2 : 2 + len(LADDER)]
+    assert header.split() == ["shape", "non-emb", "params", "ms/step", "steps", "tok/param", "epochs"]
+    # Each figure ends where its column's title ends, however many digits it has.
+    for title in ("params", "steps", "epochs"):
+        end = header.index(title) + len(title)
+        for row in rows:
+            assert row[end - 1].isdigit() and row[end : end + 1] in ("", " ")
+
+
 def test_a_budget_too_small_for_the_smallest_shape_is_refused_with_one_that_fits(monkeypatch) -> None:
     timed: list[Shape] = []
     recording, measure = noting_speed(timed), fake_speed(45.0)

@@ -90,6 +90,9 @@ SHORTFALL_WEIGHT = 2.0
 # at most CALIBRATION_FRACTION of the budget (a dropout's timing of the chosen shape comes after).
 TIMED_STEPS = 5
 CALIBRATION_FRACTION = 0.05
+# A calibration longer than this says which shape it is timing (a long budget climbs to shapes
+# whose steps take a second or more on a CPU: ~30 s in all at budget_seconds=86400).
+PROGRESS_AFTER_SECONDS = 5.0
 # Timing a shape costs ~7 of its steps (its build, the warm-up step, the timed ones; 6.5-9.7 on the
 # 2-core CPU). The first shape of a process can cost far more: 2.5 s on an H200, ~200 of its 12 ms
 # steps (the process's first work on the device). Projected from that, the next shape passed the
@@ -195,7 +198,8 @@ class Estimate:
 
     def row(self) -> dict[str, Any]:
         return {
-            "shape": self.shape.name, **asdict(self.shape), "params": non_embedding_params(self.shape),
+            "shape": self.shape.name, **asdict(self.shape),
+            "non_embedding_params": non_embedding_params(self.shape),
             "step_ms": round(self.step_ms, 2), "steps": self.steps,
             "tokens_per_param": round(self.tokens_per_param, 3), "epochs": round(self.epochs, 2),
         }
@@ -330,6 +334,8 @@ def retime_with_dropout(
     epochs call for no dropout, the run goes without it, at the speed first measured."""
     first = choice.planned
     assert first is not None
+    if first.step_ms / 1000 * (1 + TIMED_STEPS) > PROGRESS_AFTER_SECONDS:
+        log.info("model=auto: timing %s again with dropout %g", choice.shape.name, choice.dropout)
     seconds = measure(choice.shape, dropout=choice.dropout)
     slower = estimate(choice.shape, seconds, budget_seconds, used(), train_chars, val_chars, reserve_seconds)
     note = f"with dropout {choice.dropout:g} a step takes {slower.step_ms:.1f} ms"
@@ -366,10 +372,15 @@ def climb(
     cap = CALIBRATION_FRACTION * budget_seconds
     start, measured, stopped = used(), [], "the largest shape was reached"
     last_cost = 0.0
-    for shape in ladder:
+    log.info("model=auto: timing up to %d shapes, smallest first, in at most %g%% of the budget",
+             len(ladder), 100 * CALIBRATION_FRACTION)
+    for number, shape in enumerate(ladder, 1):
         if measured and used() - start + last_cost * 2.5 > cap:  # larger shapes cost more to time
             stopped = f"the next shape would take the calibration past {cap:.1f} s"
             break
+        if used() - start > PROGRESS_AFTER_SECONDS:  # a long budget times the large shapes: say so
+            log.info("model=auto: timing %s (%d of %d), %.0f s so far", shape.name, number, len(ladder),
+                     used() - start)
         before = used()
         seconds = measure(shape, dropout=0.0 if dropout is None else dropout)
         last_cost = used() - before
@@ -567,19 +578,29 @@ def _value(v: Any) -> str:
 
 def report(choice: Choice, budget_seconds: float, train_chars: int) -> str:
     """The one block model=auto prints: candidates, the choice, why, and how to re-run it."""
+    header = ("shape", "non-emb params", "ms/step", "steps", "tok/param", "epochs")
+    rows = [
+        (e.shape.name, f"{non_embedding_params(e.shape):,}", f"{e.step_ms:.1f}", f"{e.steps:,}",
+         f"{e.tokens_per_param:.2f}", f"{e.epochs:.2f}")
+        for e in choice.measured
+    ]
+    # Each column as wide as its widest cell: a long budget's steps and epochs run to many digits.
+    widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
+
+    def line(mark: str, cells: Sequence[str]) -> str:
+        return f"{mark} {cells[0]:<{widths[0]}}" + "".join(
+            f" {cell:>{width}}" for cell, width in zip(cells[1:], widths[1:], strict=True)
+        )
+
     lines = [
         f"model=auto: {budget_seconds:g} s budget, {train_chars:,} training characters; "
         f"{len(choice.measured)} shape(s) timed in {choice.calibration_seconds:.1f} s "
         + ("by the first run " if choice.reason.startswith(KEPT) else "")
         + f"(target {choice.target:.2f} tokens per non-embedding parameter)",
-        f"  {'shape':<24} {'params':>9} {'ms/step':>8} {'steps':>7} {'tok/param':>9} {'epochs':>7}",
+        line(" ", header),
+        *(line("*" if e.shape == choice.shape else " ", row)
+          for e, row in zip(choice.measured, rows, strict=True)),
     ]
-    for e in choice.measured:
-        mark = "*" if e.shape == choice.shape else " "
-        lines.append(
-            f"{mark} {e.shape.name:<24} {non_embedding_params(e.shape):>9,} {e.step_ms:>8.1f} {e.steps:>7,} "
-            f"{e.tokens_per_param:>9.2f} {e.epochs:>7.2f}"
-        )
     if (timed := choice.dropout_timing) is not None:
         lines.append(
             f"  the chosen shape with dropout: {timed.step_ms:.1f} ms/step, {timed.steps:,} steps, "
