@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
 
 from chargpt import load
 from chargpt.cli import eval as eval_cli
 from chargpt.cli import sample, train
 from chargpt.errors import ConfigError
 from chargpt.runs.run_rows import run_row
-from conftest import run_cli, train_args
+from conftest import bare_train_args, run_cli, run_main, train_args, write_corpus
 
 
 @pytest.fixture(scope="module")
@@ -129,3 +132,43 @@ def test_last_checkpoint_follows_every_validation_even_without_improvement(
     assert sorted(p.name for p in checkpoints.iterdir()) == ["best-000010.ckpt", "last.ckpt"]
     last = torch.load(checkpoints / "last.ckpt", weights_only=True)
     assert last["global_step"] == 20
+
+
+def test_a_run_that_ends_worse_than_guessing_says_so(tmp_path: Path, capsys) -> None:
+    # A random text has nothing to learn: 71 epochs over 180 characters fit the training part a
+    # little and score the validation part worse than a uniform guess (ln 13: 2.56; 2.78 here). It
+    # ended without a word; a short text memorised looks the same (1,400 characters of prose: 7.09
+    # against 4.22).
+    corpus = write_corpus(tmp_path / "random.txt", n_chars=200)
+    args = bare_train_args(corpus, tmp_path / "run", "trainer.max_steps=200", "trainer.val_check_interval=50",
+                           "optimizer.lr=3e-2", "model.n_embd=64")
+    code, _, err = run_main(train.main, args, capsys)
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert code == 0 and metrics["val_loss"] > math.log(13)
+    [warning] = [line for line in err.splitlines() if line.startswith("warning:")]
+    assert warning.startswith(f"warning: validation loss {metrics['val_loss']:.2f} is worse than guessing "
+                              "uniformly among the text's 13 characters (2.56): after 71 epochs over its "
+                              "180 training characters (train loss ")
+    assert "A longer text helps most" in warning
+
+    # Before a whole epoch, a loss above the guess is a run still starting: no warning.
+    short = bare_train_args(corpus, tmp_path / "short", "trainer.max_steps=3")
+    code, _, err = run_main(train.main, short, capsys)
+    assert code == 0 and "warning:" not in err
+
+
+def test_the_warning_names_a_best_checkpoint_that_beats_guessing(tmp_path: Path, capsys) -> None:
+    best = tmp_path / "checkpoints" / "best-000060.ckpt"
+    checkpoint = ModelCheckpoint(monitor="val/loss")
+    checkpoint.best_model_path = str(best)
+    trainer = SimpleNamespace(callback_metrics={"train/loss": torch.tensor(0.12)},
+                              checkpoint_callbacks=[checkpoint])
+    figures = {"val_loss": 7.09, "best_val_loss": 3.42, "tokens": 500_000}
+    train._warn_if_no_better_than_guessing(figures, trainer, 1260, 68)
+    assert capsys.readouterr().err.rstrip().endswith(
+        "(train loss 0.12), the model has learnt nothing that carries over to the validation text. "
+        "A longer text helps most; or validate often (e.g. trainer.val_check_interval=20) and use the best "
+        f"checkpoint; this run's best, 3.42, beats guessing: {best}"
+    )
+    train._warn_if_no_better_than_guessing(figures | {"val_loss": 4.0}, trainer, 1260, 68)  # ln 68 = 4.22
+    assert capsys.readouterr().err == ""
