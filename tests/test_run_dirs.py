@@ -236,6 +236,25 @@ def test_a_run_dir_may_use_hydras_own_resolver(tmp_path: Path, capsys, monkeypat
     assert code == 2 and err.startswith("error: data file not found"), err
 
 
+def test_a_failed_start_in_a_folder_of_ones_own_takes_back_only_what_it_wrote(tmp_path: Path, capsys) -> None:
+    # A Ctrl-C during model=auto's timing, or a refused setting, left Hydra's config, the log and
+    # the status line among the user's files: the folder existed, so nothing was removed.
+    mine = tmp_path / "my folder"
+    (mine / "drafts").mkdir(parents=True)
+    (mine / "notes.txt").write_text("mine")
+    missing = f"data.path={tmp_path / 'missing.txt'}"
+    assert run_cli(train_main, "data=text", missing, f"hydra.run.dir={mine}") == 2
+    assert capsys.readouterr().err.startswith("error: data file not found")
+    assert sorted(p.name for p in mine.iterdir()) == [LOCK_FILE, "drafts", "notes.txt"]
+    assert (mine / "notes.txt").read_text() == "mine"
+
+    # What was there before stays, a start's files included (an earlier start's log, say).
+    (mine / "train.log").write_text("an earlier start\n")
+    assert run_cli(train_main, "data=text", missing, f"hydra.run.dir={mine}") == 2
+    assert sorted(p.name for p in mine.iterdir()) == [LOCK_FILE, "drafts", "notes.txt", "train.log"]
+    assert (mine / "train.log").read_text().startswith("an earlier start\n")
+
+
 def test_ctrl_c_while_encoding_leaves_nothing(tmp_path: Path, corpus: Path, monkeypatch, capsys) -> None:
     import chargpt.data.encoding as encoding
     import chargpt.data.sources as sources

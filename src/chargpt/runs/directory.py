@@ -89,6 +89,9 @@ class Claim:
     created: list[Path] = field(default_factory=list)  # folders this process made, outermost first
     lock_fd: int | None = None
     sweep: bool = False  # a sweep directory: its failed jobs stay for the report
+    # A run's folder that existed before it: the names it already held (a failed start removes
+    # only the start files it wrote). None: not tidied (created here, a sweep's, a job's).
+    held_before: frozenset[str] | None = None
 
 
 _claims: list[Claim] = []
@@ -237,9 +240,12 @@ def claim_new(folder: Path, setting: str) -> Claim:
     return claim
 
 
-def claim_named(folder: Path, setting: str) -> Claim:
-    """A directory named by the user (or resumed): locked, refused while another live run has it."""
-    claim = Claim(folder, _make_parents(folder, setting))
+def claim_named(folder: Path, setting: str, tidy: bool = False) -> Claim:
+    """A directory named by the user (or resumed): locked, refused while another live run has it.
+    `tidy`: a failed start in a folder that existed removes the start files it wrote there."""
+    existed = folder.is_dir()
+    held = frozenset(p.name for p in folder.iterdir()) if existed and tidy else None
+    claim = Claim(folder, _make_parents(folder, setting), held_before=held)
     _claims.append(claim)
     _lock(claim, setting)
     return claim
@@ -273,10 +279,25 @@ def _release(claim: Claim, failed: bool) -> None:
             else:
                 with contextlib.suppress(OSError):
                     folder.rmdir()  # only if empty: another run may be in it
+    elif failed and claim.held_before is not None and not _in_use(claim, besides=claim.held_before):
+        _remove_start_files(claim.folder, keep=claim.held_before)
     if claim.lock_fd is not None:
         # The lock file stays: deleting it could let two launches lock two different files.
         os.close(claim.lock_fd)
         claim.lock_fd = None
+
+
+def _remove_start_files(folder: Path, keep: frozenset[str]) -> None:
+    """A failed start in a folder of the user's: what it wrote there goes, what was there stays
+    (the lock file too: see _release)."""
+    _close_logs_in(folder)
+    for name in START_FILES - keep - {LOCK_FILE}:
+        path = folder / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
 
 
 def _close_logs_in(folder: Path) -> None:
@@ -293,7 +314,9 @@ def _close_logs_in(folder: Path) -> None:
 START_FILES = {CONFIG_DIR, LOG_FILE, STATUS_FILE, LOCK_FILE}
 
 
-def _in_use(claim: Claim) -> bool:
+def _in_use(claim: Claim, besides: frozenset[str] = frozenset()) -> bool:
+    """Whether a failed start's folder holds more than the start wrote (`besides`: what it held
+    before, the user's own files)."""
     if not claim.folder.is_dir():
         return False
     if claim.sweep:  # any job folder (a failed job's status.json too) is kept for the report
@@ -301,7 +324,7 @@ def _in_use(claim: Claim) -> bool:
     # A run that trained and then failed (its log says how, even with logger=none and no checkpoint
     # yet), or its checkpoints, metrics and TensorBoard events: kept for diagnosis.
     return (has_started(claim.folder) or holds_run(claim.folder)
-            or any(p.name not in START_FILES for p in claim.folder.iterdir()))
+            or any(p.name not in START_FILES | besides for p in claim.folder.iterdir()))
 
 
 def release_claims(failed: bool) -> None:
@@ -475,7 +498,7 @@ class RunDirGuard(Callback):
             check_not_in_sweep(run_dir, config)
             check_not_foreign(run_dir, "hydra.run.dir")  # before the lock file is written beside them
             try:
-                claim_named(run_dir, "hydra.run.dir")
+                claim_named(run_dir, "hydra.run.dir", tidy=True)
             except FolderLocked as err:
                 _refuse_resuming_a_live_run(config.get("ckpt_path"), run_dir, err)
                 raise
