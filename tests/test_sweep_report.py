@@ -94,6 +94,28 @@ def test_report_ranks_runs_and_writes_csv(tmp_path: Path) -> None:
     assert (tmp_path / "speed.csv").exists()
 
 
+def test_model_auto_runs_show_the_shape_each_chose(tmp_path: Path, capsys, monkeypatch) -> None:
+    # A budget sweep of model=auto: which shape each budget bought was in each run's budget.json only.
+    sweep = tmp_path / "sweep"
+    runs = (("0", 20, "2x96 h3 ctx128 b8", 1.65), ("1", 45, "3x128 h4 ctx128 b8", 1.55))
+    for name, budget, shape, best in runs:
+        fake_run(sweep, name, ["model=auto", f"budget_seconds={budget}"], metrics(best, best),
+                 {"status": "finished"})
+        (sweep / name / "budget.json").write_text(json.dumps({"auto": {"chosen": {"shape": shape}}}))
+    fake_run(sweep, "2", ["model=tiny", "budget_seconds=20"], metrics(2.0, 2.0), {"status": "finished"})
+    monkeypatch.setenv("COLUMNS", "160")  # (at 80 columns it is left out, with two metrics)
+    rows = report(sweep)
+    assert [(r["run"], r["auto_shape"]) for r in rows] == [
+        ("1", "3x128 h4 ctx128 b8"), ("0", "2x96 h3 ctx128 b8"), ("2", "")]
+    with (sweep / "report.csv").open() as f:
+        assert [r["auto_shape"] for r in csv.DictReader(f)] == ["3x128 h4 ctx128 b8", "2x96 h3 ctx128 b8", ""]
+    assert "3x128 h4 ctx128 b8" in capsys.readouterr().out
+
+    for name in ("0", "1"):
+        (sweep / name / "budget.json").write_text("{")  # unreadable: the run is still reported
+    assert "auto_shape" not in report(sweep)[0]
+
+
 def test_a_run_whose_process_is_gone_without_a_word_is_reported_killed(tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"
     gone = subprocess.Popen(["true"])

@@ -21,6 +21,7 @@ from chargpt.errors import ChargptError, first_line
 from chargpt.files import read_json_object
 from chargpt.overrides import literal_value, override_key
 from chargpt.run_layout import (
+    BUDGET_FILE,
     METRICS_FILE,
     NotOverrides,
     overrides_files,
@@ -31,6 +32,7 @@ from chargpt.run_layout import (
 )
 
 SEED = "seed"
+AUTO_SHAPE = "auto_shape"  # the shape model=auto chose (budget.json), beside the settings
 METRIC_COLUMNS = ["best_val_loss", "last_val_loss", "steps", "tokens_per_sec", "wall_s"]
 SORT_CHOICES = ["best_val_loss", "last_val_loss", "tokens_per_sec", "wall_s", "run"]
 DEFAULT = "default"  # a setting a launch did not give
@@ -93,6 +95,14 @@ def recorded_seed(run_dir: Path) -> str | None:
     return None if seed is None else str(seed)
 
 
+def chosen_shape(run_dir: Path) -> str | None:
+    """The shape model=auto chose for the run (`4x192 h6 ctx128 b8`), from its budget.json."""
+    auto = read_json_object(run_dir / BUDGET_FILE).get("auto")
+    chosen = auto.get("chosen") if isinstance(auto, dict) else None
+    shape = chosen.get("shape") if isinstance(chosen, dict) else None
+    return shape if isinstance(shape, str) else None
+
+
 def run_row(run_dir: Path, sweep_dir: Path) -> dict[str, Any]:
     metrics = read_json_object(run_dir / METRICS_FILE)
     status = read_status(run_dir)
@@ -100,6 +110,7 @@ def run_row(run_dir: Path, sweep_dir: Path) -> dict[str, Any]:
         "run": run_name(run_dir, sweep_dir),
         "overrides": parse_overrides(run_dir),
         "recorded_seed": recorded_seed(run_dir),
+        "chosen_shape": chosen_shape(run_dir),
         "status": run_status(status, metrics),
         "best_val_loss": metrics.get("best_val_loss"),
         "last_val_loss": metrics.get("val_loss"),
@@ -131,12 +142,15 @@ def sort_rows(rows: list[dict[str, Any]], by: str) -> list[dict[str, Any]]:
 def flat_rows(rows: list[dict[str, Any]]) -> tuple[list[str], list[dict[str, Any]]]:
     """One column per override key (in order of first appearance), then the figures. `seed` is
     the seed each run trained with: its override, else the one its saved config records (as the
-    settings' table counts it), so a sweep that set no seed still has the column."""
+    settings' table counts it), so a sweep that set no seed still has the column. `auto_shape`:
+    the shape each model=auto run chose."""
     keys: list[str] = []
     for row in rows:
         keys += [k for k in row["overrides"] if k not in keys]
     if SEED not in keys and any(row.get("recorded_seed") is not None for row in rows):
         keys.append(SEED)
+    if any(row.get("chosen_shape") for row in rows):  # model=auto runs: what each chose
+        keys.append(AUTO_SHAPE)
     columns = ["run", *keys, "status", *METRIC_COLUMNS, "error"]
     flat = [{"run": r["run"], **{k: _setting(r, k) for k in keys}, **r} for r in rows]
     return columns, [{c: row.get(c) for c in columns} for row in flat]
@@ -146,6 +160,8 @@ def _setting(row: dict[str, Any], key: str) -> str:
     """The run's value of a setting column; empty where its launch did not give it."""
     if key == SEED and SEED not in row["overrides"]:
         return row.get("recorded_seed") or ""
+    if key == AUTO_SHAPE:
+        return row.get("chosen_shape") or ""
     return row["overrides"].get(key, "")
 
 
