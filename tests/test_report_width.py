@@ -127,3 +127,21 @@ def test_a_searchs_long_draw_is_shown_short_and_kept_whole_in_the_csv(tmp_path, 
     assert "│ 0.000438532 " in out and "│ 0.00218874 " in out  # one line each, not wrapped in two
     assert "123456789012345678" in out  # a long whole number is not rounded
     assert all(lr in (sweep / "report.csv").read_text() for lr in draws)
+
+
+@pytest.mark.parametrize("columns", [80, 100])
+def test_a_settings_name_is_not_folded_while_a_column_can_go_instead(
+    columns, tmp_path, monkeypatch, capsys
+) -> None:
+    # At 80 columns the settings' table folded `budget_seconds` into `budget_second` over `s`, a
+    # column short of fitting, where the secondary figures could be left out instead.
+    monkeypatch.setenv("COLUMNS", str(columns))
+    sweep = tmp_path / "sweep"
+    for i, budget in enumerate((20, 45, 100)):
+        fake_run(sweep / str(i), [f"budget_seconds={budget}", "model=auto"], best=1.5 + i / 10)
+    report(sweep)
+    lines = capsys.readouterr().out.splitlines()
+    headers = [line for line in lines if line.startswith("┃")]
+    assert len(headers) == 2  # one header line in each table: nothing folded
+    assert all("budget_seconds" in line for line in headers)
+    assert max(len(line) for line in lines if not line.startswith("written: ")) <= columns

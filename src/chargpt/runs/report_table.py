@@ -23,6 +23,7 @@ FORMATS = {
 
 
 SETTING_MIN_WIDTH = 12
+HEADER_WIDTH = 24  # a setting's name is folded only when longer than this
 ERROR_WIDTH = 50
 WHOLE = ("run", "status", *METRIC_COLUMNS)  # never cropped or wrapped
 
@@ -48,11 +49,14 @@ def _short_number(text: str) -> str:
 
 
 def _min_width(column: str, rows: list[dict[str, Any]], whole: tuple[str, ...] = WHOLE) -> int:
-    """The narrowest the column can be: whole for the run, status and metrics."""
+    """The narrowest the column can be: whole for the run, status and metrics; a setting's values
+    wrap, but not its name (up to HEADER_WIDTH): `budget_second` over `s` read as two words."""
     width = max(len(column), *(len(_cell(row[column], column)) for row in rows))
     if column in whole:
         return width
-    return min(width, ERROR_WIDTH if column == "error" else SETTING_MIN_WIDTH)
+    if column == "error":
+        return min(width, ERROR_WIDTH)
+    return min(width, max(SETTING_MIN_WIDTH, min(len(column), HEADER_WIDTH)))
 
 
 def _table(
