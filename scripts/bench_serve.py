@@ -33,7 +33,7 @@ from hydra import compose, initialize_config_dir
 from chargpt.cli import CONFIG_PATH
 from chargpt.hydra_run import plain
 from chargpt.model import ModelConfig, build_model
-from script_cli import ScriptParser, positive, run_script
+from script_cli import ScriptParser, positive, positive_number, run_script
 
 VOCAB = sorted(set(string.ascii_letters + string.digits + " \n.,;:!?'-&$"))[:65]
 
@@ -42,7 +42,7 @@ def parse_args() -> argparse.Namespace:
     p = ScriptParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default="tiny", help="model preset (configs/model)")
     p.add_argument("--tokens", type=positive, default=200, help="characters per request")
-    p.add_argument("--seconds", type=float, default=20.0, help="measured time per client count")
+    p.add_argument("--seconds", type=positive_number, default=20.0, help="measured time per client count")
     p.add_argument("--clients", type=positive, nargs="+", default=[1, 8])
     p.add_argument("--max-concurrency", type=positive, nargs="+", default=[8, 1], help="one server per value")
     p.add_argument("--compile", action="store_true", help="serve with the compiled decoding step")

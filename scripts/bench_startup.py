@@ -94,6 +94,8 @@ def main() -> None:
     p.add_argument("--collector", action="store_true",
                    help="also time chargpt-train's import and exit, the collector left on and as launched")
     args = p.parse_args()
+    if args.repeats < 1:
+        fail(f"--repeats {args.repeats}: give a whole number of at least 1")
     if args.against and not os.path.isdir(os.path.join(args.against, "chargpt")):
         fail(f"{args.against} holds no chargpt package; pass the src folder of a checkout "
              "(git worktree add ../old COMMIT, then --against ../old/src)")

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from chargpt.errors import exit_usage
+from script_cli import ScriptParser, positive, whole_number
 
 # Each config's overrides; BUDGET is replaced by the run's budget in seconds.
 CONFIGS: dict[str, list[str]] = {
@@ -178,10 +179,10 @@ def table(rows: list[dict[str, Any]]) -> str:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--budgets", type=int, nargs="+", default=[30, 100, 300, 600], help="seconds")
+    p = ScriptParser(description=__doc__.splitlines()[0])
+    p.add_argument("--budgets", type=positive, nargs="+", default=[30, 100, 300, 600], help="seconds")
     p.add_argument("--texts", nargs="+", choices=TEXTS, default=list(TEXTS))
-    p.add_argument("--seeds", type=int, nargs="+", default=[1, 2])
+    p.add_argument("--seeds", type=whole_number, nargs="+", default=[1, 2])
     p.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=list(CONFIGS))
     p.add_argument("--out", type=Path, default=Path("budget_curve"), help="runs, texts and results go here")
     p.add_argument("--extra", nargs="+", default=[], metavar="OVERRIDE",

@@ -12,13 +12,17 @@ import pytest
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 
 
-@pytest.mark.slow  # four interpreter starts
+@pytest.mark.slow  # an interpreter start each
 @pytest.mark.parametrize(("script", "args", "message"), [
     ("bench_data", ["--dir", "{missing}"], "argument --dir: '{missing}' is not a folder"),
     ("bench_sample", ["--tokens", "-5"], "argument --tokens: '-5' is not a whole number of at least 1"),
     ("bench_train", ["--model", "nosuch"], "In 'train': Could not find 'model/nosuch'"),
     ("bench_train", ["--nanogpt", "{tmp}"], "--nanogpt {tmp}: no nanoGPT train.py and configurator.py there"),
-], ids=["argparse type (a folder)", "argparse type (a count)", "hydra error", "not a nanoGPT clone"])
+    ("budget_curve", ["--budgets", "-5", "--dry-run"], "argument --budgets: '-5' is not a whole number"),
+    ("bench_serve", ["--seconds", "-1"], "argument --seconds: '-1' is not a number above 0"),
+    ("bench_startup", ["--repeats", "0"], "--repeats 0: give a whole number of at least 1"),
+], ids=["argparse type (a folder)", "argparse type (a count)", "hydra error", "not a nanoGPT clone",
+        "a negative budget", "negative seconds", "no repeats"])
 def test_a_bad_argument_is_one_error_line_and_exit_2(
     script: str, args: list[str], message: str, tmp_path: Path
 ) -> None:
