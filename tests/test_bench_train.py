@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from chargpt.errors import ConfigError
 from conftest import load_script
 
 
@@ -31,5 +32,5 @@ def test_bf16_products_asked_for_against_nanogpt_are_refused(tmp_path: Path) -> 
     for asked in ("medium", "high"):  # high may be TF32-like on a CPU (AMX-FP16)
         args = bench_args(nanogpt="nanoGPT", override=[f"matmul_precision={asked}"])
         cfg = bench.compose_config(args, str(tmp_path))
-        with pytest.raises(SystemExit, match=f"matmul_precision={asked}"):
+        with pytest.raises(ConfigError, match=f"matmul_precision={asked}"):
             bench.nanogpt_command(cfg, args, str(tmp_path))
