@@ -19,7 +19,12 @@ from chargpt.cli import train
 from chargpt.data import CharDataModule
 from chargpt.errors import ConfigError
 from chargpt.training import CharLM, budget_plan
-from chargpt.training.budget_plan import edge_batches, plan_steps, validation_batches
+from chargpt.training.budget_plan import (
+    edge_batches,
+    plan_steps,
+    plan_steps_with_validations,
+    validation_batches,
+)
 from chargpt.training.callbacks import budget as budget_module
 from chargpt.training.callbacks.budget import TimeBudget
 from chargpt.training.callbacks.validate_at_end import ValidateAtEnd
@@ -42,6 +47,29 @@ def test_plan_steps_leaves_room_for_the_end_of_the_run() -> None:
     assert plan_steps(step=10, now=0.0, deadline=100.0, step_seconds=0.5, final_seconds=20.0) == 170
     # Out of time already: one more step, so the run still ends on its schedule.
     assert plan_steps(step=10, now=99.0, deadline=100.0, step_seconds=0.5, final_seconds=20.0) == 11
+
+
+@pytest.mark.parametrize(("step", "every", "validation"),
+                         [(0, 20, 1.0), (47, 20, 1.0), (0, 5, 0.2), (0, 500, 3.0)])
+def test_a_plan_with_validations_due_is_the_most_steps_that_fit_with_them(
+    step: int, every: int, validation: float
+) -> None:
+    # A run validating every 20 steps at ~1 s each (about what 20 steps took) was planned 87 steps
+    # of the 350 its 40 s held: the validations were counted for the plan without them.
+    def due(last: int) -> int:
+        return max(0, (last - 1) // every - step // every)
+
+    pace, final, deadline = 0.045, 3.0, 40.0
+    planned = plan_steps_with_validations(step, 0.0, deadline, pace, final, validation, due)
+    fits = [n for n in range(step + 1, 2000) if (n - step) * pace + due(n) * validation <= deadline - final]
+    assert planned == max(fits)
+    if every == 20:
+        assert planned - step > 0.8 * (deadline - final) / (pace + validation / every)
+    # No time left at all: one more step.
+    assert plan_steps_with_validations(step, 39.0, deadline, pace, final, validation, due) == step + 1
+    # Nothing due: the plan without validations.
+    assert plan_steps_with_validations(step, 0.0, deadline, pace, final, validation, lambda _: 0) == \
+        plan_steps(step, 0.0, deadline, pace, final)
 
 
 def test_budget_must_be_positive() -> None:

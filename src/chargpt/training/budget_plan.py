@@ -115,6 +115,31 @@ def plan_steps(
     return step + max(1, math.floor(spare / step_seconds))
 
 
+def plan_steps_with_validations(
+    step: int, now: float, deadline: float, step_seconds: float, final_seconds: float,
+    validation_seconds: float, due: Callable[[int], int],
+) -> int:
+    """The last step N whose steps, the `due(N)` validations before it (each `validation_seconds`)
+    and `final_seconds` fit before the deadline: the most steps with their validations (at least
+    one more step). Counting the validations due for the plan without them would take a run that
+    validates often, where validations cost about as much as the steps between them, for one far
+    too short (87 steps of a 40 s budget's 350)."""
+    spare = deadline - now - final_seconds
+    low, high = step + 1, plan_steps(step, now, deadline, step_seconds, final_seconds)
+
+    def fits(last: int) -> bool:
+        return (last - step) * step_seconds + due(last) * validation_seconds <= spare
+
+    if fits(high):
+        return high
+    if not fits(low):
+        return low
+    while high - low > 1:  # fits(low), not fits(high); due() grows with the last step
+        middle = (low + high) // 2
+        low, high = (middle, high) if fits(middle) else (low, middle)
+    return low
+
+
 @torch.no_grad()
 def fastest_forward(forward: Callable[..., Any], *inputs: torch.Tensor, clock: Callable[[], float]) -> float:
     """Seconds of the fastest of three calls of `forward(*inputs)` after a warm-up call (the least

@@ -48,7 +48,7 @@ from chargpt.training.budget_plan import (
     VALIDATION_MARGIN,
     edge_batches,
     fastest_forward,
-    plan_steps,
+    plan_steps_with_validations,
     replan_is_shown,
     replan_pace,
     sampling_seconds,
@@ -112,7 +112,7 @@ class TimeBudget(Callback):
         # seconds are kept apart, and the ones still due before the end are priced by the plan.
         self._validating = 0.0
         self._validation_began: float | None = None
-        self._validation_took: float | None = None  # the latest such validation, start to next step
+        self._validations = 0  # those timed so far (start to next step), taking _validating in all
 
     def count_from(self, start: float) -> None:
         """Move the budget's start (time.monotonic() seconds) to `start`."""
@@ -253,8 +253,8 @@ class TimeBudget(Callback):
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
         if self.active and self._validation_began is not None:  # training goes on after a validation
-            self._validation_took = self.clock() - self._validation_began
-            self._validating += self._validation_took
+            self._validating += self.clock() - self._validation_began
+            self._validations += 1
             self._validation_began = None
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -273,12 +273,11 @@ class TimeBudget(Callback):
         self.step_seconds = pace
         end_pace = end_pace or pace
         self.final_seconds_now = self._final_at(end_pace)
-        steps = plan_steps(step, now, self.deadline, pace, self.final_seconds_now + self.reserve_seconds)
-        # Validations due before the last step take their time too. Counted for the plan without
-        # them, the count may be one too many for the shorter plan: it errs on the safe side.
-        if due := validations_due(trainer, step, steps):
-            end = self._end_at(end_pace, due) + self.reserve_seconds
-            steps = plan_steps(step, now, self.deadline, pace, end)
+        # Validations due before the last step take their time too.
+        steps = plan_steps_with_validations(
+            step, now, self.deadline, pace, self.final_seconds_now + self.reserve_seconds,
+            self._validation_at(end_pace), lambda last: validations_due(trainer, step, last),
+        )
         if self._cap > 0:
             steps = min(steps, self._cap)
         if not first and not lengthen:
@@ -319,10 +318,11 @@ class TimeBudget(Callback):
         return self._final_at(pace) + validations * self._validation_at(pace)
 
     def _validation_at(self, pace: float) -> float:
-        """What one validation during training takes at step time `pace`: the latest one as
-        measured, else the end's estimate without its closing sample."""
-        if self._validation_took is not None:
-            return self._validation_took
+        """What one validation during training takes at step time `pace`: the mean of those
+        measured (one alone swung a plan that had 25 still due by 30%: a checkpoint written or not,
+        a text sample), else the end's estimate without its closing sample."""
+        if self._validations:
+            return self._validating / self._validations
         assert self.final_seconds is not None
         return (self.final_seconds - self.final_parts.get("closing_sample", 0.0)) * self._slowdown(pace)
 
