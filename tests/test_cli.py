@@ -142,33 +142,47 @@ def test_a_run_that_ends_worse_than_guessing_says_so(tmp_path: Path, capsys) -> 
     corpus = write_corpus(tmp_path / "random.txt", n_chars=200)
     args = bare_train_args(corpus, tmp_path / "run", "trainer.max_steps=200", "trainer.val_check_interval=50",
                            "optimizer.lr=3e-2", "model.n_embd=64")
-    code, _, err = run_main(train.main, args, capsys)
+    code, out, err = run_main(train.main, args, capsys)
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
-    assert code == 0 and metrics["val_loss"] > math.log(13)
-    [warning] = [line for line in err.splitlines() if line.startswith("warning:")]
+    assert code == 0 and metrics["val_loss"] > math.log(13) and metrics["best_val_loss"] > math.log(13)
+    said = [line for line in (out + err).splitlines() if "warning: validation loss" in line]
+    logged = [line for line in (tmp_path / "run" / "train.log").read_text().splitlines()
+              if "warning: validation loss" in line]
+    assert len(said) == 1 and logged == said  # the log keeps it
+    warning = said[0][said[0].index("warning: "):]
     assert warning.startswith(f"warning: validation loss {metrics['val_loss']:.2f} is worse than guessing "
                               "uniformly among the text's 13 characters (2.56): after 71 epochs over its "
                               "180 training characters (train loss ")
-    assert "A longer text helps most" in warning
+    # It validated every 50 of its 200 steps: no advice to validate often, and no better checkpoint.
+    assert warning.endswith("the model has learnt nothing that carries over to the validation text. "
+                            "A longer text helps most")
 
     # Before a whole epoch, a loss above the guess is a run still starting: no warning.
     short = bare_train_args(corpus, tmp_path / "short", "trainer.max_steps=3")
-    code, _, err = run_main(train.main, short, capsys)
-    assert code == 0 and "warning:" not in err
+    code, out, err = run_main(train.main, short, capsys)
+    assert code == 0 and "warning:" not in out + err
 
 
-def test_the_warning_names_a_best_checkpoint_that_beats_guessing(tmp_path: Path, capsys) -> None:
+def test_the_warning_names_a_best_checkpoint_that_beats_guessing(tmp_path: Path, caplog) -> None:
     best = tmp_path / "checkpoints" / "best-000060.ckpt"
     checkpoint = ModelCheckpoint(monitor="val/loss")
     checkpoint.best_model_path = str(best)
     trainer = SimpleNamespace(callback_metrics={"train/loss": torch.tensor(0.12)},
-                              checkpoint_callbacks=[checkpoint])
+                              checkpoint_callbacks=[checkpoint],
+                              val_check_batch=1_000_000, global_step=968)  # validated at the end only
     figures = {"val_loss": 7.09, "best_val_loss": 3.42, "tokens": 500_000}
-    train._warn_if_no_better_than_guessing(figures, trainer, 1260, 68)
-    assert capsys.readouterr().err.rstrip().endswith(
-        "(train loss 0.12), the model has learnt nothing that carries over to the validation text. "
-        "A longer text helps most; or validate often (e.g. trainer.val_check_interval=20) and use the best "
-        f"checkpoint; this run's best, 3.42, beats guessing: {best}"
+
+    def warned(figures: dict) -> str:
+        caplog.clear()
+        train._warn_if_no_better_than_guessing(figures, trainer, 1260, 68)  # ln 68 = 4.22
+        return " ".join(r.getMessage() for r in caplog.records)
+
+    assert warned(figures).endswith(
+        "(train loss 0.12), its last weights have memorised them; this run's best checkpoint, 3.42, beats "
+        f"guessing: {best}. A longer text helps most"
     )
-    train._warn_if_no_better_than_guessing(figures | {"val_loss": 4.0}, trainer, 1260, 68)  # ln 68 = 4.22
-    assert capsys.readouterr().err == ""
+    assert warned(figures | {"best_val_loss": 5.0}).endswith(
+        "the model has learnt nothing that carries over to the validation text. A longer text helps most; or "
+        "validate often (e.g. trainer.val_check_interval=20) and use the best checkpoint"
+    )
+    assert warned(figures | {"val_loss": 4.0}) == ""

@@ -228,7 +228,7 @@ def _warn_if_no_better_than_guessing(
     """A run that went over its whole text and ends worse than a uniform guess learnt what does not
     carry over: a short text memorised (1,400 characters of prose, 20 s of model=auto: 447 epochs,
     validation 6.99 against ln 68 = 4.22; validated every 20 steps, its best was 3.42 at step 60).
-    The figures alone do not say it, so say it."""
+    The figures alone do not say it, so say it (a log line: train.log keeps it)."""
     last, best, tokens = m.get("val_loss"), m.get("best_val_loss"), m.get("tokens") or 0
     guess = math.log(vocab_size)
     if last is None or last <= guess or not train_chars or tokens < train_chars:
@@ -237,15 +237,20 @@ def _warn_if_no_better_than_guessing(
     fitted = f" (train loss {float(train_loss):.2f})" if train_loss is not None else ""
     best_file = next((c.best_model_path for c in trainer.checkpoint_callbacks
                       if isinstance(c, ModelCheckpoint) and c.monitor == "val/loss"), "")
-    earlier = (f"; this run's best, {best:.2f}, beats guessing: {best_file}"
-               if best_file and best is not None and best < guess else "")
-    print(
-        f"warning: validation loss {last:.2f} is worse than guessing uniformly among the text's "
-        f"{vocab_size} characters ({guess:.2f}): after {tokens / train_chars:,.0f} epochs over its "
-        f"{train_chars:,} training characters{fitted}, the model has learnt nothing that carries over to "
-        "the validation text. A longer text helps most; or validate often (e.g. "
-        f"trainer.val_check_interval=20) and use the best checkpoint{earlier}",
-        file=sys.stderr, flush=True,
+    every = getattr(trainer, "val_check_batch", None)
+    validated_often = isinstance(every, int) and trainer.global_step >= 4 * every
+    if best_file and best is not None and best < guess:
+        what = (f"its last weights have memorised them; this run's best checkpoint, {best:.2f}, beats "
+                f"guessing: {best_file}. A longer text helps most")
+    else:
+        what = ("the model has learnt nothing that carries over to the validation text. A longer text "
+                "helps most")
+        if not validated_often:
+            what += "; or validate often (e.g. trainer.val_check_interval=20) and use the best checkpoint"
+    log.warning(
+        "warning: validation loss %.2f is worse than guessing uniformly among the text's %d characters "
+        "(%.2f): after %s epochs over its %s training characters%s, %s",
+        last, vocab_size, guess, f"{tokens / train_chars:,.0f}", f"{train_chars:,}", fitted, what,
     )
 
 
