@@ -473,16 +473,18 @@ def test_a_run_stopped_before_its_first_checkpoint_is_not_a_dead_end(status, exp
     assert (run / "checkpoints" / "last.ckpt").is_file()
 
 
-@pytest.mark.parametrize("name", ["status.json", "metrics.json", "train.log"])
+@pytest.mark.parametrize("name", ["status.json", "metrics.json", "train.log", ".hydra/config.yaml"])
 def test_a_users_file_named_as_a_run_file_is_never_overwritten(name, files, monkeypatch, capsys):
+    # Another Hydra program's output folder: its .hydra/config.yaml was overwritten by chargpt's.
     folder = files["tmp"] / "my notes"
-    folder.mkdir()
+    (folder / name).parent.mkdir(parents=True)
     (folder / name).write_text('{"mine": 1}')  # Hydra would append its log to a train.log
     args = bare_train_args(files["corpus"], folder, "trainer.max_steps=2", "trainer.val_check_interval=2")
     code, out, err = run_main(train_cli.main, args, capsys)
-    _assert_one_error_line(code, out, err, f"{folder} holds {name}, which a run would overwrite")
+    shown = ".hydra/ (another program's Hydra output)" if name.startswith(".hydra") else name
+    _assert_one_error_line(code, out, err, f"{folder} holds {shown}, which a run would overwrite")
     assert (folder / name).read_text() == '{"mine": 1}'
-    assert sorted(p.name for p in folder.iterdir()) == [name]  # nothing written beside it
+    assert sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()) == [name]
 
 
 def test_an_export_folder_is_not_made_a_run_folder(files, monkeypatch, capsys):

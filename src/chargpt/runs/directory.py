@@ -114,12 +114,26 @@ def check_writable(folder: Path, setting: str) -> None:
 RUN_FILES = {STATUS_FILE: "status", BUDGET_FILE: "budget_seconds", METRICS_FILE: "best_val_loss"}
 
 
+def _foreign_hydra_dir(hydra_dir: Path) -> bool:
+    """A `.hydra/` folder that holds something while its hydra.yaml is not chargpt's (which names
+    chargpt's callbacks): Hydra would write its config files over another program's."""
+    if not hydra_dir.is_dir() or not any(hydra_dir.iterdir()):
+        return False
+    try:
+        with (hydra_dir / "hydra.yaml").open("rb") as record:
+            return b"chargpt." not in record.read(1 << 20)
+    except OSError:
+        return True
+
+
 _LOG_LINE = re.compile(rb"\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}\]\[")  # Hydra's "[time][logger]"
 
 
 def foreign_files(folder: Path) -> list[str]:
     """The files in `folder` a run would overwrite (or append to) that no chargpt run wrote."""
     found = []
+    if _foreign_hydra_dir(folder / CONFIG_DIR):
+        found.append(f"{CONFIG_DIR}/ (another program's Hydra output)")
     if (folder / LOG_FILE).is_file():
         with (folder / LOG_FILE).open("rb") as log_file:
             first = log_file.readline(100)
