@@ -580,7 +580,7 @@ def test_model_auto_on_a_text_too_short_for_its_context_advises_what_it_takes(tm
     )
     assert code == 2 and err.startswith(f"error: the val split of {corpus} has 100 characters, fewer than ")
     assert err.strip().endswith("use a longer text, a fixed model with a short context (model=tiny "
-                                "model.block_size=32) or another data.train_fraction")
+                                "model.block_size=99) or another data.train_fraction")
 
 
 TINY_LADDER = (Shape(1, 32, 2, 16, 4), Shape(1, 48, 2, 16, 4), Shape(2, 64, 2, 16, 4))

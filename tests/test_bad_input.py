@@ -84,10 +84,13 @@ TRAIN_CASES = [
     ("data path is an empty directory", ["data.path={tmp}/folder"], "directory {tmp}/folder has no files"),
     ("data not UTF-8", ["data.path={tmp}/latin1.txt"], "is not UTF-8 text (bad byte near offset 3)"),
     ("train split too short", ["data.train_fraction=0.002"], "the train split of {corpus} has 8 characters"),
-    ("val split too short", ["data.train_fraction=0.998"], "the val split of {corpus} has 8 characters"),
-    # No fraction leaves a window of 17 on both sides of 19 characters: none is offered.
+    ("val split too short", ["data.train_fraction=0.997"],
+     "the val split of {corpus} has 12 characters, fewer than model.block_size + 1 = 17; use a longer text, "
+     "a model.block_size of at most 11 or another data.train_fraction"),
+    # No fraction leaves a window of 17 on both sides of 19 characters, and a context of 1 is no
+    # model: neither is offered.
     ("text too short for two windows", ["data.path={tmp}/short.txt"],
-     "characters, fewer than model.block_size + 1 = 17; use a longer text or a smaller model.block_size"),
+     "has 2 characters, fewer than model.block_size + 1 = 17; use a longer text"),
     (
         "window set on the data instead of the model",
         ["data.block_size=8"],

@@ -39,6 +39,7 @@ SPLITS = ("files",)
 
 
 DEFAULT_TRAIN_FRACTION = 0.9  # configs/data/*.yaml's train_fraction: the first 90% trains
+MIN_CONTEXT = 8  # the shortest model.block_size a too-short text's message offers
 
 
 class CharText:
@@ -106,8 +107,9 @@ class CharText:
         self.name, self.config, self.data_files = name, config, _plain(data_files)
         self.text_field, self.val_split = text_field, val_split
         self._vocab = vocab
-        # What to say of a text too short for one window's context (model=auto chooses the context).
-        self.context_fix = "a smaller model.block_size"
+        # What to say of a text too short for one window's context (model=auto chooses the context):
+        # {most} is the longest context both splits hold.
+        self.context_fix = "a model.block_size of at most {most}"
         self._encoded: EncodedCorpus | None = None
         self._parts: list[Part] = []
         self._n_train_parts: int | None = None  # parts before the validation text, when it is given
@@ -252,8 +254,11 @@ class CharText:
         cut = self.val_start()
         self.train_ids, self.val_ids = self.ids[:cut], self.ids[cut:]
         fixes = ["a longer text"]
-        if self._vocab is None:  # with a checkpoint's vocabulary (fine-tune, evaluation), its context too
-            fixes.append(self.context_fix)
+        most = min(len(self.train_ids), len(self.val_ids)) - 1
+        # With a checkpoint's vocabulary (fine-tune, evaluation), its context too; a context of a
+        # few characters is no model of a text.
+        if self._vocab is None and most >= MIN_CONTEXT:
+            fixes.append(self.context_fix.format(most=most))
         # Only where the fraction cuts anywhere (not between whole files) and some cut can do.
         cuts_anywhere = self._n_train_parts is None and self.split != "files"
         if cuts_anywhere and len(self.ids) >= 2 * (self.block_size + 1):

@@ -421,7 +421,7 @@ def build_run(cfg: DictConfig) -> Run:
         cfg.data, block_size=model_config.block_size, vocab=pretrained.vocab if pretrained else None
     )
     if auto:  # it reads the text at its longest context, and refuses a model.block_size
-        datamodule.context_fix = "a fixed model with a short context (model=tiny model.block_size=32)"
+        datamodule.context_fix = "a fixed model with a short context (model=tiny model.block_size={most})"
     datamodule.prepare_data()
     datamodule.setup("fit")
     vocab = datamodule.tokenizer.to_list()
