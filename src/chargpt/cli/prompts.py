@@ -47,6 +47,7 @@ def check_prompt_text(prompt: object, setting: str = "prompt") -> None:
         if (source := prompt_source(setting)) != setting:
             raise ConfigError(f"{source} is empty; give a file with at least one character, or leave "
                               f"{setting} unset")
-        raise ConfigError(f"{setting} is empty; give at least one character, e.g. {setting}=ROMEO:, or "
-                          "leave it unset")
+        # (No example: the characters of one text may be outside another model's vocabulary.)
+        raise ConfigError(f"{setting} is empty; give at least one character of the model's text, or leave "
+                          "it unset for the default")
 
