@@ -87,14 +87,14 @@ def as_written_here(text: str, vocab: Collection[str]) -> tuple[str, list[str]]:
 
 
 def read_prompt(prompt: str, vocab: Collection[str]) -> str:
-    """The prompt as chargpt-sample reads it: rewritten the vocabulary's way, with a note on stderr,
-    when that leaves no unknown character; else as given (generate refuses it)."""
+    """The prompt as chargpt-sample reads it: rewritten the vocabulary's way, with a note on stderr
+    when that leaves no unknown character (else generate refuses it, naming what is still unknown
+    as written so: 'é', not the combining accent of 'e' + U+0301)."""
     written, done = as_written_here(prompt, vocab)
     if done and not set(written) - set(vocab):
         print(f"note: the prompt is read with {' and '.join(done)}, as the model's vocabulary writes them",
               file=sys.stderr)
-        return written
-    return prompt
+    return written
 
 
 def generate(

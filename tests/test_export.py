@@ -264,7 +264,7 @@ def test_onnx_script_reads_a_prompt_as_chargpt_sample_does(
     except ConfigError:  # refused: the script gives one error line naming the same characters
         with pytest.raises(SystemExit) as stop:
             script.main()
-        unknown = describe_chars(tokenizer.unknown_chars(prompt))
+        unknown = describe_chars(tokenizer.unknown_chars(tokenizer.as_written_here(prompt)[0]))
         assert stop.value.code == 2
         assert capsys.readouterr() == (
             "", f"error: characters not in the vocabulary: {unknown}; remove them from --prompt\n")

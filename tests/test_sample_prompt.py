@@ -74,6 +74,9 @@ def test_a_prompt_written_otherwise_is_read_as_the_models_text(capsys) -> None:
         "note: the prompt is read with its line endings as '\\n' and its accents and syllables composed "
         "(NFC), as the model's vocabulary writes them\n")
     assert resolve_prompt("café", tokenizer) == "café" and capsys.readouterr().err == ""
-    # An accent the vocabulary has in no form: refused, the mark named by its code point.
-    with pytest.raises(ConfigError, match=r"not in the model's vocabulary: '\\u0303'; remove them"):
+    # An accent the vocabulary has in no form: refused, naming the letter as typed ('ñ'), not the
+    # bare mark, and a mark that composes with nothing by its code point.
+    with pytest.raises(ConfigError, match=r"not in the model's vocabulary: 'ñ'; remove them"):
         resolve_prompt(unicodedata.normalize("NFD", "caña"), tokenizer)
+    with pytest.raises(ConfigError, match=r"not in the model's vocabulary: '\\u0303'; remove them"):
+        resolve_prompt("c\u0303", tokenizer)  # (no letter c with a tilde: the mark stays apart)

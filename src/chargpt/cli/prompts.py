@@ -23,16 +23,17 @@ def resolve_prompt(prompt: object, tokenizer: CharTokenizer, setting: str = "pro
             )
         return start
     check_prompt_text(prompt, setting)
-    if unknown := tokenizer.unknown_chars(prompt):
+    if tokenizer.unknown_chars(prompt):
         # A prompt file saved on Windows, "café" typed as 'e' + U+0301: the model's text, written otherwise.
         written, done = tokenizer.as_written_here(prompt)
         if done and not tokenizer.unknown_chars(written):
             print(f"note: the prompt is read with {' and '.join(done)}, as the model's vocabulary writes "
                   "them", file=sys.stderr)
             return written
+        # Named as written the model's way: 'é', not the combining accent of 'e' + U+0301.
         raise ConfigError(f"{prompt_source(setting)} has characters not in the model's vocabulary: "
-                          f"{describe_chars(unknown)}; remove them from it, or use a model trained on "
-                          "text that has them")
+                          f"{describe_chars(tokenizer.unknown_chars(written))}; remove them from it, or "
+                          "use a model trained on text that has them")
     return prompt
 
 

@@ -176,9 +176,9 @@ def parse_completion(
     prompt = body.prompt if "prompt" in body.model_fields_set else start_prompt(tokenizer)
     if not prompt:
         raise APIError(400, "the prompt is empty; give at least one character", "prompt")
-    written, _ = tokenizer.as_written_here(prompt)  # as chargpt-sample reads it (Windows line endings, NFD)
-    if not tokenizer.unknown_chars(written):
-        prompt = written
+    # As chargpt-sample reads it (Windows line endings, NFD); what is still unknown is named as
+    # written so: 'é', not the combining accent of 'e' + U+0301.
+    prompt, _ = tokenizer.as_written_here(prompt)
     try:
         prompt_ids = tokenizer.encode(prompt)
     except ChargptError as err:
