@@ -69,6 +69,27 @@ def test_eval_scores_the_runs_own_text_and_split_by_default(run, capsys) -> None
     assert "val_loss" not in result
 
 
+def test_eval_scores_in_the_arithmetic_the_run_validated_in(tmp_path, capsys) -> None:
+    # On a CPU with AMX, `auto` trained with bf16 products and eval scored in float32: 2.46235
+    # against the run's own 2.46153. A run in bf16 autocast shows the same on any CPU.
+    text = write_corpus(tmp_path / "text.txt", n_chars=3000)
+    run_dir = tmp_path / "run"
+    args = bare_train_args(text, run_dir, "trainer.max_steps=40", "trainer.val_check_interval=40",
+                           "optimizer.lr=1e-2", "trainer.precision=bf16-mixed", "matmul_precision=medium")
+    assert run_cli(train_cli.main, *args) == 0
+    val_loss = json.loads((run_dir / "metrics.json").read_text())["val_loss"]
+    result = _result(*run_main(eval_cli.main, [f"ckpt_path={run_dir}", "device=cpu"], capsys))
+    assert result["loss"] == pytest.approx(val_loss, abs=6e-6)  # as the JSON rounds it
+    assert (result["precision"], result["matmul_precision"]) == ("bf16-mixed", "medium")
+    float32 = _result(*run_main(eval_cli.main, [f"ckpt_path={run_dir}", "device=cpu", "precision=32-true",
+                                                "matmul_precision=highest"], capsys))
+    assert (float32["precision"], float32["matmul_precision"]) == ("32-true", "highest")
+    assert abs(float32["loss"] - val_loss) > 6e-6  # the arithmetic matters: asked for, it is used
+    refused = _one_error(*run_main(eval_cli.main, [f"ckpt_path={run_dir}", "matmul_precision=bf16"], capsys))
+    assert refused == "error: matmul_precision=bf16 is not a precision; use one of auto, highest, high, " \
+                      "medium"
+
+
 def test_eval_refuses_a_val_split_that_holds_text_the_model_trained_on(run, capsys) -> None:
     # data.train_fraction=0.5 of a run split at 0.8: 30 points of its "val" were training text.
     run_dir, text = run

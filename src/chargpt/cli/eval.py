@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import hydra
+import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
@@ -29,6 +30,8 @@ from chargpt.errors import ConfigError, exit_on_user_error
 from chargpt.evaluation import Evaluation, check_stride, evaluate_text
 from chargpt.inference import load_with_checkpoint, pick_device
 from chargpt.runs.sweep_record import as_written
+from chargpt.training.precision import plugin as precision_plugin
+from chargpt.training.precision import resolved, resolved_matmul
 
 CONFIG_NAME = "eval"  # configs/eval.yaml
 
@@ -85,7 +88,10 @@ def _hydra_main(cfg: DictConfig) -> None:
         raise ConfigError(f"{file} is an export, which does not record the text it was trained on; "
                           "pass the text to score as data.path=FILE")
     stride = None if cfg.stride is None else check_stride(cfg.stride, trained.model.block_size)
-    trained.model.to(pick_device(cfg.device))
+    device = torch.device(pick_device(cfg.device))
+    forward, products = scoring_arithmetic(cfg, ckpt, device)
+    arithmetic = precision_plugin(forward, device)
+    trained.model = arithmetic.convert_module(trained.model.to(device))
     if named:
         data: dict[str, Any] = {}
         recorded = (stored_corpus(ckpt) or {}).get("path") if ckpt is not None else None
@@ -110,11 +116,29 @@ def _hydra_main(cfg: DictConfig) -> None:
     if ckpt is not None and not named:
         check_read_alike(text, ckpt, file)
     ids = split_ids(text.encoded().ids, cfg.split, text.val_start(), text.source)
-    result = evaluate_text(trained.model, ids, cfg.batch_size, stride, trained.tokenizer.chars)
+    torch.set_float32_matmul_precision(products)
+    with arithmetic.forward_context():
+        result = evaluate_text(trained.model, ids, cfg.batch_size, stride, trained.tokenizer.chars)
     if stride is not None and result.stride != stride:
         print(f"note: the {cfg.split} split holds {len(ids):,} characters, no more than the model's context: "
               f"scored as one window of {result.window}, so stride={result.stride}", file=sys.stderr)
-    print(json.dumps(report(result, cfg.split, scored_text(text, cfg.split), file), ensure_ascii=False))
+    arithmetic_used = {"precision": forward, "matmul_precision": products}
+    line = report(result, cfg.split, scored_text(text, cfg.split), file, arithmetic_used)
+    print(json.dumps(line, ensure_ascii=False))
+
+
+def scoring_arithmetic(cfg: DictConfig, ckpt: dict[str, Any] | None, device: torch.device) -> tuple[str, str]:
+    """The forward's precision (trainer.precision) and the float32 products' (matmul_precision)
+    the loss is scored in: as given, else as the run's own validation scored it, so the default
+    gives its figure (on a CPU with AMX, `auto` trained with bf16 products: float32 ones scored
+    2.46235 where its validation said 2.46153); float32 for an export, or for a run that trained
+    on another kind of device."""
+    hparams = (ckpt or {}).get("hyper_parameters") or {}
+    trained_on = hparams.get("device_type")
+    own = hparams if trained_on in (None, device.type) else {}
+    forward = cfg.precision if cfg.precision is not None else own.get("precision") or "32-true"
+    products = cfg.matmul_precision if cfg.matmul_precision is not None else own.get("matmul_precision")
+    return resolved(forward, device), resolved_matmul(products or "highest", device)
 
 
 def scored_text(text: CharText, split: str) -> str:
@@ -150,7 +174,8 @@ def refuse_val_in_training_text(cfg: DictConfig, overrides: dict[str, str], spli
         )
 
 
-def report(result: Evaluation, split: str, data: str, checkpoint: str) -> dict[str, Any]:
+def report(result: Evaluation, split: str, data: str, checkpoint: str,
+           arithmetic: dict[str, str] | None = None) -> dict[str, Any]:
     """The JSON line: the headline figures first, the long per-position list last."""
     out: dict[str, Any] = {
         "loss": round(result.loss, 5),
@@ -161,7 +186,7 @@ def report(result: Evaluation, split: str, data: str, checkpoint: str) -> dict[s
     if result.stride < result.window:
         out["loss_non_overlapping"] = round(result.loss_non_overlapping, 5)
         out["bpc_non_overlapping"] = round(result.bpc_non_overlapping, 5)
-    out.update(split=split, data=data, checkpoint=checkpoint)
+    out.update(split=split, data=data, checkpoint=checkpoint, **(arithmetic or {}))
     out["by_class"] = {
         name: {"loss": None if loss is None else round(loss, 4), "count": result.class_counts[name]}
         for name, loss in result.class_losses.items()
