@@ -153,6 +153,27 @@ def test_a_narrow_terminal_keeps_the_setting_and_leaves_out_the_other_figures(tm
     assert "not shown (see the CSV): tokens_per_sec" in " ".join(group_table.split())
 
 
+def test_a_narrow_settings_table_shows_what_tells_its_rows_apart(tmp_path, capsys, monkeypatch):
+    # At 70 columns the learning rate, the one setting two rows differed in, was left out while a
+    # figure (wall_s) and the seeds' list were shown: the rows read alike.
+    monkeypatch.setenv("COLUMNS", "70")
+    sweep, i = tmp_path / "sweep", 0
+    for heads in (2, 3):
+        for lr in ("3e-3", "3.1e-3"):
+            for seed in (1, 2):
+                best = 2.5 + heads / 10 + (0.01 if lr == "3e-3" else 0) + seed / 100
+                fake_run(sweep, str(i), [f"model.n_head={heads}", f"optimizer.lr={lr}", f"seed={seed}"], best)
+                i += 1
+    report(sweep)
+    out = capsys.readouterr().out
+    table = out[out.index("4 settings"):out.index("written:")]
+    header = next(line for line in table.splitlines() if line.startswith("┃"))
+    assert "model.n_head" in header and "optimizer.lr" in header
+    assert "wall_s" not in header and "seeds" not in header
+    assert max(len(line) for line in table.splitlines()) <= 70
+    assert "seeds, last_val_loss, tokens_per_sec, wall_s" in " ".join(table.split())
+
+
 def test_the_csv_replaces_only_a_reports_own_files(tmp_path: Path, capsys) -> None:
     sweep = sweep_of(tmp_path, {"optimizer.lr=1e-3": [2.0, 2.2], "optimizer.lr=3e-3": [1.5, 1.6]})
     report(sweep, tmp_path / "my report.csv")

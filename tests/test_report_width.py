@@ -145,3 +145,18 @@ def test_a_settings_name_is_not_folded_while_a_column_can_go_instead(
     assert len(headers) == 2  # one header line in each table: nothing folded
     assert all("budget_seconds" in line for line in headers)
     assert max(len(line) for line in lines if not line.startswith("written: ")) <= columns
+
+
+@pytest.mark.parametrize("columns", [0, 20])
+def test_a_terminal_too_narrow_for_a_table_gets_whole_lines(columns, tmp_path, monkeypatch, capsys) -> None:
+    # COLUMNS=0 printed no table at all; 20 a run column of no width and no loss.
+    monkeypatch.setenv("COLUMNS", str(columns))
+    sweep = tmp_path / "sweep"
+    for i in range(2):
+        fake_run(sweep / str(i), [f"optimizer.lr={i + 1}e-3", f"seed={i}"], best=1.5 + i / 10)
+    report(sweep)
+    out = capsys.readouterr().out
+    header = next(line for line in out.splitlines() if line.startswith("┃ run "))
+    for column in ["run", "optimizer.lr", "status", *METRIC_COLUMNS]:
+        assert f" {column} " in header
+    assert "1.5000" in out and "1.6000" in out

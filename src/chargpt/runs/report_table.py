@@ -23,6 +23,7 @@ FORMATS = {
 
 
 SETTING_MIN_WIDTH = 12
+NARROWEST = 40  # the narrowest terminal a table is fitted to
 HEADER_WIDTH = 24  # a setting's name is folded only when longer than this
 ERROR_WIDTH = 50
 WHOLE = ("run", "status", *METRIC_COLUMNS)  # never cropped or wrapped
@@ -113,8 +114,10 @@ def _print_fitted(
     left out (named in the caption): the `drop_first` ones, the settings from the last down to the
     first, the error column, the `drop_last` ones, and the first setting."""
     console = console or _Console()
-    if not console.is_terminal and "COLUMNS" not in os.environ:
-        console = _Console(width=10_000)  # into a file or pipe: whole lines, nothing cropped
+    # Into a file or pipe, or a terminal too narrow for a table (COLUMNS=0 printed none, 20 a run
+    # column of no width): whole lines, nothing cropped.
+    if (not console.is_terminal and "COLUMNS" not in os.environ) or console.width < NARROWEST:
+        console = _Console(width=10_000)
     every = list(shown)
     left_out: list[str] = []
 
@@ -139,8 +142,12 @@ def _print_fitted(
             drop = (last or settings)[0]
         shown.remove(drop)
         left_out.insert(0, drop)
-    # A narrow column left out before a wide one went (the error, a metric) may fit again.
+    # A narrow column left out before a wide one went (the error, a metric) may fit again; one of
+    # `drop_first`, the least wanted, only once every other one is back (a figure came back in
+    # place of the setting that told two rows apart).
     for column in list(left_out):
+        if column in drop_first and any(c not in drop_first for c in left_out):
+            continue
         if fits(again := [c for c in every if c in shown or c == column]):
             shown = again
             left_out.remove(column)
@@ -201,4 +208,5 @@ def print_groups(
     whole = ("seeds", "n", *figures, "vs_best")
     # On a narrow terminal the figures other than the ranking one go before the settings do.
     extra = tuple(c for c in ("wall_s", "tokens_per_sec", "last_val_loss", "best_val_loss") if c != metric)
-    _print_fitted(title, [*swept, *whole], rows, notes, whole, ("n", *figures), console, extra)
+    # The seeds' list goes before any setting: without those, rows differ only in their figures.
+    _print_fitted(title, [*swept, *whole], rows, notes, whole, ("n", *figures), console, (*extra, "seeds"))
