@@ -265,6 +265,9 @@ SAMPLE_CASES = [
     ("a split without the copy check", ["ckpt_path={ckpt}", "data.train_fraction=7"],
      "data.train_fraction=7 does nothing without check_copy=true"),
     ("no checkpoint given", [], "ckpt_path is required"),
+    # Hydra advised appending with +model=small, which would have done nothing either.
+    ("a model setting", ["ckpt_path={ckpt}", "model=small"],
+     "model=small does nothing in chargpt-sample (the model comes from the checkpoint); drop it"),
     # A removed setting the command reads was omegaconf's traceback (exit 1); a null one Hydra's
     # "does not exist".
     ("a needed setting removed", ["ckpt_path={ckpt}", "~max_new_tokens"],

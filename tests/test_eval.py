@@ -160,8 +160,8 @@ def test_eval_json_has_one_loss_key_beside_the_split(split, tmp_path, capsys) ->
     ckpt = _checkpoint_of(tmp_path, write_corpus(tmp_path / "t.txt", n_chars=1000))
     result = _result(*run_main(eval_cli.main, [f"ckpt_path={ckpt}", f"split={split}", "device=cpu"],
                                capsys))
-    assert set(result) == {"loss", "bpc", "tokens", "stride", "split", "data", "checkpoint", "by_class",
-                           "loss_by_position_buckets", "loss_by_position"}
+    assert set(result) == {"loss", "bpc", "tokens", "stride", "split", "data", "checkpoint", "precision",
+                           "matmul_precision", "by_class", "loss_by_position_buckets", "loss_by_position"}
     assert result["split"] == split and result["stride"] == 16
     assert result["tokens"] == {"val": 99, "train": 899, "all": 999}[split]
 
@@ -182,6 +182,9 @@ def test_eval_split_all_scores_a_text_shorter_than_the_context(tmp_path, capsys)
     [
         ("model.block_size=8", "model.block_size=8 does nothing in chargpt-eval"),
         ("+model.n_layer=3", "+model.n_layer=3 does nothing in chargpt-eval"),
+        # Hydra said "append with +model=small" and "add a setting of your own": both then refused.
+        ("model=small", "model=small does nothing in chargpt-eval (the model and its context length come"),
+        ("model.n_layer=2", "model.n_layer=2 does nothing in chargpt-eval"),
         ("data.batch_size=4", "the evaluation batch is batch_size=N"),
         ("seed=3", "seed=3 does nothing in chargpt-eval"),
         ("data.val_max_chars=1000", "data.val_max_chars=1000 does nothing in chargpt-eval (every character"),

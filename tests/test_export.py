@@ -321,11 +321,19 @@ def test_a_safetensors_export_scores_and_fine_tunes_as_its_checkpoint(
     out = tmp_path / "export é"
     assert run_main(export_cli.main, [f"ckpt_path={trained_run}", f"out={out}"], capsys)[0] == 0
     scored = []
+    # (An export records no arithmetic of its run: it is scored in float32, the checkpoint as its
+    # run validated, bf16 products on a CPU with AMX: compared in float32.)
+    float32 = ["precision=32-true", "matmul_precision=highest"]
     for source in (trained_run, out):
-        code, stdout, stderr = run_main(eval_cli.main, [f"ckpt_path={source}", f"data.path={corpus}"], capsys)
+        args = [f"ckpt_path={source}", f"data.path={corpus}", *float32]
+        code, stdout, stderr = run_main(eval_cli.main, args, capsys)
         assert code == 0, stderr
         scored.append(json.loads(stdout.strip().splitlines()[-1])["loss"])
     assert scored[0] == pytest.approx(scored[1], abs=1e-5)
+    code, stdout, _ = run_main(eval_cli.main, [f"ckpt_path={out}", f"data.path={corpus}"], capsys)
+    result = json.loads(stdout.strip().splitlines()[-1])
+    assert (result["precision"], result["matmul_precision"]) == ("32-true", "highest")
+    assert result["loss"] == scored[1]
     # An export records no text: it must be named.
     assert "is an export, which does not record the text" in _error(
         run_main(eval_cli.main, [f"ckpt_path={out}"], capsys))

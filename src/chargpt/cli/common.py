@@ -12,7 +12,7 @@ import re
 import signal
 import sys
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TypeVar
 
 import torch
@@ -32,7 +32,7 @@ from chargpt.cli.argv import (
 from chargpt.cli.exits import BROKEN_PIPE_EXIT_CODE, Terminated, clean_exits, exit_no_room, raising_on_sigterm
 from chargpt.cli.hydra_errors import one_line_hydra_errors, release_stderr
 from chargpt.errors import NO_ROOM, ConfigError, cause_of, exit_stopped_by, exit_usage, full_errors_requested
-from chargpt.overrides import override_key
+from chargpt.overrides import as_typed, override_key
 from chargpt.runs.directory import release_claims
 from chargpt.runs.sweep_record import as_written
 
@@ -47,11 +47,13 @@ def run_main(
     hydra_main: Callable[[], Any],
     prepare: Callable[[list[str]], list[str]] | None = None,
     config_name: str | None = None,
+    unused: Mapping[str, str] | None = None,
 ) -> None:
     """Run a Hydra entry point: the command line prepared for Hydra, user errors as one line (exit
     2), Ctrl-C as exit 130 with one line (SIGTERM: 143), a closed output pipe quietly (exit 141),
     and whatever a failed or interrupted start created removed again. `config_name` (the command's
-    config) lets a misspelt setting's error name the one meant."""
+    config) lets a misspelt setting's error name the one meant. `unused`: settings (and groups) the
+    command does not use, each with why: given, they are refused before Hydra reads them."""
     global _literal
     saved, failed = sys.argv, True
     try:
@@ -66,6 +68,7 @@ def run_main(
                 overrides = [prepared[i] for i in override_positions(prepared)]
                 if config_name:
                     check_removals(config_name, overrides)
+                refuse_unused(overrides, unused or {}, config_name)
             except ConfigError as err:
                 if full_errors_requested():
                     raise
@@ -82,6 +85,16 @@ def run_main(
     finally:
         sys.argv, _literal = saved, None
         release_claims(failed)
+
+
+def refuse_unused(overrides: list[str], unused: Mapping[str, str], config_name: str | None) -> None:
+    """A setting the command does not use would silently do nothing (or Hydra would offer to append
+    it, which does nothing either): refused, with why."""
+    for typed in overrides:
+        key = override_key(typed)
+        for setting, why in unused.items():
+            if key == setting or key.startswith(setting + "."):
+                raise ConfigError(f"{as_typed(typed)} does nothing in chargpt-{config_name} ({why}); drop it")
 
 
 def cli_task(task: F) -> F:

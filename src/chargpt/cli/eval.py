@@ -57,13 +57,6 @@ def overridden_keys() -> dict[str, str]:
     return {o.key_or_group: text for o, text in zip(parsed, typed, strict=True)}
 
 
-def refuse_unused(overrides: dict[str, str]) -> None:
-    for key, typed in overrides.items():
-        for unused, why in UNUSED.items():
-            if key == unused or key.startswith(unused + "."):
-                raise ConfigError(f"{typed} does nothing in chargpt-eval ({why}); drop it")
-
-
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name=CONFIG_NAME)
 @cli_task
 @exit_on_user_error
@@ -71,7 +64,6 @@ def _hydra_main(cfg: DictConfig) -> None:
     use_threads(cfg.threads)
     quiet_known_warnings()
     overrides = overridden_keys()
-    refuse_unused(overrides)
     if not cfg.ckpt_path:
         raise ConfigError("ckpt_path is required: chargpt-eval ckpt_path=RUN_DIR_OR_CKPT_FILE")
     if cfg.split not in SPLITS:
@@ -197,7 +189,7 @@ def report(result: Evaluation, split: str, data: str, checkpoint: str,
 
 
 def main() -> None:
-    run_main(_hydra_main, config_name=CONFIG_NAME)
+    run_main(_hydra_main, config_name=CONFIG_NAME, unused=UNUSED)
 
 
 if __name__ == "__main__":

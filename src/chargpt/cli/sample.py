@@ -81,7 +81,7 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 
 def main() -> None:
-    run_main(_hydra_main, config_name=CONFIG_NAME)
+    run_main(_hydra_main, config_name=CONFIG_NAME, unused={"model": "the model comes from the checkpoint"})
 
 
 if __name__ == "__main__":
