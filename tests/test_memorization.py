@@ -121,6 +121,15 @@ def test_check_copy_uses_the_train_split_the_checkpoint_records(tmp_path) -> Non
     assert training_text(ckpt, "m.ckpt", None, 1)[0] == text.read_text()  # data.train_fraction=1
     other = write_corpus(tmp_path / "other.txt", n_chars=100, seed=3)
     assert training_text(None, "export", str(other), None)[0] == other.read_text()[:90]
+    # An earlier cut would leave text the model trained on out of the search: a sample copied from
+    # it reported 8 characters where it copied 60. Refused, named or not; another text is as asked.
+    for named in (None, str(text)):
+        refused = (r"^data\.train_fraction=0\.5 would check the samples against only part of the text the "
+                   r"model trained on \(its run split the text at 0\.75\); leave it out, or pass "
+                   r"data\.train_fraction=0\.75 or more \(1: the whole text\)$")
+        with pytest.raises(ConfigError, match=refused):
+            training_text(ckpt, "m.ckpt", named, 0.5)
+    assert training_text(ckpt, "m.ckpt", str(other), 0.5)[0] == other.read_text()[:50]
 
 
 def test_check_copy_reads_windows_line_endings_and_a_bom_as_training_did(tmp_path) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from chargpt.checkpoints import corpus_changes, recorded_files, stored_corpus, stored_split
+from chargpt.checkpoints import corpus_changes, cut_at_a_fraction, recorded_files, stored_corpus, stored_split
 from chargpt.data.corpus import sha256_of
 from chargpt.data.encoding import TextOptions, read_as_trained
 from chargpt.data.sources import GLOB_CHARS, expand_path, text_files
@@ -163,10 +163,20 @@ def training_text(
         raise DataError(f"{source} is an export, which does not record the text it was trained on; {how}")
     else:
         file = Path(recorded_data(ckpt, source, set(), COPY_CHECK)["path"])
+    recorded = stored_split(ckpt).get("train_fraction") if ckpt is not None else None
+    recorded = recorded if isinstance(recorded, float) and cut_at_a_fraction(stored_split(ckpt)) else None
     if train_fraction is None:
-        recorded = stored_split(ckpt).get("train_fraction") if ckpt is not None else None
-        train_fraction = recorded if isinstance(recorded, float) else DEFAULT_TRAIN_FRACTION
+        train_fraction = recorded or DEFAULT_TRAIN_FRACTION
     check_train_fraction(train_fraction)
+    trained_text = (stored_corpus(ckpt) or {}).get("path") if ckpt is not None else None
+    same_text = not path or (trained_text is not None and file.resolve() == Path(trained_text).resolve())
+    if recorded is not None and same_text and train_fraction < recorded:
+        # Text the model trained on would be left out of the search: copies from it go unseen.
+        raise ConfigError(
+            f"data.train_fraction={train_fraction:g} would check the samples against only part of the text "
+            f"the model trained on (its run split the text at {recorded:g}); leave it out, or pass "
+            f"data.train_fraction={recorded:g} or more (1: the whole text)"
+        )
     read_as = recorded_settings(stored_corpus(ckpt) or {}) if ckpt is not None else {}
     if file.is_dir() or (not file.exists() and any(c in str(file) for c in GLOB_CHARS)) or read_as:
         # A folder or a glob, or a text its run read with other settings: read as training read it
