@@ -186,6 +186,15 @@ def test_the_csv_replaces_only_a_reports_own_files(tmp_path: Path, capsys) -> No
     with pytest.raises(ChargptError, match=r"keep\.txt exists and is not a report's output; nothing was"):
         report(sweep, keep)
     assert keep.read_text() == "my notes\n" and not (tmp_path / "keep_groups.txt").exists()
+    # Another sweep's report, named by --csv: it was replaced.
+    other_sweep = sweep_of(tmp_path / "other", {"optimizer.lr=1e-2": [2.5]})
+    (other_sweep / "multirun.yaml").write_text(
+        "hydra:\n  overrides:\n    hydra: []\n    task: [optimizer.lr=1e-2]\n")
+    report(other_sweep)
+    theirs = (other_sweep / "report.csv").read_bytes()
+    with pytest.raises(ChargptError, match=r"report\.csv is the report of the runs in .*sweep, not of "):
+        report(sweep, other_sweep / "report.csv")
+    assert (other_sweep / "report.csv").read_bytes() == theirs
     (tmp_path / "other_groups.csv").write_text("a,b\n1,2\n")  # the settings' table would replace it
     with pytest.raises(ChargptError, match=r"other_groups\.csv exists and is not a report's output"):
         report(sweep, tmp_path / "other.csv")

@@ -32,7 +32,7 @@ def report(sweep_dir: Path, csv_path: Path | None = None, sort_by: str = "best_v
         what = "is not a directory" if sweep_dir.exists() else "does not exist"
         raise ChargptError(f"{sweep_dir} {what}; give a sweep directory (outputs/multirun/...)")
     csv_path, groups_path, curves_path = outputs = output_paths(csv_path or sweep_dir / "report.csv")
-    check_outputs(outputs)
+    check_outputs(outputs, sweep_dir)
     runs = find_runs(sweep_dir)
     if not runs:
         raise ChargptError(f"no runs in {sweep_dir} (no {CONFIG_DIR}/{OVERRIDES_FILE} in it); give a sweep "

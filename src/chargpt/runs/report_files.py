@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from chargpt.errors import ChargptError
+from chargpt.run_layout import CONFIG_DIR, OVERRIDES_FILE, SWEEP_CONFIG
 from chargpt.runs.curves import PNG_SOFTWARE
 from chargpt.runs.run_rows import METRIC_COLUMNS
 
@@ -33,9 +34,10 @@ def _written_by_a_report(path: Path, role: str) -> bool:
     return {"seeds", "runs", "n"} <= set(columns)
 
 
-def check_outputs(paths: tuple[Path, Path, Path]) -> None:
-    """Refuse, before anything is written, a folder that is not there or a file a report did not
-    write: a report replaces only its own earlier output."""
+def check_outputs(paths: tuple[Path, Path, Path], reported: Path) -> None:
+    """Refuse, before anything is written, a folder that is not there, a file a report did not
+    write, or the report of another folder of runs (`reported`: the folder this report reads): a
+    report replaces only its own earlier output."""
     for path, role in zip(paths, ("runs", "groups", "curves"), strict=True):
         if not path.parent.is_dir():
             raise ChargptError(f"cannot write {path}: the folder {path.parent} does not exist; create it "
@@ -55,6 +57,14 @@ def check_outputs(paths: tuple[Path, Path, Path]) -> None:
         if not ours:
             raise ChargptError(f"{path} exists and is not a report's output; nothing was written: pass "
                                "another --csv path, or move it")
+        if path.exists() and _holds_runs(path.parent) and path.parent.resolve() != reported.resolve():
+            raise ChargptError(f"{path} is the report of the runs in {path.parent}, not of {reported}; "
+                               "nothing was written: pass another --csv path")
+
+
+def _holds_runs(folder: Path) -> bool:
+    """A sweep's folder (Hydra's multirun.yaml) or a run's (its .hydra/)."""
+    return (folder / SWEEP_CONFIG).is_file() or (folder / CONFIG_DIR / OVERRIDES_FILE).is_file()
 
 
 def _drawn_by_matplotlib(path: Path) -> bool:
