@@ -189,8 +189,10 @@ def test_eval_split_all_scores_a_text_shorter_than_the_context(tmp_path, capsys)
         ("seed=3", "seed=3 does nothing in chargpt-eval"),
         ("data.val_max_chars=1000", "data.val_max_chars=1000 does nothing in chargpt-eval (every character"),
         # It would join the recorded text, which then no longer matched its record: "has changed".
-        ("data.val_path=t.txt", "a validation text is scored with the text it belongs to, data.path=FILE; to "
-                                "score this one alone, pass it as data.path with split=all"),
+        # (Named as typed: it read data.val_path='t.txt', with the quotes the command line adds for Hydra.)
+        ("data.val_path=t.txt", "error: data.val_path=t.txt: a validation text is scored with the text it "
+                                "belongs to, data.path=FILE; to score this one alone, pass it as data.path "
+                                "with split=all"),
     ],
 )
 def test_eval_refuses_settings_that_do_nothing(override, expected, tmp_path, capsys) -> None:

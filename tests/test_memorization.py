@@ -94,7 +94,7 @@ def _checkpoint_of(tmp: Path, text: Path | None, fraction: float = 0.9) -> Path:
 
 
 COPY_LINE = re.compile(r'^copy check( \(sample (\d) of (\d)\))?: longest span found in the training text: '
-                       r'(\d+) characters \((".*")\)$')
+                       r'(\d+) characters? \((".*")\)$')
 
 
 def test_check_copy_reports_each_sample_on_stderr_and_leaves_stdout_alone(tmp_path, capsys) -> None:
@@ -112,6 +112,15 @@ def test_check_copy_reports_each_sample_on_stderr_and_leaves_stdout_alone(tmp_pa
         match = COPY_LINE.match(line)
         assert match and match.group(2, 3) == (str(i), "2"), line
         assert int(match.group(4)) == brute_force_longest(sample, train) >= 2
+
+
+def test_a_one_character_span_is_one_character() -> None:
+    from chargpt.cli.sample import copy_line
+    from chargpt.memorization import CopiedSpan
+
+    assert copy_line(CopiedSpan("3", 0, 5), 1, 1).endswith(": 1 character (\"3\")")
+    assert copy_line(CopiedSpan("ab", 0, 5), 2, 3).endswith("(sample 2 of 3): longest span found in the "
+                                                             "training text: 2 characters (\"ab\")")
 
 
 def test_check_copy_uses_the_train_split_the_checkpoint_records(tmp_path) -> None:
@@ -169,6 +178,10 @@ def test_check_copy_refuses_an_unreadable_text_and_a_bad_fraction(tmp_path) -> N
         training_text(None, "export", None, None)
     with pytest.raises(ConfigError, match=r"data\.train_fraction=1\.5 must be above 0 and at most 1"):
         training_text(None, "export", str(write_corpus(tmp_path / "t.txt")), 1.5)
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")  # it reported "0 characters", as if nothing had been copied
+    with pytest.raises(DataError, match=r"empty\.txt is empty: no training text to check the samples"):
+        training_text(None, "export", str(empty), None)
 
 
 def test_check_copy_settings_are_checked_before_the_model_loads(tmp_path, capsys) -> None:

@@ -29,6 +29,7 @@ from chargpt.data.text import CharText, text_of
 from chargpt.errors import ConfigError, exit_on_user_error
 from chargpt.evaluation import Evaluation, check_stride, evaluate_text
 from chargpt.inference import load_with_checkpoint, pick_device
+from chargpt.overrides import as_typed
 from chargpt.runs.sweep_record import as_written
 from chargpt.training.precision import plugin as precision_plugin
 from chargpt.training.precision import resolved, resolved_matmul
@@ -54,7 +55,7 @@ def overridden_keys() -> dict[str, str]:
     """The keys (and groups) set on the command line, each with the override as typed."""
     typed = as_written(HydraConfig.get().overrides.task)
     parsed = OverridesParser.create().parse_overrides(typed)
-    return {o.key_or_group: text for o, text in zip(parsed, typed, strict=True)}
+    return {o.key_or_group: as_typed(text) for o, text in zip(parsed, typed, strict=True)}
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name=CONFIG_NAME)

@@ -187,6 +187,8 @@ def training_text(
     except (OSError, UnicodeDecodeError) as err:
         reason = getattr(err, "strerror", None) or str(err)
         raise DataError(f"cannot read {file} ({reason}); {how} (a UTF-8 text file)") from None
+    if not text:  # a search of nothing would report "0 characters" as if none were copied
+        raise DataError(f"{file} is empty: no training text to check the samples against; {how}")
     # One plain file encodes one id per character, so the characters cut where training cut the ids.
     return text[: int(len(text) * train_fraction)], file
 

@@ -36,7 +36,8 @@ def copy_index(cfg: DictConfig, ckpt: dict[str, Any] | None) -> TextIndex:
 def copy_line(span: CopiedSpan, sample: int, num_samples: int) -> str:
     shown = span.text if span.length <= SHOWN_SPAN else span.text[:SHOWN_SPAN] + "…"
     which = f" (sample {sample} of {num_samples})" if num_samples > 1 else ""
-    return (f"copy check{which}: longest span found in the training text: {span.length} characters "
+    characters = "character" if span.length == 1 else "characters"
+    return (f"copy check{which}: longest span found in the training text: {span.length} {characters} "
             f"({json.dumps(shown, ensure_ascii=False)})")
 
 
