@@ -8,6 +8,7 @@ character with up to a full context behind it (see chargpt.evaluation).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -83,8 +84,11 @@ def _hydra_main(cfg: DictConfig) -> None:
     stride = None if cfg.stride is None else check_stride(cfg.stride, trained.model.block_size)
     device = torch.device(pick_device(cfg.device))
     forward, products = scoring_arithmetic(cfg, ckpt, device)
-    arithmetic = precision_plugin(forward, device)
-    trained.model = arithmetic.convert_module(trained.model.to(device))
+    # Lightning's plugin, as the run's validation used it; float32 needs none (nor Lightning's import).
+    arithmetic = precision_plugin(forward, device) if forward != "32-true" else None
+    trained.model = trained.model.to(device)
+    if arithmetic is not None:
+        trained.model = arithmetic.convert_module(trained.model)
     if named:
         data: dict[str, Any] = {}
         recorded = (stored_corpus(ckpt) or {}).get("path") if ckpt is not None else None
@@ -110,7 +114,7 @@ def _hydra_main(cfg: DictConfig) -> None:
         check_read_alike(text, ckpt, file)
     ids = split_ids(text.encoded().ids, cfg.split, text.val_start(), text.source)
     torch.set_float32_matmul_precision(products)
-    with arithmetic.forward_context():
+    with arithmetic.forward_context() if arithmetic is not None else contextlib.nullcontext():
         result = evaluate_text(trained.model, ids, cfg.batch_size, stride, trained.tokenizer.chars)
     if stride is not None and result.stride != stride:
         print(f"note: the {cfg.split} split holds {len(ids):,} characters, no more than the model's context: "

@@ -6,17 +6,13 @@ with), and Lightning's own precision plugin for code that runs steps outside the
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
-from lightning.pytorch.plugins.precision import (
-    DoublePrecision,
-    HalfPrecision,
-    MixedPrecision,
-    Precision,
-    TransformerEnginePrecision,
-)
 from omegaconf import DictConfig, open_dict
+
+if TYPE_CHECKING:
+    from lightning.pytorch.plugins.precision import Precision
 
 from chargpt.errors import ConfigError
 from chargpt.model.attention import float32_attention_available
@@ -74,7 +70,17 @@ def auto_precision(device: torch.device) -> tuple[str, str]:
 def plugin(precision: str, device: torch.device) -> Precision:
     """Lightning's plugin for a resolved precision, chosen as the Trainer chooses it: its
     `convert_module` and `forward_context` are what the Trainer applies to the model and around its
-    forward. (Timing loops call backward directly: 16-mixed's loss scaling is not timed.)"""
+    forward. (Timing loops call backward directly: 16-mixed's loss scaling is not timed.)
+    Lightning is imported here, not with the module: chargpt-eval resolves its arithmetic with this
+    module and starts without Lightning when it scores in float32."""
+    from lightning.pytorch.plugins.precision import (
+        DoublePrecision,
+        HalfPrecision,
+        MixedPrecision,
+        Precision,
+        TransformerEnginePrecision,
+    )
+
     if precision.startswith("transformer-engine"):
         weights = torch.float16 if precision.endswith("float16") else torch.bfloat16
         return TransformerEnginePrecision(weights_dtype=weights)
