@@ -20,6 +20,7 @@ from chargpt.data import CharDataModule
 from chargpt.errors import ChargptError
 from chargpt.export_layout import FORMAT_MARKER
 from chargpt.model import ModelConfig
+from chargpt.runs.directory import foreign_files
 from chargpt.runs.status import write_status
 from chargpt.runs.sweep_record import continue_command
 from chargpt.training.build import check_devices, check_trainer_numbers
@@ -492,6 +493,24 @@ def test_a_users_file_named_as_a_run_file_is_never_overwritten(name, files, monk
     _assert_one_error_line(code, out, err, f"{folder} holds {shown}, which a run would overwrite")
     assert (folder / name).read_text() == '{"mine": 1}'
     assert sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()) == [name]
+
+
+def test_a_run_without_hydras_records_resumes_again(files, monkeypatch, capsys):
+    # Launched with hydra.output_subdir=null, a run's .hydra/ holds only its resumes' records: its
+    # second resume was refused as "another program's Hydra output".
+    run = files["tmp"] / "no records"
+    args = bare_train_args(files["corpus"], run, "trainer.max_steps=4", "trainer.val_check_interval=2")
+    assert run_main(train_cli.main, [*args, "hydra.output_subdir=null"], capsys)[0] == 0
+    for steps in (6, 8):
+        code, _, err = run_main(train_cli.main, [*args, f"ckpt_path={run}", f"trainer.max_steps={steps}"],
+                                capsys)
+        assert code == 0, err
+    assert (run / ".hydra").is_dir() and not (run / ".hydra" / "hydra.yaml").exists()
+    # A start cut short before hydra.yaml: chargpt's config alone, not another program's.
+    cut_short = files["tmp"] / "cut short"
+    (cut_short / ".hydra").mkdir(parents=True)
+    (cut_short / ".hydra" / "config.yaml").write_text("callbacks:\n  x:\n    _target_: chargpt.training.X\n")
+    assert foreign_files(cut_short) == []
 
 
 def test_an_export_folder_is_not_made_a_run_folder(files, monkeypatch, capsys):

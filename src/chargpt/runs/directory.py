@@ -114,16 +114,24 @@ def check_writable(folder: Path, setting: str) -> None:
 RUN_FILES = {STATUS_FILE: "status", BUDGET_FILE: "budget_seconds", METRICS_FILE: "best_val_loss"}
 
 
+HYDRA_RECORDS = ("config.yaml", "hydra.yaml", "overrides.yaml")  # what Hydra writes in .hydra/
+
+
 def _foreign_hydra_dir(hydra_dir: Path) -> bool:
-    """A `.hydra/` folder that holds something while its hydra.yaml is not chargpt's (which names
-    chargpt's callbacks): Hydra would write its config files over another program's."""
-    if not hydra_dir.is_dir() or not any(hydra_dir.iterdir()):
+    """A `.hydra/` folder holding files Hydra would write over, none of them chargpt's (whose
+    config and hydra.yaml name chargpt's classes): another program's. A run launched with
+    hydra.output_subdir=null holds only its resumes' records there, which Hydra does not touch."""
+    records = [hydra_dir / name for name in HYDRA_RECORDS if (hydra_dir / name).is_file()]
+    if not records:
         return False
-    try:
-        with (hydra_dir / "hydra.yaml").open("rb") as record:
-            return b"chargpt." not in record.read(1 << 20)
-    except OSError:
-        return True
+    for record in records:
+        try:
+            with record.open("rb") as f:
+                if b"chargpt." in f.read(1 << 20):
+                    return False
+        except OSError:
+            pass
+    return True
 
 
 _LOG_LINE = re.compile(rb"\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}\]\[")  # Hydra's "[time][logger]"
@@ -258,10 +266,11 @@ def claim_named(folder: Path, setting: str, tidy: bool = False) -> Claim:
     """A directory named by the user (or resumed): locked, refused while another live run has it.
     `tidy`: a failed start in a folder that existed removes the start files it wrote there."""
     existed = folder.is_dir()
-    held = frozenset(p.name for p in folder.iterdir()) if existed and tidy else None
-    claim = Claim(folder, _make_parents(folder, setting), held_before=held)
+    claim = Claim(folder, _make_parents(folder, setting))
     _claims.append(claim)
     _lock(claim, setting)
+    if existed and tidy:  # once locked: what another live run writes there is never taken for ours
+        claim.held_before = frozenset(p.name for p in folder.iterdir())
     return claim
 
 
