@@ -564,6 +564,33 @@ def test_validations_during_training_are_priced_not_counted_as_step_time(
     assert clock.now < 4.0
 
 
+def test_only_the_fits_own_validations_price_the_ones_still_due() -> None:
+    # A sanity check's two batches, or a fine-tune's validation before the fit (with the fit's
+    # set-up after it), are no measure of a validation during training.
+    from types import SimpleNamespace
+
+    from lightning.pytorch.trainer.states import TrainerFn
+
+    clock = FakeClock(tick=0.0)
+    budget = TimeBudget(60.0, start=0.0, clock=clock)
+    budget.final_seconds, budget._calibration_pace = 2.0, 0.02
+
+    def validation(seconds: float, sanity: bool = False, fn: TrainerFn = TrainerFn.FITTING) -> None:
+        trainer = SimpleNamespace(sanity_checking=sanity, state=SimpleNamespace(fn=fn))
+        budget.on_validation_start(trainer, None)
+        clock.now += seconds
+        budget.on_train_batch_start(trainer, None)
+
+    validation(0.05, sanity=True)
+    validation(9.0, fn=TrainerFn.VALIDATING)
+    assert budget._validation_at(0.02) == pytest.approx(2.0)  # still the end's estimate
+    validation(1.0)
+    validation(3.0)
+    assert budget._validation_at(0.02) == pytest.approx(2.0)  # the mean of the fit's two
+    validation(0.5)
+    assert budget._validation_at(0.02) == pytest.approx(1.5)
+
+
 def test_edge_batches_come_only_from_loaders_of_whole_batches() -> None:
     batches = [tuple(torch.zeros(rows, 8, dtype=torch.long) for _ in range(2)) for rows in (4, 4, 2)]
     whole = edge_batches(DataLoader(batches, batch_size=None))

@@ -34,6 +34,7 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.trainer.states import TrainerFn
 
 from chargpt.checks import real_number, whole_number
 from chargpt.distributed import is_rank_zero
@@ -112,7 +113,11 @@ class TimeBudget(Callback):
         # seconds are kept apart, and the ones still due before the end are priced by the plan.
         self._validating = 0.0
         self._validation_began: float | None = None
-        self._validations = 0  # those timed so far (start to next step), taking _validating in all
+        # Those of the fit timed so far (start to next step) and their seconds: what a validation
+        # still due costs (a sanity check's two batches, or a fine-tune's validation before the fit
+        # with the fit's set-up after it, are not such validations).
+        self._validations, self._validations_seconds = 0, 0.0
+        self._validation_counts = False
 
     def count_from(self, start: float) -> None:
         """Move the budget's start (time.monotonic() seconds) to `start`."""
@@ -250,11 +255,15 @@ class TimeBudget(Callback):
             now = self.clock()
             self._validation = (now, now)
             self._validation_began = now
+            self._validation_counts = not trainer.sanity_checking and trainer.state.fn == TrainerFn.FITTING
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
         if self.active and self._validation_began is not None:  # training goes on after a validation
-            self._validating += self.clock() - self._validation_began
-            self._validations += 1
+            took = self.clock() - self._validation_began
+            self._validating += took
+            if self._validation_counts:
+                self._validations += 1
+                self._validations_seconds += took
             self._validation_began = None
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -322,7 +331,7 @@ class TimeBudget(Callback):
         measured (one alone swung a plan that had 25 still due by 30%: a checkpoint written or not,
         a text sample), else the end's estimate without its closing sample."""
         if self._validations:
-            return self._validating / self._validations
+            return self._validations_seconds / self._validations
         assert self.final_seconds is not None
         return (self.final_seconds - self.final_parts.get("closing_sample", 0.0)) * self._slowdown(pace)
 
