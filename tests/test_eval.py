@@ -85,6 +85,8 @@ def test_eval_scores_in_the_arithmetic_the_run_validated_in(tmp_path, capsys) ->
                                                 "matmul_precision=highest"], capsys))
     assert (float32["precision"], float32["matmul_precision"]) == ("32-true", "highest")
     assert abs(float32["loss"] - val_loss) > 6e-6  # the arithmetic matters: asked for, it is used
+    refused = _one_error(*run_main(eval_cli.main, [f"ckpt_path={run_dir}", "precision=fp8"], capsys))
+    assert refused.startswith("error: precision=fp8 is not a precision; use one of auto, 32-true")  # its name
     refused = _one_error(*run_main(eval_cli.main, [f"ckpt_path={run_dir}", "matmul_precision=bf16"], capsys))
     assert refused == "error: matmul_precision=bf16 is not a precision; use one of auto, highest, high, " \
                       "medium"

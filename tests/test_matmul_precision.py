@@ -160,3 +160,22 @@ def test_every_training_process_sets_the_runs_products() -> None:
     torch.set_float32_matmul_precision("highest")
     module.setup("fit")
     assert torch.get_float32_matmul_precision() == "medium"
+
+
+def test_a_checkpoint_is_scored_in_the_arithmetic_its_run_validated_in(tmp_path: Path) -> None:
+    cpu = torch.device("cpu")
+    recorded = {"hyper_parameters": {"precision": "bf16-mixed", "matmul_precision": "medium",
+                                     "device_type": "cpu"}}
+    file = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    assert precision.validated_arithmetic(recorded, file, cpu) == ("bf16-mixed", "medium")
+    # Trained on a GPU, scored on a CPU; an export (no checkpoint): float32.
+    on_gpu = {"hyper_parameters": {**recorded["hyper_parameters"], "device_type": "cuda"}}
+    assert precision.validated_arithmetic(on_gpu, file, cpu) == ("32-true", "highest")
+    assert precision.validated_arithmetic(None, tmp_path / "export", cpu) == ("32-true", "highest")
+    # From before the checkpoint recorded it: its run's saved config says; nothing says: float32.
+    old = {"hyper_parameters": {}}
+    assert precision.validated_arithmetic(old, file, cpu) == ("32-true", "highest")
+    (tmp_path / "run" / ".hydra").mkdir(parents=True)
+    (tmp_path / "run" / ".hydra" / "config.yaml").write_text(
+        "trainer:\n  precision: bf16-mixed\nmatmul_precision: high\n")
+    assert precision.validated_arithmetic(old, file, cpu) == ("bf16-mixed", "high")

@@ -33,7 +33,7 @@ from chargpt.inference import load_with_checkpoint, pick_device
 from chargpt.overrides import as_typed
 from chargpt.runs.sweep_record import as_written
 from chargpt.training.precision import plugin as precision_plugin
-from chargpt.training.precision import resolved, resolved_matmul
+from chargpt.training.precision import resolved, resolved_matmul, validated_arithmetic
 
 CONFIG_NAME = "eval"  # configs/eval.yaml
 
@@ -83,7 +83,10 @@ def _hydra_main(cfg: DictConfig) -> None:
                           "pass the text to score as data.path=FILE")
     stride = None if cfg.stride is None else check_stride(cfg.stride, trained.model.block_size)
     device = torch.device(pick_device(cfg.device))
-    forward, products = scoring_arithmetic(cfg, ckpt, device)
+    # As the run's validation scored (its val_loss), unless asked otherwise.
+    own_forward, own_products = validated_arithmetic(ckpt, file, device)
+    forward = resolved(own_forward if cfg.precision is None else cfg.precision, device, setting="precision")
+    products = resolved_matmul(own_products if cfg.matmul_precision is None else cfg.matmul_precision, device)
     # Lightning's plugin, as the run's validation used it; float32 needs none (nor Lightning's import).
     arithmetic = precision_plugin(forward, device) if forward != "32-true" else None
     trained.model = trained.model.to(device)
@@ -122,20 +125,6 @@ def _hydra_main(cfg: DictConfig) -> None:
     arithmetic_used = {"precision": forward, "matmul_precision": products}
     line = report(result, cfg.split, scored_text(text, cfg.split), file, arithmetic_used)
     print(json.dumps(line, ensure_ascii=False))
-
-
-def scoring_arithmetic(cfg: DictConfig, ckpt: dict[str, Any] | None, device: torch.device) -> tuple[str, str]:
-    """The forward's precision (trainer.precision) and the float32 products' (matmul_precision)
-    the loss is scored in: as given, else as the run's own validation scored it, so the default
-    gives its figure (on a CPU with AMX, `auto` trained with bf16 products: float32 ones scored
-    2.46235 where its validation said 2.46153); float32 for an export, or for a run that trained
-    on another kind of device."""
-    hparams = (ckpt or {}).get("hyper_parameters") or {}
-    trained_on = hparams.get("device_type")
-    own = hparams if trained_on in (None, device.type) else {}
-    forward = cfg.precision if cfg.precision is not None else own.get("precision") or "32-true"
-    products = cfg.matmul_precision if cfg.matmul_precision is not None else own.get("matmul_precision")
-    return resolved(forward, device), resolved_matmul(products or "highest", device)
 
 
 def scored_text(text: CharText, split: str) -> str:

@@ -11,13 +11,13 @@ from typing import TYPE_CHECKING, Any
 import torch
 from omegaconf import DictConfig, open_dict
 
-if TYPE_CHECKING:
-    from lightning.pytorch.plugins.precision import Precision
-
 from chargpt.errors import ConfigError
 from chargpt.model.attention import float32_attention_available
 from chargpt.run_layout import run_dir_of, saved_config
 from chargpt.training.muon import native_bf16
+
+if TYPE_CHECKING:
+    from lightning.pytorch.plugins.precision import Precision
 
 # Lightning's names for each precision (its older spellings map onto them, as Lightning maps them).
 PRECISIONS = (
@@ -27,24 +27,25 @@ PRECISIONS = (
 ALIASES = {"32": "32-true", "bf16": "bf16-mixed", "16": "16-mixed", "64": "64-true"}
 
 
-def unified(precision: object) -> str:
+def unified(precision: object, setting: str = "trainer.precision") -> str:
     """Lightning's own name for a trainer.precision value ("bf16" -> "bf16-mixed", 32 -> "32-true");
-    `auto` stays `auto`. An unknown value is a ConfigError naming the accepted ones."""
+    `auto` stays `auto`. An unknown value is a ConfigError naming the accepted ones (and `setting`,
+    the command's name for it)."""
     if precision is None:
         return "32-true"  # Lightning's default
     name = str(precision)
     name = ALIASES.get(name, name)
     if name != "auto" and name not in PRECISIONS:
         raise ConfigError(
-            f"trainer.precision={precision} is not a precision; use one of auto, {', '.join(PRECISIONS)}"
+            f"{setting}={precision} is not a precision; use one of auto, {', '.join(PRECISIONS)}"
         )
     return name
 
 
-def resolved(precision: object, device: torch.device) -> str:
+def resolved(precision: object, device: torch.device, setting: str = "trainer.precision") -> str:
     """The precision a run trains in: `auto` as auto_precision gives it. 16-mixed on a CPU is
     bf16-mixed, as Lightning runs it (CPUs have no fp16 autocast)."""
-    name = unified(precision)
+    name = unified(precision, setting)
     if name == "auto":
         return auto_precision(device)[0]
     if name == "16-mixed" and device.type == "cpu":
@@ -237,6 +238,23 @@ def _trained_elsewhere(cfg: DictConfig, hparams: dict[str, Any]) -> str | None:
     if trained_on is not None and trained_on != device:
         return f"it trained on {trained_on.upper()}, this run is on {device.upper()}"
     return None
+
+
+def validated_arithmetic(
+    ckpt: dict[str, Any] | None, file: str | Path, device: torch.device
+) -> tuple[str, str]:
+    """The forward's precision and the float32 products a checkpoint's run validated in, to score
+    it alike on `device`: as the checkpoint records them, else as its run's saved config names them
+    (a checkpoint from before the record); float32 for an export (no checkpoint), for a run of
+    another kind of device, and where nothing says."""
+    hparams = (ckpt or {}).get("hyper_parameters") or {}
+    if ckpt is None or hparams.get("device_type") not in (None, device.type):
+        return "32-true", "highest"
+    saved = saved_config(run_dir_of(Path(file)))
+    forward = hparams.get("precision") or (saved.get("trainer") or {}).get("precision")
+    products = hparams.get("matmul_precision") or saved.get("matmul_precision")
+    forward = forward if forward not in (None, "auto") else "32-true"
+    return str(forward), str(products) if products in MATMUL_PRECISIONS else "highest"
 
 
 def saved_precision(run_dir: Path) -> str:
