@@ -132,7 +132,7 @@ def test_a_long_calibration_says_which_shape_it_is_timing(caplog) -> None:
     caplog.set_level("INFO", logger="chargpt.training.auto_size")
     choice = climb(LADDER, timing, 86_400, lambda: now[0], SHAKESPEARE_TRAIN, SHAKESPEARE_VAL)
     said = [r.getMessage() for r in caplog.records]
-    assert said[0] == "model=auto: timing up to 8 shapes, smallest first, in at most 5% of the budget"
+    assert said[0] == "model=auto: timing up to 8 shapes, smallest first, in about 5% of the budget"
     progress = [m for m in said if " of 8), " in m]
     assert progress and progress[-1].startswith(f"model=auto: timing {LADDER[-1].name} (8 of 8), ")
     assert len(progress) < len(choice.measured)  # the first seconds of timing pass without a line

@@ -151,8 +151,8 @@ def test_a_run_that_ends_worse_than_guessing_says_so(tmp_path: Path, capsys) -> 
     assert len(said) == 1 and logged == said  # the log keeps it
     warning = said[0][said[0].index("warning: "):]
     assert warning.startswith(f"warning: validation loss {metrics['val_loss']:.2f} is worse than guessing "
-                              "uniformly among the text's 13 characters (2.56): after 142 epochs over its "
-                              "180 training characters (train loss ")
+                              "uniformly among the 13 characters of its vocabulary (2.56): after 142 epochs "
+                              "over its 180 training characters (train loss ")
     # It validated every 50 of its 400 steps: no advice to validate often, and no better checkpoint.
     assert warning.endswith("the model has learnt nothing that carries over to the validation text. "
                             "A longer text helps most")

@@ -238,7 +238,8 @@ def _warn_if_no_better_than_guessing(
     best_file = next((c.best_model_path for c in trainer.checkpoint_callbacks
                       if isinstance(c, ModelCheckpoint) and c.monitor == "val/loss"), "")
     every = getattr(trainer, "val_check_batch", None)
-    validated_often = isinstance(every, int) and trainer.global_step >= 4 * every
+    batches = trainer.global_step * getattr(trainer, "accumulate_grad_batches", 1)  # as every counts
+    validated_often = isinstance(every, int) and batches >= 4 * every
     if best_file and best is not None and best < guess:
         what = (f"its last weights have memorised them; this run's best checkpoint, {best:.2f}, beats "
                 f"guessing: {best_file}. A longer text helps most")
@@ -248,8 +249,8 @@ def _warn_if_no_better_than_guessing(
         if not validated_often:
             what += "; or validate often (e.g. trainer.val_check_interval=20) and use the best checkpoint"
     log.warning(
-        "warning: validation loss %.2f is worse than guessing uniformly among the text's %d characters "
-        "(%.2f): after %s epochs over its %s training characters%s, %s",
+        "warning: validation loss %.2f is worse than guessing uniformly among the %d characters of its "
+        "vocabulary (%.2f): after %s epochs over its %s training characters%s, %s",
         last, vocab_size, guess, f"{tokens / train_chars:,.0f}", f"{train_chars:,}", fitted, what,
     )
 

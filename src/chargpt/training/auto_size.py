@@ -372,7 +372,7 @@ def climb(
     cap = CALIBRATION_FRACTION * budget_seconds
     start, measured, stopped = used(), [], "the largest shape was reached"
     last_cost = 0.0
-    log.info("model=auto: timing up to %d shapes, smallest first, in at most %g%% of the budget",
+    log.info("model=auto: timing up to %d shapes, smallest first, in about %g%% of the budget",
              len(ladder), 100 * CALIBRATION_FRACTION)
     for number, shape in enumerate(ladder, 1):
         if measured and used() - start + last_cost * 2.5 > cap:  # larger shapes cost more to time
