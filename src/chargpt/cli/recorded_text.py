@@ -163,12 +163,14 @@ def training_text(
         raise DataError(f"{source} is an export, which does not record the text it was trained on; {how}")
     else:
         file = Path(recorded_data(ckpt, source, set(), COPY_CHECK)["path"])
-    recorded = stored_split(ckpt).get("train_fraction") if ckpt is not None else None
-    recorded = recorded if isinstance(recorded, float) and cut_at_a_fraction(stored_split(ckpt)) else None
+    split = stored_split(ckpt) if ckpt is not None else {}
+    corpus = (stored_corpus(ckpt) or {}) if ckpt is not None else {}
+    recorded = split.get("train_fraction") if cut_at_a_fraction(split) else None
+    recorded = recorded if isinstance(recorded, float) else None
     if train_fraction is None:
         train_fraction = recorded or DEFAULT_TRAIN_FRACTION
     check_train_fraction(train_fraction)
-    trained_text = (stored_corpus(ckpt) or {}).get("path") if ckpt is not None else None
+    trained_text = corpus.get("path")
     same_text = not path or (trained_text is not None and file.resolve() == Path(trained_text).resolve())
     if recorded is not None and same_text and train_fraction < recorded:
         # Text the model trained on would be left out of the search: copies from it go unseen.
@@ -177,7 +179,7 @@ def training_text(
             f"the model trained on (its run split the text at {recorded:g}); leave it out, or pass "
             f"data.train_fraction={recorded:g} or more (1: the whole text)"
         )
-    read_as = recorded_settings(stored_corpus(ckpt) or {}) if ckpt is not None else {}
+    read_as = recorded_settings(corpus) if ckpt is not None else {}
     if file.is_dir() or (not file.exists() and any(c in str(file) for c in GLOB_CHARS)) or read_as:
         # A folder or a glob, or a text its run read with other settings: read as training read it
         # (a text given by path with the run's settings too, but not checked against its record).

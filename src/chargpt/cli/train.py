@@ -13,7 +13,6 @@ from typing import Any
 import hydra
 import lightning as L
 from hydra.core.hydra_config import HydraConfig
-from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, open_dict
 
 from chargpt.checks import seed, training_seed
@@ -46,6 +45,7 @@ from chargpt.stop_request import (
     stopping_untrained,
 )
 from chargpt.training.build import build_run
+from chargpt.training.callbacks.checkpointing import best_checkpoint_written
 from chargpt.training.callbacks.graceful_interrupt import GracefulInterrupt, TrainingInterrupted
 from chargpt.training.callbacks.metrics import RunMetrics
 
@@ -235,8 +235,7 @@ def _warn_if_no_better_than_guessing(
         return
     train_loss = trainer.callback_metrics.get("train/loss")
     fitted = f" (train loss {float(train_loss):.2f})" if train_loss is not None else ""
-    best_file = next((c.best_model_path for c in trainer.checkpoint_callbacks
-                      if isinstance(c, ModelCheckpoint) and c.monitor == "val/loss"), "")
+    best_file = best_checkpoint_written(trainer)
     every = getattr(trainer, "val_check_batch", None)
     batches = trainer.global_step * getattr(trainer, "accumulate_grad_batches", 1)  # as every counts
     validated_often = isinstance(every, int) and batches >= 4 * every

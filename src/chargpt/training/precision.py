@@ -250,11 +250,10 @@ def validated_arithmetic(
     hparams = (ckpt or {}).get("hyper_parameters") or {}
     if ckpt is None or hparams.get("device_type") not in (None, device.type):
         return "32-true", "highest"
-    saved = saved_config(run_dir_of(Path(file)))
-    forward = hparams.get("precision") or (saved.get("trainer") or {}).get("precision")
-    products = hparams.get("matmul_precision") or saved.get("matmul_precision")
-    forward = forward if forward not in (None, "auto") else "32-true"
-    return str(forward), str(products) if products in MATMUL_PRECISIONS else "highest"
+    run_dir = run_dir_of(Path(file))
+    forward = hparams.get("precision") or saved_precision(run_dir)
+    products = hparams.get("matmul_precision") or saved_matmul_precision(run_dir, default="highest")
+    return str(forward), str(products)
 
 
 def saved_precision(run_dir: Path) -> str:
@@ -267,8 +266,8 @@ def saved_precision(run_dir: Path) -> str:
         return "32-true"
 
 
-def saved_matmul_precision(run_dir: Path) -> str:
+def saved_matmul_precision(run_dir: Path, default: str = "high") -> str:
     """The products a run's saved config names (resolved there since `auto` became the default);
-    `high`, the default before, when there is no such config."""
+    `default` when there is no such config (`high`, the training default before `auto`)."""
     saved = saved_config(run_dir).get("matmul_precision")
-    return str(saved) if saved in MATMUL_PRECISIONS else "high"
+    return str(saved) if saved in MATMUL_PRECISIONS else default

@@ -35,3 +35,10 @@ def latest_checkpoint_written(trainer: L.Trainer) -> str:
     if last is not None and last.best_model_path:
         return last.best_model_path
     return next((c.best_model_path for c in trainer.checkpoint_callbacks if c.best_model_path), "")
+
+
+def best_checkpoint_written(trainer: L.Trainer) -> str:
+    """The checkpoint of the lowest val/loss this run has written (configs/callbacks/
+    model_checkpoint.yaml), or "" when there is none."""
+    return next((c.best_model_path for c in trainer.checkpoint_callbacks
+                 if isinstance(c, ModelCheckpoint) and c.monitor == "val/loss"), "")
