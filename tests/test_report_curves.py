@@ -203,14 +203,14 @@ def test_a_single_run_gets_its_curve_and_junk_beside_runs_is_left_out(tmp_path: 
     assert f"warning: left out {sweep / 'junk'}: " in err and "is not a list of overrides" in err
 
 
-def test_a_run_name_the_font_cannot_draw_gives_no_warning(tmp_path: Path) -> None:
-    # An emoji in a run's folder name: matplotlib's missing-glyph warning reached the console, with
-    # its source line, under the report's tables.
+def test_a_name_the_font_cannot_draw_is_named_by_code_point_without_a_warning(tmp_path: Path) -> None:
+    # An emoji in a run's folder name was drawn as an empty box, and matplotlib's missing-glyph
+    # warning reached the console, with its source line, under the report's tables.
     import warnings
 
     from chargpt.runs.curves import write_curves
 
-    sweep = tmp_path / "sweep"
+    sweep = tmp_path / "sweeps 人" / "sweep"
     fake_run(sweep, "ft é 🎉", ["optimizer.lr=0.001"], {9: 3.0, 19: 2.5}, "csv")
     fake_run(sweep, "plain", ["optimizer.lr=0.003"], {9: 2.8, 19: 2.1}, "csv")
     with warnings.catch_warnings(record=True) as caught:
@@ -218,3 +218,14 @@ def test_a_run_name_the_font_cannot_draw_gives_no_warning(tmp_path: Path) -> Non
         png = write_curves(tmp_path / "curves.png", sweep, curve_runs(ranked(sweep)))
     assert png is not None and png.stat().st_size > 0
     assert not [w for w in caught if "Glyph" in str(w.message)], [str(w.message) for w in caught]
+    fig = curves_figure(sweep, curve_runs(ranked(sweep)))
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert any(label.startswith("ft é U+1F389: ") for label in labels), labels
+    assert fig.axes[0].get_title().endswith(": sweeps U+4EBA/sweep")
+
+
+def test_code_points_in_a_row_stay_apart_and_drawable_text_is_kept() -> None:
+    from chargpt.glyphs import drawable
+
+    assert drawable("日本 run é, b") == "U+65E5 U+672C run é, b"
+    assert drawable("🎉x🎉") == "U+1F389xU+1F389"

@@ -11,7 +11,6 @@ from __future__ import annotations
 import csv
 import logging
 import math
-import warnings
 from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from chargpt.glyphs import drawable
 from chargpt.run_layout import launched_with
 from chargpt.runs.run_rows import flat_rows, varying
 
@@ -116,7 +116,7 @@ def curves_figure(sweep_dir: Path, runs: list[CurveRun]) -> Figure | None:
         ax.plot(
             steps, losses, marker="o" if len(points) <= 12 else None, markersize=4, linewidth=1.6,
             linestyle=LINE_STYLES.get(str(run.status), "-"),
-            label=f"{shorten(run.label)}  ({losses[-1]:.3f})",
+            label=f"{drawable(shorten(run.label))}  ({losses[-1]:.3f})",
         )
     ax.set_xlabel("step")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps are whole: no 19.25 for one point
@@ -126,7 +126,7 @@ def curves_figure(sweep_dir: Path, runs: list[CurveRun]) -> Figure | None:
     counted = f"{len(curves)} runs"
     if missing:
         counted = f"{len(curves)} of {len(runs)} runs ({left_out(missing)[0]})"
-    ax.set_title(f"validation loss of {counted}: {where}", fontsize=11)
+    ax.set_title(f"validation loss of {counted}: {drawable(where)}", fontsize=11)
     ax.grid(alpha=0.3)
     _legend_below(fig, fontsize=8 if len(curves) > 6 else 9)
     return fig
@@ -184,15 +184,13 @@ def _legend_below(fig: Figure, fontsize: int) -> None:
 def write_curves(png: Path, sweep_dir: Path, runs: list[CurveRun]) -> Path | None:
     """Draw the curves into `png` and say so; when no run has a curve, nothing is written and the
     report says why."""
-    with warnings.catch_warnings():  # a glyph the font lacks (an emoji in a run's name) is drawn as a box
-        warnings.filterwarnings("ignore", message="Glyph .* missing from font", category=UserWarning)
-        fig = curves_figure(sweep_dir, runs)
-        if fig is None:
-            if runs:
-                why, unlogged = left_out(runs)
-                fix = "; logger=tensorboard or csv writes one" if unlogged else ""
-                print(f"no curves drawn ({len(runs)} runs: {why}{fix})")
-            return None
-        fig.savefig(png, metadata={"Software": PNG_SOFTWARE})  # how a later report knows it as its own
+    fig = curves_figure(sweep_dir, runs)
+    if fig is None:
+        if runs:
+            why, unlogged = left_out(runs)
+            fix = "; logger=tensorboard or csv writes one" if unlogged else ""
+            print(f"no curves drawn ({len(runs)} runs: {why}{fix})")
+        return None
+    fig.savefig(png, metadata={"Software": PNG_SOFTWARE})  # how a later report knows it as its own
     print(f"written: {png}")
     return png

@@ -8,7 +8,6 @@ every attention call and recomputes the weights from them; training itself is un
 
 from __future__ import annotations
 
-import functools
 import math
 import warnings
 from collections.abc import Callable, Iterator
@@ -28,6 +27,7 @@ from torch import nn
 from chargpt.checks import yes_no
 from chargpt.distributed import is_rank_zero
 from chargpt.files import atomic_path
+from chargpt.glyphs import has_glyph
 from chargpt.training.callbacks.tensorboard import known_prompt, log_image, takes_images
 
 
@@ -97,18 +97,7 @@ def visible(char: str) -> str:
     labels' font has no glyph for (CJK, emoji in DejaVu Sans Mono) by its code, not as a box."""
     if char in VISIBLE:
         return VISIBLE[char]
-    return char if char.isprintable() and _has_glyph(char) else f"U+{ord(char):04X}"
-
-
-def _has_glyph(char: str) -> bool:
-    return _label_font().get_char_index(ord(char)) != 0
-
-
-@functools.cache
-def _label_font() -> Any:
-    from matplotlib import font_manager, ft2font
-
-    return ft2font.FT2Font(font_manager.findfont(font_manager.FontProperties(family="monospace")))
+    return char if char.isprintable() and has_glyph(char, "monospace") else f"U+{ord(char):04X}"
 
 
 VISIBLE = {"\n": "\u21b5", " ": "\u2423", "\t": "\u2192", "\r": "\u240d"}  # ↵ ␣ → ␍

@@ -1,0 +1,30 @@
+"""Text drawn in a picture: a character the font has no glyph for (CJK, emoji in DejaVu) is named
+by its code point, `U+1F389`, where matplotlib would draw an empty box."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+
+def has_glyph(char: str, family: str = "sans-serif") -> bool:
+    return _font(family).get_char_index(ord(char)) != 0
+
+
+def drawable(text: str, family: str = "sans-serif") -> str:
+    """`text` with each printable character the `family`'s font lacks written as its code point,
+    two in a row apart (`U+65E5 U+672C`, not `U+65E5U+672C`); spaces and controls are left as they are."""
+    parts: list[str] = []
+    named = False  # whether the last part was a code point
+    for c in text:
+        lacking = c.isprintable() and not c.isspace() and not has_glyph(c, family)
+        parts.append((" " if named and lacking else "") + (f"U+{ord(c):04X}" if lacking else c))
+        named = lacking
+    return "".join(parts)
+
+
+@functools.cache
+def _font(family: str) -> Any:
+    from matplotlib import font_manager, ft2font
+
+    return ft2font.FT2Font(font_manager.findfont(font_manager.FontProperties(family=[family])))
