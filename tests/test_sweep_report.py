@@ -178,9 +178,11 @@ def test_a_search_whose_every_trial_failed_names_no_best(tmp_path: Path, capsys)
         "model.n_layer=1", "model.dropout=0", "optimizer.lr=1e-3",
     )
     assert code == 1
-    err = capsys.readouterr().err
+    out, err = capsys.readouterr()
     assert "error: every job of this sweep failed (1 of 1; the first: model.n_embd=30" in err
     assert (sweep / "0").is_dir() and not (sweep / "optimization_results.yaml").exists()
+    # The sweeper's own log named the failure its best just before the error ("Best value: inf").
+    assert "Best parameters" not in out + err and "Best value" not in out + err
 
 
 @pytest.mark.slow  # two Python processes start: the sweep as users launch it
@@ -238,6 +240,7 @@ def test_optuna_search_minimises_best_val_loss(tmp_path: Path) -> None:
     assert {"model.n_embd", "model.n_layer", "model.dropout"} <= set(rows[0])
     best = (sweep / "optimization_results.yaml").read_text()
     assert f"best_value: {rows[0]['best_val_loss']}" in best
+    assert f"Best value: {rows[0]['best_val_loss']}" in result.stdout + result.stderr  # said, and written
 
 
 def test_a_stopped_run_outside_a_sweep_is_given_its_resume_command(tmp_path: Path, capsys) -> None:

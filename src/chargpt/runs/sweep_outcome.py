@@ -5,6 +5,7 @@ starts: it could name no best at all."""
 
 from __future__ import annotations
 
+import logging
 import math
 import sys
 from pathlib import Path
@@ -19,6 +20,8 @@ from chargpt.run_layout import find_runs, read_status
 
 FAILED_SWEEP_EXIT_CODE = 1
 SEARCH_RESULT = "optimization_results.yaml"  # written by Optuna's sweeper in the sweep's folder
+SEARCH_LOGGER = "hydra_plugins.hydra_optuna_sweeper._impl"  # the sweeper's module logger
+BEST_LINES = ("Best parameters:", "Best value:")  # what it logs once its trials are done
 
 
 def job_statuses(sweep_dir: Path) -> list[dict[str, Any]]:
@@ -38,11 +41,40 @@ def _drop_a_failed_best(result: Path) -> None:
         result.unlink()
 
 
+def every_job_failed(statuses: list[dict[str, Any]]) -> bool:
+    return bool(statuses) and all(s.get("status") == "failed" for s in statuses)
+
+
+class _NoBestOfFailures(logging.Filter):
+    """Drops the sweeper's "Best parameters: ..." and "Best value: inf" lines when every job failed:
+    they named a failure the best just before the sweep's error said that nothing trained."""
+
+    def __init__(self, sweep_dir: Path) -> None:
+        super().__init__()
+        self.sweep_dir = sweep_dir
+
+    @staticmethod
+    def remove() -> None:
+        search_log = logging.getLogger(SEARCH_LOGGER)
+        for added in [f for f in search_log.filters if isinstance(f, _NoBestOfFailures)]:
+            search_log.removeFilter(added)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not str(record.msg).startswith(BEST_LINES):
+            return True
+        return not (self.sweep_dir.is_dir() and every_job_failed(job_statuses(self.sweep_dir)))
+
+
 class FailedSweep(Callback):
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        _NoBestOfFailures.remove()  # an earlier sweep's of this process, one that raised
+        logging.getLogger(SEARCH_LOGGER).addFilter(_NoBestOfFailures(Path(str(config.hydra.sweep.dir))))
+
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        _NoBestOfFailures.remove()
         sweep_dir = Path(str(config.hydra.sweep.dir))  # the folder the guard claimed (resolved)
         statuses = job_statuses(sweep_dir) if sweep_dir.is_dir() else []
-        if statuses and all(s.get("status") == "failed" for s in statuses):
+        if every_job_failed(statuses):
             _drop_a_failed_best(sweep_dir / SEARCH_RESULT)
             first = statuses[0].get("error", "see its train.log")
             print(f"error: every job of this sweep failed ({len(statuses)} of {len(statuses)}; the first: "
