@@ -189,6 +189,18 @@ def test_a_sweep_job_folder_that_two_jobs_would_share_is_refused(tmp_path: Path,
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_search_job_folder_need_not_name_what_the_command_fixed(tmp_path: Path, capsys) -> None:
+    # The search leaves a dimension the command fixes out of its space: the folder check named it
+    # varying, and refused a search whose every job has its own folder.
+    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
+    run_cli(train_main, "hparams_search=optuna", "hydra.sweeper.n_trials=1", "optimizer.lr=1e-3",
+            "model.n_embd=64", "model.n_layer=2", f"hydra.sweep.dir={tmp_path}/sweep",
+            "hydra.sweep.subdir=dropout ${model.dropout}", "data.path=missing.txt", "data=text")
+    assert "hydra.sweep.subdir" not in capsys.readouterr().err
+    (job,) = [p for p in (tmp_path / "sweep").iterdir() if p.is_dir()]
+    assert job.name.startswith("dropout 0.") and "data file not found" in (job / "status.json").read_text()
+
+
 def test_a_sweep_job_folder_may_name_the_swept_settings(tmp_path: Path, capsys) -> None:
     # `+tag` exists only in each job's config, with that job's value: not refused up front.
     run_cli(train_main, "-m", "+tag=first,second", f"hydra.sweep.dir={tmp_path}/sweep",

@@ -59,6 +59,7 @@ from chargpt.runs.sweep_record import (
     recorded_identity,
     stored_study,
     sweep_identity,
+    varied_settings,
 )
 
 try:
@@ -442,11 +443,8 @@ def _check_subdirs_differ(config: DictConfig) -> None:
     raw = str(OmegaConf.to_container(config.hydra.sweep, resolve=False).get("subdir", ""))
     if any(key in raw for key in _PER_JOB):
         return
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    parsed = OverridesParser.create().parse_overrides(list(config.hydra.overrides.task))
-    swept = [o.key_or_group for o in parsed if o.is_sweep_override()]
-    swept += list(OmegaConf.to_container(config.hydra.sweeper).get("params") or {})  # a search's
+    space = OmegaConf.to_container(config.hydra.sweeper).get("params") or {}  # a search's
+    swept = varied_settings(as_written(config.hydra.overrides.task), space)
     missing = [key for key in swept if "${" + key + "}" not in raw]
     if missing:
         raise ConfigError(

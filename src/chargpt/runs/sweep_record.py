@@ -6,6 +6,7 @@ is a job of."""
 from __future__ import annotations
 
 import shlex
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -114,10 +115,17 @@ def swept_by(sweep_dir: Path) -> set[str]:
         space = OmegaConf.select(hydra, "sweeper.params", default=None) or {}
     except Exception:  # a record of another shape: nothing known to be swept
         return set()
-    sweeps = {override_key(override) for override in task if is_sweep(override)}
-    fixed = {override_key(override) for override in task if "=" in override} - sweeps
+    return set(varied_settings(task, space))
+
+
+def varied_settings(task: list[str], space: Iterable[Any]) -> list[str]:
+    """The settings a sweep varies, in order: its command's (`task`) sweeps, then the keys of a
+    search's `space` (hydra.sweeper.params) that the command did not fix to one value."""
+    sweeps = [override_key(override) for override in task if is_sweep(override)]
+    fixed = {override_key(override) for override in task if "=" in override}
     # A search's dimension the command fixed to one value is left out of its space (Optuna's sweeper).
-    return ({override_key(str(key)) for key in space} - fixed) | sweeps
+    searched = [override_key(str(key)) for key in space if override_key(str(key)) not in fixed]
+    return list(dict.fromkeys([*sweeps, *searched]))
 
 
 def sweep_of(run_dir: Path, top: Path) -> Path | None:
