@@ -114,11 +114,20 @@ def test_run_folders_inside_the_data_folder_are_left_out(folder: Path, caplog) -
     (sweep / "0").mkdir(parents=True)
     (sweep / "multirun.yaml").write_text("hydra: {}\n")
     (sweep / "0" / "metrics.json").write_text("{}")
+    # Launched without Hydra's records (hydra.output_subdir=null): a checkpoint, or a status and log.
+    bare = folder / "bare run"
+    (bare / "checkpoints").mkdir(parents=True)
+    (bare / "checkpoints" / "last.ckpt").write_bytes(b"PK\x03\x04\0\0")
+    (bare / "train.log").write_text("[INFO] - step 10: val loss 2.5\n")
+    failed = folder / "failed bare run"
+    failed.mkdir()
+    (failed / "status.json").write_text('{"status": "failed"}')
+    (failed / "train.log").write_text("[ERROR] - data file not found\n")
     with caplog.at_level(logging.WARNING):
         files = [Path(name).name for name, _ in module(folder).fingerprint["files"]]
         assert [Path(name).name for name, _ in module(f"{folder}/**/*").fingerprint["files"]] == files
     assert files == ["a.txt", "a.txt", "c.md"]
-    assert "left out 2 run folder(s) inside it" in caplog.text
+    assert "left out 4 run folder(s) inside it" in caplog.text
 
 
 def test_links_to_folders_are_followed_once_and_dead_links_are_named(folder: Path, tmp_path: Path,

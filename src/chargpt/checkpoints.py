@@ -22,11 +22,10 @@ from chargpt.export_layout import CONFIG_FILE, EXPORT_FILES, WEIGHTS, is_export,
 from chargpt.files import atomic_path
 from chargpt.model import ModelConfig
 from chargpt.run_layout import (
-    CHECKPOINT_DIR,
-    CONFIG_DIR,
     LAST,
     METRICS_FILE,
     SWEEP_CONFIG,
+    is_run_folder,
     last_checkpoint,
     read_status,
     state_of,
@@ -68,7 +67,7 @@ def resolve_checkpoint(path: str | Path, or_export: bool = False) -> Path:
             )
         if is_export(p):
             raise CheckpointError(_not_a_run(p))
-        if not ((p / CONFIG_DIR).is_dir() or (p / CHECKPOINT_DIR).is_dir()):
+        if not is_run_folder(p):
             raise CheckpointError(
                 f"{p} is a folder but not a run directory (no checkpoints/{LAST} in it); pass a .ckpt "
                 f"file or a run directory that has one{export}"

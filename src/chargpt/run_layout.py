@@ -94,6 +94,14 @@ def holds_run(folder: Path) -> bool:
     return (folder / METRICS_FILE).is_file() or (checkpoints.is_dir() and any(checkpoints.glob("*.ckpt")))
 
 
+def is_run_folder(folder: Path) -> bool:
+    """Whether a folder is chargpt's own output, a run's or a sweep's: Hydra's records of it, or,
+    for a run launched without them (hydra.output_subdir=null), what it trained or its status
+    beside its log."""
+    return ((folder / CONFIG_DIR).is_dir() or (folder / SWEEP_CONFIG).is_file() or holds_run(folder)
+            or ((folder / STATUS_FILE).is_file() and (folder / LOG_FILE).is_file()))
+
+
 def run_dir_of(checkpoint: Path) -> Path:
     """The run directory a checkpoint belongs to (the parent of its checkpoints/ folder)."""
     return checkpoint.parent.parent if checkpoint.parent.name == CHECKPOINT_DIR else checkpoint.parent

@@ -21,7 +21,7 @@ from typing import Any
 
 from chargpt.data.corpus import resolve_corpus, sha256_of
 from chargpt.errors import ConfigError, DataError, first_line, needs_extra
-from chargpt.run_layout import CONFIG_DIR, SWEEP_CONFIG
+from chargpt.run_layout import is_run_folder
 
 log = logging.getLogger(__name__)
 
@@ -139,12 +139,6 @@ def _not_text(path: Path) -> str | None:
 CACHE_FILE = re.compile(r"\.[0-9a-f]{16}\.(stats\.json|vocab\.json|ids\.npy|vocab-[0-9a-f]+\.ids\.npy)$")
 
 
-def is_run_folder(folder: Path) -> bool:
-    """A run's (Hydra writes `.hydra` into each) or a sweep's folder: chargpt's own output, such as
-    train.log and checkpoints, never a text to train on, even when it lies inside the data folder."""
-    return (folder / CONFIG_DIR).is_dir() or (folder / SWEEP_CONFIG).is_file()
-
-
 def _walk(root: Path) -> tuple[list[Path], list[Path], list[Path]]:
     """The non-hidden files under `root`, recursively, following links to folders (each folder
     once); the run folders left out; the links that lead nowhere."""
@@ -152,7 +146,7 @@ def _walk(root: Path) -> tuple[list[Path], list[Path], list[Path]]:
     for folder, dirs, names in os.walk(root, followlinks=True):
         here = Path(folder)
         real = os.path.realpath(here)
-        run = here != root and is_run_folder(here)
+        run = here != root and is_run_folder(here)  # its train.log and checkpoints are no text
         if real in seen or run:  # read already (a loop, or a second link to it), or chargpt's own
             if run and real not in seen:
                 runs.append(here)
