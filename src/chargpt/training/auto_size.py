@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, ListConfig, open_dict
 
+from chargpt.data.windows import gather_windows
 from chargpt.errors import ConfigError
 from chargpt.model import ModelConfig, build_model
 from chargpt.overrides import as_typed, override_key
@@ -422,14 +423,13 @@ def step_timer(
     (another job; on the 2-core CPU also the first seconds of a process), which would make a shape
     look slow and pick too small a model. The budget callback plans the real step count from the
     run's real pace anyway."""
-    ids = torch.from_numpy(np.asarray(train_ids, dtype=np.int64))
     rng = np.random.default_rng(seed)
     run_precision = precision_plugin(precision, device)
 
     def batch(shape: Shape) -> tuple[torch.Tensor, torch.Tensor]:
-        starts = rng.integers(0, len(ids) - shape.block_size - 1, size=shape.batch_size)
-        x = torch.stack([ids[s : s + shape.block_size] for s in starts])
-        y = torch.stack([ids[s + 1 : s + 1 + shape.block_size] for s in starts])
+        # Gathered from the (memory-mapped) ids as training gathers them: no copy of the whole split.
+        starts = rng.integers(0, len(train_ids) - shape.block_size - 1, size=shape.batch_size)
+        x, y = gather_windows(train_ids, starts, shape.block_size)
         return x.to(device), y.to(device)
 
     def measure(shape: Shape, dropout: float | None = None) -> float:
