@@ -186,3 +186,22 @@ def test_the_warning_names_a_best_checkpoint_that_beats_guessing(tmp_path: Path,
         "validate often (e.g. trainer.val_check_interval=20) and use the best checkpoint"
     )
     assert warned(figures | {"val_loss": 4.0}) == ""
+
+
+def test_a_runs_overrides_are_read_as_written_not_resolved() -> None:
+    # Read through list(), `${oc.env:HOME}` came back resolved and an escaped `\${x}` lost its
+    # escape: model=auto's line that reproduces the run printed them so.
+    from hydra import compose, initialize_config_dir
+    from hydra.core.hydra_config import HydraConfig
+
+    from chargpt.cli import CONFIG_PATH
+    from chargpt.hydra_run import task_overrides
+
+    typed = ["data.path=${oc.env:HOME}/my text.txt", "+tag=a\\${x}"]
+    with initialize_config_dir(config_dir=CONFIG_PATH, version_base="1.3"):
+        cfg = compose("train", overrides=typed, return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)
+    try:
+        assert task_overrides() == typed
+    finally:
+        HydraConfig.instance().cfg = None

@@ -25,9 +25,15 @@ def is_multirun() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
+def as_written(node: Any) -> list[str]:
+    """A recorded list of overrides as written: an override's `${...}` is not resolved, and an
+    escaped `\\${...}` keeps its escape (list() would resolve or unescape them)."""
+    return [str(o) for o in OmegaConf.to_container(node, resolve=False)]
+
+
 def task_overrides() -> list[str]:
-    """The overrides this run was given on the command line (none outside Hydra)."""
-    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+    """The overrides this run was given on the command line, as written (none outside Hydra)."""
+    return as_written(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
 
 
 def this_launch_resume_config(run_dir: str | Path) -> Path | None:

@@ -29,9 +29,9 @@ from chargpt.data.sources import expand_path
 from chargpt.data.text import CharText, text_of
 from chargpt.errors import ConfigError, exit_on_user_error
 from chargpt.evaluation import Evaluation, check_stride, evaluate_text
+from chargpt.hydra_run import as_written
 from chargpt.inference import load_with_checkpoint, pick_device
 from chargpt.overrides import as_typed
-from chargpt.runs.sweep_record import as_written
 from chargpt.training.precision import plugin as precision_plugin
 from chargpt.training.precision import resolved, resolved_matmul, validated_arithmetic
 

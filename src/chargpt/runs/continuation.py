@@ -26,7 +26,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from chargpt.errors import SetupError
-from chargpt.hydra_run import this_launch_resume_config
+from chargpt.hydra_run import as_written, this_launch_resume_config
 from chargpt.run_layout import (
     CONFIG_DIR,
     LOG_FILE,
@@ -39,7 +39,7 @@ from chargpt.run_layout import (
     state_of,
 )
 from chargpt.runs.status import FAILED_VALUE, forget_this_resume
-from chargpt.runs.sweep_record import CONTINUED, as_written
+from chargpt.runs.sweep_record import CONTINUED
 
 log = logging.getLogger(__name__)
 

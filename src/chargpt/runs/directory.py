@@ -38,6 +38,7 @@ from chargpt.distributed import is_rank_zero
 from chargpt.errors import ChargptError, ConfigError, SetupError, exit_on_user_error, first_line
 from chargpt.export_layout import CONFIG_FILE, is_export
 from chargpt.files import read_json_object
+from chargpt.hydra_run import as_written
 from chargpt.overrides import hydra_quoted, omegaconf_literal, override_key
 from chargpt.run_layout import (
     BUDGET_FILE,
@@ -53,7 +54,6 @@ from chargpt.runs.continuation import continuation_overrides, first_overrides, f
 from chargpt.runs.status import has_started
 from chargpt.runs.sweep_record import (
     SWEEP_CONFIG,
-    as_written,
     continue_command,
     record_sweep,
     recorded_identity,

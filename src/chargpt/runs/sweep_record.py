@@ -12,6 +12,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from chargpt.hydra_run import as_written
 from chargpt.overrides import as_typed, is_sweep, override_key
 from chargpt.run_layout import SWEEP_CONFIG
 
@@ -22,11 +23,6 @@ CONTINUED = "CHARGPT_SWEEP_CONTINUED"  # set (through hydra.job.env_set) for eac
 _ADDED = ("hydra.sweep.dir=", "hydra.mode=", "hydra.output_subdir=", f"++hydra.job.env_set.{CONTINUED}=")
 # ... and those that change how its jobs are launched, not which jobs run or what they train.
 _HOW_LAUNCHED = ("hydra/launcher=", "hydra.launcher.")
-
-
-def as_written(node: Any) -> list[str]:
-    """A recorded list of overrides as written (an override's `${...}` is not resolved here)."""
-    return [str(o) for o in OmegaConf.to_container(node, resolve=False)]
 
 
 def record_sweep(config: DictConfig, sweep_dir: Path) -> None:
