@@ -125,8 +125,10 @@ def test_total_steps_from_steps_or_epochs():
     assert planned_total_steps(-1, 2, per_epoch=6) == 12
     assert planned_total_steps(100, 2, per_epoch=6) == 12  # the first limit reached
     assert planned_total_steps(0, -1, per_epoch=6) == 0  # only the validation before training
-    for max_steps, max_epochs, what in [(-1, -1, "without an end"), (-5, -1, "trainer.max_steps=-5"),
-                                        (-1, -2, "trainer.max_epochs=-2")]:
+    # The setting as given: null was named -1 (Lightning keeps max_epochs=None as None).
+    for max_steps, max_epochs, what in [(-1, -1, "max_epochs=-1 leave the run without an end"),
+                                        (-1, None, "max_epochs=null leave the run without an end"),
+                                        (-5, -1, "trainer.max_steps=-5"), (-1, -2, "trainer.max_epochs=-2")]:
         with pytest.raises(ConfigError, match=what):
             planned_total_steps(max_steps, max_epochs, per_epoch=6)
 

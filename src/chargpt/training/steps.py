@@ -44,7 +44,8 @@ def planned_total_steps(max_steps: int, max_epochs: int | None, per_epoch: int) 
         limits.append(max_epochs * per_epoch)
     if not limits:
         raise ConfigError(
-            "trainer.max_steps=-1 and trainer.max_epochs=-1 leave the run without an end (and the "
+            f"trainer.max_steps=-1 and trainer.max_epochs={'null' if max_epochs is None else max_epochs} "
+            "leave the run without an end (and the "
             "learning-rate schedule without a length); set trainer.max_steps=N or trainer.max_epochs=N "
             f"(one epoch here is {per_epoch} steps)"
         )
@@ -60,9 +61,7 @@ def fix_total_steps(trainer: L.Trainer, train_chars: int, batch_size: int, block
     """Turn the trainer's max_steps / max_epochs into the run's total optimizer steps."""
     batches = batches_per_epoch(train_chars, batch_size, block_size, trainer.world_size)
     per_epoch = steps_per_epoch(batches, trainer.accumulate_grad_batches)
-    max_epochs = trainer.max_epochs
-    # Lightning turns max_epochs=None into 1000 epochs when max_steps is -1; -1 means "no limit".
-    total = planned_total_steps(trainer.max_steps, max_epochs, per_epoch)
+    total = planned_total_steps(trainer.max_steps, trainer.max_epochs, per_epoch)
     set_total_steps(trainer, total)
     return total
 
