@@ -194,6 +194,14 @@ def test_resumed_budget_run_keeps_its_planned_steps(corpus: Path, tmp_path: Path
     budget._write(final_step=37)
     assert json.loads((tmp_path / "budget.json").read_text())["budget_seconds"] == 40.0
 
+    # A record that holds no JSON object (edited by hand) crashed the resume; it is only not kept.
+    (tmp_path / "budget.json").write_text("[1, 2]")
+    budget = TimeBudget(10.0, output_dir=str(tmp_path), start=0.0, clock=FakeClock(0.01))
+    budget.load_state_dict({"planned_steps": 37, "step_seconds": 0.02})
+    budget.on_train_start(Trainer, torch.nn.Module())
+    budget._write(final_step=37)
+    assert "before_resume" not in json.loads((tmp_path / "budget.json").read_text())
+
 
 def test_budget_lengthens_for_a_faster_host_but_keeps_the_end_estimate(corpus: Path, tmp_path: Path) -> None:
     clock = FakeClock(tick=0.02)

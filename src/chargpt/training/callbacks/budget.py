@@ -20,8 +20,6 @@ run keeps it, and `trainer.max_steps=<count> budget_seconds=null` re-runs the sa
 
 from __future__ import annotations
 
-import contextlib
-import json
 import logging
 import math
 import shlex
@@ -39,7 +37,7 @@ from lightning.pytorch.trainer.states import TrainerFn
 from chargpt.checks import real_number, whole_number
 from chargpt.distributed import is_rank_zero
 from chargpt.errors import ConfigError
-from chargpt.files import write_json_atomic
+from chargpt.files import read_json_object, write_json_atomic
 from chargpt.run_layout import BUDGET_FILE
 from chargpt.training import budget_plan
 from chargpt.training.budget_plan import (
@@ -139,11 +137,10 @@ class TimeBudget(Callback):
         self._cap = trainer.max_steps
         if self.planned_steps is not None:  # resumed: same schedule as the interrupted run
             set_total_steps(trainer, self.planned_steps)
-            if self.path is not None and self.path.is_file() and self.before_resume is None:
+            if self.path is not None and self.before_resume is None:
                 # Its plan and timings: this run's record goes on top, that one inside it (an
-                # unreadable one is only not kept).
-                with contextlib.suppress(OSError, ValueError):
-                    self.before_resume = json.loads(self.path.read_text(encoding="utf-8"))
+                # unreadable one, or one that holds no JSON object, is only not kept).
+                self.before_resume = read_json_object(self.path) or None
             # The schedule (learning rate, the rates model=auto set) was fixed for that count: a
             # new plan would change the run, so this launch has no time limit of its own.
             planned_for = budget_plan.planned_budget(self.before_resume or {}) or self.seconds
