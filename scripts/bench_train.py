@@ -232,16 +232,6 @@ def run_nanogpt(path: Path, command: list[str], args: argparse.Namespace) -> tup
     return statistics.median(timed), statistics.mean(timed)
 
 
-def flops_per_token(model: torch.nn.Module) -> float:
-    """nanoGPT's estimate: 6 N (weights, position table excluded) + 12 L T d (attention)."""
-    c = model.config
-    n = sum(p.numel() for p in model.parameters())
-    positions = getattr(model, "positions", None)
-    if positions is not None and isinstance(positions.table, torch.nn.Parameter):
-        n -= positions.table.numel()
-    return 6 * n + 12 * c.n_layer * c.block_size * c.n_embd
-
-
 def matmul_peak(device: torch.device, dtype: torch.dtype, n: int = 1024, reps: int = 20) -> float:
     """Best FLOP/s of an n x n matmul: the achievable peak on this machine."""
     a = torch.randn(n, n, device=device, dtype=dtype)
@@ -304,7 +294,7 @@ def main() -> None:
         run = build_run(cfg)
         loader_bps = loader_batches_per_s(run.datamodule.train_dataloader())
         module = run.module
-        fpt = flops_per_token(module.model)
+        fpt = module.model.flops_per_token()
         vocab = module.tokenizer.vocab_size
         if nanogpt_path is not None and nanogpt_vocab != vocab:
             print(f"note: nanoGPT's data has {nanogpt_vocab} characters, chargpt's corpus {vocab}")

@@ -74,17 +74,6 @@ def peak_bf16(device_name: str) -> float | None:
     return next((peak for pattern, peak in PEAK_BF16 if re.search(pattern, device_name)), None)
 
 
-def flops_per_token(model: torch.nn.Module) -> float:
-    """nanoGPT's estimate (as scripts/bench_train.py): 6 N (weights, position table excluded)
-    + 12 L T d (attention scores and mixing), for the forward and backward of one token."""
-    c = model.config
-    n = sum(p.numel() for p in model.parameters())
-    positions = getattr(model, "positions", None)
-    if positions is not None and isinstance(getattr(positions, "table", None), torch.nn.Parameter):
-        n -= positions.table.numel()
-    return 6 * n + 12 * c.n_layer * c.block_size * c.n_embd
-
-
 def _text(output: str | bytes | None) -> str:
     # TimeoutExpired carries bytes even when the run was asked for text.
     return output.decode(errors="replace") if isinstance(output, bytes) else output or ""
@@ -133,8 +122,8 @@ def train_step(out: Path, dry_run: bool, device_name: str | None) -> dict[str, A
     result["mfu"] = None
     if result["ok"]:
         model = load(out / "train").model
-        result["params"] = sum(p.numel() for p in model.parameters())
-        result["flops_per_token"] = flops_per_token(model)
+        result["params"] = model.num_params()
+        result["flops_per_token"] = model.flops_per_token()
         peak = peak_bf16(device_name) if device_name else None
         if peak and result["tokens_per_s"]:
             result["mfu"] = round(result["flops_per_token"] * result["tokens_per_s"] / peak, 4)

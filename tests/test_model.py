@@ -129,3 +129,13 @@ def test_rotary_keeps_rotating_after_a_cast_and_takes_the_real_form_when_traced(
     monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)  # compiled and exported graphs
     rotary(x)
     assert forms == ["complex", "real", "real", "real"]
+
+
+def test_flops_per_token_counts_weights_but_not_a_learned_position_table() -> None:
+    # nanoGPT's estimate, which the MFU figures of the benchmarks and the GPU check rest on.
+    config = ModelConfig(n_layer=2, n_head=2, n_embd=16, block_size=8, pos_encoding="learned")
+    model = GPT(config, vocab_size=10)
+    weights = model.num_params() - 8 * 16  # the position table is looked up, not multiplied
+    assert model.flops_per_token() == 6 * weights + 12 * 2 * 8 * 16
+    rope = GPT(ModelConfig(n_layer=2, n_head=2, n_embd=16, block_size=8, pos_encoding="rope"), vocab_size=10)
+    assert rope.flops_per_token() == 6 * rope.num_params() + 12 * 2 * 8 * 16

@@ -58,6 +58,15 @@ class GPT(nn.Module):
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
+    def flops_per_token(self) -> int:
+        """Training FLOPs a token, nanoGPT's estimate: 6 N for the weights' forward and backward (a
+        learned position table excluded: it is read, not multiplied) + 12 L T d for attention."""
+        n = self.num_params()
+        if self.positions is not None and isinstance(self.positions.table, nn.Parameter):
+            n -= self.positions.table.numel()
+        c = self.config
+        return 6 * n + 12 * c.n_layer * c.block_size * c.n_embd
+
     def new_cache(self, batch: int) -> KVCache:
         p = self.head.weight
         c = self.config
