@@ -85,7 +85,8 @@ class TrainedModel:
     def evaluate(self, text: str, stride: int | None = None, batch_size: int = 64) -> Evaluation:
         """The exact loss on `text`, every character after the first scored once, in windows
         `stride` apart (default: non-overlapping), with the loss by position in the window and by
-        class of character: what chargpt-eval reports."""
+        class of character: what chargpt-eval reports, in float32 (chargpt-eval's default is the
+        run's own arithmetic; its precision=32-true matmul_precision=highest is this)."""
         ids = np.asarray(self.tokenizer.encode(text), dtype=np.int64)
         return evaluate_text(self.model, ids, batch_size, stride, chars=self.tokenizer.chars)
 
