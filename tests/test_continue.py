@@ -11,8 +11,7 @@ import torch
 
 from chargpt.cli.train import main as train_main
 from chargpt.errors import ConfigError
-from chargpt.training.optim import depends_on_total
-from chargpt.training.schedules import Constant, WarmupCosine, WarmupStableDecay
+from chargpt.training.schedules import Constant, WarmupCosine, WarmupStableDecay, depends_on_total
 from chargpt.training.steps import batches_per_epoch, planned_total_steps, steps_per_epoch
 from conftest import StepHook, bare_train_args, run_main, write_corpus
 

@@ -20,7 +20,8 @@ from chargpt.training import CharLM
 from chargpt.training.callbacks.progress import StepProgressBar
 from chargpt.training.callbacks.validate_at_end import ValidateAtEnd
 from chargpt.training.host_memory import keep_freed_memory
-from chargpt.training.optim import build_optimizer, build_scheduler
+from chargpt.training.optim import build_optimizer
+from chargpt.training.schedules import build_scheduler
 from conftest import bare_train_args, make_checkpoint, run_cli, write_corpus
 
 MODEL = {"block_size": 16, "n_layer": 1, "n_head": 2, "n_embd": 32}

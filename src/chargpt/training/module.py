@@ -14,15 +14,8 @@ from chargpt.data.windows import IGNORE_INDEX
 from chargpt.distributed import is_rank_zero
 from chargpt.model import ModelConfig, build_model
 from chargpt.training.lightning_internals import logs_this_step
-from chargpt.training.optim import (
-    apply_settings,
-    build_optimizer,
-    build_schedule,
-    build_scheduler,
-    depends_on_total,
-    group_rates,
-    settings_of,
-)
+from chargpt.training.optim import apply_settings, build_optimizer, group_rates, settings_of
+from chargpt.training.schedules import build_schedule, build_scheduler, depends_on_total
 from chargpt.training.steps import is_last_step, total_steps
 
 log = logging.getLogger(__name__)

@@ -21,6 +21,10 @@ from chargpt.checks import real_number, whole_number, yes_no
 from chargpt.errors import ConfigError
 from chargpt.training.muon import NS_DTYPES, Muon
 
+# Re-exported for scripts/bench_train.py, which imports it from here: drop once it imports it from
+# chargpt.training.schedules, where it lives.
+from chargpt.training.schedules import build_scheduler as build_scheduler
+
 # Muon arrived in torch 2.9; the rest of chargpt runs on the torch>=2.6 that pyproject.toml allows.
 MUON_TORCH = "2.9"
 
@@ -204,28 +208,6 @@ muon_adamw.takes_model = True  # type: ignore[attr-defined]
 muon_adamw.check_available = _check_muon  # type: ignore[attr-defined]
 
 
-Schedule = Callable[[int, int], float]  # (step, total steps) -> multiplier of the base rate
-
-
-def build_schedule(config: dict[str, Any] | None) -> Schedule | None:
-    """The configured schedule (configs/scheduler/), None without a config."""
-    return instantiate(config) if config else None
-
-
-def build_scheduler(
-    optimizer: torch.optim.Optimizer,
-    schedule: Schedule | dict[str, Any] | None,
-    total_steps: Callable[[], int],
-) -> LambdaLR | None:
-    """The per-step LR schedule (a schedule or its config), None without one. `total_steps` is read
-    at every step, so a count fixed late (e.g. by a time budget) still anneals properly."""
-    if isinstance(schedule, dict):
-        schedule = build_schedule(schedule)
-    if schedule is None:
-        return None
-    return LambdaLR(optimizer, lambda step: schedule(step, total_steps()))
-
-
 # What a parameter group holds besides its settings: the parameters, its label, and the rates the
 # schedule derives (the current rate from the base rate `initial_lr`).
 _NOT_SETTINGS = ("params", "name", "lr", "initial_lr")
@@ -276,10 +258,3 @@ def _set_base_rate(group: dict[str, Any], index: int, rate: float, scheduler: La
 def _plain(value: Any) -> Any:
     return list(value) if isinstance(value, tuple) else value
 
-
-def depends_on_total(schedule: Schedule, steps_taken: int, old_total: int, new_total: int) -> bool:
-    """Whether the rates of the steps already taken would differ under the new total (cosine:
-    yes past its warmup; constant, warmup and WSD before its decay: no)."""
-    return old_total != new_total and any(
-        schedule(step, old_total) != schedule(step, new_total) for step in range(steps_taken)
-    )

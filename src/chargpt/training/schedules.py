@@ -1,16 +1,24 @@
-"""Learning-rate schedules as multipliers of the base rate, for torch's LambdaLR.
+"""Learning-rate schedules as multipliers of the base rate, and the LambdaLR that applies one.
 
-Each takes the total step count at fit time (the trainer's max_steps), so a run whose step
-count is decided late (e.g. from a time budget) still anneals properly.
+Each takes the total step count at fit time (the trainer's max_steps), read again at every step,
+so a run whose step count is decided late (e.g. from a time budget) still anneals properly.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
+
+import torch
+from hydra.utils import instantiate
+from torch.optim.lr_scheduler import LambdaLR
 
 from chargpt.checks import real_number, whole_number
 from chargpt.errors import ConfigError
+
+Schedule = Callable[[int, int], float]  # (step, total steps) -> multiplier of the base rate
 
 
 def _check_warmup(warmup_steps: object) -> None:
@@ -86,3 +94,30 @@ class WarmupStableDecay:
         progress = min(1.0, (step - decay_start) / max(1, total_steps - decay_start))
         remaining = 1.0 - progress if self.decay_shape == "linear" else 1.0 - math.sqrt(progress)
         return self.min_lr_ratio + (1.0 - self.min_lr_ratio) * remaining
+
+
+def build_schedule(config: dict[str, Any] | None) -> Schedule | None:
+    """The configured schedule (configs/scheduler/), None without a config."""
+    return instantiate(config) if config else None
+
+
+def build_scheduler(
+    optimizer: torch.optim.Optimizer,
+    schedule: Schedule | dict[str, Any] | None,
+    total_steps: Callable[[], int],
+) -> LambdaLR | None:
+    """The per-step LR schedule (a schedule or its config), None without one; `total_steps` is
+    called at every step."""
+    if isinstance(schedule, dict):
+        schedule = build_schedule(schedule)
+    if schedule is None:
+        return None
+    return LambdaLR(optimizer, lambda step: schedule(step, total_steps()))
+
+
+def depends_on_total(schedule: Schedule, steps_taken: int, old_total: int, new_total: int) -> bool:
+    """Whether the rates of the steps already taken would differ under the new total (cosine:
+    yes past its warmup; constant, warmup and WSD before its decay: no)."""
+    return old_total != new_total and any(
+        schedule(step, old_total) != schedule(step, new_total) for step in range(steps_taken)
+    )
