@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -25,6 +26,7 @@ import chargpt.cli.serve as serve_cli
 import chargpt.cli.train as train_cli
 from chargpt.cli import launch
 from chargpt.cli.train import main as train_main
+from chargpt.stop_signals import STOP_SIGNALS, handling_stop_signals
 from chargpt.training.callbacks.graceful_interrupt import GracefulInterrupt
 from conftest import TINY_MODEL, run_cli
 
@@ -151,6 +153,24 @@ def test_the_handlers_from_before_fit_are_back_after_it(tmp_path: Path) -> None:
     finally:
         for s, handler in before.items():
             signal.signal(s, handler)
+
+
+def test_a_blocks_stop_signal_handler_is_set_in_the_main_thread_only_and_undone_after_it() -> None:
+    before = {s: signal.getsignal(s) for s in STOP_SIGNALS}
+    handler = lambda signum, frame: None  # noqa: E731
+    with handling_stop_signals(handler):
+        assert all(signal.getsignal(s) is handler for s in STOP_SIGNALS)
+    assert {s: signal.getsignal(s) for s in STOP_SIGNALS} == before
+
+    seen: list[dict] = []
+
+    def elsewhere() -> None:  # Python lets only the main thread set handlers: none is changed
+        with handling_stop_signals(handler):
+            seen.append({s: signal.getsignal(s) for s in STOP_SIGNALS})
+
+    thread = threading.Thread(target=elsewhere)
+    thread.start(), thread.join()
+    assert seen == [before]
 
 
 def test_the_first_signal_is_recorded_before_a_second_can_end_the_process(tmp_path: Path, capsys) -> None:

@@ -12,15 +12,14 @@ from __future__ import annotations
 
 import contextlib
 import signal
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
 
 from chargpt.files import write_text_atomic
+from chargpt.stop_signals import handling_stop_signals
 
 FILE_NAME = ".stop-requested"
-SIGNALS = (signal.SIGINT, signal.SIGTERM)
 # The launcher that reads the request in the sweep's process (its jobs read it too).
 LAUNCHER = "hydra_plugins.chargpt_launcher.StoppableJoblibLauncher"
 
@@ -57,21 +56,6 @@ def requested_stop(sweep_dir: str | Path) -> int | None:
 
 def clear_stop(sweep_dir: str | Path) -> None:
     (Path(sweep_dir) / FILE_NAME).unlink(missing_ok=True)
-
-
-@contextlib.contextmanager
-def handling_stop_signals(handler: Callable[[int, FrameType | None], None]) -> Iterator[None]:
-    """`handler` for SIGINT and SIGTERM while the block runs, the earlier handlers after it (only
-    the main thread may set handlers: elsewhere the block runs with none changed)."""
-    main_thread = threading.current_thread() is threading.main_thread()
-    originals = {s: signal.getsignal(s) for s in SIGNALS} if main_thread else {}
-    for s in originals:
-        signal.signal(s, handler)
-    try:
-        yield
-    finally:
-        for s, earlier in originals.items():
-            signal.signal(s, earlier)
 
 
 @contextlib.contextmanager

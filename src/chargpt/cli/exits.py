@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from typing import NoReturn
 
 from chargpt.errors import NO_ROOM, exit_stopped_by, exit_usage, signal_exit_code
-from chargpt.stop_request import SIGNALS, handling_stop_signals
+from chargpt.stop_signals import STOP_SIGNALS, handling_stop_signals
 
 BROKEN_PIPE_EXIT_CODE = signal_exit_code(13)  # SIGPIPE: what `yes | head` reports for `yes`
 
@@ -109,7 +109,7 @@ def nothing_to_save_until_training(active: bool = True) -> Iterator[None]:
         yield
         return
     owner = os.getpid()
-    originals = {s: signal.getsignal(s) for s in SIGNALS}
+    originals = {s: signal.getsignal(s) for s in STOP_SIGNALS}
 
     def stop(signum: int, frame: object) -> None:
         earlier = originals[signum]

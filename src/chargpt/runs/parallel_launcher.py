@@ -24,7 +24,8 @@ from omegaconf import DictConfig
 
 from chargpt.errors import signal_exit_code
 from chargpt.runs.sweep_record import continue_command, kept_on_continuing
-from chargpt.stop_request import JobStopped, clear_stop, handling_stop_signals, request_stop, requested_stop
+from chargpt.stop_request import JobStopped, clear_stop, request_stop, requested_stop
+from chargpt.stop_signals import handling_stop_signals
 
 
 def launch_stoppably(

@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from uvicorn.config import LOG_LEVELS as _UVICORN_LOG_LEVELS
 
 from chargpt.errors import ConfigError
-from chargpt.stop_request import handling_stop_signals
+from chargpt.stop_signals import handling_stop_signals
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 LOG_LEVELS = tuple(_UVICORN_LOG_LEVELS)  # the log_level names uvicorn takes

@@ -26,7 +26,8 @@ from lightning.pytorch.callbacks import Callback
 
 from chargpt.distributed import is_rank_zero
 from chargpt.errors import signal_exit_code
-from chargpt.stop_request import SIGNALS, request_stop, requested_stop
+from chargpt.stop_request import request_stop, requested_stop
+from chargpt.stop_signals import STOP_SIGNALS
 from chargpt.training.callbacks.checkpointing import last_checkpoint_path, latest_checkpoint_written
 from chargpt.training.steps import is_last_step
 
@@ -105,14 +106,14 @@ class GracefulInterrupt(Callback):
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         # Before Lightning registers its SIGTERM handler: these are restored at teardown.
         if threading.current_thread() is threading.main_thread():
-            self._original = {s: signal.getsignal(s) for s in SIGNALS}
+            self._original = {s: signal.getsignal(s) for s in STOP_SIGNALS}
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # Installed here, after Lightning registered its own SIGTERM handler, so ours replaces it.
         self.received, self._last_step, self._finishing = None, trainer.global_step, False
         self._trainer = trainer
         if threading.current_thread() is threading.main_thread():
-            for s in SIGNALS:
+            for s in STOP_SIGNALS:
                 signal.signal(s, self._handle)
 
     def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:

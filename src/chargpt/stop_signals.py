@@ -1,0 +1,27 @@
+"""The signals that ask a command to stop (Ctrl-C's SIGINT, SIGTERM), and a handler for them
+while a block runs: what the commands, the server, and a sweep's jobs each do with them is theirs."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from types import FrameType
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextlib.contextmanager
+def handling_stop_signals(handler: Callable[[int, FrameType | None], None]) -> Iterator[None]:
+    """`handler` for SIGINT and SIGTERM while the block runs, the earlier handlers after it (only
+    the main thread may set handlers: elsewhere the block runs with none changed)."""
+    main_thread = threading.current_thread() is threading.main_thread()
+    originals = {s: signal.getsignal(s) for s in STOP_SIGNALS} if main_thread else {}
+    for s in originals:
+        signal.signal(s, handler)
+    try:
+        yield
+    finally:
+        for s, earlier in originals.items():
+            signal.signal(s, earlier)
