@@ -12,12 +12,19 @@ from tensorboard.plugins.hparams import metadata as hparams_metadata
 from tensorboard.plugins.hparams import plugin_data_pb2
 
 from chargpt.cli import train as train_cli
+from chargpt.metric_names import MONITORABLE, STEP, group_rate, is_monitorable
 from conftest import run_cli
 
 SCALARS = [
     "train/loss", "train/lr", "train/grad_norm", "train/tokens_per_sec", "train/step_time_ms",
     "val/loss", "val/bpc", "hparams/best_val_loss", "hparams/last_val_loss",
 ]
+
+
+def test_what_a_checkpoint_may_monitor_is_what_a_run_logs() -> None:
+    assert set(MONITORABLE) - {STEP} <= set(SCALARS)  # the step is the loggers' x-axis, not a scalar
+    assert group_rate("") == "train/lr" and group_rate("muon") == "train/lr/muon"
+    assert is_monitorable(group_rate("muon")) and not is_monitorable("train/lr_muon")
 
 
 def train_tiny(tmp_path: Path, *overrides: str) -> EventAccumulator:

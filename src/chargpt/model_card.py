@@ -12,6 +12,7 @@ from chargpt.checkpoints import read_checkpoint, resolve_checkpoint
 from chargpt.errors import CheckpointError
 from chargpt.export_layout import CONFIG_FILE, export_folder_of, read_export_config
 from chargpt.inference import TrainedModel
+from chargpt.metric_names import VAL_LOSS
 from chargpt.run_layout import CHECKPOINT_DIR, LAST, SWEEP_CONFIG, run_dir_of
 
 # Hydra's default run directories are outputs/DATE/TIME: the time alone would be a poor name.
@@ -68,7 +69,7 @@ def checkpoint_score(ckpt: dict[str, Any]) -> tuple[float | None, int | None]:
     its current_score is the val/loss of the validation that saved this file."""
     val_loss = None
     for state in (ckpt.get("callbacks") or {}).values():
-        if isinstance(state, dict) and state.get("monitor") == "val/loss":
+        if isinstance(state, dict) and state.get("monitor") == VAL_LOSS:
             val_loss = _float(state.get("current_score"))
     step = ckpt.get("global_step")
     return val_loss, step if isinstance(step, int) else None

@@ -24,6 +24,7 @@ from chargpt.distributed import is_rank_zero
 from chargpt.errors import ChargptError, exit_on_user_error, say_stopped_by, signal_exit_code
 from chargpt.hydra_run import is_multirun, plain
 from chargpt.inference import TrainedModel
+from chargpt.metric_names import TRAIN_LOSS
 from chargpt.model.sampling import check_sampling
 from chargpt.run_layout import run_dir_of
 from chargpt.runs.continuation import continued_job, forget_unstarted_job, keep_finished_jobs
@@ -233,7 +234,7 @@ def _warn_if_no_better_than_guessing(
     guess = math.log(vocab_size)
     if last is None or last <= guess or not train_chars or tokens < train_chars:
         return
-    train_loss = trainer.callback_metrics.get("train/loss")
+    train_loss = trainer.callback_metrics.get(TRAIN_LOSS)
     fitted = f" (train loss {float(train_loss):.2f})" if train_loss is not None else ""
     best_file = best_checkpoint_written(trainer)
     every = getattr(trainer, "val_check_batch", None)

@@ -22,10 +22,10 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from chargpt.glyphs import drawable
+from chargpt.metric_names import STEP, VAL_LOSS
 from chargpt.run_layout import launched_with
 from chargpt.runs.run_rows import flat_rows, varying
 
-VAL_LOSS = "val/loss"
 PNG_SOFTWARE = "chargpt-report"
 # A run that did not finish is drawn dashed (failed) or dotted (stopped, or still running).
 LINE_STYLES = {"failed": "--", "killed": "--", "interrupted": ":", "incomplete": ":", "running": ":"}
@@ -41,8 +41,8 @@ def csv_curve(run_dir: Path) -> list[tuple[int, float]]:
     for file in sorted(run_dir.glob(CSV_LOGS)):
         with file.open(newline="") as f:
             for row in csv.DictReader(f):
-                if row.get(VAL_LOSS) and row.get("step"):
-                    points[int(row["step"])] = float(row[VAL_LOSS])
+                if row.get(VAL_LOSS) and row.get(STEP):
+                    points[int(row[STEP])] = float(row[VAL_LOSS])
     return sorted(points.items())
 
 

@@ -33,6 +33,7 @@ from chargpt.distributed import is_rank_zero
 from chargpt.errors import ChargptError, ConfigError, SetupError, first_line
 from chargpt.files import read_json_object, write_text_atomic
 from chargpt.hydra_run import is_multirun, plain, task_overrides
+from chargpt.metric_names import MONITORABLE, is_monitorable
 from chargpt.model import ModelConfig
 from chargpt.overrides import override_key
 from chargpt.run_layout import BUDGET_FILE, METRICS_FILE, SAVED_CONFIG, last_checkpoint, run_dir_of
@@ -41,7 +42,7 @@ from chargpt.training.callbacks import budget
 from chargpt.training.checkpoint_io import AtomicCheckpointIO, follow_moved_run
 from chargpt.training.finetune import apply_pretrained, freeze, freeze_fix, prepare_finetune, resume_settings
 from chargpt.training.host_memory import keep_freed_memory
-from chargpt.training.module import MONITORABLE, CharLM
+from chargpt.training.module import CharLM
 from chargpt.training.optim import build_optimizer, check_optimizer
 from chargpt.training.optimizer_state import check_optimizer_state
 from chargpt.training.steps import fix_total_steps
@@ -292,8 +293,7 @@ def _callback(key: str, config: DictConfig) -> L.Callback:
             raise ConfigError(f"callbacks.{key}.{cause}") from None
         raise ConfigError(f"callbacks.{key}: {first_line(cause)}") from None
     monitor = getattr(callback, "monitor", None)
-    logged = monitor in MONITORABLE or str(monitor).startswith("train/lr/")
-    if isinstance(callback, ModelCheckpoint) and monitor is not None and not logged:
+    if isinstance(callback, ModelCheckpoint) and monitor is not None and not is_monitorable(monitor):
         raise ConfigError(
             f"callbacks.{key}.monitor={monitor} is not a logged metric; use one of {', '.join(MONITORABLE)}"
         )

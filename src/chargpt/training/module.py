@@ -12,6 +12,7 @@ import torch
 from chargpt.data.tokenizer import CharTokenizer
 from chargpt.data.windows import IGNORE_INDEX
 from chargpt.distributed import is_rank_zero
+from chargpt.metric_names import STEP, TRAIN_LOSS, VAL_BPC, VAL_LOSS, group_rate
 from chargpt.model import ModelConfig, build_model
 from chargpt.training.lightning_internals import logs_this_step
 from chargpt.training.optim import apply_settings, build_optimizer, group_rates, settings_of
@@ -19,16 +20,7 @@ from chargpt.training.schedules import build_schedule, build_scheduler, depends_
 from chargpt.training.steps import is_last_step, total_steps
 
 log = logging.getLogger(__name__)
-# Every value is logged at the number of optimizer steps taken (step 150 after 150 steps), as the
-# terminal, checkpoint names and metrics.json count: a metric named `step` sets the loggers' x-axis.
-STEP = "step"
 TOTAL_STEPS_KEY = "chargpt_total_steps"  # the run's total when the checkpoint was written
-
-
-# What a checkpoint callback may monitor: what a run logs (the module, and the train monitor), and
-# the step (monitor=step mode=max keeps the newest checkpoints). Per-group rates: train/lr/NAME.
-MONITORABLE = ("val/loss", "val/bpc", "train/loss", "step", "train/lr", "train/grad_norm",
-               "train/tokens_per_sec", "train/step_time_ms")
 
 
 class CharLM(L.LightningModule):
@@ -95,10 +87,10 @@ class CharLM(L.LightningModule):
             # `step` is the x-axis Lightning's loggers use: the optimizer steps taken once this one is.
             self.log(STEP, float(self.trainer.global_step + 1))
             # Not prog_bar=True: Lightning would read such a value on the host after every batch.
-            self.log("train/loss", loss.detach())
+            self.log(TRAIN_LOSS, loss.detach())
             for name, lr in group_rates(self.optimizers()).items():
                 # One rate per named group: with Muon, the Muon group's and the AdamW group's.
-                self.log(f"train/lr/{name}" if name else "train/lr", lr)
+                self.log(group_rate(name), lr)
         return loss
 
     def _logs_this_step(self) -> bool:
@@ -129,8 +121,8 @@ class CharLM(L.LightningModule):
         sums = self._val_sums
         if sums is not None:  # (no batch: nothing to score)
             loss = sums[0] / sums[1]
-            self.log("val/loss", loss)
-            self.log("val/bpc", loss / math.log(2))
+            self.log(VAL_LOSS, loss)
+            self.log(VAL_BPC, loss / math.log(2))
         self._val_sums = None
         self.log(STEP, float(self.trainer.global_step))  # validation follows the step it scores
 

@@ -28,6 +28,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from chargpt.checkpoints import resolve_checkpoint
 from chargpt.distributed import is_rank_zero
 from chargpt.errors import ChargptError, ConfigError, first_line, needs_extra
+from chargpt.metric_names import STEP
 
 TRACKER_RUNS_KEY = "TrackerRuns"  # the callback's state key in checkpoints
 MLFLOW_STORE = "mlflow_tracking_uri"  # beside the run ids: where the MLflow run is
@@ -174,7 +175,7 @@ def _rows_before(path: Path, step: int | None) -> tuple[list[str], list[dict[str
 
 def _step_of(row: dict[str, str]) -> int | None:
     try:
-        return int(float(row.get("step") or ""))
+        return int(float(row.get(STEP) or ""))
     except ValueError:
         return None
 

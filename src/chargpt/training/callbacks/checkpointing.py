@@ -1,4 +1,5 @@
-"""Which checkpoint callback writes last.ckpt, and where the latest checkpoint of a run is.
+"""Which checkpoint callback writes last.ckpt, where it goes, and which of the checkpoints a run
+has written are the latest and the best (lowest val/loss).
 
 Both checkpoints are plain Lightning ModelCheckpoint callbacks (configs/callbacks/):
 `model_checkpoint` keeps best-<step>.ckpt (lowest val/loss), `last_checkpoint` rewrites last.ckpt
@@ -14,6 +15,7 @@ from pathlib import Path
 import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint
 
+from chargpt.metric_names import VAL_LOSS
 from chargpt.run_layout import CHECKPOINT_DIR, LAST
 
 
@@ -41,4 +43,4 @@ def best_checkpoint_written(trainer: L.Trainer) -> str:
     """The checkpoint of the lowest val/loss this run has written (configs/callbacks/
     model_checkpoint.yaml), or "" when there is none."""
     return next((c.best_model_path for c in trainer.checkpoint_callbacks
-                 if isinstance(c, ModelCheckpoint) and c.monitor == "val/loss"), "")
+                 if isinstance(c, ModelCheckpoint) and c.monitor == VAL_LOSS), "")

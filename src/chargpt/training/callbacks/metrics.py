@@ -13,6 +13,7 @@ from lightning.pytorch.trainer.states import TrainerFn
 
 from chargpt.distributed import is_rank_zero
 from chargpt.files import write_json_atomic
+from chargpt.metric_names import VAL_LOSS
 from chargpt.run_layout import METRICS_FILE
 from chargpt.training.callbacks.nonfinite_guard import val_loss_not_finite
 
@@ -133,7 +134,7 @@ class RunMetrics(Callback):
             return
         if val_loss_not_finite(trainer):
             return  # the non-finite guard stops the run: no figures of those weights are recorded
-        val = trainer.callback_metrics.get("val/loss")
+        val = trainer.callback_metrics.get(VAL_LOSS)
         if val is not None and trainer.state.fn != TrainerFn.FITTING:
             # A validation before training: the starting point (a fine-tuned model's, on the new text).
             self.initial_val_loss = self.val_loss = float(val)

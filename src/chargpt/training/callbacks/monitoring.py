@@ -16,6 +16,7 @@ from lightning.pytorch.callbacks import Callback
 from torch.optim import Optimizer
 
 from chargpt.checks import yes_no
+from chargpt.metric_names import TRAIN_GRAD_NORM, TRAIN_STEP_TIME_MS, TRAIN_TOKENS_PER_SEC
 from chargpt.training.lightning_internals import is_accumulating, logs_this_step
 from chargpt.training.steps import is_last_step
 
@@ -47,7 +48,7 @@ class TrainMonitor(Callback):
         if self.grad_norm and self._logging_now(trainer, pending=1):
             norm = total_grad_norm(pl_module)
             if norm is not None:
-                pl_module.log("train/grad_norm", norm, on_step=True, on_epoch=False)
+                pl_module.log(TRAIN_GRAD_NORM, norm, on_step=True, on_epoch=False)
 
     @staticmethod
     def _logging_now(trainer: L.Trainer, pending: int = 0) -> bool:
@@ -77,8 +78,8 @@ class TrainMonitor(Callback):
         seconds = time.perf_counter() - self._t0
         pl_module.log_dict(
             {
-                "train/tokens_per_sec": self._tokens * trainer.world_size / seconds,
-                "train/step_time_ms": 1000.0 * seconds / steps,
+                TRAIN_TOKENS_PER_SEC: self._tokens * trainer.world_size / seconds,
+                TRAIN_STEP_TIME_MS: 1000.0 * seconds / steps,
             },
             on_step=True,
             on_epoch=False,

@@ -16,6 +16,7 @@ from lightning.pytorch.callbacks import Callback
 
 from chargpt.checks import whole_number
 from chargpt.errors import ChargptError
+from chargpt.metric_names import VAL_LOSS
 from chargpt.training.callbacks.checkpointing import latest_checkpoint_written
 from chargpt.training.lightning_internals import is_accumulating, logs_this_step
 from chargpt.training.steps import is_last_step
@@ -39,7 +40,7 @@ def _last_checkpoint(trainer: L.Trainer) -> str:
 def val_loss_not_finite(trainer: L.Trainer) -> bool:
     """Whether the validation just run scored NaN or infinity (weights too large to score): the
     guard stops the run then, and no other callback records or samples those weights."""
-    val = trainer.callback_metrics.get("val/loss")
+    val = trainer.callback_metrics.get(VAL_LOSS)
     return not trainer.sanity_checking and val is not None and not math.isfinite(float(val))
 
 
@@ -90,7 +91,7 @@ class NonFiniteGuard(Callback):
             raise NonFiniteLossError(f"the validation loss was not finite on another rank at step "
                                      f"{trainer.global_step}: {_last_checkpoint(trainer)}")
         raise NonFiniteLossError(
-            f"the validation loss is {float(trainer.callback_metrics['val/loss']):.4g} at step "
+            f"the validation loss is {float(trainer.callback_metrics[VAL_LOSS]):.4g} at step "
             f"{trainer.global_step}: the weights give "
             f"non-finite outputs though the training loss was finite, and were not saved: "
             f"{_last_checkpoint(trainer)}"

@@ -40,6 +40,7 @@ from rich.progress import (
 from rich.table import Column
 from rich.text import Text
 
+from chargpt.metric_names import TRAIN_LOSS, VAL_LOSS
 from chargpt.training.callbacks.budget import TimeBudget
 from chargpt.training.steps import is_last_step, total_steps
 
@@ -106,7 +107,7 @@ class StepProgressBar(ProgressBar):
 
     def __init__(
         self, min_interval: float = 0.2, refresh_per_second: float = 4.0,
-        metrics: Sequence[str] = ("train/loss", "val/loss"),
+        metrics: Sequence[str] = (TRAIN_LOSS, VAL_LOSS),
     ) -> None:
         super().__init__()
         self.min_interval, self.refresh_per_second = min_interval, refresh_per_second

@@ -23,6 +23,7 @@ from torch.utils.tensorboard.writer import FileWriter
 from chargpt import checks
 from chargpt.data.tokenizer import CharTokenizer, describe_chars
 from chargpt.distributed import is_rank_zero
+from chargpt.metric_names import VAL_LOSS
 from chargpt.model.sampling import check_sampling, iter_tokens
 from chargpt.training.budget_plan import sampling_seconds
 from chargpt.training.callbacks.nonfinite_guard import val_loss_not_finite
@@ -175,7 +176,7 @@ class HParamsSummary(Callback):
         file_writer.close()
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        val = trainer.callback_metrics.get("val/loss")
+        val = trainer.callback_metrics.get(VAL_LOSS)
         if trainer.sanity_checking or val is None:
             return
         val = float(val)
