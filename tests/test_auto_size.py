@@ -396,11 +396,11 @@ def test_precision_auto_is_bf16_autocast_where_it_is_the_way_to_bf16_units(
             ["trainer.precision=auto"], ["model=auto", "budget_seconds=60"])]  # model=auto's default
         default = compose(config_name="train")
     for cfg in asked:
-        assert precision.resolve_precision(cfg)
+        assert precision.decide_precision(cfg)
         assert cfg.trainer.precision == expected
-    assert not precision.resolve_precision(default)
+    assert not precision.decide_precision(default)
     assert default.trainer.precision == "32-true"  # auto only when asked for
-    assert precision.resolved("auto", torch.device("cpu")) == expected
+    assert precision.precision_for_device("auto", torch.device("cpu")) == expected
 
 
 def test_the_saved_config_holds_the_precision_auto_resolved_to(tmp_path: Path, capsys, monkeypatch) -> None:
@@ -456,7 +456,7 @@ def test_a_resumed_run_keeps_the_precision_auto_gave_it(tmp_path: Path, capsys, 
 def compose_auto() -> DictConfig:
     with initialize_config_dir(config_dir=CONFIG_PATH, version_base="1.3"):
         cfg = compose(config_name="train", overrides=["trainer.precision=auto"])
-    precision.resolve_precision(cfg)  # bf16-mixed, as the test's CPU now has bf16 units and no AMX
+    precision.decide_precision(cfg)  # bf16-mixed, as the test's CPU now has bf16 units and no AMX
     return cfg
 
 
@@ -470,7 +470,7 @@ def compose_auto() -> DictConfig:
     ],
 )
 def test_precision_aliases_get_the_names_lightning_runs(given: object, device: str, name: str) -> None:
-    assert precision.resolved(given, torch.device(device)) == name
+    assert precision.precision_for_device(given, torch.device(device)) == name
 
 
 @pytest.mark.parametrize(

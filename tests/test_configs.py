@@ -14,7 +14,7 @@ from chargpt.hydra_run import plain
 from chargpt.model import ModelConfig, build_model
 from chargpt.training import CharLM
 from chargpt.training.build import build_trainer
-from chargpt.training.precision import resolve_precision
+from chargpt.training.precision import decide_precision
 
 GROUPS = ["data", "model", "optimizer", "scheduler", "trainer", "callbacks", "logger", "experiment", "debug"]
 
@@ -84,7 +84,7 @@ def test_option_composes_and_instantiates(group: str, option: str, corpus: Path,
     assert 0 < schedule(0, 100) <= 1
     if cfg.trainer.get("accelerator") == "gpu" and not torch.cuda.is_available():
         pytest.skip("GPU trainer config composes; building it needs a GPU")
-    resolve_precision(cfg)  # as a run does first: model=auto's trainer.precision is auto
+    decide_precision(cfg)  # as a run does first: model=auto's trainer.precision is auto
     trainer = build_trainer(cfg)
     module.trainer = trainer  # configure_optimizers reads max_steps
     optim = module.configure_optimizers()["optimizer"]

@@ -23,32 +23,33 @@ def test_auto_is_bf16_products_only_on_a_cpu_with_amx(
     monkeypatch, amx: bool, device: str, name: str
 ) -> None:
     monkeypatch.setattr(precision, "amx_tiles", lambda: amx)
-    assert precision.resolved_matmul("auto", torch.device(device)) == name
+    assert precision.matmul_precision_for_device("auto", torch.device(device)) == name
 
 
 def test_auto_keeps_float32_products_in_a_compiled_model(monkeypatch) -> None:
     # The compiler places attention itself, where chargpt's float32 attention does not reach.
     monkeypatch.setattr(precision, "amx_tiles", lambda: True)
-    assert precision.resolved_matmul("auto", torch.device("cpu"), compiled=True) == "highest"
-    assert precision.resolved_matmul("medium", torch.device("cpu"), compiled=True) == "medium"  # as asked
+    cpu = torch.device("cpu")
+    assert precision.matmul_precision_for_device("auto", cpu, compiled=True) == "highest"
+    assert precision.matmul_precision_for_device("medium", cpu, compiled=True) == "medium"  # as asked
 
 
 def test_auto_keeps_float32_products_where_attention_cannot(monkeypatch) -> None:
     # Before torch 2.9 attention cannot keep float32 products under medium: it would run 6-9x slower.
     monkeypatch.setattr(precision, "amx_tiles", lambda: True)
     monkeypatch.setattr(precision, "float32_attention_available", lambda: False)
-    assert precision.resolved_matmul("auto", torch.device("cpu")) == "highest"
+    assert precision.matmul_precision_for_device("auto", torch.device("cpu")) == "highest"
 
 
 @pytest.mark.parametrize("given", ["highest", "high", "medium"])
 def test_torchs_names_pass_through(given: str) -> None:
-    assert precision.resolved_matmul(given, torch.device("cpu")) == given
+    assert precision.matmul_precision_for_device(given, torch.device("cpu")) == given
 
 
 @pytest.mark.parametrize("given", ["low", "fast", "bf16", 16])
 def test_an_unknown_precision_names_the_accepted_ones(given: object) -> None:
     with pytest.raises(ConfigError, match=r"matmul_precision=.* is not a precision; use one of auto, hig"):
-        precision.resolved_matmul(given, torch.device("cpu"))
+        precision.matmul_precision_for_device(given, torch.device("cpu"))
 
 
 def test_resolving_sets_torchs_precision_and_writes_it_into_the_config(monkeypatch) -> None:
@@ -57,9 +58,9 @@ def test_resolving_sets_torchs_precision_and_writes_it_into_the_config(monkeypat
     with initialize_config_dir(config_dir=CONFIG_PATH, version_base="1.3"):
         default = compose(config_name="train")
         given = compose(config_name="train", overrides=["matmul_precision=highest"])
-    assert precision.resolve_matmul_precision(default)  # auto is the default
+    assert precision.decide_matmul_precision(default)  # auto is the default
     assert default.matmul_precision == "medium" and torch.get_float32_matmul_precision() == "medium"
-    assert not precision.resolve_matmul_precision(given)
+    assert not precision.decide_matmul_precision(given)
     assert given.matmul_precision == "highest" and torch.get_float32_matmul_precision() == "highest"
 
 
@@ -145,7 +146,7 @@ def test_what_a_resume_keeps(tmp_path: Path, monkeypatch, hparams, saved, compil
         (tmp_path / "run" / ".hydra" / "config.yaml").write_text(saved)
     with initialize_config_dir(config_dir=CONFIG_PATH, version_base="1.3"):
         cfg = compose(config_name="train", overrides=[f"model.compile={str(compiled).lower()}"])
-    assert precision.resolve_matmul_precision(cfg)
+    assert precision.decide_matmul_precision(cfg)
     assert precision.keep_matmul_precision(cfg, {"hyper_parameters": hparams}, file)[0] == (
         hparams.get("device_type") != "cuda" and not compiled)  # whether the run's own products stand
     assert cfg.matmul_precision == kept and torch.get_float32_matmul_precision() == kept

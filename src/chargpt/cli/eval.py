@@ -32,8 +32,12 @@ from chargpt.evaluation import Evaluation, check_stride, evaluate_text
 from chargpt.hydra_run import as_written
 from chargpt.inference import load_with_checkpoint, pick_device
 from chargpt.overrides import as_typed
-from chargpt.training.precision import plugin as precision_plugin
-from chargpt.training.precision import resolved, resolved_matmul, validated_arithmetic
+from chargpt.training.precision import (
+    matmul_precision_for_device,
+    precision_for_device,
+    precision_plugin,
+    validated_arithmetic,
+)
 
 CONFIG_NAME = "eval"  # configs/eval.yaml
 
@@ -85,8 +89,10 @@ def _hydra_main(cfg: DictConfig) -> None:
     device = torch.device(pick_device(cfg.device))
     # As the run's validation scored (its val_loss), unless asked otherwise.
     own_forward, own_products = validated_arithmetic(ckpt, file, device)
-    forward = resolved(own_forward if cfg.precision is None else cfg.precision, device, setting="precision")
-    products = resolved_matmul(own_products if cfg.matmul_precision is None else cfg.matmul_precision, device)
+    forward = precision_for_device(
+        own_forward if cfg.precision is None else cfg.precision, device, setting="precision")
+    products = matmul_precision_for_device(
+        own_products if cfg.matmul_precision is None else cfg.matmul_precision, device)
     # Lightning's plugin, as the run's validation used it; float32 needs none (nor Lightning's import).
     arithmetic = precision_plugin(forward, device) if forward != "32-true" else None
     trained.model = trained.model.to(device)

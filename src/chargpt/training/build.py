@@ -400,10 +400,10 @@ def build_run(cfg: DictConfig) -> Run:
     budget_plan.checked_seconds(cfg.get("budget_seconds"))  # before model=auto times anything
     reserve_seconds = budget_reserve(cfg)  # checked before model=auto times anything; it sizes with it
     decided = []  # what this machine decided, noted in the saved config
-    precision_line = precision.resolve_precision(cfg)  # before model=auto times its shapes in it
+    precision_line = precision.decide_precision(cfg)  # before model=auto times its shapes in it
     if yes_no("keep_freed_memory", cfg.get("keep_freed_memory", False)):
         keep_freed_memory()
-    matmul_line = precision.resolve_matmul_precision(cfg)
+    matmul_line = precision.decide_matmul_precision(cfg)
     model_config = ModelConfig.from_dict(model_fields)  # validated before any data work
     check_window_length(cfg)
     check_optimizer(plain(cfg.optimizer))

@@ -27,7 +27,7 @@ PRECISIONS = (
 ALIASES = {"32": "32-true", "bf16": "bf16-mixed", "16": "16-mixed", "64": "64-true"}
 
 
-def unified(precision: object, setting: str = "trainer.precision") -> str:
+def lightning_precision_name(precision: object, setting: str = "trainer.precision") -> str:
     """Lightning's own name for a trainer.precision value ("bf16" -> "bf16-mixed", 32 -> "32-true");
     `auto` stays `auto`. An unknown value is a ConfigError naming the accepted ones (and `setting`,
     the command's name for it)."""
@@ -42,10 +42,10 @@ def unified(precision: object, setting: str = "trainer.precision") -> str:
     return name
 
 
-def resolved(precision: object, device: torch.device, setting: str = "trainer.precision") -> str:
+def precision_for_device(precision: object, device: torch.device, setting: str = "trainer.precision") -> str:
     """The precision a run trains in: `auto` as auto_precision gives it. 16-mixed on a CPU is
     bf16-mixed, as Lightning runs it (CPUs have no fp16 autocast)."""
-    name = unified(precision, setting)
+    name = lightning_precision_name(precision, setting)
     if name == "auto":
         return auto_precision(device)[0]
     if name == "16-mixed" and device.type == "cpu":
@@ -68,7 +68,7 @@ def auto_precision(device: torch.device) -> tuple[str, str]:
     return "bf16-mixed", "bf16 units: bf16 autocast"
 
 
-def plugin(precision: str, device: torch.device) -> Precision:
+def precision_plugin(precision: str, device: torch.device) -> Precision:
     """Lightning's plugin for a resolved precision, chosen as the Trainer chooses it: its
     `convert_module` and `forward_context` are what the Trainer applies to the model and around its
     forward. (Timing loops call backward directly: 16-mixed's loss scaling is not timed.)
@@ -124,7 +124,7 @@ def auto_matmul(device: torch.device, compiled: bool = False) -> tuple[str, str]
     return "medium", "this CPU has AMX tiles: the linear layers' products in bf16"
 
 
-def resolved_matmul(given: object, device: torch.device, compiled: bool = False) -> str:
+def matmul_precision_for_device(given: object, device: torch.device, compiled: bool = False) -> str:
     """The float32 products' precision a run sets (torch.set_float32_matmul_precision): `auto` as
     auto_matmul gives it, torch's own names as they are. An unknown value is a ConfigError naming
     the accepted ones."""
@@ -151,13 +151,13 @@ def run_device(trainer_cfg: DictConfig) -> torch.device:
     return torch.device("cpu")
 
 
-def resolve_precision(cfg: DictConfig) -> str | None:
+def decide_precision(cfg: DictConfig) -> str | None:
     """Write trainer.precision as Lightning names it, `auto` resolved for the run's device
     (auto_precision; what model=auto and experiment=cpu_100s ask for). Returns the line that says
     what `auto` became, for the run's log (None when it was not `auto`)."""
     given = cfg.trainer.get("precision")
     device = run_device(cfg.trainer)
-    name = resolved(given, device)
+    name = precision_for_device(given, device)
     with open_dict(cfg):
         cfg.trainer.precision = name
     if str(given) != "auto":
@@ -165,7 +165,7 @@ def resolve_precision(cfg: DictConfig) -> str | None:
     return f"trainer.precision=auto: {name} (this {device.type.upper()}: {auto_precision(device)[1]})"
 
 
-def resolve_matmul_precision(cfg: DictConfig) -> str | None:
+def decide_matmul_precision(cfg: DictConfig) -> str | None:
     """Set the float32 products' precision, `auto` resolved for the run's device (bf16 products on
     a CPU with AMX, docs/BENCHMARKS.md), and write it into cfg. Returns the line that says what
     `auto` became, for the run's log (None when it was not `auto`)."""
@@ -173,7 +173,10 @@ def resolve_matmul_precision(cfg: DictConfig) -> str | None:
     device = run_device(cfg.trainer)
     compiled = bool(cfg.model.get("compile"))
     auto = str(given) == "auto"
-    name, why = auto_matmul(device, compiled) if auto else (resolved_matmul(given, device, compiled), "")
+    if auto:
+        name, why = auto_matmul(device, compiled)
+    else:
+        name, why = matmul_precision_for_device(given, device, compiled), ""
     with open_dict(cfg):
         cfg.matmul_precision = name
     torch.set_float32_matmul_precision(name)
@@ -261,7 +264,7 @@ def saved_precision(run_dir: Path) -> str:
     32-true, when there is no such config."""
     saved = (saved_config(run_dir).get("trainer") or {}).get("precision")
     try:
-        return unified(saved) if saved not in (None, "auto") else "32-true"
+        return lightning_precision_name(saved) if saved not in (None, "auto") else "32-true"
     except ConfigError:
         return "32-true"
 
@@ -271,3 +274,10 @@ def saved_matmul_precision(run_dir: Path, default: str = "high") -> str:
     `default` when there is no such config (`high`, the training default before `auto`)."""
     saved = saved_config(run_dir).get("matmul_precision")
     return str(saved) if saved in MATMUL_PRECISIONS else default
+
+
+# The old names, still imported by training/auto_size.py and scripts/ (edited elsewhere at the
+# moment): drop these once they import the names above.
+plugin = precision_plugin
+resolved = precision_for_device
+resolved_matmul = matmul_precision_for_device
