@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from chargpt.checks import real_number, seed, whole_number, yes_no
+from chargpt.checks import check_seed, real_number, whole_number, yes_no
 from chargpt.errors import ConfigError
 
 
@@ -58,11 +58,11 @@ def test_numpy_numbers_count_as_numbers_and_huge_ints_are_not_finite() -> None:
 
 
 def test_seed_is_any_64_bit_value_torch_takes() -> None:
-    assert seed("seed", -(2**63)) == -(2**63) and seed("seed", 2**64 - 1) == 2**64 - 1
+    assert check_seed("seed", -(2**63)) == -(2**63) and check_seed("seed", 2**64 - 1) == 2**64 - 1
     with pytest.raises(ConfigError, match="outside the 64-bit range"):
-        seed("seed", 2**64)
+        check_seed("seed", 2**64)
     with pytest.raises(ConfigError, match="must be a whole number"):
-        seed("seed", "abc")
-    assert seed("seed", None, optional=True) is None  # a fresh seed from the OS
+        check_seed("seed", "abc")
+    assert check_seed("seed", None, optional=True) is None  # a fresh seed from the OS
     with pytest.raises(ConfigError, match=r"must be a whole number$"):
-        seed("seed", None)
+        check_seed("seed", None)

@@ -78,7 +78,7 @@ def training_seed(name: str, value: object) -> int:
     return number
 
 
-def seed(name: str, value: object, optional: bool = False) -> int | None:
+def check_seed(name: str, value: object, optional: bool = False) -> int | None:
     """A seed torch takes; None too when optional (a fresh seed from the OS)."""
     number = whole_number(name, value, optional=optional)
     if number is None:

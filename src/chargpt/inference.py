@@ -15,8 +15,7 @@ import torch
 from torch import nn
 
 from chargpt.checkpoints import model_config, model_weights, read_checkpoint, resolve_checkpoint
-from chargpt.checks import seed as check_seed
-from chargpt.checks import whole_number
+from chargpt.checks import check_seed, whole_number
 from chargpt.data.tokenizer import CharTokenizer
 from chargpt.errors import ChargptError, CheckpointError, ConfigError, first_line, needs_extra
 from chargpt.evaluation import Evaluation, evaluate_text

@@ -10,7 +10,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
-from chargpt.checks import seed, whole_number, yes_no
+from chargpt.checks import check_seed, whole_number, yes_no
 from chargpt.cli import CONFIG_PATH
 from chargpt.cli.common import cli_task, quiet_known_warnings, run_main, use_threads
 from chargpt.cli.prompts import resolve_prompt
@@ -50,7 +50,7 @@ def _hydra_main(cfg: DictConfig) -> None:
     if not cfg.ckpt_path:
         raise ConfigError("ckpt_path is required: chargpt-sample ckpt_path=RUN_DIR_OR_CKPT_FILE")
     whole_number("num_samples", cfg.num_samples, low=1)
-    seed("seed", cfg.seed, optional=True)
+    check_seed("seed", cfg.seed, optional=True)
     check_decoding(yes_no("use_cache", cfg.use_cache), yes_no("compile", cfg.compile))
     if check_copy := yes_no("check_copy", cfg.check_copy):
         check_train_fraction(cfg.data.train_fraction)

@@ -15,7 +15,7 @@ import lightning as L
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
-from chargpt.checks import seed, training_seed
+from chargpt.checks import check_seed, training_seed
 from chargpt.cli import CONFIG_PATH
 from chargpt.cli.common import cli_task, naming_removed_settings, quiet_known_warnings, run_main, use_threads
 from chargpt.cli.exits import nothing_to_save_until_training, signal_of
@@ -121,7 +121,7 @@ def _train(cfg: DictConfig, parallel: Path | None) -> float | None:
     # must not waste the run.
     check_sampling(cfg.sample.temperature, cfg.sample.top_k, cfg.sample.top_p, cfg.sample.max_new_tokens,
                    "sample.")
-    seed("sample.seed", cfg.sample.seed, optional=True)  # checked now, not after the training it would waste
+    check_seed("sample.seed", cfg.sample.seed, optional=True)
     if cfg.sample.max_new_tokens > 0:
         check_prompt_text(cfg.sample.prompt, "sample.prompt")
     datamodule, module, trainer, ckpt_path, finetuning = build_run(cfg)

@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from chargpt.checks import seed as check_seed
+from chargpt.checks import check_seed
 from chargpt.data.tokenizer import CharTokenizer
 from chargpt.errors import ChargptError, SettingError
 from chargpt.inference import start_prompt

@@ -97,7 +97,7 @@ class SampleText(Callback):
         # Checked now, not at the first validation: a bad value must not waste the training before it.
         check_sampling(temperature, top_k, None, max_new_tokens)
         self.prompt, self.max_new_tokens = prompt, max_new_tokens
-        self.temperature, self.top_k, self.seed = temperature, top_k, checks.seed("seed", seed)
+        self.temperature, self.top_k, self.seed = temperature, top_k, checks.check_seed("seed", seed)
 
     def validation_end_seconds(
         self, trainer: L.Trainer, pl_module: L.LightningModule, clock: Callable[[], float]
