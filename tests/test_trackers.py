@@ -217,16 +217,17 @@ def test_a_resumed_run_opens_its_local_mlflow_store_and_a_missing_one_is_not_mad
     store = tmp_path / "my runs" / "mlruns"
     store.mkdir(parents=True)
     kept = {"mlflow": "0123abcd", trackers.MLFLOW_STORE: store.as_uri()}
-    monkeypatch.setattr(trackers, "kept_in_checkpoint", lambda resume_from: kept)
+    ckpt = {"callbacks": {trackers.TRACKER_RUNS_KEY: kept}}  # the checkpoint resumed from, as read
+    assert trackers.kept_in_checkpoint(ckpt) == kept and trackers.kept_in_checkpoint(None) == {}
     monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
-    tracker = trackers.MLFlowTracker(resume_from="RUN", save_dir=str(tmp_path / "elsewhere"))
+    tracker = trackers.MLFlowTracker(tracker_runs=kept, save_dir=str(tmp_path / "elsewhere"))
     assert tracker._tracking_uri == store.as_uri()
     assert os.environ.get("MLFLOW_ALLOW_FILE_STORE") == "true"
 
     # The store moved away: refused before MLflow makes an empty one where the run is not.
     store.rename(tmp_path / "moved")
     with pytest.raises(ConfigError, match=r"MLflow run 0123abcd this run logged to is not in the store"):
-        trackers.MLFlowTracker(resume_from="RUN", save_dir=str(tmp_path / "elsewhere"))
+        trackers.MLFlowTracker(tracker_runs=kept, save_dir=str(tmp_path / "elsewhere"))
     assert not (tmp_path / "elsewhere").exists()
 
 

@@ -46,6 +46,7 @@ from chargpt.training.module import CharLM
 from chargpt.training.optim import build_optimizer, check_optimizer
 from chargpt.training.optimizer_state import check_optimizer_state
 from chargpt.training.steps import fix_total_steps
+from chargpt.training.trackers import kept_in_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -243,14 +244,20 @@ def _resumable(ckpt_path: str | None) -> str | None:
         return None
 
 
-def _logger_kwargs(logger_cfg: DictConfig, resume_step: int | None) -> dict[str, Any]:
+def _logger_kwargs(
+    logger_cfg: DictConfig, resume_step: int | None, tracker_runs: dict[str, str]
+) -> dict[str, Any]:
+    target = str(logger_cfg.get("_target_", ""))
     # SummaryWriter's purge_step hides events at or after it in the earlier event files, so the
     # steps an interrupted run logged after its last checkpoint are not shown twice (values are
     # logged at the steps taken: those of the checkpoint's own step stay). A new run in a folder
     # hides all: a run stopped before its first checkpoint (nothing to resume) left curves there.
     # The CSV logger keeps its earlier rows the same way (trackers.CSVTracker).
-    if str(logger_cfg.get("_target_", "")).endswith(("TensorBoardLogger", "CSVTracker")):
+    if target.endswith(("TensorBoardLogger", "CSVTracker")):
         return {"purge_step": 0 if resume_step is None else resume_step + 1}
+    # A resumed run's MLflow or W&B run goes on: its id is in the checkpoint already read.
+    if target.endswith(("MLFlowTracker", "WandbTracker")):
+        return {"tracker_runs": tracker_runs}
     return {}
 
 
@@ -265,7 +272,7 @@ def _unwritable(folder: Path) -> str | None:
     return None if os.access(existing, os.W_OK | os.X_OK) else "Permission denied"
 
 
-def _logger(key: str, config: DictConfig, resume_step: int | None) -> Logger:
+def _logger(key: str, config: DictConfig, resume_step: int | None, tracker_runs: dict[str, str]) -> Logger:
     """The logger a config names; a folder it cannot write to is one error naming
     `logger.KEY.save_dir` (a file in the way was a traceback at the first step, and W&B wrote to
     /tmp instead, silently)."""
@@ -274,7 +281,7 @@ def _logger(key: str, config: DictConfig, resume_step: int | None) -> Logger:
             f"logger.{key}.save_dir={save_dir}: cannot write there ({why}); pick a writable folder"
         )
     try:
-        return instantiate(config, **_logger_kwargs(config, resume_step))
+        return instantiate(config, **_logger_kwargs(config, resume_step, tracker_runs))
     except InstantiationException as err:
         cause = err.__cause__ or err
         if isinstance(cause, ChargptError):
@@ -300,11 +307,15 @@ def _callback(key: str, config: DictConfig) -> L.Callback:
     return callback
 
 
-def build_trainer(cfg: DictConfig, resume_step: int | None = None) -> L.Trainer:
-    """The Trainer with exactly the callbacks and loggers the config lists."""
+def build_trainer(cfg: DictConfig, resumed: dict[str, Any] | None = None) -> L.Trainer:
+    """The Trainer with exactly the callbacks and loggers the config lists; `resumed`: the
+    checkpoint the run resumes from, as read."""
     check_devices(cfg.trainer)
     callbacks = [_callback(key, c) for key, c in (cfg.callbacks or {}).items() if c is not None]
-    loggers = [_logger(key, c, resume_step) for key, c in (cfg.get("logger") or {}).items() if c is not None]
+    resume_step = int(resumed.get("global_step", 0)) if resumed is not None else None
+    tracker_runs = kept_in_checkpoint(resumed)
+    loggers = [_logger(key, c, resume_step, tracker_runs)
+               for key, c in (cfg.get("logger") or {}).items() if c is not None]
     # Lightning adds its own checkpointing and progress bar unless told not to: a config that
     # lists none gets none.
     defaults = {
@@ -425,7 +436,7 @@ def build_run(cfg: DictConfig) -> Run:
     datamodule.prepare_data()
     datamodule.setup("fit")
     vocab = datamodule.tokenizer.to_list()
-    ckpt_path, ckpt, file, resume_step = None, None, None, None
+    ckpt_path, ckpt, file = None, None, None
     if cfg.ckpt_path:
         # Read (weights-only) and compared before Lightning touches it: a checkpoint of another
         # corpus or model is refused with the reason, not a shape-mismatch traceback.
@@ -452,7 +463,7 @@ def build_run(cfg: DictConfig) -> Run:
                         train_fraction=getattr(datamodule, "train_fraction", None),
                         data_seed=getattr(datamodule, "seed", None),
                         earlier_sha256=datamodule.earlier_sha256)
-        ckpt_path, resume_step = str(file), int(ckpt.get("global_step", 0))
+        ckpt_path = str(file)
     module = CharLM(
         model=model_config.to_dict(),
         vocab=vocab,
@@ -471,7 +482,7 @@ def build_run(cfg: DictConfig) -> Run:
         optimizer_config = plain(cfg.optimizer)
         check_optimizer_state(ckpt, file, build_optimizer(module.model, optimizer_config), optimizer_config,
                               lambda: resume_settings(cfg.get("init_from"), file) or freeze_fix(cfg, file))
-    trainer = build_trainer(cfg, resume_step)
+    trainer = build_trainer(cfg, ckpt)
     if choice is not None:
         for callback in trainer.callbacks:
             if isinstance(callback, budget.TimeBudget):

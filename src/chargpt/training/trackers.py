@@ -1,8 +1,8 @@
 """CSV, MLflow and Weights & Biases as chargpt loggers: Lightning's own loggers, plus what a run needs.
 
 - A resumed run continues the same tracker run: the TrackerRuns callback keeps each tracker's
-  run id in the checkpoint, and the logger reads it back from `resume_from` (the run's ckpt_path)
-  when it is built, before the tracker starts a run.
+  run id in the checkpoint, and the logger gets it back as `tracker_runs` (kept_in_checkpoint of
+  the checkpoint build_run read) when it is built, before the tracker starts a run.
 - Hyperparameters go in as flat config keys (`model.n_layer`, `optimizer.lr`), as in TensorBoard's
   HParams view, not as nested dicts or the whole vocabulary.
 - Runs are named after their run directory unless the config names them.
@@ -18,16 +18,14 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 import lightning as L
-import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import CSVLogger, MLFlowLogger, WandbLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.loggers.logger import rank_zero_experiment
 from lightning.pytorch.utilities import rank_zero_warn
 
-from chargpt.checkpoints import resolve_checkpoint
 from chargpt.distributed import is_rank_zero
-from chargpt.errors import ChargptError, ConfigError, first_line, needs_extra
+from chargpt.errors import ConfigError, first_line, needs_extra
 from chargpt.metric_names import STEP
 
 TRACKER_RUNS_KEY = "TrackerRuns"  # the callback's state key in checkpoints
@@ -37,18 +35,10 @@ MLFLOW_STORE = "mlflow_tracking_uri"  # beside the run ids: where the MLflow run
 _USER_TRACKING_URI = os.environ.get("MLFLOW_TRACKING_URI")
 
 
-def kept_in_checkpoint(resume_from: str | None) -> dict[str, str]:
+def kept_in_checkpoint(ckpt: dict[str, Any] | None) -> dict[str, str]:
     """What TrackerRuns kept (the trackers' run ids, the MLflow store) in the checkpoint a run
-    resumes from; empty for a new run."""
-    if not resume_from:
-        return {}
-    try:
-        file = resolve_checkpoint(resume_from)
-        # Memory-mapped: only the small pickled part is read, not the weights.
-        ckpt = torch.load(file, map_location="cpu", weights_only=True, mmap=True)
-    except (ChargptError, OSError, RuntimeError, ValueError):
-        return {}  # training reports an unreadable checkpoint itself
-    runs = (ckpt.get("callbacks") or {}).get(TRACKER_RUNS_KEY) if isinstance(ckpt, dict) else None
+    resumes from, as read; empty for a new run (no checkpoint)."""
+    runs = (ckpt.get("callbacks") or {}).get(TRACKER_RUNS_KEY) if ckpt else None
     return runs if isinstance(runs, dict) else {}
 
 
@@ -190,11 +180,11 @@ class MLFlowTracker(MLFlowLogger):
         run_dir: str | None = None,
         tracking_uri: str | None = None,
         save_dir: str | None = None,
-        resume_from: str | None = None,
+        tracker_runs: dict[str, str] | None = None,
         **kwargs: Any,
     ) -> None:
         _import_check("mlflow", "mlflow")
-        kept = kept_in_checkpoint(resume_from)
+        kept = tracker_runs or {}
         tracking_uri = tracking_uri or _USER_TRACKING_URI or _store_of_run(kept)
         if not tracking_uri:
             tracking_uri = Path(save_dir or "mlruns").expanduser().resolve().as_uri()
@@ -253,11 +243,11 @@ class WandbTracker(WandbLogger):
         name: str | None = None,
         run_dir: str | None = None,
         save_dir: str | None = None,
-        resume_from: str | None = None,
+        tracker_runs: dict[str, str] | None = None,
         **kwargs: Any,
     ) -> None:
         _import_check("wandb", "wandb")
-        run_id = kept_in_checkpoint(resume_from).get("wandb")
+        run_id = (tracker_runs or {}).get("wandb")
         if run_id is not None:
             kwargs.update(id=run_id, resume="allow")
         super().__init__(project=project, name=_run_name(name, run_dir), save_dir=save_dir or ".", **kwargs)
