@@ -36,7 +36,7 @@ from chargpt.cli import CONFIG_PATH
 from chargpt.hydra_run import plain
 from chargpt.model import ModelConfig, build_model
 from chargpt.training.optim import build_optimizer
-from chargpt.training.precision import plugin, resolved, resolved_matmul
+from chargpt.training.precision import matmul_precision_for_device, precision_for_device, precision_plugin
 from script_cli import ScriptParser, positive, run_script
 
 VOCAB = 65  # Tiny Shakespeare's characters
@@ -77,9 +77,9 @@ def worker(args: argparse.Namespace) -> None:
     clip = cfg.trainer.gradient_clip_val
     x, y = windows(cfg.data.batch_size, config.block_size)
     cpu = torch.device("cpu")
-    precision = resolved(cfg.trainer.precision, cpu)
-    autocast = plugin(precision, cpu).forward_context  # what the Trainer runs the forward in
-    matmul = {forward: resolved_matmul(cfg.matmul_precision, cpu, compiled=forward is compiled)
+    precision = precision_for_device(cfg.trainer.precision, cpu)
+    autocast = precision_plugin(precision, cpu).forward_context  # what the Trainer runs the forward in
+    matmul = {forward: matmul_precision_for_device(cfg.matmul_precision, cpu, compiled=forward is compiled)
               for forward in (model, compiled)}
 
     def step(forward: Callable) -> None:

@@ -26,7 +26,7 @@ import torch
 
 from chargpt.model import blocks
 from chargpt.model.positional import Rotary
-from chargpt.training.precision import plugin as precision_plugin
+from chargpt.training.precision import precision_plugin
 from script_cli import run_script
 from step_benchmarks import VOCAB, preset_model, preset_optimizer, step_benchmark_parser
 

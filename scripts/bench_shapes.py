@@ -27,7 +27,7 @@ import time
 
 import torch
 
-from chargpt.training.precision import plugin as precision_plugin
+from chargpt.training.precision import precision_plugin
 from script_cli import ScriptParser, positive, run_script
 from step_benchmarks import VOCAB, add_model_shape, preset_model, preset_optimizer
 

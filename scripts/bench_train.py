@@ -47,7 +47,8 @@ from chargpt.errors import ConfigError, exit_usage
 from chargpt.hydra_run import plain
 from chargpt.training import precision
 from chargpt.training.build import build_run
-from chargpt.training.optim import build_optimizer, build_scheduler
+from chargpt.training.optim import build_optimizer
+from chargpt.training.schedules import build_scheduler
 from script_cli import ScriptParser, positive, run_script
 
 
@@ -129,7 +130,7 @@ def run_bare(cfg: DictConfig, args: argparse.Namespace) -> float:
     L.seed_everything(cfg.seed, verbose=False)
     datamodule, module = build_run(cfg)[:2]
     device = torch.device(args.device)
-    run_precision = precision.plugin(args.precision, device)  # what the Trainer applies
+    run_precision = precision.precision_plugin(args.precision, device)  # what the Trainer applies
     model = run_precision.convert_module(module.model.to(device)).train()
     step_model = torch.compile(model) if args.compile else model
     total = args.warmup + args.steps
@@ -262,7 +263,7 @@ def main() -> None:
     args = parse_args()
     quiet_known_warnings()
     try:  # both paths run the precision a run resolves to ("auto" included) here
-        args.precision = precision.resolved(args.precision, torch.device(args.device))
+        args.precision = precision.precision_for_device(args.precision, torch.device(args.device))
     except ConfigError as e:
         exit_usage(f"--precision: {e}")
     with tempfile.TemporaryDirectory(prefix="chargpt-bench-") as out:

@@ -21,8 +21,7 @@ import time
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from chargpt.training.precision import plugin as precision_plugin
-from chargpt.training.precision import resolved
+from chargpt.training.precision import precision_for_device, precision_plugin
 from script_cli import positive, run_script
 from step_benchmarks import VOCAB, preset_model, preset_optimizer, step_benchmark_parser
 
@@ -43,7 +42,7 @@ def parse_args() -> argparse.Namespace:
 def main() -> None:
     args = parse_args()
     device = torch.device("cpu")
-    precision = resolved(args.precision, device)
+    precision = precision_for_device(args.precision, device)
     context = precision_plugin(precision, device)
     model = context.convert_module(preset_model(args)).train()
     opt = preset_optimizer(model)

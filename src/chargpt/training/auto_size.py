@@ -40,7 +40,7 @@ from chargpt.model import ModelConfig, build_model
 from chargpt.overrides import as_typed, override_key
 from chargpt.training.budget_plan import RESERVE_SECONDS, VALIDATION_MARGIN, busy_advice
 from chargpt.training.optim import build_optimizer
-from chargpt.training.precision import plugin as precision_plugin
+from chargpt.training.precision import precision_plugin
 
 log = logging.getLogger(__name__)
 

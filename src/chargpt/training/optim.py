@@ -21,10 +21,6 @@ from chargpt.checks import real_number, whole_number, yes_no
 from chargpt.errors import ConfigError
 from chargpt.training.muon import NS_DTYPES, Muon
 
-# Re-exported for scripts/bench_train.py, which imports it from here: drop once it imports it from
-# chargpt.training.schedules, where it lives.
-from chargpt.training.schedules import build_scheduler as build_scheduler
-
 # Muon arrived in torch 2.9; the rest of chargpt runs on the torch>=2.6 that pyproject.toml allows.
 MUON_TORCH = "2.9"
 

@@ -274,10 +274,3 @@ def saved_matmul_precision(run_dir: Path, default: str = "high") -> str:
     `default` when there is no such config (`high`, the training default before `auto`)."""
     saved = saved_config(run_dir).get("matmul_precision")
     return str(saved) if saved in MATMUL_PRECISIONS else default
-
-
-# The old names, still imported by training/auto_size.py and scripts/ (edited elsewhere at the
-# moment): drop these once they import the names above.
-plugin = precision_plugin
-resolved = precision_for_device
-resolved_matmul = matmul_precision_for_device
