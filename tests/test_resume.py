@@ -262,3 +262,36 @@ def test_the_resume_command_keeps_wandbs_mode(mode: str | None, monkeypatch: pyt
     prefix = [f"WANDB_MODE={mode}"] if mode else []
     assert shlex.split(command) == [*prefix, "chargpt-train", "seed=3", "logger=wandb",
                                     "ckpt_path=/runs/my run"]
+
+
+def test_a_run_killed_while_writing_last_ckpt_goes_on_from_its_newest_best(tmp_path, monkeypatch, capsys):
+    # Killed between best-<step>.ckpt and last.ckpt: the run was said to have no checkpoint, and
+    # starting it over as advised left the killed run's best file among the new run's.
+    import socket
+    import subprocess
+
+    corpus = write_corpus(tmp_path / "corpus.txt")
+    common = ["trainer.val_check_interval=4", "callbacks.model_checkpoint.save_top_k=-1"]
+    code, _, err = run_main(train_main, bare_train_args(corpus, tmp_path / "straight", *common,
+                                                        "trainer.max_steps=12"), capsys)
+    assert code == 0, err
+    run = tmp_path / "killed"
+    code, _, err = run_main(train_main, bare_train_args(corpus, run, *common, "trainer.max_steps=12"), capsys)
+    assert code == 0, err
+    for late in ("last.ckpt", "best-000012.ckpt"):
+        (run / "checkpoints" / late).unlink()  # as if killed at step 8, writing last.ckpt after best
+    metrics = json.loads((run / "metrics.json").read_text())
+    (run / "metrics.json").write_text(json.dumps({**metrics, "step": 8}))
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    (run / "status.json").write_text(json.dumps({"status": "running", "pid": gone.pid,
+                                                 "host": socket.gethostname()}))
+
+    code, _, err = run_main(train_main, bare_train_args(corpus, run, *common, "trainer.max_steps=12"), capsys)
+    assert code == 2 and f"already holds a run; continue it with {shlex.quote(f'ckpt_path={run}')}" in err
+    code, _, err = run_main(train_main, bare_train_args(corpus, run, *common, "trainer.max_steps=12",
+                                                        f"ckpt_path={run}"), capsys)
+    assert code == 0, err
+    a, b = _state(tmp_path / "straight"), _state(run)
+    assert a["global_step"] == b["global_step"] == 12
+    assert all(torch.equal(value, b["state_dict"][key]) for key, value in a["state_dict"].items())

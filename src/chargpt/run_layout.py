@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import socket
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,8 @@ from chargpt.files import process_alive, read_json_object
 
 CHECKPOINT_DIR = "checkpoints"
 LAST = "last.ckpt"
+# The best checkpoints' names (configs/callbacks/model_checkpoint.yaml); Lightning adds -vN to one taken.
+BEST_NAME = re.compile(r"best-(\d+)(?:-v\d+)?\.ckpt")
 STATUS_FILE = "status.json"
 METRICS_FILE = "metrics.json"
 BUDGET_FILE = "budget.json"
@@ -84,8 +87,15 @@ def launched_with(run_dir: Path, group: str) -> str | None:
 
 
 def last_checkpoint(run_dir: Path) -> Path | None:
-    """A run directory's last.ckpt (in its checkpoints/ folder, or beside it), if it has one."""
-    return next((c for c in (run_dir / CHECKPOINT_DIR / LAST, run_dir / LAST) if c.is_file()), None)
+    """The checkpoint a run goes on from: its last.ckpt (in its checkpoints/ folder, or beside it),
+    else its newest best-<step>.ckpt (a run killed while it wrote last.ckpt after its best, or one
+    trained without callbacks.last_checkpoint); None when it has neither."""
+    last = next((c for c in (run_dir / CHECKPOINT_DIR / LAST, run_dir / LAST) if c.is_file()), None)
+    if last is not None:
+        return last
+    best = [(int(m[1]), c) for c in (run_dir / CHECKPOINT_DIR).glob("best-*.ckpt")
+            if (m := BEST_NAME.fullmatch(c.name)) and c.is_file()]
+    return max(best, key=lambda found: (found[0], found[1].stat().st_mtime))[1] if best else None
 
 
 def holds_run(folder: Path) -> bool:
