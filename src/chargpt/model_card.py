@@ -13,7 +13,7 @@ from chargpt.errors import CheckpointError
 from chargpt.export_layout import CONFIG_FILE, export_folder_of, read_export_config
 from chargpt.inference import TrainedModel
 from chargpt.metric_names import VAL_LOSS
-from chargpt.run_layout import CHECKPOINT_DIR, LAST, SWEEP_CONFIG, run_dir_of
+from chargpt.run_layout import CHECKPOINT_DIR, LAST, SWEEP_CONFIG, VAL_STEP, run_dir_of
 
 # Hydra's default run directories are outputs/DATE/TIME: the time alone would be a poor name.
 _TIME_NAME = re.compile(r"\d\d-\d\d-\d\d")
@@ -65,14 +65,21 @@ def _float(value: Any) -> float | None:
 
 
 def checkpoint_score(ckpt: dict[str, Any]) -> tuple[float | None, int | None]:
-    """(validation loss, step) of a checkpoint's weights, from the checkpoint callback's state:
-    its current_score is the val/loss of the validation that saved this file."""
-    val_loss = None
-    for state in (ckpt.get("callbacks") or {}).values():
-        if isinstance(state, dict) and state.get("monitor") == VAL_LOSS:
-            val_loss = _float(state.get("current_score"))
+    """(validation loss, step) of a checkpoint's weights, from the checkpoint callback's state: its
+    current_score is the val/loss of the latest validation. No loss when that validation was at
+    another step than these weights (a checkpoint written on an interruption, steps after it), as
+    the run's metrics record it (RunMetrics' val_step)."""
     step = ckpt.get("global_step")
-    return val_loss, step if isinstance(step, int) else None
+    step = step if isinstance(step, int) else None
+    val_loss, val_step = None, step
+    for state in (ckpt.get("callbacks") or {}).values():
+        if not isinstance(state, dict):
+            continue
+        if state.get("monitor") == VAL_LOSS:
+            val_loss = _float(state.get("current_score"))
+        if VAL_STEP in state:
+            val_step = state[VAL_STEP]
+    return (val_loss if val_step == step else None), step
 
 
 def card_for_checkpoint(file: Path, ckpt: dict[str, Any], params: int, name: str | None = None) -> ModelCard:

@@ -26,6 +26,7 @@ LAST = "last.ckpt"
 BEST_NAME = re.compile(r"best-(\d+)(?:-v\d+)?\.ckpt")
 STATUS_FILE = "status.json"
 METRICS_FILE = "metrics.json"
+VAL_STEP = "val_step"  # in metrics.json and a checkpoint's RunMetrics state: the step val_loss is of
 BUDGET_FILE = "budget.json"
 LOG_FILE = "train.log"  # Hydra appends its log to it (configs/hydra/default.yaml)
 SWEEP_CONFIG = "multirun.yaml"  # Hydra's record of a sweep, in the sweep's folder

@@ -14,7 +14,7 @@ from lightning.pytorch.trainer.states import TrainerFn
 from chargpt.distributed import is_rank_zero
 from chargpt.files import write_json_atomic
 from chargpt.metric_names import VAL_LOSS
-from chargpt.run_layout import METRICS_FILE
+from chargpt.run_layout import METRICS_FILE, VAL_STEP
 from chargpt.training.callbacks.nonfinite_guard import val_loss_not_finite
 
 log = logging.getLogger(__name__)
@@ -84,7 +84,7 @@ class RunMetrics(Callback):
     def state_dict(self) -> dict[str, Any]:
         state: dict[str, Any] = {
             "train_seconds": self.train_seconds(), "best_val_loss": self.best_val_loss,
-            "initial_val_loss": self.initial_val_loss, "val_step": self.val_step, "val_loss": self.val_loss,
+            "initial_val_loss": self.initial_val_loss, VAL_STEP: self.val_step, "val_loss": self.val_loss,
         }
         trainer = self._trainer
         if trainer is not None and getattr(trainer, "datamodule", None) is not None:
@@ -95,7 +95,7 @@ class RunMetrics(Callback):
         self.previous_seconds = float(state_dict.get("train_seconds", 0.0))
         self.best_val_loss = state_dict.get("best_val_loss")
         self.initial_val_loss = state_dict.get("initial_val_loss")
-        self.val_step = state_dict.get("val_step")
+        self.val_step = state_dict.get(VAL_STEP)
         self.val_loss = state_dict.get("val_loss")
         self._resumed = {k: state_dict[k] for k in ("tokens", "tokens_per_step") if k in state_dict}
 
@@ -105,7 +105,7 @@ class RunMetrics(Callback):
         figures = {
             "best_val_loss": self.best_val_loss,
             "val_loss": self.val_loss,
-            "val_step": self.val_step,  # the step val_loss was measured at
+            VAL_STEP: self.val_step,  # the step val_loss was measured at
             "step": trainer.global_step,
             "max_steps": trainer.max_steps,  # the run's total (a time budget's count, when one is set)
             "tokens": tokens,
