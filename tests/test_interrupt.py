@@ -99,6 +99,10 @@ def test_a_stop_during_the_closing_sample_leaves_the_run_finished(stop, exit_cod
     status = json.loads((run / "status.json").read_text())
     assert status["status"] == "finished" and isinstance(status["value"], float)
     assert "before training" not in err  # it trained
+    # Its log ends as every run's does: how it ended (it had no last line).
+    why = "Ctrl-C or a signal" if stop is KeyboardInterrupt else "its output's reader closed the pipe"
+    assert (run / "train.log").read_text().splitlines()[-1].endswith(
+        f"run ended: finished, best val loss {status['value']:.4f}; its closing sample was stopped ({why})")
 
 
 def test_a_stop_before_training_says_the_same_command_starts_over(tmp_path, monkeypatch, capsys) -> None:

@@ -48,7 +48,7 @@ def write_status(run_dir: str | Path, status: str, **fields: Any) -> None:
 # The task wrapper below reads them only through the functions beside them: a parallel sweep's
 # workers receive the wrapper pickled by value, with copies of the globals it names itself.
 _started: set[str] = set()
-_trained: set[str] = set()
+_trained: dict[str, float | None] = {}  # run folder -> its best val loss, once training ended
 
 
 def _key(run_dir: str | Path) -> str:
@@ -67,7 +67,7 @@ def _has_trained(run_dir: str | Path) -> bool:
 
 def _forget_progress(run_dir: str | Path) -> None:
     _started.discard(_key(run_dir))
-    _trained.discard(_key(run_dir))
+    _trained.pop(_key(run_dir), None)
 
 
 def record_started(run_dir: str | Path) -> None:
@@ -92,7 +92,7 @@ def record_signalled(run_dir: str | Path, line: str) -> None:
 def record_trained(run_dir: str | Path, best_val_loss: float | None) -> None:
     """Training ended: the run is finished, whatever happens while its sample is drawn."""
     write_status(run_dir, "finished", value=best_val_loss)
-    _trained.add(_key(run_dir))
+    _trained[_key(run_dir)] = best_val_loss
 
 
 def _interrupted(err: BaseException) -> bool:
@@ -126,6 +126,16 @@ def _note_end(run_dir: str | Path, how: str) -> None:
     _note_in_log(run_dir, f"run ended: {how}")
 
 
+def _stopped_by(err: BaseException) -> str:
+    if _interrupted(err):
+        return "Ctrl-C or a signal"
+    return "its output's reader closed the pipe" if isinstance(err, BrokenPipeError) else type(err).__name__
+
+
+def _finished(best_val_loss: float | None) -> str:
+    return "finished" + ("" if best_val_loss is None else f", best val loss {best_val_loss:.4f}")
+
+
 def record_status(task: Callable[[DictConfig], float | None]) -> Callable[[DictConfig], float | None]:
     """Wrap a Hydra task function: status.json in the run dir, and failure isolation in sweeps."""
     @functools.wraps(task)
@@ -135,8 +145,10 @@ def record_status(task: Callable[[DictConfig], float | None]) -> Callable[[DictC
         try:
             result = task(cfg)
         except BaseException as err:
-            if _has_trained(run_dir):
-                raise  # trained and recorded finished: a Ctrl-C or a closed pipe during its sample
+            if _has_trained(run_dir):  # trained and recorded finished: stopped during its sample
+                _note_end(run_dir, f"{_finished(_trained[_key(run_dir)])}; its closing sample was stopped "
+                                   f"({_stopped_by(err)})")
+                raise
             if isinstance(err, JobStopped) and not has_started(run_dir):
                 raise  # a parallel sweep stopped before this job began training: nothing to record
             if _interrupted(err):
@@ -168,7 +180,7 @@ def record_status(task: Callable[[DictConfig], float | None]) -> Callable[[DictC
                 log.error("this job failed, the sweep goes on:\n%s", traceback.format_exc())
             return FAILED_VALUE
         write_status(run_dir, "finished", value=result)
-        _note_end(run_dir, "finished" + ("" if result is None else f", best val loss {result:.4f}"))
+        _note_end(run_dir, _finished(result))
         if result is None and is_multirun():
             return FAILED_VALUE  # no validation ran: nothing to rank; sweepers need a number
         return result
