@@ -63,6 +63,9 @@ def test_eval_scores_the_runs_own_text_and_split_by_default(run, capsys) -> None
     result = _result(*run_main(eval_cli.main, [f"ckpt_path={run_dir}", "device=cpu"], capsys))
     n = len(text.read_text())
     assert result["data"] == str(text) and result["split"] == "val"
+    # The step of the weights scored: a run still training rewrites last.ckpt between two evals.
+    last = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    assert result["step"] == last["global_step"] > 0
     assert result["tokens"] == n - int(n * 0.8) - 1  # the run's 80/20 split, every target
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert result["loss"] == pytest.approx(metrics["val_loss"], abs=1e-4)
@@ -162,8 +165,9 @@ def test_eval_json_has_one_loss_key_beside_the_split(split, tmp_path, capsys) ->
     ckpt = _checkpoint_of(tmp_path, write_corpus(tmp_path / "t.txt", n_chars=1000))
     result = _result(*run_main(eval_cli.main, [f"ckpt_path={ckpt}", f"split={split}", "device=cpu"],
                                capsys))
-    assert set(result) == {"loss", "bpc", "tokens", "stride", "split", "data", "checkpoint", "precision",
-                           "matmul_precision", "by_class", "loss_by_position_buckets", "loss_by_position"}
+    assert set(result) == {"loss", "bpc", "tokens", "stride", "split", "data", "checkpoint", "step",
+                           "precision", "matmul_precision", "by_class", "loss_by_position_buckets",
+                           "loss_by_position"}
     assert result["split"] == split and result["stride"] == 16
     assert result["tokens"] == {"val": 99, "train": 899, "all": 999}[split]
 

@@ -31,6 +31,7 @@ from chargpt.errors import ConfigError, exit_on_user_error
 from chargpt.evaluation import Evaluation, check_stride, evaluate_text
 from chargpt.hydra_run import as_written
 from chargpt.inference import load_with_checkpoint, pick_device
+from chargpt.model_card import card_for_export
 from chargpt.overrides import as_typed
 from chargpt.training.precision import (
     matmul_precision_for_device,
@@ -129,7 +130,9 @@ def _hydra_main(cfg: DictConfig) -> None:
         print(f"note: the {cfg.split} split holds {len(ids):,} characters, no more than the model's context: "
               f"scored as one window of {result.window}, so stride={result.stride}", file=sys.stderr)
     arithmetic_used = {"precision": forward, "matmul_precision": products}
-    line = report(result, cfg.split, scored_text(text, cfg.split), file, arithmetic_used)
+    # Which weights: a run still training rewrites its last.ckpt, and the next eval scores another step.
+    step = ckpt.get("global_step") if ckpt is not None else card_for_export(file).step
+    line = report(result, cfg.split, scored_text(text, cfg.split), file, arithmetic_used, step)
     print(json.dumps(line, ensure_ascii=False))
 
 
@@ -167,7 +170,7 @@ def refuse_val_in_training_text(cfg: DictConfig, overrides: dict[str, str], spli
 
 
 def report(result: Evaluation, split: str, data: str, checkpoint: str,
-           arithmetic: dict[str, str] | None = None) -> dict[str, Any]:
+           arithmetic: dict[str, str] | None = None, step: int | None = None) -> dict[str, Any]:
     """The JSON line: the headline figures first, the long per-position list last."""
     out: dict[str, Any] = {
         "loss": round(result.loss, 5),
@@ -178,7 +181,7 @@ def report(result: Evaluation, split: str, data: str, checkpoint: str,
     if result.stride < result.window:
         out["loss_non_overlapping"] = round(result.loss_non_overlapping, 5)
         out["bpc_non_overlapping"] = round(result.bpc_non_overlapping, 5)
-    out.update(split=split, data=data, checkpoint=checkpoint, **(arithmetic or {}))
+    out.update(split=split, data=data, checkpoint=checkpoint, step=step, **(arithmetic or {}))
     out["by_class"] = {
         name: {"loss": None if loss is None else round(loss, 4), "count": result.class_counts[name]}
         for name, loss in result.class_losses.items()
