@@ -1,6 +1,7 @@
 """How every command ends when the user stops it: Ctrl-C is one line and exit 130; output into a
-pipe whose reader stopped (`| head`) ends quietly with exit 141, as other Unix tools do. No torch
-here: the report uses it too, and starts without torch."""
+pipe whose reader stopped (`| head`) ends quietly with exit 141, as other Unix tools do, except
+training, which goes on without its console (console_outliving_its_reader). No torch here: the
+report uses it too, and starts without torch."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import signal
 import sys
 import threading
 from collections.abc import Iterator
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from chargpt.errors import NO_ROOM, exit_stopped_by, exit_usage, signal_exit_code
 from chargpt.stop_signals import STOP_SIGNALS, handling_stop_signals
@@ -135,3 +136,56 @@ def _raise_terminated(signum: int, frame: object) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends the process at once
     raise Terminated
 
+
+class _OutlivingItsReader:
+    """A console stream that a closed pipe does not stop: the first write or flush that finds its
+    reader gone points the stream's file at /dev/null (what is still buffered and all that follows
+    goes there) and says so once on stderr. Everything else is the stream's own."""
+
+    def __init__(self, stream: Any, note: str) -> None:
+        self._stream, self._note, self.reader_gone = stream, note, False
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            self._lose_the_reader()
+            return self._stream.write(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            self._lose_the_reader()
+            self._stream.flush()
+
+    def _lose_the_reader(self) -> None:
+        if self.reader_gone:
+            return  # /dev/null has the file's place already: the retry says what else is wrong
+        self.reader_gone = True
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, self._stream.fileno())
+        os.close(devnull)
+        print(self._note, file=sys.stderr, flush=True)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+@contextlib.contextmanager
+def console_outliving_its_reader(note: str) -> Iterator[None]:
+    """stdout for a command whose work must not end because its console's reader did (`| head`,
+    a closed terminal pipe): Python would raise at the next print, Lightning would fail the run,
+    and logging would print a traceback for each line. `note`: what stderr says when that happens.
+    A stdout that is no real file (a test's capture) is left as it is."""
+    stream = sys.stdout
+    try:
+        stream.fileno()
+    except (AttributeError, OSError, ValueError):
+        yield
+        return
+    sys.stdout = _OutlivingItsReader(stream, note)  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        sys.stdout = stream

@@ -18,7 +18,7 @@ from omegaconf import DictConfig, open_dict
 from chargpt.checks import check_seed, training_seed
 from chargpt.cli import CONFIG_PATH
 from chargpt.cli.common import cli_task, naming_removed_settings, quiet_known_warnings, run_main, use_threads
-from chargpt.cli.exits import nothing_to_save_until_training, signal_of
+from chargpt.cli.exits import console_outliving_its_reader, nothing_to_save_until_training, signal_of
 from chargpt.cli.prompts import check_prompt_text, resolve_prompt
 from chargpt.distributed import is_rank_zero
 from chargpt.errors import ChargptError, exit_on_user_error, say_stopped_by, signal_exit_code
@@ -51,6 +51,8 @@ from chargpt.training.callbacks.graceful_interrupt import GracefulInterrupt, Tra
 from chargpt.training.callbacks.metrics import RunMetrics
 
 CONFIG_NAME = "train"  # configs/train.yaml
+READER_GONE = ("warning: the console's reader closed its pipe; the run goes on without console output, "
+               "and its train.log keeps its log")
 
 log = logging.getLogger(__name__)
 
@@ -285,7 +287,8 @@ def _hydra_main(cfg: DictConfig) -> float | None:
 
 def main() -> None:
     # Ctrl-C before or after the training loop (nothing to save) ends with exit code 130.
-    run_main(_hydra_main, prepare=resume_overrides, config_name=CONFIG_NAME)
+    with console_outliving_its_reader(READER_GONE):
+        run_main(_hydra_main, prepare=resume_overrides, config_name=CONFIG_NAME)
 
 
 if __name__ == "__main__":
