@@ -93,5 +93,5 @@ def is_run_dir_key(key: str) -> bool:
 def is_path_key(key: str) -> bool:
     """Settings that name a file or folder: `~` and environment variables are expanded."""
     last = key.rsplit(".", 1)[-1]
-    return key in ("ckpt_path", "init_from", "out", "data.name") or (
+    return key in ("ckpt_path", "init_from", "out", "data.name", "paths.output_root", "paths.data_dir") or (
         key.startswith("data.") and last.endswith("path"))
