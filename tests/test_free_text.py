@@ -166,9 +166,11 @@ def test_paths_expand_home_and_variables(run: Path, monkeypatch, capsys) -> None
     assert args[2] == f"hydra.run.dir={run.parent}/runs/${{now:%Y}}"  # interpolation kept
     assert args[3] == "prompt='~/$RUNS'"  # prompts are never expanded
     # The folders runs go under and data is read from, typed as hydra.run.dir is (it was refused).
-    args = hydra_argv(["x", "paths.output_root=~/my runs, é", "paths.data_dir=$RUNS/data 🎉"])
+    args = hydra_argv(["x", "paths.output_root=~/my runs, é", "paths.data_dir=$RUNS/data 🎉",
+                       "paths.output_root=${hydra:runtime.cwd}/outs"])
     assert args[1:] == [f"paths.output_root='{run.parent}/my runs, é'",
-                        f"paths.data_dir='{run.parent}/data 🎉'"]
+                        f"paths.data_dir='{run.parent}/data 🎉'",
+                        "paths.output_root=${hydra:runtime.cwd}/outs"]  # interpolation kept
 
 
 def test_a_path_quoted_the_hydra_way_loses_its_quotes(tmp_path: Path, monkeypatch) -> None:

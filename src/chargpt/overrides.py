@@ -71,7 +71,7 @@ def as_typed(override: str) -> str:
     prompts) and run folders for Hydra before Hydra recorded them, so a printed command unquotes
     them to run as shown. Any other value keeps the quotes it was typed with: Hydra needs them."""
     key = override_key(override)
-    if "=" not in override or not (is_free_text_key(key) or is_run_dir_key(key)):
+    if "=" not in override or not (is_free_text_key(key) or is_folder_key(key)):
         return override
     return f"{override.partition('=')[0]}={literal_value(override)}"
 
@@ -85,13 +85,15 @@ def is_free_text_key(key: str) -> bool:
     return is_path_key(key) or is_prompt_key(key) or key == "name"
 
 
-def is_run_dir_key(key: str) -> bool:
-    """Settings that name a run's folder (a sweep job's included): taken as typed, interpolations kept."""
-    return key in ("hydra.run.dir", "hydra.sweep.dir", "hydra.sweep.subdir")
+def is_folder_key(key: str) -> bool:
+    """Settings that name a run's folder (a sweep job's included), or the folders runs go under and
+    data is read from: taken as typed, interpolations kept."""
+    return key in ("hydra.run.dir", "hydra.sweep.dir", "hydra.sweep.subdir", "paths.output_root",
+                   "paths.data_dir")
 
 
 def is_path_key(key: str) -> bool:
     """Settings that name a file or folder: `~` and environment variables are expanded."""
     last = key.rsplit(".", 1)[-1]
-    return key in ("ckpt_path", "init_from", "out", "data.name", "paths.output_root", "paths.data_dir") or (
+    return key in ("ckpt_path", "init_from", "out", "data.name") or (
         key.startswith("data.") and last.endswith("path"))

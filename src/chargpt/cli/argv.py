@@ -32,10 +32,10 @@ from chargpt.data.sources import expand_path
 from chargpt.errors import ConfigError
 from chargpt.overrides import (
     hydra_quoted,
+    is_folder_key,
     is_free_text_key,
     is_path_key,
     is_prompt_key,
-    is_run_dir_key,
     is_sweep,
     literal_value,
     omegaconf_literal,
@@ -190,7 +190,7 @@ def hydra_argv(argv: list[str]) -> list[str]:
             if is_free_text_key(key) and not (not is_prompt_key(key) and value.lower() in ("null", "")):
                 out[i] = f"{plus}{key}={_free_text(key, value)}"
                 continue
-            if is_run_dir_key(key):  # may use ${now:...}: expanded, and quoted only when needed
+            if is_folder_key(key):  # may use ${now:...}: expanded, and quoted only when needed
                 value = value if value[:1] in ("'", '"') else expand_path(value)
                 out[i] = f"{plus}{key}={value}"
                 if parses(out[i], single_string=True):

@@ -65,6 +65,11 @@ def _has_trained(run_dir: str | Path) -> bool:
     return _key(run_dir) in _trained
 
 
+def _trained_to(run_dir: str | Path) -> float | None:
+    """The best validation loss of a run whose training ended in this process."""
+    return _trained.get(_key(run_dir))
+
+
 def _forget_progress(run_dir: str | Path) -> None:
     _started.discard(_key(run_dir))
     _trained.pop(_key(run_dir), None)
@@ -146,7 +151,7 @@ def record_status(task: Callable[[DictConfig], float | None]) -> Callable[[DictC
             result = task(cfg)
         except BaseException as err:
             if _has_trained(run_dir):  # trained and recorded finished: stopped during its sample
-                _note_end(run_dir, f"{_finished(_trained[_key(run_dir)])}; its closing sample was stopped "
+                _note_end(run_dir, f"{_finished(_trained_to(run_dir))}; its closing sample was stopped "
                                    f"({_stopped_by(err)})")
                 raise
             if isinstance(err, JobStopped) and not has_started(run_dir):
