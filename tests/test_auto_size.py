@@ -360,8 +360,10 @@ def test_model_auto_implies_the_cpu_100s_recipe() -> None:
     assert given.optimizer.lr == 0.02  # the command line wins
 
 
-def test_printed_override_reproduces_the_model() -> None:
-    overrides = ["model=auto", "budget_seconds=300", "model.norm=rmsnorm"]
+@pytest.mark.parametrize("typed", [[], ["optimizer.lr=0.0123456789", "model.dropout=0.123456789"]])
+def test_printed_override_reproduces_the_model(typed: list[str]) -> None:
+    # Typed values of many digits came back with six (0.0123457): another run than the one printed.
+    overrides = ["model=auto", "budget_seconds=300", "model.norm=rmsnorm", *typed]
     with initialize_config_dir(config_dir=CONFIG_PATH, version_base="1.3"):
         cfg = compose(config_name="train", overrides=overrides, return_hydra_config=True)
         choice = size(300, train_chars=100_000)
@@ -373,6 +375,8 @@ def test_printed_override_reproduces_the_model() -> None:
     fields.pop("auto")
     chosen = ModelConfig.from_dict(fields)
     assert chosen.n_embd == choice.shape.n_embd and chosen.norm == "rmsnorm" and chosen.dropout > 0
+    if typed:
+        assert cfg.optimizer.lr == 0.0123456789 and chosen.dropout == 0.123456789
     assert ModelConfig.from_dict(plain(again.model)) == chosen
     assert again.data.batch_size == choice.shape.batch_size
     assert plain(again.optimizer) == plain(cfg.optimizer) and plain(again.scheduler) == plain(cfg.scheduler)

@@ -573,7 +573,9 @@ def _value(v: Any) -> str:
         return "null"
     if isinstance(v, bool):
         return str(v).lower()
-    return f"{v:g}" if isinstance(v, float) else str(v)
+    if isinstance(v, float):  # short where that is exact (3e-3 as 0.003), else every digit
+        return f"{v:g}" if float(f"{v:g}") == v else repr(v)
+    return str(v)
 
 
 def report(choice: Choice, budget_seconds: float, train_chars: int) -> str:
