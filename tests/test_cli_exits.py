@@ -420,3 +420,30 @@ def test_a_process_forked_while_lightning_sets_up_reacts_as_it_did_before() -> N
     finally:
         signal.signal(signal.SIGINT, before)
     assert os.waitstatus_to_exitcode(status) == 7
+
+
+def test_logging_made_before_the_console_guard_outlives_a_closed_pipe(monkeypatch, capsys) -> None:
+    # A parallel sweep's worker logs its job through handlers Hydra made before the job's code ran:
+    # each line into the closed pipe printed a logging traceback, and the job failed.
+    import logging
+
+    from chargpt.cli.exits import console_outliving_its_reader
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone
+    console = os.fdopen(write_end, "w")
+    monkeypatch.setattr(sys, "stdout", console)
+    log = logging.getLogger("chargpt.test.worker")
+    handler = logging.StreamHandler(console)
+    log.addHandler(handler)
+    try:
+        with console_outliving_its_reader("warning: reader gone"):
+            log.warning("a line of the job's log")
+            print("and a print", flush=True)
+            assert handler.stream is sys.stdout  # the guard, for the block
+    finally:
+        log.removeHandler(handler)
+    assert handler.stream is console and sys.stdout is console
+    err = capsys.readouterr().err
+    assert err == "warning: reader gone\n", err  # once; no "--- Logging error ---"
+    console.close()

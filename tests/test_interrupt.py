@@ -187,3 +187,4 @@ def test_a_run_whose_console_reader_is_gone_trains_to_its_end(tmp_path: Path) ->
     assert json.loads((run / "status.json").read_text())["status"] == "finished"
     assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 6
     assert "run ended: finished, best val loss " in (run / "train.log").read_text().splitlines()[-1]
+

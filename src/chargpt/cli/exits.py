@@ -6,6 +6,7 @@ report uses it too, and starts without torch."""
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import sys
@@ -184,8 +185,25 @@ def console_outliving_its_reader(note: str) -> Iterator[None]:
     except (AttributeError, OSError, ValueError):
         yield
         return
-    sys.stdout = _OutlivingItsReader(stream, note)  # type: ignore[assignment]
+    if isinstance(stream, _OutlivingItsReader):  # guarded already (the command's own process)
+        yield
+        return
+    guard = _OutlivingItsReader(stream, note)
+    # The log handlers made before the block (a parallel sweep's worker logs its job from them) too.
+    handlers = [h for h in _log_handlers() if isinstance(h, logging.StreamHandler) and h.stream is stream]
+    sys.stdout = guard  # type: ignore[assignment]
+    for handler in handlers:
+        handler.setStream(guard)  # type: ignore[arg-type]
     try:
         yield
     finally:
         sys.stdout = stream
+        for handler in handlers:
+            if handler.stream is guard:
+                handler.setStream(stream)
+
+
+def _log_handlers() -> list[logging.Handler]:
+    loggers = [logging.getLogger(), *(logger for logger in logging.Logger.manager.loggerDict.values()
+                                      if isinstance(logger, logging.Logger))]
+    return [handler for logger in loggers for handler in logger.handlers]

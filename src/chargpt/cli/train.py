@@ -281,7 +281,9 @@ def print_sample(trained: TrainedModel, options: DictConfig, prompt: str) -> Non
 @keep_finished_jobs  # a continued sweep does not train its finished jobs again
 @record_status  # status.json per run; in a sweep a failing job does not stop the others
 def _hydra_main(cfg: DictConfig) -> float | None:
-    with naming_removed_settings():  # inside record_status: a sweep's job records the one line
+    # Inside record_status: a sweep's job records the one line. The console guard again here: a
+    # parallel sweep's worker process runs only this.
+    with naming_removed_settings(), console_outliving_its_reader(READER_GONE):
         return train(cfg)
 
 
