@@ -14,12 +14,12 @@ from types import ModuleType
 
 import pytest
 
-from chargpt.checkpoints import check_resumable
 from chargpt.cli.argv import hydra_argv
 from chargpt.data import CharDataModule
 from chargpt.data.sources import CACHE_FILE
 from chargpt.errors import ChargptError, CheckpointError, ConfigError, DataError
 from chargpt.model import ModelConfig
+from chargpt.training.resume_checks import check_resumable
 from conftest import lacks, run_cli, train_args
 
 

@@ -12,11 +12,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from chargpt.checkpoints import RESUME_STATE_KEY, check_resumable
+from chargpt.checkpoints import RESUME_STATE_KEY
 from chargpt.cli.train import main as train_main
 from chargpt.errors import CheckpointError
 from chargpt.model import ModelConfig
 from chargpt.runs.resume import launch_cwd, resume_command
+from chargpt.training.resume_checks import check_resumable
 from conftest import StepHook, bare_train_args, make_checkpoint, run_main, write_corpus
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")

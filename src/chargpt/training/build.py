@@ -26,7 +26,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
 from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from chargpt.checkpoints import check_resumable, read_checkpoint, resolve_checkpoint
+from chargpt.checkpoints import read_checkpoint, resolve_checkpoint
 from chargpt.checks import real_number, shown, whole_number, yes_no
 from chargpt.data import CharDataModule
 from chargpt.distributed import is_rank_zero
@@ -45,6 +45,7 @@ from chargpt.training.host_memory import keep_freed_memory
 from chargpt.training.module import CharLM
 from chargpt.training.optim import build_optimizer, check_optimizer
 from chargpt.training.optimizer_state import check_optimizer_state
+from chargpt.training.resume_checks import check_resumable
 from chargpt.training.steps import fix_total_steps
 from chargpt.training.trackers import kept_in_checkpoint
 
