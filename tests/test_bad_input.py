@@ -23,7 +23,7 @@ from chargpt.model import ModelConfig
 from chargpt.runs.directory import foreign_files
 from chargpt.runs.status import write_status
 from chargpt.runs.sweep_record import continue_command
-from chargpt.training.build import check_devices, check_trainer_numbers
+from chargpt.training.run_checks import check_devices, check_trainer_numbers
 from conftest import bare_train_args, make_checkpoint, run_main, write_corpus
 
 NO_GPU = pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a CUDA GPU")

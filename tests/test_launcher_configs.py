@@ -51,17 +51,17 @@ def test_ddp_in_a_multirun_is_allowed_where_the_cluster_starts_the_ranks(monkeyp
     from omegaconf import OmegaConf
 
     from chargpt.errors import SetupError
-    from chargpt.training import build
+    from chargpt.training import run_checks
 
     cfg = OmegaConf.create({"trainer": {"strategy": "ddp"}})
-    monkeypatch.setattr(build, "is_multirun", lambda: True)
+    monkeypatch.setattr(run_checks, "is_multirun", lambda: True)
     for name in ("SLURM_NTASKS", "SLURM_JOB_NAME", "TORCHELASTIC_RUN_ID"):
         monkeypatch.delenv(name, raising=False)
     with pytest.raises(SetupError, match="cannot run inside a Hydra multirun"):
-        build.check_launch(cfg)  # Lightning would re-run the command line for each rank
+        run_checks.check_launch(cfg)  # Lightning would re-run the command line for each rank
     monkeypatch.setenv("SLURM_NTASKS", "8")  # the submitit launcher: SLURM started every rank
     monkeypatch.setenv("SLURM_JOB_NAME", "chargpt")
-    build.check_launch(cfg)
+    run_checks.check_launch(cfg)
 
 
 def _with_options(group: str) -> list[list[str]]:

@@ -1,4 +1,5 @@
-"""Build a run from its config: checks, data, model, trainer, the checkpoint to resume.
+"""Build a run from its config: data, model, trainer, the checkpoint to resume, once the checks of
+run_checks.py (the settings) and resume_checks.py (the checkpoint) have passed.
 
 `build_run` is shared by `chargpt-train` and the training benchmark, so the benchmark measures
 exactly the path users run. The callbacks and loggers are all in the config (configs/callbacks/,
@@ -9,34 +10,30 @@ from __future__ import annotations
 
 import logging
 import os
-import re
-import shlex
 import time
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import lightning as L
-import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from lightning.fabric.plugins import TorchCheckpointIO
-from lightning.fabric.plugins.environments import SLURMEnvironment, TorchElasticEnvironment
 from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
 from lightning.pytorch.loggers import Logger
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from chargpt.checkpoints import read_checkpoint, resolve_checkpoint
-from chargpt.checks import real_number, shown, whole_number, yes_no
+from chargpt.checks import real_number, yes_no
 from chargpt.data import CharDataModule
 from chargpt.distributed import is_rank_zero
-from chargpt.errors import ChargptError, ConfigError, SetupError, first_line
+from chargpt.errors import ChargptError, ConfigError, first_line
 from chargpt.files import read_json_object, write_text_atomic
-from chargpt.hydra_run import is_multirun, plain, task_overrides
+from chargpt.hydra_run import plain, task_overrides
 from chargpt.metric_names import MONITORABLE, is_monitorable
 from chargpt.model import ModelConfig
 from chargpt.overrides import override_key
-from chargpt.run_layout import BUDGET_FILE, METRICS_FILE, SAVED_CONFIG, last_checkpoint, run_dir_of
+from chargpt.run_layout import BUDGET_FILE, SAVED_CONFIG, run_dir_of
 from chargpt.training import auto_size, budget_plan, precision
 from chargpt.training.callbacks import budget
 from chargpt.training.checkpoint_io import AtomicCheckpointIO, follow_moved_run
@@ -46,15 +43,20 @@ from chargpt.training.module import CharLM
 from chargpt.training.optim import build_optimizer, check_optimizer
 from chargpt.training.optimizer_state import check_optimizer_state
 from chargpt.training.resume_checks import check_resumable
+from chargpt.training.run_checks import (
+    check_devices,
+    check_finetune_settings,
+    check_launch,
+    check_not_its_own_start,
+    check_not_rewinding,
+    check_trainer_numbers,
+    check_window_length,
+    resumable,
+)
 from chargpt.training.steps import fix_total_steps
 from chargpt.training.trackers import kept_in_checkpoint
 
 log = logging.getLogger(__name__)
-
-
-def is_finetune_experiment() -> bool:
-    """Whether the run composes experiment=finetune (which only makes sense with init_from)."""
-    return HydraConfig.initialized() and HydraConfig.get().runtime.choices.get("experiment") == "finetune"
 
 
 def budget_reserve(cfg: DictConfig) -> float:
@@ -123,126 +125,6 @@ def record_resolved_config(cfg: DictConfig, notes: list[str]) -> None:
         return
     header = "".join(f"# {note}\n" for note in notes)
     write_text_atomic(saved, header + OmegaConf.to_yaml(cfg))  # a crash leaves Hydra's file whole
-
-
-def check_devices(trainer_cfg: DictConfig) -> None:
-    """More devices than the machine has, or a count that is none, is a one-line error (Lightning's
-    own is a traceback, or a message that names no fix)."""
-    accelerator = str(trainer_cfg.get("accelerator", "auto"))
-    devices = trainer_cfg.get("devices", "auto")
-    gpus = torch.cuda.device_count()
-    on_gpus = accelerator in ("gpu", "cuda") or (accelerator == "auto" and gpus)
-    text = str(devices)
-    # On GPUs Lightning also takes -1 (every GPU) and a string of indices ("0,1").
-    gpu_choice = text == "-1" or re.fullmatch(r"[\d\s,]*,[\d\s,]*", text) is not None
-    if isinstance(devices, (list, ListConfig)):
-        wanted = len(devices)
-    elif text.isdigit() and int(text) > 0:
-        wanted = int(text)
-    elif text == "auto" or (on_gpus and gpu_choice):
-        return  # Lightning takes what exists, or the GPUs named
-    else:  # Lightning's "`devices` selected with `CPUAccelerator` should be an int > 0."
-        raise ConfigError(f"trainer.devices={devices!r} is not a number of devices; use a whole number "
-                          "from 1 (trainer.devices=1), a list of GPU indices ([0,1]), or auto")
-    if on_gpus:
-        if gpus == 0:
-            raise ConfigError(
-                f"trainer.accelerator={accelerator} but no CUDA GPU is visible; use trainer=cpu"
-            )
-        if wanted > gpus:
-            raise ConfigError(
-                f"trainer.devices={devices} but {gpus} CUDA GPU(s) are visible; "
-                f"use trainer.devices={gpus} or fewer"
-            )
-    elif accelerator in ("cpu", "auto") and wanted > (cores := os.cpu_count() or 1):
-        raise ConfigError(
-            f"trainer.devices={devices} asks for {wanted} CPU processes but this machine has {cores} CPU "
-            f"cores; use trainer.devices={cores} or fewer"
-        )
-
-
-# The trainer's step and epoch counts: whole numbers from these lows (-1: no limit), or null.
-# Lightning's counts: the least each takes, and whether it takes None (its own default then).
-TRAINER_COUNTS = {"max_steps": (-1, False), "max_epochs": (-1, True), "log_every_n_steps": (0, True),
-                  "accumulate_grad_batches": (1, False), "num_sanity_val_steps": (-1, True)}
-# Lightning's switches (a string there would count as true); `deterministic` also takes "warn".
-TRAINER_FLAGS = ("deterministic", "enable_model_summary", "use_distributed_sampler", "benchmark",
-                 "inference_mode", "detect_anomaly", "barebones", "sync_batchnorm")
-
-
-def check_trainer_numbers(trainer_cfg: DictConfig, finetuning: bool = False) -> None:
-    """Counts and intervals of the wrong type are one line naming the setting (Lightning's own
-    error, "'<' not supported between instances of 'str' and 'int'", names neither)."""
-    for key, (low, nullable) in TRAINER_COUNTS.items():
-        if key in trainer_cfg:
-            whole_number(f"trainer.{key}", trainer_cfg[key], low, optional=nullable)
-    # Training is counted in steps, and validated every val_check_interval steps: Lightning's
-    # epoch-based settings would only meet an epoch of chargpt's sampler (the whole run) later.
-    whole_number("trainer.val_check_interval", trainer_cfg.get("val_check_interval"), 1, optional=True)
-    if trainer_cfg.get("check_val_every_n_epoch") is not None:
-        raise ConfigError(
-            f"trainer.check_val_every_n_epoch={trainer_cfg.check_val_every_n_epoch} does not apply: chargpt "
-            "validates every trainer.val_check_interval steps (e.g. 250); leave it null"
-        )
-    if trainer_cfg.get("max_epochs") == 0 or (trainer_cfg.get("max_steps") == 0 and not finetuning):
-        key = "max_epochs" if trainer_cfg.get("max_epochs") == 0 else "max_steps"
-        raise ConfigError(
-            f"trainer.{key}=0 trains nothing; pass trainer.max_steps=N (e.g. 3000) or budget_seconds=S "
-            "(with init_from=CKPT, trainer.max_steps=0 scores the starting point)"
-        )
-    real_number("trainer.gradient_clip_val", trainer_cfg.get("gradient_clip_val"), 0, optional=True)
-    for key in TRAINER_FLAGS:
-        value = trainer_cfg.get(key)
-        if value is not None and not (key == "deterministic" and value == "warn"):
-            yes_no(f"trainer.{key}", value)
-
-
-def check_launch(cfg: DictConfig) -> None:
-    """Lightning's `ddp` starts each extra rank by re-running the command line: inside a Hydra
-    multirun that re-runs the sweep, and the ranks silently train different configs."""
-    strategy = str(cfg.trainer.get("strategy", "auto"))
-    relaunches = strategy.startswith("ddp") and not any(k in strategy for k in ("spawn", "fork", "notebook"))
-    # Under SLURM (the submitit launcher) or torchrun the cluster starts every rank itself.
-    external = SLURMEnvironment.detect() or TorchElasticEnvironment.detect()
-    if relaunches and is_multirun() and not external:
-        raise SetupError(
-            f"trainer.strategy={strategy} cannot run inside a Hydra multirun (-m): each extra process "
-            "would re-run the whole sweep with other settings; start each configuration as its own "
-            "chargpt-train command"
-        )
-
-
-def check_window_length(cfg: DictConfig) -> None:
-    """The data's windows are the model's context: one setting, model.block_size. The data config
-    only follows it, so a data.block_size of its own would be silently replaced."""
-    window, context = cfg.data.get("block_size"), cfg.model.get("block_size")
-    if window is not None and window != context:
-        raise ConfigError(
-            f"data.block_size={window} differs from model.block_size={context}: the windows are the "
-            f"model's context, set in one place; pass model.block_size={window} instead"
-        )
-
-
-def check_not_its_own_start(init_from: str, ckpt_path: str | None) -> None:
-    """ckpt_path continues a run and init_from starts a new one from a run: both at one run would
-    continue it under the fine-tune's settings (frozen layers, a fresh vocabulary check) unasked."""
-    resumed, start = _resumable(ckpt_path), _resumable(init_from)
-    if resumed and start and run_dir_of(Path(resumed)).resolve() == run_dir_of(Path(start)).resolve():
-        raise ConfigError(
-            f"init_from and ckpt_path both name the run {run_dir_of(Path(start))}: init_from starts a new "
-            "run from its weights, ckpt_path continues it; drop ckpt_path to fine-tune it, or init_from to "
-            "continue it"
-        )
-
-
-def _resumable(ckpt_path: str | None) -> str | None:
-    """The checkpoint a run resumes from, when there is one to read (else the resume reports why)."""
-    if not ckpt_path:
-        return None
-    try:
-        return str(resolve_checkpoint(ckpt_path))
-    except ChargptError:
-        return None
 
 
 def _logger_kwargs(
@@ -347,42 +229,6 @@ class Run(NamedTuple):
     finetuning: bool  # a fine-tune's start (not its resume): validated at step 0 first
 
 
-def check_not_rewinding(file: Path, ckpt: dict[str, Any], run_dir: Path) -> None:
-    """A resume from an earlier checkpoint of the run, in the run's own folder, would replace its
-    later last.ckpt (and metrics.json): refused, with the ways to go back that keep it."""
-    last = last_checkpoint(run_dir)
-    if last is None or last.resolve() == file.resolve() or run_dir_of(file).resolve() != run_dir.resolve():
-        return
-    newest = read_json_object(run_dir / METRICS_FILE).get("step")  # the newest checkpoint's step
-    step = ckpt.get("global_step")
-    if isinstance(newest, int) and isinstance(step, int) and step < newest:
-        raise SetupError(
-            f"{file} is at step {step}, but its run is at step {newest}: resuming from it in {run_dir} "
-            f"would replace the run's later checkpoints; to go back to step {step}, continue it in a new "
-            f"folder (add hydra.run.dir=NEW_FOLDER), or resume the run itself with "
-            f"{shlex.quote(f'ckpt_path={run_dir}')}"
-        )
-
-
-def check_finetune_settings(cfg: DictConfig) -> None:
-    """experiment=finetune and the finetune.* settings need init_from: refused without it, naming
-    the init_from a fine-tune being resumed started with when its run recorded one."""
-    if not cfg.get("init_from") and is_finetune_experiment():
-        resumed = _resumable(cfg.get("ckpt_path"))
-        if resumed and (fix := resume_settings(None, Path(resumed))):
-            raise ConfigError(f"experiment=finetune needs init_from to resume {resumed}: {fix}")
-        raise ConfigError(
-            "experiment=finetune starts from a trained model but no init_from was given; pass "
-            "init_from=RUN_DIR (or a .ckpt file), or drop experiment=finetune to train from scratch"
-        )
-    given = [f"finetune.{k}={shown(v)}" for k, v in (cfg.get("finetune") or {}).items() if v]
-    if given and not cfg.get("init_from"):
-        raise ConfigError(
-            f"{given[0]} applies when fine-tuning, and this run starts from scratch; pass "
-            "init_from=RUN_DIR (or a .ckpt file), or drop it"
-        )
-
-
 def precision_decisions(cfg: DictConfig, precision_line: str | None, matmul_line: str | None,
                         ckpt: dict[str, Any] | None, file: Path | None, decided: list[str]) -> list[str]:
     """For each precision setting given as `auto`: the line the run logs (what it resolved to, or on
@@ -426,7 +272,7 @@ def build_run(cfg: DictConfig) -> Run:
     if cfg.get("init_from"):
         check_not_its_own_start(cfg.init_from, cfg.get("ckpt_path"))
         pretrained = prepare_finetune(cfg, model_config, task_overrides(),
-                                      resumed=_resumable(cfg.ckpt_path))
+                                      resumed=resumable(cfg.ckpt_path))
         model_config = pretrained.config
 
     datamodule = instantiate(
