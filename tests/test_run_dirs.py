@@ -19,14 +19,8 @@ from hydra.core.utils import setup_globals
 from omegaconf import OmegaConf
 
 from chargpt.cli.train import main as train_main
-from chargpt.runs.directory import (
-    LOCK_FILE,
-    RunDirGuard,
-    RunDirInUse,
-    check_run_dir,
-    claim_named,
-    release_claims,
-)
+from chargpt.runs.claims import LOCK_FILE, RunDirInUse, claim_named, release_claims
+from chargpt.runs.directory import RunDirGuard, check_run_dir
 from conftest import TINY_MODEL, bare_train_args, run_cli, run_main, write_corpus
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -34,7 +34,7 @@ from chargpt.cli.hydra_errors import one_line_hydra_errors, release_stderr
 from chargpt.errors import NO_ROOM, ConfigError, cause_of, exit_stopped_by, exit_usage, full_errors_requested
 from chargpt.hydra_run import as_written
 from chargpt.overrides import as_typed, override_key
-from chargpt.runs.directory import release_claims
+from chargpt.runs.claims import release_claims
 
 F = TypeVar("F", bound=Callable[..., Any])
 
