@@ -123,10 +123,14 @@ def test_run_folders_inside_the_data_folder_are_left_out(folder: Path, caplog) -
     failed.mkdir()
     (failed / "status.json").write_text('{"status": "failed"}')
     (failed / "train.log").write_text("[ERROR] - data file not found\n")
+    # A metrics.json alone is anyone's: a folder of notes holding one is read.
+    (folder / "notes").mkdir()
+    (folder / "notes" / "n.txt").write_text("my notes\n")
+    (folder / "notes" / "metrics.json").write_text('{"words": 2}')
     with caplog.at_level(logging.WARNING):
         files = [Path(name).name for name, _ in module(folder).fingerprint["files"]]
         assert [Path(name).name for name, _ in module(f"{folder}/**/*").fingerprint["files"]] == files
-    assert files == ["a.txt", "a.txt", "c.md"]
+    assert files == ["a.txt", "a.txt", "c.md", "metrics.json", "n.txt"]
     assert "left out 4 run folder(s) inside it" in caplog.text
 
 

@@ -296,3 +296,20 @@ def test_a_run_killed_while_writing_last_ckpt_goes_on_from_its_newest_best(tmp_p
     a, b = _state(tmp_path / "straight"), _state(run)
     assert a["global_step"] == b["global_step"] == 12
     assert all(torch.equal(value, b["state_dict"][key]) for key, value in a["state_dict"].items())
+
+
+def test_only_a_best_at_the_runs_own_step_stands_for_a_missing_last_ckpt(tmp_path) -> None:
+    # A run trained without callbacks.last_checkpoint, past its best: going on from that best
+    # would train its later steps again, silently, and overwrite its metrics.
+    from chargpt.run_layout import last_checkpoint
+
+    checkpoints = tmp_path / "checkpoints"
+    checkpoints.mkdir()
+    for step in (4, 8):
+        (checkpoints / f"best-{step:06d}.ckpt").write_bytes(b"PK")
+    (tmp_path / "metrics.json").write_text('{"step": 8}')
+    assert last_checkpoint(tmp_path) == checkpoints / "best-000008.ckpt"
+    (tmp_path / "metrics.json").write_text('{"step": 12}')
+    assert last_checkpoint(tmp_path) is None
+    (checkpoints / "last.ckpt").write_bytes(b"PK")
+    assert last_checkpoint(tmp_path) == checkpoints / "last.ckpt"

@@ -65,21 +65,19 @@ def _float(value: Any) -> float | None:
 
 
 def checkpoint_score(ckpt: dict[str, Any]) -> tuple[float | None, int | None]:
-    """(validation loss, step) of a checkpoint's weights, from the checkpoint callback's state: its
-    current_score is the val/loss of the latest validation. No loss when that validation was at
-    another step than these weights (a checkpoint written on an interruption, steps after it), as
-    the run's metrics record it (RunMetrics' val_step)."""
+    """(validation loss, step) of a checkpoint's weights: the run's latest validation as its
+    metrics keep it in the checkpoint (RunMetrics' val_loss at val_step), and no loss when that
+    validation was at another step than these weights (a checkpoint written on an interruption,
+    steps after it). A checkpoint from before those were kept: the best checkpoint callback's
+    score, which is the loss of the validation that saved the file."""
     step = ckpt.get("global_step")
     step = step if isinstance(step, int) else None
-    val_loss, val_step = None, step
-    for state in (ckpt.get("callbacks") or {}).values():
-        if not isinstance(state, dict):
-            continue
-        if state.get("monitor") == VAL_LOSS:
-            val_loss = _float(state.get("current_score"))
+    states = [s for s in (ckpt.get("callbacks") or {}).values() if isinstance(s, dict)]
+    for state in states:
         if VAL_STEP in state:
-            val_step = state[VAL_STEP]
-    return (val_loss if val_step == step else None), step
+            return (_float(state.get("val_loss")) if state[VAL_STEP] == step else None), step
+    scores = [_float(s.get("current_score")) for s in states if s.get("monitor") == VAL_LOSS]
+    return (scores[-1] if scores else None), step
 
 
 def card_for_checkpoint(file: Path, ckpt: dict[str, Any], params: int, name: str | None = None) -> ModelCard:

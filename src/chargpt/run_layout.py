@@ -89,14 +89,16 @@ def launched_with(run_dir: Path, group: str) -> str | None:
 
 def last_checkpoint(run_dir: Path) -> Path | None:
     """The checkpoint a run goes on from: its last.ckpt (in its checkpoints/ folder, or beside it),
-    else its newest best-<step>.ckpt (a run killed while it wrote last.ckpt after its best, or one
-    trained without callbacks.last_checkpoint); None when it has neither."""
+    else a best-<step>.ckpt at the step the run's metrics.json says it reached (a run killed while
+    it wrote last.ckpt just after that best); None otherwise. An older best is not the run's newest
+    state: going on from it would train its later steps again."""
     last = next((c for c in (run_dir / CHECKPOINT_DIR / LAST, run_dir / LAST) if c.is_file()), None)
     if last is not None:
         return last
-    best = [(int(m[1]), c) for c in (run_dir / CHECKPOINT_DIR).glob("best-*.ckpt")
-            if (m := BEST_NAME.fullmatch(c.name)) and c.is_file()]
-    return max(best, key=lambda found: (found[0], found[1].stat().st_mtime))[1] if best else None
+    reached = read_json_object(run_dir / METRICS_FILE).get("step")
+    best = [c for c in (run_dir / CHECKPOINT_DIR).glob("best-*.ckpt")
+            if (m := BEST_NAME.fullmatch(c.name)) and int(m[1]) == reached and c.is_file()]
+    return max(best, key=lambda c: c.stat().st_mtime) if best else None
 
 
 def holds_run(folder: Path) -> bool:
@@ -107,9 +109,11 @@ def holds_run(folder: Path) -> bool:
 
 def is_run_folder(folder: Path) -> bool:
     """Whether a folder is chargpt's own output, a run's or a sweep's: Hydra's records of it, or,
-    for a run launched without them (hydra.output_subdir=null), what it trained or its status
-    beside its log."""
-    return ((folder / CONFIG_DIR).is_dir() or (folder / SWEEP_CONFIG).is_file() or holds_run(folder)
+    for a run launched without them (hydra.output_subdir=null), its checkpoints or its status
+    beside its log. (A metrics.json alone may be anyone's: a folder of texts holding one is read.)"""
+    checkpoints = folder / CHECKPOINT_DIR
+    return ((folder / CONFIG_DIR).is_dir() or (folder / SWEEP_CONFIG).is_file()
+            or (checkpoints.is_dir() and any(checkpoints.glob("*.ckpt")))
             or ((folder / STATUS_FILE).is_file() and (folder / LOG_FILE).is_file()))
 
 
