@@ -170,20 +170,24 @@ def test_one_signal_stops_the_closing_sample(signum, tmp_path) -> None:
 
 
 @pytest.mark.slow  # a training process, its output into a pipe that `head` closes
-def test_a_run_whose_console_reader_is_gone_trains_to_its_end(tmp_path: Path) -> None:
+@pytest.mark.parametrize("both", [False, True], ids=["stdout", "stdout and stderr"])
+def test_a_run_whose_console_reader_is_gone_trains_to_its_end(tmp_path: Path, both: bool) -> None:
     # `chargpt-train ... | head -1`: each log line after the first printed a logging traceback,
-    # and the run then failed (exit 1, status failed) with nothing trained.
+    # and the run then failed (exit 1, status failed) with nothing trained. With `2>&1` the
+    # progress bar's stderr failed it too.
     corpus, run = write_corpus(tmp_path / "corpus.txt"), tmp_path / "run é"
-    args = " ".join(shlex.quote(a) for a in bare_train_args(corpus, run, "trainer.max_steps=6",
-                                                               "trainer.val_check_interval=3"))
+    shown = ("~callbacks.progress_bar", "trainer.enable_model_summary=false")  # on, as users see them
+    typed = bare_train_args(corpus, run, "trainer.max_steps=6", "trainer.val_check_interval=3")
+    args = " ".join(shlex.quote(a) for a in typed if a not in shown)
     result = subprocess.run(
-        f"{sys.executable} -m chargpt.cli.train {args} | head -1; echo \"exit ${{PIPESTATUS[0]}}\"",
+        f"{sys.executable} -m chargpt.cli.train {args} {'2>&1 ' if both else ''}| head -1; "
+        "echo \"exit ${PIPESTATUS[0]}\"",
         shell=True, env={**os.environ, "PYTHONPATH": str(SRC)}, capture_output=True, text=True,
         timeout=300, executable="/bin/bash",
     )
     assert result.stdout.splitlines()[-1] == "exit 0", result.stderr[-2000:]
     assert "Traceback" not in result.stderr and "Logging error" not in result.stderr
-    assert result.stderr.count("warning: the console's reader closed its pipe; the run goes on") == 1
+    assert result.stderr.count("warning: the console's reader closed its pipe; the run goes on") == (not both)
     assert json.loads((run / "status.json").read_text())["status"] == "finished"
     assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 6
     assert "run ended: finished, best val loss " in (run / "train.log").read_text().splitlines()[-1]

@@ -167,7 +167,9 @@ class _OutlivingItsReader:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, self._stream.fileno())
         os.close(devnull)
-        print(self._note, file=sys.stderr, flush=True)
+        if self._note:
+            with contextlib.suppress(OSError):  # said where it can be: stderr may share the closed pipe
+                print(self._note, file=sys.stderr, flush=True)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._stream, name)
@@ -175,11 +177,19 @@ class _OutlivingItsReader:
 
 @contextlib.contextmanager
 def console_outliving_its_reader(note: str) -> Iterator[None]:
-    """stdout for a command whose work must not end because its console's reader did (`| head`,
-    a closed terminal pipe): Python would raise at the next print, Lightning would fail the run,
-    and logging would print a traceback for each line. `note`: what stderr says when that happens.
-    A stdout that is no real file (a test's capture) is left as it is."""
-    stream = sys.stdout
+    """stdout and stderr for a command whose work must not end because its console's reader did
+    (`| head`, `2>&1 | tee` stopped): Python would raise at the next print, Lightning would fail
+    the run, and logging would print a traceback for each line. `note`: what stderr says when that
+    happens (none when empty). A stream that is no real file (a test's capture) is left as it is."""
+    with contextlib.ExitStack() as guards:
+        for name in ("stdout", "stderr"):
+            guards.enter_context(_guarded(name, note))
+        yield
+
+
+@contextlib.contextmanager
+def _guarded(name: str, note: str) -> Iterator[None]:
+    stream = getattr(sys, name)
     try:
         stream.fileno()
     except (AttributeError, OSError, ValueError):
@@ -191,13 +201,13 @@ def console_outliving_its_reader(note: str) -> Iterator[None]:
     guard = _OutlivingItsReader(stream, note)
     # The log handlers made before the block (a parallel sweep's worker logs its job from them) too.
     handlers = [h for h in _log_handlers() if isinstance(h, logging.StreamHandler) and h.stream is stream]
-    sys.stdout = guard  # type: ignore[assignment]
+    setattr(sys, name, guard)
     for handler in handlers:
         handler.setStream(guard)  # type: ignore[arg-type]
     try:
         yield
     finally:
-        sys.stdout = stream
+        setattr(sys, name, stream)
         for handler in handlers:
             if handler.stream is guard:
                 handler.setStream(stream)

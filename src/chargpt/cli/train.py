@@ -52,6 +52,7 @@ from chargpt.training.callbacks.graceful_interrupt import GracefulInterrupt, Tra
 from chargpt.training.callbacks.metrics import RunMetrics
 
 CONFIG_NAME = "train"  # configs/train.yaml
+PRINTS_ONLY = ("--help", "-h", "--hydra-help", "--info", "-i", "--cfg", "-c", "--shell-completion", "-sc")
 READER_GONE = ("warning: the console's reader closed its pipe; the run goes on without console output, "
                "and its train.log keeps its log")
 
@@ -289,8 +290,10 @@ def _hydra_main(cfg: DictConfig) -> float | None:
 
 
 def main() -> None:
-    # Ctrl-C before or after the training loop (nothing to save) ends with exit code 130.
-    with console_outliving_its_reader(READER_GONE):
+    # Ctrl-C before or after the training loop (nothing to save) ends with exit code 130. What only
+    # prints (--help, --info, --cfg) stops printing into a closed pipe without a word: no run goes on.
+    prints_only = any(arg.partition("=")[0] in PRINTS_ONLY for arg in sys.argv[1:])
+    with console_outliving_its_reader("" if prints_only else READER_GONE):
         run_main(_hydra_main, prepare=resume_overrides, config_name=CONFIG_NAME)
 
 
