@@ -139,3 +139,4 @@ def test_flops_per_token_counts_weights_but_not_a_learned_position_table() -> No
     assert model.flops_per_token() == 6 * weights + 12 * 2 * 8 * 16
     rope = GPT(ModelConfig(n_layer=2, n_head=2, n_embd=16, block_size=8, pos_encoding="rope"), vocab_size=10)
     assert rope.flops_per_token() == 6 * rope.num_params() + 12 * 2 * 8 * 16
+    assert BigramLM(ModelConfig(arch="bigram"), vocab_size=10).flops_per_token() == 0  # the bench crashed

@@ -313,3 +313,21 @@ def test_only_a_best_at_the_runs_own_step_stands_for_a_missing_last_ckpt(tmp_pat
     assert last_checkpoint(tmp_path) is None
     (checkpoints / "last.ckpt").write_bytes(b"PK")
     assert last_checkpoint(tmp_path) == checkpoints / "last.ckpt"
+
+
+def test_the_resume_command_keeps_the_overrides_as_typed() -> None:
+    # It printed `${oc.env:...}` resolved and an escaped `\${...}` unescaped: another command.
+    from hydra import compose, initialize_config_dir
+    from hydra.core.hydra_config import HydraConfig
+
+    from chargpt.cli import CONFIG_PATH
+
+    typed = ["seed=${oc.env:SEEDX,3}", "+tag=a\\${x}"]
+    with initialize_config_dir(config_dir=CONFIG_PATH, version_base="1.3"):
+        cfg = compose("train", overrides=typed, return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)
+    try:
+        command = resume_command("/runs/my run")
+    finally:
+        HydraConfig.instance().cfg = None
+    assert shlex.split(command) == ["chargpt-train", *typed, "ckpt_path=/runs/my run"]

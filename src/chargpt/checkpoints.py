@@ -35,7 +35,8 @@ RESUME_STATE_KEY = "ResumeState"
 
 
 def resolve_checkpoint(path: str | Path, or_export: bool = False) -> Path:
-    """A checkpoint file, or a run directory (its checkpoints/last.ckpt). `or_export`: the caller
+    """A checkpoint file, or a run directory (its checkpoints/last.ckpt, or the best checkpoint that
+    stands in for it: run_layout.last_checkpoint). `or_export`: the caller
     also takes an export folder, and the messages name it."""
     p = Path(path).expanduser()
     export = ", or an export folder" if or_export else ""

@@ -24,6 +24,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from chargpt.errors import ConfigError, exit_on_user_error, exit_usage, full_errors_requested
+from chargpt.hydra_run import as_written
 
 _HINT = "Set the environment variable HYDRA_FULL_ERROR=1"
 # Names other tools use for a setting that no spelling check would connect to chargpt's.
@@ -165,7 +166,7 @@ def check_swept_settings(config: DictConfig) -> None:
 
     loader = GlobalHydra.instance().config_loader()
     parser = OverridesParser.create(config_loader=loader)  # glob(...) of a group lists its options
-    given = parser.parse_overrides(list(config.hydra.overrides.task))
+    given = parser.parse_overrides(as_written(config.hydra.overrides.task))
     search = OmegaConf.to_container(config.hydra.sweeper).get("params") or {}  # a search's dimensions
     given += parser.parse_overrides([f"{key}={value}" for key, value in search.items()
                                      if key not in {o.key_or_group for o in given}])

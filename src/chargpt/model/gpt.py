@@ -113,6 +113,10 @@ class BigramLM(nn.Module):
     def num_params(self) -> int:
         return self.table.weight.numel()
 
+    def flops_per_token(self) -> int:
+        """None worth counting: a token's logits are one row of the table, read, not multiplied."""
+        return 0
+
     def new_cache(self, batch: int) -> None:
         return None  # only the last character matters
 

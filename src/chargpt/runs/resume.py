@@ -13,6 +13,7 @@ from pathlib import Path
 from hydra.core.hydra_config import HydraConfig
 
 from chargpt.data.sources import expand_path
+from chargpt.hydra_run import task_overrides
 from chargpt.overrides import as_typed, hydra_quoted, is_path_key, literal_value, override_key
 from chargpt.run_layout import CONFIG_DIR, OVERRIDES_FILE, holds_run, read_launch, run_dir_of
 from chargpt.runs.continuation import resume_subdir
@@ -28,7 +29,7 @@ def resume_command(run_dir: str | Path, overrides: list[str] | None = None, cwd:
     launched (this job's, by default), are named absolute: the command works from anywhere."""
     environment = []
     if overrides is None and HydraConfig.initialized():
-        overrides, cwd = list(HydraConfig.get().overrides.task), HydraConfig.get().runtime.cwd
+        overrides, cwd = task_overrides(), HydraConfig.get().runtime.cwd
         # W&B's mode is no setting of the run's but decides where it logs: an offline run resumed
         # online would need a login, and log the rest of its run apart from its first part.
         if mode := os.environ.get("WANDB_MODE"):
