@@ -192,10 +192,10 @@ def _guarded(name: str, note: str) -> Iterator[None]:
     stream = getattr(sys, name)
     try:
         stream.fileno()
+        real = True
     except (AttributeError, OSError, ValueError):
-        yield
-        return
-    if isinstance(stream, _OutlivingItsReader):  # guarded already (the command's own process)
+        real = False  # not yielded in here: what the block raises would take this as its context
+    if not real or isinstance(stream, _OutlivingItsReader):  # guarded already: the command's process
         yield
         return
     guard = _OutlivingItsReader(stream, note)
