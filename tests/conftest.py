@@ -3,6 +3,7 @@ the console scripts called in-process."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import importlib.util
 import io
@@ -284,3 +285,21 @@ def load_script(name: str) -> ModuleType:
     finally:
         sys.path.remove(str(SCRIPTS))
     return module
+
+
+@contextlib.contextmanager
+def in_hydra_run(overrides: list[str]) -> Iterator[None]:
+    """The block runs as inside `chargpt-train OVERRIDES`: Hydra's config of that run is set (what
+    a run asks of Hydra, its overrides and folders, answers from it), and unset after."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.hydra_config import HydraConfig
+
+    from chargpt.cli import CONFIG_PATH
+
+    with initialize_config_dir(config_dir=CONFIG_PATH, version_base="1.3"):
+        cfg = compose("train", overrides=overrides, return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)
+    try:
+        yield
+    finally:
+        HydraConfig.instance().cfg = None

@@ -16,7 +16,7 @@ from chargpt.cli import eval as eval_cli
 from chargpt.cli import sample, train
 from chargpt.errors import ConfigError
 from chargpt.runs.run_rows import run_row
-from conftest import bare_train_args, run_cli, run_main, train_args, write_corpus
+from conftest import bare_train_args, in_hydra_run, run_cli, run_main, train_args, write_corpus
 
 
 @pytest.fixture(scope="module")
@@ -191,17 +191,8 @@ def test_the_warning_names_a_best_checkpoint_that_beats_guessing(tmp_path: Path,
 def test_a_runs_overrides_are_read_as_written_not_resolved() -> None:
     # Read through list(), `${oc.env:HOME}` came back resolved and an escaped `\${x}` lost its
     # escape: model=auto's line that reproduces the run printed them so.
-    from hydra import compose, initialize_config_dir
-    from hydra.core.hydra_config import HydraConfig
-
-    from chargpt.cli import CONFIG_PATH
     from chargpt.hydra_run import task_overrides
 
     typed = ["data.path=${oc.env:HOME}/my text.txt", "+tag=a\\${x}"]
-    with initialize_config_dir(config_dir=CONFIG_PATH, version_base="1.3"):
-        cfg = compose("train", overrides=typed, return_hydra_config=True)
-    HydraConfig.instance().set_config(cfg)
-    try:
+    with in_hydra_run(typed):
         assert task_overrides() == typed
-    finally:
-        HydraConfig.instance().cfg = None

@@ -18,7 +18,7 @@ from chargpt.errors import CheckpointError
 from chargpt.model import ModelConfig
 from chargpt.runs.resume import launch_cwd, resume_command
 from chargpt.training.resume_checks import check_resumable
-from conftest import StepHook, bare_train_args, make_checkpoint, run_main, write_corpus
+from conftest import StepHook, bare_train_args, in_hydra_run, make_checkpoint, run_main, write_corpus
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -245,21 +245,11 @@ def test_a_resume_with_another_train_fraction_is_refused_only_where_the_fraction
 def test_the_resume_command_keeps_wandbs_mode(mode: str | None, monkeypatch: pytest.MonkeyPatch) -> None:
     # An offline W&B run's printed command left WANDB_MODE out: pasted into a new shell, it
     # needed a login, and would have logged the rest of the run apart from its first part.
-    from hydra import compose, initialize_config_dir
-    from hydra.core.hydra_config import HydraConfig
-
-    from chargpt.cli import CONFIG_PATH
-
     monkeypatch.delenv("WANDB_MODE", raising=False)
     if mode:
         monkeypatch.setenv("WANDB_MODE", mode)
-    with initialize_config_dir(config_dir=CONFIG_PATH, version_base="1.3"):
-        cfg = compose("train", overrides=["seed=3", "logger=wandb"], return_hydra_config=True)
-    HydraConfig.instance().set_config(cfg)
-    try:
+    with in_hydra_run(["seed=3", "logger=wandb"]):
         command = resume_command("/runs/my run")
-    finally:
-        HydraConfig.instance().cfg = None
     prefix = [f"WANDB_MODE={mode}"] if mode else []
     assert shlex.split(command) == [*prefix, "chargpt-train", "seed=3", "logger=wandb",
                                     "ckpt_path=/runs/my run"]
@@ -317,17 +307,7 @@ def test_only_a_best_at_the_runs_own_step_stands_for_a_missing_last_ckpt(tmp_pat
 
 def test_the_resume_command_keeps_the_overrides_as_typed() -> None:
     # It printed `${oc.env:...}` resolved and an escaped `\${...}` unescaped: another command.
-    from hydra import compose, initialize_config_dir
-    from hydra.core.hydra_config import HydraConfig
-
-    from chargpt.cli import CONFIG_PATH
-
     typed = ["seed=${oc.env:SEEDX,3}", "+tag=a\\${x}"]
-    with initialize_config_dir(config_dir=CONFIG_PATH, version_base="1.3"):
-        cfg = compose("train", overrides=typed, return_hydra_config=True)
-    HydraConfig.instance().set_config(cfg)
-    try:
+    with in_hydra_run(typed):
         command = resume_command("/runs/my run")
-    finally:
-        HydraConfig.instance().cfg = None
     assert shlex.split(command) == ["chargpt-train", *typed, "ckpt_path=/runs/my run"]
