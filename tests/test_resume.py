@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import shlex
 import shutil
 import warnings
@@ -302,6 +303,12 @@ def test_only_a_best_at_the_runs_own_step_stands_for_a_missing_last_ckpt(tmp_pat
     (tmp_path / "metrics.json").write_text('{"step": 12}')
     assert last_checkpoint(tmp_path) is None
     (checkpoints / "last.ckpt").write_bytes(b"PK")
+    assert last_checkpoint(tmp_path) == checkpoints / "last.ckpt"
+    # Killed while it rewrote last.ckpt just after a new best at step 12: that best is newer.
+    (checkpoints / "best-000012.ckpt").write_bytes(b"PK")
+    os.utime(checkpoints / "last.ckpt", (1_000_000, 1_000_000))
+    assert last_checkpoint(tmp_path) == checkpoints / "best-000012.ckpt"
+    os.utime(checkpoints / "best-000012.ckpt", (900_000, 900_000))  # written before last.ckpt
     assert last_checkpoint(tmp_path) == checkpoints / "last.ckpt"
 
 

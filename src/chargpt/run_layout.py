@@ -89,16 +89,16 @@ def launched_with(run_dir: Path, group: str) -> str | None:
 
 def last_checkpoint(run_dir: Path) -> Path | None:
     """The checkpoint a run goes on from: its last.ckpt (in its checkpoints/ folder, or beside it),
-    else a best-<step>.ckpt at the step the run's metrics.json says it reached (a run killed while
-    it wrote last.ckpt just after that best); None otherwise. An older best is not the run's newest
-    state: going on from it would train its later steps again."""
+    unless a best-<step>.ckpt at the step the run's metrics.json says it reached was written after
+    it (a run killed while it rewrote last.ckpt just after that best: its last.ckpt is older). An
+    older best never stands in: going on from it would train the run's later steps again."""
     last = next((c for c in (run_dir / CHECKPOINT_DIR / LAST, run_dir / LAST) if c.is_file()), None)
-    if last is not None:
-        return last
     reached = read_json_object(run_dir / METRICS_FILE).get("step")
     best = [c for c in (run_dir / CHECKPOINT_DIR).glob("best-*.ckpt")
             if (m := BEST_NAME.fullmatch(c.name)) and int(m[1]) == reached and c.is_file()]
-    return max(best, key=lambda c: c.stat().st_mtime) if best else None
+    if last is not None:
+        best = [c for c in best if c.stat().st_mtime > last.stat().st_mtime]
+    return max(best, key=lambda c: c.stat().st_mtime) if best else last
 
 
 def holds_run(folder: Path) -> bool:
