@@ -11,6 +11,10 @@ def has_glyph(char: str, family: str = "sans-serif") -> bool:
     return _font(family).get_char_index(ord(char)) != 0
 
 
+def code_point(char: str) -> str:
+    return f"U+{ord(char):04X}"
+
+
 def drawable(text: str, family: str = "sans-serif") -> str:
     """`text` with each printable character the `family`'s font lacks written as its code point,
     two in a row apart (`U+65E5 U+672C`, not `U+65E5U+672C`); spaces and controls are left as they are."""
@@ -18,7 +22,7 @@ def drawable(text: str, family: str = "sans-serif") -> str:
     named = False  # whether the last part was a code point
     for c in text:
         lacking = c.isprintable() and not c.isspace() and not has_glyph(c, family)
-        parts.append((" " if named and lacking else "") + (f"U+{ord(c):04X}" if lacking else c))
+        parts.append((" " if named and lacking else "") + (code_point(c) if lacking else c))
         named = lacking
     return "".join(parts)
 

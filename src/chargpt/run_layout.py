@@ -93,12 +93,16 @@ def last_checkpoint(run_dir: Path) -> Path | None:
     it (a run killed while it rewrote last.ckpt just after that best: its last.ckpt is older). An
     older best never stands in: going on from it would train the run's later steps again."""
     last = next((c for c in (run_dir / CHECKPOINT_DIR / LAST, run_dir / LAST) if c.is_file()), None)
+    bests = {c: int(m[1]) for c in (run_dir / CHECKPOINT_DIR).glob("best-*.ckpt")
+             if (m := BEST_NAME.fullmatch(c.name))}
+    if not bests:
+        return last
     reached = read_json_object(run_dir / METRICS_FILE).get("step")
-    best = [c for c in (run_dir / CHECKPOINT_DIR).glob("best-*.ckpt")
-            if (m := BEST_NAME.fullmatch(c.name)) and int(m[1]) == reached and c.is_file()]
+    written = {c: c.stat().st_mtime for c, step in bests.items() if step == reached and c.is_file()}
     if last is not None:
-        best = [c for c in best if c.stat().st_mtime > last.stat().st_mtime]
-    return max(best, key=lambda c: c.stat().st_mtime) if best else last
+        since = last.stat().st_mtime
+        written = {c: t for c, t in written.items() if t > since}
+    return max(written, key=written.__getitem__) if written else last
 
 
 def holds_run(folder: Path) -> bool:

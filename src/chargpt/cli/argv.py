@@ -54,6 +54,10 @@ _OPTION_VALUES = {
 _MODES = {"-r": "--run", "-m": "--multirun", "-c": "--cfg", "-i": "--info", "-sc": "--shell-completion"}
 _MODE_NAMES = ("-m (a sweep)", "--cfg (print the config)", "--info", "-r (one run)", "-sc (shell completion)")
 _INFO_TOPICS = {"all", "config", "defaults", "defaults-tree", "plugins", "searchpath"}
+# What only prints and runs nothing: Hydra's help, and its modes that print.
+_PRINTING = {"-h", "--help", "--hydra-help",
+             *(o for short, long in _MODES.items() if long in ("--cfg", "--info", "--shell-completion")
+               for o in (short, long))}
 # `prompt_file=FILE` (or `-` for standard input) is read here and becomes the prompt setting.
 # The prompt-file settings of each command's config, and the prompt each one fills.
 PROMPT_FILES = {"sample": {"prompt_file": "prompt"}, "train": {"sample.prompt_file": "sample.prompt"}}
@@ -66,6 +70,11 @@ def _split(arg: str) -> tuple[str, str, str] | None:
     """`+key=value` -> ('+', 'key', 'value'); None for anything that is not `key=value`."""
     match = re.match(r"^(\+{0,2})([\w.\-/@]+)=(.*)$", arg, re.DOTALL)
     return (match.group(1), match.group(2), match.group(3)) if match else None
+
+
+def prints_only(argv: list[str]) -> bool:
+    """Whether the command line only prints (--help, --info, --cfg, -sc): it runs nothing."""
+    return any(arg.partition("=")[0] in _PRINTING for arg in argv[1:])
 
 
 @functools.cache

@@ -17,6 +17,7 @@ from omegaconf import DictConfig, open_dict
 
 from chargpt.checks import check_seed, training_seed
 from chargpt.cli import CONFIG_PATH
+from chargpt.cli.argv import prints_only
 from chargpt.cli.common import cli_task, naming_removed_settings, quiet_known_warnings, run_main, use_threads
 from chargpt.cli.exits import console_outliving_its_reader, nothing_to_save_until_training, signal_of
 from chargpt.cli.prompts import check_prompt_text, resolve_prompt
@@ -52,7 +53,6 @@ from chargpt.training.callbacks.graceful_interrupt import GracefulInterrupt, Tra
 from chargpt.training.callbacks.metrics import RunMetrics
 
 CONFIG_NAME = "train"  # configs/train.yaml
-PRINTS_ONLY = ("--help", "-h", "--hydra-help", "--info", "-i", "--cfg", "-c", "--shell-completion", "-sc")
 READER_GONE = ("warning: the console's reader closed its pipe; the run goes on without console output, "
                "and its train.log keeps its log")
 
@@ -292,8 +292,7 @@ def _hydra_main(cfg: DictConfig) -> float | None:
 def main() -> None:
     # Ctrl-C before or after the training loop (nothing to save) ends with exit code 130. What only
     # prints (--help, --info, --cfg) stops printing into a closed pipe without a word: no run goes on.
-    prints_only = any(arg.partition("=")[0] in PRINTS_ONLY for arg in sys.argv[1:])
-    with console_outliving_its_reader("" if prints_only else READER_GONE):
+    with console_outliving_its_reader("" if prints_only(sys.argv) else READER_GONE):
         run_main(_hydra_main, prepare=resume_overrides, config_name=CONFIG_NAME)
 
 

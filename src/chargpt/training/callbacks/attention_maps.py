@@ -27,7 +27,7 @@ from torch import nn
 from chargpt.checks import yes_no
 from chargpt.distributed import is_rank_zero
 from chargpt.files import atomic_path
-from chargpt.glyphs import has_glyph
+from chargpt.glyphs import code_point, has_glyph
 from chargpt.training.callbacks.tensorboard import known_prompt, log_image, takes_images
 
 
@@ -97,7 +97,7 @@ def visible(char: str) -> str:
     labels' font has no glyph for (CJK, emoji in DejaVu Sans Mono) by its code, not as a box."""
     if char in VISIBLE:
         return VISIBLE[char]
-    return char if char.isprintable() and has_glyph(char, "monospace") else f"U+{ord(char):04X}"
+    return char if char.isprintable() and has_glyph(char, "monospace") else code_point(char)
 
 
 VISIBLE = {"\n": "\u21b5", " ": "\u2423", "\t": "\u2192", "\r": "\u240d"}  # ↵ ␣ → ␍
