@@ -4,6 +4,7 @@ command continues it."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pickle
@@ -158,3 +159,45 @@ def test_a_signal_to_the_sweeps_process_alone_checkpoints_every_job(tmp_path: Pa
     assert out.count("SIGTERM sent to the sweep: this job stops after this step") == 2
     continue_line = next(line for line in out.splitlines() if line.startswith("the sweep stopped; continue"))
     assert f"hydra.sweep.dir={sweep}" in continue_line
+
+
+@pytest.mark.slow  # two parallel jobs trained until their sweep's process was killed
+def test_jobs_whose_sweep_was_killed_outright_stop_with_a_checkpoint(tmp_path: Path) -> None:
+    # SIGKILL (the out-of-memory killer, `kill -9`) gives the sweep's process no chance to ask its
+    # jobs to stop: they used to train on, orphaned, to their last step.
+    pytest.importorskip("hydra_plugins.hydra_joblib_launcher")
+    corpus = write_corpus(tmp_path / "corpus.txt", n_chars=20_000)
+    sweep = tmp_path / "sweep"
+    command = [
+        sys.executable, "-c", "from chargpt.cli.launch import train; train()",
+        "-m", "hydra/launcher=local_parallel", "hydra.launcher.n_jobs=2", "threads=1", "seed=1,2,3",
+        "data=text", f"data.path={corpus}", *TINY_MODEL, "trainer.max_steps=1000000",
+        "trainer.val_check_interval=1000000", "sample.max_new_tokens=0", "logger=none",
+        "~callbacks.progress_bar", f"hydra.sweep.dir={sweep}",
+    ]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    workers: list[int] = []
+    try:
+        deadline = time.monotonic() + 120
+        while not all(_status(sweep / job).get("status") == "running" for job in ("0", "1")):
+            assert process.poll() is None and time.monotonic() < deadline
+            time.sleep(0.2)
+        workers = [_status(sweep / job)["pid"] for job in ("0", "1")]
+        time.sleep(1.0)
+        process.kill()
+        process.wait()
+        deadline = time.monotonic() + 60
+        while any(_status(sweep / job).get("status") == "running" for job in ("0", "1")):
+            assert time.monotonic() < deadline, "the jobs trained on after their sweep was killed"
+            time.sleep(0.2)
+    finally:
+        process.kill()
+        for pid in workers:  # idle joblib workers end on their own after some minutes
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    for job in ("0", "1"):
+        assert _status(sweep / job)["status"] == "interrupted"
+        assert (sweep / job / "checkpoints" / "last.ckpt").is_file()
+    logs = "".join((sweep / job / "train.log").read_text(encoding="utf-8") for job in ("0", "1"))
+    assert "the sweep's process has ended: this job stops after this step and writes a checkpoint" in logs
+    assert not (sweep / "2").exists()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 import math
+import os
 import signal
 import sys
 from pathlib import Path
@@ -70,11 +71,12 @@ def train(cfg: DictConfig) -> float | None:
         except KeyboardInterrupt as stop:
             _say_nothing_to_resume(Path(cfg.paths.output_dir), signal_of(stop), bool(cfg.ckpt_path))
             raise
+    sweep_process = os.getppid()  # the job's parent: the sweep's process, which the job outlives if killed
     with stopping_untrained(parallel):  # a signal before or after the training loop
         if (signum := requested_stop(parallel)) is not None:  # the sweep is stopping
             forget_unstarted_job(cfg.paths.output_dir)  # its continuation trains this job
             raise JobStopped(signum, started=False)
-        return _train(cfg, parallel)
+        return _train(cfg, parallel, sweep_process)
 
 
 def _say_nothing_to_resume(run_dir: Path, signum: int, resumed: bool) -> None:
@@ -104,8 +106,9 @@ def _sequential_job(cfg: DictConfig) -> float | None:
         sys.exit(signal_exit_code(signum))
 
 
-def _train(cfg: DictConfig, parallel: Path | None) -> float | None:
-    """train(); `parallel`: the sweep's folder, for a job run beside others in its own process."""
+def _train(cfg: DictConfig, parallel: Path | None, sweep_process: int | None = None) -> float | None:
+    """train(); `parallel`: the sweep's folder, for a job run beside others in its own process
+    (`sweep_process`: the sweep's process id)."""
     quiet_known_warnings()
     training_seed("seed", cfg.seed)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -137,7 +140,7 @@ def _train(cfg: DictConfig, parallel: Path | None) -> float | None:
         for callback in trainer.callbacks:
             if isinstance(callback, GracefulInterrupt):
                 callback.on_signal = functools.partial(record_signalled, output_dir)
-                callback.sweep_dir = parallel
+                callback.sweep_dir, callback.sweep_process = parallel, sweep_process
                 if parallel is None:  # (a parallel sweep's process says it, once every job has stopped)
                     callback.after_quitting = _continue_command("continue the sweep")
     try:
@@ -155,6 +158,8 @@ def _train(cfg: DictConfig, parallel: Path | None) -> float | None:
                 file=sys.stderr, flush=True,
             )
             if parallel is not None:  # the sweep's process ends the sweep once every job has stopped
+                if os.getppid() != sweep_process:  # unless it was killed: then no one else says it
+                    _print_continue_command("continue the sweep")
                 raise JobStopped(stop.signum, started=True) from stop
             _print_continue_command("or continue the whole sweep")
         sys.exit(stop.exit_code)

@@ -13,6 +13,7 @@ would ignore a SIGTERM), so a signal during the closing sample stops it at once.
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
@@ -58,6 +59,9 @@ class GracefulInterrupt(Callback):
         # A job of a parallel sweep: the folder where a stop of the whole sweep is requested
         # (chargpt/stop_request.py), read at each step boundary and written at this job's signal.
         self.sweep_dir: Path | None = None
+        # Its process (this job's parent when the job began): a sweep killed outright (`kill -9`,
+        # the out-of-memory killer) leaves its jobs running with no one to wait for them.
+        self.sweep_process: int | None = None
         # What to do after a second signal, said with the first (a sequential sweep: its continue
         # command, which the second signal leaves no chance to print).
         self.after_quitting: str | None = None
@@ -91,13 +95,19 @@ class GracefulInterrupt(Callback):
 
     def _read_sweep_stop(self) -> None:
         """A stop of the whole sweep (its process, or another job, got a signal) stops this job as
-        its own first signal would (its own signal after that still counts as its first)."""
+        its own first signal would (its own signal after that still counts as its first), and so
+        does the end of the sweep's process, which asks the other jobs to stop too."""
         assert self.sweep_dir is not None
-        if (signum := requested_stop(self.sweep_dir)) is None:
+        if (signum := requested_stop(self.sweep_dir)) is not None:
+            line = (f"{signal.Signals(signum).name} sent to the sweep: this job stops after this step and "
+                    "writes a checkpoint")
+        elif self.sweep_process is not None and os.getppid() != self.sweep_process:
+            signum = signal.SIGTERM  # (its exit code: the job is stopped, as by a scheduler's signal)
+            request_stop(self.sweep_dir, signum)
+            line = "the sweep's process has ended: this job stops after this step and writes a checkpoint"
+        else:
             return
         self.received = signum
-        line = (f"{signal.Signals(signum).name} sent to the sweep: this job stops after this step and "
-                "writes a checkpoint")
         if self.on_signal is not None:
             self.on_signal(line)
         if is_rank_zero():
