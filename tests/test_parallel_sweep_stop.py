@@ -21,7 +21,15 @@ from omegaconf import OmegaConf
 from chargpt.run_layout import read_status
 from chargpt.runs.parallel_launcher import launch_stoppably
 from chargpt.runs.status import record_status, record_trained
-from chargpt.stop_request import FILE_NAME, JobStopped, clear_stop, request_stop, requested_stop
+from chargpt.stop_request import (
+    FILE_NAME,
+    SWEEP_PROCESS,
+    JobStopped,
+    clear_stop,
+    request_stop,
+    requested_stop,
+    sweep_process_ended,
+)
 from conftest import TINY_MODEL, write_corpus
 
 
@@ -32,6 +40,19 @@ def test_the_first_stop_request_stands_until_cleared(tmp_path: Path) -> None:
     assert requested_stop(tmp_path) == signal.SIGTERM
     clear_stop(tmp_path)
     assert requested_stop(tmp_path) is None and not (tmp_path / FILE_NAME).exists()
+
+
+def test_a_job_knows_its_sweeps_process_ended_only_when_it_ran_in_a_worker_of_it(monkeypatch) -> None:
+    monkeypatch.delenv(SWEEP_PROCESS, raising=False)
+    assert not sweep_process_ended()  # not a parallel sweep's job
+    monkeypatch.setenv(SWEEP_PROCESS, str(os.getppid()))
+    assert not sweep_process_ended()  # a worker whose sweep lives
+    monkeypatch.setenv(SWEEP_PROCESS, str(os.getpid()))
+    assert not sweep_process_ended()  # a job in the sweep's own process (joblib's threads): never orphaned
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    monkeypatch.setenv(SWEEP_PROCESS, str(dead.pid))
+    assert sweep_process_ended()  # the worker's parent is no longer the sweep's process
 
 
 def test_a_stopped_job_travels_between_processes_intact() -> None:
@@ -190,9 +211,12 @@ def test_jobs_whose_sweep_was_killed_outright_stop_with_a_checkpoint(tmp_path: P
         while any(_status(sweep / job).get("status") == "running" for job in ("0", "1")):
             assert time.monotonic() < deadline, "the jobs trained on after their sweep was killed"
             time.sleep(0.2)
+        while any(_alive(pid) for pid in workers):  # (they waited for work forever)
+            assert time.monotonic() < deadline, "the workers outlived their jobs"
+            time.sleep(0.2)
     finally:
         process.kill()
-        for pid in workers:  # idle joblib workers end on their own after some minutes
+        for pid in workers:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
     for job in ("0", "1"):
@@ -201,3 +225,18 @@ def test_jobs_whose_sweep_was_killed_outright_stop_with_a_checkpoint(tmp_path: P
     logs = "".join((sweep / job / "train.log").read_text(encoding="utf-8") for job in ("0", "1"))
     assert "the sweep's process has ended: this job stops after this step and writes a checkpoint" in logs
     assert not (sweep / "2").exists()
+
+
+def _alive(pid: int) -> bool:
+    """A process that has not exited (the killed sweep's workers are reaped by init: no zombie stays)."""
+    if not Path("/proc").is_dir():  # (not Linux)
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"

@@ -11,6 +11,7 @@ in a terminal already reaches every process, and a second signal means "quit at 
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +23,8 @@ from chargpt.stop_signals import handling_stop_signals
 FILE_NAME = ".stop-requested"
 # The launcher that reads the request in the sweep's process (its jobs read it too).
 LAUNCHER = "hydra_plugins.chargpt_launcher.StoppableJoblibLauncher"
+# The sweep's process id, set there for the worker processes it starts (they inherit it).
+SWEEP_PROCESS = "CHARGPT_SWEEP_PROCESS"
 
 
 class JobStopped(Exception):
@@ -56,6 +59,15 @@ def requested_stop(sweep_dir: str | Path) -> int | None:
 
 def clear_stop(sweep_dir: str | Path) -> None:
     (Path(sweep_dir) / FILE_NAME).unlink(missing_ok=True)
+
+
+def sweep_process_ended() -> bool:
+    """The sweep's process of this job's worker is gone: killed outright (`kill -9`, the
+    out-of-memory killer), it could ask nothing of its jobs. joblib's workers then train on, and
+    wait for more work forever, each holding its memory (joblib's own idle timeout does not end
+    them: each worker holds both ends of the pipes it shares with the others)."""
+    sweep = os.environ.get(SWEEP_PROCESS, "")
+    return sweep.isdigit() and os.getpid() != int(sweep) and os.getppid() != int(sweep)
 
 
 @contextlib.contextmanager

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import math
 import os
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +49,7 @@ from chargpt.stop_request import (
     JobStopped,
     requested_stop,
     stopping_untrained,
+    sweep_process_ended,
 )
 from chargpt.training.build import build_run
 from chargpt.training.callbacks.checkpointing import best_checkpoint_written
@@ -71,12 +74,11 @@ def train(cfg: DictConfig) -> float | None:
         except KeyboardInterrupt as stop:
             _say_nothing_to_resume(Path(cfg.paths.output_dir), signal_of(stop), bool(cfg.ckpt_path))
             raise
-    sweep_process = os.getppid()  # the job's parent: the sweep's process, which the job outlives if killed
     with stopping_untrained(parallel):  # a signal before or after the training loop
         if (signum := requested_stop(parallel)) is not None:  # the sweep is stopping
             forget_unstarted_job(cfg.paths.output_dir)  # its continuation trains this job
             raise JobStopped(signum, started=False)
-        return _train(cfg, parallel, sweep_process)
+        return _train(cfg, parallel)
 
 
 def _say_nothing_to_resume(run_dir: Path, signum: int, resumed: bool) -> None:
@@ -106,9 +108,8 @@ def _sequential_job(cfg: DictConfig) -> float | None:
         sys.exit(signal_exit_code(signum))
 
 
-def _train(cfg: DictConfig, parallel: Path | None, sweep_process: int | None = None) -> float | None:
-    """train(); `parallel`: the sweep's folder, for a job run beside others in its own process
-    (`sweep_process`: the sweep's process id)."""
+def _train(cfg: DictConfig, parallel: Path | None) -> float | None:
+    """train(); `parallel`: the sweep's folder, for a job run beside others in its own process."""
     quiet_known_warnings()
     training_seed("seed", cfg.seed)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -140,7 +141,7 @@ def _train(cfg: DictConfig, parallel: Path | None, sweep_process: int | None = N
         for callback in trainer.callbacks:
             if isinstance(callback, GracefulInterrupt):
                 callback.on_signal = functools.partial(record_signalled, output_dir)
-                callback.sweep_dir, callback.sweep_process = parallel, sweep_process
+                callback.sweep_dir = parallel
                 if parallel is None:  # (a parallel sweep's process says it, once every job has stopped)
                     callback.after_quitting = _continue_command("continue the sweep")
     try:
@@ -158,7 +159,7 @@ def _train(cfg: DictConfig, parallel: Path | None, sweep_process: int | None = N
                 file=sys.stderr, flush=True,
             )
             if parallel is not None:  # the sweep's process ends the sweep once every job has stopped
-                if os.getppid() != sweep_process:  # unless it was killed: then no one else says it
+                if sweep_process_ended():  # unless it was killed: then no one else says it
                     _print_continue_command("continue the sweep")
                 raise JobStopped(stop.signum, started=True) from stop
             _print_continue_command("or continue the whole sweep")
@@ -282,10 +283,32 @@ def print_sample(trained: TrainedModel, options: DictConfig, prompt: str) -> Non
     print()
 
 
+TaskFunction = Callable[[DictConfig], "float | None"]
+
+
+def ending_an_orphaned_worker(task: TaskFunction) -> TaskFunction:
+    """A parallel sweep's job whose sweep's process was killed outright ends its worker process once
+    it has recorded how it ended: nothing else would (stop_request.sweep_process_ended)."""
+
+    @functools.wraps(task)
+    def wrapper(cfg: DictConfig) -> float | None:
+        try:
+            return task(cfg)
+        finally:
+            if parallel_sweep_dir() is not None and is_rank_zero() and sweep_process_ended():
+                logging.shutdown()  # (the job's log files are flushed and closed)
+                with contextlib.suppress(OSError, ValueError):
+                    sys.stdout.flush()
+                os._exit(signal_exit_code(signal.SIGTERM))
+
+    return wrapper
+
+
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name=CONFIG_NAME)
 @cli_task
 @exit_on_user_error
 @keep_finished_jobs  # a continued sweep does not train its finished jobs again
+@ending_an_orphaned_worker
 @record_status  # status.json per run; in a sweep a failing job does not stop the others
 def _hydra_main(cfg: DictConfig) -> float | None:
     # Inside record_status: a sweep's job records the one line. The console guard again here: a

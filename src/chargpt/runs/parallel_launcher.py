@@ -12,6 +12,7 @@ before it ends with the signal's exit code and the command that continues it.
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import sys
@@ -24,7 +25,7 @@ from omegaconf import DictConfig
 
 from chargpt.errors import signal_exit_code
 from chargpt.runs.sweep_record import continue_command, kept_on_continuing
-from chargpt.stop_request import JobStopped, clear_stop, request_stop, requested_stop
+from chargpt.stop_request import SWEEP_PROCESS, JobStopped, clear_stop, request_stop, requested_stop
 from chargpt.stop_signals import handling_stop_signals
 
 
@@ -35,6 +36,7 @@ def launch_stoppably(
     signal handling; end the sweep with the signal's exit code when its jobs stopped for one."""
     sweep_dir = Path(str(config.hydra.sweep.dir))
     clear_stop(sweep_dir)  # an earlier launch's request, left by a sweep that stopped
+    os.environ[SWEEP_PROCESS] = str(os.getpid())  # its jobs stop if this process is killed outright
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         request_stop(sweep_dir, signum)

@@ -13,7 +13,6 @@ would ignore a SIGTERM), so a signal during the closing sample stops it at once.
 
 from __future__ import annotations
 
-import os
 import signal
 import sys
 import threading
@@ -27,7 +26,7 @@ from lightning.pytorch.callbacks import Callback
 
 from chargpt.distributed import is_rank_zero
 from chargpt.errors import signal_exit_code
-from chargpt.stop_request import request_stop, requested_stop
+from chargpt.stop_request import request_stop, requested_stop, sweep_process_ended
 from chargpt.stop_signals import STOP_SIGNALS
 from chargpt.training.callbacks.checkpointing import last_checkpoint_path, latest_checkpoint_written
 from chargpt.training.steps import is_last_step
@@ -59,9 +58,6 @@ class GracefulInterrupt(Callback):
         # A job of a parallel sweep: the folder where a stop of the whole sweep is requested
         # (chargpt/stop_request.py), read at each step boundary and written at this job's signal.
         self.sweep_dir: Path | None = None
-        # Its process (this job's parent when the job began): a sweep killed outright (`kill -9`,
-        # the out-of-memory killer) leaves its jobs running with no one to wait for them.
-        self.sweep_process: int | None = None
         # What to do after a second signal, said with the first (a sequential sweep: its continue
         # command, which the second signal leaves no chance to print).
         self.after_quitting: str | None = None
@@ -101,7 +97,7 @@ class GracefulInterrupt(Callback):
         if (signum := requested_stop(self.sweep_dir)) is not None:
             line = (f"{signal.Signals(signum).name} sent to the sweep: this job stops after this step and "
                     "writes a checkpoint")
-        elif self.sweep_process is not None and os.getppid() != self.sweep_process:
+        elif sweep_process_ended():
             signum = signal.SIGTERM  # (its exit code: the job is stopped, as by a scheduler's signal)
             request_stop(self.sweep_dir, signum)
             line = "the sweep's process has ended: this job stops after this step and writes a checkpoint"
