@@ -4,6 +4,7 @@ and what a run records."""
 from __future__ import annotations
 
 import json
+import math
 import shlex
 import time
 from pathlib import Path
@@ -18,8 +19,14 @@ from chargpt.cli import CONFIG_PATH, train
 from chargpt.errors import ConfigError
 from chargpt.hydra_run import plain
 from chargpt.model import ModelConfig
-from chargpt.training import auto_size, budget_plan, precision
-from chargpt.training.auto_size import LADDER, Shape, climb, dropout_for, non_embedding_params
+from chargpt.training import budget_plan, precision
+from chargpt.training.auto_size import calibration, ladder, rule
+from chargpt.training.auto_size.choice import Choice, Estimate, from_record
+from chargpt.training.auto_size.ladder import LADDER, Shape, non_embedding_params, target_tokens_per_param
+from chargpt.training.auto_size.recipe import adamw_lr_for, dropout_for, momentum_for, weight_decay_for
+from chargpt.training.auto_size.report import report
+from chargpt.training.auto_size.rule import LOOP_OVERHEAD_SECONDS, MIN_STEPS, climb, estimate, nearest
+from chargpt.training.auto_size.run_config import apply_choice
 from conftest import StepHook, bare_train_args, run_main, write_corpus
 
 SHAKESPEARE_TRAIN, SHAKESPEARE_VAL = 1_003_854, 111_540
@@ -61,16 +68,16 @@ def test_bigger_budget_picks_a_bigger_model() -> None:
     ((9.0, 4.0), 1),  # above the target, the nearer as before
 ])
 def test_a_shortfall_of_tokens_per_parameter_counts_twice(ratios: tuple[float, float], picked: int) -> None:
-    target = auto_size.target_tokens_per_param()
+    target = target_tokens_per_param()
     assert 3.7 < target < 3.9  # the cases are written against this anchor
     shapes = LADDER[3:5]
-    measured = [auto_size.Estimate(shape, 50.0, 5000, ratio, 5.0)
+    measured = [Estimate(shape, 50.0, 5000, ratio, 5.0)
                 for shape, ratio in zip(shapes, ratios, strict=True)]
-    best, why = auto_size.nearest(measured, "stopped")
+    best, why = nearest(measured, "stopped")
     assert best is measured[picked]
     assert "a shortfall counts 2x" in why
     # The plain log distance takes the larger shape in every case.
-    plain_pick = min(measured, key=lambda e: abs(auto_size.math.log(e.tokens_per_param / target)))
+    plain_pick = min(measured, key=lambda e: abs(math.log(e.tokens_per_param / target)))
     assert plain_pick is measured[1]
 
 
@@ -94,7 +101,7 @@ def test_climb_stops_below_the_target_and_within_the_calibration_cap() -> None:
     timed: list[Shape] = []
     recording, measure = noting_speed(timed), fake_speed(45.0)
     choice = climb(LADDER, recording, 300, lambda: 2.0, SHAKESPEARE_TRAIN, SHAKESPEARE_VAL)
-    target = auto_size.target_tokens_per_param()
+    target = target_tokens_per_param()
     ratios = [e.tokens_per_param for e in choice.measured]
     assert timed == list(LADDER[: len(timed)]) and 1 < len(timed) < len(LADDER)
     assert all(r >= target for r in ratios[:-1]) and ratios[-1] < target  # no shape timed past it
@@ -147,7 +154,7 @@ def test_a_long_calibration_says_which_shape_it_is_timing(caplog) -> None:
 def test_the_choice_blocks_columns_fit_a_long_budgets_figures() -> None:
     choice = size(86_400 * 365)
     assert len(choice.measured) == len(LADDER)
-    block = auto_size.report(choice, 86_400 * 365, SHAKESPEARE_TRAIN).splitlines()
+    block = report(choice, 86_400 * 365, SHAKESPEARE_TRAIN).splitlines()
     header, rows = block[1], block[2 : 2 + len(LADDER)]
     assert header.split() == ["shape", "non-emb", "params", "ms/step", "steps", "tok/param", "epochs"]
     # Each figure ends where its column's title ends, however many digits it has.
@@ -168,7 +175,7 @@ def test_a_budget_too_small_for_the_smallest_shape_is_refused_with_one_that_fits
     assert "smaller model" not in message  # model=auto already starts at its smallest
     suggested = int(message.split("use budget_seconds=")[1].split()[0])
     choice = climb(LADDER, measure, suggested, lambda: 6.0, SHAKESPEARE_TRAIN, SHAKESPEARE_VAL)
-    assert choice.planned is not None and choice.planned.steps >= auto_size.MIN_STEPS
+    assert choice.planned is not None and choice.planned.steps >= MIN_STEPS
     # On a busy machine the advice says that more seconds may not be the fix.
     monkeypatch.setattr(budget_plan, "other_work", lambda: "load 4.5 on 2 cores")
     with pytest.raises(ConfigError, match=r"or more; other work is running on this machine \(load 4\.5"):
@@ -184,7 +191,7 @@ def test_smaller_corpus_gets_more_dropout() -> None:
 
 def _timed_dropouts(
     budget: float, train_chars: int, dropout: float | None = None
-) -> tuple[auto_size.Choice, list[float | None]]:
+) -> tuple[Choice, list[float | None]]:
     """The choice, and the dropouts each timing ran with."""
     measure, timed = fake_speed(45.0), []
 
@@ -206,14 +213,14 @@ def test_the_rules_dropout_is_timed_and_the_rates_follow_what_the_run_then_makes
     assert slower.steps < first.steps and slower.epochs < first.epochs
     # Dropout, decay and rates are those of the steps and epochs the run makes with dropout on.
     assert 0 < choice.dropout == dropout_for(slower.epochs) < dropout_for(first.epochs)
-    assert choice.planned == slower and choice.momentum == auto_size.momentum_for(slower.steps)
-    assert choice.adamw_lr == auto_size.adamw_lr_for(choice.shape.n_embd, slower.steps)
+    assert choice.planned == slower and choice.momentum == momentum_for(slower.steps)
+    assert choice.adamw_lr == adamw_lr_for(choice.shape.n_embd, slower.steps)
     record = choice.summary()
     assert record["chosen"]["steps"] == slower.steps and record["timed_with_dropout"]["step_ms"] == round(
         slower.step_ms, 2)
     assert f"with dropout {timed[-1]:g} a step takes {slower.step_ms:.1f} ms" in choice.reason
-    assert "the chosen shape with dropout" in auto_size.report(choice, 600, 200_000)
-    resumed = auto_size.from_record(record)
+    assert "the chosen shape with dropout" in report(choice, 600, 200_000)
+    resumed = from_record(record)
     assert resumed.planned and resumed.dropout_timing and resumed.dropout_timing.row() == slower.row()
     assert resumed.summary()["chosen"] == record["chosen"]
 
@@ -231,7 +238,7 @@ def test_dropout_too_slow_for_its_epochs_is_dropped() -> None:
     assert choice.dropout_timing is not None and dropout_for(choice.dropout_timing.epochs) == 0
     assert choice.dropout == 0 and timed[-1] > 0
     assert choice.planned is not None and choice.planned.step_ms == first.step_ms  # its first speed
-    assert choice.momentum == auto_size.momentum_for(choice.planned.steps)
+    assert choice.momentum == momentum_for(choice.planned.steps)
     assert "too few for dropout: none; " in choice.reason
 
 
@@ -245,7 +252,7 @@ def test_a_given_dropout_is_timed_with_every_shape_and_not_again() -> None:
 
 
 def test_weight_decay_grows_with_the_epochs_then_stays() -> None:
-    wd = auto_size.weight_decay_for
+    wd = weight_decay_for
     assert wd(0.5) == wd(2.0) == 0.0 < wd(3.0) < wd(5.0) < wd(6.0) == wd(50.0) == 0.1
     short, long = size(100), size(600, ms_for_anchor=15.0)  # ~2 and ~5 epochs of Tiny Shakespeare
     assert short.weight_decay == wd(_chosen(short).epochs)
@@ -253,7 +260,7 @@ def test_weight_decay_grows_with_the_epochs_then_stays() -> None:
     assert f"Muon weight decay {long.weight_decay:g}" in long.reason
 
 
-def _chosen(choice: auto_size.Choice) -> auto_size.Estimate:
+def _chosen(choice: Choice) -> Estimate:
     return next(e for e in choice.measured if e.shape == choice.shape)
 
 
@@ -269,7 +276,7 @@ def test_weight_decay_is_set_for_muon_unless_the_command_line_gives_it(extra: li
     choice = size(600, ms_for_anchor=15.0)
     assert choice.weight_decay > 0
     rule = choice.weight_decay
-    auto_size.apply_choice(cfg, choice, overrides, cfg.hydra.runtime.choices)
+    apply_choice(cfg, choice, overrides, cfg.hydra.runtime.choices)
     want = {"chosen": rule, "config": configured}.get(expected, expected)
     assert cfg.optimizer.weight_decay == want and choice.weight_decay == want  # the record says what ran
     assert f"optimizer.weight_decay={want:g}" in choice.overrides
@@ -278,17 +285,17 @@ def test_weight_decay_is_set_for_muon_unless_the_command_line_gives_it(extra: li
 def test_a_record_from_before_the_weight_decay_rule_resumes_without_it() -> None:
     record = size(600, ms_for_anchor=15.0).summary()
     del record["chosen"]["weight_decay"]
-    assert auto_size.from_record(record).weight_decay == 0.0
+    assert from_record(record).weight_decay == 0.0
 
 
 def test_wider_models_get_a_lower_adamw_lr() -> None:
-    lr = auto_size.adamw_lr_for
+    lr = adamw_lr_for
     assert lr(96, 1000) == lr(128, 1000) == 0.02 and lr(192, 1000) == 0.016 > lr(384, 1000)
     assert lr(128, 9000) == 0.003 and lr(192, 9000) == 0.0024
 
 
 def test_short_runs_get_faster_moving_rates_than_long_ones() -> None:
-    lr, momentum = auto_size.adamw_lr_for, auto_size.momentum_for
+    lr, momentum = adamw_lr_for, momentum_for
     assert momentum(500) == momentum(2900) == 0.9 < momentum(4000) < momentum(5200) == 0.95
     assert momentum(50_000) == 0.95
     assert lr(128, 2900) == 0.02 > lr(128, 4000) > lr(128, 5200)
@@ -309,32 +316,32 @@ def test_momentum_is_set_for_muon_unless_the_command_line_gives_it(extra: list[s
         cfg = compose(config_name="train", overrides=overrides, return_hydra_config=True)
     choice = size(100)
     want = choice.momentum if expected == "chosen" else expected
-    auto_size.apply_choice(cfg, choice, overrides, cfg.hydra.runtime.choices)
+    apply_choice(cfg, choice, overrides, cfg.hydra.runtime.choices)
     assert cfg.optimizer.get("momentum") == want == choice.momentum == choice.summary()["chosen"]["momentum"]
     if want is None:  # AdamW: no momentum to set, record or print, and its own lr is what ran
         assert not any(o.startswith("optimizer.momentum=") for o in choice.overrides)
         assert choice.adamw_lr == cfg.optimizer.lr == choice.summary()["chosen"]["adamw_lr"]
-        assert choice.adamw_lr != auto_size.adamw_lr_for(choice.shape.n_embd, _chosen(choice).steps)
-        assert f"AdamW lr {cfg.optimizer.lr:g}," in auto_size.report(choice, 100, SHAKESPEARE_TRAIN)
+        assert choice.adamw_lr != adamw_lr_for(choice.shape.n_embd, _chosen(choice).steps)
+        assert f"AdamW lr {cfg.optimizer.lr:g}," in report(choice, 100, SHAKESPEARE_TRAIN)
         assert choice.reason.endswith(f"its own lr {cfg.optimizer.lr:g} and weight decay 0.1 apply")
-        resumed = auto_size.from_record(choice.summary())
-        auto_size.apply_choice(cfg, resumed, overrides, cfg.hydra.runtime.choices)
+        resumed = from_record(choice.summary())
+        apply_choice(cfg, resumed, overrides, cfg.hydra.runtime.choices)
         assert resumed.reason.count("no Muon part") == 1
     else:
         assert f"optimizer.momentum={want:g}" in choice.overrides
-        assert f"momentum {want:g}" in auto_size.report(choice, 100, SHAKESPEARE_TRAIN).splitlines()[-3]
+        assert f"momentum {want:g}" in report(choice, 100, SHAKESPEARE_TRAIN).splitlines()[-3]
 
 
 def test_a_record_from_before_the_momentum_rule_resumes_with_the_configs_momentum() -> None:
     record = size(100).summary()
     del record["chosen"]["momentum"]
     record["chosen"]["adamw_lr"] = 0.003  # the old rule's
-    choice = auto_size.from_record(record)
+    choice = from_record(record)
     assert choice.momentum is None and choice.adamw_lr == 0.003
     with initialize_config_dir(config_dir=CONFIG_PATH, version_base="1.3"):
         overrides = ["model=auto", "budget_seconds=100"]
         cfg = compose(config_name="train", overrides=overrides, return_hydra_config=True)
-    auto_size.apply_choice(cfg, choice, overrides, cfg.hydra.runtime.choices)
+    apply_choice(cfg, choice, overrides, cfg.hydra.runtime.choices)
     assert cfg.optimizer.momentum == 0.95 == choice.momentum  # optimizer/muon.yaml's: what that run had
     assert cfg.optimizer.adamw.lr == 0.003  # the recorded rate, not today's rule
 
@@ -368,7 +375,7 @@ def test_printed_override_reproduces_the_model(typed: list[str]) -> None:
         cfg = compose(config_name="train", overrides=overrides, return_hydra_config=True)
         choice = size(300, train_chars=100_000)
         cfg.matmul_precision = "medium"  # as matmul_precision=auto resolves on a CPU with AMX
-        auto_size.apply_choice(cfg, choice, overrides, cfg.hydra.runtime.choices)
+        apply_choice(cfg, choice, overrides, cfg.hydra.runtime.choices)
         assert choice.overrides[0] == "chargpt-train" and "model=auto" not in choice.overrides
         again = compose(config_name="train", overrides=choice.overrides[1:])
     fields = plain(cfg.model)
@@ -489,7 +496,7 @@ def test_shapes_are_timed_in_the_runs_precision(
     monkeypatch, run_precision: str, autocast: bool, weights: torch.dtype
 ) -> None:
     seen = []
-    original = auto_size.build_model
+    original = calibration.build_model
 
     def recording_model(*args, **kwargs):
         model = original(*args, **kwargs)
@@ -498,8 +505,8 @@ def test_shapes_are_timed_in_the_runs_precision(
         )
         return model
 
-    monkeypatch.setattr(auto_size, "build_model", recording_model)
-    measure = auto_size.step_timer(
+    monkeypatch.setattr(calibration, "build_model", recording_model)
+    measure = calibration.step_timer(
         ModelConfig(), {"_target_": "torch.optim.AdamW", "lr": 1e-3}, 8,
         torch.randint(0, 8, (500,)).numpy(), torch.device("cpu"), 1.0, seed=0, precision=run_precision,
     )
@@ -509,14 +516,14 @@ def test_shapes_are_timed_in_the_runs_precision(
 
 def test_a_shape_is_timed_with_the_runs_dropout_unless_another_is_asked_for(monkeypatch) -> None:
     seen = []
-    original = auto_size.build_model
+    original = calibration.build_model
 
     def recording_model(config: ModelConfig, *args, **kwargs):
         seen.append(config.dropout)
         return original(config, *args, **kwargs)
 
-    monkeypatch.setattr(auto_size, "build_model", recording_model)
-    measure = auto_size.step_timer(
+    monkeypatch.setattr(calibration, "build_model", recording_model)
+    measure = calibration.step_timer(
         ModelConfig(dropout=0.2), {"_target_": "torch.optim.AdamW", "lr": 1e-3}, 8,
         torch.randint(0, 8, (500,)).numpy(), torch.device("cpu"), 1.0, seed=0,
     )
@@ -539,7 +546,7 @@ def test_command_line_settings_reach_the_climb(
         seen.update(kwargs)
         raise ConfigError("stopped before timing")
 
-    monkeypatch.setattr(auto_size, "climb", stop)
+    monkeypatch.setattr(rule, "climb", stop)
     args = ["model=auto", "budget_seconds=60", "data=text", f"data.path={write_corpus(tmp_path / 'c.txt')}",
             f"hydra.run.dir={tmp_path / 'run'}", *extra]
     code, _, err = run_main(train.main, args, capsys)
@@ -548,7 +555,7 @@ def test_command_line_settings_reach_the_climb(
 
 @pytest.mark.parametrize("value", ["abc", "null", "-5"])
 def test_a_bad_reserve_is_refused_before_any_timing(tmp_path: Path, capsys, monkeypatch, value) -> None:
-    monkeypatch.setattr(auto_size, "climb", lambda *a, **k: pytest.fail("timed shapes"))
+    monkeypatch.setattr(rule, "climb", lambda *a, **k: pytest.fail("timed shapes"))
     args = ["model=auto", "budget_seconds=60", "data=text", f"data.path={write_corpus(tmp_path / 'c.txt')}",
             f"hydra.run.dir={tmp_path / 'run'}", f"callbacks.time_budget.reserve_seconds={value}"]
     code, _, err = run_main(train.main, args, capsys)
@@ -558,9 +565,9 @@ def test_a_bad_reserve_is_refused_before_any_timing(tmp_path: Path, capsys, monk
 
 def test_a_larger_reserve_plans_fewer_steps() -> None:
     shape = LADDER[0]
-    usual = auto_size.estimate(shape, 0.05, 100, 5.0, SHAKESPEARE_TRAIN, SHAKESPEARE_VAL)
-    kept = auto_size.estimate(shape, 0.05, 100, 5.0, SHAKESPEARE_TRAIN, SHAKESPEARE_VAL, reserve_seconds=12.0)
-    assert usual.steps - kept.steps == pytest.approx(10.0 / (0.05 + auto_size.LOOP_OVERHEAD_SECONDS), abs=1)
+    usual = estimate(shape, 0.05, 100, 5.0, SHAKESPEARE_TRAIN, SHAKESPEARE_VAL)
+    kept = estimate(shape, 0.05, 100, 5.0, SHAKESPEARE_TRAIN, SHAKESPEARE_VAL, reserve_seconds=12.0)
+    assert usual.steps - kept.steps == pytest.approx(10.0 / (0.05 + LOOP_OVERHEAD_SECONDS), abs=1)
 
 
 def test_model_auto_refuses_a_shape_on_the_command_line(tmp_path: Path, capsys) -> None:
@@ -595,7 +602,7 @@ TINY_LADDER = (Shape(1, 32, 2, 16, 4), Shape(1, 48, 2, 16, 4), Shape(2, 64, 2, 1
 def test_auto_run_records_its_choice_and_a_resume_keeps_it(tmp_path: Path, capsys, monkeypatch) -> None:
     # A budget counts from the process start; here, from the call (pytest started long ago).
     monkeypatch.setattr(budget_plan, "run_start_time", time.monotonic)
-    monkeypatch.setattr(auto_size, "LADDER", TINY_LADDER)
+    monkeypatch.setattr(ladder, "LADDER", TINY_LADDER)
     corpus = write_corpus(tmp_path / "c.txt")  # 3,600 training characters: many epochs
     run = tmp_path / "run"
     args = [
@@ -637,7 +644,7 @@ def test_auto_run_records_its_choice_and_a_resume_keeps_it(tmp_path: Path, capsy
     def no_timing(*a, **k):
         raise AssertionError("a resumed model=auto run must not calibrate")
 
-    monkeypatch.setattr(auto_size, "step_timer", no_timing)
+    monkeypatch.setattr(calibration, "step_timer", no_timing)
     resumed = [a for a in args if not a.startswith("hydra.run.dir=")] + [f"ckpt_path={run}"]
     # Without model=auto the default model is asked for: refused, with what to add.
     code, _, err = run_main(train.main, [a for a in resumed if a not in args[:2]], capsys)
@@ -663,15 +670,15 @@ def test_auto_run_records_its_choice_and_a_resume_keeps_it(tmp_path: Path, capsy
 @pytest.mark.slow
 def test_each_sweep_job_sizes_itself(tmp_path: Path, capsys, monkeypatch) -> None:
     monkeypatch.setattr(budget_plan, "run_start_time", time.monotonic)
-    monkeypatch.setattr(auto_size, "LADDER", TINY_LADDER)
+    monkeypatch.setattr(ladder, "LADDER", TINY_LADDER)
     timed: list[tuple[Shape, float | None]] = []
-    timer = auto_size.step_timer
+    timer = calibration.step_timer
 
     def counting_timer(*args, **kwargs):
         measure = timer(*args, **kwargs)
         return lambda shape, dropout=None: (timed.append((shape, dropout)), measure(shape, dropout))[1]
 
-    monkeypatch.setattr(auto_size, "step_timer", counting_timer)
+    monkeypatch.setattr(calibration, "step_timer", counting_timer)
     corpus = write_corpus(tmp_path / "c.txt", n_chars=20_000)
     args = [
         "-m", "model=auto", "budget_seconds=8,10", "data=text", f"data.path={corpus}",
@@ -711,7 +718,7 @@ def test_the_step_timer_gathers_windows_without_copying_the_whole_split() -> Non
     # The timer made an int64 copy of the training split: 8 bytes a character of a memory-mapped
     # uint8 file, 391 MB more for a 50 MB text before the first shape was timed.
     ids = _NoWholeCopy(np.random.default_rng(0).integers(0, 8, 500).astype(np.uint8))
-    measure = auto_size.step_timer(
+    measure = calibration.step_timer(
         ModelConfig(), {"_target_": "torch.optim.AdamW", "lr": 1e-3}, 8, ids, torch.device("cpu"), 1.0,
         seed=0,
     )

@@ -1,6 +1,6 @@
 """The time budget's clock and arithmetic: when a run started, what the end of a run costs, how
 many steps fit, and when to re-plan. The TimeBudget callback (callbacks/budget.py) applies them to
-a run; model=auto (auto_size.py) sizes its model with the same costs.
+a run; model=auto (auto_size/rule.py) sizes its model with the same costs.
 """
 
 from __future__ import annotations

@@ -34,7 +34,12 @@ from chargpt.metric_names import MONITORABLE, is_monitorable
 from chargpt.model import ModelConfig
 from chargpt.overrides import override_key
 from chargpt.run_layout import BUDGET_FILE, SAVED_CONFIG, run_dir_of
-from chargpt.training import auto_size, budget_plan, precision
+from chargpt.training import budget_plan, precision
+from chargpt.training.auto_size import calibration, rule
+from chargpt.training.auto_size.choice import Choice, from_record
+from chargpt.training.auto_size.ladder import usable_ladder
+from chargpt.training.auto_size.report import report
+from chargpt.training.auto_size.run_config import apply_choice, check_auto
 from chargpt.training.callbacks import budget
 from chargpt.training.checkpoint_io import AtomicCheckpointIO, follow_moved_run
 from chargpt.training.finetune import apply_pretrained, freeze, freeze_fix, prepare_finetune, resume_settings
@@ -70,7 +75,7 @@ def budget_reserve(cfg: DictConfig) -> float:
 def size_automatically(
     cfg: DictConfig, datamodule: CharDataModule, base: ModelConfig, ckpt: dict[str, Any] | None,
     file: Path | None, start: float, reserve_seconds: float,
-) -> auto_size.Choice:
+) -> Choice:
     """model=auto: measure candidate shapes here (a resumed run keeps the choice of its checkpoint,
     `ckpt`, read from `file`), write the choice into cfg and print it with its reasons."""
     overrides, planned = task_overrides(), None
@@ -81,7 +86,7 @@ def size_automatically(
                 f"cannot resume from {cfg.ckpt_path} with model=auto: that run was not sized by model=auto; "
                 "resume with the model settings it was trained with"
             )
-        choice = auto_size.from_record(record)
+        choice = from_record(record)
         # A resume trains to the first launch's plan, whatever budget it is given: shown and
         # reproduced with the budget the plan was made for.
         planned = budget_plan.planned_budget(read_json_object(run_dir_of(file) / BUDGET_FILE))
@@ -91,24 +96,24 @@ def size_automatically(
     else:
         assert datamodule.train_ids is not None and datamodule.val_scored_ids is not None
         train_chars, val_chars = len(datamodule.train_ids), len(datamodule.val_scored_ids)
-        measure = auto_size.step_timer(
+        measure = calibration.step_timer(
             base, plain(cfg.optimizer), datamodule.tokenizer.vocab_size, datamodule.train_ids,
             precision.run_device(cfg.trainer), cfg.trainer.get("gradient_clip_val"), int(cfg.seed),
             str(cfg.trainer.precision),
         )
         given = {override_key(o) for o in overrides}
-        choice = auto_size.climb(
-            auto_size.usable_ladder(train_chars, val_chars), measure, float(cfg.budget_seconds),
+        choice = rule.climb(
+            usable_ladder(train_chars, val_chars), measure, float(cfg.budget_seconds),
             lambda: time.monotonic() - start, train_chars, val_chars,
             dropout=base.dropout if "model.dropout" in given else None,
             reserve_seconds=reserve_seconds,
         )
     choices = dict(HydraConfig.get().runtime.choices) if HydraConfig.initialized() else {}
-    auto_size.apply_choice(cfg, choice, overrides, choices)
+    apply_choice(cfg, choice, overrides, choices)
     if is_rank_zero():
         train_chars = len(datamodule.train_ids) if datamodule.train_ids is not None else 0
         budget_seconds = planned if planned is not None else float(cfg.budget_seconds)
-        log.info("%s", auto_size.report(choice, budget_seconds, train_chars))
+        log.info("%s", report(choice, budget_seconds, train_chars))
     return choice
 
 
@@ -266,7 +271,7 @@ def build_run(cfg: DictConfig) -> Run:
     check_window_length(cfg)
     check_optimizer(plain(cfg.optimizer))
     if auto:
-        auto_size.check_auto(cfg, task_overrides())
+        check_auto(cfg, task_overrides())
     pretrained = None
     check_finetune_settings(cfg)
     if cfg.get("init_from"):
