@@ -16,7 +16,7 @@ import pytest
 
 from chargpt.cli.argv import hydra_argv
 from chargpt.data import CharDataModule
-from chargpt.data.sources import CACHE_FILE
+from chargpt.data.sources.text_files import CACHE_FILE
 from chargpt.errors import ChargptError, CheckpointError, ConfigError, DataError
 from chargpt.model import ModelConfig
 from chargpt.training.resume_checks import check_resumable
@@ -218,9 +218,9 @@ def test_unicode_normalization(tmp_path: Path) -> None:
     ids=["combining marks", "words", "hangul jamo", "tamil vowel signs"])
 def test_a_line_longer_than_a_chunk_normalizes_as_a_whole(line: str, tmp_path: Path, monkeypatch) -> None:
     # A line with no newline is read in several chunks: none may end inside a character's sequence.
-    from chargpt.data import sources
+    from chargpt.data.sources import text_files
 
-    monkeypatch.setattr(sources, "_CHUNK_BYTES", 61)  # cuts inside sequences, as a 16 MB line would
+    monkeypatch.setattr(text_files, "_CHUNK_BYTES", 61)  # cuts inside sequences, as a 16 MB line would
     path = tmp_path / "one line.txt"
     path.write_text(line)
     assert text_of(module(path, normalize="NFC")) == unicodedata.normalize("NFC", line)
@@ -494,7 +494,7 @@ def test_a_checkpoint_of_an_earlier_version_resumes_on_the_unchanged_dataset(
     # Before 2026-12-05 a split's identity came from datasets' fingerprint: a run trained then
     # resumes on the same saved dataset, and another dataset is still refused.
     from chargpt.cli.train import main
-    from chargpt.data import sources
+    from chargpt.data.sources import hf_datasets
 
     lines = corpus.read_text()[:20000].splitlines()
     saved = tmp_path / "saved ds é"
@@ -504,7 +504,7 @@ def test_a_checkpoint_of_an_earlier_version_resumes_on_the_unchanged_dataset(
     args = [*[a for a in train_args(corpus, run, "sample.max_new_tokens=0", "logger=none")
               if not a.startswith(("data.path=", "trainer.max_steps=")) and a != "data=text"], *named]
     with monkeypatch.context() as then:  # the formula of those versions
-        then.setattr(sources, "_content_id", lambda dataset: dataset._fingerprint)
+        then.setattr(hf_datasets, "_content_id", lambda dataset: dataset._fingerprint)
         assert run_cli(main, *args, "trainer.max_steps=2") == 0
     now = hf_module(saved, split="train", val_split=val_split)
     now.setup()
@@ -581,12 +581,12 @@ def test_text_builder_problems_are_one_clear_error(tmp_path: Path, datasets: Mod
 def test_hf_rows_stream_in_batches_without_joining_the_whole_text(
     tmp_path: Path, datasets: ModuleType
 ) -> None:
-    from chargpt.data import sources
+    from chargpt.data.sources import hf_datasets
 
     rows = [f"line {i}" for i in range(2500)]
     saved = tmp_path / "big"
     datasets.Dataset.from_dict({"text": rows}).save_to_disk(str(saved))
-    part = sources.hf_part(datasets.load_from_disk(str(saved)), "big", "text", "\n")
+    part = hf_datasets.hf_part(datasets.load_from_disk(str(saved)), "big", "text", "\n")
     chunks = list(part.chunks())
     assert len(chunks) == 3 and sum(units for _, units in chunks) == 2500  # 1024-row batches
     assert "".join(text for text, _ in chunks) == "\n".join(rows)

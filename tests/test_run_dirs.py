@@ -263,7 +263,7 @@ def test_a_failed_start_in_a_folder_of_ones_own_takes_back_only_what_it_wrote(tm
 
 def test_ctrl_c_while_encoding_leaves_nothing(tmp_path: Path, corpus: Path, monkeypatch, capsys) -> None:
     import chargpt.data.encoding as encoding
-    import chargpt.data.sources as sources
+    import chargpt.data.sources.text_files as text_files
 
     text = tmp_path / "corpus.txt"
     text.write_text(corpus.read_text() * 3)
@@ -276,7 +276,7 @@ def test_ctrl_c_while_encoding_leaves_nothing(tmp_path: Path, corpus: Path, monk
                 raise KeyboardInterrupt
             yield chunk
 
-    monkeypatch.setattr(sources, "_CHUNK_BYTES", 4096)
+    monkeypatch.setattr(text_files, "_CHUNK_BYTES", 4096)
     monkeypatch.setattr(encoding, "_stream", interrupted_second_pass)
     outputs = tmp_path / "outputs"
     code = run_cli(train_main, "data=text", f"data.path={text}", f"paths.output_root={outputs}", *TINY_MODEL)

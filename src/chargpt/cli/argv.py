@@ -28,7 +28,7 @@ from omegaconf import DictConfig, OmegaConf
 from chargpt.cli import CONFIG_PATH
 from chargpt.cli.hydra_errors import settings_in
 from chargpt.data.encoding import BOM, read_as_trained
-from chargpt.data.sources import expand_path
+from chargpt.data.sources.paths import expand_path
 from chargpt.errors import ConfigError
 from chargpt.overrides import (
     hydra_quoted,

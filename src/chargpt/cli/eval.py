@@ -25,7 +25,7 @@ from chargpt.checks import whole_number
 from chargpt.cli import CONFIG_PATH
 from chargpt.cli.common import cli_task, quiet_known_warnings, run_main, use_threads
 from chargpt.cli.recorded_text import check_read_alike, recorded_data, split_ids
-from chargpt.data.sources import expand_path
+from chargpt.data.sources.paths import expand_path
 from chargpt.data.text import CharText, text_of
 from chargpt.errors import ConfigError, exit_on_user_error
 from chargpt.evaluation import Evaluation, check_stride, evaluate_text

@@ -14,7 +14,8 @@ import numpy as np
 from chargpt.checkpoints import corpus_changes, cut_at_a_fraction, recorded_files, stored_corpus, stored_split
 from chargpt.data.corpus import sha256_of
 from chargpt.data.encoding import TextOptions, read_as_trained
-from chargpt.data.sources import GLOB_CHARS, expand_path, text_files
+from chargpt.data.sources.paths import GLOB_CHARS, expand_path
+from chargpt.data.sources.text_files import text_files
 from chargpt.data.text import DEFAULT_TRAIN_FRACTION, CharText
 from chargpt.errors import ConfigError, DataError, UnknownCharactersError
 from chargpt.overrides import hydra_quoted

@@ -20,7 +20,9 @@ from typing import Any
 import numpy as np
 from rich.progress import Progress
 
-from chargpt.data.sources import Part, expand_path, file_parts
+from chargpt.data.sources.parts import Part
+from chargpt.data.sources.paths import expand_path
+from chargpt.data.sources.text_files import file_parts
 from chargpt.data.tokenizer import CharTokenizer, describe_chars, reading_fix
 from chargpt.errors import ConfigError, DataError, UnknownCharactersError
 from chargpt.files import atomic_path, write_json_atomic

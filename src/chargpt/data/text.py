@@ -17,16 +17,10 @@ from omegaconf import OmegaConf
 
 from chargpt.checks import real_number, whole_number
 from chargpt.data.encoding import EncodedCorpus, TextOptions, encode_parts, text_chars
-from chargpt.data.sources import (
-    Part,
-    expand_path,
-    file_parts,
-    hf_part,
-    identity,
-    load_hf,
-    row_separator,
-    text_files,
-)
+from chargpt.data.sources.hf_datasets import hf_part, load_hf, row_separator
+from chargpt.data.sources.parts import Part, identity
+from chargpt.data.sources.paths import expand_path
+from chargpt.data.sources.text_files import file_parts, text_files
 from chargpt.data.tokenizer import CharTokenizer
 from chargpt.data.vocabulary import vocabulary_lines
 from chargpt.errors import ConfigError, DataError

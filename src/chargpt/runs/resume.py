@@ -12,7 +12,7 @@ from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
 
-from chargpt.data.sources import expand_path
+from chargpt.data.sources.paths import expand_path
 from chargpt.hydra_run import task_overrides
 from chargpt.overrides import as_typed, hydra_quoted, is_path_key, literal_value, override_key
 from chargpt.run_layout import CONFIG_DIR, OVERRIDES_FILE, holds_run, read_launch, run_dir_of

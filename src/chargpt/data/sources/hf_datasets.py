@@ -1,0 +1,139 @@
+"""Hugging Face datasets as a source: one split of a dataset (saved with save_to_disk, a hub name,
+or a builder such as `text` with data_files) as a Part, its rows read a batch at a time."""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from chargpt.data.corpus import sha256_of
+from chargpt.data.sources.parts import Part
+from chargpt.data.sources.paths import expand_path
+from chargpt.errors import ConfigError, DataError, first_line, needs_extra
+
+_HF_BATCH_ROWS = 1024
+LOCAL_BUILDERS = ("text", "json", "csv", "parquet", "arrow", "pandas")  # datasets' builders of local files
+
+
+def _content_id(dataset: Any) -> str:
+    """What the rows are: the sha256 of the Arrow files that hold them (and of the row selection,
+    if any), as a text file's is of its bytes. datasets' own fingerprint is not: a split saved
+    again unchanged gets a new one. A dataset only in memory has no files: its fingerprint, then."""
+    files = [Path(f["filename"]) for f in getattr(dataset, "cache_files", None) or []]
+    if files and all(f.is_file() for f in files):
+        return ",".join(sha256_of(f) for f in files)
+    return getattr(dataset, "_fingerprint", None) or ""
+
+
+def _datasets() -> Any:
+    try:
+        import datasets
+    except ImportError:
+        raise ConfigError(needs_extra("data=hf", "the datasets package", "hf")) from None
+    return datasets
+
+
+def _is_saved_dataset(path: Path) -> bool:
+    return path.is_dir() and any(
+        (path / name).is_file() for name in ("dataset_dict.json", "state.json", "dataset_info.json")
+    )
+
+
+def load_hf(name: str, config: str | None, data_files: Any, split: str, setting: str = "data.split") -> Any:
+    """One split of a dataset: saved with save_to_disk (a local folder), or via load_dataset
+    (a hub name, or a builder such as "text" with data_files). `setting` names the split."""
+    datasets = _datasets()
+    local = Path(expand_path(name))
+    if _is_saved_dataset(local):
+        try:
+            loaded = datasets.load_from_disk(str(local))
+        except IndexError:  # what datasets raises for a split saved with no rows (no data file)
+            raise DataError(f"the dataset at {local} holds no rows; save one with text in it") from None
+        if isinstance(loaded, datasets.DatasetDict):
+            if split not in loaded:
+                raise DataError(
+                    f"the dataset at {local} has no split {split!r}; its splits are: "
+                    f"{', '.join(loaded)}; pass {setting}=one of them"
+                )
+            return loaded[split]
+        # A single saved split: it is the training text (data.split keeps its default, or names the
+        # split it was saved from); it has no other split to validate on.
+        saved_as = str(getattr(loaded, "split", None) or "")
+        if setting != "data.split" or (split != "train" and split != saved_as):
+            raise DataError(
+                f"the dataset at {local} was saved as one split ({saved_as or 'unnamed'}), so "
+                f"{setting}={split} names none of it; leave {setting} out (without data.val_split the last "
+                "part of the text validates, data.train_fraction), or save a DatasetDict that has that split"
+            )
+        return loaded
+    if isinstance(data_files, str):
+        data_files = expand_path(data_files)
+        # A builder such as `text` reads local files (a hub dataset's data_files name its own files).
+        if name in LOCAL_BUILDERS and "://" not in data_files and not glob.glob(data_files, recursive=True):
+            raise DataError(f"data.data_files={data_files} matches no files; check the path or pattern "
+                            "(quote it on the command line: data.data_files='corpus/*.txt')")
+    try:
+        return datasets.load_dataset(name, config, data_files=data_files, split=split)
+    except StopIteration:  # a builder (json, csv, ...) that found no row in its files
+        raise DataError(f"data.data_files={data_files} holds no rows (its files are empty); give files with "
+                        "rows") from None
+    except datasets.exceptions.DatasetGenerationError as err:
+        # The builder failed on a file: datasets keeps the reason as the cause.
+        cause = err.__cause__
+        if isinstance(cause, UnicodeDecodeError):
+            raise DataError(f"data.data_files={data_files} holds a file that is not UTF-8 text "
+                            f"({cause.reason}); convert it to UTF-8 (iconv), or leave it out") from None
+        if type(cause).__name__ == "SchemaInferenceError":  # no row at all
+            raise DataError(f"data.data_files={data_files} holds no text (its files are empty); "
+                            "give files with text") from None
+        reason = first_line(cause, 200) if cause is not None and str(cause).strip() else first_line(err, 200)
+        raise DataError(f"cannot read the dataset {name!r} split {split!r} ({reason}); check "
+                        "data.data_files") from None
+    except (FileNotFoundError, ValueError, ConnectionError) as err:
+        raise DataError(
+            f"cannot load the dataset {name!r} split {split!r} ({first_line(err, 200)}); pass a dataset "
+            "saved with save_to_disk, a hub name (online or already cached), or data.name=text "
+            "data.data_files=FILES"
+        ) from None
+
+
+def row_separator(name: str, separator: str) -> str:
+    """What joins a dataset's rows: the `text` builder's rows are a file's lines (newlines removed),
+    so a newline puts them back as they were; other datasets' rows are documents."""
+    return "\n" if name == "text" else separator
+
+
+def hf_part(dataset: Any, label: str, text_field: str, separator: str) -> Part:
+    """A dataset split's rows joined with the separator, read a batch of rows at a time."""
+    if text_field not in dataset.column_names:
+        raise DataError(
+            f"{label} has no field {text_field!r}; its fields are: {', '.join(dataset.column_names)}; "
+            "pass data.text_field=one of them"
+        )
+    if len(dataset) == 0:
+        raise DataError(f"{label} has no rows; pass a split with text")
+    column = dataset.select_columns([text_field])
+
+    def chunks() -> Iterator[tuple[str, int]]:
+        first = True
+        for batch in column.iter(batch_size=_HF_BATCH_ROWS):
+            rows = batch[text_field]
+            bad = next((r for r in rows if r is not None and not isinstance(r, str)), None)
+            if bad is not None:
+                raise DataError(
+                    f"{label} field {text_field!r} holds {type(bad).__name__} values, not text; "
+                    "pass data.text_field=a text field"
+                )
+            text = separator.join(r for r in rows if r is not None)
+            yield ("" if first else separator) + text, len(rows)
+            first = False
+
+    def sha_of(content: str) -> str:
+        return hashlib.sha256(f"{label}\0{text_field}\0{content}\0{len(dataset)}".encode()).hexdigest()
+
+    earlier = sha_of(getattr(dataset, "_fingerprint", None) or "")
+    return Part(label, sha_of(_content_id(dataset)), chunks, len(dataset), starts_file=False,
+                earlier_sha256=earlier)

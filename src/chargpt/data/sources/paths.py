@@ -1,0 +1,31 @@
+"""A path setting as typed: `~` and environment variables expanded as a shell would, and a glob's
+folders before its first wildcard."""
+
+from __future__ import annotations
+
+import os
+
+GLOB_CHARS = "*?["
+
+
+def expand_path(value: str | os.PathLike) -> str:
+    """`~` and environment variables, as a shell would expand them; a path that exists as typed
+    (a folder named 'price $5') is taken as it is, and so is the folder of a glob (its pattern is
+    still expanded)."""
+    home = os.path.expanduser(str(value))
+    if "$" in home and os.path.exists(home):  # also a name with a glob's brackets in it: 'a [1] $5.txt'
+        return home
+    folder, pattern = split_glob(home)
+    if "$" in folder and os.path.exists(folder or "."):
+        return folder + os.path.expandvars(pattern)
+    return os.path.expandvars(home)
+
+
+def split_glob(path: str) -> tuple[str, str]:
+    """A glob's folders before its first wildcard (with their last separator) and the rest; a path
+    with no wildcard is all folder."""
+    first = min((i for i in map(path.find, GLOB_CHARS) if i >= 0), default=None)
+    if first is None:
+        return path, ""
+    cut = path.rfind(os.sep, 0, first) + 1
+    return path[:cut], path[cut:]
