@@ -17,7 +17,8 @@ _OR_NULL = {True: ", or null", False: ""}
 
 def shown(value: object) -> str:
     """A setting's value as it is typed on the command line: null, true and false as YAML spells
-    them, text quoted."""
+    them, text quoted. It names a bad value in a message, where text keeps Python's quotes so that
+    '5' reads as the text Hydra made of it; it is not written to be run again."""
     if value is None:
         return "null"
     if isinstance(value, bool):

@@ -269,7 +269,8 @@ def _overrides(settings: dict[str, Any]) -> str:
 
 def _setting(value: object) -> str:
     """A data setting as a Hydra override's value: a number or a boolean as Hydra reads one
-    (quoted, 0.9 would be the text '0.9', which a number setting refuses)."""
+    (quoted, 0.9 would be the text '0.9', which a number setting refuses); text bare only when it
+    is one word, else quoted for Hydra (a separator may hold spaces or newlines)."""
     if value is None:
         return "null"
     if isinstance(value, bool):

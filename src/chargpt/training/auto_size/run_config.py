@@ -113,6 +113,8 @@ def reproducing_overrides(cfg: DictConfig, overrides: Sequence[str], choices: Ma
 
 
 def _value(v: Any) -> str:
+    """A config value as the printed command types it, short to read: text bare (model=auto's
+    values are words such as rope or 32-true), a float as below."""
     if v is None:
         return "null"
     if isinstance(v, bool):
