@@ -15,7 +15,8 @@ _CHUNK = 1 << 20
 
 
 def default_data_dir() -> str:
-    """The data directory: $CHARGPT_DATA_DIR, else ./data."""
+    """The data directory: $CHARGPT_DATA_DIR, else ./data (configs/paths/default.yaml's rule, for
+    code that reads the corpus without a run's config: the tests, the benchmarks)."""
     return os.environ.get(DATA_DIR_ENV) or "data"
 
 

@@ -317,7 +317,8 @@ def load_encoded(
 ) -> EncodedCorpus:
     """Token ids of one text file (memory-mapped), the tokenizer that made them and the file's
     sha256 (the corpus is read and hashed once here). The cache is keyed by the file's sha256, so
-    an edited file is re-encoded."""
+    an edited file is re-encoded. A run reads its text through CharText; this is one file's ids
+    without a run's config (a tokenizer's ids of a new text, the tests, the benchmarks)."""
     part = file_parts([corpus])[0]
     return encode_parts([part], part.sha256, corpus.name, tokenizer, cache_dir, beside=corpus)
 
