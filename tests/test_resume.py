@@ -222,6 +222,20 @@ def test_the_resume_command_names_files_as_launched_so_it_works_from_anywhere(tm
     assert launch_cwd(tmp_path / ".hydra") == "/home/me" and launch_cwd(tmp_path / "nowhere") is None
 
 
+def test_the_resume_command_names_the_data_and_output_folders_as_launched() -> None:
+    # A relative paths.data_dir was printed as typed: resumed from another folder, the run read
+    # its text from elsewhere (and put an MLflow store under another paths.output_root).
+    overrides = ["paths.data_dir=corpora", "paths.output_root=my runs", "paths.data_dir=/srv/data"]
+    assert shlex.split(resume_command("/runs/r", overrides, cwd="/home/me")) == [
+        "chargpt-train", "paths.data_dir=/home/me/corpora", "paths.output_root=/home/me/my runs",
+        "paths.data_dir=/srv/data", "ckpt_path=/runs/r",
+    ]
+    # An interpolation names no folder of the launch's: it stays as typed, as does a folder left empty.
+    kept = ["paths.data_dir=${oc.env:DATA}", "paths.output_root=null"]
+    command = resume_command("/runs/r", kept, cwd="/home/me")
+    assert shlex.split(command) == ["chargpt-train", *kept, "ckpt_path=/runs/r"]
+
+
 @pytest.mark.parametrize(("split", "refused"), [({"val_path": None, "split": None}, True),
                                                 ({"val_path": "/texts/held out.txt", "split": None}, False),
                                                 ({"val_path": None, "split": "files"}, False)])

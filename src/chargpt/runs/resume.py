@@ -21,12 +21,15 @@ from chargpt.runs.continuation import resume_subdir
 CKPT_PATH = ("ckpt_path=", "+ckpt_path=", "++ckpt_path=")
 # Overrides that launch a search: a trial continues as one run, with the values it was given.
 SEARCH_GROUPS = ("hparams_search",)
+# The folders data is read from and runs go under (an MLflow store, a new run's dated folder):
+# named relative to where the run was launched, like a data file.
+LAUNCH_FOLDERS = ("paths.data_dir", "paths.output_root")
 
 
 def resume_command(run_dir: str | Path, overrides: list[str] | None = None, cwd: str | None = None) -> str:
     """The command that continues this run (`overrides`: this job's, by default): the same
-    overrides, with ckpt_path at its directory. Files named relative to `cwd`, where the run was
-    launched (this job's, by default), are named absolute: the command works from anywhere."""
+    overrides, with ckpt_path at its directory. Files and folders named relative to `cwd`, where the
+    run was launched (this job's, by default), are named absolute: the command works from anywhere."""
     environment = []
     if overrides is None and HydraConfig.initialized():
         overrides, cwd = task_overrides(), HydraConfig.get().runtime.cwd
@@ -42,7 +45,10 @@ def resume_command(run_dir: str | Path, overrides: list[str] | None = None, cwd:
 def _absolute(typed: str, cwd: str | None) -> str:
     setting, _, value = typed.partition("=")
     key = override_key(typed)
-    if cwd is None or key == "data.name" or not is_path_key(key) or not value or value.lower() == "null":
+    # A folder's value may be an interpolation (`${oc.env:DATA}`), kept as typed; a file's is literal.
+    folder = key in LAUNCH_FOLDERS and not value.startswith("${")
+    named = folder or (is_path_key(key) and key != "data.name")
+    if cwd is None or not named or not value or value.lower() == "null":
         return typed
     return f"{setting}={os.path.join(cwd, value)}"  # an absolute value stays as it is
 
