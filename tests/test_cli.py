@@ -70,6 +70,19 @@ def test_api_and_cli_share_the_sampling_path(trained_run: Path, capsys) -> None:
         load(trained_run).generate("A", num_samples=0)  # as the command refuses it, not an empty list
 
 
+def test_sample_names_the_checkpoint_and_step_it_samples_from_on_stderr(trained_run: Path, capsys) -> None:
+    # It did not say which weights it sampled: a run's last.ckpt moves on while the run trains.
+    args = ["prompt=A", "max_new_tokens=30", "seed=3", "temperature=0.9", "device=cpu"]
+    code, out, err = run_main(sample.main, [f"ckpt_path={trained_run}", *args], capsys)
+    assert code == 0 and err == f"sampling from {trained_run / 'checkpoints' / 'last.ckpt'} (step 20)\n"
+    # stdout is the sample alone, as before: a script that pipes it reads the same text.
+    assert out == "A" + load(trained_run).generate("A", seed=3, max_new_tokens=30, temperature=0.9)[0] + "\n"
+    best = sorted((trained_run / "checkpoints").glob("best-*.ckpt"))[0]
+    step = torch.load(best, weights_only=True)["global_step"]
+    code, _, err = run_main(sample.main, [f"ckpt_path={best}", *args], capsys)
+    assert code == 0 and err == f"sampling from {best} (step {step})\n"
+
+
 def test_eval_prints_full_split_loss_as_json(trained_run: Path, corpus: Path, capsys) -> None:
     assert run_cli(eval_cli.main, f"ckpt_path={trained_run}", "data=text", f"data.path={corpus}",
                    "device=cpu") == 0

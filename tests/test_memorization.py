@@ -106,8 +106,8 @@ def test_check_copy_reports_each_sample_on_stderr_and_leaves_stdout_alone(tmp_pa
     assert plain_code == code == 0 and out == plain  # stdout: the samples only, as without the check
     train = text.read_text()[:1800]
     samples = [s[1:] for s in out.rstrip("\n").split("\n---\n")]  # without the prompt "a"
-    lines = err.strip().splitlines()
-    assert len(samples) == len(lines) == 2
+    said, *lines = err.strip().splitlines()
+    assert said == f"sampling from {ckpt}" and len(samples) == len(lines) == 2
     for i, (sample, line) in enumerate(zip(samples, lines, strict=True), start=1):
         match = COPY_LINE.match(line)
         assert match and match.group(2, 3) == (str(i), "2"), line
@@ -164,7 +164,7 @@ def test_check_copy_needs_the_training_text_unchanged(tmp_path, capsys) -> None:
     assert err.startswith(f"error: {text} has changed since {ckpt} was trained on it")
     assert "pass the training text as data.path=FILE" in err
     code, out, err = run_main(sample_cli.main, [*args, f"data.path={text}"], capsys)  # as it is now
-    assert code == 0 and COPY_LINE.match(err.strip())
+    assert code == 0 and COPY_LINE.match(err.strip().splitlines()[-1])
     ckpt = _checkpoint_of(tmp_path, None)
     code, out, err = run_main(sample_cli.main, args, capsys)
     assert code == 2 and out == ""

@@ -80,6 +80,12 @@ def checkpoint_score(ckpt: dict[str, Any]) -> tuple[float | None, int | None]:
     return (scores[-1] if scores else None), step
 
 
+def weights_step(ckpt: dict[str, Any] | None, file: str | Path) -> int | None:
+    """The training steps behind the weights `load_with_checkpoint` read from `file`: the
+    checkpoint's (`ckpt`), or an export's card's (`ckpt` None); None where neither records it."""
+    return checkpoint_score(ckpt)[1] if ckpt is not None else card_for_export(file).step
+
+
 def card_for_checkpoint(file: Path, ckpt: dict[str, Any], params: int, name: str | None = None) -> ModelCard:
     """The card of checkpoint `file`, read as `ckpt`."""
     val_loss, step = checkpoint_score(ckpt)

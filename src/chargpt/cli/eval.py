@@ -31,7 +31,7 @@ from chargpt.errors import ConfigError, exit_on_user_error
 from chargpt.evaluation import Evaluation, check_stride, evaluate_text
 from chargpt.hydra_run import as_written
 from chargpt.inference import load_with_checkpoint, pick_device
-from chargpt.model_card import card_for_export
+from chargpt.model_card import weights_step
 from chargpt.overrides import as_typed
 from chargpt.training.precision import (
     matmul_precision_for_device,
@@ -131,7 +131,7 @@ def _hydra_main(cfg: DictConfig) -> None:
               f"scored as one window of {result.window}, so stride={result.stride}", file=sys.stderr)
     arithmetic_used = {"precision": forward, "matmul_precision": products}
     # Which weights: a run still training rewrites its last.ckpt, and the next eval scores another step.
-    step = ckpt.get("global_step") if ckpt is not None else card_for_export(file).step
+    step = weights_step(ckpt, file)
     line = report(result, cfg.split, scored_text(text, cfg.split), file, arithmetic_used, step)
     print(json.dumps(line, ensure_ascii=False))
 

@@ -19,6 +19,7 @@ from chargpt.errors import ConfigError, exit_on_user_error
 from chargpt.inference import load_with_checkpoint, new_generator, pick_device
 from chargpt.memorization import CopiedSpan, TextIndex
 from chargpt.model.sampling import check_decoding, check_sampling
+from chargpt.model_card import weights_step
 
 CONFIG_NAME = "sample"  # configs/sample.yaml
 
@@ -31,6 +32,10 @@ def copy_index(cfg: DictConfig, ckpt: dict[str, Any] | None) -> TextIndex:
     changed text is an error before any text is printed. `ckpt`: None for an export."""
     text, _ = training_text(ckpt, str(cfg.ckpt_path), cfg.data.path, cfg.data.train_fraction)
     return TextIndex(text)
+
+
+def sampling_from(file: str, step: int | None) -> str:
+    return f"sampling from {file}" + (f" (step {step})" if step is not None else "")
 
 
 def copy_line(span: CopiedSpan, sample: int, num_samples: int) -> str:
@@ -59,9 +64,12 @@ def _hydra_main(cfg: DictConfig) -> None:
                           "names the training text the copy check reads); add check_copy=true, or drop it")
     # Bad settings or prompt characters are reported before any text is printed.
     check_sampling(cfg.temperature, cfg.top_k, cfg.top_p, cfg.max_new_tokens)
-    trained, ckpt, _ = load_with_checkpoint(cfg.ckpt_path, pick_device(cfg.device))
+    trained, ckpt, file = load_with_checkpoint(cfg.ckpt_path, pick_device(cfg.device))
     prompt = resolve_prompt(cfg.prompt, trained.tokenizer)
     index = copy_index(cfg, ckpt) if check_copy else None
+    # Which weights, on stderr (stdout stays the samples): a run directory's last.ckpt moves on
+    # while its run trains, and one without it is sampled from its newest best checkpoint.
+    print(sampling_from(file, weights_step(ckpt, file)), file=sys.stderr, flush=True)
     generator = new_generator(trained.device, cfg.seed)
     for i in range(cfg.num_samples):
         if i:
