@@ -118,7 +118,9 @@ def test_the_queue_limit_and_empty_requests() -> None:
         job, collector = make_job(trained, "a", 3, seed)
         engine.submit(job)
         collectors.append(collector)
-    with pytest.raises(QueueFull, match="busy: 0 requests are generating and 3 requests are waiting"):
+    # Not started: two of them hold the free places, which the engine fills at its first step.
+    assert engine.load() == {"running": 2, "waiting": 1}
+    with pytest.raises(QueueFull, match="busy: 2 requests are generating and 1 request is waiting"):
         engine.submit(make_job(trained, "a", 3, 9)[0])
     empty, empty_out = make_job(trained, "a", 0, 0, n=2)
     engine.start()
@@ -127,6 +129,29 @@ def test_the_queue_limit_and_empty_requests() -> None:
             assert collector.done.wait(60) and len(collector.texts[0]) == 3
         engine.submit(empty)
         assert empty_out.done.wait(60) and empty_out.texts == ["", ""]
+    finally:
+        engine.close()
+
+
+def test_a_full_queue_counts_the_jobs_filling_free_places_as_running() -> None:
+    # Jobs queued while places were free wait for the decoding thread's next step to take them:
+    # they were counted as waiting, and a 429 said "1 request is generating and 3 requests are
+    # waiting" with max_queue=1 (and /health said so too).
+    trained = model()
+    engine = Engine(trained.model, trained.tokenizer, max_batch=3, max_queue=1)
+    endless, endless_out = make_job(trained, "a", 10**9, 0)
+    engine.submit(endless)
+    engine.start()
+    try:
+        while not endless_out.texts[0]:
+            endless_out.done.wait(0.01)
+        with engine.wake:  # held: the decoding thread admits nothing, as between two of its steps
+            for seed in range(3):  # two take the free places, one waits
+                engine.submit(make_job(trained, "a", 5, seed)[0])
+            assert engine.load() == {"running": 3, "waiting": 1}
+            with pytest.raises(QueueFull, match=r"busy: 3 requests are generating and 1 request is waiting;"):
+                engine.submit(make_job(trained, "a", 5, 9)[0])
+        endless.cancel()
     finally:
         engine.close()
 

@@ -131,17 +131,27 @@ class Engine:
         with self.wake:
             if self.stopping:
                 raise ShuttingDown("the server is shutting down")
-            waiting = len(self.rows) + len(self.pending) + 1 - self.max_batch  # with this job
-            if waiting > self.max_queue:
+            running, waiting = self._load()
+            if running == self.max_batch and waiting >= self.max_queue:  # no free place, a full queue
                 raise QueueFull(
-                    f"the server is busy: {_requests(len(self.rows))} generating and "
-                    f"{_requests(len(self.pending))} waiting; retry shortly"
+                    f"the server is busy: {_requests(running)} generating and "
+                    f"{_requests(waiting)} waiting; retry shortly"
                 )
             self.pending.append(job)
             self.wake.notify()
 
     def load(self) -> dict[str, int]:
-        return {"running": len(self.rows), "waiting": len(self.pending)}
+        with self.wake:
+            running, waiting = self._load()
+        return {"running": running, "waiting": waiting}
+
+    def _load(self) -> tuple[int, int]:
+        """(running, waiting), the lock held. The decoding thread admits queued jobs between its
+        steps: until then the jobs that free places will take are still queued, and count as
+        running, not waiting (they were said to wait: more than max_queue)."""
+        held = len(self.rows) + len(self.pending)  # (rows only shrink outside the lock)
+        running = min(held, self.max_batch)
+        return running, held - running
 
     def warm_up(self) -> None:
         """Run one short request through every path (prefill, batched step; compiles if set)."""
