@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import random
 import shlex
 import shutil
@@ -188,6 +189,37 @@ def test_a_folder_and_a_normalised_text_are_read_as_the_run_reads_them(pretraine
     args = finetune_args(folder, run_dir, pretrained, "data.newline=normalize", "trainer.max_steps=2")
     assert run_cli(train.main, *args) == 0
     assert load(run_dir).tokenizer.chars == load(pretrained).tokenizer.chars
+
+
+def test_a_fine_tune_reads_its_new_text_as_often_as_a_run_from_scratch(
+    pretrained: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A fine-tune built a data module to read the text's characters, then another to encode it
+    # with the vocabulary they gave: the text was hashed and read twice more than from scratch.
+    new = other_text(tmp_path / "new.txt", extra="zephyr@")
+    opened: list[str] = []
+    real_open = Path.open
+
+    def counting_open(self: Path, *args: object, **kwargs: object) -> object:
+        if Path(os.path.abspath(self)) == new:
+            opened.append(str(self))
+        return real_open(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", counting_open)
+    short = ["trainer.max_steps=1", "sample.max_new_tokens=0", "logger=none"]
+    reads = {}
+    runs = {"scratch": "a", "scratch again": "a", "fine-tune": "b", "fine-tune again": "b"}  # run: its cache
+    for run, cache in runs.items():
+        given = [*short, f"data.cache_dir={tmp_path / cache}"]
+        if run.startswith("fine-tune"):
+            args = finetune_args(new, tmp_path / run, pretrained, "finetune.extend_vocab=true", *given)
+        else:
+            args = train_args(new, tmp_path / run, *given)
+        opened.clear()
+        assert run_cli(train.main, *args) == 0
+        reads[run] = len(opened)
+    # The first time hashed, read for its characters and read to write its ids; then found in the cache.
+    assert reads["fine-tune"] == reads["scratch"] > reads["fine-tune again"] == reads["scratch again"], reads
 
 
 @pytest.mark.slow  # a fine-tune; test_starting_point_is_printed_and_kept extends the vocabulary

@@ -249,18 +249,19 @@ def encode_parts(
     beside: Path | None = None,
     options: TextOptions | None = None,
     source: str | None = None,
+    first_pass: dict[str, Any] | None = None,
 ) -> EncodedCorpus:
     """Token ids of the parts joined (memory-mapped), cached under `label` and the first 16 hex
     digits of `key` (which must change whenever the text does). `source` names the text in
-    messages (the folder or glob given), `label` where it is not given.
+    messages (the folder or glob given), `label` where it is not given. `first_pass`: the text's
+    `text_stats`, when the caller has them already (the text is then read only to write its ids).
 
     Without a tokenizer, the vocabulary is the text's own characters; with one, a character it
     lacks is an error and the cache is keyed by the vocabulary too.
     """
     options = options or TextOptions()
-    folder = cache_dir_for(beside, cache_dir)
-    stem = f"{label}.{key[:16]}"
-    stats_file = folder / f"{stem}.stats.json"
+    stats_file = stats_file_of(label, key, cache_dir, beside)
+    folder, stem = stats_file.parent, _stem(label, key)
     stats = _read_json(stats_file)
     if tokenizer is None:
         vocab_file: Path | None = folder / f"{stem}.vocab.json"
@@ -279,7 +280,7 @@ def encode_parts(
         not p.starts_file and p.size >= _PROGRESS_MIN_ROWS for p in parts
     )
     with Progress(transient=True) if big else nullcontext() as progress:
-        stats = _scan(parts, options, progress)
+        stats = first_pass if first_pass is not None else _scan(parts, options, progress)
         chars = sorted(stats["counts"])
         if not chars:
             raise DataError(f"{_where(parts, source or label)} has no text; pass a text with content")
@@ -323,7 +324,22 @@ def load_encoded(
     return encode_parts([part], part.sha256, corpus.name, tokenizer, cache_dir, beside=corpus)
 
 
-def text_chars(parts: list[Part], options: TextOptions) -> list[str]:
-    """The sorted distinct characters of a text as it is encoded (parts joined, options applied;
-    streamed, nothing written)."""
-    return sorted(_scan(parts, options, None)["counts"])
+def _stem(label: str, key: str) -> str:
+    return f"{label}.{key[:16]}"
+
+
+def stats_file_of(
+    label: str, key: str, cache_dir: str | os.PathLike | None = None, beside: Path | None = None
+) -> Path:
+    """Where `encode_parts` keeps a text's first pass (its `text_stats`) in the encoding cache."""
+    return cache_dir_for(beside, cache_dir) / f"{_stem(label, key)}.stats.json"
+
+
+def text_stats(parts: list[Part], options: TextOptions, cached: Path) -> dict[str, Any]:
+    """The first pass over a text as it is encoded (parts joined, options applied): how often each
+    character occurs, where each part starts. From the encoding cache (`cached`, `stats_file_of`)
+    when an earlier encoding of the same text wrote it, else streamed, nothing written."""
+    stats = _read_json(cached)
+    if isinstance(stats, dict) and isinstance(stats.get("counts"), dict):
+        return stats
+    return _scan(parts, options, None)

@@ -16,7 +16,7 @@ import numpy as np
 from omegaconf import OmegaConf
 
 from chargpt.checks import real_number, whole_number
-from chargpt.data.encoding import EncodedCorpus, TextOptions, encode_parts, text_chars
+from chargpt.data.encoding import EncodedCorpus, TextOptions, encode_parts, stats_file_of, text_stats
 from chargpt.data.sources.hf_datasets import hf_part, load_hf, row_separator
 from chargpt.data.sources.parts import Part, identity
 from chargpt.data.sources.paths import expand_path
@@ -106,6 +106,8 @@ class CharText:
         self.context_fix = "a model.block_size of at most {most}"
         self._encoded: EncodedCorpus | None = None
         self._parts: list[Part] = []
+        self._place: tuple[str, str, Path | None] | None = None  # _cache_place()
+        self._first_pass: dict[str, Any] | None = None  # what characters() read, for encoded()
         self._n_train_parts: int | None = None  # parts before the validation text, when it is given
         self.ids: np.ndarray | None = None
         self.train_ids: np.ndarray | None = None
@@ -159,16 +161,12 @@ class CharText:
         whatever data.separator says."""
         return row_separator(self.name or "", self.options.separator)
 
-    def characters(self) -> list[str]:
-        """The text's distinct characters as it would be encoded, without encoding it (a fine-tune
-        compares them with its checkpoint's vocabulary before building its own)."""
-        return text_chars(self._sources(), self.options)
-
-    def encoded(self) -> EncodedCorpus:
-        """The corpus read, hashed and encoded (or found in the cache): once per process."""
-        if self._encoded is None:
+    def _cache_place(self) -> tuple[str, str, Path | None]:
+        """The text's parts found (each file hashed: read once) into `_parts`, and where the
+        encoding cache keeps them: its key, its label, and the file it is cached beside, if any.
+        Once per process, for characters() and encoded() both."""
+        if self._place is None:
             self._parts = parts = self._sources()
-            given = CharTokenizer(self._vocab) if self._vocab is not None else None
             single_file = len(parts) == 1 and parts[0].starts_file and not self.options.transforms
             # One plain file keeps its own sha256 as the key (checkpoints of earlier versions match).
             applied = {**self.options.settings(), "separator": self._separator()}
@@ -177,8 +175,32 @@ class CharText:
             # a glob) would join the text on the next read.
             beside = Path(parts[0].name) if single_file and self._names_one_file() else None
             label = Path(parts[0].name).name if single_file else self._label()
-            self._encoded = encode_parts(parts, key, label, given, self.cache_dir, beside, self.options,
-                                         self.source)
+            self._place = (key, label, beside)
+        return self._place
+
+    def characters(self) -> list[str]:
+        """The text's distinct characters as it will be encoded, before it is (a fine-tune compares
+        them with its checkpoint's vocabulary to make the one it is encoded with). The pass that
+        counts them is kept: encoded() reads the text only to write its ids, as a run from scratch
+        does."""
+        if self._first_pass is None:
+            key, label, beside = self._cache_place()
+            cached = stats_file_of(label, key, self.cache_dir, beside)
+            self._first_pass = text_stats(self._parts, self.options, cached)
+        return sorted(self._first_pass["counts"])
+
+    def use_vocab(self, vocab: list[str]) -> None:
+        """Encode with `vocab` (a fine-tune's, made after reading characters())."""
+        assert self._encoded is None, "the text is encoded already"
+        self._vocab = vocab
+
+    def encoded(self) -> EncodedCorpus:
+        """The corpus read, hashed and encoded (or found in the cache): once per process."""
+        if self._encoded is None:
+            key, label, beside = self._cache_place()
+            given = CharTokenizer(self._vocab) if self._vocab is not None else None
+            self._encoded = encode_parts(self._parts, key, label, given, self.cache_dir, beside, self.options,
+                                         self.source, self._first_pass)
         return self._encoded
 
     @property

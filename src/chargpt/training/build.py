@@ -42,7 +42,14 @@ from chargpt.training.auto_size.report import report
 from chargpt.training.auto_size.run_config import apply_choice, check_auto
 from chargpt.training.callbacks import budget
 from chargpt.training.checkpoint_io import AtomicCheckpointIO, follow_moved_run
-from chargpt.training.finetune import apply_pretrained, freeze, freeze_fix, prepare_finetune, resume_settings
+from chargpt.training.finetune import (
+    apply_pretrained,
+    fit_vocab,
+    freeze,
+    freeze_fix,
+    prepare_finetune,
+    resume_settings,
+)
 from chargpt.training.host_memory import keep_freed_memory
 from chargpt.training.module import CharLM
 from chargpt.training.optim import build_optimizer, check_optimizer
@@ -280,9 +287,9 @@ def build_run(cfg: DictConfig) -> Run:
                                       resumed=resumable(cfg.ckpt_path))
         model_config = pretrained.config
 
-    datamodule = instantiate(
-        cfg.data, block_size=model_config.block_size, vocab=pretrained.vocab if pretrained else None
-    )
+    datamodule = instantiate(cfg.data, block_size=model_config.block_size)
+    if pretrained is not None:  # the new text's characters make its vocabulary
+        pretrained = fit_vocab(pretrained, datamodule, cfg.finetune)
     if auto:  # it reads the text at its longest context, and refuses a model.block_size
         datamodule.context_fix = "a fixed model with a short context (model=tiny model.block_size={most})"
     datamodule.prepare_data()

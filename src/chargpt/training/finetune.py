@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from hydra.utils import instantiate
 from omegaconf import DictConfig
 from torch import nn
 
@@ -125,20 +124,29 @@ def _grown(tensor: torch.Tensor, shape: torch.Size) -> torch.Tensor:
 
 def prepare_finetune(cfg: DictConfig, composed: ModelConfig, task_overrides: list[str],
                      resumed: str | None = None) -> Pretrained:
-    """Read `cfg.init_from` and fix the architecture and vocabulary of the new run. A fine-tune
-    resumed from its own checkpoint `resumed` gets them from it, as it gets its weights: the model
-    it started from may have moved or gone since."""
+    """Read `cfg.init_from`, fix the architecture of the new run and check its finetune.*
+    settings. A fine-tune resumed from its own checkpoint `resumed` gets its architecture and
+    vocabulary from it, as it gets its weights: the model it started from may have moved or gone
+    since."""
     pretrained = load_pretrained(resumed or cfg.init_from, composed, explicit_model_overrides(task_overrides))
     options = cfg.finetune
     yes_no("finetune.freeze_embeddings", options.freeze_embeddings)
     whole_number("finetune.freeze_blocks", options.freeze_blocks, low=0)
-    vocab = finetune_vocab(pretrained, instantiate(cfg.data, block_size=pretrained.config.block_size),
-                           yes_no("finetune.extend_vocab", options.extend_vocab))
+    yes_no("finetune.extend_vocab", options.extend_vocab)
+    return pretrained
+
+
+def fit_vocab(pretrained: Pretrained, data: CharDataModule, options: DictConfig) -> Pretrained:
+    """The vocabulary of the new run, from the new text's characters (`options`: cfg.finetune);
+    `data` is then encoded with it. The one data module reads the text for both: its characters
+    first, then its ids."""
+    vocab = finetune_vocab(pretrained, data, options.extend_vocab)
     if len(vocab) > len(pretrained.vocab) and options.freeze_embeddings:
         raise ConfigError(
             "finetune.freeze_embeddings=true would leave the new characters untrained; "
             "drop it or finetune.extend_vocab"
         )
+    data.use_vocab(vocab)
     return replace(pretrained, vocab=vocab)
 
 
