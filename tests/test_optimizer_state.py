@@ -6,12 +6,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 
+from chargpt.cli import CONFIG_PATH
 from chargpt.errors import ConfigError
 from chargpt.model import ModelConfig, build_model
 from chargpt.training.finetune import freeze
 from chargpt.training.optim import build_optimizer, check_optimizer
-from chargpt.training.optimizer_state import check_optimizer_state
+from chargpt.training.optimizer_state import check_optimizer_state, optimizer_named
 
 MUON = {"_target_": "chargpt.training.optim.muon_adamw", "lr": 0.02, "adamw": {"lr": 3e-3}}
 ADAMW = {"_target_": "torch.optim.AdamW", "lr": 1e-3}
@@ -41,12 +44,21 @@ def test_the_same_optimizer_and_frozen_set_resume() -> None:
                               lambda: pytest.fail("asked for a fix"))
 
 
-def test_another_optimizer_is_named() -> None:
+def test_another_optimizer_is_named_as_a_user_picks_it() -> None:
+    # Without a launch record (the run's .hydra folder gone) both were named by their _target_:
+    # now by the options that build them, those with the checkpoint's very settings first.
     told = _refusal(_checkpoint(ADAMW), MUON)
     assert told.startswith(
-        "cannot resume from run/checkpoints/last.ckpt with chargpt.training.optim.muon_adamw: it was trained "
-        "with torch.optim.AdamW, whose optimizer state does not carry over; resume with the optimizer it was "
-        "trained with (torch.optim.AdamW)")
+        "cannot resume from run/checkpoints/last.ckpt with optimizer=muon (or muon_short): it was trained "
+        "with optimizer=adamw, whose optimizer state does not carry over; resume with optimizer=adamw, or "
+        "start a new run from its weights with init_from=run/checkpoints/last.ckpt in place of ckpt_path")
+    with initialize_config_dir(config_dir=CONFIG_PATH, version_base="1.3"):  # as Hydra composes it
+        short = OmegaConf.to_container(compose("train", ["optimizer=muon_short"]).optimizer, resolve=True)
+    assert "trained with optimizer=muon_short, whose" in _refusal(_checkpoint(short), ADAMW)
+    # An optimizer no option builds keeps its _target_, what was typed to get it.
+    sgd = {"_target_": "torch.optim.SGD", "lr": 0.1}
+    assert optimizer_named(sgd["_target_"], None, sgd) is None
+    assert optimizer_named("torch.optim.AdamW", "muon", ADAMW) == "optimizer=adamw"  # not what it built
 
 
 def test_other_parameters_frozen_with_the_same_optimizer_is_a_freeze_difference() -> None:

@@ -110,9 +110,9 @@ def test_checkpoint_holds_rng_and_corpus_in_plain_form(tmp_path, monkeypatch, ca
         # Other batches from here on: not the run's own resume.
         ("seed=7", "with data.seed=7: its run drew its batches with 1337; resume with seed=1337"),
         # Another optimizer: the checkpoint's optimizer state would not load into it.
-        ("optimizer=muon", "with chargpt.training.optim.muon_adamw: it was trained with torch.optim.AdamW, "
-         "whose optimizer state does not carry over; resume with optimizer=adamw, or start a new run "
-         "from its weights with init_from="),
+        ("optimizer=muon", "with optimizer=muon: it was trained with optimizer=adamw, whose optimizer "
+         "state does not carry over; resume with optimizer=adamw, or start a new run from its weights with "
+         "init_from="),
     ],
 )
 def test_incompatible_resume_is_refused(tmp_path, monkeypatch, capsys, change, expected):
@@ -136,6 +136,12 @@ def test_incompatible_resume_is_refused(tmp_path, monkeypatch, capsys, change, e
     assert err.startswith("error: ") and expected in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
     assert (run / "checkpoints" / "last.ckpt").read_bytes() == before
+    if change.startswith("optimizer="):
+        # Its launch record gone, the optimizer was named by its bare _target_: the checkpoint's
+        # settings name it as well.
+        shutil.rmtree(run / ".hydra")
+        code, _, again = run_main(train_main, [*args, change, f"ckpt_path={run}"], capsys)
+        assert (code, again) == (2, err)
 
 
 def test_a_copied_run_folder_resumes_as_it_would_in_place(tmp_path, capsys):

@@ -13,6 +13,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from chargpt.cli import CONFIG_PATH
 from chargpt.run_layout import is_resume_config
 
 
@@ -41,3 +42,18 @@ def this_launch_resume_config(run_dir: str | Path) -> Path | None:
     resume, a continued sweep's job: `.hydra/resume-*`); None for a first launch, or outside Hydra."""
     subdir = HydraConfig.get().output_subdir if HydraConfig.initialized() else None
     return Path(run_dir) / subdir if subdir and is_resume_config(subdir) else None
+
+
+def chosen(group: str) -> str | None:
+    """The option of a config group (optimizer=NAME) this launch composed; None outside Hydra."""
+    choice = HydraConfig.get().runtime.choices.get(group) if HydraConfig.initialized() else None
+    return str(choice) if choice else None
+
+
+def config_folders() -> list[Path]:
+    """The folders this command's configs come from: chargpt's, and any --config-dir (Hydra's file
+    sources); chargpt's alone outside Hydra."""
+    if not HydraConfig.initialized():
+        return [Path(CONFIG_PATH)]
+    sources = HydraConfig.get().runtime.config_sources
+    return [Path(source.path) for source in sources if source.schema == "file"]

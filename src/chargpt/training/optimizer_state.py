@@ -13,8 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from omegaconf import DictConfig, OmegaConf
 
 from chargpt.errors import ConfigError
+from chargpt.hydra_run import chosen, config_folders
 from chargpt.run_layout import launched_with, run_dir_of
 
 
@@ -25,6 +27,46 @@ def state_layout(state: Mapping[str, Any]) -> dict[str, list[int]]:
         return {"": [len(group["params"]) for group in state["param_groups"]]}
     return {name: state_layout(inner)[""] for name, inner in state.items()
             if isinstance(inner, Mapping) and "param_groups" in inner}
+
+
+def optimizer_named(
+    target: str | None, option: str | None, settings: Mapping[str, Any] | None = None
+) -> str | None:
+    """An optimizer as a user picks it, `optimizer=NAME`: `option` (the one a launch chose) when
+    it builds `target` (an optimizer's _target_), else the options that do, those with exactly
+    these `settings` (a checkpoint's) where some have; None when none does (a _target_ given on
+    the command line)."""
+    if not target:
+        return None
+    files = [f for folder in config_folders() for f in sorted((folder / "optimizer").glob("*.yaml"))]
+    building = {f.stem: c for f in files if (c := _composed(f)) is not None and c.get("_target_") == target}
+    if option in building:
+        return f"optimizer={option}"
+    options = [name for name, c in building.items() if c == settings] or sorted(building)
+    if not options:
+        return None
+    return f"optimizer={options[0]}" + (f" (or {', '.join(options[1:])})" if len(options) > 1 else "")
+
+
+def _composed(option: Path, seen: frozenset[Path] = frozenset()) -> dict[str, Any] | None:
+    """A config group option's settings as Hydra composes them: the options of the same group its
+    defaults list names, and its own (last, unless the list places `_self_`); None when unreadable."""
+    try:
+        node = OmegaConf.load(option)
+        if not isinstance(node, DictConfig):
+            return None
+        entries = list(node.pop("defaults", None) or [])
+        merged = OmegaConf.create()
+        for entry in entries if "_self_" in entries else [*entries, "_self_"]:
+            base = option.parent / f"{entry}.yaml"
+            if entry == "_self_":
+                merged = OmegaConf.merge(merged, node)
+            elif isinstance(entry, str) and base not in seen and base.is_file():
+                merged = OmegaConf.merge(merged, _composed(base, seen | {option}) or {})
+        settings = OmegaConf.to_container(merged, resolve=True)
+    except Exception:  # unreadable, or not an option of its own group: it names nothing
+        return None
+    return settings if isinstance(settings, dict) else None
 
 
 def check_optimizer_state(ckpt: dict[str, Any], file: Path, optimizer: torch.optim.Optimizer,
@@ -38,18 +80,22 @@ def check_optimizer_state(ckpt: dict[str, Any], file: Path, optimizer: torch.opt
     saved, built = state_layout(states[0]), state_layout(optimizer.state_dict())
     if saved == built:
         return
-    old = ((ckpt.get("hyper_parameters") or {}).get("optimizer") or {}).get("_target_")
+    trained_config = (ckpt.get("hyper_parameters") or {}).get("optimizer") or {}
+    old = trained_config.get("_target_")
     new = optimizer_config.get("_target_")
     # The same optimizer may keep another layout: Muon with every hidden matrix frozen is AdamW alone.
     another_optimizer = (old != new) if old else (saved.keys() != built.keys())
     if another_optimizer:
-        option = launched_with(run_dir_of(file), "optimizer")
-        again = (f"optimizer={option}" if option
-                 else "the optimizer it was trained with" + (f" ({old})" if old else ""))
+        # The run's launch record says which option it chose; without it (its .hydra folder gone),
+        # the options that build the checkpoint's optimizer do.
+        trained = optimizer_named(old, launched_with(run_dir_of(file), "optimizer"), trained_config)
+        again = trained or "the optimizer it was trained with" + (f" ({old})" if old else "")
+        given = optimizer_named(new, chosen("optimizer"), optimizer_config)
         raise ConfigError(
-            f"cannot resume from {file} with {new}: it was trained with {old or 'another optimizer'}, "
-            f"whose optimizer state does not carry over; resume with {again}, or start a new run "
-            f"from its weights with {shlex.quote(f'init_from={file}')} in place of ckpt_path"
+            f"cannot resume from {file} with {given or new}: it was trained with "
+            f"{trained or old or 'another optimizer'}, whose optimizer state does not carry over; resume "
+            f"with {again}, or start a new run from its weights with {shlex.quote(f'init_from={file}')} "
+            "in place of ckpt_path"
         )
     trained = sum(sum(sizes) for sizes in saved.values())
     trains = sum(sum(sizes) for sizes in built.values())
