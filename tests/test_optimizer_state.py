@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
 
 from chargpt.cli import CONFIG_PATH
@@ -47,18 +48,26 @@ def test_the_same_optimizer_and_frozen_set_resume() -> None:
 def test_another_optimizer_is_named_as_a_user_picks_it() -> None:
     # Without a launch record (the run's .hydra folder gone) both were named by their _target_:
     # now by the options that build them, those with the checkpoint's very settings first.
-    told = _refusal(_checkpoint(ADAMW), MUON)
+    with initialize_config_dir(config_dir=CONFIG_PATH, version_base="1.3"):  # inside chargpt-train
+        HydraConfig.instance().set_config(compose("train", return_hydra_config=True))
+        try:
+            told = _refusal(_checkpoint(ADAMW), MUON)
+            short = OmegaConf.to_container(compose("train", ["optimizer=muon_short"]).optimizer, resolve=True)
+            told_short = _refusal(_checkpoint(short), ADAMW)
+            sgd = {"_target_": "torch.optim.SGD", "lr": 0.1}
+            named_sgd = optimizer_named(sgd["_target_"], None, sgd)
+            named_adamw = optimizer_named("torch.optim.AdamW", "muon", ADAMW)
+        finally:
+            HydraConfig.instance().cfg = None
     assert told.startswith(
         "cannot resume from run/checkpoints/last.ckpt with optimizer=muon (or muon_short): it was trained "
         "with optimizer=adamw, whose optimizer state does not carry over; resume with optimizer=adamw, or "
         "start a new run from its weights with init_from=run/checkpoints/last.ckpt in place of ckpt_path")
-    with initialize_config_dir(config_dir=CONFIG_PATH, version_base="1.3"):  # as Hydra composes it
-        short = OmegaConf.to_container(compose("train", ["optimizer=muon_short"]).optimizer, resolve=True)
-    assert "trained with optimizer=muon_short, whose" in _refusal(_checkpoint(short), ADAMW)
-    # An optimizer no option builds keeps its _target_, what was typed to get it.
-    sgd = {"_target_": "torch.optim.SGD", "lr": 0.1}
-    assert optimizer_named(sgd["_target_"], None, sgd) is None
-    assert optimizer_named("torch.optim.AdamW", "muon", ADAMW) == "optimizer=adamw"  # not what it built
+    assert "trained with optimizer=muon_short, whose" in told_short
+    assert named_sgd is None  # no option builds it: it keeps its _target_, what was typed to get it
+    assert named_adamw == "optimizer=adamw"  # not the option this launch chose, which builds another
+    # Outside a Hydra app (chargpt used as a library) the _target_ it was given names it.
+    assert optimizer_named("torch.optim.AdamW", None, ADAMW) is None
 
 
 def test_other_parameters_frozen_with_the_same_optimizer_is_a_freeze_difference() -> None:

@@ -13,7 +13,6 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from chargpt.cli import CONFIG_PATH
 from chargpt.run_layout import is_resume_config
 
 
@@ -49,11 +48,3 @@ def chosen(group: str) -> str | None:
     choice = HydraConfig.get().runtime.choices.get(group) if HydraConfig.initialized() else None
     return str(choice) if choice else None
 
-
-def config_folders() -> list[Path]:
-    """The folders this command's configs come from: chargpt's, and any --config-dir (Hydra's file
-    sources); chargpt's alone outside Hydra."""
-    if not HydraConfig.initialized():
-        return [Path(CONFIG_PATH)]
-    sources = HydraConfig.get().runtime.config_sources
-    return [Path(source.path) for source in sources if source.schema == "file"]

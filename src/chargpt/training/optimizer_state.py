@@ -13,10 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from hydra import compose
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import OmegaConf
 
 from chargpt.errors import ConfigError
-from chargpt.hydra_run import chosen, config_folders
+from chargpt.hydra_run import chosen
 from chargpt.run_layout import launched_with, run_dir_of
 
 
@@ -35,11 +38,10 @@ def optimizer_named(
     """An optimizer as a user picks it, `optimizer=NAME`: `option` (the one a launch chose) when
     it builds `target` (an optimizer's _target_), else the options that do, those with exactly
     these `settings` (a checkpoint's) where some have; None when none does (a _target_ given on
-    the command line)."""
+    the command line), or outside a Hydra app."""
     if not target:
         return None
-    files = [f for folder in config_folders() for f in sorted((folder / "optimizer").glob("*.yaml"))]
-    building = {f.stem: c for f in files if (c := _composed(f)) is not None and c.get("_target_") == target}
+    building = {name: c for name, c in _optimizer_options().items() if c.get("_target_") == target}
     if option in building:
         return f"optimizer={option}"
     options = [name for name, c in building.items() if c == settings] or sorted(building)
@@ -48,25 +50,21 @@ def optimizer_named(
     return f"optimizer={options[0]}" + (f" (or {', '.join(options[1:])})" if len(options) > 1 else "")
 
 
-def _composed(option: Path, seen: frozenset[Path] = frozenset()) -> dict[str, Any] | None:
-    """A config group option's settings as Hydra composes them: the options of the same group its
-    defaults list names, and its own (last, unless the list places `_self_`); None when unreadable."""
-    try:
-        node = OmegaConf.load(option)
-        if not isinstance(node, DictConfig):
-            return None
-        entries = list(node.pop("defaults", None) or [])
-        merged = OmegaConf.create()
-        for entry in entries if "_self_" in entries else [*entries, "_self_"]:
-            base = option.parent / f"{entry}.yaml"
-            if entry == "_self_":
-                merged = OmegaConf.merge(merged, node)
-            elif isinstance(entry, str) and base not in seen and base.is_file():
-                merged = OmegaConf.merge(merged, _composed(base, seen | {option}) or {})
-        settings = OmegaConf.to_container(merged, resolve=True)
-    except Exception:  # unreadable, or not an option of its own group: it names nothing
-        return None
-    return settings if isinstance(settings, dict) else None
+def _optimizer_options() -> dict[str, dict[str, Any]]:
+    """Each option of the optimizer group with its settings, as Hydra composes this app's config
+    with it (its search path: chargpt's configs and any --config-dir)."""
+    if not GlobalHydra.instance().is_initialized() or not HydraConfig.initialized():
+        return {}
+    app = HydraConfig.get().job.config_name
+    options = {}
+    for name in GlobalHydra.instance().config_loader().get_group_options("optimizer"):
+        try:
+            settings = OmegaConf.to_container(compose(app, [f"optimizer={name}"]).optimizer, resolve=True)
+        except Exception:  # an option that does not compose on its own names nothing
+            continue
+        if isinstance(settings, dict):
+            options[name] = settings
+    return options
 
 
 def check_optimizer_state(ckpt: dict[str, Any], file: Path, optimizer: torch.optim.Optimizer,
