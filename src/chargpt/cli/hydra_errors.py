@@ -31,6 +31,9 @@ _HINT = "Set the environment variable HYDRA_FULL_ERROR=1"
 ALSO_KNOWN_AS = {"learning_rate": "lr"}
 _NOT_IN_STRUCT = re.compile(r"Could not override '([^']+)'\.\s+To append to your config use (\S+)")
 _NOT_DELETABLE = re.compile(r"Could not delete from config\. '([^']+)' does not exist")
+# `~hydra.KEY` of a field of Hydra's own structured config (hydra.job_logging, hydra.run.dir), which
+# Hydra cannot delete; entries of its dicts (hydra.callbacks.NAME) can go.
+_HYDRA_FIELD = re.compile(r"Error merging override ~(\S+)\s+\S+ \(DictConfig\) does not support deletion")
 
 
 class _HeldStderr(io.TextIOBase):
@@ -132,6 +135,10 @@ def one_line(text: str, settings_beside: Callable[[str], list[str]] | None = Non
         near = difflib.get_close_matches(name, beside, n=1)
         meant = f" (did you mean ~{parent + '.' if parent else ''}{near[0]}?)" if near else ""
         return f"~{key}: {key} is not a setting{meant}; check its spelling (--cfg job shows every setting)"
+    if match := _HYDRA_FIELD.search(message):
+        key = match[1]
+        return (f"~{key}: {key} is one of Hydra's own settings, which Hydra cannot remove; leave it out, or "
+                f"set it (or a key inside it) to the value you want: {key}=VALUE")
     lines = [line.strip() for line in message.splitlines() if line.strip()]
     return "; ".join(lines)
 
