@@ -274,6 +274,16 @@ def test_finetune_experiment_needs_init_from(corpus: Path, tmp_path: Path, capsy
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("error: experiment=finetune starts from a trained model")
     assert "init_from=RUN_DIR" in err and len(err.splitlines()) == 1
+    assert "or an export folder" in err  # init_from takes a safetensors export too
+
+
+def test_a_finetune_setting_without_init_from_names_every_kind_of_start(
+    corpus: Path, tmp_path: Path, capsys
+) -> None:
+    code = run_cli(train.main, *train_args(corpus, tmp_path / "ft"), "finetune.freeze_blocks=1")
+    err = capsys.readouterr().err
+    assert code == 2 and "finetune.freeze_blocks=1 applies when fine-tuning" in err
+    assert "init_from=RUN_DIR (or a .ckpt file, or an export folder)" in err and len(err.splitlines()) == 1
 
 
 @pytest.mark.slow  # three fine-tunes; test_resume covers an exact resume by default

@@ -177,11 +177,12 @@ def check_finetune_settings(cfg: DictConfig) -> None:
             raise ConfigError(f"experiment=finetune needs init_from to resume {resumed}: {fix}")
         raise ConfigError(
             "experiment=finetune starts from a trained model but no init_from was given; pass "
-            "init_from=RUN_DIR (or a .ckpt file), or drop experiment=finetune to train from scratch"
+            "init_from=RUN_DIR (or a .ckpt file, or an export folder), or drop experiment=finetune to "
+            "train from scratch"
         )
     given = [f"finetune.{k}={shown(v)}" for k, v in (cfg.get("finetune") or {}).items() if v]
     if given and not cfg.get("init_from"):
         raise ConfigError(
             f"{given[0]} applies when fine-tuning, and this run starts from scratch; pass "
-            "init_from=RUN_DIR (or a .ckpt file), or drop it"
+            "init_from=RUN_DIR (or a .ckpt file, or an export folder), or drop it"
         )
