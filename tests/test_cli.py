@@ -42,6 +42,16 @@ def test_training_writes_checkpoints_events_config_and_metrics(trained_run: Path
     assert metrics["val_loss"] < 3.0  # learned something beyond uniform over ~20 symbols
 
 
+def test_another_of_hydras_logging_options_replaces_train_log(corpus: Path, tmp_path: Path, capsys) -> None:
+    # train.log's name was merged into whichever job_logging was picked: into stdout's or disabled's
+    # (no file handler of their own), a handler with no class, logging's traceback (exit 1).
+    args = bare_train_args(corpus, tmp_path / "run", "trainer.max_steps=2", "hydra/job_logging=stdout")
+    code, out, err = run_main(train.main, args, capsys)
+    assert code == 0, err
+    assert "Traceback" not in out + err
+    assert (tmp_path / "run" / "metrics.json").is_file() and not (tmp_path / "run" / "train.log").exists()
+
+
 def test_checkpoint_loads_weights_only_with_plain_hparams(trained_run: Path) -> None:
     ckpt = torch.load(trained_run / "checkpoints" / "last.ckpt", weights_only=True)
     hp = ckpt["hyper_parameters"]
