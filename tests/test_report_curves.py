@@ -121,6 +121,18 @@ def test_runs_without_a_log_are_told_apart_from_runs_that_never_validated(tmp_pa
     assert ax.get_title().startswith("validation loss of 1 of 3 runs (2 without a TensorBoard or CSV log): ")
 
 
+def test_a_folder_of_one_run_is_counted_as_one_run(tmp_path: Path, capsys) -> None:
+    # chargpt-report reads any folder of runs: one run was "1 runs" in the title and in the line
+    # that says why nothing was drawn.
+    folder = tmp_path / "runs"
+    fake_run(folder, "mine", ["seed=1"], {9: 2.5}, "csv")
+    (ax,) = curves_figure(folder, curve_runs(ranked(folder))).axes
+    assert ax.get_title() == f"validation loss of 1 run: {tmp_path.name}/runs"
+    (folder / "mine" / "csv" / "metrics.csv").unlink()  # stopped before its first validation
+    report(folder)
+    assert "no curves drawn (1 run: 1 never validated)" in capsys.readouterr().out
+
+
 def test_a_label_names_its_run_and_only_the_settings_it_set(tmp_path: Path) -> None:
     # Runs with the same overrides had the same label, and one that left a swept setting at its
     # default read `optimizer.lr=`.

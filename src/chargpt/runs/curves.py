@@ -91,6 +91,10 @@ class CurveRun:
     status: str | None = None
 
 
+def _runs(n: int) -> str:
+    return f"{n} run" if n == 1 else f"{n} runs"  # a folder of one run is a report too
+
+
 def left_out(runs: list[CurveRun]) -> tuple[str, int]:
     """Why the runs without a curve have none, counted (no validation, or no log to read it from),
     and how many keep no log."""
@@ -123,7 +127,7 @@ def curves_figure(sweep_dir: Path, runs: list[CurveRun]) -> Figure | None:
     ax.set_ylabel("validation loss")
     where = "/".join(sweep_dir.resolve().parts[-2:])  # e.g. multirun/example, not the whole path
     # Runs without a curve (no log, or stopped before validating) are missing: say so, and why.
-    counted = f"{len(curves)} runs"
+    counted = _runs(len(curves))
     if missing:
         counted = f"{len(curves)} of {len(runs)} runs ({left_out(missing)[0]})"
     ax.set_title(f"validation loss of {counted}: {drawable(where)}", fontsize=11)
@@ -189,7 +193,7 @@ def write_curves(png: Path, sweep_dir: Path, runs: list[CurveRun]) -> Path | Non
         if runs:
             why, unlogged = left_out(runs)
             fix = "; logger=tensorboard or csv writes one" if unlogged else ""
-            print(f"no curves drawn ({len(runs)} runs: {why}{fix})")
+            print(f"no curves drawn ({_runs(len(runs))}: {why}{fix})")
         return None
     fig.savefig(png, metadata={"Software": PNG_SOFTWARE})  # how a later report knows it as its own
     print(f"written: {png}")
