@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import json
 import re
+import shlex
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -302,6 +303,40 @@ def test_cli_budget_run_records_the_count(corpus: Path, tmp_path: Path, monkeypa
     ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
     state = next(v for k, v in ckpt["callbacks"].items() if k.startswith("TimeBudget"))
     assert state["planned_steps"] == record["planned_steps"]
+
+
+def test_a_finished_budgeted_run_resumed_says_how_to_train_on_and_keeps_its_record(
+    corpus: Path, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    monkeypatch.setattr(budget_plan, "run_start_time", time.monotonic)
+    args = train_args(
+        corpus, tmp_path, "budget_seconds=10", "scheduler=wsd", "scheduler.warmup_steps=2",
+        "callbacks.time_budget.skip_steps=1", "callbacks.time_budget.calibration_steps=3",
+        "trainer.max_steps=100000", "trainer.val_check_interval=100000", "+trainer.limit_val_batches=4",
+        "sample.max_new_tokens=0",
+    )
+    assert run_cli(train.main, *args) == 0
+    record = (tmp_path / "budget.json").read_text()
+    planned = json.loads(record)["planned_steps"]
+    capsys.readouterr()
+    # The budget's count stands on a resume: a larger trainer.max_steps trained nothing, and the advice
+    # to pass one was followed in a loop. It also rewrote budget.json with that launch's settings and
+    # an "after_last_step" of the clock's whole reading, and showed a bar toward 100000 steps.
+    resume = [a for a in args if not a.startswith("hydra.run.dir=")]
+    assert run_cli(train.main, *resume, "trainer.max_steps=200000", f"ckpt_path={tmp_path}") == 0
+    said = "".join(capsys.readouterr())
+    assert (tmp_path / "budget.json").read_text() == record
+    assert "found no logged value" not in said and "/100000" not in said
+    [line] = [x for x in said.splitlines() if "nothing left to train" in x]
+    assert f"the {planned} steps its time budget planned, which a resume keeps" in line
+    command = line.split(f"with STEPS above {planned}: ", 1)[1]
+    command = command.removesuffix(" (this launch's settings are not kept)")
+    words = shlex.split(command)
+    assert words[0] == "chargpt-train" and "budget_seconds=null" in words and f"ckpt_path={tmp_path}" in words
+    # The printed command trains on.
+    more = [w.replace("=STEPS", f"={planned + 3}") for w in words[1:]]
+    assert run_cli(train.main, *more) == 0
+    assert json.loads((tmp_path / "metrics.json").read_text())["step"] == planned + 3
 
 
 def test_cpu_100s_preset_is_budgeted_and_validates_only_at_the_end() -> None:

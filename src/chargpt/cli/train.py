@@ -7,6 +7,7 @@ import functools
 import logging
 import math
 import os
+import shlex
 import signal
 import sys
 from collections.abc import Callable
@@ -26,10 +27,11 @@ from chargpt.cli.exits import console_outliving_its_reader, nothing_to_save_unti
 from chargpt.cli.prompts import check_prompt_text, resolve_prompt
 from chargpt.distributed import is_rank_zero
 from chargpt.errors import ChargptError, exit_on_user_error, say_stopped_by, signal_exit_code
-from chargpt.hydra_run import is_multirun, plain
+from chargpt.hydra_run import is_multirun, plain, task_overrides
 from chargpt.inference import TrainedModel
 from chargpt.metric_names import TRAIN_LOSS
 from chargpt.model.sampling import check_sampling
+from chargpt.overrides import override_key
 from chargpt.run_layout import run_dir_of
 from chargpt.runs.claims import claim_job
 from chargpt.runs.continuation import continued_job, forget_unstarted_job, keep_finished_jobs
@@ -52,6 +54,7 @@ from chargpt.stop_request import (
     sweep_process_ended,
 )
 from chargpt.training.build import build_run
+from chargpt.training.callbacks.budget import TimeBudget
 from chargpt.training.callbacks.checkpointing import best_checkpoint_written
 from chargpt.training.callbacks.graceful_interrupt import GracefulInterrupt, TrainingInterrupted
 from chargpt.training.callbacks.metrics import RunMetrics
@@ -176,9 +179,8 @@ def _train(cfg: DictConfig, parallel: Path | None) -> float | None:
             m["tokens_per_second"] or 0, output_dir,
         )
         if ckpt_path and not metrics.trained_here(trainer):
-            log.info("nothing left to train: the run is at step %d, trainer.max_steps=%d; pass a larger "
-                     "trainer.max_steps to train on (this launch's settings are not kept)", m["step"],
-                     trainer.max_steps)
+            log.info("nothing left to train: the run is at step %d, %s (this launch's settings are not kept)",
+                     m["step"], _how_to_train_on(trainer, output_dir))
             forget_this_resume(output_dir)
         record_trained(output_dir, metrics.best_val_loss)
         train_chars = len(datamodule.train_ids) if datamodule.train_ids is not None else 0
@@ -195,6 +197,26 @@ def _train(cfg: DictConfig, parallel: Path | None) -> float | None:
         if sample_prompt is not None:
             print_sample(TrainedModel(module.model, datamodule.tokenizer), cfg.sample, sample_prompt)
     return metrics.best_val_loss if metrics is not None else None
+
+
+def _how_to_train_on(trainer: L.Trainer, run_dir: str) -> str:
+    """Why a resumed run trained nothing, and what trains it on. A budgeted run keeps the count its
+    budget planned whatever trainer.max_steps says (its schedule was set for it): it trains on
+    without the budget, and a model=auto run with its chosen shape in place of model=auto (which
+    needs a budget)."""
+    budget = next((c for c in trainer.callbacks if isinstance(c, TimeBudget) and c.active), None)
+    if budget is None or budget.planned_steps is None:
+        return f"trainer.max_steps={trainer.max_steps}; pass a larger trainer.max_steps to train on"
+    auto = (budget.auto or {}).get("rerun_with")
+    launched = shlex.split(auto)[1:] if auto else task_overrides()
+    fixed = ("budget_seconds", "trainer.max_steps", "ckpt_path", "model") if auto else (
+        "budget_seconds", "trainer.max_steps", "ckpt_path")
+    kept = [o for o in launched if override_key(o) not in fixed]
+    cwd = HydraConfig.get().runtime.cwd if HydraConfig.initialized() else None
+    command = resume_command(run_dir, [*kept, "budget_seconds=null", "trainer.max_steps=STEPS"], cwd)
+    return (f"the {budget.planned_steps} steps its time budget planned, which a resume keeps whatever "
+            f"trainer.max_steps says; to train on, resume it without the budget, with STEPS above "
+            f"{budget.planned_steps}: {command}")
 
 
 def parallel_sweep_dir() -> Path | None:

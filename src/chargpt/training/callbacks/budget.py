@@ -131,6 +131,13 @@ class TimeBudget(Callback):
         self.planned_steps = state_dict.get("planned_steps")
         self.step_seconds = state_dict.get("step_seconds")
 
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # A resumed run's count, before Lightning decides whether any step is left: a run that has
+        # trained it all then trains nothing, as a finished run without a budget does, and its
+        # record and the progress bar are not touched by a launch that did nothing.
+        if self.active and self.planned_steps is not None:
+            set_total_steps(trainer, self.planned_steps)
+
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not self.active:
             return
