@@ -7,9 +7,11 @@ import re
 from pathlib import Path
 
 import pytest
+from rich.progress import Progress
 
 from chargpt.cli.train import main as train_main
-from chargpt.training.callbacks.progress import StepProgressBar
+from chargpt.training.callbacks.budget import TimeBudget
+from chargpt.training.callbacks.progress import StepProgressBar, _TimeLeftColumn
 from conftest import bare_train_args as quiet_args
 from conftest import run_main, write_corpus
 
@@ -79,6 +81,20 @@ def test_budgeted_bar_shows_the_time_left_in_the_budget(tmp_path, monkeypatch, c
     # The time left of 1:00:00 (less what start-up took on a busy machine), not an ETA of hours.
     # Written to a file (as here), the bar is one line: rich's 80 columns wrapped it over two.
     assert re.search(r"^train .* 6/\S+ .*budget 0:5\d:\d\d left +train/loss \d\.\d{4}", err, re.M), err
+
+
+def test_a_resumed_budgeted_bar_shows_no_countdown() -> None:
+    # A resumed budgeted run trains to its planned count with no time limit of its own; the bar
+    # counted down a budget from the resume's start all the same, to 0:00:00 while it trained on.
+    budget = TimeBudget(30.0, start=0.0, clock=lambda: 10.0)
+    bar = StepProgressBar()
+    bar.budget = budget
+    progress = Progress()
+    progress.add_task("train", total=37, completed=12, kind="train")
+    [task] = progress.tasks
+    assert _TimeLeftColumn(bar).render(task).plain == "budget 0:00:20 left"
+    budget.load_state_dict({"planned_steps": 37, "step_seconds": 0.02})
+    assert "budget" not in _TimeLeftColumn(bar).render(task).plain
 
 
 def test_no_callbacks_means_no_bar_and_no_checkpoint(tmp_path, monkeypatch, capsys):

@@ -131,6 +131,12 @@ class TimeBudget(Callback):
         self.planned_steps = state_dict.get("planned_steps")
         self.step_seconds = state_dict.get("step_seconds")
 
+    @property
+    def limits_this_launch(self) -> bool:
+        """Whether this launch stops at a deadline: a resumed run trains to the count planned before,
+        with no time limit of its own (`_calibration_pace` is only measured by a launch that plans)."""
+        return self.active and (self.planned_steps is None or self._calibration_pace > 0)
+
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # A resumed run's count, before Lightning decides whether any step is left: a run that has
         # trained it all then trains nothing, as a finished run without a budget does, and its

@@ -4,7 +4,8 @@ Built on Lightning's public ProgressBar interface with rich. It counts optimizer
 batches: gradient accumulation does not inflate it) from the step a resumed run starts at, toward
 the run's total (trainer.max_steps, max_epochs or a time budget's count: steps.total_steps). A
 budgeted run shows the time left in its budget (and "?" as its total until calibration picks it);
-others show the estimated time to the end.
+others, a resumed budgeted run included (it has no deadline of its own), show the estimated time to
+the end.
 
 It shows the metrics it is given by name (the training and validation loss), read from the
 trainer's callback metrics; on a CUDA device it reads them without waiting for it. The module logs
@@ -55,7 +56,8 @@ def _clock(seconds: float) -> str:
 
 
 class _TimeLeftColumn(ProgressColumn):
-    """The budget's time left for a budgeted run; rich's estimate to the end otherwise."""
+    """The budget's time left for a budgeted run; rich's estimate to the end otherwise (a resumed
+    budgeted run too: it trains to its planned count with no deadline, so a countdown would mislead)."""
 
     def __init__(self, bar: StepProgressBar) -> None:
         super().__init__(table_column=Column(no_wrap=True))  # "budget 0:00:07 left" on one line
@@ -63,7 +65,7 @@ class _TimeLeftColumn(ProgressColumn):
 
     def render(self, task: Task) -> Text:
         budget = self.bar.budget
-        if budget is not None and task.fields.get("kind") == "train":
+        if budget is not None and budget.limits_this_launch and task.fields.get("kind") == "train":
             return Text(f"budget {_clock(budget.deadline - budget.clock())} left", style="progress.remaining")
         return self.estimate.render(task)
 
