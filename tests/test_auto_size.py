@@ -534,6 +534,8 @@ def test_a_shape_is_timed_with_the_runs_dropout_unless_another_is_asked_for(monk
 @pytest.mark.parametrize(("extra", "keyword", "passed"), [
     ([], "dropout", None), (["model.dropout=0"], "dropout", 0.0), (["model.dropout=0.1"], "dropout", 0.1),
     ([], "reserve_seconds", 2.0), (["callbacks.time_budget.reserve_seconds=9"], "reserve_seconds", 9.0),
+    ([], "max_steps", 1_000_000), (["trainer.max_steps=50"], "max_steps", 50),
+    (["trainer.max_steps=-1"], "max_steps", None),
 ])
 def test_command_line_settings_reach_the_climb(
     tmp_path: Path, capsys, monkeypatch, extra, keyword, passed
@@ -561,6 +563,19 @@ def test_a_bad_reserve_is_refused_before_any_timing(tmp_path: Path, capsys, monk
     code, _, err = run_main(train.main, args, capsys)
     assert code == 2 and err.startswith("error: callbacks.time_budget.reserve_seconds=")
     assert "must be a finite number >= 0" in err and "Traceback" not in err
+
+
+def test_a_step_cap_sizes_the_model_for_the_steps_the_run_will_make() -> None:
+    # trainer.max_steps stops the run whatever the budget buys: the choice (and its printed steps,
+    # epochs and rates) was made for the steps of the whole budget, a larger model than 500 steps want.
+    free, capped = size(600), climb(LADDER, fake_speed(45.0), 600, lambda: 2.0, SHAKESPEARE_TRAIN,
+                                    SHAKESPEARE_VAL, max_steps=500)
+    assert free.planned is not None and free.planned.steps > 500
+    assert capped.planned is not None and capped.planned.steps == 500
+    assert all(e.steps <= 500 for e in capped.measured)
+    assert non_embedding_params(capped.shape) < non_embedding_params(free.shape)
+    assert capped.momentum == momentum_for(500) and "trainer.max_steps=500 caps the steps" in capped.reason
+    assert "caps the steps" not in free.reason
 
 
 def test_a_larger_reserve_plans_fewer_steps() -> None:

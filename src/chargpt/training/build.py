@@ -113,7 +113,7 @@ def size_automatically(
             usable_ladder(train_chars, val_chars), measure, float(cfg.budget_seconds),
             lambda: time.monotonic() - start, train_chars, val_chars,
             dropout=base.dropout if "model.dropout" in given else None,
-            reserve_seconds=reserve_seconds,
+            reserve_seconds=reserve_seconds, max_steps=_step_cap(cfg.trainer.get("max_steps")),
         )
     choices = dict(HydraConfig.get().runtime.choices) if HydraConfig.initialized() else {}
     apply_choice(cfg, choice, overrides, choices)
@@ -122,6 +122,13 @@ def size_automatically(
         budget_seconds = planned if planned is not None else float(cfg.budget_seconds)
         log.info("%s", report(choice, budget_seconds, train_chars))
     return choice
+
+
+def _step_cap(max_steps: Any) -> int | None:
+    """trainer.max_steps as a cap on the steps model=auto plans with (None: none): the run stops
+    there whatever its budget buys, and the shape and rates are chosen for the steps it will make."""
+    whole = isinstance(max_steps, int) and not isinstance(max_steps, bool)
+    return max_steps if whole and max_steps > 0 else None
 
 
 def record_resolved_config(cfg: DictConfig, notes: list[str]) -> None:

@@ -78,13 +78,16 @@ def check_enough_steps(smallest: Shape, step_seconds: float, budget_seconds: flo
 
 def estimate(
     shape: Shape, step_seconds: float, budget_seconds: float, used_seconds: float,
-    train_chars: int, val_chars: int, reserve_seconds: float = RESERVE_SECONDS,
+    train_chars: int, val_chars: int, reserve_seconds: float = RESERVE_SECONDS, max_steps: int | None = None,
 ) -> Estimate:
     """Steps, tokens per parameter and epochs of `shape` at `step_seconds` a (bare) step, when
-    `used_seconds` of the budget are gone before training starts."""
+    `used_seconds` of the budget are gone before training starts; `max_steps` (trainer.max_steps)
+    caps the steps, as it caps the run's."""
     per_step = step_seconds + LOOP_OVERHEAD_SECONDS
     final = end_seconds(shape, step_seconds, val_chars, reserve_seconds)
     steps = max(0, math.floor((budget_seconds - used_seconds - final) / per_step))
+    if max_steps is not None:
+        steps = min(steps, max_steps)
     tokens = steps * shape.tokens_per_step()
     return Estimate(
         shape, 1000 * step_seconds, steps, tokens / non_embedding_params(shape), tokens / max(1, train_chars)
@@ -140,6 +143,7 @@ def settle(
 def retime_with_dropout(
     choice: Choice, measure: Callable[..., float], budget_seconds: float, used: Callable[[], float],
     train_chars: int, val_chars: int, why_shape: str, reserve_seconds: float = RESERVE_SECONDS,
+    max_steps: int | None = None,
 ) -> Choice:
     """The shapes were timed without dropout, and on a CPU dropout makes each step much slower (see
     DROPOUT_BY_EPOCHS): the run would train fewer steps and epochs than its rates were set for.
@@ -150,14 +154,15 @@ def retime_with_dropout(
     if first.step_ms / 1000 * (1 + TIMED_STEPS) > PROGRESS_AFTER_SECONDS:
         log.info("model=auto: timing %s again with dropout %g", choice.shape.name, choice.dropout)
     seconds = measure(choice.shape, dropout=choice.dropout)
-    slower = estimate(choice.shape, seconds, budget_seconds, used(), train_chars, val_chars, reserve_seconds)
+    slower = estimate(choice.shape, seconds, budget_seconds, used(), train_chars, val_chars, reserve_seconds,
+                      max_steps)
     note = f"with dropout {choice.dropout:g} a step takes {slower.step_ms:.1f} ms"
     note += f" ({first.step_ms:.1f} without)"
     if dropout_for(slower.epochs) == 0.0:
         note += f" and the run would make {slower.epochs:.1f} epochs, too few for dropout: none; "
         # The first speed, over what is left of the budget after this timing.
         again = estimate(choice.shape, first.step_ms / 1000, budget_seconds, used(), train_chars, val_chars,
-                         reserve_seconds)
+                         reserve_seconds, max_steps)
         settled = settle(again, choice.measured, why_shape, 0.0, note)
     else:
         settled = settle(slower, choice.measured, why_shape, None, note + ": ")
@@ -174,13 +179,15 @@ def climb(
     val_chars: int,
     dropout: float | None = None,
     reserve_seconds: float = RESERVE_SECONDS,
+    max_steps: int | None = None,
 ) -> Choice:
     """Measure shapes from small to large until one falls below the target ratio or the
     calibration would overrun its share of the budget, pick the `nearest` and `settle` its recipe;
     a dropout the rule sets is timed on the chosen shape after (`retime_with_dropout`).
     `measure(shape, dropout)` returns seconds a step; `used()` the seconds of the budget gone so
     far (calibration included); `dropout` is the command line's, None for the rule's;
-    `reserve_seconds` the budget callback's reserve at the end of the run."""
+    `reserve_seconds` the budget callback's reserve at the end of the run; `max_steps` the
+    command line's trainer.max_steps, which caps the steps of every shape (None: no cap)."""
     target = target_tokens_per_param()
     cap = CALIBRATION_FRACTION * budget_seconds
     start, measured, stopped = used(), [], "the largest shape was reached"
@@ -200,17 +207,20 @@ def climb(
         if not measured:  # no larger shape makes more steps: refuse now, before a choice is shown
             check_enough_steps(shape, seconds, budget_seconds, used(), val_chars, reserve_seconds)
             last_cost = min(last_cost, FIRST_SHAPE_COST_STEPS * seconds)
-        measured.append(
-            estimate(shape, seconds, budget_seconds, used(), train_chars, val_chars, reserve_seconds)
-        )
+        measured.append(estimate(
+            shape, seconds, budget_seconds, used(), train_chars, val_chars, reserve_seconds, max_steps
+        ))
         if measured[-1].tokens_per_param < target:
             stopped = f"{shape.name} is below the target"
             break
     best, why_shape = nearest(measured, stopped)
+    if max_steps is not None and best.steps == max_steps:  # the budget would buy more
+        why_shape += f"; trainer.max_steps={max_steps} caps the steps"
     choice = settle(best, measured, why_shape, dropout, dropout_label="given" if dropout is not None else "")
     if dropout is None and choice.dropout > 0:
         choice = retime_with_dropout(
-            choice, measure, budget_seconds, used, train_chars, val_chars, why_shape, reserve_seconds
+            choice, measure, budget_seconds, used, train_chars, val_chars, why_shape, reserve_seconds,
+            max_steps,
         )
     choice.calibration_seconds = used() - start
     return choice
