@@ -50,6 +50,22 @@ def test_a_sample_prompt_outside_the_vocabulary_is_refused_before_training(
     assert not list(run.rglob("*.ckpt"))  # refused before any training
 
 
+def test_a_prompt_longer_than_the_context_is_said_to_be_cut(one_line_run, capsys) -> None:
+    # Only the prompt's last context-length characters reach the model; it was silent about the rest.
+    corpus, run = one_line_run
+    if not (run / "checkpoints").is_dir():
+        code, _, err = run_main(train.main, bare_train_args(corpus, run, "trainer.max_steps=5"), capsys)
+        assert code == 0, err
+    context = load(run).model.block_size
+    for length, said in ((context, False), (context + 1, True)):
+        code, out, err = run_main(sample.main, [f"ckpt_path={run}", f"prompt={'a' * length}",
+                                                "max_new_tokens=3"], capsys)
+        assert code == 0 and out.startswith("a" * length), err
+        note = (f"note: the prompt is {length:,} characters, more than the model's context of {context}: "
+                f"samples continue from its last {context}")
+        assert (note in err) == said, err
+
+
 def test_sample_settings_are_checked_before_training(one_line_run, tmp_path: Path, capsys) -> None:
     corpus, _ = one_line_run
     run = tmp_path / "run"

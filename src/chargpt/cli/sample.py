@@ -66,6 +66,10 @@ def _hydra_main(cfg: DictConfig) -> None:
     check_sampling(cfg.temperature, cfg.top_k, cfg.top_p, cfg.max_new_tokens)
     trained, ckpt, file = load_with_checkpoint(cfg.ckpt_path, pick_device(cfg.device))
     prompt = resolve_prompt(cfg.prompt, trained.tokenizer)
+    if len(prompt) > (context := trained.model.block_size):
+        # The sampler keeps the newest characters that fit: the rest of the prompt is never read.
+        print(f"note: the prompt is {len(prompt):,} characters, more than the model's context of {context}: "
+              f"samples continue from its last {context}", file=sys.stderr)
     index = copy_index(cfg, ckpt) if check_copy else None
     # Which weights, on stderr (stdout stays the samples): a run directory's last.ckpt moves on
     # while its run trains, and one without it is sampled from its newest best checkpoint.
