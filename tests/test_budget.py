@@ -391,6 +391,11 @@ def test_other_work_on_the_machine_is_named(monkeypatch: pytest.MonkeyPatch) -> 
     started = time.monotonic() - 10
     monkeypatch.setattr(budget_plan.os, "getloadavg", lambda: (1.97, 1.0, 0.5))
     assert budget_plan.other_work() == "load 2.0 on 2 cores, this run's 2 threads included"
+    assert budget_plan.busy_advice().endswith(": run alone, or with threads=1 beside another")
+    # A run with threads=1 was told "this run's 1 threads" and to use the threads=1 it had.
+    monkeypatch.setattr(budget_plan.torch, "get_num_threads", lambda: 1)
+    assert budget_plan.busy_advice() == ("; other work is running on this machine (load 2.0 on 2 cores, this "
+                                         "run's 1 thread included): run alone")
 
 
 @pytest.mark.slow  # a budgeted run; test_budget_shortens_the_run_when_steps_slow_down re-plans by default

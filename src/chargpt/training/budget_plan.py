@@ -218,7 +218,9 @@ def other_work() -> str | None:
     own = min(torch.get_num_threads(), cores) * (1 - math.exp(-running / 60))
     if load - own < 1.0:
         return None
-    return f"load {load:.1f} on {cores} cores, this run's {torch.get_num_threads()} threads included"
+    threads = torch.get_num_threads()
+    own_threads = f"{threads} thread" if threads == 1 else f"{threads} threads"
+    return f"load {load:.1f} on {cores} cores, this run's {own_threads} included"
 
 
 def busy_advice() -> str:
@@ -226,6 +228,8 @@ def busy_advice() -> str:
     the fix beside other work, whose share of the cores the steps lost."""
     if (busy := other_work()) is None:
         return ""
+    if torch.get_num_threads() == 1:  # it already leaves the other cores to the other work
+        return f"; other work is running on this machine ({busy}): run alone"
     return f"; other work is running on this machine ({busy}): run alone, or with threads=1 beside another"
 
 
