@@ -55,6 +55,22 @@ def test_a_job_knows_its_sweeps_process_ended_only_when_it_ran_in_a_worker_of_it
     assert sweep_process_ended()  # the worker's parent is no longer the sweep's process
 
 
+def test_each_job_of_a_killed_sweep_says_so_after_another_asked_it_to_stop(tmp_path: Path, monkeypatch):
+    # The first job to see its sweep's process gone writes the stop request (SIGTERM, for the exit
+    # code); the others read it, but no signal was sent: each says what happened.
+    from chargpt.training.callbacks.graceful_interrupt import GracefulInterrupt
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    monkeypatch.setenv(SWEEP_PROCESS, str(dead.pid))
+    request_stop(tmp_path, signal.SIGTERM)  # the first job's
+    job, said = GracefulInterrupt(str(tmp_path / "1")), []
+    job.sweep_dir, job.on_signal = tmp_path, said.append
+    job._read_sweep_stop()
+    assert job.received == signal.SIGTERM
+    assert said == ["the sweep's process has ended: this job stops after this step and writes a checkpoint"]
+
+
 def test_a_stopped_job_travels_between_processes_intact() -> None:
     again = pickle.loads(pickle.dumps(JobStopped(signal.SIGINT, started=True)))
     assert (again.signum, again.started, str(again)) == (signal.SIGINT, True, "stopped by SIGINT")
@@ -70,11 +86,20 @@ def _result(value: object, status: JobStatus = JobStatus.COMPLETED) -> JobReturn
     return result
 
 
-def test_a_sweep_whose_jobs_finished_returns_their_results_and_its_signal_handlers(tmp_path: Path) -> None:
+def test_a_sweep_whose_jobs_finished_returns_their_results_and_its_signal_handlers(tmp_path: Path,
+                                                                                   monkeypatch) -> None:
+    monkeypatch.delenv(SWEEP_PROCESS, raising=False)
     before = signal.getsignal(signal.SIGTERM)
     results = [_result(1.5), _result(2.5)]
-    assert launch_stoppably(_config(tmp_path), lambda: results) is results
+    launched_in: list[str | None] = []
+
+    def launch():
+        launched_in.append(os.environ.get(SWEEP_PROCESS))  # what the workers started now inherit
+        return results
+
+    assert launch_stoppably(_config(tmp_path), launch) is results
     assert signal.getsignal(signal.SIGTERM) is before
+    assert launched_in == [str(os.getpid())] and SWEEP_PROCESS not in os.environ
 
 
 def test_a_signal_to_the_sweeps_process_becomes_a_stop_request_and_its_exit_code(tmp_path: Path,
@@ -222,8 +247,10 @@ def test_jobs_whose_sweep_was_killed_outright_stop_with_a_checkpoint(tmp_path: P
     for job in ("0", "1"):
         assert _status(sweep / job)["status"] == "interrupted"
         assert (sweep / job / "checkpoints" / "last.ckpt").is_file()
-    logs = "".join((sweep / job / "train.log").read_text(encoding="utf-8") for job in ("0", "1"))
-    assert "the sweep's process has ended: this job stops after this step and writes a checkpoint" in logs
+    for job in ("0", "1"):  # each saw it for itself, not as a signal sent to the sweep
+        log = (sweep / job / "train.log").read_text(encoding="utf-8")
+        assert "the sweep's process has ended: this job stops after this step and writes a checkpoint" in log
+        assert "sent to the sweep" not in log
     assert not (sweep / "2").exists()
 
 

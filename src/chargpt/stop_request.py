@@ -61,6 +61,21 @@ def clear_stop(sweep_dir: str | Path) -> None:
     (Path(sweep_dir) / FILE_NAME).unlink(missing_ok=True)
 
 
+@contextlib.contextmanager
+def naming_the_sweep_process() -> Iterator[None]:
+    """The sweep's process id in the environment while its jobs are launched: the workers started
+    then inherit it (for sweep_process_ended); the process's own environment is as it was after."""
+    earlier = os.environ.get(SWEEP_PROCESS)
+    os.environ[SWEEP_PROCESS] = str(os.getpid())
+    try:
+        yield
+    finally:
+        if earlier is None:
+            os.environ.pop(SWEEP_PROCESS, None)
+        else:
+            os.environ[SWEEP_PROCESS] = earlier
+
+
 def sweep_process_ended() -> bool:
     """The sweep's process of this job's worker is gone: killed outright (`kill -9`, the
     out-of-memory killer), it could ask nothing of its jobs. joblib's workers then train on, and

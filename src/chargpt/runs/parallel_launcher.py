@@ -12,7 +12,6 @@ before it ends with the signal's exit code and the command that continues it.
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import sys
@@ -25,7 +24,13 @@ from omegaconf import DictConfig
 
 from chargpt.errors import signal_exit_code
 from chargpt.runs.sweep_record import continue_command, kept_on_continuing
-from chargpt.stop_request import SWEEP_PROCESS, JobStopped, clear_stop, request_stop, requested_stop
+from chargpt.stop_request import (
+    JobStopped,
+    clear_stop,
+    naming_the_sweep_process,
+    request_stop,
+    requested_stop,
+)
 from chargpt.stop_signals import handling_stop_signals
 
 
@@ -36,7 +41,6 @@ def launch_stoppably(
     signal handling; end the sweep with the signal's exit code when its jobs stopped for one."""
     sweep_dir = Path(str(config.hydra.sweep.dir))
     clear_stop(sweep_dir)  # an earlier launch's request, left by a sweep that stopped
-    os.environ[SWEEP_PROCESS] = str(os.getpid())  # its jobs stop if this process is killed outright
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         request_stop(sweep_dir, signum)
@@ -51,7 +55,8 @@ def launch_stoppably(
         raise QuitNow(signum)
 
     try:
-        with handling_stop_signals(on_signal):
+        # (its jobs stop by themselves if this process is killed outright)
+        with handling_stop_signals(on_signal), naming_the_sweep_process():
             results = launch()
     except BaseException as err:
         # A second signal (QuitNow), or a worker that a signal ended before its job began (joblib

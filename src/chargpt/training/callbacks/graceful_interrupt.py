@@ -94,13 +94,13 @@ class GracefulInterrupt(Callback):
         its own first signal would (its own signal after that still counts as its first), and so
         does the end of the sweep's process, which asks the other jobs to stop too."""
         assert self.sweep_dir is not None
-        if (signum := requested_stop(self.sweep_dir)) is not None:
-            line = (f"{signal.Signals(signum).name} sent to the sweep: this job stops after this step and "
-                    "writes a checkpoint")
-        elif sweep_process_ended():
+        if sweep_process_ended():  # (before the request: the first job to see it wrote one, no signal)
             signum = signal.SIGTERM  # (its exit code: the job is stopped, as by a scheduler's signal)
             request_stop(self.sweep_dir, signum)
             line = "the sweep's process has ended: this job stops after this step and writes a checkpoint"
+        elif (signum := requested_stop(self.sweep_dir)) is not None:
+            line = (f"{signal.Signals(signum).name} sent to the sweep: this job stops after this step and "
+                    "writes a checkpoint")
         else:
             return
         self.received = signum
