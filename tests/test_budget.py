@@ -339,6 +339,30 @@ def test_a_finished_budgeted_run_resumed_says_how_to_train_on_and_keeps_its_reco
     assert json.loads((tmp_path / "metrics.json").read_text())["step"] == planned + 3
 
 
+def test_a_finished_model_auto_run_is_told_to_train_on_with_its_command_line_as_typed(
+    tmp_path: Path, monkeypatch
+) -> None:
+    # model=auto's record holds its first launch's command line as typed there: a prompt's own
+    # quotes are part of it, and a relative path is relative to where that launch was made.
+    launched = tmp_path / "launched here"
+    (tmp_path / "run" / ".hydra").mkdir(parents=True)
+    (tmp_path / "run" / ".hydra" / "hydra.yaml").write_text(
+        json.dumps({"hydra": {"runtime": {"cwd": str(launched)}}}))
+    budget = TimeBudget(60)
+    budget.planned_steps = 120
+    budget.auto = {"rerun_with": shlex.join([
+        "chargpt-train", "sample.prompt='a, b'", "data=text", "data.path=my notes.txt", "model.n_layer=3",
+        "trainer.max_steps=1000000", "budget_seconds=60"])}
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    told = train._how_to_train_on(SimpleNamespace(callbacks=[budget]), str(tmp_path / "run"))
+    command = told.split("with STEPS above 120: ", 1)[1]
+    assert command.startswith("WANDB_MODE=offline chargpt-train ")  # as the run logged: not online
+    words = shlex.split(command.removeprefix("WANDB_MODE=offline "))
+    assert words[1:] == ["sample.prompt='a, b'", "data=text", f"data.path={launched / 'my notes.txt'}",
+                         "model.n_layer=3", "budget_seconds=null", "trainer.max_steps=STEPS",
+                         f"ckpt_path={tmp_path / 'run'}"]
+
+
 def test_cpu_100s_preset_is_budgeted_and_validates_only_at_the_end() -> None:
     from hydra import compose, initialize_config_dir
 

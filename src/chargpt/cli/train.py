@@ -32,11 +32,11 @@ from chargpt.inference import TrainedModel
 from chargpt.metric_names import TRAIN_LOSS
 from chargpt.model.sampling import check_sampling
 from chargpt.overrides import override_key
-from chargpt.run_layout import run_dir_of
+from chargpt.run_layout import CONFIG_DIR, run_dir_of
 from chargpt.runs.claims import claim_job
 from chargpt.runs.continuation import continued_job, forget_unstarted_job, keep_finished_jobs
 from chargpt.runs.directory import check_run_dir
-from chargpt.runs.resume import resume_command, resume_overrides
+from chargpt.runs.resume import launch_cwd, resume_command, resume_overrides, this_process_environment
 from chargpt.runs.status import (
     forget_this_resume,
     has_started,
@@ -207,13 +207,19 @@ def _how_to_train_on(trainer: L.Trainer, run_dir: str) -> str:
     budget = next((c for c in trainer.callbacks if isinstance(c, TimeBudget) and c.active), None)
     if budget is None or budget.planned_steps is None:
         return f"trainer.max_steps={trainer.max_steps}; pass a larger trainer.max_steps to train on"
+    # model=auto's: its first launch's command line as typed (there), with the shape it chose.
     auto = (budget.auto or {}).get("rerun_with")
     launched = shlex.split(auto)[1:] if auto else task_overrides()
     fixed = ("budget_seconds", "trainer.max_steps", "ckpt_path", "model") if auto else (
         "budget_seconds", "trainer.max_steps", "ckpt_path")
     kept = [o for o in launched if override_key(o) not in fixed]
-    cwd = HydraConfig.get().runtime.cwd if HydraConfig.initialized() else None
-    command = resume_command(run_dir, [*kept, "budget_seconds=null", "trainer.max_steps=STEPS"], cwd)
+    if auto:
+        cwd = launch_cwd(Path(run_dir) / CONFIG_DIR)
+    else:
+        cwd = HydraConfig.get().runtime.cwd if HydraConfig.initialized() else None
+    command = resume_command(run_dir, [*kept, "budget_seconds=null", "trainer.max_steps=STEPS"], cwd,
+                             typed=bool(auto))
+    command = " ".join([*this_process_environment(), command])
     return (f"the {budget.planned_steps} steps its time budget planned, which a resume keeps whatever "
             f"trainer.max_steps says; to train on, resume it without the budget, with STEPS above "
             f"{budget.planned_steps}: {command}")

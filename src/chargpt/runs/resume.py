@@ -26,20 +26,28 @@ SEARCH_GROUPS = ("hparams_search",)
 LAUNCH_FOLDERS = ("paths.data_dir", "paths.output_root")
 
 
-def resume_command(run_dir: str | Path, overrides: list[str] | None = None, cwd: str | None = None) -> str:
-    """The command that continues this run (`overrides`: this job's, by default): the same
-    overrides, with ckpt_path at its directory. Files and folders named relative to `cwd`, where the
-    run was launched (this job's, by default), are named absolute: the command works from anywhere."""
+def resume_command(
+    run_dir: str | Path, overrides: list[str] | None = None, cwd: str | None = None, typed: bool = False
+) -> str:
+    """The command that continues this run (`overrides`: this job's, by default, as Hydra recorded
+    them; `typed`: as a user types them, a recorded command line's): the same overrides, with
+    ckpt_path at its directory. Files and folders named relative to `cwd`, where the run was
+    launched (this job's, by default), are named absolute: the command works from anywhere."""
     environment = []
     if overrides is None and HydraConfig.initialized():
         overrides, cwd = task_overrides(), HydraConfig.get().runtime.cwd
-        # W&B's mode is no setting of the run's but decides where it logs: an offline run resumed
-        # online would need a login, and log the rest of its run apart from its first part.
-        if mode := os.environ.get("WANDB_MODE"):
-            environment.append(f"WANDB_MODE={shlex.quote(mode)}")
-    kept = [_absolute(as_typed(o), cwd) for o in overrides or []
+        environment = this_process_environment()
+    kept = [_absolute(o if typed else as_typed(o), cwd) for o in overrides or []
             if not o.startswith(CKPT_PATH) and override_key(o) not in SEARCH_GROUPS]
     return " ".join([*environment, shlex.join(["chargpt-train", *kept, f"ckpt_path={run_dir}"])])
+
+
+def this_process_environment() -> list[str]:
+    """The environment a command continuing this process's run needs again (`NAME=value` words).
+    W&B's mode is no setting of the run's but decides where it logs: an offline run resumed online
+    would need a login, and log the rest of its run apart from its first part."""
+    mode = os.environ.get("WANDB_MODE")
+    return [f"WANDB_MODE={shlex.quote(mode)}"] if mode else []
 
 
 def _absolute(typed: str, cwd: str | None) -> str:
