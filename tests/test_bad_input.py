@@ -190,11 +190,12 @@ TRAIN_CASES = [
      "callbacks.model_checkpoint.monitor=abc is not a logged metric; use one of val/loss"),
     ("a needed setting removed", ["~seed"], "~seed removed a setting this command needs (seed)"),
     # Hydra's "HydraConf (DictConfig) does not support deletion", with its full_key and object_type.
-    ("a field of Hydra's own removed", ["~hydra.job_logging"],
+    ("a field of Hydra's own removed", ["~hydra.job_logging"],  # (setting it is refused too)
      "~hydra.job_logging: hydra.job_logging is one of Hydra's own settings, which Hydra cannot remove; "
-     "leave it out, or set it (or a key inside it) to the value you want"),
+     "pick another option of its group instead: hydra/job_logging=OPTION (stdout, none or disabled)"),
     ("a Hydra setting inside a field removed", ["~hydra.run.dir"],
-     "~hydra.run.dir: hydra.run.dir is one of Hydra's own settings, which Hydra cannot remove"),
+     "~hydra.run.dir: hydra.run.dir is one of Hydra's own settings, which Hydra cannot remove; leave it out, "
+     "or set it to the value you want: hydra.run.dir=VALUE"),
     ("a device count that is no number", ["trainer.devices=abc"],  # Lightning's text named no fix
      "trainer.devices='abc' is not a number of devices; use a whole number from 1 (trainer.devices=1), a "
      "list of GPU indices ([0,1]), or auto"),

@@ -34,6 +34,9 @@ _NOT_DELETABLE = re.compile(r"Could not delete from config\. '([^']+)' does not 
 # `~hydra.KEY` of a field of Hydra's own structured config (hydra.job_logging, hydra.run.dir), which
 # Hydra cannot delete; entries of its dicts (hydra.callbacks.NAME) can go.
 _HYDRA_FIELD = re.compile(r"Error merging override ~(\S+)\s+\S+ \(DictConfig\) does not support deletion")
+# Hydra's fields that its config groups fill (hydra/job_logging=stdout picks another whole setup).
+_HYDRA_GROUPS = {"hydra.job_logging": "stdout, none or disabled", "hydra.hydra_logging": "none or disabled",
+                 "hydra.launcher": "another launcher", "hydra.sweeper": "another sweeper"}
 
 
 class _HeldStderr(io.TextIOBase):
@@ -137,8 +140,11 @@ def one_line(text: str, settings_beside: Callable[[str], list[str]] | None = Non
         return f"~{key}: {key} is not a setting{meant}; check its spelling (--cfg job shows every setting)"
     if match := _HYDRA_FIELD.search(message):
         key = match[1]
-        return (f"~{key}: {key} is one of Hydra's own settings, which Hydra cannot remove; leave it out, or "
-                f"set it (or a key inside it) to the value you want: {key}=VALUE")
+        cannot = f"~{key}: {key} is one of Hydra's own settings, which Hydra cannot remove"
+        if key in _HYDRA_GROUPS:  # filled by a group: another of its options replaces it whole
+            group, options = key.replace(".", "/"), _HYDRA_GROUPS[key]
+            return f"{cannot}; pick another option of its group instead: {group}=OPTION ({options})"
+        return f"{cannot}; leave it out, or set it to the value you want: {key}=VALUE"
     lines = [line.strip() for line in message.splitlines() if line.strip()]
     return "; ".join(lines)
 
