@@ -28,7 +28,7 @@ STATUS_FILE = "status.json"
 METRICS_FILE = "metrics.json"
 VAL_STEP = "val_step"  # in metrics.json and a checkpoint's RunMetrics state: the step val_loss is of
 BUDGET_FILE = "budget.json"
-LOG_FILE = "train.log"  # Hydra appends its log to it (configs/hydra/default.yaml)
+LOG_FILE = "train.log"  # Hydra appends its log to it (configs/hydra/job_logging/chargpt.yaml)
 SWEEP_CONFIG = "multirun.yaml"  # Hydra's record of a sweep, in the sweep's folder
 # Hydra's record of a run's first launch (its output_subdir): the command line's overrides, Hydra's
 # own settings (the mode, where it was launched from) and the composed config. A later launch

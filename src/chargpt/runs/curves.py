@@ -24,7 +24,7 @@ from matplotlib.ticker import MaxNLocator
 from chargpt.glyphs import drawable
 from chargpt.metric_names import STEP, VAL_LOSS
 from chargpt.run_layout import launched_with
-from chargpt.runs.run_rows import flat_rows, varying
+from chargpt.runs.run_rows import counted, flat_rows, varying
 
 PNG_SOFTWARE = "chargpt-report"
 # A run that did not finish is drawn dashed (failed) or dotted (stopped, or still running).
@@ -91,10 +91,6 @@ class CurveRun:
     status: str | None = None
 
 
-def _runs(n: int) -> str:
-    return f"{n} run" if n == 1 else f"{n} runs"  # a folder of one run is a report too
-
-
 def left_out(runs: list[CurveRun]) -> tuple[str, int]:
     """Why the runs without a curve have none, counted (no validation, or no log to read it from),
     and how many keep no log."""
@@ -127,10 +123,10 @@ def curves_figure(sweep_dir: Path, runs: list[CurveRun]) -> Figure | None:
     ax.set_ylabel("validation loss")
     where = "/".join(sweep_dir.resolve().parts[-2:])  # e.g. multirun/example, not the whole path
     # Runs without a curve (no log, or stopped before validating) are missing: say so, and why.
-    counted = _runs(len(curves))
+    how_many = counted(len(curves), "run")
     if missing:
-        counted = f"{len(curves)} of {len(runs)} runs ({left_out(missing)[0]})"
-    ax.set_title(f"validation loss of {counted}: {drawable(where)}", fontsize=11)
+        how_many = f"{len(curves)} of {len(runs)} runs ({left_out(missing)[0]})"
+    ax.set_title(f"validation loss of {how_many}: {drawable(where)}", fontsize=11)
     ax.grid(alpha=0.3)
     _legend_below(fig, fontsize=8 if len(curves) > 6 else 9)
     return fig
@@ -193,7 +189,7 @@ def write_curves(png: Path, sweep_dir: Path, runs: list[CurveRun]) -> Path | Non
         if runs:
             why, unlogged = left_out(runs)
             fix = "; logger=tensorboard or csv writes one" if unlogged else ""
-            print(f"no curves drawn ({_runs(len(runs))}: {why}{fix})")
+            print(f"no curves drawn ({counted(len(runs), 'run')}: {why}{fix})")
         return None
     fig.savefig(png, metadata={"Software": PNG_SOFTWARE})  # how a later report knows it as its own
     print(f"written: {png}")

@@ -17,14 +17,10 @@ from chargpt.run_layout import CONFIG_DIR, OVERRIDES_FILE, find_runs
 from chargpt.runs.curves import curve_runs, write_curves
 from chargpt.runs.report_files import check_outputs, output_paths, write_csv
 from chargpt.runs.report_table import print_groups, print_table
-from chargpt.runs.run_rows import NotARun, flat_rows, run_row, sort_rows
+from chargpt.runs.run_rows import NotARun, counted, flat_rows, run_row, sort_rows
 from chargpt.runs.seed_groups import flat_groups, group_runs
 from chargpt.runs.sweep_notes import stopped_runs_note, sweep_note
 from chargpt.runs.sweep_record import continue_command, swept_settings
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}{'s' if n != 1 else ''}"
 
 
 def report(sweep_dir: Path, csv_path: Path | None = None, sort_by: str = "best_val_loss") -> list[dict]:
@@ -47,16 +43,16 @@ def report(sweep_dir: Path, csv_path: Path | None = None, sort_by: str = "best_v
         raise ChargptError(f"no readable runs in {sweep_dir}; give a sweep directory")
     ranked = sort_rows(rows_read, sort_by)
     columns, rows = flat_rows(ranked)
-    counted = _count(len(rows), "run")
+    how_many = counted(len(rows), "run")
     metric = "best_val_loss" if sort_by == "run" else sort_by
     groups = group_runs(ranked, metric)
     swept = swept_settings(ranked, sweep_dir)
     # Output into a pipe whose reader stopped (`| head`) stops the printing, not the files: the
     # closed pipe is raised (exit 141) once they are written.
-    closed = _printing(lambda: print_table(f"{sweep_dir} ({counted}, sorted by {sort_by})", columns, rows,
+    closed = _printing(lambda: print_table(f"{sweep_dir} ({how_many}, sorted by {sort_by})", columns, rows,
                                            metric=metric, swept=swept))
     closed = closed or _printing(lambda: print_groups(
-        f"{_count(len(groups), 'setting')}: mean ± std over seeds, sorted by {metric}", groups, metric,
+        f"{counted(len(groups), 'setting')}: mean ± std over seeds, sorted by {metric}", groups, metric,
         swept=swept))
     write_csv(csv_path, columns, rows)
     write_csv(groups_path, *flat_groups(groups))

@@ -38,6 +38,11 @@ SORT_CHOICES = ["best_val_loss", "last_val_loss", "tokens_per_sec", "wall_s", "r
 DEFAULT = "default"  # a setting a launch did not give
 
 
+def counted(n: int, noun: str) -> str:
+    """`n` and its noun, plural unless one: "1 run", "3 runs"."""
+    return f"{n} {noun}{'s' if n != 1 else ''}"
+
+
 class NotARun(ChargptError):
     """A folder that looks like a run but whose recorded overrides cannot be read."""
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from chargpt.run_layout import last_checkpoint, overrides_files, read_overrides
 from chargpt.runs.resume import launch_cwd, resume_command
+from chargpt.runs.run_rows import counted
 from chargpt.runs.sweep_record import continue_command, planned_jobs, recorded_sweep, stored_study, sweep_of
 
 STOPPED = ("interrupted", "killed", "incomplete")
@@ -33,7 +34,7 @@ def sweep_note(sweep_dir: Path, rows: list[dict[str, Any]]) -> str | None:
         return None
     again = ", which trains the failed jobs again," if failed else ""
     if not stopped and missing <= 0:
-        jobs = _count(len(rows), "job")
+        jobs = counted(len(rows), "job")
         return f"{failed} of {jobs} of this sweep failed; continue it{again} with: {command}"
     parts = [f"{stopped} stopped"] if stopped else []
     parts += [f"{failed} failed"] if failed else []
@@ -70,17 +71,13 @@ def stopped_runs_note(rows: list[dict[str, Any]], top: Path) -> str | None:
              if (note := sweep_note(sweep, [r for r in rows if sweep in r["dir"].parents]))]
     if commands:
         each = "each" if len(commands) > 1 else "it"
-        stopped_early = _count(len(commands), "run")
+        stopped_early = counted(len(commands), "run")
         lines.append(f"{stopped_early} stopped early; resume {each} from its last checkpoint with:")
         lines += [f"  {c}" for c in commands[:listed]]
         if len(commands) > listed:
             lines.append(f"  ... and {len(commands) - listed} more (the table's status column)")
     if fresh:
         names = " ".join(fresh[:listed]) + (" ..." if len(fresh) > listed else "")
-        lines.append(f"{_count(len(fresh), 'run')} stopped before a first checkpoint, nothing to resume "
+        lines.append(f"{counted(len(fresh), 'run')} stopped before a first checkpoint, nothing to resume "
                      f"({names}): launch {'them' if len(fresh) > 1 else 'it'} again to start over")
     return "\n".join(lines) or None
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}{'s' if n != 1 else ''}"

@@ -9,9 +9,10 @@ import math
 from collections.abc import Callable, Sequence
 
 from chargpt.errors import ConfigError
+from chargpt.training.auto_size import ladder as shape_ladder
 from chargpt.training.auto_size.calibration import TIMED_STEPS
 from chargpt.training.auto_size.choice import Choice, Estimate
-from chargpt.training.auto_size.ladder import LADDER, Shape, non_embedding_params, target_tokens_per_param
+from chargpt.training.auto_size.ladder import Shape, non_embedding_params, target_tokens_per_param
 from chargpt.training.auto_size.recipe import adamw_lr_for, dropout_for, momentum_for, weight_decay_for
 from chargpt.training.budget_plan import RESERVE_SECONDS, VALIDATION_MARGIN, busy_advice
 
@@ -98,7 +99,7 @@ def nearest(measured: Sequence[Estimate], stopped: str) -> tuple[Estimate, str]:
     """The shape whose tokens per parameter is nearest the target (log scale), and why.
     `measured` is in ladder order; `stopped` says why the climb ended."""
     if not measured:
-        shortest = min(s.block_size for s in LADDER)
+        shortest = min(s.block_size for s in shape_ladder.LADDER)
         raise ConfigError(
             f"model=auto has no shape for this text: each split needs more than {shortest} characters "
             "(the shortest context model=auto uses); use a longer text, or a fixed model such as model=tiny"

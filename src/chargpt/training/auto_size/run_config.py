@@ -11,8 +11,9 @@ from omegaconf import DictConfig, ListConfig, open_dict
 from chargpt.errors import ConfigError
 from chargpt.model import ModelConfig
 from chargpt.overrides import as_typed, override_key
+from chargpt.training.auto_size import ladder as shape_ladder
 from chargpt.training.auto_size.choice import KEPT, Choice
-from chargpt.training.auto_size.ladder import LADDER, shape_fields
+from chargpt.training.auto_size.ladder import shape_fields
 
 # What model=auto sets: given on the command line, these are refused (they are the choice).
 CHOSEN_KEYS = ("model.n_layer", "model.n_embd", "model.n_head", "model.block_size", "data.batch_size")
@@ -89,7 +90,7 @@ def reproducing_overrides(cfg: DictConfig, overrides: Sequence[str], choices: Ma
     model's, and the values model=auto set in other groups."""
     chosen = {k: v for k, v in cfg.model.items() if k not in ("_target_", "auto")}
     defaults = ModelConfig().to_dict()
-    shape_keys = shape_fields(LADDER[0])
+    shape_keys = shape_fields(shape_ladder.LADDER[0])  # (through the module: tests replace the ladder)
     model = [f"model.{k}={_value(v)}" for k, v in chosen.items() if k in shape_keys or defaults.get(k) != v]
     groups = [f"{g}={choices[g]}" for g in ("optimizer", "scheduler") if g in choices]
     values = [f"optimizer.lr={_value(cfg.optimizer.lr)}"] if "lr" in cfg.optimizer else []
