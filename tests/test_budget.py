@@ -286,13 +286,7 @@ def test_a_lasting_slowdown_only_shortens_the_plan(corpus: Path, tmp_path: Path)
 def test_cli_budget_run_records_the_count(corpus: Path, tmp_path: Path, monkeypatch) -> None:
     # A budget counts from the process start; here, from the call (pytest started long ago).
     monkeypatch.setattr(budget_plan, "run_start_time", time.monotonic)
-    args = train_args(
-        corpus, tmp_path, "budget_seconds=10", "scheduler=wsd", "scheduler.warmup_steps=2",
-        # A short calibration: a budget that cannot hold it is refused (slow or busy machines).
-        "callbacks.time_budget.skip_steps=1", "callbacks.time_budget.calibration_steps=3",
-        "trainer.max_steps=100000", "trainer.val_check_interval=100000", "+trainer.limit_val_batches=4",
-        "sample.max_new_tokens=0",
-    )
+    args = _ten_second_budget(corpus, tmp_path)
     assert run_cli(train.main, *args) == 0
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     record = json.loads((tmp_path / "budget.json").read_text())
@@ -305,16 +299,22 @@ def test_cli_budget_run_records_the_count(corpus: Path, tmp_path: Path, monkeypa
     assert state["planned_steps"] == record["planned_steps"]
 
 
-def test_a_finished_budgeted_run_resumed_says_how_to_train_on_and_keeps_its_record(
-    corpus: Path, tmp_path: Path, monkeypatch, capsys
-) -> None:
-    monkeypatch.setattr(budget_plan, "run_start_time", time.monotonic)
-    args = train_args(
-        corpus, tmp_path, "budget_seconds=10", "scheduler=wsd", "scheduler.warmup_steps=2",
+def _ten_second_budget(corpus: Path, run_dir: Path) -> list[str]:
+    return train_args(
+        corpus, run_dir, "budget_seconds=10", "scheduler=wsd", "scheduler.warmup_steps=2",
+        # A short calibration: a budget that cannot hold it is refused (slow or busy machines).
         "callbacks.time_budget.skip_steps=1", "callbacks.time_budget.calibration_steps=3",
         "trainer.max_steps=100000", "trainer.val_check_interval=100000", "+trainer.limit_val_batches=4",
         "sample.max_new_tokens=0",
     )
+
+
+@pytest.mark.slow  # a 10 s budget, then its resume and a run on
+def test_a_finished_budgeted_run_resumed_says_how_to_train_on_and_keeps_its_record(
+    corpus: Path, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    monkeypatch.setattr(budget_plan, "run_start_time", time.monotonic)
+    args = _ten_second_budget(corpus, tmp_path)
     assert run_cli(train.main, *args) == 0
     record = (tmp_path / "budget.json").read_text()
     planned = json.loads(record)["planned_steps"]

@@ -173,19 +173,24 @@ def _status(job: Path) -> dict:
         return {}
 
 
-@pytest.mark.slow  # two parallel jobs trained until a signal, then the sweep continued
-def test_a_signal_to_the_sweeps_process_alone_checkpoints_every_job(tmp_path: Path) -> None:
-    pytest.importorskip("hydra_plugins.hydra_joblib_launcher")
-    corpus = write_corpus(tmp_path / "corpus é.txt", n_chars=20_000)
-    sweep = tmp_path / "sweep 1"
-    command = [
+def _two_jobs_at_once(corpus: Path, sweep: Path) -> list[str]:
+    """A parallel sweep of three jobs, two at a time, each training until it is stopped."""
+    return [
         sys.executable, "-c", "from chargpt.cli.launch import train; train()",
         "-m", "hydra/launcher=local_parallel", "hydra.launcher.n_jobs=2", "threads=1", "seed=1,2,3",
         "data=text", f"data.path={corpus}", *TINY_MODEL, "trainer.max_steps=100000",
         "trainer.val_check_interval=100000", "sample.max_new_tokens=0", "logger=none",
         "~callbacks.progress_bar", f"hydra.sweep.dir={sweep}",
     ]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+@pytest.mark.slow  # two parallel jobs trained until a signal, then the sweep continued
+def test_a_signal_to_the_sweeps_process_alone_checkpoints_every_job(tmp_path: Path) -> None:
+    pytest.importorskip("hydra_plugins.hydra_joblib_launcher")
+    corpus = write_corpus(tmp_path / "corpus é.txt", n_chars=20_000)
+    sweep = tmp_path / "sweep 1"
+    process = subprocess.Popen(_two_jobs_at_once(corpus, sweep), stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.monotonic() + 120
         while not all(_status(sweep / job).get("status") == "running" for job in ("0", "1")):
@@ -214,14 +219,8 @@ def test_jobs_whose_sweep_was_killed_outright_stop_with_a_checkpoint(tmp_path: P
     pytest.importorskip("hydra_plugins.hydra_joblib_launcher")
     corpus = write_corpus(tmp_path / "corpus.txt", n_chars=20_000)
     sweep = tmp_path / "sweep"
-    command = [
-        sys.executable, "-c", "from chargpt.cli.launch import train; train()",
-        "-m", "hydra/launcher=local_parallel", "hydra.launcher.n_jobs=2", "threads=1", "seed=1,2,3",
-        "data=text", f"data.path={corpus}", *TINY_MODEL, "trainer.max_steps=1000000",
-        "trainer.val_check_interval=1000000", "sample.max_new_tokens=0", "logger=none",
-        "~callbacks.progress_bar", f"hydra.sweep.dir={sweep}",
-    ]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(_two_jobs_at_once(corpus, sweep), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
     workers: list[int] = []
     try:
         deadline = time.monotonic() + 120
