@@ -7,6 +7,7 @@ Everything is written on rank 0 only.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -15,7 +16,6 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import MLFlowLogger, TensorBoardLogger, WandbLogger
-from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams
 from torch.utils.tensorboard.writer import FileWriter
@@ -28,6 +28,8 @@ from chargpt.model.sampling import check_sampling, iter_tokens
 from chargpt.training.budget_plan import sampling_seconds
 from chargpt.training.callbacks.nonfinite_guard import val_loss_not_finite
 from chargpt.training.trackers import flat_params
+
+log = logging.getLogger(__name__)
 
 BEST_VAL_LOSS = "hparams/best_val_loss"
 LAST_VAL_LOSS = "hparams/last_val_loss"
@@ -71,8 +73,9 @@ def known_prompt(prompt: str, tokenizer: CharTokenizer, what: str) -> str:
         key = (what, prompt, "".join(tokenizer.chars))
         if key not in _SAID:
             _SAID.add(key)
-            rank_zero_info(f"{what}: leaving out of its prompt the characters this text lacks: "
-                           f"{describe_chars(unknown)}")
+            if is_rank_zero():  # (chargpt's logger: the line is in train.log, as the console's are)
+                log.info("%s: leaving out of its prompt the characters this text lacks: %s", what,
+                         describe_chars(unknown))
         prompt = "".join(c for c in prompt if c not in unknown)
     return prompt or tokenizer.chars[0]
 
