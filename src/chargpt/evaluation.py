@@ -18,6 +18,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from chargpt.checks import shown
 from chargpt.data.char_classes import CHAR_CLASSES, class_table
 from chargpt.data.windows import IGNORE_INDEX, ValWindows
 from chargpt.errors import ConfigError, DataError
@@ -65,9 +66,8 @@ class Evaluation:
 def check_stride(stride: object, block_size: int) -> int:
     """`stride` as an int from 1 to block_size, else a ConfigError that says what to pass."""
     if isinstance(stride, bool) or not isinstance(stride, int) or not 1 <= stride <= block_size:
-        shown = repr(stride) if isinstance(stride, str) else stride  # '64' was typed in quotes: text
-        raise ConfigError(
-            f"stride={shown} must be a whole number from 1 to the model's context length "
+        raise ConfigError(  # (shown: '64' was typed in quotes, so text; true as it was typed)
+            f"stride={shown(stride)} must be a whole number from 1 to the model's context length "
             f"{block_size}: e.g. stride={max(1, block_size // 2)} scores every character with at least "
             f"{block_size - max(1, block_size // 2)} characters of context; leave stride unset for "
             "non-overlapping windows"
