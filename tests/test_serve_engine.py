@@ -156,6 +156,29 @@ def test_a_full_queue_counts_the_jobs_filling_free_places_as_running() -> None:
         engine.close()
 
 
+def test_a_request_cancelled_while_it_waits_gives_up_its_place_in_the_queue() -> None:
+    # Its client went away (a closed connection): it held its place until a free place let the
+    # decoding thread drop it, and new requests were refused as if it still waited.
+    trained = model()
+    engine = Engine(trained.model, trained.tokenizer, max_batch=1, max_queue=1)
+    endless, endless_out = make_job(trained, "a", 10**9, 0)
+    engine.submit(endless)
+    engine.start()
+    try:
+        while not endless_out.texts[0]:
+            endless_out.done.wait(0.01)
+        gone, _ = make_job(trained, "a", 5, 1)
+        engine.submit(gone)
+        assert engine.load() == {"running": 1, "waiting": 1}
+        gone.cancel()
+        assert engine.load() == {"running": 1, "waiting": 0}
+        engine.submit(make_job(trained, "a", 5, 2)[0])  # its place is free: taken, not refused
+        assert engine.load() == {"running": 1, "waiting": 1}
+        endless.cancel()
+    finally:
+        engine.close()
+
+
 def test_a_stopping_engine_takes_no_new_request() -> None:
     # Its loop has ended or is ending: a request queued now would never be answered (the server
     # then cancels it at exit: a plain-text 500). It is refused, and the app answers 503.

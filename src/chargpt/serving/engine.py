@@ -149,6 +149,10 @@ class Engine:
         """(running, waiting), the lock held. The decoding thread admits queued jobs between its
         steps: until then the jobs that free places will take are still queued, and count as
         running, not waiting (they were said to wait: more than max_queue)."""
+        # A request whose client went away keeps no place in the queue: the decoding thread would drop
+        # it only when a place is free, and a long generation can hold every place for minutes.
+        if any(job.cancelled.is_set() for job in self.pending):
+            self.pending = collections.deque(job for job in self.pending if not job.cancelled.is_set())
         held = len(self.rows) + len(self.pending)  # (rows only shrink outside the lock)
         running = min(held, self.max_batch)
         return running, held - running
