@@ -97,6 +97,17 @@ def test_a_resumed_budgeted_bar_shows_no_countdown() -> None:
     assert "budget" not in _TimeLeftColumn(bar).render(task).plain
 
 
+def test_a_first_launch_counts_its_budget_down_after_its_plan_too() -> None:
+    budget = TimeBudget(30.0, start=0.0, clock=lambda: 10.0)
+    budget.planned_steps, budget._calibration_pace = 37, 0.02  # as its plan leaves them
+    bar = StepProgressBar()
+    bar.budget = budget
+    progress = Progress()
+    progress.add_task("train", total=37, completed=12, kind="train")
+    [task] = progress.tasks
+    assert _TimeLeftColumn(bar).render(task).plain == "budget 0:00:20 left"
+
+
 def test_no_callbacks_means_no_bar_and_no_checkpoint(tmp_path, monkeypatch, capsys):
     corpus = write_corpus(tmp_path / "corpus.txt")
     run = tmp_path / "run"
