@@ -83,29 +83,29 @@ def test_budgeted_bar_shows_the_time_left_in_the_budget(tmp_path, monkeypatch, c
     assert re.search(r"^train .* 6/\S+ .*budget 0:5\d:\d\d left +train/loss \d\.\d{4}", err, re.M), err
 
 
-def test_a_resumed_budgeted_bar_shows_no_countdown() -> None:
-    # A resumed budgeted run trains to its planned count with no time limit of its own; the bar
-    # counted down a budget from the resume's start all the same, to 0:00:00 while it trained on.
-    budget = TimeBudget(30.0, start=0.0, clock=lambda: 10.0)
+def _time_left(budget: TimeBudget) -> str:
+    """What the bar's time column shows 12 steps into a training of 37."""
     bar = StepProgressBar()
     bar.budget = budget
     progress = Progress()
     progress.add_task("train", total=37, completed=12, kind="train")
     [task] = progress.tasks
-    assert _TimeLeftColumn(bar).render(task).plain == "budget 0:00:20 left"
+    return _TimeLeftColumn(bar).render(task).plain
+
+
+def test_a_resumed_budgeted_bar_shows_no_countdown() -> None:
+    # A resumed budgeted run trains to its planned count with no time limit of its own; the bar
+    # counted down a budget from the resume's start all the same, to 0:00:00 while it trained on.
+    budget = TimeBudget(30.0, start=0.0, clock=lambda: 10.0)
+    assert _time_left(budget) == "budget 0:00:20 left"
     budget.load_state_dict({"planned_steps": 37, "step_seconds": 0.02})
-    assert "budget" not in _TimeLeftColumn(bar).render(task).plain
+    assert "budget" not in _time_left(budget)
 
 
 def test_a_first_launch_counts_its_budget_down_after_its_plan_too() -> None:
     budget = TimeBudget(30.0, start=0.0, clock=lambda: 10.0)
     budget.planned_steps, budget._calibration_pace = 37, 0.02  # as its plan leaves them
-    bar = StepProgressBar()
-    bar.budget = budget
-    progress = Progress()
-    progress.add_task("train", total=37, completed=12, kind="train")
-    [task] = progress.tasks
-    assert _TimeLeftColumn(bar).render(task).plain == "budget 0:00:20 left"
+    assert _time_left(budget) == "budget 0:00:20 left"
 
 
 def test_no_callbacks_means_no_bar_and_no_checkpoint(tmp_path, monkeypatch, capsys):

@@ -133,18 +133,24 @@ def test_the_queue_limit_and_empty_requests() -> None:
         engine.close()
 
 
+def _one_place_held(engine: Engine, trained):
+    """The engine started with an endless request decoding in one place (cancel it to end it)."""
+    endless, endless_out = make_job(trained, "a", 10**9, 0)
+    engine.submit(endless)
+    engine.start()
+    while not endless_out.texts[0]:
+        endless_out.done.wait(0.01)
+    return endless
+
+
 def test_a_full_queue_counts_the_jobs_filling_free_places_as_running() -> None:
     # Jobs queued while places were free wait for the decoding thread's next step to take them:
     # they were counted as waiting, and a 429 said "1 request is generating and 3 requests are
     # waiting" with max_queue=1 (and /health said so too).
     trained = model()
     engine = Engine(trained.model, trained.tokenizer, max_batch=3, max_queue=1)
-    endless, endless_out = make_job(trained, "a", 10**9, 0)
-    engine.submit(endless)
-    engine.start()
+    endless = _one_place_held(engine, trained)
     try:
-        while not endless_out.texts[0]:
-            endless_out.done.wait(0.01)
         with engine.wake:  # held: the decoding thread admits nothing, as between two of its steps
             for seed in range(3):  # two take the free places, one waits
                 engine.submit(make_job(trained, "a", 5, seed)[0])
@@ -161,12 +167,8 @@ def test_a_request_cancelled_while_it_waits_gives_up_its_place_in_the_queue() ->
     # decoding thread drop it, and new requests were refused as if it still waited.
     trained = model()
     engine = Engine(trained.model, trained.tokenizer, max_batch=1, max_queue=1)
-    endless, endless_out = make_job(trained, "a", 10**9, 0)
-    engine.submit(endless)
-    engine.start()
+    endless = _one_place_held(engine, trained)
     try:
-        while not endless_out.texts[0]:
-            endless_out.done.wait(0.01)
         gone, _ = make_job(trained, "a", 5, 1)
         engine.submit(gone)
         assert engine.load() == {"running": 1, "waiting": 1}
