@@ -47,7 +47,7 @@ from chargpt.errors import ConfigError, exit_usage
 from chargpt.hydra_run import plain
 from chargpt.training import precision
 from chargpt.training.build import build_run
-from chargpt.training.optim import build_optimizer
+from chargpt.training.optim import build_optimizer, plain_training_step
 from chargpt.training.schedules import build_scheduler
 from script_cli import ScriptParser, positive, run_script
 
@@ -146,15 +146,9 @@ def run_bare(cfg: DictConfig, args: argparse.Namespace) -> float:
                 torch.cuda.synchronize()
             start = time.perf_counter()
         x, y = (t.to(device, non_blocking=True) for t in windows[step])
-        with run_precision.forward_context():
-            _, loss = step_model(x, y)
-        loss.backward()
-        if clip:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
-        opt.step()
+        plain_training_step(step_model, opt, x, y, run_precision, clip)
         if sched is not None:
             sched.step()
-        opt.zero_grad(set_to_none=True)
     if device.type == "cuda":
         torch.cuda.synchronize()
     return (time.perf_counter() - start) / args.steps

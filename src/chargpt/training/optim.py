@@ -117,6 +117,22 @@ def build_optimizer(model: nn.Module, config: dict[str, Any] | None) -> torch.op
     return instantiate(config, _partial_=True)(param_groups(model, weight_decay))
 
 
+def plain_training_step(
+    model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
+    run_precision: Any, clip: float | None,
+) -> None:
+    """One training step as the Trainer takes it (forward in the run's precision, backward,
+    gradient clipping, update), without Lightning: what model=auto's calibration and
+    scripts/bench_train.py time. `run_precision`: the run's Lightning precision plugin."""
+    with run_precision.forward_context():
+        _, loss = model(x, y)
+    loss.backward()
+    if clip:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+
+
 def hidden_matrices(model: nn.Module) -> list[nn.Parameter]:
     """Weights of the Linear layers inside the network: not the embeddings, positions or output head
     (Muon is meant for hidden layers; the head is tied to the embedding by default anyway)."""

@@ -13,7 +13,7 @@ import torch
 from chargpt.data.windows import gather_windows
 from chargpt.model import ModelConfig, build_model
 from chargpt.training.auto_size.ladder import Shape, shape_fields
-from chargpt.training.optim import build_optimizer
+from chargpt.training.optim import build_optimizer, plain_training_step
 from chargpt.training.precision import precision_plugin
 
 # One untimed warm-up step, then this many timed steps per shape (rule.py counts their cost).
@@ -53,13 +53,7 @@ def step_timer(
                 x, y = batch(shape)
                 sync(device)
                 t0 = time.perf_counter()
-                with run_precision.forward_context():
-                    _, loss = model(x, y)
-                loss.backward()
-                if clip:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
-                opt.step()
-                opt.zero_grad(set_to_none=True)
+                plain_training_step(model, opt, x, y, run_precision, clip)
                 sync(device)
                 if i:  # the first step allocates: not timed
                     times.append(time.perf_counter() - t0)
