@@ -196,6 +196,19 @@ TRAIN_CASES = [
     ("a Hydra setting inside a field removed", ["~hydra.run.dir"],
      "~hydra.run.dir: hydra.run.dir is one of Hydra's own settings, which Hydra cannot remove; leave it out, "
      "or set it to the value you want: hydra.run.dir=VALUE"),
+    # logging's "Unable to configure root logger", in a traceback: the removed handler is still named.
+    ("a logging handler removed", ["~hydra.job_logging.handlers.file"],
+     "hydra.job_logging.root.handlers names the handler 'file', which hydra.job_logging.handlers does not "
+     "define; name one it defines (hydra.job_logging.root.handlers=[...]), or pick another option of its "
+     "group: hydra/job_logging=OPTION (stdout, none or disabled)"),
+    ("a logging formatter removed", ["~hydra.job_logging.formatters.simple"],
+     "hydra.job_logging.handlers.console.formatter names the formatter 'simple', which "
+     "hydra.job_logging.formatters does not define; name one it defines "
+     "(hydra.job_logging.handlers.console.formatter=NAME)"),
+    ("Hydra's own logging handler removed", ["~hydra.hydra_logging.handlers.console"],
+     "hydra.hydra_logging does not work: Unable to add handler 'console' (a handler, formatter or filter "
+     "removed but still named?); pick another option of its group instead: hydra/hydra_logging=OPTION "
+     "(none or disabled)"),
     ("a device count that is no number", ["trainer.devices=abc"],  # Lightning's text named no fix
      "trainer.devices='abc' is not a number of devices; use a whole number from 1 (trainer.devices=1), a "
      "list of GPU indices ([0,1]), or auto"),

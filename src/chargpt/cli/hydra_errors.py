@@ -35,6 +35,8 @@ _NOT_DELETABLE = re.compile(r"Could not delete from config\. '([^']+)' does not 
 # Hydra cannot delete; entries of its dicts (hydra.callbacks.NAME) can go.
 _HYDRA_FIELD = re.compile(r"Error merging override ~(\S+)\s+\S+ \(DictConfig\) does not support deletion")
 # Hydra's fields that its config groups fill (hydra/job_logging=stdout picks another whole setup).
+# Python's logging refusing a setup (the first of its chained errors names the part at fault).
+_LOGGING_REFUSED = re.compile(r"ValueError: (Unable to configure \w+ '[^']*'|Unable to add \w+ '[^']*')")
 _HYDRA_GROUPS = {"hydra.job_logging": "stdout, none or disabled", "hydra.hydra_logging": "none or disabled",
                  "hydra.launcher": "another launcher", "hydra.sweeper": "another sweeper"}
 
@@ -104,7 +106,8 @@ def one_line_hydra_errors(settings_beside: Callable[[str], list[str]] | None = N
         yield
     except SystemExit as exit_:
         text = "".join(held.held)
-        if held.holding and exit_.code == 1 and "Traceback" not in text and text.strip():
+        plain = "Traceback" not in text or _LOGGING_REFUSED.search(text)  # a traceback: a defect, shown
+        if held.holding and exit_.code == 1 and plain and text.strip():
             held.held.clear()
             held.release()  # the error line goes straight to the terminal's stderr
             exit_usage(one_line(text, settings_beside))
@@ -138,6 +141,10 @@ def one_line(text: str, settings_beside: Callable[[str], list[str]] | None = Non
         near = difflib.get_close_matches(name, beside, n=1)
         meant = f" (did you mean ~{parent + '.' if parent else ''}{near[0]}?)" if near else ""
         return f"~{key}: {key} is not a setting{meant}; check its spelling (--cfg job shows every setting)"
+    if match := _LOGGING_REFUSED.search(message):  # hydra.hydra_logging's, set up before any callback
+        return (f"hydra.hydra_logging does not work: {match[1]} (a handler, formatter or filter "
+                f"removed but still named?); pick another option of its group instead: "
+                f"hydra/hydra_logging=OPTION ({_HYDRA_GROUPS['hydra.hydra_logging']})")
     if match := _HYDRA_FIELD.search(message):
         key = match[1]
         cannot = f"~{key}: {key} is one of Hydra's own settings, which Hydra cannot remove"
@@ -159,6 +166,47 @@ class ReleaseStderr(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         release_stderr()
+
+
+class LoggingSetup(Callback):
+    """A Hydra callback: a job logging setup that names a handler, formatter or filter it does not
+    define (`~hydra.job_logging.handlers.file` leaves the root logger naming `file`) is refused in
+    one line before the run's folder is made; Python's logging would end the job in a traceback."""
+
+    @exit_on_user_error
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        check_logging_setup(config.hydra.job_logging, "hydra.job_logging")
+
+    @exit_on_user_error
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        check_logging_setup(config.hydra.job_logging, "hydra.job_logging")
+
+
+def check_logging_setup(setup: DictConfig | None, key: str) -> None:
+    """A ConfigError naming the first handler, formatter or filter that `setup` (a logging
+    dictConfig) uses without defining it."""
+    if setup is None:
+        return
+    plain = OmegaConf.to_container(setup, resolve=False)
+    defined = {kind: set(plain.get(kind) or {}) for kind in ("handlers", "formatters", "filters")}
+    used: list[tuple[str, str, Any]] = []  # (where, kind, name)
+    for name, handler in (plain.get("handlers") or {}).items():
+        if isinstance(handler, dict) and handler.get("formatter") is not None:
+            used.append((f"handlers.{name}.formatter", "formatters", handler["formatter"]))
+        used += [(f"handlers.{name}.filters", "filters", f) for f in (handler or {}).get("filters") or []]
+    loggers = {"root": plain.get("root") or {}}
+    loggers |= {f"loggers.{name}": logger or {} for name, logger in (plain.get("loggers") or {}).items()}
+    for where, logger in loggers.items():
+        used += [(f"{where}.handlers", "handlers", h) for h in logger.get("handlers") or []]
+        used += [(f"{where}.filters", "filters", f) for f in logger.get("filters") or []]
+    for where, kind, name in used:
+        if isinstance(name, str) and name not in defined[kind]:
+            group, options = key.replace(".", "/"), _HYDRA_GROUPS[key]
+            names = "NAME" if where.endswith(".formatter") else "[...]"
+            raise ConfigError(
+                f"{key}.{where} names the {kind[:-1]} {name!r}, which {key}.{kind} does not define; "
+                f"name one it defines ({key}.{where}={names}), or pick another option of its "
+                f"group: {group}=OPTION ({options})")
 
 
 class SweptSettings(Callback):
