@@ -64,6 +64,24 @@ def test_ddp_in_a_multirun_is_allowed_where_the_cluster_starts_the_ranks(monkeyp
     run_checks.check_launch(cfg)
 
 
+def test_a_ddp_sweep_is_refused_before_it_starts_unless_slurm_starts_its_ranks(monkeypatch, capsys) -> None:
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    from chargpt.cli.hydra_errors import SweptSettings
+
+    for name in ("SLURM_NTASKS", "SLURM_JOB_NAME", "TORCHELASTIC_RUN_ID"):
+        monkeypatch.delenv(name, raising=False)
+    with initialize_config_dir(config_dir=CONFIG_PATH, version_base="1.3"):
+        local = compose("train", overrides=["trainer=ddp_cpu"], return_hydra_config=True)
+        with pytest.raises(SystemExit) as refused:  # before the sweep's folder is made
+            SweptSettings().on_multirun_start(local)
+        assert refused.value.code == 2
+        assert "cannot run inside a Hydra multirun" in capsys.readouterr().err
+        # On the cluster SLURM starts every rank; the job's own check reads its environment there.
+        slurm = compose("train", overrides=["hydra/launcher=slurm", "trainer=ddp_cpu"],
+                        return_hydra_config=True)
+        SweptSettings().on_multirun_start(slurm)
+
+
 def _with_options(group: str) -> list[list[str]]:
     return [[f"{group}={p.stem}"] for p in sorted((Path(CONFIG_PATH) / group).glob("*.yaml"))]
 

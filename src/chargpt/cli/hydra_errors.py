@@ -212,17 +212,23 @@ def check_logging_setup(setup: DictConfig | None, key: str) -> None:
 class SweptSettings(Callback):
     """A Hydra callback: a sweep's settings are checked before it starts. Hydra composes each job
     with its own values only when the job starts, so a misspelt swept setting was Hydra's error
-    over several lines (exit 1), after the sweep's folder was made."""
+    over several lines (exit 1), and a `ddp` job launched here was refused, after the sweep's
+    folder was made."""
 
     @exit_on_user_error
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        check_swept_settings(config)
+        from chargpt.training.run_checks import check_launch  # multirun only: it imports Lightning
+
+        first_job = check_swept_settings(config)
+        # A SLURM launcher's jobs start on the cluster, whose environment the job's own check reads.
+        if first_job is not None and "slurm" not in str(config.hydra.launcher.get("_target_")).lower():
+            check_launch(first_job, in_sweep=True)
 
 
-def check_swept_settings(config: DictConfig) -> None:
+def check_swept_settings(config: DictConfig) -> DictConfig | None:
     """Compose the sweep's first job as its launcher will (each swept setting at its first value;
     a search's continuous dimension at null, which any setting takes): a ConfigError in one line
-    if that fails."""
+    if that fails; the job's config if it composes (None for a sweep of no jobs)."""
     from hydra.core.override_parser.overrides_parser import OverridesParser  # multirun only
 
     loader = GlobalHydra.instance().config_loader()
@@ -239,13 +245,13 @@ def check_swept_settings(config: DictConfig) -> None:
         elif override.is_discrete_sweep():
             values = list(override.sweep_string_iterator())
             if not values:  # range(0), an empty glob: a sweep of no jobs, Hydra's to say
-                return
+                return None
             first_job.append(f"{key}={values[0]}")
         else:
             first_job.append(f"{key}=null")
             stand_ins[f"{key}=null"] = override.input_line
     try:
-        loader.load_sweep_config(config, first_job)
+        return loader.load_sweep_config(config, first_job)
     except ConfigCompositionException as err:
         message = one_line(str(err), lambda key: settings_in(config, key))
         for stand_in, typed in stand_ins.items():  # the advice names the dimension as typed

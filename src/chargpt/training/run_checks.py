@@ -103,14 +103,15 @@ def check_trainer_numbers(trainer_cfg: DictConfig, finetuning: bool = False) -> 
             yes_no(f"trainer.{key}", value)
 
 
-def check_launch(cfg: DictConfig) -> None:
+def check_launch(cfg: DictConfig, in_sweep: bool | None = None) -> None:
     """Lightning's `ddp` starts each extra rank by re-running the command line: inside a Hydra
-    multirun that re-runs the sweep, and the ranks silently train different configs."""
+    multirun that re-runs the sweep, and the ranks silently train different configs. `in_sweep`:
+    whether `cfg` is a sweep's job (None: whether this command is a multirun)."""
     strategy = str(cfg.trainer.get("strategy", "auto"))
     relaunches = strategy.startswith("ddp") and not any(k in strategy for k in ("spawn", "fork", "notebook"))
     # Under SLURM (the submitit launcher) or torchrun the cluster starts every rank itself.
     external = SLURMEnvironment.detect() or TorchElasticEnvironment.detect()
-    if relaunches and is_multirun() and not external:
+    if relaunches and (is_multirun() if in_sweep is None else in_sweep) and not external:
         raise SetupError(
             f"trainer.strategy={strategy} cannot run inside a Hydra multirun (-m): each extra process "
             "would re-run the whole sweep with other settings; start each configuration as its own "
