@@ -25,7 +25,14 @@ from chargpt.training.auto_size.choice import Choice, Estimate, from_record
 from chargpt.training.auto_size.ladder import LADDER, Shape, non_embedding_params, target_tokens_per_param
 from chargpt.training.auto_size.recipe import adamw_lr_for, dropout_for, momentum_for, weight_decay_for
 from chargpt.training.auto_size.report import report
-from chargpt.training.auto_size.rule import LOOP_OVERHEAD_SECONDS, MIN_STEPS, climb, estimate, nearest
+from chargpt.training.auto_size.rule import (
+    LOOP_OVERHEAD_SECONDS,
+    MIN_STEPS,
+    StepCaps,
+    climb,
+    estimate,
+    nearest,
+)
 from chargpt.training.auto_size.run_config import apply_choice
 from conftest import StepHook, bare_train_args, run_main, write_corpus
 
@@ -534,8 +541,9 @@ def test_a_shape_is_timed_with_the_runs_dropout_unless_another_is_asked_for(monk
 @pytest.mark.parametrize(("extra", "keyword", "passed"), [
     ([], "dropout", None), (["model.dropout=0"], "dropout", 0.0), (["model.dropout=0.1"], "dropout", 0.1),
     ([], "reserve_seconds", 2.0), (["callbacks.time_budget.reserve_seconds=9"], "reserve_seconds", 9.0),
-    ([], "max_steps", 1_000_000), (["trainer.max_steps=50"], "max_steps", 50),
-    (["trainer.max_steps=-1"], "max_steps", None),
+    ([], "caps", StepCaps(1_000_000)), (["trainer.max_steps=50"], "caps", StepCaps(50)),
+    (["trainer.max_steps=-1"], "caps", StepCaps()),
+    (["trainer.max_epochs=2"], "caps", StepCaps(1_000_000, 2)),
 ])
 def test_command_line_settings_reach_the_climb(
     tmp_path: Path, capsys, monkeypatch, extra, keyword, passed
@@ -569,13 +577,29 @@ def test_a_step_cap_sizes_the_model_for_the_steps_the_run_will_make() -> None:
     # trainer.max_steps stops the run whatever the budget buys: the choice (and its printed steps,
     # epochs and rates) was made for the steps of the whole budget, a larger model than 500 steps want.
     free, capped = size(600), climb(LADDER, fake_speed(45.0), 600, lambda: 2.0, SHAKESPEARE_TRAIN,
-                                    SHAKESPEARE_VAL, max_steps=500)
+                                    SHAKESPEARE_VAL, caps=StepCaps(max_steps=500))
     assert free.planned is not None and free.planned.steps > 500
     assert capped.planned is not None and capped.planned.steps == 500
     assert all(e.steps <= 500 for e in capped.measured)
     assert non_embedding_params(capped.shape) < non_embedding_params(free.shape)
     assert capped.momentum == momentum_for(500) and "trainer.max_steps=500 caps the steps" in capped.reason
     assert "caps the steps" not in free.reason
+
+
+def test_an_epoch_cap_sizes_the_model_for_the_epochs_the_run_will_make() -> None:
+    # trainer.max_epochs stops the run too: each shape's steps are capped at its own epochs' worth
+    # (an epoch is the training text over the shape's batch of windows).
+    free = size(600)
+    capped = climb(LADDER, fake_speed(45.0), 600, lambda: 2.0, SHAKESPEARE_TRAIN, SHAKESPEARE_VAL,
+                   caps=StepCaps(max_epochs=1))
+    assert capped.planned is not None and free.planned is not None and free.planned.epochs > 1
+    def one_epoch(shape: Shape) -> int:
+        return math.ceil(SHAKESPEARE_TRAIN / shape.tokens_per_step())
+
+    assert all(e.steps <= one_epoch(e.shape) for e in capped.measured)
+    assert capped.planned.steps == one_epoch(capped.shape)
+    assert non_embedding_params(capped.shape) < non_embedding_params(free.shape)
+    assert "trainer.max_epochs=1 caps the steps" in capped.reason
 
 
 def test_a_larger_reserve_plans_fewer_steps() -> None:

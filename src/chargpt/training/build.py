@@ -113,7 +113,8 @@ def size_automatically(
             usable_ladder(train_chars, val_chars), measure, float(cfg.budget_seconds),
             lambda: time.monotonic() - start, train_chars, val_chars,
             dropout=base.dropout if "model.dropout" in given else None,
-            reserve_seconds=reserve_seconds, max_steps=_step_cap(cfg.trainer.get("max_steps")),
+            reserve_seconds=reserve_seconds,
+            caps=rule.StepCaps(*(_step_cap(cfg.trainer.get(key)) for key in ("max_steps", "max_epochs"))),
         )
     choices = dict(HydraConfig.get().runtime.choices) if HydraConfig.initialized() else {}
     apply_choice(cfg, choice, overrides, choices)
@@ -124,11 +125,12 @@ def size_automatically(
     return choice
 
 
-def _step_cap(max_steps: Any) -> int | None:
-    """trainer.max_steps as a cap on the steps model=auto plans with (None: none): the run stops
-    there whatever its budget buys, and the shape and rates are chosen for the steps it will make."""
-    whole = isinstance(max_steps, int) and not isinstance(max_steps, bool)
-    return max_steps if whole and max_steps > 0 else None
+def _step_cap(count: Any) -> int | None:
+    """trainer.max_steps or max_epochs as a cap on what model=auto plans with (None: none, -1 or
+    null): the run stops there whatever its budget buys, and the shape and rates are chosen for
+    the steps it will make."""
+    whole = isinstance(count, int) and not isinstance(count, bool)
+    return count if whole and count > 0 else None
 
 
 def record_resolved_config(cfg: DictConfig, notes: list[str]) -> None:

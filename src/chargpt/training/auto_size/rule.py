@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from chargpt.errors import ConfigError
 from chargpt.training.auto_size import ladder as shape_ladder
@@ -15,6 +16,7 @@ from chargpt.training.auto_size.choice import Choice, Estimate
 from chargpt.training.auto_size.ladder import Shape, non_embedding_params, target_tokens_per_param
 from chargpt.training.auto_size.recipe import adamw_lr_for, dropout_for, momentum_for, weight_decay_for
 from chargpt.training.budget_plan import RESERVE_SECONDS, VALIDATION_MARGIN, busy_advice
+from chargpt.training.steps import batches_per_epoch
 
 log = logging.getLogger(__package__)  # model=auto's lines keep one name, whichever module logs
 
@@ -77,18 +79,35 @@ def check_enough_steps(smallest: Shape, step_seconds: float, budget_seconds: flo
     )
 
 
+@dataclass(frozen=True)
+class StepCaps:
+    """The command line's trainer.max_steps and trainer.max_epochs (None: not set): the run stops
+    at the first reached whatever its budget buys, so a shape is planned for no more steps."""
+
+    max_steps: int | None = None
+    max_epochs: int | None = None
+
+    def of(self, shape: Shape, train_chars: int) -> tuple[int, str] | None:
+        """The fewest steps the caps allow `shape` on a text of `train_chars`, and the setting."""
+        caps = [(self.max_steps, f"trainer.max_steps={self.max_steps}")] if self.max_steps is not None else []
+        if self.max_epochs is not None:
+            per_epoch = batches_per_epoch(train_chars, shape.batch_size, shape.block_size)
+            caps.append((self.max_epochs * per_epoch, f"trainer.max_epochs={self.max_epochs}"))
+        return min(caps) if caps else None
+
+
 def estimate(
     shape: Shape, step_seconds: float, budget_seconds: float, used_seconds: float,
-    train_chars: int, val_chars: int, reserve_seconds: float = RESERVE_SECONDS, max_steps: int | None = None,
+    train_chars: int, val_chars: int, reserve_seconds: float = RESERVE_SECONDS, caps: StepCaps = StepCaps(),
 ) -> Estimate:
     """Steps, tokens per parameter and epochs of `shape` at `step_seconds` a (bare) step, when
-    `used_seconds` of the budget are gone before training starts; `max_steps` (trainer.max_steps)
-    caps the steps, as it caps the run's."""
+    `used_seconds` of the budget are gone before training starts; `caps` (trainer.max_steps and
+    max_epochs) cap the steps, as they cap the run's."""
     per_step = step_seconds + LOOP_OVERHEAD_SECONDS
     final = end_seconds(shape, step_seconds, val_chars, reserve_seconds)
     steps = max(0, math.floor((budget_seconds - used_seconds - final) / per_step))
-    if max_steps is not None:
-        steps = min(steps, max_steps)
+    if (cap := caps.of(shape, train_chars)) is not None:
+        steps = min(steps, cap[0])
     tokens = steps * shape.tokens_per_step()
     return Estimate(
         shape, 1000 * step_seconds, steps, tokens / non_embedding_params(shape), tokens / max(1, train_chars)
@@ -144,7 +163,7 @@ def settle(
 def retime_with_dropout(
     choice: Choice, measure: Callable[..., float], budget_seconds: float, used: Callable[[], float],
     train_chars: int, val_chars: int, why_shape: str, reserve_seconds: float = RESERVE_SECONDS,
-    max_steps: int | None = None,
+    caps: StepCaps = StepCaps(),
 ) -> Choice:
     """The shapes were timed without dropout, and on a CPU dropout makes each step much slower (see
     DROPOUT_BY_EPOCHS): the run would train fewer steps and epochs than its rates were set for.
@@ -156,14 +175,14 @@ def retime_with_dropout(
         log.info("model=auto: timing %s again with dropout %g", choice.shape.name, choice.dropout)
     seconds = measure(choice.shape, dropout=choice.dropout)
     slower = estimate(choice.shape, seconds, budget_seconds, used(), train_chars, val_chars, reserve_seconds,
-                      max_steps)
+                      caps)
     note = f"with dropout {choice.dropout:g} a step takes {slower.step_ms:.1f} ms"
     note += f" ({first.step_ms:.1f} without)"
     if dropout_for(slower.epochs) == 0.0:
         note += f" and the run would make {slower.epochs:.1f} epochs, too few for dropout: none; "
         # The first speed, over what is left of the budget after this timing.
         again = estimate(choice.shape, first.step_ms / 1000, budget_seconds, used(), train_chars, val_chars,
-                         reserve_seconds, max_steps)
+                         reserve_seconds, caps)
         settled = settle(again, choice.measured, why_shape, 0.0, note)
     else:
         settled = settle(slower, choice.measured, why_shape, None, note + ": ")
@@ -180,15 +199,15 @@ def climb(
     val_chars: int,
     dropout: float | None = None,
     reserve_seconds: float = RESERVE_SECONDS,
-    max_steps: int | None = None,
+    caps: StepCaps = StepCaps(),
 ) -> Choice:
     """Measure shapes from small to large until one falls below the target ratio or the
     calibration would overrun its share of the budget, pick the `nearest` and `settle` its recipe;
     a dropout the rule sets is timed on the chosen shape after (`retime_with_dropout`).
     `measure(shape, dropout)` returns seconds a step; `used()` the seconds of the budget gone so
     far (calibration included); `dropout` is the command line's, None for the rule's;
-    `reserve_seconds` the budget callback's reserve at the end of the run; `max_steps` the
-    command line's trainer.max_steps, which caps the steps of every shape (None: no cap)."""
+    `reserve_seconds` the budget callback's reserve at the end of the run; `caps` the command
+    line's trainer.max_steps and max_epochs, which cap the steps of every shape."""
     target = target_tokens_per_param()
     cap = CALIBRATION_FRACTION * budget_seconds
     start, measured, stopped = used(), [], "the largest shape was reached"
@@ -209,19 +228,19 @@ def climb(
             check_enough_steps(shape, seconds, budget_seconds, used(), val_chars, reserve_seconds)
             last_cost = min(last_cost, FIRST_SHAPE_COST_STEPS * seconds)
         measured.append(estimate(
-            shape, seconds, budget_seconds, used(), train_chars, val_chars, reserve_seconds, max_steps
+            shape, seconds, budget_seconds, used(), train_chars, val_chars, reserve_seconds, caps
         ))
         if measured[-1].tokens_per_param < target:
             stopped = f"{shape.name} is below the target"
             break
     best, why_shape = nearest(measured, stopped)
-    if max_steps is not None and best.steps == max_steps:  # the budget would buy more
-        why_shape += f"; trainer.max_steps={max_steps} caps the steps"
+    cap = caps.of(best.shape, train_chars)
+    if cap is not None and best.steps == cap[0]:  # the budget would buy more
+        why_shape += f"; {cap[1]} caps the steps"
     choice = settle(best, measured, why_shape, dropout, dropout_label="given" if dropout is not None else "")
     if dropout is None and choice.dropout > 0:
         choice = retime_with_dropout(
-            choice, measure, budget_seconds, used, train_chars, val_chars, why_shape, reserve_seconds,
-            max_steps,
+            choice, measure, budget_seconds, used, train_chars, val_chars, why_shape, reserve_seconds, caps,
         )
     choice.calibration_seconds = used() - start
     return choice
