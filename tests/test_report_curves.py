@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from chargpt.overrides import hydra_quoted
 from chargpt.run_layout import find_runs
 from chargpt.runs.curves import LABEL_CHARS, CurveRun, curve_runs, curves_figure, val_curve
 from chargpt.runs.report import report
@@ -144,19 +145,20 @@ def test_a_label_names_its_run_and_only_the_settings_it_set(tmp_path: Path) -> N
     fake_run(sweep, "3", ["optimizer.lr=0.003", "model=tiny", path], {9: 3.0, 19: 2.5}, "csv")
     assert legend_labels(sweep) == [
         "0: optimizer.lr=0.001  (2.200)", "good run: optimizer.lr=0.001  (2.300)",
-        "2: model.dropout=0.1  (2.400)", "3: optimizer.lr=0.003, data.path=corpus number…  (2.500)",
+        "2: model.dropout=0.1  (2.400)", "3: optimizer.lr=0.003, data.path=corpus number 3, a…  (2.500)",
     ]
 
 
 @pytest.mark.parametrize("count", [2, 8, 20])
 def test_the_legend_covers_no_curve_and_is_never_clipped(tmp_path: Path, count: int) -> None:
-    # Inside the plot (upper right) it hid the curves, and long labels ran off the image's left edge.
+    # Inside the plot (upper right) it hid the curves, and long labels ran off the image's left edge;
+    # a label cut to its length in the widest letters, too.
     runs = []
     for i in range(count):
         (tmp_path / str(i) / "csv").mkdir(parents=True)
         points = "".join(f"{step},{4.0 - i / count - step / 100}\n" for step in (10, 100, 200))
         (tmp_path / str(i) / "csv" / "metrics.csv").write_text("step,val/loss\n" + points)
-        label = f"{i}: optimizer.lr=0.00{i}, data.path=corpus number {i}, a rather long file name.txt"
+        label = f"{i}: optimizer.lr=0.00{i}, data.path=" + "WM" * 50
         runs.append(CurveRun(label, tmp_path / str(i), "finished"))
     fig = curves_figure(tmp_path, runs)
     fig.canvas.draw()  # lays the figure out as savefig does
@@ -172,6 +174,37 @@ def test_the_legend_covers_no_curve_and_is_never_clipped(tmp_path: Path, count: 
     assert all("…  (" in label and len(label.partition("  (")[0]) <= LABEL_CHARS for label in labels)
     colors = [line.get_color() for line in ax.get_lines()]
     assert len(set(colors)) == count  # no two runs share a colour
+
+
+def test_a_searchs_draws_are_labelled_short_and_every_setting_stays(tmp_path: Path) -> None:
+    # Optuna's draws were cut at 20 characters (`optimizer.lr=0.00099838149495140…`), and the
+    # label's 48 characters ended there: `model.n_e…`, the other settings of the trial lost.
+    sweep = tmp_path / "search"
+    for i, (lr, width, depth, dropout) in enumerate(
+        [("0.0009983814949514017", 64, 2, "0.24971121092039475"), ("0.0003342330176505377", 192, 5, "0.1")]
+    ):
+        overrides = [f"optimizer.lr={lr}", f"model.n_embd={width}", f"model.n_layer={depth}",
+                     f"model.dropout={dropout}"]
+        fake_run(sweep, str(i), overrides, {9: 3.0 + i, 19: 2.5 + i}, "csv")
+    assert legend_labels(sweep) == [
+        "0: optimizer.lr=0.000998381, model.n_embd=64, model.n_layer=2, model.dropout=0.249711  (2.500)",
+        "1: optimizer.lr=0.000334233, model.n_embd=192, model.n_layer=5, model.dropout=0.1  (3.500)",
+    ]
+
+
+def test_paths_in_one_folder_are_labelled_from_there(tmp_path: Path) -> None:
+    # Each label kept the first 20 characters of the path, the folder all of them share, and its
+    # 48 characters ended before the next setting: four runs with one label.
+    sweep = tmp_path / "runs"
+    folder = "/home/me/corpora/Mes chansons d'été/"
+    for i, (name, prompt) in enumerate([("un.txt", "ROMEO, my «lord»"), ("un.txt", "JULIET: it's late"),
+                                        ("deux.txt", "ROMEO, my «lord»"), ("deux.txt", "JULIET: it's late")]):
+        # As the command line records them: quoted for Hydra.
+        overrides = [f"data.path={hydra_quoted(folder + name)}", f"sample.prompt={hydra_quoted(prompt)}"]
+        fake_run(sweep, str(i), overrides, {9: 3.0, 19: 2.5 + i / 10}, "csv")
+    labels = legend_labels(sweep)
+    assert labels[0] == "0: data.path=…/un.txt, sample.prompt=ROMEO, my «lord»  (2.500)"
+    assert len({label.partition(": ")[2] for label in labels}) == 4
 
 
 def test_runs_with_one_validation_each_get_whole_step_ticks(tmp_path: Path) -> None:

@@ -8,13 +8,15 @@ from pathlib import Path
 
 import pytest
 
+from chargpt.overrides import hydra_quoted
 from chargpt.runs.report import report
 from chargpt.runs.run_rows import METRIC_COLUMNS
 
 
 def fake_run(run: Path, overrides: list[str], best: float) -> None:
     (run / ".hydra").mkdir(parents=True)
-    (run / ".hydra" / "overrides.yaml").write_text("".join(f"- {json.dumps(o)}\n" for o in overrides))
+    recorded = "".join(f"- {json.dumps(o, ensure_ascii=False)}\n" for o in overrides)  # an emoji whole
+    (run / ".hydra" / "overrides.yaml").write_text(recorded)
     (run / "metrics.json").write_text(json.dumps({
         "best_val_loss": best, "val_loss": best + 0.01, "step": 12000, "tokens_per_second": 123456.7,
         "train_seconds": 4321.5,
@@ -160,3 +162,21 @@ def test_a_terminal_too_narrow_for_a_table_gets_whole_lines(columns, tmp_path, m
     for column in ["run", "optimizer.lr", "status", *METRIC_COLUMNS]:
         assert f" {column} " in header
     assert "1.5000" in out and "1.6000" in out
+
+
+def test_paths_in_one_folder_are_shown_from_there_and_the_folder_once(tmp_path, monkeypatch, capsys) -> None:
+    # At 80 columns each run's data.path wrapped over seven lines, the first five of them the
+    # folder every run shares, in both tables.
+    monkeypatch.setenv("COLUMNS", "80")
+    folder = "/home/me/corpora/Mes chansons d'été 🎵/"
+    names = ["première partie — très longue 🎶.txt", "deuxième partie, plus longue 🎸.txt"]
+    for i, name in enumerate(names):
+        fake_run(tmp_path / "runs" / str(i), [f"data.path={hydra_quoted(folder + name)}"], best=1.5 + i / 10)
+    report(tmp_path / "runs")
+    out = capsys.readouterr().out
+    assert "/home/me" not in out.partition("└")[0]  # not in the first table's rows (its caption names it)
+    body = [line for line in out.splitlines() if line.startswith("│ ")]
+    assert sum("…/première" in line for line in body) == 2  # a run and its setting
+    assert len(body) <= 2 * 2 * 3  # 3 lines or fewer a row, in each table
+    assert "data.path: /home/me/corpora/Mes chansons d'été 🎵/" in " ".join(out.split())
+    assert all(folder + name in (tmp_path / "runs" / "report.csv").read_text() for name in names)

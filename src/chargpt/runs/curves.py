@@ -24,13 +24,16 @@ from matplotlib.ticker import MaxNLocator
 from chargpt.glyphs import drawable
 from chargpt.metric_names import STEP, VAL_LOSS
 from chargpt.run_layout import launched_with
-from chargpt.runs.run_rows import counted, flat_rows, varying
+from chargpt.runs.run_rows import common_folder, counted, flat_rows, in_folder, short_number, varying
 
 PNG_SOFTWARE = "chargpt-report"
 # A run that did not finish is drawn dashed (failed) or dotted (stopped, or still running).
 LINE_STYLES = {"failed": "--", "killed": "--", "interrupted": ":", "incomplete": ":", "running": ":"}
 WIDTH_IN, PLOT_HEIGHT_IN, DPI = 9.0, 5.5, 110  # the legend's rows are added below the plot
-LABEL_CHARS = 48  # a longer label is cut with an ellipsis: two columns of them fit the width
+# A longer label is cut with an ellipsis. Room for a search's four settings (`12: optimizer.lr=
+# 0.000998381, model.n_embd=192, model.n_layer=2, model.dropout=0.249711`): cut at 48, every label
+# kept the first one alone. Such labels take one column; shorter ones, two or three.
+LABEL_CHARS = 96
 LEGEND_COLUMNS = 3
 LABEL_VALUE_CHARS = 20  # a longer value (a path) is cut in a curve's label: the settings after it stay
 CSV_LOGS, EVENT_FILES = "csv/**/metrics.csv", "tensorboard/**/events.out.tfevents.*"  # in a run's folder
@@ -139,7 +142,9 @@ def shorten(label: str, limit: int = LABEL_CHARS) -> str:
 
 def curve_label(name: str, settings: dict[str, str]) -> str:
     """`name: key=value, ...`, or the name alone: two runs with the same settings stay apart."""
-    given = ", ".join(f"{key}={shorten(value, LABEL_VALUE_CHARS)}" for key, value in settings.items())
+    # A search's draw to 6 digits, as in the table: cut at 20 characters it kept 17 of them.
+    given = ", ".join(f"{key}={shorten(short_number(value), LABEL_VALUE_CHARS)}"
+                      for key, value in settings.items())
     return f"{name}: {given}" if given else name
 
 
@@ -150,8 +155,12 @@ def curve_runs(rows: list[dict[str, Any]], swept: Collection[str] = ()) -> list[
     columns, flat = flat_rows(rows)
     shown, _ = varying(columns, flat, swept)
     settings = shown[1 : shown.index("status")]
+    # Paths in one folder are labelled from there (`…/b.txt`): cut to its width, a label kept the
+    # folder, the same for every run.
+    folders = {k: common_folder(row["overrides"].get(k, "") for row in rows) for k in settings}
     return [
-        CurveRun(curve_label(row["run"], {k: row["overrides"][k] for k in settings if k in row["overrides"]}),
+        CurveRun(curve_label(row["run"], {k: in_folder(row["overrides"][k], folders[k])
+                                          for k in settings if k in row["overrides"]}),
                  row["dir"], None if row.get("status") is None else str(row["status"]))
         for row in rows
     ]
@@ -178,6 +187,9 @@ def _legend_below(fig: Figure, fontsize: int) -> None:
         if columns == 1 or legend.get_window_extent(renderer).width <= fig.bbox.width * 0.96:
             break
         legend.remove()
+    # One column of labels wider than the figure (capital letters, code points): the figure widens
+    # to hold it, where its ends were cut off.
+    fig.set_figwidth(max(WIDTH_IN, legend.get_window_extent(renderer).width / fig.dpi / 0.96))
     fig.set_figheight(PLOT_HEIGHT_IN + legend.get_window_extent(renderer).height / fig.dpi)
 
 

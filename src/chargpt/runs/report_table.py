@@ -4,7 +4,6 @@ CSVs keep them all)."""
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Collection
 from typing import Any
@@ -14,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from chargpt.runs.run_rows import METRIC_COLUMNS, varying
+from chargpt.runs.run_rows import IN_FOLDER, METRIC_COLUMNS, common_folder, in_folder, short_number, varying
 from chargpt.runs.seed_groups import GROUP_METRICS, flat_groups
 
 FORMATS = {
@@ -34,19 +33,7 @@ def _cell(value: Any, column: str = "") -> str:
         return "-"
     if isinstance(value, (int, float)) and column in FORMATS:
         return FORMATS[column].format(value)
-    return _short_number(str(value))
-
-
-def _short_number(text: str) -> str:
-    """A search's draw (0.0004385317893614137) to 6 significant digits on screen, where it would
-    wrap over two lines; the CSV keeps every digit."""
-    if len(text) <= SETTING_MIN_WIDTH or not any(c in text for c in ".eE"):  # a long whole number: a seed
-        return text
-    try:
-        number = float(text)
-    except ValueError:
-        return text
-    return f"{number:.6g}" if math.isfinite(number) else text
+    return short_number(str(value), SETTING_MIN_WIDTH)  # on screen; the CSV keeps every digit
 
 
 def _min_width(column: str, rows: list[dict[str, Any]], whole: tuple[str, ...] = WHOLE) -> int:
@@ -118,6 +105,7 @@ def _print_fitted(
     # column of no width): whole lines, nothing cropped.
     if (not console.is_terminal and "COLUMNS" not in os.environ) or console.width < NARROWEST:
         console = _Console(width=10_000)
+    rows, notes = _without_common_folders(shown, rows, notes, whole)
     every = list(shown)
     left_out: list[str] = []
 
@@ -168,6 +156,21 @@ def _print_fitted(
     console.print(table)
     for line in below:
         text_console.print(line, style="table.caption")
+
+
+def _without_common_folders(
+    shown: list[str], rows: list[dict[str, Any]], notes: list[str], whole: tuple[str, ...]
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """A setting whose values are paths in one folder shows each from there (`…/a.txt`), and the
+    folder once in the notes: the whole paths wrapped over many lines, alike in every row."""
+    rows, notes = [dict(row) for row in rows], list(notes)
+    for column in (c for c in shown if c not in whole and c != "error"):
+        folder = common_folder(str(row[column] or "") for row in rows)
+        if folder:
+            for row in rows:
+                row[column] = in_folder(str(row[column] or ""), folder) or row[column]
+            notes.append(f"{IN_FOLDER} in {column}: {folder}")
+    return rows, notes
 
 
 SPREAD_SHOWN = ["best_val_loss", "last_val_loss"]  # on screen with ± std; the CSV has every std

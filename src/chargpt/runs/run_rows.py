@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -178,3 +178,39 @@ def varying(
     overrides = columns[1 : columns.index("status")]
     shared = {c: rows[0][c] for c in overrides if c not in swept and len({str(r[c]) for r in rows}) == 1}
     return [c for c in columns if c not in shared], shared
+
+
+IN_FOLDER = "…/"  # a value shown without the folder all the values share
+
+
+def common_folder(values: Iterable[str]) -> str:
+    """The folder that every one of these values (paths) lies under, as written, with its last
+    `/`: `/home/me/corpora/`; empty unless there are two different values and the folder is longer
+    than IN_FOLDER. A sweep over files of one folder is told apart by what follows it, where a
+    column or a label cut to its width showed only the folder, the same in every run."""
+    distinct = {value for value in values if value}
+    if len(distinct) < 2:
+        return ""
+    # The first and last in sorted order share what all of them share (compared as text, not as
+    # path parts: a relative and an absolute path share nothing, without an error).
+    first, last = min(distinct), max(distinct)
+    same = next((i for i, (a, b) in enumerate(zip(first, last, strict=False)) if a != b), len(first))
+    folder = first[: first.rfind("/", 0, same) + 1]
+    return folder if len(folder) > len(IN_FOLDER) else ""
+
+
+def in_folder(value: str, folder: str) -> str:
+    """`value` without `folder` (common_folder's), marked by IN_FOLDER."""
+    return IN_FOLDER + value[len(folder):] if folder and value.startswith(folder) else value
+
+
+def short_number(text: str, longer_than: int = 12) -> str:
+    """A search's draw (0.0004385317893614137) to 6 significant digits where it is shown (a table's
+    column, a curve's label), when longer than `longer_than`; any other text as it is."""
+    if len(text) <= longer_than or not any(c in text for c in ".eE"):  # a long whole number: a seed
+        return text
+    try:
+        number = float(text)
+    except ValueError:
+        return text
+    return f"{number:.6g}" if math.isfinite(number) else text
