@@ -84,3 +84,53 @@ def test_attention_maps_switch_off(tmp_path: Path) -> None:
     events = train_tiny(tmp_path, "~callbacks.attention_maps")
     assert events.Tags()["images"] == []
     assert "samples/text/text_summary" in events.Tags()["tensors"]
+
+
+def fit_start_of_hparams(tmp_path: Path, extra: dict) -> tuple[dict, EventAccumulator]:
+    """HParamsSummary at the start of a fit, without training: what the other trackers get, and
+    the run's TensorBoard events."""
+    from types import SimpleNamespace
+
+    import torch
+    from lightning.pytorch.loggers import TensorBoardLogger
+    from omegaconf import OmegaConf
+
+    from chargpt.training.callbacks.tensorboard import HParamsSummary
+
+    logger = TensorBoardLogger(save_dir=str(tmp_path), name="tensorboard", version="")
+    trainer = SimpleNamespace(loggers=[logger], max_steps=8, precision="32-true", world_size=1,
+                              accumulate_grad_batches=1, datamodule=None)
+    module = SimpleNamespace(parameters=lambda: [torch.zeros(3)], hparams={
+        "model": {"n_layer": 2, "qk_norm": True, "logit_softcap": None}, "vocab": list("ab"),
+        "optimizer": {"_target_": "torch.optim.AdamW", "lr": 1e-3, "betas": [0.9, 0.99]}})
+    callback = HParamsSummary(extra=OmegaConf.create(extra))  # as Hydra builds it
+    callback.on_fit_start(trainer, module)
+    logger.experiment.flush()
+    return callback.params(trainer, module), EventAccumulator(str(tmp_path / "tensorboard")).Reload()
+
+
+def test_hparams_keep_their_types_and_leave_the_columns_to_every_run(tmp_path: Path) -> None:
+    # A bool was the text "True"; each run wrote an experiment summary, of which TensorBoard takes
+    # the first run's for all: a setting only another run had (muon's momentum) got no column.
+    _, events = fit_start_of_hparams(tmp_path, {"seed": 7, "notes": {"clean": False, "corpus": "été 🎵"}})
+    plugin = events.PluginTagToContent(hparams_metadata.PLUGIN_NAME)
+    assert hparams_metadata.EXPERIMENT_TAG not in plugin
+    start = plugin_data_pb2.HParamsPluginData.FromString(plugin[hparams_metadata.SESSION_START_INFO_TAG])
+    hparams = start.session_start_info.hparams
+    assert start.session_start_info.group_name == ""  # one row per run, named after it
+    assert hparams["model.qk_norm"].WhichOneof("kind") == "bool_value" and hparams["model.qk_norm"].bool_value
+    assert hparams["notes.clean"].WhichOneof("kind") == "bool_value"  # an extra entry, nested: flat
+    assert hparams["notes.corpus"].string_value == "été 🎵" and hparams["seed"].number_value == 7
+    assert hparams["model.n_layer"].number_value == 2
+    assert hparams["optimizer.betas"].string_value == "[0.9, 0.99]"
+    assert hparams["model.logit_softcap"].string_value == "None"  # TensorBoard has no null
+
+
+def test_other_trackers_get_the_extra_settings_flat_and_as_they_are(tmp_path: Path) -> None:
+    # A nested extra entry reached MLflow and W&B as the text of a Python dict, and W&B got a bool,
+    # None or a list as text (MLflow writes each value as text itself).
+    params, _ = fit_start_of_hparams(tmp_path, {"notes": {"tags": ["a", "b"], "clean": True, "cap": None}})
+    assert params["notes.tags"] == ["a", "b"] and params["notes.clean"] is True
+    assert params["notes.cap"] is None
+    assert "notes" not in params
+    assert params["model.qk_norm"] is True and params["optimizer.betas"] == [0.9, 0.99]

@@ -16,6 +16,8 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import MLFlowLogger, TensorBoardLogger, WandbLogger
+from omegaconf import DictConfig, OmegaConf
+from tensorboard.plugins.hparams.summary_v2 import hparams_pb
 from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams
 from torch.utils.tensorboard.writer import FileWriter
@@ -125,9 +127,9 @@ class SampleText(Callback):
         writer.add_text("samples/text", as_markdown_block(prompt + text), trainer.global_step)
 
 
-def _hparam_value(value: Any) -> int | float | str:
-    # TensorBoard would show a bool as 0/1 and rejects None and lists: those become text.
-    return value if isinstance(value, (int, float, str)) and not isinstance(value, bool) else str(value)
+def _hparam_value(value: Any) -> bool | int | float | str:
+    # TensorBoard's HParams take a bool, a number or text: None and lists become text.
+    return value if isinstance(value, (bool, int, float, str)) else str(value)
 
 
 class HParamsSummary(Callback):
@@ -139,7 +141,9 @@ class HParamsSummary(Callback):
     """
 
     def __init__(self, extra: dict[str, Any] | None = None) -> None:
-        self.extra = dict(extra or {})
+        # Hydra hands over a DictConfig: as plain values, a list reaches W&B as a list.
+        plain = OmegaConf.to_container(extra, resolve=True) if isinstance(extra, DictConfig) else extra
+        self.extra: dict[str, Any] = dict(plain or {})
         self.best_val_loss: float | None = None
 
     def params(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, Any]:
@@ -158,21 +162,30 @@ class HParamsSummary(Callback):
         datamodule = getattr(trainer, "datamodule", None)
         if datamodule is not None and hasattr(datamodule, "batch_size"):
             params["data.batch_size"] = datamodule.batch_size
-        params.update(self.extra)
-        return {key: _hparam_value(value) for key, value in params.items()}
+        # The extra entries flat too (`+callbacks.hparams.extra.data={name: x}` is `data.name`): a
+        # nested one reached every tracker as the text of a Python dict.
+        params.update(flat_params(self.extra))
+        return params
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if is_rank_zero():
             for logger in trainer.loggers:
-                if not isinstance(logger, TensorBoardLogger):  # the same flat keys elsewhere
-                    logger.log_hyperparams(self.params(trainer, pl_module))
+                if not isinstance(logger, TensorBoardLogger):  # the same flat keys elsewhere, as they are:
+                    logger.log_hyperparams(self.params(trainer, pl_module))  # W&B keeps a bool, None, a list
         writer = tensorboard_writer(trainer)
         if writer is None:
             return
-        # Metric values are read by TensorBoard from the scalars of the same name; only names here.
-        summaries = hparams(self.params(trainer, pl_module), {BEST_VAL_LOSS: 0.0, LAST_VAL_LOSS: 0.0})
-        # As SummaryWriter.add_hparams, but into this run's own folder (add_hparams makes a new
-        # run): a second event file there, which TensorBoard reads with the first.
+        params = {key: _hparam_value(value) for key, value in self.params(trainer, pl_module).items()}
+        # The values alone, as TensorBoard's own hparams API writes them (a bool as a bool), with no
+        # group name (trial_id ''): each run is its own row, named after it. No experiment summary,
+        # which SummaryWriter.add_hparams writes with every run: TensorBoard takes the first run's
+        # for all of them, so a setting only later runs have (a sweep over optimizer=adamw,muon:
+        # muon's momentum) had no column. Without one, TensorBoard makes the columns from every run,
+        # and the metrics from the scalars (hparams/best_val_loss, hparams/last_val_loss, ...). The
+        # end record is add_hparams's, as before.
+        summaries = [hparams_pb(params, trial_id=""), hparams({}, {})[2]]
+        # Into this run's own folder (add_hparams makes a new run): a second event file there,
+        # which TensorBoard reads with the first.
         file_writer = FileWriter(writer.log_dir)
         for summary in summaries:
             file_writer.add_summary(summary)
