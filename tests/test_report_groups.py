@@ -153,6 +153,18 @@ def test_a_narrow_terminal_keeps_the_setting_and_leaves_out_the_other_figures(tm
     assert "not shown (see the CSV): tokens_per_sec" in " ".join(group_table.split())
 
 
+def test_the_ranking_figure_shows_the_spread_its_comparison_uses(tmp_path, capsys, monkeypatch):
+    # Ranked by wall time, vs_best said `≈ noise` from the std of wall_s, which the table left out:
+    # the mark could not be checked against what it showed.
+    monkeypatch.setenv("COLUMNS", "120")
+    sweep = sweep_of(tmp_path, {"optimizer.lr=1e-3": [2.0, 2.2], "optimizer.lr=3e-3": [1.5, 1.6]})
+    report(sweep, sort_by="wall_s")
+    out = capsys.readouterr().out
+    table = out[out.index("2 settings"):out.index("written:")]
+    assert "15.5 ± 0.7" in table and "21.0 ± 1.4" in table and "≈ noise" not in table
+    assert "1,550 " in table  # another figure: its mean
+
+
 def test_a_narrow_settings_table_shows_what_tells_its_rows_apart(tmp_path, capsys, monkeypatch):
     # At 70 columns the learning rate, the one setting two rows differed in, was left out while a
     # figure (wall_s) and the seeds' list were shown: the rows read alike.

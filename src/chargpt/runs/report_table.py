@@ -173,7 +173,8 @@ def _without_common_folders(
     return rows, notes
 
 
-SPREAD_SHOWN = ["best_val_loss", "last_val_loss"]  # on screen with ± std; the CSV has every std
+SPREAD_SHOWN = ["best_val_loss", "last_val_loss"]  # on screen with ± std, and the ranking figure; the
+# CSV has every std
 NO_STD = "—"  # one seed: no spread known
 
 
@@ -203,7 +204,8 @@ def print_groups(
         shown["n"] = row["n"] if row["n"] == group["seed_count"] else f"{row['n']}/{group['seed_count']}"
         for c in figures:
             mean, std = group[f"{c}_mean"], group[f"{c}_std"]
-            shown[c] = _mean_std(mean, std, c) if c in SPREAD_SHOWN else _cell(mean, c)
+            # The ranking figure with its spread too: vs_best compares it by its std (--sort wall_s).
+            shown[c] = _mean_std(mean, std, c) if c in SPREAD_SHOWN or c == metric else _cell(mean, c)
         shown["vs_best"] = group["vs_best"] or "-"
         rows.append(shown)
     # The settings all groups share are those under the run table: not repeated here.
