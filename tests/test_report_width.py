@@ -180,3 +180,18 @@ def test_paths_in_one_folder_are_shown_from_there_and_the_folder_once(tmp_path, 
     assert len(body) <= 2 * 2 * 3  # 3 lines or fewer a row, in each table
     assert "data.path: /home/me/corpora/Mes chansons d'été 🎵/" in " ".join(out.split())
     assert all(folder + name in (tmp_path / "runs" / "report.csv").read_text() for name in names)
+
+
+def test_each_note_under_a_table_starts_its_own_line(tmp_path, monkeypatch, capsys) -> None:
+    # The notes ran together (`shared: ...; not shown (see the CSV): ...`) into one wrapped
+    # paragraph, the columns left out named from the middle of a line.
+    monkeypatch.setenv("COLUMNS", "80")
+    for i in range(2):
+        overrides = [f"optimizer.lr={i + 1}e-3", "model=tiny", f"seed={i}", "trainer.max_steps=20000",
+                     "data.batch_size=64"]
+        fake_run(tmp_path / "sweep" / str(i), overrides, best=1.5 + i / 10)
+    report(tmp_path / "sweep")
+    lines = [line.strip() for line in capsys.readouterr().out.splitlines()]
+    assert lines.count("not shown (see the CSV): tokens_per_sec, wall_s") == 1  # under the run table
+    assert sum(line.startswith("shared: model=tiny ") for line in lines) == 1
+    assert sum(line.startswith("≈: best_val_loss not told apart") for line in lines) == 1

@@ -140,7 +140,9 @@ def _print_fitted(
             shown = again
             left_out.remove(column)
     hidden = ["not shown (see the CSV): " + ", ".join(left_out)] if left_out else []
-    caption = "; ".join([*notes, *hidden])
+    # One line a note: run together with `; ` they wrapped into one paragraph, a note starting
+    # mid-line.
+    caption = "\n".join([*notes, *hidden])
     table = _table(title, shown, rows, caption or None, whole, right)
     text_console = console  # for a title or caption printed apart (below): the whole width
     if console.width == 10_000:
@@ -149,7 +151,8 @@ def _print_fitted(
     # them into a column of words, so those wider than it go above and below it instead.
     width = min(console.measure(table).maximum, console.width)
     above = [table.title] if table.title and cell_len(str(table.title)) > width else []
-    below = [table.caption] if table.caption and cell_len(str(table.caption)) > width else []
+    widest_note = max((cell_len(line) for line in str(table.caption or "").splitlines()), default=0)
+    below = [table.caption] if table.caption and widest_note > width else []
     table.title, table.caption = (None if above else table.title), (None if below else table.caption)
     for line in above:
         text_console.print(line, style="table.title")
