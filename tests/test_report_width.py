@@ -195,3 +195,27 @@ def test_each_note_under_a_table_starts_its_own_line(tmp_path, monkeypatch, caps
     assert lines.count("not shown (see the CSV): tokens_per_sec, wall_s") == 1  # under the run table
     assert sum(line.startswith("shared: model=tiny ") for line in lines) == 1
     assert sum(line.startswith("≈: best_val_loss not told apart") for line in lines) == 1
+
+
+@pytest.mark.parametrize("columns", [80, 200])
+def test_a_failed_runs_error_is_shown_whole(columns, tmp_path, monkeypatch, capsys) -> None:
+    # The error column was cut at 50 characters, before the part that names the fix, even at 200
+    # columns; too narrow for the column, the error was only in the CSV.
+    monkeypatch.setenv("COLUMNS", str(columns))
+    sweep = tmp_path / "sweep"
+    fake_run(sweep / "0", ["model.n_head=2"], best=1.5)
+    error = ("model.n_embd=32 is not divisible by model.n_head=3; pick a width that is a multiple of the "
+             "number of heads")
+    for i in range(1, 9):  # more failed runs than are said under a narrow table
+        fake_run(sweep / str(i), [f"model.n_head={i + 2}"], best=1.6)
+        (sweep / str(i) / "metrics.json").unlink()
+        failed = {"status": "failed", "error": error if i == 1 else f"boom {i}"}
+        (sweep / str(i) / "status.json").write_text(json.dumps(failed))
+    report(sweep)
+    lines = capsys.readouterr().out.splitlines()
+    assert error in " ".join(line.strip("│ ") for line in lines)  # wrapped, not cut
+    assert max(len(line) for line in lines if not line.startswith(("written: ", "8 of 9"))) <= columns
+    if columns == 80:
+        out = "\n".join(lines)
+        assert "\nrun 1 failed: model.n_embd=32" in out and "boom 5" in out and "boom 6" not in out
+        assert "\n3 more runs failed (see the CSV)" in out

@@ -13,7 +13,16 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from chargpt.runs.run_rows import IN_FOLDER, METRIC_COLUMNS, common_folder, in_folder, short_number, varying
+from chargpt.errors import first_line
+from chargpt.runs.run_rows import (
+    IN_FOLDER,
+    METRIC_COLUMNS,
+    common_folder,
+    counted,
+    in_folder,
+    short_number,
+    varying,
+)
 from chargpt.runs.seed_groups import GROUP_METRICS, flat_groups
 
 FORMATS = {
@@ -24,7 +33,8 @@ FORMATS = {
 SETTING_MIN_WIDTH = 12
 NARROWEST = 40  # the narrowest terminal a table is fitted to
 HEADER_WIDTH = 24  # a setting's name is folded only when longer than this
-ERROR_WIDTH = 50
+ERROR_WIDTH = 50  # the narrowest an error column is made (a shorter error: its width)
+ERRORS_SAID = 5  # failed runs whose error is said under a table too narrow for the column
 WHOLE = ("run", "status", *METRIC_COLUMNS)  # never cropped or wrapped
 
 
@@ -52,10 +62,11 @@ def _table(
     whole: tuple[str, ...] = WHOLE, right: tuple[str, ...] = tuple(METRIC_COLUMNS),
 ) -> Table:
     # Text, not str: rich would read a path's or a setting's brackets as markup (`a[/]b` raises).
-    table = Table(title=Text(title), caption=Text(caption) if caption else None)
+    # The notes under it left-aligned: one a line, a list reads down its left edge.
+    table = Table(title=Text(title), caption=Text(caption) if caption else None, caption_justify="left")
     for column in shown:
-        if column == "error":  # the first words; the CSV has it whole
-            table.add_column(Text(column), max_width=ERROR_WIDTH, no_wrap=True, overflow="ellipsis")
+        if column == "error":  # wrapped in the room there is: cut at 50 characters, it lost its end
+            table.add_column(Text(column), min_width=_min_width(column, rows, whole), overflow="fold")
         elif column in whole:
             justify = "right" if column in right else "left"
             table.add_column(Text(column), justify=justify, min_width=_min_width(column, rows, whole),
@@ -139,7 +150,14 @@ def _print_fitted(
         if fits(again := [c for c in every if c in shown or c == column]):
             shown = again
             left_out.remove(column)
-    hidden = ["not shown (see the CSV): " + ", ".join(left_out)] if left_out else []
+    # A failed run's error left out of a narrow table is said under it: the CSV alone had it.
+    errors = [f"run {row['run']} failed: {first_line(row['error'])}" for row in rows if row.get("error")]
+    if "error" not in left_out or not errors:
+        errors = []
+    elif len(errors) > ERRORS_SAID:
+        errors[ERRORS_SAID:] = [f"{counted(len(errors) - ERRORS_SAID, 'more run')} failed (see the CSV)"]
+    named = [c for c in left_out if not (c == "error" and errors)]
+    hidden = [*(["not shown (see the CSV): " + ", ".join(named)] if named else []), *errors]
     # One line a note: run together with `; ` they wrapped into one paragraph, a note starting
     # mid-line.
     caption = "\n".join([*notes, *hidden])
