@@ -33,7 +33,9 @@ from conftest import TINY_MODEL, run_cli
 ROOT = Path(__file__).resolve().parents[1]
 
 
-LOADER = "load_with_checkpoint"  # where sample and eval read the model
+# Where sample and eval read the model (eval through its library, chargpt.checkpoint_eval).
+LOADERS = [(sample_cli, "chargpt.cli.sample.load_with_checkpoint"),
+           (eval_cli, "chargpt.checkpoint_eval.load_with_checkpoint")]
 
 
 def _raise(exc: type[BaseException]):
@@ -43,14 +45,14 @@ def _raise(exc: type[BaseException]):
     return fail
 
 
-@pytest.mark.parametrize(("cli", "target"), [(sample_cli, LOADER), (eval_cli, LOADER)])
+@pytest.mark.parametrize(("cli", "target"), LOADERS)
 def test_ctrl_c_in_sample_and_eval_is_exit_130_without_a_traceback(cli, target, monkeypatch, capsys) -> None:
-    monkeypatch.setattr(cli, target, _raise(KeyboardInterrupt))
+    monkeypatch.setattr(target, _raise(KeyboardInterrupt))
     assert run_cli(cli.main, "ckpt_path=somewhere") == 130
     assert capsys.readouterr().err == "\ninterrupted\n"
 
 
-@pytest.mark.parametrize(("cli", "target"), [(sample_cli, LOADER), (eval_cli, LOADER), ("report", "report")])
+@pytest.mark.parametrize(("cli", "target"), [*LOADERS, ("report", "chargpt.cli.report.report")])
 def test_sigterm_in_sample_eval_and_report_is_one_line_and_exit_143(cli, target, monkeypatch, capsys) -> None:
     # It ended the process with no word (Ctrl-C said "interrupted").
     def terminate(*args: object, **kwargs: object) -> None:
@@ -58,15 +60,15 @@ def test_sigterm_in_sample_eval_and_report_is_one_line_and_exit_143(cli, target,
         os.kill(os.getpid(), signal.SIGTERM)
 
     cli = importlib.import_module("chargpt.cli.report") if cli == "report" else cli
-    monkeypatch.setattr(cli, target, terminate)
-    assert run_cli(cli.main, "." if target == "report" else "ckpt_path=somewhere") == 143
+    monkeypatch.setattr(target, terminate)
+    assert run_cli(cli.main, "." if target.endswith(".report") else "ckpt_path=somewhere") == 143
     assert capsys.readouterr().err == "\nterminated\n"
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler before the command is back
 
 
-@pytest.mark.parametrize(("cli", "target"), [(sample_cli, LOADER), (eval_cli, LOADER)])
+@pytest.mark.parametrize(("cli", "target"), LOADERS)
 def test_a_closed_output_pipe_is_quiet(cli, target, monkeypatch, capsys) -> None:
-    monkeypatch.setattr(cli, target, _raise(BrokenPipeError))
+    monkeypatch.setattr(target, _raise(BrokenPipeError))
     assert run_cli(cli.main, "ckpt_path=somewhere") == 141
     assert capsys.readouterr().err == ""
 
@@ -78,10 +80,10 @@ def _full_disk(*args, **kwargs):
     raise OSError(errno.ENOSPC, "No space left on device")
 
 
-@pytest.mark.parametrize(("cli", "target"), [(sample_cli, LOADER), (eval_cli, LOADER)])
+@pytest.mark.parametrize(("cli", "target"), LOADERS)
 def test_a_full_disk_is_one_error_line(cli, target, monkeypatch, capsys) -> None:
     # Output redirected to a file on a full disk: Hydra printed the OSError as a failure, traceback too.
-    monkeypatch.setattr(cli, target, _full_disk)
+    monkeypatch.setattr(target, _full_disk)
     assert run_cli(cli.main, "ckpt_path=somewhere") == 2
     assert capsys.readouterr().err == NO_ROOM
 

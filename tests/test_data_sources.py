@@ -85,7 +85,7 @@ def test_a_changed_file_in_the_folder_refuses_resume_naming_it(folder: Path) -> 
 def test_a_folder_given_relative_is_the_same_text_as_given_absolute(folder: Path, monkeypatch) -> None:
     # Its files are named in checkpoints: eval, check_copy and a resume read the folder again by its
     # absolute path, and must find the files the run named.
-    from chargpt.cli.recorded_text import recorded_data
+    from chargpt.recorded_text import recorded_data
 
     monkeypatch.chdir(folder.parent)
     relative = module(folder.name)

@@ -11,13 +11,15 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
+from chargpt.checkpoint_eval import evaluate_checkpoint
 from chargpt.checkpoints import RESUME_STATE_KEY
 from chargpt.cli import CONFIG_PATH
 from chargpt.cli import eval as eval_cli
 from chargpt.cli import sample as sample_cli
 from chargpt.cli import train as train_cli
-from chargpt.cli.recorded_text import training_text
 from chargpt.data.corpus import sha256_of
+from chargpt.errors import ConfigError
+from chargpt.recorded_text import training_text
 from conftest import bare_train_args, make_checkpoint, run_cli, run_main, write_corpus
 
 
@@ -109,6 +111,17 @@ def test_eval_refuses_a_val_split_that_holds_text_the_model_trained_on(run, caps
                  ["data.train_fraction=0.5", "split=all"]):
         result = _result(*run_main(eval_cli.main, [f"ckpt_path={run_dir}", *fine], capsys))
         assert result["tokens"] > 0
+
+
+def test_evaluate_checkpoint_in_python_scores_as_the_command_does(run, capsys) -> None:
+    run_dir, text = run
+    line = _result(*run_main(eval_cli.main, [f"ckpt_path={run_dir}", "device=cpu"], capsys))
+    assert evaluate_checkpoint(str(run_dir), device="cpu") == line
+    # Each data setting given is given as on the command line: refused alike.
+    for data in ({"train_fraction": 0.5}, {"path": str(text), "train_fraction": 0.5}):
+        with pytest.raises(ConfigError, match=r"^data\.train_fraction=0\.5 would score text the model"):
+            evaluate_checkpoint(str(run_dir), data, device="cpu")
+    assert evaluate_checkpoint(str(run_dir), {"path": str(text)}, "all", device="cpu")["split"] == "all"
 
 
 def test_eval_checkpoint_records_its_split(run) -> None:

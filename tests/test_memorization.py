@@ -13,10 +13,10 @@ import torch
 from chargpt import memorization
 from chargpt.checkpoints import RESUME_STATE_KEY
 from chargpt.cli import sample as sample_cli
-from chargpt.cli.recorded_text import training_text
 from chargpt.data.corpus import sha256_of
 from chargpt.errors import ConfigError, DataError
 from chargpt.memorization import TextIndex, longest_copied_span
+from chargpt.recorded_text import training_text
 from conftest import make_checkpoint, run_main, write_corpus
 
 

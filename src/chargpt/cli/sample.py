@@ -14,12 +14,12 @@ from chargpt.checks import check_seed, whole_number, yes_no
 from chargpt.cli import CONFIG_PATH
 from chargpt.cli.common import cli_task, quiet_known_warnings, run_main, use_threads
 from chargpt.cli.prompts import resolve_prompt
-from chargpt.cli.recorded_text import check_train_fraction, training_text
 from chargpt.errors import ConfigError, exit_on_user_error
 from chargpt.inference import load_with_checkpoint, new_generator, pick_device
 from chargpt.memorization import CopiedSpan, TextIndex
 from chargpt.model.sampling import check_decoding, check_sampling
 from chargpt.model_card import weights_step
+from chargpt.recorded_text import check_train_fraction, training_text
 
 CONFIG_NAME = "sample"  # configs/sample.yaml
 

@@ -1,0 +1,182 @@
+"""chargpt-eval's scoring: a checkpoint's full-split loss and bits per character, with the loss by
+position in the context window and by class of character, as one JSON-ready dict.
+
+By default it scores the text the checkpoint was trained on, split as that run split it, in the
+arithmetic its validation used; another text only when asked for (data.path=FILE, or a dataset).
+It sits below training/ in the layout: the run's arithmetic comes from training.precision.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import OmegaConf
+
+from chargpt.checkpoints import cut_at_a_fraction, stored_corpus, stored_split
+from chargpt.checks import whole_number
+from chargpt.data.sources.paths import expand_path
+from chargpt.data.text import DEFAULT_TRAIN_FRACTION, CharText, text_of
+from chargpt.errors import ConfigError
+from chargpt.evaluation import Evaluation, check_stride, evaluate_text
+from chargpt.inference import load_with_checkpoint, pick_device
+from chargpt.model_card import weights_step
+from chargpt.recorded_text import check_read_alike, recorded_data, split_ids
+from chargpt.training.precision import (
+    matmul_precision_for_device,
+    precision_for_device,
+    precision_plugin,
+    validated_arithmetic,
+)
+
+SPLITS = ("val", "train", "all")
+
+
+def evaluate_checkpoint(
+    ckpt_path: str,
+    data: Mapping[str, Any] | None = None,
+    split: str = "val",
+    batch_size: int = 64,
+    stride: int | None = None,
+    device: str = "auto",
+    precision: str | None = None,
+    matmul_precision: str | None = None,
+    given: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """Score the checkpoint (file, run directory or export) at `ckpt_path` on a whole split, as
+    chargpt-eval does, and return its JSON line (report). `data`: the data settings (a data config
+    or a dict; without path or name, the run's own text); `precision`, `matmul_precision`: None
+    scores in the arithmetic the run validated in. `given`: the data settings set by the user,
+    each as typed, for messages and to tell them from a config's defaults (chargpt-eval's
+    overrides); None takes every key of `data` as given."""
+    if not ckpt_path:
+        raise ConfigError("ckpt_path is required: chargpt-eval ckpt_path=RUN_DIR_OR_CKPT_FILE")
+    if split not in SPLITS:
+        raise ConfigError(f"split={split!r} is not one of {', '.join(SPLITS)}")
+    whole_number("batch_size", batch_size, low=1)
+    settings = _plain(data)
+    overrides = {f"data.{k}": f"data.{k}={v}" for k, v in settings.items()} if given is None else dict(given)
+    named = bool(settings.get("path") or settings.get("name"))  # a text (or a dataset) asked for by name
+    if settings.get("val_path") and not named:
+        # It would join the recorded text, which then no longer matches the checkpoint's record.
+        raise ConfigError(f"{overrides.get('data.val_path', 'data.val_path')}: a validation text is scored "
+                          "with the text it belongs to, data.path=FILE; to score this one alone, pass it as "
+                          "data.path with split=all")
+    trained, ckpt, file = load_with_checkpoint(ckpt_path)
+    if ckpt is None and not named:
+        raise ConfigError(f"{file} is an export, which does not record the text it was trained on; "
+                          "pass the text to score as data.path=FILE")
+    stride = None if stride is None else check_stride(stride, trained.model.block_size)
+    on = torch.device(pick_device(device))
+    # As the run's validation scored (its val_loss), unless asked otherwise.
+    own_forward, own_products = validated_arithmetic(ckpt, file, on)
+    forward = precision_for_device(own_forward if precision is None else precision, on, setting="precision")
+    products = matmul_precision_for_device(own_products if matmul_precision is None else matmul_precision, on)
+    # Lightning's plugin, as the run's validation used it; float32 needs none (nor Lightning's import).
+    arithmetic = precision_plugin(forward, on) if forward != "32-true" else None
+    trained.model = trained.model.to(on)
+    if arithmetic is not None:
+        trained.model = arithmetic.convert_module(trained.model)
+    train_fraction = settings.get("train_fraction", DEFAULT_TRAIN_FRACTION)
+    if named:
+        recorded_settings: dict[str, Any] = {}
+        recorded = (stored_corpus(ckpt) or {}).get("path") if ckpt is not None else None
+        path = Path(expand_path(settings["path"])).resolve() if settings.get("path") else None
+        if recorded and path == Path(recorded).resolve():  # the training text, named: cut as asked
+            refuse_val_in_training_text(split, train_fraction, overrides, stored_split(ckpt), named=True)
+    else:
+        assert ckpt is not None  # an export without data.path was refused above
+        recorded_settings = recorded_data(ckpt, file, overrides)
+        refuse_val_in_training_text(split, train_fraction, overrides, stored_split(ckpt), named=False)
+        unrecorded = "train_fraction" not in recorded_settings or (
+            "split" not in stored_split(ckpt) and (stored_corpus(ckpt) or {}).get("files"))
+        if split != "all" and unrecorded and not {"data.train_fraction", "data.split"} & set(overrides):
+            cut = recorded_settings.get("train_fraction", train_fraction)
+            print(f"note: {file} does not record how its text was split; splitting at "
+                  f"data.train_fraction={cut}", file=sys.stderr)
+    # The checkpoint's vocabulary encodes the text; characters it never saw are an error.
+    text = text_of(settings, **recorded_settings, block_size=trained.model.block_size,
+                   vocab=trained.tokenizer.to_list())
+    if ckpt is not None and not named:
+        check_read_alike(text, ckpt, file)
+    ids = split_ids(text.encoded().ids, split, text.val_start(), text.source)
+    torch.set_float32_matmul_precision(products)
+    with arithmetic.forward_context() if arithmetic is not None else contextlib.nullcontext():
+        result = evaluate_text(trained.model, ids, batch_size, stride, trained.tokenizer.chars)
+    if stride is not None and result.stride != stride:
+        print(f"note: the {split} split holds {len(ids):,} characters, no more than the model's context: "
+              f"scored as one window of {result.window}, so stride={result.stride}", file=sys.stderr)
+    arithmetic_used = {"precision": forward, "matmul_precision": products}
+    # Which weights: a run still training rewrites its last.ckpt, and the next eval scores another step.
+    step = weights_step(ckpt, file)
+    return report(result, split, scored_text(text, split), file, arithmetic_used, step)
+
+
+def _plain(data: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The data settings as a plain dict: a data config resolved (its paths and interpolations)."""
+    if data is None:
+        return {}
+    if OmegaConf.is_config(data):
+        settings = OmegaConf.to_container(data, resolve=True)
+        assert isinstance(settings, dict)
+        return settings
+    return dict(data)
+
+
+def scored_text(text: CharText, split: str) -> str:
+    """The text a split scored, for the JSON line: the validation text's own file or dataset split
+    when data.val_path or data.val_split gave it."""
+    if text.val_path:
+        both = f"{text.path} and {text.val_path}"
+        return {"val": str(text.val_path), "train": str(text.path)}.get(split, both)
+    if text.val_split:
+        train = text.split or "train"
+        scored = {"val": text.val_split, "train": train}.get(split, f"{train} and {text.val_split}")
+        return f"dataset {text.name} ({scored})"
+    return str(text.path or text.source)
+
+
+def refuse_val_in_training_text(split: str, train_fraction: object, overrides: Mapping[str, str],
+                                recorded_split: dict[str, Any], named: bool) -> None:
+    """The val split of the text the run trained on, cut earlier than its run cut it, would score
+    characters the model trained on as held-out text. `named`: the text was given by data.path,
+    where the split is data.train_fraction's even when left at its default."""
+    trained_on = recorded_split.get("train_fraction")
+    if not cut_at_a_fraction(recorded_split):
+        return
+    asked = named or "data.train_fraction" in overrides  # else the recorded fraction is used
+    if split != "val" or not isinstance(trained_on, float) or not asked:
+        return
+    if isinstance(train_fraction, (int, float)) and train_fraction < trained_on:
+        typed = overrides.get("data.train_fraction", f"data.train_fraction={train_fraction} (the default)")
+        raise ConfigError(
+            f"{typed} would score text the model trained on as its val split (its run split the text at "
+            f"{trained_on:g}); pass data.train_fraction={trained_on:g} (or leave data.path out) to score the "
+            "held-out text, or split=all to score the whole text"
+        )
+
+
+def report(result: Evaluation, split: str, data: str, checkpoint: str,
+           arithmetic: dict[str, str] | None = None, step: int | None = None) -> dict[str, Any]:
+    """The JSON line: the headline figures first, the long per-position list last."""
+    out: dict[str, Any] = {
+        "loss": round(result.loss, 5),
+        "bpc": round(result.bpc, 5),
+        "tokens": result.tokens,
+        "stride": result.stride,
+    }
+    if result.stride < result.window:
+        out["loss_non_overlapping"] = round(result.loss_non_overlapping, 5)
+        out["bpc_non_overlapping"] = round(result.bpc_non_overlapping, 5)
+    out.update(split=split, data=data, checkpoint=checkpoint, step=step, **(arithmetic or {}))
+    out["by_class"] = {
+        name: {"loss": None if loss is None else round(loss, 4), "count": result.class_counts[name]}
+        for name, loss in result.class_losses.items()
+    }
+    out["loss_by_position_buckets"] = {k: round(v, 4) for k, v in result.position_buckets().items()}
+    out["loss_by_position"] = [round(v, 4) for v in result.loss_by_position]
+    return out
