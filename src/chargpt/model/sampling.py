@@ -71,6 +71,7 @@ def filter_logits(logits: torch.Tensor, top_k: int | None, top_p: float | None) 
 
 
 GREEDY_BELOW = 1e-30  # temperatures this small sample greedily (0 is documented as greedy)
+EMPTY_PROMPT = "the prompt is empty; give at least one character"  # also the server's 400
 
 
 def sample_next(
@@ -153,7 +154,7 @@ def iter_tokens(
     """
     check_sampling(temperature, top_k, top_p, max_new_tokens)
     if idx.shape[1] == 0:
-        raise ConfigError("the prompt is empty; give at least one character")
+        raise ConfigError(EMPTY_PROMPT)
     check_decoding(use_cache, compile)
     block = model.block_size
     keep = kept_on_restart(block)

@@ -28,7 +28,14 @@ from chargpt.data.tokenizer import CharTokenizer
 from chargpt.inference import start_prompt
 from chargpt.model_card import ModelCard
 from chargpt.serving.engine import Engine, Event, Job, QueueFull, ShuttingDown
-from chargpt.serving.protocol import APIError, CompletionRequest, Limits, parse_completion, read_json
+from chargpt.serving.protocol import (
+    APIError,
+    CompletionRequest,
+    Limits,
+    model_not_found,
+    parse_completion,
+    read_json,
+)
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
@@ -184,8 +191,7 @@ def create_app(engine: Engine, tokenizer: CharTokenizer, card: ModelCard, limits
     @app.get("/v1/models/{model_id:path}")
     async def model(model_id: str) -> dict[str, Any]:
         if model_id != card.name:
-            raise APIError(404, f"the model {model_id!r} is not served here; this server serves "
-                           f"{card.name!r}", "model", code="model_not_found")
+            raise model_not_found(model_id, card.name)
         return model_entry
 
     @app.post("/v1/completions")

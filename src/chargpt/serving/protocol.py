@@ -16,7 +16,7 @@ from chargpt.checks import check_seed
 from chargpt.data.tokenizer import CharTokenizer
 from chargpt.errors import ChargptError, SettingError
 from chargpt.inference import start_prompt
-from chargpt.model.sampling import check_sampling
+from chargpt.model.sampling import EMPTY_PROMPT, check_sampling
 
 # What a JSON value is called in JSON's own words (json.loads gives these types; None is null).
 _JSON_TYPES = {list: "an array", str: "a string", int: "a number", float: "a number", bool: "true or false"}
@@ -32,6 +32,12 @@ class APIError(Exception):
 
     def body(self) -> dict[str, Any]:
         return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+
+
+def model_not_found(asked: str, served: str) -> APIError:
+    """A request (or a /v1/models/ID lookup) for a model this server does not serve."""
+    return APIError(404, f"the model {asked!r} is not served here; this server serves {served!r}", "model",
+                    code="model_not_found")
 
 
 @dataclass(frozen=True)
@@ -144,8 +150,7 @@ def parse_completion(
             raise APIError(400, f"{name} is not supported by this server; remove it from the request", name,
                            code="unsupported_parameter")
     if body.model is not None and body.model != model_name:
-        raise APIError(404, f"the model {body.model!r} is not served here; this server serves {model_name!r}",
-                       "model", code="model_not_found")
+        raise model_not_found(body.model, model_name)
     both = body.max_tokens is not None and body.max_new_tokens is not None
     if both and body.max_tokens != body.max_new_tokens:
         raise APIError(400, "max_tokens and max_new_tokens disagree; send only max_tokens", "max_tokens")
@@ -175,7 +180,7 @@ def parse_completion(
     # that has none.
     prompt = body.prompt if "prompt" in body.model_fields_set else start_prompt(tokenizer)
     if not prompt:
-        raise APIError(400, "the prompt is empty; give at least one character", "prompt")
+        raise APIError(400, EMPTY_PROMPT, "prompt")
     # As chargpt-sample reads it (Windows line endings, NFD); what is still unknown is named as
     # written so: 'é', not the combining accent of 'e' + U+0301.
     prompt, _ = tokenizer.as_written_here(prompt)
