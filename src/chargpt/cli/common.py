@@ -38,6 +38,9 @@ from chargpt.runs.claims import release_claims
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+# What sample, export and serve refuse (run_main's `unused`): their model is a trained one.
+MODEL_FROM_CHECKPOINT = {"model": "the model comes from the checkpoint"}
+
 # The command line as the shell handed it over (prompt files read): Lightning's multi-process
 # launcher starts the other ranks with sys.argv, and they must prepare it again the same way.
 _literal: list[str] | None = None

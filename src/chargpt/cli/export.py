@@ -9,7 +9,7 @@ from omegaconf import DictConfig
 
 from chargpt.checks import yes_no
 from chargpt.cli import CONFIG_PATH
-from chargpt.cli.common import cli_task, quiet_known_warnings, run_main
+from chargpt.cli.common import MODEL_FROM_CHECKPOINT, cli_task, quiet_known_warnings, run_main
 from chargpt.errors import ConfigError, exit_on_user_error
 from chargpt.export import check_destination, check_exportable, export_model
 from chargpt.export_layout import EXPORT_FILES, WEIGHTS, export_folder_of
@@ -50,7 +50,7 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 
 def main() -> None:
-    run_main(_hydra_main, config_name=CONFIG_NAME, unused={"model": "the model comes from the checkpoint"})
+    run_main(_hydra_main, config_name=CONFIG_NAME, unused=MODEL_FROM_CHECKPOINT)
 
 
 if __name__ == "__main__":

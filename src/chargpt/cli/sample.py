@@ -12,7 +12,7 @@ from omegaconf import DictConfig
 
 from chargpt.checks import check_seed, whole_number, yes_no
 from chargpt.cli import CONFIG_PATH
-from chargpt.cli.common import cli_task, quiet_known_warnings, run_main, use_threads
+from chargpt.cli.common import MODEL_FROM_CHECKPOINT, cli_task, quiet_known_warnings, run_main, use_threads
 from chargpt.cli.prompts import resolve_prompt
 from chargpt.errors import ConfigError, exit_on_user_error
 from chargpt.inference import load_with_checkpoint, new_generator, pick_device
@@ -94,7 +94,7 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 
 def main() -> None:
-    run_main(_hydra_main, config_name=CONFIG_NAME, unused={"model": "the model comes from the checkpoint"})
+    run_main(_hydra_main, config_name=CONFIG_NAME, unused=MODEL_FROM_CHECKPOINT)
 
 
 if __name__ == "__main__":

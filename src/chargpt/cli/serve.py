@@ -7,7 +7,14 @@ from omegaconf import DictConfig
 
 from chargpt.checks import whole_number, yes_no
 from chargpt.cli import CONFIG_PATH
-from chargpt.cli.common import check_threads, cli_task, quiet_known_warnings, run_main, use_threads
+from chargpt.cli.common import (
+    MODEL_FROM_CHECKPOINT,
+    check_threads,
+    cli_task,
+    quiet_known_warnings,
+    run_main,
+    use_threads,
+)
 from chargpt.errors import ConfigError, exit_on_user_error, needs_extra
 from chargpt.inference import load_with_checkpoint, pick_device
 from chargpt.model_card import card_for
@@ -73,7 +80,7 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 
 def main() -> None:
-    run_main(_hydra_main, config_name=CONFIG_NAME, unused={"model": "the model comes from the checkpoint"})
+    run_main(_hydra_main, config_name=CONFIG_NAME, unused=MODEL_FROM_CHECKPOINT)
 
 
 if __name__ == "__main__":

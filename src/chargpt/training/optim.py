@@ -16,8 +16,7 @@ from hydra.utils import get_object, instantiate
 from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 
-from chargpt import checks
-from chargpt.checks import real_number, whole_number, yes_no
+from chargpt.checks import real_number, shown, whole_number, yes_no
 from chargpt.errors import ConfigError
 from chargpt.training.muon import NS_DTYPES, Muon
 
@@ -66,7 +65,7 @@ def _one_of(*choices: str | None) -> Callable[[str, object], None]:
     def check(name: str, value: object) -> None:
         if value not in choices:
             listed = ", ".join("null" if c is None else c for c in choices)
-            raise ConfigError(f"{name}={checks.shown(value)} is not one of {listed}")
+            raise ConfigError(f"{name}={shown(value)} is not one of {listed}")
     return check
 
 
