@@ -159,7 +159,7 @@ def test_the_legend_covers_no_curve_and_is_never_clipped(tmp_path: Path, count: 
         points = "".join(f"{step},{4.0 - i / count - step / 100}\n" for step in (10, 100, 200))
         (tmp_path / str(i) / "csv" / "metrics.csv").write_text("step,val/loss\n" + points)
         label = f"{i}: optimizer.lr=0.00{i}, data.path=" + "WM" * 50
-        runs.append(CurveRun(label, tmp_path / str(i), "finished"))
+        runs.append(CurveRun(label, tmp_path / str(i), "finished", setting=i))
     fig = curves_figure(tmp_path, runs)
     fig.canvas.draw()  # lays the figure out as savefig does
     renderer = fig.canvas.get_renderer()
@@ -205,6 +205,25 @@ def test_paths_in_one_folder_are_labelled_from_there(tmp_path: Path) -> None:
     labels = legend_labels(sweep)
     assert labels[0] == "0: data.path=…/un.txt, sample.prompt=ROMEO, my «lord»  (2.500)"
     assert len({label.partition(": ")[2] for label in labels}) == 4
+
+
+def test_the_seeds_of_one_setting_share_its_colour_each_with_its_own_marker(tmp_path: Path) -> None:
+    # Each run had a colour of its own: the seeds of one learning rate in unrelated colours, so the
+    # picture did not show which curves belonged together.
+    sweep = tmp_path / "seeds"
+    for i, (lr, seed) in enumerate([("0.001", 1), ("0.001", 2), ("0.003", 1), ("0.003", 2), ("0.003", 3)]):
+        losses = {step: 3.0 - step / 100 - i / 50 for step in range(10, 400, 10)}  # 39 points
+        fake_run(sweep, str(i), [f"optimizer.lr={lr}", f"seed={seed}"], losses, "csv")
+    fig = curves_figure(sweep, curve_runs(ranked(sweep)))
+    lines = {t.get_text().partition(":")[0]: line for t, line in zip(fig.legends[0].get_texts(),
+                                                                      fig.axes[0].get_lines(), strict=True)}
+    color = {name: line.get_color() for name, line in lines.items()}
+    marker = {name: line.get_marker() for name, line in lines.items()}
+    assert color["0"] == color["1"] and color["2"] == color["3"] == color["4"] and color["0"] != color["2"]
+    assert len({marker["2"], marker["3"], marker["4"]}) == 3 and marker["0"] != marker["1"]
+    assert marker["0"] == marker["2"] and marker["1"] == marker["3"]  # a seed's marker in every setting
+    # A long curve keeps its markers (every few points), or its seed could not be told.
+    assert all(1 < line.get_markevery() <= 4 for line in lines.values())
 
 
 def test_runs_with_one_validation_each_get_whole_step_ticks(tmp_path: Path) -> None:

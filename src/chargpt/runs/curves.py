@@ -1,6 +1,7 @@
 """The validation-loss curves of a sweep's runs in one picture (chargpt-report writes it beside
 report.csv): one line per run of the report's rows, labelled by its name and the settings it set
-that the sweep varied (curve_runs).
+that the sweep varied (curve_runs). The runs of one setting (differing only in seed) share a
+colour, each seed with its own marker.
 
 Each run's curve comes from what its loggers wrote: csv/metrics.csv (logger=csv) or the
 TensorBoard event files (the default logger); a run with neither is left out of the picture.
@@ -24,11 +25,23 @@ from matplotlib.ticker import MaxNLocator
 from chargpt.glyphs import drawable
 from chargpt.metric_names import STEP, VAL_LOSS
 from chargpt.run_layout import launched_with
-from chargpt.runs.run_rows import common_folder, counted, flat_rows, in_folder, short_number, varying
+from chargpt.runs.run_rows import (
+    SEED,
+    common_folder,
+    counted,
+    flat_rows,
+    in_folder,
+    natural_order,
+    short_number,
+    varying,
+)
+from chargpt.runs.seed_groups import setting_of
 
 PNG_SOFTWARE = "chargpt-report"
 # A run that did not finish is drawn dashed (failed) or dotted (stopped, or still running).
 LINE_STYLES = {"failed": "--", "killed": "--", "interrupted": ":", "incomplete": ":", "running": ":"}
+SEED_MARKERS = "os^Dv<>PX*"  # the runs of one setting: one marker per seed
+MARKERS_PER_LINE = 12  # a longer curve marks every few points, so its line stays readable
 WIDTH_IN, PLOT_HEIGHT_IN, DPI = 9.0, 5.5, 110  # the legend's rows are added below the plot
 # A longer label is cut with an ellipsis. Room for a search's four settings (`12: optimizer.lr=
 # 0.000998381, model.n_embd=192, model.n_layer=2, model.dropout=0.249711`): cut at 48, every label
@@ -92,6 +105,8 @@ class CurveRun:
     label: str
     folder: Path
     status: str | None = None
+    setting: int = 0  # which setting (runs that differ only in seed share one): its colour
+    seed: int = 0  # which of its setting's runs: its marker
 
 
 def left_out(runs: list[CurveRun]) -> tuple[str, int]:
@@ -113,11 +128,13 @@ def curves_figure(sweep_dir: Path, runs: list[CurveRun]) -> Figure | None:
     fig = Figure(figsize=(WIDTH_IN, PLOT_HEIGHT_IN), dpi=DPI, layout="constrained")
     FigureCanvasAgg(fig)
     ax = fig.subplots()
-    ax.set_prop_cycle(color=line_colors(len(curves)))
+    settings = sorted({run.setting for run, _ in curves})
+    colors = dict(zip(settings, line_colors(len(settings)), strict=False))  # a palette may hold more
     for run, points in curves:
         steps, losses = zip(*points, strict=True)
         ax.plot(
-            steps, losses, marker="o" if len(points) <= 12 else None, markersize=4, linewidth=1.6,
+            steps, losses, color=colors[run.setting], marker=SEED_MARKERS[run.seed % len(SEED_MARKERS)],
+            markevery=max(1, math.ceil(len(points) / MARKERS_PER_LINE)), markersize=4, linewidth=1.6,
             linestyle=LINE_STYLES.get(str(run.status), "-"),
             label=f"{drawable(shorten(run.label))}  ({losses[-1]:.3f})",
         )
@@ -158,12 +175,23 @@ def curve_runs(rows: list[dict[str, Any]], swept: Collection[str] = ()) -> list[
     # Paths in one folder are labelled from there (`…/b.txt`): cut to its width, a label kept the
     # folder, the same for every run.
     folders = {k: common_folder(row["overrides"].get(k, "") for row in rows) for k in settings}
-    return [
-        CurveRun(curve_label(row["run"], {k: in_folder(row["overrides"][k], folders[k])
-                                          for k in settings if k in row["overrides"]}),
-                 row["dir"], None if row.get("status") is None else str(row["status"]))
-        for row in rows
-    ]
+    # One marker per seed, the same in every setting (seed 1's curves all circles); a run that sets
+    # no seed takes its place among its setting's runs.
+    seeds = sorted({row["overrides"][SEED] for row in rows if SEED in row["overrides"]}, key=natural_order)
+    groups: dict[Any, int] = {}  # a setting -> its runs so far
+    runs = []
+    for row in rows:
+        setting = setting_of(row["overrides"])
+        groups[setting] = groups.get(setting, 0) + 1
+        seed = row["overrides"].get(SEED)
+        runs.append(CurveRun(
+            curve_label(row["run"], {k: in_folder(row["overrides"][k], folders[k])
+                                     for k in settings if k in row["overrides"]}),
+            row["dir"], None if row.get("status") is None else str(row["status"]),
+            setting=list(groups).index(setting),
+            seed=seeds.index(seed) if seed is not None else groups[setting] - 1,
+        ))
+    return runs
 
 
 def line_colors(count: int) -> list[Any]:

@@ -34,6 +34,12 @@ def _as_compared(value: str) -> tuple[str, Any]:
         return ("text", value)
 
 
+def setting_of(overrides: dict[str, str]) -> tuple[tuple[str, Any], ...]:
+    """What a run's overrides set, `seed` left out: equal for the runs of one setting, in any order
+    on the command line, and with 1e-3 typed as a sweep records it (0.001)."""
+    return tuple(sorted((k, _as_compared(v)) for k, v in overrides.items() if k != SEED))
+
+
 def group_runs(rows: list[dict[str, Any]], metric: str = "best_val_loss") -> list[dict[str, Any]]:
     """One row per setting: runs whose overrides are the same once `seed` is left out.
 
@@ -48,9 +54,7 @@ def group_runs(rows: list[dict[str, Any]], metric: str = "best_val_loss") -> lis
     groups: dict[tuple[tuple[str, Any], ...], dict[str, Any]] = {}
     for row in rows:
         settings = {k: v for k, v in row["overrides"].items() if k != SEED}
-        # In any order on the command line, and 1e-3 typed as a sweep records it (0.001): one setting.
-        same = tuple(sorted((k, _as_compared(v)) for k, v in settings.items()))
-        group = groups.setdefault(same, {"settings": settings, "runs": []})
+        group = groups.setdefault(setting_of(row["overrides"]), {"settings": settings, "runs": []})
         group["runs"].append(row)
     result = []
     for group in groups.values():
