@@ -81,6 +81,10 @@ TRAIN_CASES = [
         ["data.path={tmp}/missing.txt"],
         "data file not found: {tmp}/missing.txt; pass an existing",
     ),
+    # A list of files (or a sweep over them, which -m does not make of a path): one path, not found.
+    ("data files listed with a comma", ["data.path={corpus},{tmp}/short.txt"],
+     "data file not found: {corpus},{tmp}/short.txt; data.path is one path, commas included, not a list "
+     "(and -m does not sweep over it): put the files in one folder or name them by a glob"),
     ("data file empty", ["data.path={tmp}/empty.txt"], "data file {tmp}/empty.txt is empty"),
     ("data path is an empty directory", ["data.path={tmp}/folder"], "directory {tmp}/folder has no files"),
     ("data not UTF-8", ["data.path={tmp}/latin1.txt"], "is not UTF-8 text (bad byte near offset 3)"),

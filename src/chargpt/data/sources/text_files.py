@@ -227,6 +227,12 @@ def _text_files(value: str, setting: str, url: str | None, sha256: str | None) -
                                 "or leave it out of the pattern")
         return sorted(found)
     if not path.exists() and url is None:
+        if any(Path(piece.strip(" '\"")).exists() for piece in expanded.split(",")):  # a list, or a sweep
+            raise DataError(
+                f"data file not found: {path}; {setting} is one path, commas included, not a list (and -m "
+                f"does not sweep over it): put the files in one folder or name them by a glob "
+                f"({setting}='corpus/*.txt'), or give each file its own command"
+            )
         raise DataError(
             f"data file not found: {path}; pass an existing text file, directory or glob as {setting}=..."
         )
