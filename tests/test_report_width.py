@@ -17,9 +17,10 @@ def fake_run(run: Path, overrides: list[str], best: float) -> None:
     (run / ".hydra").mkdir(parents=True)
     recorded = "".join(f"- {json.dumps(o, ensure_ascii=False)}\n" for o in overrides)  # an emoji whole
     (run / ".hydra" / "overrides.yaml").write_text(recorded)
+    apart = round((best - 1.5) * 10)  # every figure differs between runs (the same in all: said once)
     (run / "metrics.json").write_text(json.dumps({
-        "best_val_loss": best, "val_loss": best + 0.01, "step": 12000, "tokens_per_second": 123456.7,
-        "train_seconds": 4321.5,
+        "best_val_loss": best, "val_loss": best + 0.01, "step": 12000 + apart,
+        "tokens_per_second": 123456.7 + apart, "train_seconds": 4321.5 + apart,
     }))
     (run / "status.json").write_text(json.dumps({"status": "finished"}))
 
@@ -129,6 +130,23 @@ def test_a_searchs_long_draw_is_shown_short_and_kept_whole_in_the_csv(tmp_path, 
     assert "│ 0.000438532 " in out and "│ 0.00218874 " in out  # one line each, not wrapped in two
     assert "123456789012345678" in out  # a long whole number is not rounded
     assert all(lr in (sweep / "report.csv").read_text() for lr in draws)
+
+
+def test_a_figure_the_same_in_every_run_goes_first_and_is_said_once(tmp_path, monkeypatch, capsys) -> None:
+    # An Optuna search at 80 columns left out three of its four settings and kept `steps`, the same
+    # in every run (and so telling none apart).
+    monkeypatch.setenv("COLUMNS", "110")
+    sweep = tmp_path / "search"
+    for i in range(3):
+        fake_run(sweep / str(i), [f"optimizer.lr=0.00{i + 1}", f"model.n_embd={64 * (i + 1)}",
+                                  f"model.n_layer={i + 2}"], best=1.5 + i / 10)
+        metrics = json.loads((sweep / str(i) / "metrics.json").read_text())
+        (sweep / str(i) / "metrics.json").write_text(json.dumps({**metrics, "step": 300}))
+    report(sweep)
+    runs_table = capsys.readouterr().out.split(" settings: mean ± std over seeds")[0]
+    header = next(line for line in runs_table.splitlines() if line.startswith("┃ run "))
+    assert "steps" not in header and "model.n_embd" in header
+    assert "the same in every row: steps=300" in runs_table
 
 
 @pytest.mark.parametrize("columns", [80, 100])

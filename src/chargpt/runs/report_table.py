@@ -92,7 +92,11 @@ def print_table(
         shown.remove("error")
     notes = ["shared: " + " ".join(f"{k}={v}" for k, v in shared.items())] if shared else []
     last = tuple(c for c in reversed(METRIC_COLUMNS) if c != metric)
-    _print_fitted(title, shown, rows, notes, WHOLE, tuple(METRIC_COLUMNS), console, drop_last=last)
+    # A figure the same in every run (the steps of a sweep without a budget) tells no run apart: on
+    # a narrow terminal it goes first, its value said once under the table.
+    alike = tuple(c for c in last if len(rows) > 1 and len({_cell(row[c], c) for row in rows}) == 1)
+    _print_fitted(title, shown, rows, notes, WHOLE, tuple(METRIC_COLUMNS), console, drop_first=alike,
+                  drop_last=last)
 
 
 class _Console(Console):
@@ -156,8 +160,14 @@ def _print_fitted(
         errors = []
     elif len(errors) > ERRORS_SAID:
         errors[ERRORS_SAID:] = [f"{counted(len(errors) - ERRORS_SAID, 'more run')} failed (see the CSV)"]
-    named = [c for c in left_out if not (c == "error" and errors)]
-    hidden = [*(["not shown (see the CSV): " + ", ".join(named)] if named else []), *errors]
+    # A left-out column of one value in every row is said with it (`steps=300`), not only named.
+    alike = {c: _cell(rows[0][c], c) for c in left_out if c in drop_first and c != "error"
+             and len(rows) > 1 and len({_cell(row[c], c) for row in rows}) == 1}
+    named = [c for c in left_out if c not in alike and not (c == "error" and errors)]
+    same = " ".join(f"{c}={v}" for c, v in alike.items())
+    hidden = [*([f"the same in every row: {same}"] if alike else []),
+              *(["not shown (see the CSV): " + ", ".join(named)] if named else []),
+              *errors]
     # One line a note: run together with `; ` they wrapped into one paragraph, a note starting
     # mid-line.
     caption = "\n".join([*notes, *hidden])
