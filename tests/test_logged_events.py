@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.plugins.hparams import api_pb2, plugin_data_pb2
 from tensorboard.plugins.hparams import metadata as hparams_metadata
-from tensorboard.plugins.hparams import plugin_data_pb2
 
 from chargpt.cli import train as train_cli
 from chargpt.metric_names import MONITORABLE, STEP, group_rate, is_monitorable
@@ -77,6 +78,7 @@ def test_scalars_text_images_and_hparams_are_logged(tmp_path: Path) -> None:
     hparams = start.session_start_info.hparams
     assert {"optimizer.lr", "model.n_layer", "model.n_embd", "data.batch_size", "seed"} <= set(hparams)
     assert hparams["optimizer.lr"].number_value == pytest.approx(1e-3)
+    assert session_status(events) == "STATUS_SUCCESS"  # written at the end
 
 
 @pytest.mark.slow  # a training; the maps themselves are checked by default above
@@ -107,6 +109,33 @@ def fit_start_of_hparams(tmp_path: Path, extra: dict) -> tuple[dict, EventAccumu
     callback.on_fit_start(trainer, module)
     logger.experiment.flush()
     return callback.params(trainer, module), EventAccumulator(str(tmp_path / "tensorboard")).Reload()
+
+
+def session_status(events: EventAccumulator) -> str | None:
+    """How TensorBoard's HParams view says the run ended (None: no record, shown as unknown)."""
+    plugin = events.PluginTagToContent(hparams_metadata.PLUGIN_NAME)
+    if hparams_metadata.SESSION_END_INFO_TAG not in plugin:
+        return None
+    end = plugin_data_pb2.HParamsPluginData.FromString(plugin[hparams_metadata.SESSION_END_INFO_TAG])
+    return api_pb2.Status.Name(end.session_end_info.status)
+
+
+@pytest.mark.parametrize(("error", "status"), [(RuntimeError("oom"), "STATUS_FAILURE"), ("signal", None)])
+def test_a_run_that_fails_is_no_success_in_the_hparams_view(tmp_path: Path, error, status) -> None:
+    # The end record said success, written at the start: a failed run was listed as successful.
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    from chargpt.training.callbacks.graceful_interrupt import TrainingInterrupted
+    from chargpt.training.callbacks.tensorboard import HParamsSummary
+
+    if error == "signal":  # resumable: its resume says how it ended
+        error = TrainingInterrupted(2, 5, tmp_path / "last.ckpt")
+    _, events = fit_start_of_hparams(tmp_path, {})
+    assert session_status(events) is None  # running
+    logger = TensorBoardLogger(save_dir=str(tmp_path), name="tensorboard", version="")
+    trainer = SimpleNamespace(loggers=[logger])
+    HParamsSummary().on_exception(trainer, None, error)
+    assert session_status(EventAccumulator(str(tmp_path / "tensorboard")).Reload()) == status
 
 
 def test_hparams_keep_their_types_and_leave_the_columns_to_every_run(tmp_path: Path) -> None:

@@ -17,9 +17,12 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import MLFlowLogger, TensorBoardLogger, WandbLogger
 from omegaconf import DictConfig, OmegaConf
+from tensorboard.compat.proto.summary_pb2 import Summary, SummaryMetadata
+from tensorboard.plugins.hparams import metadata as hparams_metadata
+from tensorboard.plugins.hparams.api_pb2 import Status
+from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData, SessionEndInfo
 from tensorboard.plugins.hparams.summary_v2 import hparams_pb
 from torch.utils.tensorboard import SummaryWriter
-from torch.utils.tensorboard.summary import hparams
 from torch.utils.tensorboard.writer import FileWriter
 
 from chargpt import checks
@@ -28,6 +31,7 @@ from chargpt.distributed import is_rank_zero
 from chargpt.metric_names import VAL_LOSS
 from chargpt.model.sampling import check_sampling, iter_tokens
 from chargpt.training.budget_plan import sampling_seconds
+from chargpt.training.callbacks.graceful_interrupt import TrainingInterrupted
 from chargpt.training.callbacks.nonfinite_guard import val_loss_not_finite
 from chargpt.training.trackers import flat_params
 
@@ -132,12 +136,26 @@ def _hparam_value(value: Any) -> bool | int | float | str:
     return value if isinstance(value, (bool, int, float, str)) else str(value)
 
 
+def session_end(status: str) -> Summary:
+    """TensorBoard's record of how a run ended (`STATUS_SUCCESS`, `STATUS_FAILURE`), which its
+    HParams view shows and filters by, built as SummaryWriter.add_hparams builds its own (which
+    says success, written at the start)."""
+    content = HParamsPluginData(session_end_info=SessionEndInfo(status=Status.Value(status)),
+                                version=hparams_metadata.PLUGIN_DATA_VERSION)
+    plugin = SummaryMetadata.PluginData(plugin_name=hparams_metadata.PLUGIN_NAME,
+                                        content=content.SerializeToString())
+    return Summary(value=[Summary.Value(tag=hparams_metadata.SESSION_END_INFO_TAG,
+                                        metadata=SummaryMetadata(plugin_data=plugin))])
+
+
 class HParamsSummary(Callback):
     """The run's hyperparameters (named like their config keys, e.g. `optimizer.lr`) with its best
     and last validation loss, for TensorBoard's HParams view.
 
     The summary is written when fitting starts and the two metrics are scalars updated at each
-    validation, so the view is live during a run and complete for an interrupted one.
+    validation, so the view is live during a run and complete for an interrupted one. How the run
+    ended is written when it ends: success, or failure; none for a run stopped by a signal, which
+    its resume ends.
     """
 
     def __init__(self, extra: dict[str, Any] | None = None) -> None:
@@ -181,14 +199,26 @@ class HParamsSummary(Callback):
         # which SummaryWriter.add_hparams writes with every run: TensorBoard takes the first run's
         # for all of them, so a setting only later runs have (a sweep over optimizer=adamw,muon:
         # muon's momentum) had no column. Without one, TensorBoard makes the columns from every run,
-        # and the metrics from the scalars (hparams/best_val_loss, hparams/last_val_loss, ...). The
-        # end record is add_hparams's, as before.
-        summaries = [hparams_pb(params, trial_id=""), hparams({}, {})[2]]
-        # Into this run's own folder (add_hparams makes a new run): a second event file there,
-        # which TensorBoard reads with the first.
+        # and the metrics from the scalars (hparams/best_val_loss, hparams/last_val_loss, ...).
+        self._write(writer, hparams_pb(params, trial_id=""))
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if (writer := tensorboard_writer(trainer)) is not None:
+            self._write(writer, session_end("STATUS_SUCCESS"))
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, error: BaseException) -> None:
+        # A run stopped by a signal is resumable: its resume says how it ended. (add_hparams said
+        # success at the start, for every run.)
+        writer = tensorboard_writer(trainer)
+        if writer is not None and not isinstance(error, TrainingInterrupted):
+            self._write(writer, session_end("STATUS_FAILURE"))
+
+    @staticmethod
+    def _write(writer: SummaryWriter, summary: Summary) -> None:
+        """Into this run's own folder (add_hparams makes a new run): another event file there,
+        which TensorBoard reads with the others."""
         file_writer = FileWriter(writer.log_dir)
-        for summary in summaries:
-            file_writer.add_summary(summary)
+        file_writer.add_summary(summary)
         file_writer.close()
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
