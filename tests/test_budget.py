@@ -79,7 +79,8 @@ def test_budget_must_be_positive() -> None:
 
 
 def fit_with_budget(
-    corpus: Path, tmp_path: Path, clock: FakeClock, extra_callbacks: tuple = (), **budget_kw
+    corpus: Path, tmp_path: Path, clock: FakeClock, extra_callbacks: tuple = (), max_steps: int = 10_000,
+    **budget_kw,
 ) -> tuple:
     data = CharDataModule(
         str(corpus), block_size=16, batch_size=4, val_batch_size=64, cache_dir=str(tmp_path)
@@ -93,7 +94,8 @@ def fit_with_budget(
     )
     budget = TimeBudget(start=0.0, clock=clock, output_dir=str(tmp_path), **budget_kw)
     trainer = L.Trainer(
-        max_steps=10_000, val_check_interval=10_000, callbacks=[ValidateAtEnd(), budget, *extra_callbacks],
+        max_steps=max_steps, val_check_interval=10_000, check_val_every_n_epoch=None,
+        callbacks=[ValidateAtEnd(), budget, *extra_callbacks],
         logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
         num_sanity_val_steps=0, limit_val_batches=2, accelerator="cpu",
     )
@@ -127,6 +129,20 @@ class TickFrom(L.Callback):
     def on_train_batch_start(self, trainer: L.Trainer, *args) -> None:
         if trainer.global_step == self.step:
             self.clock.tick = self.tick
+
+
+def test_a_step_limit_below_what_the_budget_buys_is_said_with_the_plan(
+    corpus: Path, tmp_path: Path, caplog
+) -> None:
+    # budget_seconds=600 beside the default trainer.max_steps=3000 ended the run early, its plan line
+    # reading as if the budget had set the steps.
+    caplog.set_level("INFO", logger=budget_module.__name__)
+    trainer, budget = fit_with_budget(corpus, tmp_path, FakeClock(tick=0.02), max_steps=20, seconds=2.0,
+                                      skip_steps=2, calibration_steps=5, reserve_seconds=0.5)
+    assert trainer.global_step == budget.planned_steps == 20
+    [plan] = [r.getMessage() for r in caplog.records if "ms/step" in r.getMessage()]
+    assert re.search(r": 20 steps \(its step limit: trainer.max_steps or max_epochs; the budget would buy "
+                     r"~\d+: raise trainer.max_steps to use it\)$", plan), plan
 
 
 def test_budget_shortens_the_run_when_steps_slow_down(corpus: Path, tmp_path: Path, caplog) -> None:

@@ -297,6 +297,7 @@ class TimeBudget(Callback):
             step, now, self.deadline, pace, self.final_seconds_now + self.reserve_seconds,
             self._validation_at(end_pace), lambda last: validations_due(trainer, step, last),
         )
+        affordable = steps
         if self._cap > 0:
             steps = min(steps, self._cap)
         if not first and not lengthen:
@@ -304,8 +305,11 @@ class TimeBudget(Callback):
         # Every process must stop at the same step: rank 0's plan wins (its clock rules the budget).
         steps = int(trainer.strategy.broadcast(steps, src=0))
         if first:
-            log.info("time budget: %.1f ms/step, final validation and saving ~%.1f s: %d steps",
-                     1000 * pace, self.final_seconds_now + self.reserve_seconds, steps)
+            # The run ends before its budget: say so, or a budget looks used that is not.
+            capped = (f" (its step limit: trainer.max_steps or max_epochs; the budget would buy "
+                      f"~{affordable:,}: raise trainer.max_steps to use it)") if affordable > steps else ""
+            log.info("time budget: %.1f ms/step, final validation and saving ~%.1f s: %d steps%s",
+                     1000 * pace, self.final_seconds_now + self.reserve_seconds, steps, capped)
             self._shown_plan = steps
         if steps != self.planned_steps:
             self.planned_steps = steps
