@@ -281,6 +281,11 @@ def test_twenty_concurrent_requests_are_all_answered(server: tuple[str, Engine],
         ('{"prompt": "Hi", "stop": ["\\n"]}', 400, "stop", "stop is not supported by this server"),
         ('{"prompt": "Hi", "seed": 18446744073709551616}', 400, "seed", "outside the 64-bit range"),
         ('{"prompt": "Hi", "model": "gpt-4"}', 404, "model", "the model 'gpt-4' is not served here"),
+        # A parameter name with a lone surrogate escape (valid JSON, no UTF-8 for it): it is named
+        # escaped, as the error JSON could not carry it (it got a 500, or "None: ..." at the top).
+        ('{"prompt": "Hi", "\\ud800": 3}', 400, None, "the parameter name '\\ud800' is not valid text"),
+        ('{"prompt": "Hi", "stream": true, "stream_options": {"\\ud800": true}}', 400, None,
+         "the parameter name '\\ud800' is not valid text"),
     ],
 )
 def test_bad_input_gets_a_4xx_json_error_and_the_server_keeps_serving(

@@ -101,9 +101,22 @@ class CompletionRequest:
     include_usage: bool
 
 
+def _named_in_text(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object whose every name is text: a lone surrogate escape ("\\ud800") is valid JSON but
+    has no UTF-8, so an error naming that parameter could not be sent (a 500) and the request model
+    reads it as no name at all."""
+    for key, _ in pairs:
+        try:
+            key.encode("utf-8")
+        except UnicodeEncodeError:
+            raise APIError(400, f"the parameter name {key!r} is not valid text (a lone surrogate escape); "
+                           "remove it or spell it in UTF-8") from None
+    return dict(pairs)
+
+
 def read_json(raw: bytes) -> dict[str, Any]:
     try:
-        data = json.loads(raw)
+        data = json.loads(raw, object_pairs_hook=_named_in_text)
     except UnicodeDecodeError:
         raise APIError(400, "the request body is not UTF-8 text; send JSON encoded as UTF-8") from None
     except json.JSONDecodeError as err:
