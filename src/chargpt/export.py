@@ -71,16 +71,18 @@ def check_exportable(config: ModelConfig, fmt: str) -> None:
         )
 
 
-def check_destination(out: Path, overwrite: bool) -> None:
+def check_destination(out: Path, overwrite: bool, shown: Path | None = None) -> None:
     """The rule that keeps an export from overwriting anything but an earlier export.
 
     `out` must not exist, or be an empty folder, or (with overwrite=true) hold a chargpt export
     and nothing else, whole or cut short (its weights without config.json): then it is replaced.
+    `shown`: `out` as the user named it, for the messages (`out` may be the folder it leads to).
     """
+    named = shown if shown is not None else out
     if out.exists() and not out.is_dir():
-        raise ExportError(f"out={out} is a file; pass a folder for the export (it is created if missing)")
+        raise ExportError(f"out={named} is a file; pass a folder for the export (it is created if missing)")
     if file := next((p for p in out.parents if p.exists() and not p.is_dir()), None):
-        raise ExportError(f"out={out} cannot be created: {file} is a file, not a folder; pick another out")
+        raise ExportError(f"out={named} cannot be created: {file} is a file, not a folder; pick another out")
     names = [] if not out.is_dir() else sorted(
         p.name for p in out.iterdir() if not p.name.startswith(STAGING_PREFIX))
     if not names:
@@ -90,7 +92,7 @@ def check_destination(out: Path, overwrite: bool) -> None:
     if others:
         listed = f" ({', '.join(others[:3])}{', ...' if len(others) > 3 else ''})"
         raise ExportError(
-            f"out={out} is a folder that holds other files{listed}; nothing was written: "
+            f"out={named} is a folder that holds other files{listed}; nothing was written: "
             "pass a new or empty folder"
         )
     if not overwrite:
@@ -98,7 +100,7 @@ def check_destination(out: Path, overwrite: bool) -> None:
         if CONFIG_FILE not in names:
             what = f"an export cut short ({', '.join(names)}, no {CONFIG_FILE})"
         raise ExportError(
-            f"out={out} already holds {what}; nothing was written: pass overwrite=true to replace it, "
+            f"out={named} already holds {what}; nothing was written: pass overwrite=true to replace it, "
             "or pick another folder"
         )
 
@@ -255,7 +257,7 @@ def _move_in(staging: Path, out: Path, overwrite: bool, shown: Path) -> None:
     try:
         with contextlib.suppress(OSError):  # a file system without locks (some network ones): export unlocked
             fcntl.flock(lock, fcntl.LOCK_EX)
-        check_destination(out, overwrite)  # again: another export may have finished meanwhile
+        check_destination(out, overwrite, shown)  # again: another export may have finished meanwhile
         if created and not any(out.iterdir()):
             os.replace(staging, out)  # the whole export appears at once (over the folder just made)
             return
