@@ -603,6 +603,34 @@ def test_of_two_exports_to_one_new_folder_at_once_the_later_is_refused(
     assert _same_weights(chargpt.load(out), first)
 
 
+def test_an_overwrite_stopped_between_its_files_leaves_no_export_of_two_models(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Ctrl-C between moving the new weights in and the new config.json: the earlier config.json
+    # beside the new weights read as a whole export, with the earlier model's card (and vocabulary).
+    first, second = small_model("bigram", seed=1), small_model("bigram", seed=2)
+    out = tmp_path / "my export"
+    out.mkdir()  # a folder the user made: the files go into it one by one
+    export_model(first, card(first, "first"), "safetensors", out)
+    replace = os.replace
+
+    def stopped_after_the_weights(src, dst) -> None:
+        replace(src, dst)
+        if Path(dst).name == WEIGHTS["safetensors"]:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(export_module.os, "replace", stopped_after_the_weights)
+    with pytest.raises(KeyboardInterrupt):
+        export_model(second, card(second, "second"), "safetensors", out, overwrite=True)
+    monkeypatch.setattr(export_module.os, "replace", replace)
+    with pytest.raises(CheckpointError):  # an export cut short, not the first's card on the second's weights
+        chargpt.load(out)
+    with pytest.raises(export_module.ExportError, match="already holds an export cut short"):
+        export_model(second, card(second, "second"), "safetensors", out)
+    export_model(second, card(second, "second"), "safetensors", out, overwrite=True)
+    assert _same_weights(chargpt.load(out), second)
+
+
 def _same_weights(a: TrainedModel, b: TrainedModel) -> bool:
     ours, theirs = a.model.state_dict(), b.model.state_dict()
     return ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)

@@ -263,7 +263,10 @@ def _move_in(staging: Path, out: Path, overwrite: bool, shown: Path) -> None:
             return
         # A folder the user made keeps its permissions and identity (it may be a shell's current
         # folder): the files go into it, each over its earlier version, config.json (which marks an
-        # export) last; then what the earlier export had and this one has not goes.
+        # export) last; then what the earlier export had and this one has not goes. The earlier
+        # config.json goes first: a stop between two files leaves an export cut short (refused
+        # where it is read), never its card and vocabulary beside the new weights.
+        (out / CONFIG_FILE).unlink(missing_ok=True)
         new = sorted(staging.iterdir(), key=lambda f: f.name == CONFIG_FILE)
         for file in new:
             os.replace(file, out / file.name)
