@@ -270,6 +270,21 @@ def test_a_resumed_run_shows_the_settings_its_latest_resume_changed(tmp_path: Pa
     }
 
 
+def test_a_resume_that_names_the_same_path_absolute_changes_no_setting(tmp_path: Path) -> None:
+    # The command an interrupted run prints names its paths absolute (it may be run from anywhere):
+    # resumed with it, the run read init_from 'exports/m 😀→/home/me/exports/m 😀', a change it never had.
+    sweep = tmp_path / "sweep"
+    fake_run(sweep, "0", ["init_from='exports/m 😀'", "data.path=a.txt", "seed=1"], 2.0)
+    resume = sweep / "0" / ".hydra" / "resume-20261205-183132"
+    resume.mkdir()
+    (resume / "overrides.yaml").write_text("- init_from='/home/me/exports/m 😀'\n- data.path=/home/me/b.txt\n"
+                                           f"- seed=1\n- ckpt_path='{sweep / '0'}'\n")
+    for launch, cwd in ((sweep / "0" / ".hydra", "/home/me"), (resume, "/elsewhere")):
+        (launch / "hydra.yaml").write_text(f"hydra:\n  runtime:\n    cwd: {cwd}\n")
+    assert run_row(sweep / "0", sweep)["overrides"] == {
+        "init_from": "exports/m 😀", "data.path": "a.txt→/home/me/b.txt", "seed": "1"}
+
+
 def test_runs_group_whatever_the_order_and_spelling_of_their_settings(tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"
     fake_run(sweep, "a", ["model=tiny", "optimizer.lr=1e-3", "seed=1"], 2.0)

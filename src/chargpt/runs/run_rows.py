@@ -12,6 +12,7 @@ stopped before training started, or predates the record, and is `incomplete`.
 from __future__ import annotations
 
 import math
+import os
 import re
 from collections.abc import Collection, Iterable
 from pathlib import Path
@@ -19,7 +20,7 @@ from typing import Any
 
 from chargpt.errors import ChargptError, first_line
 from chargpt.files import read_json_object
-from chargpt.overrides import literal_value, override_key
+from chargpt.overrides import is_path_key, literal_value, override_key
 from chargpt.run_layout import (
     BUDGET_FILE,
     METRICS_FILE,
@@ -30,6 +31,7 @@ from chargpt.run_layout import (
     saved_config,
     state_of,
 )
+from chargpt.runs.resume import launch_cwd
 
 SEED = "seed"
 AUTO_SHAPE = "auto_shape"  # the shape model=auto chose (budget.json), beside the settings
@@ -71,11 +73,22 @@ def parse_overrides(run_dir: Path) -> dict[str, str]:
     if len(files) == 1:
         return first
     latest = _overrides_in(files[-1])
+    cwds = (launch_cwd(files[0].parent), launch_cwd(files[-1].parent))
     settings = {}
     for key in [*first, *(k for k in latest if k not in first)]:
         was, now = first.get(key, DEFAULT), latest.get(key, DEFAULT)
-        settings[key] = was if was == now else f"{was}→{now}"
+        same = was == now or (is_path_key(key) and _same_path(was, now, *cwds))
+        settings[key] = was if same else f"{was}→{now}"
     return settings
+
+
+def _same_path(was: str, now: str, first_cwd: str | None, latest_cwd: str | None) -> bool:
+    """Two launches' values that name one file or folder from where each was made: the command an
+    interrupted run prints names its paths absolute, where its first launch may have named them
+    relative."""
+    if DEFAULT in (was, now) or first_cwd is None or latest_cwd is None:
+        return False
+    return os.path.normpath(os.path.join(first_cwd, was)) == os.path.normpath(os.path.join(latest_cwd, now))
 
 
 def run_name(run_dir: Path, sweep_dir: Path) -> str:
