@@ -644,6 +644,26 @@ def test_a_models_name_is_taken_as_typed(name: str, ckpt: Path, tmp_path: Path, 
     assert json.loads((out / "config.json").read_text())["card"]["name"] == name
 
 
+def test_a_name_typed_in_another_encoding_is_one_error_line(
+    ckpt: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    # A Latin-1 terminal's "café" reaches Python as 'caf\udce9': config.json could not hold it (a
+    # traceback, exit 1), nor could the server's JSON (every request a 500).
+    out = tmp_path / "export"
+    message = _error(run_main(export_cli.main, _export_args(ckpt, out, "name=caf\udce9"), capsys))
+    assert message.startswith("error: name=caf\\xe9 is not UTF-8 text"), message
+    assert not out.exists()
+
+
+def test_a_default_name_from_a_folder_named_in_another_encoding_is_text(tmp_path: Path) -> None:
+    from chargpt.model_card import default_name
+
+    run = tmp_path / os.fsdecode(b"caf\xe9")  # copied from an older system: the name's bytes as they were
+    run.mkdir()
+    assert default_name(run) == "caf\\xe9"
+    default_name(run).encode("utf-8")  # JSON, the card and the API can carry it
+
+
 def test_out_under_a_file_is_named_as_such(ckpt: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     (tmp_path / "notes.txt").write_text("keep")
     message = _error(run_main(export_cli.main, _export_args(ckpt, tmp_path / "notes.txt" / "sub"), capsys))

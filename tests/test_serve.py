@@ -418,6 +418,8 @@ def test_cli_bad_settings_are_one_error_line(
         [f"ckpt_path={run_dir}", "device=tpu"], monkeypatch, capsys)
     assert "log_level='loud' is not one of critical, error, warning, info, debug, trace" in _cli_error(
         [f"ckpt_path={run_dir}", "log_level=loud"], monkeypatch, capsys)
+    assert "name=caf\\xe9 is not UTF-8 text" in _cli_error(  # a Latin-1 terminal's café: every answer a 500
+        [f"ckpt_path={run_dir}", "name=caf\udce9"], monkeypatch, capsys)
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()

@@ -26,6 +26,25 @@ def shown(value: object) -> str:
     return repr(value)
 
 
+def as_utf8(text: str) -> str:
+    """`text` as UTF-8 can carry it: bytes of another encoding (a Latin-1 terminal's typing, an old
+    folder's name), which reach Python as lone surrogates, written as escapes (caf\\xe9)."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        try:
+            return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        except UnicodeEncodeError:  # a surrogate no byte stands for (a JSON escape's)
+            return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def utf8_text(name: str, value: object) -> None:
+    """A setting whose text goes into JSON or a file (a model's name) must be UTF-8 text."""
+    if isinstance(value, str) and as_utf8(value) != value:
+        raise SettingError(f"{name}={as_utf8(value)} is not UTF-8 text; type it in UTF-8", name)
+
+
 def yes_no(name: str, value: object) -> bool:
     if not isinstance(value, bool):
         raise SettingError(f"{name}={shown(value)} must be true or false", name)

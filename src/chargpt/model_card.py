@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from chargpt.checkpoints import read_checkpoint, resolve_checkpoint
+from chargpt.checks import as_utf8
 from chargpt.errors import CheckpointError
 from chargpt.export_layout import CONFIG_FILE, export_folder_of, read_export_config
 from chargpt.inference import TrainedModel
@@ -43,17 +44,19 @@ def default_name(run_dir: Path) -> str:
     (2026-12-05_14-03-22) and a sweep's job number (lr-sweep_0, not "0")."""
     run_dir = run_dir.resolve()
     if (run_dir.parent / SWEEP_CONFIG).is_file() and run_dir.parent.name:
-        return f"{default_name(run_dir.parent)}_{run_dir.name}"
-    if _TIME_NAME.fullmatch(run_dir.name) and run_dir.parent.name:
-        return f"{run_dir.parent.name}_{run_dir.name}"
-    return run_dir.name or "chargpt"
+        name = f"{default_name(run_dir.parent)}_{run_dir.name}"
+    elif _TIME_NAME.fullmatch(run_dir.name) and run_dir.parent.name:
+        name = f"{run_dir.parent.name}_{run_dir.name}"
+    else:
+        name = run_dir.name or "chargpt"
+    return as_utf8(name)  # a folder named in another encoding: text the card's JSON can hold
 
 
 def name_of_checkpoint(file: Path) -> str:
     """The run directory's name for a run's checkpoint, else the file's own name (my_model.ckpt)."""
     if file.parent.name == CHECKPOINT_DIR or file.name == LAST:
         return default_name(run_dir_of(file))
-    return file.stem
+    return as_utf8(file.stem)
 
 
 def _float(value: Any) -> float | None:
@@ -103,7 +106,7 @@ def card_for_export(folder: str | Path, name: str | None = None) -> ModelCard:
         folder = folder.parent
     card = dict(read_export_config(folder).get("card") or {})
     try:
-        return ModelCard(**{**card, "name": name or card.get("name") or folder.resolve().name})
+        return ModelCard(**{**card, "name": name or card.get("name") or as_utf8(folder.resolve().name)})
     except TypeError:
         raise CheckpointError(f"{folder / CONFIG_FILE} has an unreadable model card; export again") from None
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from chargpt.checks import yes_no
+from chargpt.checks import utf8_text, yes_no
 from chargpt.cli import CONFIG_PATH
 from chargpt.cli.common import MODEL_FROM_CHECKPOINT, cli_task, quiet_known_warnings, run_main
 from chargpt.errors import ConfigError, exit_on_user_error
@@ -30,6 +30,7 @@ def _hydra_main(cfg: DictConfig) -> None:
         raise ConfigError(f"format={cfg.format!r} is not one of {', '.join(WEIGHTS)}")
     if not cfg.out:
         raise ConfigError("out is required: the folder to write, e.g. out=exports/my_model")
+    utf8_text("name", cfg.name)  # written into config.json
     out = Path(str(cfg.out)).expanduser()
     source = export_folder_of(str(cfg.ckpt_path))
     if source is not None and out.exists() and source.resolve() == out.resolve():

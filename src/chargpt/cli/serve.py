@@ -5,7 +5,7 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
-from chargpt.checks import whole_number, yes_no
+from chargpt.checks import utf8_text, whole_number, yes_no
 from chargpt.cli import CONFIG_PATH
 from chargpt.cli.common import (
     MODEL_FROM_CHECKPOINT,
@@ -35,6 +35,7 @@ def check_settings(cfg: DictConfig) -> None:
                           "lower it or raise the cap")
     check_threads(cfg.threads)
     yes_no("compile", cfg.compile)
+    utf8_text("name", cfg.name)  # the model's id in every answer's JSON
     pick_device(cfg.device)
 
 
