@@ -290,6 +290,9 @@ SAMPLE_CASES = [
     ("a split without the copy check", ["ckpt_path={ckpt}", "data.train_fraction=7"],
      "data.train_fraction=7 does nothing without check_copy=true"),
     ("no checkpoint given", [], "ckpt_path is required"),
+    # Typed in a Latin-1 terminal: Python holds the byte as a surrogate, which the vocabulary lacked.
+    ("a prompt typed in another encoding", ["ckpt_path={ckpt}", "prompt=caf\udce9"],
+     "prompt=caf\\xe9 is not UTF-8 text; type it in UTF-8"),
     # Hydra advised appending with +model=small, which would have done nothing either.
     ("a model setting", ["ckpt_path={ckpt}", "model=small"],
      "model=small does nothing in chargpt-sample (the model comes from the checkpoint); drop it"),

@@ -260,6 +260,8 @@ def test_twenty_concurrent_requests_are_all_answered(server: tuple[str, Engine],
         ('{"prompt": "Hi", "max_tokens": true}', 400, "max_tokens", "input should be a valid integer"),
         ('{"prompt": "Hi", "stream": true, "stream_options": {"include_usge": true}}', 400,
          "stream_options.include_usge", "unknown parameter 'stream_options.include_usge'"),
+        ('{"prompt": "Hi", "stream_options": {"include_usage": true}}', 400, "stream_options",
+         "stream_options applies only with stream=true"),  # as OpenAI's API answers it
         ('{"prompt": "Hi", max_tokens: 5}', 400, None,
          "not valid JSON (Expecting property name enclosed in double quotes: line 1 column 18)"),
         ('{"prompt": "ab', 400, None, "not valid JSON (Unterminated string starting at: line 1 column 12)"),

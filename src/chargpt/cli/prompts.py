@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 
+from chargpt.checks import utf8_text
 from chargpt.cli.argv import prompt_source
 from chargpt.data.tokenizer import CharTokenizer, describe_chars
 from chargpt.errors import ConfigError
@@ -44,6 +45,7 @@ def check_prompt_text(prompt: object, setting: str = "prompt") -> None:
         return
     if not isinstance(prompt, str):
         raise ConfigError(f"{setting}={prompt!r} must be text, e.g. {setting}=ROMEO:")
+    utf8_text(setting, prompt)  # typed in a Latin-1 terminal: named as typed, not as a surrogate
     if not prompt:
         if (source := prompt_source(setting)) != setting:
             raise ConfigError(f"{source} is empty; give a file with at least one character, or leave "

@@ -201,6 +201,9 @@ def parse_completion(
         prompt_ids = tokenizer.encode(prompt)
     except ChargptError as err:
         raise APIError(400, f"the prompt has {err}", "prompt", code="unknown_characters") from None
+    if body.stream_options is not None and not body.stream:  # as OpenAI's API answers it
+        raise APIError(400, "stream_options applies only with stream=true; leave it out, or set stream "
+                       "to true", "stream_options")
     options = body.stream_options or {}
     if unknown := sorted(set(options) - {"include_usage"}):
         raise APIError(400, f"unknown parameter 'stream_options.{unknown[0]}'; the stream options are "
