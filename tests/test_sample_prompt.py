@@ -96,3 +96,22 @@ def test_a_prompt_written_otherwise_is_read_as_the_models_text(capsys) -> None:
         resolve_prompt(unicodedata.normalize("NFD", "caña"), tokenizer)
     with pytest.raises(ConfigError, match=r"not in the model's vocabulary: '\\u0303'; remove them"):
         resolve_prompt("c\u0303", tokenizer)  # (no letter c with a tilde: the mark stays apart)
+
+
+def test_the_python_api_reads_a_prompt_as_the_command_does() -> None:
+    # TrainedModel.generate("ROMEO:\r\n") refused '\r' where chargpt-sample and the server read it as '\n'.
+    import unicodedata
+
+    from chargpt.data.tokenizer import CharTokenizer
+    from chargpt.inference import TrainedModel
+    from chargpt.model import ModelConfig, build_model
+
+    tokenizer = CharTokenizer(sorted(set("café au lait\nthé\nnon")))
+    model = build_model(ModelConfig(n_layer=1, n_head=1, n_embd=8, block_size=8), tokenizer.vocab_size)
+    trained = TrainedModel(model.eval(), tokenizer)
+    written = unicodedata.normalize("NFD", "café\r\nthé")
+    assert trained.generate(written, seed=1, max_new_tokens=5) == trained.generate("café\nthé", seed=1,
+                                                                                   max_new_tokens=5)
+    # A misspelt option is generate()'s error, not stream()'s that the caller never called.
+    with pytest.raises(TypeError, match=r"generate\(\) got an unexpected keyword argument 'temprature'"):
+        trained.generate("thé", temprature=0.5)

@@ -63,9 +63,10 @@ class TrainedModel:
         compile: bool = False,
     ) -> Iterator[str]:
         """Yield the sampled text character by character (one sample) after `prompt` (default:
-        start_prompt); compile: see iter_tokens."""
+        start_prompt), read as chargpt-sample and the server read it (Windows line endings as '\n'
+        and accents composed where the vocabulary writes them so); compile: see iter_tokens."""
         check_sampling(temperature, top_k, top_p, max_new_tokens)
-        prompt = start_prompt(self.tokenizer) if prompt is None else prompt
+        prompt = start_prompt(self.tokenizer) if prompt is None else self.tokenizer.as_written_here(prompt)[0]
         idx = torch.tensor([self.tokenizer.encode(prompt)], dtype=torch.long, device=self.device)  # (1, T)
         generator = generator or new_generator(self.device, seed)
         for token in iter_tokens(
@@ -74,12 +75,24 @@ class TrainedModel:
             yield self.tokenizer.chars[int(token[0, 0])]
 
     def generate(
-        self, prompt: str | None = None, num_samples: int = 1, seed: int | None = None, **options: Any
+        self,
+        prompt: str | None = None,
+        num_samples: int = 1,
+        seed: int | None = None,
+        max_new_tokens: int = 500,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        use_cache: bool = True,
+        compile: bool = False,
     ) -> list[str]:
-        """`num_samples` texts (without the prompt); the same seed gives the same texts."""
+        """`num_samples` texts (without the prompt); the same seed gives the same texts. The
+        options are `stream`'s, named here so a misspelt one is generate()'s error."""
         whole_number("num_samples", num_samples, low=1)
         generator = new_generator(self.device, seed)
-        return ["".join(self.stream(prompt, generator=generator, **options)) for _ in range(num_samples)]
+        return ["".join(self.stream(prompt, max_new_tokens, temperature, top_k, top_p, generator=generator,
+                                    use_cache=use_cache, compile=compile))
+                for _ in range(num_samples)]
 
     def evaluate(self, text: str, stride: int | None = None, batch_size: int = 64) -> Evaluation:
         """The exact loss on `text`, every character after the first scored once, in windows
