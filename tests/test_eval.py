@@ -412,3 +412,12 @@ def test_a_text_trained_with_the_default_settings_is_not_scored_with_others(tmp_
     text.write_bytes(text.read_bytes()[:-10])
     line = _one_error(*run_main(eval_cli.main, [f"ckpt_path={tmp_path / 'run'}"], capsys))
     assert "has changed since" in line and "2026-12-02" not in line
+
+
+def test_the_json_line_is_utf8_even_for_a_path_named_in_another_encoding() -> None:
+    # A run folder named in Latin-1 reaches Python as a lone surrogate: the line printed to a strict
+    # UTF-8 output ended in a UnicodeEncodeError's traceback.
+    line = {"checkpoint": "/runs/caf\udce9/checkpoints/last.ckpt", "data": "thé.txt", "loss": 1.5}
+    text = eval_cli.json_line(line)
+    assert json.loads(text.encode("utf-8").decode("utf-8")) == line
+    assert eval_cli.json_line({"data": "thé.txt"}) == '{"data": "thé.txt"}'  # written as it is otherwise

@@ -12,6 +12,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig
 
 from chargpt.checkpoint_eval import evaluate_checkpoint
+from chargpt.checks import as_utf8
 from chargpt.cli import CONFIG_PATH
 from chargpt.cli.common import cli_task, quiet_known_warnings, run_main, use_threads
 from chargpt.errors import exit_on_user_error
@@ -51,7 +52,15 @@ def _hydra_main(cfg: DictConfig) -> None:
         cfg.ckpt_path, cfg.data, cfg.split, cfg.batch_size, cfg.stride, cfg.device, cfg.precision,
         cfg.matmul_precision, given=overridden_keys(),
     )
-    print(json.dumps(line, ensure_ascii=False))
+    print(json_line(line))
+
+
+def json_line(result: dict) -> str:
+    """The result as one JSON line, its text as written (é, not \\u00e9), unless a path named in
+    another encoding (a Latin-1 folder name) has no UTF-8: then JSON's escapes (a strict UTF-8
+    output refused the line with a traceback)."""
+    text = json.dumps(result, ensure_ascii=False)
+    return text if as_utf8(text) == text else json.dumps(result)
 
 
 def main() -> None:
