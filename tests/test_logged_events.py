@@ -138,6 +138,26 @@ def test_a_run_that_fails_is_no_success_in_the_hparams_view(tmp_path: Path, erro
     assert session_status(EventAccumulator(str(tmp_path / "tensorboard")).Reload()) == status
 
 
+def test_a_failed_run_resumed_to_its_end_is_a_success_in_the_hparams_view(tmp_path: Path) -> None:
+    # TensorBoard keeps the first end record of a run's folder: a sweep's failed job, continued to
+    # its end, stayed listed as a failure.
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    from chargpt.training.callbacks.tensorboard import HParamsSummary
+
+    def launch() -> SimpleNamespace:  # a trainer with the run's TensorBoard logger
+        logger = TensorBoardLogger(save_dir=str(tmp_path), name="tensorboard", version="")
+        return SimpleNamespace(loggers=[logger])
+
+    _, events = fit_start_of_hparams(tmp_path, {})
+    HParamsSummary().on_exception(launch(), None, RuntimeError("disk full"))
+    assert session_status(EventAccumulator(str(tmp_path / "tensorboard")).Reload()) == "STATUS_FAILURE"
+    _, events = fit_start_of_hparams(tmp_path, {})  # the resume starts: running again
+    assert session_status(events) is None
+    HParamsSummary().on_fit_end(launch(), None)
+    assert session_status(EventAccumulator(str(tmp_path / "tensorboard")).Reload()) == "STATUS_SUCCESS"
+
+
 def test_hparams_keep_their_types_and_leave_the_columns_to_every_run(tmp_path: Path) -> None:
     # A bool was the text "True"; each run wrote an experiment summary, of which TensorBoard takes
     # the first run's for all: a setting only another run had (muon's momentum) got no column.

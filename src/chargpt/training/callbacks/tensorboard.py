@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -39,6 +40,8 @@ log = logging.getLogger(__name__)
 
 BEST_VAL_LOSS = "hparams/best_val_loss"
 LAST_VAL_LOSS = "hparams/last_val_loss"
+# The name's end of the event file that holds how a run ended (HParamsSummary): a resume removes it.
+SESSION_END_SUFFIX = ".session_end"
 
 
 def tensorboard_writer(trainer: L.Trainer) -> SummaryWriter | None:
@@ -155,7 +158,7 @@ class HParamsSummary(Callback):
     The summary is written when fitting starts and the two metrics are scalars updated at each
     validation, so the view is live during a run and complete for an interrupted one. How the run
     ended is written when it ends: success, or failure; none for a run stopped by a signal, which
-    its resume ends.
+    its resume ends (a resume removes an earlier launch's record: it will write its own).
     """
 
     def __init__(self, extra: dict[str, Any] | None = None) -> None:
@@ -201,23 +204,28 @@ class HParamsSummary(Callback):
         # muon's momentum) had no column. Without one, TensorBoard makes the columns from every run,
         # and the metrics from the scalars (hparams/best_val_loss, hparams/last_val_loss, ...).
         self._write(writer, hparams_pb(params, trial_id=""))
+        # TensorBoard keeps the first end record a run's folder holds: a launch that failed, then
+        # resumed to the end (a sweep's failed job, continued), stayed a failure. This launch will
+        # write its own.
+        for earlier in Path(writer.log_dir).glob(f"*{SESSION_END_SUFFIX}"):
+            earlier.unlink(missing_ok=True)
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if (writer := tensorboard_writer(trainer)) is not None:
-            self._write(writer, session_end("STATUS_SUCCESS"))
+            self._write(writer, session_end("STATUS_SUCCESS"), SESSION_END_SUFFIX)
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, error: BaseException) -> None:
         # A run stopped by a signal is resumable: its resume says how it ended. (add_hparams said
         # success at the start, for every run.)
         writer = tensorboard_writer(trainer)
         if writer is not None and not isinstance(error, TrainingInterrupted):
-            self._write(writer, session_end("STATUS_FAILURE"))
+            self._write(writer, session_end("STATUS_FAILURE"), SESSION_END_SUFFIX)
 
     @staticmethod
-    def _write(writer: SummaryWriter, summary: Summary) -> None:
+    def _write(writer: SummaryWriter, summary: Summary, suffix: str = "") -> None:
         """Into this run's own folder (add_hparams makes a new run): another event file there,
-        which TensorBoard reads with the others."""
-        file_writer = FileWriter(writer.log_dir)
+        which TensorBoard reads with the others (its name ending in `suffix`)."""
+        file_writer = FileWriter(writer.log_dir, filename_suffix=suffix)
         file_writer.add_summary(summary)
         file_writer.close()
 
