@@ -29,6 +29,7 @@ from chargpt.training.budget_plan import (
 from chargpt.training.callbacks import budget as budget_module
 from chargpt.training.callbacks.budget import TimeBudget
 from chargpt.training.callbacks.validate_at_end import ValidateAtEnd
+from chargpt.training.steps import fix_total_steps
 from conftest import run_cli, train_args
 
 
@@ -80,7 +81,7 @@ def test_budget_must_be_positive() -> None:
 
 def fit_with_budget(
     corpus: Path, tmp_path: Path, clock: FakeClock, extra_callbacks: tuple = (), max_steps: int = 10_000,
-    **budget_kw,
+    max_epochs: int | None = None, **budget_kw,
 ) -> tuple:
     data = CharDataModule(
         str(corpus), block_size=16, batch_size=4, val_batch_size=64, cache_dir=str(tmp_path)
@@ -94,11 +95,12 @@ def fit_with_budget(
     )
     budget = TimeBudget(start=0.0, clock=clock, output_dir=str(tmp_path), **budget_kw)
     trainer = L.Trainer(
-        max_steps=max_steps, val_check_interval=10_000, check_val_every_n_epoch=None,
+        max_steps=max_steps, max_epochs=max_epochs, val_check_interval=10_000, check_val_every_n_epoch=None,
         callbacks=[ValidateAtEnd(), budget, *extra_callbacks],
         logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
         num_sanity_val_steps=0, limit_val_batches=2, accelerator="cpu",
     )
+    fix_total_steps(trainer, len(data.train_ids), data.batch_size, data.block_size)  # as a run's build does
     trainer.fit(module, datamodule=data)
     return trainer, budget
 
@@ -141,8 +143,25 @@ def test_a_step_limit_below_what_the_budget_buys_is_said_with_the_plan(
                                       skip_steps=2, calibration_steps=5, reserve_seconds=0.5)
     assert trainer.global_step == budget.planned_steps == 20
     [plan] = [r.getMessage() for r in caplog.records if "ms/step" in r.getMessage()]
-    assert re.search(r": 20 steps \(its step limit: trainer.max_steps or max_epochs; the budget would buy "
-                     r"~\d+: raise trainer.max_steps to use it\)$", plan), plan
+    assert re.search(r": 20 steps \(its step limit, trainer.max_steps=20; the budget would buy "
+                     r"~[\d,]+: raise it to use it\)$", plan), plan
+
+
+def test_an_epoch_limit_below_what_the_budget_buys_is_named_as_the_one_to_raise(
+    tmp_path: Path, caplog
+) -> None:
+    # budget_seconds=30 trainer.max_epochs=1 ended after one epoch, and the plan said to raise
+    # trainer.max_steps, which changes nothing there.
+    caplog.set_level("INFO", logger=budget_module.__name__)
+    corpus = tmp_path / "short.txt"
+    corpus.write_text("the king and the queen of the night. " * 40)  # ~20 steps an epoch of 4 x 16
+    trainer, budget = fit_with_budget(corpus, tmp_path, FakeClock(tick=0.02), max_epochs=1, seconds=2.0,
+                                      skip_steps=2, calibration_steps=5, reserve_seconds=0.5)
+    epoch = trainer.global_step
+    assert 10 < epoch == budget.planned_steps < 40
+    [plan] = [r.getMessage() for r in caplog.records if "ms/step" in r.getMessage()]
+    assert re.search(rf": {epoch} steps \(its step limit, trainer.max_epochs=1; the budget would buy "
+                     r"~[\d,]+: raise it to use it\)$", plan), plan
 
 
 def test_budget_shortens_the_run_when_steps_slow_down(corpus: Path, tmp_path: Path, caplog) -> None:

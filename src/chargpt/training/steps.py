@@ -57,10 +57,15 @@ def set_total_steps(trainer: L.Trainer, steps: int) -> None:
     trainer.fit_loop.epoch_loop.max_steps = steps  # see lightning_internals.py
 
 
+def epoch_steps(trainer: L.Trainer, train_chars: int, batch_size: int, block_size: int) -> int:
+    """The optimizer steps of one epoch of this trainer's run."""
+    batches = batches_per_epoch(train_chars, batch_size, block_size, trainer.world_size)
+    return steps_per_epoch(batches, trainer.accumulate_grad_batches)
+
+
 def fix_total_steps(trainer: L.Trainer, train_chars: int, batch_size: int, block_size: int) -> int:
     """Turn the trainer's max_steps / max_epochs into the run's total optimizer steps."""
-    batches = batches_per_epoch(train_chars, batch_size, block_size, trainer.world_size)
-    per_epoch = steps_per_epoch(batches, trainer.accumulate_grad_batches)
+    per_epoch = epoch_steps(trainer, train_chars, batch_size, block_size)
     total = planned_total_steps(trainer.max_steps, trainer.max_epochs, per_epoch)
     set_total_steps(trainer, total)
     return total
@@ -69,6 +74,16 @@ def fix_total_steps(trainer: L.Trainer, train_chars: int, batch_size: int, block
 def total_steps(trainer: L.Trainer) -> int:
     """The run's total optimizer steps (as fixed before fitting, or lowered by a time budget)."""
     return trainer.max_steps
+
+
+def step_limit(trainer: L.Trainer, per_epoch: int) -> str:
+    """The setting the run's total (as fix_total_steps fixed it) comes from, to name what to raise:
+    `trainer.max_epochs=N` where that many epochs of `per_epoch` steps end the run, else
+    `trainer.max_steps=N`."""
+    epochs = trainer.max_epochs
+    if epochs is not None and epochs >= 0 and epochs * per_epoch == total_steps(trainer):
+        return f"trainer.max_epochs={epochs}"
+    return f"trainer.max_steps={total_steps(trainer)}"
 
 
 def is_last_step(trainer: L.Trainer, pending: int = 0) -> bool:

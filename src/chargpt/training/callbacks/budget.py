@@ -54,7 +54,7 @@ from chargpt.training.budget_plan import (
     validation_batches,
     validations_due,
 )
-from chargpt.training.steps import set_total_steps
+from chargpt.training.steps import epoch_steps, set_total_steps, step_limit
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +105,7 @@ class TimeBudget(Callback):
         self._calibration_start: tuple[int, float] | None = None
         self._marks: deque[tuple[int, float]] = deque()
         self._cap = -1
+        self._cap_setting = ""  # the setting that sets _cap (trainer.max_epochs=1), to name in the plan
         self._last_step_end = 0.0  # when the latest step ended: the final work is timed from it
         self._validation = (-1.0, -1.0)  # when the latest validation started, and its loop ended
         # Validations during training (and the checkpoints after them) are not step time: their
@@ -165,6 +166,10 @@ class TimeBudget(Callback):
                     "step %d), with no new time limit", given, self.planned_steps, planned_for,
                     trainer.global_step)
             return
+        data = trainer.datamodule
+        per_epoch = 0 if getattr(data, "train_ids", None) is None else epoch_steps(
+            trainer, len(data.train_ids), data.batch_size, data.block_size)
+        self._cap_setting = step_limit(trainer, per_epoch)
         used = self.clock() - self.start
         log.info("time budget: %.0f s from process start (%.1f s used before training)", self.seconds, used)
         if used >= self.seconds:
@@ -306,8 +311,9 @@ class TimeBudget(Callback):
         steps = int(trainer.strategy.broadcast(steps, src=0))
         if first:
             # The run ends before its budget: say so, or a budget looks used that is not.
-            capped = (f" (its step limit: trainer.max_steps or max_epochs; the budget would buy "
-                      f"~{affordable:,}: raise trainer.max_steps to use it)") if affordable > steps else ""
+            # Raising the other limit would change nothing: the one that ends the run is named.
+            capped = (f" (its step limit, {self._cap_setting}; the budget would buy ~{affordable:,}: "
+                      "raise it to use it)") if affordable > steps else ""
             log.info("time budget: %.1f ms/step, final validation and saving ~%.1f s: %d steps%s",
                      1000 * pace, self.final_seconds_now + self.reserve_seconds, steps, capped)
             self._shown_plan = steps
