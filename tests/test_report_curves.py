@@ -226,6 +226,15 @@ def test_the_seeds_of_one_setting_share_its_colour_each_with_its_own_marker(tmp_
     assert all(1 < line.get_markevery() <= 4 for line in lines.values())
 
 
+def test_a_setting_that_names_no_file_is_labelled_whole(tmp_path: Path) -> None:
+    # Prompts that share `and/` were labelled `…/or the king`: a prompt is no path.
+    sweep = tmp_path / "runs"
+    for i, prompt in enumerate(["and/or the king", "and/or the queen"]):
+        fake_run(sweep, str(i), [f"sample.prompt={hydra_quoted(prompt)}"], {9: 3.0, 19: 2.5 + i / 10}, "csv")
+    assert legend_labels(sweep) == ["0: sample.prompt=and/or the king  (2.500)",
+                                    "1: sample.prompt=and/or the queen  (2.600)"]
+
+
 def test_runs_with_one_validation_each_get_whole_step_ticks(tmp_path: Path) -> None:
     # One point per run gave an axis of 19.00-21.00 in quarter steps.
     runs = []

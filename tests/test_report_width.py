@@ -200,6 +200,18 @@ def test_paths_in_one_folder_are_shown_from_there_and_the_folder_once(tmp_path, 
     assert all(folder + name in (tmp_path / "runs" / "report.csv").read_text() for name in names)
 
 
+def test_a_setting_that_names_no_file_keeps_its_slashes(tmp_path, monkeypatch, capsys) -> None:
+    # Prompts that share `and/` were shown as `…/or the king`, the note calling `and/` a folder.
+    monkeypatch.setenv("COLUMNS", "120")
+    prompts = ["Tell me, and/or the king", "Tell me, and/or the queen"]
+    for i, prompt in enumerate(prompts):
+        fake_run(tmp_path / "runs" / str(i), [f"sample.prompt={hydra_quoted(prompt)}"], best=1.5 + i / 10)
+    report(tmp_path / "runs")
+    out = " ".join(capsys.readouterr().out.split())
+    assert "…/" not in out
+    assert all(prompt in out for prompt in prompts)
+
+
 def test_each_note_under_a_table_starts_its_own_line(tmp_path, monkeypatch, capsys) -> None:
     # The notes ran together (`shared: ...; not shown (see the CSV): ...`) into one wrapped
     # paragraph, the columns left out named from the middle of a line.

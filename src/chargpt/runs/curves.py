@@ -174,7 +174,7 @@ def curve_runs(rows: list[dict[str, Any]], swept: Collection[str] = ()) -> list[
     settings = shown[1 : shown.index("status")]
     # Paths in one folder are labelled from there (`…/b.txt`): cut to its width, a label kept the
     # folder, the same for every run.
-    folders = {k: common_folder(row["overrides"].get(k, "") for row in rows) for k in settings}
+    folders = {k: common_folder(k, (row["overrides"].get(k, "") for row in rows)) for k in settings}
     # One marker per seed, the same in every setting (seed 1's curves all circles); a run that sets
     # no seed takes its place among its setting's runs.
     seeds = sorted({row["overrides"][SEED] for row in rows if SEED in row["overrides"]}, key=natural_order)

@@ -196,7 +196,7 @@ def _without_common_folders(
     folder once in the notes: the whole paths wrapped over many lines, alike in every row."""
     rows, notes = [dict(row) for row in rows], list(notes)
     for column in (c for c in shown if c not in whole and c != "error"):
-        folder = common_folder(str(row[column] or "") for row in rows)
+        folder = common_folder(column, (str(row[column] or "") for row in rows))
         if folder:
             for row in rows:
                 row[column] = in_folder(str(row[column] or ""), folder) or row[column]

@@ -196,11 +196,14 @@ def varying(
 IN_FOLDER = "…/"  # a value shown without the folder all the values share
 
 
-def common_folder(values: Iterable[str]) -> str:
-    """The folder that every one of these values (paths) lies under, as written, with its last
-    `/`: `/home/me/corpora/`; empty unless there are two different values and the folder is longer
-    than IN_FOLDER. A sweep over files of one folder is told apart by what follows it, where a
-    column or a label cut to its width showed only the folder, the same in every run."""
+def common_folder(key: str, values: Iterable[str]) -> str:
+    """The folder that every one of these values of the setting `key` lies under, as written, with
+    its last `/`: `/home/me/corpora/`; empty unless `key` names a file or folder (a prompt's `and/or`
+    is no folder), there are two different values and the folder is longer than IN_FOLDER. A sweep
+    over files of one folder is told apart by what follows it, where a column or a label cut to its
+    width showed only the folder, the same in every run."""
+    if not is_path_key(key):
+        return ""
     distinct = {value for value in values if value}
     if len(distinct) < 2:
         return ""
