@@ -62,9 +62,10 @@ def test_two_processes_with_batch_b_match_one_with_batch_2b(tmp_path):
     assert mb["val_loss"] == pytest.approx(ma["val_loss"], abs=1e-4)
     assert mb["tokens"] == ma["tokens"] == 6 * 8 * 16  # both ranks' windows are counted
 
-    # Only rank 0 wrote: one run's event files (the logger's and the HParams summary's), the usual
-    # checkpoints, one config, no per-rank folders.
-    assert len(list((two / "tensorboard").glob("events.out.tfevents.*"))) == 2
+    # Only rank 0 wrote: one run's event files (the logger's, the HParams summary's and how the run
+    # ended), the usual checkpoints, one config, no per-rank folders.
+    events = sorted(p.name for p in (two / "tensorboard").glob("events.out.tfevents.*"))
+    assert len(events) == 3 and sum(e.endswith(".session_end") for e in events) == 1, events
     assert sorted(p.name for p in (two / "checkpoints").iterdir()) == ["best-000006.ckpt", "last.ckpt"]
     assert sorted(p.name for p in two.iterdir() if p.name != "train.log") == sorted(
         p.name for p in one.iterdir() if p.name != "train.log"
