@@ -553,16 +553,12 @@ def test_an_export_folder_is_not_made_a_run_folder(files, monkeypatch, capsys):
     assert sorted(p.name for p in folder.iterdir()) == ["config.json", "model.safetensors"]
 
 
-def test_multirun_with_subprocess_ddp_is_refused(files, monkeypatch, capsys):
-    args = bare_train_args(
-        files["corpus"],
-        None,
-        f"hydra.sweep.dir={files['tmp']}/sweep",
-        "trainer.accelerator=cpu",
-        "trainer.devices=1",
-        "+trainer.strategy=ddp",
-        "model.dropout=0.0,0.1",
-    )
+@pytest.mark.parametrize("swept", [
+    ["trainer.accelerator=cpu", "trainer.devices=1", "+trainer.strategy=ddp", "model.dropout=0.0,0.1"],
+    ["trainer=cpu,ddp_cpu"],  # its first job alone would start: the second was refused once it ran
+])
+def test_multirun_with_subprocess_ddp_is_refused(swept, files, monkeypatch, capsys):
+    args = bare_train_args(files["corpus"], None, f"hydra.sweep.dir={files['tmp']}/sweep", *swept)
     code, out, err = run_main(train_cli.main, ["-m", *args], capsys)
     _assert_one_error_line(code, out, err, "trainer.strategy=ddp cannot run inside a Hydra multirun (-m)")
     assert not (files["tmp"] / "sweep").exists()  # refused before the sweep's folder is made

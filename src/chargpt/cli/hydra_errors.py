@@ -219,16 +219,23 @@ class SweptSettings(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         from chargpt.training.run_checks import check_launch  # multirun only: it imports Lightning
 
-        first_job = check_swept_settings(config)
+        jobs = check_swept_settings(config)
         # A SLURM launcher's jobs start on the cluster, whose environment the job's own check reads.
-        if first_job is not None and "slurm" not in str(config.hydra.launcher.get("_target_")).lower():
-            check_launch(first_job, in_sweep=True)
+        if "slurm" not in str(config.hydra.launcher.get("_target_")).lower():
+            for job in jobs:
+                check_launch(job, in_sweep=True)
 
 
-def check_swept_settings(config: DictConfig) -> DictConfig | None:
+# The settings that decide how a job starts its processes (trainer=ddp_cpu): each value a sweep
+# gives one is checked, where the first job's alone let `trainer=cpu,ddp_cpu` start.
+_LAUNCH_KEYS = ("trainer", "trainer.strategy")
+
+
+def check_swept_settings(config: DictConfig) -> list[DictConfig]:
     """Compose the sweep's first job as its launcher will (each swept setting at its first value;
     a search's continuous dimension at null, which any setting takes): a ConfigError in one line
-    if that fails; the job's config if it composes (None for a sweep of no jobs)."""
+    if that fails. Returns the jobs composed: the first, and that job with each other value of a
+    swept trainer or trainer.strategy (none for a sweep of no jobs)."""
     from hydra.core.override_parser.overrides_parser import OverridesParser  # multirun only
 
     loader = GlobalHydra.instance().config_loader()
@@ -237,7 +244,7 @@ def check_swept_settings(config: DictConfig) -> DictConfig | None:
     search = OmegaConf.to_container(config.hydra.sweeper).get("params") or {}  # a search's dimensions
     given += parser.parse_overrides([f"{key}={value}" for key, value in search.items()
                                      if key not in {o.key_or_group for o in given}])
-    first_job, stand_ins = [], {}
+    first_job, stand_ins, others = [], {}, []
     for override in given:
         key = override.get_key_element()
         if not override.is_sweep_override():
@@ -245,13 +252,16 @@ def check_swept_settings(config: DictConfig) -> DictConfig | None:
         elif override.is_discrete_sweep():
             values = list(override.sweep_string_iterator())
             if not values:  # range(0), an empty glob: a sweep of no jobs, Hydra's to say
-                return None
+                return []
+            if key.lstrip("+~") in _LAUNCH_KEYS:
+                others += [(len(first_job), f"{key}={value}") for value in values[1:]]
             first_job.append(f"{key}={values[0]}")
         else:
             first_job.append(f"{key}=null")
             stand_ins[f"{key}=null"] = override.input_line
+    jobs = [first_job, *([*first_job[:at], line, *first_job[at + 1:]] for at, line in others)]
     try:
-        return loader.load_sweep_config(config, first_job)
+        return [loader.load_sweep_config(config, job) for job in jobs]
     except ConfigCompositionException as err:
         message = one_line(str(err), lambda key: settings_in(config, key))
         for stand_in, typed in stand_ins.items():  # the advice names the dimension as typed
