@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from lightning.pytorch.callbacks import Callback
 from torch import nn
 
-from chargpt.checks import yes_no
+from chargpt.checks import utf8_text, yes_no
 from chargpt.distributed import is_rank_zero
 from chargpt.files import atomic_path
 from chargpt.glyphs import code_point, has_glyph
@@ -178,6 +178,7 @@ class AttentionMaps(Callback):
         save_png: bool = False,
         output_dir: str | None = None,
     ) -> None:
+        utf8_text("prompt", prompt)  # typed in a Latin-1 terminal: refused, as sample.prompt is
         self.prompt, self.save_png = prompt, yes_no("save_png", save_png)
         self.output_dir = Path(output_dir) if output_dir else None
 

@@ -108,6 +108,7 @@ class SampleText(Callback):
     ) -> None:
         # Checked now, not at the first validation: a bad value must not waste the training before it.
         check_sampling(temperature, top_k, None, max_new_tokens)
+        checks.utf8_text("prompt", prompt)  # typed in a Latin-1 terminal: refused, as sample.prompt is
         self.prompt, self.max_new_tokens = prompt, max_new_tokens
         self.temperature, self.top_k, self.seed = temperature, top_k, checks.check_seed("seed", seed)
 
