@@ -192,3 +192,32 @@ def test_a_run_whose_console_reader_is_gone_trains_to_its_end(tmp_path: Path, bo
     assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 6
     assert "run ended: finished, best val loss " in (run / "train.log").read_text().splitlines()[-1]
 
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_after_the_last_step_skips_the_closing_sample(signum, tmp_path, monkeypatch, capsys) -> None:
+    # Ctrl-C (or a scheduler's SIGTERM) while the run validates and saves after its last step: the
+    # run finishes and is saved, but the command stops there as it said it would, rather than
+    # drawing its closing sample and exiting 0 as if no signal had come (a sweep's job does so too).
+    from chargpt.training.callbacks.graceful_interrupt import GracefulInterrupt
+
+    at_step_end = GracefulInterrupt.on_train_batch_end
+
+    def signal_at_the_last_step(self, trainer, *rest):
+        if trainer.global_step == 2:
+            os.kill(os.getpid(), signum)  # handled here, before the boundary is checked
+        at_step_end(self, trainer, *rest)
+
+    monkeypatch.setenv("CHARGPT_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(GracefulInterrupt, "on_train_batch_end", signal_at_the_last_step)
+    run = tmp_path / "run"
+    args = bare_train_args(write_corpus(tmp_path / "corpus.txt"), run, "trainer.max_steps=2",
+                           "trainer.val_check_interval=2", "sample.max_new_tokens=50")
+    code, out, err = run_main(train_main, args, capsys)
+    assert code == 128 + signum, err
+    name = signal.Signals(signum).name
+    assert f"stopped by {name} after the last step: the run finished (no closing sample)" in err
+    assert "--- sample" not in out
+    status = json.loads((run / "status.json").read_text())
+    assert status["status"] == "finished" and isinstance(status["value"], float)
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 2

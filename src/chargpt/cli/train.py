@@ -23,7 +23,12 @@ from chargpt.checks import check_seed, training_seed
 from chargpt.cli import CONFIG_PATH
 from chargpt.cli.argv import prints_only
 from chargpt.cli.common import cli_task, naming_removed_settings, quiet_known_warnings, run_main, use_threads
-from chargpt.cli.exits import console_outliving_its_reader, nothing_to_save_until_training, signal_of
+from chargpt.cli.exits import (
+    Terminated,
+    console_outliving_its_reader,
+    nothing_to_save_until_training,
+    signal_of,
+)
 from chargpt.cli.prompts import check_prompt_text, resolve_prompt
 from chargpt.distributed import is_rank_zero
 from chargpt.errors import ChargptError, exit_on_user_error, say_stopped_by, signal_exit_code
@@ -186,6 +191,12 @@ def _train(cfg: DictConfig, parallel: Path | None) -> float | None:
         train_chars = len(datamodule.train_ids) if datamodule.train_ids is not None else 0
         _warn_if_no_better_than_guessing(m, trainer, train_chars, datamodule.tokenizer.vocab_size)
         interrupt = next((c for c in trainer.callbacks if isinstance(c, GracefulInterrupt)), None)
+        if not is_multirun() and interrupt is not None and interrupt.received is not None:
+            # The signal came after the last step: the run is finished and saved, and the command
+            # stops here, as a sweep's job does, rather than draw its sample and exit 0.
+            print(f"stopped by {signal.Signals(interrupt.received).name} after the last step: the run "
+                  "finished (no closing sample)", file=sys.stderr, flush=True)
+            raise Terminated() if interrupt.received == signal.SIGTERM else KeyboardInterrupt()
         if is_multirun() and interrupt is not None and interrupt.received is not None:
             # The signal came after the last step: this job finished, and the sweep stops here.
             print(f"stopped by {signal.Signals(interrupt.received).name} after this job's last step: it "
