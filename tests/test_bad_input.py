@@ -273,6 +273,9 @@ TRAIN_CASES = [
     ("fine-tuning option without a fine-tune", ["finetune.freeze_blocks=2"],
      "finetune.freeze_blocks=2 applies when fine-tuning, and this run starts from scratch"),
     ("time budget zero", ["budget_seconds=0"], "budget_seconds=0 must be a positive number of seconds"),
+    # inf is positive: "must be a positive number" would contradict it; no budget is null.
+    ("time budget infinite", ["budget_seconds=inf"],
+     "budget_seconds=inf is not a time budget: for a run without one, pass budget_seconds=null"),
     ("batch size not whole", ["data.batch_size=2.5"], "data.batch_size=2.5 must be a whole number >= 1"),
     ("validating every 0 steps", ["trainer.val_check_interval=0"], "trainer.val_check_interval=0 must be"),
     (

@@ -247,6 +247,11 @@ def checked_seconds(value: Any) -> float | None:
     if value is None:
         return None
     number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if number and value == math.inf:  # positive, so "must be a positive number" would not help
+        raise ConfigError(
+            "budget_seconds=inf is not a time budget: for a run without one, pass budget_seconds=null "
+            "(trainer.max_steps and trainer.max_epochs then end it)"
+        )
     if not number or not math.isfinite(value) or value <= 0:
         raise ConfigError(  # shown as typed: '300' in quotes is text, true not True
             f"budget_seconds={shown(value)} must be a positive number of seconds (e.g. budget_seconds=300), "
