@@ -485,6 +485,8 @@ def test_existing_run_is_never_overwritten(files, monkeypatch, capsys):
         ({"status": "interrupted"}, "it was stopped (Ctrl-C or a signal)"),
         ({"status": "failed", "error": "x"}, "it failed"),
         ({"status": "running", "pid": 2**22 + 12345}, "it was killed"),
+        # Killed while it started (reading its text, building its model): no status.json yet.
+        (None, "it never began training (stopped or killed while it started, or starting right now)"),
     ],
 )
 def test_a_run_stopped_before_its_first_checkpoint_is_not_a_dead_end(status, expected, files, monkeypatch,
@@ -498,10 +500,15 @@ def test_a_run_stopped_before_its_first_checkpoint_is_not_a_dead_end(status, exp
     assert code == 0, err
     for ckpt in (run / "checkpoints").glob("*.ckpt"):
         ckpt.unlink()
-    write_status(run, **status)
+    if status is None:
+        for name in ("status.json", "metrics.json"):
+            (run / name).unlink()
+    else:
+        write_status(run, **status)
     first_config = (run / ".hydra" / "config.yaml").read_bytes()
 
-    why = f"{expected} before it wrote its first checkpoint, so there is nothing to continue or load"
+    when = "" if status is None else " before it wrote its first checkpoint"
+    why = f"{expected}{when}, so there is nothing to continue or load"
     code, out, err = run_main(train_cli.main, [*args, f"ckpt_path={run}"], capsys)
     _assert_one_error_line(code, out, err, f"run directory {run} holds no checkpoint: {why}; train it again "
                            "(its chargpt-train command without ckpt_path starts it over in that folder)")

@@ -21,6 +21,7 @@ from chargpt.export_layout import CONFIG_FILE, EXPORT_FILES, WEIGHTS, is_export,
 from chargpt.files import atomic_path
 from chargpt.model import ModelConfig
 from chargpt.run_layout import (
+    CONFIG_DIR,
     LAST,
     METRICS_FILE,
     SWEEP_CONFIG,
@@ -43,7 +44,7 @@ def resolve_checkpoint(path: str | Path, or_export: bool = False) -> Path:
     if p.is_dir():
         if (last := last_checkpoint(p)) is not None:
             return last
-        if why := stopped_before_checkpoint(p):
+        if why := stopped_before_checkpoint(p) or _never_trained(p):
             raise CheckpointError(
                 f"run directory {p} holds no checkpoint: {why}; train it again (its chargpt-train command "
                 "without ckpt_path starts it over in that folder)"
@@ -91,6 +92,16 @@ def stopped_before_checkpoint(run_dir: Path) -> str | None:
     if state not in how:
         return None
     return f"it {how[state]} before it wrote its first checkpoint, so there is nothing to continue or load"
+
+
+def _never_trained(run_dir: Path) -> str | None:
+    """Why a run's folder that has no status.json (written at the first step) holds nothing: the
+    run was killed while it started, or is starting now. (Not for check_run_dir: a new run's own
+    launch has just written such a folder.)"""
+    if read_status(run_dir) or not (run_dir / CONFIG_DIR).is_dir() or (run_dir / METRICS_FILE).is_file():
+        return None
+    return ("it never began training (stopped or killed while it started, or starting right now), "
+            "so there is nothing to continue or load")
 
 
 def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
