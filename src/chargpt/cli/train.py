@@ -194,8 +194,9 @@ def _train(cfg: DictConfig, parallel: Path | None) -> float | None:
         if not is_multirun() and interrupt is not None and interrupt.received is not None:
             # The signal came after the last step: the run is finished and saved, and the command
             # stops here, as a sweep's job does, rather than draw its sample and exit 0.
+            skipped = " (no closing sample)" if sample_prompt is not None else ""
             print(f"stopped by {signal.Signals(interrupt.received).name} after the last step: the run "
-                  "finished (no closing sample)", file=sys.stderr, flush=True)
+                  f"finished{skipped}", file=sys.stderr, flush=True)
             raise Terminated() if interrupt.received == signal.SIGTERM else KeyboardInterrupt()
         if is_multirun() and interrupt is not None and interrupt.received is not None:
             # The signal came after the last step: this job finished, and the sweep stops here.
