@@ -404,6 +404,17 @@ def test_a_nul_byte_past_the_head_of_a_file_is_named_with_its_offset(tmp_path: P
         module(text).setup()
 
 
+
+def test_a_stray_nul_in_utf8_text_is_named_with_its_offset_not_as_utf16(tmp_path: Path) -> None:
+    # One NUL in the first bytes of UTF-8 text got UTF-16's advice (iconv -f UTF-16), which would
+    # have turned the whole file into garbage.
+    text = tmp_path / "notes.txt"
+    text.write_bytes(b"plain text line\n" * 50 + b"tail\0end\n" + b"more text\n" * 50)
+    for given in (text, tmp_path):
+        with pytest.raises(DataError, match=re.escape(f"{text} holds a NUL byte at offset {16 * 50 + 4}")):
+            module(given).setup()
+
+
 # -- Hugging Face datasets -------------------------------------------------------------------------
 
 needs_datasets = pytest.mark.skipif(lacks("datasets"), reason="the hf extra is not installed")

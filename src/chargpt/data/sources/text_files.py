@@ -77,14 +77,22 @@ def _not_text(path: Path) -> str | None:
     but no text holds them: a UTF-16 file without a byte-order mark would train as every other
     character a NUL."""
     head = _head(path)
+    if 0 < head.count(b"\0") * 100 <= len(head) and _decodes(head):
+        # A stray NUL in UTF-8 text (UTF-16 has one in every few bytes, at each space at least): no
+        # UTF-16 advice, which would garble it; reading names its offset (file_chunks).
+        return None
     if b"\0" in head or head.startswith((b"\xff\xfe", b"\xfe\xff")):  # UTF-16 (its mark: CJK has no NUL)
         return NUL_BYTES if b"\0" in head else UTF16_MARK
+    return None if _decodes(head) else NOT_UTF8
+
+
+def _decodes(head: bytes) -> bool:
+    """Whether a file's first bytes are UTF-8 (a character cut at the sniff's end is no error)."""
     try:
         head.decode("utf-8")
     except UnicodeDecodeError as err:
-        if err.start < len(head) - 4:  # a character cut at the sniff's end is not an error
-            return NOT_UTF8
-    return None
+        return err.start >= len(head) - 4
+    return True
 
 
 # The cache files chargpt writes beside a single text (chargpt.data.encoding names them LABEL.KEY.
