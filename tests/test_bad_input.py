@@ -85,6 +85,12 @@ TRAIN_CASES = [
     ("data files listed with a comma", ["data.path={corpus},{tmp}/short.txt"],
      "data file not found: {corpus},{tmp}/short.txt; data.path is one path, commas included, not a list "
      "(and -m does not sweep over it): put the files in one folder or name them by a glob"),
+    # A trailing space (a pasted name): it was told it had listed files with commas.
+    ("data file name with a trailing space", ["data.path={corpus} "],
+     "data file not found: '{corpus} ' (the name has spaces around it, and {corpus} exists); pass it "
+     "without them: data.path={corpus}"),
+    ("data file name of spaces", ["data.path= "],
+     "; pass an existing text file, directory or glob as data.path"),
     ("data file empty", ["data.path={tmp}/empty.txt"], "data file {tmp}/empty.txt is empty"),
     ("data path is an empty directory", ["data.path={tmp}/folder"], "directory {tmp}/folder has no files"),
     ("data not UTF-8", ["data.path={tmp}/latin1.txt"], "is not UTF-8 text (bad byte near offset 3)"),

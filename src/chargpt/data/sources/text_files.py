@@ -235,7 +235,15 @@ def _text_files(value: str, setting: str, url: str | None, sha256: str | None) -
                                 "or leave it out of the pattern")
         return sorted(found)
     if not path.exists() and url is None:
-        if any(Path(piece.strip(" '\"")).exists() for piece in expanded.split(",")):  # a list, or a sweep
+        bare = path.with_name(path.name.strip()) if path.name.strip() else path
+        if bare != path and bare.exists():
+            # A space typed or pasted around the name: the file is there without it.
+            raise DataError(
+                f"data file not found: {str(path)!r} (the name has spaces around it, and {bare} exists); "
+                f"pass it without them: {setting}={bare}"
+            )
+        if "," in expanded and any(Path(piece.strip(" '\"")).exists() for piece in expanded.split(",")):
+            # a list, or a sweep
             raise DataError(
                 f"data file not found: {path}; {setting} is one path, commas included, not a list (and -m "
                 f"does not sweep over it): put the files in one folder or name them by a glob "
