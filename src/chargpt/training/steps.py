@@ -39,9 +39,7 @@ def planned_total_steps(max_steps: int, max_epochs: int | None, per_epoch: int) 
         raise ConfigError(
             f"trainer.max_epochs={max_epochs} must be a number of epochs (or -1 to count steps)"
         )
-    limits = [max_steps] if max_steps >= 0 else []
-    if max_epochs is not None and max_epochs >= 0:
-        limits.append(max_epochs * per_epoch)
+    limits = step_limits(max_steps, max_epochs, per_epoch)
     if not limits:
         raise ConfigError(
             f"trainer.max_steps=-1 and trainer.max_epochs={'null' if max_epochs is None else max_epochs} "
@@ -49,7 +47,18 @@ def planned_total_steps(max_steps: int, max_epochs: int | None, per_epoch: int) 
             "learning-rate schedule without a length); set trainer.max_steps=N or trainer.max_epochs=N "
             f"(one epoch here is {per_epoch} steps)"
         )
-    return min(limits)
+    return min(limits)[0]
+
+
+def step_limits(max_steps: int | None, max_epochs: int | None, per_epoch: int) -> list[tuple[int, str]]:
+    """The limits that end a run, as (steps, the setting that sets them): trainer.max_steps, and
+    trainer.max_epochs epochs of `per_epoch` steps; -1 or None sets none. The first reached ends it."""
+    limits = []
+    if max_steps is not None and max_steps >= 0:
+        limits.append((max_steps, f"trainer.max_steps={max_steps}"))
+    if max_epochs is not None and max_epochs >= 0:
+        limits.append((max_epochs * per_epoch, f"trainer.max_epochs={max_epochs}"))
+    return limits
 
 
 def set_total_steps(trainer: L.Trainer, steps: int) -> None:

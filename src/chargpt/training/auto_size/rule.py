@@ -16,7 +16,7 @@ from chargpt.training.auto_size.choice import Choice, Estimate
 from chargpt.training.auto_size.ladder import Shape, non_embedding_params, target_tokens_per_param
 from chargpt.training.auto_size.recipe import adamw_lr_for, dropout_for, momentum_for, weight_decay_for
 from chargpt.training.budget_plan import RESERVE_SECONDS, VALIDATION_MARGIN, busy_advice
-from chargpt.training.steps import batches_per_epoch
+from chargpt.training.steps import batches_per_epoch, step_limits
 
 log = logging.getLogger(__package__)  # model=auto's lines keep one name, whichever module logs
 
@@ -89,10 +89,8 @@ class StepCaps:
 
     def of(self, shape: Shape, train_chars: int) -> tuple[int, str] | None:
         """The fewest steps the caps allow `shape` on a text of `train_chars`, and the setting."""
-        caps = [(self.max_steps, f"trainer.max_steps={self.max_steps}")] if self.max_steps is not None else []
-        if self.max_epochs is not None:
-            per_epoch = batches_per_epoch(train_chars, shape.batch_size, shape.block_size)
-            caps.append((self.max_epochs * per_epoch, f"trainer.max_epochs={self.max_epochs}"))
+        per_epoch = batches_per_epoch(train_chars, shape.batch_size, shape.block_size)
+        caps = step_limits(self.max_steps, self.max_epochs, per_epoch)  # the run's own rule
         return min(caps) if caps else None
 
 
