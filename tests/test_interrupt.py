@@ -221,3 +221,5 @@ def test_a_signal_after_the_last_step_skips_the_closing_sample(signum, tmp_path,
     status = json.loads((run / "status.json").read_text())
     assert status["status"] == "finished" and isinstance(status["value"], float)
     assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 2
+    ended = (run / "train.log").read_text().splitlines()[-1]
+    assert ended.endswith("; its closing sample skipped (Ctrl-C or a signal)"), ended

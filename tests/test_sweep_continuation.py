@@ -107,6 +107,8 @@ def test_a_signal_after_a_jobs_last_step_stops_the_sweep(tmp_path: Path, monkeyp
     assert f"continue the sweep (its finished jobs are kept) with: {continue_command(sweep)}" in err
     assert json.loads((sweep / "0" / "status.json").read_text())["status"] == "finished"
     assert not (sweep / "1").exists()
+    ended = (sweep / "0" / "train.log").read_text().splitlines()[-1]
+    assert ended.endswith("; its closing sample skipped (Ctrl-C or a signal)"), ended
 
     monkeypatch.setattr(GracefulInterrupt, "on_train_batch_end", at_step_end)
     code, _, err = run_main(train_cli.main, args, capsys)

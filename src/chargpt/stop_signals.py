@@ -25,3 +25,12 @@ def handling_stop_signals(handler: Callable[[int, FrameType | None], None]) -> I
     finally:
         for s, earlier in originals.items():
             signal.signal(s, earlier)
+
+
+class StoppedAfterLastStep(KeyboardInterrupt):
+    """A stop signal that came after a run's last step: the run finished and was saved, and the
+    command ends without its closing sample (exit 130 or 143, by `signum`, as for any stop)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = int(signum)

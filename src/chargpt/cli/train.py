@@ -24,7 +24,6 @@ from chargpt.cli import CONFIG_PATH
 from chargpt.cli.argv import prints_only
 from chargpt.cli.common import cli_task, naming_removed_settings, quiet_known_warnings, run_main, use_threads
 from chargpt.cli.exits import (
-    Terminated,
     console_outliving_its_reader,
     nothing_to_save_until_training,
     signal_of,
@@ -58,6 +57,7 @@ from chargpt.stop_request import (
     stopping_untrained,
     sweep_process_ended,
 )
+from chargpt.stop_signals import StoppedAfterLastStep
 from chargpt.training.build import build_run
 from chargpt.training.callbacks.budget import TimeBudget
 from chargpt.training.callbacks.checkpointing import best_checkpoint_written
@@ -197,7 +197,7 @@ def _train(cfg: DictConfig, parallel: Path | None) -> float | None:
             skipped = " (no closing sample)" if sample_prompt is not None else ""
             print(f"stopped by {signal.Signals(interrupt.received).name} after the last step: the run "
                   f"finished{skipped}", file=sys.stderr, flush=True)
-            raise Terminated() if interrupt.received == signal.SIGTERM else KeyboardInterrupt()
+            raise StoppedAfterLastStep(interrupt.received)
         if is_multirun() and interrupt is not None and interrupt.received is not None:
             # The signal came after the last step: this job finished, and the sweep stops here.
             print(f"stopped by {signal.Signals(interrupt.received).name} after this job's last step: it "
@@ -205,7 +205,8 @@ def _train(cfg: DictConfig, parallel: Path | None) -> float | None:
             if parallel is not None:  # its result goes back; the sweep's process ends the sweep
                 return metrics.best_val_loss  # (the stop request stands: the signal wrote or read it)
             _print_continue_command("continue the sweep")
-            sys.exit(signal_exit_code(interrupt.received))
+            stop = StoppedAfterLastStep(interrupt.received)
+            raise SystemExit(signal_exit_code(stop.signum)) from stop
         if sample_prompt is not None:
             print_sample(TrainedModel(module.model, datamodule.tokenizer), cfg.sample, sample_prompt)
     return metrics.best_val_loss if metrics is not None else None

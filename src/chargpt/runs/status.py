@@ -24,11 +24,12 @@ from typing import Any
 from omegaconf import DictConfig
 
 from chargpt.distributed import is_rank_zero
-from chargpt.errors import SetupError, first_line, user_error_in
+from chargpt.errors import SetupError, cause_of, first_line, user_error_in
 from chargpt.files import write_json_atomic
 from chargpt.hydra_run import is_multirun, this_launch_resume_config
 from chargpt.run_layout import STATUS_FILE, last_checkpoint, log_handlers_in
 from chargpt.stop_request import JobStopped
+from chargpt.stop_signals import StoppedAfterLastStep
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +133,7 @@ def _note_end(run_dir: str | Path, how: str) -> None:
 
 
 def _stopped_by(err: BaseException) -> str:
-    if _interrupted(err):
+    if _interrupted(err) or cause_of(err, KeyboardInterrupt) is not None:
         return "Ctrl-C or a signal"
     return "its output's reader closed the pipe" if isinstance(err, BrokenPipeError) else type(err).__name__
 
@@ -150,8 +151,9 @@ def record_status(task: Callable[[DictConfig], float | None]) -> Callable[[DictC
         try:
             result = task(cfg)
         except BaseException as err:
-            if _has_trained(run_dir):  # trained and recorded finished: stopped during its sample
-                _note_end(run_dir, f"{_finished(_trained_to(run_dir))}; its closing sample was stopped "
+            if _has_trained(run_dir):  # trained and recorded finished: stopped after its last step
+                sample = "skipped" if cause_of(err, StoppedAfterLastStep) is not None else "was stopped"
+                _note_end(run_dir, f"{_finished(_trained_to(run_dir))}; its closing sample {sample} "
                                    f"({_stopped_by(err)})")
                 raise
             if isinstance(err, JobStopped) and not has_started(run_dir):
