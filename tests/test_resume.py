@@ -17,7 +17,8 @@ from chargpt.checkpoints import RESUME_STATE_KEY
 from chargpt.cli.train import main as train_main
 from chargpt.errors import CheckpointError
 from chargpt.model import ModelConfig
-from chargpt.runs.resume import launch_cwd, resume_command
+from chargpt.run_layout import launch_cwd
+from chargpt.runs.resume import resume_command
 from chargpt.training.resume_checks import check_resumable
 from conftest import StepHook, bare_train_args, in_hydra_run, make_checkpoint, run_main, write_corpus
 

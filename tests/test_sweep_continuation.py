@@ -189,3 +189,30 @@ def test_a_single_run_goes_into_a_sweeps_folder_only_as_one_of_its_jobs(tmp_path
     assert f"error: the job folder {sweep / '1'} holds a single run (" in err
     assert "move that run out of the sweep's folder, then continue the sweep again" in err
     assert _files(sweep / "1") == stray
+
+
+@pytest.mark.slow  # a sweep of two tiny jobs, continued twice
+def test_a_sweep_named_with_relative_files_continues_from_anywhere(tmp_path: Path, monkeypatch, capsys) -> None:
+    # The command an interruption prints names the sweep's files from where it was launched, as a
+    # run's resume command does: typed from another folder, it reads the same text. The sweep's
+    # relative command typed there names another file, and is refused as another sweep.
+    launched_in, elsewhere = tmp_path / "my texts", tmp_path / "elsewhere"
+    launched_in.mkdir()
+    elsewhere.mkdir()
+    write_corpus(launched_in / "small é.txt")
+    sweep = tmp_path / "sweep"
+    monkeypatch.chdir(launched_in)
+    args = ["-m", *bare_train_args(Path("small é.txt"), None, f"hydra.sweep.dir={sweep}", "trainer.max_steps=2",
+                                   "seed=1,2")]
+    code, _, err = run_main(train_cli.main, args, capsys)
+    assert code == 0, err
+    shutil.rmtree(sweep / "1")  # as a sweep stopped before its second job leaves it
+
+    monkeypatch.chdir(elsewhere)
+    command = shlex.split(continue_command(sweep))
+    assert f"data.path={launched_in / 'small é.txt'}" in command
+    code, _, err = run_main(train_cli.main, args, capsys)
+    assert code == 2 and "already holds runs of an earlier sweep (0) with other settings" in err, err
+    code, _, err = run_main(train_cli.main, command[1:], capsys)
+    assert code == 0, err
+    assert json.loads((sweep / "1" / "status.json").read_text())["status"] == "finished"

@@ -8,6 +8,7 @@ in the composed config as exactly the text given; `literal_value` reads such a v
 
 from __future__ import annotations
 
+import os
 import re
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -16,6 +17,9 @@ from hydra.errors import HydraException
 from omegaconf import OmegaConf
 
 _PARSER = OverridesParser.create()
+# The folders data is read from and runs go under (an MLflow store, a new run's dated folder):
+# named relative to where the run was launched, like a data file.
+LAUNCH_FOLDERS = ("paths.data_dir", "paths.output_root")
 
 
 def omegaconf_literal(text: str) -> str:
@@ -97,3 +101,22 @@ def is_path_key(key: str) -> bool:
     last = key.rsplit(".", 1)[-1]
     return key in ("ckpt_path", "init_from", "out", "data.name") or (
         key.startswith("data.") and last.endswith("path"))
+
+
+def absolute_override(typed: str, cwd: str | None) -> str:
+    """A typed override whose file or folder is named relative to `cwd` (where it was launched),
+    named absolute: a command that works from anywhere. Anything else stays as typed."""
+    setting, _, value = typed.partition("=")
+    key = override_key(typed)
+    # A folder's value may be an interpolation (`${oc.env:DATA}`), kept as typed; a file's is literal.
+    folder = key in LAUNCH_FOLDERS and not value.startswith("${")
+    named = folder or (is_path_key(key) and key != "data.name")
+    if cwd is None or not named or not value or value.lower() == "null":
+        return typed
+    return f"{setting}={os.path.join(cwd, value)}"  # an absolute value stays as it is
+
+
+def launched_from(overrides: list[str], cwd: str | None) -> list[str]:
+    """Recorded overrides as typed, with their files and folders named from `cwd` (where they were
+    launched): two launches name the same files where these are equal."""
+    return [absolute_override(as_typed(o), cwd) for o in overrides]

@@ -77,6 +77,15 @@ def read_launch(config_dir: Path) -> Any:
     return OmegaConf.load(config_dir / HYDRA_FILE).hydra
 
 
+def launch_cwd(config_dir: Path) -> str | None:
+    """Where a launch was made from, as the Hydra record in `config_dir` (a run's `.hydra`, or a
+    resume's `.hydra/resume-*`) says."""
+    try:
+        return str(read_launch(config_dir).runtime.cwd)
+    except Exception:
+        return None
+
+
 def launched_with(run_dir: Path, group: str) -> str | None:
     """The option of a config group (experiment=NAME, optimizer=NAME) a run was launched with, as
     Hydra recorded it; None when unrecorded or unreadable."""

@@ -36,11 +36,11 @@ from chargpt.inference import TrainedModel
 from chargpt.metric_names import TRAIN_LOSS
 from chargpt.model.sampling import check_sampling
 from chargpt.overrides import override_key
-from chargpt.run_layout import CONFIG_DIR, run_dir_of
+from chargpt.run_layout import CONFIG_DIR, launch_cwd, run_dir_of
 from chargpt.runs.claims import claim_job
 from chargpt.runs.continuation import continued_job, forget_unstarted_job, keep_finished_jobs
 from chargpt.runs.directory import check_run_dir
-from chargpt.runs.resume import launch_cwd, resume_command, resume_overrides, this_process_environment
+from chargpt.runs.resume import resume_command, resume_overrides, this_process_environment
 from chargpt.runs.status import (
     forget_this_resume,
     has_started,

@@ -27,12 +27,14 @@ from omegaconf import DictConfig, OmegaConf
 
 from chargpt.errors import SetupError
 from chargpt.hydra_run import as_written, this_launch_resume_config
+from chargpt.overrides import launched_from
 from chargpt.run_layout import (
     CONFIG_DIR,
     LOG_FILE,
     OVERRIDES_FILE,
     RESUME_PREFIX,
     last_checkpoint,
+    launch_cwd,
     read_launch,
     read_overrides,
     read_status,
@@ -128,7 +130,9 @@ def _earlier_job(run_dir: Path) -> bool:
     if not in_continued_sweep() or this_launch_resume_config(run_dir) is None:
         return False
     now = as_written(HydraConfig.get().overrides.task)
-    if (first := first_overrides(run_dir)) != now:
+    first = first_overrides(run_dir)  # (relative files compared as named from where each was launched)
+    here = HydraConfig.get().runtime.cwd
+    if first is None or launched_from(first, launch_cwd(run_dir / CONFIG_DIR)) != launched_from(now, here):
         forget_this_resume(run_dir)  # a refused launch leaves nothing
         settings = " ".join(first or ["none"])
         if _launched_alone(run_dir):  # put there by hand, or by a version that did not refuse it

@@ -334,7 +334,7 @@ class RunDirGuard(Callback):
                     "(hydra.sweeper.storage) goes on with new trials drawn from its storage: run the same "
                     "command with a new hydra.sweep.dir, or without one"
                 )
-            if earlier and recorded_identity(sweep_dir) == sweep_identity(config.hydra.overrides):
+            if earlier and recorded_identity(sweep_dir) == sweep_identity(config.hydra):
                 _continue_sweep(config, sweep_dir)
             elif earlier:
                 command = continue_command(sweep_dir)

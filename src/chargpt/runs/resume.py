@@ -14,16 +14,19 @@ from hydra.core.hydra_config import HydraConfig
 
 from chargpt.data.sources.paths import expand_path
 from chargpt.hydra_run import task_overrides
-from chargpt.overrides import as_typed, hydra_quoted, is_path_key, literal_value, override_key
-from chargpt.run_layout import CONFIG_DIR, OVERRIDES_FILE, holds_run, read_launch, run_dir_of
+from chargpt.overrides import (
+    absolute_override,
+    as_typed,
+    hydra_quoted,
+    literal_value,
+    override_key,
+)
+from chargpt.run_layout import CONFIG_DIR, OVERRIDES_FILE, holds_run, run_dir_of
 from chargpt.runs.continuation import resume_subdir
 
 CKPT_PATH = ("ckpt_path=", "+ckpt_path=", "++ckpt_path=")
 # Overrides that launch a search: a trial continues as one run, with the values it was given.
 SEARCH_GROUPS = ("hparams_search",)
-# The folders data is read from and runs go under (an MLflow store, a new run's dated folder):
-# named relative to where the run was launched, like a data file.
-LAUNCH_FOLDERS = ("paths.data_dir", "paths.output_root")
 
 
 def resume_command(
@@ -37,7 +40,7 @@ def resume_command(
     if overrides is None and HydraConfig.initialized():
         overrides, cwd = task_overrides(), HydraConfig.get().runtime.cwd
         environment = this_process_environment()
-    kept = [_absolute(o if typed else as_typed(o), cwd) for o in overrides or []
+    kept = [absolute_override(o if typed else as_typed(o), cwd) for o in overrides or []
             if not o.startswith(CKPT_PATH) and override_key(o) not in SEARCH_GROUPS]
     return " ".join([*environment, shlex.join(["chargpt-train", *kept, f"ckpt_path={run_dir}"])])
 
@@ -48,26 +51,6 @@ def this_process_environment() -> list[str]:
     would need a login, and log the rest of its run apart from its first part."""
     mode = os.environ.get("WANDB_MODE")
     return [f"WANDB_MODE={shlex.quote(mode)}"] if mode else []
-
-
-def _absolute(typed: str, cwd: str | None) -> str:
-    setting, _, value = typed.partition("=")
-    key = override_key(typed)
-    # A folder's value may be an interpolation (`${oc.env:DATA}`), kept as typed; a file's is literal.
-    folder = key in LAUNCH_FOLDERS and not value.startswith("${")
-    named = folder or (is_path_key(key) and key != "data.name")
-    if cwd is None or not named or not value or value.lower() == "null":
-        return typed
-    return f"{setting}={os.path.join(cwd, value)}"  # an absolute value stays as it is
-
-
-def launch_cwd(config_dir: Path) -> str | None:
-    """Where a launch was made from, as the Hydra record in `config_dir` (a run's `.hydra`, or a
-    resume's `.hydra/resume-*`) says."""
-    try:
-        return str(read_launch(config_dir).runtime.cwd)
-    except Exception:
-        return None
 
 
 def resume_overrides(argv: list[str]) -> list[str]:

@@ -25,13 +25,13 @@ from chargpt.run_layout import (
     BUDGET_FILE,
     METRICS_FILE,
     NotOverrides,
+    launch_cwd,
     overrides_files,
     read_overrides,
     read_status,
     saved_config,
     state_of,
 )
-from chargpt.runs.resume import launch_cwd
 
 SEED = "seed"
 AUTO_SHAPE = "auto_shape"  # the shape model=auto chose (budget.json), beside the settings

@@ -8,8 +8,8 @@ import shlex
 from pathlib import Path
 from typing import Any
 
-from chargpt.run_layout import last_checkpoint, overrides_files, read_overrides
-from chargpt.runs.resume import launch_cwd, resume_command
+from chargpt.run_layout import last_checkpoint, launch_cwd, overrides_files, read_overrides
+from chargpt.runs.resume import resume_command
 from chargpt.runs.run_rows import counted
 from chargpt.runs.sweep_record import continue_command, planned_jobs, recorded_sweep, stored_study, sweep_of
 

@@ -13,7 +13,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from chargpt.hydra_run import as_written
-from chargpt.overrides import as_typed, is_sweep, override_key
+from chargpt.overrides import is_sweep, launched_from, override_key
 from chargpt.run_layout import SWEEP_CONFIG
 
 CONTINUED = "CHARGPT_SWEEP_CONTINUED"  # set (through hydra.job.env_set) for each job of a continued sweep
@@ -36,10 +36,13 @@ def _command(overrides: DictConfig, leave_out: tuple[str, ...]) -> list[str]:
     return [o for o in given if not o.startswith(leave_out)]
 
 
-def sweep_identity(overrides: DictConfig) -> list[str]:
-    """The overrides that say which jobs a sweep runs and what they train (hydra.overrides of its
-    config): the task's, and Hydra's such as hydra.sweep.subdir or a search's space."""
-    return _command(overrides, _ADDED + _HOW_LAUNCHED)
+def sweep_identity(hydra: DictConfig) -> list[str]:
+    """The overrides that say which jobs a sweep runs and what they train (of its config's `hydra`
+    node): the task's, and Hydra's such as hydra.sweep.subdir or a search's space; files and
+    folders named absolute, from where it was launched (the same command from elsewhere names
+    other files)."""
+    cwd = OmegaConf.select(hydra, "runtime.cwd", default=None)
+    return launched_from(_command(hydra.overrides, _ADDED + _HOW_LAUNCHED), cwd)
 
 
 def recorded_sweep(sweep_dir: Path) -> DictConfig | None:
@@ -53,7 +56,7 @@ def recorded_sweep(sweep_dir: Path) -> DictConfig | None:
 def recorded_identity(sweep_dir: Path) -> list[str] | None:
     """sweep_identity of the sweep recorded in `sweep_dir`; None when it records none."""
     recorded = recorded_sweep(sweep_dir)
-    return None if recorded is None else sweep_identity(recorded.overrides)
+    return None if recorded is None else sweep_identity(recorded)
 
 
 def stored_study(hydra: DictConfig) -> bool:
@@ -75,7 +78,8 @@ def continue_command(sweep_dir: Path) -> str | None:
     (a stored study: in a new one)."""
     if (recorded := recorded_sweep(sweep_dir)) is None:
         return None
-    overrides = [as_typed(o) for o in _command(recorded.overrides, _ADDED)]
+    cwd = OmegaConf.select(recorded, "runtime.cwd", default=None)  # relative files: from there
+    overrides = launched_from(_command(recorded.overrides, _ADDED), cwd)
     where = [] if stored_study(recorded) else [f"hydra.sweep.dir={sweep_dir.resolve()}"]
     return shlex.join(["chargpt-train", "-m", *overrides, *where])
 
