@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from chargpt.cli.train import main as train_main
-from conftest import bare_train_args, run_main, write_corpus
+from conftest import StepHook, bare_train_args, run_main, write_corpus
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
@@ -223,3 +223,26 @@ def test_a_signal_after_the_last_step_skips_the_closing_sample(signum, tmp_path,
     assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 2
     ended = (run / "train.log").read_text().splitlines()[-1]
     assert ended.endswith("; its closing sample skipped (Ctrl-C or a signal)"), ended
+
+
+def test_a_run_started_with_ctrl_c_ignored_ignores_it_throughout(tmp_path, monkeypatch, capsys) -> None:
+    # A script's `chargpt-train ... &` starts the run with SIGINT ignored, so that a Ctrl-C meant for
+    # the script leaves it running. It was ignored while the run was built, then taken over by the
+    # training loop's handler (a Ctrl-C to the script then stopped the run). It stays ignored, and
+    # SIGTERM stops the run as ever.
+    import chargpt.stop_signals as stop_signals
+
+    monkeypatch.setattr(stop_signals, "_IGNORED_BY_STARTER", frozenset({signal.SIGINT}), raising=False)
+    earlier = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        hook = StepHook(monkeypatch)
+        hook.send_signal_at(2, signal.SIGINT)
+        hook.send_signal_at(3, signal.SIGTERM)
+        run = tmp_path / "run"
+        args = bare_train_args(write_corpus(tmp_path / "corpus.txt"), run, "trainer.max_steps=6")
+        code, _, err = run_main(train_main, args, capsys)
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN  # left as it was found
+    finally:
+        signal.signal(signal.SIGINT, earlier)
+    assert code == 143, err
+    assert "SIGINT" not in err and "stopped by SIGTERM after step 3" in err

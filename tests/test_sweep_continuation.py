@@ -192,7 +192,8 @@ def test_a_single_run_goes_into_a_sweeps_folder_only_as_one_of_its_jobs(tmp_path
 
 
 @pytest.mark.slow  # a sweep of two tiny jobs, continued twice
-def test_a_sweep_named_with_relative_files_continues_from_anywhere(tmp_path: Path, monkeypatch, capsys) -> None:
+def test_a_sweep_named_with_relative_files_continues_from_anywhere(tmp_path: Path, monkeypatch,
+                                                                   capsys) -> None:
     # The command an interruption prints names the sweep's files from where it was launched, as a
     # run's resume command does: typed from another folder, it reads the same text. The sweep's
     # relative command typed there names another file, and is refused as another sweep.
@@ -202,8 +203,8 @@ def test_a_sweep_named_with_relative_files_continues_from_anywhere(tmp_path: Pat
     write_corpus(launched_in / "small é.txt")
     sweep = tmp_path / "sweep"
     monkeypatch.chdir(launched_in)
-    args = ["-m", *bare_train_args(Path("small é.txt"), None, f"hydra.sweep.dir={sweep}", "trainer.max_steps=2",
-                                   "seed=1,2")]
+    args = ["-m", *bare_train_args(Path("small é.txt"), None, f"hydra.sweep.dir={sweep}",
+                                   "trainer.max_steps=2", "seed=1,2")]
     code, _, err = run_main(train_cli.main, args, capsys)
     assert code == 0, err
     shutil.rmtree(sweep / "1")  # as a sweep stopped before its second job leaves it

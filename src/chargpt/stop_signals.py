@@ -10,14 +10,24 @@ from collections.abc import Callable, Iterator
 from types import FrameType
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+# The stop signals this process's starter ignores, as this module is first imported (before any
+# handler of chargpt's): a script's `cmd &` starts `cmd` with Ctrl-C's SIGINT ignored, so that a
+# Ctrl-C meant for the script leaves it running. They stay ignored throughout, as Python leaves them.
+_IGNORED_BY_STARTER = frozenset(s for s in STOP_SIGNALS if signal.getsignal(s) is signal.SIG_IGN)
+
+
+def handled_stop_signals() -> tuple[signal.Signals, ...]:
+    """The stop signals a handler of chargpt's may take over: those its starter does not ignore."""
+    return tuple(s for s in STOP_SIGNALS if s not in _IGNORED_BY_STARTER)
 
 
 @contextlib.contextmanager
 def handling_stop_signals(handler: Callable[[int, FrameType | None], None]) -> Iterator[None]:
     """`handler` for SIGINT and SIGTERM while the block runs, the earlier handlers after it (only
-    the main thread may set handlers: elsewhere the block runs with none changed)."""
+    the main thread may set handlers: elsewhere the block runs with none changed; a signal the
+    process's starter ignores stays ignored)."""
     main_thread = threading.current_thread() is threading.main_thread()
-    originals = {s: signal.getsignal(s) for s in STOP_SIGNALS} if main_thread else {}
+    originals = {s: signal.getsignal(s) for s in handled_stop_signals()} if main_thread else {}
     for s in originals:
         signal.signal(s, handler)
     try:

@@ -27,7 +27,7 @@ from lightning.pytorch.callbacks import Callback
 from chargpt.distributed import is_rank_zero
 from chargpt.errors import signal_exit_code
 from chargpt.stop_request import request_stop, requested_stop, sweep_process_ended
-from chargpt.stop_signals import STOP_SIGNALS
+from chargpt.stop_signals import STOP_SIGNALS, handled_stop_signals
 from chargpt.training.callbacks.checkpointing import last_checkpoint_path, latest_checkpoint_written
 from chargpt.training.steps import is_last_step
 
@@ -119,7 +119,7 @@ class GracefulInterrupt(Callback):
         self.received, self._last_step, self._finishing = None, trainer.global_step, False
         self._trainer = trainer
         if threading.current_thread() is threading.main_thread():
-            for s in STOP_SIGNALS:
+            for s in handled_stop_signals():  # (one the run's starter ignores stays ignored)
                 signal.signal(s, self._handle)
 
     def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
