@@ -585,6 +585,23 @@ def test_multirun_with_subprocess_ddp_is_refused(swept, files, monkeypatch, caps
 
 
 
+@pytest.mark.parametrize("multirun", [False, True], ids=["run", "sweep"])
+@pytest.mark.parametrize("strategy", ["ddp_spawn", "ddp_fork", "ddp_notebook"])
+def test_a_strategy_that_trains_in_child_processes_is_refused(strategy, multirun, files, capsys):
+    # Lightning's multiprocessing launcher trains in child processes: the datamodule's memory-mapped
+    # text does not pickle into them (a traceback), and the command's own ending (its result,
+    # closing sample, resume command) would not reach them.
+    where = files["tmp"] / "runs"
+    args = bare_train_args(files["corpus"], None, "trainer.accelerator=cpu", "trainer.devices=2",
+                           f"+trainer.strategy={strategy}",
+                           f"hydra.sweep.dir={where}" if multirun else f"hydra.run.dir={where}")
+    code, out, err = run_main(train_cli.main, ["-m", *args] if multirun else args, capsys)
+    _assert_one_error_line(code, out, err, f"trainer.strategy={strategy} trains in child processes, which "
+                           "chargpt-train does not support: use trainer.strategy=ddp")
+    assert ("in a single run (not -m)" in err) == multirun
+    assert not where.exists()
+
+
 @pytest.mark.parametrize("trials", ["0", "-1"])
 def test_a_search_of_no_trials_is_refused_before_any_folder(trials, files, monkeypatch, capsys):
     # Optuna's sweeper would run nothing, then fail with a traceback: no best of no trials.

@@ -174,9 +174,7 @@ def _train(cfg: DictConfig, parallel: Path | None) -> float | None:
         sys.exit(stop.exit_code)
 
     metrics = next((c for c in trainer.callbacks if isinstance(c, RunMetrics)), None)
-    # trainer.datamodule is None after a *_spawn strategy: training ran in child processes, and
-    # rank 0's metrics.json holds the figures.
-    if is_rank_zero() and metrics is not None and trainer.datamodule is not None:
+    if is_rank_zero() and metrics is not None:
         m = metrics.final(trainer, module)  # as metrics.json says
         log.info(
             "step %d: val loss %s (best %s), %.0f s, %.0f tokens/s; run dir %s",

@@ -105,10 +105,19 @@ def check_trainer_numbers(trainer_cfg: DictConfig, finetuning: bool = False) -> 
 
 def check_launch(cfg: DictConfig, in_sweep: bool | None = None) -> None:
     """Lightning's `ddp` starts each extra rank by re-running the command line: inside a Hydra
-    multirun that re-runs the sweep, and the ranks silently train different configs. `in_sweep`:
-    whether `cfg` is a sweep's job (None: whether this command is a multirun)."""
+    multirun that re-runs the sweep, and the ranks silently train different configs. Its spawn
+    and fork strategies are refused everywhere. `in_sweep`: whether `cfg` is a sweep's job (None:
+    whether this command is a multirun)."""
     strategy = str(cfg.trainer.get("strategy", "auto"))
-    relaunches = strategy.startswith("ddp") and not any(k in strategy for k in ("spawn", "fork", "notebook"))
+    if any(k in strategy for k in ("spawn", "fork", "notebook")):
+        # Lightning's multiprocessing launcher: the run trains in child processes, which the run's
+        # own ending (its result, closing sample, resume command) does not reach.
+        raise SetupError(
+            f"trainer.strategy={strategy} trains in child processes, which chargpt-train does not "
+            "support: use trainer.strategy=ddp, which starts each rank as a copy of the command"
+            + (", in a single run (not -m)" if (is_multirun() if in_sweep is None else in_sweep) else "")
+        )
+    relaunches = strategy.startswith("ddp")
     # Under SLURM (the submitit launcher) or torchrun the cluster starts every rank itself.
     external = SLURMEnvironment.detect() or TorchElasticEnvironment.detect()
     if relaunches and (is_multirun() if in_sweep is None else in_sweep) and not external:
