@@ -9,6 +9,7 @@ import importlib.util
 import io
 import os
 import random
+import re
 import signal
 import sys
 from collections.abc import Callable, Iterator
@@ -303,3 +304,15 @@ def in_hydra_run(overrides: list[str]) -> Iterator[None]:
         yield
     finally:
         HydraConfig.instance().cfg = None
+
+
+# A Markdown code block: its language and its text.
+FENCE = re.compile(r"^ *```(\w*)\n(.*?)^ *```", re.S | re.M)
+
+
+def fenced_blocks(path: Path, language: str) -> Iterator[tuple[int, str]]:
+    """The `language` code blocks of a Markdown file: (the line it starts on, its text)."""
+    text = path.read_text(encoding="utf-8")
+    for match in FENCE.finditer(text):
+        if match.group(1) == language:
+            yield text.count("\n", 0, match.start(2)) + 1, match.group(2)

@@ -26,12 +26,13 @@ from chargpt.inference import TrainedModel, load_export
 from chargpt.model import ModelConfig, build_model
 from chargpt.model.config import ACTIVATIONS, ARCHS, NORMS, POS_ENCODINGS
 from chargpt.model_card import ModelCard, card_for
-from conftest import lacks, load_script, run_cli, run_main, train_args
+from conftest import fenced_blocks, lacks, load_script, run_cli, run_main, train_args
 
 NO_EXTRA = "the export extra is not installed: pip install -e '.[export]'"
 pytestmark = pytest.mark.skipif(lacks("onnxruntime", "onnxscript", "safetensors"), reason=NO_EXTRA)
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "onnx_generate.py"
+GUIDE = Path(__file__).resolve().parents[1] / "docs" / "serving-and-export.md"
 VOCAB = list("\n !',.:;?abcdefghijklmnopqrstuvwxyzéè😀")
 SMALL = dict(n_layer=2, n_head=2, n_embd=32, block_size=16)
 # Each value of every architecture option appears in at least one case (checked below), mixed so
@@ -205,6 +206,30 @@ def test_onnx_greedy_text_equals_chargpt_without_pytorch(
     result = subprocess.run([sys.executable, "-c", missing], capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and result.stdout == "" and "Traceback" not in result.stderr
     assert result.stderr.startswith(f"error: {tmp_path / 'no export'} is not an export folder")
+
+
+def test_the_guides_onnx_recipe_runs_as_written_where_text_is_not_utf8(tmp_path: Path) -> None:
+    # The guide's lines of plain Python, copied as they are, run without chargpt or PyTorch and print
+    # chargpt's most likely next character: also where the locale's encoding is not UTF-8 (a C
+    # locale here, Windows' cp1252 elsewhere), since config.json holds the vocabulary's accents and
+    # emoji as UTF-8. `open()` without an encoding read it in the locale's and failed.
+    (recipe,) = [code for _, code in fenced_blocks(GUIDE, "python") if "onnxruntime" in code]
+    trained = small_model("learned-gelu-layernorm-tied")
+    export_model(trained, card(trained), "onnx", tmp_path / "exports" / "shakespeare-onnx")
+    prompt = "café 😀"  # the test vocabulary's letters
+    assert '"ROMEO:"' in recipe
+    script = tmp_path / "recipe.py"
+    script.write_text("import sys; sys.modules['torch'] = None\n" + recipe.replace('"ROMEO:"', repr(prompt)),
+                      encoding="utf-8")
+    ascii_locale = {"LC_ALL": "C", "PYTHONCOERCECLOCALE": "0", "PYTHONUTF8": "0", "PYTHONIOENCODING": "utf-8"}
+    result = subprocess.run(
+        [sys.executable, "-X", "utf8=0", str(script)], cwd=tmp_path, env={**os.environ, **ascii_locale},
+        capture_output=True, text=True, encoding="utf-8", timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    with torch.inference_mode():
+        logits = trained.model(torch.tensor([trained.tokenizer.encode(prompt)]))[0]
+    assert result.stdout == VOCAB[int(logits[0, -1].argmax())] + "\n"
 
 
 @pytest.mark.parametrize(("args", "message"), [

@@ -33,7 +33,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
-from conftest import run_cli, train_args
+from conftest import FENCE, fenced_blocks, run_cli, train_args
 
 ROOT = Path(__file__).parents[1]
 README = ROOT / "README.md"
@@ -42,7 +42,6 @@ GUIDES = sorted(p for p in (ROOT / "docs").glob("*.md") if p.name not in ("BENCH
 DOCS = [README, *GUIDES]
 README_MAX_BYTES = 12 * 1024
 
-FENCE = re.compile(r"^ *```(\w*)\n(.*?)^ *```", re.S | re.M)
 INLINE_COMMAND = re.compile(r"`(chargpt-(?:train|sample|eval|export|serve) [^`]*)`")
 ENV_ASSIGNMENT = re.compile(r"^[A-Z_][A-Z0-9_]*=")
 HYDRA_CONFIG = {
@@ -87,13 +86,6 @@ class Command:
     @property
     def argv(self) -> list[str]:
         return shlex.split(self.text)
-
-
-def fenced_blocks(path: Path, language: str) -> Iterator[tuple[int, str]]:
-    text = path.read_text()
-    for match in FENCE.finditer(text):
-        if match.group(1) == language:
-            yield text.count("\n", 0, match.start(2)) + 1, match.group(2)
 
 
 def where(path: Path) -> str:
