@@ -189,6 +189,23 @@ def test_streaming_sends_chunks_then_done_with_the_same_text(url: str) -> None:
     assert texts == [c["text"] for c in complete(url, **body)["choices"]]
 
 
+def test_a_line_separator_in_the_text_stays_inside_its_streamed_event(tmp_path: Path) -> None:
+    # U+0085, U+2028 and U+2029 end a line for Python's str.splitlines, and so for httpx's
+    # iter_lines and the clients that read a stream with it: sent as themselves, they cut an
+    # event's JSON in two. A model trained on text that has them generates them.
+    separators = "\x85\u2028\u2029"
+    run = write_checkpoint(tmp_path / "separators", ModelConfig(arch="bigram", block_size=8),
+                           vocab=sorted("ab" + separators))
+    body = dict(prompt="a", max_tokens=100, seed=0)
+    with serving(run) as (url, _):
+        events = read_events(url, **body)
+        expected = complete(url, **body)["choices"][0]["text"]
+    assert set(separators) <= set(expected)
+    assert events[-1] == "data: [DONE]"
+    chunks = [json.loads(e.removeprefix("data: ")) for e in events[:-1]]
+    assert "".join(c["choices"][0]["text"] for c in chunks) == expected
+
+
 def test_the_openai_client_works_unchanged(url: str) -> None:
     import openai
 

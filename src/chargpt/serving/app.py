@@ -75,8 +75,16 @@ async def disconnected(request: Request) -> None:
         pass
 
 
+# Characters that end a line for str.splitlines (and so for httpx's iter_lines and the clients that
+# read a stream with it) which JSON leaves as they are: sent raw, one would cut an event in two.
+_LINE_BREAKS_JSON_KEEPS = str.maketrans({"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"})
+
+
 def sse(data: dict[str, Any] | str) -> str:
-    return f"data: {data if isinstance(data, str) else json.dumps(data, ensure_ascii=False)}\n\n"
+    """One server-sent event: a single line of JSON (accents and emoji as UTF-8, readable)."""
+    if not isinstance(data, str):
+        data = json.dumps(data, ensure_ascii=False).translate(_LINE_BREAKS_JSON_KEEPS)
+    return f"data: {data}\n\n"
 
 
 class Completion:
