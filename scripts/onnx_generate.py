@@ -9,6 +9,7 @@ window, the window restarts at the newest block_size // 2 characters. Sampling d
 generator, so its text differs from chargpt-sample's for the same seed. The prompt is read as
 chargpt-sample reads it: Windows line endings and accents or Korean syllables written as separate
 code points are rewritten the vocabulary's way, with a note, when that leaves no unknown character.
+A standard output whose encoding cannot write the vocabulary is refused (PYTHONIOENCODING=utf-8).
 """
 
 from __future__ import annotations
@@ -97,6 +98,22 @@ def read_prompt(prompt: str, vocab: Collection[str]) -> str:
     return written
 
 
+def check_output(vocab: Collection[str]) -> None:
+    """Refuse, before any text, a standard output whose encoding cannot write every character the
+    model may generate (a redirected output on Windows is cp1252; a Latin-1 locale): else a
+    traceback would end the text halfway."""
+    encoding, errors = sys.stdout.encoding or "utf-8", sys.stdout.errors or "strict"
+    unwritable = []
+    for char in vocab:
+        try:
+            char.encode(encoding, errors)
+        except UnicodeEncodeError:
+            unwritable.append(char)
+    if unwritable:
+        fail(f"standard output's encoding ({encoding}) cannot write the model's characters "
+             f"{describe(unwritable)}; set PYTHONIOENCODING=utf-8 (or run python -X utf8) to write UTF-8")
+
+
 def generate(
     session: ort.InferenceSession, config: dict, prompt: str, max_new_tokens: int,
     temperature: float = 0.0, top_k: int | None = None, seed: int | None = None,
@@ -155,6 +172,7 @@ def main() -> None:
     if args.seed is not None and args.seed < 0:
         fail(f"--seed {args.seed} must be >= 0 (NumPy's seeds)")
     session, config = load(args.export_dir)
+    check_output(config["vocab"])
     if args.prompt is None:  # as chargpt-sample starts (any text can be trained on, one without newlines too)
         args.prompt = "\n" if "\n" in config["vocab"] else config["vocab"][0]
     args.prompt = read_prompt(args.prompt, config["vocab"])

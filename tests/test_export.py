@@ -208,14 +208,25 @@ def test_onnx_greedy_text_equals_chargpt_without_pytorch(
     assert result.stderr.startswith(f"error: {tmp_path / 'no export'} is not an export folder")
 
 
-def test_the_guides_onnx_recipe_runs_as_written_where_text_is_not_utf8(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def onnx_export(tmp_path_factory: pytest.TempPathFactory) -> tuple[TrainedModel, Path]:
+    """A model and its ONNX export at exports/shakespeare-onnx, as the guide names it: its
+    vocabulary has accents and an emoji."""
+    trained = small_model("learned-gelu-layernorm-tied")
+    home = tmp_path_factory.mktemp("onnx")
+    export_model(trained, card(trained), "onnx", home / "exports" / "shakespeare-onnx")
+    return trained, home
+
+
+def test_the_guides_onnx_recipe_runs_as_written_where_text_is_not_utf8(
+    onnx_export: tuple[TrainedModel, Path], tmp_path: Path
+) -> None:
     # The guide's lines of plain Python, copied as they are, run without chargpt or PyTorch and print
     # chargpt's most likely next character: also where the locale's encoding is not UTF-8 (a C
     # locale here, Windows' cp1252 elsewhere), since config.json holds the vocabulary's accents and
     # emoji as UTF-8. `open()` without an encoding read it in the locale's and failed.
     (recipe,) = [code for _, code in fenced_blocks(GUIDE, "python") if "onnxruntime" in code]
-    trained = small_model("learned-gelu-layernorm-tied")
-    export_model(trained, card(trained), "onnx", tmp_path / "exports" / "shakespeare-onnx")
+    trained, home = onnx_export
     prompt = "café 😀"  # the test vocabulary's letters
     assert '"ROMEO:"' in recipe
     script = tmp_path / "recipe.py"
@@ -223,13 +234,29 @@ def test_the_guides_onnx_recipe_runs_as_written_where_text_is_not_utf8(tmp_path:
                       encoding="utf-8")
     ascii_locale = {"LC_ALL": "C", "PYTHONCOERCECLOCALE": "0", "PYTHONUTF8": "0", "PYTHONIOENCODING": "utf-8"}
     result = subprocess.run(
-        [sys.executable, "-X", "utf8=0", str(script)], cwd=tmp_path, env={**os.environ, **ascii_locale},
+        [sys.executable, "-X", "utf8=0", str(script)], cwd=home, env={**os.environ, **ascii_locale},
         capture_output=True, text=True, encoding="utf-8", timeout=120,
     )
     assert result.returncode == 0, result.stderr
     with torch.inference_mode():
         logits = trained.model(torch.tensor([trained.tokenizer.encode(prompt)]))[0]
     assert result.stdout == VOCAB[int(logits[0, -1].argmax())] + "\n"
+
+
+def test_onnx_script_refuses_an_output_that_cannot_write_the_models_characters(
+    onnx_export: tuple[TrainedModel, Path],
+) -> None:
+    # A redirected output on Windows writes cp1252, one in a Latin-1 locale Latin-1: the script
+    # printed the prompt, then ended in a traceback at the first character it could not write.
+    out = onnx_export[1] / "exports" / "shakespeare-onnx"
+    command = [sys.executable, str(SCRIPT), str(out), "--prompt", "café", "--max-new-tokens", "5"]
+    result = subprocess.run(command, env={**os.environ, "PYTHONIOENCODING": "ascii"}, capture_output=True,
+                            text=True, encoding="utf-8", errors="backslashreplace", timeout=120)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr == (
+        "error: standard output's encoding (ascii) cannot write the model's characters '\\xe8', '\\xe9', "
+        "'\\U0001f600'; set PYTHONIOENCODING=utf-8 (or run python -X utf8) to write UTF-8\n"
+    )
 
 
 @pytest.mark.parametrize(("args", "message"), [
