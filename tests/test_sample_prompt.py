@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -115,3 +117,36 @@ def test_the_python_api_reads_a_prompt_as_the_command_does() -> None:
     # A misspelt option is generate()'s error, not stream()'s that the caller never called.
     with pytest.raises(TypeError, match=r"generate\(\) got an unexpected keyword argument 'temprature'"):
         trained.generate("thé", temprature=0.5)
+
+
+@pytest.mark.parametrize("errors", ["strict", "replace"])
+def test_an_output_that_cannot_write_the_models_text_is_refused_before_any_text(
+    errors: str, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    # A Latin-1 terminal, or Windows' cp1252 into a file: the first emoji drawn ended the sample
+    # halfway in a UnicodeEncodeError traceback (exit 1); and a run's closing sample so, after the
+    # whole run. Refused before any text (before training), unless the output replaces what it
+    # cannot write.
+    corpus = write_corpus(tmp_path / "emoji.txt", alphabet="ab é😀\n")
+    run = tmp_path / "run"
+    assert run_main(train.main, bare_train_args(corpus, run, "trainer.max_steps=2"), capsys)[0] == 0
+    latin1 = io.TextIOWrapper(io.BytesIO(), encoding="latin-1", errors=errors)
+    monkeypatch.setattr(sys, "stdout", latin1)
+    fix = "set PYTHONIOENCODING=utf-8 (or PYTHONUTF8=1) to write UTF-8"
+    refused = "error: standard output's encoding (latin-1) cannot write the model's characters '😀'"
+    code, _, err = run_main(sample.main, [f"ckpt_path={run}", "prompt=a", "max_new_tokens=40"], capsys)
+    if errors == "strict":
+        assert code == 2 and refused in err and fix in err, err
+        assert latin1.buffer.getvalue() == b""  # nothing written
+    else:
+        assert code == 0, err
+        assert latin1.buffer.getvalue().startswith(b"a")
+
+    again = tmp_path / "again"
+    args = bare_train_args(corpus, again, "trainer.max_steps=2", "sample.max_new_tokens=20")
+    code, _, err = run_main(train.main, args, capsys)
+    if errors == "strict":
+        assert code == 2 and f"{fix}, or sample.max_new_tokens=0 for no closing sample" in err, err
+        assert not again.exists()  # refused before training: nothing left
+    else:
+        assert code == 0, err

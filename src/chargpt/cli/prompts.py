@@ -1,4 +1,5 @@
-"""Prompts for sampling: checked before a run is built, resolved against the model's vocabulary."""
+"""Prompts for sampling: checked before a run is built, resolved against the model's vocabulary;
+and the output the samples are written to, checked before any text."""
 
 from __future__ import annotations
 
@@ -54,3 +55,24 @@ def check_prompt_text(prompt: object, setting: str = "prompt") -> None:
         raise ConfigError(f"{setting} is empty; give at least one character of the model's text, or leave "
                           "it unset for the default")
 
+
+
+def check_output_writes(tokenizer: CharTokenizer, or_else: str = "") -> None:
+    """Refuse, before any text, a standard output whose encoding cannot write every character the
+    model may generate (a Latin-1 locale, Windows' cp1252 into a file): else a traceback ends the
+    text halfway. An output set to replace what it cannot write (PYTHONIOENCODING=ascii:replace)
+    is taken. `or_else`: another way out, said after the fix."""
+    encoding, errors = sys.stdout.encoding or "utf-8", sys.stdout.errors or "strict"
+    unwritable = [c for c in tokenizer.chars if not _writes(c, encoding, errors)]
+    if unwritable:
+        raise ConfigError(f"standard output's encoding ({encoding}) cannot write the model's characters "
+                          f"{describe_chars(unwritable)}, which its samples may hold; set "
+                          f"PYTHONIOENCODING=utf-8 (or PYTHONUTF8=1) to write UTF-8{or_else}")
+
+
+def _writes(char: str, encoding: str, errors: str) -> bool:
+    try:
+        char.encode(encoding, errors)
+        return True
+    except UnicodeEncodeError:
+        return False

@@ -13,7 +13,7 @@ from omegaconf import DictConfig
 from chargpt.checks import check_seed, whole_number, yes_no
 from chargpt.cli import CONFIG_PATH
 from chargpt.cli.common import MODEL_FROM_CHECKPOINT, cli_task, quiet_known_warnings, run_main, use_threads
-from chargpt.cli.prompts import resolve_prompt
+from chargpt.cli.prompts import check_output_writes, resolve_prompt
 from chargpt.errors import ConfigError, exit_on_user_error
 from chargpt.inference import load_with_checkpoint, new_generator, pick_device
 from chargpt.memorization import CopiedSpan, TextIndex
@@ -66,6 +66,7 @@ def _hydra_main(cfg: DictConfig) -> None:
     check_sampling(cfg.temperature, cfg.top_k, cfg.top_p, cfg.max_new_tokens)
     trained, ckpt, file = load_with_checkpoint(cfg.ckpt_path, pick_device(cfg.device))
     prompt = resolve_prompt(cfg.prompt, trained.tokenizer)
+    check_output_writes(trained.tokenizer)
     if len(prompt) > (context := trained.model.block_size):
         # The sampler keeps the newest characters that fit: the rest of the prompt is never read.
         print(f"note: the prompt is {len(prompt):,} characters, more than the model's context of {context}: "

@@ -28,7 +28,7 @@ from chargpt.cli.exits import (
     nothing_to_save_until_training,
     signal_of,
 )
-from chargpt.cli.prompts import check_prompt_text, resolve_prompt
+from chargpt.cli.prompts import check_output_writes, check_prompt_text, resolve_prompt
 from chargpt.distributed import is_rank_zero
 from chargpt.errors import ChargptError, exit_on_user_error, say_stopped_by, signal_exit_code
 from chargpt.hydra_run import is_multirun, plain, task_overrides
@@ -144,6 +144,8 @@ def _train(cfg: DictConfig, parallel: Path | None) -> float | None:
     sample_prompt = None
     if cfg.sample.max_new_tokens > 0:
         sample_prompt = resolve_prompt(cfg.sample.prompt, datamodule.tokenizer, "sample.prompt")
+        if is_rank_zero():  # (which prints it)
+            check_output_writes(datamodule.tokenizer, ", or sample.max_new_tokens=0 for no closing sample")
     if is_rank_zero():
         trainer.callbacks.append(_RecordStart(output_dir))
         for callback in trainer.callbacks:
