@@ -586,6 +586,21 @@ def test_multirun_with_subprocess_ddp_is_refused(swept, files, monkeypatch, caps
 
 
 @pytest.mark.parametrize("multirun", [False, True], ids=["run", "sweep"])
+def test_an_unresolvable_strategy_is_named_before_any_folder(multirun, files, monkeypatch, capsys):
+    # A sweep's check of each job's launch met the ${...} as Hydra's UserWarning, then made the
+    # sweep's folder, and every job failed with "a setting: cannot resolve its ${...}".
+    monkeypatch.delenv("UNSET_STRATEGY", raising=False)
+    where = files["tmp"] / "runs"
+    launch = [f"hydra.sweep.dir={where}", "seed=1,2"] if multirun else [f"hydra.run.dir={where}"]
+    args = bare_train_args(files["corpus"], None, "trainer=ddp_cpu",
+                           "trainer.strategy=${oc.env:UNSET_STRATEGY}", *launch)
+    code, out, err = run_main(train_cli.main, ["-m", *args] if multirun else args, capsys)
+    _assert_one_error_line(code, out, err, "trainer.strategy: cannot resolve its ${...} (\"Environment "
+                           "variable 'UNSET_STRATEGY' not found\"); set trainer.strategy to a plain value")
+    assert not where.exists()
+
+
+@pytest.mark.parametrize("multirun", [False, True], ids=["run", "sweep"])
 @pytest.mark.parametrize("strategy", ["ddp_spawn", "ddp_fork", "ddp_notebook"])
 def test_a_strategy_that_trains_in_child_processes_is_refused(strategy, multirun, files, capsys):
     # Lightning's multiprocessing launcher trains in child processes: the datamodule's memory-mapped

@@ -217,13 +217,15 @@ class SweptSettings(Callback):
 
     @exit_on_user_error
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from chargpt.cli.common import naming_removed_settings  # (common imports this module)
         from chargpt.training.run_checks import check_launch  # multirun only: it imports Lightning
 
         jobs = check_swept_settings(config)
         # A SLURM launcher's jobs start on the cluster, whose environment the job's own check reads.
         if "slurm" not in str(config.hydra.launcher.get("_target_")).lower():
             for job in jobs:
-                check_launch(job, in_sweep=True)
+                with naming_removed_settings():  # trainer.strategy=${oc.env:UNSET}: refused here, once
+                    check_launch(job, in_sweep=True)
 
 
 # The settings that decide how a job starts its processes (trainer=ddp_cpu): each value a sweep

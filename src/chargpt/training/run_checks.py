@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from hydra.core.hydra_config import HydraConfig
 from lightning.fabric.plugins.environments import SLURMEnvironment, TorchElasticEnvironment
-from omegaconf import DictConfig, ListConfig
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from chargpt.checkpoints import resolve_checkpoint
 from chargpt.checks import real_number, shown, whole_number, yes_no
@@ -108,7 +108,7 @@ def check_launch(cfg: DictConfig, in_sweep: bool | None = None) -> None:
     multirun that re-runs the sweep, and the ranks silently train different configs. Its spawn
     and fork strategies are refused everywhere. `in_sweep`: whether `cfg` is a sweep's job (None:
     whether this command is a multirun)."""
-    strategy = str(cfg.trainer.get("strategy", "auto"))
+    strategy = str(OmegaConf.select(cfg, "trainer.strategy", default="auto"))  # (names it if unresolvable)
     if any(k in strategy for k in ("spawn", "fork", "notebook")):
         # Lightning's multiprocessing launcher: the run trains in child processes, which the run's
         # own ending (its result, closing sample, resume command) does not reach.
