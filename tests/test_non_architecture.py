@@ -88,3 +88,17 @@ def test_finetune_refuses_another_width(first, compiled, tmp_path, capsys) -> No
     assert "drop the override model.n_embd=64 (checkpoint: 32)" in line
     assert "compile" not in line and "dropout" not in line
     assert not (tmp_path / "ft" / "checkpoints").exists()
+
+
+def test_a_refused_resume_names_the_values_as_they_are_typed() -> None:
+    # `model.logit_softcap=None` is the text "None" to Hydra, not null: the fix it shows must run.
+    from chargpt.errors import CheckpointError
+    from chargpt.model import ModelConfig
+    from chargpt.training.resume_checks import check_resumable
+
+    trained = ModelConfig(qk_norm=True)
+    ckpt = {"hyper_parameters": {"model": trained.to_dict(), "vocab": ["a", "b"]}}
+    with pytest.raises(CheckpointError) as refused:
+        check_resumable(ckpt, "RUN", ModelConfig(logit_softcap=30.0), ["a", "b"], None)
+    assert ("its model has model.logit_softcap=null, model.qk_norm=true but this run asks for "
+            "model.logit_softcap=30.0, model.qk_norm=false;") in str(refused.value)

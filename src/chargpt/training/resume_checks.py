@@ -17,6 +17,7 @@ from chargpt.checkpoints import (
     stored_corpus,
     stored_split,
 )
+from chargpt.checks import shown
 from chargpt.data.tokenizer import describe_chars
 from chargpt.errors import CheckpointError
 from chargpt.model import ModelConfig
@@ -80,8 +81,9 @@ def check_resumable(
     old, new = model_config(ckpt).architecture(), model.architecture()
     changed = sorted(k for k in old if old[k] != new[k])
     if changed:
-        was = ", ".join(f"model.{k}={old[k]!r}" for k in changed)
-        now = ", ".join(f"model.{k}={new[k]!r}" for k in changed)
+        # As typed on the command line (null, true): Python's None would be the text "None" there.
+        was = ", ".join(f"model.{k}={shown(old[k])}" for k in changed)
+        now = ", ".join(f"model.{k}={shown(new[k])}" for k in changed)
         how = fix or "pass the same model settings as the run that wrote it"
         if isinstance(ckpt["hyper_parameters"].get("auto"), dict):
             how = ("it was sized by model=auto: add model=auto and its budget_seconds, as the resume command "
