@@ -1,3 +1,6 @@
+import dataclasses
+import re
+
 import pytest
 import torch
 
@@ -70,6 +73,20 @@ def test_bigram_reads_logits_from_its_table() -> None:
 def test_invalid_settings_are_clear_errors(settings: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         ModelConfig(**settings)
+
+
+def test_a_setting_added_later_is_checked_by_its_declared_type() -> None:
+    # A new field needs no entry in a list of checks: `model.parallel=abc` would otherwise build a
+    # model that reads the text as true.
+    @dataclasses.dataclass(frozen=True)
+    class Extended(ModelConfig):
+        parallel: bool = False
+        n_groups: int = 1
+
+    with pytest.raises(ConfigError, match=re.escape("model.parallel='abc' must be true or false")):
+        Extended(parallel="abc")
+    with pytest.raises(ConfigError, match=re.escape("model.n_groups=0 must be a whole number >= 1")):
+        Extended(n_groups=0)
 
 
 def test_unknown_setting_is_named() -> None:

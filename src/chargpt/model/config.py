@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
+import typing
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,6 +16,17 @@ BIGRAM_SETTINGS = ("arch", "block_size")  # block_size: the window it trains and
 POS_ENCODINGS = ("learned", "sinusoidal", "rope")
 ACTIVATIONS = ("relu", "gelu", "relu2", "swiglu")
 NORMS = ("layernorm", "rmsnorm")
+# The text settings and the values each takes.
+CHOICES: dict[str, tuple[str, ...]] = {
+    "arch": ARCHS, "pos_encoding": POS_ENCODINGS, "activation": ACTIVATIONS, "norm": NORMS,
+}
+
+
+@functools.cache
+def _type_hints(cls: type) -> dict[str, Any]:
+    """The declared types of a config class's fields (their annotations are text here)."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    return {name: hint for name, hint in typing.get_type_hints(cls).items() if name in names}
 
 
 @dataclass(frozen=True)
@@ -25,7 +38,7 @@ class ModelConfig:
     n_embd: int = 128
     # Not architecture (see `architecture()`): may change on resume and fine-tuning.
     dropout: float = field(default=0.0, metadata={"architecture": False})
-    bias: bool = True  # biases in linear layers and norms
+    bias: bool = True  # biases in linear layers and LayerNorm (RMSNorm has none)
     pos_encoding: str = "learned"
     activation: str = "gelu"
     mlp_ratio: float = 4.0  # hidden width of the feed-forward as a multiple of n_embd
@@ -42,21 +55,23 @@ class ModelConfig:
     compile: bool = field(default=False, metadata={"architecture": False})
 
     def __post_init__(self) -> None:
-        for name, allowed in (
-            ("arch", ARCHS),
-            ("pos_encoding", POS_ENCODINGS),
-            ("activation", ACTIVATIONS),
-            ("norm", NORMS),
-        ):
-            if getattr(self, name) not in allowed:
-                raise ConfigError(f"model.{name}={getattr(self, name)!r} is not one of {', '.join(allowed)}")
-        for name in ("block_size", "n_layer", "n_head", "n_embd"):
-            whole_number(f"model.{name}", getattr(self, name), low=1)
-        for name in ("bias", "qk_norm", "tie_weights", "compile", "zero_init_residual"):
-            yes_no(f"model.{name}", getattr(self, name))
-        for name in ("dropout", "init_std", "mlp_ratio"):
-            real_number(f"model.{name}", getattr(self, name))
-        real_number("model.logit_softcap", self.logit_softcap, optional=True)
+        # Each setting is checked by its declared type, so a field added later needs no entry here
+        # (a text setting must have its choices in CHOICES). Whole numbers are counts and sizes.
+        for name, hint in _type_hints(type(self)).items():
+            value = getattr(self, name)
+            if name in CHOICES:
+                if value not in CHOICES[name]:
+                    raise ConfigError(f"model.{name}={value!r} is not one of {', '.join(CHOICES[name])}")
+            elif hint is bool:
+                yes_no(f"model.{name}", value)
+            elif hint is int:
+                whole_number(f"model.{name}", value, low=1)
+            elif hint is float:
+                real_number(f"model.{name}", value)
+            elif hint == float | None:
+                real_number(f"model.{name}", value, optional=True)
+            else:
+                raise TypeError(f"ModelConfig.{name}: no check for {hint}; add one to __post_init__")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"model.dropout={self.dropout} must be in [0, 1)")
         if self.init_std <= 0:
