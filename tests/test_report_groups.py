@@ -236,6 +236,23 @@ def test_the_csv_replaces_only_a_reports_own_files(tmp_path: Path, capsys) -> No
         report(sweep)
 
 
+def test_a_report_written_before_a_figure_column_was_added_is_still_replaced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A report's CSV is known by the columns every report has written, not by today's figures: a
+    # version that adds one (params) still replaces the reports written before it.
+    from chargpt.runs import report_files, run_rows
+
+    sweep = sweep_of(tmp_path, {"optimizer.lr=1e-3": [2.0], "optimizer.lr=3e-3": [1.5]})
+    report(sweep)
+    grown = [*run_rows.METRIC_COLUMNS, "params"]
+    monkeypatch.setattr(run_rows, "METRIC_COLUMNS", grown)
+    monkeypatch.setattr(report_files, "METRIC_COLUMNS", grown, raising=False)  # where it was read
+    report(sweep)
+    with (sweep / "report.csv").open(newline="", encoding="utf-8") as f:
+        assert "params" in next(csv.reader(f))
+
+
 def _matplotlib_png() -> bytes:
     from io import BytesIO
 

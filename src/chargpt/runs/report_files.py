@@ -11,7 +11,12 @@ from typing import Any
 from chargpt.errors import ChargptError
 from chargpt.run_layout import CONFIG_DIR, OVERRIDES_FILE, SWEEP_CONFIG
 from chargpt.runs.curves import PNG_SOFTWARE
-from chargpt.runs.run_rows import METRIC_COLUMNS
+
+# The columns every runs' CSV has had since the first report: what marks a file as one. Not today's
+# METRIC_COLUMNS: a figure column added later would make every report written before it foreign.
+RUNS_CSV_MARK = frozenset({"run", "status", "best_val_loss", "last_val_loss", "steps", "tokens_per_sec",
+                           "wall_s"})
+GROUPS_CSV_MARK = frozenset({"seeds", "runs", "n"})
 
 
 def output_paths(csv_path: Path) -> tuple[Path, Path, Path]:
@@ -30,8 +35,8 @@ def _written_by_a_report(path: Path, role: str) -> bool:
         head = f.readline(1 << 20)  # a header row, however many settings a sweep varied
     columns = head.decode("utf-8", "replace").strip().split(",")
     if role == "runs":
-        return columns[0] == "run" and {"status", *METRIC_COLUMNS} <= set(columns)
-    return {"seeds", "runs", "n"} <= set(columns)
+        return columns[0] == "run" and set(columns) >= RUNS_CSV_MARK
+    return set(columns) >= GROUPS_CSV_MARK
 
 
 def check_outputs(paths: tuple[Path, Path, Path], reported: Path) -> None:
