@@ -243,6 +243,6 @@ def print_groups(
     notes = [f"≈: {metric} not told apart from the best's (|Δ mean| < sum of stds, or n=1)"]
     whole = ("seeds", "n", *figures, "vs_best")
     # On a narrow terminal the figures other than the ranking one go before the settings do.
-    extra = tuple(c for c in ("wall_s", "tokens_per_sec", "last_val_loss", "best_val_loss") if c != metric)
+    extra = tuple(c for c in reversed(GROUP_METRICS) if c != metric)
     # The seeds' list goes before any setting: without those, rows differ only in their figures.
     _print_fitted(title, [*swept, *whole], rows, notes, whole, ("n", *figures), console, (*extra, "seeds"))

@@ -37,6 +37,7 @@ SEED = "seed"
 AUTO_SHAPE = "auto_shape"  # the shape model=auto chose (budget.json), beside the settings
 METRIC_COLUMNS = ["best_val_loss", "last_val_loss", "steps", "tokens_per_sec", "wall_s"]
 SORT_CHOICES = ["best_val_loss", "last_val_loss", "tokens_per_sec", "wall_s", "run"]
+HIGHER_IS_BETTER = frozenset({"tokens_per_sec"})  # ranked highest first; the other figures lowest first
 DEFAULT = "default"  # a setting a launch did not give
 
 
@@ -152,7 +153,7 @@ def sort_rows(rows: list[dict[str, Any]], by: str) -> list[dict[str, Any]]:
         value = row.get(by)
         if by == "run" or value is None or (isinstance(value, float) and math.isnan(value)):
             return (by != "run", 0.0, natural_order(row["run"]))
-        return (False, -value if by == "tokens_per_sec" else value, natural_order(row["run"]))
+        return (False, -value if by in HIGHER_IS_BETTER else value, natural_order(row["run"]))
 
     return sorted(rows, key=key)
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from chargpt.runs.run_rows import SEED, natural_order
+from chargpt.runs.run_rows import HIGHER_IS_BETTER, SEED, natural_order
 
 GROUP_METRICS = ["best_val_loss", "last_val_loss", "tokens_per_sec", "wall_s"]
 BEST, NOISE, NO_SPREAD, APART = "best", "≈ noise", "≈ n=1", "apart"  # vs_best: a setting against the best
@@ -73,7 +73,7 @@ def group_runs(rows: list[dict[str, Any]], metric: str = "best_val_loss") -> lis
         for column in GROUP_METRICS:
             out[f"{column}_mean"], out[f"{column}_std"] = _stats(_per_seed(finished, column))
         result.append(out)
-    higher_is_better = metric == "tokens_per_sec"
+    higher_is_better = metric in HIGHER_IS_BETTER
     key = f"{metric}_mean"
 
     def rank(group: dict[str, Any]) -> tuple[bool, float]:
