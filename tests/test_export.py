@@ -117,6 +117,7 @@ def test_safetensors_export_loads_back_identical(case: str, tmp_path: Path) -> N
     assert config["card"]["name"] == "test model" and config["card"]["val_loss"] == 1.25
     if case == "bigram":  # a table: the transformer's settings would describe nothing it has
         assert set(config["model"]) == {"arch", "block_size"}
+    assert not {"compile", "zero_init_residual"} & set(config["model"])  # how it trained, not what it is
     loaded = chargpt.load(out)
     assert loaded.tokenizer.chars == VOCAB
     assert loaded.model.config.applicable() == trained.model.config.applicable()

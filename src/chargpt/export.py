@@ -106,15 +106,12 @@ def check_destination(out: Path, overwrite: bool, shown: Path | None = None) -> 
 
 
 def export_config(trained: TrainedModel, card: ModelCard, fmt: str) -> dict[str, Any]:
-    model_settings = trained.model.config.applicable()
-    for training_only in ("compile", "zero_init_residual"):  # how it trained, not what it is
-        model_settings.pop(training_only, None)
     config: dict[str, Any] = {
         "format": FORMAT_MARKER,
         "format_version": FORMAT_VERSION,
         "weights": WEIGHTS[fmt],
         "card": card.to_dict(),
-        "model": model_settings,
+        "model": trained.model.config.applicable(),
         "vocab": trained.tokenizer.to_list(),
     }
     if fmt == "onnx":

@@ -47,12 +47,13 @@ class ModelConfig:
     tie_weights: bool = True  # share the token embedding with the output head
     init_std: float = 0.02  # std of the normal init of weights (residual outputs scaled by 1/sqrt(2L))
     # Start the residual output projections (attention out, feed-forward down) at zero, so every
-    # block begins as the identity. Init only: not architecture, a checkpoint loads either way.
-    zero_init_residual: bool = field(default=False, metadata={"architecture": False})
+    # block begins as the identity. Init only: not architecture, a checkpoint loads either way, and
+    # not in an export (how the model trained, not what it is).
+    zero_init_residual: bool = field(default=False, metadata={"architecture": False, "exported": False})
     logit_softcap: float | None = None  # squash logits into (-cap, cap) with cap * tanh(logits / cap)
     # torch.compile the training/validation forward. Not architecture: sampling from a checkpoint
-    # never compiles, and a run may switch it on or off when it resumes.
-    compile: bool = field(default=False, metadata={"architecture": False})
+    # never compiles, and a run may switch it on or off when it resumes. Not in an export either.
+    compile: bool = field(default=False, metadata={"architecture": False, "exported": False})
 
     def __post_init__(self) -> None:
         # Each setting is checked by its declared type, so a field added later needs no entry here
@@ -99,10 +100,13 @@ class ModelConfig:
         return dataclasses.asdict(self)
 
     def applicable(self) -> dict[str, Any]:
-        """The settings this architecture uses (what an export describes): the bigram table has
-        no layers, widths or positions."""
-        settings = self.to_dict()
-        return {k: settings[k] for k in BIGRAM_SETTINGS} if self.arch == "bigram" else settings
+        """What an export describes: the settings this architecture uses (the bigram table has no
+        layers, widths or positions), without how the model trained (fields marked
+        `exported: False`)."""
+        if self.arch == "bigram":
+            return {k: getattr(self, k) for k in BIGRAM_SETTINGS}
+        fields = dataclasses.fields(self)
+        return {f.name: getattr(self, f.name) for f in fields if f.metadata.get("exported", True)}
 
     def architecture(self) -> dict[str, Any]:
         """The settings that fix the weights' shapes and meaning: resume and fine-tuning keep
