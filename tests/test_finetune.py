@@ -83,6 +83,12 @@ def test_architecture_override_is_refused(pretrained: Path, tmp_path: Path, caps
     assert code == 2 and "drop the override model=small (its block_size=256, n_layer=6" in err
     assert "model.block_size=256" not in err
     assert not (tmp_path / "ft" / "checkpoints").exists()
+    # Values as typed on the command line: true and null, not Python's True and None.
+    args = finetune_args(new, tmp_path / "ft", pretrained, "model.qk_norm=true", "model.logit_softcap=30")
+    code = run_cli(train.main, *args)
+    err = capsys.readouterr().err
+    assert code == 2 and "model.qk_norm=true (checkpoint: false)" in err
+    assert "model.logit_softcap=30 (checkpoint: null)" in err
 
 
 def test_unseen_characters_are_an_error_by_default(pretrained: Path, tmp_path: Path, capsys) -> None:

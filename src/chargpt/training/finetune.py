@@ -58,12 +58,13 @@ def pretrained_config(source: ModelConfig, composed: ModelConfig, typed: dict[st
         # Name what was typed: a setting, or the model group option that set it (model=small).
         typed_alone = [n for n in changed if f"model.{n}" in typed]
         by_group = [n for n in changed if n not in typed_alone]
-        parts = [f"model.{n}={getattr(composed, n)} (checkpoint: {getattr(source, n)})" for n in typed_alone]
+        # Values as typed on the command line (null, true), as the resume refusal names them.
+        parts = [f"model.{n}={shown(getattr(composed, n))} (checkpoint: {shown(getattr(source, n))})"
+                 for n in typed_alone]
         if by_group:
-            parts.append(
-                f"model={typed['model']} (its {', '.join(f'{n}={getattr(composed, n)}' for n in by_group)}; "
-                f"checkpoint: {', '.join(str(getattr(source, n)) for n in by_group)})"
-            )
+            its = ", ".join(f"{n}={shown(getattr(composed, n))}" for n in by_group)
+            was = ", ".join(shown(getattr(source, n)) for n in by_group)
+            parts.append(f"model={typed['model']} (its {its}; checkpoint: {was})")
         overrides = "overrides" if len(parts) > 1 else "override"
         raise ConfigError(
             f"init_from keeps the checkpoint's architecture; drop the {overrides} {', '.join(parts)}, "
