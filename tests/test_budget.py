@@ -81,7 +81,7 @@ def test_budget_must_be_positive() -> None:
 
 def fit_with_budget(
     corpus: Path, tmp_path: Path, clock: FakeClock, extra_callbacks: tuple = (), max_steps: int = 10_000,
-    max_epochs: int | None = None, **budget_kw,
+    max_epochs: int | None = None, state: dict | None = None, **budget_kw,
 ) -> tuple:
     data = CharDataModule(
         str(corpus), block_size=16, batch_size=4, val_batch_size=64, cache_dir=str(tmp_path)
@@ -94,6 +94,8 @@ def fit_with_budget(
         scheduler={"_target_": "chargpt.training.schedules.WarmupStableDecay", "warmup_steps": 3},
     )
     budget = TimeBudget(start=0.0, clock=clock, output_dir=str(tmp_path), **budget_kw)
+    if state is not None:  # a resume: the callback's state from the checkpoint
+        budget.load_state_dict(state)
     trainer = L.Trainer(
         max_steps=max_steps, max_epochs=max_epochs, val_check_interval=10_000, check_val_every_n_epoch=None,
         callbacks=[ValidateAtEnd(), budget, *extra_callbacks],
@@ -237,6 +239,31 @@ def test_resumed_budget_run_keeps_its_planned_steps(corpus: Path, tmp_path: Path
     budget.on_train_start(Trainer, torch.nn.Module())
     budget._write(final_step=37)
     assert "before_resume" not in json.loads((tmp_path / "budget.json").read_text())
+
+
+def test_a_run_resumed_before_its_plan_plans_with_what_is_left_of_the_budget(
+    corpus: Path, tmp_path: Path, caplog
+) -> None:
+    # budget_seconds=60 stopped by Ctrl-C before its plan (the first ~35 steps) got a whole new 60 s
+    # on its resume: the run as a whole could pass its budget.
+    first = TimeBudget(2.0, start=0.0, clock=FakeClock(tick=0.8))
+    state = first.state_dict()  # its checkpoint, 0.8 s into the budget, before any plan
+    assert state == {"planned_steps": None, "step_seconds": None, "spent_seconds": 0.8}
+    caplog.set_level("INFO", logger=budget_module.__name__)
+    clock = FakeClock(tick=0.02)
+    trainer, budget = fit_with_budget(corpus, tmp_path, clock, state=state, seconds=2.0, skip_steps=2,
+                                      calibration_steps=10, reserve_seconds=0.5)
+    assert trainer.global_step == budget.planned_steps
+    assert 0.8 + clock.now < 2.0  # both launches together end inside the budget
+    record = json.loads((tmp_path / "budget.json").read_text())
+    assert record["spent_before_resume"] == 0.8
+    assert 0.8 < record["train_end_seconds"] < 2.0  # counted from the first launch's start
+    [start] = [r.getMessage() for r in caplog.records
+               if r.name == budget_module.__name__ and "used" in r.getMessage()]
+    assert start == ("time budget: 2 s for the whole run (0.8 s used before training, 0.8 s of it by the "
+                     "launches before this resume)")
+    # A second stop before the plan would keep both launches' seconds.
+    assert TimeBudget(2.0, start=0.0, clock=lambda: 0.5).state_dict()["spent_seconds"] == 0.5
 
 
 def test_budget_lengthens_for_a_faster_host_but_keeps_the_end_estimate(corpus: Path, tmp_path: Path) -> None:

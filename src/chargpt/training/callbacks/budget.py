@@ -15,7 +15,9 @@ still due. A budget that cannot hold start-up, calibration and the final validat
 with the smallest budget this model needs on this machine, as measured.
 
 The chosen count is written to budget.json and metrics.json and kept in the checkpoint: a resumed
-run keeps it, and `trainer.max_steps=<count> budget_seconds=null` re-runs the same schedule.
+run keeps it, and `trainer.max_steps=<count> budget_seconds=null` re-runs the same schedule. A run
+stopped before the plan has no count to keep: its checkpoint keeps the seconds of the budget used
+so far instead, and its resume plans with what is left of the budget (calibrating again).
 """
 
 from __future__ import annotations
@@ -100,6 +102,10 @@ class TimeBudget(Callback):
         self._shown_plan: int | None = None  # the count the last INFO line gave
         self.auto: dict[str, Any] | None = None  # model=auto's choice and reasons, recorded as is
         self.before_resume: dict[str, Any] | None = None  # the interrupted run's budget.json, kept
+        # Seconds of the budget that the launches before this one used, when they stopped before
+        # the plan (their checkpoint's): this launch has only the rest of the budget.
+        self.spent_before = 0.0
+        self._first_step = 0  # this launch's first step: its first skip_steps are not timed either
         # (step, step time) where calibration's timing began; then those of the plan and of every
         # re-check since, the newest last: the windows the re-plans time (empty in a resumed run).
         self._calibration_start: tuple[int, float] | None = None
@@ -126,11 +132,16 @@ class TimeBudget(Callback):
     def state_dict(self) -> dict[str, Any]:
         if not self.active:
             return {}
-        return {"planned_steps": self.planned_steps, "step_seconds": self.step_seconds}
+        state = {"planned_steps": self.planned_steps, "step_seconds": self.step_seconds}
+        if self.planned_steps is None:  # no plan yet: what the budget has used up to this checkpoint
+            state["spent_seconds"] = round(self.clock() - self.start, 3)
+        return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.planned_steps = state_dict.get("planned_steps")
         self.step_seconds = state_dict.get("step_seconds")
+        spent = state_dict.get("spent_seconds")  # (absent from older checkpoints and planned runs)
+        self.spent_before = float(spent) if isinstance(spent, (int, float)) and spent > 0 else 0.0
 
     @property
     def limits_this_launch(self) -> bool:
@@ -170,10 +181,18 @@ class TimeBudget(Callback):
         per_epoch = 0 if getattr(data, "train_ids", None) is None else epoch_steps(
             trainer, len(data.train_ids), data.batch_size, data.block_size)
         self._cap_setting = step_limit(trainer, per_epoch)
+        self._first_step = trainer.global_step
+        before = ""
+        if self.spent_before:
+            # Resumed before its plan: the budget is the whole run's, so it counts from as far
+            # before this process's start as the launches before it used (deadline included).
+            self.count_from(self.start - self.spent_before)
+            before = f", {self.spent_before:.1f} s of it by the launches before this resume"
         used = self.clock() - self.start
-        log.info("time budget: %.0f s from process start (%.1f s used before training)", self.seconds, used)
+        log.info("time budget: %.0f s %s (%.1f s used before training%s)", self.seconds,
+                 "for the whole run" if before else "from process start", used, before)
         if used >= self.seconds:
-            self._refuse(f"it was used up before training started ({used:.0f} s of start-up)", used)
+            self._refuse(f"it was used up before training started ({used:.0f} s of start-up{before})", used)
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
         if not self.active:
@@ -183,15 +202,16 @@ class TimeBudget(Callback):
         stepping = now - self._validating  # the clock without validations: what steps took
         if self.planned_steps is None:
             # (One process: checked at every step. Several agree only at the plan, below.)
+            skipped = self._first_step + self.skip_steps
             if trainer.world_size == 1 and now >= self.deadline and step < trainer.max_steps:
                 # Calibration itself overran: the run cannot end in time, whatever it plans.
-                steps_left = self.skip_steps + self.calibration_steps - step
+                steps_left = skipped + self.calibration_steps - step
                 self._refuse(
                     f"it ran out at step {step}, before calibration ended",
                     (now - self.start) * (1 + max(0, steps_left) / max(1, step)),
                 )
             start = self._calibration_start
-            if step == self.skip_steps or (start is None and step > self.skip_steps):
+            if step == skipped or (start is None and step > skipped):
                 # first steps are slow (allocation, lazy init): not timed
                 self._calibration_start = (step, stepping)
             elif start is not None and step - start[0] >= self.calibration_steps:
@@ -434,7 +454,8 @@ class TimeBudget(Callback):
             "reserve_seconds": self.reserve_seconds,
             "replans": self.replans,
             "rerun_with": rerun,
-        } | ({"auto": self.auto} if self.auto is not None else {}) | (
+        } | ({"spent_before_resume": round(self.spent_before, 2)} if self.spent_before else {}) | (
+            {"auto": self.auto} if self.auto is not None else {}) | (
             {"before_resume": self.before_resume} if self.before_resume is not None else {}
         )
 
