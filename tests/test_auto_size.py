@@ -175,10 +175,10 @@ def test_a_budget_too_small_for_the_smallest_shape_is_refused_with_one_that_fits
     timed: list[Shape] = []
     recording, measure = noting_speed(timed), fake_speed(45.0)
     with pytest.raises(ConfigError) as refused:
-        climb(LADDER, recording, 8, lambda: 6.0, SHAKESPEARE_TRAIN, SHAKESPEARE_VAL)
+        climb(LADDER, recording, 9, lambda: 6.0, SHAKESPEARE_TRAIN, SHAKESPEARE_VAL)
     message = str(refused.value)
     assert timed == [LADDER[0]]  # refused after the first timing, before any choice
-    assert message.startswith("budget_seconds=8 is too small for model=auto on this machine")
+    assert message.startswith("budget_seconds=9 is too small for model=auto on this machine")
     assert "smaller model" not in message  # model=auto already starts at its smallest
     suggested = int(message.split("use budget_seconds=")[1].split()[0])
     choice = climb(LADDER, measure, suggested, lambda: 6.0, SHAKESPEARE_TRAIN, SHAKESPEARE_VAL)
@@ -186,7 +186,27 @@ def test_a_budget_too_small_for_the_smallest_shape_is_refused_with_one_that_fits
     # On a busy machine the advice says that more seconds may not be the fix.
     monkeypatch.setattr(budget_plan, "other_work", lambda: "load 4.5 on 2 cores")
     with pytest.raises(ConfigError, match=r"or more; other work is running on this machine \(load 4\.5"):
-        climb(LADDER, measure, 8, lambda: 6.0, SHAKESPEARE_TRAIN, SHAKESPEARE_VAL)
+        climb(LADDER, measure, 9, lambda: 6.0, SHAKESPEARE_TRAIN, SHAKESPEARE_VAL)
+
+
+def test_a_budget_that_start_up_used_up_is_refused_before_any_shape_is_timed(monkeypatch) -> None:
+    # model=auto budget_seconds=0.5 timed its smallest shape (seconds on a busy CPU) before refusing.
+    timed: list[Shape] = []
+    with pytest.raises(ConfigError) as refused:
+        climb(LADDER, noting_speed(timed), 0.5, lambda: 6.0, SHAKESPEARE_TRAIN, SHAKESPEARE_VAL)
+    message = str(refused.value)
+    assert timed == []
+    assert message.startswith("budget_seconds=0.5 is too small for model=auto on this machine: start-up "
+                              "took 6.0 s of it before any shape could be timed")
+    # It names a budget that holds what was measured (start-up and the end's reserve): that one
+    # times the smallest shape, and is refused or sized from that shape's measured speed.
+    suggested = int(message.split("use budget_seconds=")[1].split()[0])
+    assert suggested >= 6.0 + budget_plan.RESERVE_SECONDS
+    rule.check_room_to_time(suggested, 6.0)
+    monkeypatch.setattr(budget_plan, "other_work", lambda: "load 4.5 on 2 cores")
+    with pytest.raises(ConfigError, match=r"other work is running on this machine \(load 4\.5"):
+        climb(LADDER, noting_speed(timed), 0.5, lambda: 6.0, SHAKESPEARE_TRAIN, SHAKESPEARE_VAL)
+    assert timed == []
 
 
 def test_smaller_corpus_gets_more_dropout() -> None:

@@ -62,6 +62,25 @@ def end_seconds(
     return VALIDATION_MARGIN * VAL_FORWARD_FRACTION * step_seconds * val_batches + reserve_seconds
 
 
+def check_room_to_time(budget_seconds: float, used_seconds: float,
+                       reserve_seconds: float = RESERVE_SECONDS) -> None:
+    """Refuse, before any shape is timed, a budget that start-up has used up (with the budget
+    callback's reserve after the last step): no shape fits in it, and timing one takes seconds on a
+    busy CPU. Only start-up is measured yet, so the budget named holds it and the reserve: one short
+    of the smallest shape's MIN_STEPS is refused after that shape is timed (check_enough_steps)."""
+    needed = used_seconds + reserve_seconds
+    if needed < budget_seconds:
+        return
+    minimum = 5 * math.ceil(1.2 * needed / 5)  # the same margin and whole 5 s as check_enough_steps
+    raise ConfigError(
+        f"budget_seconds={budget_seconds:g} is too small for model=auto on this machine: start-up took "
+        f"{used_seconds:.1f} s of it before any shape could be timed, and saving and the exit need "
+        f"~{reserve_seconds:g} s after the last step; use budget_seconds={minimum} or more, with room for "
+        f"timing the smallest shape and {MIN_STEPS} steps of it (a budget short of those is refused, with "
+        f"the one they need, once that shape is timed){busy_advice()}"
+    )
+
+
 def check_enough_steps(smallest: Shape, step_seconds: float, budget_seconds: float, used_seconds: float,
                        val_chars: int, reserve_seconds: float = RESERVE_SECONDS) -> None:
     """Refuse a budget that cannot buy MIN_STEPS of the smallest shape, before a choice is printed,
@@ -209,6 +228,7 @@ def climb(
     target = target_tokens_per_param()
     cap = CALIBRATION_FRACTION * budget_seconds
     start, measured, stopped = used(), [], "the largest shape was reached"
+    check_room_to_time(budget_seconds, start, reserve_seconds)
     last_cost = 0.0
     log.info("model=auto: timing up to %d shapes, smallest first, in about %g%% of the budget",
              len(ladder), 100 * CALIBRATION_FRACTION)
