@@ -121,6 +121,7 @@ def test_budget_picks_the_step_count_and_anneals_at_it(corpus: Path, tmp_path: P
     record = json.loads((tmp_path / "budget.json").read_text())
     assert record["planned_steps"] == budget.planned_steps == record["final_step"]
     assert record["rerun_with"] == f"trainer.max_steps={budget.planned_steps} budget_seconds=null"
+    assert record["limited_by"] == "budget_seconds"
     assert budget.state_dict()["planned_steps"] == budget.planned_steps  # kept in checkpoints
 
 
@@ -161,9 +162,30 @@ def test_an_epoch_limit_below_what_the_budget_buys_is_named_as_the_one_to_raise(
                                       skip_steps=2, calibration_steps=5, reserve_seconds=0.5)
     epoch = trainer.global_step
     assert 10 < epoch == budget.planned_steps < 40
+    assert budget.limited_by == "trainer.max_epochs=1" and not budget.counts_down  # (no 277777 h countdown)
     [plan] = [r.getMessage() for r in caplog.records if "ms/step" in r.getMessage()]
     assert re.search(rf": {epoch} steps \(its step limit, trainer.max_epochs=1; the budget would buy "
                      r"~[\d,]+: raise it to use it\)$", plan), plan
+
+
+def test_a_step_limit_that_ends_the_run_before_the_plan_is_recorded_as_its_limit(
+    tmp_path: Path, caplog
+) -> None:
+    # budget_seconds=1e9 trainer.max_epochs=1 on a small text ended its epoch before the budget
+    # planned: budget.json had planned_steps null, and nothing said what had ended the run.
+    caplog.set_level("INFO", logger=budget_module.__name__)
+    corpus = tmp_path / "short.txt"
+    corpus.write_text("the king and the queen of the night. " * 40)  # ~20 steps an epoch of 4 x 16
+    trainer, budget = fit_with_budget(corpus, tmp_path, FakeClock(tick=0.02), max_epochs=1, seconds=1e9)
+    epoch = trainer.global_step
+    assert 10 < epoch < budget.plan_step and budget.planned_steps is None
+    record = json.loads((tmp_path / "budget.json").read_text())
+    assert record["planned_steps"] is None and record["final_step"] == epoch
+    assert record["limited_by"] == "trainer.max_epochs=1"
+    assert record["rerun_with"] == "budget_seconds=null"  # the same run: its epoch set the count
+    assert not budget.counts_down  # the progress bar shows its estimate to the epoch's end
+    assert (f"time budget: trainer.max_epochs=1 ends the run at step {epoch}, before the budget would plan "
+            f"(at step 35): the budget does not limit it") in [r.getMessage() for r in caplog.records]
 
 
 def test_budget_shortens_the_run_when_steps_slow_down(corpus: Path, tmp_path: Path, caplog) -> None:
@@ -173,6 +195,7 @@ def test_budget_shortens_the_run_when_steps_slow_down(corpus: Path, tmp_path: Pa
                                       skip_steps=2, calibration_steps=10, reserve_seconds=0.5)
     assert budget.replans >= 1
     assert trainer.global_step == budget.planned_steps < 40
+    assert budget.limited_by == "budget_seconds" and budget.counts_down
     # The end runs on the slowed machine too: its estimate grew with the step time.
     assert budget.final_seconds_now > 2 * budget.final_seconds
     assert clock.now < 2.0  # finished inside the (fake) budget

@@ -12,8 +12,8 @@ from rich.progress import Progress
 from chargpt.cli.train import main as train_main
 from chargpt.training.callbacks.budget import TimeBudget
 from chargpt.training.callbacks.progress import StepProgressBar, _TimeLeftColumn
+from conftest import StepHook, run_main, write_corpus
 from conftest import bare_train_args as quiet_args
-from conftest import run_main, write_corpus
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -74,13 +74,30 @@ def test_resumed_bar_continues_from_its_step(tmp_path, monkeypatch, capsys, show
 def test_budgeted_bar_shows_the_time_left_in_the_budget(tmp_path, monkeypatch, capsys, shown):
     monkeypatch.delenv("COLUMNS", raising=False)
     corpus = write_corpus(tmp_path / "corpus.txt")
-    args = bare_train_args(corpus, tmp_path / "run", "budget_seconds=3600", "trainer.max_steps=6")
+    args = bare_train_args(corpus, tmp_path / "run", "budget_seconds=3600", "trainer.max_steps=40")
+    stop = StepHook(monkeypatch)
+    stop.send_signal_at(6)  # before the budget's plan (at step 35): it counts down to its deadline
     code, _, err = run_main(train_main, args, capsys)
-    assert code == 0, err
-    assert shown[0] == ("start", 0, None)  # the budget picks the total: not the 6 (or 1000000) cap
+    assert code == 130, err
+    assert shown[0] == ("start", 0, None)  # the budget picks the total: not the 40 (or 1000000) cap
     # The time left of 1:00:00 (less what start-up took on a busy machine), not an ETA of hours.
     # Written to a file (as here), the bar is one line: rich's 80 columns wrapped it over two.
-    assert re.search(r"^train .* 6/\S+ .*budget 0:5\d:\d\d left +train/loss \d\.\d{4}", err, re.M), err
+    assert re.search(r"^train .* \d+/\? .*budget 0:5\d:\d\d left +train/loss \d\.\d{4}", err, re.M), err
+
+
+def test_a_step_limit_that_ends_the_run_before_the_budget_plans_is_the_bars_total(
+    tmp_path, monkeypatch, capsys, shown
+):
+    # budget_seconds=1e9 with one short epoch (24 steps) ended before the budget planned: the bar
+    # read 24/? with 277777:45:37 left.
+    monkeypatch.delenv("COLUMNS", raising=False)
+    corpus = write_corpus(tmp_path / "corpus.txt")
+    args = bare_train_args(corpus, tmp_path / "run", "budget_seconds=1e9", "trainer.max_steps=6")
+    code, _, err = run_main(train_main, args, capsys)
+    assert code == 0, err
+    assert shown == [("start", 0, 6), ("end", 6, 6)]
+    [line] = [line for line in err.splitlines() if line.startswith("train ")]
+    assert " 6/6 " in line and "budget" not in line and "277777" not in line, line
 
 
 def _time_left(budget: TimeBudget) -> str:

@@ -112,6 +112,7 @@ class TimeBudget(Callback):
         self._marks: deque[tuple[int, float]] = deque()
         self._cap = -1
         self._cap_setting = ""  # the setting that sets _cap (trainer.max_epochs=1), to name in the plan
+        self._affordable: int | None = None  # the steps the budget bought at the latest plan, uncapped
         self._last_step_end = 0.0  # when the latest step ended: the final work is timed from it
         self._validation = (-1.0, -1.0)  # when the latest validation started, and its loop ended
         # Validations during training (and the checkpoints after them) are not step time: their
@@ -142,6 +143,34 @@ class TimeBudget(Callback):
         self.step_seconds = state_dict.get("step_seconds")
         spent = state_dict.get("spent_seconds")  # (absent from older checkpoints and planned runs)
         self.spent_before = float(spent) if isinstance(spent, (int, float)) and spent > 0 else 0.0
+
+    @property
+    def plan_step(self) -> int:
+        """The step at which this launch plans: its first steps skipped, then the timed ones."""
+        return self._first_step + max(1, self.skip_steps) + self.calibration_steps
+
+    @property
+    def ends_before_plan(self) -> bool:
+        """Whether the run's step limit (a short epoch, a small trainer.max_steps) ends it before
+        the budget has timed the steps it plans with: the budget then never sets the count."""
+        return self.planned_steps is None and 0 < self._cap < self.plan_step
+
+    @property
+    def limited_by(self) -> str | None:
+        """What ends the run: "budget_seconds", or the step limit that ends it first (as set:
+        trainer.max_epochs=1); None while unknown (before the plan, and in a resumed launch, which
+        trains to the count its first launch planned: that one's record says)."""
+        if self.ends_before_plan:
+            return self._cap_setting
+        if self.planned_steps is None or self._affordable is None:
+            return None
+        return self._cap_setting if self.planned_steps == self._cap < self._affordable else "budget_seconds"
+
+    @property
+    def counts_down(self) -> bool:
+        """Whether the time left to show is the budget's: this launch stops at a deadline, and no
+        step limit ends it first (a budget of 1e9 s beside one epoch counted down 277777 hours)."""
+        return self.limits_this_launch and self.limited_by in (None, "budget_seconds")
 
     @property
     def limits_this_launch(self) -> bool:
@@ -177,11 +206,7 @@ class TimeBudget(Callback):
                     "step %d), with no new time limit", given, self.planned_steps, planned_for,
                     trainer.global_step)
             return
-        data = trainer.datamodule
-        per_epoch = 0 if getattr(data, "train_ids", None) is None else epoch_steps(
-            trainer, len(data.train_ids), data.batch_size, data.block_size)
-        self._cap_setting = step_limit(trainer, per_epoch)
-        self._first_step = trainer.global_step
+        self.note_launch(trainer)
         before = ""
         if self.spent_before:
             # Resumed before its plan: the budget is the whole run's, so it counts from as far
@@ -193,6 +218,19 @@ class TimeBudget(Callback):
                  "for the whole run" if before else "from process start", used, before)
         if used >= self.seconds:
             self._refuse(f"it was used up before training started ({used:.0f} s of start-up{before})", used)
+        if self.ends_before_plan:
+            log.info("time budget: %s ends the run at step %d, before the budget would plan (at step %d): "
+                     "the budget does not limit it", self._cap_setting, self._cap, self.plan_step)
+
+    def note_launch(self, trainer: L.Trainer) -> None:
+        """This launch's step limit (and the setting that sets it) and first step, as training
+        starts (before a plan): the plan reads them, and so does the progress bar, whose own
+        on_train_start may come first."""
+        self._cap, self._first_step = trainer.max_steps, trainer.global_step
+        data = trainer.datamodule
+        per_epoch = 0 if getattr(data, "train_ids", None) is None else epoch_steps(
+            trainer, len(data.train_ids), data.batch_size, data.block_size)
+        self._cap_setting = step_limit(trainer, per_epoch)
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
         if not self.active:
@@ -322,7 +360,7 @@ class TimeBudget(Callback):
             step, now, self.deadline, pace, self.final_seconds_now + self.reserve_seconds,
             self._validation_at(end_pace), lambda last: validations_due(trainer, step, last),
         )
-        affordable = steps
+        affordable = self._affordable = steps
         if self._cap > 0:
             steps = min(steps, self._cap)
         if not first and not lengthen:
@@ -436,14 +474,22 @@ class TimeBudget(Callback):
 
     def summary(self) -> dict[str, Any]:
         fixed = [f"trainer.max_steps={self.planned_steps}", "budget_seconds=null"]
+        if self.ends_before_plan:
+            fixed = ["budget_seconds=null"]  # its step limit set the count: the same run without the budget
         rerun: str | None = " ".join(fixed)  # added to the run's command
-        if self.planned_steps is None:
+        if self.planned_steps is None and not self.ends_before_plan:
             rerun = None  # stopped before the budget planned a step count: nothing to re-run with
         elif self.auto is not None and self.auto.get("rerun_with"):
             # model=auto needs a budget: the whole command, with the shape it chose instead
-            kept = [a for a in shlex.split(self.auto["rerun_with"])
-                    if not a.startswith(("trainer.max_steps=", "budget_seconds="))]
+            replaced = tuple(f"{setting.split('=')[0]}=" for setting in fixed)  # only the settings fixed
+            kept = [a for a in shlex.split(self.auto["rerun_with"]) if not a.startswith(replaced)]
             rerun = shlex.join(kept + fixed)
+        optional = {  # (absent where they do not apply)
+            "limited_by": self.limited_by,
+            "spent_before_resume": round(self.spent_before, 2) if self.spent_before else None,
+            "auto": self.auto,
+            "before_resume": self.before_resume,
+        }
         return {
             "budget_seconds": self.seconds,
             "planned_steps": self.planned_steps,
@@ -454,10 +500,7 @@ class TimeBudget(Callback):
             "reserve_seconds": self.reserve_seconds,
             "replans": self.replans,
             "rerun_with": rerun,
-        } | ({"spent_before_resume": round(self.spent_before, 2)} if self.spent_before else {}) | (
-            {"auto": self.auto} if self.auto is not None else {}) | (
-            {"before_resume": self.before_resume} if self.before_resume is not None else {}
-        )
+        } | {key: value for key, value in optional.items() if value is not None}
 
     def _write(self, **extra: Any) -> None:
         if self.path is not None and is_rank_zero():

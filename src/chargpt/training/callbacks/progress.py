@@ -56,8 +56,9 @@ def _clock(seconds: float) -> str:
 
 
 class _TimeLeftColumn(ProgressColumn):
-    """The budget's time left for a budgeted run; rich's estimate to the end otherwise (a resumed
-    budgeted run too: it trains to its planned count with no deadline, so a countdown would mislead)."""
+    """The budget's time left for a run its budget ends; rich's estimate to the end otherwise (a run
+    that a step limit ends first, and a resumed budgeted run: it trains to its planned count with no
+    deadline; a countdown would mislead)."""
 
     def __init__(self, bar: StepProgressBar) -> None:
         super().__init__(table_column=Column(no_wrap=True))  # "budget 0:00:07 left" on one line
@@ -65,7 +66,7 @@ class _TimeLeftColumn(ProgressColumn):
 
     def render(self, task: Task) -> Text:
         budget = self.bar.budget
-        if budget is not None and budget.limits_this_launch and task.fields.get("kind") == "train":
+        if budget is not None and budget.counts_down and task.fields.get("kind") == "train":
             return Text(f"budget {_clock(budget.deadline - budget.clock())} left", style="progress.remaining")
         return self.estimate.render(task)
 
@@ -176,8 +177,9 @@ class StepProgressBar(ProgressBar):
         return "  ".join(shown)
 
     def _total(self, trainer: L.Trainer) -> int | None:
-        """The run's total steps; unknown (None) while a time budget is still calibrating."""
-        if self.budget is not None and self.budget.planned_steps is None:
+        """The run's total steps; unknown (None) while a time budget is still calibrating, unless
+        the run's step limit ends it before the budget plans."""
+        if self.budget is not None and self.budget.planned_steps is None and not self.budget.ends_before_plan:
             return None
         total = total_steps(trainer)
         return total if total > 0 else None
@@ -192,6 +194,8 @@ class StepProgressBar(ProgressBar):
     # --- hooks ------------------------------------------------------------------------------------
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.budget = next((c for c in trainer.callbacks if isinstance(c, TimeBudget) and c.active), None)
+        if self.budget is not None and self.budget.planned_steps is None:
+            self.budget.note_launch(trainer)  # whether its step limit ends the run before it plans
         progress = self._start()
         if progress is not None:
             self.train_task = progress.add_task(
