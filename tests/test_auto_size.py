@@ -640,6 +640,22 @@ def test_model_auto_refuses_a_shape_on_the_command_line(tmp_path: Path, capsys) 
     assert code == 2 and "error: model=auto chooses model.n_embd itself" in err
 
 
+def test_model_auto_refuses_gradient_accumulation(tmp_path: Path, capsys) -> None:
+    # It priced a step as one batch and set its rates for the steps that bought: with
+    # trainer.accumulate_grad_batches=4 the run made a quarter of them, each of four batches.
+    corpus = write_corpus(tmp_path / "c.txt")
+    code, _, err = run_main(
+        train.main,
+        ["model=auto", "budget_seconds=30", "trainer.accumulate_grad_batches=4", "data=text",
+         f"data.path={corpus}", f"hydra.run.dir={tmp_path / 'run'}"],
+        capsys,
+    )
+    assert code == 2 and err.startswith(
+        "error: model=auto chooses the batch itself (data.batch_size, one batch a step), but "
+        "trainer.accumulate_grad_batches=4 makes each step 4 batches")
+    assert err.count("\n") == 1 and "timing" not in err and not (tmp_path / "run").exists()
+
+
 def test_model_auto_on_a_text_too_short_for_its_context_advises_what_it_takes(tmp_path: Path, capsys) -> None:
     # The advice was "a smaller model.block_size", which model=auto then refused.
     corpus = write_corpus(tmp_path / "c.txt", n_chars=1000)

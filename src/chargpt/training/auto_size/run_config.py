@@ -37,6 +37,16 @@ def check_auto(cfg: DictConfig, overrides: Sequence[str]) -> None:
             "or pass the shape without model=auto (each model=auto run prints the override that "
             "reproduces it)"
         )
+    accumulation = cfg.trainer.get("accumulate_grad_batches", 1)
+    if isinstance(accumulation, int) and not isinstance(accumulation, bool) and accumulation > 1:
+        # Each optimizer step would be that many batches: a larger batch than the one it chose, which
+        # its timing (a step of one batch) and its rates (measured at its own batch) do not price.
+        raise ConfigError(
+            f"model=auto chooses the batch itself (data.batch_size, one batch a step), but "
+            f"trainer.accumulate_grad_batches={accumulation} makes each step {accumulation} batches; drop "
+            "it, or pass the shape without model=auto and add it there (each model=auto run prints the "
+            "override that reproduces it)"
+        )
     devices, nodes = cfg.trainer.get("devices", 1), cfg.trainer.get("num_nodes", 1)
     if isinstance(devices, (list, ListConfig)):
         devices = len(devices)
