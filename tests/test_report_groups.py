@@ -12,6 +12,7 @@ import pytest
 from chargpt.errors import ChargptError
 from chargpt.run_layout import find_runs
 from chargpt.runs.report import report
+from chargpt.runs.report_table import ONCE_EACH
 from chargpt.runs.run_rows import run_row, sort_rows
 from chargpt.runs.seed_groups import group_runs
 from conftest import run_cli
@@ -126,17 +127,22 @@ def test_runs_repeating_a_seed_count_once(tmp_path: Path, capsys) -> None:
     assert "1/2" in out and "1,2×2,3×2" in out and "3/5" not in out  # n out of the seeds, not the runs
 
 
-def test_a_single_seed_sweep_prints_n_1_and_no_spread(tmp_path: Path, capsys, monkeypatch) -> None:
+def test_a_sweep_whose_settings_each_ran_once_says_so_in_one_line_for_their_table(
+    tmp_path: Path, capsys, monkeypatch
+) -> None:
+    # An Optuna search (or a sweep without seeds) printed its runs again as settings, each `≈ n=1`
+    # with no spread: the same rows twice.
     monkeypatch.setenv("COLUMNS", "100")
     sweep = tmp_path / "sweep"
     fake_run(sweep, "0", ["optimizer.lr=1e-3"], 1.5)
     fake_run(sweep, "1", ["optimizer.lr=3e-3"], 1.4)
     report(sweep)
     out = capsys.readouterr().out
-    group_table = out[out.index("2 settings"):out.index("written:")]
-    assert max(len(line) for line in group_table.splitlines()) <= 100
-    assert "1.4000 ± —" in group_table and "1.5000 ± —" in group_table
-    with (sweep / "report_groups.csv").open() as f:
+    under = out[out.index("└"):out.index("written:")]
+    assert "2 settings" not in out and "± —" not in out and "≈ n=1" not in out
+    assert " ".join(under.split()).endswith(" ".join(ONCE_EACH.split()))  # one line, wrapped at 100 columns
+    assert max(len(line) for line in under.splitlines()) <= 100
+    with (sweep / "report_groups.csv").open() as f:  # still written, as for every sweep
         rows = list(csv.DictReader(f))
     figures = [(r["n"], r["best_val_loss_std"], r["vs_best"]) for r in rows]
     assert figures == [("1", "", "best"), ("1", "", "≈ n=1")]

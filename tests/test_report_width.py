@@ -61,7 +61,7 @@ def test_a_narrow_terminal_leaves_metrics_out_whole_and_keeps_the_ranking_one(
                  best=1.5 + i / 10)
     report(sweep)
     out = capsys.readouterr().out
-    runs_table = out.split(" settings: mean ± std over seeds")[0]
+    runs_table = out.split("settings: each ran once")[0]  # (each setting ran once: no table of them)
     assert max(len(line) for line in runs_table.splitlines()) <= columns
     header = next(line for line in runs_table.splitlines() if line.startswith("┃ run "))
     for column in ("status", "best_val_loss", "optimizer.lr"):  # the first setting stays
@@ -87,10 +87,12 @@ def test_a_narrow_table_keeps_its_title_and_notes_on_whole_lines(tmp_path, monke
     # A run stopped before its first validation: the settings table has three narrow columns
     # (seeds, n, vs_best), and rich would fold its title and footnote into a column of words.
     monkeypatch.setenv("COLUMNS", "120")
-    fake_run(tmp_path / "run", ["model=tiny"], best=1.5)
-    (tmp_path / "run" / "metrics.json").unlink()
-    (tmp_path / "run" / "status.json").write_text(json.dumps({"status": "interrupted"}))
-    report(tmp_path / "run")
+    for seed in (1, 2):  # two seeds: a setting's table (one run alone would only repeat the runs')
+        run = tmp_path / "runs" / str(seed)
+        fake_run(run, ["model=tiny", f"seed={seed}"], best=1.5)
+        (run / "metrics.json").unlink()
+        (run / "status.json").write_text(json.dumps({"status": "interrupted"}))
+    report(tmp_path / "runs")
     lines = [line.strip() for line in capsys.readouterr().out.splitlines()]
     assert "1 setting: mean ± std over seeds, sorted by best_val_loss" in lines
     assert "≈: best_val_loss not told apart from the best's (|Δ mean| < sum of stds, or n=1)" in lines
@@ -157,7 +159,7 @@ def test_a_settings_name_is_not_folded_while_a_column_can_go_instead(
     # column short of fitting, where the secondary figures could be left out instead.
     monkeypatch.setenv("COLUMNS", str(columns))
     sweep = tmp_path / "sweep"
-    for i, budget in enumerate((20, 45, 100)):
+    for i, budget in enumerate((20, 45, 100, 20)):  # 20 s twice: a setting's table, not the runs again
         fake_run(sweep / str(i), [f"budget_seconds={budget}", "model=auto"], best=1.5 + i / 10)
     report(sweep)
     lines = capsys.readouterr().out.splitlines()
@@ -188,14 +190,14 @@ def test_paths_in_one_folder_are_shown_from_there_and_the_folder_once(tmp_path, 
     monkeypatch.setenv("COLUMNS", "80")
     folder = "/home/me/corpora/Mes chansons d'été 🎵/"
     names = ["première partie — très longue 🎶.txt", "deuxième partie, plus longue 🎸.txt"]
-    for i, name in enumerate(names):
+    for i, name in enumerate([*names, names[0]]):  # the first run twice: a setting's table too
         fake_run(tmp_path / "runs" / str(i), [f"data.path={hydra_quoted(folder + name)}"], best=1.5 + i / 10)
     report(tmp_path / "runs")
     out = capsys.readouterr().out
     assert "/home/me" not in out.partition("└")[0]  # not in the first table's rows (its caption names it)
     body = [line for line in out.splitlines() if line.startswith("│ ")]
-    assert sum("…/première" in line for line in body) == 2  # a run and its setting
-    assert len(body) <= 2 * 2 * 3  # 3 lines or fewer a row, in each table
+    assert sum("…/première" in line for line in body) == 3  # its two runs and their setting
+    assert len(body) <= (3 + 2) * 3  # 3 lines or fewer a row, in each table
     assert "data.path: /home/me/corpora/Mes chansons d'été 🎵/" in " ".join(out.split())
     assert all(folder + name in (tmp_path / "runs" / "report.csv").read_text() for name in names)
 
@@ -216,8 +218,8 @@ def test_each_note_under_a_table_starts_its_own_line(tmp_path, monkeypatch, caps
     # The notes ran together (`shared: ...; not shown (see the CSV): ...`) into one wrapped
     # paragraph, the columns left out named from the middle of a line.
     monkeypatch.setenv("COLUMNS", "80")
-    for i in range(2):
-        overrides = [f"optimizer.lr={i + 1}e-3", "model=tiny", f"seed={i}", "trainer.max_steps=20000",
+    for i in range(3):  # the first run twice: a table of settings under the runs'
+        overrides = [f"optimizer.lr={i % 2 + 1}e-3", "model=tiny", f"seed={i % 2}", "trainer.max_steps=20000",
                      "data.batch_size=64"]
         fake_run(tmp_path / "sweep" / str(i), overrides, best=1.5 + i / 10)
     report(tmp_path / "sweep")

@@ -107,6 +107,16 @@ class _Console(Console):
         raise BrokenPipeError
 
 
+def _fitted_console(console: Console | None) -> Console:
+    """The console a table is fitted to: the terminal's width; into a file or pipe, or a terminal
+    too narrow for a table (COLUMNS=0 printed none, 20 a run column of no width), whole lines,
+    nothing cropped."""
+    console = console or _Console()
+    if (not console.is_terminal and "COLUMNS" not in os.environ) or console.width < NARROWEST:
+        console = _Console(width=10_000)
+    return console
+
+
 def _print_fitted(
     title: str, shown: list[str], rows: list[dict[str, Any]], notes: list[str],
     whole: tuple[str, ...], right: tuple[str, ...], console: Console | None = None,
@@ -115,11 +125,7 @@ def _print_fitted(
     """Print the table at the terminal's width: columns not in `whole` wrap, then columns are
     left out (named in the caption): the `drop_first` ones, the settings from the last down to the
     first, the error column, the `drop_last` ones, and the first setting."""
-    console = console or _Console()
-    # Into a file or pipe, or a terminal too narrow for a table (COLUMNS=0 printed none, 20 a run
-    # column of no width): whole lines, nothing cropped.
-    if (not console.is_terminal and "COLUMNS" not in os.environ) or console.width < NARROWEST:
-        console = _Console(width=10_000)
+    console = _fitted_console(console)
     rows, notes = _without_common_folders(shown, rows, notes, whole)
     every = list(shown)
     left_out: list[str] = []
@@ -216,12 +222,21 @@ def _mean_std(mean: float | None, std: float | None, column: str) -> str:
     return f"{_cell(mean, column)} ± {spread}"
 
 
+# In place of the settings' table when each setting ran once (an Optuna search, a sweep without
+# seeds): that table would repeat the runs' rows, each `≈ n=1` with no spread (its CSV is written).
+ONCE_EACH = ("settings: each ran once (one seed), so a table of their mean ± std over seeds would repeat "
+             "the runs above; run each with several seeds (seed=1,2,3) to compare them")
+
+
 def print_groups(
     title: str, groups: list[dict[str, Any]], metric: str, console: Console | None = None,
     swept: Collection[str] = (),
 ) -> None:
     """The settings that vary between groups or are `swept`, then mean ± std of each figure over
-    the seeds."""
+    the seeds; where each setting ran once, one line (ONCE_EACH) instead."""
+    if all(group["runs"] == 1 for group in groups):
+        _fitted_console(console).print(Text(ONCE_EACH))  # wrapped at the table's width
+        return
     columns, flat = flat_groups(groups)
     settings = columns[: columns.index("seeds")]
     shared = {c: flat[0][c] for c in settings if c not in swept and len({str(r[c]) for r in flat}) == 1}
