@@ -178,10 +178,10 @@ def test_eval_json_has_one_loss_key_beside_the_split(split, tmp_path, capsys) ->
     ckpt = _checkpoint_of(tmp_path, write_corpus(tmp_path / "t.txt", n_chars=1000))
     result = _result(*run_main(eval_cli.main, [f"ckpt_path={ckpt}", f"split={split}", "device=cpu"],
                                capsys))
-    assert set(result) == {"loss", "bpc", "tokens", "stride", "split", "data", "checkpoint", "step",
-                           "precision", "matmul_precision", "by_class", "loss_by_position_buckets",
-                           "loss_by_position"}
-    assert result["split"] == split and result["stride"] == 16
+    assert set(result) == {"loss", "bpc", "tokens", "stride", "window", "windows", "split", "data",
+                           "checkpoint", "step", "precision", "matmul_precision", "by_class",
+                           "loss_by_position_buckets", "loss_by_position"}
+    assert result["split"] == split and result["stride"] == result["window"] == 16
     assert result["tokens"] == {"val": 99, "train": 899, "all": 999}[split]
 
 
@@ -192,6 +192,9 @@ def test_eval_split_all_scores_a_text_shorter_than_the_context(tmp_path, capsys)
     result = _result(*run_main(eval_cli.main, [f"ckpt_path={ckpt}", "split=all", "device=cpu"],
                                capsys))
     assert result["tokens"] == 8 and result["loss"] > 0
+    # It said "stride": 8, the text's length: the stride is the default one (the context, 16), and
+    # the windows say what was scored.
+    assert (result["stride"], result["window"], result["windows"]) == (16, 8, 1)
     line = _one_error(*run_main(eval_cli.main, [f"ckpt_path={ckpt}"], capsys))
     assert "the val split of" in line and "1 character(s)" in line and "split=all" in line
 
@@ -273,9 +276,15 @@ def test_eval_says_when_a_short_split_changes_the_stride(tmp_path, capsys) -> No
     ckpt = _checkpoint_of(tmp_path, write_corpus(tmp_path / "t.txt", n_chars=70))  # 7 val characters
     code, out, err = run_main(eval_cli.main, [f"ckpt_path={ckpt}", "stride=10", "device=cpu"], capsys)
     result = _result(code, out, "")
-    assert result["stride"] == 6 and result["tokens"] == 6
+    assert result["stride"] == 10 and result["tokens"] == 6  # the stride asked for, not the window's length
+    assert (result["window"], result["windows"]) == (6, 1)
     assert err.strip() == ("note: the val split holds 7 characters, no more than the model's context: "
-                           "scored as one window of 6, so stride=6")
+                           "scored as one window of 6, where stride=10 does not apply")
+    # A stride below that window does not apply either: no figure claims the context it would give.
+    code, out, err = run_main(eval_cli.main, [f"ckpt_path={ckpt}", "stride=2", "device=cpu"], capsys)
+    result = _result(code, out, "")
+    assert (result["stride"], result["window"], result["windows"]) == (2, 6, 1)
+    assert "loss_non_overlapping" not in result and "where stride=2 does not apply" in err
 
 
 def test_a_run_on_a_folder_is_scored_and_copy_checked_on_its_own_split(tmp_path, monkeypatch, capsys) -> None:

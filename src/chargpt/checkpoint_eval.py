@@ -109,11 +109,13 @@ def evaluate_checkpoint(
         result = evaluate_text(trained.model, ids, batch_size, stride, trained.tokenizer.chars)
     if stride is not None and result.stride != stride:
         print(f"note: the {split} split holds {len(ids):,} characters, no more than the model's context: "
-              f"scored as one window of {result.window}, so stride={result.stride}", file=sys.stderr)
+              f"scored as one window of {result.window}, where stride={stride} does not apply",
+              file=sys.stderr)
     arithmetic_used = {"precision": forward, "matmul_precision": products}
     # Which weights: a run still training rewrites its last.ckpt, and the next eval scores another step.
     step = weights_step(ckpt, file)
-    return report(result, split, scored_text(text, split), file, arithmetic_used, step)
+    asked = trained.model.block_size if stride is None else stride  # (unset: the context, the default)
+    return report(result, split, scored_text(text, split), file, arithmetic_used, step, asked)
 
 
 def _plain(data: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -161,13 +163,18 @@ def refuse_val_in_training_text(split: str, train_fraction: object, overrides: M
 
 
 def report(result: Evaluation, split: str, data: str, checkpoint: str,
-           arithmetic: dict[str, str] | None = None, step: int | None = None) -> dict[str, Any]:
-    """The JSON line: the headline figures first, the long per-position list last."""
+           arithmetic: dict[str, str] | None = None, step: int | None = None,
+           stride: int | None = None) -> dict[str, Any]:
+    """The JSON line: the headline figures first, the long per-position list last. `stride`: the
+    one asked for (default: the one used); the windows say what was scored: a text no longer than
+    the context is one window, which a stride does not change."""
     out: dict[str, Any] = {
         "loss": round(result.loss, 5),
         "bpc": round(result.bpc, 5),
         "tokens": result.tokens,
-        "stride": result.stride,
+        "stride": result.stride if stride is None else stride,
+        "window": result.window,
+        "windows": result.windows,
     }
     if result.stride < result.window:
         out["loss_non_overlapping"] = round(result.loss_non_overlapping, 5)

@@ -41,6 +41,7 @@ class Evaluation:
     # class never occurs) and count. Empty when no vocabulary was given.
     class_losses: dict[str, float | None] = field(default_factory=dict)
     class_counts: dict[str, int] = field(default_factory=dict)
+    windows: int = 0  # windows scored at `stride` (1 for a text no longer than the context)
 
     @property
     def bpc(self) -> float:
@@ -137,26 +138,29 @@ def evaluate_text(
     adds the loss per class of character; by_position the loss per position in the window, which
     with a stride takes one more pass, in non-overlapping windows.
 
-    A text shorter than the model's context is scored as one shorter window.
+    A text shorter than the model's context is scored as one shorter window, where no stride
+    applies: its `stride` is that window's length, whatever was asked.
     """
     if len(ids) < 2:
         raise DataError(f"{len(ids)} character(s) hold no target to score; evaluate at least 2 characters")
     block_size = model.block_size
     stride = block_size if stride is None else check_stride(stride, block_size)
     window = min(block_size, len(ids) - 1)
-    stride = min(stride, window)
+    if window < block_size:  # one window holds every target: a stride below it would only claim
+        stride = window  # context its first characters do not have
     classes = None if chars is None else class_table(chars)
     was_training = model.training
     model.eval()
     try:
-        main = _score(model, ValWindows(ids, window, batch_size, stride=stride), classes,
-                      by_position and stride == window)
+        windows = ValWindows(ids, window, batch_size, stride=stride)
+        main = _score(model, windows, classes, by_position and stride == window)
         plain = main
         if by_position and stride < window:
             plain = _score(model, ValWindows(ids, window, batch_size), None, by_position=True)
     finally:
         model.train(was_training)
-    result = Evaluation(main.total / main.count, main.count, stride, window, plain.total / plain.count)
+    result = Evaluation(main.total / main.count, main.count, stride, window, plain.total / plain.count,
+                        windows=windows.n_windows)
     if plain.by_position is not None:
         loss_sums, counts = (t.cpu() for t in plain.by_position)
         result.loss_by_position = (loss_sums / counts).tolist()
