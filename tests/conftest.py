@@ -146,6 +146,17 @@ def lacks(*modules: str) -> bool:
     return any(importlib.util.find_spec(name) is None for name in modules)
 
 
+def cut_at_stop(text: str, stops: list[str]) -> tuple[str, str, int]:
+    """OpenAI's `stop`, by brute force: the text up to where it first contains one of the sequences,
+    less that sequence (of those ending there, the one that starts first); its finish_reason; and the
+    characters generated until then, the sequence's included."""
+    for end in range(1, len(text) + 1):
+        starts = [end - len(s) for s in stops if text[:end].endswith(s)]
+        if starts:
+            return text[: min(starts)], "stop", end
+    return text, "length", len(text)
+
+
 def write_corpus(path: Path, n_chars: int = 4000, seed: int = 0, alphabet: str = "abcdefgh ijk\n") -> Path:
     """A small random text over a fixed alphabet (every character occurs)."""
     rng = random.Random(seed)

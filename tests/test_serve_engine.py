@@ -1,6 +1,6 @@
 """The serving engine on its own: batched decoding gives each request chargpt's text, for every
 positional encoding and the bigram model, prompts shorter and longer than the context, window
-restarts, several choices; cancelling, the queue limit, empty requests."""
+restarts, several choices; stop sequences; cancelling, the queue limit, empty requests."""
 
 from __future__ import annotations
 
@@ -12,7 +12,9 @@ import torch
 from chargpt.data.tokenizer import CharTokenizer
 from chargpt.inference import TrainedModel
 from chargpt.model import ModelConfig, build_model
-from chargpt.serving.engine import Engine, Event, Job, QueueFull, ShuttingDown
+from chargpt.serving.engine import Engine, Event, Job, QueueFull, ShuttingDown, TooManyJobs
+from chargpt.serving.stops import StopSequences
+from conftest import cut_at_stop
 
 VOCAB = list("\n abcdefghijklmnopqrstuvwxyz.,")
 BLOCK = 16
@@ -24,11 +26,13 @@ class Collector:
     def __init__(self, n: int) -> None:
         self.texts, self.n, self.ended, self.done = [""] * n, n, 0, threading.Event()
         self.errors: list[str] = []
+        self.ends: list[tuple[str | None, int]] = [(None, 0)] * n  # finish_reason, characters generated
 
     def __call__(self, event: Event) -> None:
         if event.kind == "text":
             self.texts[event.index] += event.text
         elif event.kind == "end":
+            self.ends[event.index] = (event.finish_reason, event.generated)
             self.ended += 1
             if self.ended == self.n:
                 self.done.set()
@@ -39,12 +43,14 @@ class Collector:
 
 def make_job(
     trained: TrainedModel, prompt: str, max_new_tokens: int, seed: int, n: int = 1, temperature: float = 1.0,
-    top_k: int | None = None, top_p: float | None = None,
+    top_k: int | None = None, top_p: float | None = None, stop: tuple[str, ...] = (), seeded: bool = True,
 ) -> tuple[Job, Collector]:
     collector = Collector(n)
     generator = torch.Generator().manual_seed(seed)
     ids = trained.tokenizer.encode(prompt)
-    return Job(ids, max_new_tokens, n, temperature, top_k, top_p, generator, collector), collector
+    job = Job(ids, max_new_tokens, n, temperature, top_k, top_p, generator, collector,
+              StopSequences(stop, max_new_tokens), seeded)
+    return job, collector
 
 
 def model(**options: object) -> TrainedModel:
@@ -88,6 +94,47 @@ def test_batched_requests_get_chargpt_text(options: dict[str, object]) -> None:
         assert collector.texts == expected, prompt
     if options.get("arch") != "bigram":
         assert max(widths) == 4  # four requests shared each step
+
+
+def run_alone(trained: TrainedModel, job: Job, collector: Collector) -> int:
+    """Run one job to its end; return how many characters the engine sampled for it."""
+    engine = Engine(trained.model, trained.tokenizer, max_batch=1)
+    sampled: list[int] = []
+    take_token = engine._take_token
+    engine._take_token = lambda i, logits: (sampled.append(i), take_token(i, logits))[1]  # type: ignore[method-assign]
+    engine.submit(job)
+    engine.start()
+    try:
+        assert collector.done.wait(60) and not collector.errors
+    finally:
+        engine.close()
+    return len(sampled)
+
+
+def test_a_stop_sequence_cuts_each_seeded_choice_of_chargpt_text() -> None:
+    trained = model()
+    samples = trained.generate("the", num_samples=3, seed=7, max_new_tokens=40)
+    stops = (samples[0][10:12], samples[2][20:23], "no such")  # the first and last choices stop
+    job, collector = make_job(trained, "the", 40, 7, n=3, stop=stops)
+    sampled = run_alone(trained, job, collector)
+    expected = [cut_at_stop(sample, list(stops)) for sample in samples]
+    assert collector.texts == [text for text, _, _ in expected]
+    assert collector.ends == [(reason, generated) for _, reason, generated in expected]
+    assert expected[0][1] == expected[2][1] == "stop"
+    # Each choice is its sample cut short: a stopped choice that another follows makes its remaining
+    # draws unseen, so the next starts where chargpt's next sample does; the last one ends at once.
+    assert sampled == 40 + 40 + expected[2][2]
+
+
+def test_without_a_seed_a_stopped_choice_generates_no_further() -> None:
+    # Nothing to keep in step with: the next choice starts at once.
+    trained = model()
+    samples = trained.generate("the", num_samples=1, seed=7, max_new_tokens=40)
+    job, collector = make_job(trained, "the", 40, 7, n=2, stop=(samples[0][10:12],), seeded=False)
+    sampled = run_alone(trained, job, collector)
+    assert collector.texts[0] == cut_at_stop(samples[0], [samples[0][10:12]])[0]
+    assert sampled == sum(generated for _, generated in collector.ends)
+    assert collector.ends[0][0] == "stop"
 
 
 def test_cancelled_requests_stop_and_free_their_place() -> None:
@@ -179,6 +226,22 @@ def test_a_request_cancelled_while_it_waits_gives_up_its_place_in_the_queue() ->
         endless.cancel()
     finally:
         engine.close()
+
+
+def test_a_request_s_prompts_are_queued_all_or_none() -> None:
+    # A list of prompts is a job per prompt, a place each: some queued and the others refused would
+    # leave the request neither answered nor refused.
+    trained = model()
+    engine = Engine(trained.model, trained.tokenizer, max_batch=2, max_queue=1)
+    engine.submit(make_job(trained, "a", 3, 0)[0])
+    with pytest.raises(QueueFull, match="busy: 1 request is generating and 0 requests are waiting"):
+        engine.submit(*(make_job(trained, "a", 3, seed)[0] for seed in range(3)))
+    assert engine.load() == {"running": 1, "waiting": 0}
+    with pytest.raises(TooManyJobs, match="4 prompts need a place each, and this server has 3 "
+                       r"\(max_concurrency 2 \+ max_queue 1\); send at most 3 prompts per request"):
+        engine.submit(*(make_job(trained, "a", 3, seed)[0] for seed in range(4)))
+    engine.submit(*(make_job(trained, "a", 3, seed)[0] for seed in range(2)))
+    assert engine.load() == {"running": 2, "waiting": 1}
 
 
 def test_a_stopping_engine_takes_no_new_request() -> None:

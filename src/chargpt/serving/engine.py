@@ -9,7 +9,8 @@ docs/BENCHMARKS.md). Prompts and window restarts are fed to their
 row alone. A request that runs alone gets the very computation chargpt-sample does; in a batch
 its logits can differ from that in the last bit (a different matrix kernel), which changes a
 sampled character only if the random draw falls within that distance of a boundary.
-Requests beyond `max_batch` wait in a queue of at most `max_queue`.
+Requests beyond `max_batch` wait in a queue of at most `max_queue`. A choice ends at its length or
+at a stop sequence (stops.py); only the text before a stop sequence is ever sent.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from torch import nn
 from chargpt.data.tokenizer import CharTokenizer
 from chargpt.model.sampling import compile_decode_step, kept_on_restart, sample_next
 from chargpt.serving.batch_cache import BatchedKVCache
+from chargpt.serving.stops import NO_STOP, StopScanner, StopSequences
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +38,11 @@ def _requests(count: int) -> str:
 
 class QueueFull(Exception):
     """More requests are waiting than the queue holds."""
+
+
+class TooManyJobs(Exception):
+    """A request has more prompts than the running places and the queue hold together: it would
+    never be taken, however long it waited."""
 
 
 class ShuttingDown(Exception):
@@ -49,6 +56,8 @@ class Event:
     kind: str  # "text" | "end" | "error"
     index: int = 0  # the choice
     text: str = ""
+    finish_reason: str | None = None  # an end's: "length" or "stop"
+    generated: int = 0  # an end's: the characters the choice generated, a stop sequence's included
 
 
 @dataclass
@@ -61,6 +70,10 @@ class Job:
     top_p: float | None
     generator: torch.Generator
     emit: Callable[[Event], None]  # called from the decoding thread
+    stop: StopSequences = NO_STOP
+    # A seeded choice cut short by a stop sequence still makes the rest of its draws, unseen, when
+    # another choice follows: that one then starts where chargpt-sample's next sample does.
+    seeded: bool = False
     cancelled: threading.Event = field(default_factory=threading.Event)
 
     def cancel(self) -> None:
@@ -76,10 +89,13 @@ class Row:
     window: list[int] = field(default_factory=list)  # the tokens the model sees (seq[start:])
     produced: int = 0
     refill: bool = True  # the next token comes from feeding the whole window
+    scanner: StopScanner = field(default_factory=NO_STOP.scanner)
+    ended: bool = False  # the choice's end was sent (a stop sequence: its remaining draws are unseen)
 
     def start_choice(self, block_size: int) -> None:
         self.window = self.job.prompt_ids[-block_size:]
         self.produced, self.refill = 0, True
+        self.scanner, self.ended = self.job.stop.scanner(), False
 
 
 class Engine:
@@ -125,19 +141,27 @@ class Engine:
         self.request_stop()
         self.thread.join(timeout=30)
 
-    def submit(self, job: Job) -> None:
-        """Queue a job; its events arrive through job.emit. Raises QueueFull, or ShuttingDown once
-        the engine was asked to stop."""
+    def submit(self, *jobs: Job) -> None:
+        """Queue jobs (one per prompt of a request), all or none: each takes a place. Their events
+        arrive through job.emit. Raises QueueFull, TooManyJobs, or ShuttingDown once the engine was
+        asked to stop."""
         with self.wake:
             if self.stopping:
                 raise ShuttingDown("the server is shutting down")
+            places = self.max_batch + self.max_queue
+            if len(jobs) > places:
+                raise TooManyJobs(
+                    f"the request's {len(jobs)} prompts need a place each, and this server has "
+                    f"{places} (max_concurrency {self.max_batch} + max_queue {self.max_queue}); send at "
+                    f"most {places} prompt{'' if places == 1 else 's'} per request"
+                )
             running, waiting = self._load()
-            if running == self.max_batch and waiting >= self.max_queue:  # no free place, a full queue
+            if running + waiting + len(jobs) > places:  # not a free place (or queued one) for each
                 raise QueueFull(
                     f"the server is busy: {_requests(running)} generating and "
                     f"{_requests(waiting)} waiting; retry shortly"
                 )
-            self.pending.append(job)
+            self.pending.extend(jobs)
             self.wake.notify()
 
     def load(self) -> dict[str, int]:
@@ -204,7 +228,7 @@ class Engine:
                 continue
             if job.max_new_tokens == 0:  # nothing to generate: every choice is empty
                 for i in range(job.n):
-                    job.emit(Event("end", i))
+                    job.emit(Event("end", i, finish_reason="length"))
                 continue
             row = Row(job)
             row.start_choice(self.block)
@@ -270,16 +294,30 @@ class Engine:
             row.window = row.window[-self.keep :]
             row.refill = True
         row.produced += 1
-        job.emit(Event("text", row.choice, self.tokenizer.chars[token]))
-        if row.produced < job.max_new_tokens:
-            return
-        if row.choice + 1 < job.n:  # the next choice continues the same generator, as num_samples does
-            job.emit(Event("end", row.choice))
+        end = None if row.ended else self._send(row, token)
+        # A choice is done at its length, or at a stop sequence unless its draws must go on (Job.seeded).
+        last = row.choice + 1 == job.n
+        done = row.produced == job.max_new_tokens or (row.ended and (last or not job.seeded))
+        if done and last:
+            self._remove(i)  # first: once the client has its answer, the load no longer counts it
+        if end is not None:
+            job.emit(end)
+        if done and not last:  # the next choice continues the same generator, as num_samples does
             row.choice += 1
             row.start_choice(self.block)
-        else:
-            self._remove(i)  # first: once the client has its answer, the load no longer counts it
-            job.emit(Event("end", row.choice))
+
+    def _send(self, row: Row, token: int) -> Event | None:
+        """Emit what of the choice's text may be sent now; its end event, if this token ended it."""
+        text, stopped = row.scanner.push(self.tokenizer.chars[token])
+        full = row.produced == row.job.max_new_tokens
+        if full and not stopped:
+            text += row.scanner.flush()
+        if text:
+            row.job.emit(Event("text", row.choice, text))
+        if not (stopped or full):
+            return None
+        row.ended = True
+        return Event("end", row.choice, finish_reason="stop" if stopped else "length", generated=row.produced)
 
     def _remove(self, i: int) -> None:
         """Drop row i; the last row moves into its place so the live rows stay contiguous."""
