@@ -1,5 +1,6 @@
 """chargpt-serve over real HTTP on a free local port: the text equals chargpt-sample's, streaming,
-the openai client, 20 concurrent requests, the queue limit, bad input, and the CLI."""
+stop sequences, lists of prompts, the openai client, 20 concurrent requests, the queue limit, bad
+input, and the CLI."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ import torch
 import chargpt
 from chargpt.cli import sample as sample_cli
 from chargpt.model import ModelConfig, build_model
-from conftest import lacks, run_main
+from conftest import cut_at_stop, lacks, run_main
 
 NO_EXTRA = "the serve extra is not installed: pip install -e '.[serve]'"
 httpx = pytest.importorskip("httpx", reason=NO_EXTRA)
@@ -189,6 +190,73 @@ def test_streaming_sends_chunks_then_done_with_the_same_text(url: str) -> None:
     assert texts == [c["text"] for c in complete(url, **body)["choices"]]
 
 
+def streamed_choices(events: list[str], choices: int) -> tuple[list[str], list[str | None], dict[str, int]]:
+    """A stream's texts and finish_reasons by index, and its usage (include_usage)."""
+    assert events[-1] == "data: [DONE]"
+    *chunks, usage = [json.loads(e.removeprefix("data: ")) for e in events[:-1]]
+    texts, reasons = [""] * choices, [None] * choices
+    for chunk in chunks:
+        (choice,) = chunk["choices"]
+        texts[choice["index"]] += choice["text"]
+        if choice["finish_reason"] is not None:
+            assert reasons[choice["index"]] is None  # one end per choice
+            reasons[choice["index"]] = choice["finish_reason"]
+    assert usage["choices"] == []
+    return texts, reasons, usage["usage"]
+
+
+def test_a_stop_sequence_cuts_each_seeded_choice_of_chargpt_samples(
+    url: str, run_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    prompt, settings = "ROMEO:", dict(max_tokens=80, temperature=0.9, seed=21)
+    cli = chargpt_sample(run_dir, prompt, 3, monkeypatch, capsys, max_new_tokens=80, temperature=0.9, seed=21)
+    samples = [sample.removeprefix(prompt) for sample in cli.removesuffix("\n").split("\n---\n")]
+    assert [len(sample) for sample in samples] == [80] * 3
+    # Two sequences that occur (in the first and last samples), and one that ends the second
+    # sample but would need a character the vocabulary lacks: held back as it begins, then sent.
+    stop = [samples[0][30:32], samples[2][10:13], samples[1][-2:] + "\x00"]
+    expected = [cut_at_stop(sample, stop) for sample in samples]
+    assert [reason for _, reason, _ in expected] == ["stop", "length", "stop"]
+    made = sum(generated for _, _, generated in expected)  # the stop sequences' characters included
+    answer = complete(url, prompt=prompt, n=3, stop=stop, **settings)
+    assert [(c["index"], c["text"], c["finish_reason"]) for c in answer["choices"]] == [
+        (i, text, reason) for i, (text, reason, _) in enumerate(expected)]
+    assert answer["usage"] == {"prompt_tokens": 6, "completion_tokens": made, "total_tokens": 6 + made}
+    # Streamed: the same texts, so not one character of a stop sequence was sent.
+    usage_too = {"include_usage": True}
+    texts, reasons, usage = streamed_choices(
+        read_events(url, prompt=prompt, n=3, stop=stop, **settings, stream_options=usage_too), 3)
+    assert texts == [text for text, _, _ in expected] and reasons == ["stop", "length", "stop"]
+    assert usage == answer["usage"]
+
+
+def test_a_list_of_prompts_gets_n_choices_each_as_if_each_were_sent_alone(url: str) -> None:
+    prompts, settings = ["Hi", "The king"], dict(max_tokens=30, seed=4, n=2, stop="\n")
+    alone = [complete(url, prompt=prompt, **settings)["choices"] for prompt in prompts]
+    # OpenAI's numbering: prompt p's choice c is choice p * n + c.
+    expected = [(2 * p + c, choice["text"], choice["finish_reason"])
+                for p in range(2) for c, choice in enumerate(alone[p])]
+    answer = complete(url, prompt=prompts, **settings)
+    assert [(c["index"], c["text"], c["finish_reason"]) for c in answer["choices"]] == expected
+    assert [reason for _, _, reason in expected] == ["length", "stop", "length", "stop"]
+    assert answer["usage"]["prompt_tokens"] == len("Hi") + len("The king")
+    texts, reasons, usage = streamed_choices(
+        read_events(url, prompt=prompts, **settings, stream_options={"include_usage": True}), 4)
+    assert list(zip(range(4), texts, reasons, strict=True)) == expected
+    assert usage == answer["usage"]
+
+
+def test_a_list_of_prompts_beyond_the_server_s_places_is_refused(run_dir: Path) -> None:
+    # Each prompt takes a place: with one, and no queue, two prompts would wait forever.
+    with serving(run_dir, max_batch=1, max_queue=0) as (url, _):
+        response = httpx.post(f"{url}/v1/completions", json={"prompt": ["a", "b"], "max_tokens": 5})
+        assert response.status_code == 400
+        assert response.json()["error"]["message"] == (
+            "the request's 2 prompts need a place each, and this server has 1 (max_concurrency 1 + "
+            "max_queue 0); send at most 1 prompt per request")
+        assert len(complete(url, prompt=["a"], max_tokens=5)["choices"][0]["text"]) == 5
+
+
 def test_a_line_separator_in_the_text_stays_inside_its_streamed_event(tmp_path: Path) -> None:
     # U+0085, U+2028 and U+2029 end a line for Python's str.splitlines, and so for httpx's
     # iter_lines and the clients that read a stream with it: sent as themselves, they cut an
@@ -227,6 +295,26 @@ def test_the_openai_client_works_unchanged(url: str) -> None:
         client.completions.create(model="my run", prompt="Grüße", max_tokens=5)
     with pytest.raises(openai.NotFoundError, match="not served here"):
         client.completions.create(model="gpt-4", prompt="Hi", max_tokens=5)
+
+
+def test_the_openai_client_sends_stop_and_lists_of_prompts(url: str) -> None:
+    import openai
+
+    client = openai.OpenAI(base_url=f"{url}/v1", api_key="not-needed", max_retries=0)
+    settings = dict(model="my run", prompt="Good night", max_tokens=60, seed=3)
+    whole = client.completions.create(**settings).choices[0].text
+    stop = whole[20:22]
+    text, reason, generated = cut_at_stop(whole, [stop])
+    cut = client.completions.create(**settings, stop=stop)
+    assert (cut.choices[0].text, cut.choices[0].finish_reason) == (text, reason) == (text, "stop")
+    assert cut.usage.completion_tokens == generated
+    chunks = list(client.completions.create(**settings, stop=[stop, "\x00"], stream=True))
+    assert "".join(chunk.choices[0].text for chunk in chunks) == text
+    assert chunks[-1].choices[0].finish_reason == "stop"
+    batch = client.completions.create(**{**settings, "prompt": ["Good night", "Hi"], "max_tokens": 10})
+    assert [choice.index for choice in batch.choices] == [0, 1] and batch.choices[0].text == whole[:10]
+    with pytest.raises(openai.BadRequestError, match="stop has 5 sequences"):
+        client.completions.create(**settings, stop=list("abcde"))
 
 
 @pytest.mark.slow  # 20 clients; the batching itself is checked in tests/test_serve_engine.py
@@ -289,7 +377,24 @@ def test_twenty_concurrent_requests_are_all_answered(server: tuple[str, Engine],
         ('{"prompt": "Hi", "top_k": -3}', 400, "top_k", "top_k=-3 must be >= 0"),
         ('{"prompt": "Hi", "n": 5}', 400, "n", "n=5 must be between 1 and 4"),
         ('{"prompt": ""}', 400, "prompt", "the prompt is empty"),
-        ('{"prompt": ["a", "b"]}', 400, "prompt", "prompt must be one string"),
+        ('{"prompt": ["a", ""]}', 400, "prompt", "prompt[1] is empty; give at least one character"),
+        ('{"prompt": []}', 400, "prompt", "prompt is an empty list; give at least one prompt"),
+        ('{"prompt": [72, 105]}', 400, "prompt", "prompt is given as token ids; this server's tokens are "
+         "characters and it reads text: send the prompt as a string, or several as a list of strings"),
+        ('{"prompt": [[72, 105], [65]]}', 400, "prompt", "prompt is given as token ids"),
+        ('{"prompt": ["Hi", 5]}', 400, "prompt", "prompt[1] must be a string, got a number"),
+        ('{"prompt": {"text": "Hi"}}', 400, "prompt", "prompt must be a string or a list of strings, got an "
+         "object"),
+        ('{"prompt": ["Hi", "Grüße"]}', 400, "prompt", "prompt[1] has characters not in the vocabulary: 'ß'"),
+        ('{"prompt": ["a", "b", "c"], "n": 2}', 400, "prompt", "3 prompts with n=2 ask for 6 choices; this "
+         "server's limit of 4 (max_n) counts the choices of every prompt: send fewer prompts or a smaller n"),
+        ('{"prompt": "Hi", "stop": ["a", "b", "c", "d", "e"]}', 400, "stop",
+         "stop has 5 sequences, more than the 4 allowed (as in OpenAI's API); send at most 4"),
+        ('{"prompt": "Hi", "stop": ["\\n", ""]}', 400, "stop", "stop[1] is an empty string, which would end "
+         "every choice before its first character; remove it"),
+        ('{"prompt": "Hi", "stop": ["\\n", 3]}', 400, "stop", "stop[1] must be a string, got a number"),
+        ('{"prompt": "Hi", "stop": true}', 400, "stop", "stop must be a string or a list of up to 4 strings, "
+         "got true or false"),
         ('{"prompt": null}', 400, "prompt", "prompt is null; give it as a string, or leave it out"),
         ('{"prompt": "A", "stream_options": ' + "[" * 100000 + "]" * 100000 + "}", 400, None,
          "the request body is nested too deeply"),
@@ -297,7 +402,7 @@ def test_twenty_concurrent_requests_are_all_answered(server: tuple[str, Engine],
          "the request body has a number too long to read"),
         ('{"prompt": "Hi", "max_tokens": "many"}', 400, "max_tokens",
          "max_tokens: input should be a valid integer"),
-        ('{"prompt": "Hi", "stop": ["\\n"]}', 400, "stop", "stop is not supported by this server"),
+        ('{"prompt": "Hi", "echo": true}', 400, "echo", "echo is not supported by this server"),
         ('{"prompt": "Hi", "seed": 18446744073709551616}', 400, "seed", "outside the 64-bit range"),
         ('{"prompt": "Hi", "model": "gpt-4"}', 404, "model", "the model 'gpt-4' is not served here"),
         # A parameter name with a lone surrogate escape (valid JSON, no UTF-8 for it): it is named
@@ -518,18 +623,19 @@ def test_the_compiled_step_serves_without_recompiling(run_dir: Path) -> None:
 
 
 @pytest.mark.parametrize("neutral", [
-    {"stream": None}, {"best_of": 1}, {"logit_bias": {}}, {"stop": []}, {"stop": ""}, {"suffix": ""},
+    {"stream": None}, {"best_of": 1}, {"logit_bias": {}}, {"stop": []}, {"stop": ""}, {"stop": None},
+    {"suffix": ""},
     {"echo": False}, {"presence_penalty": 0.0}, {"frequency_penalty": 0}, {"logprobs": None},
 ])
 def test_openai_values_that_ask_for_nothing_are_accepted(neutral: dict) -> None:
     # What OpenAI's clients send as their defaults, or an empty list or map: nothing is asked that
     # the server does not do.
     request = parse_completion({"prompt": "ab", **neutral}, CharTokenizer.from_text("abc"), LIMITS, "m")
-    assert request.prompt == "ab" and request.stream is False
+    assert request.prompts == ["ab"] and request.stream is False and request.stop == ()
 
 
 @pytest.mark.parametrize("asked", [
-    {"best_of": 2}, {"logit_bias": {"1": 5}}, {"stop": ["\n"]}, {"echo": True}, {"echo": 0},
+    {"best_of": 2}, {"logit_bias": {"1": 5}}, {"echo": True}, {"echo": 0},
     {"presence_penalty": 0.5}, {"logprobs": 0},
 ])
 def test_openai_values_that_ask_for_something_unsupported_are_refused(asked: dict) -> None:
@@ -538,10 +644,21 @@ def test_openai_values_that_ask_for_something_unsupported_are_refused(asked: dic
     assert refused.value.status == 400 and "is not supported by this server" in refused.value.message
 
 
+def test_stop_sequences_are_read_as_the_prompt_is() -> None:
+    # Windows line endings and a combining accent, as the prompt reads them; a sequence the model
+    # can never write (a character it lacks, or longer than any choice) is harmless: accepted.
+    import unicodedata
+
+    tokenizer = CharTokenizer.from_text("ab\né")
+    body = {"prompt": "ab", "max_tokens": 3, "stop": ["\r\n", unicodedata.normalize("NFD", "é"), "ß", "abab"]}
+    assert parse_completion(body, tokenizer, LIMITS, "m").stop == ("\n", "é", "ß", "abab")
+    assert parse_completion({**body, "stop": "a"}, tokenizer, LIMITS, "m").stop == ("a",)
+
+
 @pytest.mark.parametrize(("text", "start"), [("ab\ncd", "\n"), ("no newline here", " ")])
 def test_a_request_without_a_prompt_starts_as_chargpt_sample_does(text: str, start: str) -> None:
     # A model of a text with no newline cannot take one: it starts from its first character instead.
     tokenizer = CharTokenizer.from_text(text)
     request = parse_completion({"max_tokens": 3}, tokenizer, LIMITS, "m")
-    assert request.prompt == start_prompt(tokenizer) == start
-    assert request.prompt_ids == tokenizer.encode(start)
+    assert request.prompts == [start_prompt(tokenizer)] == [start]
+    assert request.prompt_ids == [tokenizer.encode(start)]

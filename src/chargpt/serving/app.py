@@ -1,6 +1,6 @@
 """The HTTP app (FastAPI): the OpenAI-style completions API, the model list and the web page.
 
-POST /v1/completions   prompt, max_tokens, temperature, top_p, top_k, seed, n, stream
+POST /v1/completions   prompt (or a list), max_tokens, temperature, top_p, top_k, seed, n, stop, stream
 GET  /v1/models        the served model (its card under "chargpt": size, validation loss...)
 GET  /                 a page to try the model in a browser
 GET  /health           {"status": "ok"} and the current load
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import secrets
 import time
@@ -27,7 +28,7 @@ from starlette.requests import ClientDisconnect
 from chargpt.data.tokenizer import CharTokenizer
 from chargpt.inference import start_prompt
 from chargpt.model_card import ModelCard
-from chargpt.serving.engine import Engine, Event, Job, QueueFull, ShuttingDown
+from chargpt.serving.engine import Engine, Event, Job, QueueFull, ShuttingDown, TooManyJobs
 from chargpt.serving.protocol import (
     APIError,
     CompletionRequest,
@@ -36,6 +37,7 @@ from chargpt.serving.protocol import (
     parse_completion,
     read_json,
 )
+from chargpt.serving.stops import StopSequences
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
@@ -88,49 +90,68 @@ def sse(data: dict[str, Any] | str) -> str:
 
 
 class Completion:
-    """One request's job and the events it gets back on the event loop."""
+    """One request's jobs (one per prompt) and the events they get back on the event loop. Prompt p's
+    choice c is choice p * n + c, as OpenAI numbers them."""
 
     def __init__(self, engine: Engine, request: CompletionRequest) -> None:
         self.request = request
         self.id, self.created = f"cmpl-{uuid.uuid4().hex[:24]}", int(time.time())
         self.events: asyncio.Queue[Event] = asyncio.Queue()
+        self.choices = len(request.prompt_ids) * request.n
+        self.finish_reasons: list[str | None] = [None] * self.choices
+        self.generated = 0  # characters, over every choice: usage's completion_tokens
+        stop = StopSequences(request.stop, request.max_tokens)
+        self.jobs = [self._job(engine, ids, p * request.n, stop) for p, ids in enumerate(request.prompt_ids)]
+        try:
+            engine.submit(*self.jobs)
+        except QueueFull as err:
+            raise APIError(429, str(err), type="rate_limit_error", code="queue_full") from None
+        except TooManyJobs as err:
+            raise APIError(400, str(err), "prompt") from None
+        except ShuttingDown as err:
+            raise APIError(503, str(err), type="server_error", code="shutting_down") from None
+
+    def _job(self, engine: Engine, prompt_ids: list[int], first: int, stop: StopSequences) -> Job:
         loop = asyncio.get_running_loop()
 
         def emit(event: Event) -> None:  # runs on the decoding thread
+            event = dataclasses.replace(event, index=first + event.index)
             # RuntimeError: the event loop is gone (shutdown), nobody waits for this any more.
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(self.events.put_nowait, event)
 
+        # Each prompt has a generator of its own: with a seed, its choices are chargpt-sample's
+        # samples of that prompt, as if it had been sent alone.
+        request = self.request
         seed = request.seed if request.seed is not None else secrets.randbits(63)
         generator = torch.Generator(device=engine.device).manual_seed(seed)
-        self.job = Job(
-            request.prompt_ids, request.max_tokens, request.n, request.temperature, request.top_k,
-            request.top_p, generator, emit,
-        )
-        try:
-            engine.submit(self.job)
-        except QueueFull as err:
-            raise APIError(429, str(err), type="rate_limit_error", code="queue_full") from None
-        except ShuttingDown as err:
-            raise APIError(503, str(err), type="server_error", code="shutting_down") from None
+        return Job(prompt_ids, request.max_tokens, request.n, request.temperature, request.top_k,
+                   request.top_p, generator, emit, stop, seeded=request.seed is not None)
+
+    def cancel(self) -> None:
+        for job in self.jobs:
+            job.cancel()
 
     async def batches(self) -> AsyncIterator[list[Event]]:
         """The events as they come, those already waiting together; until every choice ended."""
         ended = 0
-        while ended < self.request.n:
+        while ended < self.choices:
             batch = [await self.events.get()]
             while not self.events.empty():
                 batch.append(self.events.get_nowait())
             for event in batch:
                 if event.kind == "error":
                     raise APIError(503, event.text, type="server_error", code="generation_failed")
-                ended += event.kind == "end"
+                if event.kind == "end":
+                    ended += 1
+                    self.finish_reasons[event.index] = event.finish_reason
+                    self.generated += event.generated
             yield batch
 
     async def texts(self, request: Request) -> list[str] | None:
         """Every choice's whole text; None if the client disconnected first, which stops the generation
         (nothing else notices: a response that is not streamed writes nothing until the end)."""
-        texts = [""] * self.request.n
+        texts = [""] * self.choices
 
         async def collect() -> None:
             async for batch in self.batches():
@@ -142,7 +163,7 @@ class Completion:
         try:
             done, _ = await asyncio.wait((collecting, hangup), return_when=asyncio.FIRST_COMPLETED)
         finally:
-            self.job.cancel()  # stops the work if the client went away; a no-op once done
+            self.cancel()  # stops the work if the client went away; a no-op once done
             collecting.cancel()
             hangup.cancel()
         if collecting not in done:
@@ -150,10 +171,12 @@ class Completion:
         collecting.result()  # the generation's error, if it failed
         return texts
 
-    def usage(self, completion_chars: int) -> dict[str, int]:
-        prompt = len(self.request.prompt_ids)
-        return {"prompt_tokens": prompt, "completion_tokens": completion_chars,
-                "total_tokens": prompt + completion_chars}
+    def usage(self) -> dict[str, int]:
+        """Characters: every prompt's, and every choice's generated ones (a stop sequence's included,
+        as OpenAI counts the tokens generated, though the text leaves it out)."""
+        prompt = sum(len(ids) for ids in self.request.prompt_ids)
+        return {"prompt_tokens": prompt, "completion_tokens": self.generated,
+                "total_tokens": prompt + self.generated}
 
 
 def create_app(engine: Engine, tokenizer: CharTokenizer, card: ModelCard, limits: Limits) -> FastAPI:
@@ -211,12 +234,13 @@ def create_app(engine: Engine, tokenizer: CharTokenizer, card: ModelCard, limits
         texts = await completion.texts(request)
         if texts is None:
             return Response(status_code=499)  # nobody reads it: nginx's "client closed request"
+        reasons = completion.finish_reasons
         return JSONResponse({
             "id": completion.id, "object": "text_completion", "created": completion.created,
             "model": card.name,
-            "choices": [{"text": text, "index": i, "logprobs": None, "finish_reason": "length"}
-                        for i, text in enumerate(texts)],
-            "usage": completion.usage(sum(len(t) for t in texts)),
+            "choices": [{"text": text, "index": i, "logprobs": None, "finish_reason": reason}
+                        for i, (text, reason) in enumerate(zip(texts, reasons, strict=True))],
+            "usage": completion.usage(),
         })
 
     async def stream(completion: Completion) -> AsyncIterator[str]:
@@ -224,7 +248,6 @@ def create_app(engine: Engine, tokenizer: CharTokenizer, card: ModelCard, limits
             return sse({"id": completion.id, "object": "text_completion", "created": completion.created,
                         "model": card.name, "choices": choices, **extra})
 
-        produced = 0
         try:
             async for batch in completion.batches():
                 # Consecutive characters of one choice travel in one chunk.
@@ -236,15 +259,14 @@ def create_app(engine: Engine, tokenizer: CharTokenizer, card: ModelCard, limits
                     else:
                         merged.append(event)
                 for event in merged:
-                    produced += len(event.text)
                     yield chunk([{"text": event.text, "index": event.index, "logprobs": None,
-                                  "finish_reason": "length" if event.kind == "end" else None}])
+                                  "finish_reason": event.finish_reason}])
             if completion.request.include_usage:
-                yield chunk([], usage=completion.usage(produced))
+                yield chunk([], usage=completion.usage())
             yield sse("[DONE]")
         except APIError as err:
             yield sse(err.body())  # the status line is sent already; clients read the error event
         finally:
-            completion.job.cancel()  # the client closed the stream early: stop generating for it
+            completion.cancel()  # the client closed the stream early: stop generating for it
 
     return app

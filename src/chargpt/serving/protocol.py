@@ -50,10 +50,10 @@ class Limits:
 
 
 # OpenAI parameters this server does not implement, with the values that ask for nothing (OpenAI's
-# defaults, and the empty list or map): sending another is an error (silently ignoring `stop` or
-# `echo` would return something else than the client asked for).
+# defaults, and the empty list or map): sending another is an error (silently ignoring `echo` or
+# `logit_bias` would return something else than the client asked for).
 UNSUPPORTED: dict[str, tuple[Any, ...]] = {
-    "stop": (None, [], ""), "echo": (None, False), "logprobs": (None,), "best_of": (None, 1),
+    "echo": (None, False), "logprobs": (None,), "best_of": (None, 1),
     "suffix": (None, ""), "logit_bias": (None, {}), "presence_penalty": (None, 0),
     "frequency_penalty": (None, 0),
 }
@@ -66,7 +66,7 @@ class CompletionBody(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
     model: str | None = None
-    prompt: str = ""  # left out: the model's start prompt (parse_completion); null is refused
+    prompt: Any = ""  # a string or a list of them, read by _prompts; left out: the model's start prompt
     max_tokens: int | None = None
     max_new_tokens: int | None = None  # chargpt-sample's name for max_tokens
     temperature: float | None = None
@@ -77,7 +77,7 @@ class CompletionBody(BaseModel):
     stream: bool | None = None
     stream_options: dict[str, Any] | None = None
     user: str | None = None
-    stop: Any = None
+    stop: Any = None  # read by _stop_sequences
     echo: Any = None
     logprobs: Any = None
     best_of: Any = None
@@ -89,8 +89,8 @@ class CompletionBody(BaseModel):
 
 @dataclass(frozen=True)
 class CompletionRequest:
-    prompt: str
-    prompt_ids: list[int]
+    prompts: list[str]  # one, or OpenAI's batch: each gets n choices
+    prompt_ids: list[list[int]]
     max_tokens: int
     temperature: float
     top_k: int | None
@@ -99,6 +99,7 @@ class CompletionRequest:
     n: int
     stream: bool
     include_usage: bool
+    stop: tuple[str, ...] = ()
 
 
 def _named_in_text(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -130,8 +131,7 @@ def read_json(raw: bytes) -> dict[str, Any]:
         raise APIError(400, f"the request body {what}; send a JSON object such as "
                        "{\"prompt\": \"ROMEO:\", \"max_tokens\": 100}", code="invalid_json") from None
     if not isinstance(data, dict):
-        got = _JSON_TYPES.get(type(data), "null")
-        raise APIError(400, f"the request body must be a JSON object, got {got}")
+        raise APIError(400, f"the request body must be a JSON object, got {_json_type(data)}")
     return data
 
 
@@ -141,13 +141,78 @@ def _type_error(err: ValidationError) -> APIError:
     if first["type"] == "extra_forbidden":
         return APIError(400, f"unknown parameter {param!r}; remove it (the docs list the parameters)",
                         param, code="unknown_parameter")
-    if param == "prompt":
-        if first.get("input") is None:
-            return APIError(400, "prompt is null; give it as a string, or leave it out to start from a "
-                            "newline (the model's first character, if its text has none)", param)
-        return APIError(400, "prompt must be one string (lists of prompts and token ids are not supported)",
-                        param)
     return APIError(400, f"{param}: {first['msg'].lower()} (got {first.get('input')!r})", param)
+
+
+def _json_type(value: Any) -> str:
+    return _JSON_TYPES.get(type(value), "an object" if isinstance(value, dict) else "null")
+
+
+def _is_token_ids(value: list[Any]) -> bool:
+    """OpenAI's other prompt forms: a list of token ids, or a list of such lists."""
+    first = value[0]
+    return isinstance(first, list) or (isinstance(first, int) and not isinstance(first, bool))
+
+
+def _prompts(value: Any, tokenizer: CharTokenizer) -> tuple[list[str], list[list[int]]]:
+    """The prompts (a string, or OpenAI's list of strings) as the vocabulary writes them, and their ids."""
+    if value is None:
+        raise APIError(400, "prompt is null; give it as a string, or leave it out to start from a "
+                       "newline (the model's first character, if its text has none)", "prompt")
+    if isinstance(value, list) and not value:
+        raise APIError(400, "prompt is an empty list; give at least one prompt (a string, or a list of "
+                       "strings)", "prompt")
+    if isinstance(value, list) and _is_token_ids(value):
+        raise APIError(400, "prompt is given as token ids; this server's tokens are characters and it "
+                       "reads text: send the prompt as a string, or several as a list of strings", "prompt")
+    if not isinstance(value, (str, list)):
+        raise APIError(400, f"prompt must be a string or a list of strings, got {_json_type(value)}",
+                       "prompt")
+    listed = isinstance(value, list)
+    texts, ids = [], []
+    for i, prompt in enumerate(value if listed else [value]):
+        named = f"prompt[{i}]" if listed else "the prompt"
+        if not isinstance(prompt, str):
+            raise APIError(400, f"{named} must be a string, got {_json_type(prompt)}", "prompt")
+        if not prompt:
+            raise APIError(400, EMPTY_PROMPT.replace("the prompt", named, 1), "prompt")
+        # As chargpt-sample reads it (Windows line endings, NFD); what is still unknown is named as
+        # written so: 'é', not the combining accent of 'e' + U+0301.
+        prompt, _ = tokenizer.as_written_here(prompt)
+        try:
+            ids.append(tokenizer.encode(prompt))
+        except ChargptError as err:
+            raise APIError(400, f"{named} has {err}", "prompt", code="unknown_characters") from None
+        texts.append(prompt)
+    return texts, ids
+
+
+MAX_STOP = 4  # OpenAI's limit
+
+
+def _stop_sequences(value: Any, tokenizer: CharTokenizer) -> tuple[str, ...]:
+    """OpenAI's stop: null, a string or a list of up to 4 (null, "" and [] ask for none). A sequence
+    with a character the vocabulary lacks never occurs: it is accepted, as harmless."""
+    if value is None or value == "":
+        return ()
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list):
+        raise APIError(400, f"stop must be a string or a list of up to {MAX_STOP} strings, got "
+                       f"{_json_type(value)}", "stop")
+    if len(value) > MAX_STOP:
+        raise APIError(400, f"stop has {len(value)} sequences, more than the {MAX_STOP} allowed (as in "
+                       f"OpenAI's API); send at most {MAX_STOP}", "stop")
+    sequences = []
+    for i, sequence in enumerate(value):
+        if not isinstance(sequence, str):
+            raise APIError(400, f"stop[{i}] must be a string, got {_json_type(sequence)}", "stop")
+        if not sequence:
+            raise APIError(400, f"stop[{i}] is an empty string, which would end every choice before its "
+                           "first character; remove it", "stop")
+        # Read as the prompt is: '\r\n' is the '\n' the model writes, where it has no '\r'.
+        sequences.append(tokenizer.as_written_here(sequence)[0])
+    return tuple(sequences)
 
 
 def parse_completion(
@@ -192,15 +257,12 @@ def parse_completion(
     # Left out, as chargpt-sample does: a newline, or the vocabulary's first character for a text
     # that has none.
     prompt = body.prompt if "prompt" in body.model_fields_set else start_prompt(tokenizer)
-    if not prompt:
-        raise APIError(400, EMPTY_PROMPT, "prompt")
-    # As chargpt-sample reads it (Windows line endings, NFD); what is still unknown is named as
-    # written so: 'é', not the combining accent of 'e' + U+0301.
-    prompt, _ = tokenizer.as_written_here(prompt)
-    try:
-        prompt_ids = tokenizer.encode(prompt)
-    except ChargptError as err:
-        raise APIError(400, f"the prompt has {err}", "prompt", code="unknown_characters") from None
+    prompts, prompt_ids = _prompts(prompt, tokenizer)
+    if len(prompts) * n > limits.max_n:
+        raise APIError(400, f"{len(prompts)} prompts with n={n} ask for {len(prompts) * n} choices; this "
+                       f"server's limit of {limits.max_n} (max_n) counts the choices of every prompt: send "
+                       "fewer prompts or a smaller n", "prompt")
+    stop = _stop_sequences(body.stop, tokenizer)
     if body.stream_options is not None and not body.stream:  # as OpenAI's API answers it
         raise APIError(400, "stream_options applies only with stream=true; leave it out, or set stream "
                        "to true", "stream_options")
@@ -212,7 +274,7 @@ def parse_completion(
         param = "stream_options.include_usage"
         raise APIError(400, f"{param} must be true or false", param)
     return CompletionRequest(
-        prompt=prompt, prompt_ids=prompt_ids, max_tokens=max_tokens, temperature=temperature,
+        prompts=prompts, prompt_ids=prompt_ids, max_tokens=max_tokens, temperature=temperature,
         top_k=body.top_k, top_p=body.top_p, seed=body.seed, n=n, stream=bool(body.stream),
-        include_usage=options.get("include_usage", False),
+        include_usage=options.get("include_usage", False), stop=stop,
     )
