@@ -20,7 +20,7 @@ from chargpt.errors import ConfigError
 from chargpt.hydra_run import plain
 from chargpt.model import ModelConfig
 from chargpt.training import budget_plan, precision
-from chargpt.training.auto_size import calibration, ladder, rule
+from chargpt.training.auto_size import calibration, ladder, recipe, rule
 from chargpt.training.auto_size.choice import Choice, Estimate, from_record
 from chargpt.training.auto_size.ladder import LADDER, Shape, non_embedding_params, target_tokens_per_param
 from chargpt.training.auto_size.recipe import adamw_lr_for, dropout_for, momentum_for, weight_decay_for
@@ -678,6 +678,10 @@ def test_auto_run_records_its_choice_and_a_resume_keeps_it(tmp_path: Path, capsy
     # A budget counts from the process start; here, from the call (pytest started long ago).
     monkeypatch.setattr(budget_plan, "run_start_time", time.monotonic)
     monkeypatch.setattr(ladder, "LADDER", TINY_LADDER)
+    # Dropout and weight decay from the first epoch: the epochs 12 s buy depend on the machine's
+    # load (a loaded one bought too few for either), and what is tested is that the choice is used.
+    monkeypatch.setattr(recipe, "DROPOUT_BY_EPOCHS", ((0.0, 0.1), (1.0, 0.2)))
+    monkeypatch.setattr(recipe, "WEIGHT_DECAY_BY_EPOCHS", ((0.0, 0.1),))
     corpus = write_corpus(tmp_path / "c.txt")  # 3,600 training characters: many epochs
     run = tmp_path / "run"
     args = [
