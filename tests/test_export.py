@@ -72,7 +72,8 @@ def test_an_onnx_export_is_the_same_bytes_every_time(tmp_path: Path) -> None:
     trained = small_model("rope-swiglu-layernorm-qknorm-nobias")
     exports = [export_model(trained, card(trained), "onnx", tmp_path / str(i)) for i in range(2)]
     assert (exports[0] / "model.onnx").read_bytes() == (exports[1] / "model.onnx").read_bytes()
-    assert (exports[0] / "config.json").read_bytes() == (exports[1] / "config.json").read_bytes()
+    for name in ("config.json", "README.md"):
+        assert (exports[0] / name).read_bytes() == (exports[1] / name).read_bytes()
 
 
 def test_a_safetensors_export_is_the_same_bytes_every_time(tmp_path: Path) -> None:
@@ -82,6 +83,7 @@ def test_a_safetensors_export_is_the_same_bytes_every_time(tmp_path: Path) -> No
     exports = [export_model(trained, card(trained), "safetensors", tmp_path / str(i)) for i in range(4)]
     weights = [(folder / "model.safetensors").read_bytes() for folder in exports]
     assert all(w == weights[0] for w in weights)
+    assert len({(folder / "README.md").read_bytes() for folder in exports}) == 1
     header = json.loads(weights[0][8 : 8 + int.from_bytes(weights[0][:8], "little")])
     metadata = list(header["__metadata__"])
     assert len(metadata) == 3 and metadata == sorted(metadata)
@@ -111,7 +113,7 @@ def test_cases_cover_every_option_and_every_option_is_exportable() -> None:
 def test_safetensors_export_loads_back_identical(case: str, tmp_path: Path) -> None:
     trained = small_model(case)
     out = export_model(trained, card(trained), "safetensors", tmp_path / "my exports" / "v1")
-    assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.safetensors"]
+    assert sorted(p.name for p in out.iterdir()) == ["README.md", "config.json", "model.safetensors"]
     config = json.loads((out / "config.json").read_text(encoding="utf-8"))
     assert config["vocab"] == VOCAB and config["model"]["arch"] == trained.model.config.arch
     assert config["card"]["name"] == "test model" and config["card"]["val_loss"] == 1.25
@@ -140,7 +142,7 @@ ONNX_CASES = [pytest.param(c, marks=pytest.mark.slow) for c in CASES]
 def test_onnx_export_matches_pytorch_logits(case: str, tmp_path: Path) -> None:
     trained = small_model(case)
     out = export_model(trained, card(trained), "onnx", tmp_path / "onnx")
-    assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.onnx"]
+    assert sorted(p.name for p in out.iterdir()) == ["README.md", "config.json", "model.onnx"]
     config = json.loads((out / "config.json").read_text(encoding="utf-8"))
     assert config["onnx"] == {"input": "input_ids", "output": "logits", "max_length": 16}
     import onnxruntime as ort
@@ -518,7 +520,7 @@ def test_bad_export_input_is_one_error_line_and_overwrites_nothing(
     assert {p.name: p.read_bytes() for p in previous.iterdir()} == before
     # overwrite=true replaces an export (and nothing else): safetensors -> onnx, no stale weights.
     assert run(*_export_args(ckpt, previous), "format=onnx", "overwrite=true")[0] == 0
-    assert sorted(p.name for p in previous.iterdir()) == ["config.json", "model.onnx"]
+    assert sorted(p.name for p in previous.iterdir()) == ["README.md", "config.json", "model.onnx"]
 
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -576,7 +578,7 @@ def test_an_empty_folder_is_filled_as_it_is_wherever_out_names_it(
     assert export(str(private)) == 0
     after = private.stat()
     assert (after.st_ino, after.st_mode) == (before.st_ino, before.st_mode)
-    assert sorted(p.name for p in private.iterdir()) == ["config.json", "model.safetensors"]
+    assert sorted(p.name for p in private.iterdir()) == ["README.md", "config.json", "model.safetensors"]
 
     target = tmp_path / "target"
     target.mkdir()
@@ -585,12 +587,13 @@ def test_an_empty_folder_is_filled_as_it_is_wherever_out_names_it(
     link.symlink_to(target)
     assert export(str(link)) == 0
     assert link.is_symlink() and chargpt.load(link).tokenizer.chars == VOCAB
-    assert sorted(p.name for p in target.iterdir()) == ["config.json", "model.safetensors"]
+    assert sorted(p.name for p in target.iterdir()) == ["README.md", "config.json", "model.safetensors"]
 
     here = tmp_path / "here"
     here.mkdir()
     monkeypatch.chdir(here)
-    assert export(".") == 0 and sorted(p.name for p in here.iterdir()) == ["config.json", "model.safetensors"]
+    assert export(".") == 0
+    assert sorted(p.name for p in here.iterdir()) == ["README.md", "config.json", "model.safetensors"]
     assert not [p for p in tmp_path.rglob(".*partial*")]  # no staging folder left anywhere
 
 
@@ -659,32 +662,36 @@ def test_of_two_exports_to_one_new_folder_at_once_the_later_is_refused(
     assert _same_weights(chargpt.load(out), first)
 
 
+@pytest.mark.parametrize("moved", [WEIGHTS["safetensors"], "README.md"])
 def test_an_overwrite_stopped_between_its_files_leaves_no_export_of_two_models(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    moved: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Ctrl-C between moving the new weights in and the new config.json: the earlier config.json
     # beside the new weights read as a whole export, with the earlier model's card (and vocabulary).
+    # The same after the new README.md: it moves in before config.json, like the weights.
     first, second = small_model("bigram", seed=1), small_model("bigram", seed=2)
     out = tmp_path / "my export"
     out.mkdir()  # a folder the user made: the files go into it one by one
     export_model(first, card(first, "first"), "safetensors", out)
     replace = os.replace
 
-    def stopped_after_the_weights(src, dst) -> None:
+    def stopped_after_the_file(src, dst) -> None:
         replace(src, dst)
-        if Path(dst).name == WEIGHTS["safetensors"]:
+        if Path(dst).name == moved:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(export_module.os, "replace", stopped_after_the_weights)
+    monkeypatch.setattr(export_module.os, "replace", stopped_after_the_file)
     with pytest.raises(KeyboardInterrupt):
         export_model(second, card(second, "second"), "safetensors", out, overwrite=True)
     monkeypatch.setattr(export_module.os, "replace", replace)
+    assert not (out / "config.json").exists()
     with pytest.raises(CheckpointError):  # an export cut short, not the first's card on the second's weights
         chargpt.load(out)
     with pytest.raises(export_module.ExportError, match="already holds an export cut short"):
         export_model(second, card(second, "second"), "safetensors", out)
     export_model(second, card(second, "second"), "safetensors", out, overwrite=True)
     assert _same_weights(chargpt.load(out), second)
+    assert "\n# second\n" in (out / "README.md").read_text(encoding="utf-8")
 
 
 def _same_weights(a: TrainedModel, b: TrainedModel) -> bool:
@@ -734,7 +741,7 @@ def test_a_killed_exports_staging_folder_is_not_listed_as_exported(
     out = tmp_path / "out"
     (out / f"{export_module.STAGING_PREFIX}x1y2").mkdir(parents=True)
     code, stdout, _ = run_main(export_cli.main, _export_args(ckpt, out), capsys)
-    assert code == 0 and stdout.strip().endswith(": config.json, model.safetensors")
+    assert code == 0 and stdout.strip().endswith(": README.md, config.json, model.safetensors")
 
 
 @pytest.mark.slow  # an ONNX export in a subprocess: several seconds

@@ -1,8 +1,9 @@
 """Export folders: a model without pickles (safetensors) or without PyTorch (ONNX).
 
 An export is a folder holding config.json (the model settings, the vocabulary and the model
-card, plain JSON) and the weights: model.safetensors, or model.onnx (token ids of shape
-(batch, length), 1 <= length <= block_size, in; logits of shape (batch, length, vocab) out).
+card, plain JSON), the weights: model.safetensors, or model.onnx (token ids of shape
+(batch, length), 1 <= length <= block_size, in; logits of shape (batch, length, vocab) out), and
+README.md, the model card for people (model_card.export_readme).
 Writing them is here; `chargpt.load(folder)` reads safetensors exports back (inference.py). The
 libraries are the `export` extra, imported only when used.
 """
@@ -31,12 +32,14 @@ from chargpt.export_layout import (
     EXPORT_FILES,
     FORMAT_MARKER,
     FORMAT_VERSION,
+    README_FILE,
     WEIGHTS,
     is_export,
+    is_export_readme,
 )
 from chargpt.inference import TrainedModel
 from chargpt.model import ModelConfig
-from chargpt.model_card import ModelCard
+from chargpt.model_card import ModelCard, export_readme
 
 # An export is written into a folder of this name first (in the destination when it exists, beside
 # it when not: on the destination's file system), then moved in; a killed export's is left out of
@@ -76,6 +79,7 @@ def check_destination(out: Path, overwrite: bool, shown: Path | None = None) -> 
 
     `out` must not exist, or be an empty folder, or (with overwrite=true) hold a chargpt export
     and nothing else, whole or cut short (its weights without config.json): then it is replaced.
+    A config.json or README.md that chargpt did not write is the user's: never replaced.
     `shown`: `out` as the user named it, for the messages (`out` may be the folder it leads to).
     """
     named = shown if shown is not None else out
@@ -87,8 +91,7 @@ def check_destination(out: Path, overwrite: bool, shown: Path | None = None) -> 
         p.name for p in out.iterdir() if not p.name.startswith(STAGING_PREFIX))
     if not names:
         return
-    # A config.json of another kind is the user's own file, never an export's.
-    others = [n for n in names if n not in EXPORT_FILES or (n == CONFIG_FILE and not is_export(out))]
+    others = [n for n in names if not _is_export_file(out, n)]
     if others:
         listed = f" ({', '.join(others[:3])}{', ...' if len(others) > 3 else ''})"
         raise ExportError(
@@ -103,6 +106,16 @@ def check_destination(out: Path, overwrite: bool, shown: Path | None = None) -> 
             f"out={named} already holds {what}; nothing was written: pass overwrite=true to replace it, "
             "or pick another folder"
         )
+
+
+def _is_export_file(folder: Path, name: str) -> bool:
+    """Whether `folder`'s file `name` is one an export writes: a config.json or README.md of
+    another kind is the user's own file, never an export's."""
+    if name == CONFIG_FILE:
+        return is_export(folder)
+    if name == README_FILE:
+        return is_export_readme(folder / name)
+    return name in EXPORT_FILES
 
 
 def export_config(trained: TrainedModel, card: ModelCard, fmt: str) -> dict[str, Any]:
@@ -223,6 +236,7 @@ def export_model(
             writer(model, staging / WEIGHTS[fmt], config)
             text = json.dumps(config, indent=2, ensure_ascii=False) + "\n"
             (staging / CONFIG_FILE).write_text(text, encoding="utf-8")
+            (staging / README_FILE).write_text(export_readme(config), encoding="utf-8")
         except OSError as err:  # a full disk, a quota: nothing of the export is left behind
             room = "free some space there, or " if err.errno in NO_ROOM or "space" in str(err) else ""
             raise ExportError(
@@ -259,10 +273,10 @@ def _move_in(staging: Path, out: Path, overwrite: bool, shown: Path) -> None:
             os.replace(staging, out)  # the whole export appears at once (over the folder just made)
             return
         # A folder the user made keeps its permissions and identity (it may be a shell's current
-        # folder): the files go into it, each over its earlier version, config.json (which marks an
-        # export) last; then what the earlier export had and this one has not goes. The earlier
-        # config.json goes first: a stop between two files leaves an export cut short (refused
-        # where it is read), never its card and vocabulary beside the new weights.
+        # folder): the files go into it, each over its earlier version (README.md too), config.json
+        # (which marks an export) last; then what the earlier export had and this one has not goes.
+        # The earlier config.json goes first: a stop between two files leaves an export cut short
+        # (refused where it is read), never its card and vocabulary beside the new weights.
         (out / CONFIG_FILE).unlink(missing_ok=True)
         new = sorted(staging.iterdir(), key=lambda f: f.name == CONFIG_FILE)
         for file in new:

@@ -1,6 +1,7 @@
 """What an export folder holds, by name, and how to tell one: config.json (the model settings, the
 vocabulary and the model card, marked as chargpt's) beside the weights, model.safetensors or
-model.onnx. Torch-free, below everything that reads or writes exports.
+model.onnx, and README.md (the model card for people). Torch-free, below everything that reads or
+writes exports.
 """
 
 from __future__ import annotations
@@ -18,6 +19,10 @@ CONFIG_FILE = "config.json"
 WEIGHTS = {"safetensors": "model.safetensors", "onnx": "model.onnx"}
 # Everything an export may hold (ONNX puts weights over 2 GB in a side file).
 EXPORT_FILES = {CONFIG_FILE, *WEIGHTS.values(), "model.onnx.data"}
+# The model card for people, beside them. Loading never reads it; a README.md without the marker
+# line is someone's own file, which an export never replaces.
+README_FILE = "README.md"
+README_MARKER = "<!-- chargpt-export wrote this model card from config.json"
 
 
 def is_export(folder: Path) -> bool:
@@ -27,6 +32,16 @@ def is_export(folder: Path) -> bool:
     except (OSError, ValueError):
         return False
     return isinstance(config, dict) and config.get("format") == FORMAT_MARKER
+
+
+def is_export_readme(file: Path) -> bool:
+    """Whether `file` is a README.md chargpt-export wrote (the marker in its first lines)."""
+    try:
+        with file.open("rb") as f:
+            head = f.read(4096)
+    except OSError:
+        return False
+    return README_MARKER.encode() in head
 
 
 def export_folder_of(path: str | Path) -> Path | None:

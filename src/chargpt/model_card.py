@@ -1,18 +1,22 @@
-"""What a served or exported model says about itself: a name, its size, its validation loss."""
+"""What a served or exported model says about itself: a name, its size, its validation loss; and
+an export's README.md, the same card for people, with the recipe for using the export."""
 
 from __future__ import annotations
 
+import json
 import math
 import re
-from dataclasses import asdict, dataclass
+import unicodedata
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
 from chargpt.checkpoints import read_checkpoint, resolve_checkpoint
 from chargpt.checks import as_utf8
+from chargpt.data.tokenizer import CharTokenizer
 from chargpt.errors import CheckpointError
-from chargpt.export_layout import CONFIG_FILE, export_folder_of, read_export_config
-from chargpt.inference import TrainedModel
+from chargpt.export_layout import CONFIG_FILE, README_MARKER, WEIGHTS, export_folder_of, read_export_config
+from chargpt.inference import TrainedModel, start_prompt
 from chargpt.metric_names import VAL_LOSS
 from chargpt.run_layout import CHECKPOINT_DIR, LAST, SWEEP_CONFIG, VAL_STEP, run_dir_of
 
@@ -123,3 +127,174 @@ def card_for(
     file = resolve_checkpoint(path)
     ckpt = read_checkpoint(file) if ckpt is None else ckpt
     return card_for_checkpoint(file, ckpt, trained.model.num_params(), name)
+
+
+# Markdown in user text (a model's name): characters that would start markup there (emphasis, code,
+# links, headings' closing #, raw HTML and entities, table cells, strikethrough, math on the
+# Hugging Face Hub) are written escaped: backslashes where CommonMark and Python-Markdown both take
+# them, character references for the rest.
+_MARKDOWN_ESCAPES = {
+    **{c: "\\" + c for c in "\\`*_[]#!"},
+    "&": "&amp;", "<": "&lt;", ">": "&gt;", "|": "&#124;", "$": "&#36;", "~": "&#126;",
+}
+
+
+def markdown_text(value: object) -> str:
+    """`value` as one line of Markdown that renders as the text it is: control characters and line
+    breaks as spaces (a name's line break would end a heading or a table row), markup escaped."""
+    text = "".join(" " if unicodedata.category(c) in ("Cc", "Zl", "Zp") else c for c in str(value))
+    return "".join(_MARKDOWN_ESCAPES.get(c, c) for c in text)
+
+
+def _figure_rows(card: dict[str, Any], model: dict[str, Any]) -> list[tuple[str, str]]:
+    """The card's figures as they are in config.json (none made up: a figure it lacks says so)."""
+    settings = ", ".join(f"{key}={value}" for key, value in model.items() if key != "arch")
+    step, val_loss = card.get("step"), card.get("val_loss")
+    rows = [
+        ("name", markdown_text(card.get("name", ""))),
+        ("architecture", markdown_text(f"{card.get('arch', model.get('arch'))} ({settings})")),
+        ("parameters", f"{card['params']:,}"),
+        ("vocabulary", f"{card['vocab_size']:,} characters (`vocab` in `{CONFIG_FILE}`, in id order)"),
+        ("context", f"{card['block_size']:,} characters"),
+        ("training steps", "not recorded" if step is None else f"{step:,}"),
+        ("validation loss", "not measured for these weights" if val_loss is None
+         else f"{val_loss:.4f} nats per character, on the held-out text of its training run"),
+    ]
+    for key, value in card.items():  # what a later card records, shown as it is
+        if key not in {f.name for f in fields(ModelCard)}:
+            text = json.dumps(value, ensure_ascii=False) if isinstance(value, (dict, list)) else value
+            rows.append((markdown_text(key), markdown_text(text)))
+    return rows
+
+
+def _safetensors_use(prompt: str, model: dict[str, Any]) -> str:
+    tied = (
+        "\nThe output head shares the token embedding: it is stored once, as `head.weight`\n"
+        "(`safetensors.torch.load_model` puts it back in both places)." if model.get("tie_weights") else ""
+    )
+    return f"""With chargpt and its `export` extra (`pip install 'chargpt[export]'`; `chargpt-serve` needs the
+`serve` extra too), from inside this folder:
+
+```python
+import chargpt
+
+model = chargpt.load(".")  # this folder (or its path)
+print(model.generate({prompt}, max_new_tokens=200, temperature=0.8, seed=1)[0])
+```
+
+```bash
+chargpt-sample ckpt_path=. max_new_tokens=200 temperature=0.8
+chargpt-serve ckpt_path=.  # a web page at http://127.0.0.1:8000/, an OpenAI-style API at /v1
+chargpt-export ckpt_path=. format=onnx out=../onnx-export  # runs without PyTorch or chargpt
+```
+
+`chargpt-serve` answers `POST /v1/completions` as OpenAI's completions API does (the `openai`
+client works unchanged); a character is a token.
+
+Without chargpt, PyTorch and safetensors give the weights, not the network that uses them:
+the tensors are named as the parameters of chargpt's model (`chargpt.model.GPT`).{tied}
+
+```python
+from safetensors.torch import load_file
+
+weights = load_file("model.safetensors")
+print({{name: tuple(tensor.shape) for name, tensor in weights.items()}})
+```
+
+To run the model without chargpt, convert it to ONNX (the last command above) and use its
+`README.md` recipe: NumPy and ONNX Runtime only.
+"""
+
+
+def _onnx_use(prompt: str, onnx: dict[str, Any], vocab_size: int) -> str:
+    ids, logits, longest = onnx.get("input"), onnx.get("output"), onnx.get("max_length")
+    return f"""With NumPy and ONNX Runtime only (`pip install numpy onnxruntime`; no PyTorch, no
+chargpt), from inside this folder: this samples 200 characters after the prompt.
+
+```python
+import json
+
+import numpy as np
+import onnxruntime as ort
+
+config = json.load(open("config.json", encoding="utf-8"))  # UTF-8: the vocabulary may have accents, emoji
+session = ort.InferenceSession("model.onnx", providers=["CPUExecutionProvider"])
+vocab, block = config["vocab"], config["model"]["block_size"]
+prompt = {prompt}  # the text to continue: characters of the vocabulary only
+text = [vocab.index(c) for c in prompt]
+window, rng = text[-block:], np.random.default_rng(1)
+for _ in range(200):
+    logits = session.run(["logits"], {{"input_ids": np.array([window], dtype=np.int64)}})[0][0, -1]
+    p = np.exp((logits - logits.max()).astype(np.float64) / 0.8)  # temperature 0.8
+    window.append(int(rng.choice(len(vocab), p=p / p.sum())))
+    text.append(window[-1])
+    if len(window) > block:  # chargpt's rule: past the context, the window restarts at its newest half
+        window = window[-max(1, block // 2):]
+print("".join(vocab[i] for i in text))
+```
+
+The graph takes `{ids}` (int64, `[batch, length]`, 1 ≤ length ≤ {longest}) and returns
+`{logits}` (float32, `[batch, length, {vocab_size}]`): the scores of the next
+character after each position. Where the console's encoding cannot write the vocabulary's
+characters (Windows), run Python with `PYTHONIOENCODING=utf-8`. chargpt's
+`scripts/onnx_generate.py` does the same with greedy decoding, top-k and its prompt checks.
+
+`chargpt-serve` serves PyTorch weights, not this file: serve the run this model was exported
+from, or a safetensors export of it (`chargpt-export ckpt_path=RUN out=DIR`, then
+`chargpt-serve ckpt_path=DIR`): a web page and an OpenAI-style completions API.
+"""
+
+
+def export_readme(config: dict[str, Any]) -> str:
+    """The README.md of an export whose config.json holds `config` (export.export_config): a
+    Hugging Face style model card, its figures those of `config["card"]`, and the recipe for the
+    export's own format, which runs as written from inside the folder."""
+    card, model = config["card"], config["model"]
+    fmt = next(name for name, file in WEIGHTS.items() if file == config["weights"])
+    # The prompt chargpt starts from (a new line, else the vocabulary's first character): every
+    # model knows it. As a Python literal of ASCII only, whatever the character.
+    prompt = ascii(start_prompt(CharTokenizer(config["vocab"])))
+    rows = "\n".join(f"| {label} | {value} |" for label, value in _figure_rows(card, model))
+    weights = (
+        "the weights (no pickle: reading it runs no code)" if fmt == "safetensors"
+        else "the network as an ONNX graph, for ONNX Runtime (no PyTorch needed)"
+    )
+    use = _safetensors_use(prompt, model) if fmt == "safetensors" else _onnx_use(
+        prompt, config.get("onnx", {}), card["vocab_size"])
+    return f"""---
+library_name: chargpt
+license: unknown
+pipeline_tag: text-generation
+tags:
+- chargpt
+- character-level
+- {fmt}
+---
+
+{README_MARKER}; an export with overwrite=true
+replaces it. Delete this comment to make the file yours: chargpt-export then leaves the folder alone. -->
+
+# {markdown_text(card.get("name", ""))}
+
+A character-level language model trained with chargpt: it reads and writes text one character at
+a time, knows only the {card["vocab_size"]:,} characters of its vocabulary, and sees the last
+{card["block_size"]:,} characters of its text.
+
+| figure | value |
+| --- | --- |
+{rows}
+
+**License:** unknown. chargpt does not know the terms of the text this model learned from: set
+`license` at the top of this file before sharing it.
+
+## Files
+
+| file | what |
+| --- | --- |
+| `{CONFIG_FILE}` | UTF-8 JSON: the settings (`model`), the vocabulary (`vocab`), these figures (`card`) |
+| `{config["weights"]}` | {weights} |
+| `README.md` | this card (loading never reads it) |
+
+## Use it
+
+{use}"""

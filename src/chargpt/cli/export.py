@@ -1,4 +1,5 @@
-"""chargpt-export: write a model as safetensors (no pickle) or ONNX (no PyTorch) with its config."""
+"""chargpt-export: write a model as safetensors (no pickle) or ONNX (no PyTorch) with its config and
+its model card (README.md)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from chargpt.cli import CONFIG_PATH
 from chargpt.cli.common import MODEL_FROM_CHECKPOINT, cli_task, quiet_known_warnings, run_main
 from chargpt.errors import ConfigError, exit_on_user_error
 from chargpt.export import check_destination, check_exportable, export_model
-from chargpt.export_layout import EXPORT_FILES, WEIGHTS, export_folder_of
+from chargpt.export_layout import EXPORT_FILES, README_FILE, WEIGHTS, export_folder_of
 from chargpt.inference import load_with_checkpoint
 from chargpt.model_card import card_for
 
@@ -46,7 +47,7 @@ def _hydra_main(cfg: DictConfig) -> None:
     del ckpt  # its optimizer states: not kept while exporting
     export_model(trained, card, cfg.format, out, overwrite=cfg.overwrite)
     # What the export holds (a killed export's hidden staging folder, left by a kill -9, is not it).
-    files = ", ".join(sorted(p.name for p in out.iterdir() if p.name in EXPORT_FILES))
+    files = ", ".join(sorted(p.name for p in out.iterdir() if p.name in EXPORT_FILES | {README_FILE}))
     print(f"exported {card.name} ({card.params:,} parameters) as {cfg.format} to {out}: {files}")
 
 
