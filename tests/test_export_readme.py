@@ -23,6 +23,7 @@ import chargpt
 from chargpt.cli import export as export_cli
 from chargpt.cli import sample as sample_cli
 from chargpt.data.tokenizer import CharTokenizer
+from chargpt.errors import CheckpointError
 from chargpt.export import ExportError, export_config, export_model
 from chargpt.inference import TrainedModel
 from chargpt.model import ModelConfig, build_model
@@ -234,3 +235,7 @@ def test_loading_never_reads_the_card(tmp_path: Path) -> None:
     (out / "README.md").write_bytes(b"\xff\xfe not text, not a card")
     loaded = chargpt.load(out)
     assert loaded.tokenizer.chars == VOCAB and _same_weights(loaded, trained)
+    # Named as the model: the card is not one (it was "not a file of the export it lies in").
+    message = f"{out / 'README.md'} is the model card of the export it lies in ({out}), not a model; pass "
+    with pytest.raises(CheckpointError, match=re.escape(message + "that folder")):
+        chargpt.load(out / "README.md")

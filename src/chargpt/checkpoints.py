@@ -17,7 +17,14 @@ from typing import Any
 import torch
 
 from chargpt.errors import CheckpointError, first_line
-from chargpt.export_layout import CONFIG_FILE, EXPORT_FILES, WEIGHTS, is_export, read_export_config
+from chargpt.export_layout import (
+    CONFIG_FILE,
+    EXPORT_FILES,
+    README_FILE,
+    WEIGHTS,
+    is_export,
+    read_export_config,
+)
 from chargpt.files import atomic_path
 from chargpt.model import ModelConfig
 from chargpt.run_layout import (
@@ -171,6 +178,8 @@ def _not_a_run(path: Path) -> str:
             f"the folder chargpt-export wrote ({WEIGHTS['safetensors']} beside its {CONFIG_FILE}); pass that "
             "folder"
         )
+    if path != folder and path.name == README_FILE:
+        return f"{path} is the model card of the export it lies in ({folder}), not a model; pass that folder"
     if path != folder and path.name not in EXPORT_FILES:
         return f"{path} is not a file of the export it lies in ({folder}); pass that folder"
     if read_export_config(folder).get("weights") != WEIGHTS["safetensors"]:
