@@ -235,18 +235,30 @@ def test_the_guides_onnx_recipe_runs_as_written_where_text_is_not_utf8(
     trained, home = onnx_export
     prompt = "café 😀"  # the test vocabulary's letters
     assert '"ROMEO:"' in recipe
+    stdout = run_python(recipe.replace('"ROMEO:"', repr(prompt)), home, tmp_path)
+    with torch.inference_mode():
+        logits = trained.model(torch.tensor([trained.tokenizer.encode(prompt)]))[0]
+    assert stdout == VOCAB[int(logits[0, -1].argmax())] + "\n"
+
+
+# A C locale: a recipe reads config.json (accents, an emoji) as UTF-8 whatever the locale's encoding.
+ASCII_LOCALE = {"LC_ALL": "C", "PYTHONCOERCECLOCALE": "0", "PYTHONUTF8": "0", "PYTHONIOENCODING": "utf-8"}
+
+
+def run_python(
+    code: str, folder: Path, tmp_path: Path, without: tuple[str, ...] = ("torch", "chargpt")
+) -> str:
+    """`code` run as a script from `folder` in a C locale, with the modules `without` unimportable
+    (a recipe for ONNX Runtime needs neither PyTorch nor chargpt); its output."""
     script = tmp_path / "recipe.py"
-    script.write_text("import sys; sys.modules['torch'] = None\n" + recipe.replace('"ROMEO:"', repr(prompt)),
+    script.write_text("".join(f"import sys; sys.modules[{name!r}] = None\n" for name in without) + code,
                       encoding="utf-8")
-    ascii_locale = {"LC_ALL": "C", "PYTHONCOERCECLOCALE": "0", "PYTHONUTF8": "0", "PYTHONIOENCODING": "utf-8"}
     result = subprocess.run(
-        [sys.executable, "-X", "utf8=0", str(script)], cwd=home, env={**os.environ, **ascii_locale},
+        [sys.executable, "-X", "utf8=0", str(script)], cwd=folder, env={**os.environ, **ASCII_LOCALE},
         capture_output=True, text=True, encoding="utf-8", timeout=120,
     )
     assert result.returncode == 0, result.stderr
-    with torch.inference_mode():
-        logits = trained.model(torch.tensor([trained.tokenizer.encode(prompt)]))[0]
-    assert result.stdout == VOCAB[int(logits[0, -1].argmax())] + "\n"
+    return result.stdout
 
 
 def test_onnx_script_refuses_an_output_that_cannot_write_the_models_characters(

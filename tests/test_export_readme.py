@@ -7,11 +7,8 @@ from __future__ import annotations
 import ast
 import html
 import json
-import os
 import re
 import shlex
-import subprocess
-import sys
 from pathlib import Path
 
 import markdown
@@ -29,15 +26,13 @@ from chargpt.inference import TrainedModel
 from chargpt.model import ModelConfig, build_model
 from chargpt.model_card import ModelCard, export_readme
 from conftest import fenced_blocks, lacks, run_main
-from test_export import NO_EXTRA, VOCAB, _same_weights, card, small_model
+from test_export import NO_EXTRA, VOCAB, _same_weights, card, run_python, small_model
 
 pytestmark = pytest.mark.skipif(lacks("onnxruntime", "onnxscript", "safetensors"), reason=NO_EXTRA)
 
 # What the card's commands run as, in this process.
 COMMANDS = {"chargpt-sample": sample_cli.main, "chargpt-export": export_cli.main}
 HOSTILE = 'Bard *v2* | <b>x</b> & [l](u) `c` #1 $x$ ~~s~~ _u_ \\ &amp; 😀 "q" \'v3\' C#'
-# A C locale: a recipe reads config.json (accents, an emoji) as UTF-8 whatever the locale's encoding.
-ASCII_LOCALE = {"LC_ALL": "C", "PYTHONCOERCECLOCALE": "0", "PYTHONUTF8": "0", "PYTHONIOENCODING": "utf-8"}
 
 
 def front_matter(readme: Path) -> dict:
@@ -66,21 +61,6 @@ def assert_figures_are_config_jsons(folder: Path, fmt: str) -> None:
     assert shown["training steps"] == f"{card_['step']:,}"
     assert shown["validation loss"].startswith(f"{card_['val_loss']:.4f} nats per character")
     assert shown["architecture"].startswith(f"{card_['arch']} (")
-
-
-def run_python(
-    code: str, folder: Path, tmp_path: Path, without: tuple[str, ...] = ("torch", "chargpt")
-) -> str:
-    """`code` run as a script from inside `folder`, with the modules `without` unimportable; its output."""
-    script = tmp_path / "recipe.py"
-    script.write_text("".join(f"import sys; sys.modules[{name!r}] = None\n" for name in without) + code,
-                      encoding="utf-8")
-    result = subprocess.run(
-        [sys.executable, "-X", "utf8=0", str(script)], cwd=folder, env={**os.environ, **ASCII_LOCALE},
-        capture_output=True, text=True, encoding="utf-8", timeout=120,
-    )
-    assert result.returncode == 0, result.stderr
-    return result.stdout
 
 
 def commands(readme: Path) -> dict[str, list[str]]:
