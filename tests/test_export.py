@@ -770,7 +770,10 @@ def test_sigterm_during_an_export_leaves_nothing_behind(ckpt: Path, tmp_path: Pa
     proc.terminate()
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 143 and stderr.strip().splitlines()[-1] == "terminated", stderr
-    assert list(out.iterdir()) == []  # the folder the user made is kept, empty
+    # The folder the user made is kept, empty; or, where a loaded machine let the export finish
+    # before the signal landed, it holds the whole export: never its staging folder, never a part.
+    left = sorted(p.name for p in out.iterdir())
+    assert left in ([], ["README.md", "config.json", "model.onnx"]), left
 
 
 def test_a_default_name_says_more_than_a_time_or_a_job_number(tmp_path: Path) -> None:
