@@ -4,6 +4,8 @@ chargpt.load (safetensors) and run by ONNX Runtime (ONNX) with PyTorch's logits;
 from __future__ import annotations
 
 import errno
+import hashlib
+import importlib.metadata
 import json
 import os
 import subprocess
@@ -358,7 +360,8 @@ def test_onnx_script_refuses_a_folder_that_is_not_an_onnx_export(
 
 
 def test_cli_export_of_a_run_carries_its_card_and_serves_chargpt_sample(
-    trained_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+    trained_run: Path, corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture,
 ) -> None:
     out = tmp_path / "my exports" / "v1"
     code, stdout, _ = run_main(
@@ -371,6 +374,14 @@ def test_cli_export_of_a_run_carries_its_card_and_serves_chargpt_sample(
     assert config["card"]["name"] == "shakespeare run"
     assert config["card"]["val_loss"] == pytest.approx(metrics["val_loss"])
     assert config["card"]["step"] == metrics["step"]
+    # What it was trained on: the text's file name (never the folders above it: a card is
+    # published) and its fingerprint; and the chargpt that wrote the card.
+    assert config["card"]["trained_on"] == corpus.name
+    assert config["card"]["text_sha256"] == hashlib.sha256(corpus.read_bytes()).hexdigest()
+    assert config["card"]["chargpt_version"] == importlib.metadata.version("chargpt")
+    assert str(corpus.parent) not in (out / "config.json").read_text(encoding="utf-8")
+    assert f"| trained on | {corpus.name} (sha256 `{config['card']['text_sha256']}`) |" in (
+        out / "README.md").read_text(encoding="utf-8")
     assert card_for(out, chargpt.load(out)).val_loss == pytest.approx(metrics["val_loss"])
     # chargpt-sample reads the export folder like the checkpoint, with the same text.
     args = ["prompt=The", "max_new_tokens=50", "seed=7", "device=cpu"]

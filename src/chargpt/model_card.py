@@ -3,15 +3,16 @@ an export's README.md, the same card for people, with the recipe for using the e
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import math
 import re
 import unicodedata
 from dataclasses import asdict, dataclass, fields
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
-from chargpt.checkpoints import read_checkpoint, resolve_checkpoint
+from chargpt.checkpoints import read_checkpoint, resolve_checkpoint, stored_corpus
 from chargpt.checks import as_utf8
 from chargpt.data.tokenizer import CharTokenizer
 from chargpt.errors import CheckpointError
@@ -33,6 +34,12 @@ class ModelCard:
     arch: str
     val_loss: float | None = None  # of these weights, at the validation that saved them
     step: int | None = None  # training steps behind these weights
+    # What it was trained on: the text's file (or folder, glob, dataset) name, never the folders
+    # above it (a card is published: a local path says nothing of use, and too much), and the
+    # fingerprint a resume checks, which names that exact text.
+    trained_on: str | None = None
+    text_sha256: str | None = None
+    chargpt_version: str | None = None  # that wrote the card
 
     def __post_init__(self) -> None:
         # An API's model id is a string: an export written with name=2024 before names were taken
@@ -41,6 +48,14 @@ class ModelCard:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def installed_version() -> str | None:
+    """chargpt's version as installed (pyproject.toml's); None when run from a source tree alone."""
+    try:
+        return importlib.metadata.version("chargpt")
+    except importlib.metadata.PackageNotFoundError:
+        return None
 
 
 def default_name(run_dir: Path) -> str:
@@ -97,10 +112,15 @@ def card_for_checkpoint(file: Path, ckpt: dict[str, Any], params: int, name: str
     """The card of checkpoint `file`, read as `ckpt`."""
     val_loss, step = checkpoint_score(ckpt)
     model = ckpt["hyper_parameters"]["model"]
+    corpus = stored_corpus(ckpt) or {}
+    source = corpus.get("path") or corpus.get("name")
     return ModelCard(
         name=name or name_of_checkpoint(file), params=params,
         vocab_size=len(ckpt["hyper_parameters"]["vocab"]), block_size=int(model.get("block_size", 0)),
         arch=str(model.get("arch", "gpt")), val_loss=val_loss, step=step,
+        trained_on=as_utf8(PurePath(str(source)).name) if source else None,
+        text_sha256=str(corpus["sha256"]) if corpus.get("sha256") else None,
+        chargpt_version=installed_version(),
     )
 
 
@@ -148,7 +168,9 @@ def markdown_text(value: object) -> str:
 
 def _figure_rows(card: dict[str, Any], model: dict[str, Any]) -> list[tuple[str, str]]:
     """The card's figures as they are in config.json (none made up: a figure it lacks says so)."""
-    settings = ", ".join(f"{key}={value}" for key, value in model.items() if key != "arch")
+    # As config.json spells them (true, null), not as Python does.
+    settings = ", ".join(f"{key}={json.dumps(value, ensure_ascii=False)}" for key, value in model.items()
+                         if key != "arch")
     step, val_loss = card.get("step"), card.get("val_loss")
     rows = [
         ("name", markdown_text(card.get("name", ""))),
@@ -160,6 +182,11 @@ def _figure_rows(card: dict[str, Any], model: dict[str, Any]) -> list[tuple[str,
         ("validation loss", "not measured for these weights" if val_loss is None
          else f"{val_loss:.4f} nats per character, on the held-out text of its training run"),
     ]
+    if card.get("trained_on"):
+        sha = card.get("text_sha256")
+        rows.append(("trained on", markdown_text(card["trained_on"]) + (f" (sha256 `{sha}`)" if sha else "")))
+    if card.get("chargpt_version"):
+        rows.append(("written by", f"chargpt {markdown_text(card['chargpt_version'])}"))
     for key, value in card.items():  # what a later card records, shown as it is
         if key not in {f.name for f in fields(ModelCard)}:
             text = json.dumps(value, ensure_ascii=False) if isinstance(value, (dict, list)) else value
