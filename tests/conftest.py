@@ -188,10 +188,10 @@ def bare_train_args(corpus: Path, run_dir: Path | None, *extra: str) -> list[str
     return [*args, *extra]
 
 
-def run_cli(main: Callable[[], None], *args: str) -> int:
+def run_cli(main: Callable[[], None], *args: str, prog: str = "chargpt") -> int:
     """Run a console-script entry point as `prog *args` in this process; returns its exit code."""
     saved = sys.argv
-    sys.argv = ["chargpt", *args]
+    sys.argv = [prog, *args]
     try:
         main()
         return 0

@@ -8,6 +8,8 @@
   `chargpt-report` flags and pip extras are checked against the Makefile, the scripts, the
   report's parser and pyproject.toml.
 - The Python API example runs and prints what it says.
+- The bad-input table of docs/reliability.md quotes what its commands print (the rows that need
+  no text, run or hardware of their own).
 - Links between the documents resolve, and Markdown tables are well formed.
 - (slow) A fresh clone, walked through as the README says: every command block, shortened.
 """
@@ -33,7 +35,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
-from conftest import FENCE, fenced_blocks, run_cli, train_args
+from conftest import FENCE, fenced_blocks, make_checkpoint, run_cli, train_args
 
 ROOT = Path(__file__).parents[1]
 README = ROOT / "README.md"
@@ -318,6 +320,93 @@ def test_python_api_example_runs(corpus: Path, tmp_path: Path, capsys: pytest.Ca
         # The same seed gives the same text: the example's generate call, again.
         again = re.search(rf"print\(({name}\.generate\(.*\))\[0\]\)", code).group(1)
         assert eval(again, namespace)[0] == out[:n1]
+
+
+# --- the bad-input table's messages --------------------------------------------------------
+
+RELIABILITY = ROOT / "docs" / "reliability.md"
+ENTRY_POINTS = {"chargpt-train": "train", "chargpt-sample": "sample", "chargpt-eval": "evaluate"}
+# Rows whose command needs more than a checkpoint to read (a text, a run, another machine's
+# hardware, a model=auto timing), or names the doc's example folders (PLACEHOLDERS), are left to
+# tests/test_bad_input.py.
+NEEDS_SETUP = {
+    "data.path", "init_from", "data.train_fraction", "model", "trainer", "trainer.devices",
+    "trainer.accelerator", "device", "check_copy", "stride", "hydra.run.dir",
+}
+PLACEHOLDERS = re.compile(r"\b(RUN|OTHER|NOTES|FT_RUN|BASE_RUN)\b")
+
+
+@dataclass(frozen=True)
+class QuotedError:
+    source: str  # docs/reliability.md:LINE
+    command: str
+    message: str
+    condition: str  # what the command cell says after the command: "(or `1.5`)", ", its output ..."
+
+
+def bad_input_rows() -> list[QuotedError]:
+    """The Bad input table: a row's first code span in its command cell, and its message."""
+    rows = []
+    lines = RELIABILITY.read_text().splitlines()
+    start = lines.index("## Bad input")
+    for number, line in enumerate(lines[start:], start + 1):
+        if line.startswith("## ") and number > start + 1:
+            break
+        cells = re.sub(r"`[^`]*`", lambda m: m.group(0).replace("|", "\0"), line).split("|")
+        if len(cells) != 5:
+            continue
+        command, message = (re.search(r"`([^`]*)`", c.replace("\0", "|")) for c in cells[2:4])
+        if command and message and message.group(1).startswith("error: "):
+            text = re.sub(r"^\.\.\. ", "chargpt-train ", command.group(1))
+            condition = cells[2].replace("\0", "|")[command.end() :].strip()
+            rows.append(QuotedError(f"docs/reliability.md:{number}", text, message.group(1), condition))
+    return rows
+
+
+def runnable_here(row: QuotedError) -> bool:
+    argv = shlex.split(row.command)
+    keys = {a.partition("=")[0] for a in argv[1:]}
+    return (
+        argv[0] in ENTRY_POINTS and not keys & NEEDS_SETUP
+        and all(a == "ckpt_path=RUN" for a in argv if a.startswith("ckpt_path="))  # no file of its own
+        and not PLACEHOLDERS.search(row.message)
+        and not PLACEHOLDERS.search(row.command.replace("ckpt_path=RUN", ""))
+        and (not row.condition or row.condition.startswith("("))  # not "..., output to a full disk"
+    )
+
+
+def message_pattern(message: str) -> re.Pattern[str]:
+    """The quoted message as a pattern: its `...` (an elision) stands for any text."""
+    return re.compile(".*?".join(re.escape(part) for part in message.split("...")))
+
+
+def test_the_bad_input_table_is_read() -> None:
+    rows = bad_input_rows()
+    assert len(rows) > 60 and sum(map(runnable_here, rows)) >= 20
+    assert message_pattern("error: a ...; b").fullmatch("error: a x.y; b")
+    assert not message_pattern("error: a ...; b").fullmatch("error: a x.y; c")
+
+
+@pytest.mark.parametrize("row", [r for r in bad_input_rows() if runnable_here(r)], ids=lambda r: r.source)
+def test_bad_input_table_quotes_what_the_command_prints(
+    row: QuotedError, corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture,
+) -> None:
+    """Each runnable row of the table, as typed there (a run directory replaced by a checkpoint of
+    the test's, a training text added), prints the message the table quotes."""
+    monkeypatch.chdir(tmp_path)
+    argv = shlex.split(row.command)
+    ckpt = make_checkpoint(tmp_path / "run.ckpt")
+    args = [a.replace("ckpt_path=RUN", f"ckpt_path={ckpt}") for a in argv[1:]]
+    if argv[0] == "chargpt-train":
+        args += ["data=text", f"data.path={corpus}"]
+    launch = importlib.import_module("chargpt.cli.launch")
+    code = run_cli(getattr(launch, ENTRY_POINTS[argv[0]]), *args, prog=argv[0])
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert code == 2 and errors, f"{row.command} exited {code}"
+    assert message_pattern(row.message).fullmatch(errors[-1]), (
+        f"{row.source} quotes\n  {row.message}\nbut {row.command} prints\n  {errors[-1]}"
+    )
 
 
 # --- links and tables ------------------------------------------------------------------------
