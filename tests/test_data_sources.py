@@ -607,7 +607,7 @@ def test_missing_datasets_package_is_a_clear_error(monkeypatch: pytest.MonkeyPat
     import sys
 
     monkeypatch.setitem(sys.modules, "datasets", None)
-    with pytest.raises(ChargptError, match=r"pip install 'chargpt\[hf\]'"):
+    with pytest.raises(ChargptError, match=r"in chargpt's folder: pip install -e '\.\[hf\]'$"):
         hf_module("anything").setup()
 
 

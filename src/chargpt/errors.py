@@ -60,8 +60,10 @@ class CheckpointError(ChargptError):
 
 def needs_extra(what: str, missing: str, extra: str) -> str:
     """The message for `what` (a setting, a command) when `missing`, a package of chargpt's
-    optional `extra`, is not installed: what needs it, and the command that installs it."""
-    return f"{what} needs {missing}; install the {extra} extra: pip install 'chargpt[{extra}]'"
+    optional `extra`, is not installed: what needs it, and the command that installs it (chargpt
+    is installed from its folder, as `make` does, not from a package index)."""
+    return (f"{what} needs {missing}; install the {extra} extra in chargpt's folder: "
+            f"pip install -e '.[{extra}]'")
 
 
 NO_ROOM = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}  # an OSError of a write that found no room
