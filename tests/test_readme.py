@@ -10,6 +10,8 @@
 - The Python API example runs and prints what it says.
 - The bad-input table of docs/reliability.md quotes what its commands print (the rows that need
   no text, run or hardware of their own).
+- Every scripts/*.py a document names exists, with the options it is given there (the
+  measurement records too).
 - Links between the documents resolve, and Markdown tables are well formed.
 - (slow) A fresh clone, walked through as the README says: every command block, shortened.
 """
@@ -232,14 +234,42 @@ def argparse_flags(source: str) -> set[str]:
     return set(re.findall(r"add_argument\(\s*\"(--[\w-]+)\"", source))
 
 
+def script_flags(script: Path) -> set[str]:
+    """A script's options: its own, and those of the scripts/ helpers it imports (step_benchmarks'
+    --layers, --width, ...)."""
+    source = script.read_text()
+    helpers = {script.parent / f"{name}.py" for name in re.findall(r"^(?:from|import) (\w+)", source, re.M)}
+    return argparse_flags(source).union(*(argparse_flags(h.read_text()) for h in helpers if h.is_file()))
+
+
 def check_script(args: list[str]) -> None:
     if args[:1] == ["-m"]:  # python -m venv .venv
         return
     script = ROOT / args[0]
     assert script.is_file(), f"{args[0]} does not exist"
     flags = {a.partition("=")[0] for a in args[1:] if a.startswith("--")}
-    missing = flags - argparse_flags(script.read_text())
+    missing = flags - script_flags(script)
     assert not missing, f"{args[0]} has no {missing}"
+
+
+# Every `python scripts/NAME.py ...` in the README and all of docs/, the measurement records too.
+SCRIPT_RUN = re.compile(r"python (?:\S*/)?(scripts/\w+\.py)((?: +(?:--[\w-]+|[^\s`|#-]\S*))*)")
+
+
+def test_every_script_the_docs_name_exists_with_the_options_they_give_it() -> None:
+    documents = [README, *sorted((ROOT / "docs").glob("*.md"))]
+    named = 0
+    for path in documents:
+        text = path.read_text()
+        for name in re.findall(r"\bscripts/\w+\.py\b", text):
+            assert (ROOT / name).is_file(), f"{where(path)} names {name}, which does not exist"
+            named += 1
+        for match in SCRIPT_RUN.finditer(text):
+            line = text.count("\n", 0, match.start()) + 1
+            flags = set(re.findall(r"(?<!\S)(--[\w-]+)", match.group(2)))
+            missing = flags - script_flags(ROOT / match.group(1))
+            assert not missing, f"{where(path)}:{line}: {match.group(1)} has no {missing}"
+    assert named > 100  # the records name their scripts
 
 
 def check_report(args: list[str]) -> None:
