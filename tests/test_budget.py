@@ -314,6 +314,21 @@ def test_budget_follows_the_host_back_after_a_slow_spell(corpus: Path, tmp_path:
     assert 3.2 < clock.now < 4.0
 
 
+def test_a_short_stall_costs_its_own_time_not_the_rest_of_the_run(corpus: Path, tmp_path: Path) -> None:
+    # One busy second on a shared host (a few steps 5x slower): the re-check planned every step
+    # left at the stall's pace, cut the run to a fraction of its budget, and the run ended there,
+    # before the host, back at speed, was seen again (a 100 s run ended at 65 s). A slow spell is
+    # expected to last as long again as it has lasted: it costs about its own time.
+    clock = FakeClock(tick=0.02)
+    # Re-checked every 5% of the budget (10 steps at 20 ms, as a 100 s run re-checks every 33 steps).
+    stall = (TickFrom(clock, step=80, tick=0.25), TickFrom(clock, step=82, tick=0.02))  # 0.5 s
+    trainer, budget = fit_with_budget(corpus, tmp_path, clock, extra_callbacks=stall, seconds=4.0,
+                                      skip_steps=2, calibration_steps=10, reserve_seconds=0.5,
+                                      check_fraction=0.05)
+    assert trainer.global_step == budget.planned_steps
+    assert 3.2 < clock.now < 4.0, clock.now  # it used its budget, and kept inside it
+
+
 class PlanRecorder(L.Callback):
     """Records the planned count after every step."""
 
@@ -567,6 +582,17 @@ def test_a_re_check_cuts_at_once_only_for_a_burst_that_overruns_by_a_fifth_of_th
     faster = replan(recent=0.09, lasting=0.1, steps_left=900, end_seconds=10, left=100, last_stretch=False)
     assert faster == (0.1, True, False)  # faster steps: the plan may grow, at the lasting pace
     assert not replan(0.09, 0.1, 900, 10, 100, last_stretch=True).lengthen
+    # A slow spell is priced as lasting as long again as it has lasted: 2 s at 5x slower costs
+    # ~1.6 s, inside the lasting pace's margin; at every step left it was 360 s over, and cut.
+    stall = replan(recent=0.5, lasting=0.1, steps_left=900, end_seconds=10, left=100, last_stretch=False,
+                   spell_seconds=2)
+    assert stall == (0.1, False, False)
+    # A spell that has gone on for 60 s is priced 60 s more: 48 s over, cut at that price.
+    spell = replan(recent=0.5, lasting=0.1, steps_left=900, end_seconds=10, left=100, last_stretch=False,
+                   spell_seconds=60)
+    assert spell.overrun and spell.pace == pytest.approx((120 * 0.5 + 780 * 0.1) / 900)
+    # In the last stretch the recent pace prices every step left, whatever the spell's length.
+    assert replan(0.5, 0.1, 900, 10, 100, last_stretch=True, spell_seconds=2).pace == 0.5
 
 
 class CostlyAtValidationEnd(L.Callback):

@@ -84,17 +84,29 @@ class Replan(NamedTuple):
 
 
 def replan_pace(
-    recent: float, lasting: float, steps_left: int, end_seconds: float, left: float, last_stretch: bool
+    recent: float, lasting: float, steps_left: int, end_seconds: float, left: float, last_stretch: bool,
+    spell_seconds: float = math.inf,
 ) -> Replan:
     """A re-check's plan from the recent pace (steps since the last re-check) and the lasting one:
     the lasting pace, unless the recent one would overrun the deadline (`left` seconds away, with
     `end_seconds` of validation and saving after the steps) by more than BURST_OVERRUN_FRACTION
     of the time left (in the last stretch: at all). The plan lengthens only while the recent steps
-    are no slower than the lasting pace, and never in the last stretch."""
-    overshoot = steps_left * recent + end_seconds - left
+    are no slower than the lasting pace, and never in the last stretch.
+
+    A slow spell (the recent steps slower than the lasting pace for `spell_seconds`, this window
+    included) is expected to last as long again as it has lasted, then the lasting pace to hold:
+    a stall of a few seconds costs a few seconds. Priced at the recent pace for every step left, a
+    one-second stall cut a 100 s run to 65 s, which then ended before a re-check saw the host back
+    at speed. A spell that goes on is priced longer at each re-check. In the last stretch the
+    recent pace is taken for every step left: there is no time to learn that it passed."""
+    pace = recent
+    if not last_stretch and recent > lasting and steps_left > 0:
+        slow_steps = min(float(steps_left), spell_seconds / recent)
+        pace = (slow_steps * recent + (steps_left - slow_steps) * lasting) / steps_left
+    overshoot = steps_left * pace + end_seconds - left
     overrun = overshoot > (0.0 if last_stretch else BURST_OVERRUN_FRACTION * left)
     return Replan(
-        pace=max(lasting, recent) if overrun else lasting,
+        pace=max(lasting, pace) if overrun else lasting,
         lengthen=not last_stretch and recent <= lasting * (1 + 1e-9),  # up to rounding
         overrun=overrun,
     )

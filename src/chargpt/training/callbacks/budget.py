@@ -7,7 +7,8 @@ trainer.max_steps to the steps that fit. The LR schedule reads max_steps at ever
 anneals to its floor at that step. About every 1% of the budget the count is re-planned from the
 mean step time over the last quarter of the budget, with the end's estimate scaled up by a lasting
 slowdown, so a machine that slows down or speeds up, or does both in turn, is followed. A burst
-that would overrun the run shortens it at once; the count lengthens only while the steps are no
+that would overrun the run shortens it at once (a slow spell priced as lasting as long again as it
+has lasted, not for every step left); the count lengthens only while the steps are no
 slower than that mean, so neither a host's jitter nor a lasting slowdown makes it swing. A
 re-plan that moves the count by 2% or more (or cuts an overrun) is logged, the others at DEBUG.
 Validations during training are timed apart from the steps, and the plan makes room for the ones
@@ -110,6 +111,7 @@ class TimeBudget(Callback):
         # re-check since, the newest last: the windows the re-plans time (empty in a resumed run).
         self._calibration_start: tuple[int, float] | None = None
         self._marks: deque[tuple[int, float]] = deque()
+        self._slow_since: float | None = None  # when the steps' current slow spell began (step time)
         self._cap = -1
         self._cap_setting = ""  # the setting that sets _cap (trainer.max_epochs=1), to name in the plan
         self._affordable: int | None = None  # the steps the budget bought at the latest plan, uncapped
@@ -283,11 +285,17 @@ class TimeBudget(Callback):
         # lasting pace lags behind it, and lengthening by it undid the cut at the next re-check.
         recent = (stepping - last_time) / (step - last_step)
         lasting = self._lasting_pace(step, stepping)
+        # How long the steps have been slower than the lasting pace, this window included.
+        if recent <= lasting:
+            self._slow_since = None
+        elif self._slow_since is None:
+            self._slow_since = last_time
+        spell = 0.0 if self._slow_since is None else stepping - self._slow_since
         # The end's estimate follows the lasting change, not a burst.
         end = self._end_at(lasting, validations_due(trainer, step, trainer.max_steps))
         left = self.deadline - now
         last_stretch = left <= SHORTEN_ONLY_FRACTION * self.seconds
-        replan = replan_pace(recent, lasting, trainer.max_steps - step, end, left, last_stretch)
+        replan = replan_pace(recent, lasting, trainer.max_steps - step, end, left, last_stretch, spell)
         before = self.planned_steps
         self._plan(trainer, step, now, replan.pace, end_pace=lasting, lengthen=replan.lengthen)
         if self.planned_steps != before:
