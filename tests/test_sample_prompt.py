@@ -133,7 +133,7 @@ def test_an_output_that_cannot_write_the_models_text_is_refused_before_any_text(
     latin1 = io.TextIOWrapper(io.BytesIO(), encoding="latin-1", errors=errors)
     monkeypatch.setattr(sys, "stdout", latin1)
     fix = "set PYTHONIOENCODING=utf-8 (or PYTHONUTF8=1) to write UTF-8"
-    refused = "error: standard output's encoding (latin-1) cannot write the model's characters '😀'"
+    refused = "error: standard output's encoding (latin-1) cannot write the model's characters '\\U0001f600'"
     code, _, err = run_main(sample.main, [f"ckpt_path={run}", "prompt=a", "max_new_tokens=40"], capsys)
     if errors == "strict":
         assert code == 2 and refused in err and fix in err, err
@@ -150,3 +150,24 @@ def test_an_output_that_cannot_write_the_models_text_is_refused_before_any_text(
         assert not again.exists()  # refused before training: nothing left
     else:
         assert code == 0, err
+
+
+def test_a_sweep_whose_output_cannot_write_the_models_text_says_so_without_a_logging_traceback(
+    tmp_path: Path, monkeypatch, capsys
+) -> None:
+    # In a sweep the refusal is each job's failure, which the job's log writes to standard output:
+    # a message naming the very characters that output cannot write was itself a "--- Logging
+    # error ---" traceback. They are named in escapes, which any output writes.
+    # (The emoji common: the vocabulary's log line lists the rarest characters.)
+    corpus = tmp_path / "emoji.txt"
+    corpus.write_text("".join(f"{c * 40}{'😀' * 100}{c * 40}\n" for c in "abcdefghij" * 5), encoding="utf-8")
+    latin1 = io.TextIOWrapper(io.BytesIO(), encoding="latin-1")
+    monkeypatch.setattr(sys, "stdout", latin1)
+    args = ["-m", *bare_train_args(corpus, None, f"hydra.sweep.dir={tmp_path / 'sweep'}",
+                                   "trainer.max_steps=2", "sample.max_new_tokens=20", "seed=1,2")]
+    code, _, err = run_main(train.main, args, capsys)
+    assert code != 0
+    assert "Logging error" not in err and "UnicodeEncodeError" not in err, err
+    assert "cannot write the model's characters '\\U0001f600'" in err, err
+    latin1.flush()
+    assert "cannot write the model's characters '\\U0001f600'" in latin1.buffer.getvalue().decode("latin-1")

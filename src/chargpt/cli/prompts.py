@@ -65,8 +65,11 @@ def check_output_writes(tokenizer: CharTokenizer, or_else: str = "") -> None:
     encoding, errors = sys.stdout.encoding or "utf-8", sys.stdout.errors or "strict"
     unwritable = [c for c in tokenizer.chars if not _writes(c, encoding, errors)]
     if unwritable:
+        # Named in escapes ('\U0001f600'): in a sweep this message is a job's failure, which its log
+        # writes to that same output.
+        named = describe_chars(unwritable).encode("ascii", "backslashreplace").decode("ascii")
         raise ConfigError(f"standard output's encoding ({encoding}) cannot write the model's characters "
-                          f"{describe_chars(unwritable)}, which its samples may hold; set "
+                          f"{named}, which its samples may hold; set "
                           f"PYTHONIOENCODING=utf-8 (or PYTHONUTF8=1) to write UTF-8{or_else}")
 
 
