@@ -246,3 +246,26 @@ def test_a_run_started_with_ctrl_c_ignored_ignores_it_throughout(tmp_path, monke
         signal.signal(signal.SIGINT, earlier)
     assert code == 143, err
     assert "SIGINT" not in err and "stopped by SIGTERM after step 3" in err
+
+
+def test_a_run_started_with_sigterm_ignored_trains_on_through_one(tmp_path, monkeypatch, capsys) -> None:
+    # The starter ignores SIGTERM: it stays ignored, as Ctrl-C's SIGINT does above. Lightning's own
+    # SIGTERM handler (set as fit starts) was left in its place: a SIGTERM ended the run at the next
+    # step with exit 0, no checkpoint, no resume command, and status.json saying "finished".
+    import chargpt.stop_signals as stop_signals
+
+    monkeypatch.setattr(stop_signals, "_IGNORED_BY_STARTER", frozenset({signal.SIGTERM}), raising=False)
+    earlier = signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:
+        hook = StepHook(monkeypatch)
+        hook.send_signal_at(2, signal.SIGTERM)
+        run = tmp_path / "run"
+        args = bare_train_args(write_corpus(tmp_path / "corpus.txt"), run, "trainer.max_steps=4")
+        code, _, err = run_main(train_main, args, capsys)
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_IGN  # left as it was found
+    finally:
+        signal.signal(signal.SIGTERM, earlier)
+    assert code == 0, err
+    assert "SIGTERM" not in err, err
+    assert [step for step, _ in hook.take()] == [1, 2, 3, 4]
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 4

@@ -119,8 +119,11 @@ class GracefulInterrupt(Callback):
         self.received, self._last_step, self._finishing = None, trainer.global_step, False
         self._trainer = trainer
         if threading.current_thread() is threading.main_thread():
-            for s in handled_stop_signals():  # (one the run's starter ignores stays ignored)
-                signal.signal(s, self._handle)
+            handled = handled_stop_signals()
+            for s in STOP_SIGNALS:
+                # One the run's starter ignores stays ignored: set so again in place of Lightning's
+                # SIGTERM handler, which would end the run at the next step as if it had finished.
+                signal.signal(s, self._handle if s in handled else signal.SIG_IGN)
 
     def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
         if trainer.global_step == self._last_step:
