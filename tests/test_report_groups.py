@@ -379,3 +379,21 @@ def test_the_run_table_shows_the_seed_the_settings_table_counts(tmp_path: Path, 
         (same / name / ".hydra" / "config.yaml").write_text("seed: 1337\n")
     assert [r["seed"] for r in report(same)] == ["1337", "1337"]
     assert "shared: seed=1337" in capsys.readouterr().out
+
+
+def test_a_report_on_a_console_that_cannot_write_its_symbols_escapes_them(tmp_path: Path, monkeypatch):
+    # An ASCII console (PYTHONIOENCODING=ascii, a C locale): the report's ± and the table's lines
+    # ended the command in a UnicodeEncodeError traceback. They are written as escapes.
+    import io
+    import sys
+
+    from chargpt.cli import report as report_cli
+
+    sweep = sweep_of(tmp_path, {"optimizer.lr=1e-3": [1.5, 1.6], "optimizer.lr=3e-3": [1.4, 1.45]})
+    ascii_out = io.TextIOWrapper(io.BytesIO(), encoding="ascii")
+    monkeypatch.setattr(sys, "stdout", ascii_out)
+    assert run_cli(report_cli.main, str(sweep)) == 0
+    ascii_out.flush()
+    written = ascii_out.buffer.getvalue().decode("ascii")
+    assert "1.5500 \\xb1 0.0707" in written and "written:" in written
+    assert ascii_out.errors == "strict"  # the console is left as it was found

@@ -171,3 +171,17 @@ def test_a_sweep_whose_output_cannot_write_the_models_text_says_so_without_a_log
     assert "cannot write the model's characters '\\U0001f600'" in err, err
     latin1.flush()
     assert "cannot write the model's characters '\\U0001f600'" in latin1.buffer.getvalue().decode("latin-1")
+
+
+def test_a_log_line_the_console_cannot_write_is_written_escaped(tmp_path: Path, monkeypatch, capsys) -> None:
+    # A rare emoji of the text, listed in the vocabulary's log line, on a Latin-1 console: logging's
+    # "--- Logging error ---" traceback, for a run that needs no sample. It is written escaped.
+    corpus = write_corpus(tmp_path / "text.txt", alphabet="abcdefgh ijk\n")
+    corpus.write_text(corpus.read_text(encoding="utf-8") + "😀\n", encoding="utf-8")
+    latin1 = io.TextIOWrapper(io.BytesIO(), encoding="latin-1")
+    monkeypatch.setattr(sys, "stdout", latin1)
+    args = bare_train_args(corpus, tmp_path / "run", "trainer.max_steps=2")
+    code, _, err = run_main(train.main, args, capsys)
+    assert code == 0 and "Logging error" not in err, err
+    latin1.flush()
+    assert "'\\U0001f600' x1" in latin1.buffer.getvalue().decode("latin-1")

@@ -33,13 +33,48 @@ def signal_of(stop: KeyboardInterrupt) -> int:
     return getattr(stop, "signum", int(signal.SIGINT))
 
 
+# The error handler of stdout as the command started (PYTHONIOENCODING=latin-1:replace names one),
+# before clean_exits has what the console cannot write escaped: sampling reads it.
+_started_errors: str | None = None
+
+
+def stdout_errors_as_started() -> str:
+    return _started_errors or getattr(sys.stdout, "errors", None) or "strict"
+
+
+@contextlib.contextmanager
+def _escaping_what_the_console_cannot_write() -> Iterator[None]:
+    """A character the console's encoding cannot write (an emoji of the text in a log line, the
+    report's ± on an ASCII terminal) is written as its escape, where it was logging's "Logging
+    error" traceback or the command's crash. Samples, which must be the model's text, are refused
+    before any text instead (prompts.check_output_writes)."""
+    global _started_errors
+    outer = _started_errors  # (a command run inside another, as tests do: the first's stays)
+    _started_errors = outer or getattr(sys.stdout, "errors", None)
+    changed = []
+    for stream in (sys.stdout, sys.stderr):
+        if getattr(stream, "errors", None) == "strict" and hasattr(stream, "reconfigure"):
+            with contextlib.suppress(ValueError, OSError):
+                stream.reconfigure(errors="backslashreplace")
+                changed.append(stream)
+    try:
+        yield
+    finally:
+        for stream in changed:
+            with contextlib.suppress(ValueError, OSError):
+                stream.reconfigure(errors="strict")
+        _started_errors = outer
+
+
 @contextlib.contextmanager
 def clean_exits() -> Iterator[None]:
     """Ctrl-C: one line and exit 130. Output into a pipe whose reader stopped (`| head`): quiet,
     exit 141, as other Unix tools. A full disk (the output redirected to a file there, or a file
-    the command writes): one error line and exit 2."""
+    the command writes): one error line and exit 2. What the console's encoding cannot write is
+    written escaped."""
     try:
-        yield
+        with _escaping_what_the_console_cannot_write():
+            yield
         sys.stdout.flush()  # here, not at the interpreter's exit, where a failed write is a traceback
     except KeyboardInterrupt as stop:  # Terminated too
         exit_stopped_by(signal_of(stop))

@@ -7,6 +7,7 @@ import sys
 
 from chargpt.checks import utf8_text
 from chargpt.cli.argv import prompt_source
+from chargpt.cli.exits import stdout_errors_as_started
 from chargpt.data.tokenizer import CharTokenizer, describe_chars
 from chargpt.errors import ConfigError
 from chargpt.inference import start_prompt
@@ -62,7 +63,7 @@ def check_output_writes(tokenizer: CharTokenizer, or_else: str = "") -> None:
     model may generate (a Latin-1 locale, Windows' cp1252 into a file): else a traceback ends the
     text halfway. An output set to replace what it cannot write (PYTHONIOENCODING=ascii:replace)
     is taken. `or_else`: another way out, said after the fix."""
-    encoding, errors = sys.stdout.encoding or "utf-8", sys.stdout.errors or "strict"
+    encoding, errors = sys.stdout.encoding or "utf-8", stdout_errors_as_started()
     unwritable = [c for c in tokenizer.chars if not _writes(c, encoding, errors)]
     if unwritable:
         # Named in escapes ('\U0001f600'): in a sweep this message is a job's failure, which its log
