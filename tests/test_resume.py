@@ -224,6 +224,12 @@ def test_the_resume_command_names_files_as_launched_so_it_works_from_anywhere(tm
         "chargpt-train", "data=text", "data.path=/home/me/my texts/a.txt", "data.val_path=/corpora/v.txt",
         "data.name=tiny", "seed=1", "ckpt_path=/runs/r",
     ]
+    # `~` and `$VAR` (which chargpt expands) name the same file from anywhere: kept as typed, where
+    # they were named /home/me/~/a.txt. `./texts`, `texts` and `texts/` are one folder.
+    command = resume_command("/runs/r", ["data.path=~/a.txt", "data.val_path=$CORPORA/v.txt",
+                                         "paths.data_dir=./texts/"], cwd="/home/me")
+    assert shlex.split(command)[1:4] == ["data.path=~/a.txt", "data.val_path=$CORPORA/v.txt",
+                                         "paths.data_dir=/home/me/texts"]
     (tmp_path / ".hydra").mkdir()
     (tmp_path / ".hydra" / "hydra.yaml").write_text("hydra:\n  runtime:\n    cwd: /home/me\n")
     assert launch_cwd(tmp_path / ".hydra") == "/home/me" and launch_cwd(tmp_path / "nowhere") is None
