@@ -150,14 +150,20 @@ def test_a_step_limit_below_what_the_budget_buys_is_said_with_the_plan(
                      r"~[\d,]+: raise it to use it\)$", plan), plan
 
 
+def short_text(tmp_path: Path) -> Path:
+    """A text of ~20 steps an epoch of 4 windows of 16 characters: an epoch ends before a plan."""
+    corpus = tmp_path / "short.txt"
+    corpus.write_text("the king and the queen of the night. " * 40)
+    return corpus
+
+
 def test_an_epoch_limit_below_what_the_budget_buys_is_named_as_the_one_to_raise(
     tmp_path: Path, caplog
 ) -> None:
     # budget_seconds=30 trainer.max_epochs=1 ended after one epoch, and the plan said to raise
     # trainer.max_steps, which changes nothing there.
     caplog.set_level("INFO", logger=budget_module.__name__)
-    corpus = tmp_path / "short.txt"
-    corpus.write_text("the king and the queen of the night. " * 40)  # ~20 steps an epoch of 4 x 16
+    corpus = short_text(tmp_path)
     trainer, budget = fit_with_budget(corpus, tmp_path, FakeClock(tick=0.02), max_epochs=1, seconds=2.0,
                                       skip_steps=2, calibration_steps=5, reserve_seconds=0.5)
     epoch = trainer.global_step
@@ -174,8 +180,7 @@ def test_a_step_limit_that_ends_the_run_before_the_plan_is_recorded_as_its_limit
     # budget_seconds=1e9 trainer.max_epochs=1 on a small text ended its epoch before the budget
     # planned: budget.json had planned_steps null, and nothing said what had ended the run.
     caplog.set_level("INFO", logger=budget_module.__name__)
-    corpus = tmp_path / "short.txt"
-    corpus.write_text("the king and the queen of the night. " * 40)  # ~20 steps an epoch of 4 x 16
+    corpus = short_text(tmp_path)
     trainer, budget = fit_with_budget(corpus, tmp_path, FakeClock(tick=0.02), max_epochs=1, seconds=1e9)
     epoch = trainer.global_step
     assert 10 < epoch < budget.plan_step and budget.planned_steps is None

@@ -3,6 +3,7 @@ command, and a resume that loses no step."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -11,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from unittest.mock import ANY
 
@@ -225,25 +227,33 @@ def test_a_signal_after_the_last_step_skips_the_closing_sample(signum, tmp_path,
     assert ended.endswith("; its closing sample skipped (Ctrl-C or a signal)"), ended
 
 
+@contextlib.contextmanager
+def started_ignoring(signum: int, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The process as a starter that ignores `signum` leaves it (a script's `cmd &` for SIGINT,
+    `trap '' TERM` for SIGTERM); afterwards, the signal must be left ignored as it was found."""
+    import chargpt.stop_signals as stop_signals
+
+    monkeypatch.setattr(stop_signals, "_IGNORED_BY_STARTER", frozenset({signum}), raising=False)
+    earlier = signal.signal(signum, signal.SIG_IGN)
+    try:
+        yield
+        assert signal.getsignal(signum) is signal.SIG_IGN
+    finally:
+        signal.signal(signum, earlier)
+
+
 def test_a_run_started_with_ctrl_c_ignored_ignores_it_throughout(tmp_path, monkeypatch, capsys) -> None:
     # A script's `chargpt-train ... &` starts the run with SIGINT ignored, so that a Ctrl-C meant for
     # the script leaves it running. It was ignored while the run was built, then taken over by the
     # training loop's handler (a Ctrl-C to the script then stopped the run). It stays ignored, and
     # SIGTERM stops the run as ever.
-    import chargpt.stop_signals as stop_signals
-
-    monkeypatch.setattr(stop_signals, "_IGNORED_BY_STARTER", frozenset({signal.SIGINT}), raising=False)
-    earlier = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
+    with started_ignoring(signal.SIGINT, monkeypatch):
         hook = StepHook(monkeypatch)
         hook.send_signal_at(2, signal.SIGINT)
         hook.send_signal_at(3, signal.SIGTERM)
         run = tmp_path / "run"
         args = bare_train_args(write_corpus(tmp_path / "corpus.txt"), run, "trainer.max_steps=6")
         code, _, err = run_main(train_main, args, capsys)
-        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN  # left as it was found
-    finally:
-        signal.signal(signal.SIGINT, earlier)
     assert code == 143, err
     assert "SIGINT" not in err and "stopped by SIGTERM after step 3" in err
 
@@ -252,19 +262,12 @@ def test_a_run_started_with_sigterm_ignored_trains_on_through_one(tmp_path, monk
     # The starter ignores SIGTERM: it stays ignored, as Ctrl-C's SIGINT does above. Lightning's own
     # SIGTERM handler (set as fit starts) was left in its place: a SIGTERM ended the run at the next
     # step with exit 0, no checkpoint, no resume command, and status.json saying "finished".
-    import chargpt.stop_signals as stop_signals
-
-    monkeypatch.setattr(stop_signals, "_IGNORED_BY_STARTER", frozenset({signal.SIGTERM}), raising=False)
-    earlier = signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    try:
+    with started_ignoring(signal.SIGTERM, monkeypatch):
         hook = StepHook(monkeypatch)
         hook.send_signal_at(2, signal.SIGTERM)
         run = tmp_path / "run"
         args = bare_train_args(write_corpus(tmp_path / "corpus.txt"), run, "trainer.max_steps=4")
         code, _, err = run_main(train_main, args, capsys)
-        assert signal.getsignal(signal.SIGTERM) is signal.SIG_IGN  # left as it was found
-    finally:
-        signal.signal(signal.SIGTERM, earlier)
     assert code == 0, err
     assert "SIGTERM" not in err, err
     assert [step for step, _ in hook.take()] == [1, 2, 3, 4]
