@@ -187,8 +187,9 @@ def _figure_rows(card: dict[str, Any], model: dict[str, Any]) -> list[tuple[str,
         rows.append(("trained on", markdown_text(card["trained_on"]) + (f" (sha256 `{sha}`)" if sha else "")))
     if card.get("chargpt_version"):
         rows.append(("written by", f"chargpt {markdown_text(card['chargpt_version'])}"))
+    known = {f.name for f in fields(ModelCard)}
     for key, value in card.items():  # what a later card records, shown as it is
-        if key not in {f.name for f in fields(ModelCard)}:
+        if key not in known:
             text = json.dumps(value, ensure_ascii=False) if isinstance(value, (dict, list)) else value
             rows.append((markdown_text(key), markdown_text(text)))
     return rows

@@ -111,10 +111,10 @@ def absolute_override(typed: str, cwd: str | None) -> str:
     # A folder's value may be an interpolation (`${oc.env:DATA}`), kept as typed; a file's is literal.
     folder = key in LAUNCH_FOLDERS and not value.startswith("${")
     named = folder or (is_path_key(key) and key != "data.name")
-    # `~/corpus.txt` and `$DATA/corpus.txt` (chargpt expands both) name the same file from anywhere.
-    if cwd is None or not named or not value or value.lower() == "null" or value.startswith(("~", "$")):
-        return typed
-    if os.path.isabs(value):
+    # An absolute value, `~/corpus.txt` and `$DATA/corpus.txt` (chargpt expands both) name the same
+    # file from anywhere.
+    if (cwd is None or not named or not value or value.lower() == "null" or value.startswith(("~", "$"))
+            or os.path.isabs(value)):
         return typed
     return f"{setting}={os.path.normpath(os.path.join(cwd, value))}"  # ./mydata, mydata/: one folder
 

@@ -23,11 +23,7 @@ from chargpt.checks import check_seed, training_seed
 from chargpt.cli import CONFIG_PATH
 from chargpt.cli.argv import prints_only
 from chargpt.cli.common import cli_task, naming_removed_settings, quiet_known_warnings, run_main, use_threads
-from chargpt.cli.exits import (
-    console_outliving_its_reader,
-    nothing_to_save_until_training,
-    signal_of,
-)
+from chargpt.cli.exits import console_outliving_its_reader, nothing_to_save_until_training, signal_of
 from chargpt.cli.prompts import check_output_writes, check_prompt_text, resolve_prompt
 from chargpt.distributed import is_rank_zero
 from chargpt.errors import ChargptError, exit_on_user_error, say_stopped_by, signal_exit_code
@@ -191,21 +187,20 @@ def _train(cfg: DictConfig, parallel: Path | None) -> float | None:
         train_chars = len(datamodule.train_ids) if datamodule.train_ids is not None else 0
         _warn_if_no_better_than_guessing(m, trainer, train_chars, datamodule.tokenizer.vocab_size)
         interrupt = next((c for c in trainer.callbacks if isinstance(c, GracefulInterrupt)), None)
-        if not is_multirun() and interrupt is not None and interrupt.received is not None:
+        if interrupt is not None and interrupt.received is not None:
             # The signal came after the last step: the run is finished and saved, and the command
-            # stops here, as a sweep's job does, rather than draw its sample and exit 0.
-            skipped = " (no closing sample)" if sample_prompt is not None else ""
-            print(f"stopped by {signal.Signals(interrupt.received).name} after the last step: the run "
-                  f"finished{skipped}", file=sys.stderr, flush=True)
-            raise StoppedAfterLastStep(interrupt.received)
-        if is_multirun() and interrupt is not None and interrupt.received is not None:
-            # The signal came after the last step: this job finished, and the sweep stops here.
-            print(f"stopped by {signal.Signals(interrupt.received).name} after this job's last step: it "
-                  "finished (no closing sample), and the sweep stops here", file=sys.stderr, flush=True)
+            # (or the sweep) stops here, rather than draw its sample and exit 0.
+            stop, name = StoppedAfterLastStep(interrupt.received), signal.Signals(interrupt.received).name
+            if not is_multirun():
+                skipped = " (no closing sample)" if sample_prompt is not None else ""
+                print(f"stopped by {name} after the last step: the run finished{skipped}",
+                      file=sys.stderr, flush=True)
+                raise stop
+            print(f"stopped by {name} after this job's last step: it finished (no closing sample), and the "
+                  "sweep stops here", file=sys.stderr, flush=True)
             if parallel is not None:  # its result goes back; the sweep's process ends the sweep
                 return metrics.best_val_loss  # (the stop request stands: the signal wrote or read it)
             _print_continue_command("continue the sweep")
-            stop = StoppedAfterLastStep(interrupt.received)
             raise SystemExit(signal_exit_code(stop.signum)) from stop
         if sample_prompt is not None:
             print_sample(TrainedModel(module.model, datamodule.tokenizer), cfg.sample, sample_prompt)

@@ -36,13 +36,19 @@ def _command(overrides: DictConfig, leave_out: tuple[str, ...]) -> list[str]:
     return [o for o in given if not o.startswith(leave_out)]
 
 
+def _as_launched(hydra: DictConfig, leave_out: tuple[str, ...]) -> list[str]:
+    """The sweep's command (of its config's `hydra` node) as typed, its relative files and folders
+    named from where it was launched."""
+    cwd = OmegaConf.select(hydra, "runtime.cwd", default=None)
+    return launched_from(_command(hydra.overrides, leave_out), cwd)
+
+
 def sweep_identity(hydra: DictConfig) -> list[str]:
     """The overrides that say which jobs a sweep runs and what they train (of its config's `hydra`
     node): the task's, and Hydra's such as hydra.sweep.subdir or a search's space; files and
     folders named absolute, from where it was launched (the same command from elsewhere names
     other files)."""
-    cwd = OmegaConf.select(hydra, "runtime.cwd", default=None)
-    return launched_from(_command(hydra.overrides, _ADDED + _HOW_LAUNCHED), cwd)
+    return _as_launched(hydra, _ADDED + _HOW_LAUNCHED)
 
 
 def recorded_sweep(sweep_dir: Path) -> DictConfig | None:
@@ -78,8 +84,7 @@ def continue_command(sweep_dir: Path) -> str | None:
     (a stored study: in a new one)."""
     if (recorded := recorded_sweep(sweep_dir)) is None:
         return None
-    cwd = OmegaConf.select(recorded, "runtime.cwd", default=None)  # relative files: from there
-    overrides = launched_from(_command(recorded.overrides, _ADDED), cwd)
+    overrides = _as_launched(recorded, _ADDED)
     where = [] if stored_study(recorded) else [f"hydra.sweep.dir={sweep_dir.resolve()}"]
     return shlex.join(["chargpt-train", "-m", *overrides, *where])
 

@@ -235,6 +235,12 @@ def other_work() -> str | None:
     return f"load {load:.1f} on {cores} cores, this run's {own_threads} included"
 
 
+def budget_to_ask(needed_seconds: float) -> int:
+    """The budget a refusal names for a run that needs `needed_seconds` (as measured so far): a 20%
+    margin, in whole 5 s."""
+    return 5 * math.ceil(1.2 * needed_seconds / 5)
+
+
 def busy_advice() -> str:
     """What to add to the advice of a budget refused for its steps' speed: more seconds may not be
     the fix beside other work, whose share of the cores the steps lost."""

@@ -109,18 +109,18 @@ def check_launch(cfg: DictConfig, in_sweep: bool | None = None) -> None:
     and fork strategies are refused everywhere. `in_sweep`: whether `cfg` is a sweep's job (None:
     whether this command is a multirun)."""
     strategy = str(OmegaConf.select(cfg, "trainer.strategy", default="auto"))  # (names it if unresolvable)
+    sweep = is_multirun() if in_sweep is None else in_sweep
     if any(k in strategy for k in ("spawn", "fork", "notebook")):
         # Lightning's multiprocessing launcher: the run trains in child processes, which the run's
         # own ending (its result, closing sample, resume command) does not reach.
         raise SetupError(
             f"trainer.strategy={strategy} trains in child processes, which chargpt-train does not "
             "support: use trainer.strategy=ddp, which starts each rank as a copy of the command"
-            + (", in a single run (not -m)" if (is_multirun() if in_sweep is None else in_sweep) else "")
+            + (", in a single run (not -m)" if sweep else "")
         )
-    relaunches = strategy.startswith("ddp")
     # Under SLURM (the submitit launcher) or torchrun the cluster starts every rank itself.
     external = SLURMEnvironment.detect() or TorchElasticEnvironment.detect()
-    if relaunches and (is_multirun() if in_sweep is None else in_sweep) and not external:
+    if strategy.startswith("ddp") and sweep and not external:
         raise SetupError(
             f"trainer.strategy={strategy} cannot run inside a Hydra multirun (-m): each extra process "
             "would re-run the whole sweep with other settings; start each configuration as its own "

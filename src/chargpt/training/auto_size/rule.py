@@ -15,7 +15,7 @@ from chargpt.training.auto_size.calibration import TIMED_STEPS
 from chargpt.training.auto_size.choice import Choice, Estimate
 from chargpt.training.auto_size.ladder import Shape, non_embedding_params, target_tokens_per_param
 from chargpt.training.auto_size.recipe import adamw_lr_for, dropout_for, momentum_for, weight_decay_for
-from chargpt.training.budget_plan import RESERVE_SECONDS, VALIDATION_MARGIN, busy_advice
+from chargpt.training.budget_plan import RESERVE_SECONDS, VALIDATION_MARGIN, budget_to_ask, busy_advice
 from chargpt.training.steps import batches_per_epoch, step_limits
 
 log = logging.getLogger(__package__)  # model=auto's lines keep one name, whichever module logs
@@ -71,7 +71,7 @@ def check_room_to_time(budget_seconds: float, used_seconds: float,
     needed = used_seconds + reserve_seconds
     if needed < budget_seconds:
         return
-    minimum = 5 * math.ceil(1.2 * needed / 5)  # the same margin and whole 5 s as check_enough_steps
+    minimum = budget_to_ask(needed)
     raise ConfigError(
         f"budget_seconds={budget_seconds:g} is too small for model=auto on this machine: start-up took "
         f"{used_seconds:.1f} s of it before any shape could be timed, and saving and the exit need "
@@ -89,7 +89,7 @@ def check_enough_steps(smallest: Shape, step_seconds: float, budget_seconds: flo
     end = end_seconds(smallest, step_seconds, val_chars, reserve_seconds)
     if used_seconds + steps + end <= budget_seconds:
         return
-    minimum = 5 * math.ceil(1.2 * (used_seconds + steps + end) / 5)  # whole 5 s
+    minimum = budget_to_ask(used_seconds + steps + end)
     raise ConfigError(
         f"budget_seconds={budget_seconds:g} is too small for model=auto on this machine: start-up and "
         f"timing its smallest shape ({smallest.name}) took {used_seconds:.0f} s, and {MIN_STEPS} steps of "

@@ -24,7 +24,6 @@ so far instead, and its resume plans with what is left of the budget (calibratin
 from __future__ import annotations
 
 import logging
-import math
 import shlex
 import time
 from collections import deque
@@ -48,6 +47,7 @@ from chargpt.training.budget_plan import (
     RESERVE_SECONDS,
     SHORTEN_ONLY_FRACTION,
     VALIDATION_MARGIN,
+    budget_to_ask,
     edge_batches,
     fastest_forward,
     plan_steps_with_validations,
@@ -424,7 +424,7 @@ class TimeBudget(Callback):
     def _refuse(self, why: str, needed: float) -> None:
         """Stop a run whose budget cannot hold its calibration and final validation, naming the
         smallest budget this model needs on this machine (as measured so far)."""
-        minimum = 5 * math.ceil(1.2 * needed / 5)  # a 20% margin, in whole 5 s
+        minimum = budget_to_ask(needed)
         message = (
             f"budget_seconds={self.seconds:g} is too small for this model on this machine: {why}; "
             f"use budget_seconds={minimum} or more (start-up, {self.skip_steps + self.calibration_steps} "
