@@ -200,8 +200,8 @@ def _safetensors_use(prompt: str, model: dict[str, Any]) -> str:
         "\nThe output head shares the token embedding: it is stored once, as `head.weight`\n"
         "(`safetensors.torch.load_model` puts it back in both places)." if model.get("tie_weights") else ""
     )
-    return f"""With chargpt and its `export` extra (`pip install 'chargpt[export]'`; `chargpt-serve` needs the
-`serve` extra too), from inside this folder:
+    return f"""With chargpt and its `export` extra (in chargpt's folder: `pip install -e '.[export]'`;
+`chargpt-serve` needs the `serve` extra too), from inside this folder:
 
 ```python
 import chargpt
