@@ -8,6 +8,8 @@ import hashlib
 import importlib.metadata
 import json
 import os
+import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -382,6 +384,17 @@ def test_cli_export_of_a_run_carries_its_card_and_serves_chargpt_sample(
     assert str(corpus.parent) not in (out / "config.json").read_text(encoding="utf-8")
     assert f"| trained on | {corpus.name} (sha256 `{config['card']['text_sha256']}`) |" in (
         out / "README.md").read_text(encoding="utf-8")
+    # When it was trained (UTC) and the command that launched it: its text named by the file's name
+    # alone, as above (the run named it by its full path), and nothing of Hydra's (hydra.run.dir).
+    started, ended = config["card"]["training_started"], config["card"]["training_ended"]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", started) and started <= ended
+    launched = [a for a in train_args(corpus, trained_run, "logger=none") if not a.startswith("hydra.")]
+    command = shlex.join(["chargpt-train", *(f"data.path={corpus.name}" if a.startswith("data.path=") else a
+                                            for a in launched)])
+    assert config["card"]["command"] == command and config["card"]["resumed_with"] is None
+    readme = (out / "README.md").read_text(encoding="utf-8")
+    assert f"| trained | {started} to {ended} (UTC) |" in readme
+    assert f"| command | `{command}` |" in readme and "fine-tuned from" not in readme
     assert card_for(out, chargpt.load(out)).val_loss == pytest.approx(metrics["val_loss"])
     # chargpt-sample reads the export folder like the checkpoint, with the same text.
     args = ["prompt=The", "max_new_tokens=50", "seed=7", "device=cpu"]
@@ -425,6 +438,14 @@ def test_a_safetensors_export_scores_and_fine_tunes_as_its_checkpoint(
     assert code == 0, stderr
     metrics = json.loads((tmp_path / "ft" / "metrics.json").read_text())
     assert metrics["initial_val_loss"] == pytest.approx(scored[1], abs=1e-3) and metrics["step"] == 1
+    # The fine-tune's card names what it started from, by that model's own card; the command names
+    # the export by its folder's name only.
+    fine_tune = card_for(tmp_path / "ft", chargpt.load(tmp_path / "ft"))
+    source = card_for(out, chargpt.load(out)).to_dict()
+    source.pop("chargpt_version")
+    assert fine_tune.fine_tuned_from == source
+    assert (source["name"], source["step"]) == ("shakespeare run", 20)
+    assert "'init_from=export é'" in fine_tune.command and str(tmp_path) not in fine_tune.command
 
 
 def _export_args(ckpt: Path, out: Path, *extra: str) -> list[str]:

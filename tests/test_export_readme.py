@@ -24,7 +24,7 @@ from chargpt.errors import CheckpointError
 from chargpt.export import ExportError, export_config, export_model
 from chargpt.inference import TrainedModel
 from chargpt.model import ModelConfig, build_model
-from chargpt.model_card import ModelCard, export_readme
+from chargpt.model_card import ModelCard, card_command, export_readme
 from conftest import fenced_blocks, lacks, run_main
 from test_export import NO_EXTRA, VOCAB, _same_weights, card, run_python, small_model
 
@@ -133,6 +133,9 @@ def test_a_card_without_a_loss_or_steps_says_so_and_starts_from_the_vocabularys_
     rows = dict(re.findall(r"^\| ([a-z ]+) \| (.*) \|$", readme, re.M))
     assert rows["validation loss"] == "not measured for these weights"
     assert rows["training steps"] == "not recorded"
+    # A checkpoint written before runs recorded their training: no date, no command.
+    assert rows["trained"] == rows["command"] == "not recorded"
+    assert "resumed with" not in rows and "fine-tuned from" not in rows
     assert "model.generate('\\U0001f600', max_new_tokens=200" in readme
 
 
@@ -168,6 +171,54 @@ def test_a_models_name_renders_as_typed_in_its_card(name: str) -> None:
     rendered = markdown.markdown(body, extensions=["tables"])
     (title,) = re.findall(r"<h1>(.*?)</h1>", rendered)
     assert "<" not in title.replace("&lt;", "") and html.unescape(title) == expected
+
+
+def test_a_recorded_command_names_files_and_folders_by_their_names_alone() -> None:
+    # A card is published: the folders of the machine that trained it say nothing of use, and too
+    # much (the user's name). Whatever the setting, a path from a root or a home keeps its name only.
+    words = ["chargpt-train", "data=text", "data.path=/home/me/corpora/my text.txt", "init_from=~/runs/base",
+             "+trainer.default_root_dir=/srv/me/x", r"data.val_path=C:\Users\me\val.txt", "data.name=null",
+             "paths.output_root=${oc.env:HOME}/out", "sample.prompt=a/b", "optimizer.lr=1e-3",
+             "ckpt_path=/home/me/outputs/run"]
+    assert card_command(words, leave_out=("ckpt_path",)) == (
+        "chargpt-train data=text 'data.path=my text.txt' init_from=base +trainer.default_root_dir=x "
+        "data.val_path=val.txt data.name=null paths.output_root=out sample.prompt=a/b optimizer.lr=1e-3")
+    assert card_command(words[:1] + words[-1:]) == "chargpt-train ckpt_path=run"
+    assert card_command(None) is None and card_command([]) is None
+
+
+def _cell_text(tokens: list, label: str) -> str:
+    """The rendered text of the table cell after `label`'s: plain text and inline code only."""
+    index = next(i for i, t in enumerate(tokens) if t.type == "inline" and t.content == label) + 3
+    children = tokens[index].children
+    assert {c.type for c in children} <= {"text", "code_inline"}, children
+    return "".join(c.content for c in children)
+
+
+@pytest.mark.parametrize("command", ["chargpt-train model=tiny 'data.path=my text.txt'",
+                                     "chargpt-train 'sample.prompt=a | `b` <i>x</i> &amp; *c*'"])
+def test_when_and_how_a_model_was_trained_renders_as_recorded(command: str) -> None:
+    trained = small_model("bigram")
+    config = export_config(trained, card(trained), "safetensors")
+    source = {"name": "base *v1*", "step": 3000, "trained_on": "input.txt", "text_sha256": "ab" * 32,
+              "val_loss": 1.5}
+    resumes = [f"{command} trainer.max_steps=9", f"{command} seed=2"]
+    config["card"].update(training_started="2026-12-05T14:03:22Z", training_ended="2026-12-06T01:00:00Z",
+                          command=command, resumed_with=resumes, fine_tuned_from=source)
+    body = export_readme(config).split("---\n", 2)[2]
+    tokens = MarkdownIt("commonmark").enable(["table", "strikethrough"]).parse(body)
+    assert _cell_text(tokens, "trained") == "2026-12-05T14:03:22Z to 2026-12-06T01:00:00Z (UTC)"
+    assert _cell_text(tokens, "command") == command
+    assert _cell_text(tokens, "resumed with") == f"2 times, the last with {command} seed=2"
+    assert _cell_text(tokens, "fine-tuned from") == (
+        f"base *v1* (3,000 training steps on input.txt, validation loss 1.5000; text sha256 {'ab' * 32})")
+    # A command a code span can hold is one (not where its | would end the table's cell).
+    assert ("`" + command + "`" in body) == ("|" not in command)
+    # Python-Markdown's table shows the same text.
+    rendered = markdown.markdown(body, extensions=["tables"])
+    cells = re.findall(r"<td>(.*?)</td>", rendered)
+    shown = html.unescape(re.sub(r"</?code>", "", cells[cells.index("command") + 1]))
+    assert shown == command
 
 
 def test_a_readme_chargpt_did_not_write_is_never_replaced_and_its_own_is(

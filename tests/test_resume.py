@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import shlex
 import shutil
 import warnings
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from chargpt.checkpoints import RESUME_STATE_KEY
+from chargpt.checkpoints import RESUME_STATE_KEY, TRAINING_RECORD_KEY
 from chargpt.cli.train import main as train_main
 from chargpt.errors import CheckpointError
 from chargpt.model import ModelConfig
@@ -54,6 +55,7 @@ def test_interrupted_then_resumed_run_is_bit_identical(tmp_path, monkeypatch, ca
     assert "stopped by SIGINT after step 6" in err
     first_part = hook.take()
     assert _state(tmp_path / "stopped")["global_step"] == 6
+    first_record = _state(tmp_path / "stopped")[TRAINING_RECORD_KEY]
 
     # Resume with exactly the command the interrupted run printed.
     command = shlex.split(err.split("resume with: ", 1)[1].strip().splitlines()[0])
@@ -75,6 +77,18 @@ def test_interrupted_then_resumed_run_is_bit_identical(tmp_path, monkeypatch, ca
 
     metrics = json.loads((tmp_path / "stopped" / "metrics.json").read_text())
     assert metrics["step"] == 12 and metrics["tokens"] == 12 * 4 * 16
+    # What the model card says of its training: the first launch's start and command (as typed:
+    # a checkpoint stays on its machine), the resume's command, and when these weights were saved.
+    # (hydra.run.dir is Hydra's, not the run's: no part of the command.)
+    launched = ["chargpt-train", *(a for a in bare_train_args(corpus, None, *common))]
+    assert first_record["command"] == launched and first_record["resumes"] == []
+    record = b[TRAINING_RECORD_KEY]
+    assert record["command"] == launched and record["started"] == first_record["started"]
+    assert record["resumes"] == [command] and record["fine_tuned_from"] is None
+    stamps = [first_record["started"], first_record["ended"], record["ended"]]
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", t) for t in stamps)
+    assert sorted(stamps) == stamps
+    assert a[TRAINING_RECORD_KEY]["resumes"] == [] and a[TRAINING_RECORD_KEY]["started"] <= stamps[0]
 
 
 def test_checkpoint_holds_rng_and_corpus_in_plain_form(tmp_path, monkeypatch, capsys):

@@ -40,6 +40,9 @@ from chargpt.run_layout import (
 
 # Where the corpus fingerprint sits in a checkpoint: the ResumeState callback's state key.
 RESUME_STATE_KEY = "ResumeState"
+# Where a checkpoint keeps what its training was (when, the command, what it was fine-tuned from):
+# the LightningModule writes it (training/training_record.py), the model card reads it.
+TRAINING_RECORD_KEY = "chargpt_training"
 
 
 def resolve_checkpoint(path: str | Path, or_export: bool = False) -> Path:
@@ -221,6 +224,13 @@ def resume_state(ckpt: dict[str, Any]) -> dict[str, Any]:
     """What the ResumeState callback stored in `ckpt` (empty when nothing was)."""
     state = (ckpt.get("callbacks") or {}).get(RESUME_STATE_KEY)
     return state if isinstance(state, dict) else {}
+
+
+def training_record(ckpt: dict[str, Any]) -> dict[str, Any]:
+    """What the run that wrote `ckpt` recorded of its training (empty for a checkpoint written before
+    runs recorded it)."""
+    record = ckpt.get(TRAINING_RECORD_KEY)
+    return record if isinstance(record, dict) else {}
 
 
 def stored_corpus(ckpt: dict[str, Any]) -> dict[str, Any] | None:

@@ -7,18 +7,20 @@ import importlib.metadata
 import json
 import math
 import re
+import shlex
 import unicodedata
 from dataclasses import asdict, dataclass, fields
-from pathlib import Path, PurePath
+from pathlib import Path, PurePath, PureWindowsPath
 from typing import Any
 
-from chargpt.checkpoints import read_checkpoint, resolve_checkpoint, stored_corpus
+from chargpt.checkpoints import read_checkpoint, resolve_checkpoint, stored_corpus, training_record
 from chargpt.checks import as_utf8
 from chargpt.data.tokenizer import CharTokenizer
 from chargpt.errors import CheckpointError
 from chargpt.export_layout import CONFIG_FILE, README_MARKER, WEIGHTS, export_folder_of, read_export_config
 from chargpt.inference import TrainedModel, start_prompt
 from chargpt.metric_names import VAL_LOSS
+from chargpt.overrides import is_folder_key, is_path_key, override_key
 from chargpt.run_layout import CHECKPOINT_DIR, LAST, SWEEP_CONFIG, VAL_STEP, run_dir_of
 
 # Hydra's default run directories are outputs/DATE/TIME: the time alone would be a poor name.
@@ -40,6 +42,14 @@ class ModelCard:
     trained_on: str | None = None
     text_sha256: str | None = None
     chargpt_version: str | None = None  # that wrote the card
+    # When the run began training and when these weights were saved (UTC, ISO 8601), the command
+    # that launched it and those that resumed it (files named as trained_on is: no folders), and
+    # the card of the model it was fine-tuned from. None: not recorded (a checkpoint from before).
+    training_started: str | None = None
+    training_ended: str | None = None
+    command: str | None = None
+    resumed_with: list[str] | None = None
+    fine_tuned_from: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         # An API's model id is a string: an export written with name=2024 before names were taken
@@ -108,12 +118,46 @@ def weights_step(ckpt: dict[str, Any] | None, file: str | Path) -> int | None:
     return checkpoint_score(ckpt)[1] if ckpt is not None else card_for_export(file).step
 
 
+# A value that names a file or folder from a machine's root or a user's home (any setting's: a
+# logger's save_dir, a trainer's default_root_dir), in POSIX or Windows spelling.
+_LOCAL_PATH = re.compile(r"^(?:[/\\~$]|[A-Za-z]:[/\\])")
+
+
+def _published_word(word: str) -> str:
+    """One word of a recorded command as a published card shows it: a file or folder by its name
+    alone (as trained_on is), never the folders above it."""
+    setting, equals, value = word.partition("=")
+    key = override_key(word)
+    if not equals or value.lower() in ("", "null") or not (
+            is_path_key(key) or is_folder_key(key) or _LOCAL_PATH.match(value)):
+        return word
+    return f"{setting}={PureWindowsPath(value).name or value}"  # (\\ or / ends a folder)
+
+
+def card_command(words: Any, leave_out: tuple[str, ...] = ()) -> str | None:
+    """A command a checkpoint recorded (its words as typed), as one shell line for a published card:
+    its paths reduced to names, the settings `leave_out` left out. None for no command recorded."""
+    if not isinstance(words, list) or not words:
+        return None
+    kept = [str(w) for w in words[:1]] + [
+        _published_word(str(w)) for w in words[1:] if override_key(str(w)) not in leave_out]
+    return as_utf8(shlex.join(kept))
+
+
+def _recorded_time(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
 def card_for_checkpoint(file: Path, ckpt: dict[str, Any], params: int, name: str | None = None) -> ModelCard:
     """The card of checkpoint `file`, read as `ckpt`."""
     val_loss, step = checkpoint_score(ckpt)
     model = ckpt["hyper_parameters"]["model"]
     corpus = stored_corpus(ckpt) or {}
     source = corpus.get("path") or corpus.get("name")
+    record = training_record(ckpt)
+    # A resume's ckpt_path names the run it continues: the card's own run.
+    resumes = [card_command(c, leave_out=("ckpt_path",)) for c in record.get("resumes") or []]
+    fine_tuned_from = record.get("fine_tuned_from")
     return ModelCard(
         name=name or name_of_checkpoint(file), params=params,
         vocab_size=len(ckpt["hyper_parameters"]["vocab"]), block_size=int(model.get("block_size", 0)),
@@ -121,6 +165,11 @@ def card_for_checkpoint(file: Path, ckpt: dict[str, Any], params: int, name: str
         trained_on=as_utf8(PurePath(str(source)).name) if source else None,
         text_sha256=str(corpus["sha256"]) if corpus.get("sha256") else None,
         chargpt_version=installed_version(),
+        training_started=_recorded_time(record.get("started")),
+        training_ended=_recorded_time(record.get("ended")),
+        command=card_command(record.get("command")),
+        resumed_with=[r for r in resumes if r] or None,
+        fine_tuned_from=fine_tuned_from if isinstance(fine_tuned_from, dict) else None,
     )
 
 
@@ -185,6 +234,7 @@ def _figure_rows(card: dict[str, Any], model: dict[str, Any]) -> list[tuple[str,
     if card.get("trained_on"):
         sha = card.get("text_sha256")
         rows.append(("trained on", markdown_text(card["trained_on"]) + (f" (sha256 `{sha}`)" if sha else "")))
+    rows += _training_rows(card)
     if card.get("chargpt_version"):
         rows.append(("written by", f"chargpt {markdown_text(card['chargpt_version'])}"))
     known = {f.name for f in fields(ModelCard)}
@@ -193,6 +243,51 @@ def _figure_rows(card: dict[str, Any], model: dict[str, Any]) -> list[tuple[str,
             text = json.dumps(value, ensure_ascii=False) if isinstance(value, (dict, list)) else value
             rows.append((markdown_text(key), markdown_text(text)))
     return rows
+
+
+def markdown_code(value: object) -> str:
+    """`value` as inline code, which shows it as it is, where a code span can hold it: not a
+    backtick (it would end the span), a `|` (it would end a table cell), a line break or another
+    control character, or spaces at its ends (a span drops them); else as escaped text."""
+    text = str(value)
+    if re.search(r"[`|\x00-\x1f\x7f-\x9f\u2028\u2029]", text) or text != text.strip():
+        return markdown_text(text)
+    return f"`{text}`"
+
+
+def _training_rows(card: dict[str, Any]) -> list[tuple[str, str]]:
+    """When and how the model was trained, as its card recorded it ("not recorded" for a card from
+    before training was recorded), and what it was fine-tuned from, when it was."""
+    started, ended = card.get("training_started"), card.get("training_ended")
+    if started and ended:
+        when = f"{markdown_text(started)} to {markdown_text(ended)} (UTC)"
+    elif ended:
+        when = f"until {markdown_text(ended)} (UTC; its start not recorded)"
+    else:
+        when = "not recorded"
+    command = card.get("command")
+    rows = [("trained", when), ("command", markdown_code(command) if command else "not recorded")]
+    resumes = [r for r in card.get("resumed_with") or [] if isinstance(r, str)]
+    if resumes:
+        times = "" if len(resumes) == 1 else f"{len(resumes)} times, the last with "
+        rows.append(("resumed with", times + markdown_code(resumes[-1])))
+    source = card.get("fine_tuned_from")
+    if isinstance(source, dict):
+        rows.append(("fine-tuned from", _source_text(source)))
+    return rows
+
+
+def _source_text(source: dict[str, Any]) -> str:
+    """The model a fine-tune started from, as its card (kept in the fine-tune's) names it: its
+    name (15 training steps on input.txt, validation loss 1.7890; text sha256 `...`)."""
+    steps = f"{source['step']:,} training steps" if isinstance(source.get("step"), int) else "trained"
+    said = [steps + (f" on {markdown_text(source['trained_on'])}" if source.get("trained_on") else "")]
+    if isinstance(source.get("val_loss"), (int, float)):
+        said.append(f"validation loss {source['val_loss']:.4f}")
+    details = ", ".join(said)
+    if source.get("text_sha256"):
+        details += f"; text sha256 {markdown_code(source['text_sha256'])}"
+    return f"{markdown_text(source.get('name') or 'a model without a name')} ({details})"
 
 
 def _safetensors_use(prompt: str, model: dict[str, Any]) -> str:

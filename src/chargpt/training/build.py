@@ -67,6 +67,7 @@ from chargpt.training.run_checks import (
 )
 from chargpt.training.steps import fix_total_steps
 from chargpt.training.trackers import kept_in_checkpoint
+from chargpt.training.training_record import TrainingRecord
 
 log = logging.getLogger(__name__)
 
@@ -342,6 +343,10 @@ def build_run(cfg: DictConfig) -> Run:
         device_type=precision.run_device(cfg.trainer).type,
         precision=str(cfg.trainer.precision),
     )
+    # (A resume's record is the checkpoint's, this launch added: build_run cannot tell what a
+    # resumed fine-tune started from, its init_from is its own checkpoint.)
+    module.training_record = TrainingRecord.for_this_launch(
+        fine_tuned_from=pretrained.card or None if pretrained is not None and ckpt is None else None)
     if pretrained is not None:
         if ckpt is None:  # a resumed fine-tune takes its weights from its own checkpoint
             apply_pretrained(module.model, pretrained)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import shlex
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from chargpt.data.tokenizer import describe_chars, reading_fix
 from chargpt.errors import ConfigError, DataError
 from chargpt.inference import load_with_checkpoint
 from chargpt.model import ModelConfig
+from chargpt.model_card import card_for
 from chargpt.overrides import override_key
 from chargpt.run_layout import launched_with, run_dir_of, saved_config
 
@@ -34,6 +35,8 @@ class Pretrained:
     vocab: list[str]  # of the new run: the checkpoint's, possibly extended
     state_dict: dict[str, torch.Tensor]
     source: str
+    # The model card of what it starts from (its name, steps, text): the new run's card names it.
+    card: dict[str, Any] = field(default_factory=dict)
 
 
 def explicit_model_overrides(task_overrides: list[str]) -> dict[str, str]:
@@ -76,9 +79,11 @@ def pretrained_config(source: ModelConfig, composed: ModelConfig, typed: dict[st
 
 def load_pretrained(init_from: str, composed: ModelConfig, typed: dict[str, str]) -> Pretrained:
     """A run directory, a checkpoint file or a safetensors export: the weights to start from."""
-    trained, _, source = load_with_checkpoint(init_from)
+    trained, ckpt, source = load_with_checkpoint(init_from)
     config = pretrained_config(trained.model.config, composed, typed)
-    return Pretrained(config, list(trained.tokenizer.chars), trained.model.state_dict(), source)
+    card = card_for(source, trained, ckpt=ckpt).to_dict()
+    card.pop("chargpt_version", None)  # the chargpt reading it now, not the one that trained it
+    return Pretrained(config, list(trained.tokenizer.chars), trained.model.state_dict(), source, card)
 
 
 def finetune_vocab(pretrained: Pretrained, data: CharDataModule, extend: bool) -> list[str]:

@@ -9,6 +9,7 @@ from typing import Any
 import lightning as L
 import torch
 
+from chargpt.checkpoints import TRAINING_RECORD_KEY, training_record
 from chargpt.data.tokenizer import CharTokenizer
 from chargpt.data.windows import IGNORE_INDEX
 from chargpt.distributed import is_rank_zero
@@ -18,6 +19,7 @@ from chargpt.training.lightning_internals import logs_this_step
 from chargpt.training.optim import apply_settings, build_optimizer, group_rates, settings_of
 from chargpt.training.schedules import build_schedule, build_scheduler, depends_on_total
 from chargpt.training.steps import is_last_step, total_steps
+from chargpt.training.training_record import TrainingRecord
 
 log = logging.getLogger(__name__)
 TOTAL_STEPS_KEY = "chargpt_total_steps"  # the run's total when the checkpoint was written
@@ -49,6 +51,8 @@ class CharLM(L.LightningModule):
         self._resumed_total: int | None = None  # the total the resumed checkpoint was trained toward
         self._resumed = False
         self._configured: list[dict[str, Any]] = []  # the optimizer's settings as built, before a resume
+        # When and how it was trained, for its model card (build_run gives it the command launched).
+        self.training_record = TrainingRecord()
         self.config = ModelConfig.from_dict(model)
         self.tokenizer = CharTokenizer(vocab)
         self.model = build_model(self.config, self.tokenizer.vocab_size)
@@ -150,12 +154,15 @@ class CharLM(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint[TOTAL_STEPS_KEY] = total_steps(self.trainer)
+        checkpoint[TRAINING_RECORD_KEY] = self.training_record.saved()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self._resumed_total = checkpoint.get(TOTAL_STEPS_KEY)
         self._resumed = True
+        self.training_record = self.training_record.resumed_from(training_record(checkpoint))
 
     def on_train_start(self) -> None:
+        self.training_record.begin(resumed=self._resumed)
         if self._resumed:
             self._keep_configured_settings()
         self._note_another_total()
