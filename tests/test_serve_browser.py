@@ -1,5 +1,6 @@
 """The page at / in a real headless Chromium (the OS package, driven by Selenium): it shows the
-model's card, streams the generated text into the page, and shows the server's errors."""
+model's card, streams the generated text into the page, sends the stop sequences typed, and shows
+the server's errors."""
 
 from __future__ import annotations
 
@@ -107,6 +108,32 @@ def test_the_page_streams_generated_text(page_url: str, browser: webdriver.Chrom
     assert browser.find_element(By.ID, "status").text.startswith("600 characters in")
     assert not browser.find_element(By.ID, "error").is_displayed()
     browser.save_screenshot(str(tmp_path / "page.png"))
+
+
+def test_stop_sequences_typed_one_per_line_end_the_text_as_the_apis_stop(
+    page_url: str, browser: webdriver.Chrome
+) -> None:
+    # The page had no field for the API's stop: its text could not end at a name or a blank line.
+    request = {"prompt": "The", "max_tokens": 600, "temperature": 0.9, "seed": 42}
+    full = httpx.post(f"{page_url}/v1/completions", timeout=180, json=request).json()["choices"][0]["text"]
+    first = full.index("\n", 1)
+    # The second holds a line break (typed \n) and ends the text: its first line break comes first.
+    stops = [full[first + 1:first + 5], full[first - 1:first + 1]]
+    browser.get(page_url + "/")
+    fill(browser, "prompt", "The")
+    fill(browser, "max_tokens", "600")
+    fill(browser, "temperature", "0.9")
+    fill(browser, "seed", "42")
+    # One per line, as a user types them (Enter between them); empty lines are no sequence.
+    fill(browser, "stop_sequences", "\n" + "\n\n".join(s.replace("\n", "\\n") for s in stops) + "\n")
+    browser.find_element(By.ID, "generate").click()
+    WebDriverWait(browser, 180).until(lambda d: "characters in" in status(d) or d.find_element(
+        By.ID, "error").is_displayed())
+    assert not browser.find_element(By.ID, "error").is_displayed()
+    text = browser.find_element(By.ID, "out-text").get_attribute("textContent")
+    expected = httpx.post(f"{page_url}/v1/completions", timeout=180, json={**request, "stop": stops}).json()
+    assert text == expected["choices"][0]["text"] == full[:first - 1]
+    assert status(browser).endswith(", ended at a stop sequence")
 
 
 def test_the_page_shows_the_servers_error(page_url: str, browser: webdriver.Chrome) -> None:
