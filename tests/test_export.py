@@ -448,6 +448,18 @@ def test_a_safetensors_export_scores_and_fine_tunes_as_its_checkpoint(
     assert "'init_from=export é'" in fine_tune.command and str(tmp_path) not in fine_tune.command
 
 
+def test_an_export_whose_card_records_more_than_this_chargpt_knows_loads(tmp_path: Path) -> None:
+    # A later chargpt's card records more (as this one added training dates to the cards before
+    # it): such an export was refused whole ("has an unreadable model card; export again").
+    trained = small_model("bigram")
+    out = export_model(trained, card(trained, "later"), "safetensors", tmp_path / "export")
+    config = json.loads((out / "config.json").read_text(encoding="utf-8"))
+    config["card"]["carbon_grams"] = 12
+    (out / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    loaded = chargpt.load(out)
+    assert card_for(out, loaded) == card(trained, "later") and _same_weights(loaded, trained)
+
+
 def _export_args(ckpt: Path, out: Path, *extra: str) -> list[str]:
     return [f"ckpt_path={ckpt}", f"out={out}", *extra]
 

@@ -178,8 +178,12 @@ def card_for_export(folder: str | Path, name: str | None = None) -> ModelCard:
     if folder.is_file():
         folder = folder.parent
     card = dict(read_export_config(folder).get("card") or {})
+    # What a later chargpt's card records besides these fields is left out (its README shows it):
+    # an export stays readable by the chargpt before the one that wrote it.
+    known = {f.name for f in fields(ModelCard)}
     try:
-        return ModelCard(**{**card, "name": name or card.get("name") or as_utf8(folder.resolve().name)})
+        return ModelCard(**{**{k: v for k, v in card.items() if k in known},
+                            "name": name or card.get("name") or as_utf8(folder.resolve().name)})
     except TypeError:
         raise CheckpointError(f"{folder / CONFIG_FILE} has an unreadable model card; export again") from None
 
