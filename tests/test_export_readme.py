@@ -179,10 +179,13 @@ def test_a_recorded_command_names_files_and_folders_by_their_names_alone() -> No
     words = ["chargpt-train", "data=text", "data.path=/home/me/corpora/my text.txt", "init_from=~/runs/base",
              "+trainer.default_root_dir=/srv/me/x", r"data.val_path=C:\Users\me\val.txt", "data.name=null",
              "paths.output_root=${oc.env:HOME}/out", "sample.prompt=a/b", "optimizer.lr=1e-3",
-             "ckpt_path=/home/me/outputs/run"]
+             "logger=mlflow", "logger.tracking_uri=https://me:secret@mlflow.example.org",
+             "+logger.tags.team=me", "ckpt_path=/home/me/outputs/run"]
+    # A tracker's settings (its server, with a password in it here) are left out; its choice is kept.
     assert card_command(words, leave_out=("ckpt_path",)) == (
         "chargpt-train data=text 'data.path=my text.txt' init_from=base +trainer.default_root_dir=x "
-        "data.val_path=val.txt data.name=null paths.output_root=out sample.prompt=a/b optimizer.lr=1e-3")
+        "data.val_path=val.txt data.name=null paths.output_root=out sample.prompt=a/b optimizer.lr=1e-3 "
+        "logger=mlflow")
     assert card_command(words[:1] + words[-1:]) == "chargpt-train ckpt_path=run"
     assert card_command(None) is None and card_command([]) is None
 

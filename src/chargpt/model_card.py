@@ -134,13 +134,21 @@ def _published_word(word: str) -> str:
     return f"{setting}={PureWindowsPath(value).name or value}"  # (\\ or / ends a folder)
 
 
+def _is_tracker_setting(key: str) -> bool:
+    """A logger's own setting (not the choice `logger=mlflow`): a tracking server's address, which may
+    carry a user and password, a project or an API key. It says nothing of the model."""
+    return key.startswith("logger.")
+
+
 def card_command(words: Any, leave_out: tuple[str, ...] = ()) -> str | None:
     """A command a checkpoint recorded (its words as typed), as one shell line for a published card:
-    its paths reduced to names, the settings `leave_out` left out. None for no command recorded."""
+    its paths reduced to names, its trackers' settings and the settings `leave_out` left out. None
+    for no command recorded."""
     if not isinstance(words, list) or not words:
         return None
     kept = [str(w) for w in words[:1]] + [
-        _published_word(str(w)) for w in words[1:] if override_key(str(w)) not in leave_out]
+        _published_word(str(w)) for w in words[1:]
+        if override_key(str(w)) not in leave_out and not _is_tracker_setting(override_key(str(w)))]
     return as_utf8(shlex.join(kept))
 
 
