@@ -11,7 +11,7 @@ from typing import NoReturn
 from chargpt.cli.exits import clean_exits, raising_on_sigterm
 from chargpt.errors import exit_on_user_error, exit_usage
 from chargpt.runs.report import report
-from chargpt.runs.run_rows import SORT_CHOICES
+from chargpt.runs.report_figures import SORT_CHOICES
 
 
 class _Parser(argparse.ArgumentParser):

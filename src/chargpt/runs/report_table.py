@@ -14,21 +14,9 @@ from rich.table import Table
 from rich.text import Text
 
 from chargpt.errors import first_line
-from chargpt.runs.run_rows import (
-    IN_FOLDER,
-    METRIC_COLUMNS,
-    common_folder,
-    counted,
-    in_folder,
-    short_number,
-    varying,
-)
-from chargpt.runs.seed_groups import GROUP_METRICS, flat_groups
-
-FORMATS = {
-    "best_val_loss": "{:.4f}", "last_val_loss": "{:.4f}", "tokens_per_sec": "{:,.0f}", "wall_s": "{:,.1f}",
-}
-
+from chargpt.runs.report_figures import FORMATS, GROUP_METRICS, METRIC_COLUMNS, SPREAD_SHOWN
+from chargpt.runs.run_rows import IN_FOLDER, common_folder, counted, in_folder, short_number, varying
+from chargpt.runs.seed_groups import flat_groups
 
 SETTING_MIN_WIDTH = 12
 NARROWEST = 40  # the narrowest terminal a table is fitted to
@@ -210,8 +198,6 @@ def _without_common_folders(
     return rows, notes
 
 
-SPREAD_SHOWN = ["best_val_loss", "last_val_loss"]  # on screen with ± std, and the ranking figure; the
-# CSV has every std
 NO_STD = "—"  # one seed: no spread known
 
 

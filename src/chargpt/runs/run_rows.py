@@ -32,12 +32,10 @@ from chargpt.run_layout import (
     saved_config,
     state_of,
 )
+from chargpt.runs.report_figures import HIGHER_IS_BETTER, METRIC_COLUMNS, figures_of
 
 SEED = "seed"
 AUTO_SHAPE = "auto_shape"  # the shape model=auto chose (budget.json), beside the settings
-METRIC_COLUMNS = ["best_val_loss", "last_val_loss", "steps", "tokens_per_sec", "wall_s"]
-SORT_CHOICES = ["best_val_loss", "last_val_loss", "tokens_per_sec", "wall_s", "run"]
-HIGHER_IS_BETTER = frozenset({"tokens_per_sec"})  # ranked highest first; the other figures lowest first
 DEFAULT = "default"  # a setting a launch did not give
 
 
@@ -131,11 +129,7 @@ def run_row(run_dir: Path, sweep_dir: Path) -> dict[str, Any]:
         "recorded_seed": recorded_seed(run_dir),
         "chosen_shape": chosen_shape(run_dir),
         "status": run_status(status, metrics),
-        "best_val_loss": metrics.get("best_val_loss"),
-        "last_val_loss": metrics.get("val_loss"),
-        "steps": metrics.get("step"),
-        "tokens_per_sec": metrics.get("tokens_per_second"),
-        "wall_s": metrics.get("train_seconds"),
+        **figures_of(metrics),
         "error": status.get("error", ""),
         "dir": run_dir,  # not a column: where a stopped run resumes from
     }

@@ -7,9 +7,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from chargpt.runs.run_rows import HIGHER_IS_BETTER, SEED, natural_order
+from chargpt.runs.report_figures import GROUP_METRICS, HIGHER_IS_BETTER
+from chargpt.runs.run_rows import SEED, natural_order
 
-GROUP_METRICS = ["best_val_loss", "last_val_loss", "tokens_per_sec", "wall_s"]
 BEST, NOISE, NO_SPREAD, APART = "best", "≈ noise", "≈ n=1", "apart"  # vs_best: a setting against the best
 
 
