@@ -13,15 +13,13 @@ from chargpt.run_layout import find_runs
 from chargpt.runs.curves import LABEL_CHARS, CurveRun, curve_runs, curves_figure, val_curve
 from chargpt.runs.report import report
 from chargpt.runs.run_rows import run_row, sort_rows
+from fake_runs import fake_run
 
 
-def fake_run(sweep: Path, name: str, overrides: list[str], losses: dict[int, float], source: str) -> None:
-    run = sweep / name
-    (run / ".hydra").mkdir(parents=True)
-    (run / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides))
+def log_run(sweep: Path, name: str, overrides: list[str], losses: dict[int, float], source: str) -> None:
+    """A run with its validation losses logged by `source`: csv, tensorboard or none (logger=none)."""
     metrics = {"best_val_loss": min(losses.values()), "step": max(losses)}
-    (run / "metrics.json").write_text(json.dumps(metrics))
-    (run / "status.json").write_text(json.dumps({"status": "completed"}))
+    run = fake_run(sweep, name, overrides, metrics, {"status": "completed"})
     if source == "none":  # logger=none
         return
     if source == "csv":
@@ -40,9 +38,9 @@ def fake_run(sweep: Path, name: str, overrides: list[str], losses: dict[int, flo
 
 def sweep_of_three(tmp_path: Path) -> Path:
     sweep = tmp_path / "sweep"
-    fake_run(sweep, "0", ["optimizer.lr=0.001", "model=tiny"], {9: 3.0, 19: 2.5, 29: 2.2}, "csv")
-    fake_run(sweep, "1", ["optimizer.lr=0.003", "model=tiny"], {9: 2.8, 19: 2.1, 29: 1.9}, "tensorboard")
-    fake_run(sweep, "2", ["optimizer.lr=0.01", "model=tiny"], {9: 2.9}, "csv")
+    log_run(sweep, "0", ["optimizer.lr=0.001", "model=tiny"], {9: 3.0, 19: 2.5, 29: 2.2}, "csv")
+    log_run(sweep, "1", ["optimizer.lr=0.003", "model=tiny"], {9: 2.8, 19: 2.1, 29: 1.9}, "tensorboard")
+    log_run(sweep, "2", ["optimizer.lr=0.01", "model=tiny"], {9: 2.9}, "csv")
     return sweep
 
 
@@ -108,7 +106,7 @@ def test_runs_without_a_log_are_told_apart_from_runs_that_never_validated(tmp_pa
     # and a sweep of such runs got no picture without a word.
     sweep = tmp_path / "sweep"
     for name in ("0", "1"):
-        fake_run(sweep, name, [f"seed={name}", "logger=none"], {9: 2.5}, "none")
+        log_run(sweep, name, [f"seed={name}", "logger=none"], {9: 2.5}, "none")
         launch = "hydra:\n  runtime:\n    choices:\n      logger: none\n"
         (sweep / name / ".hydra" / "hydra.yaml").write_text(launch)
     report(sweep)
@@ -117,7 +115,7 @@ def test_runs_without_a_log_are_told_apart_from_runs_that_never_validated(tmp_pa
             "logger=tensorboard or csv writes one)")
     assert told in out
     assert not (sweep / "report_curves.png").exists()
-    fake_run(sweep, "2", ["seed=2"], {9: 2.4}, "csv")
+    log_run(sweep, "2", ["seed=2"], {9: 2.4}, "csv")
     (ax,) = curves_figure(sweep, curve_runs(ranked(sweep))).axes
     assert ax.get_title().startswith("validation loss of 1 of 3 runs (2 without a TensorBoard or CSV log): ")
 
@@ -126,7 +124,7 @@ def test_a_folder_of_one_run_is_counted_as_one_run(tmp_path: Path, capsys) -> No
     # chargpt-report reads any folder of runs: one run was "1 runs" in the title and in the line
     # that says why nothing was drawn.
     folder = tmp_path / "runs"
-    fake_run(folder, "mine", ["seed=1"], {9: 2.5}, "csv")
+    log_run(folder, "mine", ["seed=1"], {9: 2.5}, "csv")
     (ax,) = curves_figure(folder, curve_runs(ranked(folder))).axes
     assert ax.get_title() == f"validation loss of 1 run: {tmp_path.name}/runs"
     (folder / "mine" / "csv" / "metrics.csv").unlink()  # stopped before its first validation
@@ -138,11 +136,11 @@ def test_a_label_names_its_run_and_only_the_settings_it_set(tmp_path: Path) -> N
     # Runs with the same overrides had the same label, and one that left a swept setting at its
     # default read `optimizer.lr=`.
     sweep = tmp_path / "sweep"
-    fake_run(sweep, "0", ["optimizer.lr=0.001", "model=tiny"], {9: 3.0, 19: 2.2}, "csv")
-    fake_run(sweep, "good run", ["optimizer.lr=0.001", "model=tiny"], {9: 3.0, 19: 2.3}, "csv")
-    fake_run(sweep, "2", ["model=tiny", "model.dropout=0.1"], {9: 3.0, 19: 2.4}, "csv")
+    log_run(sweep, "0", ["optimizer.lr=0.001", "model=tiny"], {9: 3.0, 19: 2.2}, "csv")
+    log_run(sweep, "good run", ["optimizer.lr=0.001", "model=tiny"], {9: 3.0, 19: 2.3}, "csv")
+    log_run(sweep, "2", ["model=tiny", "model.dropout=0.1"], {9: 3.0, 19: 2.4}, "csv")
     path = "data.path='corpus number 3, a rather long file name.txt'"
-    fake_run(sweep, "3", ["optimizer.lr=0.003", "model=tiny", path], {9: 3.0, 19: 2.5}, "csv")
+    log_run(sweep, "3", ["optimizer.lr=0.003", "model=tiny", path], {9: 3.0, 19: 2.5}, "csv")
     assert legend_labels(sweep) == [
         "0: optimizer.lr=0.001  (2.200)", "good run: optimizer.lr=0.001  (2.300)",
         "2: model.dropout=0.1  (2.400)", "3: optimizer.lr=0.003, data.path=corpus number 3, a…  (2.500)",
@@ -185,7 +183,7 @@ def test_a_searchs_draws_are_labelled_short_and_every_setting_stays(tmp_path: Pa
     ):
         overrides = [f"optimizer.lr={lr}", f"model.n_embd={width}", f"model.n_layer={depth}",
                      f"model.dropout={dropout}"]
-        fake_run(sweep, str(i), overrides, {9: 3.0 + i, 19: 2.5 + i}, "csv")
+        log_run(sweep, str(i), overrides, {9: 3.0 + i, 19: 2.5 + i}, "csv")
     assert legend_labels(sweep) == [
         "0: optimizer.lr=0.000998381, model.n_embd=64, model.n_layer=2, model.dropout=0.249711  (2.500)",
         "1: optimizer.lr=0.000334233, model.n_embd=192, model.n_layer=5, model.dropout=0.1  (3.500)",
@@ -201,7 +199,7 @@ def test_paths_in_one_folder_are_labelled_from_there(tmp_path: Path) -> None:
                                         ("deux.txt", "ROMEO, my «lord»"), ("deux.txt", "JULIET: it's late")]):
         # As the command line records them: quoted for Hydra.
         overrides = [f"data.path={hydra_quoted(folder + name)}", f"sample.prompt={hydra_quoted(prompt)}"]
-        fake_run(sweep, str(i), overrides, {9: 3.0, 19: 2.5 + i / 10}, "csv")
+        log_run(sweep, str(i), overrides, {9: 3.0, 19: 2.5 + i / 10}, "csv")
     labels = legend_labels(sweep)
     assert labels[0] == "0: data.path=…/un.txt, sample.prompt=ROMEO, my «lord»  (2.500)"
     assert len({label.partition(": ")[2] for label in labels}) == 4
@@ -213,7 +211,7 @@ def test_the_seeds_of_one_setting_share_its_colour_each_with_its_own_marker(tmp_
     sweep = tmp_path / "seeds"
     for i, (lr, seed) in enumerate([("0.001", 1), ("0.001", 2), ("0.003", 1), ("0.003", 2), ("0.003", 3)]):
         losses = {step: 3.0 - step / 100 - i / 50 for step in range(10, 400, 10)}  # 39 points
-        fake_run(sweep, str(i), [f"optimizer.lr={lr}", f"seed={seed}"], losses, "csv")
+        log_run(sweep, str(i), [f"optimizer.lr={lr}", f"seed={seed}"], losses, "csv")
     fig = curves_figure(sweep, curve_runs(ranked(sweep)))
     lines = {t.get_text().partition(":")[0]: line for t, line in zip(fig.legends[0].get_texts(),
                                                                       fig.axes[0].get_lines(), strict=True)}
@@ -230,7 +228,7 @@ def test_a_setting_that_names_no_file_is_labelled_whole(tmp_path: Path) -> None:
     # Prompts that share `and/` were labelled `…/or the king`: a prompt is no path.
     sweep = tmp_path / "runs"
     for i, prompt in enumerate(["and/or the king", "and/or the queen"]):
-        fake_run(sweep, str(i), [f"sample.prompt={hydra_quoted(prompt)}"], {9: 3.0, 19: 2.5 + i / 10}, "csv")
+        log_run(sweep, str(i), [f"sample.prompt={hydra_quoted(prompt)}"], {9: 3.0, 19: 2.5 + i / 10}, "csv")
     assert legend_labels(sweep) == ["0: sample.prompt=and/or the king  (2.500)",
                                     "1: sample.prompt=and/or the queen  (2.600)"]
 
@@ -284,8 +282,8 @@ def test_a_name_the_font_cannot_draw_is_named_by_code_point_without_a_warning(tm
     from chargpt.runs.curves import write_curves
 
     sweep = tmp_path / "sweeps 人" / "sweep"
-    fake_run(sweep, "ft é 🎉", ["optimizer.lr=0.001"], {9: 3.0, 19: 2.5}, "csv")
-    fake_run(sweep, "plain", ["optimizer.lr=0.003"], {9: 2.8, 19: 2.1}, "csv")
+    log_run(sweep, "ft é 🎉", ["optimizer.lr=0.001"], {9: 3.0, 19: 2.5}, "csv")
+    log_run(sweep, "plain", ["optimizer.lr=0.003"], {9: 2.8, 19: 2.1}, "csv")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         png = write_curves(tmp_path / "curves.png", sweep, curve_runs(ranked(sweep)))

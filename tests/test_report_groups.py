@@ -4,7 +4,6 @@ setting compared with the best one (a difference smaller than the seeds' spread 
 from __future__ import annotations
 
 import csv
-import json
 from pathlib import Path
 
 import pytest
@@ -16,20 +15,18 @@ from chargpt.runs.report_table import ONCE_EACH
 from chargpt.runs.run_rows import run_row, sort_rows
 from chargpt.runs.seed_groups import group_runs
 from conftest import run_cli
+from fake_runs import fake_run
 
 
-def fake_run(
+def loss_run(
     sweep: Path, name: str, overrides: list[str], best: float | None, status: str = "finished"
 ) -> None:
-    run = sweep / name
-    (run / ".hydra").mkdir(parents=True)
-    (run / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides))
-    if best is not None:
-        (run / "metrics.json").write_text(json.dumps({
-            "best_val_loss": best, "val_loss": best + 0.5, "step": 100, "tokens_per_second": 1000.0 * best,
-            "train_seconds": 10 * best,
-        }))
-    (run / "status.json").write_text(json.dumps({"status": status}))
+    """A run whose figures all follow from its best loss (None: no metrics.json)."""
+    metrics = None if best is None else {
+        "best_val_loss": best, "val_loss": best + 0.5, "step": 100, "tokens_per_second": 1000.0 * best,
+        "train_seconds": 10 * best,
+    }
+    fake_run(sweep, name, overrides, metrics, {"status": status})
 
 
 def sweep_of(tmp_path: Path, settings: dict[str, list[float]], extra: list[str] = ()) -> Path:  # type: ignore[assignment]
@@ -38,7 +35,7 @@ def sweep_of(tmp_path: Path, settings: dict[str, list[float]], extra: list[str] 
     i = 0
     for setting, losses in settings.items():
         for seed, loss in enumerate(losses, start=1):
-            fake_run(sweep, str(i), [setting, f"seed={seed}", *extra], loss)
+            loss_run(sweep, str(i), [setting, f"seed={seed}", *extra], loss)
             i += 1
     return sweep
 
@@ -49,7 +46,7 @@ def groups_of(sweep: Path, metric: str = "best_val_loss") -> list[dict]:
 
 def test_mean_and_std_per_setting_over_its_seeds(tmp_path: Path, capsys) -> None:
     sweep = sweep_of(tmp_path, {"optimizer.lr=1e-3": [2.0, 2.2, 2.4], "optimizer.lr=3e-3": [1.5, 1.6, 1.7]})
-    fake_run(sweep, "6", ["optimizer.lr=3e-3", "seed=4"], None, status="failed")  # left out of the figures
+    loss_run(sweep, "6", ["optimizer.lr=3e-3", "seed=4"], None, status="failed")  # left out of the figures
 
     report(sweep)
 
@@ -94,10 +91,10 @@ def test_the_best_is_the_highest_throughput_when_ranked_by_it(tmp_path: Path) ->
 
 def test_runs_differing_in_more_than_the_seed_are_not_grouped(tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"
-    fake_run(sweep, "0", ["optimizer.lr=1e-3", "seed=1"], 1.5)
-    fake_run(sweep, "1", ["optimizer.lr=1e-3", "seed=2"], 1.6)
-    fake_run(sweep, "2", ["optimizer.lr=1e-3", "seed=3", "model.dropout=0.1"], 1.4)
-    fake_run(sweep, "3", ["optimizer.lr=1e-3"], 1.7)  # no seed given (the config default): same setting
+    loss_run(sweep, "0", ["optimizer.lr=1e-3", "seed=1"], 1.5)
+    loss_run(sweep, "1", ["optimizer.lr=1e-3", "seed=2"], 1.6)
+    loss_run(sweep, "2", ["optimizer.lr=1e-3", "seed=3", "model.dropout=0.1"], 1.4)
+    loss_run(sweep, "3", ["optimizer.lr=1e-3"], 1.7)  # no seed given (the config default): same setting
     groups = groups_of(sweep)
     by_seeds = {g["seeds"]: g for g in groups}
     assert set(by_seeds) == {"1,2,-", "3"}  # "-": no seed given
@@ -110,10 +107,10 @@ def test_runs_repeating_a_seed_count_once(tmp_path: Path, capsys) -> None:
     # measurement: it would make n larger and the spread smaller than the seeds show.
     sweep = tmp_path / "sweep"
     for name, seed, loss in [("0", 1, 1.5), ("1", 2, 1.7), ("2", 2, 1.7), ("3", 3, 1.6), ("4", "03", 1.6)]:
-        fake_run(sweep, name, ["optimizer.lr=1e-3", f"seed={seed}"], loss)  # 03 is seed 3 again
+        loss_run(sweep, name, ["optimizer.lr=1e-3", f"seed={seed}"], loss)  # 03 is seed 3 again
     for name in ("5", "6"):
-        fake_run(sweep, name, ["optimizer.lr=3e-3", "seed=7"], 1.4)  # one seed, twice: no spread known
-    fake_run(sweep, "7", ["optimizer.lr=3e-3", "seed=8"], None, status="failed")
+        loss_run(sweep, name, ["optimizer.lr=3e-3", "seed=7"], 1.4)  # one seed, twice: no spread known
+    loss_run(sweep, "7", ["optimizer.lr=3e-3", "seed=8"], None, status="failed")
     report(sweep)
     with (sweep / "report_groups.csv").open() as f:
         best, other = csv.DictReader(f)
@@ -134,8 +131,8 @@ def test_a_sweep_whose_settings_each_ran_once_says_so_in_one_line_for_their_tabl
     # with no spread: the same rows twice.
     monkeypatch.setenv("COLUMNS", "100")
     sweep = tmp_path / "sweep"
-    fake_run(sweep, "0", ["optimizer.lr=1e-3"], 1.5)
-    fake_run(sweep, "1", ["optimizer.lr=3e-3"], 1.4)
+    loss_run(sweep, "0", ["optimizer.lr=1e-3"], 1.5)
+    loss_run(sweep, "1", ["optimizer.lr=3e-3"], 1.4)
     report(sweep)
     out = capsys.readouterr().out
     under = out[out.index("└"):out.index("written:")]
@@ -180,7 +177,7 @@ def test_a_narrow_settings_table_shows_what_tells_its_rows_apart(tmp_path, capsy
         for lr in ("3e-3", "3.1e-3"):
             for seed in (1, 2):
                 best = 2.5 + heads / 10 + (0.01 if lr == "3e-3" else 0) + seed / 100
-                fake_run(sweep, str(i), [f"model.n_head={heads}", f"optimizer.lr={lr}", f"seed={seed}"], best)
+                loss_run(sweep, str(i), [f"model.n_head={heads}", f"optimizer.lr={lr}", f"seed={seed}"], best)
                 i += 1
     report(sweep)
     out = capsys.readouterr().out
@@ -297,7 +294,7 @@ def test_a_resume_that_names_the_same_path_absolute_changes_no_setting(tmp_path:
     # The command an interrupted run prints names its paths absolute (it may be run from anywhere):
     # resumed with it, the run read init_from 'exports/m 😀→/home/me/exports/m 😀', a change it never had.
     sweep = tmp_path / "sweep"
-    fake_run(sweep, "0", ["init_from='exports/m 😀'", "data.path=a.txt", "seed=1"], 2.0)
+    loss_run(sweep, "0", ["init_from='exports/m 😀'", "data.path=a.txt", "seed=1"], 2.0)
     resume = sweep / "0" / ".hydra" / "resume-20261205-183132"
     resume.mkdir()
     (resume / "overrides.yaml").write_text("- init_from='/home/me/exports/m 😀'\n- data.path=/home/me/b.txt\n"
@@ -310,9 +307,9 @@ def test_a_resume_that_names_the_same_path_absolute_changes_no_setting(tmp_path:
 
 def test_runs_group_whatever_the_order_and_spelling_of_their_settings(tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"
-    fake_run(sweep, "a", ["model=tiny", "optimizer.lr=1e-3", "seed=1"], 2.0)
-    fake_run(sweep, "b", ["optimizer.lr=0.001", "model=tiny", "seed=2"], 2.2)  # as a sweep records it
-    fake_run(sweep, "c", ["optimizer.lr=3e-3", "model=tiny", "seed=1"], 1.5)
+    loss_run(sweep, "a", ["model=tiny", "optimizer.lr=1e-3", "seed=1"], 2.0)
+    loss_run(sweep, "b", ["optimizer.lr=0.001", "model=tiny", "seed=2"], 2.2)  # as a sweep records it
+    loss_run(sweep, "c", ["optimizer.lr=3e-3", "model=tiny", "seed=1"], 1.5)
     assert [g["runs"] for g in groups_of(sweep)] == [1, 2]
 
 
@@ -320,8 +317,8 @@ def test_a_run_launched_without_a_seed_shows_the_seed_it_trained_with(tmp_path: 
     # `chargpt-train -m optimizer.lr=...` (no seed=): each run took the config's seed, which its saved
     # config records; the groups name it instead of "-".
     sweep = tmp_path / "sweep"
-    fake_run(sweep, "0", ["optimizer.lr=1e-3"], 2.0)
-    fake_run(sweep, "1", ["optimizer.lr=3e-3"], 1.5)
+    loss_run(sweep, "0", ["optimizer.lr=1e-3"], 2.0)
+    loss_run(sweep, "1", ["optimizer.lr=3e-3"], 1.5)
     (sweep / "0" / ".hydra" / "config.yaml").write_text("seed: 1337\noptimizer:\n  lr: 0.001\n")
     assert [g["seeds"] for g in groups_of(sweep)] == ["-", "1337"]  # run 1 saved no config
 
@@ -358,8 +355,8 @@ def test_the_run_table_shows_the_seed_the_settings_table_counts(tmp_path: Path, 
     # settings' table named the seed its saved config records.
     monkeypatch.setenv("COLUMNS", "150")  # every column on screen, whatever runs the tests
     sweep = tmp_path / "sweep"
-    fake_run(sweep, "0", ["optimizer.lr=1e-3"], 2.0)
-    fake_run(sweep, "1", ["optimizer.lr=3e-3", "seed=2"], 1.5)
+    loss_run(sweep, "0", ["optimizer.lr=1e-3"], 2.0)
+    loss_run(sweep, "1", ["optimizer.lr=3e-3", "seed=2"], 1.5)
     (sweep / "0" / ".hydra" / "config.yaml").write_text("seed: 1337\noptimizer:\n  lr: 0.001\n")
     rows = report(sweep)
     assert [(r["run"], r["seed"]) for r in rows] == [("1", "2"), ("0", "1337")]
@@ -375,7 +372,7 @@ def test_the_run_table_shows_the_seed_the_settings_table_counts(tmp_path: Path, 
     # No run gave a seed: the column is there all the same, and the runs share it.
     same = tmp_path / "same"
     for name, lr in (("0", "1e-3"), ("1", "3e-3")):
-        fake_run(same, name, [f"optimizer.lr={lr}"], 2.0)
+        loss_run(same, name, [f"optimizer.lr={lr}"], 2.0)
         (same / name / ".hydra" / "config.yaml").write_text("seed: 1337\n")
     assert [r["seed"] for r in report(same)] == ["1337", "1337"]
     assert "shared: seed=1337" in capsys.readouterr().out

@@ -11,18 +11,16 @@ import pytest
 from chargpt.overrides import hydra_quoted
 from chargpt.runs.report import report
 from chargpt.runs.run_rows import METRIC_COLUMNS
+from fake_runs import fake_run
 
 
-def fake_run(run: Path, overrides: list[str], best: float) -> None:
-    (run / ".hydra").mkdir(parents=True)
-    recorded = "".join(f"- {json.dumps(o, ensure_ascii=False)}\n" for o in overrides)  # an emoji whole
-    (run / ".hydra" / "overrides.yaml").write_text(recorded)
-    apart = round((best - 1.5) * 10)  # every figure differs between runs (the same in all: said once)
-    (run / "metrics.json").write_text(json.dumps({
+def wide_run(run: Path, overrides: list[str], best: float) -> None:
+    """A finished run with wide figures, each different in every run (the same in all: said once)."""
+    apart = round((best - 1.5) * 10)
+    fake_run(run.parent, run.name, overrides, {
         "best_val_loss": best, "val_loss": best + 0.01, "step": 12000 + apart,
         "tokens_per_second": 123456.7 + apart, "train_seconds": 4321.5 + apart,
-    }))
-    (run / "status.json").write_text(json.dumps({"status": "finished"}))
+    }, {"status": "finished"})
 
 
 @pytest.mark.parametrize("columns", [100, 120])
@@ -30,7 +28,7 @@ def test_the_table_fits_the_terminal_and_keeps_every_metric(columns, tmp_path, m
     monkeypatch.setenv("COLUMNS", str(columns))
     sweep = tmp_path / "sweep"
     for i in range(4):
-        fake_run(sweep / str(i), [
+        wide_run(sweep / str(i), [
             f"optimizer.lr={i}e-3", f"model=tiny{i}", f"model.n_embd={64 * (i + 1)}",
             f"model.n_layer={i + 2}",
             f"model.dropout=0.{i}", f"data.batch_size={8 * (i + 1)}", f"scheduler.warmup_steps={100 * i}",
@@ -57,7 +55,7 @@ def test_a_narrow_terminal_leaves_metrics_out_whole_and_keeps_the_ranking_one(
     monkeypatch.setenv("COLUMNS", str(columns))
     sweep = tmp_path / "sweep"
     for i in range(4):
-        fake_run(sweep / str(i), [f"optimizer.lr={i}e-3", f"seed={i % 2}", f"model.n_embd={64 * (i + 1)}"],
+        wide_run(sweep / str(i), [f"optimizer.lr={i}e-3", f"seed={i % 2}", f"model.n_embd={64 * (i + 1)}"],
                  best=1.5 + i / 10)
     report(sweep)
     out = capsys.readouterr().out
@@ -77,7 +75,7 @@ def test_a_narrow_terminal_leaves_metrics_out_whole_and_keeps_the_ranking_one(
 
 def test_a_single_run_is_named_by_its_directory(tmp_path, capsys) -> None:
     run = tmp_path / "23-10-05"
-    fake_run(run, ["data.path='a, b.txt'"], best=1.5)
+    wide_run(run, ["data.path='a, b.txt'"], best=1.5)
     rows = report(run)
     assert rows[0]["run"] == "23-10-05"
     assert rows[0]["data.path"] == "a, b.txt"  # as typed, not as quoted for Hydra
@@ -89,7 +87,7 @@ def test_a_narrow_table_keeps_its_title_and_notes_on_whole_lines(tmp_path, monke
     monkeypatch.setenv("COLUMNS", "120")
     for seed in (1, 2):  # two seeds: a setting's table (one run alone would only repeat the runs')
         run = tmp_path / "runs" / str(seed)
-        fake_run(run, ["model=tiny", f"seed={seed}"], best=1.5)
+        wide_run(run, ["model=tiny", f"seed={seed}"], best=1.5)
         (run / "metrics.json").unlink()
         (run / "status.json").write_text(json.dumps({"status": "interrupted"}))
     report(tmp_path / "runs")
@@ -102,8 +100,8 @@ def test_a_narrow_table_keeps_its_title_and_notes_on_whole_lines(tmp_path, monke
 def test_brackets_in_names_and_settings_are_printed_as_typed(tmp_path, monkeypatch, capsys) -> None:
     # rich reads "[bold]" as a style and "[/]" as a closing tag with nothing to close (an error).
     monkeypatch.setenv("COLUMNS", "150")
-    fake_run(tmp_path / "runs" / "a[/]b", ["data.path='x[/]y [bold]z[/bold].txt'"], best=1.5)
-    fake_run(tmp_path / "runs" / "[red]c", ["data.path=plain.txt"], best=1.6)
+    wide_run(tmp_path / "runs" / "a[/]b", ["data.path='x[/]y [bold]z[/bold].txt'"], best=1.5)
+    wide_run(tmp_path / "runs" / "[red]c", ["data.path=plain.txt"], best=1.6)
     report(tmp_path / "runs")
     out = capsys.readouterr().out
     assert "a[/]b" in out and "[red]c" in out and "x[/]y [bold]z[/bold].txt" in out
@@ -115,7 +113,7 @@ def test_a_title_of_wide_characters_is_measured_in_cells(tmp_path, monkeypatch, 
     monkeypatch.setenv("COLUMNS", "150")
     monkeypatch.chdir(tmp_path)
     run = Path("日本語の実験フォルダ" * 4) / "run"  # 77 characters in the title, 117 columns
-    fake_run(run, ["model=tiny"], best=1.5)
+    wide_run(run, ["model=tiny"], best=1.5)
     report(run)
     lines = capsys.readouterr().out.splitlines()
     assert any(line.strip() == f"{run} (1 run, sorted by best_val_loss)" for line in lines)
@@ -126,7 +124,7 @@ def test_a_searchs_long_draw_is_shown_short_and_kept_whole_in_the_csv(tmp_path, 
     sweep = tmp_path / "sweep"
     draws = ["0.0004385317893614137", "0.0021887411239562893"]
     for i, lr in enumerate(draws):
-        fake_run(sweep / str(i), [f"optimizer.lr={lr}", "seed=123456789012345678"], best=1.5 + i / 10)
+        wide_run(sweep / str(i), [f"optimizer.lr={lr}", "seed=123456789012345678"], best=1.5 + i / 10)
     report(sweep)
     out = capsys.readouterr().out
     assert "│ 0.000438532 " in out and "│ 0.00218874 " in out  # one line each, not wrapped in two
@@ -140,7 +138,7 @@ def test_a_figure_the_same_in_every_run_goes_first_and_is_said_once(tmp_path, mo
     monkeypatch.setenv("COLUMNS", "110")
     sweep = tmp_path / "search"
     for i in range(3):
-        fake_run(sweep / str(i), [f"optimizer.lr=0.00{i + 1}", f"model.n_embd={64 * (i + 1)}",
+        wide_run(sweep / str(i), [f"optimizer.lr=0.00{i + 1}", f"model.n_embd={64 * (i + 1)}",
                                   f"model.n_layer={i + 2}"], best=1.5 + i / 10)
         metrics = json.loads((sweep / str(i) / "metrics.json").read_text())
         (sweep / str(i) / "metrics.json").write_text(json.dumps({**metrics, "step": 300}))
@@ -160,7 +158,7 @@ def test_a_settings_name_is_not_folded_while_a_column_can_go_instead(
     monkeypatch.setenv("COLUMNS", str(columns))
     sweep = tmp_path / "sweep"
     for i, budget in enumerate((20, 45, 100, 20)):  # 20 s twice: a setting's table, not the runs again
-        fake_run(sweep / str(i), [f"budget_seconds={budget}", "model=auto"], best=1.5 + i / 10)
+        wide_run(sweep / str(i), [f"budget_seconds={budget}", "model=auto"], best=1.5 + i / 10)
     report(sweep)
     lines = capsys.readouterr().out.splitlines()
     headers = [line for line in lines if line.startswith("┃")]
@@ -175,7 +173,7 @@ def test_a_terminal_too_narrow_for_a_table_gets_whole_lines(columns, tmp_path, m
     monkeypatch.setenv("COLUMNS", str(columns))
     sweep = tmp_path / "sweep"
     for i in range(2):
-        fake_run(sweep / str(i), [f"optimizer.lr={i + 1}e-3", f"seed={i}"], best=1.5 + i / 10)
+        wide_run(sweep / str(i), [f"optimizer.lr={i + 1}e-3", f"seed={i}"], best=1.5 + i / 10)
     report(sweep)
     out = capsys.readouterr().out
     header = next(line for line in out.splitlines() if line.startswith("┃ run "))
@@ -191,7 +189,7 @@ def test_paths_in_one_folder_are_shown_from_there_and_the_folder_once(tmp_path, 
     folder = "/home/me/corpora/Mes chansons d'été 🎵/"
     names = ["première partie — très longue 🎶.txt", "deuxième partie, plus longue 🎸.txt"]
     for i, name in enumerate([*names, names[0]]):  # the first run twice: a setting's table too
-        fake_run(tmp_path / "runs" / str(i), [f"data.path={hydra_quoted(folder + name)}"], best=1.5 + i / 10)
+        wide_run(tmp_path / "runs" / str(i), [f"data.path={hydra_quoted(folder + name)}"], best=1.5 + i / 10)
     report(tmp_path / "runs")
     out = capsys.readouterr().out
     assert "/home/me" not in out.partition("└")[0]  # not in the first table's rows (its caption names it)
@@ -207,7 +205,7 @@ def test_a_setting_that_names_no_file_keeps_its_slashes(tmp_path, monkeypatch, c
     monkeypatch.setenv("COLUMNS", "120")
     prompts = ["Tell me, and/or the king", "Tell me, and/or the queen"]
     for i, prompt in enumerate(prompts):
-        fake_run(tmp_path / "runs" / str(i), [f"sample.prompt={hydra_quoted(prompt)}"], best=1.5 + i / 10)
+        wide_run(tmp_path / "runs" / str(i), [f"sample.prompt={hydra_quoted(prompt)}"], best=1.5 + i / 10)
     report(tmp_path / "runs")
     out = " ".join(capsys.readouterr().out.split())
     assert "…/" not in out
@@ -221,7 +219,7 @@ def test_each_note_under_a_table_starts_its_own_line(tmp_path, monkeypatch, caps
     for i in range(3):  # the first run twice: a table of settings under the runs'
         overrides = [f"optimizer.lr={i % 2 + 1}e-3", "model=tiny", f"seed={i % 2}", "trainer.max_steps=20000",
                      "data.batch_size=64"]
-        fake_run(tmp_path / "sweep" / str(i), overrides, best=1.5 + i / 10)
+        wide_run(tmp_path / "sweep" / str(i), overrides, best=1.5 + i / 10)
     report(tmp_path / "sweep")
     lines = [line.strip() for line in capsys.readouterr().out.splitlines()]
     assert lines.count("not shown (see the CSV): tokens_per_sec, wall_s") == 1  # under the run table
@@ -235,11 +233,11 @@ def test_a_failed_runs_error_is_shown_whole(columns, tmp_path, monkeypatch, caps
     # columns; too narrow for the column, the error was only in the CSV.
     monkeypatch.setenv("COLUMNS", str(columns))
     sweep = tmp_path / "sweep"
-    fake_run(sweep / "0", ["model.n_head=2"], best=1.5)
+    wide_run(sweep / "0", ["model.n_head=2"], best=1.5)
     error = ("model.n_embd=32 is not divisible by model.n_head=3; pick a width that is a multiple of the "
              "number of heads")
     for i in range(1, 9):  # more failed runs than are said under a narrow table
-        fake_run(sweep / str(i), [f"model.n_head={i + 2}"], best=1.6)
+        wide_run(sweep / str(i), [f"model.n_head={i + 2}"], best=1.6)
         (sweep / str(i) / "metrics.json").unlink()
         failed = {"status": "failed", "error": error if i == 1 else f"boom {i}"}
         (sweep / str(i) / "status.json").write_text(json.dumps(failed))

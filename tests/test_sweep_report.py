@@ -21,6 +21,7 @@ from chargpt.runs.report import report
 from chargpt.runs.run_rows import run_row, sort_rows
 from chargpt.runs.sweep_record import swept_by, swept_settings
 from conftest import run_cli
+from fake_runs import fake_run
 
 ROOT = Path(__file__).resolve().parents[1]
 # A tiny model on a small generated corpus: a few seconds per job.
@@ -45,16 +46,6 @@ def chargpt(module: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
         [sys.executable, "-m", f"chargpt.cli.{module}", *args],
         cwd=cwd, env=env, capture_output=True, text=True, timeout=600,
     )
-
-
-def fake_run(sweep: Path, name: str, overrides: list[str], metrics: dict | None, status: dict | None) -> None:
-    run = sweep / name
-    (run / ".hydra").mkdir(parents=True)
-    (run / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides))
-    if metrics is not None:
-        (run / "metrics.json").write_text(json.dumps(metrics))
-    if status is not None:
-        (run / "status.json").write_text(json.dumps(status))
 
 
 def metrics(best: float, last: float, steps: int = 100) -> dict:
