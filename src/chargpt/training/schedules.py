@@ -25,6 +25,12 @@ def _check_warmup(warmup_steps: object) -> None:
     whole_number("scheduler.warmup_steps", warmup_steps, low=0)
 
 
+def _warmup(step: int, warmup_steps: int) -> float | None:
+    """The linear warmup's multiplier, 1/warmup_steps at step 0 up to 1 at its last step; None once
+    it is over (each schedule goes on its own way from there)."""
+    return (step + 1) / warmup_steps if step < warmup_steps else None
+
+
 def _check_floor(min_lr_ratio: object) -> None:
     # A floor above 1 would raise the rate as it "decays"; below 0 the rate turns negative.
     if not 0.0 <= real_number("scheduler.min_lr_ratio", min_lr_ratio) <= 1.0:
@@ -39,7 +45,8 @@ class Constant:
         _check_warmup(self.warmup_steps)
 
     def __call__(self, step: int, total_steps: int) -> float:
-        return min(1.0, (step + 1) / self.warmup_steps) if self.warmup_steps else 1.0
+        warming = _warmup(step, self.warmup_steps)
+        return 1.0 if warming is None else warming
 
 
 @dataclass
@@ -54,8 +61,8 @@ class WarmupCosine:
         _check_floor(self.min_lr_ratio)
 
     def __call__(self, step: int, total_steps: int) -> float:
-        if step < self.warmup_steps:
-            return (step + 1) / self.warmup_steps
+        if (warming := _warmup(step, self.warmup_steps)) is not None:
+            return warming
         span = max(1, total_steps - self.warmup_steps)
         progress = min(1.0, (step - self.warmup_steps) / span)
         return self.min_lr_ratio + (1 - self.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
@@ -85,8 +92,8 @@ class WarmupStableDecay:
             raise ConfigError(f"scheduler.decay_shape={self.decay_shape!r} is not one of linear, sqrt")
 
     def __call__(self, step: int, total_steps: int) -> float:
-        if step < self.warmup_steps:
-            return (step + 1) / self.warmup_steps
+        if (warming := _warmup(step, self.warmup_steps)) is not None:
+            return warming
         decay_steps = max(1, round(self.decay_fraction * total_steps))
         decay_start = max(self.warmup_steps, total_steps - decay_steps)
         if step < decay_start:
