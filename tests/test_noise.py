@@ -14,7 +14,7 @@ from chargpt.cli import CONFIG_PATH
 from chargpt.cli import train as train_cli
 from chargpt.cli.common import quiet_known_warnings
 from chargpt.data.tokenizer import CharTokenizer
-from chargpt.training.callbacks.tensorboard import known_prompt
+from chargpt.training.callbacks.callback_prompt import known_prompt
 from chargpt.training.module import CharLM
 from conftest import bare_train_args, run_main, write_corpus
 
@@ -31,7 +31,7 @@ def test_model_summary_counts_the_flops_of_one_sequence() -> None:
 
 def test_a_prompt_the_text_cannot_spell_is_one_plain_line_once(caplog, monkeypatch) -> None:
     # chargpt's own logger, whose lines train.log keeps (Lightning's info lines reach the console only).
-    said_by = "chargpt.training.callbacks.tensorboard"
+    said_by = "chargpt.training.callbacks.callback_prompt"
     # An earlier in-process chargpt-eval or chargpt-sample (logging: disabled) turns this logger off.
     monkeypatch.setattr(logging.getLogger(said_by), "disabled", False)
     tokenizer = CharTokenizer(list("abc \n"))

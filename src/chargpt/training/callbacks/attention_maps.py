@@ -28,7 +28,8 @@ from chargpt.checks import utf8_text, yes_no
 from chargpt.distributed import is_rank_zero
 from chargpt.files import atomic_path
 from chargpt.glyphs import code_point, has_glyph
-from chargpt.training.callbacks.tensorboard import known_prompt, log_image, takes_images
+from chargpt.training.callbacks.callback_prompt import known_prompt
+from chargpt.training.callbacks.tracker_output import log_image, takes_images
 
 
 def attention_weights(

@@ -1,22 +1,21 @@
 """What a run shows in its trackers besides Lightning's scalars: a text sample at each validation
 (TensorBoard), the hyperparameters as flat config keys with the best and last validation loss
-(TensorBoard's HParams view; MLflow and W&B get the same keys and scalars), and pictures.
+(TensorBoard's HParams view; MLflow and W&B get the same keys and scalars). Where a callback's
+output goes: tracker_output.py; pictures: attention_maps.py.
 
 Everything is written on rank 0 only.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import lightning as L
-import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback
-from lightning.pytorch.loggers import MLFlowLogger, TensorBoardLogger, WandbLogger
+from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 from tensorboard.compat.proto.summary_pb2 import Summary, SummaryMetadata
 from tensorboard.plugins.hparams import metadata as hparams_metadata
@@ -27,66 +26,20 @@ from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.writer import FileWriter
 
 from chargpt import checks
-from chargpt.data.tokenizer import CharTokenizer, describe_chars
 from chargpt.distributed import is_rank_zero
 from chargpt.metric_names import VAL_LOSS
 from chargpt.model.sampling import check_sampling, iter_tokens
 from chargpt.training.budget_plan import sampling_seconds
+from chargpt.training.callbacks.callback_prompt import known_prompt
 from chargpt.training.callbacks.graceful_interrupt import TrainingInterrupted
 from chargpt.training.callbacks.nonfinite_guard import val_loss_not_finite
+from chargpt.training.callbacks.tracker_output import tensorboard_writer
 from chargpt.training.trackers import flat_params
-
-log = logging.getLogger(__name__)
 
 BEST_VAL_LOSS = "hparams/best_val_loss"
 LAST_VAL_LOSS = "hparams/last_val_loss"
 # The name's end of the event file that holds how a run ended (HParamsSummary): a resume removes it.
 SESSION_END_SUFFIX = ".session_end"
-
-
-def tensorboard_writer(trainer: L.Trainer) -> SummaryWriter | None:
-    """The SummaryWriter of the run's TensorBoard logger, on rank 0 only."""
-    if not is_rank_zero():
-        return None
-    logger = next((lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)), None)
-    return logger.experiment if logger is not None else None
-
-
-_SAID: set[tuple[str, str, str]] = set()  # (callback, prompt, vocabulary) already reported
-
-
-def takes_images(trainer: L.Trainer) -> bool:
-    """Whether a configured logger keeps pictures (TensorBoard, MLflow, W&B; not CSV)."""
-    return any(isinstance(lg, (TensorBoardLogger, MLFlowLogger, WandbLogger)) for lg in trainer.loggers)
-
-
-def log_image(trainer: L.Trainer, key: str, picture: np.ndarray, step: int) -> None:
-    """An RGB picture (H, W, 3, uint8) to every logger that keeps pictures, at `step`."""
-    if not is_rank_zero():
-        return
-    for logger in trainer.loggers:
-        if isinstance(logger, TensorBoardLogger):
-            logger.experiment.add_image(key, picture, step, dataformats="HWC")
-        elif isinstance(logger, MLFlowLogger):
-            logger.experiment.log_image(logger.run_id, picture, key=key.replace("/", "_"), step=step)
-        elif isinstance(logger, WandbLogger):
-            logger.log_image(key, [picture], step=step)
-
-
-def known_prompt(prompt: str, tokenizer: CharTokenizer, what: str) -> str:
-    """The prompt without characters the vocabulary lacks (any corpus can be trained on); says
-    so in one plain line, once, not at every validation."""
-    prompt = tokenizer.as_written_here(prompt)[0]  # (an accent given as a combining mark is composed)
-    unknown = tokenizer.unknown_chars(prompt)
-    if unknown:
-        key = (what, prompt, "".join(tokenizer.chars))
-        if key not in _SAID:
-            _SAID.add(key)
-            if is_rank_zero():  # (chargpt's logger: the line is in train.log, as the console's are)
-                log.info("%s: leaving out of its prompt the characters this text lacks: %s", what,
-                         describe_chars(unknown))
-        prompt = "".join(c for c in prompt if c not in unknown)
-    return prompt or tokenizer.chars[0]
 
 
 def as_markdown_block(text: str) -> str:
