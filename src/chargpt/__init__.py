@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from chargpt.inference import TrainedModel, load
 
-__version__ = "0.1.0"
+__version__ = "0.1.0"  # the package's one version: pyproject.toml reads it from here
 __all__ = ["TrainedModel", "__version__", "load"]
 
 
