@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader
 from chargpt.cli import train
 from chargpt.data import CharDataModule
 from chargpt.errors import ConfigError
+from chargpt.runs.train_on import how_to_train_on
 from chargpt.training import CharLM, budget_plan
 from chargpt.training.budget_plan import (
     edge_batches,
@@ -459,7 +460,7 @@ def test_a_finished_model_auto_run_is_told_to_train_on_with_its_command_line_as_
         "chargpt-train", "sample.prompt='a, b'", "data=text", "data.path=my notes.txt", "model.n_layer=3",
         "trainer.max_steps=1000000", "budget_seconds=60"])}
     monkeypatch.setenv("WANDB_MODE", "offline")
-    told = train._how_to_train_on(SimpleNamespace(callbacks=[budget]), str(tmp_path / "run"))
+    told = how_to_train_on(SimpleNamespace(callbacks=[budget]), str(tmp_path / "run"))
     command = told.split("with STEPS above 120: ", 1)[1]
     assert command.startswith("WANDB_MODE=offline chargpt-train ")  # as the run logged: not online
     words = shlex.split(command.removeprefix("WANDB_MODE=offline "))

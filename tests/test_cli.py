@@ -16,6 +16,7 @@ from chargpt.cli import eval as eval_cli
 from chargpt.cli import sample, train
 from chargpt.errors import ConfigError
 from chargpt.runs.run_rows import run_row
+from chargpt.training.guessing import warn_if_no_better_than_guessing
 from conftest import bare_train_args, in_hydra_run, run_cli, run_main, train_args, write_corpus
 
 
@@ -197,7 +198,7 @@ def test_the_warning_names_a_best_checkpoint_that_beats_guessing(tmp_path: Path,
 
     def warned(figures: dict) -> str:
         caplog.clear()
-        train._warn_if_no_better_than_guessing(figures, trainer, 1260, 68)  # ln 68 = 4.22
+        warn_if_no_better_than_guessing(figures, trainer, 1260, 68)  # ln 68 = 4.22
         return " ".join(r.getMessage() for r in caplog.records)
 
     assert warned(figures).endswith(

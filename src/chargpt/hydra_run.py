@@ -14,6 +14,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from chargpt.run_layout import is_resume_config
+from chargpt.stop_request import LAUNCHER
 
 
 def plain(cfg: DictConfig | None) -> Any:
@@ -23,6 +24,16 @@ def plain(cfg: DictConfig | None) -> Any:
 
 def is_multirun() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def parallel_sweep_dir() -> Path | None:
+    """The sweep's folder, for a job that runs beside others in its own process (the launcher of
+    runs/parallel_launcher.py: a stop of the sweep reaches it through that folder)."""
+    if not is_multirun() or not HydraConfig.initialized():
+        return None
+    if HydraConfig.get().launcher.get("_target_") != LAUNCHER:
+        return None
+    return Path(HydraConfig.get().sweep.dir)
 
 
 def as_written(node: Any) -> list[str]:

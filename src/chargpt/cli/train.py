@@ -5,19 +5,15 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
-import math
 import os
-import shlex
 import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import hydra
 import lightning as L
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig
 
 from chargpt.checks import check_seed, training_seed
 from chargpt.cli import CONFIG_PATH
@@ -27,38 +23,23 @@ from chargpt.cli.exits import console_outliving_its_reader, nothing_to_save_unti
 from chargpt.cli.prompts import check_output_writes, check_prompt_text, resolve_prompt
 from chargpt.distributed import is_rank_zero
 from chargpt.errors import ChargptError, exit_on_user_error, say_stopped_by, signal_exit_code
-from chargpt.hydra_run import is_multirun, plain, task_overrides
+from chargpt.hydra_run import is_multirun, parallel_sweep_dir, plain
 from chargpt.inference import TrainedModel
-from chargpt.metric_names import TRAIN_LOSS
 from chargpt.model.sampling import check_sampling
-from chargpt.overrides import override_key
-from chargpt.run_layout import CONFIG_DIR, launch_cwd, run_dir_of
-from chargpt.runs.claims import claim_job
-from chargpt.runs.continuation import continued_job, forget_unstarted_job, keep_finished_jobs
-from chargpt.runs.directory import check_run_dir
-from chargpt.runs.resume import resume_command, resume_overrides, this_process_environment
-from chargpt.runs.status import (
-    forget_this_resume,
-    has_started,
-    record_signalled,
-    record_started,
-    record_status,
-    record_trained,
-)
-from chargpt.runs.sweep_record import continue_command, kept_on_continuing
-from chargpt.stop_request import (
-    LAUNCHER,
-    JobStopped,
-    requested_stop,
-    stopping_untrained,
-    sweep_process_ended,
-)
+from chargpt.run_layout import run_dir_of
+from chargpt.runs.continuation import forget_unstarted_job, keep_finished_jobs
+from chargpt.runs.directory import prepare_run_dir
+from chargpt.runs.resume import resume_command, resume_overrides
+from chargpt.runs.status import forget_this_resume, has_started, record_status, record_trained
+from chargpt.runs.sweep_record import continue_line
+from chargpt.runs.train_on import how_to_train_on
+from chargpt.runs.training_records import record_while_training
+from chargpt.stop_request import JobStopped, requested_stop, stopping_untrained, sweep_process_ended
 from chargpt.stop_signals import StoppedAfterLastStep
 from chargpt.training.build import build_run
-from chargpt.training.callbacks.budget import TimeBudget
-from chargpt.training.callbacks.checkpointing import best_checkpoint_written
 from chargpt.training.callbacks.graceful_interrupt import GracefulInterrupt, TrainingInterrupted
 from chargpt.training.callbacks.metrics import RunMetrics
+from chargpt.training.guessing import warn_if_no_better_than_guessing
 
 CONFIG_NAME = "train"  # configs/train.yaml
 READER_GONE = ("warning: the console's reader closed its pipe; the run goes on without console output, "
@@ -118,16 +99,7 @@ def _train(cfg: DictConfig, parallel: Path | None) -> float | None:
     training_seed("seed", cfg.seed)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     output_dir = cfg.paths.output_dir
-    continued = continued_job(output_dir)  # a job of a continued sweep that did not finish
-    if continued == "resume":
-        with open_dict(cfg):
-            cfg.ckpt_path = str(output_dir)
-    if is_rank_zero():
-        # Sweep jobs (which Hydra's run-directory callback does not see) are checked here.
-        setting = "hydra.sweep.dir" if is_multirun() else "hydra.run.dir"
-        if is_multirun():  # a single run's folder is claimed before Hydra writes there (RunDirGuard)
-            claim_job(Path(output_dir))
-        check_run_dir(Path(output_dir), cfg.ckpt_path, setting, start_over=continued == "start over")
+    prepare_run_dir(cfg)
     use_threads(cfg.get("threads"))
     # Before the run is built (the time budget counts the closing sample): a bad sample setting
     # must not waste the run.
@@ -143,13 +115,9 @@ def _train(cfg: DictConfig, parallel: Path | None) -> float | None:
         if is_rank_zero():  # (which prints it)
             check_output_writes(datamodule.tokenizer, ", or sample.max_new_tokens=0 for no closing sample")
     if is_rank_zero():
-        trainer.callbacks.append(_RecordStart(output_dir))
-        for callback in trainer.callbacks:
-            if isinstance(callback, GracefulInterrupt):
-                callback.on_signal = functools.partial(record_signalled, output_dir)
-                callback.sweep_dir = parallel
-                if parallel is None:  # (a parallel sweep's process says it, once every job has stopped)
-                    callback.after_quitting = _continue_command("continue the sweep")
+        # (A parallel sweep's process says how to continue it, once every job has stopped.)
+        after_quitting = continue_line("continue the sweep") if parallel is None else None
+        record_while_training(trainer, output_dir, parallel, after_quitting)
     try:
         # (Several processes: Lightning's own handling, which also ends the other ranks.)
         with nothing_to_save_until_training(parallel is None and trainer.world_size == 1):
@@ -181,11 +149,11 @@ def _train(cfg: DictConfig, parallel: Path | None) -> float | None:
         )
         if ckpt_path and not metrics.trained_here(trainer):
             log.info("nothing left to train: the run is at step %d, %s (this launch's settings are not kept)",
-                     m["step"], _how_to_train_on(trainer, output_dir))
+                     m["step"], how_to_train_on(trainer, output_dir))
             forget_this_resume(output_dir)
         record_trained(output_dir, metrics.best_val_loss)
         train_chars = len(datamodule.train_ids) if datamodule.train_ids is not None else 0
-        _warn_if_no_better_than_guessing(m, trainer, train_chars, datamodule.tokenizer.vocab_size)
+        warn_if_no_better_than_guessing(m, trainer, train_chars, datamodule.tokenizer.vocab_size)
         interrupt = next((c for c in trainer.callbacks if isinstance(c, GracefulInterrupt)), None)
         if interrupt is not None and interrupt.received is not None:
             # The signal came after the last step: the run is finished and saved, and the command
@@ -207,98 +175,9 @@ def _train(cfg: DictConfig, parallel: Path | None) -> float | None:
     return metrics.best_val_loss if metrics is not None else None
 
 
-def _how_to_train_on(trainer: L.Trainer, run_dir: str) -> str:
-    """Why a resumed run trained nothing, and what trains it on. A budgeted run keeps the count its
-    budget planned whatever trainer.max_steps says (its schedule was set for it): it trains on
-    without the budget, and a model=auto run with its chosen shape in place of model=auto (which
-    needs a budget)."""
-    budget = next((c for c in trainer.callbacks if isinstance(c, TimeBudget) and c.active), None)
-    if budget is None or budget.planned_steps is None:
-        return f"trainer.max_steps={trainer.max_steps}; pass a larger trainer.max_steps to train on"
-    # model=auto's: its first launch's command line as typed (there), with the shape it chose.
-    auto = (budget.auto or {}).get("rerun_with")
-    launched = shlex.split(auto)[1:] if auto else task_overrides()
-    fixed = ("budget_seconds", "trainer.max_steps", "ckpt_path", "model") if auto else (
-        "budget_seconds", "trainer.max_steps", "ckpt_path")
-    kept = [o for o in launched if override_key(o) not in fixed]
-    if auto:
-        cwd = launch_cwd(Path(run_dir) / CONFIG_DIR)
-    else:
-        cwd = HydraConfig.get().runtime.cwd if HydraConfig.initialized() else None
-    command = resume_command(run_dir, [*kept, "budget_seconds=null", "trainer.max_steps=STEPS"], cwd,
-                             typed=bool(auto))
-    command = " ".join([*this_process_environment(), command])
-    return (f"the {budget.planned_steps} steps its time budget planned, which a resume keeps whatever "
-            f"trainer.max_steps says; to train on, resume it without the budget, with STEPS above "
-            f"{budget.planned_steps}: {command}")
-
-
-def parallel_sweep_dir() -> Path | None:
-    """The sweep's folder, for a job that runs beside others in its own process (the launcher of
-    runs/parallel_launcher.py: a stop of the sweep reaches it through that folder)."""
-    if not is_multirun() or not HydraConfig.initialized():
-        return None
-    if HydraConfig.get().launcher.get("_target_") != LAUNCHER:
-        return None
-    return Path(HydraConfig.get().sweep.dir)
-
-
-def _continue_command(lead: str) -> str | None:
-    """In a sweep: how to continue it, its finished jobs kept."""
-    hydra = HydraConfig.get() if is_multirun() else None
-    if hydra is not None and (command := continue_command(Path(hydra.sweep.dir))):
-        return f"{lead} ({kept_on_continuing(hydra)}) with: {command}"
-    return None
-
-
 def _print_continue_command(lead: str) -> None:
-    if line := _continue_command(lead):
+    if line := continue_line(lead):
         print(line, file=sys.stderr, flush=True)
-
-
-class _RecordStart(L.Callback):
-    """status.json says running from the first step trained: a resume refused before it (a
-    budget added to a run that had none, ...) leaves the run's status as it was."""
-
-    def __init__(self, run_dir: str) -> None:
-        self.run_dir, self.done = run_dir, False
-
-    def on_train_batch_start(self, *args: object) -> None:
-        if not self.done:
-            record_started(self.run_dir)
-            self.done = True
-
-
-def _warn_if_no_better_than_guessing(
-    m: dict[str, Any], trainer: L.Trainer, train_chars: int, vocab_size: int
-) -> None:
-    """A run that went over its whole text and ends worse than a uniform guess learnt what does not
-    carry over: a short text memorised (1,400 characters of prose, 20 s of model=auto: 447 epochs,
-    validation 6.99 against ln 68 = 4.22; validated every 20 steps, its best was 3.42 at step 60).
-    The figures alone do not say it, so say it (a log line: train.log keeps it)."""
-    last, best, tokens = m.get("val_loss"), m.get("best_val_loss"), m.get("tokens") or 0
-    guess = math.log(vocab_size)
-    if last is None or last <= guess or not train_chars or tokens < train_chars:
-        return
-    train_loss = trainer.callback_metrics.get(TRAIN_LOSS)
-    fitted = f" (train loss {float(train_loss):.2f})" if train_loss is not None else ""
-    best_file = best_checkpoint_written(trainer)
-    every = getattr(trainer, "val_check_batch", None)
-    batches = trainer.global_step * getattr(trainer, "accumulate_grad_batches", 1)  # as every counts
-    validated_often = isinstance(every, int) and batches >= 4 * every
-    if best_file and best is not None and best < guess:
-        what = (f"its last weights have memorised them; this run's best checkpoint, {best:.2f}, beats "
-                f"guessing: {best_file}. A longer text helps most")
-    else:
-        what = ("the model has learnt nothing that carries over to the validation text. A longer text "
-                "helps most")
-        if not validated_often:
-            what += "; or validate often (e.g. trainer.val_check_interval=20) and use the best checkpoint"
-    log.warning(
-        "warning: validation loss %.2f is worse than guessing uniformly among the %d characters of its "
-        "vocabulary (%.2f): after %s epochs over its %s training characters%s, %s",
-        last, vocab_size, guess, f"{tokens / train_chars:,.0f}", f"{train_chars:,}", fitted, what,
-    )
 
 
 def _fmt(x: float | None) -> str:

@@ -5,7 +5,8 @@ an exclusive mkdir for a time-stamped default name, a lock for a named one).
 A directory that already holds a run (checkpoints or metrics.json) is only reused to resume that
 same run, an output folder that cannot be written is reported before any work starts, and what a
 failed or interrupted start created is removed again, unless the run wrote something of its own
-there (release_claims).
+there (release_claims). A sweep's job, which the guard does not see, is checked when it starts
+(prepare_run_dir).
 """
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ from chargpt.distributed import is_rank_zero
 from chargpt.errors import ChargptError, ConfigError, exit_on_user_error, first_line
 from chargpt.export_layout import CONFIG_FILE, is_export
 from chargpt.files import read_json_object
-from chargpt.hydra_run import as_written
+from chargpt.hydra_run import as_written, is_multirun
 from chargpt.overrides import hydra_quoted, omegaconf_literal, override_key
 from chargpt.run_layout import (
     BUDGET_FILE,
@@ -42,12 +43,13 @@ from chargpt.runs.claims import (
     FolderLocked,
     RunDirInUse,
     check_writable,
+    claim_job,
     claim_named,
     claim_new,
     claims,
     release_job,
 )
-from chargpt.runs.continuation import continuation_overrides, first_overrides, forget_subdirs
+from chargpt.runs.continuation import continuation_overrides, continued_job, first_overrides, forget_subdirs
 from chargpt.runs.sweep_record import (
     SWEEP_CONFIG,
     continue_command,
@@ -146,6 +148,23 @@ def check_run_dir(run_dir: Path, ckpt_path: str | None, setting: str = "hydra.ru
                 "its checkpoints; leave hydra.run.dir out to continue in the checkpoint's own run directory"
             )
     check_writable(run_dir, setting)
+
+
+def prepare_run_dir(cfg: DictConfig) -> None:
+    """The run's folder made ready before the run is built: a job of a continued sweep that did not
+    finish resumes there (cfg.ckpt_path set to its folder) or starts over; on rank 0 a sweep's job
+    claims its folder and the folder is checked (check_run_dir)."""
+    output_dir = cfg.paths.output_dir
+    continued = continued_job(output_dir)  # a job of a continued sweep that did not finish
+    if continued == "resume":
+        with open_dict(cfg):
+            cfg.ckpt_path = str(output_dir)
+    if is_rank_zero():
+        # Sweep jobs (which Hydra's run-directory callback does not see) are checked here.
+        setting = "hydra.sweep.dir" if is_multirun() else "hydra.run.dir"
+        if is_multirun():  # a single run's folder is claimed before Hydra writes there (RunDirGuard)
+            claim_job(Path(output_dir))
+        check_run_dir(Path(output_dir), cfg.ckpt_path, setting, start_over=continued == "start over")
 
 
 def _is_default(node: DictConfig, key: str) -> bool:

@@ -10,9 +10,10 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from chargpt.hydra_run import as_written
+from chargpt.hydra_run import as_written, is_multirun
 from chargpt.overrides import is_sweep, launched_from, override_key
 from chargpt.run_layout import SWEEP_CONFIG
 
@@ -87,6 +88,14 @@ def continue_command(sweep_dir: Path) -> str | None:
     overrides = _as_launched(recorded, _ADDED)
     where = [] if stored_study(recorded) else [f"hydra.sweep.dir={sweep_dir.resolve()}"]
     return shlex.join(["chargpt-train", "-m", *overrides, *where])
+
+
+def continue_line(lead: str) -> str | None:
+    """In a sweep: `lead`, what continuing it keeps, and the command that continues it."""
+    hydra = HydraConfig.get() if is_multirun() else None
+    if hydra is not None and (command := continue_command(Path(hydra.sweep.dir))):
+        return f"{lead} ({kept_on_continuing(hydra)}) with: {command}"
+    return None
 
 
 def planned_jobs(sweep_dir: Path) -> int | None:
