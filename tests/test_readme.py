@@ -288,6 +288,17 @@ def check_pip(args: list[str]) -> None:
             assert set(match.group(1).split(",")) <= set(extras), f"pyproject.toml has no extra {arg}"
 
 
+def test_the_version_is_written_once_and_the_installed_package_reports_it() -> None:
+    # pyproject.toml takes it from chargpt.__version__: a second copy there would drift.
+    import importlib.metadata
+
+    import chargpt
+
+    project = pyproject()["project"]
+    assert "version" not in project and "version" in project.get("dynamic", [])
+    assert importlib.metadata.version("chargpt") == chargpt.__version__
+
+
 # The README's commands compose in the default run; the guides' (~100, a few tenths of a second
 # each) in the slow set.
 @pytest.mark.parametrize("command", [
