@@ -8,6 +8,8 @@ import os
 import re
 import shlex
 import shutil
+import urllib.error
+import urllib.request
 import warnings
 from pathlib import Path
 
@@ -228,6 +230,40 @@ def test_resuming_a_finished_run_says_so_and_reports_its_loss(tmp_path, capsys):
     assert f"step 2: val loss {before['val_loss']:.4f} (best {before['best_val_loss']:.4f})" in said
     after = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert after["val_loss"] == before["val_loss"] and after["tokens"] == before["tokens"]
+
+
+def test_a_resume_from_another_folder_reads_the_data_directory_the_run_was_launched_with(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    # Without CHARGPT_DATA_DIR the default corpus is under ./data: a run started in one folder and
+    # resumed (with the command it printed, or by hand) from another looked for it there, and
+    # downloaded it again (offline: an error).
+    monkeypatch.delenv("CHARGPT_DATA_DIR", raising=False)
+    here, there = tmp_path / "here", tmp_path / "there"
+    (here / "data" / "tinyshakespeare").mkdir(parents=True)
+    write_corpus(here / "data" / "tinyshakespeare" / "input.txt")
+    there.mkdir()
+
+    def offline(*args: object, **kwargs: object) -> None:
+        raise urllib.error.URLError("offline")
+
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    run = tmp_path / "run"
+    args = [a for a in bare_train_args(Path("unused"), run, "trainer.val_check_interval=2")
+            if not a.startswith(("data=", "data.path="))]
+    monkeypatch.chdir(here)
+    code, _, err = run_main(train_main, [*args, "trainer.max_steps=2"], capsys)
+    assert code == 0, err
+    monkeypatch.chdir(there)
+    code, out, err = run_main(train_main, [*args, "trainer.max_steps=4", f"ckpt_path={run}"], capsys)
+    assert code == 0, out + err
+    assert _state(run)["global_step"] == 4 and not (there / "data").exists()
+    # Its saved configs name the folder, for the next resume and for whoever reads them.
+    assert f"data_dir: {here / 'data'}" in (run / ".hydra" / "config.yaml").read_text()
+    # A data directory named for the resume is the one it reads (the text is checked the same).
+    monkeypatch.setenv("CHARGPT_DATA_DIR", str(there / "data"))
+    code, out, err = run_main(train_main, [*args, "trainer.max_steps=6", f"ckpt_path={run}"], capsys)
+    assert code == 2 and f"{there / 'data'}" in err and "could not be downloaded" in err, out + err
 
 
 def test_the_resume_command_names_files_as_launched_so_it_works_from_anywhere(tmp_path) -> None:

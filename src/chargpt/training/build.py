@@ -42,6 +42,7 @@ from chargpt.training.auto_size.report import report
 from chargpt.training.auto_size.run_config import apply_choice, check_auto
 from chargpt.training.callbacks import budget
 from chargpt.training.checkpoint_io import AtomicCheckpointIO, follow_moved_run
+from chargpt.training.data_dir import settle_data_dir
 from chargpt.training.finetune import (
     apply_pretrained,
     fit_vocab,
@@ -276,6 +277,7 @@ def build_run(cfg: DictConfig) -> Run:
     # for the first run of a process), before the data is read and the shapes are timed.
     start = budget_plan.run_start_time() if auto else 0.0
     check_launch(cfg)
+    data_dir_note = settle_data_dir(cfg)  # before anything reads the data
     check_trainer_numbers(cfg.trainer, finetuning=bool(cfg.get("init_from")))
     budget_plan.checked_seconds(cfg.get("budget_seconds"))  # before model=auto times anything
     reserve_seconds = budget_reserve(cfg)  # checked before model=auto times anything; it sizes with it
@@ -325,7 +327,7 @@ def build_run(cfg: DictConfig) -> Run:
             'start of the run (the choice and its reasons: budget.json, "auto"); Hydra composed',
             "placeholders there.",
         ]
-    record_resolved_config(cfg, decided)
+    record_resolved_config(cfg, [*decided, *filter(None, [data_dir_note])])
     if ckpt is not None:
         check_resumable(ckpt, str(file), model_config, vocab, datamodule.fingerprint,
                         fix=resume_settings(cfg.get("init_from"), file),

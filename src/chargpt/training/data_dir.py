@@ -1,0 +1,65 @@
+"""The data directory a run reads (`paths.data_dir`), named absolute in its saved config, and the
+one a resume reads: the run's own, wherever the resume is launched from.
+
+The setting defaults to `$CHARGPT_DATA_DIR`, else `data` under the folder a command runs in, so a
+run started in one folder and resumed from another would look for (and download) its corpus
+again there. The saved config records the folder it read; a resume that names none itself (no
+paths.data_dir, no CHARGPT_DATA_DIR) reads that one.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from chargpt.data.corpus import DATA_DIR_ENV
+from chargpt.data.sources.paths import expand_path
+from chargpt.hydra_run import task_overrides
+from chargpt.overrides import override_key
+from chargpt.run_layout import CONFIG_DIR, RESUME_PREFIX, SAVED_CONFIG, run_dir_of
+from chargpt.training.run_checks import resumable
+
+log = logging.getLogger(__name__)
+
+SETTING = "paths.data_dir"
+
+
+def recorded_data_dir(run_dir: Path) -> str | None:
+    """The absolute data directory the latest launch into `run_dir` recorded in its saved config;
+    None for a run from before this record (its config holds the setting's interpolation)."""
+    records = run_dir / CONFIG_DIR
+    configs = [records / SAVED_CONFIG, *sorted(records.glob(f"{RESUME_PREFIX}*/{SAVED_CONFIG}"))]
+    for config in reversed(configs):
+        try:
+            value = OmegaConf.select(OmegaConf.load(config), SETTING, throw_on_resolution_failure=False)
+        except Exception:  # missing, unreadable: an older launch may still say
+            continue
+        if isinstance(value, str) and "${" not in value and os.path.isabs(value):
+            return value
+    return None
+
+
+def settle_data_dir(cfg: DictConfig) -> str | None:
+    """Name cfg's paths.data_dir absolute (a resume's: its run's, unless this launch names one);
+    returns the note for the saved config, None when there is nothing to note."""
+    paths: Any = cfg.get("paths")
+    if paths is None or not isinstance(paths.get("data_dir"), str) or not paths.data_dir:
+        return None
+    value, resumed = paths.data_dir, False
+    named_here = any(override_key(o) == SETTING for o in task_overrides()) or os.environ.get(DATA_DIR_ENV)
+    checkpoint = None if named_here else resumable(cfg.get("ckpt_path"))
+    if checkpoint is not None and (recorded := recorded_data_dir(run_dir_of(Path(checkpoint)))):
+        if recorded != os.path.abspath(expand_path(value)):
+            log.info("data directory: %s, the resumed run's (set %s or %s=DIR to read another)",
+                     recorded, DATA_DIR_ENV, SETTING)
+        value, resumed = recorded, True
+    absolute = os.path.abspath(expand_path(value))
+    if absolute == OmegaConf.to_container(paths, resolve=False).get("data_dir"):
+        return None  # the saved config names it so already
+    with open_dict(cfg):
+        cfg.paths.data_dir = absolute
+    return f"{SETTING} resolved to {absolute}" + (", the resumed run's" if resumed else "")
