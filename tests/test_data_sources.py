@@ -415,6 +415,23 @@ def test_a_stray_nul_in_utf8_text_is_named_with_its_offset_not_as_utf16(tmp_path
             module(given).setup()
 
 
+def test_a_short_file_with_one_nul_is_not_taken_for_utf16(tmp_path: Path) -> None:
+    # One NUL in a file under 100 bytes was "UTF-16 text" (iconv -f UTF-16 would garble it): a short
+    # text with a stray NUL is named with its offset, a short binary file as one.
+    text = tmp_path / "texts" / "line.txt"
+    text.parent.mkdir()
+    text.write_bytes(b"To be, or not to be:\0 that is the question.\n")
+    for given in (text, text.parent):
+        with pytest.raises(DataError, match=re.escape(f"{text} holds a NUL byte at offset 20")):
+            module(given).setup()
+    blob = tmp_path / "blob.dat"
+    blob.write_bytes(b"\x89\x50\x4e\x47\x0d\x0a\x1a\x0a\0\x11\x22\x33\x44\x55\x66\x77\x7f")
+    binary = r"blob\.dat holds NUL bytes and is not UTF-8 text \(a binary file\?\); if it is text, convert it"
+    with pytest.raises(DataError, match=binary) as err:
+        module(blob).setup()
+    assert "UTF-16" not in str(err.value)
+
+
 # -- Hugging Face datasets -------------------------------------------------------------------------
 
 needs_datasets = pytest.mark.skipif(lacks("datasets"), reason="the hf extra is not installed")

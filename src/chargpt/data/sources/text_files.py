@@ -56,14 +56,18 @@ def _file_part(path: Path) -> Part:
 
 NUL_BYTES = "holds NUL bytes (UTF-16 text, or a binary file?)"
 UTF16_MARK = "starts with a UTF-16 byte-order mark (UTF-16 text)"
+BINARY = "holds NUL bytes and is not UTF-8 text (a binary file?)"
 NOT_UTF8 = "is not UTF-8 text (another encoding, or a binary file?)"
 
 
 def convert_advice(why: str) -> str:
-    """The one advice for a file that is no UTF-8 text, wherever it was named: NUL bytes or a UTF-16
-    mark are UTF-16, other bad bytes most often a one-byte encoding such as Latin-1."""
+    """The one advice for a file that is no UTF-8 text, wherever it was named: NUL bytes where UTF-16
+    puts them or a UTF-16 mark are UTF-16, other bad bytes most often a one-byte encoding such as
+    Latin-1 (which has no NUL: with NULs, the encoding is anyone's guess)."""
     if why in (NUL_BYTES, UTF16_MARK):
         return "if it is text, convert it to UTF-8 (iconv -f UTF-16 -t UTF-8)"
+    if why == BINARY:
+        return "if it is text, convert it to UTF-8 from its encoding (iconv -f ENCODING -t UTF-8)"
     return "if it is text, convert it to UTF-8 (iconv -f LATIN1 -t UTF-8, naming its own encoding if another)"
 
 
@@ -77,13 +81,26 @@ def _not_text(path: Path) -> str | None:
     but no text holds them: a UTF-16 file without a byte-order mark would train as every other
     character a NUL."""
     head = _head(path)
-    if 0 < head.count(b"\0") * 100 <= len(head) and _decodes(head):
-        # A stray NUL in UTF-8 text (UTF-16 has one in every few bytes, at each space at least): no
-        # UTF-16 advice, which would garble it; reading names its offset (file_chunks).
+    if _utf16_like(head):
+        return NUL_BYTES
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):  # UTF-16 by its mark (CJK text has no NUL)
+        return UTF16_MARK
+    if b"\0" not in head:
+        return None if _decodes(head) else NOT_UTF8
+    # A stray NUL in UTF-8 text (counted against 100 bytes at least: one in a short file is stray
+    # too): no advice, which would garble it; reading names its offset (file_chunks).
+    if head.count(b"\0") * 100 <= max(len(head), 100) and _decodes(head):
         return None
-    if b"\0" in head or head.startswith((b"\xff\xfe", b"\xfe\xff")):  # UTF-16 (its mark: CJK has no NUL)
-        return NUL_BYTES if b"\0" in head else UTF16_MARK
-    return None if _decodes(head) else NOT_UTF8
+    return BINARY
+
+
+def _utf16_like(head: bytes) -> bool:
+    """NULs where UTF-16 puts them: the high byte of each ASCII character (every other byte of
+    English, each space and newline of other scripts), so nearly all at one parity and in a fair
+    share of the 2-byte units. A stray NUL, or a binary file's (at any offset), is not."""
+    even, odd = head[0::2].count(0), head[1::2].count(0)
+    most = max(even, odd)
+    return most >= 2 and most * 10 >= (even + odd) * 9 and most * 16 >= len(head) // 2
 
 
 def _decodes(head: bytes) -> bool:
@@ -253,7 +270,7 @@ def _text_files(value: str, setting: str, url: str | None, sha256: str | None) -
             f"data file not found: {path}; pass an existing text file, directory or glob as {setting}=..."
         )
     file = resolve_corpus(path, url, sha256)
-    if (why := _not_text(file)) in (NUL_BYTES, UTF16_MARK):  # (other bad bytes: named with their offset)
+    if (why := _not_text(file)) not in (None, NOT_UTF8):  # (other bad bytes: named with their offset)
         raise DataError(f"{file} {why}; {convert_advice(why)}")
     return [file]
 
