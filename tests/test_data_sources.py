@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
 import re
 import shlex
 import shutil
+import time
 import unicodedata
 from pathlib import Path
 from types import ModuleType
@@ -532,7 +534,7 @@ def test_a_checkpoint_of_an_earlier_version_resumes_on_the_unchanged_dataset(
     args = [*[a for a in train_args(corpus, run, "sample.max_new_tokens=0", "logger=none")
               if not a.startswith(("data.path=", "trainer.max_steps=")) and a != "data=text"], *named]
     with monkeypatch.context() as then:  # the formula of those versions
-        then.setattr(hf_datasets, "_content_id", lambda dataset: dataset._fingerprint)
+        then.setattr(hf_datasets, "_content_id", lambda dataset, hash_cache=None: dataset._fingerprint)
         assert run_cli(main, *args, "trainer.max_steps=2") == 0
     now = hf_module(saved, split="train", val_split=val_split)
     now.setup()
@@ -618,6 +620,54 @@ def test_hf_rows_stream_in_batches_without_joining_the_whole_text(
     chunks = list(part.chunks())
     assert len(chunks) == 3 and sum(units for _, units in chunks) == 2500  # 1024-row batches
     assert "".join(text for text, _ in chunks) == "\n".join(rows)
+
+
+@needs_datasets
+def test_a_saved_datasets_files_are_hashed_once_not_at_every_start(
+    tmp_path: Path, datasets: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Its Arrow files were read whole at every start to name its content (seconds for a big one).
+    real_time_ns = time.time_ns
+    monkeypatch.setattr(time, "time_ns", lambda: real_time_ns() + 10**10)  # the files settled 10 s ago
+    saved = tmp_path / "saved"
+    save_dataset(datasets, saved, [f"line {i}" for i in range(300)])
+    opened: list[str] = []
+    real_open = Path.open
+
+    def counting_open(path: Path, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if path.suffix == ".arrow":
+            opened.append(path.name)
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", counting_open)
+    first = hf_module(saved, split="train", val_split="validation", cache_dir=str(tmp_path / "cache"))
+    first.setup()
+    assert len(opened) == 2  # each split's file, hashed once
+    again = hf_module(saved, split="train", val_split="validation", cache_dir=str(tmp_path / "cache"))
+    again.setup()
+    assert len(opened) == 2 and again.fingerprint == first.fingerprint
+
+
+def test_a_file_hashed_once_is_hashed_again_once_written(tmp_path: Path, monkeypatch) -> None:
+    from chargpt.data.sources import file_hashes
+
+    monkeypatch.setattr(file_hashes, "_SETTLED_NS", 0)
+    data = tmp_path / "data.arrow"
+    data.write_bytes(b"first version")
+    cache = tmp_path / "cache"
+    [before] = file_hashes.cached_sha256s([data], cache)
+    assert before == hashlib.sha256(b"first version").hexdigest()
+    assert file_hashes.cached_sha256s([data], cache) == [before]
+    stamp = data.stat().st_mtime_ns
+    data.write_bytes(b"other version")  # the same size, maybe in the same clock tick: the time set apart
+    os.utime(data, ns=(stamp + 10**9, stamp + 10**9))
+    assert file_hashes.cached_sha256s([data], cache) == [hashlib.sha256(b"other version").hexdigest()]
+    # Just written (within the clock's tick of a later write): hashed, not recorded.
+    monkeypatch.setattr(file_hashes, "_SETTLED_NS", 10**12)
+    fresh = tmp_path / "fresh.arrow"
+    fresh.write_bytes(b"new")
+    file_hashes.cached_sha256s([fresh], cache)
+    assert os.path.realpath(fresh) not in json.loads((cache / file_hashes.HASHES_FILE).read_text())
 
 
 def test_missing_datasets_package_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:

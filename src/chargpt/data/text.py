@@ -16,7 +16,14 @@ import numpy as np
 from omegaconf import OmegaConf
 
 from chargpt.checks import real_number, whole_number
-from chargpt.data.encoding import EncodedCorpus, TextOptions, encode_parts, stats_file_of, text_stats
+from chargpt.data.encoding import (
+    EncodedCorpus,
+    TextOptions,
+    cache_dir_for,
+    encode_parts,
+    stats_file_of,
+    text_stats,
+)
 from chargpt.data.sources.hf_datasets import hf_part, load_hf, row_separator
 from chargpt.data.sources.parts import Part, identity
 from chargpt.data.sources.paths import expand_path
@@ -130,7 +137,8 @@ class CharText:
             split = self.split or "train"
             dataset = load_hf(self.name, self.config, self.data_files, split)
             separator = self._separator()
-            parts = [hf_part(dataset, f"{self.name}[{split}]", self.text_field, separator)]
+            hashes = cache_dir_for(None, self.cache_dir)  # where a dataset's ids are cached too
+            parts = [hf_part(dataset, f"{self.name}[{split}]", self.text_field, separator, hashes)]
             if self.val_split == split:
                 raise DataError(
                     f"data.val_split={split} is also the training split (data.split): validation would score "
@@ -140,7 +148,7 @@ class CharText:
             if self.val_split:
                 val = load_hf(self.name, self.config, self.data_files, self.val_split, "data.val_split")
                 label = f"{self.name}[{self.val_split}]"
-                parts.append(hf_part(val, label, self.text_field, separator))
+                parts.append(hf_part(val, label, self.text_field, separator, hashes))
                 self._n_train_parts = 1
             return parts
         assert self.path is not None

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from chargpt.data.corpus import sha256_of
+from chargpt.data.sources.file_hashes import cached_sha256s
 from chargpt.data.sources.parts import Part
 from chargpt.data.sources.paths import expand_path
 from chargpt.errors import ConfigError, DataError, first_line, needs_extra
@@ -18,13 +18,14 @@ _HF_BATCH_ROWS = 1024
 LOCAL_BUILDERS = ("text", "json", "csv", "parquet", "arrow", "pandas")  # datasets' builders of local files
 
 
-def _content_id(dataset: Any) -> str:
+def _content_id(dataset: Any, hash_cache: Path | None = None) -> str:
     """What the rows are: the sha256 of the Arrow files that hold them (and of the row selection,
     if any), as a text file's is of its bytes. datasets' own fingerprint is not: a split saved
-    again unchanged gets a new one. A dataset only in memory has no files: its fingerprint, then."""
+    again unchanged gets a new one. A dataset only in memory has no files: its fingerprint, then.
+    The files are hashed once, their digests kept in `hash_cache` (a big dataset took seconds)."""
     files = [Path(f["filename"]) for f in getattr(dataset, "cache_files", None) or []]
     if files and all(f.is_file() for f in files):
-        return ",".join(sha256_of(f) for f in files)
+        return ",".join(cached_sha256s(files, hash_cache))
     return getattr(dataset, "_fingerprint", None) or ""
 
 
@@ -106,8 +107,11 @@ def row_separator(name: str, separator: str) -> str:
     return "\n" if name == "text" else separator
 
 
-def hf_part(dataset: Any, label: str, text_field: str, separator: str) -> Part:
-    """A dataset split's rows joined with the separator, read a batch of rows at a time."""
+def hf_part(
+    dataset: Any, label: str, text_field: str, separator: str, hash_cache: Path | None = None
+) -> Part:
+    """A dataset split's rows joined with the separator, read a batch of rows at a time;
+    `hash_cache`: where its files' digests are kept (_content_id)."""
     if text_field not in dataset.column_names:
         raise DataError(
             f"{label} has no field {text_field!r}; its fields are: {', '.join(dataset.column_names)}; "
@@ -135,5 +139,5 @@ def hf_part(dataset: Any, label: str, text_field: str, separator: str) -> Part:
         return hashlib.sha256(f"{label}\0{text_field}\0{content}\0{len(dataset)}".encode()).hexdigest()
 
     earlier = sha_of(getattr(dataset, "_fingerprint", None) or "")
-    return Part(label, sha_of(_content_id(dataset)), chunks, len(dataset), starts_file=False,
+    return Part(label, sha_of(_content_id(dataset, hash_cache)), chunks, len(dataset), starts_file=False,
                 earlier_sha256=earlier)

@@ -1,0 +1,48 @@
+"""The sha256 of big files read at every start (a saved dataset's Arrow files), hashed once: kept
+in the cache folder, keyed by what changes whenever the file's bytes do."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from chargpt.data.corpus import sha256_of
+from chargpt.files import read_json_object, write_json_atomic
+
+HASHES_FILE = "file-sha256.json"
+_SETTLED_NS = 2_000_000_000
+
+
+def _stamp(path: Path) -> list[int]:
+    """What a write to the file changes: its size, modification and change times (the change
+    time follows any write or rename into place, and no tool sets it back), inode and device."""
+    st = os.stat(path)
+    return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev]
+
+
+def cached_sha256s(files: list[Path], cache_dir: Path | None) -> list[str]:
+    """Each file's sha256: the one recorded in `cache_dir` while the file's stamp is unchanged,
+    else hashed (and recorded, when the folder is writable). None: hashed every time."""
+    record = cache_dir / HASHES_FILE if cache_dir is not None else None
+    known = read_json_object(record) if record is not None else {}
+    digests, changed = [], False
+    for file in files:
+        key, stamp = os.path.realpath(file), _stamp(file)
+        entry = known.get(key)
+        if isinstance(entry, dict) and entry.get("stamp") == stamp and isinstance(entry.get("sha256"), str):
+            digests.append(entry["sha256"])
+            continue
+        digest = sha256_of(file)
+        # Recorded when the file was not written to while it was read, nor just before: a write in
+        # the same clock tick as the one recorded could leave the stamp as it was (git's "racy" case).
+        if _stamp(file) == stamp and time.time_ns() - stamp[2] > _SETTLED_NS:
+            known[key], changed = {"stamp": stamp, "sha256": digest}, True
+        digests.append(digest)
+    if changed and record is not None:
+        try:
+            record.parent.mkdir(parents=True, exist_ok=True)
+            write_json_atomic(record, known)  # a lost race with another run only costs a hash again
+        except OSError:
+            pass  # an unwritable cache: the files are hashed again next time
+    return digests
