@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf.errors import OmegaConfBaseException
 
 from chargpt.data.corpus import DATA_DIR_ENV
 from chargpt.data.sources.paths import expand_path
@@ -34,10 +35,11 @@ def recorded_data_dir(run_dir: Path) -> str | None:
     records = run_dir / CONFIG_DIR
     configs = [records / SAVED_CONFIG, *sorted(records.glob(f"{RESUME_PREFIX}*/{SAVED_CONFIG}"))]
     for config in reversed(configs):
-        try:
-            value = OmegaConf.select(OmegaConf.load(config), SETTING, throw_on_resolution_failure=False)
+        try:  # as written: an interpolation is no record (resolved here, it would be this process's)
+            saved = OmegaConf.to_container(OmegaConf.load(config), resolve=False)
         except Exception:  # missing, unreadable: an older launch may still say
             continue
+        value = (saved.get("paths") or {}).get("data_dir") if isinstance(saved, dict) else None
         if isinstance(value, str) and "${" not in value and os.path.isabs(value):
             return value
     return None
@@ -47,9 +49,13 @@ def settle_data_dir(cfg: DictConfig) -> str | None:
     """Name cfg's paths.data_dir absolute (a resume's: its run's, unless this launch names one);
     returns the note for the saved config, None when there is nothing to note."""
     paths: Any = cfg.get("paths")
-    if paths is None or not isinstance(paths.get("data_dir"), str) or not paths.data_dir:
+    try:
+        value = paths.get("data_dir") if paths is not None else None
+    except OmegaConfBaseException:  # e.g. an unset ${oc.env:...}: left for what reads it to report
         return None
-    value, resumed = paths.data_dir, False
+    if not isinstance(value, str) or not value:
+        return None
+    resumed = False
     named_here = any(override_key(o) == SETTING for o in task_overrides()) or os.environ.get(DATA_DIR_ENV)
     checkpoint = None if named_here else resumable(cfg.get("ckpt_path"))
     if checkpoint is not None and (recorded := recorded_data_dir(run_dir_of(Path(checkpoint)))):
