@@ -264,6 +264,12 @@ def test_a_resume_from_another_folder_reads_the_data_directory_the_run_was_launc
     monkeypatch.setenv("CHARGPT_DATA_DIR", str(there / "data"))
     code, out, err = run_main(train_main, [*args, "trainer.max_steps=6", f"ckpt_path={run}"], capsys)
     assert code == 2 and f"{there / 'data'}" in err and "could not be downloaded" in err, out + err
+    # A recorded folder that is gone (the run copied to another machine) leaves ./data of this one.
+    monkeypatch.delenv("CHARGPT_DATA_DIR")
+    shutil.rmtree(there / "data")  # what the failed download above left
+    (here / "data").rename(there / "data")
+    code, out, err = run_main(train_main, [*args, "trainer.max_steps=6", f"ckpt_path={run}"], capsys)
+    assert code == 0 and _state(run)["global_step"] == 6, out + err
 
 
 def test_the_resume_command_names_files_as_launched_so_it_works_from_anywhere(tmp_path) -> None:

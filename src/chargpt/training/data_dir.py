@@ -58,7 +58,9 @@ def settle_data_dir(cfg: DictConfig) -> str | None:
     resumed = False
     named_here = any(override_key(o) == SETTING for o in task_overrides()) or os.environ.get(DATA_DIR_ENV)
     checkpoint = None if named_here else resumable(cfg.get("ckpt_path"))
-    if checkpoint is not None and (recorded := recorded_data_dir(run_dir_of(Path(checkpoint)))):
+    recorded = recorded_data_dir(run_dir_of(Path(checkpoint))) if checkpoint is not None else None
+    # A folder no longer there (the run was copied to another machine, the data moved) is no guide.
+    if recorded and os.path.isdir(recorded):
         if recorded != os.path.abspath(expand_path(value)):
             log.info("data directory: %s, the resumed run's (set %s or %s=DIR to read another)",
                      recorded, DATA_DIR_ENV, SETTING)
