@@ -152,25 +152,47 @@ def test_an_output_that_cannot_write_the_models_text_is_refused_before_any_text(
         assert code == 0, err
 
 
-def test_a_sweep_whose_output_cannot_write_the_models_text_says_so_without_a_logging_traceback(
+@pytest.mark.parametrize("swept", [["seed=1,2"], ["data.normalize=NFKC,null"]])
+def test_a_sweep_whose_output_cannot_write_the_models_text_is_refused_before_any_folder(
+    swept: list[str], tmp_path: Path, monkeypatch, capsys
+) -> None:
+    # A single run refused it with exit 2 and left nothing; a sweep launched its jobs, each failed
+    # in turn, and it ended with exit 1 and their folders. Refused before the sweep's folder, also
+    # where only another value of a swept data setting has the character (NFKC writes 'ﬁ' as "fi").
+    corpus = tmp_path / "ligature.txt"
+    corpus.write_text("".join(f"{c * 40}\ufb01{c * 40}\n" for c in "abcdefghij" * 5), encoding="utf-8")
+    monkeypatch.setattr(sys, "stdout", io.TextIOWrapper(io.BytesIO(), encoding="latin-1"))
+    sweep = tmp_path / "sweep"
+    args = ["-m", *bare_train_args(corpus, None, f"hydra.sweep.dir={sweep}", "trainer.max_steps=2",
+                                   "sample.max_new_tokens=20", *swept)]
+    code, _, err = run_main(train.main, args, capsys)
+    assert code == 2, err
+    assert err.startswith("error: standard output's encoding (latin-1) cannot write the model's characters "
+                          "'\\ufb01'"), err
+    assert err.count("\n") == 1 and not sweep.exists()
+
+
+def test_a_sweep_job_whose_output_cannot_write_its_text_ends_the_sweep_in_one_line(
     tmp_path: Path, monkeypatch, capsys
 ) -> None:
-    # In a sweep the refusal is each job's failure, which the job's log writes to standard output:
-    # a message naming the very characters that output cannot write was itself a "--- Logging
-    # error ---" traceback. They are named in escapes, which any output writes.
-    # (The emoji common: the vocabulary's log line lists the rarest characters.)
+    # Where the sweep's check cannot know a job's text before it starts, the job's own refusal ends
+    # the sweep (exit 2, its one line), where each job failed in turn. Named in escapes: a message
+    # naming the very characters the output cannot write was itself a "--- Logging error ---".
+    from chargpt.cli import prompts
+
+    monkeypatch.setattr(prompts, "check_sweep_output_writes", lambda job: None, raising=False)
     corpus = tmp_path / "emoji.txt"
     corpus.write_text("".join(f"{c * 40}{'😀' * 100}{c * 40}\n" for c in "abcdefghij" * 5), encoding="utf-8")
-    latin1 = io.TextIOWrapper(io.BytesIO(), encoding="latin-1")
-    monkeypatch.setattr(sys, "stdout", latin1)
-    args = ["-m", *bare_train_args(corpus, None, f"hydra.sweep.dir={tmp_path / 'sweep'}",
-                                   "trainer.max_steps=2", "sample.max_new_tokens=20", "seed=1,2")]
+    monkeypatch.setattr(sys, "stdout", io.TextIOWrapper(io.BytesIO(), encoding="latin-1"))
+    sweep = tmp_path / "sweep"
+    args = ["-m", *bare_train_args(corpus, None, f"hydra.sweep.dir={sweep}", "trainer.max_steps=2",
+                                   "sample.max_new_tokens=20", "seed=1,2")]
     code, _, err = run_main(train.main, args, capsys)
-    assert code != 0
+    assert code == 2, err
     assert "Logging error" not in err and "UnicodeEncodeError" not in err, err
-    assert "cannot write the model's characters '\\U0001f600'" in err, err
-    latin1.flush()
-    assert "cannot write the model's characters '\\U0001f600'" in latin1.buffer.getvalue().decode("latin-1")
+    refused = "error: standard output's encoding (latin-1) cannot write the model's characters '\\U0001f600'"
+    assert refused in err, err
+    assert [p.name for p in sweep.iterdir() if p.is_dir()] == ["0"]  # the second job never started
 
 
 def test_a_log_line_the_console_cannot_write_is_written_escaped(tmp_path: Path, monkeypatch, capsys) -> None:

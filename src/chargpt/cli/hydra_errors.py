@@ -212,12 +212,13 @@ def check_logging_setup(setup: DictConfig | None, key: str) -> None:
 class SweptSettings(Callback):
     """A Hydra callback: a sweep's settings are checked before it starts. Hydra composes each job
     with its own values only when the job starts, so a misspelt swept setting was Hydra's error
-    over several lines (exit 1), and a `ddp` job launched here was refused, after the sweep's
-    folder was made."""
+    over several lines (exit 1), and a `ddp` job launched here, or a closing sample the console
+    cannot write, was refused after the sweep's folder was made."""
 
     @exit_on_user_error
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         from chargpt.cli.common import naming_removed_settings  # (common imports this module)
+        from chargpt.cli.prompts import check_sweep_output_writes  # multirun only: it imports torch
         from chargpt.training.run_checks import check_launch  # multirun only: it imports Lightning
 
         jobs = check_swept_settings(config)
@@ -226,18 +227,25 @@ class SweptSettings(Callback):
             for job in jobs:
                 with naming_removed_settings():  # trainer.strategy=${oc.env:UNSET}: refused here, once
                     check_launch(job, in_sweep=True)
+                check_sweep_output_writes(job)
 
 
-# The settings that decide how a job starts its processes (trainer=ddp_cpu): each value a sweep
-# gives one is checked, where the first job's alone let `trainer=cpu,ddp_cpu` start.
-_LAUNCH_KEYS = ("trainer", "trainer.strategy")
+# The settings each value of which a sweep gives is checked as its own job, where the first job's
+# alone let them start: those that decide how a job starts its processes (`trainer=cpu,ddp_cpu`),
+# and those that decide the text and its closing sample, which the console may not write.
+_CHECKED_KEYS = ("trainer", "trainer.strategy", "data", "sample.max_new_tokens")
+
+
+def _checked_per_value(key: str) -> bool:
+    key = key.lstrip("+~")
+    return key in _CHECKED_KEYS or key.startswith("data.")
 
 
 def check_swept_settings(config: DictConfig) -> list[DictConfig]:
     """Compose the sweep's first job as its launcher will (each swept setting at its first value;
     a search's continuous dimension at null, which any setting takes): a ConfigError in one line
     if that fails. Returns the jobs composed: the first, and that job with each other value of a
-    swept trainer or trainer.strategy (none for a sweep of no jobs)."""
+    swept setting that _checked_per_value names (none for a sweep of no jobs)."""
     from hydra.core.override_parser.overrides_parser import OverridesParser  # multirun only
 
     loader = GlobalHydra.instance().config_loader()
@@ -255,7 +263,7 @@ def check_swept_settings(config: DictConfig) -> list[DictConfig]:
             values = list(override.sweep_string_iterator())
             if not values:  # range(0), an empty glob: a sweep of no jobs, Hydra's to say
                 return []
-            if key.lstrip("+~") in _LAUNCH_KEYS:
+            if _checked_per_value(key):
                 others += [(len(first_job), f"{key}={value}") for value in values[1:]]
             first_job.append(f"{key}={values[0]}")
         else:

@@ -3,14 +3,22 @@ and the output the samples are written to, checked before any text."""
 
 from __future__ import annotations
 
+import codecs
 import sys
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from chargpt.checks import utf8_text
 from chargpt.cli.argv import prompt_source
 from chargpt.cli.exits import stdout_errors_as_started
+from chargpt.data.text import text_of
 from chargpt.data.tokenizer import CharTokenizer, describe_chars
-from chargpt.errors import ConfigError
+from chargpt.errors import ChargptError, ConfigError, SetupError
 from chargpt.inference import start_prompt
+
+# chargpt-train's other way out of an output that cannot write its closing sample.
+NO_CLOSING_SAMPLE = ", or sample.max_new_tokens=0 for no closing sample"
 
 
 def resolve_prompt(prompt: object, tokenizer: CharTokenizer, setting: str = "prompt") -> str:
@@ -62,16 +70,39 @@ def check_output_writes(tokenizer: CharTokenizer, or_else: str = "") -> None:
     """Refuse, before any text, a standard output whose encoding cannot write every character the
     model may generate (a Latin-1 locale, Windows' cp1252 into a file): else a traceback ends the
     text halfway. An output set to replace what it cannot write (PYTHONIOENCODING=ascii:replace)
-    is taken. `or_else`: another way out, said after the fix."""
-    encoding, errors = sys.stdout.encoding or "utf-8", stdout_errors_as_started()
+    is taken. `or_else`: another way out, said after the fix. A SetupError: the output is the
+    launch's, not one run's, so in a sweep it stops the sweep rather than fail job after job."""
+    encoding, errors = _output()
     unwritable = [c for c in tokenizer.chars if not _writes(c, encoding, errors)]
     if unwritable:
-        # Named in escapes ('\U0001f600'): in a sweep this message is a job's failure, which its log
-        # writes to that same output.
+        # Named in escapes ('\U0001f600'): in a sweep this message is a job's, which its log writes
+        # to that same output.
         named = describe_chars(unwritable).encode("ascii", "backslashreplace").decode("ascii")
-        raise ConfigError(f"standard output's encoding ({encoding}) cannot write the model's characters "
+        raise SetupError(f"standard output's encoding ({encoding}) cannot write the model's characters "
                           f"{named}, which its samples may hold; set "
                           f"PYTHONIOENCODING=utf-8 (or PYTHONUTF8=1) to write UTF-8{or_else}")
+
+
+def check_sweep_output_writes(job: DictConfig) -> None:
+    """A sweep's job, composed before the sweep starts: refused as the job itself would refuse its
+    closing sample (check_output_writes), before any folder is made, where its text's characters
+    can be read. A text that cannot be read is left to the job, which says why when it starts."""
+    if codecs.lookup(_output()[0]).name.startswith("utf"):
+        return  # writes every character: no text to read
+    tokens = OmegaConf.select(job, "sample.max_new_tokens", default=None)
+    if not isinstance(tokens, int) or tokens <= 0:
+        return  # no closing sample (or a setting the job refuses itself)
+    try:
+        # block_size=1: the characters do not depend on the context, which a job's model may set later
+        chars = text_of(job.data, block_size=1).characters()
+    except (ChargptError, OmegaConfBaseException, OSError):
+        return
+    check_output_writes(CharTokenizer(chars), NO_CLOSING_SAMPLE)
+
+
+def _output() -> tuple[str, str]:
+    """Standard output's encoding and error handler, as the command started."""
+    return sys.stdout.encoding or "utf-8", stdout_errors_as_started()
 
 
 def _writes(char: str, encoding: str, errors: str) -> bool:

@@ -20,7 +20,7 @@ from chargpt.cli import CONFIG_PATH
 from chargpt.cli.argv import prints_only
 from chargpt.cli.common import cli_task, naming_removed_settings, quiet_known_warnings, run_main, use_threads
 from chargpt.cli.exits import console_outliving_its_reader, nothing_to_save_until_training, signal_of
-from chargpt.cli.prompts import check_output_writes, check_prompt_text, resolve_prompt
+from chargpt.cli.prompts import NO_CLOSING_SAMPLE, check_output_writes, check_prompt_text, resolve_prompt
 from chargpt.distributed import is_rank_zero
 from chargpt.errors import ChargptError, exit_on_user_error, say_stopped_by, signal_exit_code
 from chargpt.hydra_run import is_multirun, parallel_sweep_dir, plain
@@ -113,7 +113,7 @@ def _train(cfg: DictConfig, parallel: Path | None) -> float | None:
     if cfg.sample.max_new_tokens > 0:
         sample_prompt = resolve_prompt(cfg.sample.prompt, datamodule.tokenizer, "sample.prompt")
         if is_rank_zero():  # (which prints it)
-            check_output_writes(datamodule.tokenizer, ", or sample.max_new_tokens=0 for no closing sample")
+            check_output_writes(datamodule.tokenizer, NO_CLOSING_SAMPLE)
     if is_rank_zero():
         # (A parallel sweep's process says how to continue it, once every job has stopped.)
         after_quitting = continue_line("continue the sweep") if parallel is None else None
