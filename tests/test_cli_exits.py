@@ -367,6 +367,33 @@ def test_a_signal_while_a_command_imports_its_code_is_one_line(signum: str, code
     assert done.stdout == ""
 
 
+SIGNAL_WHILE_EXITING = """
+import atexit, importlib, signal, time, types
+signal.signal(signal.SIGINT, signal.default_int_handler)  # as a shell starts a command
+signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+def main():  # a command that has done its work, and prints so, as `chargpt-export` does
+    print("exported", flush=True)
+    def finalizer():  # torch's, which take ~0.4 s of the exit: the signal comes then
+        signal.raise_signal(signal.SIGNUM)
+        time.sleep(0.05)
+    atexit.register(finalizer)
+
+importlib.import_module = lambda name, package=None: types.SimpleNamespace(main=main)
+from chargpt.cli.launch import export
+export()
+"""
+
+
+@pytest.mark.parametrize("signum", ["SIGINT", "SIGTERM"])
+def test_a_signal_once_a_command_has_ended_leaves_its_exit_as_it_was(signum: str) -> None:
+    # After `chargpt-export` had printed `exported ...` (its files whole), a Ctrl-C was a
+    # KeyboardInterrupt traceback from an atexit callback, or a silent exit 130; a SIGTERM a silent 143.
+    script = SIGNAL_WHILE_EXITING.replace("SIGNUM", signum)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert (done.returncode, done.stdout, done.stderr) == (0, "exported\n", "")
+
+
 def test_an_interrupted_search_trial_resumes_as_one_run() -> None:
     # hparams_search=optuna launches a whole new search; the trial's own values continue it.
     trial = ["optimizer.lr=0.0031", "model.n_layer=3", "hparams_search=optuna", "+trainer.x=1"]

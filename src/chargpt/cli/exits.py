@@ -5,6 +5,7 @@ report uses it too, and starts without torch."""
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
 import os
@@ -15,7 +16,7 @@ from collections.abc import Iterator
 from typing import Any, NoReturn
 
 from chargpt.errors import NO_ROOM, exit_stopped_by, exit_usage, signal_exit_code
-from chargpt.stop_signals import STOP_SIGNALS, handling_stop_signals
+from chargpt.stop_signals import STOP_SIGNALS, handled_stop_signals, handling_stop_signals
 
 BROKEN_PIPE_EXIT_CODE = signal_exit_code(13)  # SIGPIPE: what `yes | head` reports for `yes`
 
@@ -124,6 +125,33 @@ def raising_on_sigterm() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def exiting_past_stop_signals() -> Iterator[None]:
+    """The block is a command's whole run (a console script's process): after it the process only
+    exits, and its output is complete (`exported ...` said). There a Ctrl-C or SIGTERM was a
+    KeyboardInterrupt traceback from an atexit callback (torch's finalizers, ~0.4 s), or ended the
+    process silently with 130, the signal's default action once Python had let its handlers go. So
+    after the block a first stop signal is ignored (a second ends the process at once: something
+    hung in its exit), and after the last exit callback every one is. A signal the starter ignores
+    stays ignored."""
+    atexit.register(_ignore_stop_signals)  # registered before the command's own: run after them
+    try:
+        yield
+    finally:
+        for s in handled_stop_signals():
+            signal.signal(s, _second_stop_ends_it)
+
+
+def _second_stop_ends_it(signum: int, frame: object) -> None:
+    signal.signal(signum, signal.SIG_DFL)
+
+
+def _ignore_stop_signals() -> None:
+    # SIG_IGN outlives the interpreter's teardown, which sets its own handlers back to the default.
+    for s in handled_stop_signals():
+        signal.signal(s, signal.SIG_IGN)
 
 
 class _SignalOutsideTraining(BaseException):

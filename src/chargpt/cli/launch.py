@@ -11,7 +11,7 @@ import gc
 import importlib
 from collections.abc import Iterator
 
-from chargpt.cli.exits import raising_on_sigterm, signal_of
+from chargpt.cli.exits import exiting_past_stop_signals, raising_on_sigterm, signal_of
 from chargpt.errors import exit_stopped_by
 
 
@@ -31,12 +31,13 @@ def collector_off_then_frozen() -> Iterator[None]:
 
 
 def _launch(command: str) -> None:
-    try:
-        with raising_on_sigterm(), collector_off_then_frozen():
-            module = importlib.import_module(f"chargpt.cli.{command}")
-    except KeyboardInterrupt as stop:  # Terminated too
-        exit_stopped_by(signal_of(stop))
-    module.main()
+    with exiting_past_stop_signals():  # once the command has ended, a stop signal has nothing to stop
+        try:
+            with raising_on_sigterm(), collector_off_then_frozen():
+                module = importlib.import_module(f"chargpt.cli.{command}")
+        except KeyboardInterrupt as stop:  # Terminated too
+            exit_stopped_by(signal_of(stop))
+        module.main()
 
 
 # One entry per console script (pyproject.toml's [project.scripts]).
