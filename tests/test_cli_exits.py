@@ -367,6 +367,34 @@ def test_a_signal_while_a_command_imports_its_code_is_one_line(signum: str, code
     assert done.stdout == ""
 
 
+INTERRUPTED_MODULE_RUN = """
+import runpy, signal, sys
+signal.signal(signal.SIGINT, signal.default_int_handler)  # as a shell starts a command
+signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+class Interrupting:  # the signal arrives as the command's module imports its code
+    def find_spec(self, name, path=None, target=None):
+        if name == "chargpt.runs.report":
+            sys.meta_path.remove(self)
+            signal.raise_signal(signal.SIGNUM)
+        return None
+
+sys.meta_path.insert(0, Interrupting())
+sys.argv = ["report", "--help"]  # (should the signal not land, it ends the command at once)
+runpy.run_module("chargpt.cli.report", run_name="__main__", alter_sys=True)  # python -m chargpt.cli.report
+"""
+
+
+@pytest.mark.parametrize(("signum", "code", "line"),
+                         [("SIGINT", 130, "interrupted"), ("SIGTERM", 143, "terminated")])
+def test_a_signal_while_a_command_run_as_a_module_imports_its_code_is_one_line(signum, code, line) -> None:
+    # `python -m chargpt.cli.report` (or .train) ran the module's imports before any handling: a
+    # Ctrl-C was a KeyboardInterrupt traceback and a SIGTERM ended it without a word.
+    done = subprocess.run([sys.executable, "-c", INTERRUPTED_MODULE_RUN.replace("SIGNUM", signum)],
+                          capture_output=True, text=True)
+    assert (done.returncode, done.stderr.strip(), done.stdout) == (code, line, ""), done.stderr[-2000:]
+
+
 SIGNAL_WHILE_EXITING = """
 import atexit, importlib, signal, time, types
 signal.signal(signal.SIGINT, signal.default_int_handler)  # as a shell starts a command

@@ -4,6 +4,11 @@ it; this entry point reads the command line and refuses the settings it does not
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # python -m chargpt.cli.eval: as its console script runs it, whose
+    from chargpt.cli.launch import run_as_main  # handling of a Ctrl-C covers the imports below
+
+    run_as_main("eval")
+
 import json
 
 import hydra
@@ -66,6 +71,3 @@ def json_line(result: dict) -> str:
 def main() -> None:
     run_main(_hydra_main, config_name=CONFIG_NAME, unused=UNUSED)
 
-
-if __name__ == "__main__":
-    main()

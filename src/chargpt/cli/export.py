@@ -3,6 +3,11 @@ its model card (README.md)."""
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # python -m chargpt.cli.export: as its console script runs it, whose
+    from chargpt.cli.launch import run_as_main  # handling of a Ctrl-C covers the imports below
+
+    run_as_main("export")
+
 from pathlib import Path
 
 import hydra
@@ -54,6 +59,3 @@ def _hydra_main(cfg: DictConfig) -> None:
 def main() -> None:
     run_main(_hydra_main, config_name=CONFIG_NAME, unused=MODEL_FROM_CHECKPOINT)
 
-
-if __name__ == "__main__":
-    main()

@@ -9,7 +9,9 @@ import contextlib
 import functools
 import gc
 import importlib
+import sys
 from collections.abc import Iterator
+from typing import NoReturn
 
 from chargpt.cli.exits import exiting_past_stop_signals, raising_on_sigterm, signal_of
 from chargpt.errors import exit_stopped_by
@@ -38,6 +40,14 @@ def _launch(command: str) -> None:
         except KeyboardInterrupt as stop:  # Terminated too
             exit_stopped_by(signal_of(stop))
         module.main()
+
+
+def run_as_main(command: str) -> NoReturn:
+    """`python -m chargpt.cli.COMMAND`, from the top of that module: the command runs as its console
+    script does. Run as __main__, the module's own imports (torch, Lightning) came first, outside
+    any handling: a Ctrl-C there was a KeyboardInterrupt traceback, a SIGTERM a silent exit 143."""
+    _launch(command)
+    sys.exit()
 
 
 # One entry per console script (pyproject.toml's [project.scripts]).

@@ -3,6 +3,11 @@
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # python -m chargpt.cli.report: as its console script runs it, whose
+    from chargpt.cli.launch import run_as_main  # handling of a Ctrl-C covers the imports below
+
+    run_as_main("report")
+
 import argparse
 import sys
 from pathlib import Path
@@ -38,6 +43,3 @@ def main(argv: list[str] | None = None) -> None:
     with clean_exits(), raising_on_sigterm():  # SIGTERM: one line and exit 143, as Ctrl-C's 130
         report(args.sweep_dir, args.csv, args.sort)
 
-
-if __name__ == "__main__":
-    main()

@@ -3,6 +3,11 @@ how much of each sample the model copied from its training text."""
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # python -m chargpt.cli.sample: as its console script runs it, whose
+    from chargpt.cli.launch import run_as_main  # handling of a Ctrl-C covers the imports below
+
+    run_as_main("sample")
+
 import json
 import sys
 from typing import Any
@@ -97,6 +102,3 @@ def _hydra_main(cfg: DictConfig) -> None:
 def main() -> None:
     run_main(_hydra_main, config_name=CONFIG_NAME, unused=MODEL_FROM_CHECKPOINT)
 
-
-if __name__ == "__main__":
-    main()

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # python -m chargpt.cli.train: as its console script runs it, whose
+    from chargpt.cli.launch import run_as_main  # handling of a Ctrl-C covers the imports below
+
+    run_as_main("train")
+
 import contextlib
 import functools
 import logging
@@ -238,6 +243,3 @@ def main() -> None:
     with console_outliving_its_reader("" if prints_only(sys.argv) else READER_GONE):
         run_main(_hydra_main, prepare=resume_overrides, config_name=CONFIG_NAME)
 
-
-if __name__ == "__main__":
-    main()
