@@ -272,3 +272,28 @@ def test_a_run_started_with_sigterm_ignored_trains_on_through_one(tmp_path, monk
     assert "SIGTERM" not in err, err
     assert [step for step, _ in hook.take()] == [1, 2, 3, 4]
     assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 4
+
+
+def test_a_sigterm_its_starter_ignores_as_lightning_sets_its_handler_leaves_the_run_training(
+    tmp_path, monkeypatch, capsys
+) -> None:
+    # Between Lightning setting its SIGTERM handler (with the ignored one composed in, as if it were
+    # a handler) and the training loop's own, a SIGTERM the starter ignores set Lightning's
+    # received_sigterm: the run ended at its first step, exit 0, "finished" after one step.
+    from lightning.pytorch.trainer.connectors.signal_connector import _SignalConnector
+
+    register = _SignalConnector.register_signal_handlers
+
+    def registered_then_terminated(self: _SignalConnector) -> None:
+        register(self)
+        signal.raise_signal(signal.SIGTERM)  # to this thread: its handler runs before training starts
+
+    monkeypatch.setattr(_SignalConnector, "register_signal_handlers", registered_then_terminated)
+    with started_ignoring(signal.SIGTERM, monkeypatch):
+        hook = StepHook(monkeypatch)
+        run = tmp_path / "run"
+        args = bare_train_args(write_corpus(tmp_path / "corpus.txt"), run, "trainer.max_steps=3")
+        code, _, err = run_main(train_main, args, capsys)
+    assert code == 0, err
+    assert [step for step, _ in hook.take()] == [1, 2, 3]
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 3

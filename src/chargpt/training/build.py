@@ -52,6 +52,7 @@ from chargpt.training.finetune import (
     resume_settings,
 )
 from chargpt.training.host_memory import keep_freed_memory
+from chargpt.training.lightning_internals import keep_ignored_signals_ignored
 from chargpt.training.module import CharLM
 from chargpt.training.optim import build_optimizer, check_optimizer
 from chargpt.training.optimizer_state import check_optimizer_state
@@ -241,6 +242,7 @@ def build_trainer(cfg: DictConfig, resumed: dict[str, Any] | None = None) -> L.T
         raise ConfigError(f"invalid trainer settings: {first_line(cause)}") from None
     if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:  # keep a user-configured one
         trainer.strategy.checkpoint_io = AtomicCheckpointIO()
+    keep_ignored_signals_ignored(trainer)
     return trainer
 
 

@@ -7,7 +7,12 @@ name if an upgrade removes one.
 
 from __future__ import annotations
 
+from typing import Any
+
 import lightning as L
+from lightning.pytorch.trainer.connectors.signal_connector import _SignalConnector
+
+from chargpt.stop_signals import STOP_SIGNALS, handled_stop_signals
 
 # (owner, attribute path) pairs, checked by the test on a real Trainer and real loggers.
 PRIVATE_MEMBERS: list[tuple[str, str]] = [
@@ -29,6 +34,9 @@ PRIVATE_MEMBERS: list[tuple[str, str]] = [
     ("MLFlowLogger", "_initialized"),
     # and the arguments W&B's run starts with (W&B warns of Lightning's anonymous=None).
     ("WandbLogger", "_wandb_init"),
+    # What sets Lightning's signal handlers as a run starts, and the one call that sets each.
+    ("trainer", "_signal_connector"),
+    ("trainer", "_signal_connector._register_signal"),
 ]
 
 
@@ -40,3 +48,22 @@ def logs_this_step(trainer: L.Trainer) -> bool:
 def is_accumulating(trainer: L.Trainer) -> bool:
     """True inside gradient accumulation: the batch just run is not followed by an optimizer step."""
     return bool(trainer.fit_loop._should_accumulate())
+
+
+class _KeepingIgnoredSignals(_SignalConnector):
+    """Lightning's signal handling, except that a stop signal the process's starter ignores (`trap ''
+    TERM`) stays ignored: Lightning takes SIG_IGN for a handler of the user's and sets its own
+    SIGTERM handler around it, so a SIGTERM between that moment and the training loop's own handler
+    (GracefulInterrupt, which keeps it ignored) set `received_sigterm`, and the run ended as if it
+    had finished."""
+
+    @staticmethod
+    def _register_signal(signum: Any, handlers: Any) -> None:
+        if signum in STOP_SIGNALS and signum not in handled_stop_signals():
+            return  # ignored it stays, with no moment under another handler
+        _SignalConnector._register_signal(signum, handlers)
+
+
+def keep_ignored_signals_ignored(trainer: L.Trainer) -> None:
+    """A stop signal the starter ignores stays ignored while `trainer` runs (_KeepingIgnoredSignals)."""
+    trainer._signal_connector = _KeepingIgnoredSignals(trainer)
