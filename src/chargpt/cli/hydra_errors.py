@@ -232,8 +232,9 @@ class SweptSettings(Callback):
 
 # The settings each value of which a sweep gives is checked as its own job, where the first job's
 # alone let them start: those that decide how a job starts its processes (`trainer=cpu,ddp_cpu`),
-# and those that decide the text and its closing sample, which the console may not write.
-_CHECKED_KEYS = ("trainer", "trainer.strategy", "data", "sample.max_new_tokens")
+# those that decide the text and its closing sample, which the console may not write, and the
+# experiments, which set any of them.
+_CHECKED_KEYS = ("trainer", "trainer.strategy", "data", "sample.max_new_tokens", "experiment")
 
 
 def _checked_per_value(key: str) -> bool:
