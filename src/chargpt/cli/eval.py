@@ -70,4 +70,3 @@ def json_line(result: dict) -> str:
 
 def main() -> None:
     run_main(_hydra_main, config_name=CONFIG_NAME, unused=UNUSED)
-

@@ -75,12 +75,12 @@ def check_output_writes(tokenizer: CharTokenizer, or_else: str = "") -> None:
     encoding, errors = _output()
     unwritable = [c for c in tokenizer.chars if not _writes(c, encoding, errors)]
     if unwritable:
-        # Named in escapes ('\U0001f600'): in a sweep this message is a job's, which its log writes
+        # Named in escapes ('\U0001f600'), which any output writes: a sweep's job may log this line
         # to that same output.
         named = describe_chars(unwritable).encode("ascii", "backslashreplace").decode("ascii")
         raise SetupError(f"standard output's encoding ({encoding}) cannot write the model's characters "
-                          f"{named}, which its samples may hold; set "
-                          f"PYTHONIOENCODING=utf-8 (or PYTHONUTF8=1) to write UTF-8{or_else}")
+                         f"{named}, which its samples may hold; set "
+                         f"PYTHONIOENCODING=utf-8 (or PYTHONUTF8=1) to write UTF-8{or_else}")
 
 
 def check_sweep_output_writes(job: DictConfig) -> None:

@@ -42,4 +42,3 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     with clean_exits(), raising_on_sigterm():  # SIGTERM: one line and exit 143, as Ctrl-C's 130
         report(args.sweep_dir, args.csv, args.sort)
-

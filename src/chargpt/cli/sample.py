@@ -101,4 +101,3 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 def main() -> None:
     run_main(_hydra_main, config_name=CONFIG_NAME, unused=MODEL_FROM_CHECKPOINT)
-

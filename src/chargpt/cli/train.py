@@ -242,4 +242,3 @@ def main() -> None:
     # prints (--help, --info, --cfg) stops printing into a closed pipe without a word: no run goes on.
     with console_outliving_its_reader("" if prints_only(sys.argv) else READER_GONE):
         run_main(_hydra_main, prepare=resume_overrides, config_name=CONFIG_NAME)
-
