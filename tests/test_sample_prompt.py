@@ -172,6 +172,27 @@ def test_a_sweep_whose_output_cannot_write_the_models_text_is_refused_before_any
     assert err.count("\n") == 1 and not sweep.exists()
 
 
+def test_a_sweep_over_experiments_checks_each_ones_sample_before_any_folder(
+    tmp_path: Path, monkeypatch, capsys
+) -> None:
+    # The first experiment draws no closing sample, the second does: only the first was checked
+    # before launch, so the sweep trained the first job and stopped at the second.
+    experiments = tmp_path / "configs" / "experiment"
+    experiments.mkdir(parents=True)
+    for name, tokens in (("quiet", 0), ("loud", 20)):
+        config = f"# @package _global_\nsample:\n  max_new_tokens: {tokens}\n"
+        (experiments / f"{name}.yaml").write_text(config)
+    corpus = write_corpus(tmp_path / "emoji.txt", alphabet="ab é😀\n")
+    monkeypatch.setattr(sys, "stdout", io.TextIOWrapper(io.BytesIO(), encoding="latin-1"))
+    sweep = tmp_path / "sweep"
+    args = [a for a in bare_train_args(corpus, None, f"hydra.sweep.dir={sweep}", "trainer.max_steps=2")
+            if not a.startswith("sample.max_new_tokens=")]
+    args = ["-m", *args, f"hydra.searchpath=[file://{tmp_path / 'configs'}]", "experiment=quiet,loud"]
+    code, _, err = run_main(train.main, args, capsys)
+    assert code == 2, err
+    assert "cannot write the model's characters '\\U0001f600'" in err and not sweep.exists(), err
+
+
 def test_a_sweep_job_whose_output_cannot_write_its_text_ends_the_sweep_in_one_line(
     tmp_path: Path, monkeypatch, capsys
 ) -> None:
