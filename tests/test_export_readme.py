@@ -190,6 +190,25 @@ def test_a_recorded_command_names_files_and_folders_by_their_names_alone() -> No
     assert card_command(None) is None and card_command([]) is None
 
 
+@pytest.mark.parametrize(("typed", "published"), [
+    # A private text's address: its user and password, and a signed query, were published as typed.
+    ("data.url='https://me:s3cret@corpora.example.org/a/input.txt?sig=abc#x'",
+     "data.url='https://corpora.example.org/a/input.txt'"),
+    ("data.url=https://corpora.example.org/input.txt", "data.url=https://corpora.example.org/input.txt"),
+    ("data.url=file:///home/me/input.txt", "data.url=input.txt"),
+    # A value quoted for Hydra (as its error asks for a space), or a list: its paths were published whole.
+    ("data.cache_dir='/home/me/my cache'", "data.cache_dir='my cache'"),
+    ('trainer.default_root_dir="/home/me/x y"', "trainer.default_root_dir='x y'"),
+    ("data.data_files=[/home/me/a.txt,'/home/me/b c.txt',rel/d.txt]",
+     "data.data_files=[a.txt,'b c.txt',rel/d.txt]"),
+    ("data.data_files='/home/me/corpus/*.txt'", "data.data_files='*.txt'"),
+])
+def test_a_recorded_command_publishes_no_password_and_no_folder_in_any_spelling(
+    typed: str, published: str
+) -> None:
+    assert card_command(["chargpt-train", typed]) == shlex.join(["chargpt-train", published])
+
+
 def _cell_text(tokens: list, label: str) -> str:
     """The rendered text of the table cell after `label`'s: plain text and inline code only."""
     index = next(i for i, t in enumerate(tokens) if t.type == "inline" and t.content == label) + 3

@@ -12,6 +12,7 @@ import unicodedata
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path, PurePath, PureWindowsPath
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from chargpt.checkpoints import read_checkpoint, resolve_checkpoint, stored_corpus, training_record
 from chargpt.checks import as_utf8
@@ -20,7 +21,14 @@ from chargpt.errors import CheckpointError
 from chargpt.export_layout import CONFIG_FILE, README_MARKER, WEIGHTS, export_folder_of, read_export_config
 from chargpt.inference import TrainedModel, start_prompt
 from chargpt.metric_names import VAL_LOSS
-from chargpt.overrides import is_folder_key, is_path_key, override_key
+from chargpt.overrides import (
+    hydra_quoted,
+    is_folder_key,
+    is_free_text_key,
+    is_path_key,
+    literal_value,
+    override_key,
+)
 from chargpt.run_layout import CHECKPOINT_DIR, LAST, SWEEP_CONFIG, VAL_STEP, run_dir_of
 
 # Hydra's default run directories are outputs/DATE/TIME: the time alone would be a poor name.
@@ -121,17 +129,52 @@ def weights_step(ckpt: dict[str, Any] | None, file: str | Path) -> int | None:
 # A value that names a file or folder from a machine's root or a user's home (any setting's: a
 # logger's save_dir, a trainer's default_root_dir), in POSIX or Windows spelling.
 _LOCAL_PATH = re.compile(r"^(?:[/\\~$]|[A-Za-z]:[/\\])")
+# A web address (data.url): its user and password, query and fragment are where a private file's
+# token goes.
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+# The elements of a value typed in Hydra's grammar: quoted strings, and the text between a list's
+# brackets and commas.
+_ELEMENT = re.compile(r"""'(?:\\.|[^'\\])*'|"(?:\\.|[^"\\])*"|[^,\[\]'"]+""")
+
+
+def _published_value(value: str, names_a_file: bool) -> str:
+    """One value as a published card shows it: a web address without its user, password, query or
+    fragment (a file:// one as a local file), a file or folder by its name alone."""
+    if _URL.match(value):
+        parts = urlsplit(value)
+        if parts.scheme.lower() != "file":
+            return urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", ""))
+        value, names_a_file = parts.path, True
+    if names_a_file or _LOCAL_PATH.match(value):
+        return PureWindowsPath(value).name or value  # (\\ or / ends a folder)
+    return value
+
+
+def _published_element(element: str) -> str:
+    """An element of a value in Hydra's grammar (_ELEMENT), published: a quoted one read as the
+    text it sets, and quoted again when it changes."""
+    if element[0] in "'\"":
+        text = literal_value(f"x={element}")
+        published = _published_value(text, names_a_file=False)
+        return element if published == text else hydra_quoted(published)
+    text = element.strip()
+    return element.replace(text, _published_value(text, names_a_file=False)) if text else element
 
 
 def _published_word(word: str) -> str:
     """One word of a recorded command as a published card shows it: a file or folder by its name
-    alone (as trained_on is), never the folders above it."""
+    alone (as trained_on is), never the folders above it, and a web address without what may give
+    access to it. A value the command line takes literally (a path, a prompt) is one value; any
+    other is Hydra's text, each element of a quoted value or a list published alone."""
     setting, equals, value = word.partition("=")
     key = override_key(word)
-    if not equals or value.lower() in ("", "null") or not (
-            is_path_key(key) or is_folder_key(key) or _LOCAL_PATH.match(value)):
+    if not equals or value.lower() in ("", "null"):
         return word
-    return f"{setting}={PureWindowsPath(value).name or value}"  # (\\ or / ends a folder)
+    if is_free_text_key(key) or is_folder_key(key):
+        published = _published_value(value, names_a_file=is_path_key(key) or is_folder_key(key))
+    else:
+        published = _ELEMENT.sub(lambda m: _published_element(m.group(0)), value)
+    return f"{setting}={published}"
 
 
 def _is_tracker_setting(key: str) -> bool:
