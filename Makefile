@@ -29,7 +29,8 @@ STAMP := $(VENV)/.chargpt-installed
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+# (__init__.py holds the version, which the install's metadata records: installed again when it changes.)
+$(STAMP): pyproject.toml src/chargpt/__init__.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -c "import torch" 2>/dev/null || \
 		$(BIN)/pip install --quiet "$(TORCH_SPEC)" $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL))

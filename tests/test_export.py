@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import errno
 import hashlib
-import importlib.metadata
 import json
 import os
 import re
@@ -380,7 +379,7 @@ def test_cli_export_of_a_run_carries_its_card_and_serves_chargpt_sample(
     # published) and its fingerprint; and the chargpt that wrote the card.
     assert config["card"]["trained_on"] == corpus.name
     assert config["card"]["text_sha256"] == hashlib.sha256(corpus.read_bytes()).hexdigest()
-    assert config["card"]["chargpt_version"] == importlib.metadata.version("chargpt")
+    assert config["card"]["chargpt_version"] == chargpt.__version__
     assert str(corpus.parent) not in (out / "config.json").read_text(encoding="utf-8")
     assert f"| trained on | {corpus.name} (sha256 `{config['card']['text_sha256']}`) |" in (
         out / "README.md").read_text(encoding="utf-8")

@@ -24,7 +24,7 @@ from chargpt.errors import CheckpointError
 from chargpt.export import ExportError, export_config, export_model
 from chargpt.inference import TrainedModel
 from chargpt.model import ModelConfig, build_model
-from chargpt.model_card import ModelCard, card_command, export_readme
+from chargpt.model_card import ModelCard, card_command, card_for_checkpoint, export_readme
 from conftest import fenced_blocks, lacks, run_main
 from test_export import NO_EXTRA, VOCAB, _same_weights, card, run_python, small_model
 
@@ -207,6 +207,22 @@ def test_a_recorded_command_publishes_no_password_and_no_folder_in_any_spelling(
     typed: str, published: str
 ) -> None:
     assert card_command(["chargpt-train", typed]) == shlex.join(["chargpt-train", published])
+
+
+def test_a_card_names_the_chargpt_that_writes_it_as_its_version_is_written(
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The version is written once, chargpt.__version__: the card read the installed metadata, which
+    # an editable install keeps from the day it was installed (a version raised since: the old one).
+    monkeypatch.setattr(chargpt, "__version__", "9.9.9")
+    ckpt = {"hyper_parameters": {"model": {"arch": "bigram", "block_size": 8}, "vocab": list("ab")},
+            "global_step": 3}
+    card = card_for_checkpoint(Path("run") / "checkpoints" / "last.ckpt", ckpt, params=4)
+    assert card.chargpt_version == "9.9.9"
+    trained = small_model("bigram")
+    config = export_config(trained, card, "safetensors")
+    assert config["card"]["chargpt_version"] == "9.9.9"
+    assert "| written by | chargpt 9.9.9 |" in export_readme(config)
 
 
 def _cell_text(tokens: list, label: str) -> str:

@@ -3,7 +3,6 @@ an export's README.md, the same card for people, with the recipe for using the e
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
 import math
 import re
@@ -14,6 +13,7 @@ from pathlib import Path, PurePath, PureWindowsPath
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import chargpt
 from chargpt.checkpoints import read_checkpoint, resolve_checkpoint, stored_corpus, training_record
 from chargpt.checks import as_utf8
 from chargpt.data.tokenizer import CharTokenizer
@@ -68,12 +68,11 @@ class ModelCard:
         return asdict(self)
 
 
-def installed_version() -> str | None:
-    """chargpt's version as installed (pyproject.toml's); None when run from a source tree alone."""
-    try:
-        return importlib.metadata.version("chargpt")
-    except importlib.metadata.PackageNotFoundError:
-        return None
+def running_version() -> str:
+    """The version of the chargpt writing a card: chargpt.__version__, where it is written once. The
+    installed package's metadata is not: an editable install keeps the version it was installed
+    with after __version__ changes, and a source tree run without installing has none."""
+    return chargpt.__version__
 
 
 def default_name(run_dir: Path) -> str:
@@ -215,7 +214,7 @@ def card_for_checkpoint(file: Path, ckpt: dict[str, Any], params: int, name: str
         arch=str(model.get("arch", "gpt")), val_loss=val_loss, step=step,
         trained_on=as_utf8(PurePath(str(source)).name) if source else None,
         text_sha256=str(corpus["sha256"]) if corpus.get("sha256") else None,
-        chargpt_version=installed_version(),
+        chargpt_version=running_version(),
         training_started=_recorded_time(record.get("started")),
         training_ended=_recorded_time(record.get("ended")),
         command=card_command(record.get("command")),
