@@ -36,9 +36,9 @@ from chargpt.runs.continuation import forget_unstarted_job, keep_finished_jobs
 from chargpt.runs.directory import prepare_run_dir
 from chargpt.runs.resume import resume_command, resume_overrides
 from chargpt.runs.status import forget_this_resume, has_started, record_status, record_trained
+from chargpt.runs.status_callbacks import record_while_training
 from chargpt.runs.sweep_record import continue_line
 from chargpt.runs.train_on import how_to_train_on
-from chargpt.runs.training_records import record_while_training
 from chargpt.stop_request import JobStopped, requested_stop, stopping_untrained, sweep_process_ended
 from chargpt.stop_signals import StoppedAfterLastStep
 from chargpt.training.build import build_run
