@@ -1,14 +1,16 @@
-"""The package's tree is its data flow (README.md, "How it is built"): a module imports only from its
-own layer or the layers before it, so each layer reads without those after it."""
+"""The package's tree is its data flow (README.md and docs/layout.md, "How it is built"): a module
+imports only from its own layer or the layers before it, so each layer reads without those after it;
+and docs/layout.md names every file."""
 
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "chargpt"
 
-# The top-level modules and folders of chargpt, layer by layer, in the order README.md gives.
+# The top-level modules and folders of chargpt, layer by layer, in the order docs/layout.md gives.
 LAYERS = [
     {"errors", "checks", "files", "overrides", "hydra_run", "stop_signals", "stop_request", "distributed",
      "memorization", "glyphs", "metric_names", "run_layout", "export_layout"},
@@ -49,8 +51,8 @@ def _imported(tree: ast.AST) -> list[tuple[str, int]]:
 def test_every_part_of_the_package_has_its_layer() -> None:
     parts = {_top(p) for p in PACKAGE.glob("*") if p.suffix == ".py" or (p / "__init__.py").exists()}
     parts.discard("__init__")  # the package's front door: the Python API, loaded lazily
-    assert parts - LAYER.keys() == set(), "place the new module in LAYERS and README.md's layout"
-    assert LAYER.keys() - parts == set(), "a module in LAYERS is gone: take it out (and out of README.md)"
+    assert parts - LAYER.keys() == set(), "place the new module in LAYERS and docs/layout.md"
+    assert LAYER.keys() - parts == set(), "a module in LAYERS is gone: take it out (and of docs/layout.md)"
 
 
 def test_imports_point_down_the_data_flow() -> None:
@@ -64,3 +66,27 @@ def test_imports_point_down_the_data_flow() -> None:
             if LAYER.get(target, len(LAYERS)) > layer:
                 upward.append(f"{path.relative_to(PACKAGE)}:{line} imports {name}")
     assert upward == []
+
+
+def test_the_layout_page_names_every_file_in_its_folder() -> None:
+    # The page is where a newcomer finds what each file holds: a file it does not name, or one it
+    # names that is gone, makes it a wrong map.
+    page = (PACKAGE.parents[1] / "docs" / "layout.md").read_text(encoding="utf-8")
+    tree = page[page.index("src/chargpt/"):]
+    named: set[str] = set()
+    folders = [""]  # the folder each indented line is in, by its indent
+    for line in tree.splitlines()[1:]:
+        if line.startswith("```") or not line.startswith("  "):
+            break
+        depth = (len(line) - len(line.lstrip(" "))) // 2 - 1
+        words = re.match(r"(?:[\w.]+/?, )*[\w.]+/?", line.strip()).group(0)  # the names before the words
+        folders = folders[: depth + 1]
+        for word in words.split(", "):
+            if word.endswith("/"):
+                folders.append(folders[depth] + word)
+            else:
+                named.add(folders[depth] + word.strip())
+    files = {str(p.relative_to(PACKAGE)) for p in PACKAGE.rglob("*") if p.suffix in (".py", ".html")}
+    files -= {str(p.relative_to(PACKAGE)) for p in PACKAGE.rglob("__init__.py") if p.parent != PACKAGE}
+    assert sorted(files - named) == [], "name each new file in docs/layout.md, with what it holds"
+    assert sorted(named - files) == [], "docs/layout.md names a file that is gone"
