@@ -55,10 +55,16 @@ def is_resume_config(config_dir: str | Path) -> bool:
     return Path(config_dir).name.startswith(RESUME_PREFIX)
 
 
-def overrides_files(run_dir: Path) -> list[Path]:
-    """The first launch's overrides, then each resume's, oldest first (`resume-<YYYYmmdd-HHMMSS>`)."""
+def launch_files(run_dir: Path, name: str) -> list[Path]:
+    """One of Hydra's files (`name`: overrides.yaml, config.yaml) of the first launch into `run_dir`,
+    then each resume's, oldest first (`resume-<YYYYmmdd-HHMMSS>`)."""
     records = run_dir / CONFIG_DIR
-    return [records / OVERRIDES_FILE, *sorted(records.glob(f"{RESUME_PREFIX}*/{OVERRIDES_FILE}"))]
+    return [records / name, *sorted(records.glob(f"{RESUME_PREFIX}*/{name}"))]
+
+
+def overrides_files(run_dir: Path) -> list[Path]:
+    """The first launch's overrides, then each resume's, oldest first."""
+    return launch_files(run_dir, OVERRIDES_FILE)
 
 
 def read_overrides(file: Path) -> list[str]:

@@ -21,7 +21,7 @@ from chargpt.data.corpus import DATA_DIR_ENV
 from chargpt.data.sources.paths import expand_path
 from chargpt.hydra_run import task_overrides
 from chargpt.overrides import override_key
-from chargpt.run_layout import CONFIG_DIR, RESUME_PREFIX, SAVED_CONFIG, run_dir_of
+from chargpt.run_layout import SAVED_CONFIG, launch_files, run_dir_of
 from chargpt.training.run_checks import resumable
 
 log = logging.getLogger(__name__)
@@ -32,9 +32,7 @@ SETTING = "paths.data_dir"
 def recorded_data_dir(run_dir: Path) -> str | None:
     """The absolute data directory the latest launch into `run_dir` recorded in its saved config;
     None for a run from before this record (its config holds the setting's interpolation)."""
-    records = run_dir / CONFIG_DIR
-    configs = [records / SAVED_CONFIG, *sorted(records.glob(f"{RESUME_PREFIX}*/{SAVED_CONFIG}"))]
-    for config in reversed(configs):
+    for config in reversed(launch_files(run_dir, SAVED_CONFIG)):
         try:  # as written: an interpolation is no record (resolved here, it would be this process's)
             saved = OmegaConf.to_container(OmegaConf.load(config), resolve=False)
         except Exception:  # missing, unreadable: an older launch may still say
