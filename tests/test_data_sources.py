@@ -434,6 +434,16 @@ def test_a_short_file_with_one_nul_is_not_taken_for_utf16(tmp_path: Path) -> Non
     assert "UTF-16" not in str(err.value)
 
 
+def test_chinese_in_utf16_without_a_mark_gets_the_utf16_advice(tmp_path: Path) -> None:
+    # Its NULs are only the high bytes of its newlines and ASCII spaces: few, but all at one parity.
+    poem = tmp_path / "poem.txt"
+    lines = "春眠不覺曉，處處聞啼鳥。夜來風雨聲，花落知多少。\n" * 30 + "床前明月光 疑是地上霜\n"
+    poem.write_bytes(lines.encode("utf-16-le"))
+    with pytest.raises(DataError, match=re.escape("holds NUL bytes (UTF-16 text, or a binary file?); "
+                                                  "if it is text, convert it to UTF-8 (iconv -f UTF-16")):
+        module(poem).setup()
+
+
 # -- Hugging Face datasets -------------------------------------------------------------------------
 
 needs_datasets = pytest.mark.skipif(lacks("datasets"), reason="the hf extra is not installed")

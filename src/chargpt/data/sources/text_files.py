@@ -96,11 +96,11 @@ def _not_text(path: Path) -> str | None:
 
 def _utf16_like(head: bytes) -> bool:
     """NULs where UTF-16 puts them: the high byte of each ASCII character (every other byte of
-    English, each space and newline of other scripts), so nearly all at one parity and in a fair
-    share of the 2-byte units. A stray NUL, or a binary file's (at any offset), is not."""
+    English; of Chinese or Japanese, only each newline and ASCII space, which may be few), so
+    several, nearly all at one parity. A stray NUL, or a binary file's (at any offset), is not."""
     even, odd = head[0::2].count(0), head[1::2].count(0)
     most = max(even, odd)
-    return most >= 2 and most * 10 >= (even + odd) * 9 and most * 16 >= len(head) // 2
+    return most >= 3 and most * 10 >= (even + odd) * 9
 
 
 def _decodes(head: bytes) -> bool:
