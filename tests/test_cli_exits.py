@@ -26,6 +26,7 @@ import chargpt.cli.serve as serve_cli
 import chargpt.cli.train as train_cli
 from chargpt.cli import launch
 from chargpt.cli.train import main as train_main
+from chargpt.errors import needs_extra
 from chargpt.stop_signals import STOP_SIGNALS, handling_stop_signals
 from chargpt.training.callbacks.graceful_interrupt import GracefulInterrupt
 from conftest import TINY_MODEL, run_cli
@@ -117,6 +118,14 @@ def test_each_command_has_its_own_help(cli, name, absent, capsys) -> None:
     assert "powered by Hydra" not in out and absent not in out
     examples = out.split("Examples:\n", 1)[1].split("\n\n", 1)[0]
     assert examples.count(f"{name} ") == 2
+
+
+def test_export_help_installs_its_extra_as_the_missing_extras_error_does(capsys) -> None:
+    # It said `pip install 'chargpt[export]'`: chargpt is installed from its folder, not an index.
+    assert run_cli(export_cli.main, "--help") == 0
+    out = " ".join(capsys.readouterr().out.split())
+    install = needs_extra("chargpt-export", "safetensors", "export").rsplit(": ", 1)[1]
+    assert install in out and "chargpt[export]" not in out
 
 
 def _trainer(step: int, max_steps: int) -> SimpleNamespace:
