@@ -212,6 +212,20 @@ def test_the_warning_names_a_best_checkpoint_that_beats_guessing(tmp_path: Path,
     assert warned(figures | {"val_loss": 4.0}) == ""
 
 
+def test_the_warnings_advice_fits_a_short_run(caplog) -> None:
+    # A 10-step fine-tune validating every 5 steps, just over one epoch: it said "after 1 epochs"
+    # and advised trainer.val_check_interval=20, which validates less often than it did.
+    trainer = SimpleNamespace(callback_metrics={}, checkpoint_callbacks=[], val_check_batch=5, global_step=10)
+    warn_if_no_better_than_guessing({"val_loss": 4.07, "tokens": 7_680}, trainer, 5_805, 51)
+    warning = " ".join(r.getMessage() for r in caplog.records)
+    assert "after 1 epoch over its 5,805 training characters" in warning
+    assert warning.endswith("validate often (e.g. trainer.val_check_interval=2) and use the best checkpoint")
+    caplog.clear()  # already every 2 steps: there is no shorter interval to advise
+    trainer.val_check_batch = 2
+    warn_if_no_better_than_guessing({"val_loss": 4.07, "tokens": 7_680}, trainer, 5_805, 51)
+    assert " ".join(r.getMessage() for r in caplog.records).endswith("A longer text helps most")
+
+
 def test_a_runs_overrides_are_read_as_written_not_resolved() -> None:
     # Read through list(), `${oc.env:HOME}` came back resolved and an escaped `\${x}` lost its
     # escape: model=auto's line that reproduces the run printed them so.

@@ -32,16 +32,23 @@ def warn_if_no_better_than_guessing(
     every = getattr(trainer, "val_check_batch", None)
     batches = trainer.global_step * getattr(trainer, "accumulate_grad_batches", 1)  # as every counts
     validated_often = isinstance(every, int) and batches >= 4 * every
+    # An interval that validates at least 4 times in this many steps (20 for a long run): only
+    # offered where it is shorter than the run's own (a 10-step run validating every 5 was told 20).
+    often = max(1, min(20, trainer.global_step // 4))
+    accumulate = getattr(trainer, "accumulate_grad_batches", 1)
     if best_file and best is not None and best < guess:
         what = (f"its last weights have memorised them; this run's best checkpoint, {best:.2f}, beats "
                 f"guessing: {best_file}. A longer text helps most")
     else:
         what = ("the model has learnt nothing that carries over to the validation text. A longer text "
                 "helps most")
-        if not validated_often:
-            what += "; or validate often (e.g. trainer.val_check_interval=20) and use the best checkpoint"
+        if not validated_often and not (isinstance(every, int) and every <= often * accumulate):
+            what += (f"; or validate often (e.g. trainer.val_check_interval={often}) and use the best "
+                     "checkpoint")
+    epochs = f"{tokens / train_chars:,.0f}"
     log.warning(
         "warning: validation loss %.2f is worse than guessing uniformly among the %d characters of its "
-        "vocabulary (%.2f): after %s epochs over its %s training characters%s, %s",
-        last, vocab_size, guess, f"{tokens / train_chars:,.0f}", f"{train_chars:,}", fitted, what,
+        "vocabulary (%.2f): after %s %s over its %s training characters%s, %s",
+        last, vocab_size, guess, epochs, "epoch" if epochs == "1" else "epochs", f"{train_chars:,}",
+        fitted, what,
     )
