@@ -14,7 +14,9 @@ from omegaconf import OmegaConf
 
 import chargpt
 from chargpt.cli import eval as eval_cli
+from chargpt.cli import export as export_cli
 from chargpt.cli import sample as sample_cli
+from chargpt.cli import serve as serve_cli
 from chargpt.cli import train as train_cli
 from chargpt.data import CharDataModule
 from chargpt.errors import ChargptError
@@ -731,6 +733,30 @@ def test_a_sweeps_folder_given_for_a_run_names_a_job_folder(files, capsys):
     _assert_one_error_line(code, out, err,
                            f"{sweep} is a sweep's folder, not a run directory; pass the folder of one of its "
                            f"jobs (e.g. {sweep / '1'})")
+
+
+@pytest.mark.parametrize(("cli", "extra", "expected"), [
+    # Hydra added the setting and the command went on without it: `+n=2` drew one sample, as its
+    # error for `n=2` advised ("add a setting of your own with +n=2").
+    (sample_cli, ["+n=2"], "error: +n=2 does nothing in chargpt-sample: it is not one of its settings, and "
+                           "the command reads only those (--help lists them); drop it"),
+    (sample_cli, ["+num_sample=2"], "(did you mean num_samples?)"),
+    (sample_cli, ["+data.paths=t.txt"], "+data.paths=t.txt does nothing in chargpt-sample: it is not one of "
+                                        "its settings (did you mean data.path?)"),
+    (eval_cli, ["+foo=1"], "error: +foo=1 does nothing in chargpt-eval"),
+    (export_cli, ["out=exported", "+n=3"], "error: +n=3 does nothing in chargpt-export"),
+    # (port=-1: where the setting is let through, the server is refused, rather than left serving.)
+    (serve_cli, ["port=-1", "++hots=0.0.0.0"],
+     "error: ++hots=0.0.0.0 does nothing in chargpt-serve: it is not one of its settings (did you mean "
+     "host?)"),
+    (sample_cli, ["n=2"], "error: n is not a setting; check its spelling (--cfg job shows every setting)"),
+])
+def test_a_setting_added_to_a_command_that_reads_none_is_refused(cli, extra, expected, files, monkeypatch,
+                                                                  capsys) -> None:
+    monkeypatch.chdir(files["tmp"])
+    code, out, err = run_main(cli.main, [f"ckpt_path={files['ckpt']}", *extra], capsys)
+    _assert_one_error_line(code, out, err, expected)
+    assert "add a setting of your own" not in err and not (files["tmp"] / "exported").exists()
 
 
 @pytest.mark.parametrize(("swept", "expected"), [

@@ -5,6 +5,7 @@ exits, one-line errors), quiet warnings, threads.
 from __future__ import annotations
 
 import contextlib
+import difflib
 import functools
 import logging
 import os
@@ -51,12 +52,15 @@ def run_main(
     prepare: Callable[[list[str]], list[str]] | None = None,
     config_name: str | None = None,
     unused: Mapping[str, str] | None = None,
+    takes_new_settings: bool = False,
 ) -> None:
     """Run a Hydra entry point: the command line prepared for Hydra, user errors as one line (exit
     2), Ctrl-C as exit 130 with one line (SIGTERM: 143), a closed output pipe quietly (exit 141),
     and whatever a failed or interrupted start created removed again. `config_name` (the command's
     config) lets a misspelt setting's error name the one meant. `unused`: settings (and groups) the
-    command does not use, each with why: given, they are refused before Hydra reads them."""
+    command does not use, each with why: given, they are refused before Hydra reads them.
+    `takes_new_settings`: whether a setting added with `+KEY=VALUE` can be read (chargpt-train's
+    callbacks and trainer options of one's own); elsewhere one is refused."""
     global _literal
     saved, failed = sys.argv, True
     try:
@@ -72,14 +76,16 @@ def run_main(
                 if config_name:
                     check_removals(config_name, overrides)
                 refuse_unused(overrides, unused or {}, config_name)
+                if config_name and not takes_new_settings:
+                    refuse_added(overrides, config_name)
             except ConfigError as err:
                 if full_errors_requested():
                     raise
                 exit_usage(str(err))
             _literal, sys.argv = literal, prepared
             # SIGTERM (a `kill`, a scheduler) unwinds the command as Ctrl-C does: one line, exit 143.
-            with raising_on_sigterm(), \
-                    one_line_hydra_errors(settings_beside(config_name, overrides) if config_name else None):
+            beside = settings_beside(config_name, overrides) if config_name else None
+            with raising_on_sigterm(), one_line_hydra_errors(beside, takes_new_settings):
                 hydra_main()
             failed = False
     except SystemExit as exit_:
@@ -98,6 +104,26 @@ def refuse_unused(overrides: list[str], unused: Mapping[str, str], config_name: 
         for setting, why in unused.items():
             if key == setting or key.startswith(setting + "."):
                 raise ConfigError(f"{as_typed(typed)} does nothing in chargpt-{config_name} ({why}); drop it")
+
+
+def refuse_added(overrides: list[str], config_name: str) -> None:
+    """A setting added with `+KEY=VALUE` (or `++KEY=VALUE` where KEY is none) that the command's
+    config lacks: Hydra adds it and the command, which reads only its own settings, goes on without
+    it (`chargpt-sample +n=2` drew one sample). Refused, with the setting meant where one is close."""
+    added = [o for o in overrides if o.startswith("+") and re.split(r"[./]", override_key(o))[0] != "hydra"]
+    if not added:
+        return
+    beside = settings_beside(config_name, overrides)
+    for typed in added:
+        key = override_key(typed)
+        parent, _, name = key.rpartition(".")
+        settings = beside(key)
+        if name in settings:
+            continue  # `++KEY=VALUE` sets it; `+KEY=VALUE` is Hydra's error (it is there already)
+        near = difflib.get_close_matches(name, settings, n=1)
+        meant = f" (did you mean {parent + '.' if parent else ''}{near[0]}?)" if near else ""
+        raise ConfigError(f"{as_typed(typed)} does nothing in chargpt-{config_name}: it is not one of its "
+                          f"settings{meant}, and the command reads only those (--help lists them); drop it")
 
 
 def cli_task(task: F) -> F:

@@ -94,8 +94,11 @@ def release_stderr() -> None:
 
 
 @contextmanager
-def one_line_hydra_errors(settings_beside: Callable[[str], list[str]] | None = None) -> Iterator[None]:
-    """`settings_beside(key)`: the settings next to a key that is not one (for "did you mean")."""
+def one_line_hydra_errors(
+    settings_beside: Callable[[str], list[str]] | None = None, takes_new_settings: bool = True
+) -> Iterator[None]:
+    """`settings_beside(key)`: the settings next to a key that is not one (for "did you mean").
+    `takes_new_settings`: whether a key that is not a setting may be added (`+KEY=VALUE`)."""
     global _current
     if full_errors_requested():
         yield
@@ -110,7 +113,7 @@ def one_line_hydra_errors(settings_beside: Callable[[str], list[str]] | None = N
         if held.holding and exit_.code == 1 and plain and text.strip():
             held.held.clear()
             held.release()  # the error line goes straight to the terminal's stderr
-            exit_usage(one_line(text, settings_beside))
+            exit_usage(one_line(text, settings_beside, takes_new_settings))
         raise
     finally:
         held.release()
@@ -119,8 +122,12 @@ def one_line_hydra_errors(settings_beside: Callable[[str], list[str]] | None = N
         _current = None
 
 
-def one_line(text: str, settings_beside: Callable[[str], list[str]] | None = None) -> str:
-    """Hydra's message in one line, with chargpt's advice where it has some."""
+def one_line(
+    text: str, settings_beside: Callable[[str], list[str]] | None = None, takes_new_settings: bool = True
+) -> str:
+    """Hydra's message in one line, with chargpt's advice where it has some. A key that is not a
+    setting is offered `+KEY=VALUE` only where `takes_new_settings` (chargpt-train: the other
+    commands read nothing else)."""
     message = text.split(_HINT, 1)[0].strip()
     if match := _NOT_IN_STRUCT.search(message):
         key, added = match[1], match[2]
@@ -130,8 +137,8 @@ def one_line(text: str, settings_beside: Callable[[str], list[str]] | None = Non
         near = [ALSO_KNOWN_AS[name]] if ALSO_KNOWN_AS.get(name) in beside else []
         near = near or difflib.get_close_matches(name, beside, n=1)
         meant = f" (did you mean {parent + '.' if parent else ''}{near[0]}?)" if near else ""
-        return (f"{key} is not {where}{meant}; check its spelling (--cfg job shows every setting), or "
-                f"add a setting of your own with {added}")
+        spelling = f"{key} is not {where}{meant}; check its spelling (--cfg job shows every setting)"
+        return f"{spelling}, or add a setting of your own with {added}" if takes_new_settings else spelling
     if match := _NOT_DELETABLE.search(message):  # Hydra says so of a setting that is null, too
         key = match[1]
         parent, _, name = key.rpartition(".")

@@ -241,4 +241,4 @@ def main() -> None:
     # Ctrl-C before or after the training loop (nothing to save) ends with exit code 130. What only
     # prints (--help, --info, --cfg) stops printing into a closed pipe without a word: no run goes on.
     with console_outliving_its_reader("" if prints_only(sys.argv) else READER_GONE):
-        run_main(_hydra_main, prepare=resume_overrides, config_name=CONFIG_NAME)
+        run_main(_hydra_main, prepare=resume_overrides, config_name=CONFIG_NAME, takes_new_settings=True)
