@@ -750,6 +750,8 @@ def test_a_sweeps_folder_given_for_a_run_names_a_job_folder(files, capsys):
      "error: ++hots=0.0.0.0 does nothing in chargpt-serve: it is not one of its settings (did you mean "
      "host?)"),
     (sample_cli, ["n=2"], "error: n is not a setting; check its spelling (--cfg job shows every setting)"),
+    # A setting given again with ++ is set: the error is the other one's (it named the ++ one).
+    (sample_cli, ["++temperature=0.5", "n=2"], "error: n is not a setting; check its spelling"),
 ])
 def test_a_setting_added_to_a_command_that_reads_none_is_refused(cli, extra, expected, files, monkeypatch,
                                                                   capsys) -> None:

@@ -261,7 +261,7 @@ def check_removals(config_name: str, overrides: list[str]) -> None:
     if not removed:
         return
     # One composition without them (nor a sweep's lists: composing takes one value of each).
-    config = _composed(config_name, [o for o in overrides if o not in removed and not is_sweep(o)])
+    config = composed(config_name, [o for o in overrides if o not in removed and not is_sweep(o)])
     for key in removed.values():
         value = None if config is None else OmegaConf.select(config, key, default=None,
                                                              throw_on_resolution_failure=False)
@@ -275,7 +275,7 @@ def removed_a_needed_setting(removed: str, needed: str) -> ConfigError:
                        f"its default, or set a value: {needed}=VALUE")
 
 
-def _composed(config_name: str, overrides: list[str]) -> DictConfig | None:
+def composed(config_name: str, overrides: list[str]) -> DictConfig | None:
     """The command's config with these overrides (None when it cannot be composed)."""
     GlobalHydra.instance().clear()
     try:
@@ -366,7 +366,7 @@ def settings_beside(config_name: str, overrides: list[str]) -> Callable[[str], l
     (composed again, on the error path only); none when that cannot be composed."""
 
     def settings(key: str) -> list[str]:
-        config = _composed(config_name, [o for o in overrides if override_key(o) != key])
+        config = composed(config_name, [o for o in overrides if override_key(o) != key])
         return [] if config is None else settings_in(config, key)
 
     return settings

@@ -23,6 +23,7 @@ from omegaconf.errors import ConfigAttributeError, ConfigKeyError, Interpolation
 from chargpt.checks import whole_number
 from chargpt.cli.argv import (
     check_removals,
+    composed,
     full_options,
     hydra_argv,
     literal_argv,
@@ -31,7 +32,7 @@ from chargpt.cli.argv import (
     settings_beside,
 )
 from chargpt.cli.exits import BROKEN_PIPE_EXIT_CODE, Terminated, clean_exits, exit_no_room, raising_on_sigterm
-from chargpt.cli.hydra_errors import one_line_hydra_errors, release_stderr
+from chargpt.cli.hydra_errors import one_line_hydra_errors, release_stderr, settings_in
 from chargpt.errors import NO_ROOM, ConfigError, cause_of, exit_stopped_by, exit_usage, full_errors_requested
 from chargpt.hydra_run import as_written
 from chargpt.overrides import as_typed, override_key
@@ -113,11 +114,13 @@ def refuse_added(overrides: list[str], config_name: str) -> None:
     added = [o for o in overrides if o.startswith("+") and re.split(r"[./]", override_key(o))[0] != "hydra"]
     if not added:
         return
-    beside = settings_beside(config_name, overrides)
+    config = composed(config_name, [o for o in overrides if o not in added])
+    if config is None:
+        return  # another setting is wrong: Hydra's error names it
     for typed in added:
         key = override_key(typed)
         parent, _, name = key.rpartition(".")
-        settings = beside(key)
+        settings = settings_in(config, key)
         if name in settings:
             continue  # `++KEY=VALUE` sets it; `+KEY=VALUE` is Hydra's error (it is there already)
         near = difflib.get_close_matches(name, settings, n=1)
