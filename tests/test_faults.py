@@ -10,6 +10,7 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import lightning as L
 import pytest
@@ -23,7 +24,7 @@ from chargpt.cli.train import main as train_main
 from chargpt.errors import CheckpointError
 from chargpt.training.build import build_trainer
 from chargpt.training.callbacks.graceful_interrupt import GracefulInterrupt
-from chargpt.training.callbacks.nonfinite_guard import NonFiniteGuard, NonFiniteLossError
+from chargpt.training.callbacks.nonfinite_guard import NonFiniteGuard, NonFiniteLossError, _last_checkpoint
 from chargpt.training.callbacks.resume import ResumeState
 from chargpt.training.checkpoint_io import AtomicCheckpointIO
 from conftest import StepHook, assert_stopped_on_nan, bare_train_args, poison_weights, run_main, write_corpus
@@ -84,9 +85,10 @@ def test_a_nan_before_any_checkpoint_says_to_start_again(tmp_path, monkeypatch, 
     code, _, err = run_main(train_main, args, capsys)
     [line] = [x for x in err.splitlines() if x.startswith("error:")]
     assert code == 2 and "the training loss became nan at step 2" in line
-    # Nothing to resume from: the advice is a new start, not ckpt_path.
-    assert line.endswith("no checkpoint had been written yet. Lower optimizer.lr or set "
-                         "trainer.gradient_clip_val, then start the run again")
+    # Nothing to resume from: the advice is a new start, not ckpt_path. The run clipped at the
+    # default 1.0 already: it said "set trainer.gradient_clip_val", as if it were unset.
+    assert line.endswith("no checkpoint had been written yet. Lower optimizer.lr or "
+                         "trainer.gradient_clip_val (now 1.0), then start the run again")
     assert _scalar_steps(run / "tensorboard", "train/loss") == [1]
     # Started again in the same folder: TensorBoard shows the new run's curve alone, not two
     # overlapping ones (see the resume test above for why it waits for the next second).
@@ -97,6 +99,12 @@ def test_a_nan_before_any_checkpoint_says_to_start_again(tmp_path, monkeypatch, 
     train_loss = EventAccumulator(str(run / "tensorboard"))
     train_loss.Reload()
     assert [e.step for e in train_loss.Scalars("train/loss")] == [1, 2, 3]
+
+
+def test_a_nan_without_clipping_says_to_set_it() -> None:
+    unclipped = SimpleNamespace(gradient_clip_val=None, checkpoint_callbacks=[])
+    assert _last_checkpoint(unclipped) == ("no checkpoint had been written yet. Lower optimizer.lr or set "
+                                           "trainer.gradient_clip_val (e.g. 1.0), then start the run again")
 
 
 def test_a_run_that_trained_then_failed_keeps_its_folder_and_log_without_a_logger(tmp_path, monkeypatch,

@@ -26,15 +26,23 @@ class NonFiniteLossError(ChargptError):
     """The loss (or the weights) became NaN or infinite."""
 
 
+def _settings_to_change(trainer: L.Trainer) -> str:
+    """The learning rate, and the clipping: lowered where the run clips already (the default 1.0),
+    set where it does not ("set trainer.gradient_clip_val" read as unset where it was 1.0)."""
+    clip = getattr(trainer, "gradient_clip_val", None)
+    if clip:
+        return f"Lower optimizer.lr or trainer.gradient_clip_val (now {clip})"
+    return "Lower optimizer.lr or set trainer.gradient_clip_val (e.g. 1.0)"
+
+
 def _last_checkpoint(trainer: L.Trainer) -> str:
     """What is kept, and what to do next: resume from the last checkpoint, or, with none written
     yet, start again."""
     path = latest_checkpoint_written(trainer)
     if path:
-        return (f"the last checkpoint {path} is kept. Lower optimizer.lr or set "
-                "trainer.gradient_clip_val, then resume with ckpt_path=RUN_DIR")
-    return ("no checkpoint had been written yet. Lower optimizer.lr or set trainer.gradient_clip_val, "
-            "then start the run again")
+        return (f"the last checkpoint {path} is kept. {_settings_to_change(trainer)}, then resume with "
+                "ckpt_path=RUN_DIR")
+    return f"no checkpoint had been written yet. {_settings_to_change(trainer)}, then start the run again"
 
 
 def val_loss_not_finite(trainer: L.Trainer) -> bool:
