@@ -6,6 +6,7 @@ report uses it too, and starts without torch."""
 from __future__ import annotations
 
 import atexit
+import codecs
 import contextlib
 import logging
 import os
@@ -41,6 +42,11 @@ _started_errors: str | None = None
 
 def stdout_errors_as_started() -> str:
     return _started_errors or getattr(sys.stdout, "errors", None) or "strict"
+
+
+def stdout_writes_any_text() -> bool:
+    """Whether standard output's encoding is a UTF, which writes every character a text can hold."""
+    return codecs.lookup(sys.stdout.encoding or "utf-8").name.startswith("utf")
 
 
 @contextlib.contextmanager

@@ -23,6 +23,7 @@ from hydra.errors import ConfigCompositionException
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from chargpt.cli.exits import stdout_writes_any_text
 from chargpt.errors import ConfigError, exit_on_user_error, exit_usage, full_errors_requested
 from chargpt.hydra_run import as_written
 
@@ -238,15 +239,18 @@ class SweptSettings(Callback):
 
 
 # The settings each value of which a sweep gives is checked as its own job, where the first job's
-# alone let them start: those that decide how a job starts its processes (`trainer=cpu,ddp_cpu`),
-# those that decide the text and its closing sample, which the console may not write, and the
-# experiments, which set any of them.
-_CHECKED_KEYS = ("trainer", "trainer.strategy", "data", "sample.max_new_tokens", "experiment")
+# alone let them start: those that decide how a job starts its processes (`trainer=cpu,ddp_cpu`)
+# and the experiments, which set them; and, on a console that cannot write every character, those
+# that decide the text and its closing sample (composing a job takes ~0.1-0.3 s: not for nothing).
+_LAUNCH_KEYS = ("trainer", "trainer.strategy", "experiment")
+_TEXT_KEYS = ("data", "sample.max_new_tokens")
 
 
 def _checked_per_value(key: str) -> bool:
     key = key.lstrip("+~")
-    return key in _CHECKED_KEYS or key.startswith("data.")
+    if key in _LAUNCH_KEYS:
+        return True
+    return (key in _TEXT_KEYS or key.startswith("data.")) and not stdout_writes_any_text()
 
 
 def check_swept_settings(config: DictConfig) -> list[DictConfig]:

@@ -3,7 +3,6 @@ and the output the samples are written to, checked before any text."""
 
 from __future__ import annotations
 
-import codecs
 import sys
 
 from omegaconf import DictConfig, OmegaConf
@@ -11,7 +10,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from chargpt.checks import utf8_text
 from chargpt.cli.argv import prompt_source
-from chargpt.cli.exits import stdout_errors_as_started
+from chargpt.cli.exits import stdout_errors_as_started, stdout_writes_any_text
 from chargpt.data.text import text_of
 from chargpt.data.tokenizer import CharTokenizer, describe_chars
 from chargpt.errors import ChargptError, ConfigError, SetupError
@@ -87,8 +86,8 @@ def check_sweep_output_writes(job: DictConfig) -> None:
     """A sweep's job, composed before the sweep starts: refused as the job itself would refuse its
     closing sample (check_output_writes), before any folder is made, where its text's characters
     can be read. A text that cannot be read is left to the job, which says why when it starts."""
-    if codecs.lookup(_output()[0]).name.startswith("utf"):
-        return  # writes every character: no text to read
+    if stdout_writes_any_text():
+        return  # no text to read
     tokens = OmegaConf.select(job, "sample.max_new_tokens", default=None)
     if not isinstance(tokens, int) or tokens <= 0:
         return  # no closing sample (or a setting the job refuses itself)
