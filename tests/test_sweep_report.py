@@ -7,6 +7,7 @@ import csv
 import json
 import math
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -314,6 +315,21 @@ def test_report_names_a_missing_folder_and_a_file_for_what_they_are(tmp_path: Pa
         assert run_cli(report_cli.main, str(given)) == 2
         err = capsys.readouterr().err
         assert err == f"error: {given} {what}; give a sweep directory (outputs/multirun/...)\n"
+
+
+def test_the_shared_settings_paste_into_a_shell_as_shown(tmp_path: Path, capsys, monkeypatch) -> None:
+    # A prompt with a comma, a space and an apostrophe was printed bare: pasted, the shell split it.
+    monkeypatch.setenv("COLUMNS", "150")
+    sweep = tmp_path / "prompt"
+    sweep.mkdir()
+    prompt = "sample.prompt='Le cœur, dit l\\'été'"  # as Hydra records the CLI's quoted free text
+    for name, seed in (("0", 1), ("1", 2)):
+        fake_run(sweep, name, [prompt, "model=tiny", f"seed={seed}"], metrics(1.5 + seed, 1.7),
+                 {"status": "finished"})
+    report(sweep)
+    lines = [line.strip() for line in capsys.readouterr().out.splitlines()]
+    (line,) = [line for line in lines if line.startswith("shared:")]
+    assert shlex.split(line.removeprefix("shared: ")) == ["sample.prompt=Le cœur, dit l'été", "model=tiny"]
 
 
 def test_a_swept_setting_with_one_value_so_far_is_a_column_not_shared(

@@ -5,6 +5,7 @@ CSVs keep them all)."""
 from __future__ import annotations
 
 import os
+import shlex
 from collections.abc import Collection
 from typing import Any
 
@@ -78,7 +79,8 @@ def print_table(
     shown, shared = varying(columns, rows, swept)
     if not any(row["error"] for row in rows):
         shown.remove("error")
-    notes = ["shared: " + " ".join(f"{k}={v}" for k, v in shared.items())] if shared else []
+    # As a shell takes them: a prompt with a space or an apostrophe pastes into a command as shown.
+    notes = ["shared: " + shlex.join(f"{k}={v}" for k, v in shared.items())] if shared else []
     last = tuple(c for c in reversed(METRIC_COLUMNS) if c != metric)
     # A figure the same in every run (the steps of a sweep without a budget) tells no run apart: on
     # a narrow terminal it goes first, its value said once under the table.
