@@ -8,6 +8,8 @@ import os
 import shlex
 import shutil
 import signal
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -217,3 +219,35 @@ def test_a_sweep_named_with_relative_files_continues_from_anywhere(tmp_path: Pat
     code, _, err = run_main(train_cli.main, command[1:], capsys)
     assert code == 0, err
     assert json.loads((sweep / "1" / "status.json").read_text())["status"] == "finished"
+
+
+@pytest.mark.slow  # a sweep of two tiny jobs, continued once
+def test_a_sweep_continued_from_another_folder_reads_its_data_directory(tmp_path: Path, monkeypatch,
+                                                                      capsys) -> None:
+    # Without CHARGPT_DATA_DIR the default corpus is ./data: the jobs of a sweep continued from
+    # another folder that had not started looked for it there (and downloaded it; offline, failed).
+    monkeypatch.delenv("CHARGPT_DATA_DIR", raising=False)
+    launched_in, elsewhere = tmp_path / "here", tmp_path / "elsewhere"
+    (launched_in / "data" / "tinyshakespeare").mkdir(parents=True)
+    write_corpus(launched_in / "data" / "tinyshakespeare" / "input.txt")
+    elsewhere.mkdir()
+
+    def offline(*args: object, **kwargs: object) -> None:
+        raise urllib.error.URLError("offline")
+
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    sweep = tmp_path / "sweep"
+    args = ["-m", *(a for a in bare_train_args(Path("unused"), None, f"hydra.sweep.dir={sweep}",
+                                                "trainer.max_steps=2", "seed=1,2")
+                    if not a.startswith(("data=", "data.path=")))]
+    monkeypatch.chdir(launched_in)
+    code, _, err = run_main(train_cli.main, args, capsys)
+    assert code == 0, err
+    shutil.rmtree(sweep / "1")  # as a sweep stopped before its second job leaves it
+
+    monkeypatch.chdir(elsewhere)
+    code, _, err = run_main(train_cli.main, shlex.split(continue_command(sweep))[1:], capsys)
+    assert code == 0, err
+    assert json.loads((sweep / "1" / "status.json").read_text())["status"] == "finished"
+    assert not (elsewhere / "data").exists()
+    assert f"data_dir: {launched_in / 'data'}" in (sweep / "1" / ".hydra" / "config.yaml").read_text()

@@ -36,6 +36,11 @@ def parallel_sweep_dir() -> Path | None:
     return Path(HydraConfig.get().sweep.dir)
 
 
+def sweep_dir() -> Path | None:
+    """The folder of the sweep this process runs a job of (None outside a sweep)."""
+    return Path(HydraConfig.get().sweep.dir) if is_multirun() else None
+
+
 def as_written(node: Any) -> list[str]:
     """A recorded list of overrides as written: an override's `${...}` is not resolved, and an
     escaped `\\${...}` keeps its escape (list() would resolve or unescape them)."""

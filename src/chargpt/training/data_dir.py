@@ -4,7 +4,8 @@ one a resume reads: the run's own, wherever the resume is launched from.
 The setting defaults to `$CHARGPT_DATA_DIR`, else `data` under the folder a command runs in, so a
 run started in one folder and resumed from another would look for (and download) its corpus
 again there. The saved config records the folder it read; a resume that names none itself (no
-paths.data_dir, no CHARGPT_DATA_DIR) reads that one.
+paths.data_dir, no CHARGPT_DATA_DIR) reads that one, and so does a new job of a sweep whose other
+jobs recorded one (a sweep continued from another folder).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from chargpt.data.corpus import DATA_DIR_ENV
 from chargpt.data.sources.paths import expand_path
-from chargpt.hydra_run import task_overrides
+from chargpt.hydra_run import sweep_dir, task_overrides
 from chargpt.overrides import override_key
 from chargpt.run_layout import SAVED_CONFIG, launch_files, run_dir_of
 from chargpt.training.run_checks import resumable
@@ -43,6 +44,18 @@ def recorded_data_dir(run_dir: Path) -> str | None:
     return None
 
 
+def _sweeps_data_dir() -> str | None:
+    """The data directory the jobs of this process's sweep recorded (a sweep continued from another
+    folder: its jobs that had not started would read `data` there), or None."""
+    folder = sweep_dir()
+    if folder is None or not folder.is_dir():
+        return None
+    for job in sorted(p for p in folder.iterdir() if p.is_dir()):
+        if recorded := recorded_data_dir(job):
+            return recorded
+    return None
+
+
 def settle_data_dir(cfg: DictConfig) -> str | None:
     """Name cfg's paths.data_dir absolute (a resume's: its run's, unless this launch names one);
     returns the note for the saved config, None when there is nothing to note."""
@@ -53,19 +66,23 @@ def settle_data_dir(cfg: DictConfig) -> str | None:
         return None
     if not isinstance(value, str) or not value:
         return None
-    resumed = False
     named_here = any(override_key(o) == SETTING for o in task_overrides()) or os.environ.get(DATA_DIR_ENV)
     checkpoint = None if named_here else resumable(cfg.get("ckpt_path"))
-    recorded = recorded_data_dir(run_dir_of(Path(checkpoint))) if checkpoint is not None else None
+    recorded, whose = None, ""
+    if checkpoint is not None:
+        recorded, whose = recorded_data_dir(run_dir_of(Path(checkpoint))), "the resumed run's"
+    if recorded is None and not named_here:  # a sweep's new job reads what its other jobs read
+        recorded, whose = _sweeps_data_dir(), "its sweep's"
     # A folder no longer there (the run was copied to another machine, the data moved) is no guide.
-    if recorded and os.path.isdir(recorded):
-        if recorded != os.path.abspath(expand_path(value)):
-            log.info("data directory: %s, the resumed run's (set %s or %s=DIR to read another)",
-                     recorded, DATA_DIR_ENV, SETTING)
-        value, resumed = recorded, True
+    if recorded and os.path.isdir(recorded) and recorded != os.path.abspath(expand_path(value)):
+        log.info("data directory: %s, %s (set %s or %s=DIR to read another)", recorded, whose, DATA_DIR_ENV,
+                 SETTING)
+        value = recorded
+    else:
+        whose = ""
     absolute = os.path.abspath(expand_path(value))
     if absolute == OmegaConf.to_container(paths, resolve=False).get("data_dir"):
         return None  # the saved config names it so already
     with open_dict(cfg):
         cfg.paths.data_dir = absolute
-    return f"{SETTING} resolved to {absolute}" + (", the resumed run's" if resumed else "")
+    return f"{SETTING} resolved to {absolute}" + (f", {whose}" if whose else "")
