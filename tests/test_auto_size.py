@@ -708,6 +708,8 @@ def test_auto_run_records_its_choice_and_a_resume_keeps_it(tmp_path: Path, capsy
         again = compose("train", overrides=command[1:])
     assert again.trainer.max_steps == whole["planned_steps"] and again.budget_seconds is None
     assert not again.model.get("auto") and again.model.n_embd == chosen["n_embd"]
+    # model=auto does not clip (the default trainer does): the command that repeats it says so.
+    assert again.trainer.gradient_clip_val is None and "trainer.gradient_clip_val=null" in command
     ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
     assert ckpt["hyper_parameters"]["auto"]["chosen"] == chosen
     assert ckpt["hyper_parameters"]["model"]["n_embd"] == chosen["n_embd"]

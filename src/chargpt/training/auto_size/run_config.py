@@ -114,6 +114,7 @@ def reproducing_overrides(cfg: DictConfig, overrides: Sequence[str], choices: Ma
         f"data.batch_size={cfg.data.batch_size}",
         f"trainer.max_steps={cfg.trainer.max_steps}",
         f"trainer.val_check_interval={cfg.trainer.val_check_interval}",
+        f"trainer.gradient_clip_val={_value(cfg.trainer.get('gradient_clip_val'))}",
         f"trainer.precision={_value(cfg.trainer.precision)}",  # as resolved from auto on this machine
         f"matmul_precision={cfg.get('matmul_precision') or 'highest'}",  # the same
     ]
