@@ -112,6 +112,19 @@ def _root_logger_restored() -> Iterator[None]:
 
 
 @pytest.fixture(autouse=True)
+def _stop_signal_handlers_restored() -> Iterator[None]:
+    """A console script that has ended leaves its process a handler for Ctrl-C and SIGTERM (the
+    first ignored, the second ends it: the process only exits then). A test that runs one in this
+    process (through chargpt.cli.launch) would leave it to the tests after it, whose own signals
+    would then end the test run."""
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    for s, handler in handlers.items():
+        if handler is not None:
+            signal.signal(s, handler)
+
+
+@pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CHARGPT_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
 
