@@ -188,6 +188,27 @@ def train_args(corpus: Path, run_dir: Path, *extra: str) -> list[str]:
     ]
 
 
+def offline_default_corpus_in(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A small default corpus in `folder`/data, where a command run there without CHARGPT_DATA_DIR
+    (unset here) looks for it; a download fails, as offline."""
+    import urllib.error
+    import urllib.request
+
+    monkeypatch.delenv("CHARGPT_DATA_DIR", raising=False)
+    (folder / "data" / "tinyshakespeare").mkdir(parents=True)
+    write_corpus(folder / "data" / "tinyshakespeare" / "input.txt")
+
+    def offline(*args: object, **kwargs: object) -> None:
+        raise urllib.error.URLError("offline")
+
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+
+
+def on_the_default_corpus(args: list[str]) -> list[str]:
+    """Training arguments without their text: the default corpus is read."""
+    return [a for a in args if not a.startswith(("data=", "data.path="))]
+
+
 def bare_train_args(corpus: Path, run_dir: Path | None, *extra: str) -> list[str]:
     """The tiny model with no logger, progress bar or sample: what the reliability tests compare
     step by step (they set the step counts themselves)."""

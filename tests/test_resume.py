@@ -8,8 +8,6 @@ import os
 import re
 import shlex
 import shutil
-import urllib.error
-import urllib.request
 import warnings
 from pathlib import Path
 
@@ -23,7 +21,16 @@ from chargpt.model import ModelConfig
 from chargpt.run_layout import launch_cwd
 from chargpt.runs.resume import resume_command
 from chargpt.training.resume_checks import check_resumable
-from conftest import StepHook, bare_train_args, in_hydra_run, make_checkpoint, run_main, write_corpus
+from conftest import (
+    StepHook,
+    bare_train_args,
+    in_hydra_run,
+    make_checkpoint,
+    offline_default_corpus_in,
+    on_the_default_corpus,
+    run_main,
+    write_corpus,
+)
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -238,19 +245,11 @@ def test_a_resume_from_another_folder_reads_the_data_directory_the_run_was_launc
     # Without CHARGPT_DATA_DIR the default corpus is under ./data: a run started in one folder and
     # resumed (with the command it printed, or by hand) from another looked for it there, and
     # downloaded it again (offline: an error).
-    monkeypatch.delenv("CHARGPT_DATA_DIR", raising=False)
     here, there = tmp_path / "here", tmp_path / "there"
-    (here / "data" / "tinyshakespeare").mkdir(parents=True)
-    write_corpus(here / "data" / "tinyshakespeare" / "input.txt")
+    offline_default_corpus_in(here, monkeypatch)
     there.mkdir()
-
-    def offline(*args: object, **kwargs: object) -> None:
-        raise urllib.error.URLError("offline")
-
-    monkeypatch.setattr(urllib.request, "urlopen", offline)
     run = tmp_path / "run"
-    args = [a for a in bare_train_args(Path("unused"), run, "trainer.val_check_interval=2")
-            if not a.startswith(("data=", "data.path="))]
+    args = on_the_default_corpus(bare_train_args(Path("unused"), run, "trainer.val_check_interval=2"))
     monkeypatch.chdir(here)
     code, _, err = run_main(train_main, [*args, "trainer.max_steps=2"], capsys)
     assert code == 0, err

@@ -8,8 +8,6 @@ import os
 import shlex
 import shutil
 import signal
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -20,7 +18,7 @@ from chargpt.runs.report import report
 from chargpt.runs.status import write_status
 from chargpt.runs.sweep_record import continue_command
 from chargpt.training.callbacks.graceful_interrupt import GracefulInterrupt
-from conftest import bare_train_args, run_main, write_corpus
+from conftest import bare_train_args, offline_default_corpus_in, on_the_default_corpus, run_main, write_corpus
 
 
 def _files(job: Path) -> dict[Path, bytes]:
@@ -226,20 +224,12 @@ def test_a_sweep_continued_from_another_folder_reads_its_data_directory(tmp_path
                                                                       capsys) -> None:
     # Without CHARGPT_DATA_DIR the default corpus is ./data: the jobs of a sweep continued from
     # another folder that had not started looked for it there (and downloaded it; offline, failed).
-    monkeypatch.delenv("CHARGPT_DATA_DIR", raising=False)
     launched_in, elsewhere = tmp_path / "here", tmp_path / "elsewhere"
-    (launched_in / "data" / "tinyshakespeare").mkdir(parents=True)
-    write_corpus(launched_in / "data" / "tinyshakespeare" / "input.txt")
+    offline_default_corpus_in(launched_in, monkeypatch)
     elsewhere.mkdir()
-
-    def offline(*args: object, **kwargs: object) -> None:
-        raise urllib.error.URLError("offline")
-
-    monkeypatch.setattr(urllib.request, "urlopen", offline)
     sweep = tmp_path / "sweep"
-    args = ["-m", *(a for a in bare_train_args(Path("unused"), None, f"hydra.sweep.dir={sweep}",
-                                                "trainer.max_steps=2", "seed=1,2")
-                    if not a.startswith(("data=", "data.path=")))]
+    args = ["-m", *on_the_default_corpus(bare_train_args(Path("unused"), None, f"hydra.sweep.dir={sweep}",
+                                                         "trainer.max_steps=2", "seed=1,2"))]
     monkeypatch.chdir(launched_in)
     code, _, err = run_main(train_cli.main, args, capsys)
     assert code == 0, err
