@@ -188,9 +188,9 @@ def card_command(words: Any, leave_out: tuple[str, ...] = ()) -> str | None:
     for no command recorded."""
     if not isinstance(words, list) or not words:
         return None
-    kept = [str(w) for w in words[:1]] + [
-        _published_word(str(w)) for w in words[1:]
-        if override_key(str(w)) not in leave_out and not _is_tracker_setting(override_key(str(w)))]
+    typed = [str(w) for w in words[1:]]
+    kept = [str(words[0])] + [_published_word(w) for w in typed
+                              if (key := override_key(w)) not in leave_out and not _is_tracker_setting(key)]
     return as_utf8(shlex.join(kept))
 
 

@@ -29,13 +29,12 @@ def warn_if_no_better_than_guessing(
     train_loss = trainer.callback_metrics.get(TRAIN_LOSS)
     fitted = f" (train loss {float(train_loss):.2f})" if train_loss is not None else ""
     best_file = best_checkpoint_written(trainer)
-    every = getattr(trainer, "val_check_batch", None)
-    batches = trainer.global_step * getattr(trainer, "accumulate_grad_batches", 1)  # as every counts
-    validated_often = isinstance(every, int) and batches >= 4 * every
+    every = getattr(trainer, "val_check_batch", None)  # in batches, not steps
+    accumulate = getattr(trainer, "accumulate_grad_batches", 1)
+    validated_often = isinstance(every, int) and trainer.global_step * accumulate >= 4 * every
     # An interval that validates at least 4 times in this many steps (20 for a long run): only
     # offered where it is shorter than the run's own (a 10-step run validating every 5 was told 20).
     often = max(1, min(20, trainer.global_step // 4))
-    accumulate = getattr(trainer, "accumulate_grad_batches", 1)
     if best_file and best is not None and best < guess:
         what = (f"its last weights have memorised them; this run's best checkpoint, {best:.2f}, beats "
                 f"guessing: {best_file}. A longer text helps most")
