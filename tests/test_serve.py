@@ -43,7 +43,7 @@ from chargpt.serving.server import BackgroundServer  # noqa: E402
 
 # What people type: punctuation, quotes, accents, an emoji, newlines.
 VOCAB = sorted(set("\n !\"',.:;?-ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyzéàç’😀"))
-LIMITS = Limits(default_max_tokens=64, max_tokens=500, max_n=4)
+LIMITS = Limits(default_max_tokens=64, max_tokens=500, max_n=4, max_choices=6)
 
 
 def write_checkpoint(run: Path, config: ModelConfig, seed: int = 0, vocab: list[str] = VOCAB) -> Path:
@@ -317,6 +317,28 @@ def test_the_openai_client_sends_stop_and_lists_of_prompts(url: str) -> None:
         client.completions.create(**settings, stop=list("abcde"))
 
 
+def test_twenty_prompts_in_one_request_as_langchain_sends_them_are_served_by_default(run_dir: Path) -> None:
+    # LangChain's OpenAI class sends 20 prompts a request (n=1): the default max_n=8 counted the
+    # choices of every prompt and refused them. max_n bounds n, max_choices the request's choices.
+    import openai
+
+    with serving(run_dir, Limits(), max_batch=8, max_queue=64) as (url, engine):
+        client = openai.OpenAI(base_url=f"{url}/v1", api_key="not-needed", max_retries=0)
+        prompts = [f"The {word}" for word in "king queen lord lady duke".split()] * 4
+        batch = client.completions.create(model="my run", prompt=prompts, max_tokens=3, seed=2)
+        assert [choice.index for choice in batch.choices] == list(range(20))
+        assert all(len(choice.text) == 3 for choice in batch.choices)
+        assert batch.choices[5].text == batch.choices[0].text  # the same prompt and seed
+        with pytest.raises(openai.BadRequestError, match=r"20 prompts with n=2 ask for 40 choices; this "
+                           r"server's limit of 32 \(max_choices\)"):
+            client.completions.create(model="my run", prompt=prompts, n=2, max_tokens=3)
+        with pytest.raises(openai.BadRequestError, match="n=9 must be between 1 and 8"):
+            client.completions.create(model="my run", prompt="Hi", n=9, max_tokens=3)
+        card = httpx.get(f"{url}/v1/models").json()["data"][0]["chargpt"]
+        assert (card["max_n"], card["max_choices"]) == (8, 32)
+        assert engine.load() == {"running": 0, "waiting": 0, "requests": 0}
+
+
 @pytest.mark.slow  # 20 clients; the batching itself is checked in tests/test_serve_engine.py
 def test_twenty_concurrent_requests_are_all_answered(server: tuple[str, Engine], run_dir: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
@@ -386,8 +408,9 @@ def test_twenty_concurrent_requests_are_all_answered(server: tuple[str, Engine],
         ('{"prompt": {"text": "Hi"}}', 400, "prompt", "prompt must be a string or a list of strings, got an "
          "object"),
         ('{"prompt": ["Hi", "Grüße"]}', 400, "prompt", "prompt[1] has characters not in the vocabulary: 'ß'"),
-        ('{"prompt": ["a", "b", "c"], "n": 2}', 400, "prompt", "3 prompts with n=2 ask for 6 choices; this "
-         "server's limit of 4 (max_n) counts the choices of every prompt: send fewer prompts or a smaller n"),
+        ('{"prompt": ["a", "b", "c", "d"], "n": 2}', 400, "prompt", "4 prompts with n=2 ask for 8 choices; "
+         "this server's limit of 6 (max_choices) counts the choices of every prompt: send fewer prompts or a "
+         "smaller n"),
         ('{"prompt": "Hi", "stop": ["a", "b", "c", "d", "e"]}', 400, "stop",
          "stop has 5 sequences, more than the 4 allowed (as in OpenAI's API); send at most 4"),
         ('{"prompt": "Hi", "stop": ["\\n", ""]}', 400, "stop", "stop[1] is an empty string, which would end "
@@ -467,13 +490,14 @@ def test_a_full_queue_gets_429_and_a_closed_stream_frees_its_place(run_dir: Path
             assert refused.status_code == 429 and refused.headers["retry-after"] == "1"
             assert refused.json()["error"]["code"] == "queue_full"
             message = refused.json()["error"]["message"]
-            assert "busy: 1 request is generating and 1 request is waiting" in message
-            assert engine.load() == {"running": 1, "waiting": 1}
+            assert "busy: all its 2 places are taken (1 prompt generating and 1 waiting, of 2 requests)" \
+                in message
+            assert engine.load() == {"running": 1, "waiting": 1, "requests": 2}
             assert next(lines) == ""  # still streaming
         # The first client hung up after a few characters: its generation stops, the queued one runs.
         waiter.join(timeout=60)
         assert len(queued["choices"][0]["text"]) == 5
-        assert engine.load() == {"running": 0, "waiting": 0}
+        assert engine.load() == {"running": 0, "waiting": 0, "requests": 0}
 
 
 def test_a_client_that_hangs_up_on_a_plain_request_stops_its_generation(run_dir: Path) -> None:
@@ -487,12 +511,12 @@ def test_a_client_that_hangs_up_on_a_plain_request_stops_its_generation(run_dir:
             deadline = time.monotonic() + 30
             while engine.load()["running"] < 1 and time.monotonic() < deadline:
                 time.sleep(0.01)
-            assert engine.load() == {"running": 1, "waiting": 0}  # it is generating
+            assert engine.load() == {"running": 1, "waiting": 0, "requests": 1}  # it is generating
         # The client hung up before any answer: its generation stops and frees the only slot.
         deadline = time.monotonic() + 30
         while engine.load()["running"] > 0 and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert engine.load() == {"running": 0, "waiting": 0}
+        assert engine.load() == {"running": 0, "waiting": 0, "requests": 0}
         assert len(complete(url, prompt="Hi", max_tokens=5)["choices"][0]["text"]) == 5  # not a 429
 
 
@@ -536,6 +560,8 @@ def test_cli_bad_settings_are_one_error_line(
     assert "port=70000" in _cli_error([f"ckpt_path={run_dir}", "port=70000"], monkeypatch, capsys)
     assert "max_n=true must be a whole number >= 1" in _cli_error(
         [f"ckpt_path={run_dir}", "max_n=true"], monkeypatch, capsys)
+    assert "max_n=40 is above max_choices=32, the choices of a whole request" in _cli_error(
+        [f"ckpt_path={run_dir}", "max_n=40"], monkeypatch, capsys)
     assert "compile='maybe' must be true or false" in _cli_error(
         [f"ckpt_path={run_dir}", "compile=maybe"], monkeypatch, capsys)
     assert "device='tpu' is not a device" in _cli_error(

@@ -148,11 +148,11 @@ def test_cancelled_requests_stop_and_free_their_place() -> None:
     try:
         while not endless_out.texts[0]:
             endless_out.done.wait(0.01)
-        assert engine.load() == {"running": 1, "waiting": 1}
+        assert engine.load() == {"running": 1, "waiting": 1, "requests": 2}
         endless.cancel()
         assert short_out.done.wait(60) and len(short_out.texts[0]) == 5
         assert not endless_out.done.is_set()  # cancelled: no end event, nobody listens any more
-        assert engine.load() == {"running": 0, "waiting": 0}
+        assert engine.load() == {"running": 0, "waiting": 0, "requests": 0}
     finally:
         engine.close()
 
@@ -166,8 +166,9 @@ def test_the_queue_limit_and_empty_requests() -> None:
         engine.submit(job)
         collectors.append(collector)
     # Not started: two of them hold the free places, which the engine fills at its first step.
-    assert engine.load() == {"running": 2, "waiting": 1}
-    with pytest.raises(QueueFull, match="busy: 2 requests are generating and 1 request is waiting"):
+    assert engine.load() == {"running": 2, "waiting": 1, "requests": 3}
+    with pytest.raises(QueueFull, match=r"busy: all its 3 places are taken \(2 prompts generating and 1 "
+                       r"waiting, of 3 requests\); retry shortly"):
         engine.submit(make_job(trained, "a", 3, 9)[0])
     empty, empty_out = make_job(trained, "a", 0, 0, n=2)
     engine.start()
@@ -201,8 +202,9 @@ def test_a_full_queue_counts_the_jobs_filling_free_places_as_running() -> None:
         with engine.wake:  # held: the decoding thread admits nothing, as between two of its steps
             for seed in range(3):  # two take the free places, one waits
                 engine.submit(make_job(trained, "a", 5, seed)[0])
-            assert engine.load() == {"running": 3, "waiting": 1}
-            with pytest.raises(QueueFull, match=r"busy: 3 requests are generating and 1 request is waiting;"):
+            assert engine.load() == {"running": 3, "waiting": 1, "requests": 4}
+            with pytest.raises(QueueFull, match=r"busy: all its 4 places are taken \(3 prompts generating "
+                               r"and 1 waiting, of 4 requests\);"):
                 engine.submit(make_job(trained, "a", 5, 9)[0])
         endless.cancel()
     finally:
@@ -218,11 +220,11 @@ def test_a_request_cancelled_while_it_waits_gives_up_its_place_in_the_queue() ->
     try:
         gone, _ = make_job(trained, "a", 5, 1)
         engine.submit(gone)
-        assert engine.load() == {"running": 1, "waiting": 1}
+        assert engine.load() == {"running": 1, "waiting": 1, "requests": 2}
         gone.cancel()
-        assert engine.load() == {"running": 1, "waiting": 0}
+        assert engine.load() == {"running": 1, "waiting": 0, "requests": 1}
         engine.submit(make_job(trained, "a", 5, 2)[0])  # its place is free: taken, not refused
-        assert engine.load() == {"running": 1, "waiting": 1}
+        assert engine.load() == {"running": 1, "waiting": 1, "requests": 2}
         endless.cancel()
     finally:
         engine.close()
@@ -234,14 +236,15 @@ def test_a_request_s_prompts_are_queued_all_or_none() -> None:
     trained = model()
     engine = Engine(trained.model, trained.tokenizer, max_batch=2, max_queue=1)
     engine.submit(make_job(trained, "a", 3, 0)[0])
-    with pytest.raises(QueueFull, match="busy: 1 request is generating and 0 requests are waiting"):
+    with pytest.raises(QueueFull, match=r"busy: 1 of its 3 places is taken \(1 prompt generating and 0 "
+                       r"waiting, of 1 request\) and this request's 3 prompts need a place each"):
         engine.submit(*(make_job(trained, "a", 3, seed)[0] for seed in range(3)))
-    assert engine.load() == {"running": 1, "waiting": 0}
+    assert engine.load() == {"running": 1, "waiting": 0, "requests": 1}
     with pytest.raises(TooManyJobs, match="4 prompts need a place each, and this server has 3 "
                        r"\(max_concurrency 2 \+ max_queue 1\); send at most 3 prompts per request"):
         engine.submit(*(make_job(trained, "a", 3, seed)[0] for seed in range(4)))
     engine.submit(*(make_job(trained, "a", 3, seed)[0] for seed in range(2)))
-    assert engine.load() == {"running": 2, "waiting": 1}
+    assert engine.load() == {"running": 2, "waiting": 1, "requests": 2}
 
 
 def test_a_stopping_engine_takes_no_new_request() -> None:
@@ -256,3 +259,21 @@ def test_a_stopping_engine_takes_no_new_request() -> None:
             engine.submit(make_job(trained, "a", 3, 0)[0])
     finally:
         engine.close()
+
+
+def test_the_load_counts_places_a_prompt_each_and_the_requests_that_hold_them() -> None:
+    # A request of two prompts holds two places: the load and a 429 called them "2 requests", and a
+    # list refused for want of places was told "1 request is generating" with places free.
+    trained = model()
+    engine = Engine(trained.model, trained.tokenizer, max_batch=2, max_queue=1)
+    engine.submit(*(make_job(trained, "a", 3, seed)[0] for seed in range(2)))
+    assert engine.load() == {"running": 2, "waiting": 0, "requests": 1}
+    with pytest.raises(QueueFull, match=r"^the server is busy: 2 of its 3 places are taken \(2 prompts "
+                       r"generating and 0 waiting, of 1 request\) and this request's 2 prompts need a place "
+                       r"each; retry shortly, or send fewer prompts$"):
+        engine.submit(*(make_job(trained, "a", 3, seed)[0] for seed in range(2)))
+    engine.submit(make_job(trained, "a", 3, 5)[0])
+    assert engine.load() == {"running": 2, "waiting": 1, "requests": 2}
+    with pytest.raises(QueueFull, match=r"^the server is busy: all its 3 places are taken \(2 prompts "
+                       r"generating and 1 waiting, of 2 requests\); retry shortly$"):
+        engine.submit(make_job(trained, "a", 3, 6)[0])

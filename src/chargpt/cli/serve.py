@@ -33,11 +33,14 @@ def check_settings(cfg: DictConfig) -> None:
     if isinstance(cfg.port, bool) or not isinstance(cfg.port, int) or not 0 <= cfg.port <= 65535:
         raise ConfigError(f"port={cfg.port!r} must be a number from 0 to 65535 (0 = any free port)")
     for name, low in (("max_concurrency", 1), ("max_queue", 0), ("max_tokens", 0), ("max_tokens_cap", 0),
-                      ("max_n", 1)):
+                      ("max_n", 1), ("max_choices", 1)):
         whole_number(name, cfg[name], low)
     if cfg.max_tokens > cfg.max_tokens_cap:
         raise ConfigError(f"max_tokens={cfg.max_tokens} is above max_tokens_cap={cfg.max_tokens_cap}; "
                           "lower it or raise the cap")
+    if cfg.max_n > cfg.max_choices:
+        raise ConfigError(f"max_n={cfg.max_n} is above max_choices={cfg.max_choices}, the choices of a "
+                          "whole request; lower max_n or raise max_choices")
     check_threads(cfg.threads)
     yes_no("compile", cfg.compile)
     utf8_text("name", cfg.name)  # the model's id in every answer's JSON
@@ -72,7 +75,7 @@ def _hydra_main(cfg: DictConfig) -> None:
             if cfg.compile:
                 print("compiling the decoding step (tens of seconds, once)...", flush=True)
             engine.warm_up()  # the server listens only once the model answers at full speed
-            limits = Limits(cfg.max_tokens, cfg.max_tokens_cap, cfg.max_n)
+            limits = Limits(cfg.max_tokens, cfg.max_tokens_cap, cfg.max_n, cfg.max_choices)
             app = create_app(engine, trained.tokenizer, card, limits)
             url = url_of(sock)
             if str(cfg.host) not in LOOPBACK:

@@ -189,6 +189,7 @@ def create_app(engine: Engine, tokenizer: CharTokenizer, card: ModelCard, limits
     model_entry = {"id": card.name, "object": "model", "created": created, "owned_by": "chargpt",
                    "chargpt": {**card.to_dict(), "max_tokens": limits.max_tokens,
                                "default_max_tokens": limits.default_max_tokens, "max_n": limits.max_n,
+                               "max_choices": limits.max_choices,
                                "start_prompt": start_prompt(tokenizer)}}
 
     @app.exception_handler(APIError)

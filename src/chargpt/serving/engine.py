@@ -32,12 +32,12 @@ from chargpt.serving.stops import NO_STOP, StopScanner, StopSequences
 log = logging.getLogger(__name__)
 
 
-def _requests(count: int) -> str:
-    return f"{count} request{'' if count == 1 else 's'} {'is' if count == 1 else 'are'}"
+def _count(count: int, thing: str) -> str:
+    return f"{count} {thing}{'' if count == 1 else 's'}"
 
 
 class QueueFull(Exception):
-    """More requests are waiting than the queue holds."""
+    """A request's prompts find fewer free places (running or queued) than they need, one each."""
 
 
 class TooManyJobs(Exception):
@@ -75,6 +75,8 @@ class Job:
     # another choice follows: that one then starts where chargpt-sample's next sample does.
     seeded: bool = False
     cancelled: threading.Event = field(default_factory=threading.Event)
+    # The request it is a prompt of: the jobs submitted together share it (the load counts requests).
+    request: object = None
 
     def cancel(self) -> None:
         self.cancelled.set()
@@ -155,31 +157,47 @@ class Engine:
                     f"{places} (max_concurrency {self.max_batch} + max_queue {self.max_queue}); send at "
                     f"most {places} prompt{'' if places == 1 else 's'} per request"
                 )
-            running, waiting = self._load()
-            if running + waiting + len(jobs) > places:  # not a free place (or queued one) for each
-                raise QueueFull(
-                    f"the server is busy: {_requests(running)} generating and "
-                    f"{_requests(waiting)} waiting; retry shortly"
-                )
+            running, waiting, requests = self._load()
+            taken = running + waiting
+            if taken + len(jobs) > places:  # not a free place (or queued one) for each
+                # Counted in places, the unit of max_concurrency and max_queue, and in requests: one
+                # request with a list of prompts holds a place per prompt.
+                held = (f"{_count(running, 'prompt')} generating and {waiting} waiting, of "
+                        f"{_count(requests, 'request')}")
+                if taken >= places:
+                    raise QueueFull(f"the server is busy: all its {places} places are taken ({held}); "
+                                    "retry shortly")
+                # Places are free, but fewer than this list of prompts needs (a lone prompt fits).
+                are = "is" if taken == 1 else "are"
+                raise QueueFull(f"the server is busy: {taken} of its {places} places {are} taken ({held}) "
+                                f"and this request's {len(jobs)} prompts need a place each; retry shortly, "
+                                "or send fewer prompts")
+            request = object()
+            for job in jobs:
+                job.request = request
             self.pending.extend(jobs)
             self.wake.notify()
 
     def load(self) -> dict[str, int]:
+        """Places (a prompt each) running and waiting, and the requests that hold them."""
         with self.wake:
-            running, waiting = self._load()
-        return {"running": running, "waiting": waiting}
+            running, waiting, requests = self._load()
+        return {"running": running, "waiting": waiting, "requests": requests}
 
-    def _load(self) -> tuple[int, int]:
-        """(running, waiting), the lock held. The decoding thread admits queued jobs between its
-        steps: until then the jobs that free places will take are still queued, and count as
-        running, not waiting (they were said to wait: more than max_queue)."""
+    def _load(self) -> tuple[int, int, int]:
+        """(running, waiting, requests), the lock held: running and waiting count places, a prompt
+        each. The decoding thread admits queued jobs between its steps: until then the jobs that free
+        places will take are still queued, and count as running, not waiting (they were said to
+        wait: more than max_queue)."""
         # A request whose client went away keeps no place in the queue: the decoding thread would drop
         # it only when a place is free, and a long generation can hold every place for minutes.
         if any(job.cancelled.is_set() for job in self.pending):
             self.pending = collections.deque(job for job in self.pending if not job.cancelled.is_set())
-        held = len(self.rows) + len(self.pending)  # (rows only shrink outside the lock)
-        running = min(held, self.max_batch)
-        return running, held - running
+        # A snapshot: rows only shrink, outside the lock.
+        jobs = [row.job for row in list(self.rows)] + list(self.pending)
+        running = min(len(jobs), self.max_batch)
+        requests = len({id(job.request) for job in jobs})
+        return running, len(jobs) - running, requests
 
     def warm_up(self) -> None:
         """Run one short request through every path (prefill, batched step; compiles if set)."""

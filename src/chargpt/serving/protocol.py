@@ -46,7 +46,14 @@ class Limits:
 
     default_max_tokens: int = 256
     max_tokens: int = 4096  # the cap on max_tokens
-    max_n: int = 8
+    max_n: int = 8  # OpenAI's n: the choices of each prompt
+    # The choices of a whole request, n times its prompts: the work it asks for. Room for the lists
+    # clients send at once (LangChain's OpenAI class: 20 prompts).
+    max_choices: int = 32
+
+    def __post_init__(self) -> None:
+        if self.max_n > self.max_choices:  # a lone prompt's n could then pass one check and fail the other
+            raise ValueError(f"max_n={self.max_n} is above max_choices={self.max_choices}")
 
 
 # OpenAI parameters this server does not implement, with the values that ask for nothing (OpenAI's
@@ -258,10 +265,10 @@ def parse_completion(
     # that has none.
     prompt = body.prompt if "prompt" in body.model_fields_set else start_prompt(tokenizer)
     prompts, prompt_ids = _prompts(prompt, tokenizer)
-    if len(prompts) * n > limits.max_n:
+    if len(prompts) * n > limits.max_choices:  # only a list can: n alone is at most max_n
         raise APIError(400, f"{len(prompts)} prompts with n={n} ask for {len(prompts) * n} choices; this "
-                       f"server's limit of {limits.max_n} (max_n) counts the choices of every prompt: send "
-                       "fewer prompts or a smaller n", "prompt")
+                       f"server's limit of {limits.max_choices} (max_choices) counts the choices of every "
+                       "prompt: send fewer prompts or a smaller n", "prompt")
     stop = _stop_sequences(body.stop, tokenizer)
     if body.stream_options is not None and not body.stream:  # as OpenAI's API answers it
         raise APIError(400, "stream_options applies only with stream=true; leave it out, or set stream "
