@@ -103,6 +103,9 @@ def test_hparams_search_stored_in_sqlite_is_stopped_and_continued(tmp_path: Path
     first = sweep("first")
     second = sweep("second")
     assert "setup plugin" not in first + second and "Traceback" not in first + second
+    # Optuna's own lines, plain in a pipe (they had colorlog's escape codes).
+    assert "A new study created in RDB" in first and "Using an existing study" in second
+    assert "\x1b[" not in first + second
     study = optuna.load_study(study_name="chargpt", storage=f"sqlite:///{db}")
     finished = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert len(finished) == 4
