@@ -38,7 +38,7 @@ from chargpt.inference import start_prompt  # noqa: E402
 from chargpt.model_card import card_for  # noqa: E402
 from chargpt.serving.app import create_app  # noqa: E402
 from chargpt.serving.engine import Engine  # noqa: E402
-from chargpt.serving.protocol import APIError, Limits, parse_completion  # noqa: E402
+from chargpt.serving.protocol import MAX_STOP, APIError, Limits, parse_completion  # noqa: E402
 from chargpt.serving.server import BackgroundServer  # noqa: E402
 
 # What people type: punctuation, quotes, accents, an emoji, newlines.
@@ -120,6 +120,7 @@ def test_models_names_the_model_and_its_card(url: str, run_dir: Path) -> None:
     assert card["val_loss"] == pytest.approx(1.5) and card["step"] == 123
     assert card["params"] == chargpt.load(run_dir).model.num_params()
     assert card["block_size"] == 16 and card["vocab_size"] == len(VOCAB) and card["max_tokens"] == 500
+    assert card["max_stop"] == MAX_STOP == 4  # the page's limit on its stop sequences: the API's, one place
     assert card["start_prompt"] == "\n"  # what a request without a prompt continues from
     assert httpx.get(f"{url}/v1/models/my run").json()["id"] == "my run"
     assert httpx.get(f"{url}/health").json()["status"] == "ok"

@@ -159,6 +159,28 @@ def test_a_setting_that_is_no_whole_number_is_refused_by_the_browser_and_nothing
         assert browser.find_element(By.ID, "generate").is_enabled()
 
 
+def test_more_stop_sequences_than_the_server_takes_are_refused_by_the_page_in_its_own_words(
+    page_url: str, browser: webdriver.Chrome
+) -> None:
+    # The page sent them, and showed the API's error, which names JSON fields ("stop has 5 sequences").
+    browser.get(page_url + "/")
+    box = browser.find_element(By.ID, "stop_sequences")
+    WebDriverWait(browser, 60).until(lambda d: "up to 4" in box.get_attribute("placeholder"))
+    fill(browser, "prompt", "The")
+    fill(browser, "max_tokens", "20")
+    fill(browser, "stop_sequences", "a\nb\n\nc\nd\ne\nf")  # 6 sequences: an empty line is none
+    browser.find_element(By.ID, "generate").click()
+    message = browser.execute_script("return document.getElementById('stop_sequences').validationMessage")
+    assert message == "At most 4 stop sequences, one per line: 6 are typed here; remove 2."
+    assert status(browser) == "" and not browser.find_element(By.ID, "error").is_displayed()  # nothing sent
+    fill(browser, "stop_sequences", "a\nb\nc\nd")
+    assert browser.execute_script("return document.getElementById('stop_sequences').validationMessage") == ""
+    browser.find_element(By.ID, "generate").click()
+    WebDriverWait(browser, 180).until(lambda d: "characters" in status(d) or d.find_element(
+        By.ID, "error").is_displayed())
+    assert not browser.find_element(By.ID, "error").is_displayed()
+
+
 @pytest.mark.parametrize(("typed", "seed"), [(str(2**64 - 1), 2**64 - 1), ("007", 7)])
 def test_a_seed_past_two_to_the_53_draws_the_apis_text(page_url: str, browser: webdriver.Chrome, typed: str,
                                                        seed: int) -> None:

@@ -30,6 +30,7 @@ from chargpt.inference import start_prompt
 from chargpt.model_card import ModelCard
 from chargpt.serving.engine import Engine, Event, Job, QueueFull, ShuttingDown, TooManyJobs
 from chargpt.serving.protocol import (
+    MAX_STOP,
     APIError,
     CompletionRequest,
     Limits,
@@ -189,7 +190,7 @@ def create_app(engine: Engine, tokenizer: CharTokenizer, card: ModelCard, limits
     model_entry = {"id": card.name, "object": "model", "created": created, "owned_by": "chargpt",
                    "chargpt": {**card.to_dict(), "max_tokens": limits.max_tokens,
                                "default_max_tokens": limits.default_max_tokens, "max_n": limits.max_n,
-                               "max_choices": limits.max_choices,
+                               "max_choices": limits.max_choices, "max_stop": MAX_STOP,
                                "start_prompt": start_prompt(tokenizer)}}
 
     @app.exception_handler(APIError)
