@@ -658,6 +658,33 @@ def test_a_saved_datasets_files_are_hashed_once_not_at_every_start(
     assert len(opened) == 2 and again.fingerprint == first.fingerprint
 
 
+def test_text_files_are_hashed_once_not_at_every_start(folder: Path, tmp_path: Path, monkeypatch) -> None:
+    # A text's identity is each file's sha256: a big one was hashed in full at every start.
+    from chargpt.data.sources import file_hashes, text_files
+
+    real_time_ns = time.time_ns
+    monkeypatch.setattr(time, "time_ns", lambda: real_time_ns() + 10**10)  # the files settled 10 s ago
+    hashed: list[str] = []
+
+    def counting(path: Path) -> str:
+        hashed.append(Path(path).name)
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+    for where in (file_hashes, text_files):  # (wherever a text file's digest is made)
+        monkeypatch.setattr(where, "sha256_of", counting, raising=False)
+    first = module(folder, cache_dir=str(tmp_path / "cache"))
+    first.setup()
+    assert sorted(hashed) == ["a.txt", "a.txt", "c.md"]
+    again = module(folder, cache_dir=str(tmp_path / "cache"))
+    again.setup()
+    assert len(hashed) == 3 and again.fingerprint == first.fingerprint  # the same identity: runs resume
+    assert first.fingerprint["files"][0][1] == hashlib.sha256((folder / "a.txt").read_bytes()).hexdigest()
+    (folder / "a.txt").write_text("first file, edited\n")
+    edited = module(folder, cache_dir=str(tmp_path / "cache"))
+    edited.setup()
+    assert hashed[3:] == ["a.txt"] and edited.fingerprint["sha256"] != first.fingerprint["sha256"]
+
+
 def test_a_file_hashed_once_is_hashed_again_once_written(tmp_path: Path, monkeypatch) -> None:
     from chargpt.data.sources import file_hashes
 

@@ -162,7 +162,8 @@ class CharText:
                 )
             self._n_train_parts = len(files)
             files += val_files
-        return file_parts(files)
+        # Each file's digest kept where a dataset's are: a big text was hashed in full at every start.
+        return file_parts(files, cache_dir_for(None, self.cache_dir))
 
     def _separator(self) -> str:
         """What joins the parts as applied: the `text` builder's rows are joined with a newline
@@ -170,8 +171,9 @@ class CharText:
         return row_separator(self.name or "", self.options.separator)
 
     def _cache_place(self) -> tuple[str, str, Path | None]:
-        """The text's parts found (each file hashed: read once) into `_parts`, and where the
-        encoding cache keeps them: its key, its label, and the file it is cached beside, if any.
+        """The text's parts found (each file hashed, or its digest found in the cache) into `_parts`,
+        and where the encoding cache keeps them: its key, its label, and the file it is cached
+        beside, if any.
         Once per process, for characters() and encoded() both."""
         if self._place is None:
             self._parts = parts = self._sources()

@@ -1,5 +1,5 @@
-"""The sha256 of big files read at every start (a saved dataset's Arrow files), hashed once: kept
-in the cache folder, keyed by what changes whenever the file's bytes do."""
+"""The sha256 of files read at every start (text files, a saved dataset's Arrow files), hashed
+once: kept in the cache folder, keyed by what changes whenever the file's bytes do."""
 
 from __future__ import annotations
 

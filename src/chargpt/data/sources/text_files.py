@@ -12,7 +12,8 @@ import shlex
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from chargpt.data.corpus import resolve_corpus, sha256_of
+from chargpt.data.corpus import resolve_corpus
+from chargpt.data.sources.file_hashes import cached_sha256s
 from chargpt.data.sources.parts import Part
 from chargpt.data.sources.paths import GLOB_CHARS, expand_path, split_glob
 from chargpt.errors import DataError
@@ -48,10 +49,6 @@ def file_chunks(path: Path) -> Callable[[], Iterator[tuple[str, int]]]:
                 offset += len(raw)
 
     return chunks
-
-
-def _file_part(path: Path) -> Part:
-    return Part(str(path), sha256_of(path), file_chunks(path), path.stat().st_size)
 
 
 NUL_BYTES = "holds NUL bytes (UTF-16 text, or a binary file?)"
@@ -275,5 +272,9 @@ def _text_files(value: str, setting: str, url: str | None, sha256: str | None) -
     return [file]
 
 
-def file_parts(files: list[Path]) -> list[Part]:
-    return [_file_part(f) for f in files]
+def file_parts(files: list[Path], hash_cache: Path | None = None) -> list[Part]:
+    """The files as Parts, each identified by the sha256 of its bytes; `hash_cache`: where those
+    digests are kept between starts (file_hashes), None to hash every file every time."""
+    digests = cached_sha256s(files, hash_cache)
+    return [Part(str(f), sha, file_chunks(f), f.stat().st_size)
+            for f, sha in zip(files, digests, strict=True)]
