@@ -328,6 +328,27 @@ def test_empty_sources_are_one_clear_error(tmp_path: Path, files: dict[bytes, st
         module(given.format(root=root)).setup()
 
 
+def test_empty_files_in_a_folder_are_left_out_and_said(folder: Path) -> None:
+    # Each was read as a file: one more separator in the text, and a file in the count.
+    from chargpt.data.text import reads_empty_files
+    from chargpt.recorded_text import recorded_data
+
+    (folder / "b" / "empty.txt").write_text("")
+    (folder / "z.txt").write_text("")
+    dm = module(folder)
+    assert text_of(dm) == "first file, with \"quotes\" and café\n\n\nsecond file\n\n\nthird 😀 file\n"
+    assert [Path(name).name for name, _ in dm.fingerprint["files"]] == ["a.txt", "a.txt", "c.md"]
+    assert dm.report_lines()[0].startswith(f"data: {folder} (3 files, 2 empty ones left out), joined")
+    assert not reads_empty_files(dm.fingerprint)
+    # As versions before read them: what a run they trained recorded, and reads again.
+    before = module(folder, read_empty_files=True)
+    assert text_of(before) == text_of(dm) + "\n\n" * 2 and len(before.fingerprint["files"]) == 5
+    assert reads_empty_files(before.fingerprint) and before.fingerprint["sha256"] != dm.fingerprint["sha256"]
+    for fingerprint, reads_them in ((dm.fingerprint, False), (before.fingerprint, True)):
+        ckpt = {"hyper_parameters": {}, "callbacks": {"ResumeState": {"corpus": fingerprint}}}
+        assert recorded_data(ckpt, "last.ckpt", set()).get("read_empty_files", False) is reads_them
+
+
 def test_the_cache_beside_one_text_never_joins_its_folder(
     folder: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -735,6 +756,31 @@ def test_training_on_a_folder_reports_the_validation_scope(
     assert metrics["validation"]["capped"] is True and metrics["validation"]["chars"] == 500
     log = (run / "train.log").read_text()
     assert "4 files" in log and "vocabulary:" in log
+
+
+def test_a_run_that_read_its_empty_files_resumes_and_is_scored_reading_them(
+    folder: Path, tmp_path: Path, corpus: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    # Its checkpoint's text identity counts them: leaving them out would refuse its resume.
+    import chargpt.data.text
+    from chargpt.cli import eval as eval_cli
+    from chargpt.cli.train import main
+
+    (folder / "z.txt").write_text(corpus.read_text()[:20000])
+    (folder / "b" / "empty.txt").write_text("")
+    run = tmp_path / "run"
+    args = train_args(folder, run, "sample.max_new_tokens=0", "logger=none")
+    with monkeypatch.context() as earlier:  # trained as versions before read a folder
+        earlier.setattr(chargpt.data.text, "with_text", lambda files, keep_empty=False: files, raising=False)
+        assert run_cli(main, *args, "trainer.max_steps=2") == 0
+    assert "(5 files)" in (run / "train.log").read_text()
+    capsys.readouterr()
+    assert run_cli(main, *args, "trainer.max_steps=4", f"ckpt_path={run}") == 0, capsys.readouterr().err
+    assert json.loads((run / "metrics.json").read_text())["step"] == 4
+    capsys.readouterr()
+    assert run_cli(eval_cli.main, f"ckpt_path={run}") == 0, capsys.readouterr().err
+    val_loss = json.loads((run / "metrics.json").read_text())["val_loss"]
+    assert json.loads(capsys.readouterr().out)["loss"] == pytest.approx(val_loss, abs=1e-4)
 
 
 @needs_datasets

@@ -15,8 +15,8 @@ from chargpt.checkpoints import corpus_changes, cut_at_a_fraction, recorded_file
 from chargpt.data.corpus import sha256_of
 from chargpt.data.encoding import TextOptions, read_as_trained
 from chargpt.data.sources.paths import GLOB_CHARS, expand_path
-from chargpt.data.sources.text_files import text_files
-from chargpt.data.text import DEFAULT_TRAIN_FRACTION, CharText
+from chargpt.data.sources.text_files import text_files, with_text
+from chargpt.data.text import DEFAULT_TRAIN_FRACTION, CharText, reads_empty_files
 from chargpt.errors import ConfigError, DataError, UnknownCharactersError
 from chargpt.overrides import hydra_quoted
 
@@ -84,6 +84,8 @@ def recorded_data(
         settings["train_fraction"] = split["train_fraction"]
     if "data.split" not in overrides and split.get("split") == "files":
         settings["split"] = "files"  # whole files held out, as the run held them out
+    if reads_empty_files(corpus):
+        settings["read_empty_files"] = True  # its folder's empty files, as its run read them
     return settings
 
 
@@ -120,7 +122,7 @@ def recorded_settings(corpus: dict[str, Any]) -> dict[str, Any]:
 def _check_files(path: Path, corpus: dict[str, Any], source: str, how: str, as_is: str) -> None:
     """A text of several files (a folder or a glob): each file as the run read it."""
     try:
-        files = text_files(str(path), "data.path")
+        files = with_text(text_files(str(path), "data.path"), reads_empty_files(corpus))
     except DataError:
         raise DataError(f"{source} was trained on {path}, which no longer names its files; {how}") from None
     now = [[str(f), sha256_of(f)] for f in files]
@@ -208,6 +210,7 @@ def _text_as_trained(
     data = CharText(
         str(path), block_size=1, train_fraction=0.5 if whole else train_fraction,
         val_max_chars=None, split="files" if split.get("split") == "files" else None, **read_as,
+        read_empty_files=ckpt is not None and recorded and reads_empty_files(stored_corpus(ckpt)),
     )
     if ckpt is not None and recorded:
         check_read_alike(data, ckpt, source)

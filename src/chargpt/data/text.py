@@ -27,7 +27,7 @@ from chargpt.data.encoding import (
 from chargpt.data.sources.hf_datasets import hf_part, load_hf, row_separator
 from chargpt.data.sources.parts import Part, identity
 from chargpt.data.sources.paths import expand_path
-from chargpt.data.sources.text_files import file_parts, text_files
+from chargpt.data.sources.text_files import EMPTY_SHA256, file_parts, text_files, with_text
 from chargpt.data.tokenizer import CharTokenizer
 from chargpt.data.vocabulary import vocabulary_lines
 from chargpt.errors import ConfigError, DataError
@@ -50,7 +50,8 @@ class CharText:
     Validation text: `val_path` (files) or `val_split` (a dataset split) when given; else the last
     (1 - train_fraction) of the characters, or with split="files" the last whole files. Both splits
     must hold a window of `block_size` + 1 characters. `vocab` fixes the vocabulary (e.g. a
-    checkpoint's); by default it is the corpus's own.
+    checkpoint's); by default it is the corpus's own. Empty files are left out, unless
+    `read_empty_files` (a run that read them: reads_empty_files).
     """
 
     def __init__(
@@ -73,6 +74,7 @@ class CharText:
         data_files: Any = None,
         text_field: str = "text",
         val_split: str | None = None,
+        read_empty_files: bool = False,
     ) -> None:
         if not path and not name:
             raise ConfigError(
@@ -108,6 +110,8 @@ class CharText:
         self.name, self.config, self.data_files = name, config, _plain(data_files)
         self.text_field, self.val_split = text_field, val_split
         self._vocab = vocab
+        self.read_empty_files = read_empty_files
+        self._empty_left_out = 0  # empty files not read (report_lines says so)
         # What to say of a text too short for one window's context (model=auto chooses the context):
         # {most} is the longest context both splits hold.
         self.context_fix = "a model.block_size of at most {most}"
@@ -152,9 +156,12 @@ class CharText:
                 self._n_train_parts = 1
             return parts
         assert self.path is not None
-        files = text_files(self.path, "data.path", self.url, self.sha256)
+        named = text_files(self.path, "data.path", self.url, self.sha256)
+        files = with_text(named, self.read_empty_files)
         if self.val_path:
-            val_files = text_files(self.val_path, "data.val_path")
+            named_val = text_files(self.val_path, "data.val_path")
+            val_files = with_text(named_val, self.read_empty_files)
+            named += named_val
             if overlap := sorted(set(files) & set(val_files)):
                 raise DataError(
                     f"{overlap[0]} is both training text (data.path) and validation text (data.val_path); "
@@ -162,6 +169,7 @@ class CharText:
                 )
             self._n_train_parts = len(files)
             files += val_files
+        self._empty_left_out = len(named) - len(files)
         # Each file's digest kept where a dataset's are: a big text was hashed in full at every start.
         return file_parts(files, cache_dir_for(None, self.cache_dir))
 
@@ -320,11 +328,16 @@ class CharText:
         assert self.ids is not None and self.val_ids is not None
         n_parts = len(self._parts)
         unit = "files" if self._parts[0].starts_file else "splits"
-        what = f"{self.source} ({n_parts} {unit})" if n_parts > 1 else self.source
+        what = self.source
         if self.val_path:  # the files counted are the training and the validation text's
-            what = f"{self.source} and data.val_path {self.val_path} ({n_parts} {unit})"
+            what = f"{self.source} and data.val_path {self.val_path}"
         elif self.val_split:  # so are the splits
-            what = f"{self.source} and data.val_split {self.val_split} ({n_parts} {unit})"
+            what = f"{self.source} and data.val_split {self.val_split}"
+        counts = [f"{n_parts} {unit}" if n_parts > 1 else f"1 {unit[:-1]}"]
+        if left_out := self._empty_left_out:  # not among the files: they add nothing
+            counts.append(f"{left_out} empty one{'s' if left_out > 1 else ''} left out")
+        if n_parts > 1 or left_out:
+            what += f" ({', '.join(counts)})"
         joined = f", joined with {self.options.separator!r}" if n_parts > 1 else ""
         lines = [f"data: {what}{joined}: {len(self.ids):,} characters"]
         starts = encoded.stats.get("starts", [0])
@@ -367,6 +380,15 @@ class CharText:
     @property
     def tokenizer(self) -> CharTokenizer:
         return self.encoded().tokenizer
+
+
+def reads_empty_files(corpus: Mapping[str, Any] | None) -> bool:
+    """Whether the run that recorded this corpus fingerprint read its text's empty files (it lists
+    one: versions before 2026-12-06 did): read again as it was, its text resumes and scores as its
+    own. A run since leaves them out, and lists none."""
+    files = (corpus or {}).get("files")
+    return isinstance(files, list) and any(
+        isinstance(entry, list | tuple) and len(entry) == 2 and entry[1] == EMPTY_SHA256 for entry in files)
 
 
 def _plain(value: Any) -> Any:

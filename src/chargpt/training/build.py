@@ -23,9 +23,10 @@ from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
 from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf
 
-from chargpt.checkpoints import read_checkpoint, resolve_checkpoint
+from chargpt.checkpoints import read_checkpoint, resolve_checkpoint, stored_corpus
 from chargpt.checks import real_number, yes_no
 from chargpt.data import CharDataModule
+from chargpt.data.text import reads_empty_files
 from chargpt.distributed import is_rank_zero
 from chargpt.errors import ChargptError, ConfigError, first_line
 from chargpt.files import read_json_object, write_text_atomic
@@ -301,7 +302,17 @@ def build_run(cfg: DictConfig) -> Run:
                                       resumed=resumable(cfg.ckpt_path))
         model_config = pretrained.config
 
-    datamodule = instantiate(cfg.data, block_size=model_config.block_size)
+    ckpt_path, ckpt, file = None, None, None
+    if cfg.ckpt_path:
+        # Read (weights-only) and compared before Lightning touches it: a checkpoint of another
+        # corpus or model is refused with the reason, not a shape-mismatch traceback. Read before
+        # the text: a run that read its folder's empty files reads them again.
+        file = resolve_checkpoint(cfg.ckpt_path)
+        ckpt = read_checkpoint(file)
+        check_not_rewinding(file, ckpt, Path(cfg.paths.output_dir))
+    as_recorded = ckpt is not None and reads_empty_files(stored_corpus(ckpt))
+    datamodule = instantiate(cfg.data, block_size=model_config.block_size,
+                             **({"read_empty_files": True} if as_recorded else {}))
     if pretrained is not None:  # the new text's characters make its vocabulary
         pretrained = fit_vocab(pretrained, datamodule, cfg.finetune)
     if auto:  # it reads the text at its longest context, and refuses a model.block_size
@@ -309,13 +320,6 @@ def build_run(cfg: DictConfig) -> Run:
     datamodule.prepare_data()
     datamodule.setup("fit")
     vocab = datamodule.tokenizer.to_list()
-    ckpt_path, ckpt, file = None, None, None
-    if cfg.ckpt_path:
-        # Read (weights-only) and compared before Lightning touches it: a checkpoint of another
-        # corpus or model is refused with the reason, not a shape-mismatch traceback.
-        file = resolve_checkpoint(cfg.ckpt_path)
-        ckpt = read_checkpoint(file)
-        check_not_rewinding(file, ckpt, Path(cfg.paths.output_dir))
     said_lines = precision_decisions(cfg, precision_line, matmul_line, ckpt, file, decided)
     choice = None
     if auto:

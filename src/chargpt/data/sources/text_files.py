@@ -5,6 +5,7 @@ Parts, read chunk by chunk."""
 from __future__ import annotations
 
 import glob
+import hashlib
 import logging
 import os
 import re
@@ -270,6 +271,16 @@ def _text_files(value: str, setting: str, url: str | None, sha256: str | None) -
     if (why := _not_text(file)) not in (None, NOT_UTF8):  # (other bad bytes: named with their offset)
         raise DataError(f"{file} {why}; {convert_advice(why)}")
     return [file]
+
+
+EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()  # an empty file's, as a corpus fingerprint records it
+
+
+def with_text(files: list[Path], keep_empty: bool = False) -> list[Path]:
+    """The files a text reads: its empty ones left out (each only put a separator between its
+    neighbours), unless `keep_empty`: versions before 2026-12-06 read them, and a run they trained
+    reads them again where it resumes or is scored (the ids, and the identity, are its own)."""
+    return files if keep_empty else [f for f in files if f.stat().st_size]
 
 
 def file_parts(files: list[Path], hash_cache: Path | None = None) -> list[Part]:
