@@ -260,6 +260,27 @@ def test_a_stopped_run_outside_a_sweep_is_given_its_resume_command(tmp_path: Pat
     assert "done" not in out.split("stopped early")[1]  # a finished run needs nothing
 
 
+def test_a_run_without_status_json_is_read_from_its_metrics(tmp_path: Path, capsys) -> None:
+    # A run from before status.json (or whose file was deleted) that reached its last step was
+    # "incomplete", offered a resume that found nothing left to train.
+    from chargpt.run_layout import read_status
+
+    runs = tmp_path / "runs"
+    for name, step in (("done", 100), ("halfway", 40)):
+        fake_run(runs, name, ["model=tiny"], {**metrics(1.5, 1.6, step), "max_steps": 100})
+        (runs / name / "checkpoints").mkdir()
+        (runs / name / "checkpoints" / "last.ckpt").write_bytes(b"weights")
+
+    rows = report(runs, sort_by="run")
+
+    assert [(r["run"], r["status"]) for r in rows] == [("done", "finished"), ("halfway", "incomplete")]
+    out = capsys.readouterr().out
+    assert f"ckpt_path={(runs / 'halfway').resolve()}" in out and "/done" not in out
+    # What a continued sweep reads too: the finished job is kept with its best loss, not trained again.
+    assert read_status(runs / "done") == {"status": "finished", "value": 1.5}
+    assert read_status(runs / "halfway") == {}
+
+
 def test_a_stopped_sweep_job_gets_its_sweeps_continue_command_not_its_own(tmp_path: Path, capsys) -> None:
     # Resuming the job alone would leave the sweep's jobs that never started out.
     runs = tmp_path / "outputs"

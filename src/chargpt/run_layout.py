@@ -162,9 +162,21 @@ def log_handlers_in(folder: str | Path) -> list[logging.FileHandler]:
 
 
 def read_status(run_dir: str | Path) -> dict[str, Any]:
-    """A run's status.json; empty when it has none (it stopped before it could record one) or it
-    cannot be read."""
-    return read_json_object(Path(run_dir) / STATUS_FILE)
+    """A run's status.json. Without one (it stopped before it could record one, it predates the
+    record, or the file was deleted) or when it cannot be read: what its metrics.json shows, a run
+    that reached its last step finished (with its best val loss as the value), as a resume of it
+    would find nothing left to train; else empty."""
+    status = read_json_object(Path(run_dir) / STATUS_FILE)
+    return status or _status_from_metrics(Path(run_dir))
+
+
+def _status_from_metrics(run_dir: Path) -> dict[str, Any]:
+    metrics = read_json_object(run_dir / METRICS_FILE)  # written with each checkpoint and validation
+    step, last = metrics.get("step"), metrics.get("max_steps")
+    if not (isinstance(step, int) and isinstance(last, int)) or last <= 0 or step < last:
+        return {}
+    best = metrics.get("best_val_loss")
+    return {"status": "finished", "value": best if isinstance(best, (int, float)) else None}
 
 
 def still_running(status: dict[str, Any]) -> bool:

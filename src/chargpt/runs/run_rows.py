@@ -6,7 +6,8 @@ A run is any directory under SWEEP_DIR with a `.hydra/overrides.yaml` (what Hydr
 job). Its figures come from the run's metrics.json (written at each validation) and status.json
 (`running` from the first step, then how the run ended): a run whose status still says running
 after its process is gone was `killed` (kill -9, a lost machine); one with no status at all
-stopped before training started, or predates the record, and is `incomplete`.
+(stopped before training started, predates the record, or lost it) is `finished` where its
+metrics.json shows its last step (run_layout.read_status), else `incomplete`.
 """
 
 from __future__ import annotations
