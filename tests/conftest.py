@@ -124,6 +124,16 @@ def _stop_signal_handlers_restored() -> Iterator[None]:
             signal.signal(s, handler)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_user_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The user cache a command falls back to without CHARGPT_CACHE_DIR (a module's fixture trains
+    before _isolated_cache sets it; some tests unset it): the session's own folder, not the home
+    folder's (its file-sha256.json would collect every test's files)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("user cache")))
+        yield
+
+
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CHARGPT_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
