@@ -5,6 +5,8 @@ An upgrade that removes one fails here, naming it, instead of deep inside a trai
 
 from __future__ import annotations
 
+import importlib
+import logging
 from functools import reduce
 from pathlib import Path
 
@@ -12,7 +14,8 @@ import lightning as L
 import pytest
 from lightning.pytorch.callbacks import RichProgressBar
 
-from chargpt.training.lightning_internals import PRIVATE_MEMBERS
+from chargpt.training import lightning_internals
+from chargpt.training.lightning_internals import PRIVATE_MEMBERS, SIGNAL_CONNECTOR
 from conftest import lacks
 
 
@@ -33,6 +36,14 @@ def owners(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
 
 @pytest.mark.parametrize(("owner", "path"), PRIVATE_MEMBERS, ids=[f"{o}.{p}" for o, p in PRIVATE_MEMBERS])
 def test_private_lightning_member_exists(owners: dict[str, object], owner: str, path: str) -> None:
+    if "." in owner:  # a module
+        try:
+            owners[owner] = importlib.import_module(owner)
+        except ImportError:
+            pytest.fail(
+                f"Lightning {L.__version__} has no module {owner}: chargpt's use of {owner}.{path} in "
+                "src/chargpt/training/lightning_internals.py needs a replacement before this upgrade"
+            )
     if owner not in owners:
         pytest.skip(f"{owner} needs its tracker's extra")
     try:
@@ -69,3 +80,36 @@ def test_every_private_logger_member_the_trackers_use_is_listed() -> None:
     own = set(re.findall(r"\bself\.(_\w+)\s*=", source)) - {"_experiment"}  # set by the trackers alone
     listed = {path for owner, path in PRIVATE_MEMBERS if owner.endswith("Logger")}
     assert used - own <= listed, used - own - listed
+
+
+def test_the_package_imports_without_lightnings_signal_connector(monkeypatch) -> None:
+    # A Lightning that renamed its private signal connector class made the import of
+    # lightning_internals (and so of every command that trains) fail with an ImportError.
+    module, name = SIGNAL_CONNECTOR
+    monkeypatch.delattr(importlib.import_module(module), name)
+    spec = importlib.util.spec_from_file_location("internals_copy", lightning_internals.__file__)
+    assert spec is not None and spec.loader is not None
+    spec.loader.exec_module(importlib.util.module_from_spec(spec))
+
+
+def test_a_lightning_without_its_signal_connector_keeps_its_own_handling_and_says_so(
+    monkeypatch, caplog
+) -> None:
+    module, name = SIGNAL_CONNECTOR
+    trainer = L.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False, max_steps=1)
+    lightnings_own = trainer._signal_connector
+    monkeypatch.delattr(importlib.import_module(module), name)
+    with caplog.at_level(logging.WARNING, logger=lightning_internals.__name__):
+        lightning_internals.keep_ignored_signals_ignored(trainer)
+    assert trainer._signal_connector is lightnings_own
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and f"{module}.{name}" in warnings[0], warnings
+    assert "\n" not in warnings[0]
+
+
+def test_the_signal_connector_keeps_ignored_stop_signals_ignored() -> None:
+    trainer = L.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False, max_steps=1)
+    lightning_internals.keep_ignored_signals_ignored(trainer)
+    module, name = SIGNAL_CONNECTOR
+    assert isinstance(trainer._signal_connector, getattr(importlib.import_module(module), name))
+    assert type(trainer._signal_connector).__name__ == "_KeepingIgnoredSignals"

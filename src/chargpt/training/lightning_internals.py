@@ -2,17 +2,27 @@
 
 Each has no public equivalent in the Lightning versions pyproject.toml allows (pinned to the
 minor version the tests run against); tests/test_lightning_internals.py fails with the member's
-name if an upgrade removes one.
+name if an upgrade removes one. Nothing here is imported from Lightning's private modules when
+this module loads: a member an upgrade renames costs the one behaviour that needs it (with a
+warning), not the import of every command.
 """
 
 from __future__ import annotations
 
+import functools
+import importlib
+import logging
 from typing import Any
 
 import lightning as L
-from lightning.pytorch.trainer.connectors.signal_connector import _SignalConnector
 
+from chargpt.distributed import is_rank_zero
 from chargpt.stop_signals import STOP_SIGNALS, handled_stop_signals
+
+log = logging.getLogger(__name__)
+
+# The module and class whose instance sets Lightning's signal handlers as a run starts.
+SIGNAL_CONNECTOR = ("lightning.pytorch.trainer.connectors.signal_connector", "_SignalConnector")
 
 # (owner, attribute path) pairs, checked by the test on a real Trainer and real loggers.
 PRIVATE_MEMBERS: list[tuple[str, str]] = [
@@ -34,8 +44,10 @@ PRIVATE_MEMBERS: list[tuple[str, str]] = [
     ("MLFlowLogger", "_initialized"),
     # and the arguments W&B's run starts with (W&B warns of Lightning's anonymous=None).
     ("WandbLogger", "_wandb_init"),
-    # What sets Lightning's signal handlers as a run starts, and the one call that sets each.
+    # What sets Lightning's signal handlers as a run starts, its class (an owner that is a module is
+    # imported by the test), and the one call that sets each.
     ("trainer", "_signal_connector"),
+    SIGNAL_CONNECTOR,
     ("trainer", "_signal_connector._register_signal"),
 ]
 
@@ -50,20 +62,51 @@ def is_accumulating(trainer: L.Trainer) -> bool:
     return bool(trainer.fit_loop._should_accumulate())
 
 
-class _KeepingIgnoredSignals(_SignalConnector):
-    """Lightning's signal handling, except that a stop signal the process's starter ignores (`trap ''
-    TERM`) stays ignored: Lightning takes SIG_IGN for a handler of the user's and sets its own
+def _missing_signal_connector_piece(trainer: L.Trainer) -> str | None:
+    """The name of the first piece of Lightning's signal handling that _keeping_ignored_signals
+    needs and this Lightning lacks, or None."""
+    module, name = SIGNAL_CONNECTOR
+    try:
+        connector = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError):
+        return f"{module}.{name}"
+    if not hasattr(trainer, "_signal_connector"):
+        return "Trainer._signal_connector"
+    if not hasattr(connector, "_register_signal"):
+        return f"{name}._register_signal"
+    return None
+
+
+@functools.cache
+def _keeping_ignored_signals() -> type:
+    """Lightning's signal connector, except that a stop signal the process's starter ignores (`trap
+    '' TERM`) stays ignored: Lightning takes SIG_IGN for a handler of the user's and sets its own
     SIGTERM handler around it, so a SIGTERM between that moment and the training loop's own handler
     (GracefulInterrupt, which keeps it ignored) set `received_sigterm`, and the run ended as if it
-    had finished."""
+    had finished. Made on first use, once _missing_signal_connector_piece has found its base."""
+    module, name = SIGNAL_CONNECTOR
+    connector: Any = getattr(importlib.import_module(module), name)
 
-    @staticmethod
-    def _register_signal(signum: Any, handlers: Any) -> None:
-        if signum in STOP_SIGNALS and signum not in handled_stop_signals():
-            return  # ignored it stays, with no moment under another handler
-        _SignalConnector._register_signal(signum, handlers)
+    class _KeepingIgnoredSignals(connector):
+        @staticmethod
+        def _register_signal(signum: Any, handlers: Any) -> None:
+            if signum in STOP_SIGNALS and signum not in handled_stop_signals():
+                return  # ignored it stays, with no moment under another handler
+            connector._register_signal(signum, handlers)
+
+    return _KeepingIgnoredSignals
 
 
 def keep_ignored_signals_ignored(trainer: L.Trainer) -> None:
-    """A stop signal the starter ignores stays ignored while `trainer` runs (_KeepingIgnoredSignals)."""
-    trainer._signal_connector = _KeepingIgnoredSignals(trainer)
+    """A stop signal the starter ignores stays ignored while `trainer` runs (_keeping_ignored_signals).
+    A Lightning without the pieces it needs keeps its own handling, and the run says which is missing."""
+    missing = _missing_signal_connector_piece(trainer)
+    if missing is None:
+        trainer._signal_connector = _keeping_ignored_signals()(trainer)
+    elif is_rank_zero():
+        log.warning(
+            "warning: Lightning %s has no %s: a stop signal ignored by this process's starter is "
+            "handled by Lightning as usual (a SIGTERM may end the run as if finished); install a "
+            "Lightning version that chargpt's pyproject.toml allows",
+            L.__version__, missing,
+        )
