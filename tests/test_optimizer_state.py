@@ -70,6 +70,25 @@ def test_another_optimizer_is_named_as_a_user_picks_it() -> None:
     assert optimizer_named("torch.optim.AdamW", None, ADAMW) is None
 
 
+def test_an_option_of_a_command_lines_searchpath_is_named(tmp_path: Path) -> None:
+    # `hydra.searchpath=[file://my_configs] optimizer=my_opt`: Hydra's loader lists a group's options
+    # without the command line's searchpath, so a run trained with my_opt was told to resume with
+    # optimizer=adamw (another learning rate), the one listed option that builds AdamW.
+    (tmp_path / "optimizer").mkdir()
+    (tmp_path / "optimizer" / "my_opt.yaml").write_text("_target_: torch.optim.AdamW\nlr: 0.002\n")
+    mine = {"_target_": "torch.optim.AdamW", "lr": 0.002}
+    with initialize_config_dir(config_dir=CONFIG_PATH, version_base="1.3"):  # inside chargpt-train
+        searchpath = f"hydra.searchpath=[file://{tmp_path}]"
+        HydraConfig.instance().set_config(compose("train", [searchpath], return_hydra_config=True))
+        try:
+            told = _refusal(_checkpoint(mine), MUON)
+            named = optimizer_named("torch.optim.AdamW", None, mine)
+        finally:
+            HydraConfig.instance().cfg = None
+    assert "it was trained with optimizer=my_opt, whose" in told and "resume with optimizer=my_opt," in told
+    assert named == "optimizer=my_opt"
+
+
 def test_other_parameters_frozen_with_the_same_optimizer_is_a_freeze_difference() -> None:
     # Muon with every hidden matrix frozen is AdamW alone: another layout, the same optimizer.
     for trained, now in ((2, 1), (1, 2), (0, 1)):

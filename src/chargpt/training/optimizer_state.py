@@ -19,7 +19,8 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
 
 from chargpt.errors import ConfigError
-from chargpt.hydra_run import chosen
+from chargpt.hydra_run import as_written, chosen
+from chargpt.overrides import override_key
 from chargpt.run_layout import launched_with, run_dir_of
 
 
@@ -52,14 +53,21 @@ def optimizer_named(
 
 def _optimizer_options() -> dict[str, dict[str, Any]]:
     """Each option of the optimizer group with its settings, as Hydra composes this app's config
-    with it (its search path: chargpt's configs and any --config-dir)."""
+    with it (its search path: chargpt's configs, any --config-dir and a command line's
+    hydra.searchpath)."""
     if not GlobalHydra.instance().is_initialized() or not HydraConfig.initialized():
         return {}
     app = HydraConfig.get().job.config_name
+    # Hydra's loader adds a command line's hydra.searchpath only to a composition given it: the
+    # folders it names are listed, and their options composed, with it.
+    searchpath = [o for o in as_written(HydraConfig.get().overrides.hydra)
+                  if override_key(o) == "hydra.searchpath"]
+    loader = GlobalHydra.instance().config_loader()
     options = {}
-    for name in GlobalHydra.instance().config_loader().get_group_options("optimizer"):
+    for name in loader.get_group_options("optimizer", config_name=app, overrides=searchpath):
         try:
-            settings = OmegaConf.to_container(compose(app, [f"optimizer={name}"]).optimizer, resolve=True)
+            composed = compose(app, [*searchpath, f"optimizer={name}"])
+            settings = OmegaConf.to_container(composed.optimizer, resolve=True)
         except Exception:  # an option that does not compose on its own names nothing
             continue
         if isinstance(settings, dict):
