@@ -226,6 +226,24 @@ def test_a_missing_group_option_is_one_line_naming_the_options(arg: str, tmp_pat
         hydra_argv(["x", "optimizer=null"])  # Hydra's ValueError and traceback
 
 
+@pytest.mark.parametrize("arg", ["optimizer=my_op", "-m optimizer=adamw,my_op"])
+def test_a_missing_group_option_names_the_options_of_a_command_lines_searchpath(
+    arg: str, tmp_path: Path, capsys
+) -> None:
+    # With hydra.searchpath the check was left to Hydra: a sweep's misspelt option was Hydra's
+    # message over 13 lines, exit 1; a single run's was one line with its search path dump.
+    (tmp_path / "mine" / "optimizer").mkdir(parents=True)
+    (tmp_path / "mine" / "optimizer" / "my_opt.yaml").write_text("_target_: torch.optim.AdamW\nlr: 0.002\n")
+    searchpath = f"hydra.searchpath=[file://{tmp_path / 'mine'}]"
+    code = run_cli(train_main, searchpath, *arg.split(), f"hydra.run.dir={tmp_path / 'run'}",
+                   f"hydra.sweep.dir={tmp_path / 'sweep'}")
+    assert code == 2
+    assert capsys.readouterr().err == (
+        "error: optimizer=my_op is not an option of optimizer; use one of: adamw, muon, muon_short, my_opt\n")
+    assert not (tmp_path / "run").exists() and not (tmp_path / "sweep").exists()
+    assert hydra_argv(["x", searchpath, "optimizer=my_opt"])[1:] == [searchpath, "optimizer=my_opt"]
+
+
 def test_quoting_round_trips_any_text() -> None:
     """What the config holds after composition (and after a save and load) is the text typed."""
     rng = random.Random(1)

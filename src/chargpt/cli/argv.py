@@ -17,6 +17,7 @@ import functools
 import re
 import shlex
 import sys
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -187,7 +188,7 @@ def hydra_argv(argv: list[str]) -> list[str]:
         if arg in _OPTION_VALUES and (i + 1 == len(out) or re.match(r"-[^\d.]", out[i + 1])):
             raise ConfigError(f"{arg} needs a value after it, e.g. {arg} {_OPTION_VALUES[arg]}")
     _check_options(out)
-    group_dirs = _group_dirs(out)
+    group_dirs, searchpath = _group_dirs(out), _searchpath(out)
     for i in override_positions(out):
         if nameless := re.match(r"^(\+{0,2}|~)\s*=(.*)$", out[i], re.DOTALL):  # Hydra: a ValueError
             raise ConfigError(f"cannot read the override {out[i]!r}: it names no setting before '='; write "
@@ -210,7 +211,7 @@ def hydra_argv(argv: list[str]) -> list[str]:
         if not parses(out[i]):
             raise ConfigError(_unparsable(out[i]))
         if parts is not None and group_dirs is not None:
-            check_group_option(parts[1], parts[2], group_dirs)
+            check_group_option(parts[1], parts[2], group_dirs, searchpath)
     # Hydra's parser takes the overrides as one run of positional arguments: any after an option
     # (`seed=1,2 -m lr=...`) were refused with its usage text. The overrides first, in order, then
     # the options (a bare --info, whose topic is optional, must not take an override for one).
@@ -228,9 +229,9 @@ def hydra_argv(argv: list[str]) -> list[str]:
 
 
 def _group_dirs(argv: list[str]) -> list[Path] | None:
-    """The config folders Hydra searches for this command line: chargpt's and any `--config-dir`;
-    None when the search path is set another way (`--config-path`, `hydra.searchpath`), whose
-    options only Hydra can list."""
+    """The config folders Hydra searches for this command line: chargpt's and any `--config-dir`
+    (a `hydra.searchpath` adds more: _searchpath); None when the primary config is found another
+    way (`--config-path`), whose options only Hydra can list."""
     dirs = [Path(CONFIG_PATH)]
     for i, arg in enumerate(argv[1:], start=1):
         flag, eq, value = arg.partition("=")
@@ -240,9 +241,32 @@ def _group_dirs(argv: list[str]) -> list[Path] | None:
             dirs.append(Path(expand_path(argv[i + 1])))
         elif flag == "--config-dir" and eq:
             dirs.append(Path(expand_path(value)))
-    if any((parts := _split(argv[i])) and parts[1] == "hydra.searchpath" for i in override_positions(argv)):
-        return None
     return dirs
+
+
+def _searchpath(argv: list[str]) -> str | None:
+    """The command line's `hydra.searchpath=[...]` override (the last, which Hydra applies), or None."""
+    given = [f"hydra.searchpath={parts[2]}" for i in override_positions(argv)
+             if (parts := _split(argv[i])) and parts[1] == "hydra.searchpath"]
+    return given[-1] if given else None
+
+
+@functools.cache
+def _searchpath_options(group: str, searchpath: str) -> frozenset[str] | None:
+    """The options of config `group` in the folders a `hydra.searchpath=[...]` override adds (and
+    chargpt's), as Hydra's config repository lists them with that override applied; None when
+    Hydra cannot apply it (its own error says why)."""
+    GlobalHydra.instance().clear()
+    try:
+        # Quiet: a folder of it that is missing is Hydra's to warn of, once, when it composes.
+        with warnings.catch_warnings(), initialize_config_dir(config_dir=CONFIG_PATH, version_base="1.3"):
+            warnings.simplefilter("ignore")
+            loader = GlobalHydra.instance().config_loader()
+            return frozenset(loader.get_group_options(group, overrides=[searchpath]))
+    except Exception:
+        return None
+    finally:
+        GlobalHydra.instance().clear()
 
 
 # `~KEY` under these removes a component (a callback, a logger) or leaves a Trainer argument to
@@ -287,14 +311,22 @@ def composed(config_name: str, overrides: list[str]) -> DictConfig | None:
         GlobalHydra.instance().clear()
 
 
-def check_group_option(key: str, value: str, config_dirs: list[Path]) -> None:
+def check_group_option(key: str, value: str, config_dirs: list[Path], searchpath: str | None = None) -> None:
     """`group=option` (or a sweep's `group=a,b`, or a list `group=[a,b]`) for a config group in
-    `config_dirs` must name options that exist there: a ConfigError listing them, before Hydra
-    composes anything."""
-    groups = [d / key for d in config_dirs if (d / key).is_dir()]
-    if "/" in key or "." in key or not groups:
+    `config_dirs`, or in the folders of a `hydra.searchpath=[...]` override, must name options that
+    exist there: a ConfigError listing them, before Hydra composes anything."""
+    if "/" in key or "." in key:
         return  # not a config group
-    known = sorted({f.stem for group in groups for f in group.glob("*.yaml")})
+    groups = [d / key for d in config_dirs if (d / key).is_dir()]
+    known_set = {f.stem for group in groups for f in group.glob("*.yaml")}
+    if searchpath is not None:
+        listed = _searchpath_options(key, searchpath)
+        if listed is None:
+            return  # a search path Hydra cannot read: Hydra's own error names it
+        known_set |= listed
+    if not groups and not known_set:
+        return  # not a config group
+    known = sorted(known_set)
     if value == "null":  # Hydra's ValueError, with a traceback
         none = f"; {key}=none for none" if "none" in known else ""
         raise ConfigError(f"{key}=null: a config group takes the name of one of its options "
