@@ -206,7 +206,7 @@ def test_the_first_signal_says_what_a_second_would_keep(kept, tmp_path, monkeypa
 
     guard = GracefulInterrupt(str(tmp_path))
     guard._trainer = SimpleNamespace()
-    monkeypatch.setattr(graceful_interrupt, "latest_checkpoint_written", lambda trainer: kept)
+    monkeypatch.setattr(graceful_interrupt, "latest_checkpoint_kept", lambda trainer: kept)
     previous = signal.getsignal(signal.SIGTERM)
     try:
         guard._handle(signal.SIGTERM, None)
@@ -216,6 +216,23 @@ def test_the_first_signal_says_what_a_second_would_keep(kept, tmp_path, monkeypa
     assert line.startswith("SIGTERM received: stopping after this step and writing a checkpoint (send it "
                            "again to quit at once without one: ")
     assert line.endswith(f"its last checkpoint, {kept}, stays)" if kept else "it has no checkpoint yet)")
+
+
+def test_a_resumed_run_s_first_signal_names_the_checkpoint_it_resumed_from(tmp_path, capsys) -> None:
+    # Interrupted before any validation, then resumed: its last.ckpt (written by the interruption,
+    # outside the checkpoint callbacks) stays on disk, yet the first signal said "it has no
+    # checkpoint yet", as if a second one would lose every step trained so far.
+    resumed_from = tmp_path / "checkpoints" / "last.ckpt"
+    resumed_from.parent.mkdir()
+    resumed_from.write_bytes(b"checkpoint")
+    guard = GracefulInterrupt(str(tmp_path))
+    guard._trainer = SimpleNamespace(checkpoint_callbacks=[], ckpt_path=str(resumed_from))
+    previous = signal.getsignal(signal.SIGINT)
+    try:
+        guard._handle(signal.SIGINT, None)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert capsys.readouterr().err.strip().endswith(f"its last checkpoint, {resumed_from}, stays)")
 
 
 def test_the_first_signal_in_a_sweep_says_how_to_continue_it_after_a_second(tmp_path, capsys) -> None:

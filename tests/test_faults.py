@@ -107,6 +107,16 @@ def test_a_nan_without_clipping_says_to_set_it() -> None:
                                            "trainer.gradient_clip_val (e.g. 1.0), then start the run again")
 
 
+def test_a_nan_in_a_resumed_run_before_its_first_checkpoint_keeps_the_one_it_resumed_from(tmp_path) -> None:
+    # The checkpoint the run resumed from is still there: resume from it, not start again.
+    resumed_from = tmp_path / "last.ckpt"
+    resumed_from.write_bytes(b"checkpoint")
+    resumed = SimpleNamespace(gradient_clip_val=1.0, checkpoint_callbacks=[], ckpt_path=str(resumed_from))
+    assert _last_checkpoint(resumed) == (
+        f"the last checkpoint {resumed_from} is kept. Lower optimizer.lr or trainer.gradient_clip_val "
+        "(now 1.0), then resume with ckpt_path=RUN_DIR")
+
+
 def test_a_run_that_trained_then_failed_keeps_its_folder_and_log_without_a_logger(tmp_path, monkeypatch,
                                                                                   capsys):
     # With logger=none and no checkpoint yet it held only what a start writes, and was removed as a

@@ -39,6 +39,17 @@ def latest_checkpoint_written(trainer: L.Trainer) -> str:
     return next((c.best_model_path for c in trainer.checkpoint_callbacks if c.best_model_path), "")
 
 
+def latest_checkpoint_kept(trainer: L.Trainer) -> str:
+    """The newest checkpoint on disk for this run: the newest this launch has written, else the one
+    a resumed run started from (an interruption's last.ckpt is written outside the checkpoint
+    callbacks, whose record then names none), or "" when there is neither."""
+    written = latest_checkpoint_written(trainer)
+    if written:
+        return written
+    resumed_from = getattr(trainer, "ckpt_path", None)
+    return str(resumed_from) if resumed_from and Path(resumed_from).is_file() else ""
+
+
 def best_checkpoint_written(trainer: L.Trainer) -> str:
     """The checkpoint of the lowest val/loss this run has written (configs/callbacks/
     model_checkpoint.yaml), or "" when there is none."""

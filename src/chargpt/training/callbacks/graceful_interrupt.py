@@ -28,7 +28,7 @@ from chargpt.distributed import is_rank_zero
 from chargpt.errors import signal_exit_code
 from chargpt.stop_request import request_stop, requested_stop, sweep_process_ended
 from chargpt.stop_signals import STOP_SIGNALS, handled_stop_signals
-from chargpt.training.callbacks.checkpointing import last_checkpoint_path, latest_checkpoint_written
+from chargpt.training.callbacks.checkpointing import last_checkpoint_path, latest_checkpoint_kept
 from chargpt.training.steps import is_last_step
 
 
@@ -74,7 +74,7 @@ class GracefulInterrupt(Callback):
         signal.signal(signum, signal.SIG_DFL)
         if self.sweep_dir is not None:
             request_stop(self.sweep_dir, signum)  # the sweep's other jobs stop at their next step too
-        kept = latest_checkpoint_written(self._trainer) if self._trainer is not None else ""
+        kept = latest_checkpoint_kept(self._trainer) if self._trainer is not None else ""
         kept = f"its last checkpoint, {kept}, stays" if kept else "it has no checkpoint yet"
         if self._finishing:
             what = "the last step is done and the run is finishing (final validation and checkpoint)"

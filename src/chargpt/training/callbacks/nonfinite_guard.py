@@ -17,7 +17,7 @@ from lightning.pytorch.callbacks import Callback
 from chargpt.checks import whole_number
 from chargpt.errors import ChargptError
 from chargpt.metric_names import VAL_LOSS
-from chargpt.training.callbacks.checkpointing import latest_checkpoint_written
+from chargpt.training.callbacks.checkpointing import latest_checkpoint_kept
 from chargpt.training.lightning_internals import is_accumulating, logs_this_step
 from chargpt.training.steps import is_last_step
 
@@ -38,7 +38,7 @@ def _settings_to_change(trainer: L.Trainer) -> str:
 def _last_checkpoint(trainer: L.Trainer) -> str:
     """What is kept, and what to do next: resume from the last checkpoint, or, with none written
     yet, start again."""
-    path = latest_checkpoint_written(trainer)
+    path = latest_checkpoint_kept(trainer)
     if path:
         return (f"the last checkpoint {path} is kept. {_settings_to_change(trainer)}, then resume with "
                 "ckpt_path=RUN_DIR")
