@@ -78,6 +78,15 @@ def _fill(args: list[str], files: dict[str, Path]) -> list[str]:
 
 # (entry point, arguments, what the one line must say). {tmp}, {corpus}, {ckpt} are filled in.
 TRAIN_CASES = [
+    # Added with + (as the error for a key the config lacks advises), a setting the group's
+    # constructor does not take was a traceback as training started, after the run's folder was made.
+    ("optimizer setting its constructor lacks", ["+optimizer.epsilon=1e-8"],
+     "optimizer.epsilon is not a setting of torch.optim.AdamW (did you mean optimizer.eps?); drop it"),
+    ("scheduler setting its constructor lacks", ["+scheduler.warmup=10"],
+     "scheduler.warmup is not a setting of chargpt.training.schedules.WarmupCosine (did you mean "
+     "scheduler.warmup_steps?)"),
+    ("data setting its constructor lacks", ["+data.newlines=normalize"],
+     "data.newlines is not a setting of chargpt.data.CharDataModule (did you mean data.newline?)"),
     (
         "data file missing",
         ["data.path={tmp}/missing.txt"],
@@ -759,6 +768,16 @@ def test_a_setting_added_to_a_command_that_reads_none_is_refused(cli, extra, exp
     code, out, err = run_main(cli.main, [f"ckpt_path={files['ckpt']}", *extra], capsys)
     _assert_one_error_line(code, out, err, expected)
     assert "add a setting of your own" not in err and not (files["tmp"] / "exported").exists()
+
+
+@pytest.mark.parametrize("arg", ["model.dropoutt=0.1", "sample.promt=hi", "finetune.freeze=1"])
+def test_a_key_no_added_setting_can_stand_for_is_not_advised_to_be_added(arg, files, capsys) -> None:
+    # "add a setting of your own with +model.dropoutt=0.1", followed, was refused in turn (a model has
+    # its fields only), and an added sample or finetune setting is read by nothing.
+    code, out, err = run_main(train_cli.main, [*bare_train_args(files["corpus"], files["tmp"] / "run"), arg],
+                              capsys)
+    _assert_one_error_line(code, out, err, "; check its spelling (--cfg job shows every setting)")
+    assert "add a setting of your own" not in err
 
 
 @pytest.mark.parametrize(("swept", "expected"), [

@@ -30,6 +30,9 @@ from chargpt.hydra_run import as_written
 _HINT = "Set the environment variable HYDRA_FULL_ERROR=1"
 # Names other tools use for a setting that no spelling check would connect to chargpt's.
 ALSO_KNOWN_AS = {"learning_rate": "lr"}
+# Groups read setting by setting, not handed whole to a constructor: a key added under them is
+# refused (model: ModelConfig has its fields only) or read by nothing, so `+KEY` is no advice there.
+_NOTHING_ADDED = ("model", "sample", "finetune")
 _NOT_IN_STRUCT = re.compile(r"Could not override '([^']+)'\.\s+To append to your config use (\S+)")
 _NOT_DELETABLE = re.compile(r"Could not delete from config\. '([^']+)' does not exist")
 # `~hydra.KEY` of a field of Hydra's own structured config (hydra.job_logging, hydra.run.dir), which
@@ -139,7 +142,9 @@ def one_line(
         near = near or difflib.get_close_matches(name, beside, n=1)
         meant = f" (did you mean {parent + '.' if parent else ''}{near[0]}?)" if near else ""
         spelling = f"{key} is not {where}{meant}; check its spelling (--cfg job shows every setting)"
-        return f"{spelling}, or add a setting of your own with {added}" if takes_new_settings else spelling
+        if not takes_new_settings or key.split(".", 1)[0] in _NOTHING_ADDED:
+            return spelling
+        return f"{spelling}, or add a setting of your own with {added}"
     if match := _NOT_DELETABLE.search(message):  # Hydra says so of a setting that is null, too
         key = match[1]
         parent, _, name = key.rpartition(".")

@@ -59,6 +59,7 @@ from chargpt.training.optim import build_optimizer, check_optimizer
 from chargpt.training.optimizer_state import check_optimizer_state
 from chargpt.training.resume_checks import check_resumable
 from chargpt.training.run_checks import (
+    check_constructor_settings,
     check_devices,
     check_finetune_settings,
     check_launch,
@@ -291,6 +292,7 @@ def build_run(cfg: DictConfig) -> Run:
     matmul_line = precision.decide_matmul_precision(cfg)
     model_config = ModelConfig.from_dict(model_fields)  # validated before any data work
     check_window_length(cfg)
+    check_constructor_settings(cfg)
     check_optimizer(plain(cfg.optimizer))
     if auto:
         check_auto(cfg, task_overrides())

@@ -6,14 +6,18 @@ Each check is one error naming the setting and its fix, where Lightning or Hydra
 
 from __future__ import annotations
 
+import difflib
+import inspect
 import os
 import re
 import shlex
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 from hydra.core.hydra_config import HydraConfig
+from hydra.utils import get_object
 from lightning.fabric.plugins.environments import SLURMEnvironment, TorchElasticEnvironment
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
@@ -126,6 +130,46 @@ def check_launch(cfg: DictConfig, in_sweep: bool | None = None) -> None:
             "would re-run the whole sweep with other settings; start each configuration as its own "
             "chargpt-train command"
         )
+
+
+def _arguments(target: Callable[..., Any]) -> set[str] | None:
+    """The keyword arguments `target` takes, following `**kwargs` up a class's bases (the data
+    module hands its own to CharText); None where they lead nowhere to check."""
+    names: set[str] = set()
+    for owner in inspect.getmro(target) if inspect.isclass(target) else (target,):
+        if owner is object:
+            return None
+        init = owner.__init__ if inspect.isclass(owner) else owner
+        if inspect.isclass(owner) and "__init__" not in vars(owner):
+            continue
+        parameters = inspect.signature(init).parameters.values()
+        names |= {p.name for p in parameters if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+        if not any(p.kind is p.VAR_KEYWORD for p in parameters):
+            return names
+    return None
+
+
+def check_constructor_settings(cfg: DictConfig) -> None:
+    """A setting of a group that its constructor does not take (`+optimizer.epsilon=1e-8`, added as
+    the advice for a key the config lacks says) is one error naming it, before any data work: the
+    optimizer and the schedule are built as training starts, and their TypeError was a traceback
+    after the run's folder was made."""
+    for group in ("data", "optimizer", "scheduler"):
+        settings = cfg.get(group)
+        if not isinstance(settings, DictConfig) or "_target_" not in settings:
+            continue
+        takes = _arguments(get_object(settings._target_))
+        if takes is None:
+            continue
+        for key in settings:
+            if str(key).startswith("_") or key in takes:  # Hydra's own (_target_, _partial_, ...)
+                continue
+            near = difflib.get_close_matches(str(key), sorted(takes), n=1)
+            meant = f" (did you mean {group}.{near[0]}?)" if near else ""
+            raise ConfigError(
+                f"{group}.{key} is not a setting of {settings._target_}{meant}; drop it, or check its "
+                f"spelling (--cfg job shows every setting)"
+            )
 
 
 def check_window_length(cfg: DictConfig) -> None:
