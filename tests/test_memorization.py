@@ -154,6 +154,26 @@ def test_check_copy_reads_windows_line_endings_and_a_bom_as_training_did(tmp_pat
     assert "\r\n" in text and text == trained.tokenizer.decode(trained.train_ids)
 
 
+def test_check_copy_reads_windows_line_endings_as_a_vocabulary_without_them_writes_them(tmp_path, capsys):
+    # An export records no reading settings: its run read a Windows text with data.newline=normalize,
+    # but the text given by path was searched with its '\r\n', so no span across a line matched
+    # the sample's '\n' (a run's 25 characters came out as 23 for its export).
+    rng = random.Random(0)
+    lines = ["".join(rng.choice("abc") for _ in range(rng.randint(1, 3))) for _ in range(400)]
+    path = tmp_path / "crlf.txt"
+    path.write_bytes("\r\n".join(lines).encode())
+    ckpt = _checkpoint_of(tmp_path, None)
+    args = [f"ckpt_path={ckpt}", "device=cpu", "prompt=a", "max_new_tokens=200", "check_copy=true",
+            f"data.path={path}", "data.train_fraction=1"]
+    code, out, err = run_main(sample_cli.main, args, capsys)
+    assert code == 0, err
+    *said, line = err.strip().splitlines()
+    match = COPY_LINE.match(line)
+    assert match and int(match.group(4)) == brute_force_longest(out[1:].rstrip("\n"), "\n".join(lines))
+    assert said[0] == (f"note: the training text {path} is read with its line endings as '\\n', as the "
+                       "model's vocabulary writes them")
+
+
 def test_check_copy_needs_the_training_text_unchanged(tmp_path, capsys) -> None:
     text = write_corpus(tmp_path / "t.txt")
     ckpt = _checkpoint_of(tmp_path, text)

@@ -19,6 +19,7 @@ from chargpt.checks import check_seed, whole_number, yes_no
 from chargpt.cli import CONFIG_PATH
 from chargpt.cli.common import MODEL_FROM_CHECKPOINT, cli_task, quiet_known_warnings, run_main, use_threads
 from chargpt.cli.prompts import check_output_writes, resolve_prompt
+from chargpt.data.tokenizer import CharTokenizer
 from chargpt.errors import ConfigError, exit_on_user_error
 from chargpt.inference import load_with_checkpoint, new_generator, pick_device
 from chargpt.memorization import CopiedSpan, TextIndex
@@ -32,10 +33,17 @@ CONFIG_NAME = "sample"  # configs/sample.yaml
 SHOWN_SPAN = 80
 
 
-def copy_index(cfg: DictConfig, ckpt: dict[str, Any] | None) -> TextIndex:
+def copy_index(cfg: DictConfig, ckpt: dict[str, Any] | None, tokenizer: CharTokenizer) -> TextIndex:
     """The training text indexed for check_copy=true; read before sampling, so a missing or
     changed text is an error before any text is printed. `ckpt`: None for an export."""
-    text, _ = training_text(ckpt, str(cfg.ckpt_path), cfg.data.path, cfg.data.train_fraction)
+    text, file = training_text(ckpt, str(cfg.ckpt_path), cfg.data.path, cfg.data.train_fraction)
+    # A text given by path to an export, which records no reading settings: Windows line endings a
+    # vocabulary without '\r' never wrote (its run read them as '\n') would keep every span that
+    # crosses a line from matching, and the longest one found would be too short.
+    text, done = tokenizer.as_written_here(text)
+    if done:
+        print(f"note: the training text {file} is read with {' and '.join(done)}, as the model's "
+              "vocabulary writes them", file=sys.stderr)
     return TextIndex(text)
 
 
@@ -76,7 +84,7 @@ def _hydra_main(cfg: DictConfig) -> None:
         # The sampler keeps the newest characters that fit: the rest of the prompt is never read.
         print(f"note: the prompt is {len(prompt):,} characters, more than the model's context of {context}: "
               f"samples continue from its last {context}", file=sys.stderr)
-    index = copy_index(cfg, ckpt) if check_copy else None
+    index = copy_index(cfg, ckpt, trained.tokenizer) if check_copy else None
     # Which weights, on stderr (stdout stays the samples): a run directory's last.ckpt moves on
     # while its run trains, and one without it is sampled from its newest best checkpoint.
     print(sampling_from(file, weights_step(ckpt, file)), file=sys.stderr, flush=True)
