@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import pickle
-import shlex
 import zipfile
 import zlib
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any
 
 import torch
 
+from chargpt import shell_words
 from chargpt.errors import CheckpointError, first_line
 from chargpt.export_layout import (
     CONFIG_FILE,
@@ -190,7 +190,7 @@ def _not_a_run(path: Path) -> str:
             f"{path} is an ONNX export: it runs with ONNX Runtime (docs/serving-and-export.md), not in "
             "chargpt; to train on, resume the run it was exported from (ckpt_path=RUN_DIR)"
         )
-    init_from = shlex.quote(f"init_from={folder}")
+    init_from = shell_words.quote(f"init_from={folder}")
     return (
         f"{path} is a chargpt export: a model's weights, not a run (no optimizer state, no step) to "
         f"resume or read a checkpoint from; fine-tune it with experiment=finetune {init_from}, "

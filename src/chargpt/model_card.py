@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import shlex
 import unicodedata
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path, PurePath, PureWindowsPath
@@ -14,6 +13,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import chargpt
+from chargpt import shell_words
 from chargpt.checkpoints import read_checkpoint, resolve_checkpoint, stored_corpus, training_record
 from chargpt.checks import as_utf8
 from chargpt.data.tokenizer import CharTokenizer
@@ -191,7 +191,7 @@ def card_command(words: Any, leave_out: tuple[str, ...] = ()) -> str | None:
     typed = [str(w) for w in words[1:]]
     kept = [str(words[0])] + [_published_word(w) for w in typed
                               if (key := override_key(w)) not in leave_out and not _is_tracker_setting(key)]
-    return as_utf8(shlex.join(kept))
+    return as_utf8(shell_words.join(kept))
 
 
 def _recorded_time(value: Any) -> str | None:

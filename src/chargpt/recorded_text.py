@@ -4,13 +4,13 @@ with its training part)."""
 
 from __future__ import annotations
 
-import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from chargpt import shell_words
 from chargpt.checkpoints import corpus_changes, cut_at_a_fraction, recorded_files, stored_corpus, stored_split
 from chargpt.data.corpus import sha256_of
 from chargpt.data.encoding import TextOptions, read_as_trained
@@ -51,16 +51,16 @@ def recorded_data(
         raise DataError(f"{source} was trained on {corpus['path']}, which is read again only when named; "
                         + (f"name it: {again}" if again else how))
     path = Path(str(corpus["path"]))
-    as_is = f"({shlex.quote(f'data.path={path}')} takes it as it is now)"
+    as_is = f"({shell_words.quote(f'data.path={path}')} takes it as it is now)"
     split = stored_split(ckpt)
     read_as = recorded_settings(corpus)
     if split.get("val_path"):
-        trained = shlex.quote(f"data.path={path}")
+        trained = shell_words.quote(f"data.path={path}")
         what = f"{source} was validated on a text of its own (data.val_path={split['val_path']})"
         if reader.scores_validation:
             # With the settings the run read its text with: text named is read with the command's own.
             trained = " ".join(filter(None, [trained, _overrides(read_as)]))
-            held_out = shlex.quote(f"data.val_path={split['val_path']}")
+            held_out = shell_words.quote(f"data.val_path={split['val_path']}")
             raise DataError(f"{what}; pass both texts to score it as its run did: {trained} {held_out} (or "
                             f"{trained} {reader.whole} to score the training text)")
         raise DataError(f"{what} and trained on all of {path}; pass that as {trained} {reader.whole}")
@@ -100,7 +100,7 @@ def _dataset_overrides(corpus: dict[str, Any], split: dict[str, Any]) -> str | N
     if not dataset.get("val_split") and isinstance(split.get("train_fraction"), float):
         given["train_fraction"] = split["train_fraction"]
     # data.name is taken as typed (a path, a hub name); the others are read by Hydra's grammar.
-    return " ".join(["data=hf", *(shlex.quote(f"data.{k}={v if k == 'name' else _setting(v)}")
+    return " ".join(["data=hf", *(shell_words.quote(f"data.{k}={v if k == 'name' else _setting(v)}")
                                   for k, v in given.items())])
 
 
@@ -267,7 +267,7 @@ UNRECORDED = "a checkpoint written before 2026-12-02"
 
 
 def _overrides(settings: dict[str, Any]) -> str:
-    return " ".join(shlex.quote(f"data.{k}={_setting(v)}") for k, v in settings.items())
+    return " ".join(shell_words.quote(f"data.{k}={_setting(v)}") for k, v in settings.items())
 
 
 def _setting(value: object) -> str:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import shlex
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from omegaconf.errors import InterpolationResolutionError
 
+from chargpt import shell_words
 from chargpt.checkpoints import resolve_checkpoint, stopped_before_checkpoint
 from chargpt.distributed import is_rank_zero
 from chargpt.errors import ChargptError, ConfigError, exit_on_user_error, first_line
@@ -133,7 +133,7 @@ def check_run_dir(run_dir: Path, ckpt_path: str | None, setting: str = "hydra.ru
         start_over = True
     if holds_run(run_dir) and not start_over:
         if not ckpt_path:
-            continue_it = shlex.quote(f"ckpt_path={run_dir}")
+            continue_it = shell_words.quote(f"ckpt_path={run_dir}")
             raise RunDirInUse(
                 f"the run directory {run_dir} already holds a run; continue it with {continue_it}, "
                 f"or pick a new {setting}"

@@ -7,11 +7,11 @@ Torch-free, so that chargpt-report can tell a stopped run's resume command witho
 from __future__ import annotations
 
 import os
-import shlex
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
 
+from chargpt import shell_words
 from chargpt.data.sources.paths import expand_path
 from chargpt.hydra_run import task_overrides
 from chargpt.overrides import (
@@ -42,7 +42,7 @@ def resume_command(
         environment = this_process_environment()
     kept = [absolute_override(o if typed else as_typed(o), cwd) for o in overrides or []
             if not o.startswith(CKPT_PATH) and override_key(o) not in SEARCH_GROUPS]
-    return " ".join([*environment, shlex.join(["chargpt-train", *kept, f"ckpt_path={run_dir}"])])
+    return " ".join([*environment, shell_words.join(["chargpt-train", *kept, f"ckpt_path={run_dir}"])])
 
 
 def this_process_environment() -> list[str]:
@@ -50,7 +50,7 @@ def this_process_environment() -> list[str]:
     W&B's mode is no setting of the run's but decides where it logs: an offline run resumed online
     would need a login, and log the rest of its run apart from its first part."""
     mode = os.environ.get("WANDB_MODE")
-    return [f"WANDB_MODE={shlex.quote(mode)}"] if mode else []
+    return [f"WANDB_MODE={shell_words.quote(mode)}"] if mode else []
 
 
 def resume_overrides(argv: list[str]) -> list[str]:

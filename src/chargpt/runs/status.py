@@ -12,7 +12,6 @@ import functools
 import logging
 import math
 import os
-import shlex
 import shutil
 import socket
 import time
@@ -23,6 +22,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from chargpt import shell_words
 from chargpt.distributed import is_rank_zero
 from chargpt.errors import SetupError, cause_of, first_line, user_error_in
 from chargpt.files import write_json_atomic
@@ -161,7 +161,7 @@ def record_status(task: Callable[[DictConfig], float | None]) -> Callable[[DictC
             if _interrupted(err):
                 write_status(run_dir, "interrupted")
                 resumable = last_checkpoint(Path(run_dir)) is not None
-                continue_it = shlex.quote(f"ckpt_path={run_dir}")
+                continue_it = shell_words.quote(f"ckpt_path={run_dir}")
                 _note_end(run_dir, f"interrupted; continue it with {continue_it}" if resumable
                           else "interrupted before its first checkpoint")
                 raise

@@ -4,10 +4,10 @@ stopped early outside a sweep, the command that resumes each from its last check
 
 from __future__ import annotations
 
-import shlex
 from pathlib import Path
 from typing import Any
 
+from chargpt import shell_words
 from chargpt.run_layout import last_checkpoint, launch_cwd, overrides_files, read_overrides
 from chargpt.runs.resume import resume_command
 from chargpt.runs.run_rows import counted
@@ -65,7 +65,7 @@ def stopped_runs_note(rows: list[dict[str, Any]], top: Path) -> str | None:
     commands = [resume_command(r["dir"].resolve(), read_overrides(latest[r["run"]]),
                                launch_cwd(latest[r["run"]].parent))
                 for r in alone if checkpoints[r["run"]] is not None]
-    fresh = [shlex.quote(r["run"]) for r in alone if checkpoints[r["run"]] is None]
+    fresh = [shell_words.quote(r["run"]) for r in alone if checkpoints[r["run"]] is None]
     listed = STOPPED_RUNS_LISTED
     lines = [f"{sweep}: {note}" for sweep in dict.fromkeys(s for s in sweeps.values() if s is not None)
              if (note := sweep_note(sweep, [r for r in rows if sweep in r["dir"].parents]))]

@@ -5,7 +5,6 @@ is a job of."""
 
 from __future__ import annotations
 
-import shlex
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,7 @@ from typing import Any
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+from chargpt import shell_words
 from chargpt.hydra_run import as_written, is_multirun
 from chargpt.overrides import is_sweep, launched_from, override_key
 from chargpt.run_layout import SWEEP_CONFIG
@@ -87,7 +87,7 @@ def continue_command(sweep_dir: Path) -> str | None:
         return None
     overrides = _as_launched(recorded, _ADDED)
     where = [] if stored_study(recorded) else [f"hydra.sweep.dir={sweep_dir.resolve()}"]
-    return shlex.join(["chargpt-train", "-m", *overrides, *where])
+    return shell_words.join(["chargpt-train", "-m", *overrides, *where])
 
 
 def continue_line(lead: str) -> str | None:

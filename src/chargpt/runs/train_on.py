@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shlex
 from pathlib import Path
 
 import lightning as L
@@ -12,6 +11,7 @@ from chargpt.hydra_run import task_overrides
 from chargpt.overrides import override_key
 from chargpt.run_layout import CONFIG_DIR, launch_cwd
 from chargpt.runs.resume import resume_command, this_process_environment
+from chargpt.training.auto_size.choice import rerun_words
 from chargpt.training.callbacks.budget import TimeBudget
 
 
@@ -25,7 +25,7 @@ def how_to_train_on(trainer: L.Trainer, run_dir: str) -> str:
         return f"trainer.max_steps={trainer.max_steps}; pass a larger trainer.max_steps to train on"
     # model=auto's: its first launch's command line as typed (there), with the shape it chose.
     auto = (budget.auto or {}).get("rerun_with")
-    launched = shlex.split(auto)[1:] if auto else task_overrides()
+    launched = rerun_words(budget.auto or {})[1:] if auto else task_overrides()
     fixed = ("budget_seconds", "trainer.max_steps", "ckpt_path", "model") if auto else (
         "budget_seconds", "trainer.max_steps", "ckpt_path")
     kept = [o for o in launched if override_key(o) not in fixed]

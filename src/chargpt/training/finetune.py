@@ -7,7 +7,6 @@ optimizer and schedule, usually on another text.
 from __future__ import annotations
 
 import logging
-import shlex
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
+from chargpt import shell_words
 from chargpt.checks import shown, whole_number, yes_no
 from chargpt.data import CharDataModule
 from chargpt.data.tokenizer import describe_chars, reading_fix
@@ -168,7 +168,7 @@ def resume_settings(init_from: str | None, checkpoint: Path) -> str | None:
         return None
     preset = ["experiment=finetune"] if launched_with(run_dir, "experiment") == "finetune" else []
     return (f"it is a fine-tune of {source}: resume with the settings that started it, "
-            + " ".join([*preset, shlex.quote(f"init_from={source}"), *_started_with(saved)])
+            + " ".join([*preset, shell_words.quote(f"init_from={source}"), *_started_with(saved)])
             + " (and any others it was launched with)")
 
 

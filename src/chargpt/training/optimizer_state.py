@@ -7,7 +7,6 @@ here first, the refusal names the setting that differs.
 
 from __future__ import annotations
 
-import shlex
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
 
+from chargpt import shell_words
 from chargpt.errors import ConfigError
 from chargpt.hydra_run import as_written, chosen
 from chargpt.overrides import override_key
@@ -100,8 +100,8 @@ def check_optimizer_state(ckpt: dict[str, Any], file: Path, optimizer: torch.opt
         raise ConfigError(
             f"cannot resume from {file} with {given or new}: it was trained with "
             f"{trained or old or 'another optimizer'}, whose optimizer state does not carry over; resume "
-            f"with {again}, or start a new run from its weights with {shlex.quote(f'init_from={file}')} "
-            "in place of ckpt_path"
+            f"with {again}, or start a new run from its weights with "
+            f"{shell_words.quote(f'init_from={file}')} in place of ckpt_path"
         )
     trained = sum(sum(sizes) for sizes in saved.values())
     trains = sum(sum(sizes) for sizes in built.values())

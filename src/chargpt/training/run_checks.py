@@ -10,7 +10,6 @@ import difflib
 import inspect
 import os
 import re
-import shlex
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from hydra.utils import get_object
 from lightning.fabric.plugins.environments import SLURMEnvironment, TorchElasticEnvironment
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from chargpt import shell_words
 from chargpt.checkpoints import resolve_checkpoint
 from chargpt.checks import real_number, shown, whole_number, yes_no
 from chargpt.errors import ChargptError, ConfigError, SetupError
@@ -218,7 +218,7 @@ def check_not_rewinding(file: Path, ckpt: dict[str, Any], run_dir: Path) -> None
             f"{file} is at step {step}, but its run is at step {newest}: resuming from it in {run_dir} "
             f"would replace the run's later checkpoints; to go back to step {step}, continue it in a new "
             f"folder (add hydra.run.dir=NEW_FOLDER), or resume the run itself with "
-            f"{shlex.quote(f'ckpt_path={run_dir}')}"
+            f"{shell_words.quote(f'ckpt_path={run_dir}')}"
         )
 
 

@@ -9,10 +9,10 @@ import hashlib
 import logging
 import os
 import re
-import shlex
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from chargpt import shell_words
 from chargpt.data.corpus import resolve_corpus
 from chargpt.data.sources.file_hashes import cached_sha256s
 from chargpt.data.sources.parts import Part
@@ -152,7 +152,7 @@ def _directory_files(root: Path, setting: str) -> tuple[list[Path], list[Path], 
     for path in files:
         if why := _not_text(path):
             # As typed in a shell, with the folder's own glob characters ('[2024]') escaped.
-            example = shlex.quote(f"{setting}={glob.escape(str(root))}/**/*.txt")
+            example = shell_words.quote(f"{setting}={glob.escape(str(root))}/**/*.txt")
             leave_out = f", or give {setting} a glob that leaves it out, e.g. {example}"
             if path.suffix == ".txt":  # that glob would keep it
                 leave_out = ""

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from chargpt import shell_words
 from chargpt.training.auto_size.ladder import Shape, non_embedding_params, target_tokens_per_param
 
 
@@ -59,8 +60,18 @@ class Choice:
             "target_tokens_per_param": round(self.target, 3),
             "candidates": [e.row() for e in self.measured],
             "calibration_seconds": round(self.calibration_seconds, 2),
-            "rerun_with": shlex.join(self.overrides) if self.overrides else None,
+            "rerun_with": shell_words.join(self.overrides) if self.overrides else None,
+            "rerun_words": list(self.overrides) if self.overrides else None,  # read by rerun_words
         }
+
+
+def rerun_words(record: Mapping[str, Any]) -> list[str]:
+    """The words of a choice record's `rerun_with` command. Read from its list: the command quotes a
+    control character as `$'...'`, which `shlex` cannot read back. A record from before the list
+    has a command `shlex` quoted, and reads back with it."""
+    if isinstance(words := record.get("rerun_words"), list):
+        return [str(word) for word in words]
+    return shlex.split(record.get("rerun_with") or "")
 
 
 # The reason of a choice read back from its record starts with this.

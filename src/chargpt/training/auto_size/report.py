@@ -3,9 +3,9 @@ command that runs it again without model=auto."""
 
 from __future__ import annotations
 
-import shlex
 from collections.abc import Sequence
 
+from chargpt import shell_words
 from chargpt.training.auto_size.choice import KEPT, Choice
 from chargpt.training.auto_size.ladder import non_embedding_params
 
@@ -47,5 +47,5 @@ def report(choice: Choice, budget_seconds: float, train_chars: int) -> str:
     )
     lines.append(f"why: {choice.reason}")
     if choice.overrides:
-        lines.append(f"same run without model=auto: {shlex.join(choice.overrides)}")
+        lines.append(f"same run without model=auto: {shell_words.join(choice.overrides)}")
     return "\n".join(lines)

@@ -24,7 +24,6 @@ so far instead, and its resume plans with what is left of the budget (calibratin
 from __future__ import annotations
 
 import logging
-import shlex
 import time
 from collections import deque
 from collections.abc import Callable
@@ -36,12 +35,14 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.trainer.states import TrainerFn
 
+from chargpt import shell_words
 from chargpt.checks import real_number, whole_number
 from chargpt.distributed import is_rank_zero
 from chargpt.errors import ConfigError
 from chargpt.files import read_json_object, write_json_atomic
 from chargpt.run_layout import BUDGET_FILE
 from chargpt.training import budget_plan
+from chargpt.training.auto_size.choice import rerun_words
 from chargpt.training.budget_plan import (
     LASTING_FRACTION,
     RESERVE_SECONDS,
@@ -490,8 +491,8 @@ class TimeBudget(Callback):
         elif self.auto is not None and self.auto.get("rerun_with"):
             # model=auto needs a budget: the whole command, with the shape it chose instead
             replaced = tuple(f"{setting.split('=')[0]}=" for setting in fixed)  # only the settings fixed
-            kept = [a for a in shlex.split(self.auto["rerun_with"]) if not a.startswith(replaced)]
-            rerun = shlex.join(kept + fixed)
+            kept = [a for a in rerun_words(self.auto) if not a.startswith(replaced)]
+            rerun = shell_words.join(kept + fixed)
         optional = {  # (absent where they do not apply)
             "limited_by": self.limited_by,
             "spent_before_resume": round(self.spent_before, 2) if self.spent_before else None,

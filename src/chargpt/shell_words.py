@@ -1,0 +1,30 @@
+"""Commands printed for a user to paste into a shell (a resume, a sweep's continuation, a re-run).
+
+Quoted as `shlex` quotes, except a word holding a control character other than a newline: a
+carriage return from a Windows text or a prompt file, a tab, an escape. A terminal acts on those
+when the command is printed (a carriage return overwrites the line) and changes them when it is
+pasted (a carriage return arrives as a newline, a tab asks for completion). Such a word is written
+in ANSI-C quoting, `$'...'`, which bash, zsh and ksh read back as the same characters.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Iterable
+
+_CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f\x7f]")  # a newline (\x0a) prints and pastes as itself
+_ESCAPED = {"\\": "\\\\", "'": "\\'", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def quote(word: str) -> str:
+    """`word` as one shell word that prints on one line and pastes as itself."""
+    if not _CONTROL.search(word):
+        return shlex.quote(word)
+    return "$'" + "".join(_ESCAPED.get(c) or (f"\\x{ord(c):02x}" if _CONTROL.match(c) else c)
+                          for c in word) + "'"
+
+
+def join(words: Iterable[str]) -> str:
+    """`words` as one command line (shlex.join, with `quote`'s words)."""
+    return " ".join(quote(word) for word in words)

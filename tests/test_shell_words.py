@@ -1,0 +1,53 @@
+"""Commands printed to be pasted into a shell stay one line and paste as the words they were built
+from, also when a word holds a carriage return (a Windows prompt file) or a tab."""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+import subprocess
+
+import pytest
+
+from chargpt import shell_words
+from chargpt.runs.resume import resume_command
+from chargpt.training.auto_size.choice import rerun_words
+
+WORDS = ["sample.prompt=ROMEO:\r\nWhat, art thou\r\n", "data.separator=a\tb", "l'été\r «x»", "\x1b[31m\\red",
+         "plain", "with space", "it's", "", "emoji 🎭\x7f"]
+
+
+def _as_bash_reads(command: str) -> list[str]:
+    """The words bash makes of `command` (as a pasted line: the shell reads it, nothing runs)."""
+    out = subprocess.run(["bash", "-c", f"for w in {command}; do printf '%s\\0' \"$w\"; done"],
+                         capture_output=True, check=True).stdout
+    return out.decode().split("\0")[:-1]
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+def test_a_word_with_a_control_character_is_one_line_that_bash_reads_back_as_it_was() -> None:
+    line = shell_words.join(WORDS)
+    assert "\r" not in line and "\t" not in line and "\n" not in line and "\x1b" not in line
+    assert _as_bash_reads(line) == WORDS
+
+
+def test_words_without_control_characters_are_quoted_as_shlex_quotes_them() -> None:
+    plain = ["sample.prompt=Le cœur, dit l'été", "with space", "a\nb", "x=1"]
+    assert shell_words.join(plain) == shlex.join(plain)
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+def test_a_resume_command_of_a_windows_prompt_is_one_line() -> None:
+    # Hydra records `sample.prompt_file`'s text as the override sample.prompt='...' with its \r\n;
+    # the command gives it as typed (chargpt-train quotes a prompt itself).
+    command = resume_command("/runs/a b", ["model=tiny", "sample.prompt='ROMEO:\r\nWhat, art'"], cwd="/runs")
+    assert "\r" not in command and "\n" not in command
+    assert _as_bash_reads(command) == ["chargpt-train", "model=tiny", "sample.prompt=ROMEO:\r\nWhat, art",
+                                       "ckpt_path=/runs/a b"]
+
+
+def test_a_model_auto_record_gives_back_its_words_from_its_list_or_an_older_records_command() -> None:
+    words = ["chargpt-train", "sample.prompt='a\r\nb'", "model.n_layer=3"]
+    assert rerun_words({"rerun_with": shell_words.join(words), "rerun_words": words}) == words
+    older = ["chargpt-train", "sample.prompt='a b'", "model.n_layer=3"]  # written by shlex.join
+    assert rerun_words({"rerun_with": shlex.join(older)}) == older
