@@ -349,6 +349,22 @@ def test_empty_files_in_a_folder_are_left_out_and_said(folder: Path) -> None:
         assert recorded_data(ckpt, "last.ckpt", set()).get("read_empty_files", False) is reads_them
 
 
+def test_a_run_that_read_its_empty_files_reads_them_with_a_validation_text_of_its_own(
+    folder: Path, tmp_path: Path
+) -> None:
+    # The training files' list was extended with the validation files in place: every validation
+    # file then counted as training text too, and the resume was refused ("is both training text
+    # (data.path) and validation text").
+    (folder / "b" / "empty.txt").write_text("")
+    held_out = tmp_path / "held out.txt"
+    held_out.write_text("validation text, a file of its own\n")
+    dm = module(folder, val_path=str(held_out), read_empty_files=True)
+    dm.setup()
+    names = [Path(name).name for name, _ in dm.fingerprint["files"]]
+    assert names == ["a.txt", "a.txt", "c.md", "empty.txt", "held out.txt"]
+    assert dm.tokenizer.decode(dm.val_ids) == held_out.read_text()
+
+
 def test_the_cache_beside_one_text_never_joins_its_folder(
     folder: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

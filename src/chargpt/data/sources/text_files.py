@@ -279,8 +279,9 @@ EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()  # an empty file's, as a corpus f
 def with_text(files: list[Path], keep_empty: bool = False) -> list[Path]:
     """The files a text reads: its empty ones left out (each only put a separator between its
     neighbours), unless `keep_empty`: versions before 2026-12-06 read them, and a run they trained
-    reads them again where it resumes or is scored (the ids, and the identity, are its own)."""
-    return files if keep_empty else [f for f in files if f.stat().st_size]
+    reads them again where it resumes or is scored (the ids, and the identity, are its own). A new
+    list either way: a caller that extends it must not extend `files` too."""
+    return list(files) if keep_empty else [f for f in files if f.stat().st_size]
 
 
 def file_parts(files: list[Path], hash_cache: Path | None = None) -> list[Part]:
