@@ -368,7 +368,7 @@ def test_twenty_concurrent_requests_are_all_answered(server: tuple[str, Engine],
     # boundary between two characters, which these 800 characters make vanishingly unlikely.
     assert texts == [trained.generate("The queen", seed=s, max_new_tokens=40)[0] for s in range(20)]
     assert max(widths) > 1  # requests shared forward passes
-    assert engine.load() == {"running": 0, "waiting": 0}
+    assert engine.load() == {"running": 0, "waiting": 0, "requests": 0}
 
 
 @pytest.mark.parametrize(
