@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from chargpt.cli import report as report_cli
 from chargpt.cli import train as train_cli
@@ -258,6 +259,30 @@ def test_a_stopped_run_outside_a_sweep_is_given_its_resume_command(tmp_path: Pat
     assert f"  {resume} 'ckpt_path={run_dir}'" in out
     assert "1 run stopped before a first checkpoint, nothing to resume (early): launch it again" in out
     assert "done" not in out.split("stopped early")[1]  # a finished run needs nothing
+
+
+def test_a_stopped_runs_resume_command_gives_its_own_config_folders_again(tmp_path: Path, capsys) -> None:
+    # A run launched with its options in the user's own folders (--config-dir, hydra.searchpath)
+    # was told to resume without them, and that command was refused: optimizer=my_opt not found.
+    runs = tmp_path / "runs"
+    run = fake_run(runs, "mine", ["optimizer=my_opt"], {**metrics(1.7, 1.7), "status": "interrupted"},
+                   {"status": "interrupted"})
+    (run / ".hydra" / "hydra.yaml").write_text(yaml.safe_dump({"hydra": {
+        "runtime": {"cwd": "/home/me", "config_sources": [
+            {"path": "/home/me/my configs", "schema": "file", "provider": "command-line"},
+            {"path": "shared", "schema": "file", "provider": "hydra.searchpath in command-line"}]},
+        "overrides": {"hydra": ["hydra.searchpath=[file://shared,pkg://their.configs]", "hydra.mode=RUN"],
+                      "task": ["optimizer=my_opt"]}}}))
+    (run / "checkpoints").mkdir()
+    (run / "checkpoints" / "last.ckpt").write_bytes(b"weights")
+
+    report(runs)
+
+    resume = capsys.readouterr().out.split("resume it from its last checkpoint with:\n", 1)[1].splitlines()[0]
+    assert shlex.split(resume) == [
+        "chargpt-train", "--config-dir", "/home/me/my configs",
+        "hydra.searchpath=[file:///home/me/shared,pkg://their.configs]", "optimizer=my_opt",
+        f"ckpt_path={run.resolve()}"]
 
 
 def test_a_run_without_status_json_is_read_from_its_metrics(tmp_path: Path, capsys) -> None:

@@ -6,6 +6,7 @@ without loading the training stack.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from chargpt.overrides import absolute_override, override_key
 from chargpt.run_layout import is_resume_config
 from chargpt.stop_request import LAUNCHER
 
@@ -45,6 +47,19 @@ def as_written(node: Any) -> list[str]:
     """A recorded list of overrides as written: an override's `${...}` is not resolved, and an
     escaped `\\${...}` keeps its escape (list() would resolve or unescape them)."""
     return [str(o) for o in OmegaConf.to_container(node, resolve=False)]
+
+
+def config_folders_given(hydra: Any) -> list[str]:
+    """The words that give a launch's own config folders again (of its config's `hydra` node): its
+    `--config-dir` and its command line's `hydra.searchpath`, each folder named absolute from where
+    it was launched, so that a resume or a continuation composes the same options from anywhere."""
+    cwd = OmegaConf.select(hydra, "runtime.cwd", default=None)
+    words: list[str] = []
+    for source in OmegaConf.select(hydra, "runtime.config_sources", default=None) or []:
+        if source.get("provider") == "command-line" and source.get("schema") == "file":
+            words += ["--config-dir", os.path.normpath(os.path.join(cwd or "", str(source.path)))]
+    given = as_written(hydra.overrides.hydra) if OmegaConf.select(hydra, "overrides.hydra") else []
+    return words + [absolute_override(o, cwd) for o in given if override_key(o) == "hydra.searchpath"]
 
 
 def task_overrides() -> list[str]:

@@ -108,6 +108,8 @@ def absolute_override(typed: str, cwd: str | None) -> str:
     named absolute: a command that works from anywhere. Anything else stays as typed."""
     setting, _, value = typed.partition("=")
     key = override_key(typed)
+    if key == "hydra.searchpath":
+        return _absolute_searchpath(typed, cwd)
     # A folder's value may be an interpolation (`${oc.env:DATA}`), kept as typed; a file's is literal.
     folder = key in LAUNCH_FOLDERS and not value.startswith("${")
     named = folder or (is_path_key(key) and key != "data.name")
@@ -117,6 +119,33 @@ def absolute_override(typed: str, cwd: str | None) -> str:
             or os.path.isabs(value)):
         return typed
     return f"{setting}={os.path.normpath(os.path.join(cwd, value))}"  # ./mydata, mydata/: one folder
+
+
+def _absolute_searchpath(typed: str, cwd: str | None) -> str:
+    """`hydra.searchpath=[file://my_configs, pkg://...]` with each relative folder named from `cwd`
+    (Hydra reads it from the folder a command runs in); as typed where there is none, or it cannot
+    be read."""
+    try:
+        folders = _PARSER.parse_override(typed).value()
+    except HydraException:
+        return typed
+    if cwd is None or not isinstance(folders, list) or not all(isinstance(f, str) for f in folders):
+        return typed
+    named = [f"file://{os.path.normpath(os.path.join(cwd, f[7:]))}" if f.startswith("file://") else f
+             for f in folders]
+    if named == folders:
+        return typed
+    return f"{typed.partition('=')[0]}=[{','.join(_list_item(f) for f in named)}]"
+
+
+def _list_item(text: str) -> str:
+    """`text` as an item of a Hydra list: bare where Hydra reads it back as it is, else quoted."""
+    try:
+        if _PARSER.parse_override(f"x=[{text}]").value() == [text]:
+            return text
+    except HydraException:
+        pass
+    return hydra_quoted(text)
 
 
 def launched_from(overrides: list[str], cwd: str | None) -> list[str]:

@@ -13,7 +13,7 @@ from hydra.core.hydra_config import HydraConfig
 
 from chargpt import shell_words
 from chargpt.data.sources.paths import expand_path
-from chargpt.hydra_run import task_overrides
+from chargpt.hydra_run import config_folders_given, task_overrides
 from chargpt.overrides import (
     absolute_override,
     as_typed,
@@ -30,19 +30,25 @@ SEARCH_GROUPS = ("hparams_search",)
 
 
 def resume_command(
-    run_dir: str | Path, overrides: list[str] | None = None, cwd: str | None = None, typed: bool = False
+    run_dir: str | Path, overrides: list[str] | None = None, cwd: str | None = None, typed: bool = False,
+    config_folders: list[str] | None = None,
 ) -> str:
     """The command that continues this run (`overrides`: this job's, by default, as Hydra recorded
     them; `typed`: as a user types them, a recorded command line's): the same overrides, with
     ckpt_path at its directory. Files and folders named relative to `cwd`, where the run was
-    launched (this job's, by default), are named absolute: the command works from anywhere."""
+    launched (this job's, by default), are named absolute: the command works from anywhere.
+    `config_folders`: the words that give the run's own config folders (config_folders_given;
+    this job's, by default), without which its options of those folders are not found."""
     environment = []
     if overrides is None and HydraConfig.initialized():
         overrides, cwd = task_overrides(), HydraConfig.get().runtime.cwd
         environment = this_process_environment()
+    if config_folders is None and HydraConfig.initialized():
+        config_folders = config_folders_given(HydraConfig.get())
     kept = [absolute_override(o if typed else as_typed(o), cwd) for o in overrides or []
-            if not o.startswith(CKPT_PATH) and override_key(o) not in SEARCH_GROUPS]
-    return " ".join([*environment, shell_words.join(["chargpt-train", *kept, f"ckpt_path={run_dir}"])])
+            if not o.startswith(CKPT_PATH) and override_key(o) not in (*SEARCH_GROUPS, "hydra.searchpath")]
+    words = ["chargpt-train", *(config_folders or []), *kept, f"ckpt_path={run_dir}"]
+    return " ".join([*environment, shell_words.join(words)])
 
 
 def this_process_environment() -> list[str]:

@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from chargpt import shell_words
-from chargpt.run_layout import last_checkpoint, launch_cwd, overrides_files, read_overrides
+from chargpt.hydra_run import config_folders_given
+from chargpt.run_layout import last_checkpoint, launch_cwd, overrides_files, read_launch, read_overrides
 from chargpt.runs.resume import resume_command
 from chargpt.runs.run_rows import counted
 from chargpt.runs.sweep_record import continue_command, planned_jobs, recorded_sweep, stored_study, sweep_of
@@ -62,9 +63,9 @@ def stopped_runs_note(rows: list[dict[str, Any]], top: Path) -> str | None:
     checkpoints = {r["run"]: last_checkpoint(r["dir"]) for r in alone}
     # Each resumed with the settings of its latest launch (its first, or its latest resume).
     latest = {r["run"]: overrides_files(r["dir"])[-1] for r in alone}
-    commands = [resume_command(r["dir"].resolve(), read_overrides(latest[r["run"]]),
-                               launch_cwd(latest[r["run"]].parent))
-                for r in alone if checkpoints[r["run"]] is not None]
+    commands = [resume_command(r["dir"].resolve(), read_overrides(file), launch_cwd(file.parent),
+                               config_folders=_config_folders(file))
+                for r in alone if checkpoints[r["run"]] is not None for file in [latest[r["run"]]]]
     fresh = [shell_words.quote(r["run"]) for r in alone if checkpoints[r["run"]] is None]
     listed = STOPPED_RUNS_LISTED
     lines = [f"{sweep}: {note}" for sweep in dict.fromkeys(s for s in sweeps.values() if s is not None)
@@ -81,3 +82,12 @@ def stopped_runs_note(rows: list[dict[str, Any]], top: Path) -> str | None:
         lines.append(f"{counted(len(fresh), 'run')} stopped before a first checkpoint, nothing to resume "
                      f"({names}): launch {'them' if len(fresh) > 1 else 'it'} again to start over")
     return "\n".join(lines) or None
+
+
+def _config_folders(overrides_file: Path) -> list[str]:
+    """The words that give a launch's own config folders again (config_folders_given), read from the
+    hydra.yaml beside its overrides; none where that cannot be read."""
+    try:
+        return config_folders_given(read_launch(overrides_file.parent))
+    except Exception:  # missing or unreadable: the resume command names the folders it can
+        return []

@@ -13,7 +13,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from chargpt import shell_words
-from chargpt.hydra_run import as_written, is_multirun
+from chargpt.hydra_run import as_written, config_folders_given, is_multirun
 from chargpt.overrides import is_sweep, launched_from, override_key
 from chargpt.run_layout import SWEEP_CONFIG
 
@@ -85,9 +85,9 @@ def continue_command(sweep_dir: Path) -> str | None:
     (a stored study: in a new one)."""
     if (recorded := recorded_sweep(sweep_dir)) is None:
         return None
-    overrides = _as_launched(recorded, _ADDED)
+    overrides = [o for o in _as_launched(recorded, _ADDED) if override_key(o) != "hydra.searchpath"]
     where = [] if stored_study(recorded) else [f"hydra.sweep.dir={sweep_dir.resolve()}"]
-    return shell_words.join(["chargpt-train", "-m", *overrides, *where])
+    return shell_words.join(["chargpt-train", "-m", *config_folders_given(recorded), *overrides, *where])
 
 
 def continue_line(lead: str) -> str | None:
