@@ -787,7 +787,7 @@ def test_a_run_that_read_its_empty_files_resumes_and_is_scored_reading_them(
     run = tmp_path / "run"
     args = train_args(folder, run, "sample.max_new_tokens=0", "logger=none")
     with monkeypatch.context() as earlier:  # trained as versions before read a folder
-        earlier.setattr(chargpt.data.text, "with_text", lambda files, keep_empty=False: files, raising=False)
+        earlier.setattr(chargpt.data.text, "files_read", lambda files, keep_empty=False: list(files))
         assert run_cli(main, *args, "trainer.max_steps=2") == 0
     assert "(5 files)" in (run / "train.log").read_text()
     capsys.readouterr()

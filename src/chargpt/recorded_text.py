@@ -15,7 +15,7 @@ from chargpt.checkpoints import corpus_changes, cut_at_a_fraction, recorded_file
 from chargpt.data.corpus import sha256_of
 from chargpt.data.encoding import TextOptions, read_as_trained
 from chargpt.data.sources.paths import GLOB_CHARS, expand_path
-from chargpt.data.sources.text_files import text_files, with_text
+from chargpt.data.sources.text_files import files_read, text_files
 from chargpt.data.text import DEFAULT_TRAIN_FRACTION, CharText, reads_empty_files
 from chargpt.errors import ConfigError, DataError, UnknownCharactersError
 from chargpt.overrides import hydra_quoted
@@ -122,7 +122,7 @@ def recorded_settings(corpus: dict[str, Any]) -> dict[str, Any]:
 def _check_files(path: Path, corpus: dict[str, Any], source: str, how: str, as_is: str) -> None:
     """A text of several files (a folder or a glob): each file as the run read it."""
     try:
-        files = with_text(text_files(str(path), "data.path"), reads_empty_files(corpus))
+        files = files_read(text_files(str(path), "data.path"), reads_empty_files(corpus))
     except DataError:
         raise DataError(f"{source} was trained on {path}, which no longer names its files; {how}") from None
     now = [[str(f), sha256_of(f)] for f in files]

@@ -27,7 +27,7 @@ from chargpt.data.encoding import (
 from chargpt.data.sources.hf_datasets import hf_part, load_hf, row_separator
 from chargpt.data.sources.parts import Part, identity
 from chargpt.data.sources.paths import expand_path
-from chargpt.data.sources.text_files import EMPTY_SHA256, file_parts, text_files, with_text
+from chargpt.data.sources.text_files import EMPTY_SHA256, file_parts, files_read, text_files
 from chargpt.data.tokenizer import CharTokenizer
 from chargpt.data.vocabulary import vocabulary_lines
 from chargpt.errors import ConfigError, DataError
@@ -157,10 +157,10 @@ class CharText:
             return parts
         assert self.path is not None
         named = text_files(self.path, "data.path", self.url, self.sha256)
-        files = with_text(named, self.read_empty_files)
+        files = files_read(named, self.read_empty_files)
         if self.val_path:
             named_val = text_files(self.val_path, "data.val_path")
-            val_files = with_text(named_val, self.read_empty_files)
+            val_files = files_read(named_val, self.read_empty_files)
             named += named_val
             if overlap := sorted(set(files) & set(val_files)):
                 raise DataError(

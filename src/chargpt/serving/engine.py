@@ -1,15 +1,16 @@
-"""The generation engine: one decoding thread runs every request, several of them per forward.
+"""The generation engine: one decoding thread runs every prompt, several of them per forward.
 
-Each request decodes with exactly the rules of chargpt.model.sampling.iter_tokens (the context
-window restart, the sampling of each character from the request's own seeded generator), so
-its text is chargpt-sample's. Up to `max_batch` requests decode together: each step feeds the
-next token of every live request through one batched forward on a per-row KV cache (8 clients
+A job is one prompt of a request (a request may send a list, as OpenAI's clients do). Each job
+decodes with exactly the rules of chargpt.model.sampling.iter_tokens (the context window restart,
+the sampling of each character from the request's own seeded generator), so its text is
+chargpt-sample's. Up to `max_batch` jobs decode together: each step feeds the
+next token of every live job through one batched forward on a per-row KV cache (8 clients
 got 3.3x the characters per second of one-at-a-time decoding on 2 CPU cores:
 docs/BENCHMARKS.md). Prompts and window restarts are fed to their
-row alone. A request that runs alone gets the very computation chargpt-sample does; in a batch
+row alone. A job that runs alone gets the very computation chargpt-sample does; in a batch
 its logits can differ from that in the last bit (a different matrix kernel), which changes a
 sampled character only if the random draw falls within that distance of a boundary.
-Requests beyond `max_batch` wait in a queue of at most `max_queue`. A choice ends at its length or
+Jobs beyond `max_batch` wait in a queue of at most `max_queue`. A choice ends at its length or
 at a stop sequence (stops.py); only the text before a stop sequence is ever sent.
 """
 
@@ -155,7 +156,7 @@ class Engine:
                 raise TooManyJobs(
                     f"the request's {len(jobs)} prompts need a place each, and this server has "
                     f"{places} (max_concurrency {self.max_batch} + max_queue {self.max_queue}); send at "
-                    f"most {places} prompt{'' if places == 1 else 's'} per request"
+                    f"most {_count(places, 'prompt')} per request"
                 )
             running, waiting, requests = self._load()
             taken = running + waiting

@@ -312,9 +312,9 @@ def build_run(cfg: DictConfig) -> Run:
         file = resolve_checkpoint(cfg.ckpt_path)
         ckpt = read_checkpoint(file)
         check_not_rewinding(file, ckpt, Path(cfg.paths.output_dir))
-    as_recorded = ckpt is not None and reads_empty_files(stored_corpus(ckpt))
+    reads_its_empty_files = ckpt is not None and reads_empty_files(stored_corpus(ckpt))
     datamodule = instantiate(cfg.data, block_size=model_config.block_size,
-                             **({"read_empty_files": True} if as_recorded else {}))
+                             **({"read_empty_files": True} if reads_its_empty_files else {}))
     if pretrained is not None:  # the new text's characters make its vocabulary
         pretrained = fit_vocab(pretrained, datamodule, cfg.finetune)
     if auto:  # it reads the text at its longest context, and refuses a model.block_size

@@ -276,7 +276,7 @@ def _text_files(value: str, setting: str, url: str | None, sha256: str | None) -
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()  # an empty file's, as a corpus fingerprint records it
 
 
-def with_text(files: list[Path], keep_empty: bool = False) -> list[Path]:
+def files_read(files: list[Path], keep_empty: bool = False) -> list[Path]:
     """The files a text reads: its empty ones left out (each only put a separator between its
     neighbours), unless `keep_empty`: versions before 2026-12-06 read them, and a run they trained
     reads them again where it resumes or is scored (the ids, and the identity, are its own). A new
