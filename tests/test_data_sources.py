@@ -879,3 +879,16 @@ def test_a_folder_or_glob_with_unknown_characters_is_named_as_given(tmp_path: Pa
     data = CharDataModule(path=path, block_size=4, batch_size=2, vocab=list("\n abc"))
     with pytest.raises(DataError, match=f"^{re.escape(path)} has characters the vocabulary lacks: 'z', 'é'"):
         data.encoded()
+
+
+def test_a_file_emptied_since_the_run_is_named_emptied_not_removed(tmp_path: Path) -> None:
+    # An empty file is not read, so it left the text's fingerprint as a removed one would: the
+    # refusal said "removed: c.txt" of a file still in the folder.
+    from chargpt.checkpoints import corpus_changes
+
+    kept, emptied, gone = (str(tmp_path / n) for n in ("a.txt", "c.txt", "d.txt"))
+    Path(kept).write_text("text")
+    Path(emptied).write_text("")
+    old = {"files": [[kept, "1"], [emptied, "2"], [gone, "3"]]}
+    said = corpus_changes(old, {"files": [[kept, "1"]]})
+    assert said == f" (removed: {gone}; emptied, so not read: {emptied})"

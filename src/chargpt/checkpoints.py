@@ -257,16 +257,26 @@ def recorded_files(corpus: dict[str, Any]) -> list[list[str]]:
     return [[os.path.abspath(name), sha] for name, sha in corpus.get("files") or []]
 
 
+def _is_empty_file(name: str) -> bool:
+    try:
+        return Path(name).is_file() and Path(name).stat().st_size == 0
+    except OSError:
+        return False
+
+
 def corpus_changes(old: dict[str, Any], new: dict[str, Any], limit: int = 3) -> str:
     """Which files differ between two corpus fingerprints (those of several files list them)."""
     before = {name: sha for name, sha in old.get("files") or []}
     after = {name: sha for name, sha in new.get("files") or []}
     if not before and not after:
         return ""
+    gone = [n for n in before if n not in after]
+    emptied = [n for n in gone if _is_empty_file(n)]  # still there, but an empty file is not read
     changes = [
         ("changed", [n for n in after if n in before and after[n] != before[n]]),
         ("added", [n for n in after if n not in before]),
-        ("removed", [n for n in before if n not in after]),
+        ("removed", [n for n in gone if n not in emptied]),
+        ("emptied, so not read", emptied),
     ]
     said = [
         f"{what}: {', '.join(names[:limit])}{f' and {len(names) - limit} more' if len(names) > limit else ''}"
