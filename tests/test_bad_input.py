@@ -87,6 +87,17 @@ TRAIN_CASES = [
      "scheduler.warmup_steps?)"),
     ("data setting its constructor lacks", ["+data.newlines=normalize"],
      "data.newlines is not a setting of chargpt.data.CharDataModule (did you mean data.newline?)"),
+    # TensorBoard's logger hands what it does not take to the SummaryWriter it makes at the first
+    # log: that TypeError was a traceback, after the run's folder was made.
+    ("logger setting its SummaryWriter lacks", ["logger=tensorboard", "+logger.tensorboard.flush_sec=5"],
+     "logger.tensorboard.flush_sec is not a setting of lightning.pytorch.loggers.TensorBoardLogger or the "
+     "torch.utils.tensorboard.writer.SummaryWriter it hands settings to (did you mean "
+     "logger.tensorboard.flush_secs?)"),
+    # Taken by a base, but passed to it by the logger itself: "got multiple values".
+    ("logger setting the logger passes itself", ["logger=tensorboard", "+logger.tensorboard.root_dir={tmp}"],
+     "logger.tensorboard.root_dir is not a setting of lightning.pytorch.loggers.TensorBoardLogger"),
+    ("CSV logger setting its constructor lacks", ["logger=csv", "+logger.csv.flush_every=5"],
+     "logger.csv.flush_every is not a setting of chargpt.training.trackers.CSVTracker"),
     (
         "data file missing",
         ["data.path={tmp}/missing.txt"],

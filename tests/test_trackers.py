@@ -13,8 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from omegaconf import OmegaConf
 
 from chargpt.cli.train import main
+from chargpt.errors import ConfigError
+from chargpt.training.run_checks import check_constructor_settings
 from chargpt.training.trackers import flat_params
 from conftest import bare_train_args, run_cli, train_args
 
@@ -56,6 +59,18 @@ def test_no_logger_as_an_empty_list_and_wandb_without_a_login(
     [line] = err.strip().splitlines()
     assert line.startswith("error: logger=wandb cannot start a W&B run (") and "WANDB_MODE=offline" in line
     assert "Traceback" not in err
+
+
+def test_a_wandb_setting_is_checked_against_wandb_init() -> None:
+    # WandbLogger hands what it does not take to wandb.init as the run starts: a setting neither
+    # takes was W&B's error then, after the run's folder was made.
+    pytest.importorskip("wandb")
+    wandb = {"_target_": "chargpt.training.trackers.WandbTracker", "project": "chargpt", "tags": ["a"]}
+    check_constructor_settings(OmegaConf.create({"logger": {"wandb": wandb}}))  # wandb.init's tags
+    with pytest.raises(ConfigError, match=r"^logger\.wandb\.tag is not a setting of chargpt\.training\."
+                       r"trackers\.WandbTracker or the wandb\..*init it hands settings to \(did you mean "
+                       r"logger\.wandb\.tags\?\)"):
+        check_constructor_settings(OmegaConf.create({"logger": {"wandb": {**wandb, "tag": ["a"]}}}))
 
 
 def test_a_resumed_run_keeps_its_csv_rows_before_the_checkpoint(corpus: Path, tmp_path: Path) -> None:

@@ -132,44 +132,120 @@ def check_launch(cfg: DictConfig, in_sweep: bool | None = None) -> None:
         )
 
 
-def _arguments(target: Callable[..., Any]) -> set[str] | None:
+def _summary_writer() -> Callable[..., Any]:
+    """The SummaryWriter Lightning's TensorBoard logger makes at its first log (torch's, else
+    tensorboardX's, as Lightning picks)."""
+    from lightning.fabric.loggers.tensorboard import _TENSORBOARD_AVAILABLE
+
+    if _TENSORBOARD_AVAILABLE:
+        from torch.utils.tensorboard import SummaryWriter
+    else:
+        from tensorboardX import SummaryWriter
+    return SummaryWriter
+
+
+def _wandb_init() -> Callable[..., Any]:
+    import wandb
+
+    return wandb.init
+
+
+# Where a class's `**kwargs` go once no base takes them ("module.Class": what receives them as the
+# logger starts): Lightning's TensorBoard logger hands them to its SummaryWriter, its W&B logger to
+# wandb.init. Imported only for a setting the classes themselves do not take.
+HANDED_ON: dict[str, Callable[[], Callable[..., Any]]] = {
+    "lightning.fabric.loggers.tensorboard.TensorBoardLogger": _summary_writer,
+    "lightning.pytorch.loggers.wandb.WandbLogger": _wandb_init,
+}
+# The names a class passes on itself, which a setting cannot give as well ("got multiple values",
+# as the logger is built or starts).
+SET_ITSELF: dict[str, frozenset[str]] = {
+    "lightning.pytorch.loggers.tensorboard.TensorBoardLogger": frozenset({"root_dir"}),
+    "lightning.fabric.loggers.tensorboard.TensorBoardLogger": frozenset({"log_dir"}),
+    "chargpt.training.trackers.MLFlowTracker": frozenset({"run_id"}),  # a resumed run's, from its checkpoint
+}
+
+
+def _name(owner: Callable[..., Any]) -> str:
+    return f"{owner.__module__}.{owner.__qualname__}"
+
+
+def _keywords(init: Callable[..., Any]) -> tuple[set[str], bool]:
+    """The keyword arguments `init` takes by name, and whether it takes `**kwargs` too."""
+    parameters = list(inspect.signature(init).parameters.values())
+    names = {p.name for p in parameters if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+    return names - {"self"}, any(p.kind is p.VAR_KEYWORD for p in parameters)
+
+
+def _arguments(target: Callable[..., Any]) -> tuple[set[str], Callable[..., Any] | None]:
     """The keyword arguments `target` takes, following `**kwargs` up a class's bases (the data
-    module hands its own to CharText); None where they lead nowhere to check."""
+    module hands its own to CharText), and the class (or function) whose `**kwargs` no base takes
+    (None: none is left open)."""
     names: set[str] = set()
+    set_itself: set[str] = set()
+    open_owner: Callable[..., Any] | None = target  # nothing known of it yet
     for owner in inspect.getmro(target) if inspect.isclass(target) else (target,):
-        if owner is object:
-            return None
-        init = owner.__init__ if inspect.isclass(owner) else owner
-        if inspect.isclass(owner) and "__init__" not in vars(owner):
+        if owner is object or (inspect.isclass(owner) and "__init__" not in vars(owner)):
             continue
-        parameters = inspect.signature(init).parameters.values()
-        names |= {p.name for p in parameters if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
-        if not any(p.kind is p.VAR_KEYWORD for p in parameters):
-            return names
-    return None
+        taken, more = _keywords(owner.__init__ if inspect.isclass(owner) else owner)
+        names |= taken
+        set_itself |= SET_ITSELF.get(_name(owner), frozenset())
+        if not more:
+            open_owner = None
+            break
+        open_owner = owner
+    return names - set_itself, open_owner
+
+
+def _handed_on(open_owner: Callable[..., Any]) -> tuple[set[str], str] | None:
+    """The settings that what `open_owner` hands its `**kwargs` to takes, and its name; None where
+    that is not known (or not installed, which the logger itself reports)."""
+    receiver = HANDED_ON.get(_name(open_owner))
+    if receiver is None:
+        return None
+    try:
+        taker = receiver()
+    except ImportError:
+        return None
+    taken, more = _keywords(taker)
+    return None if more else (taken - SET_ITSELF.get(_name(open_owner), frozenset()), _name(taker))
+
+
+def _unknown_setting(label: str, settings: DictConfig) -> None:
+    """The first setting of `settings` (the config at `label`) its `_target_` does not take, as
+    one error naming it and the setting meant."""
+    takes, open_owner = _arguments(get_object(settings._target_))
+    also = ""
+    for key in settings:
+        if str(key).startswith("_") or key in takes:  # Hydra's own (_target_, _partial_, ...)
+            continue
+        if open_owner is not None:  # looked up once, only for a setting the class does not name
+            handed = _handed_on(open_owner)
+            if handed is None:
+                return
+            takes |= handed[0]
+            also, open_owner = f" or the {handed[1]} it hands settings to", None
+            if key in takes:
+                continue
+        near = difflib.get_close_matches(str(key), sorted(takes), n=1)
+        meant = f" (did you mean {label}.{near[0]}?)" if near else ""
+        raise ConfigError(
+            f"{label}.{key} is not a setting of {settings._target_}{also}{meant}; drop it, or check its "
+            f"spelling (--cfg job shows every setting)"
+        )
 
 
 def check_constructor_settings(cfg: DictConfig) -> None:
     """A setting of a group that its constructor does not take (`+optimizer.epsilon=1e-8`, added as
     the advice for a key the config lacks says) is one error naming it, before any data work: the
     optimizer and the schedule are built as training starts, and their TypeError was a traceback
-    after the run's folder was made."""
-    for group in ("data", "optimizer", "scheduler"):
-        settings = cfg.get(group)
-        if not isinstance(settings, DictConfig) or "_target_" not in settings:
-            continue
-        takes = _arguments(get_object(settings._target_))
-        if takes is None:
-            continue
-        for key in settings:
-            if str(key).startswith("_") or key in takes:  # Hydra's own (_target_, _partial_, ...)
-                continue
-            near = difflib.get_close_matches(str(key), sorted(takes), n=1)
-            meant = f" (did you mean {group}.{near[0]}?)" if near else ""
-            raise ConfigError(
-                f"{group}.{key} is not a setting of {settings._target_}{meant}; drop it, or check its "
-                f"spelling (--cfg job shows every setting)"
-            )
+    after the run's folder was made. A logger's too: TensorBoard's refused a setting only at the
+    first log, in the SummaryWriter it hands its own to."""
+    groups = [(group, cfg.get(group)) for group in ("data", "optimizer", "scheduler")]
+    groups += [(f"logger.{key}", c) for key, c in (cfg.get("logger") or {}).items()]
+    for label, settings in groups:
+        if isinstance(settings, DictConfig) and "_target_" in settings:
+            _unknown_setting(label, settings)
 
 
 def check_window_length(cfg: DictConfig) -> None:
