@@ -399,6 +399,15 @@ def test_a_text_read_with_other_settings_is_read_with_them_again(tmp_path, monke
     old = [f"ckpt_path={tmp_path / 'old.ckpt'}", "data.newline=normalize", "device=cpu"]
     scored = _result(*run_main(eval_cli.main, old, capsys))
     assert scored["loss"] == pytest.approx(metrics["val_loss"], abs=1e-4)
+    # chargpt-sample's copy check takes no reading settings (data.newline was refused as not one of
+    # its settings, as advised): it is told to name the text, which works as printed.
+    copy_check = [f"ckpt_path={tmp_path / 'old.ckpt'}", "check_copy=true", "max_new_tokens=5", "device=cpu"]
+    line = _one_error(*run_main(sample_cli.main, copy_check, capsys))
+    assert "has changed since" in line and "pass them" not in line
+    named = shlex.split(line.rsplit(" (", 1)[1].removesuffix(" takes it as it is now)"))
+    assert named == [f"data.path={text}"]
+    assert run_cli(sample_cli.main, *copy_check, *named) == 0
+    assert "copy check: longest span" in capsys.readouterr().err
     # Read as it is on disk, it has a character the run never saw ('\r'): the setting is the cause.
     line = _one_error(*run_main(eval_cli.main, [f"ckpt_path={run}", "data.newline=keep"], capsys))
     assert "never saw ('\\r') when read with data.newline=keep: " in line
@@ -406,6 +415,38 @@ def test_a_text_read_with_other_settings_is_read_with_them_again(tmp_path, monke
     text.write_bytes(text.read_bytes()[:-10])
     line = _one_error(*run_main(eval_cli.main, [f"ckpt_path={run}"], capsys))
     assert "has changed since" in line and "(data.newline=normalize)" in line
+
+
+def test_an_older_checkpoints_folder_read_with_a_separator_is_read_as_each_command_says(
+    tmp_path, monkeypatch, capsys
+) -> None:
+    # A checkpoint from before the record of its reading settings, of a folder joined with a
+    # separator of its own: its files are unchanged, so the settings differ. Each command names a
+    # fix it takes (chargpt-sample was told to pass data.separator, which it refuses; chargpt-eval
+    # to "drop the ones given" when none were).
+    monkeypatch.setenv("CHARGPT_CACHE_DIR", str(tmp_path / "cache"))
+    folder = tmp_path / "texts"
+    folder.mkdir()
+    for i in range(3):
+        write_corpus(folder / f"part {i}.txt", n_chars=1000, seed=i)
+    run = tmp_path / "run"
+    args = bare_train_args(folder, run, "trainer.max_steps=1", "data.separator=@")
+    assert run_cli(train_cli.main, *args) == 0
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    del ckpt["callbacks"][RESUME_STATE_KEY]["corpus"]["read_as"]
+    torch.save(ckpt, tmp_path / "old.ckpt")
+    old = f"ckpt_path={tmp_path / 'old.ckpt'}"
+    line = _one_error(*run_main(eval_cli.main, [old], capsys))
+    assert "with data settings other than the defaults" in line and "drop" not in line
+    assert line.endswith("pass the ones its run used (data.separator, data.newline, data.normalize)")
+    assert _result(*run_main(eval_cli.main, [old, "data.separator=@", "device=cpu"], capsys))["tokens"] > 0
+    copy_check = [old, "check_copy=true", "max_new_tokens=5", "device=cpu"]
+    line = _one_error(*run_main(sample_cli.main, copy_check, capsys))
+    assert "with data settings other than the defaults" in line and "data.separator" not in line
+    named = shlex.split(line.rsplit(" (", 1)[1].removesuffix(" takes it as it is now)"))
+    assert named == [f"data.path={folder}"]
+    assert run_cli(sample_cli.main, *copy_check, *named) == 0
+    assert "copy check: longest span" in capsys.readouterr().err
 
 
 def test_a_text_trained_with_the_default_settings_is_not_scored_with_others(tmp_path, capsys) -> None:

@@ -29,12 +29,17 @@ class Reader:
     whole: str  # the setting that takes all of a text
     reads_datasets: bool  # a dataset named again with data=hf
     scores_validation: bool  # it reads a run's validation text (eval), not only its training text
+    # It takes the reading settings (data.newline, data.normalize, data.separator): a checkpoint that
+    # does not record its run's can be read with them; without them, only the text as it is now.
+    takes_read_settings: bool
 
 
 EVAL = Reader("pass the text to evaluate as data.path=FILE, or a dataset as data=hf data.name=NAME",
-              "split=all", reads_datasets=True, scores_validation=True)
+              "split=all", reads_datasets=True, scores_validation=True, takes_read_settings=True)
+# The copy check compares samples with the text as the model's vocabulary writes it; a text named by
+# data.path is read as it is, unchecked, which needs no reading settings of its own.
 COPY_CHECK = Reader("pass the training text as data.path=FILE", "data.train_fraction=1", reads_datasets=False,
-                    scores_validation=False)
+                    scores_validation=False, takes_read_settings=False)
 
 
 def recorded_data(
@@ -51,7 +56,7 @@ def recorded_data(
         raise DataError(f"{source} was trained on {corpus['path']}, which is read again only when named; "
                         + (f"name it: {again}" if again else how))
     path = Path(str(corpus["path"]))
-    as_is = f"({shell_words.quote(f'data.path={path}')} takes it as it is now)"
+    as_is = _as_is(path)
     split = stored_split(ckpt)
     read_as = recorded_settings(corpus)
     if split.get("val_path"):
@@ -71,8 +76,9 @@ def recorded_data(
     elif read_as or any(f"data.{key}" in overrides for key in TextOptions().settings()):
         pass  # the sha256 covers the settings too: check_read_alike compares the text as read again
     elif (recorded_sha := corpus.get("sha256")) and (sha := sha256_of(path)) != recorded_sha:
+        pass_them = ": pass them" if reader.takes_read_settings else ""
         maybe_read_otherwise = (", or its run read it with data.newline or data.normalize (a checkpoint "
-                                "from before 2026-12-02 does not record them: pass them)"
+                                f"from before 2026-12-02 does not record them{pass_them})"
                                 if unrecorded(corpus) else "")
         raise DataError(
             f"{path} has changed since {source} was trained on it (sha256 {str(recorded_sha)[:12]} then, "
@@ -87,6 +93,11 @@ def recorded_data(
     if reads_empty_files(corpus):
         settings["read_empty_files"] = True  # its folder's empty files, as its run read them
     return settings
+
+
+def _as_is(path: Path | str) -> str:
+    """How a command that reads a run's text again takes the text at `path` as it is now."""
+    return f"({shell_words.quote(f'data.path={path}')} takes it as it is now)"
 
 
 def _dataset_overrides(corpus: dict[str, Any], split: dict[str, Any]) -> str | None:
@@ -213,18 +224,20 @@ def _text_as_trained(
         read_empty_files=ckpt is not None and recorded and reads_empty_files(stored_corpus(ckpt)),
     )
     if ckpt is not None and recorded:
-        check_read_alike(data, ckpt, source)
+        check_read_alike(data, ckpt, source, COPY_CHECK)
     ids = data.encoded().ids
     return data.tokenizer.decode(ids if whole else ids[: data.val_start()])
 
 
-def check_read_alike(data: CharText, ckpt: dict[str, Any], source: str) -> None:
+def check_read_alike(data: CharText, ckpt: dict[str, Any], source: str, reader: Reader = EVAL) -> None:
     """The text of several files, or one read with other settings, read again, is the text the run
     read: the recorded sha256 covers the files and the settings that change the ids
-    (data.separator, data.newline, data.normalize)."""
+    (data.separator, data.newline, data.normalize). The fix each error names is one `reader` takes."""
     corpus = stored_corpus(ckpt) or {}
     read_as = recorded_settings(corpus)
     defaults = TextOptions().settings()
+    # Where the reading settings are not the command's to give: the text named, as it is now.
+    as_it_is = f"{reader.how} {_as_is(data.source)}"
     try:
         if not corpus.get("sha256") or data.fingerprint["sha256"] == corpus["sha256"]:
             return
@@ -242,10 +255,15 @@ def check_read_alike(data: CharText, ckpt: dict[str, Any], source: str) -> None:
             ) from None
         if read_as or not unrecorded(corpus):
             raise DataError(f"{unseen}: it has changed since; pass data.path=FILE") from None
+        fix = ("pass them (data.newline, data.normalize, data.separator), or data.path=FILE"
+               if reader.takes_read_settings else as_it_is)
         raise DataError(
             f"{unseen}: it has changed since, or its run read it with data settings ({UNRECORDED} does "
-            "not record them); pass them (data.newline, data.normalize, data.separator), or data.path=FILE"
+            f"not record them); {fix}"
         ) from None
+    if read_as and not reader.takes_read_settings:  # read with its run's settings: the text changed
+        raise DataError(f"{data.source} has changed since {source} was trained on it (read as its run read "
+                        f"it, with {_overrides(read_as)}); {as_it_is}")
     if read_as:  # so the text changed, or other settings were given
         raise DataError(
             f"{data.source} has changed since {source} was trained on it, or is read with other data "
@@ -255,6 +273,11 @@ def check_read_alike(data: CharText, ckpt: dict[str, Any], source: str) -> None:
     given = any(v != defaults[k] for k, v in data.options.settings().items())
     if not given and not unrecorded(corpus):
         raise DataError(f"{data.source} has changed since {source} was trained on it; pass data.path=FILE")
+    if not given:  # its files are unchanged (checked before): its run read them with other settings
+        fix = ("pass the ones its run used (data.separator, data.newline, data.normalize)"
+               if reader.takes_read_settings else as_it_is)
+        raise DataError(f"{source} read {data.source} with data settings other than the defaults, which "
+                        f"{UNRECORDED} does not record; {fix}")
     unknown = (f" ({UNRECORDED} records none: for one, pass the ones its run used)" if unrecorded(corpus)
                else "")
     raise DataError(
