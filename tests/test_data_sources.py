@@ -744,6 +744,37 @@ def test_a_file_hashed_once_is_hashed_again_once_written(tmp_path: Path, monkeyp
     assert os.path.realpath(fresh) not in json.loads((cache / file_hashes.HASHES_FILE).read_text())
 
 
+def test_the_digest_record_drops_files_gone_or_rewritten_when_it_is_written(tmp_path: Path, monkeypatch):
+    # It only grew: the entries of a folder deleted or moved stayed (2,000 files made it 488 kB).
+    from chargpt.data.sources import file_hashes
+
+    monkeypatch.setattr(file_hashes, "_SETTLED_NS", 0)
+    cache = tmp_path / "cache"
+    record = cache / file_hashes.HASHES_FILE
+    kept, gone, rewritten, moved = (tmp_path / f"{n}.txt" for n in ("kept", "gone", "rewritten", "moved"))
+    for file in (kept, gone, rewritten, moved):
+        file.write_text(f"the text of {file.name}\n")
+    file_hashes.cached_sha256s([kept, gone, rewritten, moved], cache)
+    assert len(json.loads(record.read_text())) == 4
+    gone.unlink()
+    moved.rename(tmp_path / "moved away.txt")
+    stamp = rewritten.stat().st_mtime_ns
+    rewritten.write_text("the text of rewritten.txt, edited\n")
+    os.utime(rewritten, ns=(stamp + 10**9, stamp + 10**9))
+    # A start that hashes nothing writes nothing, and looks at no other entry to do so.
+    before = record.read_bytes()
+    monkeypatch.setattr(file_hashes, "_still_matches", lambda *_: pytest.fail("an entry was checked"),
+                        raising=False)
+    file_hashes.cached_sha256s([kept], cache)
+    assert record.read_bytes() == before
+    monkeypatch.undo()
+    monkeypatch.setattr(file_hashes, "_SETTLED_NS", 0)
+    new = tmp_path / "new.txt"
+    new.write_text("a file read for the first time\n")
+    file_hashes.cached_sha256s([new], cache)
+    assert set(json.loads(record.read_text())) == {os.path.realpath(kept), os.path.realpath(new)}
+
+
 def test_missing_datasets_package_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     import sys
 

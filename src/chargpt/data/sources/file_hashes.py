@@ -21,6 +21,14 @@ def _stamp(path: Path) -> list[int]:
     return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev]
 
 
+def _still_matches(path: str, entry: object) -> bool:
+    """Whether a recorded `entry` could still be used: its file is there with the stamp recorded."""
+    try:
+        return isinstance(entry, dict) and entry.get("stamp") == _stamp(Path(path))
+    except OSError:  # gone (or unreadable): hashed afresh should it come back
+        return False
+
+
 def cached_sha256s(files: list[Path], cache_dir: Path | None) -> list[str]:
     """Each file's sha256: the one recorded in `cache_dir` while the file's stamp is unchanged,
     else hashed (and recorded, when the folder is writable). None: hashed every time."""
@@ -40,6 +48,11 @@ def cached_sha256s(files: list[Path], cache_dir: Path | None) -> list[str]:
             known[key], changed = {"stamp": stamp, "sha256": digest}, True
         digests.append(digest)
     if changed and record is not None:
+        # Only when writing (a file was just hashed, which costs more than these stats): entries of
+        # files deleted, moved or rewritten since would never match again, and the record grew
+        # with every folder ever read.
+        current = {os.path.realpath(f) for f in files}
+        known = {k: v for k, v in known.items() if k in current or _still_matches(k, v)}
         try:
             record.parent.mkdir(parents=True, exist_ok=True)
             write_json_atomic(record, known)  # a lost race with another run only costs a hash again
