@@ -8,6 +8,7 @@ import errno
 import importlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -24,7 +25,7 @@ import chargpt.cli.export as export_cli
 import chargpt.cli.sample as sample_cli
 import chargpt.cli.serve as serve_cli
 import chargpt.cli.train as train_cli
-from chargpt.cli import launch
+from chargpt.cli import CONFIG_PATH, launch
 from chargpt.cli.train import main as train_main
 from chargpt.errors import needs_extra
 from chargpt.stop_signals import STOP_SIGNALS, handling_stop_signals
@@ -118,6 +119,18 @@ def test_each_command_has_its_own_help(cli, name, absent, capsys) -> None:
     assert "powered by Hydra" not in out and absent not in out
     examples = out.split("Examples:\n", 1)[1].split("\n\n", 1)[0]
     assert examples.count(f"{name} ") == 2
+
+
+def test_train_help_lists_each_groups_options_as_its_config_folder_holds_them(capsys) -> None:
+    # "model=tiny|small|bigram" left model=auto out: every list of a config group's options in the
+    # help is the group's folder, in its order.
+    assert run_cli(train_cli.main, "--help") == 0
+    common = capsys.readouterr().out.split("== Configuration groups", 1)[0]
+    listed = dict(re.findall(r"\b(\w+)=(\w+(?:\|\w+)+)", common))
+    groups = {g: v for g, v in listed.items() if (Path(CONFIG_PATH) / g).is_dir()}
+    assert "model" in groups
+    for group, options in groups.items():
+        assert options.split("|") == sorted(p.stem for p in (Path(CONFIG_PATH) / group).glob("*.yaml"))
 
 
 def test_export_help_installs_its_extra_as_the_missing_extras_error_does(capsys) -> None:
