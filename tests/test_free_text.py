@@ -337,6 +337,16 @@ def test_two_of_hydras_modes_are_one_error_line(modes: tuple[str, ...], capsys) 
     assert out == ""
 
 
+@pytest.mark.parametrize("typed", [("--cfg", "hydra", "--resolve"), ("--resolve", "-c", "hydra"),
+                                   ("--cfg=hydra", "--resolve")])
+def test_hydras_own_settings_print_resolved(typed: tuple[str, ...], capsys) -> None:
+    # Hydra resolves its part apart from the run's, and hydra.run.dir names paths.output_root:
+    # an InterpolationKeyError traceback, exit 1.
+    assert run_cli(train_main, "paths.output_root=my runs", *typed) == 0
+    out = capsys.readouterr().out
+    assert OmegaConf.create(out).run.dir.startswith("my runs/") and "${" not in out
+
+
 def test_an_abbreviated_option_is_read_as_hydra_reads_it(capsys) -> None:
     # Hydra's parser takes a unique prefix of a long option for it (argparse's abbreviations):
     # `--multi --cfg job` ended in Hydra's traceback, and `--config-d DIR`'s DIR passed for an override.

@@ -225,7 +225,22 @@ def hydra_argv(argv: list[str]) -> list[str]:
     if len({_MODES.get(mode, mode) for mode in modes}) > 1:  # Hydra's own refusal is a traceback
         raise ConfigError(f"{' and '.join(modes)} cannot be combined: a command runs one of "
                           f"{', '.join(_MODE_NAMES)}; keep one of them")
-    return [*out[:1], *(out[i] for i in overrides), *options]
+    return [*out[:1], *(out[i] for i in overrides), *_hydra_part_resolvable(options)]
+
+
+def _hydra_part_resolvable(options: list[str]) -> list[str]:
+    """`--cfg hydra --resolve` as `--cfg all --package hydra --resolve`, the same settings: Hydra
+    resolves its own part apart from the run's, where `hydra.run.dir` names `paths.output_root`,
+    and that was an InterpolationKeyError traceback."""
+    flags = [option.partition("=")[0] for option in options]
+    if "--resolve" not in flags or "-p" in flags or "--package" in flags:
+        return options
+    for i, option in enumerate(options):
+        flag, eq, part = option.partition("=")
+        part = part if eq else (options[i + 1] if i + 1 < len(options) else "")
+        if flag in ("-c", "--cfg") and part == "hydra":
+            return [*options[:i], "--cfg", "all", "--package", "hydra", *options[i + (1 if eq else 2):]]
+    return options
 
 
 def _group_dirs(argv: list[str]) -> list[Path] | None:
