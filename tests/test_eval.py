@@ -401,13 +401,8 @@ def test_a_text_read_with_other_settings_is_read_with_them_again(tmp_path, monke
     assert scored["loss"] == pytest.approx(metrics["val_loss"], abs=1e-4)
     # chargpt-sample's copy check takes no reading settings (data.newline was refused as not one of
     # its settings, as advised): it is told to name the text, which works as printed.
-    copy_check = [f"ckpt_path={tmp_path / 'old.ckpt'}", "check_copy=true", "max_new_tokens=5", "device=cpu"]
-    line = _one_error(*run_main(sample_cli.main, copy_check, capsys))
+    line = _copy_check_told_to_name(f"ckpt_path={tmp_path / 'old.ckpt'}", text, capsys)
     assert "has changed since" in line and "pass them" not in line
-    named = shlex.split(line.rsplit(" (", 1)[1].removesuffix(" takes it as it is now)"))
-    assert named == [f"data.path={text}"]
-    assert run_cli(sample_cli.main, *copy_check, *named) == 0
-    assert "copy check: longest span" in capsys.readouterr().err
     # Read as it is on disk, it has a character the run never saw ('\r'): the setting is the cause.
     line = _one_error(*run_main(eval_cli.main, [f"ckpt_path={run}", "data.newline=keep"], capsys))
     assert "never saw ('\\r') when read with data.newline=keep: " in line
@@ -440,13 +435,20 @@ def test_an_older_checkpoints_folder_read_with_a_separator_is_read_as_each_comma
     assert "with data settings other than the defaults" in line and "drop" not in line
     assert line.endswith("pass the ones its run used (data.separator, data.newline, data.normalize)")
     assert _result(*run_main(eval_cli.main, [old, "data.separator=@", "device=cpu"], capsys))["tokens"] > 0
-    copy_check = [old, "check_copy=true", "max_new_tokens=5", "device=cpu"]
-    line = _one_error(*run_main(sample_cli.main, copy_check, capsys))
+    line = _copy_check_told_to_name(old, folder, capsys)
     assert "with data settings other than the defaults" in line and "data.separator" not in line
+
+
+def _copy_check_told_to_name(ckpt_path: str, text: Path, capsys) -> str:
+    """chargpt-sample check_copy=true's refusal of a checkpoint's changed text: it names the text as
+    data.path, and that works as printed. Returns the refusal."""
+    copy_check = [ckpt_path, "check_copy=true", "max_new_tokens=5", "device=cpu"]
+    line = _one_error(*run_main(sample_cli.main, copy_check, capsys))
     named = shlex.split(line.rsplit(" (", 1)[1].removesuffix(" takes it as it is now)"))
-    assert named == [f"data.path={folder}"]
+    assert named == [f"data.path={text}"]
     assert run_cli(sample_cli.main, *copy_check, *named) == 0
     assert "copy check: longest span" in capsys.readouterr().err
+    return line
 
 
 def test_a_text_trained_with_the_default_settings_is_not_scored_with_others(tmp_path, capsys) -> None:
