@@ -15,6 +15,7 @@ import torch
 from chargpt import load
 from chargpt.cli import train
 from chargpt.data.encoding import load_encoded
+from chargpt.data.sources import file_hashes
 from chargpt.data.tokenizer import CharTokenizer
 from chargpt.evaluation import evaluate_text
 from chargpt.model import ModelConfig, build_model
@@ -212,6 +213,9 @@ def test_a_fine_tune_reads_its_new_text_as_often_as_a_run_from_scratch(
         return real_open(self, *args, **kwargs)
 
     monkeypatch.setattr(Path, "open", counting_open)
+    # A digest is kept once its file is 2 s old: the runs here may come sooner, and would then hash
+    # the text again or not by the clock.
+    monkeypatch.setattr(file_hashes, "_SETTLED_NS", 0)
     short = ["trainer.max_steps=1", "sample.max_new_tokens=0", "logger=none"]
     reads = {}
     runs = {"scratch": "a", "scratch again": "a", "fine-tune": "b", "fine-tune again": "b"}  # run: its cache
