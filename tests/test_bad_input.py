@@ -95,7 +95,14 @@ TRAIN_CASES = [
      "logger.tensorboard.flush_secs?)"),
     # Taken by a base, but passed to it by the logger itself: "got multiple values".
     ("logger setting the logger passes itself", ["logger=tensorboard", "+logger.tensorboard.root_dir={tmp}"],
-     "logger.tensorboard.root_dir is not a setting of lightning.pytorch.loggers.TensorBoardLogger"),
+     "logger.tensorboard.root_dir is not a setting: the logger makes its folder from save_dir; set "
+     "logger.tensorboard.save_dir instead"),
+    # Given by chargpt as the logger is built: the setting was replaced without a word.
+    ("logger setting chargpt gives", ["logger=tensorboard", "+logger.tensorboard.purge_step=3"],
+     "logger.tensorboard.purge_step is not a setting: chargpt gives it, so that a resumed run's curves "
+     "show no step twice; drop it"),
+    ("CSV logger setting chargpt gives", ["logger=csv", "+logger.csv.purge_step=3"],
+     "logger.csv.purge_step is not a setting: chargpt gives it"),
     ("CSV logger setting its constructor lacks", ["logger=csv", "+logger.csv.flush_every=5"],
      "logger.csv.flush_every is not a setting of chargpt.training.trackers.CSVTracker"),
     (

@@ -158,11 +158,22 @@ HANDED_ON: dict[str, Callable[[], Callable[..., Any]]] = {
     "lightning.pytorch.loggers.wandb.WandbLogger": _wandb_init,
 }
 # The names a class passes on itself, which a setting cannot give as well ("got multiple values",
-# as the logger is built or starts).
+# as the logger is built or starts), and those chargpt gives it (training.build._logger_kwargs: a
+# resume's purge_step, its tracker runs), which would replace a setting without a word.
 SET_ITSELF: dict[str, frozenset[str]] = {
     "lightning.pytorch.loggers.tensorboard.TensorBoardLogger": frozenset({"root_dir"}),
-    "lightning.fabric.loggers.tensorboard.TensorBoardLogger": frozenset({"log_dir"}),
-    "chargpt.training.trackers.MLFlowTracker": frozenset({"run_id"}),  # a resumed run's, from its checkpoint
+    "lightning.fabric.loggers.tensorboard.TensorBoardLogger": frozenset({"log_dir", "purge_step"}),
+    "chargpt.training.trackers.CSVTracker": frozenset({"purge_step"}),
+    "chargpt.training.trackers.MLFlowTracker": frozenset({"run_id", "tracker_runs"}),  # a resumed run's
+    "chargpt.training.trackers.WandbTracker": frozenset({"tracker_runs"}),
+}
+# Who gives each of those, and what to set instead.
+GIVEN_BY = {
+    "root_dir": "the logger makes its folder from save_dir; set {label}.save_dir instead",
+    "log_dir": "the logger makes its folder from save_dir; set {label}.save_dir instead",
+    "purge_step": "chargpt gives it, so that a resumed run's curves show no step twice; drop it",
+    "run_id": "chargpt gives it, a resumed run's tracker run, from its checkpoint; drop it",
+    "tracker_runs": "chargpt gives it, a resumed run's tracker runs, from its checkpoint; drop it",
 }
 
 
@@ -177,10 +188,10 @@ def _keywords(init: Callable[..., Any]) -> tuple[set[str], bool]:
     return names - {"self"}, any(p.kind is p.VAR_KEYWORD for p in parameters)
 
 
-def _arguments(target: Callable[..., Any]) -> tuple[set[str], Callable[..., Any] | None]:
+def _arguments(target: Callable[..., Any]) -> tuple[set[str], Callable[..., Any] | None, set[str]]:
     """The keyword arguments `target` takes, following `**kwargs` up a class's bases (the data
-    module hands its own to CharText), and the class (or function) whose `**kwargs` no base takes
-    (None: none is left open)."""
+    module hands its own to CharText), the class (or function) whose `**kwargs` no base takes
+    (None: none is left open), and those of its arguments given it by itself or chargpt (SET_ITSELF)."""
     names: set[str] = set()
     set_itself: set[str] = set()
     open_owner: Callable[..., Any] | None = target  # nothing known of it yet
@@ -194,7 +205,7 @@ def _arguments(target: Callable[..., Any]) -> tuple[set[str], Callable[..., Any]
             open_owner = None
             break
         open_owner = owner
-    return names - set_itself, open_owner
+    return names - set_itself, open_owner, set_itself
 
 
 def _handed_on(open_owner: Callable[..., Any]) -> tuple[set[str], str] | None:
@@ -214,7 +225,7 @@ def _handed_on(open_owner: Callable[..., Any]) -> tuple[set[str], str] | None:
 def _unknown_setting(label: str, settings: DictConfig) -> None:
     """The first setting of `settings` (the config at `label`) its `_target_` does not take, as
     one error naming it and the setting meant."""
-    takes, open_owner = _arguments(get_object(settings._target_))
+    takes, open_owner, given = _arguments(get_object(settings._target_))
     also = ""
     for key in settings:
         if str(key).startswith("_") or key in takes:  # Hydra's own (_target_, _partial_, ...)
@@ -224,9 +235,12 @@ def _unknown_setting(label: str, settings: DictConfig) -> None:
             if handed is None:
                 return
             takes |= handed[0]
+            given |= SET_ITSELF.get(_name(open_owner), frozenset())
             also, open_owner = f" or the {handed[1]} it hands settings to", None
             if key in takes:
                 continue
+        if key in given:
+            raise ConfigError(f"{label}.{key} is not a setting: {GIVEN_BY[str(key)].format(label=label)}")
         near = difflib.get_close_matches(str(key), sorted(takes), n=1)
         meant = f" (did you mean {label}.{near[0]}?)" if near else ""
         raise ConfigError(
