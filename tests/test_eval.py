@@ -11,6 +11,7 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
+from chargpt import recorded_text
 from chargpt.checkpoint_eval import evaluate_checkpoint
 from chargpt.checkpoints import RESUME_STATE_KEY
 from chargpt.cli import CONFIG_PATH
@@ -18,6 +19,7 @@ from chargpt.cli import eval as eval_cli
 from chargpt.cli import sample as sample_cli
 from chargpt.cli import train as train_cli
 from chargpt.data.corpus import sha256_of
+from chargpt.data.sources import file_hashes
 from chargpt.errors import ConfigError
 from chargpt.recorded_text import training_text
 from conftest import bare_train_args, make_checkpoint, run_cli, run_main, write_corpus
@@ -291,6 +293,7 @@ def test_a_run_on_a_folder_is_scored_and_copy_checked_on_its_own_split(tmp_path,
     # Trained on a folder with whole files held out: chargpt-eval finds the folder, checks each file
     # unchanged and scores the files the run validated on; check_copy indexes the files it trained on.
     monkeypatch.setenv("CHARGPT_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(file_hashes, "_SETTLED_NS", 0)  # digests kept however soon the run comes
     folder = tmp_path / "my texts"
     folder.mkdir()
     for i in range(5):
@@ -298,10 +301,14 @@ def test_a_run_on_a_folder_is_scored_and_copy_checked_on_its_own_split(tmp_path,
     args = bare_train_args(folder, tmp_path / "run", "trainer.max_steps=2", "trainer.val_check_interval=2",
                            "data.split=files")
     assert run_cli(train_cli.main, *args) == 0
+    hashed: list[str] = []  # the check that the files are unchanged takes the digests training kept
+    for where in (file_hashes, recorded_text):
+        monkeypatch.setattr(where, "sha256_of", lambda f: hashed.append(f) or sha256_of(f), raising=False)
     result = _result(*run_main(eval_cli.main, [f"ckpt_path={tmp_path / 'run'}", "device=cpu"], capsys))
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert result["loss"] == pytest.approx(metrics["val_loss"], abs=1e-4)
     assert result["tokens"] == 900 - 1  # the last whole file, every target
+    assert hashed == []
     (folder / "part 4.txt").write_text("validation edited")
     line = _one_error(*run_main(eval_cli.main, [f"ckpt_path={tmp_path / 'run'}"], capsys))
     assert f"{folder} has changed since" in line and "(changed: " in line and "part 4.txt" in line

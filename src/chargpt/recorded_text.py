@@ -12,8 +12,8 @@ import numpy as np
 
 from chargpt import shell_words
 from chargpt.checkpoints import corpus_changes, cut_at_a_fraction, recorded_files, stored_corpus, stored_split
-from chargpt.data.corpus import sha256_of
-from chargpt.data.encoding import TextOptions, read_as_trained
+from chargpt.data.encoding import TextOptions, cache_dir_for, read_as_trained
+from chargpt.data.sources.file_hashes import cached_sha256s
 from chargpt.data.sources.paths import GLOB_CHARS, expand_path
 from chargpt.data.sources.text_files import files_read, text_files
 from chargpt.data.text import DEFAULT_TRAIN_FRACTION, CharText, reads_empty_files
@@ -75,7 +75,7 @@ def recorded_data(
         raise DataError(f"{source} was trained on {path}, which is no longer there; {how}")
     elif read_as or any(f"data.{key}" in overrides for key in TextOptions().settings()):
         pass  # the sha256 covers the settings too: check_read_alike compares the text as read again
-    elif (recorded_sha := corpus.get("sha256")) and (sha := sha256_of(path)) != recorded_sha:
+    elif (recorded_sha := corpus.get("sha256")) and (sha := _sha256s([path])[0]) != recorded_sha:
         pass_them = ": pass them" if reader.takes_read_settings else ""
         maybe_read_otherwise = (", or its run read it with data.newline or data.normalize (a checkpoint "
                                 f"from before 2026-12-02 does not record them{pass_them})"
@@ -130,13 +130,19 @@ def recorded_settings(corpus: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in read_as.items() if k in known} if isinstance(read_as, dict) else {}
 
 
+def _sha256s(files: list[Path]) -> list[str]:
+    """Each file's sha256, from the digests training keeps (file_hashes) while a file is unchanged:
+    a big text was hashed in full each time a command checked it."""
+    return cached_sha256s(files, cache_dir_for(None))
+
+
 def _check_files(path: Path, corpus: dict[str, Any], source: str, how: str, as_is: str) -> None:
     """A text of several files (a folder or a glob): each file as the run read it."""
     try:
         files = files_read(text_files(str(path), "data.path"), reads_empty_files(corpus))
     except DataError:
         raise DataError(f"{source} was trained on {path}, which no longer names its files; {how}") from None
-    now = [[str(f), sha256_of(f)] for f in files]
+    now = [[str(f), sha] for f, sha in zip(files, _sha256s(files), strict=True)]
     if recorded_files({"files": now}) == recorded_files(corpus):
         return
     raise DataError(
