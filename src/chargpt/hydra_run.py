@@ -58,8 +58,13 @@ def config_folders_given(hydra: Any) -> list[str]:
     for source in OmegaConf.select(hydra, "runtime.config_sources", default=None) or []:
         if source.get("provider") == "command-line" and source.get("schema") == "file":
             words += ["--config-dir", os.path.normpath(os.path.join(cwd or "", str(source.path)))]
+    return words + [absolute_override(o, cwd) for o in searchpath_overrides(hydra)]
+
+
+def searchpath_overrides(hydra: Any) -> list[str]:
+    """A launch's command-line `hydra.searchpath=[...]` overrides, as written (of its `hydra` node)."""
     given = as_written(hydra.overrides.hydra) if OmegaConf.select(hydra, "overrides.hydra") else []
-    return words + [absolute_override(o, cwd) for o in given if override_key(o) == "hydra.searchpath"]
+    return [o for o in given if override_key(o) == "hydra.searchpath"]
 
 
 def task_overrides() -> list[str]:

@@ -339,7 +339,7 @@ def check_group_option(key: str, value: str, config_dirs: list[Path], searchpath
         if listed is None:
             return  # a search path Hydra cannot read: Hydra's own error names it
         known_set |= listed
-    if not groups and not known_set:
+    if not known_set:
         return  # not a config group
     known = sorted(known_set)
     if value == "null":  # Hydra's ValueError, with a traceback

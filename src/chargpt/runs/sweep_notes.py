@@ -63,9 +63,8 @@ def stopped_runs_note(rows: list[dict[str, Any]], top: Path) -> str | None:
     checkpoints = {r["run"]: last_checkpoint(r["dir"]) for r in alone}
     # Each resumed with the settings of its latest launch (its first, or its latest resume).
     latest = {r["run"]: overrides_files(r["dir"])[-1] for r in alone}
-    commands = [resume_command(r["dir"].resolve(), read_overrides(file), launch_cwd(file.parent),
-                               config_folders=_config_folders(file))
-                for r in alone if checkpoints[r["run"]] is not None for file in [latest[r["run"]]]]
+    commands = [_resume_command(r["dir"], latest[r["run"]])
+                for r in alone if checkpoints[r["run"]] is not None]
     fresh = [shell_words.quote(r["run"]) for r in alone if checkpoints[r["run"]] is None]
     listed = STOPPED_RUNS_LISTED
     lines = [f"{sweep}: {note}" for sweep in dict.fromkeys(s for s in sweeps.values() if s is not None)
@@ -84,10 +83,13 @@ def stopped_runs_note(rows: list[dict[str, Any]], top: Path) -> str | None:
     return "\n".join(lines) or None
 
 
-def _config_folders(overrides_file: Path) -> list[str]:
-    """The words that give a launch's own config folders again (config_folders_given), read from the
-    hydra.yaml beside its overrides; none where that cannot be read."""
+def _resume_command(run_dir: Path, overrides_file: Path) -> str:
+    """The command that resumes `run_dir` with its launch recorded in `overrides_file`: its
+    overrides, named from where it was launched, and its own config folders (config_folders_given,
+    from the hydra.yaml beside; none where that cannot be read)."""
     try:
-        return config_folders_given(read_launch(overrides_file.parent))
+        folders = config_folders_given(read_launch(overrides_file.parent))
     except Exception:  # missing or unreadable: the resume command names the folders it can
-        return []
+        folders = []
+    return resume_command(run_dir.resolve(), read_overrides(overrides_file),
+                          launch_cwd(overrides_file.parent), config_folders=folders)

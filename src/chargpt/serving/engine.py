@@ -197,7 +197,7 @@ class Engine:
         # A snapshot: rows only shrink, outside the lock.
         jobs = [row.job for row in list(self.rows)] + list(self.pending)
         running = min(len(jobs), self.max_batch)
-        requests = len({id(job.request) for job in jobs})
+        requests = len({job.request for job in jobs})
         return running, len(jobs) - running, requests
 
     def warm_up(self) -> None:

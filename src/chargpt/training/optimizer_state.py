@@ -19,8 +19,7 @@ from omegaconf import OmegaConf
 
 from chargpt import shell_words
 from chargpt.errors import ConfigError
-from chargpt.hydra_run import as_written, chosen
-from chargpt.overrides import override_key
+from chargpt.hydra_run import chosen, searchpath_overrides
 from chargpt.run_layout import launched_with, run_dir_of
 
 
@@ -60,8 +59,7 @@ def _optimizer_options() -> dict[str, dict[str, Any]]:
     app = HydraConfig.get().job.config_name
     # Hydra's loader adds a command line's hydra.searchpath only to a composition given it: the
     # folders it names are listed, and their options composed, with it.
-    searchpath = [o for o in as_written(HydraConfig.get().overrides.hydra)
-                  if override_key(o) == "hydra.searchpath"]
+    searchpath = searchpath_overrides(HydraConfig.get())
     loader = GlobalHydra.instance().config_loader()
     options = {}
     for name in loader.get_group_options("optimizer", config_name=app, overrides=searchpath):

@@ -159,21 +159,21 @@ HANDED_ON: dict[str, Callable[[], Callable[..., Any]]] = {
 }
 # The names a class passes on itself, which a setting cannot give as well ("got multiple values",
 # as the logger is built or starts), and those chargpt gives it (training.build._logger_kwargs: a
-# resume's purge_step, its tracker runs), which would replace a setting without a word.
-SET_ITSELF: dict[str, frozenset[str]] = {
-    "lightning.pytorch.loggers.tensorboard.TensorBoardLogger": frozenset({"root_dir"}),
-    "lightning.fabric.loggers.tensorboard.TensorBoardLogger": frozenset({"log_dir", "purge_step"}),
-    "chargpt.training.trackers.CSVTracker": frozenset({"purge_step"}),
-    "chargpt.training.trackers.MLFlowTracker": frozenset({"run_id", "tracker_runs"}),  # a resumed run's
-    "chargpt.training.trackers.WandbTracker": frozenset({"tracker_runs"}),
-}
-# Who gives each of those, and what to set instead.
-GIVEN_BY = {
-    "root_dir": "the logger makes its folder from save_dir; set {label}.save_dir instead",
-    "log_dir": "the logger makes its folder from save_dir; set {label}.save_dir instead",
-    "purge_step": "chargpt gives it, so that a resumed run's curves show no step twice; drop it",
-    "run_id": "chargpt gives it, a resumed run's tracker run, from its checkpoint; drop it",
-    "tracker_runs": "chargpt gives it, a resumed run's tracker runs, from its checkpoint; drop it",
+# resume's purge_step, its tracker runs), which would replace a setting without a word; each with
+# who gives it and what to set instead.
+_FROM_SAVE_DIR = "the logger makes its folder from save_dir; set {label}.save_dir instead"
+_PURGE_STEP = "chargpt gives it, so that a resumed run's curves show no step twice; drop it"
+_TRACKER_RUNS = "chargpt gives it, a resumed run's tracker runs, from its checkpoint; drop it"
+SET_ITSELF: dict[str, dict[str, str]] = {
+    "lightning.pytorch.loggers.tensorboard.TensorBoardLogger": {"root_dir": _FROM_SAVE_DIR},
+    "lightning.fabric.loggers.tensorboard.TensorBoardLogger": {"log_dir": _FROM_SAVE_DIR,
+                                                               "purge_step": _PURGE_STEP},
+    "chargpt.training.trackers.CSVTracker": {"purge_step": _PURGE_STEP},
+    "chargpt.training.trackers.MLFlowTracker": {
+        "run_id": "chargpt gives it, a resumed run's tracker run, from its checkpoint; drop it",
+        "tracker_runs": _TRACKER_RUNS,
+    },
+    "chargpt.training.trackers.WandbTracker": {"tracker_runs": _TRACKER_RUNS},
 }
 
 
@@ -188,24 +188,24 @@ def _keywords(init: Callable[..., Any]) -> tuple[set[str], bool]:
     return names - {"self"}, any(p.kind is p.VAR_KEYWORD for p in parameters)
 
 
-def _arguments(target: Callable[..., Any]) -> tuple[set[str], Callable[..., Any] | None, set[str]]:
+def _arguments(target: Callable[..., Any]) -> tuple[set[str], Callable[..., Any] | None, dict[str, str]]:
     """The keyword arguments `target` takes, following `**kwargs` up a class's bases (the data
     module hands its own to CharText), the class (or function) whose `**kwargs` no base takes
     (None: none is left open), and those of its arguments given it by itself or chargpt (SET_ITSELF)."""
     names: set[str] = set()
-    set_itself: set[str] = set()
+    set_itself: dict[str, str] = {}
     open_owner: Callable[..., Any] | None = target  # nothing known of it yet
     for owner in inspect.getmro(target) if inspect.isclass(target) else (target,):
         if owner is object or (inspect.isclass(owner) and "__init__" not in vars(owner)):
             continue
         taken, more = _keywords(owner.__init__ if inspect.isclass(owner) else owner)
         names |= taken
-        set_itself |= SET_ITSELF.get(_name(owner), frozenset())
+        set_itself |= SET_ITSELF.get(_name(owner), {})
         if not more:
             open_owner = None
             break
         open_owner = owner
-    return names - set_itself, open_owner, set_itself
+    return names - set_itself.keys(), open_owner, set_itself
 
 
 def _handed_on(open_owner: Callable[..., Any]) -> tuple[set[str], str] | None:
@@ -219,7 +219,7 @@ def _handed_on(open_owner: Callable[..., Any]) -> tuple[set[str], str] | None:
     except ImportError:
         return None
     taken, more = _keywords(taker)
-    return None if more else (taken - SET_ITSELF.get(_name(open_owner), frozenset()), _name(taker))
+    return None if more else (taken, _name(taker))
 
 
 def _unknown_setting(label: str, settings: DictConfig) -> None:
@@ -234,13 +234,12 @@ def _unknown_setting(label: str, settings: DictConfig) -> None:
             handed = _handed_on(open_owner)
             if handed is None:
                 return
-            takes |= handed[0]
-            given |= SET_ITSELF.get(_name(open_owner), frozenset())
+            takes |= handed[0] - given.keys()  # (given: open_owner's too, found on the way up)
             also, open_owner = f" or the {handed[1]} it hands settings to", None
             if key in takes:
                 continue
         if key in given:
-            raise ConfigError(f"{label}.{key} is not a setting: {GIVEN_BY[str(key)].format(label=label)}")
+            raise ConfigError(f"{label}.{key} is not a setting: {given[str(key)].format(label=label)}")
         near = difflib.get_close_matches(str(key), sorted(takes), n=1)
         meant = f" (did you mean {label}.{near[0]}?)" if near else ""
         raise ConfigError(
