@@ -17,7 +17,6 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TypeVar
 
 import torch
-from hydra.core.hydra_config import HydraConfig
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, InterpolationResolutionError
 
 from chargpt.checks import whole_number
@@ -34,7 +33,7 @@ from chargpt.cli.argv import (
 from chargpt.cli.exits import BROKEN_PIPE_EXIT_CODE, Terminated, clean_exits, exit_no_room, raising_on_sigterm
 from chargpt.cli.hydra_errors import one_line_hydra_errors, release_stderr, settings_in
 from chargpt.errors import NO_ROOM, ConfigError, cause_of, exit_stopped_by, exit_usage, full_errors_requested
-from chargpt.hydra_run import as_written
+from chargpt.hydra_run import task_overrides
 from chargpt.overrides import as_typed, override_key
 from chargpt.runs.claims import release_claims
 
@@ -193,9 +192,9 @@ def naming_removed_settings() -> Iterator[None]:
 def _removed_by_override(err: ConfigAttributeError | ConfigKeyError) -> str | None:
     """The `~KEY` of the command line that removed the setting `err` found missing, if one did."""
     missing = str(getattr(err, "full_key", "") or "")
-    if not missing or not HydraConfig.initialized():
+    if not missing:
         return None
-    for override in as_written(HydraConfig.get().overrides.task):
+    for override in task_overrides():
         key = override_key(override)
         if override.startswith("~") and (missing == key or missing.startswith(key + ".")):
             return key

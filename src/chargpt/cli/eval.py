@@ -12,7 +12,6 @@ if __name__ == "__main__":  # python -m chargpt.cli.eval: as its console script 
 import json
 
 import hydra
-from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig
 
@@ -21,7 +20,7 @@ from chargpt.checks import as_utf8
 from chargpt.cli import CONFIG_PATH
 from chargpt.cli.common import cli_task, quiet_known_warnings, run_main, use_threads
 from chargpt.errors import exit_on_user_error
-from chargpt.hydra_run import as_written
+from chargpt.hydra_run import task_overrides
 from chargpt.overrides import as_typed
 
 CONFIG_NAME = "eval"  # configs/eval.yaml
@@ -42,7 +41,7 @@ UNUSED = {
 
 def overridden_keys() -> dict[str, str]:
     """The keys (and groups) set on the command line, each with the override as typed."""
-    typed = as_written(HydraConfig.get().overrides.task)
+    typed = task_overrides()
     parsed = OverridesParser.create().parse_overrides(typed)
     return {o.key_or_group: as_typed(text) for o, text in zip(parsed, typed, strict=True)}
 

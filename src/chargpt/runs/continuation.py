@@ -26,7 +26,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from chargpt.errors import SetupError
-from chargpt.hydra_run import as_written, this_launch_resume_config
+from chargpt.hydra_run import task_overrides, this_launch_resume_config
 from chargpt.overrides import launched_from
 from chargpt.run_layout import (
     CONFIG_DIR,
@@ -129,7 +129,7 @@ def _earlier_job(run_dir: Path) -> bool:
     settings is refused: the sweep's jobs no longer map onto its folders the same way."""
     if not in_continued_sweep() or this_launch_resume_config(run_dir) is None:
         return False
-    now = as_written(HydraConfig.get().overrides.task)
+    now = task_overrides()
     first = first_overrides(run_dir)  # (relative files compared as named from where each was launched)
     here = HydraConfig.get().runtime.cwd
     if first is None or launched_from(first, launch_cwd(run_dir / CONFIG_DIR)) != launched_from(now, here):
