@@ -1,5 +1,6 @@
-"""Commands printed to be pasted into a shell stay one line and paste as the words they were built
-from, also when a word holds a carriage return (a Windows prompt file) or a tab."""
+"""Commands printed to be pasted into a shell paste as the words they were built from, and a word
+holding a carriage return (a Windows prompt file) or a tab keeps the command one line; a newline is
+quoted as shlex quotes it."""
 
 from __future__ import annotations
 

@@ -18,7 +18,8 @@ _ESCAPED = {"\\": "\\\\", "'": "\\'", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
 def quote(word: str) -> str:
-    """`word` as one shell word that prints on one line and pastes as itself."""
+    """`word` as one shell word that pastes as itself: in `$'...'` (newlines escaped too, so one
+    line) when it holds a control character but a newline; else as shlex quotes it, newlines and all."""
     if not _CONTROL.search(word):
         return shlex.quote(word)
     return "$'" + "".join(_ESCAPED.get(c) or (f"\\x{ord(c):02x}" if _CONTROL.match(c) else c)
