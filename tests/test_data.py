@@ -1,3 +1,6 @@
+"""From text to windows: the tutorial's context and targets, the id cache keyed by content, the
+training and validation windows, the 90/10 split, and the corpus download checked by its sha256."""
+
 import hashlib
 import http.server
 import threading

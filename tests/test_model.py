@@ -1,3 +1,6 @@
+"""The network: causal (a later token never changes an earlier logit), its loss, weight tying, the
+bigram baseline, the positional encodings, and settings checked before anything is built."""
+
 import dataclasses
 import re
 

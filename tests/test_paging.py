@@ -1,3 +1,6 @@
+"""A memory-mapped id array read in windows with its pages dropped every few windows: the same
+windows as an array in memory, a small mapping read directly, and the datamodule reading through it."""
+
 import pickle
 from pathlib import Path
 

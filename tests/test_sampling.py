@@ -1,3 +1,6 @@
+"""Sampling: greedy, temperature, top-k and top-p as promised, the same seed the same text, the
+caller's random state left alone, and bad settings or non-finite outputs as one error."""
+
 import pytest
 import torch
 

@@ -1,3 +1,6 @@
+"""The character vocabulary: the sorted set of the text's characters, encoded and decoded back, its
+JSON form, the smallest dtype that holds its ids, and the characters it lacks named."""
+
 import json
 
 import numpy as np
