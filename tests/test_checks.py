@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from chargpt.checks import check_seed, real_number, whole_number, yes_no
+from chargpt.checks import TRAINING_SEED_MAX, check_seed, real_number, training_seed, whole_number, yes_no
 from chargpt.errors import ConfigError
 
 
@@ -23,7 +23,7 @@ def test_yes_no_refuses_words_and_numbers(value: object) -> None:
 
 
 def test_whole_number_bounds_and_null() -> None:
-    assert whole_number("n", 3, low=1) == 3
+    assert whole_number("n", 3, low=1) == 3 and whole_number("n", 1, low=1) == 1  # the bound itself
     assert whole_number("n", None, optional=True) is None
     for bad in ("abc", 2.5, True, 0, None):
         with pytest.raises(ConfigError, match=r"must be a whole number >= 1$"):
@@ -44,6 +44,7 @@ def test_a_whole_number_typed_as_a_decimal_or_exponent_is_told_how_to_type_it() 
 
 def test_real_number_takes_ints_and_floats_but_not_text_booleans_or_infinities() -> None:
     assert real_number("lr", 3, low=0) == 3.0 and real_number("lr", 1e-3) == 1e-3
+    assert real_number("lr", 0, low=0) == 0.0  # the bound itself
     assert real_number("lr", None, optional=True) is None
     for bad in ("abc", True, math.inf, math.nan, -1e-3):
         with pytest.raises(ConfigError, match=r"^lr=.* must be a finite number >= 0$"):
@@ -66,3 +67,11 @@ def test_seed_is_any_64_bit_value_torch_takes() -> None:
     assert check_seed("seed", None, optional=True) is None  # a fresh seed from the OS
     with pytest.raises(ConfigError, match=r"must be a whole number$"):
         check_seed("seed", None)
+
+
+def test_a_training_seed_is_one_numpy_takes() -> None:
+    # Outside it Lightning warns and trains with seed 0: every such seed would be one run.
+    assert training_seed("seed", 0) == 0 and training_seed("seed", TRAINING_SEED_MAX) == TRAINING_SEED_MAX
+    for bad in (-1, TRAINING_SEED_MAX + 1):
+        with pytest.raises(ConfigError, match=rf"^seed={bad} must be a whole number from 0 to \d+$"):
+            training_seed("seed", bad)
