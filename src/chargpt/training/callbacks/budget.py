@@ -242,35 +242,46 @@ class TimeBudget(Callback):
         self._last_step_end = now
         stepping = now - self._validating  # the clock without validations: what steps took
         if self.planned_steps is None:
-            # (One process: checked at every step. Several agree only at the plan, below.)
-            skipped = self._first_step + self.skip_steps
-            if trainer.world_size == 1 and now >= self.deadline and step < trainer.max_steps:
-                # Calibration itself overran: the run cannot end in time, whatever it plans.
-                steps_left = skipped + self.calibration_steps - step
+            self._calibrate(trainer, pl_module, step, now, stepping)
+        else:
+            self._recheck(trainer, step, now, stepping)
+
+    def _calibrate(self, trainer: L.Trainer, pl_module: L.LightningModule, step: int, now: float,
+                   stepping: float) -> None:
+        """Before the plan: time `calibration_steps` steps once the first ones are skipped, then plan
+        the run's steps from their pace, or refuse a budget the run cannot end in."""
+        # (One process: checked at every step. Several agree only at the plan, below.)
+        skipped = self._first_step + self.skip_steps
+        if trainer.world_size == 1 and now >= self.deadline and step < trainer.max_steps:
+            # Calibration itself overran: the run cannot end in time, whatever it plans.
+            steps_left = skipped + self.calibration_steps - step
+            self._refuse(
+                f"it ran out at step {step}, before calibration ended",
+                (now - self.start) * (1 + max(0, steps_left) / max(1, step)),
+            )
+        start = self._calibration_start
+        if step == skipped or (start is None and step > skipped):
+            # first steps are slow (allocation, lazy init): not timed
+            self._calibration_start = (step, stepping)
+        elif start is not None and step - start[0] >= self.calibration_steps:
+            pace = (stepping - start[1]) / (step - start[0])
+            self.final_seconds = self.estimate_final_seconds(trainer, pl_module)
+            now = self.clock()
+            end = self.final_seconds + self.reserve_seconds
+            # Not even one more step and the final validation fit (rank 0's clock decides).
+            if trainer.strategy.broadcast(now + pace + end > self.deadline, src=0):
                 self._refuse(
-                    f"it ran out at step {step}, before calibration ended",
-                    (now - self.start) * (1 + max(0, steps_left) / max(1, step)),
+                    f"start-up and calibration took {now - self.start:.0f} s and the final validation "
+                    f"and saving need ~{end:.0f} s", now - self.start + pace + end,
                 )
-            start = self._calibration_start
-            if step == skipped or (start is None and step > skipped):
-                # first steps are slow (allocation, lazy init): not timed
-                self._calibration_start = (step, stepping)
-            elif start is not None and step - start[0] >= self.calibration_steps:
-                pace = (stepping - start[1]) / (step - start[0])
-                self.final_seconds = self.estimate_final_seconds(trainer, pl_module)
-                now = self.clock()
-                end = self.final_seconds + self.reserve_seconds
-                # Not even one more step and the final validation fit (rank 0's clock decides).
-                if trainer.strategy.broadcast(now + pace + end > self.deadline, src=0):
-                    self._refuse(
-                        f"start-up and calibration took {now - self.start:.0f} s and the final validation "
-                        f"and saving need ~{end:.0f} s", now - self.start + pace + end,
-                    )
-                self._plan(trainer, step, now, pace)
-                self._marks = deque([(step, self.clock() - self._validating)])  # not the estimate's time
-                every = max(1, round(self.check_fraction * self.seconds / self.step_seconds))
-                self.check_every = int(trainer.strategy.broadcast(every, src=0))
-            return
+            self._plan(trainer, step, now, pace)
+            self._marks = deque([(step, self.clock() - self._validating)])  # not the estimate's time
+            every = max(1, round(self.check_fraction * self.seconds / self.step_seconds))
+            self.check_every = int(trainer.strategy.broadcast(every, src=0))
+
+    def _recheck(self, trainer: L.Trainer, step: int, now: float, stepping: float) -> None:
+        """After the plan: about every `check_fraction` of the budget, plan the steps left again
+        from the recent and the lasting pace."""
         if not self._marks or step >= trainer.max_steps or step == self._marks[-1][0]:
             return
         last_step, last_time = self._marks[-1]
