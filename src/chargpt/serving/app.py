@@ -2,6 +2,7 @@
 
 POST /v1/completions   prompt (or a list), max_tokens, temperature, top_p, top_k, seed, n, stop, stream
 GET  /v1/models        the served model (its card under "chargpt": size, validation loss...)
+GET  /v1/models/{id}   that model alone (404 for any other id)
 GET  /                 a page to try the model in a browser
 GET  /health           {"status": "ok"} and the current load
 """
