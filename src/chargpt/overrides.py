@@ -92,8 +92,7 @@ def is_free_text_key(key: str) -> bool:
 def is_folder_key(key: str) -> bool:
     """Settings that name a run's folder (a sweep job's included), or the folders runs go under and
     data is read from: taken as typed, interpolations kept."""
-    return key in ("hydra.run.dir", "hydra.sweep.dir", "hydra.sweep.subdir", "paths.output_root",
-                   "paths.data_dir")
+    return key in ("hydra.run.dir", "hydra.sweep.dir", "hydra.sweep.subdir", *LAUNCH_FOLDERS)
 
 
 def is_path_key(key: str) -> bool:
