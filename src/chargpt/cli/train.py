@@ -161,23 +161,29 @@ def _train(cfg: DictConfig, parallel: Path | None) -> float | None:
         warn_if_no_better_than_guessing(m, trainer, train_chars, datamodule.tokenizer.vocab_size)
         interrupt = next((c for c in trainer.callbacks if isinstance(c, GracefulInterrupt)), None)
         if interrupt is not None and interrupt.received is not None:
-            # The signal came after the last step: the run is finished and saved, and the command
-            # (or the sweep) stops here, rather than draw its sample and exit 0.
-            stop, name = StoppedAfterLastStep(interrupt.received), signal.Signals(interrupt.received).name
-            if not is_multirun():
-                skipped = " (no closing sample)" if sample_prompt is not None else ""
-                print(f"stopped by {name} after the last step: the run finished{skipped}",
-                      file=sys.stderr, flush=True)
-                raise stop
-            print(f"stopped by {name} after this job's last step: it finished (no closing sample), and the "
-                  "sweep stops here", file=sys.stderr, flush=True)
-            if parallel is not None:  # its result goes back; the sweep's process ends the sweep
-                return metrics.best_val_loss  # (the stop request stands: the signal wrote or read it)
-            _print_continue_command("continue the sweep")
-            raise SystemExit(signal_exit_code(stop.signum)) from stop
+            _stop_after_last_step(interrupt.received, parallel, sample_prompt is not None)
+            return metrics.best_val_loss  # a parallel sweep's job: its result goes back
         if sample_prompt is not None:
             print_sample(TrainedModel(module.model, datamodule.tokenizer), cfg.sample, sample_prompt)
     return metrics.best_val_loss if metrics is not None else None
+
+
+def _stop_after_last_step(signum: int, parallel: Path | None, sampling: bool) -> None:
+    """A signal came after the last step: the run is finished and saved, and the command (or the
+    sweep) stops here, rather than draw its sample and exit 0. Raises, but in a parallel sweep's
+    job, whose result goes back: the sweep's process ends the sweep (the stop request stands: the
+    signal wrote or read it)."""
+    stop, name = StoppedAfterLastStep(signum), signal.Signals(signum).name
+    if not is_multirun():
+        skipped = " (no closing sample)" if sampling else ""
+        print(f"stopped by {name} after the last step: the run finished{skipped}", file=sys.stderr,
+              flush=True)
+        raise stop
+    print(f"stopped by {name} after this job's last step: it finished (no closing sample), and the "
+          "sweep stops here", file=sys.stderr, flush=True)
+    if parallel is None:
+        _print_continue_command("continue the sweep")
+        raise SystemExit(signal_exit_code(signum)) from stop
 
 
 def _print_continue_command(lead: str) -> None:
