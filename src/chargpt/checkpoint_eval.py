@@ -3,7 +3,7 @@ position in the context window and by class of character, as one JSON-ready dict
 
 By default it scores the text the checkpoint was trained on, split as that run split it, in the
 arithmetic its validation used; another text only when asked for (data.path=FILE, or a dataset).
-It sits below training/ in the layout: the run's arithmetic comes from training.precision.
+It comes after training/ in the layers (docs/layout.md), whose precision module gives the run's arithmetic.
 """
 
 from __future__ import annotations
