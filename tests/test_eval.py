@@ -126,6 +126,20 @@ def test_evaluate_checkpoint_in_python_scores_as_the_command_does(run, capsys) -
     assert evaluate_checkpoint(str(run_dir), {"path": str(text)}, "all", device="cpu")["split"] == "all"
 
 
+def test_evaluate_checkpoint_in_python_leaves_the_callers_matmul_precision(run) -> None:
+    # It scored in the products asked for, and left the process's setting at them for whatever the
+    # caller ran next.
+    run_dir, _ = run
+    before = torch.get_float32_matmul_precision()
+    try:
+        torch.set_float32_matmul_precision("highest")
+        line = evaluate_checkpoint(str(run_dir), device="cpu", matmul_precision="medium")
+        assert line["matmul_precision"] == "medium"
+        assert torch.get_float32_matmul_precision() == "highest"
+    finally:
+        torch.set_float32_matmul_precision(before)
+
+
 def test_eval_checkpoint_records_its_split(run) -> None:
     run_dir, _ = run
     ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)

@@ -104,9 +104,14 @@ def evaluate_checkpoint(
     if ckpt is not None and not named:
         check_read_alike(text, ckpt, file)
     ids = split_ids(text.encoded().ids, split, text.val_start(), text.source)
+    # For the scoring only: a Python caller's own setting is put back.
+    caller_products = torch.get_float32_matmul_precision()
     torch.set_float32_matmul_precision(products)
-    with arithmetic.forward_context() if arithmetic is not None else contextlib.nullcontext():
-        result = evaluate_text(trained.model, ids, batch_size, stride, trained.tokenizer.chars)
+    try:
+        with arithmetic.forward_context() if arithmetic is not None else contextlib.nullcontext():
+            result = evaluate_text(trained.model, ids, batch_size, stride, trained.tokenizer.chars)
+    finally:
+        torch.set_float32_matmul_precision(caller_products)
     if stride is not None and result.stride != stride:
         print(f"note: the {split} split holds {len(ids):,} characters, no more than the model's context: "
               f"scored as one window of {result.window}, where stride={stride} does not apply",
