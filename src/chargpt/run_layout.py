@@ -120,19 +120,21 @@ def last_checkpoint(run_dir: Path) -> Path | None:
     return max(written, key=written.__getitem__) if written else last
 
 
+def _has_checkpoints(folder: Path) -> bool:
+    checkpoints = folder / CHECKPOINT_DIR
+    return checkpoints.is_dir() and any(checkpoints.glob("*.ckpt"))
+
+
 def holds_run(folder: Path) -> bool:
     """Whether a folder holds a run that trained: its metrics, or a checkpoint."""
-    checkpoints = folder / CHECKPOINT_DIR
-    return (folder / METRICS_FILE).is_file() or (checkpoints.is_dir() and any(checkpoints.glob("*.ckpt")))
+    return (folder / METRICS_FILE).is_file() or _has_checkpoints(folder)
 
 
 def is_run_folder(folder: Path) -> bool:
     """Whether a folder is chargpt's own output, a run's or a sweep's: Hydra's records of it, or,
     for a run launched without them (hydra.output_subdir=null), its checkpoints or its status
     beside its log. (A metrics.json alone may be anyone's: a folder of texts holding one is read.)"""
-    checkpoints = folder / CHECKPOINT_DIR
-    return ((folder / CONFIG_DIR).is_dir() or (folder / SWEEP_CONFIG).is_file()
-            or (checkpoints.is_dir() and any(checkpoints.glob("*.ckpt")))
+    return ((folder / CONFIG_DIR).is_dir() or (folder / SWEEP_CONFIG).is_file() or _has_checkpoints(folder)
             or ((folder / STATUS_FILE).is_file() and (folder / LOG_FILE).is_file()))
 
 
