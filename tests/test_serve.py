@@ -579,6 +579,26 @@ def test_cli_bad_settings_are_one_error_line(
     assert f"cannot listen on 127.0.0.1:{port}" in message and "port=0" in message
 
 
+def test_cli_settings_become_the_servers_limits(run_dir: Path, monkeypatch: pytest.MonkeyPatch,
+                                                capsys: pytest.CaptureFixture) -> None:
+    # max_tokens is the default a request gets, max_tokens_cap the most it may ask: Limits names
+    # them default_max_tokens and max_tokens, so the two are easily handed over the wrong way round.
+    from chargpt.serving import app, server
+
+    given: list[Limits] = []
+
+    def create(engine: Engine, tokenizer: CharTokenizer, card: Any, limits: Limits) -> Any:
+        given.append(limits)
+        return create_app(engine, tokenizer, card, limits)
+
+    monkeypatch.setattr(app, "create_app", create)
+    monkeypatch.setattr(server, "serve", lambda *args, **kwargs: None)  # built, never served
+    code, _, err = run_main(serve_cli.main, [f"ckpt_path={run_dir}", "port=0", "max_tokens=5",
+                                             "max_tokens_cap=9", "max_n=2", "max_choices=3"], capsys)
+    assert code == 0, err
+    assert given == [Limits(default_max_tokens=5, max_tokens=9, max_n=2, max_choices=3)]
+
+
 @pytest.mark.slow  # several seconds; runs in the slow set (.ci/run)
 def test_cli_serves_until_terminated(run_dir: Path) -> None:
     process = subprocess.Popen(

@@ -75,7 +75,9 @@ def _hydra_main(cfg: DictConfig) -> None:
             if cfg.compile:
                 print("compiling the decoding step (tens of seconds, once)...", flush=True)
             engine.warm_up()  # the server listens only once the model answers at full speed
-            limits = Limits(cfg.max_tokens, cfg.max_tokens_cap, cfg.max_n, cfg.max_choices)
+            # (The setting max_tokens is the default a request gets; Limits' max_tokens is the cap.)
+            limits = Limits(default_max_tokens=cfg.max_tokens, max_tokens=cfg.max_tokens_cap, max_n=cfg.max_n,
+                            max_choices=cfg.max_choices)
             app = create_app(engine, trained.tokenizer, card, limits)
             url = url_of(sock)
             if str(cfg.host) not in LOOPBACK:
