@@ -117,10 +117,14 @@ def test_a_run_whose_process_is_gone_without_a_word_is_reported_killed(tmp_path:
         try:
             fake_run(sweep, "0", ["seed=1"], metrics(2.0, 2.1), {"status": "running", "pid": alive.pid})
             fake_run(sweep, "1", ["seed=2"], metrics(2.2, 2.3), {"status": "running", "pid": gone.pid})
+            # A pid no run can have (a record edited by hand): 0 and -1 would signal a whole group.
+            fake_run(sweep, "2", ["seed=3"], metrics(2.4, 2.5), {"status": "running", "pid": 0})
+            fake_run(sweep, "3", ["seed=4"], metrics(2.4, 2.5), {"status": "running", "pid": -1})
             rows = report(sweep, sort_by="run")
         finally:
             alive.kill()
-    assert [(r["run"], r["status"]) for r in rows] == [("0", "running"), ("1", "killed")]
+    assert [(r["run"], r["status"]) for r in rows] == [("0", "running"), ("1", "killed"), ("2", "killed"),
+                                                       ("3", "killed")]
 
 
 def test_report_rejects_a_folder_without_runs(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
