@@ -335,6 +335,9 @@ def test_twenty_prompts_in_one_request_as_langchain_sends_them_are_served_by_def
             client.completions.create(model="my run", prompt=prompts, n=2, max_tokens=3)
         with pytest.raises(openai.BadRequestError, match="n=9 must be between 1 and 8"):
             client.completions.create(model="my run", prompt="Hi", n=9, max_tokens=3)
+        # Each limit itself is allowed: n=8 (max_n) for 4 prompts, 32 choices (max_choices).
+        at_limits = client.completions.create(model="my run", prompt=prompts[:4], n=8, max_tokens=1)
+        assert len(at_limits.choices) == 32
         card = httpx.get(f"{url}/v1/models").json()["data"][0]["chargpt"]
         assert (card["max_n"], card["max_choices"]) == (8, 32)
         assert engine.load() == {"running": 0, "waiting": 0, "requests": 0}
