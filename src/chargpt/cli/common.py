@@ -1,5 +1,5 @@
-"""What the Hydra entry points share: running one (the command line made ready by argv.py, clean
-exits, one-line errors), quiet warnings, threads.
+"""What the Hydra entry points share: running one (the command line made ready by argv.py, the
+settings the command does not read refused, clean exits, one-line errors), quiet warnings, threads.
 """
 
 from __future__ import annotations
