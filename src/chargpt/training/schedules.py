@@ -51,7 +51,7 @@ class Constant:
 
 @dataclass
 class WarmupCosine:
-    """Linear warmup, then cosine decay to min_lr_ratio * lr at the last step."""
+    """Linear warmup, then cosine decay to min_lr_ratio * lr at step total_steps, as the last step ends."""
 
     warmup_steps: int = 100
     min_lr_ratio: float = 0.1
@@ -71,7 +71,7 @@ class WarmupCosine:
 @dataclass
 class WarmupStableDecay:
     """Warmup-stable-decay (WSD): linear warmup, a constant rate, then a decay over the last
-    decay_fraction of the run to min_lr_ratio * lr at the last step ("linear" or "sqrt":
+    decay_fraction of the run to min_lr_ratio * lr as the last step ends ("linear" or "sqrt":
     1 - sqrt(progress), which spends longer near the floor).
 
     Only the decay depends on total_steps, so a step count fixed or shortened during the stable

@@ -4,7 +4,7 @@ The budget counts from the start of the process (imports and data loading includ
 few warm-up steps the callback times `calibration_steps` steps, estimates what the end of the run
 costs (a full validation, what the callbacks do at its end, the closing sample), and fixes
 trainer.max_steps to the steps that fit. The LR schedule reads max_steps at every step, so it
-anneals to its floor at that step. About every 1% of the budget the count is re-planned from the
+reaches its floor as the last step ends. About every 1% of the budget the count is re-planned from the
 mean step time over the last quarter of the budget, with the end's estimate scaled up by a lasting
 slowdown, so a machine that slows down or speeds up, or does both in turn, is followed. A burst
 that would overrun the run shortens it at once (a slow spell priced as lasting as long again as it
