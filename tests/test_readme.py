@@ -8,6 +8,9 @@
   `chargpt-report` flags and pip extras are checked against the Makefile, the scripts, the
   report's parser and pyproject.toml.
 - The Python API example runs and prints what it says.
+- docs/training.md's model=auto block is what the rule prints for the timings it shows.
+- The settings tables of chargpt-sample and chargpt-serve state their config files' defaults, and
+  leave out none of their settings.
 - The bad-input table of docs/reliability.md quotes what its commands print (the rows that need
   no text, run or hardware of their own).
 - Every scripts/*.py a document names exists, with the options it is given there (the
@@ -34,8 +37,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import yaml
 from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import OmegaConf, open_dict
 
 from conftest import FENCE, fenced_blocks, make_checkpoint, run_cli, train_args
 
@@ -448,6 +453,114 @@ def test_bad_input_table_quotes_what_the_command_prints(
     assert message_pattern(row.message).fullmatch(errors[-1]), (
         f"{row.source} quotes\n  {row.message}\nbut {row.command} prints\n  {errors[-1]}"
     )
+
+
+# --- the settings tables of the guides ---------------------------------------------------------
+
+# A guide's table of a command's settings, and the config file whose defaults it states.
+SETTINGS_TABLES = [("docs/sampling.md", "| option | default | what |", "sample"),
+                   ("docs/serving-and-export.md", "| setting | default | what |", "serve")]
+LITERAL = re.compile(r"-?\d[\d.e-]*|null|true|false|[\w.:-]+")  # one YAML scalar, not a description
+
+
+def settings_table(guide: str, header: str) -> list[tuple[list[str], str]]:
+    """Each row of the table: the settings it names (`host`, `port` in one row) and its default cell."""
+    lines = (ROOT / guide).read_text().splitlines()
+    rows = []
+    for line in lines[lines.index(header) + 2 :]:
+        if not line.startswith("|"):
+            break
+        name_cell, default_cell = line.strip("|").split("|")[:2]
+        rows.append((re.findall(r"`([\w.]+)`", name_cell), default_cell.strip()))
+    return rows
+
+
+@pytest.mark.parametrize(("guide", "header", "config"), SETTINGS_TABLES, ids=[t[2] for t in SETTINGS_TABLES])
+def test_a_settings_table_states_its_commands_defaults(guide: str, header: str, config: str) -> None:
+    """Each default the table states is the config file's, and every setting of the file is in the
+    table (but ckpt_path, which the guide's text explains): a default changed or a setting added in
+    the config alone fails here."""
+    defaults = OmegaConf.load(Path(config_path()) / f"{config}.yaml")
+    settings = {f"{key}.{sub}" if isinstance(value, dict) else key
+                for key, value in OmegaConf.to_container(defaults).items() if key not in ("defaults", "hydra")
+                for sub in (value if isinstance(value, dict) else [None])}
+    shown: set[str] = set()
+    for names, cell in settings_table(guide, header):
+        for name, value in zip(names, cell.split(", ") if len(names) > 1 else [cell], strict=True):
+            shown.add(name)
+            default = OmegaConf.select(defaults, name, default="<absent>")
+            if not value:  # a command-line setting of its own (prompt_file), not in the file
+                assert default == "<absent>", f"{guide}: `{name}` shows no default; {config}.yaml has one"
+                continue
+            assert default != "<absent>", f"{guide}: `{name}` is not a setting of {config}.yaml"
+            value, wrong = value.strip("`"), f"{guide}: `{name}` defaults to {default!r}, not {value}"
+            if value in ("unset", "(required)"):
+                assert default is None, wrong
+            elif LITERAL.fullmatch(value):
+                assert yaml.safe_load(value) == default, wrong
+    left_out = sorted(settings - shown - {"ckpt_path"})
+    assert not left_out, f"{guide} leaves out {left_out} of {config}.yaml"
+
+
+# --- model=auto's printed block in docs/training.md ------------------------------------------
+
+AUTO_HEADER = re.compile(
+    r"model=auto: (?P<budget>[\d.]+) s budget, (?P<chars>[\d,]+) training characters; "
+    r"\d+ shape\(s\) timed in (?P<seconds>[\d.]+) s \(target [\d.]+ tokens per non-embedding parameter\)"
+)
+AUTO_ROW = re.compile(
+    r"(?P<mark>[ *]) (?P<shape>\d+x\d+ h\d+ ctx\d+ b\d+) +[\d,]+ +(?P<ms>[\d.]+) +(?P<steps>[\d,]+) "
+    r"+(?P<tok>[\d.]+) +(?P<epochs>[\d.]+)"
+)
+
+
+def test_the_model_auto_block_shown_is_what_the_rule_prints_for_its_timings() -> None:
+    """docs/training.md shows the block a model=auto run prints, from the command it names. Given
+    the block's own timings, the rule must pick the starred shape with the rates, reason and
+    re-run command shown, word for word: a change of the rule, its recipe or its wording that the
+    example does not follow fails here."""
+    from chargpt.training.auto_size import ladder
+    from chargpt.training.auto_size.choice import Estimate
+    from chargpt.training.auto_size.report import report
+    from chargpt.training.auto_size.rule import nearest, settle
+    from chargpt.training.auto_size.run_config import apply_choice
+
+    guide = ROOT / "docs/training.md"
+    [block] = [b.rstrip("\n") for _, b in fenced_blocks(guide, "text") if b.startswith("model=auto: ")]
+    command = re.search(r"\(`(chargpt-train model=auto [^`]*)`", guide.read_text())
+    assert command, "docs/training.md names no command for its model=auto block"
+    header = AUTO_HEADER.fullmatch(block.splitlines()[0])
+    rows = [m for line in block.splitlines()[2:] if (m := AUTO_ROW.fullmatch(line))]
+    assert header and rows, block
+    shapes = {s.name: s for s in ladder.LADDER}
+    measured = [
+        Estimate(shapes[r["shape"]], float(r["ms"]), int(r["steps"].replace(",", "")), float(r["tok"]),
+                 float(r["epochs"]))
+        for r in rows
+    ]
+    stopped = re.search(r"climb stopped: ([^;]+);", block)
+    assert stopped, block
+    best, why_shape = nearest(measured, stopped.group(1))
+    assert [r["mark"] for r in rows].count("*") == 1
+    assert best.shape.name == next(r["shape"] for r in rows if r["mark"] == "*")
+    planned = re.search(r"of the ([\d,]+) steps it planned", guide.read_text())
+    assert planned, "docs/training.md no longer says how many steps its model=auto example planned"
+    assert int(planned.group(1).replace(",", "")) == best.steps, "the text and the block plan other steps"
+    choice = settle(best, measured, why_shape)
+    choice.calibration_seconds = float(header["seconds"])
+
+    overrides = hydra_overrides(shlex.split(command.group(1))[1:])
+    with initialize_config_dir(config_dir=config_path(), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=overrides, return_hydra_config=True)
+    # What `auto` resolved to on the machine of the example, as its last line names it.
+    resolved = dict(re.findall(r"(trainer\.precision|matmul_precision)=(\S+)", block.splitlines()[-1]))
+    with open_dict(cfg):
+        cfg.trainer.precision = resolved["trainer.precision"]
+        cfg.matmul_precision = resolved["matmul_precision"]
+    apply_choice(cfg, choice, overrides, cfg.hydra.runtime.choices)
+    budget = float(header["budget"])
+    assert report(choice, budget, int(header["chars"].replace(",", ""))) == block
+    assert f"budget_seconds={budget:g}" in overrides
 
 
 # --- links and tables ------------------------------------------------------------------------
