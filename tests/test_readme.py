@@ -11,6 +11,7 @@
 - docs/training.md's model=auto block is what the rule prints for the timings it shows.
 - The settings tables of chargpt-sample and chargpt-serve state their config files' defaults, and
   leave out none of their settings.
+- docs/configuration.md's table of groups names each group's options, as its config folder has them.
 - The bad-input table of docs/reliability.md quotes what its commands print (the rows that need
   no text, run or hardware of their own).
 - Every scripts/*.py a document names exists, with the options it is given there (the
@@ -500,6 +501,28 @@ def test_a_settings_table_states_its_commands_defaults(guide: str, header: str, 
                 assert yaml.safe_load(value) == default, wrong
     left_out = sorted(settings - shown - {"ckpt_path"})
     assert not left_out, f"{guide} leaves out {left_out} of {config}.yaml"
+
+
+def test_the_groups_table_lists_each_groups_options() -> None:
+    """docs/configuration.md's table of groups names every group and every option file of each, and
+    no option without one (Hydra's own `basic` launcher aside; `callbacks` names its two selections,
+    not the file of each callback; `paths`, one file, is told of in the text)."""
+    lines = (ROOT / "docs/configuration.md").read_text().splitlines()
+    rows = lines[lines.index("| group | options | what it sets |") + 2 :]
+    table = {}
+    for row in rows[: next(i for i, r in enumerate(rows) if not r.startswith("|"))]:
+        group, options = row.strip("|").split("|")[:2]
+        # The options cell names the options in code spans before any parenthesis or `;`.
+        named = re.findall(r"`([\w/]+)`", re.sub(r"\([^)]*\)|;.*", "", options))
+        table[group.strip().strip("`")] = set(named)
+    folder = Path(config_path())
+    for group, named in table.items():
+        files = {p.stem for p in (folder / group).glob("*.yaml")}
+        wrong = f"docs/configuration.md: {group} lists {sorted(named)}; its folder has {sorted(files)}"
+        assert named <= files if group == "callbacks" else named - {"basic"} == files, wrong
+    groups = {p.name for p in folder.iterdir() if p.is_dir() and p.name != "hydra"} | {"hydra/launcher"}
+    missing = sorted(groups - {"paths"} - set(table))
+    assert not missing, f"docs/configuration.md lacks the groups {missing}"
 
 
 # --- model=auto's printed block in docs/training.md ------------------------------------------
