@@ -9,6 +9,7 @@ import json
 import os
 import re
 import shlex
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -480,6 +481,32 @@ def test_chargpt_export_reads_its_checkpoint_once(
     monkeypatch.setattr(torch, "load", lambda *a, **k: loads.append(a[0]) or original(*a, **k))
     code, out, _ = run_main(export_cli.main, _export_args(ckpt, tmp_path / "out", "name=mine"), capsys)
     assert code == 0 and "exported mine (" in out and len(loads) == 1
+
+
+def test_an_export_of_a_run_still_training_names_the_step_it_holds(
+    ckpt: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    # It printed "exported run (N parameters)" alone: a run still training had the weights of its
+    # latest validation exported, and nothing said which step's they were, or that newer ones came.
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    saved = torch.load(ckpt)
+    for step in (20, 40):
+        torch.save({**saved, "global_step": step}, run / "checkpoints" / f"best-{step:06d}.ckpt")
+    torch.save({**saved, "global_step": 40}, run / "checkpoints" / "last.ckpt")
+    status = {"status": "running", "pid": os.getpid(), "host": socket.gethostname()}
+    (run / "status.json").write_text(json.dumps(status))
+    code, out, err = run_main(export_cli.main, _export_args(run, tmp_path / "while training"), capsys)
+    assert code == 0 and out.startswith("exported run (") and ", step 40) as safetensors" in out
+    assert err.strip() == (f"note: {run} is still training: this export holds its weights at step 40; "
+                           "export again once it has ended for its last ones")
+    # An earlier checkpoint named on purpose, and a run that has ended, need no note.
+    earlier = run / "checkpoints" / "best-000020.ckpt"
+    code, out, err = run_main(export_cli.main, _export_args(earlier, tmp_path / "earlier"), capsys)
+    assert code == 0 and ", step 20) as safetensors" in out and err == ""
+    (run / "status.json").write_text(json.dumps({**status, "status": "finished"}))
+    code, out, err = run_main(export_cli.main, _export_args(run, tmp_path / "ended"), capsys)
+    assert code == 0 and ", step 40) as safetensors" in out and err == ""
 
 
 @pytest.mark.slow  # an ONNX export and a training command: several seconds
