@@ -17,6 +17,7 @@ import yaml
 
 from chargpt.cli import report as report_cli
 from chargpt.cli import train as train_cli
+from chargpt.errors import ChargptError
 from chargpt.run_layout import find_runs
 from chargpt.runs.curves import curve_runs
 from chargpt.runs.report import report
@@ -365,6 +366,30 @@ def test_report_names_a_missing_folder_and_a_file_for_what_they_are(tmp_path: Pa
         assert run_cli(report_cli.main, str(given)) == 2
         err = capsys.readouterr().err
         assert err == f"error: {given} {what}; give a sweep directory (outputs/multirun/...)\n"
+
+
+def test_report_refuses_an_empty_path_and_a_folder_as_csv_before_writing(tmp_path: Path, capsys) -> None:
+    sweep = tmp_path / "sweep"
+    fake_run(sweep, "0", ["optimizer.lr=1e-3"], metrics(2.0, 2.1), {"status": "finished"})
+    (tmp_path / "out").mkdir()
+    cases = (
+        ([""], "error: argument sweep_dir: an empty path (an unset shell variable?)"),
+        (["--csv=", str(sweep)], "error: argument --csv: an empty path (an unset shell variable?)"),
+        (["--csv", f"{tmp_path}/new/", str(sweep)],
+         f"error: argument --csv: {tmp_path}/new/ names a folder; name the CSV file, such as "
+         f"{tmp_path}/new/report.csv"),
+        (["--csv", str(tmp_path / "out"), str(sweep)],
+         f"error: --csv {tmp_path / 'out'} is a folder; name the CSV file, such as "
+         f"{tmp_path}/out/report.csv"),
+    )
+    for args, said in cases:
+        assert run_cli(report_cli.main, *args) == 2
+        assert capsys.readouterr().err.splitlines()[0].startswith(said)
+    # '.' and '..' are folders too (Path.with_name raised ValueError on '.', a traceback).
+    for folder in (".", ".."):
+        with pytest.raises(ChargptError, match=r"is a folder; name the CSV file, such as "):
+            report(sweep, Path(folder))
+    assert not (sweep / "report.csv").exists() and not any((tmp_path / "out").iterdir())
 
 
 def test_the_shared_settings_paste_into_a_shell_as_shown(tmp_path: Path, capsys, monkeypatch) -> None:

@@ -9,6 +9,7 @@ if __name__ == "__main__":  # python -m chargpt.cli.report: as its console scrip
     run_as_main("report")
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import NoReturn
@@ -25,6 +26,22 @@ class _Parser(argparse.ArgumentParser):
         exit_usage(f"{message}; see chargpt-report --help")
 
 
+def _path(text: str) -> Path:
+    """A path as typed; an empty one (an unset shell variable: `--csv "$OUT"`) would be read as the
+    current folder."""
+    if not text:
+        raise argparse.ArgumentTypeError("an empty path (an unset shell variable?)")
+    return Path(text)
+
+
+def _file_path(text: str) -> Path:
+    """A file's path: one ending in a slash names a folder, which Path would read as a file."""
+    if text.endswith(("/", os.sep)):
+        raise argparse.ArgumentTypeError(
+            f"{text} names a folder; name the CSV file, such as {text}report.csv")
+    return _path(text)
+
+
 @exit_on_user_error
 def main(argv: list[str] | None = None) -> None:
     parser = _Parser(
@@ -32,9 +49,9 @@ def main(argv: list[str] | None = None) -> None:
         description="One table of the runs of a sweep, best first, and one of its settings "
         "(mean ± std over seeds, within noise of the best or not), printed and as CSV.",
     )
-    parser.add_argument("sweep_dir", type=Path, help="a multirun directory (or any folder of runs)")
+    parser.add_argument("sweep_dir", type=_path, help="a multirun directory (or any folder of runs)")
     parser.add_argument(
-        "--csv", type=Path, default=None,
+        "--csv", type=_file_path, default=None,
         help="CSV path (default: SWEEP_DIR/report.csv); beside it the settings' table, NAME_groups.csv, "
         "and the validation-loss curves, NAME_curves.png (a report replaces only its own files)",
     )

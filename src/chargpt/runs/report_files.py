@@ -20,7 +20,11 @@ GROUPS_CSV_MARK = frozenset({"seeds", "runs", "n"})
 
 
 def output_paths(csv_path: Path) -> tuple[Path, Path, Path]:
-    """The runs' CSV, the settings' CSV and the curves' picture written for `csv_path`."""
+    """The runs' CSV, the settings' CSV and the curves' picture written for `csv_path`, a file's path
+    (a folder is refused: the other two are named from the file's)."""
+    if csv_path.name in ("", "..") or csv_path.is_dir():
+        raise ChargptError(f"--csv {csv_path} is a folder; name the CSV file, such as "
+                           f"{csv_path / 'report.csv'}")
     return (csv_path, csv_path.with_name(f"{csv_path.stem}_groups.csv"),
             csv_path.with_name(f"{csv_path.stem}_curves.png"))
 
