@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+from rich.cells import cell_len
 
 from chargpt.overrides import hydra_quoted
 from chargpt.runs.report import report
@@ -249,3 +250,27 @@ def test_a_failed_runs_error_is_shown_whole(columns, tmp_path, monkeypatch, caps
         out = "\n".join(lines)
         assert "\nrun 1 failed: model.n_embd=32" in out and "boom 5" in out and "boom 6" not in out
         assert "\n3 more runs failed (see the CSV)" in out
+
+
+@pytest.mark.parametrize("columns", [80, 100, 120])
+def test_a_table_whose_settings_wrap_fits_whole_with_its_right_edge(
+    columns, tmp_path, monkeypatch, capsys
+) -> None:
+    # A setting with a long name and short values (sample.max_new_tokens) beside wide ones that
+    # wrap: rich narrowed all three alike, below the long name's width, which then took its room
+    # back, so the settings' table came out wider than the terminal, its last column cut off.
+    monkeypatch.setenv("COLUMNS", str(columns))
+    sweep = tmp_path / "sweep"
+    i = 0
+    for prompt, tokens in (('Café, «naïve» 🎉 "hi"', 20), ("O, Romeo", 50)):
+        for lr in ("1e-3", "3e-3"):
+            for seed in (1, 2):
+                wide_run(sweep / str(i), [f"sample.prompt={prompt}", f"sample.max_new_tokens={tokens}",
+                                          f"data.path=/home/me/{prompt[:3]} long folder/input.txt",
+                                          f"optimizer.lr={lr}", f"seed={seed}"], best=1.5 + i / 10)
+                i += 1
+    report(sweep)
+    tables = [line for line in capsys.readouterr().out.splitlines() if line[:1] in "┏┃┡│└"]
+    assert sum(line.startswith("┏") for line in tables) == 2  # the runs' table and the settings'
+    for line in tables:
+        assert cell_len(line) <= columns and line[-1] in "┓┃┩│┘", line

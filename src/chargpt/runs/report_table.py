@@ -38,30 +38,58 @@ def _cell(value: Any, column: str = "") -> str:
 def _min_width(column: str, rows: list[dict[str, Any]], whole: tuple[str, ...] = WHOLE) -> int:
     """The narrowest the column can be: whole for the run, status and metrics; a setting's values
     wrap, but not its name (up to HEADER_WIDTH): `budget_second` over `s` read as two words."""
-    width = max(len(column), *(len(_cell(row[column], column)) for row in rows))
+    width = _natural_width(column, rows)
     if column in whole:
         return width
     if column == "error":
         return min(width, ERROR_WIDTH)
-    return min(width, max(SETTING_MIN_WIDTH, min(len(column), HEADER_WIDTH)))
+    return min(width, max(SETTING_MIN_WIDTH, min(cell_len(column), HEADER_WIDTH)))
+
+
+def _natural_width(column: str, rows: list[dict[str, Any]]) -> int:
+    """The column's width unwrapped, in terminal cells (an emoji takes two): its name or its widest
+    value's longest line."""
+    return max(cell_len(column), *(cell_len(line) for row in rows
+                                   for line in _cell(row[column], column).splitlines() or [""]))
+
+
+def _wrapped_widths(
+    shown: list[str], rows: list[dict[str, Any]], whole: tuple[str, ...], room: int
+) -> dict[str, int]:
+    """The widths of the columns that wrap, so that the table fits `room` cells: the widest is
+    narrowed first, a cell at a time, and none below its least width (_min_width). rich's own
+    narrowing takes a column below its least width too, which then takes its cells back: the table
+    came out wider than the terminal and was cut off on the right."""
+    widths = {c: _natural_width(c, rows) for c in shown}
+    least = {c: _min_width(c, rows, whole) for c in shown if c not in whole}
+    excess = sum(width + 3 for width in widths.values()) + 1 - room  # as fits() counts the borders
+    while excess > 0 and (narrowable := [c for c in least if widths[c] > least[c]]):
+        widths[max(narrowable, key=widths.__getitem__)] -= 1
+        excess -= 1
+    return {c: widths[c] for c in least}
 
 
 def _table(
     title: str, shown: list[str], rows: list[dict[str, Any]], caption: str | None,
     whole: tuple[str, ...] = WHOLE, right: tuple[str, ...] = tuple(METRIC_COLUMNS),
+    widths: dict[str, int] | None = None,
 ) -> Table:
     # Text, not str: rich would read a path's or a setting's brackets as markup (`a[/]b` raises).
     # The notes under it left-aligned: one a line, a list reads down its left edge.
+    # `widths`: those of the columns that wrap (_wrapped_widths), given, not left to rich.
+    widths = widths or {}
     table = Table(title=Text(title), caption=Text(caption) if caption else None, caption_justify="left")
     for column in shown:
         if column == "error":  # wrapped in the room there is: cut at 50 characters, it lost its end
-            table.add_column(Text(column), min_width=_min_width(column, rows, whole), overflow="fold")
+            table.add_column(Text(column), min_width=_min_width(column, rows, whole), overflow="fold",
+                             width=widths.get(column))
         elif column in whole:
             justify = "right" if column in right else "left"
             table.add_column(Text(column), justify=justify, min_width=_min_width(column, rows, whole),
                              no_wrap=True)
         else:  # a swept setting: wraps, down to a width that stays readable
-            table.add_column(Text(column), overflow="fold", min_width=_min_width(column, rows, whole))
+            table.add_column(Text(column), overflow="fold", min_width=_min_width(column, rows, whole),
+                             width=widths.get(column))
     styles = {"failed": "red", "killed": "red", "interrupted": "yellow", "incomplete": "yellow"}
     for row in rows:
         table.add_row(*(Text(_cell(row[c], c)) for c in shown), style=styles.get(str(row.get("status"))))
@@ -167,7 +195,8 @@ def _print_fitted(
     # One line a note: run together with `; ` they wrapped into one paragraph, a note starting
     # mid-line.
     caption = "\n".join([*notes, *hidden])
-    table = _table(title, shown, rows, caption or None, whole, right)
+    table = _table(title, shown, rows, caption or None, whole, right,
+                   _wrapped_widths(shown, rows, whole, console.width))
     text_console = console  # for a title or caption printed apart (below): the whole width
     if console.width == 10_000:
         console = _Console(width=console.measure(table).maximum)
