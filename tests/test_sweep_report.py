@@ -392,6 +392,17 @@ def test_report_refuses_an_empty_path_and_a_folder_as_csv_before_writing(tmp_pat
     assert not (sweep / "report.csv").exists() and not any((tmp_path / "out").iterdir())
 
 
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc")
+def test_report_refuses_a_folder_it_cannot_write_in_one_line(tmp_path: Path, capsys) -> None:
+    # /proc takes no new file, even from root: as another user's sweep or a read-only disk. The
+    # report's first file was a PermissionError or FileNotFoundError traceback (exit 1).
+    sweep = tmp_path / "sweep"
+    fake_run(sweep, "0", ["optimizer.lr=1e-3"], metrics(2.0, 2.1), {"status": "finished"})
+    assert run_cli(report_cli.main, "--csv", "/proc/self/report.csv", str(sweep)) == 2
+    assert capsys.readouterr().err.startswith("error: cannot write in /proc/self (")
+    assert not (sweep / "report.csv").exists()
+
+
 def test_the_shared_settings_paste_into_a_shell_as_shown(tmp_path: Path, capsys, monkeypatch) -> None:
     # A prompt with a comma, a space and an apostrophe was printed bare: pasted, the shell split it.
     monkeypatch.setenv("COLUMNS", "150")

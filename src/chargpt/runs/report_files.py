@@ -5,6 +5,7 @@ earlier output."""
 from __future__ import annotations
 
 import csv
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,7 @@ def check_outputs(paths: tuple[Path, Path, Path], reported: Path) -> None:
         if not path.parent.is_dir():
             raise ChargptError(f"cannot write {path}: the folder {path.parent} does not exist; create it "
                                "or pass another --csv path")
+        _check_writable(path.parent)
         try:
             ours = not path.exists() or (path.is_file() and _written_by_a_report(path, role))
         except OSError as err:
@@ -69,6 +71,17 @@ def check_outputs(paths: tuple[Path, Path, Path], reported: Path) -> None:
         if path.exists() and _holds_runs(path.parent) and path.parent.resolve() != reported.resolve():
             raise ChargptError(f"{path} is the report of the runs in {path.parent}, not of {reported}; "
                                "nothing was written: pass another --csv path")
+
+
+def _check_writable(folder: Path) -> None:
+    """Refuse a folder no file can be created in (another user's sweep, a read-only disk): the
+    report's first file failed there with a traceback."""
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as err:
+        raise ChargptError(f"cannot write in {folder} ({err.strerror or err}); pass --csv with a file in "
+                           "a folder you can write") from None
 
 
 def _holds_runs(folder: Path) -> bool:
