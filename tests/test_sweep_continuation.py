@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from hydra._internal.config_loader_impl import ConfigLoaderImpl
 
 from chargpt.cli import train as train_cli
 from chargpt.runs.report import report
@@ -118,35 +119,39 @@ def test_a_signal_after_a_jobs_last_step_stops_the_sweep(tmp_path: Path, monkeyp
 
 @pytest.mark.slow  # a sweep of two tiny jobs, stopped in each case
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
-@pytest.mark.parametrize("where", ["closing sample", "build"])
+@pytest.mark.parametrize("where", ["closing sample", "build", "between jobs"])
 def test_a_signal_outside_a_jobs_training_stops_the_sweep_with_its_continue_command(
     signum, where, tmp_path: Path, monkeypatch, capsys
 ) -> None:
     # Outside the training loop there is nothing to checkpoint, but the sweep still has jobs left:
-    # the command that continues it is printed, as a signal during training prints it.
+    # the command that continues it is printed, as a signal during training prints it. Between
+    # jobs (Hydra making the next one ready) it said `interrupted` alone.
     corpus = write_corpus(tmp_path / "corpus.txt")
     sweep = tmp_path / "sweep"
     args = ["-m", *bare_train_args(corpus, None, f"hydra.sweep.dir={sweep}", "trainer.max_steps=2",
                                    "trainer.val_check_interval=2", "seed=1,2", "sample.max_new_tokens=5")]
-    name = "print_sample" if where == "closing sample" else "build_run"
-    original = getattr(train_cli, name)
+    owner, name = {"closing sample": (train_cli, "print_sample"), "build": (train_cli, "build_run"),
+                   "between jobs": (ConfigLoaderImpl, "load_sweep_config")}[where]
+    original = getattr(owner, name)
 
     def signalled(*a, **k):
-        os.kill(os.getpid(), signum)
+        # Between jobs: as Hydra composes the second job's config, the first one done.
+        if owner is train_cli or (sweep / "0" / "status.json").is_file():
+            os.kill(os.getpid(), signum)
         return original(*a, **k)
 
-    monkeypatch.setattr(train_cli, name, signalled)
+    monkeypatch.setattr(owner, name, signalled)
     code, _, err = run_main(train_cli.main, args, capsys)
     assert code == 128 + signum, err
     word = "interrupted" if signum == signal.SIGINT else "terminated"
     command = continue_command(sweep)
     assert err.endswith(f"\n{word}\ncontinue the sweep (its finished jobs are kept) with: {command}\n")
-    status = "finished" if where == "closing sample" else "interrupted"
+    status = "interrupted" if where == "build" else "finished"
     assert json.loads((sweep / "0" / "status.json").read_text())["status"] == status
     assert not (sweep / "1").exists()
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler of the job is gone
 
-    monkeypatch.setattr(train_cli, name, original)
+    monkeypatch.setattr(owner, name, original)
     code, _, err = run_main(train_cli.main, args, capsys)
     assert code == 0, err
     for job in ("0", "1"):

@@ -243,8 +243,31 @@ def _hydra_main(cfg: DictConfig) -> float | None:
         return train(cfg)
 
 
+def stopping_between_jobs(hydra_main: Callable[[], None]) -> Callable[[], None]:
+    """A sweep whose jobs run in this process, stopped by a signal outside every job (while Hydra
+    makes the next one ready, which takes seconds): its one line and the continue command, as a
+    signal inside a job prints them (_sequential_job). It said `interrupted` alone."""
+
+    @functools.wraps(hydra_main)
+    def wrapper() -> None:
+        try:
+            hydra_main()
+        except KeyboardInterrupt as stop:  # Terminated too
+            # (A parallel sweep's process says it itself, once its jobs have stopped.)
+            line = continue_line("continue the sweep") if parallel_sweep_dir() is None else None
+            if line is None:  # not a sweep, or one not recorded yet: nothing to continue
+                raise
+            signum = signal_of(stop)
+            say_stopped_by(signum)
+            print(line, file=sys.stderr, flush=True)
+            sys.exit(signal_exit_code(signum))
+
+    return wrapper
+
+
 def main() -> None:
     # Ctrl-C before or after the training loop (nothing to save) ends with exit code 130. What only
     # prints (--help, --info, --cfg) stops printing into a closed pipe without a word: no run goes on.
     with console_outliving_its_reader("" if prints_only(sys.argv) else READER_GONE):
-        run_main(_hydra_main, prepare=resume_overrides, config_name=CONFIG_NAME, takes_new_settings=True)
+        run_main(stopping_between_jobs(_hydra_main), prepare=resume_overrides, config_name=CONFIG_NAME,
+                 takes_new_settings=True)
