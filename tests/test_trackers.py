@@ -247,6 +247,31 @@ def test_a_resumed_run_opens_its_local_mlflow_store_and_a_missing_one_is_not_mad
     assert not (tmp_path / "elsewhere").exists()
 
 
+def test_a_resumed_mlflow_run_keeps_each_step_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A run stopped hard after its last checkpoint had logged the later steps to MLflow, which
+    # deletes no value: its resume logged them again, each step twice in the run's curves.
+    mlflow = pytest.importorskip("mlflow")
+    from chargpt.training import trackers
+
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    store = (tmp_path / "mlruns").as_uri()
+    client = mlflow.tracking.MlflowClient(tracking_uri=store)
+    run_id = client.create_run(client.create_experiment("chargpt")).info.run_id
+    for step in range(1, 9):  # steps 1-8; the checkpoint resumed from is at step 4
+        client.log_metric(run_id, "train/loss", 10.0 + step, step=step)
+    client.log_metric(run_id, "val/loss", 5.0, step=4)
+    kept = {"mlflow": run_id, trackers.MLFLOW_STORE: store}
+    tracker = trackers.MLFlowTracker(tracker_runs=kept)
+    for step in range(5, 11):
+        tracker.log_metrics({"train/loss": float(step)}, step=step)
+    tracker.log_metrics({"val/loss": 1.0}, step=8)  # stopped before its validation at step 8
+
+    history = [(m.step, m.value) for m in client.get_metric_history(run_id, "train/loss")]
+    assert sorted(history) == [(s, 10.0 + s) for s in range(1, 9)] + [(9, 9.0), (10, 10.0)]
+    validations = [(m.step, m.value) for m in client.get_metric_history(run_id, "val/loss")]
+    assert sorted(validations) == [(4, 5.0), (8, 1.0)]
+
+
 # -- W&B: its offline run file (.wandb) is a log of protobuf records in 32 kB blocks ---------------
 
 

@@ -38,10 +38,12 @@ PRIVATE_MEMBERS: list[tuple[str, str]] = [
     # the writer made on first use (a resumed CSV log keeps its rows, a finished W&B run is closed),
     ("CSVLogger", "_experiment"),
     ("WandbLogger", "_experiment"),
-    # the MLflow run and store a resume continues, and whether the client is made yet,
+    # the MLflow run and store a resume continues, whether the client is made yet, and the
+    # prefix of its metrics' names (a resume reads which steps the run has),
     ("MLFlowLogger", "_run_id"),
     ("MLFlowLogger", "_tracking_uri"),
     ("MLFlowLogger", "_initialized"),
+    ("MLFlowLogger", "_prefix"),
     # and the arguments W&B's run starts with (W&B warns of Lightning's anonymous=None).
     ("WandbLogger", "_wandb_init"),
     # What sets Lightning's signal handlers as a run starts, its class (an owner that is a module is

@@ -6,13 +6,15 @@
 - Hyperparameters go in as flat config keys (`model.n_layer`, `optimizer.lr`), as in TensorBoard's
   HParams view, not as nested dicts or the whole vocabulary.
 - Runs are named after their run directory unless the config names them.
-- The CSV file of a resumed run keeps the rows logged before its checkpoint.
+- The CSV file of a resumed run keeps the rows logged before its checkpoint; its MLflow run keeps
+  each step's values once.
 """
 
 from __future__ import annotations
 
 import csv
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
@@ -205,6 +207,8 @@ class MLFlowTracker(MLFlowLogger):
             run_id=kept.get("mlflow"),
             **kwargs,
         )
+        self._resumed = kept.get("mlflow") is not None
+        self._last_logged_steps: dict[str, int] = {}
 
     @property
     @rank_zero_experiment
@@ -220,6 +224,24 @@ class MLFlowTracker(MLFlowLogger):
                     "logger.mlflow.tracking_uri (a server must be running), or leave it out for a local store"
                 ) from None
             raise _not_in_store(self._run_id, self._tracking_uri, first_line(err, 120)) from None
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        if self._resumed and step is not None:
+            # A run stopped hard (a second Ctrl-C, a kill, a crash) logged the steps after its last
+            # checkpoint, which its resume takes again; MLflow keeps every value and deletes none
+            # (no purge_step, as TensorBoard and the CSV file have), so a step it has is not
+            # logged twice. Its values are those the resume repeats.
+            metrics = {k: v for k, v in metrics.items() if step > self._last_logged_step(k)}
+        if metrics:
+            super().log_metrics(metrics, step)
+
+    def _last_logged_step(self, key: str) -> int:
+        """The last step the resumed MLflow run has a value of `key` at (-1: none), asked once."""
+        if key not in self._last_logged_steps:
+            stored = f"{self._prefix}{self.LOGGER_JOIN_CHAR}{key}" if self._prefix else key
+            history = self.experiment.get_metric_history(self.run_id, stored)
+            self._last_logged_steps[key] = max((m.step for m in history), default=-1)
+        return self._last_logged_steps[key]
 
     def log_hyperparams(self, params: Any) -> None:
         flat = flat_params(dict(params))
