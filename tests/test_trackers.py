@@ -272,6 +272,37 @@ def test_a_resumed_mlflow_run_keeps_each_step_once(tmp_path: Path, monkeypatch: 
     assert sorted(validations) == [(4, 5.0), (8, 1.0)]
 
 
+def test_a_resume_into_another_folder_starts_its_own_mlflow_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Going back to an earlier step in a new folder (hydra.run.dir=NEW, as the refusal to rewind a
+    # run in place advises) logged the new steps into the first run's MLflow run, over its curves.
+    pytest.importorskip("mlflow")
+    from hydra import compose, initialize_config_dir
+
+    from chargpt.cli import CONFIG_PATH
+    from chargpt.training import trackers
+    from chargpt.training.build import build_trainer
+
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    store = tmp_path / "outputs" / "mlruns"
+    store.mkdir(parents=True)
+    kept = {"mlflow": "0123abcd", trackers.MLFLOW_STORE: store.as_uri()}
+    resumed = {"global_step": 20, "callbacks": {trackers.TRACKER_RUNS_KEY: kept}}
+    file = tmp_path / "outputs" / "run" / "checkpoints" / "last.ckpt"
+
+    def mlflow_run_id(run_dir: Path) -> str | None:
+        overrides = [f"paths.output_dir={run_dir}", f"paths.output_root={tmp_path / 'outputs'}",
+                     "logger=mlflow"]
+        with initialize_config_dir(config_dir=CONFIG_PATH, version_base="1.3"):
+            cfg = compose("train", overrides=overrides)
+        (logger,) = build_trainer(cfg, resumed, file).loggers
+        return logger._run_id
+
+    assert mlflow_run_id(tmp_path / "outputs" / "run") == "0123abcd"  # its own folder: the run goes on
+    assert mlflow_run_id(tmp_path / "outputs" / "branch") is None  # a new MLflow run, made on first use
+
+
 # -- W&B: its offline run file (.wandb) is a log of protobuf records in 32 kB blocks ---------------
 
 

@@ -216,13 +216,20 @@ def _callback(key: str, config: DictConfig) -> L.Callback:
     return callback
 
 
-def build_trainer(cfg: DictConfig, resumed: dict[str, Any] | None = None) -> L.Trainer:
+def build_trainer(
+    cfg: DictConfig, resumed: dict[str, Any] | None = None, resumed_file: Path | None = None
+) -> L.Trainer:
     """The Trainer with exactly the callbacks and loggers the config lists; `resumed`: the
-    checkpoint the run resumes from, as read."""
+    checkpoint the run resumes from, as read, from `resumed_file`."""
     check_devices(cfg.trainer)
     callbacks = [_callback(key, c) for key, c in (cfg.callbacks or {}).items() if c is not None]
     resume_step = int(resumed.get("global_step", 0)) if resumed is not None else None
-    tracker_runs = kept_in_checkpoint(resumed)
+    # A resume into another folder (hydra.run.dir=NEW: back to an earlier step, or a branch) is a
+    # run of its own there, as its TensorBoard log is: it starts its own MLflow and W&B runs, and
+    # the run it came from keeps its curves.
+    in_its_folder = resumed_file is not None and (
+        run_dir_of(resumed_file).resolve() == Path(cfg.paths.output_dir).resolve())
+    tracker_runs = kept_in_checkpoint(resumed) if in_its_folder else {}
     loggers = [_logger(key, c, resume_step, tracker_runs)
                for key, c in (cfg.get("logger") or {}).items() if c is not None]
     # Lightning adds its own checkpointing and progress bar unless told not to: a config that
@@ -365,7 +372,7 @@ def build_run(cfg: DictConfig) -> Run:
         optimizer_config = plain(cfg.optimizer)
         check_optimizer_state(ckpt, file, build_optimizer(module.model, optimizer_config), optimizer_config,
                               lambda: resume_settings(cfg.get("init_from"), file) or freeze_fix(cfg, file))
-    trainer = build_trainer(cfg, ckpt)
+    trainer = build_trainer(cfg, ckpt, file)
     if choice is not None:
         for callback in trainer.callbacks:
             if isinstance(callback, budget.TimeBudget):

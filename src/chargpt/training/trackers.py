@@ -2,7 +2,8 @@
 
 - A resumed run continues the same tracker run: the TrackerRuns callback keeps each tracker's
   run id in the checkpoint, and the logger gets it back as `tracker_runs` (kept_in_checkpoint of
-  the checkpoint build_run read) when it is built, before the tracker starts a run.
+  the checkpoint build_run read) when it is built, before the tracker starts a run. A resume into
+  another run folder starts new ones (build_trainer).
 - Hyperparameters go in as flat config keys (`model.n_layer`, `optimizer.lr`), as in TensorBoard's
   HParams view, not as nested dicts or the whole vocabulary.
 - Runs are named after their run directory unless the config names them.
