@@ -101,6 +101,11 @@ TRAIN_CASES = [
     ("logger setting chargpt gives", ["logger=tensorboard", "+logger.tensorboard.purge_step=3"],
      "logger.tensorboard.purge_step is not a setting: chargpt gives it, so that a resumed run's curves "
      "show no step twice; drop it"),
+    # Logging into a run of the user's clashes with the run a resume continues: a child run instead.
+    ("MLflow run to log into", ["logger=mlflow", "+logger.mlflow.run_id=0123abcd"],
+     "logger.mlflow.run_id is not a setting: chargpt gives it, a resumed run's tracker run, from its "
+     "checkpoint; drop it (to file this run under an MLflow run of yours, make it a child run: "
+     "'+logger.mlflow.tags={{mlflow.parentRunId:RUN_ID}}')"),
     ("CSV logger setting chargpt gives", ["logger=csv", "+logger.csv.purge_step=3"],
      "logger.csv.purge_step is not a setting: chargpt gives it"),
     ("CSV logger setting its constructor lacks", ["logger=csv", "+logger.csv.flush_every=5"],

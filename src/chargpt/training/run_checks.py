@@ -170,7 +170,10 @@ SET_ITSELF: dict[str, dict[str, str]] = {
                                                                "purge_step": _PURGE_STEP},
     "chargpt.training.trackers.CSVTracker": {"purge_step": _PURGE_STEP},
     "chargpt.training.trackers.MLFlowTracker": {
-        "run_id": "chargpt gives it, a resumed run's tracker run, from its checkpoint; drop it",
+        # MLflow's way to file a run under one of the user's: a child run, which a resume continues.
+        "run_id": "chargpt gives it, a resumed run's tracker run, from its checkpoint; drop it (to file "
+                  "this run under an MLflow run of yours, make it a child run: "
+                  "'+{label}.tags={{mlflow.parentRunId:RUN_ID}}')",
         "tracker_runs": _TRACKER_RUNS,
     },
     "chargpt.training.trackers.WandbTracker": {"tracker_runs": _TRACKER_RUNS},
