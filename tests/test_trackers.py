@@ -247,6 +247,20 @@ def test_a_resumed_run_opens_its_local_mlflow_store_and_a_missing_one_is_not_mad
     assert not (tmp_path / "elsewhere").exists()
 
 
+def test_a_database_mlflow_store_without_its_packages_names_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The [mlflow] extra is MLflow's client alone: a sqlite store was "logger.mlflow: No module
+    # named sqlalchemy", with no word of what to install.
+    pytest.importorskip("mlflow")
+    import sys
+
+    from chargpt.training import trackers
+
+    monkeypatch.setitem(sys.modules, "sqlalchemy", None)  # as if not installed
+    with pytest.raises(ConfigError, match=r"^logger\.mlflow\.tracking_uri=sqlite:///runs\.db is a database "
+                       r"store, which needs sqlalchemy.* \(.*\); pip install sqlalchemy alembic sqlparse"):
+        trackers.MLFlowTracker(tracking_uri="sqlite:///runs.db")
+
+
 def test_a_resumed_mlflow_run_keeps_each_step_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # A run stopped hard after its last checkpoint had logged the later steps to MLflow, which
     # deletes no value: its resume logged them again, each step twice in the run's curves.

@@ -126,6 +126,27 @@ def _check_reachable(server: str, timeout: float = 10.0) -> None:
         ) from None
 
 
+# MLflow keeps runs in a database through SQLAlchemy: the packages its client alone leaves out.
+_DATABASE_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")
+_DATABASE_PACKAGES = ("sqlalchemy", "alembic", "sqlparse")
+
+
+def _check_database_packages(tracking_uri: str) -> None:
+    """A database store without SQLAlchemy was MLflow's bare 'No module named sqlalchemy'."""
+    missing = []
+    for package in _DATABASE_PACKAGES:
+        try:
+            __import__(package)
+        except ImportError:
+            missing.append(package)
+    if missing:
+        raise ConfigError(
+            f"logger.mlflow.tracking_uri={tracking_uri} is a database store, which needs "
+            f"{', '.join(missing)} (the [mlflow] extra is MLflow's client alone); pip install sqlalchemy "
+            "alembic sqlparse, or leave tracking_uri out for a local folder store"
+        )
+
+
 class CSVTracker(CSVLogger):
     """Lightning's CSVLogger, continued by a resumed run. Lightning's writer deletes the
     metrics.csv it finds, and with it the interrupted run's rows; here the rows before `purge_step`
@@ -201,6 +222,8 @@ class MLFlowTracker(MLFlowLogger):
             raise _not_in_store(kept["mlflow"], tracking_uri, "no such folder")
         if scheme in ("http", "https"):
             _check_reachable(tracking_uri)
+        elif scheme.split("+")[0] in _DATABASE_SCHEMES:  # postgresql+psycopg2://...
+            _check_database_packages(tracking_uri)
         super().__init__(
             experiment_name=experiment_name,
             run_name=_run_name(run_name, run_dir),
