@@ -6,6 +6,7 @@ import contextlib
 import csv
 import json
 import os
+import signal
 import struct
 import time
 from collections.abc import Iterator
@@ -19,7 +20,7 @@ from chargpt.cli.train import main
 from chargpt.errors import ConfigError
 from chargpt.training.run_checks import check_constructor_settings
 from chargpt.training.trackers import flat_params
-from conftest import bare_train_args, run_cli, train_args
+from conftest import StepHook, bare_train_args, run_cli, train_args
 
 
 def test_flat_params_are_config_keys() -> None:
@@ -284,6 +285,28 @@ def test_a_resumed_mlflow_run_keeps_each_step_once(tmp_path: Path, monkeypatch: 
     assert sorted(history) == [(s, 10.0 + s) for s in range(1, 9)] + [(9, 9.0), (10, 10.0)]
     validations = [(m.step, m.value) for m in client.get_metric_history(run_id, "val/loss")]
     assert sorted(validations) == [(4, 5.0), (8, 1.0)]
+
+
+@pytest.mark.slow  # MLflow's store, two short trainings
+def test_an_mlflow_run_stopped_by_ctrl_c_is_killed_and_its_resume_finished(
+    corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Lightning ends every interrupted fit as FAILED: a run the user stopped, whose checkpoint its
+    # resume continues from, read as a crash in MLflow's runs list.
+    mlflow = pytest.importorskip("mlflow")
+    root, run = tmp_path / "outputs", tmp_path / "outputs" / "run"
+    args = bare_train_args(corpus, run, f"paths.output_root={root}", "logger=mlflow",
+                           "trainer.val_check_interval=4", "trainer.max_steps=8")
+    StepHook(monkeypatch).send_signal_at(6)
+    assert run_cli(main, *args) == 128 + signal.SIGINT
+    client = mlflow.tracking.MlflowClient(tracking_uri=(root / "mlruns").resolve().as_uri())
+    (experiment,) = [e for e in client.search_experiments() if e.name == "chargpt"]
+    (stopped,) = client.search_runs([experiment.experiment_id])
+    assert stopped.info.status == "KILLED"
+
+    assert run_cli(main, *args, f"ckpt_path={run}") == 0
+    (resumed,) = client.search_runs([experiment.experiment_id])
+    assert resumed.info.run_id == stopped.info.run_id and resumed.info.status == "FINISHED"
 
 
 def test_a_resume_into_another_folder_starts_its_own_mlflow_run(

@@ -30,6 +30,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from chargpt.distributed import is_rank_zero
 from chargpt.errors import ConfigError, first_line, needs_extra
 from chargpt.metric_names import STEP
+from chargpt.training.callbacks.graceful_interrupt import TrainingInterrupted
 
 TRACKER_RUNS_KEY = "TrackerRuns"  # the callback's state key in checkpoints
 MLFLOW_STORE = "mlflow_tracking_uri"  # beside the run ids: where the MLflow run is
@@ -233,6 +234,7 @@ class MLFlowTracker(MLFlowLogger):
         )
         self._resumed = kept.get("mlflow") is not None
         self._last_logged_steps: dict[str, int] = {}
+        self.stopped_by_signal = False  # set by TrackerRuns: a Ctrl-C or SIGTERM, checkpoint written
 
     @property
     @rank_zero_experiment
@@ -266,6 +268,11 @@ class MLFlowTracker(MLFlowLogger):
             history = self.experiment.get_metric_history(self.run_id, stored)
             self._last_logged_steps[key] = max((m.step for m in history), default=-1)
         return self._last_logged_steps[key]
+
+    def finalize(self, status: str = "success") -> None:
+        # Lightning ends every interrupted fit as FAILED; a run stopped on purpose, with the
+        # checkpoint its resume continues from, is MLflow's KILLED, as a cancelled `mlflow run` is.
+        super().finalize("KILLED" if status == "failed" and self.stopped_by_signal else status)
 
     def log_hyperparams(self, params: Any) -> None:
         flat = flat_params(dict(params))
@@ -345,6 +352,14 @@ class TrackerRuns(Callback):
                 self.ids[MLFLOW_STORE] = str(logger._tracking_uri)
             elif isinstance(logger, WandbLogger) and is_rank_zero():
                 self.ids["wandb"] = logger.experiment.id
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule,
+                     exception: BaseException) -> None:
+        # Called before Lightning finalizes the loggers of an interrupted fit.
+        if isinstance(exception, TrainingInterrupted):
+            for logger in trainer.loggers:
+                if isinstance(logger, MLFlowTracker):
+                    logger.stopped_by_signal = True
 
     def state_dict(self) -> dict[str, str]:
         return dict(self.ids)
