@@ -10,7 +10,17 @@ import pytest
 
 from chargpt.overrides import hydra_quoted
 from chargpt.run_layout import find_runs
-from chargpt.runs.curves import LABEL_CHARS, CurveRun, curve_runs, curves_figure, val_curve
+from chargpt.runs.curves import (
+    DPI,
+    LABEL_LINE_CHARS,
+    LABEL_VALUE_CHARS,
+    PLOT_HEIGHT_IN,
+    CurveRun,
+    curve_label,
+    curve_runs,
+    curves_figure,
+    val_curve,
+)
 from chargpt.runs.report import report
 from chargpt.runs.run_rows import run_row, sort_rows
 from fake_runs import fake_run
@@ -150,14 +160,14 @@ def test_a_label_names_its_run_and_only_the_settings_it_set(tmp_path: Path) -> N
 @pytest.mark.parametrize("count", [2, 8, 20])
 def test_the_legend_covers_no_curve_and_is_never_clipped(tmp_path: Path, count: int) -> None:
     # Inside the plot (upper right) it hid the curves, and long labels ran off the image's left edge;
-    # a label cut to its length in the widest letters, too.
+    # a label of its longest lines in the widest letters, too.
     runs = []
     for i in range(count):
         (tmp_path / str(i) / "csv").mkdir(parents=True)
         points = "".join(f"{step},{4.0 - i / count - step / 100}\n" for step in (10, 100, 200))
         (tmp_path / str(i) / "csv" / "metrics.csv").write_text("step,val/loss\n" + points)
-        label = f"{i}: optimizer.lr=0.00{i}, data.path=" + "WM" * 50
-        runs.append(CurveRun(label, tmp_path / str(i), "finished", setting=i))
+        settings = {"optimizer.lr": f"0.00{i}", **{f"model.{'W' * 30}{k}": "WM" * 50 for k in range(4)}}
+        runs.append(CurveRun(curve_label(str(i), settings), tmp_path / str(i), "finished", setting=i))
     fig = curves_figure(tmp_path, runs)
     fig.canvas.draw()  # lays the figure out as savefig does
     renderer = fig.canvas.get_renderer()
@@ -166,12 +176,50 @@ def test_the_legend_covers_no_curve_and_is_never_clipped(tmp_path: Path, count: 
     legend, plot = drawn.get_window_extent(renderer), ax.get_window_extent(renderer)
     assert legend.y1 <= plot.y0  # below the plot, not over it
     assert legend.x0 >= 0 and legend.y0 >= 0 and legend.x1 <= fig.bbox.width  # whole, inside the image
-    assert plot.height >= 0.5 * fig.bbox.height  # the legend's rows did not squeeze the plot away
+    # The legend's rows did not squeeze the plot away: the figure grew by them.
+    assert plot.height >= 0.75 * PLOT_HEIGHT_IN * DPI
     labels = [t.get_text() for t in drawn.get_texts()]
     assert all(label.startswith(f"{i}: optimizer.lr=") for i, label in enumerate(labels))
-    assert all("…  (" in label and len(label.partition("  (")[0]) <= LABEL_CHARS for label in labels)
+    assert all(label.count("\n") == 3 and len(label.partition("  (")[0].splitlines()[0]) <= LABEL_LINE_CHARS
+               for label in labels)
     colors = [line.get_color() for line in ax.get_lines()]
     assert len(set(colors)) == count  # no two runs share a colour
+
+
+def test_runs_told_apart_by_their_last_setting_keep_it_in_their_labels(tmp_path: Path) -> None:
+    # A folder of a sweep and single runs of other prompts, files and shapes: labels cut at 96
+    # characters ended before optimizer.lr, the one setting runs 0 and 1 differ in, so they had one
+    # label. Every setting stays, over lines broken between settings.
+    folder = tmp_path / "runs"
+    shared = ["data.path=/home/me/corpora/un.txt", "sample.prompt='ROMEO, où êtes-vous?'", "model.n_layer=2",
+              "model.dropout=0.1", "trainer.max_steps=300"]
+    log_run(folder / "sweep", "0", [*shared, "optimizer.lr=0.001"], {9: 3.0, 19: 2.2}, "csv")
+    log_run(folder / "sweep", "1", [*shared, "optimizer.lr=0.003"], {9: 3.0, 19: 2.3}, "csv")
+    other = ["data.path=/home/me/corpora/deux.txt", "sample.prompt=JULIET", "model.n_layer=4",
+             "model.dropout=0.2", "trainer.max_steps=200", "optimizer.lr=0.003"]
+    log_run(folder, "single", other, {9: 3.0, 19: 2.4}, "csv")
+    rows = ranked(folder)
+    labels = legend_labels(folder)
+    assert labels[:2] == [
+        f"sweep/{run}: data.path=…/un.txt, sample.prompt=ROMEO, où êtes-vous?, model.n_layer=2,\n"
+        f"    model.dropout=0.1, trainer.max_steps=300, optimizer.lr=0.00{lr}  ({loss})"
+        for run, lr, loss in ((0, 1, "2.200"), (1, 3, "2.300"))
+    ]
+    # The figure names each run as the table does, its name whole, in the table's order.
+    assert [label.partition(": ")[0] for label in labels] == [row["run"] for row in rows]
+    lines = [line for label in labels for line in label.partition("  (")[0].splitlines()]
+    assert all(len(line) <= LABEL_LINE_CHARS for line in lines)
+
+
+def test_a_value_the_font_cannot_draw_is_cut_as_drawn() -> None:
+    # Cut to 20 characters before its conversion, a CJK prompt came out as 19 code points: 133
+    # characters for a value given 20.
+    label = curve_label("日本 run", {"sample.prompt": "日本語のテキストを書いてください", "seed": "1"})
+    name, _, settings = label.partition(": ")
+    assert name == "U+65E5 U+672C run"  # the name whole, as in the table
+    prompt = settings.split(", ")[0].removeprefix("sample.prompt=")
+    assert prompt == "U+65E5 U+672C…" and len(prompt) <= LABEL_VALUE_CHARS
+    assert settings.endswith(", seed=1")
 
 
 def test_a_searchs_draws_are_labelled_short_and_every_setting_stays(tmp_path: Path) -> None:
@@ -300,3 +348,11 @@ def test_code_points_in_a_row_stay_apart_and_drawable_text_is_kept() -> None:
 
     assert drawable("日本 run é, b") == "U+65E5 U+672C run é, b"
     assert drawable("🎉x🎉") == "U+1F389xU+1F389"
+
+
+def test_a_cut_drawable_text_keeps_whole_code_points() -> None:
+    from chargpt.glyphs import drawable_cut
+
+    assert drawable_cut("été 日本語", 20) == "été U+65E5 U+672C…"  # not `U+672C U+8…`
+    assert drawable_cut("été 日本", 20) == "été U+65E5 U+672C"  # it fits: no ellipsis
+    assert drawable_cut("a, b, c", 4) == "a…"  # no dangling separator before the ellipsis

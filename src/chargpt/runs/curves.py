@@ -22,7 +22,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from chargpt.glyphs import drawable
+from chargpt.glyphs import drawable, drawable_cut
 from chargpt.metric_names import STEP, VAL_LOSS
 from chargpt.run_layout import launched_with
 from chargpt.runs.run_rows import (
@@ -43,12 +43,14 @@ LINE_STYLES = {"failed": "--", "killed": "--", "interrupted": ":", "incomplete":
 SEED_MARKERS = "os^Dv<>PX*"  # the runs of one setting: one marker per seed
 MARKERS_PER_LINE = 12  # a longer curve marks every few points, so its line stays readable
 WIDTH_IN, PLOT_HEIGHT_IN, DPI = 9.0, 5.5, 110  # the legend's rows are added below the plot
-# A longer label is cut with an ellipsis. Room for a search's four settings (`12: optimizer.lr=
-# 0.000998381, model.n_embd=192, model.n_layer=2, model.dropout=0.249711`): cut at 48, every label
-# kept the first one alone. Such labels take one column; shorter ones, two or three.
-LABEL_CHARS = 96
+# A label's line holds a search's four settings (`12: optimizer.lr=0.000998381, model.n_embd=192,
+# model.n_layer=2, model.dropout=0.249711`); a longer label goes on over more lines, broken between
+# settings. Cut at 96 characters instead, it lost the settings after the cut: runs told apart by
+# optimizer.lr alone had one label. Labels of one line may take two or three columns.
+LABEL_LINE_CHARS = 96
+LABEL_INDENT = "    "  # a label's next lines, so that each run's entry reads as one
 LEGEND_COLUMNS = 3
-LABEL_VALUE_CHARS = 20  # a longer value (a path) is cut in a curve's label: the settings after it stay
+LABEL_VALUE_CHARS = 20  # a longer value (a path, a prompt) is cut in a curve's label, as it is drawn
 CSV_LOGS, EVENT_FILES = "csv/**/metrics.csv", "tensorboard/**/events.out.tfevents.*"  # in a run's folder
 
 
@@ -136,7 +138,7 @@ def curves_figure(sweep_dir: Path, runs: list[CurveRun]) -> Figure | None:
             steps, losses, color=colors[run.setting], marker=SEED_MARKERS[run.seed % len(SEED_MARKERS)],
             markevery=max(1, math.ceil(len(points) / MARKERS_PER_LINE)), markersize=4, linewidth=1.6,
             linestyle=LINE_STYLES.get(str(run.status), "-"),
-            label=f"{drawable(shorten(run.label))}  ({losses[-1]:.3f})",
+            label=f"{drawable(run.label)}  ({losses[-1]:.3f})",
         )
     ax.set_xlabel("step")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps are whole: no 19.25 for one point
@@ -152,17 +154,22 @@ def curves_figure(sweep_dir: Path, runs: list[CurveRun]) -> Figure | None:
     return fig
 
 
-def shorten(label: str, limit: int = LABEL_CHARS) -> str:
-    """`label` cut to `limit` characters with an ellipsis; the run's name comes first, so it stays."""
-    return label if len(label) <= limit else label[: limit - 1].rstrip(", ") + "…"
-
-
 def curve_label(name: str, settings: dict[str, str]) -> str:
-    """`name: key=value, ...`, or the name alone: two runs with the same settings stay apart."""
+    """`name: key=value, ...` as drawn (drawable), or the name alone: two runs with the same settings
+    stay apart. The name and every setting stay whole, over lines of up to LABEL_LINE_CHARS."""
     # A search's draw to 6 digits, as in the table: cut at 20 characters it kept 17 of them.
-    given = ", ".join(f"{key}={shorten(short_number(value), LABEL_VALUE_CHARS)}"
-                      for key, value in settings.items())
-    return f"{name}: {given}" if given else name
+    given = [f"{drawable(key)}={drawable_cut(short_number(value), LABEL_VALUE_CHARS)}"
+             for key, value in settings.items()]
+    if not given:
+        return drawable(name)
+    lines = [f"{drawable(name)}: {given[0]}"]
+    for setting in given[1:]:
+        if len(lines[-1]) + len(", ") + len(setting) <= LABEL_LINE_CHARS:
+            lines[-1] += f", {setting}"
+        else:
+            lines[-1] += ","
+            lines.append(LABEL_INDENT + setting)
+    return "\n".join(lines)
 
 
 def curve_runs(rows: list[dict[str, Any]], swept: Collection[str] = ()) -> list[CurveRun]:
