@@ -212,7 +212,7 @@ def test_runs_told_apart_by_their_last_setting_keep_it_in_their_labels(tmp_path:
 
 
 def test_a_value_the_font_cannot_draw_is_cut_as_drawn() -> None:
-    # Cut to 20 characters before its conversion, a CJK prompt came out as 19 code points: 133
+    # Cut to 20 characters before its conversion, a CJK prompt came out as 16 code points: 111
     # characters for a value given 20.
     label = curve_label("日本 run", {"sample.prompt": "日本語のテキストを書いてください", "seed": "1"})
     name, _, settings = label.partition(": ")
@@ -270,6 +270,21 @@ def test_the_seeds_of_one_setting_share_its_colour_each_with_its_own_marker(tmp_
     assert marker["0"] == marker["2"] and marker["1"] == marker["3"]  # a seed's marker in every setting
     # A long curve keeps its markers (every few points), or its seed could not be told.
     assert all(1 < line.get_markevery() <= 4 for line in lines.values())
+
+
+def test_values_alike_once_cut_are_labelled_whole(tmp_path: Path) -> None:
+    # Files named alike but for their end were both `…/tinyshakespeare_v…`: cut at 20 characters,
+    # the setting that told the runs apart no longer did.
+    sweep = tmp_path / "runs"
+    for i, name in enumerate(["tinyshakespeare_v1.txt", "tinyshakespeare_v2.txt"]):
+        log_run(sweep, str(i), [f"data.path=/data/{name}", "optimizer.lr=0.0031415926535"],
+                {9: 3.0, 19: 2.5 + i / 10}, "csv")
+    log_run(sweep, "2", ["data.path=/data/x.txt", "optimizer.lr=0.0027182818284"], {9: 3.0, 19: 2.7}, "csv")
+    assert legend_labels(sweep) == [
+        "0: data.path=…/tinyshakespeare_v1.txt, optimizer.lr=0.00314159  (2.500)",
+        "1: data.path=…/tinyshakespeare_v2.txt, optimizer.lr=0.00314159  (2.600)",
+        "2: data.path=…/x.txt, optimizer.lr=0.00271828  (2.700)",
+    ]
 
 
 def test_a_setting_that_names_no_file_is_labelled_whole(tmp_path: Path) -> None:

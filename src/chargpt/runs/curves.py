@@ -154,12 +154,19 @@ def curves_figure(sweep_dir: Path, runs: list[CurveRun]) -> Figure | None:
     return fig
 
 
-def curve_label(name: str, settings: dict[str, str]) -> str:
-    """`name: key=value, ...` as drawn (drawable), or the name alone: two runs with the same settings
-    stay apart. The name and every setting stay whole, over lines of up to LABEL_LINE_CHARS."""
+def label_value(value: str, whole: bool = False) -> str:
+    """A setting's value as its curve's label shows it: drawable, and cut to LABEL_VALUE_CHARS
+    unless `whole`."""
     # A search's draw to 6 digits, as in the table: cut at 20 characters it kept 17 of them.
-    given = [f"{drawable(key)}={drawable_cut(short_number(value), LABEL_VALUE_CHARS)}"
-             for key, value in settings.items()]
+    value = short_number(value)
+    return drawable(value) if whole else drawable_cut(value, LABEL_VALUE_CHARS)
+
+
+def curve_label(name: str, settings: dict[str, str], whole: Collection[str] = ()) -> str:
+    """`name: key=value, ...` as drawn (drawable), or the name alone: two runs with the same settings
+    stay apart. The name and every setting stay whole, over lines of up to LABEL_LINE_CHARS; a
+    value is cut (label_value) unless its key is in `whole`."""
+    given = [f"{drawable(key)}={label_value(value, key in whole)}" for key, value in settings.items()]
     if not given:
         return drawable(name)
     lines = [f"{drawable(name)}: {given[0]}"]
@@ -182,6 +189,11 @@ def curve_runs(rows: list[dict[str, Any]], swept: Collection[str] = ()) -> list[
     # Paths in one folder are labelled from there (`…/b.txt`): cut to its width, a label kept the
     # folder, the same for every run.
     folders = {k: common_folder(k, (row["overrides"].get(k, "") for row in rows)) for k in settings}
+    values = {k: {in_folder(row["overrides"][k], folders[k]) for row in rows if k in row["overrides"]}
+              for k in settings}
+    # Values that the cut would make alike (`…/shakespeare_v1.txt` and `…/shakespeare_v2.txt` both
+    # `…/shakespeare_v…`) are shown whole: they are what tells their runs apart.
+    whole = {k for k, given in values.items() if len({label_value(v) for v in given}) < len(given)}
     # One marker per seed, the same in every setting (seed 1's curves all circles); a run that sets
     # no seed takes its place among its setting's runs.
     seeds = sorted({row["overrides"][SEED] for row in rows if SEED in row["overrides"]}, key=natural_order)
@@ -193,7 +205,7 @@ def curve_runs(rows: list[dict[str, Any]], swept: Collection[str] = ()) -> list[
         seed = row["overrides"].get(SEED)
         runs.append(CurveRun(
             curve_label(row["run"], {k: in_folder(row["overrides"][k], folders[k])
-                                     for k in settings if k in row["overrides"]}),
+                                     for k in settings if k in row["overrides"]}, whole),
             row["dir"], None if row.get("status") is None else str(row["status"]),
             setting=list(groups).index(setting),
             seed=seeds.index(seed) if seed is not None else groups[setting] - 1,
