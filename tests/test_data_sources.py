@@ -923,3 +923,34 @@ def test_a_file_emptied_since_the_run_is_named_emptied_not_removed(tmp_path: Pat
     old = {"files": [[kept, "1"], [emptied, "2"], [gone, "3"]]}
     said = corpus_changes(old, {"files": [[kept, "1"]]})
     assert said == f" (removed: {gone}; emptied, so not read: {emptied})"
+
+
+def test_a_missing_file_of_ones_own_is_not_filled_with_the_default_corpus(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    # data.path given on the default data preset kept its data.url: a mistyped path of one's own
+    # was downloaded into as Tiny Shakespeare, under the user's file name, and trained on.
+    import urllib.request
+
+    from chargpt.cli.train import main
+
+    asked: list[object] = []
+
+    def urlopen(request: object, *args: object, **kwargs: object) -> None:
+        asked.append(request)
+        raise OSError("offline")
+
+    monkeypatch.setattr(urllib.request, "urlopen", urlopen)
+    monkeypatch.setenv("CHARGPT_DATA_DIR", str(tmp_path / "no data here"))
+    mine = tmp_path / "my texts" / "mine.txt"
+    run = tmp_path / "run"
+    capsys.readouterr()
+    assert run_cli(main, "model=tiny", f"data.path={mine}", f"hydra.run.dir={run}") == 2
+    err = capsys.readouterr().err
+    assert f"error: data file not found: {mine}" in err and "Traceback" not in err
+    assert asked == [] and not mine.exists() and not mine.parent.exists()
+
+    # The preset itself still downloads its corpus to its own path (offline here: the error says so).
+    assert run_cli(main, "model=tiny", f"hydra.run.dir={run}-default") == 2
+    err = capsys.readouterr().err
+    assert len(asked) == 1 and "tinyshakespeare/input.txt is missing and could not be downloaded" in err

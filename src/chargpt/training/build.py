@@ -43,7 +43,7 @@ from chargpt.training.auto_size.report import report
 from chargpt.training.auto_size.run_config import apply_choice, check_auto
 from chargpt.training.callbacks import budget
 from chargpt.training.checkpoint_io import AtomicCheckpointIO, follow_moved_run
-from chargpt.training.data_dir import settle_data_dir
+from chargpt.training.data_dir import keep_download_to_its_path, settle_data_dir
 from chargpt.training.finetune import (
     apply_pretrained,
     fit_vocab,
@@ -289,6 +289,7 @@ def build_run(cfg: DictConfig) -> Run:
     start = budget_plan.run_start_time() if auto else 0.0
     check_launch(cfg)
     data_dir_note = settle_data_dir(cfg)  # before anything reads the data
+    keep_download_to_its_path(cfg)
     check_trainer_numbers(cfg.trainer, finetuning=bool(cfg.get("init_from")))
     budget_plan.checked_seconds(cfg.get("budget_seconds"))  # before model=auto times anything
     reserve_seconds = budget_reserve(cfg)  # checked before model=auto times anything; it sizes with it

@@ -6,6 +6,9 @@ run started in one folder and resumed from another would look for (and download)
 again there. The saved config records the folder it read; a resume that names none itself (no
 paths.data_dir, no CHARGPT_DATA_DIR) reads that one, and so does a new job of a sweep whose other
 jobs recorded one (a sweep continued from another folder).
+
+A preset's download (`data.url`, Tiny Shakespeare's) is for the preset's own path: a `data.path`
+given on the command line names the user's own file, which is never downloaded.
 """
 
 from __future__ import annotations
@@ -86,3 +89,16 @@ def settle_data_dir(cfg: DictConfig) -> str | None:
     with open_dict(cfg):
         cfg.paths.data_dir = absolute
     return f"{SETTING} resolved to {absolute}" + (f", {whose}" if whose else "")
+
+
+def keep_download_to_its_path(cfg: DictConfig) -> None:
+    """Drop the preset's data.url when this launch names data.path and not data.url: a mistyped
+    path of one's own was filled with Tiny Shakespeare under that name and trained on it."""
+    data: Any = cfg.get("data")
+    if data is None or not data.get("url"):
+        return
+    given = {override_key(o) for o in task_overrides()}
+    if "data.path" in given and "data.url" not in given:
+        with open_dict(cfg):
+            cfg.data.url = None
+            cfg.data.sha256 = None
