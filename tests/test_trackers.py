@@ -287,6 +287,32 @@ def test_a_resumed_mlflow_run_keeps_each_step_once(tmp_path: Path, monkeypatch: 
     assert sorted(validations) == [(4, 5.0), (8, 1.0)]
 
 
+def test_a_resumed_mlflow_run_is_read_and_logged_by_rank_zero_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A resume with two processes (trainer=ddp_cpu) was a traceback on the second: it read the
+    # run's parameters and steps from the stand-in experiment another rank has, which answers None.
+    mlflow = pytest.importorskip("mlflow")
+    from lightning.pytorch.utilities import rank_zero_only
+
+    from chargpt.training import trackers
+
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    store = (tmp_path / "mlruns").as_uri()
+    client = mlflow.tracking.MlflowClient(tracking_uri=store)
+    run_id = client.create_run(client.create_experiment("chargpt")).info.run_id
+    client.log_param(run_id, "seed", "1")
+    client.log_metric(run_id, "train/loss", 3.0, step=4)
+    monkeypatch.setattr(rank_zero_only, "rank", 1)
+    tracker = trackers.MLFlowTracker(tracker_runs={"mlflow": run_id, trackers.MLFLOW_STORE: store})
+    tracker.log_hyperparams({"seed": 2, "optimizer.lr": 0.1})
+    tracker.log_metrics({"train/loss": 1.0}, step=5)
+
+    run = client.get_run(run_id)
+    assert run.data.params == {"seed": "1"}  # rank 0 logs what is new
+    assert [(m.step, m.value) for m in client.get_metric_history(run_id, "train/loss")] == [(4, 3.0)]
+
+
 @pytest.mark.slow  # MLflow's store, two short trainings
 def test_an_mlflow_run_stopped_by_ctrl_c_is_killed_and_its_resume_finished(
     corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch

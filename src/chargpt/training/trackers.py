@@ -25,7 +25,7 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import CSVLogger, MLFlowLogger, WandbLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.loggers.logger import rank_zero_experiment
-from lightning.pytorch.utilities import rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_only, rank_zero_warn
 
 from chargpt.distributed import is_rank_zero
 from chargpt.errors import ConfigError, first_line, needs_extra
@@ -251,6 +251,9 @@ class MLFlowTracker(MLFlowLogger):
                 ) from None
             raise _not_in_store(self._run_id, self._tracking_uri, first_line(err, 120)) from None
 
+    # (Rank 0 alone logs, as Lightning's own methods do: another rank's experiment is a stand-in
+    # that answers None, so reading the run there was a traceback on a resume with two processes.)
+    @rank_zero_only
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
         if self._resumed and step is not None:
             # A run stopped hard (a second Ctrl-C, a kill, a crash) logged the steps after its last
@@ -274,6 +277,7 @@ class MLFlowTracker(MLFlowLogger):
         # checkpoint its resume continues from, is MLflow's KILLED, as a cancelled `mlflow run` is.
         super().finalize("KILLED" if status == "failed" and self.stopped_by_signal else status)
 
+    @rank_zero_only
     def log_hyperparams(self, params: Any) -> None:
         flat = flat_params(dict(params))
         if self._run_id is not None:
