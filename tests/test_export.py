@@ -509,6 +509,41 @@ def test_an_export_of_a_run_still_training_names_the_step_it_holds(
     assert code == 0 and ", step 40) as safetensors" in out and err == ""
 
 
+@pytest.mark.parametrize("ends", ["after the read", "before the read"])
+def test_an_export_of_a_run_that_ends_while_its_checkpoint_is_read_says_so(
+    ends: str, ckpt: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    # The run was asked whether it trains after its checkpoint was read: one that wrote its last
+    # weights and ended meanwhile read as ended, and its export of older weights said nothing.
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    saved = torch.load(ckpt)
+    torch.save({**saved, "global_step": 40}, run / "checkpoints" / "last.ckpt")
+    (run / "status.json").write_text(json.dumps({"status": "running", "pid": os.getpid(),
+                                                 "host": socket.gethostname()}))
+    original = export_cli.load_with_checkpoint
+
+    def run_ends(path: str, device: str) -> object:
+        if ends == "before the read":
+            torch.save({**saved, "global_step": 60}, run / "checkpoints" / "last.ckpt")
+        loaded = original(path, device)
+        if ends == "after the read":
+            torch.save({**saved, "global_step": 60}, run / "checkpoints" / "last.ckpt")
+        (run / "metrics.json").write_text(json.dumps({"step": 60}))
+        (run / "status.json").write_text(json.dumps({"status": "finished"}))
+        return loaded
+
+    monkeypatch.setattr(export_cli, "load_with_checkpoint", run_ends)
+    # (Its checkpoints/ folder names the run as well.)
+    code, out, err = run_main(export_cli.main, _export_args(run / "checkpoints", tmp_path / "export"), capsys)
+    if ends == "before the read":  # its last weights: nothing to say
+        assert code == 0 and ", step 60) as safetensors" in out and err == ""
+    else:
+        assert code == 0 and ", step 40) as safetensors" in out
+        assert err.strip() == (f"note: {run} ended while this export read it: this export holds its "
+                               "weights at step 40, not its last ones; export again for them")
+
+
 @pytest.mark.slow  # an ONNX export and a training command: several seconds
 def test_an_export_where_a_run_is_needed_and_lone_weights_are_named_as_such(
     ckpt: Path, tmp_path: Path, capsys: pytest.CaptureFixture

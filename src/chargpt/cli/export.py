@@ -21,9 +21,10 @@ from chargpt.cli.common import MODEL_FROM_CHECKPOINT, cli_task, quiet_known_warn
 from chargpt.errors import ConfigError, exit_on_user_error
 from chargpt.export import check_destination, check_exportable, export_model
 from chargpt.export_layout import EXPORT_FILES, README_FILE, WEIGHTS, export_folder_of
+from chargpt.files import read_json_object
 from chargpt.inference import load_with_checkpoint
 from chargpt.model_card import ModelCard, card_for
-from chargpt.run_layout import last_checkpoint, read_status, run_dir_of, state_of
+from chargpt.run_layout import LAST, METRICS_FILE, last_checkpoint, read_status, run_dir_of, state_of
 
 CONFIG_NAME = "export"  # configs/export.yaml
 
@@ -48,32 +49,48 @@ def _hydra_main(cfg: DictConfig) -> None:
             "replace the model it is made from; write to another folder"
         )
     check_destination(out, yes_no("overwrite", cfg.overwrite))  # before reading the model: a quick refusal
+    # Asked before the checkpoint is read: a run that ends while it is read (its last weights written
+    # meanwhile) read as ended, and nothing said that the export held older ones.
+    training = training_run(str(cfg.ckpt_path))
     # (A `kill` unwinds the export as Ctrl-C does, run_main raising it: no staged files are left behind.)
     trained, ckpt, file = load_with_checkpoint(cfg.ckpt_path, "cpu")
     check_exportable(trained.model.config, cfg.format)
     card = card_for(cfg.ckpt_path, trained, cfg.name, ckpt)
-    training = still_training(ckpt, Path(file))
+    note = newer_weights_note(training, ckpt, Path(file), card.step)
     del ckpt  # its optimizer states: not kept while exporting
     export_model(trained, card, cfg.format, out, overwrite=cfg.overwrite)
     # What the export holds (a killed export's hidden staging folder, left by a kill -9, is not it).
     files = ", ".join(sorted(p.name for p in out.iterdir() if p.name in EXPORT_FILES | {README_FILE}))
     print(f"exported {card.name} ({held(card)}) as {cfg.format} to {out}: {files}")
-    if training is not None and card.step is not None:
-        print(f"note: {training} is still training: this export holds its weights at step {card.step:,}; "
-              "export again once it has ended for its last ones", file=sys.stderr)
+    if note is not None:
+        print(f"note: {note}", file=sys.stderr)
 
 
-def still_training(ckpt: dict[str, Any] | None, file: Path) -> Path | None:
-    """The run directory whose latest checkpoint `file` is (what ckpt_path=RUN_DIR reads), when that
-    run is still training and so writes newer weights; None for anything else (an export, an
-    earlier checkpoint picked by name, a run that has ended)."""
-    if ckpt is None:
+def training_run(ckpt_path: str) -> Path | None:
+    """The run directory `ckpt_path` names (itself, its checkpoints/ folder, or a checkpoint in it),
+    when that run is training."""
+    path = Path(ckpt_path).expanduser()
+    run_dir = run_dir_of(path / LAST if path.is_dir() else path)
+    return run_dir if state_of(read_status(run_dir)) == "running" else None
+
+
+def newer_weights_note(training: Path | None, ckpt: dict[str, Any] | None, file: Path,
+                       step: int | None) -> str | None:
+    """What to say of weights read from `file`, the latest checkpoint (what ckpt_path=RUN_DIR reads) of
+    `training`, a run that trained as the export began: it still trains, or it ended while they were
+    read, with newer ones. None for anything else (an export, an earlier checkpoint picked by name, a
+    run that had ended, or one whose last weights these are)."""
+    if training is None or ckpt is None or step is None:
         return None
-    run_dir = run_dir_of(file)
-    latest = last_checkpoint(run_dir)
-    if latest is None or latest.resolve() != file.resolve() or state_of(read_status(run_dir)) != "running":
+    latest = last_checkpoint(training)
+    if latest is None or latest.resolve() != file.resolve():
         return None
-    return run_dir
+    held = f"this export holds its weights at step {step:,}"
+    if state_of(read_status(training)) == "running":
+        return f"{training} is still training: {held}; export again once it has ended for its last ones"
+    if read_json_object(training / METRICS_FILE).get("step") == step:
+        return None
+    return f"{training} ended while this export read it: {held}, not its last ones; export again for them"
 
 
 def held(card: ModelCard) -> str:
