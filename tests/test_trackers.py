@@ -354,16 +354,22 @@ def test_a_resume_into_another_folder_starts_its_own_mlflow_run(
     resumed = {"global_step": 20, "callbacks": {trackers.TRACKER_RUNS_KEY: kept}}
     file = tmp_path / "outputs" / "run" / "checkpoints" / "last.ckpt"
 
-    def mlflow_run_id(run_dir: Path) -> str | None:
+    def mlflow_run_id(run_dir: Path) -> tuple[str | None, dict[str, str]]:
+        """The MLflow run the resume logs to, and the tracker runs its checkpoints keep."""
         overrides = [f"paths.output_dir={run_dir}", f"paths.output_root={tmp_path / 'outputs'}",
                      "logger=mlflow"]
         with initialize_config_dir(config_dir=CONFIG_PATH, version_base="1.3"):
             cfg = compose("train", overrides=overrides)
-        (logger,) = build_trainer(cfg, resumed, file).loggers
-        return logger._run_id
+        trainer = build_trainer(cfg, resumed, file)
+        (tracker_runs,) = [c for c in trainer.callbacks if isinstance(c, trackers.TrackerRuns)]
+        tracker_runs.load_state_dict({**kept, "wandb": "w1"})  # as Lightning restores it
+        return trainer.loggers[0]._run_id, tracker_runs.state_dict()
 
-    assert mlflow_run_id(tmp_path / "outputs" / "run") == "0123abcd"  # its own folder: the run goes on
-    assert mlflow_run_id(tmp_path / "outputs" / "branch") is None  # a new MLflow run, made on first use
+    # Its own folder: the runs go on, W&B's too when a later resume logs to it again.
+    assert mlflow_run_id(tmp_path / "outputs" / "run") == ("0123abcd", {**kept, "wandb": "w1"})
+    # Another folder: a new MLflow run, made on first use; its checkpoints kept the first run's W&B
+    # run, which a resume of this folder with logger=wandb then logged into.
+    assert mlflow_run_id(tmp_path / "outputs" / "branch") == (None, {})
 
 
 # -- W&B: its offline run file (.wandb) is a log of protobuf records in 32 kB blocks ---------------

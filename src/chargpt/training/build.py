@@ -70,7 +70,7 @@ from chargpt.training.run_checks import (
     resumable,
 )
 from chargpt.training.steps import fix_total_steps
-from chargpt.training.trackers import kept_in_checkpoint
+from chargpt.training.trackers import TrackerRuns, kept_in_checkpoint
 from chargpt.training.training_record import TrainingRecord
 
 log = logging.getLogger(__name__)
@@ -230,6 +230,9 @@ def build_trainer(
     in_its_folder = resumed_file is not None and (
         run_dir_of(resumed_file).resolve() == Path(cfg.paths.output_dir).resolve())
     tracker_runs = kept_in_checkpoint(resumed) if in_its_folder else {}
+    for callback in callbacks:
+        if isinstance(callback, TrackerRuns):
+            callback.continues = in_its_folder
     loggers = [_logger(key, c, resume_step, tracker_runs)
                for key, c in (cfg.get("logger") or {}).items() if c is not None]
     # Lightning adds its own checkpointing and progress bar unless told not to: a config that

@@ -344,6 +344,10 @@ class TrackerRuns(Callback):
 
     def __init__(self) -> None:
         self.ids: dict[str, str] = {}
+        # Whether the run continues the tracker runs of the checkpoint it resumes from (in its own
+        # folder); a resume into another folder keeps none of them, not even of a tracker it does not
+        # use now, which a later resume of its own would have continued.
+        self.continues = True
 
     @property
     def state_key(self) -> str:
@@ -369,4 +373,5 @@ class TrackerRuns(Callback):
         return dict(self.ids)
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.ids = {**state_dict, **self.ids}
+        if self.continues:
+            self.ids = {**state_dict, **self.ids}
