@@ -866,6 +866,59 @@ def test_a_run_on_a_dataset_is_evaluated_by_naming_the_dataset(
 
 
 @pytest.mark.slow
+@needs_datasets
+@pytest.mark.parametrize("held_out", ["data.val_split=validation", "data.train_fraction=0.8"])
+def test_check_copy_reads_the_dataset_a_run_trained_on(
+    held_out: str, tmp_path: Path, corpus: Path, datasets: ModuleType, capsys
+) -> None:
+    # It told the user to pass data.path=FILE, which a dataset run has none of, and the saved folder
+    # passed as data.path was refused for its Arrow files: the copy check had no way to read it.
+    import torch
+
+    from chargpt.cli import sample
+    from chargpt.cli.train import main
+    from chargpt.recorded_text import training_text
+
+    lines = [f"{line} café 😀\r" for line in corpus.read_text()[:20000].splitlines()]
+    saved = tmp_path / "saved, dataset é"
+    save_dataset(datasets, saved, lines)
+    run = tmp_path / "run"
+    args = [a for a in train_args(corpus, run, "trainer.max_steps=2", "sample.max_new_tokens=0",
+                                  "logger=none") if not a.startswith("data.path=") and a != "data=text"]
+    assert run_cli(main, *args, "data=hf", f"data.name={saved}", held_out) == 0
+    capsys.readouterr()
+    assert run_cli(sample.main, f"ckpt_path={run}", "check_copy=true", "max_new_tokens=20") == 0
+    err = capsys.readouterr().err
+    assert "copy check: longest span found in the training text: " in err, err
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    joined = "\n\n".join(lines[:-100])  # the train split
+    # Not its validation text: the first 80%, or the training split with the separator that follows it.
+    trained = joined[: int(len(joined) * 0.8)] if "fraction" in held_out else joined + "\n\n"
+    assert training_text(ckpt, "RUN", None, None) == (trained, f"dataset {saved} (train)")
+    if "val_split" in held_out:  # its run trained on all of its split: a cut would miss copies
+        assert training_text(ckpt, "RUN", None, 1)[0] == trained
+        with pytest.raises(ConfigError, match=r"data\.val_split=validation"):
+            training_text(ckpt, "RUN", None, 0.5)
+        return
+    # Saved again with other rows: refused, and the advice printed works as given.
+    shutil.rmtree(saved)
+    save_dataset(datasets, saved, lines[:-1])
+    assert run_cli(sample.main, f"ckpt_path={run}", "check_copy=true", "max_new_tokens=20") == 2
+    err = capsys.readouterr().err
+    assert "has changed since" in err and err.rstrip().endswith("pass data.path=FILE"), err
+    text_file = tmp_path / "trained on.txt"
+    text_file.write_text(joined, newline="")
+    assert run_cli(sample.main, f"ckpt_path={run}", "check_copy=true", "max_new_tokens=20",
+                   f"data.path={text_file}") == 0
+    # Gone: one line, its reason, and what this command takes instead.
+    shutil.rmtree(saved)
+    assert run_cli(sample.main, f"ckpt_path={run}", "check_copy=true", "max_new_tokens=20") == 2
+    err = capsys.readouterr().err
+    assert "which cannot be read again (cannot load the dataset" in err, err
+    assert err.rstrip().endswith("pass the training text as data.path=FILE") and "data.name" not in err
+
+
+@pytest.mark.slow
 def test_resume_after_the_folder_changed_is_one_error_line(
     folder: Path, tmp_path: Path, corpus: Path
 ) -> None:

@@ -171,16 +171,18 @@ def check_train_fraction(train_fraction: object) -> None:
 
 def training_text(
     ckpt: dict[str, Any] | None, source: str, path: str | None, train_fraction: float | None
-) -> tuple[str, Path]:
-    """The training part of the text a model learned from, and its file: the text the checkpoint
-    records (checked unchanged), or `path` when given; cut at `train_fraction`, else at the
-    checkpoint's recorded split, else at training's default 0.9. `ckpt` is None for a model
-    without a checkpoint (an export), which needs `path`."""
+) -> tuple[str, Path | str]:
+    """The training part of the text a model learned from, and its file (a dataset: its name and
+    split): the text the checkpoint records (checked unchanged), or `path` when given; cut at
+    `train_fraction`, else at the checkpoint's recorded split, else at training's default 0.9.
+    `ckpt` is None for a model without a checkpoint (an export), which needs `path`."""
     how = COPY_CHECK.how
     if path:
         file = Path(expand_path(path))
     elif ckpt is None:
         raise DataError(f"{source} is an export, which does not record the text it was trained on; {how}")
+    elif isinstance(dataset := (stored_corpus(ckpt) or {}).get("dataset"), dict):
+        return _dataset_as_trained(ckpt, source, dataset, train_fraction)
     else:
         file = Path(recorded_data(ckpt, source, set(), COPY_CHECK)["path"])
     split = stored_split(ckpt) if ckpt is not None else {}
@@ -213,6 +215,42 @@ def training_text(
         raise DataError(f"{file} is empty: no training text to check the samples against; {how}")
     # One plain file encodes one id per character, so the characters cut where training cut the ids.
     return text[: int(len(text) * train_fraction)], file
+
+
+def _dataset_as_trained(
+    ckpt: dict[str, Any], source: str, dataset: dict[str, Any], train_fraction: float | None
+) -> tuple[str, str]:
+    """The training part of the dataset split a run trained on, read again as the checkpoint
+    records it (as a resume reads it) and checked to be the text the run read."""
+    check_train_fraction(train_fraction)
+    held_out = dataset.get("val_split")
+    if held_out and train_fraction is not None and train_fraction < 1.0:
+        # Its run trained on all of its split: any cut leaves copies from the rest unseen.
+        raise ConfigError(
+            f"data.train_fraction={train_fraction:g} would check the samples against only part of the text "
+            f"the model trained on (its run trained on all of its split and validated on "
+            f"data.val_split={held_out}); leave it out"
+        )
+    recorded = stored_split(ckpt).get("train_fraction")
+    if train_fraction is None:
+        train_fraction = recorded if isinstance(recorded, float) else DEFAULT_TRAIN_FRACTION
+    whole = train_fraction >= 1.0 and not held_out  # a validation split of its own: cut where it starts
+    data = CharText(
+        None, block_size=1, train_fraction=0.5 if whole or held_out else train_fraction, val_max_chars=None,
+        name=dataset.get("name"), config=dataset.get("config"), data_files=dataset.get("data_files"),
+        split=dataset.get("split") or "train", val_split=held_out,
+        text_field=dataset.get("text_field") or "text",
+        **recorded_settings(stored_corpus(ckpt) or {}),
+    )
+    try:
+        ids = data.encoded().ids
+    except DataError as err:
+        # Its own advice names training's settings (data.name=...), which this command does not take.
+        reason = str(err).split("; ", 1)[0]
+        raise DataError(f"{source} was trained on {data.source}, which cannot be read again ({reason}); "
+                        f"{COPY_CHECK.how}") from None
+    check_read_alike(data, ckpt, source, COPY_CHECK)
+    return data.tokenizer.decode(ids if whole else ids[: data.val_start()]), data.source
 
 
 def _text_as_trained(
