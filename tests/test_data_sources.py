@@ -910,12 +910,19 @@ def test_check_copy_reads_the_dataset_a_run_trained_on(
     text_file.write_text(joined, newline="")
     assert run_cli(sample.main, f"ckpt_path={run}", "check_copy=true", "max_new_tokens=20",
                    f"data.path={text_file}") == 0
-    # Gone: one line, its reason, and what this command takes instead.
+    # Moved: one line, its reason, and what this command takes instead; the saved folder passed as
+    # data.path is read as the dataset it is (its Arrow files were refused as binary text).
     shutil.rmtree(saved)
+    save_dataset(datasets, saved, lines)
+    moved = saved.rename(tmp_path / "moved dataset")
     assert run_cli(sample.main, f"ckpt_path={run}", "check_copy=true", "max_new_tokens=20") == 2
     err = capsys.readouterr().err
     assert "which cannot be read again (cannot load the dataset" in err, err
     assert err.rstrip().endswith("pass the training text as data.path=FILE") and "data.name" not in err
+    assert run_cli(sample.main, f"ckpt_path={run}", "check_copy=true", "max_new_tokens=20",
+                   f"data.path={moved}") == 0, capsys.readouterr().err
+    assert training_text(ckpt, "RUN", str(moved), None)[0] == trained
+    assert training_text(None, "export", str(moved), None)[0] == joined[: int(len(joined) * 0.9)]
 
 
 @pytest.mark.slow

@@ -14,6 +14,7 @@ from chargpt import shell_words
 from chargpt.checkpoints import corpus_changes, cut_at_a_fraction, recorded_files, stored_corpus, stored_split
 from chargpt.data.encoding import TextOptions, cache_dir_for, read_as_trained
 from chargpt.data.sources.file_hashes import cached_sha256s
+from chargpt.data.sources.hf_datasets import is_saved_dataset
 from chargpt.data.sources.paths import GLOB_CHARS, expand_path
 from chargpt.data.sources.text_files import files_read, text_files
 from chargpt.data.text import DEFAULT_TRAIN_FRACTION, CharText, reads_empty_files
@@ -177,6 +178,12 @@ def training_text(
     `train_fraction`, else at the checkpoint's recorded split, else at training's default 0.9.
     `ckpt` is None for a model without a checkpoint (an export), which needs `path`."""
     how = COPY_CHECK.how
+    if path and is_saved_dataset(Path(expand_path(path))):
+        # A saved dataset (the run's, moved; an export's): its rows, as the checkpoint records the
+        # split and field, not its Arrow files.
+        recorded = (stored_corpus(ckpt) or {}).get("dataset") if ckpt is not None else None
+        dataset = {**(recorded if isinstance(recorded, dict) else {}), "name": expand_path(path)}
+        return _dataset_as_trained(ckpt, source, dataset, train_fraction, named=True)
     if path:
         file = Path(expand_path(path))
     elif ckpt is None:
@@ -218,10 +225,12 @@ def training_text(
 
 
 def _dataset_as_trained(
-    ckpt: dict[str, Any], source: str, dataset: dict[str, Any], train_fraction: float | None
+    ckpt: dict[str, Any] | None, source: str, dataset: dict[str, Any], train_fraction: float | None,
+    named: bool = False,
 ) -> tuple[str, str]:
     """The training part of the dataset split a run trained on, read again as the checkpoint
-    records it (as a resume reads it) and checked to be the text the run read."""
+    records it (as a resume reads it) and checked to be the text the run read; a dataset `named`
+    by data.path is read as it is, unchecked. `ckpt` is None for an export."""
     check_train_fraction(train_fraction)
     held_out = dataset.get("val_split")
     if held_out and train_fraction is not None and train_fraction < 1.0:
@@ -231,7 +240,7 @@ def _dataset_as_trained(
             f"the model trained on (its run trained on all of its split and validated on "
             f"data.val_split={held_out}); leave it out"
         )
-    recorded = stored_split(ckpt).get("train_fraction")
+    recorded = stored_split(ckpt).get("train_fraction") if ckpt is not None else None
     if train_fraction is None:
         train_fraction = recorded if isinstance(recorded, float) else DEFAULT_TRAIN_FRACTION
     whole = train_fraction >= 1.0 and not held_out  # a validation split of its own: cut where it starts
@@ -240,16 +249,18 @@ def _dataset_as_trained(
         name=dataset.get("name"), config=dataset.get("config"), data_files=dataset.get("data_files"),
         split=dataset.get("split") or "train", val_split=held_out,
         text_field=dataset.get("text_field") or "text",
-        **recorded_settings(stored_corpus(ckpt) or {}),
+        **recorded_settings((stored_corpus(ckpt) or {}) if ckpt is not None else {}),
     )
     try:
         ids = data.encoded().ids
     except DataError as err:
         # Its own advice names training's settings (data.name=...), which this command does not take.
         reason = str(err).split("; ", 1)[0]
-        raise DataError(f"{source} was trained on {data.source}, which cannot be read again ({reason}); "
-                        f"{COPY_CHECK.how}") from None
-    check_read_alike(data, ckpt, source, COPY_CHECK)
+        what = f"cannot read {data.source}" if named else \
+            f"{source} was trained on {data.source}, which cannot be read again"
+        raise DataError(f"{what} ({reason}); {COPY_CHECK.how}") from None
+    if ckpt is not None and not named:
+        check_read_alike(data, ckpt, source, COPY_CHECK)
     return data.tokenizer.decode(ids if whole else ids[: data.val_start()]), data.source
 
 

@@ -37,7 +37,8 @@ def _datasets() -> Any:
     return datasets
 
 
-def _is_saved_dataset(path: Path) -> bool:
+def is_saved_dataset(path: Path) -> bool:
+    """A folder written by datasets' save_to_disk."""
     return path.is_dir() and any(
         (path / name).is_file() for name in ("dataset_dict.json", "state.json", "dataset_info.json")
     )
@@ -48,7 +49,7 @@ def load_hf(name: str, config: str | None, data_files: Any, split: str, setting:
     (a hub name, or a builder such as "text" with data_files). `setting` names the split."""
     datasets = _datasets()
     local = Path(expand_path(name))
-    if _is_saved_dataset(local):
+    if is_saved_dataset(local):
         try:
             loaded = datasets.load_from_disk(str(local))
         except IndexError:  # what datasets raises for a split saved with no rows (no data file)
