@@ -865,6 +865,25 @@ def test_a_run_on_a_dataset_is_evaluated_by_naming_the_dataset(
     assert ("and data.val_split validation (2 splits)" in (run / "train.log").read_text()) == by_split
 
 
+@needs_datasets
+def test_a_saved_dataset_given_as_a_path_is_pointed_to_data_hf(tmp_path: Path, datasets: ModuleType) -> None:
+    # Its Arrow files were refused as binary text, with a glob of '**/*.txt' to try: no text at all.
+    from chargpt.data.sources.text_files import text_files
+    from chargpt.data.text import CharText
+
+    saved = tmp_path / "my dataset"
+    save_dataset(datasets, saved, ["café 😀\r", "naïve", "line"], held_out=1)
+    with pytest.raises(DataError) as err:
+        text_files(str(saved), "data.path")
+    assert str(err.value) == (f"data.path={saved} is a dataset saved with save_to_disk, not a folder of "
+                              f"text; pass it as data=hf {shlex.quote(f'data.name={saved}')}")
+    with pytest.raises(DataError, match=r"data\.val_path=.* data=hf data\.val_split=SPLIT$"):
+        text_files(str(saved), "data.val_path")
+    # As advised, it reads.
+    text = CharText(None, block_size=1, name=str(saved))
+    assert text.tokenizer.decode(text.encoded().ids) == "café 😀\r\n\nnaïve"
+
+
 @pytest.mark.slow
 @needs_datasets
 @pytest.mark.parametrize("held_out", ["data.val_split=validation", "data.train_fraction=0.8"])

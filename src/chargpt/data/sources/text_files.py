@@ -15,6 +15,7 @@ from pathlib import Path
 from chargpt import shell_words
 from chargpt.data.corpus import resolve_corpus
 from chargpt.data.sources.file_hashes import cached_sha256s
+from chargpt.data.sources.hf_datasets import is_saved_dataset
 from chargpt.data.sources.parts import Part
 from chargpt.data.sources.paths import GLOB_CHARS, expand_path, split_glob
 from chargpt.errors import DataError
@@ -211,6 +212,11 @@ def text_files(value: str, setting: str, url: str | None = None, sha256: str | N
 def _text_files(value: str, setting: str, url: str | None, sha256: str | None) -> list[Path]:
     expanded = expand_path(value)
     path = Path(expanded)
+    if is_saved_dataset(path):  # its Arrow files would be refused as binary, with a glob of text to try
+        fix = (f"pass it as data=hf {shell_words.quote(f'data.name={value}')}" if setting == "data.path" else
+               "a dataset's validation split is data=hf data.val_split=SPLIT")
+        raise DataError(f"{setting}={value} is a dataset saved with save_to_disk, not a folder of text; "
+                        f"{fix}")
     if path.is_dir():
         files, runs, broken = _directory_files(path, setting)
         _say_left_out(str(path), runs, broken)
