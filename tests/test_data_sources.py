@@ -916,6 +916,16 @@ def test_check_copy_reads_the_dataset_a_run_trained_on(
     assert training_text(ckpt, "RUN", None, None) == (trained, f"dataset {saved} (train)")
     if "val_split" in held_out:  # its run trained on all of its split: a cut would miss copies
         assert training_text(ckpt, "RUN", None, 1)[0] == trained
+        # A checkpoint from before 2026-12-05 recorded the identity datasets' fingerprint made, as
+        # its resume accepts.
+        from chargpt.checkpoints import stored_corpus
+        from chargpt.data.text import CharText
+
+        earlier = CharText(None, 8, name=str(saved), val_split="validation").earlier_sha256
+        recorded = stored_corpus(ckpt)
+        assert recorded and earlier and earlier != recorded["sha256"]
+        recorded["sha256"] = earlier
+        assert training_text(ckpt, "RUN", None, None)[0] == trained
         with pytest.raises(ConfigError, match=r"data\.val_split=validation"):
             training_text(ckpt, "RUN", None, 0.5)
         return
