@@ -115,10 +115,12 @@ TRAIN_CASES = [
         ["data.path={tmp}/missing.txt"],
         "data file not found: {tmp}/missing.txt; pass an existing",
     ),
-    # A list of files (or a sweep over them, which -m does not make of a path): one path, not found.
+    # A list of files (or a sweep over them, which choice(...) makes of a path): one path, not found.
     ("data files listed with a comma", ["data.path={corpus},{tmp}/short.txt"],
-     "data file not found: {corpus},{tmp}/short.txt; data.path is one path, commas included, not a list "
-     "(and -m does not sweep over it): put the files in one folder or name them by a glob"),
+     "data file not found: {corpus},{tmp}/short.txt; data.path is one path, commas included, not a list: "
+     "to train on the files together, put them in one folder or name them by a glob "
+     "(data.path='corpus/*.txt'); to train once on each, sweep over them: -m "
+     "'data.path=choice({corpus},{tmp}/short.txt)'"),
     # A trailing space (a pasted name): it was told it had listed files with commas.
     ("data file name with a trailing space", ["data.path={corpus} "],
      "data file not found: '{corpus} ' (the name has spaces around it, and {corpus} exists); pass it "

@@ -22,7 +22,7 @@ from chargpt.cli.argv import hydra_argv, literal_argv
 from chargpt.cli.sample import main as sample_main
 from chargpt.cli.train import main as train_main
 from chargpt.errors import ConfigError
-from chargpt.overrides import as_typed, literal_value
+from chargpt.overrides import as_typed, launched_from, literal_value
 from chargpt.runs.resume import resume_overrides
 from conftest import TINY_MODEL, run_cli
 
@@ -417,3 +417,58 @@ def test_a_recorded_override_is_printed_as_it_was_typed() -> None:
     recorded = hydra_argv(["chargpt-train", *typed])[1:]
     assert recorded[:2] != typed[:2]  # the CLI quoted the free text for Hydra
     assert [as_typed(o) for o in recorded] == typed
+
+
+def test_a_sweep_over_data_files_hands_each_job_its_path(tmp_path: Path, monkeypatch) -> None:
+    # `-m 'data.path=choice(...)'` was one path, `choice(a.txt,...)`, not found in its one job.
+    monkeypatch.setenv("HOME", str(tmp_path))
+    typed = "data.path=choice(~/a.txt, 'my texts/b, c.txt', $HOME/d.txt)"
+    swept = hydra_argv(["x", "-m", typed])[1]
+    assert swept == f"data.path=choice({tmp_path}/a.txt,'my texts/b, c.txt',{tmp_path}/d.txt)"
+    # Hydra's sweeper writes each job's override itself: each must read back as its file.
+    parsed = OverridesParser.create().parse_override(swept)
+    jobs = [OverridesParser.create().parse_override(f"data.path={value}").value()
+            for value in parsed.sweep_string_iterator()]
+    assert jobs == [f"{tmp_path}/a.txt", "my texts/b, c.txt", f"{tmp_path}/d.txt"]
+    # ... and the job's record is printed back as the file, in its resume command.
+    assert [literal_value(f"data.path={value}") for value in parsed.sweep_string_iterator()] == jobs
+    # A name Hydra refuses unquoted is split as typed (the é), then refused: the sweeper would hand
+    # it to its job without the quotes it needs.
+    with pytest.raises(ConfigError, match=r"Hydra's sweep cannot hand 'café\.txt' to its job .*ln -s"):
+        hydra_argv(["x", "-m", "data.path=choice(a.txt, café.txt)"])
+    # Optuna's sweeper hands a trial its value without escaping it: there, 'b, c.txt' became a sweep.
+    with pytest.raises(ConfigError, match=r"a search's sweeper cannot hand 'my texts/b, c\.txt' to its job"):
+        hydra_argv(["x", "hparams_search=optuna", "data.path=choice(a.txt,'my texts/b, c.txt')"])
+    assert hydra_argv(["x", "hparams_search=optuna", "data.path=choice(a.txt,b.txt)"])[2] == \
+        "data.path=choice(a.txt,b.txt)"
+    # One path, commas included, stays one path; so does an existing file named like a sweep.
+    assert hydra_argv(["x", "data.path=a.txt,b.txt"])[1] == "data.path='a.txt,b.txt'"
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "choice(a.txt).txt").write_text("x")
+    assert hydra_argv(["x", "data.path=choice(a.txt).txt"])[1] == "data.path='choice(a.txt).txt'"
+
+
+@pytest.mark.parametrize(("value", "said"), [
+    ("glob(*.txt)", "Hydra's glob(...) picks a config group's options, not files; a pattern such as "
+                    "'corpus/*.txt' is one corpus of every file it matches; to train once per file"),
+    ("range(1,3)", "Hydra's range(...) does not name files; to train once per file, list the files: "
+                   "-m 'data.path=choice(a.txt,b.txt)'"),
+    ("interval(0,1)", "Hydra's interval(...) does not name files"),
+    ("choice(a.txt,null)", "Hydra's sweep cannot hand 'null' to its job"),
+])
+def test_a_sweep_of_a_data_path_that_names_no_files_is_one_error_line(value: str, said: str, capsys) -> None:
+    # Each was taken as a file name, and the job failed with 'data file not found: .../glob(*.txt)'.
+    assert run_cli(train_main, "-m", "data=text", f"data.path={value}") == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: data.path={value}: {said}") and err.count("\n") == 1
+
+
+def test_a_sweep_over_files_is_printed_with_each_file_named_from_anywhere(tmp_path: Path) -> None:
+    # The continue command named the sweep as one file: data.path=/launch/dir/choice(a.txt,...).
+    recorded = ["data.path=choice(a.txt,'my texts/b, c.txt',/data/d.txt,$DATA/e.txt)"]
+    assert launched_from(recorded, "/home/me") == [
+        "data.path=choice(/home/me/a.txt,'/home/me/my texts/b, c.txt',/data/d.txt,$DATA/e.txt)"]
+    # A file named like a sweep, where it was launched, is that file.
+    (tmp_path / "choice(a.txt)").write_text("x")
+    assert launched_from(["data.path='choice(a.txt)'"], str(tmp_path)) == [
+        f"data.path={tmp_path}/choice(a.txt)"]

@@ -11,8 +11,9 @@ from __future__ import annotations
 import os
 import re
 
+from hydra._internal.grammar.utils import escape_special_characters
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.core.override_parser.types import Quote, QuotedString
+from hydra.core.override_parser.types import ChoiceSweep, Quote, QuotedString
 from hydra.errors import HydraException
 from omegaconf import OmegaConf
 
@@ -52,17 +53,61 @@ def is_sweep(override: str) -> bool:
         return False
 
 
+def choice_values(override: str) -> list | None:
+    """The values of a `key=choice(...)` sweep as Hydra reads them; None for any other override."""
+    try:
+        value = _PARSER.parse_override(override).value()
+    except HydraException:
+        return None
+    return list(value.list) if isinstance(value, ChoiceSweep) and not value.shuffle else None
+
+
 def literal_value(override: str) -> str:
-    """The text a `key=value` override sets: a quoted value unquoted and unescaped, any other as
-    typed."""
+    """The text a `key=value` override sets: a quoted value unquoted and unescaped, a value with
+    Hydra's escapes (`a\\ b.txt`: a sweep's job gets its value so) unescaped, any other as typed."""
     raw = override.partition("=")[2]
     if raw[:1] not in ("'", '"'):
-        return raw
+        return _unescaped(override) if "\\" in raw else raw
     try:
         value = _PARSER.parse_override(override).value()
         return str(OmegaConf.create({"x": value}).x) if isinstance(value, str) else raw
     except Exception:  # not one quoted string after all (e.g. a sweep of quoted values)
         return raw
+
+
+def _unescaped(override: str) -> str:
+    """An unquoted value as Hydra reads it (`a\\ b\\,c.txt` -> `a b,c.txt`), where that is one string;
+    else as typed (a Windows path `C:\\data`, which Hydra does not read)."""
+    raw = override.partition("=")[2]
+    try:
+        parsed = _PARSER.parse_override(override)
+    except HydraException:
+        return raw
+    value = parsed.value()
+    return value if not parsed.is_sweep_override() and isinstance(value, str) else raw
+
+
+def reaches_sweep_job(key: str, text: str, search: bool = False) -> bool:
+    """Whether the sweeper hands `text`, one value of a sweep of `key`, to its job intact. Hydra's
+    basic sweeper writes the job's override unquoted, escaping only spaces, commas, brackets and the
+    like (Hydra 1.3), so a quote, a non-ASCII letter or a `~` makes it unreadable, and `null` or
+    `1e3` arrive as no text at all; a `search` (Optuna's sweeper) escapes nothing."""
+    try:
+        value = _PARSER.parse_override(f"{key}={text if search else escape_special_characters(text)}").value()
+    except HydraException:
+        return False
+    return value == text
+
+
+def sweep_item(text: str) -> str:
+    """`text` as one value of a Hydra list or sweep: bare where Hydra reads it back as it is, else
+    quoted."""
+    try:
+        if _PARSER.parse_override(f"x=[{text}]").value() == [text]:
+            return text
+    except HydraException:
+        pass
+    return hydra_quoted(text)
 
 
 def override_key(override: str) -> str:
@@ -112,12 +157,21 @@ def absolute_override(typed: str, cwd: str | None) -> str:
     # A folder's value may be an interpolation (`${oc.env:DATA}`), kept as typed; a file's is literal.
     folder = key in LAUNCH_FOLDERS and not value.startswith("${")
     named = folder or (is_path_key(key) and key != "data.name")
-    # An absolute value, `~/corpus.txt` and `$DATA/corpus.txt` (chargpt expands both) name the same
-    # file from anywhere.
-    if (cwd is None or not named or not value or value.lower() == "null" or value.startswith(("~", "$"))
-            or os.path.isabs(value)):
+    if cwd is None or not named or not value or value.lower() == "null":
         return typed
-    return f"{setting}={os.path.normpath(os.path.join(cwd, value))}"  # ./mydata, mydata/: one folder
+    paths = None if os.path.exists(_launched_path(value, cwd)) else choice_values(typed)
+    if paths is not None and all(isinstance(path, str) for path in paths):
+        # A sweep of files (`data.path=choice(a.txt,b.txt)`): each named from `cwd`.
+        return f"{setting}=choice({','.join(sweep_item(_launched_path(path, cwd)) for path in paths)})"
+    return f"{setting}={_launched_path(value, cwd)}"
+
+
+def _launched_path(path: str, cwd: str) -> str:
+    """`path`, named relative to `cwd`, named absolute. An absolute path, `~/corpus.txt` and
+    `$DATA/corpus.txt` (chargpt expands both) name the same file from anywhere: as they are."""
+    if path.startswith(("~", "$")) or os.path.isabs(path):
+        return path
+    return os.path.normpath(os.path.join(cwd, path))  # ./mydata, mydata/: one folder
 
 
 def _absolute_searchpath(typed: str, cwd: str | None) -> str:
@@ -134,17 +188,7 @@ def _absolute_searchpath(typed: str, cwd: str | None) -> str:
              for f in folders]
     if named == folders:
         return typed
-    return f"{typed.partition('=')[0]}=[{','.join(_list_item(f) for f in named)}]"
-
-
-def _list_item(text: str) -> str:
-    """`text` as an item of a Hydra list: bare where Hydra reads it back as it is, else quoted."""
-    try:
-        if _PARSER.parse_override(f"x=[{text}]").value() == [text]:
-            return text
-    except HydraException:
-        pass
-    return hydra_quoted(text)
+    return f"{typed.partition('=')[0]}=[{','.join(sweep_item(f) for f in named)}]"
 
 
 def launched_from(overrides: list[str], cwd: str | None) -> list[str]:

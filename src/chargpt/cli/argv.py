@@ -32,6 +32,7 @@ from chargpt.data.encoding import BOM, read_as_trained
 from chargpt.data.sources.paths import expand_path
 from chargpt.errors import ConfigError
 from chargpt.overrides import (
+    choice_values,
     hydra_quoted,
     is_folder_key,
     is_free_text_key,
@@ -42,6 +43,8 @@ from chargpt.overrides import (
     omegaconf_literal,
     override_key,
     parses,
+    reaches_sweep_job,
+    sweep_item,
 )
 
 # Hydra's own options that take a value (the next argument is not an override), each with an
@@ -189,6 +192,7 @@ def hydra_argv(argv: list[str]) -> list[str]:
             raise ConfigError(f"{arg} needs a value after it, e.g. {arg} {_OPTION_VALUES[arg]}")
     _check_options(out)
     group_dirs, searchpath = _group_dirs(out), _searchpath(out)
+    search = any(_is_search(out[i]) for i in override_positions(out))
     for i in override_positions(out):
         if nameless := re.match(r"^(\+{0,2}|~)\s*=(.*)$", out[i], re.DOTALL):  # Hydra: a ValueError
             raise ConfigError(f"cannot read the override {out[i]!r}: it names no setting before '='; write "
@@ -198,7 +202,7 @@ def hydra_argv(argv: list[str]) -> list[str]:
             plus, key, value = parts
             # null (or nothing) still means "none" for a path or a name; a prompt takes it as text.
             if is_free_text_key(key) and not (not is_prompt_key(key) and value.lower() in ("null", "")):
-                out[i] = f"{plus}{key}={_free_text(key, value)}"
+                out[i] = f"{plus}{key}={_path_sweep(key, value, search) or _free_text(key, value)}"
                 continue
             if is_folder_key(key):  # may use ${now:...}: expanded, and quoted only when needed
                 value = value if value[:1] in ("'", '"') else expand_path(value)
@@ -376,6 +380,61 @@ def _free_text(key: str, value: str) -> str:
         # Only ever instantiated, which resolves it once more: one more level of escaping.
         return hydra_quoted(omegaconf_literal(value))
     return hydra_quoted(value)
+
+
+def _is_search(override: str) -> bool:
+    """An override that makes a sweep a search, whose sweeper (Optuna's) hands its jobs their values."""
+    key, _, value = override.partition("=")
+    return key.lstrip("+") == "hparams_search" or (key.lstrip("+") == "hydra/sweeper" and value != "basic")
+
+
+def _path_sweep(key: str, value: str, search: bool) -> str | None:
+    """A data path's sweep, `choice(a.txt, 'my texts/b.txt')`, with each path expanded (`~`, $VARS)
+    and written so that Hydra hands it to its job intact (`search`: a search's sweeper does); None
+    for a value that is one path (a file named `choice(...)` that exists included). Any other of
+    Hydra's functions is refused: it does not name files."""
+    call = _hydra_function_call(value) if key.startswith("data.") else None
+    if call is None or Path(expand_path(_unquoted(key, value))).exists():
+        return None
+    example = f"-m '{key}=choice(a.txt,b.txt)'"
+    if call[1] != "choice":
+        why = ("picks a config group's options, not files; a pattern such as 'corpus/*.txt' is one corpus of "
+               "every file it matches" if call[1] == "glob" else "does not name files")
+        raise ConfigError(f"{key}={value}: Hydra's {call[1]}(...) {why}; to train once per file, list "
+                          f"the files: {example}")
+    paths = [expand_path(path) for path in _choices(key, value)]
+    for path in paths:
+        if not path or "${" in path:
+            raise ConfigError(f"{key}={value}: {path!r} is not a path a sweep can take; list the files "
+                              f"by name: {example}")
+        if not reaches_sweep_job(key, path, search):
+            needs = "spaces, commas, " if search else ""
+            sweeper = "a search's sweeper" if search else "Hydra's sweep"
+            raise ConfigError(f"{key}={value}: {sweeper} cannot hand {path!r} to its job (it drops the "
+                              f"quotes such a name needs: {needs}non-ASCII letters, quotes, ~, ! ...); link "
+                              "the file under a plain name (ln -s) and list that, or train on it without -m")
+    return f"choice({','.join(sweep_item(path) for path in paths)})"
+
+
+def _choices(key: str, value: str) -> list[str]:
+    """The paths in `choice(...)`, as Hydra reads them where it can, else split at the commas outside
+    quotes, each quoted one unquoted (`choice(café.txt, 'a, b.txt')`: Hydra refuses the é)."""
+    if (values := choice_values(f"{key}={value}")) is not None:
+        return [str(path) for path in values]
+    inner = re.fullmatch(r"\s*choice\s*\((.*)\)\s*", value, re.DOTALL)
+    if inner is None:
+        raise ConfigError(f"{key}={value}: write a sweep of files as {key}=choice(FILE,FILE,...), a "
+                          "name with commas or spaces in quotes: choice(a.txt,'b, c.txt')")
+    pieces, quote, piece = [], "", ""
+    for char in inner[1]:
+        if char in "'\"" and (not quote or char == quote) and not piece.endswith("\\"):
+            quote = "" if quote else char
+        if char == "," and not quote:
+            pieces.append(piece)
+            piece = ""
+        else:
+            piece += char
+    return [_unquoted(key, p.strip()) for p in [*pieces, piece]]
 
 
 def _hydra_function_call(value: str) -> re.Match[str] | None:

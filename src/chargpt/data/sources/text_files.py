@@ -19,6 +19,7 @@ from chargpt.data.sources.hf_datasets import is_saved_dataset
 from chargpt.data.sources.parts import Part
 from chargpt.data.sources.paths import GLOB_CHARS, expand_path, split_glob
 from chargpt.errors import DataError
+from chargpt.overrides import sweep_item
 from chargpt.run_layout import is_run_folder
 
 log = logging.getLogger(__package__)  # one name for what the sources say, whichever module says it
@@ -263,12 +264,15 @@ def _text_files(value: str, setting: str, url: str | None, sha256: str | None) -
                 f"data file not found: {str(path)!r} (the name has spaces around it, and {bare} exists); "
                 f"pass it without them: {setting}={bare}"
             )
-        if "," in expanded and any(Path(piece.strip(" '\"")).exists() for piece in expanded.split(",")):
-            # a list, or a sweep
+        pieces = [piece.strip(" '\"") for piece in expanded.split(",")]
+        if "," in expanded and any(Path(piece).exists() for piece in pieces):  # a list, or a sweep
+            listed = pieces if all(Path(piece).exists() for piece in pieces) else ["a.txt", "b.txt"]
+            sweep = f"{setting}=choice({','.join(sweep_item(piece) for piece in listed)})"
             raise DataError(
-                f"data file not found: {path}; {setting} is one path, commas included, not a list (and -m "
-                f"does not sweep over it): put the files in one folder or name them by a glob "
-                f"({setting}='corpus/*.txt'), or give each file its own command"
+                f"data file not found: {path}; {setting} is one path, commas included, not a list: to train "
+                f"on the files together, put them in one folder or name them by a glob "
+                f"({setting}='corpus/*.txt'); to train once on each, sweep over them: -m "
+                f"{shell_words.quote(sweep)}"
             )
         raise DataError(
             f"data file not found: {path}; pass an existing text file, directory or glob as {setting}=..."
