@@ -20,6 +20,7 @@ from chargpt.run_layout import launch_cwd, read_overrides
 from chargpt.runs.report import report
 from chargpt.runs.resume import resume_command
 from chargpt.runs.status import write_status
+from chargpt.runs.sweep_outcome import FailedSweep
 from chargpt.runs.sweep_record import continue_command
 from chargpt.training.callbacks.graceful_interrupt import GracefulInterrupt
 from conftest import bare_train_args, offline_default_corpus_in, on_the_default_corpus, run_main, write_corpus
@@ -159,6 +160,34 @@ def test_a_signal_outside_a_jobs_training_stops_the_sweep_with_its_continue_comm
     assert code == 0, err
     for job in ("0", "1"):
         assert json.loads((sweep / job / "status.json").read_text())["status"] == "finished"
+
+
+@pytest.mark.slow  # a sweep of two tiny jobs
+@pytest.mark.parametrize("failed", [False, True], ids=["complete", "a job failed"])
+def test_a_signal_as_hydra_closes_a_finished_sweep_says_it_is_complete(
+    failed: bool, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    # After the last job, as Hydra closed the sweep, a Ctrl-C printed a continue command that had
+    # nothing left to run.
+    corpus = write_corpus(tmp_path / "corpus.txt")
+    sweep = tmp_path / "sweep é"
+    args = ["-m", *bare_train_args(corpus, None, f"hydra.sweep.dir={sweep}", "trainer.max_steps=2",
+                                   "trainer.val_check_interval=2", "seed=1,2")]
+    closing = FailedSweep.on_multirun_end
+
+    def signalled(*a, **k):
+        if failed:  # as a job that failed leaves it: a continuation trains it again
+            write_status(sweep / "1", "failed", error="out of memory")
+        os.kill(os.getpid(), signal.SIGINT)
+        return closing(*a, **k)
+
+    monkeypatch.setattr(FailedSweep, "on_multirun_end", signalled)
+    code, _, err = run_main(train_cli.main, args, capsys)
+    assert code == 130, err
+    said = (f"continue the sweep (its finished jobs are kept) with: {continue_command(sweep)}" if failed else
+            f"the sweep was complete: its 2 jobs had finished, and nothing is left to continue "
+            f"(chargpt-report '{sweep}' shows them)")
+    assert err.endswith(f"\ninterrupted\n{said}\n")
 
 
 @pytest.mark.slow  # a sweep of two tiny jobs, continued

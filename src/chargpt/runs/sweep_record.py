@@ -15,7 +15,9 @@ from omegaconf import DictConfig, OmegaConf
 from chargpt import shell_words
 from chargpt.hydra_run import as_written, config_folders_given, is_multirun
 from chargpt.overrides import is_sweep, launched_from, override_key
-from chargpt.run_layout import SWEEP_CONFIG
+from chargpt.run_layout import SWEEP_CONFIG, find_runs, read_status
+from chargpt.runs.run_rows import counted
+from chargpt.runs.sweep_outcome import SEARCH_RESULT
 
 CONTINUED = "CHARGPT_SWEEP_CONTINUED"  # set (through hydra.job.env_set) for each job of a continued sweep
 
@@ -91,11 +93,31 @@ def continue_command(sweep_dir: Path) -> str | None:
 
 
 def continue_line(lead: str) -> str | None:
-    """In a sweep: `lead`, what continuing it keeps, and the command that continues it."""
+    """In a sweep: `lead`, what continuing it keeps, and the command that continues it; that the
+    sweep is complete where it is (a signal as Hydra closes it, after its last job)."""
     hydra = HydraConfig.get() if is_multirun() else None
-    if hydra is not None and (command := continue_command(Path(hydra.sweep.dir))):
+    if hydra is None:
+        return None
+    sweep_dir = Path(hydra.sweep.dir)
+    if (jobs := finished_sweep(sweep_dir)) is not None:
+        return (f"the sweep was complete: its {counted(jobs, 'job')} had finished, and nothing is left to "
+                f"continue (chargpt-report {shell_words.quote(str(sweep_dir.resolve()))} shows them)")
+    if command := continue_command(sweep_dir):
         return f"{lead} ({kept_on_continuing(hydra)}) with: {command}"
     return None
+
+
+def finished_sweep(sweep_dir: Path) -> int | None:
+    """The number of jobs of the sweep in `sweep_dir` where every job it launches has finished (a
+    search: and its best trial is written), so that continuing it would do nothing; else None (a
+    failed job, which a continuation trains again, included)."""
+    planned = planned_jobs(sweep_dir)
+    statuses = [read_status(job).get("status") for job in find_runs(sweep_dir) if job != sweep_dir]
+    search = (recorded := recorded_sweep(sweep_dir)) is not None and "n_trials" in recorded.sweeper
+    if (planned is None or len(statuses) < planned or any(s != "finished" for s in statuses)
+            or (search and not (sweep_dir / SEARCH_RESULT).is_file())):
+        return None
+    return len(statuses)
 
 
 def planned_jobs(sweep_dir: Path) -> int | None:
