@@ -216,7 +216,8 @@ def test_the_csv_replaces_only_a_reports_own_files(tmp_path: Path, capsys) -> No
     with pytest.raises(ChargptError, match=r"other_groups\.csv exists and is not a report's output"):
         report(sweep, tmp_path / "other.csv")
     assert not (tmp_path / "other.csv").exists()
-    with pytest.raises(ChargptError, match=r"the folder .*no such folder does not exist; create it"):
+    with pytest.raises(ChargptError, match=r"the folder .*no such folder does not exist; create it "
+                       r"\(mkdir -p '.*/no such folder'\) or pass another --csv path"):
         report(sweep, tmp_path / "no such folder" / "x.csv")
     picture = tmp_path / "photo.png"
     picture.write_bytes(b"\x89PNG\r\n\x1a\n not a report")  # a picture is a report's only as its curves

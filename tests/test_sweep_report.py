@@ -375,9 +375,14 @@ def test_report_refuses_an_empty_path_and_a_folder_as_csv_before_writing(tmp_pat
     cases = (
         ([""], "error: argument sweep_dir: an empty path (an unset shell variable?)"),
         (["--csv=", str(sweep)], "error: argument --csv: an empty path (an unset shell variable?)"),
-        (["--csv", f"{tmp_path}/new/", str(sweep)],
-         f"error: argument --csv: {tmp_path}/new/ names a folder; name the CSV file, such as "
-         f"{tmp_path}/new/report.csv"),
+        # Advice that works as printed: it named new/report.csv, refused next for its missing folder.
+        (["--csv", f"{tmp_path}/new é/", str(sweep)],
+         f"error: argument --csv: {tmp_path}/new é/ names a folder, which does not exist; create it "
+         f"(mkdir -p '{tmp_path}/new é') and name the CSV file in it, such as --csv "
+         f"'{tmp_path}/new é/report.csv'"),
+        (["--csv", f"{tmp_path}/out/", str(sweep)],
+         f"error: argument --csv: {tmp_path}/out/ names a folder; name the CSV file in it, such as --csv "
+         f"{tmp_path}/out/report.csv"),
         (["--csv", str(tmp_path / "out"), str(sweep)],
          f"error: --csv {tmp_path / 'out'} is a folder; name the CSV file, such as "
          f"{tmp_path}/out/report.csv"),

@@ -14,10 +14,12 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
+from chargpt import shell_words
 from chargpt.cli.exits import clean_exits, raising_on_sigterm
 from chargpt.errors import exit_on_user_error, exit_usage
 from chargpt.runs.report import report
 from chargpt.runs.report_figures import SORT_CHOICES
+from chargpt.runs.report_files import missing_folder
 
 
 class _Parser(argparse.ArgumentParser):
@@ -37,8 +39,10 @@ def _path(text: str) -> Path:
 def _file_path(text: str) -> Path:
     """A file's path: one ending in a slash names a folder, which Path would read as a file."""
     if text.endswith(("/", os.sep)):
+        create = "" if Path(text).is_dir() else f"create it ({missing_folder(Path(text))}) and "
         raise argparse.ArgumentTypeError(
-            f"{text} names a folder; name the CSV file, such as {text}report.csv")
+            f"{text} names a folder{', which does not exist' if create else ''}; {create}name the CSV file "
+            f"in it, such as --csv {shell_words.quote(text + 'report.csv')}")
     return _path(text)
 
 

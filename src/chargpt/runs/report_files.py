@@ -9,6 +9,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from chargpt import shell_words
 from chargpt.errors import ChargptError
 from chargpt.run_layout import CONFIG_DIR, OVERRIDES_FILE, SWEEP_CONFIG
 from chargpt.runs.curves import PNG_SOFTWARE
@@ -51,7 +52,7 @@ def check_outputs(paths: tuple[Path, Path, Path], reported: Path) -> None:
     for path, role in zip(paths, ("runs", "groups", "curves"), strict=True):
         if not path.parent.is_dir():
             raise ChargptError(f"cannot write {path}: the folder {path.parent} does not exist; create it "
-                               "or pass another --csv path")
+                               f"({missing_folder(path.parent)}) or pass another --csv path")
         _check_writable(path.parent)
         try:
             ours = not path.exists() or (path.is_file() and _written_by_a_report(path, role))
@@ -71,6 +72,12 @@ def check_outputs(paths: tuple[Path, Path, Path], reported: Path) -> None:
         if path.exists() and _holds_runs(path.parent) and path.parent.resolve() != reported.resolve():
             raise ChargptError(f"{path} is the report of the runs in {path.parent}, not of {reported}; "
                                "nothing was written: pass another --csv path")
+
+
+def missing_folder(folder: Path) -> str:
+    """The command that creates `folder`, as typed in a shell: a report makes no folder itself (a
+    mistyped name would hide the report in a new one), as pandas' to_csv does not."""
+    return f"mkdir -p {shell_words.quote(str(folder))}"
 
 
 def _check_writable(folder: Path) -> None:
