@@ -13,6 +13,7 @@ from omegaconf import OmegaConf
 from chargpt.cli import CONFIG_PATH
 from chargpt.errors import ConfigError
 from chargpt.model import ModelConfig, build_model
+from chargpt.training import optimizer_state
 from chargpt.training.finetune import freeze
 from chargpt.training.optim import build_optimizer, check_optimizer
 from chargpt.training.optimizer_state import check_optimizer_state, optimizer_named
@@ -45,13 +46,22 @@ def test_the_same_optimizer_and_frozen_set_resume() -> None:
                               lambda: pytest.fail("asked for a fix"))
 
 
-def test_another_optimizer_is_named_as_a_user_picks_it() -> None:
+def test_another_optimizer_is_named_as_a_user_picks_it(monkeypatch: pytest.MonkeyPatch) -> None:
     # Without a launch record (the run's .hydra folder gone) both were named by their _target_:
     # now by the options that build them, those with the checkpoint's very settings first.
+    composed: list[str] = []
+    real_compose = optimizer_state.compose
+
+    def noting_compose(app: str, overrides: list[str]) -> object:
+        composed.append(overrides[-1])
+        return real_compose(app, overrides)
+
     with initialize_config_dir(config_dir=CONFIG_PATH, version_base="1.3"):  # inside chargpt-train
         HydraConfig.instance().set_config(compose("train", return_hydra_config=True))
         try:
-            told = _refusal(_checkpoint(ADAMW), MUON)
+            with monkeypatch.context() as patch:
+                patch.setattr(optimizer_state, "compose", noting_compose)
+                told = _refusal(_checkpoint(ADAMW), MUON)
             short = OmegaConf.to_container(compose("train", ["optimizer=muon_short"]).optimizer, resolve=True)
             told_short = _refusal(_checkpoint(short), ADAMW)
             sgd = {"_target_": "torch.optim.SGD", "lr": 0.1}
@@ -59,6 +69,8 @@ def test_another_optimizer_is_named_as_a_user_picks_it() -> None:
             named_adamw = optimizer_named("torch.optim.AdamW", "muon", ADAMW)
         finally:
             HydraConfig.instance().cfg = None
+    # Both names come from one composition of each option (each takes as long as a launch's).
+    assert "optimizer=muon" in composed and sorted(composed) == sorted(set(composed))
     assert told.startswith(
         "cannot resume from run/checkpoints/last.ckpt with optimizer=muon (or muon_short): it was trained "
         "with optimizer=adamw, whose optimizer state does not carry over; resume with optimizer=adamw, or "

@@ -33,21 +33,25 @@ def state_layout(state: Mapping[str, Any]) -> dict[str, list[int]]:
 
 
 def optimizer_named(
-    target: str | None, option: str | None, settings: Mapping[str, Any] | None = None
+    target: str | None, option: str | None, settings: Mapping[str, Any] | None = None,
+    options: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> str | None:
     """An optimizer as a user picks it, `optimizer=NAME`: `option` (the one a launch chose) when
     it builds `target` (an optimizer's _target_), else the options that do, those with exactly
     these `settings` (a checkpoint's) where some have; None when none does (a _target_ given on
-    the command line), or outside a Hydra app."""
+    the command line), or outside a Hydra app. `options`: the optimizer group's composed options
+    where the caller has them already (composing each takes as long as a launch's config)."""
     if not target:
         return None
-    building = {name: c for name, c in _optimizer_options().items() if c.get("_target_") == target}
+    if options is None:
+        options = _optimizer_options()
+    building = {name: c for name, c in options.items() if c.get("_target_") == target}
     if option in building:
         return f"optimizer={option}"
-    options = [name for name, c in building.items() if c == settings] or sorted(building)
-    if not options:
+    names = [name for name, c in building.items() if c == settings] or sorted(building)
+    if not names:
         return None
-    return f"optimizer={options[0]}" + (f" (or {', '.join(options[1:])})" if len(options) > 1 else "")
+    return f"optimizer={names[0]}" + (f" (or {', '.join(names[1:])})" if len(names) > 1 else "")
 
 
 def _optimizer_options() -> dict[str, dict[str, Any]]:
@@ -91,10 +95,12 @@ def check_optimizer_state(ckpt: dict[str, Any], file: Path, optimizer: torch.opt
     another_optimizer = (old != new) if old else (saved.keys() != built.keys())
     if another_optimizer:
         # The run's launch record says which option it chose; without it (its .hydra folder gone),
-        # the options that build the checkpoint's optimizer do.
-        trained = optimizer_named(old, launched_with(run_dir_of(file), "optimizer"), trained_config)
+        # the options that build the checkpoint's optimizer do. Both names come from one
+        # composition of the options.
+        options = _optimizer_options()
+        trained = optimizer_named(old, launched_with(run_dir_of(file), "optimizer"), trained_config, options)
         again = trained or "the optimizer it was trained with" + (f" ({old})" if old else "")
-        given = optimizer_named(new, chosen("optimizer"), optimizer_config)
+        given = optimizer_named(new, chosen("optimizer"), optimizer_config, options)
         raise ConfigError(
             f"cannot resume from {file} with {given or new}: it was trained with "
             f"{trained or old or 'another optimizer'}, whose optimizer state does not carry over; resume "
