@@ -28,6 +28,7 @@ from conftest import (
     make_checkpoint,
     offline_default_corpus_in,
     on_the_default_corpus,
+    run_cli,
     run_main,
     write_corpus,
 )
@@ -115,6 +116,23 @@ def test_checkpoint_holds_rng_and_corpus_in_plain_form(tmp_path, monkeypatch, ca
     assert state["data_seed"] == 1337  # the training batches are a function of (seed, step)
 
 
+def _files(run: Path) -> list[tuple[Path, bytes]]:
+    return sorted((p.relative_to(run), p.read_bytes()) for p in run.rglob("*")
+                  if p.is_file() and p.name != "train.log")
+
+
+@pytest.fixture(scope="module")
+def two_step_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A finished two-step run and its text, trained once for the refused resumes that read it."""
+    root = tmp_path_factory.mktemp("two_step_run")
+    corpus = write_corpus(root / "corpus.txt")
+    args = bare_train_args(corpus, root / "run", "trainer.max_steps=2", "trainer.val_check_interval=2")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CHARGPT_CACHE_DIR", str(root / "cache"))
+        assert run_cli(train_main, *args) == 0
+    return root / "run", corpus
+
+
 @pytest.mark.parametrize(
     ("change", "expected"),
     [
@@ -139,18 +157,11 @@ def test_checkpoint_holds_rng_and_corpus_in_plain_form(tmp_path, monkeypatch, ca
          "init_from="),
     ],
 )
-def test_incompatible_resume_is_refused(tmp_path, monkeypatch, capsys, change, expected):
-    corpus = write_corpus(tmp_path / "corpus.txt")
+def test_incompatible_resume_is_refused(two_step_run, tmp_path, capsys, change, expected):
+    run, corpus = two_step_run
     other_vocab = write_corpus(tmp_path / "other.txt", alphabet="abcdefgh ijkXY\n")
     same_vocab = write_corpus(tmp_path / "same.txt", seed=1)
-    run = tmp_path / "run"
-    code, _, err = run_main(
-        train_main,
-        bare_train_args(corpus, run, "trainer.max_steps=2", "trainer.val_check_interval=2"),
-        capsys,
-    )
-    assert code == 0, err
-    before = (run / "checkpoints" / "last.ckpt").read_bytes()
+    before = _files(run)
     change = change.format(other_vocab=other_vocab, same_vocab=same_vocab)
     expected = expected.format(corpus=corpus)
     base = bare_train_args(corpus, None, "trainer.max_steps=4")
@@ -159,13 +170,16 @@ def test_incompatible_resume_is_refused(tmp_path, monkeypatch, capsys, change, e
     assert code == 2
     assert err.startswith("error: ") and expected in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
-    assert (run / "checkpoints" / "last.ckpt").read_bytes() == before
+    # The run is shared by every case: a refused resume leaves its files as they were (its log
+    # keeps the refusal).
+    assert _files(run) == before
     if change.startswith("optimizer="):
         # Its launch record gone, the optimizer was named by its bare _target_: the checkpoint's
-        # settings name it as well.
-        shutil.rmtree(run / ".hydra")
-        code, _, again = run_main(train_main, [*args, change, f"ckpt_path={run}"], capsys)
-        assert (code, again) == (2, err)
+        # settings name it as well (in a copy of the run, where the other cases see the record).
+        unrecorded = tmp_path / "unrecorded"
+        shutil.copytree(run, unrecorded, ignore=shutil.ignore_patterns(".hydra"))
+        code, _, again = run_main(train_main, [*args, change, f"ckpt_path={unrecorded}"], capsys)
+        assert (code, again) == (2, err.replace(str(run), str(unrecorded)))
 
 
 def test_a_copied_run_folder_resumes_as_it_would_in_place(tmp_path, capsys):
