@@ -136,19 +136,31 @@ def test_a_run_is_not_both_the_start_and_the_resume_of_a_fine_tune(pretrained: P
     assert sorted(p.relative_to(copy) for p in copy.rglob("*")) == before  # nothing written into it
 
 
-@pytest.mark.parametrize("experiment", [[], ["experiment=finetune"]], ids=["plain", "experiment=finetune"])
-def test_a_fine_tune_resumed_without_its_settings_is_told_them(pretrained: Path, tmp_path: Path,
-                                                              capsys, experiment: list[str]) -> None:
-    new = other_text(tmp_path / "new.txt", extra="zephyr@")
-    run_dir = tmp_path / "ft"
+@pytest.fixture(scope="module")
+def extended_fine_tune(pretrained: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A two-step fine-tune that extended the vocabulary, and its new text: trained once for the
+    refused resumes that read it."""
+    root = tmp_path_factory.mktemp("extended")
+    new = other_text(root / "new.txt", extra="zephyr@")
     extra = ["finetune.extend_vocab=true", "trainer.max_steps=2"]
-    assert run_cli(train.main, *finetune_args(new, run_dir, pretrained, *extra)) == 0
+    assert run_cli(train.main, *finetune_args(new, root / "ft", pretrained, *extra)) == 0
+    return root / "ft", new
+
+
+@pytest.mark.parametrize("experiment", [[], ["experiment=finetune"]], ids=["plain", "experiment=finetune"])
+def test_a_fine_tune_resumed_without_its_settings_is_told_them(pretrained: Path, extended_fine_tune,
+                                                              tmp_path: Path, capsys,
+                                                              experiment: list[str]) -> None:
+    run_dir, new = extended_fine_tune
+    before = {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file() and p.name != "train.log"}
     capsys.readouterr()
     plain = [a for a in finetune_args(new, tmp_path / "again", pretrained, "trainer.max_steps=4")
              if not a.startswith(("init_from=", "hydra.run.dir="))]
     code = run_cli(train.main, *experiment, *plain, f"ckpt_path={run_dir}")
     err = capsys.readouterr().err
     assert code == 2 and len(err.splitlines()) == 1
+    # The fine-tune is shared by both cases: the refusal leaves its files as they were (its log aside).
+    assert {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file() and p.name != "train.log"} == before
     assert ("experiment=finetune needs init_from to resume" if experiment
             else "it was trained on another vocabulary") in err
     assert (f"it is a fine-tune of {pretrained}: resume with the settings that started it, "
