@@ -586,6 +586,45 @@ def test_the_model_auto_block_shown_is_what_the_rule_prints_for_its_timings() ->
     assert f"budget_seconds={budget:g}" in overrides
 
 
+# Tiny Shakespeare's validation split, the data of the table's model=auto rows (a run logs it).
+SHAKESPEARE_VAL_CHARS = 111_540
+STARTUP_REFUSAL = re.compile(
+    r"error: budget_seconds=(?P<budget>[\d.]+) is too small for model=auto on this machine: start-up took "
+    r"(?P<used>[\d.]+) s of it before any shape could be timed, .* need ~(?P<reserve>[\d.]+) s after"
+)
+STEPS_REFUSAL = re.compile(
+    r"error: budget_seconds=(?P<budget>[\d.]+) is too small for model=auto on this machine: start-up and "
+    r"timing its smallest shape \((?P<shape>[^)]+)\) took (?P<used>\d+) s, and \d+ steps of it at "
+    r"(?P<ms>\d+) ms"
+)
+
+
+def test_the_model_auto_refusals_shown_are_what_the_rule_prints_for_their_timings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The bad-input table quotes two model=auto refusals measured on one machine. Given the timings
+    each one shows, the rule must print it word for word, the budget it advises included: a change
+    of the rule's margins or wording that the table does not follow fails here."""
+    from chargpt.errors import ConfigError
+    from chargpt.training.auto_size import ladder, rule
+
+    monkeypatch.setattr(rule, "busy_advice", lambda: "")  # the table leaves out the load's clause
+    shapes = {s.name: s for s in ladder.LADDER}
+    rows = {row.source: row.message for row in bad_input_rows() if "too small for model=auto" in row.message}
+    startup = [(s, m, STARTUP_REFUSAL.match(m)) for s, m in rows.items() if STARTUP_REFUSAL.match(m)]
+    steps = [(s, m, STEPS_REFUSAL.match(m)) for s, m in rows.items() if STEPS_REFUSAL.match(m)]
+    assert len(startup) == 1 and len(steps) == 1, rows
+    for source, message, found in startup:
+        with pytest.raises(ConfigError) as refused:
+            rule.check_room_to_time(float(found["budget"]), float(found["used"]), float(found["reserve"]))
+        assert f"error: {refused.value}" == message, f"{source}: the rule prints\n  {refused.value}"
+    for source, message, found in steps:
+        with pytest.raises(ConfigError) as refused:
+            rule.check_enough_steps(shapes[found["shape"]], int(found["ms"]) / 1000, float(found["budget"]),
+                                    float(found["used"]), SHAKESPEARE_VAL_CHARS)
+        assert f"error: {refused.value}" == message, f"{source}: the rule prints\n  {refused.value}"
+
+
 # --- links and tables ------------------------------------------------------------------------
 
 
