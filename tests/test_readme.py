@@ -9,11 +9,14 @@
   report's parser and pyproject.toml.
 - The Python API example runs and prints what it says.
 - docs/training.md's model=auto block is what the rule prints for the timings it shows.
+- (slow) docs/training.md's memorised-text example states the epochs, training characters and
+  uniform guess that its command and text give.
 - The settings tables of chargpt-sample and chargpt-serve state their config files' defaults, and
   leave out none of their settings.
 - docs/configuration.md's table of groups names each group's options, as its config folder has them.
 - The bad-input table of docs/reliability.md quotes what its commands print (the rows that need
   no text, run or hardware of their own).
+- Its model=auto refusals are what the rule prints for the timings they show.
 - Every scripts/*.py a document names exists, with the options it is given there (the
   measurement records too).
 - Links between the documents resolve, and Markdown tables are well formed.
@@ -584,6 +587,30 @@ def test_the_model_auto_block_shown_is_what_the_rule_prints_for_its_timings() ->
     budget = float(header["budget"])
     assert report(choice, budget, int(header["chars"].replace(",", ""))) == block
     assert f"budget_seconds={budget:g}" in overrides
+
+
+@pytest.mark.slow  # it reads Tiny Shakespeare, downloaded once if absent
+def test_the_memorised_text_example_states_what_its_command_and_text_give(shakespeare: Path) -> None:
+    """docs/training.md's run on the first 1,400 characters of Tiny Shakespeare states its training
+    characters, its epochs and the uniform guess; they follow from the command it shows and the
+    text, so a command changed without running it again fails here."""
+    import math
+
+    text = (ROOT / "docs/training.md").read_text()
+    claim = re.search(r"(\d+) steps on the first ([\d,]+) characters of Tiny Shakespeare \(`short\.txt`\), "
+                      r"went over its ([\d,]+) training characters (\d+) times and ended at [\d.]+ against "
+                      r"ln (\d+) = ([\d.]+)", " ".join(text.split()))
+    command = re.search(r"^chargpt-train [^\n]*data\.path=short\.txt[^\n]*$", text, re.M)
+    assert claim and command, "docs/training.md's memorised-text example changed shape"
+    with initialize_config_dir(config_dir=config_path(), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=hydra_overrides(shlex.split(command.group(0))[1:]))
+    short = shakespeare.read_text()[: int(claim[2].replace(",", ""))]
+    train_chars = len(short) - round(len(short) * (1 - cfg.data.train_fraction))
+    tokens = cfg.trainer.max_steps * cfg.data.batch_size * cfg.model.block_size
+    assert int(claim[1]) == cfg.trainer.max_steps
+    assert int(claim[3].replace(",", "")) == train_chars
+    assert int(claim[4]) == round(tokens / train_chars)
+    assert int(claim[5]) == len(set(short)) and claim[6] == f"{math.log(len(set(short))):.2f}"
 
 
 # Tiny Shakespeare's validation split, the data of the table's model=auto rows (a run logs it).
