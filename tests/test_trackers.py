@@ -335,6 +335,64 @@ def test_an_mlflow_run_stopped_by_ctrl_c_is_killed_and_its_resume_finished(
     assert resumed.info.run_id == stopped.info.run_id and resumed.info.status == "FINISHED"
 
 
+@pytest.mark.slow  # MLflow's store, a fit set up
+def test_an_mlflow_run_stopped_before_training_is_killed(
+    corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A Ctrl-C while the fit was being set up (its MLflow run made, no step taken) ended the run
+    # FAILED, as a crash: only a stop inside the training loop read as a stop.
+    mlflow = pytest.importorskip("mlflow")
+    from chargpt.training import CharLM
+
+    monkeypatch.setattr(CharLM, "on_fit_start", lambda module: os.kill(os.getpid(), signal.SIGTERM))
+    root, run = tmp_path / "outputs", tmp_path / "outputs" / "run"
+    args = bare_train_args(corpus, run, f"paths.output_root={root}", "logger=mlflow", "trainer.max_steps=8")
+    assert run_cli(main, *args) == 128 + signal.SIGTERM
+    client = mlflow.tracking.MlflowClient(tracking_uri=(root / "mlruns").resolve().as_uri())
+    (experiment,) = [e for e in client.search_experiments() if e.name == "chargpt"]
+    (stopped,) = client.search_runs([experiment.experiment_id])
+    assert stopped.info.status == "KILLED"
+
+
+def test_a_new_mlflow_run_of_a_folder_ends_one_left_running_there_killed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A run stopped hard (kill -9, a second Ctrl-C) before its first checkpoint cannot end its
+    # MLflow run: it said RUNNING for ever beside the run that trained the folder again.
+    mlflow = pytest.importorskip("mlflow")
+    import socket
+
+    from chargpt.training import trackers
+
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    store, folder = tmp_path / "mlruns", tmp_path / "outputs" / "run 1"
+    client = mlflow.tracking.MlflowClient(tracking_uri=store.as_uri())
+    experiment = client.create_experiment("chargpt")
+
+    def left_running(run_dir: Path, host: str) -> str:
+        tags = {trackers.RUN_DIR_TAG: str(run_dir), trackers.HOST_TAG: host}
+        return client.create_run(experiment, tags=tags, start_time=1_000).info.run_id
+
+    dead = left_running(folder, socket.gethostname())
+    client.log_metric(dead, "train/loss", 3.0, timestamp=5_000, step=1)
+    client.log_metric(dead, "train/loss", 2.0, timestamp=9_000, step=2)
+    client.log_metric(dead, "val/loss", 2.5, timestamp=7_000, step=2)
+    silent = left_running(folder, socket.gethostname())  # killed before it logged a value
+    elsewhere = left_running(folder, "another-machine")  # may be alive: not this machine's to end
+    other_folder = left_running(tmp_path / "outputs" / "run 2", socket.gethostname())
+    done = left_running(folder, socket.gethostname())
+    client.set_terminated(done, "FINISHED", end_time=2_000)
+
+    tracker = trackers.MLFlowTracker(run_dir=str(folder), save_dir=str(store))
+    new = tracker.run_id
+    runs = {r.info.run_id: r.info for r in client.search_runs([experiment])}
+    assert runs[dead].status == "KILLED" and runs[dead].end_time == 9_000  # at its last value
+    assert runs[silent].status == "KILLED" and runs[silent].end_time == 1_000
+    assert [runs[r].status for r in (elsewhere, other_folder, new)] == ["RUNNING"] * 3
+    assert runs[done].status == "FINISHED" and runs[done].end_time == 2_000
+    assert client.get_run(new).data.tags[trackers.RUN_DIR_TAG] == str(folder.resolve())
+
+
 def test_a_resume_into_another_folder_starts_its_own_mlflow_run(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -37,6 +37,17 @@ def handling_stop_signals(handler: Callable[[int, FrameType | None], None]) -> I
             signal.signal(s, earlier)
 
 
+class SignalOutsideTraining(BaseException):
+    """SIGINT or SIGTERM while Lightning sets the run up or tears it down (GracefulInterrupt takes
+    the signals over for the training loop). Not a KeyboardInterrupt: Lightning ends one with
+    "Detected KeyboardInterrupt" and exit code 1; anything else it tears down and raises again
+    (after its loggers are told, which end their runs as stopped, not failed)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
 class StoppedAfterLastStep(KeyboardInterrupt):
     """A stop signal that came after a run's last step: the run finished and was saved, and the
     command ends without its closing sample (exit 130 or 143, by `signum`, as for any stop)."""

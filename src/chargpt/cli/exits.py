@@ -17,7 +17,12 @@ from collections.abc import Iterator
 from typing import Any, NoReturn
 
 from chargpt.errors import NO_ROOM, exit_stopped_by, exit_usage, signal_exit_code
-from chargpt.stop_signals import STOP_SIGNALS, handled_stop_signals, handling_stop_signals
+from chargpt.stop_signals import (
+    STOP_SIGNALS,
+    SignalOutsideTraining,
+    handled_stop_signals,
+    handling_stop_signals,
+)
 
 BROKEN_PIPE_EXIT_CODE = signal_exit_code(13)  # SIGPIPE: what `yes | head` reports for `yes`
 
@@ -160,16 +165,6 @@ def _ignore_stop_signals() -> None:
         signal.signal(s, signal.SIG_IGN)
 
 
-class _SignalOutsideTraining(BaseException):
-    """SIGINT or SIGTERM while Lightning sets the run up or tears it down (GracefulInterrupt takes
-    the signals over for the training loop). Not a KeyboardInterrupt: Lightning ends one with
-    "Detected KeyboardInterrupt" and exit code 1; anything else it tears down and raises again."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signum)
-        self.signum = signum
-
-
 @contextlib.contextmanager
 def nothing_to_save_until_training(active: bool = True) -> Iterator[None]:
     """Inside trainer.fit but outside its training loop a signal stops the run as one before fit
@@ -187,7 +182,7 @@ def nothing_to_save_until_training(active: bool = True) -> Iterator[None]:
         if earlier == signal.SIG_IGN:
             return  # ignored by whoever started the run: it stays so
         if os.getpid() == owner:
-            raise _SignalOutsideTraining(signum)
+            raise SignalOutsideTraining(signum)
         # A data loader's worker, forked meanwhile: it reacts as it did before this handler.
         if callable(earlier):
             earlier(signum, frame)
@@ -198,7 +193,7 @@ def nothing_to_save_until_training(active: bool = True) -> Iterator[None]:
     try:
         with handling_stop_signals(stop):
             yield
-    except _SignalOutsideTraining as sig:
+    except SignalOutsideTraining as sig:
         raise (Terminated() if sig.signum == signal.SIGTERM else KeyboardInterrupt()) from None
 
 

@@ -9,12 +9,17 @@
 - Runs are named after their run directory unless the config names them.
 - The CSV file of a resumed run keeps the rows logged before its checkpoint; its MLflow run keeps
   each step's values once.
+- A run stopped on purpose (Ctrl-C, SIGTERM) ends its MLflow run KILLED, not FAILED. One stopped
+  hard (kill -9, a second Ctrl-C, out of memory) cannot end it: a new MLflow run of the same run
+  folder on the same machine ends it KILLED, as chargpt's own status calls it.
 """
 
 from __future__ import annotations
 
 import csv
+import logging
 import os
+import socket
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -30,13 +35,20 @@ from lightning.pytorch.utilities import rank_zero_only, rank_zero_warn
 from chargpt.distributed import is_rank_zero
 from chargpt.errors import ConfigError, first_line, needs_extra
 from chargpt.metric_names import STEP
+from chargpt.stop_signals import SignalOutsideTraining
 from chargpt.training.callbacks.graceful_interrupt import TrainingInterrupted
+
+log = logging.getLogger(__name__)
 
 TRACKER_RUNS_KEY = "TrackerRuns"  # the callback's state key in checkpoints
 MLFLOW_STORE = "mlflow_tracking_uri"  # beside the run ids: where the MLflow run is
 # The user's MLFLOW_TRACKING_URI: MLflow sets the variable itself once a logger has used a store, and
 # a later run of the same process (a sweep's next job) must not take that for the user's choice.
 _USER_TRACKING_URI = os.environ.get("MLFLOW_TRACKING_URI")
+# Tags of each new MLflow run: the run folder it logs and the machine it runs on, by which a later
+# run of the folder finds one whose process died without ending it.
+RUN_DIR_TAG = "chargpt.run_dir"
+HOST_TAG = "chargpt.host"
 
 
 def kept_in_checkpoint(ckpt: dict[str, Any] | None) -> dict[str, str]:
@@ -210,6 +222,10 @@ class MLFlowTracker(MLFlowLogger):
     ) -> None:
         _import_check("mlflow", "mlflow")
         kept = tracker_runs or {}
+        self._folder_tags: dict[str, str] = {}
+        if run_dir and not kept.get("mlflow"):
+            self._folder_tags = {RUN_DIR_TAG: str(Path(run_dir).resolve()), HOST_TAG: socket.gethostname()}
+            kwargs["tags"] = {**self._folder_tags, **(kwargs.get("tags") or {})}
         tracking_uri = tracking_uri or _USER_TRACKING_URI or _store_of_run(kept)
         if not tracking_uri:
             tracking_uri = Path(save_dir or "mlruns").expanduser().resolve().as_uri()
@@ -234,13 +250,16 @@ class MLFlowTracker(MLFlowLogger):
         )
         self._resumed = kept.get("mlflow") is not None
         self._last_logged_steps: dict[str, int] = {}
-        self.stopped_by_signal = False  # set by TrackerRuns: a Ctrl-C or SIGTERM, checkpoint written
+        self.stopped_by_signal = False  # set by TrackerRuns: a Ctrl-C or SIGTERM
 
     @property
     @rank_zero_experiment
     def experiment(self) -> Any:
+        if self._initialized:
+            return self._mlflow_client
+        new_run = self._run_id is None
         try:
-            return super().experiment
+            client = super().experiment
         except Exception as err:  # MLflow's, or its file store's plain Exception for a folder gone
             if self._initialized:
                 raise
@@ -250,6 +269,24 @@ class MLFlowTracker(MLFlowLogger):
                     "logger.mlflow.tracking_uri (a server must be running), or leave it out for a local store"
                 ) from None
             raise _not_in_store(self._run_id, self._tracking_uri, first_line(err, 120)) from None
+        if new_run and self._folder_tags:
+            self._end_runs_left_running(client)
+        return client
+
+    def _end_runs_left_running(self, client: Any) -> None:
+        """End, KILLED, the MLflow runs of this run folder on this machine that still say RUNNING:
+        this process holds the folder (a run's claim on it), so theirs is gone, ended hard before it
+        could end them (kill -9, a second Ctrl-C, out of memory). Each ends at its last logged value."""
+        left = client.search_runs([self._experiment_id], filter_string="attributes.status = 'RUNNING'")
+        for run in left:
+            tags = run.data.tags
+            if run.info.run_id == self._run_id or any(tags.get(k) != v for k, v in self._folder_tags.items()):
+                continue
+            times = [m.timestamp for key in run.data.metrics
+                     for m in client.get_metric_history(run.info.run_id, key)]
+            client.set_terminated(run.info.run_id, "KILLED", end_time=max(times, default=run.info.start_time))
+            log.info("the MLflow run %s of this run folder, left RUNNING by a process that ended hard, "
+                     "is KILLED now", run.info.run_id)
 
     # (Rank 0 alone logs, as Lightning's own methods do: another rank's experiment is a stand-in
     # that answers None, so reading the run there was a traceback on a resume with two processes.)
@@ -273,8 +310,9 @@ class MLFlowTracker(MLFlowLogger):
         return self._last_logged_steps[key]
 
     def finalize(self, status: str = "success") -> None:
-        # Lightning ends every interrupted fit as FAILED; a run stopped on purpose, with the
-        # checkpoint its resume continues from, is MLflow's KILLED, as a cancelled `mlflow run` is.
+        # Lightning ends every interrupted fit as FAILED; a run stopped on purpose (with the
+        # checkpoint its resume continues from, or before training began) is MLflow's KILLED, as a
+        # cancelled `mlflow run` is.
         super().finalize("KILLED" if status == "failed" and self.stopped_by_signal else status)
 
     @rank_zero_only
@@ -363,8 +401,10 @@ class TrackerRuns(Callback):
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule,
                      exception: BaseException) -> None:
-        # Called before Lightning finalizes the loggers of an interrupted fit.
-        if isinstance(exception, TrainingInterrupted):
+        # Called before Lightning finalizes the loggers of an interrupted fit: a stop signal in the
+        # training loop (which checkpoints), or before or after it (KeyboardInterrupt where
+        # Lightning handles the signals itself, several processes).
+        if isinstance(exception, (TrainingInterrupted, SignalOutsideTraining, KeyboardInterrupt)):
             for logger in trainer.loggers:
                 if isinstance(logger, MLFlowTracker):
                     logger.stopped_by_signal = True
