@@ -262,6 +262,27 @@ def test_a_database_mlflow_store_without_its_packages_names_them(monkeypatch: py
         trackers.MLFlowTracker(tracking_uri="sqlite:///runs.db")
 
 
+def test_a_database_mlflow_store_without_its_driver_names_the_pip_package(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # SQLAlchemy there, PostgreSQL's driver not: the run stopped with MLflow's bare "logger.mlflow:
+    # No module named 'psycopg2'", and no word of the package to install.
+    pytest.importorskip("mlflow")
+    pytest.importorskip("sqlalchemy")
+    import sys
+
+    from chargpt.training import trackers
+
+    for module in ("psycopg2", "MySQLdb"):
+        monkeypatch.setitem(sys.modules, module, None)  # as if not installed
+    with pytest.raises(ConfigError, match=r"^logger\.mlflow\.tracking_uri=postgresql://me:\*\*\*@db/runs "
+                       r"is a postgresql database, whose driver psycopg2 is not installed \(.*\); pip "
+                       r"install psycopg2-binary, or leave tracking_uri out"):
+        trackers.MLFlowTracker(tracking_uri="postgresql://me:secret@db/runs")  # (the password not shown)
+    with pytest.raises(ConfigError, match=r"driver mysqldb is not installed .*; pip install mysqlclient,"):
+        trackers.MLFlowTracker(tracking_uri="mysql://me@db/runs")
+
+
 def test_a_resumed_mlflow_run_keeps_each_step_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # A run stopped hard after its last checkpoint had logged the later steps to MLflow, which
     # deletes no value: its resume logged them again, each step twice in the run's curves.

@@ -158,6 +158,36 @@ def _check_database_packages(tracking_uri: str) -> None:
             f"{', '.join(missing)} (the [mlflow] extra is MLflow's client alone); pip install sqlalchemy "
             "alembic sqlparse, or leave tracking_uri out for a local folder store"
         )
+    _check_database_driver(tracking_uri)
+
+
+# The pip packages of SQLAlchemy's database drivers whose name is not the driver's.
+_DRIVER_PACKAGES = {"psycopg2": "psycopg2-binary", "mysqldb": "mysqlclient",
+                    "mysqlconnector": "mysql-connector-python"}
+
+
+def _check_database_driver(tracking_uri: str) -> None:
+    """A database's driver (PostgreSQL's psycopg2, ...) is installed apart from SQLAlchemy: without
+    it MLflow's error was the bare "No module named 'psycopg2'"."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    try:
+        url = make_url(tracking_uri)
+        dialect = url.get_dialect()
+    except (ArgumentError, NoSuchModuleError, ValueError):
+        return  # a driver SQLAlchemy does not know, or no URL it reads: MLflow's to say
+    try:
+        # (SQLAlchemy 2's name for it; 1.4's is dbapi)
+        (dialect.import_dbapi if hasattr(dialect, "import_dbapi") else dialect.dbapi)()
+    except ImportError as err:
+        driver, shown = url.get_driver_name(), url.render_as_string(hide_password=True)
+        package = _DRIVER_PACKAGES.get(driver, driver)
+        raise ConfigError(
+            f"logger.mlflow.tracking_uri={shown} is a {url.get_backend_name()} database, whose driver "
+            f"{driver} is not installed ({err}); pip install {package}, or leave tracking_uri out for a "
+            "local folder store"
+        ) from None
 
 
 class CSVTracker(CSVLogger):
