@@ -11,13 +11,17 @@ import struct
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from omegaconf import OmegaConf
 
+from chargpt.cli.exits import Terminated
 from chargpt.cli.train import main
 from chargpt.errors import ConfigError
+from chargpt.stop_signals import SignalOutsideTraining
+from chargpt.training.callbacks.graceful_interrupt import TrainingInterrupted
 from chargpt.training.run_checks import check_constructor_settings
 from chargpt.training.trackers import flat_params
 from conftest import StepHook, bare_train_args, run_cli, train_args
@@ -510,6 +514,30 @@ def wandb_run(run: Path, index: int) -> dict[str, Any]:
             if "attention/maps/_type" in row:
                 out["pictures"] = out.get("pictures", 0) + 1
     return out
+
+
+@pytest.mark.parametrize(("raised", "exit_code"), [
+    (TrainingInterrupted(signal.SIGTERM, 6, Path("last.ckpt")), 143),  # in the loop, checkpoint written
+    (SignalOutsideTraining(signal.SIGINT), 130),  # Ctrl-C before training began
+    (KeyboardInterrupt(), 130),  # where Lightning handles the signals (several processes)
+    (Terminated(), 143),
+    (RuntimeError("a crash"), 1),
+], ids=["in-the-loop", "before-training", "ctrl-c", "sigterm", "crash"])
+def test_a_wandb_run_stopped_on_purpose_ends_with_the_commands_exit_code_a_crash_with_1(
+    raised: BaseException, exit_code: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # W&B's client ends a run Finished (0) or Failed (anything else): a Ctrl-C or SIGTERM ended it
+    # with 1, as a crash does, while MLflow says KILLED for such a stop.
+    pytest.importorskip("wandb")
+    from chargpt.training.trackers import TrackerRuns, WandbTracker
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    tracker = WandbTracker(save_dir=str(tmp_path))
+    finished: list[int] = []
+    tracker._experiment = SimpleNamespace(id="abc123", finish=lambda exit_code: finished.append(exit_code))
+    TrackerRuns().on_exception(SimpleNamespace(loggers=[tracker]), None, raised)  # type: ignore[arg-type]
+    tracker.finalize("failed")  # as Lightning does after on_exception
+    assert finished == [exit_code]
 
 
 @pytest.mark.slow  # wandb runs its own service process

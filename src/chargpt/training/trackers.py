@@ -19,6 +19,7 @@ from __future__ import annotations
 import csv
 import logging
 import os
+import signal
 import socket
 from collections.abc import Mapping
 from pathlib import Path
@@ -33,7 +34,7 @@ from lightning.pytorch.loggers.logger import rank_zero_experiment
 from lightning.pytorch.utilities import rank_zero_only, rank_zero_warn
 
 from chargpt.distributed import is_rank_zero
-from chargpt.errors import ConfigError, first_line, needs_extra
+from chargpt.errors import ConfigError, first_line, needs_extra, signal_exit_code
 from chargpt.metric_names import STEP
 from chargpt.stop_signals import SignalOutsideTraining
 from chargpt.training.callbacks.graceful_interrupt import TrainingInterrupted
@@ -280,7 +281,7 @@ class MLFlowTracker(MLFlowLogger):
         )
         self._resumed = kept.get("mlflow") is not None
         self._last_logged_steps: dict[str, int] = {}
-        self.stopped_by_signal = False  # set by TrackerRuns: a Ctrl-C or SIGTERM
+        self.stopped_by: int | None = None  # set by TrackerRuns: the signal (Ctrl-C, SIGTERM) that stopped it
 
     @property
     @rank_zero_experiment
@@ -343,7 +344,7 @@ class MLFlowTracker(MLFlowLogger):
         # Lightning ends every interrupted fit as FAILED; a run stopped on purpose (with the
         # checkpoint its resume continues from, or before training began) is MLflow's KILLED, as a
         # cancelled `mlflow run` is.
-        super().finalize("KILLED" if status == "failed" and self.stopped_by_signal else status)
+        super().finalize("KILLED" if status == "failed" and self.stopped_by is not None else status)
 
     @rank_zero_only
     def log_hyperparams(self, params: Any) -> None:
@@ -376,6 +377,7 @@ class WandbTracker(WandbLogger):
         if run_id is not None:
             kwargs.update(id=run_id, resume="allow")
         super().__init__(project=project, name=_run_name(name, run_dir), save_dir=save_dir or ".", **kwargs)
+        self.stopped_by: int | None = None  # set by TrackerRuns: the signal (Ctrl-C, SIGTERM) that stopped it
         if self._wandb_init.get("anonymous") is None:
             # Lightning passes anonymous=None, which W&B answers on every run with a warning that
             # the setting has no effect (and before the one error line of a run with no login).
@@ -399,11 +401,17 @@ class WandbTracker(WandbLogger):
 
     def finalize(self, status: str) -> None:
         """Close the W&B run when fitting (or validating) ends, so its files are complete; a later
-        use in the same process (fit after a fine-tuning's first validation) continues it."""
+        use in the same process (fit after a fine-tuning's first validation) continues it.
+        W&B's client ends a run Finished (exit code 0) or Failed (any other): one stopped on
+        purpose gets the command's own exit code (130 for Ctrl-C, 143 for SIGTERM), a crash 1."""
         super().finalize(status)
         if self._experiment is not None and getattr(self._experiment, "id", None):
             self._wandb_init.update(id=self._experiment.id, resume="allow")
-            self._experiment.finish(exit_code=0 if status == "success" else 1)
+            if status == "success":
+                exit_code = 0
+            else:
+                exit_code = 1 if self.stopped_by is None else signal_exit_code(self.stopped_by)
+            self._experiment.finish(exit_code=exit_code)
             self._experiment = None
 
 
@@ -435,9 +443,11 @@ class TrackerRuns(Callback):
         # training loop (which checkpoints), or before or after it (KeyboardInterrupt where
         # Lightning handles the signals itself, several processes).
         if isinstance(exception, (TrainingInterrupted, SignalOutsideTraining, KeyboardInterrupt)):
+            # (Terminated, chargpt's KeyboardInterrupt for SIGTERM, has its signum too.)
+            signum = getattr(exception, "signum", signal.SIGINT)
             for logger in trainer.loggers:
-                if isinstance(logger, MLFlowTracker):
-                    logger.stopped_by_signal = True
+                if isinstance(logger, (MLFlowTracker, WandbTracker)):
+                    logger.stopped_by = int(signum)
 
     def state_dict(self) -> dict[str, str]:
         return dict(self.ids)
