@@ -287,6 +287,37 @@ def test_a_database_mlflow_store_without_its_driver_names_the_pip_package(
         trackers.MLFlowTracker(tracking_uri="mysql://me@db/runs")
 
 
+def test_a_run_under_mlflow_run_logs_into_its_project_run_and_a_sweep_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `mlflow run` makes a run for the command and names it in MLFLOW_RUN_ID: chargpt made a run of
+    # its own beside it, and the project's run stayed empty.
+    mlflow = pytest.importorskip("mlflow")
+    from chargpt.errors import SetupError
+    from chargpt.training import trackers
+
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    store = tmp_path / "mlruns"
+    client = mlflow.tracking.MlflowClient(tracking_uri=store.as_uri())
+    experiment = client.create_experiment("chargpt")
+    project_run = client.create_run(experiment).info.run_id
+    monkeypatch.setenv("MLFLOW_RUN_ID", project_run)
+    tracker = trackers.MLFlowTracker(run_dir=str(tmp_path / "run"), save_dir=str(store))
+    tracker.log_metrics({"train/loss": 2.0}, step=1)
+    assert [r.info.run_id for r in client.search_runs([experiment])] == [project_run]
+    assert [m.value for m in client.get_metric_history(project_run, "train/loss")] == [2.0]
+
+    # A resumed run goes on in its own run, whatever run `mlflow run` made this time.
+    kept = {"mlflow": client.create_run(experiment).info.run_id, trackers.MLFLOW_STORE: store.as_uri()}
+    assert trackers.MLFlowTracker(tracker_runs=kept).run_id == kept["mlflow"]
+
+    monkeypatch.setattr(trackers, "is_multirun", lambda: True)
+    with pytest.raises(SetupError, match=rf"^MLFLOW_RUN_ID={project_run} \(set by mlflow run\) names one "
+                       rf"MLflow run, which a sweep's jobs cannot all log into; .*"
+                       rf"'\+logger\.mlflow\.tags={{mlflow\.parentRunId:{project_run}}}'$"):
+        trackers.MLFlowTracker(save_dir=str(store))
+
+
 def test_a_resumed_mlflow_run_keeps_each_step_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # A run stopped hard after its last checkpoint had logged the later steps to MLflow, which
     # deletes no value: its resume logged them again, each step twice in the run's curves.

@@ -12,6 +12,7 @@
 - A run stopped on purpose (Ctrl-C, SIGTERM) ends its MLflow run KILLED, not FAILED. One stopped
   hard (kill -9, a second Ctrl-C, out of memory) cannot end it: a new MLflow run of the same run
   folder on the same machine ends it KILLED, as chargpt's own status calls it.
+- Under `mlflow run` (MLFLOW_RUN_ID set) a new run logs into the run it made; a sweep is refused.
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ from lightning.pytorch.loggers.logger import rank_zero_experiment
 from lightning.pytorch.utilities import rank_zero_only, rank_zero_warn
 
 from chargpt.distributed import is_rank_zero
-from chargpt.errors import ConfigError, first_line, needs_extra, signal_exit_code
+from chargpt.errors import ConfigError, SetupError, first_line, needs_extra, signal_exit_code
+from chargpt.hydra_run import is_multirun
 from chargpt.metric_names import STEP
 from chargpt.stop_signals import SignalOutsideTraining
 from chargpt.training.callbacks.graceful_interrupt import TrainingInterrupted
@@ -79,6 +81,20 @@ def _not_in_store(run_id: str, store: str, reason: str) -> ConfigError:
         f"the MLflow run {run_id} this run logged to is not in the store {store} ({reason}); set "
         "logger.mlflow.tracking_uri (or logger.mlflow.save_dir) to the store the run used"
     )
+
+
+def _project_run_id() -> str | None:
+    """The MLflow run that `mlflow run` made for this command (MLFLOW_RUN_ID, with its store in
+    MLFLOW_TRACKING_URI), which it expects the command to log into. A sweep's jobs cannot all log
+    into one run: they are refused, pointed at MLflow's way to file runs under one."""
+    run_id = os.environ.get("MLFLOW_RUN_ID") or None
+    if run_id and is_multirun():
+        raise SetupError(
+            f"MLFLOW_RUN_ID={run_id} (set by mlflow run) names one MLflow run, which a sweep's jobs cannot "
+            "all log into; unset it, and to file the jobs under that run make each a child run of it: "
+            f"'+logger.mlflow.tags={{mlflow.parentRunId:{run_id}}}'"
+        )
+    return run_id
 
 
 def flat_params(params: dict[str, Any]) -> dict[str, Any]:
@@ -276,7 +292,8 @@ class MLFlowTracker(MLFlowLogger):
             experiment_name=experiment_name,
             run_name=_run_name(run_name, run_dir),
             tracking_uri=tracking_uri,
-            run_id=kept.get("mlflow"),
+            # A resumed run's own; else the project run that `mlflow run` made, if any.
+            run_id=kept.get("mlflow") or _project_run_id(),
             **kwargs,
         )
         self._resumed = kept.get("mlflow") is not None
