@@ -45,6 +45,7 @@ from chargpt.training.callbacks import budget
 from chargpt.training.checkpoint_io import AtomicCheckpointIO, follow_moved_run
 from chargpt.training.data_dir import keep_download_to_its_path, settle_data_dir
 from chargpt.training.finetune import (
+    Pretrained,
     apply_pretrained,
     fit_vocab,
     freeze,
@@ -283,8 +284,22 @@ def precision_decisions(cfg: DictConfig, precision_line: str | None, matmul_line
     return said_lines
 
 
-def build_run(cfg: DictConfig) -> Run:
-    """Data, model and trainer as configured, after every check that can fail before training."""
+class _Checked(NamedTuple):
+    """What the checks before any data is read settled: the model asked for and how the run starts."""
+
+    model_config: ModelConfig  # model=auto's: the base its shapes are sized from
+    auto: bool  # model=auto
+    start: float  # model=auto's clock start (0 without it)
+    reserve_seconds: float
+    precision_line: str | None  # trainer.precision=auto's line for the log, said once all checks pass
+    matmul_line: str | None  # matmul_precision=auto's
+    data_dir_note: str | None  # for the saved config
+    pretrained: Pretrained | None  # a fine-tune's start (init_from)
+
+
+def _checked_settings(cfg: DictConfig) -> _Checked:
+    """Every check of the settings that can fail before any data is read, in the order a user meets
+    them; trainer.precision and matmul_precision resolved, and a fine-tune's start read."""
     model_fields = plain(cfg.model)
     auto = bool(model_fields.pop("auto", False))
     # model=auto's timing is charged to the budget: its clock starts here (at the process start
@@ -296,7 +311,6 @@ def build_run(cfg: DictConfig) -> Run:
     check_trainer_numbers(cfg.trainer, finetuning=bool(cfg.get("init_from")))
     budget_plan.checked_seconds(cfg.get("budget_seconds"))  # before model=auto times anything
     reserve_seconds = budget_reserve(cfg)  # checked before model=auto times anything; it sizes with it
-    decided = []  # what this machine decided, noted in the saved config
     precision_line = precision.decide_precision(cfg)  # before model=auto times its shapes in it
     if yes_no("keep_freed_memory", cfg.get("keep_freed_memory", False)):
         keep_freed_memory()
@@ -314,46 +328,70 @@ def build_run(cfg: DictConfig) -> Run:
         pretrained = prepare_finetune(cfg, model_config, task_overrides(),
                                       resumed=resumable(cfg.ckpt_path))
         model_config = pretrained.config
+    return _Checked(model_config, auto, start, reserve_seconds, precision_line, matmul_line, data_dir_note,
+                     pretrained)
 
-    ckpt_path, ckpt, file = None, None, None
-    if cfg.ckpt_path:
-        # Read (weights-only) and compared before Lightning touches it: a checkpoint of another
-        # corpus or model is refused with the reason, not a shape-mismatch traceback. Read before
-        # the text: a run that read its folder's empty files reads them again.
-        file = resolve_checkpoint(cfg.ckpt_path)
-        ckpt = read_checkpoint(file)
-        check_not_rewinding(file, ckpt, Path(cfg.paths.output_dir))
+
+def _checkpoint_to_resume(cfg: DictConfig) -> tuple[Path, dict[str, Any]] | tuple[None, None]:
+    """The file ckpt_path names and the checkpoint in it, read (weights-only) before the text (a run
+    that read its folder's empty files reads them again) and compared with the run before Lightning
+    touches it (check_resumable): a checkpoint of another corpus or model is refused with the
+    reason, not a shape-mismatch traceback. (None, None): a run that does not resume."""
+    if not cfg.ckpt_path:
+        return None, None
+    file = resolve_checkpoint(cfg.ckpt_path)
+    ckpt = read_checkpoint(file)
+    check_not_rewinding(file, ckpt, Path(cfg.paths.output_dir))
+    return file, ckpt
+
+
+def _read_text(
+    cfg: DictConfig, checked: _Checked, ckpt: dict[str, Any] | None
+) -> tuple[CharDataModule, Pretrained | None]:
+    """The run's text read, encoded and split (a resumed run's folder's empty files read again if
+    its run read them), and a fine-tune's start given its vocabulary (the new text's characters
+    make it)."""
     reads_its_empty_files = ckpt is not None and reads_empty_files(stored_corpus(ckpt))
-    datamodule = instantiate(cfg.data, block_size=model_config.block_size,
+    datamodule = instantiate(cfg.data, block_size=checked.model_config.block_size,
                              **({"read_empty_files": True} if reads_its_empty_files else {}))
-    if pretrained is not None:  # the new text's characters make its vocabulary
+    pretrained = checked.pretrained
+    if pretrained is not None:
         pretrained = fit_vocab(pretrained, datamodule, cfg.finetune)
-    if auto:  # it reads the text at its longest context, and refuses a model.block_size
+    if checked.auto:  # it reads the text at its longest context, and refuses a model.block_size
         datamodule.context_fix = "a fixed model with a short context (model=tiny model.block_size={most})"
     datamodule.prepare_data()
     datamodule.setup("fit")
-    vocab = datamodule.tokenizer.to_list()
-    said_lines = precision_decisions(cfg, precision_line, matmul_line, ckpt, file, decided)
-    choice = None
-    if auto:
-        choice = size_automatically(cfg, datamodule, model_config, ckpt, file, start, reserve_seconds)
-        model_fields = plain(cfg.model)
-        model_fields.pop("auto", None)
-        model_config = ModelConfig.from_dict(model_fields)
-        datamodule.set_windows(model_config.block_size, int(cfg.data.batch_size))
-        decided += [
-            "model=auto chose the shape, batch size, dropout, AdamW lr and weight decay below at the",
-            'start of the run (the choice and its reasons: budget.json, "auto"); Hydra composed',
-            "placeholders there.",
-        ]
-    record_resolved_config(cfg, [*decided, *filter(None, [data_dir_note])])
-    if ckpt is not None:
-        check_resumable(ckpt, str(file), model_config, vocab, datamodule.fingerprint,
-                        fix=resume_settings(cfg.get("init_from"), file),
-                        train_fraction=getattr(datamodule, "train_fraction", None),
-                        data_seed=getattr(datamodule, "seed", None),
-                        earlier_sha256=datamodule.earlier_sha256)
-        ckpt_path = str(file)
+    return datamodule, pretrained
+
+
+_AUTO_NOTE = (
+    "model=auto chose the shape, batch size, dropout, AdamW lr and weight decay below at the",
+    'start of the run (the choice and its reasons: budget.json, "auto"); Hydra composed',
+    "placeholders there.",
+)
+
+
+def _sized(
+    cfg: DictConfig, datamodule: CharDataModule, checked: _Checked, ckpt: dict[str, Any] | None,
+    file: Path | None,
+) -> tuple[Choice, ModelConfig]:
+    """model=auto's choice (size_automatically, which writes it into cfg) and the model it sizes, the
+    text's windows cut to its context."""
+    choice = size_automatically(cfg, datamodule, checked.model_config, ckpt, file, checked.start,
+                                checked.reserve_seconds)
+    model_fields = plain(cfg.model)
+    model_fields.pop("auto", None)
+    model_config = ModelConfig.from_dict(model_fields)
+    datamodule.set_windows(model_config.block_size, int(cfg.data.batch_size))
+    return choice, model_config
+
+
+def _module(
+    cfg: DictConfig, model_config: ModelConfig, vocab: list[str], choice: Choice | None,
+    pretrained: Pretrained | None, ckpt: dict[str, Any] | None, file: Path | None,
+) -> CharLM:
+    """The LightningModule: a fine-tune's start given its weights and its freezing, and a resume's
+    optimizer state checked to fit the optimizer it builds."""
     module = CharLM(
         model=model_config.to_dict(),
         vocab=vocab,
@@ -376,6 +414,15 @@ def build_run(cfg: DictConfig) -> Run:
         optimizer_config = plain(cfg.optimizer)
         check_optimizer_state(ckpt, file, build_optimizer(module.model, optimizer_config), optimizer_config,
                               lambda: resume_settings(cfg.get("init_from"), file) or freeze_fix(cfg, file))
+    return module
+
+
+def _run_trainer(
+    cfg: DictConfig, datamodule: CharDataModule, ckpt: dict[str, Any] | None, file: Path | None,
+    choice: Choice | None, start: float,
+) -> L.Trainer:
+    """build_trainer's Trainer made ready for this run: model=auto's budget counted from its start,
+    the total of optimizer steps fixed, and the checkpoint it resumes from handed over as read."""
     trainer = build_trainer(cfg, ckpt, file)
     if choice is not None:
         for callback in trainer.callbacks:
@@ -385,10 +432,35 @@ def build_run(cfg: DictConfig) -> Run:
     # max_steps / max_epochs -> the run's total optimizer steps, which the schedule, the data loader
     # and the progress bar read from the trainer.
     fix_total_steps(trainer, len(datamodule.train_ids), datamodule.batch_size, datamodule.block_size)
+    if ckpt is not None and file is not None:
+        follow_moved_run(ckpt, str(file), trainer.callbacks)
+        if isinstance(trainer.strategy.checkpoint_io, AtomicCheckpointIO):
+            trainer.strategy.checkpoint_io.preload(str(file), ckpt)  # fit() reads it from memory
+    return trainer
+
+
+def build_run(cfg: DictConfig) -> Run:
+    """Data, model and trainer as configured, after every check that can fail before training."""
+    checked = _checked_settings(cfg)
+    file, ckpt = _checkpoint_to_resume(cfg)
+    datamodule, pretrained = _read_text(cfg, checked, ckpt)
+    vocab = datamodule.tokenizer.to_list()
+    decided: list[str] = []  # what this machine decided, noted in the saved config
+    said_lines = precision_decisions(cfg, checked.precision_line, checked.matmul_line, ckpt, file, decided)
+    choice, model_config = None, checked.model_config
+    if checked.auto:
+        choice, model_config = _sized(cfg, datamodule, checked, ckpt, file)
+        decided += _AUTO_NOTE
+    record_resolved_config(cfg, [*decided, *filter(None, [checked.data_dir_note])])
     if ckpt is not None:
-        follow_moved_run(ckpt, ckpt_path, trainer.callbacks)
-    if ckpt is not None and isinstance(trainer.strategy.checkpoint_io, AtomicCheckpointIO):
-        trainer.strategy.checkpoint_io.preload(ckpt_path, ckpt)  # fit() reads it from memory
+        check_resumable(ckpt, str(file), model_config, vocab, datamodule.fingerprint,
+                        fix=resume_settings(cfg.get("init_from"), file),
+                        train_fraction=getattr(datamodule, "train_fraction", None),
+                        data_seed=getattr(datamodule, "seed", None),
+                        earlier_sha256=datamodule.earlier_sha256)
+    module = _module(cfg, model_config, vocab, choice, pretrained, ckpt, file)
+    trainer = _run_trainer(cfg, datamodule, ckpt, file, choice, checked.start)
     for line in said_lines:  # said once every check has passed, not before an error
         log.info(line)
-    return Run(datamodule, module, trainer, ckpt_path, finetuning=pretrained is not None and ckpt is None)
+    finetuning = pretrained is not None and ckpt is None
+    return Run(datamodule, module, trainer, str(file) if file is not None else None, finetuning=finetuning)
