@@ -83,6 +83,16 @@ def test_train_windows_are_a_function_of_the_step_and_split_across_ranks() -> No
     assert torch.equal(x[:, 1:], y[:, :-1])
 
 
+def test_train_windows_draw_every_window_the_split_holds() -> None:
+    # A split of block_size + 1 ids (the shortest a run accepts) holds one window; a longer one's
+    # last window is the one whose target is its last character.
+    shortest = TrainWindows(np.arange(9, dtype=np.uint16), block_size=8, batch_size=2, seed=0)
+    x, y = shortest[0]
+    assert x.tolist() == [list(range(8))] * 2 and y.tolist() == [list(range(1, 9))] * 2
+    windows = TrainWindows(np.arange(12, dtype=np.uint16), block_size=8, batch_size=64, seed=0)
+    assert sorted({int(row[0]) for row in windows[0][0]}) == [0, 1, 2, 3]
+
+
 @pytest.mark.parametrize("n", [9, 17, 25, 33, 50])  # 9 and 25: no tail window
 def test_validation_scores_every_target_exactly_once(n: int) -> None:
     ids = np.arange(n, dtype=np.uint16)

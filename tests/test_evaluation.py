@@ -162,6 +162,16 @@ def test_no_class_is_reported_as_a_loss_when_it_never_occurs(tiny) -> None:
     assert result.class_counts["letter"] == 3 and result.class_counts["space"] == 1
 
 
+def test_a_class_met_once_has_that_targets_loss(tiny) -> None:
+    # One space in the text (a digit, a newline in a short validation text) is a loss, not "never met".
+    ids = np.array([6, 7, 6, 1, 6])
+    result = evaluate_text(tiny, ids, chars=list("\n abcdefghijk"))
+    logits, _ = tiny(torch.from_numpy(ids[:-1])[None])
+    space_loss = -torch.log_softmax(logits[0, 2].double(), -1)[1].item()  # target ids[3], after ids[:3]
+    assert result.class_counts["space"] == 1
+    assert result.class_losses["space"] == pytest.approx(space_loss, rel=1e-5)
+
+
 @pytest.mark.parametrize(
     ("ch", "cls"),
     [("a", "letter"), ("é", "letter"), ("ß", "letter"), ("中", "letter"), ("A", "upper"),

@@ -93,6 +93,22 @@ def test_unseeded_generation_leaves_the_callers_random_state_alone() -> None:
     assert all(len(t) == 20 and set(t) <= set("abcde") for t in texts)
 
 
+@pytest.mark.parametrize("use_cache", [False, True])
+def test_past_the_context_the_model_sees_its_whole_context_then_the_newest_half(use_cache: bool) -> None:
+    torch.manual_seed(0)
+    model = GPT(ModelConfig(n_layer=1, n_head=2, n_embd=16, block_size=8), vocab_size=5)
+    seen: list[int] = []  # the window each token is drawn from: the cache's length plus what is fed
+    if use_cache:
+        model.register_forward_pre_hook(
+            lambda _, args, kwargs: seen.append(int(kwargs["cache"].next) + args[0].shape[1]),
+            with_kwargs=True)
+    else:
+        model.register_forward_pre_hook(lambda _, args: seen.append(args[0].shape[1]))
+    generate(model, torch.zeros(1, 1, dtype=torch.long), 16, use_cache=use_cache)
+    # Up to all 8 characters of the context; then the newest 4 (block_size // 2) and on from there.
+    assert seen == [1, 2, 3, 4, 5, 6, 7, 8, 4, 5, 6, 7, 8, 4, 5, 6]
+
+
 def test_a_model_with_non_finite_outputs_is_one_error_not_a_torch_traceback(tmp_path, capsys) -> None:
     # A checkpoint whose weights score NaN (one huge step): torch's "probability tensor contains
     # either inf, nan or element < 0" came out of chargpt-sample as a traceback, exit 1.
