@@ -224,6 +224,13 @@ def training_text(
     return text[: int(len(text) * train_fraction)], file
 
 
+# CharText takes a fraction below 1 to cut its text at, as training does (the rest validates). Where
+# the training part is all of the text (a fraction of 1), or all before a validation split of the
+# run's own (a dataset's data.val_split, where CharText cuts), no fraction cuts: this one stands in
+# for CharText's check, and nothing reads it.
+_NO_FRACTION = 0.5
+
+
 def _dataset_as_trained(
     ckpt: dict[str, Any] | None, source: str, dataset: dict[str, Any], train_fraction: float | None,
     named: bool = False,
@@ -245,7 +252,8 @@ def _dataset_as_trained(
         train_fraction = recorded if isinstance(recorded, float) else DEFAULT_TRAIN_FRACTION
     whole = train_fraction >= 1.0 and not held_out  # a validation split of its own: cut where it starts
     data = CharText(
-        None, block_size=1, train_fraction=0.5 if whole or held_out else train_fraction, val_max_chars=None,
+        None, block_size=1, train_fraction=_NO_FRACTION if whole or held_out else train_fraction,
+        val_max_chars=None,
         name=dataset.get("name"), config=dataset.get("config"), data_files=dataset.get("data_files"),
         split=dataset.get("split") or "train", val_split=held_out,
         text_field=dataset.get("text_field") or "text",
@@ -271,10 +279,10 @@ def _text_as_trained(
     """The training part of a text of several files, or of one read with other settings, read with
     `read_as`, joined and cut as its run did; when it is the `recorded` text of `ckpt`, checked to
     be the text the run read."""
-    whole = train_fraction >= 1.0  # the text reader splits: any fraction will do, all ids are taken
+    whole = train_fraction >= 1.0
     split = stored_split(ckpt) if ckpt is not None and recorded else {}
     data = CharText(
-        str(path), block_size=1, train_fraction=0.5 if whole else train_fraction,
+        str(path), block_size=1, train_fraction=_NO_FRACTION if whole else train_fraction,
         val_max_chars=None, split="files" if split.get("split") == "files" else None, **read_as,
         read_empty_files=ckpt is not None and recorded and reads_empty_files(stored_corpus(ckpt)),
     )
