@@ -5,6 +5,7 @@ import hashlib
 import http.server
 import threading
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -91,6 +92,16 @@ def test_train_windows_draw_every_window_the_split_holds() -> None:
     assert x.tolist() == [list(range(8))] * 2 and y.tolist() == [list(range(1, 9))] * 2
     windows = TrainWindows(np.arange(12, dtype=np.uint16), block_size=8, batch_size=64, seed=0)
     assert sorted({int(row[0]) for row in windows[0][0]}) == [0, 1, 2, 3]
+
+
+def test_a_resumed_loader_goes_on_after_the_batches_its_steps_accumulated(corpus: Path) -> None:
+    # Step 3 of a run that accumulates 2 batches per step took batches 0-5; its 5 steps take 10.
+    datamodule = CharDataModule(str(corpus), block_size=8, batch_size=2)
+    datamodule.setup("fit")
+    datamodule.trainer = SimpleNamespace(  # what the loader reads of the trainer
+        accumulate_grad_batches=2, global_step=3, max_steps=5, global_rank=0, world_size=1, accelerator=None)
+    sampler = datamodule.train_dataloader().sampler
+    assert list(sampler) == [6, 7, 8, 9] and len(sampler) == 10
 
 
 @pytest.mark.parametrize("n", [9, 17, 25, 33, 50])  # 9 and 25: no tail window

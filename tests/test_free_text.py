@@ -360,11 +360,12 @@ def test_an_abbreviated_option_is_read_as_hydra_reads_it(capsys) -> None:
 
 
 @pytest.mark.parametrize("prefix", ["", "+", "++"])
-def test_ckpt_path_with_plus_resumes_into_the_run(prefix: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("named", ["", "/checkpoints/last.ckpt"])  # the run, or a checkpoint inside it
+def test_ckpt_path_with_plus_resumes_into_the_run(prefix: str, named: str, tmp_path: Path) -> None:
     run = tmp_path / "a run, 1"
     (run / "checkpoints").mkdir(parents=True)
     (run / "checkpoints" / "last.ckpt").write_bytes(b"")
-    args = resume_overrides(["chargpt-train", f"{prefix}ckpt_path={run}"])
+    args = resume_overrides(["chargpt-train", f"{prefix}ckpt_path={run}{named}"])
     assert args[2] == f"hydra.run.dir='{run.resolve()}'"
     assert args[3].startswith("hydra.output_subdir=.hydra/resume-")
 

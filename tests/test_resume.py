@@ -331,11 +331,24 @@ def test_a_resume_with_another_train_fraction_is_refused_only_where_the_fraction
     vocab = ckpt["hyper_parameters"]["vocab"]
     resume = functools.partial(check_resumable, ckpt, "m.ckpt", config, vocab, None)
     resume(train_fraction=0.9)
-    if refused:
-        with pytest.raises(CheckpointError, match=r"train_fraction=0.8: its run split the text at 0.9"):
-            resume(train_fraction=0.8)
-    else:
-        resume(train_fraction=0.8)
+    for other in (0.8, 0.95):  # more moves validation text into training; less, training text out
+        if refused:
+            with pytest.raises(CheckpointError, match=rf"fraction={other}: its run split the text at 0.9"):
+                resume(train_fraction=other)
+        else:
+            resume(train_fraction=other)
+
+
+def test_a_resume_with_another_data_seed_is_refused_above_or_below(tmp_path: Path) -> None:
+    ckpt = torch.load(make_checkpoint(tmp_path / "m.ckpt"), weights_only=True)
+    ckpt["callbacks"] = {RESUME_STATE_KEY: {"corpus": None, "data_seed": 1337}}
+    config = ModelConfig.from_dict(ckpt["hyper_parameters"]["model"])
+    vocab = ckpt["hyper_parameters"]["vocab"]
+    resume = functools.partial(check_resumable, ckpt, "m.ckpt", config, vocab, None)
+    resume(data_seed=1337)
+    for other in (7, 2024):  # either draws other batches from here on
+        with pytest.raises(CheckpointError, match=rf"data.seed={other}: its run drew its batches with 1337"):
+            resume(data_seed=other)
 
 
 @pytest.mark.parametrize("mode", [None, "offline"])
