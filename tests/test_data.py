@@ -120,8 +120,17 @@ def test_datamodule_splits_ninety_ten_and_rejects_short_splits(corpus: Path) -> 
     assert np.array_equal(np.concatenate([dm.train_ids, dm.val_ids]), dm.ids)
     with pytest.raises(DataError, match=r"val split .* fewer than"):
         CharDataModule(str(corpus), block_size=20000, batch_size=4).setup()
-    with pytest.raises(ConfigError):
-        CharDataModule(str(corpus), block_size=16, batch_size=4, train_fraction=1.5)
+    for fraction in (1.5, 1.0):  # 1 leaves no validation text
+        with pytest.raises(ConfigError, match=rf"^data.train_fraction={fraction} must be above 0 and below"):
+            CharDataModule(str(corpus), block_size=16, batch_size=4, train_fraction=fraction)
+
+
+def test_the_shortest_split_a_run_takes_holds_one_window_and_its_target(tmp_path: Path) -> None:
+    text = tmp_path / "text.txt"
+    text.write_text("abcdefghij" * 2, encoding="utf-8")  # two splits of 10 characters
+    CharDataModule(str(text), block_size=9, batch_size=1, train_fraction=0.5).setup()
+    with pytest.raises(DataError, match=r"has 10 characters, fewer than model.block_size \+ 1 = 11"):
+        CharDataModule(str(text), block_size=10, batch_size=1, train_fraction=0.5).setup()
 
 
 def test_missing_file_without_url_and_directory(tmp_path: Path) -> None:

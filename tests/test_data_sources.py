@@ -294,6 +294,7 @@ def test_val_max_chars_scores_a_fixed_prefix_of_a_big_split(corpus: Path) -> Non
     dm = module(corpus, block_size=16, val_max_chars=1000)
     dm.setup()
     assert dm.val_scope == {"chars": 1000, "split_chars": len(dm.val_ids), "capped": True}
+    assert dm.val_scored_ids.tolist() == dm.val_ids[:1000].tolist()  # the first 1,000, as reported below
     loader_targets = sum(int((y != -100).sum()) for _, y in dm.val_dataloader())
     assert loader_targets == 999
     assert any("first 1,000" in line for line in dm.report_lines())
