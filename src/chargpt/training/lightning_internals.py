@@ -39,11 +39,14 @@ PRIVATE_MEMBERS: list[tuple[str, str]] = [
     ("CSVLogger", "_experiment"),
     ("WandbLogger", "_experiment"),
     # the MLflow run and store a resume continues, whether the client is made yet, and the
-    # prefix of its metrics' names (a resume reads which steps the run has),
+    # prefix of its metrics' names (a resume reads which steps the run has); the client, once
+    # made, and the experiment in which a new run ends those its folder's dead runs left RUNNING,
     ("MLFlowLogger", "_run_id"),
     ("MLFlowLogger", "_tracking_uri"),
     ("MLFlowLogger", "_initialized"),
     ("MLFlowLogger", "_prefix"),
+    ("MLFlowLogger", "_mlflow_client"),
+    ("MLFlowLogger", "_experiment_id"),
     # and the arguments W&B's run starts with (W&B warns of Lightning's anonymous=None).
     ("WandbLogger", "_wandb_init"),
     # What sets Lightning's signal handlers as a run starts, its class (an owner that is a module is
