@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from omegaconf import OmegaConf
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from chargpt.cli.exits import Terminated
 from chargpt.cli.train import main
@@ -96,6 +97,41 @@ def test_a_resumed_run_keeps_its_csv_rows_before_the_checkpoint(corpus: Path, tm
     # The row after the checkpoint is gone (a tokens/s figure such as 10799.03 may hold "99.0").
     assert train_steps == list(range(1, 13)) and "99.0" not in [r["train/loss"] for r in rows]
     assert list(csv_val_losses(run)) == [4, 8, 12]
+
+
+@pytest.mark.parametrize("loggers", [
+    "[tensorboard,csv]", pytest.param("[csv,mlflow]", marks=pytest.mark.slow),  # (MLflow's store)
+])
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_the_step_a_signal_stops_at_is_in_every_curve_once(
+    loggers: str, signum: int, corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The stop was raised in on_train_batch_end, before Lightning hands the step's values to the
+    # loggers, and the resume starts at the next step: the curves had steps 1-6 and 8-12.
+    root, run = tmp_path / "outputs", tmp_path / "outputs" / "run"
+    args = bare_train_args(corpus, run, f"paths.output_root={root}", f"logger={loggers}",
+                           "trainer.val_check_interval=4", "trainer.max_steps=12")
+    StepHook(monkeypatch).send_signal_at(7, signum)
+    assert run_cli(main, *args) == 128 + signum
+    # (TensorBoard orders event files by their second: a real resume starts seconds later.)
+    time.sleep(1.0 - time.time() % 1.0 + 0.01)
+    assert run_cli(main, *args, f"ckpt_path={run}") == 0
+
+    curves = {}
+    with (run / "csv" / "metrics.csv").open() as f:
+        curves["csv"] = [int(r["step"]) for r in csv.DictReader(f) if r.get("train/loss")]
+    if "tensorboard" in loggers:
+        events = EventAccumulator(str(run / "tensorboard"))
+        events.Reload()
+        curves["tensorboard"] = [e.step for e in events.Scalars("train/loss")]
+    if "mlflow" in loggers:
+        mlflow = pytest.importorskip("mlflow")
+        client = mlflow.tracking.MlflowClient(tracking_uri=(root / "mlruns").resolve().as_uri())
+        (experiment,) = [e for e in client.search_experiments() if e.name == "chargpt"]
+        (mlflow_run,) = client.search_runs([experiment.experiment_id])
+        history = client.get_metric_history(mlflow_run.info.run_id, "train/loss")
+        curves["mlflow"] = sorted(m.step for m in history)
+    assert curves == {tracker: list(range(1, 13)) for tracker in curves}
 
 
 @pytest.mark.slow  # three trainings with MLflow's store; test_flat_params_are_config_keys runs by default

@@ -29,6 +29,9 @@ PRIVATE_MEMBERS: list[tuple[str, str]] = [
     # Whether the loggers write this step's values: Lightning's own rule (its LearningRateMonitor
     # asks the same), so values are handed to self.log only on the steps that are written.
     ("trainer", "_logger_connector.should_update_logs"),
+    # What hands a step's logged values to the loggers once its on_train_batch_end hooks are done: a
+    # run stopped inside one of those hooks (GracefulInterrupt) hands them over itself first.
+    ("trainer", "_logger_connector.update_train_step_metrics"),
     # Whether this batch only accumulates gradients (no optimizer step follows it).
     ("trainer", "fit_loop._should_accumulate"),
     # The step count the trainer stops at: set to the run's total (steps.set_total_steps) before
@@ -60,6 +63,12 @@ PRIVATE_MEMBERS: list[tuple[str, str]] = [
 def logs_this_step(trainer: L.Trainer) -> bool:
     """True on the steps whose logged values reach the loggers (every trainer.log_every_n_steps)."""
     return bool(trainer._logger_connector.should_update_logs)
+
+
+def log_step_values(trainer: L.Trainer) -> None:
+    """Hand the step's logged values to the loggers now (on the steps they are written), as Lightning
+    does right after the step's on_train_batch_end hooks: for a hook that ends the run there."""
+    trainer._logger_connector.update_train_step_metrics()
 
 
 def is_accumulating(trainer: L.Trainer) -> bool:

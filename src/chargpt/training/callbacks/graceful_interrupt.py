@@ -29,6 +29,7 @@ from chargpt.errors import signal_exit_code
 from chargpt.stop_request import request_stop, requested_stop, sweep_process_ended
 from chargpt.stop_signals import STOP_SIGNALS, handled_stop_signals
 from chargpt.training.callbacks.checkpointing import last_checkpoint_path, latest_checkpoint_kept
+from chargpt.training.lightning_internals import log_step_values
 from chargpt.training.steps import is_last_step
 
 
@@ -135,6 +136,9 @@ class GracefulInterrupt(Callback):
         self._finishing = is_last_step(trainer)
         if not stop or self._finishing:
             return  # nothing received, or the run ends (validates and checkpoints) right now anyway
+        # Lightning logs this step's values only after every on_train_batch_end hook; raised here,
+        # the run would leave the step out of every curve (its resume starts at the next one).
+        log_step_values(trainer)
         path = last_checkpoint_path(trainer, self.output_dir)
         trainer.save_checkpoint(path, weights_only=False)  # the full training state
         raise TrainingInterrupted(self.received or signal.SIGTERM, trainer.global_step, path)
