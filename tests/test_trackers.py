@@ -6,6 +6,7 @@ import contextlib
 import csv
 import json
 import os
+import re
 import signal
 import struct
 import time
@@ -352,6 +353,26 @@ def test_a_run_under_mlflow_run_logs_into_its_project_run_and_a_sweep_is_refused
                        rf"MLflow run, which a sweep's jobs cannot all log into; .*"
                        rf"'\+logger\.mlflow\.tags={{mlflow\.parentRunId:{project_run}}}'$"):
         trackers.MLFlowTracker(save_dir=str(store))
+
+
+def test_an_mlflow_run_id_not_in_the_store_is_named_as_the_variable_that_gave_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A MLFLOW_RUN_ID left in the shell, or a store other than `mlflow run`'s, was reported as "the
+    # MLflow run ... this run logged to", with advice that named no variable: a new run logged nowhere.
+    pytest.importorskip("mlflow")
+    from chargpt.errors import ConfigError
+    from chargpt.training import trackers
+
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    monkeypatch.setenv("MLFLOW_RUN_ID", "0123456789abcdef")
+    store = tmp_path / "mlruns"
+    tracker = trackers.MLFlowTracker(run_dir=str(tmp_path / "run"), save_dir=str(store))
+    with pytest.raises(ConfigError, match=r"^MLFLOW_RUN_ID=0123456789abcdef \(the MLflow run `mlflow run` "
+                       rf"made for this command\) is not in the store {re.escape(store.as_uri())} \(.*\); "
+                       r"log to the store that holds it .* or unset MLFLOW_RUN_ID for a run of chargpt's "
+                       r"own$"):
+        tracker.log_metrics({"train/loss": 2.0}, step=1)
 
 
 def test_a_resumed_mlflow_run_keeps_each_step_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

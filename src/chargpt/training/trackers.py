@@ -83,6 +83,14 @@ def _not_in_store(run_id: str, store: str, reason: str) -> ConfigError:
     )
 
 
+def _project_run_not_in_store(run_id: str, store: str, reason: str) -> ConfigError:
+    return ConfigError(
+        f"MLFLOW_RUN_ID={run_id} (the MLflow run `mlflow run` made for this command) is not in the store "
+        f"{store} ({reason}); log to the store that holds it (its MLFLOW_TRACKING_URI, which "
+        "logger.mlflow.tracking_uri overrides), or unset MLFLOW_RUN_ID for a run of chargpt's own"
+    )
+
+
 def _project_run_id() -> str | None:
     """The MLflow run that `mlflow run` made for this command (MLFLOW_RUN_ID, with its store in
     MLFLOW_TRACKING_URI), which it expects the command to log into. A sweep's jobs cannot all log
@@ -316,7 +324,9 @@ class MLFlowTracker(MLFlowLogger):
                     f"cannot use the MLflow store {self._tracking_uri} ({first_line(err, 160)}); check "
                     "logger.mlflow.tracking_uri (a server must be running), or leave it out for a local store"
                 ) from None
-            raise _not_in_store(self._run_id, self._tracking_uri, first_line(err, 120)) from None
+            # Not a resumed run's: the run MLFLOW_RUN_ID names, which this run never logged to.
+            not_in_store = _not_in_store if self._resumed else _project_run_not_in_store
+            raise not_in_store(self._run_id, self._tracking_uri, first_line(err, 120)) from None
         if new_run and self._folder_tags:
             self._end_runs_left_running(client)
         return client
