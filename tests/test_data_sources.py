@@ -866,6 +866,25 @@ def test_a_run_on_a_dataset_is_evaluated_by_naming_the_dataset(
     assert ("and data.val_split validation (2 splits)" in (run / "train.log").read_text()) == by_split
 
 
+@pytest.mark.parametrize("second", ["c.txt", "it's.txt", "café.txt"])
+def test_files_listed_with_a_comma_are_pointed_to_a_sweep_the_command_line_takes(
+    second: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A name with a quote or an é, which Hydra's sweep cannot hand to its job, was listed in the
+    # advised choice(...), which the command line then refused: the advice never worked as printed.
+    from chargpt.data.sources.text_files import text_files
+
+    monkeypatch.chdir(tmp_path)
+    for name in ("a.txt", second):
+        (tmp_path / name).write_text("some text\n", encoding="utf-8")
+    with pytest.raises(DataError) as err:
+        text_files(f"a.txt,{second}", "data.path")
+    advised = shlex.split(str(err.value).rpartition("sweep over them: ")[2])
+    # The files themselves where a sweep takes them, else a stand-in pair.
+    assert advised == ["-m", f"data.path=choice(a.txt,{'c' if second == 'c.txt' else 'b'}.txt)"]
+    assert hydra_argv(advised)[-1].startswith("data.path=choice(")  # taken, not refused
+
+
 @needs_datasets
 def test_a_saved_dataset_given_as_a_path_is_pointed_to_data_hf(tmp_path: Path, datasets: ModuleType) -> None:
     # Its Arrow files were refused as binary text, with a glob of '**/*.txt' to try: no text at all.
