@@ -621,6 +621,19 @@ def test_multirun_with_subprocess_ddp_is_refused(swept, files, monkeypatch, caps
 
 
 
+def test_a_sweep_under_mlflow_run_is_refused_before_its_folder_is_made(files, monkeypatch, capsys):
+    # Refused by its first job, after the job had read the text: the sweep's folder stayed, its job
+    # listed by chargpt-report as an incomplete run.
+    pytest.importorskip("mlflow")
+    monkeypatch.setenv("MLFLOW_RUN_ID", "abc123")
+    sweep = files["tmp"] / "sweep"
+    args = bare_train_args(files["corpus"], None, f"hydra.sweep.dir={sweep}", "logger=mlflow", "seed=1,2")
+    code, out, err = run_main(train_cli.main, ["-m", *args], capsys)
+    _assert_one_error_line(code, out, err, "MLFLOW_RUN_ID=abc123 (set by mlflow run) names one MLflow run, "
+                           "which a sweep's jobs cannot all log into; unset it")
+    assert not sweep.exists()
+
+
 @pytest.mark.parametrize("multirun", [False, True], ids=["run", "sweep"])
 def test_an_unresolvable_strategy_is_named_before_any_folder(multirun, files, monkeypatch, capsys):
     # A sweep's check of each job's launch met the ${...} as Hydra's UserWarning, then made the

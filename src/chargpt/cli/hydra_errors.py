@@ -233,8 +233,11 @@ class SweptSettings(Callback):
         from chargpt.cli.common import naming_removed_settings  # (common imports this module)
         from chargpt.cli.prompts import check_sweep_output_writes  # multirun only: it imports torch
         from chargpt.training.run_checks import check_launch  # multirun only: it imports Lightning
+        from chargpt.training.trackers import check_sweep_job_loggers
 
         jobs = check_swept_settings(config)
+        for job in jobs:
+            check_sweep_job_loggers(job)
         # A SLURM launcher's jobs start on the cluster, whose environment the job's own check reads.
         if "slurm" not in str(config.hydra.launcher.get("_target_")).lower():
             for job in jobs:

@@ -33,6 +33,7 @@ from lightning.pytorch.loggers import CSVLogger, MLFlowLogger, WandbLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.loggers.logger import rank_zero_experiment
 from lightning.pytorch.utilities import rank_zero_only, rank_zero_warn
+from omegaconf import DictConfig
 
 from chargpt.distributed import is_rank_zero
 from chargpt.errors import ConfigError, SetupError, first_line, needs_extra, signal_exit_code
@@ -97,12 +98,25 @@ def _project_run_id() -> str | None:
     into one run: they are refused, pointed at MLflow's way to file runs under one."""
     run_id = os.environ.get("MLFLOW_RUN_ID") or None
     if run_id and is_multirun():
-        raise SetupError(
-            f"MLFLOW_RUN_ID={run_id} (set by mlflow run) names one MLflow run, which a sweep's jobs cannot "
-            "all log into; unset it, and to file the jobs under that run make each a child run of it: "
-            f"'+logger.mlflow.tags={{mlflow.parentRunId:{run_id}}}'"
-        )
+        raise _one_run_for_a_sweep(run_id)
     return run_id
+
+
+def check_sweep_job_loggers(job: DictConfig) -> None:
+    """A sweep's job (its composed config) that would log to MLflow under MLFLOW_RUN_ID, refused as
+    the sweep starts: in the job, the refusal came after its text was read, and left its folder."""
+    run_id = os.environ.get("MLFLOW_RUN_ID") or None
+    loggers = (job.get("logger") or {}).values()
+    if run_id and any(str((c or {}).get("_target_", "")).endswith("MLFlowTracker") for c in loggers):
+        raise _one_run_for_a_sweep(run_id)
+
+
+def _one_run_for_a_sweep(run_id: str) -> SetupError:
+    return SetupError(
+        f"MLFLOW_RUN_ID={run_id} (set by mlflow run) names one MLflow run, which a sweep's jobs cannot "
+        "all log into; unset it, and to file the jobs under that run make each a child run of it: "
+        f"'+logger.mlflow.tags={{mlflow.parentRunId:{run_id}}}'"
+    )
 
 
 def flat_params(params: dict[str, Any]) -> dict[str, Any]:
