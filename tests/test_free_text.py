@@ -456,6 +456,9 @@ def test_a_sweep_over_data_files_hands_each_job_its_path(tmp_path: Path, monkeyp
                    "-m 'data.path=choice(a.txt,b.txt)'"),
     ("interval(0,1)", "Hydra's interval(...) does not name files"),
     ("choice(a.txt,null)", "Hydra's sweep cannot hand 'null' to its job"),
+    # Named as typed: Hydra reads 1e3 as 1000.0, which the line named, a file the user never typed.
+    ("choice(1e3,b.txt)", "Hydra's sweep cannot hand '1e3' to its job (it drops the quotes such a name "
+                          "needs: non-ASCII letters, quotes, ~, ! ..., or a number or null for a name)"),
 ])
 def test_a_sweep_of_a_data_path_that_names_no_files_is_one_error_line(value: str, said: str, capsys) -> None:
     # Each was taken as a file name, and the job failed with 'data file not found: .../glob(*.txt)'.

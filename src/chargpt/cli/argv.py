@@ -411,16 +411,21 @@ def _path_sweep(key: str, value: str, search: bool) -> str | None:
             needs = "spaces, commas, " if search else ""
             sweeper = "a search's sweeper" if search else "Hydra's sweep"
             raise ConfigError(f"{key}={value}: {sweeper} cannot hand {path!r} to its job (it drops the "
-                              f"quotes such a name needs: {needs}non-ASCII letters, quotes, ~, ! ...); link "
-                              "the file under a plain name (ln -s) and list that, or train on it without -m")
+                              f"quotes such a name needs: {needs}non-ASCII letters, quotes, ~, ! ..., or a "
+                              "number or null for a name); link the file under a plain name (ln -s) and "
+                              "list that, or train on it without -m")
     return f"choice({','.join(sweep_item(path) for path in paths)})"
 
 
 def _choices(key: str, value: str) -> list[str]:
     """The paths in `choice(...)`, as Hydra reads them where it can, else split at the commas outside
     quotes, each quoted one unquoted (`choice(café.txt, 'a, b.txt')`: Hydra refuses the é)."""
-    if (values := choice_values(f"{key}={value}")) is not None:
-        return [str(path) for path in values]
+    values = choice_values(f"{key}={value}")
+    if values is not None and any(isinstance(path, (list, dict)) for path in values):
+        return [str(path) for path in values]  # refused: a list is no file
+    if values is not None and all(isinstance(path, str) for path in values):
+        return values
+    # Else split as typed: a name Hydra reads as a number or null (`1e3`, `2024`) is named as typed.
     inner = re.fullmatch(r"\s*choice\s*\((.*)\)\s*", value, re.DOTALL)
     if inner is None:
         raise ConfigError(f"{key}={value}: write a sweep of files as {key}=choice(FILE,FILE,...), a "
