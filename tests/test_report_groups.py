@@ -306,6 +306,39 @@ def test_a_resume_that_names_the_same_path_absolute_changes_no_setting(tmp_path:
         "init_from": "exports/m 😀", "data.path": "a.txt→/home/me/b.txt", "seed": "1"}
 
 
+def test_a_continued_sweep_names_each_file_one_way(tmp_path: Path, capsys) -> None:
+    # `-m 'data.path=choice(a.txt,my texts/b, c.txt)' seed=1,2` stopped after two jobs and continued
+    # with its printed command, which names the files absolute: the report read `a.txt` in one row
+    # and `/home/me/a.txt` in another, and put a file's two seeds in two settings.
+    sweep = tmp_path / "sweep"
+    jobs = [("a.txt", "1", "/home/me"), ("'my texts/b, c.txt'", "1", "/home/me"),
+            ("/home/me/a.txt", "2", "/elsewhere"), ("'/home/me/my texts/b, c.txt'", "2", "/elsewhere")]
+    for i, (path, seed, cwd) in enumerate(jobs):
+        loss_run(sweep, str(i), [f"data.path={path}", f"seed={seed}"], 2.0 + i / 10)
+        (sweep / str(i) / ".hydra" / "hydra.yaml").write_text(f"hydra:\n  runtime:\n    cwd: {cwd}\n")
+
+    report(sweep)
+
+    with (sweep / "report.csv").open() as f:
+        assert {row["run"]: row["data.path"] for row in csv.DictReader(f)} == {
+            "0": "/home/me/a.txt", "1": "/home/me/my texts/b, c.txt",
+            "2": "/home/me/a.txt", "3": "/home/me/my texts/b, c.txt"}
+    with (sweep / "report_groups.csv").open() as f:
+        assert [row["runs"] for row in csv.DictReader(f)] == ["2", "2"]
+    out = capsys.readouterr().out
+    assert "…/my texts/b, c.txt" in out and "…/ in data.path: /home/me/" in out
+
+
+def test_paths_typed_from_one_folder_stay_as_typed(tmp_path: Path, capsys) -> None:
+    sweep = tmp_path / "sweep"
+    for i, path in enumerate(["a.txt", "'my texts/b, c.txt'"]):
+        loss_run(sweep, str(i), [f"data.path={path}"], 2.0)
+        (sweep / str(i) / ".hydra" / "hydra.yaml").write_text("hydra:\n  runtime:\n    cwd: /home/me\n")
+    report(sweep)
+    with (sweep / "report.csv").open() as f:
+        assert [row["data.path"] for row in csv.DictReader(f)] == ["a.txt", "my texts/b, c.txt"]
+
+
 def test_runs_group_whatever_the_order_and_spelling_of_their_settings(tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"
     loss_run(sweep, "a", ["model=tiny", "optimizer.lr=1e-3", "seed=1"], 2.0)

@@ -156,22 +156,30 @@ def absolute_override(typed: str, cwd: str | None) -> str:
         return _absolute_searchpath(typed, cwd)
     # A folder's value may be an interpolation (`${oc.env:DATA}`), kept as typed; a file's is literal.
     folder = key in LAUNCH_FOLDERS and not value.startswith("${")
-    named = folder or (is_path_key(key) and key != "data.name")
-    if cwd is None or not named or not value or value.lower() == "null":
+    if cwd is None or not (folder or names_a_file(key)) or not value or value.lower() == "null":
         return typed
-    paths = None if os.path.exists(_launched_path(value, cwd)) else choice_values(typed)
+    paths = None if os.path.exists(launched_path(value, cwd)) else choice_values(typed)
     if paths is not None and all(isinstance(path, str) for path in paths):
         # A sweep of files (`data.path=choice(a.txt,b.txt)`): each named from `cwd`.
-        return f"{setting}=choice({','.join(sweep_item(_launched_path(path, cwd)) for path in paths)})"
-    return f"{setting}={_launched_path(value, cwd)}"
+        return f"{setting}=choice({','.join(sweep_item(launched_path(path, cwd)) for path in paths)})"
+    return f"{setting}={launched_path(value, cwd)}"
 
 
-def _launched_path(path: str, cwd: str) -> str:
-    """`path`, named relative to `cwd`, named absolute. An absolute path, `~/corpus.txt` and
-    `$DATA/corpus.txt` (chargpt expands both) name the same file from anywhere: as they are."""
-    if path.startswith(("~", "$")) or os.path.isabs(path):
-        return path
-    return os.path.normpath(os.path.join(cwd, path))  # ./mydata, mydata/: one folder
+def names_a_file(key: str) -> bool:
+    """A setting whose value names a file or folder from where it was launched: data.name may be
+    a hub dataset's name instead, kept as typed."""
+    return is_path_key(key) and key != "data.name"
+
+
+def launched_path(path: str, cwd: str) -> str:
+    """`path`, named relative to `cwd`, named absolute; one named_from_anywhere as it is."""
+    return path if named_from_anywhere(path) else os.path.normpath(os.path.join(cwd, path))  # ./a/, a: one
+
+
+def named_from_anywhere(path: str) -> bool:
+    """An absolute path, `~/corpus.txt` and `$DATA/corpus.txt` (chargpt expands both) name the
+    same file from any folder."""
+    return path.startswith(("~", "$")) or os.path.isabs(path)
 
 
 def _absolute_searchpath(typed: str, cwd: str | None) -> str:

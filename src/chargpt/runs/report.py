@@ -17,7 +17,7 @@ from chargpt.run_layout import CONFIG_DIR, OVERRIDES_FILE, find_runs
 from chargpt.runs.curves import curve_runs, write_curves
 from chargpt.runs.report_files import check_outputs, output_paths, write_csv
 from chargpt.runs.report_table import print_groups, print_table
-from chargpt.runs.run_rows import NotARun, counted, flat_rows, run_row, sort_rows
+from chargpt.runs.run_rows import NotARun, comparable_paths, counted, flat_rows, run_row, sort_rows
 from chargpt.runs.seed_groups import flat_groups, group_runs
 from chargpt.runs.sweep_notes import stopped_runs_note, sweep_note
 from chargpt.runs.sweep_record import continue_command, swept_settings
@@ -41,7 +41,7 @@ def report(sweep_dir: Path, csv_path: Path | None = None, sort_by: str = "best_v
             print(f"warning: left out {run}: {err}", file=sys.stderr)
     if not rows_read:
         raise ChargptError(f"no readable runs in {sweep_dir}; give a sweep directory")
-    ranked = sort_rows(rows_read, sort_by)
+    ranked = sort_rows(comparable_paths(rows_read), sort_by)
     columns, rows = flat_rows(ranked)
     how_many = counted(len(rows), "run")
     metric = "best_val_loss" if sort_by == "run" else sort_by

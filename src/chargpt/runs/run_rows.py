@@ -21,7 +21,14 @@ from typing import Any
 
 from chargpt.errors import ChargptError, first_line
 from chargpt.files import read_json_object
-from chargpt.overrides import is_path_key, literal_value, override_key
+from chargpt.overrides import (
+    is_path_key,
+    launched_path,
+    literal_value,
+    named_from_anywhere,
+    names_a_file,
+    override_key,
+)
 from chargpt.run_layout import (
     BUDGET_FILE,
     METRICS_FILE,
@@ -89,6 +96,38 @@ def _same_path(was: str, now: str, first_cwd: str | None, latest_cwd: str | None
     if DEFAULT in (was, now) or first_cwd is None or latest_cwd is None:
         return False
     return os.path.normpath(os.path.join(first_cwd, was)) == os.path.normpath(os.path.join(latest_cwd, now))
+
+
+def comparable_paths(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows (run_row's) with a file named the same way in each: where a setting's paths are not
+    all named relative to one folder, each relative one is named absolute, from where its run was
+    launched. A sweep's jobs started by its continue command have their paths absolute (the command
+    names them so, to work from anywhere), its first jobs as typed (`a.txt`): one sweep's files read
+    as two kinds of path, the seeds of one file in two groups."""
+    rows = [{**row, "overrides": dict(row["overrides"])} for row in rows]
+    cwds = [_first_launch_cwd(row["dir"]) for row in rows]
+    for key in {key for row in rows for key in row["overrides"] if names_a_file(key)}:
+        named = [(row, cwd) for row, cwd in zip(rows, cwds, strict=True)
+                 if _one_path(row["overrides"].get(key))]
+        relative = [(row, cwd) for row, cwd in named if not named_from_anywhere(row["overrides"][key])]
+        if len(relative) == len(named) and len({cwd for _, cwd in relative}) <= 1:
+            continue  # each as typed, from one folder: as readable as paths get
+        for row, cwd in relative:
+            if cwd is not None:
+                row["overrides"][key] = launched_path(row["overrides"][key], cwd)
+    return rows
+
+
+def _first_launch_cwd(run_dir: Path) -> str | None:
+    try:
+        return launch_cwd(overrides_files(run_dir)[0].parent)
+    except (OSError, IndexError):
+        return None
+
+
+def _one_path(value: str | None) -> bool:
+    """A setting's value that is one path: given, not its default, nor two launches' (`a→b`)."""
+    return bool(value) and value != DEFAULT and "→" not in value
 
 
 def run_name(run_dir: Path, sweep_dir: Path) -> str:
