@@ -153,7 +153,8 @@ def test_a_label_names_its_run_and_only_the_settings_it_set(tmp_path: Path) -> N
     log_run(sweep, "3", ["optimizer.lr=0.003", "model=tiny", path], {9: 3.0, 19: 2.5}, "csv")
     assert legend_labels(sweep) == [
         "0: optimizer.lr=0.001  (2.200)", "good run: optimizer.lr=0.001  (2.300)",
-        "2: model.dropout=0.1  (2.400)", "3: optimizer.lr=0.003, data.path=corpus number 3, a…  (2.500)",
+        "2: model.dropout=0.1  (2.400)",
+        "3: optimizer.lr=0.003, data.path=corpus number 3, a rather long file name.txt  (2.500)",  # a name
     ]
 
 
@@ -285,6 +286,27 @@ def test_values_alike_once_cut_are_labelled_whole(tmp_path: Path) -> None:
         "1: data.path=…/tinyshakespeare_v2.txt, optimizer.lr=0.00314159  (2.600)",
         "2: data.path=…/x.txt, optimizer.lr=0.00271828  (2.700)",
     ]
+
+
+def test_a_cut_path_keeps_its_file_name(tmp_path: Path) -> None:
+    # Cut at its end, a path in no folder shared with the others was `/srv/somewhere/scra…`: the
+    # file name, what tells the runs apart, was lost. Cut between folders, the name is kept whole.
+    sweep = tmp_path / "runs"
+    for i, path in enumerate(["/srv/somewhere/scratch/a.txt", "~/corpora/my texts/b, c.txt",
+                              "/data/corpora/shakespeare_notes_v1.txt", "/data/corpora/long_folder_name/"]):
+        log_run(sweep, str(i), [f"data.path={hydra_quoted(path)}"], {9: 3.0, 19: 2.5 + i / 10}, "csv")
+    assert legend_labels(sweep) == [
+        "0: data.path=…/scratch/a.txt  (2.500)", "1: data.path=…/my texts/b, c.txt  (2.600)",
+        "2: data.path=…/shakespeare_notes_v1.txt  (2.700)", "3: data.path=…/long_folder_name/  (2.800)"]
+
+
+def test_paths_alike_once_cut_to_their_file_name_are_labelled_whole(tmp_path: Path) -> None:
+    sweep = tmp_path / "runs"
+    for i, folder in enumerate(["corpus one", "corpus two"]):
+        log_run(sweep, str(i), [f"data.path={hydra_quoted(f'/data/{folder}/input.txt')}"],
+                {9: 3.0, 19: 2.5 + i / 10}, "csv")
+    assert legend_labels(sweep) == ["0: data.path=…/corpus one/input.txt  (2.500)",
+                                    "1: data.path=…/corpus two/input.txt  (2.600)"]
 
 
 def test_a_setting_that_names_no_file_is_labelled_whole(tmp_path: Path) -> None:

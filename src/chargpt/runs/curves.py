@@ -24,8 +24,10 @@ from matplotlib.ticker import MaxNLocator
 
 from chargpt.glyphs import drawable, drawable_cut
 from chargpt.metric_names import STEP, VAL_LOSS
+from chargpt.overrides import is_path_key
 from chargpt.run_layout import launched_with
 from chargpt.runs.run_rows import (
+    IN_FOLDER,
     SEED,
     common_folder,
     counted,
@@ -50,7 +52,7 @@ WIDTH_IN, PLOT_HEIGHT_IN, DPI = 9.0, 5.5, 110  # the legend's rows are added bel
 LABEL_LINE_CHARS = 96
 LABEL_INDENT = "    "  # a label's next lines, so that each run's entry reads as one
 LEGEND_COLUMNS = 3
-LABEL_VALUE_CHARS = 20  # a longer value (a path, a prompt) is cut in a curve's label, as it is drawn
+LABEL_VALUE_CHARS = 20  # a longer value (a prompt, a path's folders) is cut in a curve's label, as drawn
 CSV_LOGS, EVENT_FILES = "csv/**/metrics.csv", "tensorboard/**/events.out.tfevents.*"  # in a run's folder
 
 
@@ -154,19 +156,29 @@ def curves_figure(sweep_dir: Path, runs: list[CurveRun]) -> Figure | None:
     return fig
 
 
-def label_value(value: str, whole: bool = False) -> str:
+def label_value(value: str, whole: bool = False, path: bool = False) -> str:
     """A setting's value as its curve's label shows it: drawable, and cut to LABEL_VALUE_CHARS
-    unless `whole`."""
+    unless `whole`. A `path` is cut at its start instead, between folders, its file name kept whole
+    (`…/my texts/b, c.txt`): cut at its end, `/srv/somewhere/scra…` hid what tells runs apart."""
     # A search's draw to 6 digits, as in the table: cut at 20 characters it kept 17 of them.
     value = short_number(value)
-    return drawable(value) if whole else drawable_cut(value, LABEL_VALUE_CHARS)
+    if whole or not path or len(drawable(value)) <= LABEL_VALUE_CHARS or "/" not in value:
+        return drawable(value) if whole or path else drawable_cut(value, LABEL_VALUE_CHARS)
+    *folders, kept = value.rstrip("/").split("/")
+    kept += "/" * value.endswith("/")  # a folder, `corpus/`, is kept whole too
+    for folder in reversed(folders):
+        if len(drawable(f"{IN_FOLDER}{folder}/{kept}")) > LABEL_VALUE_CHARS:
+            break
+        kept = f"{folder}/{kept}"
+    return drawable(IN_FOLDER + kept)
 
 
 def curve_label(name: str, settings: dict[str, str], whole: Collection[str] = ()) -> str:
     """`name: key=value, ...` as drawn (drawable), or the name alone: two runs with the same settings
     stay apart. The name and every setting stay whole, over lines of up to LABEL_LINE_CHARS; a
     value is cut (label_value) unless its key is in `whole`."""
-    given = [f"{drawable(key)}={label_value(value, key in whole)}" for key, value in settings.items()]
+    given = [f"{drawable(key)}={label_value(value, key in whole, is_path_key(key))}"
+             for key, value in settings.items()]
     if not given:
         return drawable(name)
     lines = [f"{drawable(name)}: {given[0]}"]
@@ -193,7 +205,8 @@ def curve_runs(rows: list[dict[str, Any]], swept: Collection[str] = ()) -> list[
               for k in settings}
     # Values that the cut would make alike (`…/shakespeare_v1.txt` and `…/shakespeare_v2.txt` both
     # `…/shakespeare_v…`) are shown whole: they are what tells their runs apart.
-    whole = {k for k, given in values.items() if len({label_value(v) for v in given}) < len(given)}
+    whole = {k for k, given in values.items()
+             if len({label_value(v, path=is_path_key(k)) for v in given}) < len(given)}
     # One marker per seed, the same in every setting (seed 1's curves all circles); a run that sets
     # no seed takes its place among its setting's runs.
     seeds = sorted({row["overrides"][SEED] for row in rows if SEED in row["overrides"]}, key=natural_order)
