@@ -195,25 +195,26 @@ def test_a_sweep_over_data_files_trains_each_and_goes_on_as_printed(
     tmp_path: Path, monkeypatch, capsys
 ) -> None:
     # `-m data.path=a.txt,b.txt` was one job, failed ('one path, commas included'), and
-    # choice(...) was taken as a file name: there was no sweep over one's own files.
+    # choice(...) was taken as a file name: there was no sweep over one's own files. Hydra's sweeper
+    # handed café.txt to its job unquoted, unreadable: such a sweep was refused.
     texts = tmp_path / "my texts"
     texts.mkdir()
-    write_corpus(texts / "a.txt")
+    write_corpus(texts / "café.txt")
     write_corpus(texts / "b, c.txt", alphabet="ABC abc\n")
     monkeypatch.chdir(tmp_path)  # the files named from where the sweep is launched, as typed
     sweep = tmp_path / "sweep"
     settings = bare_train_args(Path("unused"), None, f"hydra.sweep.dir={sweep}", "trainer.max_steps=2",
                                "trainer.val_check_interval=2")
-    swept = "data.path=choice(my texts/a.txt,'my texts/b, c.txt')"
+    swept = "data.path=choice(my texts/café.txt,'my texts/b, c.txt')"
     args = ["-m", *[swept if a.startswith("data.path=") else a for a in settings]]
     code, _, err = run_main(train_cli.main, args, capsys)
     assert code == 0, err
-    trained_on = ["my texts/a.txt", "my texts/b, c.txt"]
+    trained_on = ["my texts/café.txt", "my texts/b, c.txt"]
     for job, text in zip(("0", "1"), trained_on, strict=True):
         assert OmegaConf.load(sweep / job / ".hydra" / "config.yaml").data.path == text
     report(sweep)
     table = capsys.readouterr().out
-    assert "│ …/a.txt " in table and "│ …/b, c.txt " in table and "…/ in data.path: my texts/" in table
+    assert "│ …/café.txt " in table and "│ …/b, c.txt " in table and "…/ in data.path: my texts/" in table
     # A job's resume command names its own file, absolute: one word, commas and spaces kept.
     job = sweep / "1"
     recorded = read_overrides(job / ".hydra" / "overrides.yaml")
@@ -225,7 +226,7 @@ def test_a_sweep_over_data_files_trains_each_and_goes_on_as_printed(
     shutil.rmtree(job)
     kept = _files(sweep / "0")
     command = continue_command(sweep)
-    assert f"'data.path=choice({texts}/a.txt,'\"'\"'{texts}/b, c.txt'\"'\"')'" in command
+    assert f"'data.path=choice('\"'\"'{texts}/café.txt'\"'\"','\"'\"'{texts}/b, c.txt'\"'\"')'" in command
     (tmp_path / "elsewhere").mkdir()
     monkeypatch.chdir(tmp_path / "elsewhere")
     code, _, err = run_main(train_cli.main, shlex.split(command)[1:], capsys)
@@ -233,6 +234,11 @@ def test_a_sweep_over_data_files_trains_each_and_goes_on_as_printed(
     assert _files(sweep / "0") == kept
     assert OmegaConf.load(job / ".hydra" / "config.yaml").data.path == f"{texts}/b, c.txt"
     assert json.loads((job / "status.json").read_text())["status"] == "finished"
+    # The job the continuation started names its file absolute, the first as typed: the report names
+    # both from the folder they share.
+    report(sweep)
+    table = capsys.readouterr().out
+    assert "│ …/café.txt " in table and "│ …/b, c.txt " in table and f"…/ in data.path: {texts}/" in table
 
 
 def test_a_single_run_goes_into_a_sweeps_folder_only_as_one_of_its_jobs(tmp_path: Path, capsys) -> None:

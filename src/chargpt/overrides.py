@@ -8,12 +8,13 @@ in the composed config as exactly the text given; `literal_value` reads such a v
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 
 from hydra._internal.grammar.utils import escape_special_characters
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.core.override_parser.types import ChoiceSweep, Quote, QuotedString
+from hydra.core.override_parser.types import ChoiceSweep, Override, Quote, QuotedString
 from hydra.errors import HydraException
 from omegaconf import OmegaConf
 
@@ -97,6 +98,19 @@ def reaches_sweep_job(key: str, text: str, search: bool = False) -> bool:
     except HydraException:
         return False
     return value == text
+
+
+def readable_choices(override: Override) -> Override:
+    """A `choice(...)` sweep whose values its jobs read back as given: each text that Hydra's basic
+    sweeper would hand its job unreadable (reaches_sweep_job) made a quoted string, which it writes
+    quoted; any other override as it is."""
+    if not override.is_choice_sweep() or not isinstance(override._value, ChoiceSweep):
+        return override
+    key = override.get_key_element()
+    values = [QuotedString(text=value, quote=Quote.single)
+              if isinstance(value, str) and not reaches_sweep_job(key, value) else value
+              for value in override._value.list]
+    return dataclasses.replace(override, _value=dataclasses.replace(override._value, list=values))
 
 
 def sweep_item(text: str) -> str:

@@ -385,7 +385,8 @@ def _free_text(key: str, value: str) -> str:
 def _is_search(override: str) -> bool:
     """An override that makes a sweep a search, whose sweeper (Optuna's) hands its jobs their values."""
     key, _, value = override.partition("=")
-    return key.lstrip("+") == "hparams_search" or (key.lstrip("+") == "hydra/sweeper" and value != "basic")
+    return key.lstrip("+") == "hparams_search" or (key.lstrip("+") == "hydra/sweeper"
+                                                  and value not in ("basic", "quoting"))
 
 
 def _path_sweep(key: str, value: str, search: bool) -> str | None:
@@ -407,25 +408,19 @@ def _path_sweep(key: str, value: str, search: bool) -> str | None:
         if not path or "${" in path:
             raise ConfigError(f"{key}={value}: {path!r} is not a path a sweep can take; list the files "
                               f"by name: {example}")
-        if not reaches_sweep_job(key, path, search):
-            needs = "spaces, commas, " if search else ""
-            sweeper = "a search's sweeper" if search else "Hydra's sweep"
-            raise ConfigError(f"{key}={value}: {sweeper} cannot hand {path!r} to its job (it drops the "
-                              f"quotes such a name needs: {needs}non-ASCII letters, quotes, ~, ! ..., or a "
-                              "number or null for a name); link the file under a plain name (ln -s) and "
-                              "list that, or train on it without -m")
+        if search and not reaches_sweep_job(key, path, search):  # chargpt's basic sweeper quotes it
+            raise ConfigError(f"{key}={value}: a search's sweeper cannot hand {path!r} to its job (it drops "
+                              "the quotes such a name needs: spaces, commas, non-ASCII letters, quotes, ~, ! "
+                              "...); link the file under a plain name (ln -s) and list that, or train on it "
+                              "without -m")
     return f"choice({','.join(sweep_item(path) for path in paths)})"
 
 
 def _choices(key: str, value: str) -> list[str]:
     """The paths in `choice(...)`, as Hydra reads them where it can, else split at the commas outside
     quotes, each quoted one unquoted (`choice(café.txt, 'a, b.txt')`: Hydra refuses the é)."""
-    values = choice_values(f"{key}={value}")
-    if values is not None and any(isinstance(path, (list, dict)) for path in values):
-        return [str(path) for path in values]  # refused: a list is no file
-    if values is not None and all(isinstance(path, str) for path in values):
-        return values
-    # Else split as typed: a name Hydra reads as a number or null (`1e3`, `2024`) is named as typed.
+    if (values := choice_values(f"{key}={value}")) is not None:
+        return [str(path) for path in values]
     inner = re.fullmatch(r"\s*choice\s*\((.*)\)\s*", value, re.DOTALL)
     if inner is None:
         raise ConfigError(f"{key}={value}: write a sweep of files as {key}=choice(FILE,FILE,...), a "

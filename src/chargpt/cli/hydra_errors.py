@@ -26,6 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 from chargpt.cli.exits import stdout_writes_any_text
 from chargpt.errors import ConfigError, exit_on_user_error, exit_usage, full_errors_requested
 from chargpt.hydra_run import as_written
+from chargpt.overrides import readable_choices
 
 _HINT = "Set the environment variable HYDRA_FULL_ERROR=1"
 # Names other tools use for a setting that no spelling check would connect to chargpt's.
@@ -280,7 +281,7 @@ def check_swept_settings(config: DictConfig) -> list[DictConfig]:
         if not override.is_sweep_override():
             first_job.append(f"{key}={override.get_value_element_as_str()}")
         elif override.is_discrete_sweep():
-            values = list(override.sweep_string_iterator())
+            values = list(readable_choices(override).sweep_string_iterator())  # as the sweeper hands them
             if not values:  # range(0), an empty glob: a sweep of no jobs, Hydra's to say
                 return []
             if _checked_per_value(key):
