@@ -471,6 +471,12 @@ def test_a_sweep_over_files_is_printed_with_each_file_named_from_anywhere(tmp_pa
     recorded = ["data.path=choice(a.txt,'my texts/b, c.txt',/data/d.txt,$DATA/e.txt)"]
     assert launched_from(recorded, "/home/me") == [
         "data.path=choice(/home/me/a.txt,'/home/me/my texts/b, c.txt',/data/d.txt,$DATA/e.txt)"]
+    # data.name: a folder saved with save_to_disk where the sweep was launched is named absolute
+    # (kept as typed, `dir B` was looked up on the hub from another folder); a hub name stays.
+    (tmp_path / "dir B").mkdir()
+    assert launched_from(["data.name=choice(dir\\ B,karpathy/tiny_shakespeare)", "data.name=dir\\ B"],
+                         str(tmp_path)) == [f"data.name=choice({tmp_path}/dir B,karpathy/tiny_shakespeare)",
+                                            f"data.name={tmp_path}/dir B"]
     # A file named like a sweep, where it was launched, is that file.
     (tmp_path / "choice(a.txt)").write_text("x")
     assert launched_from(["data.path='choice(a.txt)'"], str(tmp_path)) == [

@@ -170,19 +170,21 @@ def absolute_override(typed: str, cwd: str | None) -> str:
         return _absolute_searchpath(typed, cwd)
     # A folder's value may be an interpolation (`${oc.env:DATA}`), kept as typed; a file's is literal.
     folder = key in LAUNCH_FOLDERS and not value.startswith("${")
-    if cwd is None or not (folder or names_a_file(key)) or not value or value.lower() == "null":
+    if cwd is None or not (folder or is_path_key(key)) or not value or value.lower() == "null":
         return typed
     paths = None if os.path.exists(launched_path(value, cwd)) else choice_values(typed)
     if paths is not None and all(isinstance(path, str) for path in paths):
         # A sweep of files (`data.path=choice(a.txt,b.txt)`): each named from `cwd`.
-        return f"{setting}=choice({','.join(sweep_item(launched_path(path, cwd)) for path in paths)})"
-    return f"{setting}={launched_path(value, cwd)}"
+        return f"{setting}=choice({','.join(sweep_item(named_from(key, path, cwd)) for path in paths)})"
+    return f"{setting}={named_from(key, value, cwd)}"
 
 
-def names_a_file(key: str) -> bool:
-    """A setting whose value names a file or folder from where it was launched: data.name may be
-    a hub dataset's name instead, kept as typed."""
-    return is_path_key(key) and key != "data.name"
+def named_from(key: str, path: str, cwd: str) -> str:
+    """`path`, the value of the setting `key` launched from `cwd`, named absolute (launched_path);
+    a data.name that is no folder there as it is: a hub dataset's name."""
+    if key == "data.name" and not os.path.isdir(launched_path(path, cwd)):
+        return path
+    return launched_path(path, cwd)
 
 
 def launched_path(path: str, cwd: str) -> str:

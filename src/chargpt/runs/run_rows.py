@@ -21,14 +21,7 @@ from typing import Any
 
 from chargpt.errors import ChargptError, first_line
 from chargpt.files import read_json_object
-from chargpt.overrides import (
-    is_path_key,
-    launched_path,
-    literal_value,
-    named_from_anywhere,
-    names_a_file,
-    override_key,
-)
+from chargpt.overrides import is_path_key, literal_value, named_from, named_from_anywhere, override_key
 from chargpt.run_layout import (
     BUDGET_FILE,
     METRICS_FILE,
@@ -100,13 +93,13 @@ def _same_path(was: str, now: str, first_cwd: str | None, latest_cwd: str | None
 
 def comparable_paths(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The rows (run_row's) with a file named the same way in each: where a setting's paths are not
-    all named relative to one folder, each relative one is named absolute, from where its run was
-    launched. A sweep's jobs started by its continue command have their paths absolute (the command
-    names them so, to work from anywhere), its first jobs as typed (`a.txt`): one sweep's files read
-    as two kinds of path, the seeds of one file in two groups."""
+    all named relative to one folder, each relative one is named absolute from where its run was
+    launched, as a continue command names it (named_from; a hub dataset's name stays). The jobs a
+    sweep's continue command started have their paths absolute, its first jobs as typed (`a.txt`):
+    one sweep's files read as two kinds of path, the seeds of one file in two groups."""
     rows = [{**row, "overrides": dict(row["overrides"])} for row in rows]
     cwds = [_first_launch_cwd(row["dir"]) for row in rows]
-    for key in {key for row in rows for key in row["overrides"] if names_a_file(key)}:
+    for key in {key for row in rows for key in row["overrides"] if is_path_key(key)}:
         named = [(row, cwd) for row, cwd in zip(rows, cwds, strict=True)
                  if _one_path(row["overrides"].get(key))]
         relative = [(row, cwd) for row, cwd in named if not named_from_anywhere(row["overrides"][key])]
@@ -114,7 +107,7 @@ def comparable_paths(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             continue  # each as typed, from one folder: as readable as paths get
         for row, cwd in relative:
             if cwd is not None:
-                row["overrides"][key] = launched_path(row["overrides"][key], cwd)
+                row["overrides"][key] = named_from(key, row["overrides"][key], cwd)
     return rows
 
 
