@@ -19,7 +19,7 @@ from chargpt.data.sources.hf_datasets import is_saved_dataset
 from chargpt.data.sources.parts import Part
 from chargpt.data.sources.paths import GLOB_CHARS, expand_path, split_glob
 from chargpt.errors import DataError
-from chargpt.overrides import reaches_sweep_job, sweep_item
+from chargpt.overrides import sweep_item
 from chargpt.run_layout import is_run_folder
 
 log = logging.getLogger(__package__)  # one name for what the sources say, whichever module says it
@@ -266,9 +266,8 @@ def _text_files(value: str, setting: str, url: str | None, sha256: str | None) -
             )
         pieces = [piece.strip(" '\"") for piece in expanded.split(",")]
         if "," in expanded and any(Path(piece).exists() for piece in pieces):  # a list, or a sweep
-            # The files themselves where a sweep takes each of them (a quote or an é it refuses).
-            sweepable = all(Path(piece).exists() and reaches_sweep_job(setting, piece) for piece in pieces)
-            listed = pieces if sweepable else ["a.txt", "b.txt"]
+            # The files themselves where all exist (chargpt's sweeper hands a quote or an é to its job).
+            listed = pieces if all(Path(piece).exists() for piece in pieces) else ["a.txt", "b.txt"]
             sweep = f"{setting}=choice({','.join(sweep_item(piece) for piece in listed)})"
             raise DataError(
                 f"data file not found: {path}; {setting} is one path, commas included, not a list: to train "
