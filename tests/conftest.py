@@ -232,6 +232,19 @@ def bare_train_args(corpus: Path, run_dir: Path | None, *extra: str) -> list[str
     return [*args, *extra]
 
 
+def train_two_step_run(root: Path) -> tuple[Path, Path]:
+    """A finished two-step run of the tiny model and its text, under `root`: what the tests of
+    refused resumes read, trained once per module by their fixtures."""
+    from chargpt.cli.train import main as train_main
+
+    corpus = write_corpus(root / "corpus.txt")
+    args = bare_train_args(corpus, root / "run", "trainer.max_steps=2", "trainer.val_check_interval=2")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CHARGPT_CACHE_DIR", str(root / "cache"))
+        assert run_cli(train_main, *args) == 0
+    return root / "run", corpus
+
+
 def run_cli(main: Callable[[], None], *args: str, prog: str = "chargpt") -> int:
     """Run a console-script entry point as `prog *args` in this process; returns its exit code."""
     saved = sys.argv

@@ -9,19 +9,13 @@ import pytest
 import torch
 
 from chargpt.cli.train import main as train_main
-from conftest import bare_train_args, run_cli, run_main, write_corpus
+from conftest import bare_train_args, run_main, train_two_step_run
 
 
 @pytest.fixture(scope="module")
 def first(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """A finished 2-step run (n_embd=32, dropout 0, not compiled) and its text."""
-    tmp = tmp_path_factory.mktemp("first")
-    corpus = write_corpus(tmp / "corpus.txt")
-    args = bare_train_args(corpus, tmp / "run", "trainer.max_steps=2", "trainer.val_check_interval=2")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("CHARGPT_CACHE_DIR", str(tmp / "cache"))
-        assert run_cli(train_main, *args) == 0
-    return tmp / "run", corpus
+    return train_two_step_run(tmp_path_factory.mktemp("first"))
 
 
 @pytest.fixture

@@ -28,8 +28,8 @@ from conftest import (
     make_checkpoint,
     offline_default_corpus_in,
     on_the_default_corpus,
-    run_cli,
     run_main,
+    train_two_step_run,
     write_corpus,
 )
 
@@ -124,13 +124,7 @@ def _files(run: Path) -> list[tuple[Path, bytes]]:
 @pytest.fixture(scope="module")
 def two_step_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """A finished two-step run and its text, trained once for the refused resumes that read it."""
-    root = tmp_path_factory.mktemp("two_step_run")
-    corpus = write_corpus(root / "corpus.txt")
-    args = bare_train_args(corpus, root / "run", "trainer.max_steps=2", "trainer.val_check_interval=2")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("CHARGPT_CACHE_DIR", str(root / "cache"))
-        assert run_cli(train_main, *args) == 0
-    return root / "run", corpus
+    return train_two_step_run(tmp_path_factory.mktemp("two_step_run"))
 
 
 @pytest.mark.parametrize(
