@@ -306,7 +306,7 @@ def test_a_resume_that_names_the_same_path_absolute_changes_no_setting(tmp_path:
         "init_from": "exports/m 😀", "data.path": "a.txt→/home/me/b.txt", "seed": "1"}
 
 
-def test_a_continued_sweep_names_each_file_one_way(tmp_path: Path, capsys) -> None:
+def test_a_continued_sweep_names_each_file_one_way(tmp_path: Path, capsys, monkeypatch) -> None:
     # `-m 'data.path=choice(a.txt,my texts/b, c.txt)' seed=1,2` stopped after two jobs and continued
     # with its printed command, which names the files absolute: the report read `a.txt` in one row
     # and `/home/me/a.txt` in another, and put a file's two seeds in two settings.
@@ -317,6 +317,7 @@ def test_a_continued_sweep_names_each_file_one_way(tmp_path: Path, capsys) -> No
         loss_run(sweep, str(i), [f"data.path={path}", f"seed={seed}"], 2.0 + i / 10)
         (sweep / str(i) / ".hydra" / "hydra.yaml").write_text(f"hydra:\n  runtime:\n    cwd: {cwd}\n")
 
+    monkeypatch.setenv("COLUMNS", "150")  # each path on one line, whatever runs the tests
     report(sweep)
 
     with (sweep / "report.csv").open() as f:
