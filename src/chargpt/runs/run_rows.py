@@ -21,7 +21,14 @@ from typing import Any
 
 from chargpt.errors import ChargptError, first_line
 from chargpt.files import read_json_object
-from chargpt.overrides import is_path_key, literal_value, named_from, named_from_anywhere, override_key
+from chargpt.overrides import (
+    is_path_key,
+    launched_path,
+    literal_value,
+    named_from,
+    named_from_anywhere,
+    override_key,
+)
 from chargpt.run_layout import (
     BUDGET_FILE,
     METRICS_FILE,
@@ -88,7 +95,7 @@ def _same_path(was: str, now: str, first_cwd: str | None, latest_cwd: str | None
     relative."""
     if DEFAULT in (was, now) or first_cwd is None or latest_cwd is None:
         return False
-    return os.path.normpath(os.path.join(first_cwd, was)) == os.path.normpath(os.path.join(latest_cwd, now))
+    return os.path.normpath(launched_path(was, first_cwd)) == os.path.normpath(launched_path(now, latest_cwd))
 
 
 def comparable_paths(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

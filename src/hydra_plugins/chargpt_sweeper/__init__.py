@@ -1,5 +1,5 @@
-"""chargpt's Hydra sweeper (hydra/sweeper=basic): Hydra's basic sweeper, handing each job values
-it can read back. What it changes is in chargpt/overrides.py (readable_choices)."""
+"""chargpt's Hydra sweeper (hydra/sweeper=quoting, the default): Hydra's basic sweeper, handing each
+job values it can read back. What it changes is in chargpt/overrides.py (readable_choices)."""
 
 from __future__ import annotations
 
