@@ -13,7 +13,7 @@ from torch import nn
 from chargpt.data.char_classes import CHAR_CLASSES, char_class, class_table
 from chargpt.data.windows import IGNORE_INDEX, ValWindows
 from chargpt.errors import ConfigError
-from chargpt.evaluation import check_stride, evaluate_text
+from chargpt.evaluation import check_stride, evaluate_text, min_context
 from chargpt.model import ModelConfig, build_model
 
 VOCAB = 5
@@ -142,6 +142,25 @@ def test_a_stride_outside_the_context_is_refused_with_the_fix(stride, typed) -> 
     with pytest.raises(ConfigError, match=rf"^stride={typed} must be a whole number from 1 to the model's "
                                           r"context length 16: e\.g\. stride=8 .*leave stride unset"):
         check_stride(stride, 16)
+
+
+@pytest.mark.parametrize("stride", [1, 5, 8, 16])
+def test_the_stride_hint_states_the_context_the_windows_give(stride) -> None:
+    """The hint's figure is what the windows give: the fewest characters before a scored target,
+    over the targets after the first block_size characters (the first window's have only those
+    of the text before them)."""
+    block, ids = 16, np.arange(103) % VOCAB
+    windows = ValWindows(ids, block, batch_size=len(ids), stride=stride)  # one batch
+    _, y = windows[0]
+    position = torch.arange(block).expand_as(y)  # the target at position p has p + 1 characters before it
+    index = torch.from_numpy(windows.starts(0))[:, None] + position + 1  # the target's index in ids
+    scored = y != IGNORE_INDEX
+    assert sorted(index[scored].tolist()) == list(range(1, len(ids)))  # each target once
+    assert int(position[scored & (index >= block)].min()) + 1 == min_context(stride, block)
+    if stride == 8:
+        with pytest.raises(ConfigError, match="stride=8 gives every character after the first 16 at least 9 "
+                                              "characters before it;"):
+            check_stride(0, 16)
 
 
 def test_loss_by_class_adds_up_to_the_loss(tiny) -> None:

@@ -3,8 +3,9 @@ window and by class of character (chargpt-eval).
 
 Every target character is scored exactly once (see ValWindows). Non-overlapping windows (the
 default, and what validation during training reports) give the first characters of each window
-almost no context; `stride` < the context length scores each character with at least
-block_size - stride characters behind it, the model's loss with (nearly) full context.
+almost no context; `stride` < the context length scores each character after the first window
+with at least block_size - stride + 1 characters behind it, the model's loss with (nearly) full
+context.
 """
 
 from __future__ import annotations
@@ -64,13 +65,21 @@ class Evaluation:
         return buckets
 
 
+def min_context(stride: int, block_size: int) -> int:
+    """The fewest characters before a character that a window after the first scores: it scores
+    the window's last `stride` targets, and the target at position p has p + 1 before it. The first
+    window's characters have only those of the text before them."""
+    return block_size - stride + 1
+
+
 def check_stride(stride: object, block_size: int) -> int:
     """`stride` as an int from 1 to block_size, else a ConfigError that says what to pass."""
     if isinstance(stride, bool) or not isinstance(stride, int) or not 1 <= stride <= block_size:
+        example = max(1, block_size // 2)
         raise ConfigError(  # (shown: '64' was typed in quotes, so text; true as it was typed)
             f"stride={shown(stride)} must be a whole number from 1 to the model's context length "
-            f"{block_size}: e.g. stride={max(1, block_size // 2)} scores every character with at least "
-            f"{block_size - max(1, block_size // 2)} characters of context; leave stride unset for "
+            f"{block_size}: e.g. stride={example} gives every character after the first {block_size} "
+            f"at least {min_context(example, block_size)} characters before it; leave stride unset for "
             "non-overlapping windows"
         )
     return stride

@@ -74,7 +74,7 @@ class ValWindows(Dataset):
 
     By default the windows do not overlap (stride = block_size). With a smaller stride they start
     `stride` apart: the first window scores all its targets, every later one only its last
-    `stride`, so each of those has at least block_size - stride characters of context (the
+    `stride`, so each of those has at least block_size - stride + 1 characters before it (the
     full-context evaluation; stride=1 gives every target the whole window). When the split does
     not divide evenly, one last window is aligned to the end. Targets a window does not score are
     masked with IGNORE_INDEX.
