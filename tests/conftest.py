@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import yaml
@@ -122,6 +122,25 @@ def _stop_signal_handlers_restored() -> Iterator[None]:
     for s, handler in handlers.items():
         if handler is not None:
             signal.signal(s, handler)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _bundled_fonts_only() -> Iterator[None]:
+    """Text in a picture falls back to an installed font that draws a character the default one
+    lacks: the tests see matplotlib's own fonts only (no CJK, no emoji), so what they draw is the
+    same on every machine."""
+    from chargpt import glyphs
+
+    installed = glyphs._installed_fonts
+
+    def bundled() -> list[Any]:
+        import matplotlib
+
+        return [entry for entry in installed() if entry.fname.startswith(matplotlib.get_data_path())]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(glyphs, "_installed_fonts", bundled)
+        yield
 
 
 @pytest.fixture(scope="session", autouse=True)

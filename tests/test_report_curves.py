@@ -380,6 +380,39 @@ def test_a_name_the_font_cannot_draw_is_named_by_code_point_without_a_warning(tm
     assert fig.axes[0].get_title().endswith(": sweeps U+4EBA/sweep")
 
 
+# DejaVu Sans has no ⌒ (U+2312); DejaVu Sans Mono, which matplotlib installs with it, has one.
+IN_ANOTHER_FONT = "\u2312"
+
+
+def test_a_character_the_default_font_lacks_is_drawn_in_an_installed_font_that_has_it(tmp_path: Path) -> None:
+    # Only the default font was asked: a run on 数据.txt was labelled U+6570 U+636E on a machine
+    # with a CJK font installed.
+    import warnings
+
+    from matplotlib.font_manager import findfont
+
+    from chargpt.glyphs import drawable, families, has_glyph
+    from chargpt.runs.curves import write_curves
+    from chargpt.training.callbacks.attention_maps import visible
+
+    assert has_glyph(IN_ANOTHER_FONT) and drawable(f"a{IN_ANOTHER_FONT} 🎉") == f"a{IN_ANOTHER_FONT} U+1F389"
+    assert families(f"a{IN_ANOTHER_FONT}é{IN_ANOTHER_FONT}") == ["sans-serif", "DejaVu Sans Mono"]
+    assert families("plain é") == ["sans-serif"] and visible(IN_ANOTHER_FONT) == IN_ANOTHER_FONT
+    sweep = tmp_path / f"sweeps {IN_ANOTHER_FONT}" / "sweep"
+    log_run(sweep, f"run {IN_ANOTHER_FONT}", ["optimizer.lr=0.001"], {9: 3.0, 19: 2.5}, "csv")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fig = curves_figure(sweep, curve_runs(ranked(sweep)))
+        write_curves(tmp_path / "curves.png", sweep, curve_runs(ranked(sweep)))
+    assert not [w for w in caught if "Glyph" in str(w.message)], [str(w.message) for w in caught]
+    label, title = fig.legends[0].get_texts()[0], fig.axes[0].title
+    assert label.get_text() == f"run {IN_ANOTHER_FONT}  (2.500)"
+    assert title.get_text().endswith(f": sweeps {IN_ANOTHER_FONT}/sweep")
+    for text in (label, title):
+        assert text.get_fontfamily() == ["sans-serif", "DejaVu Sans Mono"]
+        assert findfont(text.get_fontproperties()).endswith("DejaVuSans.ttf")  # the default font first
+
+
 def test_code_points_in_a_row_stay_apart_and_drawable_text_is_kept() -> None:
     from chargpt.glyphs import drawable
 

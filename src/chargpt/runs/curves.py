@@ -22,7 +22,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from chargpt.glyphs import drawable, drawable_cut
+from chargpt.glyphs import drawable, drawable_cut, families
 from chargpt.metric_names import STEP, VAL_LOSS
 from chargpt.overrides import is_path_key
 from chargpt.run_layout import launched_with
@@ -150,9 +150,10 @@ def curves_figure(sweep_dir: Path, runs: list[CurveRun]) -> Figure | None:
     how_many = counted(len(curves), "run")
     if missing:
         how_many = f"{len(curves)} of {len(runs)} runs ({left_out(missing)[0]})"
-    ax.set_title(f"validation loss of {how_many}: {drawable(where)}", fontsize=11)
+    title = f"validation loss of {how_many}: {drawable(where)}"
+    ax.set_title(title, fontsize=11, family=families(title))
     ax.grid(alpha=0.3)
-    _legend_below(fig, fontsize=8 if len(curves) > 6 else 9)
+    _legend_below(fig, fontsize=8 if len(curves) > 6 else 9, labels="".join(run.label for run, _ in curves))
     return fig
 
 
@@ -237,12 +238,14 @@ def line_colors(count: int) -> list[Any]:
     return [colormaps["turbo"](i / (count - 1)) for i in range(count)]
 
 
-def _legend_below(fig: Figure, fontsize: int) -> None:
+def _legend_below(fig: Figure, fontsize: int, labels: str) -> None:
     """The legend under the plot, outside it, so it never hides a curve: in as many columns as fit
-    the figure's width, and the figure made taller by its rows so the plot keeps its height."""
+    the figure's width, and the figure made taller by its rows so the plot keeps its height. Its
+    font is the default one, then an installed font for each character of `labels` that lacks."""
+    prop = {"family": families(labels), "size": fontsize}
     renderer = fig.canvas.get_renderer()
     for columns in range(LEGEND_COLUMNS, 0, -1):
-        legend = fig.legend(loc="outside lower center", ncols=columns, fontsize=fontsize,
+        legend = fig.legend(loc="outside lower center", ncols=columns, prop=prop,
                             title="run (last value)", title_fontsize=8, frameon=False)
         if columns == 1 or legend.get_window_extent(renderer).width <= fig.bbox.width * 0.96:
             break

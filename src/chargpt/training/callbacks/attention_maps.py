@@ -27,7 +27,7 @@ from torch import nn
 from chargpt.checks import utf8_text, yes_no
 from chargpt.distributed import is_rank_zero
 from chargpt.files import atomic_path
-from chargpt.glyphs import code_point, has_glyph
+from chargpt.glyphs import code_point, families, has_glyph
 from chargpt.training.callbacks.callback_prompt import known_prompt
 from chargpt.training.callbacks.tracker_output import log_image, takes_images
 
@@ -95,7 +95,7 @@ def attention_maps(model: nn.Module, idx: torch.Tensor) -> torch.Tensor:
 
 def visible(char: str) -> str:
     """A character as an axis label: newline, tab and space shown by a symbol, not as blank; one the
-    labels' font has no glyph for (CJK, emoji in DejaVu Sans Mono) by its code, not as a box."""
+    labels' font and no installed font after it draws (an emoji, often) by its code, not as a box."""
     if char in VISIBLE:
         return VISIBLE[char]
     return char if char.isprintable() and has_glyph(char, "monospace") else code_point(char)
@@ -134,7 +134,8 @@ def render_attention(maps: torch.Tensor, prompt: str, title: str | None = None) 
     cmap = matplotlib.colormaps["viridis"].with_extremes(bad=(0.88, 0.88, 0.88))
     # A square-root colour scale: most weights are small, and a linear one shows them all as dark.
     norm = matplotlib.colors.PowerNorm(gamma=0.5, vmin=0.0, vmax=1.0)
-    text = {"fontsize": font, "family": "monospace", "clip_on": False}
+    # A character the monospace font lacks (CJK) is drawn in an installed font that has it.
+    text = {"fontsize": font, "family": families("".join(labels), "monospace"), "clip_on": False}
     image = None
     for layer in range(layers):
         y0 = height - top - (layer + 1) * (map_title + side) - layer * gap_y
