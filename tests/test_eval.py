@@ -16,6 +16,7 @@ from chargpt.checkpoint_eval import evaluate_checkpoint
 from chargpt.checkpoints import RESUME_STATE_KEY
 from chargpt.cli import CONFIG_PATH
 from chargpt.cli import eval as eval_cli
+from chargpt.cli import export as export_cli
 from chargpt.cli import sample as sample_cli
 from chargpt.cli import train as train_cli
 from chargpt.data.corpus import sha256_of
@@ -92,6 +93,19 @@ def test_eval_scores_in_the_arithmetic_the_run_validated_in(tmp_path, capsys) ->
                                                 "matmul_precision=highest"], capsys))
     assert (float32["precision"], float32["matmul_precision"]) == ("32-true", "highest")
     assert abs(float32["loss"] - val_loss) > 6e-6  # the arithmetic matters: asked for, it is used
+    # An export's card did not say which arithmetic its loss was measured in, and chargpt-eval scored
+    # it in float32: it now records it, its README says it, and chargpt-eval scores in it.
+    export = tmp_path / "export"
+    assert run_cli(export_cli.main, f"ckpt_path={run_dir}", f"out={export}") == 0
+    card = json.loads((export / "config.json").read_text())["card"]
+    assert card["val_arithmetic"] == {"precision": "bf16-mixed", "matmul_precision": "medium",
+                                      "device_type": "cpu"}
+    readme = (export / "README.md").read_text(encoding="utf-8")
+    assert "| measured in | `precision=bf16-mixed matmul_precision=medium` on cpu |" in readme
+    exported = _result(*run_main(eval_cli.main, [f"ckpt_path={export}", f"data.path={text}", "device=cpu"],
+                                 capsys))
+    assert exported["loss"] == pytest.approx(val_loss, abs=6e-6)
+    assert (exported["precision"], exported["matmul_precision"]) == ("bf16-mixed", "medium")
     refused = _one_error(*run_main(eval_cli.main, [f"ckpt_path={run_dir}", "precision=fp8"], capsys))
     assert refused.startswith("error: precision=fp8 is not a precision; use one of auto, 32-true")  # its name
     refused = _one_error(*run_main(eval_cli.main, [f"ckpt_path={run_dir}", "matmul_precision=bf16"], capsys))

@@ -24,7 +24,7 @@ from chargpt.data.text import DEFAULT_TRAIN_FRACTION, CharText, text_of
 from chargpt.errors import ConfigError
 from chargpt.evaluation import Evaluation, check_stride, evaluate_text
 from chargpt.inference import load_with_checkpoint, pick_device
-from chargpt.model_card import weights_step
+from chargpt.model_card import card_for_export, weights_step
 from chargpt.recorded_text import check_read_alike, recorded_data, split_ids
 from chargpt.training.precision import (
     matmul_precision_for_device,
@@ -73,7 +73,8 @@ def evaluate_checkpoint(
     stride = None if stride is None else check_stride(stride, trained.model.block_size)
     on = torch.device(pick_device(device))
     # As the run's validation scored (its val_loss), unless asked otherwise.
-    own_forward, own_products = validated_arithmetic(ckpt, file, on)
+    exported = card_for_export(file).val_arithmetic if ckpt is None else None
+    own_forward, own_products = validated_arithmetic(ckpt, file, on, exported)
     forward = precision_for_device(own_forward if precision is None else precision, on, setting="precision")
     products = matmul_precision_for_device(own_products if matmul_precision is None else matmul_precision, on)
     # Lightning's plugin, as the run's validation used it; float32 needs none (nor Lightning's import).

@@ -58,6 +58,10 @@ class ModelCard:
     command: str | None = None
     resumed_with: list[str] | None = None
     fine_tuned_from: dict[str, Any] | None = None
+    # The arithmetic val_loss was measured in: `precision` (trainer.precision, resolved),
+    # `matmul_precision` (torch's float32 products) and `device_type` (cpu, cuda). The same weights
+    # score differently in bf16 and in float32. None: not recorded (a checkpoint from before).
+    val_arithmetic: dict[str, str] | None = None
 
     def __post_init__(self) -> None:
         # An API's model id is a string: an export written with name=2024 before names were taken
@@ -220,7 +224,23 @@ def card_for_checkpoint(file: Path, ckpt: dict[str, Any], params: int, name: str
         command=card_command(record.get("command")),
         resumed_with=[r for r in resumes if r] or None,
         fine_tuned_from=fine_tuned_from if isinstance(fine_tuned_from, dict) else None,
+        val_arithmetic=recorded_arithmetic(ckpt["hyper_parameters"]) if val_loss is not None else None,
     )
+
+
+def recorded_arithmetic(hparams: dict[str, Any]) -> dict[str, str] | None:
+    """The arithmetic a checkpoint's run validated in, as it records it; None where it does not."""
+    recorded = {key: str(hparams[key]) for key in ("precision", "matmul_precision", "device_type")
+                if hparams.get(key)}
+    return recorded if "precision" in recorded and "device_type" in recorded else None
+
+
+def _arithmetic_text(arithmetic: dict[str, Any]) -> str:
+    """How a card's loss was measured, as chargpt-eval's settings that score it alike:
+    `precision=bf16-mixed matmul_precision=medium` on cpu."""
+    settings = " ".join(f"{key}={arithmetic[key]}" for key in ("precision", "matmul_precision")
+                        if key in arithmetic)
+    return f"{markdown_code(settings)} on {markdown_text(arithmetic.get('device_type'))}"
 
 
 def card_for_export(folder: str | Path, name: str | None = None) -> ModelCard:
@@ -285,6 +305,10 @@ def _figure_rows(card: dict[str, Any], model: dict[str, Any]) -> list[tuple[str,
         ("validation loss", "not measured for these weights" if val_loss is None
          else f"{val_loss:.4f} nats per character, on the held-out text of its training run"),
     ]
+    if val_loss is not None:
+        arithmetic = card.get("val_arithmetic")
+        measured = _arithmetic_text(arithmetic) if isinstance(arithmetic, dict) else "not recorded"
+        rows.append(("measured in", measured))
     if card.get("trained_on"):
         sha = card.get("text_sha256")
         rows.append(("trained on", markdown_text(card["trained_on"]) + (f" (sha256 `{sha}`)" if sha else "")))

@@ -244,14 +244,20 @@ def _trained_elsewhere(cfg: DictConfig, hparams: dict[str, Any]) -> str | None:
 
 
 def validated_arithmetic(
-    ckpt: dict[str, Any] | None, file: str | Path, device: torch.device
+    ckpt: dict[str, Any] | None, file: str | Path, device: torch.device,
+    exported: dict[str, str] | None = None,
 ) -> tuple[str, str]:
     """The forward's precision and the float32 products a checkpoint's run validated in, to score
     it alike on `device`: as the checkpoint records them, else as its run's saved config names them
-    (a checkpoint from before the record); float32 for an export (no checkpoint), for a run of
-    another kind of device, and where nothing says."""
-    hparams = (ckpt or {}).get("hyper_parameters") or {}
-    if ckpt is None or hparams.get("device_type") not in (None, device.type):
+    (a checkpoint from before the record); for an export (no checkpoint), as its card records them
+    (`exported`). Float32 for a run of another kind of device, and where nothing says."""
+    if ckpt is None:
+        recorded = exported if isinstance(exported, dict) else {}  # (a hand-edited card: anything)
+        if recorded.get("device_type") != device.type or not recorded.get("precision"):
+            return "32-true", "highest"
+        return str(recorded["precision"]), str(recorded.get("matmul_precision") or "highest")
+    hparams = ckpt.get("hyper_parameters") or {}
+    if hparams.get("device_type") not in (None, device.type):
         return "32-true", "highest"
     run_dir = run_dir_of(Path(file))
     forward = hparams.get("precision") or saved_precision(run_dir)
