@@ -23,7 +23,7 @@ from chargpt.data.corpus import sha256_of
 from chargpt.data.sources import file_hashes
 from chargpt.errors import ConfigError
 from chargpt.recorded_text import training_text
-from conftest import bare_train_args, make_checkpoint, run_cli, run_main, write_corpus
+from conftest import bare_train_args, lacks, make_checkpoint, run_cli, run_main, write_corpus
 
 
 def _one_error(code: int, out: str, err: str) -> str:
@@ -138,6 +138,32 @@ def test_evaluate_checkpoint_in_python_scores_as_the_command_does(run, capsys) -
         with pytest.raises(ConfigError, match=r"^data\.train_fraction=0\.5 would score text the model"):
             evaluate_checkpoint(str(run_dir), data, device="cpu")
     assert evaluate_checkpoint(str(run_dir), {"path": str(text)}, "all", device="cpu")["split"] == "all"
+
+
+@pytest.mark.skipif(lacks("datasets"), reason="the hf extra is not installed")
+def test_a_saved_dataset_given_as_data_path_is_read_as_its_run_read_it(tmp_path, capsys, monkeypatch) -> None:
+    # It was refused with the data=hf data.name=... to pass, and for an export, which recorded no
+    # split or field, that was refused again without data.text_field: now the card records them.
+    import datasets
+
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf-cache")
+    text = write_corpus(tmp_path / "text.txt", n_chars=3000).read_text(encoding="utf-8")
+    saved = tmp_path / "saved data"
+    datasets.DatasetDict({"train": datasets.Dataset.from_dict({"body": [text[i : i + 300] for i in
+                                                                        range(0, len(text), 300)]})
+                          }).save_to_disk(str(saved))
+    run_dir, export = tmp_path / "run", tmp_path / "export"
+    args = ["data=hf", f"data.name={saved}", "data.text_field=body",
+            *bare_train_args(tmp_path, run_dir, "trainer.max_steps=2", "trainer.val_check_interval=2")[2:]]
+    assert run_cli(train_cli.main, *args) == 0
+    val_loss = json.loads((run_dir / "metrics.json").read_text())["val_loss"]
+    assert run_cli(export_cli.main, f"ckpt_path={run_dir}", f"out={export}") == 0
+    card = json.loads((export / "config.json").read_text())["card"]
+    assert card["dataset"] == {"config": None, "split": "train", "val_split": None, "text_field": "body"}
+    for scored in (export, run_dir):
+        result = _result(*run_main(eval_cli.main, [f"ckpt_path={scored}", f"data.path={saved}"], capsys))
+        assert result["loss"] == pytest.approx(val_loss, abs=6e-6)
+        assert result["data"] == f"dataset {saved} (train)"
 
 
 def test_evaluate_checkpoint_in_python_leaves_the_callers_matmul_precision(run) -> None:

@@ -19,12 +19,13 @@ from omegaconf import OmegaConf
 
 from chargpt.checkpoints import cut_at_a_fraction, stored_corpus, stored_split
 from chargpt.checks import whole_number
+from chargpt.data.sources.hf_datasets import is_saved_dataset
 from chargpt.data.sources.paths import expand_path
 from chargpt.data.text import DEFAULT_TRAIN_FRACTION, CharText, text_of
 from chargpt.errors import ConfigError
 from chargpt.evaluation import Evaluation, check_stride, evaluate_text
 from chargpt.inference import load_with_checkpoint, pick_device
-from chargpt.model_card import card_for_export, weights_step
+from chargpt.model_card import DATASET_READING, card_for_export, dataset_reading, weights_step
 from chargpt.recorded_text import check_read_alike, recorded_data, split_ids
 from chargpt.training.precision import (
     matmul_precision_for_device,
@@ -67,6 +68,8 @@ def evaluate_checkpoint(
                           "with the text it belongs to, data.path=FILE; to score this one alone, pass it as "
                           "data.path with split=all")
     trained, ckpt, file = load_with_checkpoint(ckpt_path)
+    if settings.get("path") and is_saved_dataset(Path(expand_path(settings["path"]))):
+        settings = _as_dataset(settings, ckpt, file)  # else refused, with the data=hf setting to pass
     if ckpt is None and not named:
         raise ConfigError(f"{file} is an export, which does not record the text it was trained on; "
                           "pass the text to score as data.path=FILE")
@@ -122,6 +125,18 @@ def evaluate_checkpoint(
     step = weights_step(ckpt, file)
     asked = trained.model.block_size if stride is None else stride  # (unset: the context, the default)
     return report(result, split, scored_text(text, split), file, arithmetic_used, step, asked)
+
+
+def _as_dataset(settings: dict[str, Any], ckpt: dict[str, Any] | None, file: Path) -> dict[str, Any]:
+    """A dataset saved with save_to_disk, given as data.path, read as data=hf reads it (data.name)
+    with the split and field its checkpoint's run read (an export's card records them), where it
+    took a second command, data=hf data.name=...; `settings` as they are where nothing records them
+    (a run on a text, an export from before the record)."""
+    reading = card_for_export(file).dataset if ckpt is None else dataset_reading(stored_corpus(ckpt) or {})
+    if not reading:
+        return settings
+    read_as = {key: value for key, value in reading.items() if key in DATASET_READING and value}
+    return {**settings, "path": None, "name": expand_path(settings["path"]), **read_as}
 
 
 def _plain(data: Mapping[str, Any] | None) -> dict[str, Any]:

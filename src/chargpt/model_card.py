@@ -62,6 +62,9 @@ class ModelCard:
     # `matmul_precision` (torch's float32 products) and `device_type` (cpu, cuda). The same weights
     # score differently in bf16 and in float32. None: not recorded (a checkpoint from before).
     val_arithmetic: dict[str, str] | None = None
+    # How the run read its dataset (data=hf): `config`, `split`, `val_split`, `text_field`, so that
+    # `data.path=SAVED_DATASET` reads it alike; its name is trained_on. None: not a dataset.
+    dataset: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         # An API's model id is a string: an export written with name=2024 before names were taken
@@ -225,7 +228,18 @@ def card_for_checkpoint(file: Path, ckpt: dict[str, Any], params: int, name: str
         resumed_with=[r for r in resumes if r] or None,
         fine_tuned_from=fine_tuned_from if isinstance(fine_tuned_from, dict) else None,
         val_arithmetic=recorded_arithmetic(ckpt["hyper_parameters"]) if val_loss is not None else None,
+        dataset=dataset_reading(corpus),
     )
+
+
+# What a run's dataset record holds besides its name and files (paths, left out of a published card).
+DATASET_READING = ("config", "split", "val_split", "text_field")
+
+
+def dataset_reading(corpus: dict[str, Any]) -> dict[str, Any] | None:
+    """How a checkpoint's run read its dataset (DATASET_READING), or None for a text."""
+    dataset = corpus.get("dataset")
+    return {key: dataset.get(key) for key in DATASET_READING} if isinstance(dataset, dict) else None
 
 
 def recorded_arithmetic(hparams: dict[str, Any]) -> dict[str, str] | None:
