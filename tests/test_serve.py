@@ -46,14 +46,16 @@ VOCAB = sorted(set("\n !\"',.:;?-ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstu
 LIMITS = Limits(default_max_tokens=64, max_tokens=500, max_n=4, max_choices=6)
 
 
-def write_checkpoint(run: Path, config: ModelConfig, seed: int = 0, vocab: list[str] = VOCAB) -> Path:
-    """A run directory with a chargpt checkpoint (random weights), a val loss and a step."""
+def write_checkpoint(run: Path, config: ModelConfig, seed: int = 0, vocab: list[str] = VOCAB,
+                     arithmetic: dict[str, str] | None = None) -> Path:
+    """A run directory with a chargpt checkpoint (random weights), a val loss and a step, and the
+    `arithmetic` its run validated in (precision, matmul_precision, device_type) where given."""
     torch.manual_seed(seed)
     model = build_model(config, len(vocab))
     path = run / "checkpoints" / "last.ckpt"
     path.parent.mkdir(parents=True)
     torch.save({
-        "hyper_parameters": {"model": config.to_dict(), "vocab": vocab},
+        "hyper_parameters": {"model": config.to_dict(), "vocab": vocab, **(arithmetic or {})},
         "state_dict": {f"model.{k}": v for k, v in model.state_dict().items()},
         "callbacks": {"LatestCheckpoint{'monitor': 'val/loss'}": {
             "monitor": "val/loss", "current_score": torch.tensor(1.5)}},

@@ -41,7 +41,9 @@ new MutationObserver(() => window.lengths.push([...document.getElementById('out-
 @pytest.fixture(scope="module")
 def page_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     run = write_checkpoint(tmp_path_factory.mktemp("browser") / "page run",
-                           ModelConfig(n_layer=2, n_head=2, n_embd=32, block_size=16))
+                           ModelConfig(n_layer=2, n_head=2, n_embd=32, block_size=16),
+                           arithmetic={"precision": "bf16-mixed", "matmul_precision": "medium",
+                                       "device_type": "cpu"})
     with serving(run, Limits(max_tokens=2000), max_batch=4) as (url, _):
         yield url
 
@@ -83,6 +85,10 @@ def test_the_page_streams_generated_text(page_url: str, browser: webdriver.Chrom
     params = httpx.get(f"{page_url}/v1/models").json()["data"][0]["chargpt"]["params"]
     assert 1000 <= params < 1_000_000
     assert f"parameters {params / 1000:.1f}k" in info and "steps 123" in info and "context 16" in info
+    # Which arithmetic the loss was measured in: the card said it nowhere.
+    loss = browser.find_element(By.XPATH, "//*[@id='model-info']/span[contains(., 'validation loss')]")
+    assert loss.get_attribute("title").endswith(
+        ", measured in precision=bf16-mixed matmul_precision=medium on cpu")
 
     prompt = 'Voilà, "mon roi" est né? 😀'
     # Set, not typed: the driver cannot type characters outside the Basic Multilingual Plane (😀).
