@@ -143,7 +143,7 @@ def test_export_help_installs_its_extra_as_the_missing_extras_error_does(capsys)
 
 def _trainer(step: int, max_steps: int) -> SimpleNamespace:
     strategy = SimpleNamespace(reduce_boolean_decision=lambda decision, all: decision)
-    return SimpleNamespace(global_step=step, max_steps=max_steps, strategy=strategy)
+    return SimpleNamespace(global_step=step, max_steps=max_steps, strategy=strategy, callbacks=[])
 
 
 def test_a_signal_during_the_final_validation_says_the_run_is_finishing(tmp_path: Path, capsys) -> None:

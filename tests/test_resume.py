@@ -8,11 +8,13 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import warnings
 from pathlib import Path
 
 import pytest
 import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from chargpt.checkpoints import RESUME_STATE_KEY, TRAINING_RECORD_KEY
 from chargpt.cli.train import main as train_main
@@ -45,10 +47,44 @@ def _state(run_dir: Path) -> dict:
     return torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
 
 
-def test_interrupted_then_resumed_run_is_bit_identical(tmp_path, monkeypatch, capsys):
+def _validations(run_dir: Path) -> list[tuple[int, float]]:
+    """The run's val/loss curve in TensorBoard: (step, value) of every validation, resumes included."""
+    events = EventAccumulator(str(run_dir / "tensorboard"))
+    events.Reload()
+    return [(e.step, e.value) for e in events.Scalars("val/loss")]
+
+
+def _signal_during_validation_after(step: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A real SIGINT in the middle of the validation that follows `step` (its first batch)."""
+    from chargpt.training import CharLM
+
+    original = CharLM.validation_step
+    pending = [step]
+
+    def validation_step(module: CharLM, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if pending and module.trainer.global_step == step and not module.trainer.sanity_checking:
+            pending.clear()
+            os.kill(os.getpid(), signal.SIGINT)
+        return original(module, *args, **kwargs)
+
+    monkeypatch.setattr(CharLM, "validation_step", validation_step)
+
+
+@pytest.mark.parametrize(
+    ("where", "stopped_at"),
+    [
+        ("step 6", 6),
+        # A validation is due right after step 8: it runs, then the run stops, and the resume goes
+        # on from step 9 (its first step is stopped too, and resumed again).
+        pytest.param("step 8", 8, marks=pytest.mark.slow),
+        pytest.param("validation after step 8", 8, marks=pytest.mark.slow),
+    ],
+)
+def test_interrupted_then_resumed_run_is_bit_identical(tmp_path, monkeypatch, capsys, where, stopped_at):
     corpus = write_corpus(tmp_path / "corpus.txt")
     # Dropout > 0, so the resumed run only matches if the RNG states were restored too.
-    common = ["model.dropout=0.2", "trainer.max_steps=12", "trainer.val_check_interval=4"]
+    common = ["model.dropout=0.2", "trainer.max_steps=12", "trainer.val_check_interval=4",
+              "logger=tensorboard"]
     hook = StepHook(monkeypatch)
 
     code, _, err = run_main(
@@ -57,27 +93,51 @@ def test_interrupted_then_resumed_run_is_bit_identical(tmp_path, monkeypatch, ca
     assert code == 0, err
     straight = hook.take()
 
-    hook.send_signal_at(6)  # a real SIGINT, delivered in the middle of step 6
+    if where.startswith("validation"):
+        _signal_during_validation_after(stopped_at, monkeypatch)
+    else:
+        hook.send_signal_at(stopped_at)  # a real SIGINT, delivered in the middle of the step
     code, _, err = run_main(
         train_main, bare_train_args(corpus, tmp_path / "stopped", *common), capsys
     )
     assert code == 130, err
-    assert "stopped by SIGINT after step 6" in err
+    assert f"stopped by SIGINT after step {stopped_at}" in err
     first_part = hook.take()
-    assert _state(tmp_path / "stopped")["global_step"] == 6
+    assert _state(tmp_path / "stopped")["global_step"] == stopped_at
     first_record = _state(tmp_path / "stopped")[TRAINING_RECORD_KEY]
+    # Every validation due up to the stop has run, none more.
+    assert [s for s, _ in _validations(tmp_path / "stopped")] == list(range(4, stopped_at + 1, 4))
 
     # Resume with exactly the command the interrupted run printed.
     command = shlex.split(err.split("resume with: ", 1)[1].strip().splitlines()[0])
     assert command[0] == "chargpt-train" and command[-1] == f"ckpt_path={tmp_path / 'stopped'}"
+    resumes = [command]
+    if where == "step 8":  # stopped again at the first step the resume takes
+        hook.send_signal_at(stopped_at + 1)
+        code, _, err = run_main(train_main, command[1:], capsys)
+        assert code == 130 and f"stopped by SIGINT after step {stopped_at + 1}" in err, err
+        assert _state(tmp_path / "stopped")["global_step"] == stopped_at + 1
+        assert shlex.split(err.split("resume with: ", 1)[1].strip().splitlines()[0]) == command
+        resumes.append(command)
     code, _, err = run_main(train_main, command[1:], capsys)
     assert code == 0, err
     second_part = hook.take()
 
     assert [s for s, _ in first_part + second_part] == list(range(1, 13))
     assert first_part + second_part == straight  # the same loss, bit for bit, at every step
+    # The same validations, bit for bit, each once; the same best checkpoint and record of it.
+    assert _validations(tmp_path / "stopped") == _validations(tmp_path / "straight")
+    assert [s for s, _ in _validations(tmp_path / "straight")] == [4, 8, 12]
+    straight_files, stopped_files = (sorted(p.name for p in (tmp_path / run / "checkpoints").iterdir())
+                                     for run in ("straight", "stopped"))
+    assert stopped_files == straight_files
+    status_a, status_b = (json.loads((tmp_path / run / "status.json").read_text())
+                          for run in ("straight", "stopped"))
+    assert (status_b["status"], status_b["value"]) == (status_a["status"], status_a["value"])  # best val loss
     a, b = _state(tmp_path / "straight"), _state(tmp_path / "stopped")
     assert a["global_step"] == b["global_step"] == 12
+    assert a["loops"] == b["loops"]  # Lightning's step, batch and validation counters
+    assert a["lr_schedulers"] == b["lr_schedulers"]
     for key, value in a["state_dict"].items():
         assert torch.equal(value, b["state_dict"][key]), key
     opt_a, opt_b = (c["optimizer_states"][0]["state"] for c in (a, b))
@@ -94,11 +154,29 @@ def test_interrupted_then_resumed_run_is_bit_identical(tmp_path, monkeypatch, ca
     assert first_record["command"] == launched and first_record["resumes"] == []
     record = b[TRAINING_RECORD_KEY]
     assert record["command"] == launched and record["started"] == first_record["started"]
-    assert record["resumes"] == [command] and record["fine_tuned_from"] is None
+    assert record["resumes"] == resumes and record["fine_tuned_from"] is None
     stamps = [first_record["started"], first_record["ended"], record["ended"]]
     assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", t) for t in stamps)
     assert sorted(stamps) == stamps
     assert a[TRAINING_RECORD_KEY]["resumes"] == [] and a[TRAINING_RECORD_KEY]["started"] <= stamps[0]
+
+
+def test_a_stop_at_a_validation_step_without_the_last_checkpoint_callback_writes_its_own(
+    tmp_path, monkeypatch, capsys
+):
+    """With no callback rewriting last.ckpt at each validation, the stop writes it, after the best
+    checkpoint's callback has recorded that validation: a resume knows the step's best."""
+    corpus = write_corpus(tmp_path / "corpus.txt")
+    run = tmp_path / "run"
+    args = bare_train_args(corpus, run, "trainer.max_steps=6", "trainer.val_check_interval=2",
+                           "~callbacks.last_checkpoint", "callbacks.model_checkpoint.save_top_k=-1")
+    StepHook(monkeypatch).send_signal_at(4)
+    code, _, err = run_main(train_main, args, capsys)
+    assert code == 130 and "stopped by SIGINT after step 4" in err, err
+    last = _state(run)
+    assert last["global_step"] == 4
+    (best,) = (v for k, v in last["callbacks"].items() if k.startswith("ModelCheckpoint"))
+    assert sorted(Path(p).name for p in best["best_k_models"]) == ["best-000002.ckpt", "best-000004.ckpt"]
 
 
 def test_checkpoint_holds_rng_and_corpus_in_plain_form(tmp_path, monkeypatch, capsys):

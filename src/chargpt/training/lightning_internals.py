@@ -34,6 +34,10 @@ PRIVATE_MEMBERS: list[tuple[str, str]] = [
     ("trainer", "_logger_connector.update_train_step_metrics"),
     # Whether this batch only accumulates gradients (no optimizer step follows it).
     ("trainer", "fit_loop._should_accumulate"),
+    # Lightning's own rule for "a validation runs after this batch", and the training data fetcher
+    # it reads: a stop at such a step lets that validation run first (GracefulInterrupt).
+    ("trainer", "fit_loop.epoch_loop._should_check_val_fx"),
+    ("trainer", "fit_loop._data_fetcher"),
     # The step count the trainer stops at: set to the run's total (steps.set_total_steps) before
     # fitting, and lowered by a time budget during the run.
     ("trainer", "fit_loop.epoch_loop.max_steps"),
@@ -74,6 +78,12 @@ def log_step_values(trainer: L.Trainer) -> None:
 def is_accumulating(trainer: L.Trainer) -> bool:
     """True inside gradient accumulation: the batch just run is not followed by an optimizer step."""
     return bool(trainer.fit_loop._should_accumulate())
+
+
+def validates_after_this_batch(trainer: L.Trainer) -> bool:
+    """True when Lightning runs a validation right after the training batch that just ended (in its
+    on_train_batch_end hooks): the step is a multiple of val_check_interval, or the epoch's end."""
+    return bool(trainer.fit_loop.epoch_loop._should_check_val_fx(trainer.fit_loop._data_fetcher))
 
 
 def _missing_signal_connector_piece(trainer: L.Trainer) -> str | None:

@@ -4,6 +4,11 @@ Lightning's own SIGTERM handling stops training without a checkpoint, and in mul
 broadcasts from inside the signal handler; Ctrl-C stops mid-step. GracefulInterrupt replaces both
 handlers while the training loop runs: a signal only sets a flag, the ranks agree on it at the
 next step boundary (one tiny all-reduce), write last.ckpt together and raise TrainingInterrupted.
+At a step where a validation is due, that validation runs first and the stop comes at its end,
+after the checkpoint callbacks have written last.ckpt (and a best checkpoint, if it is one): the
+checkpoint is the one the run writes there anyway, from which Lightning resumes at the next step,
+so the step's val/loss and weights count as in a run never stopped. A signal during a validation
+stops at its end the same way.
 A second signal gets the default behaviour (quit at once, no checkpoint: exit 130 for Ctrl-C, 143
 for SIGTERM), not Lightning's KeyboardInterrupt shutdown; the first says what that would keep. A
 signal after the last step (during the final validation and checkpoint) lets the run end normally,
@@ -29,7 +34,7 @@ from chargpt.errors import signal_exit_code
 from chargpt.stop_request import request_stop, requested_stop, sweep_process_ended
 from chargpt.stop_signals import STOP_SIGNALS, handled_stop_signals
 from chargpt.training.callbacks.checkpointing import last_checkpoint_path, latest_checkpoint_kept
-from chargpt.training.lightning_internals import log_step_values
+from chargpt.training.lightning_internals import log_step_values, validates_after_this_batch
 from chargpt.training.steps import is_last_step
 
 
@@ -66,6 +71,8 @@ class GracefulInterrupt(Callback):
         self._trainer: L.Trainer | None = None  # while fit runs: where its checkpoints are
         self._last_step = -1
         self._finishing = False  # the last step is taken: the run is validating and saving
+        self._stop_after_validation = False  # the stop is agreed; the step's validation comes first
+        self._last_ckpt_before_validation: tuple[int, int, int] | None = None
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         self.received = signum
@@ -118,7 +125,12 @@ class GracefulInterrupt(Callback):
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # Installed here, after Lightning registered its own SIGTERM handler, so ours replaces it.
         self.received, self._last_step, self._finishing = None, trainer.global_step, False
+        self._stop_after_validation = False
         self._trainer = trainer
+        # Last among the callbacks, after the checkpoint callbacks that Lightning puts last: a stop
+        # at a validation's end then comes once its checkpoints are written. (A new list: the one
+        # Lightning is iterating to call this hook stays as it is.)
+        trainer.callbacks = [c for c in trainer.callbacks if c is not self] + [self]
         if threading.current_thread() is threading.main_thread():
             handled = handled_stop_signals()
             for s in STOP_SIGNALS:
@@ -136,11 +148,34 @@ class GracefulInterrupt(Callback):
         self._finishing = is_last_step(trainer)
         if not stop or self._finishing:
             return  # nothing received, or the run ends (validates and checkpoints) right now anyway
+        if validates_after_this_batch(trainer):
+            # Stopped before it, the resume would count this validation as done (Lightning's rule for
+            # a checkpoint of a validation step): its val/loss lost, its weights never a best.
+            self._stop_after_validation = True
+            return
         # Lightning logs this step's values only after every on_train_batch_end hook; raised here,
         # the run would leave the step out of every curve (its resume starts at the next one).
         log_step_values(trainer)
         path = last_checkpoint_path(trainer, self.output_dir)
         trainer.save_checkpoint(path, weights_only=False)  # the full training state
+        raise TrainingInterrupted(self.received or signal.SIGTERM, trainer.global_step, path)
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._last_ckpt_before_validation = _file_identity(last_checkpoint_path(trainer, self.output_dir))
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or self._trainer is None or self._finishing:
+            return  # not a validation between steps: the run ends after the last one anyway
+        received = trainer.strategy.reduce_boolean_decision(self.received is not None, all=False)
+        if not (self._stop_after_validation or received):
+            return
+        path = last_checkpoint_path(trainer, self.output_dir)
+        # Rank 0's view of the file, which rank 0 writes: every rank takes part in a save or none.
+        rewritten = _file_identity(path) not in (None, self._last_ckpt_before_validation)
+        if not trainer.strategy.broadcast(rewritten):
+            # No checkpoint callback rewrote last.ckpt at this validation: this step's one is written
+            # here, after theirs, so it holds their record of it (the best checkpoint included).
+            trainer.save_checkpoint(path, weights_only=False)
         raise TrainingInterrupted(self.received or signal.SIGTERM, trainer.global_step, path)
 
     def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
@@ -149,3 +184,12 @@ class GracefulInterrupt(Callback):
             for s, handler in self._original.items():
                 signal.signal(s, handler)
         self._original = {}
+
+
+def _file_identity(path: Path) -> tuple[int, int, int] | None:
+    """What changes when the file is written again (an atomic write replaces it), or None."""
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return None
+    return stat.st_ino, stat.st_mtime_ns, stat.st_size
