@@ -143,7 +143,8 @@ def test_export_help_installs_its_extra_as_the_missing_extras_error_does(capsys)
 
 def _trainer(step: int, max_steps: int) -> SimpleNamespace:
     strategy = SimpleNamespace(reduce_boolean_decision=lambda decision, all: decision)
-    return SimpleNamespace(global_step=step, max_steps=max_steps, strategy=strategy, callbacks=[])
+    return SimpleNamespace(global_step=step, max_steps=max_steps, strategy=strategy, callbacks=[],
+                           validating=False)
 
 
 def test_a_signal_during_the_final_validation_says_the_run_is_finishing(tmp_path: Path, capsys) -> None:
@@ -218,7 +219,7 @@ def test_the_first_signal_says_what_a_second_would_keep(kept, tmp_path, monkeypa
     import chargpt.training.callbacks.graceful_interrupt as graceful_interrupt
 
     guard = GracefulInterrupt(str(tmp_path))
-    guard._trainer = SimpleNamespace()
+    guard._trainer = SimpleNamespace(validating=False)
     monkeypatch.setattr(graceful_interrupt, "latest_checkpoint_kept", lambda trainer: kept)
     previous = signal.getsignal(signal.SIGTERM)
     try:
@@ -239,7 +240,7 @@ def test_a_resumed_run_s_first_signal_names_the_checkpoint_it_resumed_from(tmp_p
     resumed_from.parent.mkdir()
     resumed_from.write_bytes(b"checkpoint")
     guard = GracefulInterrupt(str(tmp_path))
-    guard._trainer = SimpleNamespace(checkpoint_callbacks=[], ckpt_path=str(resumed_from))
+    guard._trainer = SimpleNamespace(checkpoint_callbacks=[], validating=False, ckpt_path=str(resumed_from))
     previous = signal.getsignal(signal.SIGINT)
     try:
         guard._handle(signal.SIGINT, None)

@@ -102,6 +102,8 @@ def test_interrupted_then_resumed_run_is_bit_identical(tmp_path, monkeypatch, ca
     )
     assert code == 130, err
     assert f"stopped by SIGINT after step {stopped_at}" in err
+    if where.startswith("validation"):
+        assert "SIGINT received: stopping at the end of this validation, once its checkpoint" in err
     first_part = hook.take()
     assert _state(tmp_path / "stopped")["global_step"] == stopped_at
     first_record = _state(tmp_path / "stopped")[TRAINING_RECORD_KEY]

@@ -87,6 +87,9 @@ class GracefulInterrupt(Callback):
         if self._finishing:
             what = "the last step is done and the run is finishing (final validation and checkpoint)"
             then = f"send it again to quit at once without them: {kept}"
+        elif self._trainer is not None and self._trainer.validating:
+            what = "stopping at the end of this validation, once its checkpoint is written"
+            then = f"send it again to quit at once without them: {kept}"
         else:
             what = "stopping after this step and writing a checkpoint"
             then = f"send it again to quit at once without one: {kept}"
