@@ -429,11 +429,24 @@ def test_a_latin1_text_in_a_folder_gets_latin1_advice_and_a_glob_that_leaves_it_
     folder.mkdir()
     (folder / "a.txt").write_text("first text\n" * 5)
     (folder / "old.md").write_bytes("café crème, señor\n".encode("latin-1") * 5)
-    advice = (r"old\.md inside .* is not UTF-8 text .*; if it is text, convert it to UTF-8 \(iconv -f LATIN1 "
+    advice = (r"old\.md inside .* is not UTF-8 text .*; if it is text, convert it to UTF-8 \(iconv -f CP1252 "
               r"-t UTF-8, .*\), or remove it, or give data\.path a glob that leaves it out, e\.g\. "
               r"'data\.path=.*/my texts/\*\*/\*\.txt'$")
     with pytest.raises(DataError, match=advice):
         module(folder).setup()
+
+
+def test_the_encoding_advised_for_a_windows_text_reads_it_back_as_written(tmp_path: Path) -> None:
+    # The advice named LATIN1, which reads Windows' quotes, dashes and euro sign (bytes 0x80-0x9f) as
+    # control characters: the converted file then trained on them without a word.
+    written = "Café crème — “quoted” for €5, naïve résumé.\r\n" * 5
+    text = tmp_path / "notes.txt"
+    text.write_bytes(written.encode("cp1252"))
+    with pytest.raises(DataError, match=r"iconv -f (\S+) -t UTF-8") as err:
+        module(text).setup()
+    advised = re.search(r"iconv -f (\S+) -t UTF-8", str(err.value)).group(1)
+    assert text.read_bytes().decode(advised) == written
+    assert "caf\xe9".encode("latin-1").decode(advised) == "café"  # a Latin-1 text reads alike
 
 
 def test_a_nul_byte_past_the_head_of_a_file_is_named_with_its_offset(tmp_path: Path) -> None:

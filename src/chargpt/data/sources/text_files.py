@@ -62,13 +62,15 @@ NOT_UTF8 = "is not UTF-8 text (another encoding, or a binary file?)"
 
 def convert_advice(why: str) -> str:
     """The one advice for a file that is no UTF-8 text, wherever it was named: NUL bytes where UTF-16
-    puts them or a UTF-16 mark are UTF-16, other bad bytes most often a one-byte encoding such as
-    Latin-1 (which has no NUL: with NULs, the encoding is anyone's guess)."""
+    puts them or a UTF-16 mark are UTF-16, other bad bytes most often a one-byte encoding (which has
+    no NUL: with NULs, the encoding is anyone's guess). Of those, Windows' CP1252: it reads Latin-1
+    text alike, while Latin-1 reads its quotes, dashes and euro sign (0x80-0x9f) as control
+    characters, which then train as text without a word."""
     if why in (NUL_BYTES, UTF16_MARK):
         return "if it is text, convert it to UTF-8 (iconv -f UTF-16 -t UTF-8)"
     if why == BINARY:
         return "if it is text, convert it to UTF-8 from its encoding (iconv -f ENCODING -t UTF-8)"
-    return "if it is text, convert it to UTF-8 (iconv -f LATIN1 -t UTF-8, naming its own encoding if another)"
+    return "if it is text, convert it to UTF-8 (iconv -f CP1252 -t UTF-8, naming its own encoding if another)"
 
 
 def _head(path: Path) -> bytes:
