@@ -100,6 +100,28 @@ def test_a_prompt_written_otherwise_is_read_as_the_models_text(capsys) -> None:
         resolve_prompt("c\u0303", tokenizer)  # (no letter c with a tilde: the mark stays apart)
 
 
+def test_a_typed_backslash_n_is_refused_with_how_to_type_a_line_break() -> None:
+    # prompt="ROMEO:\nJULIET:" is a backslash and an n, not a line break: the error named '\\' alone,
+    # which reads as a character missing from the model rather than a line break typed the wrong way.
+    from chargpt.cli.prompts import resolve_prompt
+    from chargpt.data.tokenizer import CharTokenizer
+    from chargpt.errors import ConfigError
+
+    tokenizer = CharTokenizer(sorted(set("ROMEO:\nJULIET:\tyes")))
+    with pytest.raises(ConfigError) as err:
+        resolve_prompt("ROMEO:\\nJULIET:", tokenizer)
+    hint = str(err.value).split("that has them", 1)[1]
+    assert "\\n is a backslash and a letter, not a line break" in hint
+    typed = hint.split("prompt=$'", 1)[1].split("'", 1)[0]  # the example, as bash's $'...' reads it
+    assert resolve_prompt(typed.replace("\\n", "\n"), tokenizer) == "ROMEO:\nJULIET:"
+    with pytest.raises(ConfigError, match=r"\\t is a backslash and a letter, not a tab"):
+        resolve_prompt("yes\\tyes", tokenizer, "sample.prompt")
+    # A backslash the model knows, or a line break it never saw: nothing to point at.
+    with pytest.raises(ConfigError, match=r"text that has them$"):
+        resolve_prompt("ROMEO:\\nJULIET:", CharTokenizer(sorted(set("ROMEO:JULIET"))))
+    assert resolve_prompt("O\\nE", CharTokenizer(sorted(set("OE\\n")))) == "O\\nE"
+
+
 def test_the_python_api_reads_a_prompt_as_the_command_does() -> None:
     # TrainedModel.generate("ROMEO:\r\n") refused '\r' where chargpt-sample and the server read it as '\n'.
     import unicodedata

@@ -43,8 +43,27 @@ def resolve_prompt(prompt: object, tokenizer: CharTokenizer, setting: str = "pro
         # Named as written the model's way: 'é', not the combining accent of 'e' + U+0301.
         raise ConfigError(f"{prompt_source(setting)} has characters not in the model's vocabulary: "
                           f"{describe_chars(tokenizer.unknown_chars(written))}; remove them from it, or "
-                          "use a model trained on text that has them")
+                          "use a model trained on text that has them"
+                          f"{_escape_hint(written, tokenizer, setting)}")
     return prompt
+
+
+# What `\n` and `\t` typed in a prompt were meant to be.
+_ESCAPES = {"\\n": ("\n", "line break"), "\\t": ("\t", "tab")}
+
+
+def _escape_hint(prompt: str, tokenizer: CharTokenizer, setting: str) -> str:
+    r"""For a prompt refused for its backslash, holding `\n` or `\t`: the shell passes those as two
+    characters, not as the line break or tab meant, which the vocabulary has."""
+    if not tokenizer.unknown_chars("\\"):
+        return ""
+    for typed, (char, name) in _ESCAPES.items():
+        if typed in prompt and not tokenizer.unknown_chars(char):
+            if prompt_source(setting) != setting:  # a file: its text is as written there
+                return f" ({typed} in it is a backslash and a letter: write the {name} itself)"
+            return (f" ({typed} is a backslash and a letter, not a {name}: bash's $'...' quoting reads "
+                    f"\\n and \\t as meant, {setting}=$'ROMEO:\\nJULIET:')")
+    return ""
 
 
 def check_prompt_text(prompt: object, setting: str = "prompt") -> None:
