@@ -312,6 +312,10 @@ TRAIN_CASES = [
      "trainer.limit_val_batche is not a setting of trainer; check its spelling"),
     ("sweep values without -m", ["trainer.devices=1,2"],
      "Ambiguous value for argument 'trainer.devices=1,2'"),
+    # Hydra's advice (a list, a quoted string or --multirun) gave none of them the number typed.
+    ("number with thousands separators", ["trainer.max_steps=5,000"],
+     "trainer.max_steps=5,000 is read as 2 values, a comma separating them: for the number, write it "
+     "without commas, trainer.max_steps=5000"),
     ("fine-tuning option without a fine-tune", ["finetune.freeze_blocks=2"],
      "finetune.freeze_blocks=2 applies when fine-tuning, and this run starts from scratch"),
     ("time budget zero", ["budget_seconds=0"], "budget_seconds=0 must be a positive number of seconds"),

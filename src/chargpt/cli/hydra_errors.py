@@ -42,6 +42,9 @@ _HYDRA_FIELD = re.compile(r"Error merging override ~(\S+)\s+\S+ \(DictConfig\) d
 # Hydra's fields that its config groups fill (hydra/job_logging=stdout picks another whole setup).
 # Python's logging refusing a setup (the first of its chained errors names the part at fault).
 _LOGGING_REFUSED = re.compile(r"ValueError: (Unable to configure \w+ '[^']*'|Unable to add \w+ '[^']*')")
+# A number typed with thousands separators (max_new_tokens=1,000), which Hydra reads as values to
+# sweep over, and advises a list, a string or --multirun: none of them the number meant.
+_THOUSANDS = re.compile(r"Ambiguous value for argument '([^'=]+)=([+-]?\d{1,3}(?:,\d{3})+)'")
 _HYDRA_GROUPS = {"hydra.job_logging": "stdout, none or disabled", "hydra.hydra_logging": "none or disabled",
                  "hydra.launcher": "another launcher", "hydra.sweeper": "another sweeper"}
 
@@ -166,6 +169,11 @@ def one_line(
             group, options = key.replace(".", "/"), _HYDRA_GROUPS[key]
             return f"{cannot}; pick another option of its group instead: {group}=OPTION ({options})"
         return f"{cannot}; leave it out, or set it to the value you want: {key}=VALUE"
+    if match := _THOUSANDS.search(message):
+        key, value = match[1], match[2]
+        return (f"{key}={value} is read as {value.count(',') + 1} values, a comma separating them: for the "
+                f"number, write it without commas, {key}={value.replace(',', '')} (with -m, a comma "
+                "separates the values a sweep runs)")
     lines = [line.strip() for line in message.splitlines() if line.strip()]
     return "; ".join(lines)
 
