@@ -22,7 +22,13 @@ from chargpt.cli.argv import hydra_argv, literal_argv
 from chargpt.cli.sample import main as sample_main
 from chargpt.cli.train import main as train_main
 from chargpt.errors import ConfigError
-from chargpt.overrides import as_typed, launched_from, literal_value, readable_choices
+from chargpt.overrides import (
+    as_typed,
+    launched_from,
+    literal_value,
+    readable_choices,
+    readable_trial_override,
+)
 from chargpt.runs.resume import resume_overrides
 from conftest import TINY_MODEL, run_cli
 
@@ -440,16 +446,39 @@ def test_a_sweep_over_data_files_hands_each_job_its_path(tmp_path: Path, monkeyp
     handed = readable_choices(OverridesParser.create().parse_override(swept)).sweep_string_iterator()
     assert [literal_value(f"data.path={value}") for value in handed] == [
         "a.txt", "café.txt", "it's.txt", "~x.txt", "null"]
-    # Optuna's sweeper hands a trial its value without escaping it: there, 'b, c.txt' became a sweep.
-    with pytest.raises(ConfigError, match=r"a search's sweeper cannot hand 'my texts/b, c\.txt' to its job"):
-        hydra_argv(["x", "hparams_search=optuna", "data.path=choice(a.txt,'my texts/b, c.txt')"])
-    assert hydra_argv(["x", "hparams_search=optuna", "data.path=choice(a.txt,b.txt)"])[2] == \
-        "data.path=choice(a.txt,b.txt)"
+    # A search's sweeper is Optuna's in chargpt's subclass, which quotes what its trials need quoted
+    # (test_sweep_continuation): such names were refused. Hydra's basic sweeper, named, cannot hand
+    # them over: refused before the sweep starts, not by each job.
+    for search in ("hparams_search=optuna", "hydra/sweeper=optuna"):
+        assert hydra_argv(["x", search, "data.path=choice(a.txt,'my texts/b, c.txt', café.txt)"])[2] == \
+            "data.path=choice(a.txt,'my texts/b, c.txt','café.txt')"
+    assert hydra_argv(["x", "-m", "hydra/sweeper=basic", "data.path=choice(a.txt,'b, c.txt')"])[2] == \
+        "data.path=choice(a.txt,'b, c.txt')"  # escaped by Hydra's sweeper: it reaches its job
+    refused = r"hydra/sweeper=basic, Hydra's own sweeper, cannot hand 'café\.txt' to its job .*; leave"
+    with pytest.raises(ConfigError, match=refused):
+        hydra_argv(["x", "-m", "hydra/sweeper=basic", "data.path=choice(a.txt, café.txt)"])
+    # Another plugin's search is taken to escape nothing, as Optuna's own sweeper did.
+    with pytest.raises(ConfigError, match=r"a search's sweeper \(ax\) cannot hand 'b, c\.txt' to its job"):
+        hydra_argv(["x", "-m", "hydra/sweeper=ax", "data.path=choice(a.txt, 'b, c.txt')"])
     # One path, commas included, stays one path; so does an existing file named like a sweep.
     assert hydra_argv(["x", "data.path=a.txt,b.txt"])[1] == "data.path='a.txt,b.txt'"
     monkeypatch.chdir(tmp_path)
     (tmp_path / "choice(a.txt).txt").write_text("x")
     assert hydra_argv(["x", "data.path=choice(a.txt).txt"])[1] == "data.path='choice(a.txt).txt'"
+
+
+def test_a_search_hands_each_trial_its_text_readable() -> None:
+    # Optuna's sweeper writes a trial's override as f"{name}={value}": `data.path=café.txt` and
+    # `data.path=b, c.txt`, which the job could not read. Texts that need it are written quoted;
+    # numbers, plain names and the command's fixed settings (written by Hydra already) as they were.
+    drawn = {"data.path": "café.txt", "data.val_path": "b, c.txt", "model.n_embd": 64, "data.name": "null"}
+    trial = ["data.path=café.txt", "data.val_path=b, c.txt", "model.n_embd=64", "data.name=null",
+             "sample.prompt='Hi, there'", "optimizer.lr=0.001"]
+    written = [readable_trial_override(o, {**drawn, "optimizer.lr": 0.001}) for o in trial]
+    assert written == ["data.path='café.txt'", "data.val_path='b, c.txt'", "model.n_embd=64",
+                       "data.name='null'", "sample.prompt='Hi, there'", "optimizer.lr=0.001"]
+    assert [literal_value(o) for o in written[:2]] == ["café.txt", "b, c.txt"]
+    assert readable_trial_override("data.path=a.txt", {"data.path": "a.txt"}) == "data.path=a.txt"
 
 
 @pytest.mark.parametrize(("value", "said"), [

@@ -190,6 +190,32 @@ def test_a_signal_as_hydra_closes_a_finished_sweep_says_it_is_complete(
     assert err.endswith(f"\ninterrupted\n{said}\n")
 
 
+@pytest.mark.slow  # a search of two tiny trials
+def test_a_search_over_data_files_hands_each_trial_its_file(tmp_path: Path, monkeypatch, capsys) -> None:
+    # Optuna's sweeper wrote a trial's override bare, data.path=café.txt, which its job could not
+    # read: such a search was refused up front. Its names are now handed over quoted.
+    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
+    write_corpus(tmp_path / "café.txt")
+    write_corpus(tmp_path / "b, c.txt", alphabet="ABC abc\n")
+    monkeypatch.chdir(tmp_path)
+    sweep = tmp_path / "search"
+    settings = bare_train_args(Path("unused"), None, f"hydra.sweep.dir={sweep}", "trainer.max_steps=2",
+                               "trainer.val_check_interval=2", "hydra/sweeper=optuna",
+                               "hydra.sweeper.n_trials=2")
+    swept = "data.path=choice(café.txt,'b, c.txt')"
+    args = ["-m", *[swept if a.startswith("data.path=") else a for a in settings]]
+    code, _, err = run_main(train_cli.main, args, capsys)
+    assert code == 0, err
+    trained_on = [OmegaConf.load(sweep / job / ".hydra" / "config.yaml").data.path for job in ("0", "1")]
+    assert set(trained_on) <= {"café.txt", "b, c.txt"}
+    assert all(json.loads((sweep / job / "status.json").read_text())["status"] == "finished" for job in "01")
+    # The study holds the names themselves: its best trial names the file as it is called.
+    assert OmegaConf.load(sweep / "optimization_results.yaml").best_params["data.path"] in trained_on
+    report(sweep)
+    table = capsys.readouterr().out
+    assert all(name in table for name in trained_on) and "'" not in table
+
+
 @pytest.mark.slow  # a sweep of two tiny jobs, continued
 def test_a_sweep_over_data_files_trains_each_and_goes_on_as_printed(
     tmp_path: Path, monkeypatch, capsys

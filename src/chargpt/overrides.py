@@ -92,7 +92,7 @@ def reaches_sweep_job(key: str, text: str, search: bool = False) -> bool:
     """Whether the sweeper hands `text`, one value of a sweep of `key`, to its job intact. Hydra's
     basic sweeper writes the job's override unquoted, escaping only spaces, commas, brackets and the
     like (Hydra 1.3), so a quote, a non-ASCII letter or a `~` makes it unreadable, and `null` or
-    `1e3` arrive as no text at all; a `search` (Optuna's sweeper) escapes nothing."""
+    `1e3` arrive as no text at all; a `search` (Optuna's own sweeper) escapes nothing."""
     try:
         value = _PARSER.parse_override(f"{key}={text if search else escape_special_characters(text)}").value()
     except HydraException:
@@ -111,6 +111,17 @@ def readable_choices(override: Override) -> Override:
               if isinstance(value, str) and not reaches_sweep_job(key, value) else value
               for value in override._value.list]
     return dataclasses.replace(override, _value=dataclasses.replace(override._value, list=values))
+
+
+def readable_trial_override(override: str, params: dict) -> str:
+    """One override of a search's trial, `key=value` as Optuna's sweeper writes it (a text value bare,
+    escaped in no way), readable by its job: where `params` (the trial's drawn values) holds a text
+    that Hydra reads back as another (a non-ASCII letter, a quote, a comma, `null`), written quoted."""
+    key, _, written = override.partition("=")
+    value = params.get(key)
+    if not isinstance(value, str) or written != value or reaches_sweep_job(key, value, search=True):
+        return override
+    return f"{key}={QuotedString(text=value, quote=Quote.single).with_quotes()}"
 
 
 def sweep_item(text: str) -> str:

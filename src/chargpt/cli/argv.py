@@ -192,7 +192,7 @@ def hydra_argv(argv: list[str]) -> list[str]:
             raise ConfigError(f"{arg} needs a value after it, e.g. {arg} {_OPTION_VALUES[arg]}")
     _check_options(out)
     group_dirs, searchpath = _group_dirs(out), _searchpath(out)
-    search = any(_is_search(out[i]) for i in override_positions(out))
+    sweeper = _sweeper_named(out)
     for i in override_positions(out):
         if nameless := re.match(r"^(\+{0,2}|~)\s*=(.*)$", out[i], re.DOTALL):  # Hydra: a ValueError
             raise ConfigError(f"cannot read the override {out[i]!r}: it names no setting before '='; write "
@@ -202,7 +202,7 @@ def hydra_argv(argv: list[str]) -> list[str]:
             plus, key, value = parts
             # null (or nothing) still means "none" for a path or a name; a prompt takes it as text.
             if is_free_text_key(key) and not (not is_prompt_key(key) and value.lower() in ("null", "")):
-                out[i] = f"{plus}{key}={_path_sweep(key, value, search) or _free_text(key, value)}"
+                out[i] = f"{plus}{key}={_path_sweep(key, value, sweeper) or _free_text(key, value)}"
                 continue
             if is_folder_key(key):  # may use ${now:...}: expanded, and quoted only when needed
                 value = value if value[:1] in ("'", '"') else expand_path(value)
@@ -382,18 +382,27 @@ def _free_text(key: str, value: str) -> str:
     return hydra_quoted(value)
 
 
-def _is_search(override: str) -> bool:
-    """An override that makes a sweep a search, whose sweeper (Optuna's) hands its jobs their values."""
-    key, _, value = override.partition("=")
-    return key.lstrip("+") == "hparams_search" or (key.lstrip("+") == "hydra/sweeper"
-                                                  and value not in ("basic", "quoting"))
+# chargpt's sweepers hand a choice's every text to its job readable: the default (Hydra's basic
+# sweeper in chargpt's subclass) and Optuna's (registered under its own name). Hydra's basic sweeper,
+# named, escapes only spaces, commas and brackets; another plugin's search is taken to escape nothing.
+_READABLE_SWEEPERS = ("quoting", "optuna")
 
 
-def _path_sweep(key: str, value: str, search: bool) -> str | None:
+def _sweeper_named(argv: list[str]) -> str:
+    """The sweeper a command line picks: its `hydra/sweeper=NAME`, else the search it names
+    (`hparams_search=optuna`), else chargpt's default."""
+    named = {key.lstrip("+"): value for i in override_positions(argv)
+             for key, _, value in [argv[i].partition("=")]}
+    if "hydra/sweeper" in named:
+        return named["hydra/sweeper"]
+    return named.get("hparams_search", "quoting")
+
+
+def _path_sweep(key: str, value: str, sweeper: str = "quoting") -> str | None:
     """A data path's sweep, `choice(a.txt, 'my texts/b.txt')`, with each path expanded (`~`, $VARS)
-    and written so that Hydra hands it to its job intact (`search`: a search's sweeper does); None
-    for a value that is one path (a file named `choice(...)` that exists included). Any other of
-    Hydra's functions is refused: it does not name files."""
+    and written so that Hydra reads it; None for a value that is one path (a file named `choice(...)`
+    that exists included). Any other of Hydra's functions is refused: it does not name files; so is
+    a name that `sweeper` would hand its job unreadable."""
     call = _hydra_function_call(value) if key.startswith("data.") else None
     if call is None or Path(expand_path(_unquoted(key, value))).exists():
         return None
@@ -408,11 +417,17 @@ def _path_sweep(key: str, value: str, search: bool) -> str | None:
         if not path or "${" in path:
             raise ConfigError(f"{key}={value}: {path!r} is not a path a sweep can take; list the files "
                               f"by name: {example}")
-        if search and not reaches_sweep_job(key, path, search):  # chargpt's basic sweeper quotes it
-            raise ConfigError(f"{key}={value}: a search's sweeper cannot hand {path!r} to its job (it drops "
-                              "the quotes such a name needs: spaces, commas, non-ASCII letters, quotes, ~, ! "
-                              "...); link the file under a plain name (ln -s) and list that, or train on it "
-                              "without -m")
+        if sweeper in _READABLE_SWEEPERS or reaches_sweep_job(key, path, search=sweeper != "basic"):
+            continue
+        if sweeper == "basic":
+            raise ConfigError(f"{key}={value}: hydra/sweeper=basic, Hydra's own sweeper, cannot hand "
+                              f"{path!r} to its job (it drops the quotes a non-ASCII letter, a quote or a ~ "
+                              "needs); leave hydra/sweeper=basic out: chargpt's default sweeper is "
+                              "Hydra's with that mended")
+        raise ConfigError(f"{key}={value}: a search's sweeper ({sweeper}) cannot hand {path!r} to its "
+                          "job (it drops the quotes such a name needs: spaces, commas, non-ASCII letters, "
+                          "quotes, ~, ! ...); link the file under a plain name (ln -s) and list that, or "
+                          "train on it without -m")
     return f"choice({','.join(sweep_item(path) for path in paths)})"
 
 

@@ -1,0 +1,49 @@
+"""chargpt's Optuna sweeper (hydra/sweeper=optuna, as hparams_search=optuna picks it): Optuna's,
+handing each trial values its job can read back. Registered under Optuna's own name, so that every
+search gets it; absent where the `optuna` extra is not installed."""
+
+# No `from __future__ import annotations`: Hydra runs this module before it is in sys.modules,
+# where a dataclass would look its string annotations up.
+import dataclasses
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+
+try:
+    from hydra_plugins.hydra_optuna_sweeper.config import OptunaSweeperConf
+    from hydra_plugins.hydra_optuna_sweeper.optuna_sweeper import OptunaSweeper
+except ImportError:  # no optuna extra: no search to mend
+    OptunaSweeper = None
+
+
+if OptunaSweeper is not None:
+
+    class QuotingOptunaSweeper(OptunaSweeper):
+        """hydra-optuna-sweeper 1.3 writes each trial's override as `f"{name}={value}"`, a text value
+        bare: `choice(café.txt, 'a, b.txt')` reached its jobs as `data.path=café.txt` and
+        `data.path=a, b.txt`, which Hydra cannot read. Here such a value is written quoted; the study
+        keeps the text itself, and every other value is written as Optuna's sweeper writes it."""
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            # OptunaSweeper.__init__ only builds its implementation, which imports optuna: here the
+            # same implementation, writing its trials' overrides readable.
+            from hydra_plugins.hydra_optuna_sweeper._impl import OptunaSweeperImpl
+
+            class ReadableTrials(OptunaSweeperImpl):
+                def _configure_trials(self, trials: list, search_space_distributions: dict,
+                                      fixed_params: dict) -> list[tuple[str, ...]]:
+                    from chargpt.overrides import readable_trial_override
+
+                    written = super()._configure_trials(trials, search_space_distributions, fixed_params)
+                    return [tuple(readable_trial_override(o, trial.params) for o in overrides)
+                            for trial, overrides in zip(trials, written, strict=True)]
+
+            self.sweeper = ReadableTrials(*args, **kwargs)
+
+    @dataclasses.dataclass
+    class QuotingOptunaSweeperConf(OptunaSweeperConf):
+        _target_: str = "hydra_plugins.chargpt_sweeper.optuna_search.QuotingOptunaSweeper"
+
+    # Replaces Optuna's own entry (imported, so stored, above): `hydra/sweeper=optuna` names this one.
+    ConfigStore.instance().store(group="hydra/sweeper", name="optuna", node=QuotingOptunaSweeperConf,
+                                 provider="chargpt")
