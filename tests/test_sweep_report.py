@@ -397,6 +397,24 @@ def test_report_refuses_an_empty_path_and_a_folder_as_csv_before_writing(tmp_pat
     assert not (sweep / "report.csv").exists() and not any((tmp_path / "out").iterdir())
 
 
+def test_report_reads_a_quoted_tilde_as_home_as_pandas_does(tmp_path: Path, monkeypatch, capsys) -> None:
+    # --csv "~/" (quoted: the shell leaves it) was advised `mkdir -p '~'`, a folder named ~ beside the
+    # user's files, and --csv "~/out/r.csv" was refused for the missing folder ./~/out. `~` is the
+    # home folder, as pandas' to_csv reads it: the advice names it, and works as printed.
+    home, sweep = tmp_path / "home", tmp_path / "home" / "sweep"
+    fake_run(sweep, "0", ["optimizer.lr=1e-3"], metrics(2.0, 2.1), {"status": "finished"})
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(tmp_path)
+    assert run_cli(report_cli.main, "--csv", "~/out/", "~/sweep") == 2
+    said = capsys.readouterr().err
+    assert said.startswith(f"error: argument --csv: ~/out/ names a folder, which does not exist; create "
+                           f"it (mkdir -p {home}/out) and name the CSV file in it, such as --csv "
+                           "'~/out/report.csv'")
+    (home / "out").mkdir()
+    assert run_cli(report_cli.main, "--csv", "~/out/report.csv", "~/sweep") == 0
+    assert (home / "out" / "report.csv").is_file() and not (tmp_path / "~").exists()
+
+
 @pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc")
 def test_report_refuses_a_folder_it_cannot_write_in_one_line(tmp_path: Path, capsys) -> None:
     # /proc takes no new file, even from root: as another user's sweep or a read-only disk. The

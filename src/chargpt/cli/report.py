@@ -29,17 +29,19 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _path(text: str) -> Path:
-    """A path as typed; an empty one (an unset shell variable: `--csv "$OUT"`) would be read as the
+    """A path as typed, `~` expanded as pandas' to_csv and read_csv expand it (a quoted `"~/out"` is
+    no folder named `~`); an empty one (an unset shell variable: `--csv "$OUT"`) would be read as the
     current folder."""
     if not text:
         raise argparse.ArgumentTypeError("an empty path (an unset shell variable?)")
-    return Path(text)
+    return Path(text).expanduser()
 
 
 def _file_path(text: str) -> Path:
     """A file's path: one ending in a slash names a folder, which Path would read as a file."""
     if text.endswith(("/", os.sep)):
-        create = "" if Path(text).is_dir() else f"create it ({missing_folder(Path(text))}) and "
+        folder = _path(text)
+        create = "" if folder.is_dir() else f"create it ({missing_folder(folder)}) and "
         raise argparse.ArgumentTypeError(
             f"{text} names a folder{', which does not exist' if create else ''}; {create}name the CSV file "
             f"in it, such as --csv {shell_words.quote(text + 'report.csv')}")
