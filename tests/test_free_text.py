@@ -9,6 +9,7 @@ import io
 import os
 import random
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -29,7 +30,7 @@ from chargpt.overrides import (
     readable_choices,
     readable_trial_override,
 )
-from chargpt.runs.resume import resume_overrides
+from chargpt.runs.resume import resume_command, resume_overrides
 from conftest import TINY_MODEL, run_cli
 
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -493,6 +494,22 @@ def test_a_sweep_of_a_data_path_that_names_no_files_is_one_error_line(value: str
     assert run_cli(train_main, "-m", "data=text", f"data.path={value}") == 2
     err = capsys.readouterr().err
     assert err.startswith(f"error: data.path={value}: {said}") and err.count("\n") == 1
+
+
+def test_a_recorded_path_is_printed_as_the_file_it_named(tmp_path: Path) -> None:
+    # A recorded path was read as a command line's: 'a, b.txt', moved since, became
+    # choice(/home/me/a,/home/me/b.txt) in a resume or continue command (Hydra refuses that sweep
+    # without -m), and a file named '$x.txt' (read as that file where it launched, as chargpt reads
+    # a path that exists as typed) stayed relative: another file or none from another folder.
+    (tmp_path / "$x.txt").write_text("x")
+    recorded = ["data.path='a, b.txt'", "data.path='$x.txt'", "data.val_path='~x.txt'"]
+    assert launched_from(recorded, str(tmp_path)) == [
+        f"data.path={tmp_path}/a, b.txt", f"data.path={tmp_path}/$x.txt", f"data.val_path={tmp_path}/~x.txt"]
+    assert shlex.split(resume_command("/runs/1", recorded[:2], str(tmp_path)))[1:3] == [
+        f"data.path={tmp_path}/a, b.txt", f"data.path={tmp_path}/$x.txt"]
+    # A variable, or a home folder, names a file from anywhere, as before.
+    assert launched_from(["data.path=$x/a.txt", "data.path=~/a.txt"], str(tmp_path)) == [
+        "data.path=$x/a.txt", "data.path=~/a.txt"]
 
 
 def test_a_sweep_over_files_is_printed_with_each_file_named_from_anywhere(tmp_path: Path) -> None:

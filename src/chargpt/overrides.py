@@ -55,12 +55,15 @@ def is_sweep(override: str) -> bool:
 
 
 def choice_values(override: str) -> list | None:
-    """The values of a `key=choice(...)` sweep as Hydra reads them; None for any other override."""
+    """The values of a `key=choice(...)` sweep as Hydra reads them; None for any other override (a
+    bare `a,b`, which Hydra reads as a sweep too: in a recorded path, one file's name)."""
     try:
         value = _PARSER.parse_override(override).value()
     except HydraException:
         return None
-    return list(value.list) if isinstance(value, ChoiceSweep) and not value.shuffle else None
+    if not isinstance(value, ChoiceSweep) or value.shuffle or value.simple_form:
+        return None
+    return list(value.list)
 
 
 def literal_value(override: str) -> str:
@@ -200,13 +203,20 @@ def named_from(key: str, path: str, cwd: str) -> str:
 
 def launched_path(path: str, cwd: str) -> str:
     """`path`, named relative to `cwd`, named absolute; one named_from_anywhere as it is."""
-    return path if named_from_anywhere(path) else os.path.normpath(os.path.join(cwd, path))  # ./a/, a: one
+    if named_from_anywhere(path, cwd):
+        return path
+    return os.path.normpath(os.path.join(cwd, path))  # ./a/, a: one
 
 
-def named_from_anywhere(path: str) -> bool:
+def named_from_anywhere(path: str, cwd: str | None = None) -> bool:
     """An absolute path, `~/corpus.txt` and `$DATA/corpus.txt` (chargpt expands both) name the
-    same file from any folder."""
-    return path.startswith(("~", "$")) or os.path.isabs(path)
+    same file from any folder. A name that only starts so is a file in `cwd`, where it was launched,
+    as chargpt reads it: `~x.txt` (no user x.txt to expand), `$x.txt` where that file is."""
+    if path.startswith("~"):
+        return os.path.expanduser(path) != path
+    if path.startswith("$"):
+        return cwd is None or not os.path.exists(os.path.join(cwd, path))
+    return os.path.isabs(path)
 
 
 def _absolute_searchpath(typed: str, cwd: str | None) -> str:

@@ -109,7 +109,7 @@ def comparable_paths(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for key in {key for row in rows for key in row["overrides"] if is_path_key(key)}:
         named = [(row, cwd) for row, cwd in zip(rows, cwds, strict=True)
                  if _one_path(row["overrides"].get(key))]
-        relative = [(row, cwd) for row, cwd in named if not named_from_anywhere(row["overrides"][key])]
+        relative = [(row, cwd) for row, cwd in named if not named_from_anywhere(row["overrides"][key], cwd)]
         if len(relative) == len(named) and len({cwd for _, cwd in relative}) <= 1:
             continue  # each as typed, from one folder: as readable as paths get
         for row, cwd in relative:
