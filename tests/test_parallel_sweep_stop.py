@@ -120,6 +120,37 @@ def test_a_signal_to_the_sweeps_process_becomes_a_stop_request_and_its_exit_code
     assert "SIGTERM received: each running job of the sweep stops" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("left", [False, True], ids=["complete", "a job left"])
+def test_a_signal_after_the_last_jobs_finished_says_the_sweep_was_complete(left: bool, tmp_path: Path,
+                                                                          capsys) -> None:
+    # A Ctrl-C after the last step of the last jobs (each finishes, then the sweep stops) printed
+    # `the sweep stopped; continue it ... with: ...`, a command that had nothing left to run.
+    sweep = tmp_path / "sweep"
+    sweep.mkdir()
+    seeds = "1,2,3" if left else "1,2"  # a third job never started, or none left
+    (sweep / "multirun.yaml").write_text(
+        f"hydra:\n  overrides:\n    hydra: []\n    task: ['seed={seeds}']\n"
+        "  sweeper:\n    _target_: hydra._internal.core_plugins.basic_sweeper.BasicSweeper\n")
+    for job in ("0", "1"):
+        (sweep / job / ".hydra").mkdir(parents=True)
+        (sweep / job / ".hydra" / "overrides.yaml").write_text(f"- seed={int(job) + 1}\n")
+        (sweep / job / "status.json").write_text('{"status": "finished"}')
+
+    def launch() -> list[JobReturn]:  # the signal as the jobs return, each finished
+        os.kill(os.getpid(), signal.SIGINT)
+        return [_result(1.5), _result(2.5)]
+
+    with pytest.raises(SystemExit) as ended:
+        launch_stoppably(_config(sweep), launch)
+    said = capsys.readouterr().err.splitlines()[-1]
+    assert ended.value.code == 128 + signal.SIGINT
+    if left:
+        assert said.startswith("the sweep stopped; continue it (its finished jobs are kept) with: ")
+    else:
+        assert said == (f"the sweep was complete: its 2 jobs had finished, and nothing is left to continue "
+                        f"(chargpt-report {sweep} shows them)")
+
+
 def test_a_job_stopped_by_its_own_signal_ends_the_sweep_once_all_returned(tmp_path: Path) -> None:
     results = [_result(1.5), _result(JobStopped(signal.SIGINT, started=True), JobStatus.FAILED)]
     with pytest.raises(SystemExit) as ended:

@@ -99,12 +99,20 @@ def continue_line(lead: str) -> str | None:
     if hydra is None:
         return None
     sweep_dir = Path(hydra.sweep.dir)
-    if (jobs := finished_sweep(sweep_dir)) is not None:
-        return (f"the sweep was complete: its {counted(jobs, 'job')} had finished, and nothing is left to "
-                f"continue (chargpt-report {shell_words.quote(str(sweep_dir.resolve()))} shows them)")
+    if complete := complete_line(sweep_dir):
+        return complete
     if command := continue_command(sweep_dir):
         return f"{lead} ({kept_on_continuing(hydra)}) with: {command}"
     return None
+
+
+def complete_line(sweep_dir: Path) -> str | None:
+    """That the sweep in `sweep_dir` was complete when a signal came (finished_sweep), in place of a
+    continue command that would run nothing; None where something is left to continue."""
+    if (jobs := finished_sweep(sweep_dir)) is None:
+        return None
+    return (f"the sweep was complete: its {counted(jobs, 'job')} had finished, and nothing is left to "
+            f"continue (chargpt-report {shell_words.quote(str(sweep_dir.resolve()))} shows them)")
 
 
 def finished_sweep(sweep_dir: Path) -> int | None:
