@@ -67,6 +67,10 @@ TOY_MODEL = ["model.n_layer=1", "model.n_head=2", "model.n_embd=32", "model.bloc
              "model.dropout=0.0"]
 TOY_RUN = ["data.batch_size=8", "trainer.max_steps=20", "trainer.val_check_interval=10",
            "data.val_max_chars=20000", "trainer.log_every_n_steps=5"]
+# --dry-run's model=auto: a budget far beyond any machine's need (its steps are capped).
+DRY_AUTO_BUDGET_S = 3600
+# A --dry-run step's limit only catches a hang: its toy runs took up to 100 s each on a loaded 2-core CPU.
+DRY_RUN_TIMEOUT_S = 600
 QUIET = ["logger=none", "sample.max_new_tokens=0", "callbacks.progress_bar=null"]
 
 
@@ -117,7 +121,7 @@ def train_step(out: Path, dry_run: bool, device_name: str | None) -> dict[str, A
         overrides = ["experiment=shakespeare_char", "trainer=cpu", *TOY_MODEL, *TOY_RUN, *QUIET]
     else:
         overrides = ["experiment=shakespeare_char", "trainer=gpu", "model.compile=true", *QUIET]
-    result = chargpt_train(out / "train", overrides, TRAIN_TIMEOUT_S)
+    result = chargpt_train(out / "train", overrides, DRY_RUN_TIMEOUT_S if dry_run else TRAIN_TIMEOUT_S)
     result["overrides"] = " ".join(overrides)
     result["mfu"] = None
     if result["ok"]:
@@ -164,15 +168,18 @@ def sample_step(out: Path, dry_run: bool) -> dict[str, Any]:
 def auto_step(out: Path, dry_run: bool) -> dict[str, Any]:
     if not (Path(CONFIG_PATH) / "model" / "auto.yaml").exists():
         return {"skipped": "configs/model/auto.yaml does not exist in this version (no model=auto yet)"}
-    # On a 2-core CPU start-up alone takes 9-14 s; a short budget calibration keeps 40 s enough.
-    budget = 40 if dry_run else AUTO_BUDGET_S
     if dry_run:
-        overrides = ["model=auto", f"budget_seconds={budget}", "trainer=cpu", "data.val_max_chars=20000",
+        # The path the GPU run takes (time the smallest shape, choose, train, record the choice), not
+        # its speed: a budget no machine's start-up and timing can use up (a loaded 2-core CPU took
+        # 910 ms a step, and refused a 40 s budget), with the steps capped, so that the climb stops
+        # at the first shape and the run ends after a few steps however fast this machine is.
+        overrides = ["model=auto", f"budget_seconds={DRY_AUTO_BUDGET_S}", "trainer=cpu",
+                     "trainer.max_steps=20", "data.val_max_chars=20000",
                      "callbacks.time_budget.skip_steps=2", "callbacks.time_budget.calibration_steps=5",
                      *QUIET]
     else:
-        overrides = ["model=auto", f"budget_seconds={budget}", "trainer=gpu", *QUIET]
-    result = chargpt_train(out / "auto", overrides, budget + (60 if dry_run else AUTO_TIMEOUT_S - budget))
+        overrides = ["model=auto", f"budget_seconds={AUTO_BUDGET_S}", "trainer=gpu", *QUIET]
+    result = chargpt_train(out / "auto", overrides, DRY_RUN_TIMEOUT_S if dry_run else AUTO_TIMEOUT_S)
     result["overrides"] = " ".join(overrides)
     record = out / "auto" / "budget.json"
     if result["ok"] and record.exists():  # what it chose, and how many shapes it timed to choose it
@@ -196,7 +203,8 @@ def syncs_step(out: Path, dry_run: bool) -> dict[str, Any]:
     else:
         overrides = ["experiment=shakespeare_char", "trainer=gpu", *SYNCS_RUN, *counter]
     # This folder is importable in the run, for count_syncs.py.
-    result = chargpt_train(out / "syncs", overrides, SYNCS_TIMEOUT_S, path=Path(__file__).resolve().parent)
+    result = chargpt_train(out / "syncs", overrides, DRY_RUN_TIMEOUT_S if dry_run else SYNCS_TIMEOUT_S,
+                           path=Path(__file__).resolve().parent)
     result["overrides"] = " ".join(x for x in overrides if not x.startswith("+callbacks"))
     if result["ok"]:
         result.update(json.loads(record.read_text()))

@@ -62,7 +62,8 @@ def test_dry_run_prints_one_json_line_with_finite_figures(tmp_path: Path, shakes
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "CHARGPT_DATA_DIR": str(shakespeare.parents[1])}
     result = subprocess.run(
         [sys.executable, str(SCRIPT), "--dry-run", "--out", str(tmp_path / "out")],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+        # Only a hang guard: each step's own limit, for the three runs and sampling.
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=4 * gpu_check().DRY_RUN_TIMEOUT_S,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     figures = json.loads(result.stdout.strip().splitlines()[-1])
@@ -80,6 +81,7 @@ def test_dry_run_prints_one_json_line_with_finite_figures(tmp_path: Path, shakes
     if (ROOT / "configs" / "model" / "auto.yaml").exists():
         assert auto["ok"] and math.isfinite(auto["best_val_loss"])
         assert auto["chosen"] in [shape for shape, _ in auto["timed"]] and auto["calibration_s"] > 0
+        assert auto["steps"] == 20 and len(auto["timed"]) == 1  # capped: the same run on any machine
     else:
         assert "auto.yaml" in auto["skipped"]
     syncs = figures["syncs"]  # the counting callback ran inside chargpt-train; no CUDA, no syncs
@@ -134,3 +136,32 @@ def test_an_unknown_step_is_refused_with_the_choices(capsys) -> None:
     assert gpu_check().main(["--dry-run", "--steps", "train,smaple"]) == 2
     [line] = capsys.readouterr().err.splitlines()
     assert line == "error: unknown step 'smaple' in --steps; choose from train,sample,auto,syncs"
+
+
+@pytest.mark.parametrize("step_seconds", [0.005, 0.9, 5.0])  # a GPU, a loaded 2-core CPU, far slower
+def test_dry_run_model_auto_chooses_whatever_the_machine_speed(
+    tmp_path: Path, monkeypatch, step_seconds: float
+) -> None:
+    # The dry run's model=auto settings, fed to the sizing rule at a step time and a start-up of
+    # any machine: never refused as too small a budget, one shape timed, the run's steps capped.
+    from chargpt.training.auto_size.ladder import LADDER
+    from chargpt.training.auto_size.rule import StepCaps, climb
+
+    module = gpu_check()
+    runs: list[list[str]] = []
+    monkeypatch.setattr(module, "chargpt_train", lambda run_dir, overrides, timeout_s: runs.append(overrides)
+                        or {"ok": False})
+    module.auto_step(tmp_path, dry_run=True)
+    [overrides] = runs
+    settings = dict(o.split("=", 1) for o in overrides if "=" in o)
+    clock = [20 * step_seconds + 15.0]  # start-up, then each timing's steps
+
+    def measure(shape, dropout=None) -> float:  # type: ignore[no-untyped-def]
+        clock[0] += 8 * step_seconds
+        return step_seconds
+
+    max_steps = int(settings["trainer.max_steps"]) if "trainer.max_steps" in settings else None
+    choice = climb(LADDER, measure, float(settings["budget_seconds"]), lambda: clock[0], 1_003_854, 20_000,
+                   caps=StepCaps(max_steps=max_steps))
+    assert len(choice.measured) == 1 and choice.shape == LADDER[0]
+    assert choice.planned is not None and choice.planned.steps == 20
