@@ -6,9 +6,9 @@ whether the import brought in Lightning. torch alone and Lightning alone are the
 `--against SRC` times the same commands from another source tree too (the `src` folder of an
 older checkout: `git worktree add ../old COMMIT`), in the same turns; a command that tree lacks
 (an older one may) is shown as absent. `--collector` adds a second table, in the same turns:
-chargpt-train's import and the process's exit after it, with Python's garbage collector left on
-and as the console scripts launch a command (off during the import, whose objects are then
-frozen out of its passes: chargpt.cli.launch). The last line is a JSON object.
+chargpt-train's training import (Lightning: chargpt.training.build) and the process's exit after
+it, with Python's garbage collector left on and as a command imports it (off during the import,
+whose objects are then frozen out of its passes: chargpt.cli.launch). The last line is a JSON object.
 
     python scripts/bench_startup.py
     python scripts/bench_startup.py --repeats 9 --against ../old/src
@@ -31,7 +31,8 @@ MODULES = {
     "lightning (reference)": "lightning",
     "import chargpt": "chargpt",
     "chargpt.load (Python API)": "chargpt.inference",
-    "chargpt-train": "chargpt.cli.train",
+    "chargpt-train": "chargpt.cli.train",  # what --help and a refused setting pay
+    "chargpt-train, training": "chargpt.training.build",  # what a run then imports (Lightning)
     "chargpt-sample": "chargpt.cli.sample",
     "chargpt-eval": "chargpt.cli.eval",
     "chargpt-serve": "chargpt.cli.serve",
@@ -59,7 +60,7 @@ def import_once(module: str, src: str | None) -> tuple[float, bool] | None:
     return float(out[0]), out[1] == "True"
 
 
-COLLECTOR_MODULE = "chargpt.cli.train"
+COLLECTOR_MODULE = "chargpt.training.build"  # chargpt-train's training import (Lightning)
 COLLECTOR_MODES = {"left on": "on", "as launched": "launched"}
 # Prints the import's seconds and the wall-clock time at the end of the script: the parent takes
 # the process's exit from there to its end.

@@ -316,9 +316,9 @@ def test_a_second_ctrl_c_quits_training_at_once(tmp_path: Path, corpus: Path) ->
 
 
 def test_ctrl_c_before_training_is_exit_130(tmp_path: Path, corpus: Path, monkeypatch, capsys) -> None:
-    import chargpt.cli.train as train_cli
+    from chargpt.training import build as training_build
 
-    monkeypatch.setattr(train_cli, "build_run", _raise(KeyboardInterrupt))
+    monkeypatch.setattr(training_build, "build_run", _raise(KeyboardInterrupt))
     args = ["data=text", f"data.path={corpus}", f"paths.output_root={tmp_path}", *TINY_MODEL]
     assert run_cli(train_main, *args) == 130
     assert capsys.readouterr().err.endswith("interrupted\n")
@@ -327,12 +327,12 @@ def test_ctrl_c_before_training_is_exit_130(tmp_path: Path, corpus: Path, monkey
 
 def test_sigterm_while_the_run_is_built_is_exit_143(tmp_path: Path, corpus, monkeypatch, capsys) -> None:
     # Its default action ended the process where it stood: no word, the run's folder left behind.
-    import chargpt.cli.train as train_cli
+    from chargpt.training import build as training_build
 
     def terminated(*args, **kwargs):
         os.kill(os.getpid(), signal.SIGTERM)
 
-    monkeypatch.setattr(train_cli, "build_run", terminated)
+    monkeypatch.setattr(training_build, "build_run", terminated)
     args = ["data=text", f"data.path={corpus}", f"paths.output_root={tmp_path}", *TINY_MODEL]
     assert run_cli(train_main, *args) == 143
     assert capsys.readouterr().err.endswith("\nterminated\n")

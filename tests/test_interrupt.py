@@ -110,15 +110,15 @@ def test_a_stop_during_the_closing_sample_leaves_the_run_finished(stop, exit_cod
 def test_a_stop_before_training_says_the_same_command_starts_over(tmp_path, monkeypatch, capsys) -> None:
     # A Ctrl-C while the run is built (its text read, model=auto timing shapes) leaves no
     # checkpoint and no resume command: the console says what that means, and it is true.
-    import chargpt.cli.train as train_cli
+    from chargpt.training import build as training_build
 
-    build_run = train_cli.build_run
+    build_run = training_build.build_run
 
     def ctrl_c_while_building(cfg):
         raise KeyboardInterrupt
 
     monkeypatch.setenv("CHARGPT_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setattr(train_cli, "build_run", ctrl_c_while_building)
+    monkeypatch.setattr(training_build, "build_run", ctrl_c_while_building)
     run = tmp_path / "my run"
     args = bare_train_args(write_corpus(tmp_path / "corpus.txt"), run, "trainer.max_steps=2")
     code, _, err = run_main(train_main, args, capsys)
@@ -126,21 +126,21 @@ def test_a_stop_before_training_says_the_same_command_starts_over(tmp_path, monk
     assert err.endswith("stopped by SIGINT before training began: no checkpoint was written; run the same "
                         "command to start the run again\n\ninterrupted\n"), err
     assert not run.exists()  # the folder it made for the run holds nothing to keep: removed
-    monkeypatch.setattr(train_cli, "build_run", build_run)
+    monkeypatch.setattr(training_build, "build_run", build_run)
     code, _, err = run_main(train_main, args, capsys)
     assert code == 0, err
     assert json.loads((run / "status.json").read_text())["status"] == "finished"
     # A resume stopped the same way: its checkpoint is as it was, and the same command resumes.
     last = run / "checkpoints" / "last.ckpt"
     before = last.read_bytes()
-    monkeypatch.setattr(train_cli, "build_run", ctrl_c_while_building)
+    monkeypatch.setattr(training_build, "build_run", ctrl_c_while_building)
     resume = [*[a for a in args if not a.startswith("trainer.max_steps=")], "trainer.max_steps=4",
               f"ckpt_path={run}"]
     code, _, err = run_main(train_main, resume, capsys)
     assert code == 130 and last.read_bytes() == before
     assert err.endswith("stopped by SIGINT before training resumed: the checkpoint stays as it was; run the "
                         "same command to resume\n\ninterrupted\n"), err
-    monkeypatch.setattr(train_cli, "build_run", build_run)
+    monkeypatch.setattr(training_build, "build_run", build_run)
     code, _, err = run_main(train_main, resume, capsys)
     assert code == 0 and torch.load(last, weights_only=True)["global_step"] == 4, err
 

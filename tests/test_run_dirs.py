@@ -380,12 +380,12 @@ def test_a_sweep_jobs_folder_held_by_another_live_run_is_refused(tmp_path: Path,
 
 def test_a_sweep_job_holds_its_folder_while_it_trains_and_lets_go_after(tmp_path: Path, monkeypatch,
                                                                       capsys) -> None:
-    import chargpt.cli.train as train_cli
+    from chargpt.training import build as training_build
 
     corpus = write_corpus(tmp_path / "corpus.txt")
     sweep = tmp_path / "sweep"
     seen: list[tuple[bool, bool]] = []
-    build = train_cli.build_run
+    build = training_build.build_run
 
     def free(folder: Path) -> bool:
         fd = os.open(folder / LOCK_FILE, os.O_RDWR)
@@ -403,7 +403,7 @@ def test_a_sweep_job_holds_its_folder_while_it_trains_and_lets_go_after(tmp_path
             seen.append((free(sweep / "0"), free(job)))
         return build(cfg)
 
-    monkeypatch.setattr(train_cli, "build_run", observed)
+    monkeypatch.setattr(training_build, "build_run", observed)
     code, _, err = run_main(train_main, _sweep_args(corpus, sweep), capsys)
     assert code == 0, err
     assert seen == [(True, False)]  # job 0's folder let go at its end; job 1's held while it runs

@@ -94,7 +94,8 @@ def test_bench_startup_times_every_command_and_says_which_import_lightning(tmp_p
     assert figures["imports_lightning"] == {
         "torch (reference)": False, "lightning (reference)": True, "import chargpt": False,
         "chargpt.load (Python API)": False,
-        "chargpt-train": True, "chargpt-sample": False, "chargpt-eval": False, "chargpt-serve": False,
+        "chargpt-train": False, "chargpt-train, training": True,
+        "chargpt-sample": False, "chargpt-eval": False, "chargpt-serve": False,
         "chargpt-export": False, "chargpt-report": False,
     }
     assert all(seconds > 0 for seconds in figures["median_s"].values())
@@ -152,3 +153,29 @@ def test_the_launcher_keeps_the_collector_off_its_import_and_on_again_after(comm
     assert seen.startswith("{'enabled during import': False") and "'enabled': True" in seen, seen
     assert int(seen.split("'frozen': ")[1].split(",")[0]) > 1000  # Python's own modules, at least
     assert enabled_after == "True"
+
+
+TRAIN_WITHOUT_TRAINING = """
+import sys
+from chargpt.cli import launch
+sys.argv = ["chargpt-train", *sys.argv[1:]]
+try:
+    launch.train()
+except SystemExit as end:
+    print(end.code, sorted(name for name in sys.modules if name.split(".")[0] == "lightning"))
+"""
+
+
+@pytest.mark.parametrize("args", [["--help"], ["trainer.max_step=5"]])
+def test_train_help_and_a_refused_setting_import_no_lightning(tmp_path: Path, args: list[str]) -> None:
+    # Lightning comes in once the config has composed: its import was ~60% of the CPU time of a
+    # command that only prints or is refused.
+    done = subprocess.run([sys.executable, "-c", TRAIN_WITHOUT_TRAINING, *args], capture_output=True,
+                          text=True, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    code, modules = done.stdout.strip().splitlines()[-1].split(" ", 1)
+    assert modules == "[]"
+    if args == ["--help"]:
+        assert code in ("0", "None") and "trainer:" in done.stdout
+    else:
+        assert code == "2" and "did you mean trainer.max_steps?" in done.stderr

@@ -9,6 +9,7 @@ if __name__ == "__main__":  # python -m chargpt.cli.train: as its console script
 
 import contextlib
 import functools
+import importlib
 import logging
 import os
 import signal
@@ -17,7 +18,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import hydra
-import lightning as L
 from omegaconf import DictConfig
 
 from chargpt.checks import check_seed, training_seed
@@ -25,6 +25,7 @@ from chargpt.cli import CONFIG_PATH
 from chargpt.cli.argv import prints_only
 from chargpt.cli.common import cli_task, naming_removed_settings, quiet_known_warnings, run_main, use_threads
 from chargpt.cli.exits import console_outliving_its_reader, nothing_to_save_until_training, signal_of
+from chargpt.cli.launch import collector_off_then_frozen
 from chargpt.cli.prompts import NO_CLOSING_SAMPLE, check_output_writes, check_prompt_text, resolve_prompt
 from chargpt.distributed import is_rank_zero
 from chargpt.errors import ChargptError, exit_on_user_error, say_stopped_by, signal_exit_code
@@ -36,15 +37,9 @@ from chargpt.runs.continuation import forget_unstarted_job, keep_finished_jobs
 from chargpt.runs.directory import prepare_run_dir
 from chargpt.runs.resume import resume_command, resume_overrides
 from chargpt.runs.status import forget_this_resume, has_started, record_status, record_trained
-from chargpt.runs.status_callbacks import record_while_training
 from chargpt.runs.sweep_record import continue_line
-from chargpt.runs.train_on import how_to_train_on
 from chargpt.stop_request import JobStopped, requested_stop, stopping_untrained, sweep_process_ended
 from chargpt.stop_signals import StoppedAfterLastStep
-from chargpt.training.build import build_run
-from chargpt.training.callbacks.graceful_interrupt import GracefulInterrupt, TrainingInterrupted
-from chargpt.training.callbacks.metrics import RunMetrics
-from chargpt.training.guessing import warn_if_no_better_than_guessing
 
 CONFIG_NAME = "train"  # configs/train.yaml
 READER_GONE = ("warning: the console's reader closed its pipe; the run goes on without console output, "
@@ -100,6 +95,22 @@ def _sequential_job(cfg: DictConfig) -> float | None:
 
 def _train(cfg: DictConfig, parallel: Path | None) -> float | None:
     """train(); `parallel`: the sweep's folder, for a job run beside others in its own process."""
+    # Lightning is imported here, once the config has composed: its import is ~60% of the CPU time of
+    # a command that only prints (--help, --cfg) or is refused for its settings, which never train.
+    # The first time in a process, with the collector off and what it made frozen, as launch.py
+    # imports a command (not again for a sweep's next job: freezing would keep its garbage).
+    if "chargpt.training.build" not in sys.modules:
+        with collector_off_then_frozen():
+            importlib.import_module("chargpt.training.build")
+    import lightning as L
+
+    from chargpt.runs.status_callbacks import record_while_training
+    from chargpt.runs.train_on import how_to_train_on
+    from chargpt.training.build import build_run
+    from chargpt.training.callbacks.graceful_interrupt import GracefulInterrupt, TrainingInterrupted
+    from chargpt.training.callbacks.metrics import RunMetrics
+    from chargpt.training.guessing import warn_if_no_better_than_guessing
+
     quiet_known_warnings()
     training_seed("seed", cfg.seed)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
