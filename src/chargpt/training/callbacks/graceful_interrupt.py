@@ -8,7 +8,9 @@ At a step where a validation is due, that validation runs first and the stop com
 after the checkpoint callbacks have written last.ckpt (and a best checkpoint, if it is one): the
 checkpoint is the one the run writes there anyway, from which Lightning resumes at the next step,
 so the step's val/loss and weights count as in a run never stopped. A signal during a validation
-stops at its end the same way.
+stops at its end the same way, unless it falls inside a step (gradient accumulation, with
+val_check_interval counting batches that end no step): then the stop waits for the step's end, as a
+checkpoint there would lose the batches accumulated so far.
 A second signal gets the default behaviour (quit at once, no checkpoint: exit 130 for Ctrl-C, 143
 for SIGTERM), not Lightning's KeyboardInterrupt shutdown; the first says what that would keep. A
 signal after the last step (during the final validation and checkpoint) lets the run end normally,
@@ -34,7 +36,7 @@ from chargpt.errors import signal_exit_code
 from chargpt.stop_request import request_stop, requested_stop, sweep_process_ended
 from chargpt.stop_signals import STOP_SIGNALS, handled_stop_signals
 from chargpt.training.callbacks.checkpointing import last_checkpoint_path, latest_checkpoint_kept
-from chargpt.training.lightning_internals import log_step_values, validates_after_this_batch
+from chargpt.training.lightning_internals import is_accumulating, log_step_values, validates_after_this_batch
 from chargpt.training.steps import is_last_step
 
 
@@ -87,7 +89,7 @@ class GracefulInterrupt(Callback):
         if self._finishing:
             what = "the last step is done and the run is finishing (final validation and checkpoint)"
             then = f"send it again to quit at once without them: {kept}"
-        elif self._trainer is not None and self._trainer.validating:
+        elif self._stops_at_validation_end(self._trainer):
             what = "stopping at the end of this validation, once its checkpoint is written"
             then = f"send it again to quit at once without them: {kept}"
         else:
@@ -166,9 +168,15 @@ class GracefulInterrupt(Callback):
     def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._last_ckpt_before_validation = _file_identity(last_checkpoint_path(trainer, self.output_dir))
 
+    def _stops_at_validation_end(self, trainer: L.Trainer | None) -> bool:
+        """Whether a stop asked for now comes at the end of the validation running: one at a step
+        boundary, between steps of the training loop."""
+        return (trainer is not None and trainer.validating and not trainer.sanity_checking
+                and not self._finishing and not is_accumulating(trainer))
+
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.sanity_checking or self._trainer is None or self._finishing:
-            return  # not a validation between steps: the run ends after the last one anyway
+        if not self._stops_at_validation_end(self._trainer):
+            return  # a sanity check, the final validation (the run ends anyway), or one inside a step
         received = trainer.strategy.reduce_boolean_decision(self.received is not None, all=False)
         if not (self._stop_after_validation or received):
             return
