@@ -83,6 +83,19 @@ def test_picture_has_a_map_per_layer_and_head_with_visible_labels() -> None:
     assert grey.sum() > 1000
 
 
+def test_a_label_the_monospace_font_lacks_is_drawn_in_an_installed_font_that_has_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Drawn in DejaVu Sans Mono alone, 😀 was an empty box (render_attention silences matplotlib's
+    # warning of a missing glyph: here each one is recorded where matplotlib finds it).
+    from matplotlib import _text_helpers
+
+    missing: list[int] = []
+    monkeypatch.setattr(_text_helpers, "warn_on_missing_glyph", lambda code, *fonts: missing.append(code))
+    render_attention(torch.rand(1, 1, 3, 3).softmax(-1), "a😀b")
+    assert missing == []
+
+
 def test_budget_estimate_extrapolates_the_picture_and_counts_only_one_that_is_drawn(tmp_path) -> None:
     from types import SimpleNamespace
 
