@@ -166,6 +166,21 @@ def test_a_saved_dataset_given_as_data_path_is_read_as_its_run_read_it(tmp_path,
         assert result["data"] == f"dataset {saved} (train)"
 
 
+def test_a_saved_dataset_with_an_export_whose_card_garbles_its_reading_is_refused(tmp_path, capsys) -> None:
+    # A card's dataset that is no mapping (edited by hand) was a traceback, 'list' object has no
+    # attribute 'items': it is now read as a card that does not record it.
+    export, saved = tmp_path / "export", tmp_path / "saved"
+    assert run_cli(export_cli.main, f"ckpt_path={make_checkpoint(tmp_path / 'a.ckpt')}", f"out={export}") == 0
+    config = json.loads((export / "config.json").read_text())
+    config["card"]["dataset"] = ["train", "body"]
+    (export / "config.json").write_text(json.dumps(config))
+    saved.mkdir()
+    (saved / "dataset_dict.json").write_text("{}")
+    message = _one_error(*run_main(eval_cli.main, [f"ckpt_path={export}", f"data.path={saved}"], capsys))
+    assert message == (f"error: data.path={saved} is a dataset saved with save_to_disk, not a folder of "
+                       f"text; pass it as data=hf data.name={saved}")
+
+
 def test_evaluate_checkpoint_in_python_leaves_the_callers_matmul_precision(run) -> None:
     # It scored in the products asked for, and left the process's setting at them for whatever the
     # caller ran next.

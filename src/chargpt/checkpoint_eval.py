@@ -133,7 +133,7 @@ def _as_dataset(settings: dict[str, Any], ckpt: dict[str, Any] | None, file: Pat
     took a second command, data=hf data.name=...; `settings` as they are where nothing records them
     (a run on a text, an export from before the record)."""
     reading = card_for_export(file).dataset if ckpt is None else dataset_reading(stored_corpus(ckpt) or {})
-    if not reading:
+    if not isinstance(reading, dict) or not reading:  # (a hand-edited card: anything)
         return settings
     read_as = {key: value for key, value in reading.items() if key in DATASET_READING and value}
     return {**settings, "path": None, "name": expand_path(settings["path"]), **read_as}
