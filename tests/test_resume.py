@@ -182,42 +182,45 @@ def test_a_stop_at_a_validation_step_without_the_last_checkpoint_callback_writes
 
 
 @pytest.mark.slow
-def test_a_signal_during_a_validation_inside_an_accumulated_step_stops_at_the_step_end(
+def test_with_several_batches_a_step_validation_counts_steps_and_a_stop_during_it_resumes_exactly(
     tmp_path, monkeypatch, capsys
 ):
-    """val_check_interval counts batches: with 2 batches a step, a validation every 3 batches falls
-    inside a step. A signal during it stops at the step's end, not at the validation's, where the
-    checkpoint would lose the step's first batch and the resume would not match a straight run."""
+    """trainer.val_check_interval counts steps, as documented, where Lightning counts batches: with 2
+    batches a step, validating every 3 would fall inside step 2, and a checkpoint there lose the
+    step's first batch. The validations come after steps 3 and 4 (the end); a signal during the
+    first stops the run at its end, and the resume matches a straight run at every batch."""
     from chargpt.training import CharLM
 
     corpus = write_corpus(tmp_path / "corpus.txt")
     common = ["model.dropout=0.2", "trainer.max_steps=4", "trainer.val_check_interval=3",
-              "trainer.accumulate_grad_batches=2"]
+              "trainer.accumulate_grad_batches=2", "logger=tensorboard"]
     hook = StepHook(monkeypatch)
     code, _, err = run_main(train_main, bare_train_args(corpus, tmp_path / "straight", *common), capsys)
     assert code == 0, err
     straight = hook.take()
+    assert [step for step, _ in _validations(tmp_path / "straight")] == [3, 4]
 
     original, pending = CharLM.validation_step, [True]
 
     def validation_step(module: CharLM, *args, **kwargs):  # type: ignore[no-untyped-def]
-        if pending and not module.trainer.sanity_checking:  # the one after batch 3, inside step 2
+        if pending and not module.trainer.sanity_checking:  # the one after step 3
             pending.clear()
             os.kill(os.getpid(), signal.SIGINT)
         return original(module, *args, **kwargs)
 
     monkeypatch.setattr(CharLM, "validation_step", validation_step)
     code, _, err = run_main(train_main, bare_train_args(corpus, tmp_path / "stopped", *common), capsys)
-    assert code == 130 and "stopped by SIGINT after step 2" in err, err
-    assert "SIGINT received: stopping after this step and writing a checkpoint" in err
+    assert code == 130 and "stopped by SIGINT after step 3" in err, err
+    assert "SIGINT received: stopping at the end of this validation" in err
     first_part = hook.take()
-    assert [s for s, _ in first_part] == [1, 1, 2, 2]  # both batches of step 2
-    assert _state(tmp_path / "stopped")["global_step"] == 2
+    assert [s for s, _ in first_part] == [1, 1, 2, 2, 3, 3]  # whole steps only
+    assert _state(tmp_path / "stopped")["global_step"] == 3
 
     command = shlex.split(err.split("resume with: ", 1)[1].strip().splitlines()[0])
     code, _, err = run_main(train_main, command[1:], capsys)
     assert code == 0, err
     assert first_part + hook.take() == straight  # the same loss, bit for bit, at every batch
+    assert _validations(tmp_path / "stopped") == _validations(tmp_path / "straight")
 
 
 def test_checkpoint_holds_rng_and_corpus_in_plain_form(tmp_path, monkeypatch, capsys):

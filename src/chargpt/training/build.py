@@ -249,7 +249,8 @@ def build_trainer(
             "callbacks=[none,last_checkpoint]"
         )
     try:
-        trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **defaults)
+        trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **defaults,
+                              **_validation_in_batches(cfg.trainer))
     except InstantiationException as err:
         cause = err.__cause__ or err
         raise ConfigError(f"invalid trainer settings: {first_line(cause)}") from None
@@ -257,6 +258,16 @@ def build_trainer(
         trainer.strategy.checkpoint_io = AtomicCheckpointIO()
     keep_ignored_signals_ignored(trainer)
     return trainer
+
+
+def _validation_in_batches(trainer_cfg: DictConfig) -> dict[str, int]:
+    """trainer.val_check_interval counts steps, as every count of a run does; Lightning counts it in
+    batches: with several batches a step, it would validate (and checkpoint) inside a step, more
+    often than asked and with that step's first batches missing from the checkpoint."""
+    every, per_step = trainer_cfg.get("val_check_interval"), trainer_cfg.get("accumulate_grad_batches") or 1
+    if isinstance(every, int) and not isinstance(every, bool) and per_step > 1:
+        return {"val_check_interval": every * per_step}
+    return {}
 
 
 class Run(NamedTuple):

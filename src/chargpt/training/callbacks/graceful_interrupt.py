@@ -8,9 +8,9 @@ At a step where a validation is due, that validation runs first and the stop com
 after the checkpoint callbacks have written last.ckpt (and a best checkpoint, if it is one): the
 checkpoint is the one the run writes there anyway, from which Lightning resumes at the next step,
 so the step's val/loss and weights count as in a run never stopped. A signal during a validation
-stops at its end the same way, unless it falls inside a step (gradient accumulation, with
-val_check_interval counting batches that end no step): then the stop waits for the step's end, as a
-checkpoint there would lose the batches accumulated so far.
+stops at its end the same way, unless it falls inside a step (a validation Lightning was told to run
+after a batch that ends no step: chargpt's own interval counts steps): then the stop waits for the
+step's end, as a checkpoint there would lose the batches accumulated so far.
 A second signal gets the default behaviour (quit at once, no checkpoint: exit 130 for Ctrl-C, 143
 for SIGTERM), not Lightning's KeyboardInterrupt shutdown; the first says what that would keep. A
 signal after the last step (during the final validation and checkpoint) lets the run end normally,
