@@ -142,7 +142,7 @@ def test_export_help_installs_its_extra_as_the_missing_extras_error_does(capsys)
 
 
 def _trainer(step: int, max_steps: int) -> SimpleNamespace:
-    strategy = SimpleNamespace(reduce_boolean_decision=lambda decision, all: decision)
+    strategy = SimpleNamespace(root_device="cpu", all_gather=lambda own: own)  # one process
     return SimpleNamespace(global_step=step, max_steps=max_steps, strategy=strategy, callbacks=[],
                            validating=False)
 
@@ -278,6 +278,53 @@ def test_only_the_first_process_of_a_run_says_it_got_the_signal(rank, tmp_path, 
     assert guard.received == signal.SIGINT  # every rank stops, at the same step
     err = capsys.readouterr().err
     assert ("SIGINT received: stopping after this step" in err) == (rank == 0)
+
+
+# (what rank 0 received, what rank 1 received) -> the signal the run stops on, on both ranks
+SIGNALS_BY_RANK = [
+    ((None, signal.SIGINT), signal.SIGINT),  # Ctrl-C sent to one rank alone was "stopped by SIGTERM"
+    ((None, signal.SIGTERM), signal.SIGTERM),
+    ((signal.SIGINT, None), signal.SIGINT),
+    ((signal.SIGINT, signal.SIGTERM), signal.SIGINT),  # both at once: rank 0's, whose line says it
+    ((signal.SIGTERM, signal.SIGINT), signal.SIGTERM),
+]
+
+
+@pytest.mark.parametrize(("received", "expected"), SIGNALS_BY_RANK)
+@pytest.mark.parametrize("validating", [False, True], ids=["step", "validation"])
+@pytest.mark.parametrize("rank", [0, 1])
+def test_every_rank_stops_on_the_signal_a_rank_received(received, expected, validating, rank, tmp_path,
+                                                        monkeypatch) -> None:
+    import torch
+
+    import chargpt.training.callbacks.graceful_interrupt as graceful
+    from chargpt.training.callbacks.graceful_interrupt import TrainingInterrupted
+
+    def gather(own: torch.Tensor) -> torch.Tensor:  # the all-gather of two processes, seen from `rank`
+        by_rank = [torch.tensor(int(s or 0)) for s in received]
+        assert int(own) == int(by_rank[rank])
+        return torch.stack(by_rank)
+
+    saved: list[Path] = []
+    strategy = SimpleNamespace(root_device="cpu", all_gather=gather, broadcast=lambda value: value,
+                               reduce_boolean_decision=lambda decision, all: any(received))
+    trainer = SimpleNamespace(global_step=7, sanity_checking=False, validating=False, strategy=strategy,
+                              save_checkpoint=lambda path, weights_only: saved.append(path))
+    monkeypatch.setattr(graceful, "is_last_step", lambda trainer: False)
+    monkeypatch.setattr(graceful, "validates_after_this_batch", lambda trainer: validating)
+    monkeypatch.setattr(graceful, "log_step_values", lambda trainer: None)
+    monkeypatch.setattr(graceful, "last_checkpoint_path", lambda trainer, output_dir: tmp_path / "last.ckpt")
+    guard = GracefulInterrupt(str(tmp_path))
+    guard._trainer = trainer  # type: ignore[assignment]  # as on_train_start leaves it
+    guard.received = received[rank]
+    with pytest.raises(TrainingInterrupted) as stop:
+        guard.on_train_batch_end(trainer)  # type: ignore[arg-type]
+        assert validating  # the step's validation runs first; the stop comes at its end
+        guard.on_validation_start(trainer, None)  # type: ignore[arg-type]
+        guard.on_validation_end(trainer, None)  # type: ignore[arg-type]
+    assert (stop.value.signum, stop.value.exit_code, stop.value.step) == (expected, 128 + expected, 7)
+    assert guard.received == expected  # what the command says and records after fit, on every rank
+    assert saved == [tmp_path / "last.ckpt"]
 
 
 @pytest.mark.slow

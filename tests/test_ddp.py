@@ -3,10 +3,14 @@ rank 0 writes."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -70,3 +74,43 @@ def test_two_processes_with_batch_b_match_one_with_batch_2b(tmp_path):
     assert sorted(p.name for p in two.iterdir() if p.name != "train.log") == sorted(
         p.name for p in one.iterdir() if p.name != "train.log"
     )
+
+
+def _child_processes(pid: int) -> list[int]:
+    """The processes `pid` started (Linux's /proc: each process's stat names its parent)."""
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError):
+            # (pid (comm) state ppid ...: comm may hold spaces and parentheses, so read after its last ')')
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                children.append(int(stat.parent.name))
+    return children
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds the second process through /proc")
+def test_a_ctrl_c_sent_to_the_second_process_alone_stops_the_run_as_a_ctrl_c(tmp_path) -> None:
+    # Rank 0 said "stopped by SIGTERM" and exited 143: the ranks agreed to stop, not on the signal.
+    write_corpus(tmp_path / "corpus.txt")
+    run = tmp_path / "run"
+    args = bare_train_args(tmp_path / "corpus.txt", run, "trainer=ddp_cpu", "trainer.max_steps=1000000",
+                           "trainer.val_check_interval=5")
+    args = [a for a in args if not a.startswith("data.batch_size")] + ["data.batch_size=4"]
+    env = {**os.environ, "CHARGPT_CACHE_DIR": str(tmp_path / "cache"),
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(SRC), os.environ.get("PYTHONPATH")]))}
+    with (tmp_path / "err.txt").open("w") as err_file:
+        proc = subprocess.Popen([sys.executable, "-m", "chargpt.cli.train", *args],
+                                stdout=subprocess.DEVNULL, stderr=err_file, env=env)
+        deadline = time.monotonic() + 240
+        while not (run / "checkpoints" / "last.ckpt").exists() and proc.poll() is None \
+                and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert proc.poll() is None, (tmp_path / "err.txt").read_text()
+        [second] = _child_processes(proc.pid)  # training: both ranks are in the loop
+        os.kill(second, signal.SIGINT)
+        proc.wait(timeout=120)
+    err = (tmp_path / "err.txt").read_text()
+    assert proc.returncode == 130, err
+    assert re.search(r"stopped by SIGINT after step \d+: checkpoint written to ", err), err
+    assert "SIGTERM" not in err
+    assert json.loads((run / "status.json").read_text())["status"] == "interrupted"

@@ -3,7 +3,8 @@
 Lightning's own SIGTERM handling stops training without a checkpoint, and in multi-process runs
 broadcasts from inside the signal handler; Ctrl-C stops mid-step. GracefulInterrupt replaces both
 handlers while the training loop runs: a signal only sets a flag, the ranks agree on it at the
-next step boundary (one tiny all-reduce), write last.ckpt together and raise TrainingInterrupted.
+next step boundary (one tiny all-gather of the signal each received), write last.ckpt together and
+raise TrainingInterrupted naming the signal received, whichever rank received it.
 At a step where a validation is due, that validation runs first and the stop comes at its end,
 after the checkpoint callbacks have written last.ckpt (and a best checkpoint, if it is one): the
 checkpoint is the one the run writes there anyway, from which Lightning resumes at the next step,
@@ -29,6 +30,7 @@ from types import FrameType
 from typing import Any
 
 import lightning as L
+import torch
 from lightning.pytorch.callbacks import Callback
 
 from chargpt.distributed import is_rank_zero
@@ -73,7 +75,8 @@ class GracefulInterrupt(Callback):
         self._trainer: L.Trainer | None = None  # while fit runs: where its checkpoints are
         self._last_step = -1
         self._finishing = False  # the last step is taken: the run is validating and saving
-        self._stop_after_validation = False  # the stop is agreed; the step's validation comes first
+        # The signal the ranks agreed to stop on at a step whose validation comes first.
+        self._stop_after_validation: int | None = None
         self._last_ckpt_before_validation: tuple[int, int, int] | None = None
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
@@ -130,7 +133,7 @@ class GracefulInterrupt(Callback):
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # Installed here, after Lightning registered its own SIGTERM handler, so ours replaces it.
         self.received, self._last_step, self._finishing = None, trainer.global_step, False
-        self._stop_after_validation = False
+        self._stop_after_validation = None
         self._trainer = trainer
         # Last among the callbacks, after the checkpoint callbacks that Lightning puts last: a stop
         # at a validation's end then comes once its checkpoints are written. (A new list: the one
@@ -149,21 +152,21 @@ class GracefulInterrupt(Callback):
         self._last_step = trainer.global_step
         if self.received is None and self.sweep_dir is not None:
             self._read_sweep_stop()
-        stop = trainer.strategy.reduce_boolean_decision(self.received is not None, all=False)
+        stop = self._agreed_signal(trainer)
         self._finishing = is_last_step(trainer)
-        if not stop or self._finishing:
+        if stop is None or self._finishing:
             return  # nothing received, or the run ends (validates and checkpoints) right now anyway
         if validates_after_this_batch(trainer):
             # Stopped before it, the resume would count this validation as done (Lightning's rule for
             # a checkpoint of a validation step): its val/loss lost, its weights never a best.
-            self._stop_after_validation = True
+            self._stop_after_validation = stop
             return
         # Lightning logs this step's values only after every on_train_batch_end hook; raised here,
         # the run would leave the step out of every curve (its resume starts at the next one).
         log_step_values(trainer)
         path = last_checkpoint_path(trainer, self.output_dir)
         trainer.save_checkpoint(path, weights_only=False)  # the full training state
-        raise TrainingInterrupted(self.received or signal.SIGTERM, trainer.global_step, path)
+        raise TrainingInterrupted(stop, trainer.global_step, path)
 
     def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._last_ckpt_before_validation = _file_identity(last_checkpoint_path(trainer, self.output_dir))
@@ -177,8 +180,8 @@ class GracefulInterrupt(Callback):
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not self._stops_at_validation_end(self._trainer):
             return  # a sanity check, the final validation (the run ends anyway), or one inside a step
-        received = trainer.strategy.reduce_boolean_decision(self.received is not None, all=False)
-        if not (self._stop_after_validation or received):
+        stop = self._stop_after_validation or self._agreed_signal(trainer)
+        if stop is None:
             return
         path = last_checkpoint_path(trainer, self.output_dir)
         # Rank 0's view of the file, which rank 0 writes: every rank takes part in a save or none.
@@ -187,7 +190,19 @@ class GracefulInterrupt(Callback):
             # No checkpoint callback rewrote last.ckpt at this validation: this step's one is written
             # here, after theirs, so it holds their record of it (the best checkpoint included).
             trainer.save_checkpoint(path, weights_only=False)
-        raise TrainingInterrupted(self.received or signal.SIGTERM, trainer.global_step, path)
+        raise TrainingInterrupted(stop, trainer.global_step, path)
+
+    def _agreed_signal(self, trainer: L.Trainer) -> int | None:
+        """The signal every rank stops on, or None: that of the first rank to receive one (rank 0,
+        whose console line names what it received, first). A collective: every rank calls it at the
+        same boundary. It is every rank's `received` from then on, so that a stop agreed at the last
+        step also ends the command on rank 0 (which prints) as that signal's stop."""
+        received = torch.tensor(int(self.received or 0), device=trainer.strategy.root_device)
+        by_rank = trainer.strategy.all_gather(received).reshape(-1).tolist()  # (one process: itself)
+        agreed = next((int(s) for s in by_rank if s), None)
+        if agreed is not None:
+            self.received = agreed
+        return agreed
 
     def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         self._trainer = None
