@@ -728,12 +728,17 @@ def test_a_sweep_into_an_existing_sweep_keeps_its_runs(files, monkeypatch, capsy
     before = {p: p.read_bytes() for p in job.rglob("*") if p.is_file() and p.name != "train.log"}
     # Another sweep into its folder (other settings, or other job folders): refused, naming the
     # command that continues the sweep that is there.
-    expected = f"the sweep directory {sweep} already holds runs of an earlier sweep (0) with other settings; "
-    expected += "pick a new hydra.sweep.dir, or continue that sweep with its own command: "
-    expected += str(continue_command(sweep))
-    for other in ([*args[:-1], "model.dropout=0.1"], [*args, "hydra.sweep.subdir=job${hydra.job.num}"]):
+    refused = f"the sweep directory {sweep} already holds runs of an earlier sweep (0) with other settings "
+    continuing = "; pick a new hydra.sweep.dir, or continue that sweep with its own command: "
+    continuing += str(continue_command(sweep))
+    for other, changed in (
+        ([*args[:-1], "model.dropout=0.1"], "(model.dropout: 0.0 in that sweep, 0.1 here)"),
+        ([*args, "hydra.sweep.subdir=job${hydra.job.num}"],
+         "(hydra.sweep.subdir: not set in that sweep, job${hydra.job.num} here)"),
+        ([*args[:-2], args[-1], args[-2]], "(the same settings in another order)"),
+    ):
         code, out, err = run_main(train_cli.main, other, capsys)
-        _assert_one_error_line(code, out, err, expected)
+        _assert_one_error_line(code, out, err, refused + changed + continuing)
     # The same sweep again continues it: its finished job is kept as it is (status, config, checkpoints).
     code, _, err = run_main(train_cli.main, args, capsys)
     assert code == 0, err

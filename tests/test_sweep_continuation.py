@@ -162,6 +162,49 @@ def test_a_signal_outside_a_jobs_training_stops_the_sweep_with_its_continue_comm
         assert json.loads((sweep / job / "status.json").read_text())["status"] == "finished"
 
 
+@pytest.mark.slow  # a sweep of two tiny jobs, stopped, refused, then continued
+@pytest.mark.parametrize("sweep_of", [["seed=1,2"], ["hparams_search=optuna", "hydra.sweeper.n_trials=2"]],
+                         ids=["basic sweep", "search"])
+def test_a_sweep_stopped_before_any_job_trained_continues_only_with_its_own_settings(
+    sweep_of: list[str], tmp_path: Path, monkeypatch, capsys
+) -> None:
+    # Its only job stopped while being built, a sweep's folder held no run to compare with: the
+    # command with trainer.max_steps=3 for 2 was taken as its continuation, and recorded as the sweep.
+    if "hparams_search=optuna" in sweep_of:
+        pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
+    corpus = write_corpus(tmp_path / "corpus.txt")
+    sweep = tmp_path / "sweep"
+    args = ["-m", *bare_train_args(corpus, None, f"hydra.sweep.dir={sweep}", "trainer.max_steps=2",
+                                   "trainer.val_check_interval=2", *sweep_of)]
+    build = train_cli.build_run
+
+    def stopped(*a, **k):
+        os.kill(os.getpid(), signal.SIGINT)
+        return build(*a, **k)
+
+    monkeypatch.setattr(train_cli, "build_run", stopped)
+    code, _, err = run_main(train_cli.main, args, capsys)
+    assert code == 130, err
+    monkeypatch.setattr(train_cli, "build_run", build)
+    command, recorded = continue_command(sweep), (sweep / "multirun.yaml").read_bytes()
+
+    other = [a if a != "trainer.max_steps=2" else "trainer.max_steps=3" for a in args]
+    code, out, err = run_main(train_cli.main, other, capsys)
+    assert code == 2 and out == "", err
+    assert err.splitlines() == [
+        f"error: the sweep directory {sweep} already holds an earlier sweep (no job of it trained yet) with "
+        "other settings (trainer.max_steps: 2 in that sweep, 3 here); pick a new hydra.sweep.dir, or "
+        f"continue that sweep with its own command: {command}"]
+    assert (sweep / "multirun.yaml").read_bytes() == recorded
+    assert not (sweep / "0" / "checkpoints").exists()
+
+    code, _, err = run_main(train_cli.main, shlex.split(command)[1:], capsys)
+    assert code == 0, err
+    for job in ("0", "1"):
+        assert json.loads((sweep / job / "status.json").read_text())["status"] == "finished"
+        assert torch.load(sweep / job / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 2
+
+
 @pytest.mark.slow  # a sweep of two tiny jobs
 @pytest.mark.parametrize("failed", [False, True], ids=["complete", "a job failed"])
 def test_a_signal_as_hydra_closes_a_finished_sweep_says_it_is_complete(

@@ -55,6 +55,7 @@ from chargpt.runs.sweep_record import (
     continue_command,
     record_sweep,
     recorded_identity,
+    settings_changed,
     stored_study,
     sweep_identity,
     varied_settings,
@@ -315,6 +316,23 @@ def _refuse_resuming_a_live_run(ckpt_path: str | None, run_dir: Path, err: Folde
         ) from None
 
 
+def _check_same_sweep(sweep_dir: Path, earlier: list[str], recorded: list[str] | None,
+                      now: list[str]) -> None:
+    """Refuse a sweep into `sweep_dir` whose command (`now`, its sweep_identity) is not the one its
+    earlier sweep recorded, naming the settings that differ and the command that continues it."""
+    if recorded == now:
+        return
+    runs = ", ".join(earlier[:3]) + (", ..." if len(earlier) > 3 else "")
+    held = f"runs of an earlier sweep ({runs})" if earlier else "an earlier sweep (no job of it trained yet)"
+    changed = f" ({settings_changed(recorded, now)})" if recorded is not None else ""
+    command = continue_command(sweep_dir)
+    raise RunDirInUse(
+        f"the sweep directory {sweep_dir} already holds {held} with other settings{changed}; "
+        "pick a new hydra.sweep.dir, or continue that sweep with its own command"
+        + (f": {command}" if command else "")
+    )
+
+
 class RunDirGuard(Callback):
     @exit_on_user_error
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
@@ -353,16 +371,13 @@ class RunDirGuard(Callback):
                     "(hydra.sweeper.storage) goes on with new trials drawn from its storage: run the same "
                     "command with a new hydra.sweep.dir, or without one"
                 )
-            if earlier and recorded_identity(sweep_dir) == sweep_identity(config.hydra):
+            # Compared with the sweep's record also where none of its jobs trained (each was stopped
+            # or failed while being built): its continuation is refused other settings all the same.
+            recorded = recorded_identity(sweep_dir)
+            if earlier or recorded is not None:
+                _check_same_sweep(sweep_dir, earlier, recorded, sweep_identity(config.hydra))
+            if earlier:  # (else each job starts in its folder, over what a stop there left)
                 _continue_sweep(config, sweep_dir)
-            elif earlier:
-                command = continue_command(sweep_dir)
-                raise RunDirInUse(
-                    f"the sweep directory {sweep_dir} already holds runs of an earlier sweep "
-                    f"({', '.join(earlier[:3])}{', ...' if len(earlier) > 3 else ''}) with other settings; "
-                    "pick a new hydra.sweep.dir, or continue that sweep with its own command"
-                    + (f": {command}" if command else "")
-                )
         for claim in claims:
             claim.sweep = claim.sweep or claim.folder == sweep_dir
         check_writable(sweep_dir, "hydra.sweep.dir")

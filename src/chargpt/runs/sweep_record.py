@@ -68,6 +68,20 @@ def recorded_identity(sweep_dir: Path) -> list[str] | None:
     return None if recorded is None else sweep_identity(recorded)
 
 
+def settings_changed(recorded: list[str], now: list[str]) -> str:
+    """How a command's sweep_identity differs from the one a sweep recorded, in words: each setting
+    with its value in that sweep and here, or that the same settings come in another order (which
+    orders the jobs otherwise)."""
+    there, here = _values(recorded), _values(now)
+    changed = [f"{key}: {there.get(key, 'not set')} in that sweep, {here.get(key, 'not set')} here"
+               for key in dict.fromkeys([*there, *here]) if there.get(key) != here.get(key)]
+    return ", ".join(changed) if changed else "the same settings in another order"
+
+
+def _values(overrides: list[str]) -> dict[str, str]:
+    return {override_key(o): o.partition("=")[2] if "=" in o else "removed" for o in overrides}
+
+
 def stored_study(hydra: DictConfig) -> bool:
     """Whether the sweep (its `hydra` node) is a search whose study lives in a storage (Optuna's
     hydra.sweeper.storage). Such a study goes on with new trials, drawn from what it holds, so it
