@@ -312,6 +312,7 @@ def test_every_rank_stops_on_the_signal_a_rank_received(received, expected, vali
                               save_checkpoint=lambda path, weights_only: saved.append(path))
     monkeypatch.setattr(graceful, "is_last_step", lambda trainer: False)
     monkeypatch.setattr(graceful, "validates_after_this_batch", lambda trainer: validating)
+    monkeypatch.setattr(graceful, "is_accumulating", lambda trainer: False)  # at a step's end
     monkeypatch.setattr(graceful, "log_step_values", lambda trainer: None)
     monkeypatch.setattr(graceful, "last_checkpoint_path", lambda trainer, output_dir: tmp_path / "last.ckpt")
     guard = GracefulInterrupt(str(tmp_path))
@@ -320,6 +321,7 @@ def test_every_rank_stops_on_the_signal_a_rank_received(received, expected, vali
     with pytest.raises(TrainingInterrupted) as stop:
         guard.on_train_batch_end(trainer)  # type: ignore[arg-type]
         assert validating  # the step's validation runs first; the stop comes at its end
+        trainer.validating = True  # Lightning's stage while it validates
         guard.on_validation_start(trainer, None)  # type: ignore[arg-type]
         guard.on_validation_end(trainer, None)  # type: ignore[arg-type]
     assert (stop.value.signum, stop.value.exit_code, stop.value.step) == (expected, 128 + expected, 7)
