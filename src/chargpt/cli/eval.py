@@ -10,6 +10,7 @@ if __name__ == "__main__":  # python -m chargpt.cli.eval: as its console script 
     run_as_main("eval")
 
 import json
+import sys
 
 import hydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -19,6 +20,7 @@ from chargpt.checkpoint_eval import evaluate_checkpoint
 from chargpt.checks import as_utf8
 from chargpt.cli import CONFIG_PATH
 from chargpt.cli.common import cli_task, quiet_known_warnings, run_main, use_threads
+from chargpt.cli.sweep_jobs import job_heading, record_result, results_table, sweep_folder_removed
 from chargpt.errors import exit_on_user_error
 from chargpt.hydra_run import task_overrides
 from chargpt.overrides import as_typed
@@ -50,13 +52,16 @@ def overridden_keys() -> dict[str, str]:
 @cli_task
 @exit_on_user_error
 def _hydra_main(cfg: DictConfig) -> None:
+    if heading := job_heading():  # a sweep's job, first: on stderr (stdout stays one JSON line a job)
+        print(heading, file=sys.stderr, flush=True)
     use_threads(cfg.threads)
     quiet_known_warnings()
     line = evaluate_checkpoint(
         cfg.ckpt_path, cfg.data, cfg.split, cfg.batch_size, cfg.stride, cfg.device, cfg.precision,
         cfg.matmul_precision, given=overridden_keys(),
     )
-    print(json_line(line))
+    print(json_line(line), flush=True)
+    record_result(line)
 
 
 def json_line(result: dict) -> str:
@@ -68,4 +73,7 @@ def json_line(result: dict) -> str:
 
 
 def main() -> None:
-    run_main(_hydra_main, config_name=CONFIG_NAME, unused=UNUSED)
+    with sweep_folder_removed() as prepare:
+        run_main(_hydra_main, prepare=prepare, config_name=CONFIG_NAME, unused=UNUSED)
+    if table := results_table():
+        print(table, file=sys.stderr)

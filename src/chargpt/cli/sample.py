@@ -19,6 +19,7 @@ from chargpt.checks import check_seed, whole_number, yes_no
 from chargpt.cli import CONFIG_PATH
 from chargpt.cli.common import MODEL_FROM_CHECKPOINT, cli_task, quiet_known_warnings, run_main, use_threads
 from chargpt.cli.prompts import check_output_writes, resolve_prompt
+from chargpt.cli.sweep_jobs import job_heading, sweep_folder_removed
 from chargpt.data.tokenizer import CharTokenizer
 from chargpt.errors import ConfigError, exit_on_user_error
 from chargpt.inference import load_with_checkpoint, new_generator, pick_device
@@ -63,6 +64,8 @@ def copy_line(span: CopiedSpan, sample: int, num_samples: int) -> str:
 @cli_task
 @exit_on_user_error
 def _hydra_main(cfg: DictConfig) -> None:
+    if heading := job_heading():  # a sweep's job, first: on stdout, where its samples go
+        print(heading, flush=True)
     use_threads(cfg.threads)
     quiet_known_warnings()
     if not cfg.ckpt_path:
@@ -108,4 +111,5 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 
 def main() -> None:
-    run_main(_hydra_main, config_name=CONFIG_NAME, unused=MODEL_FROM_CHECKPOINT)
+    with sweep_folder_removed() as prepare:
+        run_main(_hydra_main, prepare=prepare, config_name=CONFIG_NAME, unused=MODEL_FROM_CHECKPOINT)

@@ -1,0 +1,89 @@
+"""chargpt-sample -m and chargpt-eval -m: each job's output headed by the settings the sweep gave it,
+nothing left where the command ran (Hydra's sweep folder is a temporary one), however the sweep ends;
+chargpt-eval's sweep ends in a table comparing its jobs."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from chargpt.cli import eval as eval_cli
+from chargpt.cli import sample as sample_cli
+from conftest import make_checkpoint, run_main
+
+
+@pytest.fixture
+def in_empty_folders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
+    """The current folder and the temporary one, both empty: whatever a command leaves shows."""
+    here, scratch = tmp_path / "here", tmp_path / "scratch"
+    here.mkdir()
+    scratch.mkdir()
+    monkeypatch.chdir(here)
+    monkeypatch.setenv("TMPDIR", str(scratch))
+    monkeypatch.setattr(tempfile, "tempdir", None)  # read TMPDIR again
+    return here, scratch
+
+
+def _left(*folders: Path) -> list[Path]:
+    return [p for folder in folders for p in folder.rglob("*")]
+
+
+def test_a_sampling_sweep_heads_each_job_and_leaves_no_folder(
+    in_empty_folders, tmp_path: Path, capsys
+) -> None:
+    folder = tmp_path / "my models, é"
+    folder.mkdir()
+    ckpt = make_checkpoint(folder / "model.ckpt", chars="\n ,'abcdeé")
+    code, out, err = run_main(sample_cli.main, ["-m", f"ckpt_path={ckpt}", "prompt='é, b", "max_new_tokens=3",
+                                                "temperature=0,1"], capsys)
+    assert code == 0, err
+    lines = out.splitlines()
+    assert [lines[0], lines[2]] == ["==> temperature=0 <==", "==> temperature=1 <=="]
+    assert all(len(line) == 8 and line.startswith("'é, b") for line in (lines[1], lines[3])), out
+    assert _left(*in_empty_folders) == []
+
+
+def test_a_sweep_job_refused_stops_the_sweep_under_its_heading_and_leaves_no_folder(
+    in_empty_folders, tmp_path: Path, capsys
+) -> None:
+    ckpt = make_checkpoint(tmp_path / "model.ckpt")
+    code, out, err = run_main(sample_cli.main, ["-m", f"ckpt_path={ckpt}", "max_new_tokens=3",
+                                                "temperature=0,-1,1"], capsys)
+    assert code == 2
+    assert out.splitlines()[0] == "==> temperature=0 <==" and out.splitlines()[-1] == "==> temperature=-1 <=="
+    assert err.splitlines()[-1].startswith("error: temperature=-1 ")
+    assert _left(*in_empty_folders) == []
+
+
+def test_a_sweep_folder_given_is_kept(in_empty_folders, tmp_path: Path, capsys) -> None:
+    ckpt = make_checkpoint(tmp_path / "model.ckpt")
+    sweep = tmp_path / "kept"
+    code, _, err = run_main(sample_cli.main, ["-m", f"ckpt_path={ckpt}", "max_new_tokens=1", "seed=1,2",
+                                              f"hydra.sweep.dir={sweep}"], capsys)
+    assert code == 0, err
+    assert (sweep / "multirun.yaml").is_file()
+
+
+def test_an_evaluation_sweep_heads_each_job_and_ends_in_a_table(
+    in_empty_folders, tmp_path: Path, capsys
+) -> None:
+    ckpt = make_checkpoint(tmp_path / "model.ckpt")
+    text = tmp_path / "text.txt"
+    text.write_text("abc def ghij\n" * 20, encoding="utf-8")
+    code, out, err = run_main(eval_cli.main, ["-m", f"ckpt_path={ckpt}", f"data.path={text}",
+                                              "split=val,train"], capsys)
+    assert code == 0, err
+    results = [json.loads(line) for line in out.splitlines()]  # stdout: one JSON line a job
+    assert [r["split"] for r in results] == ["val", "train"]
+    lines = err.splitlines()
+    assert "==> split=val <==" in lines and "==> split=train <==" in lines
+    table = lines[-4:]
+    assert table[0].split() == ["settings", "loss", "bpc", "tokens", "step"]
+    best = min(results, key=lambda r: r["loss"])["split"]
+    rows = {row.split()[0]: row for row in table[1:3]}
+    assert rows[f"split={best}"].split()[1] == "*" and table[-1] == "* lowest loss"
+    assert f"{results[0]['loss']:.5f}" in rows["split=val"]
+    assert _left(*in_empty_folders) == []
