@@ -36,13 +36,13 @@ def test_a_sampling_sweep_heads_each_job_and_leaves_no_folder(
 ) -> None:
     folder = tmp_path / "my models, é"
     folder.mkdir()
-    ckpt = make_checkpoint(folder / "model.ckpt", chars="\n ,'abcdeé")
-    code, out, err = run_main(sample_cli.main, ["-m", f"ckpt_path={ckpt}", "prompt='é, b", "max_new_tokens=3",
-                                                "temperature=0,1"], capsys)
+    ckpt = make_checkpoint(folder / "model.ckpt", chars="\n ,'\"abcdeé😀")
+    code, out, err = run_main(sample_cli.main, ["-m", f"ckpt_path={ckpt}", "prompt='é, \"b😀",
+                                                "max_new_tokens=3", "temperature=0,1"], capsys)
     assert code == 0, err
     lines = out.splitlines()
     assert [lines[0], lines[2]] == ["==> temperature=0 <==", "==> temperature=1 <=="]
-    assert all(len(line) == 8 and line.startswith("'é, b") for line in (lines[1], lines[3])), out
+    assert all(len(line) == 10 and line.startswith("'é, \"b😀") for line in (lines[1], lines[3])), out
     assert _left(*in_empty_folders) == []
 
 
@@ -86,4 +86,21 @@ def test_an_evaluation_sweep_heads_each_job_and_ends_in_a_table(
     rows = {row.split()[0]: row for row in table[1:3]}
     assert rows[f"split={best}"].split()[1] == "*" and table[-1] == "* lowest loss"
     assert f"{results[0]['loss']:.5f}" in rows["split=val"]
+    assert _left(*in_empty_folders) == []
+
+
+def test_an_evaluation_sweeps_checkpoints_named_with_spaces_commas_and_accents(
+    in_empty_folders, tmp_path: Path, capsys
+) -> None:
+    # ckpt_path=choice(...) was taken as one path named "choice(...)": checkpoint not found.
+    text = tmp_path / "text.txt"
+    text.write_text("abc def ghij\n" * 20, encoding="utf-8")
+    first = make_checkpoint(tmp_path / "a.ckpt")
+    (tmp_path / "ré sults, b").mkdir()
+    second = make_checkpoint(tmp_path / "ré sults, b" / "model.ckpt")
+    code, out, err = run_main(eval_cli.main, ["-m", f"ckpt_path=choice({first}, '{second}')",
+                                              f"data.path={text}"], capsys)
+    assert code == 0, err
+    assert [json.loads(line)["checkpoint"] for line in out.splitlines()] == [str(first), str(second)]
+    assert f"==> ckpt_path={second} <==" in err.splitlines()
     assert _left(*in_empty_folders) == []

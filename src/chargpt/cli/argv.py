@@ -182,9 +182,11 @@ def prompt_source(setting: str) -> str:
     return _prompts_from_files.get(setting, setting)
 
 
-def hydra_argv(argv: list[str]) -> list[str]:
+def hydra_argv(argv: list[str], checkpoint_sweeps: bool = False) -> list[str]:
     """The command line as Hydra must see it: free-text values quoted, paths expanded; an override
-    Hydra cannot parse is a ConfigError that shows the quoted form."""
+    Hydra cannot parse is a ConfigError that shows the quoted form. `checkpoint_sweeps`: a command
+    whose every job reads a checkpoint (sampling, evaluation) reads `ckpt_path=choice(...)` as a
+    sweep of checkpoints, as `data.path=choice(...)` is read as one of files."""
     out = full_options(argv)
     for i, arg in enumerate(out[1:], start=1):
         # argparse's own refusal ("expected one argument") is a usage page.
@@ -202,7 +204,8 @@ def hydra_argv(argv: list[str]) -> list[str]:
             plus, key, value = parts
             # null (or nothing) still means "none" for a path or a name; a prompt takes it as text.
             if is_free_text_key(key) and not (not is_prompt_key(key) and value.lower() in ("null", "")):
-                out[i] = f"{plus}{key}={_path_sweep(key, value, sweeper) or _free_text(key, value)}"
+                swept = _path_sweep(key, value, sweeper, checkpoint_sweeps)
+                out[i] = f"{plus}{key}={swept or _free_text(key, value)}"
                 continue
             if is_folder_key(key):  # may use ${now:...}: expanded, and quoted only when needed
                 value = value if value[:1] in ("'", '"') else expand_path(value)
@@ -398,20 +401,25 @@ def _sweeper_named(argv: list[str]) -> str:
     return named.get("hparams_search", "quoting")
 
 
-def _path_sweep(key: str, value: str, sweeper: str = "quoting") -> str | None:
-    """A data path's sweep, `choice(a.txt, 'my texts/b.txt')`, with each path expanded (`~`, $VARS)
-    and written so that Hydra reads it; None for a value that is one path (a file named `choice(...)`
-    that exists included). Any other of Hydra's functions is refused: it does not name files; so is
-    a name that `sweeper` would hand its job unreadable."""
-    call = _hydra_function_call(value) if key.startswith("data.") else None
+def _path_sweep(
+    key: str, value: str, sweeper: str = "quoting", checkpoint_sweeps: bool = False
+) -> str | None:
+    """A data path's sweep, `choice(a.txt, 'my texts/b.txt')` (or a checkpoint's, with
+    `checkpoint_sweeps`), with each path expanded (`~`, $VARS) and written so that Hydra reads it;
+    None for a value that is one path (a file named `choice(...)` that exists included). Any other of
+    Hydra's functions is refused: it does not name files; so is a name that `sweeper` would hand its
+    job unreadable."""
+    sweepable = key.startswith("data.") or (checkpoint_sweeps and key == "ckpt_path")
+    call = _hydra_function_call(value) if sweepable else None
     if call is None or Path(expand_path(_unquoted(key, value))).exists():
         return None
-    example = f"-m '{key}=choice(a.txt,b.txt)'"
+    checkpoints = key == "ckpt_path"
+    example = f"-m '{key}=choice(a.ckpt,b.ckpt)'" if checkpoints else f"-m '{key}=choice(a.txt,b.txt)'"
     if call[1] != "choice":
         why = ("picks a config group's options, not files; a pattern such as 'corpus/*.txt' is one corpus of "
                "every file it matches" if call[1] == "glob" else "does not name files")
-        raise ConfigError(f"{key}={value}: Hydra's {call[1]}(...) {why}; to train once per file, list "
-                          f"the files: {example}")
+        once = "to run once per checkpoint" if checkpoints else "to train once per file"
+        raise ConfigError(f"{key}={value}: Hydra's {call[1]}(...) {why}; {once}, list the files: {example}")
     paths = [expand_path(path) for path in _choices(key, value)]
     for path in paths:
         if not path or "${" in path:

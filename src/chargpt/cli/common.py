@@ -53,6 +53,7 @@ def run_main(
     config_name: str | None = None,
     unused: Mapping[str, str] | None = None,
     takes_new_settings: bool = False,
+    checkpoint_sweeps: bool = False,
 ) -> None:
     """Run a Hydra entry point: the command line prepared for Hydra, user errors as one line (exit
     2), Ctrl-C as exit 130 with one line (SIGTERM: 143), a closed output pipe quietly (exit 141),
@@ -60,7 +61,8 @@ def run_main(
     config) lets a misspelt setting's error name the one meant. `unused`: settings (and groups) the
     command does not use, each with why: given, they are refused before Hydra reads them.
     `takes_new_settings`: whether a setting added with `+KEY=VALUE` can be read (chargpt-train's
-    callbacks and trainer options of one's own); elsewhere one is refused."""
+    callbacks and trainer options of one's own); elsewhere one is refused. `checkpoint_sweeps`: whether
+    `ckpt_path=choice(...)` is a sweep of checkpoints (a command that reads one per job)."""
     global _literal
     saved, failed = sys.argv, True
     try:
@@ -71,7 +73,7 @@ def run_main(
                 literal = full_options(literal)
                 if prepare is not None:
                     literal = prepare(literal)
-                prepared = hydra_argv(literal)
+                prepared = hydra_argv(literal, checkpoint_sweeps)
                 overrides = [prepared[i] for i in override_positions(prepared)]
                 if config_name:
                     check_removals(config_name, overrides)

@@ -74,6 +74,6 @@ def json_line(result: dict) -> str:
 
 def main() -> None:
     with sweep_folder_removed() as prepare:
-        run_main(_hydra_main, prepare=prepare, config_name=CONFIG_NAME, unused=UNUSED)
+        run_main(_hydra_main, prepare=prepare, checkpoint_sweeps=True, config_name=CONFIG_NAME, unused=UNUSED)
     if table := results_table():
         print(table, file=sys.stderr)

@@ -112,4 +112,5 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 def main() -> None:
     with sweep_folder_removed() as prepare:
-        run_main(_hydra_main, prepare=prepare, config_name=CONFIG_NAME, unused=MODEL_FROM_CHECKPOINT)
+        run_main(_hydra_main, prepare=prepare, checkpoint_sweeps=True, config_name=CONFIG_NAME,
+                 unused=MODEL_FROM_CHECKPOINT)
