@@ -104,3 +104,19 @@ def test_an_evaluation_sweeps_checkpoints_named_with_spaces_commas_and_accents(
     assert [json.loads(line)["checkpoint"] for line in out.splitlines()] == [str(first), str(second)]
     assert f"==> ckpt_path={second} <==" in err.splitlines()
     assert _left(*in_empty_folders) == []
+
+
+def test_a_sweep_stopped_by_ctrl_c_leaves_no_folder(
+    in_empty_folders, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    ckpt = make_checkpoint(tmp_path / "model.ckpt")
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sample_cli, "new_generator", interrupted)
+    args = ["-m", f"ckpt_path={ckpt}", "max_new_tokens=3", "seed=1,2"]
+    code, out, _ = run_main(sample_cli.main, args, capsys)
+    assert code == 130
+    assert out.splitlines() == ["==> seed=1 <=="]
+    assert _left(*in_empty_folders) == []
