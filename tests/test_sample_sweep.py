@@ -120,3 +120,16 @@ def test_a_sweep_stopped_by_ctrl_c_leaves_no_folder(
     assert code == 130
     assert out.splitlines() == ["==> seed=1 <=="]
     assert _left(*in_empty_folders) == []
+
+
+def test_an_evaluation_after_a_failed_sweep_prints_no_table_of_that_sweep(
+    in_empty_folders, tmp_path: Path, capsys
+) -> None:
+    ckpt = make_checkpoint(tmp_path / "model.ckpt")
+    text = tmp_path / "text.txt"
+    text.write_text("abc def ghij\n" * 20, encoding="utf-8")
+    args = [f"ckpt_path={ckpt}", f"data.path={text}"]
+    code, _, err = run_main(eval_cli.main, ["-m", *args, "split=val,train,nope"], capsys)
+    assert code == 2 and "lowest loss" not in err
+    code, _, err = run_main(eval_cli.main, args, capsys)
+    assert code == 0 and "lowest loss" not in err, err

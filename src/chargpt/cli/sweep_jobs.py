@@ -62,12 +62,15 @@ _FIGURES = (("loss", "loss"), ("bpc", "bpc"), ("tokens", "tokens"), ("step", "st
 
 
 def results_table() -> str | None:
-    """The jobs of a chargpt-eval sweep side by side, lowest loss marked; None for fewer than two."""
-    if len(_results) < 2:
+    """The jobs of a chargpt-eval sweep side by side, lowest loss marked; None for fewer than two.
+    Read once: the next command of this process (a notebook, the tests) starts with none."""
+    results = list(_results)
+    _results.clear()
+    if len(results) < 2:
         return None
-    best = min(range(len(_results)), key=lambda i: _results[i][1]["loss"])
+    best = min(range(len(results)), key=lambda i: results[i][1]["loss"])
     rows = [["settings", *(title for _, title in _FIGURES)]]
-    for i, (settings, result) in enumerate(_results):
+    for i, (settings, result) in enumerate(results):
         figures = [_figure(result.get(key)) for key, _ in _FIGURES]
         rows.append([" ".join(settings) + (" *" if i == best else ""), *figures])
     widths = [max(len(row[c]) for row in rows) for c in range(len(rows[0]))]
@@ -93,6 +96,7 @@ def sweep_folder_removed() -> Iterator[Any]:
     always makes that folder and writes multirun.yaml there, which a command that writes nothing
     must not leave behind. A `hydra.sweep.dir` given on the command line is kept, as asked."""
     made: list[str] = []
+    _results.clear()  # an earlier command of this process that stopped before its table
 
     def prepare(argv: list[str]) -> list[str]:
         given = {override_key(argv[i]) for i in override_positions(argv)}
