@@ -15,27 +15,16 @@ import pytest
 import chargpt
 from conftest import make_checkpoint
 
+# One process for both checks below (each start is seconds of imports): sampling through the API
+# after importing every command that trains nothing, then eval and the copy check on a folder.
 CHECK = """
 import sys
 import chargpt
 from chargpt.cli import eval, export, report, sample, serve
-[text] = chargpt.load(sys.argv[1]).generate("ab", max_new_tokens=5, seed=1)
-assert len(text) == 5, text
-print(sorted(name for name in sys.modules if name.split(".")[0] == "lightning"))
-"""
-
-
-def test_sampling_from_a_checkpoint_never_imports_lightning(tmp_path: Path) -> None:
-    ckpt = make_checkpoint(tmp_path / "model.ckpt")
-    result = subprocess.run([sys.executable, "-c", CHECK, str(ckpt)], capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.strip() == "[]"
-
-
-READ_TEXT = """
-import sys
-from chargpt.cli import eval, sample
 ckpt, text = sys.argv[1:]
+[sampled] = chargpt.load(ckpt).generate("ab", max_new_tokens=5, seed=1)
+assert len(sampled) == 5, sampled
+print(sorted(name for name in sys.modules if name.split(".")[0] == "lightning"))
 sys.argv = ["chargpt-eval", f"ckpt_path={ckpt}", f"data.path={text}", "split=all"]
 eval.main()
 sys.argv = ["chargpt-sample", f"ckpt_path={ckpt}", f"data.path={text}", "check_copy=true",
@@ -45,18 +34,27 @@ print(sorted(name for name in sys.modules if name.split(".")[0] == "lightning"))
 """
 
 
-def test_eval_and_the_copy_check_read_a_folder_of_text_without_lightning(tmp_path: Path) -> None:
-    ckpt = make_checkpoint(tmp_path / "model.ckpt")
-    text = tmp_path / "my texts"  # several files: read by the text reader, not the one-file shortcut
+@pytest.fixture(scope="module")
+def without_training(tmp_path_factory: pytest.TempPathFactory) -> subprocess.CompletedProcess:
+    root = tmp_path_factory.mktemp("without_training")
+    ckpt = make_checkpoint(root / "model.ckpt")
+    text = root / "my texts"  # several files: read by the text reader, not the one-file shortcut
     text.mkdir()
     (text / "a.txt").write_text("abc def ghi\n" * 20)
     (text / "b.txt").write_text("jk abc\n" * 20)
-    command = [sys.executable, "-c", READ_TEXT, str(ckpt), str(text)]
-    done = subprocess.run(command, capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr[-2000:]
-    scored, *_, imported = done.stdout.strip().splitlines()
+    return subprocess.run([sys.executable, "-c", CHECK, str(ckpt), str(text)], capture_output=True, text=True)
+
+
+def test_sampling_from_a_checkpoint_never_imports_lightning(without_training) -> None:
+    assert without_training.returncode == 0, without_training.stderr[-2000:]
+    assert without_training.stdout.splitlines()[0] == "[]"
+
+
+def test_eval_and_the_copy_check_read_a_folder_of_text_without_lightning(without_training) -> None:
+    assert without_training.returncode == 0, without_training.stderr[-2000:]
+    _, scored, *_, imported = without_training.stdout.strip().splitlines()
     assert json.loads(scored)["tokens"] > 300
-    assert "copy check: longest span" in done.stderr
+    assert "copy check: longest span" in without_training.stderr
     assert imported == "[]"
 
 
