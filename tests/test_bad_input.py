@@ -288,6 +288,26 @@ TRAIN_CASES = [
     ("a callback of one's own that fails without a message",  # was an IndexError's traceback
      ["+callbacks.mine._target_=test_bad_input.callback_failing_without_a_message"],
      "error: callbacks.mine: ValueError"),
+    # A module of one's own not on Python's path: Hydra's traceback for a logger, and for a callback
+    # "callbacks.mine: Error loading 'my_callbacks.Mine':", after the data was read.
+    ("a callback of one's own whose module is not on Python's path",
+     ["+callbacks.mine._target_=my_callbacks.Mine"],
+     "error: callbacks.mine._target_=my_callbacks.Mine cannot be imported: no module named 'my_callbacks'; "
+     "install it, or add the folder that holds it to Python's path (PYTHONPATH=FOLDER chargpt-train ...)"),
+    ("a logger of one's own whose module is not on Python's path", ["+logger.mine._target_=my_loggers.Mine"],
+     "error: logger.mine._target_=my_loggers.Mine cannot be imported: no module named 'my_loggers'; install"),
+    ("a misspelt class of one's own",
+     ["+callbacks.mine._target_=test_bad_input.callback_failing_without_a_mesage"],
+     "error: callbacks.mine._target_=test_bad_input.callback_failing_without_a_mesage cannot be imported: "
+     "test_bad_input has no 'callback_failing_without_a_mesage' (did you mean "
+     "test_bad_input.callback_failing_without_a_message?)"),
+    # Lightning's TypeError, after the data was read, naming no setting meant.
+    ("a misspelt setting of a callback", ["+callbacks.model_checkpoint.save_top=2"],
+     "error: callbacks.model_checkpoint.save_top is not a setting of "
+     "lightning.pytorch.callbacks.ModelCheckpoint (did you mean callbacks.model_checkpoint.save_top_k?)"),
+    ("a misspelt Trainer setting", ["+trainer.detect_anomalie=true"],
+     "error: trainer.detect_anomalie is not a setting of lightning.Trainer "
+     "(did you mean trainer.detect_anomaly?)"),
     ("checkpoint count negative", ["callbacks.model_checkpoint.save_top_k=-5"],
      "callbacks.model_checkpoint: Invalid value for save_top_k=-5"),
     ("NaN check interval zero", ["callbacks.nonfinite_guard.check_every=0"],

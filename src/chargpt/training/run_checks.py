@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import logging
 import os
 import re
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,7 +25,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from chargpt import shell_words
 from chargpt.checkpoints import resolve_checkpoint
 from chargpt.checks import real_number, shown, whole_number, yes_no
-from chargpt.errors import ChargptError, ConfigError, SetupError
+from chargpt.errors import ChargptError, ConfigError, SetupError, first_line
 from chargpt.files import read_json_object
 from chargpt.hydra_run import is_multirun
 from chargpt.run_layout import METRICS_FILE, last_checkpoint, run_dir_of
@@ -225,10 +227,43 @@ def _handed_on(open_owner: Callable[..., Any]) -> tuple[set[str], str] | None:
     return None if more else (taken, _name(taker))
 
 
+def imported_target(label: str, target: str) -> Callable[..., Any]:
+    """The class or function a `_target_` names (the config at `label`), imported. One that cannot
+    be is one error naming `LABEL._target_` and why: a module of the user's own not on Python's path
+    was Hydra's traceback for a logger, and cut to "Error loading 'mymod.MyCallback':" for a callback
+    (a console script, unlike `python -m`, does not import from the current folder)."""
+    hydra_log = logging.getLogger("hydra.utils")  # get_object logs the error's text before raising it
+    was_disabled, hydra_log.disabled = hydra_log.disabled, True
+    try:
+        return get_object(target)
+    except Exception as err:  # what importing the module raised, wrapped by Hydra in an ImportError
+        cause = err.__cause__ or err
+        why = _import_failure(cause, target)
+        raise ConfigError(f"{label}._target_={target} cannot be imported: {why}") from cause
+    finally:
+        hydra_log.disabled = was_disabled
+
+
+def _import_failure(cause: BaseException, target: str) -> str:
+    """Why `target` could not be imported, and the fix where it is the target's own name that is
+    not found (not a module its module imports in turn)."""
+    missing = cause.name if isinstance(cause, ModuleNotFoundError) else None
+    if missing == target.split(".")[0]:
+        return (
+            f"no module named {missing!r}; install it, or add the folder that holds it to Python's path "
+            f"(PYTHONPATH=FOLDER chargpt-train ...): chargpt-train does not import from the current folder"
+        )
+    if missing and f"{target}.".startswith(f"{missing}."):  # its module imported, without that name
+        module, _, name = missing.rpartition(".")
+        near = difflib.get_close_matches(name, dir(sys.modules.get(module)), n=1)
+        return f"{module} has no {name!r}" + (f" (did you mean {module}.{near[0]}?)" if near else "")
+    return f"{type(cause).__name__}: {first_line(cause)} (HYDRA_FULL_ERROR=1 shows where)"
+
+
 def _unknown_setting(label: str, settings: DictConfig) -> None:
     """The first setting of `settings` (the config at `label`) its `_target_` does not take, as
     one error naming it and the setting meant."""
-    takes, open_owner, given = _arguments(get_object(settings._target_))
+    takes, open_owner, given = _arguments(imported_target(label, str(settings._target_)))
     also = ""
     for key in settings:
         if str(key).startswith("_") or key in takes:  # Hydra's own (_target_, _partial_, ...)
@@ -256,9 +291,12 @@ def check_constructor_settings(cfg: DictConfig) -> None:
     the advice for a key the config lacks says) is one error naming it, before any data work: the
     optimizer and the schedule are built as training starts, and their TypeError was a traceback
     after the run's folder was made. A logger's too: TensorBoard's refused a setting only at the
-    first log, in the SummaryWriter it hands its own to."""
-    groups = [(group, cfg.get(group)) for group in ("data", "optimizer", "scheduler")]
-    groups += [(f"logger.{key}", c) for key, c in (cfg.get("logger") or {}).items()]
+    first log, in the SummaryWriter it hands its own to. The Trainer's and the callbacks' were
+    refused only after the data was read, naming no setting meant; a `_target_` that cannot be
+    imported is named too (imported_target)."""
+    groups = [(group, cfg.get(group)) for group in ("data", "optimizer", "scheduler", "trainer")]
+    groups += [(f"{section}.{key}", c) for section in ("logger", "callbacks")
+               for key, c in (cfg.get(section) or {}).items()]
     for label, settings in groups:
         if isinstance(settings, DictConfig) and "_target_" in settings:
             _unknown_setting(label, settings)
