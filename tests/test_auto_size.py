@@ -511,6 +511,22 @@ def test_precision_aliases_get_the_names_lightning_runs(given: object, device: s
     assert precision.precision_for_device(given, torch.device(device)) == name
 
 
+def test_fp16_autocast_asked_for_on_a_cpu_says_it_trains_in_bf16(tmp_path: Path, capsys) -> None:
+    # 16-mixed on a CPU was made bf16-mixed before Lightning saw it, so its warning never came: the
+    # run trained in bf16 with nothing said of the fp16 asked for.
+    run = tmp_path / "run"
+    args = bare_train_args(write_corpus(tmp_path / "c.txt"), run, "trainer.precision=16-mixed",
+                           "trainer.max_steps=2", "trainer.val_check_interval=2")
+    code, out, err = run_main(train.main, args, capsys)
+    assert code == 0, err
+    assert ("trainer.precision=16-mixed trains as bf16-mixed on this CPU (fp16 autocast runs on GPUs only); "
+            "pass trainer.precision=bf16-mixed to ask for it") in out + err
+    assert OmegaConf.load(run / ".hydra" / "config.yaml").trainer.precision == "bf16-mixed"
+    assert precision.replaced_precision("bf16-mixed", torch.device("cpu")) is None
+    assert precision.replaced_precision(16, torch.device("cuda")) is None
+    assert precision.replaced_precision("auto", torch.device("cpu")) is None
+
+
 @pytest.mark.parametrize(
     ("run_precision", "autocast", "weights"),
     [

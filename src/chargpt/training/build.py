@@ -303,6 +303,7 @@ class _Checked(NamedTuple):
     start: float  # model=auto's clock start (0 without it)
     reserve_seconds: float
     precision_line: str | None  # trainer.precision=auto's line for the log, said once all checks pass
+    precision_warning: str | None  # a precision this device cannot train in, replaced
     matmul_line: str | None  # matmul_precision=auto's
     data_dir_note: str | None  # for the saved config
     pretrained: Pretrained | None  # a fine-tune's start (init_from)
@@ -322,6 +323,8 @@ def _checked_settings(cfg: DictConfig) -> _Checked:
     check_trainer_numbers(cfg.trainer, finetuning=bool(cfg.get("init_from")))
     budget_plan.checked_seconds(cfg.get("budget_seconds"))  # before model=auto times anything
     reserve_seconds = budget_reserve(cfg)  # checked before model=auto times anything; it sizes with it
+    device = precision.run_device(cfg.trainer)
+    precision_warning = precision.replaced_precision(cfg.trainer.get("precision"), device)
     precision_line = precision.decide_precision(cfg)  # before model=auto times its shapes in it
     if yes_no("keep_freed_memory", cfg.get("keep_freed_memory", False)):
         keep_freed_memory()
@@ -339,8 +342,8 @@ def _checked_settings(cfg: DictConfig) -> _Checked:
         pretrained = prepare_finetune(cfg, model_config, task_overrides(),
                                       resumed=resumable(cfg.ckpt_path))
         model_config = pretrained.config
-    return _Checked(model_config, auto, start, reserve_seconds, precision_line, matmul_line, data_dir_note,
-                     pretrained)
+    return _Checked(model_config, auto, start, reserve_seconds, precision_line, precision_warning,
+                    matmul_line, data_dir_note, pretrained)
 
 
 def _checkpoint_to_resume(cfg: DictConfig) -> tuple[Path, dict[str, Any]] | tuple[None, None]:
@@ -473,5 +476,7 @@ def build_run(cfg: DictConfig) -> Run:
     trainer = _run_trainer(cfg, datamodule, ckpt, file, choice, checked.start)
     for line in said_lines:  # said once every check has passed, not before an error
         log.info(line)
+    if checked.precision_warning:
+        log.warning(checked.precision_warning)
     finetuning = pretrained is not None and ckpt is None
     return Run(datamodule, module, trainer, str(file) if file is not None else None, finetuning=finetuning)

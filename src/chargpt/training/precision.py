@@ -53,6 +53,20 @@ def precision_for_device(precision: object, device: torch.device, setting: str =
     return name
 
 
+def replaced_precision(given: object, device: torch.device) -> str | None:
+    """The warning for a trainer.precision that `device` cannot train in, run as Lightning runs it
+    instead (16-mixed on a CPU: bf16-mixed, as CPUs have no fp16 autocast); None where the run
+    trains in what was given (or in what `auto` resolves to). Resolved here before Lightning sees it,
+    the swap went without Lightning's own warning."""
+    name, runs_as = lightning_precision_name(given), precision_for_device(given, device)
+    if name == "auto" or runs_as == name:
+        return None
+    return (
+        f"trainer.precision={given} trains as {runs_as} on this {device.type.upper()} (fp16 autocast "
+        f"runs on GPUs only); pass trainer.precision={runs_as} to ask for it, or train on a GPU"
+    )
+
+
 def auto_precision(device: torch.device) -> tuple[str, str]:
     """What trainer.precision=auto is on `device`, and why: bf16 autocast (bf16-mixed) on a GPU that
     multiplies bf16 in hardware (Ampere on) and on a CPU with AVX-512 BF16 but no AMX, where
