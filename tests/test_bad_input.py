@@ -301,6 +301,9 @@ TRAIN_CASES = [
      "error: callbacks.mine._target_=test_bad_input.callback_failing_without_a_mesage cannot be imported: "
      "test_bad_input has no 'callback_failing_without_a_mesage' (did you mean "
      "test_bad_input.callback_failing_without_a_message?)"),
+    ("a model class of one's own", ["model._target_=my_models.MyConfig"],  # was ignored: a GPT trained
+     "error: model._target_=my_models.MyConfig: a run's model is chargpt's GPT, built from the model.* "
+     "settings by chargpt.model.ModelConfig, and another class would be ignored; leave model._target_ out"),
     # Lightning's TypeError, after the data was read, naming no setting meant.
     ("a misspelt setting of a callback", ["+callbacks.model_checkpoint.save_top=2"],
      "error: callbacks.model_checkpoint.save_top is not a setting of "

@@ -64,6 +64,7 @@ from chargpt.training.run_checks import (
     check_devices,
     check_finetune_settings,
     check_launch,
+    check_model_target,
     check_not_its_own_start,
     check_not_rewinding,
     check_trainer_numbers,
@@ -329,6 +330,7 @@ def _checked_settings(cfg: DictConfig) -> _Checked:
     if yes_no("keep_freed_memory", cfg.get("keep_freed_memory", False)):
         keep_freed_memory()
     matmul_line = precision.decide_matmul_precision(cfg)
+    check_model_target(cfg)
     model_config = ModelConfig.from_dict(model_fields)  # validated before any data work
     check_window_length(cfg)
     check_constructor_settings(cfg)

@@ -302,6 +302,21 @@ def check_constructor_settings(cfg: DictConfig) -> None:
             _unknown_setting(label, settings)
 
 
+MODEL_TARGET = "chargpt.model.ModelConfig"  # configs/model/tiny.yaml's, which the other models start from
+
+
+def check_model_target(cfg: DictConfig) -> None:
+    """The model is chargpt's own, built from the model.* settings: another `model._target_` (a
+    class of the user's own, as other groups take) was ignored, and the run trained chargpt's GPT."""
+    target = cfg.model.get("_target_")
+    if target is not None and target != MODEL_TARGET:
+        raise ConfigError(
+            f"model._target_={target}: a run's model is chargpt's GPT, built from the model.* settings by "
+            f"{MODEL_TARGET}, and another class would be ignored; leave model._target_ out (a model setting "
+            f"of your own is a field of ModelConfig: docs/configuration.md)"
+        )
+
+
 def check_window_length(cfg: DictConfig) -> None:
     """The data's windows are the model's context: one setting, model.block_size. The data config
     only follows it, so a data.block_size of its own would be silently replaced."""
