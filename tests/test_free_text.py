@@ -210,6 +210,27 @@ def test_an_unreadable_override_is_one_line_with_the_quoted_form(capsys) -> None
     assert OverridesParser.create().parse_override("model.name='[1'").value() == "[1"
 
 
+def test_an_unreadable_list_is_advised_with_each_item_quoted(tmp_path: Path, capsys) -> None:
+    # A folder of one's own configs with an accent in its path: the advice quoted the whole list,
+    # which made it one text, and the command it gave was refused in turn ("hydra.searchpath must
+    # be a list of strings").
+    folder = tmp_path / "my café configs"
+    (folder / "optimizer").mkdir(parents=True)
+    (folder / "optimizer" / "my_opt.yaml").write_text("defaults:\n  - adamw\n  - _self_\nlr: 0.002\n")
+    typed = f"hydra.searchpath=[file://{folder}]"
+    assert run_cli(train_main, typed, "optimizer=my_opt", "--cfg", "job") == 2
+    err = capsys.readouterr().err
+    listed = f"hydra.searchpath=['file://{folder}']"
+    assert err == (
+        f"error: cannot read the override {typed!r} (Hydra's override syntax reserves characters such as "
+        f"spaces, commas, quotes and brackets); quote each item of the list: \"{listed}\" (or the whole "
+        f"value, for a text: \"hydra.searchpath='[file://{folder}]'\")\n"
+    )
+    # The list it gives is one Hydra reads, and finds the folder's options with.
+    assert run_cli(train_main, listed, "optimizer=my_opt", "--cfg", "job") == 0
+    assert "lr: 0.002" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("value", ["tag(log, interval(3e-4, abc))", "interval(1e-2O, 3)", "choice(1, 2"])
 def test_a_broken_search_expression_is_not_told_to_be_quoted(value: str, capsys) -> None:
     # Quoted, it would be text: every trial would then fail on a learning rate that is no number.

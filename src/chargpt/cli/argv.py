@@ -483,11 +483,22 @@ def _unparsable(arg: str) -> str:
         return (f"cannot read the override {arg!r}: its value starts as Hydra's {match[1]}(...) but does not "
                 "parse; check its parentheses, commas and numbers, e.g. "
                 f"'{key}=tag(log, interval(1e-4, 1e-2))'")
-    works = f"{plus}{key}={hydra_quoted(value)}"
-    # As typed in a shell: in double quotes where that needs no escapes.
-    works = f'"{works}"' if not re.search(r'["$`\\!]', works) else shlex.quote(works)
-    return (f"cannot read the override {arg!r} (Hydra's override syntax reserves characters such as "
-            f"spaces, commas, quotes and brackets); quote the value: {works}")
+    works = _as_typed(f"{plus}{key}={hydra_quoted(value)}")
+    reserved = (f"cannot read the override {arg!r} (Hydra's override syntax reserves characters such as "
+                "spaces, commas, quotes and brackets)")
+    items = [item.strip() for item in value[1:-1].split(",")] if value[:1] + value[-1:] == "[]" else []
+    listed = f"{plus}{key}=[{', '.join(hydra_quoted(item) for item in items)}]"
+    if items and parses(listed):
+        # A list (hydra.searchpath=[file://my configs]): the whole value quoted is one text, which
+        # a list setting refuses; each item quoted keeps the list.
+        return (f"{reserved}; quote each item of the list: {_as_typed(listed)} (or the whole value, for a "
+                f"text: {works})")
+    return f"{reserved}; quote the value: {works}"
+
+
+def _as_typed(override: str) -> str:
+    """`override` as typed in a shell: in double quotes where that needs no escapes."""
+    return f'"{override}"' if not re.search(r'["$`\\!]', override) else shlex.quote(override)
 
 
 def settings_beside(config_name: str, overrides: list[str]) -> Callable[[str], list[str]]:
