@@ -144,7 +144,7 @@ def test_export_help_installs_its_extra_as_the_missing_extras_error_does(capsys)
 def _trainer(step: int, max_steps: int) -> SimpleNamespace:
     strategy = SimpleNamespace(root_device="cpu", all_gather=lambda own: own)  # one process
     return SimpleNamespace(global_step=step, max_steps=max_steps, strategy=strategy, callbacks=[],
-                           validating=False)
+                           validating=False, world_size=1)
 
 
 def test_a_signal_during_the_final_validation_says_the_run_is_finishing(tmp_path: Path, capsys) -> None:
@@ -309,7 +309,7 @@ def test_every_rank_stops_on_the_signal_a_rank_received(received, expected, vali
     strategy = SimpleNamespace(root_device="cpu", all_gather=gather, broadcast=lambda value: value,
                                reduce_boolean_decision=lambda decision, all: any(received))
     trainer = SimpleNamespace(global_step=7, sanity_checking=False, validating=False, strategy=strategy,
-                              save_checkpoint=lambda path, weights_only: saved.append(path))
+                              world_size=2, save_checkpoint=lambda path, weights_only: saved.append(path))
     monkeypatch.setattr(graceful, "is_last_step", lambda trainer: False)
     monkeypatch.setattr(graceful, "validates_after_this_batch", lambda trainer: validating)
     monkeypatch.setattr(graceful, "is_accumulating", lambda trainer: False)  # at a step's end
@@ -327,6 +327,19 @@ def test_every_rank_stops_on_the_signal_a_rank_received(received, expected, vali
     assert (stop.value.signum, stop.value.exit_code, stop.value.step) == (expected, 128 + expected, 7)
     assert guard.received == expected  # what the command says and records after fit, on every rank
     assert saved == [tmp_path / "last.ckpt"]
+
+
+@pytest.mark.parametrize("received", [None, signal.SIGINT])
+def test_one_process_agrees_on_its_signal_without_a_collective(received, tmp_path: Path) -> None:
+    """One process needs no agreement: a tensor made and read back at every step would wait on a
+    GPU for the step's work, where steps that neither log nor validate synchronise nothing."""
+    def no_collective(*args):  # type: ignore[no-untyped-def]
+        raise AssertionError("a collective on one process")
+
+    strategy = SimpleNamespace(root_device="cpu", all_gather=no_collective, broadcast=no_collective)
+    guard = GracefulInterrupt(str(tmp_path))
+    guard.received = received
+    assert guard._agreed_signal(SimpleNamespace(world_size=1, strategy=strategy)) == received  # type: ignore[arg-type]
 
 
 @pytest.mark.slow

@@ -197,6 +197,8 @@ class GracefulInterrupt(Callback):
         whose console line names what it received, first). A collective: every rank calls it at the
         same boundary. It is every rank's `received` from then on, so that a stop agreed at the last
         step also ends the command on rank 0 (which prints) as that signal's stop."""
+        if trainer.world_size == 1:
+            return self.received  # no collective: on a GPU its read back would wait for every step
         received = torch.tensor(int(self.received or 0), device=trainer.strategy.root_device)
         by_rank = trainer.strategy.all_gather(received).reshape(-1).tolist()  # (one process: itself)
         agreed = next((int(s) for s in by_rank if s), None)
