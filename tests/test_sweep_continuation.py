@@ -22,6 +22,7 @@ from chargpt.runs.resume import resume_command
 from chargpt.runs.status import write_status
 from chargpt.runs.sweep_outcome import FailedSweep
 from chargpt.runs.sweep_record import continue_command
+from chargpt.training import build as training_build
 from chargpt.training.callbacks.graceful_interrupt import GracefulInterrupt
 from conftest import bare_train_args, offline_default_corpus_in, on_the_default_corpus, run_main, write_corpus
 
@@ -134,13 +135,13 @@ def test_a_signal_outside_a_jobs_training_stops_the_sweep_with_its_continue_comm
     sweep = tmp_path / "sweep"
     args = ["-m", *bare_train_args(corpus, None, f"hydra.sweep.dir={sweep}", "trainer.max_steps=2",
                                    "trainer.val_check_interval=2", "seed=1,2", "sample.max_new_tokens=5")]
-    owner, name = {"closing sample": (train_cli, "print_sample"), "build": (train_cli, "build_run"),
+    owner, name = {"closing sample": (train_cli, "print_sample"), "build": (training_build, "build_run"),
                    "between jobs": (ConfigLoaderImpl, "load_sweep_config")}[where]
     original = getattr(owner, name)
 
     def signalled(*a, **k):
         # Between jobs: as Hydra composes the second job's config, the first one done.
-        if owner is train_cli or (sweep / "0" / "status.json").is_file():
+        if owner is not ConfigLoaderImpl or (sweep / "0" / "status.json").is_file():
             os.kill(os.getpid(), signum)
         return original(*a, **k)
 
@@ -176,16 +177,16 @@ def test_a_sweep_stopped_before_any_job_trained_continues_only_with_its_own_sett
     sweep = tmp_path / "sweep"
     args = ["-m", *bare_train_args(corpus, None, f"hydra.sweep.dir={sweep}", "trainer.max_steps=2",
                                    "trainer.val_check_interval=2", *sweep_of)]
-    build = train_cli.build_run
+    build = training_build.build_run
 
     def stopped(*a, **k):
         os.kill(os.getpid(), signal.SIGINT)
         return build(*a, **k)
 
-    monkeypatch.setattr(train_cli, "build_run", stopped)
+    monkeypatch.setattr(training_build, "build_run", stopped)
     code, _, err = run_main(train_cli.main, args, capsys)
     assert code == 130, err
-    monkeypatch.setattr(train_cli, "build_run", build)
+    monkeypatch.setattr(training_build, "build_run", build)
     command, recorded = continue_command(sweep), (sweep / "multirun.yaml").read_bytes()
 
     other = [a if a != "trainer.max_steps=2" else "trainer.max_steps=3" for a in args]
@@ -203,6 +204,26 @@ def test_a_sweep_stopped_before_any_job_trained_continues_only_with_its_own_sett
     for job in ("0", "1"):
         assert json.loads((sweep / job / "status.json").read_text())["status"] == "finished"
         assert torch.load(sweep / job / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 2
+
+
+@pytest.mark.slow  # a sweep of two tiny jobs
+def test_a_sweep_whose_every_job_failed_starts_over_with_its_setting_corrected(tmp_path: Path, capsys):
+    # Each job failed on a misspelt setting, none trained: the corrected command was refused as
+    # another sweep's, and advised the failing command as the continuation.
+    corpus = write_corpus(tmp_path / "corpus.txt")
+    sweep = tmp_path / "sweep"
+    common = ["-m", *bare_train_args(corpus, None, f"hydra.sweep.dir={sweep}", "trainer.max_steps=2",
+                                     "trainer.val_check_interval=2", "seed=1,2")]
+    code, _, err = run_main(train_cli.main, [*common, "+trainer.gradient_clip_algo=value"], capsys)
+    assert code != 0
+    for job in ("0", "1"):
+        assert json.loads((sweep / job / "status.json").read_text())["status"] == "failed"
+
+    code, _, err = run_main(train_cli.main, [*common, "+trainer.gradient_clip_algorithm=value"], capsys)
+    assert code == 0, err
+    for job in ("0", "1"):
+        assert json.loads((sweep / job / "status.json").read_text())["status"] == "finished"
+    assert "gradient_clip_algorithm" in (sweep / "multirun.yaml").read_text()
 
 
 @pytest.mark.slow  # a sweep of two tiny jobs

@@ -37,7 +37,9 @@ from chargpt.run_layout import (
     METRICS_FILE,
     STATUS_FILE,
     holds_run,
+    read_status,
     run_dir_of,
+    state_of,
 )
 from chargpt.runs.claims import (
     FolderLocked,
@@ -333,6 +335,13 @@ def _check_same_sweep(sweep_dir: Path, earlier: list[str], recorded: list[str] |
     )
 
 
+def _every_job_failed(sweep_dir: Path) -> bool:
+    """Whether each job the sweep left a status for failed, none trained or stopped: a setting its
+    own command would meet again, so a command with it corrected starts the sweep over."""
+    states = [state_of(read_status(job)) for job in sweep_dir.iterdir() if (job / STATUS_FILE).is_file()]
+    return bool(states) and all(state == "failed" for state in states)
+
+
 class RunDirGuard(Callback):
     @exit_on_user_error
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
@@ -374,7 +383,7 @@ class RunDirGuard(Callback):
             # Compared with the sweep's record also where none of its jobs trained (each was stopped
             # or failed while being built): its continuation is refused other settings all the same.
             recorded = recorded_identity(sweep_dir)
-            if earlier or recorded is not None:
+            if earlier or (recorded is not None and not _every_job_failed(sweep_dir)):
                 _check_same_sweep(sweep_dir, earlier, recorded, sweep_identity(config.hydra))
             if earlier:  # (else each job starts in its folder, over what a stop there left)
                 _continue_sweep(config, sweep_dir)
