@@ -70,9 +70,7 @@ def test_a_sweep_folder_given_is_kept(in_empty_folders, tmp_path: Path, capsys) 
 def test_an_evaluation_sweep_heads_each_job_and_ends_in_a_table(
     in_empty_folders, tmp_path: Path, capsys
 ) -> None:
-    ckpt = make_checkpoint(tmp_path / "model.ckpt")
-    text = tmp_path / "text.txt"
-    text.write_text("abc def ghij\n" * 20, encoding="utf-8")
+    ckpt, text = make_checkpoint(tmp_path / "model.ckpt"), _eval_text(tmp_path)
     code, out, err = run_main(eval_cli.main, ["-m", f"ckpt_path={ckpt}", f"data.path={text}",
                                               "split=val,train"], capsys)
     assert code == 0, err
@@ -93,8 +91,7 @@ def test_an_evaluation_sweeps_checkpoints_named_with_spaces_commas_and_accents(
     in_empty_folders, tmp_path: Path, capsys
 ) -> None:
     # ckpt_path=choice(...) was taken as one path named "choice(...)": checkpoint not found.
-    text = tmp_path / "text.txt"
-    text.write_text("abc def ghij\n" * 20, encoding="utf-8")
+    text = _eval_text(tmp_path)
     first = make_checkpoint(tmp_path / "a.ckpt")
     (tmp_path / "ré sults, b").mkdir()
     second = make_checkpoint(tmp_path / "ré sults, b" / "model.ckpt")
@@ -125,11 +122,16 @@ def test_a_sweep_stopped_by_ctrl_c_leaves_no_folder(
 def test_an_evaluation_after_a_failed_sweep_prints_no_table_of_that_sweep(
     in_empty_folders, tmp_path: Path, capsys
 ) -> None:
-    ckpt = make_checkpoint(tmp_path / "model.ckpt")
-    text = tmp_path / "text.txt"
-    text.write_text("abc def ghij\n" * 20, encoding="utf-8")
+    ckpt, text = make_checkpoint(tmp_path / "model.ckpt"), _eval_text(tmp_path)
     args = [f"ckpt_path={ckpt}", f"data.path={text}"]
     code, _, err = run_main(eval_cli.main, ["-m", *args, "split=val,train,nope"], capsys)
     assert code == 2 and "lowest loss" not in err
     code, _, err = run_main(eval_cli.main, args, capsys)
     assert code == 0 and "lowest loss" not in err, err
+
+
+def _eval_text(folder: Path) -> Path:
+    """A text the test checkpoints' vocabulary covers, long enough for a validation split."""
+    text = folder / "text.txt"
+    text.write_text("abc def ghij\n" * 20, encoding="utf-8")
+    return text
