@@ -125,6 +125,18 @@ def _stop_signal_handlers_restored() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session", autouse=True)
+def _event_files_in_order() -> None:
+    """TensorBoard reads a folder's event files in name order, and a name ends in the second it was
+    made, the process id and a count of the files that process made: a test that stops a run and
+    resumes it in the same process and second got `...784.10` read before `...784.9` once the count
+    passed 9, so the resume's steps were read first and purged as out of order. A command resumes in
+    a new process, seconds later; here the count starts where its digits stay the same."""
+    from tensorboard.summary.writer import event_file_writer
+
+    event_file_writer._global_uid = event_file_writer.AtomicCounter(10**6)
+
+
+@pytest.fixture(scope="session", autouse=True)
 def _bundled_fonts_only() -> Iterator[None]:
     """Text in a picture falls back to an installed font that draws a character the default one
     lacks: the tests see matplotlib's own fonts only (no CJK, no emoji), so what they draw is the
