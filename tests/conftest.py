@@ -4,9 +4,7 @@ the console scripts called in-process."""
 from __future__ import annotations
 
 import contextlib
-import copy
 import importlib.util
-import io
 import os
 import random
 import re
@@ -18,10 +16,8 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 import pytest
-import yaml
-from hydra._internal.hydra import Hydra
-from omegaconf import OmegaConf
-from omegaconf._utils import get_yaml_loader
+
+import hydra_shortcuts
 
 if TYPE_CHECKING:
     from chargpt.training import CharLM
@@ -39,41 +35,7 @@ if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
 # Small enough to train in seconds; every test model uses it unless it needs Tiny Shakespeare.
 TINY_MODEL = ["model.n_layer=1", "model.n_head=2", "model.n_embd=32", "model.block_size=16"]
 
-_parsed_yaml: dict[str, object] = {}
-
-
-def _load_yaml_once(file_: str | Path | io.TextIOBase) -> object:
-    """OmegaConf.load, parsing each distinct YAML text once per test process. Composing the config
-    is most of an in-process CLI test's time, parsing ~38 YAML files in pure Python each time. The
-    result is built afresh from a copy of the parsed text, so nothing a run does to its config
-    reaches the next."""
-    if isinstance(file_, (str, Path)):
-        text = Path(os.path.abspath(file_)).read_text(encoding="utf-8")
-    else:
-        text = file_.read()
-    if text not in _parsed_yaml:
-        _parsed_yaml[text] = yaml.load(text, Loader=get_yaml_loader())
-    parsed = copy.deepcopy(_parsed_yaml[text])
-    return OmegaConf.create() if parsed is None else OmegaConf.create(parsed)
-
-
-OmegaConf.load = staticmethod(_load_yaml_once)  # type: ignore[method-assign]
-
-REAL_GET_MODE = Hydra.get_mode
-
-
-def mode_as_configured(self: Hydra, config_name: str | None, overrides: list[str]) -> object:
-    """Hydra.get_mode without its extra composition where its answer is known. Hydra composes the
-    whole config once only to read `hydra.mode`, then again for the run: a third of the suite's
-    time went to it. Only the search configs (hparams_search) set `hydra.mode`, so elsewhere the
-    answer is None (run or multirun as the `-m` flag says) unless an override sets it;
-    test_launcher_configs checks this against the real get_mode for every config."""
-    if any(o.lstrip("+~").startswith(("hydra.mode", "hparams_search")) for o in overrides):
-        return REAL_GET_MODE(self, config_name, overrides)
-    return None
-
-
-Hydra.get_mode = mode_as_configured  # type: ignore[method-assign]
+hydra_shortcuts.install()
 
 
 @pytest.fixture(scope="session", autouse=True)

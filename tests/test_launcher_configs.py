@@ -11,7 +11,7 @@ from hydra.types import RunMode
 from omegaconf import OmegaConf
 
 from chargpt.cli import CONFIG_PATH
-from conftest import REAL_GET_MODE, mode_as_configured
+from hydra_shortcuts import REAL_GET_MODE, mode_as_configured
 
 
 def composed(*overrides: str):
