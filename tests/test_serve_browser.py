@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -228,3 +231,91 @@ def test_an_empty_prompt_box_starts_the_models_way(browser: webdriver.Chrome, tm
         # The text continues from the model's first character, which the page shows before it.
         first = next(c for c in VOCAB if c != "\n")
         assert browser.find_element(By.ID, "out-prompt").get_attribute("textContent") == first
+
+
+def test_a_server_that_cannot_be_reached_is_named_with_what_to_check(
+    browser: webdriver.Chrome, tmp_path: Path
+) -> None:
+    # The page showed the browser's words alone ("Failed to fetch"), naming neither the server nor a fix.
+    run = write_checkpoint(tmp_path / "stopped", ModelConfig(n_layer=1, n_head=2, n_embd=32, block_size=16))
+    with serving(run) as (url, _):
+        browser.get(url + "/")
+        WebDriverWait(browser, 60).until(lambda d: "vocabulary" in d.find_element(By.ID, "model-info").text)
+    fill(browser, "prompt", "The")  # the server has stopped: nothing listens at its address now
+    browser.find_element(By.ID, "generate").click()
+    error = WebDriverWait(browser, 60).until(lambda d: d.find_element(By.ID, "error").is_displayed()
+                                             and d.find_element(By.ID, "error"))
+    assert error.text.startswith("Could not reach the server (")
+    assert error.text.endswith("): is chargpt-serve still running?")
+    assert browser.find_element(By.ID, "generate").is_enabled()
+
+
+class CutStream(BaseHTTPRequestHandler):
+    """The page and its model's card, as the real server gave them, then a stream that stops after its
+    first event, once the page shows it (`shown`): the connection closes as a killed server's does
+    (cut=True, its chunked body not ended) or as a finished response's does (cut=False, but no [DONE])."""
+
+    page = b""
+    models = b""
+    cut = True
+    shown = threading.Event()
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:
+        body = self.page if self.path == "/" else self.models
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html" if self.path == "/" else "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        event = b'data: {"choices": [{"text": "Th", "index": 0, "finish_reason": null}]}\n\n'
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        if self.cut:
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(event), event))  # and no last chunk
+        else:
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.wfile.write(event)
+        self.wfile.flush()
+        self.shown.wait(60)
+        self.close_connection = True
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.mark.parametrize("cut", [True, False], ids=["network-error", "closed-before-done"])
+def test_a_stream_cut_before_its_end_is_an_error_not_a_finished_text(
+    page_url: str, browser: webdriver.Chrome, cut: bool
+) -> None:
+    # A server killed mid-stream showed "network error"; one whose connection closed before [DONE] showed
+    # the text cut short as if complete ("2 characters in 0.1 s").
+    CutStream.page = httpx.get(page_url + "/").content
+    CutStream.models = httpx.get(page_url + "/v1/models").content
+    CutStream.cut = cut
+    CutStream.shown = threading.Event()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), CutStream)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        browser.get(f"http://127.0.0.1:{server.server_address[1]}/")
+        fill(browser, "prompt", "The")
+        browser.find_element(By.ID, "generate").click()
+        WebDriverWait(browser, 60).until(lambda d: d.find_element(By.ID, "out-text").text == "Th")
+        CutStream.shown.set()
+        error = WebDriverWait(browser, 60).until(lambda d: d.find_element(By.ID, "error").is_displayed()
+                                                 and d.find_element(By.ID, "error"))
+    finally:
+        CutStream.shown.set()
+        server.shutdown()
+        server.server_close()
+    lost = "The connection to the server was lost after 2 characters, before the text ended"
+    assert error.text.startswith(lost)
+    assert error.text.endswith(": is chargpt-serve still running?")
+    assert status(browser) == "" and browser.find_element(By.ID, "out-text").text == "Th"
