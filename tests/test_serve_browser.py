@@ -19,6 +19,7 @@ pytest.importorskip("fastapi", reason=NO_EXTRA)
 httpx = pytest.importorskip("httpx", reason=NO_EXTRA)
 webdriver = pytest.importorskip("selenium.webdriver", reason=NO_EXTRA)
 
+import torch  # noqa: E402
 from selenium.common.exceptions import TimeoutException  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
@@ -319,3 +320,24 @@ def test_a_stream_cut_before_its_end_is_an_error_not_a_finished_text(
     assert error.text.startswith(lost)
     assert error.text.endswith(": is chargpt-serve still running?")
     assert status(browser) == "" and browser.find_element(By.ID, "out-text").text == "Th"
+
+
+def test_weights_no_validation_scored_show_their_loss_as_not_measured(
+    browser: webdriver.Chrome, tmp_path: Path
+) -> None:
+    # A run stopped between validations: the page said "not recorded", where the export's card says
+    # "not measured for these weights", and its tooltip named the arithmetic of a loss never measured.
+    config = ModelConfig(n_layer=1, n_head=2, n_embd=32, block_size=16)
+    arithmetic = {"precision": "32-true", "matmul_precision": "highest", "device_type": "cpu"}
+    run = write_checkpoint(tmp_path / "stopped early", config, arithmetic=arithmetic)
+    checkpoint = run / "checkpoints" / "last.ckpt"
+    saved = torch.load(checkpoint, weights_only=True)
+    del saved["callbacks"]  # no validation score
+    torch.save(saved, checkpoint)
+    with serving(run) as (url, _):
+        assert httpx.get(f"{url}/v1/models").json()["data"][0]["chargpt"]["val_loss"] is None
+        browser.get(url + "/")
+        WebDriverWait(browser, 60).until(lambda d: "vocabulary" in d.find_element(By.ID, "model-info").text)
+    loss = browser.find_element(By.XPATH, "//*[@id='model-info']/span[contains(., 'validation loss')]")
+    assert loss.text == "validation loss not measured"
+    assert "measured in" not in loss.get_attribute("title")
