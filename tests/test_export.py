@@ -928,3 +928,27 @@ def test_the_card_gives_a_loss_only_to_the_weights_it_was_measured_on(val_step, 
     if val_step != "no record":  # a checkpoint from before the run's metrics were kept in it
         callbacks["RunMetrics"] = {"val_step": val_step, "val_loss": 3.21, "train_seconds": 1.0}
     assert checkpoint_score({"global_step": 41, "callbacks": callbacks}) == (expected, 41)
+
+
+@pytest.mark.parametrize(("state", "how"), [("interrupted", "was stopped (Ctrl-C or a signal)"),
+                                            ("failed", "failed")])
+def test_an_export_of_a_run_stopped_before_it_finished_says_so(
+    state: str, how: str, ckpt: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    # A run stopped by Ctrl-C after a few of its steps was exported without a word: "exported run
+    # (N parameters, step 11)" alone, as if its training were done.
+    run = tmp_path / "my run"
+    (run / "checkpoints").mkdir(parents=True)
+    torch.save({**torch.load(ckpt), "global_step": 11}, run / "checkpoints" / "last.ckpt")
+    (run / "status.json").write_text(json.dumps({"status": state}))
+    code, out, err = run_main(export_cli.main, _export_args(run, tmp_path / "stopped"), capsys)
+    assert code == 0 and ", step 11) as safetensors" in out
+    assert err.strip() == (f"note: {run} {how} before it finished: this export holds its weights at step 11; "
+                           f"resume it (its chargpt-train command with 'ckpt_path={run}') and export again "
+                           "for a trained model")
+    # A run that finished, and an export of the stopped run's export, need no note.
+    (run / "status.json").write_text(json.dumps({"status": "finished"}))
+    code, out, err = run_main(export_cli.main, _export_args(run, tmp_path / "finished"), capsys)
+    assert code == 0 and err == ""
+    code, out, err = run_main(export_cli.main, _export_args(tmp_path / "stopped", tmp_path / "again"), capsys)
+    assert code == 0 and err == ""

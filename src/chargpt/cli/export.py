@@ -8,6 +8,7 @@ if __name__ == "__main__":  # python -m chargpt.cli.export: as its console scrip
 
     run_as_main("export")
 
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -56,7 +57,8 @@ def _hydra_main(cfg: DictConfig) -> None:
     trained, ckpt, file = load_with_checkpoint(cfg.ckpt_path, "cpu")
     check_exportable(trained.model.config, cfg.format)
     card = card_for(cfg.ckpt_path, trained, cfg.name, ckpt)
-    note = newer_weights_note(training, ckpt, Path(file), card.step)
+    note = (newer_weights_note(training, ckpt, Path(file), card.step)
+            or unfinished_run_note(Path(file), card.step))
     del ckpt  # its optimizer states: not kept while exporting
     export_model(trained, card, cfg.format, out, overwrite=cfg.overwrite)
     # What the export holds (a killed export's hidden staging folder, left by a kill -9, is not it).
@@ -91,6 +93,21 @@ def newer_weights_note(training: Path | None, ckpt: dict[str, Any] | None, file:
     if read_json_object(training / METRICS_FILE).get("step") == step:
         return None
     return f"{training} ended while this export read it: {held}, not its last ones; export again for them"
+
+
+def unfinished_run_note(file: Path, step: int | None) -> str | None:
+    """What to say of weights read from `file`, a checkpoint of a run that stopped before it finished
+    (Ctrl-C or a signal, kill -9, an error): they are those it had then, not its whole training's.
+    None for anything else (an export, a run that finished or still trains)."""
+    run_dir = run_dir_of(file)
+    how = {"interrupted": "was stopped (Ctrl-C or a signal)", "killed": "was killed", "failed": "failed"}
+    state = state_of(read_status(run_dir))
+    if state not in how:
+        return None
+    at = f" at step {step:,}" if step is not None else ""
+    return (f"{run_dir} {how[state]} before it finished: this export holds its weights{at}; resume it "
+            f"(its chargpt-train command with {shlex.quote(f'ckpt_path={run_dir}')}) and export again "
+            "for a trained model")
 
 
 def held(card: ModelCard) -> str:
