@@ -10,7 +10,7 @@ import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -260,9 +260,11 @@ class CutStream(BaseHTTPRequestHandler):
     models = b""
     cut = True
     shown = threading.Event()
+    requested: ClassVar[list[str]] = []  # the paths asked with GET
     protocol_version = "HTTP/1.1"
 
     def do_GET(self) -> None:
+        self.requested.append(self.path)
         body = self.page if self.path == "/" else self.models
         self.send_response(200)
         self.send_header("Content-Type", "text/html" if self.path == "/" else "application/json")
@@ -341,3 +343,22 @@ def test_weights_no_validation_scored_show_their_loss_as_not_measured(
     loss = browser.find_element(By.XPATH, "//*[@id='model-info']/span[contains(., 'validation loss')]")
     assert loss.text == "validation loss not measured"
     assert "measured in" not in loss.get_attribute("title")
+
+
+def test_the_page_asks_its_server_for_nothing_but_the_page_and_the_models_card(
+    page_url: str, browser: webdriver.Chrome
+) -> None:
+    # The browser asked for /favicon.ico at every visit: a 404 in the server's log each time.
+    CutStream.page = httpx.get(page_url + "/").content
+    CutStream.models = httpx.get(page_url + "/v1/models").content
+    CutStream.requested = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), CutStream)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        browser.get(f"http://127.0.0.1:{server.server_address[1]}/")
+        WebDriverWait(browser, 60).until(lambda d: "vocabulary" in d.find_element(By.ID, "model-info").text)
+        browser.get("about:blank")  # the page is done with: all it asked has been asked
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert CutStream.requested == ["/", "/v1/models"]
