@@ -170,6 +170,12 @@ def test_the_queue_limit_and_empty_requests() -> None:
     with pytest.raises(QueueFull, match=r"busy: all its 3 places are taken \(2 prompts generating and 1 "
                        r"waiting, of 3 requests\); retry shortly"):
         engine.submit(make_job(trained, "a", 3, 9)[0])
+    # One place: it said "all its 1 places are taken".
+    alone = Engine(trained.model, trained.tokenizer, max_batch=1, max_queue=0)
+    alone.submit(make_job(trained, "a", 3, 0)[0])
+    with pytest.raises(QueueFull, match=r"^the server is busy: its only place is taken \(1 prompt generating "
+                       r"and 0 waiting, of 1 request\); retry shortly$"):
+        alone.submit(make_job(trained, "a", 3, 1)[0])
     empty, empty_out = make_job(trained, "a", 0, 0, n=2)
     engine.start()
     try:

@@ -166,8 +166,8 @@ class Engine:
                 held = (f"{_count(running, 'prompt')} generating and {waiting} waiting, of "
                         f"{_count(requests, 'request')}")
                 if taken >= places:
-                    raise QueueFull(f"the server is busy: all its {places} places are taken ({held}); "
-                                    "retry shortly")
+                    full = "its only place is taken" if places == 1 else f"all its {places} places are taken"
+                    raise QueueFull(f"the server is busy: {full} ({held}); retry shortly")
                 # Places are free, but fewer than this list of prompts needs (a lone prompt fits).
                 are = "is" if taken == 1 else "are"
                 raise QueueFull(f"the server is busy: {taken} of its {places} places {are} taken ({held}) "
