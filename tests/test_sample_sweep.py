@@ -1,6 +1,7 @@
-"""chargpt-sample -m and chargpt-eval -m: each job's output headed by the settings the sweep gave it,
-nothing left where the command ran (Hydra's sweep folder is a temporary one), however the sweep ends;
-chargpt-eval's sweep ends in a table comparing its jobs."""
+"""chargpt-sample -m, chargpt-eval -m and chargpt-export -m: each job's output headed by the settings
+the sweep gave it, nothing left where the command ran (Hydra's sweep folder is a temporary one),
+however the sweep ends; chargpt-eval's sweep ends in a table comparing its jobs; chargpt-export's jobs
+each write their own folder."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from chargpt.cli import eval as eval_cli
+from chargpt.cli import export as export_cli
 from chargpt.cli import sample as sample_cli
 from conftest import make_checkpoint, run_main
 
@@ -128,6 +130,31 @@ def test_an_evaluation_after_a_failed_sweep_prints_no_table_of_that_sweep(
     assert code == 2 and "lowest loss" not in err
     code, _, err = run_main(eval_cli.main, args, capsys)
     assert code == 0 and "lowest loss" not in err, err
+
+
+def test_an_export_sweep_writes_each_job_in_its_own_folder_and_overwrites_none(
+    in_empty_folders, tmp_path: Path, capsys
+) -> None:
+    # One out for every job: the second job refused (the first's export there), or with overwrite=true
+    # replaced it; and Hydra's multirun/DATE/TIME/ folder was left where the command ran.
+    first = make_checkpoint(tmp_path / "a.ckpt")
+    (tmp_path / "ré sults, b").mkdir()
+    second = make_checkpoint(tmp_path / "ré sults, b" / "model.ckpt")
+    out = tmp_path / "my exports"
+    args = ["-m", f"ckpt_path=choice({first}, '{second}')", f"out={out}"]
+    code, printed, err = run_main(export_cli.main, args, capsys)
+    assert code == 0, err
+    assert printed.splitlines()[0] == f"==> ckpt_path={first} <=="
+    assert f"==> ckpt_path={second} <==" in printed.splitlines()
+    assert sorted(p.name for p in out.iterdir()) == ["0", "1"]
+    weights = {job: (out / job / "model.safetensors").read_bytes() for job in ("0", "1")}
+    assert weights["0"] != weights["1"]
+    assert _left(*in_empty_folders) == []
+    # Again: each job's folder holds an export, which only overwrite=true replaces.
+    code, _, err = run_main(export_cli.main, args, capsys)
+    assert code == 2 and err.splitlines()[-1].startswith(f"error: out={out / '0'} already holds an export")
+    assert {job: (out / job / "model.safetensors").read_bytes() for job in ("0", "1")} == weights
+    assert _left(*in_empty_folders) == []
 
 
 def _eval_text(folder: Path) -> Path:

@@ -19,10 +19,12 @@ from omegaconf import DictConfig
 from chargpt.checks import utf8_text, yes_no
 from chargpt.cli import CONFIG_PATH
 from chargpt.cli.common import MODEL_FROM_CHECKPOINT, cli_task, quiet_known_warnings, run_main
+from chargpt.cli.sweep_jobs import job_folder, job_heading, sweep_folder_removed
 from chargpt.errors import ConfigError, exit_on_user_error
 from chargpt.export import check_destination, check_exportable, export_model
 from chargpt.export_layout import EXPORT_FILES, README_FILE, WEIGHTS, export_folder_of
 from chargpt.files import read_json_object
+from chargpt.hydra_run import is_multirun
 from chargpt.inference import load_with_checkpoint
 from chargpt.model_card import ModelCard, card_for
 from chargpt.run_layout import LAST, METRICS_FILE, last_checkpoint, read_status, run_dir_of, state_of
@@ -34,6 +36,8 @@ CONFIG_NAME = "export"  # configs/export.yaml
 @cli_task
 @exit_on_user_error
 def _hydra_main(cfg: DictConfig) -> None:
+    if heading := job_heading():  # a sweep's job, first: on stdout, where its `exported` line goes
+        print(heading, flush=True)
     quiet_known_warnings()
     if not cfg.ckpt_path:
         raise ConfigError("ckpt_path is required: chargpt-export ckpt_path=RUN_DIR_OR_CKPT out=DIR")
@@ -42,12 +46,14 @@ def _hydra_main(cfg: DictConfig) -> None:
     if not cfg.out:
         raise ConfigError("out is required: the folder to write, e.g. out=exports/my_model")
     utf8_text("name", cfg.name)  # written into config.json
-    out = Path(str(cfg.out)).expanduser()
+    # A sweep's jobs each write their own folder inside out: one out for all would be replaced by
+    # each job in turn (overwrite=true), or refuse every job after the first.
+    out = job_folder(Path(str(cfg.out)).expanduser())
     source = export_folder_of(str(cfg.ckpt_path))
     if source is not None and out.exists() and source.resolve() == out.resolve():
         raise ConfigError(
-            f"out={cfg.out} is the export being read (ckpt_path={cfg.ckpt_path}): writing there would "
-            "replace the model it is made from; write to another folder"
+            f"out={out if is_multirun() else cfg.out} is the export being read (ckpt_path={cfg.ckpt_path}): "
+            "writing there would replace the model it is made from; write to another folder"
         )
     check_destination(out, yes_no("overwrite", cfg.overwrite))  # before reading the model: a quick refusal
     # Asked before the checkpoint is read: a run that ends while it is read (its last weights written
@@ -116,4 +122,6 @@ def held(card: ModelCard) -> str:
 
 
 def main() -> None:
-    run_main(_hydra_main, config_name=CONFIG_NAME, unused=MODEL_FROM_CHECKPOINT)
+    with sweep_folder_removed() as prepare:
+        run_main(_hydra_main, prepare=prepare, checkpoint_sweeps=True, config_name=CONFIG_NAME,
+                 unused=MODEL_FROM_CHECKPOINT)

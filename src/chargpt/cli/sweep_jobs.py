@@ -1,7 +1,7 @@
-"""A sweep (-m) of a command that writes nothing (chargpt-sample, chargpt-eval): Hydra's sweep folder
-(multirun.yaml and a folder per job) goes to a temporary folder removed when the command ends, however
-it ends; each job's output is headed by the settings the sweep gave it; chargpt-eval's jobs end in a
-table comparing them."""
+"""A sweep (-m) of a command that reads a run (chargpt-sample, chargpt-eval, chargpt-export): Hydra's
+sweep folder (multirun.yaml and a folder per job) goes to a temporary folder removed when the command
+ends, however it ends; each job's output is headed by the settings the sweep gave it; chargpt-eval's
+jobs end in a table comparing them; chargpt-export's jobs each write a folder of their own."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ import contextlib
 import shutil
 import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
@@ -49,6 +51,12 @@ def job_heading() -> str | None:
     outside a sweep, or for a sweep's only job (nothing varies)."""
     settings = job_settings()
     return f"==> {' '.join(settings)} <==" if settings else None
+
+
+def job_folder(out: Path) -> Path:
+    """Where a sweep job writes what its command writes to `out`: `out/N`, N its job number (0, 1,
+    ...), as Hydra numbers a sweep's folders; `out` itself outside a sweep."""
+    return out / str(HydraConfig.get().job.num) if is_multirun() else out
 
 
 def record_result(result: dict[str, Any]) -> None:
