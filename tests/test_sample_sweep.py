@@ -60,6 +60,22 @@ def test_a_sweep_job_refused_stops_the_sweep_under_its_heading_and_leaves_no_fol
     assert _left(*in_empty_folders) == []
 
 
+def test_a_sampling_sweep_of_prompts_takes_each_as_typed(in_empty_folders, tmp_path: Path, capsys) -> None:
+    # prompt=choice(...) was one prompt, the text "choice(...)": refused for its brackets, or sampled.
+    ckpt = make_checkpoint(tmp_path / "model.ckpt", chars="\n abcdeéirstu',${}")
+    prompts = ["it's a", "a, b", "true", "${e}", "é"]
+    code, out, err = run_main(sample_cli.main, ["-m", f"ckpt_path={ckpt}", "max_new_tokens=0",
+                                                "prompt=choice(it's a, 'a, b', true, ${e},é)"], capsys)
+    assert code == 0, err
+    assert out.splitlines()[1::2] == prompts
+    headings = out.splitlines()[0::2]
+    assert [headings[i] for i in (0, 1, 2, 4)] == [f"==> prompt={prompts[i]} <==" for i in (0, 1, 2, 4)]
+    # Without -m, and a bare list, a prompt is text as typed.
+    code, out, err = run_main(sample_cli.main, [f"ckpt_path={ckpt}", "max_new_tokens=0", "prompt=a,b"], capsys)
+    assert (code, out) == (0, "a,b\n"), err
+    assert _left(*in_empty_folders) == []
+
+
 def test_a_sweep_folder_given_is_kept(in_empty_folders, tmp_path: Path, capsys) -> None:
     ckpt = make_checkpoint(tmp_path / "model.ckpt")
     sweep = tmp_path / "kept"

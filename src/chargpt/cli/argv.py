@@ -195,6 +195,7 @@ def hydra_argv(argv: list[str], checkpoint_sweeps: bool = False) -> list[str]:
     _check_options(out)
     group_dirs, searchpath = _group_dirs(out), _searchpath(out)
     sweeper = _sweeper_named(out)
+    multirun = bool({"-m", "--multirun"} & set(out))
     for i in override_positions(out):
         if nameless := re.match(r"^(\+{0,2}|~)\s*=(.*)$", out[i], re.DOTALL):  # Hydra: a ValueError
             raise ConfigError(f"cannot read the override {out[i]!r}: it names no setting before '='; write "
@@ -205,6 +206,8 @@ def hydra_argv(argv: list[str], checkpoint_sweeps: bool = False) -> list[str]:
             # null (or nothing) still means "none" for a path or a name; a prompt takes it as text.
             if is_free_text_key(key) and not (not is_prompt_key(key) and value.lower() in ("null", "")):
                 swept = _path_sweep(key, value, sweeper, checkpoint_sweeps)
+                if key == "prompt" and checkpoint_sweeps and multirun:
+                    swept = _prompt_sweep(value)
                 out[i] = f"{plus}{key}={swept or _free_text(key, value)}"
                 continue
             if is_folder_key(key):  # may use ${now:...}: expanded, and quoted only when needed
@@ -439,18 +442,35 @@ def _path_sweep(
     return f"choice({','.join(sweep_item(path) for path in paths)})"
 
 
+def _prompt_sweep(value: str) -> str | None:
+    """A sampling sweep's `prompt=choice(ROMEO:, 'Où est, dis')`: one job per prompt, each taken as
+    typed (a comma or a quote in one quoted); None for any other prompt, which is text as typed
+    (`prompt=a,b` included: a comma is common in a prompt, and the bare form would split it)."""
+    if not re.fullmatch(r"\s*choice\s*\(.*\)\s*", value, re.DOTALL):
+        return None
+    return f"choice({','.join(hydra_quoted(prompt) for prompt in _choice_texts('prompt', value))})"
+
+
 def _choices(key: str, value: str) -> list[str]:
     """The paths in `choice(...)`, as Hydra reads them where it can, else split at the commas outside
     quotes, each quoted one unquoted (`choice(café.txt, 'a, b.txt')`: Hydra refuses the é)."""
     if (values := choice_values(f"{key}={value}")) is not None:
         return [str(path) for path in values]
+    return _choice_texts(key, value)
+
+
+def _choice_texts(key: str, value: str) -> list[str]:
+    """The texts in `choice(...)` as typed, split at the commas outside quotes, each quoted one
+    unquoted (`choice(true, 1e3)` are the texts `true` and `1e3`, not Hydra's boolean and number)."""
     inner = re.fullmatch(r"\s*choice\s*\((.*)\)\s*", value, re.DOTALL)
     if inner is None:
         raise ConfigError(f"{key}={value}: write a sweep of files as {key}=choice(FILE,FILE,...), a "
                           "name with commas or spaces in quotes: choice(a.txt,'b, c.txt')")
     pieces, quote, piece = [], "", ""
     for char in inner[1]:
-        if char in "'\"" and (not quote or char == quote) and not piece.endswith("\\"):
+        # A quote opens only at an item's start: the apostrophe of `it's` is text.
+        opens = not quote and not piece.strip()
+        if char in "'\"" and (char == quote or opens) and not piece.endswith("\\"):
             quote = "" if quote else char
         if char == "," and not quote:
             pieces.append(piece)
