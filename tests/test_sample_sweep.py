@@ -6,6 +6,10 @@ each write their own folder."""
 from __future__ import annotations
 
 import json
+import os
+import re
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -71,7 +75,8 @@ def test_a_sampling_sweep_of_prompts_takes_each_as_typed(in_empty_folders, tmp_p
     headings = out.splitlines()[0::2]
     assert [headings[i] for i in (0, 1, 2, 4)] == [f"==> prompt={prompts[i]} <==" for i in (0, 1, 2, 4)]
     # Without -m, and a bare list, a prompt is text as typed.
-    code, out, err = run_main(sample_cli.main, [f"ckpt_path={ckpt}", "max_new_tokens=0", "prompt=a,b"], capsys)
+    args = [f"ckpt_path={ckpt}", "max_new_tokens=0", "prompt=a,b"]
+    code, out, err = run_main(sample_cli.main, args, capsys)
     assert (code, out) == (0, "a,b\n"), err
     assert _left(*in_empty_folders) == []
 
@@ -170,6 +175,35 @@ def test_an_export_sweep_writes_each_job_in_its_own_folder_and_overwrites_none(
     code, _, err = run_main(export_cli.main, args, capsys)
     assert code == 2 and err.splitlines()[-1].startswith(f"error: out={out / '0'} already holds an export")
     assert {job: (out / job / "model.safetensors").read_bytes() for job in ("0", "1")} == weights
+    assert _left(*in_empty_folders) == []
+
+
+@pytest.mark.slow  # a parallel launcher's workers start and import torch
+def test_a_parallel_sweep_prints_each_job_whole_and_an_evaluation_sweep_its_table(
+    in_empty_folders, tmp_path: Path
+) -> None:
+    # The jobs' samples interleaved character by character, each headed by all its settings, and
+    # chargpt-eval printed no table: the jobs ran in other processes.
+    ckpt, text = make_checkpoint(tmp_path / "model.ckpt"), _eval_text(tmp_path)
+    parallel = ["hydra/launcher=local_parallel", "hydra.launcher.n_jobs=2"]
+    env = {**os.environ, "TMPDIR": str(in_empty_folders[1])}
+
+    def run(command: str, *args: str) -> subprocess.CompletedProcess[str]:
+        argv = [sys.executable, "-m", f"chargpt.cli.{command}", "-m", f"ckpt_path={ckpt}", *args, *parallel]
+        return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=300)
+
+    sampled = run("sample", "prompt=abc", "max_new_tokens=200", "temperature=0,1")
+    assert sampled.returncode == 0, sampled.stderr
+    _, *parts = re.split(r"^==> (.*) <==\n", sampled.stdout, flags=re.MULTILINE)
+    assert sorted(parts[0::2]) == ["temperature=0", "temperature=1"], sampled.stdout
+    # Each sample whole under its heading: the prompt, 200 characters (newlines among them), a newline.
+    assert [(len(sample), sample[:3]) for sample in parts[1::2]] == [(204, "abc")] * 2, sampled.stdout
+    evaluated = run("eval", f"data.path={text}", "split=val,train")
+    assert evaluated.returncode == 0, evaluated.stderr
+    results = [json.loads(line) for line in evaluated.stdout.splitlines()]
+    rows = {line.split()[0]: line for line in evaluated.stderr.splitlines() if line.startswith("split=")}
+    assert list(rows) == ["split=val", "split=train"]  # the jobs' order
+    assert all(f"{r['loss']:.5f}" in rows[f"split={r['split']}"] for r in results)
     assert _left(*in_empty_folders) == []
 
 

@@ -20,7 +20,7 @@ from chargpt.checkpoint_eval import evaluate_checkpoint
 from chargpt.checks import as_utf8
 from chargpt.cli import CONFIG_PATH
 from chargpt.cli.common import cli_task, quiet_known_warnings, run_main, use_threads
-from chargpt.cli.sweep_jobs import job_heading, record_result, results_table, sweep_folder_removed
+from chargpt.cli.sweep_jobs import job_heading, results_table, sweep_folder_removed, whole_in_parallel_sweeps
 from chargpt.errors import exit_on_user_error
 from chargpt.hydra_run import task_overrides
 from chargpt.overrides import as_typed
@@ -50,8 +50,9 @@ def overridden_keys() -> dict[str, str]:
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name=CONFIG_NAME)
 @cli_task
+@whole_in_parallel_sweeps
 @exit_on_user_error
-def _hydra_main(cfg: DictConfig) -> None:
+def _hydra_main(cfg: DictConfig) -> dict:
     if heading := job_heading():  # a sweep's job, first: on stderr (stdout stays one JSON line a job)
         print(heading, file=sys.stderr, flush=True)
     use_threads(cfg.threads)
@@ -61,7 +62,7 @@ def _hydra_main(cfg: DictConfig) -> None:
         cfg.matmul_precision, given=overridden_keys(),
     )
     print(json_line(line), flush=True)
-    record_result(line)
+    return line  # a sweep's sweeper has it back, for the table
 
 
 def json_line(result: dict) -> str:

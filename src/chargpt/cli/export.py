@@ -19,7 +19,7 @@ from omegaconf import DictConfig
 from chargpt.checks import utf8_text, yes_no
 from chargpt.cli import CONFIG_PATH
 from chargpt.cli.common import MODEL_FROM_CHECKPOINT, cli_task, quiet_known_warnings, run_main
-from chargpt.cli.sweep_jobs import job_folder, job_heading, sweep_folder_removed
+from chargpt.cli.sweep_jobs import job_folder, job_heading, sweep_folder_removed, whole_in_parallel_sweeps
 from chargpt.errors import ConfigError, exit_on_user_error
 from chargpt.export import check_destination, check_exportable, export_model
 from chargpt.export_layout import EXPORT_FILES, README_FILE, WEIGHTS, export_folder_of
@@ -34,6 +34,7 @@ CONFIG_NAME = "export"  # configs/export.yaml
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name=CONFIG_NAME)
 @cli_task
+@whole_in_parallel_sweeps
 @exit_on_user_error
 def _hydra_main(cfg: DictConfig) -> None:
     if heading := job_heading():  # a sweep's job, first: on stdout, where its `exported` line goes

@@ -19,7 +19,7 @@ from chargpt.checks import check_seed, whole_number, yes_no
 from chargpt.cli import CONFIG_PATH
 from chargpt.cli.common import MODEL_FROM_CHECKPOINT, cli_task, quiet_known_warnings, run_main, use_threads
 from chargpt.cli.prompts import check_output_writes, resolve_prompt
-from chargpt.cli.sweep_jobs import job_heading, sweep_folder_removed
+from chargpt.cli.sweep_jobs import job_heading, sweep_folder_removed, whole_in_parallel_sweeps
 from chargpt.data.tokenizer import CharTokenizer
 from chargpt.errors import ConfigError, exit_on_user_error
 from chargpt.inference import load_with_checkpoint, new_generator, pick_device
@@ -62,6 +62,7 @@ def copy_line(span: CopiedSpan, sample: int, num_samples: int) -> str:
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name=CONFIG_NAME)
 @cli_task
+@whole_in_parallel_sweeps
 @exit_on_user_error
 def _hydra_main(cfg: DictConfig) -> None:
     if heading := job_heading():  # a sweep's job, first: on stdout, where its samples go

@@ -6,22 +6,33 @@ jobs end in a table comparing them; chargpt-export's jobs each write a folder of
 from __future__ import annotations
 
 import contextlib
+import functools
+import os
 import shutil
+import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None  # type: ignore[assignment]
 
 from hydra.core.hydra_config import HydraConfig
+from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from chargpt.cli.argv import override_positions
-from chargpt.hydra_run import as_written, is_multirun, task_overrides
+from chargpt.hydra_run import as_written, is_multirun, sweep_dir, task_overrides
 from chargpt.overrides import as_typed, hydra_quoted, is_sweep, override_key
 
+F = TypeVar("F", bound=Callable[..., Any])
+
 # The settings the running sweep varies (SweptKeys records them as it starts); None where this
-# process did not start the sweep (a parallel launcher's worker): its jobs are headed by every setting.
+# process did not start the sweep: a parallel launcher's worker, which reads them in the sweep's record.
 _swept: list[str] | None = None
 # Each finished job of chargpt-eval's sweep: its heading's settings and its result.
 _results: list[tuple[list[str], dict[str, Any]]] = []
@@ -33,17 +44,35 @@ class SweptKeys(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         global _swept
-        _swept = [override_key(o) for o in as_written(config.hydra.overrides.task) if is_sweep(o)]
+        _swept = _swept_keys(config.hydra.overrides.task)
         _results.clear()
 
 
+def _swept_keys(overrides: Any) -> list[str]:
+    return [override_key(o) for o in as_written(overrides) if is_sweep(o)]
+
+
+def in_a_worker() -> bool:
+    """Whether this is a sweep's job run in a process of its own, beside others (a parallel launcher)."""
+    return is_multirun() and _swept is None
+
+
 def job_settings() -> list[str]:
-    """This sweep job's settings as typed: those the sweep varies (all of them where it is not known
-    which); none outside a sweep."""
+    """This sweep job's settings as typed: those the sweep varies; none outside a sweep."""
     if not is_multirun():
         return []
-    given = [as_typed(o) for o in task_overrides()]
-    return given if _swept is None else [o for o in given if override_key(o) in _swept]
+    return _settings_of(task_overrides())
+
+
+def _settings_of(overrides: list[str]) -> list[str]:
+    """Of a sweep job's overrides, those the sweep varies, as typed (all of them where it is not
+    known which)."""
+    swept = _swept
+    folder = sweep_dir()
+    if swept is None and folder is not None and (folder / "multirun.yaml").is_file():  # in a worker
+        swept = _swept_keys(OmegaConf.load(folder / "multirun.yaml").hydra.overrides.task)
+    given = [as_typed(o) for o in overrides]
+    return given if swept is None else [o for o in given if override_key(o) in swept]
 
 
 def job_heading() -> str | None:
@@ -59,10 +88,63 @@ def job_folder(out: Path) -> Path:
     return out / str(HydraConfig.get().job.num) if is_multirun() else out
 
 
-def record_result(result: dict[str, Any]) -> None:
-    """A chargpt-eval sweep job's result, for the table at the end (outside a sweep, nothing)."""
-    if is_multirun():
-        _results.append((job_settings(), result))
+def record_returns(returns: list[JobReturn]) -> None:
+    """What a sweep's jobs returned, as its sweeper has them back from the launcher (also from jobs
+    run in other processes): chargpt-eval's results, for its table. The sweep before is forgotten."""
+    # (A training job returns its loss, sampling and export nothing: only evaluations are kept.)
+    _results[:] = [(_settings_of(list(r.overrides)), r.return_value) for r in returns
+                   if r.status == JobStatus.COMPLETED and isinstance(r.return_value, dict)]
+
+
+def whole_in_parallel_sweeps(task: F) -> F:
+    """Wrap a Hydra task: a job that runs beside others (a parallel launcher's worker) writes its
+    output, stdout then stderr, whole when it ends (however it ends), one job at a time; the jobs'
+    characters and lines interleaved as they were written. Elsewhere the task writes as it goes."""
+
+    @functools.wraps(task)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if not in_a_worker():
+            return task(*args, **kwargs)
+        with _output_held_whole():
+            return task(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+@contextlib.contextmanager
+def _output_held_whole() -> Iterator[None]:
+    """This process's stdout and stderr (its file descriptors, so every writer's output) held in
+    temporary files, written out when the block ends under a lock on the sweep's folder."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        saved = [os.dup(1), os.dup(2)]
+        os.dup2(out.fileno(), 1)
+        os.dup2(err.fileno(), 2)
+        try:
+            yield
+        finally:
+            for stream in (sys.stdout, sys.stderr):
+                with contextlib.suppress(OSError, ValueError):
+                    stream.flush()
+            for fd, original in enumerate(saved, start=1):
+                os.dup2(original, fd)
+                os.close(original)
+            with _one_job_at_a_time(sweep_dir() / ".output.lock"):
+                for held, fd in ((out, 1), (err, 2)):
+                    held.seek(0)
+                    with open(fd, "wb", closefd=False) as stream:
+                        shutil.copyfileobj(held, stream)
+
+
+@contextlib.contextmanager
+def _one_job_at_a_time(lock_file: Path) -> Iterator[None]:
+    if fcntl is None:  # (Windows: no lock; a job's output may meet another's)
+        yield
+        return
+    with open(lock_file, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 # The table's figures: (JSON key, column title).
