@@ -297,3 +297,21 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"
+
+
+@pytest.mark.parametrize("trains", [True, False], ids=["training", "sampling"])
+def test_only_a_training_sweep_stops_at_a_step_with_a_checkpoint(trains: bool, tmp_path: Path,
+                                                                 monkeypatch) -> None:
+    # A sampling sweep stopped by a signal said its jobs would write checkpoints, and advised
+    # `chargpt-train -m ... hydra.sweep.dir=TEMPORARY` (a folder removed as it ended) to continue it.
+    from hydra_plugins.chargpt_launcher import JoblibLauncher, StoppableJoblibLauncher
+
+    results = [_result(1.5)]
+    monkeypatch.setattr(JoblibLauncher, "launch", lambda self, overrides, first: results)
+    stoppably: list[bool] = []
+    monkeypatch.setattr("chargpt.runs.parallel_launcher.launch_stoppably",
+                        lambda config, launch: stoppably.append(True) or launch())
+    launcher = StoppableJoblibLauncher()
+    launcher.config = OmegaConf.merge(_config(tmp_path), {"trainer": {"max_steps": 1}} if trains else {})
+    assert launcher.launch([["seed=1"]], 0) is results
+    assert stoppably == ([True] if trains else [])

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from hydra.core.utils import JobReturn
+from omegaconf import OmegaConf
 
 try:
     from hydra_plugins.hydra_joblib_launcher.joblib_launcher import JoblibLauncher
@@ -15,12 +16,19 @@ except ImportError:  # without the `joblib` extra there is no parallel launcher 
 if JoblibLauncher is not None:
 
     class StoppableJoblibLauncher(JoblibLauncher):
-        """Hydra's joblib launcher whose sweep stops every job at a step boundary, each with a
+        """Hydra's joblib launcher whose training sweep stops every job at a step boundary, each with a
         checkpoint, on the first signal (also one sent to the sweep's process alone)."""
 
         def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
             from chargpt.runs.parallel_launcher import launch_stoppably
 
             assert self.config is not None
-            return launch_stoppably(self.config, lambda: super(StoppableJoblibLauncher, self).launch(
-                job_overrides, initial_job_idx))
+
+            def launch() -> Sequence[JobReturn]:
+                return super(StoppableJoblibLauncher, self).launch(job_overrides, initial_job_idx)
+
+            if OmegaConf.select(self.config, "trainer") is None:
+                # A sweep that trains nothing (chargpt-sample, -eval, -export): no step to stop at, no
+                # checkpoint to write, nothing to continue; a signal ends it as Hydra's launcher does.
+                return launch()
+            return launch_stoppably(self.config, launch)
