@@ -88,7 +88,13 @@ def _unescaped(override: str) -> str:
     except HydraException:
         return raw
     value = parsed.value()
-    return value if not parsed.is_sweep_override() and isinstance(value, str) else raw
+    return omegaconf_text(value) if not parsed.is_sweep_override() and isinstance(value, str) else raw
+
+
+def omegaconf_text(value: str) -> str:
+    """The text OmegaConf reads from `value` where it holds omegaconf_literal's escapes (`\\${x}` ->
+    `${x}`); an interpolation is kept as written."""
+    return re.sub(r"(\\+)\$\{", lambda m: ("\\" * (len(m[1]) // 2) + "${") if len(m[1]) % 2 else m[0], value)
 
 
 def reaches_sweep_job(key: str, text: str, search: bool = False) -> bool:
