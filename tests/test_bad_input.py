@@ -311,6 +311,10 @@ TRAIN_CASES = [
     ("a misspelt Trainer setting", ["+trainer.detect_anomalie=true"],
      "error: trainer.detect_anomalie is not a setting of lightning.Trainer "
      "(did you mean trainer.detect_anomaly?)"),
+    # Cut short: difflib alone ranked gradient_clip_val first, which shares more of its letters.
+    ("a Trainer setting cut short", ["+trainer.gradient_clip_algo=value"],
+     "error: trainer.gradient_clip_algo is not a setting of lightning.Trainer "
+     "(did you mean trainer.gradient_clip_algorithm?)"),
     ("checkpoint count negative", ["callbacks.model_checkpoint.save_top_k=-5"],
      "callbacks.model_checkpoint: Invalid value for save_top_k=-5"),
     ("NaN check interval zero", ["callbacks.nonfinite_guard.check_every=0"],

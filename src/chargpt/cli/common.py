@@ -5,7 +5,6 @@ settings the command does not read refused, clean exits, one-line errors), quiet
 from __future__ import annotations
 
 import contextlib
-import difflib
 import functools
 import logging
 import os
@@ -36,6 +35,7 @@ from chargpt.errors import NO_ROOM, ConfigError, cause_of, exit_stopped_by, exit
 from chargpt.hydra_run import task_overrides
 from chargpt.overrides import as_typed, override_key
 from chargpt.runs.claims import release_claims
+from chargpt.spelling import nearest_name
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -124,8 +124,8 @@ def refuse_added(overrides: list[str], config_name: str) -> None:
         settings = settings_in(config, key)
         if name in settings:
             continue  # `++KEY=VALUE` sets it; `+KEY=VALUE` is Hydra's error (it is there already)
-        near = difflib.get_close_matches(name, settings, n=1)
-        meant = f" (did you mean {parent + '.' if parent else ''}{near[0]}?)" if near else ""
+        near = nearest_name(name, settings)
+        meant = f" (did you mean {parent + '.' if parent else ''}{near}?)" if near else ""
         raise ConfigError(f"{as_typed(typed)} does nothing in chargpt-{config_name}: it is not one of its "
                           f"settings{meant}, and the command reads only those (--help lists them); drop it")
 

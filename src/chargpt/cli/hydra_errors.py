@@ -10,7 +10,6 @@ Hydra has composed the config: a sweep's launcher may run its tasks in other pro
 
 from __future__ import annotations
 
-import difflib
 import io
 import re
 import sys
@@ -27,6 +26,7 @@ from chargpt.cli.exits import stdout_writes_any_text
 from chargpt.errors import ConfigError, exit_on_user_error, exit_usage, full_errors_requested
 from chargpt.hydra_run import as_written
 from chargpt.overrides import readable_choices
+from chargpt.spelling import nearest_name
 
 _HINT = "Set the environment variable HYDRA_FULL_ERROR=1"
 # Names other tools use for a setting that no spelling check would connect to chargpt's.
@@ -142,9 +142,8 @@ def one_line(
         parent, _, name = key.rpartition(".")
         where = f"a setting of {parent}" if parent else "a setting"
         beside = settings_beside(key) if settings_beside else []
-        near = [ALSO_KNOWN_AS[name]] if ALSO_KNOWN_AS.get(name) in beside else []
-        near = near or difflib.get_close_matches(name, beside, n=1)
-        meant = f" (did you mean {parent + '.' if parent else ''}{near[0]}?)" if near else ""
+        near = ALSO_KNOWN_AS[name] if ALSO_KNOWN_AS.get(name) in beside else nearest_name(name, beside)
+        meant = f" (did you mean {parent + '.' if parent else ''}{near}?)" if near else ""
         spelling = f"{key} is not {where}{meant}; check its spelling (--cfg job shows every setting)"
         if not takes_new_settings or key.split(".", 1)[0] in _NOTHING_ADDED:
             return spelling
@@ -155,8 +154,8 @@ def one_line(
         beside = settings_beside(key) if settings_beside else []
         if name in beside:
             return f"~{key} removes nothing: {key} is null (no value) already; leave it out, or set {key}=..."
-        near = difflib.get_close_matches(name, beside, n=1)
-        meant = f" (did you mean ~{parent + '.' if parent else ''}{near[0]}?)" if near else ""
+        near = nearest_name(name, beside)
+        meant = f" (did you mean ~{parent + '.' if parent else ''}{near}?)" if near else ""
         return f"~{key}: {key} is not a setting{meant}; check its spelling (--cfg job shows every setting)"
     if match := _LOGGING_REFUSED.search(message):  # hydra.hydra_logging's, set up before any callback
         return (f"hydra.hydra_logging does not work: {match[1]} (a handler, formatter or filter "

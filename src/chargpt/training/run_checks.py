@@ -6,7 +6,6 @@ Each check is one error naming the setting and its fix, where Lightning or Hydra
 
 from __future__ import annotations
 
-import difflib
 import inspect
 import logging
 import os
@@ -29,6 +28,7 @@ from chargpt.errors import ChargptError, ConfigError, SetupError, first_line
 from chargpt.files import read_json_object
 from chargpt.hydra_run import is_multirun
 from chargpt.run_layout import METRICS_FILE, last_checkpoint, run_dir_of
+from chargpt.spelling import nearest_name
 from chargpt.training.finetune import resume_settings
 
 
@@ -255,8 +255,8 @@ def _import_failure(cause: BaseException, target: str) -> str:
         )
     if missing and f"{target}.".startswith(f"{missing}."):  # its module imported, without that name
         module, _, name = missing.rpartition(".")
-        near = difflib.get_close_matches(name, dir(sys.modules.get(module)), n=1)
-        return f"{module} has no {name!r}" + (f" (did you mean {module}.{near[0]}?)" if near else "")
+        near = nearest_name(name, dir(sys.modules.get(module)))
+        return f"{module} has no {name!r}" + (f" (did you mean {module}.{near}?)" if near else "")
     return f"{type(cause).__name__}: {first_line(cause)} (HYDRA_FULL_ERROR=1 shows where)"
 
 
@@ -278,8 +278,8 @@ def _unknown_setting(label: str, settings: DictConfig) -> None:
                 continue
         if key in given:
             raise ConfigError(f"{label}.{key} is not a setting: {given[str(key)].format(label=label)}")
-        near = difflib.get_close_matches(str(key), sorted(takes), n=1)
-        meant = f" (did you mean {label}.{near[0]}?)" if near else ""
+        near = nearest_name(str(key), sorted(takes))
+        meant = f" (did you mean {label}.{near}?)" if near else ""
         raise ConfigError(
             f"{label}.{key} is not a setting of {settings._target_}{also}{meant}; drop it, or check its "
             f"spelling (--cfg job shows every setting)"

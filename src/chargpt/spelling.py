@@ -1,0 +1,19 @@
+"""The name a misspelt one most likely meant, for an error's "did you mean".
+
+difflib ranks names by the characters they share, so a name cut short lost to a shorter neighbour
+that shares more of its letters (`gradient_clip_algo`: gradient_clip_val, not
+gradient_clip_algorithm). Among the names difflib finds close, one that holds the typed name, or
+is held in it, is the one meant.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+def nearest_name(typed: str, names: Iterable[str]) -> str | None:
+    """The name of `names` that `typed` most likely meant; None where none is close."""
+    candidates = list(names)
+    close = difflib.get_close_matches(typed, candidates, n=max(1, len(candidates)))
+    return next((name for name in close if typed in name or name in typed), close[0] if close else None)
