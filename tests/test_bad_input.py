@@ -315,6 +315,10 @@ TRAIN_CASES = [
     ("a Trainer setting cut short", ["+trainer.gradient_clip_algo=value"],
      "error: trainer.gradient_clip_algo is not a setting of lightning.Trainer "
      "(did you mean trainer.gradient_clip_algorithm?)"),
+    # Said "unknown model settings: dropoutt", with no setting meant and no fix.
+    ("a key the model does not take", ["+model.dropoutt=0.1"],
+     "error: model.dropoutt is not a setting of model (did you mean model.dropout?); drop it, or check its "
+     "spelling"),
     ("checkpoint count negative", ["callbacks.model_checkpoint.save_top_k=-5"],
      "callbacks.model_checkpoint: Invalid value for save_top_k=-5"),
     ("NaN check interval zero", ["callbacks.nonfinite_guard.check_every=0"],

@@ -64,6 +64,7 @@ from chargpt.training.run_checks import (
     check_devices,
     check_finetune_settings,
     check_launch,
+    check_model_settings,
     check_model_target,
     check_not_its_own_start,
     check_not_rewinding,
@@ -331,6 +332,7 @@ def _checked_settings(cfg: DictConfig) -> _Checked:
         keep_freed_memory()
     matmul_line = precision.decide_matmul_precision(cfg)
     check_model_target(cfg)
+    check_model_settings(cfg)
     model_config = ModelConfig.from_dict(model_fields)  # validated before any data work
     check_window_length(cfg)
     check_constructor_settings(cfg)

@@ -6,6 +6,7 @@ Each check is one error naming the setting and its fix, where Lightning or Hydra
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import logging
 import os
@@ -27,6 +28,7 @@ from chargpt.checks import real_number, shown, whole_number, yes_no
 from chargpt.errors import ChargptError, ConfigError, SetupError, first_line
 from chargpt.files import read_json_object
 from chargpt.hydra_run import is_multirun
+from chargpt.model import ModelConfig
 from chargpt.run_layout import METRICS_FILE, last_checkpoint, run_dir_of
 from chargpt.spelling import nearest_name
 from chargpt.training.finetune import resume_settings
@@ -315,6 +317,21 @@ def check_model_target(cfg: DictConfig) -> None:
             f"{MODEL_TARGET}, and another class would be ignored; leave model._target_ out (a model setting "
             f"of your own is a field of ModelConfig: docs/configuration.md)"
         )
+
+
+def check_model_settings(cfg: DictConfig) -> None:
+    """A key added under model (`+model.foo=1`): Hydra lets it through, and the model takes
+    ModelConfig's fields only. One error naming it, the setting meant and the fix, where
+    ModelConfig's own (for any record it reads) said "unknown model settings: foo"."""
+    takes = {f.name for f in dataclasses.fields(ModelConfig)}
+    for key in cfg.model:
+        if key in takes or key in ("_target_", "auto"):  # (auto: model=auto's switch, read before)
+            continue
+        near = nearest_name(str(key), sorted(takes))
+        meant = f" (did you mean model.{near}?)" if near else ""
+        raise ConfigError(f"model.{key} is not a setting of model{meant}; drop it, or check its spelling "
+                          "(--cfg job shows every setting; a model setting of your own is a field of "
+                          "ModelConfig: docs/configuration.md)")
 
 
 def check_window_length(cfg: DictConfig) -> None:
