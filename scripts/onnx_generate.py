@@ -98,6 +98,23 @@ def read_prompt(prompt: str, vocab: Collection[str]) -> str:
     return written
 
 
+# What `\n` and `\t` typed in a prompt were meant to be.
+ESCAPES = {"\\n": ("\n", "line break"), "\\t": ("\t", "tab")}
+
+
+def escape_hint(prompt: str, vocab: Collection[str]) -> str:
+    r"""Mirrors chargpt-sample's advice for a prompt refused for its backslash, holding `\n` or `\t`:
+    the shell passes those as two characters, not as the line break or tab meant, which the
+    vocabulary has."""
+    if "\\" in vocab:
+        return ""
+    for typed, (char, name) in ESCAPES.items():
+        if typed in prompt and char in vocab:
+            return (f" ({typed} is a backslash and a letter, not a {name}: bash's $'...' quoting reads "
+                    f"\\n and \\t as meant, --prompt $'ROMEO:\\nJULIET:')")
+    return ""
+
+
 def check_output(vocab: Collection[str]) -> None:
     """Refuse, before any text, a standard output whose encoding cannot write every character the
     model may generate (a redirected output on Windows is cp1252; a Latin-1 locale): else a
@@ -180,7 +197,7 @@ def main() -> None:
     try:
         characters = generate(session, config, args.prompt, args.max_new_tokens, *options)
     except ValueError as err:  # before the prompt is printed
-        fail(f"{err}; remove them from --prompt")
+        fail(f"{err}; remove them from --prompt{escape_hint(args.prompt, config['vocab'])}")
     try:
         print(args.prompt, end="", flush=True)
         for ch in characters:

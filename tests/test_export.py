@@ -350,6 +350,27 @@ def test_onnx_script_reads_a_prompt_as_chargpt_sample_does(
     assert err == sample_note and err.startswith("note: the prompt is read with")
 
 
+@pytest.mark.parametrize(("prompt", "vocab"), [("ROMEO:\\nJULIET:", "\nEIJLMORTU:n"), ("a\\tb", "\tabt")],
+                         ids=["\\n", "\\t"])
+def test_onnx_script_gives_chargpt_samples_advice_for_a_typed_escape(
+    prompt: str, vocab: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    # `--prompt 'ROMEO:\nJULIET:'` was refused for its backslash with no word of the line break meant,
+    # where chargpt-sample names it and bash's $'...' quoting.
+    script = load_script("onnx_generate")
+    config = {"vocab": sorted(vocab), "model": {"block_size": 8}}
+    monkeypatch.setattr(script, "load", lambda folder: (None, config))
+    monkeypatch.setattr(sys, "argv", ["onnx_generate", "EXPORT", "--prompt", prompt, "--max-new-tokens", "0"])
+    with pytest.raises(ConfigError) as refused:
+        resolve_prompt(prompt, CharTokenizer(config["vocab"]))
+    advice = " (" + str(refused.value).split(" (", 1)[1]
+    with pytest.raises(SystemExit) as stop:
+        script.main()
+    assert stop.value.code == 2
+    assert capsys.readouterr().err == (f"error: characters not in the vocabulary: '\\\\'; remove them from "
+                                       f"--prompt{advice.replace('prompt=$', '--prompt $')}\n")
+
+
 @pytest.mark.parametrize("config", ["[1, 2]", '"model.onnx"', '{"weights": "model.safetensors"}'])
 def test_onnx_script_refuses_a_folder_that_is_not_an_onnx_export(
     tmp_path: Path, capsys: pytest.CaptureFixture, config: str
