@@ -181,6 +181,31 @@ def test_a_saved_dataset_with_an_export_whose_card_garbles_its_reading_is_refuse
                        f"text; pass it as data=hf data.name={saved}")
 
 
+@pytest.mark.parametrize(("recorded", "setting"), [
+    ({"precision": "bananas", "device_type": "cpu"}, "precision=bananas"),
+    ({"precision": "bf16-mixed", "matmul_precision": "bananas", "device_type": "cpu"},
+     "matmul_precision=bananas"),
+])
+def test_an_export_whose_card_records_no_such_arithmetic_is_refused_naming_the_card(
+    recorded, setting, tmp_path, capsys
+) -> None:
+    # Refused as if typed, "error: precision=bananas is not a precision", which nobody had typed.
+    export = tmp_path / "export"
+    assert run_cli(export_cli.main, f"ckpt_path={make_checkpoint(tmp_path / 'a.ckpt')}", f"out={export}") == 0
+    config = json.loads((export / "config.json").read_text())
+    config["card"]["val_arithmetic"] = recorded
+    (export / "config.json").write_text(json.dumps(config))
+    text = write_corpus(tmp_path / "text.txt")
+    scoring = [f"ckpt_path={export}", f"data.path={text}", "device=cpu"]
+    message = _one_error(*run_main(eval_cli.main, scoring, capsys))
+    name = setting.partition("=")[0]
+    assert message.startswith(f"error: {export / 'config.json'}'s card records its validation loss as "
+                              f"measured in {setting}, which is no such value; pass {name}=VALUE (one of ")
+    # Another arithmetic asked for: the record is not read.
+    asked = "precision=32-true" if name == "precision" else "matmul_precision=highest"
+    assert _result(*run_main(eval_cli.main, [*scoring, asked], capsys))["tokens"] > 0
+
+
 def test_evaluate_checkpoint_in_python_leaves_the_callers_matmul_precision(run) -> None:
     # It scored in the products asked for, and left the process's setting at them for whatever the
     # caller ran next.

@@ -24,10 +24,14 @@ from chargpt.data.sources.paths import expand_path
 from chargpt.data.text import DEFAULT_TRAIN_FRACTION, CharText, text_of
 from chargpt.errors import ConfigError
 from chargpt.evaluation import Evaluation, check_stride, evaluate_text
+from chargpt.export_layout import CONFIG_FILE
 from chargpt.inference import load_with_checkpoint, pick_device
 from chargpt.model_card import DATASET_READING, card_for_export, dataset_reading, weights_step
 from chargpt.recorded_text import check_read_alike, recorded_data, split_ids
 from chargpt.training.precision import (
+    ALIASES,
+    MATMUL_PRECISIONS,
+    PRECISIONS,
     matmul_precision_for_device,
     precision_for_device,
     precision_plugin,
@@ -78,6 +82,10 @@ def evaluate_checkpoint(
     # As the run's validation scored (its val_loss), unless asked otherwise.
     exported = card_for_export(file).val_arithmetic if ckpt is None else None
     own_forward, own_products = validated_arithmetic(ckpt, file, on, exported)
+    if precision is None:
+        _check_recorded("precision", own_forward, PRECISIONS, file, ckpt)
+    if matmul_precision is None:
+        _check_recorded("matmul_precision", own_products, MATMUL_PRECISIONS, file, ckpt)
     forward = precision_for_device(own_forward if precision is None else precision, on, setting="precision")
     products = matmul_precision_for_device(own_products if matmul_precision is None else matmul_precision, on)
     # Lightning's plugin, as the run's validation used it; float32 needs none (nor Lightning's import).
@@ -125,6 +133,19 @@ def evaluate_checkpoint(
     step = weights_step(ckpt, file)
     asked = trained.model.block_size if stride is None else stride  # (unset: the context, the default)
     return report(result, split, scored_text(text, split), file, arithmetic_used, step, asked)
+
+
+def _check_recorded(
+    setting: str, value: str, known: tuple[str, ...], file: str, ckpt: dict[str, Any] | None
+) -> None:
+    """A recorded arithmetic that is none (a hand-edited card's precision "bananas") is an error
+    naming where it is recorded: it was refused as if typed, `precision=bananas`, which nobody had."""
+    if value == "auto" or ALIASES.get(value, value) in known:
+        return
+    where = f"{Path(file) / CONFIG_FILE}'s card" if ckpt is None else str(file)
+    raise ConfigError(f"{where} records its validation loss as measured in {setting}={value}, which is no "
+                      f"such value; pass {setting}=VALUE (one of {', '.join(known)}) to score in one, or "
+                      "correct it there")
 
 
 def _as_dataset(settings: dict[str, Any], ckpt: dict[str, Any] | None, file: Path) -> dict[str, Any]:
