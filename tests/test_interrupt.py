@@ -65,7 +65,8 @@ def test_signal_checkpoints_and_prints_the_resume_command(signum, tmp_path, monk
     ended = f"run ended: interrupted; continue it with ckpt_path={run}"
     assert (run / "train.log").read_text().splitlines()[-1].endswith(ended)
 
-    command = shlex.split(err.split("resume with: ", 1)[1].splitlines()[0])
+    python_path, *command = shlex.split(err.split("resume with: ", 1)[1].splitlines()[0])
+    assert python_path == f"PYTHONPATH={env['PYTHONPATH']}"  # where it imported chargpt from
     assert command == ["chargpt-train", *[a for a in args if not a.startswith("hydra.")], f"ckpt_path={run}"]
     # Resume, two more steps: the run continues at step + 1 in the same directory.
     command = [a if a != "trainer.max_steps=1000000" else f"trainer.max_steps={step + 2}" for a in command]

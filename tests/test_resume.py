@@ -9,6 +9,7 @@ import re
 import shlex
 import shutil
 import signal
+import sys
 import warnings
 from pathlib import Path
 
@@ -479,6 +480,28 @@ def test_the_resume_command_keeps_wandbs_mode(mode: str | None, monkeypatch: pyt
     prefix = [f"WANDB_MODE={mode}"] if mode else []
     assert shlex.split(command) == [*prefix, "chargpt-train", "seed=3", "logger=wandb",
                                     "ckpt_path=/runs/my run"]
+
+
+def test_the_resume_command_carries_the_python_path_the_run_imported_from(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A run with a logger of one's own (PYTHONPATH=mine chargpt-train logger=mine ...) was told to
+    # resume without PYTHONPATH: pasted into a new shell, its logger could not be imported.
+    (tmp_path / "my folder").mkdir()
+    (tmp_path / "my folder" / "my_resumed_logger.py").write_text("")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.setenv("PYTHONPATH", "my folder")  # as typed: relative to where the run started
+    with in_hydra_run(["seed=3"]):
+        plain = ["chargpt-train", "seed=3", "ckpt_path=/runs/r"]
+        assert shlex.split(resume_command("/runs/r")) == plain  # nothing imported from it: not needed
+        monkeypatch.syspath_prepend(str(tmp_path / "my folder"))
+        try:
+            __import__("my_resumed_logger")
+            command = resume_command("/runs/r")
+        finally:
+            sys.modules.pop("my_resumed_logger", None)
+    assert shlex.split(command) == [f"PYTHONPATH={tmp_path / 'my folder'}", *plain]
 
 
 def test_a_run_killed_while_writing_last_ckpt_goes_on_from_its_newest_best(tmp_path, monkeypatch, capsys):

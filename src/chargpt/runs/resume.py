@@ -7,6 +7,7 @@ Torch-free, so that chargpt-report can tell a stopped run's resume command witho
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
@@ -54,9 +55,29 @@ def resume_command(
 def this_process_environment() -> list[str]:
     """The environment a command continuing this process's run needs again (`NAME=value` words).
     W&B's mode is no setting of the run's but decides where it logs: an offline run resumed online
-    would need a login, and log the rest of its run apart from its first part."""
-    mode = os.environ.get("WANDB_MODE")
-    return [f"WANDB_MODE={shell_words.quote(mode)}"] if mode else []
+    would need a login, and log the rest of its run apart from its first part. PYTHONPATH, where
+    the run imported code from its folders (a logger or callback of one's own, `_target_:
+    my_loggers.Mine`): a new shell without it cannot import that code. Its folders are named
+    absolute, as the command's files are: it works from anywhere."""
+    words = []
+    if mode := os.environ.get("WANDB_MODE"):
+        words.append(f"WANDB_MODE={shell_words.quote(mode)}")
+    if folders := _python_path_imported_from():
+        words.append(f"PYTHONPATH={shell_words.quote(os.pathsep.join(folders))}")
+    return words
+
+
+def _python_path_imported_from() -> list[str]:
+    """PYTHONPATH's folders, absolute (an empty entry is the folder Python started in), where this
+    process imported a module from one of them; none otherwise."""
+    given = os.environ.get("PYTHONPATH")
+    if not given:
+        return []
+    cwd = HydraConfig.get().runtime.cwd if HydraConfig.initialized() else os.getcwd()
+    folders = [os.path.normpath(os.path.join(cwd, folder)) for folder in given.split(os.pathsep)]
+    inside = tuple(os.path.join(folder, "") for folder in folders)
+    files = [str(getattr(module, "__file__", None) or "") for module in list(sys.modules.values())]
+    return folders if any(file.startswith(inside) for file in files) else []
 
 
 def resume_overrides(argv: list[str]) -> list[str]:
