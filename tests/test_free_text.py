@@ -31,7 +31,7 @@ from chargpt.overrides import (
     readable_trial_override,
 )
 from chargpt.runs.resume import resume_command, resume_overrides
-from conftest import TINY_MODEL, run_cli
+from conftest import TINY_MODEL, run_cli, run_main
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 LONG = "the king of love " * 117 + "night"  # 2,000 characters
@@ -421,6 +421,22 @@ def test_a_users_config_dir_adds_options_to_the_groups(tmp_path: Path) -> None:
             hydra_argv(["x", *given, "optimizer=mien"])
     for other in (["-cp", str(tmp_path)], [f"hydra.searchpath=['file://{tmp_path}']"]):
         assert "optimizer=mine" in hydra_argv(["x", *other, "optimizer=mine"])
+
+
+def test_shell_completion_offers_the_options_of_the_config_dir_on_the_line_typed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    # `chargpt-train --config-dir DIR model=<TAB>` offered chargpt's models only: Hydra's completion
+    # reads its config folders from its own command line (`-sc query=bash`), not the line typed.
+    folder = tmp_path / "my_configs"  # (Hydra splits the typed line at spaces, quoted or not)
+    (folder / "model").mkdir(parents=True)
+    (folder / "model" / "mine.yaml").write_text("defaults:\n  - tiny\n  - _self_\nn_layer: 1\n")
+    monkeypatch.chdir(tmp_path)
+    for typed in ("--config-dir my_configs", "-cd my_configs", f"--config-dir={folder}", "-cd nowhere", ""):
+        monkeypatch.setenv("COMP_LINE", f"chargpt-train {typed} model=")
+        mine = "model=mine " if "my_configs" in typed else ""
+        offered = f"model=auto model=bigram {mine}model=small model=tiny\n"
+        assert run_main(train_main, ["-sc", "query=bash"], capsys)[:2] == (0, offered)
 
 
 def test_a_sweep_whose_m_comes_after_an_override_runs_every_job(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ options it has.
 from __future__ import annotations
 
 import functools
+import os
 import re
 import shlex
 import sys
@@ -235,7 +236,23 @@ def hydra_argv(argv: list[str], checkpoint_sweeps: bool = False) -> list[str]:
     if len({_MODES.get(mode, mode) for mode in modes}) > 1:  # Hydra's own refusal is a traceback
         raise ConfigError(f"{' and '.join(modes)} cannot be combined: a command runs one of "
                           f"{', '.join(_MODE_NAMES)}; keep one of them")
-    return [*out[:1], *(out[i] for i in overrides), *_hydra_part_resolvable(options)]
+    options = [*_hydra_part_resolvable(options), *_completed_config_dir(out)]
+    return [*out[:1], *(out[i] for i in overrides), *options]
+
+
+def _completed_config_dir(argv: list[str]) -> list[str]:
+    """For Hydra's shell completion (`-sc query=bash`, which the shell runs with the line being
+    typed in COMP_LINE): the `--config-dir DIR` typed on that line, which Hydra reads from the
+    query's own command line only, so that an option of one's own folder (`model=<TAB>`) is
+    offered. A folder that is not there is left out: Hydra would answer the query with an error."""
+    line = os.environ.get("COMP_LINE")
+    if line is None or not {"-sc", "--shell-completion"} & {a.partition("=")[0] for a in argv[1:]}:
+        return []
+    words = full_options(line.split())  # split as Hydra splits the line it completes
+    typed = [words[i + 1] for i in range(len(words) - 1) if words[i] in ("-cd", "--config-dir")]
+    typed += [w.partition("=")[2] for w in words if w.startswith("--config-dir=")]
+    folders = [folder for folder in map(expand_path, typed) if Path(folder).is_dir()]
+    return ["--config-dir", folders[-1]] if folders else []
 
 
 def _hydra_part_resolvable(options: list[str]) -> list[str]:
