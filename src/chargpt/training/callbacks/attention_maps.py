@@ -109,7 +109,7 @@ def render_attention(maps: torch.Tensor, prompt: str, title: str | None = None) 
     query characters down, key characters across, the causal mask in grey, one colour bar.
 
     The layout is fixed in inches and the characters are plain text, not axis ticks: matplotlib's
-    constrained layout and tick machinery took 6 s for 3 x 4 maps on a 2-core CPU, inside every
+    constrained layout and tick machinery took 5.2 s for 3 x 4 maps on a 2-core CPU, inside every
     validation (scripts/bench_attention_maps.py)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
