@@ -228,6 +228,7 @@ def onnx_export(tmp_path_factory: pytest.TempPathFactory) -> tuple[TrainedModel,
     return trained, home
 
 
+@pytest.mark.slow  # an ONNX export and its recipe in a new Python: ~3 s
 def test_the_guides_onnx_recipe_runs_as_written_where_text_is_not_utf8(
     onnx_export: tuple[TrainedModel, Path], tmp_path: Path
 ) -> None:

@@ -100,6 +100,7 @@ def test_a_safetensors_exports_card_has_its_figures_and_recipes_that_run_as_writ
     assert stored == tensors and "head.weight" in stored
 
 
+@pytest.mark.slow  # an ONNX export and two runs of its recipe: ~5 s
 def test_an_onnx_exports_card_has_its_figures_and_a_recipe_without_pytorch_or_chargpt(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:

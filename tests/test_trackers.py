@@ -103,7 +103,9 @@ def test_a_resumed_run_keeps_its_csv_rows_before_the_checkpoint(corpus: Path, tm
 @pytest.mark.parametrize("loggers", [
     "[tensorboard,csv]", pytest.param("[csv,mlflow]", marks=pytest.mark.slow),  # (MLflow's store)
 ])
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+@pytest.mark.parametrize(
+    "signum", [pytest.param(signal.SIGTERM, marks=pytest.mark.slow), signal.SIGINT], ids=["SIGTERM", "SIGINT"]
+)
 def test_the_step_a_signal_stops_at_is_in_every_curve_once(
     loggers: str, signum: int, corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
