@@ -495,12 +495,20 @@ def test_the_resume_command_carries_the_python_path_the_run_imported_from(
     with in_hydra_run(["seed=3"]):
         plain = ["chargpt-train", "seed=3", "ckpt_path=/runs/r"]
         assert shlex.split(resume_command("/runs/r")) == plain  # nothing imported from it: not needed
+        # A package found in a folder below it (an editable install's src/, a virtual environment
+        # inside the project) was not imported through it: still not needed.
+        (tmp_path / "my folder" / "src" / "my_installed_pkg").mkdir(parents=True)
+        (tmp_path / "my folder" / "src" / "my_installed_pkg" / "__init__.py").write_text("")
+        monkeypatch.syspath_prepend(str(tmp_path / "my folder" / "src"))
         monkeypatch.syspath_prepend(str(tmp_path / "my folder"))
         try:
+            __import__("my_installed_pkg")
+            assert shlex.split(resume_command("/runs/r")) == plain
             __import__("my_resumed_logger")
             command = resume_command("/runs/r")
         finally:
             sys.modules.pop("my_resumed_logger", None)
+            sys.modules.pop("my_installed_pkg", None)
     assert shlex.split(command) == [f"PYTHONPATH={tmp_path / 'my folder'}", *plain]
 
 

@@ -75,9 +75,20 @@ def _python_path_imported_from() -> list[str]:
         return []
     cwd = HydraConfig.get().runtime.cwd if HydraConfig.initialized() else os.getcwd()
     folders = [os.path.normpath(os.path.join(cwd, folder)) for folder in given.split(os.pathsep)]
-    inside = tuple(os.path.join(folder, "") for folder in folders)
-    files = [str(getattr(module, "__file__", None) or "") for module in list(sys.modules.values())]
-    return folders if any(file.startswith(inside) for file in files) else []
+    # A module is imported through the folder its top-level name sits in: an editable install's
+    # src/ or a virtual environment under a PYTHONPATH folder is not that folder.
+    roots = {_import_root(name, module) for name, module in list(sys.modules.items()) if "." not in name}
+    return folders if roots & set(folders) else []
+
+
+def _import_root(name: str, module: object) -> str | None:
+    """The folder a top-level module was found in (`FOLDER/name.py`, `FOLDER/name/__init__.py`)."""
+    file = getattr(module, "__file__", None)
+    if not file:
+        return None
+    file = os.path.normpath(os.path.abspath(file))
+    package = os.path.dirname(file)
+    return os.path.dirname(package) if os.path.basename(package) == name else package
 
 
 def resume_overrides(argv: list[str]) -> list[str]:
