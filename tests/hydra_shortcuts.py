@@ -68,8 +68,12 @@ def mode_as_configured(self: Hydra, config_name: str | None, overrides: list[str
     whole config once only to read `hydra.mode`, then again for the run. Only the search configs
     (hparams_search) set `hydra.mode`, so elsewhere the answer is None (run or multirun as the `-m`
     flag says) unless an override sets it; test_launcher_configs checks this against the real
-    get_mode for every config."""
-    if not _enabled or any(o.lstrip("+~").startswith(("hydra.mode", "hparams_search")) for o in overrides):
+    get_mode for every config. Config folders of one's own (`--config-dir`, a search path) may set
+    it anywhere: Hydra is asked."""
+    settable = ("hydra.mode", "hparams_search", "hydra.searchpath")
+    repository = getattr(self.config_loader, "repository", None)
+    if (not _enabled or repository is None or _shipped_sources(repository) is None
+            or any(o.lstrip("+~").startswith(settable) for o in overrides)):
         return REAL_GET_MODE(self, config_name, overrides)
     return None
 

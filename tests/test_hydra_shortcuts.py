@@ -12,7 +12,7 @@ from hydra.types import RunMode
 from omegaconf import OmegaConf
 
 from chargpt.cli import CONFIG_PATH
-from hydra_shortcuts import real_hydra
+from hydra_shortcuts import REAL_GET_MODE, mode_as_configured, real_hydra
 
 TINY = ["model.n_layer=1", "model.n_embd=32"]
 
@@ -88,3 +88,12 @@ def test_a_search_path_reaches_its_own_composition_only(tmp_path: Path) -> None:
         assert "n_layer: 7" in found
         with pytest.raises(HydraException, match="Could not find 'model/mine'"):
             _compose("train", ["model=mine"], RunMode.RUN)
+
+
+def test_the_run_mode_of_a_config_folder_of_ones_own_is_hydras(tmp_path: Path) -> None:
+    """Such a folder may set `hydra.mode` in any config (chargpt's own set it only in hparams_search)."""
+    (tmp_path / "train.yaml").write_text("hydra:\n  mode: MULTIRUN\nseed: 1\n")
+    with initialize_config_dir(config_dir=str(tmp_path), version_base="1.3"):
+        hydra = GlobalHydra.instance().hydra
+        assert REAL_GET_MODE(hydra, "train", []) == RunMode.MULTIRUN
+        assert mode_as_configured(hydra, "train", []) == RunMode.MULTIRUN
