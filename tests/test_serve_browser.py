@@ -4,6 +4,7 @@ the server's errors."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import threading
@@ -259,6 +260,7 @@ class CutStream(BaseHTTPRequestHandler):
     page = b""
     models = b""
     cut = True
+    text = "Th"
     shown = threading.Event()
     requested: ClassVar[list[str]] = []  # the paths asked with GET
     protocol_version = "HTTP/1.1"
@@ -274,7 +276,8 @@ class CutStream(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         self.rfile.read(int(self.headers["Content-Length"]))
-        event = b'data: {"choices": [{"text": "Th", "index": 0, "finish_reason": null}]}\n\n'
+        choice = {"text": self.text, "index": 0, "finish_reason": None}
+        event = b"data: " + json.dumps({"choices": [choice]}).encode() + b"\n\n"
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         if self.cut:
@@ -293,15 +296,18 @@ class CutStream(BaseHTTPRequestHandler):
         pass
 
 
-@pytest.mark.parametrize("cut", [True, False], ids=["network-error", "closed-before-done"])
+@pytest.mark.parametrize(
+    ("cut", "text", "count"), [(True, "Th", "2 characters"), (False, "T", "1 character")],
+    ids=["network-error", "closed-before-done"],
+)
 def test_a_stream_cut_before_its_end_is_an_error_not_a_finished_text(
-    page_url: str, browser: webdriver.Chrome, cut: bool
+    page_url: str, browser: webdriver.Chrome, cut: bool, text: str, count: str
 ) -> None:
     # A server killed mid-stream showed "network error"; one whose connection closed before [DONE] showed
     # the text cut short as if complete ("2 characters in 0.1 s").
     CutStream.page = httpx.get(page_url + "/").content
     CutStream.models = httpx.get(page_url + "/v1/models").content
-    CutStream.cut = cut
+    CutStream.cut, CutStream.text = cut, text
     CutStream.shown = threading.Event()
     server = ThreadingHTTPServer(("127.0.0.1", 0), CutStream)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -310,7 +316,7 @@ def test_a_stream_cut_before_its_end_is_an_error_not_a_finished_text(
         browser.get(f"http://127.0.0.1:{server.server_address[1]}/")
         fill(browser, "prompt", "The")
         browser.find_element(By.ID, "generate").click()
-        WebDriverWait(browser, 60).until(lambda d: d.find_element(By.ID, "out-text").text == "Th")
+        WebDriverWait(browser, 60).until(lambda d: d.find_element(By.ID, "out-text").text == text)
         CutStream.shown.set()
         error = WebDriverWait(browser, 60).until(lambda d: d.find_element(By.ID, "error").is_displayed()
                                                  and d.find_element(By.ID, "error"))
@@ -318,10 +324,10 @@ def test_a_stream_cut_before_its_end_is_an_error_not_a_finished_text(
         CutStream.shown.set()
         server.shutdown()
         server.server_close()
-    lost = "The connection to the server was lost after 2 characters, before the text ended"
+    lost = f"The connection to the server was lost after {count}, before the text ended"
     assert error.text.startswith(lost)
     assert error.text.endswith(": is chargpt-serve still running?")
-    assert status(browser) == "" and browser.find_element(By.ID, "out-text").text == "Th"
+    assert status(browser) == "" and browser.find_element(By.ID, "out-text").text == text
 
 
 def test_weights_no_validation_scored_show_their_loss_as_not_measured(
