@@ -211,3 +211,19 @@ def _eval_text(folder: Path) -> Path:
     text = folder / "text.txt"
     text.write_text("abc def ghij\n" * 20, encoding="utf-8")
     return text
+
+
+@pytest.mark.parametrize(("launcher", "here"), [([], False), (["hydra/launcher=local_parallel"], False),
+                                                (["hydra/launcher=slurm"], True)])
+def test_a_sweep_whose_jobs_run_on_other_machines_gets_its_folder_where_they_can_read_it(
+    launcher: list[str], here: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Slurm's jobs read their job files in the sweep's folder: one in this machine's /tmp is not theirs.
+    from chargpt.cli.sweep_jobs import sweep_folder_removed
+
+    monkeypatch.chdir(tmp_path)
+    with sweep_folder_removed() as prepare:
+        argv = prepare(["-m", "ckpt_path=run", "temperature=0.5,1", *launcher])
+        folder = Path(argv[-1].removeprefix("hydra.sweep.dir=").strip("'"))
+        assert folder.is_dir() and (folder.parent == tmp_path) == here
+    assert not folder.exists()

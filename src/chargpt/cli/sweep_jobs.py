@@ -179,12 +179,18 @@ def _figure(value: Any) -> str:
     return f"{value:,}" if isinstance(value, int) else str(value)
 
 
+# Launchers whose jobs run on this machine (Hydra's own, chargpt's configs/hydra/launcher/).
+LOCAL_LAUNCHERS = ("basic", "local_parallel", "joblib")
+
+
 @contextlib.contextmanager
 def sweep_folder_removed() -> Iterator[Any]:
     """For run_main's `prepare`: a sweep's command line gets `hydra.sweep.dir` in a new temporary
     folder, removed when the block ends (a finished sweep, a failed job, Ctrl-C): Hydra's sweeper
     always makes that folder and writes multirun.yaml there, which a command that writes nothing
-    must not leave behind. A `hydra.sweep.dir` given on the command line is kept, as asked."""
+    must not leave behind. A `hydra.sweep.dir` given on the command line is kept, as asked. Under a
+    launcher that runs jobs on other machines (`hydra/launcher=slurm`), which read their job files in
+    it, the folder is made in the current one, not in this machine's own temporary folder."""
     made: list[str] = []
     _results.clear()  # an earlier command of this process that stopped before its table
 
@@ -192,7 +198,11 @@ def sweep_folder_removed() -> Iterator[Any]:
         given = {override_key(argv[i]) for i in override_positions(argv)}
         if not {"-m", "--multirun"} & set(argv) or "hydra.sweep.dir" in given:
             return argv
-        made.append(tempfile.mkdtemp(prefix="chargpt-sweep-"))
+        launcher = next((argv[i].split("=", 1)[1] for i in override_positions(argv)
+                         if override_key(argv[i]) == "hydra/launcher"), "basic")
+        here = launcher.strip() not in LOCAL_LAUNCHERS
+        made.append(tempfile.mkdtemp(prefix=".chargpt-sweep-" if here else "chargpt-sweep-",
+                                     dir=os.getcwd() if here else None))
         return [*argv, f"hydra.sweep.dir={hydra_quoted(made[-1])}"]
 
     try:
