@@ -164,6 +164,13 @@ def test_val_path_validates_and_all_of_path_trains(folder: Path, tmp_path: Path)
     assert dm.report_lines()[0].startswith(f"data: {folder / 'a.txt'} and data.val_path {held_out} (2 files)")
     with pytest.raises(DataError, match="both training text"):
         module(folder, val_path=str(folder / "a.txt")).setup()
+    # A link elsewhere to a training file is that file: validation would score text it trains on.
+    (tmp_path / "held").mkdir()
+    (tmp_path / "held" / "linked.txt").symlink_to(folder / "b" / "a.txt")
+    named = re.escape(f"{folder / 'b' / 'a.txt'} is both training text (data.path) and validation text "
+                      f"(data.val_path) (as {tmp_path / 'held' / 'linked.txt'})")
+    with pytest.raises(DataError, match=f"^{named}"):
+        module(folder, val_path=str(tmp_path / "held")).setup()
     held_out.write_text("ab")  # too short for one window: the error names it, not data.path
     named = re.escape(f"the validation text data.val_path={held_out} has 2 characters, fewer than ")
     with pytest.raises(DataError, match=rf"^{named}model.block_size \+ 1 = 5"):

@@ -162,10 +162,15 @@ class CharText:
             named_val = text_files(self.val_path, "data.val_path")
             val_files = files_read(named_val, self.read_empty_files)
             named += named_val
-            if overlap := sorted(set(files) & set(val_files)):
+            # By the file itself: a link (or another route) to a training file is that file.
+            trained = {os.path.realpath(f): f for f in files}
+            if overlap := sorted((trained[os.path.realpath(f)], f) for f in val_files
+                                 if os.path.realpath(f) in trained):
+                train_name, val_name = overlap[0]
+                also = "" if val_name == train_name else f" (as {val_name})"
                 raise DataError(
-                    f"{overlap[0]} is both training text (data.path) and validation text (data.val_path); "
-                    "give them separate files"
+                    f"{train_name} is both training text (data.path) and validation text "
+                    f"(data.val_path){also}; give them separate files"
                 )
             self._n_train_parts = len(files)
             files += val_files
