@@ -358,6 +358,31 @@ def test_empty_files_in_a_folder_are_left_out_and_said(folder: Path) -> None:
         assert recorded_data(ckpt, "last.ckpt", set()).get("read_empty_files", False) is reads_them
 
 
+def test_a_file_linked_inside_its_folder_is_read_once_and_never_holds_itself_out(folder: Path) -> None:
+    # A folder read a file under each of its names: its text twice, and with data.split=files the
+    # link (last by name) validated on a text it trained on. A glob read it once.
+    (folder / "zz link.txt").symlink_to(folder / "a.txt")
+    (folder / "b" / "empty.txt").write_text("")
+    dm = module(folder, split="files", train_fraction=0.8)
+    names = [Path(name).relative_to(folder).as_posix() for name, _ in dm.fingerprint["files"]]
+    assert names == ["a.txt", "b/a.txt", "b/c.md"]
+    assert [Path(n).relative_to(folder).as_posix()
+            for n, _ in module(f"{folder}/**/*").fingerprint["files"]] == names
+    assert text_of(dm, "val_ids") == "third 😀 file\n"
+    assert dm.report_lines()[0].startswith(f"data: {folder} (3 files, 1 empty one left out), joined")
+    from chargpt.data.text import reads_links_twice
+    from chargpt.recorded_text import recorded_data
+
+    assert not reads_links_twice(dm.fingerprint)
+    # As versions before read it: what a run they trained recorded, and reads again.
+    before = module(folder, split="files", train_fraction=0.8, read_links_twice=True)
+    assert [Path(n).name for n, _ in before.fingerprint["files"]][-1] == "zz link.txt"
+    assert reads_links_twice(before.fingerprint) and before.fingerprint["sha256"] != dm.fingerprint["sha256"]
+    for fingerprint, reads_them in ((dm.fingerprint, False), (before.fingerprint, True)):
+        ckpt = {"hyper_parameters": {}, "callbacks": {"ResumeState": {"corpus": fingerprint}}}
+        assert recorded_data(ckpt, "last.ckpt", set()).get("read_links_twice", False) is reads_them
+
+
 def test_a_run_that_read_its_empty_files_reads_them_with_a_validation_text_of_its_own(
     folder: Path, tmp_path: Path
 ) -> None:
@@ -840,7 +865,7 @@ def test_a_run_that_read_its_empty_files_resumes_and_is_scored_reading_them(
     run = tmp_path / "run"
     args = train_args(folder, run, "sample.max_new_tokens=0", "logger=none")
     with monkeypatch.context() as earlier:  # trained as versions before read a folder
-        earlier.setattr(chargpt.data.text, "files_read", lambda files, keep_empty=False: list(files))
+        earlier.setattr(chargpt.data.text, "files_read", lambda files, *how: list(files))
         assert run_cli(main, *args, "trainer.max_steps=2") == 0
     assert "(5 files)" in (run / "train.log").read_text()
     capsys.readouterr()

@@ -17,7 +17,7 @@ from chargpt.data.sources.file_hashes import cached_sha256s
 from chargpt.data.sources.hf_datasets import is_saved_dataset
 from chargpt.data.sources.paths import GLOB_CHARS, expand_path
 from chargpt.data.sources.text_files import files_read, text_files
-from chargpt.data.text import DEFAULT_TRAIN_FRACTION, CharText, reads_empty_files
+from chargpt.data.text import DEFAULT_TRAIN_FRACTION, CharText, reads_empty_files, reads_links_twice
 from chargpt.errors import ConfigError, DataError, UnknownCharactersError
 from chargpt.overrides import hydra_quoted
 
@@ -93,6 +93,8 @@ def recorded_data(
         settings["split"] = "files"  # whole files held out, as the run held them out
     if reads_empty_files(corpus):
         settings["read_empty_files"] = True  # its folder's empty files, as its run read them
+    if reads_links_twice(corpus):
+        settings["read_links_twice"] = True  # a file under each of its names, as its run read it
     return settings
 
 
@@ -140,7 +142,8 @@ def _sha256s(files: list[Path]) -> list[str]:
 def _check_files(path: Path, corpus: dict[str, Any], source: str, how: str, as_is: str) -> None:
     """A text of several files (a folder or a glob): each file as the run read it."""
     try:
-        files = files_read(text_files(str(path), "data.path"), reads_empty_files(corpus))
+        files = files_read(text_files(str(path), "data.path"), reads_empty_files(corpus),
+                           reads_links_twice(corpus))
     except DataError:
         raise DataError(f"{source} was trained on {path}, which no longer names its files; {how}") from None
     now = [[str(f), sha] for f, sha in zip(files, _sha256s(files), strict=True)]
@@ -285,6 +288,7 @@ def _text_as_trained(
         str(path), block_size=1, train_fraction=_NO_FRACTION if whole else train_fraction,
         val_max_chars=None, split="files" if split.get("split") == "files" else None, **read_as,
         read_empty_files=ckpt is not None and recorded and reads_empty_files(stored_corpus(ckpt)),
+        read_links_twice=ckpt is not None and recorded and reads_links_twice(stored_corpus(ckpt)),
     )
     if ckpt is not None and recorded:
         check_read_alike(data, ckpt, source, COPY_CHECK)

@@ -51,7 +51,8 @@ class CharText:
     (1 - train_fraction) of the characters, or with split="files" the last whole files. Both splits
     must hold a window of `block_size` + 1 characters. `vocab` fixes the vocabulary (e.g. a
     checkpoint's); by default it is the corpus's own. Empty files are left out, unless
-    `read_empty_files` (a run that read them: reads_empty_files).
+    `read_empty_files` (a run that read them: reads_empty_files); a file is read once under one
+    name, unless `read_links_twice` (a run that read it under each: reads_links_twice).
     """
 
     def __init__(
@@ -75,6 +76,7 @@ class CharText:
         text_field: str = "text",
         val_split: str | None = None,
         read_empty_files: bool = False,
+        read_links_twice: bool = False,
     ) -> None:
         if not path and not name:
             raise ConfigError(
@@ -111,6 +113,7 @@ class CharText:
         self.text_field, self.val_split = text_field, val_split
         self._vocab = vocab
         self.read_empty_files = read_empty_files
+        self.read_links_twice = read_links_twice
         self._empty_left_out = 0  # empty files not read (report_lines says so)
         # What to say of a text too short for one window's context (model=auto chooses the context):
         # {most} is the longest context both splits hold.
@@ -157,10 +160,10 @@ class CharText:
             return parts
         assert self.path is not None
         named = text_files(self.path, "data.path", self.url, self.sha256)
-        files = files_read(named, self.read_empty_files)
+        files = files_read(named, self.read_empty_files, self.read_links_twice)
         if self.val_path:
             named_val = text_files(self.val_path, "data.val_path")
-            val_files = files_read(named_val, self.read_empty_files)
+            val_files = files_read(named_val, self.read_empty_files, self.read_links_twice)
             named += named_val
             # By the file itself: a link (or another route) to a training file is that file.
             trained = {os.path.realpath(f): f for f in files}
@@ -174,7 +177,7 @@ class CharText:
                 )
             self._n_train_parts = len(files)
             files += val_files
-        self._empty_left_out = len(named) - len(files)
+        self._empty_left_out = len(files_read(named, True, self.read_links_twice)) - len(files)
         # Each file's digest kept where a dataset's are: a big text was hashed in full at every start.
         return file_parts(files, cache_dir_for(None, self.cache_dir))
 
@@ -394,6 +397,18 @@ def reads_empty_files(corpus: Mapping[str, Any] | None) -> bool:
     files = (corpus or {}).get("files")
     return isinstance(files, list) and any(
         isinstance(entry, list | tuple) and len(entry) == 2 and entry[1] == EMPTY_SHA256 for entry in files)
+
+
+def reads_links_twice(corpus: Mapping[str, Any] | None) -> bool:
+    """Whether the run that recorded this corpus fingerprint read a file of its folder under two
+    names (a link to another of its files: versions before 2026-12-06 did), judged by where the
+    names it lists lead now: read again as it was, its text resumes and scores as its own."""
+    files = (corpus or {}).get("files")
+    if not isinstance(files, list):
+        return False
+    names = [entry[0] for entry in files if isinstance(entry, list | tuple) and len(entry) == 2]
+    real = [os.path.realpath(name) for name in names if isinstance(name, str) and os.path.exists(name)]
+    return len(set(real)) < len(real)
 
 
 def _plain(value: Any) -> Any:

@@ -26,7 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 from chargpt.checkpoints import read_checkpoint, resolve_checkpoint, stored_corpus
 from chargpt.checks import real_number, yes_no
 from chargpt.data import CharDataModule
-from chargpt.data.text import reads_empty_files
+from chargpt.data.text import reads_empty_files, reads_links_twice
 from chargpt.distributed import is_rank_zero
 from chargpt.errors import ChargptError, ConfigError, first_line
 from chargpt.files import read_json_object, write_text_atomic
@@ -366,12 +366,13 @@ def _checkpoint_to_resume(cfg: DictConfig) -> tuple[Path, dict[str, Any]] | tupl
 def _read_text(
     cfg: DictConfig, checked: _Checked, ckpt: dict[str, Any] | None
 ) -> tuple[CharDataModule, Pretrained | None]:
-    """The run's text read, encoded and split (a resumed run's folder's empty files read again if
-    its run read them), and a fine-tune's start given its vocabulary (the new text's characters
-    make it)."""
-    reads_its_empty_files = ckpt is not None and reads_empty_files(stored_corpus(ckpt))
-    datamodule = instantiate(cfg.data, block_size=checked.model_config.block_size,
-                             **({"read_empty_files": True} if reads_its_empty_files else {}))
+    """The run's text read, encoded and split (a resumed run's folder's empty files, and its files'
+    second names, read again if its run read them), and a fine-tune's start given its vocabulary
+    (the new text's characters make it)."""
+    corpus = stored_corpus(ckpt) if ckpt is not None else None
+    as_it_read = {flag: True for flag, reads in (("read_empty_files", reads_empty_files(corpus)),
+                                                 ("read_links_twice", reads_links_twice(corpus))) if reads}
+    datamodule = instantiate(cfg.data, block_size=checked.model_config.block_size, **as_it_read)
     pretrained = checked.pretrained
     if pretrained is not None:
         pretrained = fit_vocab(pretrained, datamodule, cfg.finetune)
