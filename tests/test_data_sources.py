@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -555,6 +556,35 @@ def hf_module(name: Path | str, **kwargs) -> CharDataModule:
 
 
 @needs_datasets
+def test_a_saved_dataset_named_relative_is_the_same_text_from_any_folder(
+    tmp_path: Path, datasets: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Its splits were identified by the name as typed: the resume command, which names the folder
+    # absolute to run from anywhere, was refused ("added: /.../my data/saved[train]; removed:
+    # saved[train]"), and chargpt-eval's advice named it relative to where the run was launched.
+    from chargpt.checkpoints import stored_corpus
+
+    saved = tmp_path / "my data" / "saved"
+    datasets.DatasetDict({
+        "train": datasets.Dataset.from_dict({"text": [f"row {i}" for i in range(30)]}),
+        "validation": datasets.Dataset.from_dict({"text": ["held out"] * 3}),
+    }).save_to_disk(str(saved))
+    monkeypatch.chdir(saved.parent)
+    typed = hf_module("saved", val_split="validation").fingerprint
+    monkeypatch.chdir(tmp_path)
+    absolute = hf_module(saved, val_split="validation").fingerprint
+    assert typed["sha256"] == absolute["sha256"] and typed["dataset"]["name"] == str(saved)
+    # A run before 2026-12-06 identified them as typed: its resume names them as it did.
+    monkeypatch.chdir(saved.parent)
+    before = hf_module("saved", val_split="validation", dataset_label="saved").fingerprint
+    assert before["sha256"] != absolute["sha256"] and before["dataset"]["name"] == "saved"
+    monkeypatch.chdir(tmp_path)
+    ckpt = {"hyper_parameters": {}, "callbacks": {"ResumeState": {"corpus": before}}}
+    resumed = hf_module(saved, val_split="validation", dataset_label=stored_corpus(ckpt)["dataset"]["name"])
+    assert resumed.fingerprint["sha256"] == before["sha256"]
+
+
+@needs_datasets
 def test_saved_dataset_rows_are_joined_and_a_named_split_validates(
     tmp_path: Path, datasets: ModuleType
 ) -> None:
@@ -949,6 +979,34 @@ def test_a_saved_dataset_given_as_a_path_is_pointed_to_data_hf(tmp_path: Path, d
     # As advised, it reads.
     text = CharText(None, block_size=1, name=str(saved))
     assert text.tokenizer.decode(text.encoded().ids) == "café 😀\r\n\nnaïve"
+
+
+@pytest.mark.slow
+@needs_datasets
+def test_a_run_on_a_dataset_named_relative_resumes_from_another_folder(
+    tmp_path: Path, corpus: Path, datasets: ModuleType, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    # With the folder absolute, as its resume command names it; and a run before 2026-12-06, which
+    # identified the dataset by the name as typed, resumes so too.
+    from chargpt.cli.train import main
+
+    init = CharDataModule.__init__
+    saved = tmp_path / "my data" / "saved"
+    save_dataset(datasets, saved, corpus.read_text()[:20000].splitlines())
+    for run, before in ((tmp_path / "run", False), (tmp_path / "earlier run", True)):
+        args = [a for a in train_args(corpus, run, "sample.max_new_tokens=0", "logger=none",
+                                      "data=hf", "data.val_split=validation")
+                if not a.startswith(("data.path=", "trainer.max_steps=")) and a != "data=text"]
+        monkeypatch.chdir(saved.parent)
+        with monkeypatch.context() as earlier:
+            if before:  # identified as typed, as versions before did
+                earlier.setattr(CharDataModule, "__init__", functools.wraps(init)(
+                    lambda self, *a, **k: init(self, *a, **{**k, "dataset_label": k["name"]})))
+            assert run_cli(main, *args, "data.name=saved", "trainer.max_steps=2") == 0
+        monkeypatch.chdir(tmp_path)
+        capsys.readouterr()
+        resumed = run_cli(main, *args, f"data.name={saved}", "trainer.max_steps=4", f"ckpt_path={run}")
+        assert resumed == 0, capsys.readouterr().err
 
 
 @pytest.mark.slow

@@ -24,7 +24,7 @@ from chargpt.data.encoding import (
     stats_file_of,
     text_stats,
 )
-from chargpt.data.sources.hf_datasets import hf_part, load_hf, row_separator
+from chargpt.data.sources.hf_datasets import hf_part, is_saved_dataset, load_hf, row_separator
 from chargpt.data.sources.parts import Part, identity
 from chargpt.data.sources.paths import expand_path
 from chargpt.data.sources.text_files import EMPTY_SHA256, file_parts, files_read, text_files
@@ -77,6 +77,7 @@ class CharText:
         val_split: str | None = None,
         read_empty_files: bool = False,
         read_links_twice: bool = False,
+        dataset_label: str | None = None,
     ) -> None:
         if not path and not name:
             raise ConfigError(
@@ -111,6 +112,12 @@ class CharText:
         self.split, self.val_max_chars = split, val_max_chars
         self.name, self.config, self.data_files = name, config, _plain(data_files)
         self.text_field, self.val_split = text_field, val_split
+        # The name a dataset's splits are identified by: a saved one's folder absolute, as a file's
+        # path is, so its run resumes from any folder; a resumed run's as its run recorded it
+        # (before 2026-12-06 a saved dataset's name as typed, relative to where it ran).
+        local = Path(expand_path(name)) if name else None
+        self.dataset_label = dataset_label or (
+            os.path.abspath(local) if local is not None and is_saved_dataset(local) else name)
         self._vocab = vocab
         self.read_empty_files = read_empty_files
         self.read_links_twice = read_links_twice
@@ -145,7 +152,7 @@ class CharText:
             dataset = load_hf(self.name, self.config, self.data_files, split)
             separator = self._separator()
             hashes = cache_dir_for(None, self.cache_dir)  # where a dataset's ids are cached too
-            parts = [hf_part(dataset, f"{self.name}[{split}]", self.text_field, separator, hashes)]
+            parts = [hf_part(dataset, f"{self.dataset_label}[{split}]", self.text_field, separator, hashes)]
             if self.val_split == split:
                 raise DataError(
                     f"data.val_split={split} is also the training split (data.split): validation would score "
@@ -154,7 +161,7 @@ class CharText:
                 )
             if self.val_split:
                 val = load_hf(self.name, self.config, self.data_files, self.val_split, "data.val_split")
-                label = f"{self.name}[{self.val_split}]"
+                label = f"{self.dataset_label}[{self.val_split}]"
                 parts.append(hf_part(val, label, self.text_field, separator, hashes))
                 self._n_train_parts = 1
             return parts
@@ -240,7 +247,7 @@ class CharText:
         fingerprint: dict[str, Any] = {"path": where, "sha256": encoded.sha256}
         if self.name:  # how to name it again (chargpt-eval data=hf ...)
             fingerprint["dataset"] = {
-                "name": self.name, "config": self.config, "data_files": self.data_files,
+                "name": self.dataset_label, "config": self.config, "data_files": self.data_files,
                 "split": self.split or "train", "val_split": self.val_split, "text_field": self.text_field,
             }
         if len(self._parts) > 1 or not (self.name or self._names_one_file()):

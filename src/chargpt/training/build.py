@@ -367,11 +367,15 @@ def _read_text(
     cfg: DictConfig, checked: _Checked, ckpt: dict[str, Any] | None
 ) -> tuple[CharDataModule, Pretrained | None]:
     """The run's text read, encoded and split (a resumed run's folder's empty files, and its files'
-    second names, read again if its run read them), and a fine-tune's start given its vocabulary
-    (the new text's characters make it)."""
+    second names, read again if its run read them; its dataset named as its run named it), and a
+    fine-tune's start given its vocabulary (the new text's characters make it)."""
     corpus = stored_corpus(ckpt) if ckpt is not None else None
-    as_it_read = {flag: True for flag, reads in (("read_empty_files", reads_empty_files(corpus)),
-                                                 ("read_links_twice", reads_links_twice(corpus))) if reads}
+    as_it_read: dict[str, Any] = {
+        flag: True for flag, reads in (("read_empty_files", reads_empty_files(corpus)),
+                                       ("read_links_twice", reads_links_twice(corpus))) if reads}
+    dataset = (corpus or {}).get("dataset")
+    if cfg.data.get("name") and isinstance(dataset, dict) and isinstance(dataset.get("name"), str):
+        as_it_read["dataset_label"] = dataset["name"]  # its splits identified as its run named them
     datamodule = instantiate(cfg.data, block_size=checked.model_config.block_size, **as_it_read)
     pretrained = checked.pretrained
     if pretrained is not None:
