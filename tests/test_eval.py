@@ -427,6 +427,7 @@ def test_a_run_on_a_folder_is_scored_and_copy_checked_on_its_own_split(tmp_path,
     args = bare_train_args(folder, tmp_path / "run3", "trainer.max_steps=1", "data.newline=normalize",
                            f"data.val_path={folder}/part 4.txt", f"data.path={folder}/part [0-3].txt")
     assert run_cli(train_cli.main, *args) == 0
+    capsys.readouterr()  # the run's own lines (Lightning's first in a process among them)
     line = _one_error(*run_main(eval_cli.main, [f"ckpt_path={tmp_path / 'run3'}"], capsys))
     assert "was validated on a text of its own (data.val_path=" in line and "data.newline=normalize" in line
     # chargpt-eval says how to score the run's validation text, and that scores it as the run did.
@@ -528,6 +529,7 @@ def test_an_older_checkpoints_folder_read_with_a_separator_is_read_as_each_comma
     run = tmp_path / "run"
     args = bare_train_args(folder, run, "trainer.max_steps=1", "data.separator=@")
     assert run_cli(train_cli.main, *args) == 0
+    capsys.readouterr()  # the run's own lines (Lightning's first in a process among them)
     ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
     del ckpt["callbacks"][RESUME_STATE_KEY]["corpus"]["read_as"]
     torch.save(ckpt, tmp_path / "old.ckpt")
