@@ -106,6 +106,25 @@ def test_output_that_finds_no_room_when_flushed_is_one_error_line(tmp_path, monk
     assert capsys.readouterr().err == NO_ROOM
 
 
+def test_a_full_disk_met_in_a_background_thread_is_left_to_the_commands_one_line(monkeypatch, capsys) -> None:
+    # TensorBoard's event writer meets a full disk in its own thread and raises the same error again
+    # in the main thread at the next write: the thread printed its traceback after the error line.
+    passed_on: list[type[BaseException]] = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: passed_on.append(args.exc_type))
+
+    def load(*args: object, **kwargs: object) -> None:
+        for fails in (_full_disk, _raise(ValueError)):
+            writer = threading.Thread(target=fails)
+            writer.start()
+            writer.join()
+        _full_disk()
+
+    monkeypatch.setattr(LOADERS[0][1], load)
+    assert run_cli(sample_cli.main, "ckpt_path=somewhere") == 2
+    assert capsys.readouterr().err == NO_ROOM
+    assert passed_on == [ValueError]  # any other error in a thread is printed as before
+
+
 @pytest.mark.parametrize(
     ("cli", "name", "absent"),
     [(sample_cli, "chargpt-sample", "trainer:"), (eval_cli, "chargpt-eval", "optimizer:"),

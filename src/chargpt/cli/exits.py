@@ -84,6 +84,7 @@ def clean_exits() -> Iterator[None]:
     exit 141, as other Unix tools. A full disk (the output redirected to a file there, or a file
     the command writes): one error line and exit 2. What the console's encoding cannot write is
     written escaped."""
+    _leave_no_room_in_threads_to_the_main_thread()
     try:
         with _escaping_what_the_console_cannot_write():
             yield
@@ -100,6 +101,24 @@ def clean_exits() -> Iterator[None]:
         if exit_.code == BROKEN_PIPE_EXIT_CODE:
             _quiet_broken_pipe()
         raise
+
+
+def _leave_no_room_in_threads_to_the_main_thread() -> None:
+    """A full disk met by a background thread (TensorBoard's event writer) is not printed by that
+    thread: its traceback came after the command's one error line, cut short as the process exited.
+    The main thread meets the same error at its next write (TensorBoard raises the thread's error
+    again there) and reports it as that line. Installed for good, not restored: the thread may print
+    only as the command exits. Any other error in a thread is printed as before."""
+    previous = threading.excepthook
+    if getattr(previous, "leaves_no_room_to_main", False):
+        return
+
+    def hook(args: threading.ExceptHookArgs) -> None:
+        if not (isinstance(args.exc_value, OSError) and args.exc_value.errno in NO_ROOM):
+            previous(args)
+
+    hook.leaves_no_room_to_main = True  # type: ignore[attr-defined]
+    threading.excepthook = hook
 
 
 def exit_no_room(err: OSError) -> NoReturn:
