@@ -21,11 +21,13 @@ from omegaconf import OmegaConf
 from chargpt.cli.train import main as train_main
 from chargpt.data.corpus import sha256_of
 from chargpt.data.sources.file_hashes import HASHES_FILE
+from chargpt.runs import claims
 from chargpt.runs.claims import LOCK_FILE, RunDirInUse, claim_named, release_claims
 from chargpt.runs.directory import RunDirGuard, check_run_dir
 from conftest import TINY_MODEL, bare_train_args, run_cli, run_main, write_corpus
 
 ROOT = Path(__file__).resolve().parents[1]
+OWNER = os.getpid()  # the live process that holds a lock in these tests: this one, from a file of its own
 
 
 def hydra_config(run_dir: str, sweep_dir: str = "unused") -> OmegaConf:
@@ -55,10 +57,10 @@ def test_a_named_dir_of_a_live_run_is_refused_and_of_a_dead_run_taken_over(tmp_p
     # Another live process holds the lock (an open file description of its own).
     fd = os.open(run / LOCK_FILE, os.O_RDWR | os.O_CREAT)
     fcntl.flock(fd, fcntl.LOCK_EX)
-    os.write(fd, b"4242\n")
+    os.write(fd, f"{OWNER}\n".encode())
     try:
         with pytest.raises(RunDirInUse, match=r"hydra.run.dir=.*/run is in use by another run that is still "
-                                              r"running \(pid 4242\); wait for it to end, or pick another"):
+                                              rf"running \(pid {OWNER}\); wait for it to end, or pick"):
             RunDirGuard.on_run_start.__wrapped__(RunDirGuard(), hydra_config(str(run)))
     finally:
         os.close(fd)  # that process ended: its lock is gone, its pid is still in the file
@@ -74,11 +76,37 @@ def test_a_sweep_folder_held_by_a_live_sweep_names_a_sweep(tmp_path: Path) -> No
     sweep.mkdir()
     fd = os.open(sweep / LOCK_FILE, os.O_RDWR | os.O_CREAT)  # the first continue of the sweep, still going
     fcntl.flock(fd, fcntl.LOCK_EX)
-    os.write(fd, b"4242\n")
+    os.write(fd, f"{OWNER}\n".encode())
     try:
         with pytest.raises(RunDirInUse, match=r"hydra.sweep.dir=.*/sweep is in use by another sweep that is "
-                                              r"still running \(pid 4242\)"):
+                                              rf"still running \(pid {OWNER}\)"):
             claim_named(sweep, "hydra.sweep.dir")
+    finally:
+        os.close(fd)
+        release_claims(failed=False)
+
+
+@pytest.mark.parametrize("before", ["", "dead"])
+def test_a_launch_that_meets_a_lock_just_taken_names_its_live_owner(before, tmp_path, monkeypatch) -> None:
+    # Two resumes of one run at once: the second read the lock file after the first had locked it
+    # but before it wrote its pid, and said "pid unknown", or named the pid of the run before (ended).
+    run = tmp_path / "run"
+    run.mkdir()
+    if before == "dead":
+        ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                               capture_output=True, text=True, check=True)
+        before = ended.stdout
+    (run / LOCK_FILE).write_text(before)
+    fd = os.open(run / LOCK_FILE, os.O_RDWR)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+
+    def owner_writes_its_pid(seconds: float) -> None:  # while the launch waits for it
+        os.pwrite(fd, f"{OWNER}\n".encode(), 0)
+
+    monkeypatch.setattr(claims.time, "sleep", owner_writes_its_pid)
+    try:
+        with pytest.raises(RunDirInUse, match=rf"still running \(pid {OWNER}\)"):
+            claim_named(run, "hydra.run.dir")
     finally:
         os.close(fd)
         release_claims(failed=False)
@@ -375,14 +403,14 @@ def test_a_sweep_jobs_folder_held_by_another_live_run_is_refused(tmp_path: Path,
     (sweep / "0").mkdir(parents=True)
     fd = os.open(sweep / "0" / LOCK_FILE, os.O_RDWR | os.O_CREAT)
     fcntl.flock(fd, fcntl.LOCK_EX)
-    os.write(fd, b"4242\n")
+    os.write(fd, f"{OWNER}\n".encode())
     try:
         code, _, err = run_main(train_main, _sweep_args(corpus, sweep), capsys)
     finally:
         os.close(fd)
     assert code == 2, err
     assert err.endswith(f"error: the sweep's job folder {sweep / '0'} is in use by another run that is still "
-                        "running (pid 4242); wait for it to end, then continue the sweep again\n")
+                        f"running (pid {OWNER}); wait for it to end, then continue the sweep again\n")
     assert not (sweep / "0" / "checkpoints").exists()
 
 
@@ -454,21 +482,22 @@ def test_resuming_a_run_another_process_still_trains_names_the_checkpoint_typed(
     before = (run / "checkpoints" / "last.ckpt").read_bytes()
     fd = os.open(run / LOCK_FILE, os.O_RDWR | os.O_CREAT)
     fcntl.flock(fd, fcntl.LOCK_EX)  # another open file description: as another process
-    os.write(fd, b"4242\n")
+    os.write(fd, f"{OWNER}\n".encode())
     try:
         for typed in (str(run), str(run / "checkpoints" / "last.ckpt")):
             code, _, err = run_main(train_main, bare_train_args(corpus, None, f"ckpt_path={typed}",
                                                                 "trainer.max_steps=4"), capsys)
             assert code == 2, err
             assert err.endswith(f"error: ckpt_path={typed}: that run is still being trained by another "
-                                "process (pid 4242); wait for it to end (or stop it), then resume it again\n")
+                                f"process (pid {OWNER}); wait for it to end (or stop it), then resume it "
+                                "again\n")
         # A run still before its first checkpoint: the same words.
         (run / "checkpoints" / "last.ckpt").rename(tmp_path / "kept.ckpt")
         code, _, err = run_main(train_main, bare_train_args(corpus, None, f"ckpt_path={run}",
                                                             "trainer.max_steps=4"), capsys)
         assert code == 2, err
         assert err.endswith(f"error: ckpt_path={run}: that run is still being trained by another process "
-                            "(pid 4242); wait for it to end (or stop it), then resume it again\n"), err
+                            f"(pid {OWNER}); wait for it to end (or stop it), then resume it again\n"), err
     finally:
         os.close(fd)
     assert (tmp_path / "kept.ckpt").read_bytes() == before

@@ -19,10 +19,12 @@ import logging
 import os
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from chargpt.errors import ConfigError, SetupError
+from chargpt.files import process_alive
 from chargpt.run_layout import CONFIG_DIR, LOG_FILE, STATUS_FILE, holds_run, log_handlers_in
 from chargpt.runs.status import has_started
 
@@ -103,7 +105,7 @@ def _lock(claim: Claim, setting: str) -> None:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        owner = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+        owner = _lock_owner(fd)
         os.close(fd)
         holder = "sweep" if setting == "hydra.sweep.dir" else "run"  # a job folder's lock says so itself
         raise FolderLocked(
@@ -116,6 +118,23 @@ def _lock(claim: Claim, setting: str) -> None:
     os.ftruncate(fd, 0)
     os.write(fd, f"{os.getpid()}\n".encode())
     claim.lock_fd = fd
+
+
+def _lock_owner(fd: int) -> str:
+    """The pid of the live process holding the lock, as its lock file says. The owner writes it just
+    after it takes the lock: read in between, the file is empty or holds the pid of the run before,
+    which has ended (a launch at the same moment as another named a dead process, or none). The
+    file is read again for a moment, until it names a live process."""
+    for attempt in range(LOCK_OWNER_READS):
+        text = os.pread(fd, 32, 0).decode(errors="replace").strip()
+        if text.isdigit() and process_alive(int(text)):
+            return text
+        if attempt + 1 < LOCK_OWNER_READS:
+            time.sleep(0.05)
+    return text or "unknown"
+
+
+LOCK_OWNER_READS = 40  # 2 s: the owner's next step after its lock is the write
 
 
 def claim_new(folder: Path, setting: str) -> Claim:
