@@ -5,6 +5,7 @@ input, and the CLI."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -602,6 +603,32 @@ def test_cli_settings_become_the_servers_limits(run_dir: Path, monkeypatch: pyte
                                              "max_tokens_cap=9", "max_n=2", "max_choices=3"], capsys)
     assert code == 0, err
     assert given == [Limits(default_max_tokens=5, max_tokens=9, max_n=2, max_choices=3)]
+
+
+def test_serving_a_run_still_training_names_the_step_it_serves(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    # It printed "serving run (N parameters)" alone: a run still training was served with the
+    # weights of its latest validation for as long as the server ran, and nothing said which step's
+    # they were, or that the run wrote newer ones (chargpt-export says so).
+    from chargpt.serving import server
+
+    monkeypatch.setattr(server, "serve", lambda *args, on_ready, **kwargs: on_ready())  # never served
+    run = write_checkpoint(tmp_path / "run", ModelConfig(n_layer=1, n_head=2, n_embd=16, block_size=8))
+    status = {"status": "running", "pid": os.getpid(), "host": socket.gethostname()}
+    (run / "status.json").write_text(json.dumps(status))
+    code, out, err = run_main(serve_cli.main, [f"ckpt_path={run}", "port=0"], capsys)
+    assert code == 0 and out.startswith("serving run (") and ", step 123) at http://127.0.0.1:" in out, err
+    assert err.strip() == (f"note: {run} is still training: this server serves its weights at step 123; "
+                           "restart the server once it has ended for its last ones")
+    (run / "status.json").write_text(json.dumps({"status": "interrupted"}))
+    code, _, err = run_main(serve_cli.main, [f"ckpt_path={run}", "port=0"], capsys)
+    assert err.strip() == (f"note: {run} was stopped (Ctrl-C or a signal) before it finished: this server "
+                           "serves its weights at step 123; resume it (its chargpt-train command with "
+                           f"ckpt_path={run}) and restart the server for a trained model")
+    (run / "status.json").write_text(json.dumps({"status": "finished"}))
+    code, _, err = run_main(serve_cli.main, [f"ckpt_path={run}", "port=0"], capsys)
+    assert code == 0 and err == ""
 
 
 @pytest.mark.slow  # several seconds; runs in the slow set (.ci/run)

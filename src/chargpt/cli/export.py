@@ -8,10 +8,8 @@ if __name__ == "__main__":  # python -m chargpt.cli.export: as its console scrip
 
     run_as_main("export")
 
-import shlex
 import sys
 from pathlib import Path
-from typing import Any
 
 import hydra
 from omegaconf import DictConfig
@@ -19,15 +17,14 @@ from omegaconf import DictConfig
 from chargpt.checks import utf8_text, yes_no
 from chargpt.cli import CONFIG_PATH
 from chargpt.cli.common import MODEL_FROM_CHECKPOINT, cli_task, quiet_known_warnings, run_main
+from chargpt.cli.held_weights import EXPORT_HOLDS, held, held_weights_note, training_run
 from chargpt.cli.sweep_jobs import job_folder, job_heading, sweep_folder_removed, whole_in_parallel_sweeps
 from chargpt.errors import ConfigError, exit_on_user_error
 from chargpt.export import check_destination, check_exportable, export_model
 from chargpt.export_layout import EXPORT_FILES, README_FILE, WEIGHTS, export_folder_of
-from chargpt.files import read_json_object
 from chargpt.hydra_run import is_multirun
 from chargpt.inference import load_with_checkpoint
-from chargpt.model_card import ModelCard, card_for
-from chargpt.run_layout import LAST, METRICS_FILE, last_checkpoint, read_status, run_dir_of, state_of
+from chargpt.model_card import card_for
 
 CONFIG_NAME = "export"  # configs/export.yaml
 
@@ -64,8 +61,7 @@ def _hydra_main(cfg: DictConfig) -> None:
     trained, ckpt, file = load_with_checkpoint(cfg.ckpt_path, "cpu")
     check_exportable(trained.model.config, cfg.format)
     card = card_for(cfg.ckpt_path, trained, cfg.name, ckpt)
-    note = (newer_weights_note(training, ckpt, Path(file), card.step)
-            or unfinished_run_note(Path(file), card.step))
+    note = held_weights_note(training, ckpt, Path(file), card.step, EXPORT_HOLDS)
     del ckpt  # its optimizer states: not kept while exporting
     export_model(trained, card, cfg.format, out, overwrite=cfg.overwrite)
     # What the export holds (a killed export's hidden staging folder, left by a kill -9, is not it).
@@ -73,53 +69,6 @@ def _hydra_main(cfg: DictConfig) -> None:
     print(f"exported {card.name} ({held(card)}) as {cfg.format} to {out}: {files}")
     if note is not None:
         print(f"note: {note}", file=sys.stderr)
-
-
-def training_run(ckpt_path: str) -> Path | None:
-    """The run directory `ckpt_path` names (itself, its checkpoints/ folder, or a checkpoint in it),
-    when that run is training."""
-    path = Path(ckpt_path).expanduser()
-    run_dir = run_dir_of(path / LAST if path.is_dir() else path)
-    return run_dir if state_of(read_status(run_dir)) == "running" else None
-
-
-def newer_weights_note(training: Path | None, ckpt: dict[str, Any] | None, file: Path,
-                       step: int | None) -> str | None:
-    """What to say of weights read from `file`, the latest checkpoint (what ckpt_path=RUN_DIR reads) of
-    `training`, a run that trained as the export began: it still trains, or it ended while they were
-    read, with newer ones. None for anything else (an export, an earlier checkpoint picked by name, a
-    run that had ended, or one whose last weights these are)."""
-    if training is None or ckpt is None or step is None:
-        return None
-    latest = last_checkpoint(training)
-    if latest is None or latest.resolve() != file.resolve():
-        return None
-    held = f"this export holds its weights at step {step:,}"
-    if state_of(read_status(training)) == "running":
-        return f"{training} is still training: {held}; export again once it has ended for its last ones"
-    if read_json_object(training / METRICS_FILE).get("step") == step:
-        return None
-    return f"{training} ended while this export read it: {held}, not its last ones; export again for them"
-
-
-def unfinished_run_note(file: Path, step: int | None) -> str | None:
-    """What to say of weights read from `file`, a checkpoint of a run that stopped before it finished
-    (Ctrl-C or a signal, kill -9, an error): they are those it had then, not its whole training's.
-    None for anything else (an export, a run that finished or still trains)."""
-    run_dir = run_dir_of(file)
-    how = {"interrupted": "was stopped (Ctrl-C or a signal)", "killed": "was killed", "failed": "failed"}
-    state = state_of(read_status(run_dir))
-    if state not in how:
-        return None
-    at = f" at step {step:,}" if step is not None else ""
-    return (f"{run_dir} {how[state]} before it finished: this export holds its weights{at}; resume it "
-            f"(its chargpt-train command with {shlex.quote(f'ckpt_path={run_dir}')}) and export again "
-            "for a trained model")
-
-
-def held(card: ModelCard) -> str:
-    """Which weights were exported, as chargpt-sample names them: their size and training step."""
-    return f"{card.params:,} parameters" + (f", step {card.step:,}" if card.step is not None else "")
 
 
 def main() -> None:

@@ -7,6 +7,9 @@ if __name__ == "__main__":  # python -m chargpt.cli.serve: as its console script
 
     run_as_main("serve")
 
+import sys
+from pathlib import Path
+
 import hydra
 from omegaconf import DictConfig
 
@@ -20,6 +23,7 @@ from chargpt.cli.common import (
     run_main,
     use_threads,
 )
+from chargpt.cli.held_weights import SERVER_HOLDS, held, held_weights_note, training_run
 from chargpt.errors import ConfigError, exit_on_user_error, needs_extra
 from chargpt.inference import load_with_checkpoint, pick_device
 from chargpt.model_card import card_for
@@ -66,8 +70,10 @@ def _hydra_main(cfg: DictConfig) -> None:
     sock = bind(str(cfg.host), cfg.port)  # first: a port in use is reported before the model loads
     try:
         use_threads(cfg.threads)
-        trained, ckpt, _ = load_with_checkpoint(cfg.ckpt_path, pick_device(cfg.device))
+        training = training_run(str(cfg.ckpt_path))  # before the read, as chargpt-export asks it
+        trained, ckpt, file = load_with_checkpoint(cfg.ckpt_path, pick_device(cfg.device))
         card = card_for(cfg.ckpt_path, trained, cfg.name, ckpt)
+        note = held_weights_note(training, ckpt, Path(file), card.step, SERVER_HOLDS)
         del ckpt  # its optimizer states and copy of the weights: not kept while serving
         engine = Engine(trained.model, trained.tokenizer, cfg.max_concurrency, cfg.max_queue, cfg.compile)
         engine.start()
@@ -82,7 +88,9 @@ def _hydra_main(cfg: DictConfig) -> None:
             url = url_of(sock)
             if str(cfg.host) not in LOOPBACK:
                 print(f"warning: host={cfg.host} lets other machines reach this server (no authentication)")
-            ready = f"serving {card.name} ({card.params:,} parameters) at {url}/ (API: {url}/v1)"
+            if note is not None:  # not the run's trained weights: it still trains, or stopped early
+                print(f"note: {note}", file=sys.stderr, flush=True)
+            ready = f"serving {card.name} ({held(card)}) at {url}/ (API: {url}/v1)"
             serve(app, sock, str(cfg.log_level), on_ready=lambda: print(ready, flush=True))
         finally:
             engine.close()
