@@ -383,6 +383,7 @@ def test_onnx_script_refuses_a_folder_that_is_not_an_onnx_export(
     assert capsys.readouterr().err == f"error: {tmp_path} is not an ONNX export (export with format=onnx)\n"
 
 
+@pytest.mark.slow  # an export of a run, then sampled from: ~3 s
 def test_cli_export_of_a_run_carries_its_card_and_serves_chargpt_sample(
     trained_run: Path, corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture,

@@ -333,6 +333,7 @@ def test_a_sweep_over_data_files_trains_each_and_goes_on_as_printed(
     assert "│ …/café.txt " in table and "│ …/b, c.txt " in table and f"…/ in data.path: {texts}/" in table
 
 
+@pytest.mark.slow  # a sweep, refused runs into its folder and its continuation: ~2 s
 def test_a_single_run_goes_into_a_sweeps_folder_only_as_one_of_its_jobs(tmp_path: Path, capsys) -> None:
     # A run launched alone into a sweep's folder was taken for a job: the report listed it (under
     # the job's settings once the sweep's continuation had reached that folder) and the

@@ -233,6 +233,7 @@ class RecordThreads(L.Callback):
         RecordThreads.seen.append((torch.get_num_threads(), os.environ.get("OMP_NUM_THREADS")))
 
 
+@pytest.mark.slow  # a sweep of two runs in this process: ~2 s
 def test_threads_setting_sets_torchs_cpu_threads_per_job(tmp_path, monkeypatch) -> None:
     # As in a fresh process: an earlier command of this test process (chargpt-serve sets threads=1
     # by default) would otherwise be what threads=null puts back.
