@@ -11,6 +11,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ import pytest
 from chargpt.cli import eval as eval_cli
 from chargpt.cli import export as export_cli
 from chargpt.cli import sample as sample_cli
+from chargpt.cli.sweep_jobs import print_held_output
 from conftest import make_checkpoint, run_main
 
 
@@ -204,6 +206,68 @@ def test_a_parallel_sweep_prints_each_job_whole_and_an_evaluation_sweep_its_tabl
     assert list(rows) == ["split=val", "split=train"]  # the jobs' order
     assert all(f"{r['loss']:.5f}" in rows[f"split={r['split']}"] for r in results)
     assert _left(*in_empty_folders) == []
+
+
+@pytest.mark.slow  # a parallel launcher's workers start and import torch
+def test_a_parallel_sweep_to_one_place_keeps_each_heading_above_its_output_and_no_lock_file(
+    in_empty_folders, tmp_path: Path
+) -> None:
+    # With `2>&1` each job's heading (stderr) came below its JSON line (stdout), reading as the next
+    # job's; a sweep folder given on the command line kept an empty `.output.lock`.
+    ckpt, text, sweep = make_checkpoint(tmp_path / "model.ckpt"), _eval_text(tmp_path), tmp_path / "sw"
+    argv = [sys.executable, "-m", "chargpt.cli.eval", "-m", f"ckpt_path={ckpt}", f"data.path={text}",
+            "split=val,train", f"hydra.sweep.dir={sweep}", "hydra/launcher=local_parallel"]
+    env = {**os.environ, "TMPDIR": str(in_empty_folders[1])}
+    done = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                          timeout=300)
+    assert done.returncode == 0, done.stdout
+    lines = done.stdout.splitlines()
+    jobs = [(line, json.loads(lines[i + 1])["split"]) for i, line in enumerate(lines)
+            if line.startswith("==>")]
+    assert sorted(jobs) == [("==> split=train <==", "train"), ("==> split=val <==", "val")], done.stdout
+    assert sorted(p.name for p in sweep.iterdir()) == ["0", "1", "multirun.yaml"]
+
+
+@pytest.mark.slow  # a parallel launcher's workers start and import torch
+def test_parallel_jobs_ended_with_their_sweep_keep_what_they_wrote(in_empty_folders, tmp_path: Path) -> None:
+    # A `kill` of the sweep's process (as a job that fails, or Ctrl-C) ends the jobs beside it (joblib
+    # kills their workers): what they held was lost, where it had streamed out before jobs were held.
+    ckpt, sweep = make_checkpoint(tmp_path / "model.ckpt"), tmp_path / "sw"
+    argv = [sys.executable, "-m", "chargpt.cli.sample", "-m", f"ckpt_path={ckpt}", "prompt=abc",
+            "temperature=0,1", "max_new_tokens=100000000", f"hydra.sweep.dir={sweep}",
+            "hydra/launcher=local_parallel"]
+    env = {**os.environ, "TMPDIR": str(in_empty_folders[1])}
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          env=env) as sweeping:
+        held = [sweep / ".job-0.out", sweep / ".job-1.out"]
+        for _ in range(1200):  # until both jobs are sampling (at most 2 minutes)
+            if all(path.is_file() and b"abc" in path.read_bytes() for path in held):
+                break
+            time.sleep(0.1)
+        sweeping.terminate()
+        out, err = sweeping.communicate(timeout=120)
+    assert sweeping.returncode == 143, err
+    _, *parts = re.split(r"^==> (.*) <==\n", out, flags=re.MULTILINE)
+    assert sorted(parts[0::2]) == ["temperature=0", "temperature=1"], out
+    assert all(sample.startswith("abc") for sample in parts[1::2]), out
+    assert sorted(p.name for p in sweep.iterdir()) == ["0", "1", "multirun.yaml"]
+
+
+def test_a_job_that_crashes_while_its_output_is_held_leaves_it_to_the_sweep(tmp_path: Path, capfd) -> None:
+    # A job that died in the held block (a segfault, os._exit, the out-of-memory killer) lost its
+    # output with it, a crash's report included. What it left ends its line: the next heading starts one.
+    script = ("import os, sys; from pathlib import Path\n"
+              "from chargpt.cli.sweep_jobs import output_held_whole\n"
+              "with output_held_whole(Path(sys.argv[1]), 3):\n"
+              "    print('==> prompt=abc <==', flush=True)\n"
+              "    print('cut sho', end='', file=sys.stderr, flush=True)\n"
+              "    os._exit(139)")
+    argv = [sys.executable, "-c", script, str(tmp_path)]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stdout, done.stderr) == (139, "", "")
+    print_held_output(tmp_path)
+    assert capfd.readouterr() == ("==> prompt=abc <==\n", "cut sho\n")  # its line ended
+    assert list(tmp_path.iterdir()) == []
 
 
 def _eval_text(folder: Path) -> Path:

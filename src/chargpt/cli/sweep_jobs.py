@@ -105,46 +105,84 @@ def whole_in_parallel_sweeps(task: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         if not in_a_worker():
             return task(*args, **kwargs)
-        with _output_held_whole():
+        with output_held_whole(sweep_dir(), HydraConfig.get().job.num):
             return task(*args, **kwargs)
 
     return wrapper  # type: ignore[return-value]
 
 
 @contextlib.contextmanager
-def _output_held_whole() -> Iterator[None]:
+def output_held_whole(folder: Path, job: int) -> Iterator[None]:
     """This process's stdout and stderr (its file descriptors, so every writer's output) held in
-    temporary files, written out when the block ends under a lock on the sweep's folder."""
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        saved = [os.dup(1), os.dup(2)]
-        os.dup2(out.fileno(), 1)
-        os.dup2(err.fileno(), 2)
-        try:
-            yield
-        finally:
-            for stream in (sys.stdout, sys.stderr):
-                with contextlib.suppress(OSError, ValueError):
-                    stream.flush()
-            for fd, original in enumerate(saved, start=1):
-                os.dup2(original, fd)
-                os.close(original)
-            with _one_job_at_a_time(sweep_dir() / ".output.lock"):
-                for held, fd in ((out, 1), (err, 2)):
-                    held.seek(0)
-                    with open(fd, "wb", closefd=False) as stream:
-                        shutil.copyfileobj(held, stream)
+    files of the sweep's folder, written out when the block ends, one job at a time, and removed.
+    A job killed before then (beside a failed job, a crash, Ctrl-C) leaves them to the sweep's
+    process: print_held_output."""
+    out, err = _held_files(folder, job)
+    # Both to one place (`2>&1`, a terminal): one file keeps their lines in the order written.
+    together = os.path.samestat(os.fstat(1), os.fstat(2))
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    with open(out, "wb") as held_out, contextlib.ExitStack() as closing:
+        held_err = held_out if together else closing.enter_context(open(err, "wb"))
+        os.dup2(held_out.fileno(), 1)
+        os.dup2(held_err.fileno(), 2)
+    try:
+        yield
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(OSError, ValueError):
+                stream.flush()
+        for fd, original in enumerate(saved, start=1):
+            os.dup2(original, fd)
+            os.close(original)
+        with _one_job_at_a_time(folder):
+            _write_held(out, err)
+
+
+def print_held_output(folder: Path) -> None:
+    """For the sweep's process, once its jobs have ended: the output a job killed before it could
+    write it (its worker ended beside a failed job, by Ctrl-C, by a crash) written as that job
+    would have, headed by its heading, in the jobs' order."""
+    held = sorted(folder.glob(".job-*.out"), key=lambda path: int(path.stem.removeprefix(".job-")))
+    if held:
+        with _one_job_at_a_time(folder):
+            for out in held:
+                _write_held(out, out.with_suffix(".err"))
+
+
+def _held_files(folder: Path, job: int) -> tuple[Path, Path]:
+    """Where job `job` of the sweep in `folder` holds its stdout and stderr."""
+    return folder / f".job-{job}.out", folder / f".job-{job}.err"
+
+
+def _write_held(out: Path, err: Path) -> None:
+    """A job's held output to this process's stdout and stderr, a line cut short by its end ended
+    (the next job's heading starts a line); the files removed. Those already written (by the job, or
+    by the sweep's process for a job it outlived) are gone."""
+    for held, fd in ((out, 1), (err, 2)):
+        with contextlib.suppress(FileNotFoundError), open(held, "rb") as source:
+            with open(fd, "wb", closefd=False) as stream:
+                shutil.copyfileobj(source, stream)
+                if size := source.tell():
+                    source.seek(size - 1)
+                    if source.read(1) != b"\n":
+                        stream.write(b"\n")
+            held.unlink()
 
 
 @contextlib.contextmanager
-def _one_job_at_a_time(lock_file: Path) -> Iterator[None]:
+def _one_job_at_a_time(folder: Path) -> Iterator[None]:
+    """A lock on the sweep's folder itself (a lock file would be left in a folder the user named)."""
     if fcntl is None:  # (Windows: no lock; a job's output may meet another's)
         yield
         return
-    with open(lock_file, "a") as lock:
+    lock = os.open(folder, os.O_RDONLY)
+    try:
         fcntl.flock(lock, fcntl.LOCK_EX)
         yield
+    finally:
+        os.close(lock)
 
 
 # The table's figures: (JSON key, column title).

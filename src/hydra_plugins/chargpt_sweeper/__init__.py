@@ -3,6 +3,7 @@ job values it can read back. What it changes is in chargpt/overrides.py (readabl
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
@@ -13,7 +14,8 @@ class QuotingBasicSweeper(BasicSweeper):
     """Hydra 1.3's BasicSweeper writes each value of a `choice(...)` bare, with only spaces, commas
     and brackets escaped: one quoted for a non-ASCII letter, a quote or a `~` reached its job
     unreadable. Here such a value is written quoted; every other as Hydra writes it. What the jobs
-    return is handed on (chargpt-eval's table of its jobs: chargpt/cli/sweep_jobs.py)."""
+    return is handed on (chargpt-eval's table of its jobs: chargpt/cli/sweep_jobs.py), and what
+    a parallel job held when it was killed is printed."""
 
     @staticmethod
     def split_arguments(overrides: list[Override], max_batch_size: int | None) -> list[list[list[str]]]:
@@ -22,8 +24,12 @@ class QuotingBasicSweeper(BasicSweeper):
         return BasicSweeper.split_arguments([readable_choices(o) for o in overrides], max_batch_size)
 
     def sweep(self, arguments: list[str]) -> Any:
-        from chargpt.cli.sweep_jobs import record_returns
+        from chargpt.cli.sweep_jobs import print_held_output, record_returns
 
-        returns = super().sweep(arguments)
+        assert self.config is not None
+        try:
+            returns = super().sweep(arguments)
+        finally:  # what a parallel launcher's job held when its worker was killed (a job beside it failed)
+            print_held_output(Path(str(self.config.hydra.sweep.dir)))
         record_returns([job for batch in returns for job in batch])
         return returns
