@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 import torch
@@ -318,6 +319,16 @@ def test_onnx_script_without_a_prompt_starts_as_chargpt_sample_does(
     assert prompts == [start] and capsys.readouterr().out == f"{start}b\n"
 
 
+def _onnx_script_for(prompt: str, vocab: str, monkeypatch: pytest.MonkeyPatch) -> tuple[ModuleType, dict]:
+    """scripts/onnx_generate.py run as `onnx_generate EXPORT --prompt PROMPT --max-new-tokens 0` on an
+    export whose config holds `vocab` (no model is read): the script and that config."""
+    script = load_script("onnx_generate")
+    config = {"vocab": sorted(vocab), "model": {"block_size": 8}}
+    monkeypatch.setattr(script, "load", lambda folder: (None, config))
+    monkeypatch.setattr(sys, "argv", ["onnx_generate", "EXPORT", "--prompt", prompt, "--max-new-tokens", "0"])
+    return script, config
+
+
 @pytest.mark.parametrize(("prompt", "vocab"), [
     ("Cafe\u0301", "Cafeé"),
     ("to be\r\nor not", "\nbenort "),
@@ -329,10 +340,7 @@ def test_onnx_script_reads_a_prompt_as_chargpt_sample_does(
     prompt: str, vocab: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
     # The script mirrors CharTokenizer.as_written_here without chargpt; it refused these prompts.
-    script = load_script("onnx_generate")
-    config = {"vocab": sorted(vocab), "model": {"block_size": 8}}
-    monkeypatch.setattr(script, "load", lambda folder: (None, config))
-    monkeypatch.setattr(sys, "argv", ["onnx_generate", "EXPORT", "--prompt", prompt, "--max-new-tokens", "0"])
+    script, config = _onnx_script_for(prompt, vocab, monkeypatch)
     tokenizer = CharTokenizer(config["vocab"])
     try:
         expected = resolve_prompt(prompt, tokenizer)
@@ -358,10 +366,7 @@ def test_onnx_script_gives_chargpt_samples_advice_for_a_typed_escape(
 ) -> None:
     # `--prompt 'ROMEO:\nJULIET:'` was refused for its backslash with no word of the line break meant,
     # where chargpt-sample names it and bash's $'...' quoting.
-    script = load_script("onnx_generate")
-    config = {"vocab": sorted(vocab), "model": {"block_size": 8}}
-    monkeypatch.setattr(script, "load", lambda folder: (None, config))
-    monkeypatch.setattr(sys, "argv", ["onnx_generate", "EXPORT", "--prompt", prompt, "--max-new-tokens", "0"])
+    script, config = _onnx_script_for(prompt, vocab, monkeypatch)
     with pytest.raises(ConfigError) as refused:
         resolve_prompt(prompt, CharTokenizer(config["vocab"]))
     advice = " (" + str(refused.value).split(" (", 1)[1]
