@@ -5,6 +5,7 @@ each write their own folder."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -19,7 +20,7 @@ import pytest
 from chargpt.cli import eval as eval_cli
 from chargpt.cli import export as export_cli
 from chargpt.cli import sample as sample_cli
-from chargpt.cli.sweep_jobs import print_held_output
+from chargpt.cli.sweep_jobs import held_outputs, print_held_output
 from conftest import make_checkpoint, run_main
 
 
@@ -268,6 +269,27 @@ def test_a_job_that_crashes_while_its_output_is_held_leaves_it_to_the_sweep(tmp_
     print_held_output(tmp_path)
     assert capfd.readouterr() == ("==> prompt=abc <==\n", "cut sho\n")  # its line ended
     assert list(tmp_path.iterdir()) == []
+
+
+def test_held_output_a_sweep_did_not_make_is_left_alone(tmp_path: Path, capfd, monkeypatch) -> None:
+    # A folder named with hydra.sweep.dir may hold what an earlier sweep killed outright left, or
+    # files of the user's own: the next sweep printed and deleted the first as its own output, and
+    # failed on the second (int('notes')). Only the held output of this sweep's jobs is printed, also
+    # where the file system takes no lock on a folder (flock refused on NFS).
+    from chargpt.cli import sweep_jobs
+
+    (tmp_path / ".job-7.out").write_text("stale from an old sweep\n")
+    (tmp_path / ".job-notes.out").write_text("mine\n")
+    earlier = held_outputs(tmp_path)
+    (tmp_path / ".job-0.out").write_text("==> prompt=abc <==\nabc\n")
+
+    def no_lock(fd: int, operation: int) -> None:
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(sweep_jobs.fcntl, "flock", no_lock)
+    print_held_output(tmp_path, earlier)
+    assert capfd.readouterr() == ("==> prompt=abc <==\nabc\n", "")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".job-7.out", ".job-notes.out"]
 
 
 def _eval_text(folder: Path) -> Path:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -140,11 +141,24 @@ def output_held_whole(folder: Path, job: int) -> Iterator[None]:
             _write_held(out, err)
 
 
-def print_held_output(folder: Path) -> None:
+def held_outputs(folder: Path) -> dict[Path, int]:
+    """The held stdout files in a sweep's folder, in the jobs' order, each with its time of change."""
+    held = {}
+    for path in folder.glob(".job-*.out"):
+        if re.fullmatch(r"\.job-\d+\.out", path.name):
+            with contextlib.suppress(FileNotFoundError):
+                held[path] = path.stat().st_mtime_ns
+    return dict(sorted(held.items(), key=lambda item: int(item[0].stem.removeprefix(".job-"))))
+
+
+def print_held_output(folder: Path, earlier: dict[Path, int] | None = None) -> None:
     """For the sweep's process, once its jobs have ended: the output a job killed before it could
     write it (its worker ended beside a failed job, by Ctrl-C, by a crash) written as that job
-    would have, headed by its heading, in the jobs' order."""
-    held = sorted(folder.glob(".job-*.out"), key=lambda path: int(path.stem.removeprefix(".job-")))
+    would have, headed by its heading, in the jobs' order. Files `earlier` lists unchanged (held_outputs
+    before the sweep: a sweep killed outright left them in a folder the user named) are not this
+    sweep's, and are left as they are."""
+    earlier = earlier or {}
+    held = [path for path, changed in held_outputs(folder).items() if earlier.get(path) != changed]
     if held:
         with _one_job_at_a_time(folder):
             for out in held:
@@ -179,7 +193,9 @@ def _one_job_at_a_time(folder: Path) -> Iterator[None]:
         return
     lock = os.open(folder, os.O_RDONLY)
     try:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+        # A file system without such locks (NFS takes none on a folder): the jobs write unlocked.
+        with contextlib.suppress(OSError):
+            fcntl.flock(lock, fcntl.LOCK_EX)
         yield
     finally:
         os.close(lock)

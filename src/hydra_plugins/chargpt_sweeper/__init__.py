@@ -24,12 +24,14 @@ class QuotingBasicSweeper(BasicSweeper):
         return BasicSweeper.split_arguments([readable_choices(o) for o in overrides], max_batch_size)
 
     def sweep(self, arguments: list[str]) -> Any:
-        from chargpt.cli.sweep_jobs import print_held_output, record_returns
+        from chargpt.cli.sweep_jobs import held_outputs, print_held_output, record_returns
 
         assert self.config is not None
+        folder = Path(str(self.config.hydra.sweep.dir))
+        earlier = held_outputs(folder) if folder.is_dir() else {}
         try:
             returns = super().sweep(arguments)
         finally:  # what a parallel launcher's job held when its worker was killed (a job beside it failed)
-            print_held_output(Path(str(self.config.hydra.sweep.dir)))
+            print_held_output(folder, earlier)
         record_returns([job for batch in returns for job in batch])
         return returns
