@@ -506,10 +506,18 @@ def test_the_resume_command_carries_the_python_path_the_run_imported_from(
             assert shlex.split(resume_command("/runs/r")) == plain
             __import__("my_resumed_logger")
             command = resume_command("/runs/r")
+            # A module of a folder without __init__.py (a namespace package, as hydra_plugins is)
+            # is imported through it too.
+            sys.modules.pop("my_resumed_logger")
+            (tmp_path / "my folder" / "my_callbacks").mkdir()
+            (tmp_path / "my folder" / "my_callbacks" / "printer.py").write_text("")
+            __import__("my_callbacks.printer")
+            through_a_namespace = resume_command("/runs/r")
         finally:
-            sys.modules.pop("my_resumed_logger", None)
-            sys.modules.pop("my_installed_pkg", None)
+            for name in ("my_resumed_logger", "my_installed_pkg", "my_callbacks.printer", "my_callbacks"):
+                sys.modules.pop(name, None)
     assert shlex.split(command) == [f"PYTHONPATH={tmp_path / 'my folder'}", *plain]
+    assert shlex.split(through_a_namespace) == shlex.split(command)
 
 
 def test_a_run_killed_while_writing_last_ckpt_goes_on_from_its_newest_best(tmp_path, monkeypatch, capsys):

@@ -75,20 +75,23 @@ def _python_path_imported_from() -> list[str]:
         return []
     cwd = HydraConfig.get().runtime.cwd if HydraConfig.initialized() else os.getcwd()
     folders = [os.path.normpath(os.path.join(cwd, folder)) for folder in given.split(os.pathsep)]
-    # A module is imported through the folder its top-level name sits in: an editable install's
-    # src/ or a virtual environment under a PYTHONPATH folder is not that folder.
-    roots = {_import_root(name, module) for name, module in list(sys.modules.items()) if "." not in name}
+    # A module is imported through the folder its name starts in: an editable install's src/ or a
+    # virtual environment under a PYTHONPATH folder is not that folder.
+    roots = {_import_root(name, module) for name, module in list(sys.modules.items())}
     return folders if roots & set(folders) else []
 
 
 def _import_root(name: str, module: object) -> str | None:
-    """The folder a top-level module was found in (`FOLDER/name.py`, `FOLDER/name/__init__.py`)."""
+    """The folder a module's name starts in: FOLDER for `FOLDER/a/b.py` as `a.b` or
+    `FOLDER/a/b/__init__.py` (a folder without `__init__.py` too: a namespace package's module)."""
     file = getattr(module, "__file__", None)
-    if not file:
+    if not isinstance(file, str) or not file:
         return None
-    file = os.path.normpath(os.path.abspath(file))
-    package = os.path.dirname(file)
-    return os.path.dirname(package) if os.path.basename(package) == name else package
+    folder = os.path.dirname(os.path.normpath(os.path.abspath(file)))
+    package = 1 if os.path.basename(file).startswith("__init__.") else 0
+    for _ in range(name.count(".") + package):
+        folder = os.path.dirname(folder)
+    return folder
 
 
 def resume_overrides(argv: list[str]) -> list[str]:
