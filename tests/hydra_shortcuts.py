@@ -102,18 +102,20 @@ def create_defaults_list_kept(
     if sources is None:
         return REAL_CREATE_DEFAULTS_LIST(repo, config_name, overrides_list, prepend_hydra, skip_missing)
     live = [o for o in overrides_list if not o.is_sweep_override()]
-    choices = tuple(o.input_line for o in live if _is_group_choice(repo, o))
-    key = (sources, config_name, choices, prepend_hydra, skip_missing)
+    choices: list[Override] = []
+    values: list[Override] = []
+    for override in live:
+        (choices if _is_group_choice(repo, override) else values).append(override)
+    key = (sources, config_name, tuple(o.input_line for o in choices), prepend_hydra, skip_missing)
     if key not in _defaults_lists:
-        choice_overrides = [o for o in live if _is_group_choice(repo, o)]
         _defaults_lists[key] = REAL_CREATE_DEFAULTS_LIST(
-            repo, config_name, choice_overrides, prepend_hydra, skip_missing
+            repo, config_name, choices, prepend_hydra, skip_missing
         )
     kept = _defaults_lists[key]
     return DefaultsList(
         defaults=copy.deepcopy(kept.defaults),
         defaults_tree=kept.defaults_tree,
-        config_overrides=[o for o in live if not _is_group_choice(repo, o)],
+        config_overrides=values,
         overrides=copy.deepcopy(kept.overrides),
     )
 

@@ -411,11 +411,17 @@ def _free_text(key: str, value: str) -> str:
 _READABLE_SWEEPERS = ("quoting", "optuna")
 
 
+def group_choices(argv: list[str]) -> dict[str, str]:
+    """The values a command line's overrides give, by key as typed less its `+` (`hydra/launcher`:
+    `slurm`); the last one where a key is given twice."""
+    return {key.lstrip("+"): value for i in override_positions(argv)
+            for key, _, value in [argv[i].partition("=")]}
+
+
 def _sweeper_named(argv: list[str]) -> str:
     """The sweeper a command line picks: its `hydra/sweeper=NAME`, else the search it names
     (`hparams_search=optuna`), else chargpt's default."""
-    named = {key.lstrip("+"): value for i in override_positions(argv)
-             for key, _, value in [argv[i].partition("=")]}
+    named = group_choices(argv)
     if "hydra/sweeper" in named:
         return named["hydra/sweeper"]
     return named.get("hparams_search", "quoting")

@@ -26,7 +26,7 @@ from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from chargpt.cli.argv import override_positions
+from chargpt.cli.argv import group_choices, override_positions
 from chargpt.hydra_run import as_written, is_multirun, sweep_dir, task_overrides
 from chargpt.overrides import as_typed, hydra_quoted, is_sweep, override_key
 
@@ -252,9 +252,7 @@ def sweep_folder_removed() -> Iterator[Any]:
         given = {override_key(argv[i]) for i in override_positions(argv)}
         if not {"-m", "--multirun"} & set(argv) or "hydra.sweep.dir" in given:
             return argv
-        launcher = next((argv[i].split("=", 1)[1] for i in override_positions(argv)
-                         if override_key(argv[i]) == "hydra/launcher"), "basic")
-        here = launcher.strip() not in LOCAL_LAUNCHERS
+        here = group_choices(argv).get("hydra/launcher", "basic").strip() not in LOCAL_LAUNCHERS
         made.append(tempfile.mkdtemp(prefix=".chargpt-sweep-" if here else "chargpt-sweep-",
                                      dir=os.getcwd() if here else None))
         return [*argv, f"hydra.sweep.dir={hydra_quoted(made[-1])}"]
