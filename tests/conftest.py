@@ -4,6 +4,7 @@ the console scripts called in-process."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.util
 import os
 import random
@@ -175,9 +176,15 @@ def cut_at_stop(text: str, stops: list[str]) -> tuple[str, str, int]:
 
 def write_corpus(path: Path, n_chars: int = 4000, seed: int = 0, alphabet: str = "abcdefgh ijk\n") -> Path:
     """A small random text over a fixed alphabet (every character occurs)."""
-    rng = random.Random(seed)
-    path.write_text("".join(rng.choice(alphabet) for _ in range(n_chars)), encoding="utf-8")
+    path.write_text(_random_text(n_chars, seed, alphabet), encoding="utf-8")
     return path
+
+
+@functools.cache
+def _random_text(n_chars: int, seed: int, alphabet: str) -> str:
+    # Drawn once per process: the suite writes the same few texts hundreds of times.
+    rng = random.Random(seed)
+    return "".join(rng.choice(alphabet) for _ in range(n_chars))
 
 
 def train_args(corpus: Path, run_dir: Path, *extra: str) -> list[str]:

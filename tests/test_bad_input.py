@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import zipfile
 from pathlib import Path
 
@@ -48,26 +49,36 @@ def _damage_a_tensor(ckpt: Path, out: Path) -> None:
     out.write_bytes(data)
 
 
-@pytest.fixture
-def files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
-    monkeypatch.setenv("CHARGPT_CACHE_DIR", str(tmp_path / "cache"))
-    ckpt = make_checkpoint(tmp_path / "model.ckpt")
-    (tmp_path / "empty.txt").write_text("")
-    (tmp_path / "folder").mkdir()
-    (tmp_path / "latin1.txt").write_bytes("caf\xe9 au lait\n".encode("latin-1") * 50)
-    (tmp_path / "notes.txt").write_text("not a checkpoint\n")
-    (tmp_path / "one.txt").write_text("a")
-    (tmp_path / "short.txt").write_text("to be or not to be\n")  # shorter than two windows
-    torch.save({"weights": torch.zeros(2)}, tmp_path / "foreign.ckpt")
-    (tmp_path / "truncated.ckpt").write_bytes(ckpt.read_bytes()[: ckpt.stat().st_size // 2])
-    _damage_a_tensor(ckpt, tmp_path / "damaged.ckpt")
-    make_checkpoint(tmp_path / "other_vocab.ckpt", chars="\nxyz")
-    crlf = write_corpus(tmp_path / "crlf.txt")
+@pytest.fixture(scope="module")
+def file_templates(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The files the cases name, made once: each case gets a copy (some cases damage or add files)."""
+    folder = tmp_path_factory.mktemp("templates")
+    ckpt = make_checkpoint(folder / "model.ckpt")
+    (folder / "empty.txt").write_text("")
+    (folder / "folder").mkdir()
+    (folder / "latin1.txt").write_bytes("caf\xe9 au lait\n".encode("latin-1") * 50)
+    (folder / "notes.txt").write_text("not a checkpoint\n")
+    (folder / "one.txt").write_text("a")
+    (folder / "short.txt").write_text("to be or not to be\n")  # shorter than two windows
+    torch.save({"weights": torch.zeros(2)}, folder / "foreign.ckpt")
+    (folder / "truncated.ckpt").write_bytes(ckpt.read_bytes()[: ckpt.stat().st_size // 2])
+    _damage_a_tensor(ckpt, folder / "damaged.ckpt")
+    make_checkpoint(folder / "other_vocab.ckpt", chars="\nxyz")
+    crlf = write_corpus(folder / "crlf.txt")
     crlf.write_bytes(crlf.read_bytes().replace(b"\n", b"\r\n"))  # the checkpoint's text, from Windows
+    write_corpus(folder / "corpus.txt")
+    write_corpus(folder / "other_text.txt", alphabet="ABC abc\n")
+    return folder
+
+
+@pytest.fixture
+def files(file_templates: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
+    monkeypatch.setenv("CHARGPT_CACHE_DIR", str(tmp_path / "cache"))
+    shutil.copytree(file_templates, tmp_path, dirs_exist_ok=True)
     return {
-        "corpus": write_corpus(tmp_path / "corpus.txt"),
-        "other_text": write_corpus(tmp_path / "other_text.txt", alphabet="ABC abc\n"),
-        "ckpt": ckpt,
+        "corpus": tmp_path / "corpus.txt",
+        "other_text": tmp_path / "other_text.txt",
+        "ckpt": tmp_path / "model.ckpt",
         "tmp": tmp_path,
     }
 

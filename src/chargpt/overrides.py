@@ -9,6 +9,7 @@ in the composed config as exactly the text given; `literal_value` reads such a v
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import re
 
@@ -35,6 +36,7 @@ def hydra_quoted(text: str, interpolate: bool = False) -> str:
     return QuotedString(text=value, quote=Quote.single).with_quotes()
 
 
+@functools.lru_cache(maxsize=4096)  # a command line's checks ask this of each override several times
 def parses(override: str, single_string: bool = False) -> bool:
     """Whether Hydra can read `override`; with `single_string`, as one string (not a list, a
     number or a sweep)."""
