@@ -32,6 +32,7 @@ from chargpt.run_layout import (
     LAST,
     METRICS_FILE,
     SWEEP_CONFIG,
+    how_it_stopped,
     is_run_folder,
     last_checkpoint,
     read_status,
@@ -97,11 +98,9 @@ def stopped_before_checkpoint(run_dir: Path) -> str | None:
     has a checkpoint, or did not stop that way."""
     if last_checkpoint(run_dir) is not None:
         return None
-    state = state_of(read_status(run_dir))
-    how = {"failed": "failed", "interrupted": "was stopped (Ctrl-C or a signal)", "killed": "was killed"}
-    if state not in how:
+    if (how := how_it_stopped(run_dir)) is None:
         return None
-    return f"it {how[state]} before it wrote its first checkpoint, so there is nothing to continue or load"
+    return f"it {how} before it wrote its first checkpoint, so there is nothing to continue or load"
 
 
 def _never_trained(run_dir: Path) -> str | None:

@@ -195,3 +195,13 @@ def state_of(status: dict[str, Any]) -> str | None:
     process is gone (kill -9, out of memory, a lost machine: it ended without recording how)."""
     state = status.get("status")
     return "killed" if state == "running" and not still_running(status) else state
+
+
+# How a run that did not finish ended, worded to follow the run ("it", its folder) in a sentence.
+_UNFINISHED = {"failed": "failed", "interrupted": "was stopped (Ctrl-C or a signal)", "killed": "was killed"}
+
+
+def how_it_stopped(run_dir: str | Path) -> str | None:
+    """How a run stopped before it finished (failed, interrupted, killed) as a sentence says it
+    ("was killed"); None for a run that finished, still runs or recorded nothing."""
+    return _UNFINISHED.get(state_of(read_status(run_dir)) or "")

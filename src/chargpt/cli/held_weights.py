@@ -11,7 +11,15 @@ from typing import Any
 
 from chargpt.files import read_json_object
 from chargpt.model_card import ModelCard
-from chargpt.run_layout import LAST, METRICS_FILE, last_checkpoint, read_status, run_dir_of, state_of
+from chargpt.run_layout import (
+    LAST,
+    METRICS_FILE,
+    how_it_stopped,
+    last_checkpoint,
+    read_status,
+    run_dir_of,
+    state_of,
+)
 
 
 @dataclass(frozen=True)
@@ -71,11 +79,9 @@ def unfinished_run_note(file: Path, step: int | None, holder: Holder) -> str | N
     (Ctrl-C or a signal, kill -9, an error): they are those it had then, not its whole training's.
     None for anything else (an export, a run that finished or still trains)."""
     run_dir = run_dir_of(file)
-    how = {"interrupted": "was stopped (Ctrl-C or a signal)", "killed": "was killed", "failed": "failed"}
-    state = state_of(read_status(run_dir))
-    if state not in how:
+    if (how := how_it_stopped(run_dir)) is None:
         return None
     at = f" at step {step:,}" if step is not None else ""
-    return (f"{run_dir} {how[state]} before it finished: {holder.name} {holder.holds} its weights{at}; "
+    return (f"{run_dir} {how} before it finished: {holder.name} {holder.holds} its weights{at}; "
             f"resume it (its chargpt-train command with {shlex.quote(f'ckpt_path={run_dir}')}) and "
             f"{holder.again} for a trained model")
