@@ -60,9 +60,13 @@ class ExportError(ConfigError):
     """A model or destination that cannot be exported as asked."""
 
 
-def check_exportable(config: ModelConfig, fmt: str) -> None:
+def check_format(fmt: str) -> None:
     if fmt not in WEIGHTS:
         raise ExportError(f"format={fmt!r} is not one of {', '.join(WEIGHTS)}")
+
+
+def check_exportable(config: ModelConfig, fmt: str) -> None:
+    check_format(fmt)
     unsupported = [
         f"model.{name}={getattr(config, name)!r}"
         for name, values in SUPPORTED[fmt].items() if getattr(config, name) not in values
