@@ -35,7 +35,7 @@ from chargpt.errors import NO_ROOM, ConfigError, cause_of, exit_stopped_by, exit
 from chargpt.hydra_run import task_overrides
 from chargpt.overrides import as_typed, override_key
 from chargpt.runs.claims import release_claims
-from chargpt.spelling import nearest_name
+from chargpt.spelling import did_you_mean, nearest_name
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -125,7 +125,7 @@ def refuse_added(overrides: list[str], config_name: str) -> None:
         if name in settings:
             continue  # `++KEY=VALUE` sets it; `+KEY=VALUE` is Hydra's error (it is there already)
         near = nearest_name(name, settings)
-        meant = f" (did you mean {parent + '.' if parent else ''}{near}?)" if near else ""
+        meant = did_you_mean(near, parent)
         raise ConfigError(f"{as_typed(typed)} does nothing in chargpt-{config_name}: it is not one of its "
                           f"settings{meant}, and the command reads only those (--help lists them); drop it")
 

@@ -26,7 +26,7 @@ from chargpt.cli.exits import stdout_writes_any_text
 from chargpt.errors import ConfigError, exit_on_user_error, exit_usage, full_errors_requested
 from chargpt.hydra_run import as_written
 from chargpt.overrides import readable_choices
-from chargpt.spelling import nearest_name
+from chargpt.spelling import did_you_mean, nearest_name
 
 _HINT = "Set the environment variable HYDRA_FULL_ERROR=1"
 # Names other tools use for a setting that no spelling check would connect to chargpt's.
@@ -143,7 +143,7 @@ def one_line(
         where = f"a setting of {parent}" if parent else "a setting"
         beside = settings_beside(key) if settings_beside else []
         near = ALSO_KNOWN_AS[name] if ALSO_KNOWN_AS.get(name) in beside else nearest_name(name, beside)
-        meant = f" (did you mean {parent + '.' if parent else ''}{near}?)" if near else ""
+        meant = did_you_mean(near, parent)
         spelling = f"{key} is not {where}{meant}; check its spelling (--cfg job shows every setting)"
         if not takes_new_settings or key.split(".", 1)[0] in _NOTHING_ADDED:
             return spelling
@@ -155,7 +155,7 @@ def one_line(
         if name in beside:
             return f"~{key} removes nothing: {key} is null (no value) already; leave it out, or set {key}=..."
         near = nearest_name(name, beside)
-        meant = f" (did you mean ~{parent + '.' if parent else ''}{near}?)" if near else ""
+        meant = did_you_mean(near, parent, "~")
         return f"~{key}: {key} is not a setting{meant}; check its spelling (--cfg job shows every setting)"
     if match := _LOGGING_REFUSED.search(message):  # hydra.hydra_logging's, set up before any callback
         return (f"hydra.hydra_logging does not work: {match[1]} (a handler, formatter or filter "

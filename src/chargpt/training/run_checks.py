@@ -30,7 +30,7 @@ from chargpt.files import read_json_object
 from chargpt.hydra_run import is_multirun
 from chargpt.model import ModelConfig
 from chargpt.run_layout import METRICS_FILE, last_checkpoint, run_dir_of
-from chargpt.spelling import nearest_name
+from chargpt.spelling import did_you_mean, nearest_name
 from chargpt.training.finetune import resume_settings
 
 
@@ -258,7 +258,7 @@ def _import_failure(cause: BaseException, target: str) -> str:
     if missing and f"{target}.".startswith(f"{missing}."):  # its module imported, without that name
         module, _, name = missing.rpartition(".")
         near = nearest_name(name, dir(sys.modules.get(module)))
-        return f"{module} has no {name!r}" + (f" (did you mean {module}.{near}?)" if near else "")
+        return f"{module} has no {name!r}{did_you_mean(near, module)}"
     return f"{type(cause).__name__}: {first_line(cause)} (HYDRA_FULL_ERROR=1 shows where)"
 
 
@@ -280,8 +280,7 @@ def _unknown_setting(label: str, settings: DictConfig) -> None:
                 continue
         if key in given:
             raise ConfigError(f"{label}.{key} is not a setting: {given[str(key)].format(label=label)}")
-        near = nearest_name(str(key), sorted(takes))
-        meant = f" (did you mean {label}.{near}?)" if near else ""
+        meant = did_you_mean(nearest_name(str(key), sorted(takes)), label)
         raise ConfigError(
             f"{label}.{key} is not a setting of {settings._target_}{also}{meant}; drop it, or check its "
             f"spelling (--cfg job shows every setting)"
@@ -327,8 +326,7 @@ def check_model_settings(cfg: DictConfig) -> None:
     for key in cfg.model:
         if key in takes or key in ("_target_", "auto"):  # (auto: model=auto's switch, read before)
             continue
-        near = nearest_name(str(key), sorted(takes))
-        meant = f" (did you mean model.{near}?)" if near else ""
+        meant = did_you_mean(nearest_name(str(key), sorted(takes)), "model")
         raise ConfigError(f"model.{key} is not a setting of model{meant}; drop it, or check its spelling "
                           "(--cfg job shows every setting; a model setting of your own is a field of "
                           "ModelConfig: docs/configuration.md)")
