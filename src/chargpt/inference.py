@@ -162,11 +162,8 @@ def model_from_config(config: dict[str, Any], source: Path) -> tuple[nn.Module, 
     return model, tokenizer
 
 
-def load_export(folder: str | Path, device: str | torch.device = "cpu") -> TrainedModel:
-    """The model of a safetensors export folder (or of its model.safetensors file)."""
-    folder = Path(folder).expanduser()
-    if folder.is_file():
-        folder = folder.parent
+def load_export(folder: Path, device: str | torch.device = "cpu") -> TrainedModel:
+    """The model of a safetensors export folder (as export_folder_of found it from the path given)."""
     config = read_export_config(folder)
     if config.get("weights") != WEIGHTS["safetensors"]:
         raise CheckpointError(

@@ -258,9 +258,8 @@ def _arithmetic_text(arithmetic: dict[str, Any]) -> str:
 
 
 def card_for_export(folder: str | Path, name: str | None = None) -> ModelCard:
-    folder = Path(folder).expanduser()
-    if folder.is_file():
-        folder = folder.parent
+    """The card of an export folder (as export_folder_of found it; load_with_checkpoint's source)."""
+    folder = Path(folder)
     card = dict(read_export_config(folder).get("card") or {})
     # What a later chargpt's card records besides these fields is left out (its README shows it):
     # an export stays readable by the chargpt before the one that wrote it.
