@@ -40,7 +40,7 @@ from chargpt.model_card import card_for  # noqa: E402
 from chargpt.serving.app import create_app  # noqa: E402
 from chargpt.serving.engine import Engine  # noqa: E402
 from chargpt.serving.protocol import MAX_STOP, APIError, Limits, parse_completion  # noqa: E402
-from chargpt.serving.server import BackgroundServer  # noqa: E402
+from chargpt.serving.server import bind, make_server, url_of  # noqa: E402
 
 # What people type: punctuation, quotes, accents, an emoji, newlines.
 VOCAB = sorted(set("\n !\"',.:;?-ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyzéàç’😀"))
@@ -72,6 +72,25 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @contextmanager
+def served_in_a_thread(app: Any) -> Iterator[str]:
+    """The app served as chargpt-serve serves it, on a free local port in a thread: its URL."""
+    sock = bind("127.0.0.1", 0)
+    server = make_server(app, "warning")
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        while not server.started:
+            if not thread.is_alive():
+                raise RuntimeError("the server thread stopped before it started")
+            thread.join(0.01)
+        yield url_of(sock)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+
+
+@contextmanager
 def serving(path: Path, limits: Limits = LIMITS, **engine_options: Any) -> Iterator[tuple[str, Engine]]:
     trained = chargpt.load(path)
     engine = Engine(trained.model, trained.tokenizer, **engine_options)
@@ -79,7 +98,7 @@ def serving(path: Path, limits: Limits = LIMITS, **engine_options: Any) -> Itera
     try:
         engine.warm_up()
         app = create_app(engine, trained.tokenizer, card_for(path, trained), limits)
-        with BackgroundServer(app) as url:
+        with served_in_a_thread(app) as url:
             assert url.startswith("http://127.0.0.1:")
             yield url, engine
     finally:

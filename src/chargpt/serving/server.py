@@ -1,13 +1,12 @@
-"""Run the app with uvicorn: on a socket bound up front, in the foreground or in a thread."""
+"""Run the app with uvicorn: on a socket bound up front, until Ctrl+C or SIGTERM."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import socket
-import threading
 from collections.abc import Callable, Iterator
-from types import FrameType, TracebackType
+from types import FrameType
 
 import uvicorn
 from fastapi import FastAPI
@@ -104,27 +103,3 @@ def serve(
     """Serve until interrupted (Ctrl+C or SIGTERM); on_ready runs once the socket listens."""
     make_server(app, log_level, on_ready).run(sockets=[sock])
 
-
-class BackgroundServer:
-    """The app served on a free local port in a thread, for tests and benchmarks:
-    `with BackgroundServer(app) as url: ...`."""
-
-    def __init__(self, app: FastAPI, host: str = "127.0.0.1", port: int = 0) -> None:
-        self.sock = bind(host, port)
-        self.server = make_server(app, "warning")
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
-
-    def __enter__(self) -> str:
-        self.thread.start()
-        while not self.server.started:
-            if not self.thread.is_alive():
-                raise RuntimeError("the server thread stopped before it started")
-            self.thread.join(0.01)
-        return url_of(self.sock)
-
-    def __exit__(
-        self, kind: type[BaseException] | None, err: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
-        self.sock.close()
