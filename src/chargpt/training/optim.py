@@ -1,14 +1,15 @@
 """Optimizers: parameter groups for AdamW, and Muon for hidden matrices with AdamW for the rest.
 
 An optimizer config names its `_target_`. Plain torch optimizers (e.g. torch.optim.AdamW) are
-called with `param_groups(model, weight_decay)`; a factory marked `takes_model` (muon_adamw) is
-called with the model itself, because it splits parameters by the role of their module.
+called with `param_groups(model.parameters(), weight_decay)`; a factory marked `takes_model`
+(muon_adamw) is called with the model itself, because it splits parameters by the role of their
+module.
 Weight decay applies to matrices and embeddings, not to biases and norm gains.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
@@ -24,10 +25,11 @@ from chargpt.training.muon import NS_DTYPES, Muon
 MUON_TORCH = "2.9"
 
 
-def param_groups(model: nn.Module, weight_decay: float, name: str | None = None) -> list[dict]:
-    """Decayed matrices and embeddings, undecayed biases and gains; `name` labels both groups
-    (their learning rate is logged under it)."""
-    params = [p for p in model.parameters() if p.requires_grad]  # tied weights appear once
+def param_groups(params: Iterable[nn.Parameter], weight_decay: float, name: str | None = None) -> list[dict]:
+    """Decayed matrices and embeddings, undecayed biases and gains, of the trained `params` (a
+    model's parameters(), where a tied weight appears once); `name` labels both groups (their
+    learning rate is logged under it)."""
+    params = [p for p in params if p.requires_grad]
     label = {"name": name} if name else {}
     return [
         {"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay, **label},
@@ -113,7 +115,7 @@ def build_optimizer(model: nn.Module, config: dict[str, Any] | None) -> torch.op
     if getattr(get_object(config["_target_"]), "takes_model", False):
         return instantiate(config, _partial_=True)(model)
     weight_decay = config.pop("weight_decay", 0.0)
-    return instantiate(config, _partial_=True)(param_groups(model, weight_decay))
+    return instantiate(config, _partial_=True)(param_groups(model.parameters(), weight_decay))
 
 
 def plain_training_step(
@@ -192,12 +194,8 @@ def muon_adamw(
     adamw_decay = adamw.pop("weight_decay", 0.0)
     hidden = hidden_matrices(model)
     hidden_ids = {id(p) for p in hidden}
-    rest = [p for p in model.parameters() if p.requires_grad and id(p) not in hidden_ids]
-    groups = [
-        {"params": [p for p in rest if p.dim() >= 2], "weight_decay": adamw_decay, "name": "adamw"},
-        {"params": [p for p in rest if p.dim() < 2], "weight_decay": 0.0, "name": "adamw"},
-    ]
-    adam = torch.optim.AdamW([g for g in groups if g["params"]], **adamw)
+    rest = (p for p in model.parameters() if id(p) not in hidden_ids)
+    adam = torch.optim.AdamW([g for g in param_groups(rest, adamw_decay, "adamw") if g["params"]], **adamw)
     if not hidden:  # e.g. the bigram model: nothing for Muon
         return adam
     muon = Muon(
