@@ -79,13 +79,15 @@ def atomic_path(target: str | os.PathLike, durable: bool = True) -> Iterator[Pat
         _fsync_dir(target.parent)
 
 
-def write_text_atomic(path: str | os.PathLike, text: str, durable: bool = False) -> None:
-    with atomic_path(path, durable) as tmp:
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    """A small file (status.json, metrics.json, a saved config): atomic, but not fsynced
+    (atomic_path's `durable`, which checkpoints and the id cache take)."""
+    with atomic_path(path, durable=False) as tmp:
         tmp.write_text(text, encoding="utf-8")
 
 
-def write_json_atomic(path: str | os.PathLike, data: Any, durable: bool = False) -> None:
-    write_text_atomic(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n", durable)
+def write_json_atomic(path: str | os.PathLike, data: Any) -> None:
+    write_text_atomic(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
 
 def read_json_object(path: str | os.PathLike) -> dict[str, Any]:
