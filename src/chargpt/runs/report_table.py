@@ -97,8 +97,8 @@ def _table(
 
 
 def print_table(
-    title: str, columns: list[str], rows: list[dict[str, Any]], console: Console | None = None,
-    metric: str = "best_val_loss", swept: Collection[str] = (),
+    title: str, columns: list[str], rows: list[dict[str, Any]], metric: str = "best_val_loss",
+    swept: Collection[str] = (),
 ) -> None:
     """The screen shows the settings that vary or are `swept` only; the CSV has every column. The
     table fits the terminal: setting columns wrap, then the last ones are left out down to the
@@ -113,8 +113,7 @@ def print_table(
     # A figure the same in every run (the steps of a sweep without a budget) tells no run apart: on
     # a narrow terminal it goes first, its value said once under the table.
     alike = tuple(c for c in last if len(rows) > 1 and len({_cell(row[c], c) for row in rows}) == 1)
-    _print_fitted(title, shown, rows, notes, WHOLE, tuple(METRIC_COLUMNS), console, drop_first=alike,
-                  drop_last=last)
+    _print_fitted(title, shown, rows, notes, WHOLE, tuple(METRIC_COLUMNS), drop_first=alike, drop_last=last)
 
 
 class _Console(Console):
@@ -125,11 +124,11 @@ class _Console(Console):
         raise BrokenPipeError
 
 
-def _fitted_console(console: Console | None) -> Console:
+def _fitted_console() -> Console:
     """The console a table is fitted to: the terminal's width; into a file or pipe, or a terminal
     too narrow for a table (COLUMNS=0 printed none, 20 a run column of no width), whole lines,
     nothing cropped."""
-    console = console or _Console()
+    console = _Console()
     if (not console.is_terminal and "COLUMNS" not in os.environ) or console.width < NARROWEST:
         console = _Console(width=10_000)
     return console
@@ -137,13 +136,13 @@ def _fitted_console(console: Console | None) -> Console:
 
 def _print_fitted(
     title: str, shown: list[str], rows: list[dict[str, Any]], notes: list[str],
-    whole: tuple[str, ...], right: tuple[str, ...], console: Console | None = None,
-    drop_first: tuple[str, ...] = (), drop_last: tuple[str, ...] = (),
+    whole: tuple[str, ...], right: tuple[str, ...], drop_first: tuple[str, ...] = (),
+    drop_last: tuple[str, ...] = (),
 ) -> None:
     """Print the table at the terminal's width: columns not in `whole` wrap, then columns are
     left out (named in the caption): the `drop_first` ones, the settings from the last down to the
     first, the error column, the `drop_last` ones, and the first setting."""
-    console = _fitted_console(console)
+    console = _fitted_console()
     rows, notes = _without_common_folders(shown, rows, notes, whole)
     every = list(shown)
     left_out: list[str] = []
@@ -246,13 +245,12 @@ ONCE_EACH = ("settings: each ran once (one seed), so a table of their mean ± st
 
 
 def print_groups(
-    title: str, groups: list[dict[str, Any]], metric: str, console: Console | None = None,
-    swept: Collection[str] = (),
+    title: str, groups: list[dict[str, Any]], metric: str, swept: Collection[str] = (),
 ) -> None:
     """The settings that vary between groups or are `swept`, then mean ± std of each figure over
     the seeds; where each setting ran once, one line (ONCE_EACH) instead."""
     if all(group["runs"] == 1 for group in groups):
-        _fitted_console(console).print(Text(ONCE_EACH))  # wrapped at the table's width
+        _fitted_console().print(Text(ONCE_EACH))  # wrapped at the table's width
         return
     columns, flat = flat_groups(groups)
     settings = columns[: columns.index("seeds")]
@@ -277,4 +275,4 @@ def print_groups(
     # On a narrow terminal the figures other than the ranking one go before the settings do.
     extra = tuple(c for c in reversed(GROUP_METRICS) if c != metric)
     # The seeds' list goes before any setting: without those, rows differ only in their figures.
-    _print_fitted(title, [*swept, *whole], rows, notes, whole, ("n", *figures), console, (*extra, "seeds"))
+    _print_fitted(title, [*swept, *whole], rows, notes, whole, ("n", *figures), (*extra, "seeds"))
