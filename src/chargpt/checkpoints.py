@@ -113,12 +113,13 @@ def _never_trained(run_dir: Path) -> str | None:
             "so there is nothing to continue or load")
 
 
-def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """A chargpt checkpoint's contents, read weights-only onto the CPU."""
     file = resolve_checkpoint(path)
     if file.is_file():
         _check_archive(file)
     try:
-        ckpt = torch.load(file, map_location=map_location, weights_only=True)
+        ckpt = torch.load(file, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         raise CheckpointError(
             f"refused to load {file}: it holds objects that weights-only loading does not allow "
