@@ -58,7 +58,7 @@ def write_checkpoint(run: Path, config: ModelConfig, seed: int = 0, vocab: list[
     torch.save({
         "hyper_parameters": {"model": config.to_dict(), "vocab": vocab, **(arithmetic or {})},
         "state_dict": {f"model.{k}": v for k, v in model.state_dict().items()},
-        "callbacks": {"LatestCheckpoint{'monitor': 'val/loss'}": {
+        "callbacks": {"ModelCheckpoint{'monitor': 'val/loss'}": {
             "monitor": "val/loss", "current_score": torch.tensor(1.5)}},
         "global_step": 123,
     }, path)
