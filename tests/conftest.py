@@ -10,6 +10,7 @@ import os
 import random
 import re
 import signal
+import socket
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -161,6 +162,13 @@ def lacks(*modules: str) -> bool:
     """Whether any of these modules is not installed, found without importing it: the optional
     extras' libraries take seconds to import, and every test worker collects every test module."""
     return any(importlib.util.find_spec(name) is None for name in modules)
+
+
+def free_port() -> int:
+    """A local port nothing listens on (free when asked: bound and released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def cut_at_stop(text: str, stops: list[str]) -> tuple[str, str, int]:

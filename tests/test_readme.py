@@ -31,7 +31,6 @@ import io
 import os
 import re
 import shlex
-import socket
 import subprocess
 import sys
 import threading
@@ -46,7 +45,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf, open_dict
 
-from conftest import FENCE, fenced_blocks, make_checkpoint, run_cli, train_args
+from conftest import FENCE, fenced_blocks, free_port, make_checkpoint, run_cli, train_args
 
 ROOT = Path(__file__).parents[1]
 README = ROOT / "README.md"
@@ -711,12 +710,6 @@ def shortened(args: list[str], **values: str) -> list[str]:
     settings = {**SHORT, **values}
     kept = [a for a in args if a.partition("=")[0] not in settings]
     return kept + [f"{k}={v}" for k, v in settings.items()]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class FreshShell:

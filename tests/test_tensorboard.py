@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import socket
 import struct
 import subprocess
 import sys
@@ -20,6 +19,8 @@ from typing import Any
 import pytest
 import torch
 
+from conftest import free_port
+
 # A training subprocess and a real TensorBoard server; tests/test_logged_events.py reads the same
 # story from the event files in-process.
 pytestmark = pytest.mark.slow
@@ -30,12 +31,6 @@ SCALARS = [
     "train/loss", "train/lr", "train/grad_norm", "train/tokens_per_sec", "train/step_time_ms",
     "val/loss", "val/bpc", "hparams/best_val_loss", "hparams/last_val_loss",
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def train_tiny(tmp_path: Path, *overrides: str) -> Path:

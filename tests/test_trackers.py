@@ -26,7 +26,7 @@ from chargpt.stop_signals import SignalOutsideTraining
 from chargpt.training.callbacks.graceful_interrupt import TrainingInterrupted
 from chargpt.training.run_checks import check_constructor_settings
 from chargpt.training.trackers import flat_params
-from conftest import StepHook, bare_train_args, run_cli, train_args
+from conftest import StepHook, bare_train_args, free_port, run_cli, train_args
 
 
 def test_flat_params_are_config_keys() -> None:
@@ -225,15 +225,11 @@ def test_an_mlflow_server_that_cannot_be_reached_is_refused_at_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # MLflow retried an address with no server behind it for about 4 minutes before its traceback.
-    import socket
-
     pytest.importorskip("mlflow")
     from chargpt.errors import ConfigError
     from chargpt.training.trackers import MLFlowTracker
 
-    with socket.socket() as probe:  # a port nothing listens on
-        probe.bind(("127.0.0.1", 0))
-        closed = probe.getsockname()[1]
+    closed = free_port()
     with pytest.raises(ConfigError, match=rf"cannot reach the MLflow server at .*:{closed} .*mlflow server"):
         MLFlowTracker(tracking_uri=f"http://127.0.0.1:{closed}")
     # With MLflow's own TLS settings (a client certificate), MLflow alone judges the server.
