@@ -271,6 +271,45 @@ def test_a_job_that_crashes_while_its_output_is_held_leaves_it_to_the_sweep(tmp_
     assert list(tmp_path.iterdir()) == []
 
 
+class BrokenProcessPool(RuntimeError):
+    """Named as joblib's (loky's) report of a worker that died."""
+
+
+class TerminatedWorkerError(BrokenProcessPool):
+    pass
+
+
+def test_a_parallel_sweeps_dead_worker_ends_it_with_one_line_after_its_jobs_output(tmp_path: Path,
+                                                                                   capfd) -> None:
+    # A worker killed outright (the out-of-memory killer, `kill -9` of its pid) ended a reading sweep
+    # with joblib's TerminatedWorkerError traceback, and nothing said what to do.
+    from omegaconf import OmegaConf
+
+    from chargpt.cli.sweep_jobs import launch_reading_sweep
+
+    config = OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path)}}})
+
+    def launch() -> list:  # both jobs ended mid-way, their output held
+        (tmp_path / ".job-0.out").write_text("==> temperature=0 <==\nab")
+        (tmp_path / ".job-1.out").write_text("==> temperature=1 <==\nabc\n")
+        raise TerminatedWorkerError("A worker process ... The exit codes of the workers are {SIGKILL(-9)}")
+
+    with pytest.raises(SystemExit) as ended:
+        launch_reading_sweep(config, launch)
+    assert ended.value.code == 128 + 9
+    out, err = capfd.readouterr()
+    assert out == "==> temperature=0 <==\nab\n==> temperature=1 <==\nabc\n"
+    assert err.startswith("error: a worker process of the sweep was ended by SIGKILL"), err
+    assert err.count("\n") == 1 and "2 jobs did not finish" in err and "hydra.launcher.n_jobs=1" in err
+    assert list(tmp_path.iterdir()) == []
+
+    def own_bug() -> list:
+        raise RuntimeError("a job's own bug")  # not a dead worker: raised as it is
+
+    with pytest.raises(RuntimeError, match="own bug"):
+        launch_reading_sweep(config, own_bug)
+
+
 def test_held_output_a_sweep_did_not_make_is_left_alone(tmp_path: Path, capfd, monkeypatch) -> None:
     # A folder named with hydra.sweep.dir may hold what an earlier sweep killed outright left, or
     # files of the user's own: the next sweep printed and deleted the first as its own output, and

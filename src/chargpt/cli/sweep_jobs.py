@@ -10,9 +10,10 @@ import functools
 import os
 import re
 import shutil
+import signal
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -27,6 +28,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from chargpt.cli.argv import group_choices, override_positions
+from chargpt.errors import signal_exit_code
 from chargpt.hydra_run import as_written, is_multirun, sweep_dir, task_overrides
 from chargpt.overrides import as_typed, hydra_quoted, is_sweep, override_key
 
@@ -163,6 +165,37 @@ def print_held_output(folder: Path, earlier: dict[Path, int] | None = None) -> N
         with _one_job_at_a_time(folder):
             for out in held:
                 _write_held(out, out.with_suffix(".err"))
+
+
+def launch_reading_sweep(
+    config: DictConfig, launch: Callable[[], Sequence[JobReturn]]
+) -> Sequence[JobReturn]:
+    """A parallel launcher's `launch` of a sweep that trains nothing. A worker that dies (the
+    out-of-memory killer, a crash, a `kill` of its pid) ends every job of the sweep: what its
+    unfinished jobs had written is printed under their headings, then one line says what happened
+    and what to do, and the sweep ends with the signal's exit code (not joblib's traceback)."""
+    try:
+        return launch()
+    except BaseException as err:
+        # (imported here: the launcher's module and what it reads are a training sweep's)
+        from chargpt.runs.parallel_launcher import worker_ended_by
+
+        if (signum := worker_ended_by(err)) is None:
+            raise
+        folder = Path(str(config.hydra.sweep.dir))
+        unfinished = len(held_outputs(folder))
+        print_held_output(folder)
+        print(f"error: a worker process of the sweep was ended by {signal.Signals(signum).name} (the "
+              "out-of-memory killer, a crash, or a kill of its pid), and the sweep with it"
+              + (f": {_jobs(unfinished)} did not finish, {'its' if unfinished == 1 else 'their'} output so "
+                 "far is above" if unfinished else "")
+              + "; run the sweep again, with fewer jobs at once (hydra.launcher.n_jobs=1) if memory ran out",
+              file=sys.stderr, flush=True)
+        sys.exit(signal_exit_code(signum))
+
+
+def _jobs(count: int) -> str:
+    return f"{count} job" if count == 1 else f"{count} jobs"
 
 
 def _held_files(folder: Path, job: int) -> tuple[Path, Path]:

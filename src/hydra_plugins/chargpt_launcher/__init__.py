@@ -30,5 +30,7 @@ if JoblibLauncher is not None:
             if OmegaConf.select(self.config, "trainer") is None:
                 # A sweep that trains nothing (chargpt-sample, -eval, -export): no step to stop at, no
                 # checkpoint to write, nothing to continue; a signal ends it as Hydra's launcher does.
-                return launch()
+                from chargpt.cli.sweep_jobs import launch_reading_sweep
+
+                return launch_reading_sweep(self.config, launch)
             return launch_stoppably(self.config, launch)
