@@ -352,3 +352,38 @@ def test_a_sweep_whose_jobs_run_on_other_machines_gets_its_folder_where_they_can
         folder = Path(argv[-1].removeprefix("hydra.sweep.dir=").strip("'"))
         assert folder.is_dir() and (folder.parent == tmp_path) == here
     assert not folder.exists()
+
+
+@pytest.mark.parametrize("launcher", ["basic", "slurm"])
+def test_a_sweep_removes_or_names_the_temporary_folder_a_sweep_killed_outright_left(
+    launcher: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    # `kill -9` of a sampling sweep left its temporary folder (multirun.yaml, the jobs' folders) for
+    # good, in this machine's temporary folder or, under slurm, hidden in the current one.
+    pytest.importorskip("fcntl")  # (Windows: no lock tells a live sweep's folder from a dead one's)
+    from chargpt.cli.sweep_jobs import sweep_folder_removed
+
+    here = launcher == "slurm"
+    for name in ("cwd", "tmp"):
+        (tmp_path / name).mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    parent, prefix = (tmp_path / "cwd", ".chargpt-sweep-") if here else (tmp_path / "tmp", "chargpt-sweep-")
+    argv = ["-m", "ckpt_path=run", "temperature=0.5,1", f"hydra/launcher={launcher}"]
+    with sweep_folder_removed() as prepare:  # a sweep running, another killed outright
+        live = Path(prepare(argv)[-1].removeprefix("hydra.sweep.dir=").strip("'"))
+        dead = parent / f"{prefix}killed"
+        dead.mkdir()
+        (dead / "multirun.yaml").write_text("{}\n")
+        (dead / ".in-use").touch()
+        starting = parent / f"{prefix}starting"  # made a moment ago, its lock not yet taken
+        starting.mkdir()
+        with sweep_folder_removed() as prepare_next:
+            folder = Path(prepare_next(argv)[-1].removeprefix("hydra.sweep.dir=").strip("'"))
+            assert folder.parent == parent and folder.is_dir()
+        assert live.is_dir() and starting.is_dir() and not folder.exists()
+        assert dead.exists() == here
+        err = capsys.readouterr().err
+        assert (f"note: {prefix}killed here was left by a sweep killed outright" in err) == here
+        assert f"{prefix}starting" not in err and live.name not in err
+    assert not live.exists()

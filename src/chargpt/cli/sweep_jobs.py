@@ -277,8 +277,10 @@ def sweep_folder_removed() -> Iterator[Any]:
     always makes that folder and writes multirun.yaml there, which a command that writes nothing
     must not leave behind. A `hydra.sweep.dir` given on the command line is kept, as asked. Under a
     launcher that runs jobs on other machines (`hydra/launcher=slurm`), which read their job files in
-    it, the folder is made in the current one, not in this machine's own temporary folder."""
-    made: list[str] = []
+    it, the folder is made in the current one, not in this machine's own temporary folder. The folders
+    an earlier sweep killed outright (`kill -9`) left there are removed first; one in the current
+    folder, whose jobs may still run elsewhere, is named instead."""
+    made: list[tuple[Path, int | None]] = []
     _results.clear()  # an earlier command of this process that stopped before its table
 
     def prepare(argv: list[str]) -> list[str]:
@@ -286,12 +288,67 @@ def sweep_folder_removed() -> Iterator[Any]:
         if not {"-m", "--multirun"} & set(argv) or "hydra.sweep.dir" in given:
             return argv
         here = group_choices(argv).get("hydra/launcher", "basic").strip() not in LOCAL_LAUNCHERS
-        made.append(tempfile.mkdtemp(prefix=".chargpt-sweep-" if here else "chargpt-sweep-",
-                                     dir=os.getcwd() if here else None))
-        return [*argv, f"hydra.sweep.dir={hydra_quoted(made[-1])}"]
+        parent = Path.cwd() if here else Path(tempfile.gettempdir())
+        prefix = ".chargpt-sweep-" if here else "chargpt-sweep-"
+        _remove_left_behind(parent, prefix, removing=not here)
+        made.append(_made_and_held(parent, prefix))
+        return [*argv, f"hydra.sweep.dir={hydra_quoted(str(made[-1][0]))}"]
 
     try:
         yield prepare
     finally:
-        for folder in made:
+        for folder, held in made:
             shutil.rmtree(folder, ignore_errors=True)
+            if held is not None:
+                os.close(held)
+
+
+# In a temporary sweep folder, locked (shared) by the sweep's process while it lives: a folder whose
+# lock no process holds was left by a sweep killed outright.
+_IN_USE = ".in-use"
+
+
+def _made_and_held(parent: Path, prefix: str) -> tuple[Path, int | None]:
+    """A new temporary sweep folder in `parent`, and the descriptor of its lock, held (None where the
+    file system takes no lock)."""
+    while True:
+        folder = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+        if fcntl is None:
+            return folder, None
+        try:
+            held = os.open(folder / _IN_USE, os.O_RDWR | os.O_CREAT, 0o600)
+        except FileNotFoundError:
+            continue  # taken for a dead sweep's by another starting at once, and removed: another
+        try:
+            fcntl.flock(held, fcntl.LOCK_SH)
+        except OSError:  # no locks here: nothing can tell this folder from a dead sweep's
+            return folder, held
+        if (folder / _IN_USE).exists():
+            return folder, held
+        os.close(held)  # (as above, removed between its lock file's making and its lock)
+
+
+def _remove_left_behind(parent: Path, prefix: str, removing: bool) -> None:
+    """The temporary folders of sweeps killed outright in `parent` (their lock held by no process):
+    removed, or (`removing` false: jobs on other machines may still read them) each named in a note.
+    A folder without a lock file is left: a sweep starting now has not yet made it."""
+    if fcntl is None:
+        return
+    for folder in sorted(parent.glob(f"{prefix}*")):
+        try:
+            lock = os.open(folder / _IN_USE, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # held by a live sweep (or no locks here)
+            os.close(lock)
+            continue
+        try:
+            if removing:
+                shutil.rmtree(folder, ignore_errors=True)
+            else:
+                print(f"note: {folder.name} here was left by a sweep killed outright; remove it once its "
+                      "jobs have ended (it holds their files and logs)", file=sys.stderr)
+        finally:
+            os.close(lock)
