@@ -28,6 +28,17 @@ def test_slurm_launcher_takes_nodes_and_gpus_from_the_trainer() -> None:
     assert cfg.trainer.strategy == "ddp"
 
 
+@pytest.mark.parametrize("command", ["sample", "eval", "export"])
+def test_slurm_launcher_composes_for_a_command_without_a_trainer(command: str) -> None:
+    # `chargpt-sample -m hydra/launcher=slurm ...` failed with a traceback: InterpolationKeyError,
+    # `Interpolation key 'trainer.devices' not found`.
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    with initialize_config_dir(config_dir=CONFIG_PATH, version_base="1.3"):
+        cfg = compose(command, overrides=["hydra/launcher=slurm"], return_hydra_config=True)
+    launcher = cfg.hydra.launcher
+    assert (launcher.nodes, launcher.tasks_per_node, launcher.gpus_per_node) == (1, 1, 1)
+
+
 def test_local_parallel_launcher_is_joblib() -> None:
     pytest.importorskip("hydra_plugins.hydra_joblib_launcher")
     cfg = composed("hydra/launcher=local_parallel", "hydra.launcher.n_jobs=3")
