@@ -387,3 +387,24 @@ def test_a_sweep_removes_or_names_the_temporary_folder_a_sweep_killed_outright_l
         assert (f"note: {prefix}killed here was left by a sweep killed outright" in err) == here
         assert f"{prefix}starting" not in err and live.name not in err
     assert not live.exists()
+
+
+def test_a_launcher_chosen_in_a_config_file_that_cannot_read_the_temporary_folder_is_refused(
+    in_empty_folders, tmp_path: Path, capsys
+) -> None:
+    # `hydra/launcher: slurm` in a --config-dir config is not on the command line, where the sweep's
+    # folder is placed: its jobs, on other machines, were handed one in this machine's /tmp.
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    ckpt = make_checkpoint(tmp_path / "model.ckpt")
+    configs = tmp_path / "configs"
+    configs.mkdir()
+    (configs / "cluster.yaml").write_text(
+        "defaults:\n  - sample\n  - override hydra/launcher: slurm\n  - _self_\n", encoding="utf-8")
+    argv = ["-m", "--config-dir", str(configs), "--config-name", "cluster", f"ckpt_path={ckpt}",
+            "temperature=0.5,1"]
+    code, _, err = run_main(sample_cli.main, argv, capsys)
+    assert code == 2
+    assert err.startswith("error: hydra/launcher=slurm (chosen in the config) runs the sweep's jobs on other "
+                          "machines") and err.count("\n") == 1, err
+    assert "add hydra/launcher=slurm to the command line" in err
+    assert _left(*in_empty_folders) == []

@@ -28,7 +28,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from chargpt.cli.argv import group_choices, override_positions
-from chargpt.errors import signal_exit_code
+from chargpt.errors import ConfigError, exit_on_user_error, signal_exit_code
 from chargpt.hydra_run import as_written, is_multirun, sweep_dir, task_overrides
 from chargpt.overrides import as_typed, hydra_quoted, is_sweep, override_key
 
@@ -45,8 +45,10 @@ class SweptKeys(Callback):
     """A Hydra callback: records which settings the sweep varies, so that a job's heading names
     those (`max_new_tokens=1,2` -> `max_new_tokens=1`) and not the ones every job shares."""
 
+    @exit_on_user_error
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         global _swept
+        check_jobs_can_read(config)
         _swept = _swept_keys(config.hydra.overrides.task)
         _results.clear()
 
@@ -301,6 +303,23 @@ def sweep_folder_removed() -> Iterator[Any]:
             shutil.rmtree(folder, ignore_errors=True)
             if held is not None:
                 os.close(held)
+
+
+def check_jobs_can_read(config: DictConfig) -> None:
+    """As the sweep starts, once Hydra has composed its config: a launcher that runs jobs on other
+    machines, chosen in a config file (a --config-dir config) where sweep_folder_removed could not see
+    it on the command line, would hand them a folder in this machine's own temporary folder, which
+    they cannot read. Refused before any job is submitted."""
+    launcher = config.hydra.runtime.choices.get("hydra/launcher")
+    folder = Path(str(config.hydra.sweep.dir))
+    if launcher is None or launcher in LOCAL_LAUNCHERS:
+        return
+    if folder.name.startswith("chargpt-sweep-") and folder.parent == Path(tempfile.gettempdir()):
+        raise ConfigError(
+            f"hydra/launcher={launcher} (chosen in the config) runs the sweep's jobs on other machines, "
+            f"which cannot read this machine's temporary folder; add hydra/launcher={launcher} to the "
+            "command line (the sweep's folder is then made in the current one), or name a folder they "
+            "can read with hydra.sweep.dir=DIR")
 
 
 # In a temporary sweep folder, locked (shared) by the sweep's process while it lives: a folder whose
