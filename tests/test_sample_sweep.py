@@ -408,3 +408,32 @@ def test_a_launcher_chosen_in_a_config_file_that_cannot_read_the_temporary_folde
                           "machines") and err.count("\n") == 1, err
     assert "add hydra/launcher=slurm to the command line" in err
     assert _left(*in_empty_folders) == []
+
+
+def test_a_named_sweep_folder_takes_one_sweep_at_a_time_and_drops_what_a_killed_one_held(
+    in_empty_folders, tmp_path: Path, capsys
+) -> None:
+    # Two sweeps at once in one hydra.sweep.dir: the second rewrote the multirun.yaml the first's jobs
+    # read their headings from (its jobs came out with none), and their jobs' held output
+    # (.job-N.out) met. The held output a sweep killed outright left there stayed for good.
+    fcntl = pytest.importorskip("fcntl")
+    ckpt, sweep = make_checkpoint(tmp_path / "model.ckpt"), tmp_path / "my sweep"
+    sweep.mkdir()
+    argv = ["-m", f"ckpt_path={ckpt}", "max_new_tokens=1", "seed=1,2", f"hydra.sweep.dir={sweep}"]
+    running = os.open(sweep / "multirun.yaml", os.O_RDONLY | os.O_CREAT)
+    try:
+        fcntl.flock(running, fcntl.LOCK_SH)  # another sweep's process, still running there
+        code, out, err = run_main(sample_cli.main, argv, capsys)
+    finally:
+        os.close(running)
+    assert (code, out) == (2, "")
+    assert err == (f"error: hydra.sweep.dir={sweep} is in use by another sweep that is still running; wait "
+                   "for it to end, or name another folder\n")
+    for name in (".job-3.out", ".job-3.err", ".job-notes.out"):  # a killed sweep's, and the user's own
+        (sweep / name).write_text("left\n")
+    for _ in range(2):  # the folder free again once each sweep has ended
+        code, out, err = run_main(sample_cli.main, argv, capsys)
+        assert code == 0, err
+        assert re.findall(r"^==> .* <==$", out, flags=re.MULTILINE) == ["==> seed=1 <==", "==> seed=2 <=="]
+        assert "left" not in out + err
+    assert sorted(p.name for p in sweep.iterdir()) == [".job-notes.out", "0", "1", "multirun.yaml"]

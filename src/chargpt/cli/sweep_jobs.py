@@ -49,8 +49,47 @@ class SweptKeys(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         global _swept
         check_jobs_can_read(config)
+        _hold_the_sweep_folder(Path(str(config.hydra.sweep.dir)))
         _swept = _swept_keys(config.hydra.overrides.task)
         _results.clear()
+
+
+# The sweep's record in its folder, locked by the sweep's process from its start to its command's end
+# (sweep_folder_removed): another sweep in that folder at once would rewrite the record its jobs read
+# their headings from, and mix its jobs' held output with theirs.
+_RECORD = "multirun.yaml"
+_record_lock: int | None = None
+
+
+def _hold_the_sweep_folder(folder: Path) -> None:
+    """The sweep folder's record locked for this sweep: refused while another sweep holds it. Once
+    locked, the held output a sweep killed outright left there (no process of it can print it) goes."""
+    global _record_lock
+    _let_go_of_the_sweep_folder()  # an earlier command of this process (a notebook, the tests)
+    if fcntl is None:
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    lock = os.open(folder / _RECORD, os.O_RDONLY | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(lock)
+        raise ConfigError(f"hydra.sweep.dir={folder} is in use by another sweep that is still running; wait "
+                          "for it to end, or name another folder") from None
+    except OSError:  # a file system without locks: sweeps there are not told apart
+        os.close(lock)
+        return
+    _record_lock = lock
+    for out in held_outputs(folder):
+        for held in _held_files(folder, int(out.stem.removeprefix(".job-"))):
+            held.unlink(missing_ok=True)
+
+
+def _let_go_of_the_sweep_folder() -> None:
+    global _record_lock
+    if _record_lock is not None:
+        os.close(_record_lock)
+        _record_lock = None
 
 
 def _swept_keys(overrides: Any) -> list[str]:
@@ -159,8 +198,9 @@ def print_held_output(folder: Path, earlier: dict[Path, int] | None = None) -> N
     """For the sweep's process, once its jobs have ended: the output a job killed before it could
     write it (its worker ended beside a failed job, by Ctrl-C, by a crash) written as that job
     would have, headed by its heading, in the jobs' order. Files `earlier` lists unchanged (held_outputs
-    before the sweep: a sweep killed outright left them in a folder the user named) are not this
-    sweep's, and are left as they are."""
+    before the sweep: a sweep killed outright left them in a folder the user named, on a file system
+    without locks, where the sweep's start could not tell them stale) are not this sweep's, and are
+    left as they are."""
     earlier = earlier or {}
     held = [path for path, changed in held_outputs(folder).items() if earlier.get(path) != changed]
     if held:
@@ -299,6 +339,7 @@ def sweep_folder_removed() -> Iterator[Any]:
     try:
         yield prepare
     finally:
+        _let_go_of_the_sweep_folder()
         for folder, held in made:
             shutil.rmtree(folder, ignore_errors=True)
             if held is not None:
