@@ -437,3 +437,23 @@ def test_a_named_sweep_folder_takes_one_sweep_at_a_time_and_drops_what_a_killed_
         assert re.findall(r"^==> .* <==$", out, flags=re.MULTILINE) == ["==> seed=1 <==", "==> seed=2 <=="]
         assert "left" not in out + err
     assert sorted(p.name for p in sweep.iterdir()) == [".job-notes.out", "0", "1", "multirun.yaml"]
+
+
+@pytest.mark.parametrize("inside", [True, False], ids=["a-sweeps-folder", "a-runs-folder"])
+def test_a_sweep_into_a_training_sweeps_folder_is_refused_and_leaves_its_record(
+    inside: bool, in_empty_folders, tmp_path: Path, capsys
+) -> None:
+    # `chargpt-sample -m ... hydra.sweep.dir=SWEEP` with a training sweep's folder rewrote its
+    # multirun.yaml: that sweep could no longer be continued ("already holds runs of an earlier sweep
+    # with other settings").
+    ckpt, trained = make_checkpoint(tmp_path / "model.ckpt"), tmp_path / "lr sweep"
+    run = trained / "0" if inside else trained
+    (run / ".hydra").mkdir(parents=True)
+    (trained / "multirun.yaml").write_text("the training sweep's record\n")
+    argv = ["-m", f"ckpt_path={ckpt}", "max_new_tokens=1", "seed=1,2", f"hydra.sweep.dir={trained}"]
+    code, out, err = run_main(sample_cli.main, argv, capsys)
+    assert (code, out) == (2, "")
+    held = "holds training runs (0)" if inside else "is a training run's folder"
+    assert err == (f"error: hydra.sweep.dir={trained} {held}, whose records this sweep would overwrite; name "
+                   "another folder, or leave hydra.sweep.dir out for a temporary one\n")
+    assert (trained / "multirun.yaml").read_text() == "the training sweep's record\n"

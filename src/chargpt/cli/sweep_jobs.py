@@ -31,6 +31,7 @@ from chargpt.cli.argv import group_choices, override_positions
 from chargpt.errors import ConfigError, exit_on_user_error, signal_exit_code
 from chargpt.hydra_run import as_written, is_multirun, sweep_dir, task_overrides
 from chargpt.overrides import as_typed, hydra_quoted, is_sweep, override_key
+from chargpt.run_layout import CONFIG_DIR, holds_run
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -66,6 +67,7 @@ def _hold_the_sweep_folder(folder: Path) -> None:
     locked, the held output a sweep killed outright left there (no process of it can print it) goes."""
     global _record_lock
     _let_go_of_the_sweep_folder()  # an earlier command of this process (a notebook, the tests)
+    _check_holds_no_runs(folder)
     if fcntl is None:
         return
     folder.mkdir(parents=True, exist_ok=True)
@@ -83,6 +85,20 @@ def _hold_the_sweep_folder(folder: Path) -> None:
     for out in held_outputs(folder):
         for held in _held_files(folder, int(out.stem.removeprefix(".job-"))):
             held.unlink(missing_ok=True)
+
+
+def _check_holds_no_runs(folder: Path) -> None:
+    """A training run's or sweep's folder is not a reading sweep's: Hydra would rewrite the training
+    sweep's record there (multirun.yaml), which its continuation reads, and put job folders in a run."""
+    if not folder.is_dir():
+        return
+    runs = [p for p in (folder, *sorted(folder.iterdir()))
+            if p.is_dir() and ((p / CONFIG_DIR).is_dir() or holds_run(p))]
+    if runs:
+        held = "is a training run's folder" if folder in runs else (
+            f"holds training runs ({', '.join(p.name for p in runs)})")
+        raise ConfigError(f"hydra.sweep.dir={folder} {held}, whose records this sweep would overwrite; name "
+                          "another folder, or leave hydra.sweep.dir out for a temporary one")
 
 
 def _let_go_of_the_sweep_folder() -> None:
