@@ -179,7 +179,20 @@ def test_download_with_wrong_checksum_leaves_nothing(tmp_path: Path, http_file) 
     dest = tmp_path / "data" / "corpus.txt"
     with pytest.raises(DataError, match="sha256"):
         resolve_corpus(dest, url, "0" * 64)
-    assert not dest.exists() and not list(dest.parent.glob("*.part"))
+    assert not (tmp_path / "data").exists()  # nor the folder it made for the file
+
+
+def test_a_failed_download_removes_the_folders_it_made_and_only_those(tmp_path: Path) -> None:
+    # A refused download left an empty data/tinyshakespeare/ behind.
+    dest = tmp_path / "data" / "tinyshakespeare" / "input.txt"
+    with pytest.raises(DataError, match="could not be downloaded"):
+        resolve_corpus(dest, "http://127.0.0.1:9/input.txt", "0" * 64)
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "data" / "mine.txt").parent.mkdir()
+    (tmp_path / "data" / "mine.txt").write_text("kept")
+    with pytest.raises(DataError, match="could not be downloaded"):
+        resolve_corpus(dest, "http://127.0.0.1:9/input.txt", "0" * 64)
+    assert [p.name for p in (tmp_path / "data").iterdir()] == ["mine.txt"]
 
 
 def test_offline_download_says_where_to_put_the_file(tmp_path: Path) -> None:

@@ -29,7 +29,9 @@ def sha256_of(path: Path) -> str:
 
 
 def _download(url: str, dest: Path, sha256: str | None) -> None:
-    """Download to a temporary name, verify, then rename: a failed download leaves nothing behind."""
+    """Download to a temporary name, verify, then rename: a failed download leaves nothing behind,
+    not even the folders it made for the file."""
+    made = [folder for folder in (dest.parent, *dest.parent.parents) if not folder.exists()]
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
     print(f"downloading {url} -> {dest}")
@@ -51,6 +53,18 @@ def _download(url: str, dest: Path, sha256: str | None) -> None:
         ) from err
     finally:
         part.unlink(missing_ok=True)
+        if not dest.exists():
+            _remove_empty(made)
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove the folders (deepest first) that are still empty: another process may have put
+    something in one meanwhile."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
 
 
 def resolve_corpus(path: str | os.PathLike, url: str | None = None, sha256: str | None = None) -> Path:
