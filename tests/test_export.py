@@ -537,6 +537,35 @@ def test_an_export_of_a_run_still_training_names_the_step_it_holds(
     assert code == 0 and ", step 40) as safetensors" in out and err == ""
 
 
+def test_an_export_read_between_a_new_best_and_its_last_checkpoint_still_says_the_run_trains(
+    ckpt: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    # A validation writes best-<step>.ckpt, then last.ckpt. An export that read the new best (the
+    # run's latest then) while last.ckpt was rewritten found another file the latest afterwards,
+    # took the best for an earlier checkpoint picked by name, and said nothing of the training.
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    saved = torch.load(ckpt)
+    torch.save({**saved, "global_step": 20}, run / "checkpoints" / "last.ckpt")
+    os.utime(run / "checkpoints" / "last.ckpt", (1, 1))  # written before the new best
+    torch.save({**saved, "global_step": 40}, run / "checkpoints" / "best-000040.ckpt")
+    (run / "metrics.json").write_text(json.dumps({"step": 40}))
+    (run / "status.json").write_text(json.dumps({"status": "running", "pid": os.getpid(),
+                                                 "host": socket.gethostname()}))
+    original = export_cli.load_with_checkpoint
+
+    def last_written_meanwhile(path: str, device: str) -> object:
+        loaded = original(path, device)
+        torch.save({**saved, "global_step": 40}, run / "checkpoints" / "last.ckpt")
+        return loaded
+
+    monkeypatch.setattr(export_cli, "load_with_checkpoint", last_written_meanwhile)
+    code, out, err = run_main(export_cli.main, _export_args(run, tmp_path / "export"), capsys)
+    assert code == 0 and ", step 40) as safetensors" in out
+    assert err.strip() == (f"note: {run} is still training: this export holds its weights at step 40; "
+                           "export again once it has ended for its last ones")
+
+
 @pytest.mark.parametrize("ends", ["after the read", "before the read"])
 def test_an_export_of_a_run_that_ends_while_its_checkpoint_is_read_says_so(
     ends: str, ckpt: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture

@@ -40,30 +40,33 @@ def held(card: ModelCard) -> str:
 
 
 def training_run(ckpt_path: str) -> Path | None:
-    """The run directory `ckpt_path` names (itself, its checkpoints/ folder, or a checkpoint in it),
-    when that run is training."""
+    """The run directory `ckpt_path` names (itself, its checkpoints/ folder, or the checkpoint it
+    goes on from), when that run is training. Asked before the read: a validation writes its new
+    best-<step>.ckpt, then last.ckpt, and the file read may no longer be the latest afterwards."""
     path = Path(ckpt_path).expanduser()
     run_dir = run_dir_of(path / LAST if path.is_dir() else path)
-    return run_dir if state_of(read_status(run_dir)) == "running" else None
+    if state_of(read_status(run_dir)) != "running":
+        return None
+    if path.is_dir():  # what is read from a run's folder is its latest checkpoint then
+        return run_dir
+    latest = last_checkpoint(run_dir)  # an earlier checkpoint picked by name: no note
+    return run_dir if latest is not None and latest.resolve() == path.resolve() else None
 
 
 def held_weights_note(training: Path | None, ckpt: dict[str, Any] | None, file: Path, step: int | None,
                       holder: Holder) -> str | None:
     """The note on weights read from `file`, or None when they are a run's trained ones (or an
     export's, or an earlier checkpoint picked by name)."""
-    return newer_weights_note(training, ckpt, file, step, holder) or unfinished_run_note(file, step, holder)
+    return newer_weights_note(training, ckpt, step, holder) or unfinished_run_note(file, step, holder)
 
 
-def newer_weights_note(training: Path | None, ckpt: dict[str, Any] | None, file: Path,
-                       step: int | None, holder: Holder) -> str | None:
-    """What to say of weights read from `file`, the latest checkpoint (what ckpt_path=RUN_DIR reads) of
-    `training`, a run that trained as the command began: it still trains, or it ended while they were
-    read, with newer ones. None for anything else (an export, an earlier checkpoint picked by name, a
-    run that had ended, or one whose last weights these are)."""
+def newer_weights_note(training: Path | None, ckpt: dict[str, Any] | None, step: int | None,
+                       holder: Holder) -> str | None:
+    """What to say of weights read from the latest checkpoint (what ckpt_path=RUN_DIR reads) of
+    `training`, a run that trained as the command began (training_run): it still trains, or it ended
+    while they were read, with newer ones. None for anything else (an export, a run that had ended,
+    or one whose last weights these are)."""
     if training is None or ckpt is None or step is None:
-        return None
-    latest = last_checkpoint(training)
-    if latest is None or latest.resolve() != file.resolve():
         return None
     held_ = f"{holder.name} {holder.holds} its weights at step {step:,}"
     if state_of(read_status(training)) == "running":
