@@ -520,6 +520,37 @@ def test_the_resume_command_carries_the_python_path_the_run_imported_from(
     assert shlex.split(through_a_namespace) == shlex.split(command)
 
 
+def test_the_reports_resume_command_carries_the_python_path_the_run_imported_from(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    # chargpt-train's own resume command said PYTHONPATH=..., chargpt-report's of the same stopped
+    # run did not: pasted into a new shell, the run's callback of its own could not be imported.
+    from chargpt.runs.report import report
+
+    mine = tmp_path / "my code"
+    mine.mkdir()
+    (mine / "my_report_callback.py").write_text("import lightning\nclass Mine(lightning.Callback): pass\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.setenv("PYTHONPATH", "my code")
+    monkeypatch.syspath_prepend(str(mine))
+    corpus = write_corpus(tmp_path / "corpus.txt")
+    run = tmp_path / "runs" / "mine"
+    own = "+callbacks.mine._target_=my_report_callback.Mine"
+    try:
+        code, _, err = run_main(train_main, bare_train_args(corpus, run, own, "trainer.max_steps=2"), capsys)
+    finally:
+        sys.modules.pop("my_report_callback", None)
+    assert code == 0, err
+    (run / "status.json").write_text(json.dumps({"status": "interrupted"}))  # as a Ctrl-C leaves it
+    monkeypatch.delenv("PYTHONPATH")  # the report is read from another shell
+    report(tmp_path / "runs")
+    out = capsys.readouterr().out
+    resume = out.split("resume it from its last checkpoint with:\n", 1)[1].splitlines()[0]
+    assert shlex.split(resume)[:2] == [f"PYTHONPATH={mine}", "chargpt-train"]
+    assert shlex.split(resume)[-1] == f"ckpt_path={run}"
+
+
 def test_a_run_killed_while_writing_last_ckpt_goes_on_from_its_newest_best(tmp_path, monkeypatch, capsys):
     # Killed between best-<step>.ckpt and last.ckpt: the run was said to have no checkpoint, and
     # starting it over as advised left the killed run's best file among the new run's.

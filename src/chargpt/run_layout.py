@@ -38,6 +38,8 @@ OVERRIDES_FILE = "overrides.yaml"
 HYDRA_FILE = "hydra.yaml"
 SAVED_CONFIG = "config.yaml"
 RESUME_PREFIX = "resume-"
+# Beside a launch's overrides: the variables its resume command sets (runs/resume.py record_environment).
+ENVIRONMENT_FILE = "environment.json"
 
 
 class NotOverrides(ValueError):

@@ -14,6 +14,7 @@ from hydra.core.hydra_config import HydraConfig
 
 from chargpt import shell_words
 from chargpt.data.sources.paths import expand_path
+from chargpt.files import read_json_object, write_json_atomic
 from chargpt.hydra_run import config_folders_given, task_overrides
 from chargpt.overrides import (
     absolute_override,
@@ -22,7 +23,7 @@ from chargpt.overrides import (
     literal_value,
     override_key,
 )
-from chargpt.run_layout import CONFIG_DIR, OVERRIDES_FILE, holds_run, run_dir_of
+from chargpt.run_layout import CONFIG_DIR, ENVIRONMENT_FILE, OVERRIDES_FILE, holds_run, run_dir_of
 from chargpt.runs.continuation import resume_subdir
 
 CKPT_PATH = ("ckpt_path=", "+ckpt_path=", "++ckpt_path=")
@@ -32,39 +33,64 @@ SEARCH_GROUPS = ("hparams_search",)
 
 def resume_command(
     run_dir: str | Path, overrides: list[str] | None = None, cwd: str | None = None, typed: bool = False,
-    config_folders: list[str] | None = None,
+    config_folders: list[str] | None = None, environment: dict[str, str] | None = None,
 ) -> str:
     """The command that continues this run (`overrides`: this job's, by default, as Hydra recorded
     them; `typed`: as a user types them, a recorded command line's): the same overrides, with
     ckpt_path at its directory. Files and folders named relative to `cwd`, where the run was
     launched (this job's, by default), are named absolute: the command works from anywhere.
     `config_folders`: the words that give the run's own config folders (config_folders_given;
-    this job's, by default), without which its options of those folders are not found."""
-    environment = []
+    this job's, by default), without which its options of those folders are not found.
+    `environment`: the variables the command sets (process_environment; this job's, by default)."""
     if overrides is None and HydraConfig.initialized():
         overrides, cwd = task_overrides(), HydraConfig.get().runtime.cwd
-        environment = this_process_environment()
+        environment = process_environment() if environment is None else environment
     if config_folders is None and HydraConfig.initialized():
         config_folders = config_folders_given(HydraConfig.get())
     kept = [absolute_override(o if typed else as_typed(o), cwd) for o in overrides or []
             if not o.startswith(CKPT_PATH) and override_key(o) not in (*SEARCH_GROUPS, "hydra.searchpath")]
     words = ["chargpt-train", *(config_folders or []), *kept, f"ckpt_path={run_dir}"]
-    return " ".join([*environment, shell_words.join(words)])
+    return " ".join([*environment_words(environment or {}), shell_words.join(words)])
 
 
 def this_process_environment() -> list[str]:
-    """The environment a command continuing this process's run needs again (`NAME=value` words).
+    """The environment a command continuing this process's run needs again (`NAME=value` words)."""
+    return environment_words(process_environment())
+
+
+def process_environment() -> dict[str, str]:
+    """The variables a command continuing this process's run needs again, by name.
     W&B's mode is no setting of the run's but decides where it logs: an offline run resumed online
     would need a login, and log the rest of its run apart from its first part. PYTHONPATH, where
     the run imported code from its folders (a logger or callback of one's own, `_target_:
     my_loggers.Mine`): a new shell without it cannot import that code. Its folders are named
     absolute, as the command's files are: it works from anywhere."""
-    words = []
+    variables = {}
     if mode := os.environ.get("WANDB_MODE"):
-        words.append(f"WANDB_MODE={shell_words.quote(mode)}")
+        variables["WANDB_MODE"] = mode
     if folders := _python_path_imported_from():
-        words.append(f"PYTHONPATH={shell_words.quote(os.pathsep.join(folders))}")
-    return words
+        variables["PYTHONPATH"] = os.pathsep.join(folders)
+    return variables
+
+
+def environment_words(variables: dict[str, str]) -> list[str]:
+    return [f"{name}={shell_words.quote(value)}" for name, value in variables.items()]
+
+
+def record_environment(run_dir: str | Path) -> None:
+    """Keep this launch's process_environment beside its overrides (when it needs any), so that
+    chargpt-report's resume command sets it as this process's own printed command does. Called once
+    the run trains: the code of one's own it imports is imported by then."""
+    subdir = HydraConfig.get().output_subdir if HydraConfig.initialized() else None
+    if subdir and (variables := process_environment()):
+        write_json_atomic(Path(run_dir) / subdir / ENVIRONMENT_FILE, variables)
+
+
+def recorded_environment(config_dir: Path) -> dict[str, str]:
+    """What record_environment kept of the launch whose records are in `config_dir`; nothing
+    where it kept none or it cannot be read."""
+    variables = read_json_object(config_dir / ENVIRONMENT_FILE)
+    return {str(name): str(value) for name, value in variables.items() if isinstance(value, str)}
 
 
 def _python_path_imported_from() -> list[str]:

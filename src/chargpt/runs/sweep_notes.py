@@ -10,7 +10,7 @@ from typing import Any
 from chargpt import shell_words
 from chargpt.hydra_run import config_folders_given
 from chargpt.run_layout import last_checkpoint, launch_cwd, overrides_files, read_launch, read_overrides
-from chargpt.runs.resume import resume_command
+from chargpt.runs.resume import recorded_environment, resume_command
 from chargpt.runs.run_rows import counted
 from chargpt.runs.sweep_record import continue_command, planned_jobs, recorded_sweep, stored_study, sweep_of
 
@@ -85,11 +85,13 @@ def stopped_runs_note(rows: list[dict[str, Any]], top: Path) -> str | None:
 
 def _resume_command(run_dir: Path, overrides_file: Path) -> str:
     """The command that resumes `run_dir` with its launch recorded in `overrides_file`: its
-    overrides, named from where it was launched, and its own config folders (config_folders_given,
-    from the hydra.yaml beside; none where that cannot be read)."""
+    overrides, named from where it was launched, its own config folders (config_folders_given,
+    from the hydra.yaml beside; none where that cannot be read) and the variables it set
+    (recorded_environment: the PYTHONPATH of its own code)."""
     try:
         folders = config_folders_given(read_launch(overrides_file.parent))
     except Exception:  # missing or unreadable: the resume command names the folders it can
         folders = []
     return resume_command(run_dir.resolve(), read_overrides(overrides_file),
-                          launch_cwd(overrides_file.parent), config_folders=folders)
+                          launch_cwd(overrides_file.parent), config_folders=folders,
+                          environment=recorded_environment(overrides_file.parent))
