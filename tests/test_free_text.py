@@ -439,6 +439,26 @@ def test_shell_completion_offers_the_options_of_the_config_dir_on_the_line_typed
         assert run_main(train_main, ["-sc", "query=bash"], capsys)[:2] == (0, offered)
 
 
+def test_shell_completion_reads_a_config_dir_typed_with_spaces(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    # `--config-dir "my configs" model=<TAB>` printed `error: LexerNoViableAltException: configs";`
+    # into the line being typed: Hydra splits the line it completes at spaces and read `configs"`
+    # as an override (and `data.path='my text.txt'`, `data.path='my` and `text.txt'`).
+    folder = tmp_path / "my configs"
+    (folder / "model").mkdir(parents=True)
+    (folder / "model" / "mine.yaml").write_text("defaults:\n  - tiny\n  - _self_\nn_layer: 1\n")
+    monkeypatch.chdir(tmp_path)
+    for typed in ('--config-dir "my configs"', "-cd my\\ configs", "--config-d='my configs'",
+                  f"'--config-dir={folder}' optimizer.lr=1e-3"):
+        monkeypatch.setenv("COMP_LINE", f"chargpt-train {typed} model=")
+        offered = "model=auto model=bigram model=mine model=small model=tiny\n"
+        assert run_main(train_main, ["-sc", "query=bash"], capsys)[:2] == (0, offered), typed
+    monkeypatch.setenv("COMP_LINE", "chargpt-train data.path='my text.txt' model=")
+    offered = "model=auto model=bigram model=small model=tiny\n"
+    assert run_main(train_main, ["-sc", "query=bash"], capsys) == (0, offered, "")
+
+
 def test_a_sweep_whose_m_comes_after_an_override_runs_every_job(tmp_path: Path) -> None:
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("First Citizen: Before we proceed any further, hear me speak.\n" * 60)

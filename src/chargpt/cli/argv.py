@@ -244,15 +244,39 @@ def _completed_config_dir(argv: list[str]) -> list[str]:
     """For Hydra's shell completion (`-sc query=bash`, which the shell runs with the line being
     typed in COMP_LINE): the `--config-dir DIR` typed on that line, which Hydra reads from the
     query's own command line only, so that an option of one's own folder (`model=<TAB>`) is
-    offered. A folder that is not there is left out: Hydra would answer the query with an error."""
+    offered. A folder that is not there is left out: Hydra would answer the query with an error.
+    Hydra splits the line it completes at its spaces: a word typed with one (`--config-dir "my
+    configs"`, `data.path='my text.txt'`) was read as broken overrides, and the query printed an
+    error into the line being typed. Those words, and the folder's, are taken off the line it reads
+    (Hydra completes none of them)."""
     line = os.environ.get("COMP_LINE")
     if line is None or not {"-sc", "--shell-completion"} & {a.partition("=")[0] for a in argv[1:]}:
         return []
-    words = full_options(line.split())  # split as Hydra splits the line it completes
-    typed = [words[i + 1] for i in range(len(words) - 1) if words[i] in ("-cd", "--config-dir")]
-    typed += [w.partition("=")[2] for w in words if w.startswith("--config-dir=")]
+    words = [(m.span(), _as_handed_over(m.group())) for m in _TYPED_WORD.finditer(line)]
+    typed, dropped = [], {i for i, (_, word) in enumerate(words) if any(c.isspace() for c in word)}
+    for i, (_, word) in enumerate(words):
+        flag, eq, value = _full_option(word).partition("=")
+        if flag in ("-cd", "--config-dir") and (eq or i + 1 < len(words)):
+            typed.append(value if eq else words[i + 1][1])
+            dropped |= {i} if eq else {i, i + 1}
+    for i in sorted(dropped, reverse=True):
+        start, end = words[i][0]
+        line = line[:start] + line[end:]
+    os.environ["COMP_LINE"] = line
     folders = [folder for folder in map(expand_path, typed) if Path(folder).is_dir()]
     return ["--config-dir", folders[-1]] if folders else []
+
+
+# A word of a line being typed, with its quotes and backslashes (an unclosed quote runs to the end).
+_TYPED_WORD = re.compile(r"""(?:'[^']*'?|"(?:[^"\\]|\\.)*"?|\\.?|[^\s'"\\])+""")
+
+
+def _as_handed_over(word: str) -> str:
+    """A typed word as the shell hands it over (`"my configs"` -> `my configs`)."""
+    try:
+        return "".join(shlex.split(word))
+    except ValueError:  # an unclosed quote: a word still being typed
+        return word
 
 
 def _hydra_part_resolvable(options: list[str]) -> list[str]:
