@@ -48,6 +48,22 @@ def test_a_prompt_the_text_cannot_spell_is_one_plain_line_once(caplog, monkeypat
     assert known_prompt("cafe\u0301", accented, "SampleText") == "caé"
 
 
+def test_a_bigram_run_says_nothing_of_an_attention_maps_prompt(tmp_path: Path, monkeypatch, capsys) -> None:
+    # model=bigram on a text of one's own logged "AttentionMaps: leaving out of its prompt the
+    # characters this text lacks: ..." for a picture the bigram table (no attention) never has.
+    monkeypatch.setattr(logging.getLogger("chargpt.training.callbacks.callback_prompt"), "disabled", False)
+    for model, said in (("bigram", False), ("tiny", True)):
+        # (A text of its own each: the line is said once per text in a process.) None of the
+        # prompt's letters.
+        corpus = write_corpus(tmp_path / f"{model}.txt", alphabet=f"xyz \n{model[0]}")
+        run = tmp_path / model
+        args = [a for a in bare_train_args(corpus, run, f"model={model}", "trainer.max_steps=1",
+                                           "trainer.val_check_interval=1") if a != "logger=none"]
+        code, _, err = run_main(train_cli.main, args, capsys)
+        assert code == 0, err
+        assert ("AttentionMaps: leaving out of its prompt" in (run / "train.log").read_text()) is said
+
+
 def test_lightning_advice_that_does_not_apply_is_not_shown() -> None:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

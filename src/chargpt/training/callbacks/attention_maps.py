@@ -184,8 +184,11 @@ class AttentionMaps(Callback):
         self.prompt, self.save_png = prompt, yes_no("save_png", save_png)
         self.output_dir = Path(output_dir) if output_dir else None
 
-    def _draws(self, trainer: L.Trainer) -> bool:
-        return is_rank_zero() and ((self.save_png and self.output_dir is not None) or takes_images(trainer))
+    def _draws(self, trainer: L.Trainer, pl_module: L.LightningModule) -> bool:
+        # The bigram table has no attention: nothing to draw, nor a prompt to note the characters of.
+        has_attention = pl_module.model.config.arch != "bigram"
+        return is_rank_zero() and has_attention and (
+            (self.save_png and self.output_dir is not None) or takes_images(trainer))
 
     def _prompt(self, pl_module: L.LightningModule) -> tuple[str, torch.Tensor]:
         """The prompt (its last block_size characters) and its (1, T) token ids."""
@@ -199,7 +202,7 @@ class AttentionMaps(Callback):
         """For a time budget: what the picture costs at the final validation, extrapolated from
         pictures of one map and of two drawn now (each further map costs at least half a
         one-map picture)."""
-        if not self._draws(trainer):
+        if not self._draws(trainer, pl_module):
             return 0.0
         prompt, idx = self._prompt(pl_module)
         t0 = clock()
@@ -215,7 +218,7 @@ class AttentionMaps(Callback):
         return (t1 - t0) + one + per_map * (maps.shape[0] * maps.shape[1] - 1)
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.sanity_checking or not self._draws(trainer):
+        if trainer.sanity_checking or not self._draws(trainer, pl_module):
             return
         prompt, idx = self._prompt(pl_module)
         maps = attention_maps(pl_module.model, idx)
