@@ -514,6 +514,24 @@ def test_a_sweep_with_failed_jobs_gets_the_command_that_trains_them_again(tmp_pa
     assert f"{sweep}: 1 of 4 jobs of this sweep failed; continue it" in capsys.readouterr().out
 
 
+def test_a_sweeps_continue_command_sets_the_python_path_its_jobs_imported_from(
+    tmp_path: Path, capsys
+) -> None:
+    # A sweep with a callback of one's own (PYTHONPATH='my code' chargpt-train -m ...) was told to
+    # continue without PYTHONPATH: pasted into a new shell, its jobs could not import that code.
+    sweep = tmp_path / "lr"
+    sweep.mkdir()
+    (sweep / "multirun.yaml").write_text(BASIC_SWEEP)
+    fake_run(sweep, "0", ["optimizer.lr=1e-3"], metrics(1.5, 1.5), {"status": "finished"})
+    fake_run(sweep, "1", ["optimizer.lr=3e-3"], metrics(1.6, 1.6), {"status": "interrupted"})
+    (sweep / "1" / ".hydra" / "environment.json").write_text(json.dumps({"PYTHONPATH": "/home/me/my code"}))
+
+    report(sweep)
+
+    command = f"chargpt-train -m optimizer.lr=1e-3,3e-3,1e-2,3e-2 hydra.sweep.dir={sweep.resolve()}"
+    assert f"continue it with: PYTHONPATH='/home/me/my code' {command}\n" in capsys.readouterr().out
+
+
 def test_a_search_in_a_storage_is_not_said_to_train_its_failed_trials_again(tmp_path: Path, capsys) -> None:
     # It continues with new trials in a new folder; a failed trial stays failed in the study.
     sweep = tmp_path / "search"

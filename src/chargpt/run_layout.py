@@ -79,6 +79,13 @@ def read_overrides(file: Path) -> list[str]:
     return [str(item) for item in items]
 
 
+def recorded_environment(config_dir: Path) -> dict[str, str]:
+    """The variables a launch's resume command sets again, as it kept them beside its overrides
+    (runs/resume.py record_environment); none where it kept none or they cannot be read."""
+    variables = read_json_object(config_dir / ENVIRONMENT_FILE)
+    return {str(name): value for name, value in variables.items() if isinstance(value, str)}
+
+
 def read_launch(config_dir: Path) -> Any:
     """Hydra's own settings of a launch (the `hydra` node of its hydra.yaml, in `config_dir`: a
     run's CONFIG_DIR or a resume's). Raises what reading raises for a missing or unreadable one."""

@@ -29,3 +29,8 @@ def quote(word: str) -> str:
 def join(words: Iterable[str]) -> str:
     """`words` as one command line (shlex.join, with `quote`'s words)."""
     return " ".join(quote(word) for word in words)
+
+
+def assignments(variables: dict[str, str]) -> list[str]:
+    """`NAME=value` words that set `variables` for the command after them."""
+    return [f"{name}={quote(value)}" for name, value in variables.items()]

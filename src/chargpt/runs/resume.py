@@ -14,7 +14,7 @@ from hydra.core.hydra_config import HydraConfig
 
 from chargpt import shell_words
 from chargpt.data.sources.paths import expand_path
-from chargpt.files import read_json_object, write_json_atomic
+from chargpt.files import write_json_atomic
 from chargpt.hydra_run import config_folders_given, task_overrides
 from chargpt.overrides import (
     absolute_override,
@@ -50,12 +50,12 @@ def resume_command(
     kept = [absolute_override(o if typed else as_typed(o), cwd) for o in overrides or []
             if not o.startswith(CKPT_PATH) and override_key(o) not in (*SEARCH_GROUPS, "hydra.searchpath")]
     words = ["chargpt-train", *(config_folders or []), *kept, f"ckpt_path={run_dir}"]
-    return " ".join([*environment_words(environment or {}), shell_words.join(words)])
+    return " ".join([*shell_words.assignments(environment or {}), shell_words.join(words)])
 
 
 def this_process_environment() -> list[str]:
     """The environment a command continuing this process's run needs again (`NAME=value` words)."""
-    return environment_words(process_environment())
+    return shell_words.assignments(process_environment())
 
 
 def process_environment() -> dict[str, str]:
@@ -73,10 +73,6 @@ def process_environment() -> dict[str, str]:
     return variables
 
 
-def environment_words(variables: dict[str, str]) -> list[str]:
-    return [f"{name}={shell_words.quote(value)}" for name, value in variables.items()]
-
-
 def record_environment(run_dir: str | Path) -> None:
     """Keep this launch's process_environment beside its overrides (when it needs any), so that
     chargpt-report's resume command sets it as this process's own printed command does. Called once
@@ -84,13 +80,6 @@ def record_environment(run_dir: str | Path) -> None:
     subdir = HydraConfig.get().output_subdir if HydraConfig.initialized() else None
     if subdir and (variables := process_environment()):
         write_json_atomic(Path(run_dir) / subdir / ENVIRONMENT_FILE, variables)
-
-
-def recorded_environment(config_dir: Path) -> dict[str, str]:
-    """What record_environment kept of the launch whose records are in `config_dir`; nothing
-    where it kept none or it cannot be read."""
-    variables = read_json_object(config_dir / ENVIRONMENT_FILE)
-    return {str(name): str(value) for name, value in variables.items() if isinstance(value, str)}
 
 
 def _python_path_imported_from() -> list[str]:

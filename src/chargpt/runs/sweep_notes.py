@@ -9,8 +9,15 @@ from typing import Any
 
 from chargpt import shell_words
 from chargpt.hydra_run import config_folders_given
-from chargpt.run_layout import last_checkpoint, launch_cwd, overrides_files, read_launch, read_overrides
-from chargpt.runs.resume import recorded_environment, resume_command
+from chargpt.run_layout import (
+    last_checkpoint,
+    launch_cwd,
+    overrides_files,
+    read_launch,
+    read_overrides,
+    recorded_environment,
+)
+from chargpt.runs.resume import resume_command
 from chargpt.runs.run_rows import counted
 from chargpt.runs.sweep_record import continue_command, planned_jobs, recorded_sweep, stored_study, sweep_of
 

@@ -15,7 +15,14 @@ from omegaconf import DictConfig, OmegaConf
 from chargpt import shell_words
 from chargpt.hydra_run import as_written, config_folders_given, is_multirun
 from chargpt.overrides import is_sweep, launched_from, override_key
-from chargpt.run_layout import SWEEP_CONFIG, find_runs, read_status
+from chargpt.run_layout import (
+    ENVIRONMENT_FILE,
+    SWEEP_CONFIG,
+    find_runs,
+    launch_files,
+    read_status,
+    recorded_environment,
+)
 from chargpt.runs.run_rows import counted
 from chargpt.runs.sweep_outcome import SEARCH_RESULT
 
@@ -98,12 +105,24 @@ def kept_on_continuing(hydra: DictConfig) -> str:
 
 def continue_command(sweep_dir: Path) -> str | None:
     """The command that continues the sweep in `sweep_dir`: its own overrides, in its own folder
-    (a stored study: in a new one)."""
+    (a stored study: in a new one), with the variables its jobs' launches kept (the PYTHONPATH of
+    code of one's own they imported: runs/resume.py record_environment)."""
     if (recorded := recorded_sweep(sweep_dir)) is None:
         return None
     overrides = [o for o in _as_launched(recorded, _ADDED) if override_key(o) != "hydra.searchpath"]
     where = [] if stored_study(recorded) else [f"hydra.sweep.dir={sweep_dir.resolve()}"]
-    return shell_words.join(["chargpt-train", "-m", *config_folders_given(recorded), *overrides, *where])
+    words = ["chargpt-train", "-m", *config_folders_given(recorded), *overrides, *where]
+    return " ".join([*shell_words.assignments(_jobs_environment(sweep_dir)), shell_words.join(words)])
+
+
+def _jobs_environment(sweep_dir: Path) -> dict[str, str]:
+    """The variables the sweep's jobs' latest launches kept (a later launch's over an earlier one's)."""
+    kept = [file.parent for job in find_runs(sweep_dir) if job != sweep_dir
+            for file in launch_files(job, ENVIRONMENT_FILE) if file.is_file()]
+    variables: dict[str, str] = {}
+    for config_dir in sorted(kept, key=lambda folder: (folder / ENVIRONMENT_FILE).stat().st_mtime):
+        variables.update(recorded_environment(config_dir))
+    return variables
 
 
 def continue_line(lead: str) -> str | None:
