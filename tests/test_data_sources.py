@@ -340,7 +340,7 @@ def test_empty_sources_are_one_clear_error(tmp_path: Path, files: dict[bytes, st
 
 def test_empty_files_in_a_folder_are_left_out_and_said(folder: Path) -> None:
     # Each was read as a file: one more separator in the text, and a file in the count.
-    from chargpt.data.text import reads_empty_files
+    from chargpt.data.text import as_its_run_read
     from chargpt.recorded_text import recorded_data
 
     (folder / "b" / "empty.txt").write_text("")
@@ -349,11 +349,12 @@ def test_empty_files_in_a_folder_are_left_out_and_said(folder: Path) -> None:
     assert text_of(dm) == "first file, with \"quotes\" and café\n\n\nsecond file\n\n\nthird 😀 file\n"
     assert [Path(name).name for name, _ in dm.fingerprint["files"]] == ["a.txt", "a.txt", "c.md"]
     assert dm.report_lines()[0].startswith(f"data: {folder} (3 files, 2 empty ones left out), joined")
-    assert not reads_empty_files(dm.fingerprint)
+    assert as_its_run_read(dm.fingerprint) == {}
     # As versions before read them: what a run they trained recorded, and reads again.
     before = module(folder, read_empty_files=True)
     assert text_of(before) == text_of(dm) + "\n\n" * 2 and len(before.fingerprint["files"]) == 5
-    assert reads_empty_files(before.fingerprint) and before.fingerprint["sha256"] != dm.fingerprint["sha256"]
+    assert as_its_run_read(before.fingerprint) == {"read_empty_files": True}
+    assert before.fingerprint["sha256"] != dm.fingerprint["sha256"]
     for fingerprint, reads_them in ((dm.fingerprint, False), (before.fingerprint, True)):
         ckpt = {"hyper_parameters": {}, "callbacks": {"ResumeState": {"corpus": fingerprint}}}
         assert recorded_data(ckpt, "last.ckpt", set()).get("read_empty_files", False) is reads_them
@@ -371,14 +372,15 @@ def test_a_file_linked_inside_its_folder_is_read_once_and_never_holds_itself_out
             for n, _ in module(f"{folder}/**/*").fingerprint["files"]] == names
     assert text_of(dm, "val_ids") == "third 😀 file\n"
     assert dm.report_lines()[0].startswith(f"data: {folder} (3 files, 1 empty one left out), joined")
-    from chargpt.data.text import reads_links_twice
+    from chargpt.data.text import as_its_run_read
     from chargpt.recorded_text import recorded_data
 
-    assert not reads_links_twice(dm.fingerprint)
+    assert as_its_run_read(dm.fingerprint) == {}
     # As versions before read it: what a run they trained recorded, and reads again.
     before = module(folder, split="files", train_fraction=0.8, read_links_twice=True)
     assert [Path(n).name for n, _ in before.fingerprint["files"]][-1] == "zz link.txt"
-    assert reads_links_twice(before.fingerprint) and before.fingerprint["sha256"] != dm.fingerprint["sha256"]
+    assert as_its_run_read(before.fingerprint) == {"read_links_twice": True}
+    assert before.fingerprint["sha256"] != dm.fingerprint["sha256"]
     for fingerprint, reads_them in ((dm.fingerprint, False), (before.fingerprint, True)):
         ckpt = {"hyper_parameters": {}, "callbacks": {"ResumeState": {"corpus": fingerprint}}}
         assert recorded_data(ckpt, "last.ckpt", set()).get("read_links_twice", False) is reads_them
@@ -563,6 +565,8 @@ def test_a_saved_dataset_named_relative_is_the_same_text_from_any_folder(
     # absolute to run from anywhere, was refused ("added: /.../my data/saved[train]; removed:
     # saved[train]"), and chargpt-eval's advice named it relative to where the run was launched.
     from chargpt.checkpoints import stored_corpus
+    from chargpt.data.text import as_its_run_read
+    from chargpt.recorded_text import training_text
 
     saved = tmp_path / "my data" / "saved"
     datasets.DatasetDict({
@@ -580,8 +584,13 @@ def test_a_saved_dataset_named_relative_is_the_same_text_from_any_folder(
     assert before["sha256"] != absolute["sha256"] and before["dataset"]["name"] == "saved"
     monkeypatch.chdir(tmp_path)
     ckpt = {"hyper_parameters": {}, "callbacks": {"ResumeState": {"corpus": before}}}
-    resumed = hf_module(saved, val_split="validation", dataset_label=stored_corpus(ckpt)["dataset"]["name"])
+    resumed = hf_module(saved, val_split="validation", **as_its_run_read(stored_corpus(ckpt)))
     assert resumed.fingerprint["sha256"] == before["sha256"]
+    # The copy check reads it as its resume does, from where it ran (refused as changed, its splits
+    # identified by the folder absolute).
+    monkeypatch.chdir(saved.parent)
+    text, read = training_text(ckpt, "last.ckpt", None, None)
+    assert text == "\n\n".join(f"row {i}" for i in range(30)) + "\n\n" and read == "dataset saved (train)"
 
 
 @needs_datasets
@@ -895,7 +904,7 @@ def test_a_run_that_read_its_empty_files_resumes_and_is_scored_reading_them(
     run = tmp_path / "run"
     args = train_args(folder, run, "sample.max_new_tokens=0", "logger=none")
     with monkeypatch.context() as earlier:  # trained as versions before read a folder
-        earlier.setattr(chargpt.data.text, "files_read", lambda files, *how: list(files))
+        earlier.setattr(chargpt.data.text, "files_read", lambda files, *how: (list(files), 0))
         assert run_cli(main, *args, "trainer.max_steps=2") == 0
     assert "(5 files)" in (run / "train.log").read_text()
     capsys.readouterr()

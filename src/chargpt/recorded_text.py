@@ -17,7 +17,7 @@ from chargpt.data.sources.file_hashes import cached_sha256s
 from chargpt.data.sources.hf_datasets import is_saved_dataset
 from chargpt.data.sources.paths import GLOB_CHARS, expand_path
 from chargpt.data.sources.text_files import files_read, text_files
-from chargpt.data.text import DEFAULT_TRAIN_FRACTION, CharText, reads_empty_files, reads_links_twice
+from chargpt.data.text import DEFAULT_TRAIN_FRACTION, CharText, as_its_run_read
 from chargpt.errors import ConfigError, DataError, UnknownCharactersError
 from chargpt.overrides import hydra_quoted
 
@@ -91,11 +91,7 @@ def recorded_data(
         settings["train_fraction"] = split["train_fraction"]
     if "data.split" not in overrides and split.get("split") == "files":
         settings["split"] = "files"  # whole files held out, as the run held them out
-    if reads_empty_files(corpus):
-        settings["read_empty_files"] = True  # its folder's empty files, as its run read them
-    if reads_links_twice(corpus):
-        settings["read_links_twice"] = True  # a file under each of its names, as its run read it
-    return settings
+    return settings | as_its_run_read(corpus)
 
 
 def _as_is(path: Path | str) -> str:
@@ -142,8 +138,9 @@ def _sha256s(files: list[Path]) -> list[str]:
 def _check_files(path: Path, corpus: dict[str, Any], source: str, how: str, as_is: str) -> None:
     """A text of several files (a folder or a glob): each file as the run read it."""
     try:
-        files = files_read(text_files(str(path), "data.path"), reads_empty_files(corpus),
-                           reads_links_twice(corpus))
+        reading = as_its_run_read(corpus)
+        files, _ = files_read(text_files(str(path), "data.path"), reading.get("read_empty_files", False),
+                              reading.get("read_links_twice", False))
     except DataError:
         raise DataError(f"{source} was trained on {path}, which no longer names its files; {how}") from None
     now = [[str(f), sha] for f, sha in zip(files, _sha256s(files), strict=True)]
@@ -253,6 +250,7 @@ def _dataset_as_trained(
     recorded = stored_split(ckpt).get("train_fraction") if ckpt is not None else None
     if train_fraction is None:
         train_fraction = recorded if isinstance(recorded, float) else DEFAULT_TRAIN_FRACTION
+    corpus = (stored_corpus(ckpt) or {}) if ckpt is not None else {}
     whole = train_fraction >= 1.0 and not held_out  # a validation split of its own: cut where it starts
     data = CharText(
         None, block_size=1, train_fraction=_NO_FRACTION if whole or held_out else train_fraction,
@@ -260,7 +258,7 @@ def _dataset_as_trained(
         name=dataset.get("name"), config=dataset.get("config"), data_files=dataset.get("data_files"),
         split=dataset.get("split") or "train", val_split=held_out,
         text_field=dataset.get("text_field") or "text",
-        **recorded_settings((stored_corpus(ckpt) or {}) if ckpt is not None else {}),
+        **recorded_settings(corpus), **({} if named else as_its_run_read(corpus)),
     )
     try:
         ids = data.encoded().ids
@@ -287,8 +285,7 @@ def _text_as_trained(
     data = CharText(
         str(path), block_size=1, train_fraction=_NO_FRACTION if whole else train_fraction,
         val_max_chars=None, split="files" if split.get("split") == "files" else None, **read_as,
-        read_empty_files=ckpt is not None and recorded and reads_empty_files(stored_corpus(ckpt)),
-        read_links_twice=ckpt is not None and recorded and reads_links_twice(stored_corpus(ckpt)),
+        **(as_its_run_read(stored_corpus(ckpt)) if ckpt is not None and recorded else {}),
     )
     if ckpt is not None and recorded:
         check_read_alike(data, ckpt, source, COPY_CHECK)

@@ -51,8 +51,9 @@ class CharText:
     (1 - train_fraction) of the characters, or with split="files" the last whole files. Both splits
     must hold a window of `block_size` + 1 characters. `vocab` fixes the vocabulary (e.g. a
     checkpoint's); by default it is the corpus's own. Empty files are left out, unless
-    `read_empty_files` (a run that read them: reads_empty_files); a file is read once under one
-    name, unless `read_links_twice` (a run that read it under each: reads_links_twice).
+    `read_empty_files`; a file is read once under one name, unless `read_links_twice`; a dataset's
+    splits are identified by its name (a saved one's folder absolute), unless `dataset_label`
+    names them otherwise: the three read a run's text again as its run read it (as_its_run_read).
     """
 
     def __init__(
@@ -167,11 +168,11 @@ class CharText:
             return parts
         assert self.path is not None
         named = text_files(self.path, "data.path", self.url, self.sha256)
-        files = files_read(named, self.read_empty_files, self.read_links_twice)
+        files, self._empty_left_out = files_read(named, self.read_empty_files, self.read_links_twice)
         if self.val_path:
-            named_val = text_files(self.val_path, "data.val_path")
-            val_files = files_read(named_val, self.read_empty_files, self.read_links_twice)
-            named += named_val
+            val_files, val_left_out = files_read(text_files(self.val_path, "data.val_path"),
+                                                 self.read_empty_files, self.read_links_twice)
+            self._empty_left_out += val_left_out
             # By the file itself: a link (or another route) to a training file is that file.
             trained = {os.path.realpath(f): f for f in files}
             if overlap := sorted((trained[os.path.realpath(f)], f) for f in val_files
@@ -184,7 +185,6 @@ class CharText:
                 )
             self._n_train_parts = len(files)
             files += val_files
-        self._empty_left_out = len(files_read(named, True, self.read_links_twice)) - len(files)
         # Each file's digest kept where a dataset's are: a big text was hashed in full at every start.
         return file_parts(files, cache_dir_for(None, self.cache_dir))
 
@@ -397,25 +397,30 @@ class CharText:
         return self.encoded().tokenizer
 
 
-def reads_empty_files(corpus: Mapping[str, Any] | None) -> bool:
-    """Whether the run that recorded this corpus fingerprint read its text's empty files (it lists
-    one: versions before 2026-12-06 did): read again as it was, its text resumes and scores as its
-    own. A run since leaves them out, and lists none."""
-    files = (corpus or {}).get("files")
-    return isinstance(files, list) and any(
-        isinstance(entry, list | tuple) and len(entry) == 2 and entry[1] == EMPTY_SHA256 for entry in files)
-
-
-def reads_links_twice(corpus: Mapping[str, Any] | None) -> bool:
-    """Whether the run that recorded this corpus fingerprint read a file of its folder under two
-    names (a link to another of its files: versions before 2026-12-06 did), judged by where the
-    names it lists lead now: read again as it was, its text resumes and scores as its own."""
-    files = (corpus or {}).get("files")
-    if not isinstance(files, list):
-        return False
-    names = [entry[0] for entry in files if isinstance(entry, list | tuple) and len(entry) == 2]
-    real = [os.path.realpath(name) for name in names if isinstance(name, str) and os.path.exists(name)]
-    return len(set(real)) < len(real)
+def as_its_run_read(corpus: Mapping[str, Any] | None) -> dict[str, Any]:
+    """How to read again the text whose corpus fingerprint (`corpus`, a checkpoint's record) this
+    is, as its run read it: CharText's settings for what versions before read otherwise, each only
+    where the record shows it (empty for a run since, and for none). Resume, chargpt-eval and the
+    copy check read a run's text with them, so its ids and its identity are its own:
+    - read_empty_files: its folder's empty files (it lists one: versions before 2026-12-06 read them);
+    - read_links_twice: a file of its folder under each of its names (it lists two names that lead
+      to one file now: versions before 2026-12-06 read a link to another file of the folder too);
+    - dataset_label: a dataset's splits identified by the name it recorded (before 2026-12-06 a saved
+      dataset's name as typed, relative to where it ran)."""
+    corpus = corpus or {}
+    reading: dict[str, Any] = {}
+    files = corpus.get("files")
+    entries = [entry for entry in files if isinstance(entry, list | tuple) and len(entry) == 2] \
+        if isinstance(files, list) else []
+    if any(sha == EMPTY_SHA256 for _, sha in entries):
+        reading["read_empty_files"] = True
+    found = [os.path.realpath(name) for name, _ in entries if isinstance(name, str) and os.path.exists(name)]
+    if len(set(found)) < len(found):
+        reading["read_links_twice"] = True
+    dataset = corpus.get("dataset")
+    if isinstance(dataset, Mapping) and isinstance(dataset.get("name"), str):
+        reading["dataset_label"] = dataset["name"]
+    return reading
 
 
 def _plain(value: Any) -> Any:

@@ -26,7 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 from chargpt.checkpoints import read_checkpoint, resolve_checkpoint, stored_corpus
 from chargpt.checks import real_number, yes_no
 from chargpt.data import CharDataModule
-from chargpt.data.text import reads_empty_files, reads_links_twice
+from chargpt.data.text import as_its_run_read
 from chargpt.distributed import is_rank_zero
 from chargpt.errors import ChargptError, ConfigError, first_line
 from chargpt.files import read_json_object, write_text_atomic
@@ -369,13 +369,7 @@ def _read_text(
     """The run's text read, encoded and split (a resumed run's folder's empty files, and its files'
     second names, read again if its run read them; its dataset named as its run named it), and a
     fine-tune's start given its vocabulary (the new text's characters make it)."""
-    corpus = stored_corpus(ckpt) if ckpt is not None else None
-    as_it_read: dict[str, Any] = {
-        flag: True for flag, reads in (("read_empty_files", reads_empty_files(corpus)),
-                                       ("read_links_twice", reads_links_twice(corpus))) if reads}
-    dataset = (corpus or {}).get("dataset")
-    if cfg.data.get("name") and isinstance(dataset, dict) and isinstance(dataset.get("name"), str):
-        as_it_read["dataset_label"] = dataset["name"]  # its splits identified as its run named them
+    as_it_read = as_its_run_read(stored_corpus(ckpt)) if ckpt is not None else {}
     datamodule = instantiate(cfg.data, block_size=checked.model_config.block_size, **as_it_read)
     pretrained = checked.pretrained
     if pretrained is not None:

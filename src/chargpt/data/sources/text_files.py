@@ -289,16 +289,19 @@ def _text_files(value: str, setting: str, url: str | None, sha256: str | None) -
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()  # an empty file's, as a corpus fingerprint records it
 
 
-def files_read(files: list[Path], keep_empty: bool = False, keep_links: bool = False) -> list[Path]:
-    """The files a text reads: each file once, under one name, as a glob reads it (a link inside
-    a folder to another of its files would read that text twice, and could hold it out for
-    validation as well as train on it), and its empty ones left out (each only put a separator
-    between its neighbours). Versions before 2026-12-06 read both, and a run they trained reads
-    them again where it resumes or is scored (`keep_links`, `keep_empty`: the ids, and the
-    identity, are its own). A new list either way: a caller that extends it must not extend
-    `files` too."""
+def files_read(
+    files: list[Path], keep_empty: bool = False, keep_links: bool = False
+) -> tuple[list[Path], int]:
+    """The files a text reads, and how many empty ones it left out: each file once, under one name,
+    as a glob reads it (a link inside a folder to another of its files would read that text twice,
+    and could hold it out for validation as well as train on it), and its empty ones left out
+    (each only put a separator between its neighbours). Versions before 2026-12-06 read both, and
+    a run they trained reads them again where it resumes or is scored (`keep_links`, `keep_empty`:
+    the ids, and the identity, are its own). A new list either way: a caller that extends it must
+    not extend `files` too."""
     named = list(files) if keep_links else sorted(_once_each(set(files)))
-    return named if keep_empty else [f for f in named if f.stat().st_size]
+    kept = named if keep_empty else [f for f in named if f.stat().st_size]
+    return kept, len(named) - len(kept)
 
 
 def file_parts(files: list[Path], hash_cache: Path | None = None) -> list[Part]:
