@@ -165,13 +165,17 @@ def test_val_path_validates_and_all_of_path_trains(folder: Path, tmp_path: Path)
     assert dm.report_lines()[0].startswith(f"data: {folder / 'a.txt'} and data.val_path {held_out} (2 files)")
     with pytest.raises(DataError, match="both training text"):
         module(folder, val_path=str(folder / "a.txt")).setup()
-    # A link elsewhere to a training file is that file: validation would score text it trains on.
+    # A link elsewhere to a training file is that file: validation would score text it trains on
+    # (a hard link, whose path is its own, validated on it).
     (tmp_path / "held").mkdir()
     (tmp_path / "held" / "linked.txt").symlink_to(folder / "b" / "a.txt")
-    named = re.escape(f"{folder / 'b' / 'a.txt'} is both training text (data.path) and validation text "
-                      f"(data.val_path) (as {tmp_path / 'held' / 'linked.txt'})")
-    with pytest.raises(DataError, match=f"^{named}"):
-        module(folder, val_path=str(tmp_path / "held")).setup()
+    (tmp_path / "hard link.txt").hardlink_to(folder / "b" / "a.txt")
+    for val_path in (tmp_path / "held", tmp_path / "held" / "linked.txt", tmp_path / "hard link.txt"):
+        as_named = val_path / "linked.txt" if val_path.is_dir() else val_path
+        named = re.escape(f"{folder / 'b' / 'a.txt'} is both training text (data.path) and validation text "
+                          f"(data.val_path) (as {as_named})")
+        with pytest.raises(DataError, match=f"^{named}"):
+            module(folder, val_path=str(val_path)).setup()
     held_out.write_text("ab")  # too short for one window: the error names it, not data.path
     named = re.escape(f"the validation text data.val_path={held_out} has 2 characters, fewer than ")
     with pytest.raises(DataError, match=rf"^{named}model.block_size \+ 1 = 5"):
@@ -360,10 +364,14 @@ def test_empty_files_in_a_folder_are_left_out_and_said(folder: Path) -> None:
         assert recorded_data(ckpt, "last.ckpt", set()).get("read_empty_files", False) is reads_them
 
 
-def test_a_file_linked_inside_its_folder_is_read_once_and_never_holds_itself_out(folder: Path) -> None:
+@pytest.mark.parametrize("link", ["symlink_to", "hardlink_to"])
+def test_a_file_linked_inside_its_folder_is_read_once_and_never_holds_itself_out(
+    folder: Path, link: str
+) -> None:
     # A folder read a file under each of its names: its text twice, and with data.split=files the
-    # link (last by name) validated on a text it trained on. A glob read it once.
-    (folder / "zz link.txt").symlink_to(folder / "a.txt")
+    # link (last by name) validated on a text it trained on. A glob read it once; a hard link (its
+    # own path, even resolved) both read it twice.
+    getattr(folder / "zz link.txt", link)(folder / "a.txt")
     (folder / "b" / "empty.txt").write_text("")
     dm = module(folder, split="files", train_fraction=0.8)
     names = [Path(name).relative_to(folder).as_posix() for name, _ in dm.fingerprint["files"]]

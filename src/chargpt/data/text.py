@@ -27,7 +27,7 @@ from chargpt.data.encoding import (
 from chargpt.data.sources.hf_datasets import hf_part, is_saved_dataset, load_hf, row_separator
 from chargpt.data.sources.parts import Part, identity
 from chargpt.data.sources.paths import expand_path
-from chargpt.data.sources.text_files import EMPTY_SHA256, file_parts, files_read, text_files
+from chargpt.data.sources.text_files import EMPTY_SHA256, file_parts, files_read, same_file, text_files
 from chargpt.data.tokenizer import CharTokenizer
 from chargpt.data.vocabulary import vocabulary_lines
 from chargpt.errors import ConfigError, DataError
@@ -173,10 +173,9 @@ class CharText:
             val_files, val_left_out = files_read(text_files(self.val_path, "data.val_path"),
                                                  self.read_empty_files, self.read_links_twice)
             self._empty_left_out += val_left_out
-            # By the file itself: a link (or another route) to a training file is that file.
-            trained = {os.path.realpath(f): f for f in files}
-            if overlap := sorted((trained[os.path.realpath(f)], f) for f in val_files
-                                 if os.path.realpath(f) in trained):
+            # By the file itself: a link (symbolic or hard) or another route to a training file is that file.
+            trained = {same_file(f): f for f in files}
+            if overlap := sorted((trained[same_file(f)], f) for f in val_files if same_file(f) in trained):
                 train_name, val_name = overlap[0]
                 also = "" if val_name == train_name else f" (as {val_name})"
                 raise DataError(
@@ -414,8 +413,8 @@ def as_its_run_read(corpus: Mapping[str, Any] | None) -> dict[str, Any]:
         if isinstance(files, list) else []
     if any(sha == EMPTY_SHA256 for _, sha in entries):
         reading["read_empty_files"] = True
-    found = [os.path.realpath(name) for name, _ in entries if isinstance(name, str) and os.path.exists(name)]
-    if len(set(found)) < len(found):
+    found = [Path(name) for name, _ in entries if isinstance(name, str) and os.path.exists(name)]
+    if len({same_file(f) for f in found}) < len(found):
         reading["read_links_twice"] = True
     dataset = corpus.get("dataset")
     if isinstance(dataset, Mapping) and isinstance(dataset.get("name"), str):

@@ -189,12 +189,25 @@ def _leads_nowhere(link: Path) -> bool:
     return False
 
 
-def _once_each(files: set[Path]) -> set[Path]:
-    """One name per file (or dead link): a glob reaches it once per link to its folder (and a loop
-    of links many times); the shortest name is kept."""
-    kept: dict[str, Path] = {}
+def same_file(path: Path | str) -> tuple[int, int] | str:
+    """What a name leads to, as one value for every name of it: the file itself (its device and
+    inode), which a symbolic link and a hard link share (their paths differ, a hard link's even
+    resolved); for a dead link, where it points."""
+    try:
+        found = os.stat(path)
+    except OSError:
+        return os.path.realpath(path)
+    return found.st_dev, found.st_ino
+
+
+def _once_each(files: set[Path], by: Callable[[Path], object] = os.path.realpath) -> set[Path]:
+    """One name per file (or dead link), `by` what a name leads to: a glob reaches a file once per
+    link to its folder (and a loop of links many times); the shortest name is kept. A text reads
+    a file hard-linked under two names once too (files_read, by same_file); a glob's matches are
+    found by path, as they always were, so a run that read both names can read them again."""
+    kept: dict[object, Path] = {}
     for path in sorted(files, key=lambda p: (len(p.parts), p)):  # the shortest name: no loop in it
-        kept.setdefault(os.path.realpath(path), path)
+        kept.setdefault(by(path), path)
     return set(kept.values())
 
 
@@ -292,14 +305,14 @@ EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()  # an empty file's, as a corpus f
 def files_read(
     files: list[Path], keep_empty: bool = False, keep_links: bool = False
 ) -> tuple[list[Path], int]:
-    """The files a text reads, and how many empty ones it left out: each file once, under one name,
-    as a glob reads it (a link inside a folder to another of its files would read that text twice,
+    """The files a text reads, and how many empty ones it left out: each file once, under one name
+    (a symbolic or hard link inside a folder to another of its files would read that text twice,
     and could hold it out for validation as well as train on it), and its empty ones left out
     (each only put a separator between its neighbours). Versions before 2026-12-06 read both, and
     a run they trained reads them again where it resumes or is scored (`keep_links`, `keep_empty`:
     the ids, and the identity, are its own). A new list either way: a caller that extends it must
     not extend `files` too."""
-    named = list(files) if keep_links else sorted(_once_each(set(files)))
+    named = list(files) if keep_links else sorted(_once_each(set(files), same_file))
     kept = named if keep_empty else [f for f in named if f.stat().st_size]
     return kept, len(named) - len(kept)
 
