@@ -280,11 +280,15 @@ def _unknown_setting(label: str, settings: DictConfig) -> None:
                 continue
         if key in given:
             raise ConfigError(f"{label}.{key} is not a setting: {given[str(key)].format(label=label)}")
-        meant = did_you_mean(nearest_name(str(key), sorted(takes)), label)
-        raise ConfigError(
-            f"{label}.{key} is not a setting of {settings._target_}{also}{meant}; drop it, or check its "
-            f"spelling (--cfg job shows every setting)"
-        )
+        raise _not_a_setting(label, str(key), f"{settings._target_}{also}", takes)
+
+
+def _not_a_setting(label: str, key: str, owner: str, takes: set[str], more: str = "") -> ConfigError:
+    """The error for a setting `label`.`key` that `owner` does not take (it takes `takes`): the
+    setting meant, if one is near, and the fix; `more`: where else settings are told of."""
+    meant = did_you_mean(nearest_name(key, sorted(takes)), label)
+    return ConfigError(f"{label}.{key} is not a setting of {owner}{meant}; drop it, or check its spelling "
+                       f"(--cfg job shows every setting{more})")
 
 
 def check_constructor_settings(cfg: DictConfig) -> None:
@@ -326,10 +330,8 @@ def check_model_settings(cfg: DictConfig) -> None:
     for key in cfg.model:
         if key in takes or key in ("_target_", "auto"):  # (auto: model=auto's switch, read before)
             continue
-        meant = did_you_mean(nearest_name(str(key), sorted(takes)), "model")
-        raise ConfigError(f"model.{key} is not a setting of model{meant}; drop it, or check its spelling "
-                          "(--cfg job shows every setting; a model setting of your own is a field of "
-                          "ModelConfig: docs/configuration.md)")
+        raise _not_a_setting("model", str(key), "model", takes,
+                             "; a model setting of your own is a field of ModelConfig: docs/configuration.md")
 
 
 def check_window_length(cfg: DictConfig) -> None:
