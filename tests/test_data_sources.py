@@ -733,6 +733,29 @@ def test_text_builder_on_local_files_works_offline_with_the_lines_as_they_were(
 
 
 @needs_datasets
+def test_local_builders_files_are_recorded_absolute(
+    tmp_path: Path, datasets: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Recorded as typed (corpus/*.txt), chargpt-eval's advice and the copy check read the files of
+    # the folder they ran in: another text scored as the run's, or "has changed since".
+    (tmp_path / "my corpus").mkdir()
+    (tmp_path / "my corpus" / "lines.txt").write_text("\n".join(f"line {i}" for i in range(20)))
+    monkeypatch.chdir(tmp_path)
+    typed = hf_module("text", data_files="my corpus/*.txt", split="train").fingerprint
+    assert typed["dataset"]["data_files"] == str(tmp_path / "my corpus" / "*.txt")
+    listed = hf_module("text", data_files={"train": ["my corpus/lines.txt"]}, split="train").fingerprint
+    assert listed["dataset"]["data_files"] == {"train": [str(tmp_path / "my corpus" / "lines.txt")]}
+    # The same text, as a run before recorded it: its identity does not depend on how it was named.
+    monkeypatch.chdir(tmp_path / "my corpus")
+    assert hf_module("text", data_files="*.txt", split="train").fingerprint["sha256"] == typed["sha256"]
+    # A hub dataset's files are named inside it, a URL anywhere: as given.
+    from chargpt.data.sources.hf_datasets import absolute_data_files
+
+    assert absolute_data_files("wikitext", "data/train-*.parquet") == "data/train-*.parquet"
+    assert absolute_data_files("csv", "https://example.org/a.csv") == "https://example.org/a.csv"
+
+
+@needs_datasets
 @pytest.mark.parametrize(("files", "message"), [
     ("none/*.txt", "matches no files"),
     ("empty/*.txt", "holds no text (its files are empty)"),

@@ -435,6 +435,20 @@ def test_the_resume_command_names_the_data_and_output_folders_as_launched() -> N
     assert shlex.split(command) == ["chargpt-train", *kept, "ckpt_path=/runs/r"]
 
 
+def test_the_resume_command_names_a_local_builders_files_as_launched(tmp_path) -> None:
+    # data.data_files=corpus/*.txt was printed as typed: resumed from another folder, the run read
+    # that folder's files, or none ("the train split of dataset text (train) has 45 characters").
+    (tmp_path / "my corpus").mkdir()
+    (tmp_path / "my corpus" / "a.txt").write_text("text")
+    typed = ["data=hf", "data.name=text", "data.data_files='my corpus/*.txt'"]
+    command = shlex.split(resume_command("/runs/r", typed, cwd=str(tmp_path)))
+    assert command[3] == f"data.data_files='{tmp_path}/my corpus/*.txt'"
+    # A hub dataset's files (none here), a list and a mapping (Hydra's grammar) stay as typed.
+    kept = ["data.data_files=data/train-*.parquet", "data.data_files=[a.txt]",
+            "data.data_files={train:a.txt}"]
+    assert shlex.split(resume_command("/runs/r", kept, cwd=str(tmp_path)))[1:4] == kept
+
+
 @pytest.mark.parametrize(("split", "refused"), [({"val_path": None, "split": None}, True),
                                                 ({"val_path": "/texts/held out.txt", "split": None}, False),
                                                 ({"val_path": None, "split": "files"}, False)])

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import glob
 import os
 import re
 
@@ -190,6 +191,8 @@ def absolute_override(typed: str, cwd: str | None) -> str:
     key = override_key(typed)
     if key == "hydra.searchpath":
         return _absolute_searchpath(typed, cwd)
+    if key == "data.data_files":
+        return _absolute_data_files(typed, cwd)
     # A folder's value may be an interpolation (`${oc.env:DATA}`), kept as typed; a file's is literal.
     folder = key in LAUNCH_FOLDERS and not value.startswith("${")
     if cwd is None or not (folder or is_path_key(key)) or not value or value.lower() == "null":
@@ -199,6 +202,20 @@ def absolute_override(typed: str, cwd: str | None) -> str:
         # A sweep of files (`data.path=choice(a.txt,b.txt)`): each named from `cwd`.
         return f"{setting}=choice({','.join(sweep_item(named_from(key, path, cwd)) for path in paths)})"
     return f"{setting}={named_from(key, value, cwd)}"
+
+
+def _absolute_data_files(typed: str, cwd: str | None) -> str:
+    """data.data_files=PATTERN, a local builder's files (data.name=text) named relative to `cwd`,
+    named absolute where it matches files there; as typed otherwise: a hub dataset's files, named
+    inside it, and a list or a mapping, in Hydra's grammar."""
+    setting = typed.partition("=")[0]
+    if cwd is None or not parses(typed, single_string=True):
+        return typed
+    value = literal_value(typed)
+    if not value or named_from_anywhere(value, cwd) or not glob.glob(os.path.join(cwd, value),
+                                                                      recursive=True):
+        return typed
+    return f"{setting}={hydra_quoted(launched_path(value, cwd))}"
 
 
 def named_from(key: str, path: str, cwd: str) -> str:

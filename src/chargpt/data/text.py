@@ -24,7 +24,13 @@ from chargpt.data.encoding import (
     stats_file_of,
     text_stats,
 )
-from chargpt.data.sources.hf_datasets import hf_part, is_saved_dataset, load_hf, row_separator
+from chargpt.data.sources.hf_datasets import (
+    absolute_data_files,
+    hf_part,
+    is_saved_dataset,
+    load_hf,
+    row_separator,
+)
 from chargpt.data.sources.parts import Part, identity
 from chargpt.data.sources.paths import expand_path
 from chargpt.data.sources.text_files import EMPTY_SHA256, file_parts, files_read, same_file, text_files
@@ -111,7 +117,8 @@ class CharText:
         self.block_size = block_size
         self.train_fraction = train_fraction
         self.split, self.val_max_chars = split, val_max_chars
-        self.name, self.config, self.data_files = name, config, _plain(data_files)
+        self.name, self.config = name, config
+        self.data_files = absolute_data_files(name, _plain(data_files)) if name else _plain(data_files)
         self.text_field, self.val_split = text_field, val_split
         # The name a dataset's splits are identified by: a saved one's folder absolute, as a file's
         # path is, so its run resumes from any folder; a resumed run's as its run recorded it

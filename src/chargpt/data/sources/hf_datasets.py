@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import glob
 import hashlib
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,22 @@ def is_saved_dataset(path: Path) -> bool:
     return path.is_dir() and any(
         (path / name).is_file() for name in ("dataset_dict.json", "state.json", "dataset_info.json")
     )
+
+
+def absolute_data_files(name: str, data_files: Any) -> Any:
+    """A local builder's data_files (data.name=text, json, ...) named absolute, as a text's files
+    are: its checkpoint records them, and chargpt-eval's advice, the copy check and a resume read
+    them from any folder (named relative, they read the files of the folder they ran in, or none).
+    A hub dataset's name files inside it, and a URL names its own: kept as given."""
+    if name not in LOCAL_BUILDERS:
+        return data_files
+    if isinstance(data_files, dict):  # files per split
+        return {split: absolute_data_files(name, files) for split, files in data_files.items()}
+    if isinstance(data_files, list):
+        return [absolute_data_files(name, files) for files in data_files]
+    if not isinstance(data_files, str) or "://" in data_files:
+        return data_files
+    return os.path.abspath(expand_path(data_files))
 
 
 def load_hf(name: str, config: str | None, data_files: Any, split: str, setting: str = "data.split") -> Any:
