@@ -980,6 +980,18 @@ def test_a_run_on_a_dataset_is_evaluated_by_naming_the_dataset(
     by_split = "val_split" in held_out
     assert result["data"].endswith("(validation)" if by_split else "(train)"), result["data"]
     assert ("and data.val_split validation (2 splits)" in (run / "train.log").read_text()) == by_split
+    # Moved since: the advice named the folder it left. Now it asks for the one it is in, in its place
+    # (the copy check too: test_check_copy_reads_the_dataset_a_run_trained_on).
+    moved = saved.rename(tmp_path / "moved")
+    gone = f"{run / 'checkpoints' / 'last.ckpt'} was trained on the dataset saved at {saved}, which holds"
+    assert run_cli(eval_cli.main, f"ckpt_path={run}") == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {gone} none now (moved or deleted); name it where it is now: data=hf "
+                          "data.name=FOLDER")
+    again = [a.replace("FOLDER", str(moved)) for a in shlex.split(err.split("where it is now: ", 1)[1])]
+    assert again == ["data=hf", f"data.name={moved}", held_out]
+    assert run_cli(eval_cli.main, f"ckpt_path={run}", *again) == 0
+    assert json.loads(capsys.readouterr().out)["loss"] == pytest.approx(val_loss, abs=1e-4)
 
 
 @pytest.mark.parametrize("second", ["c.txt", "it's.txt", "café.txt"])
@@ -1111,8 +1123,8 @@ def test_check_copy_reads_the_dataset_a_run_trained_on(
     moved = saved.rename(tmp_path / "moved dataset")
     assert run_cli(sample.main, f"ckpt_path={run}", "check_copy=true", "max_new_tokens=20") == 2
     err = capsys.readouterr().err
-    assert "which cannot be read again (cannot load the dataset" in err, err
-    assert err.rstrip().endswith("pass the training text as data.path=FILE") and "data.name" not in err
+    assert f"the dataset saved at {saved}, which holds none now (moved or deleted)" in err, err
+    assert err.rstrip().endswith("where it is now: data.path=FOLDER") and "data.name" not in err
     assert run_cli(sample.main, f"ckpt_path={run}", "check_copy=true", "max_new_tokens=20",
                    f"data.path={moved}") == 0, capsys.readouterr().err
     assert training_text(ckpt, "RUN", str(moved), None)[0] == trained

@@ -53,7 +53,10 @@ def recorded_data(
     if not corpus.get("path"):
         raise DataError(f"{source} does not record the text it was trained on; {how}")
     if corpus.get("dataset") or str(corpus["path"]).startswith("dataset "):
-        again = _dataset_overrides(corpus, stored_split(ckpt)) if reader.reads_datasets else None
+        moved = moved_folder(corpus)
+        again = _dataset_overrides(corpus, stored_split(ckpt), moved) if reader.reads_datasets else None
+        if moved:
+            raise DataError(_moved(source, moved, f"name it where it is now: {again}" if again else how))
         raise DataError(f"{source} was trained on {corpus['path']}, which is read again only when named; "
                         + (f"name it: {again}" if again else how))
     path = Path(str(corpus["path"]))
@@ -99,8 +102,26 @@ def _as_is(path: Path | str) -> str:
     return f"({shell_words.quote(f'data.path={path}')} takes it as it is now)"
 
 
-def _dataset_overrides(corpus: dict[str, Any], split: dict[str, Any]) -> str | None:
-    """The settings that name a run's dataset again, read and split as the run did."""
+def moved_folder(corpus: dict[str, Any]) -> str | None:
+    """The folder a run's saved dataset was recorded at, where none is saved now (it was moved or
+    deleted since); None for one in place, a hub's and a builder's. A saved dataset's folder is
+    recorded absolute (before 2026-12-06 as typed: not told apart from a hub name)."""
+    dataset = corpus.get("dataset")
+    name = dataset.get("name") if isinstance(dataset, dict) else None
+    if isinstance(name, str) and Path(name).is_absolute() and not is_saved_dataset(Path(name)):
+        return name
+    return None
+
+
+def _moved(source: str, folder: str, fix: str) -> str:
+    """The error for a run whose saved dataset's `folder` (moved_folder) holds it no longer."""
+    return f"{source} was trained on the dataset saved at {folder}, which holds none now (moved or " \
+           f"deleted); {fix}"
+
+
+def _dataset_overrides(corpus: dict[str, Any], split: dict[str, Any], moved: str | None = None) -> str | None:
+    """The settings that name a run's dataset again, read and split as the run did; a `moved`
+    folder named by a placeholder, the folder it is in now."""
     dataset = corpus.get("dataset")
     if not isinstance(dataset, dict) or isinstance(dataset.get("data_files"), list):
         return None  # not recorded (before 2026-12-03), or several patterns: no one-line override
@@ -110,6 +131,8 @@ def _dataset_overrides(corpus: dict[str, Any], split: dict[str, Any]) -> str | N
     if not dataset.get("val_split") and isinstance(split.get("train_fraction"), float):
         given["train_fraction"] = split["train_fraction"]
     # data.name is taken as typed (a path, a hub name); the others are read by Hydra's grammar.
+    if moved:
+        given["name"] = "FOLDER"
     return " ".join(["data=hf", *(shell_words.quote(f"data.{k}={v if k == 'name' else _setting(v)}")
                                   for k, v in given.items())])
 
@@ -263,6 +286,9 @@ def _dataset_as_trained(
     try:
         ids = data.encoded().ids
     except DataError as err:
+        if not named and (moved := moved_folder(corpus)):
+            raise DataError(_moved(source, moved, "pass its folder where it is now: data.path=FOLDER")) \
+                from None
         # Its own advice names training's settings (data.name=...), which this command does not take.
         reason = str(err).split("; ", 1)[0]
         what = f"cannot read {data.source}" if named else \
