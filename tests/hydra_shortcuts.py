@@ -2,12 +2,12 @@
 
 Composing the config is most of an in-process CLI test's time (~160 ms of a command refused before
 it trains), and the suite composes it about a thousand times with a few dozen distinct choices of
-config groups. Each shortcut here keeps Hydra's own answer for what it skips: the YAML text is
-parsed once, the run mode is read from the overrides where only they can set it, and the list of
-config files and their merge are kept per choice of groups; the value overrides, the checks and
-everything after are Hydra's, every time. tests/test_hydra_shortcuts.py composes with and without
-them and compares. Compositions that read config folders of a test's own are never kept (the test
-may change a file between two of them).
+config groups. Each shortcut here keeps Hydra's own answer for what it skips: the YAML text and
+each override are parsed once, the run mode is read from the overrides where only they can set it,
+and the list of config files and their merge are kept per choice of groups; the value overrides,
+the checks and everything after are Hydra's, every time. tests/test_hydra_shortcuts.py composes
+with and without them and compares. Compositions that read config folders of a test's own are
+never kept (the test may change a file between two of them).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from hydra._internal.defaults_list import DefaultsList
 from hydra._internal.hydra import Hydra
 from hydra.core.config_search_path import ConfigSearchPath
 from hydra.core.default_element import ResultDefault
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override
 from omegaconf import DictConfig, OmegaConf
 from omegaconf._utils import get_yaml_loader
@@ -41,10 +42,12 @@ REAL_CREATE_DEFAULTS_LIST = config_loader_impl.create_defaults_list
 REAL_COMPOSE_FROM_DEFAULTS = ConfigLoaderImpl._compose_config_from_defaults_list
 REAL_CACHING_REPOSITORY_INIT = CachingConfigRepository.__init__
 REAL_INITIALIZE_SOURCES = CachingConfigRepository.initialize_sources
+REAL_PARSE_RULE = OverridesParser.parse_rule
 
 _parsed_yaml: dict[str, bytes] = {}
 _defaults_lists: dict[tuple, tuple[DefaultsList, bytes]] = {}
 _composed: dict[tuple, bytes] = {}
+_parsed_overrides: dict[str, bytes] = {}
 _enabled = True
 
 
@@ -147,6 +150,17 @@ def compose_from_defaults_kept(
     return copy_of(_composed[key])
 
 
+def override_parsed_once(self: OverridesParser, text: str, rule_name: str) -> Any:
+    """Hydra's parse of an override, each distinct text parsed once per test process (its grammar
+    runs in pure Python, ~2 ms an override, and a command's overrides are read several times); what
+    it refuses is parsed, and refused, every time."""
+    if not _enabled or rule_name != "override":
+        return REAL_PARSE_RULE(self, text, rule_name)
+    if text not in _parsed_overrides:
+        _parsed_overrides[text] = kept(REAL_PARSE_RULE(self, text, rule_name))
+    return copy_of(_parsed_overrides[text])
+
+
 def repository_copied_when_changed(self: CachingConfigRepository, delegate: IConfigRepository) -> None:
     """CachingConfigRepository's start, without its copy of Hydra's repository (every config source,
     the structured ones' store included: ~15 ms a composition), made only when a composition
@@ -169,6 +183,7 @@ def initialize_sources_of_a_copy(self: CachingConfigRepository, config_search_pa
 
 def install() -> None:
     OmegaConf.load = staticmethod(load_yaml_once)  # type: ignore[method-assign]
+    OverridesParser.parse_rule = override_parsed_once  # type: ignore[method-assign]
     Hydra.get_mode = mode_as_configured  # type: ignore[method-assign]
     config_loader_impl.create_defaults_list = create_defaults_list_kept  # type: ignore[assignment]
     ConfigLoaderImpl._compose_config_from_defaults_list = compose_from_defaults_kept  # type: ignore[method-assign]
