@@ -387,11 +387,69 @@ def test_a_file_linked_inside_its_folder_is_read_once_and_never_holds_itself_out
     # As versions before read it: what a run they trained recorded, and reads again.
     before = module(folder, split="files", train_fraction=0.8, read_links_twice=True)
     assert [Path(n).name for n, _ in before.fingerprint["files"]][-1] == "zz link.txt"
-    assert as_its_run_read(before.fingerprint) == {"read_links_twice": True}
+    # A hard link's name resolves to a path of its own: read again by resolved path, which keeps it.
+    reading = "read_links_twice" if link == "symlink_to" else "read_hard_links_twice"
+    assert as_its_run_read(before.fingerprint) == {reading: True}
+    again = module(folder, split="files", train_fraction=0.8, **{reading: True})
+    assert again.fingerprint == before.fingerprint
     assert before.fingerprint["sha256"] != dm.fingerprint["sha256"]
     for fingerprint, reads_them in ((dm.fingerprint, False), (before.fingerprint, True)):
         ckpt = {"hyper_parameters": {}, "callbacks": {"ResumeState": {"corpus": fingerprint}}}
-        assert recorded_data(ckpt, "last.ckpt", set()).get("read_links_twice", False) is reads_them
+        assert recorded_data(ckpt, "last.ckpt", set()).get(reading, False) is reads_them
+
+
+def _read_by_resolved_path(files: list[Path], keep_empty: bool = False, *_: bool) -> tuple[list[Path], int]:
+    """files_read as it was between 2026-12-06's two link changes: a file told by its resolved path."""
+    first: dict[str, Path] = {}
+    for file in sorted(files):
+        first.setdefault(os.path.realpath(file), file)
+    named = sorted(first.values())
+    kept = named if keep_empty else [f for f in named if f.stat().st_size]
+    return kept, len(named) - len(kept)
+
+
+def test_a_run_that_told_files_by_resolved_path_reads_its_hard_link_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A folder with a hard link (h.txt, to a.txt) and a symbolic link (s.txt, to b.txt), trained
+    # while files were told by their resolved path: its record lists h.txt and not s.txt. Two of
+    # its names lead to one file, so it was read again under every name, s.txt too: "has changed
+    # ... (added: .../s.txt)" from eval, resume and the copy check.
+    from chargpt.data import text
+    from chargpt.data.text import CharText, as_its_run_read
+
+    root = tmp_path / "hs"
+    root.mkdir()
+    (root / "a.txt").write_text("alpha text\n")
+    (root / "b.txt").write_text("beta text\n")
+    (root / "h.txt").hardlink_to(root / "a.txt")
+    (root / "s.txt").symlink_to(root / "b.txt")
+    with monkeypatch.context() as patched:
+        patched.setattr(text, "files_read", _read_by_resolved_path)
+        before = CharText(str(root), block_size=4).fingerprint
+    assert [Path(name).name for name, _ in before["files"]] == ["a.txt", "b.txt", "h.txt"]
+    reading = as_its_run_read(before)
+    assert reading == {"read_hard_links_twice": True}
+    assert CharText(str(root), block_size=4, **reading).fingerprint["sha256"] == before["sha256"]
+    # Read now, a.txt and b.txt once each.
+    assert [Path(name).name for name, _ in CharText(str(root), block_size=4).fingerprint["files"]] == \
+        ["a.txt", "b.txt"]
+
+
+def test_a_run_that_validated_on_a_hard_link_to_its_text_reads_it_again(tmp_path: Path) -> None:
+    # Trained before a hard link was told from its file's path, a validation text hard-linked to the
+    # training text was taken as another text; read again, it was refused as the training text.
+    from chargpt.data.text import CharText, as_its_run_read
+
+    (tmp_path / "train.txt").write_text("some training text\n" * 4)
+    (tmp_path / "val.txt").hardlink_to(tmp_path / "train.txt")
+    record = {"files": [[str(tmp_path / name), "0" * 64] for name in ("train.txt", "val.txt")]}
+    reading = as_its_run_read(record)
+    assert reading == {"read_hard_links_twice": True}
+    read = CharText(str(tmp_path / "train.txt"), block_size=4, val_path=str(tmp_path / "val.txt"), **reading)
+    assert [Path(name).name for name, _ in read.fingerprint["files"]] == ["train.txt", "val.txt"]
+    with pytest.raises(DataError, match="is both training text"):
+        CharText(str(tmp_path / "train.txt"), block_size=4, val_path=str(tmp_path / "val.txt")).encoded()
 
 
 def test_a_run_that_read_its_empty_files_reads_them_with_a_validation_text_of_its_own(

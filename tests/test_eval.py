@@ -331,6 +331,29 @@ def test_eval_names_the_validation_text_it_scored(tmp_path, capsys) -> None:
     assert both["data"] == f"{tmp_path / 't.txt'} and {held_out}" and both["tokens"] > result["tokens"]
 
 
+def test_eval_scores_an_earlier_runs_validation_text_hard_linked_to_its_text(tmp_path, capsys) -> None:
+    # A run from before a hard link was told from its file's path took `held out.txt`, a hard link to
+    # t.txt, as a validation text of its own; the two texts eval's advice names were refused ("t.txt
+    # is both training text (data.path) and validation text (data.val_path)").
+    text = write_corpus(tmp_path / "t.txt")
+    held_out = tmp_path / "held out.txt"
+    held_out.hardlink_to(text)
+    split = {"train_fraction": 0.9, "split": None, "val_path": str(held_out)}
+    ckpt = _checkpoint_of(tmp_path, text, split=split)
+    state = torch.load(ckpt, weights_only=True)
+    corpus = state["callbacks"][RESUME_STATE_KEY]["corpus"]
+    corpus["files"] = [[str(f), sha256_of(text)] for f in (text, held_out)]
+    torch.save(state, ckpt)
+    line = _one_error(*run_main(eval_cli.main, [f"ckpt_path={ckpt}"], capsys))
+    given = shlex.split(line.split("as its run did: ", 1)[1].split(" (or ", 1)[0])
+    result = _result(*run_main(eval_cli.main, [f"ckpt_path={ckpt}", "device=cpu", *given], capsys))
+    assert result["data"] == str(held_out) and result["tokens"] == len(text.read_text()) - 1
+    # Another hard link, not the run's validation text: refused as the training text, as ever.
+    (tmp_path / "copy.txt").hardlink_to(text)
+    args = [f"ckpt_path={ckpt}", f"data.path={text}", f"data.val_path={tmp_path / 'copy.txt'}"]
+    assert "is both training text" in _one_error(*run_main(eval_cli.main, args, capsys))
+
+
 def test_eval_stride_reports_the_full_context_and_the_non_overlapping_loss(tmp_path, capsys) -> None:
     ckpt = _checkpoint_of(tmp_path, write_corpus(tmp_path / "t.txt", n_chars=1000))
     args = [f"ckpt_path={ckpt}", "split=all", "device=cpu"]

@@ -21,7 +21,7 @@ from chargpt.checkpoints import cut_at_a_fraction, stored_corpus, stored_split
 from chargpt.checks import whole_number
 from chargpt.data.sources.hf_datasets import is_saved_dataset
 from chargpt.data.sources.paths import expand_path
-from chargpt.data.text import DEFAULT_TRAIN_FRACTION, CharText, text_of
+from chargpt.data.text import DEFAULT_TRAIN_FRACTION, CharText, as_its_run_read, text_of
 from chargpt.errors import ConfigError
 from chargpt.evaluation import Evaluation, check_stride, evaluate_text
 from chargpt.export_layout import CONFIG_FILE
@@ -100,6 +100,10 @@ def evaluate_checkpoint(
         path = Path(expand_path(settings["path"])).resolve() if settings.get("path") else None
         if recorded and path == Path(recorded).resolve():  # the training text, named: cut as asked
             refuse_val_in_training_text(split, train_fraction, overrides, stored_split(ckpt), named=True)
+            if _its_validation_text(settings.get("val_path"), stored_split(ckpt)):
+                # Both texts, as recorded_data's advice names them: read as the run read them (a
+                # validation text hard-linked to the training text, taken by its run as another).
+                recorded_settings = as_its_run_read(stored_corpus(ckpt))
     else:
         assert ckpt is not None  # an export without data.path was refused above
         recorded_settings = recorded_data(ckpt, file, overrides)
@@ -158,6 +162,13 @@ def _as_dataset(settings: dict[str, Any], ckpt: dict[str, Any] | None, file: Pat
         return settings
     read_as = {key: value for key, value in reading.items() if key in DATASET_READING and value}
     return {**settings, "path": None, "name": expand_path(settings["path"]), **read_as}
+
+
+def _its_validation_text(val_path: str | None, split: dict[str, Any]) -> bool:
+    """Whether `val_path`, named with a run's training text, is the validation text it recorded."""
+    recorded = split.get("val_path")
+    return bool(val_path and recorded) and \
+        Path(expand_path(str(val_path))).resolve() == Path(str(recorded)).resolve()
 
 
 def _plain(data: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -162,8 +162,9 @@ def _check_files(path: Path, corpus: dict[str, Any], source: str, how: str, as_i
     """A text of several files (a folder or a glob): each file as the run read it."""
     try:
         reading = as_its_run_read(corpus)
-        files, _ = files_read(text_files(str(path), "data.path"), reading.get("read_empty_files", False),
-                              reading.get("read_links_twice", False))
+        how_read = [reading.get(key, False) for key in ("read_empty_files", "read_links_twice",
+                                                        "read_hard_links_twice")]
+        files, _ = files_read(text_files(str(path), "data.path"), *how_read)
     except DataError:
         raise DataError(f"{source} was trained on {path}, which no longer names its files; {how}") from None
     now = [[str(f), sha] for f, sha in zip(files, _sha256s(files), strict=True)]

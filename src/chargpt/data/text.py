@@ -57,9 +57,10 @@ class CharText:
     (1 - train_fraction) of the characters, or with split="files" the last whole files. Both splits
     must hold a window of `block_size` + 1 characters. `vocab` fixes the vocabulary (e.g. a
     checkpoint's); by default it is the corpus's own. Empty files are left out, unless
-    `read_empty_files`; a file is read once under one name, unless `read_links_twice`; a dataset's
-    splits are identified by its name (a saved one's folder absolute), unless `dataset_label`
-    names them otherwise: the three read a run's text again as its run read it (as_its_run_read).
+    `read_empty_files`; a file is read once under one name, unless `read_links_twice` (every name)
+    or `read_hard_links_twice` (each name that resolves to another path); a dataset's splits are
+    identified by its name (a saved one's folder absolute), unless `dataset_label` names them
+    otherwise: these read a run's text again as its run read it (as_its_run_read).
     """
 
     def __init__(
@@ -84,6 +85,7 @@ class CharText:
         val_split: str | None = None,
         read_empty_files: bool = False,
         read_links_twice: bool = False,
+        read_hard_links_twice: bool = False,
         dataset_label: str | None = None,
     ) -> None:
         if not path and not name:
@@ -129,6 +131,7 @@ class CharText:
         self._vocab = vocab
         self.read_empty_files = read_empty_files
         self.read_links_twice = read_links_twice
+        self.read_hard_links_twice = read_hard_links_twice
         self._empty_left_out = 0  # empty files not read (report_lines says so)
         # What to say of a text too short for one window's context (model=auto chooses the context):
         # {most} is the longest context both splits hold.
@@ -175,14 +178,17 @@ class CharText:
             return parts
         assert self.path is not None
         named = text_files(self.path, "data.path", self.url, self.sha256)
-        files, self._empty_left_out = files_read(named, self.read_empty_files, self.read_links_twice)
+        links = self.read_links_twice, self.read_hard_links_twice
+        files, self._empty_left_out = files_read(named, self.read_empty_files, *links)
         if self.val_path:
             val_files, val_left_out = files_read(text_files(self.val_path, "data.val_path"),
-                                                 self.read_empty_files, self.read_links_twice)
+                                                 self.read_empty_files, *links)
             self._empty_left_out += val_left_out
-            # By the file itself: a link (symbolic or hard) or another route to a training file is that file.
-            trained = {same_file(f): f for f in files}
-            if overlap := sorted((trained[same_file(f)], f) for f in val_files if same_file(f) in trained):
+            # By the file itself: a link (symbolic or hard) or another route to a training file is that
+            # file; a run that told files by their resolved path (a hard link's name another file's) too.
+            file_of = os.path.realpath if any(links) else same_file
+            trained = {file_of(f): f for f in files}
+            if overlap := sorted((trained[file_of(f)], f) for f in val_files if file_of(f) in trained):
                 train_name, val_name = overlap[0]
                 also = "" if val_name == train_name else f" (as {val_name})"
                 raise DataError(
@@ -409,8 +415,11 @@ def as_its_run_read(corpus: Mapping[str, Any] | None) -> dict[str, Any]:
     where the record shows it (empty for a run since, and for none). Resume, chargpt-eval and the
     copy check read a run's text with them, so its ids and its identity are its own:
     - read_empty_files: its folder's empty files (it lists one: versions before 2026-12-06 read them);
-    - read_links_twice: a file of its folder under each of its names (it lists two names that lead
-      to one file now: versions before 2026-12-06 read a link to another file of the folder too);
+    - read_links_twice: a file of its folder under each of its names (it lists two names that resolve
+      to one path now: versions before 2026-12-06 read a link to another file of the folder too);
+    - read_hard_links_twice: a file under each name that resolves to another path (it lists two
+      names of one file, none resolving to one path: versions since read a hard link's name too,
+      a file being told by its resolved path, until they told it by its inode);
     - dataset_label: a dataset's splits identified by the name it recorded (before 2026-12-06 a saved
       dataset's name as typed, relative to where it ran)."""
     corpus = corpus or {}
@@ -421,8 +430,10 @@ def as_its_run_read(corpus: Mapping[str, Any] | None) -> dict[str, Any]:
     if any(sha == EMPTY_SHA256 for _, sha in entries):
         reading["read_empty_files"] = True
     found = [Path(name) for name, _ in entries if isinstance(name, str) and os.path.exists(name)]
-    if len({same_file(f) for f in found}) < len(found):
+    if len({os.path.realpath(f) for f in found}) < len(found):
         reading["read_links_twice"] = True
+    elif len({same_file(f) for f in found}) < len(found):
+        reading["read_hard_links_twice"] = True
     dataset = corpus.get("dataset")
     if isinstance(dataset, Mapping) and isinstance(dataset.get("name"), str):
         reading["dataset_label"] = dataset["name"]

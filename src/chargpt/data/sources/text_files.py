@@ -303,16 +303,20 @@ EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()  # an empty file's, as a corpus f
 
 
 def files_read(
-    files: list[Path], keep_empty: bool = False, keep_links: bool = False
+    files: list[Path], keep_empty: bool = False, keep_links: bool = False, keep_hard_links: bool = False
 ) -> tuple[list[Path], int]:
     """The files a text reads, and how many empty ones it left out: each file once, under one name
     (a symbolic or hard link inside a folder to another of its files would read that text twice,
     and could hold it out for validation as well as train on it), and its empty ones left out
-    (each only put a separator between its neighbours). Versions before 2026-12-06 read both, and
-    a run they trained reads them again where it resumes or is scored (`keep_links`, `keep_empty`:
-    the ids, and the identity, are its own). A new list either way: a caller that extends it must
-    not extend `files` too."""
-    named = list(files) if keep_links else sorted(_once_each(set(files), same_file))
+    (each only put a separator between its neighbours). Versions before 2026-12-06 read both
+    (`keep_links`), then for a while a hard link's name too, a file being told by its resolved path
+    (`keep_hard_links`), and empty files (`keep_empty`): a run they trained reads its files so again
+    where it resumes or is scored (the ids, and the identity, are its own). A new list either way: a
+    caller that extends it must not extend `files` too."""
+    if keep_links:
+        named = list(files)
+    else:
+        named = sorted(_once_each(set(files), os.path.realpath if keep_hard_links else same_file))
     kept = named if keep_empty else [f for f in named if f.stat().st_size]
     return kept, len(named) - len(kept)
 
