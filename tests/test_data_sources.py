@@ -436,6 +436,26 @@ def test_a_run_that_told_files_by_resolved_path_reads_its_hard_link_again(
         ["a.txt", "b.txt"]
 
 
+def test_files_on_a_file_system_without_inode_numbers_are_each_read(
+    folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Where every file's inode number is 0 (some of Windows' file systems), all were one file: a
+    # folder read its first file alone.
+    from chargpt.data.sources import text_files
+
+    real_stat = os.stat
+
+    def no_inodes(path, *args, **kwargs):
+        found = real_stat(path, *args, **kwargs)
+        times = {name: getattr(found, name) for name in ("st_atime", "st_mtime", "st_ctime", "st_atime_ns",
+                                                         "st_mtime_ns", "st_ctime_ns")}
+        return os.stat_result((found.st_mode, 0, *tuple(found)[2:]), times)
+
+    monkeypatch.setattr(text_files.os, "stat", no_inodes)
+    names = [Path(name).relative_to(folder).as_posix() for name, _ in module(folder).fingerprint["files"]]
+    assert names == ["a.txt", "b/a.txt", "b/c.md"]
+
+
 def test_a_run_that_validated_on_a_hard_link_to_its_text_reads_it_again(tmp_path: Path) -> None:
     # Trained before a hard link was told from its file's path, a validation text hard-linked to the
     # training text was taken as another text; read again, it was refused as the training text.

@@ -197,6 +197,8 @@ def same_file(path: Path | str) -> tuple[int, int] | str:
         found = os.stat(path)
     except OSError:
         return os.path.realpath(path)
+    if not found.st_ino:  # a file system with no inode numbers (some of Windows'): every file's is 0
+        return os.path.realpath(path)
     return found.st_dev, found.st_ino
 
 
