@@ -1209,6 +1209,24 @@ def test_check_copy_reads_the_dataset_a_run_trained_on(
     assert training_text(None, "export", str(moved), None)[0] == joined[: int(len(joined) * 0.9)]
 
 
+def test_a_local_folder_of_data_files_is_not_said_moved(tmp_path: Path) -> None:
+    # A folder datasets reads as data files (data/train.txt), not save_to_disk's, was said to hold
+    # "none now (moved or deleted)" while it was there.
+    from chargpt.recorded_text import moved_folder, recorded_data
+
+    folder = tmp_path / "local repo"
+    (folder / "data").mkdir(parents=True)
+    (folder / "data" / "train.txt").write_text("some text\n")
+    corpus = {"path": f"dataset {folder} (train)", "sha256": "0" * 64, "dataset": {"name": str(folder)}}
+    ckpt = {"hyper_parameters": {}, "callbacks": {"ResumeState": {"corpus": corpus}}}
+    assert moved_folder(corpus) is None
+    with pytest.raises(DataError, match=re.escape(f"which is read again only when named; name it: data=hf "
+                                                  f"'data.name={folder}'")):
+        recorded_data(ckpt, "last.ckpt", set())
+    shutil.rmtree(folder)
+    assert moved_folder(corpus) == str(folder)
+
+
 @pytest.mark.slow
 def test_resume_after_the_folder_changed_is_one_error_line(
     folder: Path, tmp_path: Path, corpus: Path

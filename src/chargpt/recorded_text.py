@@ -103,12 +103,13 @@ def _as_is(path: Path | str) -> str:
 
 
 def moved_folder(corpus: dict[str, Any]) -> str | None:
-    """The folder a run's saved dataset was recorded at, where none is saved now (it was moved or
-    deleted since); None for one in place, a hub's and a builder's. A saved dataset's folder is
-    recorded absolute (before 2026-12-06 as typed: not told apart from a hub name)."""
+    """The folder a run's saved dataset was recorded at, where there is none now (it was moved or
+    deleted since); None for one in place, a hub's and a builder's, and a folder of data files that
+    datasets reads (a local name that is there). A saved dataset's folder is recorded absolute
+    (before 2026-12-06 as typed: not told apart from a hub name)."""
     dataset = corpus.get("dataset")
     name = dataset.get("name") if isinstance(dataset, dict) else None
-    if isinstance(name, str) and Path(name).is_absolute() and not is_saved_dataset(Path(name)):
+    if isinstance(name, str) and Path(name).is_absolute() and not Path(name).exists():
         return name
     return None
 
