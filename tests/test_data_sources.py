@@ -831,6 +831,9 @@ def test_local_builders_files_are_recorded_absolute(
 
     assert absolute_data_files("wikitext", "data/train-*.parquet") == "data/train-*.parquet"
     assert absolute_data_files("csv", "https://example.org/a.csv") == "https://example.org/a.csv"
+    # An empty one names no files (it named the folder it ran in, and loaded that).
+    with pytest.raises(DataError, match=re.escape("data.data_files= matches no files")):
+        hf_module("text", data_files="", split="train").setup()
 
 
 @needs_datasets

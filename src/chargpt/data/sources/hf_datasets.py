@@ -56,8 +56,8 @@ def absolute_data_files(name: str, data_files: Any) -> Any:
         return {split: absolute_data_files(name, files) for split, files in data_files.items()}
     if isinstance(data_files, list):
         return [absolute_data_files(name, files) for files in data_files]
-    if not isinstance(data_files, str) or "://" in data_files:
-        return data_files
+    if not isinstance(data_files, str) or not data_files or "://" in data_files:
+        return data_files  # (an empty one: refused as matching no files, not the current folder)
     return os.path.abspath(expand_path(data_files))
 
 
