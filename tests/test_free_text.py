@@ -22,6 +22,7 @@ from omegaconf import OmegaConf
 from chargpt.cli.argv import hydra_argv, literal_argv
 from chargpt.cli.sample import main as sample_main
 from chargpt.cli.train import main as train_main
+from chargpt.data.sources.hf_datasets import LOCAL_BUILDERS
 from chargpt.errors import ConfigError
 from chargpt.overrides import (
     as_typed,
@@ -560,27 +561,27 @@ def test_a_recorded_path_is_printed_as_the_file_it_named(tmp_path: Path) -> None
     # a path that exists as typed) stayed relative: another file or none from another folder.
     (tmp_path / "$x.txt").write_text("x")
     recorded = ["data.path='a, b.txt'", "data.path='$x.txt'", "data.val_path='~x.txt'"]
-    assert launched_from(recorded, str(tmp_path)) == [
+    assert launched_from(recorded, str(tmp_path), LOCAL_BUILDERS) == [
         f"data.path={tmp_path}/a, b.txt", f"data.path={tmp_path}/$x.txt", f"data.val_path={tmp_path}/~x.txt"]
     assert shlex.split(resume_command("/runs/1", recorded[:2], str(tmp_path)))[1:3] == [
         f"data.path={tmp_path}/a, b.txt", f"data.path={tmp_path}/$x.txt"]
     # A variable, or a home folder, names a file from anywhere, as before.
-    assert launched_from(["data.path=$x/a.txt", "data.path=~/a.txt"], str(tmp_path)) == [
+    assert launched_from(["data.path=$x/a.txt", "data.path=~/a.txt"], str(tmp_path), LOCAL_BUILDERS) == [
         "data.path=$x/a.txt", "data.path=~/a.txt"]
 
 
 def test_a_sweep_over_files_is_printed_with_each_file_named_from_anywhere(tmp_path: Path) -> None:
     # The continue command named the sweep as one file: data.path=/launch/dir/choice(a.txt,...).
     recorded = ["data.path=choice(a.txt,'my texts/b, c.txt',/data/d.txt,$DATA/e.txt)"]
-    assert launched_from(recorded, "/home/me") == [
+    assert launched_from(recorded, "/home/me", LOCAL_BUILDERS) == [
         "data.path=choice(/home/me/a.txt,'/home/me/my texts/b, c.txt',/data/d.txt,$DATA/e.txt)"]
     # data.name: a folder saved with save_to_disk where the sweep was launched is named absolute
     # (kept as typed, `dir B` was looked up on the hub from another folder); a hub name stays.
     (tmp_path / "dir B").mkdir()
-    assert launched_from(["data.name=choice(dir\\ B,karpathy/tiny_shakespeare)", "data.name=dir\\ B"],
-                         str(tmp_path)) == [f"data.name=choice({tmp_path}/dir B,karpathy/tiny_shakespeare)",
-                                            f"data.name={tmp_path}/dir B"]
+    named = ["data.name=choice(dir\\ B,karpathy/tiny_shakespeare)", "data.name=dir\\ B"]
+    assert launched_from(named, str(tmp_path), LOCAL_BUILDERS) == [
+        f"data.name=choice({tmp_path}/dir B,karpathy/tiny_shakespeare)", f"data.name={tmp_path}/dir B"]
     # A file named like a sweep, where it was launched, is that file.
     (tmp_path / "choice(a.txt)").write_text("x")
-    assert launched_from(["data.path='choice(a.txt)'"], str(tmp_path)) == [
+    assert launched_from(["data.path='choice(a.txt)'"], str(tmp_path), LOCAL_BUILDERS) == [
         f"data.path={tmp_path}/choice(a.txt)"]

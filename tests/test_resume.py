@@ -19,8 +19,10 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from chargpt.checkpoints import RESUME_STATE_KEY, TRAINING_RECORD_KEY
 from chargpt.cli.train import main as train_main
+from chargpt.data.sources.hf_datasets import LOCAL_BUILDERS
 from chargpt.errors import CheckpointError
 from chargpt.model import ModelConfig
+from chargpt.overrides import launched_from
 from chargpt.run_layout import launch_cwd
 from chargpt.runs.resume import resume_command
 from chargpt.training.resume_checks import check_resumable
@@ -447,6 +449,12 @@ def test_the_resume_command_names_a_local_builders_files_as_launched(tmp_path) -
     kept = ["data.data_files=data/train-*.parquet", "data.data_files=[a.txt]",
             "data.data_files={train:a.txt}"]
     assert shlex.split(resume_command("/runs/r", kept, cwd=str(tmp_path)))[1:4] == kept
+    # A hub dataset's files are named inside it, even where the folder launched from holds such files;
+    # a sweep continued from another folder compares them so too.
+    hub = ["data=hf", "data.name=someone/corpus", "data.data_files='my corpus/*.txt'"]
+    assert shlex.split(resume_command("/runs/r", hub, cwd=str(tmp_path)))[1:4] == hub
+    assert launched_from(hub, str(tmp_path), LOCAL_BUILDERS) == \
+        launched_from(hub, "/elsewhere", LOCAL_BUILDERS)
 
 
 @pytest.mark.parametrize(("split", "refused"), [({"val_path": None, "split": None}, True),

@@ -13,6 +13,7 @@ import functools
 import glob
 import os
 import re
+from collections.abc import Collection
 
 from hydra._internal.grammar.utils import escape_special_characters
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -184,15 +185,16 @@ def is_path_key(key: str) -> bool:
         key.startswith("data.") and last.endswith("path"))
 
 
-def absolute_override(typed: str, cwd: str | None) -> str:
+def absolute_override(typed: str, cwd: str | None, local_data_files: bool = True) -> str:
     """A typed override whose file or folder is named relative to `cwd` (where it was launched),
-    named absolute: a command that works from anywhere. Anything else stays as typed."""
+    named absolute: a command that works from anywhere. Anything else stays as typed, and
+    data.data_files where not `local_data_files` (a hub dataset's, named inside it)."""
     setting, _, value = typed.partition("=")
     key = override_key(typed)
     if key == "hydra.searchpath":
         return _absolute_searchpath(typed, cwd)
     if key == "data.data_files":
-        return _absolute_data_files(typed, cwd)
+        return _absolute_data_files(typed, cwd) if local_data_files else typed
     # A folder's value may be an interpolation (`${oc.env:DATA}`), kept as typed; a file's is literal.
     folder = key in LAUNCH_FOLDERS and not value.startswith("${")
     if cwd is None or not (folder or is_path_key(key)) or not value or value.lower() == "null":
@@ -206,8 +208,8 @@ def absolute_override(typed: str, cwd: str | None) -> str:
 
 def _absolute_data_files(typed: str, cwd: str | None) -> str:
     """data.data_files=PATTERN, a local builder's files (data.name=text) named relative to `cwd`,
-    named absolute where it matches files there; as typed otherwise: a hub dataset's files, named
-    inside it, and a list or a mapping, in Hydra's grammar."""
+    named absolute where it matches files there; as typed otherwise: a list or a mapping, in
+    Hydra's grammar."""
     setting = typed.partition("=")[0]
     if cwd is None or not parses(typed, single_string=True):
         return typed
@@ -261,7 +263,17 @@ def _absolute_searchpath(typed: str, cwd: str | None) -> str:
     return f"{typed.partition('=')[0]}=[{','.join(sweep_item(f) for f in named)}]"
 
 
-def launched_from(overrides: list[str], cwd: str | None) -> list[str]:
+def absolute_overrides(typed: list[str], cwd: str | None, local_builders: Collection[str]) -> list[str]:
+    """Typed overrides, each named as absolute_override names it; a data.data_files pattern only
+    where data.name is one of `local_builders` (data.name=text: local files), not a hub dataset's,
+    whose files are named inside it."""
+    names = [literal_value(o) for o in typed if override_key(o) == "data.name"]
+    local_data_files = bool(names) and names[-1] in local_builders
+    return [absolute_override(o, cwd, local_data_files) for o in typed]
+
+
+def launched_from(overrides: list[str], cwd: str | None, local_builders: Collection[str]) -> list[str]:
     """Recorded overrides as typed, with their files and folders named from `cwd` (where they were
-    launched): two launches name the same files where these are equal."""
-    return [absolute_override(as_typed(o), cwd) for o in overrides]
+    launched; `local_builders`: absolute_overrides): two launches name the same files where these
+    are equal."""
+    return absolute_overrides([as_typed(o) for o in overrides], cwd, local_builders)

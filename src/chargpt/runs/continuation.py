@@ -25,6 +25,7 @@ from pathlib import Path
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+from chargpt.data.sources.hf_datasets import LOCAL_BUILDERS
 from chargpt.errors import SetupError
 from chargpt.hydra_run import task_overrides, this_launch_resume_config
 from chargpt.overrides import launched_from
@@ -132,7 +133,8 @@ def _earlier_job(run_dir: Path) -> bool:
     now = task_overrides()
     first = first_overrides(run_dir)  # (relative files compared as named from where each was launched)
     here = HydraConfig.get().runtime.cwd
-    if first is None or launched_from(first, launch_cwd(run_dir / CONFIG_DIR)) != launched_from(now, here):
+    if first is None or launched_from(first, launch_cwd(run_dir / CONFIG_DIR), LOCAL_BUILDERS) != \
+            launched_from(now, here, LOCAL_BUILDERS):
         forget_this_resume(run_dir)  # a refused launch leaves nothing
         settings = " ".join(first or ["none"])
         if _launched_alone(run_dir):  # put there by hand, or by a version that did not refuse it

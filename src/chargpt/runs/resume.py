@@ -13,11 +13,12 @@ from pathlib import Path
 from hydra.core.hydra_config import HydraConfig
 
 from chargpt import shell_words
+from chargpt.data.sources.hf_datasets import LOCAL_BUILDERS
 from chargpt.data.sources.paths import expand_path
 from chargpt.files import write_json_atomic
 from chargpt.hydra_run import config_folders_given, task_overrides
 from chargpt.overrides import (
-    absolute_override,
+    absolute_overrides,
     as_typed,
     hydra_quoted,
     literal_value,
@@ -47,8 +48,9 @@ def resume_command(
         environment = process_environment() if environment is None else environment
     if config_folders is None and HydraConfig.initialized():
         config_folders = config_folders_given(HydraConfig.get())
-    kept = [absolute_override(o if typed else as_typed(o), cwd) for o in overrides or []
-            if not o.startswith(CKPT_PATH) and override_key(o) not in (*SEARCH_GROUPS, "hydra.searchpath")]
+    given = [o if typed else as_typed(o) for o in overrides or []
+             if not o.startswith(CKPT_PATH) and override_key(o) not in (*SEARCH_GROUPS, "hydra.searchpath")]
+    kept = absolute_overrides(given, cwd, LOCAL_BUILDERS)
     words = ["chargpt-train", *(config_folders or []), *kept, f"ckpt_path={run_dir}"]
     return " ".join([*shell_words.assignments(environment or {}), shell_words.join(words)])
 

@@ -13,6 +13,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from chargpt import shell_words
+from chargpt.data.sources.hf_datasets import LOCAL_BUILDERS
 from chargpt.hydra_run import as_written, config_folders_given, is_multirun
 from chargpt.overrides import is_sweep, launched_from, override_key
 from chargpt.run_layout import (
@@ -50,7 +51,7 @@ def _as_launched(hydra: DictConfig, leave_out: tuple[str, ...]) -> list[str]:
     """The sweep's command (of its config's `hydra` node) as typed, its relative files and folders
     named from where it was launched."""
     cwd = OmegaConf.select(hydra, "runtime.cwd", default=None)
-    return launched_from(_command(hydra.overrides, leave_out), cwd)
+    return launched_from(_command(hydra.overrides, leave_out), cwd, LOCAL_BUILDERS)
 
 
 def sweep_identity(hydra: DictConfig) -> list[str]:
