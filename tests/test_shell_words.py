@@ -53,3 +53,11 @@ def test_a_model_auto_record_gives_back_its_words_from_its_list_or_an_older_reco
     assert rerun_words({"rerun_with": shell_words.join(words), "rerun_words": words}) == words
     older = ["chargpt-train", "sample.prompt='a b'", "model.n_layer=3"]  # written by shlex.join
     assert rerun_words({"rerun_with": shlex.join(older)}) == older
+
+
+def test_assignments_refuse_a_name_that_would_be_read_as_shell_code() -> None:
+    words = shell_words.assignments({"PYTHONPATH": "/my code", "_X1": ""})
+    assert words == ["PYTHONPATH='/my code'", "_X1=''"]
+    for name in ("touch ~/owned; X", "1X", "X Y", "X=Y", "X\n", ""):
+        with pytest.raises(ValueError, match="not a shell variable name"):
+            shell_words.assignments({name: "1"})

@@ -532,6 +532,34 @@ def test_a_sweeps_continue_command_sets_the_python_path_its_jobs_imported_from(
     assert f"continue it with: PYTHONPATH='/home/me/my code' {command}\n" in capsys.readouterr().out
 
 
+def test_printed_commands_set_no_variable_a_run_folder_names_but_chargpt_keeps(
+    tmp_path: Path, capsys
+) -> None:
+    # Run folders from someone else, their environment.json {"touch ~/owned; X": "1"}: the report's
+    # continue and resume commands began `touch ~/owned; X=1 chargpt-train ...`, shell code run
+    # by whoever pasted them.
+    sweep = tmp_path / "lr"
+    sweep.mkdir()
+    (sweep / "multirun.yaml").write_text(BASIC_SWEEP)
+    fake_run(sweep, "0", ["optimizer.lr=1e-3"], metrics(1.5, 1.5), {"status": "finished"})
+    fake_run(sweep, "1", ["optimizer.lr=3e-3"], metrics(1.6, 1.6), {"status": "interrupted"})
+    fake_run(tmp_path, "plain", ["optimizer.lr=3e-3"], metrics(1.6, 1.6), {"status": "interrupted"})
+    (tmp_path / "plain" / "checkpoints").mkdir()
+    (tmp_path / "plain" / "checkpoints" / "last.ckpt").write_bytes(b"")
+    for run in (sweep / "1", tmp_path / "plain"):
+        (run / ".hydra" / "environment.json").write_text(json.dumps(
+            {"touch ~/owned; X": "1", "LD_PRELOAD": "/home/me/evil.so", "PYTHONPATH": "/home/me/my code"}))
+
+    report(tmp_path)
+
+    out = capsys.readouterr().out
+    continue_line = out.split("continue it with: ", 1)[1].splitlines()[0]
+    resume_line = out.split("resume it from its last checkpoint with:\n", 1)[1].splitlines()[0]
+    for printed in (continue_line, resume_line):
+        assert shlex.split(printed)[:2] == ["PYTHONPATH=/home/me/my code", "chargpt-train"], printed
+    assert "owned" not in out and "LD_PRELOAD" not in out
+
+
 def test_a_search_in_a_storage_is_not_said_to_train_its_failed_trials_again(tmp_path: Path, capsys) -> None:
     # It continues with new trials in a new folder; a failed trial stays failed in the study.
     sweep = tmp_path / "search"

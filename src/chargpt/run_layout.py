@@ -40,6 +40,9 @@ SAVED_CONFIG = "config.yaml"
 RESUME_PREFIX = "resume-"
 # Beside a launch's overrides: the variables its resume command sets (runs/resume.py record_environment).
 ENVIRONMENT_FILE = "environment.json"
+# The only variables kept there (runs/resume.py process_environment), and the only ones read back: a
+# run folder from someone else could name others, which a printed command would run as shell code.
+RECORDED_VARIABLES = ("WANDB_MODE", "PYTHONPATH")
 
 
 class NotOverrides(ValueError):
@@ -81,9 +84,11 @@ def read_overrides(file: Path) -> list[str]:
 
 def recorded_environment(config_dir: Path) -> dict[str, str]:
     """The variables a launch's resume command sets again, as it kept them beside its overrides
-    (runs/resume.py record_environment); none where it kept none or they cannot be read."""
+    (runs/resume.py record_environment); none where it kept none or they cannot be read. Only
+    RECORDED_VARIABLES, each with a text value: any other name is not chargpt's, and is left out."""
     variables = read_json_object(config_dir / ENVIRONMENT_FILE)
-    return {str(name): value for name, value in variables.items() if isinstance(value, str)}
+    return {name: value for name, value in variables.items()
+            if name in RECORDED_VARIABLES and isinstance(value, str)}
 
 
 def read_launch(config_dir: Path) -> Any:

@@ -14,6 +14,7 @@ import shlex
 from collections.abc import Iterable
 
 _CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f\x7f]")  # a newline (\x0a) prints and pastes as itself
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # a shell variable's name (POSIX)
 _ESCAPED = {"\\": "\\\\", "'": "\\'", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
@@ -32,5 +33,8 @@ def join(words: Iterable[str]) -> str:
 
 
 def assignments(variables: dict[str, str]) -> list[str]:
-    """`NAME=value` words that set `variables` for the command after them."""
+    """`NAME=value` words that set `variables` for the command after them. A name that is no shell
+    variable's is refused (ValueError): unquoted before `=`, it would be read as shell code."""
+    if bad := [name for name in variables if not _NAME.fullmatch(name)]:
+        raise ValueError(f"not a shell variable name: {bad[0]!r}")
     return [f"{name}={quote(value)}" for name, value in variables.items()]

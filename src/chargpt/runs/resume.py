@@ -24,7 +24,14 @@ from chargpt.overrides import (
     literal_value,
     override_key,
 )
-from chargpt.run_layout import CONFIG_DIR, ENVIRONMENT_FILE, OVERRIDES_FILE, holds_run, run_dir_of
+from chargpt.run_layout import (
+    CONFIG_DIR,
+    ENVIRONMENT_FILE,
+    OVERRIDES_FILE,
+    RECORDED_VARIABLES,
+    holds_run,
+    run_dir_of,
+)
 from chargpt.runs.continuation import resume_subdir
 
 CKPT_PATH = ("ckpt_path=", "+ckpt_path=", "++ckpt_path=")
@@ -67,12 +74,10 @@ def process_environment() -> dict[str, str]:
     the run imported code from its folders (a logger or callback of one's own, `_target_:
     my_loggers.Mine`): a new shell without it cannot import that code. Its folders are named
     absolute, as the command's files are: it works from anywhere."""
-    variables = {}
-    if mode := os.environ.get("WANDB_MODE"):
-        variables["WANDB_MODE"] = mode
-    if folders := _python_path_imported_from():
-        variables["PYTHONPATH"] = os.pathsep.join(folders)
-    return variables
+    needed = {"WANDB_MODE": os.environ.get("WANDB_MODE"),
+              "PYTHONPATH": os.pathsep.join(_python_path_imported_from())}
+    # (RECORDED_VARIABLES: all that a run's record keeps, and so all that its report reads back.)
+    return {name: value for name in RECORDED_VARIABLES if (value := needed[name])}
 
 
 def record_environment(run_dir: str | Path) -> None:
