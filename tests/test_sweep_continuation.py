@@ -8,6 +8,7 @@ import os
 import shlex
 import shutil
 import signal
+import sys
 from pathlib import Path
 
 import pytest
@@ -120,6 +121,44 @@ def test_a_signal_after_a_jobs_last_step_stops_the_sweep(tmp_path: Path, monkeyp
     code, _, err = run_main(train_cli.main, args, capsys)
     assert code == 0, err
     assert json.loads((sweep / "1" / "status.json").read_text())["status"] == "finished"
+
+
+@pytest.mark.slow  # a sweep of two tiny jobs, stopped in its first
+def test_the_signal_line_of_a_sweeps_first_job_continues_it_with_its_python_path(
+    tmp_path: Path, monkeypatch, capsys
+) -> None:
+    # PYTHONPATH='my code' chargpt-train -m ... +callbacks.mine._target_=...: Ctrl-C in the first
+    # job said to continue the sweep without PYTHONPATH (no job had recorded it yet), so the pasted
+    # command could not import the callback; the lines after it said it.
+    mine = tmp_path / "my code"
+    mine.mkdir()
+    (mine / "my_sweep_callback.py").write_text("import lightning\nclass Mine(lightning.Callback): pass\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.setenv("PYTHONPATH", "my code")
+    monkeypatch.syspath_prepend(str(mine))
+    corpus = write_corpus(tmp_path / "corpus.txt")
+    sweep = tmp_path / "sweep"
+    args = ["-m", *bare_train_args(corpus, None, f"hydra.sweep.dir={sweep}", "trainer.max_steps=4",
+                                   "trainer.val_check_interval=2", "seed=1,2",
+                                   "+callbacks.mine._target_=my_sweep_callback.Mine")]
+    at_step_end = GracefulInterrupt.on_train_batch_end
+
+    def signal_at_the_first_step(self, trainer, *rest):
+        if trainer.global_step == 1:
+            os.kill(os.getpid(), signal.SIGINT)
+        at_step_end(self, trainer, *rest)
+
+    monkeypatch.setattr(GracefulInterrupt, "on_train_batch_end", signal_at_the_first_step)
+    try:
+        code, _, err = run_main(train_cli.main, args, capsys)
+    finally:
+        sys.modules.pop("my_sweep_callback", None)
+    assert code == 130, err
+    received = next(line for line in err.splitlines() if line.startswith("SIGINT received: "))
+    command = received.split("then continue the sweep (its finished jobs are kept) with: ", 1)[1].rstrip(")")
+    assert shlex.split(command)[:3] == [f"PYTHONPATH={mine}", "chargpt-train", "-m"]
+    assert command == continue_command(sweep)
 
 
 @pytest.mark.slow  # a sweep of two tiny jobs, stopped in each case

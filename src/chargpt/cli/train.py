@@ -35,7 +35,7 @@ from chargpt.model.sampling import check_sampling
 from chargpt.run_layout import run_dir_of
 from chargpt.runs.continuation import forget_unstarted_job, keep_finished_jobs
 from chargpt.runs.directory import prepare_run_dir
-from chargpt.runs.resume import resume_command, resume_overrides
+from chargpt.runs.resume import record_environment, resume_command, resume_overrides
 from chargpt.runs.status import forget_this_resume, has_started, record_status, record_trained
 from chargpt.runs.sweep_record import continue_line
 from chargpt.stop_request import JobStopped, requested_stop, stopping_untrained, sweep_process_ended
@@ -131,6 +131,9 @@ def _train(cfg: DictConfig, parallel: Path | None) -> float | None:
         if is_rank_zero():  # (which prints it)
             check_output_writes(datamodule.tokenizer, NO_CLOSING_SAMPLE)
     if is_rank_zero():
+        # Now that the run is built (its own code imported), and before the continue command is
+        # said: it sets the variables the sweep's jobs kept, this one's too.
+        record_environment(output_dir)
         # (A parallel sweep's process says how to continue it, once every job has stopped.)
         after_quitting = continue_line("continue the sweep") if parallel is None else None
         record_while_training(trainer, output_dir, parallel, after_quitting)

@@ -83,7 +83,7 @@ def process_environment() -> dict[str, str]:
 def record_environment(run_dir: str | Path) -> None:
     """Keep this launch's process_environment beside its overrides (when it needs any), so that
     chargpt-report's resume command sets it as this process's own printed command does. Called once
-    the run trains: the code of one's own it imports is imported by then."""
+    the run is built: the code of one's own it imports (its loggers', callbacks') is imported by then."""
     subdir = HydraConfig.get().output_subdir if HydraConfig.initialized() else None
     if subdir and (variables := process_environment()):
         write_json_atomic(Path(run_dir) / subdir / ENVIRONMENT_FILE, variables)

@@ -1,6 +1,5 @@
 """What a training run records in its folder as it trains: status.json says running from its
-first step (and the variables its resume command sets are kept beside the launch's overrides), and
-a signal's stop is recorded as the signal stops it (on rank 0, which writes them)."""
+first step, and a signal's stop is recorded as the signal stops it (on rank 0, which writes them)."""
 
 from __future__ import annotations
 
@@ -9,8 +8,6 @@ from pathlib import Path
 
 import lightning as L
 
-from chargpt.distributed import is_rank_zero
-from chargpt.runs.resume import record_environment
 from chargpt.runs.status import record_signalled, record_started
 from chargpt.training.callbacks.graceful_interrupt import GracefulInterrupt
 
@@ -25,8 +22,6 @@ class RecordStart(L.Callback):
     def on_train_batch_start(self, *args: object) -> None:
         if not self.done:
             record_started(self.run_dir)
-            if is_rank_zero():
-                record_environment(self.run_dir)
             self.done = True
 
 
