@@ -457,3 +457,33 @@ def test_a_sweep_into_a_training_sweeps_folder_is_refused_and_leaves_its_record(
     assert err == (f"error: hydra.sweep.dir={trained} {held}, whose records this sweep would overwrite; name "
                    "another folder, or leave hydra.sweep.dir out for a temporary one\n")
     assert (trained / "multirun.yaml").read_text() == "the training sweep's record\n"
+
+
+def test_a_sweep_folder_holding_another_users_folder_is_swept_by_its_own_process(
+    in_empty_folders, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    # hydra.sweep.dir=a shared folder holding another user's, which this user may not look into:
+    # checking it for training runs raised PermissionError, which Hydra turned into a warning, and
+    # the sweep's own process went on without its swept settings, holding its jobs' output as a
+    # worker of a parallel launcher does. (Simulated: root may look into any folder.)
+    import warnings
+
+    from chargpt.cli import sweep_jobs
+
+    ckpt, shared = make_checkpoint(tmp_path / "model.ckpt"), tmp_path / "shared"
+    (shared / "alice").mkdir(parents=True)
+    stat = Path.stat
+
+    def refused_in_alices(self: Path, *args, **kwargs):
+        if self.parent.name == "alice":
+            raise PermissionError(errno.EACCES, "Permission denied", str(self))
+        return stat(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "stat", refused_in_alices)
+    argv = ["-m", f"ckpt_path={ckpt}", "max_new_tokens=1", "seed=1,2", f"hydra.sweep.dir={shared}"]
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message="Callback .* raised")  # Hydra's, for a callback's error
+        code, out, err = run_main(sample_cli.main, argv, capsys)
+    assert code == 0, err
+    assert sweep_jobs._swept == ["seed"]
+    assert re.findall(r"^==> .* <==$", out, flags=re.MULTILINE) == ["==> seed=1 <==", "==> seed=2 <=="]

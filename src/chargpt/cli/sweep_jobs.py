@@ -49,10 +49,11 @@ class SweptKeys(Callback):
     @exit_on_user_error
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         global _swept
-        check_jobs_can_read(config)
-        _hold_the_sweep_folder(Path(str(config.hydra.sweep.dir)))
+        # First: whatever the checks below raise, this process is the sweep's, not a worker.
         _swept = _swept_keys(config.hydra.overrides.task)
         _results.clear()
+        check_jobs_can_read(config)
+        _hold_the_sweep_folder(Path(str(config.hydra.sweep.dir)))
 
 
 # The sweep's record in its folder, locked by the sweep's process from its start to its command's end
@@ -90,15 +91,24 @@ def _hold_the_sweep_folder(folder: Path) -> None:
 def _check_holds_no_runs(folder: Path) -> None:
     """A training run's or sweep's folder is not a reading sweep's: Hydra would rewrite the training
     sweep's record there (multirun.yaml), which its continuation reads, and put job folders in a run."""
-    if not folder.is_dir():
+    try:
+        runs = [p for p in (folder, *sorted(folder.iterdir())) if _is_a_run(p)]
+    except OSError:  # no such folder yet, or none this process can list (Hydra says so as it writes)
         return
-    runs = [p for p in (folder, *sorted(folder.iterdir()))
-            if p.is_dir() and ((p / CONFIG_DIR).is_dir() or holds_run(p))]
     if runs:
         held = "is a training run's folder" if folder in runs else (
             f"holds training runs ({', '.join(p.name for p in runs)})")
         raise ConfigError(f"hydra.sweep.dir={folder} {held}, whose records this sweep would overwrite; name "
                           "another folder, or leave hydra.sweep.dir out for a temporary one")
+
+
+def _is_a_run(path: Path) -> bool:
+    """Whether `path` is a training run's folder; not for one this process may not look into (another
+    user's, in a shared folder), which is no run of its own to overwrite."""
+    try:
+        return path.is_dir() and ((path / CONFIG_DIR).is_dir() or holds_run(path))
+    except OSError:
+        return False
 
 
 def _let_go_of_the_sweep_folder() -> None:
