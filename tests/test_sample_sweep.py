@@ -487,3 +487,63 @@ def test_a_sweep_folder_holding_another_users_folder_is_swept_by_its_own_process
     assert code == 0, err
     assert sweep_jobs._swept == ["seed"]
     assert re.findall(r"^==> .* <==$", out, flags=re.MULTILINE) == ["==> seed=1 <==", "==> seed=2 <=="]
+
+
+@pytest.fixture
+def nfs_locks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """flock as NFS emulates it, with byte-range locks: an exclusive one needs a file open for writing."""
+    fcntl = pytest.importorskip("fcntl")
+    from chargpt.cli import sweep_jobs
+
+    flock = fcntl.flock
+
+    def byte_range_flock(fd: int, operation: int) -> None:
+        read_only = fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE == os.O_RDONLY
+        if operation & fcntl.LOCK_EX and read_only:
+            raise OSError(errno.EBADF, "Bad file descriptor")
+        flock(fd, operation)
+
+    monkeypatch.setattr(sweep_jobs.fcntl, "flock", byte_range_flock)
+
+
+def test_a_named_sweep_folder_in_use_is_refused_on_nfs(
+    nfs_locks, in_empty_folders, tmp_path: Path, capsys
+) -> None:
+    # The lock on multirun.yaml was taken on a file opened read-only: NFS refused it (EBADF), taken
+    # for a file system without locks, so two sweeps at once in one folder were never told apart there.
+    import fcntl
+
+    ckpt, sweep = make_checkpoint(tmp_path / "model.ckpt"), tmp_path / "my sweep"
+    sweep.mkdir()
+    (sweep / "multirun.yaml").write_text("an earlier sweep's record\n")
+    running = os.open(sweep / "multirun.yaml", os.O_RDONLY)
+    try:
+        fcntl.flock(running, fcntl.LOCK_SH)  # another sweep's process, still running there
+        code, out, err = run_main(sample_cli.main, ["-m", f"ckpt_path={ckpt}", "max_new_tokens=1",
+                                                    "seed=1,2", f"hydra.sweep.dir={sweep}"], capsys)
+    finally:
+        os.close(running)
+    assert (code, out) == (2, ""), err
+    assert "is in use by another sweep that is still running" in err
+    assert (sweep / "multirun.yaml").read_text() == "an earlier sweep's record\n"  # not truncated
+
+
+def test_only_this_machines_left_behind_sweep_folders_are_removed_also_on_nfs(
+    nfs_locks, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # On NFS the left-behind folders' lock (taken on a file opened read-only) was refused, so none was
+    # ever removed. Where each machine's locks are its own (a shared TMPDIR mounted with local locks),
+    # a live sweep's folder of another machine looks unlocked here: it must not be removed.
+    import socket
+
+    from chargpt.cli.sweep_jobs import sweep_folder_removed
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    dead, elsewhere, older = (tmp_path / f"chargpt-sweep-{name}" for name in ("dead", "elsewhere", "older"))
+    for folder, host in ((dead, socket.gethostname()), (elsewhere, "another-node"), (older, "")):
+        folder.mkdir()
+        (folder / ".in-use").write_text(host)  # (an older chargpt wrote no machine)
+    with sweep_folder_removed() as prepare:
+        made = Path(prepare(["-m", "ckpt_path=run", "temperature=0.5,1"])[-1].split("=", 1)[1].strip("'"))
+        assert (made / ".in-use").read_text() == socket.gethostname()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["chargpt-sweep-elsewhere"]

@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import sys
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
@@ -72,7 +73,12 @@ def _hold_the_sweep_folder(folder: Path) -> None:
     if fcntl is None:
         return
     folder.mkdir(parents=True, exist_ok=True)
-    lock = os.open(folder / _RECORD, os.O_RDONLY | os.O_CREAT, 0o644)
+    # Open for writing (not truncated: it is the record): NFS emulates flock with byte-range locks,
+    # and refuses an exclusive one on a file opened read-only (EBADF).
+    try:
+        lock = os.open(folder / _RECORD, os.O_RDWR | os.O_CREAT, 0o644)
+    except PermissionError:  # a record this user may not write: Hydra, writing it, says so
+        return
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -390,7 +396,9 @@ def check_jobs_can_read(config: DictConfig) -> None:
 
 
 # In a temporary sweep folder, locked (shared) by the sweep's process while it lives: a folder whose
-# lock no process holds was left by a sweep killed outright.
+# lock no process holds was left by a sweep killed outright. It holds the name of the machine the sweep
+# runs on: where locks are each machine's own (a shared TMPDIR mounted with local locks), another
+# machine's live sweep holds no lock that this one sees.
 _IN_USE = ".in-use"
 
 
@@ -403,6 +411,7 @@ def _made_and_held(parent: Path, prefix: str) -> tuple[Path, int | None]:
             return folder, None
         try:
             held = os.open(folder / _IN_USE, os.O_RDWR | os.O_CREAT, 0o600)
+            os.write(held, socket.gethostname().encode())
         except FileNotFoundError:
             continue  # taken for a dead sweep's by another starting at once, and removed: another
         try:
@@ -417,20 +426,25 @@ def _made_and_held(parent: Path, prefix: str) -> tuple[Path, int | None]:
 def _remove_left_behind(parent: Path, prefix: str, removing: bool) -> None:
     """The temporary folders of sweeps killed outright in `parent` (their lock held by no process):
     removed, or (`removing` false: jobs on other machines may still read them) each named in a note.
-    A folder without a lock file is left: a sweep starting now has not yet made it."""
+    A folder without a lock file is left: a sweep starting now has not yet made it. So is one a sweep
+    on another machine made (its lock file names that machine): its lock may not be seen here."""
     if fcntl is None:
         return
     for folder in sorted(parent.glob(f"{prefix}*")):
         try:
-            lock = os.open(folder / _IN_USE, os.O_RDONLY)
+            lock = os.open(folder / _IN_USE, os.O_RDWR)  # (read-only: NFS takes no exclusive lock)
         except OSError:
             continue
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            made_on = os.read(lock, 1024).decode(errors="replace")
         except OSError:  # held by a live sweep (or no locks here)
             os.close(lock)
             continue
         try:
+            # (None named: made by an older chargpt, or a sweep killed before it wrote the name.)
+            if made_on not in ("", socket.gethostname()):
+                continue
             if removing:
                 shutil.rmtree(folder, ignore_errors=True)
             else:
