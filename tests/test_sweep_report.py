@@ -532,6 +532,25 @@ def test_a_sweeps_continue_command_sets_the_python_path_its_jobs_imported_from(
     assert f"continue it with: PYTHONPATH='/home/me/my code' {command}\n" in capsys.readouterr().out
 
 
+def test_a_sweeps_continue_command_sets_what_each_jobs_latest_launch_kept(tmp_path: Path, capsys) -> None:
+    # Job 1 first ran with a callback of its own (PYTHONPATH kept), then was resumed without it: the
+    # continue command still set the first launch's PYTHONPATH, where the job's resume command did not.
+    sweep = tmp_path / "lr"
+    sweep.mkdir()
+    (sweep / "multirun.yaml").write_text(BASIC_SWEEP)
+    fake_run(sweep, "0", ["optimizer.lr=1e-3"], metrics(1.5, 1.5), {"status": "finished"})
+    fake_run(sweep, "1", ["optimizer.lr=3e-3"], metrics(1.6, 1.6), {"status": "interrupted"})
+    (sweep / "1" / ".hydra" / "environment.json").write_text(json.dumps({"PYTHONPATH": "/home/me/old code"}))
+    resumed = sweep / "1" / ".hydra" / "resume-20261206-120000"
+    resumed.mkdir()
+    (resumed / "overrides.yaml").write_text("- optimizer.lr=3e-3\n")
+
+    report(sweep)
+
+    command = f"chargpt-train -m optimizer.lr=1e-3,3e-3,1e-2,3e-2 hydra.sweep.dir={sweep.resolve()}"
+    assert f"continue it with: {command}\n" in capsys.readouterr().out
+
+
 def test_printed_commands_set_no_variable_a_run_folder_names_but_chargpt_keeps(
     tmp_path: Path, capsys
 ) -> None:

@@ -20,7 +20,7 @@ from chargpt.run_layout import (
     ENVIRONMENT_FILE,
     SWEEP_CONFIG,
     find_runs,
-    launch_files,
+    overrides_files,
     read_status,
     recorded_environment,
 )
@@ -117,9 +117,11 @@ def continue_command(sweep_dir: Path) -> str | None:
 
 
 def _jobs_environment(sweep_dir: Path) -> dict[str, str]:
-    """The variables the sweep's jobs' latest launches kept (a later launch's over an earlier one's)."""
-    kept = [file.parent for job in find_runs(sweep_dir) if job != sweep_dir
-            for file in launch_files(job, ENVIRONMENT_FILE) if file.is_file()]
+    """The variables the sweep's jobs' latest launches kept, each job's latest alone (an earlier
+    one's may need what the latest no longer does; a job's resume command is its latest's too), a
+    later job's over an earlier one's."""
+    latest = [overrides_files(job)[-1].parent for job in find_runs(sweep_dir) if job != sweep_dir]
+    kept = [config_dir for config_dir in latest if (config_dir / ENVIRONMENT_FILE).is_file()]
     variables: dict[str, str] = {}
     for config_dir in sorted(kept, key=lambda folder: (folder / ENVIRONMENT_FILE).stat().st_mtime):
         variables.update(recorded_environment(config_dir))
