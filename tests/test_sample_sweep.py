@@ -310,6 +310,28 @@ def test_a_parallel_sweeps_dead_worker_ends_it_with_one_line_after_its_jobs_outp
         launch_reading_sweep(config, own_bug)
 
 
+def test_a_dead_workers_sweep_prints_and_counts_only_its_own_jobs_held_output(tmp_path: Path, capfd) -> None:
+    # A folder named with hydra.sweep.dir, on a file system without locks, held what a sweep killed
+    # outright had left: a dead worker's sweep printed it as its own job's output, and counted it.
+    from omegaconf import OmegaConf
+
+    from chargpt.cli.sweep_jobs import launch_reading_sweep
+
+    (tmp_path / ".job-7.out").write_text("stale from an old sweep\n")
+    config = OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path)}}})
+
+    def launch() -> list:
+        (tmp_path / ".job-0.out").write_text("==> temperature=0 <==\nab\n")
+        raise TerminatedWorkerError("A worker process ... The exit codes of the workers are {SIGKILL(-9)}")
+
+    with pytest.raises(SystemExit):
+        launch_reading_sweep(config, launch)
+    out, err = capfd.readouterr()
+    assert out == "==> temperature=0 <==\nab\n"
+    assert "1 job did not finish, its output so far is above" in err, err
+    assert [p.name for p in tmp_path.iterdir()] == [".job-7.out"]
+
+
 def test_held_output_a_sweep_did_not_make_is_left_alone(tmp_path: Path, capfd, monkeypatch) -> None:
     # A folder named with hydra.sweep.dir may hold what an earlier sweep killed outright left, or
     # files of the user's own: the next sweep printed and deleted the first as its own output, and

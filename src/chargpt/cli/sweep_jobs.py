@@ -226,19 +226,20 @@ def held_outputs(folder: Path) -> dict[Path, int]:
     return dict(sorted(held.items(), key=lambda item: int(item[0].stem.removeprefix(".job-"))))
 
 
-def print_held_output(folder: Path, earlier: dict[Path, int] | None = None) -> None:
+def print_held_output(folder: Path, earlier: dict[Path, int] | None = None) -> int:
     """For the sweep's process, once its jobs have ended: the output a job killed before it could
     write it (its worker ended beside a failed job, by Ctrl-C, by a crash) written as that job
     would have, headed by its heading, in the jobs' order. Files `earlier` lists unchanged (held_outputs
     before the sweep: a sweep killed outright left them in a folder the user named, on a file system
     without locks, where the sweep's start could not tell them stale) are not this sweep's, and are
-    left as they are."""
+    left as they are. Returns the number of jobs whose output it wrote."""
     earlier = earlier or {}
     held = [path for path, changed in held_outputs(folder).items() if earlier.get(path) != changed]
     if held:
         with _one_job_at_a_time(folder):
             for out in held:
                 _write_held(out, out.with_suffix(".err"))
+    return len(held)
 
 
 def launch_reading_sweep(
@@ -248,6 +249,8 @@ def launch_reading_sweep(
     out-of-memory killer, a crash, a `kill` of its pid) ends every job of the sweep: what its
     unfinished jobs had written is printed under their headings, then one line says what happened
     and what to do, and the sweep ends with the signal's exit code (not joblib's traceback)."""
+    folder = Path(str(config.hydra.sweep.dir))
+    earlier = held_outputs(folder)  # (none of this launch's jobs: what print_held_output leaves)
     try:
         return launch()
     except BaseException as err:
@@ -256,9 +259,7 @@ def launch_reading_sweep(
 
         if (signum := worker_ended_by(err)) is None:
             raise
-        folder = Path(str(config.hydra.sweep.dir))
-        unfinished = len(held_outputs(folder))
-        print_held_output(folder)
+        unfinished = print_held_output(folder, earlier)
         print(f"error: a worker process of the sweep was ended by {signal.Signals(signum).name} (the "
               "out-of-memory killer, a crash, or a kill of its pid), and the sweep with it"
               + (f": {_jobs(unfinished)} did not finish, {'its' if unfinished == 1 else 'their'} output so "
