@@ -411,8 +411,15 @@ def test_a_sweep_removes_or_names_the_temporary_folder_a_sweep_killed_outright_l
     assert not live.exists()
 
 
+@pytest.mark.parametrize(("launcher", "why"), [
+    ("slurm", "runs the sweep's jobs on other machines, which cannot read this machine's temporary folder"),
+    # Its jobs run here, and can read it: said to run on other machines, it was refused for what it
+    # does not do.
+    ("submitit_local", "runs the sweep's jobs in processes of their own, which may still run after this "
+                       "one is killed outright"),
+])
 def test_a_launcher_chosen_in_a_config_file_that_cannot_read_the_temporary_folder_is_refused(
-    in_empty_folders, tmp_path: Path, capsys
+    launcher: str, why: str, in_empty_folders, tmp_path: Path, capsys
 ) -> None:
     # `hydra/launcher: slurm` in a --config-dir config is not on the command line, where the sweep's
     # folder is placed: its jobs, on other machines, were handed one in this machine's /tmp.
@@ -421,14 +428,14 @@ def test_a_launcher_chosen_in_a_config_file_that_cannot_read_the_temporary_folde
     configs = tmp_path / "configs"
     configs.mkdir()
     (configs / "cluster.yaml").write_text(
-        "defaults:\n  - sample\n  - override hydra/launcher: slurm\n  - _self_\n", encoding="utf-8")
+        f"defaults:\n  - sample\n  - override hydra/launcher: {launcher}\n  - _self_\n", encoding="utf-8")
     argv = ["-m", "--config-dir", str(configs), "--config-name", "cluster", f"ckpt_path={ckpt}",
             "temperature=0.5,1"]
     code, _, err = run_main(sample_cli.main, argv, capsys)
     assert code == 2
-    assert err.startswith("error: hydra/launcher=slurm (chosen in the config) runs the sweep's jobs on other "
-                          "machines") and err.count("\n") == 1, err
-    assert "add hydra/launcher=slurm to the command line" in err
+    assert err.startswith(f"error: hydra/launcher={launcher} (chosen in the config) {why}") and \
+        err.count("\n") == 1, err
+    assert f"add hydra/launcher={launcher} to the command line" in err
     assert _left(*in_empty_folders) == []
 
 

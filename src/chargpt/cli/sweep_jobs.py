@@ -380,20 +380,34 @@ def sweep_folder_removed() -> Iterator[Any]:
 
 
 def check_jobs_can_read(config: DictConfig) -> None:
-    """As the sweep starts, once Hydra has composed its config: a launcher that runs jobs on other
-    machines, chosen in a config file (a --config-dir config) where sweep_folder_removed could not see
-    it on the command line, would hand them a folder in this machine's own temporary folder, which
-    they cannot read. Refused before any job is submitted."""
+    """As the sweep starts, once Hydra has composed its config: a launcher that runs jobs apart from
+    this process (on other machines, or in processes of their own: not LOCAL_LAUNCHERS), chosen in a
+    config file (a --config-dir config) where sweep_folder_removed could not see it on the command
+    line, would hand them a folder in this machine's own temporary folder, which jobs on other
+    machines cannot read, and where the next sweep removes a folder whose sweep was killed outright,
+    under jobs still running. Refused before any job is submitted."""
     launcher = config.hydra.runtime.choices.get("hydra/launcher")
     folder = Path(str(config.hydra.sweep.dir))
     if launcher is None or launcher in LOCAL_LAUNCHERS:
         return
     if folder.name.startswith("chargpt-sweep-") and folder.parent == Path(tempfile.gettempdir()):
+        if launcher in _OWN_PROCESS_LAUNCHERS:
+            why = ("runs the sweep's jobs in processes of their own, which may still run after this one "
+                   "is killed outright: their folder is not made in this machine's temporary folder, "
+                   "where the next sweep would remove it under them")
+            named = "name a folder"
+        else:
+            why = "runs the sweep's jobs on other machines, which cannot read this machine's temporary folder"
+            named = "name a folder they can read"
         raise ConfigError(
-            f"hydra/launcher={launcher} (chosen in the config) runs the sweep's jobs on other machines, "
-            f"which cannot read this machine's temporary folder; add hydra/launcher={launcher} to the "
-            "command line (the sweep's folder is then made in the current one), or name a folder they "
-            "can read with hydra.sweep.dir=DIR")
+            f"hydra/launcher={launcher} (chosen in the config) {why}; add hydra/launcher={launcher} to the "
+            f"command line (the sweep's folder is then made in the current one), or {named} with "
+            "hydra.sweep.dir=DIR")
+
+
+# Launchers whose jobs run on this machine, in processes of their own that outlive a sweep killed
+# outright (submitit's local executor): the others not in LOCAL_LAUNCHERS run them on other machines.
+_OWN_PROCESS_LAUNCHERS = ("submitit_local",)
 
 
 # In a temporary sweep folder, locked (shared) by the sweep's process while it lives: a folder whose
