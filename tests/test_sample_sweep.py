@@ -14,6 +14,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -227,6 +228,40 @@ def test_a_parallel_sweep_to_one_place_keeps_each_heading_above_its_output_and_n
             if line.startswith("==>")]
     assert sorted(jobs) == [("==> split=train <==", "train"), ("==> split=val <==", "val")], done.stdout
     assert sorted(p.name for p in sweep.iterdir()) == ["0", "1", "multirun.yaml"]
+
+
+@pytest.mark.slow  # submitit's jobs start and import torch
+def test_a_submitit_sweep_prints_each_job_under_its_heading_in_order_and_an_evaluation_sweep_its_table(
+    in_empty_folders, tmp_path: Path
+) -> None:
+    # The jobs' output went to submitit's log files in the sweep's folder, removed as the sweep
+    # ended: a sweep printed nothing and exited 0.
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    ckpt, text = make_checkpoint(tmp_path / "model.ckpt"), _eval_text(tmp_path)
+    env = {**os.environ, "TMPDIR": str(in_empty_folders[1])}
+
+    def run(command: str, *args: str, **streams: Any) -> subprocess.CompletedProcess[str]:
+        argv = [sys.executable, "-m", f"chargpt.cli.{command}", "-m", "hydra/launcher=submitit_local",
+                f"ckpt_path={ckpt}", *args]
+        return subprocess.run(argv, text=True, env=env, timeout=300, **streams)
+
+    sampled = run("sample", "prompt=abc", "max_new_tokens=20", "temperature=0,1", capture_output=True)
+    assert sampled.returncode == 0, sampled.stderr
+    _, *parts = re.split(r"^==> (.*) <==\n", sampled.stdout, flags=re.MULTILINE)
+    assert parts[0::2] == ["temperature=0", "temperature=1"], sampled.stdout  # the jobs' order
+    assert [(len(sample), sample[:3]) for sample in parts[1::2]] == [(24, "abc")] * 2, sampled.stdout
+    assert sampled.stderr.count("sampling from ") == 2, sampled.stderr
+    # To one place (a terminal, `2>&1`): each heading (stderr) above its job's JSON line (stdout).
+    evaluated = run("eval", f"data.path={text}", "split=val,train", stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT)
+    assert evaluated.returncode == 0, evaluated.stdout
+    lines = evaluated.stdout.splitlines()
+    jobs = [(line, json.loads(lines[i + 1])["split"]) for i, line in enumerate(lines)
+            if line.startswith("==>")]
+    assert jobs == [("==> split=val <==", "val"), ("==> split=train <==", "train")], evaluated.stdout
+    rows = [line.split()[0] for line in lines if line.startswith("split=")]
+    assert rows == ["split=val", "split=train"] and lines[-1] == "* lowest loss", evaluated.stdout
+    assert _left(*in_empty_folders) == []
 
 
 @pytest.mark.slow  # a parallel launcher's workers start and import torch

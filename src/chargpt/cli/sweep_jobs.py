@@ -194,8 +194,9 @@ def output_held_whole(folder: Path, job: int) -> Iterator[None]:
     A job killed before then (beside a failed job, a crash, Ctrl-C) leaves them to the sweep's
     process: print_held_output."""
     out, err = _held_files(folder, job)
-    # Both to one place (`2>&1`, a terminal): one file keeps their lines in the order written.
-    together = os.path.samestat(os.fstat(1), os.fstat(2))
+    # Both to one place (`2>&1`, a terminal): one file keeps their lines in the order written. (A job
+    # apart from its sweep has log files of its own: the sweep says where its own output goes.)
+    together = os.path.samestat(os.fstat(1), os.fstat(2)) or (folder / _TOGETHER).exists()
     sys.stdout.flush()
     sys.stderr.flush()
     saved = [os.dup(1), os.dup(2)]
@@ -212,8 +213,36 @@ def output_held_whole(folder: Path, job: int) -> Iterator[None]:
         for fd, original in enumerate(saved, start=1):
             os.dup2(original, fd)
             os.close(original)
-        with _one_job_at_a_time(folder):
-            _write_held(out, err)
+        if _jobs_write_where_the_sweep_does():
+            with _one_job_at_a_time(folder):
+                _write_held(out, err)
+
+
+def _jobs_write_where_the_sweep_does() -> bool:
+    """Whether this sweep job's stdout and stderr are its sweep's (a parallel launcher's workers inherit
+    them): under a launcher that runs jobs apart (submitit's, not LOCAL_LAUNCHERS) they are log files in
+    the sweep's folder, so the job's held output is left there, for its sweep to print in the jobs'
+    order once the launcher has them back (print_held_output)."""
+    return HydraConfig.get().runtime.choices.get("hydra/launcher") in LOCAL_LAUNCHERS
+
+
+# In a sweep's folder while it runs, where the sweep's stdout and stderr go to one place: its jobs run
+# apart (their own log files) hold theirs in one file too, for their lines to keep their order.
+_TOGETHER = ".job-output-together"
+
+
+@contextlib.contextmanager
+def jobs_told_where_output_goes(folder: Path) -> Iterator[None]:
+    """For the sweep's process, around its jobs: whether its stdout and stderr go to one place, in
+    its folder for jobs run apart (output_held_whole), and removed after them."""
+    marker = folder / _TOGETHER
+    if os.path.samestat(os.fstat(1), os.fstat(2)):
+        folder.mkdir(parents=True, exist_ok=True)
+        marker.touch()
+    try:
+        yield
+    finally:
+        marker.unlink(missing_ok=True)
 
 
 def held_outputs(folder: Path) -> dict[Path, int]:

@@ -15,7 +15,7 @@ class QuotingBasicSweeper(BasicSweeper):
     and brackets escaped: one quoted for a non-ASCII letter, a quote or a `~` reached its job
     unreadable. Here such a value is written quoted; every other as Hydra writes it. What the jobs
     return is handed on (chargpt-eval's table of its jobs: chargpt/cli/sweep_jobs.py), and what
-    a parallel job held when it was killed is printed."""
+    a parallel job held when it was killed, or a job run apart (submitit's launchers) held, is printed."""
 
     @staticmethod
     def split_arguments(overrides: list[Override], max_batch_size: int | None) -> list[list[list[str]]]:
@@ -24,14 +24,21 @@ class QuotingBasicSweeper(BasicSweeper):
         return BasicSweeper.split_arguments([readable_choices(o) for o in overrides], max_batch_size)
 
     def sweep(self, arguments: list[str]) -> Any:
-        from chargpt.cli.sweep_jobs import held_outputs, print_held_output, record_returns
+        from chargpt.cli.sweep_jobs import (
+            held_outputs,
+            jobs_told_where_output_goes,
+            print_held_output,
+            record_returns,
+        )
 
         assert self.config is not None
         folder = Path(str(self.config.hydra.sweep.dir))
         earlier = held_outputs(folder) if folder.is_dir() else {}
         try:
-            returns = super().sweep(arguments)
-        finally:  # what a parallel launcher's job held when its worker was killed (a job beside it failed)
+            with jobs_told_where_output_goes(folder):
+                returns = super().sweep(arguments)
+        finally:  # what a parallel launcher's job held when its worker was killed (a job beside it
+            # failed), and what jobs run apart (submitit's launchers) held for the sweep to print
             print_held_output(folder, earlier)
         record_returns([job for batch in returns for job in batch])
         return returns
