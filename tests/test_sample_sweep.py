@@ -264,6 +264,24 @@ def test_a_submitit_sweep_prints_each_job_under_its_heading_in_order_and_an_eval
     assert _left(*in_empty_folders) == []
 
 
+@pytest.mark.slow  # submitit's jobs start and import torch
+def test_a_submitit_sweep_job_refused_ends_the_sweep_with_its_error_line_and_exit_2(
+    in_empty_folders, tmp_path: Path
+) -> None:
+    # The job's exit handed submitit no result: the sweep ended in its traceback, with exit code 1.
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    ckpt = make_checkpoint(tmp_path / "model.ckpt")
+    argv = [sys.executable, "-m", "chargpt.cli.sample", "-m", "hydra/launcher=submitit_local",
+            f"ckpt_path={ckpt}", "max_new_tokens=3", "temperature=-1,0"]
+    done = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300,
+                          env={**os.environ, "TMPDIR": str(in_empty_folders[1])})
+    assert done.returncode == 2, done.stdout
+    lines = done.stdout.splitlines()
+    assert lines[0] == "==> temperature=-1 <==" and lines[1].startswith("error: temperature=-1 "), done.stdout
+    assert "Traceback" not in done.stdout and lines[2] == "==> temperature=0 <==", done.stdout
+    assert _left(*in_empty_folders) == []
+
+
 @pytest.mark.slow  # a parallel launcher's workers start and import torch
 def test_parallel_jobs_ended_with_their_sweep_keep_what_they_wrote(in_empty_folders, tmp_path: Path) -> None:
     # A `kill` of the sweep's process (as a job that fails, or Ctrl-C) ends the jobs beside it (joblib

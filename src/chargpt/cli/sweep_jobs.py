@@ -6,6 +6,7 @@ jobs end in a table comparing them; chargpt-export's jobs each write a folder of
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import os
 import re
@@ -182,9 +183,31 @@ def whole_in_parallel_sweeps(task: F) -> F:
         if not in_a_worker():
             return task(*args, **kwargs)
         with output_held_whole(sweep_dir(), HydraConfig.get().job.num):
-            return task(*args, **kwargs)
+            try:
+                return task(*args, **kwargs)
+            except SystemExit as exit_:
+                if _jobs_write_where_the_sweep_does() or not exit_.code:
+                    raise
+                # A job run apart that exits hands its launcher no result (submitit's traceback): its
+                # exit goes back as what it returns, for its sweep to exit so (exit_as_a_job_did).
+                return JobExit(exit_.code)
 
     return wrapper  # type: ignore[return-value]
+
+
+@dataclasses.dataclass(frozen=True)
+class JobExit:
+    """What a sweep's job run apart (submitit's launchers) returns where it exited: a bad setting's
+    `error:` line (in its held output) and exit code 2."""
+
+    code: int | str
+
+
+def exit_as_a_job_did(returns: Sequence[JobReturn]) -> None:
+    """For the sweep's process, its jobs' output printed: exit as the first job that exited did."""
+    for job in returns:
+        if job.status == JobStatus.COMPLETED and isinstance(job.return_value, JobExit):
+            sys.exit(job.return_value.code)
 
 
 @contextlib.contextmanager

@@ -25,6 +25,7 @@ class QuotingBasicSweeper(BasicSweeper):
 
     def sweep(self, arguments: list[str]) -> Any:
         from chargpt.cli.sweep_jobs import (
+            exit_as_a_job_did,
             held_outputs,
             jobs_told_where_output_goes,
             print_held_output,
@@ -40,5 +41,6 @@ class QuotingBasicSweeper(BasicSweeper):
         finally:  # what a parallel launcher's job held when its worker was killed (a job beside it
             # failed), and what jobs run apart (submitit's launchers) held for the sweep to print
             print_held_output(folder, earlier)
+        exit_as_a_job_did([job for batch in returns for job in batch])
         record_returns([job for batch in returns for job in batch])
         return returns
