@@ -195,6 +195,20 @@ def _random_text(n_chars: int, seed: int, alphabet: str) -> str:
     return "".join(rng.choice(alphabet) for _ in range(n_chars))
 
 
+def callback_of_ones_own(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, module: str) -> Path:
+    """A callback class of the user's own, `module`.Mine in `tmp_path`/my code, imported as a user
+    does: PYTHONPATH='my code', from `tmp_path`. Returns that folder; the caller adds
+    +callbacks.mine._target_=`module`.Mine and drops `module` from sys.modules after."""
+    mine = tmp_path / "my code"
+    mine.mkdir()
+    (mine / f"{module}.py").write_text("import lightning\nclass Mine(lightning.Callback): pass\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.setenv("PYTHONPATH", "my code")
+    monkeypatch.syspath_prepend(str(mine))
+    return mine
+
+
 def train_args(corpus: Path, run_dir: Path, *extra: str) -> list[str]:
     """A 20-step run with everything on (TensorBoard with its text samples and attention maps,
     checkpoints, a 20-character closing sample)."""

@@ -29,6 +29,7 @@ from chargpt.training.resume_checks import check_resumable
 from conftest import (
     StepHook,
     bare_train_args,
+    callback_of_ones_own,
     in_hydra_run,
     make_checkpoint,
     offline_default_corpus_in,
@@ -549,13 +550,7 @@ def test_the_reports_resume_command_carries_the_python_path_the_run_imported_fro
     # run did not: pasted into a new shell, the run's callback of its own could not be imported.
     from chargpt.runs.report import report
 
-    mine = tmp_path / "my code"
-    mine.mkdir()
-    (mine / "my_report_callback.py").write_text("import lightning\nclass Mine(lightning.Callback): pass\n")
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("WANDB_MODE", raising=False)
-    monkeypatch.setenv("PYTHONPATH", "my code")
-    monkeypatch.syspath_prepend(str(mine))
+    mine = callback_of_ones_own(tmp_path, monkeypatch, "my_report_callback")
     corpus = write_corpus(tmp_path / "corpus.txt")
     run = tmp_path / "runs" / "mine"
     own = "+callbacks.mine._target_=my_report_callback.Mine"

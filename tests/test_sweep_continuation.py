@@ -25,7 +25,14 @@ from chargpt.runs.sweep_outcome import FailedSweep
 from chargpt.runs.sweep_record import continue_command
 from chargpt.training import build as training_build
 from chargpt.training.callbacks.graceful_interrupt import GracefulInterrupt
-from conftest import bare_train_args, offline_default_corpus_in, on_the_default_corpus, run_main, write_corpus
+from conftest import (
+    bare_train_args,
+    callback_of_ones_own,
+    offline_default_corpus_in,
+    on_the_default_corpus,
+    run_main,
+    write_corpus,
+)
 
 
 def _files(job: Path) -> dict[Path, bytes]:
@@ -130,13 +137,7 @@ def test_the_signal_line_of_a_sweeps_first_job_continues_it_with_its_python_path
     # PYTHONPATH='my code' chargpt-train -m ... +callbacks.mine._target_=...: Ctrl-C in the first
     # job said to continue the sweep without PYTHONPATH (no job had recorded it yet), so the pasted
     # command could not import the callback; the lines after it said it.
-    mine = tmp_path / "my code"
-    mine.mkdir()
-    (mine / "my_sweep_callback.py").write_text("import lightning\nclass Mine(lightning.Callback): pass\n")
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("WANDB_MODE", raising=False)
-    monkeypatch.setenv("PYTHONPATH", "my code")
-    monkeypatch.syspath_prepend(str(mine))
+    mine = callback_of_ones_own(tmp_path, monkeypatch, "my_sweep_callback")
     corpus = write_corpus(tmp_path / "corpus.txt")
     sweep = tmp_path / "sweep"
     args = ["-m", *bare_train_args(corpus, None, f"hydra.sweep.dir={sweep}", "trainer.max_steps=4",

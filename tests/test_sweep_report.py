@@ -514,16 +514,22 @@ def test_a_sweep_with_failed_jobs_gets_the_command_that_trains_them_again(tmp_pa
     assert f"{sweep}: 1 of 4 jobs of this sweep failed; continue it" in capsys.readouterr().out
 
 
-def test_a_sweeps_continue_command_sets_the_python_path_its_jobs_imported_from(
-    tmp_path: Path, capsys
-) -> None:
-    # A sweep with a callback of one's own (PYTHONPATH='my code' chargpt-train -m ...) was told to
-    # continue without PYTHONPATH: pasted into a new shell, its jobs could not import that code.
+def _sweep_with_a_stopped_job(tmp_path: Path) -> Path:
+    """BASIC_SWEEP's folder `lr` with job 0 finished and job 1 stopped (status interrupted)."""
     sweep = tmp_path / "lr"
     sweep.mkdir()
     (sweep / "multirun.yaml").write_text(BASIC_SWEEP)
     fake_run(sweep, "0", ["optimizer.lr=1e-3"], metrics(1.5, 1.5), {"status": "finished"})
     fake_run(sweep, "1", ["optimizer.lr=3e-3"], metrics(1.6, 1.6), {"status": "interrupted"})
+    return sweep
+
+
+def test_a_sweeps_continue_command_sets_the_python_path_its_jobs_imported_from(
+    tmp_path: Path, capsys
+) -> None:
+    # A sweep with a callback of one's own (PYTHONPATH='my code' chargpt-train -m ...) was told to
+    # continue without PYTHONPATH: pasted into a new shell, its jobs could not import that code.
+    sweep = _sweep_with_a_stopped_job(tmp_path)
     (sweep / "1" / ".hydra" / "environment.json").write_text(json.dumps({"PYTHONPATH": "/home/me/my code"}))
 
     report(sweep)
@@ -535,11 +541,7 @@ def test_a_sweeps_continue_command_sets_the_python_path_its_jobs_imported_from(
 def test_a_sweeps_continue_command_sets_what_each_jobs_latest_launch_kept(tmp_path: Path, capsys) -> None:
     # Job 1 first ran with a callback of its own (PYTHONPATH kept), then was resumed without it: the
     # continue command still set the first launch's PYTHONPATH, where the job's resume command did not.
-    sweep = tmp_path / "lr"
-    sweep.mkdir()
-    (sweep / "multirun.yaml").write_text(BASIC_SWEEP)
-    fake_run(sweep, "0", ["optimizer.lr=1e-3"], metrics(1.5, 1.5), {"status": "finished"})
-    fake_run(sweep, "1", ["optimizer.lr=3e-3"], metrics(1.6, 1.6), {"status": "interrupted"})
+    sweep = _sweep_with_a_stopped_job(tmp_path)
     (sweep / "1" / ".hydra" / "environment.json").write_text(json.dumps({"PYTHONPATH": "/home/me/old code"}))
     resumed = sweep / "1" / ".hydra" / "resume-20261206-120000"
     resumed.mkdir()
@@ -557,11 +559,7 @@ def test_printed_commands_set_no_variable_a_run_folder_names_but_chargpt_keeps(
     # Run folders from someone else, their environment.json {"touch ~/owned; X": "1"}: the report's
     # continue and resume commands began `touch ~/owned; X=1 chargpt-train ...`, shell code run
     # by whoever pasted them.
-    sweep = tmp_path / "lr"
-    sweep.mkdir()
-    (sweep / "multirun.yaml").write_text(BASIC_SWEEP)
-    fake_run(sweep, "0", ["optimizer.lr=1e-3"], metrics(1.5, 1.5), {"status": "finished"})
-    fake_run(sweep, "1", ["optimizer.lr=3e-3"], metrics(1.6, 1.6), {"status": "interrupted"})
+    sweep = _sweep_with_a_stopped_job(tmp_path)
     fake_run(tmp_path, "plain", ["optimizer.lr=3e-3"], metrics(1.6, 1.6), {"status": "interrupted"})
     (tmp_path / "plain" / "checkpoints").mkdir()
     (tmp_path / "plain" / "checkpoints" / "last.ckpt").write_bytes(b"")
