@@ -680,6 +680,28 @@ def test_a_sweep_under_mlflow_run_is_refused_before_its_folder_is_made(files, mo
     assert not sweep.exists()
 
 
+@pytest.mark.parametrize("command", ["train", "sample"])
+def test_a_slurm_sweep_on_a_machine_without_slurm_is_refused_before_any_folder(command, files, monkeypatch,
+                                                                                 capsys):
+    # submitit ended it in a traceback, `Could not detect "srun", are you indeed on a slurm cluster?`.
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    no_slurm = files["tmp"] / "bin"
+    no_slurm.mkdir()
+    monkeypatch.setenv("PATH", str(no_slurm))
+    monkeypatch.chdir(files["tmp"])
+    before = sorted(files["tmp"].rglob("*"))
+    if command == "train":
+        args = bare_train_args(files["corpus"], None, f"hydra.sweep.dir={files['tmp']}/sweep", "seed=1,2")
+        code, out, err = run_main(train_cli.main, ["-m", "hydra/launcher=slurm", *args], capsys)
+    else:
+        args = [f"ckpt_path={files['ckpt']}", "temperature=0.5,1"]
+        code, out, err = run_main(sample_cli.main, ["-m", "hydra/launcher=slurm", *args], capsys)
+    _assert_one_error_line(code, out, err, "hydra/launcher=slurm submits the sweep's jobs to SLURM, but this "
+                           "machine has no SLURM (no srun command on the PATH); run the command on the "
+                           "cluster's login node, or drop hydra/launcher=slurm")
+    assert sorted(files["tmp"].rglob("*")) == before
+
+
 @pytest.mark.parametrize("multirun", [False, True], ids=["run", "sweep"])
 def test_an_unresolvable_strategy_is_named_before_any_folder(multirun, files, monkeypatch, capsys):
     # A sweep's check of each job's launch met the ${...} as Hydra's UserWarning, then made the

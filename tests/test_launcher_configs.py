@@ -93,6 +93,25 @@ def test_a_ddp_sweep_is_refused_before_it_starts_unless_slurm_starts_its_ranks(m
         SweptSettings().on_multirun_start(slurm)
 
 
+@pytest.mark.parametrize("command", ["train", "sample"])
+def test_a_slurm_sweep_starts_where_srun_is_on_the_path(command: str, tmp_path: Path, monkeypatch) -> None:
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    from chargpt.cli.hydra_errors import check_slurm_at_hand
+    from chargpt.errors import ConfigError
+
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with initialize_config_dir(config_dir=CONFIG_PATH, version_base="1.3"):
+        slurm = compose(command, overrides=["hydra/launcher=submitit_slurm"], return_hydra_config=True)
+        basic = compose(command, return_hydra_config=True)
+    with pytest.raises(ConfigError, match=r"^hydra/launcher=submitit_slurm submits the sweep.s jobs"):
+        check_slurm_at_hand(slurm)
+    check_slurm_at_hand(basic)  # Hydra's own launcher needs no SLURM
+    srun = tmp_path / "srun"  # a cluster's node
+    srun.write_text("#!/bin/sh\n")
+    srun.chmod(0o755)
+    check_slurm_at_hand(slurm)
+
+
 def _with_options(group: str) -> list[list[str]]:
     return [[f"{group}={p.stem}"] for p in sorted((Path(CONFIG_PATH) / group).glob("*.yaml"))]
 

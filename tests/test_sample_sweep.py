@@ -472,11 +472,16 @@ def test_a_sweep_removes_or_names_the_temporary_folder_a_sweep_killed_outright_l
                        "one is killed outright"),
 ])
 def test_a_launcher_chosen_in_a_config_file_that_cannot_read_the_temporary_folder_is_refused(
-    launcher: str, why: str, in_empty_folders, tmp_path: Path, capsys
+    launcher: str, why: str, in_empty_folders, tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # `hydra/launcher: slurm` in a --config-dir config is not on the command line, where the sweep's
     # folder is placed: its jobs, on other machines, were handed one in this machine's /tmp.
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    cluster = tmp_path / "bin"  # a SLURM cluster's node: an srun on the PATH
+    cluster.mkdir()
+    (cluster / "srun").write_text("#!/bin/sh\n")
+    (cluster / "srun").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{cluster}{os.pathsep}{os.environ.get('PATH', '')}")
     ckpt = make_checkpoint(tmp_path / "model.ckpt")
     configs = tmp_path / "configs"
     configs.mkdir()

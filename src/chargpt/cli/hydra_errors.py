@@ -247,11 +247,42 @@ class SweptSettings(Callback):
         for job in jobs:
             check_sweep_job_loggers(job)
         # A SLURM launcher's jobs start on the cluster, whose environment the job's own check reads.
-        if "slurm" not in str(config.hydra.launcher.get("_target_")).lower():
+        if not submits_to_slurm(config):
             for job in jobs:
                 with naming_removed_settings():  # trainer.strategy=${oc.env:UNSET}: refused here, once
                     check_launch(job, in_sweep=True)
                 check_sweep_output_writes(job)
+
+
+def submits_to_slurm(config: DictConfig) -> bool:
+    """Whether the sweep's launcher submits its jobs to SLURM (hydra/launcher=slurm, submitit_slurm)."""
+    return "slurm" in str(config.hydra.launcher.get("_target_")).lower()
+
+
+class SlurmAtHand(Callback):
+    """A Hydra callback: a SLURM launcher submits jobs with SLURM's commands, which only a
+    cluster's nodes have. Elsewhere submitit refused in a traceback (`Could not detect "srun"`)
+    once the sweep had started; here it is one line, before the sweep's folder is made."""
+
+    @exit_on_user_error
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        check_slurm_at_hand(config)
+
+
+def check_slurm_at_hand(config: DictConfig) -> None:
+    """A ConfigError if the sweep's launcher is SLURM's and this machine has no SLURM (by
+    submitit's own test: an `srun` on the PATH)."""
+    if not submits_to_slurm(config):
+        return
+    from submitit import SlurmExecutor  # the launcher composed, so the `slurm` extra is there
+
+    if SlurmExecutor.affinity() > 0:
+        return
+    choice = OmegaConf.select(config, "hydra.runtime.choices", default={}).get("hydra/launcher") or "slurm"
+    raise ConfigError(
+        f"hydra/launcher={choice} submits the sweep's jobs to SLURM, but this machine has no SLURM (no "
+        f"srun command on the PATH); run the command on the cluster's login node, or drop "
+        f"hydra/launcher={choice} (hydra/launcher=local_parallel runs the jobs here, side by side)")
 
 
 # The settings each value of which a sweep gives is checked as its own job, where the first job's
