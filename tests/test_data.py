@@ -195,6 +195,18 @@ def test_a_failed_download_removes_the_folders_it_made_and_only_those(tmp_path: 
     assert [p.name for p in (tmp_path / "data").iterdir()] == ["mine.txt"]
 
 
+def test_a_data_directory_that_is_a_file_is_named_not_a_traceback(tmp_path: Path) -> None:
+    # CHARGPT_DATA_DIR=/some/file: making the download's folder ended in NotADirectoryError's traceback.
+    data_dir = tmp_path / "corpus.txt"
+    data_dir.write_text("kept")
+    dest = data_dir / "tinyshakespeare" / "input.txt"
+    with pytest.raises(DataError, match=r"no folder for it can be made \(Not a directory: .*"
+                       r"set CHARGPT_DATA_DIR to a folder that has it") as err:
+        resolve_corpus(dest, "http://127.0.0.1:9/input.txt", "0" * 64)
+    assert str(dest) in str(err.value) and "\n" not in str(err.value)
+    assert data_dir.read_text() == "kept" and [p.name for p in tmp_path.iterdir()] == ["corpus.txt"]
+
+
 def test_offline_download_says_where_to_put_the_file(tmp_path: Path) -> None:
     dest = tmp_path / "tinyshakespeare" / "input.txt"
     with pytest.raises(DataError, match=r"put it there.*CHARGPT_DATA_DIR") as err:

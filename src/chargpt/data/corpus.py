@@ -32,7 +32,14 @@ def _download(url: str, dest: Path, sha256: str | None) -> None:
     """Download to a temporary name, verify, then rename: a failed download leaves nothing behind,
     not even the folders it made for the file."""
     made = [folder for folder in (dest.parent, *dest.parent.parents) if not folder.exists()]
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:  # a data directory that is a file, or on a read-only place
+        _remove_empty(made)
+        raise DataError(
+            f"{dest} is missing, and no folder for it can be made ({err.strerror}: {err.filename}); "
+            f"set {DATA_DIR_ENV} to a folder that has it, or to one it can be downloaded into"
+        ) from err
     part = dest.with_name(dest.name + ".part")
     print(f"downloading {url} -> {dest}")
     try:
