@@ -680,6 +680,35 @@ def test_a_sweep_under_mlflow_run_is_refused_before_its_folder_is_made(files, mo
     assert not sweep.exists()
 
 
+@pytest.mark.parametrize("command", ["train", "eval"])
+@pytest.mark.parametrize(("env", "typed", "expected"), [
+    ("", [], "CHARGPT_DATA_DIR is set but empty (an unset shell variable?), so paths.data_dir names no "
+     "folder; set it to the folder that holds the data, or unset it"),
+    ("{tmp}", ["paths.data_dir="], "paths.data_dir is empty: the data would be read (and downloaded) at the "
+     "root of the file system; name a folder (paths.data_dir=data) or leave it out"),
+], ids=["env", "typed"])
+def test_an_empty_data_directory_is_refused_not_read_at_the_root(command, env, typed, expected, files,
+                                                                  monkeypatch, capsys):
+    # It made Tiny Shakespeare's path /tinyshakespeare/input.txt, looked for and downloaded there.
+    monkeypatch.setenv("CHARGPT_DATA_DIR", env.format(**files))
+    if command == "train":
+        args = [a for a in bare_train_args(files["corpus"], files["tmp"] / "run") if not a.startswith("data")]
+        code, out, err = run_main(train_cli.main, [*args, "data=tinyshakespeare", *typed], capsys)
+        assert not (files["tmp"] / "run").exists()
+    else:
+        args = [f"ckpt_path={files['ckpt']}", "data=tinyshakespeare", *typed]
+        code, out, err = run_main(eval_cli.main, args, capsys)
+    _assert_one_error_line(code, out, err, expected)
+    assert "downloading" not in out
+
+
+def test_an_empty_data_directory_that_nothing_reads_is_no_error(files, monkeypatch, capsys):
+    monkeypatch.setenv("CHARGPT_DATA_DIR", "")
+    code, _, err = run_main(eval_cli.main, [f"ckpt_path={files['ckpt']}", f"data.path={files['corpus']}"],
+                            capsys)
+    assert code == 0, err
+
+
 @pytest.mark.parametrize("command", ["train", "sample"])
 def test_a_slurm_sweep_on_a_machine_without_slurm_is_refused_before_any_folder(command, files, monkeypatch,
                                                                                  capsys):

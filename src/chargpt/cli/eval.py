@@ -21,6 +21,7 @@ from chargpt.checks import as_utf8
 from chargpt.cli import CONFIG_PATH
 from chargpt.cli.common import cli_task, quiet_known_warnings, run_main, use_threads
 from chargpt.cli.sweep_jobs import job_heading, results_table, sweep_folder_removed, whole_in_parallel_sweeps
+from chargpt.data.corpus import check_data_dir
 from chargpt.errors import exit_on_user_error
 from chargpt.hydra_run import task_overrides
 from chargpt.overrides import as_typed
@@ -57,6 +58,7 @@ def _hydra_main(cfg: DictConfig) -> dict:
         print(heading, file=sys.stderr, flush=True)
     use_threads(cfg.threads)
     quiet_known_warnings()
+    check_data_dir(cfg)
     line = evaluate_checkpoint(
         cfg.ckpt_path, cfg.data, cfg.split, cfg.batch_size, cfg.stride, cfg.device, cfg.precision,
         cfg.matmul_precision, given=overridden_keys(),

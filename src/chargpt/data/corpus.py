@@ -8,9 +8,14 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from chargpt.errors import DataError
+from omegaconf import DictConfig, OmegaConf
+
+from chargpt.errors import ConfigError, DataError
+from chargpt.hydra_run import task_overrides
+from chargpt.overrides import override_key
 
 DATA_DIR_ENV = "CHARGPT_DATA_DIR"
+DATA_DIR_SETTING = "paths.data_dir"
 _CHUNK = 1 << 20
 
 
@@ -18,6 +23,25 @@ def default_data_dir() -> str:
     """The data directory: $CHARGPT_DATA_DIR, else ./data (configs/paths/default.yaml's rule, for
     code that reads the corpus without a run's config: the tests, the benchmarks)."""
     return os.environ.get(DATA_DIR_ENV) or "data"
+
+
+def check_data_dir(cfg: DictConfig) -> None:
+    """An empty paths.data_dir (`paths.data_dir=`, or CHARGPT_DATA_DIR set to nothing) that the data
+    settings read is refused: a preset's path under it started at the root of the file system, where
+    Tiny Shakespeare was looked for and downloaded (/tinyshakespeare/input.txt)."""
+    setting = DATA_DIR_SETTING
+    value = OmegaConf.select(cfg, setting, throw_on_resolution_failure=False)
+    if not isinstance(value, str) or value.strip():
+        return
+    data = cfg.get("data")
+    if not isinstance(data, DictConfig) or f"${{{setting}}}" not in str(OmegaConf.to_container(data)):
+        return  # a text of one's own, or a checkpoint's: the data directory is not read
+    if os.environ.get(DATA_DIR_ENV) == "" and setting not in {override_key(o) for o in task_overrides()}:
+        raise ConfigError(f"{DATA_DIR_ENV} is set but empty (an unset shell variable?), so {setting} names "
+                          "no folder; set it to the folder that holds the data, or unset it (data/ here, "
+                          "the default)")
+    raise ConfigError(f"{setting} is empty: the data would be read (and downloaded) at the root of the file "
+                      f"system; name a folder ({setting}=data) or leave it out")
 
 
 def sha256_of(path: Path) -> str:

@@ -21,7 +21,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
-from chargpt.data.corpus import DATA_DIR_ENV
+from chargpt.data.corpus import DATA_DIR_ENV, DATA_DIR_SETTING, check_data_dir
 from chargpt.data.sources.paths import expand_path
 from chargpt.hydra_run import sweep_dir, task_overrides
 from chargpt.overrides import override_key
@@ -30,7 +30,7 @@ from chargpt.training.run_checks import resumable
 
 log = logging.getLogger(__name__)
 
-SETTING = "paths.data_dir"
+SETTING = DATA_DIR_SETTING
 
 
 def recorded_data_dir(run_dir: Path) -> str | None:
@@ -62,12 +62,13 @@ def _sweeps_data_dir() -> str | None:
 def settle_data_dir(cfg: DictConfig) -> str | None:
     """Name cfg's paths.data_dir absolute (a resume's: its run's, unless this launch names one);
     returns the note for the saved config, None when there is nothing to note."""
+    check_data_dir(cfg)
     paths: Any = cfg.get("paths")
     try:
         value = paths.get("data_dir") if paths is not None else None
     except OmegaConfBaseException:  # e.g. an unset ${oc.env:...}: left for what reads it to report
         return None
-    if not isinstance(value, str) or not value:
+    if not isinstance(value, str):
         return None
     named_here = any(override_key(o) == SETTING for o in task_overrides()) or os.environ.get(DATA_DIR_ENV)
     checkpoint = None if named_here else resumable(cfg.get("ckpt_path"))
