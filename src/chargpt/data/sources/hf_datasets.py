@@ -39,10 +39,14 @@ def _datasets() -> Any:
 
 
 def is_saved_dataset(path: Path) -> bool:
-    """A folder written by datasets' save_to_disk."""
-    return path.is_dir() and any(
-        (path / name).is_file() for name in ("dataset_dict.json", "state.json", "dataset_info.json")
-    )
+    """A folder written by datasets' save_to_disk (one that cannot be read is not: reading it as
+    text then says so)."""
+    try:
+        return path.is_dir() and any(
+            (path / name).is_file() for name in ("dataset_dict.json", "state.json", "dataset_info.json")
+        )
+    except OSError:  # a folder without read or search permission
+        return False
 
 
 def absolute_data_files(name: str, data_files: Any) -> Any:

@@ -4,6 +4,7 @@ Parts, read chunk by chunk."""
 
 from __future__ import annotations
 
+import functools
 import glob
 import hashlib
 import logging
@@ -11,6 +12,7 @@ import os
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import NoReturn
 
 from chargpt import shell_words
 from chargpt.data.corpus import resolve_corpus
@@ -74,8 +76,12 @@ def convert_advice(why: str) -> str:
 
 
 def _head(path: Path) -> bytes:
-    with path.open("rb") as f:
-        return f.read(_SNIFF_BYTES)
+    try:
+        with path.open("rb") as f:
+            return f.read(_SNIFF_BYTES)
+    except OSError as err:  # no read permission (chmod 000), an unreadable disk
+        chmod = shell_words.join(["chmod", "u+r", str(path)])
+        raise DataError(f"cannot read {path} ({err.strerror}); make it readable ({chmod})") from None
 
 
 def _not_text(path: Path) -> str | None:
@@ -122,9 +128,11 @@ CACHE_FILE = re.compile(r"\.[0-9a-f]{16}\.(stats\.json|vocab\.json|ids\.npy|voca
 
 def _walk(root: Path) -> tuple[list[Path], list[Path], list[Path]]:
     """The non-hidden files under `root`, recursively, following links to folders (each folder
-    once); the run folders left out; the links that lead nowhere."""
+    once); the run folders left out; the links that lead nowhere. A folder that cannot be read is
+    an error: os.walk passes over it, and the text would be trained without its files."""
     files, runs, broken, seen = [], [], [], set()
-    for folder, dirs, names in os.walk(root, followlinks=True):
+    unreadable = functools.partial(_unreadable_folder, root)
+    for folder, dirs, names in os.walk(root, followlinks=True, onerror=unreadable):
         here = Path(folder)
         real = os.path.realpath(here)
         run = here != root and is_run_folder(here)  # its train.log and checkpoints are no text
@@ -147,6 +155,16 @@ def _walk(root: Path) -> tuple[list[Path], list[Path], list[Path]]:
             elif path.is_symlink() and _leads_nowhere(path):
                 broken.append(path)  # other kinds (a pipe, a socket) are no text: left out
     return sorted(files), runs, broken
+
+
+def _unreadable_folder(root: Path, err: OSError) -> NoReturn:
+    folder = str(err.filename)
+    cannot = f"cannot read the folder {folder} ({err.strerror})"
+    chmod = shell_words.join(["chmod", "u+rx", folder])
+    if Path(folder) == root:
+        raise DataError(f"{cannot}; make it readable ({chmod})") from None
+    raise DataError(f"{cannot}, so its files would be left out of {root}'s text; make it readable ({chmod}), "
+                    f"or move it out of {root}") from None
 
 
 def _directory_files(root: Path, setting: str) -> tuple[list[Path], list[Path], list[Path]]:
