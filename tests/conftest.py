@@ -4,8 +4,10 @@ the console scripts called in-process."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import importlib.util
+import io
 import os
 import random
 import re
@@ -406,3 +408,45 @@ def fenced_blocks(path: Path, language: str) -> Iterator[tuple[int, str]]:
     for match in FENCE.finditer(text):
         if match.group(1) == language:
             yield text.count("\n", 0, match.start(2)) + 1, match.group(2)
+
+
+@pytest.fixture
+def unreadable(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[Path], None]]:
+    """Makes a file or folder unreadable: chmod 000, and (root reads through that) the calls that
+    read it raising PermissionError as they would."""
+    locked: set[Path] = set()
+    folders: set[Path] = set()
+
+    def denied(path: object) -> PermissionError:
+        return PermissionError(errno.EACCES, os.strerror(errno.EACCES), os.fspath(path))
+
+    scandir, stat, open_ = os.scandir, os.stat, io.open
+
+    def locked_scandir(path: object = ".") -> object:
+        if isinstance(path, (str, os.PathLike)) and Path(os.fspath(path)) in locked:
+            raise denied(path)
+        return scandir(path)
+
+    def locked_stat(path: object, *args: object, **kwargs: object) -> os.stat_result:
+        if isinstance(path, (str, os.PathLike)) and Path(os.fspath(path)).parent in folders:
+            raise denied(path)  # a name inside a folder without search permission
+        return stat(path, *args, **kwargs)
+
+    def locked_open(file: object, *args: object, **kwargs: object) -> object:
+        if isinstance(file, (str, os.PathLike)) and Path(os.fspath(file)) in locked:
+            raise denied(file)
+        return open_(file, *args, **kwargs)
+
+    monkeypatch.setattr(os, "scandir", locked_scandir)
+    monkeypatch.setattr(os, "stat", locked_stat)
+    monkeypatch.setattr(io, "open", locked_open)  # Path.open's and zipfile's
+
+    def lock(path: Path) -> None:
+        if path.is_dir():
+            folders.add(path)
+        path.chmod(0)
+        locked.add(path)
+
+    yield lock
+    for path in locked:  # for the temporary folder's removal
+        path.chmod(0o755)

@@ -680,6 +680,26 @@ def test_a_sweep_under_mlflow_run_is_refused_before_its_folder_is_made(files, mo
     assert not sweep.exists()
 
 
+def test_a_checkpoint_or_export_it_may_not_read_is_named_as_such(files, unreadable, capsys):
+    # A checkpoint was "not a readable checkpoint (not a torch zip archive); it may be truncated", and
+    # an export's weights "does not hold this model's weights (No such file or directory)".
+    pytest.importorskip("safetensors")
+    export = files["tmp"] / "export"
+    code, _, err = run_main(export_cli.main, [f"ckpt_path={files['ckpt']}", f"out={export}"], capsys)
+    assert code == 0, err
+    unreadable(files["ckpt"])
+    unreadable(export / "model.safetensors")
+    for path in (files["ckpt"], export / "model.safetensors"):
+        where = export if path.parent == export else path
+        code, out, err = run_main(sample_cli.main, [f"ckpt_path={where}", "max_new_tokens=3"], capsys)
+        _assert_one_error_line(code, out, err, f"cannot read {path} (Permission denied); make it readable "
+                               f"(chmod u+r {path})")
+    args = bare_train_args(files["corpus"], files["tmp"] / "run", f"init_from={files['ckpt']}")
+    code, out, err = run_main(train_cli.main, args, capsys)
+    _assert_one_error_line(code, out, err, f"cannot read {files['ckpt']} (Permission denied)")
+    assert not (files["tmp"] / "run").exists()
+
+
 @pytest.mark.parametrize("command", ["train", "eval"])
 @pytest.mark.parametrize(("env", "typed", "expected"), [
     ("", [], "CHARGPT_DATA_DIR is set but empty (an unset shell variable?), so paths.data_dir names no "

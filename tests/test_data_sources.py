@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import functools
 import hashlib
 import json
@@ -13,7 +12,6 @@ import shlex
 import shutil
 import time
 import unicodedata
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -60,48 +58,6 @@ def test_directory_is_every_file_under_it_in_sorted_order_joined_by_the_separato
     assert text_of(module(folder, separator="<|>")).count("<|>") == 2
 
 
-@pytest.fixture
-def unreadable(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[Path], None]]:
-    """Makes a file or folder unreadable: chmod 000, and (root reads through that) the calls that
-    read it raising PermissionError as they would."""
-    locked: set[Path] = set()
-    folders: set[Path] = set()
-
-    def denied(path: object) -> PermissionError:
-        return PermissionError(errno.EACCES, os.strerror(errno.EACCES), os.fspath(path))
-
-    scandir, stat, open_ = os.scandir, os.stat, Path.open
-
-    def locked_scandir(path: object = ".") -> object:
-        if Path(os.fspath(path)) in locked:
-            raise denied(path)
-        return scandir(path)
-
-    def locked_stat(path: object, *args: object, **kwargs: object) -> os.stat_result:
-        if isinstance(path, (str, os.PathLike)) and Path(os.fspath(path)).parent in folders:
-            raise denied(path)  # a name inside a folder without search permission
-        return stat(path, *args, **kwargs)
-
-    def locked_open(self: Path, *args: object, **kwargs: object) -> object:
-        if self in locked:
-            raise denied(self)
-        return open_(self, *args, **kwargs)
-
-    monkeypatch.setattr(os, "scandir", locked_scandir)
-    monkeypatch.setattr(os, "stat", locked_stat)
-    monkeypatch.setattr(Path, "open", locked_open)
-
-    def lock(path: Path) -> None:
-        if path.is_dir():
-            folders.add(path)
-        path.chmod(0)
-        locked.add(path)
-
-    yield lock
-    for path in locked:  # for the temporary folder's removal
-        path.chmod(0o755)
-
-
 def test_an_unreadable_text_file_is_named(tmp_path: Path, unreadable) -> None:
     # A traceback: PermissionError, from sniffing the file's first bytes.
     text = tmp_path / "my text.txt"
@@ -120,11 +76,11 @@ def test_an_unreadable_folder_in_the_text_is_an_error_not_left_out(folder: Path,
     with pytest.raises(DataError) as err:
         text_of(module(folder))
     inside = folder / "b"
-    assert str(err.value) == (f"cannot read the folder {inside} (Permission denied), so its files would "
-                              f"be left out of {folder}'s text; make it readable (chmod u+rx '{inside}'), "
-                              f"or move it out of {folder}")
+    assert str(err.value) == (f"cannot read {inside} (Permission denied); make it readable (chmod u+rx "
+                              f"'{inside}'), or move it out of {folder}: its files would be left out of the "
+                              "text")
     unreadable(folder)  # the folder itself: a traceback from the look for a saved dataset's files
-    with pytest.raises(DataError, match=r"^cannot read the folder .*my corpus \(Permission denied\); make it "
+    with pytest.raises(DataError, match=r"^cannot read .*my corpus \(Permission denied\); make it "
                        r"readable \(chmod u\+rx '.*my corpus'\)$"):
         text_of(module(folder))
 

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from chargpt import shell_words
-from chargpt.errors import CheckpointError, first_line
+from chargpt.errors import CheckpointError, cannot_read, first_line
 from chargpt.export_layout import (
     CONFIG_FILE,
     EXPORT_FILES,
@@ -142,6 +142,8 @@ def _check_archive(file: Path) -> None:
     a CheckpointError."""
     try:
         archive = zipfile.ZipFile(file)
+    except PermissionError as err:  # not a damaged file: one this user may not read
+        raise CheckpointError(cannot_read(file, err)) from None
     except (zipfile.BadZipFile, OSError):
         if is_export(file.parent) or _is_safetensors(file):
             raise CheckpointError(_not_a_run(file)) from None

@@ -10,6 +10,8 @@ import sys
 from collections.abc import Callable
 from typing import NoReturn, TypeVar
 
+from chargpt.shell_words import join
+
 F = TypeVar("F", bound=Callable[..., object])
 E = TypeVar("E", bound=BaseException)
 
@@ -64,6 +66,14 @@ def needs_extra(what: str, missing: str, extra: str) -> str:
     is installed from its folder, as `make` does, not from a package index)."""
     return (f"{what} needs {missing}; install the {extra} extra in chargpt's folder: "
             f"pip install -e '.[{extra}]'")
+
+
+def cannot_read(path: str | os.PathLike, err: OSError) -> str:
+    """The message for a file or folder this user may not read (chmod 000): the chmod that lets
+    them (a folder's search permission too), never a guess that it is damaged or missing."""
+    name = os.fspath(path)
+    mode = "u+rx" if os.path.isdir(name) else "u+r"
+    return f"cannot read {name} ({err.strerror}); make it readable ({join(['chmod', mode, name])})"
 
 
 NO_ROOM = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}  # an OSError of a write that found no room

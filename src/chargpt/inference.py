@@ -17,7 +17,7 @@ from torch import nn
 from chargpt.checkpoints import model_config, model_weights, read_checkpoint, resolve_checkpoint
 from chargpt.checks import check_seed, whole_number
 from chargpt.data.tokenizer import CharTokenizer
-from chargpt.errors import ChargptError, CheckpointError, ConfigError, first_line, needs_extra
+from chargpt.errors import ChargptError, CheckpointError, ConfigError, cannot_read, first_line, needs_extra
 from chargpt.evaluation import Evaluation, evaluate_text
 from chargpt.export_layout import CONFIG_FILE, WEIGHTS, export_folder_of, read_export_config
 from chargpt.model import ModelConfig, build_model
@@ -179,6 +179,10 @@ def load_export(folder: Path, device: str | torch.device = "cpu") -> TrainedMode
     weights = folder / WEIGHTS["safetensors"]
     if not weights.is_file():
         raise CheckpointError(f"{weights} is missing; export the model again")
+    try:  # safetensors says a file it may not read is missing
+        weights.open("rb").close()
+    except PermissionError as err:
+        raise CheckpointError(cannot_read(weights, err)) from None
     try:
         load_model(model, str(weights), device=str(torch.device(device)))
     except (SafetensorError, RuntimeError, OSError) as err:

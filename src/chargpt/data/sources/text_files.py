@@ -20,7 +20,7 @@ from chargpt.data.sources.file_hashes import cached_sha256s
 from chargpt.data.sources.hf_datasets import is_saved_dataset
 from chargpt.data.sources.parts import Part
 from chargpt.data.sources.paths import GLOB_CHARS, expand_path, split_glob
-from chargpt.errors import DataError
+from chargpt.errors import DataError, cannot_read
 from chargpt.overrides import sweep_item
 from chargpt.run_layout import is_run_folder
 
@@ -80,8 +80,7 @@ def _head(path: Path) -> bytes:
         with path.open("rb") as f:
             return f.read(_SNIFF_BYTES)
     except OSError as err:  # no read permission (chmod 000), an unreadable disk
-        chmod = shell_words.join(["chmod", "u+r", str(path)])
-        raise DataError(f"cannot read {path} ({err.strerror}); make it readable ({chmod})") from None
+        raise DataError(cannot_read(path, err)) from None
 
 
 def _not_text(path: Path) -> str | None:
@@ -159,12 +158,10 @@ def _walk(root: Path) -> tuple[list[Path], list[Path], list[Path]]:
 
 def _unreadable_folder(root: Path, err: OSError) -> NoReturn:
     folder = str(err.filename)
-    cannot = f"cannot read the folder {folder} ({err.strerror})"
-    chmod = shell_words.join(["chmod", "u+rx", folder])
     if Path(folder) == root:
-        raise DataError(f"{cannot}; make it readable ({chmod})") from None
-    raise DataError(f"{cannot}, so its files would be left out of {root}'s text; make it readable ({chmod}), "
-                    f"or move it out of {root}") from None
+        raise DataError(cannot_read(folder, err)) from None
+    raise DataError(f"{cannot_read(folder, err)}, or move it out of {root}: its files would be left out of "
+                    "the text") from None
 
 
 def _directory_files(root: Path, setting: str) -> tuple[list[Path], list[Path], list[Path]]:
