@@ -23,6 +23,9 @@ def main() -> None:
     parser.add_argument("out", type=Path, help="PNG file to write")
     parser.add_argument("--step", type=int, default=None, help="the step to export (default: the last)")
     args = parser.parse_args()
+    if args.out.is_dir():  # checked before the events are read: writing into it was a traceback
+        example = args.out / f"{args.tag.replace('/', '_')}.png"
+        exit_usage(f"{args.out} is a folder; give the PNG file to write, e.g. {example}")
     events = EventAccumulator(str(args.logdir), size_guidance={IMAGES: 0})
     events.Reload()
     if args.tag not in events.Tags()[IMAGES]:
@@ -31,8 +34,11 @@ def main() -> None:
     image = images[-1] if args.step is None else next((i for i in images if i.step == args.step), None)
     if image is None:
         exit_usage(f"no {args.tag!r} image at step {args.step}; steps: {[i.step for i in images]}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_bytes(image.encoded_image_string)
+    try:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_bytes(image.encoded_image_string)
+    except OSError as err:
+        exit_usage(f"cannot write {args.out} ({err.strerror}); give a file in a folder you can write")
     print(f"step {image.step}: {image.width}x{image.height} -> {args.out}")
 
 

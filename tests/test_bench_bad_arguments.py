@@ -21,8 +21,10 @@ SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
     ("budget_curve", ["--budgets", "-5", "--dry-run"], "argument --budgets: '-5' is not a whole number"),
     ("bench_serve", ["--seconds", "-1"], "argument --seconds: '-1' is not a number above 0"),
     ("bench_startup", ["--repeats", "0"], "--repeats 0: give a whole number of at least 1"),
+    ("export_tb_image", ["{tmp}", "attention/maps", "{tmp}"],
+     "{tmp} is a folder; give the PNG file to write, e.g. {tmp}/attention_maps.png"),
 ], ids=["argparse type (a folder)", "argparse type (a count)", "hydra error", "not a nanoGPT clone",
-        "a negative budget", "negative seconds", "no repeats"])
+        "a negative budget", "negative seconds", "no repeats", "a folder to write the picture as"])
 def test_a_bad_argument_is_one_error_line_and_exit_2(
     script: str, args: list[str], message: str, tmp_path: Path
 ) -> None:
