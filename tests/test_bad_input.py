@@ -240,6 +240,10 @@ TRAIN_CASES = [
     ("validation every half epoch", ["trainer.val_check_interval=0.5"],
      "trainer.val_check_interval=0.5 must be a whole number >= 1"),
     ("zero steps", ["trainer.max_steps=0"], "trainer.max_steps=0 trains nothing"),
+    # A traceback as training started (OverflowError: the loader's length did not fit len()).
+    ("more steps than can be counted", ["trainer.max_steps=99999999999999999999"],
+     "trainer.max_steps=99999999999999999999 is more steps than a run can count (at most "
+     "9223372036854775807); give a smaller number, or budget_seconds=S"),
     ("zero epochs", ["trainer.max_epochs=0"], "trainer.max_epochs=0 trains nothing"),
     ("trainer switch not a boolean", ["trainer.deterministic=abc"],
      "trainer.deterministic='abc' must be true or false"),

@@ -98,6 +98,12 @@ def check_trainer_numbers(trainer_cfg: DictConfig, finetuning: bool = False) -> 
             f"trainer.check_val_every_n_epoch={trainer_cfg.check_val_every_n_epoch} does not apply: chargpt "
             "validates every trainer.val_check_interval steps (e.g. 250); leave it null"
         )
+    # The loader's length is max_steps x accumulate_grad_batches batches, which len() must hold.
+    steps, accumulation = trainer_cfg.get("max_steps"), trainer_cfg.get("accumulate_grad_batches") or 1
+    if isinstance(steps, int) and steps * accumulation > sys.maxsize:
+        raise ConfigError(f"trainer.max_steps={steps} is more steps than a run can count (at most "
+                          f"{sys.maxsize // accumulation}); give a smaller number, or budget_seconds=S to "
+                          "train for a time")
     if trainer_cfg.get("max_epochs") == 0 or (trainer_cfg.get("max_steps") == 0 and not finetuning):
         key = "max_epochs" if trainer_cfg.get("max_epochs") == 0 else "max_steps"
         raise ConfigError(
