@@ -427,6 +427,9 @@ SAMPLE_CASES = [
     ("unknown device", ["ckpt_path={ckpt}", "device=tpu"], "device='tpu' is not a device; use auto, cpu"),
     ("device a number", ["ckpt_path={ckpt}", "device=0"], "device=0 is not a device; use auto, cpu"),
     ("threads 0", ["ckpt_path={ckpt}", "threads=0"], "threads=0 must be a whole number >= 1, or null"),
+    # torch's "Overflow when unpacking long long", in a traceback.
+    ("threads more than torch takes", ["ckpt_path={ckpt}", "threads=99999999999999999999"],
+     "threads=99999999999999999999 is more threads than torch can run; give at most this machine's"),
     ("prompt empty", ["ckpt_path={ckpt}", "prompt="],
      "prompt is empty; give at least one character of the model's text, or leave it unset"),
     (

@@ -31,7 +31,15 @@ from chargpt.cli.argv import (
 )
 from chargpt.cli.exits import BROKEN_PIPE_EXIT_CODE, Terminated, clean_exits, exit_no_room, raising_on_sigterm
 from chargpt.cli.hydra_errors import one_line_hydra_errors, release_stderr, settings_in
-from chargpt.errors import NO_ROOM, ConfigError, cause_of, exit_stopped_by, exit_usage, full_errors_requested
+from chargpt.errors import (
+    NO_ROOM,
+    ConfigError,
+    SettingError,
+    cause_of,
+    exit_stopped_by,
+    exit_usage,
+    full_errors_requested,
+)
 from chargpt.hydra_run import task_overrides
 from chargpt.overrides import as_typed, override_key
 from chargpt.runs.claims import release_claims
@@ -240,9 +248,16 @@ def _says_nothing(record: logging.LogRecord) -> bool:
 _threads_before: tuple[int, str | None] | None = None  # torch's count, OMP_NUM_THREADS
 
 
+# torch takes its thread count as a C int: a larger one was a traceback ("Overflow when unpacking").
+_MOST_THREADS = 2**31 - 1
+
+
 def check_threads(threads: object) -> None:
     """A count of torch's CPU threads, or null for torch's default."""
-    whole_number("threads", threads, low=1, optional=True)
+    count = whole_number("threads", threads, low=1, optional=True)
+    if count is not None and count > _MOST_THREADS:
+        raise SettingError(f"threads={count} is more threads than torch can run; give at most this machine's "
+                           f"{os.cpu_count()} cores, or null for one per core", "threads")
 
 
 def use_threads(threads: object) -> None:
