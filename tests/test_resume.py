@@ -458,6 +458,32 @@ def test_the_resume_command_names_a_local_builders_files_as_launched(tmp_path) -
         launched_from(hub, "/elsewhere", LOCAL_BUILDERS)
 
 
+def test_a_config_files_local_builder_names_its_data_files_as_launched(tmp_path: Path) -> None:
+    # data.name=text given by a config file (a data config of one's own: `name: text`), none typed:
+    # the pattern stayed relative, and the printed command, pasted in another folder, read no files
+    # ("data.data_files=.../corpus/*.txt matches no files").
+    (tmp_path / "corpus").mkdir()
+    (tmp_path / "corpus" / "a.txt").write_text("text")
+    typed = ["data=mytext", "data.data_files=corpus/*.txt"]
+    absolute = f"data.data_files='{tmp_path}/corpus/*.txt'"
+    run_dir = tmp_path / "run"
+    (run_dir / ".hydra").mkdir(parents=True)
+    (run_dir / ".hydra" / "config.yaml").write_text("data:\n  name: text\n")
+    # The run's saved config says which data.name it composed; a caller may say so itself.
+    assert shlex.split(resume_command(run_dir, typed, cwd=str(tmp_path)))[2] == absolute
+    assert shlex.split(resume_command("/runs/r", typed, cwd=str(tmp_path), data_name="text"))[2] == absolute
+    assert launched_from(typed, str(tmp_path), LOCAL_BUILDERS, "text")[1] == absolute
+    # A hub dataset's composed name, or none recorded: its files are named inside it.
+    assert launched_from(typed, str(tmp_path), LOCAL_BUILDERS, "someone/corpus") == typed
+    assert launched_from(typed, str(tmp_path), LOCAL_BUILDERS) == typed
+    # A typed data.name wins over the composed one; a swept one is local where each value is.
+    hub = ["data.name=someone/corpus", *typed]
+    assert launched_from(hub, str(tmp_path), LOCAL_BUILDERS, "text") == hub
+    for names, local in (("text,json", True), ("choice(text,csv)", True), ("text,someone/corpus", False)):
+        swept = launched_from([f"data.name={names}", *typed], str(tmp_path), LOCAL_BUILDERS, "someone/x")
+        assert (swept[2] == absolute) is local, names
+
+
 @pytest.mark.parametrize(("split", "refused"), [({"val_path": None, "split": None}, True),
                                                 ({"val_path": "/texts/held out.txt", "split": None}, False),
                                                 ({"val_path": None, "split": "files"}, False)])

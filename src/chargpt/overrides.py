@@ -263,17 +263,33 @@ def _absolute_searchpath(typed: str, cwd: str | None) -> str:
     return f"{typed.partition('=')[0]}=[{','.join(sweep_item(f) for f in named)}]"
 
 
-def absolute_overrides(typed: list[str], cwd: str | None, local_builders: Collection[str]) -> list[str]:
+def absolute_overrides(typed: list[str], cwd: str | None, local_builders: Collection[str],
+                       data_name: str | None = None) -> list[str]:
     """Typed overrides, each named as absolute_override names it; a data.data_files pattern only
     where data.name is one of `local_builders` (data.name=text: local files), not a hub dataset's,
-    whose files are named inside it."""
-    names = [literal_value(o) for o in typed if override_key(o) == "data.name"]
-    local_data_files = bool(names) and names[-1] in local_builders
+    whose files are named inside it. data.name is the last one typed (each of a sweep's), else
+    `data_name`: the one the config composed (a config file's `name: text`)."""
+    typed_names = [o for o in typed if override_key(o) == "data.name"]
+    names = _names_set(typed_names[-1]) if typed_names else [data_name]
+    local_data_files = all(name in local_builders for name in names)
     return [absolute_override(o, cwd, local_data_files) for o in typed]
 
 
-def launched_from(overrides: list[str], cwd: str | None, local_builders: Collection[str]) -> list[str]:
+def _names_set(override: str) -> list[str | None]:
+    """The values a `key=value` override sets: each of a sweep's (`text,json`, `choice(...)`), or
+    its one value; [None] for a value that is no name (a range, an unparsable one)."""
+    try:
+        value = _PARSER.parse_override(override).value()
+    except HydraException:
+        return [None]
+    if isinstance(value, ChoiceSweep):
+        return [item if isinstance(item, str) else None for item in value.list]
+    return [literal_value(override)]
+
+
+def launched_from(overrides: list[str], cwd: str | None, local_builders: Collection[str],
+                  data_name: str | None = None) -> list[str]:
     """Recorded overrides as typed, with their files and folders named from `cwd` (where they were
-    launched; `local_builders`: absolute_overrides): two launches name the same files where these
-    are equal."""
-    return absolute_overrides([as_typed(o) for o in overrides], cwd, local_builders)
+    launched; `local_builders`, `data_name`: absolute_overrides): two launches name the same files
+    where these are equal."""
+    return absolute_overrides([as_typed(o) for o in overrides], cwd, local_builders, data_name)

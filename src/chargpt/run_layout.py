@@ -168,6 +168,19 @@ def saved_config(run_dir: str | Path) -> dict[str, Any]:
     return saved if isinstance(saved, dict) else {}
 
 
+def composed_data_name(config_dir: Path) -> str | None:
+    """The data.name of the config Hydra saved in `config_dir` (a run's CONFIG_DIR, a resume's, a
+    sweep's folder with its SWEEP_CONFIG): the one a config file gave where none was typed; None
+    when unrecorded or unreadable."""
+    for name in (SAVED_CONFIG, SWEEP_CONFIG):
+        try:
+            value = OmegaConf.select(OmegaConf.load(config_dir / name), "data.name", default=None)
+        except (OSError, ValueError, yaml.YAMLError, OmegaConfBaseException):
+            continue
+        return value if isinstance(value, str) else None
+    return None
+
+
 def log_handlers_in(folder: str | Path) -> list[logging.FileHandler]:
     """The root logger's file handlers that write into `folder` (Hydra's train.log of a run)."""
     folder = Path(os.path.abspath(folder))  # as FileHandler keeps its path

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import hydra
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from chargpt.checks import check_seed, training_seed
 from chargpt.cli import CONFIG_PATH
@@ -145,10 +145,11 @@ def _train(cfg: DictConfig, parallel: Path | None) -> float | None:
             trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     except TrainingInterrupted as stop:
         if is_rank_zero():
+            resume = resume_command(run_dir_of(stop.checkpoint), data_name=OmegaConf.select(cfg, "data.name"))
             print(
                 f"stopped by {stop.signal_name} after step {stop.step}: "
                 f"checkpoint written to {stop.checkpoint}\n"
-                f"resume with: {resume_command(run_dir_of(stop.checkpoint))}",
+                f"resume with: {resume}",
                 file=sys.stderr, flush=True,
             )
             if parallel is not None:  # the sweep's process ends the sweep once every job has stopped

@@ -34,6 +34,7 @@ from chargpt.run_layout import (
     LOG_FILE,
     OVERRIDES_FILE,
     RESUME_PREFIX,
+    composed_data_name,
     last_checkpoint,
     launch_cwd,
     read_launch,
@@ -133,8 +134,11 @@ def _earlier_job(run_dir: Path) -> bool:
     now = task_overrides()
     first = first_overrides(run_dir)  # (relative files compared as named from where each was launched)
     here = HydraConfig.get().runtime.cwd
-    if first is None or launched_from(first, launch_cwd(run_dir / CONFIG_DIR), LOCAL_BUILDERS) != \
-            launched_from(now, here, LOCAL_BUILDERS):
+    # (data.data_files compared as named from there where the data.name each composed is local)
+    first_cwd, first_data = launch_cwd(run_dir / CONFIG_DIR), composed_data_name(run_dir / CONFIG_DIR)
+    now_data = composed_data_name(this_launch_resume_config(run_dir) or run_dir / CONFIG_DIR)
+    if first is None or launched_from(first, first_cwd, LOCAL_BUILDERS, first_data) != \
+            launched_from(now, here, LOCAL_BUILDERS, now_data):
         forget_this_resume(run_dir)  # a refused launch leaves nothing
         settings = " ".join(first or ["none"])
         if _launched_alone(run_dir):  # put there by hand, or by a version that did not refuse it

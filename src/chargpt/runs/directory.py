@@ -384,7 +384,8 @@ class RunDirGuard(Callback):
             # or failed while being built): its continuation is refused other settings all the same.
             recorded = recorded_identity(sweep_dir)
             if earlier or (recorded is not None and not _every_job_failed(sweep_dir)):
-                _check_same_sweep(sweep_dir, earlier, recorded, sweep_identity(config.hydra))
+                now = sweep_identity(config.hydra, OmegaConf.select(config, "data.name"))
+                _check_same_sweep(sweep_dir, earlier, recorded, now)
             if earlier:  # (else each job starts in its folder, over what a stop there left)
                 _continue_sweep(config, sweep_dir)
         for claim in claims:

@@ -29,6 +29,7 @@ from chargpt.run_layout import (
     ENVIRONMENT_FILE,
     OVERRIDES_FILE,
     RECORDED_VARIABLES,
+    composed_data_name,
     holds_run,
     run_dir_of,
 )
@@ -42,6 +43,7 @@ SEARCH_GROUPS = ("hparams_search",)
 def resume_command(
     run_dir: str | Path, overrides: list[str] | None = None, cwd: str | None = None, typed: bool = False,
     config_folders: list[str] | None = None, environment: dict[str, str] | None = None,
+    data_name: str | None = None,
 ) -> str:
     """The command that continues this run (`overrides`: this job's, by default, as Hydra recorded
     them; `typed`: as a user types them, a recorded command line's): the same overrides, with
@@ -49,7 +51,9 @@ def resume_command(
     launched (this job's, by default), are named absolute: the command works from anywhere.
     `config_folders`: the words that give the run's own config folders (config_folders_given;
     this job's, by default), without which its options of those folders are not found.
-    `environment`: the variables the command sets (process_environment; this job's, by default)."""
+    `environment`: the variables the command sets (process_environment; this job's, by default).
+    `data_name`: the data.name its config composed (the run's saved config's, by default), which
+    says whether a data.data_files it was given names local files."""
     if overrides is None and HydraConfig.initialized():
         overrides, cwd = task_overrides(), HydraConfig.get().runtime.cwd
         environment = process_environment() if environment is None else environment
@@ -57,7 +61,9 @@ def resume_command(
         config_folders = config_folders_given(HydraConfig.get())
     given = [o if typed else as_typed(o) for o in overrides or []
              if not o.startswith(CKPT_PATH) and override_key(o) not in (*SEARCH_GROUPS, "hydra.searchpath")]
-    kept = absolute_overrides(given, cwd, LOCAL_BUILDERS)
+    if data_name is None:
+        data_name = composed_data_name(Path(run_dir) / CONFIG_DIR)
+    kept = absolute_overrides(given, cwd, LOCAL_BUILDERS, data_name)
     words = ["chargpt-train", *(config_folders or []), *kept, f"ckpt_path={run_dir}"]
     return " ".join([*shell_words.assignments(environment or {}), shell_words.join(words)])
 

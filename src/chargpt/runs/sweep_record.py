@@ -19,6 +19,7 @@ from chargpt.overrides import is_sweep, launched_from, override_key
 from chargpt.run_layout import (
     ENVIRONMENT_FILE,
     SWEEP_CONFIG,
+    composed_data_name,
     find_runs,
     overrides_files,
     read_status,
@@ -47,19 +48,19 @@ def _command(overrides: DictConfig, leave_out: tuple[str, ...]) -> list[str]:
     return [o for o in given if not o.startswith(leave_out)]
 
 
-def _as_launched(hydra: DictConfig, leave_out: tuple[str, ...]) -> list[str]:
-    """The sweep's command (of its config's `hydra` node) as typed, its relative files and folders
-    named from where it was launched."""
+def _as_launched(hydra: DictConfig, leave_out: tuple[str, ...], data_name: str | None) -> list[str]:
+    """The sweep's command (of its config's `hydra` node; `data_name`: the data.name its config
+    composed) as typed, its relative files and folders named from where it was launched."""
     cwd = OmegaConf.select(hydra, "runtime.cwd", default=None)
-    return launched_from(_command(hydra.overrides, leave_out), cwd, LOCAL_BUILDERS)
+    return launched_from(_command(hydra.overrides, leave_out), cwd, LOCAL_BUILDERS, data_name)
 
 
-def sweep_identity(hydra: DictConfig) -> list[str]:
+def sweep_identity(hydra: DictConfig, data_name: str | None) -> list[str]:
     """The overrides that say which jobs a sweep runs and what they train (of its config's `hydra`
-    node): the task's, and Hydra's such as hydra.sweep.subdir or a search's space; files and
-    folders named absolute, from where it was launched (the same command from elsewhere names
-    other files)."""
-    return _as_launched(hydra, _ADDED + _HOW_LAUNCHED)
+    node; `data_name`: the data.name its config composed, where none is typed): the task's, and
+    Hydra's such as hydra.sweep.subdir or a search's space; files and folders named absolute, from
+    where it was launched (the same command from elsewhere names other files)."""
+    return _as_launched(hydra, _ADDED + _HOW_LAUNCHED, data_name)
 
 
 def recorded_sweep(sweep_dir: Path) -> DictConfig | None:
@@ -73,7 +74,7 @@ def recorded_sweep(sweep_dir: Path) -> DictConfig | None:
 def recorded_identity(sweep_dir: Path) -> list[str] | None:
     """sweep_identity of the sweep recorded in `sweep_dir`; None when it records none."""
     recorded = recorded_sweep(sweep_dir)
-    return None if recorded is None else sweep_identity(recorded)
+    return None if recorded is None else sweep_identity(recorded, composed_data_name(sweep_dir))
 
 
 def settings_changed(recorded: list[str], now: list[str]) -> str:
@@ -110,7 +111,8 @@ def continue_command(sweep_dir: Path) -> str | None:
     code of one's own they imported: runs/resume.py record_environment)."""
     if (recorded := recorded_sweep(sweep_dir)) is None:
         return None
-    overrides = [o for o in _as_launched(recorded, _ADDED) if override_key(o) != "hydra.searchpath"]
+    overrides = [o for o in _as_launched(recorded, _ADDED, composed_data_name(sweep_dir))
+                 if override_key(o) != "hydra.searchpath"]
     where = [] if stored_study(recorded) else [f"hydra.sweep.dir={sweep_dir.resolve()}"]
     words = ["chargpt-train", "-m", *config_folders_given(recorded), *overrides, *where]
     return " ".join([*shell_words.assignments(_jobs_environment(sweep_dir)), shell_words.join(words)])
