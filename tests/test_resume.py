@@ -484,6 +484,19 @@ def test_a_config_files_local_builder_names_its_data_files_as_launched(tmp_path:
         assert (swept[2] == absolute) is local, names
 
 
+def test_a_data_files_pattern_typed_absolute_reads_as_the_same_relative_one(tmp_path: Path) -> None:
+    # A sweep launched with data.data_files=corpus/*.txt, continued from elsewhere with the pattern
+    # typed absolute (unquoted), was refused as "other settings": only Hydra's quoting differed.
+    (tmp_path / "corpus").mkdir()
+    (tmp_path / "corpus" / "a.txt").write_text("text")
+    first = launched_from(["data.name=text", "data.data_files=corpus/*.txt"], str(tmp_path), LOCAL_BUILDERS)
+    typed_absolute = ["data.name=text", f"data.data_files={tmp_path}/corpus/*.txt"]
+    assert launched_from(typed_absolute, "/elsewhere", LOCAL_BUILDERS) == first
+    # An interpolation stays as typed: quoting it would make it literal text.
+    interpolated = ["data.name=text", "data.data_files=${oc.env:CORPUS}/*.txt"]
+    assert launched_from(interpolated, "/elsewhere", LOCAL_BUILDERS) == interpolated
+
+
 @pytest.mark.parametrize(("split", "refused"), [({"val_path": None, "split": None}, True),
                                                 ({"val_path": "/texts/held out.txt", "split": None}, False),
                                                 ({"val_path": None, "split": "files"}, False)])

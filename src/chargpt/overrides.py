@@ -214,8 +214,13 @@ def _absolute_data_files(typed: str, cwd: str | None) -> str:
     if cwd is None or not parses(typed, single_string=True):
         return typed
     value = literal_value(typed)
-    if not value or named_from_anywhere(value, cwd) or not glob.glob(os.path.join(cwd, value),
-                                                                      recursive=True):
+    if not value:
+        return typed
+    if named_from_anywhere(value, cwd):
+        # Quoted as one named absolute here is: the same pattern typed either way reads as equal.
+        # (An interpolation stays as typed: quoting would make it literal.)
+        return typed if "${" in value else f"{setting}={hydra_quoted(value)}"
+    if not glob.glob(os.path.join(cwd, value), recursive=True):
         return typed
     return f"{setting}={hydra_quoted(launched_path(value, cwd))}"
 
