@@ -526,6 +526,32 @@ def test_a_named_sweep_folder_takes_one_sweep_at_a_time_and_drops_what_a_killed_
     assert sorted(p.name for p in sweep.iterdir()) == [".job-notes.out", "0", "1", "multirun.yaml"]
 
 
+@pytest.mark.parametrize("denied", [errno.EROFS, errno.EACCES])
+def test_a_sweep_folder_it_cannot_write_is_one_error_line(
+    denied: int, in_empty_folders, tmp_path: Path, capsys, monkeypatch
+) -> None:
+    # hydra.sweep.dir on a read-only file system: opening its record raised EROFS, which only a
+    # PermissionError was expected to be (a UserWarning line, then Hydra's traceback writing it).
+    pytest.importorskip("fcntl")
+    ckpt, sweep = make_checkpoint(tmp_path / "model.ckpt"), tmp_path / "read-only"
+    sweep.mkdir()
+    opened = os.open
+
+    def not_writable(path, flags, *args, **kwargs):
+        if Path(path).parent == sweep and flags & (os.O_RDWR | os.O_WRONLY | os.O_CREAT):
+            raise OSError(denied, os.strerror(denied), str(path))
+        return opened(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", not_writable)
+    argv = ["-m", f"ckpt_path={ckpt}", "max_new_tokens=1", "seed=1,2", f"hydra.sweep.dir={sweep}"]
+    code, out, err = run_main(sample_cli.main, argv, capsys)
+    assert (code, out) == (2, "")
+    record = sweep / "multirun.yaml"
+    assert err == (f"error: cannot write the sweep's record {record} ({os.strerror(denied)}); "
+                   "name a writable hydra.sweep.dir, or leave it out for a temporary one\n")
+    assert list(sweep.iterdir()) == []
+
+
 @pytest.mark.parametrize("inside", [True, False], ids=["a-sweeps-folder", "a-runs-folder"])
 def test_a_sweep_into_a_training_sweeps_folder_is_refused_and_leaves_its_record(
     inside: bool, in_empty_folders, tmp_path: Path, capsys

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import functools
 import os
 import re
@@ -62,6 +63,7 @@ class SweptKeys(Callback):
 # (sweep_folder_removed): another sweep in that folder at once would rewrite the record its jobs read
 # their headings from, and mix its jobs' held output with theirs.
 _RECORD = "multirun.yaml"
+_NOT_WRITABLE = (errno.EACCES, errno.EPERM, errno.EROFS)
 _record_lock: int | None = None
 
 
@@ -73,13 +75,17 @@ def _hold_the_sweep_folder(folder: Path) -> None:
     _check_holds_no_runs(folder)
     if fcntl is None:
         return
-    folder.mkdir(parents=True, exist_ok=True)
     # Open for writing (not truncated: it is the record): NFS emulates flock with byte-range locks,
     # and refuses an exclusive one on a file opened read-only (EBADF).
     try:
+        folder.mkdir(parents=True, exist_ok=True)
         lock = os.open(folder / _RECORD, os.O_RDWR | os.O_CREAT, 0o644)
-    except PermissionError:  # a record this user may not write: Hydra, writing it, says so
-        return
+    except OSError as err:
+        if err.errno not in _NOT_WRITABLE:
+            raise
+        # Said here: Hydra, writing the record next, would end in a traceback.
+        raise ConfigError(f"cannot write the sweep's record {folder / _RECORD} ({err.strerror}); name a "
+                          "writable hydra.sweep.dir, or leave it out for a temporary one") from None
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
