@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import shutil
 import zipfile
 from pathlib import Path
@@ -429,7 +430,10 @@ SAMPLE_CASES = [
     ("threads 0", ["ckpt_path={ckpt}", "threads=0"], "threads=0 must be a whole number >= 1, or null"),
     # torch's "Overflow when unpacking long long", in a traceback.
     ("threads more than torch takes", ["ckpt_path={ckpt}", "threads=99999999999999999999"],
-     "threads=99999999999999999999 is more threads than torch can run; give at most this machine's"),
+     "threads=99999999999999999999 is more threads than this machine can run (at most"),
+    # The most torch's C int takes: OpenMP then allocated for two billion threads ("Out of memory").
+    ("threads more than a machine runs", ["ckpt_path={ckpt}", "threads=2147483647"],
+     "threads=2147483647 is more threads than this machine can run (at most"),
     ("prompt empty", ["ckpt_path={ckpt}", "prompt="],
      "prompt is empty; give at least one character of the model's text, or leave it unset"),
     (
@@ -694,13 +698,16 @@ def test_a_checkpoint_or_export_it_may_not_read_is_named_as_such(files, unreadab
     export = files["tmp"] / "export"
     code, _, err = run_main(export_cli.main, [f"ckpt_path={files['ckpt']}", f"out={export}"], capsys)
     assert code == 0, err
+    config = files["tmp"] / "export config"  # its config.json was "not a readable export config ...;
+    shutil.copytree(export, config)           # export the model again"
     unreadable(files["ckpt"])
     unreadable(export / "model.safetensors")
-    for path in (files["ckpt"], export / "model.safetensors"):
-        where = export if path.parent == export else path
+    unreadable(config / "config.json")
+    for path in (files["ckpt"], export / "model.safetensors", config / "config.json"):
+        where = path.parent if path.parent in (export, config) else path
         code, out, err = run_main(sample_cli.main, [f"ckpt_path={where}", "max_new_tokens=3"], capsys)
         _assert_one_error_line(code, out, err, f"cannot read {path} (Permission denied); make it readable "
-                               f"(chmod u+r {path})")
+                               f"(chmod u+r {shlex.quote(str(path))})")
     args = bare_train_args(files["corpus"], files["tmp"] / "run", f"init_from={files['ckpt']}")
     code, out, err = run_main(train_cli.main, args, capsys)
     _assert_one_error_line(code, out, err, f"cannot read {files['ckpt']} (Permission denied)")

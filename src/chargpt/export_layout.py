@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from chargpt.errors import CheckpointError
+from chargpt.errors import CheckpointError, cannot_read
 from chargpt.run_layout import last_checkpoint
 
 FORMAT_MARKER = "chargpt-export"
@@ -58,6 +58,8 @@ def read_export_config(folder: Path) -> dict[str, Any]:
     file = folder / CONFIG_FILE
     try:
         config = json.loads(file.read_text(encoding="utf-8"))
+    except PermissionError as err:  # not damaged: exporting again would not help
+        raise CheckpointError(cannot_read(file, err)) from None
     except (OSError, UnicodeDecodeError, ValueError) as err:
         raise CheckpointError(
             f"{file} is not a readable export config ({type(err).__name__}); export the model again"

@@ -248,16 +248,19 @@ def _says_nothing(record: logging.LogRecord) -> bool:
 _threads_before: tuple[int, str | None] | None = None  # torch's count, OMP_NUM_THREADS
 
 
-# torch takes its thread count as a C int: a larger one was a traceback ("Overflow when unpacking").
-_MOST_THREADS = 2**31 - 1
+def _most_threads() -> int:
+    # Past a few threads a core nothing runs faster, and OpenMP allocates for each thread at once: two
+    # billion (the most torch's C int takes) ended in "libgomp: Out of memory", a larger count in
+    # torch's "Overflow when unpacking" traceback.
+    return max(1024, 4 * (os.cpu_count() or 1))
 
 
 def check_threads(threads: object) -> None:
     """A count of torch's CPU threads, or null for torch's default."""
     count = whole_number("threads", threads, low=1, optional=True)
-    if count is not None and count > _MOST_THREADS:
-        raise SettingError(f"threads={count} is more threads than torch can run; give at most this machine's "
-                           f"{os.cpu_count()} cores, or null for one per core", "threads")
+    if count is not None and count > (most := _most_threads()):
+        raise SettingError(f"threads={count} is more threads than this machine can run (at most {most}); "
+                           f"give at most its {os.cpu_count()} cores, or null for one per core", "threads")
 
 
 def use_threads(threads: object) -> None:
