@@ -19,6 +19,7 @@ from types import SimpleNamespace
 
 import pytest
 import tomllib
+import torch
 
 import chargpt.cli.eval as eval_cli
 import chargpt.cli.export as export_cli
@@ -30,7 +31,7 @@ from chargpt.cli.train import main as train_main
 from chargpt.errors import needs_extra
 from chargpt.stop_signals import STOP_SIGNALS, handling_stop_signals
 from chargpt.training.callbacks.graceful_interrupt import GracefulInterrupt
-from conftest import TINY_MODEL, run_cli
+from conftest import TINY_MODEL, bare_train_args, run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -88,6 +89,65 @@ def test_a_full_disk_is_one_error_line(cli, target, monkeypatch, capsys) -> None
     monkeypatch.setattr(target, _full_disk)
     assert run_cli(cli.main, "ckpt_path=somewhere") == 2
     assert capsys.readouterr().err == NO_ROOM
+
+
+def _no_gpu_memory(*args, **kwargs):
+    raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB. GPU 0 has a total "
+                                 "capacity of 79.19 GiB of which 3.06 GiB is free.")
+
+
+@pytest.mark.parametrize(("cli", "target"), LOADERS)
+@pytest.mark.parametrize(("raised", "said"), [
+    (_raise(MemoryError), "out of CPU memory; "),
+    (_no_gpu_memory, "out of GPU memory (could not allocate 20.00 GiB); "),
+])
+def test_running_out_of_memory_in_sample_and_eval_is_one_error_line(cli, target, raised, said, monkeypatch,
+                                                                    capsys) -> None:
+    # A MemoryError or torch's OutOfMemoryError was Hydra's failure: a traceback and exit 1.
+    monkeypatch.setattr(target, raised)
+    assert run_cli(cli.main, "ckpt_path=somewhere") == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {said}") and err.count("\n") == 1
+    # The setting that sizes what it holds, and a smaller value of it.
+    fix = "e.g. max_new_tokens=250," if cli is sample_cli else "e.g. batch_size=32"
+    assert fix in err
+
+
+def test_a_batch_too_large_for_memory_is_one_error_line_before_training(tmp_path, corpus, capsys) -> None:
+    # numpy refuses a batch this large at once: its _ArrayMemoryError was a traceback and exit 1.
+    run_dir = tmp_path / "run"
+    args = bare_train_args(corpus, run_dir, "data.batch_size=100000000000000000000", "trainer.max_steps=2")
+    assert run_cli(train_main, *args) == 2
+    err = capsys.readouterr().err
+    line = ("error: out of CPU memory; data.batch_size=100000000000000000000, model.block_size=16 or the "
+            "model's size (model.n_layer, model.n_embd) is too large for this machine; run again with "
+            "less, e.g. data.batch_size=50000000000000000000\n")
+    assert err.endswith(line) and "Traceback" not in err
+
+
+def test_gpu_memory_running_out_in_training_records_the_run_failed_and_says_how_to_continue(
+        tmp_path, corpus, monkeypatch, capsys) -> None:
+    from chargpt.training.module import CharLM
+
+    trained = CharLM.training_step
+
+    def out_at_step_3(self, batch, batch_idx):
+        if self.global_step == 3:
+            _no_gpu_memory()
+        return trained(self, batch, batch_idx)
+
+    monkeypatch.setattr(CharLM, "training_step", out_at_step_3)
+    run_dir = tmp_path / "run"
+    args = bare_train_args(corpus, run_dir, "trainer.max_steps=4", "trainer.val_check_interval=2")
+    assert run_cli(train_main, *args) == 2
+    err = capsys.readouterr().err
+    line = ("error: out of GPU memory (could not allocate 20.00 GiB); data.batch_size=4, model.block_size=16 "
+            "or the model's size (model.n_layer, model.n_embd) is too large for this machine; continue from "
+            f"its last checkpoint with less, e.g. ckpt_path={run_dir} data.batch_size=2\n")
+    assert err.endswith(line) and "Traceback" not in err
+    status = json.loads((run_dir / "status.json").read_text())
+    assert (status["status"], status["error"]) == ("failed", line.removeprefix("error: ").strip())
+    assert (run_dir / "checkpoints" / "last.ckpt").is_file()  # step 2's, kept
 
 
 def test_output_that_finds_no_room_when_flushed_is_one_error_line(tmp_path, monkeypatch, capsys) -> None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
 import os
+import re
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import NoReturn, TypeVar
 
 from chargpt.shell_words import join
@@ -60,6 +62,11 @@ class CheckpointError(ChargptError):
     """A missing, damaged or incompatible checkpoint."""
 
 
+class OutOfMemory(ChargptError):
+    """Memory ran out: the message names which (CPU or GPU), the settings that most likely asked for
+    it, and smaller values to use."""
+
+
 def needs_extra(what: str, missing: str, extra: str) -> str:
     """The message for `what` (a setting, a command) when `missing`, a package of chargpt's
     optional `extra`, is not installed: what needs it, and the command that installs it (chargpt
@@ -74,6 +81,38 @@ def cannot_read(path: str | os.PathLike, err: OSError) -> str:
     name = os.fspath(path)
     mode = "u+rx" if os.path.isdir(name) else "u+r"
     return f"cannot read {name} ({err.strerror}); make it readable ({join(['chmod', mode, name])})"
+
+
+# numpy's error for an array whose size cannot even be counted (`data.batch_size=1e20`)
+_TOO_LARGE_TO_COUNT = "Maximum allowed dimension exceeded"
+
+
+def memory_ran_out(err: BaseException) -> str | None:
+    """Which memory `err` says ran out: "GPU memory" (torch's OutOfMemoryError), "CPU memory" (a
+    MemoryError, numpy's among them, or an array too large to count), else None. Without importing
+    torch: the report starts without it."""
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(err, getattr(torch, "OutOfMemoryError", ())):
+        return "GPU memory"
+    if isinstance(err, MemoryError) or (isinstance(err, ValueError) and str(err) == _TOO_LARGE_TO_COUNT):
+        return "CPU memory"
+    return None
+
+
+@contextlib.contextmanager
+def naming_what_ran_out(advice: Callable[[], str]) -> Iterator[None]:
+    """Memory running out in the block (a traceback from numpy or torch) becomes an OutOfMemory: one
+    line naming the memory, how much was asked for, and `advice()`: the settings most likely too
+    large and the fix. The traceback stays with HYDRA_FULL_ERROR=1."""
+    try:
+        yield
+    except Exception as err:
+        what = memory_ran_out(err)
+        if what is None or full_errors_requested():
+            raise
+        asked = re.search(r"allocate (\d[\d.]* [KMGTP]?i?B)", str(err))
+        size = f" (could not allocate {asked.group(1)})" if asked else ""
+        raise OutOfMemory(f"out of {what}{size}; {advice()}") from err
 
 
 NO_ROOM = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}  # an OSError of a write that found no room

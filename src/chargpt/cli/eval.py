@@ -22,7 +22,7 @@ from chargpt.cli import CONFIG_PATH
 from chargpt.cli.common import cli_task, quiet_known_warnings, run_main, use_threads
 from chargpt.cli.sweep_jobs import job_heading, results_table, sweep_folder_removed, whole_in_parallel_sweeps
 from chargpt.data.corpus import check_data_dir
-from chargpt.errors import exit_on_user_error
+from chargpt.errors import exit_on_user_error, naming_what_ran_out
 from chargpt.hydra_run import task_overrides
 from chargpt.overrides import as_typed
 
@@ -59,12 +59,19 @@ def _hydra_main(cfg: DictConfig) -> dict:
     use_threads(cfg.threads)
     quiet_known_warnings()
     check_data_dir(cfg)
-    line = evaluate_checkpoint(
-        cfg.ckpt_path, cfg.data, cfg.split, cfg.batch_size, cfg.stride, cfg.device, cfg.precision,
-        cfg.matmul_precision, given=overridden_keys(),
-    )
+    with naming_what_ran_out(lambda: _smaller_settings(cfg)):
+        line = evaluate_checkpoint(
+            cfg.ckpt_path, cfg.data, cfg.split, cfg.batch_size, cfg.stride, cfg.device, cfg.precision,
+            cfg.matmul_precision, given=overridden_keys(),
+        )
     print(json_line(line), flush=True)
     return line  # a sweep's sweeper has it back, for the table
+
+
+def _smaller_settings(cfg: DictConfig) -> str:
+    """What most likely asked for the memory that ran out, and the fix (batch_size is valid by now)."""
+    return (f"batch_size={cfg.batch_size} is too large for this machine, or the model is for "
+            f"device={cfg.device}; ask for less, e.g. batch_size={max(1, int(cfg.batch_size) // 2)}")
 
 
 def json_line(result: dict) -> str:

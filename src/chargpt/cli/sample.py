@@ -21,7 +21,7 @@ from chargpt.cli.common import MODEL_FROM_CHECKPOINT, cli_task, quiet_known_warn
 from chargpt.cli.prompts import check_output_writes, resolve_prompt
 from chargpt.cli.sweep_jobs import job_heading, sweep_folder_removed, whole_in_parallel_sweeps
 from chargpt.data.tokenizer import CharTokenizer
-from chargpt.errors import ConfigError, exit_on_user_error
+from chargpt.errors import ConfigError, exit_on_user_error, naming_what_ran_out
 from chargpt.inference import load_with_checkpoint, new_generator, pick_device
 from chargpt.memorization import CopiedSpan, TextIndex
 from chargpt.model.sampling import check_decoding, check_sampling
@@ -81,6 +81,19 @@ def _hydra_main(cfg: DictConfig) -> None:
                           "names the training text the copy check reads); add check_copy=true, or drop it")
     # Bad settings or prompt characters are reported before any text is printed.
     check_sampling(cfg.temperature, cfg.top_k, cfg.top_p, cfg.max_new_tokens)
+    with naming_what_ran_out(lambda: _smaller_settings(cfg)):
+        _sample(cfg, check_copy)
+
+
+def _smaller_settings(cfg: DictConfig) -> str:
+    """What most likely asked for the memory that ran out, and the fix."""
+    # (Samples are drawn one after another: num_samples does not add to what one needs.)
+    return (f"max_new_tokens={cfg.max_new_tokens} is too large for this machine, or the model is for "
+            f"device={cfg.device}; ask for less, e.g. max_new_tokens={max(1, cfg.max_new_tokens // 2)}, "
+            "or sample on another device")
+
+
+def _sample(cfg: DictConfig, check_copy: bool) -> None:
     trained, ckpt, file = load_with_checkpoint(cfg.ckpt_path, pick_device(cfg.device))
     prompt = resolve_prompt(cfg.prompt, trained.tokenizer)
     check_output_writes(trained.tokenizer)

@@ -20,6 +20,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from chargpt import shell_words
 from chargpt.checks import check_seed, training_seed
 from chargpt.cli import CONFIG_PATH
 from chargpt.cli.argv import prints_only
@@ -28,11 +29,17 @@ from chargpt.cli.exits import console_outliving_its_reader, nothing_to_save_unti
 from chargpt.cli.launch import collector_off_then_frozen
 from chargpt.cli.prompts import NO_CLOSING_SAMPLE, check_output_writes, check_prompt_text, resolve_prompt
 from chargpt.distributed import is_rank_zero
-from chargpt.errors import ChargptError, exit_on_user_error, say_stopped_by, signal_exit_code
+from chargpt.errors import (
+    ChargptError,
+    exit_on_user_error,
+    naming_what_ran_out,
+    say_stopped_by,
+    signal_exit_code,
+)
 from chargpt.hydra_run import is_multirun, parallel_sweep_dir, plain
 from chargpt.inference import TrainedModel
 from chargpt.model.sampling import check_sampling
-from chargpt.run_layout import run_dir_of
+from chargpt.run_layout import last_checkpoint, run_dir_of
 from chargpt.runs.continuation import forget_unstarted_job, keep_finished_jobs
 from chargpt.runs.directory import prepare_run_dir
 from chargpt.runs.resume import record_environment, resume_command, resume_overrides
@@ -104,13 +111,6 @@ def _train(cfg: DictConfig, parallel: Path | None) -> float | None:
             importlib.import_module("chargpt.training.build")
     import lightning as L
 
-    from chargpt.runs.status_callbacks import record_while_training
-    from chargpt.runs.train_on import how_to_train_on
-    from chargpt.training.build import build_run
-    from chargpt.training.callbacks.graceful_interrupt import GracefulInterrupt, TrainingInterrupted
-    from chargpt.training.callbacks.metrics import RunMetrics
-    from chargpt.training.guessing import warn_if_no_better_than_guessing
-
     quiet_known_warnings()
     training_seed("seed", cfg.seed)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -124,6 +124,21 @@ def _train(cfg: DictConfig, parallel: Path | None) -> float | None:
     check_seed("sample.seed", cfg.sample.seed, optional=True)
     if cfg.sample.max_new_tokens > 0:
         check_prompt_text(cfg.sample.prompt, "sample.prompt")
+    # Memory running out (a batch too large to sample, a model too large for the GPU): one line
+    # naming the settings, not numpy's or torch's traceback; the run is recorded as failed.
+    with naming_what_ran_out(lambda: _smaller_settings(cfg, output_dir)):
+        return _build_and_fit(cfg, parallel)
+
+
+def _build_and_fit(cfg: DictConfig, parallel: Path | None) -> float | None:
+    from chargpt.runs.status_callbacks import record_while_training
+    from chargpt.runs.train_on import how_to_train_on
+    from chargpt.training.build import build_run
+    from chargpt.training.callbacks.graceful_interrupt import GracefulInterrupt, TrainingInterrupted
+    from chargpt.training.callbacks.metrics import RunMetrics
+    from chargpt.training.guessing import warn_if_no_better_than_guessing
+
+    output_dir = cfg.paths.output_dir
     datamodule, module, trainer, ckpt_path, finetuning = build_run(cfg)
     sample_prompt = None
     if cfg.sample.max_new_tokens > 0:
@@ -181,6 +196,19 @@ def _train(cfg: DictConfig, parallel: Path | None) -> float | None:
         if sample_prompt is not None:
             print_sample(TrainedModel(module.model, datamodule.tokenizer), cfg.sample, sample_prompt)
     return metrics.best_val_loss if metrics is not None else None
+
+
+def _smaller_settings(cfg: DictConfig, output_dir: str) -> str:
+    """What most likely asked for the memory that ran out, and the fix: smaller values, from the
+    last checkpoint where there is one (its batch size may change on resume)."""
+    batch = int(cfg.data.batch_size)
+    settings = (f"data.batch_size={batch}, model.block_size={cfg.model.block_size} or the model's size "
+                "(model.n_layer, model.n_embd) is too large for this machine")
+    smaller = f"data.batch_size={batch // 2}" if batch > 1 else "a smaller model"
+    if last_checkpoint(Path(output_dir)) is not None:
+        continue_it = shell_words.quote(f"ckpt_path={output_dir}")
+        return f"{settings}; continue from its last checkpoint with less, e.g. {continue_it} {smaller}"
+    return f"{settings}; run again with less, e.g. {smaller}"
 
 
 def _stop_after_last_step(signum: int, parallel: Path | None, sampling: bool) -> None:
