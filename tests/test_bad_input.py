@@ -61,6 +61,8 @@ def file_templates(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (folder / "notes.txt").write_text("not a checkpoint\n")
     (folder / "one.txt").write_text("a")
     (folder / "short.txt").write_text("to be or not to be\n")  # shorter than two windows
+    (folder / "configs").mkdir()
+    (folder / "configs" / "mine.yaml").write_text("defaults:\n  - train\n")  # a --config-dir's own config
     torch.save({"weights": torch.zeros(2)}, folder / "foreign.ckpt")
     (folder / "truncated.ckpt").write_bytes(ckpt.read_bytes()[: ckpt.stat().st_size // 2])
     _damage_a_tensor(ckpt, folder / "damaged.ckpt")
@@ -299,6 +301,26 @@ TRAIN_CASES = [
      "wandb); leave it out for its default; logger=none for none"),
     ("a misspelt option in a group's list", ["logger=[tensorboard, mlflo]"],
      "logger=mlflo is not an option of logger; use one of: csv"),
+    # Hydra's "Could not find", its options a line each and its whole config search path after them.
+    ("a misspelt option of Hydra's own group in a sweep", ["-m", "hydra/launcher=slrum", "seed=1,2"],
+     "hydra/launcher=slrum is not an option of hydra/launcher; use one of: basic, joblib, local_parallel, "),
+    ("a misspelt logging option", ["hydra/job_logging=nope"],
+     "hydra/job_logging=nope is not an option of hydra/job_logging; use one of: chargpt, default, disabled, "
+     "none, stdout"),
+    # "Cannot find primary config", then the config search path over several lines.
+    ("a config name chargpt has not", ["--config-name", "nope"],
+     "--config-name nope: chargpt's configs have no nope.yaml; give the folder that holds it with "
+     "--config-dir DIR, or leave --config-name out for this command's own config"),
+    ("a config name the config folder has not", ["--config-dir", "{tmp}/configs", "--config-name", "nope"],
+     "--config-name nope: no nope.yaml in {tmp}/configs (its configs: mine); name one of its "
+     "configs, or give the folder that holds nope.yaml"),
+    # Hydra's "Error merging override", with its full_key, reference_type and object_type.
+    ("a switch of Hydra's own not a boolean", ["hydra.job.chdir=maybe"],
+     "hydra.job.chdir='maybe' must be true or false"),
+    ("a setting of Hydra's own not one of its choices", ["hydra.mode=XYZ"],
+     "hydra.mode='XYZ' is not one of RUN, MULTIRUN"),
+    ("a number of Hydra's own not a number", ["-m", "seed=1,2", "hydra.sweeper.max_batch_size=abc"],
+     "hydra.sweeper.max_batch_size='abc' must be a whole number"),
     ("a logger's folder behind a file", ["logger=tensorboard", "logger.tensorboard.save_dir={corpus}/tb"],
      "logger.tensorboard.save_dir={corpus}/tb: cannot write there (Not a directory); pick a writable folder"),
     ("a callback of one's own that fails without a message",  # was an IndexError's traceback
@@ -384,6 +406,8 @@ TRAIN_CASES = [
 ]
 
 SAMPLE_CASES = [
+    ("a misspelt option of Hydra's own group", ["ckpt_path={ckpt}", "hydra/launcher=slrum"],
+     "hydra/launcher=slrum is not an option of hydra/launcher; use one of: basic, "),
     ("a training text without the copy check", ["ckpt_path={ckpt}", "data.path={corpus}"],
      "data.path={corpus} does nothing without check_copy=true (it names the training text the copy check "
      "reads); add check_copy=true, or drop it"),

@@ -15,6 +15,7 @@ import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, TextIO
 
 from hydra.core.global_hydra import GlobalHydra
@@ -22,6 +23,7 @@ from hydra.errors import ConfigCompositionException
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from chargpt.cli import CONFIG_PATH
 from chargpt.cli.exits import stdout_writes_any_text
 from chargpt.errors import ConfigError, exit_on_user_error, exit_usage, full_errors_requested
 from chargpt.hydra_run import as_written
@@ -45,6 +47,20 @@ _LOGGING_REFUSED = re.compile(r"ValueError: (Unable to configure \w+ '[^']*'|Una
 # A number typed with thousands separators (max_new_tokens=1,000), which Hydra reads as values to
 # sweep over, and advises a list, a string or --multirun: none of them the number meant.
 _THOUSANDS = re.compile(r"Ambiguous value for argument '([^'=]+)=([+-]?\d{1,3}(?:,\d{3})+)'")
+# An option a config group does not have (Hydra's own groups, hydra/launcher=slrum: chargpt checks
+# its own before Hydra composes), which Hydra lists a line each, then its whole config search path.
+_NO_OPTION = re.compile(
+    r"Could not find '([^']+)/([^'/]+)'\s+Available options in '\1':\n((?:[ \t]+\S+\n?)+)")
+# --config-name naming no config, then the search path, a `provider=..., path=...` line a folder.
+_NO_PRIMARY = re.compile(r"Cannot find primary config '([^']+)'")
+_CONFIG_DIR = re.compile(r"provider=(?:main|command-line), path=file://(.+)")
+# A typed setting of Hydra's own config given a value of another type (hydra.job.chdir=maybe).
+_WRONG_TYPE = re.compile(
+    r"Error merging override [^\n]*\n(?:Value ('.*') is not a valid (\w+)"
+    r"|Value ('.*') of type '\w+' could not be converted to (\w+)"
+    r"|Invalid value ('.*'), expected one of \[(.*)\])[^\n]*\s+full_key: (\S+)")
+_TYPE_TAKES = {"bool": "must be true or false", "int": "must be a whole number",
+               "Integer": "must be a whole number", "float": "must be a number", "Float": "must be a number"}
 _HYDRA_GROUPS = {"hydra.job_logging": "stdout, none or disabled", "hydra.hydra_logging": "none or disabled",
                  "hydra.launcher": "another launcher", "hydra.sweeper": "another sweeper"}
 
@@ -173,8 +189,33 @@ def one_line(
         return (f"{key}={value} is read as {value.count(',') + 1} values, a comma separating them: for the "
                 f"number, write it without commas, {key}={value.replace(',', '')} (with -m, a comma "
                 "separates the values a sweep runs)")
+    if match := _NO_OPTION.search(message):
+        group, option, options = match[1], match[2], match[3].split()
+        return f"{group}={option} is not an option of {group}; use one of: {', '.join(options)}"
+    if match := _NO_PRIMARY.search(message):
+        return _no_primary_config(match[1], _CONFIG_DIR.findall(message))
+    if match := _WRONG_TYPE.search(message):
+        value, kind, converted, into, choice, choices, key = match.groups()
+        if choice is not None:
+            return f"{key}={choice} is not one of {choices}"
+        value, kind = (value, kind) if value is not None else (converted, into)
+        return f"{key}={value} {_TYPE_TAKES.get(kind, f'must be of type {kind}')}"
     lines = [line.strip() for line in message.splitlines() if line.strip()]
     return "; ".join(lines)
+
+
+def _no_primary_config(name: str, config_dirs: list[str]) -> str:
+    """`--config-name NAME` found in none of the folders searched; `config_dirs`: their file:// ones
+    (chargpt's, a --config-path in its place, a --config-dir)."""
+    config_dirs = [d for d in config_dirs if Path(d) != Path(CONFIG_PATH)]
+    if not config_dirs:
+        return (f"--config-name {name}: chargpt's configs have no {name}.yaml; give the folder that holds it "
+                f"with --config-dir DIR, or leave --config-name out for this command's own config")
+    folder = Path(config_dirs[-1])
+    names = sorted(f.stem for f in folder.glob("*.yaml")) if folder.is_dir() else []
+    have = f"its configs: {', '.join(names)}" if names else "it has no .yaml file at its top"
+    return (f"--config-name {name}: no {name}.yaml in {folder} ({have}); name one of its "
+            f"configs, or give the folder that holds {name}.yaml")
 
 
 class ReleaseStderr(Callback):
