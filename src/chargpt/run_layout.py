@@ -161,11 +161,17 @@ def saved_config(run_dir: str | Path) -> dict[str, Any]:
     """A run's config as Hydra saved it at the start (.hydra/config.yaml), as plain containers with
     its interpolations unresolved; empty when it has none (hydra.output_subdir=null) or it cannot
     be read."""
-    try:
-        saved = OmegaConf.to_container(OmegaConf.load(Path(run_dir) / CONFIG_DIR / SAVED_CONFIG))
-    except (OSError, ValueError, yaml.YAMLError, OmegaConfBaseException):
-        return {}
+    loaded = _loaded_config(Path(run_dir) / CONFIG_DIR / SAVED_CONFIG)
+    saved = None if loaded is None else OmegaConf.to_container(loaded)
     return saved if isinstance(saved, dict) else {}
+
+
+def _loaded_config(file: Path) -> Any:
+    """A config file Hydra saved, as OmegaConf loads it; None when missing or unreadable."""
+    try:
+        return OmegaConf.load(file)
+    except (OSError, ValueError, yaml.YAMLError, OmegaConfBaseException):
+        return None
 
 
 def composed_data_name(config_dir: Path) -> str | None:
@@ -173,9 +179,11 @@ def composed_data_name(config_dir: Path) -> str | None:
     sweep's folder with its SWEEP_CONFIG): the one a config file gave where none was typed; None
     when unrecorded or unreadable."""
     for name in (SAVED_CONFIG, SWEEP_CONFIG):
+        if (loaded := _loaded_config(config_dir / name)) is None:
+            continue
         try:
-            value = OmegaConf.select(OmegaConf.load(config_dir / name), "data.name", default=None)
-        except (OSError, ValueError, yaml.YAMLError, OmegaConfBaseException):
+            value = OmegaConf.select(loaded, "data.name", default=None)
+        except OmegaConfBaseException:  # (a record of another shape)
             continue
         return value if isinstance(value, str) else None
     return None
