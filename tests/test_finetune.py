@@ -7,6 +7,7 @@ import os
 import random
 import shlex
 import shutil
+import socket
 from pathlib import Path
 
 import pytest
@@ -289,6 +290,31 @@ def test_starting_point_is_printed_and_kept(pretrained: Path, tmp_path: Path, ca
     assert distinct < len(vocab)
     assert f"vocabulary: {distinct} distinct characters in" in out
     assert f"(the model's vocabulary: {len(vocab)})" in out
+    assert "note:" not in out  # the weights of a run that finished: nothing to say of them
+
+
+@pytest.mark.parametrize(("state", "note"), [
+    ("running", "{run} is still training: this fine-tune starts from its weights at step {step}; "
+                "fine-tune again once it has ended for its last ones"),
+    ("interrupted", "{run} was stopped (Ctrl-C or a signal) before it finished: this fine-tune starts from "
+                    "its weights at step {step}; resume it (its chargpt-train command with ckpt_path={run}) "
+                    "and fine-tune again for a trained model"),
+])
+def test_a_fine_tune_of_a_run_not_done_training_says_which_weights_it_starts_from(
+    pretrained: Path, tmp_path: Path, capsys, state: str, note: str
+) -> None:
+    # A fine-tune of a run still training (or stopped early) took the weights of its latest
+    # checkpoint and said nothing: its model was not the trained one, and chargpt-export and
+    # chargpt-serve say so of the same run.
+    run = tmp_path / "base"
+    shutil.copytree(pretrained, run)
+    status = {"status": state, "pid": os.getpid(), "host": socket.gethostname()}
+    (run / "status.json").write_text(json.dumps(status))
+    step = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"]
+    args = finetune_args(other_text(tmp_path / "new.txt"), tmp_path / "ft", run, "trainer.max_steps=0")
+    assert run_cli(train.main, *args) == 0
+    [said] = [line for line in capsys.readouterr().out.splitlines() if "note:" in line]
+    assert said.endswith("note: " + note.format(run=run, step=step))
 
 
 def test_finetune_experiment_needs_init_from(corpus: Path, tmp_path: Path, capsys) -> None:

@@ -1,6 +1,6 @@
-"""Which weights of a run a command holds (an export, a server): their training step, and a note
-when they are not the run's trained ones: it still trains, it ended while they were read, or it
-stopped before it finished."""
+"""Which weights of a run a command holds (an export, a server, a fine-tune's start): their training
+step, and a note when they are not the run's trained ones: it still trains, it ended while they were
+read, or it stopped before it finished."""
 
 from __future__ import annotations
 
@@ -32,6 +32,7 @@ class Holder:
 
 EXPORT_HOLDS = Holder("this export", "holds", "export again")
 SERVER_HOLDS = Holder("this server", "serves", "restart the server")
+FINETUNE_HOLDS = Holder("this fine-tune", "starts from", "fine-tune again")
 
 
 def held(card: ModelCard) -> str:

@@ -16,6 +16,7 @@ import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
@@ -26,6 +27,7 @@ from chargpt.cli import CONFIG_PATH
 from chargpt.cli.argv import prints_only
 from chargpt.cli.common import cli_task, naming_removed_settings, quiet_known_warnings, run_main, use_threads
 from chargpt.cli.exits import console_outliving_its_reader, nothing_to_save_until_training, signal_of
+from chargpt.cli.held_weights import FINETUNE_HOLDS, held_weights_note, training_run
 from chargpt.cli.launch import collector_off_then_frozen
 from chargpt.cli.prompts import NO_CLOSING_SAMPLE, check_output_writes, check_prompt_text, resolve_prompt
 from chargpt.distributed import is_rank_zero
@@ -139,7 +141,10 @@ def _build_and_fit(cfg: DictConfig, parallel: Path | None) -> float | None:
     from chargpt.training.guessing import warn_if_no_better_than_guessing
 
     output_dir = cfg.paths.output_dir
-    datamodule, module, trainer, ckpt_path, finetuning = build_run(cfg)
+    base_training = _training_start(cfg)
+    datamodule, module, trainer, ckpt_path, finetuning, started_from = build_run(cfg)
+    if started_from is not None and is_rank_zero():
+        _say_unfinished_start(base_training, started_from, module.training_record.fine_tuned_from)
     sample_prompt = None
     if cfg.sample.max_new_tokens > 0:
         sample_prompt = resolve_prompt(cfg.sample.prompt, datamodule.tokenizer, "sample.prompt")
@@ -196,6 +201,27 @@ def _build_and_fit(cfg: DictConfig, parallel: Path | None) -> float | None:
         if sample_prompt is not None:
             print_sample(TrainedModel(module.model, datamodule.tokenizer), cfg.sample, sample_prompt)
     return metrics.best_val_loss if metrics is not None else None
+
+
+def _training_start(cfg: DictConfig) -> Path | None:
+    """The run a fine-tune's init_from names, when it is training. Asked before init_from is read,
+    as chargpt-export asks it: a run that ends meanwhile is said to have ended, not to train. A path
+    that cannot be looked at is left to the checks that refuse it, in their words."""
+    if not cfg.get("init_from") or cfg.get("ckpt_path"):
+        return None
+    try:
+        return training_run(str(cfg.init_from))
+    except (OSError, RuntimeError):  # (too long a name; ~user of no such user)
+        return None
+
+
+def _say_unfinished_start(base_training: Path | None, checkpoint: Path, card: dict[str, Any] | None) -> None:
+    """A note when a fine-tune starts from weights that are not a trained model's: those of a run
+    still training, or of one stopped before it finished (as chargpt-export says of what it holds)."""
+    step = (card or {}).get("step")
+    # ({}: weights read from a checkpoint, where an export's start has no run to say anything of.)
+    if (note := held_weights_note(base_training, {}, checkpoint, step, FINETUNE_HOLDS)) is not None:
+        log.warning("note: %s", note)
 
 
 def _smaller_settings(cfg: DictConfig, output_dir: str) -> str:

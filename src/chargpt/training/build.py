@@ -278,6 +278,7 @@ class Run(NamedTuple):
     trainer: L.Trainer
     ckpt_path: str | None  # the checkpoint to resume from
     finetuning: bool  # a fine-tune's start (not its resume): validated at step 0 first
+    started_from: Path | None = None  # the checkpoint file a fine-tune's start read (not an export's)
 
 
 def precision_decisions(cfg: DictConfig, precision_line: str | None, matmul_line: str | None,
@@ -482,4 +483,5 @@ def build_run(cfg: DictConfig) -> Run:
     if checked.precision_warning:
         log.warning(checked.precision_warning)
     finetuning = pretrained is not None and ckpt is None
-    return Run(datamodule, module, trainer, str(file) if file is not None else None, finetuning=finetuning)
+    return Run(datamodule, module, trainer, str(file) if file is not None else None, finetuning=finetuning,
+               started_from=pretrained.checkpoint if finetuning and pretrained is not None else None)

@@ -37,6 +37,7 @@ class Pretrained:
     source: str
     # The model card of what it starts from (its name, steps, text): the new run's card names it.
     card: dict[str, Any] = field(default_factory=dict)
+    checkpoint: Path | None = None  # the checkpoint file read; None for a safetensors export
 
 
 def explicit_model_overrides(task_overrides: list[str]) -> dict[str, str]:
@@ -83,7 +84,8 @@ def load_pretrained(init_from: str, composed: ModelConfig, typed: dict[str, str]
     config = pretrained_config(trained.model.config, composed, typed)
     card = card_for(source, trained, ckpt=ckpt).to_dict()
     card.pop("chargpt_version", None)  # the chargpt reading it now, not the one that trained it
-    return Pretrained(config, list(trained.tokenizer.chars), trained.model.state_dict(), source, card)
+    return Pretrained(config, list(trained.tokenizer.chars), trained.model.state_dict(), source, card,
+                      checkpoint=Path(source) if ckpt is not None else None)
 
 
 def finetune_vocab(pretrained: Pretrained, data: CharDataModule, extend: bool) -> list[str]:
