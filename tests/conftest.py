@@ -428,8 +428,8 @@ def unreadable(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[Path], Non
         return scandir(path)
 
     def locked_stat(path: object, *args: object, **kwargs: object) -> os.stat_result:
-        if isinstance(path, (str, os.PathLike)) and Path(os.fspath(path)).parent in folders:
-            raise denied(path)  # a name inside a folder without search permission
+        if isinstance(path, (str, os.PathLike)) and not folders.isdisjoint(Path(os.fspath(path)).parents):
+            raise denied(path)  # a name below a folder without search permission
         return stat(path, *args, **kwargs)
 
     def locked_open(file: object, *args: object, **kwargs: object) -> object:

@@ -19,7 +19,7 @@ import pytest
 
 from chargpt.cli.argv import hydra_argv
 from chargpt.data import CharDataModule
-from chargpt.data.sources.text_files import CACHE_FILE
+from chargpt.data.sources.text_files import CACHE_FILE, text_files
 from chargpt.errors import ChargptError, CheckpointError, ConfigError, DataError
 from chargpt.model import ModelConfig
 from chargpt.overrides import choice_values
@@ -77,12 +77,29 @@ def test_an_unreadable_folder_in_the_text_is_an_error_not_left_out(folder: Path,
         text_of(module(folder))
     inside = folder / "b"
     assert str(err.value) == (f"cannot read {inside} (Permission denied); make it readable (chmod u+rx "
-                              f"'{inside}'), or move it out of {folder}: its files would be left out of the "
-                              "text")
+                              f"'{inside}'), or move it out of {folder} (or name the other files by a glob "
+                              "that does not go into it): its files would be left out of the text")
     unreadable(folder)  # the folder itself: a traceback from the look for a saved dataset's files
     with pytest.raises(DataError, match=r"^cannot read .*my corpus \(Permission denied\); make it "
                        r"readable \(chmod u\+rx '.*my corpus'\)$"):
         text_of(module(folder))
+
+
+def test_an_unreadable_folder_a_glob_goes_into_is_an_error_not_left_out(folder: Path, unreadable) -> None:
+    # glob.glob passed over it in silence: `my corpus/**/*.txt` trained on a.txt alone.
+    inside = folder / "b"
+    unreadable(inside)
+    for pattern in ("**/*.txt", "*/*.txt", "[b]/*", "b/*.txt", "b/deeper/*.txt", "b/a.txt"):
+        value = f"{folder}/{pattern}"
+        with pytest.raises(DataError) as err:
+            text_of(module(value))
+        fix = (f"change data.path={value} so it does not go into it: its files would be left out of the text"
+               if pattern[0] != "b" else "")  # inside the folder: the chmod is the one way out
+        assert str(err.value).removesuffix(f", or {fix}") == (
+            f"cannot read {inside} (Permission denied); make it readable (chmod u+rx '{inside}')")
+    # A pattern that does not go into it reads the others; so does one that matches no folder there.
+    for pattern in ("*.txt", "[a]*"):
+        assert text_files(f"{folder}/{pattern}", "data.path") == [folder / "a.txt"]
 
 
 def test_glob_picks_the_matching_files(folder: Path) -> None:

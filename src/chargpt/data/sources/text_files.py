@@ -4,6 +4,7 @@ Parts, read chunk by chunk."""
 
 from __future__ import annotations
 
+import fnmatch
 import functools
 import glob
 import hashlib
@@ -160,8 +161,76 @@ def _unreadable_folder(root: Path, err: OSError) -> NoReturn:
     folder = str(err.filename)
     if Path(folder) == root:
         raise DataError(cannot_read(folder, err)) from None
-    raise DataError(f"{cannot_read(folder, err)}, or move it out of {root}: its files would be left out of "
-                    "the text") from None
+    raise DataError(f"{cannot_read(folder, err)}, or move it out of {root} (or name the other files by a "
+                    "glob that does not go into it): its files would be left out of the text") from None
+
+
+def _refuse_unreadable_globbed_folders(fixed: Path, pattern: str, setting: str, value: str) -> None:
+    """glob.glob passes over a folder it may not list, and the text would be trained without its
+    files, nothing said: each folder the pattern goes into (below its fixed part, by glob's rules
+    for hidden names; run folders left out) is listed here, and one that cannot be is an error."""
+    parts = [part for part in re.split(r"[\\/]" if os.altsep else re.escape(os.sep), pattern) if part]
+
+    def past_globstars(states: set[int]) -> set[int]:  # `**` also matches no folder at all
+        out = set(states)
+        for i in states:
+            while i < len(parts) and parts[i] == "**":
+                i += 1
+                out.add(i)
+        return out
+
+    def into(states: set[int], name: str) -> set[int]:
+        hidden = name.startswith(".")  # matched only by a part that starts with '.', as glob has it
+        after = set()
+        for i in (i for i in states if i < len(parts)):
+            if parts[i] == "**" and not hidden:
+                after.add(i)
+            elif (not hidden or parts[i].startswith(".")) and fnmatch.fnmatch(name, parts[i]):
+                after.add(i + 1)
+        return past_globstars(after)
+
+    seen: set[tuple[str, frozenset[int]]] = set()
+    stack = [(fixed, past_globstars({0}))]
+    while stack:
+        folder, states = stack.pop()
+        if (os.path.realpath(folder), frozenset(states)) in seen:  # a loop of links, or a second way in
+            continue
+        seen.add((os.path.realpath(folder), frozenset(states)))
+        try:
+            with os.scandir(folder) as entries:
+                names = [entry.name for entry in entries if _is_folder(entry)]
+            if folder != fixed and is_run_folder(folder):  # chargpt's own: its matches are left out
+                continue
+        except (FileNotFoundError, NotADirectoryError):  # no such folder: the glob matches nothing there
+            continue
+        except OSError as err:
+            raise DataError(f"{cannot_read(folder, err)}, or change {setting}={value} so it does not go into "
+                            "it: its files would be left out of the text") from None
+        for name in names:
+            inner = into(states, name)
+            if any(i < len(parts) for i in inner):
+                stack.append((folder / name, inner))
+
+
+def _first_unsearchable(path: Path) -> Path:
+    """The outermost folder above `path` this user may not search (a name in it cannot be looked up),
+    else `path` itself."""
+    absolute = Path(os.path.abspath(path))
+    for name in (*reversed(absolute.parents), absolute):
+        try:
+            os.stat(name)
+        except PermissionError:
+            return name.parent
+        except OSError:
+            break
+    return absolute
+
+
+def _is_folder(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_dir()
+    except OSError:  # a link glob cannot follow either
+        return False
 
 
 def _directory_files(root: Path, setting: str) -> tuple[list[Path], list[Path], list[Path]]:
@@ -245,6 +314,12 @@ def text_files(value: str, setting: str, url: str | None = None, sha256: str | N
 def _text_files(value: str, setting: str, url: str | None, sha256: str | None) -> list[Path]:
     expanded = expand_path(value)
     path = Path(expanded)
+    try:
+        os.stat(path)
+    except PermissionError as err:  # inside a folder this user may not search (chmod 000): name that folder
+        raise DataError(cannot_read(_first_unsearchable(path), err)) from None
+    except OSError:  # not there (a glob, or a file to download): said below
+        pass
     if is_saved_dataset(path):  # its Arrow files would be refused as binary, with a glob of text to try
         fix = (f"pass it as data=hf {shell_words.quote(f'data.name={value}')}" if setting == "data.path" else
                "a dataset's validation split is data=hf data.val_split=SPLIT")
@@ -258,7 +333,9 @@ def _text_files(value: str, setting: str, url: str | None, sha256: str | None) -
                             "out); put text files in it")
         return files
     if not path.exists() and any(c in expanded for c in GLOB_CHARS):
-        fixed = Path(split_glob(expanded)[0] or ".")  # the folders before the first wildcard
+        fixed_part, pattern = split_glob(expanded)
+        fixed = Path(fixed_part or ".")  # the folders before the first wildcard
+        _refuse_unreadable_globbed_folders(fixed, pattern, setting, value)
         found: set[Path] = set()
         left_runs: set[Path] = set()
         left_broken: set[Path] = set()
