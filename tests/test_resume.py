@@ -393,6 +393,11 @@ def test_a_resume_from_another_folder_reads_the_data_directory_the_run_was_launc
     assert _state(run)["global_step"] == 4 and not (there / "data").exists()
     # Its saved configs name the folder, for the next resume and for whoever reads them.
     assert f"data_dir: {here / 'data'}" in (run / ".hydra" / "config.yaml").read_text()
+    # CHARGPT_DATA_DIR set to nothing (an unset shell variable) names no folder: the run's is read,
+    # where it was refused as a data directory at the root of the file system.
+    monkeypatch.setenv("CHARGPT_DATA_DIR", "")
+    code, out, err = run_main(train_main, [*args, "trainer.max_steps=5", f"ckpt_path={run}"], capsys)
+    assert code == 0 and _state(run)["global_step"] == 5, out + err
     # A data directory named for the resume is the one it reads (the text is checked the same).
     monkeypatch.setenv("CHARGPT_DATA_DIR", str(there / "data"))
     code, out, err = run_main(train_main, [*args, "trainer.max_steps=6", f"ckpt_path={run}"], capsys)

@@ -62,7 +62,6 @@ def _sweeps_data_dir() -> str | None:
 def settle_data_dir(cfg: DictConfig) -> str | None:
     """Name cfg's paths.data_dir absolute (a resume's: its run's, unless this launch names one);
     returns the note for the saved config, None when there is nothing to note."""
-    check_data_dir(cfg)
     paths: Any = cfg.get("paths")
     try:
         value = paths.get("data_dir") if paths is not None else None
@@ -78,7 +77,10 @@ def settle_data_dir(cfg: DictConfig) -> str | None:
     if recorded is None and not named_here:  # a sweep's new job reads what its other jobs read
         recorded, whose = _sweeps_data_dir(), "its sweep's"
     # A folder no longer there (the run was copied to another machine, the data moved) is no guide.
-    if recorded and os.path.isdir(recorded) and recorded != os.path.abspath(expand_path(value)):
+    if not (recorded and os.path.isdir(recorded)):
+        check_data_dir(cfg)  # an empty one (CHARGPT_DATA_DIR=) is refused where it is read, not here
+        whose = ""
+    elif recorded != os.path.abspath(expand_path(value)):
         log.info("data directory: %s, %s (set %s or %s=DIR to read another)", recorded, whose, DATA_DIR_ENV,
                  SETTING)
         value = recorded
