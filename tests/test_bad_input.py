@@ -760,6 +760,21 @@ def test_an_empty_data_directory_is_refused_not_read_at_the_root(command, env, t
     assert "downloading" not in out
 
 
+@pytest.mark.parametrize("typed", [True, False], ids=["typed", "env"])
+def test_a_data_directory_that_is_a_file_is_named_by_what_set_it(typed, files, monkeypatch, capsys):
+    # paths.data_dir=/etc/passwd typed on the command line was told to set CHARGPT_DATA_DIR, which
+    # the typed setting would still have overridden.
+    a_file = files["corpus"]
+    monkeypatch.setenv("CHARGPT_DATA_DIR", str(files["tmp"]) if typed else str(a_file))
+    args = [a for a in bare_train_args(a_file, files["tmp"] / "run") if not a.startswith("data")]
+    code, out, err = run_main(train_cli.main, [*args, "data=tinyshakespeare",
+                                               *([f"paths.data_dir={a_file}"] if typed else [])], capsys)
+    named_by = "paths.data_dir" if typed else "CHARGPT_DATA_DIR"
+    _assert_one_error_line(code, out, err, f"{a_file}/tinyshakespeare/input.txt is missing, and no folder "
+                           f"for it can be made (Not a directory: {a_file}/tinyshakespeare); set {named_by} "
+                           "to a folder that has it, or to one it can be downloaded into")
+
+
 def test_an_empty_data_directory_that_nothing_reads_is_no_error(files, monkeypatch, capsys):
     monkeypatch.setenv("CHARGPT_DATA_DIR", "")
     code, _, err = run_main(eval_cli.main, [f"ckpt_path={files['ckpt']}", f"data.path={files['corpus']}"],

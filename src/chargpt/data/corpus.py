@@ -44,6 +44,13 @@ def check_data_dir(cfg: DictConfig) -> None:
                       f"system; name a folder ({setting}=data) or leave it out")
 
 
+def _data_dir_named_by() -> str:
+    """What the user sets to name another data directory: paths.data_dir where they typed it (the
+    variable would not change it), else CHARGPT_DATA_DIR."""
+    typed = {override_key(o) for o in task_overrides()}
+    return DATA_DIR_SETTING if DATA_DIR_SETTING in typed else DATA_DIR_ENV
+
+
 def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as f:
@@ -62,7 +69,7 @@ def _download(url: str, dest: Path, sha256: str | None) -> None:
         _remove_empty(made)
         raise DataError(
             f"{dest} is missing, and no folder for it can be made ({err.strerror}: {err.filename}); "
-            f"set {DATA_DIR_ENV} to a folder that has it, or to one it can be downloaded into"
+            f"set {_data_dir_named_by()} to a folder that has it, or to one it can be downloaded into"
         ) from err
     part = dest.with_name(dest.name + ".part")
     print(f"downloading {url} -> {dest}")
@@ -80,7 +87,7 @@ def _download(url: str, dest: Path, sha256: str | None) -> None:
         reason = getattr(err, "reason", err)
         raise DataError(
             f"{dest} is missing and could not be downloaded ({reason}); "
-            f"download {url} and put it there, or set {DATA_DIR_ENV} to a folder that has it"
+            f"download {url} and put it there, or set {_data_dir_named_by()} to a folder that has it"
         ) from err
     finally:
         part.unlink(missing_ok=True)
