@@ -451,7 +451,20 @@ def test_the_resume_command_names_a_local_builders_files_as_launched(tmp_path) -
     typed = ["data=hf", "data.name=text", "data.data_files='my corpus/*.txt'"]
     command = shlex.split(resume_command("/runs/r", typed, cwd=str(tmp_path)))
     assert command[3] == f"data.data_files='{tmp_path}/my corpus/*.txt'"
-    # A hub dataset's files (none here), a list and a mapping (Hydra's grammar) stay as typed.
+    # So is each pattern of a list, and of a mapping of splits (Hydra's grammar), where it matches
+    # files: they stayed relative, and the command pasted in another folder read none there.
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "c.txt").write_text("text")
+    corpus, b = f"{tmp_path}/my corpus/*.txt", f"{tmp_path}/b/*.txt"
+    for typed_files, named in (("['my corpus/*.txt',b/*.txt]", f"[{corpus},{b}]"),
+                               ("{train:'my corpus/*.txt',validation:[b/*.txt, nowhere/*.txt]}",
+                                f"{{train:{corpus},validation:[{b},nowhere/*.txt]}}")):
+        listed = ["data=hf", "data.name=text", f"data.data_files={typed_files}"]
+        command = shlex.split(resume_command("/runs/r", listed, cwd=str(tmp_path)))
+        assert command[3] == f"data.data_files={named}"
+        assert launched_from(command[1:4], "/elsewhere", LOCAL_BUILDERS) == \
+            launched_from(listed, str(tmp_path), LOCAL_BUILDERS)
+    # A hub dataset's files (none here), and a list and a mapping of them, stay as typed.
     kept = ["data.data_files=data/train-*.parquet", "data.data_files=[a.txt]",
             "data.data_files={train:a.txt}"]
     assert shlex.split(resume_command("/runs/r", kept, cwd=str(tmp_path)))[1:4] == kept

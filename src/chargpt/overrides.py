@@ -208,11 +208,16 @@ def absolute_override(typed: str, cwd: str | None, local_data_files: bool = True
 
 def _absolute_data_files(typed: str, cwd: str | None) -> str:
     """data.data_files=PATTERN, a local builder's files (data.name=text) named relative to `cwd`,
-    named absolute where it matches files there; as typed otherwise: a list or a mapping, in
-    Hydra's grammar."""
+    named absolute where it matches files there; so is each pattern of a list or of a mapping of
+    splits (`[a/*.txt,b/*.txt]`, `{train:a/*.txt,validation:b/*.txt}`). As typed otherwise: a
+    sweep, an interpolation, a value Hydra cannot read."""
     setting = typed.partition("=")[0]
-    if cwd is None or not parses(typed, single_string=True):
+    if cwd is None or not parses(typed):
         return typed
+    if not parses(typed, single_string=True):
+        parsed = _PARSER.parse_override(typed)
+        named = None if parsed.is_sweep_override() or "${" in typed else _each_absolute(parsed.value(), cwd)
+        return typed if named is None else f"{setting}={named}"
     value = literal_value(typed)
     if not value:
         return typed
@@ -223,6 +228,23 @@ def _absolute_data_files(typed: str, cwd: str | None) -> str:
     if not glob.glob(os.path.join(cwd, value), recursive=True):
         return typed
     return f"{setting}={hydra_quoted(launched_path(value, cwd))}"
+
+
+def _each_absolute(value: object, cwd: str) -> str | None:
+    """A list or mapping of data_files patterns, in Hydra's grammar, each named absolute where it
+    matches files from `cwd`; None for a value that holds anything but patterns."""
+    if isinstance(value, str):
+        matches = named_from_anywhere(value, cwd) or glob.glob(os.path.join(cwd, value), recursive=True)
+        return sweep_item(launched_path(value, cwd) if matches else value)
+    if isinstance(value, list):
+        items = [_each_absolute(item, cwd) for item in value]
+        return None if None in items else f"[{','.join(items)}]"
+    if isinstance(value, dict):
+        items = {key: _each_absolute(item, cwd) for key, item in value.items()}
+        if None in items.values() or not all(isinstance(key, str) for key in items):
+            return None
+        return "{" + ",".join(f"{key}:{item}" for key, item in items.items()) + "}"
+    return None
 
 
 def named_from(key: str, path: str, cwd: str) -> str:
