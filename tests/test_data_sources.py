@@ -711,7 +711,9 @@ def test_a_saved_dataset_named_relative_is_the_same_text_from_any_folder(
     # A run before 2026-12-06 identified them as typed: its resume names them as it did.
     monkeypatch.chdir(saved.parent)
     before = hf_module("saved", val_split="validation", dataset_label="saved").fingerprint
-    assert before["sha256"] != absolute["sha256"] and before["dataset"]["name"] == "saved"
+    assert before["sha256"] != absolute["sha256"] and before["dataset"]["label"] == "saved"
+    before["dataset"] = {**before["dataset"], "name": "saved"}  # as those runs recorded it: no label
+    del before["dataset"]["label"]
     monkeypatch.chdir(tmp_path)
     ckpt = {"hyper_parameters": {}, "callbacks": {"ResumeState": {"corpus": before}}}
     resumed = hf_module(saved, val_split="validation", **as_its_run_read(stored_corpus(ckpt)))
@@ -721,6 +723,33 @@ def test_a_saved_dataset_named_relative_is_the_same_text_from_any_folder(
     monkeypatch.chdir(saved.parent)
     text, read = training_text(ckpt, "last.ckpt", None, None)
     assert text == "\n\n".join(f"row {i}" for i in range(30)) + "\n\n" and read == "dataset saved (train)"
+
+
+@needs_datasets
+def test_a_saved_dataset_resumed_where_it_was_moved_to_is_recorded_there(
+    tmp_path: Path, datasets: ModuleType
+) -> None:
+    # The resume read it at its new folder, but its checkpoints still named the old one: every later
+    # chargpt-eval said it "holds none now (moved or deleted)" again.
+    from chargpt.data.text import as_its_run_read
+    from chargpt.recorded_text import moved_folder, recorded_data
+
+    saved = tmp_path / "saved"
+    datasets.DatasetDict({"train": datasets.Dataset.from_dict({"text": [f"row {i}" for i in range(30)]})}) \
+        .save_to_disk(str(saved))
+    first = hf_module(saved).fingerprint
+    moved = saved.rename(tmp_path / "moved here")
+    assert moved_folder(first) == str(saved)
+    resumed = hf_module(moved, **as_its_run_read(first)).fingerprint
+    # The same text (its splits keep the name they were identified by), recorded where it is now.
+    assert resumed["sha256"] == first["sha256"] and moved_folder(resumed) is None
+    assert resumed["dataset"]["name"] == str(moved) and resumed["dataset"]["label"] == str(saved)
+    again = hf_module(moved, **as_its_run_read(resumed)).fingerprint
+    assert again == resumed  # the next resume reads it as the first did
+    ckpt = {"hyper_parameters": {}, "callbacks": {"ResumeState": {"corpus": resumed}}}
+    with pytest.raises(DataError) as err:
+        recorded_data(ckpt, "last.ckpt", set())
+    assert str(err.value).endswith(f"name it: data=hf 'data.name={moved}'")
 
 
 @needs_datasets

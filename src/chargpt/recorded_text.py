@@ -127,7 +127,7 @@ def _dataset_overrides(corpus: dict[str, Any], split: dict[str, Any], moved: str
     if not isinstance(dataset, dict) or isinstance(dataset.get("data_files"), list):
         return None  # not recorded (before 2026-12-03), or several patterns: no one-line override
     defaults = {"split": "train", "text_field": "text"}
-    given = {k: v for k, v in dataset.items() if v is not None and defaults.get(k) != v}
+    given = {k: v for k, v in dataset.items() if v is not None and defaults.get(k) != v and k != "label"}
     given |= recorded_settings(corpus)
     if not dataset.get("val_split") and isinstance(split.get("train_fraction"), float):
         given["train_fraction"] = split["train_fraction"]

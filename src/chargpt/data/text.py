@@ -125,9 +125,7 @@ class CharText:
         # The name a dataset's splits are identified by: a saved one's folder absolute, as a file's
         # path is, so its run resumes from any folder; a resumed run's as its run recorded it
         # (before 2026-12-06 a saved dataset's name as typed, relative to where it ran).
-        local = Path(expand_path(name)) if name else None
-        self.dataset_label = dataset_label or (
-            os.path.abspath(local) if local is not None and is_saved_dataset(local) else name)
+        self.dataset_label = dataset_label or self._dataset_place()
         self._vocab = vocab
         self.read_empty_files = read_empty_files
         self.read_links_twice = read_links_twice
@@ -259,15 +257,24 @@ class CharText:
         fingerprint: dict[str, Any] = {"path": where, "sha256": encoded.sha256}
         if self.name:  # how to name it again (chargpt-eval data=hf ...)
             fingerprint["dataset"] = {
-                "name": self.dataset_label, "config": self.config, "data_files": self.data_files,
+                "name": self._dataset_place(), "config": self.config, "data_files": self.data_files,
                 "split": self.split or "train", "val_split": self.val_split, "text_field": self.text_field,
             }
+            if self.dataset_label != fingerprint["dataset"]["name"]:
+                # A saved dataset resumed where it was moved to: its splits keep the name they were
+                # identified by, and the record says where it is now.
+                fingerprint["dataset"]["label"] = self.dataset_label
         if len(self._parts) > 1 or not (self.name or self._names_one_file()):
             fingerprint["files"] = [[p.name, p.sha256] for p in self._parts]
         defaults = TextOptions().settings()
         # Recorded even when empty: a checkpoint without it predates the record (2026-12-02).
         fingerprint["read_as"] = {k: v for k, v in self.options.settings().items() if v != defaults[k]}
         return fingerprint
+
+    def _dataset_place(self) -> str | None:
+        """Where the dataset is: a saved one's folder absolute, else its name (a hub's, a builder's)."""
+        local = Path(expand_path(self.name)) if self.name else None
+        return os.path.abspath(local) if local is not None and is_saved_dataset(local) else self.name
 
     @property
     def earlier_sha256(self) -> str | None:
@@ -435,8 +442,8 @@ def as_its_run_read(corpus: Mapping[str, Any] | None) -> dict[str, Any]:
     elif len({same_file(f) for f in found}) < len(found):
         reading["read_hard_links_twice"] = True
     dataset = corpus.get("dataset")
-    if isinstance(dataset, Mapping) and isinstance(dataset.get("name"), str):
-        reading["dataset_label"] = dataset["name"]
+    if isinstance(dataset, Mapping) and isinstance(label := dataset.get("label", dataset.get("name")), str):
+        reading["dataset_label"] = label
     return reading
 
 
