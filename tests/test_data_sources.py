@@ -102,6 +102,25 @@ def test_an_unreadable_folder_a_glob_goes_into_is_an_error_not_left_out(folder: 
         assert text_files(f"{folder}/{pattern}", "data.path") == [folder / "a.txt"]
 
 
+def test_a_glob_typed_in_a_folder_with_brackets_in_its_name_matches_there(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Named absolute, the folder's own `[v2]` read as a wildcard: `*.txt` matched no files there.
+    from chargpt.data.sources.hf_datasets import absolute_data_files
+
+    here = tmp_path / "notes [v2]"
+    here.mkdir()
+    (here / "a.txt").write_text("first file\n" * 3)
+    (here / "b.txt").write_text("second file\n" * 3)
+    monkeypatch.chdir(here)
+    escaped = f"{tmp_path}/notes [[]v2]"
+    assert text_of(module("*.txt")) == "first file\n" * 3 + "\n\n" + "second file\n" * 3
+    assert module("*.txt").path == f"{escaped}/*.txt" and module("a.txt").path == str(here / "a.txt")
+    # datasets reads even a file's name as a glob.
+    assert absolute_data_files("text", {"train": "a.txt", "validation": ["b*.txt"]}) == \
+        {"train": f"{escaped}/a.txt", "validation": [f"{escaped}/b*.txt"]}
+
+
 def test_glob_picks_the_matching_files(folder: Path) -> None:
     assert text_of(module(f"{folder}/**/*.txt")) == "first file, with \"quotes\" and café\n\n\nsecond file\n"
 

@@ -464,6 +464,14 @@ def test_the_resume_command_names_a_local_builders_files_as_launched(tmp_path) -
         assert command[3] == f"data.data_files={named}"
         assert launched_from(command[1:4], "/elsewhere", LOCAL_BUILDERS) == \
             launched_from(listed, str(tmp_path), LOCAL_BUILDERS)
+    # Launched in a folder with a glob's brackets in its name: escaped, not read as a wildcard.
+    there = tmp_path / "x [v2]"
+    there.mkdir()
+    (there / "a.txt").write_text("text")
+    typed = ["data=hf", "data.name=text", "data.data_files=*.txt", "data.val_path=a*.txt", "data.path=a.txt"]
+    escaped = f"{tmp_path}/x [[]v2]"
+    assert shlex.split(resume_command("/runs/r", typed, cwd=str(there)))[3:6] == [
+        f"data.data_files='{escaped}/*.txt'", f"data.val_path={escaped}/a*.txt", f"data.path={there}/a.txt"]
     # A hub dataset's files (none here), and a list and a mapping of them, stay as typed.
     kept = ["data.data_files=data/train-*.parquet", "data.data_files=[a.txt]",
             "data.data_files={train:a.txt}"]

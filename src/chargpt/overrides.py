@@ -225,17 +225,17 @@ def _absolute_data_files(typed: str, cwd: str | None) -> str:
         # Quoted as one named absolute here is: the same pattern typed either way reads as equal.
         # (An interpolation stays as typed: quoting would make it literal.)
         return typed if "${" in value else f"{setting}={hydra_quoted(value)}"
-    if not glob.glob(os.path.join(cwd, value), recursive=True):
+    if not glob.glob(launched_path(value, cwd, pattern=True), recursive=True):
         return typed
-    return f"{setting}={hydra_quoted(launched_path(value, cwd))}"
+    return f"{setting}={hydra_quoted(launched_path(value, cwd, pattern=True))}"
 
 
 def _each_absolute(value: object, cwd: str) -> str | None:
     """A list or mapping of data_files patterns, in Hydra's grammar, each named absolute where it
     matches files from `cwd`; None for a value that holds anything but patterns."""
     if isinstance(value, str):
-        matches = named_from_anywhere(value, cwd) or glob.glob(os.path.join(cwd, value), recursive=True)
-        return sweep_item(launched_path(value, cwd) if matches else value)
+        named = launched_path(value, cwd, pattern=True)
+        return sweep_item(named if named == value or glob.glob(named, recursive=True) else value)
     if isinstance(value, list):
         items = [_each_absolute(item, cwd) for item in value]
         return None if None in items else f"[{','.join(items)}]"
@@ -255,11 +255,15 @@ def named_from(key: str, path: str, cwd: str) -> str:
     return launched_path(path, cwd)
 
 
-def launched_path(path: str, cwd: str) -> str:
-    """`path`, named relative to `cwd`, named absolute; one named_from_anywhere as it is."""
+def launched_path(path: str, cwd: str, pattern: bool | None = None) -> str:
+    """`path`, named relative to `cwd`, named absolute; one named_from_anywhere as it is. A glob
+    (`pattern`; None: a path with a wildcard that names nothing there as it is) has `cwd`'s own glob
+    characters escaped, as chargpt names it when it reads it (absolute_path): a folder `notes [v2]`."""
     if named_from_anywhere(path, cwd):
         return path
-    return os.path.normpath(os.path.join(cwd, path))  # ./a/, a: one
+    if pattern is None:
+        pattern = any(c in path for c in "*?[") and not os.path.exists(os.path.join(cwd, path))
+    return os.path.normpath(os.path.join(glob.escape(cwd) if pattern else cwd, path))  # ./a/, a: one
 
 
 def named_from_anywhere(path: str, cwd: str | None = None) -> bool:

@@ -32,7 +32,7 @@ from chargpt.data.sources.hf_datasets import (
     row_separator,
 )
 from chargpt.data.sources.parts import Part, identity
-from chargpt.data.sources.paths import expand_path
+from chargpt.data.sources.paths import absolute_path, expand_path
 from chargpt.data.sources.text_files import EMPTY_SHA256, file_parts, files_read, same_file, text_files
 from chargpt.data.tokenizer import CharTokenizer
 from chargpt.data.vocabulary import vocabulary_lines
@@ -112,8 +112,8 @@ class CharText:
             raise ConfigError("data.split=files and data.val_path both choose the validation text; pass one")
         self.options = TextOptions(separator, normalize, newline)  # checks the three settings
         # Absolute: a folder's files are named in checkpoints, and must match from any directory.
-        self.path = os.path.abspath(expand_path(path)) if path else None
-        self.val_path = os.path.abspath(expand_path(val_path)) if val_path else None
+        self.path = absolute_path(path) if path else None
+        self.val_path = absolute_path(val_path) if val_path else None
         self.url, self.sha256 = url, sha256
         self.cache_dir = expand_path(cache_dir) if cache_dir else None
         self.block_size = block_size

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import glob
 import hashlib
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from chargpt.data.sources.file_hashes import cached_sha256s
 from chargpt.data.sources.parts import Part
-from chargpt.data.sources.paths import expand_path
+from chargpt.data.sources.paths import absolute_path, expand_path
 from chargpt.errors import ConfigError, DataError, first_line, needs_extra
 
 _HF_BATCH_ROWS = 1024
@@ -62,7 +61,7 @@ def absolute_data_files(name: str, data_files: Any) -> Any:
         return [absolute_data_files(name, files) for files in data_files]
     if not isinstance(data_files, str) or not data_files or "://" in data_files:
         return data_files  # (an empty one: refused as matching no files, not the current folder)
-    return os.path.abspath(expand_path(data_files))
+    return absolute_path(data_files, pattern=True)  # datasets reads even a file's name as a glob
 
 
 def load_hf(name: str, config: str | None, data_files: Any, split: str, setting: str = "data.split") -> Any:

@@ -3,6 +3,7 @@ folders before its first wildcard."""
 
 from __future__ import annotations
 
+import glob
 import os
 
 GLOB_CHARS = "*?["
@@ -29,3 +30,17 @@ def split_glob(path: str) -> tuple[str, str]:
         return path, ""
     cut = path.rfind(os.sep, 0, first) + 1
     return path[:cut], path[cut:]
+
+
+def absolute_path(value: str | os.PathLike, pattern: bool | None = None) -> str:
+    """`value` as typed (expand_path) named absolute. A glob named relative is joined to the current
+    folder with that folder's own glob characters escaped (launched in `notes [v2]`, `*.txt` would
+    match `notes v` or `notes 2`, and so nothing): they are no wildcards of the user's. `pattern`:
+    whether `value` is a glob whatever it holds (datasets' data_files are); None: where it holds a
+    wildcard and names no path as it is."""
+    expanded = expand_path(value)
+    if os.path.isabs(expanded):
+        return os.path.normpath(expanded)
+    if pattern is None:
+        pattern = any(c in expanded for c in GLOB_CHARS) and not os.path.exists(expanded)
+    return os.path.normpath(os.path.join(glob.escape(os.getcwd()) if pattern else os.getcwd(), expanded))
