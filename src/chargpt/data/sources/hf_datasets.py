@@ -11,7 +11,7 @@ from typing import Any
 
 from chargpt.data.sources.file_hashes import cached_sha256s
 from chargpt.data.sources.parts import Part
-from chargpt.data.sources.paths import absolute_path, expand_path
+from chargpt.data.sources.paths import absolute_path, expand_path, no_match_advice
 from chargpt.errors import ConfigError, DataError, first_line, needs_extra
 
 _HF_BATCH_ROWS = 1024
@@ -95,7 +95,7 @@ def load_hf(name: str, config: str | None, data_files: Any, split: str, setting:
         data_files = expand_path(data_files)
         # A builder such as `text` reads local files (a hub dataset's data_files name its own files).
         if name in LOCAL_BUILDERS and "://" not in data_files and not glob.glob(data_files, recursive=True):
-            raise DataError(f"data.data_files={data_files} matches no files; check the path or pattern "
+            raise DataError(f"data.data_files={data_files} matches no files; {no_match_advice(data_files)} "
                             "(quote it on the command line: data.data_files='corpus/*.txt')")
     try:
         return datasets.load_dataset(name, config, data_files=data_files, split=split)

@@ -44,3 +44,18 @@ def absolute_path(value: str | os.PathLike, pattern: bool | None = None) -> str:
     if pattern is None:
         pattern = any(c in expanded for c in GLOB_CHARS) and not os.path.exists(expanded)
     return os.path.normpath(os.path.join(glob.escape(os.getcwd()) if pattern else os.getcwd(), expanded))
+
+
+def no_match_advice(pattern: str) -> str:
+    """What to check of a glob that matched no files: a folder on its way whose own name holds glob
+    characters (`notes [v2]`, named absolute) is read as a wildcard; where the pattern with that
+    folder escaped matches files, the escape is named."""
+    parts = os.path.normpath(pattern).split(os.sep)
+    for end in range(len(parts) - 1, 0, -1):
+        folder = os.sep.join(parts[:end]) or os.sep
+        rest = os.sep.join(parts[end:])
+        if any(c in folder for c in GLOB_CHARS) and os.path.isdir(folder) and \
+                glob.glob(os.path.join(glob.escape(folder), rest), recursive=True):
+            return (f"the folder {folder} has glob characters in its name, which the pattern reads as "
+                    f"wildcards: escape them ({glob.escape(folder)}{os.sep}...)")
+    return "check the path or pattern"

@@ -20,7 +20,7 @@ from chargpt.data.corpus import resolve_corpus
 from chargpt.data.sources.file_hashes import cached_sha256s
 from chargpt.data.sources.hf_datasets import is_saved_dataset
 from chargpt.data.sources.parts import Part
-from chargpt.data.sources.paths import GLOB_CHARS, expand_path, split_glob
+from chargpt.data.sources.paths import GLOB_CHARS, expand_path, no_match_advice, split_glob
 from chargpt.errors import DataError, cannot_read
 from chargpt.overrides import sweep_item
 from chargpt.run_layout import is_run_folder
@@ -357,7 +357,7 @@ def _text_files(value: str, setting: str, url: str | None, sha256: str | None) -
         _say_left_out(value, sorted(left_runs), sorted(_once_each(left_broken)))
         if not found:
             raise DataError(
-                f"{setting}={value} matches no files; check the pattern (quote it on the command "
+                f"{setting}={value} matches no files; {no_match_advice(expanded)} (quote it on the command "
                 f"line: {setting}='corpus/*.txt')"
             )
         for match in sorted(found):
