@@ -125,6 +125,26 @@ def test_a_batch_too_large_for_memory_is_one_error_line_before_training(tmp_path
     assert err.endswith(line) and "Traceback" not in err
 
 
+def test_torch_refusing_a_cpu_tensor_is_out_of_cpu_memory(tmp_path, corpus, monkeypatch, capsys) -> None:
+    # torch's CPU allocator raises a RuntimeError, not its OutOfMemoryError: `model.n_embd=1048576` on
+    # a CPU was its traceback and exit 1 ("DefaultCPUAllocator: can't allocate memory").
+    import chargpt.training.module as module
+
+    def no_room(*args, **kwargs):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't "
+                           "allocate memory: you tried to allocate 13194139533312 bytes. "
+                           "Error code 12 (Cannot allocate memory)")
+
+    monkeypatch.setattr(module, "build_model", no_room)
+    args = bare_train_args(corpus, tmp_path / "run", "trainer.max_steps=2")
+    assert run_cli(train_main, *args) == 2
+    err = capsys.readouterr().err
+    assert err.endswith("error: out of CPU memory (could not allocate 12.00 TiB); data.batch_size=4, "
+                        "model.block_size=16 or the model's size (model.n_layer, model.n_embd) is too large "
+                        "for this machine; run again with less, e.g. data.batch_size=2\n"), err
+    assert "Traceback" not in err
+
+
 def test_gpu_memory_running_out_in_training_records_the_run_failed_and_says_how_to_continue(
         tmp_path, corpus, monkeypatch, capsys) -> None:
     from chargpt.training.module import CharLM
@@ -685,3 +705,25 @@ def test_logging_made_before_the_console_guard_outlives_a_closed_pipe(monkeypatc
     err = capsys.readouterr().err
     assert err == "warning: reader gone\n", err  # once; no "--- Logging error ---"
     console.close()
+
+
+def test_memory_running_out_in_the_closing_sample_is_a_warning_naming_the_samples_settings(
+        tmp_path, corpus, monkeypatch, capsys) -> None:
+    # It was the training error, exit 2 and the run recorded failed, advising data.batch_size (a resume
+    # with less): the run had finished and was saved; the sample's own settings asked for the memory.
+    from chargpt.inference import TrainedModel
+
+    def no_room_to_sample(self, *args, **kwargs):
+        _no_gpu_memory()
+        yield ""
+
+    monkeypatch.setattr(TrainedModel, "stream", no_room_to_sample)
+    run_dir = tmp_path / "run"
+    args = bare_train_args(corpus, run_dir, "trainer.max_steps=2", "sample.max_new_tokens=300")
+    assert run_cli(train_main, *args) == 0
+    err = capsys.readouterr().err
+    line = ("warning: no sample (out of GPU memory (could not allocate 20.00 GiB); sample.max_new_tokens=300 "
+            "is too large for this machine; draw it with less: "
+            f"chargpt-sample ckpt_path={run_dir} max_new_tokens=150); the run itself finished\n")
+    assert err.endswith(line) and "data.batch_size" not in err
+    assert json.loads((run_dir / "status.json").read_text())["status"] == "finished"

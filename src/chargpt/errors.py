@@ -85,18 +85,50 @@ def cannot_read(path: str | os.PathLike, err: OSError) -> str:
 
 # numpy's error for an array whose size cannot even be counted (`data.batch_size=1e20`)
 _TOO_LARGE_TO_COUNT = "Maximum allowed dimension exceeded"
+# torch's CPU allocator refusing a tensor is a plain RuntimeError, not its OutOfMemoryError
+# (`model.n_embd=1048576` on a CPU): "DefaultCPUAllocator: can't allocate memory: you tried to
+# allocate 13194139533312 bytes." ("not enough memory" on Windows).
+_CPU_ALLOCATOR_REFUSED = re.compile(
+    r"DefaultCPUAllocator: (?:can't allocate memory|not enough memory): you tried to allocate (\d+) bytes")
 
 
 def memory_ran_out(err: BaseException) -> str | None:
     """Which memory `err` says ran out: "GPU memory" (torch's OutOfMemoryError), "CPU memory" (a
-    MemoryError, numpy's among them, or an array too large to count), else None. Without importing
-    torch: the report starts without it."""
+    MemoryError, numpy's among them, an array too large to count, or torch's CPU allocator
+    refusing), else None. Without importing torch: the report starts without it."""
     torch = sys.modules.get("torch")
     if torch is not None and isinstance(err, getattr(torch, "OutOfMemoryError", ())):
         return "GPU memory"
     if isinstance(err, MemoryError) or (isinstance(err, ValueError) and str(err) == _TOO_LARGE_TO_COUNT):
         return "CPU memory"
+    if isinstance(err, RuntimeError) and _CPU_ALLOCATOR_REFUSED.search(str(err)):
+        return "CPU memory"
     return None
+
+
+def _asked_for(err: BaseException) -> str | None:
+    """How much memory `err` says was asked for, as torch's CUDA message writes it ("20.00 GiB")."""
+    if asked := re.search(r"allocate (\d[\d.]* [KMGTP]?i?B)", str(err)):
+        return asked[1]
+    if refused := _CPU_ALLOCATOR_REFUSED.search(str(err)):
+        size, unit = float(refused[1]), "B"
+        for larger in ("KiB", "MiB", "GiB", "TiB", "PiB"):
+            if size < 1024:
+                break
+            size, unit = size / 1024, larger
+        return f"{size:.2f} {unit}"
+    return None
+
+
+def out_of_memory(err: BaseException, advice: Callable[[], str]) -> OutOfMemory | None:
+    """The OutOfMemory for `err` when memory ran out (else None): one line naming the memory, how
+    much was asked for, and `advice()`: the settings most likely too large and the fix."""
+    what = memory_ran_out(err)
+    if what is None:
+        return None
+    asked = _asked_for(err)
+    size = f" (could not allocate {asked})" if asked else ""
+    return OutOfMemory(f"out of {what}{size}; {advice()}")
 
 
 @contextlib.contextmanager
@@ -107,12 +139,10 @@ def naming_what_ran_out(advice: Callable[[], str]) -> Iterator[None]:
     try:
         yield
     except Exception as err:
-        what = memory_ran_out(err)
-        if what is None or full_errors_requested():
+        said = None if full_errors_requested() else out_of_memory(err, advice)
+        if said is None:
             raise
-        asked = re.search(r"allocate (\d[\d.]* [KMGTP]?i?B)", str(err))
-        size = f" (could not allocate {asked.group(1)})" if asked else ""
-        raise OutOfMemory(f"out of {what}{size}; {advice()}") from err
+        raise said from err
 
 
 NO_ROOM = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}  # an OSError of a write that found no room

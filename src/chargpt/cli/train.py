@@ -199,7 +199,8 @@ def _build_and_fit(cfg: DictConfig, parallel: Path | None) -> float | None:
             _stop_after_last_step(interrupt.received, parallel, sample_prompt is not None)
             return metrics.best_val_loss  # a parallel sweep's job: its result goes back
         if sample_prompt is not None:
-            print_sample(TrainedModel(module.model, datamodule.tokenizer), cfg.sample, sample_prompt)
+            trained = TrainedModel(module.model, datamodule.tokenizer)
+            print_sample(trained, cfg.sample, sample_prompt, output_dir)
     return metrics.best_val_loss if metrics is not None else None
 
 
@@ -237,6 +238,14 @@ def _smaller_settings(cfg: DictConfig, output_dir: str) -> str:
     return f"{settings}; run again with less, e.g. {smaller}"
 
 
+def _smaller_sample(options: DictConfig, run_dir: str) -> str:
+    """The closing sample's settings that sized the memory it ran out of, and how to draw it."""
+    tokens = int(options.max_new_tokens)
+    fewer = max(1, tokens // 2)
+    command = shell_words.join(["chargpt-sample", f"ckpt_path={run_dir}", f"max_new_tokens={fewer}"])
+    return f"sample.max_new_tokens={tokens} is too large for this machine; draw it with less: {command}"
+
+
 def _stop_after_last_step(signum: int, parallel: Path | None, sampling: bool) -> None:
     """A signal came after the last step: the run is finished and saved, and the command (or the
     sweep) stops here, rather than draw its sample and exit 0. Raises, but in a parallel sweep's
@@ -264,15 +273,17 @@ def _fmt(x: float | None) -> str:
     return "n/a" if x is None else f"{x:.4f}"
 
 
-def print_sample(trained: TrainedModel, options: DictConfig, prompt: str) -> None:
+def print_sample(trained: TrainedModel, options: DictConfig, prompt: str, run_dir: str) -> None:
     """The closing sample. The run is trained and saved by now: a sample that cannot be drawn
-    is a warning, never a failed run."""
+    is a warning, never a failed run (memory running out included: the sample's settings asked
+    for it, and chargpt-sample draws it from the run with less)."""
     settings = {k: v for k, v in plain(options).items() if k != "prompt"}
     print(f"\n--- sample (temperature {options.temperature}, seed {options.seed}) ---")
     print(prompt, end="", flush=True)
     try:
-        for ch in trained.stream(prompt, **settings):
-            print(ch, end="", flush=True)
+        with naming_what_ran_out(lambda: _smaller_sample(options, run_dir)):
+            for ch in trained.stream(prompt, **settings):
+                print(ch, end="", flush=True)
     except ChargptError as err:
         print(f"\nwarning: no sample ({err}); the run itself finished", file=sys.stderr)
     print()
