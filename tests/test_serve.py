@@ -604,6 +604,30 @@ def test_cli_bad_settings_are_one_error_line(
     assert f"cannot listen on 127.0.0.1:{port}" in message and "port=0" in message
 
 
+def test_cli_memory_running_out_as_it_starts_names_max_concurrency(
+    run_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    # A key/value cache too large for max_concurrency rows was torch's traceback, exit 1; memory
+    # running out in the first step let the server start, every request then failing.
+    from chargpt.serving import engine as engine_module
+
+    def no_room(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't "
+                           "allocate memory: you tried to allocate 32768000000000 bytes. "
+                           "Error code 12 (Cannot allocate memory)")
+
+    monkeypatch.setattr(engine_module, "BatchedKVCache", no_room)
+    said = ("max_concurrency=1000 (a key/value cache row of the model's whole context per prompt decoded at "
+            "once) is too large for this machine, or the model is for device=auto; serve with less, e.g. "
+            "max_concurrency=500, or on another device")
+    assert _cli_error([f"ckpt_path={run_dir}", "port=0", "max_concurrency=1000"], monkeypatch, capsys) == (
+        f"error: out of CPU memory (could not allocate 29.80 TiB); {said}")
+    monkeypatch.undo()
+    monkeypatch.setattr(Engine, "_iteration", no_room)  # the warm-up's first step
+    assert _cli_error([f"ckpt_path={run_dir}", "port=0", "max_concurrency=1000"], monkeypatch, capsys) == (
+        f"error: out of CPU memory (could not allocate 29.80 TiB); {said}")
+
+
 def test_cli_settings_become_the_servers_limits(run_dir: Path, monkeypatch: pytest.MonkeyPatch,
                                                 capsys: pytest.CaptureFixture) -> None:
     # max_tokens is the default a request gets, max_tokens_cap the most it may ask: Limits names

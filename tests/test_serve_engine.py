@@ -283,3 +283,43 @@ def test_the_load_counts_places_a_prompt_each_and_the_requests_that_hold_them() 
     with pytest.raises(QueueFull, match=r"^the server is busy: all its 3 places are taken \(2 prompts "
                        r"generating and 1 waiting, of 2 requests\); retry shortly$"):
         engine.submit(make_job(trained, "a", 3, 6)[0])
+
+
+class _OutOfGPUMemory(torch.nn.Module):
+    """A model whose every forward runs out of GPU memory (as CUDA says it)."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.inner, self.block_size, self.config = model, model.block_size, model.config
+
+    def new_cache(self, batch: int) -> object:
+        return self.inner.new_cache(batch)
+
+    def forward(self, *args: object, **kwargs: object) -> object:
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB.")
+
+
+def test_memory_running_out_names_the_setting_that_sizes_it_and_the_engine_goes_on(caplog) -> None:
+    # The requests were told "generation failed: OutOfMemoryError", and the log held a traceback: neither
+    # named what to change. Both now name max_concurrency; warming up raises the error itself (it
+    # let the server start, every request then failing).
+    trained = model()
+    engine = Engine(_OutOfGPUMemory(trained.model), trained.tokenizer, max_batch=4, max_queue=2)
+    engine.start()
+    try:
+        with pytest.raises(torch.OutOfMemoryError):
+            engine.warm_up()
+        assert not caplog.records  # said once, by the command that warms it up
+        job, out = make_job(trained, "a", 5, 0)
+        engine.submit(job)
+        assert out.done.wait(60)
+        said = ("out of GPU memory (could not allocate 2.00 GiB); 1 prompt decoding together, of "
+                "max_concurrency=4 (the server's setting that sizes its memory: each prompt it decodes at "
+                f"once holds a row of {BLOCK} characters' keys and values); retry with fewer prompts, or "
+                "restart the server with a smaller max_concurrency, e.g. max_concurrency=2")
+        assert out.errors == [f"generation failed: {said}"]
+        assert [(r.levelname, r.getMessage(), r.exc_info) for r in caplog.records] == [
+            ("ERROR", f"decoding failed: {said}", None)]
+        assert engine.thread.is_alive()
+    finally:
+        engine.close()

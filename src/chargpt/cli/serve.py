@@ -24,7 +24,7 @@ from chargpt.cli.common import (
     use_threads,
 )
 from chargpt.cli.held_weights import SERVER_HOLDS, held, held_weights_note, training_run
-from chargpt.errors import ConfigError, exit_on_user_error, needs_extra
+from chargpt.errors import ConfigError, exit_on_user_error, naming_what_ran_out, needs_extra
 from chargpt.inference import load_with_checkpoint, pick_device
 from chargpt.model_card import card_for
 
@@ -71,16 +71,18 @@ def _hydra_main(cfg: DictConfig) -> None:
     try:
         use_threads(cfg.threads)
         training = training_run(str(cfg.ckpt_path))  # before the read, as chargpt-export asks it
-        trained, ckpt, file = load_with_checkpoint(cfg.ckpt_path, pick_device(cfg.device))
-        card = card_for(cfg.ckpt_path, trained, cfg.name, ckpt)
-        note = held_weights_note(training, ckpt, Path(file), card.step, SERVER_HOLDS)
-        del ckpt  # its optimizer states and copy of the weights: not kept while serving
-        engine = Engine(trained.model, trained.tokenizer, cfg.max_concurrency, cfg.max_queue, cfg.compile)
+        with naming_what_ran_out(lambda: _smaller_settings(cfg)):
+            trained, ckpt, file = load_with_checkpoint(cfg.ckpt_path, pick_device(cfg.device))
+            card = card_for(cfg.ckpt_path, trained, cfg.name, ckpt)
+            note = held_weights_note(training, ckpt, Path(file), card.step, SERVER_HOLDS)
+            del ckpt  # its optimizer states and copy of the weights: not kept while serving
+            engine = Engine(trained.model, trained.tokenizer, cfg.max_concurrency, cfg.max_queue, cfg.compile)
         engine.start()
         try:
             if cfg.compile:
                 print("compiling the decoding step (tens of seconds, once)...", flush=True)
-            engine.warm_up()  # the server listens only once the model answers at full speed
+            with naming_what_ran_out(lambda: _smaller_settings(cfg)):
+                engine.warm_up()  # the server listens only once the model answers at full speed
             # (The setting max_tokens is the default a request gets; Limits' max_tokens is the cap.)
             limits = Limits(default_max_tokens=cfg.max_tokens, max_tokens=cfg.max_tokens_cap, max_n=cfg.max_n,
                             max_choices=cfg.max_choices)
@@ -96,6 +98,16 @@ def _hydra_main(cfg: DictConfig) -> None:
             engine.close()
     finally:
         sock.close()
+
+
+def _smaller_settings(cfg: DictConfig) -> str:
+    """What most likely asked for the memory that ran out at the start, and the fix: the key/value
+    cache holds a row of the model's whole context for each of max_concurrency prompts."""
+    rows = int(cfg.max_concurrency)
+    settings = (f"max_concurrency={rows} (a key/value cache row of the model's whole context per prompt "
+                f"decoded at once) is too large for this machine, or the model is for device={cfg.device}")
+    fewer = f"max_concurrency={rows // 2}, or " if rows > 1 else ""
+    return f"{settings}; serve with less, e.g. {fewer}on another device"
 
 
 def main() -> None:

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from chargpt.data.tokenizer import CharTokenizer
+from chargpt.errors import out_of_memory
 from chargpt.model.sampling import compile_decode_step, kept_on_restart, sample_next
 from chargpt.serving.batch_cache import BatchedKVCache
 from chargpt.serving.stops import NO_STOP, StopScanner, StopSequences
@@ -126,6 +127,8 @@ class Engine:
         self.pending: collections.deque[Job] = collections.deque()
         self.wake = threading.Condition()
         self.stopping = False
+        self.failure: Exception | None = None  # the last step's that failed, which warm_up raises
+        self.warming_up = False  # a failure then is the caller's to say, not the log's
         self.thread = threading.Thread(target=self._run, name="chargpt-decode", daemon=True)
 
     # -- the request side (any thread) --
@@ -202,16 +205,26 @@ class Engine:
 
     def warm_up(self) -> None:
         """Run one short request through every path (prefill, batched step; compiles if set)."""
-        done = threading.Event()
+        done, failed = threading.Event(), threading.Event()
 
         def emit(event: Event) -> None:
+            if event.kind == "error":
+                failed.set()
             if event.kind in ("end", "error"):
                 done.set()
 
         prompt = [0] * min(2, self.block)
         generator = torch.Generator(device=self.device).manual_seed(0)
-        self.submit(Job(prompt, 4, 1, 1.0, None, None, generator, emit))
-        done.wait()
+        self.warming_up = True
+        try:
+            self.submit(Job(prompt, 4, 1, 1.0, None, None, generator, emit))
+            done.wait()
+        finally:
+            self.warming_up = False
+        # A model that cannot decode (memory running out at the first step) is not served: every
+        # request would fail. The step's own error, for the command to say.
+        if failed.is_set() and self.failure is not None:
+            raise self.failure
 
     @property
     def device(self) -> torch.device:
@@ -231,14 +244,36 @@ class Engine:
                 try:
                     self._iteration()
                 except Exception as err:  # keep serving: fail the live requests, not the server
-                    log.exception("decoding failed")
+                    said = self._failed(err)
                     for row in self.rows:
-                        row.job.emit(Event("error", row.choice, f"generation failed: {type(err).__name__}"))
+                        row.job.emit(Event("error", row.choice, f"generation failed: {said}"))
                     self.rows.clear()
         for row in self.rows:
             row.job.emit(Event("error", row.choice, "the server is shutting down"))
         for job in self.pending:
             job.emit(Event("error", 0, "the server is shutting down"))
+
+    def _failed(self, err: Exception) -> str:
+        """A step's failure, logged; what its requests are told. Memory running out is no defect:
+        one line naming what sizes it, without a traceback (the server goes on; fewer prompts at once
+        may fit)."""
+        self.failure = err
+        ran_out = out_of_memory(err, self._memory_advice)
+        if not self.warming_up and ran_out is None:
+            log.exception("decoding failed")
+        elif not self.warming_up:
+            log.error("decoding failed: %s", ran_out)
+        return type(err).__name__ if ran_out is None else str(ran_out)
+
+    def _memory_advice(self) -> str:
+        # The key/value cache is allocated whole at the start (max_batch rows of the model's context):
+        # what a step adds grows with the prompts decoding together.
+        decoding = _count(len(self.rows), "prompt")
+        fewer = f", e.g. max_concurrency={self.max_batch // 2}" if self.max_batch > 1 else ""
+        return (f"{decoding} decoding together, of max_concurrency={self.max_batch} (the server's setting "
+                f"that sizes its memory: each prompt it decodes at once holds a row of {self.block} "
+                f"characters' keys and values); retry with fewer prompts, or restart the server with a "
+                f"smaller max_concurrency{fewer}")
 
     def _admit(self) -> None:
         while self.pending and len(self.rows) < self.max_batch:
