@@ -304,6 +304,25 @@ TRAIN_CASES = [
     # Hydra's "Could not find", its options a line each and its whole config search path after them.
     ("a misspelt option of Hydra's own group in a sweep", ["-m", "hydra/launcher=slrum", "seed=1,2"],
      "hydra/launcher=slrum is not an option of hydra/launcher; use one of: basic, joblib, local_parallel, "),
+    # Hydra's "Could not load 'hydra/launcher/slrum'", with its config search path and no options.
+    ("a misspelt option of Hydra's own group in a list", ["-m", "hydra/launcher=[slrum]", "seed=1,2"],
+     "hydra/launcher=slrum is not an option of hydra/launcher; use one of: basic, joblib, local_parallel, "),
+    # Hydra took a key that names no group for a setting of that name (`hydra/foo: bar`), which
+    # nothing reads; without `+` it advised adding one so.
+    ("a group of Hydra's that is none, added", ["+hydra/foo=bar"],
+     "+hydra/foo=bar: hydra/foo is not a config group, and a setting of that name is read by nothing; pick "
+     "an option of a group that exists (hydra/env, hydra/help, hydra/hydra_help, hydra/hydra_logging, "
+     "hydra/job_logging, hydra/launcher, hydra/output, hydra/sweeper) as GROUP=OPTION, or drop it"),
+    ("a misspelt group of Hydra's", ["hydra/lancher=basic"],
+     "hydra/lancher=basic: hydra/lancher is not a config group (did you mean hydra/launcher?)"),
+    ("a group that is none, added", ["+optimiser/x=adamw"],
+     "+optimiser/x=adamw: optimiser/x is not a config group, and a setting of that name is read by nothing; "
+     "pick an option of a group that exists (callbacks, data, debug, experiment, hparams_search, hydra, "
+     "logger, model, optimizer, paths, scheduler, trainer) as GROUP=OPTION, or drop it"),
+    # Hydra takes 5 for true and runs the job in its run folder: data.path=corpus.txt was not found.
+    ("the job run in its run folder", ["hydra.job.chdir=5"],
+     "hydra.job.chdir=5: chargpt works in the folder it is launched from and reads relative paths "
+     "(data.path, ckpt_path, ...) from there; a run's files go to its run folder without it; drop it"),
     ("a misspelt logging option", ["hydra/job_logging=nope"],
      "hydra/job_logging=nope is not an option of hydra/job_logging; use one of: chargpt, default, disabled, "
      "none, stdout"),
@@ -408,6 +427,10 @@ TRAIN_CASES = [
 SAMPLE_CASES = [
     ("a misspelt option of Hydra's own group", ["ckpt_path={ckpt}", "hydra/launcher=slrum"],
      "hydra/launcher=slrum is not an option of hydra/launcher; use one of: basic, "),
+    ("a group of Hydra's that is none, added", ["ckpt_path={ckpt}", "+hydra/foo=bar"],
+     "+hydra/foo=bar: hydra/foo is not a config group, and a setting of that name is read by nothing"),
+    ("the job run in another folder", ["ckpt_path={ckpt}", "hydra.job.chdir=true"],
+     "hydra.job.chdir=true: chargpt works in the folder it is launched from"),
     ("a training text without the copy check", ["ckpt_path={ckpt}", "data.path={corpus}"],
      "data.path={corpus} does nothing without check_copy=true (it names the training text the copy check "
      "reads); add check_copy=true, or drop it"),
@@ -526,6 +549,17 @@ def test_train_bad_input(case, args, expected, files, monkeypatch, capsys):
     _assert_one_error_line(code, out, err, expected.format(**files))
     # Nothing decided for a run that never starts: the precision chosen was logged before a data error.
     assert "precision=auto" not in out, out
+
+
+@pytest.mark.parametrize("typed", ["+hydra/foo=bar", "hydra.job.chdir=true"])
+@pytest.mark.parametrize("sweep", [[], ["-m", "seed=1,2"]], ids=["run", "sweep"])
+def test_what_hydra_takes_quietly_is_refused_before_any_folder(typed, sweep, files, capsys):
+    # Both trained: +hydra/foo=bar as if it were not there; hydra.job.chdir=true in its run folder.
+    root = files["tmp"] / "quiet"
+    args = [*bare_train_args(files["corpus"], None), typed, f"paths.output_root={root}", *sweep]
+    code, out, err = run_main(train_cli.main, args, capsys)
+    _assert_one_error_line(code, out, err, f"error: {typed}: ")
+    assert not root.exists()
 
 
 @pytest.mark.parametrize("seconds", ["-3", "0", "abc", "true"])

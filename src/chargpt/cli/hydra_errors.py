@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TextIO
 
+from hydra import initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.errors import ConfigCompositionException
 from hydra.experimental.callback import Callback
@@ -51,6 +52,8 @@ _THOUSANDS = re.compile(r"Ambiguous value for argument '([^'=]+)=([+-]?\d{1,3}(?
 # its own before Hydra composes), which Hydra lists a line each, then its whole config search path.
 _NO_OPTION = re.compile(
     r"Could not find '([^']+)/([^'/]+)'\s+Available options in '\1':\n((?:[ \t]+\S+\n?)+)")
+# The same for an option in a list (hydra/launcher=[slrum]): Hydra names it, and no options.
+_NOT_LOADED = re.compile(r"Could not load '([^']+)/([^'/]+)'")
 # --config-name naming no config, then the search path, a `provider=..., path=...` line a folder.
 _NO_PRIMARY = re.compile(r"Cannot find primary config '([^']+)'")
 _CONFIG_DIR = re.compile(r"provider=(?:main|command-line), path=file://(.+)")
@@ -155,6 +158,8 @@ def one_line(
     message = text.split(_HINT, 1)[0].strip()
     if match := _NOT_IN_STRUCT.search(message):
         key, added = match[1], match[2]
+        if "/" in key:  # `+KEY` would add a setting named so, which nothing reads
+            return not_a_group(added.lstrip("+"), key)
         parent, _, name = key.rpartition(".")
         where = f"a setting of {parent}" if parent else "a setting"
         beside = settings_beside(key) if settings_beside else []
@@ -192,6 +197,9 @@ def one_line(
     if match := _NO_OPTION.search(message):
         group, option, options = match[1], match[2], match[3].split()
         return f"{group}={option} is not an option of {group}; use one of: {', '.join(options)}"
+    if (match := _NOT_LOADED.search(message)) and (options := _in_config_repository(
+            lambda loader: loader.get_group_options(match[1]))):
+        return f"{match[1]}={match[2]} is not an option of {match[1]}; use one of: {', '.join(options)}"
     if match := _NO_PRIMARY.search(message):
         return _no_primary_config(match[1], _CONFIG_DIR.findall(message))
     if match := _WRONG_TYPE.search(message):
@@ -202,6 +210,44 @@ def one_line(
         return f"{key}={value} {_TYPE_TAKES.get(kind, f'must be of type {kind}')}"
     lines = [line.strip() for line in message.splitlines() if line.strip()]
     return "; ".join(lines)
+
+
+def _in_config_repository(read: Callable[[Any], list[str]]) -> list[str]:
+    """What `read` finds with Hydra's config loader: the one composing the config, or (on an
+    error's path, Hydra done and cleared) one over chargpt's configs and Hydra's own."""
+    if GlobalHydra.instance().is_initialized():
+        return sorted(read(GlobalHydra.instance().config_loader()))
+    try:
+        with initialize_config_dir(config_dir=CONFIG_PATH, version_base="1.3"):
+            return sorted(read(GlobalHydra.instance().config_loader()))
+    except Exception:
+        return []
+    finally:
+        GlobalHydra.instance().clear()
+
+
+def groups_beside(key: str) -> list[str]:
+    """The config groups beside `key`, a GROUP/NAME that names none: its parent's subgroups (those
+    of `hydra`: launcher, sweeper, ...), else the top-level ones."""
+    parent = key.rpartition("/")[0]
+
+    def listed(loader: Any) -> list[str]:
+        inner = [f"{parent}/{group}" for group in loader.list_groups(parent)] if parent else []
+        return inner or loader.list_groups("")
+
+    return _in_config_repository(listed)
+
+
+def not_a_group(typed: str, key: str) -> str:
+    """`typed` (`+hydra/foo=bar`, `foo/bar=baz`) sets `key`, which names no config group: Hydra takes
+    it for a setting of that name, which no code reads."""
+    groups = groups_beside(key)
+    by_name = {group.rpartition("/")[2]: group for group in groups}
+    near = nearest_name(key.rpartition("/")[2], by_name)
+    meant = f" (did you mean {by_name[near]}?)" if near else ""
+    listed = f" ({', '.join(groups)})" if groups else ""
+    return (f"{typed}: {key} is not a config group{meant}, and a setting of that name is read by nothing; "
+            f"pick an option of a group that exists{listed} as GROUP=OPTION, or drop it")
 
 
 def _no_primary_config(name: str, config_dirs: list[str]) -> str:
@@ -216,6 +262,37 @@ def _no_primary_config(name: str, config_dirs: list[str]) -> str:
     have = f"its configs: {', '.join(names)}" if names else "it has no .yaml file at its top"
     return (f"--config-name {name}: no {name}.yaml in {folder} ({have}); name one of its "
             f"configs, or give the folder that holds {name}.yaml")
+
+
+class QuietlyTaken(Callback):
+    """A Hydra callback: what Hydra takes without a word that does nothing or harm in chargpt,
+    refused in one line before any folder is made: `+GROUP/NAME=OPTION` where GROUP/NAME is no
+    config group (Hydra adds a setting of that name, which no code reads), and hydra.job.chdir=true
+    (the run would read its relative paths from its own folder: data.path=corpus.txt was not found
+    there, and Hydra takes hydra.job.chdir=5 for true)."""
+
+    @exit_on_user_error
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        check_quietly_taken(config)
+
+    @exit_on_user_error
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        check_quietly_taken(config)
+
+
+def check_quietly_taken(config: DictConfig) -> None:
+    typed = [*as_written(config.hydra.overrides.task), *as_written(config.hydra.overrides.hydra)]
+
+    def as_given(key: str, default: str) -> str:
+        return next((o for o in reversed(typed) if o.split("=", 1)[0].lstrip("+") == key), default)
+
+    for key in (str(k) for k in config if "/" in str(k)):
+        raise ConfigError(not_a_group(as_given(key, f"+{key}=..."), key))
+    if OmegaConf.select(config, "hydra.job.chdir"):
+        raise ConfigError(
+            f"{as_given('hydra.job.chdir', 'hydra.job.chdir=true')}: chargpt works in the folder it is "
+            "launched from and reads relative paths (data.path, ckpt_path, ...) from there; a run's files "
+            "go to its run folder without it; drop it")
 
 
 class ReleaseStderr(Callback):
