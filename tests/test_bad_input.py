@@ -307,6 +307,10 @@ TRAIN_CASES = [
     # Hydra's "Could not load 'hydra/launcher/slrum'", with its config search path and no options.
     ("a misspelt option of Hydra's own group in a list", ["-m", "hydra/launcher=[slrum]", "seed=1,2"],
      "hydra/launcher=slrum is not an option of hydra/launcher; use one of: basic, joblib, local_parallel, "),
+    # Trained a model of tiny's values merged over small's, without a word.
+    ("two options of a one-option group as a list", ["model=[small, tiny]"],
+     "model=[small,tiny] picks 2 options of model at once, and Hydra merges them into one model (the last "
+     "one's values win); pick one, or run once with each as a sweep: -m model=small,tiny"),
     # Hydra took a key that names no group for a setting of that name (`hydra/foo: bar`), which
     # nothing reads; without `+` it advised adding one so.
     ("a group of Hydra's that is none, added", ["+hydra/foo=bar"],
@@ -398,8 +402,10 @@ TRAIN_CASES = [
      "optimizer.learning_rate is not a setting of optimizer (did you mean optimizer.lr?)"),
     ("setting unlike any", ["trainer.limit_val_batche=1"],
      "trainer.limit_val_batche is not a setting of trainer; check its spelling"),
+    # Hydra's "Ambiguous value" and its three numbered ways out, over four lines.
     ("sweep values without -m", ["trainer.devices=1,2"],
-     "Ambiguous value for argument 'trainer.devices=1,2'"),
+     "trainer.devices=1,2 is read as several values, a comma separating them: to run once with each, add -m "
+     "(a sweep); for a list, write it in brackets: trainer.devices=[1,2]"),
     # Hydra's advice (a list, a quoted string or --multirun) gave none of them the number typed.
     ("number with thousands separators", ["trainer.max_steps=5,000"],
      "trainer.max_steps=5,000 is read as 2 values, a comma separating them: for the number, write it "
@@ -429,6 +435,8 @@ SAMPLE_CASES = [
      "hydra/launcher=slrum is not an option of hydra/launcher; use one of: basic, "),
     ("a group of Hydra's that is none, added", ["ckpt_path={ckpt}", "+hydra/foo=bar"],
      "+hydra/foo=bar: hydra/foo is not a config group, and a setting of that name is read by nothing"),
+    ("a list of models", ["ckpt_path={ckpt}", "model=[small,tiny]"],  # no model to pick, nor to sweep
+     "model=[small,tiny] does nothing in chargpt-sample (the model comes from the checkpoint); drop it"),
     ("the job run in another folder", ["ckpt_path={ckpt}", "hydra.job.chdir=true"],
      "hydra.job.chdir=true: chargpt works in the folder it is launched from"),
     ("a training text without the copy check", ["ckpt_path={ckpt}", "data.path={corpus}"],

@@ -377,6 +377,25 @@ def composed(config_name: str, overrides: list[str]) -> DictConfig | None:
         GlobalHydra.instance().clear()
 
 
+# The config groups whose options are alternatives (one model, one optimizer): a list of them is
+# no list of things (as logger=[tensorboard,csv] is) but one option merged over another.
+ONE_OPTION_GROUPS = ("data", "model", "optimizer", "scheduler", "trainer", "paths")
+
+
+def check_one_option_lists(overrides: list[str]) -> None:
+    """`model=[small,tiny]`: Hydra merges a list's options into one config (the last one's values
+    win), which for a group of alternatives is no model meant: refused, naming the sweep that runs
+    each. (After the checks of what a command does not use: chargpt-sample has no model to pick.)"""
+    for override in overrides:
+        parts = _split(override)
+        listed = re.fullmatch(r"\[\s*([\w\-]+(?:\s*,\s*[\w\-]+)+)\s*\]", parts[2]) if parts else None
+        if parts and listed and parts[1] in ONE_OPTION_GROUPS:
+            key, value = parts[1], re.sub(r"\s+", "", listed[1])
+            raise ConfigError(f"{key}=[{value}] picks {value.count(',') + 1} options of {key} at once, and "
+                              f"Hydra merges them into one {key} (the last one's values win); pick one, or "
+                              f"run once with each as a sweep: -m {key}={value}")
+
+
 def check_group_option(key: str, value: str, config_dirs: list[Path], searchpath: str | None = None) -> None:
     """`group=option` (or a sweep's `group=a,b`, or a list `group=[a,b]`) for a config group in
     `config_dirs`, or in the folders of a `hydra.searchpath=[...]` override, must name options that

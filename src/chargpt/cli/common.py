@@ -20,6 +20,7 @@ from omegaconf.errors import ConfigAttributeError, ConfigKeyError, Interpolation
 
 from chargpt.checks import whole_number
 from chargpt.cli.argv import (
+    check_one_option_lists,
     check_removals,
     composed,
     full_options,
@@ -86,6 +87,7 @@ def run_main(
                 if config_name:
                     check_removals(config_name, overrides)
                 refuse_unused(overrides, unused or {}, config_name)
+                check_one_option_lists(overrides)
                 if config_name and not takes_new_settings:
                     refuse_added(overrides, config_name)
             except ConfigError as err:

@@ -48,6 +48,9 @@ _LOGGING_REFUSED = re.compile(r"ValueError: (Unable to configure \w+ '[^']*'|Una
 # A number typed with thousands separators (max_new_tokens=1,000), which Hydra reads as values to
 # sweep over, and advises a list, a string or --multirun: none of them the number meant.
 _THOUSANDS = re.compile(r"Ambiguous value for argument '([^'=]+)=([+-]?\d{1,3}(?:,\d{3})+)'")
+# Any other value with a comma outside a sweep (optimizer.lr=1e-3,3e-3): Hydra's three numbered
+# ways out over four lines, the sweep meant last.
+_AMBIGUOUS = re.compile(r"Ambiguous value for argument '([^'=]+)=(.*)'$", re.MULTILINE)
 # An option a config group does not have (Hydra's own groups, hydra/launcher=slrum: chargpt checks
 # its own before Hydra composes), which Hydra lists a line each, then its whole config search path.
 _NO_OPTION = re.compile(
@@ -194,6 +197,10 @@ def one_line(
         return (f"{key}={value} is read as {value.count(',') + 1} values, a comma separating them: for the "
                 f"number, write it without commas, {key}={value.replace(',', '')} (with -m, a comma "
                 "separates the values a sweep runs)")
+    if match := _AMBIGUOUS.search(message):
+        key, value = match[1], match[2]
+        return (f"{key}={value} is read as several values, a comma separating them: to run once with each, "
+                f"add -m (a sweep); for a list, write it in brackets: {key}=[{value}]")
     if match := _NO_OPTION.search(message):
         group, option, options = match[1], match[2], match[3].split()
         return f"{group}={option} is not an option of {group}; use one of: {', '.join(options)}"
