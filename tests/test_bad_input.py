@@ -400,6 +400,10 @@ TRAIN_CASES = [
      "trainer.max_step is not a setting of trainer (did you mean trainer.max_steps?); check its spelling"),
     ("setting named as elsewhere", ["optimizer.learning_rate=1e-3"],
      "optimizer.learning_rate is not a setting of optimizer (did you mean optimizer.lr?)"),
+    # A group's setting typed bare (as chargpt-sample takes max_new_tokens): it named none meant.
+    ("a closing sample's setting typed bare", ["max_new_tokens=5"],
+     "max_new_tokens is not a setting (did you mean sample.max_new_tokens?)"),
+    ("an optimizer setting typed bare", ["lr=0.1"], "lr is not a setting (did you mean optimizer.lr?)"),
     ("setting unlike any", ["trainer.limit_val_batche=1"],
      "trainer.limit_val_batche is not a setting of trainer; check its spelling"),
     # Hydra's "Ambiguous value" and its three numbered ways out, over four lines.

@@ -589,10 +589,19 @@ def _as_typed(override: str) -> str:
 
 def settings_beside(config_name: str, overrides: list[str]) -> Callable[[str], list[str]]:
     """For a command's config: the settings beside a key, in the config the other overrides make
-    (composed again, on the error path only); none when that cannot be composed."""
+    (composed again, on the error path only); none when that cannot be composed. For a top-level
+    key, a group's setting of that very name too (`sample.max_new_tokens` for `max_new_tokens`,
+    typed to chargpt-train as chargpt-sample takes it), which "did you mean" then names."""
 
     def settings(key: str) -> list[str]:
         config = composed(config_name, [o for o in overrides if override_key(o) != key])
-        return [] if config is None else settings_in(config, key)
+        if config is None:
+            return []
+        if "." in key:
+            return settings_in(config, key)
+        groups = OmegaConf.to_container(config, resolve=False)
+        assert isinstance(groups, dict)
+        named = [f"{group}.{key}" for group, node in groups.items() if isinstance(node, dict) and key in node]
+        return [*settings_in(config, key), *named]
 
     return settings

@@ -166,8 +166,9 @@ def one_line(
         parent, _, name = key.rpartition(".")
         where = f"a setting of {parent}" if parent else "a setting"
         beside = settings_beside(key) if settings_beside else []
+        same_name = [setting for setting in beside if setting.endswith(f".{name}")]  # a group's (argv.py)
         near = ALSO_KNOWN_AS[name] if ALSO_KNOWN_AS.get(name) in beside else nearest_name(name, beside)
-        meant = did_you_mean(near, parent)
+        meant = did_you_mean(same_name[0] if same_name else near, parent)
         spelling = f"{key} is not {where}{meant}; check its spelling (--cfg job shows every setting)"
         if not takes_new_settings or key.split(".", 1)[0] in _NOTHING_ADDED:
             return spelling
