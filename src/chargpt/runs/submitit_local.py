@@ -1,0 +1,115 @@
+"""hydra/launcher=submitit_local, made safe to stop: submitit's local executor runs each job under a
+controller process of its own (`python -m submitit.local._local`), which waits for the job.
+
+Those controllers were in the terminal's process group, so a Ctrl-C reached them as it reached the
+jobs: each controller ended in a `KeyboardInterrupt` traceback, sent its job a second SIGINT (a
+training job's "quit at once, without a checkpoint") and a SIGKILL a second later, so no job could
+write the checkpoint its first signal asked for. A signal sent to the sweep's process alone reached
+no job at all. Here each controller starts in a session of its own, where no terminal signal reaches
+it or its job, and leaves SIGINT to its job; the sweep's process hands each signal it gets (the
+terminal's Ctrl-C, `kill PID`) to every job once, waits for them to stop, and then stops as before,
+with the command that continues the sweep. A second signal reaches each job as its second.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shlex
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import FrameType
+
+import submitit.local.local as submitit_local
+
+# The controllers this process started, while a sweep launches its jobs.
+_controllers: list[subprocess.Popen[bytes]] = []
+
+
+def start_controller(folder: Path, command: str, tasks_per_node: int = 1, cuda_devices: str = "",
+                     timeout_min: float = 5.0, signal_delay_s: int = 30, stderr_to_stdout: bool = False,
+                     setup: tuple[str, ...] | list[str] = ()) -> subprocess.Popen[bytes]:
+    """submitit 1.5's `start_controller` (the same environment for its Controller), with this
+    module's controller in a session of its own."""
+    env = dict(os.environ)
+    env.update(
+        SUBMITIT_LOCAL_NTASKS=str(tasks_per_node),
+        SUBMITIT_LOCAL_COMMAND=command,
+        SUBMITIT_LOCAL_TIMEOUT_S=str(int(60 * timeout_min)),
+        SUBMITIT_LOCAL_SIGNAL_DELAY_S=str(int(signal_delay_s)),
+        SUBMITIT_LOCAL_NODEID="0",
+        SUBMITIT_LOCAL_JOB_NUM_NODES="1",
+        SUBMITIT_STDERR_TO_STDOUT="1" if stderr_to_stdout else "",
+        SUBMITIT_EXECUTOR="local",
+        CUDA_VISIBLE_DEVICES=cuda_devices,
+        SUBMITIT_LOCAL_WITH_SHELL="1" if setup else "",
+    )
+    controller = shlex.join([sys.executable, "-m", __name__, str(folder)])
+    # (with setup lines, a shell runs them first: submitit's Controller then names its job by the
+    # shell's pid, as submitit does)
+    process: subprocess.Popen[bytes] = subprocess.Popen(
+        " && ".join([*setup, controller]) if setup else shlex.split(controller),
+        shell=bool(setup), env=env, start_new_session=True)
+    _controllers.append(process)
+    return process
+
+
+@contextlib.contextmanager
+def stoppable_controllers() -> Iterator[None]:
+    """submitit's local executor starting this module's controllers while the block runs. A signal
+    that stops the block (KeyboardInterrupt: Ctrl-C, or SIGTERM as chargpt raises it) is handed to
+    every job, which stops at its next step with a checkpoint; the block ends once they have."""
+    original = submitit_local.start_controller
+    submitit_local.start_controller = start_controller
+    _controllers.clear()
+    try:
+        yield
+    except KeyboardInterrupt as stop:
+        _stop_jobs(getattr(stop, "signum", int(signal.SIGINT)))
+        raise
+    finally:
+        submitit_local.start_controller = original
+        _controllers.clear()
+
+
+def _stop_jobs(signum: int) -> None:
+    """`signum` to every running job (each controller's session: the controller leaves it to its
+    job), then wait for them; each further signal is handed on too (a second one: quit at once)."""
+    def hand_on(signum: int, frame: FrameType | None) -> None:
+        _signal_jobs(signum)
+
+    _signal_jobs(signum)
+    earlier = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    for s in earlier:
+        signal.signal(s, hand_on)
+    try:
+        for process in _controllers:
+            process.wait()
+    finally:
+        for s, handler in earlier.items():
+            signal.signal(s, handler)
+
+
+def _signal_jobs(signum: int) -> None:
+    for process in _controllers:
+        if process.poll() is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(process.pid, signum)
+
+
+def _leave_to_the_job(signum: int, frame: FrameType | None) -> None:
+    """A controller's SIGINT: its job, in the same session, got the same signal and stops by itself."""
+
+
+def _run_controller(folder: str) -> None:
+    # A handler, not SIG_IGN: the job's process starts with SIGINT's default action, as exec resets
+    # a handled signal (an ignored one would stay ignored, and Ctrl-C would not stop the job).
+    signal.signal(signal.SIGINT, _leave_to_the_job)
+    submitit_local.Controller(Path(folder)).run()
+
+
+if __name__ == "__main__":
+    _run_controller(sys.argv[1])

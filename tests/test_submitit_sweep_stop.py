@@ -1,0 +1,68 @@
+"""hydra/launcher=submitit_local: a signal stops every job of the sweep with a checkpoint, whether
+it reaches the whole process group (Ctrl-C in a terminal) or the sweep's process alone, and the
+sweep ends with its continue command, without submitit's tracebacks."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import TINY_MODEL, write_corpus
+
+
+def _status(job: Path) -> dict:
+    try:
+        return json.loads((job / "status.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+@pytest.mark.slow  # submitit's jobs start, import torch and train until the signal
+@pytest.mark.parametrize("to_the_group", [True, False], ids=["ctrl-c", "kill-sweep-pid"])
+def test_a_signal_stops_each_submitit_job_with_a_checkpoint_and_no_traceback(to_the_group: bool,
+                                                                             tmp_path: Path) -> None:
+    # Ctrl-C reached submitit's controllers too: each ended in a KeyboardInterrupt traceback and sent
+    # its job a second SIGINT (quit at once) and a SIGKILL a second later, so no job kept its work.
+    # A SIGINT to the sweep's process alone reached no job.
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    corpus = write_corpus(tmp_path / "corpus.txt", n_chars=20_000)
+    sweep = tmp_path / "sweep 1"
+    argv = [sys.executable, "-c", "from chargpt.cli.launch import train; train()",
+            "-m", "hydra/launcher=submitit_local", "threads=1", "seed=1,2", "data=text",
+            f"data.path={corpus}", *TINY_MODEL, "trainer.max_steps=100000",
+            "trainer.val_check_interval=100000", "sample.max_new_tokens=0", "logger=none",
+            "~callbacks.progress_bar", f"hydra.sweep.dir={sweep}"]
+    # A session of its own: its process group is the terminal's foreground group, which Ctrl-C signals.
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               start_new_session=True)
+    try:
+        deadline = time.monotonic() + 240
+        while not all(_status(sweep / job).get("status") == "running" for job in ("0", "1")):
+            assert process.poll() is None and time.monotonic() < deadline, process.stdout.read()
+            time.sleep(0.2)
+        time.sleep(1.0)
+        if to_the_group:
+            os.killpg(process.pid, signal.SIGINT)
+        else:
+            process.send_signal(signal.SIGINT)
+        out, _ = process.communicate(timeout=180)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == 128 + signal.SIGINT, out
+    assert "Traceback" not in out, out
+    for job in ("0", "1"):  # each stopped at a step boundary and kept its work
+        assert _status(sweep / job)["status"] == "interrupted", out
+        assert (sweep / job / "checkpoints" / "last.ckpt").is_file()
+    logs = "".join(p.read_text() for p in (sweep / ".submitit").glob("*/*_log.err"))
+    assert "Traceback" not in logs, logs
+    assert logs.count("stopped by SIGINT after step ") == 2, logs
+    assert out.splitlines()[-1].startswith("continue the sweep (its finished jobs are kept) with: "), out
