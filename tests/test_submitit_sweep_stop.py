@@ -66,3 +66,38 @@ def test_a_signal_stops_each_submitit_job_with_a_checkpoint_and_no_traceback(to_
     assert "Traceback" not in logs, logs
     assert logs.count("stopped by SIGINT after step ") == 2, logs
     assert out.splitlines()[-1].startswith("continue the sweep (its finished jobs are kept) with: "), out
+
+
+@pytest.mark.slow  # submitit's jobs start, import torch and train
+def test_a_submitit_job_killed_outright_ends_the_sweep_with_one_line_and_its_continue_command(
+    tmp_path: Path,
+) -> None:
+    # The killed job handed submitit no result: the sweep ended in submitit's UncompletedJobError
+    # traceback, exit code 1.
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    corpus = write_corpus(tmp_path / "corpus.txt", n_chars=20_000)
+    sweep = tmp_path / "sweep"
+    argv = [sys.executable, "-c", "from chargpt.cli.launch import train; train()",
+            "-m", "hydra/launcher=submitit_local", "threads=1", "trainer.max_steps=20,100000", "data=text",
+            f"data.path={corpus}", *TINY_MODEL, "trainer.val_check_interval=10", "sample.max_new_tokens=0",
+            "logger=none", "~callbacks.progress_bar", f"hydra.sweep.dir={sweep}"]
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               start_new_session=True)
+    try:
+        deadline = time.monotonic() + 240
+        while _status(sweep / "1").get("status") != "running":
+            assert process.poll() is None and time.monotonic() < deadline, process.stdout.read()
+            time.sleep(0.2)
+        os.kill(_status(sweep / "1")["pid"], signal.SIGKILL)
+        out, _ = process.communicate(timeout=180)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == 128 + signal.SIGKILL, out
+    assert "Traceback" not in out, out
+    assert _status(sweep / "0")["status"] == "finished", out  # the other job went on to its end
+    lines = out.splitlines()
+    assert lines[-2] == ("a job's process of the sweep was ended by SIGKILL (the out-of-memory killer, or a "
+                         "kill of its pid)"), out
+    assert lines[-1].startswith("the sweep stopped; continue it (its finished jobs are kept) with: "), out
+    assert f"hydra.sweep.dir={sweep}" in lines[-1], out

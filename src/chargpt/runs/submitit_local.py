@@ -9,6 +9,11 @@ no job at all. Here each controller starts in a session of its own, where no ter
 it or its job, and leaves SIGINT to its job; the sweep's process hands each signal it gets (the
 terminal's Ctrl-C, `kill PID`) to every job once, waits for them to stop, and then stops as before,
 with the command that continues the sweep. A second signal reaches each job as its second.
+
+A job whose process a signal ended (`kill -9` of its pid, the out-of-memory killer) left submitit no
+result: the sweep ended in submitit's `UncompletedJobError` traceback. Here its controller exits as
+its job did, and the sweep, once its other jobs have ended, says which signal ended a job and gives
+the continue command, as a parallel sweep whose worker a signal ended does.
 """
 
 from __future__ import annotations
@@ -24,6 +29,10 @@ from pathlib import Path
 from types import FrameType
 
 import submitit.local.local as submitit_local
+from omegaconf import DictConfig
+
+from chargpt.errors import signal_exit_code
+from chargpt.runs.sweep_record import continue_command, kept_on_continuing
 
 # The controllers this process started, while a sweep launches its jobs.
 _controllers: list[subprocess.Popen[bytes]] = []
@@ -58,10 +67,11 @@ def start_controller(folder: Path, command: str, tasks_per_node: int = 1, cuda_d
 
 
 @contextlib.contextmanager
-def stoppable_controllers() -> Iterator[None]:
+def stoppable_controllers(config: DictConfig) -> Iterator[None]:
     """submitit's local executor starting this module's controllers while the block runs. A signal
     that stops the block (KeyboardInterrupt: Ctrl-C, or SIGTERM as chargpt raises it) is handed to
-    every job, which stops at its next step with a checkpoint; the block ends once they have."""
+    every job, which stops at its next step with a checkpoint; the block ends once they have. A job
+    a signal ended ends the sweep, once the others have ended, with one line and the continue command."""
     original = submitit_local.start_controller
     submitit_local.start_controller = start_controller
     _controllers.clear()
@@ -70,6 +80,13 @@ def stoppable_controllers() -> Iterator[None]:
     except KeyboardInterrupt as stop:
         _stop_jobs(getattr(stop, "signum", int(signal.SIGINT)))
         raise
+    except Exception:  # submitit's report of a job without a result
+        for process in _controllers:
+            process.wait()
+        ended_by = [code - 128 for process in _controllers if (code := process.returncode) > 128]
+        if not ended_by:
+            raise
+        _say_a_job_was_ended(config, ended_by[0])
     finally:
         submitit_local.start_controller = original
         _controllers.clear()
@@ -100,6 +117,26 @@ def _signal_jobs(signum: int) -> None:
                 os.killpg(process.pid, signum)
 
 
+def _say_a_job_was_ended(config: DictConfig, signum: int) -> None:
+    print(f"a job's process of the sweep was ended by {signal.Signals(signum).name} (the out-of-memory "
+          "killer, or a kill of its pid)", file=sys.stderr, flush=True)
+    if command := continue_command(Path(str(config.hydra.sweep.dir))):
+        print(f"the sweep stopped; continue it ({kept_on_continuing(config.hydra)}) with: {command}",
+              file=sys.stderr, flush=True)
+    sys.exit(signal_exit_code(signum))
+
+
+class _Controller(submitit_local.Controller):
+    """submitit's controller, which exits 0 however its job ended: here it keeps its job's exit codes,
+    for its own exit to say which signal ended the job."""
+
+    exit_codes: tuple[int | None, ...] = ()
+
+    def wait(self, freq: int = 24) -> tuple[int | None, ...]:
+        self.exit_codes = tuple(super().wait(freq))
+        return self.exit_codes
+
+
 def _leave_to_the_job(signum: int, frame: FrameType | None) -> None:
     """A controller's SIGINT: its job, in the same session, got the same signal and stops by itself."""
 
@@ -108,7 +145,11 @@ def _run_controller(folder: str) -> None:
     # A handler, not SIG_IGN: the job's process starts with SIGINT's default action, as exec resets
     # a handled signal (an ignored one would stay ignored, and Ctrl-C would not stop the job).
     signal.signal(signal.SIGINT, _leave_to_the_job)
-    submitit_local.Controller(Path(folder)).run()
+    controller = _Controller(Path(folder))
+    controller.run()
+    # (a job that exits by itself for a signal, 130 or 143, ends with that code: not ended by it)
+    if ended_by := [-code for code in controller.exit_codes if code is not None and code < 0]:
+        sys.exit(signal_exit_code(ended_by[0]))
 
 
 if __name__ == "__main__":

@@ -26,7 +26,9 @@ if LocalLauncher is not None:
         def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
             from chargpt.runs.submitit_local import stoppable_controllers
 
-            with stoppable_controllers():
+            assert self.config is not None
+
+            with stoppable_controllers(self.config):
                 return super().launch(job_overrides, initial_job_idx)
 
     @dataclasses.dataclass
