@@ -642,7 +642,7 @@ def test_a_named_sweep_folder_in_use_is_refused_on_nfs(
 
 
 def test_only_this_machines_left_behind_sweep_folders_are_removed_also_on_nfs(
-    nfs_locks, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    nfs_locks, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # On NFS the left-behind folders' lock (taken on a file opened read-only) was refused, so none was
     # ever removed. Where each machine's locks are its own (a shared TMPDIR mounted with local locks),
@@ -660,3 +660,7 @@ def test_only_this_machines_left_behind_sweep_folders_are_removed_also_on_nfs(
         made = Path(prepare(["-m", "ckpt_path=run", "temperature=0.5,1"])[-1].split("=", 1)[1].strip("'"))
         assert (made / ".in-use").read_text() == socket.gethostname()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["chargpt-sweep-elsewhere"]
+    # Named, not left unseen: a folder a renamed machine left was kept for ever without a word.
+    assert capsys.readouterr().err == (
+        f"note: {elsewhere} was made by a sweep on the machine named 'another-node' (this one is "
+        f"{socket.gethostname()!r}); remove it if no sweep runs there (or the machine was renamed)\n")

@@ -500,7 +500,8 @@ def _remove_left_behind(parent: Path, prefix: str, removing: bool) -> None:
     """The temporary folders of sweeps killed outright in `parent` (their lock held by no process):
     removed, or (`removing` false: jobs on other machines may still read them) each named in a note.
     A folder without a lock file is left: a sweep starting now has not yet made it. So is one a sweep
-    on another machine made (its lock file names that machine): its lock may not be seen here."""
+    on another machine made (its lock file names that machine): its lock may not be seen here; in this
+    machine's temporary folder, a note names it (the machine may be this one, renamed)."""
     if fcntl is None:
         return
     for folder in sorted(parent.glob(f"{prefix}*")):
@@ -517,6 +518,12 @@ def _remove_left_behind(parent: Path, prefix: str, removing: bool) -> None:
         try:
             # (None named: made by an older chargpt, or a sweep killed before it wrote the name.)
             if made_on not in ("", socket.gethostname()):
+                # Another machine's live sweep (a shared TMPDIR) or this one's under an earlier name:
+                # nothing here tells them apart, so it is left, but named, not left unseen for ever.
+                if removing:
+                    print(f"note: {folder} was made by a sweep on the machine named {made_on!r} (this one is "
+                          f"{socket.gethostname()!r}); remove it if no sweep runs there (or the machine "
+                          "was renamed)", file=sys.stderr)
                 continue
             if removing:
                 shutil.rmtree(folder, ignore_errors=True)
