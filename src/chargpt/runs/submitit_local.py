@@ -138,7 +138,8 @@ class _Controller(submitit_local.Controller):
 
 
 def _leave_to_the_job(signum: int, frame: FrameType | None) -> None:
-    """A controller's SIGINT: its job, in the same session, got the same signal and stops by itself."""
+    """A controller's SIGINT or SIGTERM: its job, in the same process group, got the same signal and
+    stops by itself."""
 
 
 def _run_controller(folder: str) -> None:
@@ -146,6 +147,9 @@ def _run_controller(folder: str) -> None:
     # a handled signal (an ignored one would stay ignored, and Ctrl-C would not stop the job).
     signal.signal(signal.SIGINT, _leave_to_the_job)
     controller = _Controller(Path(folder))
+    # submitit's controller hands SIGTERM on to its job, which the sweep's process signals already (the
+    # controller's whole process group): handed on, it would reach the job twice (the second: quit at once).
+    signal.signal(signal.SIGTERM, _leave_to_the_job)
     controller.run()
     # (a job that exits by itself for a signal, 130 or 143, ends with that code: not ended by it)
     if ended_by := [-code for code in controller.exit_codes if code is not None and code < 0]:
