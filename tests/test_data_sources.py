@@ -1073,6 +1073,62 @@ def test_the_digest_record_drops_files_gone_or_rewritten_when_it_is_written(tmp_
     assert set(json.loads(record.read_text())) == {os.path.realpath(kept), os.path.realpath(new)}
 
 
+def _written_meanwhile(monkeypatch: pytest.MonkeyPatch, where: ModuleType, name: str, file: Path,
+                       text: str) -> None:
+    """`file` written with `text` once, as `where.name` returns (the first time it is called)."""
+    real, texts = getattr(where, name), [text]
+
+    def then_written(*args, **kwargs):
+        result = real(*args, **kwargs)
+        if texts:
+            file.write_text(texts.pop())
+        return result
+
+    monkeypatch.setattr(where, name, then_written)
+
+
+@pytest.mark.parametrize("named", ["file", "folder", "glob"])
+def test_a_text_written_to_after_it_is_hashed_is_refused_not_cached_as_the_text_hashed(
+    folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, named: str
+) -> None:
+    # Hashed, then read again to be encoded: a file saved in between was trained on as its new text,
+    # and the encoding cache kept that text's ids under the old text's sha256; every later run on
+    # the old text trained on them, and a resume of the run was refused, its text "changed".
+    from chargpt.data.sources import text_files
+
+    file = folder / "a.txt"
+    old = file.read_text() * 5  # long enough for each split to hold a window
+    file.write_text(old)
+    path = {"file": file, "folder": folder, "glob": f"{folder}/**/*.txt"}[named]
+    _written_meanwhile(monkeypatch, text_files, "cached_sha256s", file, "the text saved since\n" * 5)
+    cache = tmp_path / "cache"
+    with pytest.raises(DataError) as err:
+        text_of(module(path, cache_dir=str(cache)))
+    assert str(err.value) == (f"{file} changed while it was read (it was written to after its sha256 was "
+                              "taken); run again once nothing writes to it")
+    assert not list(cache.glob("*.ids.npy"))
+    file.write_text(old)  # the text hashed, back: read as itself
+    assert text_of(module(path, cache_dir=str(cache))).startswith(old)
+
+
+@pytest.mark.parametrize("saved", ["first file, longer now\n" * 9, "first\n" * 12, ("x" * 28 + "\n") * 5])
+def test_a_text_written_to_between_the_encodings_two_reads_is_refused(
+    folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, saved: str
+) -> None:
+    # Its characters counted, then its ids written: longer, a traceback (could not broadcast);
+    # shorter, ids of the first character padded on; of other characters, those ids too, cached.
+    from chargpt.data import encoding
+
+    file = folder / "a.txt"
+    file.write_text("first file, as it was hashed\n" * 5)  # the same size as the last text saved
+    _written_meanwhile(monkeypatch, encoding, "_scan", file, saved)
+    cache = tmp_path / "cache"
+    with pytest.raises(DataError, match=r" changed while it was read \("):
+        text_of(module(file, cache_dir=str(cache)))
+    assert not list(cache.glob("*"))
+    assert text_of(module(file, cache_dir=str(cache))) == saved
+
+
 def test_missing_datasets_package_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     import sys
 

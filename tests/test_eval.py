@@ -249,6 +249,33 @@ def test_eval_refuses_when_the_recorded_text_is_gone_or_changed(tmp_path, capsys
     assert "does not record the text it was trained on" in line
 
 
+def test_eval_refuses_a_text_written_to_while_it_reads_it(tmp_path, monkeypatch, capsys) -> None:
+    # Checked unchanged, hashed, then rewritten before it was encoded: the text saved since was scored
+    # as the run's own, and its ids cached under the run's text's sha256, which every later
+    # chargpt-eval of the run scored instead.
+    from chargpt.data.sources import text_files
+
+    text = write_corpus(tmp_path / "text.txt")
+    ckpt = _checkpoint_of(tmp_path, text)
+    as_trained, hashed = text.read_text(), text_files.cached_sha256s
+    saved = [write_corpus(tmp_path / "saved since.txt", seed=1).read_text()]  # the same characters
+
+    def then_saved(*args: object) -> list[str]:
+        digests = hashed(*args)
+        if saved:
+            text.write_text(saved.pop())
+        return digests
+
+    monkeypatch.setattr(text_files, "cached_sha256s", then_saved)
+    line = _one_error(*run_main(eval_cli.main, [f"ckpt_path={ckpt}", "device=cpu"], capsys))
+    assert line == (f"error: {text} changed while it was read (it was written to after its sha256 was "
+                    "taken); run again once nothing writes to it")
+    text.write_text(as_trained)
+    again = _result(*run_main(eval_cli.main, [f"ckpt_path={ckpt}", "device=cpu"], capsys))
+    monkeypatch.setenv("CHARGPT_CACHE_DIR", str(tmp_path / "fresh cache"))
+    assert _result(*run_main(eval_cli.main, [f"ckpt_path={ckpt}", "device=cpu"], capsys)) == again
+
+
 def test_eval_scores_another_text_only_when_asked(tmp_path, capsys) -> None:
     own, other = write_corpus(tmp_path / "own.txt"), write_corpus(tmp_path / "café 📚.txt", seed=1)
     ckpt = _checkpoint_of(tmp_path, own, split={"train_fraction": 0.5, "added_later": [1]})

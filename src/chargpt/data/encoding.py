@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from rich.progress import Progress
 
-from chargpt.data.sources.parts import Part
+from chargpt.data.sources.parts import Part, changed_while_read
 from chargpt.data.sources.paths import expand_path
 from chargpt.data.sources.text_files import file_parts
 from chargpt.data.tokenizer import CharTokenizer, describe_chars, reading_fix
@@ -196,7 +196,9 @@ def _write_ids(
     with atomic_path(out) as partial:  # a reader never sees a half-written array
         ids = np.lib.format.open_memmap(partial, mode="w+", dtype=tokenizer.dtype, shape=(n_chars,))
         pos = 0
-        for _, cps in _stream(parts, options, progress, []):
+        for i, cps in _stream(parts, options, progress, []):
+            if pos + len(cps) > n_chars:  # more text than the first pass counted: a file grew since
+                raise changed_while_read(parts[i].name)
             ids[pos : pos + len(cps)] = lut[cps]
             pos += len(cps)
         ids.flush()

@@ -1,5 +1,6 @@
-"""Part: one piece of a corpus (a file, or a dataset split), its text streamed in chunks; and the
-one sha256 of a corpus's parts and the settings that change its ids."""
+"""Part: one piece of a corpus (a file, or a dataset split), its text streamed in chunks; the one
+sha256 of a corpus's parts and the settings that change its ids; and the error for a part whose
+text, as read, is not the one its sha256 identifies."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
+
+from chargpt.errors import DataError
 
 
 @dataclass(frozen=True)
@@ -29,3 +32,10 @@ def identity(parts: list[Part], settings: dict[str, Any]) -> str:
     """One sha256 for the parts in order and the settings that change the ids."""
     record = {"parts": [[p.name, p.sha256] for p in parts], **settings}
     return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()
+
+
+def changed_while_read(name: str) -> DataError:
+    """A part's text read other than its sha256 says (a file written to while it was read): its
+    ids would be cached, and its run recorded, under the identity of another text."""
+    return DataError(f"{name} changed while it was read (it was written to after its sha256 was taken); "
+                     "run again once nothing writes to it")

@@ -19,7 +19,7 @@ from chargpt import shell_words
 from chargpt.data.corpus import resolve_corpus
 from chargpt.data.sources.file_hashes import cached_sha256s
 from chargpt.data.sources.hf_datasets import is_saved_dataset
-from chargpt.data.sources.parts import Part
+from chargpt.data.sources.parts import Part, changed_while_read
 from chargpt.data.sources.paths import GLOB_CHARS, expand_path, no_match_advice, split_glob
 from chargpt.errors import DataError, cannot_read
 from chargpt.overrides import sweep_item
@@ -31,16 +31,22 @@ _CHUNK_BYTES = 16 << 20
 _SNIFF_BYTES = 8192
 
 
-def file_chunks(path: Path) -> Callable[[], Iterator[tuple[str, int]]]:
-    """The file's text chunk by chunk (bytes read as progress); bad UTF-8 names the file."""
+def file_chunks(path: Path, sha256: str) -> Callable[[], Iterator[tuple[str, int]]]:
+    """The file's text chunk by chunk (bytes read as progress); bad UTF-8 names the file. The bytes
+    read are hashed as they are: other than those `sha256` identifies (the file written to since it
+    was hashed), they are an error before the last chunk, so no text is taken for another's."""
     import codecs
 
     def chunks() -> Iterator[tuple[str, int]]:
         decoder = codecs.getincrementaldecoder("utf-8")()
+        digest = hashlib.sha256()
         offset = 0
         with path.open("rb") as f:
             while True:
                 raw = f.read(_CHUNK_BYTES)
+                digest.update(raw)
+                if not raw and digest.hexdigest() != sha256:
+                    raise changed_while_read(str(path))
                 try:
                     text = decoder.decode(raw, final=not raw)
                 except UnicodeDecodeError as err:
@@ -419,5 +425,5 @@ def file_parts(files: list[Path], hash_cache: Path | None = None) -> list[Part]:
     """The files as Parts, each identified by the sha256 of its bytes; `hash_cache`: where those
     digests are kept between starts (file_hashes), None to hash every file every time."""
     digests = cached_sha256s(files, hash_cache)
-    return [Part(str(f), sha, file_chunks(f), f.stat().st_size)
+    return [Part(str(f), sha, file_chunks(f, sha), f.stat().st_size)
             for f, sha in zip(files, digests, strict=True)]
