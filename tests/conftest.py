@@ -411,42 +411,57 @@ def fenced_blocks(path: Path, language: str) -> Iterator[tuple[int, str]]:
 
 
 @pytest.fixture
-def unreadable(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[Path], None]]:
+def unreadable(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., None]]:
     """Makes a file or folder unreadable: chmod 000, and (root reads through that) the calls that
-    read it raising PermissionError as they would."""
+    read it raising PermissionError as they would. `listable=True`: a folder readable but not
+    searchable (chmod a-x): its names are listed, but none of them can be looked up."""
     locked: set[Path] = set()
     folders: set[Path] = set()
+    changed: set[Path] = set()
 
     def denied(path: object) -> PermissionError:
         return PermissionError(errno.EACCES, os.strerror(errno.EACCES), os.fspath(path))
 
-    scandir, stat, open_ = os.scandir, os.stat, io.open
+    scandir, open_ = os.scandir, io.open
+
+    def below_a_locked_folder(path: object) -> bool:
+        return isinstance(path, (str, os.PathLike)) and not folders.isdisjoint(Path(os.fspath(path)).parents)
+
+    def blocked(path: object) -> bool:  # locked itself, or reached through a folder without search permission
+        return (isinstance(path, (str, os.PathLike)) and Path(os.fspath(path)) in locked) or \
+            below_a_locked_folder(path)
 
     def locked_scandir(path: object = ".") -> object:
-        if isinstance(path, (str, os.PathLike)) and Path(os.fspath(path)) in locked:
+        if blocked(path):
             raise denied(path)
         return scandir(path)
 
-    def locked_stat(path: object, *args: object, **kwargs: object) -> os.stat_result:
-        if isinstance(path, (str, os.PathLike)) and not folders.isdisjoint(Path(os.fspath(path)).parents):
-            raise denied(path)  # a name below a folder without search permission
-        return stat(path, *args, **kwargs)
+    def looked_up(stat_call: Callable[..., os.stat_result]) -> Callable[..., os.stat_result]:
+        def locked_stat(path: object, *args: object, **kwargs: object) -> os.stat_result:
+            if below_a_locked_folder(path):
+                raise denied(path)  # a name below a folder without search permission
+            return stat_call(path, *args, **kwargs)
+
+        return locked_stat
 
     def locked_open(file: object, *args: object, **kwargs: object) -> object:
-        if isinstance(file, (str, os.PathLike)) and Path(os.fspath(file)) in locked:
+        if blocked(file):
             raise denied(file)
         return open_(file, *args, **kwargs)
 
     monkeypatch.setattr(os, "scandir", locked_scandir)
-    monkeypatch.setattr(os, "stat", locked_stat)
+    monkeypatch.setattr(os, "stat", looked_up(os.stat))
+    monkeypatch.setattr(os, "lstat", looked_up(os.lstat))
     monkeypatch.setattr(io, "open", locked_open)  # Path.open's and zipfile's
 
-    def lock(path: Path) -> None:
+    def lock(path: Path, listable: bool = False) -> None:
         if path.is_dir():
             folders.add(path)
-        path.chmod(0)
-        locked.add(path)
+        path.chmod(0o444 if listable else 0)
+        changed.add(path)
+        if not listable:
+            locked.add(path)
 
     yield lock
-    for path in locked:  # for the temporary folder's removal
+    for path in changed:  # for the temporary folder's removal
         path.chmod(0o755)

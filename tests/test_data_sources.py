@@ -102,6 +102,29 @@ def test_an_unreadable_folder_a_glob_goes_into_is_an_error_not_left_out(folder: 
         assert text_files(f"{folder}/{pattern}", "data.path") == [folder / "a.txt"]
 
 
+def test_a_folder_readable_but_not_searchable_is_an_error_not_left_out(folder: Path, unreadable) -> None:
+    # `chmod a-x`: its names are listed, but none can be looked up. Read as a folder, a traceback
+    # (PermissionError, from the look for a run's records in it); matched by a glob (`*`), the same;
+    # and where pathlib takes a file it cannot look up for none, its files left out in silence.
+    inside = folder / "b"
+    (inside / "deeper").mkdir()
+    (inside / "deeper" / "d.txt").write_text("fourth file\n")
+    unreadable(inside, listable=True)
+    chmod = f"cannot read {inside} (Permission denied); make it readable (chmod u+rx '{inside}')"
+    with pytest.raises(DataError) as err:
+        text_of(module(folder))
+    assert str(err.value) == (f"{chmod}, or move it out of {folder} (or name the other files by a glob that "
+                              "does not go into it): its files would be left out of the text")
+    for pattern in ("**/*.txt", "*/*.txt", "*", "[b]", "b*/*", "**", "b/*.txt", "b"):
+        value = f"{folder}/{pattern}"
+        with pytest.raises(DataError) as err:
+            text_of(module(value))
+        fix = f"change data.path={value} so it does not go into it: its files would be left out of the text"
+        inside_it = pattern in ("b/*.txt", "b")  # the chmod is the one way out
+        assert str(err.value) == (chmod if inside_it else f"{chmod}, or {fix}"), pattern
+    assert text_files(f"{folder}/*.txt", "data.path") == [folder / "a.txt"]  # a glob that does not go into it
+
+
 def test_a_glob_typed_in_a_folder_with_brackets_in_its_name_matches_there(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

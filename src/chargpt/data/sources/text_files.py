@@ -140,6 +140,10 @@ def _walk(root: Path) -> tuple[list[Path], list[Path], list[Path]]:
     unreadable = functools.partial(_unreadable_folder, root)
     for folder, dirs, names in os.walk(root, followlinks=True, onerror=unreadable):
         here = Path(folder)
+        try:
+            _check_searchable(here, [*dirs, *names])
+        except PermissionError as err:
+            unreadable(err)
         real = os.path.realpath(here)
         run = here != root and is_run_folder(here)  # its train.log and checkpoints are no text
         if real in seen or run:  # read already (a loop, or a second link to it), or chargpt's own
@@ -163,6 +167,17 @@ def _walk(root: Path) -> tuple[list[Path], list[Path], list[Path]]:
     return sorted(files), runs, broken
 
 
+def _check_searchable(folder: Path, names: list[str]) -> None:
+    """PermissionError naming `folder` where it can be listed but not searched (`chmod a-x`): its
+    names are there, but none can be looked up, so none would be told a file and read (os.walk and
+    glob list them all the same)."""
+    if names:
+        try:
+            os.lstat(folder / names[0])
+        except PermissionError as err:
+            raise PermissionError(err.errno, err.strerror, str(folder)) from None
+
+
 def _unreadable_folder(root: Path, err: OSError) -> NoReturn:
     folder = str(err.filename)
     if Path(folder) == root:
@@ -172,9 +187,10 @@ def _unreadable_folder(root: Path, err: OSError) -> NoReturn:
 
 
 def _refuse_unreadable_globbed_folders(fixed: Path, pattern: str, setting: str, value: str) -> None:
-    """glob.glob passes over a folder it may not list, and the text would be trained without its
-    files, nothing said: each folder the pattern goes into (below its fixed part, by glob's rules
-    for hidden names; run folders left out) is listed here, and one that cannot be is an error."""
+    """glob.glob passes over a folder it may not list (or lists but may not search), and the text
+    would be trained without its files, nothing said: each folder the pattern goes into or matches
+    (below its fixed part, by glob's rules for hidden names; run folders left out) is listed and
+    searched here, and one that cannot be is an error."""
     parts = [part for part in re.split(r"[\\/]" if os.altsep else re.escape(os.sep), pattern) if part]
 
     def past_globstars(states: set[int]) -> set[int]:  # `**` also matches no folder at all
@@ -204,17 +220,18 @@ def _refuse_unreadable_globbed_folders(fixed: Path, pattern: str, setting: str, 
         seen.add((os.path.realpath(folder), frozenset(states)))
         try:
             with os.scandir(folder) as entries:
-                names = [entry.name for entry in entries if _is_folder(entry)]
+                listed = list(entries)
+            _check_searchable(folder, [entry.name for entry in listed])
             if folder != fixed and is_run_folder(folder):  # chargpt's own: its matches are left out
                 continue
+            names = [entry.name for entry in listed if _is_folder(entry)]
         except (FileNotFoundError, NotADirectoryError):  # no such folder: the glob matches nothing there
             continue
         except OSError as err:
             raise DataError(f"{cannot_read(folder, err)}, or change {setting}={value} so it does not go into "
                             "it: its files would be left out of the text") from None
         for name in names:
-            inner = into(states, name)
-            if any(i < len(parts) for i in inner):
+            if inner := into(states, name):  # one it goes into, or matches (and reads whole)
                 stack.append((folder / name, inner))
 
 
