@@ -12,6 +12,7 @@ import shlex
 import shutil
 import time
 import unicodedata
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
@@ -1096,18 +1097,18 @@ def test_the_digest_record_drops_files_gone_or_rewritten_when_it_is_written(tmp_
     assert set(json.loads(record.read_text())) == {os.path.realpath(kept), os.path.realpath(new)}
 
 
-def _written_meanwhile(monkeypatch: pytest.MonkeyPatch, where: ModuleType, name: str, file: Path,
-                       text: str) -> None:
-    """`file` written with `text` once, as `where.name` returns (the first time it is called)."""
-    real, texts = getattr(where, name), [text]
+def _meanwhile(monkeypatch: pytest.MonkeyPatch, where: ModuleType, name: str,
+               act: Callable[[], object]) -> None:
+    """`act` done once, as `where.name` returns (the first time it is called)."""
+    real, acts = getattr(where, name), [act]
 
-    def then_written(*args, **kwargs):
+    def then_act(*args, **kwargs):
         result = real(*args, **kwargs)
-        if texts:
-            file.write_text(texts.pop())
+        if acts:
+            acts.pop()()
         return result
 
-    monkeypatch.setattr(where, name, then_written)
+    monkeypatch.setattr(where, name, then_act)
 
 
 @pytest.mark.parametrize("named", ["file", "folder", "glob"])
@@ -1123,7 +1124,8 @@ def test_a_text_written_to_after_it_is_hashed_is_refused_not_cached_as_the_text_
     old = file.read_text() * 5  # long enough for each split to hold a window
     file.write_text(old)
     path = {"file": file, "folder": folder, "glob": f"{folder}/**/*.txt"}[named]
-    _written_meanwhile(monkeypatch, text_files, "cached_sha256s", file, "the text saved since\n" * 5)
+    saved_since = "the text saved since\n" * 5
+    _meanwhile(monkeypatch, text_files, "cached_sha256s", lambda: file.write_text(saved_since))
     cache = tmp_path / "cache"
     with pytest.raises(DataError) as err:
         text_of(module(path, cache_dir=str(cache)))
@@ -1144,12 +1146,31 @@ def test_a_text_written_to_between_the_encodings_two_reads_is_refused(
 
     file = folder / "a.txt"
     file.write_text("first file, as it was hashed\n" * 5)  # the same size as the last text saved
-    _written_meanwhile(monkeypatch, encoding, "_scan", file, saved)
+    _meanwhile(monkeypatch, encoding, "_scan", lambda: file.write_text(saved))
     cache = tmp_path / "cache"
     with pytest.raises(DataError, match=r" changed while it was read \("):
         text_of(module(file, cache_dir=str(cache)))
     assert not list(cache.glob("*"))
     assert text_of(module(file, cache_dir=str(cache))) == saved
+
+
+@pytest.mark.parametrize("when", ["hashing another file", "hashed", "counted"])
+def test_a_text_file_removed_while_the_text_is_read_is_named_not_a_traceback(
+    folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, when: str
+) -> None:
+    # Listed, then gone: a traceback (FileNotFoundError); gone between the encoding's two reads, the
+    # error blamed the cache: "cannot write the encoding cache in ... set CHARGPT_CACHE_DIR".
+    from chargpt.data import encoding
+    from chargpt.data.sources import file_hashes, text_files
+
+    file = folder / "b" / "a.txt"
+    where = {"hashing another file": (file_hashes, "sha256_of"), "hashed": (text_files, "cached_sha256s"),
+             "counted": (encoding, "_scan")}[when]
+    _meanwhile(monkeypatch, *where, file.unlink)
+    with pytest.raises(DataError) as err:
+        text_of(module(folder, cache_dir=str(tmp_path / "cache")))
+    assert str(err.value) == (f"{file} changed while it was read (it was moved or removed after it was "
+                              "listed); run again once nothing writes to it")
 
 
 def test_missing_datasets_package_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:

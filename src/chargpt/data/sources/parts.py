@@ -34,8 +34,7 @@ def identity(parts: list[Part], settings: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()
 
 
-def changed_while_read(name: str) -> DataError:
+def changed_while_read(name: str, how: str = "it was written to after its sha256 was taken") -> DataError:
     """A part's text read other than its sha256 says (a file written to while it was read): its
     ids would be cached, and its run recorded, under the identity of another text."""
-    return DataError(f"{name} changed while it was read (it was written to after its sha256 was taken); "
-                     "run again once nothing writes to it")
+    return DataError(f"{name} changed while it was read ({how}); run again once nothing writes to it")

@@ -41,7 +41,11 @@ def file_chunks(path: Path, sha256: str) -> Callable[[], Iterator[tuple[str, int
         decoder = codecs.getincrementaldecoder("utf-8")()
         digest = hashlib.sha256()
         offset = 0
-        with path.open("rb") as f:
+        try:
+            opened = path.open("rb")
+        except OSError as err:
+            raise _unreadable_now(path, err) from None
+        with opened as f:
             while True:
                 raw = f.read(_CHUNK_BYTES)
                 digest.update(raw)
@@ -441,6 +445,18 @@ def files_read(
 def file_parts(files: list[Path], hash_cache: Path | None = None) -> list[Part]:
     """The files as Parts, each identified by the sha256 of its bytes; `hash_cache`: where those
     digests are kept between starts (file_hashes), None to hash every file every time."""
-    digests = cached_sha256s(files, hash_cache)
-    return [Part(str(f), sha, file_chunks(f, sha), f.stat().st_size)
-            for f, sha in zip(files, digests, strict=True)]
+    try:
+        digests = cached_sha256s(files, hash_cache)
+        sizes = [f.stat().st_size for f in files]
+    except (FileNotFoundError, PermissionError) as err:  # (each names its file)
+        raise _unreadable_now(Path(err.filename), err) from None
+    return [Part(str(f), sha, file_chunks(f, sha), size)
+            for f, sha, size in zip(files, digests, sizes, strict=True)]
+
+
+def _unreadable_now(path: Path, err: OSError) -> DataError:
+    """A file listed as the text's, which cannot be read now: moved or removed since, or made
+    unreadable."""
+    if isinstance(err, FileNotFoundError):
+        return changed_while_read(str(path), "it was moved or removed after it was listed")
+    return DataError(cannot_read(path, err))
