@@ -143,12 +143,18 @@ def test_a_glob_typed_in_a_folder_with_brackets_in_its_name_matches_there(
     # datasets reads even a file's name as a glob.
     assert absolute_data_files("text", {"train": "a.txt", "validation": ["b*.txt"]}) == \
         {"train": f"{escaped}/a.txt", "validation": [f"{escaped}/b*.txt"]}
-    # Typed absolute through it, unescaped: the error says why it matches nothing, and the escape.
-    with pytest.raises(DataError) as err:
-        text_files(f"{here}/*.txt", "data.path")
-    assert str(err.value) == (f"data.path={here}/*.txt matches no files; the folder {here} has glob "
-                              f"characters in its name, which the pattern reads as wildcards: escape them "
-                              f"({escaped}/...) (quote it on the command line: data.path='corpus/*.txt')")
+    # Typed absolute through it, unescaped: the error says why it matches nothing, and the pattern
+    # escaped, whole. Also from a folder inside it, which has none in its own name: that was said to.
+    (here / "plays").mkdir()
+    (here / "plays" / "c.txt").write_text("third file\n")
+    for pattern in ("*.txt", "plays/*.txt", "**/c.txt"):
+        with pytest.raises(DataError) as err:
+            text_files(f"{here}/{pattern}", "data.path")
+        assert str(err.value) == (
+            f"data.path={here}/{pattern} matches no files; the pattern reads the glob characters of the "
+            f"folder name 'notes [v2]' as wildcards: escape them, data.path={escaped}/{pattern} (quote it "
+            "on the command line: data.path='corpus/*.txt')")
+        assert text_files(f"{escaped}/{pattern}", "data.path")  # the escape named matches
     with pytest.raises(DataError, match=r"matches no files; check the path or pattern \(quote"):
         text_files(f"{here}/*.nothing", "data.path")  # escaped, it would match nothing either
 

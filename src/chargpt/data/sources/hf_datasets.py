@@ -95,8 +95,9 @@ def load_hf(name: str, config: str | None, data_files: Any, split: str, setting:
         data_files = expand_path(data_files)
         # A builder such as `text` reads local files (a hub dataset's data_files name its own files).
         if name in LOCAL_BUILDERS and "://" not in data_files and not glob.glob(data_files, recursive=True):
-            raise DataError(f"data.data_files={data_files} matches no files; {no_match_advice(data_files)} "
-                            "(quote it on the command line: data.data_files='corpus/*.txt')")
+            advice = no_match_advice(data_files, "data.data_files")
+            raise DataError(f"data.data_files={data_files} matches no files; {advice} (quote it on the "
+                            "command line: data.data_files='corpus/*.txt')")
     try:
         return datasets.load_dataset(name, config, data_files=data_files, split=split)
     except StopIteration:  # a builder (json, csv, ...) that found no row in its files

@@ -46,16 +46,19 @@ def absolute_path(value: str | os.PathLike, pattern: bool | None = None) -> str:
     return os.path.normpath(os.path.join(glob.escape(os.getcwd()) if pattern else os.getcwd(), expanded))
 
 
-def no_match_advice(pattern: str) -> str:
-    """What to check of a glob that matched no files: a folder on its way whose own name holds glob
-    characters (`notes [v2]`, named absolute) is read as a wildcard; where the pattern with that
-    folder escaped matches files, the escape is named."""
+def no_match_advice(pattern: str, setting: str) -> str:
+    """What to check of a glob that matched no files: folders on its way whose own names hold glob
+    characters (`notes [v2]`, named absolute) are read as wildcards; where the pattern with them
+    escaped matches files, that pattern is named, as `setting` takes it."""
     parts = os.path.normpath(pattern).split(os.sep)
     for end in range(len(parts) - 1, 0, -1):
         folder = os.sep.join(parts[:end]) or os.sep
-        rest = os.sep.join(parts[end:])
-        if any(c in folder for c in GLOB_CHARS) and os.path.isdir(folder) and \
-                glob.glob(os.path.join(glob.escape(folder), rest), recursive=True):
-            return (f"the folder {folder} has glob characters in its name, which the pattern reads as "
-                    f"wildcards: escape them ({glob.escape(folder)}{os.sep}...)")
+        if not (any(c in folder for c in GLOB_CHARS) and os.path.isdir(folder)):
+            continue
+        escaped = os.path.join(glob.escape(folder), *parts[end:])
+        if glob.glob(escaped, recursive=True):
+            names = [f"'{name}'" for name in parts[:end] if any(c in name for c in GLOB_CHARS)]
+            folders = f"folder name{'s' if len(names) > 1 else ''} {', '.join(names)}"
+            return f"the pattern reads the glob characters of the {folders} as wildcards: escape them, " \
+                   f"{setting}={escaped}"
     return "check the path or pattern"

@@ -384,8 +384,8 @@ def _text_files(value: str, setting: str, url: str | None, sha256: str | None) -
         _say_left_out(value, sorted(left_runs), sorted(_once_each(left_broken)))
         if not found:
             raise DataError(
-                f"{setting}={value} matches no files; {no_match_advice(expanded)} (quote it on the command "
-                f"line: {setting}='corpus/*.txt')"
+                f"{setting}={value} matches no files; {no_match_advice(expanded, setting)} (quote it on the "
+                f"command line: {setting}='corpus/*.txt')"
             )
         for match in sorted(found):
             if why := _not_text(match):
