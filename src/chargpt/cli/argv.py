@@ -28,7 +28,7 @@ from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, OmegaConf
 
 from chargpt.cli import CONFIG_PATH
-from chargpt.cli.hydra_errors import settings_in
+from chargpt.cli.hydra_errors import ONE_OPTION_GROUPS, settings_in
 from chargpt.data.encoding import BOM, read_as_trained
 from chargpt.data.sources.paths import expand_path
 from chargpt.errors import ConfigError
@@ -375,11 +375,6 @@ def composed(config_name: str, overrides: list[str]) -> DictConfig | None:
         return None
     finally:
         GlobalHydra.instance().clear()
-
-
-# The config groups whose options are alternatives (one model, one optimizer): a list of them is
-# no list of things (as logger=[tensorboard,csv] is) but one option merged over another.
-ONE_OPTION_GROUPS = ("data", "model", "optimizer", "scheduler", "trainer", "paths")
 
 
 def check_one_option_lists(overrides: list[str]) -> None:

@@ -199,9 +199,7 @@ def one_line(
                 f"number, write it without commas, {key}={value.replace(',', '')} (with -m, a comma "
                 "separates the values a sweep runs)")
     if match := _AMBIGUOUS.search(message):
-        key, value = match[1], match[2]
-        return (f"{key}={value} is read as several values, a comma separating them: to run once with each, "
-                f"add -m (a sweep); for a list, write it in brackets: {key}=[{value}]")
+        return _values_without_sweep(match[1], match[2])
     if match := _NO_OPTION.search(message):
         group, option, options = match[1], match[2], match[3].split()
         return f"{group}={option} is not an option of {group}; use one of: {', '.join(options)}"
@@ -218,6 +216,36 @@ def one_line(
         return f"{key}={value} {_TYPE_TAKES.get(kind, f'must be of type {kind}')}"
     lines = [line.strip() for line in message.splitlines() if line.strip()]
     return "; ".join(lines)
+
+
+# The config groups whose options are alternatives (one model, one optimizer): a list of them is
+# no list of things (as logger=[tensorboard,csv] is) but one option merged over another.
+ONE_OPTION_GROUPS = ("data", "model", "optimizer", "scheduler", "trainer", "paths")
+
+
+def _values_without_sweep(key: str, value: str) -> str:
+    """`key=a,b` without -m, which Hydra takes for a sweep: -m runs each; a list is written in
+    brackets (no way out for a group of alternatives: a list of them is refused); text with a
+    comma is quoted for Hydra."""
+    said = f"{key}={value} is read as several values, a comma separating them: to run once with each, add " \
+           "-m (a sweep)"
+    group = key.lstrip("+")
+    if _in_config_repository(lambda loader: loader.get_group_options(group)):
+        if group in ONE_OPTION_GROUPS:
+            return f"{said}, or pick one"
+        return f"{said}; for a list of its options, write it in brackets: {key}=[{value}]"
+    said += f"; for a list, write it in brackets: {key}=[{value}]"
+    if not all(_reads_as_number(item) for item in value.split(",")):
+        said += f"; for text with a comma in it, quote it for Hydra too: \"{key}='{value}'\""
+    return said
+
+
+def _reads_as_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _in_config_repository(read: Callable[[Any], list[str]]) -> list[str]:
