@@ -400,10 +400,13 @@ TRAIN_CASES = [
      "trainer.max_step is not a setting of trainer (did you mean trainer.max_steps?); check its spelling"),
     ("setting named as elsewhere", ["optimizer.learning_rate=1e-3"],
      "optimizer.learning_rate is not a setting of optimizer (did you mean optimizer.lr?)"),
-    # A group's setting typed bare (as chargpt-sample takes max_new_tokens): it named none meant.
+    # A group's setting typed bare (as chargpt-sample takes max_new_tokens): it named none meant, and
+    # advised +max_new_tokens=5, a setting of that name that nothing reads.
     ("a closing sample's setting typed bare", ["max_new_tokens=5"],
-     "max_new_tokens is not a setting (did you mean sample.max_new_tokens?)"),
-    ("an optimizer setting typed bare", ["lr=0.1"], "lr is not a setting (did you mean optimizer.lr?)"),
+     "error: max_new_tokens is not a setting (did you mean sample.max_new_tokens?); set it as "
+     "sample.max_new_tokens=5"),
+    ("an optimizer setting typed bare", ["lr=0.1"],
+     "error: lr is not a setting (did you mean optimizer.lr?); set it as optimizer.lr=0.1"),
     ("setting unlike any", ["trainer.limit_val_batche=1"],
      "trainer.limit_val_batche is not a setting of trainer; check its spelling"),
     # Hydra's "Ambiguous value" and its three numbered ways out, over four lines.

@@ -167,8 +167,11 @@ def one_line(
         where = f"a setting of {parent}" if parent else "a setting"
         beside = settings_beside(key) if settings_beside else []
         same_name = [setting for setting in beside if setting.endswith(f".{name}")]  # a group's (argv.py)
+        if same_name:  # not misspelt, and a setting of one's own so named would be read by nothing
+            return f"{key} is not {where}{did_you_mean(same_name[0])}; set it as {same_name[0]}=" \
+                   f"{added.partition('=')[2]}"
         near = ALSO_KNOWN_AS[name] if ALSO_KNOWN_AS.get(name) in beside else nearest_name(name, beside)
-        meant = did_you_mean(same_name[0] if same_name else near, parent)
+        meant = did_you_mean(near, parent)
         spelling = f"{key} is not {where}{meant}; check its spelling (--cfg job shows every setting)"
         if not takes_new_settings or key.split(".", 1)[0] in _NOTHING_ADDED:
             return spelling
