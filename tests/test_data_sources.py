@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import hashlib
 import json
@@ -124,6 +125,23 @@ def test_a_folder_readable_but_not_searchable_is_an_error_not_left_out(folder: P
         inside_it = pattern in ("b/*.txt", "b")  # the chmod is the one way out
         assert str(err.value) == (chmod if inside_it else f"{chmod}, or {fix}"), pattern
     assert text_files(f"{folder}/*.txt", "data.path") == [folder / "a.txt"]  # a glob that does not go into it
+
+
+def test_a_folder_one_may_search_but_not_list_is_read_where_a_glob_names_what_is_in_it(
+    folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # chmod 711: glob looks b/a.txt up without listing b, and finds it; it was refused as unreadable.
+    scandir, inside = os.scandir, folder / "b"
+
+    def unlistable(path: object = ".") -> object:
+        if isinstance(path, (str, os.PathLike)) and Path(os.fspath(path)) == inside:
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), os.fspath(path))
+        return scandir(path)
+
+    monkeypatch.setattr(os, "scandir", unlistable)
+    assert text_files(f"{folder}/*/a.txt", "data.path") == [inside / "a.txt"]
+    with pytest.raises(DataError, match=r"^cannot read .*my corpus/b \(Permission denied\)"):
+        text_files(f"{folder}/*/*.txt", "data.path")  # one it must list: its files would be left out
 
 
 def test_a_glob_typed_in_a_folder_with_brackets_in_its_name_matches_there(

@@ -11,6 +11,7 @@ import hashlib
 import logging
 import os
 import re
+import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import NoReturn
@@ -215,6 +216,12 @@ def _refuse_unreadable_globbed_folders(fixed: Path, pattern: str, setting: str, 
                 after.add(i + 1)
         return past_globstars(after)
 
+    def looked_up(states: set[int]) -> list[str] | None:
+        """The names the pattern goes to next, where none is a wildcard: glob looks them up in the
+        folder without listing it; None where it lists the folder."""
+        named = [parts[i] for i in states if i < len(parts)]
+        return None if any(c in part for part in named for c in GLOB_CHARS) else named
+
     seen: set[tuple[str, frozenset[int]]] = set()
     stack = [(fixed, past_globstars({0}))]
     while stack:
@@ -223,12 +230,15 @@ def _refuse_unreadable_globbed_folders(fixed: Path, pattern: str, setting: str, 
             continue
         seen.add((os.path.realpath(folder), frozenset(states)))
         try:
-            with os.scandir(folder) as entries:
-                listed = list(entries)
-            _check_searchable(folder, [entry.name for entry in listed])
+            if (named := looked_up(states)) is not None:  # not listed: search permission is enough
+                names = [name for name in named if _is_folder_at(folder / name)]
+            else:
+                with os.scandir(folder) as entries:
+                    listed = list(entries)
+                _check_searchable(folder, [entry.name for entry in listed])
+                names = [entry.name for entry in listed if _is_folder(entry)]
             if folder != fixed and is_run_folder(folder):  # chargpt's own: its matches are left out
                 continue
-            names = [entry.name for entry in listed if _is_folder(entry)]
         except (FileNotFoundError, NotADirectoryError):  # no such folder: the glob matches nothing there
             continue
         except OSError as err:
@@ -251,6 +261,15 @@ def _first_unsearchable(path: Path) -> Path:
         except OSError:
             break
     return absolute
+
+
+def _is_folder_at(path: Path) -> bool:
+    """Whether `path` is a folder; a name not there is none. A folder above it this user may not
+    search raises PermissionError."""
+    try:
+        return stat.S_ISDIR(os.stat(path).st_mode)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
 
 
 def _is_folder(entry: os.DirEntry) -> bool:
