@@ -36,7 +36,7 @@ def check_data_dir(cfg: DictConfig) -> None:
     data = cfg.get("data")
     if not isinstance(data, DictConfig) or f"${{{setting}}}" not in str(OmegaConf.to_container(data)):
         return  # a text of one's own, or a checkpoint's: the data directory is not read
-    if os.environ.get(DATA_DIR_ENV) == "" and setting not in {override_key(o) for o in task_overrides()}:
+    if os.environ.get(DATA_DIR_ENV) == "" and not data_dir_typed():
         raise ConfigError(f"{DATA_DIR_ENV} is set but empty (an unset shell variable?), so {setting} names "
                           "no folder; set it to the folder that holds the data, or unset it (data/ here, "
                           "the default)")
@@ -44,11 +44,16 @@ def check_data_dir(cfg: DictConfig) -> None:
                       f"system; name a folder ({setting}=data) or leave it out")
 
 
+def data_dir_typed() -> bool:
+    """Whether this launch's command line sets paths.data_dir, which CHARGPT_DATA_DIR then does not
+    change."""
+    return any(override_key(o) == DATA_DIR_SETTING for o in task_overrides())
+
+
 def _data_dir_named_by() -> str:
     """What the user sets to name another data directory: paths.data_dir where they typed it (the
     variable would not change it), else CHARGPT_DATA_DIR."""
-    typed = {override_key(o) for o in task_overrides()}
-    return DATA_DIR_SETTING if DATA_DIR_SETTING in typed else DATA_DIR_ENV
+    return DATA_DIR_SETTING if data_dir_typed() else DATA_DIR_ENV
 
 
 def sha256_of(path: Path) -> str:

@@ -21,7 +21,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
-from chargpt.data.corpus import DATA_DIR_ENV, DATA_DIR_SETTING, check_data_dir
+from chargpt.data.corpus import DATA_DIR_ENV, DATA_DIR_SETTING, check_data_dir, data_dir_typed
 from chargpt.data.sources.paths import expand_path
 from chargpt.hydra_run import sweep_dir, task_overrides
 from chargpt.overrides import override_key
@@ -69,7 +69,7 @@ def settle_data_dir(cfg: DictConfig) -> str | None:
         return None
     if not isinstance(value, str):
         return None
-    named_here = any(override_key(o) == SETTING for o in task_overrides()) or os.environ.get(DATA_DIR_ENV)
+    named_here = data_dir_typed() or os.environ.get(DATA_DIR_ENV)
     checkpoint = None if named_here else resumable(cfg.get("ckpt_path"))
     recorded, whose = None, ""
     if checkpoint is not None:
