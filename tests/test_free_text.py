@@ -424,6 +424,20 @@ def test_a_users_config_dir_adds_options_to_the_groups(tmp_path: Path) -> None:
         assert "optimizer=mine" in hydra_argv(["x", *other, "optimizer=mine"])
 
 
+def test_a_list_of_options_with_ones_own_composes_where_chargpts_own_alone_are_refused(
+    tmp_path: Path, capsys
+) -> None:
+    # `trainer=[default,mine]`: Hydra's way to put one's own config on top of chargpt's; refused
+    # with `model=[small,tiny]` (two of chargpt's alternatives merged), which it is not.
+    (tmp_path / "trainer").mkdir()
+    (tmp_path / "trainer" / "mine.yaml").write_text("max_steps: 7\n")
+    assert run_cli(train_main, "-cd", str(tmp_path), "trainer=[default,mine]", "--cfg", "job") == 0
+    out = capsys.readouterr().out
+    assert "max_steps: 7" in out and "val_check_interval:" in out  # mine over the default, both there
+    assert run_cli(train_main, "-cd", str(tmp_path), "trainer=[default,cpu]", "--cfg", "job") == 2
+    assert "picks 2 options of trainer at once" in capsys.readouterr().err
+
+
 def test_shell_completion_offers_the_options_of_the_config_dir_on_the_line_typed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:

@@ -379,13 +379,17 @@ def composed(config_name: str, overrides: list[str]) -> DictConfig | None:
 
 def check_one_option_lists(overrides: list[str]) -> None:
     """`model=[small,tiny]`: Hydra merges a list's options into one config (the last one's values
-    win), which for a group of alternatives is no model meant: refused, naming the sweep that runs
-    each. (After the checks of what a command does not use: chargpt-sample has no model to pick.)"""
+    win), which for chargpt's own options of a group of alternatives is no model meant: refused,
+    naming the sweep that runs each. A list naming an option of one's own (`trainer=[default,mine]`
+    with --config-dir) is Hydra's way to compose a config on top of another: left to Hydra. (After
+    the checks of what a command does not use: chargpt-sample has no model to pick.)"""
     for override in overrides:
         parts = _split(override)
         listed = re.fullmatch(r"\[\s*([\w\-]+(?:\s*,\s*[\w\-]+)+)\s*\]", parts[2]) if parts else None
         if parts and listed and parts[1] in ONE_OPTION_GROUPS:
             key, value = parts[1], re.sub(r"\s+", "", listed[1])
+            if not all((Path(CONFIG_PATH) / key / f"{option}.yaml").is_file() for option in value.split(",")):
+                continue
             raise ConfigError(f"{key}=[{value}] picks {value.count(',') + 1} options of {key} at once, and "
                               f"Hydra merges them into one {key} (the last one's values win); pick one, or "
                               f"run once with each as a sweep: -m {key}={value}")
