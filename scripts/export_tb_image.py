@@ -13,7 +13,7 @@ from pathlib import Path
 from tensorboard.backend.event_processing.event_accumulator import IMAGES, EventAccumulator
 
 from chargpt.errors import exit_usage
-from script_cli import ScriptParser, existing_folder
+from script_cli import ScriptParser, existing_folder, run_script
 
 
 def main() -> None:
@@ -43,4 +43,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

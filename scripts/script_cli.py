@@ -11,7 +11,7 @@ from typing import NoReturn
 
 from hydra.errors import HydraException
 
-from chargpt.errors import exit_on_user_error, exit_usage, first_line, full_errors_requested
+from chargpt.errors import exit_on_user_error, exit_usage, first_line, full_errors_requested, path_refused
 
 
 class ScriptParser(argparse.ArgumentParser):
@@ -43,7 +43,11 @@ def positive_number(text: str) -> float:
 
 
 def existing_folder(text: str) -> Path:
-    if not Path(text).is_dir():
+    try:
+        is_folder = Path(text).is_dir()
+    except OSError as err:  # a name too long: argparse would let it through as a traceback
+        raise argparse.ArgumentTypeError(f"{text!r}: {path_refused(err) or err.strerror}") from None
+    if not is_folder:
         raise argparse.ArgumentTypeError(f"{text!r} is not a folder; give one that exists")
     return Path(text)
 

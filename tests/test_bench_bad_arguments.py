@@ -23,13 +23,18 @@ SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
     ("bench_startup", ["--repeats", "0"], "--repeats 0: give a whole number of at least 1"),
     ("export_tb_image", ["{tmp}", "attention/maps", "{tmp}"],
      "{tmp} is a folder; give the PNG file to write, e.g. {tmp}/attention_maps.png"),
+    ("export_tb_image", ["{long}", "attention/maps", "x.png"],
+     "argument logdir: '{long}': a name in it is 300 bytes long, more than the file system takes"),
+    ("export_tb_image", ["{tmp}", "attention/maps", "{long}/x.png"],
+     "a" * 60 + "…" + "a" * 14 + "/x.png (306 characters): a name in it is 300 bytes long"),  # cut short
 ], ids=["argparse type (a folder)", "argparse type (a count)", "hydra error", "not a nanoGPT clone",
-        "a negative budget", "negative seconds", "no repeats", "a folder to write the picture as"])
+        "a negative budget", "negative seconds", "no repeats", "a folder to write the picture as",
+        "a folder's name too long", "a picture's folder's name too long"])
 def test_a_bad_argument_is_one_error_line_and_exit_2(
     script: str, args: list[str], message: str, tmp_path: Path
 ) -> None:
     # Each exits before any work (an interpreter start, ~2-5 s): these were tracebacks and exit 1.
-    names = {"missing": str(tmp_path / "no such folder"), "tmp": str(tmp_path)}
+    names = {"missing": str(tmp_path / "no such folder"), "tmp": str(tmp_path), "long": "a" * 300}
     args = [a.format(**names) for a in args]
     done = subprocess.run([sys.executable, str(SCRIPTS / f"{script}.py"), *args],
                           capture_output=True, text=True, timeout=120)

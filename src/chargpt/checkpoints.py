@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from chargpt import shell_words
-from chargpt.errors import CheckpointError, cannot_read, first_line
+from chargpt.errors import CheckpointError, cannot_read, exists, first_line
 from chargpt.export_layout import (
     CONFIG_FILE,
     EXPORT_FILES,
@@ -87,7 +87,11 @@ def resolve_checkpoint(path: str | Path, or_export: bool = False) -> Path:
         raise CheckpointError(
             f"no {LAST} in run directory {p}; pass a .ckpt file or a run directory that has one"
         )
-    if not p.exists():
+    try:
+        found = exists(p)  # a symbolic link loop is said as such, not as "not found"
+    except PermissionError as err:
+        raise CheckpointError(cannot_read(p.parent, err)) from None
+    if not found:
         raise CheckpointError(f"checkpoint not found: {p}; pass an existing .ckpt file or run directory"
                               f"{export}")
     return p

@@ -148,6 +148,86 @@ def naming_what_ran_out(advice: Callable[[], str]) -> Iterator[None]:
 NO_ROOM = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}  # an OSError of a write that found no room
 
 
+def path_refused(err: OSError) -> str | None:
+    """Why the file system refused to look `err`'s path up at all, whatever is there (a name too
+    long for it, symbolic links round a loop, a file taken for a folder), and the fix; None for any
+    other OSError. The path is the setting's to change: no retry or permission helps."""
+    name = os.fsdecode(err.filename) if err.filename is not None else None
+    if name is None:
+        return None
+    if err.errno == errno.ENAMETOOLONG:
+        longest = max((len(os.fsencode(part)) for part in name.split(os.sep)), default=0)
+        too_long = (f"a name in it is {longest:,} bytes long" if longest > _most_bytes("PC_NAME_MAX", 255)
+                    else f"it is {len(os.fsencode(name)):,} bytes long")
+        return f"{too_long}, more than the file system takes; give a shorter path"
+    if err.errno == errno.ELOOP:
+        return ("its symbolic links lead round in a loop; point the link at a file or folder, or give "
+                "another path")
+    if err.errno == errno.ENOTDIR:
+        file = next((part for part in _parents(name) if os.path.isfile(part)), None)
+        part = f"{file} is a file" if file else "a part of it is a file"
+        return f"{part}, not a folder, so nothing can be inside it; give a path through folders"
+    return None
+
+
+def exists(path: str | os.PathLike) -> bool:
+    """Whether something is at `path` (a link that leads nowhere: no). Unlike pathlib's exists(),
+    a path the file system refuses (path_refused: a symbolic link loop, a file taken for a folder)
+    raises its OSError, to be said as such instead of as "not found"."""
+    try:
+        os.stat(path)
+    except (FileNotFoundError, ValueError):  # ValueError: a NUL in the name, which no file has
+        return False
+    return True
+
+
+def refused_path_line(err: OSError) -> str | None:
+    """The error line for an OSError of a path the file system refuses (path_refused): the setting
+    of the command line that named it, what is wrong and the fix. None for any other OSError."""
+    why = path_refused(err)
+    return None if why is None else f"{setting_naming(os.fsdecode(err.filename))}: {why}"
+
+
+def setting_naming(path: str) -> str:
+    """The setting of the command line (`ckpt_path=...`, or a word as typed) that names `path` or a
+    folder it is in, as typed (the nearest, where several do); `path` itself where none does (a path
+    the command made). A long one is cut, with its length."""
+    named = []
+    for word in sys.argv[1:]:
+        key, equals, value = word.partition("=")
+        if not equals:
+            key, value = "", word
+        if value and _within(path, bare := value.strip("'\"")):
+            named.append((len(os.path.abspath(os.path.expanduser(bare))), key, equals, value))
+    if not named:
+        return _shown(path)
+    _, key, equals, value = max(named)
+    return f"{key.lstrip('+~')}={_shown(value)}" if equals else _shown(value)
+
+
+def _within(path: str, named: str) -> bool:
+    """Whether `path` is what `named` names (~ expanded, relative to this folder), or inside it."""
+    inner, outer = os.path.abspath(path), os.path.abspath(os.path.expanduser(named))
+    return inner == outer or inner.startswith(outer.rstrip(os.sep) + os.sep)
+
+
+def _shown(text: str, most: int = 100) -> str:
+    return text if len(text) <= most else f"{text[:60]}…{text[-20:]} ({len(text):,} characters)"
+
+
+def _most_bytes(limit: str, default: int) -> int:
+    try:
+        return os.pathconf("/", limit)
+    except (OSError, ValueError):
+        return default
+
+
+def _parents(name: str) -> list[str]:
+    """`name`'s folders, the outermost first: a/b/c's a and a/b."""
+    parts = name.split(os.sep)
+    return [os.sep.join(parts[:i]) for i in range(1, len(parts)) if parts[i - 1]]
+
+
 def exit_usage(message: str) -> NoReturn:
     """A usage error: `error: message` as one line on stderr, and exit code 2."""
     print(f"error: {message}", file=sys.stderr)
@@ -202,16 +282,20 @@ def user_error_in(err: BaseException | None) -> ChargptError | None:
 
 
 def exit_on_user_error(fn: F) -> F:
-    """Turn a ChargptError into one line on stderr and exit code 2 (traceback with HYDRA_FULL_ERROR=1)."""
+    """Turn a ChargptError, or a path the file system refuses (refused_path_line), into one line on
+    stderr and exit code 2 (traceback with HYDRA_FULL_ERROR=1)."""
 
     @functools.wraps(fn)
     def wrapper(*args: object, **kwargs: object) -> object:
         try:
             return fn(*args, **kwargs)
         except Exception as err:
-            user_error = user_error_in(err)
-            if user_error is None or full_errors_requested():
+            if full_errors_requested():
                 raise
-            exit_usage(str(user_error))
+            if (user_error := user_error_in(err)) is not None:
+                exit_usage(str(user_error))
+            if isinstance(err, OSError) and (line := refused_path_line(err)) is not None:
+                exit_usage(line)  # a path setting the file system refuses: the setting's to change
+            raise
 
     return wrapper  # type: ignore[return-value]

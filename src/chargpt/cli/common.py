@@ -30,10 +30,15 @@ from chargpt.cli.argv import (
     removed_a_needed_setting,
     settings_beside,
 )
-from chargpt.cli.exits import BROKEN_PIPE_EXIT_CODE, Terminated, clean_exits, exit_no_room, raising_on_sigterm
+from chargpt.cli.exits import (
+    BROKEN_PIPE_EXIT_CODE,
+    Terminated,
+    clean_exits,
+    exit_on_os_error,
+    raising_on_sigterm,
+)
 from chargpt.cli.hydra_errors import one_line_hydra_errors, release_stderr, settings_in
 from chargpt.errors import (
-    NO_ROOM,
     ConfigError,
     SettingError,
     cause_of,
@@ -162,9 +167,10 @@ def cli_task(task: F) -> F:
         except BrokenPipeError:
             sys.exit(BROKEN_PIPE_EXIT_CODE)
         except OSError as err:  # Hydra would print it as a failure, with a traceback
-            if err.errno not in NO_ROOM or full_errors_requested():
+            if full_errors_requested():
                 raise
-            exit_no_room(err)
+            exit_on_os_error(err)
+            raise
 
     return wrapper  # type: ignore[return-value]
 

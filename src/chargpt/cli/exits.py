@@ -16,7 +16,14 @@ import threading
 from collections.abc import Iterator
 from typing import Any, NoReturn
 
-from chargpt.errors import NO_ROOM, exit_stopped_by, exit_usage, signal_exit_code
+from chargpt.errors import (
+    NO_ROOM,
+    exit_stopped_by,
+    exit_usage,
+    full_errors_requested,
+    refused_path_line,
+    signal_exit_code,
+)
 from chargpt.stop_signals import (
     STOP_SIGNALS,
     SignalOutsideTraining,
@@ -94,9 +101,8 @@ def clean_exits() -> Iterator[None]:
     except BrokenPipeError:
         _quiet_broken_pipe()
     except OSError as err:
-        if err.errno not in NO_ROOM:
-            raise
-        exit_no_room(err)
+        exit_on_os_error(err)
+        raise
     except SystemExit as exit_:
         if exit_.code == BROKEN_PIPE_EXIT_CODE:
             _quiet_broken_pipe()
@@ -119,6 +125,17 @@ def _leave_no_room_in_threads_to_the_main_thread() -> None:
 
     hook.leaves_no_room_to_main = True  # type: ignore[attr-defined]
     threading.excepthook = hook
+
+
+def exit_on_os_error(err: OSError) -> None:
+    """One error line and exit 2 for an OSError the user fixes by where the command reads or writes:
+    no room there (a full disk, a quota), or a path the file system refuses to look up (a name too
+    long, a symbolic link loop, a file taken for a folder), said with the setting that named it
+    (its traceback with HYDRA_FULL_ERROR=1). Returns for any other OSError: the caller raises it."""
+    if err.errno in NO_ROOM:
+        exit_no_room(err)
+    if (line := refused_path_line(err)) is not None and not full_errors_requested():
+        exit_usage(line)
 
 
 def exit_no_room(err: OSError) -> NoReturn:

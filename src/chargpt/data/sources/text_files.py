@@ -22,7 +22,7 @@ from chargpt.data.sources.file_hashes import cached_sha256s
 from chargpt.data.sources.hf_datasets import is_saved_dataset
 from chargpt.data.sources.parts import Part, changed_while_read
 from chargpt.data.sources.paths import GLOB_CHARS, expand_path, no_match_advice, split_glob
-from chargpt.errors import DataError, cannot_read
+from chargpt.errors import DataError, cannot_read, exists
 from chargpt.overrides import sweep_item
 from chargpt.run_layout import is_run_folder
 
@@ -411,7 +411,7 @@ def _text_files(value: str, setting: str, url: str | None, sha256: str | None) -
                 raise DataError(f"{match} (matched by {setting}={value}) {why}; {convert_advice(why)}, "
                                 "or leave it out of the pattern")
         return sorted(found)
-    if not path.exists() and url is None:
+    if not exists(path) and url is None:
         bare = path.with_name(path.name.strip()) if path.name.strip() else path
         if bare != path and bare.exists():
             # A space typed or pasted around the name: the file is there without it.
