@@ -1,6 +1,6 @@
 """Paths the file system refuses to look up at all (a name too long, a symbolic link loop, a file
-taken for a folder): each command says one error line naming the setting, and writes nothing,
-where these were tracebacks, or "not found" of what is there."""
+taken for a folder), and a `~user` with no such user: each command says one error line naming the
+setting, and writes nothing, where these were tracebacks, or "not found" of what is there."""
 
 from __future__ import annotations
 
@@ -64,6 +64,16 @@ def test_export_names_the_refused_ckpt_path_and_out(value, why, odd, capsys):
     assert sorted(p.name for p in odd.iterdir()) == ["afile", "loop", "model.ckpt"]  # nothing written
 
 
+def test_a_home_of_no_user_is_a_path_as_typed(odd, capsys):
+    """`~nouser/x`: no such user's home, so (as a shell and data.path read it) a folder named `~nouser`
+    here, which is not there: not Path.expanduser's "Could not determine home directory" traceback."""
+    _one_error_line(*run_main(sample_cli.main, ["ckpt_path=~nouser/x", "max_new_tokens=5"], capsys),
+                    "error: checkpoint not found: ~nouser/x")
+    _one_error_line(*run_main(export_cli.main, ["ckpt_path=~nouser/x", "out=exported"], capsys),
+                    "error: checkpoint not found: ~nouser/x")
+    assert not (odd / "exported").exists()
+
+
 @pytest.mark.slow
 def test_train_names_the_refused_init_from_run_dir_and_data_path(odd, capsys):
     corpus = write_corpus(odd / "corpus.txt")
@@ -77,7 +87,7 @@ def test_train_names_the_refused_init_from_run_dir_and_data_path(odd, capsys):
     assert not (odd / "outputs").exists()
 
 
-@pytest.mark.parametrize("args", [[LONG_NAME]], ids=["long folder"])
+@pytest.mark.parametrize("args", [[LONG_NAME], ["~nouser/x"]], ids=["long folder", "no such user"])
 def test_report_says_a_refused_path_in_one_line(args, odd, capsys):
     code, _, err = run_main(report_cli.main, args, capsys)
     assert code == 2 and "Traceback" not in err and err.startswith("error: "), (code, err)

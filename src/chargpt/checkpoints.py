@@ -50,7 +50,7 @@ def resolve_checkpoint(path: str | Path, or_export: bool = False) -> Path:
     """A checkpoint file, or a run directory (its checkpoints/last.ckpt, or the best checkpoint that
     stands in for it: run_layout.last_checkpoint). `or_export`: the caller
     also takes an export folder, and the messages name it."""
-    p = Path(path).expanduser()
+    p = Path(os.path.expanduser(path))
     export = ", or an export folder" if or_export else ""
     if p.is_dir():
         if (last := last_checkpoint(p)) is not None:

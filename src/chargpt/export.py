@@ -217,7 +217,7 @@ def export_model(
     trained: TrainedModel, card: ModelCard, fmt: str, out: str | Path, overwrite: bool = False
 ) -> Path:
     """Write the export folder `out`; returns it. Nothing in `out` changes unless all was written."""
-    out = Path(out).expanduser()
+    out = Path(os.path.expanduser(out))
     check_exportable(trained.model.config, fmt)
     check_destination(out, overwrite)
     # The folder itself, wherever `out` leads (`.`, a link to a folder): the files are staged on

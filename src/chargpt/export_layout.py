@@ -7,6 +7,7 @@ writes exports.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +47,7 @@ def is_export_readme(file: Path) -> bool:
 
 def export_folder_of(path: str | Path) -> Path | None:
     """The export folder `path` names (the folder, or a file in it), or None for checkpoints."""
-    p = Path(path).expanduser()
+    p = Path(os.path.expanduser(path))
     folder = p.parent if p.is_file() and p.name in EXPORT_FILES else p
     if not (folder.is_dir() and (folder / CONFIG_FILE).is_file()):
         return None

@@ -8,6 +8,7 @@ if __name__ == "__main__":  # python -m chargpt.cli.export: as its console scrip
 
     run_as_main("export")
 
+import os
 import sys
 from pathlib import Path
 
@@ -45,7 +46,7 @@ def _hydra_main(cfg: DictConfig) -> None:
     utf8_text("name", cfg.name)  # written into config.json
     # A sweep's jobs each write their own folder inside out: one out for all would be replaced by
     # each job in turn (overwrite=true), or refuse every job after the first.
-    out = job_folder(Path(str(cfg.out)).expanduser())
+    out = job_folder(Path(os.path.expanduser(str(cfg.out))))
     source = export_folder_of(str(cfg.ckpt_path))
     if source is not None and out.exists() and source.resolve() == out.resolve():
         raise ConfigError(

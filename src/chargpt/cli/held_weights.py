@@ -4,6 +4,7 @@ read, or it stopped before it finished."""
 
 from __future__ import annotations
 
+import os
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,7 +45,7 @@ def training_run(ckpt_path: str) -> Path | None:
     """The run directory `ckpt_path` names (itself, its checkpoints/ folder, or the checkpoint it
     goes on from), when that run is training. Asked before the read: a validation writes its new
     best-<step>.ckpt, then last.ckpt, and the file read may no longer be the latest afterwards."""
-    path = Path(ckpt_path).expanduser()
+    path = Path(os.path.expanduser(ckpt_path))
     run_dir = run_dir_of(path / LAST if path.is_dir() else path)
     if state_of(read_status(run_dir)) != "running":
         return None

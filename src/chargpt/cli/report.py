@@ -34,7 +34,7 @@ def _path(text: str) -> Path:
     current folder."""
     if not text:
         raise argparse.ArgumentTypeError("an empty path (an unset shell variable?)")
-    return Path(text).expanduser()
+    return Path(os.path.expanduser(text))
 
 
 def _file_path(text: str) -> Path:

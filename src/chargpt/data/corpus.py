@@ -112,7 +112,7 @@ def _remove_empty(folders: list[Path]) -> None:
 
 def resolve_corpus(path: str | os.PathLike, url: str | None = None, sha256: str | None = None) -> Path:
     """Return an existing, non-empty corpus file, downloading it first when a URL is known."""
-    file = Path(path).expanduser()
+    file = Path(os.path.expanduser(path))
     if not file.exists():
         if url is None:
             raise DataError(f"data file not found: {file}; pass an existing text file as data.path=FILE")

@@ -297,7 +297,7 @@ class MLFlowTracker(MLFlowLogger):
             kwargs["tags"] = {**self._folder_tags, **(kwargs.get("tags") or {})}
         tracking_uri = tracking_uri or _USER_TRACKING_URI or _store_of_run(kept)
         if not tracking_uri:
-            tracking_uri = Path(save_dir or "mlruns").expanduser().resolve().as_uri()
+            tracking_uri = Path(os.path.expanduser(save_dir or "mlruns")).resolve().as_uri()
         scheme = urlparse(tracking_uri).scheme
         if scheme in ("", "file"):
             # MLflow calls its file store "maintenance mode" and refuses it unless told; for one
