@@ -1,6 +1,6 @@
 """Paths the file system refuses to look up at all (a name too long, a symbolic link loop, a file
-taken for a folder), and a `~user` with no such user: each command says one error line naming the
-setting, and writes nothing, where these were tracebacks, or "not found" of what is there."""
+taken for a folder), a `~user` with no such user, and a FIFO: each command says one error line
+naming the setting, and writes nothing, where these were tracebacks or a read waiting for ever."""
 
 from __future__ import annotations
 
@@ -11,10 +11,12 @@ from pathlib import Path
 
 import pytest
 
+from chargpt.checkpoints import resolve_checkpoint
 from chargpt.cli import export as export_cli
 from chargpt.cli import report as report_cli
 from chargpt.cli import sample as sample_cli
 from chargpt.cli import train as train_cli
+from chargpt.errors import CheckpointError
 from conftest import bare_train_args, make_checkpoint, run_main, write_corpus
 
 LONG_NAME = "a" * 300  # a name longer than any common file system takes (255 bytes)
@@ -74,6 +76,13 @@ def test_a_home_of_no_user_is_a_path_as_typed(odd, capsys):
     assert not (odd / "exported").exists()
 
 
+def test_a_fifo_checkpoint_is_refused_before_it_is_read(odd):
+    """Reading a FIFO waits for a writer, for ever: the command hung."""
+    os.mkfifo(odd / "fifo")
+    with pytest.raises(CheckpointError, match=r"fifo is not a file \(a FIFO, a device or a socket\)"):
+        resolve_checkpoint(odd / "fifo")
+
+
 @pytest.mark.slow
 def test_train_names_the_refused_init_from_run_dir_and_data_path(odd, capsys):
     corpus = write_corpus(odd / "corpus.txt")
@@ -82,6 +91,9 @@ def test_train_names_the_refused_init_from_run_dir_and_data_path(odd, capsys):
                     f"error: init_from={LONG_NAME[:60]}", REFUSED[0][1])
     _one_error_line(*run_main(train_cli.main, [*base, f"hydra.run.dir={LONG_NAME}"], capsys),
                     f"error: hydra.run.dir={LONG_NAME[:60]}", REFUSED[0][1])
+    os.mkfifo(odd / "fifo")  # its size, 0, said it was an empty file
+    _one_error_line(*run_main(train_cli.main, [*base, "data.path=fifo"], capsys),
+                    "is not a file (a FIFO, a device or a socket); pass a text file")
     _one_error_line(*run_main(train_cli.main, [*base, "data.path=loop"], capsys),  # "not found"
                     "error: data.path=loop: its symbolic links lead round in a loop")
     assert not (odd / "outputs").exists()

@@ -94,6 +94,9 @@ def resolve_checkpoint(path: str | Path, or_export: bool = False) -> Path:
     if not found:
         raise CheckpointError(f"checkpoint not found: {p}; pass an existing .ckpt file or run directory"
                               f"{export}")
+    if not p.is_file():  # reading a FIFO would wait for a writer, for ever
+        raise CheckpointError(f"{p} is not a file (a FIFO, a device or a socket); pass a .ckpt file or run "
+                              f"directory{export}")
     return p
 
 

@@ -119,6 +119,9 @@ def resolve_corpus(path: str | os.PathLike, url: str | None = None, sha256: str 
         _download(url, file, sha256)
     if file.is_dir():
         raise DataError(f"data path {file} is a directory; pass a text file as data.path=FILE")
+    if not file.is_file():  # a FIFO's or a device's size says nothing of what reading it gives
+        raise DataError(f"data path {file} is not a file (a FIFO, a device or a socket); pass a text file "
+                        "as data.path=FILE")
     if file.stat().st_size == 0:
         raise DataError(f"data file {file} is empty; pass a text file with content")
     return file
