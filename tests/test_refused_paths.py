@@ -118,3 +118,14 @@ def test_the_line_names_the_setting_as_typed(monkeypatch, tmp_path):
     assert "(300 characters)" in line
     assert path_refused(OSError(errno.ENOENT, "No such file or directory", "x")) is None  # said elsewhere
     assert path_refused(OSError(errno.ELOOP, "loop")) is None  # no path: nothing to name
+
+
+def test_a_nul_in_a_path_setting_is_named(odd, capsys):
+    """No command line holds a NUL, but a config file can ("\\0" in YAML): os's "embedded null
+    byte" was a ValueError traceback once the export was made."""
+    (odd / "configs").mkdir()
+    (odd / "configs" / "mine.yaml").write_text(
+        'defaults:\n  - export\n  - _self_\nckpt_path: model.ckpt\nout: "a\\0b"\n')
+    _one_error_line(*run_main(export_cli.main, ["--config-dir", "configs", "--config-name", "mine"], capsys),
+                    "error: out holds a NUL character (\\0), which no path can hold; remove it")
+    assert sorted(p.name for p in odd.iterdir()) == ["afile", "configs", "loop", "model.ckpt"]

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TypeVar
 
 import torch
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, InterpolationResolutionError
 
 from chargpt.checks import whole_number
@@ -171,8 +172,31 @@ def cli_task(task: F) -> F:
                 raise
             exit_on_os_error(err)
             raise
+        except ValueError as err:  # os's, for a path with a NUL in it (a config file's "\0")
+            held = _holding_nul(args[0]) if args and isinstance(args[0], DictConfig) else []
+            if str(err) != "embedded null byte" or not held or full_errors_requested():
+                raise
+            exit_usage(f"{held[0]} holds a NUL character (\\0), which no path can hold; remove it")
 
     return wrapper  # type: ignore[return-value]
+
+
+def _holding_nul(cfg: DictConfig) -> list[str]:
+    """The settings whose text holds a NUL character, as `data.path`."""
+    held = []
+
+    def visit(node: object, key: str) -> None:
+        if isinstance(node, dict):
+            for name, value in node.items():
+                visit(value, f"{key}.{name}" if key else str(name))
+        elif isinstance(node, list):
+            for i, value in enumerate(node):
+                visit(value, f"{key}[{i}]")
+        elif isinstance(node, str) and "\0" in node:
+            held.append(key)
+
+    visit(OmegaConf.to_container(cfg, resolve=False), "")
+    return held
 
 
 @contextlib.contextmanager
