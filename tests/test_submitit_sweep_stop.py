@@ -105,3 +105,43 @@ def test_a_submitit_job_killed_outright_ends_the_sweep_with_one_line_and_its_con
                          "kill of its pid)"), out
     assert lines[-1].startswith("the sweep stopped; continue it (its finished jobs are kept) with: "), out
     assert f"hydra.sweep.dir={sweep}" in lines[-1], out
+
+
+def test_another_submitits_start_controller_is_kept_with_a_note(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The copy of submitit 1.5.4's start_controller was swapped in whatever submitit was installed (the
+    # `slurm` extra allows 1.3.3 on): another one's executor, passing an argument the copy lacks, would
+    # end every job's start in a TypeError, or its controller would miss what its own passes.
+    submitit_local = pytest.importorskip("submitit.local.local")
+    from omegaconf import OmegaConf
+
+    from chargpt.runs import submitit_local as stoppable
+
+    def theirs(folder: Path, command: str, tasks_per_node: int = 1, cuda_devices: str = "",
+               timeout_min: float = 5.0, signal_delay_s: int = 30, stderr_to_stdout: bool = False,
+               setup: tuple[str, ...] = (), environment: dict | None = None) -> None:
+        """A later submitit's, with an argument the copy does not take."""
+
+    monkeypatch.setattr(submitit_local, "start_controller", theirs)
+    with stoppable.stoppable_controllers(OmegaConf.create({})):
+        assert submitit_local.start_controller is theirs
+    assert submitit_local.start_controller is theirs
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith("note: submitit ") and "as submitit does" in err, err
+
+
+def test_the_installed_submitits_start_controller_is_swapped_for_the_stoppable_one(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    submitit_local = pytest.importorskip("submitit.local.local")
+    from omegaconf import OmegaConf
+
+    from chargpt.runs import submitit_local as stoppable
+
+    original = submitit_local.start_controller
+    with stoppable.stoppable_controllers(OmegaConf.create({})):
+        assert submitit_local.start_controller is stoppable.start_controller
+    assert submitit_local.start_controller is original
+    assert capsys.readouterr().err == ""

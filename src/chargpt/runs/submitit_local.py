@@ -19,6 +19,7 @@ the continue command, as a parallel sweep whose worker a signal ended does.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import os
 import shlex
 import signal
@@ -71,8 +72,17 @@ def stoppable_controllers(config: DictConfig) -> Iterator[None]:
     """submitit's local executor starting this module's controllers while the block runs. A signal
     that stops the block (KeyboardInterrupt: Ctrl-C, or SIGTERM as chargpt raises it) is handed to
     every job, which stops at its next step with a checkpoint; the block ends once they have. A job
-    a signal ended ends the sweep, once the others have ended, with one line and the continue command."""
+    a signal ended ends the sweep, once the others have ended, with one line and the continue command.
+
+    Another submitit, whose `start_controller` takes other arguments than the copy above, keeps its
+    own (its controller may need what it passes): the sweep runs, and stops, as submitit's does."""
     original = submitit_local.start_controller
+    if not _copies(original):
+        print(f"note: submitit {_submitit_version()}'s local launcher is not the one chargpt stops with "
+              "checkpoints (submitit 1.5.4's): a signal stops this sweep's jobs as submitit does, without "
+              'them; pip install "submitit==1.5.4" for it', file=sys.stderr, flush=True)
+        yield
+        return
     submitit_local.start_controller = start_controller
     _controllers.clear()
     try:
@@ -90,6 +100,24 @@ def stoppable_controllers(config: DictConfig) -> Iterator[None]:
     finally:
         submitit_local.start_controller = original
         _controllers.clear()
+
+
+def _copies(original: object) -> bool:
+    """Whether submitit's `start_controller` takes the arguments of this module's copy of it."""
+    try:
+        theirs = inspect.signature(original)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return False
+    return list(theirs.parameters) == list(inspect.signature(start_controller).parameters)
+
+
+def _submitit_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("submitit")
+    except PackageNotFoundError:
+        return "(unknown version)"
 
 
 def _stop_jobs(signum: int) -> None:
