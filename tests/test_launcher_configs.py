@@ -46,6 +46,17 @@ def test_local_parallel_launcher_is_joblib() -> None:
     assert cfg.hydra.launcher.n_jobs == 3
 
 
+def test_submitit_local_jobs_have_no_time_limit_unless_one_is_set() -> None:
+    # submitit's 60 minutes ended a training job of a local sweep after an hour, killed a second
+    # after its signal, without a checkpoint.
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    launcher = composed("hydra/launcher=submitit_local").hydra.launcher
+    assert launcher._target_.endswith("StoppableLocalLauncher")
+    assert launcher.timeout_min >= 60 * 24 * 365
+    limited = composed("hydra/launcher=submitit_local", "hydra.launcher.timeout_min=90").hydra.launcher
+    assert limited.timeout_min == 90
+
+
 def test_optuna_search_space_and_direction() -> None:
     pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
     cfg = composed("hparams_search=optuna")

@@ -34,6 +34,9 @@ if LocalLauncher is not None:
     @dataclasses.dataclass
     class StoppableLocalQueueConf(LocalQueueConf):
         _target_: str = "hydra_plugins.chargpt_launcher.submitit_local.StoppableLocalLauncher"
+        # submitit's 60 minutes ended a longer training job, killed a second after its signal, without a
+        # checkpoint: on this machine a job has no time limit (hydra.launcher.timeout_min=N sets one).
+        timeout_min: int = 60 * 24 * 365
 
     # Replaces submitit's own entry (imported, so stored, above).
     ConfigStore.instance().store(group="hydra/launcher", name="submitit_local", node=StoppableLocalQueueConf,
