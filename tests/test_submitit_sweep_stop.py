@@ -69,6 +69,9 @@ def test_a_signal_stops_each_submitit_job_with_a_checkpoint_and_no_traceback(
     logs = "".join(p.read_text() for p in (sweep / ".submitit").glob("*/*_log.err"))
     assert "Traceback" not in logs, logs
     assert logs.count(f"stopped by {signum.name} after step ") == 2, logs
+    # what each job kept is said where the sweep was started, not only in its log
+    said = [line for line in out.splitlines() if line.startswith(f"stopped by {signum.name} after step ")]
+    assert len(said) == 2 and all("checkpoint written to " in line for line in said), out
     assert out.splitlines()[-1].startswith("continue the sweep (its finished jobs are kept) with: "), out
 
 

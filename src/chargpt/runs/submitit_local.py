@@ -31,12 +31,13 @@ from types import FrameType
 
 import submitit.local.local as submitit_local
 from omegaconf import DictConfig
+from submitit.core.utils import JobPaths
 
 from chargpt.errors import signal_exit_code
 from chargpt.runs.sweep_record import continue_command, kept_on_continuing
 
-# The controllers this process started, while a sweep launches its jobs.
-_controllers: list[subprocess.Popen[bytes]] = []
+# The controllers this process started, while a sweep launches its jobs, each with its job's folder.
+_controllers: dict[subprocess.Popen[bytes], Path] = {}
 
 
 def start_controller(folder: Path, command: str, tasks_per_node: int = 1, cuda_devices: str = "",
@@ -63,7 +64,7 @@ def start_controller(folder: Path, command: str, tasks_per_node: int = 1, cuda_d
     process: subprocess.Popen[bytes] = subprocess.Popen(
         " && ".join([*setup, controller]) if setup else shlex.split(controller),
         shell=bool(setup), env=env, start_new_session=True)
-    _controllers.append(process)
+    _controllers[process] = folder
     return process
 
 
@@ -89,6 +90,7 @@ def stoppable_controllers(config: DictConfig) -> Iterator[None]:
         yield
     except KeyboardInterrupt as stop:
         _stop_jobs(getattr(stop, "signum", int(signal.SIGINT)))
+        _say_what_each_job_kept()
         raise
     except Exception:  # submitit's report of a job without a result
         for process in _controllers:
@@ -136,6 +138,18 @@ def _stop_jobs(signum: int) -> None:
     finally:
         for s, handler in earlier.items():
             signal.signal(s, handler)
+
+
+def _say_what_each_job_kept() -> None:
+    """Each stopped job's `stopped by ...` line (the step and the checkpoint it wrote), which is in its
+    log, not in the terminal: a sweep whose jobs print there shows it."""
+    for process, folder in _controllers.items():
+        paths = JobPaths(folder, job_id=str(process.pid), task_id=0)
+        for log in (paths.stderr, paths.stdout):
+            with contextlib.suppress(OSError):
+                for line in log.read_text(errors="replace").splitlines():
+                    if line.startswith("stopped by "):
+                        print(line, file=sys.stderr, flush=True)
 
 
 def _signal_jobs(signum: int) -> None:
