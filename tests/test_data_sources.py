@@ -127,6 +127,42 @@ def test_a_folder_readable_but_not_searchable_is_an_error_not_left_out(folder: P
     assert text_files(f"{folder}/*.txt", "data.path") == [folder / "a.txt"]  # a glob that does not go into it
 
 
+def test_a_folder_matched_whole_is_searched_by_the_globs_own_check(
+    folder: Path, unreadable, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `corpus/*` matching b whole, b listable but not searchable: the glob's check passed over b
+    # (nothing to look up past it) and only the run-folder look in b refused it, by chance of a
+    # pathlib that raises there (from Python 3.14 its is_dir answers False instead).
+    from chargpt.data.sources import text_files as module
+
+    unreadable(folder / "b", listable=True)
+    monkeypatch.setattr(module, "is_run_folder", lambda path: False)
+    with pytest.raises(DataError, match=r", or change data\.path=.*/\* so it does not go into it"):
+        text_files(f"{folder}/*", "data.path")
+
+
+def test_a_link_into_a_folder_one_may_not_search_is_named_where_it_leads(
+    folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `corpus/*/sub/*.txt`, b/sub a link into a folder one may not search: the error named b, whose
+    # chmod changes nothing.
+    secret = folder.parent / "secret"
+    (secret / "inner").mkdir(parents=True)
+    (secret / "inner" / "c.txt").write_text("behind\n")
+    (folder / "b" / "sub").symlink_to(secret / "inner")
+    stat = os.stat
+
+    def unsearchable_secret(path: object, *args: object, **kwargs: object) -> os.stat_result:
+        real = Path(os.path.realpath(os.fspath(path)))  # type: ignore[arg-type]
+        if real != secret and real.is_relative_to(secret):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), os.fspath(path))  # type: ignore[arg-type]
+        return stat(path, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "stat", unsearchable_secret)
+    with pytest.raises(DataError, match=rf"^cannot read {re.escape(str(secret))} \(Permission denied\)"):
+        text_files(f"{folder}/*/sub/*.txt", "data.path")
+
+
 def test_a_folder_one_may_search_but_not_list_is_read_where_a_glob_names_what_is_in_it(
     folder: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -230,9 +230,9 @@ def _refuse_unreadable_globbed_folders(fixed: Path, pattern: str, setting: str, 
             continue
         seen.add((os.path.realpath(folder), frozenset(states)))
         try:
-            if (named := looked_up(states)) is not None:  # not listed: search permission is enough
+            if named := looked_up(states):  # not listed: search permission is enough
                 names = [name for name in named if _is_folder_at(folder / name)]
-            else:
+            else:  # (a folder matched whole too: listed and searched, its files to be read)
                 with os.scandir(folder) as entries:
                     listed = list(entries)
                 _check_searchable(folder, [entry.name for entry in listed])
@@ -242,8 +242,11 @@ def _refuse_unreadable_globbed_folders(fixed: Path, pattern: str, setting: str, 
         except (FileNotFoundError, NotADirectoryError):  # no such folder: the glob matches nothing there
             continue
         except OSError as err:
-            raise DataError(f"{cannot_read(folder, err)}, or change {setting}={value} so it does not go into "
-                            "it: its files would be left out of the text") from None
+            # (the folder a link in it leads into, where that is the one that cannot be searched)
+            past = err.filename is not None and not Path(os.fsdecode(err.filename)).is_relative_to(folder)
+            blocked = Path(os.fsdecode(err.filename)) if past else folder
+            raise DataError(f"{cannot_read(blocked, err)}, or change {setting}={value} so it does not go "
+                            "into it: its files would be left out of the text") from None
         for name in names:
             if inner := into(states, name):  # one it goes into, or matches (and reads whole)
                 stack.append((folder / name, inner))
@@ -264,12 +267,15 @@ def _first_unsearchable(path: Path) -> Path:
 
 
 def _is_folder_at(path: Path) -> bool:
-    """Whether `path` is a folder; a name not there is none. A folder above it this user may not
-    search raises PermissionError."""
+    """Whether `path` is a folder; a name not there is none. A folder this user may not search,
+    above it or where its link leads, raises PermissionError naming that folder."""
     try:
         return stat.S_ISDIR(os.stat(path).st_mode)
     except (FileNotFoundError, NotADirectoryError):
         return False
+    except PermissionError as err:  # its parent was searched: the trouble is past it (a link's target)
+        blocked = _first_unsearchable(Path(os.path.realpath(path)))
+        raise PermissionError(err.errno, err.strerror, str(blocked)) from None
 
 
 def _is_folder(entry: os.DirEntry) -> bool:
@@ -411,7 +417,7 @@ def _text_files(value: str, setting: str, url: str | None, sha256: str | None) -
                 raise DataError(f"{match} (matched by {setting}={value}) {why}; {convert_advice(why)}, "
                                 "or leave it out of the pattern")
         return sorted(found)
-    if not exists(path) and url is None:
+    if url is None and not exists(path):  # (one to download: its folder's trouble is the download's to say)
         bare = path.with_name(path.name.strip()) if path.name.strip() else path
         if bare != path and bare.exists():
             # A space typed or pasted around the name: the file is there without it.
