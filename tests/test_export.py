@@ -918,6 +918,27 @@ def test_a_killed_exports_staging_folder_is_not_listed_as_exported(
     assert code == 0 and stdout.strip().endswith(": README.md, config.json, model.safetensors")
 
 
+def test_a_stop_just_as_the_staging_folder_is_made_leaves_nothing_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A SIGTERM that landed after the staging folder was made and before its clean-up was in place
+    # (seen on a loaded machine) left `.export.partial-*` in the user's folder.
+    out = tmp_path / "my export"
+    out.mkdir()
+    mkdir = os.mkdir
+
+    def then_stopped(path: object, *args: object, **kwargs: object) -> None:
+        mkdir(path, *args, **kwargs)  # type: ignore[arg-type]
+        if Path(os.fspath(path)).name.startswith(export_module.STAGING_PREFIX):  # type: ignore[arg-type]
+            raise KeyboardInterrupt
+
+    trained = small_model("learned-gelu-layernorm-tied")
+    monkeypatch.setattr(os, "mkdir", then_stopped)
+    with pytest.raises(KeyboardInterrupt):
+        export_model(trained, card(trained), "safetensors", out)
+    assert list(out.iterdir()) == []
+
+
 @pytest.mark.slow  # an ONNX export in a subprocess: several seconds
 def test_sigterm_during_an_export_leaves_nothing_behind(ckpt: Path, tmp_path: Path) -> None:
     out = tmp_path / "my export"

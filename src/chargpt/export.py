@@ -17,8 +17,8 @@ import json
 import logging
 import os
 import re
+import secrets
 import shutil
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -224,14 +224,17 @@ def export_model(
     # its file system (a mount point's own), then go into it as they are.
     folder = Path(os.path.realpath(out))
     home = folder if folder.is_dir() else folder.parent
+    # Named before it is made, inside the block that removes it: a stop (Ctrl-C, SIGTERM) at any
+    # moment leaves no staging folder behind, where one between mkdtemp and the block did.
+    staging = home / f"{STAGING_PREFIX}{secrets.token_hex(8)}"
     try:
-        home.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=home))
-    except OSError as err:
-        raise ExportError(
-            f"cannot write next to out={out} ({err.strerror or err}); pick a writable folder"
-        ) from None
-    try:
+        try:
+            home.mkdir(parents=True, exist_ok=True)
+            staging.mkdir(mode=0o700)
+        except OSError as err:
+            raise ExportError(
+                f"cannot write next to out={out} ({err.strerror or err}); pick a writable folder"
+            ) from None
         model = trained.model if trained.device.type == "cpu" else copy.deepcopy(trained.model).cpu()
         model.eval()
         config = export_config(trained, card, fmt)
