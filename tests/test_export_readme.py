@@ -70,6 +70,7 @@ def commands(readme: Path) -> dict[str, list[str]]:
     return {words[0]: words[1:] for words in lines if words}
 
 
+@pytest.mark.slow  # trains, exports and runs the card's recipes: seconds
 def test_a_safetensors_exports_card_has_its_figures_and_recipes_that_run_as_written(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:

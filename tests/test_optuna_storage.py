@@ -69,6 +69,7 @@ sys.exit(130)
 """
 
 
+@pytest.mark.slow  # a search stopped in a subprocess: seconds
 def test_trials_a_stopped_search_drew_are_marked_failed_not_left_running(tmp_path: Path) -> None:
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     # Another worker of the same stored study (e.g. another machine) is running a trial right now.

@@ -45,11 +45,13 @@ def without_training(tmp_path_factory: pytest.TempPathFactory) -> subprocess.Com
     return subprocess.run([sys.executable, "-c", CHECK, str(ckpt), str(text)], capture_output=True, text=True)
 
 
+@pytest.mark.slow  # a fresh interpreter samples and scores a checkpoint: seconds
 def test_sampling_from_a_checkpoint_never_imports_lightning(without_training) -> None:
     assert without_training.returncode == 0, without_training.stderr[-2000:]
     assert without_training.stdout.splitlines()[0] == "[]"
 
 
+@pytest.mark.slow  # shares the interpreter run above
 def test_eval_and_the_copy_check_read_a_folder_of_text_without_lightning(without_training) -> None:
     assert without_training.returncode == 0, without_training.stderr[-2000:]
     _, scored, *_, imported = without_training.stdout.strip().splitlines()
@@ -167,6 +169,7 @@ for args in (["--help"], ["trainer.max_step=5"]):  # one process: each start is 
 """
 
 
+@pytest.mark.slow  # fresh interpreters: seconds
 def test_train_help_and_a_refused_setting_import_no_lightning(tmp_path: Path) -> None:
     # Lightning comes in once the config has composed: its import was ~60% of the CPU time of a
     # command that only prints or is refused.

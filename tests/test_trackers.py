@@ -100,6 +100,7 @@ def test_a_resumed_run_keeps_its_csv_rows_before_the_checkpoint(corpus: Path, tm
     assert list(csv_val_losses(run)) == [4, 8, 12]
 
 
+@pytest.mark.slow  # a run stopped by a signal in a subprocess: seconds
 @pytest.mark.parametrize("loggers", [
     "[tensorboard,csv]", pytest.param("[csv,mlflow]", marks=pytest.mark.slow),  # (MLflow's store)
 ])
