@@ -90,6 +90,18 @@ def _stop_signal_handlers_restored() -> Iterator[None]:
             signal.signal(s, handler)
 
 
+@pytest.fixture(autouse=True)
+def _no_hydra_run_in_effect() -> Iterator[None]:
+    """Hydra leaves the config of a command's run set in its process after the run ends: a test
+    after one that ran a command with --config-dir read that folder as its own run's (each test
+    starts as a fresh process does, outside any run)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    HydraConfig.instance().cfg = None
+    yield
+    HydraConfig.instance().cfg = None
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _event_files_in_order() -> None:
     """TensorBoard reads a folder's event files in name order, and a name ends in the second it was
@@ -327,7 +339,9 @@ def make_checkpoint(path: Path, chars: str = "\n abcdefghijk") -> Path:
 
     config = ModelConfig(n_layer=1, n_embd=32, n_head=2, block_size=16)
     vocab = sorted(set(chars))
-    model = build_model(config, len(vocab))
+    with torch.random.fork_rng():  # the same weights whichever tests ran before in this process
+        torch.manual_seed(0)
+        model = build_model(config, len(vocab))
     torch.save(
         {
             "hyper_parameters": {"model": config.to_dict(), "vocab": vocab},
