@@ -456,6 +456,7 @@ def test_the_saved_config_holds_the_precision_auto_resolved_to(tmp_path: Path, c
     assert "trainer.precision=auto" in (run / ".hydra" / "overrides.yaml").read_text()  # what was typed
 
 
+@pytest.mark.slow
 def test_a_resumed_run_keeps_the_precision_auto_gave_it(tmp_path: Path, capsys, monkeypatch) -> None:
     # Started where auto is float32; resumed where auto is bf16 autocast (another machine, or a run
     # from before auto's rule changed): it goes on in float32, unless float32 is asked for no more.

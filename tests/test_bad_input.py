@@ -663,6 +663,7 @@ def test_existing_run_is_never_overwritten(files, monkeypatch, capsys):
     assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file() and p.name != "train.log"} == snapshot
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("status", "expected"),
     [
@@ -720,6 +721,7 @@ def test_a_users_file_named_as_a_run_file_is_never_overwritten(name, files, monk
     assert sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()) == [name]
 
 
+@pytest.mark.slow
 def test_a_run_without_hydras_records_resumes_again(files, monkeypatch, capsys):
     # Launched with hydra.output_subdir=null, a run's .hydra/ holds only its resumes' records: its
     # second resume was refused as "another program's Hydra output".
@@ -763,6 +765,7 @@ def test_multirun_with_subprocess_ddp_is_refused(swept, files, monkeypatch, caps
 
 
 
+@pytest.mark.slow
 def test_a_sweep_under_mlflow_run_is_refused_before_its_folder_is_made(files, monkeypatch, capsys):
     # Refused by its first job, after the job had read the text: the sweep's folder stayed, its job
     # listed by chargpt-report as an incomplete run.

@@ -295,6 +295,7 @@ def test_a_run_resumed_before_its_plan_plans_with_what_is_left_of_the_budget(
     assert TimeBudget(2.0, start=0.0, clock=lambda: 0.5).state_dict()["spent_seconds"] == 0.5
 
 
+@pytest.mark.slow
 def test_budget_lengthens_for_a_faster_host_but_keeps_the_end_estimate(corpus: Path, tmp_path: Path) -> None:
     clock = FakeClock(tick=0.02)
     speed_up = TickFrom(clock, step=20, tick=0.01)  # the other job ended: 2x faster from here
@@ -306,6 +307,7 @@ def test_budget_lengthens_for_a_faster_host_but_keeps_the_end_estimate(corpus: P
     assert clock.now < 2.0
 
 
+@pytest.mark.slow
 def test_budget_follows_the_host_back_after_a_slow_spell(corpus: Path, tmp_path: Path) -> None:
     clock = FakeClock(tick=0.02)
     spell = (TickFrom(clock, step=20, tick=0.1), TickFrom(clock, step=30, tick=0.02))  # 10 slow steps
@@ -320,6 +322,7 @@ def test_budget_follows_the_host_back_after_a_slow_spell(corpus: Path, tmp_path:
     assert 3.2 < clock.now < 4.0
 
 
+@pytest.mark.slow
 def test_a_short_stall_costs_its_own_time_not_the_rest_of_the_run(corpus: Path, tmp_path: Path) -> None:
     # One busy second on a shared host (a few steps 5x slower): the re-check planned every step
     # left at the stall's pace, cut the run to a fraction of its budget, and the run ended there,
@@ -356,6 +359,7 @@ class Jitter(PlanRecorder):
         self.clock.tick = self.slow if (trainer.global_step // self.every) % 2 == 0 else self.fast
 
 
+@pytest.mark.slow
 def test_jittery_steps_do_not_swing_the_plan(corpus: Path, tmp_path: Path) -> None:
     # Steps at 22 and 18 ms in turn, two each: every re-check (every 2 steps) sees one or the
     # other, ~10% either side of the lasting 20 ms. Cutting for each slow window (it would overrun
@@ -374,6 +378,7 @@ def test_jittery_steps_do_not_swing_the_plan(corpus: Path, tmp_path: Path) -> No
     assert trainer.global_step == budget.planned_steps and clock.now < 4.0
 
 
+@pytest.mark.slow
 def test_a_lasting_slowdown_only_shortens_the_plan(corpus: Path, tmp_path: Path) -> None:
     # 1.5x slower from half the budget on, to the end. The burst cut comes at once; the lasting
     # pace then lags behind the recent one for a quarter of the budget, and lengthening by it
@@ -612,6 +617,7 @@ class CostlyAtValidationEnd(L.Callback):
         return 0.4
 
 
+@pytest.mark.slow
 def test_budget_reserves_what_callbacks_do_at_the_final_validation(corpus: Path, tmp_path: Path) -> None:
     costly = CostlyAtValidationEnd()
     clock = FakeClock(tick=0.02)
@@ -665,7 +671,7 @@ class PlanTimed(TimeBudget):
         super()._plan(trainer, step, now, *args, **kwargs)
 
 
-@pytest.mark.parametrize("precision", ["32-true", "bf16-mixed"])
+@pytest.mark.parametrize("precision", ["32-true", pytest.param("bf16-mixed", marks=pytest.mark.slow)])
 def test_a_compiled_forward_compiles_for_validation_before_the_plan(
     corpus: Path, tmp_path: Path, monkeypatch, precision: str
 ) -> None:

@@ -158,6 +158,7 @@ def test_last_checkpoint_follows_every_validation_even_without_improvement(
     assert last["global_step"] == 20
 
 
+@pytest.mark.slow
 def test_a_run_that_ends_worse_than_guessing_says_so(tmp_path: Path, capsys) -> None:
     # A random text has nothing to learn: 36 epochs over 180 characters fit the training part and
     # score the validation part worse than a uniform guess (ln 13: 2.56; 3.44 here, its best 2.80,

@@ -293,6 +293,7 @@ def test_run_folders_inside_the_data_folder_are_left_out(folder: Path, caplog) -
     assert "left out 4 run folder(s) inside it" in caplog.text
 
 
+@pytest.mark.slow
 def test_links_to_folders_are_followed_once_and_dead_links_are_named(folder: Path, tmp_path: Path,
                                                                    caplog) -> None:
     elsewhere = tmp_path / "elsewhere"
@@ -920,7 +921,8 @@ def test_a_split_saved_again_unchanged_is_not_named_as_changed(tmp_path: Path, d
 
 
 @needs_datasets
-@pytest.mark.parametrize("val_split", [None, "validation"], ids=["one split", "two splits"])
+@pytest.mark.parametrize("val_split", [None, pytest.param("validation", marks=pytest.mark.slow)],
+                         ids=["one split", "two splits"])
 def test_a_checkpoint_of_an_earlier_version_resumes_on_the_unchanged_dataset(
     tmp_path: Path, corpus: Path, datasets: ModuleType, monkeypatch, capsys, val_split: str | None
 ) -> None:
@@ -1244,6 +1246,7 @@ def test_missing_datasets_package_is_a_clear_error(monkeypatch: pytest.MonkeyPat
 # -- through chargpt-train -------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_training_on_a_folder_reports_the_validation_scope(
     folder: Path, tmp_path: Path, corpus: Path
 ) -> None:
@@ -1263,6 +1266,7 @@ def test_training_on_a_folder_reports_the_validation_scope(
     assert "4 files" in log and "vocabulary:" in log
 
 
+@pytest.mark.slow
 def test_a_run_that_read_its_empty_files_resumes_and_is_scored_reading_them(
     folder: Path, tmp_path: Path, corpus: Path, monkeypatch: pytest.MonkeyPatch, capsys
 ) -> None:
@@ -1289,7 +1293,9 @@ def test_a_run_that_read_its_empty_files_resumes_and_is_scored_reading_them(
 
 
 @needs_datasets
-@pytest.mark.parametrize("held_out", ["data.val_split=validation", "data.train_fraction=0.8"])
+@pytest.mark.parametrize(
+    "held_out", ["data.val_split=validation", pytest.param("data.train_fraction=0.8", marks=pytest.mark.slow)]
+)
 def test_a_run_on_a_dataset_is_evaluated_by_naming_the_dataset(
     held_out: str, tmp_path: Path, corpus: Path, datasets: ModuleType, capsys
 ) -> None:

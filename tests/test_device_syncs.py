@@ -162,6 +162,7 @@ def reads_by_step(monkeypatch: pytest.MonkeyPatch) -> Counter[int]:
     return counts
 
 
+@pytest.mark.slow
 def test_steps_between_logs_read_nothing_on_the_host(tmp_path: Path, capsys, reads_by_step) -> None:
     corpus = write_corpus(tmp_path / "corpus.txt")
     steps = 30

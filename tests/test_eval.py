@@ -77,6 +77,7 @@ def test_eval_scores_the_runs_own_text_and_split_by_default(run, capsys) -> None
     assert "val_loss" not in result
 
 
+@pytest.mark.slow
 def test_eval_scores_in_the_arithmetic_the_run_validated_in(tmp_path, capsys) -> None:
     # On a CPU with AMX, `auto` trained with bf16 products and eval scored in float32: 2.46235
     # against the run's own 2.46153. A run in bf16 autocast shows the same on any CPU.
@@ -140,6 +141,7 @@ def test_evaluate_checkpoint_in_python_scores_as_the_command_does(run, capsys) -
     assert evaluate_checkpoint(str(run_dir), {"path": str(text)}, "all", device="cpu")["split"] == "all"
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(lacks("datasets"), reason="the hf extra is not installed")
 def test_a_saved_dataset_given_as_data_path_is_read_as_its_run_read_it(tmp_path, capsys, monkeypatch) -> None:
     # It was refused with the data=hf data.name=... to pass, and for an export, which recorded no
@@ -433,6 +435,7 @@ def test_eval_says_when_a_short_split_changes_the_stride(tmp_path, capsys) -> No
     assert "loss_non_overlapping" not in result and "where stride=2 does not apply" in err
 
 
+@pytest.mark.slow
 def test_a_run_on_a_folder_is_scored_and_copy_checked_on_its_own_split(tmp_path, monkeypatch, capsys) -> None:
     # Trained on a folder with whole files held out: chargpt-eval finds the folder, checks each file
     # unchanged and scores the files the run validated on; check_copy indexes the files it trained on.
@@ -518,6 +521,7 @@ def test_a_run_on_a_folder_of_one_file_is_scored_and_caches_outside_it(given, tm
     assert f"{path} has changed since" in line
 
 
+@pytest.mark.slow
 def test_a_text_read_with_other_settings_is_read_with_them_again(tmp_path, monkeypatch, capsys) -> None:
     # One CRLF file trained with data.newline=normalize: its sha256 covers the setting, so eval and
     # check_copy must read it as the run did (they refused it as "changed" before the record).
@@ -564,6 +568,7 @@ def test_a_text_read_with_other_settings_is_read_with_them_again(tmp_path, monke
     assert "has changed since" in line and "(data.newline=normalize)" in line
 
 
+@pytest.mark.slow
 def test_an_older_checkpoints_folder_read_with_a_separator_is_read_as_each_command_says(
     tmp_path, monkeypatch, capsys
 ) -> None:

@@ -266,6 +266,7 @@ def run_python(
     return result.stdout
 
 
+@pytest.mark.slow
 def test_onnx_script_refuses_an_output_that_cannot_write_the_models_characters(
     onnx_export: tuple[TrainedModel, Path],
 ) -> None:
@@ -433,6 +434,7 @@ def test_cli_export_of_a_run_carries_its_card_and_serves_chargpt_sample(
                     capsys)[0] == 0
 
 
+@pytest.mark.slow
 def test_a_safetensors_export_scores_and_fine_tunes_as_its_checkpoint(
     trained_run: Path, corpus: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:

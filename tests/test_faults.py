@@ -75,6 +75,7 @@ def test_nan_loss_stops_keeps_last_good_checkpoint_and_resume_continues_tensorbo
     assert metrics["step"] == 12 and math.isfinite(metrics["best_val_loss"])
 
 
+@pytest.mark.slow
 def test_a_nan_before_any_checkpoint_says_to_start_again(tmp_path, monkeypatch, capsys):
     corpus = write_corpus(tmp_path / "corpus.txt")
     run = tmp_path / "run"

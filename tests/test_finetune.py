@@ -74,6 +74,7 @@ def test_finetune_starts_from_pretrained_weights_and_improves(pretrained: Path, 
         pretrained / "checkpoints" / "last.ckpt", weights_only=True)["hyper_parameters"]["model"]
 
 
+@pytest.mark.slow
 def test_architecture_override_is_refused(pretrained: Path, tmp_path: Path, capsys) -> None:
     new = other_text(tmp_path / "new.txt")
     code = run_cli(train.main, *finetune_args(new, tmp_path / "ft", pretrained, "model.n_layer=3"))
@@ -197,6 +198,7 @@ def test_a_fine_tune_resumed_with_other_parameters_frozen_is_told_its_freeze_set
                    f"ckpt_path={run_dir}") == 0
 
 
+@pytest.mark.slow
 def test_a_folder_and_a_normalised_text_are_read_as_the_run_reads_them(pretrained: Path, tmp_path) -> None:
     # A folder fine-tunes as it trains from scratch; a CRLF text with data.newline=normalize has no
     # '\r' left, so the checkpoint's vocabulary needs nothing added.
@@ -211,6 +213,7 @@ def test_a_folder_and_a_normalised_text_are_read_as_the_run_reads_them(pretraine
     assert load(run_dir).tokenizer.chars == load(pretrained).tokenizer.chars
 
 
+@pytest.mark.slow
 def test_a_fine_tune_reads_its_new_text_as_often_as_a_run_from_scratch(
     pretrained: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -273,6 +276,7 @@ def test_frozen_embeddings_and_blocks_do_not_change(pretrained: Path, tmp_path: 
     assert not torch.equal(old.norm.weight, tuned.norm.weight)  # the rest trained
 
 
+@pytest.mark.slow
 def test_starting_point_is_printed_and_kept(pretrained: Path, tmp_path: Path, capsys) -> None:
     new = other_text(tmp_path / "new.txt", extra="zephyr@")
     run_dir = tmp_path / "ft"

@@ -474,6 +474,7 @@ def test_shell_completion_reads_a_config_dir_typed_with_spaces(
     assert run_main(train_main, ["-sc", "query=bash"], capsys) == (0, offered, "")
 
 
+@pytest.mark.slow
 def test_a_sweep_whose_m_comes_after_an_override_runs_every_job(tmp_path: Path) -> None:
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("First Citizen: Before we proceed any further, hear me speak.\n" * 60)

@@ -108,6 +108,7 @@ def test_a_stop_during_the_closing_sample_leaves_the_run_finished(stop, exit_cod
         f"run ended: finished, best val loss {status['value']:.4f}; its closing sample was stopped ({why})")
 
 
+@pytest.mark.slow
 def test_a_stop_before_training_says_the_same_command_starts_over(tmp_path, monkeypatch, capsys) -> None:
     # A Ctrl-C while the run is built (its text read, model=auto timing shapes) leaves no
     # checkpoint and no resume command: the console says what that means, and it is true.

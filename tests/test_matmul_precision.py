@@ -93,6 +93,7 @@ def _products_of(run: Path) -> tuple[str, str]:
     return hparams["matmul_precision"], hparams["device_type"]
 
 
+@pytest.mark.slow
 def test_a_resumed_run_keeps_the_products_it_trained_with(tmp_path: Path, capsys, monkeypatch) -> None:
     monkeypatch.setattr(precision, "run_device", lambda trainer: torch.device("cpu"))
     monkeypatch.setattr(precision, "float32_attention_available", lambda: True)  # as on torch >= 2.9

@@ -7,6 +7,7 @@ import logging
 import warnings
 from pathlib import Path
 
+import pytest
 from lightning.pytorch.utilities.model_summary import ModelSummary
 from lightning.pytorch.utilities.warnings import PossibleUserWarning
 
@@ -48,6 +49,7 @@ def test_a_prompt_the_text_cannot_spell_is_one_plain_line_once(caplog, monkeypat
     assert known_prompt("cafe\u0301", accented, "SampleText") == "caé"
 
 
+@pytest.mark.slow
 def test_a_bigram_run_says_nothing_of_an_attention_maps_prompt(tmp_path: Path, monkeypatch, capsys) -> None:
     # model=bigram on a text of one's own logged "AttentionMaps: leaving out of its prompt the
     # characters this text lacks: ..." for a picture the bigram table (no attention) never has.

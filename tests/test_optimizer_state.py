@@ -82,6 +82,7 @@ def test_another_optimizer_is_named_as_a_user_picks_it(monkeypatch: pytest.Monke
     assert optimizer_named("torch.optim.AdamW", None, ADAMW) is None
 
 
+@pytest.mark.slow
 def test_an_option_of_a_command_lines_searchpath_is_named(tmp_path: Path) -> None:
     # `hydra.searchpath=[file://my_configs] optimizer=my_opt`: Hydra's loader lists a group's options
     # without the command line's searchpath, so a run trained with my_opt was told to resume with

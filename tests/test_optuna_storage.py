@@ -38,6 +38,7 @@ def _optimize(storage: str, sampler: optuna.samplers.BaseSampler, n_trials: int)
     return study
 
 
+@pytest.mark.slow
 def test_a_stored_study_continues_with_new_trials(tmp_path: Path) -> None:
     from chargpt.runs.optuna_sampler import ContinuingTPESampler
 

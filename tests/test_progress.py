@@ -59,6 +59,7 @@ def test_bar_counts_optimizer_steps_not_batches(tmp_path, monkeypatch, capsys, s
     assert "10/10" in err and "Epoch" not in err
 
 
+@pytest.mark.slow
 def test_resumed_bar_continues_from_its_step(tmp_path, monkeypatch, capsys, shown):
     corpus = write_corpus(tmp_path / "corpus.txt")
     run = tmp_path / "run"

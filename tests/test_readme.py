@@ -346,6 +346,7 @@ def python_examples() -> list[tuple[Path, str]]:
     return [(p, code) for p in DOCS for _, code in fenced_blocks(p, "python") if "chargpt.load(" in code]
 
 
+@pytest.mark.slow
 def test_python_api_example_runs(corpus: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     examples = python_examples()
     assert examples, "no Python example with chargpt.load in the README or the guides"

@@ -71,6 +71,7 @@ def test_curves_come_from_csv_or_tensorboard_logs(tmp_path: Path) -> None:
     assert val_curve(tmp_path) == []
 
 
+@pytest.mark.slow
 def test_a_run_resumed_after_a_kill_reads_quietly_with_its_new_steps(tmp_path: Path, caplog) -> None:
     # Killed at step 30 with its last checkpoint at 20: the resume logs 30 again, and TensorBoard
     # drops the killed run's step 30 (its own warning about it says nothing to a report reader).
@@ -158,7 +159,7 @@ def test_a_label_names_its_run_and_only_the_settings_it_set(tmp_path: Path) -> N
     ]
 
 
-@pytest.mark.parametrize("count", [2, 8, 20])
+@pytest.mark.parametrize("count", [2, 8, pytest.param(20, marks=pytest.mark.slow)])
 def test_the_legend_covers_no_curve_and_is_never_clipped(tmp_path: Path, count: int) -> None:
     # Inside the plot (upper right) it hid the curves, and long labels ran off the image's left edge;
     # a label of its longest lines in the widest letters, too.

@@ -302,6 +302,7 @@ def test_incompatible_resume_is_refused(two_step_run, tmp_path, capsys, change, 
         assert (code, again) == (2, err.replace(str(run), str(unrecorded)))
 
 
+@pytest.mark.slow
 def test_a_copied_run_folder_resumes_as_it_would_in_place(tmp_path, capsys):
     corpus = write_corpus(tmp_path / "corpus.txt")
     first = bare_train_args(corpus, tmp_path / "first", "trainer.max_steps=4", "trainer.val_check_interval=2")
@@ -373,6 +374,7 @@ def test_resuming_a_finished_run_says_so_and_reports_its_loss(tmp_path, capsys):
     assert after["val_loss"] == before["val_loss"] and after["tokens"] == before["tokens"]
 
 
+@pytest.mark.slow
 def test_a_resume_from_another_folder_reads_the_data_directory_the_run_was_launched_with(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
@@ -633,6 +635,7 @@ def test_the_reports_resume_command_carries_the_python_path_the_run_imported_fro
     assert shlex.split(resume)[-1] == f"ckpt_path={run}"
 
 
+@pytest.mark.slow
 def test_a_run_killed_while_writing_last_ckpt_goes_on_from_its_newest_best(tmp_path, monkeypatch, capsys):
     # Killed between best-<step>.ckpt and last.ckpt: the run was said to have no checkpoint, and
     # starting it over as advised left the killed run's best file among the new run's.

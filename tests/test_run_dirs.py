@@ -235,6 +235,7 @@ def test_a_sweep_job_folder_may_name_the_swept_settings(tmp_path: Path, capsys) 
     assert all("data file not found" in (p / "status.json").read_text() for p in jobs)  # the jobs ran
 
 
+@pytest.mark.slow
 def test_a_sweep_job_folder_named_by_its_overrides_or_going_down_and_back_is_inside(tmp_path: Path,
                                                                                     capsys) -> None:
     # The error's own advice, ${hydra.job.override_dirname}, and a path that comes back inside.
@@ -324,6 +325,7 @@ def test_ctrl_c_while_encoding_leaves_nothing(tmp_path: Path, corpus: Path, monk
         assert {k: v["sha256"] for k, v in recorded.items()} == {os.path.realpath(text): sha256_of(text)}
 
 
+@pytest.mark.slow
 def test_make_sweep_uses_a_new_sweep_dir_each_time(tmp_path: Path) -> None:
     def planned(*extra: str) -> tuple[str, str]:
         out = subprocess.run(["make", "-n", "sweep", f"VENV={tmp_path}/venv", *extra], cwd=ROOT,
@@ -414,6 +416,7 @@ def test_a_sweep_jobs_folder_held_by_another_live_run_is_refused(tmp_path: Path,
     assert not (sweep / "0" / "checkpoints").exists()
 
 
+@pytest.mark.slow
 def test_a_sweep_job_holds_its_folder_while_it_trains_and_lets_go_after(tmp_path: Path, monkeypatch,
                                                                       capsys) -> None:
     from chargpt.training import build as training_build
@@ -511,6 +514,7 @@ def test_advice_that_names_a_folder_with_spaces_quotes_it_for_the_shell(tmp_path
     assert code == 2 and f"continue it with 'ckpt_path={run}', or pick a new hydra.run.dir" in err, err
 
 
+@pytest.mark.slow
 def test_a_resume_from_an_earlier_checkpoint_in_the_runs_folder_is_refused(tmp_path: Path, capsys) -> None:
     # It replaced the run's later last.ckpt (and metrics.json) with no word: the run went back.
     import shutil

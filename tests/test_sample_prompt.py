@@ -211,6 +211,7 @@ def test_a_sweep_whose_output_cannot_write_the_models_text_is_refused_before_any
     assert err.count("\n") == 1 and not sweep.exists()
 
 
+@pytest.mark.slow
 def test_a_sweep_over_experiments_checks_each_ones_sample_before_any_folder(
     tmp_path: Path, monkeypatch, capsys
 ) -> None:

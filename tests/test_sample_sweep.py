@@ -572,6 +572,7 @@ def test_a_sweep_into_a_training_sweeps_folder_is_refused_and_leaves_its_record(
     assert (trained / "multirun.yaml").read_text() == "the training sweep's record\n"
 
 
+@pytest.mark.slow
 def test_a_sweep_folder_holding_another_users_folder_is_swept_by_its_own_process(
     in_empty_folders, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
 ) -> None:

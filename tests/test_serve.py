@@ -192,6 +192,7 @@ def read_events(url: str, **body: Any) -> list[str]:
         return [line for line in response.iter_lines() if line]
 
 
+@pytest.mark.slow
 def test_streaming_sends_chunks_then_done_with_the_same_text(url: str) -> None:
     body = dict(prompt="ROMEO:\n", max_tokens=300, seed=5, n=2)
     events = read_events(url, **body, stream_options={"include_usage": True})
@@ -228,6 +229,7 @@ def streamed_choices(events: list[str], choices: int) -> tuple[list[str], list[s
     return texts, reasons, usage["usage"]
 
 
+@pytest.mark.slow
 def test_a_stop_sequence_cuts_each_seeded_choice_of_chargpt_samples(
     url: str, run_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
@@ -297,6 +299,7 @@ def test_a_line_separator_in_the_text_stays_inside_its_streamed_event(tmp_path: 
     assert "".join(c["choices"][0]["text"] for c in chunks) == expected
 
 
+@pytest.mark.slow
 def test_the_openai_client_works_unchanged(url: str) -> None:
     import openai
 

@@ -60,6 +60,7 @@ def test_eval_and_the_copy_check_read_a_folder_of_text_without_lightning(without
     assert imported == "[]"
 
 
+@pytest.mark.slow
 def test_import_chargpt_loads_no_torch_until_the_api_is_used() -> None:
     probe = ("import sys, chargpt; before = 'torch' in sys.modules; load = chargpt.load; "
              "print(before, 'torch' in sys.modules, load.__module__)")
@@ -70,6 +71,7 @@ def test_import_chargpt_loads_no_torch_until_the_api_is_used() -> None:
         _ = chargpt.nope
 
 
+@pytest.mark.slow
 def test_the_report_starts_without_torch() -> None:
     # It reads JSON and CSV files and draws with matplotlib: torch's import would triple its start-up.
     probe = "import sys, chargpt.cli.report; print('torch' in sys.modules)"

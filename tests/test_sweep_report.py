@@ -135,6 +135,7 @@ def test_report_rejects_a_folder_without_runs(tmp_path: Path, capsys: pytest.Cap
     assert not (tmp_path / "report.csv").exists()
 
 
+@pytest.mark.slow
 def test_sweep_goes_on_past_a_failing_job_in_process(tmp_path: Path) -> None:
     # The in-process twin of the subprocess test below: a failing job is recorded, the next one runs.
     corpus = write_corpus(tmp_path)
@@ -149,6 +150,7 @@ def test_sweep_goes_on_past_a_failing_job_in_process(tmp_path: Path) -> None:
     assert "n_head=3" in rows[-1]["error"] and rows[0]["steps"] == 2
 
 
+@pytest.mark.slow
 def test_a_sweep_whose_every_job_failed_says_so_and_fails(tmp_path: Path, capsys) -> None:
     corpus = write_corpus(tmp_path)
     sweep = tmp_path / "all failed"

@@ -114,6 +114,7 @@ def new_module(**model: object) -> CharLM:
     )
 
 
+@pytest.mark.slow
 def test_compile_switch_trains_and_keeps_checkpoint_keys(tmp_path, monkeypatch) -> None:
     # The eager backend exercises the switch quickly; the slow test below uses the default backend.
     calls = []

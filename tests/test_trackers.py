@@ -46,6 +46,7 @@ def csv_val_losses(run: Path) -> dict[int, float]:
         return {int(r["step"]): float(r["val/loss"]) for r in csv.DictReader(f) if r.get("val/loss")}
 
 
+@pytest.mark.slow
 def test_no_logger_as_an_empty_list_and_wandb_without_a_login(
     corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
@@ -80,6 +81,7 @@ def test_a_wandb_setting_is_checked_against_wandb_init() -> None:
         check_constructor_settings(OmegaConf.create({"logger": {"wandb": {**wandb, "tag": ["a"]}}}))
 
 
+@pytest.mark.slow
 def test_a_resumed_run_keeps_its_csv_rows_before_the_checkpoint(corpus: Path, tmp_path: Path) -> None:
     # Lightning's CSV writer deleted metrics.csv when a run resumed: the report's curves and the
     # file lost every step before the resume.
