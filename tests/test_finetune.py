@@ -297,6 +297,35 @@ def test_starting_point_is_printed_and_kept(pretrained: Path, tmp_path: Path, ca
     assert "note:" not in out  # the weights of a run that finished: nothing to say of them
 
 
+def logged_hparams(run_dir: Path) -> dict:
+    """The hyperparameters of a run's TensorBoard HParams row."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import metadata, plugin_data_pb2
+
+    plugin = EventAccumulator(str(run_dir / "tensorboard")).Reload().PluginTagToContent(metadata.PLUGIN_NAME)
+    start = plugin_data_pb2.HParamsPluginData.FromString(plugin[metadata.SESSION_START_INFO_TAG])
+    return dict(start.session_start_info.hparams)
+
+
+def test_a_fine_tune_of_no_step_says_it_scored_its_start_and_every_run_logs_where_it_started(
+    pretrained: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    # A fine-tune and the run it started from had the same columns in TensorBoard's HParams view
+    # (and in MLflow and W&B), with no init_from among them. trainer.max_steps=0 ended
+    # `step 0: val loss 3.5830 (best n/a), 22 s, 0 tokens/s`.
+    monkeypatch.chdir(pretrained.parent)  # init_from typed relative: logged absolute
+    run_dir = tmp_path / "ft"
+    new = other_text(tmp_path / "new.txt")
+    args = finetune_args(new, run_dir, Path(pretrained.name), "trainer.max_steps=0")
+    assert run_cli(train.main, *args) == 0
+    out = capsys.readouterr().out
+    start = json.loads((run_dir / "metrics.json").read_text())["initial_val_loss"]
+    assert f"step 0: val loss {start:.4f} (the starting point's; no step trained)" in out
+    assert "best n/a" not in out and "tokens/s" not in out
+    assert logged_hparams(run_dir)["init_from"].string_value == str(pretrained.resolve())
+    assert logged_hparams(pretrained)["init_from"].string_value == "None"  # a run from scratch
+
+
 @pytest.mark.parametrize(("state", "note"), [
     ("running", "{run} is still training: this fine-tune starts from its weights at step {step}; "
                 "fine-tune again once it has ended for its last ones"),

@@ -182,11 +182,17 @@ def _build_and_fit(cfg: DictConfig, parallel: Path | None) -> float | None:
     metrics = next((c for c in trainer.callbacks if isinstance(c, RunMetrics)), None)
     if is_rank_zero() and metrics is not None:
         m = metrics.final(trainer, module)  # as metrics.json says
-        log.info(
-            "step %d: val loss %s (best %s), %.0f s, %.0f tokens/s; run dir %s",
-            m["step"], _fmt(m["val_loss"]), _fmt(m["best_val_loss"]), m["train_seconds"],
-            m["tokens_per_second"] or 0, output_dir,
-        )
+        if m["step"] == 0 and m.get("initial_val_loss") is not None:
+            # A fine-tune with trainer.max_steps=0 scores where it starts and trains nothing: no
+            # best of its own, no throughput. (It said `best n/a`, 0 tokens/s.)
+            log.info("step 0: val loss %s (the starting point's; no step trained), %.0f s; run dir %s",
+                     _fmt(m["val_loss"]), m["train_seconds"], output_dir)
+        else:
+            log.info(
+                "step %d: val loss %s (best %s), %.0f s, %.0f tokens/s; run dir %s",
+                m["step"], _fmt(m["val_loss"]), _fmt(m["best_val_loss"]), m["train_seconds"],
+                m["tokens_per_second"] or 0, output_dir,
+            )
         if ckpt_path and not metrics.trained_here(trainer):
             log.info("nothing left to train: the run is at step %d, %s (this launch's settings are not kept)",
                      m["step"], how_to_train_on(trainer, output_dir))

@@ -115,10 +115,14 @@ class HParamsSummary(Callback):
     its resume ends (a resume removes an earlier launch's record: it will write its own).
     """
 
-    def __init__(self, extra: dict[str, Any] | None = None) -> None:
+    def __init__(self, extra: dict[str, Any] | None = None, init_from: str | None = None) -> None:
         # Hydra hands over a DictConfig: as plain values, a list reaches W&B as a list.
         plain = OmegaConf.to_container(extra, resolve=True) if isinstance(extra, DictConfig) else extra
         self.extra: dict[str, Any] = dict(plain or {})
+        # What a fine-tune started from, absolute: a base run and its fine-tunes have the same
+        # settings but this one, and the part launched by its resume command (which names it
+        # absolute) must not log another value than the first part.
+        self.init_from = str(Path(init_from).resolve()) if init_from else None
         self.best_val_loss: float | None = None
 
     def params(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, Any]:
@@ -133,6 +137,7 @@ class HParamsSummary(Callback):
             "trainer.world_size": trainer.world_size,
             "trainer.accumulate_grad_batches": trainer.accumulate_grad_batches,
             "params": sum(p.numel() for p in pl_module.parameters()),
+            "init_from": self.init_from,  # None: a run from scratch
         }
         datamodule = getattr(trainer, "datamodule", None)
         if datamodule is not None and hasattr(datamodule, "batch_size"):
