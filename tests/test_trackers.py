@@ -605,28 +605,32 @@ def wandb_run(run: Path, index: int) -> dict[str, Any]:
     return out
 
 
-@pytest.mark.parametrize(("raised", "exit_code"), [
-    (TrainingInterrupted(signal.SIGTERM, 6, Path("last.ckpt")), 143),  # in the loop, checkpoint written
-    (SignalOutsideTraining(signal.SIGINT), 130),  # Ctrl-C before training began
-    (KeyboardInterrupt(), 130),  # where Lightning handles the signals (several processes)
-    (Terminated(), 143),
-    (RuntimeError("a crash"), 1),
-], ids=["in-the-loop", "before-training", "ctrl-c", "sigterm", "crash"])
+@pytest.mark.parametrize(("raised", "ended"), [
+    # In the loop, its checkpoint written: preempting, W&B's state for a run its resume continues.
+    (TrainingInterrupted(signal.SIGTERM, 6, Path("last.ckpt")), ["preempting", 143]),
+    (TrainingInterrupted(signal.SIGINT, 6, Path("last.ckpt")), ["preempting", 130]),
+    (SignalOutsideTraining(signal.SIGINT), [130]),  # Ctrl-C before training began: no checkpoint
+    (KeyboardInterrupt(), [130]),  # where Lightning handles the signals (several processes)
+    (Terminated(), [143]),
+    (RuntimeError("a crash"), [1]),
+], ids=["in-the-loop", "ctrl-c-in-the-loop", "before-training", "ctrl-c", "sigterm", "crash"])
 def test_a_wandb_run_stopped_on_purpose_ends_with_the_commands_exit_code_a_crash_with_1(
-    raised: BaseException, exit_code: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    raised: BaseException, ended: list, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # W&B's client ends a run Finished (0) or Failed (anything else): a Ctrl-C or SIGTERM ended it
-    # with 1, as a crash does, while MLflow says KILLED for such a stop.
+    # with 1, as a crash does, while MLflow says KILLED for such a stop. One stopped with the
+    # checkpoint its resume continues from was Failed too, as a crash is.
     pytest.importorskip("wandb")
     from chargpt.training.trackers import TrackerRuns, WandbTracker
 
     monkeypatch.setenv("WANDB_MODE", "offline")
     tracker = WandbTracker(save_dir=str(tmp_path))
-    finished: list[int] = []
-    tracker._experiment = SimpleNamespace(id="abc123", finish=lambda exit_code: finished.append(exit_code))
+    calls: list = []
+    tracker._experiment = SimpleNamespace(id="abc123", finish=lambda exit_code: calls.append(exit_code),
+                                          mark_preempting=lambda: calls.append("preempting"))
     TrackerRuns().on_exception(SimpleNamespace(loggers=[tracker]), None, raised)  # type: ignore[arg-type]
     tracker.finalize("failed")  # as Lightning does after on_exception
-    assert finished == [exit_code]
+    assert calls == ended
 
 
 @pytest.mark.slow  # wandb runs its own service process

@@ -419,6 +419,7 @@ class WandbTracker(WandbLogger):
             kwargs.update(id=run_id, resume="allow")
         super().__init__(project=project, name=_run_name(name, run_dir), save_dir=save_dir or ".", **kwargs)
         self.stopped_by: int | None = None  # set by TrackerRuns: the signal (Ctrl-C, SIGTERM) that stopped it
+        self.resumable = False  # set by TrackerRuns: stopped with the checkpoint its resume continues from
         if self._wandb_init.get("anonymous") is None:
             # Lightning passes anonymous=None, which W&B answers on every run with a warning that
             # the setting has no effect (and before the one error line of a run with no login).
@@ -444,7 +445,9 @@ class WandbTracker(WandbLogger):
         """Close the W&B run when fitting (or validating) ends, so its files are complete; a later
         use in the same process (fit after a fine-tuning's first validation) continues it.
         W&B's client ends a run Finished (exit code 0) or Failed (any other): one stopped on
-        purpose gets the command's own exit code (130 for Ctrl-C, 143 for SIGTERM), a crash 1."""
+        purpose gets the command's own exit code (130 for Ctrl-C, 143 for SIGTERM), a crash 1.
+        One stopped with its checkpoint written, which its resume continues, is first marked
+        preempting, W&B's way to say that (Preempted, not Failed)."""
         super().finalize(status)
         if self._experiment is not None and getattr(self._experiment, "id", None):
             self._wandb_init.update(id=self._experiment.id, resume="allow")
@@ -452,6 +455,8 @@ class WandbTracker(WandbLogger):
                 exit_code = 0
             else:
                 exit_code = 1 if self.stopped_by is None else signal_exit_code(self.stopped_by)
+            if status != "success" and self.resumable:
+                self._experiment.mark_preempting()
             self._experiment.finish(exit_code=exit_code)
             self._experiment = None
 
@@ -489,6 +494,9 @@ class TrackerRuns(Callback):
             for logger in trainer.loggers:
                 if isinstance(logger, (MLFlowTracker, WandbTracker)):
                     logger.stopped_by = int(signum)
+                if isinstance(logger, WandbTracker):
+                    # (Stopped before training, the run has no checkpoint: a new start makes a new W&B run.)
+                    logger.resumable = isinstance(exception, TrainingInterrupted)
 
     def state_dict(self) -> dict[str, str]:
         return dict(self.ids)
