@@ -507,6 +507,26 @@ def test_a_new_mlflow_run_of_a_folder_ends_one_left_running_there_killed(
     assert client.get_run(new).data.tags[trackers.RUN_DIR_TAG] == str(folder.resolve())
 
 
+def test_the_mlflow_runs_of_a_sweep_carry_its_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A sweep's jobs were flat MLflow runs, named `FOLDER/0`, `FOLDER/1` after the sweep folder's
+    # last name alone: nothing to filter one sweep's runs by, or to group them by in MLflow's table.
+    mlflow = pytest.importorskip("mlflow")
+    from chargpt.training import trackers
+
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    store, sweep = tmp_path / "mlruns", tmp_path / "sweeps" / "lr, é 🎭"
+    monkeypatch.setattr(trackers, "sweep_dir", lambda: Path(os.path.relpath(sweep)))  # as typed
+    jobs = [trackers.MLFlowTracker(run_dir=str(sweep / job), save_dir=str(store)).run_id for job in "01"]
+    monkeypatch.setattr(trackers, "sweep_dir", lambda: None)
+    alone = trackers.MLFlowTracker(run_dir=str(tmp_path / "run"), save_dir=str(store)).run_id
+    client = mlflow.tracking.MlflowClient(tracking_uri=store.as_uri())
+    experiment = client.get_experiment_by_name("chargpt")
+    found = client.search_runs([experiment.experiment_id],
+                               filter_string=f"tags.`{trackers.SWEEP_TAG}` = '{sweep.resolve()}'")
+    assert sorted(r.info.run_id for r in found) == sorted(jobs)
+    assert trackers.SWEEP_TAG not in client.get_run(alone).data.tags
+
+
 def test_a_resume_into_another_folder_starts_its_own_mlflow_run(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

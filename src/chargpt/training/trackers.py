@@ -37,7 +37,7 @@ from omegaconf import DictConfig
 
 from chargpt.distributed import is_rank_zero
 from chargpt.errors import ConfigError, SetupError, first_line, needs_extra, signal_exit_code
-from chargpt.hydra_run import is_multirun
+from chargpt.hydra_run import is_multirun, sweep_dir
 from chargpt.metric_names import STEP
 from chargpt.stop_signals import SignalOutsideTraining
 from chargpt.training.callbacks.graceful_interrupt import TrainingInterrupted
@@ -53,6 +53,8 @@ _USER_TRACKING_URI = os.environ.get("MLFLOW_TRACKING_URI")
 # run of the folder finds one whose process died without ending it.
 RUN_DIR_TAG = "chargpt.run_dir"
 HOST_TAG = "chargpt.host"
+# Tag of a sweep's MLflow runs: its folder, by which MLflow's runs table filters and groups them.
+SWEEP_TAG = "chargpt.sweep"
 
 
 def kept_in_checkpoint(ckpt: dict[str, Any] | None) -> dict[str, str]:
@@ -294,7 +296,9 @@ class MLFlowTracker(MLFlowLogger):
         self._folder_tags: dict[str, str] = {}
         if run_dir and not kept.get("mlflow"):
             self._folder_tags = {RUN_DIR_TAG: str(Path(run_dir).resolve()), HOST_TAG: socket.gethostname()}
-            kwargs["tags"] = {**self._folder_tags, **(kwargs.get("tags") or {})}
+            sweep = sweep_dir()
+            sweep_tag = {SWEEP_TAG: str(sweep.resolve())} if sweep is not None else {}
+            kwargs["tags"] = {**self._folder_tags, **sweep_tag, **(kwargs.get("tags") or {})}
         tracking_uri = tracking_uri or _USER_TRACKING_URI or _store_of_run(kept)
         if not tracking_uri:
             tracking_uri = Path(os.path.expanduser(save_dir or "mlruns")).resolve().as_uri()
