@@ -1159,6 +1159,30 @@ def test_the_digest_record_drops_files_gone_or_rewritten_when_it_is_written(tmp_
     assert set(json.loads(record.read_text())) == {os.path.realpath(kept), os.path.realpath(new)}
 
 
+@pytest.mark.parametrize("named", ["file", "folder"])
+def test_a_stale_digest_record_is_refused_once_then_the_file_hashed_afresh(
+    folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, named: str
+) -> None:
+    # An entry whose stamp matches and whose sha256 is not the file's (a damaged record, or a file
+    # system whose times cannot be trusted): every later run said the file "changed while it was
+    # read", for ever, the entry never dropped.
+    from chargpt.data.sources import file_hashes
+
+    monkeypatch.setattr(file_hashes, "_SETTLED_NS", 0)
+    file = folder / "a.txt"
+    file.write_text(file.read_text() * 5)
+    path, cache = (file if named == "file" else folder), tmp_path / "cache"
+    text = text_of(module(path, cache_dir=str(cache)))
+    record = cache / file_hashes.HASHES_FILE
+    entries = json.loads(record.read_text())
+    entries[os.path.realpath(file)]["sha256"] = hashlib.sha256(b"another text").hexdigest()
+    record.write_text(json.dumps(entries))
+    with pytest.raises(DataError, match=r"a\.txt changed while it was read \(.*; run again once nothing"):
+        text_of(module(path, cache_dir=str(cache)))
+    assert text_of(module(path, cache_dir=str(cache))) == text
+    assert json.loads(record.read_text())[os.path.realpath(file)]["sha256"] == file_hashes.sha256_of(file)
+
+
 def _meanwhile(monkeypatch: pytest.MonkeyPatch, where: ModuleType, name: str,
                act: Callable[[], object]) -> None:
     """`act` done once, as `where.name` returns (the first time it is called)."""

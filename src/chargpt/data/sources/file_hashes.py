@@ -3,6 +3,7 @@ once: kept in the cache folder, keyed by what changes whenever the file's bytes 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from pathlib import Path
@@ -59,3 +60,18 @@ def cached_sha256s(files: list[Path], cache_dir: Path | None) -> list[str]:
         except OSError:
             pass  # an unwritable cache: the files are hashed again next time
     return digests
+
+
+def forget_sha256(file: Path, cache_dir: Path | None) -> None:
+    """Drop `file`'s entry from the record in `cache_dir`: its text, as read, was not the one the
+    entry says (a write the stamp did not show, on a file system whose times cannot be trusted, or a
+    damaged record), and every later start would find the entry again and refuse the text for ever.
+    The next start hashes the file afresh."""
+    if cache_dir is None:
+        return
+    record = cache_dir / HASHES_FILE
+    known = read_json_object(record)
+    if known.pop(os.path.realpath(file), None) is None:
+        return
+    with contextlib.suppress(OSError):  # an unwritable cache: nothing was recorded in it either
+        write_json_atomic(record, known)

@@ -18,7 +18,7 @@ from typing import NoReturn
 
 from chargpt import shell_words
 from chargpt.data.corpus import resolve_corpus
-from chargpt.data.sources.file_hashes import cached_sha256s
+from chargpt.data.sources.file_hashes import cached_sha256s, forget_sha256
 from chargpt.data.sources.hf_datasets import is_saved_dataset
 from chargpt.data.sources.parts import Part, changed_while_read
 from chargpt.data.sources.paths import GLOB_CHARS, expand_path, no_match_advice, split_glob
@@ -32,10 +32,13 @@ _CHUNK_BYTES = 16 << 20
 _SNIFF_BYTES = 8192
 
 
-def file_chunks(path: Path, sha256: str) -> Callable[[], Iterator[tuple[str, int]]]:
+def file_chunks(
+    path: Path, sha256: str, hash_cache: Path | None = None
+) -> Callable[[], Iterator[tuple[str, int]]]:
     """The file's text chunk by chunk (bytes read as progress); bad UTF-8 names the file. The bytes
     read are hashed as they are: other than those `sha256` identifies (the file written to since it
-    was hashed), they are an error before the last chunk, so no text is taken for another's."""
+    was hashed), they are an error before the last chunk, so no text is taken for another's; and
+    `sha256`'s entry in `hash_cache` is dropped, so that running again hashes the file afresh."""
     import codecs
 
     def chunks() -> Iterator[tuple[str, int]]:
@@ -51,6 +54,7 @@ def file_chunks(path: Path, sha256: str) -> Callable[[], Iterator[tuple[str, int
                 raw = f.read(_CHUNK_BYTES)
                 digest.update(raw)
                 if not raw and digest.hexdigest() != sha256:
+                    forget_sha256(path, hash_cache)
                     raise changed_while_read(str(path))
                 try:
                     text = decoder.decode(raw, final=not raw)
@@ -475,7 +479,7 @@ def file_parts(files: list[Path], hash_cache: Path | None = None) -> list[Part]:
         sizes = [f.stat().st_size for f in files]
     except (FileNotFoundError, PermissionError) as err:  # (each names its file)
         raise _unreadable_now(Path(err.filename), err) from None
-    return [Part(str(f), sha, file_chunks(f, sha), size)
+    return [Part(str(f), sha, file_chunks(f, sha, hash_cache), size)
             for f, sha, size in zip(files, digests, sizes, strict=True)]
 
 
