@@ -1240,18 +1240,20 @@ def test_a_text_written_to_between_the_encodings_two_reads_is_refused(
     assert text_of(module(file, cache_dir=str(cache))) == saved
 
 
-@pytest.mark.parametrize("when", ["hashing another file", "hashed", "counted"])
+@pytest.mark.parametrize("when", ["listed", "hashing another file", "hashed", "counted"])
 def test_a_text_file_removed_while_the_text_is_read_is_named_not_a_traceback(
     folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, when: str
 ) -> None:
     # Listed, then gone: a traceback (FileNotFoundError); gone between the encoding's two reads, the
-    # error blamed the cache: "cannot write the encoding cache in ... set CHARGPT_CACHE_DIR".
+    # error blamed the cache: "cannot write the encoding cache in ... set CHARGPT_CACHE_DIR"; gone
+    # before its first bytes were checked to be text: "cannot read ...; make it readable".
     from chargpt.data import encoding
     from chargpt.data.sources import file_hashes, text_files
 
     file = folder / "b" / "a.txt"
-    where = {"hashing another file": (file_hashes, "sha256_of"), "hashed": (text_files, "cached_sha256s"),
-             "counted": (encoding, "_scan")}[when]
+    # (listed: gone before its first bytes are checked to be text)
+    where = {"listed": (text_files, "_walk"), "hashing another file": (file_hashes, "sha256_of"),
+             "hashed": (text_files, "cached_sha256s"), "counted": (encoding, "_scan")}[when]
     _meanwhile(monkeypatch, *where, file.unlink)
     with pytest.raises(DataError) as err:
         text_of(module(folder, cache_dir=str(tmp_path / "cache")))

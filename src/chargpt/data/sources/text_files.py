@@ -95,8 +95,8 @@ def _head(path: Path) -> bytes:
     try:
         with path.open("rb") as f:
             return f.read(_SNIFF_BYTES)
-    except OSError as err:  # no read permission (chmod 000), an unreadable disk
-        raise DataError(cannot_read(path, err)) from None
+    except OSError as err:  # no read permission (chmod 000), an unreadable disk; or removed since listed
+        raise _unreadable_now(path, err) from None
 
 
 def _not_text(path: Path) -> str | None:
