@@ -3,6 +3,7 @@ training and validation windows, the 90/10 split, and the corpus download checke
 
 import hashlib
 import http.server
+import os
 import threading
 from pathlib import Path
 from types import SimpleNamespace
@@ -131,6 +132,27 @@ def test_the_shortest_split_a_run_takes_holds_one_window_and_its_target(tmp_path
     CharDataModule(str(text), block_size=9, batch_size=1, train_fraction=0.5).setup()
     with pytest.raises(DataError, match=r"has 10 characters, fewer than model.block_size \+ 1 = 11"):
         CharDataModule(str(text), block_size=10, batch_size=1, train_fraction=0.5).setup()
+
+
+@pytest.mark.parametrize("setting", ["data.path", "data.val_path"])
+def test_a_pipe_as_the_text_is_refused_naming_its_setting_and_the_fix(tmp_path: Path, setting: str) -> None:
+    # `data.path=<(cat input.txt)`, `cat input.txt | chargpt-train data.path=/dev/stdin`: said to be
+    # "not a file (a FIFO, a device or a socket)", with no word of why nor how to train on it, and as
+    # data.path for data.val_path too. A pipe is read once; a run reads its text more than once.
+    from chargpt.data.sources.text_files import text_files
+
+    read_end, write_end = os.pipe()
+    try:
+        os.write(write_end, b"some text piped in\n")
+        with pytest.raises(DataError) as err:
+            text_files(f"/dev/fd/{read_end}", setting)
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+    assert str(err.value) == (
+        f"{setting}=/dev/fd/{read_end} is not a file but a pipe, which can be read only once; a run reads "
+        "its text more than once, and records its sha256 for a resume to check: save the text to a file "
+        f"first (COMMAND > corpus.txt) and pass {setting}=corpus.txt")
 
 
 def test_missing_file_without_url_and_directory(tmp_path: Path) -> None:

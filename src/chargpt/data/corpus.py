@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -110,18 +111,32 @@ def _remove_empty(folders: list[Path]) -> None:
             return
 
 
-def resolve_corpus(path: str | os.PathLike, url: str | None = None, sha256: str | None = None) -> Path:
-    """Return an existing, non-empty corpus file, downloading it first when a URL is known."""
+def _kind_of(path: Path) -> str:
+    mode = path.stat().st_mode
+    if stat.S_ISFIFO(mode):
+        return "a pipe"
+    return "a socket" if stat.S_ISSOCK(mode) else "a device"
+
+
+def resolve_corpus(
+    path: str | os.PathLike, url: str | None = None, sha256: str | None = None, setting: str = "data.path"
+) -> Path:
+    """Return an existing, non-empty corpus file, downloading it first when a URL is known;
+    `setting` is the one that named it."""
     file = Path(os.path.expanduser(path))
     if not file.exists():
         if url is None:
-            raise DataError(f"data file not found: {file}; pass an existing text file as data.path=FILE")
+            raise DataError(f"data file not found: {file}; pass an existing text file as {setting}=FILE")
         _download(url, file, sha256)
     if file.is_dir():
-        raise DataError(f"data path {file} is a directory; pass a text file as data.path=FILE")
-    if not file.is_file():  # a FIFO's or a device's size says nothing of what reading it gives
-        raise DataError(f"data path {file} is not a file (a FIFO, a device or a socket); pass a text file "
-                        "as data.path=FILE")
+        raise DataError(f"data path {file} is a directory; pass a text file as {setting}=FILE")
+    if not file.is_file():
+        # A pipe (`<(command)`, `command | chargpt-train data.path=/dev/stdin`, a FIFO) is read once:
+        # a run reads its text twice (its characters, then its ids) and again to resume, and its size,
+        # 0, said nothing of it. A FIFO with no writer waited for ever.
+        raise DataError(f"{setting}={file} is not a file but {_kind_of(file)}, which can be read only once; "
+                        "a run reads its text more than once, and records its sha256 for a resume to check: "
+                        f"save the text to a file first (COMMAND > corpus.txt) and pass {setting}=corpus.txt")
     if file.stat().st_size == 0:
         raise DataError(f"data file {file} is empty; pass a text file with content")
     return file

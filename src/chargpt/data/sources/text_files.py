@@ -443,7 +443,7 @@ def _text_files(value: str, setting: str, url: str | None, sha256: str | None) -
         raise DataError(
             f"data file not found: {path}; pass an existing text file, directory or glob as {setting}=..."
         )
-    file = resolve_corpus(path, url, sha256)
+    file = resolve_corpus(path, url, sha256, setting)
     if (why := _not_text(file)) not in (None, NOT_UTF8):  # (other bad bytes: named with their offset)
         raise DataError(f"{file} {why}; {convert_advice(why)}")
     return [file]
