@@ -88,6 +88,30 @@ def test_report_ranks_runs_and_writes_csv(tmp_path: Path) -> None:
     assert (tmp_path / "speed.csv").exists()
 
 
+def test_a_run_launched_without_its_hydra_record_is_named_not_left_out_unsaid(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    # hydra.output_subdir=null: no .hydra/overrides.yaml, so the run was missing from the report, nothing
+    # said; alone, the folder had "no runs" in it.
+    sweep = tmp_path / "runs"
+    fake_run(sweep, "recorded", ["optimizer.lr=1e-3"], metrics(2.0, 2.1), {"status": "finished"})
+    unrecorded = sweep / "no record"
+    (unrecorded / "checkpoints").mkdir(parents=True)
+    (unrecorded / "checkpoints" / "last.ckpt").write_bytes(b"")
+    (unrecorded / "status.json").write_text(json.dumps({"status": "finished"}))
+    (unrecorded / "train.log").write_text("")
+    (sweep / "notes").mkdir()  # no run: not named
+    (sweep / "notes" / "status.json").write_text("{}")
+
+    assert [row["run"] for row in report(sweep)] == ["recorded"]
+    said = ("1 run launched with hydra.output_subdir=null, so with no .hydra/overrides.yaml to read settings "
+            f"from: {unrecorded}; launch runs to report without hydra.output_subdir=null")
+    assert f"warning: left out {said}\n" in capsys.readouterr().err
+    with pytest.raises(ChargptError) as err:
+        report(unrecorded)
+    assert str(err.value) == f"no runs to report in {unrecorded}: {said}"
+
+
 def test_model_auto_runs_show_the_shape_each_chose(tmp_path: Path, capsys, monkeypatch) -> None:
     # A budget sweep of model=auto: which shape each budget bought was in each run's budget.json only.
     sweep = tmp_path / "sweep"

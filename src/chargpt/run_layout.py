@@ -55,6 +55,13 @@ def find_runs(folder: Path) -> list[Path]:
     return sorted(p.parent.parent for p in folder.rglob(OVERRIDES_FILE) if p.parent.name == CONFIG_DIR)
 
 
+def unrecorded_runs(folder: Path) -> list[Path]:
+    """The run folders under `folder` (itself included) with no record of a launch's settings: each
+    launched with hydra.output_subdir=null, known by its checkpoints or its status beside its log."""
+    found = {p.parent for p in folder.rglob(STATUS_FILE)} | {p.parent for p in folder.rglob(CHECKPOINT_DIR)}
+    return sorted(run for run in found if not (run / CONFIG_DIR).is_dir() and is_run_folder(run))
+
+
 def is_resume_config(config_dir: str | Path) -> bool:
     """Whether a launch's config folder is a later launch's (CONFIG_DIR/resume-*), not the first's."""
     return Path(config_dir).name.startswith(RESUME_PREFIX)

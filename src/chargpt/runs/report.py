@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from chargpt.errors import ChargptError
-from chargpt.run_layout import CONFIG_DIR, OVERRIDES_FILE, find_runs
+from chargpt.run_layout import CONFIG_DIR, OVERRIDES_FILE, find_runs, unrecorded_runs
 from chargpt.runs.curves import curve_runs, write_curves
 from chargpt.runs.report_files import check_outputs, output_paths, write_csv
 from chargpt.runs.report_table import print_groups, print_table
@@ -30,9 +30,14 @@ def report(sweep_dir: Path, csv_path: Path | None = None, sort_by: str = "best_v
     csv_path, groups_path, curves_path = outputs = output_paths(csv_path or sweep_dir / "report.csv")
     check_outputs(outputs, sweep_dir)
     runs = find_runs(sweep_dir)
+    unrecorded = unrecorded_runs(sweep_dir)
+    if not runs and unrecorded:
+        raise ChargptError(f"no runs to report in {sweep_dir}: {_unrecorded(unrecorded)}")
     if not runs:
         raise ChargptError(f"no runs in {sweep_dir} (no {CONFIG_DIR}/{OVERRIDES_FILE} in it); give a sweep "
                            "directory")
+    if unrecorded:  # not left out unsaid: a report missing a run reads as a report of every run
+        print(f"warning: left out {_unrecorded(unrecorded)}", file=sys.stderr)
     rows_read = []
     for run in runs:
         try:
@@ -66,6 +71,14 @@ def report(sweep_dir: Path, csv_path: Path | None = None, sort_by: str = "best_v
     if closed:
         raise BrokenPipeError
     return rows
+
+
+def _unrecorded(runs: list[Path]) -> str:
+    """The runs launched with hydra.output_subdir=null, which the report has no settings of."""
+    more = f" and {len(runs) - 1} more" if len(runs) > 1 else ""
+    return (f"{counted(len(runs), 'run')} launched with hydra.output_subdir=null, so with no "
+            f"{CONFIG_DIR}/{OVERRIDES_FILE} to read settings from: {runs[0]}{more}; launch runs to report "
+            "without hydra.output_subdir=null")
 
 
 def _printing(show: Callable[[], None]) -> bool:
