@@ -1261,6 +1261,28 @@ def test_a_text_file_removed_while_the_text_is_read_is_named_not_a_traceback(
                               "listed); run again once nothing writes to it")
 
 
+@needs_datasets
+def test_a_saved_dataset_written_to_after_it_is_hashed_is_refused_not_cached_as_the_one_hashed(
+    tmp_path: Path, datasets: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # save_to_disk writes a split's Arrow files in place: saved again once they were hashed, its new
+    # rows were encoded and cached under the old rows' sha256, and every later run on the old rows
+    # trained on the new ones from the cache.
+    from chargpt.data.sources import hf_datasets
+
+    saved, cache = tmp_path / "saved", tmp_path / "cache"
+    old = datasets.Dataset.from_dict({"text": [f"old row {i} " * 5 for i in range(50)]})
+    old.save_to_disk(str(saved))
+    new = datasets.Dataset.from_dict({"text": [f"the rows saved since {i} " * 5 for i in range(50)]})
+    _meanwhile(monkeypatch, hf_datasets, "cached_sha256s", lambda: new.save_to_disk(str(saved)))
+    with pytest.raises(DataError) as err:
+        text_of(hf_module(saved, cache_dir=str(cache)))
+    assert str(err.value) == (f"{saved}[train] changed while it was read (its files were written to after "
+                              "their sha256 was taken); run again once nothing writes to it")
+    assert not list(cache.glob("*.ids.npy"))
+    assert text_of(hf_module(saved, cache_dir=str(cache))).startswith("the rows saved since 0")
+
+
 def test_missing_datasets_package_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     import sys
 

@@ -22,6 +22,18 @@ def _stamp(path: Path) -> list[int]:
     return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev]
 
 
+def file_stamps(files: list[Path]) -> list[list[int] | None]:
+    """Each file's stamp (None: gone, or unreadable): taken before the files are hashed, the same
+    after they are read says no write came between (their reader's bytes are those hashed)."""
+    stamps: list[list[int] | None] = []
+    for file in files:
+        try:
+            stamps.append(_stamp(file))
+        except OSError:
+            stamps.append(None)
+    return stamps
+
+
 def _still_matches(path: str, entry: object) -> bool:
     """Whether a recorded `entry` could still be used: its file is there with the stamp recorded."""
     try:

@@ -9,8 +9,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from chargpt.data.sources.file_hashes import cached_sha256s
-from chargpt.data.sources.parts import Part
+from chargpt.data.sources.file_hashes import cached_sha256s, file_stamps, forget_sha256
+from chargpt.data.sources.parts import Part, changed_while_read
 from chargpt.data.sources.paths import absolute_path, expand_path, no_match_advice
 from chargpt.errors import ConfigError, DataError, first_line, needs_extra
 
@@ -18,12 +18,17 @@ _HF_BATCH_ROWS = 1024
 LOCAL_BUILDERS = ("text", "json", "csv", "parquet", "arrow", "pandas")  # datasets' builders of local files
 
 
+def _arrow_files(dataset: Any) -> list[Path]:
+    """The Arrow files that hold a dataset's rows (none for a dataset only in memory)."""
+    return [Path(f["filename"]) for f in getattr(dataset, "cache_files", None) or []]
+
+
 def _content_id(dataset: Any, hash_cache: Path | None = None) -> str:
     """What the rows are: the sha256 of the Arrow files that hold them (and of the row selection,
     if any), as a text file's is of its bytes. datasets' own fingerprint is not: a split saved
     again unchanged gets a new one. A dataset only in memory has no files: its fingerprint, then.
     The files are hashed once, their digests kept in `hash_cache` (a big dataset took seconds)."""
-    files = [Path(f["filename"]) for f in getattr(dataset, "cache_files", None) or []]
+    files = _arrow_files(dataset)
     if files and all(f.is_file() for f in files):
         return ",".join(cached_sha256s(files, hash_cache))
     return getattr(dataset, "_fingerprint", None) or ""
@@ -142,8 +147,19 @@ def hf_part(
     if len(dataset) == 0:
         raise DataError(f"{label} has no rows; pass a split with text")
     column = dataset.select_columns([text_field])
+    # Stamped before they are hashed: the rows are read from the files as they are then (datasets
+    # maps them, and save_to_disk writes a split into its files in place), so a write from now on
+    # would have its rows cached, and a run recorded, under the sha256 of the rows before it.
+    files = _arrow_files(dataset)
+    stamped = file_stamps(files)
 
-    def chunks() -> Iterator[tuple[str, int]]:
+    def unless_written_to() -> None:
+        if file_stamps(files) != stamped:
+            for file in files:  # (running again hashes them afresh)
+                forget_sha256(file, hash_cache)
+            raise changed_while_read(label, "its files were written to after their sha256 was taken")
+
+    def rows_read() -> Iterator[tuple[str, int]]:
         first = True
         for batch in column.iter(batch_size=_HF_BATCH_ROWS):
             rows = batch[text_field]
@@ -156,6 +172,14 @@ def hf_part(
             text = separator.join(r for r in rows if r is not None)
             yield ("" if first else separator) + text, len(rows)
             first = False
+
+    def chunks() -> Iterator[tuple[str, int]]:
+        try:
+            yield from rows_read()
+        except Exception:  # rows read from files rewritten under the reader: garbled (bad UTF-8)
+            unless_written_to()
+            raise
+        unless_written_to()
 
     def sha_of(content: str) -> str:
         return hashlib.sha256(f"{label}\0{text_field}\0{content}\0{len(dataset)}".encode()).hexdigest()
