@@ -5,6 +5,7 @@ sweep ends with its continue command, without submitit's tracebacks."""
 from __future__ import annotations
 
 import contextlib
+import importlib
 import json
 import os
 import signal
@@ -148,3 +149,60 @@ def test_the_installed_submitits_start_controller_is_swapped_for_the_stoppable_o
         assert submitit_local.start_controller is stoppable.start_controller
     assert submitit_local.start_controller is original
     assert capsys.readouterr().err == ""
+
+
+def test_a_submitit_without_a_controller_class_keeps_its_own_launcher_with_a_note(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The stoppable controller subclassed submitit's Controller as its module was imported, so a
+    # submitit without the class ended the sweep in an AttributeError before the check that keeps
+    # submitit's own launcher.
+    submitit_local = pytest.importorskip("submitit.local.local")
+    from omegaconf import OmegaConf
+
+    import chargpt.runs
+
+    monkeypatch.delattr(submitit_local, "Controller")
+    monkeypatch.setattr(chargpt.runs, "submitit_local", None, raising=False)  # restored afterwards
+    monkeypatch.delitem(sys.modules, "chargpt.runs.submitit_local", raising=False)
+    stoppable = importlib.import_module("chargpt.runs.submitit_local")
+    original = submitit_local.start_controller
+    with stoppable.stoppable_controllers(OmegaConf.create({})):
+        assert submitit_local.start_controller is original
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and err.startswith("note: submitit "), err
+
+
+def test_a_controller_leaves_the_stopping_signals_to_its_job(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # The sweep's process signals each controller's whole process group, its job included, and
+    # submitit's controller handed SIGTERM on to its job as well: the job got it twice, the second
+    # meaning "quit at once, without a checkpoint", where the job's handler ran between the two (a
+    # stopped sweep's test tells only then; this one asks the controller itself).
+    submitit_local = pytest.importorskip("submitit.local.local")
+    from chargpt.runs import submitit_local as stoppable
+
+    handed_on: list[int] = []
+
+    class Job:
+        def send_signal(self, signum: int) -> None:
+            handed_on.append(signum)
+
+    def run(controller: object, max_retry: int = 6) -> None:
+        controller.tasks = [Job()]  # type: ignore[attr-defined]
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.raise_signal(signum)  # its handler runs before this returns
+
+    for name, value in {"SUBMITIT_LOCAL_NTASKS": "1", "SUBMITIT_LOCAL_COMMAND": "true",
+                        "SUBMITIT_LOCAL_TIMEOUT_S": "60", "SUBMITIT_LOCAL_SIGNAL_DELAY_S": "30",
+                        "SUBMITIT_STDERR_TO_STDOUT": "", "SUBMITIT_LOCAL_WITH_SHELL": ""}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(submitit_local.Controller, "run", run)
+    earlier = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        stoppable._run_controller(str(tmp_path))
+    finally:
+        for s, handler in earlier.items():
+            signal.signal(s, handler)
+    assert handed_on == []

@@ -75,8 +75,9 @@ def stoppable_controllers(config: DictConfig) -> Iterator[None]:
     every job, which stops at its next step with a checkpoint; the block ends once they have. A job
     a signal ended ends the sweep, once the others have ended, with one line and the continue command.
 
-    Another submitit, whose `start_controller` takes other arguments than the copy above, keeps its
-    own (its controller may need what it passes): the sweep runs, and stops, as submitit's does."""
+    Another submitit, whose `start_controller` takes other arguments than the copy above or which has
+    no `Controller` class, keeps its own (its controller may need what it passes): the sweep runs, and
+    stops, as submitit's does."""
     original = submitit_local.start_controller
     if not _copies(original):
         print(f"note: submitit {_submitit_version()}'s local launcher is not the one chargpt stops with "
@@ -105,7 +106,10 @@ def stoppable_controllers(config: DictConfig) -> Iterator[None]:
 
 
 def _copies(original: object) -> bool:
-    """Whether submitit's `start_controller` takes the arguments of this module's copy of it."""
+    """Whether submitit's `start_controller` takes the arguments of this module's copy of it, and its
+    `Controller`, which this module's controller runs, is there."""
+    if not isinstance(getattr(submitit_local, "Controller", None), type):
+        return False
     try:
         theirs = inspect.signature(original)  # type: ignore[arg-type]
     except (TypeError, ValueError):
@@ -168,23 +172,24 @@ def _say_a_job_was_ended(config: DictConfig, signum: int) -> None:
     sys.exit(signal_exit_code(signum))
 
 
-class _Controller(submitit_local.Controller):
-    """submitit's controller, which exits 0 however its job ended: here it keeps its job's exit codes,
-    for its own exit to say which signal ended the job."""
-
-    exit_codes: tuple[int | None, ...] = ()
-
-    def wait(self, freq: int = 24) -> tuple[int | None, ...]:
-        self.exit_codes = tuple(super().wait(freq))
-        return self.exit_codes
-
-
 def _leave_to_the_job(signum: int, frame: FrameType | None) -> None:
     """A controller's SIGINT or SIGTERM: its job, in the same process group, got the same signal and
     stops by itself."""
 
 
 def _run_controller(folder: str) -> None:
+    # (defined here, in the controller's process: a submitit without the class keeps its own launcher,
+    # with a note, where a class defined on import would end the sweep before that check)
+    class _Controller(submitit_local.Controller):
+        """submitit's controller, which exits 0 however its job ended: here it keeps its job's exit
+        codes, for its own exit to say which signal ended the job."""
+
+        exit_codes: tuple[int | None, ...] = ()
+
+        def wait(self, freq: int = 24) -> tuple[int | None, ...]:
+            self.exit_codes = tuple(super().wait(freq))
+            return self.exit_codes
+
     # A handler, not SIG_IGN: the job's process starts with SIGINT's default action, as exec resets
     # a handled signal (an ignored one would stay ignored, and Ctrl-C would not stop the job).
     signal.signal(signal.SIGINT, _leave_to_the_job)
