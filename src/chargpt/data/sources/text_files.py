@@ -240,7 +240,7 @@ def _refuse_unreadable_globbed_folders(fixed: Path, pattern: str, setting: str, 
                 with os.scandir(folder) as entries:
                     listed = list(entries)
                 _check_searchable(folder, [entry.name for entry in listed])
-                names = [entry.name for entry in listed if _is_folder(entry)]
+                names = [entry.name for entry in listed if _is_folder_at(folder / entry.name)]
             if folder != fixed and is_run_folder(folder):  # chargpt's own: its matches are left out
                 continue
         except (FileNotFoundError, NotADirectoryError):  # no such folder: the glob matches nothing there
@@ -257,9 +257,9 @@ def _refuse_unreadable_globbed_folders(fixed: Path, pattern: str, setting: str, 
 
 
 def _first_unsearchable(path: Path) -> Path:
-    """The outermost folder above `path` this user may not search (a name in it cannot be looked up),
-    else `path` itself."""
-    absolute = Path(os.path.abspath(path))
+    """The outermost folder above `path`, where its links lead, that this user may not search (a name
+    in it cannot be looked up), else `path` itself: the one whose chmod lets it be read."""
+    absolute = Path(os.path.realpath(path))
     for name in (*reversed(absolute.parents), absolute):
         try:
             os.stat(name)
@@ -278,15 +278,8 @@ def _is_folder_at(path: Path) -> bool:
     except (FileNotFoundError, NotADirectoryError):
         return False
     except PermissionError as err:  # its parent was searched: the trouble is past it (a link's target)
-        blocked = _first_unsearchable(Path(os.path.realpath(path)))
+        blocked = _first_unsearchable(path)
         raise PermissionError(err.errno, err.strerror, str(blocked)) from None
-
-
-def _is_folder(entry: os.DirEntry) -> bool:
-    try:
-        return entry.is_dir()
-    except OSError:  # a link glob cannot follow either
-        return False
 
 
 def _directory_files(root: Path, setting: str) -> tuple[list[Path], list[Path], list[Path]]:
