@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import importlib
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import lightning as L
@@ -23,6 +24,9 @@ log = logging.getLogger(__name__)
 
 # The module and class whose instance sets Lightning's signal handlers as a run starts.
 SIGNAL_CONNECTOR = ("lightning.pytorch.trainer.connectors.signal_connector", "_SignalConnector")
+
+# The module and flag by which Lightning's TensorBoard logger picks its SummaryWriter.
+TENSORBOARD_AVAILABLE = ("lightning.fabric.loggers.tensorboard", "_TENSORBOARD_AVAILABLE")
 
 # (owner, attribute path) pairs, checked by the test on a real Trainer and real loggers.
 PRIVATE_MEMBERS: list[tuple[str, str]] = [
@@ -56,6 +60,8 @@ PRIVATE_MEMBERS: list[tuple[str, str]] = [
     ("MLFlowLogger", "_experiment_id"),
     # and the arguments W&B's run starts with (W&B warns of Lightning's anonymous=None).
     ("WandbLogger", "_wandb_init"),
+    # Which SummaryWriter the TensorBoard logger hands the settings it does not take to (run_checks).
+    TENSORBOARD_AVAILABLE,
     # What sets Lightning's signal handlers as a run starts, its class (an owner that is a module is
     # imported by the test), and the one call that sets each.
     ("trainer", "_signal_connector"),
@@ -84,6 +90,21 @@ def validates_after_this_batch(trainer: L.Trainer) -> bool:
     """True when Lightning runs a validation right after the training batch that just ended (in its
     on_train_batch_end hooks): the step is a multiple of val_check_interval, or the epoch's end."""
     return bool(trainer.fit_loop.epoch_loop._should_check_val_fx(trainer.fit_loop._data_fetcher))
+
+
+def tensorboard_summary_writer() -> Callable[..., Any]:
+    """The SummaryWriter Lightning's TensorBoard logger makes at its first log: torch's, else
+    tensorboardX's, as Lightning picks (ImportError where the pick cannot be read)."""
+    module, name = TENSORBOARD_AVAILABLE
+    try:
+        torchs = getattr(importlib.import_module(module), name)
+    except AttributeError:
+        raise ImportError(f"{module} has no {name}") from None
+    if torchs:
+        from torch.utils.tensorboard import SummaryWriter
+    else:
+        from tensorboardX import SummaryWriter
+    return SummaryWriter
 
 
 def _missing_signal_connector_piece(trainer: L.Trainer) -> str | None:

@@ -32,6 +32,7 @@ from chargpt.model import ModelConfig
 from chargpt.run_layout import METRICS_FILE, last_checkpoint, run_dir_of
 from chargpt.spelling import did_you_mean, nearest_name
 from chargpt.training.finetune import resume_settings
+from chargpt.training.lightning_internals import tensorboard_summary_writer
 
 
 def is_finetune_experiment() -> bool:
@@ -142,18 +143,6 @@ def check_launch(cfg: DictConfig, in_sweep: bool | None = None) -> None:
         )
 
 
-def _summary_writer() -> Callable[..., Any]:
-    """The SummaryWriter Lightning's TensorBoard logger makes at its first log (torch's, else
-    tensorboardX's, as Lightning picks)."""
-    from lightning.fabric.loggers.tensorboard import _TENSORBOARD_AVAILABLE
-
-    if _TENSORBOARD_AVAILABLE:
-        from torch.utils.tensorboard import SummaryWriter
-    else:
-        from tensorboardX import SummaryWriter
-    return SummaryWriter
-
-
 def _wandb_init() -> Callable[..., Any]:
     import wandb
 
@@ -164,7 +153,7 @@ def _wandb_init() -> Callable[..., Any]:
 # logger starts): Lightning's TensorBoard logger hands them to its SummaryWriter, its W&B logger to
 # wandb.init. Imported only for a setting the classes themselves do not take.
 HANDED_ON: dict[str, Callable[[], Callable[..., Any]]] = {
-    "lightning.fabric.loggers.tensorboard.TensorBoardLogger": _summary_writer,
+    "lightning.fabric.loggers.tensorboard.TensorBoardLogger": tensorboard_summary_writer,
     "lightning.pytorch.loggers.wandb.WandbLogger": _wandb_init,
 }
 # The names a class passes on itself, which a setting cannot give as well ("got multiple values",
