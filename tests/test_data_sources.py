@@ -165,6 +165,63 @@ def test_a_link_into_a_folder_one_may_not_search_is_named_where_it_leads(
         text_files(f"{folder}/{pattern}", "data.path")
 
 
+def test_a_folder_read_whole_with_a_link_into_a_folder_one_may_not_search_names_that_folder(
+    folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # b/sub a link into a folder one may not search: listing b tells it no folder (its target cannot
+    # be looked up), and asking whether it is a file ended the read of `corpus` in a PermissionError
+    # traceback.
+    secret = folder.parent / "secret"
+    (secret / "inner").mkdir(parents=True)
+    (secret / "inner" / "c.txt").write_text("behind\n")
+    (folder / "b" / "sub").symlink_to(secret / "inner")
+    stat, scandir = os.stat, os.scandir
+
+    def unsearchable_secret(path: object, *args: object, **kwargs: object) -> os.stat_result:
+        if kwargs.get("follow_symlinks", True):
+            real = Path(os.path.realpath(os.fspath(path)))  # type: ignore[arg-type]
+            if real != secret and real.is_relative_to(secret):
+                raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), os.fspath(path))  # type: ignore[arg-type]
+        return stat(path, *args, **kwargs)  # type: ignore[arg-type]
+
+    class Listed:
+        """A listing whose link into the secret folder is no folder, as the kernel tells it."""
+
+        def __init__(self, path: object) -> None:
+            with scandir(path) as entries:  # type: ignore[call-overload]
+                self.entries = iter([Unreachable(e) if e.path == str(folder / "b" / "sub") else e
+                                     for e in entries])
+
+        def __enter__(self) -> Listed:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            pass
+
+        def __iter__(self) -> Listed:
+            return self
+
+        def __next__(self) -> os.DirEntry:
+            return next(self.entries)
+
+    class Unreachable:
+        def __init__(self, entry: os.DirEntry) -> None:
+            self.entry = entry
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self.entry, name)
+
+        def is_dir(self, *, follow_symlinks: bool = True) -> bool:
+            return False if follow_symlinks else self.entry.is_dir(follow_symlinks=False)
+
+    monkeypatch.setattr(os, "stat", unsearchable_secret)
+    monkeypatch.setattr(os, "scandir", Listed)
+    with pytest.raises(DataError) as err:
+        text_files(str(folder), "data.path")
+    assert str(err.value).startswith(f"cannot read {secret} (Permission denied); "), err.value
+    assert f", or remove the link {folder / 'b' / 'sub'} " in str(err.value), err.value
+
+
 def test_a_folder_one_may_search_but_not_list_is_read_where_a_glob_names_what_is_in_it(
     folder: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

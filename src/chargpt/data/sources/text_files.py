@@ -169,10 +169,15 @@ def _walk(root: Path) -> tuple[list[Path], list[Path], list[Path]]:
             path = here / name
             if name.startswith(".") or CACHE_FILE.search(name):
                 continue
-            if path.is_file():
-                files.append(path)
-            elif path.is_symlink() and _leads_nowhere(path):
-                broken.append(path)  # other kinds (a pipe, a socket) are no text: left out
+            try:
+                if path.is_file():
+                    files.append(path)
+                elif path.is_symlink() and _leads_nowhere(path):
+                    broken.append(path)  # other kinds (a pipe, a socket) are no text: left out
+            except PermissionError as err:  # a link into a folder this user may not search
+                raise DataError(f"{cannot_read(_first_unsearchable(path), err)}, or remove the link {path} "
+                                "(or name the other files by a glob that does not go into it): its files "
+                                "would be left out of the text") from None
     return sorted(files), runs, broken
 
 
@@ -317,6 +322,8 @@ def _leads_nowhere(link: Path) -> bool:
         os.stat(link)
     except FileNotFoundError:
         return True
+    except PermissionError:  # it leads into a folder this user may not search: the caller says so
+        raise
     except OSError:  # reached through a loop of links too deep to follow: not judged here
         return False
     return False
