@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import OmegaConf
 
 from chargpt.checkpoints import cut_at_a_fraction, stored_corpus, stored_split
 from chargpt.checks import whole_number
@@ -25,6 +24,7 @@ from chargpt.data.text import DEFAULT_TRAIN_FRACTION, CharText, as_its_run_read,
 from chargpt.errors import ConfigError
 from chargpt.evaluation import Evaluation, check_stride, evaluate_text
 from chargpt.export_layout import CONFIG_FILE
+from chargpt.hydra_run import plain
 from chargpt.inference import load_with_checkpoint, pick_device
 from chargpt.model_card import DATASET_READING, card_for_export, dataset_reading, weights_step
 from chargpt.recorded_text import check_read_alike, recorded_data, split_ids
@@ -63,7 +63,7 @@ def evaluate_checkpoint(
     if split not in SPLITS:
         raise ConfigError(f"split={split!r} is not one of {', '.join(SPLITS)}")
     whole_number("batch_size", batch_size, low=1)
-    settings = _plain(data)
+    settings: dict[str, Any] = dict(plain(data) or {})  # a data config resolved: its paths, interpolations
     overrides = {f"data.{k}": f"data.{k}={v}" for k, v in settings.items()} if given is None else dict(given)
     named = bool(settings.get("path") or settings.get("name"))  # a text (or a dataset) asked for by name
     if settings.get("val_path") and not named:
@@ -170,16 +170,6 @@ def _its_validation_text(val_path: str | None, split: dict[str, Any]) -> bool:
     return bool(val_path and recorded) and \
         Path(expand_path(str(val_path))).resolve() == Path(str(recorded)).resolve()
 
-
-def _plain(data: Mapping[str, Any] | None) -> dict[str, Any]:
-    """The data settings as a plain dict: a data config resolved (its paths and interpolations)."""
-    if data is None:
-        return {}
-    if OmegaConf.is_config(data):
-        settings = OmegaConf.to_container(data, resolve=True)
-        assert isinstance(settings, dict)
-        return settings
-    return dict(data)
 
 
 def scored_text(text: CharText, split: str) -> str:

@@ -12,16 +12,17 @@ from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
 
 from chargpt.overrides import absolute_override, override_key
 from chargpt.run_layout import is_resume_config
 from chargpt.stop_request import LAUNCHER
 
 
-def plain(cfg: DictConfig | None) -> Any:
-    """A resolved config as plain dicts and lists (safe inside checkpoints)."""
-    return None if cfg is None else OmegaConf.to_container(cfg, resolve=True)
+def plain(value: Any) -> Any:
+    """A config resolved, as plain dicts and lists (safe inside checkpoints, which load weights-only);
+    any other value as it is."""
+    return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
 
 
 def is_multirun() -> bool:

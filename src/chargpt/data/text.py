@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from omegaconf import OmegaConf
 
 from chargpt.checks import real_number, whole_number
 from chargpt.data.encoding import (
@@ -37,6 +36,7 @@ from chargpt.data.sources.text_files import EMPTY_SHA256, file_parts, files_read
 from chargpt.data.tokenizer import CharTokenizer
 from chargpt.data.vocabulary import vocabulary_lines
 from chargpt.errors import ConfigError, DataError
+from chargpt.hydra_run import plain
 
 # Validation scores the whole split up to this many characters, and the first this many beyond
 # (a fixed prefix, so every validation and every run scores the same text): on a CPU a tiny
@@ -120,7 +120,7 @@ class CharText:
         self.train_fraction = train_fraction
         self.split, self.val_max_chars = split, val_max_chars
         self.name, self.config = name, config
-        self.data_files = absolute_data_files(name, _plain(data_files)) if name else _plain(data_files)
+        self.data_files = absolute_data_files(name, plain(data_files)) if name else plain(data_files)
         self.text_field, self.val_split = text_field, val_split
         # The name a dataset's splits are identified by: a saved one's folder absolute, as a file's
         # path is, so its run resumes from any folder; a resumed run's as its run recorded it
@@ -445,12 +445,6 @@ def as_its_run_read(corpus: Mapping[str, Any] | None) -> dict[str, Any]:
     if isinstance(dataset, Mapping) and isinstance(label := dataset.get("label", dataset.get("name")), str):
         reading["dataset_label"] = label
     return reading
-
-
-def _plain(value: Any) -> Any:
-    """Hydra's list or mapping as Python's own: the value is kept in checkpoints, which load
-    weights-only."""
-    return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
 
 
 def text_of(settings: Mapping[str, Any], **given: Any) -> CharText:
