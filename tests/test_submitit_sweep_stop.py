@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,34 @@ def _status(job: Path) -> dict:
         return {}
 
 
+@contextlib.contextmanager
+def _submitit_sweep(tmp_path: Path, *overrides: str) -> Iterator[tuple[subprocess.Popen[str], Path]]:
+    """A sweep of tiny training runs under hydra/launcher=submitit_local, its output in one text, in a
+    session of its own: its process group is the terminal's foreground group, which Ctrl-C signals.
+    Whatever of it is left when the block ends is killed."""
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    corpus = write_corpus(tmp_path / "corpus.txt", n_chars=20_000)
+    sweep = tmp_path / "sweep 1"
+    argv = [sys.executable, "-c", "from chargpt.cli.launch import train; train()",
+            "-m", "hydra/launcher=submitit_local", "threads=1", "data=text", f"data.path={corpus}",
+            *TINY_MODEL, "sample.max_new_tokens=0", "logger=none", "~callbacks.progress_bar", *overrides,
+            f"hydra.sweep.dir={sweep}"]
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               start_new_session=True)
+    try:
+        yield process, sweep
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+
+
+def _wait_until_running(process: subprocess.Popen[str], *jobs: Path) -> None:
+    deadline = time.monotonic() + 240
+    while not all(_status(job).get("status") == "running" for job in jobs):
+        assert process.poll() is None and time.monotonic() < deadline, process.stdout.read()
+        time.sleep(0.2)
+
+
 @pytest.mark.slow  # submitit's jobs start, import torch and train until the signal
 @pytest.mark.parametrize(("to_the_group", "signum"),
                          [(True, signal.SIGINT), (False, signal.SIGINT), (False, signal.SIGTERM)],
@@ -37,31 +66,15 @@ def test_a_signal_stops_each_submitit_job_with_a_checkpoint_and_no_traceback(
     # its job a second SIGINT (quit at once) and a SIGKILL a second later, so no job kept its work.
     # A SIGINT to the sweep's process alone reached no job. A SIGTERM, handed on by submitit's
     # controller too, would reach each job twice (quit at once).
-    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
-    corpus = write_corpus(tmp_path / "corpus.txt", n_chars=20_000)
-    sweep = tmp_path / "sweep 1"
-    argv = [sys.executable, "-c", "from chargpt.cli.launch import train; train()",
-            "-m", "hydra/launcher=submitit_local", "threads=1", "seed=1,2", "data=text",
-            f"data.path={corpus}", *TINY_MODEL, "trainer.max_steps=100000",
-            "trainer.val_check_interval=100000", "sample.max_new_tokens=0", "logger=none",
-            "~callbacks.progress_bar", f"hydra.sweep.dir={sweep}"]
-    # A session of its own: its process group is the terminal's foreground group, which Ctrl-C signals.
-    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               start_new_session=True)
-    try:
-        deadline = time.monotonic() + 240
-        while not all(_status(sweep / job).get("status") == "running" for job in ("0", "1")):
-            assert process.poll() is None and time.monotonic() < deadline, process.stdout.read()
-            time.sleep(0.2)
+    with _submitit_sweep(tmp_path, "seed=1,2", "trainer.max_steps=100000",
+                         "trainer.val_check_interval=100000") as (process, sweep):
+        _wait_until_running(process, sweep / "0", sweep / "1")
         time.sleep(1.0)
         if to_the_group:
             os.killpg(process.pid, signum)
         else:
             process.send_signal(signum)
         out, _ = process.communicate(timeout=180)
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
     assert process.returncode == 128 + signum, out
     assert "Traceback" not in out, out
     for job in ("0", "1"):  # each stopped at a step boundary and kept its work
@@ -82,25 +95,11 @@ def test_a_submitit_job_killed_outright_ends_the_sweep_with_one_line_and_its_con
 ) -> None:
     # The killed job handed submitit no result: the sweep ended in submitit's UncompletedJobError
     # traceback, exit code 1.
-    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
-    corpus = write_corpus(tmp_path / "corpus.txt", n_chars=20_000)
-    sweep = tmp_path / "sweep"
-    argv = [sys.executable, "-c", "from chargpt.cli.launch import train; train()",
-            "-m", "hydra/launcher=submitit_local", "threads=1", "trainer.max_steps=20,100000", "data=text",
-            f"data.path={corpus}", *TINY_MODEL, "trainer.val_check_interval=10", "sample.max_new_tokens=0",
-            "logger=none", "~callbacks.progress_bar", f"hydra.sweep.dir={sweep}"]
-    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               start_new_session=True)
-    try:
-        deadline = time.monotonic() + 240
-        while _status(sweep / "1").get("status") != "running":
-            assert process.poll() is None and time.monotonic() < deadline, process.stdout.read()
-            time.sleep(0.2)
+    with _submitit_sweep(tmp_path, "trainer.max_steps=20,100000",
+                         "trainer.val_check_interval=10") as (process, sweep):
+        _wait_until_running(process, sweep / "1")
         os.kill(_status(sweep / "1")["pid"], signal.SIGKILL)
         out, _ = process.communicate(timeout=180)
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
     assert process.returncode == 128 + signal.SIGKILL, out
     assert "Traceback" not in out, out
     assert _status(sweep / "0")["status"] == "finished", out  # the other job went on to its end
