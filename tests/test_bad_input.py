@@ -21,7 +21,7 @@ from chargpt.cli import sample as sample_cli
 from chargpt.cli import serve as serve_cli
 from chargpt.cli import train as train_cli
 from chargpt.data import CharDataModule
-from chargpt.errors import ChargptError
+from chargpt.errors import ChargptError, CheckpointError
 from chargpt.export_layout import FORMAT_MARKER
 from chargpt.model import ModelConfig
 from chargpt.runs.directory import foreign_files
@@ -1008,6 +1008,27 @@ def test_the_python_api_names_a_bad_seed_and_device(files) -> None:
     if not torch.cuda.is_available():
         with pytest.raises(ChargptError, match=r"^device=cuda but no CUDA GPU is available; use device=cpu"):
             chargpt.load(files["ckpt"], device=torch.device("cuda"))
+
+
+def test_the_python_api_raises_a_checkpoint_error_for_any_path_that_leads_to_no_model(files, monkeypatch):
+    # Paths the file system refuses to look up were its bare OSError, which a caller catching the
+    # documented CheckpointError missed.
+    monkeypatch.chdir(files["tmp"])
+    Path("loop").symlink_to("loop")
+    expected = {
+        "loop": "^loop: its symbolic links lead round in a loop; point the link at",
+        "n" * 300: f"^{'n' * 300}: a name in it is 300 bytes long, more than the file system takes; give a "
+                   "shorter path$",
+        "notes.txt/model.ckpt": "^notes.txt/model.ckpt: notes.txt is a file, not a folder, so nothing can be "
+                                "inside it; give a path through folders$",
+        "foreign.ckpt": r"^foreign.ckpt is not a chargpt checkpoint \(no model settings and vocabulary in "
+                        r"it\); pass a .ckpt file that chargpt-train wrote$",
+        "notes.txt": "^notes.txt is not a readable checkpoint",
+        ".": "^. is a folder but not a run directory",
+    }
+    for path, message in expected.items():
+        with pytest.raises(CheckpointError, match=message):
+            chargpt.load(path)
 
 
 def test_a_sweeps_folder_given_for_a_run_names_a_job_folder(files, capsys):

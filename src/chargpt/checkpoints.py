@@ -139,7 +139,8 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         ) from None
     hparams = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None
     if not isinstance(hparams, dict) or "model" not in hparams or "vocab" not in hparams:
-        raise CheckpointError(f"{file} is not a chargpt checkpoint (no model settings and vocabulary in it)")
+        raise CheckpointError(f"{file} is not a chargpt checkpoint (no model settings and vocabulary in it); "
+                              "pass a .ckpt file that chargpt-train wrote")
     return ckpt
 
 

@@ -5,6 +5,7 @@ The sampling and evaluation CLIs and the end-of-training sample go through this 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,15 @@ from torch import nn
 from chargpt.checkpoints import model_config, model_weights, read_checkpoint, resolve_checkpoint
 from chargpt.checks import check_seed, whole_number
 from chargpt.data.tokenizer import CharTokenizer
-from chargpt.errors import ChargptError, CheckpointError, ConfigError, cannot_read, first_line, needs_extra
+from chargpt.errors import (
+    ChargptError,
+    CheckpointError,
+    ConfigError,
+    cannot_read,
+    first_line,
+    needs_extra,
+    path_refused,
+)
 from chargpt.evaluation import Evaluation, evaluate_text
 from chargpt.export_layout import CONFIG_FILE, WEIGHTS, export_folder_of, read_export_config
 from chargpt.model import ModelConfig, build_model
@@ -134,8 +143,14 @@ def _names_a_device(name: object) -> bool:
 
 
 def load(path: str | Path, device: str | torch.device = "cpu") -> TrainedModel:
-    """The trained model and tokenizer of a checkpoint file, run directory or safetensors export."""
-    return load_with_checkpoint(path, device)[0]
+    """The trained model and tokenizer of a checkpoint file, run directory or safetensors export.
+    A path that leads to none raises a CheckpointError naming it and the fix."""
+    try:
+        return load_with_checkpoint(path, device)[0]
+    except OSError as err:  # the commands say these with the setting that named the path
+        if (why := path_refused(err)) is None:
+            raise
+        raise CheckpointError(f"{os.fsdecode(err.filename)}: {why}") from None
 
 
 def load_with_checkpoint(
