@@ -1,12 +1,16 @@
 """Sampling: greedy, temperature, top-k and top-p as promised, the same seed the same text, the
 caller's random state left alone, and bad settings or non-finite outputs as one error."""
 
+import subprocess
+import sys
+
 import pytest
 import torch
 
 from chargpt.errors import CheckpointError, ConfigError
 from chargpt.model import GPT, ModelConfig
 from chargpt.model.sampling import check_sampling, filter_logits, generate, sample_next
+from conftest import make_checkpoint
 
 
 def test_top_k_1_and_temperature_0_are_greedy() -> None:
@@ -131,3 +135,16 @@ def test_a_model_with_non_finite_outputs_is_one_error_not_a_torch_traceback(tmp_
     for greedy in ("temperature=0", "top_k=1"):
         code, out, err = run_main(sample_cli.main, [f"ckpt_path={file}", "max_new_tokens=5", greedy], capsys)
         assert code == 2 and "probabilities are not finite" in err, (greedy, out, err)
+
+
+@pytest.mark.slow  # a fresh interpreter loads a checkpoint: seconds
+def test_a_stream_left_open_as_python_exits_says_nothing(tmp_path) -> None:
+    # A script that stops reading a stream and ends: Python closes the generator as it shuts down,
+    # torch half torn down, and its cleanup was a TypeError printed as "Exception ignored in".
+    ckpt = make_checkpoint(tmp_path / "model.ckpt")
+    script = (f"import chargpt\nstream = chargpt.load({str(ckpt)!r}).stream('a', max_new_tokens=1000)\n"
+              "print(next(stream))")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert len(done.stdout) == 2  # one character and its newline
+    assert done.stderr == ""

@@ -189,7 +189,10 @@ def iter_tokens(
                         cache.reset()
                 yield token
     finally:
-        model.train(was_training)
+        # Only where it changed: a stream left open as Python exits ends here with torch half torn
+        # down, where train() raised a TypeError that Python printed as it ended.
+        if model.training != was_training:
+            model.train(was_training)
 
 
 def generate(model: nn.Module, idx: torch.Tensor, max_new_tokens: int, **options: object) -> torch.Tensor:
