@@ -412,19 +412,24 @@ TRAIN_CASES = [
     # Hydra's "Ambiguous value" and its three numbered ways out, over four lines.
     ("sweep values without -m", ["trainer.devices=1,2"],
      "trainer.devices=1,2 is read as several values, a comma separating them: to run once with each, add -m "
-     "(a sweep); for a list, write it in brackets: trainer.devices=[1,2]"),
+     "(a sweep); for a list, write it in brackets: \"trainer.devices=[1,2]\""),
     # A list of a group's alternatives was advised, which is refused as one merged over the other.
     ("options of a one-option group without -m", ["model=small,tiny"],
      "model=small,tiny is read as several values, a comma separating them: to run once with each, add -m "
      "(a sweep), or pick one"),
     ("options of a group of several without -m", ["logger=tensorboard,csv"],
      "logger=tensorboard,csv is read as several values, a comma separating them: to run once with each, add "
-     "-m (a sweep); for a list of its options, write it in brackets: logger=[tensorboard,csv]"),
-    # Text with a comma in it was advised -m or a list, neither the text typed.
+     "-m (a sweep); for a list of its options, write it in brackets: \"logger=[tensorboard,csv]\""),
+    # Text with a comma in it was advised -m or a list, neither the text typed. Each fix is quoted for
+    # the shell: the list was not, which bash split at its space (and zsh took for a pattern).
     ("text with a comma without -m", ["data.separator=a, b"],
      "data.separator=a, b is read as several values, a comma separating them: to run once with each, add -m "
-     "(a sweep); for a list, write it in brackets: data.separator=[a, b]; for text with a comma in it, quote "
-     "it for Hydra too: \"data.separator='a, b'\""),
+     "(a sweep); for a list, write it in brackets: \"data.separator=[a, b]\"; for text with a comma in it, "
+     "quote it for Hydra too: \"data.separator='a, b'\""),
+    # In double quotes, as advised, the shell expanded $HOME: the setting got the home folder's path.
+    ("text with a comma and a $ without -m", ["data.separator=a,$HOME"],
+     "for a list, write it in brackets: 'data.separator=[a,$HOME]'; for text with a comma in it, quote it "
+     "for Hydra too: 'data.separator='\"'\"'a,$HOME'\"'\"''"),
     # Hydra's advice (a list, a quoted string or --multirun) gave none of them the number typed.
     ("number with thousands separators", ["trainer.max_steps=5,000"],
      "trainer.max_steps=5,000 is read as 2 values, a comma separating them: for the number, write it "

@@ -27,6 +27,14 @@ def quote(word: str) -> str:
                           for c in word) + "'"
 
 
+def quote_in_double_quotes(word: str) -> str:
+    """`word` as `quote` writes it, but in double quotes where those need no escapes (no `"`, `$`,
+    backquote, backslash or `!` in it), which reads more easily around Hydra's single quotes."""
+    if re.search(r'["$`\\!]', word) or _CONTROL.search(word):
+        return quote(word)
+    return f'"{word}"'
+
+
 def join(words: Iterable[str]) -> str:
     """`words` as one command line (shlex.join, with `quote`'s words)."""
     return " ".join(quote(word) for word in words)

@@ -27,6 +27,7 @@ from hydra._internal.utils import get_args_parser
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, OmegaConf
 
+from chargpt import shell_words
 from chargpt.cli import CONFIG_PATH
 from chargpt.cli.hydra_errors import ONE_OPTION_GROUPS, settings_in
 from chargpt.data.encoding import BOM, read_as_trained
@@ -568,7 +569,7 @@ def _unparsable(arg: str) -> str:
         return (f"cannot read the override {arg!r}: its value starts as Hydra's {match[1]}(...) but does not "
                 "parse; check its parentheses, commas and numbers, e.g. "
                 f"'{key}=tag(log, interval(1e-4, 1e-2))'")
-    works = _as_typed(f"{plus}{key}={hydra_quoted(value)}")
+    works = shell_words.quote_in_double_quotes(f"{plus}{key}={hydra_quoted(value)}")
     reserved = (f"cannot read the override {arg!r} (Hydra's override syntax reserves characters such as "
                 "spaces, commas, quotes and brackets)")
     items = [item.strip() for item in value[1:-1].split(",")] if value[:1] + value[-1:] == "[]" else []
@@ -576,14 +577,9 @@ def _unparsable(arg: str) -> str:
     if items and parses(listed):
         # A list (hydra.searchpath=[file://my configs]): the whole value quoted is one text, which
         # a list setting refuses; each item quoted keeps the list.
-        return (f"{reserved}; quote each item of the list: {_as_typed(listed)} (or the whole value, for a "
-                f"text: {works})")
+        each = shell_words.quote_in_double_quotes(listed)
+        return f"{reserved}; quote each item of the list: {each} (or the whole value, for a text: {works})"
     return f"{reserved}; quote the value: {works}"
-
-
-def _as_typed(override: str) -> str:
-    """`override` as typed in a shell: in double quotes where that needs no escapes."""
-    return f'"{override}"' if not re.search(r'["$`\\!]', override) else shlex.quote(override)
 
 
 def settings_beside(config_name: str, overrides: list[str]) -> Callable[[str], list[str]]:

@@ -24,11 +24,12 @@ from hydra.errors import ConfigCompositionException
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from chargpt import shell_words
 from chargpt.cli import CONFIG_PATH
 from chargpt.cli.exits import stdout_writes_any_text
 from chargpt.errors import ConfigError, exit_on_user_error, exit_usage, full_errors_requested
 from chargpt.hydra_run import as_written
-from chargpt.overrides import readable_choices
+from chargpt.overrides import hydra_quoted, readable_choices
 from chargpt.spelling import did_you_mean, nearest_name
 
 _HINT = "Set the environment variable HYDRA_FULL_ERROR=1"
@@ -233,13 +234,16 @@ def _values_without_sweep(key: str, value: str) -> str:
     said = f"{key}={value} is read as several values, a comma separating them: to run once with each, add " \
            "-m (a sweep)"
     group = key.lstrip("+")
+    # Each fix as typed into a shell, whatever the value holds ($, !, quotes): pasted, it is what it says.
+    listed = shell_words.quote_in_double_quotes(f"{key}=[{value}]")
     if _in_config_repository(lambda loader: loader.get_group_options(group)):
         if group in ONE_OPTION_GROUPS:
             return f"{said}, or pick one"
-        return f"{said}; for a list of its options, write it in brackets: {key}=[{value}]"
-    said += f"; for a list, write it in brackets: {key}=[{value}]"
+        return f"{said}; for a list of its options, write it in brackets: {listed}"
+    said += f"; for a list, write it in brackets: {listed}"
     if not all(_reads_as_number(item) for item in value.split(",")):
-        said += f"; for text with a comma in it, quote it for Hydra too: \"{key}='{value}'\""
+        text = shell_words.quote_in_double_quotes(f"{key}={hydra_quoted(value)}")
+        said += f"; for text with a comma in it, quote it for Hydra too: {text}"
     return said
 
 
