@@ -304,6 +304,13 @@ TRAIN_CASES = [
     # Hydra's "Could not find", its options a line each and its whole config search path after them.
     ("a misspelt option of Hydra's own group in a sweep", ["-m", "hydra/launcher=slrum", "seed=1,2"],
      "hydra/launcher=slrum is not an option of hydra/launcher; use one of: basic, joblib, local_parallel, "),
+    # Hydra's own line, "Sweeping over Hydra's configuration is not supported", with no way out.
+    ("a sweep over Hydra's own group", ["-m", "hydra/launcher=slrum,basic", "seed=1,2"],
+     "error: hydra/launcher=slrum,basic: a sweep cannot vary Hydra's own settings (one serves all its jobs); "
+     "pick one of hydra/launcher (slrum: not an option): basic, joblib, local_parallel, "),
+    ("a sweep over one of Hydra's own settings", ["-m", "hydra.job.chdir=true,false"],
+     "error: hydra.job.chdir=true,false: a sweep cannot vary Hydra's own settings (one serves all its jobs); "
+     "pick one, e.g. hydra.job.chdir=true"),
     # Hydra's "Could not load 'hydra/launcher/slrum'", with its config search path and no options.
     ("a misspelt option of Hydra's own group in a list", ["-m", "hydra/launcher=[slrum]", "seed=1,2"],
      "hydra/launcher=slrum is not an option of hydra/launcher; use one of: basic, joblib, local_parallel, "),

@@ -58,6 +58,9 @@ _NO_OPTION = re.compile(
     r"Could not find '([^']+)/([^'/]+)'\s+Available options in '\1':\n((?:[ \t]+\S+\n?)+)")
 # The same for an option in a list (hydra/launcher=[slrum]): Hydra names it, and no options.
 _NOT_LOADED = re.compile(r"Could not load '([^']+)/([^'/]+)'")
+# A sweep over one of Hydra's own settings or groups (-m hydra/launcher=slrum,basic), which Hydra
+# refuses whatever the values: its config is one for the whole sweep.
+_HYDRA_SWEPT = re.compile(r"Sweeping over Hydra's configuration is not supported : '([^'=]+)=(.*)'")
 # --config-name naming no config, then the search path, a `provider=..., path=...` line a folder.
 _NO_PRIMARY = re.compile(r"Cannot find primary config '([^']+)'")
 _CONFIG_DIR = re.compile(r"provider=(?:main|command-line), path=file://(.+)")
@@ -210,6 +213,8 @@ def one_line(
     if (match := _NOT_LOADED.search(message)) and (options := _in_config_repository(
             lambda loader: loader.get_group_options(match[1]))):
         return f"{match[1]}={match[2]} is not an option of {match[1]}; use one of: {', '.join(options)}"
+    if match := _HYDRA_SWEPT.search(message):
+        return _hydra_swept(match[1], match[2])
     if match := _NO_PRIMARY.search(message):
         return _no_primary_config(match[1], _CONFIG_DIR.findall(message))
     if match := _WRONG_TYPE.search(message):
@@ -245,6 +250,20 @@ def _values_without_sweep(key: str, value: str) -> str:
         text = shell_words.quote_in_double_quotes(f"{key}={hydra_quoted(value)}")
         said += f"; for text with a comma in it, quote it for Hydra too: {text}"
     return said
+
+
+def _hydra_swept(key: str, value: str) -> str:
+    """`-m key=a,b` of Hydra's own config: one value serves the whole sweep, so one is picked, from
+    the group's options where it is a group (a misspelt one named)."""
+    said = f"{key}={value}: a sweep cannot vary Hydra's own settings (one serves all its jobs); pick one"
+    group = key.lstrip("+")
+    options = _in_config_repository(lambda loader: loader.get_group_options(group)) if "/" in group else []
+    if not options:
+        return f"{said}, e.g. {key}={value.split(',')[0].strip()}"
+    said += f" of {group}"
+    if unknown := [item.strip() for item in value.split(",") if item.strip() not in options]:
+        said += f" ({', '.join(unknown)}: not {'an option' if len(unknown) == 1 else 'options'})"
+    return f"{said}: {', '.join(options)}"
 
 
 def _reads_as_number(text: str) -> bool:
