@@ -145,6 +145,27 @@ def test_torch_refusing_a_cpu_tensor_is_out_of_cpu_memory(tmp_path, corpus, monk
     assert "Traceback" not in err
 
 
+def test_a_model_too_large_for_the_machine_is_named_before_the_batch(tmp_path, corpus, monkeypatch,
+                                                                     capsys) -> None:
+    # `model.n_embd=1048576` was advised a smaller data.batch_size first, which no batch size fixes.
+    import chargpt.training.module as module
+
+    def no_room(*args, **kwargs):
+        raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 13194139533312 "
+                           "bytes.")
+
+    monkeypatch.setattr(module, "build_model", no_room)
+    args = bare_train_args(corpus, tmp_path / "run", "trainer.max_steps=2", "model.n_embd=1048576")
+    assert run_cli(train_main, *args) == 2
+    err = capsys.readouterr().err
+    line = (r"error: out of CPU memory \(could not allocate 12.00 TiB\); the model alone is too large for "
+            r"this machine: model.n_layer=\d+ and model.n_embd=1048576 make [\d,]+ parameters, [\d,]+ GiB to "
+            r"train \(16 bytes each: weights, gradients, AdamW's moments\) where it has [\d,]+ GiB; run "
+            r"again with less, e.g. a smaller model.n_embd or model.n_layer\n$")
+    assert re.search(line, err), err
+    assert "Traceback" not in err
+
+
 def test_gpu_memory_running_out_in_training_records_the_run_failed_and_says_how_to_continue(
         tmp_path, corpus, monkeypatch, capsys) -> None:
     from chargpt.training.module import CharLM
