@@ -629,6 +629,12 @@ def test_cli_memory_running_out_as_it_starts_names_max_concurrency(
     monkeypatch.setattr(Engine, "_iteration", no_room)  # the warm-up's first step
     assert _cli_error([f"ckpt_path={run_dir}", "port=0", "max_concurrency=1000"], monkeypatch, capsys) == (
         f"error: out of CPU memory (could not allocate 29.80 TiB); {said}")
+    # Reading the model itself: max_concurrency, advised first, was no help.
+    monkeypatch.undo()
+    monkeypatch.setattr(serve_cli, "load_with_checkpoint", no_room)
+    assert _cli_error([f"ckpt_path={run_dir}", "port=0", "max_concurrency=1000"], monkeypatch, capsys) == (
+        "error: out of CPU memory (could not allocate 29.80 TiB); the model itself does not fit in memory "
+        "for device=auto (no serving setting makes it smaller); serve it on a device with more memory")
 
 
 def test_cli_settings_become_the_servers_limits(run_dir: Path, monkeypatch: pytest.MonkeyPatch,
