@@ -542,6 +542,20 @@ def test_the_reports_argument_errors_are_one_line(args: list[str], capsys) -> No
     assert err.count("\n") == 1
 
 
+@pytest.mark.parametrize("args", [["--info"], ["--cfg", "job"], [".", "--shell-completion"], ["-m", "."]])
+def test_a_hydra_commands_flag_given_to_the_report_is_named(args: list[str], capsys) -> None:
+    # They were read as a missing folder ("the following arguments are required: sweep_dir") or an
+    # unknown argument, with no word that chargpt-report is no Hydra app.
+    import chargpt.cli.report as report_cli
+
+    assert run_cli(report_cli.main, *args) == 2
+    flag = next(arg for arg in args if arg.startswith("-"))
+    assert capsys.readouterr().err == (
+        f"error: {flag} is a flag of chargpt's Hydra commands (chargpt-train, -sample, -eval, -export, "
+        "-serve), not of chargpt-report, which takes a sweep's folder, --csv and --sort; see chargpt-report "
+        "--help\n")
+
+
 PYPROJECT = ROOT / "pyproject.toml"
 SCRIPTS = tomllib.loads(PYPROJECT.read_text())["project"]["scripts"]
 

@@ -28,6 +28,18 @@ class _Parser(argparse.ArgumentParser):
         exit_usage(f"{message}; see chargpt-report --help")
 
 
+def _check_no_hydra_flags(args: list[str]) -> None:
+    """The other commands are Hydra apps: their flags (--info, --cfg job, -m, --shell-completion),
+    typed here, were read as a missing folder or an unknown argument, which named no way out."""
+    from hydra._internal.utils import get_args_parser  # the flags Hydra's commands take
+
+    hydra_flags = set(get_args_parser()._option_string_actions) - {"-h", "--help", "--version"}
+    if flag := next((arg for arg in args if arg.partition("=")[0] in hydra_flags), None):
+        exit_usage(f"{flag} is a flag of chargpt's Hydra commands (chargpt-train, -sample, -eval, -export, "
+                   "-serve), not of chargpt-report, which takes a sweep's folder, --csv and --sort; see "
+                   "chargpt-report --help")
+
+
 def _path(text: str) -> Path:
     """A path as typed, `~` expanded as pandas' to_csv and read_csv expand it (a quoted `"~/out"` is
     no folder named `~`); an empty one (an unset shell variable: `--csv "$OUT"`) would be read as the
@@ -62,6 +74,8 @@ def main(argv: list[str] | None = None) -> None:
         "and the validation-loss curves, NAME_curves.png (a report replaces only its own files)",
     )
     parser.add_argument("--sort", choices=SORT_CHOICES, default="best_val_loss", help="the ranking metric")
-    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    typed = sys.argv[1:] if argv is None else argv
+    _check_no_hydra_flags(typed)
+    args = parser.parse_args(typed)
     with clean_exits(), raising_on_sigterm():  # SIGTERM: one line and exit 143, as Ctrl-C's 130
         report(args.sweep_dir, args.csv, args.sort)
