@@ -462,6 +462,12 @@ TRAIN_CASES = [
 ]
 
 SAMPLE_CASES = [
+    # Hydra's "Expecting one subcommand from ['install', 'uninstall', 'query']" was a traceback.
+    ("shell completion without what to do", ["-sc"],
+     "error: -sc needs what to do: install=SHELL, uninstall=SHELL or query=SHELL (SHELL: bash, zsh or fish), "
+     "e.g. eval \"$(chargpt"),
+    ("shell completion followed by a setting", ["--shell-completion", "seed=1"],
+     "error: --shell-completion needs what to do: install=SHELL"),
     ("a misspelt option of Hydra's own group", ["ckpt_path={ckpt}", "hydra/launcher=slrum"],
      "hydra/launcher=slrum is not an option of hydra/launcher; use one of: basic, "),
     ("a group of Hydra's that is none, added", ["ckpt_path={ckpt}", "+hydra/foo=bar"],

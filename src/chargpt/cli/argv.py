@@ -59,6 +59,7 @@ _OPTION_VALUES = {
 # Hydra's modes, short name -> long: a command line takes one.
 _MODES = {"-r": "--run", "-m": "--multirun", "-c": "--cfg", "-i": "--info", "-sc": "--shell-completion"}
 _MODE_NAMES = ("-m (a sweep)", "--cfg (print the config)", "--info", "-r (one run)", "-sc (shell completion)")
+_COMPLETION_ACTIONS = ("install", "uninstall", "query")  # what Hydra's --shell-completion does
 _INFO_TOPICS = {"all", "config", "defaults", "defaults-tree", "plugins", "searchpath"}
 # What only prints and runs nothing: Hydra's help, and its modes that print.
 _PRINTING = {"-h", "--help", "--hydra-help",
@@ -232,6 +233,12 @@ def hydra_argv(argv: list[str], checkpoint_sweeps: bool = False) -> list[str]:
     for flag, eq, topic in (arg.partition("=") for arg in options):
         if flag in ("-i", "--info") and eq and topic not in _INFO_TOPICS:  # argparse would print its usage
             raise ConfigError(_not_an_info_topic(topic))
+    for i, arg in enumerate(out):
+        action = out[i + 1].partition("=")[0] if i + 1 < len(out) else ""
+        if arg in ("-sc", "--shell-completion") and action not in _COMPLETION_ACTIONS:  # Hydra's traceback
+            command = os.path.basename(out[0])
+            raise ConfigError(f"{arg} needs what to do: install=SHELL, uninstall=SHELL or query=SHELL "
+                              f"(SHELL: bash, zsh or fish), e.g. eval \"$({command} {arg} install=bash)\"")
     flags = [arg.partition("=")[0] for arg in options]
     modes = list(dict.fromkeys(f for f in flags if f in _MODES or f in _MODES.values()))
     if len({_MODES.get(mode, mode) for mode in modes}) > 1:  # Hydra's own refusal is a traceback
