@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import errno
 import json
+import logging
 import os
 import re
 import subprocess
@@ -54,6 +55,18 @@ def test_a_sampling_sweep_heads_each_job_and_leaves_no_folder(
     assert [lines[0], lines[2]] == ["==> temperature=0 <==", "==> temperature=1 <=="]
     assert all(len(line) == 10 and line.startswith("'é, \"b😀") for line in (lines[1], lines[3])), out
     assert _left(*in_empty_folders) == []
+
+
+def test_a_sampling_sweep_leaves_the_processs_loggers_on(in_empty_folders, tmp_path: Path, capsys) -> None:
+    # A sweep configures Hydra's own logging, `disabled` for sampling, which switched off every logger
+    # the process already had: a script or notebook that sampled with -m, then trained, heard nothing
+    # more from chargpt (its warnings included).
+    logger = logging.getLogger("chargpt.a_module_imported_before")
+    ckpt = make_checkpoint(tmp_path / "model.ckpt")
+    argv = ["-m", f"ckpt_path={ckpt}", "max_new_tokens=1", "temperature=0,1"]
+    code, _, err = run_main(sample_cli.main, argv, capsys)
+    assert code == 0, err
+    assert not logger.disabled
 
 
 def test_a_sweep_job_refused_stops_the_sweep_under_its_heading_and_leaves_no_folder(
