@@ -205,3 +205,39 @@ def test_a_controller_leaves_the_stopping_signals_to_its_job(
         for s, handler in earlier.items():
             signal.signal(s, handler)
     assert handed_on == []
+
+
+@pytest.mark.parametrize("left", [False, True], ids=["complete", "a job left"])
+def test_a_job_killed_after_every_job_finished_says_the_sweep_was_complete(
+    left: bool, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A job's process killed once its run had finished (its closing sample, its exit) ended the sweep
+    # with `the sweep stopped; continue it ... with: ...`, a command that had nothing left to run (the
+    # parallel launcher said the sweep was complete).
+    pytest.importorskip("submitit.local.local")
+    from omegaconf import OmegaConf
+
+    from chargpt.runs import submitit_local as stoppable
+
+    sweep = tmp_path / "sweep"
+    seeds = "1,2,3" if left else "1,2"  # a third job never started, or none left
+    for job in ("0", "1"):
+        (sweep / job / ".hydra").mkdir(parents=True)
+        (sweep / job / ".hydra" / "overrides.yaml").write_text(f"- seed={int(job) + 1}\n")
+        (sweep / job / "status.json").write_text('{"status": "finished"}')
+    (sweep / "multirun.yaml").write_text(
+        f"hydra:\n  overrides:\n    hydra: []\n    task: ['seed={seeds}']\n"
+        "  sweeper:\n    _target_: hydra._internal.core_plugins.basic_sweeper.BasicSweeper\n")
+    with pytest.raises(SystemExit) as ended, \
+            stoppable.stoppable_controllers(OmegaConf.create({"hydra": {"sweep": {"dir": str(sweep)}}})):
+        # a controller whose job a SIGKILL ended, and submitit's report of the job without a result
+        stoppable._controllers[subprocess.Popen(["sh", "-c", "exit 137"])] = sweep / ".submitit"
+        raise RuntimeError("UncompletedJobError")
+    assert ended.value.code == 128 + signal.SIGKILL
+    said = capsys.readouterr().err.splitlines()
+    assert said[0].startswith("a job's process of the sweep was ended by SIGKILL"), said
+    if left:
+        assert said[-1].startswith("the sweep stopped; continue it (its finished jobs are kept) with: "), said
+    else:
+        assert said[-1] == (f"the sweep was complete: its 2 jobs had finished, and nothing is left to "
+                            f"continue (chargpt-report {sweep} shows them)"), said

@@ -23,7 +23,7 @@ from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import DictConfig
 
 from chargpt.errors import signal_exit_code
-from chargpt.runs.sweep_record import complete_line, continue_command, kept_on_continuing
+from chargpt.runs.sweep_record import continue_line
 from chargpt.stop_request import (
     JobStopped,
     clear_stop,
@@ -76,11 +76,8 @@ def launch_stoppably(
         if signum is None:
             return results
     clear_stop(sweep_dir)
-    if complete := complete_line(sweep_dir):  # the signal came after the last job had finished
-        print(complete, file=sys.stderr, flush=True)
-    elif command := continue_command(sweep_dir):
-        print(f"the sweep stopped; continue it ({kept_on_continuing(config.hydra)}) with: {command}",
-              file=sys.stderr, flush=True)
+    if line := continue_line("the sweep stopped; continue it", config.hydra):
+        print(line, file=sys.stderr, flush=True)
     sys.exit(signal_exit_code(signum))
 
 

@@ -34,7 +34,7 @@ from omegaconf import DictConfig
 from submitit.core.utils import JobPaths
 
 from chargpt.errors import signal_exit_code
-from chargpt.runs.sweep_record import continue_command, kept_on_continuing
+from chargpt.runs.sweep_record import continue_line
 
 # The controllers this process started, while a sweep launches its jobs, each with its job's folder.
 _controllers: dict[subprocess.Popen[bytes], Path] = {}
@@ -166,9 +166,8 @@ def _signal_jobs(signum: int) -> None:
 def _say_a_job_was_ended(config: DictConfig, signum: int) -> None:
     print(f"a job's process of the sweep was ended by {signal.Signals(signum).name} (the out-of-memory "
           "killer, or a kill of its pid)", file=sys.stderr, flush=True)
-    if command := continue_command(Path(str(config.hydra.sweep.dir))):
-        print(f"the sweep stopped; continue it ({kept_on_continuing(config.hydra)}) with: {command}",
-              file=sys.stderr, flush=True)
+    if line := continue_line("the sweep stopped; continue it", config.hydra):
+        print(line, file=sys.stderr, flush=True)
     sys.exit(signal_exit_code(signum))
 
 

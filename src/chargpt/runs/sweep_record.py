@@ -130,10 +130,13 @@ def _jobs_environment(sweep_dir: Path) -> dict[str, str]:
     return variables
 
 
-def continue_line(lead: str) -> str | None:
-    """In a sweep: `lead`, what continuing it keeps, and the command that continues it; that the
-    sweep is complete where it is (a signal as Hydra closes it, after its last job)."""
-    hydra = HydraConfig.get() if is_multirun() else None
+def continue_line(lead: str, hydra: DictConfig | None = None) -> str | None:
+    """What a stopped sweep says last: `lead`, what continuing it keeps, and the command that
+    continues it; that the sweep is complete where it is (a signal as Hydra closes it, after its
+    last job). Of the sweep whose config's `hydra` node is given (its launcher's), else of the
+    sweep this process runs a job of; None outside a sweep."""
+    if hydra is None:
+        hydra = HydraConfig.get() if is_multirun() else None
     if hydra is None:
         return None
     sweep_dir = Path(hydra.sweep.dir)
