@@ -15,11 +15,12 @@ import os
 import re
 from collections.abc import Collection
 
-from hydra._internal.grammar.utils import escape_special_characters
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import ChoiceSweep, Override, Quote, QuotedString
 from hydra.errors import HydraException
 from omegaconf import OmegaConf
+
+from chargpt.hydra_internals import escape_special_characters, override_value, with_value
 
 _PARSER = OverridesParser.create()
 # The folders data is read from and runs go under (an MLflow store, a new run's dated folder):
@@ -117,13 +118,14 @@ def readable_choices(override: Override) -> Override:
     """A `choice(...)` sweep whose values its jobs read back as given: each text that Hydra's basic
     sweeper would hand its job unreadable (reaches_sweep_job) made a quoted string, which it writes
     quoted; any other override as it is."""
-    if not override.is_choice_sweep() or not isinstance(override._value, ChoiceSweep):
+    choices = override_value(override)
+    if not override.is_choice_sweep() or not isinstance(choices, ChoiceSweep):
         return override
     key = override.get_key_element()
     values = [QuotedString(text=value, quote=Quote.single)
               if isinstance(value, str) and not reaches_sweep_job(key, value) else value
-              for value in override._value.list]
-    return dataclasses.replace(override, _value=dataclasses.replace(override._value, list=values))
+              for value in choices.list]
+    return with_value(override, dataclasses.replace(choices, list=values))
 
 
 def readable_trial_override(override: str, params: dict) -> str:

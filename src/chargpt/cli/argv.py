@@ -23,7 +23,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
-from hydra._internal.utils import get_args_parser
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, OmegaConf
 
@@ -33,6 +32,7 @@ from chargpt.cli.hydra_errors import ONE_OPTION_GROUPS, settings_in
 from chargpt.data.encoding import BOM, read_as_trained
 from chargpt.data.sources.paths import expand_path
 from chargpt.errors import ConfigError
+from chargpt.hydra_internals import hydra_options
 from chargpt.overrides import (
     choice_values,
     hydra_quoted,
@@ -85,13 +85,8 @@ def prints_only(argv: list[str]) -> bool:
 
 
 @functools.cache
-def _hydra_options() -> tuple[str, ...]:
-    return tuple(o for action in get_args_parser()._actions for o in action.option_strings)
-
-
-@functools.cache
 def _hydra_long_options() -> tuple[str, ...]:
-    return tuple(o for o in _hydra_options() if o.startswith("--"))
+    return tuple(o for o in hydra_options() if o.startswith("--"))
 
 
 _CFG_PARTS = ("job", "hydra", "all")  # what --cfg prints
@@ -108,7 +103,7 @@ def _check_options(argv: list[str]) -> None:
         if len(several) > 1 and flag not in several:
             raise ConfigError(f"{flag} is short for several options ({', '.join(several)}); write the one "
                               "meant")
-        if arg.startswith("-") and flag not in _hydra_options():
+        if arg.startswith("-") and flag not in hydra_options():
             raise ConfigError(f"{arg} is not an option of {Path(argv[0]).name}: settings are given as "
                               "key=value, without dashes (--help lists the options)")
         if flag in ("-c", "--cfg"):

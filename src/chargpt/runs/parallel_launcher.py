@@ -23,6 +23,7 @@ from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import DictConfig
 
 from chargpt.errors import signal_exit_code
+from chargpt.hydra_internals import job_result
 from chargpt.runs.sweep_record import continue_line
 from chargpt.stop_request import (
     JobStopped,
@@ -72,7 +73,7 @@ def launch_stoppably(
     else:
         signum = requested_stop(sweep_dir)
         if signum is None:  # (a job's own signal requests the stop too, unless the folder was unwritable)
-            signum = next((r._return_value.signum for r in results if _stopped(r)), None)
+            signum = next((job_result(r).signum for r in results if _stopped(r)), None)
         if signum is None:
             return results
     clear_stop(sweep_dir)
@@ -104,4 +105,4 @@ class QuitNow(BaseException):  # unwinds through joblib, which then ends the wor
 def _stopped(result: JobReturn) -> bool:
     """A job that stopped for a signal (its exception is the job's result: reading return_value
     would raise it)."""
-    return result.status == JobStatus.FAILED and isinstance(result._return_value, JobStopped)
+    return result.status == JobStatus.FAILED and isinstance(job_result(result), JobStopped)

@@ -16,11 +16,12 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from chargpt.errors import ConfigError, exit_on_user_error
+from chargpt.hydra_internals import OPTUNA_SWEEPER
 from chargpt.run_layout import find_runs, read_status
 
 FAILED_SWEEP_EXIT_CODE = 1
 SEARCH_RESULT = "optimization_results.yaml"  # written by Optuna's sweeper in the sweep's folder
-SEARCH_LOGGER = "hydra_plugins.hydra_optuna_sweeper._impl"  # the sweeper's module logger
+SEARCH_LOGGER = OPTUNA_SWEEPER[0]  # the sweeper's module logger
 BEST_LINES = ("Best parameters:", "Best value:")  # what it logs once its trials are done
 
 

@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from chargpt import shell_words
 from chargpt.data.sources.hf_datasets import LOCAL_BUILDERS
+from chargpt.hydra_internals import basic_sweeper
 from chargpt.hydra_run import as_written, config_folders_given, is_multirun
 from chargpt.overrides import is_sweep, launched_from, override_key
 from chargpt.run_layout import (
@@ -180,11 +181,10 @@ def planned_jobs(sweep_dir: Path) -> int | None:
         if not str(recorded.sweeper.get("_target_", "")).endswith("BasicSweeper"):
             return None
         # The basic sweeper's own expansion of `a=1,2 b=range(3)`: no second reading of the grammar.
-        from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
         from hydra.core.override_parser.overrides_parser import OverridesParser
 
         parsed = OverridesParser.create().parse_overrides(as_written(recorded.overrides.task))
-        return sum(len(batch) for batch in BasicSweeper.split_arguments(parsed, None))
+        return sum(len(batch) for batch in basic_sweeper().split_arguments(parsed, None))
     except Exception:  # an older or hand-made multirun.yaml: the count is only a hint
         return None
 

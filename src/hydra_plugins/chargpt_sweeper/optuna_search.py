@@ -27,6 +27,7 @@ if OptunaSweeper is not None:
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             # OptunaSweeper.__init__ only builds its implementation, which imports optuna: here the
             # same implementation, writing its trials' overrides readable.
+            # (private: listed, with _configure_trials, in chargpt/hydra_internals.py)
             from hydra_plugins.hydra_optuna_sweeper._impl import OptunaSweeperImpl
 
             class ReadableTrials(OptunaSweeperImpl):
