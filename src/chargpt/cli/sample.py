@@ -26,6 +26,7 @@ from chargpt.inference import load_with_checkpoint, new_generator, pick_device
 from chargpt.memorization import CopiedSpan, TextIndex
 from chargpt.model.sampling import check_decoding, check_sampling
 from chargpt.model_card import weights_step
+from chargpt.plural import counted
 from chargpt.recorded_text import check_train_fraction, training_text
 
 CONFIG_NAME = "sample"  # configs/sample.yaml
@@ -55,9 +56,8 @@ def sampling_from(file: str, step: int | None) -> str:
 def copy_line(span: CopiedSpan, sample: int, num_samples: int) -> str:
     shown = span.text if span.length <= SHOWN_SPAN else span.text[:SHOWN_SPAN] + "…"
     which = f" (sample {sample} of {num_samples})" if num_samples > 1 else ""
-    characters = "character" if span.length == 1 else "characters"
-    return (f"copy check{which}: longest span found in the training text: {span.length} {characters} "
-            f"({json.dumps(shown, ensure_ascii=False)})")
+    return (f"copy check{which}: longest span found in the training text: "
+            f"{counted(span.length, 'character')} ({json.dumps(shown, ensure_ascii=False)})")
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name=CONFIG_NAME)

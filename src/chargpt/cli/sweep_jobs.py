@@ -34,6 +34,7 @@ from chargpt.cli.argv import group_choices, override_positions
 from chargpt.errors import ConfigError, exit_on_user_error, signal_exit_code
 from chargpt.hydra_run import as_written, is_multirun, sweep_dir, task_overrides
 from chargpt.overrides import as_typed, hydra_quoted, is_sweep, override_key
+from chargpt.plural import counted
 from chargpt.run_layout import CONFIG_DIR, holds_run
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -320,15 +321,13 @@ def launch_reading_sweep(
         unfinished = print_held_output(folder, earlier)
         print(f"error: a worker process of the sweep was ended by {signal.Signals(signum).name} (the "
               "out-of-memory killer, a crash, or a kill of its pid), and the sweep with it"
-              + (f": {_jobs(unfinished)} did not finish, {'its' if unfinished == 1 else 'their'} output so "
-                 "far is above" if unfinished else "")
+              + (f": {counted(unfinished, 'job')} did not finish, {'its' if unfinished == 1 else 'their'} "
+                 "output so far is above" if unfinished else "")
               + "; run the sweep again, with fewer jobs at once (hydra.launcher.n_jobs=1) if memory ran out",
               file=sys.stderr, flush=True)
         sys.exit(signal_exit_code(signum))
 
 
-def _jobs(count: int) -> str:
-    return f"{count} job" if count == 1 else f"{count} jobs"
 
 
 def _held_files(folder: Path, job: int) -> tuple[Path, Path]:

@@ -25,12 +25,12 @@ from matplotlib.ticker import MaxNLocator
 from chargpt.glyphs import drawable, drawable_cut, families
 from chargpt.metric_names import STEP, VAL_LOSS
 from chargpt.overrides import is_path_key
+from chargpt.plural import counted
 from chargpt.run_layout import launched_with
 from chargpt.runs.run_rows import (
     IN_FOLDER,
     SEED,
     common_folder,
-    counted,
     flat_rows,
     in_folder,
     natural_order,

@@ -13,11 +13,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 from chargpt.errors import ChargptError
+from chargpt.plural import counted
 from chargpt.run_layout import CONFIG_DIR, OVERRIDES_FILE, find_runs, unrecorded_runs
 from chargpt.runs.curves import curve_runs, write_curves
 from chargpt.runs.report_files import check_outputs, output_paths, write_csv
 from chargpt.runs.report_table import print_groups, print_table
-from chargpt.runs.run_rows import NotARun, comparable_paths, counted, flat_rows, run_row, sort_rows
+from chargpt.runs.run_rows import NotARun, comparable_paths, flat_rows, run_row, sort_rows
 from chargpt.runs.seed_groups import flat_groups, group_runs
 from chargpt.runs.sweep_notes import stopped_runs_note, sweep_note
 from chargpt.runs.sweep_record import continue_command, swept_settings

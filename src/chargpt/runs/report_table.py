@@ -15,8 +15,9 @@ from rich.text import Text
 
 from chargpt import shell_words
 from chargpt.errors import first_line
+from chargpt.plural import counted
 from chargpt.runs.report_figures import FORMATS, GROUP_METRICS, METRIC_COLUMNS, SPREAD_SHOWN
-from chargpt.runs.run_rows import IN_FOLDER, common_folder, counted, in_folder, short_number, varying
+from chargpt.runs.run_rows import IN_FOLDER, common_folder, in_folder, short_number, varying
 from chargpt.runs.seed_groups import flat_groups
 
 SETTING_MIN_WIDTH = 12

@@ -47,11 +47,6 @@ AUTO_SHAPE = "auto_shape"  # the shape model=auto chose (budget.json), beside th
 DEFAULT = "default"  # a setting a launch did not give
 
 
-def counted(n: int, noun: str) -> str:
-    """`n` and its noun, plural unless one: "1 run", "3 runs"."""
-    return f"{n} {noun}{'s' if n != 1 else ''}"
-
-
 class NotARun(ChargptError):
     """A folder that looks like a run but whose recorded overrides cannot be read."""
 

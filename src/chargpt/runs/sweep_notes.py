@@ -9,6 +9,7 @@ from typing import Any
 
 from chargpt import shell_words
 from chargpt.hydra_run import config_folders_given
+from chargpt.plural import counted
 from chargpt.run_layout import (
     last_checkpoint,
     launch_cwd,
@@ -18,7 +19,6 @@ from chargpt.run_layout import (
     recorded_environment,
 )
 from chargpt.runs.resume import resume_command
-from chargpt.runs.run_rows import counted
 from chargpt.runs.sweep_record import continue_command, planned_jobs, recorded_sweep, stored_study, sweep_of
 
 STOPPED = ("interrupted", "killed", "incomplete")

@@ -17,6 +17,7 @@ from chargpt.data.sources.hf_datasets import LOCAL_BUILDERS
 from chargpt.hydra_internals import basic_sweeper
 from chargpt.hydra_run import as_written, config_folders_given, is_multirun
 from chargpt.overrides import is_sweep, launched_from, override_key
+from chargpt.plural import counted
 from chargpt.run_layout import (
     ENVIRONMENT_FILE,
     SWEEP_CONFIG,
@@ -26,7 +27,6 @@ from chargpt.run_layout import (
     read_status,
     recorded_environment,
 )
-from chargpt.runs.run_rows import counted
 from chargpt.runs.sweep_outcome import SEARCH_RESULT
 
 CONTINUED = "CHARGPT_SWEEP_CONTINUED"  # set (through hydra.job.env_set) for each job of a continued sweep

@@ -28,14 +28,11 @@ from torch import nn
 from chargpt.data.tokenizer import CharTokenizer
 from chargpt.errors import out_of_memory
 from chargpt.model.sampling import compile_decode_step, kept_on_restart, sample_next
+from chargpt.plural import counted
 from chargpt.serving.batch_cache import BatchedKVCache
 from chargpt.serving.stops import NO_STOP, StopScanner, StopSequences
 
 log = logging.getLogger(__name__)
-
-
-def _count(count: int, thing: str) -> str:
-    return f"{count} {thing}{'' if count == 1 else 's'}"
 
 
 class QueueFull(Exception):
@@ -159,15 +156,15 @@ class Engine:
                 raise TooManyJobs(
                     f"the request's {len(jobs)} prompts need a place each, and this server has "
                     f"{places} (max_concurrency {self.max_batch} + max_queue {self.max_queue}); send at "
-                    f"most {_count(places, 'prompt')} per request"
+                    f"most {counted(places, 'prompt')} per request"
                 )
             running, waiting, requests = self._load()
             taken = running + waiting
             if taken + len(jobs) > places:  # not a free place (or queued one) for each
                 # Counted in places, the unit of max_concurrency and max_queue, and in requests: one
                 # request with a list of prompts holds a place per prompt.
-                held = (f"{_count(running, 'prompt')} generating and {waiting} waiting, of "
-                        f"{_count(requests, 'request')}")
+                held = (f"{counted(running, 'prompt')} generating and {waiting} waiting, of "
+                        f"{counted(requests, 'request')}")
                 if taken >= places:
                     full = "its only place is taken" if places == 1 else f"all its {places} places are taken"
                     raise QueueFull(f"the server is busy: {full} ({held}); retry shortly")
@@ -268,7 +265,7 @@ class Engine:
     def _memory_advice(self) -> str:
         # The key/value cache is allocated whole at the start (max_batch rows of the model's context):
         # what a step adds grows with the prompts decoding together.
-        decoding = _count(len(self.rows), "prompt")
+        decoding = counted(len(self.rows), "prompt")
         fewer = f", e.g. max_concurrency={self.max_batch // 2}" if self.max_batch > 1 else ""
         return (f"{decoding} decoding together, of max_concurrency={self.max_batch} (the server's setting "
                 f"that sizes its memory: each prompt it decodes at once holds a row of {self.block} "

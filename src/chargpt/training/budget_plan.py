@@ -16,6 +16,7 @@ import torch
 
 from chargpt.checks import shown
 from chargpt.errors import ConfigError
+from chargpt.plural import counted
 
 _IMPORT_TIME = time.monotonic()
 
@@ -230,9 +231,8 @@ def other_work() -> str | None:
     own = min(torch.get_num_threads(), cores) * (1 - math.exp(-running / 60))
     if load - own < 1.0:
         return None
-    threads = torch.get_num_threads()
-    own_threads = f"{threads} thread" if threads == 1 else f"{threads} threads"
-    return f"load {load:.1f} on {cores} cores, this run's {own_threads} included"
+    threads = counted(torch.get_num_threads(), "thread")
+    return f"load {load:.1f} on {cores} cores, this run's {threads} included"
 
 
 def budget_to_ask(needed_seconds: float) -> int:
