@@ -174,6 +174,9 @@ def hf_part(
             first = False
 
     def chunks() -> Iterator[tuple[str, int]]:
+        # Checked before a row is read too: rows read through a map of files rewritten since can
+        # be garbage to Arrow, which may crash the process (SIGSEGV) rather than raise.
+        unless_written_to()
         try:
             yield from rows_read()
         except Exception:  # rows read from files rewritten under the reader: garbled (bad UTF-8)
