@@ -13,7 +13,7 @@ from tensorboard.plugins.hparams import api_pb2, plugin_data_pb2
 from tensorboard.plugins.hparams import metadata as hparams_metadata
 
 from chargpt.cli import train as train_cli
-from chargpt.metric_names import MONITORABLE, STEP, group_rate, is_monitorable
+from chargpt.metric_names import MONITORABLE, STEP, VAL_LOSS, group_rate, is_monitorable
 from conftest import run_cli
 
 SCALARS = [
@@ -183,3 +183,32 @@ def test_other_trackers_get_the_extra_settings_flat_and_as_they_are(tmp_path: Pa
     assert params["notes.cap"] is None
     assert "notes" not in params
     assert params["model.qk_norm"] is True and params["optimizer.betas"] == [0.9, 0.99]
+
+
+def test_a_fine_tunes_best_val_loss_is_of_its_own_training_as_metrics_json_says(tmp_path: Path) -> None:
+    # hparams/best_val_loss counted the validation before training, the starting point (the weights
+    # of the run it started from): a fine-tune that only got worse had the start as its best in the
+    # HParams view, MLflow and W&B, where metrics.json's best (and a sweep's ranking) is of its steps.
+    import torch
+    from lightning.pytorch.loggers import TensorBoardLogger
+    from lightning.pytorch.trainer.states import TrainerFn
+
+    from chargpt.training.callbacks.tensorboard import BEST_VAL_LOSS, LAST_VAL_LOSS, HParamsSummary
+
+    logged: list[tuple[int, dict]] = []
+    other = SimpleNamespace(log_metrics=lambda figures, step: logged.append((step, dict(figures))))
+    logger = TensorBoardLogger(save_dir=str(tmp_path), name="tensorboard", version="")
+    callback = HParamsSummary()
+    # the starting point, then a worse and a better validation of its own steps
+    for fn, step, loss in [(TrainerFn.VALIDATING, 0, 3.0), (TrainerFn.FITTING, 5, 3.5),
+                           (TrainerFn.FITTING, 10, 3.25)]:
+        trainer = SimpleNamespace(loggers=[logger, other], sanity_checking=False, global_step=step,
+                                  state=SimpleNamespace(fn=fn),
+                                  callback_metrics={VAL_LOSS: torch.tensor(loss)})
+        callback.on_validation_end(trainer, None)  # type: ignore[arg-type]
+    logger.experiment.flush()
+    events = EventAccumulator(str(tmp_path / "tensorboard")).Reload()
+    assert [(e.step, e.value) for e in events.Scalars(BEST_VAL_LOSS)] == [(5, 3.5), (10, 3.25)]
+    assert [(e.step, e.value) for e in events.Scalars(LAST_VAL_LOSS)] == [(0, 3.0), (5, 3.5), (10, 3.25)]
+    assert logged == [(0, {LAST_VAL_LOSS: 3.0}), (5, {LAST_VAL_LOSS: 3.5, BEST_VAL_LOSS: 3.5}),
+                      (10, {LAST_VAL_LOSS: 3.25, BEST_VAL_LOSS: 3.25})]

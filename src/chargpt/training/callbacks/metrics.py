@@ -20,6 +20,13 @@ from chargpt.training.callbacks.nonfinite_guard import val_loss_not_finite
 log = logging.getLogger(__name__)
 
 
+def scores_the_starting_point(trainer: L.Trainer) -> bool:
+    """Whether this validation is the one before training: a fine-tune's starting point on the new
+    text, the weights of the run it started from. It is no result of this run's own training, which
+    its best validation loss is the best of (what its best checkpoint holds and a sweep ranks by)."""
+    return trainer.state.fn != TrainerFn.FITTING
+
+
 class RunMetrics(Callback):
     """Writes metrics.json in the run directory after each validation and with each checkpoint
     (rank 0 only), so it always describes the newest checkpoint (an interrupted run's too).
@@ -135,8 +142,7 @@ class RunMetrics(Callback):
         if val_loss_not_finite(trainer):
             return  # the non-finite guard stops the run: no figures of those weights are recorded
         val = trainer.callback_metrics.get(VAL_LOSS)
-        if val is not None and trainer.state.fn != TrainerFn.FITTING:
-            # A validation before training: the starting point (a fine-tuned model's, on the new text).
+        if val is not None and scores_the_starting_point(trainer):
             self.initial_val_loss = self.val_loss = float(val)
             self.val_step = trainer.global_step
             if is_rank_zero():

@@ -32,6 +32,7 @@ from chargpt.model.sampling import check_sampling, iter_tokens
 from chargpt.training.budget_plan import sampling_seconds
 from chargpt.training.callbacks.callback_prompt import known_prompt
 from chargpt.training.callbacks.graceful_interrupt import TrainingInterrupted
+from chargpt.training.callbacks.metrics import scores_the_starting_point
 from chargpt.training.callbacks.nonfinite_guard import val_loss_not_finite
 from chargpt.training.callbacks.tracker_output import tensorboard_writer
 from chargpt.training.trackers import flat_params
@@ -193,17 +194,23 @@ class HParamsSummary(Callback):
         if trainer.sanity_checking or val is None:
             return
         val = float(val)
-        if self.best_val_loss is None or val < self.best_val_loss:
+        # The best of the weights this run trained, as metrics.json's: a fine-tune's starting point
+        # is its last value at step 0, never its best.
+        trained = not scores_the_starting_point(trainer)
+        if trained and (self.best_val_loss is None or val < self.best_val_loss):
             self.best_val_loss = val
+        figures = {LAST_VAL_LOSS: val}
+        if self.best_val_loss is not None:
+            figures[BEST_VAL_LOSS] = self.best_val_loss
         step = trainer.global_step
         writer = tensorboard_writer(trainer)
         if writer is not None:
-            writer.add_scalar(BEST_VAL_LOSS, self.best_val_loss, step)
-            writer.add_scalar(LAST_VAL_LOSS, val, step)
+            for name, value in figures.items():
+                writer.add_scalar(name, value, step)
         if is_rank_zero():
             for logger in trainer.loggers:
                 if not isinstance(logger, TensorBoardLogger):
-                    logger.log_metrics({BEST_VAL_LOSS: self.best_val_loss, LAST_VAL_LOSS: val}, step)
+                    logger.log_metrics(figures, step)
 
     def state_dict(self) -> dict[str, float | None]:
         return {"best_val_loss": self.best_val_loss}
