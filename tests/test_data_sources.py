@@ -897,6 +897,21 @@ def test_a_saved_dataset_named_relative_is_the_same_text_from_any_folder(
 
 
 @needs_datasets
+def test_the_text_a_run_trained_on_is_named_alike_from_any_folder(
+    tmp_path: Path, datasets: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The trackers' `data` hyperparameter: runs on different texts, all else alike, had the same
+    # row; a file or a saved dataset named relative names the same text from any folder.
+    saved, corpus = tmp_path / "my data" / "saved, é 🎭", tmp_path / "my data" / "corpus é.txt"
+    datasets.Dataset.from_dict({"text": [f"row {i}" for i in range(30)]}).save_to_disk(str(saved))
+    corpus.write_text("some text " * 50)
+    monkeypatch.chdir(saved.parent)
+    assert hf_module(saved.name).place == f"dataset {saved} (train)"
+    assert CharDataModule(corpus.name, block_size=4, batch_size=2).place == str(corpus)
+    assert hf_module("some/hub-name", split="test").place == "dataset some/hub-name (test)"
+
+
+@needs_datasets
 def test_a_saved_dataset_resumed_where_it_was_moved_to_is_recorded_there(
     tmp_path: Path, datasets: ModuleType
 ) -> None:

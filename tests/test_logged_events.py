@@ -78,6 +78,8 @@ def test_scalars_text_images_and_hparams_are_logged(tmp_path: Path) -> None:
     hparams = start.session_start_info.hparams
     assert {"optimizer.lr", "model.n_layer", "model.n_embd", "data.batch_size", "seed"} <= set(hparams)
     assert hparams["optimizer.lr"].number_value == pytest.approx(1e-3)
+    # The text it trained on: runs on different texts, all else alike, had the same row.
+    assert hparams["data"].string_value == str(tmp_path / "corpus.txt")
     assert session_status(events) == "STATUS_SUCCESS"  # written at the end
 
 

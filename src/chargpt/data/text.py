@@ -147,8 +147,18 @@ class CharText:
     @property
     def source(self) -> str:
         """The text in a few words, for messages."""
+        return self._described(self.name)
+
+    @property
+    def place(self) -> str:
+        """The text named alike from any folder and in a resume (the run's `data` hyperparameter, by
+        which runs on different texts differ): a file's path absolute, a dataset's name (a saved
+        one's folder absolute) and split."""
+        return self._described(self.dataset_label)
+
+    def _described(self, dataset: str | None) -> str:
         if self.name:
-            return f"dataset {self.name} ({self.split or 'train'})"
+            return f"dataset {dataset} ({self.split or 'train'})"
         return str(self.path)
 
     def _label(self) -> str:

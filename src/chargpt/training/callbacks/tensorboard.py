@@ -143,6 +143,8 @@ class HParamsSummary(Callback):
         datamodule = getattr(trainer, "datamodule", None)
         if datamodule is not None and hasattr(datamodule, "batch_size"):
             params["data.batch_size"] = datamodule.batch_size
+        if datamodule is not None and hasattr(datamodule, "place"):
+            params["data"] = datamodule.place  # the text it trained on
         # The extra entries flat too (`+callbacks.hparams.extra.data={name: x}` is `data.name`): a
         # nested one reached every tracker as the text of a Python dict.
         params.update(flat_params(self.extra))
