@@ -312,17 +312,20 @@ def test_a_fine_tune_of_no_step_says_it_scored_its_start_and_every_run_logs_wher
 ) -> None:
     # A fine-tune and the run it started from had the same columns in TensorBoard's HParams view
     # (and in MLflow and W&B), with no init_from among them. trainer.max_steps=0 ended
-    # `step 0: val loss 3.5830 (best n/a), 22 s, 0 tokens/s`.
-    monkeypatch.chdir(pretrained.parent)  # init_from typed relative: logged absolute
+    # `step 0: val loss 3.5830 (best n/a), 22 s, 0 tokens/s`. A run in a folder named with `${`
+    # could not be fine-tuned: `error: callbacks.hparams.init_from: cannot resolve its ${...}`.
+    start = tmp_path / "base ${x}, é 🎭"
+    shutil.copytree(pretrained, start)
+    monkeypatch.chdir(tmp_path)  # init_from typed relative: logged absolute
     run_dir = tmp_path / "ft"
     new = other_text(tmp_path / "new.txt")
-    args = finetune_args(new, run_dir, Path(pretrained.name), "trainer.max_steps=0")
+    args = finetune_args(new, run_dir, Path(start.name), "trainer.max_steps=0")
     assert run_cli(train.main, *args) == 0
     out = capsys.readouterr().out
-    start = json.loads((run_dir / "metrics.json").read_text())["initial_val_loss"]
-    assert f"step 0: val loss {start:.4f} (the starting point's; no step trained)" in out
+    scored = json.loads((run_dir / "metrics.json").read_text())["initial_val_loss"]
+    assert f"step 0: val loss {scored:.4f} (the starting point's; no step trained)" in out
     assert "best n/a" not in out and "tokens/s" not in out
-    assert logged_hparams(run_dir)["init_from"].string_value == str(pretrained.resolve())
+    assert logged_hparams(run_dir)["init_from"].string_value == str(start.resolve())
     assert logged_hparams(pretrained)["init_from"].string_value == "None"  # a run from scratch
 
 

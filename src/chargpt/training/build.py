@@ -42,6 +42,7 @@ from chargpt.training.auto_size.ladder import usable_ladder
 from chargpt.training.auto_size.report import report
 from chargpt.training.auto_size.run_config import apply_choice, check_auto
 from chargpt.training.callbacks import budget
+from chargpt.training.callbacks.tensorboard import HParamsSummary
 from chargpt.training.checkpoint_io import AtomicCheckpointIO, follow_moved_run
 from chargpt.training.data_dir import keep_download_to_its_path, settle_data_dir
 from chargpt.training.finetune import (
@@ -236,6 +237,8 @@ def build_trainer(
     for callback in callbacks:
         if isinstance(callback, TrackerRuns):
             callback.continues = in_its_folder
+        if isinstance(callback, HParamsSummary):
+            callback.starts_from(cfg.get("init_from"))
     loggers = [_logger(key, c, resume_step, tracker_runs)
                for key, c in (cfg.get("logger") or {}).items() if c is not None]
     # Lightning adds its own checkpointing and progress bar unless told not to: a config that

@@ -116,15 +116,19 @@ class HParamsSummary(Callback):
     its resume ends (a resume removes an earlier launch's record: it will write its own).
     """
 
-    def __init__(self, extra: dict[str, Any] | None = None, init_from: str | None = None) -> None:
+    def __init__(self, extra: dict[str, Any] | None = None) -> None:
         # Hydra hands over a DictConfig: as plain values, a list reaches W&B as a list.
         plain = OmegaConf.to_container(extra, resolve=True) if isinstance(extra, DictConfig) else extra
         self.extra: dict[str, Any] = dict(plain or {})
-        # What a fine-tune started from, absolute: a base run and its fine-tunes have the same
-        # settings but this one, and the part launched by its resume command (which names it
-        # absolute) must not log another value than the first part.
-        self.init_from = str(Path(init_from).resolve()) if init_from else None
+        self.init_from: str | None = None  # set by the run (starts_from): what a fine-tune started from
         self.best_val_loss: float | None = None
+
+    def starts_from(self, init_from: str | None) -> None:
+        """The run's init_from, absolute: a base run and its fine-tunes have the same settings but
+        this one, and the part launched by its resume command (which names it absolute) must not log
+        another value than the first part. (Handed over, not interpolated into this callback's
+        config: instantiating resolves a value once more, and a folder named with `${` failed.)"""
+        self.init_from = str(Path(init_from).resolve()) if init_from else None
 
     def params(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, Any]:
         hp = pl_module.hparams
