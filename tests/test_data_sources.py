@@ -141,13 +141,9 @@ def test_a_folder_matched_whole_is_searched_by_the_globs_own_check(
         text_files(f"{folder}/*", "data.path")
 
 
-@pytest.mark.parametrize("pattern", ["*/sub/*.txt", "*/*/*.txt", "b/sub/*.txt"])
-def test_a_link_into_a_folder_one_may_not_search_is_named_where_it_leads(
-    folder: Path, monkeypatch: pytest.MonkeyPatch, pattern: str
-) -> None:
-    # b/sub a link into a folder one may not search. `corpus/*/sub/*.txt` named b, whose chmod changes
-    # nothing; `corpus/*/*.txt` (b listed, sub found in it) passed over sub as glob does, its files left
-    # out of the text in silence; `corpus/b/sub/*.txt` named the corpus.
+@pytest.fixture
+def link_into_unsearchable(folder: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """b/sub, a link into a folder this user may not search (returned): its files cannot be looked up."""
     secret = folder.parent / "secret"
     (secret / "inner").mkdir(parents=True)
     (secret / "inner" / "c.txt").write_text("behind\n")
@@ -155,34 +151,44 @@ def test_a_link_into_a_folder_one_may_not_search_is_named_where_it_leads(
     stat = os.stat
 
     def unsearchable_secret(path: object, *args: object, **kwargs: object) -> os.stat_result:
-        real = Path(os.path.realpath(os.fspath(path)))  # type: ignore[arg-type]
-        if real != secret and real.is_relative_to(secret):
-            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), os.fspath(path))  # type: ignore[arg-type]
-        return stat(path, *args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(os, "stat", unsearchable_secret)
-    with pytest.raises(DataError, match=rf"^cannot read {re.escape(str(secret))} \(Permission denied\)"):
-        text_files(f"{folder}/{pattern}", "data.path")
-
-
-def test_a_folder_read_whole_with_a_link_into_a_folder_one_may_not_search_names_that_folder(
-    folder: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # b/sub a link into a folder one may not search: listing b tells it no folder (its target cannot
-    # be looked up), and asking whether it is a file ended the read of `corpus` in a PermissionError
-    # traceback.
-    secret = folder.parent / "secret"
-    (secret / "inner").mkdir(parents=True)
-    (secret / "inner" / "c.txt").write_text("behind\n")
-    (folder / "b" / "sub").symlink_to(secret / "inner")
-    stat, scandir = os.stat, os.scandir
-
-    def unsearchable_secret(path: object, *args: object, **kwargs: object) -> os.stat_result:
         if kwargs.get("follow_symlinks", True):
             real = Path(os.path.realpath(os.fspath(path)))  # type: ignore[arg-type]
             if real != secret and real.is_relative_to(secret):
                 raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), os.fspath(path))  # type: ignore[arg-type]
         return stat(path, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "stat", unsearchable_secret)
+    return secret
+
+
+@pytest.mark.parametrize("pattern", ["*/sub/*.txt", "*/*/*.txt", "b/sub/*.txt", "b/*"])
+def test_a_link_into_a_folder_one_may_not_search_is_named_where_it_leads(
+    folder: Path, link_into_unsearchable: Path, pattern: str
+) -> None:
+    # `corpus/*/sub/*.txt` named b, whose chmod changes nothing; `corpus/*/*.txt` (b listed, sub found
+    # in it) passed over sub as glob does, its files left out of the text in silence;
+    # `corpus/b/sub/*.txt` named the corpus.
+    secret = re.escape(str(link_into_unsearchable))
+    with pytest.raises(DataError, match=rf"^cannot read {secret} \(Permission denied\)"):
+        text_files(f"{folder}/{pattern}", "data.path")
+
+
+@pytest.mark.parametrize(("pattern", "read"), [("*/*.txt", ["b/a.txt"]), ("b/[ac]*", ["b/a.txt", "b/c.md"]),
+                                              ("b/*.txt", ["b/a.txt"])])
+def test_a_glob_that_passes_over_a_link_into_a_folder_one_may_not_search_reads_the_rest(
+    folder: Path, link_into_unsearchable: Path, pattern: str, read: list[str]
+) -> None:
+    # b/sub is no name these patterns match or go into (glob passes over it): it was asked whether it
+    # is a folder all the same, and the text refused, "cannot read .../secret (Permission denied)".
+    assert text_files(f"{folder}/{pattern}", "data.path") == [folder / name for name in read]
+
+
+def test_a_folder_read_whole_with_a_link_into_a_folder_one_may_not_search_names_that_folder(
+    folder: Path, link_into_unsearchable: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Listing b tells its link sub no folder (its target cannot be looked up), and asking whether it
+    # is a file ended the read of `corpus` in a PermissionError traceback.
+    secret, scandir = link_into_unsearchable, os.scandir
 
     class Listed:
         """A listing whose link into the secret folder is no folder, as the kernel tells it."""
@@ -214,7 +220,6 @@ def test_a_folder_read_whole_with_a_link_into_a_folder_one_may_not_search_names_
         def is_dir(self, *, follow_symlinks: bool = True) -> bool:
             return False if follow_symlinks else self.entry.is_dir(follow_symlinks=False)
 
-    monkeypatch.setattr(os, "stat", unsearchable_secret)
     monkeypatch.setattr(os, "scandir", Listed)
     with pytest.raises(DataError) as err:
         text_files(str(folder), "data.path")

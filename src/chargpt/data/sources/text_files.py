@@ -245,7 +245,11 @@ def _refuse_unreadable_globbed_folders(fixed: Path, pattern: str, setting: str, 
                 with os.scandir(folder) as entries:
                     listed = list(entries)
                 _check_searchable(folder, [entry.name for entry in listed])
-                names = [entry.name for entry in listed if _is_folder_at(folder / entry.name)]
+                # Only a name the pattern goes into or matches is asked whether it is a folder: a link
+                # it passes over (`corpus/*.txt` beside a link into a folder one may not search) is
+                # no part of the text, and asking would refuse it.
+                names = [entry.name for entry in listed
+                         if into(states, entry.name) and _is_folder_at(folder / entry.name)]
             if folder != fixed and is_run_folder(folder):  # chargpt's own: its matches are left out
                 continue
         except (FileNotFoundError, NotADirectoryError):  # no such folder: the glob matches nothing there
