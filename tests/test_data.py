@@ -155,6 +155,18 @@ def test_a_pipe_as_the_text_is_refused_naming_its_setting_and_the_fix(tmp_path: 
         f"first (COMMAND > corpus.txt) and pass {setting}=corpus.txt")
 
 
+@pytest.mark.skipif(os.name != "posix", reason="a POSIX device")
+def test_a_device_as_the_text_is_refused_as_a_device_not_as_a_pipe() -> None:
+    # data.path=/dev/null was said to be a device "which can be read only once", to be saved to a file
+    # first: a device may be read any number of times, and no text is to be saved from it.
+    from chargpt.data.sources.text_files import text_files
+
+    with pytest.raises(DataError) as err:
+        text_files(os.devnull, "data.val_path")
+    assert str(err.value) == (f"data.val_path={os.devnull} is not a file but a device; pass a text file as "
+                              "data.val_path=FILE")
+
+
 def test_missing_file_without_url_and_directory(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="not found"):
         resolve_corpus(tmp_path / "nope.txt")

@@ -111,11 +111,18 @@ def _remove_empty(folders: list[Path]) -> None:
             return
 
 
-def _kind_of(path: Path) -> str:
-    mode = path.stat().st_mode
+def _not_a_file(file: Path, setting: str) -> str:
+    """Why `file`, which is no regular file, cannot be the text `setting` names."""
+    mode = file.stat().st_mode
     if stat.S_ISFIFO(mode):
-        return "a pipe"
-    return "a socket" if stat.S_ISSOCK(mode) else "a device"
+        # A pipe (`<(command)`, `command | chargpt-train data.path=/dev/stdin`, a FIFO) is read once:
+        # a run reads its text twice (its characters, then its ids) and again to resume, and its size,
+        # 0, said nothing of it. A FIFO with no writer waited for ever.
+        return (f"{setting}={file} is not a file but a pipe, which can be read only once; a run reads its "
+                "text more than once, and records its sha256 for a resume to check: save the text to a file "
+                f"first (COMMAND > corpus.txt) and pass {setting}=corpus.txt")
+    kind = "a socket" if stat.S_ISSOCK(mode) else "a device"  # (its size says nothing of what it gives)
+    return f"{setting}={file} is not a file but {kind}; pass a text file as {setting}=FILE"
 
 
 def resolve_corpus(
@@ -131,12 +138,7 @@ def resolve_corpus(
     if file.is_dir():
         raise DataError(f"data path {file} is a directory; pass a text file as {setting}=FILE")
     if not file.is_file():
-        # A pipe (`<(command)`, `command | chargpt-train data.path=/dev/stdin`, a FIFO) is read once:
-        # a run reads its text twice (its characters, then its ids) and again to resume, and its size,
-        # 0, said nothing of it. A FIFO with no writer waited for ever.
-        raise DataError(f"{setting}={file} is not a file but {_kind_of(file)}, which can be read only once; "
-                        "a run reads its text more than once, and records its sha256 for a resume to check: "
-                        f"save the text to a file first (COMMAND > corpus.txt) and pass {setting}=corpus.txt")
+        raise DataError(_not_a_file(file, setting))
     if file.stat().st_size == 0:
         raise DataError(f"data file {file} is empty; pass a text file with content")
     return file
