@@ -88,11 +88,13 @@ def test_report_ranks_runs_and_writes_csv(tmp_path: Path) -> None:
     assert (tmp_path / "speed.csv").exists()
 
 
+@pytest.mark.parametrize("resumed", [False, True])
 def test_a_run_launched_without_its_hydra_record_is_named_not_left_out_unsaid(
-    tmp_path: Path, capsys: pytest.CaptureFixture
+    tmp_path: Path, capsys: pytest.CaptureFixture, resumed: bool
 ) -> None:
     # hydra.output_subdir=null: no .hydra/overrides.yaml, so the run was missing from the report, nothing
-    # said; alone, the folder had "no runs" in it.
+    # said; alone, the folder had "no runs" in it. Resumed since, its resume's record in .hydra/resume-*
+    # (a .hydra folder, with no overrides.yaml of its first launch) still left it out unsaid.
     sweep = tmp_path / "runs"
     fake_run(sweep, "recorded", ["optimizer.lr=1e-3"], metrics(2.0, 2.1), {"status": "finished"})
     unrecorded = sweep / "no record"
@@ -100,6 +102,9 @@ def test_a_run_launched_without_its_hydra_record_is_named_not_left_out_unsaid(
     (unrecorded / "checkpoints" / "last.ckpt").write_bytes(b"")
     (unrecorded / "status.json").write_text(json.dumps({"status": "finished"}))
     (unrecorded / "train.log").write_text("")
+    if resumed:
+        (unrecorded / ".hydra" / "resume-20261207-004022").mkdir(parents=True)
+        (unrecorded / ".hydra" / "resume-20261207-004022" / "overrides.yaml").write_text("- ckpt_path=.\n")
     (sweep / "notes").mkdir()  # no run: not named
     (sweep / "notes" / "status.json").write_text("{}")
 

@@ -56,10 +56,13 @@ def find_runs(folder: Path) -> list[Path]:
 
 
 def unrecorded_runs(folder: Path) -> list[Path]:
-    """The run folders under `folder` (itself included) with no record of a launch's settings: each
-    launched with hydra.output_subdir=null, known by its checkpoints or its status beside its log."""
+    """The run folders under `folder` (itself included) with no record of their first launch's
+    settings, which find_runs leaves out: each launched with hydra.output_subdir=null (resumed since
+    or not: a resume keeps its record in a sub-folder of CONFIG_DIR), known by its checkpoints or its
+    status beside its log."""
     found = {p.parent for p in folder.rglob(STATUS_FILE)} | {p.parent for p in folder.rglob(CHECKPOINT_DIR)}
-    return sorted(run for run in found if not (run / CONFIG_DIR).is_dir() and is_run_folder(run))
+    return sorted(run for run in found
+                  if not (run / CONFIG_DIR / OVERRIDES_FILE).is_file() and is_run_folder(run))
 
 
 def is_resume_config(config_dir: str | Path) -> bool:
