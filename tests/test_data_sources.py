@@ -1262,6 +1262,27 @@ def test_a_stale_digest_record_is_refused_once_then_the_file_hashed_afresh(
     assert json.loads(record.read_text())[os.path.realpath(file)]["sha256"] == file_hashes.sha256_of(file)
 
 
+def test_a_text_refused_as_written_to_keeps_the_digest_another_run_recorded_of_it_since(
+    folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Written to once this run hashed it, and hashed again by another run meanwhile: the refusal
+    # dropped the file's entry whichever it was by then, the other run's, of the file as it now is.
+    from chargpt.data.sources import file_hashes, text_files
+
+    monkeypatch.setattr(file_hashes, "_SETTLED_NS", 0)
+    file, cache = folder / "a.txt", tmp_path / "cache"
+
+    def written_to_and_hashed_by_another_run() -> None:
+        file.write_text("the text as it is now\n")
+        file_hashes.cached_sha256s([file], cache)
+
+    _meanwhile(monkeypatch, text_files, "cached_sha256s", written_to_and_hashed_by_another_run)
+    with pytest.raises(DataError, match=r"a\.txt changed while it was read"):
+        text_of(module(file, cache_dir=str(cache)))
+    record = json.loads((cache / file_hashes.HASHES_FILE).read_text())
+    assert record[os.path.realpath(file)]["sha256"] == hashlib.sha256(b"the text as it is now\n").hexdigest()
+
+
 def _meanwhile(monkeypatch: pytest.MonkeyPatch, where: ModuleType, name: str,
                act: Callable[[], object]) -> None:
     """`act` done once, as `where.name` returns (the first time it is called)."""

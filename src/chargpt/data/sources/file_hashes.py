@@ -74,16 +74,20 @@ def cached_sha256s(files: list[Path], cache_dir: Path | None) -> list[str]:
     return digests
 
 
-def forget_sha256(file: Path, cache_dir: Path | None) -> None:
-    """Drop `file`'s entry from the record in `cache_dir`: its text, as read, was not the one the
-    entry says (a write the stamp did not show, on a file system whose times cannot be trusted, or a
-    damaged record), and every later start would find the entry again and refuse the text for ever.
-    The next start hashes the file afresh."""
+def forget_sha256(file: Path, sha256: str, cache_dir: Path | None) -> None:
+    """Drop `file`'s entry from the record in `cache_dir` while it still says `sha256`, the digest its
+    text, as read, was not (a write the stamp did not show, on a file system whose times cannot be
+    trusted, or a damaged record): every later start would find the entry again and refuse the text
+    for ever. The next start hashes the file afresh. An entry since recorded by another run, of the
+    file as it is now, is kept."""
     if cache_dir is None:
         return
     record = cache_dir / HASHES_FILE
     known = read_json_object(record)
-    if known.pop(os.path.realpath(file), None) is None:
+    key = os.path.realpath(file)
+    entry = known.get(key)
+    if not (isinstance(entry, dict) and entry.get("sha256") == sha256):
         return
+    del known[key]
     with contextlib.suppress(OSError):  # an unwritable cache: nothing was recorded in it either
         write_json_atomic(record, known)

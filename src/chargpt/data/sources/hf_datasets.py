@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from chargpt.data.sources.file_hashes import cached_sha256s, file_stamps, forget_sha256
+from chargpt.data.sources.file_hashes import cached_sha256s, file_stamps
 from chargpt.data.sources.parts import Part, changed_while_read
 from chargpt.data.sources.paths import absolute_path, expand_path, no_match_advice
 from chargpt.errors import ConfigError, DataError, first_line, needs_extra
@@ -154,9 +154,9 @@ def hf_part(
     stamped = file_stamps(files)
 
     def unless_written_to() -> None:
+        # (Their digest entries are kept: a stamp changed since will not match the one recorded before
+        # the write, and one recorded since, by another run, is of the files as they are now.)
         if file_stamps(files) != stamped:
-            for file in files:  # (running again hashes them afresh)
-                forget_sha256(file, hash_cache)
             raise changed_while_read(label, "its files were written to after their sha256 was taken")
 
     def rows_read() -> Iterator[tuple[str, int]]:

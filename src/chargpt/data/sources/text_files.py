@@ -54,7 +54,7 @@ def file_chunks(
                 raw = f.read(_CHUNK_BYTES)
                 digest.update(raw)
                 if not raw and digest.hexdigest() != sha256:
-                    forget_sha256(path, hash_cache)
+                    forget_sha256(path, sha256, hash_cache)
                     raise changed_while_read(str(path))
                 try:
                     text = decoder.decode(raw, final=not raw)
