@@ -31,9 +31,9 @@ class _Parser(argparse.ArgumentParser):
 def _check_no_hydra_flags(args: list[str]) -> None:
     """The other commands are Hydra apps: their flags (--info, --cfg job, -m, --shell-completion),
     typed here, were read as a missing folder or an unknown argument, which named no way out."""
-    from hydra._internal.utils import get_args_parser  # the flags Hydra's commands take
+    from chargpt.hydra_internals import hydra_options  # the flags Hydra's commands take
 
-    hydra_flags = set(get_args_parser()._option_string_actions) - {"-h", "--help", "--version"}
+    hydra_flags = set(hydra_options()) - {"-h", "--help", "--version"}
     if flag := next((arg for arg in args if arg.partition("=")[0] in hydra_flags), None):
         exit_usage(f"{flag} is a flag of chargpt's Hydra commands (chargpt-train, -sample, -eval, -export, "
                    "-serve), not of chargpt-report, which takes a sweep's folder, --csv and --sort; see "
