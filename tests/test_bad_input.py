@@ -311,6 +311,13 @@ TRAIN_CASES = [
     ("a sweep over one of Hydra's own settings", ["-m", "hydra.job.chdir=true,false"],
      "error: hydra.job.chdir=true,false: a sweep cannot vary Hydra's own settings (one serves all its jobs); "
      "pick one, e.g. hydra.job.chdir=true"),
+    # The example was the text up to the first comma: "e.g. hydra.launcher.n_jobs=range(1".
+    ("a sweep over one of Hydra's own settings by range", ["-m", "hydra.launcher.n_jobs=range(1,3)"],
+     "pick one, e.g. hydra.launcher.n_jobs=1"),
+    ("a sweep over one of Hydra's own settings with a space", ["-m", "hydra.job.name=my run,b"],
+     "pick one, e.g. 'hydra.job.name=my\\ run'"),
+    ("a sweep over Hydra's own group by choice", ["-m", "hydra/launcher=choice(slrum,basic)"],
+     "pick one of hydra/launcher (slrum: not an option): basic, "),
     # Hydra's "Could not load 'hydra/launcher/slrum'", with its config search path and no options.
     ("a misspelt option of Hydra's own group in a list", ["-m", "hydra/launcher=[slrum]", "seed=1,2"],
      "hydra/launcher=slrum is not an option of hydra/launcher; use one of: basic, joblib, local_parallel, "),

@@ -257,13 +257,26 @@ def _hydra_swept(key: str, value: str) -> str:
     the group's options where it is a group (a misspelt one named)."""
     said = f"{key}={value}: a sweep cannot vary Hydra's own settings (one serves all its jobs); pick one"
     group = key.lstrip("+")
+    values = _swept_values(f"{key}={value}")
     options = _in_config_repository(lambda loader: loader.get_group_options(group)) if "/" in group else []
     if not options:
-        return f"{said}, e.g. {key}={value.split(',')[0].strip()}"
+        return f"{said}, e.g. {shell_words.quote(f'{key}={values[0]}')}" if values else said
     said += f" of {group}"
-    if unknown := [item.strip() for item in value.split(",") if item.strip() not in options]:
+    if unknown := [item for item in values if item not in options]:
         said += f" ({', '.join(unknown)}: not {'an option' if len(unknown) == 1 else 'options'})"
     return f"{said}: {', '.join(options)}"
+
+
+def _swept_values(override: str) -> list[str]:
+    """The values a sweep's jobs would get, as each is written on a command line (true, not
+    Python's True); none for a search's interval(...), which has no list of them."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = readable_choices(OverridesParser.create().parse_override(override))
+    if not parsed.is_discrete_sweep():
+        return []
+    return [str(value).lower() if isinstance(value, bool) else text
+            for value, text in zip(parsed.sweep_iterator(), parsed.sweep_string_iterator(), strict=True)]
 
 
 def _reads_as_number(text: str) -> bool:
