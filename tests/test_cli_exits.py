@@ -145,8 +145,15 @@ def test_torch_refusing_a_cpu_tensor_is_out_of_cpu_memory(tmp_path, corpus, monk
     assert "Traceback" not in err
 
 
-def test_a_model_too_large_for_the_machine_is_named_before_the_batch(tmp_path, corpus, monkeypatch,
-                                                                     capsys) -> None:
+@pytest.mark.parametrize(("settings", "held"), [
+    ([], "16 bytes each: weights, gradients, AdamW's moments"),
+    # Muon holds one momentum, not two; weights of bf16-true are 2 bytes: 16 bytes overstated them.
+    (["optimizer=muon"], "12 bytes each: weights, gradients, Muon's momentum"),
+    (["trainer.precision=bf16-true"], "8 bytes each: weights, gradients, AdamW's moments"),
+    (["trainer.precision=bf16-mixed"], "16 bytes each: weights, gradients, AdamW's moments"),
+])
+def test_a_model_too_large_for_the_machine_is_named_before_the_batch(settings, held, tmp_path, corpus,
+                                                                     monkeypatch, capsys) -> None:
     # `model.n_embd=1048576` was advised a smaller data.batch_size first, which no batch size fixes.
     import chargpt.training.module as module
 
@@ -154,13 +161,17 @@ def test_a_model_too_large_for_the_machine_is_named_before_the_batch(tmp_path, c
         raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 13194139533312 "
                            "bytes.")
 
+    import chargpt.training.model_memory as model_memory
+
     monkeypatch.setattr(module, "build_model", no_room)
-    args = bare_train_args(corpus, tmp_path / "run", "trainer.max_steps=2", "model.n_embd=1048576")
+    monkeypatch.setattr(model_memory, "physical_memory", lambda: 2**40)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    args = bare_train_args(corpus, tmp_path / "run", "trainer.max_steps=2", "model.n_embd=1048576", *settings)
     assert run_cli(train_main, *args) == 2
     err = capsys.readouterr().err
     line = (r"error: out of CPU memory \(could not allocate 12.00 TiB\); the model alone is too large for "
             r"this machine: model.n_layer=\d+ and model.n_embd=1048576 make [\d,]+ parameters, [\d,]+ GiB to "
-            r"train \(16 bytes each: weights, gradients, AdamW's moments\) where it has [\d,]+ GiB; run "
+            rf"train \({re.escape(held)}\) where it has 1,024 GiB; run "
             r"again with less, e.g. a smaller model.n_embd or model.n_layer\n$")
     assert re.search(line, err), err
     assert "Traceback" not in err

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from chargpt.errors import ConfigError
-from chargpt.model import GPT, BigramLM, ModelConfig, build_model
+from chargpt.model import GPT, BigramLM, ModelConfig, build_model, count_parameters
+from chargpt.model.blocks import Block
 
 SMALL = dict(block_size=16, n_layer=2, n_head=2, n_embd=32)
 
@@ -43,6 +44,30 @@ def test_weight_tying_shares_the_embedding() -> None:
     untied = GPT(ModelConfig(**SMALL, tie_weights=False), vocab_size=11)
     assert tied.head.weight is tied.tok_emb.weight
     assert untied.num_params() - tied.num_params() == 11 * 32
+
+
+@pytest.mark.parametrize("settings", [
+    dict(n_layer=5),
+    dict(n_layer=3, tie_weights=False, pos_encoding="rope", activation="swiglu", norm="rmsnorm",
+         qk_norm=True),
+    dict(n_layer=4, bias=False, pos_encoding="sinusoidal", mlp_ratio=2.5),
+    dict(n_layer=1),
+    dict(arch="bigram"),
+])
+def test_the_parameters_are_counted_as_the_model_built_holds_them(settings, monkeypatch) -> None:
+    config = ModelConfig(**{**SMALL, **settings})
+    expected = build_model(config, vocab_size=11).num_params()  # tied weights counted once
+    built = []
+    init = Block.__init__
+
+    def counted(self: Block, *args: object) -> None:
+        built.append(args)
+        init(self, *args)
+
+    monkeypatch.setattr(Block, "__init__", counted)
+    assert count_parameters(config, vocab_size=11) == expected
+    # Each layer built, even on the meta device, made model.n_layer=100000 a count of minutes.
+    assert len(built) <= 3  # one model of one layer and one of two
 
 
 def test_sequence_longer_than_context_is_refused() -> None:

@@ -238,7 +238,7 @@ def _smaller_settings(cfg: DictConfig, output_dir: str) -> str:
     settings = (f"data.batch_size={batch}, model.block_size={cfg.model.block_size} or the model's size "
                 "(model.n_layer, model.n_embd) is too large for this machine")
     smaller = f"data.batch_size={batch // 2}" if batch > 1 else "a smaller model"
-    if (model_alone := _model_too_large(cfg.model)) is not None:  # no batch size would help
+    if (model_alone := _model_too_large(cfg)) is not None:  # no batch size would help
         settings, smaller = model_alone, "a smaller model.n_embd or model.n_layer"
     if last_checkpoint(Path(output_dir)) is not None:
         continue_it = shell_words.quote(f"ckpt_path={output_dir}")
@@ -246,34 +246,31 @@ def _smaller_settings(cfg: DictConfig, output_dir: str) -> str:
     return f"{settings}; run again with less, e.g. {smaller}"
 
 
-# What training holds of each parameter whatever the batch: its weight, gradient and AdamW's two
-# moments, in float32.
-_BYTES_PER_PARAMETER = 16
-
-
-def _model_too_large(model: DictConfig) -> str | None:
+def _model_too_large(cfg: DictConfig) -> str | None:
     """What the model alone needs to train, said where that is more memory than this machine has
     (its RAM, or a GPU's where there is one: the model is built in one and trained in the other)."""
     import torch
 
-    from chargpt.model import ModelConfig, build_model
+    from chargpt.model import ModelConfig, count_parameters
+    from chargpt.training.model_memory import bytes_per_parameter, physical_memory
 
     try:
-        with torch.device("meta"):  # counted, not allocated
-            config = ModelConfig.from_dict(OmegaConf.to_container(model, resolve=True))  # type: ignore[arg-type]
-            parameters = build_model(config, vocab_size=256).num_params()  # the vocabulary adds little
-        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        fields = plain(cfg.model)
+        fields.pop("auto", None)  # model=auto: the shape chosen is written over its own
+        config = ModelConfig.from_dict(fields)
+        parameters = count_parameters(config, vocab_size=256)  # the vocabulary adds little
+        per_parameter, held = bytes_per_parameter(cfg)
+        memory = physical_memory()
     except (ChargptError, ValueError, OSError):
         return None
     if torch.cuda.is_available():
         memory = min(memory, torch.cuda.get_device_properties(torch.cuda.current_device()).total_memory)
-    needed = parameters * _BYTES_PER_PARAMETER
+    needed = parameters * per_parameter
     if needed <= memory:
         return None
     return (f"the model alone is too large for this machine: model.n_layer={config.n_layer} and "
             f"model.n_embd={config.n_embd} make {parameters:,} parameters, {needed / 2**30:,.0f} GiB to "
-            f"train ({_BYTES_PER_PARAMETER} bytes each: weights, gradients, AdamW's moments) where it has "
-            f"{memory / 2**30:,.0f} GiB")
+            f"train ({per_parameter} bytes each: {held}) where it has {memory / 2**30:,.0f} GiB")
 
 
 def _smaller_sample(options: DictConfig, run_dir: str) -> str:

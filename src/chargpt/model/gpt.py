@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import torch
@@ -131,3 +132,15 @@ class BigramLM(nn.Module):
 
 def build_model(config: ModelConfig, vocab_size: int) -> GPT | BigramLM:
     return BigramLM(config, vocab_size) if config.arch == "bigram" else GPT(config, vocab_size)
+
+
+def count_parameters(config: ModelConfig, vocab_size: int) -> int:
+    """`build_model(config, vocab_size).num_params()`, allocating nothing (torch's meta device) and
+    building two layers at most: every layer holds as many as the first, however many there are
+    (building 100,000 layers, even on the meta device, took minutes)."""
+    with torch.device("meta"):
+        if config.arch == "bigram" or config.n_layer <= 2:
+            return build_model(config, vocab_size).num_params()
+        one, two = (build_model(dataclasses.replace(config, n_layer=n), vocab_size).num_params()
+                    for n in (1, 2))
+    return one + (config.n_layer - 1) * (two - one)
