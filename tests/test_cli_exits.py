@@ -164,7 +164,9 @@ def test_a_model_too_large_for_the_machine_is_named_before_the_batch(settings, h
     import chargpt.training.model_memory as model_memory
 
     monkeypatch.setattr(module, "build_model", no_room)
+    # A machine where the weights alone fit (in its swap), as they did where this ran out.
     monkeypatch.setattr(model_memory, "physical_memory", lambda: 2**40)
+    monkeypatch.setattr(model_memory, "swap_memory", lambda: 2**60)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     args = bare_train_args(corpus, tmp_path / "run", "trainer.max_steps=2", "model.n_embd=1048576", *settings)
     assert run_cli(train_main, *args) == 2
@@ -175,6 +177,44 @@ def test_a_model_too_large_for_the_machine_is_named_before_the_batch(settings, h
             r"again with less, e.g. a smaller model.n_embd or model.n_layer\n$")
     assert re.search(line, err), err
     assert "Traceback" not in err
+
+
+def test_a_model_whose_weights_alone_exceed_the_machines_memory_is_refused_before_it_is_built(
+        tmp_path, corpus, monkeypatch, capsys) -> None:
+    # `model.n_layer=100000` took the memory layer by layer until the machine had none left. (The
+    # machine's memory is faked: the test never builds, or tries to build, such a model.)
+    import chargpt.training.model_memory as model_memory
+    import chargpt.training.module as module
+
+    def never(*args, **kwargs):
+        raise AssertionError("the model was built")
+
+    monkeypatch.setattr(model_memory, "physical_memory", lambda: 2 * 2**30)
+    monkeypatch.setattr(model_memory, "swap_memory", lambda: 2**30)
+    monkeypatch.setattr(module, "build_model", never)
+    args = bare_train_args(corpus, tmp_path / "run", "trainer.max_steps=2", "model.n_layer=100000")
+    assert run_cli(train_main, *args) == 2
+    err = capsys.readouterr().err
+    assert re.fullmatch(r"error: model.n_layer=100000 and model.n_embd=\d+ make [\d,]+ parameters, "
+                        r"[\d,]+ GiB of weights alone where this machine has 3 GiB of memory \(swap "
+                        r"included\); use a smaller model.n_layer or model.n_embd\n", err), err
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_model_whose_weights_fit_is_not_refused_for_its_size(monkeypatch) -> None:
+    # The refusal is for a model that cannot be built at all; one whose float32 weights just fit is
+    # left to train (and to the advice where its batch or optimizer then runs out).
+    import chargpt.training.model_memory as model_memory
+    from chargpt.model import ModelConfig, build_model
+
+    config = ModelConfig(n_layer=3, n_head=2, n_embd=32, block_size=16)
+    weights = build_model(config, vocab_size=1).num_params() * 4
+    monkeypatch.setattr(model_memory, "swap_memory", lambda: 0)
+    monkeypatch.setattr(model_memory, "physical_memory", lambda: weights)
+    model_memory.check_model_fits(config, vocab_size=1)
+    monkeypatch.setattr(model_memory, "physical_memory", lambda: weights - 1)
+    with pytest.raises(model_memory.ConfigError, match=r"^model\.n_layer=3 and model\.n_embd=32 make"):
+        model_memory.check_model_fits(config, vocab_size=1)
 
 
 def test_gpu_memory_running_out_in_training_records_the_run_failed_and_says_how_to_continue(

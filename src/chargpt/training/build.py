@@ -56,6 +56,7 @@ from chargpt.training.finetune import (
 )
 from chargpt.training.host_memory import keep_freed_memory
 from chargpt.training.lightning_internals import keep_ignored_signals_ignored
+from chargpt.training.model_memory import check_model_fits
 from chargpt.training.module import CharLM
 from chargpt.training.optim import build_optimizer, check_optimizer
 from chargpt.training.optimizer_state import check_optimizer_state
@@ -338,6 +339,7 @@ def _checked_settings(cfg: DictConfig) -> _Checked:
     check_model_target(cfg)
     check_model_settings(cfg)
     model_config = ModelConfig.from_dict(model_fields)  # validated before any data work
+    check_model_fits(model_config, vocab_size=1)  # (fewer characters than any text's: a lower bound)
     check_window_length(cfg)
     check_constructor_settings(cfg)
     check_optimizer(plain(cfg.optimizer))

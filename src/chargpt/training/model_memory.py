@@ -1,17 +1,33 @@
-"""What a model's parameters need of this machine's memory to train."""
+"""What a model's parameters need of this machine's memory: to train, and to be built at all."""
 
 from __future__ import annotations
 
 import os
+import re
+from pathlib import Path
 
 from omegaconf import DictConfig
 
+from chargpt.errors import ConfigError
+from chargpt.model import ModelConfig, count_parameters
 from chargpt.training.precision import lightning_precision_name
+
+# The model is built in float32 on the CPU, whatever the precision it then trains in.
+BUILT_BYTES_PER_PARAMETER = 4
 
 
 def physical_memory() -> int:
     """This machine's RAM in bytes (OSError where the system does not say)."""
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def swap_memory() -> int:
+    """This machine's swap in bytes; 0 where the system does not say (not Linux)."""
+    try:
+        found = re.search(r"^SwapTotal:\s+(\d+) kB", Path("/proc/meminfo").read_text(), re.MULTILINE)
+    except OSError:
+        return 0
+    return int(found[1]) * 1024 if found else 0
 
 
 def bytes_per_parameter(cfg: DictConfig) -> tuple[int, str]:
@@ -24,3 +40,21 @@ def bytes_per_parameter(cfg: DictConfig) -> tuple[int, str]:
     if str(cfg.optimizer.get("_target_", "")).endswith("muon_adamw"):
         return 3 * width, "weights, gradients, Muon's momentum"
     return 4 * width, "weights, gradients, AdamW's moments"
+
+
+def check_model_fits(config: ModelConfig, vocab_size: int) -> None:
+    """Refuse a model whose float32 weights alone are more than this machine's memory, swap included,
+    before building it: built, it took the memory layer by layer until the machine had none left.
+    Any model refused here could not have been built."""
+    try:
+        memory = physical_memory() + swap_memory()
+    except (OSError, ValueError):
+        return
+    parameters = count_parameters(config, vocab_size)
+    needed = parameters * BUILT_BYTES_PER_PARAMETER
+    if needed > memory:
+        raise ConfigError(
+            f"model.n_layer={config.n_layer} and model.n_embd={config.n_embd} make {parameters:,} "
+            f"parameters, {needed / 2**30:,.0f} GiB of weights alone where this machine has "
+            f"{memory / 2**30:,.0f} GiB of memory (swap included); use a smaller model.n_layer or "
+            "model.n_embd")
