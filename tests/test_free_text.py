@@ -454,6 +454,22 @@ def test_shell_completion_offers_the_options_of_the_config_dir_on_the_line_typed
         assert run_main(train_main, ["-sc", "query=bash"], capsys)[:2] == (0, offered)
 
 
+def test_shell_completion_takes_its_action_wherever_it_stands(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    # Hydra takes `install=bash -sc` and `-sc seed=1 query=bash` (its action among the overrides);
+    # both were refused as completion with nothing to do.
+    code, out, err = run_main(train_main, ["install=bash", "-sc"], capsys)
+    assert (code, err) == (0, "") and "-F hydra_bash_completion" in out, out
+    monkeypatch.setenv("COMP_LINE", "chargpt-train model=")
+    offered = "model=auto model=bigram model=small model=tiny\n"
+    assert run_main(train_main, ["-sc", "seed=1", "query=bash"], capsys)[:2] == (0, offered)
+    # Two actions, which Hydra refuses with a traceback, are one line naming both.
+    code, out, err = run_main(train_main, ["-sc", "install=bash", "uninstall=bash"], capsys)
+    assert code == 2 and err.count("\n") == 1, err
+    assert err.endswith("; one, not install=bash and uninstall=bash\n"), err
+
+
 def test_shell_completion_reads_a_config_dir_typed_with_spaces(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:

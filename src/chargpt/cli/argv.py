@@ -228,12 +228,15 @@ def hydra_argv(argv: list[str], checkpoint_sweeps: bool = False) -> list[str]:
     for flag, eq, topic in (arg.partition("=") for arg in options):
         if flag in ("-i", "--info") and eq and topic not in _INFO_TOPICS:  # argparse would print its usage
             raise ConfigError(_not_an_info_topic(topic))
-    for i, arg in enumerate(out):
-        action = out[i + 1].partition("=")[0] if i + 1 < len(out) else ""
-        if arg in ("-sc", "--shell-completion") and action not in _COMPLETION_ACTIONS:  # Hydra's traceback
-            command = os.path.basename(out[0])
-            raise ConfigError(f"{arg} needs what to do: install=SHELL, uninstall=SHELL or query=SHELL "
-                              f"(SHELL: bash, zsh or fish), e.g. eval \"$({command} {arg} install=bash)\"")
+    # Hydra's shell completion takes one of its actions among the overrides, wherever they stand
+    # (`install=bash -sc` is one); none, or two, was its traceback.
+    actions = [out[i] for i in overrides if out[i].partition("=")[0] in _COMPLETION_ACTIONS]
+    completion = next((arg for arg in options if arg in ("-sc", "--shell-completion")), None)
+    if completion is not None and len(actions) != 1:
+        command = os.path.basename(out[0])
+        raise ConfigError(f"{completion} needs what to do: install=SHELL, uninstall=SHELL or query=SHELL "
+                          f"(SHELL: bash, zsh or fish), e.g. eval \"$({command} {completion} install=bash)\""
+                          + (f"; one, not {' and '.join(actions)}" if actions else ""))
     flags = [arg.partition("=")[0] for arg in options]
     modes = list(dict.fromkeys(f for f in flags if f in _MODES or f in _MODES.values()))
     if len({_MODES.get(mode, mode) for mode in modes}) > 1:  # Hydra's own refusal is a traceback
