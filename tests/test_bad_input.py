@@ -316,6 +316,12 @@ TRAIN_CASES = [
      "pick one, e.g. hydra.launcher.n_jobs=1"),
     ("a sweep over one of Hydra's own settings with a space", ["-m", "hydra.job.name=my run,b"],
      "pick one, e.g. 'hydra.job.name=my\\ run'"),
+    # A search's dimension typed as its config file names it was told to pick one value.
+    ("a search's dimension under hydra.sweeper.params",
+     ["-m", "hydra/sweeper=optuna", "hydra.sweeper.params.optimizer.lr=interval(1e-4,1e-2)"],
+     "error: hydra.sweeper.params.optimizer.lr=interval(1e-4,1e-2): a search's dimension is given on the "
+     "command line as the setting itself, not under hydra.sweeper.params: "
+     "'optimizer.lr=interval(1e-4,1e-2)'"),
     ("a sweep over Hydra's own group by choice", ["-m", "hydra/launcher=choice(slrum,basic)"],
      "pick one of hydra/launcher (slrum: not an option): basic, "),
     # Hydra's "Could not load 'hydra/launcher/slrum'", with its config search path and no options.

@@ -60,6 +60,7 @@ _NO_OPTION = re.compile(
 _NOT_LOADED = re.compile(r"Could not load '([^']+)/([^'/]+)'")
 # A sweep over one of Hydra's own settings or groups (-m hydra/launcher=slrum,basic), which Hydra
 # refuses whatever the values: its config is one for the whole sweep.
+_SEARCH_PARAMS = "hydra.sweeper.params."  # where a search's config file names its dimensions
 _HYDRA_SWEPT = re.compile(r"Sweeping over Hydra's configuration is not supported : '([^'=]+)=(.*)'")
 # --config-name naming no config, then the search path, a `provider=..., path=...` line a folder.
 _NO_PRIMARY = re.compile(r"Cannot find primary config '([^']+)'")
@@ -254,9 +255,14 @@ def _values_without_sweep(key: str, value: str) -> str:
 
 def _hydra_swept(key: str, value: str) -> str:
     """`-m key=a,b` of Hydra's own config: one value serves the whole sweep, so one is picked, from
-    the group's options where it is a group (a misspelt one named)."""
-    said = f"{key}={value}: a sweep cannot vary Hydra's own settings (one serves all its jobs); pick one"
+    the group's options where it is a group (a misspelt one named); a search's dimension typed
+    under hydra.sweeper.params is one typed as its setting."""
     group = key.lstrip("+")
+    if group.startswith(_SEARCH_PARAMS):  # a search's dimension, typed where its config file holds it
+        dimension = shell_words.quote(f"{group.removeprefix(_SEARCH_PARAMS)}={value}")
+        return (f"{key}={value}: a search's dimension is given on the command line as the setting itself, "
+                f"not under {_SEARCH_PARAMS.rstrip('.')}: {dimension}")
+    said = f"{key}={value}: a sweep cannot vary Hydra's own settings (one serves all its jobs); pick one"
     values = _swept_values(f"{key}={value}")
     options = _in_config_repository(lambda loader: loader.get_group_options(group)) if "/" in group else []
     if not options:
