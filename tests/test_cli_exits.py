@@ -167,8 +167,12 @@ def test_a_model_too_large_for_the_machine_is_named_before_the_batch(settings, h
     # A machine where the weights alone fit (in its swap), as they did where this ran out.
     monkeypatch.setattr(model_memory, "physical_memory", lambda: 2**40)
     monkeypatch.setattr(model_memory, "swap_memory", lambda: 2**60)
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    args = bare_train_args(corpus, tmp_path / "run", "trainer.max_steps=2", "model.n_embd=1048576", *settings)
+    # A GPU of 8 GiB the run does not train on (trainer.accelerator=cpu): its memory was compared.
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    eight_gib = SimpleNamespace(total_memory=2**33)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device: eight_gib)
+    args = bare_train_args(corpus, tmp_path / "run", "trainer.max_steps=2", "model.n_embd=1048576",
+                           "trainer.accelerator=cpu", *settings)
     assert run_cli(train_main, *args) == 2
     err = capsys.readouterr().err
     line = (r"error: out of CPU memory \(could not allocate 12.00 TiB\); the model alone is too large for "

@@ -248,11 +248,13 @@ def _smaller_settings(cfg: DictConfig, output_dir: str) -> str:
 
 def _model_too_large(cfg: DictConfig) -> str | None:
     """What the model alone needs to train, said where that is more memory than this machine has
-    (its RAM, or a GPU's where there is one: the model is built in one and trained in the other)."""
+    (its RAM, or its GPU's where the run trains on one: the model is built in one and trained in
+    the other)."""
     import torch
 
     from chargpt.model import ModelConfig, count_parameters
     from chargpt.training.model_memory import bytes_per_parameter, physical_memory
+    from chargpt.training.precision import run_device
 
     try:
         fields = plain(cfg.model)
@@ -263,8 +265,8 @@ def _model_too_large(cfg: DictConfig) -> str | None:
         memory = physical_memory()
     except (ChargptError, ValueError, OSError):
         return None
-    if torch.cuda.is_available():
-        memory = min(memory, torch.cuda.get_device_properties(torch.cuda.current_device()).total_memory)
+    if (device := run_device(cfg.trainer)).type == "cuda":  # (a run on the CPU has the RAM alone)
+        memory = min(memory, torch.cuda.get_device_properties(device).total_memory)
     needed = parameters * per_parameter
     if needed <= memory:
         return None
