@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import threading
 from collections.abc import Iterator
@@ -81,6 +82,19 @@ def status(driver: webdriver.Chrome) -> str:
     return driver.find_element(By.ID, "status").text
 
 
+def wait_for_the_end(driver: webdriver.Chrome) -> None:
+    """Until the text has ended ("1 character in 0.0 s", "20 characters in 0.3 s, ended at …") or
+    an error is shown; a timeout says what the page showed instead."""
+    def ended(d: webdriver.Chrome) -> bool:
+        finished = re.match(r"\d+ characters? in ", status(d))
+        return bool(finished) or d.find_element(By.ID, "error").is_displayed()
+    try:
+        WebDriverWait(driver, 180).until(ended)
+    except TimeoutException:
+        pytest.fail(f"no end after 180 s: status {status(driver)!r}, "
+                    f"error {driver.find_element(By.ID, 'error').text!r}")
+
+
 def test_the_page_streams_generated_text(page_url: str, browser: webdriver.Chrome, tmp_path: Path) -> None:
     browser.get(page_url + "/")
     wait = WebDriverWait(browser, 180)
@@ -138,8 +152,7 @@ def test_stop_sequences_typed_one_per_line_end_the_text_as_the_apis_stop(
     # One per line, as a user types them (Enter between them); empty lines are no sequence.
     fill(browser, "stop_sequences", "\n" + "\n\n".join(s.replace("\n", "\\n") for s in stops) + "\n")
     browser.find_element(By.ID, "generate").click()
-    WebDriverWait(browser, 180).until(lambda d: "characters in" in status(d) or d.find_element(
-        By.ID, "error").is_displayed())
+    wait_for_the_end(browser)
     assert not browser.find_element(By.ID, "error").is_displayed()
     text = browser.find_element(By.ID, "out-text").get_attribute("textContent")
     expected = httpx.post(f"{page_url}/v1/completions", timeout=180, json={**request, "stop": stops}).json()
@@ -186,10 +199,14 @@ def test_more_stop_sequences_than_the_server_takes_are_refused_by_the_page_in_it
     assert status(browser) == "" and not browser.find_element(By.ID, "error").is_displayed()  # nothing sent
     fill(browser, "stop_sequences", "a\nb\nc\nd")
     assert browser.execute_script("return document.getElementById('stop_sequences').validationMessage") == ""
+    fill(browser, "seed", "2")  # its text ends at a stop after one character: "1 character in …"
     browser.find_element(By.ID, "generate").click()
-    WebDriverWait(browser, 180).until(lambda d: "characters" in status(d) or d.find_element(
-        By.ID, "error").is_displayed())
+    wait_for_the_end(browser)
     assert not browser.find_element(By.ID, "error").is_displayed()
+    expected = httpx.post(f"{page_url}/v1/completions", timeout=180, json={
+        "prompt": "The", "max_tokens": 20, "temperature": 0.8, "stop": list("abcd"), "seed": 2}).json()
+    text = browser.find_element(By.ID, "out-text").get_attribute("textContent")
+    assert text == expected["choices"][0]["text"] and status(browser).startswith("1 character in ")
 
 
 @pytest.mark.parametrize(("typed", "seed"), [(str(2**64 - 1), 2**64 - 1), ("007", 7)])
@@ -201,8 +218,7 @@ def test_a_seed_past_two_to_the_53_draws_the_apis_text(page_url: str, browser: w
     fill(browser, "max_tokens", "80")
     fill(browser, "seed", typed)
     browser.find_element(By.ID, "generate").click()
-    WebDriverWait(browser, 180).until(lambda d: "characters in" in status(d) or d.find_element(
-        By.ID, "error").is_displayed())
+    wait_for_the_end(browser)
     assert not browser.find_element(By.ID, "error").is_displayed()
     text = browser.find_element(By.ID, "out-text").get_attribute("textContent")
     expected = httpx.post(f"{page_url}/v1/completions", timeout=180, json={
@@ -225,8 +241,7 @@ def test_an_empty_prompt_box_starts_the_models_way(browser: webdriver.Chrome, tm
         fill(browser, "max_tokens", "40")
         fill(browser, "seed", "5")
         browser.find_element(By.ID, "generate").click()
-        WebDriverWait(browser, 180).until(lambda d: "characters in" in status(d) or d.find_element(
-            By.ID, "error").is_displayed())
+        wait_for_the_end(browser)
         assert not browser.find_element(By.ID, "error").is_displayed()
         text = browser.find_element(By.ID, "out-text").get_attribute("textContent")
         assert text == expected["choices"][0]["text"] and len(text) == 40
