@@ -30,8 +30,6 @@ from chargpt.training.run_checks import resumable
 
 log = logging.getLogger(__name__)
 
-SETTING = DATA_DIR_SETTING
-
 
 def recorded_data_dir(run_dir: Path) -> str | None:
     """The absolute data directory the latest launch into `run_dir` recorded in its saved config;
@@ -82,7 +80,7 @@ def settle_data_dir(cfg: DictConfig) -> str | None:
         whose = ""
     elif recorded != os.path.abspath(expand_path(value)):
         log.info("data directory: %s, %s (set %s or %s=DIR to read another)", recorded, whose, DATA_DIR_ENV,
-                 SETTING)
+                 DATA_DIR_SETTING)
         value = recorded
     else:
         whose = ""
@@ -91,7 +89,7 @@ def settle_data_dir(cfg: DictConfig) -> str | None:
         return None  # the saved config names it so already
     with open_dict(cfg):
         cfg.paths.data_dir = absolute
-    return f"{SETTING} resolved to {absolute}" + (f", {whose}" if whose else "")
+    return f"{DATA_DIR_SETTING} resolved to {absolute}" + (f", {whose}" if whose else "")
 
 
 def keep_download_to_its_path(cfg: DictConfig) -> None:
