@@ -234,45 +234,18 @@ def _say_unfinished_start(base_training: Path | None, checkpoint: Path, card: di
 def _smaller_settings(cfg: DictConfig, output_dir: str) -> str:
     """What most likely asked for the memory that ran out, and the fix: smaller values, from the
     last checkpoint where there is one (its batch size may change on resume)."""
+    from chargpt.training.model_memory import model_too_large  # (training/ is imported once composed)
+
     batch = int(cfg.data.batch_size)
     settings = (f"data.batch_size={batch}, model.block_size={cfg.model.block_size} or the model's size "
                 "(model.n_layer, model.n_embd) is too large for this machine")
     smaller = f"data.batch_size={batch // 2}" if batch > 1 else "a smaller model"
-    if (model_alone := _model_too_large(cfg)) is not None:  # no batch size would help
+    if (model_alone := model_too_large(cfg)) is not None:  # no batch size would help
         settings, smaller = model_alone, "a smaller model.n_embd or model.n_layer"
     if last_checkpoint(Path(output_dir)) is not None:
         continue_it = shell_words.quote(f"ckpt_path={output_dir}")
         return f"{settings}; continue from its last checkpoint with less, e.g. {continue_it} {smaller}"
     return f"{settings}; run again with less, e.g. {smaller}"
-
-
-def _model_too_large(cfg: DictConfig) -> str | None:
-    """What the model alone needs to train, said where that is more memory than this machine has
-    (its RAM, or its GPU's where the run trains on one: the model is built in one and trained in
-    the other)."""
-    import torch
-
-    from chargpt.model import ModelConfig, count_parameters
-    from chargpt.training.model_memory import bytes_per_parameter, physical_memory
-    from chargpt.training.precision import run_device
-
-    try:
-        fields = plain(cfg.model)
-        fields.pop("auto", None)  # model=auto: the shape chosen is written over its own
-        config = ModelConfig.from_dict(fields)
-        parameters = count_parameters(config, vocab_size=256)  # the vocabulary adds little
-        per_parameter, held = bytes_per_parameter(cfg)
-        memory = physical_memory()
-    except (ChargptError, ValueError, OSError):
-        return None
-    if (device := run_device(cfg.trainer)).type == "cuda":  # (a run on the CPU has the RAM alone)
-        memory = min(memory, torch.cuda.get_device_properties(device).total_memory)
-    needed = parameters * per_parameter
-    if needed <= memory:
-        return None
-    return (f"the model alone is too large for this machine: model.n_layer={config.n_layer} and "
-            f"model.n_embd={config.n_embd} make {parameters:,} parameters, {needed / 2**30:,.0f} GiB to "
-            f"train ({per_parameter} bytes each: {held}) where it has {memory / 2**30:,.0f} GiB")
 
 
 def _smaller_sample(options: DictConfig, run_dir: str) -> str:

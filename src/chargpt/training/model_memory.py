@@ -6,11 +6,13 @@ import os
 import re
 from pathlib import Path
 
+import torch
 from omegaconf import DictConfig
 
-from chargpt.errors import ConfigError
+from chargpt.errors import ChargptError, ConfigError
+from chargpt.hydra_run import plain
 from chargpt.model import ModelConfig, count_parameters
-from chargpt.training.precision import lightning_precision_name
+from chargpt.training.precision import lightning_precision_name, run_device
 
 # The model is built in float32 on the CPU, whatever the precision it then trains in.
 BUILT_BYTES_PER_PARAMETER = 4
@@ -58,3 +60,26 @@ def check_model_fits(config: ModelConfig, vocab_size: int) -> None:
             f"parameters, {needed / 2**30:,.0f} GiB of weights alone where this machine has "
             f"{memory / 2**30:,.0f} GiB of memory (swap included); use a smaller model.n_layer or "
             "model.n_embd")
+
+
+def model_too_large(cfg: DictConfig) -> str | None:
+    """What the model alone needs to train, said where that is more memory than this machine has
+    (its RAM, or its GPU's where the run trains on one: the model is built in one and trained in
+    the other). None where it fits, or where the config cannot say."""
+    try:
+        fields = plain(cfg.model)
+        fields.pop("auto", None)  # model=auto: the shape chosen is written over its own
+        config = ModelConfig.from_dict(fields)
+        parameters = count_parameters(config, vocab_size=256)  # the vocabulary adds little
+        per_parameter, held = bytes_per_parameter(cfg)
+        memory = physical_memory()
+    except (ChargptError, ValueError, OSError):
+        return None
+    if (device := run_device(cfg.trainer)).type == "cuda":  # (a run on the CPU has the RAM alone)
+        memory = min(memory, torch.cuda.get_device_properties(device).total_memory)
+    needed = parameters * per_parameter
+    if needed <= memory:
+        return None
+    return (f"the model alone is too large for this machine: model.n_layer={config.n_layer} and "
+            f"model.n_embd={config.n_embd} make {parameters:,} parameters, {needed / 2**30:,.0f} GiB to "
+            f"train ({per_parameter} bytes each: {held}) where it has {memory / 2**30:,.0f} GiB")
