@@ -1113,6 +1113,8 @@ def test_a_key_no_added_setting_can_stand_for_is_not_advised_to_be_added(arg, fi
     (["optimizer.lrr=1e-3,2e-3"],
      "optimizer.lrr is not a setting of optimizer (did you mean optimizer.lr?); check its spelling (--cfg "
      "job shows every setting), or add a setting of your own with +optimizer.lrr=0.001"),
+    # A boolean's first value was advised as Python writes it (+trainer.compil=True), not as typed.
+    (["trainer.compil=true,false"], "or add a setting of your own with +trainer.compil=true"),
     (["model=small,tiny", "model.dropoutt=range(1,3)"], "model.dropoutt is not a setting of model (did you "
                                                         "mean model.dropout?)"),
     (["model=glob(tin*)", "model.dropoutt=0.1,0.2"], "model.dropoutt is not a setting of model"),  # a glob

@@ -1,5 +1,5 @@
 """Override text: literal text as a Hydra override value and back, an override's key, whether it
-sweeps, and an override as a user types it.
+sweeps and the values its jobs get, and an override as a user types it.
 
 Hydra's override grammar reserves spaces, commas, quotes, brackets, `~`, non-ASCII letters and
 more, and OmegaConf reads `${...}` as an interpolation. A value written by `hydra_quoted` arrives
@@ -126,6 +126,22 @@ def readable_choices(override: Override) -> Override:
               if isinstance(value, str) and not reaches_sweep_job(key, value) else value
               for value in choices.list]
     return with_value(override, dataclasses.replace(choices, list=values))
+
+
+def swept_values(override: Override) -> list[str]:
+    """The values a discrete sweep's jobs get, each as the sweeper hands it to its job
+    (readable_choices) and as a command line writes it: true, not Python's True (Hydra reads both
+    as the same value); none for any other override (a search's interval(...) has no list of them)."""
+    parsed = readable_choices(override)
+    if not parsed.is_discrete_sweep():
+        return []
+    return [str(value).lower() if isinstance(value, bool) else text
+            for value, text in zip(parsed.sweep_iterator(), parsed.sweep_string_iterator(), strict=True)]
+
+
+def parsed_override(override: str) -> Override:
+    """`override` as Hydra reads it (a HydraException where it cannot)."""
+    return _PARSER.parse_override(override)
 
 
 def readable_trial_override(override: str, params: dict) -> str:

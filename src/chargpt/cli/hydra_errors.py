@@ -29,7 +29,7 @@ from chargpt.cli import CONFIG_PATH
 from chargpt.cli.exits import stdout_writes_any_text
 from chargpt.errors import ConfigError, exit_on_user_error, exit_usage, full_errors_requested
 from chargpt.hydra_run import as_written
-from chargpt.overrides import hydra_quoted, readable_choices
+from chargpt.overrides import hydra_quoted, parsed_override, swept_values
 from chargpt.spelling import did_you_mean, nearest_name
 
 _HINT = "Set the environment variable HYDRA_FULL_ERROR=1"
@@ -263,7 +263,7 @@ def _hydra_swept(key: str, value: str) -> str:
         return (f"{key}={value}: a search's dimension is given on the command line as the setting itself, "
                 f"not under {_SEARCH_PARAMS.rstrip('.')}: {dimension}")
     said = f"{key}={value}: a sweep cannot vary Hydra's own settings (one serves all its jobs); pick one"
-    values = _swept_values(f"{key}={value}")
+    values = swept_values(parsed_override(f"{key}={value}"))
     options = _in_config_repository(lambda loader: loader.get_group_options(group)) if "/" in group else []
     if not options:
         return f"{said}, e.g. {shell_words.quote(f'{key}={values[0]}')}" if values else said
@@ -271,18 +271,6 @@ def _hydra_swept(key: str, value: str) -> str:
     if unknown := [item for item in values if item not in options]:
         said += f" ({', '.join(unknown)}: not {'an option' if len(unknown) == 1 else 'options'})"
     return f"{said}: {', '.join(options)}"
-
-
-def _swept_values(override: str) -> list[str]:
-    """The values a sweep's jobs would get, as each is written on a command line (true, not
-    Python's True); none for a search's interval(...), which has no list of them."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    parsed = readable_choices(OverridesParser.create().parse_override(override))
-    if not parsed.is_discrete_sweep():
-        return []
-    return [str(value).lower() if isinstance(value, bool) else text
-            for value, text in zip(parsed.sweep_iterator(), parsed.sweep_string_iterator(), strict=True)]
 
 
 def _reads_as_number(text: str) -> bool:
@@ -518,7 +506,7 @@ def check_swept_settings(config: DictConfig) -> list[DictConfig]:
         if not override.is_sweep_override():
             first_job.append(f"{key}={override.get_value_element_as_str()}")
         elif override.is_discrete_sweep():
-            values = list(readable_choices(override).sweep_string_iterator())  # as the sweeper hands them
+            values = swept_values(override)
             if not values:  # range(0), an empty glob: a sweep of no jobs, Hydra's to say
                 return []
             if _checked_per_value(key):
