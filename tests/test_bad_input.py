@@ -324,6 +324,10 @@ TRAIN_CASES = [
      "'optimizer.lr=interval(1e-4,1e-2)'"),
     ("a sweep over Hydra's own group by choice", ["-m", "hydra/launcher=choice(slrum,basic)"],
      "pick one of hydra/launcher (slrum: not an option): basic, "),
+    # A traceback, exit 1: Hydra's override parser lists a glob's options only with a config loader.
+    ("a sweep over Hydra's own group by glob", ["-m", "hydra/launcher=glob(*)"],
+     "error: hydra/launcher=glob(*): a sweep cannot vary Hydra's own settings (one serves all its jobs); "
+     "pick one of hydra/launcher: basic, "),
     # Hydra's "Could not load 'hydra/launcher/slrum'", with its config search path and no options.
     ("a misspelt option of Hydra's own group in a list", ["-m", "hydra/launcher=[slrum]", "seed=1,2"],
      "hydra/launcher=slrum is not an option of hydra/launcher; use one of: basic, joblib, local_parallel, "),

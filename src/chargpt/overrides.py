@@ -15,6 +15,7 @@ import os
 import re
 from collections.abc import Collection
 
+from hydra.core.config_loader import ConfigLoader
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import ChoiceSweep, Override, Quote, QuotedString
 from hydra.errors import HydraException
@@ -139,9 +140,13 @@ def swept_values(override: Override) -> list[str]:
             for value, text in zip(parsed.sweep_iterator(), parsed.sweep_string_iterator(), strict=True)]
 
 
-def parsed_override(override: str) -> Override:
-    """`override` as Hydra reads it (a HydraException where it cannot)."""
-    return _PARSER.parse_override(override)
+def parsed_override(override: str, config_loader: ConfigLoader | None = None) -> Override:
+    """`override` as Hydra reads it (a HydraException where it cannot); with the `config_loader`
+    composing the config, which a glob(...) of a group's options needs to list them (Hydra's
+    parse_overrides gives each override its own so; its parse_override none)."""
+    parsed = _PARSER.parse_override(override)
+    parsed.config_loader = config_loader
+    return parsed
 
 
 def readable_trial_override(override: str, params: dict) -> str:

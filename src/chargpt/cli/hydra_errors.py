@@ -263,7 +263,8 @@ def _hydra_swept(key: str, value: str) -> str:
         return (f"{key}={value}: a search's dimension is given on the command line as the setting itself, "
                 f"not under {_SEARCH_PARAMS.rstrip('.')}: {dimension}")
     said = f"{key}={value}: a sweep cannot vary Hydra's own settings (one serves all its jobs); pick one"
-    values = swept_values(parsed_override(f"{key}={value}"))
+    # (A glob(...) of the group's options is listed by the config loader.)
+    values = _with_config_loader(lambda loader: swept_values(parsed_override(f"{key}={value}", loader)))
     options = _in_config_repository(lambda loader: loader.get_group_options(group)) if "/" in group else []
     if not options:
         return f"{said}, e.g. {shell_words.quote(f'{key}={values[0]}')}" if values else said
@@ -282,13 +283,19 @@ def _reads_as_number(text: str) -> bool:
 
 
 def _in_config_repository(read: Callable[[Any], list[str]]) -> list[str]:
+    """What `read` finds with Hydra's config loader (_with_config_loader), sorted."""
+    return sorted(_with_config_loader(read))
+
+
+def _with_config_loader(read: Callable[[Any], list[str]]) -> list[str]:
     """What `read` finds with Hydra's config loader: the one composing the config, or (on an
-    error's path, Hydra done and cleared) one over chargpt's configs and Hydra's own."""
+    error's path, Hydra done and cleared) one over chargpt's configs and Hydra's own; none where
+    that fails."""
     if GlobalHydra.instance().is_initialized():
-        return sorted(read(GlobalHydra.instance().config_loader()))
+        return read(GlobalHydra.instance().config_loader())
     try:
         with initialize_config_dir(config_dir=CONFIG_PATH, version_base="1.3"):
-            return sorted(read(GlobalHydra.instance().config_loader()))
+            return read(GlobalHydra.instance().config_loader())
     except Exception:
         return []
     finally:
