@@ -18,7 +18,7 @@ import yaml
 from chargpt.cli import report as report_cli
 from chargpt.cli import train as train_cli
 from chargpt.errors import ChargptError
-from chargpt.run_layout import find_runs
+from chargpt.run_layout import find_runs, run_folders
 from chargpt.runs.curves import curve_runs
 from chargpt.runs.report import report
 from chargpt.runs.run_rows import run_row, sort_rows
@@ -115,6 +115,22 @@ def test_a_run_launched_without_its_hydra_record_is_named_not_left_out_unsaid(
     with pytest.raises(ChargptError) as err:
         report(unrecorded)
     assert str(err.value) == f"no runs to report in {unrecorded}: {said}"
+
+
+def test_a_folders_runs_are_found_recorded_or_not_in_one_walk_of_it(tmp_path: Path) -> None:
+    # One walk finds what a walk per kind of file found: the runs with Hydra's record, and those with
+    # checkpoints or a status beside their log but none; a linked folder is not entered (not one run
+    # found twice), and a link to nothing is no record.
+    sweep = tmp_path / "runs"
+    fake_run(sweep, "recorded", ["optimizer.lr=1e-3"], metrics(2.0, 2.1), {"status": "finished"})
+    unrecorded = sweep / "no record"
+    (unrecorded / "checkpoints").mkdir(parents=True)
+    (unrecorded / "checkpoints" / "last.ckpt").write_bytes(b"")
+    (sweep / "linked").symlink_to(sweep / "recorded")
+    (sweep / "broken" / ".hydra").mkdir(parents=True)
+    (sweep / "broken" / ".hydra" / "overrides.yaml").symlink_to(tmp_path / "nowhere")
+    assert run_folders(sweep) == ([sweep / "recorded"], [unrecorded])
+    assert run_folders(sweep / "no record") == ([], [unrecorded])
 
 
 def test_model_auto_runs_show_the_shape_each_chose(tmp_path: Path, capsys, monkeypatch) -> None:

@@ -12,7 +12,7 @@ import os
 import re
 import socket
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 from omegaconf import OmegaConf
@@ -49,20 +49,37 @@ class NotOverrides(ValueError):
     """An overrides.yaml that holds something else than a list of overrides."""
 
 
+class RunFolders(NamedTuple):
+    """The run folders under a folder (itself included), each list sorted."""
+
+    recorded: list[Path]  # each that Hydra recorded a first launch in (its CONFIG_DIR/OVERRIDES_FILE)
+    # Each with no record of its first launch's settings: launched with hydra.output_subdir=null
+    # (resumed since or not: a resume keeps its record in a sub-folder of CONFIG_DIR), known by its
+    # checkpoints or its status beside its log.
+    unrecorded: list[Path]
+
+
+def run_folders(folder: Path) -> RunFolders:
+    """The run folders under `folder`, recorded or not, in one walk of its tree (a sweep's jobs each
+    hold checkpoints and event files: a walk per kind of file read them all again)."""
+    recorded, holding_run_files = set(), set()
+    for parent, dirs, files in os.walk(folder):  # (as Path.rglob: a linked folder is not entered)
+        here = Path(parent)
+        present = {name for name in (OVERRIDES_FILE, STATUS_FILE, CHECKPOINT_DIR)  # a broken link is none
+                   if (name in dirs or name in files) and (here / name).exists()}
+        if OVERRIDES_FILE in present and here.name == CONFIG_DIR:
+            recorded.add(here.parent)
+        if STATUS_FILE in present or CHECKPOINT_DIR in present:
+            holding_run_files.add(here)
+    unrecorded = [run for run in holding_run_files
+                  if not (run / CONFIG_DIR / OVERRIDES_FILE).is_file() and is_run_folder(run)]
+    return RunFolders(sorted(recorded), sorted(unrecorded))
+
+
 def find_runs(folder: Path) -> list[Path]:
     """The run folders under `folder` (itself included): each that Hydra recorded a first launch in
     (a resumed run keeps its resumes' records in sub-folders of its own)."""
-    return sorted(p.parent.parent for p in folder.rglob(OVERRIDES_FILE) if p.parent.name == CONFIG_DIR)
-
-
-def unrecorded_runs(folder: Path) -> list[Path]:
-    """The run folders under `folder` (itself included) with no record of their first launch's
-    settings, which find_runs leaves out: each launched with hydra.output_subdir=null (resumed since
-    or not: a resume keeps its record in a sub-folder of CONFIG_DIR), known by its checkpoints or its
-    status beside its log."""
-    found = {p.parent for p in folder.rglob(STATUS_FILE)} | {p.parent for p in folder.rglob(CHECKPOINT_DIR)}
-    return sorted(run for run in found
-                  if not (run / CONFIG_DIR / OVERRIDES_FILE).is_file() and is_run_folder(run))
+    return run_folders(folder).recorded
 
 
 def is_resume_config(config_dir: str | Path) -> bool:

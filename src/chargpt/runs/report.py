@@ -14,7 +14,7 @@ from pathlib import Path
 
 from chargpt.errors import ChargptError
 from chargpt.plural import counted
-from chargpt.run_layout import CONFIG_DIR, OVERRIDES_FILE, find_runs, unrecorded_runs
+from chargpt.run_layout import CONFIG_DIR, OVERRIDES_FILE, run_folders
 from chargpt.runs.curves import curve_runs, write_curves
 from chargpt.runs.report_files import check_outputs, output_paths, write_csv
 from chargpt.runs.report_table import print_groups, print_table
@@ -30,8 +30,7 @@ def report(sweep_dir: Path, csv_path: Path | None = None, sort_by: str = "best_v
         raise ChargptError(f"{sweep_dir} {what}; give a sweep directory (outputs/multirun/...)")
     csv_path, groups_path, curves_path = outputs = output_paths(csv_path or sweep_dir / "report.csv")
     check_outputs(outputs, sweep_dir)
-    runs = find_runs(sweep_dir)
-    unrecorded = unrecorded_runs(sweep_dir)
+    runs, unrecorded = run_folders(sweep_dir)
     if not runs and unrecorded:
         raise ChargptError(f"no runs to report in {sweep_dir}: {_unrecorded(unrecorded)}")
     if not runs:
