@@ -1060,10 +1060,14 @@ def test_the_python_api_raises_a_checkpoint_error_for_any_path_that_leads_to_no_
                         r"it\); pass a .ckpt file that chargpt-train wrote$",
         "notes.txt": "^notes.txt is not a readable checkpoint",
         ".": "^. is a folder but not a run directory",
+        # Read as the current folder, and named ".": "an empty path" is what an unset variable gives.
+        "": r"^the path is empty \(an unset variable\?\); pass a .ckpt file, a run directory or an export "
+            "folder$",
     }
     for path, message in expected.items():
-        with pytest.raises(CheckpointError, match=message):
+        with pytest.raises(chargpt.CheckpointError, match=message):  # as documented, beside chargpt.load
             chargpt.load(path)
+    assert chargpt.CheckpointError is CheckpointError
 
 
 def test_a_sweeps_folder_given_for_a_run_names_a_job_folder(files, capsys):

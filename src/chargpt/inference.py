@@ -158,6 +158,9 @@ def load_with_checkpoint(
 ) -> tuple[TrainedModel, dict[str, Any] | None, str]:
     """`load`, with the checkpoint read (None for a safetensors export, which records no run: no
     text, no split) and the file or folder it came from, for messages."""
+    if isinstance(path, str) and not path:  # as Path("") it is the current folder, and was named "."
+        raise CheckpointError("the path is empty (an unset variable?); pass a .ckpt file, a run directory "
+                              "or an export folder")
     device = pick_device(str(device))
     if (folder := export_folder_of(path)) is not None:
         return load_export(folder, device), None, str(folder)
