@@ -78,6 +78,23 @@ def _root_logger_restored() -> Iterator[None]:
 
 
 @pytest.fixture(autouse=True)
+def _library_log_handlers_on_live_streams() -> Iterator[None]:
+    """Lightning gives its loggers a handler on the stderr of the moment it is first imported: in a
+    test, the test's captured one, closed after it, and each later Lightning line in the process
+    was a "--- Logging error ---" (a file of tests run alone, whose first in-process run imports
+    Lightning). Such a handler writes to stderr again, as it does where Lightning was imported
+    before any test."""
+    import logging
+
+    yield
+    loggers = logging.Logger.manager.loggerDict.values()  # (the root's: _root_logger_restored)
+    for handler in (h for logger in loggers for h in getattr(logger, "handlers", [])):
+        if (isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler)
+                and getattr(handler.stream, "closed", False)):
+            handler.stream = sys.stderr  # (not setStream, which flushes the closed stream first)
+
+
+@pytest.fixture(autouse=True)
 def _stop_signal_handlers_restored() -> Iterator[None]:
     """A console script that has ended leaves its process a handler for Ctrl-C and SIGTERM (the
     first ignored, the second ends it: the process only exits then). A test that runs one in this
