@@ -120,13 +120,51 @@ def _never_trained(run_dir: Path) -> str | None:
             "so there is nothing to continue or load")
 
 
-def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """A chargpt checkpoint's contents, read weights-only onto the CPU."""
-    file = resolve_checkpoint(path)
+# Reads of a checkpoint that a run replaces meanwhile, before the reader gives up
+READ_TRIES = 3
+
+
+def read_checkpoint(path: str | Path, mapped: bool = False) -> dict[str, Any]:
+    """A chargpt checkpoint's contents, read weights-only onto the CPU. `mapped`: memory-map the
+    file (torch.load's mmap) rather than read it whole, so that only the tensors used are read:
+    using a model reads its weights, never the optimizer's state (AdamW's twice the weights).
+
+    A run replaces its checkpoints as it trains (save_atomic renames a new file over the old one,
+    and prunes older best-*.ckpt). torch.load opens the file by its name twice when it maps it
+    (once for the archive's index, once for the data), so a file replaced in between gave the
+    index of one and the bytes of the other: garbage weights, silently. A file found replaced
+    while it was read is read again, from `path` again (a run directory's newest checkpoint)."""
+    for _ in range(READ_TRIES):
+        file = resolve_checkpoint(path)
+        was = _identity(file)
+        try:
+            ckpt = _read(file, mapped)
+        except CheckpointError:
+            if _identity(file) == was:
+                raise
+            continue  # the error was the replacement's: the file is read again
+        if _identity(file) == was:
+            return ckpt
+    raise CheckpointError(
+        f"{file} was replaced while it was read, {READ_TRIES} times (its run is writing checkpoints); "
+        "try again, or pass a checkpoint that is not being rewritten (e.g. copy it first)"
+    )
+
+
+def _identity(file: Path) -> tuple[int, ...] | None:
+    """What changes when `file` is replaced or rewritten; None when it is gone."""
+    try:
+        st = os.stat(file)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
+
+
+def _read(file: Path, mapped: bool) -> dict[str, Any]:
     if file.is_file():
         _check_archive(file)
     try:
-        ckpt = torch.load(file, map_location="cpu", weights_only=True)
+        ckpt = torch.load(file, map_location="cpu", weights_only=True, mmap=mapped)
     except pickle.UnpicklingError as err:
         raise CheckpointError(
             f"refused to load {file}: it holds objects that weights-only loading does not allow "

@@ -165,7 +165,7 @@ def load_with_checkpoint(
     if (folder := export_folder_of(path)) is not None:
         return load_export(folder, device), None, str(folder)
     file = resolve_checkpoint(path, or_export=True)
-    ckpt = read_checkpoint(file)
+    ckpt = read_checkpoint(file, mapped=True)
     trained = model_from_checkpoint(ckpt, str(file))
     trained.model.to(device)
     return trained, ckpt, str(file)

@@ -1,0 +1,104 @@
+"""Reading a run's checkpoint for use: its weights, never its optimizer's state, and one whole
+checkpoint while its run replaces the file."""
+
+from __future__ import annotations
+
+import gc
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+import chargpt
+from chargpt.checkpoints import READ_TRIES
+from chargpt.errors import CheckpointError
+from conftest import make_checkpoint
+
+PEAK_RESET = Path("/proc/self/clear_refs")  # Linux: writing 5 starts the peak resident memory again
+
+
+def _status_bytes(field: str) -> int:
+    found = re.search(rf"^{field}:\s+(\d+) kB", Path("/proc/self/status").read_text(), re.MULTILINE)
+    assert found, field
+    return int(found[1]) * 1024
+
+
+def _reset_peak_memory() -> None:
+    try:
+        PEAK_RESET.write_text("5")
+    except OSError:
+        pytest.skip("this system cannot reset a process's peak resident memory (/proc/self/clear_refs)")
+
+
+def test_using_a_model_reads_its_weights_and_leaves_the_optimizers_state_unread(tmp_path: Path) -> None:
+    # A run's checkpoint holds AdamW's two moments beside the weights (three times the weights): read
+    # whole into memory, they made chargpt-serve say "the model itself does not fit" of a model that
+    # fit, and chargpt-sample, chargpt-eval, chargpt-export and chargpt.load hold them as they load.
+    file = make_checkpoint(tmp_path / "run.ckpt")
+    ckpt = torch.load(file, weights_only=True)
+    moments = 64 * 2**20  # bytes: far more than the test's model and everything else the load takes
+    ckpt["optimizer_states"] = [{"state": {0: {"exp_avg": torch.ones(moments // 4)}}}]
+    torch.save(ckpt, file)
+    del ckpt
+    gc.collect()
+    _reset_peak_memory()
+    before = _status_bytes("VmRSS")
+    model = chargpt.load(file)
+    grew = _status_bytes("VmHWM") - before
+    assert model.generate("a", max_new_tokens=3, seed=0)
+    assert grew < moments / 2, f"loading the model took {grew / 2**20:.0f} MiB at its peak"
+
+
+def _with_weights(file: Path, ckpt: dict, shift: float, record: str) -> Path:
+    """`ckpt` with its weights shifted, and a record of another length: its tensors lie elsewhere."""
+    torch.save({**ckpt, "state_dict": {k: v + shift for k, v in ckpt["state_dict"].items()},
+                "chargpt_training": {"command": record}}, file)
+    return file
+
+
+def _model_weights(file: Path) -> dict[str, torch.Tensor]:
+    return {k.removeprefix("model."): v for k, v in torch.load(file, weights_only=True)["state_dict"].items()}
+
+
+def _replaced_as_it_is_mapped(monkeypatch: pytest.MonkeyPatch, file: Path, replacements: list[Path]) -> None:
+    """A run's save (a new file renamed over `file`) landing each time torch.load maps `file`:
+    after it opened the file for the archive's index, before it opened it again for the data."""
+    maps = torch.UntypedStorage.from_file
+
+    def replaced_first(name: str, shared: bool, size: int) -> torch.UntypedStorage:
+        if replacements and Path(name) == file:
+            replacements.pop(0).replace(file)
+            size = file.stat().st_size
+        return maps(name, shared, size)
+
+    monkeypatch.setattr(torch.UntypedStorage, "from_file", replaced_first)
+
+
+def test_a_checkpoint_replaced_while_it_is_read_is_read_again_whole(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # chargpt-serve (or -sample, -eval, -export) reading last.ckpt as its run saved a new one: the
+    # archive's index of the old file read the new file's bytes, and the model was served with
+    # weights that were neither's (the bytes of the new file's record, read as floats).
+    file = make_checkpoint(tmp_path / "last.ckpt")
+    ckpt = torch.load(file, weights_only=True)
+    new = _with_weights(tmp_path / "new.ckpt", ckpt, 1.0, "x" * 5000)
+    saved = [_model_weights(file), _model_weights(new)]
+    _replaced_as_it_is_mapped(monkeypatch, file, [new])
+    weights = chargpt.load(file).model.state_dict()
+    # The one or the other, whole (the new one, as it is read again)
+    assert any(weights.keys() == one.keys() and all(torch.equal(weights[k], v) for k, v in one.items())
+               for one in saved), weights["tok_emb.weight"][0, :4]
+
+
+def test_a_checkpoint_replaced_at_every_read_is_one_error_naming_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    file = make_checkpoint(tmp_path / "last.ckpt")
+    ckpt = torch.load(file, weights_only=True)
+    saves = [_with_weights(tmp_path / f"save{i}.ckpt", ckpt, i, "x" * 1000 * i)
+             for i in range(1, READ_TRIES + 1)]
+    _replaced_as_it_is_mapped(monkeypatch, file, saves)
+    said = (rf"^{re.escape(str(file))} was replaced while it was read, {READ_TRIES} times \(its run is "
+            r"writing checkpoints\); try again")
+    with pytest.raises(CheckpointError, match=said):
+        chargpt.load(file)
