@@ -113,6 +113,40 @@ def test_running_out_of_memory_in_sample_and_eval_is_one_error_line(cli, target,
     assert fix in err
 
 
+@pytest.mark.parametrize(("cli", "args"), [(sample_cli, ["max_new_tokens=5"]), (eval_cli, []),
+                                           (export_cli, ["out={tmp}/export"])])
+@pytest.mark.parametrize("export", [False, True], ids=["checkpoint", "export"])
+def test_a_model_too_large_to_build_is_named_not_the_commands_settings(cli, args, export, tmp_path,
+                                                                      monkeypatch, capsys) -> None:
+    # A model whose weights alone cannot be built: chargpt-sample advised a smaller max_new_tokens,
+    # chargpt-eval a smaller batch_size (neither makes the model smaller), chargpt-export printed
+    # torch's RuntimeError and exit 1, chargpt.load raised it.
+    import chargpt
+    import chargpt.inference as inference
+    from chargpt.errors import OutOfMemory
+    from conftest import make_checkpoint
+
+    model = make_checkpoint(tmp_path / "model.ckpt")
+    if export:  # a safetensors export of it
+        assert run_cli(export_cli.main, f"ckpt_path={model}", f"out={tmp_path / 'exported'}") == 0
+        model = tmp_path / "exported"
+
+    def no_room(*args, **kwargs):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't "
+                           "allocate memory: you tried to allocate 13194139533312 bytes. "
+                           "Error code 12 (Cannot allocate memory)")
+
+    monkeypatch.setattr(inference, "build_model", no_room)
+    said = (r"out of CPU memory \(could not allocate 12.00 TiB\); the model itself \([\d,]+ parameters, "
+            r"0.0 GiB of weights\) does not fit in memory for device=cpu, and no setting makes it smaller; "
+            r"load it on a machine or device with more memory")
+    assert run_cli(cli.main, f"ckpt_path={model}", *(a.format(tmp=tmp_path) for a in args)) == 2
+    err = capsys.readouterr().err
+    assert re.fullmatch(rf"error: {said}\n", err), err
+    with pytest.raises(OutOfMemory, match=rf"^{said}$"):
+        chargpt.load(model)
+
+
 def test_a_batch_too_large_for_memory_is_one_error_line_before_training(tmp_path, corpus, capsys) -> None:
     # numpy refuses a batch this large at once: its _ArrayMemoryError was a traceback and exit 1.
     run_dir = tmp_path / "run"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -22,6 +23,7 @@ import pytest
 import torch
 
 import chargpt
+from chargpt import inference
 from chargpt.cli import sample as sample_cli
 from chargpt.model import ModelConfig, build_model
 from conftest import cut_at_stop, lacks, run_main
@@ -629,12 +631,14 @@ def test_cli_memory_running_out_as_it_starts_names_max_concurrency(
     monkeypatch.setattr(Engine, "_iteration", no_room)  # the warm-up's first step
     assert _cli_error([f"ckpt_path={run_dir}", "port=0", "max_concurrency=1000"], monkeypatch, capsys) == (
         f"error: out of CPU memory (could not allocate 29.80 TiB); {said}")
-    # Reading the model itself: max_concurrency, advised first, was no help.
+    # Building the model itself: max_concurrency, advised first, was no help.
     monkeypatch.undo()
-    monkeypatch.setattr(serve_cli, "load_with_checkpoint", no_room)
-    assert _cli_error([f"ckpt_path={run_dir}", "port=0", "max_concurrency=1000"], monkeypatch, capsys) == (
-        "error: out of CPU memory (could not allocate 29.80 TiB); the model itself does not fit in memory "
-        "for device=auto (no serving setting makes it smaller); serve it on a device with more memory")
+    monkeypatch.setattr(inference, "build_model", no_room)
+    assert re.fullmatch(
+        r"error: out of CPU memory \(could not allocate 29.80 TiB\); the model itself \([\d,]+ parameters, "
+        r"0.0 GiB of weights\) does not fit in memory for device=cpu, and no setting makes it smaller; "
+        r"load it on a machine or device with more memory",
+        _cli_error([f"ckpt_path={run_dir}", "port=0", "max_concurrency=1000"], monkeypatch, capsys))
 
 
 def test_cli_settings_become_the_servers_limits(run_dir: Path, monkeypatch: pytest.MonkeyPatch,

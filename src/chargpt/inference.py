@@ -24,12 +24,14 @@ from chargpt.errors import (
     ConfigError,
     cannot_read,
     first_line,
+    memory_ran_out,
+    naming_what_ran_out,
     needs_extra,
     path_refused,
 )
 from chargpt.evaluation import Evaluation, evaluate_text
 from chargpt.export_layout import CONFIG_FILE, WEIGHTS, export_folder_of, read_export_config
-from chargpt.model import ModelConfig, build_model
+from chargpt.model import ModelConfig, build_model, count_parameters
 from chargpt.model.sampling import check_sampling, iter_tokens
 
 
@@ -163,12 +165,25 @@ def load_with_checkpoint(
                               "or an export folder")
     device = pick_device(str(device))
     if (folder := export_folder_of(path)) is not None:
-        return load_export(folder, device), None, str(folder)
+        with naming_what_ran_out(lambda: does_not_fit(read_export_config(folder), device)):
+            return load_export(folder, device), None, str(folder)
     file = resolve_checkpoint(path, or_export=True)
     ckpt = read_checkpoint(file, mapped=True)
-    trained = model_from_checkpoint(ckpt, str(file))
-    trained.model.to(device)
+    with naming_what_ran_out(lambda: does_not_fit(ckpt["hyper_parameters"], device)):
+        trained = model_from_checkpoint(ckpt, str(file))
+        trained.model.to(device)
     return trained, ckpt, str(file)
+
+
+def does_not_fit(settings: dict[str, Any], device: str | torch.device) -> str:
+    """The fix where memory ran out building a trained model (its `settings`: a checkpoint's or an
+    export's model and vocab) or moving it to its device: no setting of sampling, evaluation,
+    serving or export (the batch, the tokens asked for) makes the model smaller."""
+    parameters = count_parameters(ModelConfig.from_dict(settings["model"]), len(settings["vocab"]))
+    weights = parameters * 4 / 2**30  # float32, as it is built and moved whatever the checkpoint's precision
+    return (f"the model itself ({parameters:,} parameters, {weights:,.1f} GiB of weights) does not fit in "
+            f"memory for device={device}, and no setting makes it smaller; load it on a machine or device "
+            "with more memory")
 
 
 def model_from_config(config: dict[str, Any], source: Path) -> tuple[nn.Module, CharTokenizer]:
@@ -204,6 +219,8 @@ def load_export(folder: Path, device: str | torch.device = "cpu") -> TrainedMode
     try:
         load_model(model, str(weights), device=str(torch.device(device)))
     except (SafetensorError, RuntimeError, OSError) as err:
+        if memory_ran_out(err):  # not the file's fault: load_with_checkpoint says it, with the model's size
+            raise
         raise CheckpointError(
             f"{weights} does not hold this model's weights ({first_line(err, 200)}); export again"
         ) from None

@@ -71,8 +71,7 @@ def _hydra_main(cfg: DictConfig) -> None:
     try:
         use_threads(cfg.threads)
         training = training_run(str(cfg.ckpt_path))  # before the read, as chargpt-export asks it
-        with naming_what_ran_out(lambda: _weights_too_large(cfg)):  # read, then moved to the device
-            trained, ckpt, file = load_with_checkpoint(cfg.ckpt_path, pick_device(cfg.device))
+        trained, ckpt, file = load_with_checkpoint(cfg.ckpt_path, pick_device(cfg.device))
         card = card_for(cfg.ckpt_path, trained, cfg.name, ckpt)
         note = held_weights_note(training, ckpt, Path(file), card.step, SERVER_HOLDS)
         del ckpt  # its optimizer states and copy of the weights: not kept while serving
@@ -99,12 +98,6 @@ def _hydra_main(cfg: DictConfig) -> None:
             engine.close()
     finally:
         sock.close()
-
-
-def _weights_too_large(cfg: DictConfig) -> str:
-    """The fix where memory ran out reading the model: no serving setting makes its weights smaller."""
-    return (f"the model itself does not fit in memory for device={cfg.device} (no serving setting makes it "
-            "smaller); serve it on a device with more memory")
 
 
 def _smaller_settings(cfg: DictConfig) -> str:
