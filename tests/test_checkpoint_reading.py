@@ -1,10 +1,12 @@
-"""Reading a run's checkpoint for use: its weights, never its optimizer's state, and one whole
-checkpoint while its run replaces the file."""
+"""Reading a run's checkpoint for use: its weights, never its optimizer's state, one whole
+checkpoint while its run replaces the file, and a run still starting said to be so."""
 
 from __future__ import annotations
 
 import gc
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,8 +14,10 @@ import torch
 
 import chargpt
 from chargpt.checkpoints import READ_TRIES
+from chargpt.cli import sample as sample_cli
 from chargpt.errors import CheckpointError
-from conftest import make_checkpoint
+from chargpt.run_layout import CONFIG_DIR, LOCK_FILE
+from conftest import make_checkpoint, run_main
 
 PEAK_RESET = Path("/proc/self/clear_refs")  # Linux: writing 5 starts the peak resident memory again
 
@@ -102,3 +106,26 @@ def test_a_checkpoint_replaced_at_every_read_is_one_error_naming_it(
             r"writing checkpoints\); try again")
     with pytest.raises(CheckpointError, match=said):
         chargpt.load(file)
+
+
+def test_a_run_still_starting_is_said_to_be_starting_not_to_be_trained_again(tmp_path: Path, capsys) -> None:
+    # chargpt-serve (or -sample, -eval, -export) given a run that had not yet recorded its first step
+    # (reading its text, building its model) said "it never began training (stopped or killed while
+    # it started, or starting right now) ...; train it again", which the run then refused as in use.
+    run = tmp_path / "run"
+    (run / CONFIG_DIR).mkdir(parents=True)
+    starting = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (run / LOCK_FILE).write_text(f"{starting.pid}\n")  # as the run claims its folder
+        said = (f"run directory {run} holds no checkpoint yet: its run is starting (pid {starting.pid}); try "
+                "again once it has written one")
+        with pytest.raises(CheckpointError, match=f"^{re.escape(said)}$"):
+            chargpt.load(run)
+        code, _, err = run_main(sample_cli.main, [f"ckpt_path={run}"], capsys)
+        assert (code, err) == (2, f"error: {said}\n")
+    finally:
+        starting.kill()
+        starting.wait()
+    # The run's process gone (killed as it started): nothing there, as before.
+    with pytest.raises(CheckpointError, match=r"holds no checkpoint: it never began training"):
+        chargpt.load(run)

@@ -36,6 +36,7 @@ from chargpt.run_layout import (
     is_run_folder,
     last_checkpoint,
     read_status,
+    starting_process,
     state_of,
 )
 
@@ -55,6 +56,11 @@ def resolve_checkpoint(path: str | Path, or_export: bool = False) -> Path:
     if p.is_dir():
         if (last := last_checkpoint(p)) is not None:
             return last
+        if (starting := starting_process(p)) is not None:
+            raise CheckpointError(
+                f"run directory {p} holds no checkpoint yet: its run is starting (pid {starting}); try again "
+                "once it has written one"
+            )
         if why := stopped_before_checkpoint(p) or _never_trained(p):
             raise CheckpointError(
                 f"run directory {p} holds no checkpoint: {why}; train it again (its chargpt-train command "

@@ -30,6 +30,8 @@ VAL_STEP = "val_step"  # in metrics.json and a checkpoint's RunMetrics state: th
 BUDGET_FILE = "budget.json"
 LOG_FILE = "train.log"  # Hydra appends its log to it (configs/hydra/job_logging/chargpt.yaml)
 SWEEP_CONFIG = "multirun.yaml"  # Hydra's record of a sweep, in the sweep's folder
+# A named run's (or sweep's) lock: its owner's pid, written as it claims the folder (runs/claims.py)
+LOCK_FILE = ".chargpt.lock"
 # Hydra's record of a run's first launch (its output_subdir): the command line's overrides, Hydra's
 # own settings (the mode, where it was launched from) and the composed config. A later launch
 # into the folder (a resume, a continued sweep's job) keeps its own in CONFIG_DIR/resume-<time>.
@@ -250,6 +252,22 @@ def still_running(status: dict[str, Any]) -> bool:
     if status.get("host", socket.gethostname()) != socket.gethostname():
         return True
     return isinstance(pid, int) and pid > 0 and process_alive(pid)
+
+
+def starting_process(run_dir: str | Path) -> int | None:
+    """The pid of another live process that claimed `run_dir` and has not yet recorded a step: a
+    run starting there (reading its text, building its model). None for anything else: a run that
+    recorded a status.json says how it stands there, and a sweep's folder, locked too, holds no
+    launch record (CONFIG_DIR) of its own."""
+    folder = Path(run_dir)
+    if read_status(folder) or not (folder / CONFIG_DIR).is_dir():
+        return None
+    try:
+        text = (folder / LOCK_FILE).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    pid = int(text) if text.isdigit() else None
+    return pid if pid is not None and pid != os.getpid() and process_alive(pid) else None
 
 
 def state_of(status: dict[str, Any]) -> str | None:

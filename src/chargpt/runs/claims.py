@@ -25,15 +25,13 @@ from pathlib import Path
 
 from chargpt.errors import ConfigError, SetupError
 from chargpt.files import process_alive
-from chargpt.run_layout import CONFIG_DIR, LOG_FILE, STATUS_FILE, holds_run, log_handlers_in
+from chargpt.run_layout import CONFIG_DIR, LOCK_FILE, LOG_FILE, STATUS_FILE, holds_run, log_handlers_in
 from chargpt.runs.status import has_started
 
 try:
     import fcntl
 except ImportError:  # Windows: named directories are not locked (default names still never collide)
     fcntl = None  # type: ignore[assignment]
-
-LOCK_FILE = ".chargpt.lock"
 
 
 class RunDirInUse(SetupError):
