@@ -209,10 +209,11 @@ def test_a_model_too_large_for_the_machine_is_named_before_the_batch(settings, h
                            "trainer.accelerator=cpu", *settings)
     assert run_cli(train_main, *args) == 2
     err = capsys.readouterr().err
+    # (The width alone makes it so large: the usual model.n_layer it has is not named.)
     line = (r"error: out of CPU memory \(could not allocate 12.00 TiB\); the model alone is too large for "
-            r"this machine: model.n_layer=\d+ and model.n_embd=1048576 make [\d,]+ parameters, [\d,]+ GiB to "
+            r"this machine: model.n_embd=1048576 makes [\d,]+ parameters, [\d,]+ GiB to "
             rf"train \({re.escape(held)}\) where it has 1,024 GiB; run "
-            r"again with less, e.g. a smaller model.n_embd or model.n_layer\n$")
+            r"again with less, e.g. a smaller model.n_embd\n$")
     assert re.search(line, err), err
     assert "Traceback" not in err
 
@@ -233,10 +234,33 @@ def test_a_model_whose_weights_alone_exceed_the_machines_memory_is_refused_befor
     args = bare_train_args(corpus, tmp_path / "run", "trainer.max_steps=2", "model.n_layer=100000")
     assert run_cli(train_main, *args) == 2
     err = capsys.readouterr().err
-    assert re.fullmatch(r"error: model.n_layer=100000 and model.n_embd=\d+ make [\d,]+ parameters, "
+    assert re.fullmatch(r"error: model.n_layer=100000 makes [\d,]+ parameters, "
                         r"[\d,]+ GiB of weights alone where this machine has 3 GiB of memory \(swap "
-                        r"included\); use a smaller model.n_layer or model.n_embd\n", err), err
+                        r"included\); use a smaller model.n_layer\n", err), err
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(("sizes", "said", "fix"), [
+    ({"mlp_ratio": 10_000_000}, "model.mlp_ratio=10000000 makes", "model.mlp_ratio"),
+    ({"block_size": 10_000_000_000}, "model.block_size=10000000000 makes", "model.block_size"),
+    ({"n_layer": 100_000, "n_embd": 4096}, "model.n_layer=100000 and model.n_embd=4096 make",
+     "model.n_layer or model.n_embd"),
+    ({"n_layer": 100_000_000}, "model.n_layer=100000000 makes", "model.n_layer"),
+])
+def test_a_model_too_large_to_build_is_refused_naming_the_settings_that_make_it_so(sizes, said, fix,
+                                                                                   monkeypatch) -> None:
+    # `model.mlp_ratio=10000000` of a 4-layer model was said to be "model.n_layer=4 and
+    # model.n_embd=128", with the advice to make those smaller, which no value of theirs fixes.
+    import chargpt.training.model_memory as model_memory
+    from chargpt.model import ModelConfig
+
+    monkeypatch.setattr(model_memory, "physical_memory", lambda: 2**30)
+    monkeypatch.setattr(model_memory, "swap_memory", lambda: 0)
+    with pytest.raises(model_memory.ConfigError) as refused:
+        model_memory.check_model_fits(ModelConfig(**sizes), vocab_size=1)
+    message = str(refused.value)
+    assert message.startswith(f"{said} "), message
+    assert message.endswith(f"; use a smaller {fix}"), message
 
 
 def test_a_model_whose_weights_fit_is_not_refused_for_its_size(monkeypatch) -> None:

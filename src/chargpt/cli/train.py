@@ -241,7 +241,7 @@ def _smaller_settings(cfg: DictConfig, output_dir: str) -> str:
                 "(model.n_layer, model.n_embd) is too large for this machine")
     smaller = f"data.batch_size={batch // 2}" if batch > 1 else "a smaller model"
     if (model_alone := model_too_large(cfg)) is not None:  # no batch size would help
-        settings, smaller = model_alone, "a smaller model.n_embd or model.n_layer"
+        settings, smaller = model_alone
     if last_checkpoint(Path(output_dir)) is not None:
         continue_it = shell_words.quote(f"ckpt_path={output_dir}")
         return f"{settings}; continue from its last checkpoint with less, e.g. {continue_it} {smaller}"

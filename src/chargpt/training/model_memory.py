@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -16,6 +18,50 @@ from chargpt.training.precision import lightning_precision_name, run_device
 
 # The model is built in float32 on the CPU, whatever the precision it then trains in.
 BUILT_BYTES_PER_PARAMETER = 4
+# The settings a GPT's parameter count grows with: each layer's width and feed-forward, the number
+# of layers, and the learned position table's rows.
+_SIZE_SETTINGS = ("n_layer", "n_embd", "mlp_ratio", "block_size")
+
+
+@dataclass(frozen=True)
+class ModelSize:
+    """A model's parameter count, and the settings that make it that large."""
+
+    parameters: int
+    settings: dict[str, object]  # name -> value, as typed: model.NAME=VALUE
+
+    @classmethod
+    def of(cls, config: ModelConfig, vocab_size: int) -> ModelSize:
+        """Each size setting above ModelConfig's own value whose excess holds at least half of the
+        parameters (model.mlp_ratio=10000000 of a 4-layer model is that one, not model.n_layer);
+        model.n_layer and model.n_embd where none does alone."""
+        parameters = count_parameters(config, vocab_size)
+        large = [name for name in _SIZE_SETTINGS
+                 if (usual := _usual_size(config, name)) is not None
+                 and parameters - count_parameters(usual, vocab_size) >= parameters / 2]
+        return cls(parameters, {name: getattr(config, name) for name in large or ("n_layer", "n_embd")})
+
+    def said(self) -> str:
+        """"model.n_layer=100000 and model.n_embd=4096 make 20,137,984,274,432 parameters"."""
+        named = [f"model.{name}={value}" for name, value in self.settings.items()]
+        verb = "makes" if len(named) == 1 else "make"
+        return f"{' and '.join(named)} {verb} {self.parameters:,} parameters"
+
+    def smaller(self) -> str:
+        """The fix: "a smaller model.n_layer or model.n_embd"."""
+        return "a smaller " + " or ".join(f"model.{name}" for name in self.settings)
+
+
+def _usual_size(config: ModelConfig, name: str) -> ModelConfig | None:
+    """`config` with the setting `name` at ModelConfig's own value (a width its heads divide, of an
+    even head size for rope); None where it is no larger than that already."""
+    usual = next(f.default for f in dataclasses.fields(ModelConfig) if f.name == name)
+    if name == "n_embd":
+        step = config.n_head * (2 if config.pos_encoding == "rope" else 1)
+        usual = -(-usual // step) * step
+    if getattr(config, name) <= usual:
+        return None
+    return dataclasses.replace(config, **{name: usual})
 
 
 def physical_memory() -> int:
@@ -52,20 +98,18 @@ def check_model_fits(config: ModelConfig, vocab_size: int) -> None:
         memory = physical_memory() + swap_memory()
     except (OSError, ValueError):
         return
-    parameters = count_parameters(config, vocab_size)
-    needed = parameters * BUILT_BYTES_PER_PARAMETER
+    needed = count_parameters(config, vocab_size) * BUILT_BYTES_PER_PARAMETER
     if needed > memory:
+        size = ModelSize.of(config, vocab_size)
         raise ConfigError(
-            f"model.n_layer={config.n_layer} and model.n_embd={config.n_embd} make {parameters:,} "
-            f"parameters, {needed / 2**30:,.0f} GiB of weights alone where this machine has "
-            f"{memory / 2**30:,.0f} GiB of memory (swap included); use a smaller model.n_layer or "
-            "model.n_embd")
+            f"{size.said()}, {needed / 2**30:,.0f} GiB of weights alone where this machine has "
+            f"{memory / 2**30:,.0f} GiB of memory (swap included); use {size.smaller()}")
 
 
-def model_too_large(cfg: DictConfig) -> str | None:
+def model_too_large(cfg: DictConfig) -> tuple[str, str] | None:
     """What the model alone needs to train, said where that is more memory than this machine has
     (its RAM, or its GPU's where the run trains on one: the model is built in one and trained in
-    the other). None where it fits, or where the config cannot say."""
+    the other), and the settings to make smaller. None where it fits, or where the config cannot say."""
     try:
         fields = plain(cfg.model)
         fields.pop("auto", None)  # model=auto: the shape chosen is written over its own
@@ -80,6 +124,7 @@ def model_too_large(cfg: DictConfig) -> str | None:
     needed = parameters * per_parameter
     if needed <= memory:
         return None
-    return (f"the model alone is too large for this machine: model.n_layer={config.n_layer} and "
-            f"model.n_embd={config.n_embd} make {parameters:,} parameters, {needed / 2**30:,.0f} GiB to "
-            f"train ({per_parameter} bytes each: {held}) where it has {memory / 2**30:,.0f} GiB")
+    size = ModelSize.of(config, vocab_size=256)
+    return (f"the model alone is too large for this machine: {size.said()}, {needed / 2**30:,.0f} GiB to "
+            f"train ({per_parameter} bytes each: {held}) where it has {memory / 2**30:,.0f} GiB",
+            size.smaller())
