@@ -481,7 +481,7 @@ TRAIN_CASES = [
 SAMPLE_CASES = [
     # Hydra's "Expecting one subcommand from ['install', 'uninstall', 'query']" was a traceback.
     ("shell completion without what to do", ["-sc"],
-     "error: -sc needs what to do: install=SHELL, uninstall=SHELL or query=SHELL (SHELL: bash, zsh or fish), "
+     "error: -sc needs what to do: install=SHELL or uninstall=SHELL (SHELL: bash, zsh or fish), "
      "e.g. eval \"$(chargpt"),
     ("shell completion followed by a setting", ["--shell-completion", "seed=1"],
      "error: --shell-completion needs what to do: install=SHELL"),

@@ -470,6 +470,26 @@ def test_shell_completion_takes_its_action_wherever_it_stands(
     assert err.endswith("; one, not install=bash and uninstall=bash\n"), err
 
 
+def test_shell_completion_refuses_a_shell_it_lacks_and_a_query_typed_by_hand(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    # `-sc install=tcsh` was Hydra's ValueError traceback, and `-sc query=bash`, which the refusal of
+    # `-sc` alone advised, its KeyError: 'COMP_LINE' (the installed completion sets it).
+    monkeypatch.delenv("COMP_LINE", raising=False)
+    code, out, err = run_main(train_main, ["-sc", "install=tcsh"], capsys)
+    assert (code, out) == (2, "")
+    assert re.fullmatch(r"error: install=tcsh names no shell that -sc completes for; use install=bash, "
+                        r"install=zsh or install=fish, "
+                        r'e\.g\. eval "\$\([\w-]+ -sc install=bash\)"\n', err), err
+    code, out, err = run_main(train_main, ["--shell-completion", "query=bash"], capsys)
+    assert (code, out) == (2, "")
+    assert re.fullmatch(r"error: query=bash is what the installed completion runs as Tab is pressed, "
+                        r"with the line being completed in COMP_LINE; install it instead: "
+                        r'eval "\$\([\w-]+ --shell-completion install=bash\)"\n', err), err
+    code, out, err = run_main(train_main, ["-sc"], capsys)
+    assert code == 2 and "query" not in err, err
+
+
 def test_shell_completion_reads_a_config_dir_typed_with_spaces(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:

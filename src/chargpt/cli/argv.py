@@ -60,6 +60,7 @@ _OPTION_VALUES = {
 _MODES = {"-r": "--run", "-m": "--multirun", "-c": "--cfg", "-i": "--info", "-sc": "--shell-completion"}
 _MODE_NAMES = ("-m (a sweep)", "--cfg (print the config)", "--info", "-r (one run)", "-sc (shell completion)")
 _COMPLETION_ACTIONS = ("install", "uninstall", "query")  # what Hydra's --shell-completion does
+_COMPLETION_SHELLS = ("bash", "zsh", "fish")  # the shells Hydra's completion plugins serve
 _INFO_TOPICS = {"all", "config", "defaults", "defaults-tree", "plugins", "searchpath"}
 # What only prints and runs nothing: Hydra's help, and its modes that print.
 _PRINTING = {"-h", "--help", "--hydra-help",
@@ -232,11 +233,8 @@ def hydra_argv(argv: list[str], checkpoint_sweeps: bool = False) -> list[str]:
     # (`install=bash -sc` is one); none, or two, was its traceback.
     actions = [out[i] for i in overrides if out[i].partition("=")[0] in _COMPLETION_ACTIONS]
     completion = next((arg for arg in options if arg in ("-sc", "--shell-completion")), None)
-    if completion is not None and len(actions) != 1:
-        command = os.path.basename(out[0])
-        raise ConfigError(f"{completion} needs what to do: install=SHELL, uninstall=SHELL or query=SHELL "
-                          f"(SHELL: bash, zsh or fish), e.g. eval \"$({command} {completion} install=bash)\""
-                          + (f"; one, not {' and '.join(actions)}" if actions else ""))
+    if completion is not None:
+        _check_completion(os.path.basename(out[0]), completion, actions)
     flags = [arg.partition("=")[0] for arg in options]
     modes = list(dict.fromkeys(f for f in flags if f in _MODES or f in _MODES.values()))
     if len({_MODES.get(mode, mode) for mode in modes}) > 1:  # Hydra's own refusal is a traceback
@@ -244,6 +242,25 @@ def hydra_argv(argv: list[str], checkpoint_sweeps: bool = False) -> list[str]:
                           f"{', '.join(_MODE_NAMES)}; keep one of them")
     options = [*_hydra_part_resolvable(options), *_completed_config_dir(out)]
     return [*out[:1], *(out[i] for i in overrides), *options]
+
+
+def _check_completion(command: str, completion: str, actions: list[str]) -> None:
+    """Refuse what Hydra's shell completion answers with a traceback: no action or two, a shell it
+    has no plugin for, and a query typed by hand (the installed completion runs it as Tab is
+    pressed, with the line being completed in COMP_LINE)."""
+    install = f'eval "$({command} {completion} install=bash)"'
+    if len(actions) != 1:
+        raise ConfigError(f"{completion} needs what to do: install=SHELL or uninstall=SHELL (SHELL: "
+                          f"{', '.join(_COMPLETION_SHELLS[:-1])} or {_COMPLETION_SHELLS[-1]}), e.g. {install}"
+                          + (f"; one, not {' and '.join(actions)}" if actions else ""))
+    action, _, shell = actions[0].partition("=")
+    if action == "query" and "COMP_LINE" not in os.environ:
+        raise ConfigError(f"{actions[0]} is what the installed completion runs as Tab is pressed, with the "
+                          f"line being completed in COMP_LINE; install it instead: {install}")
+    if shell not in _COMPLETION_SHELLS:
+        raise ConfigError(f"{actions[0]} names no shell that {completion} completes for; use "
+                          f"{action}=bash, {action}=zsh or {action}=fish, e.g. "
+                          f'eval "$({command} {completion} {action}=bash)"')
 
 
 def _completed_config_dir(argv: list[str]) -> list[str]:
