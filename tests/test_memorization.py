@@ -3,8 +3,10 @@ check_copy=true, which reports it for each sample on stderr."""
 
 from __future__ import annotations
 
+import os
 import random
 import re
+import threading
 from pathlib import Path
 
 import pytest
@@ -202,6 +204,22 @@ def test_check_copy_refuses_an_unreadable_text_and_a_bad_fraction(tmp_path) -> N
     empty.write_text("")  # it reported "0 characters", as if nothing had been copied
     with pytest.raises(DataError, match=r"empty\.txt is empty: no training text to check the samples"):
         training_text(None, "export", str(empty), None)
+
+
+def test_check_copy_refuses_a_device_and_reads_a_pipe(tmp_path) -> None:
+    # `data.path=/dev/zero` was read until memory ran out (and /dev/null said to be an empty file).
+    for device in ("/dev/null", "/dev/zero"):  # (/dev/null first: without the check, it fails at once)
+        with pytest.raises(DataError, match=rf"^data\.path={device} is not a file but a device; pass a text "
+                                            r"file as data\.path=FILE$"):
+            training_text(None, "export", device, 1.0)
+    pipe = tmp_path / "fifo"
+    os.mkfifo(pipe)  # what `data.path=<(zcat corpus.gz)` names: read once, as the copy check needs
+    writer = threading.Thread(target=pipe.write_text, args=("to be or not",))
+    writer.start()
+    try:
+        assert training_text(None, "export", str(pipe), 1.0)[0] == "to be or not"
+    finally:
+        writer.join()
 
 
 def test_check_copy_settings_are_checked_before_the_model_loads(tmp_path, capsys) -> None:

@@ -111,7 +111,7 @@ def _remove_empty(folders: list[Path]) -> None:
             return
 
 
-def _not_a_file(file: Path, setting: str) -> str:
+def not_a_file(file: Path, setting: str) -> str:
     """Why `file`, which is no regular file, cannot be the text `setting` names."""
     mode = file.stat().st_mode
     if stat.S_ISFIFO(mode):
@@ -138,7 +138,7 @@ def resolve_corpus(
     if file.is_dir():
         raise DataError(f"data path {file} is a directory; pass a text file as {setting}=FILE")
     if not file.is_file():
-        raise DataError(_not_a_file(file, setting))
+        raise DataError(not_a_file(file, setting))
     if file.stat().st_size == 0:
         raise DataError(f"data file {file} is empty; pass a text file with content")
     return file
