@@ -322,6 +322,10 @@ TRAIN_CASES = [
      "error: hydra.sweeper.params.optimizer.lr=interval(1e-4,1e-2): a search's dimension is given on the "
      "command line as the setting itself, not under hydra.sweeper.params: "
      "'optimizer.lr=interval(1e-4,1e-2)'"),
+    # A glob's values are read through Hydra's config loader, which is not there: its traceback.
+    ("a sweep over one of Hydra's own settings by glob", ["-m", "hydra.job.name=glob(*)"],
+     "error: hydra.job.name=glob(*): a sweep cannot vary Hydra's own settings (one serves all its jobs); "
+     "pick one"),
     ("a sweep over Hydra's own group by choice", ["-m", "hydra/launcher=choice(slrum,basic)"],
      "pick one of hydra/launcher (slrum: not an option): basic, "),
     # A traceback, exit 1: Hydra's override parser lists a glob's options only with a config loader.
