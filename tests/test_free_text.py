@@ -12,6 +12,7 @@ import re
 import shlex
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -123,6 +124,25 @@ def test_prompt_file_and_standard_input(run: Path, tmp_path: Path, monkeypatch, 
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"\xff\xfe")))
     assert run_cli(sample_main, f"ckpt_path={run}", "prompt_file=-") == 2
     assert "error: prompt_file=-: cannot read it ('utf-8' codec can't decode" in capsys.readouterr().err
+
+
+def test_a_device_as_the_prompt_file_is_refused_and_a_pipe_is_read(run: Path, tmp_path: Path, capsys) -> None:
+    # `prompt_file=/dev/zero` was read until memory ran out (a MemoryError traceback under a limit).
+    for device in ("/dev/null", "/dev/zero"):  # (/dev/null first: without the check, it fails at once)
+        code, out, err = run_main(sample_main, [f"ckpt_path={run}", f"prompt_file={device}"], capsys)
+        assert (code, out) == (2, "")
+        assert err == f"error: prompt_file={device} is not a file but a device; give a text file, or - for " \
+            "standard input\n", err
+    pipe = tmp_path / "fifo"
+    os.mkfifo(pipe)  # what `prompt_file=<(command)` names: read once
+    writer = threading.Thread(target=pipe.write_text, args=("O Romeo",))
+    writer.start()
+    try:
+        code, out, err = run_main(sample_main, [f"ckpt_path={run}", f"prompt_file={pipe}", "max_new_tokens=2",
+                                                "device=cpu"], capsys)
+    finally:
+        writer.join()
+    assert code == 0 and out.startswith("O Romeo"), (out, err)
 
 
 def test_an_unusable_prompt_file_is_named_in_its_error(run: Path, tmp_path: Path, capsys) -> None:

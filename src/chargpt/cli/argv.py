@@ -17,6 +17,7 @@ import functools
 import os
 import re
 import shlex
+import stat
 import sys
 import warnings
 from collections.abc import Callable, Iterator
@@ -148,7 +149,12 @@ def _read_prompt_file(key: str, name: str) -> str:
         if name == "-":
             stdin = getattr(sys.stdin, "buffer", None)
             return read_as_trained(stdin.read()) if stdin is not None else sys.stdin.read().removeprefix(BOM)
-        return read_as_trained(Path(expand_path(_unquoted(key, name))).read_bytes())
+        path = Path(expand_path(_unquoted(key, name)))
+        if path.exists() and not (path.is_file() or path.is_dir() or stat.S_ISFIFO(path.stat().st_mode)):
+            # A device (/dev/zero) was read until memory ran out; a pipe, read once, is a prompt.
+            raise ConfigError(f"{key}={name} is not a file but a device; give a text file, or - for standard "
+                              "input")
+        return read_as_trained(path.read_bytes())
     except (OSError, UnicodeDecodeError) as err:
         reason = getattr(err, "strerror", None) or str(err)
         raise ConfigError(f"{key}={name}: cannot read it ({reason}); give a readable UTF-8 text file, "
