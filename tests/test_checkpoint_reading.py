@@ -16,6 +16,7 @@ import chargpt
 from chargpt.checkpoints import READ_TRIES
 from chargpt.cli import sample as sample_cli
 from chargpt.errors import CheckpointError
+from chargpt.inference import load_with_checkpoint
 from chargpt.run_layout import CONFIG_DIR, LOCK_FILE
 from conftest import make_checkpoint, run_main
 
@@ -129,3 +130,25 @@ def test_a_run_still_starting_is_said_to_be_starting_not_to_be_trained_again(tmp
     # The run's process gone (killed as it started): nothing there, as before.
     with pytest.raises(CheckpointError, match=r"holds no checkpoint: it never began training"):
         chargpt.load(run)
+
+
+def test_what_a_command_keeps_of_a_checkpoint_holds_no_map_of_its_file(tmp_path: Path) -> None:
+    # The checkpoint is memory-mapped as it is read: a callback's score kept from it kept the whole file
+    # mapped, so a checkpoint its run replaced stayed on disk, hidden, for as long as chargpt-sample or
+    # chargpt-eval ran, and one rewritten in place (`cp` over it) could end them with a bus error.
+    maps = Path("/proc/self/maps")
+    if not maps.is_file():
+        pytest.skip("this system does not list a process's memory maps (/proc/self/maps)")
+    file = make_checkpoint(tmp_path / "run.ckpt")
+    ckpt = torch.load(file, weights_only=True)
+    ckpt["callbacks"] = {"ModelCheckpoint": {"current_score": torch.tensor(1.5)}}
+    ckpt["optimizer_states"] = [{"state": {0: {"exp_avg": torch.ones(8)}}}]
+    torch.save(ckpt, file)
+    del ckpt
+    gc.collect()
+    trained, kept, _ = load_with_checkpoint(file)
+    gc.collect()
+    assert str(file) not in maps.read_text()
+    assert kept["callbacks"]["ModelCheckpoint"]["current_score"] == 1.5  # what a model card reads
+    assert "state_dict" not in kept and "optimizer_states" not in kept  # the model holds the weights
+    assert trained.generate("a", max_new_tokens=3, seed=0)

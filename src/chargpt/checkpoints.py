@@ -6,6 +6,7 @@ through `chargpt.files.atomic_path`: a kill mid-write leaves the previous file i
 
 from __future__ import annotations
 
+import copy
 import os
 import pickle
 import zipfile
@@ -255,6 +256,16 @@ def _not_a_run(path: Path) -> str:
 def model_weights(ckpt: dict[str, Any]) -> dict[str, torch.Tensor]:
     """The network's own state dict (the LightningModule stores it under `model.`)."""
     return {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
+
+
+def without_weights(ckpt: dict[str, Any]) -> dict[str, Any]:
+    """`ckpt` less its weights and optimizer state, its other tensors (a callback's scores, its random
+    states) copied out of the file: all of a memory-mapped checkpoint (read_checkpoint's `mapped`)
+    that its reader keeps once the model holds the weights. A tensor kept from the file kept the
+    whole file mapped, so a checkpoint its run replaced stayed on disk, hidden, and one rewritten in
+    place (`cp` over it) could end the reader with a bus error where it read that tensor."""
+    return copy.deepcopy({key: value for key, value in ckpt.items()
+                          if key not in ("state_dict", "optimizer_states")})
 
 
 def model_config(ckpt: dict[str, Any]) -> ModelConfig:

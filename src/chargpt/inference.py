@@ -15,7 +15,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from chargpt.checkpoints import model_config, model_weights, read_checkpoint, resolve_checkpoint
+from chargpt.checkpoints import (
+    model_config,
+    model_weights,
+    read_checkpoint,
+    resolve_checkpoint,
+    without_weights,
+)
 from chargpt.checks import check_seed, whole_number
 from chargpt.data.tokenizer import CharTokenizer
 from chargpt.errors import (
@@ -158,8 +164,9 @@ def load(path: str | Path, device: str | torch.device = "cpu") -> TrainedModel:
 def load_with_checkpoint(
     path: str | Path, device: str | torch.device = "cpu"
 ) -> tuple[TrainedModel, dict[str, Any] | None, str]:
-    """`load`, with the checkpoint read (None for a safetensors export, which records no run: no
-    text, no split) and the file or folder it came from, for messages."""
+    """`load`, with the checkpoint read, less its weights and optimizer state (without_weights; None
+    for a safetensors export, which records no run: no text, no split), and the file or folder it
+    came from, for messages."""
     if isinstance(path, str) and not path:  # as Path("") it is the current folder, and was named "."
         raise CheckpointError("the path is empty (an unset variable?); pass a .ckpt file, a run directory "
                               "or an export folder")
@@ -172,7 +179,7 @@ def load_with_checkpoint(
     with naming_what_ran_out(lambda: does_not_fit(ckpt["hyper_parameters"], device)):
         trained = model_from_checkpoint(ckpt, str(file))
         trained.model.to(device)
-    return trained, ckpt, str(file)
+    return trained, without_weights(ckpt), str(file)
 
 
 def does_not_fit(settings: dict[str, Any], device: str | torch.device) -> str:

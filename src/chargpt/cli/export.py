@@ -62,7 +62,6 @@ def _hydra_main(cfg: DictConfig) -> None:
     check_exportable(trained.model.config, cfg.format)
     card = card_for(cfg.ckpt_path, trained, cfg.name, ckpt)
     note = held_weights_note(training, ckpt, Path(file), card.step, EXPORT_HOLDS)
-    del ckpt  # its optimizer states: not kept while exporting
     export_model(trained, card, cfg.format, out, overwrite=cfg.overwrite)
     # What the export holds (a killed export's hidden staging folder, left by a kill -9, is not it).
     files = ", ".join(sorted(p.name for p in out.iterdir() if p.name in EXPORT_FILES | {README_FILE}))

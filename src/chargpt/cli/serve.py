@@ -74,7 +74,6 @@ def _hydra_main(cfg: DictConfig) -> None:
         trained, ckpt, file = load_with_checkpoint(cfg.ckpt_path, pick_device(cfg.device))
         card = card_for(cfg.ckpt_path, trained, cfg.name, ckpt)
         note = held_weights_note(training, ckpt, Path(file), card.step, SERVER_HOLDS)
-        del ckpt  # its optimizer states and copy of the weights: not kept while serving
         with naming_what_ran_out(lambda: _smaller_settings(cfg)):
             engine = Engine(trained.model, trained.tokenizer, cfg.max_concurrency, cfg.max_queue, cfg.compile)
         engine.start()
