@@ -145,6 +145,21 @@ def test_a_device_as_the_prompt_file_is_refused_and_a_pipe_is_read(run: Path, tm
     assert code == 0 and out.startswith("O Romeo"), (out, err)
 
 
+def test_a_terminal_as_the_prompt_file_is_read_to_its_end(run: Path, capsys) -> None:
+    # A terminal is a device too, and `prompt_file=/dev/stdin` typed at one (the prompt typed, then
+    # Ctrl-D) was refused as /dev/zero is.
+    pty = pytest.importorskip("pty")
+    typing, terminal = pty.openpty()
+    try:
+        os.write(typing, b"O Romeo\n\x04")  # the line, then Ctrl-D at the start of the next: the end
+        code, out, err = run_main(sample_main, [f"ckpt_path={run}", f"prompt_file={os.ttyname(terminal)}",
+                                                "max_new_tokens=2", "device=cpu"], capsys)
+    finally:
+        os.close(typing)
+        os.close(terminal)
+    assert code == 0 and out.startswith("O Romeo\n"), (out, err)
+
+
 def test_an_unusable_prompt_file_is_named_in_its_error(run: Path, tmp_path: Path, capsys) -> None:
     # The user fixes the file, not a `prompt` setting they never typed.
     (tmp_path / "zebra.txt").write_text("Zebra^", encoding="utf-8")

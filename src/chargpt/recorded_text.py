@@ -4,7 +4,6 @@ with its training part)."""
 
 from __future__ import annotations
 
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,7 +12,7 @@ import numpy as np
 
 from chargpt import shell_words
 from chargpt.checkpoints import corpus_changes, cut_at_a_fraction, recorded_files, stored_corpus, stored_split
-from chargpt.data.corpus import not_a_file
+from chargpt.data.corpus import gives_no_text, not_a_file
 from chargpt.data.encoding import TextOptions, cache_dir_for, read_as_trained
 from chargpt.data.sources.file_hashes import cached_sha256s
 from chargpt.data.sources.hf_datasets import is_saved_dataset
@@ -241,9 +240,7 @@ def training_text(
         # (a text given by path with the run's settings too, but not checked against its record).
         return _text_as_trained(file, train_fraction, ckpt, source, read_as, recorded=not path), file
     try:
-        if not file.is_file() and file.exists() and not stat.S_ISFIFO(file.stat().st_mode):
-            # A device or a socket: /dev/zero was read until memory ran out. (A pipe, read once here,
-            # serves: `data.path=<(zcat corpus.gz)`.)
+        if gives_no_text(file):  # (a pipe, read once here, serves: `data.path=<(zcat corpus.gz)`)
             raise DataError(not_a_file(file, "data.path"))
         text = read_as_trained(file.read_bytes())
     except (OSError, UnicodeDecodeError) as err:

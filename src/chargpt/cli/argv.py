@@ -17,7 +17,6 @@ import functools
 import os
 import re
 import shlex
-import stat
 import sys
 import warnings
 from collections.abc import Callable, Iterator
@@ -30,6 +29,7 @@ from omegaconf import DictConfig, OmegaConf
 from chargpt import shell_words
 from chargpt.cli import CONFIG_PATH
 from chargpt.cli.hydra_errors import ONE_OPTION_GROUPS, settings_in
+from chargpt.data.corpus import gives_no_text
 from chargpt.data.encoding import BOM, read_as_trained
 from chargpt.data.sources.paths import expand_path
 from chargpt.errors import ConfigError
@@ -150,8 +150,7 @@ def _read_prompt_file(key: str, name: str) -> str:
             stdin = getattr(sys.stdin, "buffer", None)
             return read_as_trained(stdin.read()) if stdin is not None else sys.stdin.read().removeprefix(BOM)
         path = Path(expand_path(_unquoted(key, name)))
-        if path.exists() and not (path.is_file() or path.is_dir() or stat.S_ISFIFO(path.stat().st_mode)):
-            # A device (/dev/zero) was read until memory ran out; a pipe, read once, is a prompt.
+        if gives_no_text(path):  # (a pipe, and a terminal, are read once as a prompt)
             raise ConfigError(f"{key}={name} is not a file but a device; give a text file, or - for standard "
                               "input")
         return read_as_trained(path.read_bytes())

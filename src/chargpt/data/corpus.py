@@ -111,6 +111,28 @@ def _remove_empty(folders: list[Path]) -> None:
             return
 
 
+def gives_no_text(path: Path) -> bool:
+    """Whether `path` is a device or a socket, which a read takes no text from (/dev/zero's never
+    ended, until memory ran out). A terminal is none: it is read to its end (Ctrl-D) as a pipe is,
+    once (`prompt_file=/dev/stdin`, the prompt typed)."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return False  # (its read says why)
+    if stat.S_ISSOCK(mode):
+        return True
+    if not (stat.S_ISCHR(mode) or stat.S_ISBLK(mode)):
+        return False
+    try:  # (non-blocking, and not made this process's terminal: an open that only asks)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
+    except OSError:
+        return True
+    try:
+        return not os.isatty(fd)
+    finally:
+        os.close(fd)
+
+
 def not_a_file(file: Path, setting: str) -> str:
     """Why `file`, which is no regular file, cannot be the text `setting` names."""
     mode = file.stat().st_mode
