@@ -139,6 +139,7 @@ def test_a_pipe_as_the_text_is_refused_naming_its_setting_and_the_fix(tmp_path: 
     # `data.path=<(cat input.txt)`, `cat input.txt | chargpt-train data.path=/dev/stdin`: said to be
     # "not a file (a FIFO, a device or a socket)", with no word of why nor how to train on it, and as
     # data.path for data.val_path too. A pipe is read once; a run reads its text more than once.
+    # (chargpt-eval, which reads it twice too, was told that a run records its sha256 for a resume.)
     from chargpt.data.sources.text_files import text_files
 
     read_end, write_end = os.pipe()
@@ -150,9 +151,9 @@ def test_a_pipe_as_the_text_is_refused_naming_its_setting_and_the_fix(tmp_path: 
         os.close(read_end)
         os.close(write_end)
     assert str(err.value) == (
-        f"{setting}=/dev/fd/{read_end} is not a file but a pipe, which can be read only once; a run reads "
-        "its text more than once, and records its sha256 for a resume to check: save the text to a file "
-        f"first (COMMAND > corpus.txt) and pass {setting}=corpus.txt")
+        f"{setting}=/dev/fd/{read_end} is not a file but a pipe, which can be read only once, where the text "
+        "is read more than once (hashed, then encoded, and a training run's again as it resumes): save the "
+        f"text to a file first (COMMAND > corpus.txt) and pass {setting}=corpus.txt")
 
 
 @pytest.mark.skipif(os.name != "posix", reason="a POSIX device")

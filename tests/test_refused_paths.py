@@ -93,7 +93,7 @@ def test_train_names_the_refused_init_from_run_dir_and_data_path(odd, capsys):
                     f"error: hydra.run.dir={LONG_NAME[:60]}", REFUSED[0][1])
     os.mkfifo(odd / "fifo")  # its size, 0, said it was an empty file
     _one_error_line(*run_main(train_cli.main, [*base, "data.path=fifo"], capsys),
-                    "is not a file but a pipe, which can be read only once; a run reads")
+                    "is not a file but a pipe, which can be read only once, where the text")
     _one_error_line(*run_main(train_cli.main, [*base, "data.path=loop"], capsys),  # "not found"
                     "error: data.path=loop: its symbolic links lead round in a loop")
     assert not (odd / "outputs").exists()

@@ -138,11 +138,11 @@ def not_a_file(file: Path, setting: str) -> str:
     mode = file.stat().st_mode
     if stat.S_ISFIFO(mode):
         # A pipe (`<(command)`, `command | chargpt-train data.path=/dev/stdin`, a FIFO) is read once:
-        # a run reads its text twice (its characters, then its ids) and again to resume, and its size,
-        # 0, said nothing of it. A FIFO with no writer waited for ever.
-        return (f"{setting}={file} is not a file but a pipe, which can be read only once; a run reads its "
-                "text more than once, and records its sha256 for a resume to check: save the text to a file "
-                f"first (COMMAND > corpus.txt) and pass {setting}=corpus.txt")
+        # chargpt-train and chargpt-eval read a text to hash it, then to encode it (a run again to
+        # resume), and its size, 0, said nothing of it. A FIFO with no writer waited for ever.
+        return (f"{setting}={file} is not a file but a pipe, which can be read only once, where the text is "
+                "read more than once (hashed, then encoded, and a training run's again as it resumes): save "
+                f"the text to a file first (COMMAND > corpus.txt) and pass {setting}=corpus.txt")
     kind = "a socket" if stat.S_ISSOCK(mode) else "a device"  # (its size says nothing of what it gives)
     return f"{setting}={file} is not a file but {kind}; pass a text file as {setting}=FILE"
 
