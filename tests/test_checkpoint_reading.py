@@ -4,6 +4,7 @@ checkpoint while its run replaces the file, and a run still starting said to be 
 from __future__ import annotations
 
 import gc
+import os
 import re
 import subprocess
 import sys
@@ -109,15 +110,28 @@ def test_a_checkpoint_replaced_at_every_read_is_one_error_naming_it(
         chargpt.load(file)
 
 
+# A run claiming its folder as runs/claims.py does: its lock file, locked, holding its pid.
+_CLAIMS_ITS_FOLDER = """if True:
+    import fcntl, os, sys, time
+    fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    os.write(fd, f"{os.getpid()}\\n".encode())
+    print("claimed", flush=True)
+    time.sleep(60)
+"""
+
+
+@pytest.mark.skipif(os.name != "posix", reason="run folders are locked on POSIX systems")
 def test_a_run_still_starting_is_said_to_be_starting_not_to_be_trained_again(tmp_path: Path, capsys) -> None:
     # chargpt-serve (or -sample, -eval, -export) given a run that had not yet recorded its first step
     # (reading its text, building its model) said "it never began training (stopped or killed while
     # it started, or starting right now) ...; train it again", which the run then refused as in use.
     run = tmp_path / "run"
     (run / CONFIG_DIR).mkdir(parents=True)
-    starting = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    starting = subprocess.Popen([sys.executable, "-c", _CLAIMS_ITS_FOLDER, str(run / LOCK_FILE)],
+                                stdout=subprocess.PIPE, text=True)
     try:
-        (run / LOCK_FILE).write_text(f"{starting.pid}\n")  # as the run claims its folder
+        assert starting.stdout is not None and starting.stdout.readline() == "claimed\n"
         said = (f"run directory {run} holds no checkpoint yet: its run is starting (pid {starting.pid}); try "
                 "again once it has written one")
         with pytest.raises(CheckpointError, match=f"^{re.escape(said)}$"):
@@ -130,6 +144,23 @@ def test_a_run_still_starting_is_said_to_be_starting_not_to_be_trained_again(tmp
     # The run's process gone (killed as it started): nothing there, as before.
     with pytest.raises(CheckpointError, match=r"holds no checkpoint: it never began training"):
         chargpt.load(run)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="run folders are locked on POSIX systems")
+def test_a_lock_file_naming_a_live_process_that_is_no_run_is_not_a_run_starting(tmp_path: Path) -> None:
+    # The pid a run killed as it started left in its lock file, now another process's (or, in a folder
+    # copied from another machine, any process's here), was said to be its run "starting; try again
+    # once it has written one", which it never would.
+    run = tmp_path / "run"
+    (run / CONFIG_DIR).mkdir(parents=True)
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (run / LOCK_FILE).write_text(f"{other.pid}\n")
+        with pytest.raises(CheckpointError, match=r"holds no checkpoint: it never began training"):
+            chargpt.load(run)
+    finally:
+        other.kill()
+        other.wait()
 
 
 def test_what_a_command_keeps_of_a_checkpoint_holds_no_map_of_its_file(tmp_path: Path) -> None:

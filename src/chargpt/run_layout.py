@@ -20,6 +20,11 @@ from omegaconf.errors import OmegaConfBaseException
 
 from chargpt.files import process_alive, read_json_object
 
+try:
+    import fcntl
+except ImportError:  # Windows: named run folders are not locked (runs/claims.py)
+    fcntl = None  # type: ignore[assignment]
+
 CHECKPOINT_DIR = "checkpoints"
 LAST = "last.ckpt"
 # The best checkpoints' names (configs/callbacks/model_checkpoint.yaml); Lightning adds -vN to one taken.
@@ -267,7 +272,31 @@ def starting_process(run_dir: str | Path) -> int | None:
     except (OSError, UnicodeDecodeError):
         return None
     pid = int(text) if text.isdigit() else None
-    return pid if pid is not None and pid != os.getpid() and process_alive(pid) else None
+    if pid is None or pid == os.getpid() or not process_alive(pid):
+        return None
+    return pid if _lock_held(folder / LOCK_FILE) else None
+
+
+def _lock_held(lock_file: Path) -> bool:
+    """Whether a process holds `lock_file`'s OS lock, as a run holds its folder's for as long as it
+    runs (runs/claims.py). The pid written in the file outlives its run (killed as it started): by
+    now it may be another process's, or, in a folder copied from another machine, any process's
+    there. Where there is no such lock (Windows), a live pid is taken for its run."""
+    if fcntl is None:
+        return True
+    try:
+        fd = os.open(lock_file, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)  # (released at once, as the file is closed)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    return False
 
 
 def state_of(status: dict[str, Any]) -> str | None:
