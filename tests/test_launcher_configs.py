@@ -88,7 +88,7 @@ def test_ddp_in_a_multirun_is_allowed_where_the_cluster_starts_the_ranks(monkeyp
 
 def test_a_ddp_sweep_is_refused_before_it_starts_unless_slurm_starts_its_ranks(monkeypatch, capsys) -> None:
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
-    from chargpt.cli.hydra_errors import SweptSettings
+    from chargpt.cli.launch_checks import SweptSettings
 
     for name in ("SLURM_NTASKS", "SLURM_JOB_NAME", "TORCHELASTIC_RUN_ID"):
         monkeypatch.delenv(name, raising=False)
@@ -107,7 +107,7 @@ def test_a_ddp_sweep_is_refused_before_it_starts_unless_slurm_starts_its_ranks(m
 @pytest.mark.parametrize("command", ["train", "sample"])
 def test_a_slurm_sweep_starts_where_srun_is_on_the_path(command: str, tmp_path: Path, monkeypatch) -> None:
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
-    from chargpt.cli.hydra_errors import check_slurm_at_hand
+    from chargpt.cli.launch_checks import check_slurm_at_hand
     from chargpt.errors import ConfigError
 
     monkeypatch.setenv("PATH", str(tmp_path))

@@ -180,7 +180,7 @@ def test_a_sweeps_text_settings_are_composed_value_by_value_only_where_the_conso
     # Each value of a swept setting checked as its own job costs a composition (~0.1-0.3 s): 100
     # values of data.batch_size took 30 s more to start. The text's values are only checked so where
     # the console cannot write every character; the launch's always.
-    from chargpt.cli.hydra_errors import _checked_per_value
+    from chargpt.cli.launch_checks import _checked_per_value
 
     text_keys = ("data", "data.path", "+data.seed", "sample.max_new_tokens")
     monkeypatch.setattr(sys, "stdout", io.TextIOWrapper(io.BytesIO(), encoding="utf-8"))

@@ -1,0 +1,202 @@
+"""The Hydra callbacks that refuse a launch's settings in one line (exit code 2) before any folder
+is made: what Hydra takes without a word that does nothing or harm (`+GROUP/NAME=OPTION` naming no
+group, hydra.job.chdir=true), a logging setup naming what it does not define, a SLURM launcher with
+no SLURM here, and a sweep's settings, each job's checked as its launcher will compose it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hydra.core.global_hydra import GlobalHydra
+from hydra.errors import ConfigCompositionException
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+from chargpt.cli.common import naming_removed_settings
+from chargpt.cli.exits import stdout_writes_any_text
+from chargpt.cli.hydra_errors import HYDRA_GROUPS, not_a_group, one_line, settings_in
+from chargpt.errors import ConfigError, exit_on_user_error
+from chargpt.hydra_run import as_written
+from chargpt.overrides import swept_values
+
+
+class QuietlyTaken(Callback):
+    """A Hydra callback: what Hydra takes without a word that does nothing or harm in chargpt,
+    refused in one line before any folder is made: `+GROUP/NAME=OPTION` where GROUP/NAME is no
+    config group (Hydra adds a setting of that name, which no code reads), and hydra.job.chdir=true
+    (the run would read its relative paths from its own folder: data.path=corpus.txt was not found
+    there, and Hydra takes hydra.job.chdir=5 for true)."""
+
+    @exit_on_user_error
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        check_quietly_taken(config)
+
+    @exit_on_user_error
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        check_quietly_taken(config)
+
+
+def check_quietly_taken(config: DictConfig) -> None:
+    typed = [*as_written(config.hydra.overrides.task), *as_written(config.hydra.overrides.hydra)]
+
+    def as_given(key: str, default: str) -> str:
+        return next((o for o in reversed(typed) if o.split("=", 1)[0].lstrip("+") == key), default)
+
+    for key in (str(k) for k in config if "/" in str(k)):
+        raise ConfigError(not_a_group(as_given(key, f"+{key}=..."), key))
+    if OmegaConf.select(config, "hydra.job.chdir"):
+        raise ConfigError(
+            f"{as_given('hydra.job.chdir', 'hydra.job.chdir=true')}: chargpt works in the folder it is "
+            "launched from and reads relative paths (data.path, ckpt_path, ...) from there; a run's files "
+            "go to its run folder without it; drop it")
+
+
+class LoggingSetup(Callback):
+    """A Hydra callback: a job logging setup that names a handler, formatter or filter it does not
+    define (`~hydra.job_logging.handlers.file` leaves the root logger naming `file`) is refused in
+    one line before the run's folder is made; Python's logging would end the job in a traceback."""
+
+    @exit_on_user_error
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        check_logging_setup(config.hydra.job_logging, "hydra.job_logging")
+
+    @exit_on_user_error
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        check_logging_setup(config.hydra.job_logging, "hydra.job_logging")
+
+
+def check_logging_setup(setup: DictConfig | None, key: str) -> None:
+    """A ConfigError naming the first handler, formatter or filter that `setup` (a logging
+    dictConfig) uses without defining it."""
+    if setup is None:
+        return
+    plain = OmegaConf.to_container(setup, resolve=False)
+    defined = {kind: set(plain.get(kind) or {}) for kind in ("handlers", "formatters", "filters")}
+    used: list[tuple[str, str, Any]] = []  # (where, kind, name)
+    for name, handler in (plain.get("handlers") or {}).items():
+        if isinstance(handler, dict) and handler.get("formatter") is not None:
+            used.append((f"handlers.{name}.formatter", "formatters", handler["formatter"]))
+        used += [(f"handlers.{name}.filters", "filters", f) for f in (handler or {}).get("filters") or []]
+    loggers = {"root": plain.get("root") or {}}
+    loggers |= {f"loggers.{name}": logger or {} for name, logger in (plain.get("loggers") or {}).items()}
+    for where, logger in loggers.items():
+        used += [(f"{where}.handlers", "handlers", h) for h in logger.get("handlers") or []]
+        used += [(f"{where}.filters", "filters", f) for f in logger.get("filters") or []]
+    for where, kind, name in used:
+        if isinstance(name, str) and name not in defined[kind]:
+            group, options = key.replace(".", "/"), HYDRA_GROUPS[key]
+            names = "NAME" if where.endswith(".formatter") else "[...]"
+            raise ConfigError(
+                f"{key}.{where} names the {kind[:-1]} {name!r}, which {key}.{kind} does not define; "
+                f"name one it defines ({key}.{where}={names}), or pick another option of its "
+                f"group: {group}=OPTION ({options})")
+
+
+class SweptSettings(Callback):
+    """A Hydra callback: a sweep's settings are checked before it starts. Hydra composes each job
+    with its own values only when the job starts, so a misspelt swept setting was Hydra's error
+    over several lines (exit 1), and a `ddp` job launched here, or a closing sample the console
+    cannot write, was refused after the sweep's folder was made."""
+
+    @exit_on_user_error
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from chargpt.cli.prompts import check_sweep_output_writes  # multirun only: it imports torch
+        from chargpt.training.run_checks import check_launch  # multirun only: it imports Lightning
+        from chargpt.training.trackers import check_sweep_job_loggers
+
+        jobs = check_swept_settings(config)
+        for job in jobs:
+            check_sweep_job_loggers(job)
+        # A SLURM launcher's jobs start on the cluster, whose environment the job's own check reads.
+        if not submits_to_slurm(config):
+            for job in jobs:
+                with naming_removed_settings():  # trainer.strategy=${oc.env:UNSET}: refused here, once
+                    check_launch(job, in_sweep=True)
+                check_sweep_output_writes(job)
+
+
+def submits_to_slurm(config: DictConfig) -> bool:
+    """Whether the sweep's launcher submits its jobs to SLURM (hydra/launcher=slurm, submitit_slurm)."""
+    return "slurm" in str(config.hydra.launcher.get("_target_")).lower()
+
+
+class SlurmAtHand(Callback):
+    """A Hydra callback: a SLURM launcher submits jobs with SLURM's commands, which only a
+    cluster's nodes have. Elsewhere submitit refused in a traceback (`Could not detect "srun"`)
+    once the sweep had started; here it is one line, before the sweep's folder is made."""
+
+    @exit_on_user_error
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        check_slurm_at_hand(config)
+
+
+def check_slurm_at_hand(config: DictConfig) -> None:
+    """A ConfigError if the sweep's launcher is SLURM's and this machine has no SLURM (by
+    submitit's own test: an `srun` on the PATH)."""
+    if not submits_to_slurm(config):
+        return
+    from submitit import SlurmExecutor  # the launcher composed, so the `slurm` extra is there
+
+    if SlurmExecutor.affinity() > 0:
+        return
+    choice = OmegaConf.select(config, "hydra.runtime.choices", default={}).get("hydra/launcher") or "slurm"
+    raise ConfigError(
+        f"hydra/launcher={choice} submits the sweep's jobs to SLURM, but this machine has no SLURM (no "
+        f"srun command on the PATH); run the command on the cluster's login node, or drop "
+        f"hydra/launcher={choice} (hydra/launcher=local_parallel runs the jobs here, side by side)")
+
+
+# The settings each value of which a sweep gives is checked as its own job, where the first job's
+# alone let them start: those that decide how a job starts its processes (`trainer=cpu,ddp_cpu`)
+# and the experiments, which set them; and, on a console that cannot write every character, those
+# that decide the text and its closing sample (composing a job takes ~0.1-0.3 s: not for nothing).
+_LAUNCH_KEYS = ("trainer", "trainer.strategy", "experiment")
+_TEXT_KEYS = ("data", "sample.max_new_tokens")
+
+
+def _checked_per_value(key: str) -> bool:
+    key = key.lstrip("+~")
+    if key in _LAUNCH_KEYS:
+        return True
+    return (key in _TEXT_KEYS or key.startswith("data.")) and not stdout_writes_any_text()
+
+
+def check_swept_settings(config: DictConfig) -> list[DictConfig]:
+    """Compose the sweep's first job as its launcher will (each swept setting at its first value;
+    a search's continuous dimension at null, which any setting takes): a ConfigError in one line
+    if that fails. Returns the jobs composed: the first, and that job with each other value of a
+    swept setting that _checked_per_value names (none for a sweep of no jobs)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser  # multirun only
+
+    loader = GlobalHydra.instance().config_loader()
+    parser = OverridesParser.create(config_loader=loader)  # glob(...) of a group lists its options
+    given = parser.parse_overrides(as_written(config.hydra.overrides.task))
+    search = OmegaConf.to_container(config.hydra.sweeper).get("params") or {}  # a search's dimensions
+    given += parser.parse_overrides([f"{key}={value}" for key, value in search.items()
+                                     if key not in {o.key_or_group for o in given}])
+    first_job, stand_ins, others = [], {}, []
+    for override in given:
+        key = override.get_key_element()
+        if not override.is_sweep_override():
+            first_job.append(f"{key}={override.get_value_element_as_str()}")
+        elif override.is_discrete_sweep():
+            values = swept_values(override)
+            if not values:  # range(0), an empty glob: a sweep of no jobs, Hydra's to say
+                return []
+            if _checked_per_value(key):
+                others += [(len(first_job), f"{key}={value}") for value in values[1:]]
+            first_job.append(f"{key}={values[0]}")
+        else:
+            first_job.append(f"{key}=null")
+            stand_ins[f"{key}=null"] = override.input_line
+    jobs = [first_job, *([*first_job[:at], line, *first_job[at + 1:]] for at, line in others)]
+    try:
+        return [loader.load_sweep_config(config, job) for job in jobs]
+    except ConfigCompositionException as err:
+        message = one_line(str(err), lambda key: settings_in(config, key))
+        for stand_in, typed in stand_ins.items():  # the advice names the dimension as typed
+            message = message.replace(f"+{stand_in}", f"+{typed}")
+        raise ConfigError(message) from None
+
+
