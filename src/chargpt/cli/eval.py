@@ -13,7 +13,6 @@ import json
 import sys
 
 import hydra
-from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig
 
 from chargpt.checkpoint_eval import evaluate_checkpoint
@@ -24,7 +23,7 @@ from chargpt.cli.sweep_jobs import job_heading, results_table, sweep_folder_remo
 from chargpt.data.corpus import check_data_dir
 from chargpt.errors import exit_on_user_error, naming_what_ran_out
 from chargpt.hydra_run import task_overrides
-from chargpt.overrides import as_typed
+from chargpt.overrides import as_typed, parsed_override
 
 CONFIG_NAME = "eval"  # configs/eval.yaml
 
@@ -44,9 +43,7 @@ UNUSED = {
 
 def overridden_keys() -> dict[str, str]:
     """The keys (and groups) set on the command line, each with the override as typed."""
-    typed = task_overrides()
-    parsed = OverridesParser.create().parse_overrides(typed)
-    return {o.key_or_group: as_typed(text) for o, text in zip(parsed, typed, strict=True)}
+    return {parsed_override(text).key_or_group: as_typed(text) for text in task_overrides()}
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name=CONFIG_NAME)

@@ -18,7 +18,7 @@ from chargpt.cli.exits import stdout_writes_any_text
 from chargpt.cli.hydra_errors import HYDRA_GROUPS, not_a_group, one_line, settings_in
 from chargpt.errors import ConfigError, exit_on_user_error
 from chargpt.hydra_run import as_written
-from chargpt.overrides import swept_values
+from chargpt.overrides import parsed_override, swept_values
 
 
 class QuietlyTaken(Callback):
@@ -167,14 +167,11 @@ def check_swept_settings(config: DictConfig) -> list[DictConfig]:
     a search's continuous dimension at null, which any setting takes): a ConfigError in one line
     if that fails. Returns the jobs composed: the first, and that job with each other value of a
     swept setting that _checked_per_value names (none for a sweep of no jobs)."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser  # multirun only
-
-    loader = GlobalHydra.instance().config_loader()
-    parser = OverridesParser.create(config_loader=loader)  # glob(...) of a group lists its options
-    given = parser.parse_overrides(as_written(config.hydra.overrides.task))
+    loader = GlobalHydra.instance().config_loader()  # with it, glob(...) of a group lists its options
+    given = [parsed_override(override, loader) for override in as_written(config.hydra.overrides.task)]
     search = OmegaConf.to_container(config.hydra.sweeper).get("params") or {}  # a search's dimensions
-    given += parser.parse_overrides([f"{key}={value}" for key, value in search.items()
-                                     if key not in {o.key_or_group for o in given}])
+    given += [parsed_override(f"{key}={value}", loader) for key, value in search.items()
+              if key not in {o.key_or_group for o in given}]
     first_job, stand_ins, others = [], {}, []
     for override in given:
         key = override.get_key_element()

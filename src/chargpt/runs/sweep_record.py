@@ -16,7 +16,7 @@ from chargpt import shell_words
 from chargpt.data.sources.hf_datasets import LOCAL_BUILDERS
 from chargpt.hydra_internals import basic_sweeper
 from chargpt.hydra_run import as_written, config_folders_given, is_multirun
-from chargpt.overrides import is_sweep, launched_from, override_key
+from chargpt.overrides import is_sweep, launched_from, override_key, parsed_override
 from chargpt.plural import counted
 from chargpt.run_layout import (
     ENVIRONMENT_FILE,
@@ -181,9 +181,7 @@ def planned_jobs(sweep_dir: Path) -> int | None:
         if not str(recorded.sweeper.get("_target_", "")).endswith("BasicSweeper"):
             return None
         # The basic sweeper's own expansion of `a=1,2 b=range(3)`: no second reading of the grammar.
-        from hydra.core.override_parser.overrides_parser import OverridesParser
-
-        parsed = OverridesParser.create().parse_overrides(as_written(recorded.overrides.task))
+        parsed = [parsed_override(override) for override in as_written(recorded.overrides.task)]
         return sum(len(batch) for batch in basic_sweeper().split_arguments(parsed, None))
     except Exception:  # an older or hand-made multirun.yaml: the count is only a hint
         return None
