@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from omegaconf import OmegaConf
 
 from chargpt.cli import report as report_cli
 from chargpt.cli import train as train_cli
@@ -22,7 +23,7 @@ from chargpt.run_layout import find_runs, run_folders
 from chargpt.runs.curves import curve_runs
 from chargpt.runs.report import report
 from chargpt.runs.run_rows import run_row, sort_rows
-from chargpt.runs.sweep_record import swept_by, swept_settings
+from chargpt.runs.sweep_record import continue_line, recorded_sweep, swept_by, swept_settings
 from conftest import run_cli
 from fake_runs import fake_run
 
@@ -569,6 +570,46 @@ def _sweep_with_a_stopped_job(tmp_path: Path) -> Path:
     fake_run(sweep, "0", ["optimizer.lr=1e-3"], metrics(1.5, 1.5), {"status": "finished"})
     fake_run(sweep, "1", ["optimizer.lr=3e-3"], metrics(1.6, 1.6), {"status": "interrupted"})
     return sweep
+
+
+def _walks_recorded(monkeypatch) -> list[Path]:
+    """The folders os.walk is asked to walk from here on."""
+    walked: list[Path] = []
+    walk = os.walk
+
+    def recorded(top, *args, **kwargs):
+        walked.append(Path(top))
+        return walk(top, *args, **kwargs)
+
+    monkeypatch.setattr(os, "walk", recorded)
+    return walked
+
+
+def test_the_report_of_a_sweep_walks_its_folder_once(tmp_path: Path, monkeypatch, capsys) -> None:
+    # The report walked a sweep's folder three times (its runs, then the runs again for whether it
+    # is a sweep and for its note's continue command), listing every job's checkpoints and event
+    # files each time.
+    sweep = _sweep_with_a_stopped_job(tmp_path)
+    walked = _walks_recorded(monkeypatch)
+
+    report(sweep)
+
+    assert walked == [sweep]
+    assert "this sweep stopped part-way (1 stopped, 2 of 4 never started); continue it with:" \
+        in capsys.readouterr().out
+
+
+def test_a_stopped_sweeps_last_line_walks_its_folder_once(tmp_path: Path, monkeypatch) -> None:
+    # Whether the sweep was complete, then its continue command: a walk of its folder each.
+    sweep = _sweep_with_a_stopped_job(tmp_path)
+    hydra = OmegaConf.merge(recorded_sweep(sweep), {"sweep": {"dir": str(sweep)}})
+    walked = _walks_recorded(monkeypatch)
+
+    line = continue_line("the sweep stopped; continue it", hydra)
+
+    assert walked == [sweep]
+    assert line == (f"the sweep stopped; continue it (its finished jobs are kept) with: chargpt-train -m "
+                    f"optimizer.lr=1e-3,3e-3,1e-2,3e-2 hydra.sweep.dir={sweep.resolve()}")
 
 
 def test_a_sweeps_continue_command_sets_the_python_path_its_jobs_imported_from(

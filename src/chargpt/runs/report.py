@@ -21,7 +21,7 @@ from chargpt.runs.report_table import print_groups, print_table
 from chargpt.runs.run_rows import NotARun, comparable_paths, flat_rows, run_row, sort_rows
 from chargpt.runs.seed_groups import flat_groups, group_runs
 from chargpt.runs.sweep_notes import stopped_runs_note, sweep_note
-from chargpt.runs.sweep_record import continue_command, swept_settings
+from chargpt.runs.sweep_record import recorded_sweep, swept_settings
 
 
 def report(sweep_dir: Path, csv_path: Path | None = None, sort_by: str = "best_val_loss") -> list[dict]:
@@ -61,8 +61,8 @@ def report(sweep_dir: Path, csv_path: Path | None = None, sort_by: str = "best_v
         swept=swept))
     write_csv(csv_path, columns, rows)
     write_csv(groups_path, *flat_groups(groups))
-    if continue_command(sweep_dir) is not None:  # a sweep: continued as a whole, or still running
-        note = sweep_note(sweep_dir, rows)
+    if recorded_sweep(sweep_dir) is not None:  # a sweep: continued as a whole, or still running
+        note = sweep_note(sweep_dir, rows, runs)
     else:
         note = stopped_runs_note(ranked, sweep_dir)
     closed = closed or _printing(lambda: print(*([note] if note else []), f"written: {csv_path}",

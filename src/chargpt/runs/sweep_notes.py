@@ -24,11 +24,12 @@ from chargpt.runs.sweep_record import continue_command, planned_jobs, recorded_s
 STOPPED = ("interrupted", "killed", "incomplete")
 
 
-def sweep_note(sweep_dir: Path, rows: list[dict[str, Any]]) -> str | None:
+def sweep_note(sweep_dir: Path, rows: list[dict[str, Any]], runs: list[Path] | None = None) -> str | None:
     """For a sweep still running: how far it has got. For one that stopped part-way (jobs stopped,
     or never started) or has failed jobs: what is missing, and the command that continues it,
-    which trains the failed jobs again."""
-    if (command := continue_command(sweep_dir)) is None:
+    which trains the failed jobs again. `runs`: the run folders under `sweep_dir` where the caller
+    has found them already (continue_command)."""
+    if (command := continue_command(sweep_dir, runs)) is None:
         return None
     planned = planned_jobs(sweep_dir)
     missing = planned - len(rows) if planned is not None else 0

@@ -106,29 +106,35 @@ def kept_on_continuing(hydra: DictConfig) -> str:
     return "its finished jobs are kept"
 
 
-def continue_command(sweep_dir: Path) -> str | None:
+def continue_command(sweep_dir: Path, runs: list[Path] | None = None) -> str | None:
     """The command that continues the sweep in `sweep_dir`: its own overrides, in its own folder
     (a stored study: in a new one), with the variables its jobs' launches kept (the PYTHONPATH of
-    code of one's own they imported: runs/resume.py record_environment)."""
+    code of one's own they imported: runs/resume.py record_environment). `runs`: the run folders
+    under `sweep_dir` (find_runs) where the caller has found them already."""
     if (recorded := recorded_sweep(sweep_dir)) is None:
         return None
     overrides = [o for o in _as_launched(recorded, _ADDED, composed_data_name(sweep_dir))
                  if override_key(o) != "hydra.searchpath"]
     where = [] if stored_study(recorded) else [f"hydra.sweep.dir={sweep_dir.resolve()}"]
     words = ["chargpt-train", "-m", *config_folders_given(recorded), *overrides, *where]
-    return " ".join([*shell_words.assignments(_jobs_environment(sweep_dir)), shell_words.join(words)])
+    return " ".join([*shell_words.assignments(_jobs_environment(sweep_dir, runs)), shell_words.join(words)])
 
 
-def _jobs_environment(sweep_dir: Path) -> dict[str, str]:
+def _jobs_environment(sweep_dir: Path, runs: list[Path] | None) -> dict[str, str]:
     """The variables the sweep's jobs' latest launches kept, each job's latest alone (an earlier
     one's may need what the latest no longer does; a job's resume command is its latest's too), a
     later job's over an earlier one's."""
-    latest = [overrides_files(job)[-1].parent for job in find_runs(sweep_dir) if job != sweep_dir]
+    latest = [overrides_files(job)[-1].parent for job in _jobs(sweep_dir, runs)]
     kept = [config_dir for config_dir in latest if (config_dir / ENVIRONMENT_FILE).is_file()]
     variables: dict[str, str] = {}
     for config_dir in sorted(kept, key=lambda folder: (folder / ENVIRONMENT_FILE).stat().st_mtime):
         variables.update(recorded_environment(config_dir))
     return variables
+
+
+def _jobs(sweep_dir: Path, runs: list[Path] | None) -> list[Path]:
+    """The sweep's job folders: the run folders under `sweep_dir` (`runs`, else found now) but itself."""
+    return [run for run in (find_runs(sweep_dir) if runs is None else runs) if run != sweep_dir]
 
 
 def continue_line(lead: str, hydra: DictConfig | None = None) -> str | None:
@@ -141,28 +147,31 @@ def continue_line(lead: str, hydra: DictConfig | None = None) -> str | None:
     if hydra is None:
         return None
     sweep_dir = Path(hydra.sweep.dir)
-    if complete := complete_line(sweep_dir):
+    runs = find_runs(sweep_dir)  # one walk of its folder for both lines
+    if complete := complete_line(sweep_dir, runs):
         return complete
-    if command := continue_command(sweep_dir):
+    if command := continue_command(sweep_dir, runs):
         return f"{lead} ({kept_on_continuing(hydra)}) with: {command}"
     return None
 
 
-def complete_line(sweep_dir: Path) -> str | None:
+def complete_line(sweep_dir: Path, runs: list[Path]) -> str | None:
     """That the sweep in `sweep_dir` was complete when a signal came (finished_sweep), in place of a
-    continue command that would run nothing; None where something is left to continue."""
-    if (jobs := finished_sweep(sweep_dir)) is None:
+    continue command that would run nothing; None where something is left to continue. `runs`: the
+    run folders under `sweep_dir` (find_runs)."""
+    if (jobs := finished_sweep(sweep_dir, runs)) is None:
         return None
     return (f"the sweep was complete: its {counted(jobs, 'job')} had finished, and nothing is left to "
             f"continue (chargpt-report {shell_words.quote(str(sweep_dir.resolve()))} shows them)")
 
 
-def finished_sweep(sweep_dir: Path) -> int | None:
+def finished_sweep(sweep_dir: Path, runs: list[Path]) -> int | None:
     """The number of jobs of the sweep in `sweep_dir` where every job it launches has finished (a
     search: and its best trial is written), so that continuing it would do nothing; else None (a
-    failed job, which a continuation trains again, included)."""
+    failed job, which a continuation trains again, included). `runs`: the run folders under
+    `sweep_dir` (find_runs)."""
     planned = planned_jobs(sweep_dir)
-    statuses = [read_status(job).get("status") for job in find_runs(sweep_dir) if job != sweep_dir]
+    statuses = [read_status(job).get("status") for job in _jobs(sweep_dir, runs)]
     search = (recorded := recorded_sweep(sweep_dir)) is not None and "n_trials" in recorded.sweeper
     if (planned is None or len(statuses) < planned or any(s != "finished" for s in statuses)
             or (search and not (sweep_dir / SEARCH_RESULT).is_file())):
