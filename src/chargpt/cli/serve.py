@@ -25,8 +25,8 @@ from chargpt.cli.common import (
 )
 from chargpt.cli.held_weights import SERVER_HOLDS, held, held_weights_note, training_run
 from chargpt.errors import ConfigError, exit_on_user_error, naming_what_ran_out, needs_extra
-from chargpt.inference import load_with_checkpoint, pick_device
-from chargpt.model_card import card_for
+from chargpt.inference import TrainedModel, load_with_checkpoint, pick_device
+from chargpt.model_card import ModelCard, card_for
 
 CONFIG_NAME = "serve"  # configs/serve.yaml
 
@@ -57,6 +57,12 @@ def check_settings(cfg: DictConfig) -> None:
 def _hydra_main(cfg: DictConfig) -> None:
     quiet_known_warnings()
     check_settings(cfg)
+    serve_model(cfg)
+
+
+def serve_model(cfg: DictConfig) -> None:
+    """Serve the model of cfg.ckpt_path (a run, a checkpoint or an export) until Ctrl-C or SIGTERM:
+    its port bound first, then the model loaded and warmed up, then the port listens."""
     try:
         from chargpt.serving.app import create_app
         from chargpt.serving.engine import Engine
@@ -70,10 +76,7 @@ def _hydra_main(cfg: DictConfig) -> None:
     sock = bind(str(cfg.host), cfg.port)  # first: a port in use is reported before the model loads
     try:
         use_threads(cfg.threads)
-        training = training_run(str(cfg.ckpt_path))  # before the read, as chargpt-export asks it
-        trained, ckpt, file = load_with_checkpoint(cfg.ckpt_path, pick_device(cfg.device))
-        card = card_for(cfg.ckpt_path, trained, cfg.name, ckpt)
-        note = held_weights_note(training, ckpt, Path(file), card.step, SERVER_HOLDS)
+        trained, card, note = _loaded(cfg)
         with naming_what_ran_out(lambda: _smaller_settings(cfg)):
             engine = Engine(trained.model, trained.tokenizer, cfg.max_concurrency, cfg.max_queue, cfg.compile)
         engine.start()
@@ -97,6 +100,15 @@ def _hydra_main(cfg: DictConfig) -> None:
             engine.close()
     finally:
         sock.close()
+
+
+def _loaded(cfg: DictConfig) -> tuple[TrainedModel, ModelCard, str | None]:
+    """The model cfg.ckpt_path holds, what it says of itself, and the note for weights that are
+    not its run's trained ones."""
+    training = training_run(str(cfg.ckpt_path))  # before the read, as chargpt-export asks it
+    trained, ckpt, file = load_with_checkpoint(cfg.ckpt_path, pick_device(cfg.device))
+    card = card_for(cfg.ckpt_path, trained, cfg.name, ckpt)
+    return trained, card, held_weights_note(training, ckpt, Path(file), card.step, SERVER_HOLDS)
 
 
 def _smaller_settings(cfg: DictConfig) -> str:
