@@ -322,6 +322,11 @@ TRAIN_CASES = [
      "error: hydra.sweeper.params.optimizer.lr=interval(1e-4,1e-2): a search's dimension is given on the "
      "command line as the setting itself, not under hydra.sweeper.params: "
      "'optimizer.lr=interval(1e-4,1e-2)'"),
+    # Hydra's parse error over three lines, exit 1, the search's dimension not named.
+    ("a search's dimension Hydra cannot read",
+     ["-m", "hparams_search=optuna", "+hydra.sweeper.params={{model.dropout:'interval(0.0'}}"],
+     "error: the search's dimension model.dropout: interval(0.0 (hydra.sweeper.params) cannot be read "
+     "(no viable alternative at input 'interval(0.0'); write it in Hydra's sweep grammar"),
     # A glob's values are read through Hydra's config loader, which is not there: its traceback.
     ("a sweep over one of Hydra's own settings by glob", ["-m", "hydra.job.name=glob(*)"],
      "error: hydra.job.name=glob(*): a sweep cannot vary Hydra's own settings (one serves all its jobs); "

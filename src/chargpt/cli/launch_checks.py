@@ -9,14 +9,15 @@ from __future__ import annotations
 from typing import Any
 
 from hydra.core.global_hydra import GlobalHydra
-from hydra.errors import ConfigCompositionException
+from hydra.core.override_parser.types import Override
+from hydra.errors import ConfigCompositionException, HydraException
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from chargpt.cli.common import naming_removed_settings
 from chargpt.cli.exits import stdout_writes_any_text
 from chargpt.cli.hydra_errors import HYDRA_GROUPS, not_a_group, one_line, settings_in
-from chargpt.errors import ConfigError, exit_on_user_error
+from chargpt.errors import ConfigError, exit_on_user_error, first_line
 from chargpt.hydra_run import as_written
 from chargpt.overrides import parsed_override, swept_values
 
@@ -170,8 +171,8 @@ def check_swept_settings(config: DictConfig) -> list[DictConfig]:
     loader = GlobalHydra.instance().config_loader()  # with it, glob(...) of a group lists its options
     given = [parsed_override(override, loader) for override in as_written(config.hydra.overrides.task)]
     search = OmegaConf.to_container(config.hydra.sweeper).get("params") or {}  # a search's dimensions
-    given += [parsed_override(f"{key}={value}", loader) for key, value in search.items()
-              if key not in {o.key_or_group for o in given}]
+    typed = {o.key_or_group for o in given}
+    given += [_search_dimension(key, value, loader) for key, value in search.items() if key not in typed]
     first_job, stand_ins, others = [], {}, []
     for override in given:
         key = override.get_key_element()
@@ -197,3 +198,13 @@ def check_swept_settings(config: DictConfig) -> list[DictConfig]:
         raise ConfigError(message) from None
 
 
+def _search_dimension(key: str, value: Any, loader: Any) -> Override:
+    """A search's dimension (hydra.sweeper.params: `key: value`) as Hydra reads it; a ConfigError
+    in one line where it cannot (`interval(0.0`): it was Hydra's parse error over lines, exit 1."""
+    try:
+        return parsed_override(f"{key}={value}", loader)
+    except HydraException as err:
+        raise ConfigError(
+            f"the search's dimension {key}: {value} (hydra.sweeper.params) cannot be read "
+            f"({first_line(err)}); write it in Hydra's sweep grammar, e.g. interval(0.0, 0.3), "
+            "choice(64, 128) or tag(log, interval(1e-4, 1e-2))") from None
