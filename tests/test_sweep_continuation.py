@@ -334,6 +334,8 @@ def test_a_sweep_over_data_files_trains_each_and_goes_on_as_printed(
     write_corpus(texts / "café.txt")
     write_corpus(texts / "b, c.txt", alphabet="ABC abc\n")
     monkeypatch.chdir(tmp_path)  # the files named from where the sweep is launched, as typed
+    # The report's lines whole, as into a file: a test worker's COLUMNS=80 wrapped the long note.
+    monkeypatch.delenv("COLUMNS", raising=False)
     sweep = tmp_path / "sweep"
     settings = bare_train_args(Path("unused"), None, f"hydra.sweep.dir={sweep}", "trainer.max_steps=2",
                                "trainer.val_check_interval=2")
