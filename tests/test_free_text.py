@@ -10,6 +10,7 @@ import os
 import random
 import re
 import shlex
+import socket
 import subprocess
 import sys
 import threading
@@ -133,6 +134,12 @@ def test_a_device_as_the_prompt_file_is_refused_and_a_pipe_is_read(run: Path, tm
         assert (code, out) == (2, "")
         assert err == f"error: prompt_file={device} is not a file but a device; give a text file, or - for " \
             "standard input\n", err
+    sock = tmp_path / "sock"
+    with socket.socket(socket.AF_UNIX) as listening:  # a socket was named a device
+        listening.bind(str(sock))
+        code, out, err = run_main(sample_main, [f"ckpt_path={run}", f"prompt_file={sock}"], capsys)
+    said = f"prompt_file={sock} is not a file but a socket; give a text file, or - for standard input"
+    assert (code, out, err) == (2, "", f"error: {said}\n")
     pipe = tmp_path / "fifo"
     os.mkfifo(pipe)  # what `prompt_file=<(command)` names: read once
     writer = threading.Thread(target=pipe.write_text, args=("O Romeo",))

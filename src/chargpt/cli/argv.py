@@ -29,7 +29,7 @@ from omegaconf import DictConfig, OmegaConf
 from chargpt import shell_words
 from chargpt.cli import CONFIG_PATH
 from chargpt.cli.hydra_errors import ONE_OPTION_GROUPS, settings_in
-from chargpt.data.corpus import gives_no_text
+from chargpt.data.corpus import device_or_socket, gives_no_text
 from chargpt.data.encoding import BOM, read_as_trained
 from chargpt.data.sources.paths import expand_path
 from chargpt.errors import ConfigError
@@ -151,8 +151,8 @@ def _read_prompt_file(key: str, name: str) -> str:
             return read_as_trained(stdin.read()) if stdin is not None else sys.stdin.read().removeprefix(BOM)
         path = Path(expand_path(_unquoted(key, name)))
         if gives_no_text(path):  # (a pipe, and a terminal, are read once as a prompt)
-            raise ConfigError(f"{key}={name} is not a file but a device; give a text file, or - for standard "
-                              "input")
+            raise ConfigError(f"{key}={name} is not a file but {device_or_socket(path)}; give a text file, "
+                              "or - for standard input")
         return read_as_trained(path.read_bytes())
     except (OSError, UnicodeDecodeError) as err:
         reason = getattr(err, "strerror", None) or str(err)

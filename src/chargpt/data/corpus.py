@@ -143,8 +143,13 @@ def not_a_file(file: Path, setting: str) -> str:
         return (f"{setting}={file} is not a file but a pipe, which can be read only once, where the text is "
                 "read more than once (hashed, then encoded, and a training run's again as it resumes): save "
                 f"the text to a file first (COMMAND > corpus.txt) and pass {setting}=corpus.txt")
-    kind = "a socket" if stat.S_ISSOCK(mode) else "a device"  # (its size says nothing of what it gives)
-    return f"{setting}={file} is not a file but {kind}; pass a text file as {setting}=FILE"
+    return f"{setting}={file} is not a file but {device_or_socket(file)}; pass a text file as {setting}=FILE"
+
+
+def device_or_socket(file: Path) -> str:
+    """What `file`, neither a file, a folder nor a pipe, is: "a socket" or "a device" (its size says
+    nothing of what it gives)."""
+    return "a socket" if stat.S_ISSOCK(file.stat().st_mode) else "a device"
 
 
 def resolve_corpus(
