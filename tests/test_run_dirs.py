@@ -112,6 +112,31 @@ def test_a_launch_that_meets_a_lock_just_taken_names_its_live_owner(before, tmp_
         release_claims(failed=False)
 
 
+def test_a_launch_meeting_a_readers_moment_on_the_lock_takes_the_folder(tmp_path, monkeypatch) -> None:
+    # chargpt-sample (or -serve, chargpt.load) given a run folder with no checkpoint asks whether a run
+    # holds its lock by holding it, shared, for a moment (run_layout.starting_process): a launch into
+    # the folder at that moment was refused as "in use by another run that is still running (pid N)",
+    # N the live process the lock file still named (a run killed as it started left it there).
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / LOCK_FILE).write_text(f"{OWNER}\n")
+    reader = os.open(run / LOCK_FILE, os.O_RDONLY)
+    fcntl.flock(reader, fcntl.LOCK_SH)
+    held = [reader]
+
+    def reader_done(seconds: float) -> None:  # while the launch waits
+        while held:
+            os.close(held.pop())
+
+    monkeypatch.setattr(claims.time, "sleep", reader_done)
+    try:
+        claim_named(run, "hydra.run.dir")
+        assert (run / LOCK_FILE).read_text() == f"{os.getpid()}\n"
+    finally:
+        reader_done(0)
+        release_claims(failed=False)
+
+
 def test_sweep_dirs_get_a_suffix_and_an_earlier_sweep_is_not_overwritten(tmp_path: Path) -> None:
     try:
         configs = [hydra_config("unused", f"{tmp_path}/multirun/${{now:%Y}}") for _ in range(2)]

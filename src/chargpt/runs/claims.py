@@ -103,13 +103,13 @@ def _lock(claim: Claim, setting: str) -> None:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        owner = _lock_owner(fd)
-        os.close(fd)
-        holder = "sweep" if setting == "hydra.sweep.dir" else "run"  # a job folder's lock says so itself
-        raise FolderLocked(
-            f"{setting}={claim.folder} is in use by another {holder} that is still running (pid {owner}); "
-            f"wait for it to end, or pick another {setting}", owner,
-        ) from None
+        if (owner := _lock_owner(fd)) is not None:
+            os.close(fd)
+            holder = "sweep" if setting == "hydra.sweep.dir" else "run"  # a job folder's lock says so itself
+            raise FolderLocked(
+                f"{setting}={claim.folder} is in use by another {holder} that is still running "
+                f"(pid {owner}); wait for it to end, or pick another {setting}", owner,
+            ) from None
     except OSError:  # a file system without locks (some network ones): run unlocked
         os.close(fd)
         return
@@ -118,17 +118,25 @@ def _lock(claim: Claim, setting: str) -> None:
     claim.lock_fd = fd
 
 
-def _lock_owner(fd: int) -> str:
-    """The pid of the live process holding the lock, as its lock file says. The owner writes it just
-    after it takes the lock: read in between, the file is empty or holds the pid of the run before,
-    which has ended (a launch at the same moment as another named a dead process, or none). The
-    file is read again for a moment, until it names a live process."""
-    for attempt in range(LOCK_OWNER_READS):
+def _lock_owner(fd: int) -> str | None:
+    """The pid of the live process holding the lock, as its lock file says; None where the lock is
+    taken after all. The owner writes its pid just after it takes the lock: read in between, the
+    file is empty or holds the pid of the run before, which has ended (a launch at the same moment
+    as another named a dead process, or none). And a command reading the folder holds the lock for
+    a moment to ask whether a run holds it (run_layout.starting_process): a launch meeting that
+    called the folder in use by the pid the file still held. So the lock is tried again, and the
+    file read again, for a moment, until the lock is taken or the file names a live process."""
+    text = ""
+    for _ in range(LOCK_OWNER_READS):
+        time.sleep(0.05)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return None
+        except BlockingIOError:
+            pass
         text = os.pread(fd, 32, 0).decode(errors="replace").strip()
         if text.isdigit() and process_alive(int(text)):
             return text
-        if attempt + 1 < LOCK_OWNER_READS:
-            time.sleep(0.05)
     return text or "unknown"
 
 
