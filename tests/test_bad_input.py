@@ -322,6 +322,15 @@ TRAIN_CASES = [
      "error: hydra.sweeper.params.optimizer.lr=interval(1e-4,1e-2): a search's dimension is given on the "
      "command line as the setting itself, not under hydra.sweeper.params: "
      "'optimizer.lr=interval(1e-4,1e-2)'"),
+    # Without a search, OmegaConf's AssertionError traceback (hydra.sweeper.params is null), exit 1; in
+    # one, Hydra's "not a setting", advising +KEY, which nests the dimension under a key "model".
+    ("a fixed value under hydra.sweeper.params", ["hydra.sweeper.params.model.dropout=0.1"],
+     "error: hydra.sweeper.params.model.dropout=0.1: a search's dimension is given on the command line as "
+     "the setting itself, not under hydra.sweeper.params: model.dropout=0.1"),
+    ("a value added under hydra.sweeper.params",
+     ["-m", "hydra/sweeper=optuna", "+hydra.sweeper.params.model.dropout=0.1"],
+     "error: +hydra.sweeper.params.model.dropout=0.1: a search's dimension is given on the command line as "
+     "the setting itself, not under hydra.sweeper.params: model.dropout=0.1"),
     # Hydra's parse error over three lines, exit 1, the search's dimension not named.
     ("a search's dimension Hydra cannot read",
      ["-m", "hparams_search=optuna", "+hydra.sweeper.params={{model.dropout:'interval(0.0'}}"],

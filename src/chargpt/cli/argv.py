@@ -28,7 +28,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from chargpt import shell_words
 from chargpt.cli import CONFIG_PATH
-from chargpt.cli.hydra_errors import ONE_OPTION_GROUPS, settings_in
+from chargpt.cli.hydra_errors import ONE_OPTION_GROUPS, settings_in, under_search_params
 from chargpt.data.corpus import device_or_socket, gives_no_text
 from chargpt.data.encoding import BOM, read_as_trained
 from chargpt.data.sources.paths import expand_path
@@ -207,6 +207,8 @@ def hydra_argv(argv: list[str], checkpoint_sweeps: bool = False) -> list[str]:
         parts = _split(out[i])
         if parts is not None:
             plus, key, value = parts
+            if said := under_search_params(f"{plus}{key}", value):
+                raise ConfigError(said)
             # null (or nothing) still means "none" for a path or a name; a prompt takes it as text.
             if is_free_text_key(key) and not (not is_prompt_key(key) and value.lower() in ("null", "")):
                 swept = _path_sweep(key, value, sweeper, checkpoint_sweeps)

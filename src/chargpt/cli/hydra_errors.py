@@ -251,15 +251,22 @@ def _values_without_sweep(key: str, value: str) -> str:
     return said
 
 
+def under_search_params(key: str, value: str) -> str | None:
+    """`key=value` typed where a search's config file holds its dimensions (hydra.sweeper.params.KEY,
+    `+` or not): a dimension, or a fixed value, is typed as its setting. (Hydra's refusal of a sweep
+    of its own settings, OmegaConf's traceback where no search is set up, or a `+KEY` that nests
+    the dimension under the first part of its name.) None for any other key."""
+    if not key.lstrip("+").startswith(_SEARCH_PARAMS):
+        return None
+    dimension = shell_words.quote(f"{key.lstrip('+').removeprefix(_SEARCH_PARAMS)}={value}")
+    return (f"{key}={value}: a search's dimension is given on the command line as the setting itself, "
+            f"not under {_SEARCH_PARAMS.rstrip('.')}: {dimension}")
+
+
 def _hydra_swept(key: str, value: str) -> str:
     """`-m key=a,b` of Hydra's own config: one value serves the whole sweep, so one is picked, from
-    the group's options where it is a group (a misspelt one named); a search's dimension typed
-    under hydra.sweeper.params is one typed as its setting."""
+    the group's options where it is a group (a misspelt one named)."""
     group = key.lstrip("+")
-    if group.startswith(_SEARCH_PARAMS):  # a search's dimension, typed where its config file holds it
-        dimension = shell_words.quote(f"{group.removeprefix(_SEARCH_PARAMS)}={value}")
-        return (f"{key}={value}: a search's dimension is given on the command line as the setting itself, "
-                f"not under {_SEARCH_PARAMS.rstrip('.')}: {dimension}")
     said = f"{key}={value}: a sweep cannot vary Hydra's own settings (one serves all its jobs); pick one"
     # (A glob(...) of the group's options is listed by the config loader.)
     values = _with_config_loader(lambda loader: swept_values(parsed_override(f"{key}={value}", loader)))
