@@ -528,6 +528,10 @@ def test_shell_completion_refuses_a_shell_it_lacks_and_a_query_typed_by_hand(
     assert re.fullmatch(r"error: query=bash is what the installed completion runs as Tab is pressed, "
                         r"with the line being completed in COMP_LINE; install it instead: "
                         r'eval "\$\([\w-]+ --shell-completion install=bash\)"\n', err), err
+    # A fish user was told to install bash's completion with bash's eval "$(...)", which fish refuses.
+    code, out, err = run_main(train_main, ["-sc", "query=fish"], capsys)
+    assert (code, out) == (2, "")
+    assert re.search(r"; install it instead: [\w-]+ -sc install=fish \| source\n\Z", err), err
     code, out, err = run_main(train_main, ["-sc"], capsys)
     assert code == 2 and "query" not in err, err
 

@@ -255,19 +255,28 @@ def _check_completion(command: str, completion: str, actions: list[str]) -> None
     """Refuse what Hydra's shell completion answers with a traceback: no action or two, a shell it
     has no plugin for, and a query typed by hand (the installed completion runs it as Tab is
     pressed, with the line being completed in COMP_LINE)."""
-    install = f'eval "$({command} {completion} install=bash)"'
     if len(actions) != 1:
         raise ConfigError(f"{completion} needs what to do: install=SHELL or uninstall=SHELL (SHELL: "
-                          f"{', '.join(_COMPLETION_SHELLS[:-1])} or {_COMPLETION_SHELLS[-1]}), e.g. {install}"
+                          f"{', '.join(_COMPLETION_SHELLS[:-1])} or {_COMPLETION_SHELLS[-1]}), e.g. "
+                          f"{_installing(command, completion, 'bash')}"
                           + (f"; one, not {' and '.join(actions)}" if actions else ""))
     action, _, shell = actions[0].partition("=")
-    if action == "query" and "COMP_LINE" not in os.environ:
+    if action == "query" and "COMP_LINE" not in os.environ:  # (for the shell it names, where it is one)
+        install = _installing(command, completion, shell if shell in _COMPLETION_SHELLS else "bash")
         raise ConfigError(f"{actions[0]} is what the installed completion runs as Tab is pressed, with the "
                           f"line being completed in COMP_LINE; install it instead: {install}")
     if shell not in _COMPLETION_SHELLS:
         raise ConfigError(f"{actions[0]} names no shell that {completion} completes for; use "
                           f"{action}=bash, {action}=zsh or {action}=fish, e.g. "
                           f'eval "$({command} {completion} {action}=bash)"')
+
+
+def _installing(command: str, completion: str, shell: str) -> str:
+    """The command that installs the completion for `shell`, as typed in that shell (fish has no
+    `$(...)`: its output is piped into `source`)."""
+    if shell == "fish":
+        return f"{command} {completion} install=fish | source"
+    return f'eval "$({command} {completion} install={shell})"'
 
 
 def _completed_config_dir(argv: list[str]) -> list[str]:
