@@ -147,6 +147,50 @@ def test_a_model_too_large_to_build_is_named_not_the_commands_settings(cli, args
         chargpt.load(model)
 
 
+@pytest.mark.parametrize(("cli", "args"), [(sample_cli, ["max_new_tokens=5"]), (eval_cli, []),
+                                           (export_cli, ["out={tmp}/again"])])
+@pytest.mark.parametrize("export", [False, True], ids=["checkpoint", "export"])
+def test_a_model_larger_than_the_machines_memory_is_refused_before_it_is_built(cli, args, export, tmp_path,
+                                                                             monkeypatch, capsys) -> None:
+    # A checkpoint of `model.n_layer=100000` was built layer by layer until the machine had no memory
+    # left: the kernel's out-of-memory killer ended the command without a word (or, under a memory
+    # limit, a traceback and exit 1). The machine's memory is faked, smaller than the file's bytes
+    # (a model's parameters are counted only where its file could hold too many): nothing is built.
+    import chargpt
+    import chargpt.inference as inference
+    import chargpt.model.size as model_size
+    from chargpt.errors import OutOfMemory
+    from conftest import make_checkpoint
+
+    model = make_checkpoint(tmp_path / "model ü 🙂.ckpt")
+    if export:  # a safetensors export, its config.json saying the same
+        assert run_cli(export_cli.main, f"ckpt_path={model}", f"out={tmp_path / 'exported'}") == 0
+        model = tmp_path / "exported"
+        config = json.loads((model / "config.json").read_text())
+        config["model"]["n_layer"] = 100_000
+        (model / "config.json").write_text(json.dumps(config))
+    else:
+        ckpt = torch.load(model, weights_only=True)
+        ckpt["hyper_parameters"]["model"]["n_layer"] = 100_000
+        torch.save(ckpt, model)
+
+    def never(*args, **kwargs):
+        raise AssertionError("the model was built")
+
+    monkeypatch.setattr(inference, "build_model", never)
+    monkeypatch.setattr(model_size, "physical_memory", lambda: 2**10)
+    monkeypatch.setattr(model_size, "swap_memory", lambda: 0)
+    said = (rf"the model of {re.escape(str(model))} is too large for this machine: "
+            r"model.n_layer=100000 makes [\d,]+ parameters, [\d,]+ GiB of weights alone where this machine "
+            r"has 0 GiB of memory \(swap included\); load it on a machine with more memory")
+    assert run_cli(cli.main, f"ckpt_path={model}", *(a.format(tmp=tmp_path) for a in args)) == 2
+    err = capsys.readouterr().err
+    assert re.fullmatch(rf"error: {said}\n", err), err
+    assert not (tmp_path / "again").exists()
+    with pytest.raises(OutOfMemory, match=rf"^{said}$"):
+        chargpt.load(model)
+
+
 def test_a_batch_too_large_for_memory_is_one_error_line_before_training(tmp_path, corpus, capsys) -> None:
     # numpy refuses a batch this large at once: its _ArrayMemoryError was a traceback and exit 1.
     run_dir = tmp_path / "run"
@@ -195,12 +239,12 @@ def test_a_model_too_large_for_the_machine_is_named_before_the_batch(settings, h
         raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 13194139533312 "
                            "bytes.")
 
-    import chargpt.training.model_memory as model_memory
+    import chargpt.model.size as model_size
 
     monkeypatch.setattr(module, "build_model", no_room)
     # A machine where the weights alone fit (in its swap), as they did where this ran out.
-    monkeypatch.setattr(model_memory, "physical_memory", lambda: 2**40)
-    monkeypatch.setattr(model_memory, "swap_memory", lambda: 2**60)
+    monkeypatch.setattr(model_size, "physical_memory", lambda: 2**40)
+    monkeypatch.setattr(model_size, "swap_memory", lambda: 2**60)
     # A GPU of 8 GiB the run does not train on (trainer.accelerator=cpu): its memory was compared.
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     eight_gib = SimpleNamespace(total_memory=2**33)
@@ -222,14 +266,14 @@ def test_a_model_whose_weights_alone_exceed_the_machines_memory_is_refused_befor
         tmp_path, corpus, monkeypatch, capsys) -> None:
     # `model.n_layer=100000` took the memory layer by layer until the machine had none left. (The
     # machine's memory is faked: the test never builds, or tries to build, such a model.)
-    import chargpt.training.model_memory as model_memory
+    import chargpt.model.size as model_size
     import chargpt.training.module as module
 
     def never(*args, **kwargs):
         raise AssertionError("the model was built")
 
-    monkeypatch.setattr(model_memory, "physical_memory", lambda: 2 * 2**30)
-    monkeypatch.setattr(model_memory, "swap_memory", lambda: 2**30)
+    monkeypatch.setattr(model_size, "physical_memory", lambda: 2 * 2**30)
+    monkeypatch.setattr(model_size, "swap_memory", lambda: 2**30)
     monkeypatch.setattr(module, "build_model", never)
     args = bare_train_args(corpus, tmp_path / "run", "trainer.max_steps=2", "model.n_layer=100000")
     assert run_cli(train_main, *args) == 2
@@ -251,11 +295,12 @@ def test_a_model_too_large_to_build_is_refused_naming_the_settings_that_make_it_
                                                                                    monkeypatch) -> None:
     # `model.mlp_ratio=10000000` of a 4-layer model was said to be "model.n_layer=4 and
     # model.n_embd=128", with the advice to make those smaller, which no value of theirs fixes.
+    import chargpt.model.size as model_size
     import chargpt.training.model_memory as model_memory
     from chargpt.model import ModelConfig
 
-    monkeypatch.setattr(model_memory, "physical_memory", lambda: 2**30)
-    monkeypatch.setattr(model_memory, "swap_memory", lambda: 0)
+    monkeypatch.setattr(model_size, "physical_memory", lambda: 2**30)
+    monkeypatch.setattr(model_size, "swap_memory", lambda: 0)
     with pytest.raises(model_memory.ConfigError) as refused:
         model_memory.check_model_fits(ModelConfig(**sizes), vocab_size=1)
     message = str(refused.value)
@@ -266,15 +311,16 @@ def test_a_model_too_large_to_build_is_refused_naming_the_settings_that_make_it_
 def test_a_model_whose_weights_fit_is_not_refused_for_its_size(monkeypatch) -> None:
     # The refusal is for a model that cannot be built at all; one whose float32 weights just fit is
     # left to train (and to the advice where its batch or optimizer then runs out).
+    import chargpt.model.size as model_size
     import chargpt.training.model_memory as model_memory
     from chargpt.model import ModelConfig, build_model
 
     config = ModelConfig(n_layer=3, n_head=2, n_embd=32, block_size=16)
     weights = build_model(config, vocab_size=1).num_params() * 4
-    monkeypatch.setattr(model_memory, "swap_memory", lambda: 0)
-    monkeypatch.setattr(model_memory, "physical_memory", lambda: weights)
+    monkeypatch.setattr(model_size, "swap_memory", lambda: 0)
+    monkeypatch.setattr(model_size, "physical_memory", lambda: weights)
     model_memory.check_model_fits(config, vocab_size=1)
-    monkeypatch.setattr(model_memory, "physical_memory", lambda: weights - 1)
+    monkeypatch.setattr(model_size, "physical_memory", lambda: weights - 1)
     with pytest.raises(model_memory.ConfigError, match=r"^model\.n_layer=3 and model\.n_embd=32 make"):
         model_memory.check_model_fits(config, vocab_size=1)
 
@@ -875,3 +921,26 @@ def test_memory_running_out_in_the_closing_sample_is_a_warning_naming_the_sample
             f"chargpt-sample ckpt_path={run_dir} max_new_tokens=150); the run itself finished\n")
     assert err.endswith(line) and "data.batch_size" not in err
     assert json.loads((run_dir / "status.json").read_text())["status"] == "finished"
+
+
+def test_a_model_whose_file_could_not_fill_the_memory_is_loaded_without_counting_it(tmp_path,
+                                                                                    monkeypatch) -> None:
+    # Counting a model's parameters builds it on torch's meta device, which imports torch's compiler:
+    # every chargpt-sample took seconds more and left a torchinductor folder in the temporary one.
+    import chargpt
+    import chargpt.inference as inference
+    import chargpt.model.size as model_size
+    from conftest import make_checkpoint
+
+    model = make_checkpoint(tmp_path / "model.ckpt")
+
+    def never(*args, **kwargs):
+        raise AssertionError("the model's parameters were counted")
+
+    monkeypatch.setattr(inference, "too_large_to_build", never)
+    monkeypatch.setattr(model_size, "swap_memory", lambda: 0)
+    monkeypatch.setattr(model_size, "physical_memory", lambda: model.stat().st_size * 4)
+    assert chargpt.load(model).generate("a", max_new_tokens=3, seed=0)
+    monkeypatch.setattr(model_size, "physical_memory", lambda: model.stat().st_size * 4 - 1)
+    with pytest.raises(AssertionError, match="counted"):
+        chargpt.load(model)

@@ -28,6 +28,7 @@ from chargpt.errors import (
     ChargptError,
     CheckpointError,
     ConfigError,
+    OutOfMemory,
     cannot_read,
     first_line,
     memory_ran_out,
@@ -39,6 +40,7 @@ from chargpt.evaluation import Evaluation, evaluate_text
 from chargpt.export_layout import CONFIG_FILE, WEIGHTS, export_folder_of, read_export_config
 from chargpt.model import ModelConfig, build_model, count_parameters
 from chargpt.model.sampling import check_sampling, iter_tokens
+from chargpt.model.size import BUILT_BYTES_PER_PARAMETER, machine_memory, too_large_to_build
 
 
 def new_generator(device: torch.device, seed: int | None) -> torch.Generator:
@@ -120,14 +122,17 @@ class TrainedModel:
         return evaluate_text(self.model, ids, batch_size, stride, chars=self.tokenizer.chars)
 
 
-def model_from_checkpoint(ckpt: dict[str, Any], source: str = "checkpoint") -> TrainedModel:
+def model_from_checkpoint(ckpt: dict[str, Any], file: Path) -> TrainedModel:
+    """The model of the checkpoint `ckpt`, read from `file`."""
     tokenizer = CharTokenizer(ckpt["hyper_parameters"]["vocab"])
-    model = build_model(model_config(ckpt), tokenizer.vocab_size)
+    config = model_config(ckpt)
+    check_fits(config, tokenizer.vocab_size, file, weights=file)
+    model = build_model(config, tokenizer.vocab_size)
     try:
         model.load_state_dict(model_weights(ckpt))
     except RuntimeError as err:
         raise CheckpointError(
-            f"the weights in {source} do not match its model settings: {str(err)[:200]}"
+            f"the weights in {file} do not match its model settings: {str(err)[:200]}"
         ) from None
     return TrainedModel(model.eval(), tokenizer)
 
@@ -177,9 +182,24 @@ def load_with_checkpoint(
     file = resolve_checkpoint(path, or_export=True)
     ckpt = read_checkpoint(file, mapped=True)
     with naming_what_ran_out(lambda: does_not_fit(ckpt["hyper_parameters"], device)):
-        trained = model_from_checkpoint(ckpt, str(file))
+        trained = model_from_checkpoint(ckpt, file)
         trained.model.to(device)
     return trained, without_weights(ckpt), str(file)
+
+
+def check_fits(config: ModelConfig, vocab_size: int, source: str | Path, weights: Path) -> None:
+    """Refuse, before it is built, a model whose weights alone are more than this machine's memory
+    (too_large_to_build): built, it ended the command by the kernel's out-of-memory killer. Counting
+    its parameters builds it on torch's meta device, which imports torch's compiler (seconds, and a
+    folder in the temporary directory): not done where the file of its `weights`, at a byte a
+    parameter at least, holds too few to fill the memory. (Settings edited to describe more
+    parameters than the file holds are not refused here: built, where memory allows, they fail to load.)"""
+    memory = machine_memory()
+    if memory is None or weights.stat().st_size * BUILT_BYTES_PER_PARAMETER <= memory:
+        return
+    if (too_large := too_large_to_build(config, vocab_size)) is not None:
+        raise OutOfMemory(f"the model of {source} is too large for this machine: {too_large[0]}; load it on "
+                          "a machine with more memory")
 
 
 def does_not_fit(settings: dict[str, Any], device: str | torch.device) -> str:
@@ -187,19 +207,21 @@ def does_not_fit(settings: dict[str, Any], device: str | torch.device) -> str:
     export's model and vocab) or moving it to its device: no setting of sampling, evaluation,
     serving or export (the batch, the tokens asked for) makes the model smaller."""
     parameters = count_parameters(ModelConfig.from_dict(settings["model"]), len(settings["vocab"]))
-    weights = parameters * 4 / 2**30  # float32, as it is built and moved whatever the checkpoint's precision
+    weights = parameters * BUILT_BYTES_PER_PARAMETER / 2**30  # as built and moved, whatever it was saved in
     return (f"the model itself ({parameters:,} parameters, {weights:,.1f} GiB of weights) does not fit in "
             f"memory for device={device}, and no setting makes it smaller; load it on a machine or device "
             "with more memory")
 
 
-def model_from_config(config: dict[str, Any], source: Path) -> tuple[nn.Module, CharTokenizer]:
+def model_from_config(config: dict[str, Any], source: Path, weights: Path) -> tuple[nn.Module, CharTokenizer]:
+    """The model an export's `config` (read from `source`) describes, for its `weights` file."""
     try:
         tokenizer = CharTokenizer(config["vocab"])
-        model = build_model(ModelConfig.from_dict(config["model"]), tokenizer.vocab_size)
+        settings = ModelConfig.from_dict(config["model"])
     except ChargptError as err:
         raise CheckpointError(f"{source}: {err}") from None
-    return model, tokenizer
+    check_fits(settings, tokenizer.vocab_size, source.parent, weights)
+    return build_model(settings, tokenizer.vocab_size), tokenizer
 
 
 def load_export(folder: Path, device: str | torch.device = "cpu") -> TrainedModel:
@@ -215,7 +237,6 @@ def load_export(folder: Path, device: str | torch.device = "cpu") -> TrainedMode
         from safetensors.torch import load_model
     except ImportError:
         raise CheckpointError(needs_extra("reading a safetensors export", "safetensors", "export")) from None
-    model, tokenizer = model_from_config(config, folder / CONFIG_FILE)
     weights = folder / WEIGHTS["safetensors"]
     if not weights.is_file():
         raise CheckpointError(f"{weights} is missing; export the model again")
@@ -223,6 +244,7 @@ def load_export(folder: Path, device: str | torch.device = "cpu") -> TrainedMode
         weights.open("rb").close()
     except PermissionError as err:
         raise CheckpointError(cannot_read(weights, err)) from None
+    model, tokenizer = model_from_config(config, folder / CONFIG_FILE, weights)
     try:
         load_model(model, str(weights), device=str(torch.device(device)))
     except (SafetensorError, RuntimeError, OSError) as err:
