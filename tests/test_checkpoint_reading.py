@@ -183,3 +183,31 @@ def test_what_a_command_keeps_of_a_checkpoint_holds_no_map_of_its_file(tmp_path:
     assert kept["callbacks"]["ModelCheckpoint"]["current_score"] == 1.5  # what a model card reads
     assert "state_dict" not in kept and "optimizer_states" not in kept  # the model holds the weights
     assert trained.generate("a", max_new_tokens=3, seed=0)
+
+
+@pytest.mark.parametrize(("typed", "said"), [
+    (" ", "checkpoint not found: ' '; "),
+    ("\t", r"checkpoint not found: '\t'; "),
+    ("model\n.ckpt", r"checkpoint not found: 'model\n.ckpt'; "),
+])
+def test_a_checkpoint_path_not_found_is_named_visibly(typed: str, said: str, tmp_path: Path, monkeypatch,
+                                                      capsys) -> None:
+    # chargpt.load(" ") said "checkpoint not found:  ; pass ...", its name unseen, and a newline in a
+    # path broke the one error line in two.
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(CheckpointError, match=f"^{re.escape(said)}pass an existing"):
+        chargpt.load(typed)
+    code, _, err = run_main(sample_cli.main, [f"ckpt_path={typed}"], capsys)
+    assert code == 2 and err.startswith(f"error: {said}pass an existing") and err.count("\n") == 1, err
+
+
+def test_a_checkpoint_path_with_a_space_after_it_names_the_one_without(tmp_path: Path, capsys) -> None:
+    # A run folder's path pasted with a space after it said "checkpoint not found: RUN ; ..." of a run
+    # that is there.
+    model = make_checkpoint(tmp_path / "my model é🙂.ckpt")
+    said = (f"checkpoint not found: {str(model) + ' '!r} (the name has spaces around it, and {model} "
+            "exists); pass it without them")
+    with pytest.raises(CheckpointError, match=f"^{re.escape(said)}$"):
+        chargpt.load(f"{model} ")
+    code, _, err = run_main(sample_cli.main, [f"ckpt_path='{model} '"], capsys)
+    assert (code, err) == (2, f"error: {said}\n")

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from chargpt import shell_words
-from chargpt.errors import CheckpointError, cannot_read, exists, first_line
+from chargpt.errors import CheckpointError, cannot_read, exists, first_line, visible, without_spaces_around
 from chargpt.export_layout import (
     CONFIG_FILE,
     EXPORT_FILES,
@@ -54,27 +54,28 @@ def resolve_checkpoint(path: str | Path, or_export: bool = False) -> Path:
     also takes an export folder, and the messages name it."""
     p = Path(os.path.expanduser(path))
     export = ", or an export folder" if or_export else ""
+    shown = visible(p)
     if p.is_dir():
         if (last := last_checkpoint(p)) is not None:
             return last
         if (starting := starting_process(p)) is not None:
             raise CheckpointError(
-                f"run directory {p} holds no checkpoint yet: its run is starting (pid {starting}); try again "
-                "once it has written one"
+                f"run directory {shown} holds no checkpoint yet: its run is starting (pid {starting}); try "
+                "again once it has written one"
             )
         if why := stopped_before_checkpoint(p) or _never_trained(p):
             raise CheckpointError(
-                f"run directory {p} holds no checkpoint: {why}; train it again (its chargpt-train command "
-                "without ckpt_path starts it over in that folder)"
+                f"run directory {shown} holds no checkpoint: {why}; train it again (its chargpt-train "
+                "command without ckpt_path starts it over in that folder)"
             )
         if state_of(read_status(p)) == "running":
             raise CheckpointError(
-                f"run directory {p} holds no checkpoint yet: it is still training; try again once it has "
-                "written one"
+                f"run directory {shown} holds no checkpoint yet: it is still training; try again once it "
+                "has written one"
             )
         if (p / METRICS_FILE).is_file():  # a run that trained but kept no checkpoint
             raise CheckpointError(
-                f"run directory {p} holds no checkpoint: it was trained without a checkpoint callback "
+                f"run directory {shown} holds no checkpoint: it was trained without a checkpoint callback "
                 "(e.g. callbacks=none); train it again with callbacks=[none,last_checkpoint] or the "
                 "default callbacks, or pass a .ckpt file"
             )
@@ -82,28 +83,32 @@ def resolve_checkpoint(path: str | Path, or_export: bool = False) -> Path:
             jobs = sorted(c.name for c in p.iterdir() if last_checkpoint(c) is not None)
             example = f" (e.g. {p / jobs[0]})" if jobs else ""
             raise CheckpointError(
-                f"{p} is a sweep's folder, not a run directory; pass the folder of one of its jobs{example}"
+                f"{shown} is a sweep's folder, not a run directory; pass the folder of one of its "
+                f"jobs{example}"
             )
         if is_export(p):
             raise CheckpointError(_not_a_run(p))
         if not is_run_folder(p):
             raise CheckpointError(
-                f"{p} is a folder but not a run directory (no checkpoints/{LAST} in it); pass a .ckpt "
+                f"{shown} is a folder but not a run directory (no checkpoints/{LAST} in it); pass a .ckpt "
                 f"file or a run directory that has one{export}"
             )
         raise CheckpointError(
-            f"no {LAST} in run directory {p}; pass a .ckpt file or a run directory that has one"
+            f"no {LAST} in run directory {shown}; pass a .ckpt file or a run directory that has one"
         )
     try:
         found = exists(p)  # a symbolic link loop is said as such, not as "not found"
     except PermissionError as err:
         raise CheckpointError(cannot_read(p.parent, err)) from None
     if not found:
-        raise CheckpointError(f"checkpoint not found: {p}; pass an existing .ckpt file or run directory"
-                              f"{export}")
-    if not p.is_file():  # reading a FIFO would wait for a writer, for ever
-        raise CheckpointError(f"{p} is not a file (a FIFO, a device or a socket); pass a .ckpt file or run "
+        if (bare := without_spaces_around(p)) is not None:
+            raise CheckpointError(f"checkpoint not found: {shown} (the name has spaces around it, and "
+                                  f"{bare} exists); pass it without them")
+        raise CheckpointError(f"checkpoint not found: {shown}; pass an existing .ckpt file or run "
                               f"directory{export}")
+    if not p.is_file():  # reading a FIFO would wait for a writer, for ever
+        raise CheckpointError(f"{shown} is not a file (a FIFO, a device or a socket); pass a .ckpt file or "
+                              f"run directory{export}")
     return p
 
 

@@ -181,6 +181,27 @@ def exists(path: str | os.PathLike) -> bool:
     return True
 
 
+def visible(path: str | os.PathLike) -> str:
+    """`path` as a message names it: as it is, unless it is blank, has white space at an end or holds
+    a control character (a newline would break the one error line in two): then in Python's quotes,
+    escaped, so that what the name is can be seen."""
+    name = os.fspath(path)
+    if name and name.strip() == name and not any(c < " " or c == "\x7f" for c in name):
+        return name
+    return repr(name)
+
+
+def without_spaces_around(path: str | os.PathLike) -> str | None:
+    """`path` without the white space typed or pasted around its last name, where something is there
+    without it and nothing with it; else None (a name of spaces alone is no other name)."""
+    name = os.fspath(path)
+    head, tail = os.path.split(name)
+    if not tail.strip() or tail.strip() == tail:
+        return None
+    bare = os.path.join(head, tail.strip())
+    return bare if exists(bare) and not exists(name) else None
+
+
 def refused_path_line(err: OSError) -> str | None:
     """The error line for an OSError of a path the file system refuses (path_refused): the setting
     of the command line that named it, what is wrong and the fix. None for any other OSError."""

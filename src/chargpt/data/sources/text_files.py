@@ -22,7 +22,7 @@ from chargpt.data.sources.file_hashes import cached_sha256s, forget_sha256
 from chargpt.data.sources.hf_datasets import is_saved_dataset
 from chargpt.data.sources.parts import Part, changed_while_read
 from chargpt.data.sources.paths import GLOB_CHARS, expand_path, no_match_advice, split_glob
-from chargpt.errors import DataError, cannot_read, exists
+from chargpt.errors import DataError, cannot_read, exists, visible, without_spaces_around
 from chargpt.overrides import sweep_item
 from chargpt.run_layout import is_run_folder
 
@@ -426,11 +426,10 @@ def _text_files(value: str, setting: str, url: str | None, sha256: str | None) -
                                 "or leave it out of the pattern")
         return sorted(found)
     if url is None and not exists(path):  # (one to download: its folder's trouble is the download's to say)
-        bare = path.with_name(path.name.strip()) if path.name.strip() else path
-        if bare != path and bare.exists():
+        if (bare := without_spaces_around(path)) is not None:
             # A space typed or pasted around the name: the file is there without it.
             raise DataError(
-                f"data file not found: {str(path)!r} (the name has spaces around it, and {bare} exists); "
+                f"data file not found: {visible(path)} (the name has spaces around it, and {bare} exists); "
                 f"pass it without them: {setting}={bare}"
             )
         pieces = [piece.strip(" '\"") for piece in expanded.split(",")]
@@ -445,7 +444,8 @@ def _text_files(value: str, setting: str, url: str | None, sha256: str | None) -
                 f"{shell_words.quote(sweep)}"
             )
         raise DataError(
-            f"data file not found: {path}; pass an existing text file, directory or glob as {setting}=..."
+            f"data file not found: {visible(path)}; pass an existing text file, directory or glob as "
+            f"{setting}=..."
         )
     file = resolve_corpus(path, url, sha256, setting)
     if (why := _not_text(file)) not in (None, NOT_UTF8):  # (other bad bytes: named with their offset)
