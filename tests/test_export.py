@@ -31,7 +31,7 @@ from chargpt.inference import TrainedModel, load_export
 from chargpt.model import ModelConfig, build_model
 from chargpt.model.config import CHOICES
 from chargpt.model_card import ModelCard, card_for
-from conftest import fenced_blocks, lacks, load_script, run_cli, run_main, train_args
+from conftest import fenced_blocks, lacks, load_script, make_checkpoint, run_cli, run_main, train_args
 
 NO_EXTRA = "the export extra is not installed: pip install -e '.[export]'"
 pytestmark = pytest.mark.skipif(lacks("onnxruntime", "onnxscript", "safetensors"), reason=NO_EXTRA)
@@ -1031,3 +1031,23 @@ def test_an_export_of_a_run_stopped_before_it_finished_says_so(
     assert code == 0 and err == ""
     code, out, err = run_main(export_cli.main, _export_args(tmp_path / "stopped", tmp_path / "again"), capsys)
     assert code == 0 and err == ""
+
+
+def test_chargpt_export_starts_where_the_system_has_no_file_locks(tmp_path: Path) -> None:
+    # Windows has no fcntl: export.py imported it unguarded, so chargpt-export could not even start
+    # there (the other commands lock nothing on such a system, and go on).
+    script = ("import sys; sys.modules['fcntl'] = None\n"
+              "import chargpt.cli.export, chargpt.file_locks\n"
+              "print(chargpt.file_locks.LOCKING)\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path)
+    assert (done.returncode, done.stdout) == (0, "False\n"), done.stderr
+
+
+def test_an_export_is_written_where_the_system_has_no_file_locks(tmp_path: Path, monkeypatch) -> None:
+    # Without locks the folder is not opened to lock it (Windows opens no folder): written all the same.
+    from chargpt import file_locks
+
+    monkeypatch.setattr(file_locks, "LOCKING", False)
+    model = make_checkpoint(tmp_path / "model.ckpt")
+    assert run_cli(export_cli.main, f"ckpt_path={model}", f"out={tmp_path / 'exported'}") == 0
+    assert chargpt.load(tmp_path / "exported").generate("a", max_new_tokens=2, seed=0)

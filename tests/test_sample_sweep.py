@@ -403,8 +403,7 @@ def test_held_output_a_sweep_did_not_make_is_left_alone(tmp_path: Path, capfd, m
     # files of the user's own: the next sweep printed and deleted the first as its own output, and
     # failed on the second (int('notes')). Only the held output of this sweep's jobs is printed, also
     # where the file system takes no lock on a folder (flock refused on NFS).
-    from chargpt.cli import sweep_jobs
-
+    fcntl = pytest.importorskip("fcntl")
     (tmp_path / ".job-7.out").write_text("stale from an old sweep\n")
     (tmp_path / ".job-notes.out").write_text("mine\n")
     earlier = held_outputs(tmp_path)
@@ -413,7 +412,7 @@ def test_held_output_a_sweep_did_not_make_is_left_alone(tmp_path: Path, capfd, m
     def no_lock(fd: int, operation: int) -> None:
         raise OSError(errno.ENOLCK, "No locks available")
 
-    monkeypatch.setattr(sweep_jobs.fcntl, "flock", no_lock)
+    monkeypatch.setattr(fcntl, "flock", no_lock)
     print_held_output(tmp_path, earlier)
     assert capfd.readouterr() == ("==> prompt=abc <==\nabc\n", "")
     assert sorted(p.name for p in tmp_path.iterdir()) == [".job-7.out", ".job-notes.out"]
@@ -620,8 +619,6 @@ def test_a_sweep_folder_holding_another_users_folder_is_swept_by_its_own_process
 def nfs_locks(monkeypatch: pytest.MonkeyPatch) -> None:
     """flock as NFS emulates it, with byte-range locks: an exclusive one needs a file open for writing."""
     fcntl = pytest.importorskip("fcntl")
-    from chargpt.cli import sweep_jobs
-
     flock = fcntl.flock
 
     def byte_range_flock(fd: int, operation: int) -> None:
@@ -630,7 +627,7 @@ def nfs_locks(monkeypatch: pytest.MonkeyPatch) -> None:
             raise OSError(errno.EBADF, "Bad file descriptor")
         flock(fd, operation)
 
-    monkeypatch.setattr(sweep_jobs.fcntl, "flock", byte_range_flock)
+    monkeypatch.setattr(fcntl, "flock", byte_range_flock)
 
 
 def test_a_named_sweep_folder_in_use_is_refused_on_nfs(

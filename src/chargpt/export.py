@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import fcntl
 import json
 import logging
 import os
@@ -26,6 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from chargpt import file_locks
 from chargpt.errors import NO_ROOM, ConfigError, cause_of, needs_extra
 from chargpt.export_layout import (
     CONFIG_FILE,
@@ -267,14 +267,15 @@ def _move_in(staging: Path, out: Path, overwrite: bool, shown: Path) -> None:
     created = not out.exists()
     try:
         out.mkdir(exist_ok=True)
-        lock = os.open(out, os.O_RDONLY)
+        lock = os.open(out, os.O_RDONLY) if file_locks.LOCKING else None  # (Windows opens no folder)
     except OSError as err:
         raise ExportError(
             f"cannot write out={shown} ({err.strerror or err}); pick a writable folder"
         ) from None
     try:
         with contextlib.suppress(OSError):  # a file system without locks (some network ones): export unlocked
-            fcntl.flock(lock, fcntl.LOCK_EX)
+            if lock is not None:
+                file_locks.lock(lock)
         check_destination(out, overwrite, shown)  # again: another export may have finished meanwhile
         if created and not any(out.iterdir()):
             os.replace(staging, out)  # the whole export appears at once (over the folder just made)
@@ -296,4 +297,5 @@ def _move_in(staging: Path, out: Path, overwrite: bool, shown: Path) -> None:
                 out.rmdir()  # only while still empty: never another export's files
         raise
     finally:
-        os.close(lock)
+        if lock is not None:
+            os.close(lock)

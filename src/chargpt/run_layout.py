@@ -18,12 +18,8 @@ import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from chargpt import file_locks
 from chargpt.files import process_alive, read_json_object
-
-try:
-    import fcntl
-except ImportError:  # Windows: named run folders are not locked (runs/claims.py)
-    fcntl = None  # type: ignore[assignment]
 
 CHECKPOINT_DIR = "checkpoints"
 LAST = "last.ckpt"
@@ -282,14 +278,14 @@ def _lock_held(lock_file: Path) -> bool:
     runs (runs/claims.py). The pid written in the file outlives its run (killed as it started): by
     now it may be another process's, or, in a folder copied from another machine, any process's
     there. Where there is no such lock (Windows), a live pid is taken for its run."""
-    if fcntl is None:
+    if not file_locks.LOCKING:
         return True
     try:
         fd = os.open(lock_file, os.O_RDONLY)
     except OSError:
         return False
     try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)  # (released at once, as the file is closed)
+        file_locks.lock(fd, shared=True, wait=False)  # (released at once, as the file is closed)
     except BlockingIOError:
         return True
     except OSError:

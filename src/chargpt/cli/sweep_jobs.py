@@ -20,16 +20,12 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-try:
-    import fcntl
-except ImportError:  # Windows
-    fcntl = None  # type: ignore[assignment]
-
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from chargpt import file_locks
 from chargpt.cli.argv import group_choices, override_positions
 from chargpt.errors import ConfigError, exit_on_user_error, signal_exit_code
 from chargpt.hydra_run import as_written, is_multirun, sweep_dir, task_overrides
@@ -74,7 +70,7 @@ def _hold_the_sweep_folder(folder: Path) -> None:
     global _record_lock
     _let_go_of_the_sweep_folder()  # an earlier command of this process (a notebook, the tests)
     _check_holds_no_runs(folder)
-    if fcntl is None:
+    if not file_locks.LOCKING:
         return
     # Open for writing (not truncated: it is the record): NFS emulates flock with byte-range locks,
     # and refuses an exclusive one on a file opened read-only (EBADF).
@@ -88,7 +84,7 @@ def _hold_the_sweep_folder(folder: Path) -> None:
         raise ConfigError(f"cannot write the sweep's record {folder / _RECORD} ({err.strerror}); name a "
                           "writable hydra.sweep.dir, or leave it out for a temporary one") from None
     try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        file_locks.lock(lock, wait=False)
     except BlockingIOError:
         os.close(lock)
         raise ConfigError(f"hydra.sweep.dir={folder} is in use by another sweep that is still running; wait "
@@ -353,14 +349,14 @@ def _write_held(out: Path, err: Path) -> None:
 @contextlib.contextmanager
 def _one_job_at_a_time(folder: Path) -> Iterator[None]:
     """A lock on the sweep's folder itself (a lock file would be left in a folder the user named)."""
-    if fcntl is None:  # (Windows: no lock; a job's output may meet another's)
+    if not file_locks.LOCKING:  # (Windows: no lock; a job's output may meet another's)
         yield
         return
     lock = os.open(folder, os.O_RDONLY)
     try:
         # A file system without such locks (NFS takes none on a folder): the jobs write unlocked.
         with contextlib.suppress(OSError):
-            fcntl.flock(lock, fcntl.LOCK_EX)
+            file_locks.lock(lock)
         yield
     finally:
         os.close(lock)
@@ -479,7 +475,7 @@ def _made_and_held(parent: Path, prefix: str) -> tuple[Path, int | None]:
     file system takes no lock)."""
     while True:
         folder = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
-        if fcntl is None:
+        if not file_locks.LOCKING:
             return folder, None
         try:
             held = os.open(folder / _IN_USE, os.O_RDWR | os.O_CREAT, 0o600)
@@ -487,7 +483,7 @@ def _made_and_held(parent: Path, prefix: str) -> tuple[Path, int | None]:
         except FileNotFoundError:
             continue  # taken for a dead sweep's by another starting at once, and removed: another
         try:
-            fcntl.flock(held, fcntl.LOCK_SH)
+            file_locks.lock(held, shared=True)
         except OSError:  # no locks here: nothing can tell this folder from a dead sweep's
             return folder, held
         if (folder / _IN_USE).exists():
@@ -501,7 +497,7 @@ def _remove_left_behind(parent: Path, prefix: str, removing: bool) -> None:
     A folder without a lock file is left: a sweep starting now has not yet made it. So is one a sweep
     on another machine made (its lock file names that machine): its lock may not be seen here; in this
     machine's temporary folder, a note names it (the machine may be this one, renamed)."""
-    if fcntl is None:
+    if not file_locks.LOCKING:
         return
     for folder in sorted(parent.glob(f"{prefix}*")):
         try:
@@ -509,7 +505,7 @@ def _remove_left_behind(parent: Path, prefix: str, removing: bool) -> None:
         except OSError:
             continue
         try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            file_locks.lock(lock, wait=False)
             made_on = os.read(lock, 1024).decode(errors="replace")
         except OSError:  # held by a live sweep (or no locks here)
             os.close(lock)

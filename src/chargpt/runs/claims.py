@@ -23,15 +23,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from chargpt import file_locks
 from chargpt.errors import ConfigError, SetupError
 from chargpt.files import process_alive
 from chargpt.run_layout import CONFIG_DIR, LOCK_FILE, LOG_FILE, STATUS_FILE, holds_run, log_handlers_in
 from chargpt.runs.status import has_started
-
-try:
-    import fcntl
-except ImportError:  # Windows: named directories are not locked (default names still never collide)
-    fcntl = None  # type: ignore[assignment]
 
 
 class RunDirInUse(SetupError):
@@ -89,7 +85,7 @@ def _make_parents(folder: Path, setting: str) -> list[Path]:
 
 
 def _lock(claim: Claim, setting: str) -> None:
-    if fcntl is None:
+    if not file_locks.LOCKING:  # named directories are not locked (default names still never collide)
         return
     # An earlier command of this same process (e.g. in-process tests) still holding it.
     for held in [c for c in claims if c.folder == claim.folder and c is not claim]:
@@ -101,7 +97,7 @@ def _lock(claim: Claim, setting: str) -> None:
         check_writable(claim.folder, setting)
         raise
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        file_locks.lock(fd, wait=False)
     except BlockingIOError:
         if (owner := _lock_owner(fd)) is not None:
             os.close(fd)
