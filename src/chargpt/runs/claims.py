@@ -126,7 +126,7 @@ def _lock_owner(fd: int) -> str | None:
     for _ in range(LOCK_OWNER_READS):
         time.sleep(0.05)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            file_locks.lock(fd, wait=False)
             return None
         except BlockingIOError:
             pass
