@@ -497,6 +497,13 @@ TRAIN_CASES = [
 ]
 
 SAMPLE_CASES = [
+    # Python's argparse read `-sc=install=bash` as `-s -c ...` and answered "argument --info/-i: invalid
+    # choice: 'nstall=bash'"; `--multirun=yes` was its usage page.
+    ("shell completion's action after '='", ["-sc=install=bash"],
+     "error: -sc=install=bash: -sc takes what to do as the next word, not after '='; write -sc install=bash "
+     "(or --shell-completion install=bash)"),
+    ("a switch of Hydra's given a value", ["--multirun=yes"],
+     "error: --multirun=yes: --multirun takes no value; write --multirun alone"),
     # Hydra's "Expecting one subcommand from ['install', 'uninstall', 'query']" was a traceback.
     ("shell completion without what to do", ["-sc"],
      "error: -sc needs what to do: install=SHELL or uninstall=SHELL (SHELL: bash, zsh or fish), "

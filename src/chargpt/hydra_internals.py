@@ -62,6 +62,14 @@ def hydra_options() -> tuple[str, ...]:
     return tuple(option for action in parser._actions for option in action.option_strings)
 
 
+@functools.cache
+def hydra_switches() -> tuple[str, ...]:
+    """Hydra's options that take no value (--multirun, --shell-completion, --help, ...)."""
+    parser = _member(*ARGS_PARSER)()
+    return tuple(option for action in parser._actions if action.nargs == 0
+                 for option in action.option_strings)
+
+
 def escape_special_characters(text: str) -> str:
     """`text` escaped as Hydra's basic sweeper writes a choice's value into its job's override."""
     return str(_member(*ESCAPE)(text))

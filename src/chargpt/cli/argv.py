@@ -33,7 +33,7 @@ from chargpt.data.corpus import device_or_socket, gives_no_text
 from chargpt.data.encoding import BOM, read_as_trained
 from chargpt.data.sources.paths import expand_path
 from chargpt.errors import ConfigError
-from chargpt.hydra_internals import hydra_options
+from chargpt.hydra_internals import hydra_options, hydra_switches
 from chargpt.overrides import (
     choice_values,
     hydra_quoted,
@@ -108,11 +108,23 @@ def _check_options(argv: list[str]) -> None:
         if arg.startswith("-") and flag not in hydra_options():
             raise ConfigError(f"{arg} is not an option of {Path(argv[0]).name}: settings are given as "
                               "key=value, without dashes (--help lists the options)")
+        if eq and flag in hydra_switches():  # argparse printed its usage page, or for `-sc=` another option's
+            raise ConfigError(_switch_with_value(flag, value))
         if flag in ("-c", "--cfg"):
             part = value if eq else (argv[i + 1] if i + 1 < len(argv) else None)
             if part is not None and part not in _CFG_PARTS:
                 raise ConfigError(f"{flag} {part}: it prints one of {', '.join(_CFG_PARTS)}, e.g. {flag} job")
         i += 2 if arg in _OPTION_VALUES else 1
+
+
+def _switch_with_value(flag: str, value: str) -> str:
+    """The error for `--multirun=yes`, `-sc=install=bash`: an option of Hydra's that takes no value
+    given one with `=`."""
+    if flag in ("-sc", "--shell-completion"):
+        action = value or "install=bash"
+        return (f"{flag}={value}: {flag} takes what to do as the next word, not after '='; write "
+                f"-sc {action} (or --shell-completion {action})")
+    return f"{flag}={value}: {flag} takes no value; write {flag} alone"
 
 
 def _full_option(arg: str) -> str:
