@@ -632,6 +632,8 @@ def test_train_bad_input(case, args, expected, files, monkeypatch, capsys):
         for a in bare_train_args(files["corpus"], files["tmp"] / "run")
         if a.split("=")[0] not in {x.split("=")[0] for x in args}
     ]
+    if "-m" in args:  # a sweep's folder is hydra.sweep.dir: its hydra.run.dir is refused
+        base = [a.replace("hydra.run.dir=", "hydra.sweep.dir=", 1) for a in base]
     code, out, err = run_main(train_cli.main, [*base, *_fill(args, files)], capsys)
     _assert_one_error_line(code, out, err, expected.format(**files))
     # Nothing decided for a run that never starts: the precision chosen was logged before a data error.
@@ -647,6 +649,18 @@ def test_what_hydra_takes_quietly_is_refused_before_any_folder(typed, sweep, fil
     code, out, err = run_main(train_cli.main, args, capsys)
     _assert_one_error_line(code, out, err, f"error: {typed}: ")
     assert not root.exists()
+
+
+def test_a_sweeps_run_dir_is_refused_naming_the_sweep_dir(files, capsys):
+    # Hydra takes a sweep's hydra.run.dir without a word: its jobs went to a new dated folder.
+    root, folder = files["tmp"] / "quiet", files["tmp"] / "my runs, é 😀"
+    args = [*bare_train_args(files["corpus"], None), f"paths.output_root={root}", "-m", "seed=1,2",
+            f"hydra.run.dir={folder}"]
+    code, out, err = run_main(train_cli.main, args, capsys)
+    _assert_one_error_line(code, out, err, (
+        f"error: hydra.run.dir={folder} names one run's folder, which a sweep (-m) does not use: its jobs go "
+        f"into hydra.sweep.dir, one folder each; write 'hydra.sweep.dir={folder}' instead"))
+    assert not root.exists() and not folder.exists()
 
 
 @pytest.mark.parametrize("seconds", ["-3", "0", "abc", "true"])

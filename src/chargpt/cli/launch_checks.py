@@ -1,7 +1,8 @@
 """The Hydra callbacks that refuse a launch's settings in one line (exit code 2) before any folder
 is made: what Hydra takes without a word that does nothing or harm (`+GROUP/NAME=OPTION` naming no
-group, hydra.job.chdir=true), a logging setup naming what it does not define, a SLURM launcher with
-no SLURM here, and a sweep's settings, each job's checked as its launcher will compose it.
+group, hydra.job.chdir=true, a sweep's hydra.run.dir), a logging setup naming what it does not
+define, a SLURM launcher with no SLURM here, and a sweep's settings, each job's checked as its
+launcher will compose it.
 """
 
 from __future__ import annotations
@@ -14,12 +15,13 @@ from hydra.errors import ConfigCompositionException, HydraException
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from chargpt import shell_words
 from chargpt.cli.common import naming_removed_settings
 from chargpt.cli.exits import stdout_writes_any_text
 from chargpt.cli.hydra_errors import HYDRA_GROUPS, not_a_group, one_line, settings_in
 from chargpt.errors import ConfigError, exit_on_user_error, first_line
 from chargpt.hydra_run import as_written
-from chargpt.overrides import parsed_override, swept_values
+from chargpt.overrides import literal_value, parsed_override, swept_values
 
 
 class QuietlyTaken(Callback):
@@ -36,6 +38,20 @@ class QuietlyTaken(Callback):
     @exit_on_user_error
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         check_quietly_taken(config)
+        check_no_run_dir(config)
+
+
+def check_no_run_dir(config: DictConfig) -> None:
+    """A sweep's `hydra.run.dir=DIR`: Hydra reads a sweep's folder from hydra.sweep.dir only, and
+    took this without a word; the jobs went to a new dated folder, not to DIR."""
+    typed = [o for o in as_written(config.hydra.overrides.hydra)
+             if o.split("=", 1)[0].lstrip("+") == "hydra.run.dir"]
+    if typed:
+        folder = literal_value(typed[-1])
+        raise ConfigError(
+            f"hydra.run.dir={folder} names one run's folder, which a sweep (-m) does not use: its jobs go "
+            f"into hydra.sweep.dir, one folder each; write {shell_words.quote(f'hydra.sweep.dir={folder}')} "
+            "instead")
 
 
 def check_quietly_taken(config: DictConfig) -> None:
