@@ -376,6 +376,29 @@ def test_links_to_folders_are_followed_once_and_dead_links_are_named(folder: Pat
         assert "left out 1 link(s) that lead nowhere: " in caplog.text and "gone.txt" in caplog.text
 
 
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes here")
+def test_a_pipe_in_a_folder_or_glob_is_named_as_left_out(tmp_path: Path, caplog) -> None:
+    # A FIFO was left out without a word; one a glob matched alone was "matches no files".
+    folder = tmp_path / "my texts, é"
+    folder.mkdir()
+    (folder / "a.txt").write_text("some text\n")
+    os.mkfifo(folder / "b 😀.txt")  # nothing writes to it: reading it would wait for ever
+    for given in (str(folder), f"{folder}/*.txt"):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            assert text_files(given, "data.path") == [folder / "a.txt"]
+        assert (f"left out 1 pipe(s), socket(s) or device(s), which are not files (to train on what one "
+                f"gives, save it to a file first: COMMAND > corpus.txt): {folder / 'b 😀.txt'}"
+                ) in caplog.text
+    (folder / "a.txt").unlink()
+    for given in (str(folder), f"{folder}/b*"):
+        with pytest.raises(DataError) as err:
+            text_files(given, "data.path")
+        assert str(err.value) == (f"data.path={given} names no file, only pipe(s), socket(s) or device(s): "
+                                  f"{folder / 'b 😀.txt'}; to train on what one gives, save it to a file "
+                                  "first: COMMAND > corpus.txt")
+
+
 def test_val_path_validates_and_all_of_path_trains(folder: Path, tmp_path: Path) -> None:
     held_out = tmp_path / "held out.txt"
     held_out.write_text("the held-out play\n")

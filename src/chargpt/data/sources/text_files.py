@@ -143,7 +143,8 @@ CACHE_FILE = re.compile(r"\.[0-9a-f]{16}\.(stats\.json|vocab\.json|ids\.npy|voca
 
 def _walk(root: Path) -> tuple[list[Path], list[Path], list[Path]]:
     """The non-hidden files under `root`, recursively, following links to folders (each folder
-    once); the run folders left out; the links that lead nowhere. A folder that cannot be read is
+    once); the run folders left out; the other names left out (links that lead nowhere, pipes,
+    sockets, devices: _say_left_out names them). A folder that cannot be read is
     an error: os.walk passes over it, and the text would be trained without its files."""
     files, runs, broken, seen = [], [], [], set()
     unreadable = functools.partial(_unreadable_folder, root)
@@ -172,8 +173,8 @@ def _walk(root: Path) -> tuple[list[Path], list[Path], list[Path]]:
             try:
                 if path.is_file():
                     files.append(path)
-                elif path.is_symlink() and _leads_nowhere(path):
-                    broken.append(path)  # other kinds (a pipe, a socket) are no text: left out
+                elif _no_text_file(path):
+                    broken.append(path)
             except PermissionError as err:  # a link into a folder this user may not search
                 raise DataError(f"{cannot_read(_first_unsearchable(path), err)}, or remove the link {path} "
                                 "(or name the other files by a glob that does not go into it): its files "
@@ -306,9 +307,32 @@ def _directory_files(root: Path, setting: str) -> tuple[list[Path], list[Path], 
     return files, runs, broken
 
 
-def _say_left_out(where: str, runs: list[Path], broken: list[Path]) -> None:
+def _no_text_file(path: Path) -> bool:
+    """A name that is neither file nor folder: a link that leads nowhere, or a pipe, socket or
+    device (which a walk or a glob would read no text from, or wait on for ever: a FIFO)."""
+    return (path.is_symlink() and _leads_nowhere(path)) or path.exists()
+
+
+_SAVE_IT = "to train on what one gives, save it to a file first: COMMAND > corpus.txt"
+
+
+def _refuse_only_special(setting: str, value: str, left_out: list[Path]) -> None:
+    """A folder or glob with no file, only pipes, sockets or devices: one error naming them (the
+    warning that leaves them out, then "has no files", was two lines that did not meet)."""
+    special = sorted(path for path in left_out if path.exists())
+    if special:
+        more = f" and {len(special) - 1} more" if len(special) > 1 else ""
+        raise DataError(f"{setting}={value} names no file, only pipe(s), socket(s) or device(s): "
+                        f"{special[0]}{more}; {_SAVE_IT}")
+
+
+def _say_left_out(where: str, runs: list[Path], left_out: list[Path]) -> None:
+    """One warning line per kind of what a folder or glob held and its text leaves out."""
+    dead = [path for path in left_out if not path.exists()]
+    special = [path for path in left_out if path.exists()]
     for paths, what in ((runs, "run folder(s) inside it (chargpt's own output)"),
-                        (broken, "link(s) that lead nowhere")):
+                        (dead, "link(s) that lead nowhere"),
+                        (special, f"pipe(s), socket(s) or device(s), which are not files ({_SAVE_IT})")):
         if paths:
             more = f" and {len(paths) - 1} more" if len(paths) > 1 else ""
             log.warning("%s: left out %d %s: %s%s", where, len(paths), what, paths[0], more)
@@ -387,6 +411,8 @@ def _text_files(value: str, setting: str, url: str | None, sha256: str | None) -
                         f"{fix}")
     if path.is_dir():
         files, runs, broken = _directory_files(path, setting)
+        if not files:
+            _refuse_only_special(setting, value, broken)
         _say_left_out(str(path), runs, broken)
         if not files:
             raise DataError(f"{setting}={value}: the directory {path} has no files (hidden ones are left "
@@ -411,9 +437,11 @@ def _text_files(value: str, setting: str, url: str | None, sha256: str | None) -
                 left_broken.update(broken)
             elif match.is_file():
                 found.add(match)
-            elif match.is_symlink() and _leads_nowhere(match):
+            elif _no_text_file(match):
                 left_broken.add(match)
         found = _once_each(found)
+        if not found:
+            _refuse_only_special(setting, value, sorted(_once_each(left_broken)))
         _say_left_out(value, sorted(left_runs), sorted(_once_each(left_broken)))
         if not found:
             raise DataError(
