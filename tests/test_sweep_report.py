@@ -599,6 +599,24 @@ def test_the_report_of_a_sweep_walks_its_folder_once(tmp_path: Path, monkeypatch
         in capsys.readouterr().out
 
 
+def test_the_report_of_a_folder_of_stopped_sweeps_walks_it_once(tmp_path: Path, monkeypatch, capsys) -> None:
+    # Each stopped sweep's note walked that sweep's folder again, for the variables of its continue
+    # command, after the folder holding them had been walked for its runs.
+    top = tmp_path / "my sweeps, é 😀"
+    top.mkdir()
+    _sweep_with_a_stopped_job(top).rename(top / "lr a")
+    sweeps = [top / "lr a", _sweep_with_a_stopped_job(top)]
+    walked = _walks_recorded(monkeypatch)
+
+    report(top)
+
+    assert walked == [top]
+    out = capsys.readouterr().out
+    for sweep in sweeps:
+        assert f"{sweep}: this sweep stopped part-way (1 stopped, 2 of 4 never started); continue it with: " \
+            in out, out
+
+
 def test_a_stopped_sweeps_last_line_walks_its_folder_once(tmp_path: Path, monkeypatch) -> None:
     # Whether the sweep was complete, then its continue command: a walk of its folder each.
     sweep = _sweep_with_a_stopped_job(tmp_path)

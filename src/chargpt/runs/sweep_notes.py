@@ -75,8 +75,12 @@ def stopped_runs_note(rows: list[dict[str, Any]], top: Path) -> str | None:
                 for r in alone if checkpoints[r["run"]] is not None]
     fresh = [shell_words.quote(r["run"]) for r in alone if checkpoints[r["run"]] is None]
     listed = STOPPED_RUNS_LISTED
-    lines = [f"{sweep}: {note}" for sweep in dict.fromkeys(s for s in sweeps.values() if s is not None)
-             if (note := sweep_note(sweep, [r for r in rows if sweep in r["dir"].parents]))]
+    lines = []
+    for sweep in dict.fromkeys(s for s in sweeps.values() if s is not None):
+        jobs = [r for r in rows if sweep in r["dir"].parents]
+        # Its jobs' folders, found already: a walk of the sweep's folder for each note was one too many.
+        if note := sweep_note(sweep, jobs, [r["dir"] for r in jobs]):
+            lines.append(f"{sweep}: {note}")
     if commands:
         each = "each" if len(commands) > 1 else "it"
         stopped_early = counted(len(commands), "run")
