@@ -124,7 +124,7 @@ def test_a_signal_to_the_sweeps_process_becomes_a_stop_request_and_its_exit_code
 def test_a_signal_after_the_last_jobs_finished_says_the_sweep_was_complete(left: bool, tmp_path: Path,
                                                                           capsys) -> None:
     # A Ctrl-C after the last step of the last jobs (each finishes, then the sweep stops) printed
-    # `the sweep stopped; continue it ... with: ...`, a command that had nothing left to run.
+    # `continue the sweep ... with: ...`, a command that had nothing left to run.
     sweep = tmp_path / "sweep"
     sweep.mkdir()
     seeds = "1,2,3" if left else "1,2"  # a third job never started, or none left
@@ -145,7 +145,7 @@ def test_a_signal_after_the_last_jobs_finished_says_the_sweep_was_complete(left:
     said = capsys.readouterr().err.splitlines()[-1]
     assert ended.value.code == 128 + signal.SIGINT
     if left:
-        assert said.startswith("the sweep stopped; continue it (its finished jobs are kept) with: ")
+        assert said.startswith("continue the sweep (its finished jobs are kept) with: ")
     else:
         assert said == (f"the sweep was complete: its 2 jobs had finished, and nothing is left to continue "
                         f"(chargpt-report {sweep} shows them)")
@@ -239,7 +239,7 @@ def test_a_signal_to_the_sweeps_process_alone_checkpoints_every_job(tmp_path: Pa
     assert not (sweep / "2").exists()  # not started after the signal: no folder, as for a job never begun
     assert not (sweep / FILE_NAME).exists()
     assert out.count("SIGTERM sent to the sweep: this job stops after this step") == 2
-    continue_line = next(line for line in out.splitlines() if line.startswith("the sweep stopped; continue"))
+    continue_line = next(line for line in out.splitlines() if line.startswith("continue the sweep ("))
     assert f"hydra.sweep.dir={sweep}" in continue_line
 
 

@@ -106,7 +106,7 @@ def test_a_submitit_job_killed_outright_ends_the_sweep_with_one_line_and_its_con
     lines = out.splitlines()
     assert lines[-2] == ("a job's process of the sweep was ended by SIGKILL (the out-of-memory killer, or a "
                          "kill of its pid)"), out
-    assert lines[-1].startswith("the sweep stopped; continue it (its finished jobs are kept) with: "), out
+    assert lines[-1].startswith("continue the sweep (its finished jobs are kept) with: "), out
     assert f"hydra.sweep.dir={sweep}" in lines[-1], out
 
 
@@ -212,7 +212,7 @@ def test_a_job_killed_after_every_job_finished_says_the_sweep_was_complete(
     left: bool, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # A job's process killed once its run had finished (its closing sample, its exit) ended the sweep
-    # with `the sweep stopped; continue it ... with: ...`, a command that had nothing left to run (the
+    # with `continue the sweep ... with: ...`, a command that had nothing left to run (the
     # parallel launcher said the sweep was complete).
     pytest.importorskip("submitit.local.local")
     from omegaconf import OmegaConf
@@ -237,7 +237,7 @@ def test_a_job_killed_after_every_job_finished_says_the_sweep_was_complete(
     said = capsys.readouterr().err.splitlines()
     assert said[0].startswith("a job's process of the sweep was ended by SIGKILL"), said
     if left:
-        assert said[-1].startswith("the sweep stopped; continue it (its finished jobs are kept) with: "), said
+        assert said[-1].startswith("continue the sweep (its finished jobs are kept) with: "), said
     else:
         assert said[-1] == (f"the sweep was complete: its 2 jobs had finished, and nothing is left to "
                             f"continue (chargpt-report {sweep} shows them)"), said

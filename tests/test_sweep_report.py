@@ -623,10 +623,10 @@ def test_a_stopped_sweeps_last_line_walks_its_folder_once(tmp_path: Path, monkey
     hydra = OmegaConf.merge(recorded_sweep(sweep), {"sweep": {"dir": str(sweep)}})
     walked = _walks_recorded(monkeypatch)
 
-    line = continue_line("the sweep stopped; continue it", hydra)
+    line = continue_line(hydra)
 
     assert walked == [sweep]
-    assert line == (f"the sweep stopped; continue it (its finished jobs are kept) with: chargpt-train -m "
+    assert line == (f"continue the sweep (its finished jobs are kept) with: chargpt-train -m "
                     f"optimizer.lr=1e-3,3e-3,1e-2,3e-2 hydra.sweep.dir={sweep.resolve()}")
 
 

@@ -98,7 +98,7 @@ def _sequential_job(cfg: DictConfig) -> float | None:
     except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM as run_main raises it (Terminated)
         signum = signal_of(stop)
         say_stopped_by(signum)
-        _print_continue_command("continue the sweep")
+        _print_continue_command()
         sys.exit(signal_exit_code(signum))
 
 
@@ -155,7 +155,7 @@ def _build_and_fit(cfg: DictConfig, parallel: Path | None) -> float | None:
         # said: it sets the variables the sweep's jobs kept, this one's too.
         record_environment(output_dir)
         # (A parallel sweep's process says how to continue it, once every job has stopped.)
-        after_quitting = continue_line("continue the sweep") if parallel is None else None
+        after_quitting = continue_line() if parallel is None else None
         record_while_training(trainer, output_dir, parallel, after_quitting)
     try:
         # (Several processes: Lightning's own handling, which also ends the other ranks.)
@@ -174,9 +174,9 @@ def _build_and_fit(cfg: DictConfig, parallel: Path | None) -> float | None:
             )
             if parallel is not None:  # the sweep's process ends the sweep once every job has stopped
                 if sweep_process_ended():  # unless it was killed: then no one else says it
-                    _print_continue_command("continue the sweep")
+                    _print_continue_command()
                 raise JobStopped(stop.signum, started=True) from stop
-            _print_continue_command("or continue the whole sweep")
+            _print_continue_command(after_resume=True)
         sys.exit(stop.exit_code)
 
     metrics = next((c for c in trainer.callbacks if isinstance(c, RunMetrics)), None)
@@ -270,12 +270,12 @@ def _stop_after_last_step(signum: int, parallel: Path | None, sampling: bool) ->
     print(f"stopped by {name} after this job's last step: it finished (no closing sample), and the "
           "sweep stops here", file=sys.stderr, flush=True)
     if parallel is None:
-        _print_continue_command("continue the sweep")
+        _print_continue_command()
         raise SystemExit(signal_exit_code(signum)) from stop
 
 
-def _print_continue_command(lead: str) -> None:
-    if line := continue_line(lead):
+def _print_continue_command(after_resume: bool = False) -> None:
+    if line := continue_line(after_resume=after_resume):
         print(line, file=sys.stderr, flush=True)
 
 
@@ -344,7 +344,7 @@ def stopping_between_jobs(hydra_main: Callable[[], None]) -> Callable[[], None]:
             hydra_main()
         except KeyboardInterrupt as stop:  # Terminated too
             # (A parallel sweep's process says it itself, once its jobs have stopped.)
-            line = continue_line("continue the sweep") if parallel_sweep_dir() is None else None
+            line = continue_line() if parallel_sweep_dir() is None else None
             if line is None:  # not a sweep, or one not recorded yet: nothing to continue
                 raise
             signum = signal_of(stop)

@@ -77,7 +77,7 @@ def launch_stoppably(
         if signum is None:
             return results
     clear_stop(sweep_dir)
-    if line := continue_line("the sweep stopped; continue it", config.hydra):
+    if line := continue_line(config.hydra):
         print(line, file=sys.stderr, flush=True)
     sys.exit(signal_exit_code(signum))
 

@@ -166,7 +166,7 @@ def _signal_jobs(signum: int) -> None:
 def _say_a_job_was_ended(config: DictConfig, signum: int) -> None:
     print(f"a job's process of the sweep was ended by {signal.Signals(signum).name} (the out-of-memory "
           "killer, or a kill of its pid)", file=sys.stderr, flush=True)
-    if line := continue_line("the sweep stopped; continue it", config.hydra):
+    if line := continue_line(config.hydra):
         print(line, file=sys.stderr, flush=True)
     sys.exit(signal_exit_code(signum))
 

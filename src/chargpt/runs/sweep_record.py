@@ -137,9 +137,10 @@ def _jobs(sweep_dir: Path, runs: list[Path] | None) -> list[Path]:
     return [run for run in (find_runs(sweep_dir) if runs is None else runs) if run != sweep_dir]
 
 
-def continue_line(lead: str, hydra: DictConfig | None = None) -> str | None:
-    """What a stopped sweep says last: `lead`, what continuing it keeps, and the command that
-    continues it; that the sweep is complete where it is (a signal as Hydra closes it, after its
+def continue_line(hydra: DictConfig | None = None, after_resume: bool = False) -> str | None:
+    """What a stopped sweep says last, whichever process says it: what continuing it keeps, and
+    the command that continues it (`after_resume`: as the other way on, after a stopped job's own
+    resume command); that the sweep is complete where it is (a signal as Hydra closes it, after its
     last job). Of the sweep whose config's `hydra` node is given (its launcher's), else of the
     sweep this process runs a job of; None outside a sweep."""
     if hydra is None:
@@ -151,6 +152,7 @@ def continue_line(lead: str, hydra: DictConfig | None = None) -> str | None:
     if complete := complete_line(sweep_dir, runs):
         return complete
     if command := continue_command(sweep_dir, runs):
+        lead = "or continue the whole sweep" if after_resume else "continue the sweep"
         return f"{lead} ({kept_on_continuing(hydra)}) with: {command}"
     return None
 
