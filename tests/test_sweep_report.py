@@ -416,6 +416,19 @@ def test_report_names_a_missing_folder_and_a_file_for_what_they_are(tmp_path: Pa
         assert err == f"error: {given} {what}; give a sweep directory (outputs/multirun/...)\n"
 
 
+def test_report_names_a_setting_typed_as_its_folder(tmp_path: Path, monkeypatch, capsys) -> None:
+    # Typed as the other commands take settings, it was "seed=1,2 does not exist; give a sweep directory".
+    monkeypatch.chdir(tmp_path)
+    assert run_cli(report_cli.main, "optimizer.lr=1e-3,3e-3") == 2
+    assert capsys.readouterr().err == (
+        "error: optimizer.lr=1e-3,3e-3 is a setting, which chargpt-report does not take: it reports the runs "
+        "of a sweep's folder, each with the settings it ran with (chargpt-report outputs/multirun/...); see "
+        "chargpt-report --help\n")
+    (tmp_path / "lr=1e-3").mkdir()  # a folder so named is reported
+    fake_run(tmp_path / "lr=1e-3", "0", ["optimizer.lr=1e-3"], metrics(1.5, 1.5), {"status": "finished"})
+    assert run_cli(report_cli.main, "lr=1e-3") == 0
+
+
 def test_report_refuses_an_empty_path_and_a_folder_as_csv_before_writing(tmp_path: Path, capsys) -> None:
     sweep = tmp_path / "sweep"
     fake_run(sweep, "0", ["optimizer.lr=1e-3"], metrics(2.0, 2.1), {"status": "finished"})

@@ -10,6 +10,7 @@ if __name__ == "__main__":  # python -m chargpt.cli.report: as its console scrip
 
 import argparse
 import os
+import re
 import sys
 from pathlib import Path
 from typing import NoReturn
@@ -38,6 +39,14 @@ def _check_no_hydra_flags(args: list[str]) -> None:
         exit_usage(f"{flag} is a flag of chargpt's Hydra commands (chargpt-train, -sample, -eval, -export, "
                    "-serve), not of chargpt-report, which takes a sweep's folder, --csv and --sort; see "
                    "chargpt-report --help")
+
+
+def _check_not_a_setting(sweep_dir: Path) -> None:
+    """`chargpt-report seed=1,2`, as the other commands take settings, was "seed=1,2 does not exist"."""
+    if not sweep_dir.exists() and re.fullmatch(r"[+~]{0,2}[\w.\-/@]+=.*", str(sweep_dir), re.DOTALL):
+        exit_usage(f"{sweep_dir} is a setting, which chargpt-report does not take: it reports the runs of "
+                   "a sweep's folder, each with the settings it ran with (chargpt-report "
+                   "outputs/multirun/...); see chargpt-report --help")
 
 
 def _path(text: str) -> Path:
@@ -77,5 +86,6 @@ def main(argv: list[str] | None = None) -> None:
     typed = sys.argv[1:] if argv is None else argv
     _check_no_hydra_flags(typed)
     args = parser.parse_args(typed)
+    _check_not_a_setting(args.sweep_dir)
     with clean_exits(), raising_on_sigterm():  # SIGTERM: one line and exit 143, as Ctrl-C's 130
         report(args.sweep_dir, args.csv, args.sort)
