@@ -10,9 +10,12 @@ from collections.abc import Iterator
 import pytest
 from omegaconf import OmegaConf
 
-optuna = pytest.importorskip("optuna")
+from chargpt.runs.optuna_logging import OptunaLogColours
+from conftest import lacks
 
-from chargpt.runs.optuna_logging import OptunaLogColours  # noqa: E402  (needs the extra)
+# Optuna is imported by the tests that use it: a second of imports every test worker would
+# otherwise pay when it collects this module.
+pytestmark = pytest.mark.skipif(lacks("optuna"), reason="the optuna extra is not installed")
 
 OPTUNA_SWEEPER = "hydra_plugins.hydra_optuna_sweeper.optuna_sweeper.OptunaSweeper"
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
@@ -28,6 +31,8 @@ def optuna_handlers(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Optuna's logger as the test found it, and no colour setting from the environment."""
     for name in ("NO_COLOR", "FORCE_COLOR"):
         monkeypatch.delenv(name, raising=False)
+    import optuna
+
     optuna.logging.get_logger("optuna")  # configured, as any import of Optuna's modules does
     logger = logging.getLogger("optuna")
     before, level = list(logger.handlers), logger.level
@@ -42,6 +47,8 @@ def optuna_handlers(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 def _study_created(monkeypatch: pytest.MonkeyPatch, stream: io.StringIO, sweeper: str) -> str:
     """What a search writes to `stream` (as stderr) when it creates its study."""
+    import optuna
+
     monkeypatch.setattr("sys.stderr", stream)
     OptunaLogColours().on_multirun_start(OmegaConf.create({"hydra": {"sweeper": {"_target_": sweeper}}}))
     optuna.create_study(study_name="colours")

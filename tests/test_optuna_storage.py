@@ -8,14 +8,21 @@ import subprocess
 import sys
 from importlib import metadata
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import tomllib
 
+from conftest import lacks
 from test_sweep_report import TINY, chargpt, write_corpus
 
-optuna = pytest.importorskip("optuna")
-pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
+if TYPE_CHECKING:
+    import optuna
+
+# Optuna is imported by the tests that use it: a second of imports every test worker would
+# otherwise pay when it collects this module.
+pytestmark = pytest.mark.skipif(lacks("optuna", "hydra_plugins.hydra_optuna_sweeper"),
+                                reason="the optuna extra is not installed")
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -33,6 +40,8 @@ def test_optuna_extra_pins_what_the_pinned_optuna_needs() -> None:
 
 
 def _optimize(storage: str, sampler: optuna.samplers.BaseSampler, n_trials: int) -> optuna.Study:
+    import optuna
+
     study = optuna.create_study(storage=storage, study_name="s", sampler=sampler, load_if_exists=True)
     study.optimize(lambda t: (t.suggest_float("x", 0, 1) - 0.3) ** 2 + t.suggest_int("n", 1, 100), n_trials)
     return study
@@ -40,6 +49,8 @@ def _optimize(storage: str, sampler: optuna.samplers.BaseSampler, n_trials: int)
 
 @pytest.mark.slow
 def test_a_stored_study_continues_with_new_trials(tmp_path: Path) -> None:
+    import optuna
+
     from chargpt.runs.optuna_sampler import ContinuingTPESampler
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -72,6 +83,8 @@ sys.exit(130)
 
 @pytest.mark.slow  # a search stopped in a subprocess: seconds
 def test_trials_a_stopped_search_drew_are_marked_failed_not_left_running(tmp_path: Path) -> None:
+    import optuna
+
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     # Another worker of the same stored study (e.g. another machine) is running a trial right now.
     other = optuna.create_study(storage=storage, study_name="s", load_if_exists=True)
@@ -88,6 +101,8 @@ def test_trials_a_stopped_search_drew_are_marked_failed_not_left_running(tmp_pat
 
 @pytest.mark.slow  # two sweeps of two short trainings, each in its own process
 def test_hparams_search_stored_in_sqlite_is_stopped_and_continued(tmp_path: Path) -> None:
+    import optuna
+
     corpus = write_corpus(tmp_path)
     db = tmp_path / "optuna.db"
     # A small model; the search space is overridden as the config's comment shows.
