@@ -12,29 +12,29 @@ import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import pytest
 
 NO_EXTRA = "the serve extra is not installed: pip install -e '.[serve]'"
 pytest.importorskip("fastapi", reason=NO_EXTRA)
 httpx = pytest.importorskip("httpx", reason=NO_EXTRA)
-webdriver = pytest.importorskip("selenium.webdriver", reason=NO_EXTRA)
 
 import torch  # noqa: E402
-from selenium.common.exceptions import TimeoutException  # noqa: E402
-from selenium.webdriver.chrome.service import Service  # noqa: E402
-from selenium.webdriver.common.by import By  # noqa: E402
-from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 from chargpt.model import ModelConfig  # noqa: E402
 from chargpt.serving.protocol import Limits  # noqa: E402
+from conftest import lacks  # noqa: E402
 from test_serve import VOCAB, serving, write_checkpoint  # noqa: E402
+
+if TYPE_CHECKING:
+    from selenium import webdriver
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 DRIVER = shutil.which("chromedriver")
 MISSING = "needs Chromium and its driver from the OS packages: apt-get install chromium chromium-driver"
-pytestmark = pytest.mark.slow
+# Selenium is imported by the functions that use it: every test worker collects this module.
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(lacks("selenium"), reason=NO_EXTRA)]
 
 # Records every change of the output's text: several lengths mean the text arrived in pieces.
 RECORD_LENGTHS = """
@@ -56,6 +56,9 @@ def page_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[webdriver.Chrome]:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
     if CHROMIUM is None or DRIVER is None:
         # CI installs them (.ci/run) and sets CHARGPT_REQUIRE_BROWSER: there a skip would hide a gap.
         if os.environ.get("CHARGPT_REQUIRE_BROWSER") == "1":
@@ -73,18 +76,26 @@ def browser() -> Iterator[webdriver.Chrome]:
 
 
 def fill(driver: webdriver.Chrome, field: str, value: str) -> None:
+    from selenium.webdriver.common.by import By
+
     element = driver.find_element(By.ID, field)
     element.clear()
     element.send_keys(value)
 
 
 def status(driver: webdriver.Chrome) -> str:
+    from selenium.webdriver.common.by import By
+
     return driver.find_element(By.ID, "status").text
 
 
 def wait_for_the_end(driver: webdriver.Chrome) -> None:
     """Until the text has ended ("1 character in 0.0 s", "20 characters in 0.3 s, ended at …") or
     an error is shown; a timeout says what the page showed instead."""
+    from selenium.common.exceptions import TimeoutException
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
     def ended(d: webdriver.Chrome) -> bool:
         finished = re.match(r"\d+ characters? in ", status(d))
         return bool(finished) or d.find_element(By.ID, "error").is_displayed()
@@ -96,6 +107,10 @@ def wait_for_the_end(driver: webdriver.Chrome) -> None:
 
 
 def test_the_page_streams_generated_text(page_url: str, browser: webdriver.Chrome, tmp_path: Path) -> None:
+    from selenium.common.exceptions import TimeoutException
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
     browser.get(page_url + "/")
     wait = WebDriverWait(browser, 180)
     wait.until(lambda d: "validation loss 1.500" in d.find_element(By.ID, "model-info").text)
@@ -139,6 +154,8 @@ def test_stop_sequences_typed_one_per_line_end_the_text_as_the_apis_stop(
     page_url: str, browser: webdriver.Chrome
 ) -> None:
     # The page had no field for the API's stop: its text could not end at a name or a blank line.
+    from selenium.webdriver.common.by import By
+
     request = {"prompt": "The", "max_tokens": 600, "temperature": 0.9, "seed": 42}
     full = httpx.post(f"{page_url}/v1/completions", timeout=180, json=request).json()["choices"][0]["text"]
     first = full.index("\n", 1)
@@ -161,6 +178,9 @@ def test_stop_sequences_typed_one_per_line_end_the_text_as_the_apis_stop(
 
 
 def test_the_page_shows_the_servers_error(page_url: str, browser: webdriver.Chrome) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
     browser.get(page_url + "/")
     fill(browser, "prompt", "Grüße")
     browser.find_element(By.ID, "generate").click()
@@ -173,6 +193,8 @@ def test_the_page_shows_the_servers_error(page_url: str, browser: webdriver.Chro
 def test_a_setting_that_is_no_whole_number_is_refused_by_the_browser_and_nothing_is_sent(
     page_url: str, browser: webdriver.Chrome
 ) -> None:
+    from selenium.webdriver.common.by import By
+
     browser.get(page_url + "/")
     fill(browser, "prompt", "The")
     for typed in ("1.5", "1e"):  # not whole; not a number (the field reads as empty)
@@ -187,6 +209,9 @@ def test_more_stop_sequences_than_the_server_takes_are_refused_by_the_page_in_it
     page_url: str, browser: webdriver.Chrome
 ) -> None:
     # The page sent them, and showed the API's error, which names JSON fields ("stop has 5 sequences").
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
     browser.get(page_url + "/")
     box = browser.find_element(By.ID, "stop_sequences")
     WebDriverWait(browser, 60).until(lambda d: "up to 4" in box.get_attribute("placeholder"))
@@ -213,6 +238,8 @@ def test_more_stop_sequences_than_the_server_takes_are_refused_by_the_page_in_it
 def test_a_seed_past_two_to_the_53_draws_the_apis_text(page_url: str, browser: webdriver.Chrome, typed: str,
                                                        seed: int) -> None:
     # A JavaScript number rounds 2^64 - 1: the page sends the seed's own digits (as JSON writes them).
+    from selenium.webdriver.common.by import By
+
     browser.get(page_url + "/")
     fill(browser, "prompt", "The")
     fill(browser, "max_tokens", "80")
@@ -232,6 +259,8 @@ def test_an_empty_prompt_box_starts_the_models_way(browser: webdriver.Chrome, tm
     # A model of a text with no newline cannot take one: the page used to send "\n" for an empty
     # box, and got "characters not in the vocabulary". Now it sends no prompt, and the server
     # starts as chargpt-sample does.
+    from selenium.webdriver.common.by import By
+
     config = ModelConfig(n_layer=1, n_head=2, n_embd=32, block_size=16)
     run = write_checkpoint(tmp_path / "no newline", config, vocab=[c for c in VOCAB if c != "\n"])
     with serving(run, Limits(max_tokens=200)) as (url, _):
@@ -254,6 +283,9 @@ def test_a_server_that_cannot_be_reached_is_named_with_what_to_check(
     browser: webdriver.Chrome, tmp_path: Path
 ) -> None:
     # The page showed the browser's words alone ("Failed to fetch"), naming neither the server nor a fix.
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
     run = write_checkpoint(tmp_path / "stopped", ModelConfig(n_layer=1, n_head=2, n_embd=32, block_size=16))
     with serving(run) as (url, _):
         browser.get(url + "/")
@@ -320,6 +352,9 @@ def test_a_stream_cut_before_its_end_is_an_error_not_a_finished_text(
 ) -> None:
     # A server killed mid-stream showed "network error"; one whose connection closed before [DONE] showed
     # the text cut short as if complete ("2 characters in 0.1 s").
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
     CutStream.page = httpx.get(page_url + "/").content
     CutStream.models = httpx.get(page_url + "/v1/models").content
     CutStream.cut, CutStream.text = cut, text
@@ -350,6 +385,9 @@ def test_weights_no_validation_scored_show_their_loss_as_not_measured(
 ) -> None:
     # A run stopped between validations: the page said "not recorded", where the export's card says
     # "not measured for these weights", and its tooltip named the arithmetic of a loss never measured.
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
     config = ModelConfig(n_layer=1, n_head=2, n_embd=32, block_size=16)
     arithmetic = {"precision": "32-true", "matmul_precision": "highest", "device_type": "cpu"}
     run = write_checkpoint(tmp_path / "stopped early", config, arithmetic=arithmetic)
@@ -370,6 +408,9 @@ def test_the_page_asks_its_server_for_nothing_but_the_page_and_the_models_card(
     page_url: str, browser: webdriver.Chrome
 ) -> None:
     # The browser asked for /favicon.ico at every visit: a 404 in the server's log each time.
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
     CutStream.page = httpx.get(page_url + "/").content
     CutStream.models = httpx.get(page_url + "/v1/models").content
     CutStream.requested = []
