@@ -429,6 +429,21 @@ def test_report_names_a_setting_typed_as_its_folder(tmp_path: Path, monkeypatch,
     assert run_cli(report_cli.main, "lr=1e-3") == 0
 
 
+@pytest.mark.parametrize("typed", ["{tmp}/sweeps_é/lr=3e-3,seed=1", "sweeps_é/lr=3e-3,seed=1", "~/lr=3e-3"])
+def test_report_names_a_missing_folder_named_like_a_setting_as_missing(typed: str, tmp_path: Path,
+                                                                       monkeypatch, capsys) -> None:
+    # A job folder of a sweep named by its settings (hydra.sweep.subdir=${hydra.job.override_dirname}),
+    # mistyped, was called "a setting, which chargpt-report does not take": it is a path.
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "sweeps_é").mkdir()
+    given = typed.format(tmp=tmp_path)
+    assert run_cli(report_cli.main, given) == 2
+    shown = given.replace("~", str(tmp_path), 1)
+    assert capsys.readouterr().err == (f"error: {shown} does not exist; give a sweep directory "
+                                       "(outputs/multirun/...)\n")
+
+
 def test_report_refuses_an_empty_path_and_a_folder_as_csv_before_writing(tmp_path: Path, capsys) -> None:
     sweep = tmp_path / "sweep"
     fake_run(sweep, "0", ["optimizer.lr=1e-3"], metrics(2.0, 2.1), {"status": "finished"})

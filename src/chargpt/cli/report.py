@@ -42,7 +42,12 @@ def _check_no_hydra_flags(args: list[str]) -> None:
 
 
 def _check_not_a_setting(sweep_dir: Path) -> None:
-    """`chargpt-report seed=1,2`, as the other commands take settings, was "seed=1,2 does not exist"."""
+    """`chargpt-report seed=1,2`, as the other commands take settings, was "seed=1,2 does not exist".
+    A path through a folder that exists (or from the root) is a path, missing: a sweep's job folder
+    is named by its settings with hydra.sweep.subdir=${hydra.job.override_dirname}."""
+    key = str(sweep_dir).partition("=")[0]
+    if "/" in key and Path(key).parts and Path(Path(key).parts[0]).exists():
+        return
     if not sweep_dir.exists() and re.fullmatch(r"[+~]{0,2}[\w.\-/@]+=.*", str(sweep_dir), re.DOTALL):
         exit_usage(f"{sweep_dir} is a setting, which chargpt-report does not take: it reports the runs of "
                    "a sweep's folder, each with the settings it ran with (chargpt-report "
