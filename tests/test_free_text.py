@@ -532,6 +532,13 @@ def test_shell_completion_refuses_a_shell_it_lacks_and_a_query_typed_by_hand(
     code, out, err = run_main(train_main, ["-sc", "query=fish"], capsys)
     assert (code, out) == (2, "")
     assert re.search(r"; install it instead: [\w-]+ -sc install=fish \| source\n\Z", err), err
+    # Typed after '=', it was told to write `-sc query=fish`, which is refused in turn as above.
+    code, out, err = run_main(train_main, ["--shell-completion=query=fish"], capsys)
+    assert (code, out) == (2, "")
+    assert re.fullmatch(r"error: --shell-completion=query=fish: --shell-completion takes what to do as the "
+                        r"next word, not after '='; and query=fish is what the installed completion runs "
+                        r"as Tab is pressed: install it instead: [\w-]+ --shell-completion install=fish "
+                        r"\| source\n", err), err
     code, out, err = run_main(train_main, ["-sc"], capsys)
     assert code == 2 and "query" not in err, err
 

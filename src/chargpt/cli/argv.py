@@ -109,7 +109,7 @@ def _check_options(argv: list[str]) -> None:
             raise ConfigError(f"{arg} is not an option of {Path(argv[0]).name}: settings are given as "
                               "key=value, without dashes (--help lists the options)")
         if eq and flag in hydra_switches():  # argparse printed its usage page, or for `-sc=` another option's
-            raise ConfigError(_switch_with_value(flag, value))
+            raise ConfigError(_switch_with_value(Path(argv[0]).name, flag, value))
         if flag in ("-c", "--cfg"):
             part = value if eq else (argv[i + 1] if i + 1 < len(argv) else None)
             if part is not None and part not in _CFG_PARTS:
@@ -117,10 +117,16 @@ def _check_options(argv: list[str]) -> None:
         i += 2 if arg in _OPTION_VALUES else 1
 
 
-def _switch_with_value(flag: str, value: str) -> str:
+def _switch_with_value(command: str, flag: str, value: str) -> str:
     """The error for `--multirun=yes`, `-sc=install=bash`: an option of Hydra's that takes no value
-    given one with `=`."""
+    given one with `=`. A completion query typed by hand is advised the install that the query's own
+    refusal advises (_check_completion), not a command refused in turn."""
     if flag in ("-sc", "--shell-completion"):
+        action, _, shell = value.partition("=")
+        if action == "query" and "COMP_LINE" not in os.environ:
+            install = _installing(command, flag, shell if shell in _COMPLETION_SHELLS else "bash")
+            return (f"{flag}={value}: {flag} takes what to do as the next word, not after '='; and {value} "
+                    f"is what the installed completion runs as Tab is pressed: install it instead: {install}")
         action = value or "install=bash"
         return (f"{flag}={value}: {flag} takes what to do as the next word, not after '='; write "
                 f"-sc {action} (or --shell-completion {action})")
