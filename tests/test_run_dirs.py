@@ -71,6 +71,28 @@ def test_a_named_dir_of_a_live_run_is_refused_and_of_a_dead_run_taken_over(tmp_p
         release_claims(failed=False)
 
 
+def test_a_launch_meeting_another_writing_its_hydra_records_names_it_in_use(tmp_path: Path) -> None:
+    # Two `chargpt-train "hydra.run.dir=my run"` at once: the second read the first's .hydra/config.yaml
+    # as Hydra was writing it (still empty) and said the folder "holds .hydra/ (another program's Hydra
+    # output) ... no chargpt run wrote", of a chargpt run that was starting there.
+    run = tmp_path / "my run, é 😀"
+    (run / ".hydra").mkdir(parents=True)
+    (run / ".hydra" / "config.yaml").write_bytes(b"")
+    fd = os.open(run / LOCK_FILE, os.O_RDWR | os.O_CREAT)  # the first launch, which holds the folder
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    os.write(fd, f"{OWNER}\n".encode())
+    try:
+        in_use = rf"is in use by another run that is still running \(pid {OWNER}\)"
+        with pytest.raises(RunDirInUse, match=in_use):
+            RunDirGuard.on_run_start.__wrapped__(RunDirGuard(), hydra_config(str(run)))
+    finally:
+        os.close(fd)
+        release_claims(failed=False)
+    # No run holds it: another program's Hydra output, as before.
+    with pytest.raises(RunDirInUse, match=r"holds \.hydra/ \(another program's Hydra output\)"):
+        RunDirGuard.on_run_start.__wrapped__(RunDirGuard(), hydra_config(str(run)))
+
+
 def test_a_sweep_folder_held_by_a_live_sweep_names_a_sweep(tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"
     sweep.mkdir()

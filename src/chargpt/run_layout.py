@@ -273,6 +273,13 @@ def starting_process(run_dir: str | Path) -> int | None:
     return pid if _lock_held(folder / LOCK_FILE) else None
 
 
+def held_now(folder: str | Path) -> bool:
+    """Whether a process holds `folder`'s lock now, as a run or a sweep there does (runs/claims.py);
+    false where the system has no locks."""
+    lock_file = Path(folder) / LOCK_FILE
+    return file_locks.LOCKING and lock_file.is_file() and _lock_held(lock_file)
+
+
 def _lock_held(lock_file: Path) -> bool:
     """Whether a process holds `lock_file`'s OS lock, as a run holds its folder's for as long as it
     runs (runs/claims.py). The pid written in the file outlives its run (killed as it started): by

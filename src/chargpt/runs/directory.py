@@ -36,6 +36,7 @@ from chargpt.run_layout import (
     LOG_FILE,
     METRICS_FILE,
     STATUS_FILE,
+    held_now,
     holds_run,
     read_status,
     run_dir_of,
@@ -353,7 +354,13 @@ class RunDirGuard(Callback):
             _set(config.hydra.run, "dir", run_dir)  # Hydra creates and writes the claimed folder
         else:
             check_not_in_sweep(run_dir, config)
-            check_not_foreign(run_dir, "hydra.run.dir")  # before the lock file is written beside them
+            try:
+                check_not_foreign(run_dir, "hydra.run.dir")  # before the lock file is written beside them
+            except RunDirInUse:
+                # Unless a run holds it: another launch into it at this moment, whose .hydra/ Hydra is
+                # writing (read half written, it was "another program's"); claim_named names that run.
+                if not held_now(run_dir):
+                    raise
             try:
                 claim_named(run_dir, "hydra.run.dir", tidy=True)
             except FolderLocked as err:
