@@ -661,6 +661,13 @@ def test_a_sweeps_run_dir_is_refused_naming_the_sweep_dir(files, capsys):
         f"error: hydra.run.dir={folder} names one run's folder, which a sweep (-m) does not use: its jobs go "
         f"into hydra.sweep.dir, one folder each; write 'hydra.sweep.dir={folder}' instead"))
     assert not root.exists() and not folder.exists()
+    # With hydra.sweep.dir typed too, writing it "instead" would name the sweep's folder twice.
+    sweeps = files["tmp"] / "sweeps é"
+    code, out, err = run_main(train_cli.main, [*args, f"hydra.sweep.dir={sweeps}"], capsys)
+    _assert_one_error_line(code, out, err, (
+        f"error: hydra.run.dir={folder} names one run's folder, which a sweep (-m) does not use: its jobs go "
+        f"into hydra.sweep.dir, one folder each ({sweeps} here); drop hydra.run.dir"))
+    assert not root.exists() and not folder.exists() and not sweeps.exists()
 
 
 @pytest.mark.parametrize("seconds", ["-3", "0", "abc", "true"])

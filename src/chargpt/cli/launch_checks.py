@@ -44,14 +44,16 @@ class QuietlyTaken(Callback):
 def check_no_run_dir(config: DictConfig) -> None:
     """A sweep's `hydra.run.dir=DIR`: Hydra reads a sweep's folder from hydra.sweep.dir only, and
     took this without a word; the jobs went to a new dated folder, not to DIR."""
-    typed = [o for o in as_written(config.hydra.overrides.hydra)
-             if o.split("=", 1)[0].lstrip("+") == "hydra.run.dir"]
+    overrides = as_written(config.hydra.overrides.hydra)
+    typed = [o for o in overrides if o.split("=", 1)[0].lstrip("+") == "hydra.run.dir"]
     if typed:
         folder = literal_value(typed[-1])
-        raise ConfigError(
-            f"hydra.run.dir={folder} names one run's folder, which a sweep (-m) does not use: its jobs go "
-            f"into hydra.sweep.dir, one folder each; write {shell_words.quote(f'hydra.sweep.dir={folder}')} "
-            "instead")
+        said = (f"hydra.run.dir={folder} names one run's folder, which a sweep (-m) does not use: its jobs "
+                "go into hydra.sweep.dir, one folder each")
+        sweep_dirs = [o for o in overrides if o.split("=", 1)[0].lstrip("+") == "hydra.sweep.dir"]
+        if sweep_dirs:  # (writing it instead would name the sweep's folder twice)
+            raise ConfigError(f"{said} ({literal_value(sweep_dirs[-1])} here); drop hydra.run.dir")
+        raise ConfigError(f"{said}; write {shell_words.quote(f'hydra.sweep.dir={folder}')} instead")
 
 
 def check_quietly_taken(config: DictConfig) -> None:
