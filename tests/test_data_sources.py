@@ -397,6 +397,15 @@ def test_a_pipe_in_a_folder_or_glob_is_named_as_left_out(tmp_path: Path, caplog)
         assert str(err.value) == (f"data.path={given} names no file, only pipe(s), socket(s) or device(s): "
                                   f"{folder / 'b 😀.txt'}; to train on what one gives, save it to a file "
                                   "first: COMMAND > corpus.txt")
+    # A link that leads nowhere beside it was named by a warning before; the error left it unsaid.
+    (folder / "c, é.txt").symlink_to(tmp_path / "gone.txt")
+    for given in (str(folder), f"{folder}/*"):
+        with pytest.raises(DataError) as err:
+            text_files(given, "data.path")
+        assert str(err.value) == (f"data.path={given} names no file, only pipe(s), socket(s) or device(s): "
+                                  f"{folder / 'b 😀.txt'}, and 1 link(s) that lead nowhere: "
+                                  f"{folder / 'c, é.txt'}; to train on what one gives, save it to a file "
+                                  "first: COMMAND > corpus.txt")
 
 
 def test_val_path_validates_and_all_of_path_trains(folder: Path, tmp_path: Path) -> None:

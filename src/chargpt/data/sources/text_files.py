@@ -322,8 +322,11 @@ def _refuse_only_special(setting: str, value: str, left_out: list[Path]) -> None
     special = sorted(path for path in left_out if path.exists())
     if special:
         more = f" and {len(special) - 1} more" if len(special) > 1 else ""
+        dead = sorted(path for path in left_out if not path.exists())  # (their warning is not reached)
+        also = (f", and {len(dead)} link(s) that lead nowhere: {dead[0]}"
+                + (f" and {len(dead) - 1} more" if len(dead) > 1 else "")) if dead else ""
         raise DataError(f"{setting}={value} names no file, only pipe(s), socket(s) or device(s): "
-                        f"{special[0]}{more}; {_SAVE_IT}")
+                        f"{special[0]}{more}{also}; {_SAVE_IT}")
 
 
 def _say_left_out(where: str, runs: list[Path], left_out: list[Path]) -> None:
