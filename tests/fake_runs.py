@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from chargpt import file_locks
+from chargpt.run_layout import LOCK_FILE
 
 
 def fake_run(
@@ -24,3 +30,16 @@ def fake_run(
     if status is not None:
         (run / "status.json").write_text(json.dumps(status))
     return run
+
+
+@contextlib.contextmanager
+def lock_held(run: Path) -> Iterator[None]:
+    """`run`'s folder locked by this process, as its run holds it for as long as it trains
+    (runs/claims.py): a status.json "running" that names a live process is then believed."""
+    fd = os.open(run / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        if file_locks.LOCKING:
+            file_locks.lock(fd, wait=False)
+        yield
+    finally:
+        os.close(fd)

@@ -22,6 +22,7 @@ from chargpt.evaluation import evaluate_text
 from chargpt.model import ModelConfig, build_model
 from chargpt.training.finetune import Pretrained, apply_pretrained
 from conftest import StepHook, run_cli, train_args
+from fake_runs import lock_held
 
 
 def other_text(path: Path, extra: str = "") -> Path:
@@ -348,7 +349,8 @@ def test_a_fine_tune_of_a_run_not_done_training_says_which_weights_it_starts_fro
     (run / "status.json").write_text(json.dumps(status))
     step = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"]
     args = finetune_args(other_text(tmp_path / "new.txt"), tmp_path / "ft", run, "trainer.max_steps=0")
-    assert run_cli(train.main, *args) == 0
+    with lock_held(run):  # (as the run that still trains holds it)
+        assert run_cli(train.main, *args) == 0
     [said] = [line for line in capsys.readouterr().out.splitlines() if "note:" in line]
     assert said.endswith("note: " + note.format(run=run, step=step))
 

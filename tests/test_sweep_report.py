@@ -16,16 +16,17 @@ import pytest
 import yaml
 from omegaconf import OmegaConf
 
+from chargpt import file_locks
 from chargpt.cli import report as report_cli
 from chargpt.cli import train as train_cli
 from chargpt.errors import ChargptError
-from chargpt.run_layout import find_runs, run_folders
+from chargpt.run_layout import LOCK_FILE, find_runs, run_folders
 from chargpt.runs.curves import curve_runs
 from chargpt.runs.report import report
 from chargpt.runs.run_rows import run_row, sort_rows
 from chargpt.runs.sweep_record import continue_line, recorded_sweep, swept_by, swept_settings
 from conftest import run_cli
-from fake_runs import fake_run
+from fake_runs import fake_run, lock_held
 
 ROOT = Path(__file__).resolve().parents[1]
 # A tiny model on a small generated corpus: a few seconds per job.
@@ -172,6 +173,25 @@ def test_a_run_whose_process_is_gone_without_a_word_is_reported_killed(tmp_path:
             alive.kill()
     assert [(r["run"], r["status"]) for r in rows] == [("0", "running"), ("1", "killed"), ("2", "killed"),
                                                        ("3", "killed")]
+
+
+@pytest.mark.skipif(not file_locks.LOCKING, reason="run folders are locked where the system has locks")
+def test_a_killed_run_whose_pid_another_process_took_is_reported_killed(tmp_path: Path) -> None:
+    # A run killed outright (kill -9, out of memory) leaves "running" and its pid in status.json, and
+    # its folder's lock file, no longer locked. Once another process took that pid, the report said
+    # "running" for as long as that process lived (and the sweep was "still running").
+    sweep = tmp_path / "sweep"
+    with subprocess.Popen(["sleep", "30"]) as other:
+        try:
+            run = fake_run(sweep, "0", ["seed=1"], metrics(2.0, 2.1), {"status": "running", "pid": other.pid})
+            (run / LOCK_FILE).write_text(f"{other.pid}\n")  # the killed run's: its lock ended with it
+            killed = report(sweep)
+            with lock_held(run):  # a live run holds its folder's lock
+                running = report(sweep)
+        finally:
+            other.kill()
+    assert [r["status"] for r in killed] == ["killed"]
+    assert [r["status"] for r in running] == ["running"]
 
 
 def test_report_rejects_a_folder_without_runs(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -68,7 +68,7 @@ def resolve_checkpoint(path: str | Path, or_export: bool = False) -> Path:
                 f"run directory {shown} holds no checkpoint: {why}; train it again (its chargpt-train "
                 "command without ckpt_path starts it over in that folder)"
             )
-        if state_of(read_status(p)) == "running":
+        if state_of(read_status(p), p) == "running":
             raise CheckpointError(
                 f"run directory {shown} holds no checkpoint yet: it is still training; try again once it "
                 "has written one"

@@ -246,13 +246,18 @@ def _status_from_metrics(run_dir: Path) -> dict[str, Any]:
     return {"status": "finished", "value": best if isinstance(best, (int, float)) else None}
 
 
-def still_running(status: dict[str, Any]) -> bool:
-    """Whether the process a "running" status names is alive; one on another machine (a cluster's
-    node) cannot be checked from here, and counts as running."""
-    pid = status.get("pid")
+def still_running(status: dict[str, Any], run_dir: str | Path) -> bool:
+    """Whether the run in `run_dir` whose status.json (`status`) says "running" still trains: the
+    process it names is alive and holds the folder's lock, as a run does for as long as it runs
+    (runs/claims.py). A pid alone outlives a run killed outright: by now it may be another
+    process's, which made the run look running for ever. One on another machine (a cluster's node)
+    cannot be checked from here, and counts as running."""
     if status.get("host", socket.gethostname()) != socket.gethostname():
         return True
-    return isinstance(pid, int) and pid > 0 and process_alive(pid)
+    pid = status.get("pid")
+    if not (isinstance(pid, int) and pid > 0 and process_alive(pid)):
+        return False
+    return _lock_held(Path(run_dir) / LOCK_FILE) is not False
 
 
 def starting_process(run_dir: str | Path) -> int | None:
@@ -270,43 +275,44 @@ def starting_process(run_dir: str | Path) -> int | None:
     pid = int(text) if text.isdigit() else None
     if pid is None or pid == os.getpid() or not process_alive(pid):
         return None
-    return pid if _lock_held(folder / LOCK_FILE) else None
+    return pid if _lock_held(folder / LOCK_FILE) is not False else None
 
 
 def held_now(folder: str | Path) -> bool:
     """Whether a process holds `folder`'s lock now, as a run or a sweep there does (runs/claims.py);
     false where the system has no locks."""
     lock_file = Path(folder) / LOCK_FILE
-    return file_locks.LOCKING and lock_file.is_file() and _lock_held(lock_file)
+    return file_locks.LOCKING and lock_file.is_file() and _lock_held(lock_file) is True
 
 
-def _lock_held(lock_file: Path) -> bool:
+def _lock_held(lock_file: Path) -> bool | None:
     """Whether a process holds `lock_file`'s OS lock, as a run holds its folder's for as long as it
-    runs (runs/claims.py). The pid written in the file outlives its run (killed as it started): by
-    now it may be another process's, or, in a folder copied from another machine, any process's
-    there. Where there is no such lock (Windows), a live pid is taken for its run."""
+    runs (runs/claims.py); None where that cannot be told, and a live pid is taken for its run: no
+    locks on this system (Windows) or its file system (the run ran unlocked), or no lock file to read
+    (a run from before runs locked their folders)."""
     if not file_locks.LOCKING:
-        return True
+        return None
     try:
         fd = os.open(lock_file, os.O_RDONLY)
-    except OSError:
-        return False
+    except OSError:  # (none there, or not ours to read)
+        return None
     try:
         file_locks.lock(fd, shared=True, wait=False)  # (released at once, as the file is closed)
     except BlockingIOError:
         return True
     except OSError:
-        return False
+        return None
     finally:
         os.close(fd)
     return False
 
 
-def state_of(status: dict[str, Any]) -> str | None:
-    """How a run stands by its status.json: what it recorded, but `killed` for a "running" whose
-    process is gone (kill -9, out of memory, a lost machine: it ended without recording how)."""
+def state_of(status: dict[str, Any], run_dir: str | Path) -> str | None:
+    """How the run in `run_dir` stands by its status.json (`status`): what it recorded, but `killed`
+    for a "running" whose process is gone (kill -9, out of memory, a lost machine: it ended without
+    recording how)."""
     state = status.get("status")
-    return "killed" if state == "running" and not still_running(status) else state
+    return "killed" if state == "running" and not still_running(status, run_dir) else state
 
 
 # How a run that did not finish ended, worded to follow the run ("it", its folder) in a sentence.
@@ -316,4 +322,4 @@ _UNFINISHED = {"failed": "failed", "interrupted": "was stopped (Ctrl-C or a sign
 def how_it_stopped(run_dir: str | Path) -> str | None:
     """How a run stopped before it finished (failed, interrupted, killed) as a sentence says it
     ("was killed"); None for a run that finished, still runs or recorded nothing."""
-    return _UNFINISHED.get(state_of(read_status(run_dir)) or "")
+    return _UNFINISHED.get(state_of(read_status(run_dir), run_dir) or "")

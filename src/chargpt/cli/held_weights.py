@@ -47,7 +47,7 @@ def training_run(ckpt_path: str) -> Path | None:
     best-<step>.ckpt, then last.ckpt, and the file read may no longer be the latest afterwards."""
     path = Path(os.path.expanduser(ckpt_path))
     run_dir = run_dir_of(path / LAST if path.is_dir() else path)
-    if state_of(read_status(run_dir)) != "running":
+    if state_of(read_status(run_dir), run_dir) != "running":
         return None
     if path.is_dir():  # what is read from a run's folder is its latest checkpoint then
         return run_dir
@@ -71,7 +71,7 @@ def newer_weights_note(training: Path | None, ckpt: dict[str, Any] | None, step:
     if training is None or ckpt is None or step is None:
         return None
     held_ = f"{holder.name} {holder.holds} its weights at step {step:,}"
-    if state_of(read_status(training)) == "running":
+    if state_of(read_status(training), training) == "running":
         return f"{training} is still training: {held_}; {holder.again} once it has ended for its last ones"
     if read_json_object(training / METRICS_FILE).get("step") == step:
         return None

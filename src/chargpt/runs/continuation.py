@@ -180,7 +180,7 @@ def continued_job(run_dir: str | Path) -> str | None:
     if not _earlier_job(run_dir):
         return None
     if last_checkpoint(run_dir) is not None:
-        state = state_of(read_status(run_dir))
+        state = state_of(read_status(run_dir), run_dir)
         if state != "running":  # a job still training elsewhere: its folder's lock refuses, saying so
             log.info("stopped in the earlier launch (%s): resuming from its last checkpoint",
                      state or "no status")

@@ -339,7 +339,7 @@ def _check_same_sweep(sweep_dir: Path, earlier: list[str], recorded: list[str] |
 def _every_job_failed(sweep_dir: Path) -> bool:
     """Whether each job the sweep left a status for failed, none trained or stopped: a setting its
     own command would meet again, so a command with it corrected starts the sweep over."""
-    states = [state_of(read_status(job)) for job in sweep_dir.iterdir() if (job / STATUS_FILE).is_file()]
+    states = [state_of(read_status(job), job) for job in sweep_dir.iterdir() if (job / STATUS_FILE).is_file()]
     return bool(states) and all(state == "failed" for state in states)
 
 

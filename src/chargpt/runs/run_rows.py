@@ -131,10 +131,10 @@ def run_name(run_dir: Path, sweep_dir: Path) -> str:
     return run_dir.resolve().name if relative == "." else relative
 
 
-def run_status(status: dict[str, Any], metrics: dict[str, Any]) -> str:
+def run_status(run_dir: Path, status: dict[str, Any], metrics: dict[str, Any]) -> str:
     if status.get("status") == "failed":
         return "failed"
-    if (state := state_of(status)) in ("running", "killed"):
+    if (state := state_of(status, run_dir)) in ("running", "killed"):
         return state
     # A run stopped early on purpose (time budget, signal) may say so in its metrics.
     return str(metrics.get("status") or status.get("status") or "incomplete")
@@ -163,7 +163,7 @@ def run_row(run_dir: Path, sweep_dir: Path) -> dict[str, Any]:
         "overrides": parse_overrides(run_dir),
         "recorded_seed": recorded_seed(run_dir),
         "chosen_shape": chosen_shape(run_dir),
-        "status": run_status(status, metrics),
+        "status": run_status(run_dir, status, metrics),
         **figures_of(metrics),
         "error": status.get("error", ""),
         "dir": run_dir,  # not a column: where a stopped run resumes from
