@@ -7,8 +7,11 @@ if __name__ == "__main__":  # python -m chargpt.cli.serve: as its console script
 
     run_as_main("serve")
 
+import contextlib
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import hydra
 from omegaconf import DictConfig
@@ -27,6 +30,10 @@ from chargpt.cli.held_weights import SERVER_HOLDS, held, held_weights_note, trai
 from chargpt.errors import ConfigError, exit_on_user_error, naming_what_ran_out, needs_extra
 from chargpt.inference import TrainedModel, load_with_checkpoint, pick_device
 from chargpt.model_card import ModelCard, card_for
+
+if TYPE_CHECKING:  # (imported where used: chargpt-serve without its extra says what to install)
+    from chargpt.serving.engine import Engine
+    from chargpt.serving.protocol import Limits
 
 CONFIG_NAME = "serve"  # configs/serve.yaml
 
@@ -63,43 +70,63 @@ def _hydra_main(cfg: DictConfig) -> None:
 def serve_model(cfg: DictConfig) -> None:
     """Serve the model of cfg.ckpt_path (a run, a checkpoint or an export) until Ctrl-C or SIGTERM:
     its port bound first, then the model loaded and warmed up, then the port listens."""
-    try:
-        from chargpt.serving.app import create_app
-        from chargpt.serving.engine import Engine
-        from chargpt.serving.protocol import Limits
-        from chargpt.serving.server import LOG_LEVELS, LOOPBACK, bind, serve, url_of
-    except ImportError as err:
-        raise ConfigError(needs_extra("chargpt-serve", f"the {err.name} package", "serve")) from None
+    _check_serving_installed()
+    from chargpt.serving.app import create_app
+    from chargpt.serving.server import LOG_LEVELS, LOOPBACK, bind, serve, url_of
+
     if cfg.log_level not in LOG_LEVELS:
         raise ConfigError(f"log_level={cfg.log_level!r} is not one of {', '.join(LOG_LEVELS)}")
-
     sock = bind(str(cfg.host), cfg.port)  # first: a port in use is reported before the model loads
     try:
         use_threads(cfg.threads)
         trained, card, note = _loaded(cfg)
-        with naming_what_ran_out(lambda: _smaller_settings(cfg)):
-            engine = Engine(trained.model, trained.tokenizer, cfg.max_concurrency, cfg.max_queue, cfg.compile)
-        engine.start()
-        try:
-            if cfg.compile:
-                print("compiling the decoding step (tens of seconds, once)...", flush=True)
-            with naming_what_ran_out(lambda: _smaller_settings(cfg)):
-                engine.warm_up()  # the server listens only once the model answers at full speed
-            # (The setting max_tokens is the default a request gets; Limits' max_tokens is the cap.)
-            limits = Limits(default_max_tokens=cfg.max_tokens, max_tokens=cfg.max_tokens_cap, max_n=cfg.max_n,
-                            max_choices=cfg.max_choices)
-            app = create_app(engine, trained.tokenizer, card, limits)
-            url = url_of(sock)
+        with _warmed_up_engine(cfg, trained) as engine:
+            app = create_app(engine, trained.tokenizer, card, _limits(cfg))
             if str(cfg.host) not in LOOPBACK:
                 print(f"warning: host={cfg.host} lets other machines reach this server (no authentication)")
             if note is not None:  # not the run's trained weights: it still trains, or stopped early
                 print(f"note: {note}", file=sys.stderr, flush=True)
+            url = url_of(sock)
             ready = f"serving {card.name} ({held(card)}) at {url}/ (API: {url}/v1)"
             serve(app, sock, str(cfg.log_level), on_ready=lambda: print(ready, flush=True))
-        finally:
-            engine.close()
     finally:
         sock.close()
+
+
+def _check_serving_installed() -> None:
+    """The serving packages (the `serve` extra), asked for before anything is bound or loaded."""
+    try:
+        from chargpt.serving import app, engine, protocol, server  # noqa: F401
+    except ImportError as err:
+        raise ConfigError(needs_extra("chargpt-serve", f"the {err.name} package", "serve")) from None
+
+
+@contextlib.contextmanager
+def _warmed_up_engine(cfg: DictConfig, trained: TrainedModel) -> Iterator[Engine]:
+    """The decoding engine, started and warmed up (compiled, where asked): the server listens only
+    once the model answers at full speed. Closed at the end."""
+    from chargpt.serving.engine import Engine
+
+    with naming_what_ran_out(lambda: _smaller_settings(cfg)):
+        engine = Engine(trained.model, trained.tokenizer, cfg.max_concurrency, cfg.max_queue, cfg.compile)
+    engine.start()
+    try:
+        if cfg.compile:
+            print("compiling the decoding step (tens of seconds, once)...", flush=True)
+        with naming_what_ran_out(lambda: _smaller_settings(cfg)):
+            engine.warm_up()
+        yield engine
+    finally:
+        engine.close()
+
+
+def _limits(cfg: DictConfig) -> Limits:
+    """What one request may ask for. (The setting max_tokens is the default a request gets; Limits'
+    max_tokens is the cap.)"""
+    from chargpt.serving.protocol import Limits
+
+    return Limits(default_max_tokens=cfg.max_tokens, max_tokens=cfg.max_tokens_cap, max_n=cfg.max_n,
+                  max_choices=cfg.max_choices)
 
 
 def _loaded(cfg: DictConfig) -> tuple[TrainedModel, ModelCard, str | None]:
