@@ -31,7 +31,7 @@ from chargpt.errors import ConfigError, exit_on_user_error, signal_exit_code
 from chargpt.hydra_run import as_written, is_multirun, sweep_dir, task_overrides
 from chargpt.overrides import as_typed, hydra_quoted, is_sweep, override_key
 from chargpt.plural import counted
-from chargpt.run_layout import CONFIG_DIR, holds_run
+from chargpt.run_layout import CONFIG_DIR, SWEEP_CONFIG, holds_run
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -56,11 +56,10 @@ class SweptKeys(Callback):
         _hold_the_sweep_folder(Path(str(config.hydra.sweep.dir)))
 
 
-# The sweep's record in its folder, locked by the sweep's process from its start to its command's end
-# (sweep_folder_removed): another sweep in that folder at once would rewrite the record its jobs read
-# their headings from, and mix its jobs' held output with theirs.
-_RECORD = "multirun.yaml"
 _NOT_WRITABLE = (errno.EACCES, errno.EPERM, errno.EROFS)
+# The sweep's record (SWEEP_CONFIG) in its folder, locked by the sweep's process from its start to its
+# command's end (sweep_folder_removed): another sweep in that folder at once would rewrite the record
+# its jobs read their headings from, and mix its jobs' held output with theirs.
 _record_lock: int | None = None
 
 
@@ -76,12 +75,12 @@ def _hold_the_sweep_folder(folder: Path) -> None:
     # and refuses an exclusive one on a file opened read-only (EBADF).
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        lock = os.open(folder / _RECORD, os.O_RDWR | os.O_CREAT, 0o644)
+        lock = os.open(folder / SWEEP_CONFIG, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as err:
         if err.errno not in _NOT_WRITABLE:
             raise
         # Said here: Hydra, writing the record next, would end in a traceback.
-        raise ConfigError(f"cannot write the sweep's record {folder / _RECORD} ({err.strerror}); name a "
+        raise ConfigError(f"cannot write the sweep's record {folder / SWEEP_CONFIG} ({err.strerror}); name a "
                           "writable hydra.sweep.dir, or leave it out for a temporary one") from None
     try:
         file_locks.lock(lock, wait=False)
@@ -149,8 +148,8 @@ def _settings_of(overrides: list[str]) -> list[str]:
     known which)."""
     swept = _swept
     folder = sweep_dir()
-    if swept is None and folder is not None and (folder / "multirun.yaml").is_file():  # in a worker
-        swept = _swept_keys(OmegaConf.load(folder / "multirun.yaml").hydra.overrides.task)
+    if swept is None and folder is not None and (folder / SWEEP_CONFIG).is_file():  # in a worker
+        swept = _swept_keys(OmegaConf.load(folder / SWEEP_CONFIG).hydra.overrides.task)
     given = [as_typed(o) for o in overrides]
     return given if swept is None else [o for o in given if override_key(o) in swept]
 

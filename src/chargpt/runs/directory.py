@@ -33,8 +33,11 @@ from chargpt.overrides import hydra_quoted, omegaconf_literal, override_key
 from chargpt.run_layout import (
     BUDGET_FILE,
     CONFIG_DIR,
+    HYDRA_FILE,
     LOG_FILE,
     METRICS_FILE,
+    OVERRIDES_FILE,
+    SAVED_CONFIG,
     STATUS_FILE,
     held_now,
     holds_run,
@@ -72,7 +75,7 @@ log = logging.getLogger(__name__)
 RUN_FILES = {STATUS_FILE: "status", BUDGET_FILE: "budget_seconds", METRICS_FILE: "best_val_loss"}
 
 
-HYDRA_RECORDS = ("config.yaml", "hydra.yaml", "overrides.yaml")  # what Hydra writes in .hydra/
+HYDRA_RECORDS = (SAVED_CONFIG, HYDRA_FILE, OVERRIDES_FILE)  # what Hydra writes in .hydra/
 
 
 def _foreign_hydra_dir(hydra_dir: Path) -> bool:
