@@ -16,7 +16,7 @@ import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
@@ -51,6 +51,9 @@ from chargpt.stop_request import JobStopped, requested_stop, stopping_untrained,
 from chargpt.stop_signals import StoppedAfterLastStep
 
 CONFIG_NAME = "train"  # configs/train.yaml
+if TYPE_CHECKING:  # (training/ is imported where used, once the config is composed)
+    from chargpt.training.callbacks.graceful_interrupt import TrainingInterrupted
+
 READER_GONE = ("warning: the console's reader closed its pipe; the run goes on without console output, "
                "and its train.log keeps its log")
 
@@ -164,35 +167,12 @@ def _build_and_fit(cfg: DictConfig, parallel: Path | None) -> float | None:
                 trainer.validate(module, datamodule=datamodule, verbose=False)
             trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     except TrainingInterrupted as stop:
-        if is_rank_zero():
-            resume = resume_command(run_dir_of(stop.checkpoint), data_name=OmegaConf.select(cfg, "data.name"))
-            print(
-                f"stopped by {stop.signal_name} after step {stop.step}: "
-                f"checkpoint written to {stop.checkpoint}\n"
-                f"resume with: {resume}",
-                file=sys.stderr, flush=True,
-            )
-            if parallel is not None:  # the sweep's process ends the sweep once every job has stopped
-                if sweep_process_ended():  # unless it was killed: then no one else says it
-                    _print_continue_command()
-                raise JobStopped(stop.signum, started=True) from stop
-            _print_continue_command(after_resume=True)
-        sys.exit(stop.exit_code)
+        _end_stopped_training(stop, cfg, parallel)
 
     metrics = next((c for c in trainer.callbacks if isinstance(c, RunMetrics)), None)
     if is_rank_zero() and metrics is not None:
         m = metrics.final(trainer, module)  # as metrics.json says
-        if m["step"] == 0 and m.get("initial_val_loss") is not None:
-            # A fine-tune with trainer.max_steps=0 scores where it starts and trains nothing: no
-            # best of its own, no throughput. (It said `best n/a`, 0 tokens/s.)
-            log.info("step 0: val loss %s (the starting point's; no step trained), %.0f s; run dir %s",
-                     _fmt(m["val_loss"]), m["train_seconds"], output_dir)
-        else:
-            log.info(
-                "step %d: val loss %s (best %s), %.0f s, %.0f tokens/s; run dir %s",
-                m["step"], _fmt(m["val_loss"]), _fmt(m["best_val_loss"]), m["train_seconds"],
-                m["tokens_per_second"] or 0, output_dir,
-            )
+        _log_closing_figures(m, output_dir)
         if ckpt_path and not metrics.trained_here(trainer):
             log.info("nothing left to train: the run is at step %d, %s (this launch's settings are not kept)",
                      m["step"], how_to_train_on(trainer, output_dir))
@@ -208,6 +188,41 @@ def _build_and_fit(cfg: DictConfig, parallel: Path | None) -> float | None:
             trained = TrainedModel(module.model, datamodule.tokenizer)
             print_sample(trained, cfg.sample, sample_prompt, output_dir)
     return metrics.best_val_loss if metrics is not None else None
+
+
+def _end_stopped_training(stop: TrainingInterrupted, cfg: DictConfig, parallel: Path | None) -> NoReturn:
+    """A signal stopped training with a checkpoint: say where it is and how to resume the run (and
+    its sweep), then end as that signal ends a command; a parallel sweep's job ends in JobStopped,
+    for its sweep's process to end the sweep once every job has stopped."""
+    if is_rank_zero():
+        resume = resume_command(run_dir_of(stop.checkpoint), data_name=OmegaConf.select(cfg, "data.name"))
+        print(
+            f"stopped by {stop.signal_name} after step {stop.step}: "
+            f"checkpoint written to {stop.checkpoint}\n"
+            f"resume with: {resume}",
+            file=sys.stderr, flush=True,
+        )
+        if parallel is not None:  # the sweep's process ends the sweep once every job has stopped
+            if sweep_process_ended():  # unless it was killed: then no one else says it
+                _print_continue_command()
+            raise JobStopped(stop.signum, started=True) from stop
+        _print_continue_command(after_resume=True)
+    sys.exit(stop.exit_code)
+
+
+def _log_closing_figures(m: dict[str, Any], output_dir: str) -> None:
+    """The run's closing line: its step, val loss, time and speed (`m`, as metrics.json says)."""
+    if m["step"] == 0 and m.get("initial_val_loss") is not None:
+        # A fine-tune with trainer.max_steps=0 scores where it starts and trains nothing: no
+        # best of its own, no throughput. (It said `best n/a`, 0 tokens/s.)
+        log.info("step 0: val loss %s (the starting point's; no step trained), %.0f s; run dir %s",
+                 _fmt(m["val_loss"]), m["train_seconds"], output_dir)
+    else:
+        log.info(
+            "step %d: val loss %s (best %s), %.0f s, %.0f tokens/s; run dir %s",
+            m["step"], _fmt(m["val_loss"]), _fmt(m["best_val_loss"]), m["train_seconds"],
+            m["tokens_per_second"] or 0, output_dir,
+        )
 
 
 def _training_start(cfg: DictConfig) -> Path | None:
