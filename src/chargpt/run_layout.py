@@ -31,7 +31,8 @@ VAL_STEP = "val_step"  # in metrics.json and a checkpoint's RunMetrics state: th
 BUDGET_FILE = "budget.json"
 LOG_FILE = "train.log"  # Hydra appends its log to it (configs/hydra/job_logging/chargpt.yaml)
 SWEEP_CONFIG = "multirun.yaml"  # Hydra's record of a sweep, in the sweep's folder
-# A named run's (or sweep's) lock: its owner's pid, written as it claims the folder (runs/claims.py)
+# A run's (or sweep's) lock, held for as long as it runs: its owner's pid, written as it claims the
+# folder (runs/claims.py)
 LOCK_FILE = ".chargpt.lock"
 # Hydra's record of a run's first launch (its output_subdir): the command line's overrides, Hydra's
 # own settings (the mode, where it was launched from) and the composed config. A later launch

@@ -4,9 +4,12 @@ Each run (and each sweep) claims its directory before anything is written there:
 - a time-stamped default name (`${now:...}`) is created with an exclusive mkdir; when another
   launch took it in the same second, the next free name gets a suffix (`23-10-05-2`), so two
   launches never share a directory;
-- a named directory (hydra.run.dir / hydra.sweep.dir, or the run a checkpoint resumes) is locked
-  with a lock file holding the owner's pid. The lock is an OS lock that ends with its process, so
-  a live run's directory is refused and a dead run's is taken over.
+- a named directory (hydra.run.dir / hydra.sweep.dir, or the run a checkpoint resumes) may be
+  another run's: it is refused while that run lives.
+Either is then locked with a lock file holding the owner's pid, and so is each sweep job's folder
+while its job runs (claim_job). The lock is an OS lock that ends with its process, so a live run's
+directory is refused, a dead run's is taken over, and a reader tells a run still training from one
+killed outright whose pid another process now has (run_layout.still_running).
 What a failed or interrupted start created is removed again, unless the run wrote something of its
 own there (release_claims).
 """

@@ -1,7 +1,7 @@
 """The run directory guard: a Hydra callback that runs before Hydra creates or writes anything.
 
 Each run (and each sweep) claims its directory before anything is written there (runs/claims.py:
-an exclusive mkdir for a time-stamped default name, a lock for a named one).
+an exclusive mkdir for a time-stamped default name, then a lock held for as long as it runs).
 A directory that already holds a run (checkpoints or metrics.json) is only reused to resume that
 same run, an output folder that cannot be written is reported before any work starts, and what a
 failed or interrupted start created is removed again, unless the run wrote something of its own
