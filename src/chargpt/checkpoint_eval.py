@@ -79,41 +79,17 @@ def evaluate_checkpoint(
                           "pass the text to score as data.path=FILE")
     stride = None if stride is None else check_stride(stride, trained.model.block_size)
     on = torch.device(pick_device(device))
-    # As the run's validation scored (its val_loss), unless asked otherwise.
-    exported = card_for_export(file).val_arithmetic if ckpt is None else None
-    own_forward, own_products = validated_arithmetic(ckpt, file, on, exported)
-    if precision is None:
-        _check_recorded("precision", own_forward, PRECISIONS, file, ckpt)
-    if matmul_precision is None:
-        _check_recorded("matmul_precision", own_products, MATMUL_PRECISIONS, file, ckpt)
-    forward = precision_for_device(own_forward if precision is None else precision, on, setting="precision")
-    products = matmul_precision_for_device(own_products if matmul_precision is None else matmul_precision, on)
+    forward, products = _scoring_arithmetic(ckpt, file, on, precision, matmul_precision)
     # Lightning's plugin, as the run's validation used it; float32 needs none (nor Lightning's import).
     arithmetic = precision_plugin(forward, on) if forward != "32-true" else None
     trained.model = trained.model.to(on)
     if arithmetic is not None:
         trained.model = arithmetic.convert_module(trained.model)
-    train_fraction = settings.get("train_fraction", DEFAULT_TRAIN_FRACTION)
     if named:
-        recorded_settings: dict[str, Any] = {}
-        recorded = (stored_corpus(ckpt) or {}).get("path") if ckpt is not None else None
-        path = Path(expand_path(settings["path"])).resolve() if settings.get("path") else None
-        if recorded and path == Path(recorded).resolve():  # the training text, named: cut as asked
-            refuse_val_in_training_text(split, train_fraction, overrides, stored_split(ckpt), named=True)
-            if _its_validation_text(settings.get("val_path"), stored_split(ckpt)):
-                # Both texts, as recorded_data's advice names them: read as the run read them (a
-                # validation text hard-linked to the training text, taken by its run as another).
-                recorded_settings = as_its_run_read(stored_corpus(ckpt))
+        recorded_settings = _named_texts_settings(settings, ckpt, split, overrides)
     else:
         assert ckpt is not None  # an export without data.path was refused above
-        recorded_settings = recorded_data(ckpt, file, overrides)
-        refuse_val_in_training_text(split, train_fraction, overrides, stored_split(ckpt), named=False)
-        unrecorded = "train_fraction" not in recorded_settings or (
-            "split" not in stored_split(ckpt) and (stored_corpus(ckpt) or {}).get("files"))
-        if split != "all" and unrecorded and not {"data.train_fraction", "data.split"} & set(overrides):
-            cut = recorded_settings.get("train_fraction", train_fraction)
-            print(f"note: {file} does not record how its text was split; splitting at "
-                  f"data.train_fraction={cut}", file=sys.stderr)
+        recorded_settings = _recorded_text_settings(settings, ckpt, file, split, overrides)
     # The checkpoint's vocabulary encodes the text; characters it never saw are an error.
     text = text_of(settings, **recorded_settings, block_size=trained.model.block_size,
                    vocab=trained.tokenizer.to_list())
@@ -137,6 +113,56 @@ def evaluate_checkpoint(
     step = weights_step(ckpt, file)
     asked = trained.model.block_size if stride is None else stride  # (unset: the context, the default)
     return report(result, split, scored_text(text, split), file, arithmetic_used, step, asked)
+
+
+def _scoring_arithmetic(ckpt: dict[str, Any] | None, file: Path, on: torch.device, precision: str | None,
+                        matmul_precision: str | None) -> tuple[str, str]:
+    """The precision and matmul_precision to score in on `on`: as the run's validation scored (its
+    val_loss), unless asked otherwise (not None)."""
+    exported = card_for_export(file).val_arithmetic if ckpt is None else None
+    own_forward, own_products = validated_arithmetic(ckpt, file, on, exported)
+    if precision is None:
+        _check_recorded("precision", own_forward, PRECISIONS, file, ckpt)
+    if matmul_precision is None:
+        _check_recorded("matmul_precision", own_products, MATMUL_PRECISIONS, file, ckpt)
+    forward = precision_for_device(own_forward if precision is None else precision, on, setting="precision")
+    products = matmul_precision_for_device(own_products if matmul_precision is None else matmul_precision, on)
+    return forward, products
+
+
+def _named_texts_settings(settings: dict[str, Any], ckpt: dict[str, Any] | None, split: str,
+                          overrides: dict[str, str]) -> dict[str, Any]:
+    """The data settings a text named by data.path (or data.name) is read with besides `settings`:
+    none, unless it is the run's own training text with its validation text, read as the run read
+    them. Its val split cut earlier than its run cut it is refused (refuse_val_in_training_text)."""
+    recorded = (stored_corpus(ckpt) or {}).get("path") if ckpt is not None else None
+    path = Path(expand_path(settings["path"])).resolve() if settings.get("path") else None
+    if not recorded or path != Path(recorded).resolve():
+        return {}
+    # The training text, named: cut as asked.
+    train_fraction = settings.get("train_fraction", DEFAULT_TRAIN_FRACTION)
+    refuse_val_in_training_text(split, train_fraction, overrides, stored_split(ckpt), named=True)
+    if _its_validation_text(settings.get("val_path"), stored_split(ckpt)):
+        # Both texts, as recorded_data's advice names them: read as the run read them (a
+        # validation text hard-linked to the training text, taken by its run as another).
+        return as_its_run_read(stored_corpus(ckpt))
+    return {}
+
+
+def _recorded_text_settings(settings: dict[str, Any], ckpt: dict[str, Any], file: Path, split: str,
+                            overrides: dict[str, str]) -> dict[str, Any]:
+    """The data settings that read the text the checkpoint's run trained on again (none named), with
+    a note where the checkpoint does not record how that text was split."""
+    recorded_settings = recorded_data(ckpt, file, overrides)
+    train_fraction = settings.get("train_fraction", DEFAULT_TRAIN_FRACTION)
+    refuse_val_in_training_text(split, train_fraction, overrides, stored_split(ckpt), named=False)
+    unrecorded = "train_fraction" not in recorded_settings or (
+        "split" not in stored_split(ckpt) and (stored_corpus(ckpt) or {}).get("files"))
+    if split != "all" and unrecorded and not {"data.train_fraction", "data.split"} & set(overrides):
+        cut = recorded_settings.get("train_fraction", train_fraction)
+        print(f"note: {file} does not record how its text was split; splitting at "
+              f"data.train_fraction={cut}", file=sys.stderr)
+    return recorded_settings
 
 
 def _check_recorded(
