@@ -18,7 +18,7 @@ import pytest
 from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import OmegaConf
 
-from chargpt.run_layout import read_status
+from chargpt.run_state import read_status
 from chargpt.runs.parallel_launcher import launch_stoppably
 from chargpt.runs.status import record_status, record_trained
 from chargpt.stop_request import (

@@ -136,7 +136,7 @@ def test_a_launch_that_meets_a_lock_just_taken_names_its_live_owner(before, tmp_
 
 def test_a_launch_meeting_a_readers_moment_on_the_lock_takes_the_folder(tmp_path, monkeypatch) -> None:
     # chargpt-sample (or -serve, chargpt.load) given a run folder with no checkpoint asks whether a run
-    # holds its lock by holding it, shared, for a moment (run_layout.starting_process): a launch into
+    # holds its lock by holding it, shared, for a moment (run_state.starting_process): a launch into
     # the folder at that moment was refused as "in use by another run that is still running (pid N)",
     # N the live process the lock file still named (a run killed as it started left it there).
     run = tmp_path / "run"

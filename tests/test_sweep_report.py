@@ -361,7 +361,7 @@ def test_a_stopped_runs_resume_command_gives_its_own_config_folders_again(tmp_pa
 def test_a_run_without_status_json_is_read_from_its_metrics(tmp_path: Path, capsys) -> None:
     # A run from before status.json (or whose file was deleted) that reached its last step was
     # "incomplete", offered a resume that found nothing left to train.
-    from chargpt.run_layout import read_status
+    from chargpt.run_state import read_status
 
     runs = tmp_path / "runs"
     for name, step in (("done", 100), ("halfway", 40)):

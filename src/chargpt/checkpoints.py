@@ -28,18 +28,8 @@ from chargpt.export_layout import (
 )
 from chargpt.files import atomic_path
 from chargpt.model import ModelConfig
-from chargpt.run_layout import (
-    CONFIG_DIR,
-    LAST,
-    METRICS_FILE,
-    SWEEP_CONFIG,
-    how_it_stopped,
-    is_run_folder,
-    last_checkpoint,
-    read_status,
-    starting_process,
-    state_of,
-)
+from chargpt.run_layout import CONFIG_DIR, LAST, METRICS_FILE, SWEEP_CONFIG, is_run_folder, last_checkpoint
+from chargpt.run_state import how_it_stopped, read_status, starting_process, state_of
 
 # Where the corpus fingerprint sits in a checkpoint: the ResumeState callback's state key.
 RESUME_STATE_KEY = "ResumeState"

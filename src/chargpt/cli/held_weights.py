@@ -12,15 +12,8 @@ from typing import Any
 
 from chargpt.files import read_json_object
 from chargpt.model_card import ModelCard
-from chargpt.run_layout import (
-    LAST,
-    METRICS_FILE,
-    how_it_stopped,
-    last_checkpoint,
-    read_status,
-    run_dir_of,
-    state_of,
-)
+from chargpt.run_layout import LAST, METRICS_FILE, last_checkpoint, run_dir_of
+from chargpt.run_state import how_it_stopped, read_status, state_of
 
 
 @dataclass(frozen=True)

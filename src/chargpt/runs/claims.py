@@ -9,7 +9,7 @@ Each run (and each sweep) claims its directory before anything is written there:
 Either is then locked with a lock file holding the owner's pid, and so is each sweep job's folder
 while its job runs (claim_job). The lock is an OS lock that ends with its process, so a live run's
 directory is refused, a dead run's is taken over, and a reader tells a run still training from one
-killed outright whose pid another process now has (run_layout.still_running).
+killed outright whose pid another process now has (run_state.still_running).
 What a failed or interrupted start created is removed again, unless the run wrote something of its
 own there (release_claims).
 """
@@ -122,7 +122,7 @@ def _lock_owner(fd: int) -> str | None:
     taken after all. The owner writes its pid just after it takes the lock: read in between, the
     file is empty or holds the pid of the run before, which has ended (a launch at the same moment
     as another named a dead process, or none). And a command reading the folder holds the lock for
-    a moment to ask whether a run holds it (run_layout.starting_process): a launch meeting that
+    a moment to ask whether a run holds it (run_state.starting_process): a launch meeting that
     called the folder in use by the pid the file still held. So the lock is tried again, and the
     file read again, for a moment, until the lock is taken or the file names a live process."""
     text = ""

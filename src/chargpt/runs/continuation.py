@@ -39,9 +39,8 @@ from chargpt.run_layout import (
     launch_cwd,
     read_launch,
     read_overrides,
-    read_status,
-    state_of,
 )
+from chargpt.run_state import read_status, state_of
 from chargpt.runs.status import FAILED_VALUE, forget_this_resume
 from chargpt.runs.sweep_record import CONTINUED
 

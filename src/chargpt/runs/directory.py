@@ -39,12 +39,10 @@ from chargpt.run_layout import (
     OVERRIDES_FILE,
     SAVED_CONFIG,
     STATUS_FILE,
-    held_now,
     holds_run,
-    read_status,
     run_dir_of,
-    state_of,
 )
+from chargpt.run_state import held_now, read_status, state_of
 from chargpt.runs.claims import (
     FolderLocked,
     RunDirInUse,

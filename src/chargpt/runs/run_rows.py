@@ -7,7 +7,7 @@ job). Its figures come from the run's metrics.json (written at each validation) 
 (`running` from the first step, then how the run ended): a run whose status still says running
 after its process is gone was `killed` (kill -9, a lost machine); one with no status at all
 (stopped before training started, predates the record, or lost it) is `finished` where its
-metrics.json shows its last step (run_layout.read_status), else `incomplete`.
+metrics.json shows its last step (run_state.read_status), else `incomplete`.
 """
 
 from __future__ import annotations
@@ -36,10 +36,9 @@ from chargpt.run_layout import (
     launch_cwd,
     overrides_files,
     read_overrides,
-    read_status,
     saved_config,
-    state_of,
 )
+from chargpt.run_state import read_status, state_of
 from chargpt.runs.report_figures import HIGHER_IS_BETTER, METRIC_COLUMNS, figures_of
 
 SEED = "seed"

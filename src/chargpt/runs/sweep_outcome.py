@@ -17,7 +17,8 @@ from omegaconf.errors import OmegaConfBaseException
 
 from chargpt.errors import ConfigError, exit_on_user_error
 from chargpt.hydra_internals import OPTUNA_SWEEPER
-from chargpt.run_layout import find_runs, read_status
+from chargpt.run_layout import find_runs
+from chargpt.run_state import read_status
 
 FAILED_SWEEP_EXIT_CODE = 1
 SEARCH_RESULT = "optimization_results.yaml"  # written by Optuna's sweeper in the sweep's folder

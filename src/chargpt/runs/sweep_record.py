@@ -24,9 +24,9 @@ from chargpt.run_layout import (
     composed_data_name,
     find_runs,
     overrides_files,
-    read_status,
     recorded_environment,
 )
+from chargpt.run_state import read_status
 from chargpt.runs.sweep_outcome import SEARCH_RESULT
 
 CONTINUED = "CHARGPT_SWEEP_CONTINUED"  # set (through hydra.job.env_set) for each job of a continued sweep
