@@ -640,6 +640,21 @@ def test_train_bad_input(case, args, expected, files, monkeypatch, capsys):
     assert "precision=auto" not in out, out
 
 
+def test_files_listed_with_a_comma_are_offered_as_a_sweep_named_alike(files, monkeypatch, capsys):
+    # Typed relative, as a user does: the first file was offered absolute and the second as typed.
+    folder = files["tmp"] / "my texts é"
+    folder.mkdir()
+    shutil.copy(files["corpus"], folder / "a 😀.txt")
+    shutil.copy(files["corpus"], folder / "b.txt")
+    monkeypatch.chdir(files["tmp"])
+    base = [a for a in bare_train_args(files["corpus"], files["tmp"] / "run") if "data.path" not in a]
+    typed = "data.path=my texts é/a 😀.txt,my texts é/b.txt"
+    code, out, err = run_main(train_cli.main, [*base, typed], capsys)
+    sweep = f"data.path=choice('{folder}/a 😀.txt','{folder}/b.txt')"
+    _assert_one_error_line(code, out, err, f"sweep over them: -m {shlex.quote(sweep)}")
+    assert not (files["tmp"] / "run").exists()
+
+
 @pytest.mark.parametrize("typed", ["+hydra/foo=bar", "hydra.job.chdir=true"])
 @pytest.mark.parametrize("sweep", [[], ["-m", "seed=1,2"]], ids=["run", "sweep"])
 def test_what_hydra_takes_quietly_is_refused_before_any_folder(typed, sweep, files, capsys):
