@@ -466,9 +466,10 @@ def _text_files(value: str, setting: str, url: str | None, sha256: str | None) -
         pieces = [piece.strip(" '\"") for piece in expanded.split(",")]
         if "," in expanded and any(Path(piece).exists() for piece in pieces):  # a list, or a sweep
             # The files themselves where all exist (chargpt's sweeper hands a quote or an é to its job),
-            # each named absolute: the first arrives so (the whole value was), the others as typed.
-            found_all = all(Path(piece).exists() for piece in pieces)
-            listed = [str(Path(piece).absolute()) for piece in pieces] if found_all else ["a.txt", "b.txt"]
+            # named alike: the command line makes the whole value absolute, and so its first file alone.
+            listed = pieces if all(Path(piece).exists() for piece in pieces) else ["a.txt", "b.txt"]
+            if any(Path(piece).is_absolute() for piece in listed):
+                listed = [str(Path(piece).absolute()) for piece in listed]
             sweep = f"{setting}=choice({','.join(sweep_item(piece) for piece in listed)})"
             raise DataError(
                 f"data file not found: {path}; {setting} is one path, commas included, not a list: to train "
