@@ -113,6 +113,25 @@ def test_running_out_of_memory_in_sample_and_eval_is_one_error_line(cli, target,
     assert fix in err
 
 
+def _a_model(checkpoint: Path, export: bool) -> Path:
+    """A minimal checkpoint at `checkpoint`, or (`export`) a safetensors export of it beside it."""
+    from conftest import make_checkpoint
+
+    model = make_checkpoint(checkpoint)
+    if not export:
+        return model
+    exported = checkpoint.parent / "exported"
+    assert run_cli(export_cli.main, f"ckpt_path={model}", f"out={exported}") == 0
+    return exported
+
+
+def _refused_in_one_line(cli, args: list[str], said: str, capsys) -> None:
+    """The command exits 2 with one line: `error: ` and what the pattern `said` matches."""
+    assert run_cli(cli.main, *args) == 2
+    err = capsys.readouterr().err
+    assert re.fullmatch(rf"error: {said}\n", err), err
+
+
 @pytest.mark.parametrize(("cli", "args"), [(sample_cli, ["max_new_tokens=5"]), (eval_cli, []),
                                            (export_cli, ["out={tmp}/export"])])
 @pytest.mark.parametrize("export", [False, True], ids=["checkpoint", "export"])
@@ -124,12 +143,8 @@ def test_a_model_too_large_to_build_is_named_not_the_commands_settings(cli, args
     import chargpt
     import chargpt.inference as inference
     from chargpt.errors import OutOfMemory
-    from conftest import make_checkpoint
 
-    model = make_checkpoint(tmp_path / "model.ckpt")
-    if export:  # a safetensors export of it
-        assert run_cli(export_cli.main, f"ckpt_path={model}", f"out={tmp_path / 'exported'}") == 0
-        model = tmp_path / "exported"
+    model = _a_model(tmp_path / "model.ckpt", export)
 
     def no_room(*args, **kwargs):
         raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't "
@@ -140,9 +155,7 @@ def test_a_model_too_large_to_build_is_named_not_the_commands_settings(cli, args
     said = (r"out of CPU memory \(could not allocate 12.00 TiB\); the model itself \([\d,]+ parameters, "
             r"0.0 GiB of weights\) does not fit in memory for device=cpu, and no setting makes it smaller; "
             r"load it on a machine or device with more memory")
-    assert run_cli(cli.main, f"ckpt_path={model}", *(a.format(tmp=tmp_path) for a in args)) == 2
-    err = capsys.readouterr().err
-    assert re.fullmatch(rf"error: {said}\n", err), err
+    _refused_in_one_line(cli, [f"ckpt_path={model}", *(a.format(tmp=tmp_path) for a in args)], said, capsys)
     with pytest.raises(OutOfMemory, match=rf"^{said}$"):
         chargpt.load(model)
 
@@ -160,12 +173,9 @@ def test_a_model_larger_than_the_machines_memory_is_refused_before_it_is_built(c
     import chargpt.inference as inference
     import chargpt.model.size as model_size
     from chargpt.errors import OutOfMemory
-    from conftest import make_checkpoint
 
-    model = make_checkpoint(tmp_path / "model ü 🙂.ckpt")
-    if export:  # a safetensors export, its config.json saying the same
-        assert run_cli(export_cli.main, f"ckpt_path={model}", f"out={tmp_path / 'exported'}") == 0
-        model = tmp_path / "exported"
+    model = _a_model(tmp_path / "model ü 🙂.ckpt", export)
+    if export:  # its config.json saying the same
         config = json.loads((model / "config.json").read_text())
         config["model"]["n_layer"] = 100_000
         (model / "config.json").write_text(json.dumps(config))
@@ -183,9 +193,7 @@ def test_a_model_larger_than_the_machines_memory_is_refused_before_it_is_built(c
     said = (rf"the model of {re.escape(str(model))} is too large for this machine: "
             r"model.n_layer=100000 makes [\d,]+ parameters, [\d,]+ GiB of weights alone where this machine "
             r"has 0 GiB of memory \(swap included\); load it on a machine with more memory")
-    assert run_cli(cli.main, f"ckpt_path={model}", *(a.format(tmp=tmp_path) for a in args)) == 2
-    err = capsys.readouterr().err
-    assert re.fullmatch(rf"error: {said}\n", err), err
+    _refused_in_one_line(cli, [f"ckpt_path={model}", *(a.format(tmp=tmp_path) for a in args)], said, capsys)
     assert not (tmp_path / "again").exists()
     with pytest.raises(OutOfMemory, match=rf"^{said}$"):
         chargpt.load(model)
