@@ -122,9 +122,7 @@ def _switch_with_value(command: str, flag: str, value: str) -> str:
     given one with `=`. A completion query typed by hand is advised the install that the query's own
     refusal advises (_check_completion), not a command refused in turn."""
     if flag in ("-sc", "--shell-completion"):
-        action, _, shell = value.partition("=")
-        if action == "query" and "COMP_LINE" not in os.environ:
-            install = _installing(command, flag, shell if shell in _COMPLETION_SHELLS else "bash")
+        if (install := _query_by_hand(command, flag, value)) is not None:
             return (f"{flag}={value}: {flag} takes what to do as the next word, not after '='; and {value} "
                     f"is what the installed completion runs as Tab is pressed: install it instead: {install}")
         action = value or "install=bash"
@@ -278,15 +276,24 @@ def _check_completion(command: str, completion: str, actions: list[str]) -> None
                           f"{', '.join(_COMPLETION_SHELLS[:-1])} or {_COMPLETION_SHELLS[-1]}), e.g. "
                           f"{_installing(command, completion, 'bash')}"
                           + (f"; one, not {' and '.join(actions)}" if actions else ""))
-    action, _, shell = actions[0].partition("=")
-    if action == "query" and "COMP_LINE" not in os.environ:  # (for the shell it names, where it is one)
-        install = _installing(command, completion, shell if shell in _COMPLETION_SHELLS else "bash")
+    if (install := _query_by_hand(command, completion, actions[0])) is not None:
         raise ConfigError(f"{actions[0]} is what the installed completion runs as Tab is pressed, with the "
                           f"line being completed in COMP_LINE; install it instead: {install}")
+    action, _, shell = actions[0].partition("=")
     if shell not in _COMPLETION_SHELLS:
         raise ConfigError(f"{actions[0]} names no shell that {completion} completes for; use "
                           f"{action}=bash, {action}=zsh or {action}=fish, e.g. "
                           f'eval "$({command} {completion} {action}=bash)"')
+
+
+def _query_by_hand(command: str, completion: str, action: str) -> str | None:
+    """Where `action` (ACTION=SHELL) is a query typed by hand, not run by the installed completion
+    (which sets COMP_LINE): the install to run instead, for the shell it names (bash where it names
+    none Hydra completes for); else None."""
+    what, _, shell = action.partition("=")
+    if what != "query" or "COMP_LINE" in os.environ:
+        return None
+    return _installing(command, completion, shell if shell in _COMPLETION_SHELLS else "bash")
 
 
 def _installing(command: str, completion: str, shell: str) -> str:

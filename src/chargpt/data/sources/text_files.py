@@ -319,26 +319,32 @@ _SAVE_IT = "to train on what one gives, save it to a file first: COMMAND > corpu
 def _refuse_only_special(setting: str, value: str, left_out: list[Path]) -> None:
     """A folder or glob with no file, only pipes, sockets or devices: one error naming them (the
     warning that leaves them out, then "has no files", was two lines that did not meet)."""
-    special = sorted(path for path in left_out if path.exists())
+    dead, special = (sorted(paths) for paths in _dead_and_special(left_out))
     if special:
-        more = f" and {len(special) - 1} more" if len(special) > 1 else ""
-        dead = sorted(path for path in left_out if not path.exists())  # (their warning is not reached)
-        also = (f", and {len(dead)} link(s) that lead nowhere: {dead[0]}"
-                + (f" and {len(dead) - 1} more" if len(dead) > 1 else "")) if dead else ""
+        also = f", and {len(dead)} link(s) that lead nowhere: {_first_and_more(dead)}" if dead else ""
         raise DataError(f"{setting}={value} names no file, only pipe(s), socket(s) or device(s): "
-                        f"{special[0]}{more}{also}; {_SAVE_IT}")
+                        f"{_first_and_more(special)}{also}; {_SAVE_IT}")
 
 
 def _say_left_out(where: str, runs: list[Path], left_out: list[Path]) -> None:
     """One warning line per kind of what a folder or glob held and its text leaves out."""
-    dead = [path for path in left_out if not path.exists()]
-    special = [path for path in left_out if path.exists()]
+    dead, special = _dead_and_special(left_out)
     for paths, what in ((runs, "run folder(s) inside it (chargpt's own output)"),
                         (dead, "link(s) that lead nowhere"),
                         (special, f"pipe(s), socket(s) or device(s), which are not files ({_SAVE_IT})")):
         if paths:
-            more = f" and {len(paths) - 1} more" if len(paths) > 1 else ""
-            log.warning("%s: left out %d %s: %s%s", where, len(paths), what, paths[0], more)
+            log.warning("%s: left out %d %s: %s", where, len(paths), what, _first_and_more(paths))
+
+
+def _dead_and_special(left_out: list[Path]) -> tuple[list[Path], list[Path]]:
+    """What a folder or glob left out (_no_text_file), in two: the links that lead nowhere, and the
+    pipes, sockets and devices."""
+    return [path for path in left_out if not path.exists()], [path for path in left_out if path.exists()]
+
+
+def _first_and_more(paths: list[Path]) -> str:
+    """"a/p and 2 more": the first of `paths`, and how many others."""
+    return f"{paths[0]}" + (f" and {len(paths) - 1} more" if len(paths) > 1 else "")
 
 
 def _run_folder_of(match: Path, fixed: Path) -> Path | None:
