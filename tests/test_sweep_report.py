@@ -449,7 +449,8 @@ def test_report_names_a_setting_typed_as_its_folder(tmp_path: Path, monkeypatch,
     assert run_cli(report_cli.main, "lr=1e-3") == 0
 
 
-@pytest.mark.parametrize("typed", ["{tmp}/sweeps_é/lr=3e-3,seed=1", "sweeps_é/lr=3e-3,seed=1", "~/lr=3e-3"])
+@pytest.mark.parametrize("typed", ["{tmp}/sweeps_é/lr=3e-3,seed=1", "sweeps_é/lr=3e-3,seed=1", "~/lr=3e-3",
+                                   "no sweeps/lr=3e-3", "no_sweeps/lr=3e-3,seed=1", "./lr=3e-3"])
 def test_report_names_a_missing_folder_named_like_a_setting_as_missing(typed: str, tmp_path: Path,
                                                                        monkeypatch, capsys) -> None:
     # A job folder of a sweep named by its settings (hydra.sweep.subdir=${hydra.job.override_dirname}),
@@ -460,7 +461,7 @@ def test_report_names_a_missing_folder_named_like_a_setting_as_missing(typed: st
     given = typed.format(tmp=tmp_path)
     assert run_cli(report_cli.main, given) == 2
     shown = given.replace("~", str(tmp_path), 1)
-    assert capsys.readouterr().err == (f"error: {shown} does not exist; give a sweep directory "
+    assert capsys.readouterr().err == (f"error: {Path(shown)} does not exist; give a sweep directory "
                                        "(outputs/multirun/...)\n")
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from chargpt import shell_words
+from chargpt.cli import CONFIG_PATH
 from chargpt.cli.exits import clean_exits, raising_on_sigterm
 from chargpt.errors import exit_on_user_error, exit_usage
 from chargpt.runs.report import report
@@ -41,17 +42,34 @@ def _check_no_hydra_flags(args: list[str]) -> None:
                    "chargpt-report --help")
 
 
-def _check_not_a_setting(sweep_dir: Path) -> None:
+def _check_not_a_setting(typed: str, sweep_dir: Path) -> None:
     """`chargpt-report seed=1,2`, as the other commands take settings, was "seed=1,2 does not exist".
-    A path through a folder that exists (or from the root) is a path, missing: a sweep's job folder
-    is named by its settings with hydra.sweep.subdir=${hydra.job.override_dirname}."""
-    key = str(sweep_dir).partition("=")[0]
-    if "/" in key and Path(key).parts and Path(Path(key).parts[0]).exists():
+    A path typed from here, the root or home (`./`, `/`, `~`), or through a folder that exists or
+    that names no config group, is a path, missing: a sweep's job folder is named by its settings
+    with hydra.sweep.subdir=${hydra.job.override_dirname} (`runs/lr=0.1`; `hydra/launcher=joblib`
+    is a setting)."""
+    key = typed.partition("=")[0]
+    if typed.startswith(("./", "../", "/", "~/")) or sweep_dir.exists():
         return
-    if not sweep_dir.exists() and re.fullmatch(r"[+~]{0,2}[\w.\-/@]+=.*", str(sweep_dir), re.DOTALL):
-        exit_usage(f"{sweep_dir} is a setting, which chargpt-report does not take: it reports the runs of "
+    if "/" in key and (Path(key.split("/")[0]).exists() or not _names_a_group(key)):
+        return
+    if re.fullmatch(r"[+~]{0,2}[\w.\-/@]+=.*", typed, re.DOTALL):
+        exit_usage(f"{typed} is a setting, which chargpt-report does not take: it reports the runs of "
                    "a sweep's folder, each with the settings it ran with (chargpt-report "
                    "outputs/multirun/...); see chargpt-report --help")
+
+
+def _names_a_group(key: str) -> bool:
+    """Whether `key` (GROUP/NAME) starts with a config group of Hydra's or chargpt's."""
+    first = key.lstrip("+~").split("/")[0]
+    return first == "hydra" or (Path(CONFIG_PATH) / first).is_dir()
+
+
+def _sweep_dir(typed: str) -> Path:
+    """The sweep's folder as typed (_path), refused where it is a setting (_check_not_a_setting)."""
+    sweep_dir = _path(typed)
+    _check_not_a_setting(typed, sweep_dir)
+    return sweep_dir
 
 
 def _path(text: str) -> Path:
@@ -81,7 +99,7 @@ def main(argv: list[str] | None = None) -> None:
         description="One table of the runs of a sweep, best first, and one of its settings "
         "(mean ± std over seeds, within noise of the best or not), printed and as CSV.",
     )
-    parser.add_argument("sweep_dir", type=_path, help="a multirun directory (or any folder of runs)")
+    parser.add_argument("sweep_dir", type=_sweep_dir, help="a multirun directory (or any folder of runs)")
     parser.add_argument(
         "--csv", type=_file_path, default=None,
         help="CSV path (default: SWEEP_DIR/report.csv); beside it the settings' table, NAME_groups.csv, "
@@ -91,6 +109,5 @@ def main(argv: list[str] | None = None) -> None:
     typed = sys.argv[1:] if argv is None else argv
     _check_no_hydra_flags(typed)
     args = parser.parse_args(typed)
-    _check_not_a_setting(args.sweep_dir)
     with clean_exits(), raising_on_sigterm():  # SIGTERM: one line and exit 143, as Ctrl-C's 130
         report(args.sweep_dir, args.csv, args.sort)
