@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+import weakref
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -28,7 +29,7 @@ import chargpt.cli.serve as serve_cli
 import chargpt.cli.train as train_cli
 from chargpt.cli import CONFIG_PATH, launch
 from chargpt.cli.train import main as train_main
-from chargpt.errors import needs_extra
+from chargpt.errors import OutOfMemory, naming_what_ran_out, needs_extra
 from chargpt.stop_signals import STOP_SIGNALS, handling_stop_signals
 from chargpt.training.callbacks.graceful_interrupt import GracefulInterrupt
 from conftest import TINY_MODEL, bare_train_args, run_cli
@@ -111,6 +112,28 @@ def test_running_out_of_memory_in_sample_and_eval_is_one_error_line(cli, target,
     # The setting that sizes what it holds, and a smaller value of it.
     fix = "e.g. max_new_tokens=250," if cli is sample_cli else "e.g. batch_size=32"
     assert fix in err
+
+
+def test_the_fix_for_memory_run_out_is_worked_out_with_the_failed_blocks_memory_freed() -> None:
+    # A model half built as memory ran out was held by the traceback's frames while the fix was worked
+    # out (counting the model's parameters): that ran out in turn, and the command's own fix was said
+    # instead ("max_new_tokens=5 is too large ...; ask for less, e.g. max_new_tokens=2"), false.
+    class Layer:
+        pass
+
+    built: list[weakref.ref] = []
+
+    def build() -> None:
+        layer = Layer()
+        built.append(weakref.ref(layer))
+        raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 196608 bytes")
+
+    def freed() -> str:  # the advice, saying whether the layer built is gone by then
+        return "freed" if built[0]() is None else "still held"
+
+    with pytest.raises(OutOfMemory) as raised, naming_what_ran_out(freed):
+        build()
+    assert str(raised.value) == "out of CPU memory (could not allocate 192.00 KiB); freed"
 
 
 def _a_model(checkpoint: Path, export: bool) -> Path:

@@ -9,6 +9,7 @@ import os
 import re
 import signal
 import sys
+import traceback
 from collections.abc import Callable, Iterator
 from typing import NoReturn, TypeVar
 
@@ -126,6 +127,9 @@ def out_of_memory(err: BaseException, advice: Callable[[], str]) -> OutOfMemory 
     what = memory_ran_out(err)
     if what is None:
         return None
+    # What the failed code held (a model half built) is freed before `advice` runs: kept by the
+    # traceback's frames, it left none for the advice's own work, which ran out in turn.
+    traceback.clear_frames(err.__traceback__)
     asked = _asked_for(err)
     size = f" (could not allocate {asked})" if asked else ""
     return OutOfMemory(f"out of {what}{size}; {advice()}")
