@@ -32,6 +32,14 @@ def check_resumable(
     the checkpoint's. Settings that are not architecture (ModelConfig.architecture) may change. `fix`,
     when the caller knows better (a fine-tune resumed without its settings), replaces the usual one.
     `earlier_sha256`: the corpus's identity as earlier versions recorded it (CharText.earlier_sha256)."""
+    _check_data_seed(ckpt, source, data_seed)
+    _check_split(ckpt, source, train_fraction)
+    _check_vocabulary(ckpt, source, vocab, fix)
+    _check_corpus(ckpt, source, corpus, earlier_sha256)
+    _check_architecture(ckpt, source, model, fix)
+
+
+def _check_data_seed(ckpt: dict[str, Any], source: str, data_seed: int | None) -> None:
     drew = resume_state(ckpt).get("data_seed")
     if isinstance(drew, int) and data_seed is not None and data_seed != drew:
         # The batches from here on would not be the run's own: the resume would not be exact.
@@ -40,6 +48,9 @@ def check_resumable(
             f"{drew}; resume with seed={drew} (the data seed follows it), or start a new run without "
             "ckpt_path"
         )
+
+
+def _check_split(ckpt: dict[str, Any], source: str, train_fraction: float | None) -> None:
     split = stored_split(ckpt)
     recorded = split.get("train_fraction")
     if cut_at_a_fraction(split) and isinstance(recorded, float) and train_fraction is not None and \
@@ -50,6 +61,9 @@ def check_resumable(
             f"cannot resume from {source} with data.train_fraction={train_fraction}: its run split the text "
             f"at {recorded}; resume with data.train_fraction={recorded}, or start a new run without ckpt_path"
         )
+
+
+def _check_vocabulary(ckpt: dict[str, Any], source: str, vocab: list[str], fix: str | None) -> None:
     old_vocab = list(ckpt["hyper_parameters"]["vocab"])
     if old_vocab != list(vocab):
         diff = []
@@ -64,6 +78,11 @@ def check_resumable(
             f"cannot resume from {source}: it was trained on another vocabulary ({len(old_vocab)} "
             f"characters, this data has {len(vocab)}: {detail}); {how}, or start a new run without ckpt_path"
         )
+
+
+def _check_corpus(
+    ckpt: dict[str, Any], source: str, corpus: dict[str, Any] | None, earlier_sha256: str | None
+) -> None:
     old_corpus = stored_corpus(ckpt)
     recorded = (old_corpus or {}).get("sha256")
     same_text = recorded is not None and recorded in {(corpus or {}).get("sha256"), earlier_sha256} - {None}
@@ -78,6 +97,9 @@ def check_resumable(
             f"(sha256 {corpus['sha256'][:12]}){corpus_changes(old_corpus, corpus)}; resume with the data "
             "it was trained on, or start a new run without ckpt_path"
         )
+
+
+def _check_architecture(ckpt: dict[str, Any], source: str, model: ModelConfig, fix: str | None) -> None:
     old, new = model_config(ckpt).architecture(), model.architecture()
     changed = sorted(k for k in old if old[k] != new[k])
     if changed:
