@@ -12,7 +12,7 @@ import pickle
 import zipfile
 import zlib
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import torch
 
@@ -44,62 +44,75 @@ def resolve_checkpoint(path: str | Path, or_export: bool = False) -> Path:
     also takes an export folder, and the messages name it."""
     p = Path(os.path.expanduser(path))
     export = ", or an export folder" if or_export else ""
-    shown = visible(p)
     if p.is_dir():
         if (last := last_checkpoint(p)) is not None:
             return last
-        if (starting := starting_process(p)) is not None:
-            raise CheckpointError(
-                f"run directory {shown} holds no checkpoint yet: its run is starting (pid {starting}); try "
-                "again once it has written one"
-            )
-        if why := stopped_before_checkpoint(p) or _never_trained(p):
-            raise CheckpointError(
-                f"run directory {shown} holds no checkpoint: {why}; train it again (its chargpt-train "
-                "command without ckpt_path starts it over in that folder)"
-            )
-        if state_of(read_status(p), p) == "running":
-            raise CheckpointError(
-                f"run directory {shown} holds no checkpoint yet: it is still training; try again once it "
-                "has written one"
-            )
-        if (p / METRICS_FILE).is_file():  # a run that trained but kept no checkpoint
-            raise CheckpointError(
-                f"run directory {shown} holds no checkpoint: it was trained without a checkpoint callback "
-                "(e.g. callbacks=none); train it again with callbacks=[none,last_checkpoint] or the "
-                "default callbacks, or pass a .ckpt file"
-            )
-        if (p / SWEEP_CONFIG).is_file():
-            jobs = sorted(c.name for c in p.iterdir() if last_checkpoint(c) is not None)
-            example = f" (e.g. {p / jobs[0]})" if jobs else ""
-            raise CheckpointError(
-                f"{shown} is a sweep's folder, not a run directory; pass the folder of one of its "
-                f"jobs{example}"
-            )
-        if is_export(p):
-            raise CheckpointError(_not_a_run(p))
-        if not is_run_folder(p):
-            raise CheckpointError(
-                f"{shown} is a folder but not a run directory (no checkpoints/{LAST} in it); pass a .ckpt "
-                f"file or a run directory that has one{export}"
-            )
+        _refuse_folder_without_checkpoint(p, export)
+    _refuse_no_checkpoint_file(p, export)
+    return p
+
+
+def _refuse_folder_without_checkpoint(folder: Path, export: str) -> NoReturn:
+    """Why a folder gives no checkpoint (a run starting, stopped early or still training; a sweep's
+    folder; an export; another folder), with what to pass instead."""
+    shown = visible(folder)
+    if (starting := starting_process(folder)) is not None:
         raise CheckpointError(
-            f"no {LAST} in run directory {shown}; pass a .ckpt file or a run directory that has one"
+            f"run directory {shown} holds no checkpoint yet: its run is starting (pid {starting}); try "
+            "again once it has written one"
         )
+    if why := stopped_before_checkpoint(folder) or _never_trained(folder):
+        raise CheckpointError(
+            f"run directory {shown} holds no checkpoint: {why}; train it again (its chargpt-train "
+            "command without ckpt_path starts it over in that folder)"
+        )
+    if state_of(read_status(folder), folder) == "running":
+        raise CheckpointError(
+            f"run directory {shown} holds no checkpoint yet: it is still training; try again once it "
+            "has written one"
+        )
+    if (folder / METRICS_FILE).is_file():  # a run that trained but kept no checkpoint
+        raise CheckpointError(
+            f"run directory {shown} holds no checkpoint: it was trained without a checkpoint callback "
+            "(e.g. callbacks=none); train it again with callbacks=[none,last_checkpoint] or the "
+            "default callbacks, or pass a .ckpt file"
+        )
+    if (folder / SWEEP_CONFIG).is_file():
+        jobs = sorted(c.name for c in folder.iterdir() if last_checkpoint(c) is not None)
+        example = f" (e.g. {folder / jobs[0]})" if jobs else ""
+        raise CheckpointError(
+            f"{shown} is a sweep's folder, not a run directory; pass the folder of one of its "
+            f"jobs{example}"
+        )
+    if is_export(folder):
+        raise CheckpointError(_not_a_run(folder))
+    if not is_run_folder(folder):
+        raise CheckpointError(
+            f"{shown} is a folder but not a run directory (no checkpoints/{LAST} in it); pass a .ckpt "
+            f"file or a run directory that has one{export}"
+        )
+    raise CheckpointError(
+        f"no {LAST} in run directory {shown}; pass a .ckpt file or a run directory that has one"
+    )
+
+
+def _refuse_no_checkpoint_file(path: Path, export: str) -> None:
+    """Refuse a path that is no file to read: not there (spaces around the name?), unsearchable,
+    or a FIFO, device or socket."""
+    shown = visible(path)
     try:
-        found = exists(p)  # a symbolic link loop is said as such, not as "not found"
+        found = exists(path)  # a symbolic link loop is said as such, not as "not found"
     except PermissionError as err:
-        raise CheckpointError(cannot_read(p.parent, err)) from None
+        raise CheckpointError(cannot_read(path.parent, err)) from None
     if not found:
-        if (bare := without_spaces_around(p)) is not None:
+        if (bare := without_spaces_around(path)) is not None:
             raise CheckpointError(f"checkpoint not found: {shown} (the name has spaces around it, and "
                                   f"{bare} exists); pass it without them")
         raise CheckpointError(f"checkpoint not found: {shown}; pass an existing .ckpt file or run "
                               f"directory{export}")
-    if not p.is_file():  # reading a FIFO would wait for a writer, for ever
+    if not path.is_file():  # reading a FIFO would wait for a writer, for ever
         raise CheckpointError(f"{shown} is not a file (a FIFO, a device or a socket); pass a .ckpt file or "
                               f"run directory{export}")
-    return p
 
 
 def stopped_before_checkpoint(run_dir: Path) -> str | None:
