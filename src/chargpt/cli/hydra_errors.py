@@ -162,43 +162,17 @@ def one_line(
     setting is offered `+KEY=VALUE` only where `takes_new_settings` (chargpt-train: the other
     commands read nothing else)."""
     message = text.split(_HINT, 1)[0].strip()
+    beside = settings_beside or (lambda key: [])
     if match := _NOT_IN_STRUCT.search(message):
-        key, added = match[1], match[2]
-        if "/" in key:  # `+KEY` would add a setting named so, which nothing reads
-            return not_a_group(added.lstrip("+"), key)
-        parent, _, name = key.rpartition(".")
-        where = f"a setting of {parent}" if parent else "a setting"
-        beside = settings_beside(key) if settings_beside else []
-        same_name = [setting for setting in beside if setting.endswith(f".{name}")]  # a group's (argv.py)
-        if same_name:  # not misspelt, and a setting of one's own so named would be read by nothing
-            return f"{key} is not {where}{did_you_mean(same_name[0])}; set it as {same_name[0]}=" \
-                   f"{added.partition('=')[2]}"
-        near = ALSO_KNOWN_AS[name] if ALSO_KNOWN_AS.get(name) in beside else nearest_name(name, beside)
-        meant = did_you_mean(near, parent)
-        spelling = f"{key} is not {where}{meant}; check its spelling (--cfg job shows every setting)"
-        if not takes_new_settings or key.split(".", 1)[0] in _NOTHING_ADDED:
-            return spelling
-        return f"{spelling}, or add a setting of your own with {added}"
+        return _not_a_setting(match[1], match[2], beside, takes_new_settings)
     if match := _NOT_DELETABLE.search(message):  # Hydra says so of a setting that is null, too
-        key = match[1]
-        parent, _, name = key.rpartition(".")
-        beside = settings_beside(key) if settings_beside else []
-        if name in beside:
-            return f"~{key} removes nothing: {key} is null (no value) already; leave it out, or set {key}=..."
-        near = nearest_name(name, beside)
-        meant = did_you_mean(near, parent, "~")
-        return f"~{key}: {key} is not a setting{meant}; check its spelling (--cfg job shows every setting)"
+        return _not_removable(match[1], beside)
     if match := _LOGGING_REFUSED.search(message):  # hydra.hydra_logging's, set up before any callback
         return (f"hydra.hydra_logging does not work: {match[1]} (a handler, formatter or filter "
                 f"removed but still named?); pick another option of its group instead: "
                 f"hydra/hydra_logging=OPTION ({HYDRA_GROUPS['hydra.hydra_logging']})")
     if match := _HYDRA_FIELD.search(message):
-        key = match[1]
-        cannot = f"~{key}: {key} is one of Hydra's own settings, which Hydra cannot remove"
-        if key in HYDRA_GROUPS:  # filled by a group: another of its options replaces it whole
-            group, options = key.replace(".", "/"), HYDRA_GROUPS[key]
-            return f"{cannot}; pick another option of its group instead: {group}=OPTION ({options})"
-        return f"{cannot}; leave it out, or set it to the value you want: {key}=VALUE"
+        return _hydra_setting_removed(match[1])
     if match := _THOUSANDS.search(message):
         key, value = match[1], match[2]
         return (f"{key}={value} is read as {value.count(',') + 1} values, a comma separating them: for the "
@@ -217,13 +191,61 @@ def one_line(
     if match := _NO_PRIMARY.search(message):
         return _no_primary_config(match[1], _CONFIG_DIR.findall(message))
     if match := _WRONG_TYPE.search(message):
-        value, kind, converted, into, choice, choices, key = match.groups()
-        if choice is not None:
-            return f"{key}={choice} is not one of {choices}"
-        value, kind = (value, kind) if value is not None else (converted, into)
-        return f"{key}={value} {_TYPE_TAKES.get(kind, f'must be of type {kind}')}"
+        return _wrong_type(*match.groups())
     lines = [line.strip() for line in message.splitlines() if line.strip()]
     return "; ".join(lines)
+
+
+def _not_a_setting(
+    key: str, added: str, settings_beside: Callable[[str], list[str]], takes_new_settings: bool
+) -> str:
+    """`key` (typed as `added`, KEY=VALUE) is no setting: a group's setting of that name, a misspelt
+    one, or (where the command takes them) one of the user's own to add with `+`."""
+    if "/" in key:  # `+KEY` would add a setting named so, which nothing reads
+        return not_a_group(added.lstrip("+"), key)
+    parent, _, name = key.rpartition(".")
+    where = f"a setting of {parent}" if parent else "a setting"
+    beside = settings_beside(key)
+    same_name = [setting for setting in beside if setting.endswith(f".{name}")]  # a group's (argv.py)
+    if same_name:  # not misspelt, and a setting of one's own so named would be read by nothing
+        return f"{key} is not {where}{did_you_mean(same_name[0])}; set it as {same_name[0]}=" \
+               f"{added.partition('=')[2]}"
+    near = ALSO_KNOWN_AS[name] if ALSO_KNOWN_AS.get(name) in beside else nearest_name(name, beside)
+    meant = did_you_mean(near, parent)
+    spelling = f"{key} is not {where}{meant}; check its spelling (--cfg job shows every setting)"
+    if not takes_new_settings or key.split(".", 1)[0] in _NOTHING_ADDED:
+        return spelling
+    return f"{spelling}, or add a setting of your own with {added}"
+
+
+def _not_removable(key: str, settings_beside: Callable[[str], list[str]]) -> str:
+    """`~key` removes nothing: the setting is null already, or there is none so named."""
+    parent, _, name = key.rpartition(".")
+    beside = settings_beside(key)
+    if name in beside:
+        return f"~{key} removes nothing: {key} is null (no value) already; leave it out, or set {key}=..."
+    near = nearest_name(name, beside)
+    meant = did_you_mean(near, parent, "~")
+    return f"~{key}: {key} is not a setting{meant}; check its spelling (--cfg job shows every setting)"
+
+
+def _hydra_setting_removed(key: str) -> str:
+    cannot = f"~{key}: {key} is one of Hydra's own settings, which Hydra cannot remove"
+    if key in HYDRA_GROUPS:  # filled by a group: another of its options replaces it whole
+        group, options = key.replace(".", "/"), HYDRA_GROUPS[key]
+        return f"{cannot}; pick another option of its group instead: {group}=OPTION ({options})"
+    return f"{cannot}; leave it out, or set it to the value you want: {key}=VALUE"
+
+
+def _wrong_type(
+    value: str | None, kind: str | None, converted: str | None, into: str | None, choice: str | None,
+    choices: str | None, key: str,
+) -> str:
+    """A value of the wrong type (as Hydra or OmegaConf words it), or not one of an enum's choices."""
+    if choice is not None:
+        return f"{key}={choice} is not one of {choices}"
+    value, kind = (value, kind) if value is not None else (converted, into)
+    return f"{key}={value} {_TYPE_TAKES.get(kind, f'must be of type {kind}')}"
 
 
 # The config groups whose options are alternatives (one model, one optimizer): a list of them is
