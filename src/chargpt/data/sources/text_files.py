@@ -407,90 +407,113 @@ def text_files(value: str, setting: str, url: str | None = None, sha256: str | N
 def _text_files(value: str, setting: str, url: str | None, sha256: str | None) -> list[Path]:
     expanded = expand_path(value)
     path = Path(expanded)
+    _refuse_unsearchable_or_dataset(path, value, setting)
+    if path.is_dir():
+        return _folder_text_files(path, value, setting)
+    if not path.exists() and any(c in expanded for c in GLOB_CHARS):
+        return _globbed_text_files(expanded, value, setting)
+    if url is None and not exists(path):  # (one to download: its folder's trouble is the download's to say)
+        _refuse_missing(path, expanded, setting)
+    file = resolve_corpus(path, url, sha256, setting)
+    if (why := _not_text(file)) not in (None, NOT_UTF8):  # (other bad bytes: named with their offset)
+        raise DataError(f"{file} {why}; {convert_advice(why)}")
+    return [file]
+
+
+def _refuse_unsearchable_or_dataset(path: Path, value: str, setting: str) -> None:
+    """Refuse a path inside a folder this user may not search, and a dataset saved with save_to_disk
+    (not a folder of text)."""
     try:
         os.stat(path)
     except PermissionError as err:  # inside a folder this user may not search (chmod 000): name that folder
         raise DataError(cannot_read(_first_unsearchable(path), err)) from None
-    except OSError:  # not there (a glob, or a file to download): said below
+    except OSError:  # not there (a glob, or a file to download): _text_files says so
         pass
     if is_saved_dataset(path):  # its Arrow files would be refused as binary, with a glob of text to try
         fix = (f"pass it as data=hf {shell_words.quote(f'data.name={value}')}" if setting == "data.path" else
                "a dataset's validation split is data=hf data.val_split=SPLIT")
         raise DataError(f"{setting}={value} is a dataset saved with save_to_disk, not a folder of text; "
                         f"{fix}")
-    if path.is_dir():
-        files, runs, broken = _directory_files(path, setting)
-        if not files:
-            _refuse_only_special(setting, value, broken)
-        _say_left_out(str(path), runs, broken)
-        if not files:
-            raise DataError(f"{setting}={value}: the directory {path} has no files (hidden ones are left "
-                            "out); put text files in it")
-        return files
-    if not path.exists() and any(c in expanded for c in GLOB_CHARS):
-        fixed_part, pattern = split_glob(expanded)
-        fixed = Path(fixed_part or ".")  # the folders before the first wildcard
-        _refuse_unreadable_globbed_folders(fixed, pattern, setting, value)
-        found: set[Path] = set()
-        left_runs: set[Path] = set()
-        left_broken: set[Path] = set()
-        for match in map(Path, glob.glob(expanded, recursive=True)):
-            if CACHE_FILE.search(match.name):
-                continue
-            if (run := _run_folder_of(match, fixed)) is not None:
-                left_runs.add(run)
-            elif match.is_dir():  # `corpus/**/*` matches folders and their files: each file once
-                files, runs, broken = _directory_files(match, setting)
-                found.update(files)
-                left_runs.update(runs)
-                left_broken.update(broken)
-            elif match.is_file():
-                found.add(match)
-            elif _no_text_file(match):
-                left_broken.add(match)
-        found = _once_each(found)
-        if not found:
-            _refuse_only_special(setting, value, sorted(_once_each(left_broken)))
-        _say_left_out(value, sorted(left_runs), sorted(_once_each(left_broken)))
-        if not found:
-            raise DataError(
-                f"{setting}={value} matches no files; {no_match_advice(expanded, setting)} (quote it on the "
-                f"command line: {setting}='corpus/*.txt')"
-            )
-        for match in sorted(found):
-            if why := _not_text(match):
-                raise DataError(f"{match} (matched by {setting}={value}) {why}; {convert_advice(why)}, "
-                                "or leave it out of the pattern")
-        return sorted(found)
-    if url is None and not exists(path):  # (one to download: its folder's trouble is the download's to say)
-        if (bare := without_spaces_around(path)) is not None:
-            # A space typed or pasted around the name: the file is there without it.
-            raise DataError(
-                f"data file not found: {visible(path)} (the name has spaces around it, and {bare} exists); "
-                f"pass it without them: {setting}={bare}"
-            )
-        pieces = [piece.strip(" '\"") for piece in expanded.split(",")]
-        if "," in expanded and any(Path(piece).exists() for piece in pieces):  # a list, or a sweep
-            # The files themselves where all exist (chargpt's sweeper hands a quote or an é to its job),
-            # named alike: the command line makes the whole value absolute, and so its first file alone.
-            listed = pieces if all(Path(piece).exists() for piece in pieces) else ["a.txt", "b.txt"]
-            if any(Path(piece).is_absolute() for piece in listed):
-                listed = [str(Path(piece).absolute()) for piece in listed]
-            sweep = f"{setting}=choice({','.join(sweep_item(piece) for piece in listed)})"
-            raise DataError(
-                f"data file not found: {path}; {setting} is one path, commas included, not a list: to train "
-                f"on the files together, put them in one folder or name them by a glob "
-                f"({setting}='corpus/*.txt'); to train once on each, sweep over them: -m "
-                f"{shell_words.quote(sweep)}"
-            )
+
+
+def _folder_text_files(path: Path, value: str, setting: str) -> list[Path]:
+    """A folder's text files, recursively; what it leaves out said; none is an error."""
+    files, runs, broken = _directory_files(path, setting)
+    if not files:
+        _refuse_only_special(setting, value, broken)
+    _say_left_out(str(path), runs, broken)
+    if not files:
+        raise DataError(f"{setting}={value}: the directory {path} has no files (hidden ones are left "
+                        "out); put text files in it")
+    return files
+
+
+def _globbed_text_files(expanded: str, value: str, setting: str) -> list[Path]:
+    """The text files a glob matches (a matched folder read whole), each once; what it leaves out
+    said; none, or one that is no text, is an error."""
+    fixed_part, pattern = split_glob(expanded)
+    fixed = Path(fixed_part or ".")  # the folders before the first wildcard
+    _refuse_unreadable_globbed_folders(fixed, pattern, setting, value)
+    found: set[Path] = set()
+    left_runs: set[Path] = set()
+    left_broken: set[Path] = set()
+    for match in map(Path, glob.glob(expanded, recursive=True)):
+        if CACHE_FILE.search(match.name):
+            continue
+        if (run := _run_folder_of(match, fixed)) is not None:
+            left_runs.add(run)
+        elif match.is_dir():  # `corpus/**/*` matches folders and their files: each file once
+            files, runs, broken = _directory_files(match, setting)
+            found.update(files)
+            left_runs.update(runs)
+            left_broken.update(broken)
+        elif match.is_file():
+            found.add(match)
+        elif _no_text_file(match):
+            left_broken.add(match)
+    found = _once_each(found)
+    if not found:
+        _refuse_only_special(setting, value, sorted(_once_each(left_broken)))
+    _say_left_out(value, sorted(left_runs), sorted(_once_each(left_broken)))
+    if not found:
         raise DataError(
-            f"data file not found: {visible(path)}; pass an existing text file, directory or glob as "
-            f"{setting}=..."
+            f"{setting}={value} matches no files; {no_match_advice(expanded, setting)} (quote it on the "
+            f"command line: {setting}='corpus/*.txt')"
         )
-    file = resolve_corpus(path, url, sha256, setting)
-    if (why := _not_text(file)) not in (None, NOT_UTF8):  # (other bad bytes: named with their offset)
-        raise DataError(f"{file} {why}; {convert_advice(why)}")
-    return [file]
+    for match in sorted(found):
+        if why := _not_text(match):
+            raise DataError(f"{match} (matched by {setting}={value}) {why}; {convert_advice(why)}, "
+                            "or leave it out of the pattern")
+    return sorted(found)
+
+
+def _refuse_missing(path: Path, expanded: str, setting: str) -> NoReturn:
+    """A data file that is not there: spaces typed around its name, a comma-separated list (one
+    path, or a sweep over several), or simply no such file."""
+    if (bare := without_spaces_around(path)) is not None:
+        # A space typed or pasted around the name: the file is there without it.
+        raise DataError(
+            f"data file not found: {visible(path)} (the name has spaces around it, and {bare} exists); "
+            f"pass it without them: {setting}={bare}"
+        )
+    pieces = [piece.strip(" '\"") for piece in expanded.split(",")]
+    if "," in expanded and any(Path(piece).exists() for piece in pieces):  # a list, or a sweep
+        # The files themselves where all exist (chargpt's sweeper hands a quote or an é to its job),
+        # named alike: the command line makes the whole value absolute, and so its first file alone.
+        listed = pieces if all(Path(piece).exists() for piece in pieces) else ["a.txt", "b.txt"]
+        if any(Path(piece).is_absolute() for piece in listed):
+            listed = [str(Path(piece).absolute()) for piece in listed]
+        sweep = f"{setting}=choice({','.join(sweep_item(piece) for piece in listed)})"
+        raise DataError(
+            f"data file not found: {path}; {setting} is one path, commas included, not a list: to train "
+            f"on the files together, put them in one folder or name them by a glob "
+            f"({setting}='corpus/*.txt'); to train once on each, sweep over them: -m "
+            f"{shell_words.quote(sweep)}"
+        )
+    raise DataError(
+        f"data file not found: {visible(path)}; pass an existing text file, directory or glob as "
+        f"{setting}=..."
+    )
 
 
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()  # an empty file's, as a corpus fingerprint records it
