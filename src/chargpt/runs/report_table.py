@@ -125,13 +125,17 @@ class _Console(Console):
         raise BrokenPipeError
 
 
+# The width of a console that writes whole lines (into a file or pipe): no table is that wide.
+WHOLE_LINES = 10_000
+
+
 def _fitted_console() -> Console:
     """The console a table is fitted to: the terminal's width; into a file or pipe, or a terminal
     too narrow for a table (COLUMNS=0 printed none, 20 a run column of no width), whole lines,
     nothing cropped."""
     console = _Console()
     if (not console.is_terminal and "COLUMNS" not in os.environ) or console.width < NARROWEST:
-        console = _Console(width=10_000)
+        console = _Console(width=WHOLE_LINES)
     return console
 
 
@@ -145,12 +149,24 @@ def _print_fitted(
     first, the error column, the `drop_last` ones, and the first setting."""
     console = _fitted_console()
     rows, notes = _without_common_folders(shown, rows, notes, whole)
-    every = list(shown)
+    shown, left_out = _columns_that_fit(shown, rows, whole, drop_first, drop_last, console.width)
+    caption = "\n".join([*notes, *_left_out_notes(rows, left_out, drop_first)])
+    table = _table(title, shown, rows, caption or None, whole, right,
+                   _wrapped_widths(shown, rows, whole, console.width))
+    _print_table(table, console)
+
+
+def _columns_that_fit(
+    shown: list[str], rows: list[dict[str, Any]], whole: tuple[str, ...], drop_first: tuple[str, ...],
+    drop_last: tuple[str, ...], width: int,
+) -> tuple[list[str], list[str]]:
+    """The columns shown in `width`, and those left out, in _print_fitted's order."""
+    every, shown = list(shown), list(shown)
     left_out: list[str] = []
 
     def fits(columns: list[str]) -> bool:
         # Each column has one space of padding either side and a border; one more border closes it.
-        return sum(_min_width(c, rows, whole) + 3 for c in columns) + 1 <= console.width
+        return sum(_min_width(c, rows, whole) + 3 for c in columns) + 1 <= width
 
     while True:
         droppable = [c for c in shown if c not in whole]
@@ -178,6 +194,13 @@ def _print_fitted(
         if fits(again := [c for c in every if c in shown or c == column]):
             shown = again
             left_out.remove(column)
+    return shown, left_out
+
+
+def _left_out_notes(
+    rows: list[dict[str, Any]], left_out: list[str], drop_first: tuple[str, ...]
+) -> list[str]:
+    """What the caption says of the columns left out: their one value, their names, the errors."""
     # A failed run's error left out of a narrow table is said under it: the CSV alone had it.
     errors = [f"run {row['run']} failed: {first_line(row['error'])}" for row in rows if row.get("error")]
     if "error" not in left_out or not errors:
@@ -189,16 +212,17 @@ def _print_fitted(
              and len(rows) > 1 and len({_cell(row[c], c) for row in rows}) == 1}
     named = [c for c in left_out if c not in alike and not (c == "error" and errors)]
     same = " ".join(f"{c}={v}" for c, v in alike.items())
-    hidden = [*([f"the same in every row: {same}"] if alike else []),
-              *(["not shown (see the CSV): " + ", ".join(named)] if named else []),
-              *errors]
     # One line a note: run together with `; ` they wrapped into one paragraph, a note starting
     # mid-line.
-    caption = "\n".join([*notes, *hidden])
-    table = _table(title, shown, rows, caption or None, whole, right,
-                   _wrapped_widths(shown, rows, whole, console.width))
+    return [*([f"the same in every row: {same}"] if alike else []),
+            *(["not shown (see the CSV): " + ", ".join(named)] if named else []),
+            *errors]
+
+
+def _print_table(table: Table, console: Console) -> None:
+    """Print `table`, its title and caption above and below it where wider than the table."""
     text_console = console  # for a title or caption printed apart (below): the whole width
-    if console.width == 10_000:
+    if console.width == WHOLE_LINES:
         console = _Console(width=console.measure(table).maximum)
     # rich wraps a title and caption to the table's width: a narrow table (few columns) would fold
     # them into a column of words, so those wider than it go above and below it instead.
