@@ -12,9 +12,9 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "chargpt"
 
 # The top-level modules and folders of chargpt, layer by layer, in the order docs/layout.md gives.
 LAYERS = [
-    {"errors", "checks", "spelling", "plural", "files", "file_locks", "hydra_internals", "overrides",
-     "shell_words", "hydra_run", "stop_signals", "stop_request", "distributed", "memorization", "glyphs",
-     "metric_names", "run_layout", "run_state", "export_layout"},
+    {"errors", "checks", "spelling", "plural", "files", "file_locks", "processes", "hydra_internals",
+     "overrides", "shell_words", "hydra_run", "stop_signals", "stop_request", "distributed", "memorization",
+     "glyphs", "metric_names", "run_layout", "run_state", "export_layout"},
     {"data"},
     {"model"},
     {"checkpoints", "recorded_text"},

@@ -18,6 +18,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from chargpt.processes import process_alive
+
 
 def _fsync_dir(folder: Path) -> None:
     with contextlib.suppress(OSError):  # makes the rename itself durable; not possible everywhere
@@ -42,17 +44,6 @@ def _remove_stale_partials(target: Path) -> None:
         pid = partial.name[len(prefix):-len(".partial")]
         if pid.isdigit() and not process_alive(int(pid)):
             partial.unlink(missing_ok=True)
-
-
-def process_alive(pid: int) -> bool:
-    """Whether process `pid` runs on this machine."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # another user's process: running
-        return True
-    return True
 
 
 @contextlib.contextmanager

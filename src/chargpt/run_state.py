@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from chargpt import file_locks
-from chargpt.files import process_alive, read_json_object
+from chargpt.files import read_json_object
+from chargpt.processes import process_alive
 from chargpt.run_layout import CONFIG_DIR, LOCK_FILE, METRICS_FILE, STATUS_FILE
 
 

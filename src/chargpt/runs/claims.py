@@ -28,7 +28,7 @@ from pathlib import Path
 
 from chargpt import file_locks
 from chargpt.errors import ConfigError, SetupError
-from chargpt.files import process_alive
+from chargpt.processes import process_alive
 from chargpt.run_layout import CONFIG_DIR, LOCK_FILE, LOG_FILE, STATUS_FILE, holds_run, log_handlers_in
 from chargpt.runs.status import has_started
 
