@@ -1066,8 +1066,10 @@ def test_a_sweep_into_an_existing_sweep_keeps_its_runs(files, monkeypatch, capsy
         code, out, err = run_main(train_cli.main, other, capsys)
         _assert_one_error_line(code, out, err, refused + changed + continuing)
     # The same sweep again continues it: its finished job is kept as it is (status, config, checkpoints).
-    code, _, err = run_main(train_cli.main, args, capsys)
+    code, out, err = run_main(train_cli.main, args, capsys)
     assert code == 0, err
+    best = json.loads((job / "status.json").read_text())["value"]
+    assert f"finished in the earlier launch (best val loss {best:.4f}): kept as it is" in out
     assert {p: p.read_bytes() for p in job.rglob("*") if p.is_file() and p.name != "train.log"} == before
 
 

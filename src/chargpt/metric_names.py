@@ -1,5 +1,6 @@
 """The names a run logs its values under: the loggers' tags and CSV columns, what a checkpoint
-callback may monitor, and the loss the best checkpoint is kept and scored by (val/loss)."""
+callback may monitor, and the loss the best checkpoint is kept and scored by (val/loss); and how
+a line on the terminal shows a loss."""
 
 from __future__ import annotations
 
@@ -27,3 +28,8 @@ def group_rate(group: str) -> str:
 
 def is_monitorable(name: object) -> bool:
     return name in MONITORABLE or str(name).startswith(f"{TRAIN_LR}/")
+
+
+def loss_shown(loss: float | None) -> str:
+    """A loss as a line on the terminal gives it: 4 decimals; "n/a" where none was scored."""
+    return "n/a" if loss is None else f"{loss:.4f}"

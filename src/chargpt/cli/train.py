@@ -40,6 +40,7 @@ from chargpt.errors import (
 )
 from chargpt.hydra_run import is_multirun, parallel_sweep_dir, plain
 from chargpt.inference import TrainedModel
+from chargpt.metric_names import loss_shown
 from chargpt.model.sampling import check_sampling
 from chargpt.run_layout import last_checkpoint, run_dir_of
 from chargpt.runs.continuation import forget_unstarted_job, keep_finished_jobs
@@ -216,11 +217,11 @@ def _log_closing_figures(m: dict[str, Any], output_dir: str) -> None:
         # A fine-tune with trainer.max_steps=0 scores where it starts and trains nothing: no
         # best of its own, no throughput. (It said `best n/a`, 0 tokens/s.)
         log.info("step 0: val loss %s (the starting point's; no step trained), %.0f s; run dir %s",
-                 _fmt(m["val_loss"]), m["train_seconds"], output_dir)
+                 loss_shown(m["val_loss"]), m["train_seconds"], output_dir)
     else:
         log.info(
             "step %d: val loss %s (best %s), %.0f s, %.0f tokens/s; run dir %s",
-            m["step"], _fmt(m["val_loss"]), _fmt(m["best_val_loss"]), m["train_seconds"],
+            m["step"], loss_shown(m["val_loss"]), loss_shown(m["best_val_loss"]), m["train_seconds"],
             m["tokens_per_second"] or 0, output_dir,
         )
 
@@ -292,10 +293,6 @@ def _stop_after_last_step(signum: int, parallel: Path | None, sampling: bool) ->
 def _print_continue_command(after_resume: bool = False) -> None:
     if line := continue_line(after_resume=after_resume):
         print(line, file=sys.stderr, flush=True)
-
-
-def _fmt(x: float | None) -> str:
-    return "n/a" if x is None else f"{x:.4f}"
 
 
 def print_sample(trained: TrainedModel, options: DictConfig, prompt: str, run_dir: str) -> None:

@@ -28,6 +28,7 @@ from omegaconf import DictConfig, OmegaConf
 from chargpt.data.sources.hf_datasets import LOCAL_BUILDERS
 from chargpt.errors import SetupError
 from chargpt.hydra_run import task_overrides, this_launch_resume_config
+from chargpt.metric_names import loss_shown
 from chargpt.overrides import launched_from
 from chargpt.run_layout import (
     CONFIG_DIR,
@@ -166,8 +167,7 @@ def earlier_result(run_dir: str | Path) -> tuple[bool, float | None]:
     forget_this_resume(run_dir)
     value = status.get("value")
     result = float(value) if isinstance(value, (int, float)) else None
-    log.info("finished in the earlier launch (best val loss %s): kept as it is",
-             "n/a" if result is None else f"{result:.4f}")
+    log.info("finished in the earlier launch (best val loss %s): kept as it is", loss_shown(result))
     return True, result
 
 

@@ -27,6 +27,7 @@ from chargpt.distributed import is_rank_zero
 from chargpt.errors import SetupError, cause_of, first_line, user_error_in
 from chargpt.files import write_json_atomic
 from chargpt.hydra_run import is_multirun, this_launch_resume_config
+from chargpt.metric_names import loss_shown
 from chargpt.run_layout import STATUS_FILE, last_checkpoint, log_handlers_in
 from chargpt.stop_request import JobStopped
 from chargpt.stop_signals import StoppedAfterLastStep
@@ -139,7 +140,7 @@ def _stopped_by(err: BaseException) -> str:
 
 
 def _finished(best_val_loss: float | None) -> str:
-    return "finished" + ("" if best_val_loss is None else f", best val loss {best_val_loss:.4f}")
+    return "finished" + ("" if best_val_loss is None else f", best val loss {loss_shown(best_val_loss)}")
 
 
 def record_status(task: Callable[[DictConfig], float | None]) -> Callable[[DictConfig], float | None]:
