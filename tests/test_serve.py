@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import torch
@@ -25,28 +25,33 @@ import torch
 import chargpt
 from chargpt import inference
 from chargpt.cli import sample as sample_cli
+from chargpt.cli import serve as serve_cli
+from chargpt.data.tokenizer import CharTokenizer
+from chargpt.export import export_model
+from chargpt.inference import start_prompt
 from chargpt.model import ModelConfig, build_model
+from chargpt.model_card import card_for
+from chargpt.serving.engine import Engine
 from conftest import cut_at_stop, lacks, run_main
 
-NO_EXTRA = "the serve extra is not installed: pip install -e '.[serve]'"
-httpx = pytest.importorskip("httpx", reason=NO_EXTRA)
-pytest.importorskip("fastapi", reason=NO_EXTRA)
-pytest.importorskip("uvicorn", reason=NO_EXTRA)
-pytestmark = pytest.mark.skipif(lacks("openai"), reason=NO_EXTRA)
+if TYPE_CHECKING:
+    from chargpt.serving.protocol import Limits
 
-from chargpt.cli import serve as serve_cli  # noqa: E402  (needs the extra)
-from chargpt.data.tokenizer import CharTokenizer  # noqa: E402
-from chargpt.export import export_model  # noqa: E402
-from chargpt.inference import start_prompt  # noqa: E402
-from chargpt.model_card import card_for  # noqa: E402
-from chargpt.serving.app import create_app  # noqa: E402
-from chargpt.serving.engine import Engine  # noqa: E402
-from chargpt.serving.protocol import MAX_STOP, APIError, Limits, parse_completion  # noqa: E402
-from chargpt.serving.server import bind, make_server, url_of  # noqa: E402
+NO_EXTRA = "the serve extra is not installed: pip install -e '.[serve]'"
+# The serving libraries (FastAPI, uvicorn, httpx, pydantic) are imported by the functions that use
+# them: every test worker collects this module, and most never serve.
+pytestmark = pytest.mark.skipif(lacks("fastapi", "uvicorn", "httpx", "openai"), reason=NO_EXTRA)
 
 # What people type: punctuation, quotes, accents, an emoji, newlines.
 VOCAB = sorted(set("\n !\"',.:;?-ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyzéàç’😀"))
-LIMITS = Limits(default_max_tokens=64, max_tokens=500, max_n=4, max_choices=6)
+
+
+def small_limits() -> Limits:
+    """The limits most of these tests serve with: 64 characters by default, at most 500, n at most
+    4, 6 choices a request."""
+    from chargpt.serving.protocol import Limits
+
+    return Limits(default_max_tokens=64, max_tokens=500, max_n=4, max_choices=6)
 
 
 def write_checkpoint(run: Path, config: ModelConfig, seed: int = 0, vocab: list[str] = VOCAB,
@@ -76,6 +81,8 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @contextmanager
 def served_in_a_thread(app: Any) -> Iterator[str]:
     """The app served as chargpt-serve serves it, on a free local port in a thread: its URL."""
+    from chargpt.serving.server import bind, make_server, url_of
+
     sock = bind("127.0.0.1", 0)
     server = make_server(app, "warning")
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
@@ -93,13 +100,17 @@ def served_in_a_thread(app: Any) -> Iterator[str]:
 
 
 @contextmanager
-def serving(path: Path, limits: Limits = LIMITS, **engine_options: Any) -> Iterator[tuple[str, Engine]]:
+def serving(path: Path, limits: Limits | None = None, **engine_options: Any) -> Iterator[tuple[str, Engine]]:
+    """`path` served in a thread (with small_limits unless `limits` are given): its URL, and the
+    engine."""
+    from chargpt.serving.app import create_app
+
     trained = chargpt.load(path)
     engine = Engine(trained.model, trained.tokenizer, **engine_options)
     engine.start()
     try:
         engine.warm_up()
-        app = create_app(engine, trained.tokenizer, card_for(path, trained), limits)
+        app = create_app(engine, trained.tokenizer, card_for(path, trained), limits or small_limits())
         with served_in_a_thread(app) as url:
             assert url.startswith("http://127.0.0.1:")
             yield url, engine
@@ -119,6 +130,8 @@ def url(server: tuple[str, Engine]) -> str:
 
 
 def complete(url: str, **body: Any) -> dict[str, Any]:
+    import httpx
+
     response = httpx.post(f"{url}/v1/completions", json=body, timeout=60)
     assert response.status_code == 200, response.text
     return response.json()
@@ -136,6 +149,10 @@ def chargpt_sample(
 
 
 def test_models_names_the_model_and_its_card(url: str, run_dir: Path) -> None:
+    import httpx
+
+    from chargpt.serving.protocol import MAX_STOP
+
     listing = httpx.get(f"{url}/v1/models").json()
     assert listing["object"] == "list"
     (model,) = listing["data"]
@@ -188,6 +205,8 @@ def test_a_prompt_written_otherwise_is_read_as_chargpt_sample_reads_it(url: str)
 
 
 def read_events(url: str, **body: Any) -> list[str]:
+    import httpx
+
     with httpx.stream("POST", f"{url}/v1/completions", json={**body, "stream": True}, timeout=60) as response:
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
@@ -275,6 +294,8 @@ def test_a_list_of_prompts_gets_n_choices_each_as_if_each_were_sent_alone(url: s
 
 def test_a_list_of_prompts_beyond_the_server_s_places_is_refused(run_dir: Path) -> None:
     # Each prompt takes a place: with one, and no queue, two prompts would wait forever.
+    import httpx
+
     with serving(run_dir, max_batch=1, max_queue=0) as (url, _):
         response = httpx.post(f"{url}/v1/completions", json={"prompt": ["a", "b"], "max_tokens": 5})
         assert response.status_code == 400
@@ -348,7 +369,10 @@ def test_the_openai_client_sends_stop_and_lists_of_prompts(url: str) -> None:
 def test_twenty_prompts_in_one_request_as_langchain_sends_them_are_served_by_default(run_dir: Path) -> None:
     # LangChain's OpenAI class sends 20 prompts a request (n=1): the default max_n=8 counted the
     # choices of every prompt and refused them. max_n bounds n, max_choices the request's choices.
+    import httpx
     import openai
+
+    from chargpt.serving.protocol import Limits
 
     with serving(run_dir, Limits(), max_batch=8, max_queue=64) as (url, engine):
         client = openai.OpenAI(base_url=f"{url}/v1", api_key="not-needed", max_retries=0)
@@ -469,6 +493,8 @@ def test_twenty_concurrent_requests_are_all_answered(server: tuple[str, Engine],
 def test_bad_input_gets_a_4xx_json_error_and_the_server_keeps_serving(
     body: str, status: int, param: str | None, message: str, url: str
 ) -> None:
+    import httpx
+
     response = httpx.post(f"{url}/v1/completions", content=body.encode(), timeout=30,
                           headers={"Content-Type": "application/json"})
     assert response.status_code == status
@@ -479,6 +505,8 @@ def test_bad_input_gets_a_4xx_json_error_and_the_server_keeps_serving(
 
 
 def test_unknown_routes_and_methods_get_json_errors(url: str) -> None:
+    import httpx
+
     missing = httpx.get(f"{url}/v1/chat/completions")
     assert missing.status_code == 404 and "POST /v1/completions" in missing.json()["error"]["message"]
     assert "GET /health" in missing.json()["error"]["message"]
@@ -490,6 +518,8 @@ def test_unknown_routes_and_methods_get_json_errors(url: str) -> None:
 
 
 def test_a_body_past_a_megabyte_gets_413_and_the_server_keeps_serving(url: str) -> None:
+    import httpx
+
     huge = json.dumps({"prompt": "a" * (1 << 20), "max_tokens": 5})
     response = httpx.post(f"{url}/v1/completions", content=huge.encode(), timeout=30,
                           headers={"Content-Type": "application/json"})
@@ -504,6 +534,10 @@ def test_a_body_past_a_megabyte_gets_413_and_the_server_keeps_serving(url: str) 
 
 
 def test_a_full_queue_gets_429_and_a_closed_stream_frees_its_place(run_dir: Path) -> None:
+    import httpx
+
+    from chargpt.serving.protocol import Limits
+
     limits = Limits(max_tokens=1_000_000)
     with serving(run_dir, limits, max_batch=1, max_queue=1) as (url, engine), httpx.Client(timeout=60) as c:
         long = {"prompt": "The", "max_tokens": 1_000_000, "stream": True}  # until the client hangs up
@@ -532,6 +566,8 @@ def test_a_full_queue_gets_429_and_a_closed_stream_frees_its_place(run_dir: Path
 
 
 def test_a_client_that_hangs_up_on_a_plain_request_stops_its_generation(run_dir: Path) -> None:
+    from chargpt.serving.protocol import Limits
+
     limits = Limits(max_tokens=1_000_000)
     with serving(run_dir, limits, max_batch=1, max_queue=0) as (url, engine):
         host, port = url.removeprefix("http://").split(":")
@@ -552,6 +588,8 @@ def test_a_client_that_hangs_up_on_a_plain_request_stops_its_generation(run_dir:
 
 
 def test_an_export_folder_serves_the_same_model(run_dir: Path, tmp_path: Path) -> None:
+    import httpx
+
     trained = chargpt.load(run_dir)
     folder = export_model(trained, card_for(run_dir, trained), "safetensors", tmp_path / "my export")
     with serving(folder, max_batch=2) as (url, _):
@@ -646,8 +684,10 @@ def test_cli_settings_become_the_servers_limits(run_dir: Path, monkeypatch: pyte
     # max_tokens is the default a request gets, max_tokens_cap the most it may ask: Limits names
     # them default_max_tokens and max_tokens, so the two are easily handed over the wrong way round.
     from chargpt.serving import app, server
+    from chargpt.serving.protocol import Limits
 
     given: list[Limits] = []
+    create_app = app.create_app
 
     def create(engine: Engine, tokenizer: CharTokenizer, card: Any, limits: Limits) -> Any:
         given.append(limits)
@@ -689,6 +729,8 @@ def test_serving_a_run_still_training_names_the_step_it_serves(
 
 @pytest.mark.slow  # several seconds; runs in the slow set (.ci/run)
 def test_cli_serves_until_terminated(run_dir: Path) -> None:
+    import httpx
+
     process = subprocess.Popen(
         [sys.executable, "-m", "chargpt.cli.serve", f"ckpt_path={run_dir}", "port=0", "log_level=warning"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -712,6 +754,8 @@ def test_cli_serves_until_terminated(run_dir: Path) -> None:
 @pytest.mark.slow  # several seconds; runs in the slow set (.ci/run)
 def test_a_second_ctrl_c_ends_open_requests_with_their_errors_at_once(tmp_path: Path) -> None:
     # uvicorn's forced exit cancelled them: a traceback each, a plain-text 500, streams cut short.
+    import httpx
+
     config = ModelConfig(n_layer=4, n_head=4, n_embd=256, block_size=256)  # slow enough to stay open
     run = write_checkpoint(tmp_path / "big run", config)
     process = subprocess.Popen(
@@ -765,7 +809,10 @@ def test_the_compiled_step_serves_without_recompiling(run_dir: Path) -> None:
 def test_openai_values_that_ask_for_nothing_are_accepted(neutral: dict) -> None:
     # What OpenAI's clients send as their defaults, or an empty list or map: nothing is asked that
     # the server does not do.
-    request = parse_completion({"prompt": "ab", **neutral}, CharTokenizer.from_text("abc"), LIMITS, "m")
+    from chargpt.serving.protocol import parse_completion
+
+    tokenizer = CharTokenizer.from_text("abc")
+    request = parse_completion({"prompt": "ab", **neutral}, tokenizer, small_limits(), "m")
     assert request.prompts == ["ab"] and request.stream is False and request.stop == ()
 
 
@@ -774,8 +821,10 @@ def test_openai_values_that_ask_for_nothing_are_accepted(neutral: dict) -> None:
     {"presence_penalty": 0.5}, {"logprobs": 0},
 ])
 def test_openai_values_that_ask_for_something_unsupported_are_refused(asked: dict) -> None:
+    from chargpt.serving.protocol import APIError, parse_completion
+
     with pytest.raises(APIError) as refused:
-        parse_completion({"prompt": "ab", **asked}, CharTokenizer.from_text("abc"), LIMITS, "m")
+        parse_completion({"prompt": "ab", **asked}, CharTokenizer.from_text("abc"), small_limits(), "m")
     assert refused.value.status == 400 and "is not supported by this server" in refused.value.message
 
 
@@ -784,16 +833,20 @@ def test_stop_sequences_are_read_as_the_prompt_is() -> None:
     # can never write (a character it lacks, or longer than any choice) is harmless: accepted.
     import unicodedata
 
+    from chargpt.serving.protocol import parse_completion
+
     tokenizer = CharTokenizer.from_text("ab\né")
     body = {"prompt": "ab", "max_tokens": 3, "stop": ["\r\n", unicodedata.normalize("NFD", "é"), "ß", "abab"]}
-    assert parse_completion(body, tokenizer, LIMITS, "m").stop == ("\n", "é", "ß", "abab")
-    assert parse_completion({**body, "stop": "a"}, tokenizer, LIMITS, "m").stop == ("a",)
+    assert parse_completion(body, tokenizer, small_limits(), "m").stop == ("\n", "é", "ß", "abab")
+    assert parse_completion({**body, "stop": "a"}, tokenizer, small_limits(), "m").stop == ("a",)
 
 
 @pytest.mark.parametrize(("text", "start"), [("ab\ncd", "\n"), ("no newline here", " ")])
 def test_a_request_without_a_prompt_starts_as_chargpt_sample_does(text: str, start: str) -> None:
     # A model of a text with no newline cannot take one: it starts from its first character instead.
+    from chargpt.serving.protocol import parse_completion
+
     tokenizer = CharTokenizer.from_text(text)
-    request = parse_completion({"max_tokens": 3}, tokenizer, LIMITS, "m")
+    request = parse_completion({"max_tokens": 3}, tokenizer, small_limits(), "m")
     assert request.prompts == [start_prompt(tokenizer)] == [start]
     assert request.prompt_ids == [tokenizer.encode(start)]

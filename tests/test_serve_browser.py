@@ -15,17 +15,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import pytest
+import torch
 
-NO_EXTRA = "the serve extra is not installed: pip install -e '.[serve]'"
-pytest.importorskip("fastapi", reason=NO_EXTRA)
-httpx = pytest.importorskip("httpx", reason=NO_EXTRA)
-
-import torch  # noqa: E402
-
-from chargpt.model import ModelConfig  # noqa: E402
-from chargpt.serving.protocol import Limits  # noqa: E402
-from conftest import lacks  # noqa: E402
-from test_serve import VOCAB, serving, write_checkpoint  # noqa: E402
+from chargpt.model import ModelConfig
+from conftest import lacks
+from test_serve import NO_EXTRA, VOCAB, serving, write_checkpoint
 
 if TYPE_CHECKING:
     from selenium import webdriver
@@ -33,8 +27,10 @@ if TYPE_CHECKING:
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 DRIVER = shutil.which("chromedriver")
 MISSING = "needs Chromium and its driver from the OS packages: apt-get install chromium chromium-driver"
-# Selenium is imported by the functions that use it: every test worker collects this module.
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(lacks("selenium"), reason=NO_EXTRA)]
+# Selenium and the serving libraries are imported by the functions that use them: every test worker
+# collects this module.
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(lacks("selenium", "fastapi", "uvicorn", "httpx"),
+                                                   reason=NO_EXTRA)]
 
 # Records every change of the output's text: several lengths mean the text arrived in pieces.
 RECORD_LENGTHS = """
@@ -46,6 +42,8 @@ new MutationObserver(() => window.lengths.push([...document.getElementById('out-
 
 @pytest.fixture(scope="module")
 def page_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    from chargpt.serving.protocol import Limits
+
     run = write_checkpoint(tmp_path_factory.mktemp("browser") / "page run",
                            ModelConfig(n_layer=2, n_head=2, n_embd=32, block_size=16),
                            arithmetic={"precision": "bf16-mixed", "matmul_precision": "medium",
@@ -107,6 +105,7 @@ def wait_for_the_end(driver: webdriver.Chrome) -> None:
 
 
 def test_the_page_streams_generated_text(page_url: str, browser: webdriver.Chrome, tmp_path: Path) -> None:
+    import httpx
     from selenium.common.exceptions import TimeoutException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
@@ -154,6 +153,7 @@ def test_stop_sequences_typed_one_per_line_end_the_text_as_the_apis_stop(
     page_url: str, browser: webdriver.Chrome
 ) -> None:
     # The page had no field for the API's stop: its text could not end at a name or a blank line.
+    import httpx
     from selenium.webdriver.common.by import By
 
     request = {"prompt": "The", "max_tokens": 600, "temperature": 0.9, "seed": 42}
@@ -209,6 +209,7 @@ def test_more_stop_sequences_than_the_server_takes_are_refused_by_the_page_in_it
     page_url: str, browser: webdriver.Chrome
 ) -> None:
     # The page sent them, and showed the API's error, which names JSON fields ("stop has 5 sequences").
+    import httpx
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -238,6 +239,7 @@ def test_more_stop_sequences_than_the_server_takes_are_refused_by_the_page_in_it
 def test_a_seed_past_two_to_the_53_draws_the_apis_text(page_url: str, browser: webdriver.Chrome, typed: str,
                                                        seed: int) -> None:
     # A JavaScript number rounds 2^64 - 1: the page sends the seed's own digits (as JSON writes them).
+    import httpx
     from selenium.webdriver.common.by import By
 
     browser.get(page_url + "/")
@@ -259,7 +261,10 @@ def test_an_empty_prompt_box_starts_the_models_way(browser: webdriver.Chrome, tm
     # A model of a text with no newline cannot take one: the page used to send "\n" for an empty
     # box, and got "characters not in the vocabulary". Now it sends no prompt, and the server
     # starts as chargpt-sample does.
+    import httpx
     from selenium.webdriver.common.by import By
+
+    from chargpt.serving.protocol import Limits
 
     config = ModelConfig(n_layer=1, n_head=2, n_embd=32, block_size=16)
     run = write_checkpoint(tmp_path / "no newline", config, vocab=[c for c in VOCAB if c != "\n"])
@@ -352,6 +357,7 @@ def test_a_stream_cut_before_its_end_is_an_error_not_a_finished_text(
 ) -> None:
     # A server killed mid-stream showed "network error"; one whose connection closed before [DONE] showed
     # the text cut short as if complete ("2 characters in 0.1 s").
+    import httpx
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -385,6 +391,7 @@ def test_weights_no_validation_scored_show_their_loss_as_not_measured(
 ) -> None:
     # A run stopped between validations: the page said "not recorded", where the export's card says
     # "not measured for these weights", and its tooltip named the arithmetic of a loss never measured.
+    import httpx
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -408,6 +415,7 @@ def test_the_page_asks_its_server_for_nothing_but_the_page_and_the_models_card(
     page_url: str, browser: webdriver.Chrome
 ) -> None:
     # The browser asked for /favicon.ico at every visit: a 404 in the server's log each time.
+    import httpx
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
