@@ -49,6 +49,35 @@ DEFAULT_TRAIN_FRACTION = 0.9  # configs/data/*.yaml's train_fraction: the first 
 MIN_CONTEXT = 8  # the shortest model.block_size a too-short text's message offers
 
 
+def _check_settings(
+    path: str | None, name: str | None, block_size: int, train_fraction: float, val_max_chars: int | None,
+    split: str | None, val_path: str | None,
+) -> None:
+    """Refuse a text's settings that cannot go together or are out of range, before anything is read."""
+    if not path and not name:
+        raise ConfigError(
+            "no text given: pass data.path=FILE|DIR|GLOB (with data=text), or data.name=DATASET "
+            "(with data=hf)"
+        )
+    real_number("data.train_fraction", train_fraction)
+    if not 0.0 < train_fraction < 1.0:
+        raise ConfigError(f"data.train_fraction={train_fraction} must be above 0 and below 1 (e.g. 0.9): "
+                          "the rest is the validation text")
+    whole_number("model.block_size", block_size, low=1)
+    if val_max_chars is not None and (not isinstance(val_max_chars, int) or val_max_chars <= block_size):
+        raise ConfigError(
+            f"data.val_max_chars={val_max_chars} must be an integer above model.block_size "
+            f"({block_size}), or null to score the whole validation split"
+        )
+    if name is None and split is not None and split not in SPLITS:
+        raise ConfigError(
+            f"data.split={split} is not a split of text files: leave it null (the last "
+            "1 - data.train_fraction of the text validates) or pass data.split=files (whole files)"
+        )
+    if split == "files" and val_path:
+        raise ConfigError("data.split=files and data.val_path both choose the validation text; pass one")
+
+
 class CharText:
     """One file, the files of a directory or glob, or the rows of a Hugging Face dataset split
     (`name`), joined in order with `separator`, encoded and split.
@@ -88,28 +117,7 @@ class CharText:
         read_hard_links_twice: bool = False,
         dataset_label: str | None = None,
     ) -> None:
-        if not path and not name:
-            raise ConfigError(
-                "no text given: pass data.path=FILE|DIR|GLOB (with data=text), or data.name=DATASET "
-                "(with data=hf)"
-            )
-        real_number("data.train_fraction", train_fraction)
-        if not 0.0 < train_fraction < 1.0:
-            raise ConfigError(f"data.train_fraction={train_fraction} must be above 0 and below 1 (e.g. 0.9): "
-                              "the rest is the validation text")
-        whole_number("model.block_size", block_size, low=1)
-        if val_max_chars is not None and (not isinstance(val_max_chars, int) or val_max_chars <= block_size):
-            raise ConfigError(
-                f"data.val_max_chars={val_max_chars} must be an integer above model.block_size "
-                f"({block_size}), or null to score the whole validation split"
-            )
-        if name is None and split is not None and split not in SPLITS:
-            raise ConfigError(
-                f"data.split={split} is not a split of text files: leave it null (the last "
-                "1 - data.train_fraction of the text validates) or pass data.split=files (whole files)"
-            )
-        if split == "files" and val_path:
-            raise ConfigError("data.split=files and data.val_path both choose the validation text; pass one")
+        _check_settings(path, name, block_size, train_fraction, val_max_chars, split, val_path)
         self.options = TextOptions(separator, normalize, newline)  # checks the three settings
         # Absolute: a folder's files are named in checkpoints, and must match from any directory.
         self.path = absolute_path(path) if path else None
