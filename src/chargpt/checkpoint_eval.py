@@ -12,7 +12,7 @@ import contextlib
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -25,7 +25,7 @@ from chargpt.errors import ConfigError
 from chargpt.evaluation import Evaluation, check_stride, evaluate_text
 from chargpt.export_layout import CONFIG_FILE
 from chargpt.hydra_run import plain
-from chargpt.inference import load_with_checkpoint, pick_device
+from chargpt.inference import TrainedModel, load_with_checkpoint, pick_device
 from chargpt.model_card import DATASET_READING, card_for_export, dataset_reading, weights_step
 from chargpt.recorded_text import check_read_alike, recorded_data, split_ids
 from chargpt.training.precision import (
@@ -37,6 +37,10 @@ from chargpt.training.precision import (
     precision_plugin,
     validated_arithmetic,
 )
+
+if TYPE_CHECKING:
+    import numpy as np
+    from lightning.pytorch.plugins.precision import Precision
 
 SPLITS = ("val", "train", "all")
 
@@ -58,11 +62,7 @@ def evaluate_checkpoint(
     scores in the arithmetic the run validated in. `given`: the data settings set by the user,
     each as typed, for messages and to tell them from a config's defaults (chargpt-eval's
     overrides); None takes every key of `data` as given."""
-    if not ckpt_path:
-        raise ConfigError("ckpt_path is required: chargpt-eval ckpt_path=RUN_DIR_OR_CKPT_FILE")
-    if split not in SPLITS:
-        raise ConfigError(f"split={split!r} is not one of {', '.join(SPLITS)}")
-    whole_number("batch_size", batch_size, low=1)
+    _check_asked(ckpt_path, split, batch_size)
     settings: dict[str, Any] = dict(plain(data) or {})  # a data config resolved: its paths, interpolations
     overrides = {f"data.{k}": f"data.{k}={v}" for k, v in settings.items()} if given is None else dict(given)
     named = bool(settings.get("path") or settings.get("name"))  # a text (or a dataset) asked for by name
@@ -80,11 +80,7 @@ def evaluate_checkpoint(
     stride = None if stride is None else check_stride(stride, trained.model.block_size)
     on = torch.device(pick_device(device))
     forward, products = _scoring_arithmetic(ckpt, file, on, precision, matmul_precision)
-    # Lightning's plugin, as the run's validation used it; float32 needs none (nor Lightning's import).
-    arithmetic = precision_plugin(forward, on) if forward != "32-true" else None
-    trained.model = trained.model.to(on)
-    if arithmetic is not None:
-        trained.model = arithmetic.convert_module(trained.model)
+    arithmetic = _placed_in(trained, forward, on)
     if named:
         recorded_settings = _named_texts_settings(settings, ckpt, split, overrides)
     else:
@@ -96,14 +92,7 @@ def evaluate_checkpoint(
     if ckpt is not None and not named:
         check_read_alike(text, ckpt, file)
     ids = split_ids(text.encoded().ids, split, text.val_start(), text.source)
-    # For the scoring only: a Python caller's own setting is put back.
-    caller_products = torch.get_float32_matmul_precision()
-    torch.set_float32_matmul_precision(products)
-    try:
-        with arithmetic.forward_context() if arithmetic is not None else contextlib.nullcontext():
-            result = evaluate_text(trained.model, ids, batch_size, stride, trained.tokenizer.chars)
-    finally:
-        torch.set_float32_matmul_precision(caller_products)
+    result = _scored(trained, ids, batch_size, stride, arithmetic, products)
     if stride is not None and result.stride != stride:
         print(f"note: the {split} split holds {len(ids):,} characters, no more than the model's context: "
               f"scored as one window of {result.window}, where stride={stride} does not apply",
@@ -113,6 +102,39 @@ def evaluate_checkpoint(
     step = weights_step(ckpt, file)
     asked = trained.model.block_size if stride is None else stride  # (unset: the context, the default)
     return report(result, split, scored_text(text, split), file, arithmetic_used, step, asked)
+
+
+def _check_asked(ckpt_path: str, split: str, batch_size: int) -> None:
+    if not ckpt_path:
+        raise ConfigError("ckpt_path is required: chargpt-eval ckpt_path=RUN_DIR_OR_CKPT_FILE")
+    if split not in SPLITS:
+        raise ConfigError(f"split={split!r} is not one of {', '.join(SPLITS)}")
+    whole_number("batch_size", batch_size, low=1)
+
+
+def _placed_in(trained: TrainedModel, forward: str, on: torch.device) -> Precision | None:
+    """The model moved to `on` and converted for the `forward` precision; Lightning's plugin for it,
+    as the run's validation used it (float32 needs none, nor Lightning's import)."""
+    arithmetic = precision_plugin(forward, on) if forward != "32-true" else None
+    trained.model = trained.model.to(on)
+    if arithmetic is not None:
+        trained.model = arithmetic.convert_module(trained.model)
+    return arithmetic
+
+
+def _scored(
+    trained: TrainedModel, ids: np.ndarray, batch_size: int, stride: int | None, arithmetic: Precision | None,
+    products: str,
+) -> Evaluation:
+    """`ids` scored in the `arithmetic`'s forward and the matmul precision `products`; for the scoring
+    only: a Python caller's own matmul precision is put back."""
+    caller_products = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision(products)
+    try:
+        with arithmetic.forward_context() if arithmetic is not None else contextlib.nullcontext():
+            return evaluate_text(trained.model, ids, batch_size, stride, trained.tokenizer.chars)
+    finally:
+        torch.set_float32_matmul_precision(caller_products)
 
 
 def _scoring_arithmetic(ckpt: dict[str, Any] | None, file: Path, on: torch.device, precision: str | None,
