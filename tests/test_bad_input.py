@@ -685,6 +685,41 @@ def test_a_sweeps_run_dir_is_refused_naming_the_sweep_dir(files, capsys):
     assert not root.exists() and not folder.exists() and not sweeps.exists()
 
 
+@pytest.mark.parametrize(("typed", "expected"), [
+    ("seed=[1,2]", "seed=[1,2] gives seed a list, the same in every job, where it takes one value: to run "
+     "once with each, write the values without brackets: seed=1,2"),
+    ("optimizer.lr=[1e-3, 3e-3]", "write the values without brackets: optimizer.lr=1e-3,3e-3"),
+    ("trainer.precision=[bf16-mixed,32-true]", "without brackets: trainer.precision=bf16-mixed,32-true"),
+    ("seed=1..3", "seed=1..3 is one value to Hydra, the text '1..3', not a range to sweep: to run once with "
+     "each of 1 to 3, write 'seed=range(1,4)' (its end is left out) or seed=1,2,3"),
+    ("seed=3..1", "to run once with each of 3 to 1, write seed=3,2,1"),
+])
+def test_a_sweep_typed_as_one_value_is_refused_before_any_folder(typed, expected, files, capsys):
+    # Hydra read the list (or the text '1..3') as one value, the same in every job: the sweep's folder
+    # was made, and each job failed with "must be a whole number" (exit 1).
+    root = files["tmp"] / "runs"
+    args = [*bare_train_args(files["corpus"], None), "-m", typed, f"hydra.sweep.dir={root}"]
+    code, out, err = run_main(train_cli.main, args, capsys)
+    _assert_one_error_line(code, out, err, expected)
+    assert not root.exists()
+
+
+def test_a_sampling_sweep_typed_as_a_range_is_refused(files, capsys):
+    code, out, err = run_main(sample_cli.main, ["-m", f"ckpt_path={files['ckpt']}", "seed=1..3"], capsys)
+    _assert_one_error_line(code, out, err, "write 'seed=range(1,4)' (its end is left out) or seed=1,2,3")
+
+
+def test_a_sweep_keeps_settings_that_take_a_list(files, capsys):
+    # A list is one value of Adam's betas: each job trains with it.
+    root = files["tmp"] / "runs"
+    args = [*bare_train_args(files["corpus"], None), "-m", "optimizer.betas=[0.8,0.9]", "trainer.max_steps=1",
+            "trainer.val_check_interval=1", "seed=1,2", f"hydra.sweep.dir={root}"]
+    code, _, err = run_main(train_cli.main, args, capsys)
+    assert code == 0, err
+    saved = [OmegaConf.load(root / job / ".hydra" / "config.yaml") for job in "01"]
+    assert [c.optimizer.betas for c in saved] == [[0.8, 0.9]] * 2
+
+
 @pytest.mark.parametrize("seconds", ["-3", "0", "abc", "true"])
 def test_auto_refuses_a_bad_budget_before_timing_shapes(seconds, files, monkeypatch, capsys):
     args = [

@@ -1,12 +1,13 @@
 """The Hydra callbacks that refuse a launch's settings in one line (exit code 2) before any folder
 is made: what Hydra takes without a word that does nothing or harm (`+GROUP/NAME=OPTION` naming no
-group, hydra.job.chdir=true, a sweep's hydra.run.dir), a logging setup naming what it does not
-define, a SLURM launcher with no SLURM here, and a sweep's settings, each job's checked as its
-launcher will compose it.
+group, hydra.job.chdir=true, a sweep's hydra.run.dir or its `seed=[1,2]`), a logging setup naming
+what it does not define, a SLURM launcher with no SLURM here, and a sweep's settings, each job's
+checked as its launcher will compose it.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from hydra.core.global_hydra import GlobalHydra
@@ -21,15 +22,24 @@ from chargpt.cli.exits import stdout_writes_any_text
 from chargpt.cli.hydra_errors import HYDRA_GROUPS, not_a_group, one_line, settings_in
 from chargpt.errors import ConfigError, exit_on_user_error, first_line
 from chargpt.hydra_run import as_written
-from chargpt.overrides import literal_value, parsed_override, swept_values
+from chargpt.overrides import (
+    is_free_text_key,
+    is_sweep,
+    literal_value,
+    override_key,
+    parsed_override,
+    sweep_item,
+    swept_values,
+)
 
 
 class QuietlyTaken(Callback):
     """A Hydra callback: what Hydra takes without a word that does nothing or harm in chargpt,
     refused in one line before any folder is made: `+GROUP/NAME=OPTION` where GROUP/NAME is no
-    config group (Hydra adds a setting of that name, which no code reads), and hydra.job.chdir=true
+    config group (Hydra adds a setting of that name, which no code reads), hydra.job.chdir=true
     (the run would read its relative paths from its own folder: data.path=corpus.txt was not found
-    there, and Hydra takes hydra.job.chdir=5 for true)."""
+    there, and Hydra takes hydra.job.chdir=5 for true), and a sweep's setting typed as one value
+    (`seed=[1,2]`, `seed=1..3`)."""
 
     @exit_on_user_error
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
@@ -39,6 +49,7 @@ class QuietlyTaken(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         check_quietly_taken(config)
         check_no_run_dir(config)
+        check_sweeps_typed_as_one_value(config)
 
 
 def check_no_run_dir(config: DictConfig) -> None:
@@ -69,6 +80,64 @@ def check_quietly_taken(config: DictConfig) -> None:
             f"{as_given('hydra.job.chdir', 'hydra.job.chdir=true')}: chargpt works in the folder it is "
             "launched from and reads relative paths (data.path, ckpt_path, ...) from there; a run's files "
             "go to its run folder without it; drop it")
+
+
+# A setting whose default is one value but that takes a list too: Lightning's devices (a count, or
+# the indices of the GPUs to use).
+_LIST_TOO = ("trainer.devices",)
+# `seed=1..3`, a range as other tools write it: Hydra reads it as the text '1..3'.
+_DOTTED_RANGE = re.compile(r"\s*([+-]?\d+)\s*\.{2,3}\s*([+-]?\d+)\s*")
+
+
+def check_sweeps_typed_as_one_value(config: DictConfig) -> None:
+    """A sweep's setting typed as a list (`seed=[1,2]`) or as a range the way other tools write one
+    (`seed=1..3`) is one value to Hydra, the same in every job, which each job then refused ("must
+    be a whole number") once the sweep's folder was made: refused here, naming the sweep meant. A
+    list is refused only where the setting's default is one value (not null, not a list); Hydra's
+    settings, free text and a setting that takes a list too (_LIST_TOO) are left as typed."""
+    typed = [o for o in as_written(config.hydra.overrides.task) if not is_sweep(o)]
+    typed = [o for o in typed if not (key := override_key(o)).startswith("hydra.")
+             and not is_free_text_key(key) and key not in _LIST_TOO]
+    for override in typed:
+        key, value = override_key(override), override.partition("=")[2]
+        if (ends := _DOTTED_RANGE.fullmatch(value)) is not None:
+            first, last = int(ends[1]), int(ends[2])
+            ranged = f"{shell_words.quote(f'{key}=range({first},{last + 1})')} (its end is left out) or " \
+                if first < last else ""
+            each = range(first, last + 1) if first <= last else range(first, last - 1, -1)
+            raise ConfigError(f"{override} is one value to Hydra, the text {value!r}, not a range to sweep: "
+                              f"to run once with each of {first} to {last}, write {ranged}"
+                              f"{key}={','.join(map(str, each))}")
+    lists = {o: items for o in typed if (items := _list_items(o))}
+    if not lists:
+        return
+    # The defaults beside the other settings typed (an experiment may set them).
+    others = [o for o in as_written(config.hydra.overrides.task) if o not in lists and not is_sweep(o)]
+    try:
+        defaults = GlobalHydra.instance().config_loader().load_sweep_config(config, others)
+    except HydraException:  # a misspelt setting: the sweep's other checks name it
+        return
+    for override, items in lists.items():
+        key = override_key(override)
+        default = OmegaConf.select(defaults, key, default=None, throw_on_resolution_failure=False)
+        if isinstance(default, (bool, int, float, str)):
+            swept = shell_words.quote(f"{key}={','.join(items)}")
+            raise ConfigError(f"{override} gives {key} a list, the same in every job, where it takes one "
+                              f"value: to run once with each, write the values without brackets: {swept}")
+
+
+def _list_items(override: str) -> list[str]:
+    """The items of a list typed as an override's value (`[1e-3, 3e-3]`: `1e-3` and `3e-3`, as
+    typed); none for any other value."""
+    try:
+        value = parsed_override(override).value()
+    except HydraException:
+        return []
+    if not isinstance(value, list) or not value:
+        return []
+    raw = override.partition("=")[2].strip()
+    items = [item.strip() for item in raw[1:-1].split(",")]
+    return items if len(items) == len(value) else [sweep_item(str(item)) for item in value]
 
 
 class LoggingSetup(Callback):
