@@ -543,6 +543,25 @@ def test_shell_completion_refuses_a_shell_it_lacks_and_a_query_typed_by_hand(
     assert code == 2 and "query" not in err, err
 
 
+@pytest.mark.parametrize(("typed", "said"), [
+    # Each was "cannot read the override 'query': overrides are key=value", which named no fix.
+    (["-sc", "query"], r"query is what the installed completion runs as Tab is pressed, with the line being "
+                       r'completed in COMP_LINE; install it instead: eval "\$\([\w-]+ -sc install=bash\)"'),
+    (["-sc", "install"], r"install needs the shell it is for: install=bash, install=zsh or install=fish, "
+                         r'e\.g\. eval "\$\([\w-]+ -sc install=bash\)"'),
+    (["--shell-completion", "uninstall"], r"uninstall needs the shell it is for: uninstall=bash, "
+                                          r"uninstall=zsh or uninstall=fish, e\.g\. "
+                                          r'eval "\$\([\w-]+ --shell-completion uninstall=bash\)"'),
+])
+def test_shell_completion_names_the_shell_an_action_typed_alone_needs(
+    typed: list[str], said: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    monkeypatch.delenv("COMP_LINE", raising=False)
+    code, out, err = run_main(train_main, typed, capsys)
+    assert (code, out) == (2, "")
+    assert re.fullmatch(f"error: {said}\n", err), err
+
+
 def test_shell_completion_reads_a_config_dir_typed_with_spaces(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:

@@ -216,7 +216,10 @@ def hydra_argv(argv: list[str], checkpoint_sweeps: bool = False) -> list[str]:
     group_dirs, searchpath = _group_dirs(out), _searchpath(out)
     sweeper = _sweeper_named(out)
     multirun = bool({"-m", "--multirun"} & set(out))
+    completing = bool({"-sc", "--shell-completion"} & set(out))
     for i in override_positions(out):
+        if completing and out[i] in _COMPLETION_ACTIONS:  # `-sc query`: _check_completion names the shell
+            continue
         if nameless := re.match(r"^(\+{0,2}|~)\s*=(.*)$", out[i], re.DOTALL):  # Hydra: a ValueError
             raise ConfigError(f"cannot read the override {out[i]!r}: it names no setting before '='; write "
                               f"it as KEY={nameless[2] or 'VALUE'}, with a setting --help lists")
@@ -281,8 +284,9 @@ def _check_completion(command: str, completion: str, actions: list[str]) -> None
                           f"line being completed in COMP_LINE; install it instead: {install}")
     action, _, shell = actions[0].partition("=")
     if shell not in _COMPLETION_SHELLS:
-        raise ConfigError(f"{actions[0]} names no shell that {completion} completes for; use "
-                          f"{action}=bash, {action}=zsh or {action}=fish, e.g. "
+        wrong = f"{action} needs the shell it is for:" if not shell else \
+            f"{actions[0]} names no shell that {completion} completes for; use"
+        raise ConfigError(f"{wrong} {action}=bash, {action}=zsh or {action}=fish, e.g. "
                           f'eval "$({command} {completion} {action}=bash)"')
 
 
