@@ -61,6 +61,8 @@ def file_templates(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (folder / "notes.txt").write_text("not a checkpoint\n")
     (folder / "one.txt").write_text("a")
     (folder / "short.txt").write_text("to be or not to be\n")  # shorter than two windows
+    (folder / "pasted é").mkdir()
+    write_corpus(folder / "pasted é" / "a b.txt")
     (folder / "configs").mkdir()
     (folder / "configs" / "mine.yaml").write_text("defaults:\n  - train\n")  # a --config-dir's own config
     torch.save({"weights": torch.zeros(2)}, folder / "foreign.ckpt")
@@ -139,6 +141,10 @@ TRAIN_CASES = [
     ("data file name with a trailing space", ["data.path={corpus} "],
      "data file not found: '{corpus} ' (the name has spaces around it, and {corpus} exists); pass it "
      "without them: data.path={corpus}"),
+    # Quoted to paste as it is: a name with a space in it was not, and the shell split it there.
+    ("data file name with spaces in it and around it", ["data.path={tmp}/pasted é/a b.txt "],
+     "data file not found: '{tmp}/pasted é/a b.txt ' (the name has spaces around it, and '{tmp}/pasted "
+     "é/a b.txt' exists); pass it without them: 'data.path={tmp}/pasted é/a b.txt'"),
     ("data file name of spaces", ["data.path= "],
      "; pass an existing text file, directory or glob as data.path"),
     ("data file empty", ["data.path={tmp}/empty.txt"], "data file {tmp}/empty.txt is empty"),

@@ -6,6 +6,7 @@ from __future__ import annotations
 import gc
 import os
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -204,10 +205,11 @@ def test_a_checkpoint_path_not_found_is_named_visibly(typed: str, said: str, tmp
 def test_a_checkpoint_path_with_a_space_after_it_names_the_one_without(tmp_path: Path, capsys) -> None:
     # A run folder's path pasted with a space after it said "checkpoint not found: RUN ; ..." of a run
     # that is there.
+    # The name without them is quoted, to paste as it is (it was not: the shell split it at its space).
     model = make_checkpoint(tmp_path / "my model é🙂.ckpt")
-    said = (f"checkpoint not found: {str(model) + ' '!r} (the name has spaces around it, and {model} "
-            "exists); pass it without them")
-    with pytest.raises(CheckpointError, match=f"^{re.escape(said)}$"):
+    said = (f"checkpoint not found: {str(model) + ' '!r} (the name has spaces around it, and "
+            f"{shlex.quote(str(model))} exists); pass it without them")
+    with pytest.raises(CheckpointError, match=f"^{re.escape(said)}: {re.escape(shlex.quote(str(model)))}$"):
         chargpt.load(f"{model} ")
     code, _, err = run_main(sample_cli.main, [f"ckpt_path='{model} '"], capsys)
-    assert (code, err) == (2, f"error: {said}\n")
+    assert (code, err) == (2, f"error: {said}: {shlex.quote(f'ckpt_path={model}')}\n")

@@ -17,7 +17,7 @@ from typing import Any, NoReturn
 import torch
 
 from chargpt import shell_words
-from chargpt.errors import CheckpointError, cannot_read, exists, first_line, visible, without_spaces_around
+from chargpt.errors import CheckpointError, cannot_read, exists, first_line, spaces_around, visible
 from chargpt.export_layout import (
     CONFIG_FILE,
     EXPORT_FILES,
@@ -105,9 +105,8 @@ def _refuse_no_checkpoint_file(path: Path, export: str) -> None:
     except PermissionError as err:
         raise CheckpointError(cannot_read(path.parent, err)) from None
     if not found:
-        if (bare := without_spaces_around(path)) is not None:
-            raise CheckpointError(f"checkpoint not found: {shown} (the name has spaces around it, and "
-                                  f"{bare} exists); pass it without them")
+        if (spaces := spaces_around(path)) is not None:
+            raise CheckpointError(f"checkpoint not found: {shown}{spaces}")
         raise CheckpointError(f"checkpoint not found: {shown}; pass an existing .ckpt file or run "
                               f"directory{export}")
     if not path.is_file():  # reading a FIFO would wait for a writer, for ever

@@ -13,7 +13,7 @@ import traceback
 from collections.abc import Callable, Iterator
 from typing import NoReturn, TypeVar
 
-from chargpt.shell_words import join
+from chargpt.shell_words import join, quote
 
 F = TypeVar("F", bound=Callable[..., object])
 E = TypeVar("E", bound=BaseException)
@@ -206,6 +206,19 @@ def without_spaces_around(path: str | os.PathLike) -> str | None:
     return bare if exists(bare) and not exists(name) else None
 
 
+def spaces_around(path: str | os.PathLike, setting: str | None = None) -> str | None:
+    """For a path that is not there, but is without the white space typed or pasted around its last
+    name (without_spaces_around): what to say after it, with the fix quoted to paste as it is, e.g.
+    ` (the name has spaces around it, and 'my runs/a' exists); pass it without them: data.path='my
+    runs/a'`. `setting`: the setting that named it; by default the command line's that did, if any."""
+    if (bare := without_spaces_around(path)) is None:
+        return None
+    if setting is None and (word := _naming_word(os.fspath(path))) is not None and word[1]:
+        setting = word[0].lstrip("+~")
+    fix = quote(f"{setting}={bare}" if setting else bare)
+    return f" (the name has spaces around it, and {quote(bare)} exists); pass it without them: {fix}"
+
+
 def refused_path_line(err: OSError) -> str | None:
     """The error line for an OSError of a path the file system refuses (path_refused): the setting
     of the command line that named it, what is wrong and the fix. None for any other OSError."""
@@ -217,6 +230,15 @@ def setting_naming(path: str) -> str:
     """The setting of the command line (`ckpt_path=...`, or a word as typed) that names `path` or a
     folder it is in, as typed (the nearest, where several do); `path` itself where none does (a path
     the command made). A long one is cut, with its length."""
+    if (word := _naming_word(path)) is None:
+        return _shown(path)
+    key, equals, value = word
+    return f"{key.lstrip('+~')}={_shown(value)}" if equals else _shown(value)
+
+
+def _naming_word(path: str) -> tuple[str, str, str] | None:
+    """The command line's word that names `path` or a folder it is in (the nearest, where several
+    do), split as `key`, `=`, `value` (`''`, `''`, the word, for one that is no setting); None if none."""
     named = []
     for word in sys.argv[1:]:
         key, equals, value = word.partition("=")
@@ -224,10 +246,7 @@ def setting_naming(path: str) -> str:
             key, value = "", word
         if value and _within(path, bare := value.strip("'\"")):
             named.append((len(os.path.abspath(os.path.expanduser(bare))), key, equals, value))
-    if not named:
-        return _shown(path)
-    _, key, equals, value = max(named)
-    return f"{key.lstrip('+~')}={_shown(value)}" if equals else _shown(value)
+    return max(named)[1:] if named else None
 
 
 def _within(path: str, named: str) -> bool:

@@ -22,7 +22,7 @@ from chargpt.data.sources.file_hashes import cached_sha256s, forget_sha256
 from chargpt.data.sources.hf_datasets import is_saved_dataset
 from chargpt.data.sources.parts import Part, changed_while_read
 from chargpt.data.sources.paths import GLOB_CHARS, expand_path, no_match_advice, split_glob
-from chargpt.errors import DataError, cannot_read, exists, visible, without_spaces_around
+from chargpt.errors import DataError, cannot_read, exists, spaces_around, visible
 from chargpt.overrides import sweep_item
 from chargpt.run_layout import is_run_folder
 
@@ -490,12 +490,8 @@ def _globbed_text_files(expanded: str, value: str, setting: str) -> list[Path]:
 def _refuse_missing(path: Path, expanded: str, setting: str) -> NoReturn:
     """A data file that is not there: spaces typed around its name, a comma-separated list (one
     path, or a sweep over several), or simply no such file."""
-    if (bare := without_spaces_around(path)) is not None:
-        # A space typed or pasted around the name: the file is there without it.
-        raise DataError(
-            f"data file not found: {visible(path)} (the name has spaces around it, and {bare} exists); "
-            f"pass it without them: {setting}={bare}"
-        )
+    if (spaces := spaces_around(path, setting)) is not None:  # the file is there without them
+        raise DataError(f"data file not found: {visible(path)}{spaces}")
     pieces = [piece.strip(" '\"") for piece in expanded.split(",")]
     if "," in expanded and any(Path(piece).exists() for piece in pieces):  # a list, or a sweep
         # The files themselves where all exist (chargpt's sweeper hands a quote or an é to its job),
