@@ -337,6 +337,13 @@ TRAIN_CASES = [
      ["-m", "hydra/sweeper=optuna", "+hydra.sweeper.params.model.dropout=0.1"],
      "error: +hydra.sweeper.params.model.dropout=0.1: a search's dimension is given on the command line as "
      "the setting itself, not under hydra.sweeper.params: model.dropout=0.1"),
+    # The dimensions typed as one dict without a search: OmegaConf's AttributeError traceback, exit 1.
+    ("a search's dimensions as a dict under hydra.sweeper.params, without a search",
+     ["-m", "hydra.sweeper.params={{model.dropout: x, optimizer.lr: 'interval(1e-4, 1e-2)'}}"],
+     "error: hydra.sweeper.params={{model.dropout: x, optimizer.lr: 'interval(1e-4, 1e-2)'}}: no search is "
+     "set up to take it (hparams_search=optuna sets one up); a sweep's values, as a search's dimensions, are "
+     "given on the command line as the settings themselves: model.dropout=x 'optimizer.lr=interval(1e-4, "
+     "1e-2)'"),
     # Hydra's parse error over three lines, exit 1, the search's dimension not named.
     ("a search's dimension Hydra cannot read",
      ["-m", "hparams_search=optuna", "+hydra.sweeper.params={{model.dropout:'interval(0.0'}}"],

@@ -28,7 +28,13 @@ from omegaconf import DictConfig, OmegaConf
 
 from chargpt import shell_words
 from chargpt.cli import CONFIG_PATH
-from chargpt.cli.hydra_errors import ONE_OPTION_GROUPS, settings_in, under_search_params
+from chargpt.cli.hydra_errors import (
+    ONE_OPTION_GROUPS,
+    no_search_to_give,
+    search_params_dict,
+    settings_in,
+    under_search_params,
+)
 from chargpt.data.corpus import device_or_socket, gives_no_text
 from chargpt.data.encoding import BOM, read_as_trained
 from chargpt.data.sources.paths import expand_path
@@ -433,16 +439,34 @@ def removed_a_needed_setting(removed: str, needed: str) -> ConfigError:
                        f"its default, or set a value: {needed}=VALUE")
 
 
-def composed(config_name: str, overrides: list[str]) -> DictConfig | None:
-    """The command's config with these overrides (None when it cannot be composed)."""
+def composed(config_name: str, overrides: list[str], with_hydra: bool = False) -> DictConfig | None:
+    """The command's config with these overrides, its `hydra` part too `with_hydra` (None when it
+    cannot be composed)."""
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=CONFIG_PATH, version_base="1.3"):
-            return compose(config_name, overrides=overrides)
+            return compose(config_name, overrides=overrides, return_hydra_config=with_hydra)
     except Exception:
         return None
     finally:
         GlobalHydra.instance().clear()
+
+
+def check_search_space_typed(config_name: str, argv: list[str]) -> None:
+    """`hydra.sweeper.params={model.dropout: x}` where no search is set up: OmegaConf's traceback
+    (exit 1) as Hydra merged it into the null params of its basic sweeper, refused in one line. Where
+    a search is set up the dict joins its dimensions. A command line that names its own config
+    (--config-dir, --config-name, --config-path) is left to Hydra: only Hydra composes that."""
+    overrides = [argv[i] for i in override_positions(argv)]
+    typed = {o: dimensions for o in overrides if (dimensions := search_params_dict(o)) is not None}
+    own_config = {"-cd", "--config-dir", "-cn", "--config-name", "-cp", "--config-path"}
+    if not typed or any(arg.partition("=")[0] in own_config for arg in argv[1:]):
+        return
+    config = composed(config_name, [o for o in overrides if o not in typed], with_hydra=True)
+    if config is not None and OmegaConf.select(config, "hydra.sweeper.params") is None:
+        override, dimensions = next(iter(typed.items()))
+        searches = "hparams_search" in OmegaConf.select(config, "hydra.runtime.choices", default={})
+        raise ConfigError(no_search_to_give(override, dimensions, searches))
 
 
 def check_one_option_lists(overrides: list[str]) -> None:

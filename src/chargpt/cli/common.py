@@ -23,6 +23,7 @@ from chargpt.checks import whole_number
 from chargpt.cli.argv import (
     check_one_option_lists,
     check_removals,
+    check_search_space_typed,
     composed,
     full_options,
     hydra_argv,
@@ -92,6 +93,7 @@ def run_main(
                 overrides = [prepared[i] for i in override_positions(prepared)]
                 if config_name:
                     check_removals(config_name, overrides)
+                    check_search_space_typed(config_name, prepared)
                 refuse_unused(overrides, unused or {}, config_name)
                 check_one_option_lists(overrides)
                 if config_name and not takes_new_settings:

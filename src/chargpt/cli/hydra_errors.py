@@ -21,6 +21,7 @@ from typing import Any, TextIO
 
 from hydra import initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
+from hydra.errors import HydraException
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
@@ -283,6 +284,29 @@ def under_search_params(key: str, value: str) -> str | None:
     dimension = shell_words.quote(f"{key.lstrip('+').removeprefix(_SEARCH_PARAMS)}={value}")
     return (f"{key}={value}: a search's dimension is given on the command line as the setting itself, "
             f"not under {_SEARCH_PARAMS.rstrip('.')}: {dimension}")
+
+
+def search_params_dict(override: str) -> dict | None:
+    """The dimensions of `hydra.sweeper.params={model.dropout: x}` (`+` or not), a search's space
+    typed as one dict; None for any other override, and for `{}`, which gives none."""
+    if override.partition("=")[0].lstrip("+") != _SEARCH_PARAMS.rstrip("."):
+        return None
+    try:
+        dimensions = parsed_override(override).value()
+    except HydraException:
+        return None
+    return dimensions if isinstance(dimensions, dict) and dimensions else None
+
+
+def no_search_to_give(override: str, dimensions: dict, searches: bool) -> str:
+    """The error for `hydra.sweeper.params={...}` where no search is set up (its params are null,
+    and OmegaConf's merge into them was a traceback): each dimension given as its setting.
+    `searches`: whether the command has the hparams_search group that sets a search up."""
+    set_up = " (hparams_search=optuna sets one up)" if searches else ""
+    said = (f"{override}: no search is set up to take it{set_up}; a sweep's values, as a search's "
+            "dimensions, are given on the command line as the settings themselves")
+    typed = (f"{name}={str(v).lower() if isinstance(v, bool) else v}" for name, v in dimensions.items())
+    return f"{said}: {shell_words.join(typed)}"
 
 
 def _hydra_swept(key: str, value: str) -> str:
