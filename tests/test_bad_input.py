@@ -293,6 +293,17 @@ TRAIN_CASES = [
     ("an override with no name", ["=5"],
      "cannot read the override '=5': it names no setting before '='; write it as KEY=5, with a setting "
      "--help lists"),
+    # Spaces around '=' (the shell makes words of its parts): "cannot read the override 'seed'", its
+    # fix not named.
+    ("spaces around '='", ["seed", "=", "3"], "error: seed = 3: the shell splits it at its spaces into 3 "
+     "words; write it without spaces around '=': seed=3"),
+    ("a space before '='", ["model", "=tiny"], "error: model =tiny: the shell splits it at its spaces into 2 "
+     "words; write it without spaces around '=': model=tiny"),
+    ("a space after '='", ["data.path=", "{tmp}/pasted é/a b.txt"],
+     "error: data.path= '{tmp}/pasted é/a b.txt': the shell splits it at its spaces into 2 words; write it "
+     "without spaces around '=': 'data.path={tmp}/pasted é/a b.txt'"),
+    ("':' for '='", ["model:tiny"], "error: cannot read the override 'model:tiny': overrides are key=value "
+     "(model=tiny?); see the command's --help"),
     ("an unset environment variable", ["optimizer.lr=${{oc.env:CHARGPT_TEST_UNSET}}"],
      "optimizer.lr: cannot resolve its ${{...}} (\"Environment variable 'CHARGPT_TEST_UNSET' not found\"); "
      "set optimizer.lr to a plain value, or define what it refers to"),

@@ -250,7 +250,7 @@ def hydra_argv(argv: list[str], checkpoint_sweeps: bool = False) -> list[str]:
         if parts is None and out[i - 1] in ("-i", "--info"):  # a misspelt topic, not an override
             raise ConfigError(_not_an_info_topic(out[i]))
         if not parses(out[i]):
-            raise ConfigError(_unparsable(out[i]))
+            raise ConfigError(_spaced_around_equals(out, i) or _unparsable(out[i]))
         if parts is not None and group_dirs is not None:
             check_group_option(parts[1], parts[2], group_dirs, searchpath)
     # Hydra's parser takes the overrides as one run of positional arguments: any after an option
@@ -649,10 +649,33 @@ def _not_an_info_topic(topic: str) -> str:
             f"{', '.join(sorted(_INFO_TOPICS))}, or --info alone for all of them")
 
 
+_KEY = re.compile(r"[+~]{0,2}[A-Za-z_][\w.\-/@]*")  # a setting's or a group's name, as typed
+
+
+def _spaced_around_equals(argv: list[str], i: int) -> str | None:
+    """`seed = 3`, `model =tiny`, `seed= 3`: an override typed with spaces around its '=', which the
+    shell handed over as several words, the one at `i` unreadable: the error naming the override
+    meant. None where argv[i] is no such word."""
+    word, before = argv[i], argv[i - 1] if i > 1 else ""
+    after = argv[i + 1] if i + 1 < len(argv) else None
+    if _KEY.fullmatch(word) and after is not None and after.startswith("="):  # `seed = 3`, `model =tiny`
+        value = argv[i + 2] if after == "=" and i + 2 < len(argv) and "=" not in argv[i + 2] else None
+        words = [word, after] if value is None else [word, after, value]
+    elif "=" not in word and _KEY.fullmatch(before[:-1]) and before.endswith("=") and before.count("=") == 1:
+        words = [before, word]  # `seed= 3`: the first word, set to nothing, read; this one not
+    else:
+        return None
+    meant = "".join(words) if not words[-1].endswith("=") else f"{''.join(words)}VALUE"
+    return (f"{shell_words.join(words)}: the shell splits it at its spaces into {len(words)} words; write it "
+            f"without spaces around '=': {shell_words.quote(meant)}")
+
+
 def _unparsable(arg: str) -> str:
     parts = _split(arg)
     if parts is None:
-        return (f"cannot read the override {arg!r}: overrides are key=value; "
+        yaml_like = ":" in arg and _KEY.fullmatch(arg.partition(":")[0])  # `model:tiny`, as YAML writes it
+        meant = f" ({arg.replace(':', '=', 1)}?)" if yaml_like else ""
+        return (f"cannot read the override {arg!r}: overrides are key=value{meant}; "
                 "see the command's --help")
     plus, key, value = parts
     if match := _hydra_function_call(value):
