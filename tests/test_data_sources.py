@@ -1137,7 +1137,7 @@ def test_local_builders_files_are_recorded_absolute(
 @pytest.mark.parametrize(("files", "message"), [
     ("none/*.txt", "matches no files"),
     ("empty/*.txt", "holds no text (its files are empty)"),
-    ("latin1.txt", "holds a file that is not UTF-8 text"),
+    ("latin1.txt", "/latin1.txt) is not UTF-8 text (bad byte near offset 3); if it is text, convert it"),
 ])
 def test_text_builder_problems_are_one_clear_error(tmp_path: Path, datasets: ModuleType, files: str,
                                                    message: str, monkeypatch) -> None:
@@ -1147,6 +1147,33 @@ def test_text_builder_problems_are_one_clear_error(tmp_path: Path, datasets: Mod
     (tmp_path / "latin1.txt").write_bytes("café\n".encode("latin-1"))
     with pytest.raises(DataError, match=re.escape(message)):
         hf_module("text", data_files=str(tmp_path / files), split="train").setup()
+
+
+@needs_datasets
+def test_text_builder_names_the_file_that_is_not_utf8_and_its_encodings_advice(
+    tmp_path: Path, datasets: ModuleType, monkeypatch
+) -> None:
+    # The error said only "holds a file that is not UTF-8 text": which of the matched files, and
+    # whether UTF-16 or a one-byte encoding, was left to guess.
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf cache"))
+    notes = tmp_path / "my notes é"
+    notes.mkdir()
+    (notes / "a good 😀.txt").write_text("fine text 😀\n" * 20, encoding="utf-8")
+    (notes / "b late.txt").write_bytes(("x" * 9000 + "café\n").encode("latin-1"))  # past the first 8 KB
+    (notes / "c wide.txt").write_bytes("wide text\n".encode("utf-16"))
+    pattern = str(notes / "*.txt")
+    with pytest.raises(DataError, match=re.escape(
+        f"{notes / 'b late.txt'} (matched by data.data_files={pattern}) is not UTF-8 text (bad byte near "
+        "offset 9003); if it is text, convert it to UTF-8 (iconv -f CP1252 -t UTF-8, naming its own "
+        "encoding if another), or leave it out of data.data_files"
+    )):
+        hf_module("text", data_files=pattern, split="train").setup()
+    (notes / "b late.txt").unlink()
+    with pytest.raises(DataError, match=re.escape(
+        f"{notes / 'c wide.txt'} (matched by data.data_files={pattern}) holds NUL bytes (UTF-16 text, or a "
+        "binary file?); if it is text, convert it to UTF-8 (iconv -f UTF-16 -t UTF-8)"
+    )):
+        hf_module("text", data_files=pattern, split="train").setup()
 
 
 @needs_datasets

@@ -112,6 +112,10 @@ def load_hf(name: str, config: str | None, data_files: Any, split: str, setting:
         # The builder failed on a file: datasets keeps the reason as the cause.
         cause = err.__cause__
         if isinstance(cause, UnicodeDecodeError):
+            if found := _first_not_utf8(data_files):
+                path, words = found
+                raise DataError(f"{path} (matched by data.data_files={data_files}) {words}, or leave it out "
+                                "of data.data_files") from None
             raise DataError(f"data.data_files={data_files} holds a file that is not UTF-8 text "
                             f"({cause.reason}); convert it to UTF-8 (iconv), or leave it out") from None
         if type(cause).__name__ == "SchemaInferenceError":  # no row at all
@@ -126,6 +130,20 @@ def load_hf(name: str, config: str | None, data_files: Any, split: str, setting:
             "saved with save_to_disk, a hub name (online or already cached), or data.name=text "
             "data.data_files=FILES"
         ) from None
+
+
+def _first_not_utf8(data_files: Any) -> tuple[Path, str] | None:
+    """The first file `data_files` matches (a pattern, a list, or those per split) that is no UTF-8
+    text, with what is wrong with it: datasets' error does not say which."""
+    from chargpt.data.sources.text_files import not_utf8  # (it imports this module)
+
+    patterns = data_files.values() if isinstance(data_files, dict) else [data_files]
+    for each in patterns:
+        for pattern in [each] if isinstance(each, str) else list(each or []):
+            for match in sorted(glob.glob(expand_path(str(pattern)), recursive=True)):
+                if Path(match).is_file() and (words := not_utf8(Path(match))):
+                    return Path(match), words
+    return None
 
 
 def row_separator(name: str, separator: str) -> str:
