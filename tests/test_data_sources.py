@@ -1177,6 +1177,24 @@ def test_text_builder_names_the_file_that_is_not_utf8_and_its_encodings_advice(
 
 
 @needs_datasets
+def test_text_builder_keeps_a_files_byte_order_mark_and_the_warning_says_so(
+    tmp_path: Path, datasets: ModuleType, monkeypatch
+) -> None:
+    # datasets' text builder keeps the mark that starts a file; the warning said it was "not at the
+    # start of a file", which sent the user looking inside their files for it.
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf cache"))
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "windows.txt").write_bytes(b"\xef\xbb\xbf" + "saved by Notepad 😀\n".encode() * 30)
+    dm = hf_module("text", data_files=str(tmp_path / "notes" / "*.txt"), split="train")
+    assert text_of(dm).startswith("\ufeff")
+    report = "\n".join(dm.report_lines())
+    assert "not at the start of a file" not in report
+    assert ("warning: the text has 1 byte-order marks ('\\ufeff') in it (data=hf keeps one that starts a "
+            "file or a row): they are vocabulary characters; remove them, or read text files with data=text, "
+            "which drops the one a file starts with") in report
+
+
+@needs_datasets
 def test_hf_rows_stream_in_batches_without_joining_the_whole_text(
     tmp_path: Path, datasets: ModuleType
 ) -> None:

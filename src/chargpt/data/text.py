@@ -413,7 +413,8 @@ class CharText:
             )
         stats = encoded.stats
         lines += vocabulary_lines(stats.get("counts", {}), self.options.newline, stats.get("bom"),
-                                  model_vocab=None if self._vocab is None else len(self._vocab))
+                                  model_vocab=None if self._vocab is None else len(self._vocab),
+                                  dataset=bool(self.name))
         return lines
 
     def _whole_files_warning(self) -> list[str]:

@@ -14,11 +14,12 @@ def _char(c: str) -> str:
 
 def vocabulary_lines(
     counts: Mapping[str, int], newline: str = "keep", bom_parts: list[str] | None = None,
-    model_vocab: int | None = None,
+    model_vocab: int | None = None, dataset: bool = False,
 ) -> list[str]:
     """Lines for the start-of-run report, first the summary, then any warnings (prefixed).
     `model_vocab`: the size of a vocabulary given from outside the text (a fine-tune's), which the
-    text's own count does not show."""
+    text's own count does not show. `dataset`: the text is data=hf's, which keeps the mark that
+    starts a file (datasets' `text` builder reads files so) or a row."""
     total = sum(counts.values())
     rarest = sorted(counts.items(), key=lambda item: (item[1], item[0]))[:RAREST_SHOWN]
     shown = ", ".join(f"{_char(c)} x{n:,}" for c, n in rarest)
@@ -30,7 +31,13 @@ def vocabulary_lines(
             "they are vocabulary characters and samples will contain them; pass data.newline=normalize "
             "to turn '\\r\\n' and '\\r' into '\\n'"
         )
-    if marks := counts.get("\ufeff", 0):
+    if (marks := counts.get("\ufeff", 0)) and dataset:
+        lines.append(
+            f"warning: the text has {marks:,} byte-order marks ('\\ufeff') in it (data=hf keeps one that "
+            "starts a file or a row): they are vocabulary characters; remove them, or read text files "
+            "with data=text, which drops the one a file starts with"
+        )
+    elif marks:
         lines.append(
             f"warning: the text has {marks:,} byte-order marks ('\\ufeff') inside it "
             "(not at the start of a file): they are vocabulary characters"
