@@ -1177,6 +1177,29 @@ def test_text_builder_names_the_file_that_is_not_utf8_and_its_encodings_advice(
 
 
 @needs_datasets
+def test_text_builder_error_passes_over_a_matched_file_it_cannot_read(
+    tmp_path: Path, datasets: ModuleType, monkeypatch
+) -> None:
+    # Looking for the file datasets could not decode, an unreadable one before it (no permission)
+    # must not turn the error into a traceback.
+    from chargpt.data.sources import text_files
+
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf cache"))
+    (tmp_path / "a locked.txt").write_text("text\n")
+    (tmp_path / "b latin1.txt").write_bytes("café\n".encode("latin-1"))
+    real = text_files.not_utf8
+
+    def locked(path: Path) -> str | None:
+        if path.name == "a locked.txt":
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path)
+
+    monkeypatch.setattr(text_files, "not_utf8", locked)
+    with pytest.raises(DataError, match=re.escape("b latin1.txt (matched by data.data_files=")):
+        hf_module("text", data_files=str(tmp_path / "*.txt"), split="train").setup()
+
+
+@needs_datasets
 def test_text_builder_keeps_a_files_byte_order_mark_and_the_warning_says_so(
     tmp_path: Path, datasets: ModuleType, monkeypatch
 ) -> None:

@@ -141,7 +141,11 @@ def _first_not_utf8(data_files: Any) -> tuple[Path, str] | None:
     for each in patterns:
         for pattern in [each] if isinstance(each, str) else list(each or []):
             for match in sorted(glob.glob(expand_path(str(pattern)), recursive=True)):
-                if Path(match).is_file() and (words := not_utf8(Path(match))):
+                try:
+                    words = not_utf8(Path(match)) if Path(match).is_file() else None
+                except OSError:  # unreadable (no permission): not the file datasets could not decode
+                    continue
+                if words:
                     return Path(match), words
     return None
 
