@@ -434,3 +434,19 @@ def test_a_fine_tunes_resume_advice_names_its_preset_and_what_a_bare_checkpoint_
     assert "it is a fine-tune: resume with the init_from and" in freeze_fix(OmegaConf.create({}), alone)
     told = freeze_fix(OmegaConf.create({"init_from": "/models/base"}), alone)
     assert told == "resume with the finetune.freeze_embeddings and finetune.freeze_blocks it was trained with"
+
+
+def test_one_added_character_is_counted_as_one(caplog: pytest.LogCaptureFixture) -> None:
+    # "added 1 characters the checkpoint never saw: 'Ω'" on a fine-tune that brought one new character.
+    from types import SimpleNamespace
+
+    from chargpt.training.finetune import finetune_vocab
+
+    pretrained = SimpleNamespace(vocab=list("abc"))
+    for text, said in (("abΩ", "added 1 character the checkpoint never saw: 'Ω'"),
+                       ("aΩ😀", "added 2 characters the checkpoint never saw: 'Ω', '😀'")):
+        data = SimpleNamespace(characters=lambda text=text: sorted(set(text)))
+        caplog.clear()
+        with caplog.at_level("INFO", logger="chargpt.training.finetune"):
+            assert finetune_vocab(pretrained, data, extend=True)[3:] == sorted(set(text) - set("abc"))
+        assert f"finetune.extend_vocab: {said}" in caplog.text

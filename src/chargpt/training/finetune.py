@@ -24,6 +24,7 @@ from chargpt.inference import load_with_checkpoint
 from chargpt.model import ModelConfig
 from chargpt.model_card import card_for
 from chargpt.overrides import override_key
+from chargpt.plural import counted
 from chargpt.run_layout import launched_with, run_dir_of, saved_config
 
 log = logging.getLogger(__name__)
@@ -103,8 +104,8 @@ def finetune_vocab(pretrained: Pretrained, data: CharDataModule, extend: bool) -
             "to add them to the vocabulary"
         )
     if unseen:
-        log.info("finetune.extend_vocab: added %d characters the checkpoint never saw: %s",
-                 len(unseen), describe_chars(unseen))
+        log.info("finetune.extend_vocab: added %s the checkpoint never saw: %s",
+                 counted(len(unseen), "character"), describe_chars(unseen))
     return pretrained.vocab + unseen
 
 
