@@ -493,6 +493,17 @@ def test_a_line_longer_than_a_chunk_normalizes_as_a_whole(line: str, tmp_path: P
     assert text_of(module(path, normalize="NFC")) == unicodedata.normalize("NFC", line)
 
 
+def test_one_carriage_return_or_byte_order_mark_is_counted_as_one(tmp_path: Path) -> None:
+    # "the text has 1 carriage returns", "1 byte-order marks": a count and its noun disagreed.
+    path = tmp_path / "one.txt"
+    path.write_text("a line\r\nand a \ufeff mark inside\n" + "more text\n" * 20, newline="")
+    dm = module(path)
+    dm.setup()
+    report = "\n".join(dm.report_lines())
+    assert "the text has 1 carriage return ('\\r', Windows line endings)" in report
+    assert "the text has 1 byte-order mark ('\\ufeff') inside it" in report
+
+
 def test_windows_line_endings_are_reported_and_normalized_and_a_bom_is_dropped(tmp_path: Path) -> None:
     path = tmp_path / "win.txt"
     path.write_bytes(b"\xef\xbb\xbf" + b"line one\r\nline two\r\n" * 10)
@@ -1212,7 +1223,7 @@ def test_text_builder_keeps_a_files_byte_order_mark_and_the_warning_says_so(
     assert text_of(dm).startswith("\ufeff")
     report = "\n".join(dm.report_lines())
     assert "not at the start of a file" not in report
-    assert ("warning: the text has 1 byte-order marks ('\\ufeff') in it (data=hf keeps one that starts a "
+    assert ("warning: the text has 1 byte-order mark ('\\ufeff') in it (data=hf keeps one that starts a "
             "file or a row): they are vocabulary characters; remove them, or read text files with data=text, "
             "which drops the one a file starts with") in report
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from chargpt.plural import counted
+
 RAREST_SHOWN = 8
 
 
@@ -27,19 +29,20 @@ def vocabulary_lines(
     lines = [f"vocabulary: {len(counts)} distinct characters in {total:,}{model}; rarest: {shown}"]
     if (returns := counts.get("\r", 0)) and newline == "keep":
         lines.append(
-            f"warning: the text has {returns:,} carriage returns ('\\r', Windows line endings): "
+            f"warning: the text has {counted(returns, 'carriage return', grouped=True)} ('\\r', Windows "
+            "line endings): "
             "they are vocabulary characters and samples will contain them; pass data.newline=normalize "
             "to turn '\\r\\n' and '\\r' into '\\n'"
         )
     if (marks := counts.get("\ufeff", 0)) and dataset:
         lines.append(
-            f"warning: the text has {marks:,} byte-order marks ('\\ufeff') in it (data=hf keeps one that "
-            "starts a file or a row): they are vocabulary characters; remove them, or read text files "
-            "with data=text, which drops the one a file starts with"
+            f"warning: the text has {counted(marks, 'byte-order mark', grouped=True)} ('\\ufeff') in it "
+            "(data=hf keeps one that starts a file or a row): they are vocabulary characters; remove them, "
+            "or read text files with data=text, which drops the one a file starts with"
         )
     elif marks:
         lines.append(
-            f"warning: the text has {marks:,} byte-order marks ('\\ufeff') inside it "
+            f"warning: the text has {counted(marks, 'byte-order mark', grouped=True)} ('\\ufeff') inside it "
             "(not at the start of a file): they are vocabulary characters"
         )
     if bom_parts:
