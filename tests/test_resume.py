@@ -698,3 +698,40 @@ def test_the_resume_command_keeps_the_overrides_as_typed() -> None:
     with in_hydra_run(typed):
         command = resume_command("/runs/my run")
     assert shlex.split(command) == ["chargpt-train", *typed, "ckpt_path=/runs/my run"]
+
+
+class _KilledMidWrite(BaseException):
+    """The process ending while it writes a checkpoint (kill -9, a lost machine): nothing after it runs."""
+
+
+@pytest.mark.parametrize("dying", ["best-000004.ckpt", "last.ckpt"])
+def test_a_run_killed_while_writing_a_checkpoint_records_the_step_it_goes_on_from(
+    dying, tmp_path, monkeypatch, capsys
+):
+    # Killed while it wrote best-000004.ckpt, metrics.json (and chargpt-report) said step 4 and
+    # that validation's loss, where the run's newest checkpoint, the one it resumes from, was at 2.
+    from chargpt import checkpoints
+    from chargpt.run_layout import last_checkpoint
+
+    save = checkpoints.torch.save
+    died = []
+
+    def save_unless_dying(obj, f):  # type: ignore[no-untyped-def]
+        if obj.get("global_step") == 4 and Path(f).name.startswith(f".{dying}"):
+            died.append(f)
+            raise _KilledMidWrite
+        save(obj, f)
+
+    monkeypatch.setattr(checkpoints.torch, "save", save_unless_dying)
+    monkeypatch.setenv("CHARGPT_CACHE_DIR", str(tmp_path / "cache"))
+    corpus = write_corpus(tmp_path / "corpus.txt")
+    run = tmp_path / "run"
+    args = bare_train_args(corpus, run, "trainer.max_steps=6", "trainer.val_check_interval=2",
+                           "callbacks.model_checkpoint.save_top_k=-1")
+    with pytest.raises(_KilledMidWrite):
+        run_main(train_main, args, capsys)
+    assert died
+    resumes_from = last_checkpoint(run)
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert torch.load(resumes_from, weights_only=True)["global_step"] == metrics["step"]
+    assert metrics["step"] == (2 if dying.startswith("best") else 4)

@@ -4,6 +4,7 @@ a moved run's checkpoint paths followed."""
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,12 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def __init__(self) -> None:
         super().__init__()
         self._preloaded: dict[str, dict[str, Any]] = {}
+        self._after_next_save: list[Callable[[], None]] = []
+
+    def after_next_save(self, then: Callable[[], None]) -> None:
+        """Call `then` once the checkpoint being saved is on disk (not if its write fails): a record
+        of the run written then never describes a checkpoint that a kill during the write lost."""
+        self._after_next_save.append(then)
 
     def preload(self, path: str | Path, checkpoint: dict[str, Any]) -> None:
         self._preloaded[str(path)] = checkpoint
@@ -37,12 +44,15 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         return super().load_checkpoint(path, map_location=map_location, weights_only=weights_only)
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
+        then, self._after_next_save = self._after_next_save, []
         protocol = get_filesystem(path).protocol
         local = "file" in (protocol if isinstance(protocol, tuple) else (protocol,))
         if storage_options is not None or not local:  # remote URLs keep Lightning's behaviour
-            return super().save_checkpoint(checkpoint, path, storage_options)
-        save_atomic(checkpoint, path)
-        return None
+            super().save_checkpoint(checkpoint, path, storage_options)
+        else:
+            save_atomic(checkpoint, path)
+        for call in then:
+            call()
 
 
 def follow_moved_run(ckpt: dict[str, Any], ckpt_file: str | Path, callbacks: list[Any]) -> None:

@@ -15,6 +15,7 @@ from chargpt.distributed import is_rank_zero
 from chargpt.files import write_json_atomic
 from chargpt.metric_names import VAL_LOSS
 from chargpt.run_layout import METRICS_FILE, VAL_STEP
+from chargpt.training.callbacks.checkpointing import last_checkpoint_callback
 from chargpt.training.callbacks.nonfinite_guard import val_loss_not_finite
 
 log = logging.getLogger(__name__)
@@ -29,7 +30,10 @@ def scores_the_starting_point(trainer: L.Trainer) -> bool:
 
 class RunMetrics(Callback):
     """Writes metrics.json in the run directory after each validation and with each checkpoint
-    (rank 0 only), so it always describes the newest checkpoint (an interrupted run's too).
+    (rank 0 only), so it always describes the newest checkpoint (an interrupted run's too). Where a
+    checkpoint follows, the figures are written once its file is on disk, never before: a run
+    killed while it wrote one (kill -9, a lost machine) has a metrics.json and a report at the step
+    it goes on from, not at a validation whose weights were lost.
 
     Wall time and tokens trained are carried in the checkpoint, so a resumed run reports the whole
     run, with the steps before a change of data.batch_size (or of accumulation or processes)
@@ -49,6 +53,7 @@ class RunMetrics(Callback):
         self._resumed: dict[str, Any] = {}  # tokens, step and tokens_per_step of the checkpoint
         self._base: tuple[int, int] | None = None  # (step, tokens) this process started training from
         self.written: dict[str, Any] | None = None  # the figures last written to metrics.json
+        self._owed = False  # a validation's figures, left for the checkpoint that follows it to write
 
     def train_seconds(self) -> float:
         return self.previous_seconds + time.perf_counter() - self._start
@@ -128,8 +133,11 @@ class RunMetrics(Callback):
 
     def _write(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if is_rank_zero():
-            self.written = self.metrics(trainer, pl_module)
-            write_json_atomic(self.path, self.written)
+            self._write_figures(self.metrics(trainer, pl_module))
+
+    def _write_figures(self, figures: dict[str, Any]) -> None:
+        self.written, self._owed = figures, False
+        write_json_atomic(self.path, figures)
 
     def final(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, Any]:
         """The run's closing figures: those metrics.json holds (written with the last checkpoint,
@@ -151,10 +159,39 @@ class RunMetrics(Callback):
             self.val_step, self.val_loss = trainer.global_step, float(val)
             if self.best_val_loss is None or float(val) < self.best_val_loss:
                 self.best_val_loss = float(val)
-        self._write(trainer, pl_module)
+        if self._checkpoint_follows(trainer):
+            self._owed = True  # written with last.ckpt, once that is on disk (on_save_checkpoint)
+        else:
+            self._write(trainer, pl_module)
+
+    @staticmethod
+    def _checkpoint_follows(trainer: L.Trainer) -> bool:
+        """Whether last.ckpt is written at the end of this validation (the checkpoint callbacks come
+        after this one), carrying these figures."""
+        return (trainer.state.fn == TrainerFn.FITTING and not trainer.sanity_checking
+                and last_checkpoint_callback(trainer) is not None)
 
     def on_save_checkpoint(
         self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
     ) -> None:
         # Also the checkpoint of an interruption (Ctrl-C, SIGTERM), written between validations.
-        self._write(trainer, pl_module)
+        if not is_rank_zero():
+            return
+        figures = self.metrics(trainer, pl_module)  # as the checkpoint holds them (its time included)
+        after_save = getattr(trainer.strategy.checkpoint_io, "after_next_save", None)
+        if after_save is None:
+            self._write_figures(figures)
+        else:
+            after_save(lambda: self._write_figures(figures))
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
+        self._write_owed(trainer, pl_module)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._write_owed(trainer, pl_module)
+
+    def _write_owed(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """A validation whose checkpoint did not come after all (Lightning's checkpoint callback
+        skips a step it has already saved) still gets its figures written."""
+        if self._owed:
+            self._write(trainer, pl_module)
