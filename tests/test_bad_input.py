@@ -302,6 +302,11 @@ TRAIN_CASES = [
     ("a space after '='", ["data.path=", "{tmp}/pasted é/a b.txt"],
      "error: data.path= '{tmp}/pasted é/a b.txt': the shell splits it at its spaces into 2 words; write it "
      "without spaces around '=': 'data.path={tmp}/pasted é/a b.txt'"),
+    # '==' as a comparison is written: the advice was seed==VALUE (the 3 dropped), itself no override.
+    ("'==' with spaces around it", ["seed", "==", "3"], "error: seed == 3: the shell splits it at its spaces "
+     "into 3 words; write it without spaces around '=': seed=3"),
+    ("'==' with a space before it", ["seed", "==3"], "error: seed ==3: the shell splits it at its spaces "
+     "into 2 words; write it without spaces around '=': seed=3"),
     ("':' for '='", ["model:tiny"], "error: cannot read the override 'model:tiny': overrides are key=value "
      "(model=tiny?); see the command's --help"),
     ("an unset environment variable", ["optimizer.lr=${{oc.env:CHARGPT_TEST_UNSET}}"],

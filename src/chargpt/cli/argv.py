@@ -659,13 +659,15 @@ def _spaced_around_equals(argv: list[str], i: int) -> str | None:
     word, before = argv[i], argv[i - 1] if i > 1 else ""
     after = argv[i + 1] if i + 1 < len(argv) else None
     if _KEY.fullmatch(word) and after is not None and after.startswith("="):  # `seed = 3`, `model =tiny`
-        value = argv[i + 2] if after == "=" and i + 2 < len(argv) and "=" not in argv[i + 2] else None
+        typed = after.lstrip("=")  # (`seed == 3`, '==' as a comparison is written: one '=' meant)
+        value = argv[i + 2] if not typed and i + 2 < len(argv) and "=" not in argv[i + 2] else None
         words = [word, after] if value is None else [word, after, value]
+        meant = f"{word}={typed or value or 'VALUE'}"
     elif "=" not in word and _KEY.fullmatch(before[:-1]) and before.endswith("=") and before.count("=") == 1:
         words = [before, word]  # `seed= 3`: the first word, set to nothing, read; this one not
+        meant = before + word
     else:
         return None
-    meant = "".join(words) if not words[-1].endswith("=") else f"{''.join(words)}VALUE"
     return (f"{shell_words.join(words)}: the shell splits it at its spaces into {len(words)} words; write it "
             f"without spaces around '=': {shell_words.quote(meant)}")
 
