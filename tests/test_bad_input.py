@@ -360,6 +360,14 @@ TRAIN_CASES = [
      "set up to take it (hparams_search=optuna sets one up); a sweep's values, as a search's dimensions, are "
      "given on the command line as the settings themselves: model.dropout=x 'optimizer.lr=interval(1e-4, "
      "1e-2)'"),
+    # A sweep typed bare in the dict was advised as its Python form ('model.dropout=IntervalSweep(tags=
+    # set(), start=0.0, end=0.3)'), a list as 'seed=[1, 2]', which a sweep refuses.
+    ("a search's dimensions as a dict, a sweep and a list among them, without a search",
+     ["-m", "hydra.sweeper.params={{model.dropout: interval(0.0, 0.3), model.n_layer: int(interval(2, 5)), "
+      "optimizer.lr: tag(log, interval(1e-4, 1e-2)), seed: [1, 2], model.n_embd: range(32, 65, 32)}}"],
+     "are given on the command line as the settings themselves: 'model.dropout=interval(0.0,0.3)' "
+     "'model.n_layer=int(interval(2,5))' 'optimizer.lr=tag(log,interval(0.0001,0.01))' seed=1,2 "
+     "'model.n_embd=range(32,65,32)'"),
     # Hydra's parse error over three lines, exit 1, the search's dimension not named.
     ("a search's dimension Hydra cannot read",
      ["-m", "hparams_search=optuna", "+hydra.sweeper.params={{model.dropout:'interval(0.0'}}"],

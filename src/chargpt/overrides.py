@@ -14,10 +14,18 @@ import glob
 import os
 import re
 from collections.abc import Collection
+from typing import Any
 
 from hydra.core.config_loader import ConfigLoader
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.core.override_parser.types import ChoiceSweep, Override, Quote, QuotedString
+from hydra.core.override_parser.types import (
+    ChoiceSweep,
+    IntervalSweep,
+    Override,
+    Quote,
+    QuotedString,
+    RangeSweep,
+)
 from hydra.errors import HydraException
 from omegaconf import OmegaConf
 
@@ -169,6 +177,36 @@ def sweep_item(text: str) -> str:
     except HydraException:
         pass
     return hydra_quoted(text)
+
+
+def swept_as_typed(value: Any) -> str:
+    """A value Hydra parsed (as a dict's entry: `{model.dropout: interval(0.0, 0.3)}`) written back
+    as the setting's own override takes it, to run as shown: a sweep as Hydra's function of it
+    (`interval(0.0,0.3)`, `int(...)` kept where its ends are whole), a list as its items, one run
+    each (`1,2`); a word as typed."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, list):
+        return ",".join(map(_item_as_typed, value))
+    if isinstance(value, IntervalSweep):
+        text = f"interval({value.start},{value.end})"
+        text = f"int({text})" if isinstance(value.start, int) and isinstance(value.end, int) else text
+    elif isinstance(value, RangeSweep):
+        text = f"range({value.start},{value.stop},{value.step})"
+    elif isinstance(value, ChoiceSweep):
+        items = ",".join(map(_item_as_typed, value.list))
+        text = items if value.simple_form else f"choice({items})"
+    else:
+        return str(value)
+    if getattr(value, "shuffle", False):
+        text = f"shuffle({text})"
+    return f"tag({','.join(sorted(value.tags))},{text})" if value.tags else text
+
+
+def _item_as_typed(item: Any) -> str:
+    """One item of a list or choice, as swept_as_typed writes it: text quoted where Hydra would
+    read it otherwise."""
+    return sweep_item(item) if isinstance(item, str) else swept_as_typed(item)
 
 
 def override_key(override: str) -> str:

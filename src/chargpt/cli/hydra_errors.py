@@ -28,7 +28,7 @@ from omegaconf import DictConfig, OmegaConf
 from chargpt import shell_words
 from chargpt.cli import CONFIG_PATH
 from chargpt.errors import exit_usage, full_errors_requested
-from chargpt.overrides import hydra_quoted, parsed_override, swept_values
+from chargpt.overrides import hydra_quoted, parsed_override, swept_as_typed, swept_values
 from chargpt.spelling import did_you_mean, nearest_name
 
 _HINT = "Set the environment variable HYDRA_FULL_ERROR=1"
@@ -305,7 +305,7 @@ def no_search_to_give(override: str, dimensions: dict, searches: bool) -> str:
     set_up = " (hparams_search=optuna sets one up)" if searches else ""
     said = (f"{override}: no search is set up to take it{set_up}; a sweep's values, as a search's "
             "dimensions, are given on the command line as the settings themselves")
-    typed = (f"{name}={str(v).lower() if isinstance(v, bool) else v}" for name, v in dimensions.items())
+    typed = (f"{name}={swept_as_typed(value)}" for name, value in dimensions.items())
     return f"{said}: {shell_words.join(typed)}"
 
 
