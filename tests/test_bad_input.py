@@ -368,6 +368,16 @@ TRAIN_CASES = [
      "are given on the command line as the settings themselves: 'model.dropout=interval(0.0,0.3)' "
      "'model.n_layer=int(interval(2,5))' 'optimizer.lr=tag(log,interval(0.0001,0.01))' seed=1,2 "
      "'model.n_embd=range(32,65,32)'"),
+    # With a search set up: "hydra.sweeper.params is not a setting of hydra.sweeper", and the advice cut at
+    # its first space: "+hydra.sweeper.params={seed:".
+    ("a search's new dimensions as a dict under hydra.sweeper.params, with a search",
+     ["-m", "hparams_search=optuna",
+      "hydra.sweeper.params={{seed: '1,2', model.dropout: interval(0.0, 0.3)}}"],
+     "error: hydra.sweeper.params={{seed: '1,2', model.dropout: interval(0.0, 0.3)}}: a search's dimensions "
+     "are given on the command line as the settings themselves: seed=1,2 'model.dropout=interval(0.0,0.3)'"),
+    # The advice was cut at the value's first space: "+trainer.foo='a".
+    ("a setting that is none, its value with a space", ["trainer.foo='a b'"],
+     "or add a setting of your own with +trainer.foo='a b'"),
     # Hydra's parse error over three lines, exit 1, the search's dimension not named.
     ("a search's dimension Hydra cannot read",
      ["-m", "hparams_search=optuna", "+hydra.sweeper.params={{model.dropout:'interval(0.0'}}"],

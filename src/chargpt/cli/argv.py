@@ -30,6 +30,7 @@ from chargpt import shell_words
 from chargpt.cli import CONFIG_PATH
 from chargpt.cli.hydra_errors import (
     ONE_OPTION_GROUPS,
+    dimensions_as_settings,
     no_search_to_give,
     search_params_dict,
     settings_in,
@@ -463,10 +464,18 @@ def check_search_space_typed(config_name: str, argv: list[str]) -> None:
     if not typed or any(arg.partition("=")[0] in own_config for arg in argv[1:]):
         return
     config = composed(config_name, [o for o in overrides if o not in typed], with_hydra=True)
-    if config is not None and OmegaConf.select(config, "hydra.sweeper.params") is None:
-        override, dimensions = next(iter(typed.items()))
-        searches = "hparams_search" in OmegaConf.select(config, "hydra.runtime.choices", default={})
-        raise ConfigError(no_search_to_give(override, dimensions, searches))
+    if config is None:
+        return
+    params = OmegaConf.select(config, "hydra.sweeper.params")
+    for override, dimensions in typed.items():
+        if params is None:
+            searches = "hparams_search" in OmegaConf.select(config, "hydra.runtime.choices", default={})
+            raise ConfigError(no_search_to_give(override, dimensions, searches))
+        # A new dimension needs `+` (Hydra: "not a setting"), and a sweep typed bare OmegaConf cannot
+        # merge (its text, `'interval(0.0, 0.3)'`, it can).
+        added = not override.startswith("+") and any(name not in params for name in dimensions)
+        if added or any(not isinstance(v, str | int | float | bool) for v in dimensions.values()):
+            raise ConfigError(dimensions_as_settings(override, dimensions))
 
 
 def check_one_option_lists(overrides: list[str]) -> None:

@@ -37,7 +37,7 @@ ALSO_KNOWN_AS = {"learning_rate": "lr"}
 # Groups read setting by setting, not handed whole to a constructor: a key added under them is
 # refused (model: ModelConfig has its fields only) or read by nothing, so `+KEY` is no advice there.
 _NOTHING_ADDED = ("model", "sample", "finetune")
-_NOT_IN_STRUCT = re.compile(r"Could not override '([^']+)'\.\s+To append to your config use (\S+)")
+_NOT_IN_STRUCT = re.compile(r"Could not override '([^']+)'\.\s+To append to your config use ([^\n]+)")
 _NOT_DELETABLE = re.compile(r"Could not delete from config\. '([^']+)' does not exist")
 # `~hydra.KEY` of a field of Hydra's own structured config (hydra.job_logging, hydra.run.dir), which
 # Hydra cannot delete; entries of its dicts (hydra.callbacks.NAME) can go.
@@ -305,8 +305,19 @@ def no_search_to_give(override: str, dimensions: dict, searches: bool) -> str:
     set_up = " (hparams_search=optuna sets one up)" if searches else ""
     said = (f"{override}: no search is set up to take it{set_up}; a sweep's values, as a search's "
             "dimensions, are given on the command line as the settings themselves")
-    typed = (f"{name}={swept_as_typed(value)}" for name, value in dimensions.items())
-    return f"{said}: {shell_words.join(typed)}"
+    return f"{said}: {_as_settings(dimensions)}"
+
+
+def dimensions_as_settings(override: str, dimensions: dict) -> str:
+    """The error for `hydra.sweeper.params={...}` that a search's params cannot take as typed (a
+    new dimension without `+`, which Hydra said was no setting; a sweep typed bare, which OmegaConf
+    cannot merge): each dimension given as its setting."""
+    return (f"{override}: a search's dimensions are given on the command line as the settings "
+            f"themselves: {_as_settings(dimensions)}")
+
+
+def _as_settings(dimensions: dict) -> str:
+    return shell_words.join(f"{name}={swept_as_typed(value)}" for name, value in dimensions.items())
 
 
 def _hydra_swept(key: str, value: str) -> str:
