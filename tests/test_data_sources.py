@@ -500,8 +500,10 @@ def test_one_carriage_return_or_byte_order_mark_is_counted_as_one(tmp_path: Path
     dm = module(path)
     dm.setup()
     report = "\n".join(dm.report_lines())
-    assert "the text has 1 carriage return ('\\r', Windows line endings)" in report
-    assert "the text has 1 byte-order mark ('\\ufeff') inside it" in report
+    assert ("the text has 1 carriage return ('\\r', Windows line endings): it is a vocabulary character "
+            "and samples will contain it;") in report
+    assert ("the text has 1 byte-order mark ('\\ufeff') inside it (not at the start of a file): it is a "
+            "vocabulary character") in report
 
 
 def test_windows_line_endings_are_reported_and_normalized_and_a_bom_is_dropped(tmp_path: Path) -> None:
@@ -1224,7 +1226,7 @@ def test_text_builder_keeps_a_files_byte_order_mark_and_the_warning_says_so(
     report = "\n".join(dm.report_lines())
     assert "not at the start of a file" not in report
     assert ("warning: the text has 1 byte-order mark ('\\ufeff') in it (data=hf keeps one that starts a "
-            "file or a row): they are vocabulary characters; remove them, or read text files with data=text, "
+            "file or a row): it is a vocabulary character; remove it, or read text files with data=text, "
             "which drops the one a file starts with") in report
 
 

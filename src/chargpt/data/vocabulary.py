@@ -14,6 +14,14 @@ def _char(c: str) -> str:
     return repr(c)
 
 
+def _vocabulary_characters(n: int) -> str:
+    return "it is a vocabulary character" if n == 1 else "they are vocabulary characters"
+
+
+def _them(n: int) -> str:
+    return "it" if n == 1 else "them"
+
+
 def vocabulary_lines(
     counts: Mapping[str, int], newline: str = "keep", bom_parts: list[str] | None = None,
     model_vocab: int | None = None, dataset: bool = False,
@@ -30,20 +38,20 @@ def vocabulary_lines(
     if (returns := counts.get("\r", 0)) and newline == "keep":
         lines.append(
             f"warning: the text has {counted(returns, 'carriage return', grouped=True)} ('\\r', Windows "
-            "line endings): "
-            "they are vocabulary characters and samples will contain them; pass data.newline=normalize "
+            f"line endings): {_vocabulary_characters(returns)} and samples will contain {_them(returns)}; "
+            "pass data.newline=normalize "
             "to turn '\\r\\n' and '\\r' into '\\n'"
         )
     if (marks := counts.get("\ufeff", 0)) and dataset:
         lines.append(
             f"warning: the text has {counted(marks, 'byte-order mark', grouped=True)} ('\\ufeff') in it "
-            "(data=hf keeps one that starts a file or a row): they are vocabulary characters; remove them, "
-            "or read text files with data=text, which drops the one a file starts with"
+            f"(data=hf keeps one that starts a file or a row): {_vocabulary_characters(marks)}; remove "
+            f"{_them(marks)}, or read text files with data=text, which drops the one a file starts with"
         )
     elif marks:
         lines.append(
             f"warning: the text has {counted(marks, 'byte-order mark', grouped=True)} ('\\ufeff') inside it "
-            "(not at the start of a file): they are vocabulary characters"
+            f"(not at the start of a file): {_vocabulary_characters(marks)}"
         )
     if bom_parts:
         names = ", ".join(bom_parts[:3]) + (f" and {len(bom_parts) - 3} more" if len(bom_parts) > 3 else "")
