@@ -767,6 +767,19 @@ def test_a_sweep_keeps_settings_that_take_a_list(files, capsys):
     assert [c.optimizer.betas for c in saved] == [[0.8, 0.9]] * 2
 
 
+def test_a_sweep_hands_trainer_devices_its_list(files, capsys):
+    # trainer.devices defaults to one value but takes the GPUs to use as a list: each job gets it (on
+    # this CPU Lightning refuses it, a job's own failure), where a refusal before the sweep would name
+    # it a list typed for a sweep. No other test held that exemption.
+    root = files["tmp"] / "device runs"
+    args = [*bare_train_args(files["corpus"], None), "-m", "trainer.devices=[1]", "trainer.max_steps=1",
+            "seed=1,2", f"hydra.sweep.dir={root}"]
+    _, _, err = run_main(train_cli.main, args, capsys)
+    assert "gives trainer.devices a list" not in err
+    saved = [OmegaConf.load(root / job / ".hydra" / "config.yaml") for job in "01"]
+    assert [c.trainer.devices for c in saved] == [[1]] * 2
+
+
 @pytest.mark.parametrize("seconds", ["-3", "0", "abc", "true"])
 def test_auto_refuses_a_bad_budget_before_timing_shapes(seconds, files, monkeypatch, capsys):
     args = [
