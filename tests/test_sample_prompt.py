@@ -174,23 +174,6 @@ def test_an_output_that_cannot_write_the_models_text_is_refused_before_any_text(
         assert code == 0, err
 
 
-def test_a_sweeps_text_settings_are_composed_value_by_value_only_where_the_console_needs_it(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    # Each value of a swept setting checked as its own job costs a composition (~0.1-0.3 s): 100
-    # values of data.batch_size took 30 s more to start. The text's values are only checked so where
-    # the console cannot write every character; the launch's always.
-    from chargpt.cli.launch_checks import _checked_per_value
-
-    text_keys = ("data", "data.path", "+data.seed", "sample.max_new_tokens")
-    monkeypatch.setattr(sys, "stdout", io.TextIOWrapper(io.BytesIO(), encoding="utf-8"))
-    assert all(_checked_per_value(k) for k in ("trainer", "trainer.strategy", "experiment"))
-    assert not any(_checked_per_value(k) for k in (*text_keys, "seed"))
-    monkeypatch.setattr(sys, "stdout", io.TextIOWrapper(io.BytesIO(), encoding="latin-1"))
-    assert all(_checked_per_value(k) for k in (*text_keys, "trainer"))
-    assert not _checked_per_value("seed")
-
-
 @pytest.mark.parametrize("swept", [["seed=1,2"], ["data.normalize=NFKC,null"]])
 def test_a_sweep_whose_output_cannot_write_the_models_text_is_refused_before_any_folder(
     swept: list[str], tmp_path: Path, monkeypatch, capsys

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -316,39 +317,54 @@ class _Checked(NamedTuple):
     pretrained: Pretrained | None  # a fine-tune's start (init_from)
 
 
-def _checked_settings(cfg: DictConfig) -> _Checked:
-    """Every check of the settings that can fail before any data is read, in the order a user meets
-    them; trainer.precision and matmul_precision resolved, and a fine-tune's start read."""
-    model_fields = plain(cfg.model)
-    auto = bool(model_fields.pop("auto", False))
-    # model=auto's timing is charged to the budget: its clock starts here (at the process start
-    # for the first run of a process), before the data is read and the shapes are timed.
-    start = budget_plan.run_start_time() if auto else 0.0
-    check_launch(cfg)
-    data_dir_note = settle_data_dir(cfg)  # before anything reads the data
-    keep_download_to_its_path(cfg)
+def check_settings(cfg: DictConfig, overrides: Sequence[str], in_sweep: bool | None = None) -> ModelConfig:
+    """The checks of a run's settings that read no data and change nothing, in the order a user meets
+    them: a run runs them first, and a sweep runs them on its jobs before it starts, so that a bad
+    setting of any job is refused before the sweep's folder is made. Returns the model asked for
+    (model=auto's: the base its shapes are sized from). `overrides`: the run's, as typed; `in_sweep`
+    as check_launch takes it."""
+    check_launch(cfg, in_sweep)
     check_trainer_numbers(cfg.trainer, finetuning=bool(cfg.get("init_from")))
     budget_plan.checked_seconds(cfg.get("budget_seconds"))  # before model=auto times anything
-    reserve_seconds = budget_reserve(cfg)  # checked before model=auto times anything; it sizes with it
-    device = precision.run_device(cfg.trainer)
-    precision_warning = precision.replaced_precision(cfg.trainer.get("precision"), device)
-    precision_line = precision.decide_precision(cfg)  # before model=auto times its shapes in it
-    if yes_no("keep_freed_memory", cfg.get("keep_freed_memory", False)):
-        keep_freed_memory()
-    matmul_line = precision.decide_matmul_precision(cfg)
+    budget_reserve(cfg)  # model=auto sizes with it
+    precision.lightning_precision_name(cfg.trainer.get("precision"))
+    yes_no("keep_freed_memory", cfg.get("keep_freed_memory", False))
     check_model_target(cfg)
     check_model_settings(cfg)
+    model_fields = plain(cfg.model)
+    auto = bool(model_fields.pop("auto", False))
     model_config = ModelConfig.from_dict(model_fields)  # validated before any data work
     check_model_fits(model_config, vocab_size=1)  # (fewer characters than any text's: a lower bound)
     check_window_length(cfg)
     check_constructor_settings(cfg)
     check_optimizer(plain(cfg.optimizer))
     if auto:
-        check_auto(cfg, task_overrides())
-    pretrained = None
+        check_auto(cfg, overrides)
     check_finetune_settings(cfg)
     if cfg.get("init_from"):
         check_not_its_own_start(cfg.init_from, cfg.get("ckpt_path"))
+    return model_config
+
+
+def _checked_settings(cfg: DictConfig) -> _Checked:
+    """check_settings, then what settles the run's settings before any data is read:
+    trainer.precision and matmul_precision resolved, and a fine-tune's start read."""
+    auto = bool(cfg.model.get("auto", False))
+    # model=auto's timing is charged to the budget: its clock starts here (at the process start
+    # for the first run of a process), before the data is read and the shapes are timed.
+    start = budget_plan.run_start_time() if auto else 0.0
+    model_config = check_settings(cfg, task_overrides())
+    data_dir_note = settle_data_dir(cfg)  # before anything reads the data
+    keep_download_to_its_path(cfg)
+    reserve_seconds = budget_reserve(cfg)
+    device = precision.run_device(cfg.trainer)
+    precision_warning = precision.replaced_precision(cfg.trainer.get("precision"), device)
+    precision_line = precision.decide_precision(cfg)  # before model=auto times its shapes in it
+    if yes_no("keep_freed_memory", cfg.get("keep_freed_memory", False)):
+        keep_freed_memory()
+    matmul_line = precision.decide_matmul_precision(cfg)
+    pretrained = None
+    if cfg.get("init_from"):
         pretrained = prepare_finetune(cfg, model_config, task_overrides(),
                                       resumed=resumable(cfg.ckpt_path))
         model_config = pretrained.config
