@@ -253,6 +253,20 @@ def test_an_unreadable_override_is_one_line_with_the_quoted_form(capsys) -> None
     assert OverridesParser.create().parse_override("model.name='[1'").value() == "[1"
 
 
+@pytest.mark.parametrize(("typed", "fix"), [
+    ("model=tiny,", "drop the comma: model=tiny\n"),
+    ("seed=1,2,", "drop the comma: seed=1,2\n"),
+    ("data.separator=ab,", "drop the comma: data.separator=ab (or, for a text that ends with a comma, quote "
+     "the value: \"data.separator='ab,'\")\n"),
+])
+def test_a_trailing_comma_is_named_with_the_override_without_it(typed, fix, capsys) -> None:
+    # It was told to quote the value ("model='tiny,'"), which is no option of model either.
+    assert run_cli(train_main, typed, "--cfg", "job") == 2
+    assert capsys.readouterr().err == (
+        f"error: cannot read the override {typed!r}: it ends with a comma, and no value follows it (a comma "
+        f"separates the values a sweep runs); {fix}")
+
+
 def test_an_unreadable_list_is_advised_with_each_item_quoted(tmp_path: Path, capsys) -> None:
     # A folder of one's own configs with an accent in its path: the advice quoted the whole list,
     # which made it one text, and the command it gave was refused in turn ("hydra.searchpath must

@@ -251,7 +251,7 @@ def hydra_argv(argv: list[str], checkpoint_sweeps: bool = False) -> list[str]:
         if parts is None and out[i - 1] in ("-i", "--info"):  # a misspelt topic, not an override
             raise ConfigError(_not_an_info_topic(out[i]))
         if not parses(out[i]):
-            raise ConfigError(_spaced_around_equals(out, i) or _unparsable(out[i]))
+            raise ConfigError(_spaced_around_equals(out, i) or _unparsable(out[i], group_dirs or []))
         if parts is not None and group_dirs is not None:
             check_group_option(parts[1], parts[2], group_dirs, searchpath)
     # Hydra's parser takes the overrides as one run of positional arguments: any after an option
@@ -681,7 +681,8 @@ def _spaced_around_equals(argv: list[str], i: int) -> str | None:
             f"without spaces around '=': {shell_words.quote(meant)}")
 
 
-def _unparsable(arg: str) -> str:
+def _unparsable(arg: str, group_dirs: list[Path]) -> str:
+    """The error for an override Hydra cannot read; `group_dirs`: the config groups' folders."""
     parts = _split(arg)
     if parts is None:
         yaml_like = ":" in arg and _KEY.fullmatch(arg.partition(":")[0])  # `model:tiny`, as YAML writes it
@@ -695,6 +696,15 @@ def _unparsable(arg: str) -> str:
                 "parse; check its parentheses, commas and numbers, e.g. "
                 f"'{key}=tag(log, interval(1e-4, 1e-2))'")
     works = shell_words.quote_in_double_quotes(f"{plus}{key}={hydra_quoted(value)}")
+    meant = value.rstrip().removesuffix(",")
+    if meant != value.rstrip() and meant and parses(f"{plus}{key}={meant}"):
+        # `model=tiny,`: quoted, the value is a text, which a group's option (or a number) is not.
+        dropped = (f"cannot read the override {arg!r}: it ends with a comma, and no value follows it (a "
+                   f"comma separates the values a sweep runs); drop the comma: "
+                   f"{shell_words.quote(f'{plus}{key}={meant}')}")
+        if any((folder / key).is_dir() for folder in group_dirs) or not parses(f"{key}={meant}", True):
+            return dropped
+        return f"{dropped} (or, for a text that ends with a comma, quote the value: {works})"
     reserved = (f"cannot read the override {arg!r} (Hydra's override syntax reserves characters such as "
                 "spaces, commas, quotes and brackets)")
     items = [item.strip() for item in value[1:-1].split(",")] if value[:1] + value[-1:] == "[]" else []
