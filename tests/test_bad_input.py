@@ -1160,6 +1160,27 @@ def test_more_gpus_than_exist(trainer, gpus, expected, monkeypatch):
     check_devices(OmegaConf.create({**trainer, "devices": "auto"}))  # "auto" takes what exists
 
 
+@pytest.mark.parametrize(("typed", "expected"), [
+    ("trainer.devices=[0]", "error: trainer.devices=[0] names GPUs, but no CUDA GPU is visible: the run "
+     "trains on the CPU, which takes a number of processes; write trainer.devices=1"),
+    ("trainer.devices='0,1'", "error: trainer.devices=0,1 names GPUs, but no CUDA GPU is visible: "),
+    ("trainer.devices=-1", "; write trainer.devices=1"),
+])
+def test_gpu_indices_on_a_cpu_are_refused_naming_a_count(typed, expected, files, monkeypatch, capsys):
+    # Lightning's "`devices` selected with `CPUAccelerator` should be an int > 0" named no fix, and
+    # came once the text was read.
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    run = files["tmp"] / "run"
+    code, out, err = run_main(train_cli.main, [*bare_train_args(files["corpus"], run), typed], capsys)
+    _assert_one_error_line(code, out, err, expected)
+    assert not run.exists() and "vocabulary:" not in out
+    code, out, err = run_main(train_cli.main, [*bare_train_args(files["corpus"], run), typed,
+                                               "trainer.accelerator=cpu"], capsys)
+    _assert_one_error_line(code, out, err, "but trainer.accelerator=cpu takes a number of processes; write ")
+
+
 @pytest.mark.parametrize("devices", ["0,1", "1,", [0, 1], -1, "auto", 2])
 def test_device_settings_lightning_takes_on_gpus_pass(devices, monkeypatch):
     # A string of GPU indices ("0,1") is Lightning's too: only counts that are none are refused.

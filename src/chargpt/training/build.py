@@ -227,7 +227,6 @@ def build_trainer(
 ) -> L.Trainer:
     """The Trainer with exactly the callbacks and loggers the config lists; `resumed`: the
     checkpoint the run resumes from, as read, from `resumed_file`."""
-    check_devices(cfg.trainer)
     callbacks = [_callback(key, c) for key, c in (cfg.callbacks or {}).items() if c is not None]
     resume_step = int(resumed.get("global_step", 0)) if resumed is not None else None
     # A resume into another folder (hydra.run.dir=NEW: back to an earlier step, or a branch) is a
@@ -325,6 +324,7 @@ def check_settings(cfg: DictConfig, overrides: Sequence[str], in_sweep: bool | N
     as check_launch takes it."""
     check_launch(cfg, in_sweep)
     check_trainer_numbers(cfg.trainer, finetuning=bool(cfg.get("init_from")))
+    check_devices(cfg.trainer)
     budget_plan.checked_seconds(cfg.get("budget_seconds"))  # before model=auto times anything
     budget_reserve(cfg)  # model=auto sizes with it
     precision.lightning_precision_name(cfg.trainer.get("precision"))

@@ -50,7 +50,18 @@ def check_devices(trainer_cfg: DictConfig) -> None:
     text = str(devices)
     # On GPUs Lightning also takes -1 (every GPU) and a string of indices ("0,1").
     gpu_choice = text == "-1" or re.fullmatch(r"[\d\s,]*,[\d\s,]*", text) is not None
-    if isinstance(devices, (list, ListConfig)):
+    listed = isinstance(devices, (list, ListConfig))
+    mps = torch.backends.mps.is_available()
+    on_cpu = accelerator == "cpu" or (accelerator == "auto" and not gpus and not mps)
+    if on_cpu and (listed or gpu_choice):  # Lightning's "should be an int > 0", which names no fix
+        count = max(len(devices) if listed else len([d for d in text.split(",") if d.strip()]), 1)
+        if accelerator == "cpu":
+            raise ConfigError(f"trainer.devices={text} names GPUs, but trainer.accelerator=cpu takes a "
+                              f"number of processes; write trainer.devices={count}, or "
+                              "trainer.accelerator=gpu")
+        raise ConfigError(f"trainer.devices={text} names GPUs, but no CUDA GPU is visible: the run trains on "
+                          f"the CPU, which takes a number of processes; write trainer.devices={count}")
+    if listed:
         wanted = len(devices)
     elif text.isdigit() and int(text) > 0:
         wanted = int(text)
