@@ -751,6 +751,20 @@ def test_a_sweep_typed_as_one_value_is_refused_before_any_folder(typed, expected
     assert not root.exists()
 
 
+@pytest.mark.parametrize("main", [sample_cli.main, eval_cli.main, export_cli.main],
+                         ids=["sample", "eval", "export"])
+def test_a_path_given_without_its_key_is_offered_as_ckpt_path(main, files, monkeypatch, capsys):
+    # "overrides are key=value; see the command's --help" named neither the setting nor the fix.
+    (files["tmp"] / "my run é").mkdir()
+    monkeypatch.chdir(files["tmp"])
+    code, out, err = run_main(main, ["my run é"], capsys)
+    expected = ("error: cannot read the override 'my run é': overrides are key=value; to read the run or "
+                "checkpoint it names, give its setting: 'ckpt_path=my run é'")
+    _assert_one_error_line(code, out, err, expected)
+    code, out, err = run_main(main, ["no such run"], capsys)  # no path: nothing to offer
+    _assert_one_error_line(code, out, err, "overrides are key=value; see the command's --help")
+
+
 def test_a_sampling_sweep_typed_as_a_range_is_refused(files, capsys):
     code, out, err = run_main(sample_cli.main, ["-m", f"ckpt_path={files['ckpt']}", "seed=1..3"], capsys)
     _assert_one_error_line(code, out, err, "write 'seed=range(1,4)' (its end is left out) or seed=1,2,3")

@@ -251,7 +251,8 @@ def hydra_argv(argv: list[str], checkpoint_sweeps: bool = False) -> list[str]:
         if parts is None and out[i - 1] in ("-i", "--info"):  # a misspelt topic, not an override
             raise ConfigError(_not_an_info_topic(out[i]))
         if not parses(out[i]):
-            raise ConfigError(_spaced_around_equals(out, i) or _unparsable(out[i], group_dirs or []))
+            raise ConfigError(_spaced_around_equals(out, i) or _unparsable(out[i], group_dirs or [],
+                                                                          checkpoint_sweeps))
         if parts is not None and group_dirs is not None:
             check_group_option(parts[1], parts[2], group_dirs, searchpath)
     # Hydra's parser takes the overrides as one run of positional arguments: any after an option
@@ -681,10 +682,14 @@ def _spaced_around_equals(argv: list[str], i: int) -> str | None:
             f"without spaces around '=': {shell_words.quote(meant)}")
 
 
-def _unparsable(arg: str, group_dirs: list[Path]) -> str:
-    """The error for an override Hydra cannot read; `group_dirs`: the config groups' folders."""
+def _unparsable(arg: str, group_dirs: list[Path], reads_checkpoint: bool = False) -> str:
+    """The error for an override Hydra cannot read; `group_dirs`: the config groups' folders;
+    `reads_checkpoint`: whether the command reads a run (chargpt-sample, -eval, -export)."""
     parts = _split(arg)
     if parts is None:
+        if reads_checkpoint and os.path.exists(expand_path(arg.strip())):  # `chargpt-sample my_run`
+            return (f"cannot read the override {arg!r}: overrides are key=value; to read the run or "
+                    f"checkpoint it names, give its setting: {shell_words.quote(f'ckpt_path={arg.strip()}')}")
         yaml_like = ":" in arg and _KEY.fullmatch(arg.partition(":")[0])  # `model:tiny`, as YAML writes it
         meant = f" ({arg.replace(':', '=', 1)}?)" if yaml_like else ""
         return (f"cannot read the override {arg!r}: overrides are key=value{meant}; "
