@@ -740,6 +740,8 @@ def test_a_sweeps_run_dir_is_refused_naming_the_sweep_dir(files, capsys):
     ("seed=1..3", "seed=1..3 is one value to Hydra, the text '1..3', not a range to sweep: to run once with "
      "each of 1 to 3, write 'seed=range(1,4)' (its end is left out) or seed=1,2,3"),
     ("seed=3..1", "to run once with each of 3 to 1, write seed=3,2,1"),
+    ("sample.top_k=[5,10]", "sample.top_k=[5,10] gives sample.top_k a list, the same in every job, where it "
+     "takes one value: to run once with each, write the values without brackets: sample.top_k=5,10"),
 ])
 def test_a_sweep_typed_as_one_value_is_refused_before_any_folder(typed, expected, files, capsys):
     # Hydra read the list (or the text '1..3') as one value, the same in every job: the sweep's folder
@@ -763,6 +765,16 @@ def test_a_path_given_without_its_key_is_offered_as_ckpt_path(main, files, monke
     _assert_one_error_line(code, out, err, expected)
     code, out, err = run_main(main, ["no such run"], capsys)  # no path: nothing to offer
     _assert_one_error_line(code, out, err, "overrides are key=value; see the command's --help")
+
+
+def test_a_sweep_keeps_a_list_of_names_for_a_setting_whose_default_is_null(files, capsys):
+    # data.data_files (null by default) takes a list of file names: the sweep's list checks let it
+    # through, and trainer.max_steps=0 is what ends the command (before any job).
+    root = files["tmp"] / "runs"
+    args = ["data=hf", "data.name=x", "data.data_files=[1.txt, b.txt]", "-m", "seed=1,2",
+            "trainer.max_steps=0", f"hydra.sweep.dir={root}"]
+    code, out, err = run_main(train_cli.main, args, capsys)
+    _assert_one_error_line(code, out, err, "error: trainer.max_steps=0 trains nothing")
 
 
 def test_a_sampling_sweep_typed_as_a_range_is_refused(files, capsys):

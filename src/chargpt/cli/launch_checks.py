@@ -86,6 +86,8 @@ def check_quietly_taken(config: DictConfig) -> None:
 # A setting whose default is one value but that takes a list too: Lightning's devices (a count, or
 # the indices of the GPUs to use).
 _LIST_TOO = ("trainer.devices",)
+# A setting the sweep's defaults do not have (`+trainer.my_list=[1,2]`, a setting of one's own).
+_ABSENT = object()
 # `seed=1..3`, a range as other tools write it: Hydra reads it as the text '1..3'.
 _DOTTED_RANGE = re.compile(r"\s*([+-]?\d+)\s*\.{2,3}\s*([+-]?\d+)\s*")
 
@@ -94,7 +96,8 @@ def check_sweeps_typed_as_one_value(config: DictConfig) -> None:
     """A sweep's setting typed as a list (`seed=[1,2]`) or as a range the way other tools write one
     (`seed=1..3`) is one value to Hydra, the same in every job, which each job then refused ("must
     be a whole number") once the sweep's folder was made: refused here, naming the sweep meant. A
-    list is refused only where the setting's default is one value (not null, not a list); Hydra's
+    list is refused where the setting's default is one value, or null and the list's items are all
+    numbers (`sample.top_k=[5,10]`; data.data_files, null too, takes a list of names); Hydra's
     settings, free text and a setting that takes a list too (_LIST_TOO) are left as typed."""
     typed = [o for o in as_written(config.hydra.overrides.task) if not is_sweep(o)]
     typed = [o for o in typed if not (key := override_key(o)).startswith("hydra.")
@@ -120,11 +123,18 @@ def check_sweeps_typed_as_one_value(config: DictConfig) -> None:
         return
     for override, items in lists.items():
         key = override_key(override)
-        default = OmegaConf.select(defaults, key, default=None, throw_on_resolution_failure=False)
-        if isinstance(default, (bool, int, float, str)):
+        default = OmegaConf.select(defaults, key, default=_ABSENT, throw_on_resolution_failure=False)
+        if isinstance(default, (bool, int, float, str)) or (default is None and _numbers(override)):
             swept = shell_words.quote(f"{key}={','.join(items)}")
             raise ConfigError(f"{override} gives {key} a list, the same in every job, where it takes one "
                               f"value: to run once with each, write the values without brackets: {swept}")
+
+
+def _numbers(override: str) -> bool:
+    """Whether an override's value is a list of numbers only (`[5,10]`): a list that no setting whose
+    default is null takes (those that take a list, such as data.data_files, take names)."""
+    value = parsed_override(override).value()
+    return all(isinstance(item, (int, float)) and not isinstance(item, bool) for item in value)
 
 
 def _list_items(override: str) -> list[str]:
