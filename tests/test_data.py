@@ -45,6 +45,23 @@ def test_encoding_is_cached_memory_mapped_and_keyed_by_content(tmp_path: Path) -
     assert len(list(cache.glob("*.ids.npy"))) == 2
 
 
+@pytest.mark.parametrize("given", [False, True], ids=["own vocabulary", "given vocabulary"])
+def test_an_unchanged_text_is_read_from_the_cache_not_encoded_again(tmp_path: Path, given: bool) -> None:
+    from chargpt.data.tokenizer import CharTokenizer
+
+    text = tmp_path / "t.txt"
+    text.write_text("abcab" * 100)
+    tokenizer = CharTokenizer(list("abcd")) if given else None
+    load_encoded(text, tokenizer, cache_dir=tmp_path / "cache")
+    [ids_file] = (tmp_path / "cache").glob("*.ids.npy")
+    written = ids_file.stat()
+    again = load_encoded(text, tokenizer, cache_dir=tmp_path / "cache")
+    assert again.tokenizer.decode(again.ids[:5]) == "abcab"
+    assert again.tokenizer.vocab_size == (4 if given else 3)
+    now = ids_file.stat()  # an encoding writes a new file in place of the old
+    assert (now.st_ino, now.st_mtime_ns) == (written.st_ino, written.st_mtime_ns)
+
+
 def test_encoding_handles_non_ascii_and_large_vocabularies(tmp_path: Path) -> None:
     text = "".join(chr(0x4E00 + i) for i in range(300)) + "ascii ☃ mix\n"
     path = tmp_path / "u.txt"
@@ -62,6 +79,20 @@ def test_given_vocabulary_rejects_unknown_characters(tmp_path: Path) -> None:
     path.write_text("abcQ")
     with pytest.raises(DataError, match="'Q'"):
         load_encoded(path, CharTokenizer(list("abc")), cache_dir=tmp_path)
+
+
+def test_an_empty_text_and_an_unwritable_cache_are_named(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    with pytest.raises(DataError, match=r"empty\.txt has no text; pass a text with content$"):
+        load_encoded(empty, cache_dir=tmp_path)
+    text = tmp_path / "t.txt"
+    text.write_text("abc")
+    not_a_folder = tmp_path / "cache"
+    not_a_folder.write_text("")
+    with pytest.raises(DataError, match=r"cannot write the encoding cache in .*; set CHARGPT_CACHE_DIR"):
+        load_encoded(text, cache_dir=not_a_folder)
+    assert not_a_folder.read_text() == ""
 
 
 def test_not_utf8_is_a_clear_error(tmp_path: Path) -> None:

@@ -262,51 +262,89 @@ def encode_parts(
     lacks is an error and the cache is keyed by the vocabulary too.
     """
     options = options or TextOptions()
-    stats_file = stats_file_of(label, key, cache_dir, beside)
-    folder, stem = stats_file.parent, _stem(label, key)
-    stats = _read_json(stats_file)
-    if tokenizer is None:
-        vocab_file: Path | None = folder / f"{stem}.vocab.json"
-        ids_file = folder / f"{stem}.ids.npy"
-        vocab = _read_json(vocab_file)
-        if isinstance(stats, dict) and isinstance(vocab, list) and ids_file.exists():
-            return _loaded(ids_file, CharTokenizer(vocab), key, stats)
-    else:
-        vocab_key = hashlib.sha256("".join(tokenizer.chars).encode()).hexdigest()[:8]
-        vocab_file = None
-        ids_file = folder / f"{stem}.vocab-{vocab_key}.ids.npy"
-        if isinstance(stats, dict) and ids_file.exists():
-            return _loaded(ids_file, tokenizer, key, stats)
+    files = _cache_files(stats_file_of(label, key, cache_dir, beside), _stem(label, key), tokenizer)
+    if (cached := _cached(files, tokenizer, key)) is not None:
+        return cached
+    where = _where(parts, source or label)
+    with Progress(transient=True) if _shows_progress(parts) else nullcontext() as progress:
+        stats = first_pass if first_pass is not None else _scan(parts, options, progress)
+        tokenizer = _tokenizer_for(stats, tokenizer, where, options)
+        _write_cache(parts, options, files, tokenizer, stats, progress)
+    return _loaded(files.ids, tokenizer, key, stats)
 
-    big = sum(p.size for p in parts if p.starts_file) >= _PROGRESS_MIN_BYTES or any(
+
+@dataclass(frozen=True)
+class _CacheFiles:
+    """The files one encoding is cached in."""
+
+    stats: Path  # the first pass: counts, starts, bom
+    ids: Path
+    vocab: Path | None  # the text's own vocabulary; None when one is given (its key is in `ids` instead)
+
+
+def _cache_files(stats_file: Path, stem: str, tokenizer: CharTokenizer | None) -> _CacheFiles:
+    folder = stats_file.parent
+    if tokenizer is None:
+        return _CacheFiles(stats_file, folder / f"{stem}.ids.npy", folder / f"{stem}.vocab.json")
+    vocab_key = hashlib.sha256("".join(tokenizer.chars).encode()).hexdigest()[:8]
+    return _CacheFiles(stats_file, folder / f"{stem}.vocab-{vocab_key}.ids.npy", None)
+
+
+def _cached(files: _CacheFiles, tokenizer: CharTokenizer | None, key: str) -> EncodedCorpus | None:
+    """The encoding from the cache, or None where any of its files is missing or unreadable."""
+    stats = _read_json(files.stats)
+    if not isinstance(stats, dict) or not files.ids.exists():
+        return None
+    if tokenizer is None:
+        vocab = _read_json(files.vocab) if files.vocab else None
+        if not isinstance(vocab, list):
+            return None
+        tokenizer = CharTokenizer(vocab)
+    return _loaded(files.ids, tokenizer, key, stats)
+
+
+def _shows_progress(parts: list[Part]) -> bool:
+    """Whether encoding takes long enough to show a progress bar: many bytes of files, or many rows."""
+    return sum(p.size for p in parts if p.starts_file) >= _PROGRESS_MIN_BYTES or any(
         not p.starts_file and p.size >= _PROGRESS_MIN_ROWS for p in parts
     )
-    with Progress(transient=True) if big else nullcontext() as progress:
-        stats = first_pass if first_pass is not None else _scan(parts, options, progress)
-        chars = sorted(stats["counts"])
-        if not chars:
-            raise DataError(f"{_where(parts, source or label)} has no text; pass a text with content")
-        if tokenizer is None:
-            tokenizer = CharTokenizer(chars)
-        elif unknown := tokenizer.unknown_chars("".join(chars)):
-            named = describe_chars(unknown)
-            endings = reading_fix(unknown, options.normalize)
-            raise UnknownCharactersError(
-                f"{_where(parts, source or label)} has characters the vocabulary lacks: {named}; "
-                f"{endings}{'or ' if endings else ''}remove them from the text", named,
-            )
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            _write_ids(parts, options, ids_file, tokenizer, stats["n_chars"], progress)
-            write_json_atomic(stats_file, stats)
-            if vocab_file is not None:
-                write_json_atomic(vocab_file, tokenizer.to_list())
-        except OSError as err:
-            raise DataError(
-                f"cannot write the encoding cache in {folder} ({err.strerror}); "
-                f"set {CACHE_DIR_ENV} to a writable folder"
-            ) from None
-    return _loaded(ids_file, tokenizer, key, stats)
+
+
+def _tokenizer_for(
+    stats: dict[str, Any], tokenizer: CharTokenizer | None, where: str, options: TextOptions
+) -> CharTokenizer:
+    """The text's own vocabulary, or the one given once it is checked to hold every character."""
+    chars = sorted(stats["counts"])
+    if not chars:
+        raise DataError(f"{where} has no text; pass a text with content")
+    if tokenizer is None:
+        return CharTokenizer(chars)
+    if unknown := tokenizer.unknown_chars("".join(chars)):
+        named = describe_chars(unknown)
+        endings = reading_fix(unknown, options.normalize)
+        raise UnknownCharactersError(
+            f"{where} has characters the vocabulary lacks: {named}; "
+            f"{endings}{'or ' if endings else ''}remove them from the text", named,
+        )
+    return tokenizer
+
+
+def _write_cache(
+    parts: list[Part], options: TextOptions, files: _CacheFiles, tokenizer: CharTokenizer,
+    stats: dict[str, Any], progress: Progress | None,
+) -> None:
+    folder = files.stats.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        _write_ids(parts, options, files.ids, tokenizer, stats["n_chars"], progress)
+        write_json_atomic(files.stats, stats)
+        if files.vocab is not None:
+            write_json_atomic(files.vocab, tokenizer.to_list())
+    except OSError as err:
+        raise DataError(
+            f"cannot write the encoding cache in {folder} ({err.strerror}); "
+            f"set {CACHE_DIR_ENV} to a writable folder"
+        ) from None
 
 
 def _where(parts: list[Part], label: str) -> str:
