@@ -208,6 +208,31 @@ def test_an_export_whose_card_records_no_such_arithmetic_is_refused_naming_the_c
     assert _result(*run_main(eval_cli.main, [*scoring, asked], capsys))["tokens"] > 0
 
 
+@pytest.mark.parametrize(("precision", "dtype"), [
+    ("64-true", torch.float64), ("bf16-true", torch.bfloat16), ("16-true", torch.float16),
+])
+def test_eval_in_a_whole_model_precision_scores_the_model_converted_to_it(
+    run, capsys, monkeypatch, precision: str, dtype: torch.dtype
+) -> None:
+    # The weights themselves are in the precision asked for, as a run in it validated: its forward
+    # context alone leaves float32 weights, and the line's loss would be float32's under another name.
+    from chargpt import checkpoint_eval
+
+    run_dir, _ = run
+    scored_in = []
+
+    def scoring(model, *args, **kwargs):
+        scored_in.append({p.dtype for p in model.parameters()})
+        return evaluate_text(model, *args, **kwargs)
+
+    evaluate_text = checkpoint_eval.evaluate_text
+    monkeypatch.setattr(checkpoint_eval, "evaluate_text", scoring)
+    args = [f"ckpt_path={run_dir}", "device=cpu", f"precision={precision}"]
+    result = _result(*run_main(eval_cli.main, args, capsys))
+    assert result["precision"] == precision
+    assert scored_in == [{dtype}]
+
+
 def test_evaluate_checkpoint_in_python_leaves_the_callers_matmul_precision(run) -> None:
     # It scored in the products asked for, and left the process's setting at them for whatever the
     # caller ran next.
