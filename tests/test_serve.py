@@ -444,6 +444,10 @@ def test_twenty_concurrent_requests_are_all_answered(server: tuple[str, Engine],
          "stream_options.include_usge", "unknown parameter 'stream_options.include_usge'"),
         ('{"prompt": "Hi", "stream_options": {"include_usage": true}}', 400, "stream_options",
          "stream_options applies only with stream=true"),  # as OpenAI's API answers it
+        ('{"prompt": "Hi", "stream": true, "stream_options": {"include_usage": "yes"}}', 400,
+         "stream_options.include_usage", "stream_options.include_usage must be true or false"),
+        ('{"prompt": "Hi", "max_tokens": 5, "max_new_tokens": 6}', 400, "max_tokens",
+         "max_tokens and max_new_tokens disagree; send only max_tokens"),
         ('{"prompt": "Hi", max_tokens: 5}', 400, None,
          "not valid JSON (Expecting property name enclosed in double quotes: line 1 column 18)"),
         ('{"prompt": "ab', 400, None, "not valid JSON (Unterminated string starting at: line 1 column 12)"),
@@ -502,6 +506,11 @@ def test_bad_input_gets_a_4xx_json_error_and_the_server_keeps_serving(
     assert message in error["message"]
     assert error["param"] == param and error["type"] == "invalid_request_error"
     assert len(complete(url, prompt="Hi", max_tokens=5)["choices"][0]["text"]) == 5
+
+
+def test_a_request_without_max_tokens_gets_the_servers_default_length(url: str) -> None:
+    assert len(complete(url, prompt="Hi")["choices"][0]["text"]) == 64  # the fixture's default_max_tokens
+    assert len(complete(url, prompt="Hi", max_new_tokens=7)["choices"][0]["text"]) == 7
 
 
 def test_unknown_routes_and_methods_get_json_errors(url: str) -> None:

@@ -225,6 +225,34 @@ def _stop_sequences(value: Any, tokenizer: CharTokenizer) -> tuple[str, ...]:
 def parse_completion(
     data: dict[str, Any], tokenizer: CharTokenizer, limits: Limits, model_name: str
 ) -> CompletionRequest:
+    body = _validated(data)
+    if body.model is not None and body.model != model_name:
+        raise model_not_found(body.model, model_name)
+    max_tokens, param = _max_tokens(body, limits)
+    temperature = 1.0 if body.temperature is None else body.temperature
+    n = 1 if body.n is None else body.n
+    if not 1 <= n <= limits.max_n:
+        raise APIError(400, f"n={n} must be between 1 and {limits.max_n}", "n")
+    _check_sampling(body, temperature, max_tokens, param)
+    # Left out, as chargpt-sample does: a newline, or the vocabulary's first character for a text
+    # that has none.
+    prompt = body.prompt if "prompt" in body.model_fields_set else start_prompt(tokenizer)
+    prompts, prompt_ids = _prompts(prompt, tokenizer)
+    if len(prompts) * n > limits.max_choices:  # only a list can: n alone is at most max_n
+        raise APIError(400, f"{len(prompts)} prompts with n={n} ask for {len(prompts) * n} choices; this "
+                       f"server's limit of {limits.max_choices} (max_choices) counts the choices of every "
+                       "prompt: send fewer prompts or a smaller n", "prompt")
+    stop = _stop_sequences(body.stop, tokenizer)
+    include_usage = _include_usage(body)
+    return CompletionRequest(
+        prompts=prompts, prompt_ids=prompt_ids, max_tokens=max_tokens, temperature=temperature,
+        top_k=body.top_k, top_p=body.top_p, seed=body.seed, n=n, stream=bool(body.stream),
+        include_usage=include_usage, stop=stop,
+    )
+
+
+def _validated(data: dict[str, Any]) -> CompletionBody:
+    """The body's fields typed, and none of those this server does not support set to more than neutral."""
     try:
         body = CompletionBody.model_validate(data)
     except ValidationError as err:
@@ -234,8 +262,11 @@ def parse_completion(
         if not any(value == v and isinstance(value, bool) == isinstance(v, bool) for v in neutral):
             raise APIError(400, f"{name} is not supported by this server; remove it from the request", name,
                            code="unsupported_parameter")
-    if body.model is not None and body.model != model_name:
-        raise model_not_found(body.model, model_name)
+    return body
+
+
+def _max_tokens(body: CompletionBody, limits: Limits) -> tuple[int, str]:
+    """How many characters to write, within the server's limit, and the parameter that asked for them."""
     both = body.max_tokens is not None and body.max_new_tokens is not None
     if both and body.max_tokens != body.max_new_tokens:
         raise APIError(400, "max_tokens and max_new_tokens disagree; send only max_tokens", "max_tokens")
@@ -246,10 +277,12 @@ def parse_completion(
     if max_tokens > limits.max_tokens:
         raise APIError(400, f"{param}={max_tokens} is above this server's limit of {limits.max_tokens}; "
                        f"ask for at most {limits.max_tokens} characters", param)
-    temperature = 1.0 if body.temperature is None else body.temperature
-    n = 1 if body.n is None else body.n
-    if not 1 <= n <= limits.max_n:
-        raise APIError(400, f"n={n} must be between 1 and {limits.max_n}", "n")
+    return max_tokens, param
+
+
+def _check_sampling(body: CompletionBody, temperature: float, max_tokens: int, param: str) -> None:
+    """The sampling settings and the seed, checked as chargpt-sample checks them, each refusal
+    naming the request's parameter."""
     try:
         check_sampling(temperature, body.top_k, body.top_p, max_tokens)
     except SettingError as err:
@@ -261,15 +294,10 @@ def parse_completion(
         check_seed("seed", body.seed, optional=True)
     except ChargptError as err:
         raise APIError(400, str(err), "seed") from None
-    # Left out, as chargpt-sample does: a newline, or the vocabulary's first character for a text
-    # that has none.
-    prompt = body.prompt if "prompt" in body.model_fields_set else start_prompt(tokenizer)
-    prompts, prompt_ids = _prompts(prompt, tokenizer)
-    if len(prompts) * n > limits.max_choices:  # only a list can: n alone is at most max_n
-        raise APIError(400, f"{len(prompts)} prompts with n={n} ask for {len(prompts) * n} choices; this "
-                       f"server's limit of {limits.max_choices} (max_choices) counts the choices of every "
-                       "prompt: send fewer prompts or a smaller n", "prompt")
-    stop = _stop_sequences(body.stop, tokenizer)
+
+
+def _include_usage(body: CompletionBody) -> bool:
+    """stream_options.include_usage, the one stream option, given only with stream=true."""
     if body.stream_options is not None and not body.stream:  # as OpenAI's API answers it
         raise APIError(400, "stream_options applies only with stream=true; leave it out, or set stream "
                        "to true", "stream_options")
@@ -277,11 +305,8 @@ def parse_completion(
     if unknown := sorted(set(options) - {"include_usage"}):
         raise APIError(400, f"unknown parameter 'stream_options.{unknown[0]}'; the stream options are "
                        "include_usage", f"stream_options.{unknown[0]}", code="unknown_parameter")
-    if not isinstance(options.get("include_usage", False), bool):
+    include_usage = options.get("include_usage", False)
+    if not isinstance(include_usage, bool):
         param = "stream_options.include_usage"
         raise APIError(400, f"{param} must be true or false", param)
-    return CompletionRequest(
-        prompts=prompts, prompt_ids=prompt_ids, max_tokens=max_tokens, temperature=temperature,
-        top_k=body.top_k, top_p=body.top_p, seed=body.seed, n=n, stream=bool(body.stream),
-        include_usage=options.get("include_usage", False), stop=stop,
-    )
+    return include_usage
