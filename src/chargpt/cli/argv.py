@@ -215,14 +215,34 @@ def hydra_argv(argv: list[str], checkpoint_sweeps: bool = False) -> list[str]:
     whose every job reads a checkpoint (sampling, evaluation) reads `ckpt_path=choice(...)` as a
     sweep of checkpoints, as `data.path=choice(...)` is read as one of files."""
     out = full_options(argv)
-    for i, arg in enumerate(out[1:], start=1):
-        # argparse's own refusal ("expected one argument") is a usage page.
-        if arg in _OPTION_VALUES and (i + 1 == len(out) or re.match(r"-[^\d.]", out[i + 1])):
-            raise ConfigError(f"{arg} needs a value after it, e.g. {arg} {_OPTION_VALUES[arg]}")
+    _check_option_values(out)
     _check_options(out)
+    _ready_overrides(out, checkpoint_sweeps)
+    # Hydra's parser takes the overrides as one run of positional arguments: any after an option
+    # (`seed=1,2 -m lr=...`) were refused with its usage text. The overrides first, in order, then
+    # the options (a bare --info, whose topic is optional, must not take an override for one).
+    overrides = list(override_positions(out))
+    options = [arg for i, arg in enumerate(out) if i and i not in overrides]
+    _check_options_together(out, [out[i] for i in overrides], options)
+    options = [*_hydra_part_resolvable(options), *_completed_config_dir(out)]
+    return [*out[:1], *(out[i] for i in overrides), *options]
+
+
+def _check_option_values(argv: list[str]) -> None:
+    """An option that takes a value, given none: one error line (argparse's own refusal, "expected
+    one argument", is a usage page)."""
+    for i, arg in enumerate(argv[1:], start=1):
+        if arg in _OPTION_VALUES and (i + 1 == len(argv) or re.match(r"-[^\d.]", argv[i + 1])):
+            raise ConfigError(f"{arg} needs a value after it, e.g. {arg} {_OPTION_VALUES[arg]}")
+
+
+def _ready_overrides(out: list[str], checkpoint_sweeps: bool) -> None:
+    """Each override in `out` made ready for Hydra's parser, in place (free text quoted, folders
+    expanded), or refused as one error line: no setting before '=', what Hydra cannot parse, a
+    config group's option it does not have."""
     group_dirs, searchpath = _group_dirs(out), _searchpath(out)
     sweeper = _sweeper_named(out)
-    multirun = bool({"-m", "--multirun"} & set(out))
+    prompt_sweeps = checkpoint_sweeps and bool({"-m", "--multirun"} & set(out))
     completing = bool({"-sc", "--shell-completion"} & set(out))
     for i in override_positions(out):
         if completing and out[i] in _COMPLETION_ACTIONS:  # `-sc query`: _check_completion names the shell
@@ -235,12 +255,8 @@ def hydra_argv(argv: list[str], checkpoint_sweeps: bool = False) -> list[str]:
             plus, key, value = parts
             if said := under_search_params(f"{plus}{key}", value):
                 raise ConfigError(said)
-            # null (or nothing) still means "none" for a path or a name; a prompt takes it as text.
-            if is_free_text_key(key) and not (not is_prompt_key(key) and value.lower() in ("null", "")):
-                swept = _path_sweep(key, value, sweeper, checkpoint_sweeps)
-                if key == "prompt" and checkpoint_sweeps and multirun:
-                    swept = _prompt_sweep(value)
-                out[i] = f"{plus}{key}={swept or _free_text(key, value)}"
+            if (literal := _literal(plus, key, value, sweeper, checkpoint_sweeps, prompt_sweeps)) is not None:
+                out[i] = literal
                 continue
             if is_folder_key(key):  # may use ${now:...}: expanded, and quoted only when needed
                 value = value if value[:1] in ("'", '"') else expand_path(value)
@@ -255,17 +271,31 @@ def hydra_argv(argv: list[str], checkpoint_sweeps: bool = False) -> list[str]:
                                                                           checkpoint_sweeps))
         if parts is not None and group_dirs is not None:
             check_group_option(parts[1], parts[2], group_dirs, searchpath)
-    # Hydra's parser takes the overrides as one run of positional arguments: any after an option
-    # (`seed=1,2 -m lr=...`) were refused with its usage text. The overrides first, in order, then
-    # the options (a bare --info, whose topic is optional, must not take an override for one).
-    overrides = list(override_positions(out))
-    options = [arg for i, arg in enumerate(out) if i and i not in overrides]
+
+
+def _literal(
+    plus: str, key: str, value: str, sweeper: str, checkpoint_sweeps: bool, prompt_sweeps: bool
+) -> str | None:
+    """A free-text setting's override with its value taken literally (or as a sweep of such values);
+    None for any other setting."""
+    # null (or nothing) still means "none" for a path or a name; a prompt takes it as text.
+    if not is_free_text_key(key) or (not is_prompt_key(key) and value.lower() in ("null", "")):
+        return None
+    swept = _path_sweep(key, value, sweeper, checkpoint_sweeps)
+    if key == "prompt" and prompt_sweeps:
+        swept = _prompt_sweep(value)
+    return f"{plus}{key}={swept or _free_text(key, value)}"
+
+
+def _check_options_together(out: list[str], overrides: list[str], options: list[str]) -> None:
+    """Options that Hydra refuses with its usage page or a traceback only together: --info=TOPIC
+    naming no topic, -sc without one action, two modes."""
     for flag, eq, topic in (arg.partition("=") for arg in options):
         if flag in ("-i", "--info") and eq and topic not in _INFO_TOPICS:  # argparse would print its usage
             raise ConfigError(_not_an_info_topic(topic))
     # Hydra's shell completion takes one of its actions among the overrides, wherever they stand
     # (`install=bash -sc` is one); none, or two, was its traceback.
-    actions = [out[i] for i in overrides if out[i].partition("=")[0] in _COMPLETION_ACTIONS]
+    actions = [arg for arg in overrides if arg.partition("=")[0] in _COMPLETION_ACTIONS]
     completion = next((arg for arg in options if arg in ("-sc", "--shell-completion")), None)
     if completion is not None:
         _check_completion(os.path.basename(out[0]), completion, actions)
@@ -274,8 +304,6 @@ def hydra_argv(argv: list[str], checkpoint_sweeps: bool = False) -> list[str]:
     if len({_MODES.get(mode, mode) for mode in modes}) > 1:  # Hydra's own refusal is a traceback
         raise ConfigError(f"{' and '.join(modes)} cannot be combined: a command runs one of "
                           f"{', '.join(_MODE_NAMES)}; keep one of them")
-    options = [*_hydra_part_resolvable(options), *_completed_config_dir(out)]
-    return [*out[:1], *(out[i] for i in overrides), *options]
 
 
 def _check_completion(command: str, completion: str, actions: list[str]) -> None:
