@@ -104,6 +104,31 @@ def test_an_unreadable_folder_a_glob_goes_into_is_an_error_not_left_out(folder: 
         assert text_files(f"{folder}/{pattern}", "data.path") == [folder / "a.txt"]
 
 
+@pytest.mark.parametrize(("pattern", "locked"), [
+    ("**/deeper/*.txt", "b/c/deeper"),  # `**` goes into b, then c, to reach it
+    ("**/.git/*", ".git"),  # `**` matches no folder, and a part that starts with '.' names a hidden one
+    ("b/**/*.txt", "b/deeper"),
+])
+def test_a_globstar_reaches_the_unreadable_folder_glob_would_pass_over(
+    folder: Path, unreadable, pattern: str, locked: str
+) -> None:
+    (folder / locked).mkdir(parents=True, exist_ok=True)
+    unreadable(folder / locked)
+    blocked = re.escape(str(folder / locked))
+    with pytest.raises(DataError, match=rf"^cannot read {blocked} \(Permission denied\)"):
+        text_files(f"{folder}/{pattern}", "data.path")
+
+
+def test_an_unreadable_folder_in_a_run_folder_a_glob_goes_into_is_no_error(folder: Path, unreadable) -> None:
+    # A run folder's train.log and checkpoints are no text: a folder in it is not the text's either.
+    run = folder / "b" / "run"
+    (run / ".hydra").mkdir(parents=True)
+    (run / ".hydra" / "config.yaml").write_text("seed: 1\n")
+    (run / "locked").mkdir()
+    unreadable(run / "locked")
+    assert text_files(f"{folder}/**/*.txt", "data.path") == [folder / "a.txt", folder / "b" / "a.txt"]
+
+
 def test_a_folder_readable_but_not_searchable_is_an_error_not_left_out(folder: Path, unreadable) -> None:
     # `chmod a-x`: its names are listed, but none can be looked up. Read as a folder, a traceback
     # (PermissionError, from the look for a run's records in it); matched by a glob (`*`), the same;

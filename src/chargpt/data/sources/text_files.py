@@ -229,51 +229,16 @@ def _refuse_unreadable_globbed_folders(fixed: Path, pattern: str, setting: str, 
     would be trained without its files, nothing said: each folder the pattern goes into or matches
     (below its fixed part, by glob's rules for hidden names; run folders left out) is listed and
     searched here, and one that cannot be is an error."""
-    parts = [part for part in re.split(r"[\\/]" if os.altsep else re.escape(os.sep), pattern) if part]
-
-    def past_globstars(states: set[int]) -> set[int]:  # `**` also matches no folder at all
-        out = set(states)
-        for i in states:
-            while i < len(parts) and parts[i] == "**":
-                i += 1
-                out.add(i)
-        return out
-
-    def into(states: set[int], name: str) -> set[int]:
-        hidden = name.startswith(".")  # matched only by a part that starts with '.', as glob has it
-        after = set()
-        for i in (i for i in states if i < len(parts)):
-            if parts[i] == "**" and not hidden:
-                after.add(i)
-            elif (not hidden or parts[i].startswith(".")) and fnmatch.fnmatch(name, parts[i]):
-                after.add(i + 1)
-        return past_globstars(after)
-
-    def looked_up(states: set[int]) -> list[str] | None:
-        """The names the pattern goes to next, where none is a wildcard: glob looks them up in the
-        folder without listing it; None where it lists the folder."""
-        named = [parts[i] for i in states if i < len(parts)]
-        return None if any(c in part for part in named for c in GLOB_CHARS) else named
-
+    glob_parts = _GlobParts(pattern)
     seen: set[tuple[str, frozenset[int]]] = set()
-    stack = [(fixed, past_globstars({0}))]
+    stack = [(fixed, glob_parts.past_globstars({0}))]
     while stack:
         folder, states = stack.pop()
         if (os.path.realpath(folder), frozenset(states)) in seen:  # a loop of links, or a second way in
             continue
         seen.add((os.path.realpath(folder), frozenset(states)))
         try:
-            if named := looked_up(states):  # not listed: search permission is enough
-                names = [name for name in named if _is_folder_at(folder / name)]
-            else:  # (a folder matched whole too: listed and searched, its files to be read)
-                with os.scandir(folder) as entries:
-                    listed = list(entries)
-                _check_searchable(folder, [entry.name for entry in listed])
-                # Only a name the pattern goes into or matches is asked whether it is a folder: a link
-                # it passes over (`corpus/*.txt` beside a link into a folder one may not search) is
-                # no part of the text, and asking would refuse it.
-                names = [entry.name for entry in listed
-                         if into(states, entry.name) and _is_folder_at(folder / entry.name)]
+            names = _folders_in(folder, states, glob_parts)
             if folder != fixed and is_run_folder(folder):  # chargpt's own: its matches are left out
                 continue
         except (FileNotFoundError, NotADirectoryError):  # no such folder: the glob matches nothing there
@@ -285,8 +250,59 @@ def _refuse_unreadable_globbed_folders(fixed: Path, pattern: str, setting: str, 
             raise DataError(f"{cannot_read(blocked, err)}, or change {setting}={value} so it does not go "
                             "into it: its files would be left out of the text") from None
         for name in names:
-            if inner := into(states, name):  # one it goes into, or matches (and reads whole)
+            if inner := glob_parts.into(states, name):  # one it goes into, or matches (and reads whole)
                 stack.append((folder / name, inner))
+
+
+class _GlobParts:
+    """A glob pattern's parts, matched folder by folder: a folder is at a set of states, each the
+    index of the part its next name must match (len(parts): the pattern matched whole)."""
+
+    def __init__(self, pattern: str) -> None:
+        separators = r"[\\/]" if os.altsep else re.escape(os.sep)
+        self.parts = [part for part in re.split(separators, pattern) if part]
+
+    def past_globstars(self, states: set[int]) -> set[int]:
+        """`states`, and past each `**` they are at: it also matches no folder at all."""
+        out = set(states)
+        for i in states:
+            while i < len(self.parts) and self.parts[i] == "**":
+                i += 1
+                out.add(i)
+        return out
+
+    def into(self, states: set[int], name: str) -> set[int]:
+        """The states in the folder `name`; empty where the pattern neither goes into it nor matches it."""
+        hidden = name.startswith(".")  # matched only by a part that starts with '.', as glob has it
+        after = set()
+        for i in (i for i in states if i < len(self.parts)):
+            if self.parts[i] == "**" and not hidden:
+                after.add(i)
+            elif (not hidden or self.parts[i].startswith(".")) and fnmatch.fnmatch(name, self.parts[i]):
+                after.add(i + 1)
+        return self.past_globstars(after)
+
+    def looked_up(self, states: set[int]) -> list[str] | None:
+        """The names the pattern goes to next, where none is a wildcard: glob looks them up in the
+        folder without listing it; None where it lists the folder."""
+        named = [self.parts[i] for i in states if i < len(self.parts)]
+        return None if any(c in part for part in named for c in GLOB_CHARS) else named
+
+
+def _folders_in(folder: Path, states: set[int], glob_parts: _GlobParts) -> list[str]:
+    """The folders in `folder` the pattern may go into, found as glob finds them: an OSError where
+    this user may not list `folder` (when glob lists it) or search it."""
+    if named := glob_parts.looked_up(states):  # not listed: search permission is enough
+        return [name for name in named if _is_folder_at(folder / name)]
+    # (a folder matched whole too: listed and searched, its files to be read)
+    with os.scandir(folder) as entries:
+        listed = list(entries)
+    _check_searchable(folder, [entry.name for entry in listed])
+    # Only a name the pattern goes into or matches is asked whether it is a folder: a link it passes
+    # over (`corpus/*.txt` beside a link into a folder one may not search) is no part of the text, and
+    # asking would refuse it.
+    return [entry.name for entry in listed
+            if glob_parts.into(states, entry.name) and _is_folder_at(folder / entry.name)]
 
 
 def _first_unsearchable(path: Path) -> Path:
