@@ -83,6 +83,37 @@ def test_picture_has_a_map_per_layer_and_head_with_visible_labels() -> None:
     assert grey.sum() > 1000
 
 
+def test_the_maps_are_laid_out_in_a_grid_each_labelled_with_the_bar_beside_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    drawn = []
+    draw = FigureCanvasAgg.draw
+
+    def recorded(canvas: FigureCanvasAgg) -> None:
+        drawn.append(canvas.figure)
+        draw(canvas)
+
+    monkeypatch.setattr(FigureCanvasAgg, "draw", recorded)
+    render_attention(torch.rand(2, 3, 5, 5).softmax(-1), "ab, é", title="step 40")
+    [fig] = drawn
+    *maps, bar = fig.axes
+    boxes = [ax.get_position() for ax in maps]
+    assert [ax.get_title() for ax in maps] == [f"layer {y}, head {x}" for y in range(2) for x in range(3)]
+    assert all(0 <= b.x0 < b.x1 <= 1 and 0 <= b.y0 < b.y1 <= 1 for b in [*boxes, bar.get_position()])
+    assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
+    assert [round(b.x0, 6) for b in boxes[:3]] == [round(b.x0, 6) for b in boxes[3:]]  # columns
+    assert boxes[0].y0 > boxes[3].y1  # layer 0 above layer 1
+    assert bar.get_position().x0 > max(b.x1 for b in boxes)
+    assert (bar.get_position().y0, bar.get_position().y1) == pytest.approx((boxes[3].y0, boxes[0].y1))
+    for i, ax in enumerate(maps):  # each character along both edges
+        assert [t.get_text() for t in ax.texts] == [c for c in ["a", "b", ",", "\u2423", "é"] for _ in "xy"]
+        assert ax.get_xlabel() == ("key (attended to)" if i >= 3 else "")  # below the last row
+        assert ax.get_ylabel() == ("query" if i % 3 == 0 else "")  # left of the first column
+    assert fig._suptitle.get_text() == "step 40"
+
+
 def test_a_label_the_monospace_font_lacks_is_drawn_in_an_installed_font_that_has_it(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

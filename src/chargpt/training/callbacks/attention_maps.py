@@ -12,8 +12,9 @@ import math
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from unittest import mock
 
 import lightning as L
@@ -30,6 +31,10 @@ from chargpt.files import atomic_path
 from chargpt.glyphs import code_point, families, has_glyph
 from chargpt.training.callbacks.callback_prompt import known_prompt
 from chargpt.training.callbacks.tracker_output import log_image, takes_images
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+    from matplotlib.image import AxesImage
 
 
 def attention_weights(
@@ -116,56 +121,105 @@ def render_attention(maps: torch.Tensor, prompt: str, title: str | None = None) 
 
     layers, heads, t, _ = maps.shape
     labels = [visible(c) for c in prompt[-t:]]
-    every = max(1, -(-t // 48))  # at most ~48 labels an axis
-    font = 8 if t > 24 else 9
-    side = min(max(t * 0.16, 2.6), 6.0)  # inches per map: readable labels, bounded pictures
-    # Margins in inches: the widest query label (monospace: ~0.6 em a character) and "query" at
-    # the left of each map, key labels and "key (attended to)" below the last row, titles above.
-    label_width = max(len(label) for label in labels) * 0.6 * font / 72 + 0.08
-    upright = label_width < 0.2  # single characters; longer labels (U+0007) run down, not across
-    key_height = 0.27 if upright else label_width  # the labels and their gap to the map's edge
-    left, gap_x, gap_y = label_width + 0.3, label_width + 0.2, key_height + 0.05
-    top, map_title, bottom = (0.45 if title else 0.1), 0.3, key_height + 0.3
-    bar_gap, bar_width, bar_label = 0.15, 0.15, 0.95  # the bar's label: two lines
-    width = left + heads * side + (heads - 1) * gap_x + bar_gap + bar_width + bar_label
-    height = top + layers * (map_title + side) + (layers - 1) * gap_y + bottom
-    fig = Figure(figsize=(width, height), dpi=100)
+    layout = _Layout.of(layers, heads, labels, titled=bool(title))
+    fig = Figure(figsize=(layout.width, layout.height), dpi=100)
     FigureCanvasAgg(fig)
-    cmap = matplotlib.colormaps["viridis"].with_extremes(bad=(0.88, 0.88, 0.88))
-    # A square-root colour scale: most weights are small, and a linear one shows them all as dark.
-    norm = matplotlib.colors.PowerNorm(gamma=0.5, vmin=0.0, vmax=1.0)
+    colours = {"cmap": matplotlib.colormaps["viridis"].with_extremes(bad=(0.88, 0.88, 0.88)),
+               # A square-root colour scale: most weights are small, and a linear one shows them all as dark.
+               "norm": matplotlib.colors.PowerNorm(gamma=0.5, vmin=0.0, vmax=1.0)}
     # A character the monospace font lacks (CJK) is drawn in an installed font that has it.
-    text = {"fontsize": font, "family": families("".join(labels), "monospace"), "clip_on": False}
+    text = {"fontsize": layout.font, "family": families("".join(labels), "monospace"), "clip_on": False}
     image = None
     for layer in range(layers):
-        y0 = height - top - (layer + 1) * (map_title + side) - layer * gap_y
         for head in range(heads):
-            x0 = left + head * (side + gap_x)
-            ax = fig.add_axes((x0 / width, y0 / height, side / width, side / height))
-            image = ax.imshow(maps[layer, head].float().numpy(), cmap=cmap, norm=norm,
-                              interpolation="nearest", aspect="auto")
-            ax.set_title(f"layer {layer}, head {head}", fontsize=10)
-            ax.set_xticks([])
-            ax.set_yticks([])
-            for i in range(0, t, every):
-                ax.text(i, t - 0.3, labels[i], ha="center", va="top", rotation=0 if upright else 90, **text)
-                ax.text(-0.7, i, labels[i], ha="right", va="center", **text)
-            if layer == layers - 1:
-                ax.set_xlabel("key (attended to)", fontsize=9, labelpad=key_height * 72)
-            if head == 0:
-                ax.set_ylabel("query", fontsize=9, labelpad=label_width * 72 + 2)
-    rows = layers * (map_title + side) + (layers - 1) * gap_y - map_title
-    bar = fig.colorbar(image, cax=fig.add_axes(
-        ((width - bar_label - bar_width) / width, bottom / height, bar_width / width, rows / height)))
+            image = _draw_map(fig, layout, maps[layer, head], labels, (layer, head), colours, text)
+    bar = fig.colorbar(image, cax=fig.add_axes(layout.bar_box()))
     # Two short lines: one long line ran off a picture of one layer (2.6 inches high).
     bar.set_label("attention weight (square-root scale)\ngrey: hidden by the causal mask", fontsize=9)
     bar.set_ticks([0.0, 0.05, 0.2, 0.5, 1.0])
     if title:
-        fig.suptitle(title, fontsize=11, y=1 - 0.12 / height, va="top")
+        fig.suptitle(title, fontsize=11, y=1 - 0.12 / layout.height, va="top")
     with warnings.catch_warnings():  # a glyph the font lacks is drawn as a box
         warnings.simplefilter("ignore", UserWarning)
         fig.canvas.draw()
     return np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """Where the maps, their labels and the colour bar go, in inches."""
+
+    layers: int
+    heads: int
+    font: int  # the labels' size, in points
+    side: float  # of one map
+    label_width: float  # the widest query label, and its gap to the map
+    upright: bool  # key labels across (single characters), not down
+    key_height: float  # the key labels and their gap to the map's edge
+    left: float
+    gap_x: float
+    gap_y: float
+    top: float
+    map_title: float
+    bottom: float
+    bar_width: float
+    bar_label: float
+    width: float
+    height: float
+
+    @classmethod
+    def of(cls, layers: int, heads: int, labels: list[str], titled: bool) -> _Layout:
+        t = len(labels)
+        font = 8 if t > 24 else 9
+        side = min(max(t * 0.16, 2.6), 6.0)  # inches per map: readable labels, bounded pictures
+        # Margins in inches: the widest query label (monospace: ~0.6 em a character) and "query" at
+        # the left of each map, key labels and "key (attended to)" below the last row, titles above.
+        label_width = max(len(label) for label in labels) * 0.6 * font / 72 + 0.08
+        upright = label_width < 0.2  # single characters; longer labels (U+0007) run down, not across
+        key_height = 0.27 if upright else label_width  # the labels and their gap to the map's edge
+        left, gap_x, gap_y = label_width + 0.3, label_width + 0.2, key_height + 0.05
+        top, map_title, bottom = (0.45 if titled else 0.1), 0.3, key_height + 0.3
+        bar_gap, bar_width, bar_label = 0.15, 0.15, 0.95  # the bar's label: two lines
+        width = left + heads * side + (heads - 1) * gap_x + bar_gap + bar_width + bar_label
+        height = top + layers * (map_title + side) + (layers - 1) * gap_y + bottom
+        return cls(layers, heads, font, side, label_width, upright, key_height, left, gap_x, gap_y, top,
+                   map_title, bottom, bar_width, bar_label, width, height)
+
+    def map_box(self, layer: int, head: int) -> tuple[float, float, float, float]:
+        """One map's axes (left, bottom, width, height), as fractions of the picture."""
+        y0 = self.height - self.top - (layer + 1) * (self.map_title + self.side) - layer * self.gap_y
+        x0 = self.left + head * (self.side + self.gap_x)
+        return x0 / self.width, y0 / self.height, self.side / self.width, self.side / self.height
+
+    def bar_box(self) -> tuple[float, float, float, float]:
+        """The colour bar's axes, as tall as the rows of maps, as fractions of the picture."""
+        rows = self.layers * (self.map_title + self.side) + (self.layers - 1) * self.gap_y - self.map_title
+        return ((self.width - self.bar_label - self.bar_width) / self.width, self.bottom / self.height,
+                self.bar_width / self.width, rows / self.height)
+
+
+def _draw_map(
+    fig: Figure, layout: _Layout, weights: torch.Tensor, labels: list[str], at: tuple[int, int],
+    colours: dict[str, Any], text: dict[str, Any],
+) -> AxesImage:
+    """One head's map (`at`: its layer and head) with its title, its characters along both edges
+    (up to ~48 an axis), and the axis names on the edges of the grid."""
+    layer, head = at
+    t = len(labels)
+    every = max(1, -(-t // 48))  # at most ~48 labels an axis
+    ax = fig.add_axes(layout.map_box(layer, head))
+    image = ax.imshow(weights.float().numpy(), interpolation="nearest", aspect="auto", **colours)
+    ax.set_title(f"layer {layer}, head {head}", fontsize=10)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for i in range(0, t, every):
+        ax.text(i, t - 0.3, labels[i], ha="center", va="top", rotation=0 if layout.upright else 90, **text)
+        ax.text(-0.7, i, labels[i], ha="right", va="center", **text)
+    if layer == layout.layers - 1:
+        ax.set_xlabel("key (attended to)", fontsize=9, labelpad=layout.key_height * 72)
+    if head == 0:
+        ax.set_ylabel("query", fontsize=9, labelpad=layout.label_width * 72 + 2)
+    return image
 
 
 class AttentionMaps(Callback):
