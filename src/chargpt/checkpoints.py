@@ -185,15 +185,17 @@ def _read(file: Path, mapped: bool) -> dict[str, Any]:
             f"({first_line(err, 160)}); only load checkpoints written by chargpt"
         ) from None
     except (RuntimeError, EOFError, OSError, ValueError) as err:
-        raise CheckpointError(
-            f"{file} is not a readable checkpoint ({type(err).__name__}); it may be truncated or "
-            "not a checkpoint at all: pass another .ckpt file"
-        ) from None
+        raise CheckpointError(_unreadable(file, type(err).__name__)) from None
     hparams = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None
     if not isinstance(hparams, dict) or "model" not in hparams or "vocab" not in hparams:
         raise CheckpointError(f"{file} is not a chargpt checkpoint (no model settings and vocabulary in it); "
                               "pass a .ckpt file that chargpt-train wrote")
     return ckpt
+
+
+def _unreadable(file: Path, why: str) -> str:
+    return (f"{file} is not a readable checkpoint ({why}); it may be truncated or not a checkpoint at all: "
+            "pass another .ckpt file")
 
 
 def _check_archive(file: Path) -> None:
@@ -207,10 +209,7 @@ def _check_archive(file: Path) -> None:
     except (zipfile.BadZipFile, OSError):
         if is_export(file.parent) or _is_safetensors(file):
             raise CheckpointError(_not_a_run(file)) from None
-        raise CheckpointError(
-            f"{file} is not a readable checkpoint (not a torch zip archive); it may be truncated or "
-            "not a checkpoint at all: pass another .ckpt file"
-        ) from None
+        raise CheckpointError(_unreadable(file, "not a torch zip archive")) from None
     try:
         with archive:
             damaged = archive.testzip()
