@@ -48,6 +48,9 @@ class ShuttingDown(Exception):
     """The engine was asked to stop: it takes no new request (none would be answered)."""
 
 
+SHUTTING_DOWN = "the server is shutting down"  # what a request refused or cut short by the stop is told
+
+
 @dataclass(frozen=True)
 class Event:
     """What the engine reports to a request: text of a choice, its end, or a failure."""
@@ -150,7 +153,7 @@ class Engine:
         asked to stop."""
         with self.wake:
             if self.stopping:
-                raise ShuttingDown("the server is shutting down")
+                raise ShuttingDown(SHUTTING_DOWN)
             places = self.max_batch + self.max_queue
             if len(jobs) > places:
                 raise TooManyJobs(
@@ -246,9 +249,9 @@ class Engine:
                         row.job.emit(Event("error", row.choice, f"generation failed: {said}"))
                     self.rows.clear()
         for row in self.rows:
-            row.job.emit(Event("error", row.choice, "the server is shutting down"))
+            row.job.emit(Event("error", row.choice, SHUTTING_DOWN))
         for job in self.pending:
-            job.emit(Event("error", 0, "the server is shutting down"))
+            job.emit(Event("error", 0, SHUTTING_DOWN))
 
     def _failed(self, err: Exception) -> str:
         """A step's failure, logged; what its requests are told. Memory running out is no defect:
