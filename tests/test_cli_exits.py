@@ -687,6 +687,26 @@ def test_a_second_ctrl_c_quits_training_at_once(tmp_path: Path, corpus: Path) ->
                               "it again to quit at once without one: it has no checkpoint yet)")
 
 
+@pytest.mark.parametrize(("finishing", "said"), [
+    (True, "SIGINT received: the last step is done and the run is finishing (final validation and "
+           "checkpoint) (send it again to quit at once without them: it has no checkpoint yet)"),
+    (False, "SIGINT received: stopping after this step and writing a checkpoint (send it again to quit at "
+            "once without one: it has no checkpoint yet)"),
+])
+def test_the_first_signal_says_what_a_second_would_quit_without(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, finishing: bool, said: str
+) -> None:
+    from chargpt.training.callbacks.graceful_interrupt import GracefulInterrupt
+
+    monkeypatch.setattr(signal, "signal", lambda signum, handler: None)  # this process keeps its handlers
+    interrupt = GracefulInterrupt(str(tmp_path))
+    interrupt._finishing = finishing
+    lines: list[str] = []
+    interrupt.on_signal = lines.append
+    interrupt._handle(signal.SIGINT, None)
+    assert lines == [said]
+
+
 def test_ctrl_c_before_training_is_exit_130(tmp_path: Path, corpus: Path, monkeypatch, capsys) -> None:
     from chargpt.training import build as training_build
 

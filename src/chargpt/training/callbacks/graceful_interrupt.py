@@ -89,15 +89,14 @@ class GracefulInterrupt(Callback):
             request_stop(self.sweep_dir, signum)  # the sweep's other jobs stop at their next step too
         kept = latest_checkpoint_kept(self._trainer) if self._trainer is not None else ""
         kept = f"its last checkpoint, {kept}, stays" if kept else "it has no checkpoint yet"
+        skipped = "them"  # what a second signal quits without
         if self._finishing:
             what = "the last step is done and the run is finishing (final validation and checkpoint)"
-            then = f"send it again to quit at once without them: {kept}"
         elif self._stops_at_validation_end(self._trainer):
             what = "stopping at the end of this validation, once its checkpoint is written"
-            then = f"send it again to quit at once without them: {kept}"
         else:
-            what = "stopping after this step and writing a checkpoint"
-            then = f"send it again to quit at once without one: {kept}"
+            what, skipped = "stopping after this step and writing a checkpoint", "one"
+        then = f"send it again to quit at once without {skipped}: {kept}"
         then += f"; then {self.after_quitting}" if self.after_quitting else ""
         line = f"{signal.Signals(signum).name} received: {what} ({then})"
         if self.on_signal is not None:
