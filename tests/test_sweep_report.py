@@ -433,7 +433,9 @@ def test_report_names_a_missing_folder_and_a_file_for_what_they_are(tmp_path: Pa
     for given, what in cases:
         assert run_cli(report_cli.main, str(given)) == 2
         err = capsys.readouterr().err
-        assert err == f"error: {given} {what}; give a sweep directory (outputs/multirun/...)\n"
+        # A run's folder is reported too: the fix named only a sweep's.
+        assert err == (f"error: {given} {what}; give a sweep's folder or a run's "
+                       "(outputs/multirun/... or outputs/DATE/TIME)\n")
 
 
 def test_report_names_a_setting_typed_as_its_folder(tmp_path: Path, monkeypatch, capsys) -> None:
@@ -461,8 +463,8 @@ def test_report_names_a_missing_folder_named_like_a_setting_as_missing(typed: st
     given = typed.format(tmp=tmp_path)
     assert run_cli(report_cli.main, given) == 2
     shown = given.replace("~", str(tmp_path), 1)
-    assert capsys.readouterr().err == (f"error: {Path(shown)} does not exist; give a sweep directory "
-                                       "(outputs/multirun/...)\n")
+    assert capsys.readouterr().err == (f"error: {Path(shown)} does not exist; give a sweep's folder or a "
+                                       "run's (outputs/multirun/... or outputs/DATE/TIME)\n")
 
 
 def test_report_refuses_an_empty_path_and_a_folder_as_csv_before_writing(tmp_path: Path, capsys) -> None:

@@ -23,19 +23,22 @@ from chargpt.runs.seed_groups import flat_groups, group_runs
 from chargpt.runs.sweep_notes import stopped_runs_note, sweep_note
 from chargpt.runs.sweep_record import recorded_sweep, swept_settings
 
+# It reads any folder of runs: a sweep's, or one run's (it said only "a sweep directory").
+GIVE_A_FOLDER = "give a sweep's folder or a run's (outputs/multirun/... or outputs/DATE/TIME)"
+
 
 def report(sweep_dir: Path, csv_path: Path | None = None, sort_by: str = "best_val_loss") -> list[dict]:
     if not sweep_dir.is_dir():
         what = "is not a directory" if sweep_dir.exists() else "does not exist"
-        raise ChargptError(f"{sweep_dir} {what}; give a sweep directory (outputs/multirun/...)")
+        raise ChargptError(f"{sweep_dir} {what}; {GIVE_A_FOLDER}")
     csv_path, groups_path, curves_path = outputs = output_paths(csv_path or sweep_dir / "report.csv")
     check_outputs(outputs, sweep_dir)
     runs, unrecorded = run_folders(sweep_dir)
     if not runs and unrecorded:
         raise ChargptError(f"no runs to report in {sweep_dir}: {_unrecorded(unrecorded)}")
     if not runs:
-        raise ChargptError(f"no runs in {sweep_dir} (no {CONFIG_DIR}/{OVERRIDES_FILE} in it); give a sweep "
-                           "directory")
+        raise ChargptError(f"no runs in {sweep_dir} (no {CONFIG_DIR}/{OVERRIDES_FILE} in it); "
+                           f"{GIVE_A_FOLDER}")
     if unrecorded:  # not left out unsaid: a report missing a run reads as a report of every run
         print(f"warning: left out {_unrecorded(unrecorded)}", file=sys.stderr)
     rows_read = []
@@ -45,7 +48,7 @@ def report(sweep_dir: Path, csv_path: Path | None = None, sort_by: str = "best_v
         except NotARun as err:  # a folder left by something else: the other runs are still reported
             print(f"warning: left out {run}: {err}", file=sys.stderr)
     if not rows_read:
-        raise ChargptError(f"no readable runs in {sweep_dir}; give a sweep directory")
+        raise ChargptError(f"no readable runs in {sweep_dir}; {GIVE_A_FOLDER}")
     ranked = sort_rows(comparable_paths(rows_read), sort_by)
     columns, rows = flat_rows(ranked)
     how_many = counted(len(rows), "run")
