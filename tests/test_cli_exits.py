@@ -381,6 +381,24 @@ def test_gpu_memory_running_out_in_training_records_the_run_failed_and_says_how_
     assert (run_dir / "checkpoints" / "last.ckpt").is_file()  # step 2's, kept
 
 
+def test_a_full_disk_met_writing_metrics_json_names_the_file(tmp_path, corpus, monkeypatch, capsys) -> None:
+    # It said "a write failed (No space left on device); free some space there": no file, no folder.
+    written = Path.write_text
+
+    def full_for_metrics(self, text, *args, **kwargs):
+        if ".metrics.json." in self.name:  # atomic_path's temporary file beside metrics.json
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return written(self, text, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", full_for_metrics)
+    run_dir = tmp_path / "my run, é"
+    args = bare_train_args(corpus, run_dir, "trainer.max_steps=2", "trainer.val_check_interval=2")
+    assert run_cli(train_main, *args) == 2
+    err = capsys.readouterr().err
+    assert err.endswith(f"error: cannot write {run_dir / 'metrics.json'} (No space left on device); "
+                        "free some space there, or write elsewhere\n") and "Traceback" not in err
+
+
 def test_output_that_finds_no_room_when_flushed_is_one_error_line(tmp_path, monkeypatch, capsys) -> None:
     import chargpt.cli.report as report_cli
 

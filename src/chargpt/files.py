@@ -63,8 +63,12 @@ def atomic_path(target: str | os.PathLike, durable: bool = True) -> Iterator[Pat
             with tmp.open("rb+") as f:
                 os.fsync(f.fileno())
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as err:
         tmp.unlink(missing_ok=True)
+        if isinstance(err, OSError) and (err.filename is None or str(err.filename) == str(tmp)):
+            # A write that fails (a full disk) names no file, or the temporary one: the error
+            # names the file meant, so its line says which file and folder ("a write failed").
+            err.filename = str(target)
         raise
     if durable:
         _fsync_dir(target.parent)
