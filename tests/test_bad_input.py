@@ -742,12 +742,20 @@ def test_a_sweeps_run_dir_is_refused_naming_the_sweep_dir(files, capsys):
     ("seed=3..1", "to run once with each of 3 to 1, write seed=3,2,1"),
     ("sample.top_k=[5,10]", "sample.top_k=[5,10] gives sample.top_k a list, the same in every job, where it "
      "takes one value: to run once with each, write the values without brackets: sample.top_k=5,10"),
+    # Under a search, `1,2` is a choice each trial draws from: "to run once with each" was not so.
+    ("hparams_search=optuna seed=[1,2]", "seed=[1,2] gives seed a list, the same in every job, where it "
+     "takes one value: for the search to draw each trial's seed from them, write the values without "
+     "brackets: seed=1,2"),
+    ("hparams_search=optuna seed=1..3", "not a range to sweep: for the search to draw each trial's seed from "
+     "1 to 3, write 'seed=range(1,4)' (its end is left out) or seed=1,2,3"),
 ])
 def test_a_sweep_typed_as_one_value_is_refused_before_any_folder(typed, expected, files, capsys):
     # Hydra read the list (or the text '1..3') as one value, the same in every job: the sweep's folder
     # was made, and each job failed with "must be a whole number" (exit 1).
     root = files["tmp"] / "runs"
-    args = [*bare_train_args(files["corpus"], None), "-m", typed, f"hydra.sweep.dir={root}"]
+    search, _, typed = typed.rpartition(" ") if typed.startswith("hparams_search=") else ("", "", typed)
+    args = [*bare_train_args(files["corpus"], None), "-m", *filter(None, [search, typed]),
+            f"hydra.sweep.dir={root}"]
     code, out, err = run_main(train_cli.main, args, capsys)
     _assert_one_error_line(code, out, err, expected)
     assert not root.exists()

@@ -110,7 +110,7 @@ def check_sweeps_typed_as_one_value(config: DictConfig) -> None:
                 if first < last else ""
             each = range(first, last + 1) if first <= last else range(first, last - 1, -1)
             raise ConfigError(f"{override} is one value to Hydra, the text {value!r}, not a range to sweep: "
-                              f"to run once with each of {first} to {last}, write {ranged}"
+                              f"{_for_each(config, key, f'of {first} to {last}')}, write {ranged}"
                               f"{key}={','.join(map(str, each))}")
     lists = {o: items for o in typed if (items := _list_items(o))}
     if not lists:
@@ -127,7 +127,15 @@ def check_sweeps_typed_as_one_value(config: DictConfig) -> None:
         if isinstance(default, (bool, int, float, str)) or (default is None and _numbers(override)):
             swept = shell_words.quote(f"{key}={','.join(items)}")
             raise ConfigError(f"{override} gives {key} a list, the same in every job, where it takes one "
-                              f"value: to run once with each, write the values without brackets: {swept}")
+                              f"value: {_for_each(config, key)}, write the values without brackets: {swept}")
+
+
+def _for_each(config: DictConfig, key: str, values: str = "") -> str:
+    """What a sweep of `key`'s values (`values`: "of 1 to 3", or them all) does: a job for each,
+    or, under a search (hparams_search=optuna), a choice each trial draws one of."""
+    if OmegaConf.select(config, "hydra.runtime.choices", default={}).get("hydra/sweeper") == "optuna":
+        return f"for the search to draw each trial's {key} from {values.removeprefix('of ') or 'them'}"
+    return f"to run once with each{' ' + values if values else ''}"
 
 
 def _numbers(override: str) -> bool:
