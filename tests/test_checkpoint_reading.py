@@ -213,3 +213,20 @@ def test_a_checkpoint_path_with_a_space_after_it_names_the_one_without(tmp_path:
         chargpt.load(f"{model} ")
     code, _, err = run_main(sample_cli.main, [f"ckpt_path='{model} '"], capsys)
     assert (code, err) == (2, f"error: {said}: {shlex.quote(f'ckpt_path={model}')}\n")
+
+
+def test_a_checkpoint_path_with_a_space_before_it_names_the_one_without(tmp_path: Path, monkeypatch,
+                                                                        capsys) -> None:
+    # A space after `=` ("ckpt_path= my runs/r 1", as `ckpt_path=' my runs/r 1'` hands it over) got no
+    # hint: only spaces around the last name were looked for.
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "my runs" / "r 1" / "checkpoints").mkdir(parents=True)
+    make_checkpoint(tmp_path / "my runs" / "r 1" / "checkpoints" / "last.ckpt")
+    code, _, err = run_main(sample_cli.main, ["ckpt_path= my runs/r 1"], capsys)
+    assert (code, err) == (2, "error: checkpoint not found: ' my runs/r 1' (the name has spaces around it, "
+                              "and 'my runs/r 1' exists); pass it without them: 'ckpt_path=my runs/r 1'\n")
+    run = tmp_path / "my runs" / "r 1"
+    code, _, err = run_main(sample_cli.main, [f"ckpt_path= {run}"], capsys)  # from the root
+    assert (code, err) == (2, f"error: checkpoint not found: {' ' + str(run)!r} (the name has spaces around "
+                              f"it, and {shlex.quote(str(run))} exists); pass it without them: "
+                              f"{shlex.quote(f'ckpt_path={run}')}\n")

@@ -196,13 +196,15 @@ def visible(path: str | os.PathLike) -> str:
 
 
 def without_spaces_around(path: str | os.PathLike) -> str | None:
-    """`path` without the white space typed or pasted around its last name, where something is there
-    without it and nothing with it; else None (a name of spaces alone is no other name)."""
+    """`path` without the white space typed or pasted around its names (after its last, or before
+    its first: a space after `=`, "ckpt_path= my runs/r 1", read from the current folder), where
+    something is there without it and nothing with it; else None (a name of spaces alone is no
+    other name)."""
     name = os.fspath(path)
-    head, tail = os.path.split(name)
-    if not tail.strip() or tail.strip() == tail:
+    names = name.strip().split(os.sep)  # (" /home/me/run": the space is before the root)
+    if not names[-1].strip() or any(part and not part.strip() for part in names):
         return None
-    bare = os.path.join(head, tail.strip())
+    bare = os.sep.join(part.strip() for part in names)
     return bare if exists(bare) and not exists(name) else None
 
 
