@@ -143,6 +143,14 @@ def test_a_folder_of_one_run_is_counted_as_one_run(tmp_path: Path, capsys) -> No
     assert "no curves drawn (1 run: 1 never validated)" in capsys.readouterr().out
 
 
+def test_a_label_shows_a_removal_as_typed(tmp_path: Path) -> None:
+    # `~callbacks.progress_bar` was labelled `callbacks.progress_bar=`, which sets it to nothing.
+    sweep = tmp_path / "sweep"
+    log_run(sweep, "0", ["~callbacks.progress_bar"], {9: 3.0}, "csv")
+    log_run(sweep, "1", ["optimizer.lr=0.003"], {9: 2.5}, "csv")
+    assert legend_labels(sweep) == ["1: optimizer.lr=0.003  (2.500)", "0: ~callbacks.progress_bar  (3.000)"]
+
+
 def test_a_label_names_its_run_and_only_the_settings_it_set(tmp_path: Path) -> None:
     # Runs with the same overrides had the same label, and one that left a swept setting at its
     # default read `optimizer.lr=`.

@@ -540,6 +540,18 @@ def test_the_shared_settings_paste_into_a_shell_as_shown(tmp_path: Path, capsys,
     assert shlex.split(line.removeprefix("shared: ")) == ["sample.prompt=Le cœur, dit l'été", "model=tiny"]
 
 
+def test_a_shared_removal_is_shown_as_typed(tmp_path: Path, capsys, monkeypatch) -> None:
+    # `~callbacks.progress_bar` was shown as `callbacks.progress_bar=`, which sets it to nothing.
+    monkeypatch.setenv("COLUMNS", "150")
+    sweep = tmp_path / "removed, é"
+    for name, lr in (("0", "1e-3"), ("1", "3e-3")):
+        fake_run(sweep, name, ["~callbacks.progress_bar", f"optimizer.lr={lr}"], metrics(2.0, 2.1),
+                 {"status": "finished"})
+    report(sweep)
+    lines = [line.strip() for line in capsys.readouterr().out.splitlines()]
+    assert [line for line in lines if line.startswith("shared:")] == ["shared: '~callbacks.progress_bar'"]
+
+
 def test_a_swept_setting_with_one_value_so_far_is_a_column_not_shared(
     tmp_path: Path, capsys, monkeypatch
 ) -> None:

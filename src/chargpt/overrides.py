@@ -214,6 +214,18 @@ def override_key(override: str) -> str:
     return override.partition("=")[0].lstrip("+~")
 
 
+def removal_key(override: str) -> str:
+    """The setting an override names, `~` kept on a removal (`~callbacks.progress_bar`): a removal
+    is not the setting given an empty value."""
+    key = override_key(override)
+    return f"~{key}" if override.startswith("~") else key
+
+
+def setting_typed(key: str, value: str) -> str:
+    """`key=value` as typed; a removal (removal_key) of no value is its key alone, not `~key=`."""
+    return key if key.startswith("~") and not value else f"{key}={value}"
+
+
 def as_typed(override: str) -> str:
     """An override as a user types it on a command line: the CLI quoted free-text values (paths,
     prompts) and run folders for Hydra before Hydra recorded them, so a printed command unquotes

@@ -24,7 +24,7 @@ from matplotlib.ticker import MaxNLocator
 
 from chargpt.glyphs import drawable, drawable_cut, families
 from chargpt.metric_names import STEP, VAL_LOSS
-from chargpt.overrides import is_path_key
+from chargpt.overrides import is_path_key, setting_typed
 from chargpt.plural import counted
 from chargpt.run_layout import launched_with
 from chargpt.runs.run_rows import (
@@ -178,7 +178,7 @@ def curve_label(name: str, settings: dict[str, str], whole: Collection[str] = ()
     """`name: key=value, ...` as drawn (drawable), or the name alone: two runs with the same settings
     stay apart. The name and every setting stay whole, over lines of up to LABEL_LINE_CHARS; a
     value is cut (label_value) unless its key is in `whole`."""
-    given = [f"{drawable(key)}={label_value(value, key in whole, is_path_key(key))}"
+    given = [drawable(setting_typed(key, value and label_value(value, key in whole, is_path_key(key))))
              for key, value in settings.items()]
     if not given:
         return drawable(name)

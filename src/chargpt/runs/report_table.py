@@ -15,6 +15,7 @@ from rich.text import Text
 
 from chargpt import shell_words
 from chargpt.errors import first_line
+from chargpt.overrides import setting_typed
 from chargpt.plural import counted
 from chargpt.runs.report_figures import FORMATS, GROUP_METRICS, METRIC_COLUMNS, SPREAD_SHOWN
 from chargpt.runs.run_rows import IN_FOLDER, common_folder, in_folder, short_number, varying
@@ -109,7 +110,7 @@ def print_table(
     if not any(row["error"] for row in rows):
         shown.remove("error")
     # As a shell takes them: a prompt with a space or an apostrophe pastes into a command as shown.
-    notes = ["shared: " + shell_words.join(f"{k}={v}" for k, v in shared.items())] if shared else []
+    notes = ["shared: " + shell_words.join(setting_typed(k, v) for k, v in shared.items())] if shared else []
     last = tuple(c for c in reversed(METRIC_COLUMNS) if c != metric)
     # A figure the same in every run (the steps of a sweep without a budget) tells no run apart: on
     # a narrow terminal it goes first, its value said once under the table.

@@ -27,7 +27,7 @@ from chargpt.overrides import (
     literal_value,
     named_from,
     named_from_anywhere,
-    override_key,
+    removal_key,
 )
 from chargpt.run_layout import (
     BUDGET_FILE,
@@ -59,7 +59,7 @@ def _overrides_in(path: Path) -> dict[str, str]:
         raise NotARun(f"{path} cannot be read ({first_line(err, 80)})") from None
     overrides: dict[str, str] = {}
     for item in items:
-        key = override_key(item)
+        key = removal_key(item)
         if key != "ckpt_path":  # how a resume is launched, not a setting of the run
             overrides[key] = literal_value(item)  # free text was quoted for Hydra
     return overrides
@@ -203,13 +203,15 @@ def flat_rows(rows: list[dict[str, Any]]) -> tuple[list[str], list[dict[str, Any
     return columns, [{c: row.get(c) for c in columns} for row in flat]
 
 
-def _setting(row: dict[str, Any], key: str) -> str:
-    """The run's value of a setting column; empty where its launch did not give it."""
+def _setting(row: dict[str, Any], key: str) -> str | None:
+    """The run's value of a setting column; empty where its launch did not give it, None where it
+    did not remove it (`~callbacks.progress_bar`, whose value is empty: else the runs that kept it
+    would read as having removed it too)."""
     if key == SEED and SEED not in row["overrides"]:
         return row.get("recorded_seed") or ""
     if key == AUTO_SHAPE:
         return row.get("chosen_shape") or ""
-    return row["overrides"].get(key, "")
+    return row["overrides"].get(key, None if key.startswith("~") else "")
 
 
 def varying(
