@@ -39,6 +39,12 @@ TINY = [
 ]
 
 
+# A job whose context is longer than the corpus's validation split (~310 characters) fails as its
+# text is read, which no check before the sweep's launch can tell: a sweep's bad settings (e.g. an
+# n_head that does not divide n_embd) are refused before any job runs.
+UNSIZED = [arg for arg in TINY if not arg.startswith("model.block_size=")]
+
+
 def write_corpus(tmp_path: Path) -> Path:
     path = tmp_path / "corpus.txt"
     path.write_text("To be, or not to be, that is the question.\nWhether 'tis nobler in the mind.\n" * 40)
@@ -207,13 +213,13 @@ def test_sweep_goes_on_past_a_failing_job_in_process(tmp_path: Path) -> None:
     corpus = write_corpus(tmp_path)
     sweep = tmp_path / "multirun"
     code = run_cli(
-        train_cli.main, "-m", "data=text", f"data.path={corpus}", f"hydra.sweep.dir={sweep}", *MODEL, *TINY,
-        "trainer.max_steps=2", "trainer.val_check_interval=2", "model.n_head=3,2",
+        train_cli.main, "-m", "data=text", f"data.path={corpus}", f"hydra.sweep.dir={sweep}", *MODEL,
+        *UNSIZED, "trainer.max_steps=2", "trainer.val_check_interval=2", "model.block_size=1000,16",
     )
     assert code == 0
     rows = report(sweep)
-    assert [(r["model.n_head"], r["status"]) for r in rows] == [("2", "finished"), ("3", "failed")]
-    assert "n_head=3" in rows[-1]["error"] and rows[0]["steps"] == 2
+    assert [(r["model.block_size"], r["status"]) for r in rows] == [("16", "finished"), ("1000", "failed")]
+    assert "fewer than model.block_size + 1 = 1001" in rows[-1]["error"] and rows[0]["steps"] == 2
 
 
 @pytest.mark.slow
@@ -221,12 +227,13 @@ def test_a_sweep_whose_every_job_failed_says_so_and_fails(tmp_path: Path, capsys
     corpus = write_corpus(tmp_path)
     sweep = tmp_path / "all failed"
     code = run_cli(
-        train_cli.main, "-m", "data=text", f"data.path={corpus}", f"hydra.sweep.dir={sweep}", *MODEL, *TINY,
-        "model.n_head=3,5",
+        train_cli.main, "-m", "data=text", f"data.path={corpus}", f"hydra.sweep.dir={sweep}", *MODEL,
+        *UNSIZED, "model.block_size=1000,2000",
     )
     err = capsys.readouterr().err
     assert code == 1, err
-    assert "error: every job of this sweep failed (2 of 2; the first: " in err and "n_head=3" in err
+    assert "error: every job of this sweep failed (2 of 2; the first: " in err
+    assert "model.block_size + 1 = 1001" in err
     assert [r["status"] for r in report(sweep)] == ["failed", "failed"]  # both kept for the report
     # A failure from the machine (out of memory) may pass on a second try: the report says how.
     assert "2 of 2 jobs of this sweep failed; continue it, which trains the failed jobs again, with: " \
@@ -239,13 +246,14 @@ def test_a_search_whose_every_trial_failed_names_no_best(tmp_path: Path, capsys)
     corpus = write_corpus(tmp_path)
     sweep = tmp_path / "search"
     code = run_cli(
-        train_cli.main, "data=text", f"data.path={corpus}", f"hydra.sweep.dir={sweep}", *TINY,
-        "hparams_search=optuna", "hydra.sweeper.n_trials=1", "model.n_embd=choice(30)", "model.n_head=4",
-        "model.n_layer=1", "model.dropout=0", "optimizer.lr=1e-3",
+        train_cli.main, "data=text", f"data.path={corpus}", f"hydra.sweep.dir={sweep}", *UNSIZED,
+        "hparams_search=optuna", "hydra.sweeper.n_trials=1", "model.block_size=choice(1000)",
+        "model.n_embd=32", "model.n_layer=1", "model.dropout=0", "optimizer.lr=1e-3",
     )
     assert code == 1
     out, err = capsys.readouterr()
-    assert "error: every job of this sweep failed (1 of 1; the first: model.n_embd=30" in err
+    assert "error: every job of this sweep failed (1 of 1; the first: the val split of " in err
+    assert "model.block_size + 1 = 1001" in err
     assert (sweep / "0").is_dir() and not (sweep / "optimization_results.yaml").exists()
     # The sweeper's own log named the failure its best just before the error ("Best value: inf").
     assert "Best parameters" not in out + err and "Best value" not in out + err
@@ -255,10 +263,10 @@ def test_a_search_whose_every_trial_failed_names_no_best(tmp_path: Path, capsys)
 def test_four_job_sweep_with_a_failing_job_then_report(tmp_path: Path) -> None:
     corpus = write_corpus(tmp_path)
     sweep = tmp_path / "multirun"
-    # model.n_head=3 does not divide n_embd=32: that job fails, the three others must still run.
+    # The third job's context is longer than the validation text: it fails, the three others must run.
     result = chargpt(
-        "train", "-m", "data=text", f"data.path={corpus}", f"hydra.sweep.dir={sweep}", *MODEL, *TINY,
-        "model.n_head=1,2,3,4", cwd=tmp_path,
+        "train", "-m", "data=text", f"data.path={corpus}", f"hydra.sweep.dir={sweep}", *MODEL, *UNSIZED,
+        "model.block_size=8,16,1000,32", cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == ["0", "1", "2", "3"]
@@ -268,9 +276,9 @@ def test_four_job_sweep_with_a_failing_job_then_report(tmp_path: Path) -> None:
 
     assert len(rows) == 4
     assert [r["status"] for r in rows] == ["finished"] * 3 + ["failed"]
-    assert rows[-1]["model.n_head"] == "3" and "n_head=3" in rows[-1]["error"]
+    assert rows[-1]["model.block_size"] == "1000" and "model.block_size + 1 = 1001" in rows[-1]["error"]
     finished = rows[:3]
-    assert {r["model.n_head"] for r in finished} == {"1", "2", "4"}
+    assert {r["model.block_size"] for r in finished} == {"8", "16", "32"}
     losses = [r["best_val_loss"] for r in finished]
     assert losses == sorted(losses) and all(math.isfinite(x) for x in losses)
     assert all(r["steps"] == 6 and r["tokens_per_sec"] > 0 and r["wall_s"] > 0 for r in finished)
