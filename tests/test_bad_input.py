@@ -824,7 +824,10 @@ def test_a_sweep_hands_trainer_devices_its_list(files, capsys):
     (["seed=1,2", "optimizer.lr=1e-3,-1"], "error: optimizer.lr=-1 must be a finite number >= 0"),
     (["trainer.precision=bf16,fp8", "hydra/launcher=joblib"], "error: trainer.precision=fp8 is not a "),
     (["hparams_search=optuna", "model.dropout=interval(-0.5, 0.3)"], "error: model.dropout=-0.5 must be "),
-], ids=["fixed", "second-value", "grid", "joblib", "optuna"])
+    (["seed=1,x"], "error: seed='x' must be a whole number"),
+    (["sample.temperature=1.0,-1"], "error: sample.temperature=-1"),
+    (["seed=1,2", "sample.seed=x"], "error: sample.seed='x' must be a whole number"),
+], ids=["fixed", "second-value", "grid", "joblib", "optuna", "seed", "sample", "sample-seed"])
 def test_a_sweeps_bad_setting_is_refused_before_any_job(typed, expected, files, capsys):
     # Each job refused the setting once the sweep's folder was made (the sweep exited 1), a good
     # first job trained first, where a single run with it was refused at once.

@@ -212,7 +212,7 @@ class SweptSettings(Callback):
     @exit_on_user_error
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         from chargpt.cli.prompts import check_sweep_output_writes  # multirun only: it imports torch
-        from chargpt.training.build import check_settings  # multirun only: it imports Lightning
+        from chargpt.training.build import check_seed_and_sample, check_settings  # multirun only: Lightning
         from chargpt.training.trackers import check_sweep_job_loggers
 
         jobs = check_swept_settings(config)
@@ -223,6 +223,7 @@ class SweptSettings(Callback):
         if not submits_to_slurm(config):
             for overrides, job in jobs:
                 with naming_removed_settings():  # trainer.strategy=${oc.env:UNSET}: refused here, once
+                    check_seed_and_sample(job)
                     check_settings(job, overrides, in_sweep=True)
                 check_sweep_output_writes(job)
 

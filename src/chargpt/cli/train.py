@@ -22,7 +22,6 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from chargpt import shell_words
-from chargpt.checks import check_seed, training_seed
 from chargpt.cli import CONFIG_PATH
 from chargpt.cli.argv import prints_only
 from chargpt.cli.common import cli_task, naming_removed_settings, quiet_known_warnings, run_main, use_threads
@@ -41,7 +40,6 @@ from chargpt.errors import (
 from chargpt.hydra_run import is_multirun, parallel_sweep_dir, plain
 from chargpt.inference import TrainedModel
 from chargpt.metric_names import loss_shown
-from chargpt.model.sampling import check_sampling
 from chargpt.run_layout import last_checkpoint, run_dir_of
 from chargpt.runs.continuation import forget_unstarted_job, keep_finished_jobs
 from chargpt.runs.directory import prepare_run_dir
@@ -118,16 +116,13 @@ def _train(cfg: DictConfig, parallel: Path | None) -> float | None:
     import lightning as L
 
     quiet_known_warnings()
-    training_seed("seed", cfg.seed)
+    from chargpt.training.build import check_seed_and_sample
+
+    check_seed_and_sample(cfg)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     output_dir = cfg.paths.output_dir
     prepare_run_dir(cfg)
     use_threads(cfg.get("threads"))
-    # Before the run is built (the time budget counts the closing sample): a bad sample setting
-    # must not waste the run.
-    check_sampling(cfg.sample.temperature, cfg.sample.top_k, cfg.sample.top_p, cfg.sample.max_new_tokens,
-                   "sample.")
-    check_seed("sample.seed", cfg.sample.seed, optional=True)
     if cfg.sample.max_new_tokens > 0:
         check_prompt_text(cfg.sample.prompt, "sample.prompt")
     # Memory running out (a batch too large to sample, a model too large for the GPU): one line

@@ -25,7 +25,7 @@ from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf
 
 from chargpt.checkpoints import read_checkpoint, resolve_checkpoint, stored_corpus
-from chargpt.checks import real_number, yes_no
+from chargpt.checks import check_seed, real_number, training_seed, yes_no
 from chargpt.data import CharDataModule
 from chargpt.data.text import as_its_run_read
 from chargpt.distributed import is_rank_zero
@@ -34,6 +34,7 @@ from chargpt.files import read_json_object, write_text_atomic
 from chargpt.hydra_run import plain, task_overrides
 from chargpt.metric_names import MONITORABLE, is_monitorable
 from chargpt.model import ModelConfig
+from chargpt.model.sampling import check_sampling
 from chargpt.overrides import override_key
 from chargpt.run_layout import BUDGET_FILE, SAVED_CONFIG, run_dir_of
 from chargpt.training import budget_plan, precision
@@ -314,6 +315,15 @@ class _Checked(NamedTuple):
     matmul_line: str | None  # matmul_precision=auto's
     data_dir_note: str | None  # for the saved config
     pretrained: Pretrained | None  # a fine-tune's start (init_from)
+
+
+def check_seed_and_sample(cfg: DictConfig) -> None:
+    """The run's seed and its closing sample's settings: a run checks them before its folder is made
+    (a bad sample setting must not waste the run), and a sweep on each job before it starts."""
+    training_seed("seed", cfg.seed)
+    check_sampling(cfg.sample.temperature, cfg.sample.top_k, cfg.sample.top_p, cfg.sample.max_new_tokens,
+                   "sample.")
+    check_seed("sample.seed", cfg.sample.seed, optional=True)
 
 
 def check_settings(cfg: DictConfig, overrides: Sequence[str], in_sweep: bool | None = None) -> ModelConfig:
