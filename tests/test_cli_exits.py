@@ -114,6 +114,24 @@ def test_running_out_of_memory_in_sample_and_eval_is_one_error_line(cli, target,
     assert fix in err
 
 
+@pytest.mark.parametrize(("cli", "target"), LOADERS)
+@pytest.mark.parametrize("setting", ["", "1"])
+def test_the_fix_for_memory_run_out_in_sample_and_eval_ends_alike(cli, target, setting, monkeypatch,
+                                                                    capsys) -> None:
+    # Each command ended its advice its own way: chargpt-eval named device= as a cause but not the other
+    # device as a fix, and a setting of 1 was advised as itself ("ask for less, e.g. batch_size=1").
+    monkeypatch.setattr(target, _no_gpu_memory)
+    sampling = cli is sample_cli
+    name, verb, default = ("max_new_tokens", "sample", 500) if sampling else ("batch_size", "evaluate", 64)
+    args = ["ckpt_path=somewhere", *([f"{name}={setting}"] if setting else [])]
+    assert run_cli(cli.main, *args) == 2
+    value = int(setting or default)
+    fix = f"with less, e.g. {name}={value // 2}, or on another device" if value > 1 else "on another device"
+    assert capsys.readouterr().err == (
+        f"error: out of GPU memory (could not allocate 20.00 GiB); {name}={value} is too large for this "
+        f"machine, or the model is for device=auto; {verb} {fix}\n")
+
+
 def test_the_fix_for_memory_run_out_is_worked_out_with_the_failed_blocks_memory_freed() -> None:
     # A model half built as memory ran out was held by the traceback's frames while the fix was worked
     # out (counting the model's parameters): that ran out in turn, and the command's own fix was said
@@ -986,7 +1004,7 @@ def test_memory_running_out_in_the_closing_sample_is_a_warning_naming_the_sample
     assert run_cli(train_main, *args) == 0
     err = capsys.readouterr().err
     line = ("warning: no sample (out of GPU memory (could not allocate 20.00 GiB); sample.max_new_tokens=300 "
-            "is too large for this machine; draw it with less: "
+            "is too large for this machine; draw it with less, e.g. "
             f"chargpt-sample ckpt_path={run_dir} max_new_tokens=150); the run itself finished\n")
     assert err.endswith(line) and "data.batch_size" not in err
     assert json.loads((run_dir / "status.json").read_text())["status"] == "finished"

@@ -678,6 +678,9 @@ def test_cli_memory_running_out_as_it_starts_names_max_concurrency(
     monkeypatch.setattr(Engine, "_iteration", no_room)  # the warm-up's first step
     assert _cli_error([f"ckpt_path={run_dir}", "port=0", "max_concurrency=1000"], monkeypatch, capsys) == (
         f"error: out of CPU memory (could not allocate 29.80 TiB); {said}")
+    # One row is the least: it advised "serve with less, e.g. on another device".
+    assert _cli_error([f"ckpt_path={run_dir}", "port=0", "max_concurrency=1"], monkeypatch, capsys).endswith(
+        "or the model is for device=auto; serve on another device")
     # Building the model itself: max_concurrency, advised first, was no help.
     monkeypatch.undo()
     monkeypatch.setattr(inference, "build_model", no_room)

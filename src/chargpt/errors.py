@@ -135,6 +135,20 @@ def out_of_memory(err: BaseException, advice: Callable[[], str]) -> OutOfMemory 
     return OutOfMemory(f"out of {what}{size}; {advice()}")
 
 
+def ask_for_less(too_large: str, retry: str, smaller: str | None, device: str | None = None,
+                 why: str | None = None) -> str:
+    """The advice after memory ran out: `too_large`, the settings that most likely asked for it
+    ("max_new_tokens=500"), and `why` where it can be said; and the fix: `retry` ("sample") with
+    `smaller` values (None where none is smaller), or, for a command that chooses its `device`, on
+    another one (the model may be on one too small)."""
+    said = f"{too_large} is too large for this machine" + (f": {why}" if why else "")
+    fixes = [f"with less, e.g. {smaller}"] if smaller else []
+    if device is not None:
+        said += f", or the model is for device={device}"
+        fixes.append("on another device")
+    return f"{said}; {retry} {', or '.join(fixes)}"
+
+
 @contextlib.contextmanager
 def naming_what_ran_out(advice: Callable[[], str]) -> Iterator[None]:
     """Memory running out in the block (a traceback from numpy or torch) becomes an OutOfMemory: one

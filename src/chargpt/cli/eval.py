@@ -21,7 +21,7 @@ from chargpt.cli import CONFIG_PATH
 from chargpt.cli.common import cli_task, quiet_known_warnings, run_main, use_threads
 from chargpt.cli.sweep_jobs import job_heading, results_table, sweep_folder_removed, whole_in_parallel_sweeps
 from chargpt.data.corpus import check_data_dir
-from chargpt.errors import exit_on_user_error, naming_what_ran_out
+from chargpt.errors import ask_for_less, exit_on_user_error, naming_what_ran_out
 from chargpt.hydra_run import task_overrides
 from chargpt.overrides import as_typed, parsed_override
 
@@ -67,8 +67,9 @@ def _hydra_main(cfg: DictConfig) -> dict:
 
 def _smaller_settings(cfg: DictConfig) -> str:
     """What most likely asked for the memory that ran out, and the fix (batch_size is valid by now)."""
-    return (f"batch_size={cfg.batch_size} is too large for this machine, or the model is for "
-            f"device={cfg.device}; ask for less, e.g. batch_size={max(1, int(cfg.batch_size) // 2)}")
+    batch = int(cfg.batch_size)
+    fewer = f"batch_size={batch // 2}" if batch > 1 else None
+    return ask_for_less(f"batch_size={batch}", "evaluate", fewer, cfg.device)
 
 
 def json_line(result: dict) -> str:

@@ -21,7 +21,7 @@ from chargpt.cli.common import MODEL_FROM_CHECKPOINT, cli_task, quiet_known_warn
 from chargpt.cli.prompts import check_output_writes, resolve_prompt
 from chargpt.cli.sweep_jobs import job_heading, sweep_folder_removed, whole_in_parallel_sweeps
 from chargpt.data.tokenizer import CharTokenizer
-from chargpt.errors import ConfigError, exit_on_user_error, naming_what_ran_out
+from chargpt.errors import ConfigError, ask_for_less, exit_on_user_error, naming_what_ran_out
 from chargpt.inference import load_with_checkpoint, new_generator, pick_device
 from chargpt.memorization import CopiedSpan, TextIndex
 from chargpt.model.sampling import check_decoding, check_sampling
@@ -88,9 +88,9 @@ def _hydra_main(cfg: DictConfig) -> None:
 def _smaller_settings(cfg: DictConfig) -> str:
     """What most likely asked for the memory that ran out, and the fix."""
     # (Samples are drawn one after another: num_samples does not add to what one needs.)
-    return (f"max_new_tokens={cfg.max_new_tokens} is too large for this machine, or the model is for "
-            f"device={cfg.device}; ask for less, e.g. max_new_tokens={max(1, cfg.max_new_tokens // 2)}, "
-            "or sample on another device")
+    tokens = int(cfg.max_new_tokens)
+    fewer = f"max_new_tokens={tokens // 2}" if tokens > 1 else None
+    return ask_for_less(f"max_new_tokens={tokens}", "sample", fewer, cfg.device)
 
 
 def _sample(cfg: DictConfig, check_copy: bool) -> None:

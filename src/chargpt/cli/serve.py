@@ -27,7 +27,7 @@ from chargpt.cli.common import (
     use_threads,
 )
 from chargpt.cli.held_weights import SERVER_HOLDS, held, held_weights_note, training_run
-from chargpt.errors import ConfigError, exit_on_user_error, naming_what_ran_out, needs_extra
+from chargpt.errors import ConfigError, ask_for_less, exit_on_user_error, naming_what_ran_out, needs_extra
 from chargpt.inference import TrainedModel, load_with_checkpoint, pick_device
 from chargpt.model_card import ModelCard, card_for
 
@@ -143,9 +143,9 @@ def _smaller_settings(cfg: DictConfig) -> str:
     cache holds a row of the model's whole context for each of max_concurrency prompts."""
     rows = int(cfg.max_concurrency)
     settings = (f"max_concurrency={rows} (a key/value cache row of the model's whole context per prompt "
-                f"decoded at once) is too large for this machine, or the model is for device={cfg.device}")
-    fewer = f"max_concurrency={rows // 2}, or " if rows > 1 else ""
-    return f"{settings}; serve with less, e.g. {fewer}on another device"
+                "decoded at once)")
+    fewer = f"max_concurrency={rows // 2}" if rows > 1 else None
+    return ask_for_less(settings, "serve", fewer, cfg.device)
 
 
 def main() -> None:

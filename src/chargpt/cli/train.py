@@ -32,6 +32,7 @@ from chargpt.cli.prompts import NO_CLOSING_SAMPLE, check_output_writes, check_pr
 from chargpt.distributed import is_rank_zero
 from chargpt.errors import (
     ChargptError,
+    ask_for_less,
     exit_on_user_error,
     naming_what_ran_out,
     say_stopped_by,
@@ -249,14 +250,17 @@ def _smaller_settings(cfg: DictConfig, output_dir: str) -> str:
 
     batch = int(cfg.data.batch_size)
     settings = (f"data.batch_size={batch}, model.block_size={cfg.model.block_size} or the model's size "
-                "(model.n_layer, model.n_embd) is too large for this machine")
+                "(model.n_layer, model.n_embd)")
     smaller = f"data.batch_size={batch // 2}" if batch > 1 else "a smaller model"
+    why = None
     if (model_alone := model_too_large(cfg)) is not None:  # no batch size would help
-        settings, smaller = model_alone
+        settings = "the model alone"
+        why, smaller = model_alone
+    retry = "run again"
     if last_checkpoint(Path(output_dir)) is not None:
-        continue_it = shell_words.quote(f"ckpt_path={output_dir}")
-        return f"{settings}; continue from its last checkpoint with less, e.g. {continue_it} {smaller}"
-    return f"{settings}; run again with less, e.g. {smaller}"
+        retry = "continue from its last checkpoint"
+        smaller = f"{shell_words.quote(f'ckpt_path={output_dir}')} {smaller}"
+    return ask_for_less(settings, retry, smaller, why=why)
 
 
 def _smaller_sample(options: DictConfig, run_dir: str) -> str:
@@ -264,7 +268,7 @@ def _smaller_sample(options: DictConfig, run_dir: str) -> str:
     tokens = int(options.max_new_tokens)
     fewer = max(1, tokens // 2)
     command = shell_words.join(["chargpt-sample", f"ckpt_path={run_dir}", f"max_new_tokens={fewer}"])
-    return f"sample.max_new_tokens={tokens} is too large for this machine; draw it with less: {command}"
+    return ask_for_less(f"sample.max_new_tokens={tokens}", "draw it", command)
 
 
 def _stop_after_last_step(signum: int, parallel: Path | None, sampling: bool) -> None:

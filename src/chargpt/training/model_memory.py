@@ -33,9 +33,10 @@ def check_model_fits(config: ModelConfig, vocab_size: int) -> None:
 
 
 def model_too_large(cfg: DictConfig) -> tuple[str, str] | None:
-    """What the model alone needs to train, said where that is more memory than this machine has
-    (its RAM, or its GPU's where the run trains on one: the model is built in one and trained in
-    the other), and the settings to make smaller. None where it fits, or where the config cannot say."""
+    """What the model alone needs to train (its size, and the memory that takes), said where that
+    is more than this machine has (its RAM, or its GPU's where the run trains on one: the model is
+    built in one and trained in the other), and the settings to make smaller. None where it fits,
+    or where the config cannot say."""
     try:
         fields = plain(cfg.model)
         fields.pop("auto", None)  # model=auto: the shape chosen is written over its own
@@ -51,6 +52,6 @@ def model_too_large(cfg: DictConfig) -> tuple[str, str] | None:
     if needed <= memory:
         return None
     size = model_size.ModelSize.of(config, vocab_size=256)
-    return (f"the model alone is too large for this machine: {size.said()}, {needed / 2**30:,.0f} GiB to "
-            f"train ({per_parameter} bytes each: {held}) where it has {memory / 2**30:,.0f} GiB",
+    return (f"{size.said()}, {needed / 2**30:,.0f} GiB to train ({per_parameter} bytes each: {held}) "
+            f"where it has {memory / 2**30:,.0f} GiB",
             size.smaller())
