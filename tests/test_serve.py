@@ -283,6 +283,8 @@ def test_a_list_of_prompts_gets_n_choices_each_as_if_each_were_sent_alone(url: s
     expected = [(2 * p + c, choice["text"], choice["finish_reason"])
                 for p in range(2) for c, choice in enumerate(alone[p])]
     answer = complete(url, prompt=prompts, **settings)
+    assert answer["object"] == "text_completion" and answer["model"] == "my run"
+    assert answer["id"].startswith("cmpl-") and isinstance(answer["created"], int)
     assert [(c["index"], c["text"], c["finish_reason"]) for c in answer["choices"]] == expected
     assert [reason for _, _, reason in expected] == ["length", "stop", "length", "stop"]
     assert answer["usage"]["prompt_tokens"] == len("Hi") + len("The king")

@@ -91,12 +91,23 @@ def sse(data: dict[str, Any] | str) -> str:
     return f"data: {data}\n\n"
 
 
+def merged_text_runs(batch: list[Event]) -> list[Event]:
+    """The events, consecutive characters of one choice merged: they travel in one chunk."""
+    merged: list[Event] = []
+    for event in batch:
+        if merged and event.kind == "text" and merged[-1].kind == "text" and merged[-1].index == event.index:
+            merged[-1] = Event("text", event.index, merged[-1].text + event.text)
+        else:
+            merged.append(event)
+    return merged
+
+
 class Completion:
     """One request's jobs (one per prompt) and the events they get back on the event loop. Prompt p's
     choice c is choice p * n + c, as OpenAI numbers them."""
 
-    def __init__(self, engine: Engine, request: CompletionRequest) -> None:
-        self.request = request
+    def __init__(self, engine: Engine, request: CompletionRequest, model: str) -> None:
+        self.request, self.model = request, model
         self.id, self.created = f"cmpl-{uuid.uuid4().hex[:24]}", int(time.time())
         self.events: asyncio.Queue[Event] = asyncio.Queue()
         self.choices = len(request.prompt_ids) * request.n
@@ -173,6 +184,37 @@ class Completion:
         collecting.result()  # the generation's error, if it failed
         return texts
 
+    def body(self, choices: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+        """The response, or one streamed chunk of it: `choices` and any `extra` (usage), named as this
+        completion."""
+        return {"id": self.id, "object": "text_completion", "created": self.created, "model": self.model,
+                "choices": choices, **extra}
+
+    async def response(self, request: Request) -> Response:
+        """Every choice whole, with usage; a 499 if the client disconnected first."""
+        texts = await self.texts(request)
+        if texts is None:
+            return Response(status_code=499)  # nobody reads it: nginx's "client closed request"
+        choices = [{"text": text, "index": i, "logprobs": None, "finish_reason": reason}
+                   for i, (text, reason) in enumerate(zip(texts, self.finish_reasons, strict=True))]
+        return JSONResponse(self.body(choices, usage=self.usage()))
+
+    async def stream(self) -> AsyncIterator[str]:
+        """The choices as server-sent events while they are generated, then usage if asked for, then
+        [DONE]; a generation's failure as an error event."""
+        try:
+            async for batch in self.batches():
+                for event in merged_text_runs(batch):
+                    yield sse(self.body([{"text": event.text, "index": event.index, "logprobs": None,
+                                          "finish_reason": event.finish_reason}]))
+            if self.request.include_usage:
+                yield sse(self.body([], usage=self.usage()))
+            yield sse("[DONE]")
+        except APIError as err:
+            yield sse(err.body())  # the status line is sent already; clients read the error event
+        finally:
+            self.cancel()  # the client closed the stream early: stop generating for it
+
     def usage(self) -> dict[str, int]:
         """Characters: every prompt's, and every choice's generated ones (a stop sequence's included,
         as OpenAI counts the tokens generated, though the text leaves it out)."""
@@ -181,18 +223,18 @@ class Completion:
                 "total_tokens": prompt + self.generated}
 
 
-def create_app(engine: Engine, tokenizer: CharTokenizer, card: ModelCard, limits: Limits) -> FastAPI:
-    # No redirect of /v1/completions/ to /v1/completions: a client's POST would not follow it.
-    app = FastAPI(title="chargpt", docs_url=None, redoc_url=None, openapi_url=None, redirect_slashes=False)
-    page = resources.files("chargpt.serving").joinpath("page.html").read_text(encoding="utf-8")
-    created = int(time.time())
-    # At shutdown (server.py): the requests still running end with an error.
-    app.state.stop_generating = engine.request_stop
-    model_entry = {"id": card.name, "object": "model", "created": created, "owned_by": "chargpt",
-                   "chargpt": {**card.to_dict(), "max_tokens": limits.max_tokens,
-                               "default_max_tokens": limits.default_max_tokens, "max_n": limits.max_n,
-                               "max_choices": limits.max_choices, "max_stop": MAX_STOP,
-                               "start_prompt": start_prompt(tokenizer)}}
+def model_entry(card: ModelCard, tokenizer: CharTokenizer, limits: Limits) -> dict[str, Any]:
+    """The served model as /v1/models lists it: OpenAI's fields, and chargpt's card and limits."""
+    return {"id": card.name, "object": "model", "created": int(time.time()), "owned_by": "chargpt",
+            "chargpt": {**card.to_dict(), "max_tokens": limits.max_tokens,
+                        "default_max_tokens": limits.default_max_tokens, "max_n": limits.max_n,
+                        "max_choices": limits.max_choices, "max_stop": MAX_STOP,
+                        "start_prompt": start_prompt(tokenizer)}}
+
+
+def answer_errors_as_json(app: FastAPI) -> None:
+    """Every error `app` answers is OpenAI's JSON error: a bad request's, a route's (404 names the
+    routes there are) and an internal one's (no traceback sent)."""
 
     @app.exception_handler(APIError)
     async def api_error(request: Request, err: APIError) -> JSONResponse:
@@ -210,6 +252,16 @@ def create_app(engine: Engine, tokenizer: CharTokenizer, card: ModelCard, limits
     async def internal_error(request: Request, err: Exception) -> JSONResponse:
         return error_response(APIError(500, f"internal error: {type(err).__name__}", type="server_error"))
 
+
+def create_app(engine: Engine, tokenizer: CharTokenizer, card: ModelCard, limits: Limits) -> FastAPI:
+    # No redirect of /v1/completions/ to /v1/completions: a client's POST would not follow it.
+    app = FastAPI(title="chargpt", docs_url=None, redoc_url=None, openapi_url=None, redirect_slashes=False)
+    page = resources.files("chargpt.serving").joinpath("page.html").read_text(encoding="utf-8")
+    # At shutdown (server.py): the requests still running end with an error.
+    app.state.stop_generating = engine.request_stop
+    served = model_entry(card, tokenizer, limits)
+    answer_errors_as_json(app)
+
     @app.api_route("/", methods=["GET", "HEAD"], response_class=HTMLResponse)
     async def index() -> HTMLResponse:
         return HTMLResponse(page)
@@ -220,56 +272,20 @@ def create_app(engine: Engine, tokenizer: CharTokenizer, card: ModelCard, limits
 
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:
-        return {"object": "list", "data": [model_entry]}
+        return {"object": "list", "data": [served]}
 
     @app.get("/v1/models/{model_id:path}")
     async def model(model_id: str) -> dict[str, Any]:
         if model_id != card.name:
             raise model_not_found(model_id, card.name)
-        return model_entry
+        return served
 
     @app.post("/v1/completions")
     async def completions(request: Request) -> Response:
         parsed = parse_completion(read_json(await bounded_body(request)), tokenizer, limits, card.name)
-        completion = Completion(engine, parsed)
+        completion = Completion(engine, parsed, card.name)
         if parsed.stream:
-            return StreamingResponse(stream(completion), media_type="text/event-stream", headers=SSE_HEADERS)
-        texts = await completion.texts(request)
-        if texts is None:
-            return Response(status_code=499)  # nobody reads it: nginx's "client closed request"
-        reasons = completion.finish_reasons
-        return JSONResponse({
-            "id": completion.id, "object": "text_completion", "created": completion.created,
-            "model": card.name,
-            "choices": [{"text": text, "index": i, "logprobs": None, "finish_reason": reason}
-                        for i, (text, reason) in enumerate(zip(texts, reasons, strict=True))],
-            "usage": completion.usage(),
-        })
-
-    async def stream(completion: Completion) -> AsyncIterator[str]:
-        def chunk(choices: list[dict[str, Any]], **extra: Any) -> str:
-            return sse({"id": completion.id, "object": "text_completion", "created": completion.created,
-                        "model": card.name, "choices": choices, **extra})
-
-        try:
-            async for batch in completion.batches():
-                # Consecutive characters of one choice travel in one chunk.
-                merged: list[Event] = []
-                for event in batch:
-                    if merged and event.kind == "text" and merged[-1].kind == "text" and \
-                            merged[-1].index == event.index:
-                        merged[-1] = Event("text", event.index, merged[-1].text + event.text)
-                    else:
-                        merged.append(event)
-                for event in merged:
-                    yield chunk([{"text": event.text, "index": event.index, "logprobs": None,
-                                  "finish_reason": event.finish_reason}])
-            if completion.request.include_usage:
-                yield chunk([], usage=completion.usage())
-            yield sse("[DONE]")
-        except APIError as err:
-            yield sse(err.body())  # the status line is sent already; clients read the error event
-        finally:
-            completion.cancel()  # the client closed the stream early: stop generating for it
+            return StreamingResponse(completion.stream(), media_type="text/event-stream", headers=SSE_HEADERS)
+        return await completion.response(request)
 
     return app
