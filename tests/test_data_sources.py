@@ -1745,7 +1745,8 @@ def test_check_copy_reads_the_dataset_a_run_trained_on(
     save_dataset(datasets, saved, lines[:-1])
     assert run_cli(sample.main, f"ckpt_path={run}", "check_copy=true", "max_new_tokens=20") == 2
     err = capsys.readouterr().err
-    assert "has changed since" in err and err.rstrip().endswith("pass data.path=FILE"), err
+    # (A dataset's place is no data.path: no "data.path=... takes it as it is now".)
+    assert "has changed since" in err and err.rstrip().endswith("; pass the training text as data.path=FILE")
     text_file = tmp_path / "trained on.txt"
     text_file.write_text(joined, newline="")
     assert run_cli(sample.main, f"ckpt_path={run}", "check_copy=true", "max_new_tokens=20",

@@ -656,3 +656,22 @@ def test_the_json_line_is_utf8_even_for_a_path_named_in_another_encoding() -> No
     text = eval_cli.json_line(line)
     assert json.loads(text.encode("utf-8").decode("utf-8")) == line
     assert eval_cli.json_line({"data": "thé.txt"}) == '{"data": "thé.txt"}'  # written as it is otherwise
+
+
+@pytest.mark.parametrize("reader", ["EVAL", "COPY_CHECK"])
+def test_a_text_changed_since_its_run_ends_with_the_commands_own_fix(reader, tmp_path) -> None:
+    # Read with its run's default settings, it ended "; pass data.path=FILE" (chargpt-eval's other
+    # fix, a dataset, left out), where a text read with recorded settings ended with the command's
+    # own fix and the way to take the text as it is now.
+    from chargpt import shell_words
+    from chargpt.data.text import CharText
+    from chargpt.errors import DataError
+
+    text = write_corpus(tmp_path / "trained on, café.txt", n_chars=2000)
+    corpus = {"path": str(text), "sha256": "0" * 64, "read_as": {}}  # the defaults, and another sha256
+    ckpt = {"callbacks": {RESUME_STATE_KEY: {"corpus": corpus}}}
+    command = getattr(recorded_text, reader)
+    with pytest.raises(DataError) as said:
+        recorded_text.check_read_alike(CharText(str(text), block_size=1), ckpt, "RUN", command)
+    assert str(said.value) == (f"{text} has changed since RUN was trained on it; {command.how} "
+                               f"({shell_words.quote(f'data.path={text}')} takes it as it is now)")

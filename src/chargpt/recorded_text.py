@@ -331,8 +331,9 @@ def check_read_alike(data: CharText, ckpt: dict[str, Any], source: str, reader: 
     corpus = stored_corpus(ckpt) or {}
     read_as = recorded_settings(corpus)
     defaults = TextOptions().settings()
-    # Where the reading settings are not the command's to give: the text named, as it is now.
-    as_it_is = f"{reader.how} {_as_is(data.source)}"
+    # The fix for a text that changed: the command's own, and a file's path takes it as it is now (a
+    # dataset's place is no data.path).
+    as_it_is = reader.how if data.name else f"{reader.how} {_as_is(data.source)}"
     try:
         # A dataset's checkpoint from before 2026-12-05 recorded its identity from datasets' fingerprint.
         if not corpus.get("sha256") or corpus["sha256"] in (data.fingerprint["sha256"], data.earlier_sha256):
@@ -350,7 +351,7 @@ def check_read_alike(data: CharText, ckpt: dict[str, Any], source: str, reader: 
                 f"{_overrides(other)}"
             ) from None
         if read_as or not unrecorded(corpus):
-            raise DataError(f"{unseen}: it has changed since; pass data.path=FILE") from None
+            raise DataError(f"{unseen}: it has changed since; {as_it_is}") from None
         fix = ("pass them (data.newline, data.normalize, data.separator), or data.path=FILE"
                if reader.takes_read_settings else as_it_is)
         raise DataError(
@@ -368,7 +369,7 @@ def check_read_alike(data: CharText, ckpt: dict[str, Any], source: str, reader: 
         )
     given = any(v != defaults[k] for k, v in data.options.settings().items())
     if not given and not unrecorded(corpus):
-        raise DataError(f"{data.source} has changed since {source} was trained on it; pass data.path=FILE")
+        raise DataError(f"{data.source} has changed since {source} was trained on it; {as_it_is}")
     if not given:  # its files are unchanged (checked before): its run read them with other settings
         fix = ("pass the ones its run used (data.separator, data.newline, data.normalize)"
                if reader.takes_read_settings else as_it_is)
