@@ -63,6 +63,48 @@ from chargpt.training.steps import epoch_steps, set_total_steps, step_limit
 log = logging.getLogger(__name__)
 
 
+class ValidationTimes:
+    """The time validations during training take, kept apart: their seconds are not step time (nor
+    those of the checkpoints after them), and the ones still due before the end are priced by the
+    plan at the mean of the fit's own."""
+
+    def __init__(self) -> None:
+        self.latest = (-1.0, -1.0)  # when the latest validation started, and its loop ended
+        self.total = 0.0  # every validation's seconds, from its start to the next step
+        self._began: float | None = None
+        # Those of the fit, and their seconds: a sanity check's two batches, or a fine-tune's
+        # validation before the fit with the fit's set-up after it, are not what one still due costs.
+        self._of_the_fit = False
+        self._count, self._seconds = 0, 0.0
+
+    def started(self, now: float, of_the_fit: bool) -> None:
+        self.latest = (now, now)
+        self._began, self._of_the_fit = now, of_the_fit
+
+    def loop_ended(self, now: float) -> None:
+        """The loop is over; the callbacks' work at its end follows (it counts until the next step)."""
+        self.latest = (self.latest[0], now)
+
+    @property
+    def underway(self) -> bool:
+        """A validation started and no step since."""
+        return self._began is not None
+
+    def training_goes_on(self, now: float) -> None:
+        """A step starts: the validation underway has ended."""
+        assert self._began is not None
+        took = now - self._began
+        self.total += took
+        if self._of_the_fit:
+            self._count += 1
+            self._seconds += took
+        self._began = None
+
+    def mean(self) -> float | None:
+        """What one validation of the fit took, on average; None before the first."""
+        return self._seconds / self._count if self._count else None
+
+
 class TimeBudget(Callback):
     """Fixes trainer.max_steps so that training, final validation and saving end within `seconds`
     of `start` (default: run_start_time()). A configured max_steps stays an upper bound.
@@ -117,16 +159,7 @@ class TimeBudget(Callback):
         self._cap_setting = ""  # the setting that sets _cap (trainer.max_epochs=1), to name in the plan
         self._affordable: int | None = None  # the steps the budget bought at the latest plan, uncapped
         self._last_step_end = 0.0  # when the latest step ended: the final work is timed from it
-        self._validation = (-1.0, -1.0)  # when the latest validation started, and its loop ended
-        # Validations during training (and the checkpoints after them) are not step time: their
-        # seconds are kept apart, and the ones still due before the end are priced by the plan.
-        self._validating = 0.0
-        self._validation_began: float | None = None
-        # Those of the fit timed so far (start to next step) and their seconds: what a validation
-        # still due costs (a sanity check's two batches, or a fine-tune's validation before the fit
-        # with the fit's set-up after it, are not such validations).
-        self._validations, self._validations_seconds = 0, 0.0
-        self._validation_counts = False
+        self._validations = ValidationTimes()
 
     def count_from(self, start: float) -> None:
         """Move the budget's start (time.monotonic() seconds) to `start`."""
@@ -240,7 +273,7 @@ class TimeBudget(Callback):
             return
         step, now = trainer.global_step, self.clock()
         self._last_step_end = now
-        stepping = now - self._validating  # the clock without validations: what steps took
+        stepping = now - self._validations.total  # the clock without validations: what steps took
         if self.planned_steps is None:
             self._calibrate(trainer, pl_module, step, now, stepping)
         else:
@@ -275,7 +308,7 @@ class TimeBudget(Callback):
                     f"and saving need ~{end:.0f} s", now - self.start + pace + end,
                 )
             self._plan(trainer, step, now, pace)
-            self._marks = deque([(step, self.clock() - self._validating)])  # not the estimate's time
+            self._marks = deque([(step, self.clock() - self._validations.total)])  # not the estimate's time
             every = max(1, round(self.check_fraction * self.seconds / self.step_seconds))
             self.check_every = int(trainer.strategy.broadcast(every, src=0))
 
@@ -328,7 +361,7 @@ class TimeBudget(Callback):
             return
         now = self.clock()
         # What the end really took, in the estimate's parts: to check (and tune) the estimate.
-        start, loop_end = self._validation
+        start, loop_end = self._validations.latest
         measured = {"validation": loop_end - start, "after_validation": now - loop_end}
         if start < self._last_step_end:  # no validation after the last step
             measured = {"after_last_step": now - self._last_step_end}
@@ -345,23 +378,16 @@ class TimeBudget(Callback):
 
     def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.active:
-            now = self.clock()
-            self._validation = (now, now)
-            self._validation_began = now
-            self._validation_counts = not trainer.sanity_checking and trainer.state.fn == TrainerFn.FITTING
+            of_the_fit = not trainer.sanity_checking and trainer.state.fn == TrainerFn.FITTING
+            self._validations.started(self.clock(), of_the_fit)
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
-        if self.active and self._validation_began is not None:  # training goes on after a validation
-            took = self.clock() - self._validation_began
-            self._validating += took
-            if self._validation_counts:
-                self._validations += 1
-                self._validations_seconds += took
-            self._validation_began = None
+        if self.active and self._validations.underway:  # (the clock is read only then)
+            self._validations.training_goes_on(self.clock())
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self.active:  # the loop is over; the callbacks' work at its end follows
-            self._validation = (self._validation[0], self.clock())
+        if self.active:
+            self._validations.loop_ended(self.clock())
 
     def _plan(
         self, trainer: L.Trainer, step: int, now: float, pace: float, lengthen: bool = True,
@@ -428,8 +454,8 @@ class TimeBudget(Callback):
         """What one validation during training takes at step time `pace`: the mean of those
         measured (one alone swung a plan that had 25 still due by 30%: a checkpoint written or not,
         a text sample), else the end's estimate without its closing sample."""
-        if self._validations:
-            return self._validations_seconds / self._validations
+        if (measured := self._validations.mean()) is not None:
+            return measured
         assert self.final_seconds is not None
         return (self.final_seconds - self.final_parts.get("closing_sample", 0.0)) * self._slowdown(pace)
 
