@@ -72,30 +72,42 @@ def absolute_data_files(name: str, data_files: Any) -> Any:
 def load_hf(name: str, config: str | None, data_files: Any, split: str, setting: str = "data.split") -> Any:
     """One split of a dataset: saved with save_to_disk (a local folder), or via load_dataset
     (a hub name, or a builder such as "text" with data_files). `setting` names the split."""
-    datasets = _datasets()
     local = Path(expand_path(name))
     if is_saved_dataset(local):
-        try:
-            loaded = datasets.load_from_disk(str(local))
-        except IndexError:  # what datasets raises for a split saved with no rows (no data file)
-            raise DataError(f"the dataset at {local} holds no rows; save one with text in it") from None
-        if isinstance(loaded, datasets.DatasetDict):
-            if split not in loaded:
-                raise DataError(
-                    f"the dataset at {local} has no split {split!r}; its splits are: "
-                    f"{', '.join(loaded)}; pass {setting}=one of them"
-                )
-            return loaded[split]
-        # A single saved split: it is the training text (data.split keeps its default, or names the
-        # split it was saved from); it has no other split to validate on.
-        saved_as = str(getattr(loaded, "split", None) or "")
-        if setting != "data.split" or (split != "train" and split != saved_as):
+        return _saved_split(local, split, setting)
+    return _loaded_split(name, config, data_files, split)
+
+
+def _saved_split(local: Path, split: str, setting: str) -> Any:
+    """The split of the dataset saved at `local`: one of its DatasetDict, or the one split it holds."""
+    datasets = _datasets()
+    try:
+        loaded = datasets.load_from_disk(str(local))
+    except IndexError:  # what datasets raises for a split saved with no rows (no data file)
+        raise DataError(f"the dataset at {local} holds no rows; save one with text in it") from None
+    if isinstance(loaded, datasets.DatasetDict):
+        if split not in loaded:
             raise DataError(
-                f"the dataset at {local} was saved as one split ({saved_as or 'unnamed'}), so "
-                f"{setting}={split} names none of it; leave {setting} out (without data.val_split the last "
-                "part of the text validates, data.train_fraction), or save a DatasetDict that has that split"
+                f"the dataset at {local} has no split {split!r}; its splits are: "
+                f"{', '.join(loaded)}; pass {setting}=one of them"
             )
-        return loaded
+        return loaded[split]
+    # A single saved split: it is the training text (data.split keeps its default, or names the
+    # split it was saved from); it has no other split to validate on.
+    saved_as = str(getattr(loaded, "split", None) or "")
+    if setting != "data.split" or (split != "train" and split != saved_as):
+        raise DataError(
+            f"the dataset at {local} was saved as one split ({saved_as or 'unnamed'}), so "
+            f"{setting}={split} names none of it; leave {setting} out (without data.val_split the last "
+            "part of the text validates, data.train_fraction), or save a DatasetDict that has that split"
+        )
+    return loaded
+
+
+def _loaded_split(name: str, config: str | None, data_files: Any, split: str) -> Any:
+    """The split load_dataset reads (a hub's, a builder's of its data_files), its failures said as
+    the settings to change."""
+    datasets = _datasets()
     if isinstance(data_files, str):
         data_files = expand_path(data_files)
         # A builder such as `text` reads local files (a hub dataset's data_files name its own files).
@@ -109,27 +121,30 @@ def load_hf(name: str, config: str | None, data_files: Any, split: str, setting:
         raise DataError(f"data.data_files={data_files} holds no rows (its files are empty); give files with "
                         "rows") from None
     except datasets.exceptions.DatasetGenerationError as err:
-        # The builder failed on a file: datasets keeps the reason as the cause.
-        cause = err.__cause__
-        if isinstance(cause, UnicodeDecodeError):
-            if found := _first_not_utf8(data_files):
-                path, words = found
-                raise DataError(f"{path} (matched by data.data_files={data_files}) {words}, or leave it out "
-                                "of data.data_files") from None
-            raise DataError(f"data.data_files={data_files} holds a file that is not UTF-8 text "
-                            f"({cause.reason}); convert it to UTF-8 (iconv), or leave it out") from None
-        if type(cause).__name__ == "SchemaInferenceError":  # no row at all
-            raise DataError(f"data.data_files={data_files} holds no text (its files are empty); "
-                            "give files with text") from None
-        reason = first_line(cause, 200) if cause is not None and str(cause).strip() else first_line(err, 200)
-        raise DataError(f"cannot read the dataset {name!r} split {split!r} ({reason}); check "
-                        "data.data_files") from None
+        raise _builder_failed(err, name, data_files, split) from None
     except (FileNotFoundError, ValueError, ConnectionError) as err:
         raise DataError(
             f"cannot load the dataset {name!r} split {split!r} ({first_line(err, 200)}); pass a dataset "
             "saved with save_to_disk, a hub name (online or already cached), or data.name=text "
             "data.data_files=FILES"
         ) from None
+
+
+def _builder_failed(err: Exception, name: str, data_files: Any, split: str) -> DataError:
+    """The error for a builder that failed on a file: datasets keeps the reason as the cause."""
+    cause = err.__cause__
+    if isinstance(cause, UnicodeDecodeError):
+        if found := _first_not_utf8(data_files):
+            path, words = found
+            return DataError(f"{path} (matched by data.data_files={data_files}) {words}, or leave it out "
+                             "of data.data_files")
+        return DataError(f"data.data_files={data_files} holds a file that is not UTF-8 text "
+                         f"({cause.reason}); convert it to UTF-8 (iconv), or leave it out")
+    if type(cause).__name__ == "SchemaInferenceError":  # no row at all
+        return DataError(f"data.data_files={data_files} holds no text (its files are empty); "
+                         "give files with text")
+    reason = first_line(cause, 200) if cause is not None and str(cause).strip() else first_line(err, 200)
+    return DataError(f"cannot read the dataset {name!r} split {split!r} ({reason}); check data.data_files")
 
 
 def _first_not_utf8(data_files: Any) -> tuple[Path, str] | None:
