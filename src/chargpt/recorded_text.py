@@ -218,27 +218,41 @@ def training_text(
         return _dataset_as_trained(ckpt, source, dataset, train_fraction)
     else:
         file = Path(recorded_data(ckpt, source, set(), COPY_CHECK)["path"])
-    split = stored_split(ckpt) if ckpt is not None else {}
     corpus = (stored_corpus(ckpt) or {}) if ckpt is not None else {}
+    train_fraction = _fraction_to_cut_at(ckpt, file, bool(path), train_fraction)
+    read_as = recorded_settings(corpus)
+    if file.is_dir() or (not file.exists() and any(c in str(file) for c in GLOB_CHARS)) or read_as:
+        # A folder or a glob, or a text its run read with other settings: read as training read it
+        # (a text given by path with the run's settings too, but not checked against its record).
+        return _text_as_trained(file, train_fraction, ckpt, source, read_as, recorded=not path), file
+    return _plain_text(file, train_fraction), file
+
+
+def _fraction_to_cut_at(ckpt: dict[str, Any] | None, file: Path, named: bool, train_fraction: float | None
+                        ) -> float:
+    """Where the copy check cuts the training text: at `train_fraction`, else at the run's recorded
+    split, else at training's default; refused where it would leave out text the run trained on
+    (copies from it would go unseen)."""
+    split = stored_split(ckpt) if ckpt is not None else {}
     recorded = split.get("train_fraction") if cut_at_a_fraction(split) else None
     recorded = recorded if isinstance(recorded, float) else None
     if train_fraction is None:
         train_fraction = recorded or DEFAULT_TRAIN_FRACTION
     check_train_fraction(train_fraction)
-    trained_text = corpus.get("path")
-    same_text = not path or (trained_text is not None and file.resolve() == Path(trained_text).resolve())
+    trained_text = (stored_corpus(ckpt) or {}).get("path") if ckpt is not None else None
+    same_text = not named or (trained_text is not None and file.resolve() == Path(trained_text).resolve())
     if recorded is not None and same_text and train_fraction < recorded:
-        # Text the model trained on would be left out of the search: copies from it go unseen.
         raise ConfigError(
             f"data.train_fraction={train_fraction:g} would check the samples against only part of the text "
             f"the model trained on (its run split the text at {recorded:g}); leave it out, or pass "
             f"data.train_fraction={recorded:g} or more (1: the whole text)"
         )
-    read_as = recorded_settings(corpus) if ckpt is not None else {}
-    if file.is_dir() or (not file.exists() and any(c in str(file) for c in GLOB_CHARS)) or read_as:
-        # A folder or a glob, or a text its run read with other settings: read as training read it
-        # (a text given by path with the run's settings too, but not checked against its record).
-        return _text_as_trained(file, train_fraction, ckpt, source, read_as, recorded=not path), file
+    return train_fraction
+
+
+def _plain_text(file: Path, train_fraction: float) -> str:
+    """The training part of one plain file, read as training read it."""
+    how = COPY_CHECK.how
     try:
         if gives_no_text(file):  # (a pipe, read once here, serves: `data.path=<(zcat corpus.gz)`)
             raise DataError(not_a_file(file, "data.path"))
@@ -249,7 +263,7 @@ def training_text(
     if not text:  # a search of nothing would report "0 characters" as if none were copied
         raise DataError(f"{file} is empty: no training text to check the samples against; {how}")
     # One plain file encodes one id per character, so the characters cut where training cut the ids.
-    return text[: int(len(text) * train_fraction)], file
+    return text[: int(len(text) * train_fraction)]
 
 
 # CharText takes a fraction below 1 to cut its text at, as training does (the rest validates). Where
