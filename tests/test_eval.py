@@ -675,3 +675,27 @@ def test_a_text_changed_since_its_run_ends_with_the_commands_own_fix(reader, tmp
         recorded_text.check_read_alike(CharText(str(text), block_size=1), ckpt, "RUN", command)
     assert str(said.value) == (f"{text} has changed since RUN was trained on it; {command.how} "
                                f"({shell_words.quote(f'data.path={text}')} takes it as it is now)")
+
+
+@pytest.mark.parametrize("recorded", [True, False])
+def test_characters_its_run_never_saw_name_the_text_changed_and_the_fix(recorded, tmp_path) -> None:
+    from chargpt import shell_words
+    from chargpt.data.text import CharText
+    from chargpt.errors import DataError
+
+    text = tmp_path / "trained on, café.txt"
+    text.write_text("abc abc ab😀\n", encoding="utf-8")
+    corpus: dict = {"path": str(text), "sha256": "0" * 64}
+    if recorded:  # the run recorded its settings (the defaults): the text itself changed
+        corpus["read_as"] = {}
+    ckpt = {"callbacks": {RESUME_STATE_KEY: {"corpus": corpus}}}
+    data = CharText(str(text), block_size=1, vocab=list("abc \n"))
+    with pytest.raises(DataError) as said:
+        recorded_text.check_read_alike(data, ckpt, "RUN")
+    unseen = f"{text} has characters RUN never saw ('😀')"
+    as_it_is = f"{recorded_text.EVAL.how} ({shell_words.quote(f'data.path={text}')} takes it as it is now)"
+    fix = (f"it has changed since; {as_it_is}" if recorded else
+           "it has changed since, or its run read it with data settings (a checkpoint written before "
+           "2026-12-02 does not record them); pass them (data.newline, data.normalize, data.separator), "
+           "or data.path=FILE")
+    assert str(said.value) == f"{unseen}: {fix}"

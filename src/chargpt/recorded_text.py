@@ -353,25 +353,7 @@ def check_read_alike(data: CharText, ckpt: dict[str, Any], source: str, reader: 
         if not corpus.get("sha256") or corpus["sha256"] in (data.fingerprint["sha256"], data.earlier_sha256):
             return
     except UnknownCharactersError as err:
-        # Characters the run never saw: read with other settings than its run's (data.newline=keep
-        # where it normalized '\r\n'), or the text has changed.
-        other = {k: v for k, v in data.options.settings().items() if v != read_as.get(k, defaults[k])}
-        unseen = f"{data.source} has characters {source} never saw ({err.chars})"
-        if other:
-            theirs = _overrides(read_as) if read_as else "the default data settings" + (
-                f" ({UNRECORDED} may have used others)" if unrecorded(corpus) else "")
-            raise DataError(
-                f"{unseen} when read with {_overrides(other)}: its run read it with {theirs}; drop "
-                f"{_overrides(other)}"
-            ) from None
-        if read_as or not unrecorded(corpus):
-            raise DataError(f"{unseen}: it has changed since; {as_it_is}") from None
-        fix = ("pass them (data.newline, data.normalize, data.separator), or data.path=FILE"
-               if reader.takes_read_settings else as_it_is)
-        raise DataError(
-            f"{unseen}: it has changed since, or its run read it with data settings ({UNRECORDED} does "
-            f"not record them); {fix}"
-        ) from None
+        raise _never_seen(err, data, corpus, source, reader, as_it_is) from None
     if read_as and not reader.takes_read_settings:  # read with its run's settings: the text changed
         raise DataError(f"{data.source} has changed since {source} was trained on it (read as its run read "
                         f"it, with {_overrides(read_as)}); {as_it_is}")
@@ -395,6 +377,26 @@ def check_read_alike(data: CharText, ckpt: dict[str, Any], source: str, reader: 
         f"{source} read {data.source} with other data settings than these (data.separator, "
         f"data.newline, data.normalize): the defaults, so drop the ones given{unknown}"
     )
+
+
+def _never_seen(err: UnknownCharactersError, data: CharText, corpus: dict[str, Any], source: str,
+                reader: Reader, as_it_is: str) -> DataError:
+    """The error for a text with characters its run never saw: read with other settings than its
+    run's (data.newline=keep where it normalized '\r\n'), or the text has changed."""
+    read_as, defaults = recorded_settings(corpus), TextOptions().settings()
+    other = {k: v for k, v in data.options.settings().items() if v != read_as.get(k, defaults[k])}
+    unseen = f"{data.source} has characters {source} never saw ({err.chars})"
+    if other:
+        theirs = _overrides(read_as) if read_as else "the default data settings" + (
+            f" ({UNRECORDED} may have used others)" if unrecorded(corpus) else "")
+        return DataError(f"{unseen} when read with {_overrides(other)}: its run read it with {theirs}; drop "
+                         f"{_overrides(other)}")
+    if read_as or not unrecorded(corpus):
+        return DataError(f"{unseen}: it has changed since; {as_it_is}")
+    fix = ("pass them (data.newline, data.normalize, data.separator), or data.path=FILE"
+           if reader.takes_read_settings else as_it_is)
+    return DataError(f"{unseen}: it has changed since, or its run read it with data settings ({UNRECORDED} "
+                     f"does not record them); {fix}")
 
 
 UNRECORDED = "a checkpoint written before 2026-12-02"
