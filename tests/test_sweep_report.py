@@ -560,6 +560,28 @@ def test_a_shared_removal_is_shown_as_typed(tmp_path: Path, capsys, monkeypatch)
     assert [line for line in lines if line.startswith("shared:")] == ["shared: '~callbacks.progress_bar'"]
 
 
+def test_the_csv_tells_a_run_that_removed_a_setting_from_one_that_kept_it(
+    tmp_path: Path, capsys, monkeypatch
+) -> None:
+    # Both were blank in report.csv (and report_groups.csv), where the screen shows the run that kept
+    # it as '-'.
+    monkeypatch.setenv("COLUMNS", "150")
+    sweep = tmp_path / "removed é 🚀"
+    fake_run(sweep, "a", ["~callbacks.progress_bar", "optimizer.lr=1e-3"], metrics(2.0, 2.1),
+             {"status": "finished"})
+    fake_run(sweep, "b", ["optimizer.lr=3e-3"], metrics(2.2, 2.3), {"status": "finished"})
+    report(sweep)
+    screen = {line.split()[1]: line.split()[3] for line in capsys.readouterr().out.splitlines()
+              if line.startswith("│")}
+    with (sweep / "report.csv").open(encoding="utf-8") as f:
+        csv_rows = {r["run"]: r["~callbacks.progress_bar"] for r in csv.DictReader(f)}
+    assert csv_rows == {"a": "", "b": "-"}
+    assert screen["b"] == "-" and screen["a"] != "-"
+    with (sweep / "report_groups.csv").open(encoding="utf-8") as f:
+        groups = {r["optimizer.lr"]: r["~callbacks.progress_bar"] for r in csv.DictReader(f)}
+    assert groups == {"1e-3": "", "3e-3": "-"}
+
+
 def test_a_swept_setting_with_one_value_so_far_is_a_column_not_shared(
     tmp_path: Path, capsys, monkeypatch
 ) -> None:

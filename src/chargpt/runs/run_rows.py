@@ -203,15 +203,25 @@ def flat_rows(rows: list[dict[str, Any]]) -> tuple[list[str], list[dict[str, Any
     return columns, [{c: row.get(c) for c in columns} for row in flat]
 
 
-def _setting(row: dict[str, Any], key: str) -> str | None:
-    """The run's value of a setting column; empty where its launch did not give it, None where it
-    did not remove it (`~callbacks.progress_bar`, whose value is empty: else the runs that kept it
-    would read as having removed it too)."""
+# A removal's column (`~callbacks.progress_bar`) in a run that kept the setting, on screen and in the
+# CSV: the runs that removed it have its empty value, so an empty cell would read as removed too.
+KEPT = "-"
+
+
+def _setting(row: dict[str, Any], key: str) -> str:
+    """The run's value of a setting column; empty where its launch did not give it, KEPT where it
+    did not remove it."""
     if key == SEED and SEED not in row["overrides"]:
         return row.get("recorded_seed") or ""
     if key == AUTO_SHAPE:
         return row.get("chosen_shape") or ""
-    return row["overrides"].get(key, None if key.startswith("~") else "")
+    return given_value(row["overrides"], key)
+
+
+def given_value(overrides: dict[str, str], key: str) -> str:
+    """The value these overrides give the setting column `key`: empty where they do not give it,
+    KEPT where they do not remove it."""
+    return overrides.get(key, KEPT if key.startswith("~") else "")
 
 
 def varying(

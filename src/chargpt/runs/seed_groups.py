@@ -8,7 +8,7 @@ import math
 from typing import Any
 
 from chargpt.runs.report_figures import GROUP_METRICS, HIGHER_IS_BETTER
-from chargpt.runs.run_rows import SEED, natural_order
+from chargpt.runs.run_rows import SEED, given_value, natural_order
 
 BEST, NOISE, NO_SPREAD, APART = "best", "≈ noise", "≈ n=1", "apart"  # vs_best: a setting against the best
 
@@ -135,5 +135,5 @@ def flat_groups(groups: list[dict[str, Any]]) -> tuple[list[str], list[dict[str,
     columns = group_columns(groups)
     settings = columns[: columns.index("seeds")]
     figures = columns[len(settings):]
-    return columns, [{**{c: g["settings"].get(c, "") for c in settings}, **{c: g[c] for c in figures}}
+    return columns, [{**{c: given_value(g["settings"], c) for c in settings}, **{c: g[c] for c in figures}}
                      for g in groups]
