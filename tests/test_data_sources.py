@@ -847,6 +847,20 @@ def test_a_latin1_text_in_a_folder_gets_latin1_advice_and_a_glob_that_leaves_it_
         module(folder).setup()
 
 
+def test_a_latin1_text_in_a_folder_or_glob_is_worded_as_alone(tmp_path: Path) -> None:
+    # Alone it named the bad byte's offset; in a folder or glob it asked "(another encoding, or a
+    # binary file?)" instead.
+    folder = tmp_path / "textes é 🚀"
+    folder.mkdir()
+    (folder / "a.txt").write_text("first text\n" * 5)
+    (folder / "b.txt").write_bytes("café crème\n".encode("latin-1"))
+    said = r"b\.txt{} is not UTF-8 text \(bad byte near offset 3\); if it is text, convert it to UTF-8"
+    glob_words = r" \(matched by .*\)"
+    for given, where in ((folder / "b.txt", ""), (folder, r" inside .*"), (folder / "*.txt", glob_words)):
+        with pytest.raises(DataError, match=said.format(where)):
+            module(given).setup()
+
+
 def test_the_encoding_advised_for_a_windows_text_reads_it_back_as_written(tmp_path: Path) -> None:
     # The advice named LATIN1, which reads Windows' quotes, dashes and euro sign (bytes 0x80-0x9f) as
     # control characters: the converted file then trained on them without a word.

@@ -59,8 +59,8 @@ def file_chunks(
                 try:
                     text = decoder.decode(raw, final=not raw)
                 except UnicodeDecodeError as err:
-                    raise DataError(f"{path} is not UTF-8 text (bad byte near offset {offset + err.start}); "
-                                    f"{convert_advice(NOT_UTF8)}") from None
+                    why = not_utf8_at(offset + err.start)
+                    raise DataError(f"{path} {why}; {convert_advice(why)}") from None
                 if (nul := raw.find(b"\0")) >= 0:  # past the head the file was first checked by
                     raise DataError(f"{path} holds a NUL byte at offset {offset + nul} (a binary part?); no "
                                     "text holds one: remove it, or leave the file out")
@@ -75,7 +75,12 @@ def file_chunks(
 NUL_BYTES = "holds NUL bytes (UTF-16 text, or a binary file?)"
 UTF16_MARK = "starts with a UTF-16 byte-order mark (UTF-16 text)"
 BINARY = "holds NUL bytes and is not UTF-8 text (a binary file?)"
-NOT_UTF8 = "is not UTF-8 text (another encoding, or a binary file?)"
+
+
+def not_utf8_at(offset: int) -> str:
+    """Bad UTF-8 with no NUL byte (most often a one-byte encoding), named where it is: alone, in a
+    folder or in a glob alike."""
+    return f"is not UTF-8 text (bad byte near offset {offset})"
 
 
 def convert_advice(why: str) -> str:
@@ -105,10 +110,8 @@ def not_utf8(path: Path) -> str | None:
             try:
                 decoder.decode(raw, final=not raw)
             except UnicodeDecodeError as err:
-                kind = _not_text(path) or NOT_UTF8
-                words = kind if kind != NOT_UTF8 else (
-                    f"is not UTF-8 text (bad byte near offset {offset + err.start})")
-                return f"{words}; {convert_advice(kind)}"
+                why = _not_text(path) or not_utf8_at(offset + err.start)
+                return f"{why}; {convert_advice(why)}"
             if not raw:
                 return None
             offset += len(raw)
@@ -132,10 +135,10 @@ def _not_text(path: Path) -> str | None:
     if head.startswith((b"\xff\xfe", b"\xfe\xff")):  # UTF-16 by its mark (CJK text has no NUL)
         return UTF16_MARK
     if b"\0" not in head:
-        return None if _decodes(head) else NOT_UTF8
+        return None if (bad := _bad_byte(head)) is None else not_utf8_at(bad)
     # A stray NUL in UTF-8 text (counted against 100 bytes at least: one in a short file is stray
     # too): no advice, which would garble it; reading names its offset (file_chunks).
-    if head.count(b"\0") * 100 <= max(len(head), 100) and _decodes(head):
+    if head.count(b"\0") * 100 <= max(len(head), 100) and _bad_byte(head) is None:
         return None
     return BINARY
 
@@ -149,13 +152,14 @@ def _utf16_like(head: bytes) -> bool:
     return most >= 3 and most * 10 >= (even + odd) * 9
 
 
-def _decodes(head: bytes) -> bool:
-    """Whether a file's first bytes are UTF-8 (a character cut at the sniff's end is no error)."""
+def _bad_byte(head: bytes) -> int | None:
+    """The offset of the first byte of a file's first bytes that is not UTF-8, or None (a character
+    cut at the sniff's end is no error; at the end of a shorter file, one is)."""
     try:
         head.decode("utf-8")
     except UnicodeDecodeError as err:
-        return err.start >= len(head) - 4
-    return True
+        return None if len(head) == _SNIFF_BYTES and err.start >= len(head) - 4 else err.start
+    return None
 
 
 # The cache files chargpt writes beside a single text (chargpt.data.encoding names them LABEL.KEY.
@@ -454,7 +458,7 @@ def _text_files(value: str, setting: str, url: str | None, sha256: str | None) -
     if url is None and not exists(path):  # (one to download: its folder's trouble is the download's to say)
         _refuse_missing(path, expanded, setting)
     file = resolve_corpus(path, url, sha256, setting)
-    if (why := _not_text(file)) not in (None, NOT_UTF8):  # (other bad bytes: named with their offset)
+    if why := _not_text(file):
         raise DataError(f"{file} {why}; {convert_advice(why)}")
     return [file]
 
