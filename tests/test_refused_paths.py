@@ -66,6 +66,19 @@ def test_export_names_the_refused_ckpt_path_and_out(value, why, odd, capsys):
     assert sorted(p.name for p in odd.iterdir()) == ["afile", "loop", "model.ckpt"]  # nothing written
 
 
+@pytest.mark.parametrize("value", ["afile/new\nline é 🚀.ckpt", f"{LONG_NAME} é 🚀\n"],
+                         ids=["newline", "long"])
+def test_a_refused_path_is_named_alike_by_the_cli_and_the_python_api(value, odd, capsys):
+    # chargpt.load named it raw, a long name whole; both split the one error line at a newline.
+    import chargpt
+
+    code, out, err = run_main(sample_cli.main, [f"ckpt_path={value}", "max_new_tokens=5"], capsys)
+    _one_error_line(code, out, err, f"error: ckpt_path={repr(value)[:50]}")
+    with pytest.raises(chargpt.CheckpointError) as raised:
+        chargpt.load(value)
+    assert str(raised.value) == err.strip().removeprefix("error: ckpt_path=")
+
+
 def test_a_home_of_no_user_is_a_path_as_typed(odd, capsys):
     """`~nouser/x`: no such user's home, so (as a shell and data.path read it) a folder named `~nouser`
     here, which is not there: not Path.expanduser's "Could not determine home directory" traceback."""

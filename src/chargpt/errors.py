@@ -183,7 +183,7 @@ def path_refused(err: OSError) -> str | None:
                 "another path")
     if err.errno == errno.ENOTDIR:
         file = next((part for part in _parents(name) if os.path.isfile(part)), None)
-        part = f"{file} is a file" if file else "a part of it is a file"
+        part = f"{shown_name(file)} is a file" if file else "a part of it is a file"
         return f"{part}, not a folder, so nothing can be inside it; give a path through folders"
     return None
 
@@ -247,9 +247,9 @@ def setting_naming(path: str) -> str:
     folder it is in, as typed (the nearest, where several do); `path` itself where none does (a path
     the command made). A long one is cut, with its length."""
     if (word := _naming_word(path)) is None:
-        return _shown(path)
+        return shown_name(path)
     key, equals, value = word
-    return f"{key.lstrip('+~')}={_shown(value)}" if equals else _shown(value)
+    return f"{key.lstrip('+~')}={shown_name(value)}" if equals else shown_name(value)
 
 
 def _naming_word(path: str) -> tuple[str, str, str] | None:
@@ -271,7 +271,10 @@ def _within(path: str, named: str) -> bool:
     return inner == outer or inner.startswith(outer.rstrip(os.sep) + os.sep)
 
 
-def _shown(text: str, most: int = 100) -> str:
+def shown_name(path: str | os.PathLike, most: int = 100) -> str:
+    """A path as an error line names it, where the file system refused it: visible (quoted, with a
+    newline escaped), and cut when long, with its length."""
+    text = visible(path)
     return text if len(text) <= most else f"{text[:60]}…{text[-20:]} ({len(text):,} characters)"
 
 

@@ -35,6 +35,7 @@ from chargpt.errors import (
     naming_what_ran_out,
     needs_extra,
     path_refused,
+    shown_name,
 )
 from chargpt.evaluation import Evaluation, evaluate_text
 from chargpt.export_layout import CONFIG_FILE, WEIGHTS, export_folder_of, read_export_config
@@ -163,7 +164,7 @@ def load(path: str | Path, device: str | torch.device = "cpu") -> TrainedModel:
     except OSError as err:  # the commands say these with the setting that named the path
         if (why := path_refused(err)) is None:
             raise
-        raise CheckpointError(f"{os.fsdecode(err.filename)}: {why}") from None
+        raise CheckpointError(f"{shown_name(os.fsdecode(err.filename))}: {why}") from None
 
 
 def load_with_checkpoint(
