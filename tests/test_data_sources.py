@@ -1662,6 +1662,25 @@ def test_files_listed_with_a_comma_are_pointed_to_a_sweep_the_command_line_takes
     assert choice_values(taken) == ["a.txt", second]  # each file, as Hydra reads the sweep back
 
 
+def test_files_listed_in_a_folder_whose_name_holds_a_comma_are_pointed_to_a_sweep(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Split at every comma, no piece was a file: it said only "data file not found".
+    from chargpt.data.sources.text_files import text_files
+
+    monkeypatch.chdir(tmp_path)
+    folder = tmp_path / "a, b é 🚀"
+    folder.mkdir()
+    for name in ("x.txt", "y, z.txt"):
+        (folder / name).write_text("some text\n", encoding="utf-8")
+    for listed in ("a, b é 🚀/x.txt,a, b é 🚀/y, z.txt", "a, b é 🚀/x.txt, a, b é 🚀/y, z.txt"):
+        with pytest.raises(DataError) as err:
+            text_files(listed, "data.path")
+        assert "is one path, commas included, not a list" in str(err.value)
+        advised = shlex.split(str(err.value).rpartition("sweep over them: ")[2])
+        assert choice_values(hydra_argv(advised)[-1]) == ["a, b é 🚀/x.txt", "a, b é 🚀/y, z.txt"]
+
+
 @needs_datasets
 def test_a_saved_dataset_given_as_a_path_is_pointed_to_data_hf(tmp_path: Path, datasets: ModuleType) -> None:
     # Its Arrow files were refused as binary text, with a glob of '**/*.txt' to try: no text at all.

@@ -536,10 +536,11 @@ def _refuse_missing(path: Path, expanded: str, setting: str) -> NoReturn:
     if (spaces := spaces_around(path, setting)) is not None:  # the file is there without them
         raise DataError(f"data file not found: {visible(path)}{spaces}")
     pieces = [piece.strip(" '\"") for piece in expanded.split(",")]
-    if "," in expanded and any(Path(piece).exists() for piece in pieces):  # a list, or a sweep
+    found = _listed_files(expanded.split(","))
+    if "," in expanded and (found or any(Path(piece).exists() for piece in pieces)):  # a list, or a sweep
         # The files themselves where all exist (chargpt's sweeper hands a quote or an é to its job),
         # named alike: the command line makes the whole value absolute, and so its first file alone.
-        listed = pieces if all(Path(piece).exists() for piece in pieces) else ["a.txt", "b.txt"]
+        listed = found or ["a.txt", "b.txt"]
         if any(Path(piece).is_absolute() for piece in listed):
             listed = [str(Path(piece).absolute()) for piece in listed]
         sweep = f"{setting}=choice({','.join(sweep_item(piece) for piece in listed)})"
@@ -553,6 +554,24 @@ def _refuse_missing(path: Path, expanded: str, setting: str) -> NoReturn:
         f"data file not found: {visible(path)}; pass an existing text file, directory or glob as "
         f"{setting}=..."
     )
+
+
+def _listed_files(pieces: list[str]) -> list[str] | None:
+    """The files a comma-separated list names, every one there, from the pieces between its commas:
+    neighbours joined again where a name holds a comma (a folder `a, b`); None where no such reading
+    names only files that are there."""
+    @functools.cache
+    def from_piece(first: int) -> tuple[str, ...] | None:
+        if first == len(pieces):
+            return ()
+        for last in range(len(pieces), first, -1):  # the longest name first
+            name = ",".join(pieces[first:last]).strip(" '\"")
+            if Path(name).exists() and (rest := from_piece(last)) is not None:
+                return (name, *rest)
+        return None
+
+    found = from_piece(0)
+    return list(found) if found and len(found) > 1 else None
 
 
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()  # an empty file's, as a corpus fingerprint records it
