@@ -1101,10 +1101,10 @@ def test_a_checkpoint_of_an_earlier_version_resumes_on_the_unchanged_dataset(
     named = ["data=hf", f"data.name={saved}", *([f"data.val_split={val_split}"] if val_split else [])]
     args = [*[a for a in train_args(corpus, run, "sample.max_new_tokens=0", "logger=none")
               if not a.startswith(("data.path=", "trainer.max_steps=")) and a != "data=text"], *named]
-    with monkeypatch.context() as then:  # the formula of those versions
+    with monkeypatch.context() as then:  # the formula of those versions, which joined empty rows
         then.setattr(hf_datasets, "_content_id", lambda dataset, hash_cache=None: dataset._fingerprint)
-        assert run_cli(main, *args, "trainer.max_steps=2") == 0
-    now = hf_module(saved, split="train", val_split=val_split)
+        assert run_cli(main, *args, "trainer.max_steps=2", "+data.read_empty_rows=true") == 0
+    now = hf_module(saved, split="train", val_split=val_split, read_empty_rows=True)  # as it is resumed
     now.setup()
     recorded = json.loads((run / "metrics.json").read_text())
     assert now.earlier_sha256 is not None and now.earlier_sha256 != now.fingerprint["sha256"]
@@ -1157,6 +1157,36 @@ def test_text_builder_on_local_files_works_offline_with_the_lines_as_they_were(
     # What is hashed (the cache key, the checkpoint's record) is the text as read: the same either way.
     same = hf_module("text", data_files=str(tmp_path / "*.txt"), split="train", separator="\n")
     assert same.fingerprint["sha256"] == dm.fingerprint["sha256"]
+
+
+@needs_datasets
+def test_a_datasets_rows_of_no_text_are_left_out_as_empty_files_are(
+    tmp_path: Path, datasets: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # None rows were left out, but an empty row was joined: two separators where one stood.
+    from chargpt.data.sources import hf_datasets
+    from chargpt.data.text import as_its_run_read
+
+    saved = tmp_path / "lignes é 🚀"
+    rows = ["café, crème", "", "naïve 🚀", None, "", "fin"]
+    save_dataset(datasets, saved, [*rows, "held out"], held_out=1)
+    dm = hf_module(saved, val_split="validation")
+    assert text_of(dm) == "café, crème\n\nnaïve 🚀\n\nfin\n\nheld out"
+    assert as_its_run_read(dm.fingerprint).get("read_empty_rows") is None
+    with monkeypatch.context() as rows_apart:  # a batch of nothing but a row of no text
+        rows_apart.setattr(hf_datasets, "_HF_BATCH_ROWS", 1)
+        assert text_of(hf_module(saved, val_split="validation", cache_dir=str(tmp_path / "c"))) == text_of(dm)
+    # A run from before reads its rows as it did (its record does not say they were left out), so
+    # it resumes on, and is scored with, the text it trained on; its identity is that text's.
+    record = dict(dm.fingerprint, dataset={k: v for k, v in dm.fingerprint["dataset"].items()
+                                           if k != "empty_rows"})
+    before = hf_module(saved, val_split="validation", **as_its_run_read(record))
+    assert text_of(before) == "café, crème\n\n\n\nnaïve 🚀\n\n\n\nfin\n\nheld out"
+    assert before.fingerprint["sha256"] != dm.fingerprint["sha256"]
+    # The text builder's empty rows are blank lines of its files: kept.
+    lines = "\n".join(["line one", "", "line two"] * 5)
+    (tmp_path / "lines.txt").write_text(lines, encoding="utf-8")
+    assert text_of(hf_module("text", data_files=str(tmp_path / "lines.txt"), split="train")) == lines
 
 
 @needs_datasets
@@ -1765,10 +1795,12 @@ def test_check_copy_reads_the_dataset_a_run_trained_on(
         from chargpt.checkpoints import stored_corpus
         from chargpt.data.text import CharText
 
-        earlier = CharText(None, 8, name=str(saved), val_split="validation").earlier_sha256
+        as_before = {"val_split": "validation", "read_empty_rows": True}
+        earlier = CharText(None, 8, name=str(saved), **as_before).earlier_sha256
         recorded = stored_corpus(ckpt)
         assert recorded and earlier and earlier != recorded["sha256"]
         recorded["sha256"] = earlier
+        del recorded["dataset"]["empty_rows"]  # recorded since 2026-12-07
         assert training_text(ckpt, "RUN", None, None)[0] == trained
         with pytest.raises(ConfigError, match=r"data\.val_split=validation"):
             training_text(ckpt, "RUN", None, 0.5)

@@ -128,7 +128,9 @@ def _dataset_overrides(corpus: dict[str, Any], split: dict[str, Any], moved: str
     if not isinstance(dataset, dict) or isinstance(dataset.get("data_files"), list):
         return None  # not recorded (before 2026-12-03), or several patterns: no one-line override
     defaults = {"split": "train", "text_field": "text"}
-    given = {k: v for k, v in dataset.items() if v is not None and defaults.get(k) != v and k != "label"}
+    recorded_only = ("label", "empty_rows")  # how its run named and read it: no settings
+    given = {k: v for k, v in dataset.items()
+             if v is not None and defaults.get(k) != v and k not in recorded_only}
     given |= recorded_settings(corpus)
     if not dataset.get("val_split") and isinstance(split.get("train_fraction"), float):
         given["train_fraction"] = split["train_fraction"]
@@ -273,6 +275,12 @@ def _plain_text(file: Path, train_fraction: float) -> str:
 _NO_FRACTION = 0.5
 
 
+def _rows_as_read(reading: dict[str, Any], named: bool) -> dict[str, Any]:
+    """as_its_run_read's `reading` of a dataset; of one `named` anew (moved), the rows alone: it is
+    named by where it is now, but its run's rows are read as that run read them."""
+    return {k: v for k, v in reading.items() if k == "read_empty_rows"} if named else reading
+
+
 def _dataset_as_trained(
     ckpt: dict[str, Any] | None, source: str, dataset: dict[str, Any], train_fraction: float | None,
     named: bool = False,
@@ -300,7 +308,7 @@ def _dataset_as_trained(
         name=dataset.get("name"), config=dataset.get("config"), data_files=dataset.get("data_files"),
         split=dataset.get("split") or "train", val_split=held_out,
         text_field=dataset.get("text_field") or "text",
-        **recorded_settings(corpus), **({} if named else as_its_run_read(corpus)),
+        **recorded_settings(corpus), **_rows_as_read(as_its_run_read(corpus), named),
     )
     try:
         ids = data.encoded().ids

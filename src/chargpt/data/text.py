@@ -29,6 +29,7 @@ from chargpt.data.sources.hf_datasets import (
     is_saved_dataset,
     load_hf,
     row_separator,
+    rows_are_lines,
 )
 from chargpt.data.sources.parts import Part, identity
 from chargpt.data.sources.paths import absolute_path, expand_path
@@ -86,8 +87,9 @@ class CharText:
     (1 - train_fraction) of the characters, or with split="files" the last whole files. Both splits
     must hold a window of `block_size` + 1 characters. `vocab` fixes the vocabulary (e.g. a
     checkpoint's); by default it is the corpus's own. Empty files are left out, unless
-    `read_empty_files`; a file is read once under one name, unless `read_links_twice` (every name)
-    or `read_hard_links_twice` (each name that resolves to another path); a dataset's splits are
+    `read_empty_files`, and so are a dataset's rows of no text, unless `read_empty_rows`; a file is
+    read once under one name, unless `read_links_twice` (every name) or `read_hard_links_twice`
+    (each name that resolves to another path); a dataset's splits are
     identified by its name (a saved one's folder absolute), unless `dataset_label` names them
     otherwise: these read a run's text again as its run read it (as_its_run_read).
     """
@@ -116,6 +118,7 @@ class CharText:
         read_links_twice: bool = False,
         read_hard_links_twice: bool = False,
         dataset_label: str | None = None,
+        read_empty_rows: bool = False,
     ) -> None:
         _check_settings(path, name, block_size, train_fraction, val_max_chars, split, val_path)
         self.options = TextOptions(separator, normalize, newline)  # checks the three settings
@@ -138,6 +141,7 @@ class CharText:
         self.read_empty_files = read_empty_files
         self.read_links_twice = read_links_twice
         self.read_hard_links_twice = read_hard_links_twice
+        self.read_empty_rows = read_empty_rows
         self._empty_left_out = 0  # empty files not read (report_lines says so)
         # What to say of a text too short for one window's context (model=auto chooses the context):
         # {most} is the longest context both splits hold.
@@ -179,7 +183,9 @@ class CharText:
             dataset = load_hf(self.name, self.config, self.data_files, split)
             separator = self._separator()
             hashes = cache_dir_for(None, self.cache_dir)  # where a dataset's ids are cached too
-            parts = [hf_part(dataset, f"{self.dataset_label}[{split}]", self.text_field, separator, hashes)]
+            skip_empty = not (self.read_empty_rows or rows_are_lines(self.name))
+            parts = [hf_part(dataset, f"{self.dataset_label}[{split}]", self.text_field, separator, hashes,
+                             skip_empty)]
             if self.val_split == split:
                 raise DataError(
                     f"data.val_split={split} is also the training split (data.split): validation would score "
@@ -189,7 +195,7 @@ class CharText:
             if self.val_split:
                 val = load_hf(self.name, self.config, self.data_files, self.val_split, "data.val_split")
                 label = f"{self.dataset_label}[{self.val_split}]"
-                parts.append(hf_part(val, label, self.text_field, separator, hashes))
+                parts.append(hf_part(val, label, self.text_field, separator, hashes, skip_empty))
                 self._n_train_parts = 1
             return parts
         assert self.path is not None
@@ -278,6 +284,8 @@ class CharText:
                 "name": self._dataset_place(), "config": self.config, "data_files": self.data_files,
                 "split": self.split or "train", "val_split": self.val_split, "text_field": self.text_field,
             }
+            if not self.read_empty_rows:  # a record without it: read_empty_rows (as_its_run_read)
+                fingerprint["dataset"]["empty_rows"] = "left out"
             if self.dataset_label != fingerprint["dataset"]["name"]:
                 # A saved dataset resumed where it was moved to: its splits keep the name they were
                 # identified by, and the record says where it is now.
@@ -447,7 +455,9 @@ def as_its_run_read(corpus: Mapping[str, Any] | None) -> dict[str, Any]:
       names of one file, none resolving to one path: versions since read a hard link's name too,
       a file being told by its resolved path, until they told it by its inode);
     - dataset_label: a dataset's splits identified by the name it recorded (before 2026-12-06 a saved
-      dataset's name as typed, relative to where it ran)."""
+      dataset's name as typed, relative to where it ran);
+    - read_empty_rows: a dataset's empty rows (its record does not say they were left out: versions
+      before 2026-12-07 joined them)."""
     corpus = corpus or {}
     reading: dict[str, Any] = {}
     files = corpus.get("files")
@@ -463,6 +473,8 @@ def as_its_run_read(corpus: Mapping[str, Any] | None) -> dict[str, Any]:
     dataset = corpus.get("dataset")
     if isinstance(dataset, Mapping) and isinstance(label := dataset.get("label", dataset.get("name")), str):
         reading["dataset_label"] = label
+    if isinstance(dataset, Mapping) and dataset.get("empty_rows") != "left out":
+        reading["read_empty_rows"] = True
     return reading
 
 

@@ -165,17 +165,27 @@ def _first_not_utf8(data_files: Any) -> tuple[Path, str] | None:
     return None
 
 
+def rows_are_lines(name: str) -> bool:
+    """Whether a dataset's rows are the lines of files (the `text` builder's, newlines removed)."""
+    return name == "text"
+
+
 def row_separator(name: str, separator: str) -> str:
     """What joins a dataset's rows: the `text` builder's rows are a file's lines (newlines removed),
     so a newline puts them back as they were; other datasets' rows are documents."""
-    return "\n" if name == "text" else separator
+    return "\n" if rows_are_lines(name) else separator
 
 
 def hf_part(
-    dataset: Any, label: str, text_field: str, separator: str, hash_cache: Path | None = None
+    dataset: Any, label: str, text_field: str, separator: str, hash_cache: Path | None = None,
+    skip_empty: bool = True,
 ) -> Part:
     """A dataset split's rows joined with the separator, read a batch of rows at a time;
-    `hash_cache`: where its files' digests are kept (_content_id)."""
+    `hash_cache`: where its files' digests are kept (_content_id). Rows of no text (empty or None)
+    are left out where `skip_empty`, as empty files are: each would only add a separator. Versions
+    before 2026-12-07 left out None rows alone (not a batch of nothing but those), and a run they
+    trained reads its rows so again (as_its_run_read); the `text` builder's rows are lines, its
+    empty ones blank lines of its files, kept."""
     if text_field not in dataset.column_names:
         raise DataError(
             f"{label} has no field {text_field!r}; its fields are: {', '.join(dataset.column_names)}; "
@@ -206,9 +216,14 @@ def hf_part(
                     f"{label} field {text_field!r} holds {type(bad).__name__} values, not text; "
                     "pass data.text_field=a text field"
                 )
-            text = separator.join(r for r in rows if r is not None)
-            yield ("" if first else separator) + text, len(rows)
-            first = False
+            if not skip_empty:
+                text = separator.join(r for r in rows if r is not None)
+                yield ("" if first else separator) + text, len(rows)
+                first = False
+                continue
+            kept = [r for r in rows if r]
+            yield ("" if first or not kept else separator) + separator.join(kept), len(rows)
+            first = first and not kept
 
     def chunks() -> Iterator[tuple[str, int]]:
         # Checked before a row is read too: rows read through a map of files rewritten since can
@@ -222,8 +237,10 @@ def hf_part(
         unless_written_to()
 
     def sha_of(content: str) -> str:
-        return hashlib.sha256(f"{label}\0{text_field}\0{content}\0{len(dataset)}".encode()).hexdigest()
+        # Rows of no text left out: another text of the same rows, identified (and cached) apart.
+        rows = "\0empty rows left out" if skip_empty else ""
+        return hashlib.sha256(f"{label}\0{text_field}\0{content}\0{len(dataset)}{rows}".encode()).hexdigest()
 
-    earlier = sha_of(getattr(dataset, "_fingerprint", None) or "")
+    earlier = None if skip_empty else sha_of(getattr(dataset, "_fingerprint", None) or "")
     return Part(label, sha_of(_content_id(dataset, hash_cache)), chunks, len(dataset), starts_file=False,
                 earlier_sha256=earlier)
