@@ -210,6 +210,38 @@ def test_failed_write_is_one_clear_error_and_keeps_the_previous_checkpoint(tmp_p
     assert os.listdir(tmp_path) == ["last.ckpt"]
 
 
+@pytest.mark.slow  # three runs
+def test_a_resume_whose_metrics_write_failed_after_its_checkpoint_goes_on_from_that_checkpoint(
+    tmp_path, monkeypatch, capsys
+):
+    # The disk filled after last.ckpt at step 6 was written, before metrics.json was: one error line,
+    # metrics.json left at step 4 (never ahead of a checkpoint), and the next resume goes on from
+    # step 6 with the whole run's figures.
+    from chargpt.training.callbacks import metrics
+
+    corpus = write_corpus(tmp_path / "corpus.txt")
+    run = tmp_path / "run é 🚀"
+    args = bare_train_args(corpus, run, "trainer.val_check_interval=2")
+    assert run_main(train_main, [*args, "trainer.max_steps=4"], capsys)[0] == 0
+    written = metrics.write_json_atomic
+
+    def full_at_step_6(path, figures):  # type: ignore[no-untyped-def]
+        if figures["step"] == 6:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+        written(path, figures)
+
+    monkeypatch.setattr(metrics, "write_json_atomic", full_at_step_6)
+    code, _, err = run_main(train_main, [*args, "trainer.max_steps=8", f"ckpt_path={run}"], capsys)
+    assert code == 2 and err.startswith("error: cannot write ") and "No space left on device" in err, err
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 6
+    assert json.loads((run / "metrics.json").read_text())["step"] == 4
+    monkeypatch.setattr(metrics, "write_json_atomic", written)
+    hook = StepHook(monkeypatch)
+    assert run_main(train_main, [*args, "trainer.max_steps=8", f"ckpt_path={run}"], capsys)[0] == 0
+    assert [step for step, _ in hook.take()] == [7, 8]
+    assert json.loads((run / "metrics.json").read_text())["tokens"] == 8 * 4 * 16  # steps x batch x context
+
+
 def test_every_run_uses_the_atomic_writer_and_the_safety_callbacks(tmp_path):
     with initialize_config_dir(config_dir=CONFIG_PATH, version_base="1.3"):
         cfg = compose("train", overrides=[f"paths.output_dir={tmp_path}", "logger=none"])
