@@ -230,3 +230,17 @@ def test_a_checkpoint_path_with_a_space_before_it_names_the_one_without(tmp_path
     assert (code, err) == (2, f"error: checkpoint not found: {' ' + str(run)!r} (the name has spaces around "
                               f"it, and {shlex.quote(str(run))} exists); pass it without them: "
                               f"{shlex.quote(f'ckpt_path={run}')}\n")
+
+
+@pytest.mark.parametrize("typed", ["runs /r 1 ", " runs /r 1"])
+def test_a_folder_whose_name_ends_in_a_space_keeps_it_in_the_hint(typed: str, tmp_path: Path, monkeypatch,
+                                                                   capsys) -> None:
+    # 'runs ' is a folder's own name: the spaces stripped from every name gave 'runs/r 1', which is
+    # not there, so a run pasted with a space after it got no hint (it did before spaces before it
+    # were looked for).
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs " / "r 1" / "checkpoints").mkdir(parents=True)
+    make_checkpoint(tmp_path / "runs " / "r 1" / "checkpoints" / "last.ckpt")
+    code, _, err = run_main(sample_cli.main, [f"ckpt_path={typed}"], capsys)
+    assert (code, err) == (2, f"error: checkpoint not found: {typed!r} (the name has spaces around it, and "
+                              "'runs /r 1' exists); pass it without them: 'ckpt_path=runs /r 1'\n")

@@ -218,8 +218,13 @@ def without_spaces_around(path: str | os.PathLike) -> str | None:
     names = name.strip().split(os.sep)  # (" /home/me/run": the space is before the root)
     if not names[-1].strip() or any(part and not part.strip() for part in names):
         return None
-    bare = os.sep.join(part.strip() for part in names)
-    return bare if exists(bare) and not exists(name) else None
+    # The spaces at its ends and around its last name first: a folder's own name may end in one
+    # ("runs /r 1 " is "runs /r 1"), where every name stripped would be "runs/r 1", not there.
+    head, tail = os.path.split(name.lstrip())
+    for bare in (os.path.join(head, tail.strip()), os.sep.join(part.strip() for part in names)):
+        if exists(bare) and not exists(name):
+            return bare
+    return None
 
 
 def spaces_around(path: str | os.PathLike, setting: str | None = None) -> str | None:
