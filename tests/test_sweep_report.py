@@ -582,6 +582,24 @@ def test_the_csv_tells_a_run_that_removed_a_setting_from_one_that_kept_it(
     assert groups == {"1e-3": "", "3e-3": "-"}
 
 
+def test_the_settings_table_tells_apart_the_settings_that_differ_by_a_removal(
+    tmp_path: Path, capsys, monkeypatch
+) -> None:
+    # Both settings' rows had an empty cell for the removal, so it read as shared: the table on
+    # screen showed no column telling the two settings apart, and report_groups.csv said both removed it.
+    monkeypatch.setenv("COLUMNS", "160")
+    sweep = tmp_path / "removed, é 🚀"
+    for name, seed, removed in (("0", "1", True), ("1", "2", True), ("2", "3", False)):
+        overrides = [f"seed={seed}", *["~callbacks.progress_bar"] * removed]
+        fake_run(sweep, name, overrides, metrics(2.0 + int(seed) / 10, 2.1), {"status": "finished"})
+    report(sweep)
+    header = next(line for line in capsys.readouterr().out.splitlines() if "┃ seeds" in line)
+    assert "~callbacks.progress_bar" in header
+    with (sweep / "report_groups.csv").open(newline="", encoding="utf-8") as f:
+        cells = {row["seeds"]: row["~callbacks.progress_bar"] for row in csv.DictReader(f)}
+    assert cells == {"1,2": "", "3": "-"}
+
+
 def test_a_swept_setting_with_one_value_so_far_is_a_column_not_shared(
     tmp_path: Path, capsys, monkeypatch
 ) -> None:
