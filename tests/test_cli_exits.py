@@ -417,6 +417,29 @@ def test_a_full_disk_met_writing_metrics_json_names_the_file(tmp_path, corpus, m
                         "free some space there, or write elsewhere\n") and "Traceback" not in err
 
 
+def test_a_full_disk_met_writing_a_checkpoint_names_it(tmp_path, corpus, monkeypatch, capsys) -> None:
+    # torch.save meets a full disk as an OSError, then ends in a RuntimeError of its zip writer
+    # ("unexpected pos"): the checkpoint's own error was not said, and the file torch still held open
+    # kept the disk full, so the line named status.json, written next.
+    import chargpt.checkpoints as checkpoints
+
+    def full_disk_save(obj, f, *args, **kwargs):
+        try:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        except OSError:  # as torch's writer closing the file: the OSError is only its context
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 121728 vs 117524")  # noqa: B904
+
+    monkeypatch.setattr(checkpoints.torch, "save", full_disk_save)
+    run_dir = tmp_path / "my run, é 🚀"
+    args = bare_train_args(corpus, run_dir, "trainer.max_steps=2", "trainer.val_check_interval=2")
+    assert run_cli(train_main, *args) == 2
+    err = capsys.readouterr().err
+    assert err.endswith(f"error: cannot write checkpoint {run_dir / 'checkpoints' / 'best-000002.ckpt'} (No "
+                        "space left on device); free disk space or point hydra.run.dir at a writable folder, "
+                        "then resume from the last checkpoint\n") and "Traceback" not in err, err
+    assert json.loads((run_dir / "status.json").read_text())["status"] == "failed"
+
+
 def test_output_that_finds_no_room_when_flushed_is_one_error_line(tmp_path, monkeypatch, capsys) -> None:
     import chargpt.cli.report as report_cli
 

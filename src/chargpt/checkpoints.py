@@ -284,11 +284,26 @@ def save_atomic(checkpoint: dict[str, Any], path: str | Path) -> None:
     try:
         with atomic_path(target) as tmp:
             torch.save(checkpoint, tmp)
-    except OSError as err:
-        raise CheckpointError(
-            f"cannot write checkpoint {target} ({err.strerror or err}); free disk space or point "
-            "hydra.run.dir at a writable folder, then resume from the last checkpoint"
-        ) from None
+        return
+    except (OSError, RuntimeError) as err:
+        reason = _why_write_failed(err)
+        if reason is None:
+            raise
+    # Raised here, past the `except`, with only the reason's text kept, so that nothing holds the
+    # failure's frames: they hold torch's writer, whose file, removed but still open, kept the disk
+    # full for what the run writes next (its status.json).
+    raise CheckpointError(
+        f"cannot write checkpoint {target} ({reason}); free disk space or point hydra.run.dir at a "
+        "writable folder, then resume from the last checkpoint")
+
+
+def _why_write_failed(err: BaseException | None) -> str | None:
+    """Why torch.save failed where it could not write (an OSError): its own, or, where torch's zip
+    writer then failed to close the file (a RuntimeError, "unexpected pos"), the one it met first
+    (a full disk); None for any other failure."""
+    while err is not None and not isinstance(err, OSError):
+        err = err.__cause__ or err.__context__
+    return None if err is None else err.strerror or str(err)
 
 
 def resume_state(ckpt: dict[str, Any]) -> dict[str, Any]:
