@@ -839,6 +839,27 @@ def test_a_sweeps_bad_setting_is_refused_before_any_job(typed, expected, files, 
     assert not root.exists()
 
 
+@pytest.mark.parametrize(("typed", "expected"), [
+    ("seed=interval(0, 100)", "error: seed=interval(0, 100) draws decimal numbers, where seed must be a "
+     "whole number; to draw whole numbers, write 'seed=int(interval(0, 100))'"),
+    ("sample.seed=tag(log, interval(1, 100))", "error: sample.seed=tag(log, interval(1, 100)) draws decimal "
+     "numbers, where sample.seed must be a whole number, or null; to draw whole numbers, write "
+     "'sample.seed=int(tag(log, interval(1, 100)))'"),
+    ("model.n_layer=interval(1,4)", "error: model.n_layer=interval(1,4) draws decimal numbers, where "
+     "model.n_layer must be a whole number >= 1; to draw whole numbers, write "
+     "'model.n_layer=int(interval(1,4))'"),
+])
+def test_a_searchs_decimal_draws_of_a_whole_number_are_refused_naming_int(typed, expected, files, capsys):
+    # The search's dimension was named by its low end, with a single run's advice: "seed=0.0 must
+    # be a whole number; write it without a decimal point or exponent: seed=0", which is no search.
+    root = files["tmp"] / "runs"
+    args = [*bare_train_args(files["corpus"], None), "trainer.max_steps=1", "hparams_search=optuna", typed,
+            f"hydra.sweep.dir={root}"]
+    code, _, err = run_main(train_cli.main, args, capsys)
+    assert (code, err) == (2, expected + "\n")
+    assert not root.exists()
+
+
 @pytest.mark.parametrize(("swept", "composed"), [
     ("data.batch_size=range(1,101)", 1), ("trainer=default,cpu", 2),
 ])

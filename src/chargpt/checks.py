@@ -13,6 +13,7 @@ from chargpt.errors import SettingError
 SEED_RANGE = (-(2**63), 2**64 - 1)  # what torch.Generator.manual_seed accepts
 TRAINING_SEED_MAX = 2**32 - 1  # numpy's seeds, which Lightning seeds too
 _OR_NULL = {True: ", or null", False: ""}
+WITHOUT_DECIMAL_POINT = "write it without a decimal point or exponent"  # a whole number typed as 1e6
 
 
 def shown(value: object) -> str:
@@ -64,7 +65,7 @@ def whole_number(name: str, value: object, low: int | None = None, optional: boo
         at_least = f" >= {low}" if low is not None else ""
         # Hydra reads 1e6 as the decimal 1000000.0: say how to type the whole number meant.
         spelled = isinstance(value, float) and value.is_integer() and (low is None or value >= low)
-        hint = f"; write it without a decimal point or exponent: {name}={int(value)}" if spelled else ""
+        hint = f"; {WITHOUT_DECIMAL_POINT}: {name}={int(value)}" if spelled else ""
         message = f"{name}={shown(value)} must be a whole number{at_least}{_OR_NULL[optional]}{hint}"
         raise SettingError(message, name)
     return int(value)

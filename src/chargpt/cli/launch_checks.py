@@ -7,8 +7,10 @@ checked as its launcher will compose it.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import re
+from collections.abc import Iterator
 from typing import Any
 
 from hydra.core.global_hydra import GlobalHydra
@@ -19,9 +21,10 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from chargpt import shell_words
+from chargpt.checks import WITHOUT_DECIMAL_POINT
 from chargpt.cli.common import naming_removed_settings
 from chargpt.cli.hydra_errors import HYDRA_GROUPS, not_a_group, one_line, settings_in
-from chargpt.errors import ConfigError, exit_on_user_error, first_line
+from chargpt.errors import ConfigError, SettingError, exit_on_user_error, first_line
 from chargpt.hydra_run import as_written
 from chargpt.overrides import (
     is_free_text_key,
@@ -215,17 +218,37 @@ class SweptSettings(Callback):
         from chargpt.training.build import check_seed_and_sample, check_settings  # multirun only: Lightning
         from chargpt.training.trackers import check_sweep_job_loggers
 
-        jobs = check_swept_settings(config)
+        jobs, dimensions = check_swept_settings(config)
         for _, job in jobs:
             check_sweep_job_loggers(job)
         # A SLURM launcher's jobs start on the cluster, whose environment (and memory) the job's own
         # checks read.
         if not submits_to_slurm(config):
             for overrides, job in jobs:
-                with naming_removed_settings():  # trainer.strategy=${oc.env:UNSET}: refused here, once
+                # trainer.strategy=${oc.env:UNSET}: refused here, once
+                with naming_removed_settings(), whole_numbers_drawn(dimensions):
                     check_seed_and_sample(job)
                     check_settings(job, overrides, in_sweep=True)
                 check_sweep_output_writes(job)
+
+
+@contextlib.contextmanager
+def whole_numbers_drawn(dimensions: dict[str, str]) -> Iterator[None]:
+    """A search's continuous dimension (`dimensions`: each setting's, as typed), checked at its low
+    end (`seed=interval(0, 100)` as seed=0.0), where a whole number is wanted, is refused naming the
+    dimension and int(...), which draws whole numbers: a single run's advice, "write it without a
+    decimal point", named a value no one typed and did not fix the search."""
+    try:
+        yield
+    except SettingError as err:
+        typed = dimensions.get(err.setting)
+        head, hint, _ = str(err).partition(f"; {WITHOUT_DECIMAL_POINT}")
+        if typed is None or not hint:
+            raise
+        key, _, value = typed.partition("=")
+        wanted, whole = head.partition(" must be ")[2], shell_words.quote(f"{key}=int({value})")
+        raise SettingError(f"{typed} draws decimal numbers, where {key} must be {wanted}; to draw whole "
+                           f"numbers, write {whole}", err.setting) from None
 
 
 def submits_to_slurm(config: DictConfig) -> bool:
@@ -259,13 +282,14 @@ def check_slurm_at_hand(config: DictConfig) -> None:
         f"hydra/launcher={choice} (hydra/launcher=local_parallel runs the jobs here, side by side)")
 
 
-def check_swept_settings(config: DictConfig) -> list[tuple[list[str], DictConfig]]:
+def check_swept_settings(config: DictConfig) -> tuple[list[tuple[list[str], DictConfig]], dict[str, str]]:
     """Compose the sweep's jobs as its launcher will: the first (each swept setting at its first
     value; a search's continuous dimension at its low end, where Optuna draws from), and for each
     other value of a swept setting, the first job with that value, so that each value a setting is
     given is checked once (a job for each combination would take ~0.2 s each: a grid of 10 x 10
     would wait 20 s). A ConfigError in one line if one cannot be composed. Returns each job's
-    overrides and its config (none for a sweep of no jobs)."""
+    overrides and its config (none for a sweep of no jobs), and each continuous dimension's
+    setting with the dimension as typed."""
     loader = GlobalHydra.instance().config_loader()  # with it, glob(...) of a group lists its options
     given = [parsed_override(override, loader) for override in as_written(config.hydra.overrides.task)]
     search = OmegaConf.to_container(config.hydra.sweeper).get("params") or {}  # a search's dimensions
@@ -279,7 +303,7 @@ def check_swept_settings(config: DictConfig) -> list[tuple[list[str], DictConfig
         elif override.is_discrete_sweep():
             values = swept_values(override)
             if not values:  # range(0), an empty glob: a sweep of no jobs, Hydra's to say
-                return []
+                return [], {}
             others += [(len(first_job), f"{key}={value}") for value in values[1:]]
             first_job.append(f"{key}={values[0]}")
         else:
@@ -292,7 +316,7 @@ def check_swept_settings(config: DictConfig) -> list[tuple[list[str], DictConfig
         for at, line in others:
             job = [*first_job[:at], line, *first_job[at + 1:]]
             jobs.append((job, _with_setting(first, line) or loader.load_sweep_config(config, job)))
-        return jobs
+        return jobs, {stand_in.partition("=")[0]: typed for stand_in, typed in stand_ins.items()}
     except ConfigCompositionException as err:
         message = one_line(str(err), lambda key: settings_in(config, key))
         for stand_in, typed in stand_ins.items():  # the advice names the dimension as typed
