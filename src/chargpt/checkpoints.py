@@ -28,7 +28,15 @@ from chargpt.export_layout import (
 )
 from chargpt.files import atomic_path
 from chargpt.model import ModelConfig
-from chargpt.run_layout import CONFIG_DIR, LAST, METRICS_FILE, SWEEP_CONFIG, is_run_folder, last_checkpoint
+from chargpt.run_layout import (
+    CHECKPOINT_DIR,
+    CONFIG_DIR,
+    LAST,
+    METRICS_FILE,
+    SWEEP_CONFIG,
+    is_run_folder,
+    last_checkpoint,
+)
 from chargpt.run_state import how_it_stopped, read_status, starting_process, state_of
 
 # Where the corpus fingerprint sits in a checkpoint: the ResumeState callback's state key.
@@ -292,9 +300,12 @@ def save_atomic(checkpoint: dict[str, Any], path: str | Path) -> None:
     # Raised here, past the `except`, with only the reason's text kept, so that nothing holds the
     # failure's frames: they hold torch's writer, whose file, removed but still open, kept the disk
     # full for what the run writes next (its status.json).
+    run_dir = target.parent.parent if target.parent.name == CHECKPOINT_DIR else target.parent
+    then = ("resume from the last checkpoint" if last_checkpoint(run_dir) is not None
+            else "run it again (it wrote no checkpoint to resume from)")
     raise CheckpointError(
         f"cannot write checkpoint {target} ({reason}); free disk space or point hydra.run.dir at a "
-        "writable folder, then resume from the last checkpoint")
+        f"writable folder, then {then}")
 
 
 def _why_write_failed(err: BaseException | None) -> str | None:
