@@ -225,7 +225,7 @@ class SweptSettings(Callback):
         # checks read.
         if not submits_to_slurm(config):
             for overrides, job in jobs:
-                # trainer.strategy=${oc.env:UNSET}: refused here, once
+                # (naming_removed_settings: trainer.strategy=${oc.env:UNSET} is refused here, once)
                 with naming_removed_settings(), whole_numbers_drawn(dimensions):
                     check_seed_and_sample(job)
                     check_settings(job, overrides, in_sweep=True)
