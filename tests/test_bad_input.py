@@ -823,7 +823,9 @@ def test_a_sweep_hands_trainer_devices_its_list(files, capsys):
     (["model.dropout=0.1,1.5"], "error: model.dropout=1.5 must be in [0, 1)"),
     (["seed=1,2", "optimizer.lr=1e-3,-1"], "error: optimizer.lr=-1 must be a finite number >= 0"),
     (["trainer.precision=bf16,fp8", "hydra/launcher=joblib"], "error: trainer.precision=fp8 is not a "),
-    (["hparams_search=optuna", "model.dropout=interval(-0.5, 0.3)"], "error: model.dropout=-0.5 must be "),
+    # The dimension as typed, then the value it was checked at (it named -0.5 alone, which no one typed).
+    (["hparams_search=optuna", "model.dropout=interval(-0.5, 0.3)"],
+     "error: model.dropout=interval(-0.5, 0.3) is checked at its low end: model.dropout=-0.5 must be "),
     (["seed=1,x"], "error: seed='x' must be a whole number"),
     (["sample.temperature=1.0,-1"], "error: sample.temperature=-1"),
     (["seed=1,2", "sample.seed=x"], "error: sample.seed='x' must be a whole number"),

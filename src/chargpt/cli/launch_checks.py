@@ -24,7 +24,7 @@ from chargpt import shell_words
 from chargpt.checks import WITHOUT_DECIMAL_POINT
 from chargpt.cli.common import naming_removed_settings
 from chargpt.cli.hydra_errors import HYDRA_GROUPS, not_a_group, one_line, settings_in
-from chargpt.errors import ConfigError, SettingError, exit_on_user_error, first_line
+from chargpt.errors import ConfigError, exit_on_user_error, first_line
 from chargpt.hydra_run import as_written
 from chargpt.overrides import (
     is_free_text_key,
@@ -226,29 +226,34 @@ class SweptSettings(Callback):
         if not submits_to_slurm(config):
             for overrides, job in jobs:
                 # (naming_removed_settings: trainer.strategy=${oc.env:UNSET} is refused here, once)
-                with naming_removed_settings(), whole_numbers_drawn(dimensions):
+                with naming_removed_settings(), naming_search_dimensions(dimensions):
                     check_seed_and_sample(job)
                     check_settings(job, overrides, in_sweep=True)
                 check_sweep_output_writes(job)
 
 
 @contextlib.contextmanager
-def whole_numbers_drawn(dimensions: dict[str, str]) -> Iterator[None]:
-    """A search's continuous dimension (`dimensions`: each setting's, as typed), checked at its low
-    end (`seed=interval(0, 100)` as seed=0.0), where a whole number is wanted, is refused naming the
-    dimension and int(...), which draws whole numbers: a single run's advice, "write it without a
-    decimal point", named a value no one typed and did not fix the search."""
+def naming_search_dimensions(dimensions: dict[str, str]) -> Iterator[None]:
+    """A search's continuous dimension (`dimensions`: each setting's, as typed) is checked at its
+    low end (`model.dropout=interval(-0.5, 0.3)` as model.dropout=-0.5): a value refused is said
+    with the dimension as typed, which the value alone did not name. Where a whole number is wanted
+    (`seed=interval(0, 100)`, checked as seed=0.0), the fix is int(...), which draws whole numbers:
+    a single run's advice, "write it without a decimal point", did not fix the search."""
     try:
         yield
-    except SettingError as err:
-        typed = dimensions.get(err.setting)
-        head, hint, _ = str(err).partition(f"; {WITHOUT_DECIMAL_POINT}")
-        if typed is None or not hint:
+    except ConfigError as err:  # a SettingError names its setting; a model's error starts with it
+        said = str(err)
+        named = getattr(err, "setting", None) or next((k for k in dimensions if said.startswith(f"{k}=")), "")
+        typed = dimensions.get(named)
+        if typed is None:
             raise
+        head, hint, _ = said.partition(f"; {WITHOUT_DECIMAL_POINT}")
+        if not hint:
+            raise ConfigError(f"{typed} is checked at its low end: {said}") from None
         key, _, value = typed.partition("=")
         wanted, whole = head.partition(" must be ")[2], shell_words.quote(f"{key}=int({value})")
-        raise SettingError(f"{typed} draws decimal numbers, where {key} must be {wanted}; to draw whole "
-                           f"numbers, write {whole}", err.setting) from None
+        raise ConfigError(f"{typed} draws decimal numbers, where {key} must be {wanted}; to draw whole "
+                          f"numbers, write {whole}") from None
 
 
 def submits_to_slurm(config: DictConfig) -> bool:
