@@ -72,12 +72,42 @@ def test_a_sampling_sweep_leaves_the_processs_loggers_on(in_empty_folders, tmp_p
 def test_a_sweep_job_refused_stops_the_sweep_under_its_heading_and_leaves_no_folder(
     in_empty_folders, tmp_path: Path, capsys
 ) -> None:
+    # A prompt's characters are checked against the model's vocabulary, which only a job reads.
     ckpt = make_checkpoint(tmp_path / "model.ckpt")
     code, out, err = run_main(sample_cli.main, ["-m", f"ckpt_path={ckpt}", "max_new_tokens=3",
-                                                "temperature=0,-1,1"], capsys)
+                                                "prompt=choice(ab, 'é, z', c)"], capsys)
     assert code == 2
-    assert out.splitlines()[0] == "==> temperature=0 <==" and out.splitlines()[-1] == "==> temperature=-1 <=="
-    assert err.splitlines()[-1].startswith("error: temperature=-1 ")
+    assert out.splitlines()[0] == "==> prompt=ab <==" and out.splitlines()[-1] == "==> prompt=é, z <=="
+    assert err.splitlines()[-1].startswith("error: "), err
+    assert _left(*in_empty_folders) == []
+
+
+@pytest.mark.parametrize("swept", ["temperature=0.5,-1", "ckpt_path=choice(RUN, 'my runs/nope, é')"])
+def test_a_sampling_sweeps_bad_value_or_missing_checkpoint_is_refused_before_its_first_job(
+    in_empty_folders, tmp_path: Path, capsys, swept: str
+) -> None:
+    # Job 0 sampled (or said its checkpoint was not found), and job 1 said the value was bad.
+    (tmp_path / "my runs" / "r 1 é").mkdir(parents=True)
+    ckpt = make_checkpoint(tmp_path / "my runs" / "r 1 é" / "model.ckpt")
+    swept = swept.replace("RUN", f"'{ckpt}'")
+    fixed = [] if swept.startswith("ckpt_path") else [f"ckpt_path='{ckpt}'"]
+    args = ["-m", *fixed, swept, "max_new_tokens=3"]
+    code, out, err = run_main(sample_cli.main, args, capsys)
+    assert (code, out) == (2, ""), err
+    assert len(err.splitlines()) == 1
+    assert err.startswith("error: temperature=-1 " if "temperature" in swept else
+                          "error: checkpoint not found: my runs/nope, é;"), err
+    assert _left(*in_empty_folders) == []
+
+
+def test_an_evaluation_sweeps_bad_value_is_refused_before_its_first_job(
+    in_empty_folders, tmp_path: Path, capsys
+) -> None:
+    ckpt, text = make_checkpoint(tmp_path / "model.ckpt"), _eval_text(tmp_path)
+    code, out, err = run_main(eval_cli.main, ["-m", f"ckpt_path={ckpt}", f"data.path={text}",
+                                              "batch_size=8,0"], capsys)
+    assert (code, out) == (2, ""), err
+    assert err.splitlines() == ["error: batch_size=0 must be a whole number >= 1"]
     assert _left(*in_empty_folders) == []
 
 
@@ -285,13 +315,13 @@ def test_a_submitit_sweep_job_refused_ends_the_sweep_with_its_error_line_and_exi
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
     ckpt = make_checkpoint(tmp_path / "model.ckpt")
     argv = [sys.executable, "-m", "chargpt.cli.sample", "-m", "hydra/launcher=submitit_local",
-            f"ckpt_path={ckpt}", "max_new_tokens=3", "temperature=-1,0"]
+            f"ckpt_path={ckpt}", "max_new_tokens=3", "prompt=choice(z, a)"]
     done = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300,
                           env={**os.environ, "TMPDIR": str(in_empty_folders[1])})
     assert done.returncode == 2, done.stdout
     lines = done.stdout.splitlines()
-    assert lines[0] == "==> temperature=-1 <==" and lines[1].startswith("error: temperature=-1 "), done.stdout
-    assert "Traceback" not in done.stdout and lines[2] == "==> temperature=0 <==", done.stdout
+    assert lines[0] == "==> prompt=z <==" and lines[1].startswith("error: "), done.stdout
+    assert "Traceback" not in done.stdout and lines[2] == "==> prompt=a <==", done.stdout
     assert _left(*in_empty_folders) == []
 
 

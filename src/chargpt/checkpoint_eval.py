@@ -62,7 +62,7 @@ def evaluate_checkpoint(
     scores in the arithmetic the run validated in. `given`: the data settings set by the user,
     each as typed, for messages and to tell them from a config's defaults (chargpt-eval's
     overrides); None takes every key of `data` as given."""
-    _check_asked(ckpt_path, split, batch_size)
+    check_asked(ckpt_path, split, batch_size)
     settings: dict[str, Any] = dict(plain(data) or {})  # a data config resolved: its paths, interpolations
     overrides = {f"data.{k}": f"data.{k}={v}" for k, v in settings.items()} if given is None else dict(given)
     named = bool(settings.get("path") or settings.get("name"))  # a text (or a dataset) asked for by name
@@ -104,7 +104,8 @@ def evaluate_checkpoint(
     return report(result, split, scored_text(text, split), file, arithmetic_used, step, asked)
 
 
-def _check_asked(ckpt_path: str, split: str, batch_size: int) -> None:
+def check_asked(ckpt_path: str, split: str, batch_size: int) -> None:
+    """The settings of an evaluation that need no checkpoint read: each in its range."""
     if not ckpt_path:
         raise ConfigError("ckpt_path is required: chargpt-eval ckpt_path=RUN_DIR_OR_CKPT_FILE")
     if split not in SPLITS:

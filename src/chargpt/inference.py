@@ -173,19 +173,29 @@ def load_with_checkpoint(
     """`load`, with the checkpoint read, less its weights and optimizer state (without_weights; None
     for a safetensors export, which records no run: no text, no split), and the file or folder it
     came from, for messages."""
-    if isinstance(path, str) and not path:  # as Path("") it is the current folder, and was named "."
-        raise CheckpointError("the path is empty (an unset variable?); pass a .ckpt file, a run directory "
-                              "or an export folder")
     device = pick_device(str(device))
-    if (folder := export_folder_of(path)) is not None:
-        with naming_what_ran_out(lambda: does_not_fit(read_export_config(folder), device)):
-            return load_export(folder, device), None, str(folder)
-    file = resolve_checkpoint(path, or_export=True)
+    found, exported = find_trained(path)
+    if exported:
+        with naming_what_ran_out(lambda: does_not_fit(read_export_config(found), device)):
+            return load_export(found, device), None, str(found)
+    file = found
     ckpt = read_checkpoint(file, mapped=True)
     with naming_what_ran_out(lambda: does_not_fit(ckpt["hyper_parameters"], device)):
         trained = model_from_checkpoint(ckpt, file)
         trained.model.to(device)
     return trained, without_weights(ckpt), str(file)
+
+
+def find_trained(path: str | Path) -> tuple[Path, bool]:
+    """Where the trained model `path` names is, read from nothing: an export's folder (True) or a
+    checkpoint file (False); a CheckpointError naming the path and the fix where it leads to neither.
+    (A sweep of sampling or evaluation finds each job's before its first job starts.)"""
+    if isinstance(path, str) and not path:  # as Path("") it is the current folder, and was named "."
+        raise CheckpointError("the path is empty (an unset variable?); pass a .ckpt file, a run directory "
+                              "or an export folder")
+    if (folder := export_folder_of(path)) is not None:
+        return folder, True
+    return resolve_checkpoint(path, or_export=True), False
 
 
 def check_fits(config: ModelConfig, vocab_size: int, source: str | Path, weights: Path) -> None:

@@ -15,14 +15,15 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from chargpt.checkpoint_eval import evaluate_checkpoint
+from chargpt.checkpoint_eval import check_asked, evaluate_checkpoint
 from chargpt.checks import as_utf8
 from chargpt.cli import CONFIG_PATH
-from chargpt.cli.common import cli_task, quiet_known_warnings, run_main, use_threads
+from chargpt.cli.common import check_threads, cli_task, quiet_known_warnings, run_main, use_threads
 from chargpt.cli.sweep_jobs import job_heading, results_table, sweep_folder_removed, whole_in_parallel_sweeps
 from chargpt.data.corpus import check_data_dir
 from chargpt.errors import ask_for_less, exit_on_user_error, naming_what_ran_out
 from chargpt.hydra_run import task_overrides
+from chargpt.inference import pick_device
 from chargpt.overrides import as_typed, parsed_override
 
 CONFIG_NAME = "eval"  # configs/eval.yaml
@@ -55,7 +56,7 @@ def _hydra_main(cfg: DictConfig) -> dict:
         print(heading, file=sys.stderr, flush=True)
     use_threads(cfg.threads)
     quiet_known_warnings()
-    check_data_dir(cfg)
+    check_settings(cfg)
     with naming_what_ran_out(lambda: _smaller_settings(cfg)):
         line = evaluate_checkpoint(
             cfg.ckpt_path, cfg.data, cfg.split, cfg.batch_size, cfg.stride, cfg.device, cfg.precision,
@@ -63,6 +64,16 @@ def _hydra_main(cfg: DictConfig) -> dict:
         )
     print(json_line(line), flush=True)
     return line  # a sweep's sweeper has it back, for the table
+
+
+def check_settings(cfg: DictConfig) -> None:
+    """The checks of an evaluation's settings that read no checkpoint and no text: an evaluation makes
+    them first, and a sweep (-m) makes them on each value of each setting it sweeps before its first
+    job starts (sweep_folder_removed's `check`)."""
+    check_threads(cfg.threads)
+    check_data_dir(cfg)
+    check_asked(cfg.ckpt_path, cfg.split, cfg.batch_size)
+    pick_device(cfg.device)
 
 
 def _smaller_settings(cfg: DictConfig) -> str:
@@ -81,7 +92,7 @@ def json_line(result: dict) -> str:
 
 
 def main() -> None:
-    with sweep_folder_removed() as prepare:
+    with sweep_folder_removed(check=check_settings) as prepare:
         run_main(_hydra_main, prepare=prepare, checkpoint_sweeps=True, config_name=CONFIG_NAME, unused=UNUSED)
     if table := results_table():
         print(table, file=sys.stderr)

@@ -17,7 +17,14 @@ from omegaconf import DictConfig
 
 from chargpt.checks import check_seed, whole_number, yes_no
 from chargpt.cli import CONFIG_PATH
-from chargpt.cli.common import MODEL_FROM_CHECKPOINT, cli_task, quiet_known_warnings, run_main, use_threads
+from chargpt.cli.common import (
+    MODEL_FROM_CHECKPOINT,
+    check_threads,
+    cli_task,
+    quiet_known_warnings,
+    run_main,
+    use_threads,
+)
 from chargpt.cli.prompts import check_output_writes, resolve_prompt
 from chargpt.cli.sweep_jobs import job_heading, sweep_folder_removed, whole_in_parallel_sweeps
 from chargpt.data.tokenizer import CharTokenizer
@@ -69,20 +76,28 @@ def _hydra_main(cfg: DictConfig) -> None:
         print(heading, flush=True)
     use_threads(cfg.threads)
     quiet_known_warnings()
+    check_settings(cfg)  # bad settings (and, as it loads, prompt characters) before any text is printed
+    with naming_what_ran_out(lambda: _smaller_settings(cfg)):
+        _sample(cfg, yes_no("check_copy", cfg.check_copy))
+
+
+def check_settings(cfg: DictConfig) -> None:
+    """The checks of a sampling's settings that read no checkpoint: a sampling makes them first, and
+    a sweep (-m) makes them on each value of each setting it sweeps before its first job starts
+    (sweep_folder_removed's `check`)."""
+    check_threads(cfg.threads)
     if not cfg.ckpt_path:
         raise ConfigError("ckpt_path is required: chargpt-sample ckpt_path=RUN_DIR_OR_CKPT_FILE")
     whole_number("num_samples", cfg.num_samples, low=1)
     check_seed("seed", cfg.seed, optional=True)
     check_decoding(yes_no("use_cache", cfg.use_cache), yes_no("compile", cfg.compile))
-    if check_copy := yes_no("check_copy", cfg.check_copy):
+    if yes_no("check_copy", cfg.check_copy):
         check_train_fraction(cfg.data.train_fraction)
     elif given := [key for key in ("path", "train_fraction") if cfg.data[key] is not None]:
         raise ConfigError(f"data.{given[0]}={cfg.data[given[0]]} does nothing without check_copy=true (it "
                           "names the training text the copy check reads); add check_copy=true, or drop it")
-    # Bad settings or prompt characters are reported before any text is printed.
     check_sampling(cfg.temperature, cfg.top_k, cfg.top_p, cfg.max_new_tokens)
-    with naming_what_ran_out(lambda: _smaller_settings(cfg)):
-        _sample(cfg, check_copy)
+    pick_device(cfg.device)
 
 
 def _smaller_settings(cfg: DictConfig) -> str:
@@ -125,6 +140,6 @@ def _sample(cfg: DictConfig, check_copy: bool) -> None:
 
 
 def main() -> None:
-    with sweep_folder_removed() as prepare:
+    with sweep_folder_removed(check=check_settings) as prepare:
         run_main(_hydra_main, prepare=prepare, checkpoint_sweeps=True, config_name=CONFIG_NAME,
                  unused=MODEL_FROM_CHECKPOINT)

@@ -27,6 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from chargpt import file_locks
 from chargpt.cli.argv import group_choices, override_positions
+from chargpt.cli.common import naming_removed_settings
 from chargpt.errors import ConfigError, exit_on_user_error, signal_exit_code
 from chargpt.hydra_run import as_written, is_multirun, sweep_dir, task_overrides
 from chargpt.overrides import as_typed, hydra_quoted, is_sweep, override_key
@@ -40,6 +41,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 _swept: list[str] | None = None
 # Each finished job of chargpt-eval's sweep: its heading's settings and its result.
 _results: list[tuple[list[str], dict[str, Any]]] = []
+# The running command's check of a job's settings, made on every job as its sweep starts
+# (sweep_folder_removed's `check`); None for a command that has none.
+_job_check: Callable[[DictConfig], None] | None = None
 
 
 class SweptKeys(Callback):
@@ -54,6 +58,23 @@ class SweptKeys(Callback):
         _results.clear()
         check_jobs_can_read(config)
         _hold_the_sweep_folder(Path(str(config.hydra.sweep.dir)))
+        if _job_check is not None:
+            check_each_job(config, _job_check)
+
+
+def check_each_job(config: DictConfig, check: Callable[[DictConfig], None]) -> None:
+    """`check` (the command's own check of its settings), and that the checkpoint is there, made on
+    each value of each setting the sweep sweeps, as its launcher will compose the jobs
+    (launch_checks.check_swept_settings), before its first job starts: a bad value or a checkpoint
+    not found was one job's error line after the jobs before it had run (`chargpt-sample -m
+    temperature=0.5,-1`)."""
+    from chargpt.cli.launch_checks import check_swept_settings  # (it imports Hydra's config loader)
+    from chargpt.inference import find_trained
+
+    for _, job in check_swept_settings(config):
+        with naming_removed_settings():
+            check(job)
+            find_trained(job.ckpt_path)
 
 
 _NOT_WRITABLE = (errno.EACCES, errno.EPERM, errno.EROFS)
@@ -398,7 +419,7 @@ LOCAL_LAUNCHERS = ("basic", "local_parallel", "joblib")
 
 
 @contextlib.contextmanager
-def sweep_folder_removed() -> Iterator[Any]:
+def sweep_folder_removed(check: Callable[[DictConfig], None] | None = None) -> Iterator[Any]:
     """For run_main's `prepare`: a sweep's command line gets `hydra.sweep.dir` in a new temporary
     folder, removed when the block ends (a finished sweep, a failed job, Ctrl-C): Hydra's sweeper
     always makes that folder and writes multirun.yaml there, which a command that writes nothing
@@ -406,9 +427,12 @@ def sweep_folder_removed() -> Iterator[Any]:
     launcher that runs jobs on other machines (`hydra/launcher=slurm`), which read their job files in
     it, the folder is made in the current one, not in this machine's own temporary folder. The folders
     an earlier sweep killed outright (`kill -9`) left there are removed first; one in the current
-    folder, whose jobs may still run elsewhere, is named instead."""
+    folder, whose jobs may still run elsewhere, is named instead. `check`: the command's check of a
+    job's settings, made on every job before the first starts (check_each_job)."""
+    global _job_check
     made: list[tuple[Path, int | None]] = []
     _results.clear()  # an earlier command of this process that stopped before its table
+    _job_check = check
 
     def prepare(argv: list[str]) -> list[str]:
         given = {override_key(argv[i]) for i in override_positions(argv)}
@@ -424,6 +448,7 @@ def sweep_folder_removed() -> Iterator[Any]:
     try:
         yield prepare
     finally:
+        _job_check = None
         _let_go_of_the_sweep_folder()
         for folder, held in made:
             shutil.rmtree(folder, ignore_errors=True)
