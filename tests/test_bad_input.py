@@ -1245,6 +1245,28 @@ def test_gpu_indices_on_a_cpu_are_refused_naming_a_count(typed, expected, files,
     _assert_one_error_line(code, out, err, "but trainer.accelerator=cpu takes a number of processes; write ")
 
 
+@pytest.mark.parametrize(("typed", "expected"), [
+    (["trainer=cpu", "trainer.devices=[0]"], "error: trainer.devices=[0] names GPUs, but trainer=cpu takes a "
+     "number of processes; write trainer.devices=1, or trainer=gpu"),
+    (["trainer=ddp_cpu", "trainer.devices=[0]"], "error: trainer.devices=[0] names GPUs, but trainer=ddp_cpu "
+     "(its trainer.accelerator=cpu) takes a number of processes; write trainer.devices=1, or "
+     "trainer.accelerator=gpu"),
+    (["trainer=gpu"], "error: trainer=gpu but no CUDA GPU is visible; use trainer=cpu"),
+    (["-m", "trainer=gpu", "seed=1,2"], "error: trainer=gpu but no CUDA GPU is visible; use trainer=cpu"),
+])
+def test_a_device_error_names_the_trainer_option_typed(typed, expected, files, monkeypatch, capsys):
+    # It named trainer.accelerator=cpu (and its fix trainer.accelerator=gpu), which was not typed.
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    run = files["tmp"] / "run"
+    args = bare_train_args(files["corpus"], None, f"hydra.sweep.dir={run}") if "-m" in typed else \
+        bare_train_args(files["corpus"], run)
+    code, out, err = run_main(train_cli.main, [*args, *typed], capsys)
+    _assert_one_error_line(code, out, err, expected)
+    assert not run.exists()
+
+
 @pytest.mark.parametrize("devices", ["0,1", "1,", [0, 1], -1, "auto", 2])
 def test_device_settings_lightning_takes_on_gpus_pass(devices, monkeypatch):
     # A string of GPU indices ("0,1") is Lightning's too: only counts that are none are refused.

@@ -334,7 +334,7 @@ def check_settings(cfg: DictConfig, overrides: Sequence[str], in_sweep: bool | N
     as check_launch takes it."""
     check_launch(cfg, in_sweep)
     check_trainer_numbers(cfg.trainer, finetuning=bool(cfg.get("init_from")))
-    check_devices(cfg.trainer)
+    check_devices(cfg.trainer, overrides)
     budget_plan.checked_seconds(cfg.get("budget_seconds"))  # before model=auto times anything
     budget_reserve(cfg)  # model=auto sizes with it
     precision.lightning_precision_name(cfg.trainer.get("precision"))

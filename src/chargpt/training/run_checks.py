@@ -12,7 +12,7 @@ import logging
 import os
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ from chargpt.errors import ChargptError, ConfigError, SetupError, first_line
 from chargpt.files import read_json_object
 from chargpt.hydra_run import is_multirun
 from chargpt.model import ModelConfig
+from chargpt.overrides import override_key
 from chargpt.run_layout import METRICS_FILE, last_checkpoint, run_dir_of
 from chargpt.spelling import did_you_mean, nearest_name
 from chargpt.training.finetune import resume_settings
@@ -40,10 +41,12 @@ def is_finetune_experiment() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().runtime.choices.get("experiment") == "finetune"
 
 
-def check_devices(trainer_cfg: DictConfig) -> None:
+def check_devices(trainer_cfg: DictConfig, overrides: Sequence[str] = ()) -> None:
     """More devices than the machine has, or a count that is none, is a one-line error (Lightning's
-    own is a traceback, or a message that names no fix)."""
+    own is a traceback, or a message that names no fix). `overrides`: the run's, as typed, for the
+    message to name the accelerator as it was chosen (`trainer=cpu`)."""
     accelerator = str(trainer_cfg.get("accelerator", "auto"))
+    chosen, other = _accelerator_chosen(accelerator, overrides)
     devices = trainer_cfg.get("devices", "auto")
     gpus = torch.cuda.device_count()
     on_gpus = accelerator in ("gpu", "cuda") or (accelerator == "auto" and gpus)
@@ -56,9 +59,8 @@ def check_devices(trainer_cfg: DictConfig) -> None:
     if on_cpu and (listed or gpu_choice):  # Lightning's "should be an int > 0", which names no fix
         count = max(len(devices) if listed else len([d for d in text.split(",") if d.strip()]), 1)
         if accelerator == "cpu":
-            raise ConfigError(f"trainer.devices={text} names GPUs, but trainer.accelerator=cpu takes a "
-                              f"number of processes; write trainer.devices={count}, or "
-                              "trainer.accelerator=gpu")
+            raise ConfigError(f"trainer.devices={text} names GPUs, but {chosen} takes a number of processes; "
+                              f"write trainer.devices={count}, or {other('gpu')}")
         raise ConfigError(f"trainer.devices={text} names GPUs, but no CUDA GPU is visible: the run trains on "
                           f"the CPU, which takes a number of processes; write trainer.devices={count}")
     if listed:
@@ -72,9 +74,7 @@ def check_devices(trainer_cfg: DictConfig) -> None:
                           "from 1 (trainer.devices=1), a list of GPU indices ([0,1]), or auto")
     if on_gpus:
         if gpus == 0:
-            raise ConfigError(
-                f"trainer.accelerator={accelerator} but no CUDA GPU is visible; use trainer=cpu"
-            )
+            raise ConfigError(f"{chosen} but no CUDA GPU is visible; use {other('cpu')}")
         if wanted > gpus:
             raise ConfigError(
                 f"trainer.devices={devices} but {gpus} CUDA GPU(s) are visible; "
@@ -94,6 +94,20 @@ TRAINER_COUNTS = {"max_steps": (-1, False), "max_epochs": (-1, True), "log_every
 # Lightning's switches (a string there would count as true); `deterministic` also takes "warn".
 TRAINER_FLAGS = ("deterministic", "enable_model_summary", "use_distributed_sampler", "benchmark",
                  "inference_mode", "detect_anomaly", "barebones", "sync_batchnorm")
+
+
+def _accelerator_chosen(accelerator: str, overrides: Sequence[str]) -> tuple[str, Callable[[str], str]]:
+    """trainer.accelerator as the run's command line chose it (`trainer.accelerator=cpu` as typed, or
+    the trainer option that sets it: `trainer=cpu`), and how to choose another there (`trainer=gpu`
+    for `trainer=cpu`; trainer.accelerator=gpu otherwise)."""
+    keys = [override_key(o) for o in overrides]
+    setting = f"trainer.accelerator={accelerator}"
+    if "trainer.accelerator" in keys or "trainer" not in keys:
+        return setting, lambda kind: f"trainer.accelerator={kind}"
+    option = overrides[len(keys) - 1 - keys[::-1].index("trainer")].lstrip("+")
+    if option != f"trainer={accelerator}":  # (trainer=ddp_cpu: trainer=gpu would lose its strategy)
+        return f"{option} (its {setting})", lambda kind: f"trainer.accelerator={kind}"
+    return option, lambda kind: f"trainer={kind}"
 
 
 def check_trainer_numbers(trainer_cfg: DictConfig, finetuning: bool = False) -> None:
