@@ -7,6 +7,7 @@ import json
 import re
 import shlex
 import shutil
+import sys
 import zipfile
 from pathlib import Path
 
@@ -816,6 +817,23 @@ def test_a_sweep_hands_trainer_devices_its_list(files, capsys):
         return
     saved = [OmegaConf.load(root / job / ".hydra" / "config.yaml") for job in "01"]
     assert [c.trainer.devices for c in saved] == [[1]] * 2
+
+
+def test_a_sweep_keeps_a_list_for_a_setting_its_class_takes_a_list_for(files, tmp_path, monkeypatch, capsys):
+    # A callback of one's own whose `every` is a number or a list, 1 by default: the list was refused
+    # ("gives callbacks.mine.every a list ... write the values without brackets"), as trainer.devices
+    # was before it was named as an exception. trainer.max_steps=0 is what ends the command.
+    (tmp_path / "my code").mkdir()
+    (tmp_path / "my code" / "list_taking_callback.py").write_text(
+        "import lightning\n\nclass Mine(lightning.Callback):\n"
+        "    def __init__(self, every: int | list[int] = 1) -> None:\n        self.every = every\n")
+    monkeypatch.syspath_prepend(str(tmp_path / "my code"))
+    monkeypatch.delitem(sys.modules, "list_taking_callback", raising=False)
+    args = [*bare_train_args(files["corpus"], None), "-m", "+callbacks.mine={_target_: "
+            "list_taking_callback.Mine, every: 1}", "callbacks.mine.every=[1,2]", "seed=1,2",
+            "trainer.max_steps=0", f"hydra.sweep.dir={tmp_path / 'runs'}"]
+    code, out, err = run_main(train_cli.main, args, capsys)
+    _assert_one_error_line(code, out, err, "error: trainer.max_steps=0 trains nothing")
 
 
 @pytest.mark.parametrize(("typed", "expected"), [

@@ -7,9 +7,13 @@ checked as its launcher will compose it.
 
 from __future__ import annotations
 
+import collections.abc
 import contextlib
 import copy
+import inspect
 import re
+import types
+import typing
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,6 +21,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.types import Override
 from hydra.errors import ConfigCompositionException, HydraException
 from hydra.experimental.callback import Callback
+from hydra.utils import get_object
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -86,9 +91,6 @@ def check_quietly_taken(config: DictConfig) -> None:
             "go to its run folder without it; drop it")
 
 
-# A setting whose default is one value but that takes a list too: Lightning's devices (a count, or
-# the indices of the GPUs to use).
-_LIST_TOO = ("trainer.devices",)
 # A setting the sweep's defaults do not have (`+trainer.my_list=[1,2]`, a setting of one's own).
 _ABSENT = object()
 # `seed=1..3`, a range as other tools write it: Hydra reads it as the text '1..3'.
@@ -101,10 +103,11 @@ def check_sweeps_typed_as_one_value(config: DictConfig) -> None:
     be a whole number") once the sweep's folder was made: refused here, naming the sweep meant. A
     list is refused where the setting's default is one value, or null and the list's items are all
     numbers (`sample.top_k=[5,10]`; data.data_files, null too, takes a list of names); Hydra's
-    settings, free text and a setting that takes a list too (_LIST_TOO) are left as typed."""
+    settings, free text and a setting whose constructor takes a list for it (_takes_a_list:
+    trainer.devices, a count or the GPUs to use) are left as typed."""
     typed = [o for o in as_written(config.hydra.overrides.task) if not is_sweep(o)]
-    typed = [o for o in typed if not (key := override_key(o)).startswith("hydra.")
-             and not is_free_text_key(key) and key not in _LIST_TOO]
+    typed = [o for o in typed
+             if not (key := override_key(o)).startswith("hydra.") and not is_free_text_key(key)]
     for override in typed:
         key, value = override_key(override), override.partition("=")[2]
         if (ends := _DOTTED_RANGE.fullmatch(value)) is not None:
@@ -127,10 +130,28 @@ def check_sweeps_typed_as_one_value(config: DictConfig) -> None:
     for override, items in lists.items():
         key = override_key(override)
         default = OmegaConf.select(defaults, key, default=_ABSENT, throw_on_resolution_failure=False)
-        if isinstance(default, (bool, int, float, str)) or (default is None and _numbers(override)):
+        one_value = isinstance(default, (bool, int, float, str)) or (default is None and _numbers(override))
+        if one_value and not _takes_a_list(defaults, key):
             swept = shell_words.quote(f"{key}={','.join(items)}")
             raise ConfigError(f"{override} gives {key} a list, the same in every job, where it takes one "
                               f"value: {_for_each(config, key)}, write the values without brackets: {swept}")
+
+
+def _takes_a_list(defaults: DictConfig, key: str) -> bool:
+    """Whether the class or function a setting is handed to (its config's `_target_`: lightning.Trainer
+    for trainer.devices) takes a list for it, as its type hints say (`devices: list[int] | str | int`)."""
+    parent, _, name = key.rpartition(".")
+    target = OmegaConf.select(defaults, f"{parent}._target_" if parent else "_target_", default=None,
+                              throw_on_resolution_failure=False)
+    if not isinstance(target, str):
+        return False
+    try:
+        built = get_object(target)
+        hint = typing.get_type_hints(built.__init__ if inspect.isclass(built) else built).get(name)
+    except (ImportError, AttributeError, NameError, TypeError, HydraException):
+        return False  # (a target that cannot be imported: the run's own checks name it)
+    kinds = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+    return any(kind is list or typing.get_origin(kind) in (list, collections.abc.Sequence) for kind in kinds)
 
 
 def _for_each(config: DictConfig, key: str, values: str = "") -> str:
