@@ -847,7 +847,10 @@ def test_a_sweep_keeps_a_list_for_a_setting_its_class_takes_a_list_for(files, tm
     (["seed=1,x"], "error: seed='x' must be a whole number"),
     (["sample.temperature=1.0,-1"], "error: sample.temperature=-1"),
     (["seed=1,2", "sample.seed=x"], "error: sample.seed='x' must be a whole number"),
-], ids=["fixed", "second-value", "grid", "joblib", "optuna", "seed", "sample", "sample-seed"])
+    (["seed=1,2", "matmul_precision=fast"], "error: matmul_precision=fast is not a precision; use one of "),
+    (["threads=1,0"], "error: threads=0 must be a whole number >= 1"),
+], ids=["fixed", "second-value", "grid", "joblib", "optuna", "seed", "sample", "sample-seed", "matmul",
+        "threads"])
 def test_a_sweeps_bad_setting_is_refused_before_any_job(typed, expected, files, capsys):
     # Each job refused the setting once the sweep's folder was made (the sweep exited 1), a good
     # first job trained first, where a single run with it was refused at once.

@@ -27,7 +27,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from chargpt import shell_words
 from chargpt.checks import WITHOUT_DECIMAL_POINT
-from chargpt.cli.common import naming_removed_settings
+from chargpt.cli.common import check_threads, naming_removed_settings
 from chargpt.cli.hydra_errors import HYDRA_GROUPS, not_a_group, one_line, settings_in
 from chargpt.errors import ConfigError, exit_on_user_error, first_line
 from chargpt.hydra_run import as_written
@@ -248,6 +248,7 @@ class SweptSettings(Callback):
             for overrides, job in jobs:
                 # (naming_removed_settings: trainer.strategy=${oc.env:UNSET} is refused here, once)
                 with naming_removed_settings(), naming_search_dimensions(dimensions):
+                    check_threads(job.get("threads"))  # (a run's first check: use_threads)
                     check_seed_and_sample(job)
                     check_settings(job, overrides, in_sweep=True)
                 check_sweep_output_writes(job)

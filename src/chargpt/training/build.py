@@ -338,6 +338,7 @@ def check_settings(cfg: DictConfig, overrides: Sequence[str], in_sweep: bool | N
     budget_plan.checked_seconds(cfg.get("budget_seconds"))  # before model=auto times anything
     budget_reserve(cfg)  # model=auto sizes with it
     precision.lightning_precision_name(cfg.trainer.get("precision"))
+    precision.matmul_precision_name(cfg.get("matmul_precision"))
     yes_no("keep_freed_memory", cfg.get("keep_freed_memory", False))
     check_model_target(cfg)
     check_model_settings(cfg)

@@ -138,18 +138,22 @@ def auto_matmul(device: torch.device, compiled: bool = False) -> tuple[str, str]
     return "medium", "this CPU has AMX tiles: the linear layers' products in bf16"
 
 
-def matmul_precision_for_device(given: object, device: torch.device, compiled: bool = False) -> str:
-    """The float32 products' precision a run sets (torch.set_float32_matmul_precision): `auto` as
-    auto_matmul gives it, torch's own names as they are. An unknown value is a ConfigError naming
-    the accepted ones."""
+def matmul_precision_name(given: object) -> str:
+    """A matmul_precision value's name (null: torch's default, highest), `auto` kept; an unknown value
+    is a ConfigError naming the accepted ones. It needs no device: a sweep checks it before it starts."""
     name = "highest" if given is None else str(given)
-    if name == "auto":
-        return auto_matmul(device, compiled)[0]
-    if name not in MATMUL_PRECISIONS:
+    if name != "auto" and name not in MATMUL_PRECISIONS:
         raise ConfigError(
             f"matmul_precision={given} is not a precision; use one of auto, {', '.join(MATMUL_PRECISIONS)}"
         )
     return name
+
+
+def matmul_precision_for_device(given: object, device: torch.device, compiled: bool = False) -> str:
+    """The float32 products' precision a run sets (torch.set_float32_matmul_precision): `auto` as
+    auto_matmul gives it, torch's own names as they are (matmul_precision_name)."""
+    name = matmul_precision_name(given)
+    return auto_matmul(device, compiled)[0] if name == "auto" else name
 
 
 # ---- A run's config: `auto` resolved, and a resumed run's arithmetic kept ------------------------
