@@ -849,8 +849,11 @@ def test_a_sweep_keeps_a_list_for_a_setting_its_class_takes_a_list_for(files, tm
     (["seed=1,2", "sample.seed=x"], "error: sample.seed='x' must be a whole number"),
     (["seed=1,2", "matmul_precision=fast"], "error: matmul_precision=fast is not a precision; use one of "),
     (["threads=1,0"], "error: threads=0 must be a whole number >= 1"),
+    (["seed=1,2", "data.split=xyz"], "error: data.split=xyz is not a split of text files: "),
+    (["seed=1,2", "data.normalize=NFX"], "error: data.normalize=NFX is not one of NFC, NFKC, NFD, NFKD"),
+    (["data.batch_size=4,0"], "error: data.batch_size=0 must be a whole number >= 1"),
 ], ids=["fixed", "second-value", "grid", "joblib", "optuna", "seed", "sample", "sample-seed", "matmul",
-        "threads"])
+        "threads", "data-split", "data-normalize", "data-batch"])
 def test_a_sweeps_bad_setting_is_refused_before_any_job(typed, expected, files, capsys):
     # Each job refused the setting once the sweep's folder was made (the sweep exited 1), a good
     # first job trained first, where a single run with it was refused at once.

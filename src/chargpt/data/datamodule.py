@@ -3,18 +3,37 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import lightning as L
 from torch.utils.data import DataLoader, Sampler
 
 from chargpt.checks import whole_number
-from chargpt.data.text import CharText
+from chargpt.data.text import CharText, check_text_settings
 from chargpt.data.windows import TrainWindows, ValWindows
 from chargpt.distributed import is_rank_zero
 
 log = logging.getLogger(__name__)
+
+
+def check_data_settings(data: Mapping[str, Any], block_size: int) -> None:
+    """CharDataModule's checks of its settings, made on a data config (`data`, as a run instantiates
+    it) before anything is read: a sweep makes them on each job before it starts, where each job
+    made them once the sweep's folder was made."""
+    check_text_settings(data, block_size)
+    _check_loading(**{key: data[key] for key in ("batch_size", "val_batch_size", "num_workers", "seed")
+                      if key in data})
+
+
+def _check_loading(batch_size: Any = 1, val_batch_size: Any = None, num_workers: Any = 0,
+                   seed: Any = 0) -> None:
+    """The batches' settings (a default here is one that passes: a setting left out is not checked)."""
+    whole_number("data.batch_size", batch_size, low=1)
+    # null: the training batch size (then a validation batch holds as many windows).
+    whole_number("data.val_batch_size", val_batch_size, low=1, optional=True)
+    whole_number("data.num_workers", num_workers, low=0)
+    whole_number("data.seed", seed, low=0)  # numpy's generator of the window draw takes no other
 
 
 class CharDataModule(CharText, L.LightningDataModule):
@@ -33,11 +52,7 @@ class CharDataModule(CharText, L.LightningDataModule):
     ) -> None:
         L.LightningDataModule.__init__(self)
         CharText.__init__(self, path, block_size, **text)
-        whole_number("data.batch_size", batch_size, low=1)
-        # null: the training batch size (then a validation batch holds as many windows).
-        whole_number("data.val_batch_size", val_batch_size, low=1, optional=True)
-        whole_number("data.num_workers", num_workers, low=0)
-        whole_number("data.seed", seed, low=0)  # numpy's generator of the window draw takes no other
+        _check_loading(batch_size, val_batch_size, num_workers, seed)
         self.batch_size, self.val_batch_size = batch_size, val_batch_size or batch_size
         self.seed, self.num_workers = seed, num_workers
         self._reported = False

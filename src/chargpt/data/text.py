@@ -50,6 +50,16 @@ DEFAULT_TRAIN_FRACTION = 0.9  # configs/data/*.yaml's train_fraction: the first 
 MIN_CONTEXT = 8  # the shortest model.block_size a too-short text's message offers
 
 
+def check_text_settings(data: Mapping[str, Any], block_size: int) -> None:
+    """CharText's checks of its settings, made on a data config (`data`, as CharDataModule takes it)
+    before anything is read: a sweep makes them on each job before it starts, where each job made
+    them once the sweep's folder was made."""
+    _check_settings(data.get("path"), data.get("name"), block_size,
+                    data.get("train_fraction", DEFAULT_TRAIN_FRACTION),
+                    data.get("val_max_chars", DEFAULT_VAL_MAX_CHARS), data.get("split"), data.get("val_path"))
+    TextOptions(**{key: data[key] for key in ("separator", "normalize", "newline") if key in data})
+
+
 def _check_settings(
     path: str | None, name: str | None, block_size: int, train_fraction: float, val_max_chars: int | None,
     split: str | None, val_path: str | None,

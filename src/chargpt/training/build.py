@@ -27,6 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 from chargpt.checkpoints import read_checkpoint, resolve_checkpoint, stored_corpus
 from chargpt.checks import check_seed, real_number, training_seed, yes_no
 from chargpt.data import CharDataModule
+from chargpt.data.datamodule import check_data_settings
 from chargpt.data.text import as_its_run_read
 from chargpt.distributed import is_rank_zero
 from chargpt.errors import ChargptError, ConfigError, first_line
@@ -303,6 +304,9 @@ def precision_decisions(cfg: DictConfig, precision_line: str | None, matmul_line
     return said_lines
 
 
+DATA_TARGET = "chargpt.data.CharDataModule"  # configs/data/*.yaml's
+
+
 class _Checked(NamedTuple):
     """What the checks before any data is read settled: the model asked for and how the run starts."""
 
@@ -348,6 +352,9 @@ def check_settings(cfg: DictConfig, overrides: Sequence[str], in_sweep: bool | N
     check_model_fits(model_config, vocab_size=1)  # (fewer characters than any text's: a lower bound)
     check_window_length(cfg)
     check_constructor_settings(cfg)
+    # (A data module of one's own checks its own settings; a fine-tune's context is its start's.)
+    if cfg.data.get("_target_") == DATA_TARGET and not cfg.get("init_from"):
+        check_data_settings(cfg.data, model_config.block_size)
     check_optimizer(plain(cfg.optimizer))
     if auto:
         check_auto(cfg, overrides)
