@@ -71,7 +71,8 @@ def check_each_job(config: DictConfig, check: Callable[[DictConfig], None]) -> N
     from chargpt.cli.launch_checks import check_swept_settings  # (it imports Hydra's config loader)
     from chargpt.inference import find_trained
 
-    for _, job in check_swept_settings(config):
+    jobs, _ = check_swept_settings(config)  # (a search's dimensions: training's alone)
+    for _, job in jobs:
         with naming_removed_settings():
             check(job)
             find_trained(job.ckpt_path)
