@@ -967,7 +967,8 @@ def test_existing_run_is_never_overwritten(files, monkeypatch, capsys):
     # The same run directory again, without ckpt_path: refused before Hydra writes anything.
     code, out, err = run_main(train_cli.main, [*args, "model.n_layer=2"], capsys)
     _assert_one_error_line(
-        code, out, err, f"the run directory {run} already holds a run; continue it with ckpt_path={run}"
+        code, out, err,
+        f"the run directory {run} already holds a run; continue it with chargpt-train data=text",
     )
     # Resuming another run's checkpoint into this directory: refused too.
     other = files["tmp"] / "other"

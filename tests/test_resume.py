@@ -660,7 +660,8 @@ def test_a_run_killed_while_writing_last_ckpt_goes_on_from_its_newest_best(tmp_p
                                                  "host": socket.gethostname()}))
 
     code, _, err = run_main(train_main, bare_train_args(corpus, run, *common, "trainer.max_steps=12"), capsys)
-    assert code == 2 and f"already holds a run; continue it with {shlex.quote(f'ckpt_path={run}')}" in err
+    assert code == 2 and "already holds a run; continue it with chargpt-train " in err
+    assert shlex.quote(f"ckpt_path={run}") in err
     code, _, err = run_main(train_main, bare_train_args(corpus, run, *common, "trainer.max_steps=12",
                                                         f"ckpt_path={run}"), capsys)
     assert code == 0, err
@@ -735,3 +736,21 @@ def test_a_run_killed_while_writing_a_checkpoint_records_the_step_it_goes_on_fro
     metrics = json.loads((run / "metrics.json").read_text())
     assert torch.load(resumes_from, weights_only=True)["global_step"] == metrics["step"]
     assert metrics["step"] == (2 if dying.startswith("best") else 4)
+
+
+def test_a_finished_run_launched_again_is_told_its_own_resume_command(tmp_path, capsys):
+    # Told `continue it with 'ckpt_path=RUN'`, a user typed that alone: the defaults it then took
+    # (model=tiny's shape, 3000 steps) were refused, or trained far past the run's own 2 steps.
+    corpus = write_corpus(tmp_path / "corpus.txt")
+    run = tmp_path / "my run é"
+    args = bare_train_args(corpus, run, "model.n_layer=1", "trainer.max_steps=2",
+                           "trainer.val_check_interval=2")
+    code, _, err = run_main(train_main, args, capsys)
+    assert code == 0, err
+    code, _, err = run_main(train_main, args, capsys)
+    assert code == 2
+    advice = err.strip().partition("continue it with ")[2].partition(", or pick a new hydra.run.dir")[0]
+    words = shlex.split(advice)
+    assert words[0] == "chargpt-train" and f"ckpt_path={run}" in words
+    assert {"model.n_layer=1", "trainer.max_steps=2", f"data.path={corpus}"} <= set(words)
+    assert not any(w.startswith("hydra.run.dir=") for w in words)

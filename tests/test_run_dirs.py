@@ -558,7 +558,8 @@ def test_advice_that_names_a_folder_with_spaces_quotes_it_for_the_shell(tmp_path
     args = bare_train_args(write_corpus(tmp_path / "corpus.txt"), run, "trainer.max_steps=2")
     assert run_main(train_main, args, capsys)[0] == 0
     code, _, err = run_main(train_main, args, capsys)
-    assert code == 2 and f"continue it with 'ckpt_path={run}', or pick a new hydra.run.dir" in err, err
+    assert code == 2 and "continue it with chargpt-train data=text" in err, err
+    assert f" 'ckpt_path={run}', or pick a new hydra.run.dir" in err, err
 
 
 @pytest.mark.slow

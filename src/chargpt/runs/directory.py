@@ -40,6 +40,7 @@ from chargpt.run_layout import (
     SAVED_CONFIG,
     STATUS_FILE,
     holds_run,
+    overrides_files,
     run_dir_of,
 )
 from chargpt.run_state import held_now, read_status, state_of
@@ -54,6 +55,7 @@ from chargpt.runs.claims import (
     release_job,
 )
 from chargpt.runs.continuation import continuation_overrides, continued_job, first_overrides, forget_subdirs
+from chargpt.runs.resume import recorded_resume_command
 from chargpt.runs.sweep_record import (
     SWEEP_CONFIG,
     continue_command,
@@ -138,7 +140,9 @@ def check_run_dir(run_dir: Path, ckpt_path: str | None, setting: str = "hydra.ru
         start_over = True
     if holds_run(run_dir) and not start_over:
         if not ckpt_path:
-            continue_it = shell_words.quote(f"ckpt_path={run_dir}")
+            # The run's own command: `ckpt_path` alone would take the defaults for the rest.
+            continue_it = (recorded_resume_command(run_dir) if overrides_files(run_dir)[-1].is_file()
+                           else shell_words.quote(f"ckpt_path={run_dir}"))
             raise RunDirInUse(
                 f"the run directory {run_dir} already holds a run; continue it with {continue_it}, "
                 f"or pick a new {setting}"

@@ -31,6 +31,11 @@ from chargpt.run_layout import (
     RECORDED_VARIABLES,
     composed_data_name,
     holds_run,
+    launch_cwd,
+    overrides_files,
+    read_launch,
+    read_overrides,
+    recorded_environment,
     run_dir_of,
 )
 from chargpt.runs.continuation import resume_subdir
@@ -66,6 +71,22 @@ def resume_command(
     kept = absolute_overrides(given, cwd, LOCAL_BUILDERS, data_name)
     words = ["chargpt-train", *(config_folders or []), *kept, f"ckpt_path={run_dir}"]
     return " ".join([*shell_words.assignments(environment or {}), shell_words.join(words)])
+
+
+def recorded_resume_command(run_dir: Path, overrides_file: Path | None = None) -> str:
+    """The command that resumes the run in `run_dir` as its launch recorded in `overrides_file`
+    has it (its latest launch's, by default): its overrides, named from where it was launched, its
+    own config folders (config_folders_given, from the hydra.yaml beside; none where that cannot be
+    read) and the variables it set (recorded_environment: the PYTHONPATH of its own code)."""
+    if overrides_file is None:
+        overrides_file = overrides_files(run_dir)[-1]
+    try:
+        folders = config_folders_given(read_launch(overrides_file.parent))
+    except Exception:  # missing or unreadable: the resume command names the folders it can
+        folders = []
+    return resume_command(run_dir.resolve(), read_overrides(overrides_file),
+                          launch_cwd(overrides_file.parent), config_folders=folders,
+                          environment=recorded_environment(overrides_file.parent))
 
 
 def this_process_environment() -> list[str]:

@@ -8,17 +8,12 @@ from pathlib import Path
 from typing import Any
 
 from chargpt import shell_words
-from chargpt.hydra_run import config_folders_given
 from chargpt.plural import counted
 from chargpt.run_layout import (
     last_checkpoint,
-    launch_cwd,
     overrides_files,
-    read_launch,
-    read_overrides,
-    recorded_environment,
 )
-from chargpt.runs.resume import resume_command
+from chargpt.runs.resume import recorded_resume_command
 from chargpt.runs.sweep_record import continue_command, planned_jobs, recorded_sweep, stored_study, sweep_of
 
 STOPPED = ("interrupted", "killed", "incomplete")
@@ -71,7 +66,7 @@ def stopped_runs_note(rows: list[dict[str, Any]], top: Path) -> str | None:
     checkpoints = {r["run"]: last_checkpoint(r["dir"]) for r in alone}
     # Each resumed with the settings of its latest launch (its first, or its latest resume).
     latest = {r["run"]: overrides_files(r["dir"])[-1] for r in alone}
-    commands = [_resume_command(r["dir"], latest[r["run"]])
+    commands = [recorded_resume_command(r["dir"], latest[r["run"]])
                 for r in alone if checkpoints[r["run"]] is not None]
     fresh = [shell_words.quote(r["run"]) for r in alone if checkpoints[r["run"]] is None]
     listed = STOPPED_RUNS_LISTED
@@ -93,17 +88,3 @@ def stopped_runs_note(rows: list[dict[str, Any]], top: Path) -> str | None:
         lines.append(f"{counted(len(fresh), 'run')} stopped before a first checkpoint, nothing to resume "
                      f"({names}): launch {'them' if len(fresh) > 1 else 'it'} again to start over")
     return "\n".join(lines) or None
-
-
-def _resume_command(run_dir: Path, overrides_file: Path) -> str:
-    """The command that resumes `run_dir` with its launch recorded in `overrides_file`: its
-    overrides, named from where it was launched, its own config folders (config_folders_given,
-    from the hydra.yaml beside; none where that cannot be read) and the variables it set
-    (recorded_environment: the PYTHONPATH of its own code)."""
-    try:
-        folders = config_folders_given(read_launch(overrides_file.parent))
-    except Exception:  # missing or unreadable: the resume command names the folders it can
-        folders = []
-    return resume_command(run_dir.resolve(), read_overrides(overrides_file),
-                          launch_cwd(overrides_file.parent), config_folders=folders,
-                          environment=recorded_environment(overrides_file.parent))
