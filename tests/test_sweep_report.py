@@ -560,6 +560,31 @@ def test_a_shared_removal_is_shown_as_typed(tmp_path: Path, capsys, monkeypatch)
     assert [line for line in lines if line.startswith("shared:")] == ["shared: '~callbacks.progress_bar'"]
 
 
+def test_an_added_setting_is_shown_with_its_plus_and_the_csv_keeps_its_name(
+    tmp_path: Path, capsys, monkeypatch
+) -> None:
+    # `+new.key=1` was shown as `new.key=1`: pasted back, chargpt-train refused it (add it with `+`).
+    # A swept addition's column was headed `new.key` likewise. The CSVs keep the setting's name.
+    monkeypatch.setenv("COLUMNS", "160")
+    sweep = tmp_path / "added, é 🚀"
+    for name, seed, other in (("0", 1, "a"), ("1", 2, "a"), ("2", 3, "b")):
+        fake_run(sweep, name, ["+new.key=1", f"++other.key={other}", f"seed={seed}"],
+                 metrics(2.0 + seed / 10, 2.1), {"status": "finished"})
+    report(sweep)
+    out = capsys.readouterr().out
+    run_table, groups_table = out.split(": mean ± std over seeds")
+    (line,) = [line.strip() for line in run_table.splitlines() if line.strip().startswith("shared:")]
+    assert shlex.split(line.removeprefix("shared: ")) == ["+new.key=1"]
+    for table in (run_table, groups_table):
+        header = next(line for line in table.splitlines() if line.startswith("┃"))
+        assert "┃ ++other.key ┃" in header
+    with (sweep / "report.csv").open(newline="", encoding="utf-8") as f:
+        assert {r["run"]: (r["new.key"], r["other.key"]) for r in csv.DictReader(f)} == {
+            "0": ("1", "a"), "1": ("1", "a"), "2": ("1", "b")}
+    with (sweep / "report_groups.csv").open(newline="", encoding="utf-8") as f:
+        assert sorted(r["other.key"] for r in csv.DictReader(f)) == ["a", "b"]
+
+
 def test_the_csv_tells_a_run_that_removed_a_setting_from_one_that_kept_it(
     tmp_path: Path, capsys, monkeypatch
 ) -> None:

@@ -18,7 +18,7 @@ from chargpt.run_layout import CONFIG_DIR, OVERRIDES_FILE, run_folders
 from chargpt.runs.curves import curve_runs, write_curves
 from chargpt.runs.report_files import check_outputs, output_paths, write_csv
 from chargpt.runs.report_table import print_groups, print_table
-from chargpt.runs.run_rows import NotARun, comparable_paths, flat_rows, run_row, sort_rows
+from chargpt.runs.run_rows import NotARun, comparable_paths, flat_rows, run_row, sort_rows, typed_keys
 from chargpt.runs.seed_groups import flat_groups, group_runs
 from chargpt.runs.sweep_notes import stopped_runs_note, sweep_note
 from chargpt.runs.sweep_record import recorded_sweep, swept_settings
@@ -55,13 +55,14 @@ def report(sweep_dir: Path, csv_path: Path | None = None, sort_by: str = "best_v
     metric = "best_val_loss" if sort_by == "run" else sort_by
     groups = group_runs(ranked, metric)
     swept = swept_settings(ranked, sweep_dir)
+    typed = typed_keys(ranked)
     # Output into a pipe whose reader stopped (`| head`) stops the printing, not the files: the
     # closed pipe is raised (exit 141) once they are written.
     closed = _printing(lambda: print_table(f"{sweep_dir} ({how_many}, sorted by {sort_by})", columns, rows,
-                                           metric=metric, swept=swept))
+                                           metric=metric, swept=swept, typed=typed))
     closed = closed or _printing(lambda: print_groups(
         f"{counted(len(groups), 'setting')}: mean ± std over seeds, sorted by {metric}", groups, metric,
-        swept=swept))
+        swept=swept, typed=typed))
     write_csv(csv_path, columns, rows)
     write_csv(groups_path, *flat_groups(groups))
     if recorded_sweep(sweep_dir) is not None:  # a sweep: continued as a whole, or still running

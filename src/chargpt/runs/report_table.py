@@ -98,14 +98,28 @@ def _table(
     return table
 
 
+def _typed_names(
+    columns: list[str], rows: list[dict[str, Any]], swept: Collection[str], typed: dict[str, str]
+) -> tuple[list[str], list[dict[str, Any]], set[str]]:
+    """The columns, rows and `swept` with each setting a launch added named as typed (`typed`:
+    {"new.key": "+new.key"}), as a command takes it; the CSVs keep the setting's name."""
+    if not typed:
+        return columns, rows, set(swept)
+    columns = [typed.get(c, c) for c in columns]
+    rows = [{typed.get(c, c): value for c, value in row.items()} for row in rows]
+    return columns, rows, {typed.get(c, c) for c in swept}
+
+
 def print_table(
     title: str, columns: list[str], rows: list[dict[str, Any]], metric: str = "best_val_loss",
-    swept: Collection[str] = (),
+    swept: Collection[str] = (), typed: dict[str, str] | None = None,
 ) -> None:
     """The screen shows the settings that vary or are `swept` only; the CSV has every column. The
     table fits the terminal: setting columns wrap, then the last ones are left out down to the
     first (named in the caption), then the error column, the metrics other than the ranking
-    `metric`, and the first setting; run, status and what is shown of the metrics stay whole."""
+    `metric`, and the first setting; run, status and what is shown of the metrics stay whole. A
+    setting a launch added is named as `typed` (`+new.key`)."""
+    columns, rows, swept = _typed_names(columns, rows, swept, typed or {})
     shown, shared = varying(columns, rows, swept)
     if not any(row["error"] for row in rows):
         shown.remove("error")
@@ -272,13 +286,15 @@ ONCE_EACH = ("settings: each ran once (one seed), so a table of their mean ± st
 
 def print_groups(
     title: str, groups: list[dict[str, Any]], metric: str, swept: Collection[str] = (),
+    typed: dict[str, str] | None = None,
 ) -> None:
     """The settings that vary between groups or are `swept`, then mean ± std of each figure over
-    the seeds; where each setting ran once, one line (ONCE_EACH) instead."""
+    the seeds; where each setting ran once, one line (ONCE_EACH) instead. A setting a launch added
+    is named as `typed` (`+new.key`)."""
     if all(group["runs"] == 1 for group in groups):
         _fitted_console().print(Text(ONCE_EACH))  # wrapped at the table's width
         return
-    columns, flat = flat_groups(groups)
+    columns, flat, swept = _typed_names(*flat_groups(groups), swept, typed or {})
     settings = columns[: columns.index("seeds")]
     shared = {c: flat[0][c] for c in settings if c not in swept and len({str(r[c]) for r in flat}) == 1}
     swept = [c for c in settings if c not in shared]

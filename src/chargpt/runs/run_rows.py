@@ -50,15 +50,18 @@ class NotARun(ChargptError):
     """A folder that looks like a run but whose recorded overrides cannot be read."""
 
 
-def _overrides_in(path: Path) -> dict[str, str]:
+def _recorded(path: Path) -> list[str]:
     try:
-        items = read_overrides(path)
+        return read_overrides(path)
     except NotOverrides as err:
         raise NotARun(str(err)) from None
     except Exception as err:  # YAML's errors, OmegaConf's, the OS's: each means unreadable
         raise NotARun(f"{path} cannot be read ({first_line(err, 80)})") from None
+
+
+def _overrides_in(path: Path) -> dict[str, str]:
     overrides: dict[str, str] = {}
-    for item in items:
+    for item in _recorded(path):
         key = removal_key(item)
         if key != "ckpt_path":  # how a resume is launched, not a setting of the run
             overrides[key] = literal_value(item)  # free text was quoted for Hydra
@@ -81,6 +84,19 @@ def parse_overrides(run_dir: Path) -> dict[str, str]:
         same = was == now or (is_path_key(key) and _same_path(was, now, *cwds))
         settings[key] = was if same else f"{was}→{now}"
     return settings
+
+
+def added_keys(run_dir: Path) -> dict[str, str]:
+    """The settings the run's launches added (`+new.key=1`, `++key=1`), each with its key as typed:
+    {"new.key": "+new.key"}. Its column keeps the setting's name; pasted without the `+`, a command
+    refuses a setting the config does not have."""
+    return {removal_key(item): item.partition("=")[0] for file in overrides_files(run_dir)
+            for item in _recorded(file) if item.startswith("+")}
+
+
+def typed_keys(rows: list[dict[str, Any]]) -> dict[str, str]:
+    """The setting columns that any of the rows (run_row's) added, each with its key as typed."""
+    return {key: typed for row in rows for key, typed in row.get("added", {}).items()}
 
 
 def _same_path(was: str, now: str, first_cwd: str | None, latest_cwd: str | None) -> bool:
@@ -160,6 +176,7 @@ def run_row(run_dir: Path, sweep_dir: Path) -> dict[str, Any]:
     return {
         "run": run_name(run_dir, sweep_dir),
         "overrides": parse_overrides(run_dir),
+        "added": added_keys(run_dir),
         "recorded_seed": recorded_seed(run_dir),
         "chosen_shape": chosen_shape(run_dir),
         "status": run_status(run_dir, status, metrics),
