@@ -417,6 +417,44 @@ def test_a_full_disk_met_writing_metrics_json_names_the_file(tmp_path, corpus, m
                         "free some space there, or write elsewhere\n") and "Traceback" not in err
 
 
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="reads a descriptor's path from Linux's /proc")
+@pytest.mark.parametrize("default_folder", [False, True])
+def test_a_full_disk_before_training_is_one_line_naming_the_run_folder(
+    tmp_path, corpus, monkeypatch, capsys, default_folder
+) -> None:
+    # Every write into the run's folder fails, as on a full disk. The lock file's pid was the first:
+    # its OSError, raised in a Hydra callback, became Hydra's warning, and the start went on; then
+    # Hydra's own write of .hydra/config.yaml was a traceback `OSError: [Errno 28] No space left on
+    # device`, exit 1, naming no file.
+    import hydra.core.utils
+
+    outputs = tmp_path / "full disk, é 🚀"
+    run_dir = outputs / "run" if not default_folder else None
+    written = os.write
+
+    def full_disk_write(fd: int, data: bytes) -> int:
+        if os.readlink(f"/proc/self/fd/{fd}").startswith(str(outputs)):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return written(fd, data)
+
+    def full_disk_open(file, mode="r", *args, **kwargs):  # type: ignore[no-untyped-def]
+        if "w" in mode and str(file).startswith(str(outputs)):
+            raise OSError(errno.ENOSPC, "No space left on device")  # as its write-out on closing
+        return open(file, mode, *args, **kwargs)
+
+    monkeypatch.setattr(os, "write", full_disk_write)
+    monkeypatch.setattr(hydra.core.utils, "open", full_disk_open, raising=False)
+    outputs.mkdir()
+    args = [*bare_train_args(corpus, run_dir, "trainer.max_steps=2"), f"paths.output_root={outputs}"]
+    assert run_cli(train_main, *args) == 2
+    err = capsys.readouterr().err
+    (line,) = err.splitlines()
+    assert line.startswith(f"error: cannot write to the output directory {outputs}"), err
+    assert line.endswith(" (No space left on device); free some space there, or set "
+                         "hydra.run.dir (or paths.output_root) to a folder on a disk with room"), err
+    assert list(outputs.iterdir()) == []  # the folder the start made is gone again
+
+
 def test_a_full_disk_met_writing_a_checkpoint_names_it(tmp_path, corpus, monkeypatch, capsys) -> None:
     # torch.save meets a full disk as an OSError, then ends in a RuntimeError of its zip writer
     # ("unexpected pos"): the checkpoint's own error was not said, and the file torch still held open

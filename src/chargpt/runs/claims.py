@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from chargpt import file_locks
-from chargpt.errors import ConfigError, SetupError
+from chargpt.errors import NO_ROOM, ConfigError, SetupError
 from chargpt.processes import process_alive
 from chargpt.run_layout import CONFIG_DIR, LOCK_FILE, LOG_FILE, STATUS_FILE, holds_run, log_handlers_in
 from chargpt.runs.status import has_started
@@ -59,15 +59,26 @@ class Claim:
 claims: list[Claim] = []
 
 
+# More than a start writes before training (the lock's pid, Hydra's .hydra/*.yaml and log): a
+# folder without this much room is refused before Hydra's write meets the full disk, which is its
+# traceback (exit 1) naming no file.
+ROOM_NEEDED = 64 * 1024
+
+
 def check_writable(folder: Path, setting: str) -> None:
+    """Refuse (ConfigError) a folder that cannot be made, written in, or has no room left."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
-            pass
+        with tempfile.TemporaryFile(dir=folder) as probe:  # gone once closed: nothing left there
+            left = bytes(ROOM_NEEDED)
+            while left:  # a disk with less room takes part of it, then refuses the rest
+                left = left[os.write(probe.fileno(), left):]
     except OSError as err:
+        elsewhere = f"set {setting} (or paths.output_root) to a"
+        fix = (f"free some space there, or {elsewhere} folder on a disk with room" if err.errno in NO_ROOM
+               else f"{elsewhere} writable folder")
         raise ConfigError(
-            f"cannot write to the output directory {folder} ({err.strerror or err}); "
-            f"set {setting} (or paths.output_root) to a writable folder"
+            f"cannot write to the output directory {folder} ({err.strerror or err}); {fix}"
         ) from None
 
 
@@ -112,8 +123,13 @@ def _lock(claim: Claim, setting: str) -> None:
     except OSError:  # a file system without locks (some network ones): run unlocked
         os.close(fd)
         return
-    os.ftruncate(fd, 0)
-    os.write(fd, f"{os.getpid()}\n".encode())
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+    except OSError:  # a full disk: raised in a Hydra callback, it was only Hydra's warning
+        os.close(fd)
+        check_writable(claim.folder, setting)
+        raise
     claim.lock_fd = fd
 
 

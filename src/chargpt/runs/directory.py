@@ -371,6 +371,7 @@ class RunDirGuard(Callback):
             except FolderLocked as err:
                 _refuse_resuming_a_live_run(config.get("ckpt_path"), run_dir, err)
                 raise
+        check_writable(run_dir, "hydra.run.dir")  # with room for what Hydra writes there next
         check_run_dir(run_dir, config.get("ckpt_path"))
 
     @exit_on_user_error
