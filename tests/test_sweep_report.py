@@ -342,6 +342,29 @@ def test_a_stopped_run_outside_a_sweep_is_given_its_resume_command(tmp_path: Pat
     assert "done" not in out.split("stopped early")[1]  # a finished run needs nothing
 
 
+def test_a_failed_run_with_a_checkpoint_is_given_its_resume_command(tmp_path: Path, capsys) -> None:
+    # A run that failed after writing last.ckpt (the disk filled while metrics.json was written) got
+    # no command to go on with, where a stopped one gets one; one that failed before any checkpoint
+    # has nothing to resume, and is not said to.
+    runs = tmp_path / "my runs, é 🚀"
+    error = "OSError: [Errno 28] No space left on device: 'metrics.json'"
+    fake_run(runs, "full, disk", ["model=tiny", "trainer.max_steps=8"], {**metrics(1.7, 1.7), "step": 4},
+             {"status": "failed", "error": error})
+    (runs / "full, disk" / "checkpoints").mkdir()
+    (runs / "full, disk" / "checkpoints" / "last.ckpt").write_bytes(b"weights")
+    fake_run(runs, "bad", ["model.n_head=3"], None, {"status": "failed", "error": "ConfigError: n_head"})
+
+    report(runs)
+
+    out = capsys.readouterr().out
+    lines = out.split("written: ")[0].splitlines()
+    at = lines.index("1 run failed after writing a checkpoint; fix what its error says, then resume it from "
+                     "its last checkpoint with:")
+    assert shlex.split(lines[at + 1]) == [
+        "chargpt-train", "model=tiny", "trainer.max_steps=8", f"ckpt_path={(runs / 'full, disk').resolve()}"]
+    assert "bad" not in "\n".join(lines[at:]) and "stopped" not in out
+
+
 def test_a_stopped_runs_resume_command_gives_its_own_config_folders_again(tmp_path: Path, capsys) -> None:
     # A run launched with its options in the user's own folders (--config-dir, hydra.searchpath)
     # was told to resume without them, and that command was refused: optimizer=my_opt not found.

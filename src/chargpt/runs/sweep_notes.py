@@ -9,10 +9,7 @@ from typing import Any
 
 from chargpt import shell_words
 from chargpt.plural import counted
-from chargpt.run_layout import (
-    last_checkpoint,
-    overrides_files,
-)
+from chargpt.run_layout import last_checkpoint
 from chargpt.runs.resume import recorded_resume_command
 from chargpt.runs.sweep_record import continue_command, planned_jobs, recorded_sweep, stored_study, sweep_of
 
@@ -56,35 +53,47 @@ STOPPED_RUNS_LISTED = 5  # resume commands printed; the table's status column na
 
 def stopped_runs_note(rows: list[dict[str, Any]], top: Path) -> str | None:
     """For a folder of runs that is not itself a sweep: the command that resumes each stopped run
-    from its last checkpoint, or that it has none; a stopped or failed job of a sweep inside the
-    folder is given its sweep's continue command instead (it also runs the jobs that never started,
-    and trains the failed ones again)."""
-    stopped = [r for r in rows if r["status"] in STOPPED]
+    from its last checkpoint, or that it has none, and each failed run that wrote one (a full disk,
+    a NaN: once fixed, it goes on from there); a stopped or failed job of a sweep inside the folder
+    is given its sweep's continue command instead (it also runs the jobs that never started, and
+    trains the failed ones again)."""
     # A failed job too: continuing its sweep trains it again.
     sweeps = {r["run"]: sweep_of(r["dir"], top) for r in rows if r["status"] in (*STOPPED, "failed")}
-    alone = [r for r in stopped if sweeps[r["run"]] is None]
+    alone = [r for r in rows if r["run"] in sweeps and sweeps[r["run"]] is None]
     checkpoints = {r["run"]: last_checkpoint(r["dir"]) for r in alone}
-    # Each resumed with the settings of its latest launch (its first, or its latest resume).
-    latest = {r["run"]: overrides_files(r["dir"])[-1] for r in alone}
-    commands = [recorded_resume_command(r["dir"], latest[r["run"]])
-                for r in alone if checkpoints[r["run"]] is not None]
-    fresh = [shell_words.quote(r["run"]) for r in alone if checkpoints[r["run"]] is None]
-    listed = STOPPED_RUNS_LISTED
+    stopped = [r for r in alone if r["status"] in STOPPED]
+    failed = [r for r in alone if r["status"] == "failed" and checkpoints[r["run"]] is not None]
+    fresh = [shell_words.quote(r["run"]) for r in stopped if checkpoints[r["run"]] is None]
     lines = []
     for sweep in dict.fromkeys(s for s in sweeps.values() if s is not None):
         jobs = [r for r in rows if sweep in r["dir"].parents]
         # Its jobs' folders, found already: a walk of the sweep's folder for each note was one too many.
         if note := sweep_note(sweep, jobs, [r["dir"] for r in jobs]):
             lines.append(f"{sweep}: {note}")
-    if commands:
-        each = "each" if len(commands) > 1 else "it"
-        stopped_early = counted(len(commands), "run")
-        lines.append(f"{stopped_early} stopped early; resume {each} from its last checkpoint with:")
-        lines += [f"  {c}" for c in commands[:listed]]
-        if len(commands) > listed:
-            lines.append(f"  ... and {len(commands) - listed} more (the table's status column)")
+    resumable = [r for r in stopped if checkpoints[r["run"]] is not None]
+    lines += _resume_lines(resumable, "{runs} stopped early; resume {each} from its last checkpoint with:")
+    lines += _resume_lines(failed, "{runs} failed after writing a checkpoint; fix what {its} error says, "
+                                   "then resume {each} from its last checkpoint with:")
+    listed = STOPPED_RUNS_LISTED
     if fresh:
         names = " ".join(fresh[:listed]) + (" ..." if len(fresh) > listed else "")
         lines.append(f"{counted(len(fresh), 'run')} stopped before a first checkpoint, nothing to resume "
                      f"({names}): launch {'them' if len(fresh) > 1 else 'it'} again to start over")
     return "\n".join(lines) or None
+
+
+def _resume_lines(rows: list[dict[str, Any]], heading: str) -> list[str]:
+    """`heading` (of {runs}, {each}, {its}), then the command that resumes each run of `rows`, for up
+    to STOPPED_RUNS_LISTED of them; none for no rows. Each resumes with the settings of its latest
+    launch (its first, or its latest resume)."""
+    if not rows:
+        return []
+    many = len(rows) > 1
+    commands = [recorded_resume_command(r["dir"]) for r in rows]
+    lines = [heading.format(runs=counted(len(rows), "run"), each="each" if many else "it",
+                            its="their" if many else "its")]
+    lines += [f"  {c}" for c in commands[:STOPPED_RUNS_LISTED]]
+    if len(commands) > STOPPED_RUNS_LISTED:
+        lines.append(f"  ... and {len(commands) - STOPPED_RUNS_LISTED} more (the table's status column)")
+    return lines
+
