@@ -235,6 +235,39 @@ def test_streaming_sends_chunks_then_done_with_the_same_text(url: str) -> None:
     assert texts == [c["text"] for c in complete(url, **body)["choices"]]
 
 
+def test_characters_made_before_the_stream_reads_them_arrive_in_one_chunk(
+    server: tuple[str, Engine], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Characters already waiting when the stream sends travel together (merged_text_runs): a client
+    # that reads slower than the model writes gets one chunk of them, not one event per character.
+    # The request's submission waits here until its choice has ended, holding the server's event
+    # loop: every character is waiting by the time the stream sends its first.
+    url, engine = server
+    submit = engine.submit
+
+    def submit_then_wait_for_the_end(*jobs: Any) -> None:
+        (job,) = jobs
+        ended, emit = threading.Event(), job.emit
+
+        def emit_noting_the_end(event: Any) -> None:
+            emit(event)
+            if event.kind == "end":
+                ended.set()
+
+        job.emit = emit_noting_the_end
+        submit(*jobs)
+        assert ended.wait(60)
+
+    settings = dict(prompt="Café, à\n", max_tokens=40, seed=5)
+    whole = complete(url, **settings)["choices"][0]["text"]
+    monkeypatch.setattr(engine, "submit", submit_then_wait_for_the_end)
+    events = read_events(url, **settings)
+    assert events[-1] == "data: [DONE]"
+    chunks = [json.loads(e.removeprefix("data: "))["choices"] for e in events[:-1]]
+    assert [c[0]["text"] for c in chunks] == [whole, ""] and len(whole) == 40
+    assert [c[0]["finish_reason"] for c in chunks] == [None, "length"]
+
+
 def streamed_choices(events: list[str], choices: int) -> tuple[list[str], list[str | None], dict[str, int]]:
     """A stream's texts and finish_reasons by index, and its usage (include_usage)."""
     assert events[-1] == "data: [DONE]"
