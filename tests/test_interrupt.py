@@ -61,11 +61,13 @@ def test_signal_checkpoints_and_prints_the_resume_command(signum, tmp_path, monk
     assert Path(match[2]) == last
     assert torch.load(last, weights_only=True)["global_step"] == step  # nothing done is lost
     assert json.loads((run / "status.json").read_text())["status"] == "interrupted"
-    # The run's own log says how it ended, as the console did.
-    ended = f"run ended: interrupted; continue it with ckpt_path={run}"
+    # The run's own log says how it ended, with the console's command: `ckpt_path` alone would
+    # take the defaults for the run's other settings (here its 1000000 steps, for 3000).
+    resume = err.split("resume with: ", 1)[1].splitlines()[0]
+    ended = f"run ended: interrupted; continue it with {resume}"
     assert (run / "train.log").read_text().splitlines()[-1].endswith(ended)
 
-    python_path, *command = shlex.split(err.split("resume with: ", 1)[1].splitlines()[0])
+    python_path, *command = shlex.split(resume)
     assert python_path == f"PYTHONPATH={env['PYTHONPATH']}"  # where it imported chargpt from
     assert command == ["chargpt-train", *[a for a in args if not a.startswith("hydra.")], f"ckpt_path={run}"]
     # Resume, two more steps: the run continues at step + 1 in the same directory.

@@ -22,7 +22,6 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from chargpt import shell_words
 from chargpt.distributed import is_rank_zero
 from chargpt.errors import SetupError, cause_of, first_line, user_error_in
 from chargpt.files import write_json_atomic
@@ -162,8 +161,10 @@ def record_status(task: Callable[[DictConfig], float | None]) -> Callable[[DictC
             if _interrupted(err):
                 write_status(run_dir, "interrupted")
                 resumable = last_checkpoint(Path(run_dir)) is not None
-                continue_it = shell_words.quote(f"ckpt_path={run_dir}")
-                _note_end(run_dir, f"interrupted; continue it with {continue_it}" if resumable
+                # The console's command: `ckpt_path` alone would take the defaults for the rest.
+                # (Imported here: runs/resume.py imports this module, through continuation.py.)
+                from chargpt.runs.resume import resume_command
+                _note_end(run_dir, f"interrupted; continue it with {resume_command(run_dir)}" if resumable
                           else "interrupted before its first checkpoint")
                 raise
             if isinstance(err, SystemExit) and not err.code:
