@@ -9,6 +9,7 @@ import importlib
 import json
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -390,10 +391,17 @@ def test_gpu_memory_running_out_in_training_records_the_run_failed_and_says_how_
     args = bare_train_args(corpus, run_dir, "trainer.max_steps=4", "trainer.val_check_interval=2")
     assert run_cli(train_main, *args) == 2
     err = capsys.readouterr().err
-    line = ("error: out of GPU memory (could not allocate 20.00 GiB); data.batch_size=4, model.block_size=16 "
+    lead = ("error: out of GPU memory (could not allocate 20.00 GiB); data.batch_size=4, model.block_size=16 "
             "or the model's size (model.n_layer, model.n_embd) is too large for this machine; continue from "
-            f"its last checkpoint with less, e.g. ckpt_path={run_dir} data.batch_size=2\n")
-    assert err.endswith(line) and "Traceback" not in err
+            "its last checkpoint with less, e.g. ")
+    line = err.splitlines()[-1] + "\n"
+    assert line.startswith(lead) and "Traceback" not in err
+    # The run's own command, its smaller batch in place of its own: `ckpt_path` alone would take
+    # the defaults for the rest (another model, refused; 3000 steps).
+    words = [w for w in shlex.split(line.removeprefix(lead)) if not re.match(r"[A-Z_]+=", w)]
+    smaller = ["data.batch_size=2" if a == "data.batch_size=4" else a
+               for a in args if not a.startswith("hydra.")]
+    assert words == ["chargpt-train", *smaller, f"ckpt_path={run_dir}"]
     status = json.loads((run_dir / "status.json").read_text())
     assert (status["status"], status["error"]) == ("failed", line.removeprefix("error: ").strip())
     assert (run_dir / "checkpoints" / "last.ckpt").is_file()  # step 2's, kept

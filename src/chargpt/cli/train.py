@@ -259,7 +259,10 @@ def _smaller_settings(cfg: DictConfig, output_dir: str) -> str:
     retry = "run again"
     if last_checkpoint(Path(output_dir)) is not None:
         retry = "continue from its last checkpoint"
-        smaller = f"{shell_words.quote(f'ckpt_path={output_dir}')} {smaller}"
+        # The run's own command, the smaller batch in place of its own: `ckpt_path` alone would
+        # take the defaults for the rest.
+        smaller = (resume_command(output_dir, changed=[smaller]) if smaller.startswith("data.batch_size=")
+                   else f"{shell_words.quote(f'ckpt_path={output_dir}')} {smaller}")
     return ask_for_less(settings, retry, smaller, why=why)
 
 

@@ -48,7 +48,7 @@ SEARCH_GROUPS = ("hparams_search",)
 def resume_command(
     run_dir: str | Path, overrides: list[str] | None = None, cwd: str | None = None, typed: bool = False,
     config_folders: list[str] | None = None, environment: dict[str, str] | None = None,
-    data_name: str | None = None,
+    data_name: str | None = None, changed: list[str] | None = None,
 ) -> str:
     """The command that continues this run (`overrides`: this job's, by default, as Hydra recorded
     them; `typed`: as a user types them, a recorded command line's): the same overrides, with
@@ -58,7 +58,9 @@ def resume_command(
     this job's, by default), without which its options of those folders are not found.
     `environment`: the variables the command sets (process_environment; this job's, by default).
     `data_name`: the data.name its config composed (the run's saved config's, by default), which
-    says whether a data.data_files it was given names local files."""
+    says whether a data.data_files it was given names local files. `changed`: settings that replace
+    the run's own of the same key, in its place (added where it gave none): the smaller batch a run
+    that ran out of memory continues with."""
     if overrides is None and HydraConfig.initialized():
         overrides, cwd = task_overrides(), HydraConfig.get().runtime.cwd
         environment = process_environment() if environment is None else environment
@@ -66,6 +68,12 @@ def resume_command(
         config_folders = config_folders_given(HydraConfig.get())
     given = [o if typed else as_typed(o) for o in overrides or []
              if not o.startswith(CKPT_PATH) and override_key(o) not in (*SEARCH_GROUPS, "hydra.searchpath")]
+    for setting in changed or []:
+        keys = [override_key(o) for o in given]
+        if override_key(setting) in keys:
+            given[keys.index(override_key(setting))] = setting
+        else:
+            given.append(setting)
     if data_name is None:
         data_name = composed_data_name(Path(run_dir) / CONFIG_DIR)
     kept = absolute_overrides(given, cwd, LOCAL_BUILDERS, data_name)
