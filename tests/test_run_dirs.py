@@ -579,8 +579,13 @@ def test_a_resume_from_an_earlier_checkpoint_in_the_runs_folder_is_refused(tmp_p
                                                          f"ckpt_path={earlier}"), capsys)
     assert code == 2 and len(err.strip().splitlines()) == 1, err
     assert err.startswith(f"error: {earlier} is at step 2, but its run is at step 4")
-    assert err.strip().endswith(f"continue it in a new folder (add hydra.run.dir=NEW_FOLDER), or resume the "
-                                f"run itself with 'ckpt_path={run}'")
+    # The run's own command (its latest launch's): `ckpt_path` alone would take the defaults for
+    # the rest (another model, refused; 3000 steps).
+    advice = err.strip().partition("continue it in a new folder (add hydra.run.dir=NEW_FOLDER), or "
+                                   "resume the run itself with ")[2]
+    words = [w for w in shlex.split(advice) if not re.match(r"[A-Z_]+=", w)]  # (its PYTHONPATH, if any)
+    assert words == ["chargpt-train", *bare_train_args(corpus, None, "trainer.max_steps=4"),
+                                   f"ckpt_path={run}"], err
     assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 4
     assert json.loads((run / "metrics.json").read_text())["step"] == 4
     # Going back in a new folder, as the message says, leaves the run as it was.

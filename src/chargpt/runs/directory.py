@@ -23,9 +23,9 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from omegaconf.errors import InterpolationResolutionError
 
 from chargpt import shell_words
-from chargpt.checkpoints import resolve_checkpoint, stopped_before_checkpoint
+from chargpt.checkpoints import read_checkpoint, resolve_checkpoint, stopped_before_checkpoint
 from chargpt.distributed import is_rank_zero
-from chargpt.errors import ChargptError, ConfigError, exit_on_user_error, first_line
+from chargpt.errors import ChargptError, ConfigError, SetupError, exit_on_user_error, first_line
 from chargpt.export_layout import CONFIG_FILE, is_export
 from chargpt.files import read_json_object
 from chargpt.hydra_run import as_written, is_multirun
@@ -40,6 +40,7 @@ from chargpt.run_layout import (
     SAVED_CONFIG,
     STATUS_FILE,
     holds_run,
+    last_checkpoint,
     overrides_files,
     run_dir_of,
 )
@@ -140,23 +141,50 @@ def check_run_dir(run_dir: Path, ckpt_path: str | None, setting: str = "hydra.ru
         start_over = True
     if holds_run(run_dir) and not start_over:
         if not ckpt_path:
-            # The run's own command: `ckpt_path` alone would take the defaults for the rest.
-            continue_it = (recorded_resume_command(run_dir) if overrides_files(run_dir)[-1].is_file()
-                           else shell_words.quote(f"ckpt_path={run_dir}"))
             raise RunDirInUse(
-                f"the run directory {run_dir} already holds a run; continue it with {continue_it}, "
-                f"or pick a new {setting}"
+                f"the run directory {run_dir} already holds a run; continue it with "
+                f"{_continue_command(run_dir)}, or pick a new {setting}"
             )
         try:
-            resumed = run_dir_of(resolve_checkpoint(ckpt_path))
+            file = resolve_checkpoint(ckpt_path)
         except ChargptError:
-            resumed = None  # train() reports the unusable checkpoint
-        if resumed is not None and resumed.resolve() != run_dir.resolve():
+            file = None  # train() reports the unusable checkpoint
+        if file is not None and run_dir_of(file).resolve() != run_dir.resolve():
             raise RunDirInUse(
                 f"{setting}={run_dir} holds another run, and resuming {ckpt_path} there would overwrite "
                 "its checkpoints; leave hydra.run.dir out to continue in the checkpoint's own run directory"
             )
+        if file is not None:
+            check_not_rewinding(file, run_dir)
     check_writable(run_dir, setting)
+
+
+def check_not_rewinding(file: Path, run_dir: Path) -> None:
+    """A resume from an earlier checkpoint of the run, in the run's own folder, would replace its
+    later last.ckpt (and metrics.json): refused, with the ways to go back that keep it."""
+    last = last_checkpoint(run_dir)
+    if last is None or last.resolve() == file.resolve():
+        return
+    newest = read_json_object(run_dir / METRICS_FILE).get("step")  # the newest checkpoint's step
+    try:
+        step = read_checkpoint(file, mapped=True).get("global_step")
+    except ChargptError:
+        return  # train() reports the unusable checkpoint
+    if isinstance(newest, int) and isinstance(step, int) and step < newest:
+        raise SetupError(
+            f"{file} is at step {step}, but its run is at step {newest}: resuming from it in {run_dir} "
+            f"would replace the run's later checkpoints; to go back to step {step}, continue it in a new "
+            "folder (add hydra.run.dir=NEW_FOLDER), or resume the run itself with "
+            f"{_continue_command(run_dir)}"
+        )
+
+
+def _continue_command(run_dir: Path) -> str:
+    """The command that continues the run in `run_dir`: its own (its latest launch's settings), as
+    `ckpt_path` alone would take the defaults for the rest; that alone where none is recorded."""
+    if overrides_files(run_dir)[-1].is_file():
+        return recorded_resume_command(run_dir)
+    return shell_words.quote(f"ckpt_path={run_dir}")
 
 
 def prepare_run_dir(cfg: DictConfig) -> None:

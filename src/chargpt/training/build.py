@@ -72,7 +72,6 @@ from chargpt.training.run_checks import (
     check_model_settings,
     check_model_target,
     check_not_its_own_start,
-    check_not_rewinding,
     check_trainer_numbers,
     check_window_length,
     resumable,
@@ -399,7 +398,6 @@ def _checkpoint_to_resume(cfg: DictConfig) -> tuple[Path, dict[str, Any]] | tupl
         return None, None
     file = resolve_checkpoint(cfg.ckpt_path)
     ckpt = read_checkpoint(file)
-    check_not_rewinding(file, ckpt, Path(cfg.paths.output_dir))
     return file, ckpt
 
 

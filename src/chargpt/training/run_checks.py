@@ -22,15 +22,13 @@ from hydra.utils import get_object
 from lightning.fabric.plugins.environments import SLURMEnvironment, TorchElasticEnvironment
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from chargpt import shell_words
 from chargpt.checkpoints import resolve_checkpoint
 from chargpt.checks import real_number, shown, whole_number, yes_no
 from chargpt.errors import ChargptError, ConfigError, SetupError, first_line
-from chargpt.files import read_json_object
 from chargpt.hydra_run import is_multirun
 from chargpt.model import ModelConfig
 from chargpt.overrides import override_key
-from chargpt.run_layout import METRICS_FILE, last_checkpoint, run_dir_of
+from chargpt.run_layout import run_dir_of
 from chargpt.spelling import did_you_mean, nearest_name
 from chargpt.training.finetune import resume_settings
 from chargpt.training.lightning_internals import tensorboard_summary_writer
@@ -385,23 +383,6 @@ def resumable(ckpt_path: str | None) -> str | None:
         return str(resolve_checkpoint(ckpt_path))
     except ChargptError:
         return None
-
-
-def check_not_rewinding(file: Path, ckpt: dict[str, Any], run_dir: Path) -> None:
-    """A resume from an earlier checkpoint of the run, in the run's own folder, would replace its
-    later last.ckpt (and metrics.json): refused, with the ways to go back that keep it."""
-    last = last_checkpoint(run_dir)
-    if last is None or last.resolve() == file.resolve() or run_dir_of(file).resolve() != run_dir.resolve():
-        return
-    newest = read_json_object(run_dir / METRICS_FILE).get("step")  # the newest checkpoint's step
-    step = ckpt.get("global_step")
-    if isinstance(newest, int) and isinstance(step, int) and step < newest:
-        raise SetupError(
-            f"{file} is at step {step}, but its run is at step {newest}: resuming from it in {run_dir} "
-            f"would replace the run's later checkpoints; to go back to step {step}, continue it in a new "
-            f"folder (add hydra.run.dir=NEW_FOLDER), or resume the run itself with "
-            f"{shell_words.quote(f'ckpt_path={run_dir}')}"
-        )
 
 
 def check_finetune_settings(cfg: DictConfig) -> None:
