@@ -705,3 +705,31 @@ def test_only_this_machines_left_behind_sweep_folders_are_removed_also_on_nfs(
     assert capsys.readouterr().err == (
         f"note: {elsewhere} was made by a sweep on the machine named 'another-node' (this one is "
         f"{socket.gethostname()!r}); remove it if no sweep runs there (or the machine was renamed)\n")
+
+
+@pytest.mark.parametrize("command", ["sample", "eval"])
+def test_a_slurm_sweeps_jobs_are_not_refused_for_what_this_machine_lacks(
+    command: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Submitted from a login node without a GPU, `chargpt-sample -m hydra/launcher=slurm device=cuda
+    # seed=1,2` was refused ("device=cuda but no CUDA GPU is available"): its jobs run on the cluster's
+    # GPU nodes, whose devices their own checks read, as a training sweep's do.
+    import torch
+    from hydra import compose, initialize_config_dir
+
+    from chargpt.cli import CONFIG_PATH
+    from chargpt.cli.sweep_jobs import check_each_job
+    from chargpt.errors import ConfigError
+
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    (tmp_path / "my runs é").mkdir()
+    ckpt = make_checkpoint(tmp_path / "my runs é" / "model.ckpt")
+    check = sample_cli.check_settings if command == "sample" else eval_cli.check_settings
+    overrides = [f"ckpt_path='{ckpt}'", "device=cuda"]
+    with initialize_config_dir(config_dir=CONFIG_PATH, version_base="1.3"):
+        slurm = compose(command, overrides=["hydra/launcher=slurm", *overrides], return_hydra_config=True)
+        here = compose(command, overrides=overrides, return_hydra_config=True)
+        check_each_job(slurm, check)
+        with pytest.raises(ConfigError, match=r"^device=cuda but no CUDA GPU is available; use device=cpu$"):
+            check_each_job(here, check)  # jobs that run on this machine: refused before the first starts

@@ -67,11 +67,15 @@ def check_each_job(config: DictConfig, check: Callable[[DictConfig], None]) -> N
     each value of each setting the sweep sweeps, as its launcher will compose the jobs
     (launch_checks.check_swept_settings), before its first job starts: a bad value or a checkpoint
     not found was one job's error line after the jobs before it had run (`chargpt-sample -m
-    temperature=0.5,-1`)."""
-    from chargpt.cli.launch_checks import check_swept_settings  # (it imports Hydra's config loader)
+    temperature=0.5,-1`). A SLURM launcher's jobs are composed alone: they start on the cluster,
+    whose devices and files their own checks read (`device=cuda` from a login node without a GPU),
+    as a training sweep's do."""
+    from chargpt.cli.launch_checks import check_swept_settings, submits_to_slurm  # (Hydra's config loader)
     from chargpt.inference import find_trained
 
     jobs, _ = check_swept_settings(config)  # (a search's dimensions: training's alone)
+    if submits_to_slurm(config):
+        return
     for _, job in jobs:
         with naming_removed_settings():
             check(job)
