@@ -168,6 +168,34 @@ def test_a_saved_dataset_given_as_data_path_is_read_as_its_run_read_it(tmp_path,
         assert result["data"] == f"dataset {saved} (train)"
 
 
+@pytest.mark.slow
+@pytest.mark.skipif(lacks("datasets"), reason="the hf extra is not installed")
+def test_a_run_that_joined_its_datasets_empty_rows_is_scored_on_the_text_it_validated_on(
+    tmp_path, capsys, monkeypatch
+) -> None:
+    # Runs before 2026-12-07 joined a dataset's empty rows; named as its error advises (data=hf
+    # data.name=...), or as data.path, its dataset was read with them left out: another validation
+    # text than it validated on, and another loss than its own val_loss.
+    import datasets
+
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf-cache")
+    text = write_corpus(tmp_path / "text.txt", n_chars=3000).read_text(encoding="utf-8")
+    rows = [row for i in range(0, len(text), 200) for row in (text[i : i + 200], "", None)]
+    saved = tmp_path / "saved, données 🚀"
+    splits = {"train": rows[:-6], "validation": rows[-6:]}
+    datasets.DatasetDict({name: datasets.Dataset.from_dict({"text": part}) for name, part in splits.items()}
+                         ).save_to_disk(str(saved))
+    run_dir = tmp_path / "run é"
+    named = ["data=hf", f"data.name={saved}", "data.val_split=validation"]
+    steps = ("trainer.max_steps=2", "trainer.val_check_interval=2")
+    args = [*named, *bare_train_args(tmp_path, run_dir, *steps)[2:]]
+    assert run_cli(train_cli.main, *args, "+data.read_empty_rows=true") == 0  # as those versions read it
+    val_loss = json.loads((run_dir / "metrics.json").read_text())["val_loss"]
+    for data in (named, [f"data.path={saved}"]):
+        result = _result(*run_main(eval_cli.main, [f"ckpt_path={run_dir}", *data], capsys))
+        assert result["loss"] == pytest.approx(val_loss, abs=6e-6), data
+
+
 def test_a_saved_dataset_with_an_export_whose_card_garbles_its_reading_is_refused(tmp_path, capsys) -> None:
     # A card's dataset that is no mapping (edited by hand) was a traceback, 'list' object has no
     # attribute 'items': it is now read as a card that does not record it.

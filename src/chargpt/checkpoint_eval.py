@@ -20,7 +20,7 @@ from chargpt.checkpoints import cut_at_a_fraction, stored_corpus, stored_split
 from chargpt.checks import whole_number
 from chargpt.data.sources.hf_datasets import is_saved_dataset
 from chargpt.data.sources.paths import expand_path
-from chargpt.data.text import DEFAULT_TRAIN_FRACTION, CharText, as_its_run_read, text_of
+from chargpt.data.text import DEFAULT_TRAIN_FRACTION, CharText, as_its_run_read, rows_as_its_run_read, text_of
 from chargpt.errors import ConfigError
 from chargpt.evaluation import Evaluation, check_stride, evaluate_text
 from chargpt.export_layout import CONFIG_FILE
@@ -157,7 +157,11 @@ def _named_texts_settings(settings: dict[str, Any], ckpt: dict[str, Any] | None,
                           overrides: dict[str, str]) -> dict[str, Any]:
     """The data settings a text named by data.path (or data.name) is read with besides `settings`:
     none, unless it is the run's own training text with its validation text, read as the run read
-    them. Its val split cut earlier than its run cut it is refused (refuse_val_in_training_text)."""
+    them. Its val split cut earlier than its run cut it is refused (refuse_val_in_training_text). A
+    dataset (data.path=SAVED too) has its rows read as the checkpoint's run read them: a run from
+    before 2026-12-07 joined its empty rows, and was scored on that text."""
+    if settings.get("name"):
+        return rows_as_its_run_read(stored_corpus(ckpt)) if ckpt is not None else {}
     recorded = (stored_corpus(ckpt) or {}).get("path") if ckpt is not None else None
     path = Path(expand_path(settings["path"])).resolve() if settings.get("path") else None
     if not recorded or path != Path(recorded).resolve():

@@ -18,7 +18,7 @@ from chargpt.data.sources.file_hashes import cached_sha256s
 from chargpt.data.sources.hf_datasets import is_saved_dataset
 from chargpt.data.sources.paths import GLOB_CHARS, expand_path
 from chargpt.data.sources.text_files import files_read, text_files
-from chargpt.data.text import DEFAULT_TRAIN_FRACTION, CharText, as_its_run_read
+from chargpt.data.text import DEFAULT_TRAIN_FRACTION, CharText, as_its_run_read, rows_as_its_run_read
 from chargpt.errors import ConfigError, DataError, UnknownCharactersError
 from chargpt.overrides import hydra_quoted
 
@@ -275,12 +275,6 @@ def _plain_text(file: Path, train_fraction: float) -> str:
 _NO_FRACTION = 0.5
 
 
-def _rows_as_read(reading: dict[str, Any], named: bool) -> dict[str, Any]:
-    """as_its_run_read's `reading` of a dataset; of one `named` anew (moved), the rows alone: it is
-    named by where it is now, but its run's rows are read as that run read them."""
-    return {k: v for k, v in reading.items() if k == "read_empty_rows"} if named else reading
-
-
 def _dataset_as_trained(
     ckpt: dict[str, Any] | None, source: str, dataset: dict[str, Any], train_fraction: float | None,
     named: bool = False,
@@ -308,7 +302,7 @@ def _dataset_as_trained(
         name=dataset.get("name"), config=dataset.get("config"), data_files=dataset.get("data_files"),
         split=dataset.get("split") or "train", val_split=held_out,
         text_field=dataset.get("text_field") or "text",
-        **recorded_settings(corpus), **_rows_as_read(as_its_run_read(corpus), named),
+        **recorded_settings(corpus), **(rows_as_its_run_read if named else as_its_run_read)(corpus),
     )
     try:
         ids = data.encoded().ids

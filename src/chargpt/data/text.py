@@ -488,6 +488,13 @@ def as_its_run_read(corpus: Mapping[str, Any] | None) -> dict[str, Any]:
     return reading
 
 
+def rows_as_its_run_read(corpus: Mapping[str, Any] | None) -> dict[str, Any]:
+    """as_its_run_read's reading of a dataset's rows alone (read_empty_rows), for a dataset named anew
+    (moved, or named by the command): it is named by where it is now, but its rows are read as the
+    checkpoint's run read them, which a run's loss and copies were of."""
+    return {key: value for key, value in as_its_run_read(corpus).items() if key == "read_empty_rows"}
+
+
 def text_of(settings: Mapping[str, Any], **given: Any) -> CharText:
     """The text a data config describes (`given` settings replacing its own), without what only
     serves windows to a trainer (batch sizes, workers, the seed of the window draw)."""
