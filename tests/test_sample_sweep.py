@@ -733,3 +733,16 @@ def test_a_slurm_sweeps_jobs_are_not_refused_for_what_this_machine_lacks(
         check_each_job(slurm, check)
         with pytest.raises(ConfigError, match=r"^device=cuda but no CUDA GPU is available; use device=cpu$"):
             check_each_job(here, check)  # jobs that run on this machine: refused before the first starts
+
+
+def test_a_sampling_sweep_refused_before_its_first_job_makes_no_folder_it_names(
+    in_empty_folders, tmp_path: Path, capsys
+) -> None:
+    # Refused for its bad value, it left the folder hydra.sweep.dir named, holding an empty
+    # multirun.yaml (the sweep's lock), where a training sweep refused so makes none.
+    ckpt = make_checkpoint(tmp_path / "model.ckpt")
+    sweep = in_empty_folders[0] / "my sweep, é 🚀"
+    argv = ["-m", f"ckpt_path={ckpt}", "max_new_tokens=1", "temperature=0.5,-1", f"hydra.sweep.dir={sweep}"]
+    code, out, err = run_main(sample_cli.main, argv, capsys)
+    assert (code, out) == (2, "") and err.startswith("error: temperature=-1 "), err
+    assert _left(*in_empty_folders) == []

@@ -57,9 +57,9 @@ class SweptKeys(Callback):
         _swept = _swept_keys(config.hydra.overrides.task)
         _results.clear()
         check_jobs_can_read(config)
-        _hold_the_sweep_folder(Path(str(config.hydra.sweep.dir)))
-        if _job_check is not None:
+        if _job_check is not None:  # (before the folder is held, which makes it: refused, none is left)
             check_each_job(config, _job_check)
+        _hold_the_sweep_folder(Path(str(config.hydra.sweep.dir)))
 
 
 def check_each_job(config: DictConfig, check: Callable[[DictConfig], None]) -> None:
