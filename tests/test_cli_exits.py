@@ -1102,3 +1102,29 @@ def test_a_model_whose_file_could_not_fill_the_memory_is_loaded_without_counting
     monkeypatch.setattr(model_size, "physical_memory", lambda: model.stat().st_size * 4 - 1)
     with pytest.raises(AssertionError, match="counted"):
         chargpt.load(model)
+
+
+@pytest.mark.parametrize("model_alone", [True, False], ids=["model alone", "batch of one"])
+def test_memory_advice_that_needs_a_smaller_model_starts_a_run_anew(
+    model_alone: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # With a checkpoint in the run's folder it advised "continue from its last checkpoint with less,
+    # e.g. ckpt_path=RUN a smaller model.n_embd": a resume refuses another model's shape. A smaller
+    # batch size is still continued from it.
+    from omegaconf import OmegaConf
+
+    from chargpt.training import model_memory
+
+    run = tmp_path / "my run, é 🚀"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "last.ckpt").write_bytes(b"")
+    too_large = ("model.n_embd=1048576 makes N parameters", "a smaller model.n_embd") if model_alone else None
+    monkeypatch.setattr(model_memory, "model_too_large", lambda cfg: too_large)
+    cfg = OmegaConf.create({"data": {"batch_size": 8 if model_alone else 1}, "model": {"block_size": 64}})
+    said = train_cli._smaller_settings(cfg, str(run))
+    smaller = "a smaller model.n_embd" if model_alone else "a smaller model"
+    assert said.endswith(f"; run again with less, e.g. {smaller}"), said
+    cfg.data.batch_size = 8
+    monkeypatch.setattr(model_memory, "model_too_large", lambda cfg: None)
+    assert train_cli._smaller_settings(cfg, str(run)).endswith(
+        f"; continue from its last checkpoint with less, e.g. 'ckpt_path={run}' data.batch_size=4")

@@ -257,12 +257,12 @@ def _smaller_settings(cfg: DictConfig, output_dir: str) -> str:
         settings = "the model alone"
         why, smaller = model_alone
     retry = "run again"
-    if last_checkpoint(Path(output_dir)) is not None:
+    # (a smaller model is a new run: a resume refuses another model's shape)
+    if smaller.startswith("data.batch_size=") and last_checkpoint(Path(output_dir)) is not None:
         retry = "continue from its last checkpoint"
         # The run's own command, the smaller batch in place of its own: `ckpt_path` alone would
         # take the defaults for the rest.
-        smaller = (resume_command(output_dir, changed=[smaller]) if smaller.startswith("data.batch_size=")
-                   else f"{shell_words.quote(f'ckpt_path={output_dir}')} {smaller}")
+        smaller = resume_command(output_dir, changed=[smaller])
     return ask_for_less(settings, retry, smaller, why=why)
 
 
