@@ -28,6 +28,7 @@ import chargpt.cli.export as export_cli
 import chargpt.cli.sample as sample_cli
 import chargpt.cli.serve as serve_cli
 import chargpt.cli.train as train_cli
+from chargpt import shell_words
 from chargpt.cli import CONFIG_PATH, launch
 from chargpt.cli.train import main as train_main
 from chargpt.errors import OutOfMemory, naming_what_ran_out, needs_extra
@@ -486,6 +487,25 @@ def test_a_full_disk_met_writing_a_checkpoint_names_it(tmp_path, corpus, monkeyp
                         "then run it again (it wrote no checkpoint to resume from)\n"), err
     assert "Traceback" not in err
     assert json.loads((run_dir / "status.json").read_text())["status"] == "failed"
+
+
+def test_a_full_disk_met_by_a_sweeps_job_names_the_sweeps_fix(tmp_path, corpus, monkeypatch, capsys) -> None:
+    # A sweep's job was told to "point hydra.run.dir at a writable folder", which a sweep does not
+    # read (its jobs' folders are in hydra.sweep.dir), "then run it again".
+    import chargpt.checkpoints as checkpoints
+
+    def full_disk_save(obj, f, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(checkpoints.torch, "save", full_disk_save)
+    sweep = tmp_path / "my sweep, é 🚀"
+    args = bare_train_args(corpus, None, "trainer.max_steps=2", "trainer.val_check_interval=2")
+    assert run_cli(train_main, "-m", *args, f"hydra.sweep.dir={sweep}") == 1
+    said = json.loads((sweep / "0" / "status.json").read_text())["error"]
+    checkpoint = sweep / "0" / "checkpoints" / "best-000002.ckpt"
+    assert said == (f"cannot write checkpoint {checkpoint} (No space left on device); free disk space, then "
+                    "continue the sweep, which trains this job again (chargpt-report "
+                    f"{shell_words.quote(str(sweep))} prints its command)")
 
 
 def test_output_that_finds_no_room_when_flushed_is_one_error_line(tmp_path, monkeypatch, capsys) -> None:

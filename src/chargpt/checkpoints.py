@@ -27,6 +27,7 @@ from chargpt.export_layout import (
     read_export_config,
 )
 from chargpt.files import atomic_path
+from chargpt.hydra_run import sweep_dir
 from chargpt.model import ModelConfig
 from chargpt.run_layout import (
     CHECKPOINT_DIR,
@@ -300,12 +301,15 @@ def save_atomic(checkpoint: dict[str, Any], path: str | Path) -> None:
     # Raised here, past the `except`, with only the reason's text kept, so that nothing holds the
     # failure's frames: they hold torch's writer, whose file, removed but still open, kept the disk
     # full for what the run writes next (its status.json).
-    run_dir = target.parent.parent if target.parent.name == CHECKPOINT_DIR else target.parent
-    then = ("resume from the last checkpoint" if last_checkpoint(run_dir) is not None
-            else "run it again (it wrote no checkpoint to resume from)")
-    raise CheckpointError(
-        f"cannot write checkpoint {target} ({reason}); free disk space or point hydra.run.dir at a "
-        f"writable folder, then {then}")
+    if (sweep := sweep_dir()) is not None:  # a sweep's job: its folder is the sweep's (hydra.sweep.dir)
+        fix = (f"free disk space, then continue the sweep, which trains this job again (chargpt-report "
+               f"{shell_words.quote(str(sweep))} prints its command)")
+    else:
+        run_dir = target.parent.parent if target.parent.name == CHECKPOINT_DIR else target.parent
+        then = ("resume from the last checkpoint" if last_checkpoint(run_dir) is not None
+                else "run it again (it wrote no checkpoint to resume from)")
+        fix = f"free disk space or point hydra.run.dir at a writable folder, then {then}"
+    raise CheckpointError(f"cannot write checkpoint {target} ({reason}); {fix}")
 
 
 def _why_write_failed(err: BaseException | None) -> str | None:
