@@ -1146,5 +1146,6 @@ def test_memory_advice_that_needs_a_smaller_model_starts_a_run_anew(
     assert said.endswith(f"; run again with less, e.g. {smaller}"), said
     cfg.data.batch_size = 8
     monkeypatch.setattr(model_memory, "model_too_large", lambda cfg: None)
-    assert train_cli._smaller_settings(cfg, str(run)).endswith(
-        f"; continue from its last checkpoint with less, e.g. 'ckpt_path={run}' data.batch_size=4")
+    said = train_cli._smaller_settings(cfg, str(run))
+    assert "; continue from its last checkpoint with less, e.g. chargpt-train " in said, said
+    assert said.endswith(f"data.batch_size=4 'ckpt_path={run}'"), said
