@@ -225,6 +225,10 @@ TRAIN_CASES = [
         ["sample.temperature=abc"],
         "sample.temperature='abc' must be a finite number >= 0",
     ),
+    # Lightning's "'<' not supported between instances of 'str' and 'int'", once the text was read.
+    ("checkpoints kept not a number", ["callbacks.model_checkpoint.save_top_k=x"],
+     "callbacks.model_checkpoint.save_top_k='x' must be a whole number: how many of the best checkpoints to "
+     "keep (e.g. 1), 0 for none, or -1 for every one"),
     ("warmup not a number", ["scheduler.warmup_steps=abc"],
      "scheduler.warmup_steps='abc' must be a whole number >= 0"),
     ("warmup negative", ["scheduler.warmup_steps=-5"], "scheduler.warmup_steps=-5 must be a whole number"),
@@ -471,7 +475,8 @@ TRAIN_CASES = [
      "error: model.dropoutt is not a setting of model (did you mean model.dropout?); drop it, or check its "
      "spelling"),
     ("checkpoint count negative", ["callbacks.model_checkpoint.save_top_k=-5"],
-     "callbacks.model_checkpoint: Invalid value for save_top_k=-5"),
+     "callbacks.model_checkpoint.save_top_k=-5 must be a whole number: how many of the best checkpoints to "
+     "keep (e.g. 1), 0 for none, or -1 for every one"),
     ("NaN check interval zero", ["callbacks.nonfinite_guard.check_every=0"],
      "callbacks.nonfinite_guard.check_every=0 must be a whole number >= 1"),
     ("TensorBoard sample prompt typed in another encoding", ["callbacks.sample_text.prompt=caf\udce9"],
@@ -852,8 +857,23 @@ def test_a_sweep_keeps_a_list_for_a_setting_its_class_takes_a_list_for(files, tm
     (["seed=1,2", "data.split=xyz"], "error: data.split=xyz is not a split of text files: "),
     (["seed=1,2", "data.normalize=NFX"], "error: data.normalize=NFX is not one of NFC, NFKC, NFD, NFKD"),
     (["data.batch_size=4,0"], "error: data.batch_size=0 must be a whole number >= 1"),
+    # Checked by the scheduler's and callbacks' constructors, and Lightning's, as each job built them.
+    (["seed=1,2", "scheduler.warmup_steps=-1"],
+     "error: scheduler.warmup_steps=-1 must be a whole number >= 0"),
+    (["scheduler.min_lr_ratio=0.1,2"], "error: scheduler.min_lr_ratio=2 must be between 0 and 1"),
+    (["seed=1,2", "callbacks.nonfinite_guard.check_every=0"],
+     "error: callbacks.nonfinite_guard.check_every=0 must be a whole number >= 1"),
+    (["seed=1,2", "callbacks.train_monitor.grad_norm=maybe"],
+     "error: callbacks.train_monitor.grad_norm='maybe' must be true or false"),
+    (["callbacks.sample_text.temperature=0.8,-1"],
+     "error: callbacks.sample_text.temperature=-1 must be a finite number >= 0 (0 means greedy)"),
+    # Lightning's own: "callbacks.model_checkpoint: '<' not supported between instances of 'str' and 'int'".
+    (["seed=1,2", "callbacks.model_checkpoint.save_top_k=x"],
+     "error: callbacks.model_checkpoint.save_top_k='x' must be a whole number: how many of the best "
+     "checkpoints to keep (e.g. 1), 0 for none, or -1 for every one"),
 ], ids=["fixed", "second-value", "grid", "joblib", "optuna", "seed", "sample", "sample-seed", "matmul",
-        "threads", "data-split", "data-normalize", "data-batch"])
+        "threads", "data-split", "data-normalize", "data-batch", "warmup", "lr-floor", "nonfinite-check",
+        "grad-norm", "sample-text", "save-top-k"])
 def test_a_sweeps_bad_setting_is_refused_before_any_job(typed, expected, files, capsys):
     # Each job refused the setting once the sweep's folder was made (the sweep exited 1), a good
     # first job trained first, where a single run with it was refused at once.

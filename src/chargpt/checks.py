@@ -4,16 +4,33 @@ what it takes, before torch or Lightning meet it (their own errors name neither)
 
 from __future__ import annotations
 
+import contextlib
 import math
 import numbers
+from collections.abc import Iterator
 from typing import Literal, overload
 
-from chargpt.errors import SettingError
+from chargpt.errors import ConfigError, SettingError
 
 SEED_RANGE = (-(2**63), 2**64 - 1)  # what torch.Generator.manual_seed accepts
 TRAINING_SEED_MAX = 2**32 - 1  # numpy's seeds, which Lightning seeds too
 _OR_NULL = {True: ", or null", False: ""}
 WITHOUT_DECIMAL_POINT = "write it without a decimal point or exponent"  # a whole number typed as 1e6
+
+
+@contextlib.contextmanager
+def named_under(label: str) -> Iterator[None]:
+    """A part's own check names its bare setting (`check_every=0 must be ...`): said here under the
+    config that holds it (`callbacks.nonfinite_guard.check_every=0 must be ...`). A setting named in
+    full already (a schedule's `scheduler.warmup_steps`: its group is always `scheduler`) is kept."""
+    try:
+        yield
+    except SettingError as err:
+        if err.setting.startswith(f"{label}."):
+            raise
+        raise SettingError(f"{label}.{err}", f"{label}.{err.setting}") from None
+    except ConfigError as err:
+        raise ConfigError(f"{label}.{err}") from None
 
 
 def shown(value: object) -> str:

@@ -33,7 +33,6 @@ from chargpt.distributed import is_rank_zero
 from chargpt.errors import ChargptError, ConfigError, first_line
 from chargpt.files import read_json_object, write_text_atomic
 from chargpt.hydra_run import plain, task_overrides
-from chargpt.metric_names import MONITORABLE, is_monitorable
 from chargpt.model import ModelConfig
 from chargpt.model.sampling import check_sampling
 from chargpt.overrides import override_key
@@ -72,6 +71,7 @@ from chargpt.training.run_checks import (
     check_model_settings,
     check_model_target,
     check_not_its_own_start,
+    check_setting_values,
     check_trainer_numbers,
     check_window_length,
     resumable,
@@ -208,19 +208,14 @@ def _logger(key: str, config: DictConfig, resume_step: int | None, tracker_runs:
 def _callback(key: str, config: DictConfig) -> L.Callback:
     """The callback a config names, its bad settings one error naming `callbacks.KEY.SETTING`
     (before any step: Lightning would find some only at the first validation)."""
+    check_setting_values(f"callbacks.{key}", config)  # (what Lightning's own classes would refuse unclearly)
     try:
-        callback = instantiate(config)
+        return instantiate(config)
     except InstantiationException as err:
         cause = err.__cause__ or err
         if isinstance(cause, ConfigError):  # our checks name the bare setting: "seed='abc' must ..."
             raise ConfigError(f"callbacks.{key}.{cause}") from None
         raise ConfigError(f"callbacks.{key}: {first_line(cause)}") from None
-    monitor = getattr(callback, "monitor", None)
-    if isinstance(callback, ModelCheckpoint) and monitor is not None and not is_monitorable(monitor):
-        raise ConfigError(
-            f"callbacks.{key}.monitor={monitor} is not a logged metric; use one of {', '.join(MONITORABLE)}"
-        )
-    return callback
 
 
 def build_trainer(

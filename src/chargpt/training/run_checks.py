@@ -20,16 +20,18 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import get_object
 from lightning.fabric.plugins.environments import SLURMEnvironment, TorchElasticEnvironment
+from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from chargpt.checkpoints import resolve_checkpoint
-from chargpt.checks import real_number, shown, whole_number, yes_no
+from chargpt.checks import named_under, real_number, shown, whole_number, yes_no
 from chargpt.errors import ChargptError, ConfigError, SetupError, first_line
 from chargpt.hydra_run import is_multirun
 from chargpt.model import ModelConfig
 from chargpt.overrides import override_key
 from chargpt.run_layout import run_dir_of
 from chargpt.spelling import did_you_mean, nearest_name
+from chargpt.training.callbacks.checkpointing import check_checkpoint_settings
 from chargpt.training.finetune import resume_settings
 from chargpt.training.lightning_internals import tensorboard_summary_writer
 
@@ -323,6 +325,39 @@ def check_constructor_settings(cfg: DictConfig) -> None:
     for label, settings in groups:
         if isinstance(settings, DictConfig) and "_target_" in settings:
             _unknown_setting(label, settings)
+            check_setting_values(label, settings)
+
+
+# The checks chargpt makes of a class it does not own, as the run builds it (its subclasses too).
+BORROWED_CHECKS: dict[type, Callable[..., Any]] = {ModelCheckpoint: check_checkpoint_settings}
+
+
+def check_setting_values(label: str, settings: DictConfig) -> None:
+    """The values of a part's settings (the config at `label`), checked by what checks them as the part
+    is built: its class's `check_settings`, which its constructor calls, or BORROWED_CHECKS' (each
+    taking the constructor's arguments of those names). A run builds the scheduler and the callbacks
+    once its text is read, and a sweep's jobs each built them after the sweep's folder was made: a
+    bad value (scheduler.warmup_steps=-1) is one error before either."""
+    if "_target_" not in settings:
+        return
+    target = imported_target(label, str(settings._target_))
+    bases = inspect.getmro(target) if inspect.isclass(target) else ()
+    check = getattr(target, "check_settings", None) or next(
+        (BORROWED_CHECKS[base] for base in bases if base in BORROWED_CHECKS), None)
+    if check is None:
+        return
+    defaults = inspect.signature(target).parameters
+    values = {}
+    for name in inspect.signature(check).parameters:
+        if name in settings:  # (read alone: a setting naming the run's folder resolves only in the run)
+            value = settings[name]
+            values[name] = OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
+        elif name in defaults and defaults[name].default is not inspect.Parameter.empty:
+            values[name] = defaults[name].default
+        else:
+            return  # a required argument not given: the part's construction says so
+    with named_under(label):
+        check(**values)
 
 
 MODEL_TARGET = "chargpt.model.ModelConfig"  # configs/model/tiny.yaml's, which the other models start from

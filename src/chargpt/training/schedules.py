@@ -16,7 +16,7 @@ from hydra.utils import instantiate
 from torch.optim.lr_scheduler import LambdaLR
 
 from chargpt.checks import real_number, whole_number
-from chargpt.errors import ConfigError
+from chargpt.errors import SettingError
 
 Schedule = Callable[[int, int], float]  # (step, total steps) -> multiplier of the base rate
 
@@ -34,7 +34,12 @@ def _warmup(step: int, warmup_steps: int) -> float | None:
 def _check_floor(min_lr_ratio: object) -> None:
     # A floor above 1 would raise the rate as it "decays"; below 0 the rate turns negative.
     if not 0.0 <= real_number("scheduler.min_lr_ratio", min_lr_ratio) <= 1.0:
-        raise ConfigError(f"scheduler.min_lr_ratio={min_lr_ratio} must be between 0 and 1 (e.g. 0.1)")
+        raise SettingError(f"scheduler.min_lr_ratio={min_lr_ratio} must be between 0 and 1 (e.g. 0.1)",
+                           "scheduler.min_lr_ratio")
+
+
+# Each schedule's check_settings is what its constructor checks, and what a run checks of the
+# scheduler.* settings before it reads any data (run_checks.check_constructor_settings).
 
 
 @dataclass
@@ -42,7 +47,11 @@ class Constant:
     warmup_steps: int = 0
 
     def __post_init__(self) -> None:
-        _check_warmup(self.warmup_steps)
+        self.check_settings(self.warmup_steps)
+
+    @staticmethod
+    def check_settings(warmup_steps: object) -> None:
+        _check_warmup(warmup_steps)
 
     def __call__(self, step: int, total_steps: int) -> float:
         warming = _warmup(step, self.warmup_steps)
@@ -57,8 +66,12 @@ class WarmupCosine:
     min_lr_ratio: float = 0.1
 
     def __post_init__(self) -> None:
-        _check_warmup(self.warmup_steps)
-        _check_floor(self.min_lr_ratio)
+        self.check_settings(self.warmup_steps, self.min_lr_ratio)
+
+    @staticmethod
+    def check_settings(warmup_steps: object, min_lr_ratio: object) -> None:
+        _check_warmup(warmup_steps)
+        _check_floor(min_lr_ratio)
 
     def __call__(self, step: int, total_steps: int) -> float:
         if (warming := _warmup(step, self.warmup_steps)) is not None:
@@ -84,12 +97,19 @@ class WarmupStableDecay:
     decay_shape: str = "linear"
 
     def __post_init__(self) -> None:
-        _check_warmup(self.warmup_steps)
-        _check_floor(self.min_lr_ratio)
-        if not 0.0 <= real_number("scheduler.decay_fraction", self.decay_fraction) <= 1.0:
-            raise ConfigError(f"scheduler.decay_fraction={self.decay_fraction} must be in [0, 1]")
-        if self.decay_shape not in ("linear", "sqrt"):
-            raise ConfigError(f"scheduler.decay_shape={self.decay_shape!r} is not one of linear, sqrt")
+        self.check_settings(self.warmup_steps, self.decay_fraction, self.min_lr_ratio, self.decay_shape)
+
+    @staticmethod
+    def check_settings(warmup_steps: object, decay_fraction: object, min_lr_ratio: object,
+                       decay_shape: object) -> None:
+        _check_warmup(warmup_steps)
+        _check_floor(min_lr_ratio)
+        if not 0.0 <= real_number("scheduler.decay_fraction", decay_fraction) <= 1.0:
+            raise SettingError(f"scheduler.decay_fraction={decay_fraction} must be in [0, 1]",
+                               "scheduler.decay_fraction")
+        if decay_shape not in ("linear", "sqrt"):
+            raise SettingError(f"scheduler.decay_shape={decay_shape!r} is not one of linear, sqrt",
+                               "scheduler.decay_shape")
 
     def __call__(self, step: int, total_steps: int) -> float:
         if (warming := _warmup(step, self.warmup_steps)) is not None:

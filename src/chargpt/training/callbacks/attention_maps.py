@@ -234,9 +234,15 @@ class AttentionMaps(Callback):
         save_png: bool = False,
         output_dir: str | None = None,
     ) -> None:
-        utf8_text("prompt", prompt)  # typed in a Latin-1 terminal: refused, as sample.prompt is
-        self.prompt, self.save_png = prompt, yes_no("save_png", save_png)
+        self.check_settings(prompt, save_png)
+        self.prompt, self.save_png = prompt, save_png
         self.output_dir = Path(output_dir) if output_dir else None
+
+    @staticmethod
+    def check_settings(prompt: object, save_png: object) -> None:
+        """What the constructor checks, and a run before it reads any data (run_checks)."""
+        utf8_text("prompt", prompt)  # typed in a Latin-1 terminal: refused, as sample.prompt is
+        yes_no("save_png", save_png)
 
     def _draws(self, trainer: L.Trainer, pl_module: L.LightningModule) -> bool:
         # The bigram table has no attention: nothing to draw, nor a prompt to note the characters of.

@@ -35,11 +35,17 @@ class TrainMonitor(Callback):
     """
 
     def __init__(self, grad_norm: bool = True, throughput: bool = True) -> None:
-        self.grad_norm = yes_no("grad_norm", grad_norm)
-        self.throughput = yes_no("throughput", throughput)
+        self.check_settings(grad_norm, throughput)
+        self.grad_norm, self.throughput = grad_norm, throughput
         self._t0: float | None = None
         self._step0 = 0
         self._tokens = 0
+
+    @staticmethod
+    def check_settings(grad_norm: object, throughput: object) -> None:
+        """What the constructor checks, and a run before it reads any data (run_checks)."""
+        yes_no("grad_norm", grad_norm)
+        yes_no("throughput", throughput)
 
     def on_before_optimizer_step(
         self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: Optimizer

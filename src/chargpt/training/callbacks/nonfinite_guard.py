@@ -67,8 +67,13 @@ class NonFiniteGuard(Callback):
     """
 
     def __init__(self, check_every: int = 100) -> None:
-        self.check_every = whole_number("check_every", check_every, low=1)
+        self.check_every = self.check_settings(check_every)
         self._pending: list[tuple[int, torch.Tensor]] = []  # (step, its loss) not yet read
+
+    @staticmethod
+    def check_settings(check_every: object) -> int:
+        """What the constructor checks, and a run before it reads any data (run_checks)."""
+        return whole_number("check_every", check_every, low=1)
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._pending = []

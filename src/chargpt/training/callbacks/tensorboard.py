@@ -60,11 +60,18 @@ class SampleText(Callback):
         top_k: int | None = None,
         seed: int = 1337,
     ) -> None:
-        # Checked now, not at the first validation: a bad value must not waste the training before it.
+        self.check_settings(prompt, max_new_tokens, temperature, top_k, seed)
+        self.prompt, self.max_new_tokens = prompt, max_new_tokens
+        self.temperature, self.top_k, self.seed = temperature, top_k, int(seed)
+
+    @staticmethod
+    def check_settings(prompt: object, max_new_tokens: object, temperature: object, top_k: object,
+                       seed: object) -> None:
+        """What the constructor checks, and a run before it reads any data (run_checks): a bad value
+        must not waste the training before the first validation."""
         check_sampling(temperature, top_k, None, max_new_tokens)
         checks.utf8_text("prompt", prompt)  # typed in a Latin-1 terminal: refused, as sample.prompt is
-        self.prompt, self.max_new_tokens = prompt, max_new_tokens
-        self.temperature, self.top_k, self.seed = temperature, top_k, checks.check_seed("seed", seed)
+        checks.check_seed("seed", seed)
 
     def validation_end_seconds(
         self, trainer: L.Trainer, pl_module: L.LightningModule, clock: Callable[[], float]
