@@ -89,8 +89,9 @@ def check_devices(trainer_cfg: DictConfig, overrides: Sequence[str] = ()) -> Non
 
 # The trainer's step and epoch counts: whole numbers from these lows (-1: no limit), or null.
 # Lightning's counts: the least each takes, and whether it takes None (its own default then).
-TRAINER_COUNTS = {"max_steps": (-1, False), "max_epochs": (-1, True), "log_every_n_steps": (0, True),
-                  "accumulate_grad_batches": (1, False), "num_sanity_val_steps": (-1, True)}
+TRAINER_COUNTS = {"max_steps": (-1, False), "max_epochs": (-1, True), "log_every_n_steps": (1, True),
+                  "accumulate_grad_batches": (1, False), "num_sanity_val_steps": (-1, True),
+                  "num_nodes": (1, False)}
 # Lightning's switches (a string there would count as true); `deterministic` also takes "warn".
 TRAINER_FLAGS = ("deterministic", "enable_model_summary", "use_distributed_sampler", "benchmark",
                  "inference_mode", "detect_anomaly", "barebones", "sync_batchnorm")
@@ -113,6 +114,11 @@ def _accelerator_chosen(accelerator: str, overrides: Sequence[str]) -> tuple[str
 def check_trainer_numbers(trainer_cfg: DictConfig, finetuning: bool = False) -> None:
     """Counts and intervals of the wrong type are one line naming the setting (Lightning's own
     error, "'<' not supported between instances of 'str' and 'int'", names neither)."""
+    # Lightning's 0 turns step logging off, without a word: the curves a run is watched by stay empty.
+    if type(trainer_cfg.get("log_every_n_steps")) is int and trainer_cfg.log_every_n_steps == 0:
+        raise ConfigError("trainer.log_every_n_steps=0 turns off the logging of training values (train/loss, "
+                          "train/lr, ...); log them every N steps with a whole number from 1 (e.g. 50), or "
+                          "pass logger=none to log nothing")
     for key, (low, nullable) in TRAINER_COUNTS.items():
         if key in trainer_cfg:
             whole_number(f"trainer.{key}", trainer_cfg[key], low, optional=nullable)
