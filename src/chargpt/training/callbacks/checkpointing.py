@@ -15,23 +15,30 @@ from pathlib import Path
 import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-from chargpt.checks import shown
+from chargpt.checks import shown, whole_number
 from chargpt.errors import SettingError
 from chargpt.metric_names import MONITORABLE, VAL_LOSS, is_monitorable
 from chargpt.run_layout import CHECKPOINT_DIR, LAST
 
 
-def check_checkpoint_settings(monitor: object, save_top_k: object) -> None:
+def check_checkpoint_settings(
+    monitor: object, save_top_k: object, mode: object, every_n_train_steps: object
+) -> None:
     """The settings of Lightning's ModelCheckpoint that it refuses naming no fix (save_top_k=x: "'<' not
     supported between instances of 'str' and 'int'"), or only at the first validation (a monitor no
     metric is logged as): checked as a run builds the callback, and before it reads any data
-    (run_checks.BORROWED_CHECKS)."""
+    (run_checks.BORROWED_CHECKS), where Lightning's own checks (mode, every_n_train_steps) came
+    only once the text was read."""
     if monitor is not None and not is_monitorable(monitor):
         raise SettingError(f"monitor={monitor} is not a logged metric; use one of {', '.join(MONITORABLE)}",
                            "monitor")
     if isinstance(save_top_k, bool) or not isinstance(save_top_k, int) or save_top_k < -1:
         raise SettingError(f"save_top_k={shown(save_top_k)} must be a whole number: how many of the best "
                            "checkpoints to keep (e.g. 1), 0 for none, or -1 for every one", "save_top_k")
+    if mode not in ("min", "max"):
+        raise SettingError(f"mode={shown(mode)} is not one of min, max (min keeps the lowest monitor value, "
+                           "as val/loss wants)", "mode")
+    whole_number("every_n_train_steps", every_n_train_steps, low=0, optional=True)
 
 
 def last_checkpoint_callback(trainer: L.Trainer) -> ModelCheckpoint | None:
