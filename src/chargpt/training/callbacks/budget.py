@@ -123,10 +123,7 @@ class TimeBudget(Callback):
         sample_tokens: int = 0,
     ) -> None:
         seconds = budget_plan.checked_seconds(seconds)
-        whole_number("skip_steps", skip_steps, low=0)
-        whole_number("calibration_steps", calibration_steps, low=1)
-        real_number("reserve_seconds", reserve_seconds, low=0)
-        whole_number("sample_tokens", sample_tokens, low=0, optional=True)
+        self.check_settings(skip_steps, calibration_steps, reserve_seconds, sample_tokens)
         self.active = seconds is not None
         self.seconds, self.clock = float(seconds or 0.0), clock
         self.start = budget_plan.run_start_time() if start is None else start
@@ -160,6 +157,15 @@ class TimeBudget(Callback):
         self._affordable: int | None = None  # the steps the budget bought at the latest plan, uncapped
         self._last_step_end = 0.0  # when the latest step ended: the final work is timed from it
         self._validations = ValidationTimes()
+
+    @staticmethod
+    def check_settings(skip_steps: object, calibration_steps: object, reserve_seconds: object,
+                       sample_tokens: object) -> None:
+        """What the constructor checks, and a run before it reads any data (run_checks)."""
+        whole_number("skip_steps", skip_steps, low=0)
+        whole_number("calibration_steps", calibration_steps, low=1)
+        real_number("reserve_seconds", reserve_seconds, low=0)
+        whole_number("sample_tokens", sample_tokens, low=0, optional=True)
 
     def count_from(self, start: float) -> None:
         """Move the budget's start (time.monotonic() seconds) to `start`."""

@@ -27,6 +27,7 @@ from torch.utils.tensorboard.writer import FileWriter
 
 from chargpt import checks
 from chargpt.distributed import is_rank_zero
+from chargpt.errors import SettingError
 from chargpt.metric_names import VAL_LOSS
 from chargpt.model.sampling import check_sampling, iter_tokens
 from chargpt.training.budget_plan import sampling_seconds
@@ -124,11 +125,19 @@ class HParamsSummary(Callback):
     """
 
     def __init__(self, extra: dict[str, Any] | None = None) -> None:
+        self.check_settings(extra)
         # Hydra hands over a DictConfig: as plain values, a list reaches W&B as a list.
         plain = OmegaConf.to_container(extra, resolve=True) if isinstance(extra, DictConfig) else extra
         self.extra: dict[str, Any] = dict(plain or {})
         self.init_from: str | None = None  # set by the run (starts_from): what a fine-tune started from
         self.best_val_loss: float | None = None
+
+    @staticmethod
+    def check_settings(extra: object) -> None:
+        """What the constructor checks, and a run before it reads any data (run_checks)."""
+        if extra is not None and not isinstance(extra, (dict, DictConfig)):
+            raise SettingError(f"extra={checks.shown(extra)} must be settings to show beside the run's own, "
+                               "as {name: value} (e.g. {seed: 1}), or null", "extra")
 
     def starts_from(self, init_from: str | None) -> None:
         """The run's init_from, absolute: a base run and its fine-tunes have the same settings but
