@@ -227,8 +227,8 @@ TRAIN_CASES = [
     ),
     # Lightning's "'<' not supported between instances of 'str' and 'int'", once the text was read.
     ("checkpoints kept not a number", ["callbacks.model_checkpoint.save_top_k=x"],
-     "callbacks.model_checkpoint.save_top_k='x' must be a whole number: how many of the best checkpoints to "
-     "keep (e.g. 1), 0 for none, or -1 for every one"),
+     "callbacks.model_checkpoint.save_top_k='x' must be how many of the best checkpoints to keep: a whole "
+     "number (e.g. 1), 0 for none, or -1 for every one"),
     ("logging interval 0", ["trainer.log_every_n_steps=0"],
      "trainer.log_every_n_steps=0 turns off the logging of training values"),
     ("warmup not a number", ["scheduler.warmup_steps=abc"],
@@ -477,8 +477,8 @@ TRAIN_CASES = [
      "error: model.dropoutt is not a setting of model (did you mean model.dropout?); drop it, or check its "
      "spelling"),
     ("checkpoint count negative", ["callbacks.model_checkpoint.save_top_k=-5"],
-     "callbacks.model_checkpoint.save_top_k=-5 must be a whole number: how many of the best checkpoints to "
-     "keep (e.g. 1), 0 for none, or -1 for every one"),
+     "callbacks.model_checkpoint.save_top_k=-5 must be how many of the best checkpoints to keep: a whole "
+     "number (e.g. 1), 0 for none, or -1 for every one"),
     ("NaN check interval zero", ["callbacks.nonfinite_guard.check_every=0"],
      "callbacks.nonfinite_guard.check_every=0 must be a whole number >= 1"),
     ("TensorBoard sample prompt typed in another encoding", ["callbacks.sample_text.prompt=caf\udce9"],
@@ -871,8 +871,8 @@ def test_a_sweep_keeps_a_list_for_a_setting_its_class_takes_a_list_for(files, tm
      "error: callbacks.sample_text.temperature=-1 must be a finite number >= 0 (0 means greedy)"),
     # Lightning's own: "callbacks.model_checkpoint: '<' not supported between instances of 'str' and 'int'".
     (["seed=1,2", "callbacks.model_checkpoint.save_top_k=x"],
-     "error: callbacks.model_checkpoint.save_top_k='x' must be a whole number: how many of the best "
-     "checkpoints to keep (e.g. 1), 0 for none, or -1 for every one"),
+     "error: callbacks.model_checkpoint.save_top_k='x' must be how many of the best checkpoints to keep: "
+     "a whole number (e.g. 1), 0 for none, or -1 for every one"),
     # Lightning's "`mode` can be min, max but got best", in each job.
     (["callbacks.model_checkpoint.mode=min,best"],
      "error: callbacks.model_checkpoint.mode='best' is not one of min, max (min keeps the lowest monitor "

@@ -33,8 +33,8 @@ def check_checkpoint_settings(
         raise SettingError(f"monitor={monitor} is not a logged metric; use one of {', '.join(MONITORABLE)}",
                            "monitor")
     if isinstance(save_top_k, bool) or not isinstance(save_top_k, int) or save_top_k < -1:
-        raise SettingError(f"save_top_k={shown(save_top_k)} must be a whole number: how many of the best "
-                           "checkpoints to keep (e.g. 1), 0 for none, or -1 for every one", "save_top_k")
+        raise SettingError(f"save_top_k={shown(save_top_k)} must be how many of the best checkpoints "
+                           "to keep: a whole number (e.g. 1), 0 for none, or -1 for every one", "save_top_k")
     if mode not in ("min", "max"):
         raise SettingError(f"mode={shown(mode)} is not one of min, max (min keeps the lowest monitor value, "
                            "as val/loss wants)", "mode")
