@@ -885,6 +885,8 @@ def test_a_sweep_keeps_a_list_for_a_setting_its_class_takes_a_list_for(files, tm
     (["seed=1,2", "callbacks.hparams.extra=5"],
      "error: callbacks.hparams.extra=5 must be settings to show beside the run's own, as {name: value} "
      "(e.g. {seed: 1}), or null"),
+    (["seed=1,2", "+trainer.gradient_clip_algorithm=foo"],
+     "error: trainer.gradient_clip_algorithm='foo' is not one of norm, value"),
     (["seed=1,2", "trainer.num_nodes=0"], "error: trainer.num_nodes=0 must be a whole number >= 1"),
     # Taken by Lightning: no training value was logged, without a word.
     (["seed=1,2", "trainer.log_every_n_steps=0"], "error: trainer.log_every_n_steps=0 turns off the logging "
@@ -893,7 +895,7 @@ def test_a_sweep_keeps_a_list_for_a_setting_its_class_takes_a_list_for(files, tm
 ], ids=["fixed", "second-value", "grid", "joblib", "optuna", "seed", "sample", "sample-seed", "matmul",
         "threads", "data-split", "data-normalize", "data-batch", "warmup", "lr-floor", "nonfinite-check",
         "grad-norm", "sample-text", "save-top-k", "checkpoint-mode", "checkpoint-every", "budget-skip",
-        "hparams-extra", "num-nodes",
+        "hparams-extra", "clip-algorithm", "num-nodes",
         "log-every"])
 def test_a_sweeps_bad_setting_is_refused_before_any_job(typed, expected, files, capsys):
     # Each job refused the setting once the sweep's folder was made (the sweep exited 1), a good

@@ -143,6 +143,11 @@ def check_trainer_numbers(trainer_cfg: DictConfig, finetuning: bool = False) -> 
             "(with init_from=CKPT, trainer.max_steps=0 scores the starting point)"
         )
     real_number("trainer.gradient_clip_val", trainer_cfg.get("gradient_clip_val"), 0, optional=True)
+    algorithm = trainer_cfg.get("gradient_clip_algorithm")  # (Lightning's own check: once the text was read)
+    if algorithm is not None and algorithm not in ("norm", "value"):
+        raise ConfigError(f"trainer.gradient_clip_algorithm={shown(algorithm)} is not one of norm, value "
+                          "(norm scales the gradients to trainer.gradient_clip_val; value cuts each one off "
+                          "there)")
     for key in TRAINER_FLAGS:
         value = trainer_cfg.get(key)
         if value is not None and not (key == "deterministic" and value == "warn"):
