@@ -1401,6 +1401,16 @@ def test_model_numbers_of_the_wrong_type_are_named(setting) -> None:
         ModelConfig(**{setting: "abc"})
 
 
+def test_a_logging_interval_of_0_is_taken_where_no_logger_logs(tmp_path, capsys) -> None:
+    # logger=none is the fix the refusal of trainer.log_every_n_steps=0 names: with it, 0 trains.
+    run = tmp_path / "run é 🚀"
+    args = bare_train_args(write_corpus(tmp_path / "corpus.txt"), run, "trainer.max_steps=2",
+                           "trainer.val_check_interval=2", "trainer.log_every_n_steps=0")
+    code, _, err = run_main(train_cli.main, args, capsys)
+    assert code == 0, err
+    assert (run / "checkpoints" / "last.ckpt").is_file()
+
+
 def test_trainer_counts_take_null_only_where_lightning_does() -> None:
     check_trainer_numbers(OmegaConf.create({"max_epochs": None, "log_every_n_steps": None}))
     with pytest.raises(ChargptError, match=r"^trainer.max_steps=null must be a whole number >= -1$"):

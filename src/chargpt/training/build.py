@@ -331,7 +331,9 @@ def check_settings(cfg: DictConfig, overrides: Sequence[str], in_sweep: bool | N
     (model=auto's: the base its shapes are sized from). `overrides`: the run's, as typed; `in_sweep`
     as check_launch takes it."""
     check_launch(cfg, in_sweep)
-    check_trainer_numbers(cfg.trainer, finetuning=bool(cfg.get("init_from")))
+    loggers = (cfg.get("logger") or {}).values()
+    check_trainer_numbers(cfg.trainer, finetuning=bool(cfg.get("init_from")),
+                          logged=any(logger is not None for logger in loggers))
     check_devices(cfg.trainer, overrides)
     budget_plan.checked_seconds(cfg.get("budget_seconds"))  # before model=auto times anything
     budget_reserve(cfg)  # model=auto sizes with it

@@ -111,16 +111,18 @@ def _accelerator_chosen(accelerator: str, overrides: Sequence[str]) -> tuple[str
     return option, lambda kind: f"trainer={kind}"
 
 
-def check_trainer_numbers(trainer_cfg: DictConfig, finetuning: bool = False) -> None:
+def check_trainer_numbers(trainer_cfg: DictConfig, finetuning: bool = False, logged: bool = True) -> None:
     """Counts and intervals of the wrong type are one line naming the setting (Lightning's own
-    error, "'<' not supported between instances of 'str' and 'int'", names neither)."""
+    error, "'<' not supported between instances of 'str' and 'int'", names neither). `logged`:
+    whether the run has a logger (logger=none: none, where logging nothing is what was asked)."""
     # Lightning's 0 turns step logging off, without a word: the curves a run is watched by stay empty.
-    if type(trainer_cfg.get("log_every_n_steps")) is int and trainer_cfg.log_every_n_steps == 0:
+    zero = type(trainer_cfg.get("log_every_n_steps")) is int and trainer_cfg.log_every_n_steps == 0
+    if zero and logged:
         raise ConfigError("trainer.log_every_n_steps=0 turns off the logging of training values (train/loss, "
                           "train/lr, ...); log them every N steps with a whole number from 1 (e.g. 50), or "
                           "pass logger=none to log nothing")
     for key, (low, nullable) in TRAINER_COUNTS.items():
-        if key in trainer_cfg:
+        if key in trainer_cfg and not (key == "log_every_n_steps" and zero):
             whole_number(f"trainer.{key}", trainer_cfg[key], low, optional=nullable)
     # Training is counted in steps, and validated every val_check_interval steps: Lightning's
     # epoch-based settings would only meet an epoch of chargpt's sampler (the whole run) later.
