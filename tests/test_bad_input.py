@@ -382,6 +382,13 @@ TRAIN_CASES = [
       "hydra.sweeper.params={{seed: '1,2', model.dropout: interval(0.0, 0.3)}}"],
      "error: hydra.sweeper.params={{seed: '1,2', model.dropout: interval(0.0, 0.3)}}: a search's dimensions "
      "are given on the command line as the settings themselves: seed=1,2 'model.dropout=interval(0.0,0.3)'"),
+    # A dict of settings given for one there (as the refusal of a bad hparams.extra shows it) is merged
+    # into it: a name it lacks was "callbacks.hparams.extra is not a setting (did you mean
+    # callbacks.hparams.extra?)", and its +KEY advice was refused again.
+    ("a dict value with a name the dict there lacks", ["callbacks.hparams.extra={{seed: 1, lr: 2}}"],
+     "error: callbacks.hparams.extra={{seed: 1, lr: 2}} adds lr, which callbacks.hparams.extra has not: a "
+     "value of settings is merged into the one there; to add lr, write "
+     "'++callbacks.hparams.extra={{seed: 1, lr: 2}}'"),
     # The advice was cut at the value's first space: "+trainer.foo='a".
     ("a setting that is none, its value with a space", ["trainer.foo='a b'"],
      "or add a setting of your own with +trainer.foo='a b'"),

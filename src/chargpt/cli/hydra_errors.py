@@ -38,6 +38,9 @@ ALSO_KNOWN_AS = {"learning_rate": "lr"}
 # refused (model: ModelConfig has its fields only) or read by nothing, so `+KEY` is no advice there.
 _NOTHING_ADDED = ("model", "sample", "finetune")
 _NOT_IN_STRUCT = re.compile(r"Could not override '([^']+)'\.\s+To append to your config use ([^\n]+)")
+# Under it, the key Hydra could not add: where it is below the setting overridden, a dict value
+# (extra={seed: 1, lr: 2}) named a key the dict there lacks, which a merge into it does not add.
+_FULL_KEY = re.compile(r"^\s*full_key: (\S+)$", re.MULTILINE)
 _NOT_DELETABLE = re.compile(r"Could not delete from config\. '([^']+)' does not exist")
 # `~hydra.KEY` of a field of Hydra's own structured config (hydra.job_logging, hydra.run.dir), which
 # Hydra cannot delete; entries of its dicts (hydra.callbacks.NAME) can go.
@@ -165,6 +168,8 @@ def one_line(
     message = text.split(_HINT, 1)[0].strip()
     beside = settings_beside or (lambda key: [])
     if match := _NOT_IN_STRUCT.search(message):
+        if (inner := _FULL_KEY.search(message)) and inner[1].startswith(f"{match[1]}."):
+            return _not_in_the_dict(match[1], match[2], inner[1][len(match[1]) + 1:].split(".")[0])
         return _not_a_setting(match[1], match[2], beside, takes_new_settings)
     if match := _NOT_DELETABLE.search(message):  # Hydra says so of a setting that is null, too
         return _not_removable(match[1], beside)
@@ -217,6 +222,14 @@ def _not_a_setting(
     if not takes_new_settings or key.split(".", 1)[0] in _NOTHING_ADDED:
         return spelling
     return f"{spelling}, or add a setting of your own with {added}"
+
+
+def _not_in_the_dict(key: str, added: str, name: str) -> str:
+    """`key` (typed as `added`, +KEY=VALUE) is a setting of settings, and the value's `name` is none of
+    them: Hydra merges a value into the dict there, which adds no name; `++` adds it."""
+    typed = added.lstrip("+")
+    return (f"{typed} adds {name}, which {key} has not: a value of settings is merged into the one "
+            f"there; to add {name}, write {shell_words.quote('++' + typed)}")
 
 
 def _not_removable(key: str, settings_beside: Callable[[str], list[str]]) -> str:
