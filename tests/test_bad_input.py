@@ -229,7 +229,7 @@ TRAIN_CASES = [
     ("checkpoints kept not a number", ["callbacks.model_checkpoint.save_top_k=x"],
      "callbacks.model_checkpoint.save_top_k='x' must be how many of the best checkpoints to keep: a whole "
      "number (e.g. 1), 0 for none, or -1 for every one"),
-    ("logging interval 0", ["trainer.log_every_n_steps=0"],
+    ("logging interval 0", ["logger=csv", "trainer.log_every_n_steps=0"],
      "trainer.log_every_n_steps=0 turns off the logging of training values"),
     ("warmup not a number", ["scheduler.warmup_steps=abc"],
      "scheduler.warmup_steps='abc' must be a whole number >= 0"),
@@ -896,8 +896,9 @@ def test_a_sweep_keeps_a_list_for_a_setting_its_class_takes_a_list_for(files, tm
      "error: trainer.gradient_clip_algorithm='foo' is not one of norm, value"),
     (["seed=1,2", "trainer.num_nodes=0"], "error: trainer.num_nodes=0 must be a whole number >= 1"),
     # Taken by Lightning: no training value was logged, without a word.
-    (["seed=1,2", "trainer.log_every_n_steps=0"], "error: trainer.log_every_n_steps=0 turns off the logging "
-     "of training values (train/loss, train/lr, ...); log them every N steps with a whole number from 1 "
+    (["seed=1,2", "logger=csv", "trainer.log_every_n_steps=0"],
+     "error: trainer.log_every_n_steps=0 turns off the logging of training values (train/loss, train/lr, "
+     "...); log them every N steps with a whole number from 1 "
      "(e.g. 50), or pass logger=none to log nothing"),
 ], ids=["fixed", "second-value", "grid", "joblib", "optuna", "seed", "sample", "sample-seed", "matmul",
         "threads", "data-split", "data-normalize", "data-batch", "warmup", "lr-floor", "nonfinite-check",
@@ -908,8 +909,9 @@ def test_a_sweeps_bad_setting_is_refused_before_any_job(typed, expected, files, 
     # Each job refused the setting once the sweep's folder was made (the sweep exited 1), a good
     # first job trained first, where a single run with it was refused at once.
     root = files["tmp"] / "runs"
-    args = [*bare_train_args(files["corpus"], None), "trainer.max_steps=1", "-m", *typed,
-            f"hydra.sweep.dir={root}"]
+    keys = {t.split("=")[0] for t in typed}  # (logger=csv: in place of the bare run's logger=none)
+    base = [a for a in bare_train_args(files["corpus"], None) if a.split("=")[0] not in keys]
+    args = [*base, "trainer.max_steps=1", "-m", *typed, f"hydra.sweep.dir={root}"]
     code, out, err = run_main(train_cli.main, args, capsys)
     _assert_one_error_line(code, out, err, expected)
     assert not root.exists()
