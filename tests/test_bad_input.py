@@ -886,6 +886,10 @@ def test_a_sweep_keeps_a_list_for_a_setting_its_class_takes_a_list_for(files, tm
      "value, as val/loss wants)"),
     (["seed=1,2", "+callbacks.model_checkpoint.every_n_train_steps=-1"],
      "error: callbacks.model_checkpoint.every_n_train_steps=-1 must be a whole number >= 0, or null"),
+    # Lightning's "ModelCheckpoint(save_top_k=2, monitor=None) is not a valid configuration", in each job.
+    (["seed=1,2", "callbacks.last_checkpoint.save_top_k=2"],
+     "error: callbacks.last_checkpoint.save_top_k=2 keeps the best checkpoints by its monitor, which is "
+     "null: nothing ranks them; give it a monitor (e.g. val/loss), or keep -1 (every one), 0 or 1"),
     (["seed=1,2", "callbacks.time_budget.skip_steps=-1"],
      "error: callbacks.time_budget.skip_steps=-1 must be a whole number >= 0"),
     # "callbacks.hparams: 'int' object is not iterable", in each job.
@@ -902,8 +906,8 @@ def test_a_sweep_keeps_a_list_for_a_setting_its_class_takes_a_list_for(files, tm
      "(e.g. 50), or pass logger=none to log nothing"),
 ], ids=["fixed", "second-value", "grid", "joblib", "optuna", "seed", "sample", "sample-seed", "matmul",
         "threads", "data-split", "data-normalize", "data-batch", "warmup", "lr-floor", "nonfinite-check",
-        "grad-norm", "sample-text", "save-top-k", "checkpoint-mode", "checkpoint-every", "budget-skip",
-        "hparams-extra", "clip-algorithm", "num-nodes",
+        "grad-norm", "sample-text", "save-top-k", "checkpoint-mode", "checkpoint-every",
+        "top-k-unranked", "budget-skip", "hparams-extra", "clip-algorithm", "num-nodes",
         "log-every"])
 def test_a_sweeps_bad_setting_is_refused_before_any_job(typed, expected, files, capsys):
     # Each job refused the setting once the sweep's folder was made (the sweep exited 1), a good

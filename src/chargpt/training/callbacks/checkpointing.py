@@ -35,6 +35,10 @@ def check_checkpoint_settings(
     if isinstance(save_top_k, bool) or not isinstance(save_top_k, int) or save_top_k < -1:
         raise SettingError(f"save_top_k={shown(save_top_k)} must be how many of the best checkpoints "
                            "to keep: a whole number (e.g. 1), 0 for none, or -1 for every one", "save_top_k")
+    if monitor is None and save_top_k not in (-1, 0, 1):  # Lightning's own refusal, once the text was read
+        raise SettingError(f"save_top_k={save_top_k} keeps the best checkpoints by its monitor, which is "
+                           "null: nothing ranks them; give it a monitor (e.g. val/loss), or keep -1 (every "
+                           "one), 0 or 1", "save_top_k")
     if mode not in ("min", "max"):
         raise SettingError(f"mode={shown(mode)} is not one of min, max (min keeps the lowest monitor value, "
                            "as val/loss wants)", "mode")
