@@ -29,7 +29,7 @@ from chargpt.runs.directory import foreign_files
 from chargpt.runs.status import write_status
 from chargpt.runs.sweep_record import continue_command
 from chargpt.training.run_checks import check_devices, check_trainer_numbers
-from conftest import bare_train_args, make_checkpoint, run_main, write_corpus
+from conftest import bare_train_args, callback_of_ones_own, make_checkpoint, run_main, write_corpus
 
 NO_GPU = pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a CUDA GPU")
 
@@ -1422,6 +1422,26 @@ def test_a_logging_interval_of_0_is_taken_where_no_logger_logs(tmp_path, capsys)
     code, _, err = run_main(train_cli.main, args, capsys)
     assert code == 0, err
     assert (run / "checkpoints" / "last.ckpt").is_file()
+
+
+@pytest.mark.parametrize("own", ["check_settings = True",
+                                 "def check_settings(self, every): raise ValueError"], ids=["flag", "method"])
+def test_a_callback_of_ones_own_is_not_checked_by_a_check_settings_of_its_own(own, tmp_path, monkeypatch,
+                                                                             capsys) -> None:
+    # chargpt calls a class's check_settings(**its settings) before the run (its own classes' static
+    # ones): a callback of the user's own with a check_settings of its own meaning was a traceback.
+    mine = callback_of_ones_own(tmp_path, monkeypatch, "my_flagged_callback")
+    (mine / "my_flagged_callback.py").write_text(
+        f"import lightning\nclass Mine(lightning.Callback):\n    {own}\n"
+        "    def __init__(self, every: int = 3):\n        self.every = every\n")
+    args = [*bare_train_args(write_corpus(tmp_path / "corpus.txt"), tmp_path / "run"),
+            "+callbacks.mine._target_=my_flagged_callback.Mine", "+callbacks.mine.every=5",
+            "optimizer.lr=abc"]
+    try:
+        code, out, err = run_main(train_cli.main, args, capsys)
+    finally:
+        sys.modules.pop("my_flagged_callback", None)
+    _assert_one_error_line(code, out, err, "error: optimizer.lr='abc'")  # the check after the callbacks'
 
 
 def test_trainer_counts_take_null_only_where_lightning_does() -> None:

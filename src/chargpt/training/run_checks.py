@@ -355,7 +355,10 @@ def check_setting_values(label: str, settings: DictConfig) -> None:
         return
     target = imported_target(label, str(settings._target_))
     bases = inspect.getmro(target) if inspect.isclass(target) else ()
-    check = getattr(target, "check_settings", None) or next(
+    # chargpt's are static methods: a class of the user's own may have a check_settings of its own
+    # meaning (an attribute, a method of the built part), which is not called with its settings.
+    own = inspect.getattr_static(target, "check_settings", None)
+    check = own.__get__(None, target) if isinstance(own, (staticmethod, classmethod)) else next(
         (BORROWED_CHECKS[base] for base in bases if base in BORROWED_CHECKS), None)
     if check is None:
         return
