@@ -151,6 +151,16 @@ def test_a_label_shows_a_removal_as_typed(tmp_path: Path) -> None:
     assert legend_labels(sweep) == ["1: optimizer.lr=0.003  (2.500)", "0: ~callbacks.progress_bar  (3.000)"]
 
 
+def test_a_label_shows_an_added_setting_with_its_plus(tmp_path: Path) -> None:
+    # `+new.key=1` was labelled `new.key=1`, where the tables show `+new.key` (pasted without the
+    # `+`, a command refuses a setting the config does not have).
+    sweep = tmp_path / "sweep"
+    log_run(sweep, "0", ["+new.key=1", "++other.key=a"], {9: 3.0}, "csv")
+    log_run(sweep, "1", ["+new.key=2", "++other.key=b"], {9: 2.5}, "csv")
+    assert legend_labels(sweep) == ["1: +new.key=2, ++other.key=b  (2.500)",
+                                    "0: +new.key=1, ++other.key=a  (3.000)"]
+
+
 def test_a_label_names_its_run_and_only_the_settings_it_set(tmp_path: Path) -> None:
     # Runs with the same overrides had the same label, and one that left a swept setting at its
     # default read `optimizer.lr=`.

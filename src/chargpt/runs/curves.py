@@ -35,6 +35,7 @@ from chargpt.runs.run_rows import (
     in_folder,
     natural_order,
     short_number,
+    typed_keys,
     varying,
 )
 from chargpt.runs.seed_groups import setting_of
@@ -174,11 +175,16 @@ def label_value(value: str, whole: bool = False, path: bool = False) -> str:
     return drawable(IN_FOLDER + kept)
 
 
-def curve_label(name: str, settings: dict[str, str], whole: Collection[str] = ()) -> str:
+def curve_label(
+    name: str, settings: dict[str, str], whole: Collection[str] = (), typed: dict[str, str] | None = None
+) -> str:
     """`name: key=value, ...` as drawn (drawable), or the name alone: two runs with the same settings
     stay apart. The name and every setting stay whole, over lines of up to LABEL_LINE_CHARS; a
-    value is cut (label_value) unless its key is in `whole`."""
-    given = [drawable(setting_typed(key, value and label_value(value, key in whole, is_path_key(key))))
+    value is cut (label_value) unless its key is in `whole`. A setting a launch added is named as
+    `typed` (`+new.key=1`), as the tables name it."""
+    typed = typed or {}
+    given = [drawable(setting_typed(typed.get(key, key),
+                                    value and label_value(value, key in whole, is_path_key(key))))
              for key, value in settings.items()]
     if not given:
         return drawable(name)
@@ -195,7 +201,7 @@ def curve_label(name: str, settings: dict[str, str], whole: Collection[str] = ()
 def curve_runs(rows: list[dict[str, Any]], swept: Collection[str] = ()) -> list[CurveRun]:
     """The runs (run_row's, in the table's order) for the curves: each labelled by its name and,
     of the settings that vary or are `swept`, those it set (one it left at its default is not
-    `key=`)."""
+    `key=`), one a launch added named as typed (`+new.key=1`)."""
     columns, flat = flat_rows(rows)
     shown, _ = varying(columns, flat, swept)
     settings = shown[1 : shown.index("status")]
@@ -210,6 +216,7 @@ def curve_runs(rows: list[dict[str, Any]], swept: Collection[str] = ()) -> list[
              if len({label_value(v, path=is_path_key(k)) for v in given}) < len(given)}
     # One marker per seed, the same in every setting (seed 1's curves all circles); a run that sets
     # no seed takes its place among its setting's runs.
+    typed = typed_keys(rows)
     seeds = sorted({row["overrides"][SEED] for row in rows if SEED in row["overrides"]}, key=natural_order)
     groups: dict[Any, int] = {}  # a setting -> its runs so far
     runs = []
@@ -219,7 +226,7 @@ def curve_runs(rows: list[dict[str, Any]], swept: Collection[str] = ()) -> list[
         seed = row["overrides"].get(SEED)
         runs.append(CurveRun(
             curve_label(row["run"], {k: in_folder(row["overrides"][k], folders[k])
-                                     for k in settings if k in row["overrides"]}, whole),
+                                     for k in settings if k in row["overrides"]}, whole, typed),
             row["dir"], None if row.get("status") is None else str(row["status"]),
             setting=list(groups).index(setting),
             seed=seeds.index(seed) if seed is not None else groups[setting] - 1,
