@@ -203,6 +203,43 @@ def test_a_signal_outside_a_jobs_training_stops_the_sweep_with_its_continue_comm
         assert json.loads((sweep / job / "status.json").read_text())["status"] == "finished"
 
 
+@pytest.mark.slow  # a sweep of two tiny jobs, stopped, then continued
+def test_a_disk_that_fills_between_jobs_stops_the_sweep_with_its_continue_command(
+    tmp_path: Path, monkeypatch, capsys
+) -> None:
+    # Hydra writes each job's config before the job starts, outside every job: a disk full by then
+    # was Hydra's traceback and exit 1, with no word of how to go on.
+    import errno
+
+    from hydra.core import utils as hydra_utils
+
+    corpus = write_corpus(tmp_path / "corpus.txt")
+    sweep = tmp_path / "sweep, é"
+    args = ["-m", *bare_train_args(corpus, None, f"hydra.sweep.dir={sweep}", "trainer.max_steps=2",
+                                   "trainer.val_check_interval=2", "seed=1,2")]
+    original = hydra_utils._save_config
+
+    def no_room_for_the_second_job(cfg, filename, output_dir):
+        if Path(output_dir).parent.name == "1":
+            raise OSError(errno.ENOSPC, "No space left on device", str(Path(output_dir) / filename))
+        return original(cfg, filename, output_dir)
+
+    monkeypatch.setattr(hydra_utils, "_save_config", no_room_for_the_second_job)
+    code, _, err = run_main(train_cli.main, args, capsys)
+    assert code == 2, err
+    assert "Traceback" not in err
+    command = continue_command(sweep)
+    assert err.splitlines()[-1] == (
+        f"error: cannot write {sweep / '1' / '.hydra' / 'config.yaml'} (No space left on device); free some "
+        f"space there, then continue the sweep (its finished jobs are kept) with: {command}")
+
+    monkeypatch.setattr(hydra_utils, "_save_config", original)
+    code, _, err = run_main(train_cli.main, args, capsys)
+    assert code == 0, err
+    for job in ("0", "1"):
+        assert json.loads((sweep / job / "status.json").read_text())["status"] == "finished"
+
+
 @pytest.mark.slow  # a sweep of two tiny jobs, stopped, refused, then continued
 @pytest.mark.parametrize("sweep_of", [["seed=1,2"], ["hparams_search=optuna", "hydra.sweeper.n_trials=2"]],
                          ids=["basic sweep", "search"])

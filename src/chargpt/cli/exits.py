@@ -14,7 +14,7 @@ import signal
 import sys
 import threading
 from collections.abc import Iterator
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from chargpt.errors import (
     NO_ROOM,
@@ -30,6 +30,9 @@ from chargpt.stop_signals import (
     handled_stop_signals,
     handling_stop_signals,
 )
+
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
 
 BROKEN_PIPE_EXIT_CODE = signal_exit_code(13)  # SIGPIPE: what `yes | head` reports for `yes`
 
@@ -138,11 +141,37 @@ def exit_on_os_error(err: OSError) -> None:
         exit_usage(line)
 
 
-def exit_no_room(err: OSError) -> NoReturn:
-    """A write that found no room (a full disk, a quota): one error line and exit 2."""
-    what = f"cannot write {err.filename}" if err.filename else "a write failed"  # stdout's, most often
+def exit_no_room(err: OSError, then: str | None = None, within: str | None = None) -> NoReturn:
+    """A write that found no room (a full disk, a quota): one error line and exit 2. `then`: what to
+    do once there is room (continue the sweep with ...), where there is more to it than writing
+    elsewhere; `within`: the folder written in, for an error that names no file (a buffered write's,
+    failing as its file closes)."""
+    what = (f"cannot write {err.filename}" if err.filename else f"cannot write in {within}" if within
+            else "a write failed")  # stdout's, most often
     _drop_stdout()  # what is still buffered for it would fail again at exit
-    exit_usage(f"{what} ({err.strerror}); free some space there, or write elsewhere")
+    exit_usage(f"{what} ({err.strerror}); free some space there, " + (f"then {then}" if then else
+                                                                      "or write elsewhere"))
+
+
+TRAINING_JOB = "train"  # hydra.job.name of chargpt-train's jobs (its module's name), whose sweeps continue
+
+
+@contextlib.contextmanager
+def no_room_said_with_the_continue_command(hydra: DictConfig) -> Iterator[None]:
+    """A sweep (of the config whose `hydra` node is given) that finds no room for what Hydra writes
+    outside every job (the next job's config, as the disk fills between jobs; a job's own failures
+    are its status's): one error line with the command that continues a training sweep once there is
+    room, where it was Hydra's traceback and exit 1."""
+    try:
+        yield
+    except OSError as err:
+        if err.errno not in NO_ROOM or full_errors_requested():
+            raise
+        # (imported here: the sweep's record is a training sweep's concern, read only now)
+        from chargpt.runs.sweep_record import continue_line
+
+        exit_no_room(err, continue_line(hydra) if hydra.job.name == TRAINING_JOB else None,
+                     within=str(hydra.sweep.dir))
 
 
 def _quiet_broken_pipe() -> None:

@@ -25,6 +25,7 @@ class QuotingBasicSweeper(BasicSweeper):
         return BasicSweeper.split_arguments([readable_choices(o) for o in overrides], max_batch_size)
 
     def sweep(self, arguments: list[str]) -> Any:
+        from chargpt.cli.exits import no_room_said_with_the_continue_command
         from chargpt.cli.sweep_jobs import (
             exit_as_a_job_did,
             held_outputs,
@@ -37,7 +38,9 @@ class QuotingBasicSweeper(BasicSweeper):
         folder = Path(str(self.config.hydra.sweep.dir))
         earlier = held_outputs(folder) if folder.is_dir() else {}
         try:
-            with jobs_told_where_output_goes(folder):
+            # A disk that fills between jobs: one line with the sweep's continue command.
+            with jobs_told_where_output_goes(folder), \
+                    no_room_said_with_the_continue_command(self.config.hydra):
                 returns = super().sweep(arguments)
         finally:  # what a parallel launcher's job held when its worker was killed (a job beside it
             # failed), and what jobs run apart (submitit's launchers) held for the sweep to print

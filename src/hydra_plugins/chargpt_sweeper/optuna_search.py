@@ -41,6 +41,13 @@ if OptunaSweeper is not None:
 
             self.sweeper = ReadableTrials(*args, **kwargs)
 
+        def sweep(self, arguments: list[str]) -> None:
+            # A disk that fills between trials: one line with the search's continue command.
+            from chargpt.cli.exits import no_room_said_with_the_continue_command
+
+            with no_room_said_with_the_continue_command(self.sweeper.config.hydra):
+                return super().sweep(arguments)
+
     @dataclasses.dataclass
     class QuotingOptunaSweeperConf(OptunaSweeperConf):
         _target_: str = "hydra_plugins.chargpt_sweeper.optuna_search.QuotingOptunaSweeper"
