@@ -204,8 +204,10 @@ def test_a_signal_outside_a_jobs_training_stops_the_sweep_with_its_continue_comm
 
 
 @pytest.mark.slow  # a sweep of two tiny jobs, stopped, then continued
+@pytest.mark.parametrize("sweep_of", [["seed=1,2"], ["hparams_search=optuna", "hydra.sweeper.n_trials=2"]],
+                         ids=["basic sweep", "search"])
 def test_a_disk_that_fills_between_jobs_stops_the_sweep_with_its_continue_command(
-    tmp_path: Path, monkeypatch, capsys
+    sweep_of: list[str], tmp_path: Path, monkeypatch, capsys
 ) -> None:
     # Hydra writes each job's config before the job starts, outside every job: a disk full by then
     # was Hydra's traceback and exit 1, with no word of how to go on.
@@ -216,7 +218,7 @@ def test_a_disk_that_fills_between_jobs_stops_the_sweep_with_its_continue_comman
     corpus = write_corpus(tmp_path / "corpus.txt")
     sweep = tmp_path / "sweep, é"
     args = ["-m", *bare_train_args(corpus, None, f"hydra.sweep.dir={sweep}", "trainer.max_steps=2",
-                                   "trainer.val_check_interval=2", "seed=1,2")]
+                                   "trainer.val_check_interval=2", *sweep_of)]
     original = hydra_utils._save_config
 
     def no_room_for_the_second_job(cfg, filename, output_dir):
