@@ -235,6 +235,9 @@ def test_a_resume_whose_metrics_write_failed_after_its_checkpoint_goes_on_from_t
     assert code == 2 and err.startswith("error: cannot write ") and "No space left on device" in err, err
     assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 6
     assert json.loads((run / "metrics.json").read_text())["step"] == 4
+    # The run's record of its failure is the console's line (what the report shows), not the raw
+    # `OSError: [Errno 28] No space left on device: '...'`.
+    assert json.loads((run / "status.json").read_text())["error"] == err.strip().removeprefix("error: ")
     monkeypatch.setattr(metrics, "write_json_atomic", written)
     hook = StepHook(monkeypatch)
     assert run_main(train_main, [*args, "trainer.max_steps=8", f"ckpt_path={run}"], capsys)[0] == 0

@@ -166,6 +166,17 @@ def naming_what_ran_out(advice: Callable[[], str]) -> Iterator[None]:
 NO_ROOM = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}  # an OSError of a write that found no room
 
 
+def no_room_line(err: OSError, then: str | None = None, within: str | None = None) -> str:
+    """What a write that found no room (NO_ROOM: a full disk, a quota) says, in one line: the file it
+    wrote, and to free some space there. `then`: what to do once there is room (continue the sweep
+    with ...), where there is more to it than writing elsewhere; `within`: the folder written in, for
+    an error that names no file (a buffered write's, failing as its file closes)."""
+    what = (f"cannot write {err.filename}" if err.filename else f"cannot write in {within}" if within
+            else "a write failed")  # stdout's, most often
+    return f"{what} ({err.strerror}); free some space there, " + (f"then {then}" if then else
+                                                                  "or write elsewhere")
+
+
 def path_refused(err: OSError) -> str | None:
     """Why the file system refused to look `err`'s path up at all, whatever is there (a name too
     long for it, symbolic links round a loop, a file taken for a folder), and the fix; None for any

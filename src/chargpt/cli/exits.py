@@ -21,6 +21,7 @@ from chargpt.errors import (
     exit_stopped_by,
     exit_usage,
     full_errors_requested,
+    no_room_line,
     refused_path_line,
     signal_exit_code,
 )
@@ -142,15 +143,9 @@ def exit_on_os_error(err: OSError) -> None:
 
 
 def exit_no_room(err: OSError, then: str | None = None, within: str | None = None) -> NoReturn:
-    """A write that found no room (a full disk, a quota): one error line and exit 2. `then`: what to
-    do once there is room (continue the sweep with ...), where there is more to it than writing
-    elsewhere; `within`: the folder written in, for an error that names no file (a buffered write's,
-    failing as its file closes)."""
-    what = (f"cannot write {err.filename}" if err.filename else f"cannot write in {within}" if within
-            else "a write failed")  # stdout's, most often
+    """A write that found no room (a full disk, a quota): one error line (no_room_line's) and exit 2."""
     _drop_stdout()  # what is still buffered for it would fail again at exit
-    exit_usage(f"{what} ({err.strerror}); free some space there, " + (f"then {then}" if then else
-                                                                      "or write elsewhere"))
+    exit_usage(no_room_line(err, then, within))
 
 
 TRAINING_JOB = "train"  # hydra.job.name of chargpt-train's jobs (its module's name), whose sweeps continue

@@ -23,7 +23,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from chargpt.distributed import is_rank_zero
-from chargpt.errors import SetupError, cause_of, first_line, user_error_in
+from chargpt.errors import NO_ROOM, SetupError, cause_of, first_line, no_room_line, user_error_in
 from chargpt.files import write_json_atomic
 from chargpt.hydra_run import is_multirun, this_launch_resume_config
 from chargpt.metric_names import loss_shown
@@ -142,6 +142,17 @@ def _finished(best_val_loss: float | None) -> str:
     return "finished" + ("" if best_val_loss is None else f", best val loss {loss_shown(best_val_loss)}")
 
 
+def _said_in_one_line(err: BaseException, user_error: BaseException | None) -> str | None:
+    """The one line the console gives the error that ended a run: a user error's, or a full disk's
+    (no_room_line: the file it could not write, where status.json recorded `OSError: [Errno 28] ...`);
+    None for any other error, whose traceback is a defect's, shown."""
+    if user_error is not None:
+        return str(user_error)
+    if isinstance(err, OSError) and err.errno in NO_ROOM:
+        return no_room_line(err)
+    return None
+
+
 def record_status(task: Callable[[DictConfig], float | None]) -> Callable[[DictConfig], float | None]:
     """Wrap a Hydra task function: status.json in the run dir, and failure isolation in sweeps."""
     @functools.wraps(task)
@@ -176,14 +187,15 @@ def record_status(task: Callable[[DictConfig], float | None]) -> Callable[[DictC
                 forget_this_resume(run_dir)
             if isinstance(user_error, SetupError) or refused_resume:
                 raise  # another run's directory, a bad launch, a refused resume: nothing to record
-            message = str(user_error) if user_error is not None else f"{type(err).__name__}: {err}"
+            said = _said_in_one_line(err, user_error)  # as the console says it
+            message = said or f"{type(err).__name__}: {err}"
             write_status(run_dir, "failed", error=first_line(message) or type(err).__name__)
             if not is_multirun() or not isinstance(err, Exception):
                 # A sweep's job logs its failure below; a single run's console error is kept in its log too.
-                _note_end(run_dir, f"failed: {message}" if user_error is not None
+                _note_end(run_dir, f"failed: {message}" if said
                           else f"failed:\n{traceback.format_exc().rstrip()}")
                 raise
-            if user_error is not None:
+            if said:
                 log.error("this job failed, the sweep goes on: %s", message)
             else:
                 log.error("this job failed, the sweep goes on:\n%s", traceback.format_exc())
