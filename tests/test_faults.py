@@ -22,6 +22,7 @@ from chargpt import checkpoints, files
 from chargpt.cli import CONFIG_PATH
 from chargpt.cli.train import main as train_main
 from chargpt.errors import CheckpointError
+from chargpt.runs.report import report
 from chargpt.training.build import build_trainer
 from chargpt.training.callbacks.graceful_interrupt import GracefulInterrupt
 from chargpt.training.callbacks.nonfinite_guard import NonFiniteGuard, NonFiniteLossError, _last_checkpoint
@@ -238,11 +239,16 @@ def test_a_resume_whose_metrics_write_failed_after_its_checkpoint_goes_on_from_t
     # The run's record of its failure is the console's line (what the report shows), not the raw
     # `OSError: [Errno 28] No space left on device: '...'`.
     assert json.loads((run / "status.json").read_text())["error"] == err.strip().removeprefix("error: ")
+    report(run)  # its row shows step 4: it says that the checkpoint a resume goes on from is later
+    assert "last checkpoint was written after its figures" in capsys.readouterr().out
     monkeypatch.setattr(metrics, "write_json_atomic", written)
     hook = StepHook(monkeypatch)
     assert run_main(train_main, [*args, "trainer.max_steps=8", f"ckpt_path={run}"], capsys)[0] == 0
     assert [step for step, _ in hook.take()] == [7, 8]
     assert json.loads((run / "metrics.json").read_text())["tokens"] == 8 * 4 * 16  # steps x batch x context
+    capsys.readouterr()
+    report(run)
+    assert "last checkpoint was written after" not in capsys.readouterr().out
 
 
 def test_every_run_uses_the_atomic_writer_and_the_safety_callbacks(tmp_path):

@@ -365,6 +365,32 @@ def test_a_failed_run_with_a_checkpoint_is_given_its_resume_command(tmp_path: Pa
     assert "bad" not in "\n".join(lines[at:]) and "stopped" not in out
 
 
+def test_a_run_whose_last_checkpoint_is_later_than_its_figures_is_said_to_be(
+    tmp_path: Path, capsys
+) -> None:
+    # A run whose metrics.json write failed after last.ckpt at step 6 (a full disk) showed step 4,
+    # its last recorded validation, with no word that its checkpoint, where a resume goes on from,
+    # holds later steps. A run whose figures were written after its checkpoint, as every write
+    # leaves them, is not named.
+    runs = tmp_path / "my runs, é"
+    for name in ("full, é", "fine"):
+        run = fake_run(runs, name, ["model=tiny", f"+name={name}"], {**metrics(1.7, 1.7), "step": 4},
+                       {"status": "failed", "error": "cannot write metrics.json (No space left on device)"})
+        (run / "checkpoints").mkdir()
+        (run / "checkpoints" / "last.ckpt").write_bytes(b"weights")
+        checkpoint, figures = (1_000_000, 2_000_000) if name == "fine" else (2_000_000, 1_000_000)
+        os.utime(run / "checkpoints" / "last.ckpt", (checkpoint, checkpoint))
+        os.utime(run / "metrics.json", (figures, figures))
+
+    report(runs)
+
+    out = capsys.readouterr().out
+    notes = [line for line in out.splitlines() if "more steps" in line]
+    assert notes == ["run 'full, é': its last checkpoint was written after its figures (metrics.json was not "
+                     "updated after it), so it holds more steps than the steps column says; resuming goes on "
+                     "from that checkpoint"]
+
+
 def test_a_stopped_runs_resume_command_gives_its_own_config_folders_again(tmp_path: Path, capsys) -> None:
     # A run launched with its options in the user's own folders (--config-dir, hydra.searchpath)
     # was told to resume without them, and that command was refused: optimizer=my_opt not found.

@@ -20,7 +20,7 @@ from chargpt.runs.report_files import check_outputs, output_paths, write_csv
 from chargpt.runs.report_table import print_groups, print_table
 from chargpt.runs.run_rows import NotARun, comparable_paths, flat_rows, run_row, sort_rows, typed_keys
 from chargpt.runs.seed_groups import flat_groups, group_runs
-from chargpt.runs.sweep_notes import stopped_runs_note, sweep_note
+from chargpt.runs.sweep_notes import later_checkpoints_note, stopped_runs_note, sweep_note
 from chargpt.runs.sweep_record import recorded_sweep, swept_settings
 
 # It reads any folder of runs: a sweep's, or one run's (it said only "a sweep directory").
@@ -66,10 +66,11 @@ def report(sweep_dir: Path, csv_path: Path | None = None, sort_by: str = "best_v
     write_csv(csv_path, columns, rows)
     write_csv(groups_path, *flat_groups(groups))
     if recorded_sweep(sweep_dir) is not None:  # a sweep: continued as a whole, or still running
-        note = sweep_note(sweep_dir, rows, runs)
+        to_do = sweep_note(sweep_dir, rows, runs)
     else:
-        note = stopped_runs_note(ranked, sweep_dir)
-    closed = closed or _printing(lambda: print(*([note] if note else []), f"written: {csv_path}",
+        to_do = stopped_runs_note(ranked, sweep_dir)
+    notes = [note for note in (later_checkpoints_note(ranked), to_do) if note]
+    closed = closed or _printing(lambda: print(*notes, f"written: {csv_path}",
                                                f"written: {groups_path}", sep="\n", flush=True))
     write_curves(curves_path, sweep_dir, curve_runs(ranked, swept))
     if closed:

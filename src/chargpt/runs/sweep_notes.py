@@ -9,7 +9,7 @@ from typing import Any
 
 from chargpt import shell_words
 from chargpt.plural import counted
-from chargpt.run_layout import last_checkpoint
+from chargpt.run_layout import METRICS_FILE, last_checkpoint
 from chargpt.runs.resume import recorded_resume_command
 from chargpt.runs.sweep_record import continue_command, planned_jobs, recorded_sweep, stored_study, sweep_of
 
@@ -49,6 +49,31 @@ def _in_a_storage(sweep_dir: Path) -> bool:
 
 
 STOPPED_RUNS_LISTED = 5  # resume commands printed; the table's status column names the rest
+
+
+def later_checkpoints_note(rows: list[dict[str, Any]]) -> str | None:
+    """The runs (run_row's) whose last checkpoint was written after the figures their rows show: a
+    run writes metrics.json once each checkpoint is on disk, so where that write failed (a full disk)
+    its row keeps an earlier validation's figures, while a resume, or its sweep's continuation, goes
+    on from the later checkpoint. Told by the files' times: no checkpoint is opened."""
+    later = [r for r in rows if r["status"] != "running" and _checkpoint_after_figures(r["dir"])]
+    if not later:
+        return None
+    named = ", ".join(shell_words.quote(r["run"]) for r in later[:STOPPED_RUNS_LISTED])
+    more = f" and {len(later) - STOPPED_RUNS_LISTED} more" if len(later) > STOPPED_RUNS_LISTED else ""
+    runs, them = ("runs", "their") if len(later) > 1 else ("run", "its")
+    return (f"{runs} {named}{more}: {them} last checkpoint was written after {them} figures (metrics.json "
+            "was not updated after it), so it holds more steps than the steps column says; resuming goes "
+            "on from that checkpoint")
+
+
+def _checkpoint_after_figures(run_dir: Path) -> bool:
+    checkpoint = last_checkpoint(run_dir)
+    try:
+        return checkpoint is not None and (
+            checkpoint.stat().st_mtime_ns > (run_dir / METRICS_FILE).stat().st_mtime_ns)
+    except OSError:  # no metrics.json (a run without the run_metrics callback): no figures to be behind
+        return False
 
 
 def stopped_runs_note(rows: list[dict[str, Any]], top: Path) -> str | None:
