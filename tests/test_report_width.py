@@ -252,6 +252,27 @@ def test_a_failed_runs_error_is_shown_whole(columns, tmp_path, monkeypatch, caps
         assert "\n3 more runs failed (see the CSV)" in out
 
 
+def test_runs_that_failed_alike_are_named_together_under_a_narrow_table(
+    tmp_path, monkeypatch, capsys
+) -> None:
+    # Each failed run's error was said under the table, the same line for every job of a missing
+    # file: five of them filled the lines said, and the other error was left to the CSV.
+    monkeypatch.setenv("COLUMNS", "80")
+    sweep = tmp_path / "sweep"
+    wide_run(sweep / "0", ["model.n_head=2"], best=1.5)
+    missing = "data file not found: /home/me/nope é.txt; pass an existing text file, directory or glob"
+    for i in range(1, 8):
+        wide_run(sweep / str(i), [f"model.n_head={i + 2}"], best=1.6)
+        (sweep / str(i) / "metrics.json").unlink()
+        error = "the validation loss is nan at step 5" if i == 4 else missing
+        (sweep / str(i) / "status.json").write_text(json.dumps({"status": "failed", "error": error}))
+    report(sweep)
+    out = " ".join(capsys.readouterr().out.split())  # (wrapped at 80 columns)
+    assert f"runs 1, 2, 3, 5, 6, 7 failed: {missing}" in out
+    assert "run 4 failed: the validation loss is nan at step 5" in out
+    assert out.count("failed: ") == 2 and "failed (see the CSV)" not in out
+
+
 @pytest.mark.parametrize("columns", [80, 100, 120])
 def test_a_table_whose_settings_wrap_fits_whole_with_its_right_edge(
     columns, tmp_path, monkeypatch, capsys

@@ -216,12 +216,20 @@ def _left_out_notes(
     rows: list[dict[str, Any]], left_out: list[str], drop_first: tuple[str, ...]
 ) -> list[str]:
     """What the caption says of the columns left out: their one value, their names, the errors."""
-    # A failed run's error left out of a narrow table is said under it: the CSV alone had it.
-    errors = [f"run {row['run']} failed: {first_line(row['error'])}" for row in rows if row.get("error")]
+    # A failed run's error left out of a narrow table is said under it: the CSV alone had it. Runs
+    # that failed alike (a missing file, memory) are named together: each said it again, the same
+    # lines over and over, and the other errors fell past the last said.
+    failed: dict[str, list[str]] = {}
+    for row in rows:
+        if row.get("error"):
+            failed.setdefault(first_line(row["error"]), []).append(str(row["run"]))
+    errors = [f"{'runs' if len(runs) > 1 else 'run'} {', '.join(runs)} failed: {error}"
+              for error, runs in failed.items()]
     if "error" not in left_out or not errors:
         errors = []
     elif len(errors) > ERRORS_SAID:
-        errors[ERRORS_SAID:] = [f"{counted(len(errors) - ERRORS_SAID, 'more run')} failed (see the CSV)"]
+        unsaid = sum(len(runs) for runs in list(failed.values())[ERRORS_SAID:])
+        errors[ERRORS_SAID:] = [f"{counted(unsaid, 'more run')} failed (see the CSV)"]
     # A left-out column of one value in every row is said with it (`steps=300`), not only named.
     alike = {c: _cell(rows[0][c], c) for c in left_out if c in drop_first and c != "error"
              and len(rows) > 1 and len({_cell(row[c], c) for row in rows}) == 1}
