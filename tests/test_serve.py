@@ -235,37 +235,42 @@ def test_streaming_sends_chunks_then_done_with_the_same_text(url: str) -> None:
     assert texts == [c["text"] for c in complete(url, **body)["choices"]]
 
 
-def test_characters_made_before_the_stream_reads_them_arrive_in_one_chunk(
-    server: tuple[str, Engine], monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(("prompt", "n"), [("Café, à\n", 1), (["Café, à\n", "😀 \"Hi\"\n"], 2)])
+def test_characters_made_before_the_stream_reads_them_arrive_in_one_chunk_per_choice(
+    server: tuple[str, Engine], monkeypatch: pytest.MonkeyPatch, prompt: str | list[str], n: int
 ) -> None:
-    # Characters already waiting when the stream sends travel together (merged_text_runs): a client
-    # that reads slower than the model writes gets one chunk of them, not one event per character.
-    # The request's submission waits here until its choice has ended, holding the server's event
+    # Characters already waiting when the stream sends travel together, each choice's in one chunk
+    # with its end: a client that reads slower than the model writes gets a chunk per choice, not
+    # one event per character, even where the engine interleaves the choices of several prompts.
+    # The request's submission waits here until every choice has ended, holding the server's event
     # loop: every character is waiting by the time the stream sends its first.
     url, engine = server
     submit = engine.submit
 
-    def submit_then_wait_for_the_end(*jobs: Any) -> None:
-        (job,) = jobs
-        ended, emit = threading.Event(), job.emit
+    def submit_then_wait_for_the_ends(*jobs: Any) -> None:
+        ends = threading.Semaphore(0)
+        for job in jobs:
+            def emit_noting_the_end(event: Any, emit: Any = job.emit) -> None:
+                emit(event)
+                if event.kind == "end":
+                    ends.release()
 
-        def emit_noting_the_end(event: Any) -> None:
-            emit(event)
-            if event.kind == "end":
-                ended.set()
-
-        job.emit = emit_noting_the_end
+            job.emit = emit_noting_the_end
         submit(*jobs)
-        assert ended.wait(60)
+        for _ in range(sum(job.n for job in jobs)):
+            assert ends.acquire(timeout=60)
 
-    settings = dict(prompt="Café, à\n", max_tokens=40, seed=5)
-    whole = complete(url, **settings)["choices"][0]["text"]
-    monkeypatch.setattr(engine, "submit", submit_then_wait_for_the_end)
+    settings = dict(prompt=prompt, n=n, max_tokens=40, seed=5)
+    whole = [c["text"] for c in complete(url, **settings)["choices"]]
+    monkeypatch.setattr(engine, "submit", submit_then_wait_for_the_ends)
     events = read_events(url, **settings)
     assert events[-1] == "data: [DONE]"
     chunks = [json.loads(e.removeprefix("data: "))["choices"] for e in events[:-1]]
-    assert [c[0]["text"] for c in chunks] == [whole, ""] and len(whole) == 40
-    assert [c[0]["finish_reason"] for c in chunks] == [None, "length"]
+    assert all(len(c) == 1 for c in chunks)
+    assert sorted((c[0]["index"], c[0]["text"], c[0]["finish_reason"]) for c in chunks) == [
+        (i, text, "length") for i, text in enumerate(whole)
+    ]
+    assert all(len(text) == 40 for text in whole)
 
 
 def streamed_choices(events: list[str], choices: int) -> tuple[list[str], list[str | None], dict[str, int]]:

@@ -91,15 +91,14 @@ def sse(data: dict[str, Any] | str) -> str:
     return f"data: {data}\n\n"
 
 
-def merged_text_runs(batch: list[Event]) -> list[Event]:
-    """The events, consecutive characters of one choice merged: they travel in one chunk."""
-    merged: list[Event] = []
+def by_choice(batch: list[Event]) -> list[tuple[int, str, str | None]]:
+    """The events as (index, text, finish_reason), one per choice in the order they first come: each
+    choice's characters together and its end with them, however the engine interleaved the choices."""
+    choices: dict[int, tuple[str, str | None]] = {}
     for event in batch:
-        if merged and event.kind == "text" and merged[-1].kind == "text" and merged[-1].index == event.index:
-            merged[-1] = Event("text", event.index, merged[-1].text + event.text)
-        else:
-            merged.append(event)
-    return merged
+        text, reason = choices.get(event.index, ("", None))
+        choices[event.index] = (text + event.text, event.finish_reason if event.kind == "end" else reason)
+    return [(index, text, reason) for index, (text, reason) in choices.items()]
 
 
 class Completion:
@@ -204,9 +203,9 @@ class Completion:
         [DONE]; a generation's failure as an error event."""
         try:
             async for batch in self.batches():
-                for event in merged_text_runs(batch):
-                    yield sse(self.body([{"text": event.text, "index": event.index, "logprobs": None,
-                                          "finish_reason": event.finish_reason}]))
+                for index, text, reason in by_choice(batch):
+                    yield sse(self.body([{"text": text, "index": index, "logprobs": None,
+                                          "finish_reason": reason}]))
             if self.request.include_usage:
                 yield sse(self.body([], usage=self.usage()))
             yield sse("[DONE]")
