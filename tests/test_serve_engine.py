@@ -27,11 +27,14 @@ class Collector:
         self.texts, self.n, self.ended, self.done = [""] * n, n, 0, threading.Event()
         self.errors: list[str] = []
         self.ends: list[tuple[str | None, int]] = [(None, 0)] * n  # finish_reason, characters generated
+        self.events: list[Event] = []
 
     def __call__(self, event: Event) -> None:
+        self.events.append(event)
         if event.kind == "text":
             self.texts[event.index] += event.text
-        elif event.kind == "end":
+        elif event.kind == "end":  # with the choice's last characters
+            self.texts[event.index] += event.text
             self.ends[event.index] = (event.finish_reason, event.generated)
             self.ended += 1
             if self.ended == self.n:
@@ -135,6 +138,23 @@ def test_without_a_seed_a_stopped_choice_generates_no_further() -> None:
     assert collector.texts[0] == cut_at_stop(samples[0], [samples[0][10:12]])[0]
     assert sampled == sum(generated for _, generated in collector.ends)
     assert collector.ends[0][0] == "stop"
+
+
+@pytest.mark.parametrize("held_back", [False, True])
+def test_a_choice_s_end_carries_its_last_characters(held_back: bool) -> None:
+    # One event, not a character and then an empty end: a stream sends the choice's finish_reason
+    # with its last characters, not in a chunk of its own. Characters held back as the possible
+    # start of a stop sequence that never completed go with the end too.
+    trained = model()
+    samples = trained.generate("the", num_samples=2, seed=7, max_new_tokens=6)
+    stop = (samples[1][-1] + "qqq",) if held_back else ()
+    job, collector = make_job(trained, "the", 6, 7, n=2, stop=stop)
+    run_alone(trained, job, collector)
+    assert collector.texts == samples
+    for choice in range(2):
+        events = [e for e in collector.events if e.index == choice]
+        assert events[-1].kind == "end" and events[-1].text
+        assert all(e.kind == "text" for e in events[:-1])
 
 
 def test_cancelled_requests_stop_and_free_their_place() -> None:

@@ -57,7 +57,7 @@ class Event:
 
     kind: str  # "text" | "end" | "error"
     index: int = 0  # the choice
-    text: str = ""
+    text: str = ""  # a text's characters; an end's last ones, sent with it; an error's message
     finish_reason: str | None = None  # an end's: "length" or "stop"
     generated: int = 0  # an end's: the characters the choice generated, a stop sequence's included
 
@@ -361,17 +361,18 @@ class Engine:
             row.start_choice(self.block)
 
     def _send(self, row: Row, token: int) -> Event | None:
-        """Emit what of the choice's text may be sent now; its end event, if this token ended it."""
+        """Emit what of the choice's text may be sent now; if this token ended the choice, return its end
+        event instead, which carries that text."""
         text, stopped = row.scanner.push(self.tokenizer.chars[token])
         full = row.produced == row.job.max_new_tokens
-        if full and not stopped:
-            text += row.scanner.flush()
-        if text:
-            row.job.emit(Event("text", row.choice, text))
         if not (stopped or full):
+            if text:
+                row.job.emit(Event("text", row.choice, text))
             return None
+        if not stopped:
+            text += row.scanner.flush()
         row.ended = True
-        return Event("end", row.choice, finish_reason="stop" if stopped else "length", generated=row.produced)
+        return Event("end", row.choice, text, "stop" if stopped else "length", row.produced)
 
     def _remove(self, i: int) -> None:
         """Drop row i; the last row moves into its place so the live rows stay contiguous."""
