@@ -839,6 +839,36 @@ def test_a_second_ctrl_c_ends_open_requests_with_their_errors_at_once(tmp_path: 
             process.wait()
 
 
+@pytest.mark.slow  # waits out the 2 s grace
+def test_ctrl_c_ends_a_stream_whose_client_stopped_reading_without_a_traceback(run_dir: Path) -> None:
+    # Its answers fill the socket's buffers and the server's write waits: the stream cannot send its
+    # error. uvicorn cancelled it after its own deadline, an "Exception in ASGI application" traceback.
+    # A long model name, which every chunk repeats: the buffers fill in a moment.
+    process = subprocess.Popen(
+        [sys.executable, "-m", "chargpt.cli.serve", f"ckpt_path={run_dir}", "port=0", "log_level=warning",
+         f"name={'m' * 4000}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        assert process.stdout is not None
+        host, port = process.stdout.readline().split(" at http://")[1].split("/ ")[0].split(":")
+        body = json.dumps({"prompt": ["ROMEO:", "JULIET:", "Café, à", "😀"], "n": 8, "max_tokens": 4096,
+                           "stream": True}).encode()
+        stalled = socket.socket()
+        stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a client reading nothing
+        stalled.connect((host, int(port)))
+        stalled.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                        b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+        time.sleep(3)  # the answers fill the buffers
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=30) == 0
+        stalled.close()
+        assert "Traceback" not in process.stderr.read()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:.*script_method.*:DeprecationWarning")  # inside torch's compiler
 def test_the_compiled_step_serves_without_recompiling(run_dir: Path) -> None:

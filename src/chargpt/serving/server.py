@@ -18,6 +18,9 @@ from chargpt.stop_signals import handling_stop_signals
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 LOG_LEVELS = tuple(_UVICORN_LOG_LEVELS)  # the log_level names uvicorn takes
 GRACE_S = 2  # on Ctrl+C, how long requests still generating get to finish: an open stream never would
+# Once they are told to end, how long their answers get to go out before the connections still open
+# are closed: a client that stopped reading leaves its stream waiting to write, unable to end.
+SEND_S = 0.5
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -51,6 +54,7 @@ class _Server(uvicorn.Server):
         self.on_ready = on_ready
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopped_now = False
+        self._timers: list[asyncio.TimerHandle] = []
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         """A second Ctrl+C (or SIGTERM) ends the requests still generating now, each with its error
@@ -59,9 +63,24 @@ class _Server(uvicorn.Server):
         stop: Callable[[], None] | None = getattr(self.config.app.state, "stop_generating", None)
         if self.should_exit and not self._stopped_now and stop is not None and self._loop is not None:
             self._stopped_now = True
-            self._loop.call_soon_threadsafe(stop)  # a signal handler must not take the engine's lock
+            # A signal handler must not take the engine's lock.
+            self._loop.call_soon_threadsafe(self._end_generation)
             return
         super().handle_exit(sig, frame)
+
+    def _end_generation(self) -> None:
+        """The requests still generating end with their error (the app's stop_generating); SEND_S later
+        the connections still open are closed, as a client hanging up would close them: their clients
+        stopped reading, and their streams, waiting to write, could not end before uvicorn cancelled
+        them, a traceback each."""
+        stop: Callable[[], None] | None = getattr(self.config.app.state, "stop_generating", None)
+        if stop is not None:
+            stop()
+        self._timers.append(asyncio.get_running_loop().call_later(SEND_S, self._close_connections))
+
+    def _close_connections(self) -> None:
+        for connection in list(self.server_state.connections):
+            connection.transport.abort()
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -74,12 +93,11 @@ class _Server(uvicorn.Server):
         """Requests still generating when the grace period ends get an error ("the server is shutting
         down") from the app's stop_generating, in time to answer: uvicorn would cancel them, a traceback
         each."""
-        stop: Callable[[], None] | None = getattr(self.config.app.state, "stop_generating", None)
-        timer = asyncio.get_running_loop().call_later(GRACE_S, stop) if stop is not None else None
+        self._timers.append(asyncio.get_running_loop().call_later(GRACE_S, self._end_generation))
         try:
             await super().shutdown(sockets)
         finally:
-            if timer is not None:
+            for timer in self._timers:
                 timer.cancel()
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
@@ -92,7 +110,8 @@ class _Server(uvicorn.Server):
 def make_server(
     app: FastAPI, log_level: str = "info", on_ready: Callable[[], None] | None = None
 ) -> uvicorn.Server:
-    # After GRACE_S the requests still running end with an error; uvicorn cancels any left a second later.
+    # After GRACE_S the requests still running end with an error, and SEND_S later the connections still
+    # open are closed; uvicorn would cancel any request left a second after GRACE_S.
     config = uvicorn.Config(app, log_level=log_level, lifespan="off", timeout_graceful_shutdown=GRACE_S + 1)
     return _Server(config, on_ready)
 
