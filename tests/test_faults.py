@@ -6,6 +6,7 @@ import errno
 import json
 import math
 import os
+import shlex
 import socket
 import subprocess
 import time
@@ -116,7 +117,33 @@ def test_a_nan_in_a_resumed_run_before_its_first_checkpoint_keeps_the_one_it_res
     resumed = SimpleNamespace(gradient_clip_val=1.0, checkpoint_callbacks=[], ckpt_path=str(resumed_from))
     assert _last_checkpoint(resumed) == (
         f"the last checkpoint {resumed_from} is kept. Lower optimizer.lr or trainer.gradient_clip_val "
-        "(now 1.0), then resume with ckpt_path=RUN_DIR")
+        "(now 1.0), then resume the run from it")
+
+
+@pytest.mark.slow  # two runs
+def test_the_resume_command_a_nan_gives_resumes_the_run_with_a_lower_rate(tmp_path, monkeypatch, capsys):
+    # It said `then resume with ckpt_path=RUN_DIR`: followed, that resume took the defaults for
+    # every other setting (3000 steps, the tensorboard logger, another text).
+    corpus = write_corpus(tmp_path / "my text, é.txt")
+    run = tmp_path / "r 1 é 🚀"
+    args = bare_train_args(corpus, run, "trainer.max_steps=8", "trainer.val_check_interval=4")
+    hook = StepHook(monkeypatch)
+    hook.actions[6] = poison_weights
+    code, out, err = run_main(train_main, args, capsys)
+    assert_stopped_on_nan(code, out, err, run, step=6)
+    [line] = [x for x in err.splitlines() if x.startswith("error:")]
+    advice, command = line.split(", e.g. ")
+    assert advice.endswith("Lower optimizer.lr or trainer.gradient_clip_val (now 1.0), then resume the run "
+                           "from it")
+    words = shlex.split(command)
+    assert words[0] == "chargpt-train" and words[-1] == f"ckpt_path={run}"
+    assert "trainer.max_steps=8" in words and "optimizer.lr=0.0001" in words
+
+    code, out, err = run_main(train_main, words[1:], capsys)
+    assert code == 0, err
+    said = "resuming with optimizer settings other than the checkpoint's: optimizer lr 0.001 -> 0.0001"
+    assert said in out + err
+    assert json.loads((run / "metrics.json").read_text())["step"] == 8  # the run's 8 steps, not 3000
 
 
 def test_a_run_that_trained_then_failed_keeps_its_folder_and_log_without_a_logger(tmp_path, monkeypatch,

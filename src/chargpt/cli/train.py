@@ -138,6 +138,7 @@ def _build_and_fit(cfg: DictConfig, parallel: Path | None) -> float | None:
     from chargpt.training.build import build_run
     from chargpt.training.callbacks.graceful_interrupt import GracefulInterrupt, TrainingInterrupted
     from chargpt.training.callbacks.metrics import RunMetrics
+    from chargpt.training.callbacks.nonfinite_guard import NonFiniteLossError
     from chargpt.training.guessing import warn_if_no_better_than_guessing
 
     output_dir = cfg.paths.output_dir
@@ -165,6 +166,10 @@ def _build_and_fit(cfg: DictConfig, parallel: Path | None) -> float | None:
             trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     except TrainingInterrupted as stop:
         _end_stopped_training(stop, cfg, parallel)
+    except NonFiniteLossError as err:
+        if not err.resumable or not is_rank_zero():
+            raise
+        raise NonFiniteLossError(f"{err}, e.g. {_resume_with_lower_rate(cfg)}", resumable=True) from err
 
     metrics = next((c for c in trainer.callbacks if isinstance(c, RunMetrics)), None)
     if is_rank_zero() and metrics is not None:
@@ -185,6 +190,16 @@ def _build_and_fit(cfg: DictConfig, parallel: Path | None) -> float | None:
             trained = TrainedModel(module.model, datamodule.tokenizer)
             print_sample(trained, cfg.sample, sample_prompt, output_dir)
     return metrics.best_val_loss if metrics is not None else None
+
+
+def _resume_with_lower_rate(cfg: DictConfig) -> str:
+    """The run's own resume command (`ckpt_path` alone would take the defaults for the rest), its
+    optimizer.lr a tenth of this run's: the lower rate a non-finite loss asks for, which a resume
+    trains with (its optimizer state's rate is not put back)."""
+    rate = OmegaConf.select(cfg, "optimizer.lr")
+    lower = ([f"optimizer.lr={rate / 10:g}"]
+             if isinstance(rate, int | float) and not isinstance(rate, bool) and rate > 0 else [])
+    return resume_command(cfg.paths.output_dir, changed=lower, data_name=OmegaConf.select(cfg, "data.name"))
 
 
 def _end_stopped_training(stop: TrainingInterrupted, cfg: DictConfig, parallel: Path | None) -> NoReturn:

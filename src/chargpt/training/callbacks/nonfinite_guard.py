@@ -23,7 +23,19 @@ from chargpt.training.steps import is_last_step
 
 
 class NonFiniteLossError(ChargptError):
-    """The loss (or the weights) became NaN or infinite."""
+    """The loss (or the weights) became NaN or infinite. `resumable`: a checkpoint is kept to resume
+    from; the command line finishes the advice with the run's own resume command (training/ cannot
+    tell it: a resume by ckpt_path alone would take the defaults for every other setting)."""
+
+    def __init__(self, message: str, resumable: bool = False) -> None:
+        super().__init__(message)
+        self.resumable = resumable
+
+    def __reduce__(self) -> tuple[type, tuple[str, bool]]:  # pickled whole (a parallel sweep's job)
+        return type(self), (str(self), self.resumable)
+
+
+RESUME_ADVICE = "then resume the run from it"
 
 
 def _settings_to_change(trainer: L.Trainer) -> str:
@@ -36,13 +48,16 @@ def _settings_to_change(trainer: L.Trainer) -> str:
 
 
 def _last_checkpoint(trainer: L.Trainer) -> str:
-    """What is kept, and what to do next: resume from the last checkpoint, or, with none written
-    yet, start again."""
+    """What is kept, and what to do next: resume from the last checkpoint (RESUME_ADVICE), or, with
+    none written yet, start again."""
     path = latest_checkpoint_kept(trainer)
     if path:
-        return (f"the last checkpoint {path} is kept. {_settings_to_change(trainer)}, then resume with "
-                "ckpt_path=RUN_DIR")
+        return f"the last checkpoint {path} is kept. {_settings_to_change(trainer)}, {RESUME_ADVICE}"
     return f"no checkpoint had been written yet. {_settings_to_change(trainer)}, then start the run again"
+
+
+def _stopped(message: str, trainer: L.Trainer) -> NonFiniteLossError:
+    return NonFiniteLossError(message, resumable=bool(latest_checkpoint_kept(trainer)))
 
 
 def val_loss_not_finite(trainer: L.Trainer) -> bool:
@@ -101,13 +116,13 @@ class NonFiniteGuard(Callback):
         if not trainer.strategy.reduce_boolean_decision(bad, all=False):  # every rank stops, or none
             return
         if not bad:
-            raise NonFiniteLossError(f"the validation loss was not finite on another rank at step "
-                                     f"{trainer.global_step}: {_last_checkpoint(trainer)}")
-        raise NonFiniteLossError(
+            raise _stopped(f"the validation loss was not finite on another rank at step "
+                           f"{trainer.global_step}: {_last_checkpoint(trainer)}", trainer)
+        raise _stopped(
             f"the validation loss is {float(trainer.callback_metrics[VAL_LOSS]):.4g} at step "
             f"{trainer.global_step}: the weights give "
             f"non-finite outputs though the training loss was finite, and were not saved: "
-            f"{_last_checkpoint(trainer)}"
+            f"{_last_checkpoint(trainer)}", trainer
         )
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -122,9 +137,9 @@ class NonFiniteGuard(Callback):
         first = next(((s, v) for s, v in zip(steps, values, strict=True) if not math.isfinite(v)), None)
         if trainer.strategy.reduce_boolean_decision(first is not None, all=False):
             what = f"became {first[1]:.4g} at step {first[0]}" if first else "was not finite on another rank"
-            raise NonFiniteLossError(
+            raise _stopped(
                 f"the training loss {what}; training stopped at step {trainer.global_step} and no "
-                f"weights from that step on were validated or saved: {_last_checkpoint(trainer)}"
+                f"weights from that step on were validated or saved: {_last_checkpoint(trainer)}", trainer
             )
 
     def on_save_checkpoint(
@@ -133,7 +148,7 @@ class NonFiniteGuard(Callback):
         self.check(trainer)  # a loss not read yet: its weights must not be saved either
         broken = [name for name, p in pl_module.named_parameters() if not bool(torch.isfinite(p).all())]
         if broken:
-            raise NonFiniteLossError(
+            raise _stopped(
                 f"the weights are not finite at step {trainer.global_step} ({', '.join(broken[:3])}); "
-                f"no checkpoint was written and {_last_checkpoint(trainer)}"
+                f"no checkpoint was written and {_last_checkpoint(trainer)}", trainer
             )
