@@ -1711,6 +1711,21 @@ def test_files_listed_in_a_folder_whose_name_holds_a_comma_are_pointed_to_a_swee
         assert choice_values(hydra_argv(advised)[-1]) == ["a, b é 🚀/x.txt", "a, b é 🚀/y, z.txt"]
 
 
+def test_files_listed_with_a_newline_in_a_name_are_named_on_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The listed path was named as it is: its newline broke the one error line in two.
+    from chargpt.data.sources.text_files import text_files
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a é.txt").write_text("some text\n", encoding="utf-8")
+    with pytest.raises(DataError) as err:
+        text_files("a é.txt,b\nc 🚀.txt", "data.path")
+    said = str(err.value)
+    assert len(said.splitlines()) == 1 and "is one path, commas included, not a list" in said
+    assert said.startswith("data file not found: 'a é.txt,b\\nc 🚀.txt'; data.path is one path")
+
+
 @needs_datasets
 def test_a_saved_dataset_given_as_a_path_is_pointed_to_data_hf(tmp_path: Path, datasets: ModuleType) -> None:
     # Its Arrow files were refused as binary text, with a glob of '**/*.txt' to try: no text at all.

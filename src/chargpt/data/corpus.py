@@ -11,7 +11,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from chargpt.errors import ConfigError, DataError
+from chargpt.errors import ConfigError, DataError, visible
 from chargpt.hydra_run import task_overrides
 from chargpt.overrides import override_key
 
@@ -160,7 +160,8 @@ def resolve_corpus(
     file = Path(os.path.expanduser(path))
     if not file.exists():
         if url is None:
-            raise DataError(f"data file not found: {file}; pass an existing text file as {setting}=FILE")
+            raise DataError(f"data file not found: {visible(file)}; pass an existing text file as "
+                            f"{setting}=FILE")
         _download(url, file, sha256)
     if file.is_dir():
         raise DataError(f"data path {file} is a directory; pass a text file as {setting}=FILE")

@@ -545,8 +545,8 @@ def _refuse_missing(path: Path, expanded: str, setting: str) -> NoReturn:
             listed = [str(Path(piece).absolute()) for piece in listed]
         sweep = f"{setting}=choice({','.join(sweep_item(piece) for piece in listed)})"
         raise DataError(
-            f"data file not found: {path}; {setting} is one path, commas included, not a list: to train "
-            f"on the files together, put them in one folder or name them by a glob "
+            f"data file not found: {visible(path)}; {setting} is one path, commas included, not a list: "
+            f"to train on the files together, put them in one folder or name them by a glob "
             f"({setting}='corpus/*.txt'); to train once on each, sweep over them: -m "
             f"{shell_words.quote(sweep)}"
         )
