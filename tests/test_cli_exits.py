@@ -130,8 +130,8 @@ def test_the_fix_for_memory_run_out_in_sample_and_eval_ends_alike(cli, target, s
     value = int(setting or default)
     fix = f"with less, e.g. {name}={value // 2}, or on another device" if value > 1 else "on another device"
     assert capsys.readouterr().err == (
-        f"error: out of GPU memory (could not allocate 20.00 GiB); {name}={value} is too large for this "
-        f"machine, or the model is for device=auto; {verb} {fix}\n")
+        f"error: out of GPU memory (could not allocate 20.00 GiB); {name}={value} is too large for the "
+        f"memory of the device the model is on (device=auto); {verb} {fix}\n")
 
 
 def test_the_fix_for_memory_run_out_is_worked_out_with_the_failed_blocks_memory_freed() -> None:

@@ -710,8 +710,8 @@ def test_cli_memory_running_out_as_it_starts_names_max_concurrency(
 
     monkeypatch.setattr(engine_module, "BatchedKVCache", no_room)
     said = ("max_concurrency=1000 (a key/value cache row of the model's whole context per prompt decoded at "
-            "once) is too large for this machine, or the model is for device=auto; serve with less, e.g. "
-            "max_concurrency=500, or on another device")
+            "once) is too large for the memory of the device the model is on (device=auto); serve with less, "
+            "e.g. max_concurrency=500, or on another device")
     assert _cli_error([f"ckpt_path={run_dir}", "port=0", "max_concurrency=1000"], monkeypatch, capsys) == (
         f"error: out of CPU memory (could not allocate 29.80 TiB); {said}")
     monkeypatch.undo()
@@ -720,7 +720,7 @@ def test_cli_memory_running_out_as_it_starts_names_max_concurrency(
         f"error: out of CPU memory (could not allocate 29.80 TiB); {said}")
     # One row is the least: it advised "serve with less, e.g. on another device".
     assert _cli_error([f"ckpt_path={run_dir}", "port=0", "max_concurrency=1"], monkeypatch, capsys).endswith(
-        "or the model is for device=auto; serve on another device")
+        "the device the model is on (device=auto); serve on another device")
     # Building the model itself: max_concurrency, advised first, was no help.
     monkeypatch.undo()
     monkeypatch.setattr(inference, "build_model", no_room)

@@ -140,11 +140,12 @@ def ask_for_less(too_large: str, retry: str, smaller: str | None, device: str | 
     """The advice after memory ran out: `too_large`, the settings that most likely asked for it
     ("max_new_tokens=500"), and `why` where it can be said; and the fix: `retry` ("sample") with
     `smaller` values (None where none is smaller), or, for a command that chooses its `device`, on
-    another one (the model may be on one too small)."""
-    said = f"{too_large} is too large for this machine" + (f": {why}" if why else "")
+    another one (the model may be on one too small: the memory named is that device's)."""
+    where = (f"the memory of the device the model is on (device={device})" if device is not None
+             else "this machine")
+    said = f"{too_large} is too large for {where}" + (f": {why}" if why else "")
     fixes = [f"with less, e.g. {smaller}"] if smaller else []
     if device is not None:
-        said += f", or the model is for device={device}"
         fixes.append("on another device")
     return f"{said}; {retry} {', or '.join(fixes)}"
 
