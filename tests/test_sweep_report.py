@@ -391,6 +391,35 @@ def test_a_run_whose_last_checkpoint_is_later_than_its_figures_is_said_to_be(
                      "from that checkpoint"]
 
 
+def test_a_run_that_ran_out_of_memory_is_told_its_own_fix_not_to_resume_as_it_was(tmp_path: Path,
+                                                                                   capsys) -> None:
+    # It was told to "fix what its error says, then resume it from its last checkpoint with" its own
+    # command: with the batch that ran out of memory, or, where the model alone was too large, a
+    # resume that would refuse the smaller model its error advised.
+    runs = tmp_path / "my runs, é 🚀"
+    smaller_batch = (
+        "out of GPU memory (could not allocate 20.00 GiB); data.batch_size=64, model.block_size=64 or the "
+        "model's size (model.n_layer, model.n_embd) is too large for this machine; continue from its last "
+        "checkpoint with less, e.g. chargpt-train data.batch_size=32 'ckpt_path=RUN'")
+    smaller_model = ("out of CPU memory; the model alone is too large for this machine: model.n_embd=4096 "
+                     "makes N parameters; run again with less, e.g. a smaller model.n_embd")
+    for name, error in (("batch, é", smaller_batch), ("model", smaller_model)):
+        fake_run(runs, name, ["data.batch_size=64"], {**metrics(1.7, 1.7), "step": 4},
+                 {"status": "failed", "error": error})
+        (runs / name / "checkpoints").mkdir()
+        (runs / name / "checkpoints" / "last.ckpt").write_bytes(b"weights")
+
+    report(runs)
+
+    lines = capsys.readouterr().out.split("written: ")[0].splitlines()
+    at = lines.index("2 runs ran out of memory after writing a checkpoint; go on as their error says:")
+    assert lines[at + 1:at + 3] == [
+        "  'batch, é': continue from its last checkpoint with less, e.g. chargpt-train data.batch_size=32 "
+        "'ckpt_path=RUN'",
+        "  model: run again with less, e.g. a smaller model.n_embd"]
+    assert not any("fix what" in line for line in lines)
+
+
 def test_a_stopped_runs_resume_command_gives_its_own_config_folders_again(tmp_path: Path, capsys) -> None:
     # A run launched with its options in the user's own folders (--config-dir, hydra.searchpath)
     # was told to resume without them, and that command was refused: optimizer=my_opt not found.

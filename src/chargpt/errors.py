@@ -150,6 +150,18 @@ def ask_for_less(too_large: str, retry: str, smaller: str | None, device: str | 
     return f"{said}; {retry} {', or '.join(fixes)}"
 
 
+# An OutOfMemory's line up to its fix: the memory, what it could not allocate, and what asked for it
+# (ask_for_less's `too_large` and `why`, which hold no semicolon).
+_OUT_OF_MEMORY_SAID = re.compile(r"out of (?:CPU|GPU) memory(?: \(could not allocate [^)]*\))?; [^;]*; ")
+
+
+def out_of_memory_fix(line: str) -> str | None:
+    """The fix an OutOfMemory's line gives (ask_for_less's `retry` and what follows), as a run's
+    status.json keeps the line; None for any other line."""
+    said = _OUT_OF_MEMORY_SAID.match(line)
+    return line[said.end():] if said else None
+
+
 @contextlib.contextmanager
 def naming_what_ran_out(advice: Callable[[], str]) -> Iterator[None]:
     """Memory running out in the block (a traceback from numpy or torch) becomes an OutOfMemory: one

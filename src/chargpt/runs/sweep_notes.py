@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from chargpt import shell_words
+from chargpt.errors import out_of_memory_fix
 from chargpt.plural import counted
 from chargpt.run_layout import METRICS_FILE, last_checkpoint
 from chargpt.runs.resume import recorded_resume_command
@@ -88,6 +89,10 @@ def stopped_runs_note(rows: list[dict[str, Any]], top: Path) -> str | None:
     checkpoints = {r["run"]: last_checkpoint(r["dir"]) for r in alone}
     stopped = [r for r in alone if r["status"] in STOPPED]
     failed = [r for r in alone if r["status"] == "failed" and checkpoints[r["run"]] is not None]
+    # Memory ran out: its own error gives the fix (a smaller batch from its checkpoint, or a smaller
+    # model, a new run), where its command as it was would run out again or refuse the smaller model.
+    short = [r for r in failed if out_of_memory_fix(r.get("error") or "") is not None]
+    failed = [r for r in failed if r not in short]
     fresh = [shell_words.quote(r["run"]) for r in stopped if checkpoints[r["run"]] is None]
     lines = []
     for sweep in dict.fromkeys(s for s in sweeps.values() if s is not None):
@@ -99,6 +104,10 @@ def stopped_runs_note(rows: list[dict[str, Any]], top: Path) -> str | None:
     lines += _resume_lines(resumable, "{runs} stopped early; resume {each} from its last checkpoint with:")
     lines += _resume_lines(failed, "{runs} failed after writing a checkpoint; fix what {its} error says, "
                                    "then resume {each} from its last checkpoint with:")
+    if short:
+        lines.append(f"{counted(len(short), 'run')} ran out of memory after writing a checkpoint; go on as "
+                     f"{'their' if len(short) > 1 else 'its'} error says:")
+        lines += [f"  {shell_words.quote(r['run'])}: {out_of_memory_fix(r['error'])}" for r in short]
     listed = STOPPED_RUNS_LISTED
     if fresh:
         names = " ".join(fresh[:listed]) + (" ..." if len(fresh) > listed else "")
