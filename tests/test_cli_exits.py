@@ -1101,6 +1101,26 @@ def test_memory_running_out_in_the_closing_sample_is_a_warning_naming_the_sample
     assert json.loads((run_dir / "status.json").read_text())["status"] == "finished"
 
 
+def test_memory_running_out_in_a_closing_sample_of_one_token_is_not_told_to_draw_one(
+        tmp_path, corpus, monkeypatch, capsys) -> None:
+    # One token is the least: it advised "with less, e.g. ... max_new_tokens=1", the setting that ran out.
+    from chargpt.inference import TrainedModel
+
+    def no_room_to_sample(self, *args, **kwargs):
+        _no_gpu_memory()
+        yield ""
+
+    monkeypatch.setattr(TrainedModel, "stream", no_room_to_sample)
+    run_dir = tmp_path / "r 1 é 🚀"
+    args = bare_train_args(corpus, run_dir, "trainer.max_steps=2", "sample.max_new_tokens=1")
+    assert run_cli(train_main, *args) == 0
+    err = capsys.readouterr().err
+    line = ("warning: no sample (out of GPU memory (could not allocate 20.00 GiB); sample.max_new_tokens=1 "
+            "is too large for this machine; draw it apart from the training, which holds its optimizer's "
+            f"memory: chargpt-sample 'ckpt_path={run_dir}' max_new_tokens=1); the run itself finished\n")
+    assert err.endswith(line) and "with less" not in err
+
+
 def test_a_model_whose_file_could_not_fill_the_memory_is_loaded_without_counting_it(tmp_path,
                                                                                     monkeypatch) -> None:
     # Counting a model's parameters builds it on torch's meta device, which imports torch's compiler:

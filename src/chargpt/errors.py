@@ -147,7 +147,7 @@ def ask_for_less(too_large: str, retry: str, smaller: str | None, device: str | 
     fixes = [f"with less, e.g. {smaller}"] if smaller else []
     if device is not None:
         fixes.append("on another device")
-    return f"{said}; {retry} {', or '.join(fixes)}"
+    return f"{said}; {' '.join([retry, ', or '.join(fixes)]).rstrip()}"
 
 
 # An OutOfMemory's line up to its fix: the memory, what it could not allocate, and what asked for it

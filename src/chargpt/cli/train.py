@@ -284,9 +284,15 @@ def _smaller_settings(cfg: DictConfig, output_dir: str) -> str:
 def _smaller_sample(options: DictConfig, run_dir: str) -> str:
     """The closing sample's settings that sized the memory it ran out of, and how to draw it."""
     tokens = int(options.max_new_tokens)
-    fewer = max(1, tokens // 2)
-    command = shell_words.join(["chargpt-sample", f"ckpt_path={run_dir}", f"max_new_tokens={fewer}"])
-    return ask_for_less(f"sample.max_new_tokens={tokens}", "draw it", command)
+    sample = ["chargpt-sample", f"ckpt_path={run_dir}"]
+    if tokens > 1:
+        command = shell_words.join([*sample, f"max_new_tokens={tokens // 2}"])
+        return ask_for_less(f"sample.max_new_tokens={tokens}", "draw it", command)
+    # One token is the least: it said "with less, e.g. max_new_tokens=1". A command of its own
+    # holds the weights alone, not the optimizer's state and gradients this process holds.
+    command = shell_words.join([*sample, "max_new_tokens=1"])
+    apart = f"draw it apart from the training, which holds its optimizer's memory: {command}"
+    return ask_for_less("sample.max_new_tokens=1", apart, None)
 
 
 def _stop_after_last_step(signum: int, parallel: Path | None, sampling: bool) -> None:
