@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
 from chargpt.cli import eval as eval_cli
 from chargpt.cli import export as export_cli
@@ -72,14 +73,49 @@ def test_a_sampling_sweep_leaves_the_processs_loggers_on(in_empty_folders, tmp_p
 def test_a_sweep_job_refused_stops_the_sweep_under_its_heading_and_leaves_no_folder(
     in_empty_folders, tmp_path: Path, capsys
 ) -> None:
-    # A prompt's characters are checked against the model's vocabulary, which only a job reads.
-    ckpt = make_checkpoint(tmp_path / "model.ckpt")
-    code, out, err = run_main(sample_cli.main, ["-m", f"ckpt_path={ckpt}", "max_new_tokens=3",
-                                                "prompt=choice(ab, 'é, z', c)"], capsys)
+    # Weights that do not match their model's settings are found only as a job builds its model.
+    good = make_checkpoint(tmp_path / "model.ckpt")
+    bad = tmp_path / "bad, é.ckpt"
+    ckpt = torch.load(good, weights_only=True)
+    ckpt["hyper_parameters"]["model"]["n_embd"] = 64
+    torch.save(ckpt, bad)
+    code, out, err = run_main(sample_cli.main, ["-m", f"ckpt_path=choice({good}, '{bad}')",
+                                                "max_new_tokens=3"], capsys)
     assert code == 2
-    assert out.splitlines()[0] == "==> prompt=ab <==" and out.splitlines()[-1] == "==> prompt=é, z <=="
-    assert err.splitlines()[-1].startswith("error: "), err
+    headings = [line for line in out.splitlines() if line.startswith("==> ")]
+    assert headings == [f"==> ckpt_path={good} <==", f"==> ckpt_path={bad} <=="], out
+    assert f"error: the weights in {bad} do not match" in err, err
     assert _left(*in_empty_folders) == []
+
+
+@pytest.mark.parametrize("given", ["prompt=Zoë 🚀,ok", "prompt_file=../my prompt, é.txt"])
+def test_a_sampling_sweeps_prompt_outside_the_vocabulary_is_refused_before_its_first_job(
+    in_empty_folders, tmp_path: Path, capsys, given: str
+) -> None:
+    # Refused by the first job, once its heading was printed: the vocabulary is the checkpoint's.
+    (tmp_path / "my prompt, é.txt").write_text("Zoë 🚀", encoding="utf-8")
+    (tmp_path / "my runs" / "r 1 é" / "checkpoints").mkdir(parents=True)
+    make_checkpoint(tmp_path / "my runs" / "r 1 é" / "checkpoints" / "last.ckpt")
+    args = ["-m", f"ckpt_path='{tmp_path / 'my runs' / 'r 1 é'}'", given, "seed=1,2", "max_new_tokens=3"]
+    code, out, err = run_main(sample_cli.main, args, capsys)
+    assert (code, out) == (2, ""), err
+    setting, comma = ("prompt", "',', ") if given.startswith("prompt=") else (given, "")  # (one prompt)
+    assert err.splitlines() == [f"error: {setting} has characters not in the model's vocabulary: {comma}'Z', "
+                                "'o', 'ë', '🚀'; remove them from it, or use a model trained on text that "
+                                "has them"]
+    assert _left(*in_empty_folders) == []
+
+
+def test_a_sweep_of_checkpoints_and_prompts_checks_each_prompt_with_each_checkpoint(
+    in_empty_folders, tmp_path: Path, capsys
+) -> None:
+    # Of the four jobs, only the last (model b, prompt é) is refused: b's vocabulary has no é.
+    a, b = make_checkpoint(tmp_path / "a.ckpt", chars="\n abcé"), make_checkpoint(tmp_path / "b.ckpt")
+    args = ["-m", f"ckpt_path=choice({a},{b})", "prompt=choice(ab, é)", "max_new_tokens=3"]
+    code, out, err = run_main(sample_cli.main, args, capsys)
+    assert (code, out) == (2, ""), err
+    assert err.splitlines() == [f"error: ckpt_path={b}: prompt has characters not in the model's vocabulary: "
+                                "'é'; remove them from it, or use a model trained on text that has them"]
 
 
 @pytest.mark.parametrize("swept", ["temperature=0.5,-1", "ckpt_path=choice(RUN, 'my runs/nope, é')"])

@@ -198,6 +198,15 @@ def find_trained(path: str | Path) -> tuple[Path, bool]:
     return resolve_checkpoint(path, or_export=True), False
 
 
+def trained_vocabulary(path: str | Path) -> CharTokenizer:
+    """The vocabulary of the trained model `path` names, read without its weights: an export's
+    config, or its checkpoint memory-mapped (read_checkpoint: its tensors are not read)."""
+    found, exported = find_trained(path)
+    if exported:
+        return CharTokenizer(read_export_config(found)["vocab"])
+    return CharTokenizer(read_checkpoint(found, mapped=True)["hyper_parameters"]["vocab"])
+
+
 def check_fits(config: ModelConfig, vocab_size: int, source: str | Path, weights: Path) -> None:
     """Refuse, before it is built, a model whose weights alone are more than this machine's memory
     (too_large_to_build): built, it ended the command by the kernel's out-of-memory killer. Counting

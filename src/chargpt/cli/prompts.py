@@ -32,20 +32,36 @@ def resolve_prompt(prompt: object, tokenizer: CharTokenizer, setting: str = "pro
                 file=sys.stderr,
             )
         return start
+    written, done = _in_vocabulary(prompt, tokenizer, setting)
+    if done:
+        print(f"note: the prompt is read with {' and '.join(done)}, as the model's vocabulary writes them",
+              file=sys.stderr)
+    return written
+
+
+def check_prompt(prompt: object, tokenizer: CharTokenizer, setting: str = "prompt") -> None:
+    """resolve_prompt's refusal, without its notes: a sampling sweep checks each job's prompt with its
+    model's vocabulary before the first job starts."""
+    if prompt is not None:
+        _in_vocabulary(prompt, tokenizer, setting)
+
+
+def _in_vocabulary(prompt: object, tokenizer: CharTokenizer, setting: str) -> tuple[str, list[str]]:
+    """A set prompt as the vocabulary writes it, and what was done to it for that (none: as given); a
+    ConfigError naming the characters the vocabulary lacks."""
     check_prompt_text(prompt, setting)
-    if tokenizer.unknown_chars(prompt):
-        # A prompt file saved on Windows, "café" typed as 'e' + U+0301: the model's text, written otherwise.
-        written, done = tokenizer.as_written_here(prompt)
-        if done and not tokenizer.unknown_chars(written):
-            print(f"note: the prompt is read with {' and '.join(done)}, as the model's vocabulary writes "
-                  "them", file=sys.stderr)
-            return written
-        # Named as written the model's way: 'é', not the combining accent of 'e' + U+0301.
-        raise ConfigError(f"{prompt_source(setting)} has characters not in the model's vocabulary: "
-                          f"{describe_chars(tokenizer.unknown_chars(written))}; remove them from it, or "
-                          "use a model trained on text that has them"
-                          f"{_escape_hint(written, tokenizer, setting)}")
-    return prompt
+    assert isinstance(prompt, str)  # (check_prompt_text refuses any other value)
+    if not tokenizer.unknown_chars(prompt):
+        return prompt, []
+    # A prompt file saved on Windows, "café" typed as 'e' + U+0301: the model's text, written otherwise.
+    written, done = tokenizer.as_written_here(prompt)
+    if done and not tokenizer.unknown_chars(written):
+        return written, done
+    # Named as written the model's way: 'é', not the combining accent of 'e' + U+0301.
+    raise ConfigError(f"{prompt_source(setting)} has characters not in the model's vocabulary: "
+                      f"{describe_chars(tokenizer.unknown_chars(written))}; remove them from it, or "
+                      "use a model trained on text that has them"
+                      f"{_escape_hint(written, tokenizer, setting)}")
 
 
 # What `\n` and `\t` typed in a prompt were meant to be.

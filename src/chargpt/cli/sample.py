@@ -25,7 +25,7 @@ from chargpt.cli.common import (
     run_main,
     use_threads,
 )
-from chargpt.cli.prompts import check_output_writes, resolve_prompt
+from chargpt.cli.prompts import check_output_writes, check_prompt, resolve_prompt
 from chargpt.cli.sweep_jobs import job_heading, sweep_folder_removed, whole_in_parallel_sweeps
 from chargpt.data.tokenizer import CharTokenizer
 from chargpt.errors import ConfigError, ask_for_less, exit_on_user_error, naming_what_ran_out
@@ -100,6 +100,12 @@ def check_settings(cfg: DictConfig) -> None:
     pick_device(cfg.device)
 
 
+def check_prompt_of(cfg: DictConfig, vocabulary: CharTokenizer) -> None:
+    """A sweep's check of a job's prompt with a model's vocabulary, before its first job starts: the
+    job itself refused it once its heading was printed, after the jobs before it had sampled."""
+    check_prompt(cfg.prompt, vocabulary)
+
+
 def _smaller_settings(cfg: DictConfig) -> str:
     """What most likely asked for the memory that ran out, and the fix."""
     # (Samples are drawn one after another: num_samples does not add to what one needs.)
@@ -140,6 +146,6 @@ def _sample(cfg: DictConfig, check_copy: bool) -> None:
 
 
 def main() -> None:
-    with sweep_folder_removed(check=check_settings) as prepare:
+    with sweep_folder_removed(check=check_settings, with_vocabulary=check_prompt_of) as prepare:
         run_main(_hydra_main, prepare=prepare, checkpoint_sweeps=True, config_name=CONFIG_NAME,
                  unused=MODEL_FROM_CHECKPOINT)
