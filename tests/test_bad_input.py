@@ -833,20 +833,33 @@ def test_a_sweep_hands_trainer_devices_its_list(files, capsys):
     assert [c.trainer.devices for c in saved] == [[1]] * 2
 
 
-def test_a_sweep_keeps_a_list_for_a_setting_its_class_takes_a_list_for(files, tmp_path, monkeypatch, capsys):
-    # A callback of one's own whose `every` is a number or a list, 1 by default: the list was refused
-    # ("gives callbacks.mine.every a list ... write the values without brackets"), as trainer.devices
-    # was before it was named as an exception. trainer.max_steps=0 is what ends the command.
+@pytest.mark.parametrize("hint", ["int | list[int]", "tuple[int, ...]", "Sequence", "Iterable[int] | int",
+                                  "typing.Tuple[int, int] | None", "int | str"])
+def test_a_sweep_keeps_a_list_for_a_setting_its_class_takes_a_list_for(files, tmp_path, monkeypatch, capsys,
+                                                                        hint):
+    # A callback of one's own (from a config folder of one's own) whose `every` is a number or a
+    # collection, 1 by default: the list was refused ("gives callbacks.mine.every a list ... write the
+    # values without brackets"), as trainer.devices was before it was named as an exception; a tuple,
+    # a bare Sequence or an Iterable were refused after list and Sequence[int] were taken.
+    # trainer.max_steps=0 is what ends the command.
     (tmp_path / "my code").mkdir()
     (tmp_path / "my code" / "list_taking_callback.py").write_text(
-        "import lightning\n\nclass Mine(lightning.Callback):\n"
-        "    def __init__(self, every: int | list[int] = 1) -> None:\n        self.every = every\n")
+        "import typing\nfrom collections.abc import Iterable, Sequence\n\nimport lightning\n\n"
+        f"class Mine(lightning.Callback):\n    def __init__(self, every: {hint} = 1) -> None:\n"
+        "        self.every = every\n")
+    (tmp_path / "my conf é" / "experiment").mkdir(parents=True)
+    (tmp_path / "my conf é" / "experiment" / "mine.yaml").write_text(
+        "# @package _global_\ncallbacks:\n  mine:\n    _target_: list_taking_callback.Mine\n    every: 1\n")
     monkeypatch.syspath_prepend(str(tmp_path / "my code"))
     monkeypatch.delitem(sys.modules, "list_taking_callback", raising=False)
-    args = [*bare_train_args(files["corpus"], None), "-m", "+callbacks.mine={_target_: "
-            "list_taking_callback.Mine, every: 1}", "callbacks.mine.every=[1,2]", "seed=1,2",
-            "trainer.max_steps=0", f"hydra.sweep.dir={tmp_path / 'runs'}"]
+    args = [*bare_train_args(files["corpus"], None), "-m", "--config-dir", str(tmp_path / "my conf é"),
+            "experiment=mine", "callbacks.mine.every=[1,2]", "seed=1,2", "trainer.max_steps=0",
+            f"hydra.sweep.dir={tmp_path / 'runs'}"]
     code, out, err = run_main(train_cli.main, args, capsys)
+    if hint == "int | str":  # text is no list of items: the list is refused
+        _assert_one_error_line(code, out, err, "error: callbacks.mine.every=[1,2] gives callbacks.mine.every "
+                               "a list, the same in every job, where it takes one value")
+        return
     _assert_one_error_line(code, out, err, "error: trainer.max_steps=0 trains nothing")
 
 

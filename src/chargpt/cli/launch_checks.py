@@ -139,7 +139,8 @@ def check_sweeps_typed_as_one_value(config: DictConfig) -> None:
 
 def _takes_a_list(defaults: DictConfig, key: str) -> bool:
     """Whether the class or function a setting is handed to (its config's `_target_`: lightning.Trainer
-    for trainer.devices) takes a list for it, as its type hints say (`devices: list[int] | str | int`)."""
+    for trainer.devices) takes a list for it, as its type hints say (`devices: list[int] | str | int`;
+    a tuple, a Sequence or an Iterable, `every: tuple[int, ...]`, takes one too)."""
     parent, _, name = key.rpartition(".")
     target = OmegaConf.select(defaults, f"{parent}._target_" if parent else "_target_", default=None,
                               throw_on_resolution_failure=False)
@@ -151,7 +152,13 @@ def _takes_a_list(defaults: DictConfig, key: str) -> bool:
     except (ImportError, AttributeError, NameError, TypeError, HydraException):
         return False  # (a target that cannot be imported: the run's own checks name it)
     kinds = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
-    return any(kind is list or typing.get_origin(kind) in (list, collections.abc.Sequence) for kind in kinds)
+    return any((typing.get_origin(kind) or kind) in _COLLECTIONS for kind in kinds)
+
+
+# The hints (their origins: `tuple` for `tuple[int, ...]`) of a collection of items, which a list given is.
+# Not every class that iterates: a tensor does (`lr: float | Tensor`), and text, and a mapping.
+_COLLECTIONS = (list, tuple, set, frozenset, collections.abc.Iterable, collections.abc.Collection,
+                collections.abc.Sequence, collections.abc.MutableSequence, collections.abc.Set)
 
 
 def _for_each(config: DictConfig, key: str, values: str = "") -> str:
