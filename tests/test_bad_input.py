@@ -917,11 +917,16 @@ def test_a_sweep_keeps_a_list_for_a_setting_its_class_takes_a_list_for(files, tm
      "error: trainer.log_every_n_steps=0 turns off the logging of training values (train/loss, train/lr, "
      "...); log them every N steps with a whole number from 1 "
      "(e.g. 50), or pass logger=none to log nothing"),
+    # Lightning's, as each job built its Trainer.
+    (["seed=1,2", "trainer.accelerator=tpu"], "error: trainer.accelerator=tpu, but Lightning finds no tpu "
+     "accelerator on this machine"),
+    (["seed=1,2", "+trainer.limit_val_batches=-1"], "error: trainer.limit_val_batches=-1 must be a whole "
+     "number of batches >= 0 (e.g. 5) or a fraction of them from 0.0 to 1.0 (e.g. 0.25), or null"),
 ], ids=["fixed", "second-value", "grid", "joblib", "optuna", "seed", "sample", "sample-seed", "matmul",
         "threads", "data-split", "data-normalize", "data-batch", "warmup", "lr-floor", "nonfinite-check",
         "grad-norm", "sample-text", "save-top-k", "checkpoint-mode", "checkpoint-every",
         "top-k-unranked", "budget-skip", "hparams-extra", "clip-algorithm", "num-nodes",
-        "log-every"])
+        "log-every", "accelerator", "limit-val"])
 def test_a_sweeps_bad_setting_is_refused_before_any_job(typed, expected, files, capsys):
     # Each job refused the setting once the sweep's folder was made (the sweep exited 1), a good
     # first job trained first, where a single run with it was refused at once.
@@ -932,6 +937,27 @@ def test_a_sweeps_bad_setting_is_refused_before_any_job(typed, expected, files, 
     code, out, err = run_main(train_cli.main, args, capsys)
     _assert_one_error_line(code, out, err, expected)
     assert not root.exists()
+
+
+@pytest.mark.parametrize(("typed", "expected"), [
+    # Lightning's "Requirement 'torch_xla>=1.13' not met", once the text was read.
+    ("trainer.accelerator=tpu", "trainer.accelerator=tpu, but Lightning finds no tpu accelerator on this "
+     "machine (it finds cpu); use trainer.accelerator=cpu, or auto"),
+    ("trainer.accelerator=xyz", "trainer.accelerator=xyz is not an accelerator; use one of auto, cpu, cuda, "
+     "gpu, mps, tpu"),
+    # Lightning's "'<=' not supported between instances of 'int' and 'str'".
+    ("+trainer.limit_val_batches=-1", "trainer.limit_val_batches=-1 must be a whole number of batches >= 0 "
+     "(e.g. 5) or a fraction of them from 0.0 to 1.0 (e.g. 0.25), or null"),
+    ("+trainer.limit_train_batches=1.5", "trainer.limit_train_batches=1.5 must be a whole number of "),
+    ("+trainer.limit_val_batches=abc", "trainer.limit_val_batches='abc' must be a whole number of "),
+])
+def test_a_trainer_lightning_refuses_is_refused_before_the_text_is_read(typed, expected, files, capsys):
+    if "accelerator" in typed and torch.cuda.is_available():  # (the message names the accelerators found)
+        pytest.skip("names the accelerators of a machine without a GPU")
+    args = [*bare_train_args(files["corpus"], files["tmp"] / "run"), typed]
+    code, out, err = run_main(train_cli.main, args, capsys)
+    _assert_one_error_line(code, out, err, f"error: {expected}")
+    assert "vocabulary:" not in out + err  # (the text read logs its characters)
 
 
 @pytest.mark.parametrize(("typed", "expected"), [

@@ -64,6 +64,7 @@ from chargpt.training.optim import build_optimizer, check_optimizer
 from chargpt.training.optimizer_state import check_optimizer_state
 from chargpt.training.resume_checks import check_resumable
 from chargpt.training.run_checks import (
+    check_accelerator,
     check_constructor_settings,
     check_devices,
     check_finetune_settings,
@@ -335,6 +336,7 @@ def check_settings(cfg: DictConfig, overrides: Sequence[str], in_sweep: bool | N
     check_trainer_numbers(cfg.trainer, finetuning=bool(cfg.get("init_from")),
                           logged=any(logger is not None for logger in loggers))
     check_devices(cfg.trainer, overrides)
+    check_accelerator(cfg.trainer, overrides)
     budget_plan.checked_seconds(cfg.get("budget_seconds"))  # before model=auto times anything
     budget_reserve(cfg)  # model=auto sizes with it
     precision.lightning_precision_name(cfg.trainer.get("precision"))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import logging
+import math
 import os
 import re
 import sys
@@ -20,12 +21,13 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import get_object
 from lightning.fabric.plugins.environments import SLURMEnvironment, TorchElasticEnvironment
+from lightning.pytorch.accelerators import AcceleratorRegistry
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from chargpt.checkpoints import resolve_checkpoint
 from chargpt.checks import named_under, real_number, shown, whole_number, yes_no
-from chargpt.errors import ChargptError, ConfigError, SetupError, first_line
+from chargpt.errors import ChargptError, ConfigError, SettingError, SetupError, first_line
 from chargpt.hydra_run import is_multirun
 from chargpt.model import ModelConfig
 from chargpt.overrides import override_key
@@ -87,11 +89,34 @@ def check_devices(trainer_cfg: DictConfig, overrides: Sequence[str] = ()) -> Non
         )
 
 
+def check_accelerator(trainer_cfg: DictConfig, overrides: Sequence[str] = ()) -> None:
+    """An accelerator Lightning does not know (`trainer.accelerator=xyz`), or one it finds none of on
+    this machine (tpu without torch_xla, mps off a Mac), is one line naming those it finds, by
+    Lightning's own registry and test, where Lightning refused it as the Trainer was built, once the
+    text was read. (cuda and gpu without a GPU: check_devices.) `overrides` as check_devices takes them."""
+    accelerator = trainer_cfg.get("accelerator", "auto")
+    if not isinstance(accelerator, str) or accelerator in ("auto", "gpu", "cuda"):
+        return  # (an Accelerator's config of one's own: built, it checks itself)
+    names = sorted(AcceleratorRegistry.available_accelerators())
+    if accelerator not in names:
+        raise ConfigError(f"trainer.accelerator={accelerator} is not an accelerator; use one of "
+                          f"{', '.join(sorted([*names, 'auto', 'gpu']))}")
+    if AcceleratorRegistry[accelerator]["accelerator"].is_available():
+        return
+    chosen, other = _accelerator_chosen(accelerator, overrides)
+    found = [name for name in names if AcceleratorRegistry[name]["accelerator"].is_available()]
+    raise ConfigError(f"{chosen}, but Lightning finds no {accelerator} accelerator on this machine (it finds "
+                      f"{', '.join(found)}); use {other(found[0])}, or auto")
+
+
 # The trainer's step and epoch counts: whole numbers from these lows (-1: no limit), or null.
 # Lightning's counts: the least each takes, and whether it takes None (its own default then).
 TRAINER_COUNTS = {"max_steps": (-1, False), "max_epochs": (-1, True), "log_every_n_steps": (1, True),
                   "accumulate_grad_batches": (1, False), "num_sanity_val_steps": (-1, True),
                   "num_nodes": (1, False)}
+# Lightning's limits on the batches of a loop: a count, or a fraction of them (null: all).
+TRAINER_BATCH_LIMITS = ("limit_train_batches", "limit_val_batches", "limit_test_batches",
+                        "limit_predict_batches", "overfit_batches")
 # Lightning's switches (a string there would count as true); `deterministic` also takes "warn".
 TRAINER_FLAGS = ("deterministic", "enable_model_summary", "use_distributed_sampler", "benchmark",
                  "inference_mode", "detect_anomaly", "barebones", "sync_batchnorm")
@@ -144,6 +169,13 @@ def check_trainer_numbers(trainer_cfg: DictConfig, finetuning: bool = False, log
             f"trainer.{key}=0 trains nothing; pass trainer.max_steps=N (e.g. 3000) or budget_seconds=S "
             "(with init_from=CKPT, trainer.max_steps=0 scores the starting point)"
         )
+    for key in TRAINER_BATCH_LIMITS:  # (as Lightning takes them: a whole float as its count, 2.0 as 2)
+        limit = trainer_cfg.get(key)
+        number = isinstance(limit, (int, float)) and not isinstance(limit, bool) and math.isfinite(limit)
+        if limit is not None and not (number and (0 <= limit <= 1 or (limit > 1 and limit % 1 == 0))):
+            raise SettingError(f"trainer.{key}={shown(limit)} must be a whole number of batches >= 0 "
+                               "(e.g. 5) or a fraction of them from 0.0 to 1.0 (e.g. 0.25), or null",
+                               f"trainer.{key}")
     real_number("trainer.gradient_clip_val", trainer_cfg.get("gradient_clip_val"), 0, optional=True)
     algorithm = trainer_cfg.get("gradient_clip_algorithm")  # (Lightning's own check: once the text was read)
     if algorithm is not None and algorithm not in ("norm", "value"):
