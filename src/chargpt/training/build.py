@@ -25,7 +25,7 @@ from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf
 
 from chargpt.checkpoints import read_checkpoint, resolve_checkpoint, stored_corpus
-from chargpt.checks import check_seed, real_number, training_seed, yes_no
+from chargpt.checks import check_seed, training_seed, yes_no
 from chargpt.data import CharDataModule
 from chargpt.data.datamodule import check_data_settings
 from chargpt.data.text import as_its_run_read
@@ -86,10 +86,10 @@ log = logging.getLogger(__name__)
 
 def budget_reserve(cfg: DictConfig) -> float:
     """The seconds the budget callback keeps back at the end of the run (model=auto sizes its model
-    with them), checked as the callback checks them: a bad value is refused before any timing."""
+    with them), once check_settings has checked them (the callback's own check_settings, by
+    check_constructor_settings): a bad value is refused before any timing."""
     key = "callbacks.time_budget.reserve_seconds"
-    value = OmegaConf.select(cfg, key, default=budget_plan.RESERVE_SECONDS)
-    return float(real_number(key, value, low=0))
+    return float(OmegaConf.select(cfg, key, default=budget_plan.RESERVE_SECONDS))
 
 
 def size_automatically(
@@ -338,7 +338,6 @@ def check_settings(cfg: DictConfig, overrides: Sequence[str], in_sweep: bool | N
     check_devices(cfg.trainer, overrides)
     check_accelerator(cfg.trainer, overrides)
     budget_plan.checked_seconds(cfg.get("budget_seconds"))  # before model=auto times anything
-    budget_reserve(cfg)  # model=auto sizes with it
     precision.lightning_precision_name(cfg.trainer.get("precision"))
     precision.matmul_precision_name(cfg.get("matmul_precision"))
     yes_no("keep_freed_memory", cfg.get("keep_freed_memory", False))
