@@ -244,3 +244,18 @@ def test_a_folder_whose_name_ends_in_a_space_keeps_it_in_the_hint(typed: str, tm
     code, _, err = run_main(sample_cli.main, [f"ckpt_path={typed}"], capsys)
     assert (code, err) == (2, f"error: checkpoint not found: {typed!r} (the name has spaces around it, and "
                               "'runs /r 1' exists); pass it without them: 'ckpt_path=runs /r 1'\n")
+
+
+def test_weights_that_do_not_match_their_settings_are_one_error_line(tmp_path: Path, capsys) -> None:
+    # torch's "Error(s) in loading state_dict for GPT:" and a tab-indented line per tensor, cut at 200
+    # characters, made the error three lines, the last cut mid-word.
+    ckpt = torch.load(make_checkpoint(tmp_path / "model.ckpt"), weights_only=True)
+    ckpt["hyper_parameters"]["model"]["n_embd"] = 64
+    edited = tmp_path / "edited, é.ckpt"
+    torch.save(ckpt, edited)
+    code, out, err = run_main(sample_cli.main, [f"ckpt_path={edited}", "max_new_tokens=3"], capsys)
+    assert (code, out) == (2, "")
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith(f"error: the weights in {edited} do not match its model settings (size mismatch "
+                          "for tok_emb.weight: copying a param with shape torch.Size([13, 32]) from "
+                          "checkpoint, the shape in current model is torch.Size([13, 64]); and "), err

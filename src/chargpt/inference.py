@@ -133,9 +133,17 @@ def model_from_checkpoint(ckpt: dict[str, Any], file: Path) -> TrainedModel:
         model.load_state_dict(model_weights(ckpt))
     except RuntimeError as err:
         raise CheckpointError(
-            f"the weights in {file} do not match its model settings: {str(err)[:200]}"
-        ) from None
+            f"the weights in {file} do not match its model settings ({_mismatches(err)})") from None
     return TrainedModel(model.eval(), tokenizer)
+
+
+def _mismatches(err: RuntimeError) -> str:
+    """torch's load_state_dict error in one line: its first mismatch, and how many more (its own text is
+    a heading, then a tab-indented line for each tensor)."""
+    found = [line.strip().rstrip(".") for line in str(err).splitlines()[1:] if line.strip()]
+    if not found:
+        return first_line(err)
+    return found[0] + (f"; and {len(found) - 1} more" if len(found) > 1 else "")
 
 
 def pick_device(name: str) -> str:
