@@ -863,6 +863,28 @@ def test_a_sweep_keeps_a_list_for_a_setting_its_class_takes_a_list_for(files, tm
     _assert_one_error_line(code, out, err, "error: trainer.max_steps=0 trains nothing")
 
 
+def test_a_sweeps_list_for_a_setting_of_an_option_chosen_in_a_list_is_refused(files, tmp_path, monkeypatch,
+                                                                             capsys):
+    # callbacks=[default,mine] chooses two options of a group: the defaults the lists were checked
+    # against were composed without it, so callbacks.mine.every was not there, and its list went to
+    # every job, where a callback of one's own taking a number got [1, 2].
+    (tmp_path / "my code").mkdir()
+    (tmp_path / "my code" / "number_taking_callback.py").write_text(
+        "import lightning\n\nclass Mine(lightning.Callback):\n"
+        "    def __init__(self, every: int = 1) -> None:\n        self.every = every\n")
+    (tmp_path / "my conf é" / "callbacks").mkdir(parents=True)
+    (tmp_path / "my conf é" / "callbacks" / "mine.yaml").write_text(
+        "mine:\n  _target_: number_taking_callback.Mine\n  every: 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path / "my code"))
+    monkeypatch.delitem(sys.modules, "number_taking_callback", raising=False)
+    args = [*bare_train_args(files["corpus"], None), "-m", "--config-dir", str(tmp_path / "my conf é"),
+            "callbacks=[default,mine]", "callbacks.mine.every=[1,2]", "seed=1,2", "trainer.max_steps=0",
+            f"hydra.sweep.dir={tmp_path / 'runs'}"]
+    code, out, err = run_main(train_cli.main, args, capsys)
+    _assert_one_error_line(code, out, err, "error: callbacks.mine.every=[1,2] gives callbacks.mine.every a "
+                           "list, the same in every job, where it takes one value")
+
+
 @pytest.mark.parametrize(("typed", "expected"), [
     (["seed=1,2", "trainer.max_steps=0"], "error: trainer.max_steps=0 trains nothing; pass "),
     (["model.dropout=0.1,1.5"], "error: model.dropout=1.5 must be in [0, 1)"),

@@ -121,10 +121,13 @@ def check_sweeps_typed_as_one_value(config: DictConfig) -> None:
     lists = {o: items for o in typed if (items := _list_items(o))}
     if not lists:
         return
-    # The defaults beside the other settings typed (an experiment may set them).
-    others = [o for o in as_written(config.hydra.overrides.task) if o not in lists and not is_sweep(o)]
+    # The defaults beside the other settings typed (an experiment may set them), and the options of a
+    # group chosen in a list (`callbacks=[default,mine]`: their settings are among those checked).
+    loader = GlobalHydra.instance().config_loader()
+    others = [o for o in as_written(config.hydra.overrides.task)
+              if (o not in lists or _names_a_group(loader, override_key(o))) and not is_sweep(o)]
     try:
-        defaults = GlobalHydra.instance().config_loader().load_sweep_config(config, others)
+        defaults = loader.load_sweep_config(config, others)
     except HydraException:  # a misspelt setting: the sweep's other checks name it
         return
     for override, items in lists.items():
@@ -135,6 +138,12 @@ def check_sweeps_typed_as_one_value(config: DictConfig) -> None:
             swept = shell_words.quote(f"{key}={','.join(items)}")
             raise ConfigError(f"{override} gives {key} a list, the same in every job, where it takes one "
                               f"value: {_for_each(config, key)}, write the values without brackets: {swept}")
+
+
+def _names_a_group(loader: Any, key: str) -> bool:
+    """Whether `key` (`callbacks`, `hydra/launcher`) is a config group, whose list is of its options."""
+    parent, _, name = key.rpartition("/")
+    return name in loader.list_groups(parent)
 
 
 def _takes_a_list(defaults: DictConfig, key: str) -> bool:
