@@ -9,6 +9,7 @@ import shlex
 import shutil
 import sys
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -36,6 +37,26 @@ NO_GPU = pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine w
 
 def callback_failing_without_a_message() -> None:
     raise ValueError()
+
+
+@pytest.mark.parametrize(("command", "main", "example"), [
+    ("chargpt-sample", sample_cli.main, "chargpt-sample ckpt_path=RUN_DIR"),
+    ("chargpt-eval", eval_cli.main, "chargpt-eval ckpt_path=RUN_DIR"),
+    ("chargpt-export", export_cli.main, "chargpt-export ckpt_path=RUN_DIR out=DIR"),
+    ("chargpt-serve", serve_cli.main, "chargpt-serve ckpt_path=RUN_DIR"),
+])
+def test_every_command_that_reads_a_model_asks_for_ckpt_path_alike(
+    command: str, main: Callable[[], None], example: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture,
+) -> None:
+    # Each takes a run folder, a .ckpt file or an export folder; sample's and eval's messages named
+    # no export, export's no .ckpt file, each in words of its own.
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_main(main, [], capsys)
+    assert (code, out) == (2, "")
+    assert err.splitlines() == ["error: ckpt_path is required: the run folder, .ckpt file or export folder "
+                                f"to read, e.g. {example}"]
+    assert list(tmp_path.iterdir()) == []
 
 
 def _damage_a_tensor(ckpt: Path, out: Path) -> None:

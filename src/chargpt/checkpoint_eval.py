@@ -21,7 +21,7 @@ from chargpt.checks import whole_number
 from chargpt.data.sources.hf_datasets import is_saved_dataset
 from chargpt.data.sources.paths import expand_path
 from chargpt.data.text import DEFAULT_TRAIN_FRACTION, CharText, as_its_run_read, rows_as_its_run_read, text_of
-from chargpt.errors import ConfigError
+from chargpt.errors import ConfigError, no_checkpoint_given
 from chargpt.evaluation import Evaluation, check_stride, evaluate_text
 from chargpt.export_layout import CONFIG_FILE
 from chargpt.hydra_run import plain
@@ -107,7 +107,7 @@ def evaluate_checkpoint(
 def check_asked(ckpt_path: str, split: str, batch_size: int) -> None:
     """The settings of an evaluation that need no checkpoint read: each in its range."""
     if not ckpt_path:
-        raise ConfigError("ckpt_path is required: chargpt-eval ckpt_path=RUN_DIR_OR_CKPT_FILE")
+        raise no_checkpoint_given("chargpt-eval")
     if split not in SPLITS:
         raise ConfigError(f"split={split!r} is not one of {', '.join(SPLITS)}")
     whole_number("batch_size", batch_size, low=1)

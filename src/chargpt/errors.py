@@ -68,6 +68,13 @@ class OutOfMemory(ChargptError):
     it, and smaller values to use."""
 
 
+def no_checkpoint_given(command: str, example_rest: str = "") -> ConfigError:
+    """The one error of every command that reads a trained model (sample, eval, export, serve)
+    when ckpt_path is missing: each takes a run folder, a .ckpt file or an export folder alike."""
+    return ConfigError(f"ckpt_path is required: the run folder, .ckpt file or export folder to read, "
+                       f"e.g. {command} ckpt_path=RUN_DIR{example_rest}")
+
+
 def needs_extra(what: str, missing: str, extra: str) -> str:
     """The message for `what` (a setting, a command) when `missing`, a package of chargpt's
     optional `extra`, is not installed: what needs it, and the command that installs it (chargpt

@@ -20,7 +20,7 @@ from chargpt.cli import CONFIG_PATH
 from chargpt.cli.common import MODEL_FROM_CHECKPOINT, cli_task, quiet_known_warnings, run_main
 from chargpt.cli.held_weights import EXPORT_HOLDS, held, held_weights_note, training_run
 from chargpt.cli.sweep_jobs import job_folder, job_heading, sweep_folder_removed, whole_in_parallel_sweeps
-from chargpt.errors import ConfigError, exit_on_user_error
+from chargpt.errors import ConfigError, exit_on_user_error, no_checkpoint_given
 from chargpt.export import check_destination, check_exportable, check_format, export_model
 from chargpt.export_layout import EXPORT_FILES, README_FILE, export_folder_of
 from chargpt.hydra_run import is_multirun
@@ -39,7 +39,7 @@ def _hydra_main(cfg: DictConfig) -> None:
         print(heading, flush=True)
     quiet_known_warnings()
     if not cfg.ckpt_path:
-        raise ConfigError("ckpt_path is required: chargpt-export ckpt_path=RUN_DIR_OR_CKPT out=DIR")
+        raise no_checkpoint_given("chargpt-export", " out=DIR")
     check_format(cfg.format)  # before reading the model: a quick refusal
     if not cfg.out:
         raise ConfigError("out is required: the folder to write, e.g. out=exports/my_model")

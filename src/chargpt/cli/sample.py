@@ -1,5 +1,5 @@
-"""chargpt-sample: stream text from a checkpoint (file or run directory); check_copy=true also says
-how much of each sample the model copied from its training text."""
+"""chargpt-sample: stream text from a trained model (a run directory, a .ckpt file or an export);
+check_copy=true also says how much of each sample the model copied from its training text."""
 
 from __future__ import annotations
 
@@ -28,7 +28,13 @@ from chargpt.cli.common import (
 from chargpt.cli.prompts import check_output_writes, check_prompt, resolve_prompt
 from chargpt.cli.sweep_jobs import job_heading, sweep_folder_removed, whole_in_parallel_sweeps
 from chargpt.data.tokenizer import CharTokenizer
-from chargpt.errors import ConfigError, ask_for_less, exit_on_user_error, naming_what_ran_out
+from chargpt.errors import (
+    ConfigError,
+    ask_for_less,
+    exit_on_user_error,
+    naming_what_ran_out,
+    no_checkpoint_given,
+)
 from chargpt.inference import load_with_checkpoint, new_generator, pick_device
 from chargpt.memorization import CopiedSpan, TextIndex
 from chargpt.model.sampling import check_decoding, check_sampling
@@ -87,7 +93,7 @@ def check_settings(cfg: DictConfig) -> None:
     (sweep_folder_removed's `check`)."""
     check_threads(cfg.threads)
     if not cfg.ckpt_path:
-        raise ConfigError("ckpt_path is required: chargpt-sample ckpt_path=RUN_DIR_OR_CKPT_FILE")
+        raise no_checkpoint_given("chargpt-sample")
     whole_number("num_samples", cfg.num_samples, low=1)
     check_seed("seed", cfg.seed, optional=True)
     check_decoding(yes_no("use_cache", cfg.use_cache), yes_no("compile", cfg.compile))

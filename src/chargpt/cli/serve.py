@@ -27,7 +27,14 @@ from chargpt.cli.common import (
     use_threads,
 )
 from chargpt.cli.held_weights import SERVER_HOLDS, held, held_weights_note, training_run
-from chargpt.errors import ConfigError, ask_for_less, exit_on_user_error, naming_what_ran_out, needs_extra
+from chargpt.errors import (
+    ConfigError,
+    ask_for_less,
+    exit_on_user_error,
+    naming_what_ran_out,
+    needs_extra,
+    no_checkpoint_given,
+)
 from chargpt.inference import TrainedModel, load_with_checkpoint, pick_device
 from chargpt.model_card import ModelCard, card_for
 
@@ -40,7 +47,7 @@ CONFIG_NAME = "serve"  # configs/serve.yaml
 
 def check_settings(cfg: DictConfig) -> None:
     if not cfg.ckpt_path:
-        raise ConfigError("ckpt_path is required: chargpt-serve ckpt_path=RUN_DIR_CKPT_OR_EXPORT_DIR")
+        raise no_checkpoint_given("chargpt-serve")
     if isinstance(cfg.port, bool) or not isinstance(cfg.port, int) or not 0 <= cfg.port <= 65535:
         raise ConfigError(f"port={cfg.port!r} must be a number from 0 to 65535 (0 = any free port)")
     for name, low in (("max_concurrency", 1), ("max_queue", 0), ("max_tokens", 0), ("max_tokens_cap", 0),
