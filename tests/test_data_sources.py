@@ -558,6 +558,20 @@ def test_vocabulary_report_counts_characters_and_shows_the_rarest(
     assert "rarest: '§' x1" in line
 
 
+def test_the_rarest_characters_name_a_combining_mark_by_its_code_point(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # One accent written as a combining mark (NFD): the rarest were shown by repr, the mark itself,
+    # which a terminal draws on the quote before it; an unknown one is named '\u0301' (describe_chars).
+    path = tmp_path / "café, naïve 🙂.txt"
+    path.write_text("the cafe is open, " * 200 + "cafe\u0301", encoding="utf-8")
+    dm = module(path)
+    with caplog.at_level(logging.INFO, logger="chargpt.data"):
+        dm.setup("fit")
+    line = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("vocabulary:"))
+    assert "rarest: '\\u0301' x1, " in line and "\u0301" not in line, line
+
+
 def test_paths_expand_home_and_environment_variables(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -32,10 +32,15 @@ def _composes(mark: str) -> bool:
     return any(len(unicodedata.normalize("NFC", letter + mark)) == 1 for letter in _ACCENTED_LETTERS)
 
 
+def shown_char(char: str) -> str:
+    """A character as a message quotes it: as repr writes it, but a combining mark, which printed
+    alone joins the quote before it, named by its code point."""
+    return f"'\\u{ord(char):04x}'" if is_combining(char) else repr(char)
+
+
 def describe_chars(chars: Iterable[str], limit: int = 10) -> str:
     chars = sorted(set(chars))
-    # A combining mark printed alone joins the quote before it: it is named by its code point.
-    shown = ", ".join(f"'\\u{ord(c):04x}'" if is_combining(c) else repr(c) for c in chars[:limit])
+    shown = ", ".join(shown_char(c) for c in chars[:limit])
     more = f" and {len(chars) - limit} more" if len(chars) > limit else ""
     return f"{shown}{more}"
 

@@ -5,13 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from chargpt.data.tokenizer import shown_char
 from chargpt.plural import counted
 
 RAREST_SHOWN = 8
-
-
-def _char(c: str) -> str:
-    return repr(c)
 
 
 def _vocabulary_characters(n: int) -> str:
@@ -32,7 +29,7 @@ def vocabulary_lines(
     starts a file (datasets' `text` builder reads files so) or a row."""
     total = sum(counts.values())
     rarest = sorted(counts.items(), key=lambda item: (item[1], item[0]))[:RAREST_SHOWN]
-    shown = ", ".join(f"{_char(c)} x{n:,}" for c, n in rarest)
+    shown = ", ".join(f"{shown_char(c)} x{n:,}" for c, n in rarest)
     model = f" (the model's vocabulary: {model_vocab})" if model_vocab not in (None, len(counts)) else ""
     lines = [f"vocabulary: {len(counts)} distinct characters in {total:,}{model}; rarest: {shown}"]
     if (returns := counts.get("\r", 0)) and newline == "keep":
