@@ -24,6 +24,7 @@ from chargpt.data.sources.file_hashes import HASHES_FILE
 from chargpt.runs import claims
 from chargpt.runs.claims import LOCK_FILE, RunDirInUse, claim_named, release_claims
 from chargpt.runs.directory import RunDirGuard, check_run_dir
+from chargpt.runs.status import record_status
 from conftest import TINY_MODEL, bare_train_args, run_cli, run_main, write_corpus
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -595,3 +596,21 @@ def test_a_resume_from_an_earlier_checkpoint_in_the_runs_folder_is_refused(tmp_p
     assert code == 0, err
     assert torch.load(branch / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 3
     assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 4
+
+
+@pytest.mark.parametrize(("stop", "status"), [(KeyboardInterrupt(), "interrupted"),
+                                             (SystemExit(0), "finished")])
+def test_a_task_stopped_before_it_trains_is_recorded_as_it_stopped(
+    stop: BaseException, status: str, tmp_path: Path
+) -> None:
+    # A Ctrl-C while a run is built (before its callbacks record anything), or a clean exit: what
+    # status.json says of it, with the exception passed on to end the command.
+    run_dir = tmp_path / "my run, é"
+    run_dir.mkdir()
+
+    def task(cfg: object) -> float:
+        raise stop
+
+    with pytest.raises(type(stop)):
+        record_status(task)(OmegaConf.create({"paths": {"output_dir": str(run_dir)}}))
+    assert json.loads((run_dir / "status.json").read_text())["status"] == status

@@ -102,7 +102,9 @@ def record_trained(run_dir: str | Path, best_val_loss: float | None) -> None:
 
 
 def _interrupted(err: BaseException) -> bool:
-    from chargpt.training.callbacks.graceful_interrupt import TrainingInterrupted  # see record_status
+    # (Imported here: it brings Lightning, and every command imports this module, through
+    # runs/claims.py: those that train nothing start without Lightning.)
+    from chargpt.training.callbacks.graceful_interrupt import TrainingInterrupted
 
     # A signal checkpoints and exits (TrainingInterrupted, then exit 130/143); Lightning turns a
     # Ctrl+C outside that path into a graceful shutdown followed by exit(1).
@@ -162,43 +164,8 @@ def record_status(task: Callable[[DictConfig], float | None]) -> Callable[[DictC
         try:
             result = task(cfg)
         except BaseException as err:
-            if _has_trained(run_dir):  # trained and recorded finished: stopped after its last step
-                sample = "skipped" if cause_of(err, StoppedAfterLastStep) is not None else "was stopped"
-                _note_end(run_dir, f"{_finished(_trained_to(run_dir))}; its closing sample {sample} "
-                                   f"({_stopped_by(err)})")
+            if not _recorded_and_the_sweep_goes_on(cfg, run_dir, err):
                 raise
-            if isinstance(err, JobStopped) and not has_started(run_dir):
-                raise  # a parallel sweep stopped before this job began training: nothing to record
-            if _interrupted(err):
-                write_status(run_dir, "interrupted")
-                resumable = last_checkpoint(Path(run_dir)) is not None
-                # The console's command: `ckpt_path` alone would take the defaults for the rest.
-                # (Imported here: runs/resume.py imports this module, through continuation.py.)
-                from chargpt.runs.resume import resume_command
-                _note_end(run_dir, f"interrupted; continue it with {resume_command(run_dir)}" if resumable
-                          else "interrupted before its first checkpoint")
-                raise
-            if isinstance(err, SystemExit) and not err.code:
-                write_status(run_dir, "finished")
-                raise
-            user_error = user_error_in(err)  # also when a library wrapped it
-            refused_resume = cfg.get("ckpt_path") and user_error is not None and not has_started(run_dir)
-            if refused_resume:
-                forget_this_resume(run_dir)
-            if isinstance(user_error, SetupError) or refused_resume:
-                raise  # another run's directory, a bad launch, a refused resume: nothing to record
-            said = _said_in_one_line(err, user_error)  # as the console says it
-            message = said or f"{type(err).__name__}: {err}"
-            write_status(run_dir, "failed", error=first_line(message) or type(err).__name__)
-            if not is_multirun() or not isinstance(err, Exception):
-                # A sweep's job logs its failure below; a single run's console error is kept in its log too.
-                _note_end(run_dir, f"failed: {message}" if said
-                          else f"failed:\n{traceback.format_exc().rstrip()}")
-                raise
-            if said:
-                log.error("this job failed, the sweep goes on: %s", message)
-            else:
-                log.error("this job failed, the sweep goes on:\n%s", traceback.format_exc())
             return FAILED_VALUE
         write_status(run_dir, "finished", value=result)
         _note_end(run_dir, _finished(result))
@@ -207,3 +174,47 @@ def record_status(task: Callable[[DictConfig], float | None]) -> Callable[[DictC
         return result
 
     return wrapper
+
+
+def _recorded_and_the_sweep_goes_on(cfg: DictConfig, run_dir: str, err: BaseException) -> bool:
+    """What `err`, ending the task, leaves in status.json and the run's log; and whether the sweep
+    goes on past it (a sweep's failed job: logged here) or it ends the command (called while `err`
+    is handled: its traceback is the one logged)."""
+    if _has_trained(run_dir):  # trained and recorded finished: stopped after its last step
+        sample = "skipped" if cause_of(err, StoppedAfterLastStep) is not None else "was stopped"
+        _note_end(run_dir, f"{_finished(_trained_to(run_dir))}; its closing sample {sample} "
+                           f"({_stopped_by(err)})")
+        return False
+    if isinstance(err, JobStopped) and not has_started(run_dir):
+        return False  # a parallel sweep stopped before this job began training: nothing to record
+    if _interrupted(err):
+        write_status(run_dir, "interrupted")
+        resumable = last_checkpoint(Path(run_dir)) is not None
+        # The console's command: `ckpt_path` alone would take the defaults for the rest.
+        # (Imported here: runs/resume.py imports this module, through continuation.py.)
+        from chargpt.runs.resume import resume_command
+        _note_end(run_dir, f"interrupted; continue it with {resume_command(run_dir)}" if resumable
+                  else "interrupted before its first checkpoint")
+        return False
+    if isinstance(err, SystemExit) and not err.code:
+        write_status(run_dir, "finished")
+        return False
+    user_error = user_error_in(err)  # also when a library wrapped it
+    refused_resume = cfg.get("ckpt_path") and user_error is not None and not has_started(run_dir)
+    if refused_resume:
+        forget_this_resume(run_dir)
+    if isinstance(user_error, SetupError) or refused_resume:
+        return False  # another run's directory, a bad launch, a refused resume: nothing to record
+    said = _said_in_one_line(err, user_error)  # as the console says it
+    message = said or f"{type(err).__name__}: {err}"
+    write_status(run_dir, "failed", error=first_line(message) or type(err).__name__)
+    if not is_multirun() or not isinstance(err, Exception):
+        # A sweep's job logs its failure below; a single run's console error is kept in its log too.
+        _note_end(run_dir, f"failed: {message}" if said
+                  else f"failed:\n{traceback.format_exc().rstrip()}")
+        return False
+    if said:
+        log.error("this job failed, the sweep goes on: %s", message)
+    else:
+        log.error("this job failed, the sweep goes on:\n%s", traceback.format_exc())
+    return True
