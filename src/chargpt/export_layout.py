@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from chargpt.errors import CheckpointError, cannot_read
+from chargpt.files import read_json_object
 from chargpt.run_layout import last_checkpoint
 
 FORMAT_MARKER = "chargpt-export"
@@ -28,11 +29,7 @@ README_MARKER = "<!-- chargpt-export wrote this model card from config.json"
 
 def is_export(folder: Path) -> bool:
     """Whether `folder` holds a chargpt export (its config.json carries the marker)."""
-    try:
-        config = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return isinstance(config, dict) and config.get("format") == FORMAT_MARKER
+    return read_json_object(folder / CONFIG_FILE).get("format") == FORMAT_MARKER
 
 
 def is_export_readme(file: Path) -> bool:
