@@ -139,9 +139,7 @@ def test_a_sampling_sweeps_bad_value_or_missing_checkpoint_is_refused_before_its
 def test_an_evaluation_sweeps_bad_value_is_refused_before_its_first_job(
     in_empty_folders, tmp_path: Path, capsys
 ) -> None:
-    ckpt, text = make_checkpoint(tmp_path / "model.ckpt"), _eval_text(tmp_path)
-    code, out, err = run_main(eval_cli.main, ["-m", f"ckpt_path={ckpt}", f"data.path={text}",
-                                              "batch_size=8,0"], capsys)
+    code, out, err = _evaluate(tmp_path, capsys, "-m", "batch_size=8,0")
     assert (code, out) == (2, ""), err
     assert err.splitlines() == ["error: batch_size=0 must be a whole number >= 1"]
     assert _left(*in_empty_folders) == []
@@ -175,9 +173,7 @@ def test_a_sweep_folder_given_is_kept(in_empty_folders, tmp_path: Path, capsys) 
 def test_an_evaluation_sweep_heads_each_job_and_ends_in_a_table(
     in_empty_folders, tmp_path: Path, capsys
 ) -> None:
-    ckpt, text = make_checkpoint(tmp_path / "model.ckpt"), _eval_text(tmp_path)
-    code, out, err = run_main(eval_cli.main, ["-m", f"ckpt_path={ckpt}", f"data.path={text}",
-                                              "split=val,train"], capsys)
+    code, out, err = _evaluate(tmp_path, capsys, "-m", "split=val,train")
     assert code == 0, err
     results = [json.loads(line) for line in out.splitlines()]  # stdout: one JSON line a job
     assert [r["split"] for r in results] == ["val", "train"]
@@ -482,6 +478,12 @@ def test_held_output_a_sweep_did_not_make_is_left_alone(tmp_path: Path, capfd, m
     print_held_output(tmp_path, earlier)
     assert capfd.readouterr() == ("==> prompt=abc <==\nabc\n", "")
     assert sorted(p.name for p in tmp_path.iterdir()) == [".job-7.out", ".job-notes.out"]
+
+
+def _evaluate(tmp_path: Path, capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str, str]:
+    """chargpt-eval ARGS on a test checkpoint and a text it covers: (exit code, stdout, stderr)."""
+    ckpt, text = make_checkpoint(tmp_path / "model.ckpt"), _eval_text(tmp_path)
+    return run_main(eval_cli.main, [*args, f"ckpt_path={ckpt}", f"data.path={text}"], capsys)
 
 
 def _eval_text(folder: Path) -> Path:

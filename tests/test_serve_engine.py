@@ -4,7 +4,9 @@ restarts, several choices; stop sequences; cancelling, the queue limit, empty re
 
 from __future__ import annotations
 
+import contextlib
 import threading
+from collections.abc import Iterator
 
 import pytest
 import torch
@@ -207,14 +209,21 @@ def test_the_queue_limit_and_empty_requests() -> None:
         engine.close()
 
 
-def _one_place_held(engine: Engine, trained):
-    """The engine started with an endless request decoding in one place (cancel it to end it)."""
+@contextlib.contextmanager
+def _one_place_held(trained: TrainedModel, max_batch: int, max_queue: int) -> Iterator[Engine]:
+    """An engine started with an endless request decoding in one place: cancelled after the block,
+    and the engine closed."""
+    engine = Engine(trained.model, trained.tokenizer, max_batch=max_batch, max_queue=max_queue)
     endless, endless_out = make_job(trained, "a", 10**9, 0)
-    engine.submit(endless)
-    engine.start()
-    while not endless_out.texts[0]:
-        endless_out.done.wait(0.01)
-    return endless
+    try:
+        engine.submit(endless)
+        engine.start()
+        while not endless_out.texts[0]:
+            endless_out.done.wait(0.01)
+        yield engine
+        endless.cancel()
+    finally:
+        engine.close()
 
 
 def test_a_full_queue_counts_the_jobs_filling_free_places_as_running() -> None:
@@ -222,28 +231,21 @@ def test_a_full_queue_counts_the_jobs_filling_free_places_as_running() -> None:
     # they were counted as waiting, and a 429 said "1 request is generating and 3 requests are
     # waiting" with max_queue=1 (and /health said so too).
     trained = model()
-    engine = Engine(trained.model, trained.tokenizer, max_batch=3, max_queue=1)
-    endless = _one_place_held(engine, trained)
-    try:
-        with engine.wake:  # held: the decoding thread admits nothing, as between two of its steps
-            for seed in range(3):  # two take the free places, one waits
-                engine.submit(make_job(trained, "a", 5, seed)[0])
-            assert engine.load() == {"running": 3, "waiting": 1, "requests": 4}
-            with pytest.raises(QueueFull, match=r"busy: all its 4 places are taken \(3 prompts generating "
-                               r"and 1 waiting, of 4 requests\);"):
-                engine.submit(make_job(trained, "a", 5, 9)[0])
-        endless.cancel()
-    finally:
-        engine.close()
+    # engine.wake held: the decoding thread admits nothing, as between two of its steps.
+    with _one_place_held(trained, max_batch=3, max_queue=1) as engine, engine.wake:
+        for seed in range(3):  # two take the free places, one waits
+            engine.submit(make_job(trained, "a", 5, seed)[0])
+        assert engine.load() == {"running": 3, "waiting": 1, "requests": 4}
+        with pytest.raises(QueueFull, match=r"busy: all its 4 places are taken \(3 prompts generating "
+                           r"and 1 waiting, of 4 requests\);"):
+            engine.submit(make_job(trained, "a", 5, 9)[0])
 
 
 def test_a_request_cancelled_while_it_waits_gives_up_its_place_in_the_queue() -> None:
     # Its client went away (a closed connection): it held its place until a free place let the
     # decoding thread drop it, and new requests were refused as if it still waited.
     trained = model()
-    engine = Engine(trained.model, trained.tokenizer, max_batch=1, max_queue=1)
-    endless = _one_place_held(engine, trained)
-    try:
+    with _one_place_held(trained, max_batch=1, max_queue=1) as engine:
         gone, _ = make_job(trained, "a", 5, 1)
         engine.submit(gone)
         assert engine.load() == {"running": 1, "waiting": 1, "requests": 2}
@@ -251,9 +253,6 @@ def test_a_request_cancelled_while_it_waits_gives_up_its_place_in_the_queue() ->
         assert engine.load() == {"running": 1, "waiting": 0, "requests": 1}
         engine.submit(make_job(trained, "a", 5, 2)[0])  # its place is free: taken, not refused
         assert engine.load() == {"running": 1, "waiting": 1, "requests": 2}
-        endless.cancel()
-    finally:
-        engine.close()
 
 
 def test_a_request_s_prompts_are_queued_all_or_none() -> None:
