@@ -329,9 +329,11 @@ def check_not_in_sweep(run_dir: Path, config: DictConfig) -> None:
     )
 
 
-def _set(node: DictConfig, key: str, value: Path) -> None:
+def _set_folder(node: DictConfig, key: str, folder: Path) -> None:
+    """hydra.run.dir or hydra.sweep.dir set to `folder`, its name taken literally (a `${` in it is
+    no interpolation)."""
     with read_write(node), open_dict(node):
-        node[key] = omegaconf_literal(str(value))
+        node[key] = omegaconf_literal(str(folder))
 
 
 def _continue_sweep(config: DictConfig, sweep_dir: Path) -> None:
@@ -384,7 +386,7 @@ class RunDirGuard(Callback):
         run_dir = _resolved_dir(config, "run")
         if _is_default(config.hydra.run, "dir"):
             run_dir = claim_new(run_dir, "hydra.run.dir").folder
-            _set(config.hydra.run, "dir", run_dir)  # Hydra creates and writes the claimed folder
+            _set_folder(config.hydra.run, "dir", run_dir)  # Hydra creates and writes the claimed folder
         else:
             check_not_in_sweep(run_dir, config)
             try:
@@ -408,7 +410,7 @@ class RunDirGuard(Callback):
         _check_job_subdir(config)
         if _is_default(config.hydra.sweep, "dir"):
             sweep_dir = claim_new(sweep_dir, "hydra.sweep.dir").folder
-            _set(config.hydra.sweep, "dir", sweep_dir)
+            _set_folder(config.hydra.sweep, "dir", sweep_dir)
             # Each job's config is composed again from these overrides: they must name it too.
             with read_write(config.hydra.overrides):
                 config.hydra.overrides.hydra.append(f"hydra.sweep.dir={hydra_quoted(str(sweep_dir))}")
