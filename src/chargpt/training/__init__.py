@@ -1,4 +1,5 @@
-"""LightningModule, optimizer groups, schedules and the callbacks every run uses."""
+"""From a config to a trained model: the LightningModule (CharLM), its optimizers and schedules, the
+run built and checked (build.py), model=auto (auto_size/) and the callbacks (callbacks/)."""
 
 from __future__ import annotations
 
