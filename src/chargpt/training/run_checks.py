@@ -404,8 +404,13 @@ def check_setting_values(label: str, settings: DictConfig) -> None:
             values[name] = defaults[name].default
         else:
             return  # a required argument not given: the part's construction says so
-    with named_under(label):
-        check(**values)
+    try:
+        with named_under(label):
+            check(**values)
+    except ChargptError:
+        raise
+    except Exception as err:  # a class of the user's own raises its own: said as its construction's is
+        raise ConfigError(f"{label}: {first_line(err)}") from None
 
 
 MODEL_TARGET = "chargpt.model.ModelConfig"  # configs/model/tiny.yaml's, which the other models start from
