@@ -944,8 +944,9 @@ def test_a_sweeps_list_for_a_setting_of_an_option_chosen_in_a_list_is_refused(fi
      "error: callbacks.model_checkpoint.every_n_train_steps=-1 must be a whole number >= 0, or null"),
     # Lightning's "ModelCheckpoint(save_top_k=2, monitor=None) is not a valid configuration", in each job.
     (["seed=1,2", "callbacks.last_checkpoint.save_top_k=2"],
-     "error: callbacks.last_checkpoint.save_top_k=2 keeps the best checkpoints by its monitor, which is "
-     "null: nothing ranks them; give it a monitor (e.g. val/loss), or keep -1 (every one), 0 or 1"),
+     "error: callbacks.last_checkpoint.save_top_k=2: this callback writes the one checkpoints/last.ckpt, "
+     "which a resume reads: keep 1 (0: none); to keep more checkpoints, set "
+     "callbacks.model_checkpoint.save_top_k=2 (the best by val/loss)"),
     (["seed=1,2", "callbacks.time_budget.skip_steps=-1"],
      "error: callbacks.time_budget.skip_steps=-1 must be a whole number >= 0"),
     # "callbacks.hparams: 'int' object is not iterable", in each job.
@@ -1524,6 +1525,54 @@ def test_a_callback_of_ones_own_is_not_checked_by_a_check_settings_of_its_own(ow
     finally:
         sys.modules.pop("my_flagged_callback", None)
     _assert_one_error_line(code, out, err, "error: optimizer.lr='abc'")  # the check after the callbacks'
+
+
+@pytest.mark.parametrize("own", ["@staticmethod\n    def check_settings(every: int = 3) -> None:",
+                                 "@classmethod\n    def check_settings(cls, every: int = 3) -> None:"],
+                         ids=["static", "class"])
+def test_a_callback_of_ones_own_refusing_its_settings_is_one_line(own, tmp_path, monkeypatch, capsys) -> None:
+    # A check_settings of the user's own, called before the run, raises what it raises: a ValueError
+    # was a traceback (exit 1), where its constructor's, raised as the run builds it, was one line.
+    mine = callback_of_ones_own(tmp_path, monkeypatch, "my_checked_callback")
+    (mine / "my_checked_callback.py").write_text(
+        f"import lightning\nclass Mine(lightning.Callback):\n    {own}\n"
+        "        if every < 1:\n            raise ValueError(f'every={every} must be >= 1, é')\n")
+    run = tmp_path / "run é"
+    args = [*bare_train_args(write_corpus(tmp_path / "corpus.txt"), run),
+            "+callbacks.mine._target_=my_checked_callback.Mine", "+callbacks.mine.every=0"]
+    try:
+        code, out, err = run_main(train_cli.main, args, capsys)
+    finally:
+        sys.modules.pop("my_checked_callback", None)
+    _assert_one_error_line(code, out, err, "error: callbacks.mine: every=0 must be >= 1, é")
+    assert not run.exists()
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    # The callback writing last.ckpt: given the monitor once advised (val/loss), it was refused again,
+    # as a second checkpoint callback like callbacks.model_checkpoint ("more than one stateful callback").
+    (["callbacks.last_checkpoint.save_top_k=2"],
+     "error: callbacks.last_checkpoint.save_top_k=2: this callback writes the one checkpoints/last.ckpt, "
+     "which a resume reads: keep 1 (0: none); to keep more checkpoints, set "
+     "callbacks.model_checkpoint.save_top_k=2 (the best by val/loss)"),
+    (["+callbacks.mine._target_=lightning.pytorch.callbacks.ModelCheckpoint",
+      "+callbacks.mine.dirpath=${paths.output_dir}/mine", "+callbacks.mine.save_top_k=2"],
+     "error: callbacks.mine.save_top_k=2 keeps the best checkpoints by its monitor, which is null: nothing "
+     "ranks them; give it a monitor (e.g. monitor=step mode=max: the latest ones), or keep -1 (every one), "
+     "0 or 1"),
+], ids=["last", "own"])
+def test_more_best_checkpoints_without_a_monitor_are_told_a_fix_that_trains(args, expected, tmp_path,
+                                                                           capsys) -> None:
+    corpus = write_corpus(tmp_path / "corpus.txt")
+    code, out, err = run_main(train_cli.main, bare_train_args(corpus, tmp_path / "refused", *args), capsys)
+    _assert_one_error_line(code, out, err, expected)
+    fixed = (["callbacks.model_checkpoint.save_top_k=2"] if "last" in expected
+             else [*args, "+callbacks.mine.monitor=step", "+callbacks.mine.mode=max"])
+    run = tmp_path / "run é"
+    code, _, err = run_main(train_cli.main, bare_train_args(corpus, run, "trainer.max_steps=4",
+                                                            "trainer.val_check_interval=2", *fixed), capsys)
+    assert code == 0, err
+    assert len(list(run.rglob("*.ckpt"))) >= 3  # last.ckpt and two kept by the callback told of
 
 
 def test_trainer_counts_take_null_only_where_lightning_does() -> None:

@@ -22,7 +22,7 @@ from chargpt.run_layout import CHECKPOINT_DIR, LAST
 
 
 def check_checkpoint_settings(
-    monitor: object, save_top_k: object, mode: object, every_n_train_steps: object
+    monitor: object, save_top_k: object, mode: object, every_n_train_steps: object, filename: object = None
 ) -> None:
     """The settings of Lightning's ModelCheckpoint that it refuses naming no fix (save_top_k=x: "'<' not
     supported between instances of 'str' and 'int'"), or only at the first validation (a monitor no
@@ -36,9 +36,16 @@ def check_checkpoint_settings(
         raise SettingError(f"save_top_k={shown(save_top_k)} must be how many of the best checkpoints "
                            "to keep: a whole number (e.g. 1), 0 for none, or -1 for every one", "save_top_k")
     if monitor is None and save_top_k not in (-1, 0, 1):  # Lightning's own refusal, once the text was read
+        if filename == Path(LAST).stem:  # one file: given a monitor, it would keep last.ckpt only
+            raise SettingError(f"save_top_k={save_top_k}: this callback writes the one "
+                               f"{CHECKPOINT_DIR}/{LAST}, which a resume reads: keep 1 (0: none); to keep "
+                               f"more checkpoints, set callbacks.model_checkpoint.save_top_k={save_top_k} "
+                               "(the best by val/loss)", "save_top_k")
+        # Not val/loss: callbacks.model_checkpoint's, which a second callback may not share (Lightning
+        # refuses two checkpoint callbacks of one monitor and mode).
         raise SettingError(f"save_top_k={save_top_k} keeps the best checkpoints by its monitor, which is "
-                           "null: nothing ranks them; give it a monitor (e.g. val/loss), or keep -1 (every "
-                           "one), 0 or 1", "save_top_k")
+                           "null: nothing ranks them; give it a monitor (e.g. monitor=step mode=max: the "
+                           "latest ones), or keep -1 (every one), 0 or 1", "save_top_k")
     if mode not in ("min", "max"):
         raise SettingError(f"mode={shown(mode)} is not one of min, max (min keeps the lowest monitor value, "
                            "as val/loss wants)", "mode")
