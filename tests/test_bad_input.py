@@ -410,6 +410,19 @@ TRAIN_CASES = [
      "error: callbacks.hparams.extra={{seed: 1, lr: 2}} adds lr, which callbacks.hparams.extra has not: a "
      "value of settings is merged into the one there; to add lr, write "
      "'++callbacks.hparams.extra={{seed: 1, lr: 2}}'"),
+    # A name misspelt in such a dict was told to be added with ++, which the constructor then refused
+    # (optimizer) or nothing read (sample); a name below the dict's own was named as one it lacked
+    # ("adds extra, which callbacks.hparams has not").
+    ("a dict value with a misspelt name", ["optimizer={{lrr: 1}}"],
+     "error: optimizer={{lrr: 1}} adds lrr, which optimizer has not (did you mean optimizer.lr?); check its "
+     "spelling (--cfg job shows every setting), or, to add it (a value of settings is merged into the one "
+     "there), write '++optimizer={{lrr: 1}}'"),
+    ("a dict value with a misspelt name of a group that takes none", ["sample={{temprature: 1}}"],
+     "error: sample={{temprature: 1}} adds temprature, which sample has not (did you mean "
+     "sample.temperature?); check its spelling (--cfg job shows every setting)"),
+    ("a dict value with a name a dict inside it lacks", ["callbacks.hparams={{extra: {{lr: 2}}}}"],
+     "error: callbacks.hparams={{extra: {{lr: 2}}}} adds lr, which callbacks.hparams.extra has not: a value "
+     "of settings is merged into the one there; to add lr, write '++callbacks.hparams={{extra: {{lr: 2}}}}'"),
     # The advice was cut at the value's first space: "+trainer.foo='a".
     ("a setting that is none, its value with a space", ["trainer.foo='a b'"],
      "or add a setting of your own with +trainer.foo='a b'"),
@@ -597,6 +610,10 @@ SAMPLE_CASES = [
      "hydra/launcher=slrum is not an option of hydra/launcher; use one of: basic, "),
     ("a group of Hydra's that is none, added", ["ckpt_path={ckpt}", "+hydra/foo=bar"],
      "+hydra/foo=bar: hydra/foo is not a config group, and a setting of that name is read by nothing"),
+    # Told to write '++data={{pth: x}}', which the command then ran without reading.
+    ("a dict value with a misspelt name", ["ckpt_path={ckpt}", "data={{pth: x}}"],
+     "error: data={{pth: x}} adds pth, which data has not (did you mean data.path?); check its spelling "
+     "(--cfg job shows every setting)"),
     ("a list of models", ["ckpt_path={ckpt}", "model=[small,tiny]"],  # no model to pick, nor to sweep
      "model=[small,tiny] does nothing in chargpt-sample (the model comes from the checkpoint); drop it"),
     ("the job run in another folder", ["ckpt_path={ckpt}", "hydra.job.chdir=true"],

@@ -169,7 +169,7 @@ def one_line(
     beside = settings_beside or (lambda key: [])
     if match := _NOT_IN_STRUCT.search(message):
         if (inner := _FULL_KEY.search(message)) and inner[1].startswith(f"{match[1]}."):
-            return _not_in_the_dict(match[1], match[2], inner[1][len(match[1]) + 1:].split(".")[0])
+            return _not_in_the_dict(match[2], inner[1], beside, takes_new_settings)
         return _not_a_setting(match[1], match[2], beside, takes_new_settings)
     if match := _NOT_DELETABLE.search(message):  # Hydra says so of a setting that is null, too
         return _not_removable(match[1], beside)
@@ -224,12 +224,23 @@ def _not_a_setting(
     return f"{spelling}, or add a setting of your own with {added}"
 
 
-def _not_in_the_dict(key: str, added: str, name: str) -> str:
-    """`key` (typed as `added`, +KEY=VALUE) is a setting of settings, and the value's `name` is none of
-    them: Hydra merges a value into the dict there, which adds no name; `++` adds it."""
+def _not_in_the_dict(
+    added: str, full_key: str, settings_beside: Callable[[str], list[str]], takes_new_settings: bool
+) -> str:
+    """A value of settings (typed as `added`, +KEY=VALUE) names `full_key`, which the settings there
+    lack: Hydra merges the value into them, which adds no name; a misspelt one is named, and `++` adds
+    one only where the command reads settings of one's own (as `_not_a_setting` offers `+`)."""
     typed = added.lstrip("+")
-    return (f"{typed} adds {name}, which {key} has not: a value of settings is merged into the one "
-            f"there; to add {name}, write {shell_words.quote('++' + typed)}")
+    parent, _, name = full_key.rpartition(".")
+    said = f"{typed} adds {name}, which {parent} has not"
+    meant = did_you_mean(nearest_name(name, settings_beside(full_key)), parent)
+    fix = shell_words.quote("++" + typed)
+    if not takes_new_settings or full_key.split(".", 1)[0] in _NOTHING_ADDED:
+        return f"{said}{meant}; check its spelling (--cfg job shows every setting)"
+    if meant:
+        return (f"{said}{meant}; check its spelling (--cfg job shows every setting), or, to add it (a value "
+                f"of settings is merged into the one there), write {fix}")
+    return f"{said}: a value of settings is merged into the one there; to add {name}, write {fix}"
 
 
 def _not_removable(key: str, settings_beside: Callable[[str], list[str]]) -> str:
