@@ -345,15 +345,21 @@ def test_a_submitit_sweep_job_refused_ends_the_sweep_with_its_error_line_and_exi
 ) -> None:
     # The job's exit handed submitit no result: the sweep ended in its traceback, with exit code 1.
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
-    ckpt = make_checkpoint(tmp_path / "model.ckpt")
+    # Weights that do not match their model's settings are found only as a job builds its model.
+    good = make_checkpoint(tmp_path / "model.ckpt")
+    bad = tmp_path / "bad, é.ckpt"
+    ckpt = torch.load(good, weights_only=True)
+    ckpt["hyper_parameters"]["model"]["n_embd"] = 64
+    torch.save(ckpt, bad)
     argv = [sys.executable, "-m", "chargpt.cli.sample", "-m", "hydra/launcher=submitit_local",
-            f"ckpt_path={ckpt}", "max_new_tokens=3", "prompt=choice(z, a)"]
+            f"ckpt_path=choice('{bad}', {good})", "max_new_tokens=3"]
     done = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300,
                           env={**os.environ, "TMPDIR": str(in_empty_folders[1])})
     assert done.returncode == 2, done.stdout
     lines = done.stdout.splitlines()
-    assert lines[0] == "==> prompt=z <==" and lines[1].startswith("error: "), done.stdout
-    assert "Traceback" not in done.stdout and lines[2] == "==> prompt=a <==", done.stdout
+    assert lines[0] == f"==> ckpt_path={bad} <==", done.stdout
+    assert lines[1].startswith(f"error: the weights in {bad} do not match"), done.stdout
+    assert "Traceback" not in done.stdout and lines[2] == f"==> ckpt_path={good} <==", done.stdout
     assert _left(*in_empty_folders) == []
 
 
