@@ -1402,7 +1402,11 @@ def test_more_gpus_than_exist(trainer, gpus, expected, monkeypatch):
     monkeypatch.setattr(torch.cuda, "device_count", lambda: gpus)
     with pytest.raises(ConfigError, match=re.escape(expected)):
         check_devices(OmegaConf.create(trainer))
-    check_devices(OmegaConf.create({**trainer, "devices": "auto"}))  # "auto" takes what exists
+    if gpus:
+        check_devices(OmegaConf.create({**trainer, "devices": "auto"}))  # "auto" takes what exists
+    else:  # Lightning's "No supported gpu backend found!", once the text was read
+        with pytest.raises(ConfigError, match=re.escape(expected)):
+            check_devices(OmegaConf.create({**trainer, "devices": "auto"}))
 
 
 @pytest.mark.parametrize(("typed", "expected"), [
@@ -1434,6 +1438,12 @@ def test_gpu_indices_on_a_cpu_are_refused_naming_a_count(typed, expected, files,
      "trainer.accelerator=gpu"),
     (["trainer=gpu"], "error: trainer=gpu but no CUDA GPU is visible; use trainer=cpu"),
     (["-m", "trainer=gpu", "seed=1,2"], "error: trainer=gpu but no CUDA GPU is visible; use trainer=cpu"),
+    # devices: auto, which took the "no CUDA GPU" check past: Lightning's "invalid trainer settings: No
+    # supported gpu backend found!" came once the text was read, naming no fix.
+    (["trainer=ddp"], "error: trainer=ddp (its trainer.accelerator=gpu) but no CUDA GPU is visible; use "
+     "trainer=ddp_cpu"),
+    (["trainer.accelerator=gpu", "trainer.devices=auto"], "error: trainer.accelerator=gpu but no CUDA GPU is "
+     "visible; use trainer.accelerator=cpu"),
 ])
 def test_a_device_error_names_the_trainer_option_typed(typed, expected, files, monkeypatch, capsys):
     # It named trainer.accelerator=cpu (and its fix trainer.accelerator=gpu), which was not typed.

@@ -58,6 +58,9 @@ def check_devices(trainer_cfg: DictConfig, overrides: Sequence[str] = ()) -> Non
     listed = isinstance(devices, (list, ListConfig))
     mps = torch.backends.mps.is_available()
     on_cpu = accelerator == "cpu" or (accelerator == "auto" and not gpus and not mps)
+    if accelerator in ("gpu", "cuda") and not gpus:
+        # (devices=auto too: Lightning's "No supported gpu backend found!" came once the text was read)
+        raise ConfigError(f"{chosen} but no CUDA GPU is visible; use {other('cpu')}")
     if on_cpu and (listed or gpu_choice):  # Lightning's "should be an int > 0", which names no fix
         count = max(len(devices) if listed else len([d for d in text.split(",") if d.strip()]), 1)
         if accelerator == "cpu":
@@ -75,8 +78,6 @@ def check_devices(trainer_cfg: DictConfig, overrides: Sequence[str] = ()) -> Non
         raise ConfigError(f"trainer.devices={devices!r} is not a number of devices; use a whole number "
                           "from 1 (trainer.devices=1), a list of GPU indices ([0,1]), or auto")
     if on_gpus:
-        if gpus == 0:
-            raise ConfigError(f"{chosen} but no CUDA GPU is visible; use {other('cpu')}")
         if wanted > gpus:
             raise ConfigError(
                 f"trainer.devices={devices} but {gpus} CUDA GPU(s) are visible; "
@@ -122,6 +123,11 @@ TRAINER_FLAGS = ("deterministic", "enable_model_summary", "use_distributed_sampl
                  "inference_mode", "detect_anomaly", "barebones", "sync_batchnorm")
 
 
+# A trainer option's counterpart on the other accelerator, where it is not that accelerator's own
+# option: trainer=ddp's processes on CPUs are trainer=ddp_cpu's (trainer.accelerator=cpu would make one).
+TRAINER_ELSEWHERE = {("ddp", "cpu"): "ddp_cpu"}
+
+
 def _accelerator_chosen(accelerator: str, overrides: Sequence[str]) -> tuple[str, Callable[[str], str]]:
     """trainer.accelerator as the run's command line chose it (`trainer.accelerator=cpu` as typed, or
     the trainer option that sets it: `trainer=cpu`), and how to choose another there (`trainer=gpu`
@@ -132,7 +138,10 @@ def _accelerator_chosen(accelerator: str, overrides: Sequence[str]) -> tuple[str
         return setting, lambda kind: f"trainer.accelerator={kind}"
     option = overrides[len(keys) - 1 - keys[::-1].index("trainer")].lstrip("+")
     if option != f"trainer={accelerator}":  # (trainer=ddp_cpu: trainer=gpu would lose its strategy)
-        return f"{option} (its {setting})", lambda kind: f"trainer.accelerator={kind}"
+        name = option.partition("=")[2]
+        return f"{option} (its {setting})", lambda kind: (
+            f"trainer={TRAINER_ELSEWHERE[name, kind]}" if (name, kind) in TRAINER_ELSEWHERE
+            else f"trainer.accelerator={kind}")
     return option, lambda kind: f"trainer={kind}"
 
 
