@@ -295,3 +295,19 @@ def test_a_table_whose_settings_wrap_fits_whole_with_its_right_edge(
     assert sum(line.startswith("┏") for line in tables) == 2  # the runs' table and the settings'
     for line in tables:
         assert cell_len(line) <= columns and line[-1] in "┓┃┩│┘", line
+
+
+def test_a_seed_goes_before_a_swept_setting_that_tells_settings_apart(tmp_path, monkeypatch, capsys) -> None:
+    # `-m seed=1,2 'optimizer.lr=1e-3,3e-3'` at 80 columns left out optimizer.lr and kept seed: runs
+    # of two settings looked alike but for their seed, a replicate the settings' table groups over.
+    monkeypatch.setenv("COLUMNS", "80")
+    sweep = tmp_path / "sweep"
+    for i, (seed, lr) in enumerate([(1, "1e-3"), (1, "3e-3"), (2, "1e-3"), (2, "3e-3")]):
+        wide_run(sweep / str(i), [f"seed={seed}", f"optimizer.lr={lr}"], best=1.5 + i / 10)
+    report(sweep)
+    runs_table = capsys.readouterr().out.split(" settings: mean ± std over seeds")[0]
+    header = next(line for line in runs_table.splitlines() if line.startswith("┃ run "))
+    caption = " ".join(runs_table.split("not shown (see the CSV): ")[1].split())
+    assert "optimizer.lr" in header and "optimizer.lr" not in caption
+    # The seed was left out first; it is shown again only where a metric left room for it.
+    assert ("seed" in header) != ("seed" in caption)

@@ -18,7 +18,7 @@ from chargpt.errors import first_line
 from chargpt.overrides import setting_typed
 from chargpt.plural import counted
 from chargpt.runs.report_figures import FORMATS, GROUP_METRICS, METRIC_COLUMNS, SPREAD_SHOWN
-from chargpt.runs.run_rows import IN_FOLDER, common_folder, in_folder, short_number, varying
+from chargpt.runs.run_rows import IN_FOLDER, SEED, common_folder, in_folder, short_number, varying
 from chargpt.runs.seed_groups import flat_groups
 
 SETTING_MIN_WIDTH = 12
@@ -115,10 +115,10 @@ def print_table(
     swept: Collection[str] = (), typed: dict[str, str] | None = None,
 ) -> None:
     """The screen shows the settings that vary or are `swept` only; the CSV has every column. The
-    table fits the terminal: setting columns wrap, then the last ones are left out down to the
-    first (named in the caption), then the error column, the metrics other than the ranking
-    `metric`, and the first setting; run, status and what is shown of the metrics stay whole. A
-    setting a launch added is named as `typed` (`+new.key`)."""
+    table fits the terminal: setting columns wrap, then the seed is left out (named in the caption),
+    then the other settings from the last down to the first, then the error column, the metrics
+    other than the ranking `metric`, and the first setting; run, status and what is shown of the
+    metrics stay whole. A setting a launch added is named as `typed` (`+new.key`)."""
     columns, rows, swept = _typed_names(columns, rows, swept, typed or {})
     shown, shared = varying(columns, rows, swept)
     if not any(row["error"] for row in rows):
@@ -129,7 +129,10 @@ def print_table(
     # A figure the same in every run (the steps of a sweep without a budget) tells no run apart: on
     # a narrow terminal it goes first, its value said once under the table.
     alike = tuple(c for c in last if len(rows) > 1 and len({_cell(row[c], c) for row in rows}) == 1)
-    _print_fitted(title, shown, rows, notes, WHOLE, tuple(METRIC_COLUMNS), drop_first=alike, drop_last=last)
+    # A seed is a replicate, which the settings' table groups over: it goes before a setting that
+    # tells settings apart, or rows of two settings would look alike but for their seed.
+    _print_fitted(title, shown, rows, notes, WHOLE, tuple(METRIC_COLUMNS), drop_first=alike, drop_last=last,
+                  replicates=(SEED,))
 
 
 class _Console(Console):
@@ -157,14 +160,15 @@ def _fitted_console() -> Console:
 def _print_fitted(
     title: str, shown: list[str], rows: list[dict[str, Any]], notes: list[str],
     whole: tuple[str, ...], right: tuple[str, ...], drop_first: tuple[str, ...] = (),
-    drop_last: tuple[str, ...] = (),
+    drop_last: tuple[str, ...] = (), replicates: tuple[str, ...] = (),
 ) -> None:
     """Print the table at the terminal's width: columns not in `whole` wrap, then columns are
     left out (named in the caption): the `drop_first` ones, the settings from the last down to the
-    first, the error column, the `drop_last` ones, and the first setting."""
+    first (the `replicates` among them before the others), the error column, the `drop_last` ones,
+    and the first setting."""
     console = _fitted_console()
     rows, notes = _without_common_folders(shown, rows, notes, whole)
-    shown, left_out = _columns_that_fit(shown, rows, whole, drop_first, drop_last, console.width)
+    shown, left_out = _columns_that_fit(shown, rows, whole, drop_first, drop_last, replicates, console.width)
     caption = "\n".join([*notes, *_left_out_notes(rows, left_out, drop_first)])
     table = _table(title, shown, rows, caption or None, whole, right,
                    _wrapped_widths(shown, rows, whole, console.width))
@@ -173,7 +177,7 @@ def _print_fitted(
 
 def _columns_that_fit(
     shown: list[str], rows: list[dict[str, Any]], whole: tuple[str, ...], drop_first: tuple[str, ...],
-    drop_last: tuple[str, ...], width: int,
+    drop_last: tuple[str, ...], replicates: tuple[str, ...], width: int,
 ) -> tuple[list[str], list[str]]:
     """The columns shown in `width`, and those left out, in _print_fitted's order."""
     every, shown = list(shown), list(shown)
@@ -189,7 +193,8 @@ def _columns_that_fit(
         last = [c for c in drop_last if c in shown]
         if fits(shown) or not first + droppable + last:
             break
-        settings = [c for c in droppable if c != "error"]
+        # The replicates last in line, so the first to go: `sorted` keeps the others' order.
+        settings = sorted((c for c in droppable if c != "error"), key=lambda c: c in replicates)
         if first:
             drop = first[0]
         elif len(settings) > 1:  # the last setting first, down to one (it tells the rows apart)
