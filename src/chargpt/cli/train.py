@@ -52,7 +52,11 @@ from chargpt.stop_signals import StoppedAfterLastStep
 
 CONFIG_NAME = "train"  # configs/train.yaml
 if TYPE_CHECKING:  # (training/ is imported where used, once the config is composed)
+    import lightning as L
+
+    from chargpt.data.datamodule import CharDataModule
     from chargpt.training.callbacks.graceful_interrupt import TrainingInterrupted
+    from chargpt.training.module import CharLM
 
 READER_GONE = ("warning: the console's reader closed its pipe; the run goes on without console output, "
                "and its train.log keeps its log")
@@ -134,12 +138,9 @@ def _train(cfg: DictConfig, parallel: Path | None) -> float | None:
 
 def _build_and_fit(cfg: DictConfig, parallel: Path | None) -> float | None:
     from chargpt.runs.status_callbacks import record_while_training
-    from chargpt.runs.train_on import how_to_train_on
     from chargpt.training.build import build_run
-    from chargpt.training.callbacks.graceful_interrupt import GracefulInterrupt, TrainingInterrupted
-    from chargpt.training.callbacks.metrics import RunMetrics
+    from chargpt.training.callbacks.graceful_interrupt import TrainingInterrupted
     from chargpt.training.callbacks.nonfinite_guard import NonFiniteLossError
-    from chargpt.training.guessing import warn_if_no_better_than_guessing
 
     output_dir = cfg.paths.output_dir
     base_training = _training_start(cfg)
@@ -171,11 +172,27 @@ def _build_and_fit(cfg: DictConfig, parallel: Path | None) -> float | None:
             raise
         raise NonFiniteLossError(f"{err}, e.g. {_resume_with_lower_rate(cfg)}", resumable=True) from err
 
+    return _close_run(cfg, trainer, module, datamodule, bool(ckpt_path), parallel, sample_prompt)
+
+
+def _close_run(
+    cfg: DictConfig, trainer: L.Trainer, module: CharLM, datamodule: CharDataModule, resumed: bool,
+    parallel: Path | None, sample_prompt: str | None,
+) -> float | None:
+    """After the fit: the closing figures, the run recorded finished, a warning if it is no better
+    than guessing, then the closing sample (skipped after a signal); its best validation loss, the
+    sweeper's result."""
+    from chargpt.runs.train_on import how_to_train_on
+    from chargpt.training.callbacks.graceful_interrupt import GracefulInterrupt
+    from chargpt.training.callbacks.metrics import RunMetrics
+    from chargpt.training.guessing import warn_if_no_better_than_guessing
+
+    output_dir = cfg.paths.output_dir
     metrics = next((c for c in trainer.callbacks if isinstance(c, RunMetrics)), None)
     if is_rank_zero() and metrics is not None:
         m = metrics.final(trainer, module)  # as metrics.json says
         _log_closing_figures(m, output_dir)
-        if ckpt_path and not metrics.trained_here(trainer):
+        if resumed and not metrics.trained_here(trainer):
             log.info("nothing left to train: the run is at step %d, %s (this launch's settings are not kept)",
                      m["step"], how_to_train_on(trainer, output_dir))
             forget_this_resume(output_dir)
