@@ -1602,6 +1602,35 @@ def test_more_best_checkpoints_without_a_monitor_are_told_a_fix_that_trains(args
     assert len(list(run.rglob("*.ckpt"))) >= 3  # last.ckpt and two kept by the callback told of
 
 
+@pytest.mark.parametrize("second", [
+    ["+callbacks.ck2._target_=lightning.pytorch.callbacks.ModelCheckpoint",
+     "+callbacks.ck2.monitor=val/loss"],
+    ["+callbacks.ck2={_target_: lightning.pytorch.callbacks.ModelCheckpoint, monitor: val/loss, mode: min, "
+     "filename: 'mine, é'}"],
+], ids=["keys", "dict"])
+def test_a_second_checkpoint_callback_of_the_same_monitor_and_mode_is_one_line_naming_both(
+    second, tmp_path, capsys
+) -> None:
+    # Lightning's "Found more than one stateful callback of type `ModelCheckpoint`. In the current
+    # configuration, ... HINT: The `callback.state_key` must be unique ...", named no setting, once the
+    # text was read (its filename, the line's first guess, does not tell them apart).
+    corpus = write_corpus(tmp_path / "corpus.txt")
+    run = tmp_path / "run é"
+    code, out, err = run_main(train_cli.main, bare_train_args(corpus, run, *second), capsys)
+    _assert_one_error_line(code, out, err, (
+        "error: callbacks.model_checkpoint and callbacks.ck2 are both checkpoint callbacks of "
+        "monitor=val/loss and mode=min, which Lightning cannot keep in one checkpoint; give callbacks.ck2 "
+        "another monitor, mode or every_n_train_steps (e.g. monitor=step mode=max: the latest ones), "
+        "or remove one (~callbacks.ck2)"))
+    assert not run.exists()
+    fixed = [*second, "+callbacks.ck2.dirpath=${paths.output_dir}/ck2", "++callbacks.ck2.monitor=step",
+             "++callbacks.ck2.mode=max"]
+    code, _, err = run_main(train_cli.main, bare_train_args(corpus, run, "trainer.max_steps=2",
+                                                            "trainer.val_check_interval=2", *fixed), capsys)
+    assert code == 0, err
+    assert list((run / "ck2").glob("*.ckpt"))
+
+
 def test_trainer_counts_take_null_only_where_lightning_does() -> None:
     check_trainer_numbers(OmegaConf.create({"max_epochs": None, "log_every_n_steps": None}))
     with pytest.raises(ChargptError, match=r"^trainer.max_steps=null must be a whole number >= -1$"):

@@ -65,6 +65,7 @@ from chargpt.training.optimizer_state import check_optimizer_state
 from chargpt.training.resume_checks import check_resumable
 from chargpt.training.run_checks import (
     check_accelerator,
+    check_checkpoint_callbacks_apart,
     check_constructor_settings,
     check_devices,
     check_finetune_settings,
@@ -349,6 +350,7 @@ def check_settings(cfg: DictConfig, overrides: Sequence[str], in_sweep: bool | N
     check_model_fits(model_config, vocab_size=1)  # (fewer characters than any text's: a lower bound)
     check_window_length(cfg)
     check_constructor_settings(cfg)
+    check_checkpoint_callbacks_apart(cfg)
     # (A data module of one's own checks its own settings; a fine-tune's context is its start's.)
     if cfg.data.get("_target_") == DATA_TARGET and not cfg.get("init_from"):
         check_data_settings(cfg.data, model_config.block_size)

@@ -382,6 +382,38 @@ def check_constructor_settings(cfg: DictConfig) -> None:
             check_setting_values(label, settings)
 
 
+# What Lightning tells checkpoint callbacks apart by (ModelCheckpoint.state_key): two alike would keep
+# their records under one name in a checkpoint, which Lightning refuses.
+CHECKPOINT_KEY = ("monitor", "mode", "every_n_train_steps", "every_n_epochs", "train_time_interval")
+
+
+def check_checkpoint_callbacks_apart(cfg: DictConfig) -> None:
+    """Two checkpoint callbacks of the same monitor and mode (a `+callbacks.NAME` beside
+    callbacks.model_checkpoint) are one line naming both and the fix, before any data work: Lightning
+    refused them once the text was read ("Found more than one stateful callback of type
+    `ModelCheckpoint`"), naming no setting."""
+    seen: dict[str, str] = {}
+    for key, settings in (cfg.get("callbacks") or {}).items():
+        if not isinstance(settings, DictConfig) or "_target_" not in settings:
+            continue
+        label = f"callbacks.{key}"
+        target = imported_target(label, str(settings._target_))
+        # (A subclass with a state_key of its own tells its callbacks apart its own way.)
+        if not inspect.isclass(target) or getattr(target, "state_key", None) is not ModelCheckpoint.state_key:
+            continue
+        defaults = inspect.signature(ModelCheckpoint).parameters  # (a subclass may take **kwargs)
+        values = {name: settings[name] if name in settings else defaults[name].default
+                  for name in CHECKPOINT_KEY}
+        alike = repr(values)
+        if alike in seen:
+            raise ConfigError(
+                f"{seen[alike]} and {label} are both checkpoint callbacks of monitor={values['monitor']} and "
+                f"mode={values['mode']}, which Lightning cannot keep in one checkpoint; give {label} "
+                "another monitor, mode or every_n_train_steps (e.g. monitor=step mode=max: the latest ones), "
+                f"or remove one (~{label})")
+        seen[alike] = label
+
+
 # The checks chargpt makes of a class it does not own, as the run builds it (its subclasses too).
 BORROWED_CHECKS: dict[type, Callable[..., Any]] = {ModelCheckpoint: check_checkpoint_settings}
 
