@@ -158,6 +158,26 @@ def test_last_checkpoint_follows_every_validation_even_without_improvement(
     assert last["global_step"] == 20
 
 
+def test_a_run_that_keeps_no_last_checkpoint_is_told_at_its_start_that_it_cannot_be_resumed(
+    tmp_path: Path, capsys
+) -> None:
+    # callbacks.last_checkpoint.save_top_k=0 is valid (a run that is never resumed), but it trained to
+    # its end without a word and left no last.ckpt, which ckpt_path=RUN_DIR resumes from.
+    run = tmp_path / "run é"
+    args = bare_train_args(write_corpus(tmp_path / "corpus.txt"), run, "trainer.max_steps=2",
+                           "callbacks.last_checkpoint.save_top_k=0")
+    code, out, err = run_main(train.main, args, capsys)
+    assert code == 0, err
+    said = [line for line in (out + err).splitlines() if "warning:" in line]
+    assert len(said) == 1, said
+    assert said[0][said[0].index("warning: "):] == (
+        "warning: callbacks.last_checkpoint.save_top_k=0 keeps no checkpoints/last.ckpt, which a resume "
+        "reads: this run cannot be resumed if it crashes or its machine is lost (only Ctrl-C or SIGTERM "
+        "writes one); leave it at 1 to keep the run resumable")
+    assert said[0] in (run / "train.log").read_text()  # the log keeps it
+    assert not (run / "checkpoints" / "last.ckpt").exists()
+
+
 @pytest.mark.slow
 def test_a_run_that_ends_worse_than_guessing_says_so(tmp_path: Path, capsys) -> None:
     # A random text has nothing to learn: 36 epochs over 180 characters fit the training part and

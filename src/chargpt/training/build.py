@@ -44,6 +44,7 @@ from chargpt.training.auto_size.ladder import usable_ladder
 from chargpt.training.auto_size.report import report
 from chargpt.training.auto_size.run_config import apply_choice, check_auto
 from chargpt.training.callbacks import budget
+from chargpt.training.callbacks.checkpointing import warn_if_not_resumable
 from chargpt.training.callbacks.tensorboard import HParamsSummary
 from chargpt.training.checkpoint_io import AtomicCheckpointIO, follow_moved_run
 from chargpt.training.data_dir import keep_download_to_its_path, settle_data_dir
@@ -252,6 +253,8 @@ def build_trainer(
             "chargpt-eval or a resume (only Ctrl-C/SIGTERM writes one); keep last.ckpt with "
             "callbacks=[none,last_checkpoint]"
         )
+    if is_rank_zero():
+        warn_if_not_resumable(cfg.callbacks)
     try:
         trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **defaults,
                               **_validation_in_batches(cfg.trainer))

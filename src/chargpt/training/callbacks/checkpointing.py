@@ -10,15 +10,19 @@ the run directory would silently lose the steps since the best one.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint
+from omegaconf import DictConfig
 
 from chargpt.checks import shown, whole_number
 from chargpt.errors import SettingError
 from chargpt.metric_names import MONITORABLE, VAL_LOSS, is_monitorable
 from chargpt.run_layout import CHECKPOINT_DIR, LAST
+
+log = logging.getLogger(__name__)
 
 
 def check_checkpoint_settings(
@@ -50,6 +54,16 @@ def check_checkpoint_settings(
         raise SettingError(f"mode={shown(mode)} is not one of min, max (min keeps the lowest monitor value, "
                            "as val/loss wants)", "mode")
     whole_number("every_n_train_steps", every_n_train_steps, low=0, optional=True)
+
+
+def warn_if_not_resumable(callbacks: DictConfig | None) -> None:
+    """A run whose last.ckpt callback keeps none (save_top_k=0: valid, for a run never resumed) is
+    told so as it starts: it trained to its end without a word, and a crash left nothing to resume."""
+    for key, config in (callbacks or {}).items():
+        if config is not None and config.get("filename") == Path(LAST).stem and config.get("save_top_k") == 0:
+            log.warning(f"warning: callbacks.{key}.save_top_k=0 keeps no {CHECKPOINT_DIR}/{LAST}, which a "
+                        "resume reads: this run cannot be resumed if it crashes or its machine is lost (only "
+                        "Ctrl-C or SIGTERM writes one); leave it at 1 to keep the run resumable")
 
 
 def last_checkpoint_callback(trainer: L.Trainer) -> ModelCheckpoint | None:
