@@ -61,7 +61,6 @@ def recorded_data(
         raise DataError(f"{source} was trained on {corpus['path']}, which is read again only when named; "
                         + (f"name it: {again}" if again else how))
     path = Path(str(corpus["path"]))
-    as_is = _as_is(path)
     split = stored_split(ckpt)
     read_as = recorded_settings(corpus)
     if split.get("val_path"):
@@ -74,11 +73,26 @@ def recorded_data(
             raise DataError(f"{what}; pass both texts to score it as its run did: {trained} {held_out} (or "
                             f"{trained} {reader.whole} to score the training text)")
         raise DataError(f"{what} and trained on all of {path}; pass that as {trained} {reader.whole}")
+    _check_unchanged(path, corpus, source, overrides, reader)
+    settings: dict[str, Any] = {"path": str(path), "url": None, "sha256": None}
+    settings |= {key: value for key, value in read_as.items() if f"data.{key}" not in overrides}
+    if "data.train_fraction" not in overrides and isinstance(split.get("train_fraction"), float):
+        settings["train_fraction"] = split["train_fraction"]
+    if "data.split" not in overrides and split.get("split") == "files":
+        settings["split"] = "files"  # whole files held out, as the run held them out
+    return settings | as_its_run_read(corpus)
+
+
+def _check_unchanged(
+    path: Path, corpus: dict[str, Any], source: str, overrides: dict[str, str] | set[str], reader: Reader
+) -> None:
+    """The text at `path` is still the one its run recorded (`corpus`): its files, or its sha256."""
+    how, as_is = reader.how, _as_is(path)
     if corpus.get("files"):
         _check_files(path, corpus, source, how, as_is)
     elif not path.is_file():
         raise DataError(f"{source} was trained on {path}, which is no longer there; {how}")
-    elif read_as or any(f"data.{key}" in overrides for key in TextOptions().settings()):
+    elif recorded_settings(corpus) or any(f"data.{key}" in overrides for key in TextOptions().settings()):
         pass  # the sha256 covers the settings too: check_read_alike compares the text as read again
     elif (recorded_sha := corpus.get("sha256")) and (sha := _sha256s([path])[0]) != recorded_sha:
         pass_them = ": pass them" if reader.takes_read_settings else ""
@@ -89,13 +103,6 @@ def recorded_data(
             f"{path} has changed since {source} was trained on it (sha256 {str(recorded_sha)[:12]} then, "
             f"{sha[:12]} now){maybe_read_otherwise}; {how} {as_is}"
         )
-    settings: dict[str, Any] = {"path": str(path), "url": None, "sha256": None}
-    settings |= {key: value for key, value in read_as.items() if f"data.{key}" not in overrides}
-    if "data.train_fraction" not in overrides and isinstance(split.get("train_fraction"), float):
-        settings["train_fraction"] = split["train_fraction"]
-    if "data.split" not in overrides and split.get("split") == "files":
-        settings["split"] = "files"  # whole files held out, as the run held them out
-    return settings | as_its_run_read(corpus)
 
 
 def _as_is(path: Path | str) -> str:
