@@ -776,6 +776,39 @@ def test_a_sweep_with_failed_jobs_gets_the_command_that_trains_them_again(tmp_pa
     assert f"{sweep}: 1 of 4 jobs of this sweep failed; continue it" in capsys.readouterr().out
 
 
+def test_a_sweeps_job_that_ran_out_of_memory_is_told_its_own_fix_not_to_train_again_as_it_was(
+        tmp_path: Path, capsys) -> None:
+    # Continuing the sweep trains such a job again with the batch that ran out of memory: it was
+    # counted among the failed jobs the continue command "trains again", as a folder's run was not.
+    sweep = tmp_path / "my sweep, é 🚀"
+    sweep.mkdir()
+    (sweep / "multirun.yaml").write_text(BASIC_SWEEP)
+    for name, lr in enumerate(("1e-3", "3e-3")):
+        fake_run(sweep, str(name), [f"optimizer.lr={lr}"], metrics(1.5, 1.5), {"status": "finished"})
+    fix = "continue from its last checkpoint with less, e.g. chargpt-train data.batch_size=32 'ckpt_path=RUN'"
+    error = ("out of GPU memory (could not allocate 20.00 GiB); data.batch_size=64, model.block_size=64 or "
+             f"the model's size (model.n_layer, model.n_embd) is too large for this machine; {fix}")
+    fake_run(sweep, "2", ["optimizer.lr=1e-2"], {**metrics(1.7, 1.7), "step": 4},
+             {"status": "failed", "error": error})
+    (sweep / "2" / "checkpoints").mkdir()
+    (sweep / "2" / "checkpoints" / "last.ckpt").write_bytes(b"weights")
+    fake_run(sweep, "3", ["optimizer.lr=3e-2"], metrics(1.5, 1.5), {"status": "finished"})
+    command = f"chargpt-train -m optimizer.lr=1e-3,3e-3,1e-2,3e-2 'hydra.sweep.dir={sweep.resolve()}'"
+
+    report(sweep)
+    out = capsys.readouterr().out
+    assert ("1 of 4 jobs of this sweep ran out of memory; continuing the sweep would train it as it was, "
+            f"which runs out again: go on as its error says:\n  job 2: {fix}\n") in out
+    assert "continue it, which trains the failed jobs again" not in out
+
+    (sweep / "3" / "status.json").write_text(json.dumps({"status": "failed", "error": "a lost node"}))
+    report(sweep)
+    assert (f"1 of 4 jobs of this sweep failed; continue it, which trains the failed jobs again, with: "
+            f"{command}\n1 of 4 jobs of this sweep ran out of memory; continuing the sweep would train it as "
+            f"it was, which runs out again: go on as its error says:\n  job 2: {fix}\n"
+            ) in capsys.readouterr().out
+
+
 def _sweep_with_a_stopped_job(tmp_path: Path) -> Path:
     """BASIC_SWEEP's folder `lr` with job 0 finished and job 1 stopped (status interrupted)."""
     sweep = tmp_path / "lr"

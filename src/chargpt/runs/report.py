@@ -66,7 +66,7 @@ def report(sweep_dir: Path, csv_path: Path | None = None, sort_by: str = "best_v
     write_csv(csv_path, columns, rows)
     write_csv(groups_path, *flat_groups(groups))
     if recorded_sweep(sweep_dir) is not None:  # a sweep: continued as a whole, or still running
-        to_do = sweep_note(sweep_dir, rows, runs)
+        to_do = sweep_note(sweep_dir, ranked, runs)
     else:
         to_do = stopped_runs_note(ranked, sweep_dir)
     notes = [note for note in (later_checkpoints_note(ranked), to_do) if note]

@@ -12,6 +12,7 @@ from chargpt.errors import out_of_memory_fix
 from chargpt.plural import counted
 from chargpt.run_layout import METRICS_FILE, last_checkpoint
 from chargpt.runs.resume import recorded_resume_command
+from chargpt.runs.run_rows import run_name
 from chargpt.runs.sweep_record import continue_command, planned_jobs, recorded_sweep, stored_study, sweep_of
 
 STOPPED = ("interrupted", "killed", "incomplete")
@@ -20,8 +21,9 @@ STOPPED = ("interrupted", "killed", "incomplete")
 def sweep_note(sweep_dir: Path, rows: list[dict[str, Any]], runs: list[Path] | None = None) -> str | None:
     """For a sweep still running: how far it has got. For one that stopped part-way (jobs stopped,
     or never started) or has failed jobs: what is missing, and the command that continues it,
-    which trains the failed jobs again. `runs`: the run folders under `sweep_dir` where the caller
-    has found them already (continue_command)."""
+    which trains the failed jobs again; a job that ran out of memory is given its own error's fix
+    instead. `rows`: run_row's; `runs`: the run folders under `sweep_dir` where the caller has
+    found them already (continue_command)."""
     if (command := continue_command(sweep_dir, runs)) is None:
         return None
     planned = planned_jobs(sweep_dir)
@@ -31,17 +33,29 @@ def sweep_note(sweep_dir: Path, rows: list[dict[str, Any]], runs: list[Path] | N
         return f"this sweep is still running ({running} running{waiting}): this table is not its last"
     stopped = sum(r["status"] in STOPPED for r in rows)
     # A search kept in a storage continues with new trials in a new folder: its failed ones stay failed.
-    failed = 0 if _in_a_storage(sweep_dir) else sum(r["status"] == "failed" for r in rows)
-    if not stopped and missing <= 0 and not failed:
-        return None
+    failed_rows = [] if _in_a_storage(sweep_dir) else [r for r in rows if r["status"] == "failed"]
+    # Memory ran out: continuing would train the job again as it was, to run out again; its own
+    # error gives the fix (a smaller batch from its checkpoint, or a smaller model).
+    short = [r for r in failed_rows if out_of_memory_fix(r.get("error") or "") is not None]
+    failed = len(failed_rows) - len(short)
+    jobs = counted(len(rows), "job")
+    lines = []
     again = ", which trains the failed jobs again," if failed else ""
-    if not stopped and missing <= 0:
-        jobs = counted(len(rows), "job")
-        return f"{failed} of {jobs} of this sweep failed; continue it{again} with: {command}"
-    parts = [f"{stopped} stopped"] if stopped else []
-    parts += [f"{failed} failed"] if failed else []
-    parts += [f"{missing} of {planned} never started"] if missing > 0 else []
-    return f"this sweep stopped part-way ({', '.join(parts)}); continue it{again} with: {command}"
+    if not stopped and missing <= 0 and failed:
+        lines.append(f"{failed} of {jobs} of this sweep failed; continue it{again} with: {command}")
+    elif stopped or missing > 0:
+        parts = [f"{stopped} stopped"] if stopped else []
+        parts += [f"{failed} failed"] if failed else []
+        parts += [f"{missing} of {planned} never started"] if missing > 0 else []
+        lines.append(f"this sweep stopped part-way ({', '.join(parts)}); continue it{again} with: {command}")
+    if short:
+        many = len(short) > 1
+        them, they_were, their = ("them", "they were", "their") if many else ("it", "it was", "its")
+        lines.append(f"{len(short)} of {jobs} of this sweep ran out of memory; continuing the sweep would "
+                     f"train {them} as {they_were}, which runs out again: go on as {their} error says:")
+        lines += [f"  job {shell_words.quote(run_name(r['dir'], sweep_dir))}: "
+                  f"{out_of_memory_fix(r['error'])}" for r in short]
+    return "\n".join(lines) or None
 
 
 def _in_a_storage(sweep_dir: Path) -> bool:
