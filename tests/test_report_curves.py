@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import time
 from pathlib import Path
 
@@ -161,6 +162,21 @@ def test_a_label_shows_an_added_setting_with_its_plus(tmp_path: Path) -> None:
                                     "0: +new.key=1, ++other.key=a  (3.000)"]
 
 
+def test_a_value_with_a_comma_is_labelled_quoted_as_a_shell_takes_it(tmp_path: Path) -> None:
+    # `data.name=my ds, é, seed=1` read as three settings, `é` one of them: the legend's own
+    # separator inside a value. Quoted as a shell takes it, the value pastes as one word; a value
+    # without a comma reads as one already and stays bare (`data.name=tiny ds`).
+    sweep = tmp_path / "my runs, é 🚀"
+    log_run(sweep, "0", [f"data.name={hydra_quoted('my ds, é')}", "seed=1"], {9: 3.0}, "csv")
+    log_run(sweep, "1", [f"data.name={hydra_quoted('tiny ds')}", "seed=2"], {9: 2.5}, "csv")
+    log_run(sweep, "2", [f"data.name={hydra_quoted('ROMEO, it’s late')}", "seed=3"], {9: 2.0}, "csv")
+    labels = legend_labels(sweep)
+    assert labels == ["2: data.name='ROMEO, it’s late', seed=3  (2.000)",
+                      "1: data.name=tiny ds, seed=2  (2.500)",
+                      "0: data.name='my ds, é', seed=1  (3.000)"]
+    (setting, _, _) = labels[2].partition(", seed=")
+    assert shlex.split(setting.partition(": ")[2]) == ["data.name=my ds, é"]
+
 def test_a_label_names_its_run_and_only_the_settings_it_set(tmp_path: Path) -> None:
     # Runs with the same overrides had the same label, and one that left a swept setting at its
     # default read `optimizer.lr=`.
@@ -173,7 +189,7 @@ def test_a_label_names_its_run_and_only_the_settings_it_set(tmp_path: Path) -> N
     assert legend_labels(sweep) == [
         "0: optimizer.lr=0.001  (2.200)", "good run: optimizer.lr=0.001  (2.300)",
         "2: model.dropout=0.1  (2.400)",
-        "3: optimizer.lr=0.003, data.path=corpus number 3, a rather long file name.txt  (2.500)",  # a name
+        "3: optimizer.lr=0.003, data.path='corpus number 3, a rather long file name.txt'  (2.500)",  # a name
     ]
 
 
@@ -221,7 +237,7 @@ def test_runs_told_apart_by_their_last_setting_keep_it_in_their_labels(tmp_path:
     rows = ranked(folder)
     labels = legend_labels(folder)
     assert labels[:2] == [
-        f"sweep/{run}: data.path=…/un.txt, sample.prompt=ROMEO, où êtes-vous?, model.n_layer=2,\n"
+        f"sweep/{run}: data.path=…/un.txt, sample.prompt='ROMEO, où êtes-vous?', model.n_layer=2,\n"
         f"    model.dropout=0.1, trainer.max_steps=300, optimizer.lr=0.00{lr}  ({loss})"
         for run, lr, loss in ((0, 1, "2.200"), (1, 3, "2.300"))
     ]
@@ -269,7 +285,7 @@ def test_paths_in_one_folder_are_labelled_from_there(tmp_path: Path) -> None:
         overrides = [f"data.path={hydra_quoted(folder + name)}", f"sample.prompt={hydra_quoted(prompt)}"]
         log_run(sweep, str(i), overrides, {9: 3.0, 19: 2.5 + i / 10}, "csv")
     labels = legend_labels(sweep)
-    assert labels[0] == "0: data.path=…/un.txt, sample.prompt=ROMEO, my «lord»  (2.500)"
+    assert labels[0] == "0: data.path=…/un.txt, sample.prompt='ROMEO, my «lord»'  (2.500)"
     assert len({label.partition(": ")[2] for label in labels}) == 4
 
 
@@ -315,7 +331,7 @@ def test_a_cut_path_keeps_its_file_name(tmp_path: Path) -> None:
                               "/data/corpora/shakespeare_notes_v1.txt", "/data/corpora/long_folder_name/"]):
         log_run(sweep, str(i), [f"data.path={hydra_quoted(path)}"], {9: 3.0, 19: 2.5 + i / 10}, "csv")
     assert legend_labels(sweep) == [
-        "0: data.path=…/scratch/a.txt  (2.500)", "1: data.path=…/my texts/b, c.txt  (2.600)",
+        "0: data.path=…/scratch/a.txt  (2.500)", "1: data.path='…/my texts/b, c.txt'  (2.600)",
         "2: data.path=…/shakespeare_notes_v1.txt  (2.700)", "3: data.path=…/long_folder_name/  (2.800)"]
 
 

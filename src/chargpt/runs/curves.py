@@ -22,6 +22,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from chargpt import shell_words
 from chargpt.glyphs import drawable, drawable_cut, families
 from chargpt.metric_names import STEP, VAL_LOSS
 from chargpt.overrides import is_path_key, setting_typed
@@ -175,17 +176,23 @@ def label_value(value: str, whole: bool = False, path: bool = False) -> str:
     return drawable(IN_FOLDER + kept)
 
 
+def _one_setting(shown: str) -> str:
+    """A label's value quoted as a shell takes it where it holds a comma, which otherwise reads as
+    the end of the setting (`data.name=my ds, é, seed=1`); any other as it is, the label kept short."""
+    return shell_words.quote(shown) if "," in shown else shown
+
+
 def curve_label(
     name: str, settings: dict[str, str], whole: Collection[str] = (), typed: dict[str, str] | None = None
 ) -> str:
     """`name: key=value, ...` as drawn (drawable), or the name alone: two runs with the same settings
     stay apart. The name and every setting stay whole, over lines of up to LABEL_LINE_CHARS; a
-    value is cut (label_value) unless its key is in `whole`. A setting a launch added is named as
-    `typed` (`+new.key=1`), as the tables name it."""
+    value is cut (label_value) unless its key is in `whole`, and quoted where it holds a comma. A
+    setting a launch added is named as `typed` (`+new.key=1`), as the tables name it."""
     typed = typed or {}
-    given = [drawable(setting_typed(typed.get(key, key),
-                                    value and label_value(value, key in whole, is_path_key(key))))
-             for key, value in settings.items()]
+    shown = {key: value and _one_setting(label_value(value, key in whole, is_path_key(key)))
+             for key, value in settings.items()}
+    given = [drawable(setting_typed(typed.get(key, key), value)) for key, value in shown.items()]
     if not given:
         return drawable(name)
     lines = [f"{drawable(name)}: {given[0]}"]
