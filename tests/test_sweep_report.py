@@ -371,11 +371,13 @@ def test_a_run_whose_last_checkpoint_is_later_than_its_figures_is_said_to_be(
     # A run whose metrics.json write failed after last.ckpt at step 6 (a full disk) showed step 4,
     # its last recorded validation, with no word that its checkpoint, where a resume goes on from,
     # holds later steps. A run whose figures were written after its checkpoint, as every write
-    # leaves them, is not named.
+    # leaves them, is not named; nor a finished run whose folder was copied (`cp -r` gives the files
+    # new times, in its own order): its figures are written last, after its last checkpoint.
     runs = tmp_path / "my runs, é"
-    for name in ("full, é", "fine"):
-        run = fake_run(runs, name, ["model=tiny", f"+name={name}"], {**metrics(1.7, 1.7), "step": 4},
-                       {"status": "failed", "error": "cannot write metrics.json (No space left on device)"})
+    for name in ("full, é", "fine", "copied"):
+        status = ({"status": "finished"} if name == "copied" else
+                  {"status": "failed", "error": "cannot write metrics.json (No space left on device)"})
+        run = fake_run(runs, name, ["model=tiny", f"+name={name}"], {**metrics(1.7, 1.7), "step": 4}, status)
         (run / "checkpoints").mkdir()
         (run / "checkpoints" / "last.ckpt").write_bytes(b"weights")
         checkpoint, figures = (1_000_000, 2_000_000) if name == "fine" else (2_000_000, 1_000_000)

@@ -70,8 +70,10 @@ def later_checkpoints_note(rows: list[dict[str, Any]]) -> str | None:
     """The runs (run_row's) whose last checkpoint was written after the figures their rows show: a
     run writes metrics.json once each checkpoint is on disk, so where that write failed (a full disk)
     its row keeps an earlier validation's figures, while a resume, or its sweep's continuation, goes
-    on from the later checkpoint. Told by the files' times: no checkpoint is opened."""
-    later = [r for r in rows if r["status"] != "running" and _checkpoint_after_figures(r["dir"])]
+    on from the later checkpoint. Told by the files' times, no checkpoint opened, of runs that failed
+    or stopped only: a finished run writes its figures last, and a copy (`cp -r`) of its folder gives
+    its files new times in the copy's own order."""
+    later = [r for r in rows if r["status"] in ("failed", *STOPPED) and _checkpoint_after_figures(r["dir"])]
     if not later:
         return None
     named = ", ".join(shell_words.quote(r["run"]) for r in later[:STOPPED_RUNS_LISTED])
