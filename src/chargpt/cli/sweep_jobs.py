@@ -93,7 +93,7 @@ def check_each_job(config: DictConfig, check: Callable[[DictConfig], None],
         return
     paths = dict.fromkeys(str(job.ckpt_path) for _, job in jobs)  # each checkpoint once, in the jobs' order
     vocabularies = {path: trained_vocabulary(path) for path in paths}
-    for _, job in jobs:
+    for _, job in jobs:  # one job per swept value, not the grid: so each job with every checkpoint
         for path, vocabulary in vocabularies.items():
             try:
                 with_vocabulary(job, vocabulary)
