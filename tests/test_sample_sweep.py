@@ -6,6 +6,7 @@ each write their own folder."""
 from __future__ import annotations
 
 import errno
+import io
 import json
 import logging
 import os
@@ -790,3 +791,47 @@ def test_a_sampling_sweep_refused_before_its_first_job_makes_no_folder_it_names(
     code, out, err = run_main(sample_cli.main, argv, capsys)
     assert (code, out) == (2, "") and err.startswith("error: temperature=-1 "), err
     assert _left(*in_empty_folders) == []
+
+
+@pytest.mark.parametrize("swept", ["prompt_file=choice(a.txt, b é.txt)", "prompt_file=a.txt,b é.txt",
+                                   "prompt_file=choice(-, a.txt)"])
+def test_a_sweep_of_prompt_files_is_refused_with_the_loop_that_runs_each(
+    in_empty_folders, tmp_path: Path, capsys, monkeypatch, swept: str
+) -> None:
+    # Each file was read as one file name: `prompt_file=choice(a.txt, b é.txt): cannot read it (No
+    # such file or directory)`, though both files are there.
+    here, _ = in_empty_folders
+    (here / "a.txt").write_text("ROMEO:", encoding="utf-8")
+    (here / "b é.txt").write_text("JULIET, 'O", encoding="utf-8")
+    monkeypatch.setattr(sys, "stdin", io.StringIO("never read"))
+    ckpt = make_checkpoint(tmp_path / "model.ckpt")
+    code, out, err = run_main(sample_cli.main, ["-m", f"ckpt_path={ckpt}", swept, "seed=1,2"], capsys)
+    files = "- a.txt" if "-" in swept.split("(")[-1] else "a.txt 'b é.txt'"
+    assert (code, out) == (2, "")
+    assert err.splitlines() == [
+        f"error: {swept}: a sweep cannot take several prompt files (a prompt file is read into prompt "
+        f"before the sweep starts); run once per file: for f in {files}; do chargpt -m ckpt_path={ckpt} "
+        "seed=1,2 prompt_file=\"$f\"; done (or sweep prompts typed out: -m 'prompt=choice(ROMEO:,JULIET:)')"]
+    assert sys.stdin.read() == "never read"
+    assert sorted(_left(*in_empty_folders)) == [here / "a.txt", here / "b é.txt"]
+    # A file whose name has a comma is one file, swept or not.
+    (here / "a,b.txt").write_text("a bed", encoding="utf-8")
+    code, out, err = run_main(sample_cli.main, ["-m", f"ckpt_path={ckpt}", "prompt_file=a,b.txt", "seed=1,2",
+                                                "max_new_tokens=0"], capsys)
+    assert (code, out.splitlines()) == (0, ["==> seed=1 <==", "a bed", "==> seed=2 <==", "a bed"]), err
+
+
+def test_a_training_sweep_of_prompt_files_is_refused_with_the_loop_that_samples_each(
+    in_empty_folders, capsys
+) -> None:
+    from chargpt.cli.train import main as train_main
+
+    here, _ = in_empty_folders
+    (here / "a.txt").write_text("ROMEO:", encoding="utf-8")
+    code, out, err = run_main(train_main, ["-m", "sample.prompt_file=choice(a.txt, b é.txt)"], capsys)
+    assert (code, out) == (2, "")
+    assert err.splitlines() == [
+        "error: sample.prompt_file=choice(a.txt, b é.txt): a sweep cannot take several prompt files "
+        "(a prompt file is read into sample.prompt before the sweep starts); train once, then sample the run "
+        "with each: for f in a.txt 'b é.txt'; do chargpt-sample ckpt_path=RUN prompt_file=\"$f\"; done"]
+    assert _left(*in_empty_folders) == [here / "a.txt"]

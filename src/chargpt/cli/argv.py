@@ -199,9 +199,35 @@ def literal_argv(argv: list[str], config_name: str | None = None) -> list[str]:
         target = prompt_files[key]
         if target in given:
             raise ConfigError(f"both {target} and {key} are set; give one of them")
+        _refuse_swept_prompt_file(out, i, target)
         out[i] = f"{plus}{target}={_read_prompt_file(key, name)}"
         _prompts_from_files[target] = f"{key}={name}"
     return out
+
+
+def _refuse_swept_prompt_file(argv: list[str], i: int, target: str) -> None:
+    """`-m prompt_file=choice(a.txt, b.txt)` (or `a.txt,b.txt`): a prompt file is read into its
+    prompt here, before Hydra sees the command line, so it cannot be swept: the sweep was refused
+    as one file name that cannot be read. Refused as a sweep, with the loop that runs each file.
+    A file of that name that exists (`a,b.txt`) is one file."""
+    plus, key, name = _split(argv[i]) or ("", "", "")
+    multirun = bool({"-m", "--multirun"} & set(full_options(argv)))
+    call = _hydra_function_call(name)
+    if name == "-" or not (call or (multirun and "," in name)):
+        return
+    if Path(expand_path(_unquoted(key, name))).exists():
+        return
+    listed = name if call else f"choice({name})"
+    files = _choice_texts(key, listed) if call is None or call[1] == "choice" else None
+    each = shell_words.join(files) if files else "FILE ..."
+    why = f"{key}={name}: a sweep cannot take several prompt files (a prompt file is read into {target} " \
+          "before the sweep starts)"
+    if key == "prompt_file":
+        rest = shell_words.join([Path(argv[0]).name, *(a for j, a in enumerate(argv[1:], start=1) if j != i)])
+        raise ConfigError(f"{why}; run once per file: for f in {each}; do {rest} {plus}{key}=\"$f\"; done "
+                          "(or sweep prompts typed out: -m 'prompt=choice(ROMEO:,JULIET:)')")
+    raise ConfigError(f"{why}; train once, then sample the run with each: for f in {each}; do chargpt-sample "
+                      "ckpt_path=RUN prompt_file=\"$f\"; done")
 
 
 def prompt_source(setting: str) -> str:
