@@ -115,8 +115,16 @@ def test_a_sweep_of_checkpoints_and_prompts_checks_each_prompt_with_each_checkpo
     args = ["-m", f"ckpt_path=choice({a},{b})", "prompt=choice(ab, é)", "max_new_tokens=3"]
     code, out, err = run_main(sample_cli.main, args, capsys)
     assert (code, out) == (2, ""), err
-    assert err.splitlines() == [f"error: ckpt_path={b}: prompt has characters not in the model's vocabulary: "
-                                "'é'; remove them from it, or use a model trained on text that has them"]
+    assert err.splitlines() == [f"error: ckpt_path={b}: prompt=é has characters not in the model's "
+                                "vocabulary: 'é'; remove them from it, or use a model trained on text that "
+                                "has them"]
+    # Of several prompts, the one refused is named: the line said `prompt has characters ...`.
+    args = ["-m", f"ckpt_path={b}", "prompt=choice(ab, 'Zoë, 🚀', bad)", "max_new_tokens=3"]
+    code, out, err = run_main(sample_cli.main, args, capsys)
+    assert (code, out) == (2, ""), err
+    assert err.splitlines() == ["error: prompt=Zoë, 🚀 has characters not in the model's vocabulary: "
+                                "',', 'Z', 'o', 'ë', '🚀'; remove them from it, or use a model trained on "
+                                "text that has them"]
 
 
 @pytest.mark.parametrize("swept", ["temperature=0.5,-1", "ckpt_path=choice(RUN, 'my runs/nope, é')"])

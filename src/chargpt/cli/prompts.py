@@ -39,16 +39,21 @@ def resolve_prompt(prompt: object, tokenizer: CharTokenizer, setting: str = "pro
     return written
 
 
-def check_prompt(prompt: object, tokenizer: CharTokenizer, setting: str = "prompt") -> None:
+def check_prompt(
+    prompt: object, tokenizer: CharTokenizer, setting: str = "prompt", swept: bool = False
+) -> None:
     """resolve_prompt's refusal, without its notes: a sampling sweep checks each job's prompt with its
-    model's vocabulary before the first job starts."""
+    model's vocabulary before the first job starts. `swept`: the prompt is one of the sweep's
+    several, which the refusal names (`prompt=Zoë has characters ...`)."""
     if prompt is not None:
-        _in_vocabulary(prompt, tokenizer, setting)
+        _in_vocabulary(prompt, tokenizer, setting, f"{setting}={prompt}" if swept else None)
 
 
-def _in_vocabulary(prompt: object, tokenizer: CharTokenizer, setting: str) -> tuple[str, list[str]]:
+def _in_vocabulary(
+    prompt: object, tokenizer: CharTokenizer, setting: str, named: str | None = None
+) -> tuple[str, list[str]]:
     """A set prompt as the vocabulary writes it, and what was done to it for that (none: as given); a
-    ConfigError naming the characters the vocabulary lacks."""
+    ConfigError naming the characters the vocabulary lacks, and the prompt as `named` where given."""
     check_prompt_text(prompt, setting)
     assert isinstance(prompt, str)  # (check_prompt_text refuses any other value)
     if not tokenizer.unknown_chars(prompt):
@@ -58,7 +63,7 @@ def _in_vocabulary(prompt: object, tokenizer: CharTokenizer, setting: str) -> tu
     if done and not tokenizer.unknown_chars(written):
         return written, done
     # Named as written the model's way: 'é', not the combining accent of 'e' + U+0301.
-    raise ConfigError(f"{prompt_source(setting)} has characters not in the model's vocabulary: "
+    raise ConfigError(f"{named or prompt_source(setting)} has characters not in the model's vocabulary: "
                       f"{describe_chars(tokenizer.unknown_chars(written))}; remove them from it, or "
                       "use a model trained on text that has them"
                       f"{_escape_hint(written, tokenizer, setting)}")

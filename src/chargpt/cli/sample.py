@@ -26,7 +26,7 @@ from chargpt.cli.common import (
     use_threads,
 )
 from chargpt.cli.prompts import check_output_writes, check_prompt, resolve_prompt
-from chargpt.cli.sweep_jobs import job_heading, sweep_folder_removed, whole_in_parallel_sweeps
+from chargpt.cli.sweep_jobs import job_heading, sweep_folder_removed, swept_settings, whole_in_parallel_sweeps
 from chargpt.data.tokenizer import CharTokenizer
 from chargpt.errors import (
     ConfigError,
@@ -108,8 +108,9 @@ def check_settings(cfg: DictConfig) -> None:
 
 def check_prompt_of(cfg: DictConfig, vocabulary: CharTokenizer) -> None:
     """A sweep's check of a job's prompt with a model's vocabulary, before its first job starts: the
-    job itself refused it once its heading was printed, after the jobs before it had sampled."""
-    check_prompt(cfg.prompt, vocabulary)
+    job itself refused it once its heading was printed, after the jobs before it had sampled. A
+    swept prompt is named in the refusal: which of the sweep's prompts has the characters."""
+    check_prompt(cfg.prompt, vocabulary, swept="prompt" in swept_settings())
 
 
 def _smaller_settings(cfg: DictConfig) -> str:

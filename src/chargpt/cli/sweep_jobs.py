@@ -176,6 +176,11 @@ def _swept_keys(overrides: Any) -> list[str]:
     return [override_key(o) for o in as_written(overrides) if is_sweep(o)]
 
 
+def swept_settings() -> list[str]:
+    """The settings the running sweep varies, in the sweep's own process (none elsewhere)."""
+    return list(_swept or [])
+
+
 def in_a_worker() -> bool:
     """Whether this is a sweep's job run in a process of its own, beside others (a parallel launcher)."""
     return is_multirun() and _swept is None
