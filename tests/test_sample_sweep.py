@@ -843,3 +843,18 @@ def test_a_training_sweep_of_prompt_files_is_refused_with_the_loop_that_samples_
         "(a prompt file is read into sample.prompt before the sweep starts); train once, then sample the run "
         "with each: for f in a.txt 'b é.txt'; do chargpt-sample ckpt_path=RUN prompt_file=\"$f\"; done"]
     assert _left(*in_empty_folders) == [here / "a.txt"]
+
+
+@pytest.mark.parametrize(("prompts", "which"), [("choice(ab,)", "2nd"), ("choice(ab, ,ba)", "2nd"),
+                                                ("choice('', ab)", "1st")])
+def test_a_sampling_sweeps_empty_prompt_is_named_as_the_sweeps(
+    in_empty_folders, tmp_path: Path, capsys, prompts: str, which: str
+) -> None:
+    # A trailing comma was told `prompt is empty; ... or leave it unset for the default`, of a prompt typed.
+    ckpt = make_checkpoint(tmp_path / "model.ckpt")
+    code, out, err = run_main(sample_cli.main, ["-m", f"ckpt_path={ckpt}", f"prompt={prompts}"], capsys)
+    assert (code, out) == (2, "")
+    assert err.splitlines() == [f"error: prompt={prompts}: the sweep's {which} prompt is empty (nothing "
+                                "between its commas, or after the last); give each prompt at least one "
+                                "character, or drop the empty one"]
+    assert _left(*in_empty_folders) == []

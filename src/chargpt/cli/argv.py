@@ -56,6 +56,7 @@ from chargpt.overrides import (
     reaches_sweep_job,
     sweep_item,
 )
+from chargpt.plural import ordinal
 
 # Hydra's own options that take a value (the next argument is not an override), each with an
 # example of its value for the error when it is missing.
@@ -669,7 +670,13 @@ def _prompt_sweep(value: str) -> str | None:
     (`prompt=a,b` included: a comma is common in a prompt, and the bare form would split it)."""
     if not re.fullmatch(r"\s*choice\s*\(.*\)\s*", value, re.DOTALL):
         return None
-    return f"choice({','.join(hydra_quoted(prompt) for prompt in _choice_texts('prompt', value))})"
+    prompts = _choice_texts("prompt", value)
+    if "" in prompts:  # (a trailing comma, most likely: the job's own refusal said to leave prompt unset)
+        raise ConfigError(f"prompt={value}: the sweep's {ordinal(prompts.index('') + 1)} prompt is empty "
+                          "(nothing between its commas, or after the last); give each prompt at least one "
+                          "character, or drop the empty one")
+    return f"choice({','.join(hydra_quoted(prompt) for prompt in prompts)})"
+
 
 
 def _choices(key: str, value: str) -> list[str]:
