@@ -21,7 +21,8 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from chargpt.cli.argv import hydra_argv, literal_argv
+from chargpt.cli.argv import hydra_argv
+from chargpt.cli.prompt_files import literal_argv
 from chargpt.cli.sample import main as sample_main
 from chargpt.cli.train import main as train_main
 from chargpt.data.sources.hf_datasets import LOCAL_BUILDERS

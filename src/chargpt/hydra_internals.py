@@ -22,7 +22,7 @@ from hydra.core.utils import JobReturn
 # `a=1,2 b=range(3)` into jobs; Optuna's sweeper, whose trials' overrides chargpt's search writes.
 BASIC_SWEEPER = ("hydra._internal.core_plugins.basic_sweeper", "BasicSweeper")
 OPTUNA_SWEEPER = ("hydra_plugins.hydra_optuna_sweeper._impl", "OptunaSweeperImpl")
-# Hydra's command-line parser, whose options are not overrides (cli/argv.py).
+# Hydra's command-line parser, whose options are not overrides (cli/hydra_options.py).
 ARGS_PARSER = ("hydra._internal.utils", "get_args_parser")
 # How the basic sweeper escapes a `choice(...)` value as it writes it into a job's override.
 ESCAPE = ("hydra._internal.grammar.utils", "escape_special_characters")

@@ -209,6 +209,21 @@ def _item_as_typed(item: Any) -> str:
     return sweep_item(item) if isinstance(item, str) else swept_as_typed(item)
 
 
+def split_override(arg: str) -> tuple[str, str, str] | None:
+    """`+key=value` -> ('+', 'key', 'value'); None for anything that is not `key=value`."""
+    match = re.match(r"^(\+{0,2})([\w.\-/@]+)=(.*)$", arg, re.DOTALL)
+    return (match.group(1), match.group(2), match.group(3)) if match else None
+
+
+
+def without_quotes(key: str, value: str) -> str:
+    """A path without Hydra's way of quoting it ("data.path='src/*.py'", 'it\\'s.txt')."""
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+        unquoted = literal_value(f"{key}={value}")
+        return unquoted if unquoted != value else value[1:-1]
+    return value
+
+
 def override_key(override: str) -> str:
     """The setting an override names, without Hydra's `+`, `++` or `~` prefix."""
     return override.partition("=")[0].lstrip("+~")

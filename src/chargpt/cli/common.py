@@ -20,18 +20,15 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, InterpolationResolutionError
 
 from chargpt.checks import whole_number
-from chargpt.cli.argv import (
-    check_one_option_lists,
+from chargpt.cli.argv import hydra_argv
+from chargpt.cli.composed_checks import (
     check_removals,
     check_search_space_typed,
     composed,
-    full_options,
-    hydra_argv,
-    literal_argv,
-    override_positions,
     removed_a_needed_setting,
     settings_beside,
 )
+from chargpt.cli.config_groups import check_one_option_lists
 from chargpt.cli.exits import (
     BROKEN_PIPE_EXIT_CODE,
     Terminated,
@@ -40,6 +37,8 @@ from chargpt.cli.exits import (
     raising_on_sigterm,
 )
 from chargpt.cli.hydra_errors import one_line_hydra_errors, release_stderr, settings_in
+from chargpt.cli.hydra_options import full_options, override_positions
+from chargpt.cli.prompt_files import literal_argv
 from chargpt.errors import (
     ConfigError,
     SettingError,
@@ -215,7 +214,7 @@ def unwrapping_sigterm() -> Iterator[None]:
 
 @contextlib.contextmanager
 def naming_removed_settings() -> Iterator[None]:
-    """A setting the command reads, removed with `~KEY` on the command line (where argv.py's check
+    """A setting the command reads, removed with `~KEY` on the command line (where composed_checks.py's check
     up front lets one through), or whose `${...}` cannot be resolved: a ConfigError saying so
     (omegaconf's traceback otherwise). chargpt-train uses it inside its status record too, so that
     a sweep's job records the one line."""

@@ -212,7 +212,8 @@ def _not_a_setting(
     parent, _, name = key.rpartition(".")
     where = f"a setting of {parent}" if parent else "a setting"
     beside = settings_beside(key)
-    same_name = [setting for setting in beside if setting.endswith(f".{name}")]  # a group's (argv.py)
+    # A group's setting of that name (composed_checks.settings_beside lists them).
+    same_name = [setting for setting in beside if setting.endswith(f".{name}")]
     if same_name:  # not misspelt, and a setting of one's own so named would be read by nothing
         return f"{key} is not {where}{did_you_mean(same_name[0])}; set it as {same_name[0]}=" \
                f"{added.partition('=')[2]}"

@@ -9,8 +9,8 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from chargpt.checks import utf8_text
-from chargpt.cli.argv import prompt_source
 from chargpt.cli.exits import stdout_errors_as_started, stdout_writes_any_text
+from chargpt.cli.prompt_files import prompt_source
 from chargpt.data.text import text_of
 from chargpt.data.tokenizer import CharTokenizer, describe_chars
 from chargpt.errors import ChargptError, ConfigError, SetupError

@@ -26,8 +26,8 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from chargpt import file_locks
-from chargpt.cli.argv import group_choices, override_positions
 from chargpt.cli.common import naming_removed_settings
+from chargpt.cli.hydra_options import group_choices, override_positions
 from chargpt.errors import ConfigError, exit_on_user_error, signal_exit_code
 from chargpt.hydra_run import as_written, is_multirun, sweep_dir, task_overrides
 from chargpt.overrides import as_typed, hydra_quoted, is_sweep, override_key

@@ -23,10 +23,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from chargpt import shell_words
 from chargpt.cli import CONFIG_PATH
-from chargpt.cli.argv import prints_only
 from chargpt.cli.common import cli_task, naming_removed_settings, quiet_known_warnings, run_main, use_threads
 from chargpt.cli.exits import console_outliving_its_reader, nothing_to_save_until_training, signal_of
 from chargpt.cli.held_weights import FINETUNE_HOLDS, held_weights_note, training_run
+from chargpt.cli.hydra_options import prints_only
 from chargpt.cli.launch import collector_off_then_frozen
 from chargpt.cli.prompts import NO_CLOSING_SAMPLE, check_output_writes, check_prompt_text, resolve_prompt
 from chargpt.distributed import is_rank_zero
