@@ -1079,31 +1079,17 @@ def test_logging_made_before_the_console_guard_outlives_a_closed_pipe(monkeypatc
     console.close()
 
 
-def test_memory_running_out_in_the_closing_sample_is_a_warning_naming_the_samples_settings(
-        tmp_path, corpus, monkeypatch, capsys) -> None:
+@pytest.mark.parametrize(("folder", "tokens", "advice", "not_advised"), [
     # It was the training error, exit 2 and the run recorded failed, advising data.batch_size (a resume
     # with less): the run had finished and was saved; the sample's own settings asked for the memory.
-    from chargpt.inference import TrainedModel
-
-    def no_room_to_sample(self, *args, **kwargs):
-        _no_gpu_memory()
-        yield ""
-
-    monkeypatch.setattr(TrainedModel, "stream", no_room_to_sample)
-    run_dir = tmp_path / "run"
-    args = bare_train_args(corpus, run_dir, "trainer.max_steps=2", "sample.max_new_tokens=300")
-    assert run_cli(train_main, *args) == 0
-    err = capsys.readouterr().err
-    line = ("warning: no sample (out of GPU memory (could not allocate 20.00 GiB); sample.max_new_tokens=300 "
-            "is too large for this machine; draw it with less, e.g. "
-            f"chargpt-sample ckpt_path={run_dir} max_new_tokens=150); the run itself finished\n")
-    assert err.endswith(line) and "data.batch_size" not in err
-    assert json.loads((run_dir / "status.json").read_text())["status"] == "finished"
-
-
-def test_memory_running_out_in_a_closing_sample_of_one_token_is_not_told_to_draw_one(
-        tmp_path, corpus, monkeypatch, capsys) -> None:
+    ("run", 300, "draw it with less, e.g. chargpt-sample ckpt_path={run_dir} max_new_tokens=150",
+     "data.batch_size"),
     # One token is the least: it advised "with less, e.g. ... max_new_tokens=1", the setting that ran out.
+    ("r 1 é 🚀", 1, "draw it apart from the training, which holds its optimizer's memory: "
+     "chargpt-sample 'ckpt_path={run_dir}' max_new_tokens=1", "with less"),
+], ids=["less", "one token"])
+def test_memory_running_out_in_the_closing_sample_is_a_warning_naming_the_samples_settings(
+        tmp_path, corpus, monkeypatch, capsys, folder, tokens, advice, not_advised) -> None:
     from chargpt.inference import TrainedModel
 
     def no_room_to_sample(self, *args, **kwargs):
@@ -1111,14 +1097,15 @@ def test_memory_running_out_in_a_closing_sample_of_one_token_is_not_told_to_draw
         yield ""
 
     monkeypatch.setattr(TrainedModel, "stream", no_room_to_sample)
-    run_dir = tmp_path / "r 1 é 🚀"
-    args = bare_train_args(corpus, run_dir, "trainer.max_steps=2", "sample.max_new_tokens=1")
+    run_dir = tmp_path / folder
+    args = bare_train_args(corpus, run_dir, "trainer.max_steps=2", f"sample.max_new_tokens={tokens}")
     assert run_cli(train_main, *args) == 0
     err = capsys.readouterr().err
-    line = ("warning: no sample (out of GPU memory (could not allocate 20.00 GiB); sample.max_new_tokens=1 "
-            "is too large for this machine; draw it apart from the training, which holds its optimizer's "
-            f"memory: chargpt-sample 'ckpt_path={run_dir}' max_new_tokens=1); the run itself finished\n")
-    assert err.endswith(line) and "with less" not in err
+    line = ("warning: no sample (out of GPU memory (could not allocate 20.00 GiB); "
+            f"sample.max_new_tokens={tokens} is too large for this machine; "
+            f"{advice.format(run_dir=run_dir)}); the run itself finished\n")
+    assert err.endswith(line) and not_advised not in err, err
+    assert json.loads((run_dir / "status.json").read_text())["status"] == "finished"
 
 
 def test_a_model_whose_file_could_not_fill_the_memory_is_loaded_without_counting_it(tmp_path,
