@@ -871,6 +871,20 @@ def test_a_sweep_hands_trainer_devices_its_list(files, capsys):
     assert [c.trainer.devices for c in saved] == [[1]] * 2
 
 
+def _callback_of_ones_own(tmp_path: Path, monkeypatch, module: str, every: str) -> Path:
+    """A callback class of one's own, `module.Mine(every: EVERY = 1)`, importable; and the config folder
+    of one's own (still empty) that will set it up."""
+    (tmp_path / "my code").mkdir()
+    (tmp_path / "my code" / f"{module}.py").write_text(
+        "import typing\nfrom collections.abc import Iterable, Sequence\n\nimport lightning\n\n"
+        f"class Mine(lightning.Callback):\n    def __init__(self, every: {every} = 1) -> None:\n"
+        "        self.every = every\n")
+    monkeypatch.syspath_prepend(str(tmp_path / "my code"))
+    monkeypatch.delitem(sys.modules, module, raising=False)
+    (tmp_path / "my conf é").mkdir()
+    return tmp_path / "my conf é"
+
+
 @pytest.mark.parametrize("hint", ["int | list[int]", "tuple[int, ...]", "Sequence", "Iterable[int] | int",
                                   "typing.Tuple[int, int] | None", "int | str"])
 def test_a_sweep_keeps_a_list_for_a_setting_its_class_takes_a_list_for(files, tmp_path, monkeypatch, capsys,
@@ -880,17 +894,11 @@ def test_a_sweep_keeps_a_list_for_a_setting_its_class_takes_a_list_for(files, tm
     # values without brackets"), as trainer.devices was before it was named as an exception; a tuple,
     # a bare Sequence or an Iterable were refused after list and Sequence[int] were taken.
     # trainer.max_steps=0 is what ends the command.
-    (tmp_path / "my code").mkdir()
-    (tmp_path / "my code" / "list_taking_callback.py").write_text(
-        "import typing\nfrom collections.abc import Iterable, Sequence\n\nimport lightning\n\n"
-        f"class Mine(lightning.Callback):\n    def __init__(self, every: {hint} = 1) -> None:\n"
-        "        self.every = every\n")
-    (tmp_path / "my conf é" / "experiment").mkdir(parents=True)
-    (tmp_path / "my conf é" / "experiment" / "mine.yaml").write_text(
+    configs = _callback_of_ones_own(tmp_path, monkeypatch, "list_taking_callback", hint)
+    (configs / "experiment").mkdir()
+    (configs / "experiment" / "mine.yaml").write_text(
         "# @package _global_\ncallbacks:\n  mine:\n    _target_: list_taking_callback.Mine\n    every: 1\n")
-    monkeypatch.syspath_prepend(str(tmp_path / "my code"))
-    monkeypatch.delitem(sys.modules, "list_taking_callback", raising=False)
-    args = [*bare_train_args(files["corpus"], None), "-m", "--config-dir", str(tmp_path / "my conf é"),
+    args = [*bare_train_args(files["corpus"], None), "-m", "--config-dir", str(configs),
             "experiment=mine", "callbacks.mine.every=[1,2]", "seed=1,2", "trainer.max_steps=0",
             f"hydra.sweep.dir={tmp_path / 'runs'}"]
     code, out, err = run_main(train_cli.main, args, capsys)
@@ -906,16 +914,11 @@ def test_a_sweeps_list_for_a_setting_of_an_option_chosen_in_a_list_is_refused(fi
     # callbacks=[default,mine] chooses two options of a group: the defaults the lists were checked
     # against were composed without it, so callbacks.mine.every was not there, and its list went to
     # every job, where a callback of one's own taking a number got [1, 2].
-    (tmp_path / "my code").mkdir()
-    (tmp_path / "my code" / "number_taking_callback.py").write_text(
-        "import lightning\n\nclass Mine(lightning.Callback):\n"
-        "    def __init__(self, every: int = 1) -> None:\n        self.every = every\n")
-    (tmp_path / "my conf é" / "callbacks").mkdir(parents=True)
-    (tmp_path / "my conf é" / "callbacks" / "mine.yaml").write_text(
+    configs = _callback_of_ones_own(tmp_path, monkeypatch, "number_taking_callback", "int")
+    (configs / "callbacks").mkdir()
+    (configs / "callbacks" / "mine.yaml").write_text(
         "mine:\n  _target_: number_taking_callback.Mine\n  every: 1\n")
-    monkeypatch.syspath_prepend(str(tmp_path / "my code"))
-    monkeypatch.delitem(sys.modules, "number_taking_callback", raising=False)
-    args = [*bare_train_args(files["corpus"], None), "-m", "--config-dir", str(tmp_path / "my conf é"),
+    args = [*bare_train_args(files["corpus"], None), "-m", "--config-dir", str(configs),
             "callbacks=[default,mine]", "callbacks.mine.every=[1,2]", "seed=1,2", "trainer.max_steps=0",
             f"hydra.sweep.dir={tmp_path / 'runs'}"]
     code, out, err = run_main(train_cli.main, args, capsys)
