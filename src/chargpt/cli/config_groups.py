@@ -13,7 +13,7 @@ from hydra import initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
 from chargpt.cli import CONFIG_PATH
-from chargpt.cli.hydra_errors import ONE_OPTION_GROUPS
+from chargpt.cli.hydra_errors import ONE_OPTION_GROUPS, not_an_option
 from chargpt.cli.hydra_options import override_positions
 from chargpt.data.sources.paths import expand_path
 from chargpt.errors import ConfigError
@@ -106,4 +106,4 @@ def check_group_option(key: str, value: str, config_dirs: list[Path], searchpath
         return  # a value Hydra reads itself (glob(...), ...)
     unknown = [name for name in value.split(",") if name and name not in known]
     if unknown:
-        raise ConfigError(f"{key}={unknown[0]} is not an option of {key}; use one of: {', '.join(known)}")
+        raise ConfigError(not_an_option(key, unknown[0], known))

@@ -187,11 +187,10 @@ def one_line(
     if match := _AMBIGUOUS.search(message):
         return _values_without_sweep(match[1], match[2])
     if match := _NO_OPTION.search(message):
-        group, option, options = match[1], match[2], match[3].split()
-        return f"{group}={option} is not an option of {group}; use one of: {', '.join(options)}"
+        return not_an_option(match[1], match[2], match[3].split())
     if (match := _NOT_LOADED.search(message)) and (options := _in_config_repository(
             lambda loader: loader.get_group_options(match[1]))):
-        return f"{match[1]}={match[2]} is not an option of {match[1]}; use one of: {', '.join(options)}"
+        return not_an_option(match[1], match[2], options)
     if match := _HYDRA_SWEPT.search(message):
         return _hydra_swept(match[1], match[2])
     if match := _NO_PRIMARY.search(message):
@@ -399,6 +398,11 @@ def groups_beside(key: str) -> list[str]:
         return inner or loader.list_groups("")
 
     return _in_config_repository(listed)
+
+
+def not_an_option(group: str, option: str, options: list[str]) -> str:
+    """`group=option` names no option of config group `group`: the line listing those it has."""
+    return f"{group}={option} is not an option of {group}; use one of: {', '.join(options)}"
 
 
 def not_a_group(typed: str, key: str) -> str:
