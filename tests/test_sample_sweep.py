@@ -24,7 +24,7 @@ import torch
 from chargpt.cli import eval as eval_cli
 from chargpt.cli import export as export_cli
 from chargpt.cli import sample as sample_cli
-from chargpt.cli.sweep_jobs import held_outputs, print_held_output
+from chargpt.cli.held_output import held_outputs, print_held_output
 from conftest import make_checkpoint, run_main
 
 
@@ -401,7 +401,7 @@ def test_a_job_that_crashes_while_its_output_is_held_leaves_it_to_the_sweep(tmp_
     # A job that died in the held block (a segfault, os._exit, the out-of-memory killer) lost its
     # output with it, a crash's report included. What it left ends its line: the next heading starts one.
     script = ("import os, sys; from pathlib import Path\n"
-              "from chargpt.cli.sweep_jobs import output_held_whole\n"
+              "from chargpt.cli.held_output import output_held_whole\n"
               "with output_held_whole(Path(sys.argv[1]), 3):\n"
               "    print('==> prompt=abc <==', flush=True)\n"
               "    print('cut sho', end='', file=sys.stderr, flush=True)\n"

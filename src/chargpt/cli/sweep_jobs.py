@@ -1,7 +1,8 @@
 """A sweep (-m) of a command that reads a run (chargpt-sample, chargpt-eval, chargpt-export): Hydra's
 sweep folder (multirun.yaml and a folder per job) goes to a temporary folder removed when the command
-ends, however it ends; each job's output is headed by the settings the sweep gave it; chargpt-eval's
-jobs end in a table comparing them; chargpt-export's jobs each write a folder of their own."""
+ends, however it ends; each job's output is headed by the settings the sweep gave it (and held whole
+where jobs run in parallel: held_output.py); chargpt-eval's jobs end in a table comparing them;
+chargpt-export's jobs each write a folder of their own."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ import dataclasses
 import errno
 import functools
 import os
-import re
 import shutil
 import signal
 import socket
@@ -27,6 +27,14 @@ from omegaconf import DictConfig, OmegaConf
 
 from chargpt import file_locks
 from chargpt.cli.common import naming_removed_settings
+from chargpt.cli.held_output import (
+    LOCAL_LAUNCHERS,
+    held_files,
+    held_outputs,
+    jobs_write_where_the_sweep_does,
+    output_held_whole,
+    print_held_output,
+)
 from chargpt.cli.hydra_options import group_choices, override_positions
 from chargpt.errors import ConfigError, exit_on_user_error, signal_exit_code
 from chargpt.hydra_run import as_written, is_multirun, sweep_dir, task_overrides
@@ -138,7 +146,7 @@ def _hold_the_sweep_folder(folder: Path) -> None:
         return
     _record_lock = lock
     for out in held_outputs(folder):
-        for held in _held_files(folder, int(out.stem.removeprefix(".job-"))):
+        for held in held_files(folder, int(out.stem.removeprefix(".job-"))):
             held.unlink(missing_ok=True)
 
 
@@ -238,7 +246,7 @@ def whole_in_parallel_sweeps(task: F) -> F:
             try:
                 return task(*args, **kwargs)
             except SystemExit as exit_:
-                if _jobs_write_where_the_sweep_does() or not exit_.code:
+                if jobs_write_where_the_sweep_does() or not exit_.code:
                     raise
                 # A job run apart that exits hands its launcher no result (submitit's traceback): its
                 # exit goes back as what it returns, for its sweep to exit so (exit_as_a_job_did).
@@ -260,90 +268,6 @@ def exit_as_a_job_did(returns: Sequence[JobReturn]) -> None:
     for job in returns:
         if job.status == JobStatus.COMPLETED and isinstance(job.return_value, JobExit):
             sys.exit(job.return_value.code)
-
-
-@contextlib.contextmanager
-def output_held_whole(folder: Path, job: int) -> Iterator[None]:
-    """This process's stdout and stderr (its file descriptors, so every writer's output) held in
-    files of the sweep's folder, written out when the block ends, one job at a time, and removed.
-    A job killed before then (beside a failed job, a crash, Ctrl-C) leaves them to the sweep's
-    process: print_held_output."""
-    out, err = _held_files(folder, job)
-    # Both to one place (`2>&1`, a terminal): one file keeps their lines in the order written. (A job
-    # apart from its sweep has log files of its own: the sweep says where its own output goes.)
-    together = os.path.samestat(os.fstat(1), os.fstat(2)) or (folder / _TOGETHER).exists()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = [os.dup(1), os.dup(2)]
-    with open(out, "wb") as held_out, contextlib.ExitStack() as closing:
-        held_err = held_out if together else closing.enter_context(open(err, "wb"))
-        os.dup2(held_out.fileno(), 1)
-        os.dup2(held_err.fileno(), 2)
-    try:
-        yield
-    finally:
-        for stream in (sys.stdout, sys.stderr):
-            with contextlib.suppress(OSError, ValueError):
-                stream.flush()
-        for fd, original in enumerate(saved, start=1):
-            os.dup2(original, fd)
-            os.close(original)
-        if _jobs_write_where_the_sweep_does():
-            with _one_job_at_a_time(folder):
-                _write_held(out, err)
-
-
-def _jobs_write_where_the_sweep_does() -> bool:
-    """Whether this sweep job's stdout and stderr are its sweep's (a parallel launcher's workers inherit
-    them): under a launcher that runs jobs apart (submitit's, not LOCAL_LAUNCHERS) they are log files in
-    the sweep's folder, so the job's held output is left there, for its sweep to print in the jobs'
-    order once the launcher has them back (print_held_output)."""
-    return HydraConfig.get().runtime.choices.get("hydra/launcher") in LOCAL_LAUNCHERS
-
-
-# In a sweep's folder while it runs, where the sweep's stdout and stderr go to one place: its jobs run
-# apart (their own log files) hold theirs in one file too, for their lines to keep their order.
-_TOGETHER = ".job-output-together"
-
-
-@contextlib.contextmanager
-def jobs_told_where_output_goes(folder: Path) -> Iterator[None]:
-    """For the sweep's process, around its jobs: whether its stdout and stderr go to one place, in
-    its folder for jobs run apart (output_held_whole), and removed after them."""
-    marker = folder / _TOGETHER
-    if os.path.samestat(os.fstat(1), os.fstat(2)):
-        folder.mkdir(parents=True, exist_ok=True)
-        marker.touch()
-    try:
-        yield
-    finally:
-        marker.unlink(missing_ok=True)
-
-
-def held_outputs(folder: Path) -> dict[Path, int]:
-    """The held stdout files in a sweep's folder, in the jobs' order, each with its time of change."""
-    held = {}
-    for path in folder.glob(".job-*.out"):
-        if re.fullmatch(r"\.job-\d+\.out", path.name):
-            with contextlib.suppress(FileNotFoundError):
-                held[path] = path.stat().st_mtime_ns
-    return dict(sorted(held.items(), key=lambda item: int(item[0].stem.removeprefix(".job-"))))
-
-
-def print_held_output(folder: Path, earlier: dict[Path, int] | None = None) -> int:
-    """For the sweep's process, once its jobs have ended: the output a job killed before it could
-    write it (its worker ended beside a failed job, by Ctrl-C, by a crash) written as that job
-    would have, headed by its heading, in the jobs' order. Files `earlier` lists unchanged (held_outputs
-    before the sweep: a sweep killed outright left them in a folder the user named, on a file system
-    without locks, where the sweep's start could not tell them stale) are not this sweep's, and are
-    left as they are. Returns the number of jobs whose output it wrote."""
-    earlier = earlier or {}
-    held = [path for path, changed in held_outputs(folder).items() if earlier.get(path) != changed]
-    if held:
-        with _one_job_at_a_time(folder):
-            for out in held:
-                _write_held(out, out.with_suffix(".err"))
-    return len(held)
 
 
 def launch_reading_sweep(
@@ -371,44 +295,6 @@ def launch_reading_sweep(
               + "; run the sweep again, with fewer jobs at once (hydra.launcher.n_jobs=1) if memory ran out",
               file=sys.stderr, flush=True)
         sys.exit(signal_exit_code(signum))
-
-
-
-
-def _held_files(folder: Path, job: int) -> tuple[Path, Path]:
-    """Where job `job` of the sweep in `folder` holds its stdout and stderr."""
-    return folder / f".job-{job}.out", folder / f".job-{job}.err"
-
-
-def _write_held(out: Path, err: Path) -> None:
-    """A job's held output to this process's stdout and stderr, a line cut short by its end ended
-    (the next job's heading starts a line); the files removed. Those already written (by the job, or
-    by the sweep's process for a job it outlived) are gone."""
-    for held, fd in ((out, 1), (err, 2)):
-        with contextlib.suppress(FileNotFoundError), open(held, "rb") as source:
-            with open(fd, "wb", closefd=False) as stream:
-                shutil.copyfileobj(source, stream)
-                if size := source.tell():
-                    source.seek(size - 1)
-                    if source.read(1) != b"\n":
-                        stream.write(b"\n")
-            held.unlink()
-
-
-@contextlib.contextmanager
-def _one_job_at_a_time(folder: Path) -> Iterator[None]:
-    """A lock on the sweep's folder itself (a lock file would be left in a folder the user named)."""
-    if not file_locks.LOCKING:  # (Windows: no lock; a job's output may meet another's)
-        yield
-        return
-    lock = os.open(folder, os.O_RDONLY)
-    try:
-        # A file system without such locks (NFS takes none on a folder): the jobs write unlocked.
-        with contextlib.suppress(OSError):
-            file_locks.lock(lock)
-        yield
-    finally:
-        os.close(lock)
 
 
 # The table's figures: (JSON key, column title).
@@ -441,10 +327,6 @@ def _figure(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.5f}"
     return f"{value:,}" if isinstance(value, int) else str(value)
-
-
-# Launchers whose jobs run on this machine (Hydra's own, chargpt's configs/hydra/launcher/).
-LOCAL_LAUNCHERS = ("basic", "local_parallel", "joblib")
 
 
 @contextlib.contextmanager

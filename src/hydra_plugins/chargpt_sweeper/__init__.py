@@ -26,13 +26,8 @@ class QuotingBasicSweeper(BasicSweeper):
 
     def sweep(self, arguments: list[str]) -> Any:
         from chargpt.cli.exits import no_room_said_with_the_continue_command
-        from chargpt.cli.sweep_jobs import (
-            exit_as_a_job_did,
-            held_outputs,
-            jobs_told_where_output_goes,
-            print_held_output,
-            record_returns,
-        )
+        from chargpt.cli.held_output import held_outputs, jobs_told_where_output_goes, print_held_output
+        from chargpt.cli.sweep_jobs import exit_as_a_job_did, record_returns
 
         assert self.config is not None
         folder = Path(str(self.config.hydra.sweep.dir))
