@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import shlex
 import time
 from pathlib import Path
 
 import pytest
+from matplotlib.figure import Figure
 
 from chargpt.overrides import hydra_quoted
 from chargpt.run_layout import find_runs
@@ -378,6 +381,51 @@ def test_report_writes_the_png_beside_report_csv(tmp_path: Path, capsys) -> None
     (empty / "0" / ".hydra" / "overrides.yaml").write_text("- seed=1\n")
     report(empty)
     assert not (empty / "report_curves.png").exists()  # no logged curve: no picture
+
+
+def _stop_half_way_through(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Ctrl-C half way through the report's writing of `name`, as a signal lands mid-write."""
+    if name.endswith(".png"):
+        real_savefig = Figure.savefig
+
+        def savefig(self: Figure, target: Path, *args: object, **kwargs: object) -> None:
+            whole = io.BytesIO()
+            real_savefig(self, whole, *args, **kwargs)
+            Path(target).write_bytes(whole.getvalue()[: len(whole.getvalue()) // 2])
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(Figure, "savefig", savefig)
+        return
+    real_writerows = csv.DictWriter.writerows
+    tables = iter(["report.csv", "report_groups.csv"])  # in the order the report writes them
+
+    def writerows(self: csv.DictWriter, rows: object) -> None:
+        if next(tables) != name:
+            return real_writerows(self, rows)
+        self.writer.writerow(["half of a row"])  # below the header
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(csv.DictWriter, "writerows", writerows)
+
+
+@pytest.mark.parametrize("stopped", ["report.csv", "report_groups.csv", "report_curves.png"])
+def test_a_report_stopped_as_it_writes_a_file_leaves_the_earlier_one_whole(
+    stopped: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A Ctrl-C there left the picture half drawn; a kill -9 between its opening and its first write
+    # left it empty, which every later report refused as a file not its own.
+    sweep = sweep_of_three(tmp_path)
+    report(sweep)
+    names = ("report.csv", "report_groups.csv", "report_curves.png")
+    before = {name: (sweep / name).read_bytes() for name in names}
+    _stop_half_way_through(stopped, monkeypatch)
+    with pytest.raises(KeyboardInterrupt):
+        report(sweep)
+    for name in names[: names.index(stopped) + 1]:
+        assert (sweep / name).read_bytes() == before[name], name
+    monkeypatch.undo()
+    report(sweep)  # the next report replaces them
+    assert sorted(p.name for p in sweep.iterdir() if p.is_file()) == sorted(names)
 
 
 def test_a_single_run_gets_its_curve_and_junk_beside_runs_is_left_out(tmp_path: Path, capsys) -> None:

@@ -1,8 +1,8 @@
 """Atomic file writes: a reader sees the old file or the new one, never half of either.
 
 The files a run is resumed or reported from (checkpoints, the id cache, metrics.json,
-status.json, budget.json) go through `atomic_path`; a report's table and picture, which the next
-report rewrites whole, do not, and an export is moved into place as a folder. `atomic_path`
+status.json, budget.json) and a report's tables and picture go through `atomic_path`; an export is
+moved into place as a folder. `atomic_path`
 writes to a temporary name beside the target (same filesystem, so the final rename is atomic),
 flushes it to disk, then `os.replace`s it over the target.
 """

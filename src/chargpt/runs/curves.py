@@ -23,6 +23,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from chargpt import shell_words
+from chargpt.files import atomic_path
 from chargpt.glyphs import drawable, drawable_cut, families
 from chargpt.metric_names import STEP, VAL_LOSS
 from chargpt.overrides import is_path_key, setting_typed
@@ -280,6 +281,9 @@ def write_curves(png: Path, sweep_dir: Path, runs: list[CurveRun]) -> Path | Non
             fix = "; logger=tensorboard or csv writes one" if unlogged else ""
             print(f"no curves drawn ({counted(len(runs), 'run')}: {why}{fix})")
         return None
-    fig.savefig(png, metadata={"Software": PNG_SOFTWARE})  # how a later report knows it as its own
+    # Whole or not at all: a report stopped mid-write keeps the earlier picture, where an empty one
+    # (a kill between its opening and its first write) was refused by every later report.
+    with atomic_path(png, durable=False) as tmp:  # (its name ends .partial: the format is named)
+        fig.savefig(tmp, format="png", metadata={"Software": PNG_SOFTWARE})  # how a later report knows it
     print(f"written: {png}")
     return png

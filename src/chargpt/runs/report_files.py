@@ -11,6 +11,7 @@ from typing import Any
 
 from chargpt import shell_words
 from chargpt.errors import ChargptError
+from chargpt.files import atomic_path
 from chargpt.run_layout import CONFIG_DIR, OVERRIDES_FILE, SWEEP_CONFIG
 from chargpt.runs.curves import PNG_SOFTWARE
 
@@ -102,7 +103,8 @@ def _drawn_by_matplotlib(path: Path) -> bool:
 
 
 def write_csv(path: Path, columns: list[str], rows: list[dict[str, Any]]) -> None:
-    with path.open("w", newline="", encoding="utf-8") as f:
+    # Whole or not at all: a report stopped mid-write (Ctrl-C, a kill) keeps the earlier table.
+    with atomic_path(path, durable=False) as tmp, tmp.open("w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=columns)
         writer.writeheader()
         writer.writerows({c: "" if row[c] is None else row[c] for c in columns} for row in rows)
