@@ -683,14 +683,20 @@ def test_only_a_best_at_the_runs_own_step_stands_for_a_missing_last_ckpt(tmp_pat
     assert last_checkpoint(tmp_path) == checkpoints / "best-000008.ckpt"
     (tmp_path / "metrics.json").write_text('{"step": 12}')
     assert last_checkpoint(tmp_path) is None
-    (checkpoints / "last.ckpt").write_bytes(b"PK")
+    torch.save({"epoch": 0, "global_step": 8, "state_dict": {}}, checkpoints / "last.ckpt")
     assert last_checkpoint(tmp_path) == checkpoints / "last.ckpt"
-    # Killed while it rewrote last.ckpt just after a new best at step 12: that best is newer.
+    # Killed while it rewrote last.ckpt just after a new best at step 12: its last.ckpt holds step 8.
     (checkpoints / "best-000012.ckpt").write_bytes(b"PK")
-    os.utime(checkpoints / "last.ckpt", (1_000_000, 1_000_000))
     assert last_checkpoint(tmp_path) == checkpoints / "best-000012.ckpt"
-    os.utime(checkpoints / "best-000012.ckpt", (900_000, 900_000))  # written before last.ckpt
+    # Its last.ckpt at step 12 (written after that best): whatever the files' times, as a copied
+    # folder (cp -r) gives them in the order it copies them.
+    torch.save({"epoch": 0, "global_step": 12, "state_dict": {}}, checkpoints / "last.ckpt")
+    for name, seconds in (("last.ckpt", 900_000), ("best-000012.ckpt", 1_000_000)):
+        os.utime(checkpoints / name, (seconds, seconds))
     assert last_checkpoint(tmp_path) == checkpoints / "last.ckpt"
+    # One that cannot be read (cut off as it was written): the best at the run's step stands in.
+    (checkpoints / "last.ckpt").write_bytes(b"PK")
+    assert last_checkpoint(tmp_path) == checkpoints / "best-000012.ckpt"
 
 
 def test_the_resume_command_keeps_the_overrides_as_typed() -> None:

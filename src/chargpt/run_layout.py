@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import logging
 import os
+import pickletools
 import re
+import zipfile
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -147,20 +149,47 @@ def launched_with(run_dir: Path, group: str) -> str | None:
 
 def last_checkpoint(run_dir: Path) -> Path | None:
     """The checkpoint a run goes on from: its last.ckpt (in its checkpoints/ folder, or beside it),
-    unless a best-<step>.ckpt at the step the run's metrics.json says it reached was written after
-    it (a run killed while it rewrote last.ckpt just after that best: its last.ckpt is older). An
-    older best never stands in: going on from it would train the run's later steps again."""
+    unless it holds an earlier step than the run's metrics.json says it reached and a
+    best-<step>.ckpt at that step is there (a run killed while it rewrote last.ckpt just after that
+    best). Steps, not file times: a copied run folder (cp -r) gives its files new times, in the
+    order it copied them. An older best never stands in: going on from it would train the run's
+    later steps again."""
     last = next((c for c in (run_dir / CHECKPOINT_DIR / LAST, run_dir / LAST) if c.is_file()), None)
     bests = {c: int(m[1]) for c in (run_dir / CHECKPOINT_DIR).glob("best-*.ckpt")
              if (m := BEST_NAME.fullmatch(c.name))}
     if not bests:
         return last
     reached = read_json_object(run_dir / METRICS_FILE).get("step")
-    written = {c: c.stat().st_mtime for c, step in bests.items() if step == reached and c.is_file()}
-    if last is not None:
-        since = last.stat().st_mtime
-        written = {c: t for c, t in written.items() if t > since}
-    return max(written, key=written.__getitem__) if written else last
+    at_reached = sorted((c for c, step in bests.items() if step == reached and c.is_file()),
+                        key=_best_version)
+    held = None if last is None else checkpoint_step(last)
+    if not at_reached or (held is not None and held >= reached):
+        return last
+    return at_reached[-1]  # (Lightning names a second best of one step best-<step>-v1)
+
+
+def _best_version(best: Path) -> int:
+    version = re.search(r"-v(\d+)\.ckpt$", best.name)
+    return int(version[1]) if version else 0
+
+
+def checkpoint_step(checkpoint: Path) -> int | None:
+    """The training step a Lightning checkpoint holds (its "global_step"), read from its pickle's
+    opcodes without torch (or unpickling anything); None for a file that is not one."""
+    try:
+        with zipfile.ZipFile(checkpoint) as archive:
+            name = next(n for n in archive.namelist() if n.endswith("/data.pkl") or n == "data.pkl")
+            with archive.open(name) as pickled:
+                key_seen = False
+                for opcode, argument, _ in pickletools.genops(pickled):
+                    if "PUT" in opcode.name or opcode.name == "MEMOIZE":  # (the memo, between key and value)
+                        continue
+                    if key_seen:  # the top-level dict's value after its "global_step" key
+                        return argument if isinstance(argument, int) and opcode.name != "MARK" else None
+                    key_seen = argument == "global_step"
+    except (OSError, zipfile.BadZipFile, StopIteration, ValueError):
+        return None
+    return None
 
 
 def _has_checkpoints(folder: Path) -> bool:
