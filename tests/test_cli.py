@@ -158,23 +158,39 @@ def test_last_checkpoint_follows_every_validation_even_without_improvement(
     assert last["global_step"] == 20
 
 
-def test_a_run_that_keeps_no_last_checkpoint_is_told_at_its_start_that_it_cannot_be_resumed(
-    tmp_path: Path, capsys
+BESIDE_A_BEST = (
+    "no checkpoints/last.ckpt, which a resume reads: if it crashes or its machine is lost, a resume goes on "
+    "from its best checkpoint (callbacks.model_checkpoint) only where that is its latest validation's, and "
+    "is refused after a validation that did not improve on it (only Ctrl-C or SIGTERM writes one); ")
+TOP_K_0 = "callbacks.last_checkpoint.save_top_k=0"
+
+
+@pytest.mark.parametrize(("settings", "said"), [
+    # Valid (a run that is never resumed), but it trained to its end without a word and left no
+    # last.ckpt, which ckpt_path=RUN_DIR resumes from; a resume after a crash has its best checkpoint
+    # beside it only where that is its latest validation's (it was said to have nothing).
+    ([TOP_K_0], f"warning: {TOP_K_0} keeps {BESIDE_A_BEST}leave it at 1 to keep the run resumable from every "
+                "validation"),
+    # Removed beside the best checkpoint's callback: not a word.
+    (["~callbacks.last_checkpoint"],
+     f"warning: without callbacks.last_checkpoint this run keeps {BESIDE_A_BEST}keep "
+     "callbacks.last_checkpoint to keep the run resumable from every validation"),
+    # No best checkpoint beside it: nothing to resume from.
+    ([TOP_K_0, "~callbacks.model_checkpoint"],
+     f"warning: {TOP_K_0} keeps no checkpoints/last.ckpt, which a resume reads: this run cannot be resumed "
+     "if it crashes or its machine is lost (only Ctrl-C or SIGTERM writes one); leave it at 1 to keep the "
+     "run resumable from every validation"),
+])
+def test_a_run_that_keeps_no_last_checkpoint_is_told_at_its_start_what_a_resume_goes_on_from(
+    tmp_path: Path, capsys, settings: list[str], said: str
 ) -> None:
-    # callbacks.last_checkpoint.save_top_k=0 is valid (a run that is never resumed), but it trained to
-    # its end without a word and left no last.ckpt, which ckpt_path=RUN_DIR resumes from.
     run = tmp_path / "run é"
-    args = bare_train_args(write_corpus(tmp_path / "corpus.txt"), run, "trainer.max_steps=2",
-                           "callbacks.last_checkpoint.save_top_k=0")
+    args = bare_train_args(write_corpus(tmp_path / "corpus.txt"), run, "trainer.max_steps=2", *settings)
     code, out, err = run_main(train.main, args, capsys)
     assert code == 0, err
-    said = [line for line in (out + err).splitlines() if "warning:" in line]
-    assert len(said) == 1, said
-    assert said[0][said[0].index("warning: "):] == (
-        "warning: callbacks.last_checkpoint.save_top_k=0 keeps no checkpoints/last.ckpt, which a resume "
-        "reads: this run cannot be resumed if it crashes or its machine is lost (only Ctrl-C or SIGTERM "
-        "writes one); leave it at 1 to keep the run resumable")
-    assert said[0] in (run / "train.log").read_text()  # the log keeps it
+    lines = [line[line.index("warning: "):] for line in (out + err).splitlines() if "warning:" in line]
+    assert lines == [said]
+    assert said in (run / "train.log").read_text()  # the log keeps it
     assert not (run / "checkpoints" / "last.ckpt").exists()
 
 

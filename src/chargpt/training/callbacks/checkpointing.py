@@ -57,13 +57,31 @@ def check_checkpoint_settings(
 
 
 def warn_if_not_resumable(callbacks: DictConfig | None) -> None:
-    """A run whose last.ckpt callback keeps none (save_top_k=0: valid, for a run never resumed) is
-    told so as it starts: it trained to its end without a word, and a crash left nothing to resume."""
-    for key, config in (callbacks or {}).items():
-        if config is not None and config.get("filename") == Path(LAST).stem and config.get("save_top_k") == 0:
-            log.warning(f"warning: callbacks.{key}.save_top_k=0 keeps no {CHECKPOINT_DIR}/{LAST}, which a "
-                        "resume reads: this run cannot be resumed if it crashes or its machine is lost (only "
-                        "Ctrl-C or SIGTERM writes one); leave it at 1 to keep the run resumable")
+    """A run that keeps no last.ckpt (`callbacks.last_checkpoint.save_top_k=0`, valid for a run never
+    resumed, or `~callbacks.last_checkpoint`) is told so as it starts, with what a resume after a
+    crash would go on from: it trained to its end without a word, and a crash left nothing to resume
+    or, beside a best checkpoint, only that best where the latest validation improved on the others
+    (run_layout.last_checkpoint: an older best would train the steps after it again)."""
+    configs = {key: config for key, config in (callbacks or {}).items() if config is not None}
+    writers = [key for key, config in configs.items() if config.get("filename") == Path(LAST).stem]
+    if any(configs[key].get("save_top_k") != 0 for key in writers):
+        return
+    bests = [key for key, config in configs.items() if key not in writers and config.get("save_top_k") != 0
+             and str(config.get("_target_", "")).endswith("ModelCheckpoint")]
+    if writers:
+        keeps_none, fix = f"callbacks.{writers[0]}.save_top_k=0 keeps", "leave it at 1"
+    elif bests:  # removed (without any checkpoint callback, the run's build says so)
+        keeps_none, fix = "without callbacks.last_checkpoint this run keeps", "keep callbacks.last_checkpoint"
+    else:
+        return
+    if bests:
+        after_crash = (f"if it crashes or its machine is lost, a resume goes on from its best checkpoint "
+                       f"(callbacks.{bests[0]}) only where that is its latest validation's, and is refused "
+                       "after a validation that did not improve on it")
+    else:
+        after_crash = "this run cannot be resumed if it crashes or its machine is lost"
+    log.warning(f"warning: {keeps_none} no {CHECKPOINT_DIR}/{LAST}, which a resume reads: {after_crash} "
+                f"(only Ctrl-C or SIGTERM writes one); {fix} to keep the run resumable from every validation")
 
 
 def last_checkpoint_callback(trainer: L.Trainer) -> ModelCheckpoint | None:
