@@ -223,6 +223,70 @@ def test_a_run_that_ends_past_its_budget_says_so(corpus: Path, tmp_path: Path, c
                         r"slows a run", warning.getMessage())
 
 
+def test_a_command_whose_work_ends_past_its_budget_says_so_with_the_fix(
+    corpus: Path, tmp_path: Path, caplog
+) -> None:
+    # Training and its final validation ended inside the budget; what followed them (the closing
+    # sample on a busy host) ended the command 4.8 s past its 40 s, without a word.
+    clock = FakeClock(tick=0.02)
+    caplog.set_level("INFO", logger=budget_module.__name__)
+    _, budget = fit_with_budget(corpus, tmp_path, clock, seconds=2.0, skip_steps=2, calibration_steps=10,
+                                reserve_seconds=0.5)
+    assert clock.now < 2.0 and not [r for r in caplog.records if r.levelname == "WARNING"]
+    train_end = json.loads((tmp_path / "budget.json").read_text())["train_end_seconds"]
+    clock.now += 1.5  # the closing sample
+    budget.command_ended(sample_seconds=1.5)
+    [warning] = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    ended = clock.now  # (the reading command_ended took)
+    over = ended + budget_plan.EXIT_SECONDS - 2.0
+    assert warning.startswith(
+        f"time budget exceeded: the command's work ended at {ended:.1f} s of budget_seconds=2, with its "
+        f"exit (~{budget_plan.EXIT_SECONDS:g} s) still to come, {ended - train_end:.1f} s after training and "
+        f"its final validation ended; give the end more room: callbacks.time_budget.reserve_seconds="
+        f"{int(-(-(0.5 + over) // 1))}")
+    record = json.loads((tmp_path / "budget.json").read_text())
+    assert record["work_end_seconds"] == round(ended, 2) and record["train_end_seconds"] == train_end
+    assert record["final_seconds_measured"]["closing_sample"] == 1.5
+    assert "validation" in record["final_seconds_measured"]  # the end's parts are kept
+
+    # Inside the budget, with room for the exit: no word.
+    caplog.clear()
+    clock.now = 2.0 - budget_plan.EXIT_SECONDS - 0.1
+    budget.command_ended(sample_seconds=None)
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
+
+
+def test_a_command_is_told_past_its_budget_once(corpus: Path, tmp_path: Path, caplog) -> None:
+    # Training itself ended past the budget, and said so: the command's end does not say it again.
+    clock = FakeClock(tick=0.02)
+    stall = TickFrom(clock, step=40, tick=0.5)
+    caplog.set_level("INFO", logger=budget_module.__name__)
+    _, budget = fit_with_budget(corpus, tmp_path, clock, extra_callbacks=(stall,), seconds=2.0, skip_steps=2,
+                                calibration_steps=10, reserve_seconds=0.5)
+    budget.command_ended(sample_seconds=None)
+    assert len([r for r in caplog.records if r.levelname == "WARNING"]) == 1
+    # The closing sample had no time left: it stops at once.
+    assert budget.closing_sample_deadline() == pytest.approx(2.0 - budget_plan.EXIT_SECONDS)
+
+
+def test_the_closing_sample_stops_where_the_budget_ends_the_command(capsys) -> None:
+    from omegaconf import OmegaConf
+
+    class Endless:
+        def stream(self, prompt: str, **settings):
+            yield from itertools.cycle("ab")
+
+    clock = FakeClock(tick=0.1)  # one reading before each character
+    options = OmegaConf.create({"prompt": "Hi, ça va? 🙂", "max_new_tokens": 300, "temperature": 0.8,
+                                "top_k": None, "seed": 7})
+    train.print_sample(Endless(), options, "Hi, ça va? 🙂", "my runs/r1", stop_at=0.55, clock=clock)
+    out, err = capsys.readouterr()
+    assert out.endswith("Hi, ça va? 🙂ababa\n")  # the readings at 0.1 to 0.5 drew five characters
+    assert err == ("note: the closing sample stopped after 5 characters, where the time budget ends the "
+                   "command; draw it whole with: chargpt-sample 'ckpt_path=my runs/r1' "
+                   "'prompt=Hi, ça va? 🙂' max_new_tokens=300 temperature=0.8 seed=7\n")
+
+
 def test_resumed_budget_run_keeps_its_planned_steps(corpus: Path, tmp_path: Path, caplog) -> None:
     earlier = {"planned_steps": 37, "final_seconds_estimate": 1.5, "replans": 4, "final_step": None}
     (tmp_path / "budget.json").write_text(json.dumps(earlier))  # the interrupted run's record

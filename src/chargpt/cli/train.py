@@ -14,6 +14,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -41,6 +42,7 @@ from chargpt.errors import (
 from chargpt.hydra_run import is_multirun, parallel_sweep_dir, plain
 from chargpt.inference import TrainedModel
 from chargpt.metric_names import loss_shown
+from chargpt.plural import counted
 from chargpt.run_layout import last_checkpoint, run_dir_of
 from chargpt.runs.continuation import forget_unstarted_job, keep_finished_jobs
 from chargpt.runs.directory import prepare_run_dir
@@ -183,6 +185,7 @@ def _close_run(
     than guessing, then the closing sample (skipped after a signal); its best validation loss, the
     sweeper's result."""
     from chargpt.runs.train_on import how_to_train_on
+    from chargpt.training.callbacks.budget import TimeBudget
     from chargpt.training.callbacks.graceful_interrupt import GracefulInterrupt
     from chargpt.training.callbacks.metrics import RunMetrics
     from chargpt.training.guessing import warn_if_no_better_than_guessing
@@ -203,9 +206,19 @@ def _close_run(
         if interrupt is not None and interrupt.received is not None:
             _stop_after_last_step(interrupt.received, parallel, sample_prompt is not None)
             return metrics.best_val_loss  # a parallel sweep's job: its result goes back
+        budget = next((c for c in trainer.callbacks if isinstance(c, TimeBudget)), None)
+        sample_seconds = None
         if sample_prompt is not None:
             trained = TrainedModel(module.model, datamodule.tokenizer)
-            print_sample(trained, cfg.sample, sample_prompt, output_dir)
+            # With a budget, the sample stops where the command must end to keep it.
+            clock, stop_at = time.monotonic, None
+            if budget is not None:
+                clock, stop_at = budget.clock, budget.closing_sample_deadline()
+            began = clock()
+            print_sample(trained, cfg.sample, sample_prompt, output_dir, stop_at, clock)
+            sample_seconds = clock() - began
+        if budget is not None:
+            budget.command_ended(sample_seconds)
     return metrics.best_val_loss if metrics is not None else None
 
 
@@ -335,20 +348,37 @@ def _print_continue_command(after_resume: bool = False) -> None:
         print(line, file=sys.stderr, flush=True)
 
 
-def print_sample(trained: TrainedModel, options: DictConfig, prompt: str, run_dir: str) -> None:
+def print_sample(
+    trained: TrainedModel, options: DictConfig, prompt: str, run_dir: str, stop_at: float | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> None:
     """The closing sample. The run is trained and saved by now: a sample that cannot be drawn
     is a warning, never a failed run (memory running out included: the sample's settings asked
-    for it, and chargpt-sample draws it from the run with less)."""
+    for it, and chargpt-sample draws it from the run with less). At `stop_at` (`clock`'s time: where
+    the time budget must end the command) it stops, and says how to draw it whole."""
     settings = {k: v for k, v in plain(options).items() if k != "prompt"}
     print(f"\n--- sample (temperature {options.temperature}, seed {options.seed}) ---")
     print(prompt, end="", flush=True)
+    drawn, cut = 0, False
     try:
         with naming_what_ran_out(lambda: _smaller_sample(options, run_dir)):
-            for ch in trained.stream(prompt, **settings):
+            characters = iter(trained.stream(prompt, **settings))
+            while not (cut := stop_at is not None and clock() >= stop_at):
+                if (ch := next(characters, None)) is None:
+                    break
                 print(ch, end="", flush=True)
+                drawn += 1
+            if cut and callable(close := getattr(characters, "close", None)):
+                close()
     except ChargptError as err:
         print(f"\nwarning: no sample ({err}); the run itself finished", file=sys.stderr)
     print()
+    if cut:
+        # Its own settings, the prompt included, as chargpt-sample takes them: the same text, whole.
+        same = [f"{key}={value}" for key, value in plain(options).items() if value is not None]
+        whole = shell_words.join(["chargpt-sample", f"ckpt_path={run_dir}", *same])
+        print(f"note: the closing sample stopped after {counted(drawn, 'character')}, where the time budget "
+              f"ends the command; draw it whole with: {whole}", file=sys.stderr, flush=True)
 
 
 TaskFunction = Callable[[DictConfig], "float | None"]

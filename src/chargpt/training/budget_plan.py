@@ -58,6 +58,10 @@ def run_start_time() -> float:
 VALIDATION_MARGIN = 1.5
 SAMPLING_MARGIN = 1.5  # a sampled character: a one-character forward, the growing cache, the draw
 RESERVE_SECONDS = 2.0
+# The process's exit, after the closing sample: 0.2 s on a quiet 2-core CPU (docs/EXPERIMENTS.md, "The
+# 100 s target reached on a quiet host"), 1.0 s on one whose load average was ~11 ("The closing sample
+# inside the budget"). The closing sample stops this long before the deadline.
+EXIT_SECONDS = 1.0
 # Re-plans use the mean step time over this fraction of the budget (all of it since calibration in
 # a younger run). The mean since calibration outlasted a slow spell: a 600 s run re-planned at
 # 120 ms a step while its last ~500 steps ran at ~85 ms, and ended 27 s early (docs/EXPERIMENTS.md).

@@ -24,6 +24,7 @@ so far instead, and its resume plans with what is left of the budget (calibratin
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import Callable
@@ -44,6 +45,7 @@ from chargpt.run_layout import BUDGET_FILE
 from chargpt.training import budget_plan
 from chargpt.training.auto_size.choice import rerun_words
 from chargpt.training.budget_plan import (
+    EXIT_SECONDS,
     LASTING_FRACTION,
     RESERVE_SECONDS,
     SHORTEN_ONLY_FRACTION,
@@ -157,6 +159,8 @@ class TimeBudget(Callback):
         self._affordable: int | None = None  # the steps the budget bought at the latest plan, uncapped
         self._last_step_end = 0.0  # when the latest step ended: the final work is timed from it
         self._validations = ValidationTimes()
+        self._train_end: dict[str, Any] = {}  # what on_train_end recorded: the record keeps it
+        self._warned = False  # training and its final validation ended past the budget, said
 
     @staticmethod
     def check_settings(skip_steps: object, calibration_steps: object, reserve_seconds: object,
@@ -371,9 +375,11 @@ class TimeBudget(Callback):
         measured = {"validation": loop_end - start, "after_validation": now - loop_end}
         if start < self._last_step_end:  # no validation after the last step
             measured = {"after_last_step": now - self._last_step_end}
-        self._write(train_end_seconds=round(now - self.start, 2), final_step=trainer.global_step,
-                    final_seconds_measured={k: round(v, 3) for k, v in measured.items()})
+        self._train_end = {"train_end_seconds": round(now - self.start, 2), "final_step": trainer.global_step,
+                           "final_seconds_measured": {k: round(v, 3) for k, v in measured.items()}}
+        self._write(**self._train_end)
         if now > self.deadline and self._calibration_pace and is_rank_zero():  # (a resumed run has none)
+            self._warned = True
             # Both what the steps and what the end took, against the plan: either may have run over.
             log.warning(
                 "time budget exceeded: training and the final validation ended at %.1f s of "
@@ -381,6 +387,35 @@ class TimeBudget(Callback):
                 "end after them %.1f s (estimated %.1f s); other work on this machine slows a run",
                 now - self.start, self.seconds, 1000 * (self.step_seconds or 0.0),
                 1000 * self._calibration_pace, sum(measured.values()), self.final_seconds_now or 0.0)
+
+    def closing_sample_deadline(self) -> float | None:
+        """When the closing sample stops (this clock's time) for the command to end inside the budget:
+        its exit (EXIT_SECONDS) still follows. None where this launch has no time limit of its own."""
+        return self.deadline - EXIT_SECONDS if self.limits_this_launch and self._train_end else None
+
+    def command_ended(self, sample_seconds: float | None) -> None:
+        """The command's work is done (its closing figures, and its closing sample of
+        `sample_seconds`, None without one): recorded, and a warning with the fix where it ended past
+        the budget although training and its final validation did not (that end's warning says it)."""
+        if not self.limits_this_launch or not self._train_end or not is_rank_zero():
+            return
+        now = self.clock()
+        measured = dict(self._train_end["final_seconds_measured"])
+        if sample_seconds is not None:
+            measured["closing_sample"] = round(sample_seconds, 3)
+        self._write(**(self._train_end | {"final_seconds_measured": measured,
+                                          "work_end_seconds": round(now - self.start, 2)}))
+        if now <= self.deadline - EXIT_SECONDS or self._warned:
+            return
+        # Past the deadline, or too close to it to exit in time: the plan leaves the reserve after
+        # the final validation's estimate, and this much more would have kept the command inside.
+        over = now + EXIT_SECONDS - self.deadline
+        after = now - self.start - self._train_end["train_end_seconds"]
+        log.warning(
+            "time budget exceeded: the command's work ended at %.1f s of budget_seconds=%g, with its exit "
+            "(~%g s) still to come, %.1f s after training and its final validation ended; give the end more "
+            "room: callbacks.time_budget.reserve_seconds=%g%s", now - self.start, self.seconds, EXIT_SECONDS,
+            after, math.ceil(self.reserve_seconds + over), budget_plan.busy_advice())
 
     def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.active:
