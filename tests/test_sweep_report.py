@@ -236,7 +236,7 @@ def test_a_sweep_whose_every_job_failed_says_so_and_fails(tmp_path: Path, capsys
     assert "model.block_size + 1 = 1001" in err
     assert [r["status"] for r in report(sweep)] == ["failed", "failed"]  # both kept for the report
     # A failure from the machine (out of memory) may pass on a second try: the report says how.
-    assert "2 of 2 jobs of this sweep failed; continue it, which trains the failed jobs again, with: " \
+    assert "2 of 2 runs of this sweep failed; continue it, which trains the failed runs again, with: " \
         "chargpt-train -m data=text" in capsys.readouterr().out
 
 
@@ -763,19 +763,19 @@ def test_a_sweep_with_failed_jobs_gets_the_command_that_trains_them_again(tmp_pa
     command = f"chargpt-train -m optimizer.lr=1e-3,3e-3,1e-2,3e-2 hydra.sweep.dir={sweep.resolve()}"
 
     report(sweep)
-    assert (f"1 of 4 jobs of this sweep failed; continue it, which trains the failed jobs again, with: "
+    assert (f"1 of 4 runs of this sweep failed; continue it, which trains the failed runs again, with: "
             f"{command}\n") in capsys.readouterr().out
 
     (sweep / "2" / "status.json").write_text(json.dumps({"status": "interrupted"}))
     report(sweep)
     assert (f"this sweep stopped part-way (1 stopped, 1 failed); continue it, which trains the failed "
-            f"jobs again, with: {command}\n") in capsys.readouterr().out
+            f"runs again, with: {command}\n") in capsys.readouterr().out
 
     report(tmp_path)  # a folder that holds the sweep: its note, by its folder
     assert f"{sweep}: this sweep stopped part-way (1 stopped, 1 failed)" in capsys.readouterr().out
     (sweep / "2" / "status.json").write_text(json.dumps({"status": "finished"}))
     report(tmp_path)
-    assert f"{sweep}: 1 of 4 jobs of this sweep failed; continue it" in capsys.readouterr().out
+    assert f"{sweep}: 1 of 4 runs of this sweep failed; continue it" in capsys.readouterr().out
 
 
 def test_a_sweeps_job_that_ran_out_of_memory_is_told_its_own_fix_not_to_train_again_as_it_was(
@@ -799,15 +799,15 @@ def test_a_sweeps_job_that_ran_out_of_memory_is_told_its_own_fix_not_to_train_ag
 
     report(sweep)
     out = capsys.readouterr().out
-    assert ("1 of 4 jobs of this sweep ran out of memory; continuing the sweep would train it as it was, "
-            f"which runs out again: go on as its error says:\n  job 2: {fix}\n") in out
-    assert "continue it, which trains the failed jobs again" not in out
+    assert ("1 of 4 runs of this sweep ran out of memory; continuing the sweep would train it as it was, "
+            f"which runs out again: go on as its error says:\n  run 2: {fix}\n") in out
+    assert "continue it, which trains the failed runs again" not in out
 
     (sweep / "3" / "status.json").write_text(json.dumps({"status": "failed", "error": "a lost node"}))
     report(sweep)
-    assert (f"1 of 4 jobs of this sweep failed; continue it, which trains the failed jobs again, with: "
-            f"{command}\n1 of 4 jobs of this sweep ran out of memory; continuing the sweep would train it as "
-            f"it was, which runs out again: go on as its error says:\n  job 2: {fix}\n"
+    assert (f"1 of 4 runs of this sweep failed; continue it, which trains the failed runs again, with: "
+            f"{command}\n1 of 4 runs of this sweep ran out of memory; continuing the sweep would train it as "
+            f"it was, which runs out again: go on as its error says:\n  run 2: {fix}\n"
             ) in capsys.readouterr().out
 
 

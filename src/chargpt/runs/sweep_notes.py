@@ -38,11 +38,13 @@ def sweep_note(sweep_dir: Path, rows: list[dict[str, Any]], runs: list[Path] | N
     # error gives the fix (a smaller batch from its checkpoint, or a smaller model).
     short = [r for r in failed_rows if out_of_memory_fix(r.get("error") or "") is not None]
     failed = len(failed_rows) - len(short)
-    jobs = counted(len(rows), "job")
+    # "run", as the table's column and title name each job's row: the note named `job 2` where the
+    # table said `run 2`.
+    runs_of = counted(len(rows), "run")
     lines = []
-    again = ", which trains the failed jobs again," if failed else ""
+    again = ", which trains the failed runs again," if failed else ""
     if not stopped and missing <= 0 and failed:
-        lines.append(f"{failed} of {jobs} of this sweep failed; continue it{again} with: {command}")
+        lines.append(f"{failed} of {runs_of} of this sweep failed; continue it{again} with: {command}")
     elif stopped or missing > 0:
         parts = [f"{stopped} stopped"] if stopped else []
         parts += [f"{failed} failed"] if failed else []
@@ -51,9 +53,9 @@ def sweep_note(sweep_dir: Path, rows: list[dict[str, Any]], runs: list[Path] | N
     if short:
         many = len(short) > 1
         them, they_were, their = ("them", "they were", "their") if many else ("it", "it was", "its")
-        lines.append(f"{len(short)} of {jobs} of this sweep ran out of memory; continuing the sweep would "
+        lines.append(f"{len(short)} of {runs_of} of this sweep ran out of memory; continuing the sweep would "
                      f"train {them} as {they_were}, which runs out again: go on as {their} error says:")
-        lines += [f"  job {shell_words.quote(run_name(r['dir'], sweep_dir))}: "
+        lines += [f"  run {shell_words.quote(run_name(r['dir'], sweep_dir))}: "
                   f"{out_of_memory_fix(r['error'])}" for r in short]
     return "\n".join(lines) or None
 
