@@ -267,7 +267,7 @@ def test_a_resume_whose_metrics_write_failed_after_its_checkpoint_goes_on_from_t
     # `OSError: [Errno 28] No space left on device: '...'`.
     assert json.loads((run / "status.json").read_text())["error"] == err.strip().removeprefix("error: ")
     report(run)  # its row shows step 4: it says that the checkpoint a resume goes on from is later
-    assert "last checkpoint was written after its figures" in capsys.readouterr().out
+    assert "last checkpoint holds more steps than the steps column says" in capsys.readouterr().out
     monkeypatch.setattr(metrics, "write_json_atomic", written)
     hook = StepHook(monkeypatch)
     assert run_main(train_main, [*args, "trainer.max_steps=8", f"ckpt_path={run}"], capsys)[0] == 0
@@ -275,7 +275,7 @@ def test_a_resume_whose_metrics_write_failed_after_its_checkpoint_goes_on_from_t
     assert json.loads((run / "metrics.json").read_text())["tokens"] == 8 * 4 * 16  # steps x batch x context
     capsys.readouterr()
     report(run)
-    assert "last checkpoint was written after" not in capsys.readouterr().out
+    assert "last checkpoint holds more steps" not in capsys.readouterr().out
 
 
 def test_every_run_uses_the_atomic_writer_and_the_safety_callbacks(tmp_path):

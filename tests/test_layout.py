@@ -14,7 +14,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "chargpt"
 LAYERS = [
     {"errors", "checks", "spelling", "plural", "files", "file_locks", "processes", "hydra_internals",
      "overrides", "shell_words", "hydra_run", "stop_signals", "stop_request", "distributed", "memorization",
-     "glyphs", "metric_names", "run_layout", "run_state", "export_layout"},
+     "glyphs", "metric_names", "run_layout", "checkpoint_step", "run_state", "export_layout"},
     {"data"},
     {"model"},
     {"checkpoints", "recorded_text"},

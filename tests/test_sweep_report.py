@@ -13,10 +13,12 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from omegaconf import OmegaConf
 
 from chargpt import file_locks
+from chargpt.checkpoint_step import checkpoint_step
 from chargpt.cli import report as report_cli
 from chargpt.cli import train as train_cli
 from chargpt.errors import ChargptError
@@ -370,17 +372,23 @@ def test_a_run_whose_last_checkpoint_is_later_than_its_figures_is_said_to_be(
 ) -> None:
     # A run whose metrics.json write failed after last.ckpt at step 6 (a full disk) showed step 4,
     # its last recorded validation, with no word that its checkpoint, where a resume goes on from,
-    # holds later steps. A run whose figures were written after its checkpoint, as every write
-    # leaves them, is not named; nor a finished run whose folder was copied (`cp -r` gives the files
-    # new times, in its own order): its figures are written last, after its last checkpoint.
+    # holds later steps. It was told by the files' times, which a copy (`cp -r`) gives anew, in its
+    # own order: a copied run whose checkpoint holds its figures' step was said to hold more, and one
+    # whose checkpoint holds more was not, where metrics.json happened to be copied last. The step
+    # the checkpoint holds tells, whatever the times.
     runs = tmp_path / "my runs, é"
-    for name in ("full, é", "fine", "copied"):
-        status = ({"status": "finished"} if name == "copied" else
-                  {"status": "failed", "error": "cannot write metrics.json (No space left on device)"})
+    failed = {"status": "failed", "error": "cannot write metrics.json (No space left on device)"}
+    # name: (the step its last.ckpt holds, its status, whether its checkpoint's file is the newer)
+    for name, (step, status, newer) in {
+        "full, é": (6, failed, True), "copied, later": (6, {"status": "interrupted"}, False),
+        "fine": (4, failed, False), "copied": (4, failed, True),
+        "finished": (4, {"status": "finished"}, True),
+    }.items():
         run = fake_run(runs, name, ["model=tiny", f"+name={name}"], {**metrics(1.7, 1.7), "step": 4}, status)
         (run / "checkpoints").mkdir()
-        (run / "checkpoints" / "last.ckpt").write_bytes(b"weights")
-        checkpoint, figures = (1_000_000, 2_000_000) if name == "fine" else (2_000_000, 1_000_000)
+        torch.save({"epoch": 0, "global_step": step, "state_dict": {"w": torch.zeros(2)}},
+                   run / "checkpoints" / "last.ckpt")
+        checkpoint, figures = (2_000_000, 1_000_000) if newer else (1_000_000, 2_000_000)
         os.utime(run / "checkpoints" / "last.ckpt", (checkpoint, checkpoint))
         os.utime(run / "metrics.json", (figures, figures))
 
@@ -388,9 +396,22 @@ def test_a_run_whose_last_checkpoint_is_later_than_its_figures_is_said_to_be(
 
     out = capsys.readouterr().out
     notes = [line for line in out.splitlines() if "more steps" in line]
-    assert notes == ["run 'full, é': its last checkpoint was written after its figures (metrics.json was not "
-                     "updated after it), so it holds more steps than the steps column says; resuming goes on "
-                     "from that checkpoint"]
+    assert notes == ["runs 'copied, later', 'full, é': their last checkpoint holds more steps than the steps "
+                     "column says (metrics.json was not updated after it was written); resuming goes on from "
+                     "that checkpoint"]
+
+
+def test_the_step_a_checkpoint_holds_is_read_without_torch(tmp_path: Path) -> None:
+    # The report reads it from the checkpoint's opening bytes: torch's import alone took seconds.
+    path = tmp_path / "a, é.ckpt"
+    torch.save({"epoch": 3, "global_step": 123_456, "pytorch-lightning_version": "2.5",
+                "state_dict": {"w": torch.zeros(3)}, "loops": {"global_step": 1}}, path)
+    assert checkpoint_step(path) == 123_456
+    (tmp_path / "not.ckpt").write_bytes(b"weights")
+    torch.save({"state_dict": {}}, tmp_path / "no step.ckpt")
+    assert checkpoint_step(tmp_path / "not.ckpt") is None
+    assert checkpoint_step(tmp_path / "no step.ckpt") is None
+    assert checkpoint_step(tmp_path / "missing.ckpt") is None
 
 
 def test_a_run_that_ran_out_of_memory_is_told_its_own_fix_not_to_resume_as_it_was(tmp_path: Path,

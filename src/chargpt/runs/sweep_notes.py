@@ -8,7 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from chargpt import shell_words
+from chargpt.checkpoint_step import checkpoint_step
 from chargpt.errors import out_of_memory_fix
+from chargpt.files import read_json_object
 from chargpt.plural import counted
 from chargpt.run_layout import METRICS_FILE, last_checkpoint
 from chargpt.runs.resume import recorded_resume_command
@@ -69,30 +71,29 @@ STOPPED_RUNS_LISTED = 5  # resume commands printed; the table's status column na
 
 
 def later_checkpoints_note(rows: list[dict[str, Any]]) -> str | None:
-    """The runs (run_row's) whose last checkpoint was written after the figures their rows show: a
-    run writes metrics.json once each checkpoint is on disk, so where that write failed (a full disk)
-    its row keeps an earlier validation's figures, while a resume, or its sweep's continuation, goes
-    on from the later checkpoint. Told by the files' times, no checkpoint opened, of runs that failed
-    or stopped only: a finished run writes its figures last, and a copy (`cp -r`) of its folder gives
-    its files new times in the copy's own order."""
+    """The runs (run_row's) whose last checkpoint holds a later step than the figures their rows
+    show: a run writes metrics.json once each checkpoint is on disk, so where that write failed (a
+    full disk) its row keeps an earlier validation's figures, while a resume, or its sweep's
+    continuation, goes on from the later checkpoint. Told by the step each holds, of runs that
+    failed or stopped only (a finished run writes its figures last): the files' times told it
+    wrongly of a copied folder (`cp -r` gives its files new times, in the copy's own order)."""
     later = [r for r in rows if r["status"] in ("failed", *STOPPED) and _checkpoint_after_figures(r["dir"])]
     if not later:
         return None
     named = ", ".join(shell_words.quote(r["run"]) for r in later[:STOPPED_RUNS_LISTED])
     more = f" and {len(later) - STOPPED_RUNS_LISTED} more" if len(later) > STOPPED_RUNS_LISTED else ""
     runs, them = ("runs", "their") if len(later) > 1 else ("run", "its")
-    return (f"{runs} {named}{more}: {them} last checkpoint was written after {them} figures (metrics.json "
-            "was not updated after it), so it holds more steps than the steps column says; resuming goes "
-            "on from that checkpoint")
+    return (f"{runs} {named}{more}: {them} last checkpoint holds more steps than the steps column says "
+            "(metrics.json was not updated after it was written); resuming goes on from that checkpoint")
 
 
 def _checkpoint_after_figures(run_dir: Path) -> bool:
+    """Whether the run's last checkpoint holds a later step than its metrics.json (none: no figures
+    to be behind, a run without the run_metrics callback)."""
     checkpoint = last_checkpoint(run_dir)
-    try:
-        return checkpoint is not None and (
-            checkpoint.stat().st_mtime_ns > (run_dir / METRICS_FILE).stat().st_mtime_ns)
-    except OSError:  # no metrics.json (a run without the run_metrics callback): no figures to be behind
-        return False
+    figures = read_json_object(run_dir / METRICS_FILE).get("step")
+    held = checkpoint_step(checkpoint) if checkpoint is not None and isinstance(figures, int) else None
+    return held is not None and held > figures
 
 
 def stopped_runs_note(rows: list[dict[str, Any]], top: Path) -> str | None:
