@@ -747,7 +747,7 @@ def test_a_swept_setting_with_one_value_so_far_is_a_column_not_shared(
     for table in (run_table, groups_table):
         header = next(line for line in table.splitlines() if line.startswith("┃"))
         assert "optimizer.lr" in header and "model" not in header
-        assert "│ 0.001 " in table
+        assert "│ 1e-3 " in table  # as the sweep typed it
     ranked = sort_rows([run_row(run, sweep) for run in find_runs(sweep)], "best_val_loss")
     labels = [run.label for run in curve_runs(ranked, swept_settings(ranked, sweep))]
     assert labels == ["0: optimizer.lr=0.001, seed=1", "1: optimizer.lr=0.001, seed=2"]
@@ -963,3 +963,33 @@ def test_a_search_in_a_storage_is_not_said_to_train_its_failed_trials_again(tmp_
     fake_run(sweep, "1", ["optimizer.lr=3e-2"], None, {"status": "failed", "error": "nan"})
     report(sweep)
     assert "continue it" not in capsys.readouterr().out
+
+
+def test_a_swept_number_is_shown_as_typed_and_grouped_with_the_same_number_typed_otherwise(
+    tmp_path: Path, capsys
+) -> None:
+    # Hydra records a sweep's job `optimizer.lr=1e-3` as `optimizer.lr=0.001`, and 1e9 as
+    # 1000000000.0: the table, its CSV and the curves showed those, not what was typed.
+    top = tmp_path / "sweeps, é"
+    typed = top / "typed"
+    typed.mkdir(parents=True)
+    (typed / "multirun.yaml").write_text(BASIC_SWEEP.replace("'optimizer.lr=1e-3,3e-3,1e-2,3e-2'",
+                                                             "'optimizer.lr=1e-3,1e9', 'seed=1,2'"))
+    recorded = {"1e-3": "0.001", "1e9": "1000000000.0"}
+    for i, (lr, seed) in enumerate((("1e-3", 1), ("1e-3", 2), ("1e9", 1), ("1e9", 2))):
+        fake_run(typed, str(i), [f"optimizer.lr={recorded[lr]}", f"seed={seed}"],
+                 metrics(1.5 + i, 1.5 + i), {"status": "finished"})
+    # A single run, typed 0.001 (recorded as typed): the same setting as the sweep's 1e-3.
+    fake_run(top, "alone", ["optimizer.lr=0.001", "seed=3"], metrics(1.6, 1.6), {"status": "finished"})
+
+    rows = report(top)
+
+    assert {row["run"]: row["optimizer.lr"] for row in rows} == {
+        "typed/0": "1e-3", "typed/1": "1e-3", "typed/2": "1e9", "typed/3": "1e9", "alone": "0.001"}
+    out = capsys.readouterr().out
+    assert "1000000000.0" not in out and "1e9" in out
+    with (top / "report.csv").open(newline="", encoding="utf-8") as f:
+        assert {row["run"]: row["optimizer.lr"] for row in csv.DictReader(f)}["typed/2"] == "1e9"
+    with (top / "report_groups.csv").open(newline="", encoding="utf-8") as f:
+        groups = {row["optimizer.lr"]: row["seeds"] for row in csv.DictReader(f)}
+    assert groups == {"1e-3": "1,2,3", "1e9": "1,2"}

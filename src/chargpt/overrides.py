@@ -80,6 +80,59 @@ def choice_values(override: str) -> list | None:
     return list(value.list)
 
 
+def typed_numbers(override: str) -> dict[float, str]:
+    """The numbers a sweep (`key=1e-3,2e-3`, `key=choice(1e-3, 2e-3)`) lists, each with its text as
+    typed: {0.001: "1e-3"}. Hydra hands each job its value as Python writes it (0.001,
+    1000000000.0 for 1e9); a table shows it as typed. Empty for any other override, and where the
+    text does not split into Hydra's own values."""
+    try:
+        parsed = _PARSER.parse_override(override)
+    except HydraException:
+        return {}
+    value = override_value(parsed)
+    if not isinstance(value, ChoiceSweep) or value.shuffle or value.tags:
+        return {}
+    text = override.partition("=")[2].strip()
+    if not value.simple_form:
+        text = text.removeprefix("choice(").removesuffix(")")
+    items = [item.strip() for item in _top_level_items(text)]
+    if len(items) != len(value.list):
+        return {}
+    numbers = {}
+    for item, parsed_item in zip(items, value.list, strict=True):
+        if isinstance(parsed_item, bool) or not isinstance(parsed_item, (int, float)):
+            continue
+        try:
+            if float(item) != parsed_item:
+                return {}  # split elsewhere than Hydra reads it: no text is known
+        except ValueError:
+            return {}
+        numbers.setdefault(float(parsed_item), item)
+    return numbers
+
+
+def _top_level_items(text: str) -> list[str]:
+    """`text` split at its commas outside quotes and brackets."""
+    items, depth, quote, start, escaped = [], 0, "", 0, False
+    for i, char in enumerate(text):
+        if escaped:
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif quote:
+            quote = "" if char == quote else quote
+        elif char in "'\"":
+            quote = char
+        elif char in "([{":
+            depth += 1
+        elif char in ")]}":
+            depth -= 1
+        elif char == "," and depth == 0:
+            items.append(text[start:i])
+            start = i + 1
+    return [*items, text[start:]]
+
+
 def literal_value(override: str) -> str:
     """The text a `key=value` override sets: a quoted value unquoted and unescaped, a value with
     Hydra's escapes (`a\\ b.txt`: a sweep's job gets its value so) unescaped, any other as typed."""

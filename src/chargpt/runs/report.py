@@ -21,7 +21,7 @@ from chargpt.runs.report_table import print_groups, print_table
 from chargpt.runs.run_rows import NotARun, comparable_paths, flat_rows, run_row, sort_rows, typed_keys
 from chargpt.runs.seed_groups import flat_groups, group_runs
 from chargpt.runs.sweep_notes import later_checkpoints_note, stopped_runs_note, sweep_note
-from chargpt.runs.sweep_record import recorded_sweep, swept_settings
+from chargpt.runs.sweep_record import as_typed_in_sweeps, recorded_sweep, swept_settings
 
 # It reads any folder of runs: a sweep's, or one run's (it said only "a sweep directory").
 GIVE_A_FOLDER = "give a sweep's folder or a run's (outputs/multirun/... or outputs/DATE/TIME)"
@@ -49,7 +49,7 @@ def report(sweep_dir: Path, csv_path: Path | None = None, sort_by: str = "best_v
             print(f"warning: left out {run}: {err}", file=sys.stderr)
     if not rows_read:
         raise ChargptError(f"no readable runs in {sweep_dir}; {GIVE_A_FOLDER}")
-    ranked = sort_rows(comparable_paths(rows_read), sort_by)
+    ranked = sort_rows(comparable_paths(as_typed_in_sweeps(rows_read, sweep_dir)), sort_by)
     columns, rows = flat_rows(ranked)
     how_many = counted(len(rows), "run")
     metric = "best_val_loss" if sort_by == "run" else sort_by

@@ -16,7 +16,7 @@ from chargpt import shell_words
 from chargpt.data.sources.hf_datasets import LOCAL_BUILDERS
 from chargpt.hydra_internals import basic_sweeper
 from chargpt.hydra_run import as_written, config_folders_given, is_multirun
-from chargpt.overrides import is_sweep, launched_from, override_key, parsed_override
+from chargpt.overrides import is_sweep, launched_from, override_key, parsed_override, typed_numbers
 from chargpt.plural import counted
 from chargpt.run_layout import (
     ENVIRONMENT_FILE,
@@ -236,3 +236,43 @@ def swept_settings(rows: list[dict[str, Any]], top: Path) -> set[str]:
     """The settings swept by the sweeps the runs are jobs of."""
     sweeps = {sweep for row in rows if (sweep := sweep_of(row["dir"], top)) is not None}
     return set().union(*(swept_by(sweep) for sweep in sweeps))
+
+
+def as_typed_in_sweeps(rows: list[dict[str, Any]], top: Path) -> list[dict[str, Any]]:
+    """The rows (run_row's) with each number a sweep swept shown as its command typed it: Hydra
+    records a job's `optimizer.lr=1e-3` as `0.001`, and 1e9 as `1000000000.0`. The seeds of one
+    setting typed otherwise in two sweeps (`1e-3`, `0.001`) are still grouped as one (setting_of
+    compares numbers)."""
+    typed_by_sweep: dict[Path, dict[str, dict[float, str]]] = {}
+    shown = []
+    for row in rows:
+        sweep = sweep_of(row["dir"], top)
+        if sweep is not None and sweep not in typed_by_sweep:
+            typed_by_sweep[sweep] = _typed_sweeps(sweep)
+        typed = typed_by_sweep.get(sweep, {}) if sweep is not None else {}
+        overrides = {key: _as_typed(value, typed[key]) if key in typed else value
+                     for key, value in row["overrides"].items()}
+        shown.append({**row, "overrides": overrides})
+    return shown
+
+
+def _typed_sweeps(sweep_dir: Path) -> dict[str, dict[float, str]]:
+    """Each numbers' sweep of the sweep's command: {key: {0.001: "1e-3"}}."""
+    if (hydra := recorded_sweep(sweep_dir)) is None:
+        return {}
+    try:
+        task = as_written(hydra.overrides.task)
+    except Exception:  # a record of another shape: shown as its jobs recorded them
+        return {}
+    return {override_key(o): numbers for o in task if (numbers := typed_numbers(o))}
+
+
+def _as_typed(value: str, typed: dict[float, str]) -> str:
+    """A job's value (`0.001`, or a resumed run's `0.001→default`) with each number as typed."""
+    parts = []
+    for part in value.split("→"):
+        try:
+            parts.append(typed.get(float(part), part))
+        except ValueError:
+            parts.append(part)
+    return "→".join(parts)
