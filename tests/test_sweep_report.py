@@ -993,3 +993,33 @@ def test_a_swept_number_is_shown_as_typed_and_grouped_with_the_same_number_typed
     with (top / "report_groups.csv").open(newline="", encoding="utf-8") as f:
         groups = {row["optimizer.lr"]: row["seeds"] for row in csv.DictReader(f)}
     assert groups == {"1e-3": "1,2,3", "1e9": "1,2"}
+
+
+def test_a_sweeps_job_resumed_apart_with_other_settings_is_given_its_own_resume_command(
+        tmp_path: Path, capsys) -> None:
+    # A job that ran out of memory, resumed by its error's own command with a smaller batch, and
+    # stopped again: continuing the sweep resumes it with the sweep's settings, the batch that ran
+    # out, and the report said only to continue the sweep.
+    sweep = tmp_path / "my sweep, é"
+    sweep.mkdir()
+    (sweep / "multirun.yaml").write_text(BASIC_SWEEP)
+    for name, lr in enumerate(("1e-3", "3e-3", "1e-2", "3e-2")):
+        fake_run(sweep, str(name), [f"optimizer.lr={lr}"], metrics(1.5, 1.5), {"status": "finished"})
+    job = sweep / "2"
+    (job / "status.json").write_text(json.dumps({"status": "interrupted"}))
+    (job / "checkpoints").mkdir()
+    (job / "checkpoints" / "last.ckpt").write_bytes(b"weights")
+    resumed = job / ".hydra" / "resume-20260101-120000"
+    resumed.mkdir()
+    (resumed / "overrides.yaml").write_text(yaml.safe_dump(
+        ["optimizer.lr=1e-2", "data.batch_size=32", f"ckpt_path={job.resolve()}"]))
+
+    report(sweep)
+
+    lines = capsys.readouterr().out.split("written: ")[0].splitlines()
+    at = lines.index("1 run of this sweep was resumed with other settings than the sweep's; continuing the "
+                     "sweep would resume it with the sweep's own: resume it with its latest settings with:")
+    label, _, command = lines[at + 1].partition("): ")
+    assert label == "  run 2 (data.batch_size=default→32"
+    assert shlex.split(command) == ["chargpt-train", "optimizer.lr=1e-2", "data.batch_size=32",
+                                    f"ckpt_path={job.resolve()}"]

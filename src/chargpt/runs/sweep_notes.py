@@ -59,7 +59,30 @@ def sweep_note(sweep_dir: Path, rows: list[dict[str, Any]], runs: list[Path] | N
                      f"train {them} as {they_were}, which runs out again: go on as {their} error says:")
         lines += [f"  run {shell_words.quote(run_name(r['dir'], sweep_dir))}: "
                   f"{out_of_memory_fix(r['error'])}" for r in short]
+    # (one that ran out of memory again is given its error's fix above, from its latest settings)
+    unfinished = [r for r in rows if r["status"] in STOPPED or (r in failed_rows and r not in short)]
+    lines += _resumed_apart_lines(unfinished, sweep_dir)
     return "\n".join(lines) or None
+
+
+def _resumed_apart_lines(rows: list[dict[str, Any]], sweep_dir: Path) -> list[str]:
+    """For the sweep's jobs (run_row's, stopped or failed) that a command of their own resumed with
+    other settings (`data.batch_size=default→6`, the smaller batch an out-of-memory error gave):
+    continuing the sweep resumes each with the sweep's own settings, the batch that ran out again,
+    so each is given its own resume command, with its latest settings."""
+    apart = [r for r in rows if any("→" in str(value) for value in r["overrides"].values())]
+    if not apart:
+        return []
+    many = len(apart) > 1
+    lines = [f"{counted(len(apart), 'run')} of this sweep {'were' if many else 'was'} resumed with other "
+             f"settings than the sweep's; continuing the sweep would resume {'them' if many else 'it'} with "
+             f"the sweep's own: resume {'each' if many else 'it'} with {'their' if many else 'its'} "
+             "latest settings with:"]
+    for row in apart[:STOPPED_RUNS_LISTED]:
+        changed = " ".join(f"{k}={v}" for k, v in row["overrides"].items() if "→" in str(v))
+        lines.append(f"  run {shell_words.quote(run_name(row['dir'], sweep_dir))} ({changed}): "
+                     f"{recorded_resume_command(row['dir'])}")
+    return lines
 
 
 def _in_a_storage(sweep_dir: Path) -> bool:
