@@ -1,6 +1,7 @@
 """The step a checkpoint holds, read from its opening bytes without torch: chargpt-report tells a
-run whose last checkpoint is later than its figures by it, where importing torch to load the
-checkpoint took seconds (a report starts without torch)."""
+run whose last checkpoint is later than its figures by it, and a run's last.ckpt is told from a
+best checkpoint of a later step by it (file times change when a run folder is copied), where
+importing torch to load the checkpoint took seconds (a report starts without torch)."""
 
 from __future__ import annotations
 

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
-import pickletools
 import re
-import zipfile
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -19,6 +17,7 @@ import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from chargpt.checkpoint_step import checkpoint_step
 from chargpt.files import read_json_object
 
 CHECKPOINT_DIR = "checkpoints"
@@ -171,25 +170,6 @@ def last_checkpoint(run_dir: Path) -> Path | None:
 def _best_version(best: Path) -> int:
     version = re.search(r"-v(\d+)\.ckpt$", best.name)
     return int(version[1]) if version else 0
-
-
-def checkpoint_step(checkpoint: Path) -> int | None:
-    """The training step a Lightning checkpoint holds (its "global_step"), read from its pickle's
-    opcodes without torch (or unpickling anything); None for a file that is not one."""
-    try:
-        with zipfile.ZipFile(checkpoint) as archive:
-            name = next(n for n in archive.namelist() if n.endswith("/data.pkl") or n == "data.pkl")
-            with archive.open(name) as pickled:
-                key_seen = False
-                for opcode, argument, _ in pickletools.genops(pickled):
-                    if "PUT" in opcode.name or opcode.name == "MEMOIZE":  # (the memo, between key and value)
-                        continue
-                    if key_seen:  # the top-level dict's value after its "global_step" key
-                        return argument if isinstance(argument, int) and opcode.name != "MARK" else None
-                    key_seen = argument == "global_step"
-    except (OSError, zipfile.BadZipFile, StopIteration, ValueError):
-        return None
-    return None
 
 
 def _has_checkpoints(folder: Path) -> bool:
