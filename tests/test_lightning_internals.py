@@ -26,7 +26,7 @@ def owners(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
 
     folder = tmp_path_factory.mktemp("loggers")
     trainer = L.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False, max_steps=1)
-    owners: dict[str, object] = {"trainer": trainer, "RichProgressBar": RichProgressBar,
+    owners: dict[str, object] = {"lightning": L, "trainer": trainer, "RichProgressBar": RichProgressBar,
                                  "CSVLogger": CSVLogger(folder)}
     if not lacks("mlflow"):  # (neither starts a run until it is first used)
         owners["MLFlowLogger"] = MLFlowLogger(tracking_uri="http://127.0.0.1:9")  # not contacted

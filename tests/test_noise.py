@@ -4,6 +4,8 @@ for a callback prompt the text cannot spell, no advice that does not apply, hone
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -31,7 +33,7 @@ def test_model_summary_counts_the_flops_of_one_sequence() -> None:
 
 
 def test_a_prompt_the_text_cannot_spell_is_one_plain_line_once(caplog, monkeypatch) -> None:
-    # chargpt's own logger, whose lines train.log keeps (Lightning's info lines reach the console only).
+    # chargpt's own logger, whose lines train.log keeps.
     said_by = "chargpt.training.callbacks.callback_prompt"
     # An earlier in-process chargpt-eval or chargpt-sample (logging: disabled) turns this logger off.
     monkeypatch.setattr(logging.getLogger(said_by), "disabled", False)
@@ -82,6 +84,27 @@ def test_lightning_advice_that_does_not_apply_is_not_shown() -> None:
                          "`Trainer.fit` stopped: `max_steps=30` reached.")
              if logger.filter(logging.LogRecord(RANK_ZERO, logging.INFO, "", 0, m, None, None))]
     assert shown == ["GPU available: False, used: False"]
+
+
+@pytest.mark.slow
+def test_lightnings_lines_are_printed_once_in_the_runs_format_and_kept_in_train_log(tmp_path: Path) -> None:
+    # Lightning's `lightning` logger has a console handler of its own ("INFO: GPU available: ..."),
+    # and its lines reach Hydra's root handler too: each was printed twice, in two formats.
+    pytest.importorskip("mlflow")  # (its first run's "Experiment ... Creating it." is Lightning's too)
+    corpus = write_corpus(tmp_path / "corpus.txt")
+    args = [a for a in bare_train_args(corpus, tmp_path / "run", "trainer.max_steps=1") if a != "logger=none"]
+    done = subprocess.run([sys.executable, "-m", "chargpt.cli.train", *args, "logger=mlflow",
+                           f"paths.output_root={tmp_path / 'outputs'}"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    printed = (done.stdout + done.stderr).splitlines()
+    log = (tmp_path / "run" / "train.log").read_text().splitlines()
+    for said, level in (("GPU available: False, used: False", "INFO"),
+                        ("Experiment with name chargpt not found. Creating it.", "WARNING")):
+        shown = [line for line in printed if said in line]
+        assert len(shown) == 1, shown
+        assert f"[{level}] - {said}" in shown[0]  # Hydra's format, as chargpt's own lines
+        assert [line for line in log if said in line] == shown
 
 
 def test_debug_fdr_writes_what_its_config_says(tmp_path: Path, capsys) -> None:

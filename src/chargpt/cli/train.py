@@ -122,7 +122,10 @@ def _train(cfg: DictConfig, parallel: Path | None) -> float | None:
             importlib.import_module("chargpt.training.build")
     import lightning as L
 
+    from chargpt.training.lightning_internals import print_lightning_lines_once
+
     quiet_known_warnings()
+    print_lightning_lines_once()
     from chargpt.training.build import check_seed_and_sample
 
     check_seed_and_sample(cfg)

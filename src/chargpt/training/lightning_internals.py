@@ -25,6 +25,9 @@ log = logging.getLogger(__name__)
 # The module and class whose instance sets Lightning's signal handlers as a run starts.
 SIGNAL_CONNECTOR = ("lightning.pytorch.trainer.connectors.signal_connector", "_SignalConnector")
 
+# The console handler `import lightning` gives its `lightning` logger ("INFO: GPU available: ...").
+LIGHTNING_CONSOLE = ("lightning", "_console")
+
 # The module and flag by which Lightning's TensorBoard logger picks its SummaryWriter.
 TENSORBOARD_AVAILABLE = ("lightning.fabric.loggers.tensorboard", "_TENSORBOARD_AVAILABLE")
 
@@ -67,7 +70,23 @@ PRIVATE_MEMBERS: list[tuple[str, str]] = [
     ("trainer", "_signal_connector"),
     SIGNAL_CONNECTOR,
     ("trainer", "_signal_connector._register_signal"),
+    # Lightning's own console handler, taken off where the job's logging prints its lines.
+    LIGHTNING_CONSOLE,
 ]
+
+
+def print_lightning_lines_once() -> None:
+    """Lightning's log lines printed once, by the job's logging (Hydra's: the console, train.log).
+
+    `import lightning` gives its logger a console handler of its own, and its lines reach the root's
+    handlers as well: each was printed twice, once outside train.log. Lightning leaves the lines of
+    lightning.pytorch to the root where the root has handlers; so does this, for the package's own
+    handler, after the job's logging is set up (Lightning may be imported before it or after).
+    Where the root has none (hydra/job_logging=disabled), Lightning's handler stays."""
+    module, name = LIGHTNING_CONSOLE
+    console = getattr(importlib.import_module(module), name, None)
+    if console is not None and logging.getLogger().hasHandlers():
+        logging.getLogger(module).removeHandler(console)
 
 
 def logs_this_step(trainer: L.Trainer) -> bool:
