@@ -686,6 +686,49 @@ def test_a_resumed_run_s_first_signal_names_the_checkpoint_it_resumed_from(tmp_p
     assert capsys.readouterr().err.strip().endswith(f"its last checkpoint, {resumed_from}, stays)")
 
 
+@pytest.mark.slow  # a real run: seconds
+def test_a_signal_while_the_first_last_ckpt_is_written_names_a_checkpoint_on_disk(
+    tmp_path, monkeypatch, capsys
+) -> None:
+    # Lightning names a checkpoint as its callback's before the (atomic) write ends: a SIGTERM during
+    # the first last.ckpt's write said "its last checkpoint, .../last.ckpt, stays" of a file a second
+    # signal would leave unwritten. The best checkpoint, written just before it, is on disk.
+    import chargpt.training.checkpoint_io as checkpoint_io
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("abcdefgh ijk\n" * 200)
+    save_atomic = checkpoint_io.save_atomic
+
+    def signalled_while_written(checkpoint, path):
+        if Path(path).name == "last.ckpt" and not Path(path).exists():
+            os.kill(os.getpid(), signal.SIGTERM)  # handled at once, in this thread: the write has not ended
+        save_atomic(checkpoint, path)
+
+    monkeypatch.setattr(checkpoint_io, "save_atomic", signalled_while_written)
+    run = tmp_path / "my run"
+    args = bare_train_args(corpus, run, "trainer.max_steps=4", "trainer.val_check_interval=2")
+    code = run_cli(train_main, *args)
+    err = capsys.readouterr().err
+    assert code == 143, err
+    said = next(line for line in err.splitlines() if line.startswith("SIGTERM received"))
+    assert said.endswith(f"its last checkpoint, {run / 'checkpoints' / 'best-000002.ckpt'}, stays)"), said
+
+
+def test_a_checkpoint_still_being_written_is_not_said_to_stay(tmp_path, capsys) -> None:
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    last = ModelCheckpoint(dirpath=tmp_path / "checkpoints", filename="last")
+    last.best_model_path = str(tmp_path / "checkpoints" / "last.ckpt")  # as Lightning sets it before writing
+    guard = GracefulInterrupt(str(tmp_path))
+    guard._trainer = SimpleNamespace(checkpoint_callbacks=[last], validating=False, ckpt_path=None)
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        guard._handle(signal.SIGTERM, None)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert capsys.readouterr().err.strip().endswith("it has no checkpoint yet)")
+
+
 def test_the_first_signal_in_a_sweep_says_how_to_continue_it_after_a_second(tmp_path, capsys) -> None:
     # A second Ctrl-C ended a sequential sweep with no word of its continue command.
     guard = GracefulInterrupt(str(tmp_path))

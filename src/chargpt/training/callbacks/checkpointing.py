@@ -97,11 +97,13 @@ def last_checkpoint_path(trainer: L.Trainer, output_dir: str | Path) -> Path:
 
 
 def latest_checkpoint_written(trainer: L.Trainer) -> str:
-    """The newest checkpoint this run has written, or "" before the first one."""
+    """The newest checkpoint this run has written, or "" before the first one. Lightning names a
+    checkpoint as its callback's before the write (atomic: checkpoint_io.py) ends: one not on disk
+    yet is not written, and a signal then must not call it kept."""
     last = last_checkpoint_callback(trainer)
-    if last is not None and last.best_model_path:
-        return last.best_model_path
-    return next((c.best_model_path for c in trainer.checkpoint_callbacks if c.best_model_path), "")
+    named = [last.best_model_path] if last is not None else []
+    named += [c.best_model_path for c in trainer.checkpoint_callbacks]
+    return next((path for path in named if path and Path(path).is_file()), "")
 
 
 def latest_checkpoint_kept(trainer: L.Trainer) -> str:
