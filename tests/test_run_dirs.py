@@ -72,6 +72,25 @@ def test_a_named_dir_of_a_live_run_is_refused_and_of_a_dead_run_taken_over(tmp_p
         release_claims(failed=False)
 
 
+def test_the_in_use_refusal_names_the_folder_as_a_setting_to_paste(tmp_path: Path, capsys) -> None:
+    # `chargpt-train "hydra.run.dir=my runs é 🚀"` beside a run still going there printed the setting
+    # unquoted: pasted back, the shell split it into three words.
+    run = tmp_path / "my runs é 🚀"
+    run.mkdir()
+    fd = os.open(run / LOCK_FILE, os.O_RDWR | os.O_CREAT)  # the run still going there
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    os.write(fd, f"{OWNER}\n".encode())
+    try:
+        corpus = write_corpus(tmp_path / "corpus.txt")
+        code, _, err = run_main(train_main, bare_train_args(corpus, run), capsys)
+    finally:
+        os.close(fd)
+        release_claims(failed=False)
+    assert code == 2
+    assert err == (f"error: {shlex.quote(f'hydra.run.dir={run}')} is in use by another run that is still "
+                   f"running (pid {OWNER}); wait for it to end, or pick another hydra.run.dir\n")
+
+
 def test_a_launch_meeting_another_writing_its_hydra_records_names_it_in_use(tmp_path: Path) -> None:
     # Two `chargpt-train "hydra.run.dir=my run"` at once: the second read the first's .hydra/config.yaml
     # as Hydra was writing it (still empty) and said the folder "holds .hydra/ (another program's Hydra

@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import re
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -609,8 +610,8 @@ def test_a_named_sweep_folder_takes_one_sweep_at_a_time_and_drops_what_a_killed_
     finally:
         os.close(running)
     assert (code, out) == (2, "")
-    assert err == (f"error: hydra.sweep.dir={sweep} is in use by another sweep that is still running; wait "
-                   "for it to end, or name another folder\n")
+    assert err == (f"error: {shlex.quote(f'hydra.sweep.dir={sweep}')} is in use by another sweep that is "
+                   "still running; wait for it to end, or name another folder\n")
     for name in (".job-3.out", ".job-3.err", ".job-notes.out"):  # a killed sweep's, and the user's own
         (sweep / name).write_text("left\n")
     for _ in range(2):  # the folder free again once each sweep has ended

@@ -25,7 +25,7 @@ from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from chargpt import file_locks
+from chargpt import file_locks, shell_words
 from chargpt.cli.common import naming_removed_settings
 from chargpt.cli.held_output import (
     LOCAL_LAUNCHERS,
@@ -139,8 +139,8 @@ def _hold_the_sweep_folder(folder: Path) -> None:
         file_locks.lock(lock, wait=False)
     except BlockingIOError:
         os.close(lock)
-        raise ConfigError(f"hydra.sweep.dir={folder} is in use by another sweep that is still running; wait "
-                          "for it to end, or name another folder") from None
+        raise ConfigError(f"{shell_words.quote(f'hydra.sweep.dir={folder}')} is in use by another sweep that "
+                          "is still running; wait for it to end, or name another folder") from None
     except OSError:  # a file system without locks: sweeps there are not told apart
         os.close(lock)
         return

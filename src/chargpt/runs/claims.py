@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from chargpt import file_locks
+from chargpt import file_locks, shell_words
 from chargpt.errors import NO_ROOM, ConfigError, SetupError
 from chargpt.processes import process_alive
 from chargpt.run_layout import CONFIG_DIR, LOCK_FILE, LOG_FILE, STATUS_FILE, holds_run, log_handlers_in
@@ -117,8 +117,8 @@ def _lock(claim: Claim, setting: str) -> None:
             os.close(fd)
             holder = "sweep" if setting == "hydra.sweep.dir" else "run"  # a job folder's lock says so itself
             raise FolderLocked(
-                f"{setting}={claim.folder} is in use by another {holder} that is still running "
-                f"(pid {owner}); wait for it to end, or pick another {setting}", owner,
+                f"{shell_words.quote(f'{setting}={claim.folder}')} is in use by another {holder} that is "
+                f"still running (pid {owner}); wait for it to end, or pick another {setting}", owner,
             ) from None
     except OSError:  # a file system without locks (some network ones): run unlocked
         os.close(fd)
