@@ -1610,7 +1610,11 @@ def test_more_best_checkpoints_without_a_monitor_are_told_a_fix_that_trains(args
      "+callbacks.ck2.monitor=val/loss"],
     ["+callbacks.ck2={_target_: lightning.pytorch.callbacks.ModelCheckpoint, monitor: val/loss, mode: min, "
      "filename: 'mine, é'}"],
-], ids=["keys", "dict"])
+    # Lightning's default spelt out: every_n_epochs=1 with every_n_train_steps unset is what it fills
+    # in for neither (told apart as typed, it passed here and met Lightning's error).
+    ["+callbacks.ck2={_target_: lightning.pytorch.callbacks.ModelCheckpoint, monitor: val/loss, mode: min, "
+     "every_n_epochs: 1}"],
+], ids=["keys", "dict", "lightnings_default_typed"])
 def test_a_second_checkpoint_callback_of_the_same_monitor_and_mode_is_one_line_naming_both(
     second, tmp_path, capsys
 ) -> None:

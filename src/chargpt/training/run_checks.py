@@ -19,10 +19,11 @@ from typing import Any
 
 import torch
 from hydra.core.hydra_config import HydraConfig
-from hydra.utils import get_object
+from hydra.utils import get_object, instantiate
 from lightning.fabric.plugins.environments import SLURMEnvironment, TorchElasticEnvironment
 from lightning.pytorch.accelerators import AcceleratorRegistry
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from chargpt.checkpoints import resolve_checkpoint
@@ -387,6 +388,19 @@ def check_constructor_settings(cfg: DictConfig) -> None:
 CHECKPOINT_KEY = ("monitor", "mode", "every_n_train_steps", "every_n_epochs", "train_time_interval")
 
 
+def _as_lightning_makes_it(settings: DictConfig) -> ModelCheckpoint | None:
+    """A ModelCheckpoint of these settings' CHECKPOINT_KEY, whose state_key is Lightning's for them:
+    Lightning fills in what is unset (neither every_n_* set is every_n_epochs=1, as every_n_epochs=1
+    typed). None for settings it refuses (its own error says which)."""
+    # (Read in place, so that an interpolation resolves; a train_time_interval is a timedelta's config.)
+    typed = {name: settings[name] for name in CHECKPOINT_KEY if name in settings}
+    try:
+        return ModelCheckpoint(**{name: instantiate(value) if isinstance(value, DictConfig) else value
+                                  for name, value in typed.items()})
+    except (MisconfigurationException, TypeError, ValueError):
+        return None
+
+
 def check_checkpoint_callbacks_apart(cfg: DictConfig) -> None:
     """Two checkpoint callbacks of the same monitor and mode (a `+callbacks.NAME` beside
     callbacks.model_checkpoint) are one line naming both and the fix, before any data work: Lightning
@@ -401,17 +415,16 @@ def check_checkpoint_callbacks_apart(cfg: DictConfig) -> None:
         # (A subclass with a state_key of its own tells its callbacks apart its own way.)
         if not inspect.isclass(target) or getattr(target, "state_key", None) is not ModelCheckpoint.state_key:
             continue
-        defaults = inspect.signature(ModelCheckpoint).parameters  # (a subclass may take **kwargs)
-        values = {name: settings[name] if name in settings else defaults[name].default
-                  for name in CHECKPOINT_KEY}
-        alike = repr(values)
-        if alike in seen:
+        made = _as_lightning_makes_it(settings)
+        if made is None:
+            continue
+        if (other := seen.get(made.state_key)) is not None:
             raise ConfigError(
-                f"{seen[alike]} and {label} are both checkpoint callbacks of monitor={values['monitor']} and "
-                f"mode={values['mode']}, which Lightning cannot keep in one checkpoint; give {label} "
+                f"{other} and {label} are both checkpoint callbacks of monitor={made.monitor} and "
+                f"mode={made.mode}, which Lightning cannot keep in one checkpoint; give {label} "
                 "another monitor, mode or every_n_train_steps (e.g. monitor=step mode=max: the latest ones), "
                 f"or remove one (~{label})")
-        seen[alike] = label
+        seen[made.state_key] = label
 
 
 # The checks chargpt makes of a class it does not own, as the run builds it (its subclasses too).
