@@ -46,6 +46,18 @@ def test_local_parallel_launcher_is_joblib() -> None:
     assert cfg.hydra.launcher.n_jobs == 3
 
 
+def test_hydras_joblib_launcher_stops_as_local_parallel_does() -> None:
+    # `chargpt-train -m hydra/launcher=joblib ...` ran Hydra's class: `kill -INT` of the sweep's process
+    # ended its jobs mid-step, without a checkpoint, each left `running` in its status.json.
+    pytest.importorskip("hydra_plugins.hydra_joblib_launcher")
+    from chargpt.stop_request import LAUNCHER
+
+    joblib = composed("hydra/launcher=joblib").hydra.launcher
+    assert joblib._target_ == LAUNCHER
+    assert joblib.n_jobs == -1  # Hydra's own settings for it stay
+    assert composed("hydra/launcher=joblib", "hydra.launcher.n_jobs=3").hydra.launcher.n_jobs == 3
+
+
 def test_submitit_local_jobs_have_no_time_limit_unless_one_is_set() -> None:
     # submitit's 60 minutes ended a training job of a local sweep after an hour, killed a second
     # after its signal, without a checkpoint.

@@ -1,14 +1,18 @@
-"""chargpt's Hydra launcher (hydra/launcher=local_parallel). Hydra loads launchers only from this
-namespace package; what the launcher does is in chargpt/runs/parallel_launcher.py."""
+"""chargpt's Hydra launcher (hydra/launcher=local_parallel, and Hydra's own name for it,
+hydra/launcher=joblib). Hydra loads launchers only from this namespace package; what the launcher
+does is in chargpt/runs/parallel_launcher.py."""
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: Hydra runs this module before it is in sys.modules,
+# where a dataclass would look its string annotations up.
+import dataclasses
 from collections.abc import Sequence
 
+from hydra.core.config_store import ConfigStore
 from hydra.core.utils import JobReturn
 from omegaconf import OmegaConf
 
 try:
+    from hydra_plugins.hydra_joblib_launcher.config import JobLibLauncherConf
     from hydra_plugins.hydra_joblib_launcher.joblib_launcher import JoblibLauncher
 except ImportError:  # without the `joblib` extra there is no parallel launcher (and no warning)
     JoblibLauncher = None
@@ -34,3 +38,13 @@ if JoblibLauncher is not None:
 
                 return launch_reading_sweep(self.config, launch)
             return launch_stoppably(self.config, launch)
+
+    @dataclasses.dataclass
+    class StoppableJoblibConf(JobLibLauncherConf):
+        _target_: str = "hydra_plugins.chargpt_launcher.StoppableJoblibLauncher"
+
+    # hydra/launcher=joblib, Hydra's name for the same launcher, stops as cleanly: with Hydra's class a
+    # signal to the sweep's process ended its jobs mid-step, no checkpoint, each left `running`.
+    # Replaces joblib's own entry (imported, so stored, above); its settings (n_jobs=-1, ...) stay.
+    ConfigStore.instance().store(group="hydra/launcher", name="joblib", node=StoppableJoblibConf,
+                                 provider="chargpt")
