@@ -919,6 +919,28 @@ def test_a_killed_exports_staging_folder_is_not_listed_as_exported(
     assert code == 0 and stdout.strip().endswith(": README.md, config.json, model.safetensors")
 
 
+def test_the_next_export_removes_what_a_killed_export_left_never_a_live_ones(
+    ckpt: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    # `kill -9` of chargpt-export left its `.export.partial-*` folder (an export's worth of disk) in
+    # the output folder forever: each later export left it there too.
+    out = tmp_path / "my export é 🙂"
+    out.mkdir()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    host = socket.gethostname()
+    killed = out / f"{export_module.STAGING_PREFIX}{host}.{dead.pid}-0123456789abcdef"
+    live = out / f"{export_module.STAGING_PREFIX}{host}.{os.getppid()}-fedcba9876543210"  # writing now
+    elsewhere = out / f"{export_module.STAGING_PREFIX}{host}-other.{dead.pid}-0123456789abcdef"
+    for folder in (killed, live, elsewhere):
+        folder.mkdir()
+        (folder / "model.onnx").write_bytes(b"half")
+    code, stdout, _ = run_main(export_cli.main, _export_args(ckpt, out), capsys)
+    assert code == 0, stdout
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        [live.name, elsewhere.name, "README.md", "config.json", "model.safetensors"])
+
+
 def test_a_stop_just_as_the_staging_folder_is_made_leaves_nothing_behind(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -37,14 +37,18 @@ from chargpt.export_layout import (
     is_export,
     is_export_readme,
 )
+from chargpt.files import own_name, remove_dead_writers_leftovers
 from chargpt.inference import TrainedModel
 from chargpt.model import ModelConfig
 from chargpt.model_card import ModelCard, export_readme
 
 # An export is written into a folder of this name first (in the destination when it exists, beside
 # it when not: on the destination's file system), then moved in; a killed export's is left out of
-# the checks.
+# the checks, and removed by the next export there once its process has ended.
 STAGING_PREFIX = ".export.partial-"
+# What follows the process id in a staging folder's name (files.own_name): a random part, so that a
+# new process with a dead one's id never meets that one's folder.
+_STAGING_REST = r"-[0-9a-f]{16}"
 
 # The architecture settings each format is known to express (tests/test_export.py exports and
 # checks every one). A value missing here, e.g. one added to the model later, is refused by name
@@ -226,10 +230,12 @@ def export_model(
     home = folder if folder.is_dir() else folder.parent
     # Named before it is made, inside the block that removes it: a stop (Ctrl-C, SIGTERM) at any
     # moment leaves no staging folder behind, where one between mkdtemp and the block did.
-    staging = home / f"{STAGING_PREFIX}{secrets.token_hex(8)}"
+    staging = home / own_name(STAGING_PREFIX, f"-{secrets.token_hex(8)}")
     try:
         try:
             home.mkdir(parents=True, exist_ok=True)
+            # What an export killed outright here (`kill -9`) left: no cleanup of its own ran.
+            remove_dead_writers_leftovers(home, STAGING_PREFIX, _STAGING_REST)
             staging.mkdir(mode=0o700)
         except OSError as err:
             raise ExportError(

@@ -13,6 +13,8 @@ import contextlib
 import glob
 import json
 import os
+import re
+import shutil
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,20 +32,31 @@ def _fsync_dir(folder: Path) -> None:
             os.close(fd)
 
 
+def own_name(prefix: str, rest: str = "") -> str:
+    """A name for this process's temporary file or folder: `prefix`HOST.PID`rest`. The host in the
+    name: on a folder shared by several machines, only this one's processes can be told dead or
+    alive (remove_dead_writers_leftovers)."""
+    return f"{prefix}{socket.gethostname()}.{os.getpid()}{rest}"
+
+
+def remove_dead_writers_leftovers(folder: Path, prefix: str, rest: str = "") -> None:
+    """Remove what writers on this machine that were killed outright (no cleanup ran) left in
+    `folder` under names own_name(prefix, ...) gave them (`rest`: a regular expression for what
+    follows the process id), never a live writer's: a half-written id cache beside a user's text,
+    a checkpoint's or an export's worth of disk."""
+    mine = f"{prefix}{socket.gethostname()}."
+    for left in folder.glob(f"{glob.escape(mine)}*"):
+        found = re.fullmatch(rf"(\d+){rest}", left.name[len(mine):])
+        if found is None or process_alive(int(found.group(1))):
+            continue
+        if left.is_dir() and not left.is_symlink():
+            shutil.rmtree(left, ignore_errors=True)
+        else:
+            left.unlink(missing_ok=True)
+
+
 def _partial_prefix(target: Path) -> str:
-    # The host in the name: on a folder shared by several machines, only this one's processes can
-    # be told dead or alive.
-    return f".{target.name}.{socket.gethostname()}."
-
-
-def _remove_stale_partials(target: Path) -> None:
-    """Remove what writers of `target` on this machine that were killed outright (no cleanup ran)
-    left behind: a half-written id cache beside a user's text, or a checkpoint's worth of disk."""
-    prefix = _partial_prefix(target)
-    for partial in target.parent.glob(f"{glob.escape(prefix)}*.partial"):
-        pid = partial.name[len(prefix):-len(".partial")]
-        if pid.isdigit() and not process_alive(int(pid)):
-            partial.unlink(missing_ok=True)
+    return f".{target.name}."
 
 
 @contextlib.contextmanager
@@ -55,8 +68,8 @@ def atomic_path(target: str | os.PathLike, durable: bool = True) -> Iterator[Pat
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_partials(target)
-    tmp = target.with_name(f"{_partial_prefix(target)}{os.getpid()}.partial")
+    remove_dead_writers_leftovers(target.parent, _partial_prefix(target), r"\.partial")
+    tmp = target.with_name(own_name(_partial_prefix(target), ".partial"))
     try:
         yield tmp
         if durable:
