@@ -505,7 +505,8 @@ TRAIN_CASES = [
     # Lightning's TypeError, after the data was read, naming no setting meant.
     ("a misspelt setting of a callback", ["+callbacks.model_checkpoint.save_top=2"],
      "error: callbacks.model_checkpoint.save_top is not a setting of "
-     "lightning.pytorch.callbacks.ModelCheckpoint (did you mean callbacks.model_checkpoint.save_top_k?)"),
+     "chargpt.training.callbacks.checkpointing.RunModelCheckpoint (did you mean "
+     "callbacks.model_checkpoint.save_top_k?)"),
     ("a misspelt Trainer setting", ["+trainer.detect_anomalie=true"],
      "error: trainer.detect_anomalie is not a setting of lightning.Trainer "
      "(did you mean trainer.detect_anomaly?)"),

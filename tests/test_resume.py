@@ -670,6 +670,30 @@ def test_a_run_killed_while_writing_last_ckpt_goes_on_from_its_newest_best(tmp_p
     assert all(torch.equal(value, b["state_dict"][key]) for key, value in a["state_dict"].items())
 
 
+@pytest.mark.parametrize("resumed_from", ["last.ckpt", "best-000004.ckpt"])
+def test_a_run_resumed_from_its_best_checkpoint_keeps_only_its_latest_best(
+    resumed_from, tmp_path, monkeypatch, capsys
+):
+    # Killed (-9) while it wrote its first last.ckpt, a run resumed from its best-000004.ckpt kept that
+    # file beside each later best (Lightning keeps the file a run resumed from); a run stopped by a
+    # signal, resumed from its last.ckpt, kept only the latest.
+    corpus = write_corpus(tmp_path / "corpus.txt")
+    run = tmp_path / "run é 🙂"
+    # (a rate at which the later validations improve on step 4's, so that a later best supersedes it)
+    common = ["trainer.val_check_interval=4", "trainer.max_steps=12", "optimizer.lr=1e-2",
+              "scheduler=constant"]
+    StepHook(monkeypatch).send_signal_at(4)
+    code, _, err = run_main(train_main, bare_train_args(corpus, run, *common), capsys)
+    assert code == 130, err
+    checkpoints = run / "checkpoints"
+    if resumed_from != "last.ckpt":
+        (checkpoints / "last.ckpt").unlink()  # as if killed while writing it
+    code, _, err = run_main(train_main, bare_train_args(corpus, run, *common,
+                                                        f"ckpt_path={checkpoints / resumed_from}"), capsys)
+    assert code == 0, err
+    assert len(list(checkpoints.glob("best-*.ckpt"))) == 1, sorted(p.name for p in checkpoints.iterdir())
+
+
 def test_only_a_best_at_the_runs_own_step_stands_for_a_missing_last_ckpt(tmp_path) -> None:
     # A run trained without callbacks.last_checkpoint, past its best: going on from that best
     # would train its later steps again, silently, and overwrite its metrics.

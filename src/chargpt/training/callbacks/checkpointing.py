@@ -1,8 +1,8 @@
 """Which checkpoint callback writes last.ckpt, where it goes, and which of the checkpoints a run
 has written are the latest and the best (lowest val/loss).
 
-Both checkpoints are plain Lightning ModelCheckpoint callbacks (configs/callbacks/):
-`model_checkpoint` keeps best-<step>.ckpt (lowest val/loss), `last_checkpoint` rewrites last.ckpt
+Both checkpoints are Lightning ModelCheckpoint callbacks (configs/callbacks/): `model_checkpoint`
+(RunModelCheckpoint) keeps best-<step>.ckpt (lowest val/loss), `last_checkpoint` rewrites last.ckpt
 at every validation. Lightning's own `save_last` refreshes last.ckpt only when a best checkpoint
 is saved at the same step, so after a validation that did not improve the loss, a resume from
 the run directory would silently lose the steps since the best one.
@@ -82,6 +82,28 @@ def warn_if_not_resumable(callbacks: DictConfig | None) -> None:
         after_crash = "this run cannot be resumed if it crashes or its machine is lost"
     log.warning(f"warning: {keeps_none} no {CHECKPOINT_DIR}/{LAST}, which a resume reads: {after_crash} "
                 f"(only Ctrl-C or SIGTERM writes one); {fix} to keep the run resumable from every validation")
+
+
+class RunModelCheckpoint(ModelCheckpoint):
+    """Lightning's ModelCheckpoint, whose checkpoints in its own folder are removed as they are
+    superseded also where the run resumed from one of them.
+
+    Lightning keeps the checkpoint a run resumed from, whatever supersedes it. A run killed (-9) while
+    writing its first last.ckpt resumes from its best-<step>.ckpt, which then stayed beside every later
+    best, where a run stopped by a signal (resumed from its last.ckpt) kept only its latest best. The file
+    goes only once the checkpoint that supersedes it is written, and only one this callback's record
+    (the resumed checkpoint's) names: never one of another folder.
+    """
+
+    def _should_remove_checkpoint(self, trainer: L.Trainer, previous: str, current: str) -> bool:
+        if previous == current or self.dirpath is None:
+            return super()._should_remove_checkpoint(trainer, previous, current)
+        return Path(self.dirpath).absolute() in Path(previous).absolute().parents
+
+    def _generate_state_key(self, **kwargs: object) -> str:
+        # Lightning's own class name: a checkpoint written by either restores into the other, and
+        # readers of a checkpoint's record (the model card's score) find it under that name.
+        return f"{ModelCheckpoint.__qualname__}{kwargs!r}"
 
 
 def last_checkpoint_callback(trainer: L.Trainer) -> ModelCheckpoint | None:
