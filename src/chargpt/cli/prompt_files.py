@@ -13,7 +13,7 @@ from chargpt.data.corpus import device_or_socket, gives_no_text
 from chargpt.data.encoding import BOM, read_as_trained
 from chargpt.data.sources.paths import expand_path
 from chargpt.errors import ConfigError
-from chargpt.overrides import split_override, without_quotes
+from chargpt.overrides import literal_value, split_override, without_quotes
 
 # `prompt_file=FILE` (or `-` for standard input) is read here and becomes the prompt setting.
 # The prompt-file settings of each command's config, and the prompt each one fills.
@@ -28,7 +28,7 @@ def _read_prompt_file(key: str, name: str) -> str:
         if name == "-":
             stdin = getattr(sys.stdin, "buffer", None)
             return read_as_trained(stdin.read()) if stdin is not None else sys.stdin.read().removeprefix(BOM)
-        path = Path(expand_path(without_quotes(key, name)))
+        path = _named_file(key, name)
         if gives_no_text(path):  # (a pipe, and a terminal, are read once as a prompt)
             raise ConfigError(f"{key}={name} is not a file but {device_or_socket(path)}; give a text file, "
                               "or - for standard input")
@@ -37,6 +37,15 @@ def _read_prompt_file(key: str, name: str) -> str:
         reason = getattr(err, "strerror", None) or str(err)
         raise ConfigError(f"{key}={name}: cannot read it ({reason}); give a readable UTF-8 text file, "
                           "or - for standard input") from None
+
+
+def _named_file(key: str, name: str) -> Path:
+    """The file `key=name` names: one of that name where there is one, else as Hydra reads the value
+    (quoted, or with its escapes: `a\\,b.txt` is one name, with a comma)."""
+    typed = Path(expand_path(without_quotes(key, name)))
+    if name[:1] in ("'", '"') or typed.exists():
+        return typed
+    return Path(expand_path(literal_value(f"{key}={name}")))
 
 
 def literal_argv(argv: list[str], config_name: str | None = None) -> list[str]:
@@ -69,9 +78,11 @@ def _refuse_swept_prompt_file(argv: list[str], i: int, target: str) -> None:
     plus, key, name = split_override(argv[i]) or ("", "", "")
     multirun = bool({"-m", "--multirun"} & set(full_options(argv)))
     call = hydra_function_call(name)
-    if name == "-" or not (call or (multirun and "," in name)):
+    # A comma Hydra reads as part of the name (quoted, or escaped: `a\\,b.txt`) lists no files.
+    listing = "," in name and literal_value(f"{key}={name}") == name
+    if name == "-" or not (call or (multirun and listing)):
         return
-    if Path(expand_path(without_quotes(key, name))).exists():
+    if _named_file(key, name).exists():
         return
     listed = name if call else f"choice({name})"
     files = choice_texts(key, listed) if call is None or call[1] == "choice" else None
