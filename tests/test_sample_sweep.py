@@ -183,18 +183,53 @@ def test_a_sweep_folder_given_is_kept(in_empty_folders, tmp_path: Path, capsys) 
 def test_an_evaluation_sweep_heads_each_job_and_ends_in_a_table(
     in_empty_folders, tmp_path: Path, capsys
 ) -> None:
-    code, out, err = _evaluate(tmp_path, capsys, "-m", "split=val,train")
+    code, out, err = _evaluate(tmp_path, capsys, "-m", "stride=16,3")
     assert code == 0, err
     results = [json.loads(line) for line in out.splitlines()]  # stdout: one JSON line a job
-    assert [r["split"] for r in results] == ["val", "train"]
+    assert [r["stride"] for r in results] == [16, 3]
     lines = err.splitlines()
-    assert "==> split=val <==" in lines and "==> split=train <==" in lines
+    assert "==> stride=16 <==" in lines and "==> stride=3 <==" in lines
     table = lines[-4:]
     assert table[0].split() == ["settings", "loss", "bpc", "tokens", "step"]
-    best = min(results, key=lambda r: r["loss"])["split"]
+    best = min(results, key=lambda r: r["loss"])["stride"]
     rows = {row.split()[0]: row for row in table[1:3]}
-    assert rows[f"split={best}"].split()[1] == "*" and table[-1] == "* lowest loss"
-    assert f"{results[0]['loss']:.5f}" in rows["split=val"]
+    assert rows[f"stride={best}"].split()[1] == "*" and table[-1] == "* lowest loss"
+    assert f"{results[0]['loss']:.5f}" in rows["stride=16"]
+    assert _left(*in_empty_folders) == []
+
+
+def test_an_evaluation_sweep_marks_no_lowest_loss_between_different_texts(
+    in_empty_folders, tmp_path: Path, capsys
+) -> None:
+    # Each job scored another text (another file, another split), whose losses do not compare: the
+    # table marked the lowest of them "* lowest loss" all the same, as if it were the better model.
+    ckpt, first = make_checkpoint(tmp_path / "model.ckpt"), _eval_text(tmp_path)
+    (tmp_path / "mes notes é 🎉").mkdir()
+    second = tmp_path / "mes notes é 🎉" / "notes, été.txt"
+    second.write_text("abc\n" * 60, encoding="utf-8")  # another text: easier, a lower loss
+    args = ["-m", f"ckpt_path={ckpt}", f"data.path=choice({first}, '{second}')"]
+    code, out, err = run_main(eval_cli.main, args, capsys)
+    assert code == 0, err
+    assert [json.loads(line)["data"] for line in out.splitlines()] == [str(first), str(second)]
+    table = err.splitlines()[-4:]
+    assert table[0].split() == ["settings", "loss", "bpc", "tokens", "step", "text"]
+    assert "*" not in "".join(table[1:3]), table
+    assert table[1].endswith(f"val of {first}") and table[2].endswith(f"val of {second}"), table
+    assert table[-1] == ("no lowest loss marked: each job scored another text (the text column), "
+                         "and losses on different texts do not compare")
+
+    # The same text's two splits are two texts too; its strides, one text.
+    code, out, err = run_main(eval_cli.main, ["-m", f"ckpt_path={ckpt}", f"data.path={first}",
+                                              "split=val,train", "stride=16,3"], capsys)
+    assert code == 0, err
+    results = [json.loads(line) for line in out.splitlines()]
+    table = err.splitlines()[-6:]
+    assert table[0].split()[-1] == "text"
+    assert table[-1] == "* lowest loss of the jobs that scored the same text"
+    marked = [row.split()[:2] for row in table[1:5] if row.split()[2] == "*"]
+    lowest = [[f"split={split}", f"stride={min(jobs, key=lambda r: r['loss'])['stride']}"]
+              for split in ("val", "train") for jobs in [[r for r in results if r["split"] == split]]]
+    assert marked == lowest, table
     assert _left(*in_empty_folders) == []
 
 
@@ -345,7 +380,8 @@ def test_a_submitit_sweep_prints_each_job_under_its_heading_in_order_and_an_eval
             if line.startswith("==>")]
     assert jobs == [("==> split=val <==", "val"), ("==> split=train <==", "train")], evaluated.stdout
     rows = [line.split()[0] for line in lines if line.startswith("split=")]
-    assert rows == ["split=val", "split=train"] and lines[-1] == "* lowest loss", evaluated.stdout
+    assert rows == ["split=val", "split=train"], evaluated.stdout
+    assert lines[-1].startswith("no lowest loss marked"), evaluated.stdout  # two texts: not compared
     assert _left(*in_empty_folders) == []
 
 

@@ -302,23 +302,52 @@ _FIGURES = (("loss", "loss"), ("bpc", "bpc"), ("tokens", "tokens"), ("step", "st
 
 
 def results_table() -> str | None:
-    """The jobs of a chargpt-eval sweep side by side, lowest loss marked; None for fewer than two.
-    Read once: the next command of this process (a notebook, the tests) starts with none."""
+    """The jobs of a chargpt-eval sweep side by side, the lowest loss marked among the jobs that scored
+    the same text; None for fewer than two. Read once: the next command of this process (a notebook,
+    the tests) starts with none."""
     results = list(_results)
     _results.clear()
     if len(results) < 2:
         return None
-    best = min(range(len(results)), key=lambda i: results[i][1]["loss"])
-    rows = [["settings", *(title for _, title in _FIGURES)]]
+    texts = [_scored_text(result) for _, result in results]
+    marked = _lowest_of_each_text([result["loss"] for _, result in results], texts)
+    one_text = len(set(texts)) == 1
+    rows = [["settings", *(title for _, title in _FIGURES), *([] if one_text else ["text"])]]
     for i, (settings, result) in enumerate(results):
         figures = [_figure(result.get(key)) for key, _ in _FIGURES]
-        rows.append([" ".join(settings) + (" *" if i == best else ""), *figures])
+        label = [] if one_text else [f"{result.get('split')} of {result.get('data')}"]
+        rows.append([" ".join(settings) + (" *" if i in marked else ""), *figures, *label])
     widths = [max(len(row[c]) for row in rows) for c in range(len(rows[0]))]
-    # The settings left-aligned, the figures right-aligned.
+    # The settings left-aligned, the figures right-aligned, the text left-aligned (last: the longest).
+    end = 1 + len(_FIGURES)
     lines = ["  ".join([row[0].ljust(widths[0]),
-                        *(cell.rjust(width) for cell, width in zip(row[1:], widths[1:], strict=True))])
+                        *(cell.rjust(width) for cell, width in zip(row[1:end], widths[1:end], strict=True)),
+                        *row[end:]])
              for row in rows]
-    return "\n".join([*(line.rstrip() for line in lines), "* lowest loss"])
+    if one_text:
+        note = "* lowest loss"
+    elif marked:
+        note = "* lowest loss of the jobs that scored the same text"
+    else:
+        note = ("no lowest loss marked: each job scored another text (the text column), and losses on "
+                "different texts do not compare")
+    return "\n".join([*(line.rstrip() for line in lines), note])
+
+
+def _scored_text(result: dict[str, Any]) -> tuple[Any, ...]:
+    """What a job's loss was measured on: the split of the text, and how many characters (the same
+    file cut elsewhere, data.train_fraction, is another text)."""
+    return result.get("data"), result.get("split"), result.get("tokens")
+
+
+def _lowest_of_each_text(losses: list[float], texts: list[tuple[Any, ...]]) -> set[int]:
+    """The row of the lowest loss of each text that two or more jobs scored."""
+    marked = set()
+    for text in set(texts):
+        rows = [i for i, other in enumerate(texts) if other == text]
+        if len(rows) > 1:
+            marked.add(min(rows, key=lambda i: losses[i]))
+    return marked
 
 
 def _figure(value: Any) -> str:
