@@ -233,6 +233,21 @@ def test_an_evaluation_sweep_marks_no_lowest_loss_between_different_texts(
     assert _left(*in_empty_folders) == []
 
 
+@pytest.mark.parametrize("strides", ["16,0", "16,-1", "16,1.5", "16,17"])
+def test_an_evaluation_sweep_refuses_a_bad_stride_before_its_first_job(
+    in_empty_folders, tmp_path: Path, capsys, strides: str
+) -> None:
+    # The stride was checked once a job had read its checkpoint: `-m stride=16,0` scored the whole
+    # split at stride=16 first (a minute on Tiny Shakespeare), then refused stride=0 under its heading.
+    code, out, err = _evaluate(tmp_path, capsys, "-m", f"stride={strides}")
+    bad = strides.split(",")[1]
+    assert (code, out) == (2, ""), err
+    assert err.splitlines() == [f"error: stride={bad} must be a whole number from 1 to the model's context "
+                                "length 16: e.g. stride=8 gives every character after the first 16 at least "
+                                "9 characters before it; leave stride unset for non-overlapping windows"]
+    assert _left(*in_empty_folders) == []
+
+
 def test_an_evaluation_sweeps_checkpoints_named_with_spaces_commas_and_accents(
     in_empty_folders, tmp_path: Path, capsys
 ) -> None:

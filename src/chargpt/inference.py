@@ -207,12 +207,20 @@ def find_trained(path: str | Path) -> tuple[Path, bool]:
 
 
 def trained_vocabulary(path: str | Path) -> CharTokenizer:
-    """The vocabulary of the trained model `path` names, read without its weights: an export's
-    config, or its checkpoint memory-mapped (read_checkpoint: its tensors are not read)."""
+    """The vocabulary of the trained model `path` names, read without its weights."""
+    return CharTokenizer(_trained_settings(path)["vocab"])
+
+
+def trained_context(path: str | Path) -> int:
+    """The context length (block_size) of the trained model `path` names, read without its weights."""
+    return int(_trained_settings(path)["model"]["block_size"])
+
+
+def _trained_settings(path: str | Path) -> dict[str, Any]:
+    """The model settings and vocabulary (`model`, `vocab`) of the trained model `path` names: an
+    export's config, or its checkpoint memory-mapped (read_checkpoint: its tensors are not read)."""
     found, exported = find_trained(path)
-    if exported:
-        return CharTokenizer(read_export_config(found)["vocab"])
-    return CharTokenizer(read_checkpoint(found, mapped=True)["hyper_parameters"]["vocab"])
+    return read_export_config(found) if exported else read_checkpoint(found, mapped=True)["hyper_parameters"]
 
 
 def check_fits(config: ModelConfig, vocab_size: int, source: str | Path, weights: Path) -> None:

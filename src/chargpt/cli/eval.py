@@ -22,6 +22,7 @@ from chargpt.cli.common import check_threads, cli_task, quiet_known_warnings, ru
 from chargpt.cli.sweep_jobs import job_heading, results_table, sweep_folder_removed, whole_in_parallel_sweeps
 from chargpt.data.corpus import check_data_dir
 from chargpt.errors import ask_for_less, exit_on_user_error, naming_what_ran_out
+from chargpt.evaluation import check_stride
 from chargpt.hydra_run import task_overrides
 from chargpt.inference import pick_device
 from chargpt.overrides import as_typed, parsed_override
@@ -76,6 +77,13 @@ def check_settings(cfg: DictConfig) -> None:
     pick_device(cfg.device)
 
 
+def check_stride_of(cfg: DictConfig, block_size: int) -> None:
+    """A sweep's check of a job's stride with the context length of a checkpoint it scores, before its
+    first job starts (the job itself checks it once it has read its checkpoint)."""
+    if cfg.stride is not None:
+        check_stride(cfg.stride, block_size)
+
+
 def _smaller_settings(cfg: DictConfig) -> str:
     """What most likely asked for the memory that ran out, and the fix (batch_size is valid by now)."""
     batch = int(cfg.batch_size)
@@ -92,7 +100,7 @@ def json_line(result: dict) -> str:
 
 
 def main() -> None:
-    with sweep_folder_removed(check=check_settings) as prepare:
+    with sweep_folder_removed(check=check_settings, with_context=check_stride_of) as prepare:
         run_main(_hydra_main, prepare=prepare, checkpoint_sweeps=True, config_name=CONFIG_NAME, unused=UNUSED)
     if table := results_table():
         print(table, file=sys.stderr)

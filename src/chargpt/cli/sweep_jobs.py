@@ -48,6 +48,8 @@ if TYPE_CHECKING:
 F = TypeVar("F", bound=Callable[..., Any])
 # A command's check of a job's settings with its model's vocabulary (chargpt-sample's prompt).
 VocabularyCheck = Callable[[DictConfig, "CharTokenizer"], None]
+# A command's check of a job's settings with its model's context length (chargpt-eval's stride).
+ContextCheck = Callable[[DictConfig, int], None]
 
 # The settings the running sweep varies (SweptKeys records them as it starts); None where this
 # process did not start the sweep: a parallel launcher's worker, which reads them in the sweep's record.
@@ -58,6 +60,7 @@ _results: list[tuple[list[str], dict[str, Any]]] = []
 # `check` and `with_vocabulary`); None for a command that has none.
 _job_check: Callable[[DictConfig], None] | None = None
 _vocabulary_check: VocabularyCheck | None = None
+_context_check: ContextCheck | None = None
 
 
 class SweptKeys(Callback):
@@ -72,23 +75,24 @@ class SweptKeys(Callback):
         _results.clear()
         check_jobs_can_read(config)
         if _job_check is not None:  # (before the folder is held, which makes it: refused, none is left)
-            check_each_job(config, _job_check, _vocabulary_check)
+            check_each_job(config, _job_check, _vocabulary_check, _context_check)
         _hold_the_sweep_folder(Path(str(config.hydra.sweep.dir)))
 
 
 def check_each_job(config: DictConfig, check: Callable[[DictConfig], None],
-                   with_vocabulary: VocabularyCheck | None = None) -> None:
+                   with_vocabulary: VocabularyCheck | None = None,
+                   with_context: ContextCheck | None = None) -> None:
     """`check` (the command's own check of its settings), and that the checkpoint is there, made on
     each value of each setting the sweep sweeps, as its launcher will compose the jobs
     (launch_checks.check_swept_settings), before its first job starts: a bad value or a checkpoint
     not found was one job's error line after the jobs before it had run (`chargpt-sample -m
-    temperature=0.5,-1`). `with_vocabulary`: the command's check of a job with its model's vocabulary
-    (a prompt's characters), made with each checkpoint's, as a sweep of checkpoints and prompts runs
-    each prompt with each. A SLURM launcher's jobs are composed alone: they start on the cluster,
-    whose devices and files their own checks read (`device=cuda` from a login node without a GPU),
-    as a training sweep's do."""
+    temperature=0.5,-1`). `with_vocabulary`, `with_context`: the command's check of a job with its
+    model's vocabulary (a prompt's characters) and context length (an evaluation's stride), made with
+    each checkpoint's, as a sweep of checkpoints and prompts runs each prompt with each. A SLURM
+    launcher's jobs are composed alone: they start on the cluster, whose devices and files their own
+    checks read (`device=cuda` from a login node without a GPU), as a training sweep's do."""
     from chargpt.cli.launch_checks import check_swept_settings, submits_to_slurm  # (Hydra's config loader)
-    from chargpt.inference import find_trained, trained_vocabulary
+    from chargpt.inference import find_trained, trained_context, trained_vocabulary
 
     jobs, _ = check_swept_settings(config)  # (a search's dimensions: training's alone)
     if submits_to_slurm(config):
@@ -97,16 +101,23 @@ def check_each_job(config: DictConfig, check: Callable[[DictConfig], None],
         with naming_removed_settings():
             check(job)
             find_trained(job.ckpt_path)
-    if with_vocabulary is None:
-        return
-    paths = dict.fromkeys(str(job.ckpt_path) for _, job in jobs)  # each checkpoint once, in the jobs' order
-    vocabularies = {path: trained_vocabulary(path) for path in paths}
-    for _, job in jobs:  # one job per swept value, not the grid: so each job with every checkpoint
-        for path, vocabulary in vocabularies.items():
+    if with_vocabulary is not None:
+        _check_with_each_checkpoint([job for _, job in jobs], trained_vocabulary, with_vocabulary)
+    if with_context is not None:
+        _check_with_each_checkpoint([job for _, job in jobs], trained_context, with_context)
+
+
+def _check_with_each_checkpoint(jobs: list[DictConfig], read: Callable[[str], Any],
+                                check: Callable[[DictConfig, Any], None]) -> None:
+    """`check` of each job with what `read` reads of each of the sweep's checkpoints."""
+    paths = dict.fromkeys(str(job.ckpt_path) for job in jobs)  # each checkpoint once, in the jobs' order
+    read_of = {path: read(path) for path in paths}
+    for job in jobs:  # one job per swept value, not the grid: so each job with every checkpoint
+        for path, what in read_of.items():
             try:
-                with_vocabulary(job, vocabulary)
-            except ConfigError as err:  # which of the sweep's models lacks the characters
-                raise ConfigError(f"ckpt_path={path}: {err}" if len(vocabularies) > 1 else str(err)) from None
+                check(job, what)
+            except ConfigError as err:  # which of the sweep's models refuses it
+                raise ConfigError(f"ckpt_path={path}: {err}" if len(read_of) > 1 else str(err)) from None
 
 
 _NOT_WRITABLE = (errno.EACCES, errno.EPERM, errno.EROFS)
@@ -360,7 +371,8 @@ def _figure(value: Any) -> str:
 
 @contextlib.contextmanager
 def sweep_folder_removed(check: Callable[[DictConfig], None] | None = None,
-                         with_vocabulary: VocabularyCheck | None = None) -> Iterator[Any]:
+                         with_vocabulary: VocabularyCheck | None = None,
+                         with_context: ContextCheck | None = None) -> Iterator[Any]:
     """For run_main's `prepare`: a sweep's command line gets `hydra.sweep.dir` in a new temporary
     folder, removed when the block ends (a finished sweep, a failed job, Ctrl-C): Hydra's sweeper
     always makes that folder and writes multirun.yaml there, which a command that writes nothing
@@ -369,12 +381,12 @@ def sweep_folder_removed(check: Callable[[DictConfig], None] | None = None,
     it, the folder is made in the current one, not in this machine's own temporary folder. The folders
     an earlier sweep killed outright (`kill -9`) left there are removed first; one in the current
     folder, whose jobs may still run elsewhere, is named instead. `check`: the command's check of a
-    job's settings, made on every job before the first starts (check_each_job), and `with_vocabulary`
-    its check of a job with its model's vocabulary."""
-    global _job_check, _vocabulary_check
+    job's settings, made on every job before the first starts (check_each_job), and `with_vocabulary`,
+    `with_context` its checks of a job with its model's vocabulary and context length."""
+    global _job_check, _vocabulary_check, _context_check
     made: list[tuple[Path, int | None]] = []
     _results.clear()  # an earlier command of this process that stopped before its table
-    _job_check, _vocabulary_check = check, with_vocabulary
+    _job_check, _vocabulary_check, _context_check = check, with_vocabulary, with_context
 
     def prepare(argv: list[str]) -> list[str]:
         given = {override_key(argv[i]) for i in override_positions(argv)}
@@ -390,7 +402,7 @@ def sweep_folder_removed(check: Callable[[DictConfig], None] | None = None,
     try:
         yield prepare
     finally:
-        _job_check = _vocabulary_check = None
+        _job_check = _vocabulary_check = _context_check = None
         _let_go_of_the_sweep_folder()
         for folder, held in made:
             shutil.rmtree(folder, ignore_errors=True)
