@@ -248,6 +248,25 @@ def test_an_evaluation_sweep_refuses_a_bad_stride_before_its_first_job(
     assert _left(*in_empty_folders) == []
 
 
+def test_checkpoints_listed_with_commas_are_refused_with_the_sweep_to_paste(
+    in_empty_folders, tmp_path: Path, capsys
+) -> None:
+    # `-m ckpt_path=A,B`, as `stride=64,32` is typed, said only "checkpoint not found: A,B; pass an
+    # existing .ckpt file or run directory": not that a path's commas are its own, nor how to sweep.
+    text = _eval_text(tmp_path)
+    (tmp_path / "ré sults 🎉").mkdir()
+    first, second = make_checkpoint(tmp_path / "a.ckpt"), make_checkpoint(tmp_path / "ré sults 🎉" / "b.ckpt")
+    args = ["-m", f"ckpt_path={first},{second}", f"data.path={text}"]
+    code, out, err = run_main(eval_cli.main, args, capsys)
+    assert (code, out) == (2, ""), err
+    [line] = err.splitlines()
+    assert line.startswith(f"error: checkpoint not found: {first},{second}; a path's commas are part of it, "
+                           "not a list: to run once on each checkpoint, sweep over them: -m "), line
+    [pasted] = shlex.split(line.split(" -m ", 1)[1])  # as a shell reads it
+    code, out, err = run_main(eval_cli.main, ["-m", pasted, f"data.path={text}"], capsys)
+    assert [json.loads(row)["checkpoint"] for row in out.splitlines()] == [str(first), str(second)], err
+
+
 def test_an_evaluation_sweeps_checkpoints_named_with_spaces_commas_and_accents(
     in_empty_folders, tmp_path: Path, capsys
 ) -> None:

@@ -29,6 +29,7 @@ from chargpt.export_layout import (
 from chargpt.files import atomic_path
 from chargpt.hydra_run import sweep_dir
 from chargpt.model import ModelConfig
+from chargpt.overrides import sweep_item
 from chargpt.run_layout import (
     CHECKPOINT_DIR,
     CONFIG_DIR,
@@ -105,6 +106,15 @@ def _refuse_folder_without_checkpoint(folder: Path, export: str) -> NoReturn:
     )
 
 
+def _listed(path: Path) -> str | None:
+    """`ckpt_path=choice(A,B)`, quoted to paste, for a path that is checkpoints listed with commas
+    (`-m ckpt_path=A,B`, as other settings are swept), every one there; else None."""
+    pieces = str(path).split(",")
+    if len(pieces) < 2 or not all(piece and exists(Path(piece)) for piece in pieces):
+        return None
+    return shell_words.quote(f"ckpt_path=choice({','.join(sweep_item(piece) for piece in pieces)})")
+
+
 def _refuse_no_checkpoint_file(path: Path, export: str) -> None:
     """Refuse a path that is no file to read: not there (spaces around the name?), unsearchable,
     or a FIFO, device or socket."""
@@ -116,6 +126,9 @@ def _refuse_no_checkpoint_file(path: Path, export: str) -> None:
     if not found:
         if (spaces := spaces_around(path)) is not None:
             raise CheckpointError(f"checkpoint not found: {shown}{spaces}")
+        if (sweep := _listed(path)) is not None:
+            raise CheckpointError(f"checkpoint not found: {shown}; a path's commas are part of it, not a "
+                                  f"list: to run once on each checkpoint, sweep over them: -m {sweep}")
         raise CheckpointError(f"checkpoint not found: {shown}; pass an existing .ckpt file or run "
                               f"directory{export}")
     if not path.is_file():  # reading a FIFO would wait for a writer, for ever
