@@ -387,6 +387,11 @@ def test_eval_split_all_scores_a_text_shorter_than_the_context(tmp_path, capsys)
         ("model.n_layer=2", "model.n_layer=2 does nothing in chargpt-eval"),
         ("data.batch_size=4", "the evaluation batch is batch_size=N"),
         ("seed=3", "seed=3 does nothing in chargpt-eval"),
+        # chargpt-sample's setting, which the docs name beside chargpt-eval: "check_copy is not a
+        # setting; check its spelling", of a name spelt right.
+        ("check_copy=true", "error: check_copy=true does nothing in chargpt-eval (it is chargpt-sample's "
+                            "check of its samples against the training text; an evaluation writes no text); "
+                            "drop it"),
         ("data.val_max_chars=1000", "data.val_max_chars=1000 does nothing in chargpt-eval (every character"),
         # It would join the recorded text, which then no longer matched its record: "has changed".
         # (Named as typed: it read data.val_path='t.txt', with the quotes the command line adds for Hydra.)

@@ -40,6 +40,9 @@ UNUSED = {
     "data.num_workers": "the evaluation reads the text in this process",
     "data.seed": "the evaluation draws no random numbers",
     "seed": "the evaluation draws no random numbers",
+    # (chargpt-sample's, which its docs name beside chargpt-eval: not a misspelling to correct)
+    "check_copy": "it is chargpt-sample's check of its samples against the training text; an evaluation "
+                  "writes no text",
 }
 
 
