@@ -261,7 +261,8 @@ def test_checkpoints_listed_with_commas_are_refused_with_the_sweep_to_paste(
     assert (code, out) == (2, ""), err
     [line] = err.splitlines()
     assert line.startswith(f"error: checkpoint not found: {first},{second}; a path's commas are part of it, "
-                           "not a list: to run once on each checkpoint, sweep over them: -m "), line
+                           "not a list: give one checkpoint, or, to sample or evaluate each, sweep over "
+                           "them: -m "), line
     [pasted] = shlex.split(line.split(" -m ", 1)[1])  # as a shell reads it
     code, out, err = run_main(eval_cli.main, ["-m", pasted, f"data.path={text}"], capsys)
     assert [json.loads(row)["checkpoint"] for row in out.splitlines()] == [str(first), str(second)], err
