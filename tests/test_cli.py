@@ -194,6 +194,34 @@ def test_a_run_that_keeps_no_last_checkpoint_is_told_at_its_start_what_a_resume_
     assert not (run / "checkpoints" / "last.ckpt").exists()
 
 
+SAVE_LAST = "+callbacks.model_checkpoint.save_last=true"
+
+
+@pytest.mark.parametrize(("settings", "said"), [
+    # Lightning's save_last writes checkpoints/last.ckpt, which ckpt_path=RUN_DIR resumes from, but
+    # only with a new best: the run was told it kept none.
+    (["~callbacks.last_checkpoint", SAVE_LAST],
+     "warning: callbacks.model_checkpoint.save_last=true rewrites checkpoints/last.ckpt only when its best "
+     "checkpoint improves: after a validation that did not improve on it, a resume goes on from that best's "
+     "step and trains the steps after it again (only Ctrl-C or SIGTERM writes a later one); keep "
+     "callbacks.last_checkpoint to keep the run resumable from every validation"),
+    # A save_last of no monitor rewrites it at every validation: resumable, not a word.
+    (["~callbacks.last_checkpoint", "~callbacks.model_checkpoint",
+      "+callbacks.keep={_target_: lightning.pytorch.callbacks.ModelCheckpoint, "
+      "dirpath: '${paths.output_dir}/checkpoints', save_last: true}"], None),
+])
+def test_a_run_whose_last_checkpoint_is_lightnings_save_last_is_told_what_it_keeps(
+    tmp_path: Path, capsys, settings: list[str], said: str | None
+) -> None:
+    run = tmp_path / "run é"
+    args = bare_train_args(write_corpus(tmp_path / "corpus.txt"), run, "trainer.max_steps=2", *settings)
+    code, out, err = run_main(train.main, args, capsys)
+    assert code == 0, err
+    lines = [line[line.index("warning: "):] for line in (out + err).splitlines() if "warning:" in line]
+    assert lines == ([said] if said else [])
+    assert (run / "checkpoints" / "last.ckpt").is_file()
+
+
 @pytest.mark.slow
 def test_a_run_that_ends_worse_than_guessing_says_so(tmp_path: Path, capsys) -> None:
     # A random text has nothing to learn: 36 epochs over 180 characters fit the training part and

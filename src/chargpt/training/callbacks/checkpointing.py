@@ -61,10 +61,27 @@ def warn_if_not_resumable(callbacks: DictConfig | None) -> None:
     resumed, or `~callbacks.last_checkpoint`) is told so as it starts, with what a resume after a
     crash would go on from: it trained to its end without a word, and a crash left nothing to resume
     or, beside a best checkpoint, only that best where the latest validation improved on the others
-    (run_layout.last_checkpoint: an older best would train the steps after it again)."""
+    (run_layout.last_checkpoint: an older best would train the steps after it again). One whose
+    last.ckpt is Lightning's save_last of a monitored callback (rewritten with each new best only,
+    where it was told it kept none) is told that a resume may go back to its best's step."""
     configs = {key: config for key, config in (callbacks or {}).items() if config is not None}
     writers = [key for key, config in configs.items() if config.get("filename") == Path(LAST).stem]
     if any(configs[key].get("save_top_k") != 0 for key in writers):
+        return
+    # Lightning's save_last writes last.ckpt beside the callback's checkpoints each time it saves one:
+    # at every validation without a monitor, only with a new best with one.
+    saving_last = {key: config for key, config in configs.items()
+                   if config.get("save_last") and config.get("save_top_k") != 0
+                   and str(config.get("_target_", "")).endswith("ModelCheckpoint")}
+    if any(config.get("monitor") is None for config in saving_last.values()):
+        return
+    if saving_last:
+        key = next(iter(saving_last))
+        log.warning(f"warning: callbacks.{key}.save_last={str(saving_last[key].save_last).lower()} "
+                    f"rewrites {CHECKPOINT_DIR}/{LAST} only when its best checkpoint improves: after a "
+                    "validation that did not improve on it, a resume goes on from that best's step and "
+                    "trains the steps after it again (only Ctrl-C or SIGTERM writes a later one); keep "
+                    "callbacks.last_checkpoint to keep the run resumable from every validation")
         return
     bests = [key for key, config in configs.items() if key not in writers and config.get("save_top_k") != 0
              and str(config.get("_target_", "")).endswith("ModelCheckpoint")]
