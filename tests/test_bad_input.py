@@ -1639,6 +1639,45 @@ def test_a_second_checkpoint_callback_of_the_same_monitor_and_mode_is_one_line_n
     assert list((run / "ck2").glob("*.ckpt"))
 
 
+CC1 = ("+callbacks.cc1={_target_: lightning.pytorch.callbacks.ModelCheckpoint, "
+       "dirpath: '${paths.output_dir}/cc1'")
+
+
+@pytest.mark.parametrize(("settings", "said"), [
+    # Lightning reads every_n_epochs, unset, as 0 once every_n_train_steps is set: it never saved.
+    ("every_n_train_steps: 0", "every_n_train_steps=0 never writes a checkpoint (Lightning reads "
+     "every_n_epochs, unset, as 0 once every_n_train_steps is set)"),
+    ("every_n_epochs: 0", "every_n_epochs=0 never writes a checkpoint"),
+    ("every_n_train_steps: 0, every_n_epochs: 0",
+     "every_n_train_steps=0 with every_n_epochs=0 never writes a checkpoint"),
+], ids=["steps", "epochs", "both"])
+def test_a_checkpoint_callback_that_can_never_write_is_refused_before_the_text_is_read(
+    settings, said, tmp_path, capsys
+) -> None:
+    corpus = write_corpus(tmp_path / "corpus.txt")
+    run = tmp_path / "run é"
+    code, out, err = run_main(train_cli.main, bare_train_args(corpus, run, f"{CC1}, {settings}}}"), capsys)
+    _assert_one_error_line(code, out, err, (
+        f"error: callbacks.cc1.{said}; set every_n_epochs=1 (at each validation) or every_n_train_steps=N "
+        "(every N steps), or remove the callback"))
+    assert not run.exists()
+
+
+@pytest.mark.parametrize("settings", [
+    # The fix told: at each validation (told apart from callbacks.last_checkpoint by its monitor).
+    "every_n_train_steps: 0, every_n_epochs: 1, monitor: step, mode: max",
+    "every_n_train_steps: 2",
+    "every_n_train_steps: 0, save_last: true",  # last.ckpt as training ends
+])
+def test_a_checkpoint_callback_that_writes_is_not_refused(settings, tmp_path, capsys) -> None:
+    corpus = write_corpus(tmp_path / "corpus.txt")
+    run = tmp_path / "run é"
+    code, _, err = run_main(train_cli.main, bare_train_args(
+        corpus, run, "trainer.max_steps=2", "trainer.val_check_interval=2", f"{CC1}, {settings}}}"), capsys)
+    assert code == 0, err
+    assert list((run / "cc1").glob("*.ckpt"))
+
+
 def test_trainer_counts_take_null_only_where_lightning_does() -> None:
     check_trainer_numbers(OmegaConf.create({"max_epochs": None, "log_every_n_steps": None}))
     with pytest.raises(ChargptError, match=r"^trainer.max_steps=null must be a whole number >= -1$"):

@@ -26,7 +26,9 @@ log = logging.getLogger(__name__)
 
 
 def check_checkpoint_settings(
-    monitor: object, save_top_k: object, mode: object, every_n_train_steps: object, filename: object = None
+    monitor: object, save_top_k: object, mode: object, every_n_train_steps: object, filename: object = None,
+    every_n_epochs: object = None, train_time_interval: object = None, save_last: object = None,
+    save_on_exception: object = False,
 ) -> None:
     """The settings of Lightning's ModelCheckpoint that it refuses naming no fix (save_top_k=x: "'<' not
     supported between instances of 'str' and 'int'"), or only at the first validation (a monitor no
@@ -54,6 +56,32 @@ def check_checkpoint_settings(
         raise SettingError(f"mode={shown(mode)} is not one of min, max (min keeps the lowest monitor value, "
                            "as val/loss wants)", "mode")
     whole_number("every_n_train_steps", every_n_train_steps, low=0, optional=True)
+    whole_number("every_n_epochs", every_n_epochs, low=0, optional=True)
+    check_checkpoint_written(every_n_train_steps, every_n_epochs, train_time_interval, save_last,
+                             save_on_exception)
+
+
+def check_checkpoint_written(every_n_train_steps: object, every_n_epochs: object, train_time_interval: object,
+                             save_last: object, save_on_exception: object) -> None:
+    """A checkpoint callback that can never write (every_n_train_steps=0 with every_n_epochs unset):
+    Lightning reads all three triggers unset as every_n_epochs=1, but any one set as the others 0,
+    and a callback of none above 0 trained to its end without a word and without a file. save_last
+    still writes last.ckpt as training ends, save_on_exception on a crash."""
+    if every_n_train_steps is None and every_n_epochs is None and train_time_interval is None:
+        return
+    if every_n_train_steps or every_n_epochs or train_time_interval is not None or save_last \
+            or save_on_exception:
+        return
+    steps, epochs = f"every_n_train_steps={every_n_train_steps}", f"every_n_epochs={every_n_epochs}"
+    if every_n_epochs is None:
+        typed, why = steps, " (Lightning reads every_n_epochs, unset, as 0 once every_n_train_steps is set)"
+    elif every_n_train_steps is None:
+        typed, why = epochs, ""
+    else:
+        typed, why = f"{steps} with {epochs}", ""
+    setting = "every_n_train_steps" if every_n_train_steps is not None else "every_n_epochs"
+    raise SettingError(f"{typed} never writes a checkpoint{why}; set every_n_epochs=1 (at each validation) "
+                       "or every_n_train_steps=N (every N steps), or remove the callback", setting)
 
 
 def warn_if_not_resumable(callbacks: DictConfig | None) -> None:
