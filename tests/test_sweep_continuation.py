@@ -65,6 +65,7 @@ def test_a_stopped_sweep_continues_where_each_job_stopped(tmp_path: Path, capsys
     # What a Ctrl-C during job 1 leaves: job 1 interrupted at step 2 with its checkpoint, jobs 2
     # and 3 never started. Job 3 is as a job stopped before its first checkpoint leaves it.
     shutil.copy(sweep / "1" / "checkpoints" / "best-000002.ckpt", sweep / "1" / "checkpoints" / "last.ckpt")
+    (sweep / "1" / "checkpoints" / "best-000004.ckpt").unlink()  # (a later best says the run went on)
     write_status(sweep / "1", "interrupted")
     shutil.rmtree(sweep / "2")
     for ckpt in (sweep / "3" / "checkpoints").glob("*.ckpt"):
