@@ -56,9 +56,14 @@ README_MAX_BYTES = 12 * 1024
 
 INLINE_COMMAND = re.compile(r"`(chargpt-(?:train|sample|eval|export|serve) [^`]*)`")
 # A Bad input row whose command Hydra cannot read, as its message says (an override it cannot parse,
-# or one the shell split at its spaces): not composed; its message is checked by running it
-# (test_bad_input_table_quotes_what_the_command_prints) where it needs no setup.
-UNREADABLE_ON_PURPOSE = ("| `error: cannot read the override ", ": the shell splits it at its spaces into ")
+# or one the shell split at its spaces), or which chargpt refuses before Hydra composes it (a sweep
+# of prompt files, read before Hydra; chargpt-sample's check_copy given to chargpt-eval): not
+# composed; its message is checked by running it (test_bad_input_table_quotes_what_the_command_prints)
+# where it needs no setup, and by the tests of each refusal.
+UNREADABLE_ON_PURPOSE = (
+    "| `error: cannot read the override ", ": the shell splits it at its spaces into ",
+    "| `error: prompt_file=choice(", "| `error: check_copy=true does nothing in chargpt-eval",
+)
 ENV_ASSIGNMENT = re.compile(r"^[A-Z_][A-Z0-9_]*=")
 HYDRA_CONFIG = {
     "chargpt-train": "train", "chargpt-sample": "sample", "chargpt-eval": "eval",
