@@ -165,6 +165,15 @@ BESIDE_A_BEST = (
 TOP_K_0 = "callbacks.last_checkpoint.save_top_k=0"
 
 
+def _warnings_of_a_short_run(tmp_path: Path, capsys, settings: list[str]) -> tuple[Path, list[str]]:
+    """A two-step run with `settings` (it must end well), and the warning lines it printed."""
+    run = tmp_path / "run é"
+    args = bare_train_args(write_corpus(tmp_path / "corpus.txt"), run, "trainer.max_steps=2", *settings)
+    code, out, err = run_main(train.main, args, capsys)
+    assert code == 0, err
+    return run, [line[line.index("warning: "):] for line in (out + err).splitlines() if "warning:" in line]
+
+
 @pytest.mark.parametrize(("settings", "said"), [
     # Valid (a run that is never resumed), but it trained to its end without a word and left no
     # last.ckpt, which ckpt_path=RUN_DIR resumes from; a resume after a crash has its best checkpoint
@@ -184,11 +193,7 @@ TOP_K_0 = "callbacks.last_checkpoint.save_top_k=0"
 def test_a_run_that_keeps_no_last_checkpoint_is_told_at_its_start_what_a_resume_goes_on_from(
     tmp_path: Path, capsys, settings: list[str], said: str
 ) -> None:
-    run = tmp_path / "run é"
-    args = bare_train_args(write_corpus(tmp_path / "corpus.txt"), run, "trainer.max_steps=2", *settings)
-    code, out, err = run_main(train.main, args, capsys)
-    assert code == 0, err
-    lines = [line[line.index("warning: "):] for line in (out + err).splitlines() if "warning:" in line]
+    run, lines = _warnings_of_a_short_run(tmp_path, capsys, settings)
     assert lines == [said]
     assert said in (run / "train.log").read_text()  # the log keeps it
     assert not (run / "checkpoints" / "last.ckpt").exists()
@@ -213,11 +218,7 @@ SAVE_LAST = "+callbacks.model_checkpoint.save_last=true"
 def test_a_run_whose_last_checkpoint_is_lightnings_save_last_is_told_what_it_keeps(
     tmp_path: Path, capsys, settings: list[str], said: str | None
 ) -> None:
-    run = tmp_path / "run é"
-    args = bare_train_args(write_corpus(tmp_path / "corpus.txt"), run, "trainer.max_steps=2", *settings)
-    code, out, err = run_main(train.main, args, capsys)
-    assert code == 0, err
-    lines = [line[line.index("warning: "):] for line in (out + err).splitlines() if "warning:" in line]
+    run, lines = _warnings_of_a_short_run(tmp_path, capsys, settings)
     assert lines == ([said] if said else [])
     assert (run / "checkpoints" / "last.ckpt").is_file()
 
