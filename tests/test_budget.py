@@ -287,6 +287,22 @@ def test_the_closing_sample_stops_where_the_budget_ends_the_command(capsys) -> N
                    "'prompt=Hi, ça va? 🙂' max_new_tokens=300 temperature=0.8 seed=7\n")
 
 
+def test_a_closing_sample_drawn_whole_as_the_deadline_passes_is_not_called_cut(capsys) -> None:
+    from omegaconf import OmegaConf
+
+    class Short:  # a sample of max_new_tokens characters, as the trained model streams it
+        def stream(self, prompt: str, max_new_tokens: int, **settings):
+            yield from "abcde"[:max_new_tokens]
+
+    clock = FakeClock(tick=0.1)  # one reading before each character
+    options = OmegaConf.create({"prompt": "Hi", "max_new_tokens": 5, "temperature": 0.8, "seed": 7})
+    # The fifth character is drawn after the reading at 0.5; the next reading (0.6) is past the deadline.
+    train.print_sample(Short(), options, "Hi", "my runs/r1", stop_at=0.55, clock=clock)
+    out, err = capsys.readouterr()
+    assert out.endswith("Hiabcde\n")
+    assert err == ""  # the whole sample: no note that it stopped
+
+
 def test_resumed_budget_run_keeps_its_planned_steps(corpus: Path, tmp_path: Path, caplog) -> None:
     earlier = {"planned_steps": 37, "final_seconds_estimate": 1.5, "replans": 4, "final_step": None}
     (tmp_path / "budget.json").write_text(json.dumps(earlier))  # the interrupted run's record

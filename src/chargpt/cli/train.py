@@ -366,7 +366,8 @@ def print_sample(
     try:
         with naming_what_ran_out(lambda: _smaller_sample(options, run_dir)):
             characters = iter(trained.stream(prompt, **settings))
-            while not (cut := stop_at is not None and clock() >= stop_at):
+            # A sample whose last character is drawn as the deadline passes is whole, not cut.
+            while drawn < options.max_new_tokens and not (cut := stop_at is not None and clock() >= stop_at):
                 if (ch := next(characters, None)) is None:
                     break
                 print(ch, end="", flush=True)
