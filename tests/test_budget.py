@@ -255,6 +255,18 @@ def test_a_command_whose_work_ends_past_its_budget_says_so_with_the_fix(
     budget.command_ended(sample_seconds=None)
     assert not [r for r in caplog.records if r.levelname == "WARNING"]
 
+    # A closing sample cut where the budget ends the command (its last character drawn just after the
+    # cut's reading) ended the command as planned: no word. It was told to raise reserve_seconds.
+    clock.now = budget.closing_sample_deadline() - 0.6
+    clock.now += 0.61  # the sample, stopped at its deadline
+    budget.command_ended(sample_seconds=0.61, cut=True)
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
+    assert json.loads((tmp_path / "budget.json").read_text())["closing_sample_cut"] is True
+    # Cut before it drew anything, where training's end left it no time: that is said.
+    clock.now = budget.closing_sample_deadline() + 0.2
+    budget.command_ended(sample_seconds=0.0, cut=True)
+    assert [r for r in caplog.records if r.levelname == "WARNING"]
+
 
 def test_a_command_is_told_past_its_budget_once(corpus: Path, tmp_path: Path, caplog) -> None:
     # Training itself ended past the budget, and said so: the command's end does not say it again.
@@ -279,7 +291,7 @@ def test_the_closing_sample_stops_where_the_budget_ends_the_command(capsys) -> N
     clock = FakeClock(tick=0.1)  # one reading before each character
     options = OmegaConf.create({"prompt": "Hi, ça va? 🙂", "max_new_tokens": 300, "temperature": 0.8,
                                 "top_k": None, "seed": 7})
-    train.print_sample(Endless(), options, "Hi, ça va? 🙂", "my runs/r1", stop_at=0.55, clock=clock)
+    assert train.print_sample(Endless(), options, "Hi, ça va? 🙂", "my runs/r1", stop_at=0.55, clock=clock)
     out, err = capsys.readouterr()
     assert out.endswith("Hi, ça va? 🙂ababa\n")  # the readings at 0.1 to 0.5 drew five characters
     assert err == ("note: the closing sample stopped after 5 characters, where the time budget ends the "
@@ -297,7 +309,7 @@ def test_a_closing_sample_drawn_whole_as_the_deadline_passes_is_not_called_cut(c
     clock = FakeClock(tick=0.1)  # one reading before each character
     options = OmegaConf.create({"prompt": "Hi", "max_new_tokens": 5, "temperature": 0.8, "seed": 7})
     # The fifth character is drawn after the reading at 0.5; the next reading (0.6) is past the deadline.
-    train.print_sample(Short(), options, "Hi", "my runs/r1", stop_at=0.55, clock=clock)
+    assert not train.print_sample(Short(), options, "Hi", "my runs/r1", stop_at=0.55, clock=clock)
     out, err = capsys.readouterr()
     assert out.endswith("Hiabcde\n")
     assert err == ""  # the whole sample: no note that it stopped

@@ -210,7 +210,7 @@ def _close_run(
             _stop_after_last_step(interrupt.received, parallel, sample_prompt is not None)
             return metrics.best_val_loss  # a parallel sweep's job: its result goes back
         budget = next((c for c in trainer.callbacks if isinstance(c, TimeBudget)), None)
-        sample_seconds = None
+        sample_seconds, cut = None, False
         if sample_prompt is not None:
             trained = TrainedModel(module.model, datamodule.tokenizer)
             # With a budget, the sample stops where the command must end to keep it.
@@ -218,10 +218,10 @@ def _close_run(
             if budget is not None:
                 clock, stop_at = budget.clock, budget.closing_sample_deadline()
             began = clock()
-            print_sample(trained, cfg.sample, sample_prompt, output_dir, stop_at, clock)
+            cut = print_sample(trained, cfg.sample, sample_prompt, output_dir, stop_at, clock)
             sample_seconds = clock() - began
         if budget is not None:
-            budget.command_ended(sample_seconds)
+            budget.command_ended(sample_seconds, cut)
     return metrics.best_val_loss if metrics is not None else None
 
 
@@ -354,11 +354,11 @@ def _print_continue_command(after_resume: bool = False) -> None:
 def print_sample(
     trained: TrainedModel, options: DictConfig, prompt: str, run_dir: str, stop_at: float | None = None,
     clock: Callable[[], float] = time.monotonic,
-) -> None:
+) -> bool:
     """The closing sample. The run is trained and saved by now: a sample that cannot be drawn
     is a warning, never a failed run (memory running out included: the sample's settings asked
     for it, and chargpt-sample draws it from the run with less). At `stop_at` (`clock`'s time: where
-    the time budget must end the command) it stops, and says how to draw it whole."""
+    the time budget must end the command) it stops, says how to draw it whole, and returns True."""
     settings = {k: v for k, v in plain(options).items() if k != "prompt"}
     print(f"\n--- sample (temperature {options.temperature}, seed {options.seed}) ---")
     print(prompt, end="", flush=True)
@@ -383,6 +383,7 @@ def print_sample(
         whole = shell_words.join(["chargpt-sample", f"ckpt_path={run_dir}", *same])
         print(f"note: the closing sample stopped after {counted(drawn, 'character')}, where the time budget "
               f"ends the command; draw it whole with: {whole}", file=sys.stderr, flush=True)
+    return cut
 
 
 TaskFunction = Callable[[DictConfig], "float | None"]

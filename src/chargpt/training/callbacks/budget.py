@@ -393,19 +393,24 @@ class TimeBudget(Callback):
         its exit (EXIT_SECONDS) still follows. None where this launch has no time limit of its own."""
         return self.deadline - EXIT_SECONDS if self.limits_this_launch and self._train_end else None
 
-    def command_ended(self, sample_seconds: float | None) -> None:
+    def command_ended(self, sample_seconds: float | None, cut: bool = False) -> None:
         """The command's work is done (its closing figures, and its closing sample of
-        `sample_seconds`, None without one): recorded, and a warning with the fix where it ended past
-        the budget although training and its final validation did not (that end's warning says it)."""
+        `sample_seconds`, None without one, `cut` where it stopped at closing_sample_deadline()):
+        recorded, and a warning with the fix where it ended past the budget although training and its
+        final validation did not (that end's warning says it)."""
         if not self.limits_this_launch or not self._train_end or not is_rank_zero():
             return
         now = self.clock()
         measured = dict(self._train_end["final_seconds_measured"])
         if sample_seconds is not None:
             measured["closing_sample"] = round(sample_seconds, 3)
+        cut_note = {"closing_sample_cut": True} if cut else {}
         self._write(**(self._train_end | {"final_seconds_measured": measured,
-                                          "work_end_seconds": round(now - self.start, 2)}))
-        if now <= self.deadline - EXIT_SECONDS or self._warned:
+                                          "work_end_seconds": round(now - self.start, 2)} | cut_note))
+        # A sample that began in time and was cut at its deadline ended the command where the budget
+        # ends it: its last character is drawn just after that reading, not a late end.
+        began_in_time = now - (sample_seconds or 0.0) < self.deadline - EXIT_SECONDS
+        if now <= self.deadline - EXIT_SECONDS or self._warned or (cut and began_in_time):
             return
         # Past the deadline, or too close to it to exit in time: the plan leaves the reserve after
         # the final validation's estimate, and this much more would have kept the command inside.
