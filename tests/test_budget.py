@@ -315,6 +315,33 @@ def test_a_closing_sample_drawn_whole_as_the_deadline_passes_is_not_called_cut(c
     assert err == ""  # the whole sample: no note that it stopped
 
 
+def test_a_samples_estimate_is_timed_on_a_real_draw_with_its_cache_restarts() -> None:
+    from chargpt.model import ModelConfig, build_model
+    from chargpt.model.sampling import iter_tokens
+
+    class ModelClock:  # moved only by the model: each forward costs 1 ms a character it reads
+        now = 0.0
+
+        def __call__(self) -> float:
+            return self.now
+
+    clock = ModelClock()
+    model = build_model(ModelConfig(n_layer=1, n_head=2, n_embd=16, block_size=16), 10).eval()
+
+    def costs(module: torch.nn.Module, args: tuple) -> None:
+        clock.now += 0.001 * args[0].shape[1]
+    model.register_forward_pre_hook(costs)
+    estimate = budget_plan.sampling_seconds(model, 300, clock)
+    began = clock.now
+    for _ in iter_tokens(model, torch.zeros(1, 1, dtype=torch.long), 300):
+        pass
+    took = clock.now - began
+    # Past the context the cache restarts with half a window re-read: a character costs ~1.75 ms, not
+    # the 1 ms of one character's forward timed alone, which priced the sample below what it took.
+    assert took > 1.5 * 0.001 * 300
+    assert took <= estimate <= 1.1 * budget_plan.SAMPLING_MARGIN * took
+
+
 def test_resumed_budget_run_keeps_its_planned_steps(corpus: Path, tmp_path: Path, caplog) -> None:
     earlier = {"planned_steps": 37, "final_seconds_estimate": 1.5, "replans": 4, "final_step": None}
     (tmp_path / "budget.json").write_text(json.dumps(earlier))  # the interrupted run's record

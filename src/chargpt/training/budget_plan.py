@@ -16,6 +16,7 @@ import torch
 
 from chargpt.checks import shown
 from chargpt.errors import ConfigError
+from chargpt.model.sampling import iter_tokens
 from chargpt.plural import counted
 
 _IMPORT_TIME = time.monotonic()
@@ -56,7 +57,7 @@ def run_start_time() -> float:
 # garbage collector, 0.8 s before) and the pictures' error (up to ~0.4 s), with a margin for a
 # host that slows down in the last seconds. At 5 s, the preset's 100 s runs ended at ~96 s.
 VALIDATION_MARGIN = 1.5
-SAMPLING_MARGIN = 1.5  # a sampled character: a one-character forward, the growing cache, the draw
+SAMPLING_MARGIN = 1.5  # a sample's characters, timed on a short draw: for a host that slows down later
 RESERVE_SECONDS = 2.0
 # The process's exit, after the closing sample: 0.2 s on a quiet 2-core CPU (docs/EXPERIMENTS.md, "The
 # 100 s target reached on a quiet host"), 1.0 s on one whose load average was ~11 ("The closing sample
@@ -213,10 +214,26 @@ def validations_due(trainer: L.Trainer, step: int, last: int) -> int:
 def sampling_seconds(
     model: torch.nn.Module, tokens: int, clock: Callable[[], float] = time.monotonic
 ) -> float:
-    """Seconds to sample `tokens` characters with the key-value cache: each costs about a forward
-    of one character and half again (the cache grows along the sample; drawing the character)."""
-    x = torch.zeros(1, 1, dtype=torch.long, device=next(model.parameters()).device)
-    return SAMPLING_MARGIN * fastest_forward(model, x, clock=clock) * tokens
+    """Seconds to sample `tokens` characters, from a real draw on this machine at its present load:
+    up to two context windows of characters (the key-value cache filled, then restarted past the
+    context, as a long sample does), timed and scaled to `tokens`. One character's forward timed
+    alone (the fastest of three) missed the cache's restarts, the draw, and most of what other work
+    on the machine costs: under a load average of ~10 it priced a closing sample at a quarter of
+    what it took (docs/EXPERIMENTS.md, "The closing sample inside the budget")."""
+    device = next(model.parameters()).device
+    drawn = min(tokens, 2 * int(getattr(model, "block_size", 64)))
+    if drawn < 1:
+        return 0.0
+    generator = torch.Generator(device=device).manual_seed(0)
+    prompt = torch.zeros(1, 1, dtype=torch.long, device=device)
+    for _ in iter_tokens(model, prompt, 1, generator=generator):  # warm-up (allocations)
+        pass
+    t0 = clock()
+    for _ in iter_tokens(model, prompt, drawn, generator=generator):
+        pass
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return SAMPLING_MARGIN * (clock() - t0) / drawn * tokens
 
 
 def other_work() -> str | None:
