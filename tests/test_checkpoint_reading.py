@@ -259,3 +259,24 @@ def test_weights_that_do_not_match_their_settings_are_one_error_line(tmp_path: P
     assert err.startswith(f"error: the weights in {edited} do not match its model settings (size mismatch "
                           "for tok_emb.weight: copying a param with shape torch.Size([13, 32]) from "
                           "checkpoint, the shape in current model is torch.Size([13, 64]); and "), err
+
+
+def test_a_run_whose_only_checkpoint_is_an_older_best_names_that_file(tmp_path: Path, capsys) -> None:
+    # Trained without callbacks.last_checkpoint, its validations after step 10 not improving on its best:
+    # its folder gives no checkpoint (going on from that best would train steps 11 to 20 again), which
+    # chargpt-sample and a resume said as "it was trained without a checkpoint callback (e.g.
+    # callbacks=none)", naming no file it has.
+    run = tmp_path / "my runs é 🚀"
+    (run / CONFIG_DIR).mkdir(parents=True)
+    (run / "checkpoints").mkdir()
+    best = make_checkpoint(run / "checkpoints" / "best-000010.ckpt")
+    (run / "metrics.json").write_text('{"step": 20}')
+    said = (f"run directory {run} has no checkpoints/last.ckpt, and its newest checkpoint, "
+            "checkpoints/best-000010.ckpt, holds step 10 where the run reached step 20 (a resume from it "
+            f"trains steps 11 to 20 again); to use that one, name it: {shlex.quote(f'ckpt_path={best}')}")
+    code, _, err = run_main(sample_cli.main, [f"ckpt_path={run}"], capsys)
+    assert (code, err) == (2, f"error: {said}\n")
+    named = shlex.split(err.rpartition("name it: ")[2])
+    code, out, err = run_main(sample_cli.main, [*named, "max_new_tokens=2"], capsys)
+    assert code == 0, err
+    assert f"sampling from {best}" in out + err

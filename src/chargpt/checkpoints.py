@@ -26,7 +26,7 @@ from chargpt.export_layout import (
     is_export,
     read_export_config,
 )
-from chargpt.files import atomic_path
+from chargpt.files import atomic_path, read_json_object
 from chargpt.hydra_run import sweep_dir
 from chargpt.model import ModelConfig
 from chargpt.overrides import sweep_item
@@ -36,8 +36,10 @@ from chargpt.run_layout import (
     LAST,
     METRICS_FILE,
     SWEEP_CONFIG,
+    best_checkpoints,
     is_run_folder,
     last_checkpoint,
+    newest_best,
 )
 from chargpt.run_state import how_it_stopped, read_status, starting_process, state_of
 
@@ -71,6 +73,8 @@ def _refuse_folder_without_checkpoint(folder: Path, export: str) -> NoReturn:
             f"run directory {shown} holds no checkpoint yet: its run is starting (pid {starting}); try "
             "again once it has written one"
         )
+    if (best := newest_best(folder)) is not None:  # (one at the run's step would have stood in)
+        raise CheckpointError(_older_best(folder, best))
     if why := stopped_before_checkpoint(folder) or _never_trained(folder):
         raise CheckpointError(
             f"run directory {shown} holds no checkpoint: {why}; train it again (its chargpt-train "
@@ -104,6 +108,24 @@ def _refuse_folder_without_checkpoint(folder: Path, export: str) -> NoReturn:
     raise CheckpointError(
         f"no {LAST} in run directory {shown}; pass a .ckpt file or a run directory that has one"
     )
+
+
+def _older_best(folder: Path, best: Path) -> str:
+    """Why a run's folder whose newest checkpoint is a best older than the run's last step (trained
+    without callbacks.last_checkpoint, its later validations not improving on that best) gives none:
+    going on from it would train the later steps again. What it holds, and the file to name."""
+    step = best_checkpoints(folder)[best]
+    reached = read_json_object(folder / METRICS_FILE).get("step")
+    if isinstance(reached, int) and reached > step:
+        where = (f"where the run reached step {reached} (a resume from it trains steps {step + 1} to "
+                 f"{reached} again)")
+    elif reached is None:
+        where = f"and no {METRICS_FILE} records the step the run reached"
+    else:
+        where = f"where its {METRICS_FILE} records step {reached}"
+    return (f"run directory {visible(folder)} has no {CHECKPOINT_DIR}/{LAST}, and its newest checkpoint, "
+            f"{CHECKPOINT_DIR}/{best.name}, holds step {step} {where}; to use that one, name it: "
+            f"{shell_words.quote(f'ckpt_path={best}')}")
 
 
 def _listed(path: Path) -> str | None:

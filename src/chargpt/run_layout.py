@@ -154,8 +154,7 @@ def last_checkpoint(run_dir: Path) -> Path | None:
     order it copied them. An older best never stands in: going on from it would train the run's
     later steps again."""
     last = next((c for c in (run_dir / CHECKPOINT_DIR / LAST, run_dir / LAST) if c.is_file()), None)
-    bests = {c: int(m[1]) for c in (run_dir / CHECKPOINT_DIR).glob("best-*.ckpt")
-             if (m := BEST_NAME.fullmatch(c.name))}
+    bests = best_checkpoints(run_dir)
     if not bests:
         return last
     reached = read_json_object(run_dir / METRICS_FILE).get("step")
@@ -165,6 +164,18 @@ def last_checkpoint(run_dir: Path) -> Path | None:
     if not at_reached or (held is not None and held >= reached):
         return last
     return at_reached[-1]  # (Lightning names a second best of one step best-<step>-v1)
+
+
+def best_checkpoints(run_dir: Path) -> dict[Path, int]:
+    """A run's best-<step>.ckpt files, each with the step its name says."""
+    return {c: int(m[1]) for c in (run_dir / CHECKPOINT_DIR).glob("best-*.ckpt")
+            if (m := BEST_NAME.fullmatch(c.name))}
+
+
+def newest_best(run_dir: Path) -> Path | None:
+    """A run's best-<step>.ckpt of the latest step (of a step's several, Lightning's latest -vN)."""
+    bests = best_checkpoints(run_dir)
+    return max(bests, key=lambda best: (bests[best], _best_version(best)), default=None)
 
 
 def _best_version(best: Path) -> int:
