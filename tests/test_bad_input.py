@@ -1629,7 +1629,7 @@ def test_a_second_checkpoint_callback_of_the_same_monitor_and_mode_is_one_line_n
         "error: callbacks.model_checkpoint and callbacks.ck2 are both checkpoint callbacks of "
         "monitor=val/loss and mode=min, which Lightning cannot keep in one checkpoint; give callbacks.ck2 "
         "another monitor, mode or every_n_train_steps (e.g. monitor=step mode=max: the latest ones), "
-        "or remove one (~callbacks.ck2)"))
+        "or remove one ('~callbacks.ck2')"))
     assert not run.exists()
     fixed = [*second, "+callbacks.ck2.dirpath=${paths.output_dir}/ck2", "++callbacks.ck2.monitor=step",
              "++callbacks.ck2.mode=max"]
@@ -1659,7 +1659,7 @@ def test_a_checkpoint_callback_that_can_never_write_is_refused_before_the_text_i
     code, out, err = run_main(train_cli.main, bare_train_args(corpus, run, f"{CC1}, {settings}}}"), capsys)
     _assert_one_error_line(code, out, err, (
         f"error: callbacks.cc1.{said}; set every_n_epochs=1 (at each validation) or every_n_train_steps=N "
-        "(every N steps), or remove the callback"))
+        "(every N steps), or remove the callback ('~callbacks.cc1')"))
     assert not run.exists()
 
 

@@ -29,6 +29,7 @@ from hydra.core.override_parser.types import (
 from hydra.errors import HydraException
 from omegaconf import OmegaConf
 
+from chargpt import shell_words
 from chargpt.hydra_internals import escape_special_characters, override_value, with_value
 
 _PARSER = OverridesParser.create()
@@ -287,6 +288,12 @@ def removal_key(override: str) -> str:
     is not the setting given an empty value."""
     key = override_key(override)
     return f"~{key}" if override.startswith("~") else key
+
+
+def removal_typed(key: str) -> str:
+    """The override that removes the config at `key` (`'~callbacks.NAME'`), quoted as it is typed:
+    unquoted, zsh reads `~NAME` as a named folder and stops at it."""
+    return shell_words.quote(f"~{key}")
 
 
 def setting_typed(key: str, value: str) -> str:

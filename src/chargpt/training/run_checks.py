@@ -31,7 +31,7 @@ from chargpt.checks import named_under, real_number, shown, whole_number, yes_no
 from chargpt.errors import ChargptError, ConfigError, SettingError, SetupError, first_line
 from chargpt.hydra_run import is_multirun
 from chargpt.model import ModelConfig
-from chargpt.overrides import override_key
+from chargpt.overrides import override_key, removal_typed
 from chargpt.run_layout import run_dir_of
 from chargpt.spelling import did_you_mean, nearest_name
 from chargpt.training.callbacks.checkpointing import check_checkpoint_settings
@@ -423,7 +423,7 @@ def check_checkpoint_callbacks_apart(cfg: DictConfig) -> None:
                 f"{other} and {label} are both checkpoint callbacks of monitor={made.monitor} and "
                 f"mode={made.mode}, which Lightning cannot keep in one checkpoint; give {label} "
                 "another monitor, mode or every_n_train_steps (e.g. monitor=step mode=max: the latest ones), "
-                f"or remove one (~{label})")
+                f"or remove one ({removal_typed(label)})")
         seen[made.state_key] = label
 
 
@@ -434,9 +434,10 @@ BORROWED_CHECKS: dict[type, Callable[..., Any]] = {ModelCheckpoint: check_checkp
 def check_setting_values(label: str, settings: DictConfig) -> None:
     """The values of a part's settings (the config at `label`), checked by what checks them as the part
     is built: its class's `check_settings`, which its constructor calls, or BORROWED_CHECKS' (each
-    taking the constructor's arguments of those names). A run builds the scheduler and the callbacks
-    once its text is read, and a sweep's jobs each built them after the sweep's folder was made: a
-    bad value (scheduler.warmup_steps=-1) is one error before either."""
+    taking the constructor's arguments of those names, and as `label` the config's, for a fix that
+    names it). A run builds the scheduler and the callbacks once its text is read, and a sweep's
+    jobs each built them after the sweep's folder was made: a bad value (scheduler.warmup_steps=-1)
+    is one error before either."""
     if "_target_" not in settings:
         return
     target = imported_target(label, str(settings._target_))
@@ -444,14 +445,17 @@ def check_setting_values(label: str, settings: DictConfig) -> None:
     # chargpt's are static methods: a class of the user's own may have a check_settings of its own
     # meaning (an attribute, a method of the built part), which is not called with its settings.
     own = inspect.getattr_static(target, "check_settings", None)
-    check = own.__get__(None, target) if isinstance(own, (staticmethod, classmethod)) else next(
-        (BORROWED_CHECKS[base] for base in bases if base in BORROWED_CHECKS), None)
+    borrowed = not isinstance(own, (staticmethod, classmethod))
+    check = next((BORROWED_CHECKS[base] for base in bases if base in BORROWED_CHECKS), None) if borrowed \
+        else own.__get__(None, target)
     if check is None:
         return
     defaults = inspect.signature(target).parameters
-    values = {}
+    values: dict[str, Any] = {}
     for name in inspect.signature(check).parameters:
-        if name in settings:  # (read alone: a setting naming the run's folder resolves only in the run)
+        if borrowed and name == "label":
+            values[name] = label
+        elif name in settings:  # (read alone: a setting naming the run's folder resolves only in the run)
             value = settings[name]
             values[name] = OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
         elif name in defaults and defaults[name].default is not inspect.Parameter.empty:

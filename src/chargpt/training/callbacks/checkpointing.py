@@ -20,6 +20,7 @@ from omegaconf import DictConfig
 from chargpt.checks import shown, whole_number
 from chargpt.errors import SettingError
 from chargpt.metric_names import MONITORABLE, VAL_LOSS, is_monitorable
+from chargpt.overrides import removal_typed
 from chargpt.run_layout import CHECKPOINT_DIR, LAST
 
 log = logging.getLogger(__name__)
@@ -28,13 +29,14 @@ log = logging.getLogger(__name__)
 def check_checkpoint_settings(
     monitor: object, save_top_k: object, mode: object, every_n_train_steps: object, filename: object = None,
     every_n_epochs: object = None, train_time_interval: object = None, save_last: object = None,
-    save_on_exception: object = False,
+    save_on_exception: object = False, *, label: str,
 ) -> None:
     """The settings of Lightning's ModelCheckpoint that it refuses naming no fix (save_top_k=x: "'<' not
     supported between instances of 'str' and 'int'"), or only at the first validation (a monitor no
     metric is logged as): checked as a run builds the callback, and before it reads any data
     (run_checks.BORROWED_CHECKS), where Lightning's own checks (mode, every_n_train_steps) came
-    only once the text was read."""
+    only once the text was read. `label`: the callback's config (`callbacks.NAME`), for a fix that
+    removes it."""
     if monitor is not None and not is_monitorable(monitor):
         raise SettingError(f"monitor={monitor} is not a logged metric; use one of {', '.join(MONITORABLE)}",
                            "monitor")
@@ -58,11 +60,11 @@ def check_checkpoint_settings(
     whole_number("every_n_train_steps", every_n_train_steps, low=0, optional=True)
     whole_number("every_n_epochs", every_n_epochs, low=0, optional=True)
     check_checkpoint_written(every_n_train_steps, every_n_epochs, train_time_interval, save_last,
-                             save_on_exception)
+                             save_on_exception, label)
 
 
 def check_checkpoint_written(every_n_train_steps: object, every_n_epochs: object, train_time_interval: object,
-                             save_last: object, save_on_exception: object) -> None:
+                             save_last: object, save_on_exception: object, label: str) -> None:
     """A checkpoint callback that can never write (every_n_train_steps=0 with every_n_epochs unset):
     Lightning reads all three triggers unset as every_n_epochs=1, but any one set as the others 0,
     and a callback of none above 0 trained to its end without a word and without a file. save_last
@@ -81,7 +83,8 @@ def check_checkpoint_written(every_n_train_steps: object, every_n_epochs: object
         typed, why = f"{steps} with {epochs}", ""
     setting = "every_n_train_steps" if every_n_train_steps is not None else "every_n_epochs"
     raise SettingError(f"{typed} never writes a checkpoint{why}; set every_n_epochs=1 (at each validation) "
-                       "or every_n_train_steps=N (every N steps), or remove the callback", setting)
+                       "or every_n_train_steps=N (every N steps), or remove the callback "
+                       f"({removal_typed(label)})", setting)
 
 
 def warn_if_not_resumable(callbacks: DictConfig | None) -> None:
