@@ -1663,6 +1663,30 @@ def test_a_checkpoint_callback_that_can_never_write_is_refused_before_the_text_i
     assert not run.exists()
 
 
+@pytest.mark.parametrize(("settings", "said"), [
+    ("every_n_train_steps: 5, every_n_epochs: 1",
+     "every_n_train_steps=5 and every_n_epochs=1 set two triggers of one checkpoint callback, and Lightning "
+     "takes one; drop every_n_epochs to write every 5 steps, or drop every_n_train_steps to write at each "
+     "validation"),
+    ("every_n_epochs: 2, train_time_interval: {_target_: datetime.timedelta, minutes: 1}",
+     "every_n_epochs=2 and train_time_interval set two triggers of one checkpoint callback, and Lightning "
+     "takes one; drop train_time_interval to write every 2 epochs, or drop every_n_epochs to write at its "
+     "interval of time"),
+], ids=["steps_and_epochs", "epochs_and_time"])
+def test_a_checkpoint_callback_of_two_triggers_is_refused_before_the_text_is_read(
+    settings, said, tmp_path, capsys
+) -> None:
+    # Lightning refused it as the run built its callbacks, once the text was read: "callbacks.cc1:
+    # Combination of parameters every_n_train_steps=5, every_n_epochs=1 and train_time_interval=None
+    # should be mutually exclusive.", naming none to drop.
+    corpus = write_corpus(tmp_path / "corpus.txt")
+    run = tmp_path / "run é"
+    code, out, err = run_main(train_cli.main, bare_train_args(corpus, run, f"{CC1}, {settings}}}"), capsys)
+    _assert_one_error_line(code, out, err, f"error: callbacks.cc1.{said}")
+    assert "vocabulary:" not in out + err  # (the text's, logged as it is read)
+    assert not run.exists()
+
+
 @pytest.mark.parametrize("settings", [
     # The fix told: at each validation (told apart from callbacks.last_checkpoint by its monitor).
     "every_n_train_steps: 0, every_n_epochs: 1, monitor: step, mode: max",

@@ -59,8 +59,33 @@ def check_checkpoint_settings(
                            "as val/loss wants)", "mode")
     whole_number("every_n_train_steps", every_n_train_steps, low=0, optional=True)
     whole_number("every_n_epochs", every_n_epochs, low=0, optional=True)
+    check_one_trigger(every_n_train_steps, every_n_epochs, train_time_interval)
     check_checkpoint_written(every_n_train_steps, every_n_epochs, train_time_interval, save_last,
                              save_on_exception, label)
+
+
+def check_one_trigger(every_n_train_steps: object, every_n_epochs: object,
+                      train_time_interval: object) -> None:
+    """Two triggers of one checkpoint callback (every_n_train_steps=5 with every_n_epochs=1, or either
+    with a train_time_interval): Lightning takes one, and refused two only as the run built the
+    callback, once its text was read, naming none to drop."""
+    writes = {}  # each trigger set (Lightning's: above 0, or any interval), as typed: when it writes
+    if every_n_train_steps:
+        writes[f"every_n_train_steps={every_n_train_steps}"] = f"every {every_n_train_steps} steps"
+    if every_n_epochs:
+        writes[f"every_n_epochs={every_n_epochs}"] = ("at each validation" if every_n_epochs == 1
+                                                      else f"every {every_n_epochs} epochs")
+    if train_time_interval is not None:
+        writes["train_time_interval"] = "at its interval of time"
+    if len(writes) < 2:
+        return
+    typed = list(writes)
+    fixes = [f"drop {' and '.join(t.partition('=')[0] for t in typed if t != kept)} to write {when}"
+             for kept, when in writes.items()]
+    count = "two" if len(typed) == 2 else "three"
+    raise SettingError(f"{', '.join(typed[:-1])} and {typed[-1]} set {count} triggers of one checkpoint "
+                       f"callback, and Lightning takes one; {', or '.join(fixes)}",
+                       typed[-1].partition("=")[0])
 
 
 def check_checkpoint_written(every_n_train_steps: object, every_n_epochs: object, train_time_interval: object,
