@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import shlex
+import shutil
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -221,6 +224,30 @@ def test_a_run_whose_last_checkpoint_is_lightnings_save_last_is_told_what_it_kee
     run, lines = _warnings_of_a_short_run(tmp_path, capsys, settings)
     assert lines == ([said] if said else [])
     assert (run / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_a_run_whose_save_last_writes_outside_its_checkpoints_folder_is_told_a_resume_does_not_find_it(
+    tmp_path: Path, capsys
+) -> None:
+    # A save_last of no monitor (rewritten at every validation) silenced the warning of a run without
+    # callbacks.last_checkpoint wherever it wrote, though ckpt_path=RUN_DIR reads RUN_DIR/checkpoints/.
+    kept = tmp_path / "kept é 🚀"
+    keep = ("+callbacks.keep={_target_: lightning.pytorch.callbacks.ModelCheckpoint, "
+            f"dirpath: '{kept}', save_last: true}}")
+    run, lines = _warnings_of_a_short_run(tmp_path, capsys, ["~callbacks.last_checkpoint", keep])
+    last = Path(os.path.realpath(kept)) / "last.ckpt"
+    assert lines == [
+        f"warning: callbacks.keep.save_last=true writes its last.ckpt in {last.parent}, where a resume of "
+        "the run's folder (ckpt_path=RUN_DIR) does not look: keep it in the run's checkpoints/ "
+        "('callbacks.keep.dirpath=${paths.output_dir}/checkpoints'), or resume from that file by name: "
+        f"{shlex.quote(f'ckpt_path={last}')}"]
+    assert last.is_file() and not (run / "checkpoints" / "last.ckpt").exists()
+    # The fix told, as typed: the run's own last.ckpt, and not a word.
+    (kept / "last.ckpt").unlink()
+    shutil.rmtree(run)
+    fix = shlex.split(lines[0].partition("checkpoints/ (")[2].partition(")")[0])
+    run, lines = _warnings_of_a_short_run(tmp_path, capsys, ["~callbacks.last_checkpoint", keep, *fix])
+    assert lines == [] and (run / "checkpoints" / "last.ckpt").is_file()
 
 
 @pytest.mark.slow

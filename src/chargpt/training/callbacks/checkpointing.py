@@ -11,12 +11,14 @@ the run directory would silently lose the steps since the best one.
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig
 
+from chargpt import shell_words
 from chargpt.checks import shown, whole_number
 from chargpt.errors import SettingError
 from chargpt.metric_names import MONITORABLE, VAL_LOSS, is_monitorable
@@ -112,15 +114,35 @@ def check_checkpoint_written(every_n_train_steps: object, every_n_epochs: object
                        f"({removal_typed(label)})", setting)
 
 
-def warn_if_not_resumable(callbacks: DictConfig | None) -> None:
+def _last_kept_elsewhere(config: DictConfig, cfg: DictConfig) -> tuple[str, str] | None:
+    """Where a checkpoint callback writes its last.ckpt, when that is not where a resume of the run's
+    folder reads one (run_layout.last_checkpoint: RUN/checkpoints/, or RUN/ itself), and how to name
+    that file; None when it is. As Lightning places it: in its dirpath made absolute from this folder,
+    or without one in its first logger's folder, or in the Trainer's default_root_dir/checkpoints
+    when it logs nowhere."""
+    run = Path(cfg.paths.output_dir)
+    dirpath = config.get("dirpath")
+    if dirpath is None:
+        if any(logger is not None for logger in (cfg.get("logger") or {}).values()):
+            return "its first logger's folder (it has no dirpath)", "by name"
+        dirpath = Path(cfg.trainer.get("default_root_dir") or os.getcwd()) / CHECKPOINT_DIR
+    folder = os.path.realpath(os.path.expanduser(dirpath))
+    if folder in (os.path.realpath(run / CHECKPOINT_DIR), os.path.realpath(run)):
+        return None
+    return folder, f"by name: {shell_words.quote(f'ckpt_path={Path(folder) / LAST}')}"
+
+
+def warn_if_not_resumable(cfg: DictConfig) -> None:
     """A run that keeps no last.ckpt (`callbacks.last_checkpoint.save_top_k=0`, valid for a run never
     resumed, or `~callbacks.last_checkpoint`) is told so as it starts, with what a resume after a
     crash would go on from: it trained to its end without a word, and a crash left nothing to resume
     or, beside a best checkpoint, only that best where the latest validation improved on the others
     (run_layout.last_checkpoint: an older best would train the steps after it again). One whose
     last.ckpt is Lightning's save_last of a monitored callback (rewritten with each new best only,
-    where it was told it kept none) is told that a resume may go back to its best's step."""
-    configs = {key: config for key, config in (callbacks or {}).items() if config is not None}
+    where it was told it kept none) is told that a resume may go back to its best's step, and one
+    whose save_last writes in another folder (where it was told nothing) that a resume of the run's
+    folder does not read it."""
+    configs = {key: config for key, config in (cfg.get("callbacks") or {}).items() if config is not None}
     writers = [key for key, config in configs.items() if config.get("filename") == Path(LAST).stem]
     if any(configs[key].get("save_top_k") != 0 for key in writers):
         return
@@ -129,7 +151,17 @@ def warn_if_not_resumable(callbacks: DictConfig | None) -> None:
     saving_last = {key: config for key, config in configs.items()
                    if config.get("save_last") and config.get("save_top_k") != 0
                    and str(config.get("_target_", "")).endswith("ModelCheckpoint")}
+    elsewhere = {key: kept for key in saving_last if (kept := _last_kept_elsewhere(configs[key], cfg))}
+    saving_last = {key: config for key, config in saving_last.items() if key not in elsewhere}
     if any(config.get("monitor") is None for config in saving_last.values()):
+        return
+    if elsewhere and not saving_last:
+        key, (folder, named) = next(iter(elsewhere.items()))
+        in_run = shell_words.quote(f"callbacks.{key}.dirpath=${{paths.output_dir}}/{CHECKPOINT_DIR}")
+        log.warning(f"warning: callbacks.{key}.save_last={str(configs[key].save_last).lower()} writes its "
+                    f"{LAST} in {folder}, where a resume of the run's folder (ckpt_path=RUN_DIR) does not "
+                    f"look: keep it in the run's {CHECKPOINT_DIR}/ ({in_run}), or resume from that file "
+                    f"{named}")
         return
     if saving_last:
         key = next(iter(saving_last))
