@@ -1687,11 +1687,30 @@ def test_a_checkpoint_callback_of_two_triggers_is_refused_before_the_text_is_rea
     assert not run.exists()
 
 
+@pytest.mark.parametrize(("settings", "said"), [
+    # Lightning takes a timedelta and read anything else only at the first step, a traceback after
+    # the text was read: "AttributeError: 'int' object has no attribute 'total_seconds'".
+    ("train_time_interval: 30", "train_time_interval=30 is not a time span; give a timedelta: "
+     "train_time_interval={_target_: datetime.timedelta, seconds: 30}"),
+    ("train_time_interval: '00:00:30'", "train_time_interval='00:00:30' is not a time span; give a "
+     "timedelta: train_time_interval={_target_: datetime.timedelta, seconds: N}"),
+], ids=["number", "text"])
+def test_a_checkpoint_callbacks_time_interval_that_is_no_time_span_is_refused_before_the_text_is_read(
+    settings, said, tmp_path, capsys
+) -> None:
+    corpus = write_corpus(tmp_path / "corpus.txt")
+    run = tmp_path / "run é"
+    code, out, err = run_main(train_cli.main, bare_train_args(corpus, run, f"{CC1}, {settings}}}"), capsys)
+    _assert_one_error_line(code, out, err, f"error: callbacks.cc1.{said}")
+    assert not run.exists()
+
+
 @pytest.mark.parametrize("settings", [
     # The fix told: at each validation (told apart from callbacks.last_checkpoint by its monitor).
     "every_n_train_steps: 0, every_n_epochs: 1, monitor: step, mode: max",
     "every_n_train_steps: 2",
     "every_n_train_steps: 0, save_last: true",  # last.ckpt as training ends
+    "train_time_interval: {_target_: datetime.timedelta, seconds: 0}",  # at each step after the first
 ])
 def test_a_checkpoint_callback_that_writes_is_not_refused(settings, tmp_path, capsys) -> None:
     corpus = write_corpus(tmp_path / "corpus.txt")

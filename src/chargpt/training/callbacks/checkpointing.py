@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import logging
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import lightning as L
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig
 
@@ -61,6 +64,7 @@ def check_checkpoint_settings(
                            "as val/loss wants)", "mode")
     whole_number("every_n_train_steps", every_n_train_steps, low=0, optional=True)
     whole_number("every_n_epochs", every_n_epochs, low=0, optional=True)
+    check_time_span(train_time_interval)
     check_one_trigger(every_n_train_steps, every_n_epochs, train_time_interval)
     check_checkpoint_written(every_n_train_steps, every_n_epochs, train_time_interval, save_last,
                              save_on_exception, label)
@@ -88,6 +92,25 @@ def check_one_trigger(every_n_train_steps: object, every_n_epochs: object,
     raise SettingError(f"{', '.join(typed[:-1])} and {typed[-1]} set {count} triggers of one checkpoint "
                        f"callback, and Lightning takes one; {', or '.join(fixes)}",
                        typed[-1].partition("=")[0])
+
+
+def check_time_span(train_time_interval: object) -> None:
+    """train_time_interval is a timedelta (in a config, one Hydra instantiates): Lightning read
+    anything else only at the first step, a traceback once the text was read ("'int' object has no
+    attribute 'total_seconds'")."""
+    if train_time_interval is None or isinstance(train_time_interval, timedelta):
+        return
+    if isinstance(train_time_interval, dict) and "_target_" in train_time_interval:
+        try:
+            if isinstance(instantiate(train_time_interval), timedelta):
+                return
+        except InstantiationException:
+            pass
+    seconds = train_time_interval if isinstance(train_time_interval, (int, float)) \
+        and not isinstance(train_time_interval, bool) else "N"
+    raise SettingError(f"train_time_interval={shown(train_time_interval)} is not a time span; give a "
+                       f"timedelta: train_time_interval={{_target_: datetime.timedelta, seconds: {seconds}}}",
+                       "train_time_interval")
 
 
 def check_checkpoint_written(every_n_train_steps: object, every_n_epochs: object, train_time_interval: object,
