@@ -261,11 +261,30 @@ def test_checkpoints_listed_with_commas_are_refused_with_the_sweep_to_paste(
     assert (code, out) == (2, ""), err
     [line] = err.splitlines()
     assert line.startswith(f"error: checkpoint not found: {first},{second}; a path's commas are part of it, "
-                           "not a list: give one checkpoint, or, to sample or evaluate each, sweep over "
-                           "them: -m "), line
+                           "not a list: give one checkpoint, or, to sample, evaluate or export each, "
+                           "sweep over them: -m "), line
     [pasted] = shlex.split(line.split(" -m ", 1)[1])  # as a shell reads it
     code, out, err = run_main(eval_cli.main, ["-m", pasted, f"data.path={text}"], capsys)
     assert [json.loads(row)["checkpoint"] for row in out.splitlines()] == [str(first), str(second)], err
+
+
+def test_checkpoints_listed_with_commas_to_export_are_told_the_export_sweep(
+    in_empty_folders, tmp_path: Path, capsys
+) -> None:
+    # chargpt-export sweeps checkpoints (its --help: ckpt_path=choice(A,B)), but its refusal of
+    # `ckpt_path=A,B` offered the sweep only "to sample or evaluate each".
+    (tmp_path / "ré sults 🎉").mkdir()
+    first, second = make_checkpoint(tmp_path / "a.ckpt"), make_checkpoint(tmp_path / "ré sults 🎉" / "b.ckpt")
+    out = tmp_path / "exports é"
+    code, printed, err = run_main(export_cli.main, [f"ckpt_path={first},{second}", f"out={out}"], capsys)
+    assert (code, printed) == (2, ""), err
+    [line] = err.splitlines()
+    assert "to sample, evaluate or export each, sweep over them: -m " in line, line
+    assert not out.exists()
+    [pasted] = shlex.split(line.split(" -m ", 1)[1])  # as a shell reads it
+    code, _, err = run_main(export_cli.main, ["-m", pasted, f"out={out}"], capsys)
+    assert code == 0, err
+    assert sorted(p.name for p in out.iterdir()) == ["0", "1"]
 
 
 def test_an_evaluation_sweeps_checkpoints_named_with_spaces_commas_and_accents(

@@ -150,8 +150,8 @@ def _refuse_no_checkpoint_file(path: Path, export: str) -> None:
             raise CheckpointError(f"checkpoint not found: {shown}{spaces}")
         if (sweep := _listed(path)) is not None:
             raise CheckpointError(f"checkpoint not found: {shown}; a path's commas are part of it, not a "
-                                  f"list: give one checkpoint, or, to sample or evaluate each, sweep over "
-                                  f"them: -m {sweep}")
+                                  f"list: give one checkpoint, or, to sample, evaluate or export each, sweep "
+                                  f"over them: -m {sweep}")
         raise CheckpointError(f"checkpoint not found: {shown}; pass an existing .ckpt file or run "
                               f"directory{export}")
     if not path.is_file():  # reading a FIFO would wait for a writer, for ever
