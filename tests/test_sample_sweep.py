@@ -268,6 +268,26 @@ def test_checkpoints_listed_with_commas_are_refused_with_the_sweep_to_paste(
     assert [json.loads(row)["checkpoint"] for row in out.splitlines()] == [str(first), str(second)], err
 
 
+def test_checkpoints_with_commas_of_their_own_listed_with_commas_get_the_sweep_to_paste(
+    in_empty_folders, tmp_path: Path, capsys
+) -> None:
+    # Folders named by their settings (hydra.sweep.subdir=${hydra.job.override_dirname}) hold commas:
+    # listing two such checkpoints got only "pass an existing .ckpt file or run directory".
+    text = _eval_text(tmp_path)
+    folders = [tmp_path / f"seed={seed},lr=0.1 é" for seed in (1, 2)]
+    for folder in folders:
+        folder.mkdir()
+    first, second = (make_checkpoint(folder / "last.ckpt") for folder in folders)
+    args = ["-m", f"ckpt_path={first},{second}", f"data.path={text}"]
+    code, out, err = run_main(eval_cli.main, args, capsys)
+    assert (code, out) == (2, ""), err
+    [line] = err.splitlines()
+    assert " sweep over them: -m " in line, line
+    [pasted] = shlex.split(line.split(" -m ", 1)[1])
+    code, out, err = run_main(eval_cli.main, ["-m", pasted, f"data.path={text}"], capsys)
+    assert [json.loads(row)["checkpoint"] for row in out.splitlines()] == [str(first), str(second)], err
+
+
 def test_checkpoints_listed_with_commas_to_export_are_told_the_export_sweep(
     in_empty_folders, tmp_path: Path, capsys
 ) -> None:

@@ -130,11 +130,26 @@ def _older_best(folder: Path, best: Path) -> str:
 
 def _listed(path: Path) -> str | None:
     """`ckpt_path=choice(A,B)`, quoted to paste, for a path that is checkpoints listed with commas
-    (`-m ckpt_path=A,B`, as other settings are swept), every one there; else None."""
-    pieces = str(path).split(",")
-    if len(pieces) < 2 or not all(piece and exists(Path(piece)) for piece in pieces):
+    (`-m ckpt_path=A,B`, as other settings are swept), every one there; else None. A checkpoint's
+    own name may hold commas (a folder named by its settings: `seed=1,lr=0.1`)."""
+    paths = _paths_listed(str(path).split(","))
+    if paths is None or len(paths) < 2:
         return None
-    return shell_words.quote(f"ckpt_path=choice({','.join(sweep_item(piece) for piece in pieces)})")
+    return shell_words.quote(f"ckpt_path=choice({','.join(sweep_item(piece) for piece in paths)})")
+
+
+def _paths_listed(pieces: list[str]) -> list[str] | None:
+    """`pieces` (a text split at its commas) joined back into paths that are there, each of one or
+    more consecutive pieces; None where they cannot all be."""
+    for end in range(1, len(pieces) + 1):
+        first = ",".join(pieces[:end])
+        if not first or not exists(Path(first)):
+            continue
+        if end == len(pieces):
+            return [first]
+        if (rest := _paths_listed(pieces[end:])) is not None:
+            return [first, *rest]
+    return None
 
 
 def _refuse_no_checkpoint_file(path: Path, export: str) -> None:
