@@ -548,6 +548,32 @@ def test_bad_input_gets_a_4xx_json_error_and_the_server_keeps_serving(
     assert len(complete(url, prompt="Hi", max_tokens=5)["choices"][0]["text"]) == 5
 
 
+@pytest.mark.parametrize(
+    "sent",
+    [
+        b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",  # a TLS handshake: an https:// address
+        b"GARBAGE / HTTP/1.1\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: x\r\na header without its colon\r\n\r\n",
+    ],
+)
+def test_bytes_that_are_not_http_get_a_400_json_error_and_the_server_keeps_serving(
+    sent: bytes, url: str
+) -> None:
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as client:
+        client.sendall(sent)
+        answer = b""
+        while chunk := client.recv(65536):  # the server closes the connection after its answer
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 ")
+    assert b"content-type: application/json" in head.lower()
+    error = json.loads(body)["error"]
+    assert error["type"] == "invalid_request_error" and error["code"] == "invalid_http"
+    assert "not a valid HTTP request" in error["message"] and "https://" in error["message"]
+    assert len(complete(url, prompt="Hi", max_tokens=5)["choices"][0]["text"]) == 5
+
+
 def test_a_request_without_max_tokens_gets_the_servers_default_length(url: str) -> None:
     assert len(complete(url, prompt="Hi")["choices"][0]["text"]) == 64  # the fixture's default_max_tokens
     assert len(complete(url, prompt="Hi", max_new_tokens=7)["choices"][0]["text"]) == 7

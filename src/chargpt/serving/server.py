@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import socket
 from collections.abc import Callable, Iterator
 from types import FrameType
 
+import h11
 import uvicorn
 from fastapi import FastAPI
 from uvicorn.config import LOG_LEVELS as _UVICORN_LOG_LEVELS
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from chargpt.errors import ConfigError
+from chargpt.serving.protocol import APIError
 from chargpt.stop_signals import handling_stop_signals
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -46,6 +50,28 @@ def bind(host: str, port: int) -> socket.socket:
 def url_of(sock: socket.socket) -> str:
     host, port = sock.getsockname()[:2]
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+NOT_HTTP = APIError(
+    400, "the bytes received are not a valid HTTP request; this server speaks HTTP/1.1 without TLS "
+    "(an http:// address, not https://): send a request such as POST /v1/completions with a JSON body",
+    code="invalid_http",
+)
+
+
+class _JsonErrorsProtocol(H11Protocol):
+    """uvicorn's HTTP/1.1, answering bytes that are not an HTTP request (an https:// client's TLS
+    handshake, a malformed header) with the app's JSON error where uvicorn answers plain text. The
+    app never sees such bytes: there is no request to hand it."""
+
+    def send_400_response(self, msg: str) -> None:
+        body = json.dumps(NOT_HTTP.body(), separators=(",", ":")).encode()  # as the app's JSONResponse
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                   (b"connection", b"close")]
+        for event in (h11.Response(status_code=400, headers=headers, reason=b"Bad Request"),
+                      h11.Data(data=body), h11.EndOfMessage()):
+            self.transport.write(self.conn.send(event) or b"")
+        self.transport.close()
 
 
 class _Server(uvicorn.Server):
@@ -112,7 +138,8 @@ def make_server(
 ) -> uvicorn.Server:
     # After GRACE_S the requests still running end with an error, and SEND_S later the connections still
     # open are closed; uvicorn would cancel any request left a second after GRACE_S.
-    config = uvicorn.Config(app, log_level=log_level, lifespan="off", timeout_graceful_shutdown=GRACE_S + 1)
+    config = uvicorn.Config(app, http=_JsonErrorsProtocol, log_level=log_level, lifespan="off",
+                            timeout_graceful_shutdown=GRACE_S + 1)
     return _Server(config, on_ready)
 
 
