@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import shlex
 import time
 from pathlib import Path
@@ -426,6 +427,37 @@ def test_a_report_stopped_as_it_writes_a_file_leaves_the_earlier_one_whole(
     monkeypatch.undo()
     report(sweep)  # the next report replaces them
     assert sorted(p.name for p in sweep.iterdir() if p.is_file()) == sorted(names)
+
+
+@pytest.mark.parametrize("linked", ["report.csv", "report_groups.csv", "report_curves.png"])
+def test_a_report_file_linked_into_another_folder_is_written_there_and_stays_a_link(
+    linked: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The rename that makes a report whole replaced the link itself with a plain file: the shared
+    # folder it pointed into kept the old report, and the link was gone.
+    sweep = sweep_of_three(tmp_path)
+    shared = tmp_path / "shared folder é 🚀"
+    shared.mkdir()
+    report(sweep)
+    target = shared / f"team {linked}"
+    (sweep / linked).replace(target)
+    (sweep / linked).symlink_to(os.path.relpath(target, sweep))  # as `ln -s` names it, relative
+    earlier = target.read_bytes()
+    fake_run(sweep, "3", ["optimizer.lr=4e-3"], metrics={"best_val_loss": 1.0, "last_val_loss": 1.0})
+    _stop_half_way_through(linked, monkeypatch)
+    with pytest.raises(KeyboardInterrupt):
+        report(sweep)
+    assert (sweep / linked).is_symlink() and target.read_bytes() == earlier  # whole at the target
+    monkeypatch.undo()
+    report(sweep)
+    assert (sweep / linked).is_symlink() and (sweep / linked).resolve() == target
+    assert target.read_bytes() != earlier
+    if linked == "report.csv":
+        assert "4e-3" in target.read_text(encoding="utf-8")
+    assert sorted(p.name for p in shared.iterdir()) == [target.name]  # no temporary file left there
+    target.unlink()  # a link to a file not there yet: the report goes where it points
+    report(sweep)
+    assert (sweep / linked).is_symlink() and target.is_file()
 
 
 def test_a_single_run_gets_its_curve_and_junk_beside_runs_is_left_out(tmp_path: Path, capsys) -> None:

@@ -5,6 +5,7 @@ earlier output."""
 from __future__ import annotations
 
 import csv
+import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -28,8 +29,15 @@ def output_paths(csv_path: Path) -> tuple[Path, Path, Path]:
     if csv_path.name in ("", "..") or csv_path.is_dir():
         raise ChargptError(f"--csv {csv_path} is a folder; name the CSV file, such as "
                            f"{csv_path / 'report.csv'}")
-    return (csv_path, csv_path.with_name(f"{csv_path.stem}_groups.csv"),
-            csv_path.with_name(f"{csv_path.stem}_curves.png"))
+    named = (csv_path, csv_path.with_name(f"{csv_path.stem}_groups.csv"),
+             csv_path.with_name(f"{csv_path.stem}_curves.png"))
+    return tuple(_through_link(path) for path in named)  # type: ignore[return-value]
+
+
+def _through_link(path: Path) -> Path:
+    """A file that is a link (`report.csv` pointed into a shared folder) is written at its target,
+    whole there: the rename that makes a report whole replaced the link itself with a plain file."""
+    return Path(os.path.realpath(path)) if path.is_symlink() else path
 
 
 def _written_by_a_report(path: Path, role: str) -> bool:
