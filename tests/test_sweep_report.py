@@ -26,7 +26,7 @@ from chargpt.run_layout import LOCK_FILE, find_runs, run_folders
 from chargpt.runs.curves import curve_runs
 from chargpt.runs.report import report
 from chargpt.runs.run_rows import run_row, sort_rows
-from chargpt.runs.sweep_record import continue_line, recorded_sweep, swept_by, swept_settings
+from chargpt.runs.sweep_record import continue_line, drawn_by, recorded_sweep, swept_by, swept_settings
 from conftest import run_cli
 from fake_runs import fake_run, lock_held
 
@@ -1023,3 +1023,39 @@ def test_a_sweeps_job_resumed_apart_with_other_settings_is_given_its_own_resume_
     assert label == "  run 2 (data.batch_size=default→32"
     assert shlex.split(command) == ["chargpt-train", "optimizer.lr=1e-2", "data.batch_size=32",
                                     f"ckpt_path={job.resolve()}"]
+
+
+def test_a_searchs_draws_are_shown_to_the_digits_that_tell_them_apart_and_typed_values_as_typed(
+        tmp_path: Path, capsys, monkeypatch) -> None:
+    # Optuna records its draws with every digit (0.0013372818287411345): the tables and the curves'
+    # labels showed them so, or cut to 6 digits, where 0.00134 reads at a glance.
+    search = tmp_path / "search é"
+    search.mkdir()
+    (search / "multirun.yaml").write_text(
+        "hydra:\n  overrides:\n    hydra: []\n"
+        "    task: ['optimizer.weight_decay=0.0123456789,0.1', 'seed=1,2']\n"
+        "  sweeper:\n    params:\n      optimizer.lr: tag(log, interval(1e-4, 1e-2))\n"
+        "      model.dropout: interval(0.0, 0.3)\n", encoding="utf-8")
+    draws = [("0.0013372818287411345", "0.24971121092039475", "0.0123456789"),
+             ("0.0013398741962201", "0.1", "0.1"), ("0.004093127459328714", "0.2", "0.1")]
+    for i, (lr, dropout, decay) in enumerate(draws):
+        for seed in (1, 2):
+            fake_run(search, f"{i}{seed}", [f"optimizer.lr={lr}", f"model.dropout={dropout}",
+                                            f"optimizer.weight_decay={decay}", f"seed={seed}"],
+                     metrics(1.5 + i + seed / 10, 1.5 + i), {"status": "finished"})
+
+    monkeypatch.setenv("COLUMNS", "200")  # every setting shown
+    report(search)
+
+    out = capsys.readouterr().out
+    runs_table, groups_table = out.split("mean ± std over seeds")
+    for table in (runs_table, groups_table):
+        # 3 digits, or 4 where 3 would make two draws alike (0.00134 twice); typed values as typed.
+        for shown in ("0.001337 ", "0.00134 ", "0.00409 ", "0.25 ", "0.1 ", "0.2 ", "0.0123456789"):
+            assert shown in table, (shown, table)
+        assert "0.0013372" not in table and "0.249" not in table
+    with (search / "report.csv").open(newline="", encoding="utf-8") as f:  # every digit kept
+        assert {row["optimizer.lr"] for row in csv.DictReader(f)} == {lr for lr, _, _ in draws}
+    rows = sort_rows([run_row(run, search) for run in find_runs(search)], "best_val_loss")
+    labels = [run.label for run in curve_runs(rows, swept_by(search), drawn_by(search))]
+    assert "optimizer.lr=0.001337, model.dropout=0.25, optimizer.weight_decay=0.0123456789" in labels[0]

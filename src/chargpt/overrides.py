@@ -69,6 +69,15 @@ def is_sweep(override: str) -> bool:
         return False
 
 
+def is_drawn(override: str) -> bool:
+    """Whether `override` is a search's `interval(...)`, whose values are drawn, not typed
+    (0.0013372818287411345); False for any other, or one Hydra cannot read."""
+    try:
+        return isinstance(_PARSER.parse_override(override).value(), IntervalSweep)
+    except HydraException:
+        return False
+
+
 def choice_values(override: str) -> list | None:
     """The values of a `key=choice(...)` sweep as Hydra reads them; None for any other override (a
     bare `a,b`, which Hydra reads as a sweep too: in a recorded path, one file's name)."""

@@ -36,6 +36,7 @@ from chargpt.runs.run_rows import (
     flat_rows,
     in_folder,
     natural_order,
+    readable_draws,
     short_number,
     typed_keys,
     varying,
@@ -206,13 +207,20 @@ def curve_label(
     return "\n".join(lines)
 
 
-def curve_runs(rows: list[dict[str, Any]], swept: Collection[str] = ()) -> list[CurveRun]:
+def curve_runs(
+    rows: list[dict[str, Any]], swept: Collection[str] = (), drawn: Collection[str] = ()
+) -> list[CurveRun]:
     """The runs (run_row's, in the table's order) for the curves: each labelled by its name and,
     of the settings that vary or are `swept`, those it set (one it left at its default is not
-    `key=`), one a launch added named as typed (`+new.key=1`)."""
+    `key=`), one a launch added named as typed (`+new.key=1`), a search's `drawn` one as the table
+    shows it (0.00134)."""
     columns, flat = flat_rows(rows)
     shown, _ = varying(columns, flat, swept)
     settings = shown[1 : shown.index("status")]
+    readable = {k: readable_draws(row["overrides"][k] for row in rows if k in row["overrides"])
+                for k in settings if k in drawn}
+    rows = [{**row, "overrides": {k: readable.get(k, {}).get(v, v) for k, v in row["overrides"].items()}}
+            for row in rows]
     # Paths in one folder are labelled from there (`…/b.txt`): cut to its width, a label kept the
     # folder, the same for every run.
     folders = {k: common_folder(k, (row["overrides"].get(k, "") for row in rows)) for k in settings}

@@ -21,7 +21,7 @@ from chargpt.runs.report_table import print_groups, print_table
 from chargpt.runs.run_rows import NotARun, comparable_paths, flat_rows, run_row, sort_rows, typed_keys
 from chargpt.runs.seed_groups import flat_groups, group_runs
 from chargpt.runs.sweep_notes import later_checkpoints_note, stopped_runs_note, sweep_note
-from chargpt.runs.sweep_record import as_typed_in_sweeps, recorded_sweep, swept_settings
+from chargpt.runs.sweep_record import as_typed_in_sweeps, drawn_settings, recorded_sweep, swept_settings
 
 # It reads any folder of runs: a sweep's, or one run's (it said only "a sweep directory").
 GIVE_A_FOLDER = "give a sweep's folder or a run's (outputs/multirun/... or outputs/DATE/TIME)"
@@ -56,13 +56,14 @@ def report(sweep_dir: Path, csv_path: Path | None = None, sort_by: str = "best_v
     groups = group_runs(ranked, metric)
     swept = swept_settings(ranked, sweep_dir)
     typed = typed_keys(ranked)
+    drawn = drawn_settings(ranked, sweep_dir)
     # Output into a pipe whose reader stopped (`| head`) stops the printing, not the files: the
     # closed pipe is raised (exit 141) once they are written.
     closed = _printing(lambda: print_table(f"{sweep_dir} ({how_many}, sorted by {sort_by})", columns, rows,
-                                           metric=metric, swept=swept, typed=typed))
+                                           metric=metric, swept=swept, typed=typed, drawn=drawn))
     closed = closed or _printing(lambda: print_groups(
         f"{counted(len(groups), 'setting')}: mean ± std over seeds, sorted by {metric}", groups, metric,
-        swept=swept, typed=typed))
+        swept=swept, typed=typed, drawn=drawn))
     write_csv(csv_path, columns, rows)
     write_csv(groups_path, *flat_groups(groups))
     if recorded_sweep(sweep_dir) is not None:  # a sweep: continued as a whole, or still running
@@ -72,7 +73,7 @@ def report(sweep_dir: Path, csv_path: Path | None = None, sort_by: str = "best_v
     notes = [note for note in (later_checkpoints_note(ranked), to_do) if note]
     closed = closed or _printing(lambda: print(*notes, f"written: {csv_path}",
                                                f"written: {groups_path}", sep="\n", flush=True))
-    write_curves(curves_path, sweep_dir, curve_runs(ranked, swept))
+    write_curves(curves_path, sweep_dir, curve_runs(ranked, swept, drawn))
     if closed:
         raise BrokenPipeError
     return rows

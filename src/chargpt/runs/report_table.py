@@ -18,7 +18,15 @@ from chargpt.errors import first_line
 from chargpt.overrides import setting_typed
 from chargpt.plural import counted
 from chargpt.runs.report_figures import FORMATS, GROUP_METRICS, METRIC_COLUMNS, SPREAD_SHOWN
-from chargpt.runs.run_rows import IN_FOLDER, SEED, common_folder, in_folder, short_number, varying
+from chargpt.runs.run_rows import (
+    IN_FOLDER,
+    SEED,
+    common_folder,
+    in_folder,
+    readable_draws,
+    short_number,
+    varying,
+)
 from chargpt.runs.seed_groups import flat_groups
 
 SETTING_MIN_WIDTH = 12
@@ -110,16 +118,28 @@ def _typed_names(
     return columns, rows, {typed.get(c, c) for c in swept}
 
 
+def _draws_readable(rows: list[dict[str, Any]], drawn: Collection[str]) -> list[dict[str, Any]]:
+    """The rows with each value of a `drawn` column (a search's draws) shown to the digits that tell
+    them apart (readable_draws); the CSVs keep every digit."""
+    rows = [dict(row) for row in rows]
+    for column in (c for c in drawn if rows and c in rows[0]):
+        shown = readable_draws(str(row[column]) for row in rows if row[column] is not None)
+        for row in rows:
+            row[column] = shown.get(str(row[column]), row[column])
+    return rows
+
+
 def print_table(
     title: str, columns: list[str], rows: list[dict[str, Any]], metric: str = "best_val_loss",
-    swept: Collection[str] = (), typed: dict[str, str] | None = None,
+    swept: Collection[str] = (), typed: dict[str, str] | None = None, drawn: Collection[str] = (),
 ) -> None:
     """The screen shows the settings that vary or are `swept` only; the CSV has every column. The
     table fits the terminal: setting columns wrap, then the seed is left out (named in the caption),
     then the other settings from the last down to the first, then the error column, the metrics
     other than the ranking `metric`, and the first setting; run, status and what is shown of the
-    metrics stay whole. A setting a launch added is named as `typed` (`+new.key`)."""
-    columns, rows, swept = _typed_names(columns, rows, swept, typed or {})
+    metrics stay whole. A setting a launch added is named as `typed` (`+new.key`); a search's
+    `drawn` settings are shown to the digits that tell their values apart."""
+    columns, rows, swept = _typed_names(columns, _draws_readable(rows, drawn), swept, typed or {})
     shown, shared = varying(columns, rows, swept)
     if not any(row["error"] for row in rows):
         shown.remove("error")
@@ -299,15 +319,16 @@ ONCE_EACH = ("settings: each ran once (one seed), so a table of their mean ± st
 
 def print_groups(
     title: str, groups: list[dict[str, Any]], metric: str, swept: Collection[str] = (),
-    typed: dict[str, str] | None = None,
+    typed: dict[str, str] | None = None, drawn: Collection[str] = (),
 ) -> None:
     """The settings that vary between groups or are `swept`, then mean ± std of each figure over
     the seeds; where each setting ran once, one line (ONCE_EACH) instead. A setting a launch added
-    is named as `typed` (`+new.key`)."""
+    is named as `typed` (`+new.key`); a search's `drawn` settings are shown as in the runs' table."""
     if all(group["runs"] == 1 for group in groups):
         _fitted_console().print(Text(ONCE_EACH))  # wrapped at the table's width
         return
-    columns, flat, swept = _typed_names(*flat_groups(groups), swept, typed or {})
+    columns, flat = flat_groups(groups)
+    columns, flat, swept = _typed_names(columns, _draws_readable(flat, drawn), swept, typed or {})
     settings = columns[: columns.index("seeds")]
     shared = {c: flat[0][c] for c in settings if c not in swept and len({str(r[c]) for r in flat}) == 1}
     swept = [c for c in settings if c not in shared]

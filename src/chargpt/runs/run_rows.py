@@ -12,6 +12,7 @@ metrics.json shows its last step (run_state.read_status), else `incomplete`.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import re
@@ -288,3 +289,40 @@ def short_number(text: str, longer_than: int = 12) -> str:
     except ValueError:
         return text
     return f"{number:.6g}" if math.isfinite(number) else text
+
+
+def readable_draws(values: Iterable[str]) -> dict[str, str]:
+    """A search's draws among one setting's `values` (0.0013372818287411345, recorded with every
+    digit), each to the fewest significant digits, 3 at least and its whole part kept, that tell it
+    apart from that setting's other numbers: 0.00409, and 0.001337 beside 0.0013398741962201's
+    0.00134; {value: as shown}. A number of 6 digits or fewer (0.1, 1e-3, as typed) is no draw and
+    stays as it is; so does each part of a resumed run's `first→latest` that is none."""
+    values = {str(value) for value in values}
+    numbers: dict[str, float] = {}
+    for part in {part for value in values for part in value.split("→")}:
+        with contextlib.suppress(ValueError):
+            if math.isfinite(number := float(part)):
+                numbers[part] = number
+    others = set(numbers.values())
+    shown = {part: _told_apart(number, others - {number}) for part, number in numbers.items()
+             if any(c in part for c in ".eE") and _significant_digits(part) > 6}
+    readable = {value: "→".join(shown.get(part, part) for part in value.split("→")) for value in values}
+    return {value: text for value, text in readable.items() if text != value}
+
+
+def _told_apart(number: float, others: set[float]) -> str:
+    """`number` to the fewest significant digits, 3 at least and its whole part kept, at which none
+    of `others` rounds to the same: no two numbers shown alike (one rounded to fewer digits that
+    matched another would have matched it at those digits too)."""
+    whole_digits = len(str(int(abs(number)))) if abs(number) >= 1 else 0
+    for digits in range(max(3, whole_digits), 17):  # 17 significant digits give any float back
+        rounded = float(f"{number:.{digits}g}")
+        if all(float(f"{other:.{digits}g}") != rounded for other in others):
+            return repr(rounded)
+    return repr(number)
+
+
+def _significant_digits(number: str) -> int:
+    """The significant digits a number is written with: 17 in 0.0013372818287411345, 1 in 1e-3."""
+    mantissa = re.split("[eE]", number)[0]
+    return len(re.sub(r"[^0-9]", "", mantissa).lstrip("0"))

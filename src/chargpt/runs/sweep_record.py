@@ -16,7 +16,7 @@ from chargpt import shell_words
 from chargpt.data.sources.hf_datasets import LOCAL_BUILDERS
 from chargpt.hydra_internals import basic_sweeper
 from chargpt.hydra_run import as_written, config_folders_given, is_multirun
-from chargpt.overrides import is_sweep, launched_from, override_key, parsed_override, typed_numbers
+from chargpt.overrides import is_drawn, is_sweep, launched_from, override_key, parsed_override, typed_numbers
 from chargpt.plural import counted
 from chargpt.run_layout import (
     ENVIRONMENT_FILE,
@@ -220,6 +220,27 @@ def varied_settings(task: list[str], space: Iterable[Any]) -> list[str]:
     # A search's dimension the command fixed to one value is left out of its space (Optuna's sweeper).
     searched = [override_key(str(key)) for key in space if override_key(str(key)) not in fixed]
     return list(dict.fromkeys([*sweeps, *searched]))
+
+
+def drawn_by(sweep_dir: Path) -> set[str]:
+    """The settings a search recorded in `sweep_dir` draws from an `interval(...)`, on its command or
+    in its space, less what the command fixed: their values are drawn, with every digit, not typed."""
+    if (hydra := recorded_sweep(sweep_dir)) is None:
+        return set()
+    try:
+        task = as_written(hydra.overrides.task)
+        space = OmegaConf.select(hydra, "sweeper.params", default=None) or {}
+    except Exception:  # a record of another shape: nothing known to be drawn
+        return set()
+    fixed = {override_key(override) for override in task if "=" in override and not is_sweep(override)}
+    dimensions = [*task, *(f"{key}={value}" for key, value in space.items())]
+    return {override_key(o) for o in dimensions if is_drawn(o) and override_key(o) not in fixed}
+
+
+def drawn_settings(rows: list[dict[str, Any]], top: Path) -> set[str]:
+    """The settings drawn (drawn_by) by the searches the runs are jobs of."""
+    sweeps = {sweep for row in rows if (sweep := sweep_of(row["dir"], top)) is not None}
+    return set().union(*(drawn_by(sweep) for sweep in sweeps))
 
 
 def sweep_of(run_dir: Path, top: Path) -> Path | None:
