@@ -16,10 +16,11 @@ import torch
 from hydra._internal.config_loader_impl import ConfigLoaderImpl
 from omegaconf import OmegaConf
 
+from chargpt.checkpoint_step import checkpoint_step
 from chargpt.cli import train as train_cli
 from chargpt.run_layout import launch_cwd, read_overrides
 from chargpt.runs.report import report
-from chargpt.runs.resume import resume_command
+from chargpt.runs.resume import recorded_resume_command, resume_command
 from chargpt.runs.status import write_status
 from chargpt.runs.sweep_outcome import FailedSweep
 from chargpt.runs.sweep_record import continue_command
@@ -507,3 +508,39 @@ def test_a_sweep_continued_from_another_folder_reads_its_data_directory(tmp_path
     assert json.loads((sweep / "1" / "status.json").read_text())["status"] == "finished"
     assert not (elsewhere / "data").exists()
     assert f"data_dir: {launched_in / 'data'}" in (sweep / "1" / ".hydra" / "config.yaml").read_text()
+
+
+@pytest.mark.slow  # a sweep of two tiny jobs, one resumed apart, then the sweep continued
+def test_a_job_resumed_apart_past_the_sweeps_end_is_kept_as_it_is(tmp_path: Path, capsys) -> None:
+    # Job 1, resumed apart with more steps (trainer.max_steps=6 for the sweep's 4) and stopped there,
+    # was resumed by the sweep's continuation with the sweep's 4 steps: it trained nothing and was
+    # recorded finished, its own 6 steps (and the report's command to resume it) forgotten.
+    corpus = write_corpus(tmp_path / "corpus.txt")
+    sweep = tmp_path / "my runs é 🚀"
+    args = ["-m", *bare_train_args(corpus, None, f"hydra.sweep.dir={sweep}", "trainer.max_steps=4",
+                                   "trainer.val_check_interval=2", "seed=1,2")]
+    code, _, err = run_main(train_cli.main, args, capsys)
+    assert code == 0, err
+    job = sweep / "1"
+    words = shlex.split(recorded_resume_command(job))  # (after any VARIABLE=value it sets)
+    own = [w for w in words[words.index("chargpt-train") + 1:] if not w.startswith("trainer.max_steps=")]
+    code, _, err = run_main(train_cli.main, [*own, "trainer.max_steps=6"], capsys)
+    assert code == 0, err
+    write_status(job, "interrupted")  # as a Ctrl-C of that run after its step-6 checkpoint leaves it
+    before = _files(job)
+
+    code, out, err = run_main(train_cli.main, args, capsys)
+
+    assert code == 0, err
+    assert _files(job) == before  # not resumed, not recorded finished: its files as they were
+    assert len(list((job / ".hydra").glob("resume-*"))) == 1  # the apart run's only
+    assert checkpoint_step(job / "checkpoints" / "last.ckpt") == 6
+    said = [line for line in (out + err).splitlines() if "past this sweep's trainer.max_steps=4" in line]
+    assert len(said) == 1 and "stopped at step 6" in said[0] and recorded_resume_command(job) in said[0]
+    report(sweep)  # and the report says what continuing the sweep does with it
+    lines = capsys.readouterr().out.splitlines()
+    at = lines.index("1 run of this sweep was resumed with other settings than the sweep's; continuing the "
+                     "sweep keeps it as it is, stopped past the sweep's last step: resume it with its latest "
+                     "settings with:")
+    assert lines[at + 1].endswith(recorded_resume_command(job)) and "trainer.max_steps=4→6" in lines[at + 1]
+    assert not [line for line in lines if "stopped part-way" in line]  # continuing would run nothing

@@ -21,23 +21,28 @@ import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+from chargpt.checkpoint_step import checkpoint_step
 from chargpt.data.sources.hf_datasets import LOCAL_BUILDERS
 from chargpt.errors import SetupError
+from chargpt.files import read_json_object
 from chargpt.hydra_run import task_overrides, this_launch_resume_config
 from chargpt.metric_names import loss_shown
 from chargpt.overrides import launched_from
 from chargpt.run_layout import (
     CONFIG_DIR,
     LOG_FILE,
+    METRICS_FILE,
     OVERRIDES_FILE,
     RESUME_PREFIX,
     composed_data_name,
     last_checkpoint,
     launch_cwd,
+    overrides_files,
     read_launch,
     read_overrides,
 )
@@ -117,10 +122,11 @@ def first_overrides(run_dir: Path) -> list[str] | None:
         return None
 
 
-def _launched_alone(run_dir: Path) -> bool:
-    """Whether the first launch into `run_dir` was a single run, not a job of a sweep."""
+def _launched_alone(folder: Path, first: bool = True) -> bool:
+    """Whether the first launch into the run folder `folder` was a single run, not a job of a sweep;
+    with `first` False, whether the launch `folder` records (a `.hydra/resume-*`) was."""
     try:
-        return str(read_launch(run_dir / CONFIG_DIR).mode) == "RUN"
+        return str(read_launch(folder / CONFIG_DIR if first else folder).mode) == "RUN"
     except Exception:
         return False
 
@@ -155,20 +161,44 @@ def _earlier_job(run_dir: Path) -> bool:
     return True
 
 
-def earlier_result(run_dir: str | Path) -> tuple[bool, float | None]:
-    """(True, its best validation loss) when this job of a continued sweep finished before: it is
+def earlier_result(run_dir: str | Path, max_steps: Any = None) -> tuple[bool, float | None]:
+    """(True, its best validation loss) when this job of a continued sweep finished before, or was
+    resumed apart and stopped at or past this launch's `max_steps` (_past_the_sweeps_end): it is
     kept, and this launch's copy of its config is removed again. (False, None) for a job to train."""
     run_dir = Path(run_dir)
     if not _earlier_job(run_dir):
         return False, None
     status = read_status(run_dir)
     if status.get("status") != "finished":
-        return False, None
+        if (step := _past_the_sweeps_end(run_dir, max_steps)) is None:
+            return False, None
+        from chargpt.runs.resume import recorded_resume_command  # (it imports this module)
+
+        forget_this_resume(run_dir)
+        best = read_json_object(run_dir / METRICS_FILE).get("best_val_loss")
+        log.warning("resumed apart with its own settings, it stopped at step %d, past this sweep's "
+                    "trainer.max_steps=%d: kept as it is, not resumed with the sweep's; resume it with its "
+                    "own settings with: %s", step, max_steps, recorded_resume_command(run_dir))
+        return True, float(best) if isinstance(best, (int, float)) else None
     forget_this_resume(run_dir)
     value = status.get("value")
     result = float(value) if isinstance(value, (int, float)) else None
     log.info("finished in the earlier launch (best val loss %s): kept as it is", loss_shown(result))
     return True, result
+
+
+def _past_the_sweeps_end(run_dir: Path, max_steps: Any) -> int | None:
+    """The step of the job's last checkpoint where its latest launch was a run of its own (resumed
+    apart, `ckpt_path` at its folder, with more steps) and that step is at or past this launch's
+    `max_steps`: resumed with the sweep's settings it trained nothing and was recorded finished, its
+    own end forgotten. None for any other job."""
+    earlier = overrides_files(run_dir)[:-1]  # (the last is this launch's)
+    if not isinstance(max_steps, int) or max_steps < 0 or len(earlier) < 2 or \
+            not _launched_alone(earlier[-1].parent, first=False):
+        return None
+    checkpoint = last_checkpoint(run_dir)
+    step = checkpoint_step(checkpoint) if checkpoint is not None else None
+    return step if step is not None and step >= max_steps else None
 
 
 def continued_job(run_dir: str | Path) -> str | None:
@@ -193,7 +223,7 @@ def keep_finished_jobs(task: Callable[[DictConfig], float | None]) -> Callable[[
 
     @functools.wraps(task)
     def wrapper(cfg: DictConfig) -> float | None:
-        kept, result = earlier_result(cfg.paths.output_dir)
+        kept, result = earlier_result(cfg.paths.output_dir, OmegaConf.select(cfg, "trainer.max_steps"))
         if not kept:
             return task(cfg)
         return FAILED_VALUE if result is None else result  # as a job without validation returns

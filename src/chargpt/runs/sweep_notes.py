@@ -7,12 +7,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from omegaconf import OmegaConf
+
 from chargpt import shell_words
 from chargpt.checkpoint_step import checkpoint_step
 from chargpt.errors import out_of_memory_fix
 from chargpt.files import read_json_object
 from chargpt.plural import counted
-from chargpt.run_layout import METRICS_FILE, last_checkpoint
+from chargpt.run_layout import CONFIG_DIR, METRICS_FILE, SAVED_CONFIG, last_checkpoint
 from chargpt.runs.resume import recorded_resume_command
 from chargpt.runs.run_rows import run_name
 from chargpt.runs.sweep_record import continue_command, planned_jobs, recorded_sweep, stored_study, sweep_of
@@ -33,7 +35,9 @@ def sweep_note(sweep_dir: Path, rows: list[dict[str, Any]], runs: list[Path] | N
     if running := sum(r["status"] == "running" for r in rows):
         waiting = f", {missing} of {planned} not started yet" if missing > 0 else ""
         return f"this sweep is still running ({running} running{waiting}): this table is not its last"
-    stopped = sum(r["status"] in STOPPED for r in rows)
+    # A job resumed apart and stopped past the sweep's last step is kept by a continuation, which
+    # would run nothing for it: its own resume command is given below instead.
+    stopped = sum(r["status"] in STOPPED and not _apart_past_the_end(r) for r in rows)
     # A search kept in a storage continues with new trials in a new folder: its failed ones stay failed.
     failed_rows = [] if _in_a_storage(sweep_dir) else [r for r in rows if r["status"] == "failed"]
     # Memory ran out: continuing would train the job again as it was, to run out again; its own
@@ -69,20 +73,46 @@ def _resumed_apart_lines(rows: list[dict[str, Any]], sweep_dir: Path) -> list[st
     """For the sweep's jobs (run_row's, stopped or failed) that a command of their own resumed with
     other settings (`data.batch_size=default→6`, the smaller batch an out-of-memory error gave):
     continuing the sweep resumes each with the sweep's own settings, the batch that ran out again,
-    so each is given its own resume command, with its latest settings."""
-    apart = [r for r in rows if any("→" in str(value) for value in r["overrides"].values())]
-    if not apart:
-        return []
-    many = len(apart) > 1
-    lines = [f"{counted(len(apart), 'run')} of this sweep {'were' if many else 'was'} resumed with other "
-             f"settings than the sweep's; continuing the sweep would resume {'them' if many else 'it'} with "
-             f"the sweep's own: resume {'each' if many else 'it'} with {'their' if many else 'its'} "
-             "latest settings with:"]
-    for row in apart[:STOPPED_RUNS_LISTED]:
-        changed = " ".join(f"{k}={v}" for k, v in row["overrides"].items() if "→" in str(v))
-        lines.append(f"  run {shell_words.quote(run_name(row['dir'], sweep_dir))} ({changed}): "
-                     f"{recorded_resume_command(row['dir'])}")
+    and keeps as it is one that stopped at or past the sweep's last step (more steps of its own), so
+    each is given its own resume command, with its latest settings."""
+    apart = [r for r in rows if _resumed_apart(r)]
+    past = [r for r in apart if _past_the_sweeps_end(r["dir"])]
+    lines = []
+    resumed = [r for r in apart if r not in past]
+    for group, continuing in ((resumed, "would resume {them} with the sweep's own"),
+                              (past, "keeps {them} as {it_is}, stopped past the sweep's last step")):
+        if not group:
+            continue
+        many = len(group) > 1
+        them = continuing.format(them="them" if many else "it", it_is="they are" if many else "it is")
+        lines.append(f"{counted(len(group), 'run')} of this sweep {'were' if many else 'was'} resumed with "
+                     f"other settings than the sweep's; continuing the sweep {them}: resume "
+                     f"{'each' if many else 'it'} with {'their' if many else 'its'} latest settings with:")
+        for row in group[:STOPPED_RUNS_LISTED]:
+            changed = " ".join(f"{k}={v}" for k, v in row["overrides"].items() if "→" in str(v))
+            lines.append(f"  run {shell_words.quote(run_name(row['dir'], sweep_dir))} ({changed}): "
+                         f"{recorded_resume_command(row['dir'])}")
     return lines
+
+
+def _resumed_apart(row: dict[str, Any]) -> bool:
+    return any("→" in str(value) for value in row["overrides"].values())
+
+
+def _apart_past_the_end(row: dict[str, Any]) -> bool:
+    return _resumed_apart(row) and _past_the_sweeps_end(row["dir"])
+
+
+def _past_the_sweeps_end(run_dir: Path) -> bool:
+    """Whether the job's last checkpoint is at or past its sweep's trainer.max_steps (its first
+    launch's): a continuation of the sweep keeps it as it is."""
+    try:
+        max_steps = OmegaConf.load(run_dir / CONFIG_DIR / SAVED_CONFIG).trainer.max_steps
+    except Exception:  # no or another config: not known to be past it
+        return False
+    checkpoint = last_checkpoint(run_dir)
+    step = checkpoint_step(checkpoint) if checkpoint is not None else None
+    return isinstance(max_steps, int) and max_steps >= 0 and step is not None and step >= max_steps
 
 
 def _in_a_storage(sweep_dir: Path) -> bool:
