@@ -536,6 +536,38 @@ def test_a_sweep_still_running_says_so_and_how_many_jobs_are_to_come(tmp_path: P
     assert "stopped part-way" not in out and "continue it with" not in out
 
 
+@pytest.mark.skipif(not file_locks.LOCKING, reason="run folders are locked where the system has locks")
+def test_a_sweep_between_steps_of_its_jobs_is_still_running(tmp_path: Path, capsys) -> None:
+    # A job just started (its folder and .hydra made, no status.json before its first step) was
+    # `incomplete`, and the sweep "stopped part-way (1 stopped, ...); continue it with: ...", while
+    # it trained on; so between two jobs, the last one finished and the next not yet made.
+    sweep = tmp_path / "my runs é 🚀"
+    sweep.mkdir()
+    (sweep / "multirun.yaml").write_text(
+        "hydra:\n  overrides:\n    hydra: []\n    task: ['seed=1,2,3']\n"
+        "  sweeper:\n    _target_: hydra._internal.core_plugins.basic_sweeper.BasicSweeper\n")
+    fake_run(sweep, "0", ["seed=1"], metrics(1.5, 1.5), {"status": "finished"})
+    with lock_held(sweep):  # the sweep's process holds its folder's lock until its last job ends
+        between = report(sweep)
+        out_between = capsys.readouterr().out
+        starting = fake_run(sweep, "1", ["seed=2"])  # its run writes its pid, then its first status
+        with subprocess.Popen(["sleep", "30"]) as alive:
+            try:
+                (starting / LOCK_FILE).write_text(f"{alive.pid}\n")
+                with lock_held(starting):
+                    rows = report(sweep)
+            finally:
+                alive.kill()
+    out = capsys.readouterr().out
+    assert [(r["run"], r["status"]) for r in rows] == [("0", "finished"), ("1", "running")]
+    assert "this sweep is still running (1 running, 1 of 3 not started yet): this table is not its last" \
+        in out
+    assert [r["status"] for r in between] == ["finished"]
+    assert "this sweep is still running (2 of 3 not started yet): this table is not its last" in out_between
+    for said in (out, out_between):
+        assert "stopped part-way" not in said and "continue it with" not in said
+
+
 def test_report_names_a_missing_folder_and_a_file_for_what_they_are(tmp_path: Path, capsys) -> None:
     (tmp_path / "notes.txt").write_text("mine\n")
     cases = ((tmp_path / "no such sweep", "does not exist"), (tmp_path / "notes.txt", "is not a directory"))

@@ -7,7 +7,8 @@ job). Its figures come from the run's metrics.json (written at each validation) 
 (`running` from the first step, then how the run ended): a run whose status still says running
 after its process is gone was `killed` (kill -9, a lost machine); one with no status at all
 (stopped before training started, predates the record, or lost it) is `finished` where its
-metrics.json shows its last step (run_state.read_status), else `incomplete`.
+metrics.json shows its last step (run_state.read_status), `running` while a live process still
+starts it, else `incomplete`.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from chargpt.run_layout import (
     read_overrides,
     saved_config,
 )
-from chargpt.run_state import read_status, state_of
+from chargpt.run_state import read_status, starting_process, state_of
 from chargpt.runs.report_figures import HIGHER_IS_BETTER, METRIC_COLUMNS, figures_of
 
 SEED = "seed"
@@ -152,6 +153,8 @@ def run_status(run_dir: Path, status: dict[str, Any], metrics: dict[str, Any]) -
         return "failed"
     if (state := state_of(status, run_dir)) in ("running", "killed"):
         return state
+    if not status and starting_process(run_dir) is not None:
+        return "running"  # still starting: its first status.json comes with its first step
     # A run stopped early on purpose (time budget, signal) may say so in its metrics.
     return str(metrics.get("status") or status.get("status") or "incomplete")
 

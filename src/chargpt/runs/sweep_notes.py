@@ -15,6 +15,7 @@ from chargpt.errors import out_of_memory_fix
 from chargpt.files import read_json_object
 from chargpt.plural import counted
 from chargpt.run_layout import CONFIG_DIR, METRICS_FILE, SAVED_CONFIG, last_checkpoint
+from chargpt.run_state import held_now
 from chargpt.runs.resume import recorded_resume_command
 from chargpt.runs.run_rows import run_name
 from chargpt.runs.sweep_record import continue_command, planned_jobs, recorded_sweep, stored_study, sweep_of
@@ -32,9 +33,12 @@ def sweep_note(sweep_dir: Path, rows: list[dict[str, Any]], runs: list[Path] | N
         return None
     planned = planned_jobs(sweep_dir)
     missing = planned - len(rows) if planned is not None else 0
-    if running := sum(r["status"] == "running" for r in rows):
-        waiting = f", {missing} of {planned} not started yet" if missing > 0 else ""
-        return f"this sweep is still running ({running} running{waiting}): this table is not its last"
+    running = sum(r["status"] == "running" for r in rows)
+    if running or held_now(sweep_dir):  # (held: between two jobs, the next one not yet made)
+        parts = [f"{running} running"] if running else []
+        parts += [f"{missing} of {planned} not started yet"] if missing > 0 else []
+        detail = f" ({', '.join(parts)})" if parts else ""
+        return f"this sweep is still running{detail}: this table is not its last"
     # A job resumed apart and stopped past the sweep's last step is kept by a continuation, which
     # would run nothing for it: its own resume command is given below instead.
     stopped = sum(r["status"] in STOPPED and not _apart_past_the_end(r) for r in rows)
