@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -164,3 +165,53 @@ def test_the_real_mode_check_can_fail() -> None:
         hydra = GlobalHydra.instance().hydra
         for name in ("train", "sample"):
             assert REAL_GET_MODE(hydra, name, ["hydra.mode=RUN"]) == RunMode.RUN
+
+
+# Composed in a process that finds chargpt's hydra_plugins before the installed plugins', as from a
+# wheel (one site-packages folder, which Hydra scans in name order: chargpt_* before hydra_*).
+_SCANNED_FIRST = """
+import json, sys
+import hydra_plugins
+from hydra import compose, initialize_config_dir
+from chargpt.cli import CONFIG_PATH
+assert hydra_plugins.__path__[0].startswith(sys.argv[1]), list(hydra_plugins.__path__)
+targets = {}
+with initialize_config_dir(config_dir=CONFIG_PATH, version_base="1.3"):
+    for choice in sys.argv[2:]:
+        group = choice.partition("=")[0].split("/")[1]
+        targets[choice] = compose("train", [choice], return_hydra_config=True).hydra[group]._target_
+print(json.dumps(targets))
+"""
+
+
+def test_chargpts_launchers_and_sweeper_replace_plugins_scanned_after_them(tmp_path: Path) -> None:
+    # From a wheel install, Hydra scanned joblib's plugin after chargpt's, and its entry won:
+    # `chargpt-train -m hydra/launcher=joblib` ran Hydra's JoblibLauncher, and `kill -INT` of the
+    # sweep's process ended its jobs mid-step, with no checkpoint, each left `running`.
+    import json
+    import subprocess
+    import sys
+
+    import hydra_plugins.chargpt_launcher as launcher_plugin
+
+    src = str(Path(launcher_plugin.__file__).parents[2])
+    expected = {}
+    for plugin, choice, target in (
+        ("hydra_joblib_launcher", "hydra/launcher=joblib",
+         "hydra_plugins.chargpt_launcher.StoppableJoblibLauncher"),
+        ("hydra_submitit_launcher", "hydra/launcher=submitit_local",
+         "hydra_plugins.chargpt_launcher.submitit_local.StoppableLocalLauncher"),
+        ("hydra_optuna_sweeper", "hydra/sweeper=optuna",
+         "hydra_plugins.chargpt_sweeper.optuna_search.QuotingOptunaSweeper"),
+    ):
+        try:
+            __import__(f"hydra_plugins.{plugin}")
+            expected[choice] = target
+        except ImportError:  # (an extra not installed)
+            pass
+    if not expected:
+        pytest.skip("none of the joblib, slurm and optuna extras is installed")
+    env = {**os.environ, "PYTHONPATH": src}
+    found = subprocess.run([sys.executable, "-c", _SCANNED_FIRST, src, *expected], env=env, cwd=tmp_path,
+                           capture_output=True, text=True, check=True)
+    assert json.loads(found.stdout.strip().splitlines()[-1]) == expected

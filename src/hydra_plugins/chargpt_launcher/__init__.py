@@ -7,9 +7,10 @@ does is in chargpt/runs/parallel_launcher.py."""
 import dataclasses
 from collections.abc import Sequence
 
-from hydra.core.config_store import ConfigStore
 from hydra.core.utils import JobReturn
 from omegaconf import OmegaConf
+
+from hydra_plugins.chargpt_entries import store
 
 try:
     from hydra_plugins.hydra_joblib_launcher.config import JobLibLauncherConf
@@ -46,5 +47,9 @@ if JoblibLauncher is not None:
     # hydra/launcher=joblib, Hydra's name for the same launcher, stops as cleanly: with Hydra's class a
     # signal to the sweep's process ended its jobs mid-step, no checkpoint, each left `running`.
     # Replaces joblib's own entry (imported, so stored, above); its settings (n_jobs=-1, ...) stay.
-    ConfigStore.instance().store(group="hydra/launcher", name="joblib", node=StoppableJoblibConf,
-                                 provider="chargpt")
+    # Stored again once Hydra's scan of the plugins is over (chargpt_entries): the scan stores
+    # joblib's again as it runs its module, after this one's from a wheel install.
+    REPLACEMENTS = [("hydra/launcher", "joblib", StoppableJoblibConf)]
+else:
+    REPLACEMENTS = []
+store(REPLACEMENTS)

@@ -7,8 +7,9 @@ under submitit's own name; absent where the `slurm` extra is not installed."""
 import dataclasses
 from collections.abc import Sequence
 
-from hydra.core.config_store import ConfigStore
 from hydra.core.utils import JobReturn
+
+from hydra_plugins.chargpt_entries import store
 
 try:
     from hydra_plugins.hydra_submitit_launcher.config import LocalQueueConf
@@ -38,6 +39,8 @@ if LocalLauncher is not None:
         # checkpoint: on this machine a job has no time limit (hydra.launcher.timeout_min=N sets one).
         timeout_min: int = 60 * 24 * 365
 
-    # Replaces submitit's own entry (imported, so stored, above).
-    ConfigStore.instance().store(group="hydra/launcher", name="submitit_local", node=StoppableLocalQueueConf,
-                                 provider="chargpt")
+    # Replaces submitit's own entry (imported, so stored, above; again after Hydra's scan: chargpt_entries).
+    REPLACEMENTS = [("hydra/launcher", "submitit_local", StoppableLocalQueueConf)]
+else:
+    REPLACEMENTS = []
+store(REPLACEMENTS)

@@ -7,7 +7,7 @@ search gets it; absent where the `optuna` extra is not installed."""
 import dataclasses
 from typing import Any
 
-from hydra.core.config_store import ConfigStore
+from hydra_plugins.chargpt_entries import store
 
 try:
     from hydra_plugins.hydra_optuna_sweeper.config import OptunaSweeperConf
@@ -53,5 +53,8 @@ if OptunaSweeper is not None:
         _target_: str = "hydra_plugins.chargpt_sweeper.optuna_search.QuotingOptunaSweeper"
 
     # Replaces Optuna's own entry (imported, so stored, above): `hydra/sweeper=optuna` names this one.
-    ConfigStore.instance().store(group="hydra/sweeper", name="optuna", node=QuotingOptunaSweeperConf,
-                                 provider="chargpt")
+    # Stored again once Hydra's scan of the plugins is over (chargpt_entries).
+    REPLACEMENTS = [("hydra/sweeper", "optuna", QuotingOptunaSweeperConf)]
+else:
+    REPLACEMENTS = []
+store(REPLACEMENTS)
