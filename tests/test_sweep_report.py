@@ -209,6 +209,20 @@ def test_report_rejects_a_folder_without_runs(tmp_path: Path, capsys: pytest.Cap
     assert not (tmp_path / "report.csv").exists()
 
 
+@pytest.mark.skipif(not file_locks.LOCKING, reason="run folders are locked where the system has locks")
+def test_report_of_a_sweep_whose_first_job_is_starting_says_so(tmp_path: Path, capsys) -> None:
+    # Its folder made, no job's yet: "no runs in SWEEP (no .hydra/overrides.yaml in it); give a
+    # sweep's folder or a run's", as if the folder given were not a sweep's.
+    sweep = tmp_path / "my runs é 🚀"
+    sweep.mkdir()
+    (sweep / "multirun.yaml").write_text("hydra:\n  overrides:\n    hydra: []\n    task: ['seed=1,2']\n")
+    with lock_held(sweep):  # the sweep's process holds its folder's lock
+        assert run_cli(report_cli.main, str(sweep)) == 2
+    assert capsys.readouterr().err == (f"error: no runs in {sweep} yet: its sweep is still running, its "
+                                       "first job starting; report it again once that job has started\n")
+    assert not (sweep / "report.csv").exists()
+
+
 @pytest.mark.slow
 def test_sweep_goes_on_past_a_failing_job_in_process(tmp_path: Path) -> None:
     # The in-process twin of the subprocess test below: a failing job is recorded, the next one runs.

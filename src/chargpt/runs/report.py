@@ -14,7 +14,8 @@ from pathlib import Path
 
 from chargpt.errors import ChargptError
 from chargpt.plural import counted
-from chargpt.run_layout import CONFIG_DIR, OVERRIDES_FILE, run_folders
+from chargpt.run_layout import CONFIG_DIR, OVERRIDES_FILE, SWEEP_CONFIG, run_folders
+from chargpt.run_state import held_now
 from chargpt.runs.curves import curve_runs, write_curves
 from chargpt.runs.report_files import check_outputs, output_paths, write_csv
 from chargpt.runs.report_table import print_groups, print_table
@@ -36,6 +37,9 @@ def report(sweep_dir: Path, csv_path: Path | None = None, sort_by: str = "best_v
     runs, unrecorded = run_folders(sweep_dir)
     if not runs and unrecorded:
         raise ChargptError(f"no runs to report in {sweep_dir}: {_unrecorded(unrecorded)}")
+    if not runs and (sweep_dir / SWEEP_CONFIG).is_file() and held_now(sweep_dir):  # (its process holds it)
+        raise ChargptError(f"no runs in {sweep_dir} yet: its sweep is still running, its first job "
+                           "starting; report it again once that job has started")
     if not runs:
         raise ChargptError(f"no runs in {sweep_dir} (no {CONFIG_DIR}/{OVERRIDES_FILE} in it); "
                            f"{GIVE_A_FOLDER}")
