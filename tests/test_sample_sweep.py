@@ -940,12 +940,14 @@ def test_a_sweep_of_prompt_files_is_refused_with_the_loop_that_runs_each(
     assert (code, out.splitlines()) == (0, ["==> seed=1 <==", "a bed", "==> seed=2 <==", "a bed"]), err
 
 
-@pytest.mark.parametrize(("named", "file"), [("a\\,b.txt", "a,b.txt"), ("'a,b é.txt'", "a,b é.txt")])
+@pytest.mark.parametrize(("named", "file"), [("a\\,b.txt", "a,b.txt"), ("'a,b é.txt'", "a,b é.txt"),
+                                           ("a\\,b é.txt", "a,b é.txt")])
 def test_a_prompt_file_whose_comma_is_escaped_or_quoted_is_one_file_in_a_sweep(
     in_empty_folders, tmp_path: Path, capsys, named: str, file: str
 ) -> None:
     # `-m prompt_file=a\,b.txt` (Hydra's escaped comma: one value) was refused as a sweep of the
-    # files `a\` and `b.txt`; a quoted name of a file not there was refused so too.
+    # files `a\` and `b.txt`; a quoted name of a file not there was refused so too. An escaped comma
+    # in a name with an accent (which Hydra refuses unquoted) was read as typed, backslash and all.
     here, _ = in_empty_folders
     ckpt = make_checkpoint(tmp_path / "model.ckpt")
     argv = ["-m", f"ckpt_path={ckpt}", f"prompt_file={named}", "seed=1,2", "max_new_tokens=0"]
@@ -956,6 +958,9 @@ def test_a_prompt_file_whose_comma_is_escaped_or_quoted_is_one_file_in_a_sweep(
     (here / file).write_text("a bed", encoding="utf-8")
     code, out, err = run_main(sample_cli.main, argv, capsys)
     assert (code, out.splitlines()) == (0, ["==> seed=1 <==", "a bed", "==> seed=2 <==", "a bed"]), err
+    alone = [f"ckpt_path={ckpt}", f"prompt_file={named}", "max_new_tokens=0"]  # not a sweep: read so too
+    code, out, err = run_main(sample_cli.main, alone, capsys)
+    assert (code, out) == (0, "a bed\n"), err
 
 
 def test_a_training_sweep_of_prompt_files_is_refused_with_the_loop_that_samples_each(

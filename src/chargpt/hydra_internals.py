@@ -26,6 +26,8 @@ OPTUNA_SWEEPER = ("hydra_plugins.hydra_optuna_sweeper._impl", "OptunaSweeperImpl
 ARGS_PARSER = ("hydra._internal.utils", "get_args_parser")
 # How the basic sweeper escapes a `choice(...)` value as it writes it into a job's override.
 ESCAPE = ("hydra._internal.grammar.utils", "escape_special_characters")
+# The characters a backslash escapes in an unquoted value (its grammar's ESC rule).
+ESCAPED = ("hydra._internal.grammar.utils", "_ESC")
 
 # (owner, attribute path) pairs, checked by the test: an owner with a dot is a module (imported by
 # the test), else a class named here.
@@ -34,6 +36,7 @@ PRIVATE_MEMBERS: list[tuple[str, str]] = [
     ("BasicSweeper", "split_arguments"),
     ARGS_PARSER,
     ESCAPE,
+    ESCAPED,
     # A parsed override's value (a sweep's list of choices), read and replaced.
     ("Override", "_value"),
     # A job's result or its exception, read without Hydra's `Error executing job` line that the
@@ -73,6 +76,11 @@ def hydra_switches() -> tuple[str, ...]:
 def escape_special_characters(text: str) -> str:
     """`text` escaped as Hydra's basic sweeper writes a choice's value into its job's override."""
     return str(_member(*ESCAPE)(text))
+
+
+def escaped_characters() -> str:
+    """The characters a backslash escapes in an unquoted value (`\\,` is a comma, `\\\\` a backslash)."""
+    return str(_member(*ESCAPED))
 
 
 def override_value(override: Override) -> Any:

@@ -30,7 +30,7 @@ from hydra.errors import HydraException
 from omegaconf import OmegaConf
 
 from chargpt import shell_words
-from chargpt.hydra_internals import escape_special_characters, override_value, with_value
+from chargpt.hydra_internals import escape_special_characters, escaped_characters, override_value, with_value
 
 _PARSER = OverridesParser.create()
 # The folders data is read from and runs go under (an MLflow store, a new run's dated folder):
@@ -158,12 +158,13 @@ def literal_value(override: str) -> str:
 
 def _unescaped(override: str) -> str:
     """An unquoted value as Hydra reads it (`a\\ b\\,c.txt` -> `a b,c.txt`), where that is one string;
-    else as typed (a Windows path `C:\\data`, which Hydra does not read)."""
+    one Hydra cannot read (an accent: `a\\,b é.txt`) with its escapes read as Hydra reads them (a
+    Windows path `C:\\data`, which has none, as typed)."""
     raw = override.partition("=")[2]
     try:
         parsed = _PARSER.parse_override(override)
     except HydraException:
-        return raw
+        return re.sub(rf"\\([{re.escape(escaped_characters())}])", r"\1", raw)
     value = parsed.value()
     return omegaconf_text(value) if not parsed.is_sweep_override() and isinstance(value, str) else raw
 
