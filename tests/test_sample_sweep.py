@@ -171,6 +171,22 @@ def test_a_sampling_sweep_of_prompts_takes_each_as_typed(in_empty_folders, tmp_p
     assert _left(*in_empty_folders) == []
 
 
+def test_a_swept_prompt_with_a_line_break_is_named_on_one_line(
+    in_empty_folders, tmp_path: Path, capsys
+) -> None:
+    # `-m $'prompt=choice(a\nb, c)'`: its job's heading, and the refusal of such a prompt, were split
+    # over two lines at the prompt's line break. Written as bash reads it back, $'a\nb', on one line.
+    ckpt = make_checkpoint(tmp_path / "model.ckpt", chars="\n abc\t")
+    args = ["-m", f"ckpt_path={ckpt}", "max_new_tokens=0", "prompt=choice(a\nb, 'c\td', c)"]
+    code, out, err = run_main(sample_cli.main, [*args[:3], "prompt=choice(a\nb, c)"], capsys)
+    assert code == 0, err
+    assert out.splitlines() == ["==> prompt=$'a\\nb' <==", "a", "b", "==> prompt=c <==", "c"]
+    code, out, err = run_main(sample_cli.main, args, capsys)
+    assert (code, out) == (2, "")
+    assert err.splitlines() == ["error: prompt=$'c\\td' has characters not in the model's vocabulary: 'd'; "
+                                "remove them from it, or use a model trained on text that has them"]
+
+
 def test_a_sweep_folder_given_is_kept(in_empty_folders, tmp_path: Path, capsys) -> None:
     ckpt = make_checkpoint(tmp_path / "model.ckpt")
     sweep = tmp_path / "kept"

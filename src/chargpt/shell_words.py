@@ -23,8 +23,22 @@ def quote(word: str) -> str:
     line) when it holds a control character but a newline; else as shlex quotes it, newlines and all."""
     if not _CONTROL.search(word):
         return shlex.quote(word)
+    return _ansi_c_quoted(word)
+
+
+def _ansi_c_quoted(word: str) -> str:
     return "$'" + "".join(_ESCAPED.get(c) or (f"\\x{ord(c):02x}" if _CONTROL.match(c) else c)
                           for c in word) + "'"
+
+
+def setting_on_one_line(setting: str) -> str:
+    """A `key=value` setting as typed, shown in a line of output (a sweep job's heading, an error):
+    as it is, unless its value holds a line break or another control character, which would break
+    or garble the line; then that value in `$'...'` (`prompt=$'a\\nb'`), as bash reads it back."""
+    key, equals, value = setting.partition("=")
+    if not (_CONTROL.search(value) or "\n" in value):
+        return setting
+    return f"{key}{equals}{_ansi_c_quoted(value)}" if equals else _ansi_c_quoted(setting)
 
 
 def quote_in_double_quotes(word: str) -> str:

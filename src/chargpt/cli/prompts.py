@@ -8,6 +8,7 @@ import sys
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from chargpt import shell_words
 from chargpt.checks import utf8_text
 from chargpt.cli.exits import stdout_errors_as_started, stdout_writes_any_text
 from chargpt.cli.prompt_files import prompt_source
@@ -46,7 +47,8 @@ def check_prompt(
     model's vocabulary before the first job starts. `swept`: the prompt is one of the sweep's
     several, which the refusal names (`prompt=Zoë has characters ...`)."""
     if prompt is not None:
-        _in_vocabulary(prompt, tokenizer, setting, f"{setting}={prompt}" if swept else None)
+        named = shell_words.setting_on_one_line(f"{setting}={prompt}")  # (one error line)
+        _in_vocabulary(prompt, tokenizer, setting, named if swept else None)
 
 
 def _in_vocabulary(

@@ -227,7 +227,13 @@ def job_heading() -> str | None:
     """The line that heads a sweep job's output, as `head` heads each of several files; None
     outside a sweep, or for a sweep's only job (nothing varies)."""
     settings = job_settings()
-    return f"==> {' '.join(settings)} <==" if settings else None
+    return f"==> {_on_one_line(settings)} <==" if settings else None
+
+
+def _on_one_line(settings: list[str]) -> str:
+    """A job's settings as its heading and its row of a table show them: a prompt's line break
+    escaped, not breaking the line."""
+    return " ".join(shell_words.setting_on_one_line(setting) for setting in settings)
 
 
 def job_folder(out: Path) -> Path:
@@ -327,7 +333,7 @@ def results_table() -> str | None:
     for i, (settings, result) in enumerate(results):
         figures = [_figure(result.get(key)) for key, _ in _FIGURES]
         label = [] if one_text else [f"{result.get('split')} of {result.get('data')}"]
-        rows.append([" ".join(settings) + (" *" if i in marked else ""), *figures, *label])
+        rows.append([_on_one_line(settings) + (" *" if i in marked else ""), *figures, *label])
     widths = [max(len(row[c]) for row in rows) for c in range(len(rows[0]))]
     # The settings left-aligned, the figures right-aligned, the text left-aligned (last: the longest).
     end = 1 + len(_FIGURES)
