@@ -214,6 +214,24 @@ def test_an_evaluation_sweep_heads_each_job_and_ends_in_a_table(
     assert _left(*in_empty_folders) == []
 
 
+def test_an_evaluation_sweeps_table_lines_up_names_of_wide_characters(
+    in_empty_folders, tmp_path: Path, capsys
+) -> None:
+    # A path with an emoji or CJK letters, each two columns wide on a terminal, was padded by its
+    # characters: its row's figures stood to the right of the others'.
+    from rich.cells import cell_len
+
+    text = _eval_text(tmp_path)
+    plain, wide = make_checkpoint(tmp_path / "a.ckpt"), make_checkpoint(tmp_path / "模型 🚀.ckpt")
+    args = ["-m", f"ckpt_path=choice({plain}, '{wide}')", f"data.path={text}"]
+    code, _, err = run_main(eval_cli.main, args, capsys)
+    assert code == 0, err
+    table = err.splitlines()[-4:-1]
+    assert table[2].startswith(f"ckpt_path={wide} "), table
+    # Each line ends with the right-aligned step column: as wide on a terminal as the others.
+    assert len({cell_len(line) for line in table}) == 1, table
+
+
 def test_an_evaluation_sweep_marks_no_lowest_loss_between_different_texts(
     in_empty_folders, tmp_path: Path, capsys
 ) -> None:

@@ -24,6 +24,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
+from rich.cells import cell_len
 
 from chargpt import file_locks, shell_words
 from chargpt.cli.common import naming_removed_settings
@@ -334,11 +335,14 @@ def results_table() -> str | None:
         figures = [_figure(result.get(key)) for key, _ in _FIGURES]
         label = [] if one_text else [f"{result.get('split')} of {result.get('data')}"]
         rows.append([_on_one_line(settings) + (" *" if i in marked else ""), *figures, *label])
-    widths = [max(len(row[c]) for row in rows) for c in range(len(rows[0]))]
+    # Widths in terminal cells, as the settings' paths and prompts show (an emoji or a CJK letter
+    # takes two): padded by characters, such a row's figures stood right of the others'.
+    widths = [max(cell_len(row[c]) for row in rows) for c in range(len(rows[0]))]
     # The settings left-aligned, the figures right-aligned, the text left-aligned (last: the longest).
     end = 1 + len(_FIGURES)
-    lines = ["  ".join([row[0].ljust(widths[0]),
-                        *(cell.rjust(width) for cell, width in zip(row[1:end], widths[1:end], strict=True)),
+    lines = ["  ".join([row[0] + " " * (widths[0] - cell_len(row[0])),
+                        *(" " * (width - cell_len(cell)) + cell
+                          for cell, width in zip(row[1:end], widths[1:end], strict=True)),
                         *row[end:]])
              for row in rows]
     if one_text:
