@@ -705,11 +705,20 @@ EVAL_CASES = [
     ("a text with Windows line endings", ["ckpt_path={ckpt}", "data=text", "data.path={tmp}/crlf.txt"],
      "has characters the vocabulary lacks: '\\r'; pass data.newline=normalize to read '\\r\\n' as '\\n', or "
      "remove them from the text"),
+    # A split misspelt, or named as other tools name theirs, was refused with no word of the one meant.
     (
         "unknown split",
         ["ckpt_path={ckpt}", "data=text", "data.path={corpus}", "split=test"],
-        "split='test' is not one of val, train, all",
+        "split='test' is not one of val, train, all (did you mean split=val? the text a run holds out is its "
+        "val split: there is no test split)",
     ),
+    ("a test split misspelt", ["ckpt_path={ckpt}", "data=text", "data.path={corpus}", "split=tset"],
+     "split='tset' is not one of val, train, all (did you mean split=val? the text a run holds out is its "
+     "val split: there is no test split)"),
+    ("a split misspelt", ["ckpt_path={ckpt}", "data=text", "data.path={corpus}", "split=tarin"],
+     "split='tarin' is not one of val, train, all (did you mean split=train?)"),
+    ("a split named in full", ["ckpt_path={ckpt}", "data=text", "data.path={corpus}", "split=validation"],
+     "split='validation' is not one of val, train, all (did you mean split=val?)"),
     (
         "checkpoint truncated",
         ["ckpt_path={tmp}/truncated.ckpt", "data=text", "data.path={corpus}"],

@@ -28,6 +28,7 @@ from chargpt.hydra_run import plain
 from chargpt.inference import TrainedModel, load_with_checkpoint, pick_device
 from chargpt.model_card import DATASET_READING, card_for_export, dataset_reading, weights_step
 from chargpt.recorded_text import check_read_alike, recorded_data, split_ids
+from chargpt.spelling import did_you_mean, nearest_name
 from chargpt.training.precision import (
     ALIASES,
     MATMUL_PRECISIONS,
@@ -43,6 +44,9 @@ if TYPE_CHECKING:
     from lightning.pytorch.plugins.precision import Precision
 
 SPLITS = ("val", "train", "all")
+# The names other tools give a split, and chargpt-eval's for it: a run holds out one text, its val split.
+SPLITS_NAMED_ELSEWHERE = {"test": "val", "dev": "val", "valid": "val", "validation": "val",
+                          "training": "train"}
 
 
 def evaluate_checkpoint(
@@ -109,8 +113,20 @@ def check_asked(ckpt_path: str, split: str, batch_size: int) -> None:
     if not ckpt_path:
         raise no_checkpoint_given("chargpt-eval")
     if split not in SPLITS:
-        raise ConfigError(f"split={split!r} is not one of {', '.join(SPLITS)}")
+        raise ConfigError(f"split={split!r} is not one of {', '.join(SPLITS)}{_split_meant(split)}")
     whole_number("batch_size", batch_size, low=1)
+
+
+def _split_meant(split: str) -> str:
+    """` (did you mean split=val?)` for a split misspelt or named as elsewhere (`tset`, `validation`)."""
+    near = nearest_name(split, [*SPLITS, *SPLITS_NAMED_ELSEWHERE])
+    if near is None:
+        return ""
+    meant = SPLITS_NAMED_ELSEWHERE.get(near, near)
+    # (A held-out split of its own is no `val` under another name: said so, not just corrected.)
+    held_out = near in ("test", "dev")
+    why = f"the text a run holds out is its val split: there is no {near} split" if held_out else ""
+    return did_you_mean(f"split={meant}", why=why)
 
 
 def _placed_in(trained: TrainedModel, forward: str, on: torch.device) -> Precision | None:
