@@ -7,6 +7,7 @@ import csv
 from pathlib import Path
 
 import pytest
+import yaml
 
 from chargpt.errors import ChargptError
 from chargpt.run_layout import find_runs
@@ -429,3 +430,29 @@ def test_a_report_on_a_console_that_cannot_write_its_symbols_escapes_them(tmp_pa
     written = ascii_out.buffer.getvalue().decode("ascii")
     assert "1.5500 \\xb1 0.0707" in written and "written:" in written
     assert ascii_out.errors == "strict"  # the console is left as it was found
+
+
+def test_settings_are_compared_only_with_the_best_on_the_same_text(tmp_path: Path, capsys) -> None:
+    # A sweep of two texts (`-m 'data.path=choice(input.txt, 笔记 🚀.txt)'`): the easier text's setting
+    # was `best` and Tiny Shakespeare's were `apart` from it, though losses on two texts do not compare.
+    sweep = tmp_path / "sweep"
+    runs = [("input.txt", "optimizer.lr=1e-3", [2.0, 2.2]), ("input.txt", "optimizer.lr=3e-3", [1.5, 1.6]),
+            ("笔记 🚀.txt", "optimizer.lr=1e-3", [0.5, 0.6])]
+    for i, (text, lr, losses) in enumerate(runs):
+        for seed, loss in enumerate(losses, start=1):
+            name = f"{i}-{seed}"
+            loss_run(sweep, name, [f"data.path={text}", lr, f"seed={seed}"], loss)
+            (sweep / name / ".hydra" / "config.yaml").write_text(
+                yaml.safe_dump({"seed": seed, "data": {"path": text, "train_fraction": 0.9, "batch_size": 12,
+                                                       "seed": seed}}, allow_unicode=True), encoding="utf-8")
+
+    report(sweep)
+
+    out = capsys.readouterr().out
+    with (sweep / "report_groups.csv").open(encoding="utf-8") as f:
+        rows = {(r["data.path"], r["optimizer.lr"]): r for r in csv.DictReader(f)}
+    assert [(key, rows[key]["vs_best"]) for key in rows] == [
+        (("笔记 🚀.txt", "1e-3"), ""), (("input.txt", "3e-3"), "best"), (("input.txt", "1e-3"), "apart")]
+    assert float(rows["input.txt", "1e-3"]["delta"]) == pytest.approx(0.55)
+    assert rows["笔记 🚀.txt", "1e-3"]["delta"] == ""
+    assert "vs_best: against the best setting trained on the same text" in out

@@ -42,6 +42,7 @@ from chargpt.hydra_run import as_written, is_multirun, sweep_dir, task_overrides
 from chargpt.overrides import as_typed, hydra_quoted, is_sweep, override_key
 from chargpt.plural import counted
 from chargpt.run_layout import CONFIG_DIR, SWEEP_CONFIG, holds_run
+from chargpt.runs.same_text import best_of_each_text
 
 if TYPE_CHECKING:
     from chargpt.data.tokenizer import CharTokenizer
@@ -328,7 +329,7 @@ def results_table() -> str | None:
     if len(results) < 2:
         return None
     texts = [_scored_text(result) for _, result in results]
-    marked = _lowest_of_each_text([result["loss"] for _, result in results], texts)
+    marked = set(best_of_each_text([result["loss"] for _, result in results], texts).values())
     one_text = len(set(texts)) == 1
     rows = [["settings", *(title for _, title in _FIGURES), *([] if one_text else ["text"])]]
     for i, (settings, result) in enumerate(results):
@@ -359,16 +360,6 @@ def _scored_text(result: dict[str, Any]) -> tuple[Any, ...]:
     """What a job's loss was measured on: the split of the text, and how many characters (the same
     file cut elsewhere, data.train_fraction, is another text)."""
     return result.get("data"), result.get("split"), result.get("tokens")
-
-
-def _lowest_of_each_text(losses: list[float], texts: list[tuple[Any, ...]]) -> set[int]:
-    """The row of the lowest loss of each text that two or more jobs scored."""
-    marked = set()
-    for text in set(texts):
-        rows = [i for i, other in enumerate(texts) if other == text]
-        if len(rows) > 1:
-            marked.add(min(rows, key=lambda i: losses[i]))
-    return marked
 
 
 def _figure(value: Any) -> str:

@@ -18,11 +18,13 @@ class Figure:
     compared: bool = True
     # In the settings' table with its ± std on screen, whatever it is sorted by (the CSV has every std).
     spread_shown: bool = False
+    # Measured on the run's validation text: compared only between runs of the same text (same_text.py).
+    per_text: bool = False
 
 
 FIGURES = (
-    Figure("best_val_loss", "best_val_loss", "{:.4f}", spread_shown=True),
-    Figure("last_val_loss", "val_loss", "{:.4f}", spread_shown=True),
+    Figure("best_val_loss", "best_val_loss", "{:.4f}", spread_shown=True, per_text=True),
+    Figure("last_val_loss", "val_loss", "{:.4f}", spread_shown=True, per_text=True),
     Figure("steps", "step", compared=False),  # a count the run was set to, not a result to rank
     Figure("tokens_per_sec", "tokens_per_second", "{:,.0f}", higher_is_better=True),
     Figure("wall_s", "train_seconds", "{:,.1f}"),
@@ -33,6 +35,7 @@ SORT_CHOICES = [*(f.column for f in FIGURES if f.compared), "run"]
 HIGHER_IS_BETTER = frozenset(f.column for f in FIGURES if f.higher_is_better)
 GROUP_METRICS = [f.column for f in FIGURES if f.compared]  # the settings' table: mean ± std of each
 SPREAD_SHOWN = [f.column for f in FIGURES if f.spread_shown]
+PER_TEXT = frozenset(f.column for f in FIGURES if f.per_text)
 FORMATS = {f.column: f.format for f in FIGURES if f.format is not None}
 
 

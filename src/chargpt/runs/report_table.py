@@ -27,7 +27,7 @@ from chargpt.runs.run_rows import (
     short_number,
     varying,
 )
-from chargpt.runs.seed_groups import flat_groups
+from chargpt.runs.seed_groups import flat_groups, several_texts
 
 SETTING_MIN_WIDTH = 12
 NARROWEST = 40  # the narrowest terminal a table is fitted to
@@ -302,6 +302,9 @@ def _without_common_folders(
 
 
 NO_STD = "—"  # one seed: no spread known
+# Under the settings' table of a sweep of several texts, whose losses do not compare.
+PER_TEXT_NOTE = ("vs_best: against the best setting trained on the same text (losses on different texts "
+                 "do not compare; -: the only setting on its text)")
 
 
 def _mean_std(mean: float | None, std: float | None, column: str) -> str:
@@ -347,6 +350,8 @@ def print_groups(
         rows.append(shown)
     # The settings all groups share are those under the run table: not repeated here.
     notes = [f"≈: {metric} not told apart from the best's (|Δ mean| < sum of stds, or n=1)"]
+    if several_texts(groups, metric):
+        notes.append(PER_TEXT_NOTE)
     whole = ("seeds", "n", *figures, "vs_best")
     # On a narrow terminal the figures other than the ranking one go before the settings do.
     extra = tuple(c for c in reversed(GROUP_METRICS) if c != metric)

@@ -166,6 +166,20 @@ def recorded_seed(run_dir: Path) -> str | None:
     return None if seed is None else str(seed)
 
 
+# The data settings that pick the text a run validates on (the file, its cut, a dataset's split, how
+# much of it is scored, how it is read); the others (batches, workers, the data seed) do not.
+TEXT_SETTINGS = ("path", "val_path", "name", "config", "data_files", "split", "val_split", "text_field",
+                 "train_fraction", "val_max_chars", "separator", "normalize", "newline")
+
+
+def validation_text(run_dir: Path) -> tuple[str, ...]:
+    """What the run's validation loss was measured on, as its saved config's data settings say: equal
+    for two runs of the same text (all runs alike where no config was saved)."""
+    data = saved_config(run_dir).get("data")
+    data = data if isinstance(data, dict) else {}
+    return tuple(str(data.get(key)) for key in TEXT_SETTINGS)
+
+
 def chosen_shape(run_dir: Path) -> str | None:
     """The shape model=auto chose for the run (`4x192 h6 ctx128 b8`), from its budget.json."""
     auto = read_json_object(run_dir / BUDGET_FILE).get("auto")
@@ -183,6 +197,7 @@ def run_row(run_dir: Path, sweep_dir: Path) -> dict[str, Any]:
         "added": added_keys(run_dir),
         "recorded_seed": recorded_seed(run_dir),
         "chosen_shape": chosen_shape(run_dir),
+        "text": validation_text(run_dir),  # not a column: which runs' losses compare
         "status": run_status(run_dir, status, metrics),
         **figures_of(metrics),
         "error": status.get("error", ""),

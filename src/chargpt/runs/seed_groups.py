@@ -7,8 +7,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from chargpt.runs.report_figures import GROUP_METRICS, HIGHER_IS_BETTER
+from chargpt.runs.report_figures import GROUP_METRICS, HIGHER_IS_BETTER, PER_TEXT
 from chargpt.runs.run_rows import SEED, given_value, natural_order
+from chargpt.runs.same_text import best_of_each_text
 
 BEST, NOISE, NO_SPREAD, APART = "best", "≈ noise", "≈ n=1", "apart"  # vs_best: a setting against the best
 
@@ -50,6 +51,8 @@ def group_runs(rows: list[dict[str, Any]], metric: str = "best_val_loss") -> lis
     of `metric`, best first, and each is compared with the best one: `≈ noise` when the means are
     closer than the sum of the two stds (the difference is smaller than the seeds' spread), `≈ n=1`
     when either has a single seed (no spread known, so it cannot be told apart), `apart` otherwise.
+    A loss is compared only with the best of the settings trained on the same text (several texts in
+    one sweep: `data.path=choice(a.txt, b.txt)`); a setting alone on its text is compared with none.
     """
     groups: dict[tuple[tuple[str, Any], ...], dict[str, Any]] = {}
     for row in rows:
@@ -65,6 +68,7 @@ def group_runs(rows: list[dict[str, Any]], metric: str = "best_val_loss") -> lis
         finished = [[r for r in by_seed[s] if r["status"] == "finished"] for s in seeds]
         out: dict[str, Any] = {
             "settings": group["settings"],
+            "text": group["runs"][0].get("text"),  # (its runs' overrides alike: their text too)
             "seeds": ",".join(_seed_label(s, len(by_seed[s])) for s in seeds),
             "runs": len(group["runs"]),
             "n": sum(any(_finite(r.get(metric)) for r in runs) for runs in finished),
@@ -81,11 +85,19 @@ def group_runs(rows: list[dict[str, Any]], metric: str = "best_val_loss") -> lis
         return (mean is None, 0.0 if mean is None else (-mean if higher_is_better else mean))
 
     result.sort(key=rank)
-    best = result[0]
-    for group in result:
-        group["vs_best"] = _versus(group, best, metric)
-        group["delta"] = None if group[key] is None or best[key] is None else group[key] - best[key]
+    # A loss compares only with one on the same text: each setting against the best of its text.
+    texts = [group["text"] if metric in PER_TEXT else None for group in result]
+    best_of = best_of_each_text([group[key] for group in result], texts, higher_is_better)
+    for group, text in zip(result, texts, strict=True):
+        best = result[best_of[text]] if text in best_of else None
+        group["vs_best"] = None if best is None else _versus(group, best, metric)
+        group["delta"] = None if best is None or group[key] is None else group[key] - best[key]
     return result
+
+
+def several_texts(groups: list[dict[str, Any]], metric: str) -> bool:
+    """Whether the settings were compared text by text (best_of_each_text): trained on several."""
+    return metric in PER_TEXT and len({group["text"] for group in groups}) > 1
 
 
 def _seed_key(row: dict[str, Any], index: int) -> tuple[str, int]:
