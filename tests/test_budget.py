@@ -941,3 +941,40 @@ def test_a_run_stopped_before_its_plan_records_no_rerun_command() -> None:
     budget = TimeBudget(seconds=60.0, start=0.0)
     assert budget.planned_steps is None
     assert budget.summary()["rerun_with"] is None  # not "trainer.max_steps=None"
+
+
+def test_a_draw_timed_moments_ago_prices_the_next_sample_without_drawing_again() -> None:
+    from chargpt.model import ModelConfig, build_model
+
+    class ModelClock:  # moved by the model's forwards (1 ms a character read), and by the test
+        now = 0.0
+
+        def __call__(self) -> float:
+            return self.now
+
+    clock = ModelClock()
+    model = build_model(ModelConfig(n_layer=1, n_head=2, n_embd=16, block_size=16), 10).eval()
+    forwards = []
+
+    def costs(module: torch.nn.Module, args: tuple) -> None:
+        forwards.append(args[0].shape[1])
+        clock.now += 0.001 * args[0].shape[1]
+    model.register_forward_pre_hook(costs)
+    # TensorBoard's text sample, then the closing sample, priced at one estimate of the run's end.
+    text_sample = budget_plan.sampling_seconds(model, 20, clock)  # past the context of 16
+    drawn = len(forwards)
+    closing = budget_plan.sampling_seconds(model, 300, clock)
+    assert len(forwards) == drawn  # no second draw taken from the budget
+    assert closing == pytest.approx(text_sample * 300 / 20)
+    # A draw that stopped inside the context does not price a longer sample (no restart was timed).
+    short = build_model(ModelConfig(n_layer=1, n_head=2, n_embd=16, block_size=16), 10).eval()
+    short.register_forward_pre_hook(costs)
+    budget_plan.sampling_seconds(short, 8, clock)
+    drawn = len(forwards)
+    budget_plan.sampling_seconds(short, 300, clock)
+    assert len(forwards) > drawn
+    # Nor does one timed long ago, when the machine's load may have been another.
+    clock.now += budget_plan.DRAW_KEPT_SECONDS
+    drawn = len(forwards)
+    budget_plan.sampling_seconds(model, 300, clock)
+    assert len(forwards) > drawn
