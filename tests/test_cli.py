@@ -250,6 +250,22 @@ def test_a_run_whose_save_last_writes_outside_its_checkpoints_folder_is_told_a_r
     assert lines == [] and (run / "checkpoints" / "last.ckpt").is_file()
 
 
+def test_a_save_last_of_no_dirpath_is_told_a_fix_that_is_taken(tmp_path: Path, capsys) -> None:
+    # Without a dirpath, Lightning writes in its first logger's folder; the fix told was
+    # 'callbacks.keep.dirpath=...', refused as "not a setting of callbacks.keep": a key the config
+    # does not have is added with '+'.
+    keep = "+callbacks.keep={_target_: lightning.pytorch.callbacks.ModelCheckpoint, save_last: true}"
+    settings = ["logger=csv", "~callbacks.last_checkpoint", keep]
+    run, lines = _warnings_of_a_short_run(tmp_path, capsys, settings)
+    assert len(lines) == 1 and "writes its last.ckpt in its first logger's folder" in lines[0], lines
+    assert not (run / "checkpoints" / "last.ckpt").exists()
+    shutil.rmtree(run)
+    fix = shlex.split(lines[0].partition("checkpoints/ (")[2].partition(")")[0])
+    assert fix == ["+callbacks.keep.dirpath=${paths.output_dir}/checkpoints"]
+    run, lines = _warnings_of_a_short_run(tmp_path, capsys, [*settings, *fix])
+    assert lines == [] and (run / "checkpoints" / "last.ckpt").is_file()
+
+
 @pytest.mark.slow
 def test_a_run_that_ends_worse_than_guessing_says_so(tmp_path: Path, capsys) -> None:
     # A random text has nothing to learn: 36 epochs over 180 characters fit the training part and

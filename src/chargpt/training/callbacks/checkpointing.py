@@ -180,7 +180,8 @@ def warn_if_not_resumable(cfg: DictConfig) -> None:
         return
     if elsewhere and not saving_last:
         key, (folder, named) = next(iter(elsewhere.items()))
-        in_run = shell_words.quote(f"callbacks.{key}.dirpath=${{paths.output_dir}}/{CHECKPOINT_DIR}")
+        added = "" if "dirpath" in configs[key] else "+"  # (a key the config lacks is added with '+')
+        in_run = shell_words.quote(f"{added}callbacks.{key}.dirpath=${{paths.output_dir}}/{CHECKPOINT_DIR}")
         log.warning(f"warning: callbacks.{key}.save_last={str(configs[key].save_last).lower()} writes its "
                     f"{LAST} in {folder}, where a resume of the run's folder (ckpt_path=RUN_DIR) does not "
                     f"look: keep it in the run's {CHECKPOINT_DIR}/ ({in_run}), or resume from that file "
