@@ -11,7 +11,9 @@ import shlex
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hydra.conf import HydraConf
@@ -633,3 +635,39 @@ def test_a_task_stopped_before_it_trains_is_recorded_as_it_stopped(
     with pytest.raises(type(stop)):
         record_status(task)(OmegaConf.create({"paths": {"output_dir": str(run_dir)}}))
     assert json.loads((run_dir / "status.json").read_text())["status"] == status
+
+
+def test_a_sweep_job_holds_its_folder_before_lightning_is_imported(tmp_path: Path, capsys,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    # A parallel launcher's job (hydra/launcher=submitit_local or joblib) imports Lightning in its own
+    # process once Hydra has made its folder, seconds on a loaded CPU: claimed only after that import,
+    # a report of the running sweep called the job 'incomplete' meanwhile, as if it had stopped.
+    import contextlib
+
+    import chargpt.cli.train as train_cli
+    import chargpt.training.build as build
+
+    held_at_import: list[list[Path]] = []
+
+    @contextlib.contextmanager
+    def importing() -> Iterator[None]:
+        held_at_import.append([claim.folder.resolve() for claim in claims.claims])
+        sys.modules[build.__name__] = build  # (the module itself, not a second copy)
+        yield
+
+    train = train_cli._train
+
+    def job_in_its_own_process(cfg: Any, parallel: Any) -> Any:
+        sys.modules.pop(build.__name__, None)  # as in a job's own process: not imported yet
+        return train(cfg, parallel)
+
+    monkeypatch.setattr(train_cli, "_train", job_in_its_own_process)
+    monkeypatch.setattr(train_cli, "collector_off_then_frozen", importing)
+    sweep = tmp_path / "my runs é 🚀"
+    corpus = write_corpus(tmp_path / "corpus.txt")
+    code = run_cli(train_main, "-m", *bare_train_args(corpus, None, "trainer.max_steps=1", "seed=1,2"),
+                   f"hydra.sweep.dir={sweep}")
+    assert code == 0, capsys.readouterr().err
+    assert len(held_at_import) == 2, held_at_import
+    for job, held in enumerate(held_at_import):
+        assert (sweep / str(job)).resolve() in held, held_at_import

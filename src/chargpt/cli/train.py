@@ -45,7 +45,7 @@ from chargpt.metric_names import loss_shown
 from chargpt.plural import counted
 from chargpt.run_layout import last_checkpoint, run_dir_of
 from chargpt.runs.continuation import forget_unstarted_job, keep_finished_jobs
-from chargpt.runs.directory import prepare_run_dir
+from chargpt.runs.directory import claim_this_job, prepare_run_dir
 from chargpt.runs.resume import record_environment, resume_command, resume_overrides
 from chargpt.runs.status import forget_this_resume, has_started, record_status, record_trained
 from chargpt.runs.sweep_record import continue_line
@@ -117,6 +117,7 @@ def _train(cfg: DictConfig, parallel: Path | None) -> float | None:
     # a command that only prints (--help, --cfg) or is refused for its settings, which never train.
     # The first time in a process, with the collector off and what it made frozen, as launch.py
     # imports a command (not again for a sweep's next job: freezing would keep its garbage).
+    claim_this_job(cfg)
     if "chargpt.training.build" not in sys.modules:
         with collector_off_then_frozen():
             importlib.import_module("chargpt.training.build")

@@ -187,10 +187,19 @@ def _continue_command(run_dir: Path) -> str:
     return shell_words.quote(f"ckpt_path={run_dir}")
 
 
+def claim_this_job(cfg: DictConfig) -> None:
+    """On rank 0, a sweep's job claims its folder as it starts, before it imports Lightning (seconds
+    in a parallel launcher's own process, once Hydra has made the folder): until then a report of the
+    running sweep took the job for one stopped ('incomplete'). A single run's folder is claimed
+    before Hydra writes there (RunDirGuard)."""
+    if is_multirun() and is_rank_zero():
+        claim_job(Path(cfg.paths.output_dir))
+
+
 def prepare_run_dir(cfg: DictConfig) -> None:
     """The run's folder made ready before the run is built: a job of a continued sweep that did not
-    finish resumes there (cfg.ckpt_path set to its folder) or starts over; on rank 0 a sweep's job
-    claims its folder and the folder is checked (check_run_dir)."""
+    finish resumes there (cfg.ckpt_path set to its folder) or starts over; on rank 0 the folder is
+    checked (check_run_dir), a sweep's job's once claimed (claim_this_job)."""
     output_dir = cfg.paths.output_dir
     continued = continued_job(output_dir)  # a job of a continued sweep that did not finish
     if continued == "resume":
@@ -199,8 +208,6 @@ def prepare_run_dir(cfg: DictConfig) -> None:
     if is_rank_zero():
         # Sweep jobs (which Hydra's run-directory callback does not see) are checked here.
         setting = "hydra.sweep.dir" if is_multirun() else "hydra.run.dir"
-        if is_multirun():  # a single run's folder is claimed before Hydra writes there (RunDirGuard)
-            claim_job(Path(output_dir))
         check_run_dir(Path(output_dir), cfg.ckpt_path, setting, start_over=continued == "start over")
 
 
