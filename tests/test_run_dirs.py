@@ -671,3 +671,16 @@ def test_a_sweep_job_holds_its_folder_before_lightning_is_imported(tmp_path: Pat
     assert len(held_at_import) == 2, held_at_import
     for job, held in enumerate(held_at_import):
         assert (sweep / str(job)).resolve() in held, held_at_import
+
+
+@pytest.mark.parametrize(("rank", "zero"), [({}, True), ({"LOCAL_RANK": "1"}, False), ({"RANK": "0"}, True)])
+def test_the_rank_is_told_without_importing_lightning(rank: dict[str, str], zero: bool) -> None:
+    # A sweep's job asks it before it claims its folder, which must come before Lightning's import
+    # (seconds): asking imported Lightning, and the job read 'incomplete' in the report meanwhile.
+    code = ("import sys; from chargpt.distributed import is_rank_zero; "
+            "print(is_rank_zero(), 'lightning' in sys.modules)")
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "LOCAL_RANK", "SLURM_PROCID",
+                                                              "JSM_NAMESPACE_RANK")}
+    said = subprocess.run([sys.executable, "-c", code], env=env | rank, capture_output=True, text=True,
+                          check=True).stdout.split()
+    assert said == [str(zero), "False"]
