@@ -1196,6 +1196,39 @@ def test_a_run_stopped_before_its_first_checkpoint_is_not_a_dead_end(status, exp
     assert (run / "checkpoints" / "last.ckpt").is_file()
 
 
+@pytest.mark.slow
+def test_a_run_stopped_holding_only_an_older_best_is_not_started_over(files, capsys):
+    # Trained without callbacks.last_checkpoint, killed after a validation that did not improve on its
+    # best (monitor=step mode=min: each later one is none): its own command again called it stopped
+    # "before it wrote its first checkpoint" and started it over beside that best, which stayed there
+    # with the new run's best-000002-v1.ckpt, the two runs' files side by side.
+    run = files["tmp"] / "my runs é 🚀"
+    args = bare_train_args(files["corpus"], run, "trainer.max_steps=4", "trainer.val_check_interval=2",
+                           "~callbacks.last_checkpoint", "callbacks.model_checkpoint.monitor=step",
+                           "callbacks.model_checkpoint.mode=min")
+    code, _, err = run_main(train_cli.main, args, capsys)
+    assert code == 0, err
+    best = run / "checkpoints" / "best-000002.ckpt"
+    assert [p.name for p in (run / "checkpoints").iterdir()] == [best.name]
+    write_status(run, status="running", pid=2**22 + 12345)  # its process gone: killed
+    kept = {p: p.read_bytes() for p in run.rglob("*") if p.is_file() and p.name != "train.log"}
+    code, out, err = run_main(train_cli.main, args, capsys)
+    said = (f"error: the run directory {run} already holds a run whose newest checkpoint, "
+            "checkpoints/best-000002.ckpt, holds step 2 where the run reached step 4 (a resume from it "
+            "trains steps 3 to 4 again), and no checkpoints/last.ckpt; continue it from that best with "
+            "chargpt-train ")
+    _assert_one_error_line(code, out, err, said)
+    assert err.rstrip().endswith(f"{shlex.quote(f'ckpt_path={best}')}, or pick a new hydra.run.dir"), err
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file() and p.name != "train.log"} == kept
+    # The command it names goes on from that best, in the run's folder.
+    command = shlex.split(err.partition(" from that best with ")[2].rpartition(", or pick")[0])
+    code, _, err = run_main(train_cli.main, command[1:], capsys)
+    assert code == 0, err
+    assert json.loads((run / "status.json").read_text())["status"] == "finished"
+    assert json.loads((run / "metrics.json").read_text())["step"] == 4
+    assert not list((run / "checkpoints").glob("*-v1.ckpt"))
+
+
 @pytest.mark.parametrize("name", ["status.json", "metrics.json", "train.log", ".hydra/config.yaml"])
 def test_a_users_file_named_as_a_run_file_is_never_overwritten(name, files, monkeypatch, capsys):
     # Another Hydra program's output folder: its .hydra/config.yaml was overwritten by chargpt's.

@@ -114,6 +114,15 @@ def _older_best(folder: Path, best: Path) -> str:
     """Why a run's folder whose newest checkpoint is a best older than the run's last step (trained
     without callbacks.last_checkpoint, its later validations not improving on that best) gives none:
     going on from it would train the later steps again. What it holds, and the file to name."""
+    return (f"run directory {visible(folder)} has no {CHECKPOINT_DIR}/{LAST}, and its newest checkpoint, "
+            f"{older_best_held(folder, best)}; to use that one, name it: "
+            f"{shell_words.quote(f'ckpt_path={best}')}")
+
+
+def older_best_held(folder: Path, best: Path) -> str:
+    """What a run's newest checkpoint, a best older than the run's last step, holds, against the step
+    the run reached: "checkpoints/best-000010.ckpt, holds step 10 where the run reached step 20 (a
+    resume from it trains steps 11 to 20 again)"."""
     step = best_checkpoints(folder)[best]
     reached = read_json_object(folder / METRICS_FILE).get("step")
     if isinstance(reached, int) and reached > step:
@@ -123,9 +132,7 @@ def _older_best(folder: Path, best: Path) -> str:
         where = f"and no {METRICS_FILE} records the step the run reached"
     else:
         where = f"where its {METRICS_FILE} records step {reached}"
-    return (f"run directory {visible(folder)} has no {CHECKPOINT_DIR}/{LAST}, and its newest checkpoint, "
-            f"{CHECKPOINT_DIR}/{best.name}, holds step {step} {where}; to use that one, name it: "
-            f"{shell_words.quote(f'ckpt_path={best}')}")
+    return f"{CHECKPOINT_DIR}/{best.name}, holds step {step} {where}"
 
 
 def _listed(path: Path) -> str | None:
@@ -176,8 +183,9 @@ def _refuse_no_checkpoint_file(path: Path, export: str) -> None:
 
 def stopped_before_checkpoint(run_dir: Path) -> str | None:
     """Why a run that stopped (failed, interrupted, killed) left nothing to continue: None when it
-    has a checkpoint, or did not stop that way."""
-    if last_checkpoint(run_dir) is not None:
+    has a checkpoint (an older best too: trained without callbacks.last_checkpoint, it can go on from
+    that best, which starting it over would leave beside the new run's), or did not stop that way."""
+    if last_checkpoint(run_dir) is not None or newest_best(run_dir) is not None:
         return None
     if (how := how_it_stopped(run_dir)) is None:
         return None

@@ -23,7 +23,12 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from omegaconf.errors import InterpolationResolutionError
 
 from chargpt import shell_words
-from chargpt.checkpoints import read_checkpoint, resolve_checkpoint, stopped_before_checkpoint
+from chargpt.checkpoints import (
+    older_best_held,
+    read_checkpoint,
+    resolve_checkpoint,
+    stopped_before_checkpoint,
+)
 from chargpt.distributed import is_rank_zero
 from chargpt.errors import ChargptError, ConfigError, SetupError, exit_on_user_error, first_line
 from chargpt.export_layout import CONFIG_FILE, is_export
@@ -32,8 +37,10 @@ from chargpt.hydra_run import as_written, is_multirun
 from chargpt.overrides import hydra_quoted, omegaconf_literal, override_key
 from chargpt.run_layout import (
     BUDGET_FILE,
+    CHECKPOINT_DIR,
     CONFIG_DIR,
     HYDRA_FILE,
+    LAST,
     LOG_FILE,
     METRICS_FILE,
     OVERRIDES_FILE,
@@ -41,6 +48,7 @@ from chargpt.run_layout import (
     STATUS_FILE,
     holds_run,
     last_checkpoint,
+    newest_best,
     overrides_files,
     run_dir_of,
 )
@@ -141,10 +149,7 @@ def check_run_dir(run_dir: Path, ckpt_path: str | None, setting: str = "hydra.ru
         start_over = True
     if holds_run(run_dir) and not start_over:
         if not ckpt_path:
-            raise RunDirInUse(
-                f"the run directory {run_dir} already holds a run; continue it with "
-                f"{_continue_command(run_dir)}, or pick a new {setting}"
-            )
+            raise RunDirInUse(_holds_a_run(run_dir, setting))
         try:
             file = resolve_checkpoint(ckpt_path)
         except ChargptError:
@@ -179,12 +184,27 @@ def check_not_rewinding(file: Path, run_dir: Path) -> None:
         )
 
 
-def _continue_command(run_dir: Path) -> str:
-    """The command that continues the run in `run_dir`: its own (its latest launch's settings), as
-    `ckpt_path` alone would take the defaults for the rest; that alone where none is recorded."""
+def _holds_a_run(run_dir: Path, setting: str) -> str:
+    """Why a launch without ckpt_path into a folder holding a run is refused, with the command that
+    continues it. A run that keeps only a best older than its last step (trained without
+    callbacks.last_checkpoint, stopped or finished after a validation that did not improve on it)
+    goes on from that best, named: its folder gives none."""
+    best = newest_best(run_dir) if last_checkpoint(run_dir) is None else None
+    if best is None:
+        return (f"the run directory {run_dir} already holds a run; continue it with "
+                f"{_continue_command(run_dir)}, or pick a new {setting}")
+    return (f"the run directory {run_dir} already holds a run whose newest checkpoint, "
+            f"{older_best_held(run_dir, best)}, and no {CHECKPOINT_DIR}/{LAST}; continue it from that best "
+            f"with {_continue_command(run_dir, best)}, or pick a new {setting}")
+
+
+def _continue_command(run_dir: Path, checkpoint: Path | None = None) -> str:
+    """The command that continues the run in `run_dir` (from `checkpoint`, where its folder gives
+    none): its own (its latest launch's settings), as `ckpt_path` alone would take the defaults for
+    the rest; that alone where none is recorded."""
     if overrides_files(run_dir)[-1].is_file():
-        return recorded_resume_command(run_dir)
-    return shell_words.quote(f"ckpt_path={run_dir}")
+        return recorded_resume_command(run_dir, checkpoint=checkpoint)
+    return shell_words.quote(f"ckpt_path={checkpoint or run_dir}")
 
 
 def claim_this_job(cfg: DictConfig) -> None:

@@ -48,7 +48,7 @@ SEARCH_GROUPS = ("hparams_search",)
 def resume_command(
     run_dir: str | Path, overrides: list[str] | None = None, cwd: str | None = None, typed: bool = False,
     config_folders: list[str] | None = None, environment: dict[str, str] | None = None,
-    data_name: str | None = None, changed: list[str] | None = None,
+    data_name: str | None = None, changed: list[str] | None = None, checkpoint: Path | None = None,
 ) -> str:
     """The command that continues this run (`overrides`: this job's, by default, as Hydra recorded
     them; `typed`: as a user types them, a recorded command line's): the same overrides, with
@@ -60,7 +60,8 @@ def resume_command(
     `data_name`: the data.name its config composed (the run's saved config's, by default), which
     says whether a data.data_files it was given names local files. `changed`: settings that replace
     the run's own of the same key, in its place (added where it gave none): the smaller batch a run
-    that ran out of memory continues with."""
+    that ran out of memory continues with. `checkpoint`: the file of the run it goes on from, where
+    the run's folder gives none (an older best: run_layout.last_checkpoint)."""
     if overrides is None and HydraConfig.initialized():
         overrides, cwd = task_overrides(), HydraConfig.get().runtime.cwd
         environment = process_environment() if environment is None else environment
@@ -77,15 +78,17 @@ def resume_command(
     if data_name is None:
         data_name = composed_data_name(Path(run_dir) / CONFIG_DIR)
     kept = absolute_overrides(given, cwd, LOCAL_BUILDERS, data_name)
-    words = ["chargpt-train", *(config_folders or []), *kept, f"ckpt_path={run_dir}"]
+    words = ["chargpt-train", *(config_folders or []), *kept, f"ckpt_path={checkpoint or run_dir}"]
     return " ".join([*shell_words.assignments(environment or {}), shell_words.join(words)])
 
 
-def recorded_resume_command(run_dir: Path, overrides_file: Path | None = None) -> str:
+def recorded_resume_command(run_dir: Path, overrides_file: Path | None = None,
+                            checkpoint: Path | None = None) -> str:
     """The command that resumes the run in `run_dir` as its launch recorded in `overrides_file`
     has it (its latest launch's, by default): its overrides, named from where it was launched, its
     own config folders (config_folders_given, from the hydra.yaml beside; none where that cannot be
-    read) and the variables it set (recorded_environment: the PYTHONPATH of its own code)."""
+    read) and the variables it set (recorded_environment: the PYTHONPATH of its own code).
+    `checkpoint`: the file it goes on from, where the run's folder gives none (resume_command)."""
     if overrides_file is None:
         overrides_file = overrides_files(run_dir)[-1]
     try:
@@ -94,7 +97,8 @@ def recorded_resume_command(run_dir: Path, overrides_file: Path | None = None) -
         folders = []
     return resume_command(run_dir.resolve(), read_overrides(overrides_file),
                           launch_cwd(overrides_file.parent), config_folders=folders,
-                          environment=recorded_environment(overrides_file.parent))
+                          environment=recorded_environment(overrides_file.parent),
+                          checkpoint=checkpoint and checkpoint.resolve())
 
 
 def this_process_environment() -> list[str]:
