@@ -266,6 +266,22 @@ def test_a_save_last_of_no_dirpath_is_told_a_fix_that_is_taken(tmp_path: Path, c
     assert lines == [] and (run / "checkpoints" / "last.ckpt").is_file()
 
 
+def test_a_run_whose_last_checkpoint_goes_to_another_folder_is_told_a_resume_does_not_find_it(
+    tmp_path: Path, capsys
+) -> None:
+    # callbacks.last_checkpoint.dirpath=ELSEWHERE wrote last.ckpt where ckpt_path=RUN_DIR does not look,
+    # without a word: after a crash, a resume of the run's folder found only an older best, or nothing.
+    kept = tmp_path / "else where é 🚀"
+    run, lines = _warnings_of_a_short_run(tmp_path, capsys, [f"callbacks.last_checkpoint.dirpath='{kept}'"])
+    last = Path(os.path.realpath(kept)) / "last.ckpt"
+    assert lines == [
+        f"warning: callbacks.last_checkpoint writes its last.ckpt in {last.parent}, where a resume of the "
+        "run's folder (ckpt_path=RUN_DIR) does not look: keep it in the run's checkpoints/ "
+        "('callbacks.last_checkpoint.dirpath=${paths.output_dir}/checkpoints'), or resume from that file by "
+        f"name: {shlex.quote(f'ckpt_path={last}')}"]
+    assert last.is_file() and not (run / "checkpoints" / "last.ckpt").exists()
+
+
 @pytest.mark.slow
 def test_a_run_that_ends_worse_than_guessing_says_so(tmp_path: Path, capsys) -> None:
     # A random text has nothing to learn: 36 epochs over 180 characters fit the training part and

@@ -163,18 +163,20 @@ def warn_if_not_resumable(cfg: DictConfig) -> None:
     (run_layout.last_checkpoint: an older best would train the steps after it again). One whose
     last.ckpt is Lightning's save_last of a monitored callback (rewritten with each new best only,
     where it was told it kept none) is told that a resume may go back to its best's step, and one
-    whose save_last writes in another folder (where it was told nothing) that a resume of the run's
-    folder does not read it."""
+    whose last.ckpt goes to another folder (callbacks.last_checkpoint.dirpath=ELSEWHERE, or a
+    save_last's dirpath: where it was told nothing) that a resume of the run's folder does not read it."""
     configs = {key: config for key, config in (cfg.get("callbacks") or {}).items() if config is not None}
     writers = [key for key, config in configs.items() if config.get("filename") == Path(LAST).stem]
-    if any(configs[key].get("save_top_k") != 0 for key in writers):
+    writing = [key for key in writers if configs[key].get("save_top_k") != 0]
+    elsewhere = {key: kept for key in writing if (kept := _last_kept_elsewhere(configs[key], cfg))}
+    if any(key not in elsewhere for key in writing):
         return
     # Lightning's save_last writes last.ckpt beside the callback's checkpoints each time it saves one:
     # at every validation without a monitor, only with a new best with one.
     saving_last = {key: config for key, config in configs.items()
                    if config.get("save_last") and config.get("save_top_k") != 0
                    and str(config.get("_target_", "")).endswith("ModelCheckpoint")}
-    elsewhere = {key: kept for key in saving_last if (kept := _last_kept_elsewhere(configs[key], cfg))}
+    elsewhere |= {key: kept for key in saving_last if (kept := _last_kept_elsewhere(configs[key], cfg))}
     saving_last = {key: config for key, config in saving_last.items() if key not in elsewhere}
     if any(config.get("monitor") is None for config in saving_last.values()):
         return
@@ -182,10 +184,13 @@ def warn_if_not_resumable(cfg: DictConfig) -> None:
         key, (folder, named) = next(iter(elsewhere.items()))
         added = "" if "dirpath" in configs[key] else "+"  # (a key the config lacks is added with '+')
         in_run = shell_words.quote(f"{added}callbacks.{key}.dirpath=${{paths.output_dir}}/{CHECKPOINT_DIR}")
-        log.warning(f"warning: callbacks.{key}.save_last={str(configs[key].save_last).lower()} writes its "
-                    f"{LAST} in {folder}, where a resume of the run's folder (ckpt_path=RUN_DIR) does not "
-                    f"look: keep it in the run's {CHECKPOINT_DIR}/ ({in_run}), or resume from that file "
-                    f"{named}")
+        writer = (f"callbacks.{key}" if key in writing
+                  else f"callbacks.{key}.save_last={str(configs[key].save_last).lower()}")
+        log.warning(f"warning: {writer} writes its {LAST} in {folder}, where a resume of the run's folder "
+                    f"(ckpt_path=RUN_DIR) does not look: keep it in the run's {CHECKPOINT_DIR}/ ({in_run}), "
+                    f"or resume from that file {named}")
+        return
+    if writing:  # (a save_last rewriting checkpoints/last.ckpt with each new best is told above)
         return
     if saving_last:
         key = next(iter(saving_last))
