@@ -17,10 +17,12 @@ import torch
 import chargpt
 from chargpt.checkpoints import READ_TRIES
 from chargpt.cli import sample as sample_cli
+from chargpt.cli import train as train_cli
 from chargpt.errors import CheckpointError
 from chargpt.inference import load_with_checkpoint
 from chargpt.run_layout import CONFIG_DIR, LOCK_FILE
-from conftest import make_checkpoint, run_main
+from chargpt.runs.status import write_status
+from conftest import bare_train_args, make_checkpoint, run_main, write_corpus
 
 PEAK_RESET = Path("/proc/self/clear_refs")  # Linux: writing 5 starts the peak resident memory again
 
@@ -280,3 +282,36 @@ def test_a_run_whose_only_checkpoint_is_an_older_best_names_that_file(tmp_path: 
     code, out, err = run_main(sample_cli.main, [*named, "max_new_tokens=2"], capsys)
     assert code == 0, err
     assert f"sampling from {best}" in out + err
+
+
+def test_a_run_whose_checkpoint_callback_wrote_elsewhere_names_that_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    # Its only checkpoint callback wrote its last.ckpt in a folder of its own (dirpath: cc1, from where
+    # the run was launched): chargpt-sample ckpt_path=RUN said it "was trained without a checkpoint
+    # callback (e.g. callbacks=none)". Its saved config names the folder.
+    monkeypatch.chdir(tmp_path)
+    run = tmp_path / "my runs é 🚀"
+    args = bare_train_args(write_corpus(tmp_path / "corpus.txt"), run, "trainer.max_steps=2",
+                           "~callbacks.last_checkpoint", "~callbacks.model_checkpoint",
+                           "+callbacks.cc1={_target_: lightning.pytorch.callbacks.ModelCheckpoint, "
+                           "dirpath: cc1, save_last: true}")
+    code, _, err = run_main(train_cli.main, args, capsys)
+    assert code == 0, err
+    last = tmp_path / "cc1" / "last.ckpt"
+    assert last.is_file() and not (run / "checkpoints").exists()
+    code, _, err = run_main(sample_cli.main, [f"ckpt_path={run}"], capsys)
+    assert (code, err) == (2, f"error: run directory {run} holds no checkpoint: its checkpoint callback "
+                              f"callbacks.cc1 wrote its checkpoints in {last.parent} (dirpath: cc1), not in "
+                              f"its checkpoints/; name that file: {shlex.quote(f'ckpt_path={last}')}\n")
+    named = shlex.split(err.rpartition("name that file: ")[2])
+    code, out, err = run_main(sample_cli.main, [*named, "max_new_tokens=2"], capsys)
+    assert code == 0, err
+    assert f"sampling from {last}" in out + err
+    # Killed, it is not "stopped before it wrote its first checkpoint": its command again does not start
+    # it over, which would overwrite that file.
+    write_status(run, status="running", pid=2**22 + 12345)
+    kept = last.read_bytes()
+    code, _, err = run_main(train_cli.main, args, capsys)
+    assert code == 2 and f"error: the run directory {run} already holds a run" in err, err
+    assert last.read_bytes() == kept

@@ -37,6 +37,7 @@ from chargpt.run_layout import (
     METRICS_FILE,
     SWEEP_CONFIG,
     best_checkpoints,
+    checkpoints_elsewhere,
     is_run_folder,
     last_checkpoint,
     newest_best,
@@ -75,6 +76,13 @@ def _refuse_folder_without_checkpoint(folder: Path, export: str) -> NoReturn:
         )
     if (best := newest_best(folder)) is not None:  # (one at the run's step would have stood in)
         raise CheckpointError(_older_best(folder, best))
+    if (elsewhere := checkpoints_elsewhere(folder)) is not None:
+        raise CheckpointError(
+            f"run directory {shown} holds no checkpoint: its checkpoint callback "
+            f"callbacks.{elsewhere.callback} wrote its checkpoints in {elsewhere.file.parent} (dirpath: "
+            f"{elsewhere.dirpath}), not in its {CHECKPOINT_DIR}/; name that file: "
+            f"{shell_words.quote(f'ckpt_path={elsewhere.file}')}"
+        )
     if why := stopped_before_checkpoint(folder) or _never_trained(folder):
         raise CheckpointError(
             f"run directory {shown} holds no checkpoint: {why}; train it again (its chargpt-train "
@@ -184,8 +192,10 @@ def _refuse_no_checkpoint_file(path: Path, export: str) -> None:
 def stopped_before_checkpoint(run_dir: Path) -> str | None:
     """Why a run that stopped (failed, interrupted, killed) left nothing to continue: None when it
     has a checkpoint (an older best too: trained without callbacks.last_checkpoint, it can go on from
-    that best, which starting it over would leave beside the new run's), or did not stop that way."""
-    if last_checkpoint(run_dir) is not None or newest_best(run_dir) is not None:
+    that best, which starting it over would leave beside the new run's; one its checkpoint callback
+    wrote in a folder of its own, which starting it over would overwrite), or did not stop that way."""
+    if last_checkpoint(run_dir) is not None or newest_best(run_dir) is not None \
+            or checkpoints_elsewhere(run_dir) is not None:
         return None
     if (how := how_it_stopped(run_dir)) is None:
         return None

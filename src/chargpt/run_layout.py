@@ -223,6 +223,50 @@ def _loaded_config(file: Path) -> Any:
         return None
 
 
+class WrittenElsewhere(NamedTuple):
+    """A checkpoint a run's checkpoint callback wrote outside the run's folder (checkpoints_elsewhere)."""
+
+    callback: str  # its key under callbacks
+    dirpath: str  # as the config gave it
+    file: Path
+
+
+def checkpoints_elsewhere(run_dir: Path) -> WrittenElsewhere | None:
+    """The newest checkpoint a run's checkpoint callback wrote in a folder of its own (a dirpath
+    other than the run's checkpoints/, `+callbacks.NAME={..., dirpath: DIR}`), by the run's saved
+    config: its last.ckpt, else its checkpoint of the latest step; None where there is none. A
+    relative dirpath is from where the run was launched (Hydra does not change folder)."""
+    config = _loaded_config(run_dir / CONFIG_DIR / SAVED_CONFIG)
+    cwd = launch_cwd(run_dir / CONFIG_DIR)
+    try:
+        callbacks = config.get("callbacks") if config is not None else None
+        if not callbacks:
+            return None
+        config.paths.output_dir = str(run_dir)  # (${hydra:runtime.output_dir}: no Hydra here)
+    except (AttributeError, OmegaConfBaseException):  # (a record of another shape)
+        return None
+    own = {os.path.realpath(run_dir / CHECKPOINT_DIR), os.path.realpath(run_dir)}
+    for key in callbacks:
+        try:
+            dirpath = OmegaConf.select(callbacks, f"{key}.dirpath", throw_on_resolution_failure=False)
+        except OmegaConfBaseException:
+            continue
+        if not isinstance(dirpath, str) or not dirpath:
+            continue
+        folder = Path(os.path.expanduser(dirpath))
+        if not folder.is_absolute():
+            if cwd is None:
+                continue
+            folder = Path(cwd) / folder
+        if os.path.realpath(folder) in own:
+            continue
+        written = sorted(folder.glob("*.ckpt"), key=lambda c: (c.name == LAST, checkpoint_step(c) or -1))
+        if written:
+            raw = OmegaConf.to_container(callbacks[key], resolve=False).get("dirpath")
+            return WrittenElsewhere(str(key), str(raw), written[-1])
+    return None
+
+
 def composed_data_name(config_dir: Path) -> str | None:
     """The data.name of the config Hydra saved in `config_dir` (a run's CONFIG_DIR, a resume's, a
     sweep's folder with its SWEEP_CONFIG): the one a config file gave where none was typed; None
