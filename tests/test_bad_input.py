@@ -546,6 +546,12 @@ TRAIN_CASES = [
      "sample.max_new_tokens=5"),
     ("an optimizer setting typed bare", ["lr=0.1"],
      "error: lr is not a setting (did you mean optimizer.lr?); set it as optimizer.lr=0.1"),
+    # Its group misspelt: said "is not a setting of optimzer", a group there is none of, naming no fix.
+    ("a setting under a misspelt group", ["optimzer.lr=1e-3"],
+     "error: optimzer.lr is not a setting: there is no optimzer (did you mean optimizer.lr?); check its "
+     "spelling"),
+    ("a setting under a misspelt group, two deep", ["trainr.max_steps=5"],
+     "error: trainr.max_steps is not a setting: there is no trainr (did you mean trainer.max_steps?)"),
     ("setting unlike any", ["trainer.limit_val_batche=1"],
      "trainer.limit_val_batche is not a setting of trainer; check its spelling"),
     # Hydra's "Ambiguous value" and its three numbered ways out, over four lines.

@@ -19,10 +19,11 @@ def nearest_name(typed: str, names: Iterable[str]) -> str | None:
     return next((name for name in close if typed in name or name in typed), close[0] if close else None)
 
 
-def did_you_mean(near: str | None, parent: str = "", sign: str = "", why: str = "") -> str:
+def did_you_mean(near: str | None, parent: str = "", sign: str = "", why: str = "", below: str = "") -> str:
     """An error's ` (did you mean parent.near?)` for `near`, the name nearest_name found under
-    `parent` (a setting's group, a module), `sign` before it (`~` for a removal), `why` after it;
-    empty for none."""
+    `parent` (a setting's group, a module), `sign` before it (`~` for a removal), `why` after it,
+    `below` the rest of the key typed under a misspelt group (`lr` of `optimzer.lr`); empty for none."""
     if not near:
         return ""
-    return f" (did you mean {sign}{parent + '.' if parent else ''}{near}?{' ' + why if why else ''})"
+    named = f"{parent + '.' if parent else ''}{near}{'.' + below if below else ''}"
+    return f" (did you mean {sign}{named}?{' ' + why if why else ''})"

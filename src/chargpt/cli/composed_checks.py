@@ -96,9 +96,10 @@ def settings_beside(config_name: str, overrides: list[str]) -> Callable[[str], l
     key, a group's setting of that very name too (`sample.max_new_tokens` for `max_new_tokens`,
     typed to chargpt-train as chargpt-sample takes it), which "did you mean" then names."""
 
-    def sets(override: str, key: str) -> bool:  # (a dict given above it, {extra: {lr: 2}}, sets it too)
-        above = override_key(override)
-        return above == key or (key.startswith(f"{above}.") and override.partition("=")[2].startswith("{"))
+    def sets(override: str, key: str) -> bool:  # (a dict given above it, {extra: {lr: 2}}, sets it too;
+        above = override_key(override)  # one below it, optimzer.lr for optimzer, is left out as well)
+        return above == key or above.startswith(f"{key}.") or (
+            key.startswith(f"{above}.") and override.partition("=")[2].startswith("{"))
 
     def settings(key: str) -> list[str]:
         config = composed(config_name, [o for o in overrides if not sets(o, key)])
