@@ -350,10 +350,11 @@ TRAIN_CASES = [
      "logger=null: a config group takes the name of one of its options (csv, mlflow, none, tensorboard, "
      "wandb); leave it out for its default; logger=none for none"),
     ("a misspelt option in a group's list", ["logger=[tensorboard, mlflo]"],
-     "logger=mlflo is not an option of logger; use one of: csv"),
+     "logger=mlflo is not an option of logger (did you mean logger=mlflow?); use one of: csv"),
     # Hydra's "Could not find", its options a line each and its whole config search path after them.
     ("a misspelt option of Hydra's own group in a sweep", ["-m", "hydra/launcher=slrum", "seed=1,2"],
-     "hydra/launcher=slrum is not an option of hydra/launcher; use one of: basic, joblib, local_parallel, "),
+     "hydra/launcher=slrum is not an option of hydra/launcher (did you mean hydra/launcher=slurm?); "
+     "use one of: basic, joblib, local_parallel, "),
     # Hydra's own line, "Sweeping over Hydra's configuration is not supported", with no way out.
     ("a sweep over Hydra's own group", ["-m", "hydra/launcher=slrum,basic", "seed=1,2"],
      "error: hydra/launcher=slrum,basic: a sweep cannot vary Hydra's own settings (one serves all its jobs); "
@@ -443,7 +444,8 @@ TRAIN_CASES = [
      "pick one of hydra/launcher: basic, "),
     # Hydra's "Could not load 'hydra/launcher/slrum'", with its config search path and no options.
     ("a misspelt option of Hydra's own group in a list", ["-m", "hydra/launcher=[slrum]", "seed=1,2"],
-     "hydra/launcher=slrum is not an option of hydra/launcher; use one of: basic, joblib, local_parallel, "),
+     "hydra/launcher=slrum is not an option of hydra/launcher (did you mean hydra/launcher=slurm?); "
+     "use one of: basic, joblib, local_parallel, "),
     # Trained a model of tiny's values merged over small's, without a word.
     ("two options of a one-option group as a list", ["model=[small, tiny]"],
      "model=[small,tiny] picks 2 options of model at once, and Hydra merges them into one model (the last "
@@ -465,8 +467,8 @@ TRAIN_CASES = [
      "hydra.job.chdir=5: chargpt works in the folder it is launched from and reads relative paths "
      "(data.path, ckpt_path, ...) from there; a run's files go to its run folder without it; drop it"),
     ("a misspelt logging option", ["hydra/job_logging=nope"],
-     "hydra/job_logging=nope is not an option of hydra/job_logging; use one of: chargpt, default, disabled, "
-     "none, stdout"),
+     "hydra/job_logging=nope is not an option of hydra/job_logging (did you mean hydra/job_logging=none?); "
+     "use one of: chargpt, default, disabled, none, stdout"),
     # "Cannot find primary config", then the config search path over several lines.
     ("a config name chargpt has not", ["--config-name", "nope"],
      "--config-name nope: chargpt's configs have no nope.yaml; give the folder that holds it with "
@@ -552,6 +554,10 @@ TRAIN_CASES = [
      "spelling"),
     ("a setting under a misspelt group, two deep", ["trainr.max_steps=5"],
      "error: trainr.max_steps is not a setting: there is no trainr (did you mean trainer.max_steps?)"),
+    # Said only the options, however near one was.
+    ("an option misspelt", ["model=smal"],
+     "error: model=smal is not an option of model (did you mean model=small?); use one of: auto, bigram, "
+     "small, tiny"),
     ("setting unlike any", ["trainer.limit_val_batche=1"],
      "trainer.limit_val_batche is not a setting of trainer; check its spelling"),
     # Hydra's "Ambiguous value" and its three numbered ways out, over four lines.
@@ -614,7 +620,8 @@ SAMPLE_CASES = [
     ("shell completion followed by a setting", ["--shell-completion", "seed=1"],
      "error: --shell-completion needs what to do: install=SHELL"),
     ("a misspelt option of Hydra's own group", ["ckpt_path={ckpt}", "hydra/launcher=slrum"],
-     "hydra/launcher=slrum is not an option of hydra/launcher; use one of: basic, "),
+     "hydra/launcher=slrum is not an option of hydra/launcher (did you mean hydra/launcher=slurm?); "
+     "use one of: basic, "),
     ("a group of Hydra's that is none, added", ["ckpt_path={ckpt}", "+hydra/foo=bar"],
      "+hydra/foo=bar: hydra/foo is not a config group, and a setting of that name is read by nothing"),
     # Told to write '++data={{pth: x}}', which the command then ran without reading.

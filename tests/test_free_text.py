@@ -304,7 +304,8 @@ def test_a_missing_group_option_is_one_line_naming_the_options(arg: str, tmp_pat
     err = capsys.readouterr().err
     bad = arg.split("=")[1].split(",")[-1]
     options = "adamw, muon, muon_short"
-    assert err == f"error: optimizer={bad} is not an option of optimizer; use one of: {options}\n"
+    assert err == (f"error: optimizer={bad} is not an option of optimizer (did you mean "
+                   f"optimizer=muon_short?); use one of: {options}\n")
     assert not (tmp_path / "run").exists()
     assert hydra_argv(["x", "optimizer=glob(*)", "+optimizer.x=1", "optimizer=[adamw]"])[1:] == [
         "optimizer=glob(*)", "+optimizer.x=1", "optimizer=[adamw]"]  # values Hydra reads itself pass
@@ -325,7 +326,8 @@ def test_a_missing_group_option_names_the_options_of_a_command_lines_searchpath(
                    f"hydra.sweep.dir={tmp_path / 'sweep'}")
     assert code == 2
     assert capsys.readouterr().err == (
-        "error: optimizer=my_op is not an option of optimizer; use one of: adamw, muon, muon_short, my_opt\n")
+        "error: optimizer=my_op is not an option of optimizer (did you mean optimizer=my_opt?); use one of: "
+        "adamw, muon, muon_short, my_opt\n")
     assert not (tmp_path / "run").exists() and not (tmp_path / "sweep").exists()
     assert hydra_argv(["x", searchpath, "optimizer=my_opt"])[1:] == [searchpath, "optimizer=my_opt"]
 

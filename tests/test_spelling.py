@@ -23,3 +23,8 @@ def test_the_name_meant_is_the_close_one_that_holds_or_is_held_in_the_typed_one(
 def test_a_short_name_held_in_a_far_one_is_not_offered() -> None:
     # Containment only reorders the close names: "clip" is in both, and close to neither.
     assert nearest_name("clip", TRAINER) is None
+
+
+def test_a_name_held_in_the_typed_one_does_not_beat_a_closer_one() -> None:
+    # "muon" is held in "muon_shrt": it was offered for optimizer=muon_shrt, not muon_short.
+    assert nearest_name("muon_shrt", ["adamw", "muon", "muon_short"]) == "muon_short"

@@ -2,8 +2,9 @@
 
 difflib ranks names by the characters they share, so a name cut short lost to a shorter neighbour
 that shares more of its letters (`gradient_clip_algo`: gradient_clip_val, not
-gradient_clip_algorithm). Among the names difflib finds close, one that holds the typed name, or
-is held in it, is the one meant.
+gradient_clip_algorithm). Among the names difflib finds close, one that holds the typed name is
+the one meant; one held in it is not preferred (`muon_shrt` meant muon_short, not muon), difflib's
+first is.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ def nearest_name(typed: str, names: Iterable[str]) -> str | None:
     """The name of `names` that `typed` most likely meant; None where none is close."""
     candidates = list(names)
     close = difflib.get_close_matches(typed, candidates, n=max(1, len(candidates)))
-    return next((name for name in close if typed in name or name in typed), close[0] if close else None)
+    return next((name for name in close if typed in name), close[0] if close else None)
 
 
 def did_you_mean(near: str | None, parent: str = "", sign: str = "", why: str = "", below: str = "") -> str:

@@ -405,8 +405,11 @@ def groups_beside(key: str) -> list[str]:
 
 
 def not_an_option(group: str, option: str, options: list[str]) -> str:
-    """`group=option` names no option of config group `group`: the line listing those it has."""
-    return f"{group}={option} is not an option of {group}; use one of: {', '.join(options)}"
+    """`group=option` names no option of config group `group`: the line listing those it has, and
+    the one a misspelling most likely meant."""
+    near = nearest_name(option, options)
+    meant = f" (did you mean {group}={near}?)" if near else ""
+    return f"{group}={option} is not an option of {group}{meant}; use one of: {', '.join(options)}"
 
 
 def not_a_group(typed: str, key: str) -> str:
