@@ -244,6 +244,24 @@ def test_a_path_quoted_the_hydra_way_loses_its_quotes(tmp_path: Path, monkeypatc
     assert code == 0 and (tmp_path / "run" / "metrics.json").exists()
 
 
+@pytest.mark.parametrize("key", ["data.path", "ckpt_path", "out"])
+@pytest.mark.parametrize("multirun", [[], ["-m"]])
+def test_a_path_typed_with_hydras_escapes_is_read_as_hydra_reads_it(
+    key: str, multirun: list[str], tmp_path: Path, monkeypatch
+) -> None:
+    # Hydra's docs escape a comma (`\\,`); with an accent Hydra cannot read the value itself, and
+    # chargpt quoted it backslash and all: 'notes\\, v2 é.txt' was not found.
+    monkeypatch.chdir(tmp_path)
+    for typed, path in [("notes\\, v2 é.txt", "notes, v2 é.txt"), ("notes\\, v2.txt", "notes, v2.txt"),
+                        ("runs/seed=1\\,lr=0.1 é", "runs/seed=1,lr=0.1 é"),
+                        ("'notes, v2 é.txt'", "notes, v2 é.txt")]:
+        args = hydra_argv(["x", *multirun, f"{key}={typed}"], checkpoint_sweeps=True)
+        assert literal_value(args[1]) == path
+    # A file named with the backslash itself is that file.
+    (tmp_path / "a\\,b.txt").write_text("x")
+    assert literal_value(hydra_argv(["x", *multirun, f"{key}=a\\,b.txt"])[1]) == "a\\,b.txt"
+
+
 def test_an_unreadable_override_is_one_line_with_the_quoted_form(capsys) -> None:
     assert run_cli(sample_main, "ckpt_path=x", "model.name=[1") == 2
     assert capsys.readouterr().err == (

@@ -30,6 +30,7 @@ from hydra.errors import HydraException
 from omegaconf import OmegaConf
 
 from chargpt import shell_words
+from chargpt.data.sources.paths import expand_path
 from chargpt.hydra_internals import escape_special_characters, escaped_characters, override_value, with_value
 
 _PARSER = OverridesParser.create()
@@ -280,11 +281,16 @@ def split_override(arg: str) -> tuple[str, str, str] | None:
 
 
 
-def without_quotes(key: str, value: str) -> str:
-    """A path without Hydra's way of quoting it ("data.path='src/*.py'", 'it\\'s.txt')."""
+def path_as_read(key: str, value: str) -> str:
+    """A path typed as Hydra's docs type one, read as Hydra reads it: quoted ("data.path='src/*.py'",
+    'it\\'s.txt') or with its escapes (`notes\\, v2 é.txt`: a comma; Hydra refuses the accent
+    unquoted, so chargpt reads it before Hydra does). A file or folder of the name as typed, backslash
+    and all, where there is one, is that one."""
     if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
         unquoted = literal_value(f"{key}={value}")
         return unquoted if unquoted != value else value[1:-1]
+    if "\\" in value and not os.path.exists(expand_path(value)):
+        return literal_value(f"{key}={value}")
     return value
 
 

@@ -19,9 +19,9 @@ from chargpt.overrides import (
     is_path_key,
     is_prompt_key,
     omegaconf_literal,
+    path_as_read,
     reaches_sweep_job,
     sweep_item,
-    without_quotes,
 )
 from chargpt.plural import ordinal
 
@@ -42,7 +42,7 @@ def literal_override(
 
 def _free_text(key: str, value: str) -> str:
     if is_path_key(key):
-        value = expand_path(without_quotes(key, value))
+        value = expand_path(path_as_read(key, value))
         if key.startswith("data.") and "${" in value:
             # Hydra's instantiate resolves the data config twice, and OmegaConf's second pass
             # reads an escaped `${` as an interpolation: such a path cannot arrive intact.
@@ -81,7 +81,7 @@ def _path_sweep(
     job unreadable."""
     sweepable = key.startswith("data.") or (checkpoint_sweeps and key == "ckpt_path")
     call = hydra_function_call(value) if sweepable else None
-    if call is None or Path(expand_path(without_quotes(key, value))).exists():
+    if call is None or Path(expand_path(path_as_read(key, value))).exists():
         return None
     checkpoints = key == "ckpt_path"
     example = f"-m '{key}=choice(a.ckpt,b.ckpt)'" if checkpoints else f"-m '{key}=choice(a.txt,b.txt)'"
@@ -149,7 +149,7 @@ def choice_texts(key: str, value: str) -> list[str]:
             piece = ""
         else:
             piece += char
-    return [without_quotes(key, p.strip()) for p in [*pieces, piece]]
+    return [path_as_read(key, p.strip()) for p in [*pieces, piece]]
 
 
 def hydra_function_call(value: str) -> re.Match[str] | None:

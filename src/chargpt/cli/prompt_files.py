@@ -13,7 +13,7 @@ from chargpt.data.corpus import device_or_socket, gives_no_text
 from chargpt.data.encoding import BOM, read_as_trained
 from chargpt.data.sources.paths import expand_path
 from chargpt.errors import ConfigError
-from chargpt.overrides import literal_value, split_override, without_quotes
+from chargpt.overrides import literal_value, path_as_read, split_override
 
 # `prompt_file=FILE` (or `-` for standard input) is read here and becomes the prompt setting.
 # The prompt-file settings of each command's config, and the prompt each one fills.
@@ -40,12 +40,8 @@ def _read_prompt_file(key: str, name: str) -> str:
 
 
 def _named_file(key: str, name: str) -> Path:
-    """The file `key=name` names: one of that name where there is one, else as Hydra reads the value
-    (quoted, or with its escapes: `a\\,b.txt` is one name, with a comma)."""
-    typed = Path(expand_path(without_quotes(key, name)))
-    if name[:1] in ("'", '"') or typed.exists():
-        return typed
-    return Path(expand_path(literal_value(f"{key}={name}")))
+    """The file `key=name` names, as a path setting names one (path_as_read)."""
+    return Path(expand_path(path_as_read(key, name)))
 
 
 def literal_argv(argv: list[str], config_name: str | None = None) -> list[str]:
