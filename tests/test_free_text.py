@@ -476,6 +476,14 @@ def test_ckpt_path_with_plus_resumes_into_the_run(prefix: str, named: str, tmp_p
     assert args[3].startswith("hydra.output_subdir=.hydra/resume-")
 
 
+def test_a_run_folder_typed_with_hydras_escapes_is_named_as_typed() -> None:
+    # An accent makes the value one Hydra cannot read: chargpt quoted it, and the run's folder was
+    # named 'seed=1\\,lr=0.1 é', backslash and all.
+    for typed, folder in [("runs/seed=1\\,lr=0.1 é", "runs/seed=1,lr=0.1 é"),
+                          ("runs/seed=1\\,lr=0.1", "runs/seed=1,lr=0.1")]:
+        assert literal_value(hydra_argv(["x", f"hydra.run.dir={typed}"])[1]) == folder
+
+
 @pytest.mark.slow
 def test_sample_into_a_closed_pipe_is_quiet(run: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(SRC)}

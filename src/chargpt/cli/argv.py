@@ -33,7 +33,7 @@ from chargpt.cli.hydra_options import (
 from chargpt.cli.override_errors import spaced_around_equals, unparsable
 from chargpt.data.sources.paths import expand_path
 from chargpt.errors import ConfigError
-from chargpt.overrides import hydra_quoted, is_folder_key, parses, split_override
+from chargpt.overrides import hydra_quoted, is_folder_key, parses, path_as_read, split_override
 
 
 def hydra_argv(argv: list[str], checkpoint_sweeps: bool = False) -> list[str]:
@@ -84,7 +84,8 @@ def _ready_overrides(out: list[str], checkpoint_sweeps: bool) -> None:
                 out[i] = f"{plus}{key}={value}"
                 if parses(out[i], single_string=True):
                     continue
-                out[i] = f"{plus}{key}={hydra_quoted(value, interpolate=True)}"
+                # One Hydra cannot read (an accent unquoted): its escapes read as Hydra reads them.
+                out[i] = f"{plus}{key}={hydra_quoted(path_as_read(key, value), interpolate=True)}"
         if parts is None and out[i - 1] in ("-i", "--info"):  # a misspelt topic, not an override
             raise ConfigError(not_an_info_topic(out[i]))
         if not parses(out[i]):
