@@ -29,6 +29,7 @@ from chargpt.data.sources.hf_datasets import LOCAL_BUILDERS
 from chargpt.errors import ConfigError
 from chargpt.overrides import (
     as_typed,
+    hydra_quoted,
     launched_from,
     literal_value,
     readable_choices,
@@ -474,6 +475,18 @@ def test_ckpt_path_with_plus_resumes_into_the_run(prefix: str, named: str, tmp_p
     args = resume_overrides(["chargpt-train", f"{prefix}ckpt_path={run}{named}"])
     assert args[2] == f"hydra.run.dir='{run.resolve()}'"
     assert args[3].startswith("hydra.output_subdir=.hydra/resume-")
+
+
+@pytest.mark.parametrize("typed", ["'runs/seed=1,lr=0.1 é'", "runs/seed=1\\,lr=0.1 é"])
+def test_ckpt_path_quoted_or_escaped_resumes_into_the_run(typed: str, tmp_path: Path, monkeypatch) -> None:
+    # Typed as Hydra's docs say, the run was not found before Hydra read the value: it went on in a
+    # new dated folder instead of its own.
+    run = tmp_path / "runs" / "seed=1,lr=0.1 é"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "last.ckpt").write_bytes(b"")
+    monkeypatch.chdir(tmp_path)
+    args = resume_overrides(["chargpt-train", f"ckpt_path={typed}"])
+    assert args[2] == f"hydra.run.dir={hydra_quoted(str(run.resolve()))}"
 
 
 def test_a_run_folder_typed_with_hydras_escapes_is_named_as_typed() -> None:

@@ -23,6 +23,7 @@ from chargpt.overrides import (
     hydra_quoted,
     literal_value,
     override_key,
+    path_as_read,
 )
 from chargpt.run_layout import (
     CONFIG_DIR,
@@ -167,7 +168,8 @@ def resume_overrides(argv: list[str]) -> list[str]:
     value = next((a.split("=", 1)[1] for a in argv if a.startswith(CKPT_PATH)), None)
     if not value or value.lower() == "null":
         return argv
-    target = Path(expand_path(value))
+    # Read as Hydra will read it (quoted, or with its escapes): the run it names is resumed in place.
+    target = Path(expand_path(path_as_read("ckpt_path", value)))
     run_dir = target if target.is_dir() else run_dir_of(target)
     if not (holds_run(run_dir) or (run_dir / CONFIG_DIR / OVERRIDES_FILE).is_file()):
         return argv  # train() reports a folder without a checkpoint
