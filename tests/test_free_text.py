@@ -29,6 +29,7 @@ from chargpt.data.sources.hf_datasets import LOCAL_BUILDERS
 from chargpt.errors import ConfigError
 from chargpt.overrides import (
     as_typed,
+    choice_values,
     hydra_quoted,
     launched_from,
     literal_value,
@@ -261,6 +262,18 @@ def test_a_path_typed_with_hydras_escapes_is_read_as_hydra_reads_it(
     # A file named with the backslash itself is that file.
     (tmp_path / "a\\,b.txt").write_text("x")
     assert literal_value(hydra_argv(["x", *multirun, f"{key}=a\\,b.txt"])[1]) == "a\\,b.txt"
+
+
+def test_a_sweep_of_paths_typed_with_hydras_escapes_lists_each_path_as_hydra_reads_it() -> None:
+    # The accent makes the sweep one Hydra cannot read: chargpt split it at the escaped comma too,
+    # into the files 'notes\\' and 'v2 é.txt'.
+    args = hydra_argv(["x", "-m", "data.path=choice(notes\\, v2 é.txt, b.txt)"])
+    assert choice_values(args[1]) == ["notes, v2 é.txt", "b.txt"]
+    args = hydra_argv(["x", "-m", "ckpt_path=choice(runs/seed=1\\,lr=0.1 é, b)"], checkpoint_sweeps=True)
+    assert choice_values(args[1]) == ["runs/seed=1,lr=0.1 é", "b"]
+    # A prompt's backslash is text, as typed.
+    args = hydra_argv(["x", "-m", "prompt=choice(a\\ b, c)"], checkpoint_sweeps=True)
+    assert choice_values(args[1]) == ["a\\ b", "c"]
 
 
 def test_an_unreadable_override_is_one_line_with_the_quoted_form(capsys) -> None:

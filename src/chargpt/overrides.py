@@ -286,11 +286,16 @@ def path_as_read(key: str, value: str) -> str:
     'it\\'s.txt') or with its escapes (`notes\\, v2 é.txt`: a comma; Hydra refuses the accent
     unquoted, so chargpt reads it before Hydra does). A file or folder of the name as typed, backslash
     and all, where there is one, is that one."""
+    if "\\" in value and value[:1] not in ("'", '"') and not os.path.exists(expand_path(value)):
+        return literal_value(f"{key}={value}")
+    return without_quotes(key, value)
+
+
+def without_quotes(key: str, value: str) -> str:
+    """A value without Hydra's way of quoting it ("data.path='src/*.py'", 'it\\'s.txt')."""
     if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
         unquoted = literal_value(f"{key}={value}")
         return unquoted if unquoted != value else value[1:-1]
-    if "\\" in value and not os.path.exists(expand_path(value)):
-        return literal_value(f"{key}={value}")
     return value
 
 

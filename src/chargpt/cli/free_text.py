@@ -22,6 +22,7 @@ from chargpt.overrides import (
     path_as_read,
     reaches_sweep_job,
     sweep_item,
+    without_quotes,
 )
 from chargpt.plural import ordinal
 
@@ -138,18 +139,22 @@ def choice_texts(key: str, value: str) -> list[str]:
     if inner is None:
         raise ConfigError(f"{key}={value}: write a sweep of files as {key}=choice(FILE,FILE,...), a "
                           "name with commas or spaces in quotes: choice(a.txt,'b, c.txt')")
-    pieces, quote, piece = [], "", ""
+    # A path's backslash escapes the character after it, as Hydra reads it (`notes\\, v2 é.txt`: one
+    # name); a prompt's is text.
+    paths = is_path_key(key)
+    pieces, quote, piece, escaped = [], "", "", False
     for char in inner[1]:
         # A quote opens only at an item's start: the apostrophe of `it's` is text.
         opens = not quote and not piece.strip()
         if char in "'\"" and (char == quote or opens) and not piece.endswith("\\"):
             quote = "" if quote else char
-        if char == "," and not quote:
+        if char == "," and not quote and not escaped:
             pieces.append(piece)
             piece = ""
         else:
             piece += char
-    return [path_as_read(key, p.strip()) for p in [*pieces, piece]]
+        escaped = paths and char == "\\" and not escaped
+    return [(path_as_read if paths else without_quotes)(key, p.strip()) for p in [*pieces, piece]]
 
 
 def hydra_function_call(value: str) -> re.Match[str] | None:
