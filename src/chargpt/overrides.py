@@ -30,7 +30,6 @@ from hydra.errors import HydraException
 from omegaconf import OmegaConf
 
 from chargpt import shell_words
-from chargpt.data.sources.paths import expand_path
 from chargpt.hydra_internals import escape_special_characters, escaped_characters, override_value, with_value
 
 _PARSER = OverridesParser.create()
@@ -279,16 +278,6 @@ def split_override(arg: str) -> tuple[str, str, str] | None:
     match = re.match(r"^(\+{0,2})([\w.\-/@]+)=(.*)$", arg, re.DOTALL)
     return (match.group(1), match.group(2), match.group(3)) if match else None
 
-
-
-def path_as_read(key: str, value: str) -> str:
-    """A path typed as Hydra's docs type one, read as Hydra reads it: quoted ("data.path='src/*.py'",
-    'it\\'s.txt') or with its escapes (`notes\\, v2 é.txt`: a comma; Hydra refuses the accent
-    unquoted, so chargpt reads it before Hydra does). A file or folder of the name as typed, backslash
-    and all, where there is one, is that one."""
-    if "\\" in value and value[:1] not in ("'", '"') and not os.path.exists(expand_path(value)):
-        return literal_value(f"{key}={value}")
-    return without_quotes(key, value)
 
 
 def without_quotes(key: str, value: str) -> str:

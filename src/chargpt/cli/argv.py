@@ -31,9 +31,9 @@ from chargpt.cli.hydra_options import (
     override_positions,
 )
 from chargpt.cli.override_errors import spaced_around_equals, unparsable
-from chargpt.data.sources.paths import expand_path
+from chargpt.data.sources.paths import expand_path, path_as_read
 from chargpt.errors import ConfigError
-from chargpt.overrides import hydra_quoted, is_folder_key, parses, path_as_read, split_override
+from chargpt.overrides import hydra_quoted, is_folder_key, parses, split_override
 
 
 def hydra_argv(argv: list[str], checkpoint_sweeps: bool = False) -> list[str]:

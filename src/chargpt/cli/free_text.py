@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 
 from chargpt.cli.hydra_options import group_choices
-from chargpt.data.sources.paths import expand_path
+from chargpt.data.sources.paths import expand_path, path_as_read
 from chargpt.errors import ConfigError
 from chargpt.overrides import (
     choice_values,
@@ -19,7 +19,6 @@ from chargpt.overrides import (
     is_path_key,
     is_prompt_key,
     omegaconf_literal,
-    path_as_read,
     reaches_sweep_job,
     sweep_item,
     without_quotes,

@@ -11,9 +11,9 @@ from chargpt.cli.free_text import choice_texts, hydra_function_call
 from chargpt.cli.hydra_options import full_options, override_positions
 from chargpt.data.corpus import device_or_socket, gives_no_text
 from chargpt.data.encoding import BOM, read_as_trained
-from chargpt.data.sources.paths import expand_path
+from chargpt.data.sources.paths import expand_path, path_as_read
 from chargpt.errors import ConfigError
-from chargpt.overrides import literal_value, path_as_read, split_override
+from chargpt.overrides import literal_value, split_override
 
 # `prompt_file=FILE` (or `-` for standard input) is read here and becomes the prompt setting.
 # The prompt-file settings of each command's config, and the prompt each one fills.

@@ -14,7 +14,7 @@ from hydra.core.hydra_config import HydraConfig
 
 from chargpt import shell_words
 from chargpt.data.sources.hf_datasets import LOCAL_BUILDERS
-from chargpt.data.sources.paths import expand_path
+from chargpt.data.sources.paths import expand_path, path_as_read
 from chargpt.files import write_json_atomic
 from chargpt.hydra_run import config_folders_given, task_overrides
 from chargpt.overrides import (
@@ -23,7 +23,6 @@ from chargpt.overrides import (
     hydra_quoted,
     literal_value,
     override_key,
-    path_as_read,
 )
 from chargpt.run_layout import (
     CONFIG_DIR,

@@ -1,5 +1,5 @@
-"""A path setting as typed: `~` and environment variables expanded as a shell would, and a glob's
-folders before its first wildcard."""
+"""A path setting as typed: Hydra's quotes and escapes read as Hydra reads them, `~` and environment
+variables expanded as a shell would, and a glob's folders before its first wildcard."""
 
 from __future__ import annotations
 
@@ -20,6 +20,18 @@ def expand_path(value: str | os.PathLike) -> str:
     if "$" in folder and os.path.exists(folder or "."):
         return folder + os.path.expandvars(pattern)
     return os.path.expandvars(home)
+
+
+def path_as_read(key: str, value: str) -> str:
+    """A path typed as Hydra's docs type one, read as Hydra reads it: quoted ("data.path='src/*.py'",
+    'it\\'s.txt') or with its escapes (`notes\\, v2 é.txt`: a comma; Hydra refuses the accent
+    unquoted, so chargpt reads it before Hydra does). A file or folder of the name as typed, backslash
+    and all, where there is one, is that one."""
+    from chargpt.overrides import literal_value, without_quotes  # Hydra's parser: only where one is typed
+
+    if "\\" in value and value[:1] not in ("'", '"') and not os.path.exists(expand_path(value)):
+        return literal_value(f"{key}={value}")
+    return without_quotes(key, value)
 
 
 def split_glob(path: str) -> tuple[str, str]:
