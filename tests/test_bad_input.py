@@ -1698,27 +1698,20 @@ CC1 = ("+callbacks.cc1={_target_: lightning.pytorch.callbacks.ModelCheckpoint, "
        "dirpath: '${paths.output_dir}/cc1'")
 
 
+NEVER_WRITES_FIX = ("; set every_n_epochs=1 (at each validation) or every_n_train_steps=N (every N steps), "
+                    "or remove the callback ('~callbacks.cc1')")
+
+
 @pytest.mark.parametrize(("settings", "said"), [
     # Lightning reads every_n_epochs, unset, as 0 once every_n_train_steps is set: it never saved.
     ("every_n_train_steps: 0", "every_n_train_steps=0 never writes a checkpoint (Lightning reads "
-     "every_n_epochs, unset, as 0 once every_n_train_steps is set)"),
-    ("every_n_epochs: 0", "every_n_epochs=0 never writes a checkpoint"),
+     "every_n_epochs, unset, as 0 once every_n_train_steps is set)" + NEVER_WRITES_FIX),
+    ("every_n_epochs: 0", "every_n_epochs=0 never writes a checkpoint" + NEVER_WRITES_FIX),
     ("every_n_train_steps: 0, every_n_epochs: 0",
-     "every_n_train_steps=0 with every_n_epochs=0 never writes a checkpoint"),
-], ids=["steps", "epochs", "both"])
-def test_a_checkpoint_callback_that_can_never_write_is_refused_before_the_text_is_read(
-    settings, said, tmp_path, capsys
-) -> None:
-    corpus = write_corpus(tmp_path / "corpus.txt")
-    run = tmp_path / "run é"
-    code, out, err = run_main(train_cli.main, bare_train_args(corpus, run, f"{CC1}, {settings}}}"), capsys)
-    _assert_one_error_line(code, out, err, (
-        f"error: callbacks.cc1.{said}; set every_n_epochs=1 (at each validation) or every_n_train_steps=N "
-        "(every N steps), or remove the callback ('~callbacks.cc1')"))
-    assert not run.exists()
-
-
-@pytest.mark.parametrize(("settings", "said"), [
+     "every_n_train_steps=0 with every_n_epochs=0 never writes a checkpoint" + NEVER_WRITES_FIX),
+    # Two triggers: Lightning refused them as the run built its callbacks, once the text was read
+    # ("Combination of parameters every_n_train_steps=5, every_n_epochs=1 and train_time_interval=None
+    # should be mutually exclusive."), naming none to drop.
     ("every_n_train_steps: 5, every_n_epochs: 1",
      "every_n_train_steps=5 and every_n_epochs=1 set two triggers of one checkpoint callback, and Lightning "
      "takes one; drop every_n_epochs to write every 5 steps, or drop every_n_train_steps to write at each "
@@ -1727,36 +1720,22 @@ def test_a_checkpoint_callback_that_can_never_write_is_refused_before_the_text_i
      "every_n_epochs=2 and train_time_interval set two triggers of one checkpoint callback, and Lightning "
      "takes one; drop train_time_interval to write every 2 epochs, or drop every_n_epochs to write at its "
      "interval of time"),
-], ids=["steps_and_epochs", "epochs_and_time"])
-def test_a_checkpoint_callback_of_two_triggers_is_refused_before_the_text_is_read(
+    # No time span: Lightning takes a timedelta and read anything else only at the first step, a
+    # traceback after the text was read ("'int' object has no attribute 'total_seconds'").
+    ("train_time_interval: 30", "train_time_interval=30 is not a time span; give a timedelta: "
+     "train_time_interval={_target_: datetime.timedelta, seconds: 30}"),
+    ("train_time_interval: '00:00:30'", "train_time_interval='00:00:30' is not a time span; give a "
+     "timedelta: train_time_interval={_target_: datetime.timedelta, seconds: N}"),
+], ids=["never_steps", "never_epochs", "never_both", "steps_and_epochs", "epochs_and_time",
+        "interval_a_number", "interval_a_text"])
+def test_a_checkpoint_callback_that_cannot_work_is_refused_before_the_text_is_read(
     settings, said, tmp_path, capsys
 ) -> None:
-    # Lightning refused it as the run built its callbacks, once the text was read: "callbacks.cc1:
-    # Combination of parameters every_n_train_steps=5, every_n_epochs=1 and train_time_interval=None
-    # should be mutually exclusive.", naming none to drop.
     corpus = write_corpus(tmp_path / "corpus.txt")
     run = tmp_path / "run é"
     code, out, err = run_main(train_cli.main, bare_train_args(corpus, run, f"{CC1}, {settings}}}"), capsys)
     _assert_one_error_line(code, out, err, f"error: callbacks.cc1.{said}")
     assert "vocabulary:" not in out + err  # (the text's, logged as it is read)
-    assert not run.exists()
-
-
-@pytest.mark.parametrize(("settings", "said"), [
-    # Lightning takes a timedelta and read anything else only at the first step, a traceback after
-    # the text was read: "AttributeError: 'int' object has no attribute 'total_seconds'".
-    ("train_time_interval: 30", "train_time_interval=30 is not a time span; give a timedelta: "
-     "train_time_interval={_target_: datetime.timedelta, seconds: 30}"),
-    ("train_time_interval: '00:00:30'", "train_time_interval='00:00:30' is not a time span; give a "
-     "timedelta: train_time_interval={_target_: datetime.timedelta, seconds: N}"),
-], ids=["number", "text"])
-def test_a_checkpoint_callbacks_time_interval_that_is_no_time_span_is_refused_before_the_text_is_read(
-    settings, said, tmp_path, capsys
-) -> None:
-    corpus = write_corpus(tmp_path / "corpus.txt")
-    run = tmp_path / "run é"
-    code, out, err = run_main(train_cli.main, bare_train_args(corpus, run, f"{CC1}, {settings}}}"), capsys)
-    _assert_one_error_line(code, out, err, f"error: callbacks.cc1.{said}")
     assert not run.exists()
 
 

@@ -226,27 +226,33 @@ def test_a_run_whose_last_checkpoint_is_lightnings_save_last_is_told_what_it_kee
     assert (run / "checkpoints" / "last.ckpt").is_file()
 
 
-def test_a_run_whose_save_last_writes_outside_its_checkpoints_folder_is_told_a_resume_does_not_find_it(
-    tmp_path: Path, capsys
-) -> None:
+@pytest.mark.parametrize(("settings", "writer", "key"), [
     # A save_last of no monitor (rewritten at every validation) silenced the warning of a run without
     # callbacks.last_checkpoint wherever it wrote, though ckpt_path=RUN_DIR reads RUN_DIR/checkpoints/.
+    (["~callbacks.last_checkpoint", "+callbacks.keep={_target_: lightning.pytorch.callbacks.ModelCheckpoint, "
+      "dirpath: '{kept}', save_last: true}"], "callbacks.keep.save_last=true", "keep"),
+    # callbacks.last_checkpoint.dirpath=ELSEWHERE wrote last.ckpt there without a word: after a crash, a
+    # resume of the run's folder found only an older best, or nothing.
+    (["callbacks.last_checkpoint.dirpath='{kept}'"], "callbacks.last_checkpoint", "last_checkpoint"),
+], ids=["save_last", "last_checkpoint"])
+def test_a_run_whose_last_checkpoint_goes_to_another_folder_is_told_a_resume_does_not_find_it(
+    settings: list[str], writer: str, key: str, tmp_path: Path, capsys
+) -> None:
     kept = tmp_path / "kept é 🚀"
-    keep = ("+callbacks.keep={_target_: lightning.pytorch.callbacks.ModelCheckpoint, "
-            f"dirpath: '{kept}', save_last: true}}")
-    run, lines = _warnings_of_a_short_run(tmp_path, capsys, ["~callbacks.last_checkpoint", keep])
+    settings = [setting.replace("{kept}", str(kept)) for setting in settings]
+    run, lines = _warnings_of_a_short_run(tmp_path, capsys, settings)
     last = Path(os.path.realpath(kept)) / "last.ckpt"
     assert lines == [
-        f"warning: callbacks.keep.save_last=true writes its last.ckpt in {last.parent}, where a resume of "
-        "the run's folder (ckpt_path=RUN_DIR) does not look: keep it in the run's checkpoints/ "
-        "('callbacks.keep.dirpath=${paths.output_dir}/checkpoints'), or resume from that file by name: "
+        f"warning: {writer} writes its last.ckpt in {last.parent}, where a resume of the run's folder "
+        f"(ckpt_path=RUN_DIR) does not look: keep it in the run's checkpoints/ ('callbacks.{key}.dirpath="
+        "${paths.output_dir}/checkpoints'), or resume from that file by name: "
         f"{shlex.quote(f'ckpt_path={last}')}"]
     assert last.is_file() and not (run / "checkpoints" / "last.ckpt").exists()
     # The fix told, as typed: the run's own last.ckpt, and not a word.
-    (kept / "last.ckpt").unlink()
+    last.unlink()
     shutil.rmtree(run)
     fix = shlex.split(lines[0].partition("checkpoints/ (")[2].partition(")")[0])
-    run, lines = _warnings_of_a_short_run(tmp_path, capsys, ["~callbacks.last_checkpoint", keep, *fix])
+    run, lines = _warnings_of_a_short_run(tmp_path, capsys, [*settings, *fix])
     assert lines == [] and (run / "checkpoints" / "last.ckpt").is_file()
 
 
@@ -264,22 +270,6 @@ def test_a_save_last_of_no_dirpath_is_told_a_fix_that_is_taken(tmp_path: Path, c
     assert fix == ["+callbacks.keep.dirpath=${paths.output_dir}/checkpoints"]
     run, lines = _warnings_of_a_short_run(tmp_path, capsys, [*settings, *fix])
     assert lines == [] and (run / "checkpoints" / "last.ckpt").is_file()
-
-
-def test_a_run_whose_last_checkpoint_goes_to_another_folder_is_told_a_resume_does_not_find_it(
-    tmp_path: Path, capsys
-) -> None:
-    # callbacks.last_checkpoint.dirpath=ELSEWHERE wrote last.ckpt where ckpt_path=RUN_DIR does not look,
-    # without a word: after a crash, a resume of the run's folder found only an older best, or nothing.
-    kept = tmp_path / "else where é 🚀"
-    run, lines = _warnings_of_a_short_run(tmp_path, capsys, [f"callbacks.last_checkpoint.dirpath='{kept}'"])
-    last = Path(os.path.realpath(kept)) / "last.ckpt"
-    assert lines == [
-        f"warning: callbacks.last_checkpoint writes its last.ckpt in {last.parent}, where a resume of the "
-        "run's folder (ckpt_path=RUN_DIR) does not look: keep it in the run's checkpoints/ "
-        "('callbacks.last_checkpoint.dirpath=${paths.output_dir}/checkpoints'), or resume from that file by "
-        f"name: {shlex.quote(f'ckpt_path={last}')}"]
-    assert last.is_file() and not (run / "checkpoints" / "last.ckpt").exists()
 
 
 @pytest.mark.slow

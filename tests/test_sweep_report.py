@@ -502,14 +502,18 @@ def test_a_run_without_status_json_is_read_from_its_metrics(tmp_path: Path, caps
     assert read_status(runs / "halfway") == {}
 
 
+def basic_sweep_record(task: str) -> str:
+    """A multirun.yaml of Hydra's basic sweeper over `task` (the overrides as the YAML list holds them)."""
+    return ("hydra:\n  overrides:\n    hydra: []\n    task: [" + task + "]\n"
+            "  sweeper:\n    _target_: hydra._internal.core_plugins.basic_sweeper.BasicSweeper\n")
+
+
 def test_a_stopped_sweep_job_gets_its_sweeps_continue_command_not_its_own(tmp_path: Path, capsys) -> None:
     # Resuming the job alone would leave the sweep's jobs that never started out.
     runs = tmp_path / "outputs"
     sweep = runs / "multirun" / "lr"
     (sweep).mkdir(parents=True)
-    (sweep / "multirun.yaml").write_text(
-        "hydra:\n  overrides:\n    hydra: []\n    task: ['optimizer.lr=1e-3,3e-3,1e-2']\n"
-        "  sweeper:\n    _target_: hydra._internal.core_plugins.basic_sweeper.BasicSweeper\n")
+    (sweep / "multirun.yaml").write_text(basic_sweep_record("'optimizer.lr=1e-3,3e-3,1e-2'"))
     fake_run(sweep, "0", ["optimizer.lr=1e-3"], metrics(1.5, 1.5), {"status": "finished"})
     fake_run(sweep, "1", ["optimizer.lr=3e-3"], metrics(1.6, 1.6), {"status": "interrupted"})
     (sweep / "1" / "checkpoints").mkdir()
@@ -533,9 +537,7 @@ def test_a_stopped_sweep_job_gets_its_sweeps_continue_command_not_its_own(tmp_pa
 def test_a_sweep_still_running_says_so_and_how_many_jobs_are_to_come(tmp_path: Path, capsys) -> None:
     sweep = tmp_path / "lr"
     sweep.mkdir()
-    (sweep / "multirun.yaml").write_text(
-        "hydra:\n  overrides:\n    hydra: []\n    task: ['optimizer.lr=1e-3,3e-3,1e-2']\n"
-        "  sweeper:\n    _target_: hydra._internal.core_plugins.basic_sweeper.BasicSweeper\n")
+    (sweep / "multirun.yaml").write_text(basic_sweep_record("'optimizer.lr=1e-3,3e-3,1e-2'"))
     fake_run(sweep, "0", ["optimizer.lr=1e-3"], metrics(1.5, 1.5), {"status": "finished"})
     with subprocess.Popen(["sleep", "30"]) as alive:
         try:
@@ -557,9 +559,7 @@ def test_a_sweep_between_steps_of_its_jobs_is_still_running(tmp_path: Path, caps
     # it trained on; so between two jobs, the last one finished and the next not yet made.
     sweep = tmp_path / "my runs é 🚀"
     sweep.mkdir()
-    (sweep / "multirun.yaml").write_text(
-        "hydra:\n  overrides:\n    hydra: []\n    task: ['seed=1,2,3']\n"
-        "  sweeper:\n    _target_: hydra._internal.core_plugins.basic_sweeper.BasicSweeper\n")
+    (sweep / "multirun.yaml").write_text(basic_sweep_record("'seed=1,2,3'"))
     fake_run(sweep, "0", ["seed=1"], metrics(1.5, 1.5), {"status": "finished"})
     with lock_held(sweep):  # the sweep's process holds its folder's lock until its last job ends
         between = report(sweep)
@@ -781,8 +781,7 @@ def test_a_swept_setting_with_one_value_so_far_is_a_column_not_shared(
     sweep = tmp_path / "lr"
     sweep.mkdir()
     (sweep / "multirun.yaml").write_text(
-        "hydra:\n  overrides:\n    hydra: []\n    task: ['optimizer.lr=1e-3,3e-3', model=tiny, 'seed=1,2']\n"
-        "  sweeper:\n    _target_: hydra._internal.core_plugins.basic_sweeper.BasicSweeper\n")
+        basic_sweep_record("'optimizer.lr=1e-3,3e-3', model=tiny, 'seed=1,2'"))
     for name, seed in (("0", 1), ("1", 2)):
         fake_run(sweep, name, ["optimizer.lr=0.001", "model=tiny", f"seed={seed}"], metrics(1.5 + seed, 1.7),
                  {"status": "finished"})
@@ -814,8 +813,7 @@ def test_a_search_space_is_swept_too(tmp_path: Path) -> None:
     assert swept_by(tmp_path) == {"model.n_layer"}
 
 
-BASIC_SWEEP = ("hydra:\n  overrides:\n    hydra: []\n    task: ['optimizer.lr=1e-3,3e-3,1e-2,3e-2']\n"
-               "  sweeper:\n    _target_: hydra._internal.core_plugins.basic_sweeper.BasicSweeper\n")
+BASIC_SWEEP = basic_sweep_record("'optimizer.lr=1e-3,3e-3,1e-2,3e-2'")
 
 
 def test_a_sweep_with_failed_jobs_gets_the_command_that_trains_them_again(tmp_path: Path, capsys) -> None:
