@@ -193,8 +193,15 @@ def _past_the_sweeps_end(run_dir: Path, max_steps: Any) -> int | None:
     `max_steps`: resumed with the sweep's settings it trained nothing and was recorded finished, its
     own end forgotten. None for any other job."""
     earlier = overrides_files(run_dir)[:-1]  # (the last is this launch's)
-    if not isinstance(max_steps, int) or max_steps < 0 or len(earlier) < 2 or \
-            not _launched_alone(earlier[-1].parent, first=False):
+    if len(earlier) < 2 or not _launched_alone(earlier[-1].parent, first=False):
+        return None
+    return step_at_or_past(run_dir, max_steps)
+
+
+def step_at_or_past(run_dir: Path, max_steps: Any) -> int | None:
+    """The step of the run's last checkpoint where it is at or past `max_steps` (a sweep's
+    trainer.max_steps: a continuation of the sweep keeps such a job resumed apart as it is); else None."""
+    if not isinstance(max_steps, int) or max_steps < 0:
         return None
     checkpoint = last_checkpoint(run_dir)
     step = checkpoint_step(checkpoint) if checkpoint is not None else None

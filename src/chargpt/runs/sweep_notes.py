@@ -16,6 +16,7 @@ from chargpt.files import read_json_object
 from chargpt.plural import counted
 from chargpt.run_layout import CONFIG_DIR, METRICS_FILE, SAVED_CONFIG, last_checkpoint
 from chargpt.run_state import held_now
+from chargpt.runs.continuation import step_at_or_past
 from chargpt.runs.resume import recorded_resume_command
 from chargpt.runs.run_rows import run_name
 from chargpt.runs.sweep_record import continue_command, planned_jobs, recorded_sweep, stored_study, sweep_of
@@ -114,9 +115,7 @@ def _past_the_sweeps_end(run_dir: Path) -> bool:
         max_steps = OmegaConf.load(run_dir / CONFIG_DIR / SAVED_CONFIG).trainer.max_steps
     except Exception:  # no or another config: not known to be past it
         return False
-    checkpoint = last_checkpoint(run_dir)
-    step = checkpoint_step(checkpoint) if checkpoint is not None else None
-    return isinstance(max_steps, int) and max_steps >= 0 and step is not None and step >= max_steps
+    return step_at_or_past(run_dir, max_steps) is not None
 
 
 def _in_a_storage(sweep_dir: Path) -> bool:
