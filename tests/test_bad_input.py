@@ -554,6 +554,9 @@ TRAIN_CASES = [
      "spelling"),
     ("a setting under a misspelt group, two deep", ["trainr.max_steps=5"],
      "error: trainr.max_steps is not a setting: there is no trainr (did you mean trainer.max_steps?)"),
+    # Hydra's own settings are no job's settings: "there is no hydra" was said of every one misspelt.
+    ("a Hydra setting misspelt", ["hydra.run.dirr=x"],
+     "error: hydra.run.dirr is not a setting of hydra.run; check its spelling"),
     # Said only the options, however near one was.
     ("an option misspelt", ["model=smal"],
      "error: model=smal is not an option of model (did you mean model=small?); use one of: auto, bigram, "

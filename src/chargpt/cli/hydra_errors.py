@@ -219,7 +219,8 @@ def _not_a_setting(
     near = ALSO_KNOWN_AS[name] if ALSO_KNOWN_AS.get(name) in beside else nearest_name(name, beside)
     meant = did_you_mean(near, parent)
     top, _, below = key.partition(".")
-    tops = settings_beside(top) if parent and not beside else []
+    # (Hydra's own settings are not among the job's that settings_beside lists: hydra is no misspelling.)
+    tops = settings_beside(top) if parent and not beside and top != "hydra" else []
     if tops and top not in tops:  # the group itself misspelt (optimzer.lr): nothing beside `name`
         where, meant = f"a setting: there is no {top}", did_you_mean(nearest_name(top, tops), below=below)
     spelling = f"{key} is not {where}{meant}; check its spelling (--cfg job shows every setting)"
