@@ -554,6 +554,9 @@ TRAIN_CASES = [
      "spelling"),
     ("a setting under a misspelt group, two deep", ["trainr.max_steps=5"],
      "error: trainr.max_steps is not a setting: there is no trainr (did you mean trainer.max_steps?)"),
+    # A group named only where it has the setting typed: seed is a number, and seed.x was offered.
+    ("a setting under a misspelt number", ["seeds.x=1"],
+     "error: seeds.x is not a setting: there is no seeds; check its spelling"),
     # Hydra's own settings are no job's settings: "there is no hydra" was said of every one misspelt.
     ("a Hydra setting misspelt", ["hydra.run.dirr=x"],
      "error: hydra.run.dirr is not a setting of hydra.run; check its spelling"),

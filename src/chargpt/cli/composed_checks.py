@@ -90,19 +90,21 @@ def check_search_space_typed(config_name: str, argv: list[str]) -> None:
             raise ConfigError(dimensions_as_settings(override, dimensions))
 
 
-def settings_beside(config_name: str, overrides: list[str]) -> Callable[[str], list[str]]:
+def settings_beside(config_name: str, overrides: list[str]) -> Callable[..., list[str]]:
     """For a command's config: the settings beside a key, in the config the other overrides make
     (composed again, on the error path only); none when that cannot be composed. For a top-level
     key, a group's setting of that very name too (`sample.max_new_tokens` for `max_new_tokens`,
-    typed to chargpt-train as chargpt-sample takes it), which "did you mean" then names."""
+    typed to chargpt-train as chargpt-sample takes it), which "did you mean" then names. `instead_of`:
+    a key typed that is no setting, left out too (optimzer.lr, where optimizer.lr is looked for)."""
 
     def sets(override: str, key: str) -> bool:  # (a dict given above it, {extra: {lr: 2}}, sets it too;
         above = override_key(override)  # one below it, optimzer.lr for optimzer, is left out as well)
         return above == key or above.startswith(f"{key}.") or (
             key.startswith(f"{above}.") and override.partition("=")[2].startswith("{"))
 
-    def settings(key: str) -> list[str]:
-        config = composed(config_name, [o for o in overrides if not sets(o, key)])
+    def settings(key: str, instead_of: str = "") -> list[str]:
+        left = [o for o in overrides if not sets(o, key) and not (instead_of and sets(o, instead_of))]
+        config = composed(config_name, left)
         if config is None:
             return []
         if "." in key:

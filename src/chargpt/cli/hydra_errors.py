@@ -132,7 +132,7 @@ def release_stderr() -> None:
 
 @contextmanager
 def one_line_hydra_errors(
-    settings_beside: Callable[[str], list[str]] | None = None, takes_new_settings: bool = True
+    settings_beside: Callable[..., list[str]] | None = None, takes_new_settings: bool = True
 ) -> Iterator[None]:
     """`settings_beside(key)`: the settings next to a key that is not one (for "did you mean").
     `takes_new_settings`: whether a key that is not a setting may be added (`+KEY=VALUE`)."""
@@ -160,13 +160,13 @@ def one_line_hydra_errors(
 
 
 def one_line(
-    text: str, settings_beside: Callable[[str], list[str]] | None = None, takes_new_settings: bool = True
+    text: str, settings_beside: Callable[..., list[str]] | None = None, takes_new_settings: bool = True
 ) -> str:
     """Hydra's message in one line, with chargpt's advice where it has some. A key that is not a
     setting is offered `+KEY=VALUE` only where `takes_new_settings` (chargpt-train: the other
     commands read nothing else)."""
     message = text.split(_HINT, 1)[0].strip()
-    beside = settings_beside or (lambda key: [])
+    beside = settings_beside or (lambda key, instead_of="": [])
     if match := _NOT_IN_STRUCT.search(message):
         if (inner := _FULL_KEY.search(message)) and inner[1].startswith(f"{match[1]}."):
             return _not_in_the_dict(match[2], inner[1], beside, takes_new_settings)
@@ -202,7 +202,7 @@ def one_line(
 
 
 def _not_a_setting(
-    key: str, added: str, settings_beside: Callable[[str], list[str]], takes_new_settings: bool
+    key: str, added: str, settings_beside: Callable[..., list[str]], takes_new_settings: bool
 ) -> str:
     """`key` (typed as `added`, KEY=VALUE) is no setting: a group's setting of that name, a misspelt
     one, or (where the command takes them) one of the user's own to add with `+`."""
@@ -222,7 +222,10 @@ def _not_a_setting(
     # (Hydra's own settings are not among the job's that settings_beside lists: hydra is no misspelling.)
     tops = settings_beside(top) if parent and not beside and top != "hydra" else []
     if tops and top not in tops:  # the group itself misspelt (optimzer.lr): nothing beside `name`
-        where, meant = f"a setting: there is no {top}", did_you_mean(nearest_name(top, tops), below=below)
+        group = nearest_name(top, tops)
+        # Named only where it has the setting typed (seeds.x: seed is a number, seed.x no setting).
+        holds = group is not None and name in settings_beside(f"{group}.{below}", instead_of=key)
+        where, meant = f"a setting: there is no {top}", did_you_mean(group if holds else None, below=below)
     spelling = f"{key} is not {where}{meant}; check its spelling (--cfg job shows every setting)"
     if not takes_new_settings or key.split(".", 1)[0] in _NOTHING_ADDED:
         return spelling
@@ -230,7 +233,7 @@ def _not_a_setting(
 
 
 def _not_in_the_dict(
-    added: str, full_key: str, settings_beside: Callable[[str], list[str]], takes_new_settings: bool
+    added: str, full_key: str, settings_beside: Callable[..., list[str]], takes_new_settings: bool
 ) -> str:
     """A value of settings (typed as `added`, +KEY=VALUE) names `full_key`, which the settings there
     lack: Hydra merges the value into them, which adds no name; a misspelt one is named, and `++` adds
@@ -248,7 +251,7 @@ def _not_in_the_dict(
     return f"{said}: a value of settings is merged into the one there; to add {name}, write {fix}"
 
 
-def _not_removable(key: str, settings_beside: Callable[[str], list[str]]) -> str:
+def _not_removable(key: str, settings_beside: Callable[..., list[str]]) -> str:
     """`~key` removes nothing: the setting is null already, or there is none so named."""
     parent, _, name = key.rpartition(".")
     beside = settings_beside(key)
