@@ -315,3 +315,9 @@ def test_a_run_whose_checkpoint_callback_wrote_elsewhere_names_that_file(
     code, _, err = run_main(train_cli.main, args, capsys)
     assert code == 2 and f"error: the run directory {run} already holds a run" in err, err
     assert last.read_bytes() == kept
+    # The command it tells goes on from that file: 'ckpt_path=RUN' it told found none there, and said so.
+    told = shlex.split(err.partition(" with chargpt-train ")[2].partition(", or pick a new")[0])
+    assert f"ckpt_path={last}" in told, err
+    code, out, err = run_main(train_cli.main, [*told, "trainer.max_steps=3"], capsys)
+    assert code == 0, err
+    assert f"Restored all states from the checkpoint at {last}" in out + err

@@ -46,6 +46,7 @@ from chargpt.run_layout import (
     OVERRIDES_FILE,
     SAVED_CONFIG,
     STATUS_FILE,
+    checkpoints_elsewhere,
     holds_run,
     last_checkpoint,
     newest_best,
@@ -188,8 +189,16 @@ def _holds_a_run(run_dir: Path, setting: str) -> str:
     """Why a launch without ckpt_path into a folder holding a run is refused, with the command that
     continues it. A run that keeps only a best older than its last step (trained without
     callbacks.last_checkpoint, stopped or finished after a validation that did not improve on it)
-    goes on from that best, named: its folder gives none."""
-    best = newest_best(run_dir) if last_checkpoint(run_dir) is None else None
+    goes on from that best, named: its folder gives none; one whose checkpoint callback wrote in a
+    folder of its own, from that callback's newest file (ckpt_path=RUN_DIR finds none there)."""
+    held = last_checkpoint(run_dir) is not None
+    best = None if held else newest_best(run_dir)
+    elsewhere = None if held or best is not None else checkpoints_elsewhere(run_dir)
+    if elsewhere is not None:
+        return (f"the run directory {run_dir} already holds a run whose checkpoint callback "
+                f"callbacks.{elsewhere.callback} wrote its checkpoints in {elsewhere.file.parent}; go on "
+                f"from its newest, in a new run folder, with {_continue_command(run_dir, elsewhere.file)}, "
+                f"or pick a new {setting}")
     if best is None:
         return (f"the run directory {run_dir} already holds a run; continue it with "
                 f"{_continue_command(run_dir)}, or pick a new {setting}")
