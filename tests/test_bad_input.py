@@ -1840,10 +1840,12 @@ def test_a_setting_added_to_a_command_that_reads_none_is_refused(cli, extra, exp
     assert "add a setting of your own" not in err and not (files["tmp"] / "exported").exists()
 
 
-@pytest.mark.parametrize("arg", ["model.dropoutt=0.1", "sample.promt=hi", "finetune.freeze=1"])
+@pytest.mark.parametrize("arg", ["model.dropoutt=0.1", "sample.promt=hi", "finetune.freeze=1",
+                                 "optimzer.lr=1e-3", "trainr.max_steps=5"])
 def test_a_key_no_added_setting_can_stand_for_is_not_advised_to_be_added(arg, files, capsys) -> None:
     # "add a setting of your own with +model.dropoutt=0.1", followed, was refused in turn (a model has
-    # its fields only), and an added sample or finetune setting is read by nothing.
+    # its fields only), and an added sample or finetune setting is read by nothing. Under a misspelt
+    # group (optimzer.lr), the group meant is named: +optimzer.lr=1e-2 trained on at optimizer.lr's default.
     code, out, err = run_main(train_cli.main, [*bare_train_args(files["corpus"], files["tmp"] / "run"), arg],
                               capsys)
     _assert_one_error_line(code, out, err, "; check its spelling (--cfg job shows every setting)")

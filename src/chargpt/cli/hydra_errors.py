@@ -221,13 +221,16 @@ def _not_a_setting(
     top, _, below = key.partition(".")
     # (Hydra's own settings are not among the job's that settings_beside lists: hydra is no misspelling.)
     tops = settings_beside(top) if parent and not beside and top != "hydra" else []
+    group_meant = None
     if tops and top not in tops:  # the group itself misspelt (optimzer.lr): nothing beside `name`
         group = nearest_name(top, tops)
         # Named only where it has the setting typed (seeds.x: seed is a number, seed.x no setting).
-        holds = group is not None and name in settings_beside(f"{group}.{below}", instead_of=key)
-        where, meant = f"a setting: there is no {top}", did_you_mean(group if holds else None, below=below)
+        if group is not None and name in settings_beside(f"{group}.{below}", instead_of=key):
+            group_meant = group
+        where, meant = f"a setting: there is no {top}", did_you_mean(group_meant, below=below)
     spelling = f"{key} is not {where}{meant}; check its spelling (--cfg job shows every setting)"
-    if not takes_new_settings or key.split(".", 1)[0] in _NOTHING_ADDED:
+    # A setting added under a misspelt group (+optimzer.lr) is read by nothing: the group meant is the fix.
+    if not takes_new_settings or key.split(".", 1)[0] in _NOTHING_ADDED or group_meant:
         return spelling
     return f"{spelling}, or add a setting of your own with {added}"
 
