@@ -552,6 +552,10 @@ TRAIN_CASES = [
     ("a setting under a misspelt group", ["optimzer.lr=1e-3"],
      "error: optimzer.lr is not a setting: there is no optimzer (did you mean optimizer.lr?); check its "
      "spelling"),
+    # Misspelt below it too: named optimizer.lrr, which is not a setting either.
+    ("a misspelt setting under a misspelt group", ["optimzer.lrr=1e-3"],
+     "error: optimzer.lrr is not a setting: there is no optimzer (did you mean optimizer.lr?); check its "
+     "spelling"),
     ("a setting under a misspelt group, two deep", ["trainr.max_steps=5"],
      "error: trainr.max_steps is not a setting: there is no trainr (did you mean trainer.max_steps?)"),
     # A group named only where it has the setting typed: seed is a number, and seed.x was offered.

@@ -4,7 +4,6 @@ typed where no search is set up, and the settings beside a mistyped key for "did
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
@@ -13,6 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from chargpt.cli import CONFIG_PATH
 from chargpt.cli.hydra_errors import (
+    SettingsBeside,
     dimensions_as_settings,
     no_search_to_give,
     search_params_dict,
@@ -90,21 +90,22 @@ def check_search_space_typed(config_name: str, argv: list[str]) -> None:
             raise ConfigError(dimensions_as_settings(override, dimensions))
 
 
-def settings_beside(config_name: str, overrides: list[str]) -> Callable[..., list[str]]:
+def settings_beside(config_name: str, overrides: list[str]) -> SettingsBeside:
     """For a command's config: the settings beside a key, in the config the other overrides make
-    (composed again, on the error path only); none when that cannot be composed. For a top-level
-    key, a group's setting of that very name too (`sample.max_new_tokens` for `max_new_tokens`,
-    typed to chargpt-train as chargpt-sample takes it), which "did you mean" then names. `instead_of`:
-    a key typed that is no setting, left out too (optimzer.lr, where optimizer.lr is looked for)."""
+    (composed again, on the error path only; the key `typed`, where that is another, left out too:
+    optimzer.lrr, where optimizer.lrr is looked for); none when that cannot be composed. For a
+    top-level key, a group's setting of that very name too (`sample.max_new_tokens` for
+    `max_new_tokens`, typed to chargpt-train as chargpt-sample takes it), which "did you mean" then
+    names."""
 
     def sets(override: str, key: str) -> bool:  # (a dict given above it, {extra: {lr: 2}}, sets it too;
         above = override_key(override)  # one below it, optimzer.lr for optimzer, is left out as well)
         return above == key or above.startswith(f"{key}.") or (
             key.startswith(f"{above}.") and override.partition("=")[2].startswith("{"))
 
-    def settings(key: str, instead_of: str = "") -> list[str]:
-        left = [o for o in overrides if not sets(o, key) and not (instead_of and sets(o, instead_of))]
-        config = composed(config_name, left)
+    def settings(key: str, typed: str = "") -> list[str]:
+        kept = [o for o in overrides if not sets(o, key) and not sets(o, typed or key)]
+        config = composed(config_name, kept)
         if config is None:
             return []
         if "." in key:

@@ -17,7 +17,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
 
 from hydra import initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
@@ -130,9 +130,16 @@ def release_stderr() -> None:
         _current = None
 
 
+class SettingsBeside(Protocol):
+    """The settings beside `key` (composed_checks.settings_beside), for a "did you mean"; the
+    overrides of `typed`, a misspelt key standing for it, left out of the config composed."""
+
+    def __call__(self, key: str, typed: str = "") -> list[str]: ...
+
+
 @contextmanager
 def one_line_hydra_errors(
-    settings_beside: Callable[..., list[str]] | None = None, takes_new_settings: bool = True
+    settings_beside: SettingsBeside | None = None, takes_new_settings: bool = True
 ) -> Iterator[None]:
     """`settings_beside(key)`: the settings next to a key that is not one (for "did you mean").
     `takes_new_settings`: whether a key that is not a setting may be added (`+KEY=VALUE`)."""
@@ -160,13 +167,13 @@ def one_line_hydra_errors(
 
 
 def one_line(
-    text: str, settings_beside: Callable[..., list[str]] | None = None, takes_new_settings: bool = True
+    text: str, settings_beside: SettingsBeside | None = None, takes_new_settings: bool = True
 ) -> str:
     """Hydra's message in one line, with chargpt's advice where it has some. A key that is not a
     setting is offered `+KEY=VALUE` only where `takes_new_settings` (chargpt-train: the other
     commands read nothing else)."""
     message = text.split(_HINT, 1)[0].strip()
-    beside = settings_beside or (lambda key, instead_of="": [])
+    beside = settings_beside or (lambda key, typed="": [])
     if match := _NOT_IN_STRUCT.search(message):
         if (inner := _FULL_KEY.search(message)) and inner[1].startswith(f"{match[1]}."):
             return _not_in_the_dict(match[2], inner[1], beside, takes_new_settings)
@@ -202,7 +209,7 @@ def one_line(
 
 
 def _not_a_setting(
-    key: str, added: str, settings_beside: Callable[..., list[str]], takes_new_settings: bool
+    key: str, added: str, settings_beside: SettingsBeside, takes_new_settings: bool
 ) -> str:
     """`key` (typed as `added`, KEY=VALUE) is no setting: a group's setting of that name, a misspelt
     one, or (where the command takes them) one of the user's own to add with `+`."""
@@ -224,10 +231,12 @@ def _not_a_setting(
     group_meant = None
     if tops and top not in tops:  # the group itself misspelt (optimzer.lr): nothing beside `name`
         group = nearest_name(top, tops)
-        # Named only where it has the setting typed (seeds.x: seed is a number, seed.x no setting).
-        if group is not None and name in settings_beside(f"{group}.{below}", instead_of=key):
-            group_meant = group
-        where, meant = f"a setting: there is no {top}", did_you_mean(group_meant, below=below)
+        inside = settings_beside(f"{group}.{below}", key) if group is not None else []
+        # Named only where it has the setting typed, or one near it: seeds.x names none (seed is a
+        # number, seed.x no setting); optimzer.lrr names optimizer.lr.
+        setting = below if name in inside else nearest_name(below, inside) if "." not in below else None
+        group_meant = group if setting else None
+        where, meant = f"a setting: there is no {top}", did_you_mean(group_meant, below=setting or below)
     spelling = f"{key} is not {where}{meant}; check its spelling (--cfg job shows every setting)"
     # A setting added under a misspelt group (+optimzer.lr) is read by nothing: the group meant is the fix.
     if not takes_new_settings or key.split(".", 1)[0] in _NOTHING_ADDED or group_meant:
@@ -236,7 +245,7 @@ def _not_a_setting(
 
 
 def _not_in_the_dict(
-    added: str, full_key: str, settings_beside: Callable[..., list[str]], takes_new_settings: bool
+    added: str, full_key: str, settings_beside: SettingsBeside, takes_new_settings: bool
 ) -> str:
     """A value of settings (typed as `added`, +KEY=VALUE) names `full_key`, which the settings there
     lack: Hydra merges the value into them, which adds no name; a misspelt one is named, and `++` adds
@@ -254,7 +263,7 @@ def _not_in_the_dict(
     return f"{said}: a value of settings is merged into the one there; to add {name}, write {fix}"
 
 
-def _not_removable(key: str, settings_beside: Callable[..., list[str]]) -> str:
+def _not_removable(key: str, settings_beside: SettingsBeside) -> str:
     """`~key` removes nothing: the setting is null already, or there is none so named."""
     parent, _, name = key.rpartition(".")
     beside = settings_beside(key)
