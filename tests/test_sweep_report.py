@@ -1069,6 +1069,31 @@ def test_a_sweeps_job_resumed_apart_with_other_settings_is_given_its_own_resume_
                                     f"ckpt_path={job.resolve()}"]
 
 
+def test_a_searchs_draws_keep_their_trailing_zero_and_one_count_of_digits_in_their_column(
+        tmp_path: Path, capsys, monkeypatch) -> None:
+    # The draws of a real tiny search (interval(1e-3,1e-2), 4 trials): 0.00339542655833227 was shown
+    # `0.0034` and 0.0010966961680404473 `0.0011` beside `0.00438`, as if drawn to fewer digits.
+    search = tmp_path / "search"
+    search.mkdir()
+    (search / "multirun.yaml").write_text(
+        "hydra:\n  overrides:\n    hydra: []\n    task: []\n"
+        "  sweeper:\n    params:\n      optimizer.lr: interval(1e-3,1e-2)\n", encoding="utf-8")
+    draws = ["0.004380292407308443", "0.0038449973978825", "0.00339542655833227", "0.0010966961680404473"]
+    for i, lr in enumerate(draws):
+        fake_run(search, str(i), [f"optimizer.lr={lr}"], metrics(3.6 + i / 100, 3.6 + i / 100),
+                 {"status": "finished"})
+
+    monkeypatch.setenv("COLUMNS", "200")
+    report(search)
+
+    table = capsys.readouterr().out
+    for shown in ("0.00438 ", "0.00384 ", "0.00340 ", "0.00110 "):
+        assert shown in table, (shown, table)
+    rows = sort_rows([run_row(run, search) for run in find_runs(search)], "best_val_loss")
+    labels = [run.label for run in curve_runs(rows, swept_by(search), drawn_by(search))]
+    assert labels[2].endswith("optimizer.lr=0.00340"), labels
+
+
 def test_a_searchs_draws_are_shown_to_the_digits_that_tell_them_apart_and_typed_values_as_typed(
         tmp_path: Path, capsys, monkeypatch) -> None:
     # Optuna records its draws with every digit (0.0013372818287411345): the tables and the curves'
@@ -1094,12 +1119,13 @@ def test_a_searchs_draws_are_shown_to_the_digits_that_tell_them_apart_and_typed_
     out = capsys.readouterr().out
     runs_table, groups_table = out.split("mean ± std over seeds")
     for table in (runs_table, groups_table):
-        # 3 digits, or 4 where 3 would make two draws alike (0.00134 twice); typed values as typed.
-        for shown in ("0.001337 ", "0.00134 ", "0.00409 ", "0.25 ", "0.1 ", "0.2 ", "0.0123456789"):
+        # 3 digits, or 4 in each of a column's draws where 3 would make two alike (0.00134 twice);
+        # typed values as typed.
+        for shown in ("0.001337 ", "0.001340 ", "0.004093 ", "0.250 ", "0.1 ", "0.2 ", "0.0123456789"):
             assert shown in table, (shown, table)
-        assert "0.0013372" not in table and "0.249" not in table
+        assert "0.0013372" not in table and "0.249" not in table and "0.00409 " not in table
     with (search / "report.csv").open(newline="", encoding="utf-8") as f:  # every digit kept
         assert {row["optimizer.lr"] for row in csv.DictReader(f)} == {lr for lr, _, _ in draws}
     rows = sort_rows([run_row(run, search) for run in find_runs(search)], "best_val_loss")
     labels = [run.label for run in curve_runs(rows, swept_by(search), drawn_by(search))]
-    assert "optimizer.lr=0.001337, model.dropout=0.25, optimizer.weight_decay=0.0123456789" in labels[0]
+    assert "optimizer.lr=0.001337, model.dropout=0.250, optimizer.weight_decay=0.0123456789" in labels[0]

@@ -311,33 +311,41 @@ def short_number(text: str, longer_than: int = 12) -> str:
 
 def readable_draws(values: Iterable[str]) -> dict[str, str]:
     """A search's draws among one setting's `values` (0.0013372818287411345, recorded with every
-    digit), each to the fewest significant digits, 3 at least and its whole part kept, that tell it
-    apart from that setting's other numbers: 0.00409, and 0.001337 beside 0.0013398741962201's
-    0.00134; {value: as shown}. A number of 6 digits or fewer (0.1, 1e-3, as typed) is no draw and
-    stays as it is; so does each part of a resumed run's `first→latest` that is none."""
+    digit), all to one count of significant digits, the fewest, 3 at least, at which no two of that
+    setting's numbers read alike (a whole part is kept whole): 0.00409 and 0.00110, or 0.001337,
+    0.001340 and 0.004093 where 3 digits would show two draws as 0.00134; {value: as shown}. A
+    trailing zero is a digit shown (0.00340, not 0.0034), and each draw of a column has as many: a
+    shorter one read as a coarser draw. A number of 6 digits or fewer (0.1, 1e-3, as typed) is no
+    draw and stays as it is; so does each part of a resumed run's `first→latest` that is none."""
     values = {str(value) for value in values}
     numbers: dict[str, float] = {}
     for part in {part for value in values for part in value.split("→")}:
         with contextlib.suppress(ValueError):
             if math.isfinite(number := float(part)):
                 numbers[part] = number
-    others = set(numbers.values())
-    shown = {part: _told_apart(number, others - {number}) for part, number in numbers.items()
+    draws = {part: number for part, number in numbers.items()
              if any(c in part for c in ".eE") and _significant_digits(part) > 6}
+    digits = _digits_telling_apart(list(draws.values()), set(numbers.values()))
+    shown = {part: _to_digits(number, digits) for part, number in draws.items()}
     readable = {value: "→".join(shown.get(part, part) for part in value.split("→")) for value in values}
     return {value: text for value, text in readable.items() if text != value}
 
 
-def _told_apart(number: float, others: set[float]) -> str:
-    """`number` to the fewest significant digits, 3 at least and its whole part kept, at which none
-    of `others` rounds to the same: no two numbers shown alike (one rounded to fewer digits that
-    matched another would have matched it at those digits too)."""
+def _digits_telling_apart(draws: list[float], numbers: set[float]) -> int:
+    """The fewest significant digits, 3 at least, at which each of `draws` rounds to a number none
+    of the other `numbers` rounds to (17 give any float back)."""
+    for digits in range(3, 17):
+        if all(float(f"{other:.{digits}g}") != float(f"{draw:.{digits}g}")
+               for draw in draws for other in numbers - {draw}):
+            return digits
+    return 17
+
+
+def _to_digits(number: float, digits: int) -> str:
+    """`number` to `digits` significant digits, its trailing zeros kept (0.00340), its whole part
+    whole (1234.5 at 3 digits is 1235, not 1.23e+03)."""
     whole_digits = len(str(int(abs(number)))) if abs(number) >= 1 else 0
-    for digits in range(max(3, whole_digits), 17):  # 17 significant digits give any float back
-        rounded = float(f"{number:.{digits}g}")
-        if all(float(f"{other:.{digits}g}") != rounded for other in others):
-            return repr(rounded)
-    return repr(number)
+    return f"{number:#.{max(digits, whole_digits)}g}".rstrip(".")
 
 
 def _significant_digits(number: str) -> int:
