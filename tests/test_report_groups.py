@@ -456,3 +456,36 @@ def test_settings_are_compared_only_with_the_best_on_the_same_text(tmp_path: Pat
     assert float(rows["input.txt", "1e-3"]["delta"]) == pytest.approx(0.55)
     assert rows["笔记 🚀.txt", "1e-3"]["delta"] == ""
     assert "vs_best: against the best setting trained on the same text" in out
+
+
+def text_run(sweep: Path, name: str, text: str, overrides: list[str], loss: float) -> None:
+    """A run of `overrides` whose saved config says it validated on the file `text`."""
+    loss_run(sweep, name, overrides, loss)
+    (sweep / name / ".hydra" / "config.yaml").write_text(
+        yaml.safe_dump({"seed": 1, "data": {"path": text, "train_fraction": 0.9}}, allow_unicode=True),
+        encoding="utf-8")
+
+
+def test_runs_are_ranked_within_each_text_not_across_texts(tmp_path: Path, capsys, monkeypatch) -> None:
+    # `-m 'data.path=choice(input.txt,文本 🚀.txt)' optimizer.lr=1e-3,3e-3`: the runs' table ranked the
+    # four by loss across both texts, alternating them, as if one ranking.
+    sweep = tmp_path / "sweep"
+    for i, (text, lr, loss) in enumerate([("input.txt", "1e-3", 3.0), ("input.txt", "3e-3", 1.0),
+                                          ("文本 🚀.txt", "1e-3", 4.0), ("文本 🚀.txt", "3e-3", 2.0)]):
+        text_run(sweep, str(i), text, [f"data.path={text}", f"optimizer.lr={lr}"], loss)
+
+    monkeypatch.setenv("COLUMNS", "200")
+    report(sweep)
+
+    out = capsys.readouterr().out
+    with (sweep / "report.csv").open(encoding="utf-8") as f:  # each text's runs together, best first
+        assert [r["run"] for r in csv.DictReader(f)] == ["1", "0", "3", "2"]
+    with (sweep / "report_groups.csv").open(encoding="utf-8") as f:  # the settings too
+        assert [(r["data.path"], r["optimizer.lr"]) for r in csv.DictReader(f)] == [
+            ("input.txt", "3e-3"), ("input.txt", "1e-3"), ("文本 🚀.txt", "3e-3"), ("文本 🚀.txt", "1e-3")]
+    table = out.split("settings:")[0]
+    rows = [line.split("│")[1].strip() for line in table.splitlines() if line.startswith("│")]
+    assert rows == ["1", "0", "3", "2"]
+    assert len([line for line in table.splitlines() if line.startswith("├")]) == 1  # a line between texts
+    assert "ranked within each text" in out
+

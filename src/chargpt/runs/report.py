@@ -17,9 +17,11 @@ from chargpt.plural import counted
 from chargpt.run_layout import CONFIG_DIR, OVERRIDES_FILE, SWEEP_CONFIG, run_folders
 from chargpt.run_state import held_now
 from chargpt.runs.curves import curve_runs, write_curves
+from chargpt.runs.report_figures import PER_TEXT
 from chargpt.runs.report_files import check_outputs, output_paths, write_csv
 from chargpt.runs.report_table import print_groups, print_table
 from chargpt.runs.run_rows import NotARun, comparable_paths, flat_rows, run_row, sort_rows, typed_keys
+from chargpt.runs.same_text import each_text_together, text_ends
 from chargpt.runs.seed_groups import flat_groups, group_runs
 from chargpt.runs.sweep_notes import later_checkpoints_note, stopped_runs_note, sweep_note
 from chargpt.runs.sweep_record import as_typed_in_sweeps, drawn_settings, recorded_sweep, swept_settings
@@ -54,6 +56,10 @@ def report(sweep_dir: Path, csv_path: Path | None = None, sort_by: str = "best_v
     if not rows_read:
         raise ChargptError(f"no readable runs in {sweep_dir}; {GIVE_A_FOLDER}")
     ranked = sort_rows(comparable_paths(as_typed_in_sweeps(rows_read, sweep_dir)), sort_by)
+    # A loss is ranked within its text: one ranking across texts read as if their losses compared.
+    texts = [row["text"] for row in ranked] if sort_by in PER_TEXT else [None] * len(ranked)
+    order = each_text_together(texts)
+    ranked, texts = [ranked[i] for i in order], [texts[i] for i in order]
     columns, rows = flat_rows(ranked)
     how_many = counted(len(rows), "run")
     metric = "best_val_loss" if sort_by == "run" else sort_by
@@ -64,7 +70,8 @@ def report(sweep_dir: Path, csv_path: Path | None = None, sort_by: str = "best_v
     # Output into a pipe whose reader stopped (`| head`) stops the printing, not the files: the
     # closed pipe is raised (exit 141) once they are written.
     closed = _printing(lambda: print_table(f"{sweep_dir} ({how_many}, sorted by {sort_by})", columns, rows,
-                                           metric=metric, swept=swept, typed=typed, drawn=drawn))
+                                           metric=metric, swept=swept, typed=typed, drawn=drawn,
+                                           ends=text_ends(texts)))
     closed = closed or _printing(lambda: print_groups(
         f"{counted(len(groups), 'setting')}: mean ± std over seeds, sorted by {metric}", groups, metric,
         swept=swept, typed=typed, drawn=drawn))

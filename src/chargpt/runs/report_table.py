@@ -27,6 +27,7 @@ from chargpt.runs.run_rows import (
     short_number,
     varying,
 )
+from chargpt.runs.same_text import text_ends
 from chargpt.runs.seed_groups import flat_groups, several_texts
 
 SETTING_MIN_WIDTH = 12
@@ -82,11 +83,12 @@ def _wrapped_widths(
 def _table(
     title: str, shown: list[str], rows: list[dict[str, Any]], caption: str | None,
     whole: tuple[str, ...] = WHOLE, right: tuple[str, ...] = tuple(METRIC_COLUMNS),
-    widths: dict[str, int] | None = None,
+    widths: dict[str, int] | None = None, ends: Collection[int] = (),
 ) -> Table:
     # Text, not str: rich would read a path's or a setting's brackets as markup (`a[/]b` raises).
     # The notes under it left-aligned: one a line, a list reads down its left edge.
     # `widths`: those of the columns that wrap (_wrapped_widths), given, not left to rich.
+    # `ends`: the rows after which a line is drawn (where the next text's rows begin).
     widths = widths or {}
     table = Table(title=Text(title), caption=Text(caption) if caption else None, caption_justify="left")
     for column in shown:
@@ -101,8 +103,9 @@ def _table(
             table.add_column(Text(column), overflow="fold", min_width=_min_width(column, rows, whole),
                              width=widths.get(column))
     styles = {"failed": "red", "killed": "red", "interrupted": "yellow", "incomplete": "yellow"}
-    for row in rows:
-        table.add_row(*(Text(_cell(row[c], c)) for c in shown), style=styles.get(str(row.get("status"))))
+    for i, row in enumerate(rows):
+        table.add_row(*(Text(_cell(row[c], c)) for c in shown), style=styles.get(str(row.get("status"))),
+                      end_section=i in ends)
     return table
 
 
@@ -132,19 +135,23 @@ def _draws_readable(rows: list[dict[str, Any]], drawn: Collection[str]) -> list[
 def print_table(
     title: str, columns: list[str], rows: list[dict[str, Any]], metric: str = "best_val_loss",
     swept: Collection[str] = (), typed: dict[str, str] | None = None, drawn: Collection[str] = (),
+    ends: Collection[int] = (),
 ) -> None:
     """The screen shows the settings that vary or are `swept` only; the CSV has every column. The
     table fits the terminal: setting columns wrap, then the seed is left out (named in the caption),
     then the other settings from the last down to the first, then the error column, the metrics
     other than the ranking `metric`, and the first setting; run, status and what is shown of the
     metrics stay whole. A setting a launch added is named as `typed` (`+new.key`); a search's
-    `drawn` settings are shown to the digits that tell their values apart."""
+    `drawn` settings are shown to the digits that tell their values apart. The rows are ranked
+    within each text, a line after each of `ends` (same_text.text_ends)."""
     columns, rows, swept = _typed_names(columns, _draws_readable(rows, drawn), swept, typed or {})
     shown, shared = varying(columns, rows, swept)
     if not any(row["error"] for row in rows):
         shown.remove("error")
     # As a shell takes them: a prompt with a space or an apostrophe pastes into a command as shown.
     notes = ["shared: " + shell_words.join(setting_typed(k, v) for k, v in shared.items())] if shared else []
+    if ends:
+        notes.append(RANKED_PER_TEXT.format(what="runs"))
     last = tuple(c for c in reversed(METRIC_COLUMNS) if c != metric)
     # A figure the same in every run (the steps of a sweep without a budget) tells no run apart: on
     # a narrow terminal it goes first, its value said once under the table.
@@ -152,7 +159,7 @@ def print_table(
     # A seed is a replicate, which the settings' table groups over: it goes before a setting that
     # tells settings apart, or rows of two settings would look alike but for their seed.
     _print_fitted(title, shown, rows, notes, WHOLE, tuple(METRIC_COLUMNS), drop_first=alike, drop_last=last,
-                  replicates=(SEED,))
+                  replicates=(SEED,), ends=ends)
 
 
 class _Console(Console):
@@ -180,7 +187,7 @@ def _fitted_console() -> Console:
 def _print_fitted(
     title: str, shown: list[str], rows: list[dict[str, Any]], notes: list[str],
     whole: tuple[str, ...], right: tuple[str, ...], drop_first: tuple[str, ...] = (),
-    drop_last: tuple[str, ...] = (), replicates: tuple[str, ...] = (),
+    drop_last: tuple[str, ...] = (), replicates: tuple[str, ...] = (), ends: Collection[int] = (),
 ) -> None:
     """Print the table at the terminal's width: columns not in `whole` wrap, then columns are
     left out (named in the caption): the `drop_first` ones, the settings from the last down to the
@@ -191,7 +198,7 @@ def _print_fitted(
     shown, left_out = _columns_that_fit(shown, rows, whole, drop_first, drop_last, replicates, console.width)
     caption = "\n".join([*notes, *_left_out_notes(rows, left_out, drop_first)])
     table = _table(title, shown, rows, caption or None, whole, right,
-                   _wrapped_widths(shown, rows, whole, console.width))
+                   _wrapped_widths(shown, rows, whole, console.width), ends)
     _print_table(table, console)
 
 
@@ -302,6 +309,9 @@ def _without_common_folders(
 
 
 NO_STD = "—"  # one seed: no spread known
+# Under a table whose rows were trained on several texts, ranked within each (same_text.py).
+RANKED_PER_TEXT = ("{what} ranked within each text, a line between texts: losses on different texts do not "
+                   "compare")
 # Under the settings' table of a sweep of several texts, whose losses do not compare.
 PER_TEXT_NOTE = ("vs_best: against the best setting trained on the same text (losses on different texts "
                  "do not compare; -: the only setting on its text)")
@@ -350,10 +360,12 @@ def print_groups(
         rows.append(shown)
     # The settings all groups share are those under the run table: not repeated here.
     notes = [f"≈: {metric} not told apart from the best's (|Δ mean| < sum of stds, or n=1)"]
-    if several_texts(groups, metric):
-        notes.append(PER_TEXT_NOTE)
+    texts = [group["text"] for group in groups]
+    ends = text_ends(texts) if several_texts(groups, metric) else set()
+    if ends:
+        notes += [RANKED_PER_TEXT.format(what="settings"), PER_TEXT_NOTE]
     whole = ("seeds", "n", *figures, "vs_best")
     # On a narrow terminal the figures other than the ranking one go before the settings do.
     extra = tuple(c for c in reversed(GROUP_METRICS) if c != metric)
     # The seeds' list goes before any setting: without those, rows differ only in their figures.
-    _print_fitted(title, [*swept, *whole], rows, notes, whole, ("n", *figures), (*extra, "seeds"))
+    _print_fitted(title, [*swept, *whole], rows, notes, whole, ("n", *figures), (*extra, "seeds"), ends=ends)

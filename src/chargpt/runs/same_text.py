@@ -1,6 +1,7 @@
 """A loss is measured on a text, and losses on two texts do not compare (an easier text scores
 lower whatever the model): the best is picked only among results on the same text. chargpt-eval
--m's table marks it so, and chargpt-report's settings' table compares each setting with it."""
+-m's table marks it so, and chargpt-report's settings' table compares each setting with it;
+chargpt-report ranks its runs and settings within each text."""
 
 from __future__ import annotations
 
@@ -21,3 +22,18 @@ def best_of_each_text(
     sign = -1 if higher_is_better else 1
     return {text: min(rows, key=lambda i: sign * values[i])  # type: ignore[operator]
             for text, rows in by_text.items() if len(rows) > 1 or len(set(texts)) == 1}
+
+
+def each_text_together(texts: Sequence[Hashable]) -> list[int]:
+    """The indices of results ranked best first (`texts`: the text of each), reordered so that each
+    text's results come together, still ranked within it, the texts in the order of their best: one
+    ranking across texts reads as if their losses compared."""
+    by_text: dict[Hashable, list[int]] = {}
+    for i, text in enumerate(texts):
+        by_text.setdefault(text, []).append(i)
+    return [i for rows in by_text.values() for i in rows]
+
+
+def text_ends(texts: Sequence[Hashable]) -> set[int]:
+    """The indices of results (each_text_together's order) after which the next text's begin."""
+    return {i for i in range(len(texts) - 1) if texts[i] != texts[i + 1]}

@@ -9,7 +9,7 @@ from typing import Any
 
 from chargpt.runs.report_figures import GROUP_METRICS, HIGHER_IS_BETTER, PER_TEXT
 from chargpt.runs.run_rows import SEED, given_value, natural_order
-from chargpt.runs.same_text import best_of_each_text
+from chargpt.runs.same_text import best_of_each_text, each_text_together
 
 BEST, NOISE, NO_SPREAD, APART = "best", "≈ noise", "≈ n=1", "apart"  # vs_best: a setting against the best
 
@@ -52,7 +52,8 @@ def group_runs(rows: list[dict[str, Any]], metric: str = "best_val_loss") -> lis
     closer than the sum of the two stds (the difference is smaller than the seeds' spread), `≈ n=1`
     when either has a single seed (no spread known, so it cannot be told apart), `apart` otherwise.
     A loss is compared only with the best of the settings trained on the same text (several texts in
-    one sweep: `data.path=choice(a.txt, b.txt)`); a setting alone on its text is compared with none.
+    one sweep: `data.path=choice(a.txt, b.txt)`), and ranked among those (each text's settings
+    together, the texts in the order of their best); a setting alone on its text is compared with none.
     """
     groups: dict[tuple[tuple[str, Any], ...], dict[str, Any]] = {}
     for row in rows:
@@ -85,8 +86,11 @@ def group_runs(rows: list[dict[str, Any]], metric: str = "best_val_loss") -> lis
         return (mean is None, 0.0 if mean is None else (-mean if higher_is_better else mean))
 
     result.sort(key=rank)
-    # A loss compares only with one on the same text: each setting against the best of its text.
+    # A loss compares only with one on the same text: each setting ranked among, and compared with
+    # the best of, those of its text.
     texts = [group["text"] if metric in PER_TEXT else None for group in result]
+    order = each_text_together(texts)
+    result, texts = [result[i] for i in order], [texts[i] for i in order]
     best_of = best_of_each_text([group[key] for group in result], texts, higher_is_better)
     for group, text in zip(result, texts, strict=True):
         best = result[best_of[text]] if text in best_of else None
