@@ -11,6 +11,7 @@ import yaml
 
 from chargpt.errors import ChargptError
 from chargpt.run_layout import find_runs
+from chargpt.runs.curves import curve_runs
 from chargpt.runs.report import report
 from chargpt.runs.report_table import ONCE_EACH
 from chargpt.runs.run_rows import run_row, sort_rows
@@ -488,4 +489,33 @@ def test_runs_are_ranked_within_each_text_not_across_texts(tmp_path: Path, capsy
     assert rows == ["1", "0", "3", "2"]
     assert len([line for line in table.splitlines() if line.startswith("├")]) == 1  # a line between texts
     assert "ranked within each text" in out
+
+
+def test_a_setting_run_on_two_texts_is_two_settings_each_told_by_its_text(
+        tmp_path: Path, capsys, monkeypatch) -> None:
+    # Two sweeps reported together, `-m optimizer.lr=3e-3 seed=1,2` each, one from a config naming
+    # another file (--config-name): their four runs were one setting, `1×2,2×2`, losses of two texts
+    # averaged, and nothing on screen said which text a row was.
+    sweep = tmp_path / "sweeps"
+    for launch, text, losses in [("a", "input.txt", [3.0, 3.2]), ("b", "文本 🚀.txt", [2.0, 2.2])]:
+        for seed, loss in enumerate(losses, start=1):
+            text_run(sweep, f"{launch}/{seed}", text, ["optimizer.lr=3e-3", f"seed={seed}"], loss)
+
+    monkeypatch.setenv("COLUMNS", "200")
+    report(sweep)
+
+    out = capsys.readouterr().out
+    with (sweep / "report_groups.csv").open(encoding="utf-8") as f:
+        rows = [(r["text"], r["seeds"], r["n"], r["best_val_loss_mean"]) for r in csv.DictReader(f)]
+    assert [(text, seeds, n, float(mean)) for text, seeds, n, mean in rows] == [
+        ("data.path=文本 🚀.txt", "1,2", "2", pytest.approx(2.1)),
+        ("data.path=input.txt", "1,2", "2", pytest.approx(3.1))]
+    groups_table = out.split("mean ± std over seeds")[1]
+    assert "data.path=文本 🚀.txt" in groups_table and "data.path=input.txt" in groups_table
+    with (sweep / "report.csv").open(encoding="utf-8") as f:  # each run's text beside its settings
+        texts = [r["text"] for r in csv.DictReader(f)]
+    assert texts == ["data.path=文本 🚀.txt"] * 2 + ["data.path=input.txt"] * 2
+    curves = curve_runs([run_row(run, sweep) for run in find_runs(sweep)])  # two colours, each labelled
+    assert {run.label.split(": ")[1].split(",")[0]: run.setting for run in curves} == {
+        "data.path=input.txt": 0, "data.path=U+6587 U+672C U+1F680.txt": 1}
 

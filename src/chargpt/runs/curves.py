@@ -41,7 +41,7 @@ from chargpt.runs.run_rows import (
     typed_keys,
     varying,
 )
-from chargpt.runs.seed_groups import setting_of
+from chargpt.runs.seed_groups import setting_of, text_settings
 
 PNG_SOFTWARE = "chargpt-report"
 # A run that did not finish is drawn dashed (failed) or dotted (stopped, or still running).
@@ -236,13 +236,18 @@ def curve_runs(
     seeds = sorted({row["overrides"][SEED] for row in rows if SEED in row["overrides"]}, key=natural_order)
     groups: dict[Any, int] = {}  # a setting -> its runs so far
     runs = []
-    for row in rows:
-        setting = setting_of(row["overrides"])
+    # The data settings that tell apart the texts of runs of one setting, first in their labels.
+    text_of = (text_settings([row["overrides"] for row in rows], [row.get("text") for row in rows])
+               or [{}] * len(rows))
+    for i, row in enumerate(rows):
+        # Runs of one setting on two texts are two settings (seed_groups.group_runs): two colours.
+        setting = (setting_of(row["overrides"]), row.get("text"))
         groups[setting] = groups.get(setting, 0) + 1
         seed = row["overrides"].get(SEED)
         runs.append(CurveRun(
-            curve_label(row["run"], {k: in_folder(row["overrides"][k], folders[k])
-                                     for k in settings if k in row["overrides"]}, whole, typed),
+            curve_label(row["run"], {**text_of[i], **{k: in_folder(row["overrides"][k], folders[k])
+                                                      for k in settings if k in row["overrides"]}},
+                        whole, typed),
             row["dir"], None if row.get("status") is None else str(row["status"]),
             setting=list(groups).index(setting),
             seed=seeds.index(seed) if seed is not None else groups[setting] - 1,

@@ -22,7 +22,7 @@ from chargpt.runs.report_files import check_outputs, output_paths, write_csv
 from chargpt.runs.report_table import print_groups, print_table
 from chargpt.runs.run_rows import NotARun, comparable_paths, flat_rows, run_row, sort_rows, typed_keys
 from chargpt.runs.same_text import each_text_together, text_ends
-from chargpt.runs.seed_groups import flat_groups, group_runs
+from chargpt.runs.seed_groups import flat_groups, group_runs, text_labels
 from chargpt.runs.sweep_notes import later_checkpoints_note, stopped_runs_note, sweep_note
 from chargpt.runs.sweep_record import as_typed_in_sweeps, drawn_settings, recorded_sweep, swept_settings
 
@@ -60,7 +60,8 @@ def report(sweep_dir: Path, csv_path: Path | None = None, sort_by: str = "best_v
     texts = [row["text"] for row in ranked] if sort_by in PER_TEXT else [None] * len(ranked)
     order = each_text_together(texts)
     ranked, texts = [ranked[i] for i in order], [texts[i] for i in order]
-    columns, rows = flat_rows(ranked)
+    columns, rows = flat_rows(ranked, text_labels([row["overrides"] for row in ranked],
+                                                  [row["text"] for row in ranked]))
     how_many = counted(len(rows), "run")
     metric = "best_val_loss" if sort_by == "run" else sort_by
     groups = group_runs(ranked, metric)

@@ -172,6 +172,9 @@ TEXT_SETTINGS = ("path", "val_path", "name", "config", "data_files", "split", "v
                  "train_fraction", "val_max_chars", "separator", "normalize", "newline")
 
 
+TEXT = "text"  # a column of runs of one setting on several texts (seed_groups.text_labels)
+
+
 def validation_text(run_dir: Path) -> tuple[str, ...]:
     """What the run's validation loss was measured on, as its saved config's data settings say: equal
     for two runs of the same text (all runs alike where no config was saved)."""
@@ -222,11 +225,15 @@ def sort_rows(rows: list[dict[str, Any]], by: str) -> list[dict[str, Any]]:
     return sorted(rows, key=key)
 
 
-def flat_rows(rows: list[dict[str, Any]]) -> tuple[list[str], list[dict[str, Any]]]:
+def flat_rows(
+    rows: list[dict[str, Any]], texts: list[str] | None = None
+) -> tuple[list[str], list[dict[str, Any]]]:
     """One column per override key (in order of first appearance), then the figures. `seed` is
     the seed each run trained with: its override, else the one its saved config records (as the
     settings' table counts it), so a sweep that set no seed still has the column. `auto_shape`:
-    the shape each model=auto run chose."""
+    the shape each model=auto run chose. `texts`: each run's text, a TEXT column before the
+    settings, the last left out of a narrow table: it alone tells runs of one setting apart
+    (seed_groups.text_labels)."""
     keys: list[str] = []
     for row in rows:
         keys += [k for k in row["overrides"] if k not in keys]
@@ -234,8 +241,9 @@ def flat_rows(rows: list[dict[str, Any]]) -> tuple[list[str], list[dict[str, Any
         keys.append(SEED)
     if any(row.get("chosen_shape") for row in rows):  # model=auto runs: what each chose
         keys.append(AUTO_SHAPE)
-    columns = ["run", *keys, "status", *METRIC_COLUMNS, "error"]
-    flat = [{"run": r["run"], **{k: _setting(r, k) for k in keys}, **r} for r in rows]
+    columns = ["run", *([TEXT] if texts else []), *keys, "status", *METRIC_COLUMNS, "error"]
+    flat = [{"run": r["run"], **{k: _setting(r, k) for k in keys}, **r, **({TEXT: text} if texts else {})}
+            for r, text in zip(rows, texts or [None] * len(rows), strict=True)]
     return columns, [{c: row.get(c) for c in columns} for row in flat]
 
 

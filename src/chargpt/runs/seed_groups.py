@@ -8,9 +8,10 @@ import math
 from typing import Any
 
 from chargpt.runs.report_figures import GROUP_METRICS, HIGHER_IS_BETTER, PER_TEXT
-from chargpt.runs.run_rows import SEED, given_value, natural_order
+from chargpt.runs.run_rows import SEED, TEXT, TEXT_SETTINGS, given_value, natural_order
 from chargpt.runs.same_text import best_of_each_text, each_text_together
 
+UNKNOWN_TEXT = "unknown (no saved config)"  # text_labels' of a run without .hydra/config.yaml
 BEST, NOISE, NO_SPREAD, APART = "best", "≈ noise", "≈ n=1", "apart"  # vs_best: a setting against the best
 
 
@@ -42,7 +43,8 @@ def setting_of(overrides: dict[str, str]) -> tuple[tuple[str, Any], ...]:
 
 
 def group_runs(rows: list[dict[str, Any]], metric: str = "best_val_loss") -> list[dict[str, Any]]:
-    """One row per setting: runs whose overrides are the same once `seed` is left out.
+    """One row per setting: runs whose overrides are the same once `seed` is left out, trained on
+    the same text (run_rows.validation_text).
 
     Each figure is the mean and sample std over the group's seeds with a finished run (n of them;
     failed, interrupted and incomplete runs stopped early and are left out). Runs of one seed are
@@ -55,10 +57,13 @@ def group_runs(rows: list[dict[str, Any]], metric: str = "best_val_loss") -> lis
     one sweep: `data.path=choice(a.txt, b.txt)`), and ranked among those (each text's settings
     together, the texts in the order of their best); a setting alone on its text is compared with none.
     """
-    groups: dict[tuple[tuple[str, Any], ...], dict[str, Any]] = {}
+    groups: dict[tuple[Any, ...], dict[str, Any]] = {}
     for row in rows:
         settings = {k: v for k, v in row["overrides"].items() if k != SEED}
-        group = groups.setdefault(setting_of(row["overrides"]), {"settings": settings, "runs": []})
+        # Runs of the same settings on two texts (two launches from configs naming other files) are
+        # two settings: their losses averaged as one measured neither.
+        key = (setting_of(row["overrides"]), row.get("text"))
+        group = groups.setdefault(key, {"settings": settings, "runs": []})
         group["runs"].append(row)
     result = []
     for group in groups.values():
@@ -69,7 +74,7 @@ def group_runs(rows: list[dict[str, Any]], metric: str = "best_val_loss") -> lis
         finished = [[r for r in by_seed[s] if r["status"] == "finished"] for s in seeds]
         out: dict[str, Any] = {
             "settings": group["settings"],
-            "text": group["runs"][0].get("text"),  # (its runs' overrides alike: their text too)
+            "text": group["runs"][0].get("text"),
             "seeds": ",".join(_seed_label(s, len(by_seed[s])) for s in seeds),
             "runs": len(group["runs"]),
             "n": sum(any(_finite(r.get(metric)) for r in runs) for runs in finished),
@@ -142,14 +147,45 @@ def group_columns(groups: list[dict[str, Any]]) -> list[str]:
     keys: list[str] = []
     for group in groups:
         keys += [k for k in group["settings"] if k not in keys]
+    if text_labels([group["settings"] for group in groups], [group["text"] for group in groups]):
+        keys.insert(0, TEXT)  # first: the last left out of a narrow table (it alone tells these apart)
     figures = [f"{c}_{s}" for c in GROUP_METRICS for s in ("mean", "std")]
     return [*keys, "seeds", "runs", "n", "seed_count", *figures, "delta", "vs_best"]
 
 
 def flat_groups(groups: list[dict[str, Any]]) -> tuple[list[str], list[dict[str, Any]]]:
-    """The CSV's rows: one column per setting, then the seeds, counts and figures."""
+    """The CSV's rows: one column per setting (and TEXT where text_labels gives it), then the seeds,
+    counts and figures."""
     columns = group_columns(groups)
-    settings = columns[: columns.index("seeds")]
-    figures = columns[len(settings):]
-    return columns, [{**{c: given_value(g["settings"], c) for c in settings}, **{c: g[c] for c in figures}}
-                     for g in groups]
+    settings = [c for c in columns[: columns.index("seeds")] if c != TEXT]
+    figures = columns[columns.index("seeds"):]
+    texts = text_labels([g["settings"] for g in groups], [g["text"] for g in groups]) or [None] * len(groups)
+    return columns, [{**{c: given_value(g["settings"], c) for c in settings},
+                      **({TEXT: text} if TEXT in columns else {}), **{c: g[c] for c in figures}}
+                     for g, text in zip(groups, texts, strict=True)]
+
+
+def text_labels(settings: list[dict[str, str]], texts: list[Any]) -> list[str] | None:
+    """Each row's text (run_rows.validation_text's), as the data settings that tell the rows' texts
+    apart (`data.path=b.txt`), where two rows of the same `settings` (`seed` left out) were trained
+    on different texts: their settings alone read as one setting. None where the settings tell the
+    texts apart (a sweep of `data.path=choice(...)`), or all rows share one text."""
+    told = text_settings(settings, texts)
+    if told is None:
+        return None
+    return [" ".join(f"{key}={value}" for key, value in text.items()) or UNKNOWN_TEXT for text in told]
+
+
+def text_settings(settings: list[dict[str, str]], texts: list[Any]) -> list[dict[str, str]] | None:
+    """text_labels' data settings of each row, {"data.path": "b.txt"}; {} where not known."""
+    texts_of: dict[tuple[tuple[str, Any], ...], set[Any]] = {}
+    for overrides, text in zip(settings, texts, strict=True):
+        texts_of.setdefault(setting_of(overrides), set()).add(text)
+    if all(len(alike) == 1 for alike in texts_of.values()):
+        return None
+    # A run with no saved config (hydra.output_subdir=null, or deleted) has no data settings known.
+    known = [text for text in texts if text and set(text) != {"None"}]
+    differing = ([i for i, _ in enumerate(TEXT_SETTINGS) if len({text[i] for text in known}) > 1]
+                 or [TEXT_SETTINGS.index("path")])  # one text known, beside unknown ones: its file
+    return [{f"data.{TEXT_SETTINGS[i]}": text[i] for i in differing} if text in known else {}
+            for text in texts]
