@@ -540,7 +540,58 @@ def test_a_job_resumed_apart_past_the_sweeps_end_is_kept_as_it_is(tmp_path: Path
     report(sweep)  # and the report says what continuing the sweep does with it
     lines = capsys.readouterr().out.splitlines()
     at = lines.index("1 run of this sweep was resumed with other settings than the sweep's; continuing the "
-                     "sweep keeps it as it is, stopped past the sweep's last step: resume it with its latest "
-                     "settings with:")
+                     "sweep keeps it as it is: resume it with its latest settings with:")
     assert lines[at + 1].endswith(recorded_resume_command(job)) and "trainer.max_steps=4→6" in lines[at + 1]
+    assert not [line for line in lines if "stopped part-way" in line]  # continuing would run nothing
+
+
+@pytest.mark.slow  # a sweep of two tiny jobs, one resumed apart and stopped, then the sweep continued
+def test_a_job_resumed_apart_and_stopped_before_the_sweeps_end_is_kept_as_it_is(
+        tmp_path: Path, monkeypatch, capsys) -> None:
+    # Job 1 stopped at step 2, resumed apart with a smaller batch (an out-of-memory error's fix) and
+    # stopped again at step 4 of the sweep's 6: continuing the sweep resumed it with the sweep's own
+    # batch, the one that ran out, its own settings forgotten (one kept past the sweep's end was not).
+    corpus = write_corpus(tmp_path / "corpus.txt")
+    sweep = tmp_path / "my runs é 🚀"
+    args = ["-m", *bare_train_args(corpus, None, f"hydra.sweep.dir={sweep}", "trainer.max_steps=6",
+                                   "trainer.val_check_interval=2", "callbacks.model_checkpoint.save_top_k=-1",
+                                   "seed=1,2")]
+    code, _, err = run_main(train_cli.main, args, capsys)
+    assert code == 0, err
+    job = sweep / "1"
+    # What a Ctrl-C of the sweep at job 1's step 2 leaves.
+    shutil.copy(job / "checkpoints" / "best-000002.ckpt", job / "checkpoints" / "last.ckpt")
+    for later in ("best-000004.ckpt", "best-000006.ckpt"):
+        (job / "checkpoints" / later).unlink()
+    write_status(job, "interrupted")
+    words = shlex.split(recorded_resume_command(job))  # (after any VARIABLE=value it sets)
+    own = [w for w in words[words.index("chargpt-train") + 1:] if not w.startswith("data.batch_size=")]
+    at_step_end = GracefulInterrupt.on_train_batch_end
+
+    def signal_at_step_4(self, trainer, *rest):
+        if trainer.global_step == 4:
+            os.kill(os.getpid(), signal.SIGINT)
+        at_step_end(self, trainer, *rest)
+
+    monkeypatch.setattr(GracefulInterrupt, "on_train_batch_end", signal_at_step_4)
+    code, _, err = run_main(train_cli.main, [*own, "data.batch_size=2"], capsys)
+    assert code == 130, err
+    monkeypatch.setattr(GracefulInterrupt, "on_train_batch_end", at_step_end)
+    assert checkpoint_step(job / "checkpoints" / "last.ckpt") == 4
+    before = _files(job)
+
+    code, out, err = run_main(train_cli.main, args, capsys)
+
+    assert code == 0, err
+    assert _files(job) == before  # not resumed with the sweep's batch: its files as they were
+    said = [line for line in (out + err).splitlines() if "resumed apart with other settings" in line]
+    assert len(said) == 1, out + err
+    assert "(data.batch_size=4→2), it stopped at step 4: kept as it is" in said[0]
+    assert said[0].endswith(recorded_resume_command(job))
+    assert "data.batch_size=2" in recorded_resume_command(job)
+    report(sweep)
+    lines = capsys.readouterr().out.splitlines()
+    at = lines.index("1 run of this sweep was resumed with other settings than the sweep's; continuing the "
+                     "sweep keeps it as it is: resume it with its latest settings with:")
+    assert lines[at + 1] == f"  run 1 (data.batch_size=4→2): {recorded_resume_command(job)}"
     assert not [line for line in lines if "stopped part-way" in line]  # continuing would run nothing

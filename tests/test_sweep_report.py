@@ -1042,8 +1042,8 @@ def test_a_swept_number_is_shown_as_typed_and_grouped_with_the_same_number_typed
 def test_a_sweeps_job_resumed_apart_with_other_settings_is_given_its_own_resume_command(
         tmp_path: Path, capsys) -> None:
     # A job that ran out of memory, resumed by its error's own command with a smaller batch, and
-    # stopped again: continuing the sweep resumes it with the sweep's settings, the batch that ran
-    # out, and the report said only to continue the sweep.
+    # stopped again: continuing the sweep keeps it as it is (it resumed it with the sweep's settings,
+    # the batch that ran out), and the report said only to continue the sweep.
     sweep = tmp_path / "my sweep, é"
     sweep.mkdir()
     (sweep / "multirun.yaml").write_text(BASIC_SWEEP)
@@ -1062,7 +1062,8 @@ def test_a_sweeps_job_resumed_apart_with_other_settings_is_given_its_own_resume_
 
     lines = capsys.readouterr().out.split("written: ")[0].splitlines()
     at = lines.index("1 run of this sweep was resumed with other settings than the sweep's; continuing the "
-                     "sweep would resume it with the sweep's own: resume it with its latest settings with:")
+                     "sweep keeps it as it is: resume it with its latest settings with:")
+    assert not [line for line in lines if "continue it" in line]  # continuing would run nothing for it
     label, _, command = lines[at + 1].partition("): ")
     assert label == "  run 2 (data.batch_size=default→32"
     assert shlex.split(command) == ["chargpt-train", "optimizer.lr=1e-2", "data.batch_size=32",

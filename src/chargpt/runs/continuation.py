@@ -3,7 +3,9 @@
 
 - a job that finished is kept as it is: its recorded best validation loss is returned without
   training, so a sweeper (an Optuna search too) sees the same results as before;
-- a job with a checkpoint resumes from it, exactly as `ckpt_path=JOB_DIR` would;
+- a job with a checkpoint resumes from it, exactly as `ckpt_path=JOB_DIR` would, but for one
+  resumed apart with other settings than the sweep's (a smaller batch, more steps), which is kept
+  as it is, its own resume command named: the sweep's settings would undo the person's own;
 - a job that never started, or stopped before its first checkpoint, starts over in its folder.
 
 Each job's first config stays in `.hydra`; a later launch's goes to `.hydra/resume-<time>`, as for
@@ -47,6 +49,7 @@ from chargpt.run_layout import (
     read_overrides,
 )
 from chargpt.run_state import read_status, state_of
+from chargpt.runs.run_rows import changed_settings, parse_overrides
 from chargpt.runs.status import FAILED_VALUE, forget_this_resume
 from chargpt.runs.sweep_record import CONTINUED
 
@@ -163,22 +166,22 @@ def _earlier_job(run_dir: Path) -> bool:
 
 def earlier_result(run_dir: str | Path, max_steps: Any = None) -> tuple[bool, float | None]:
     """(True, its best validation loss) when this job of a continued sweep finished before, or was
-    resumed apart and stopped at or past this launch's `max_steps` (_past_the_sweeps_end): it is
+    resumed apart with other settings than the sweep's and did not finish (_resumed_apart): it is
     kept, and this launch's copy of its config is removed again. (False, None) for a job to train."""
     run_dir = Path(run_dir)
     if not _earlier_job(run_dir):
         return False, None
     status = read_status(run_dir)
     if status.get("status") != "finished":
-        if (step := _past_the_sweeps_end(run_dir, max_steps)) is None:
+        if not (changed := _resumed_apart(run_dir)):
             return False, None
         from chargpt.runs.resume import recorded_resume_command  # (it imports this module)
 
         forget_this_resume(run_dir)
         best = read_json_object(run_dir / METRICS_FILE).get("best_val_loss")
-        log.warning("resumed apart with its own settings, it stopped at step %d, past this sweep's "
-                    "trainer.max_steps=%d: kept as it is, not resumed with the sweep's; resume it with its "
-                    "own settings with: %s", step, max_steps, recorded_resume_command(run_dir))
+        log.warning("resumed apart with other settings than this sweep's (%s), %s: kept as it is, not "
+                    "resumed with the sweep's; resume it with its own settings with: %s", " ".join(changed),
+                    _where_it_stopped(run_dir, status, max_steps), recorded_resume_command(run_dir))
         return True, float(best) if isinstance(best, (int, float)) else None
     forget_this_resume(run_dir)
     value = status.get("value")
@@ -187,25 +190,31 @@ def earlier_result(run_dir: str | Path, max_steps: Any = None) -> tuple[bool, fl
     return True, result
 
 
-def _past_the_sweeps_end(run_dir: Path, max_steps: Any) -> int | None:
-    """The step of the job's last checkpoint where its latest launch was a run of its own (resumed
-    apart, `ckpt_path` at its folder, with more steps) and that step is at or past this launch's
-    `max_steps`: resumed with the sweep's settings it trained nothing and was recorded finished, its
-    own end forgotten. None for any other job."""
+def _resumed_apart(run_dir: Path) -> list[str]:
+    """The settings (`data.batch_size=default→32`) that the job's latest launch, a run of its own
+    (resumed apart, `ckpt_path` at its folder: an out-of-memory error's fix, more steps), gave other
+    values than the sweep's; none for any other job. Resumed with the sweep's settings, such a job
+    lost them: the batch that ran out again, or, stopped at or past the sweep's trainer.max_steps,
+    nothing trained and the job recorded finished, its own steps to go forgotten."""
     earlier = overrides_files(run_dir)[:-1]  # (the last is this launch's)
     if len(earlier) < 2 or not _launched_alone(earlier[-1].parent, first=False):
-        return None
-    return step_at_or_past(run_dir, max_steps)
+        return []
+    try:
+        return changed_settings(parse_overrides(run_dir, earlier))
+    except Exception:  # unreadable settings: not known to be other ones
+        return []
 
 
-def step_at_or_past(run_dir: Path, max_steps: Any) -> int | None:
-    """The step of the run's last checkpoint where it is at or past `max_steps` (a sweep's
-    trainer.max_steps: a continuation of the sweep keeps such a job resumed apart as it is); else None."""
-    if not isinstance(max_steps, int) or max_steps < 0:
-        return None
+def _where_it_stopped(run_dir: Path, status: dict[str, Any], max_steps: Any) -> str:
+    """`it stopped at step 12`, `it failed at step 12`, with `, past this sweep's trainer.max_steps=20`
+    where that step is at or past it."""
     checkpoint = last_checkpoint(run_dir)
     step = checkpoint_step(checkpoint) if checkpoint is not None else None
-    return step if step is not None and step >= max_steps else None
+    verb = "failed" if status.get("status") == "failed" else "stopped"
+    if step is None:
+        return f"it {verb}"
+    past = isinstance(max_steps, int) and 0 <= max_steps <= step
+    return f"it {verb} at step {step}" + (f", past this sweep's trainer.max_steps={max_steps}" * past)
 
 
 def continued_job(run_dir: str | Path) -> str | None:

@@ -70,11 +70,12 @@ def _overrides_in(path: Path) -> dict[str, str]:
     return overrides
 
 
-def parse_overrides(run_dir: Path) -> dict[str, str]:
+def parse_overrides(run_dir: Path, files: list[Path] | None = None) -> dict[str, str]:
     """The run's settings as its first launch gave them. A resume trains on with the settings of
     its own command line: where the latest one gave another value, or left one out (the default),
-    the setting reads `first→latest` (trainer.max_steps=500→2000, optimizer.lr=3e-3→default)."""
-    files = overrides_files(run_dir)
+    the setting reads `first→latest` (trainer.max_steps=500→2000, optimizer.lr=3e-3→default).
+    `files`: the launches' overrides files to read (overrides_files's, by default)."""
+    files = files or overrides_files(run_dir)
     first = _overrides_in(files[0])
     if len(files) == 1:
         return first
@@ -86,6 +87,11 @@ def parse_overrides(run_dir: Path) -> dict[str, str]:
         same = was == now or (is_path_key(key) and _same_path(was, now, *cwds))
         settings[key] = was if same else f"{was}→{now}"
     return settings
+
+
+def changed_settings(settings: dict[str, str]) -> list[str]:
+    """The settings (parse_overrides's) a later launch gave other values: `data.batch_size=default→32`."""
+    return [f"{key}={value}" for key, value in settings.items() if "→" in str(value)]
 
 
 def added_keys(run_dir: Path) -> dict[str, str]:

@@ -7,18 +7,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from omegaconf import OmegaConf
-
 from chargpt import shell_words
 from chargpt.checkpoint_step import checkpoint_step
 from chargpt.errors import out_of_memory_fix
 from chargpt.files import read_json_object
 from chargpt.plural import counted
-from chargpt.run_layout import CONFIG_DIR, METRICS_FILE, SAVED_CONFIG, last_checkpoint
+from chargpt.run_layout import METRICS_FILE, last_checkpoint
 from chargpt.run_state import held_now
-from chargpt.runs.continuation import step_at_or_past
 from chargpt.runs.resume import recorded_resume_command
-from chargpt.runs.run_rows import run_name
+from chargpt.runs.run_rows import changed_settings, run_name
 from chargpt.runs.sweep_record import continue_command, planned_jobs, recorded_sweep, stored_study, sweep_of
 
 STOPPED = ("interrupted", "killed", "incomplete")
@@ -40,15 +37,15 @@ def sweep_note(sweep_dir: Path, rows: list[dict[str, Any]], runs: list[Path] | N
         parts += [f"{missing} of {planned} not started yet"] if missing > 0 else []
         detail = f" ({', '.join(parts)})" if parts else ""
         return f"this sweep is still running{detail}: this table is not its last"
-    # A job resumed apart and stopped past the sweep's last step is kept by a continuation, which
-    # would run nothing for it: its own resume command is given below instead.
-    stopped = sum(r["status"] in STOPPED and not _apart_past_the_end(r) for r in rows)
+    # A job resumed apart with other settings is kept as it is by a continuation, which would run
+    # nothing for it: its own resume command is given below instead.
+    stopped = sum(r["status"] in STOPPED and not _resumed_apart(r) for r in rows)
     # A search kept in a storage continues with new trials in a new folder: its failed ones stay failed.
     failed_rows = [] if _in_a_storage(sweep_dir) else [r for r in rows if r["status"] == "failed"]
     # Memory ran out: continuing would train the job again as it was, to run out again; its own
     # error gives the fix (a smaller batch from its checkpoint, or a smaller model).
     short = [r for r in failed_rows if out_of_memory_fix(r.get("error") or "") is not None]
-    failed = len(failed_rows) - len(short)
+    failed = sum(r not in short and not _resumed_apart(r) for r in failed_rows)
     # "run", as the table's column and title name each job's row: the note named `job 2` where the
     # table said `run 2`.
     runs_of = counted(len(rows), "run")
@@ -76,46 +73,26 @@ def sweep_note(sweep_dir: Path, rows: list[dict[str, Any]], runs: list[Path] | N
 
 def _resumed_apart_lines(rows: list[dict[str, Any]], sweep_dir: Path) -> list[str]:
     """For the sweep's jobs (run_row's, stopped or failed) that a command of their own resumed with
-    other settings (`data.batch_size=default→6`, the smaller batch an out-of-memory error gave):
-    continuing the sweep resumes each with the sweep's own settings, the batch that ran out again,
-    and keeps as it is one that stopped at or past the sweep's last step (more steps of its own), so
-    each is given its own resume command, with its latest settings."""
+    other settings (`data.batch_size=default→6`, the smaller batch an out-of-memory error gave; more
+    steps): continuing the sweep keeps each as it is (runs/continuation.py), so each is given its own
+    resume command, with its latest settings."""
     apart = [r for r in rows if _resumed_apart(r)]
-    past = [r for r in apart if _past_the_sweeps_end(r["dir"])]
-    lines = []
-    resumed = [r for r in apart if r not in past]
-    for group, continuing in ((resumed, "would resume {them} with the sweep's own"),
-                              (past, "keeps {them} as {it_is}, stopped past the sweep's last step")):
-        if not group:
-            continue
-        many = len(group) > 1
-        them = continuing.format(them="them" if many else "it", it_is="they are" if many else "it is")
-        lines.append(f"{counted(len(group), 'run')} of this sweep {'were' if many else 'was'} resumed with "
-                     f"other settings than the sweep's; continuing the sweep {them}: resume "
-                     f"{'each' if many else 'it'} with {'their' if many else 'its'} latest settings with:")
-        for row in group[:STOPPED_RUNS_LISTED]:
-            changed = " ".join(f"{k}={v}" for k, v in row["overrides"].items() if "→" in str(v))
-            lines.append(f"  run {shell_words.quote(run_name(row['dir'], sweep_dir))} ({changed}): "
-                         f"{recorded_resume_command(row['dir'])}")
+    if not apart:
+        return []
+    many = len(apart) > 1
+    kept = "them as they are" if many else "it as it is"
+    lines = [f"{counted(len(apart), 'run')} of this sweep {'were' if many else 'was'} resumed with other "
+             f"settings than the sweep's; continuing the sweep keeps {kept}: "
+             f"resume {'each' if many else 'it'} with {'their' if many else 'its'} latest settings with:"]
+    for row in apart[:STOPPED_RUNS_LISTED]:
+        changed = " ".join(changed_settings(row["overrides"]))
+        lines.append(f"  run {shell_words.quote(run_name(row['dir'], sweep_dir))} ({changed}): "
+                     f"{recorded_resume_command(row['dir'])}")
     return lines
 
 
 def _resumed_apart(row: dict[str, Any]) -> bool:
-    return any("→" in str(value) for value in row["overrides"].values())
-
-
-def _apart_past_the_end(row: dict[str, Any]) -> bool:
-    return _resumed_apart(row) and _past_the_sweeps_end(row["dir"])
-
-
-def _past_the_sweeps_end(run_dir: Path) -> bool:
-    """Whether the job's last checkpoint is at or past its sweep's trainer.max_steps (its first
-    launch's): a continuation of the sweep keeps it as it is."""
-    try:
-        max_steps = OmegaConf.load(run_dir / CONFIG_DIR / SAVED_CONFIG).trainer.max_steps
-    except Exception:  # no or another config: not known to be past it
-        return False
-    return step_at_or_past(run_dir, max_steps) is not None
+    return bool(changed_settings(row["overrides"]))
 
 
 def _in_a_storage(sweep_dir: Path) -> bool:
