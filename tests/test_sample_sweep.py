@@ -171,6 +171,29 @@ def test_a_sampling_sweep_of_prompts_takes_each_as_typed(in_empty_folders, tmp_p
     assert _left(*in_empty_folders) == []
 
 
+def test_a_swept_prompt_with_a_doubled_quote_is_refused_naming_the_escape_hydra_reads(
+    in_empty_folders, tmp_path: Path, capsys
+) -> None:
+    # `-m "prompt=choice(x, 'it''s')"` sampled the prompt it''s, doubled quote and all: Hydra does
+    # not read a doubled quote as one quote (it refuses 'it''s'), but its backslash, 'it\'s'.
+    ckpt = make_checkpoint(tmp_path / "model.ckpt", chars="\n itsx'\"")
+    for typed in ("'it''s'", '"it""s"'):
+        args = ["-m", f"ckpt_path={ckpt}", "max_new_tokens=0", f"prompt=choice(x, {typed})"]
+        code, out, err = run_main(sample_cli.main, args, capsys)
+        assert (code, out) == (2, ""), err
+        quote, other = typed[0], "'\"".replace(typed[0], "")
+        assert err.splitlines() == [
+            f"error: prompt=choice(x, {typed}): {typed} doubles its quote, which Hydra does not read as one "
+            f"quote; write the quote with a backslash, {quote}it\\{quote}s{quote}, or the text in the other "
+            f"quotes, {other}it{quote}s{other}"]
+    fixes = "'it\\'s', \"it's\", \"it\\\"s\", 'it\"s'"  # (what the two refusals say)
+    code, out, err = run_main(sample_cli.main, ["-m", f"ckpt_path={ckpt}", "max_new_tokens=0",
+                                                f"prompt=choice(x, {fixes})"], capsys)
+    assert code == 0, err
+    assert out.splitlines()[1::2] == ["x", "it's", "it's", 'it"s', 'it"s']
+    assert _left(*in_empty_folders) == []
+
+
 def test_a_swept_prompt_with_a_line_break_is_named_on_one_line(
     in_empty_folders, tmp_path: Path, capsys
 ) -> None:

@@ -18,6 +18,7 @@ from chargpt.overrides import (
     is_free_text_key,
     is_path_key,
     is_prompt_key,
+    literal_value,
     omegaconf_literal,
     reaches_sweep_job,
     sweep_item,
@@ -153,7 +154,27 @@ def choice_texts(key: str, value: str) -> list[str]:
         else:
             piece += char
         escaped = paths and char == "\\" and not escaped
-    return [(path_as_read if paths else without_quotes)(key, p.strip()) for p in [*pieces, piece]]
+    items = [p.strip() for p in [*pieces, piece]]
+    for item in items:
+        _refuse_a_doubled_quote(key, value, item)
+    return [(path_as_read if paths else without_quotes)(key, item) for item in items]
+
+
+def _refuse_a_doubled_quote(key: str, value: str, item: str) -> None:
+    """`'it''s'`, a quote doubled inside quotes as SQL and YAML write one: Hydra does not read it (it
+    refuses it), and taken as typed the text kept both quotes. Refused, naming the escape it reads."""
+    quote = item[:1]
+    if quote not in ("'", '"') or len(item) < 4 or item[-1] != quote or quote * 2 not in item[1:-1]:
+        return
+    if literal_value(f"{key}={item}") != item:  # one quoted text after all (`'it\'\'s'`)
+        return
+    text = item[1:-1].replace(quote * 2, quote)
+    other = "'" if quote == '"' else '"'
+    fixes = f"write the quote with a backslash, {quote}{text.replace(quote, chr(92) + quote)}{quote}"
+    if other not in text:
+        fixes += f", or the text in the other quotes, {other}{text}{other}"
+    raise ConfigError(f"{key}={value}: {item} doubles its quote, which Hydra does not read as one quote; "
+                      f"{fixes}")
 
 
 def hydra_function_call(value: str) -> re.Match[str] | None:
