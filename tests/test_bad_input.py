@@ -1220,6 +1220,28 @@ def test_a_run_stopped_before_its_first_checkpoint_is_not_a_dead_end(status, exp
 
 
 @pytest.mark.slow
+def test_a_run_started_over_says_so_once(files, monkeypatch, capsys):
+    # Its folder named relative: the line was said twice, once as typed (before the run's log was
+    # opened) and once absolute.
+    monkeypatch.chdir(files["tmp"])
+    run = files["tmp"] / "runs" / "my runs é 🚀"
+    args = bare_train_args(files["corpus"], Path("runs") / run.name, "trainer.max_steps=2",
+                           "trainer.val_check_interval=2")
+    code, _, err = run_main(train_cli.main, args, capsys)
+    assert code == 0, err
+    for ckpt in (run / "checkpoints").glob("*.ckpt"):
+        ckpt.unlink()
+    write_status(run, status="interrupted")
+    code, out, err = run_main(train_cli.main, args, capsys)
+    assert code == 0, err
+    said = [line for line in (out + err).splitlines() if "starting it over" in line]
+    assert len(said) == 1 and said[0].endswith(
+        f"- {run} holds a run that was stopped (Ctrl-C or a signal) before it wrote its first checkpoint, "
+        "so there is nothing to continue or load: starting it over there"), said
+    assert said[0] in (run / "train.log").read_text()  # the run's log says it was started over
+
+
+@pytest.mark.slow
 def test_a_run_stopped_holding_only_an_older_best_is_not_started_over(files, capsys):
     # Trained without callbacks.last_checkpoint, killed after a validation that did not improve on its
     # best (monitor=step mode=min: each later one is none): its own command again called it stopped

@@ -140,13 +140,16 @@ def check_not_foreign(folder: Path, setting: str) -> None:
 
 
 def check_run_dir(run_dir: Path, ckpt_path: str | None, setting: str = "hydra.run.dir",
-                  start_over: bool = False) -> None:
+                  start_over: bool = False, say_start_over: bool = True) -> None:
     """`setting` names what picks this directory: hydra.sweep.dir for the jobs of a sweep.
-    `start_over`: a continued sweep's job that stopped before its first checkpoint trains again there."""
+    `start_over`: a continued sweep's job that stopped before its first checkpoint trains again there.
+    `say_start_over`: log that a run stopped before its first checkpoint starts over (said once, by
+    the check made as the run is prepared: absolute, and in the run's own log)."""
     check_not_foreign(run_dir, setting)
     if not ckpt_path and not start_over and (why := stopped_before_checkpoint(run_dir)):
         # Nothing there can be continued: the run starts over (its old curves hidden, see build.py).
-        log.info("%s holds a run that %s: starting it over there", run_dir, why.removeprefix("it "))
+        if say_start_over:
+            log.info("%s holds a run that %s: starting it over there", run_dir, why.removeprefix("it "))
         start_over = True
     if holds_run(run_dir) and not start_over:
         if not ckpt_path:
@@ -438,7 +441,8 @@ class RunDirGuard(Callback):
                 _refuse_resuming_a_live_run(config.get("ckpt_path"), run_dir, err)
                 raise
         check_writable(run_dir, "hydra.run.dir")  # with room for what Hydra writes there next
-        check_run_dir(run_dir, config.get("ckpt_path"))
+        # (a start over is said as the run is prepared, once: prepare_run_dir checks the folder again)
+        check_run_dir(run_dir, config.get("ckpt_path"), say_start_over=False)
 
     @exit_on_user_error
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
