@@ -263,8 +263,14 @@ def test_a_save_last_of_no_dirpath_is_told_a_fix_that_is_taken(tmp_path: Path, c
     keep = "+callbacks.keep={_target_: lightning.pytorch.callbacks.ModelCheckpoint, save_last: true}"
     settings = ["logger=csv", "~callbacks.last_checkpoint", keep]
     run, lines = _warnings_of_a_short_run(tmp_path, capsys, settings)
-    assert len(lines) == 1 and "writes its last.ckpt in its first logger's folder" in lines[0], lines
-    assert not (run / "checkpoints" / "last.ckpt").exists()
+    # It named no folder, nor the file to resume from: where its first logger (csv) writes, there.
+    last = run / "csv" / "checkpoints" / "last.ckpt"
+    assert lines == [
+        f"warning: callbacks.keep.save_last=true writes its last.ckpt in {last.parent} (its first logger's "
+        "folder: it has no dirpath), where a resume of the run's folder (ckpt_path=RUN_DIR) does not look: "
+        "keep it in the run's checkpoints/ ('+callbacks.keep.dirpath=${paths.output_dir}/checkpoints'), or "
+        f"resume from that file by name: {shlex.quote(f'ckpt_path={last}')}"]
+    assert last.is_file() and not (run / "checkpoints" / "last.ckpt").exists()
     shutil.rmtree(run)
     fix = shlex.split(lines[0].partition("checkpoints/ (")[2].partition(")")[0])
     assert fix == ["+callbacks.keep.dirpath=${paths.output_dir}/checkpoints"]

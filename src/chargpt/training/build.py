@@ -254,7 +254,7 @@ def build_trainer(
             "callbacks=[none,last_checkpoint]"
         )
     if is_rank_zero():
-        warn_if_not_resumable(cfg)
+        warn_if_not_resumable(cfg, loggers)
     try:
         trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **defaults,
                               **_validation_in_batches(cfg.trainer))

@@ -19,6 +19,7 @@ import lightning as L
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 from omegaconf import DictConfig
 
 from chargpt import shell_words
@@ -137,25 +138,41 @@ def check_checkpoint_written(every_n_train_steps: object, every_n_epochs: object
                        f"({removal_typed(label)})", setting)
 
 
-def _last_kept_elsewhere(config: DictConfig, cfg: DictConfig) -> tuple[str, str] | None:
+def _last_kept_elsewhere(config: DictConfig, cfg: DictConfig,
+                         loggers: list[Logger]) -> tuple[str, str] | None:
     """Where a checkpoint callback writes its last.ckpt, when that is not where a resume of the run's
     folder reads one (run_layout.last_checkpoint: RUN/checkpoints/, or RUN/ itself), and how to name
     that file; None when it is. As Lightning places it: in its dirpath made absolute from this folder,
-    or without one in its first logger's folder, or in the Trainer's default_root_dir/checkpoints
-    when it logs nowhere."""
+    or without one in the folder of the first of the run's `loggers`, or in the Trainer's
+    default_root_dir/checkpoints when it logs nowhere."""
     run = Path(cfg.paths.output_dir)
-    dirpath = config.get("dirpath")
-    if dirpath is None:
-        if any(logger is not None for logger in (cfg.get("logger") or {}).values()):
+    dirpath, why = config.get("dirpath"), ""
+    default_root = Path(cfg.trainer.get("default_root_dir") or os.getcwd())
+    if dirpath is None and loggers:
+        dirpath = _first_logger_folder(loggers[0], default_root)
+        why = " (its first logger's folder: it has no dirpath)"
+        if dirpath is None:
             return "its first logger's folder (it has no dirpath)", "by name"
-        dirpath = Path(cfg.trainer.get("default_root_dir") or os.getcwd()) / CHECKPOINT_DIR
+    elif dirpath is None:
+        dirpath = default_root / CHECKPOINT_DIR
     folder = os.path.realpath(os.path.expanduser(dirpath))
     if folder in (os.path.realpath(run / CHECKPOINT_DIR), os.path.realpath(run)):
         return None
-    return folder, f"by name: {shell_words.quote(f'ckpt_path={Path(folder) / LAST}')}"
+    return f"{folder}{why}", f"by name: {shell_words.quote(f'ckpt_path={Path(folder) / LAST}')}"
 
 
-def warn_if_not_resumable(cfg: DictConfig) -> None:
+def _first_logger_folder(logger: Logger, default_root: Path) -> str | None:
+    """The folder a checkpoint callback of no dirpath writes in beside `logger`, the run's first, as
+    Lightning names it (SAVE_DIR/NAME/VERSION/checkpoints); None for a logger whose name or version
+    is known only once its run starts (MLflow's experiment and run ids, W&B's): reading them here
+    would start that run."""
+    if not isinstance(logger, (TensorBoardLogger, CSVLogger)):
+        return None
+    version = logger.version if isinstance(logger.version, str) else f"version_{logger.version}"
+    return os.path.join(logger.save_dir or default_root, str(logger.name), version, CHECKPOINT_DIR)
+
+
+def warn_if_not_resumable(cfg: DictConfig, loggers: list[Logger]) -> None:
     """A run that keeps no last.ckpt (`callbacks.last_checkpoint.save_top_k=0`, valid for a run never
     resumed, or `~callbacks.last_checkpoint`) is told so as it starts, with what a resume after a
     crash would go on from: it trained to its end without a word, and a crash left nothing to resume
@@ -164,11 +181,12 @@ def warn_if_not_resumable(cfg: DictConfig) -> None:
     last.ckpt is Lightning's save_last of a monitored callback (rewritten with each new best only,
     where it was told it kept none) is told that a resume may go back to its best's step, and one
     whose last.ckpt goes to another folder (callbacks.last_checkpoint.dirpath=ELSEWHERE, or a
-    save_last's dirpath: where it was told nothing) that a resume of the run's folder does not read it."""
+    save_last's dirpath: where it was told nothing) that a resume of the run's folder does not read it.
+    `loggers`: the run's, the first of which places the last.ckpt of a callback of no dirpath."""
     configs = {key: config for key, config in (cfg.get("callbacks") or {}).items() if config is not None}
     writers = [key for key, config in configs.items() if config.get("filename") == Path(LAST).stem]
     writing = [key for key in writers if configs[key].get("save_top_k") != 0]
-    elsewhere = {key: kept for key in writing if (kept := _last_kept_elsewhere(configs[key], cfg))}
+    elsewhere = {key: kept for key in writing if (kept := _last_kept_elsewhere(configs[key], cfg, loggers))}
     if any(key not in elsewhere for key in writing):
         return
     # Lightning's save_last writes last.ckpt beside the callback's checkpoints each time it saves one:
@@ -176,7 +194,8 @@ def warn_if_not_resumable(cfg: DictConfig) -> None:
     saving_last = {key: config for key, config in configs.items()
                    if config.get("save_last") and config.get("save_top_k") != 0
                    and str(config.get("_target_", "")).endswith("ModelCheckpoint")}
-    elsewhere |= {key: kept for key in saving_last if (kept := _last_kept_elsewhere(configs[key], cfg))}
+    elsewhere |= {key: kept for key in saving_last
+                  if (kept := _last_kept_elsewhere(configs[key], cfg, loggers))}
     saving_last = {key: config for key, config in saving_last.items() if key not in elsewhere}
     if any(config.get("monitor") is None for config in saving_last.values()):
         return
