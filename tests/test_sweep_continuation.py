@@ -595,3 +595,42 @@ def test_a_job_resumed_apart_and_stopped_before_the_sweeps_end_is_kept_as_it_is(
                      "sweep keeps it as it is: resume it with its latest settings with:")
     assert lines[at + 1] == f"  run 1 (data.batch_size=4→2): {recorded_resume_command(job)}"
     assert not [line for line in lines if "stopped part-way" in line]  # continuing would run nothing
+
+
+@pytest.mark.slow  # a sweep of two tiny jobs, refused, one job resumed apart, the sweep continued
+def test_a_job_holding_only_an_older_best_is_not_started_over_beside_it(tmp_path: Path, capsys) -> None:
+    # Trained without callbacks.last_checkpoint, job 0 was killed after a validation that did not improve
+    # on its best (monitor=step mode=min: none does): the sweep's continuation started it over beside
+    # that best, the new run's best-000002-v1.ckpt written by the old run's best-000002.ckpt.
+    corpus = write_corpus(tmp_path / "corpus.txt")
+    sweep = tmp_path / "my runs é 🚀"
+    args = ["-m", *bare_train_args(corpus, None, f"hydra.sweep.dir={sweep}", "trainer.max_steps=4",
+                                   "trainer.val_check_interval=2", "~callbacks.last_checkpoint",
+                                   "callbacks.model_checkpoint.monitor=step",
+                                   "callbacks.model_checkpoint.mode=min", "seed=1,2")]
+    code, _, err = run_main(train_cli.main, args, capsys)
+    assert code == 0, err
+    job = sweep / "0"
+    best = job / "checkpoints" / "best-000002.ckpt"
+    assert [p.name for p in best.parent.iterdir()] == [best.name]
+    write_status(job, status="running", pid=2**22 + 12345)  # its process gone: killed
+    before = _files(job)
+
+    code, out, err = run_main(train_cli.main, args, capsys)
+
+    lines = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert code == 2 and len(lines) == 1, err
+    assert lines[0].startswith(f"error: the run directory {job} already holds a run whose newest checkpoint, "
+                               "checkpoints/best-000002.ckpt, holds step 2 where the run reached step 4"), err
+    assert lines[0].endswith(f"{shlex.quote(f'ckpt_path={best}')}, then continue the sweep (its finished "
+                             "jobs are kept), or pick a new hydra.sweep.dir"), err
+    assert _files(job) == before and not list((job / ".hydra").glob("resume-*"))  # nothing written
+    # The command it names goes on from that best in the job's folder; the sweep then keeps it.
+    command = shlex.split(lines[0].partition(" from that best with ")[2].partition(", then continue")[0])
+    code, _, err = run_main(train_cli.main, command[1:], capsys)
+    assert code == 0, err
+    code, out, err = run_main(train_cli.main, args, capsys)
+    assert code == 0, err
+    assert "finished in the earlier launch" in out + err
+    assert json.loads((job / "metrics.json").read_text())["step"] == 4
+    assert not list((job / "checkpoints").glob("*-v1.ckpt"))

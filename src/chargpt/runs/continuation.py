@@ -6,7 +6,8 @@
 - a job with a checkpoint resumes from it, exactly as `ckpt_path=JOB_DIR` would, but for one
   resumed apart with other settings than the sweep's (a smaller batch, more steps), which is kept
   as it is, its own resume command named: the sweep's settings would undo the person's own;
-- a job that never started, or stopped before its first checkpoint, starts over in its folder.
+- a job that never started, or stopped before its first checkpoint, starts over in its folder;
+- a job that kept only a best older than its last step is refused, as a single run's re-run is.
 
 Each job's first config stays in `.hydra`; a later launch's goes to `.hydra/resume-<time>`, as for
 a resumed run. A job that failed is trained again the same way: from its last checkpoint, or from
@@ -41,9 +42,11 @@ from chargpt.run_layout import (
     METRICS_FILE,
     OVERRIDES_FILE,
     RESUME_PREFIX,
+    checkpoints_elsewhere,
     composed_data_name,
     last_checkpoint,
     launch_cwd,
+    newest_best,
     overrides_files,
     read_launch,
     read_overrides,
@@ -220,7 +223,10 @@ def _where_it_stopped(run_dir: Path, status: dict[str, Any], max_steps: Any) -> 
 def continued_job(run_dir: str | Path) -> str | None:
     """How a job of a continued sweep that did not finish goes on: "resume" (from its last
     checkpoint) or "start over" (it stopped before its first); None for a job folder new to this
-    launch, or outside a continued sweep."""
+    launch, or outside a continued sweep, and for one that kept only a best older than the step it
+    reached (or checkpoints in a folder of its own): started over, the new run's files would lie
+    beside (or over) them, so its folder's check refuses it as it refuses a single run's re-run,
+    naming the command that goes on from that best (runs/directory.py, check_run_dir)."""
     run_dir = Path(run_dir)
     if not _earlier_job(run_dir):
         return None
@@ -230,6 +236,9 @@ def continued_job(run_dir: str | Path) -> str | None:
             log.info("stopped in the earlier launch (%s): resuming from its last checkpoint",
                      state or "no status")
         return "resume"
+    if newest_best(run_dir) is not None or checkpoints_elsewhere(run_dir) is not None:
+        forget_this_resume(run_dir)  # a refused launch leaves nothing
+        return None
     log.info("stopped in the earlier launch before its first checkpoint: starting over")
     return "start over"
 

@@ -205,9 +205,11 @@ def _holds_a_run(run_dir: Path, setting: str) -> str:
     if best is None:
         return (f"the run directory {run_dir} already holds a run; continue it with "
                 f"{_continue_command(run_dir)}, or pick a new {setting}")
+    # (a sweep's job, resumed apart to its end, is kept as it is by the sweep's continuation)
+    then = ", then continue the sweep (its finished jobs are kept)" if setting == "hydra.sweep.dir" else ""
     return (f"the run directory {run_dir} already holds a run whose newest checkpoint, "
             f"{older_best_held(run_dir, best)}, and no {CHECKPOINT_DIR}/{LAST}; continue it from that best "
-            f"with {_continue_command(run_dir, best)}, or pick a new {setting}")
+            f"with {_continue_command(run_dir, best)}{then}, or pick a new {setting}")
 
 
 def _continue_command(run_dir: Path, checkpoint: Path | None = None) -> str:
