@@ -4,6 +4,7 @@ checkpoint while its run replaces the file, and a run still starting said to be 
 from __future__ import annotations
 
 import gc
+import json
 import os
 import re
 import shlex
@@ -15,6 +16,7 @@ import pytest
 import torch
 
 import chargpt
+from chargpt.checkpoint_step import checkpoint_step
 from chargpt.checkpoints import READ_TRIES
 from chargpt.cli import sample as sample_cli
 from chargpt.cli import train as train_cli
@@ -303,8 +305,9 @@ def test_a_run_whose_checkpoint_callback_wrote_elsewhere_names_that_file(
     code, _, err = run_main(sample_cli.main, [f"ckpt_path={run}"], capsys)
     assert (code, err) == (2, f"error: run directory {run} holds no checkpoint: its checkpoint callback "
                               f"callbacks.cc1 wrote its checkpoints in {last.parent} (dirpath: cc1), not in "
-                              f"its checkpoints/; name that file: {shlex.quote(f'ckpt_path={last}')}\n")
-    named = shlex.split(err.rpartition("name that file: ")[2])
+                              f"its checkpoints/; name that file: {shlex.quote(f'ckpt_path={last}')} (and, "
+                              f"to train it on in its own folder, {shlex.quote(f'hydra.run.dir={run}')})\n")
+    named = shlex.split(err.partition("name that file: ")[2].partition(" (and, ")[0])
     code, out, err = run_main(sample_cli.main, [*named, "max_new_tokens=2"], capsys)
     assert code == 0, err
     assert f"sampling from {last}" in out + err
@@ -313,11 +316,18 @@ def test_a_run_whose_checkpoint_callback_wrote_elsewhere_names_that_file(
     write_status(run, status="running", pid=2**22 + 12345)
     kept = last.read_bytes()
     code, _, err = run_main(train_cli.main, args, capsys)
-    assert code == 2 and f"error: the run directory {run} already holds a run" in err, err
+    assert code == 2 and err.startswith(
+        f"error: the run directory {run} already holds a run, whose checkpoint callback callbacks.cc1 wrote "
+        f"its checkpoints in {last.parent} (dirpath: cc1); continue it from its newest there with "
+        "chargpt-train "), err
     assert last.read_bytes() == kept
-    # The command it tells goes on from that file: 'ckpt_path=RUN' it told found none there, and said so.
-    told = shlex.split(err.partition(" with chargpt-train ")[2].partition(", or pick a new")[0])
-    assert f"ckpt_path={last}" in told, err
-    code, out, err = run_main(train_cli.main, [*told, "trainer.max_steps=3"], capsys)
+    # The command it names goes on in the run's own folder: its 'ckpt_path=.../cc1/last.ckpt' alone (what
+    # that refusal and the run's warning named) went on in a new dated folder.
+    command = shlex.split(err.partition(" from its newest there with ")[2].rpartition(", or pick")[0])
+    assert command[-2:] == [f"hydra.run.dir={run}", f"ckpt_path={last}"]
+    command = ["trainer.max_steps=4" if w == "trainer.max_steps=2" else w for w in command[1:]]
+    code, out, err = run_main(train_cli.main, command, capsys)
     assert code == 0, err
-    assert f"Restored all states from the checkpoint at {last}" in out + err
+    assert f"run dir {run}" in out + err
+    assert json.loads((run / "metrics.json").read_text())["step"] == 4 == checkpoint_step(last)
+    assert len(list((run / CONFIG_DIR).glob("resume-*"))) == 1  # its first config kept

@@ -245,8 +245,8 @@ def test_a_run_whose_last_checkpoint_goes_to_another_folder_is_told_a_resume_doe
     assert lines == [
         f"warning: {writer} writes its last.ckpt in {last.parent}, where a resume of the run's folder "
         f"(ckpt_path=RUN_DIR) does not look: keep it in the run's checkpoints/ ('callbacks.{key}.dirpath="
-        "${paths.output_dir}/checkpoints'), or resume from that file by name: "
-        f"{shlex.quote(f'ckpt_path={last}')}"]
+        "${paths.output_dir}/checkpoints'), or resume from that file by name, in the run's own folder: "
+        f"{shlex.quote(f'ckpt_path={last}')} {shlex.quote(f'hydra.run.dir={run}')}"]
     assert last.is_file() and not (run / "checkpoints" / "last.ckpt").exists()
     # The fix told, as typed: the run's own last.ckpt, and not a word.
     last.unlink()
@@ -269,8 +269,16 @@ def test_a_save_last_of_no_dirpath_is_told_a_fix_that_is_taken(tmp_path: Path, c
         f"warning: callbacks.keep.save_last=true writes its last.ckpt in {last.parent} (its first logger's "
         "folder: it has no dirpath), where a resume of the run's folder (ckpt_path=RUN_DIR) does not look: "
         "keep it in the run's checkpoints/ ('+callbacks.keep.dirpath=${paths.output_dir}/checkpoints'), or "
-        f"resume from that file by name: {shlex.quote(f'ckpt_path={last}')}"]
+        f"resume from that file by name, in the run's own folder: {shlex.quote(f'ckpt_path={last}')} "
+        f"{shlex.quote(f'hydra.run.dir={run}')}"]
     assert last.is_file() and not (run / "checkpoints" / "last.ckpt").exists()
+    # That file, named so, goes on in the run's own folder (ckpt_path alone went on in a new one).
+    by_name = shlex.split(lines[0].partition("in the run's own folder: ")[2])
+    args = bare_train_args(tmp_path / "corpus.txt", None, "trainer.max_steps=4", *settings, *by_name)
+    code, out, err = run_main(train.main, args, capsys)
+    assert code == 0, err
+    assert f"run dir {run}" in out + err and len(list((run / ".hydra").glob("resume-*"))) == 1
+    assert json.loads((run / "metrics.json").read_text())["step"] == 4
     shutil.rmtree(run)
     fix = shlex.split(lines[0].partition("checkpoints/ (")[2].partition(")")[0])
     assert fix == ["+callbacks.keep.dirpath=${paths.output_dir}/checkpoints"]

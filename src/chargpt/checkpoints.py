@@ -81,7 +81,8 @@ def _refuse_folder_without_checkpoint(folder: Path, export: str) -> NoReturn:
             f"run directory {shown} holds no checkpoint: its checkpoint callback "
             f"callbacks.{elsewhere.callback} wrote its checkpoints in {elsewhere.file.parent} (dirpath: "
             f"{elsewhere.dirpath}), not in its {CHECKPOINT_DIR}/; name that file: "
-            f"{shell_words.quote(f'ckpt_path={elsewhere.file}')}"
+            f"{shell_words.quote(f'ckpt_path={elsewhere.file}')} (and, to train it on in its own folder, "
+            f"{shell_words.quote(f'hydra.run.dir={folder}')})"
         )
     if why := stopped_before_checkpoint(folder) or _never_trained(folder):
         raise CheckpointError(

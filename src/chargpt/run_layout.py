@@ -234,18 +234,39 @@ class WrittenElsewhere(NamedTuple):
 def checkpoints_elsewhere(run_dir: Path) -> WrittenElsewhere | None:
     """The newest checkpoint a run's checkpoint callback wrote in a folder of its own (a dirpath
     other than the run's checkpoints/, `+callbacks.NAME={..., dirpath: DIR}`), by the run's saved
-    config: its last.ckpt, else its checkpoint of the latest step; None where there is none. A
-    relative dirpath is from where the run was launched (Hydra does not change folder)."""
+    config: its last.ckpt, else its checkpoint of the latest step; None where there is none."""
+    for key, raw, folder in _folders_elsewhere(run_dir):
+        written = sorted(folder.glob("*.ckpt"), key=lambda c: (c.name == LAST, checkpoint_step(c) or -1))
+        if written:
+            return WrittenElsewhere(key, raw, written[-1])
+    return None
+
+
+def written_by(run_dir: Path, checkpoint: Path) -> bool:
+    """Whether `checkpoint` is one the run in `run_dir` wrote: inside its folder (its checkpoints/,
+    or a logger's folder where a callback of no dirpath writes), or in the folder its saved config
+    gives a checkpoint callback (checkpoints_elsewhere). A resume from it goes on in that run's folder."""
+    file = Path(os.path.realpath(checkpoint))
+    if file.is_relative_to(os.path.realpath(run_dir)):
+        return True
+    return any(os.path.realpath(folder) == str(file.parent) for _, _, folder in _folders_elsewhere(run_dir))
+
+
+def _folders_elsewhere(run_dir: Path) -> list[tuple[str, str, Path]]:
+    """Each of a run's checkpoint callbacks that its saved config gives a dirpath other than the run's
+    checkpoints/: its key, that dirpath as given, and the folder it names. A relative dirpath is from
+    where the run was launched (Hydra does not change folder)."""
     config = _loaded_config(run_dir / CONFIG_DIR / SAVED_CONFIG)
     cwd = launch_cwd(run_dir / CONFIG_DIR)
     try:
         callbacks = config.get("callbacks") if config is not None else None
         if not callbacks:
-            return None
+            return []
         config.paths.output_dir = str(run_dir)  # (${hydra:runtime.output_dir}: no Hydra here)
     except (AttributeError, OmegaConfBaseException):  # (a record of another shape)
-        return None
+        return []
     own = {os.path.realpath(run_dir / CHECKPOINT_DIR), os.path.realpath(run_dir)}
+    found = []
     for key in callbacks:
         try:
             dirpath = OmegaConf.select(callbacks, f"{key}.dirpath", throw_on_resolution_failure=False)
@@ -258,13 +279,10 @@ def checkpoints_elsewhere(run_dir: Path) -> WrittenElsewhere | None:
             if cwd is None:
                 continue
             folder = Path(cwd) / folder
-        if os.path.realpath(folder) in own:
-            continue
-        written = sorted(folder.glob("*.ckpt"), key=lambda c: (c.name == LAST, checkpoint_step(c) or -1))
-        if written:
+        if os.path.realpath(folder) not in own:
             raw = OmegaConf.to_container(callbacks[key], resolve=False).get("dirpath")
-            return WrittenElsewhere(str(key), str(raw), written[-1])
-    return None
+            found.append((str(key), str(raw), folder))
+    return found
 
 
 def composed_data_name(config_dir: Path) -> str | None:

@@ -52,6 +52,7 @@ from chargpt.run_layout import (
     newest_best,
     overrides_files,
     run_dir_of,
+    written_by,
 )
 from chargpt.run_state import held_now, read_status, state_of
 from chargpt.runs.claims import (
@@ -158,7 +159,7 @@ def check_run_dir(run_dir: Path, ckpt_path: str | None, setting: str = "hydra.ru
             file = resolve_checkpoint(ckpt_path)
         except ChargptError:
             file = None  # train() reports the unusable checkpoint
-        if file is not None and run_dir_of(file).resolve() != run_dir.resolve():
+        if file is not None and not written_by(run_dir, file):
             raise RunDirInUse(
                 f"{setting}={run_dir} holds another run, and resuming {ckpt_path} there would overwrite "
                 "its checkpoints; leave hydra.run.dir out to continue in the checkpoint's own run directory"
@@ -198,10 +199,10 @@ def _holds_a_run(run_dir: Path, setting: str) -> str:
     best = None if held else newest_best(run_dir)
     elsewhere = None if held or best is not None else checkpoints_elsewhere(run_dir)
     if elsewhere is not None:
-        return (f"the run directory {run_dir} already holds a run whose checkpoint callback "
-                f"callbacks.{elsewhere.callback} wrote its checkpoints in {elsewhere.file.parent}; go on "
-                f"from its newest, in a new run folder, with {_continue_command(run_dir, elsewhere.file)}, "
-                f"or pick a new {setting}")
+        return (f"the run directory {run_dir} already holds a run, whose checkpoint callback "
+                f"callbacks.{elsewhere.callback} wrote its checkpoints in {elsewhere.file.parent} (dirpath: "
+                f"{elsewhere.dirpath}); continue it from its newest there with "
+                f"{_continue_command(run_dir, elsewhere.file)}, or pick a new {setting}")
     if best is None:
         return (f"the run directory {run_dir} already holds a run; continue it with "
                 f"{_continue_command(run_dir)}, or pick a new {setting}")
@@ -218,6 +219,8 @@ def _continue_command(run_dir: Path, checkpoint: Path | None = None) -> str:
     the rest; that alone where none is recorded."""
     if overrides_files(run_dir)[-1].is_file():
         return recorded_resume_command(run_dir, checkpoint=checkpoint)
+    if checkpoint is not None and run_dir_of(checkpoint).resolve() != run_dir.resolve():
+        return shell_words.join([f"ckpt_path={checkpoint}", f"hydra.run.dir={run_dir}"])
     return shell_words.quote(f"ckpt_path={checkpoint or run_dir}")
 
 
@@ -345,7 +348,7 @@ def _resumes(ckpt_path: str | None, run_dir: Path) -> bool:
     if not ckpt_path:
         return False
     typed = Path(ckpt_path)
-    return (typed if typed.is_dir() else run_dir_of(typed)).resolve() == run_dir.resolve()
+    return typed.resolve() == run_dir.resolve() if typed.is_dir() else written_by(run_dir, typed)
 
 
 def check_not_in_sweep(run_dir: Path, config: DictConfig) -> None:

@@ -37,6 +37,7 @@ from chargpt.run_layout import (
     read_overrides,
     recorded_environment,
     run_dir_of,
+    written_by,
 )
 from chargpt.runs.continuation import resume_subdir
 
@@ -69,6 +70,9 @@ def resume_command(
         config_folders = config_folders_given(HydraConfig.get())
     given = [o if typed else as_typed(o) for o in overrides or []
              if not o.startswith(CKPT_PATH) and override_key(o) not in (*SEARCH_GROUPS, "hydra.searchpath")]
+    if checkpoint is not None and run_dir_of(Path(checkpoint)).resolve() != Path(run_dir).resolve():
+        # (its callback wrote it elsewhere, dirpath: cc1: ckpt_path alone would go on in a new folder)
+        changed = [*(changed or []), f"hydra.run.dir={run_dir}"]
     for setting in changed or []:
         keys = [override_key(o) for o in given]
         if override_key(setting) in keys:
@@ -159,9 +163,11 @@ def resume_overrides(argv: list[str]) -> list[str]:
     """`ckpt_path=RUN` (also `+ckpt_path=`, `++ckpt_path=`, or a checkpoint inside RUN) resumes into
     the run's own folder: point Hydra's run dir there, and keep the first config (the resumed
     config goes to a new .hydra/resume-* folder), also when hydra.run.dir names RUN itself or RUN
-    holds no checkpoint (that resume is refused, and must not replace the first config). Anything
-    else (a loose checkpoint file, a folder that holds no run) continues in a new run folder, and
-    nothing is written beside it. argv holds values as the shell handed them over."""
+    holds no checkpoint (that resume is refused, and must not replace the first config). So too a
+    checkpoint its callback wrote outside RUN's checkpoints/ (`dirpath: cc1`, run_layout.written_by)
+    with `hydra.run.dir=RUN` naming the run. Anything else (a loose checkpoint file, a folder that
+    holds no run) continues in a new run folder, and nothing is written beside it. argv holds values
+    as the shell handed them over."""
     if any(a in ("-m", "--multirun") or a.startswith(("hydra.mode=", "hydra.output_subdir=")) for a in argv):
         return argv
     value = next((a.split("=", 1)[1] for a in argv if a.startswith(CKPT_PATH)), None)
@@ -169,10 +175,16 @@ def resume_overrides(argv: list[str]) -> list[str]:
         return argv
     # Read as Hydra will read it (quoted, or with its escapes): the run it names is resumed in place.
     target = Path(expand_path(path_as_read("ckpt_path", value)))
+    given = next((a for a in argv if a.startswith("hydra.run.dir=")), None)
+    named = Path(expand_path(literal_value(given))) if given and "${" not in literal_value(given) else None
+    if named is not None and target.is_file() and holds_run(named) and written_by(named, target) \
+            and run_dir_of(target).resolve() != named.resolve():
+        # A checkpoint its callback wrote outside the run's checkpoints/ (dirpath: cc1), with the
+        # run's folder named: the run goes on there, its first config kept.
+        return [*argv, f"hydra.output_subdir={resume_subdir(named)}"]
     run_dir = target if target.is_dir() else run_dir_of(target)
     if not (holds_run(run_dir) or (run_dir / CONFIG_DIR / OVERRIDES_FILE).is_file()):
         return argv  # train() reports a folder without a checkpoint
-    given = next((a for a in argv if a.startswith("hydra.run.dir=")), None)
     extra = [] if given else [f"hydra.run.dir={hydra_quoted(str(run_dir.resolve()))}"]
     if given:
         folder = literal_value(given)

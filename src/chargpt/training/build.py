@@ -36,7 +36,7 @@ from chargpt.hydra_run import plain, task_overrides
 from chargpt.model import ModelConfig
 from chargpt.model.sampling import check_sampling
 from chargpt.overrides import override_key
-from chargpt.run_layout import BUDGET_FILE, SAVED_CONFIG, run_dir_of
+from chargpt.run_layout import BUDGET_FILE, SAVED_CONFIG, run_dir_of, written_by
 from chargpt.training import budget_plan, precision
 from chargpt.training.auto_size import calibration, rule
 from chargpt.training.auto_size.choice import Choice, from_record
@@ -231,8 +231,7 @@ def build_trainer(
     # A resume into another folder (hydra.run.dir=NEW: back to an earlier step, or a branch) is a
     # run of its own there, as its TensorBoard log is: it starts its own MLflow and W&B runs, and
     # the run it came from keeps its curves.
-    in_its_folder = resumed_file is not None and (
-        run_dir_of(resumed_file).resolve() == Path(cfg.paths.output_dir).resolve())
+    in_its_folder = resumed_file is not None and written_by(Path(cfg.paths.output_dir), resumed_file)
     tracker_runs = kept_in_checkpoint(resumed) if in_its_folder else {}
     for callback in callbacks:
         if isinstance(callback, TrackerRuns):

@@ -158,7 +158,9 @@ def _last_kept_elsewhere(config: DictConfig, cfg: DictConfig,
     folder = os.path.realpath(os.path.expanduser(dirpath))
     if folder in (os.path.realpath(run / CHECKPOINT_DIR), os.path.realpath(run)):
         return None
-    return f"{folder}{why}", f"by name: {shell_words.quote(f'ckpt_path={Path(folder) / LAST}')}"
+    # (named with the run's folder: a checkpoint outside its checkpoints/ alone would go on in a new one)
+    by_name = shell_words.join([f"ckpt_path={Path(folder) / LAST}", f"hydra.run.dir={run}"])
+    return f"{folder}{why}", f"by name, in the run's own folder: {by_name}"
 
 
 def _first_logger_folder(logger: Logger, default_root: Path) -> str | None:
