@@ -50,14 +50,22 @@ def run_start_time() -> float:
     return now - _startup_seconds
 
 
-# Measured on a 2-core CPU (budget.json's final_seconds_measured, docs/EXPERIMENTS.md): the final
-# validation loop took 0.8-1.4x its one-batch estimate; the margin covers that error. A host that
-# slows down after calibration is followed by scaling the whole end estimate with the step time
-# (TimeBudget._final_at). RESERVE_SECONDS holds what no estimate covers: the checkpoints (~10 ms
+# The final validation is priced from forwards of its first batch timed back to back (TIMED_FORWARDS
+# of them, their mean: at the machine's load of the moment), times its batches, times
+# VALIDATION_MARGIN. Measured on a 2-core CPU under a load average of 10-12 from other work
+# (docs/EXPERIMENTS.md, "The end priced at the load of the moment"): 30 batches of model=tiny took
+# 0.5-2.3x the mean of four forwards (seven tries; 1.9x and 2.3x the largest), and 0.6-4.1x the
+# fastest of three, which the margin of 1.5 before covered in three tries of seven; on a quiet one
+# the loop took 0.8-1.4x the fastest. x2 covers all but the largest; a host that slows down after
+# the plan is followed by scaling the end's estimate with the step time (TimeBudget._final_at), and
+# a run that validates during training prices its end from those validations instead.
+# RESERVE_SECONDS holds what no estimate covers: the checkpoints (~10 ms
 # each for the 100 s preset), the process's exit (0.2 s since its import is frozen out of the
 # garbage collector, 0.8 s before) and the pictures' error (up to ~0.4 s), with a margin for a
 # host that slows down in the last seconds. At 5 s, the preset's 100 s runs ended at ~96 s.
-VALIDATION_MARGIN = 1.5
+VALIDATION_MARGIN = 2.0
+# Forwards of a validation batch timed back to back: their mean prices each of the validation's batches.
+TIMED_FORWARDS = 4
 SAMPLING_MARGIN = 1.5  # a sample's characters, timed on a short draw: for a host that slows down later
 RESERVE_SECONDS = 2.0
 # The process's exit, after the closing sample: 0.2 s on a quiet 2-core CPU (docs/EXPERIMENTS.md, "The
@@ -160,18 +168,17 @@ def plan_steps_with_validations(
 
 
 @torch.no_grad()
-def fastest_forward(forward: Callable[..., Any], *inputs: torch.Tensor, clock: Callable[[], float]) -> float:
-    """Seconds of the fastest of three calls of `forward(*inputs)` after a warm-up call (the least
-    disturbed by other work on the machine)."""
+def forward_seconds(forward: Callable[..., Any], *inputs: torch.Tensor, clock: Callable[[], float]) -> float:
+    """Seconds of one call of `forward(*inputs)` at the machine's load of the moment: the mean of
+    TIMED_FORWARDS calls back to back, after a warm-up call. The fastest of three, the least
+    disturbed by other work, priced a validation for a machine that other work leaves alone."""
     forward(*inputs)  # warm-up (allocations; a compiled forward compiles here)
-    fastest = math.inf
-    for _ in range(3):
-        t0 = clock()
+    t0 = clock()
+    for _ in range(TIMED_FORWARDS):
         forward(*inputs)
-        if inputs[0].is_cuda:
-            torch.cuda.synchronize()
-        fastest = min(fastest, clock() - t0)
-    return fastest
+    if inputs[0].is_cuda:
+        torch.cuda.synchronize()
+    return (clock() - t0) / TIMED_FORWARDS
 
 
 def edge_batches(loader: Any) -> list[tuple[torch.Tensor, ...]]:

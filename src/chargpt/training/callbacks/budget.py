@@ -52,7 +52,7 @@ from chargpt.training.budget_plan import (
     VALIDATION_MARGIN,
     budget_to_ask,
     edge_batches,
-    fastest_forward,
+    forward_seconds,
     plan_steps_with_validations,
     replan_is_shown,
     replan_pace,
@@ -520,8 +520,9 @@ class TimeBudget(Callback):
         raise ConfigError(message)
 
     def estimate_final_seconds(self, trainer: L.Trainer, pl_module: L.LightningModule) -> float:
-        """Seconds of what follows the last step: the final full validation (the fastest of three
-        timed forwards of the split's first batch, times the batches, with VALIDATION_MARGIN),
+        """Seconds of what follows the last step: the final full validation (forwards of the split's
+        first batch timed back to back at the load of the moment, times the batches, with
+        VALIDATION_MARGIN),
         what the callbacks do at its end (each callback with a `validation_end_seconds(trainer,
         pl_module, clock)` method times its own work) and the closing sample of `sample_tokens`
         characters. The parts are kept in `final_parts` (budget.json).
@@ -549,7 +550,7 @@ class TimeBudget(Callback):
         pl_module.eval()
         with torch.no_grad():
             with trainer.precision_plugin.val_step_context():
-                batch = fastest_forward(forward, *first, clock=self.clock)  # all but the last are alike
+                batch = forward_seconds(forward, *first, clock=self.clock)  # all but the last are alike
                 for last in rest:
                     forward(*last)
             parts = {"validation": VALIDATION_MARGIN * batch * n_batches}
