@@ -1010,3 +1010,23 @@ def test_a_validation_is_priced_at_the_machines_load_not_at_its_fastest_batch(
     assert budget.final_parts["validation"] == pytest.approx(
         budget_plan.VALIDATION_MARGIN * 0.02 * batches, rel=0.01)
 
+
+def test_the_end_is_priced_from_the_runs_own_validations_once_it_has_any() -> None:
+    # Timed at the plan, the end was 2 s, 0.5 s of it the closing sample; the validations during
+    # training then took 3 s each (a busier machine, a slower picture): the end prices its own at 3 s.
+    from lightning.pytorch.trainer.states import TrainerFn
+
+    clock = FakeClock(tick=0.0)
+    budget = TimeBudget(60.0, start=0.0, clock=clock)
+    budget.final_seconds, budget._calibration_pace = 2.0, 0.02
+    budget.final_parts = {"validation": 1.5, "closing_sample": 0.5}
+    assert budget._final_at(0.02) == pytest.approx(2.0)
+    assert budget._final_at(0.04) == pytest.approx(4.0)  # a host twice as slow: all of it scaled
+    trainer = SimpleNamespace(sanity_checking=False, state=SimpleNamespace(fn=TrainerFn.FITTING))
+    for _ in range(2):
+        budget.on_validation_start(trainer, None)
+        clock.now += 3.0
+        budget.on_train_batch_start(trainer, None)
+    assert budget._final_at(0.02) == pytest.approx(3.0 + 0.5)
+    assert budget._final_at(0.04) == pytest.approx(3.0 + 1.0)  # the sample, timed at the plan, scaled
+    assert budget.summary()["validation_seconds_measured"] == 3.0

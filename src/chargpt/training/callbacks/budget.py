@@ -488,18 +488,19 @@ class TimeBudget(Callback):
         return min(max(pace / self._calibration_pace, 1.0), 4.0)
 
     def _final_at(self, pace: float) -> float:
-        """The end's estimate at step time `pace`."""
-        assert self.final_seconds is not None
-        return self.final_seconds * self._slowdown(pace)
+        """The end's estimate at step time `pace`: the final validation, priced as one during training
+        is (the run's own, as measured, where it has any), and the closing sample timed at the plan."""
+        return self._validation_at(pace) + self.final_parts.get("closing_sample", 0.0) * self._slowdown(pace)
 
     def _end_at(self, pace: float, validations: int) -> float:
         """The end's estimate at step time `pace`, with `validations` more validations before it."""
         return self._final_at(pace) + validations * self._validation_at(pace)
 
     def _validation_at(self, pace: float) -> float:
-        """What one validation during training takes at step time `pace`: the mean of those
-        measured (one alone swung a plan that had 25 still due by 30%: a checkpoint written or not,
-        a text sample), else the end's estimate without its closing sample."""
+        """What one validation takes at step time `pace`, its callbacks' work and checkpoints included:
+        the mean of those measured during training (one alone swung a plan that had 25 still due by
+        30%: a checkpoint written or not, a text sample), timed at the load of their moment; else
+        the end's estimate without its closing sample, timed at the plan."""
         if (measured := self._validations.mean()) is not None:
             return measured
         assert self.final_seconds is not None
@@ -580,6 +581,9 @@ class TimeBudget(Callback):
         optional = {  # (absent where they do not apply)
             "limited_by": self.limited_by,
             "spent_before_resume": round(self.spent_before, 2) if self.spent_before else None,
+            # The mean validation during training, which prices the end's once there is one.
+            "validation_seconds_measured": None if (mean := self._validations.mean()) is None
+            else round(mean, 3),
             "auto": self.auto,
             "before_resume": self.before_resume,
         }
