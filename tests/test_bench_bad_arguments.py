@@ -19,6 +19,8 @@ SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
     ("bench_train", ["--model", "nosuch"], "In 'train': Could not find 'model/nosuch'"),
     ("bench_train", ["--nanogpt", "{tmp}"], "--nanogpt {tmp}: no nanoGPT train.py and configurator.py there"),
     ("budget_curve", ["--budgets", "-5", "--dry-run"], "argument --budgets: '-5' is not a whole number"),
+    ("bench_budget_end", ["--before", "no-such-revision", "--out", "{tmp}"],
+     "--before no-such-revision is not a git revision of this repository"),
     ("bench_serve", ["--seconds", "-1"], "argument --seconds: '-1' is not a number above 0"),
     ("bench_startup", ["--repeats", "0"], "--repeats 0: give a whole number of at least 1"),
     ("export_tb_image", ["{tmp}", "attention/maps", "{tmp}"],
@@ -28,8 +30,8 @@ SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
     ("export_tb_image", ["{tmp}", "attention/maps", "{long}/x.png"],
      "a" * 60 + "…" + "a" * 14 + "/x.png (306 characters): a name in it is 300 bytes long"),  # cut short
 ], ids=["argparse type (a folder)", "argparse type (a count)", "hydra error", "not a nanoGPT clone",
-        "a negative budget", "negative seconds", "no repeats", "a folder to write the picture as",
-        "a folder's name too long", "a picture's folder's name too long"])
+        "a negative budget", "not a revision", "negative seconds", "no repeats",
+        "a folder to write the picture as", "a folder's name too long", "a picture's folder's name too long"])
 def test_a_bad_argument_is_one_error_line_and_exit_2(
     script: str, args: list[str], message: str, tmp_path: Path
 ) -> None:

@@ -52,11 +52,11 @@ def run_start_time() -> float:
 
 # The final validation is priced from forwards of its first batch timed back to back (TIMED_FORWARDS
 # of them, their mean: at the machine's load of the moment), times its batches, times
-# VALIDATION_MARGIN. Measured on a 2-core CPU under a load average of 10-12 from other work
-# (docs/EXPERIMENTS.md, "The end priced at the load of the moment"): 30 batches of model=tiny took
-# 0.5-2.3x the mean of four forwards (seven tries; 1.9x and 2.3x the largest), and 0.6-4.1x the
-# fastest of three, which the margin of 1.5 before covered in three tries of seven; on a quiet one
-# the loop took 0.8-1.4x the fastest. x2 covers all but the largest; a host that slows down after
+# VALIDATION_MARGIN. Measured on a 2-core CPU under a load average of 6-12 from other work
+# (docs/EXPERIMENTS.md, "The end priced at the load of the moment"): model=tiny's validation loop
+# took 0.5-2.3x the mean of four forwards (seven tries; 1.9x and 2.3x the largest), and 0.6-4.1x
+# the fastest of three, which the margin of 1.5 before covered in four tries of seven; on a quiet
+# one the loop took 0.8-1.4x the fastest. x2 covers all but the largest; a host that slows down after
 # the plan is followed by scaling the end's estimate with the step time (TimeBudget._final_at), and
 # a run that validates during training prices its end from those validations instead.
 # RESERVE_SECONDS holds what no estimate covers: the checkpoints (~10 ms

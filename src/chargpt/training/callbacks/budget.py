@@ -12,8 +12,9 @@ has lasted, not for every step left); the count lengthens only while the steps a
 slower than that mean, so neither a host's jitter nor a lasting slowdown makes it swing. A
 re-plan that moves the count by 2% or more (or cuts an overrun) is logged, the others at DEBUG.
 Validations during training are timed apart from the steps, and the plan makes room for the ones
-still due. A budget that cannot hold start-up, calibration and the final validation is refused
-with the smallest budget this model needs on this machine, as measured.
+still due and prices the final one at their mean. A budget that cannot hold start-up, calibration
+and the final validation is refused with the smallest budget this model needs on this machine, as
+measured.
 
 The chosen count is written to budget.json and metrics.json and kept in the checkpoint: a resumed
 run keeps it, and `trainer.max_steps=<count> budget_seconds=null` re-runs the same schedule. A run
