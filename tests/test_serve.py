@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -571,6 +571,31 @@ def test_bytes_that_are_not_http_get_a_400_json_error_and_the_server_keeps_servi
     error = json.loads(body)["error"]
     assert error["type"] == "invalid_request_error" and error["code"] == "invalid_http"
     assert "not a valid HTTP request" in error["message"] and "https://" in error["message"]
+    assert len(complete(url, prompt="Hi", max_tokens=5)["choices"][0]["text"]) == 5
+
+
+def test_headers_over_the_size_limit_get_a_431_json_error_naming_them_and_the_server_keeps_serving(
+    url: str,
+) -> None:
+    """A long cookie sent in pieces: h11 refuses the head once it passes its limit. Its answer names
+    the headers' size, not bytes that are no HTTP."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as client:
+        client.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nCookie: ")
+        answer = b""
+        with suppress(OSError):  # the server may close before every piece is sent
+            for _ in range(40):
+                client.sendall(b"a" * 1024)
+        with suppress(ConnectionResetError):  # closed with the rest of the cookie unread
+            while chunk := client.recv(65536):
+                answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 431 ")
+    assert b"content-type: application/json" in head.lower()
+    error = json.loads(body)["error"]
+    assert error["code"] == "headers_too_large" and error["type"] == "invalid_request_error"
+    assert "headers are larger than" in error["message"] and "16,384 bytes" in error["message"]
+    assert "not a valid HTTP request" not in error["message"]
     assert len(complete(url, prompt="Hi", max_tokens=5)["choices"][0]["text"]) == 5
 
 

@@ -8,10 +8,12 @@ import json
 import socket
 from collections.abc import Callable, Iterator
 from types import FrameType
+from typing import Any
 
 import h11
 import uvicorn
 from fastapi import FastAPI
+from h11._connection import DEFAULT_MAX_INCOMPLETE_EVENT_SIZE  # as uvicorn imports it
 from uvicorn.config import LOG_LEVELS as _UVICORN_LOG_LEVELS
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
@@ -57,18 +59,49 @@ NOT_HTTP = APIError(
     "(an http:// address, not https://): send a request such as POST /v1/completions with a JSON body",
     code="invalid_http",
 )
+# h11's limit on a request's head (its request line and headers) still arriving; uvicorn keeps it.
+MAX_HEAD_BYTES = DEFAULT_MAX_INCOMPLETE_EVENT_SIZE
+HEAD_TOO_LARGE = APIError(
+    431, f"the request's headers are larger than this server's limit of {MAX_HEAD_BYTES:,} bytes "
+    "(with its request line); send shorter headers (a long cookie or token?): the prompt and its "
+    "settings go in the JSON body",
+    code="headers_too_large",
+)
+_REASONS = {400: b"Bad Request", 431: b"Request Header Fields Too Large"}
+
+
+class _Connection(h11.Connection):
+    """h11's connection, remembering why the bytes received were refused: uvicorn drops the reason,
+    and a head over the size limit (h11's hint: 431) is no malformed request."""
+
+    refused_for: h11.RemoteProtocolError | None = None
+
+    def next_event(self) -> Any:
+        try:
+            return super().next_event()
+        except h11.RemoteProtocolError as err:
+            self.refused_for = err
+            raise
 
 
 class _JsonErrorsProtocol(H11Protocol):
     """uvicorn's HTTP/1.1, answering bytes that are not an HTTP request (an https:// client's TLS
-    handshake, a malformed header) with the app's JSON error where uvicorn answers plain text. The
-    app never sees such bytes: there is no request to hand it."""
+    handshake, a malformed header) or a head over h11's size limit with the app's JSON error where
+    uvicorn answers plain text. The app never sees such bytes: there is no request to hand it."""
+
+    def __init__(self, config: uvicorn.Config, *args: Any, **kwargs: Any) -> None:
+        super().__init__(config, *args, **kwargs)
+        limit = config.h11_max_incomplete_event_size or MAX_HEAD_BYTES
+        self.conn: _Connection = _Connection(h11.SERVER, limit)
 
     def send_400_response(self, msg: str) -> None:
-        body = json.dumps(NOT_HTTP.body(), separators=(",", ":")).encode()  # as the app's JSONResponse
+        refused_for = self.conn.refused_for
+        too_large = refused_for is not None and refused_for.error_status_hint == 431
+        error = HEAD_TOO_LARGE if too_large else NOT_HTTP
+        body = json.dumps(error.body(), separators=(",", ":")).encode()  # as the app's JSONResponse
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
                    (b"connection", b"close")]
-        for event in (h11.Response(status_code=400, headers=headers, reason=b"Bad Request"),
+        for event in (h11.Response(status_code=error.status, headers=headers, reason=_REASONS[error.status]),
                       h11.Data(data=body), h11.EndOfMessage()):
             self.transport.write(self.conn.send(event) or b"")
         self.transport.close()
