@@ -27,6 +27,7 @@ GRACE_S = 2  # on Ctrl+C, how long requests still generating get to finish: an o
 # Once they are told to end, how long their answers get to go out before the connections still open
 # are closed: a client that stopped reading leaves its stream waiting to write, unable to end.
 SEND_S = 0.5
+LINGER_S = 1  # how long a refused request's client gets to read its error before its connection closes
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -93,6 +94,7 @@ class _JsonErrorsProtocol(H11Protocol):
         super().__init__(config, *args, **kwargs)
         limit = config.h11_max_incomplete_event_size or MAX_HEAD_BYTES
         self.conn: _Connection = _Connection(h11.SERVER, limit)
+        self.refused = False  # answered with an error: what the client still sends is dropped
 
     def send_400_response(self, msg: str) -> None:
         refused_for = self.conn.refused_for
@@ -104,7 +106,19 @@ class _JsonErrorsProtocol(H11Protocol):
         for event in (h11.Response(status_code=error.status, headers=headers, reason=_REASONS[error.status]),
                       h11.Data(data=body), h11.EndOfMessage()):
             self.transport.write(self.conn.send(event) or b"")
-        self.transport.close()
+        # Closed with the rest of the request still coming (a long head's next bytes), the connection
+        # would be reset, and the client lose this answer: end the writing side, drop what still comes
+        # (data_received), and close once the client does, or LINGER_S later.
+        self.refused = True
+        if not self.transport.can_write_eof():
+            self.transport.close()
+            return
+        self.transport.write_eof()
+        self.loop.call_later(LINGER_S, self.transport.close)
+
+    def data_received(self, data: bytes) -> None:
+        if not self.refused:
+            super().data_received(data)
 
 
 class _Server(uvicorn.Server):
