@@ -348,6 +348,26 @@ class StepHook:
         self.actions[step] = lambda module: os.kill(os.getpid(), signum)
 
 
+def signal_at_step_end(
+    monkeypatch: pytest.MonkeyPatch, step: int, signum: int = signal.SIGINT,
+    when: Callable[[], bool] = lambda: True,
+) -> Callable[[], None]:
+    """A real `signum` (a Ctrl-C, a scheduler's SIGTERM) at the end of training step `step`, where
+    `when()` holds: handled there, before the step's boundary is checked. Returns what puts the
+    step's end back as it was (a later launch in the same test runs unsignalled)."""
+    from chargpt.training.callbacks.graceful_interrupt import GracefulInterrupt
+
+    at_step_end = GracefulInterrupt.on_train_batch_end
+
+    def signalled(self, trainer, *rest):  # type: ignore[no-untyped-def]
+        if trainer.global_step == step and when():
+            os.kill(os.getpid(), signum)
+        at_step_end(self, trainer, *rest)
+
+    monkeypatch.setattr(GracefulInterrupt, "on_train_batch_end", signalled)
+    return lambda: monkeypatch.setattr(GracefulInterrupt, "on_train_batch_end", at_step_end)
+
+
 def make_checkpoint(path: Path, chars: str = "\n abcdefghijk") -> Path:
     """A minimal chargpt checkpoint (untrained weights), written without training."""
     import torch

@@ -20,7 +20,7 @@ import pytest
 import torch
 
 from chargpt.cli.train import main as train_main
-from conftest import StepHook, bare_train_args, run_main, write_corpus
+from conftest import StepHook, bare_train_args, run_main, signal_at_step_end, write_corpus
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
@@ -205,17 +205,8 @@ def test_a_signal_after_the_last_step_skips_the_closing_sample(signum, tmp_path,
     # Ctrl-C (or a scheduler's SIGTERM) while the run validates and saves after its last step: the
     # run finishes and is saved, but the command stops there as it said it would, rather than
     # drawing its closing sample and exiting 0 as if no signal had come (a sweep's job does so too).
-    from chargpt.training.callbacks.graceful_interrupt import GracefulInterrupt
-
-    at_step_end = GracefulInterrupt.on_train_batch_end
-
-    def signal_at_the_last_step(self, trainer, *rest):
-        if trainer.global_step == 2:
-            os.kill(os.getpid(), signum)  # handled here, before the boundary is checked
-        at_step_end(self, trainer, *rest)
-
     monkeypatch.setenv("CHARGPT_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setattr(GracefulInterrupt, "on_train_batch_end", signal_at_the_last_step)
+    signal_at_step_end(monkeypatch, 2, signum)  # the last step
     run = tmp_path / "run"
     args = bare_train_args(write_corpus(tmp_path / "corpus.txt"), run, "trainer.max_steps=2",
                            "trainer.val_check_interval=2", "sample.max_new_tokens=50")

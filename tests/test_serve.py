@@ -548,6 +548,19 @@ def test_bad_input_gets_a_4xx_json_error_and_the_server_keeps_serving(
     assert len(complete(url, prompt="Hi", max_tokens=5)["choices"][0]["text"]) == 5
 
 
+def raw_answer(url: str, *sent: bytes) -> bytes:
+    """What the server answers bytes sent as they are, in these writes, over a socket of its own:
+    all it writes until it closes the connection (as it does after a refusal)."""
+    host, port = url.removeprefix("http://").split(":")
+    answer = b""
+    with socket.create_connection((host, int(port)), timeout=30) as client:
+        for part in sent:
+            client.sendall(part)
+        while chunk := client.recv(65536):
+            answer += chunk
+    return answer
+
+
 @pytest.mark.parametrize(
     "sent",
     [
@@ -559,13 +572,7 @@ def test_bad_input_gets_a_4xx_json_error_and_the_server_keeps_serving(
 def test_bytes_that_are_not_http_get_a_400_json_error_and_the_server_keeps_serving(
     sent: bytes, url: str
 ) -> None:
-    host, port = url.removeprefix("http://").split(":")
-    with socket.create_connection((host, int(port)), timeout=30) as client:
-        client.sendall(sent)
-        answer = b""
-        while chunk := client.recv(65536):  # the server closes the connection after its answer
-            answer += chunk
-    head, _, body = answer.partition(b"\r\n\r\n")
+    head, _, body = raw_answer(url, sent).partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 400 ")
     assert b"content-type: application/json" in head.lower()
     error = json.loads(body)["error"]
@@ -579,14 +586,8 @@ def test_headers_over_the_size_limit_get_a_431_json_error_naming_them_and_the_se
 ) -> None:
     """A long cookie sent in pieces: h11 refuses the head once it passes its limit. Its answer names
     the headers' size, not bytes that are no HTTP."""
-    host, port = url.removeprefix("http://").split(":")
-    with socket.create_connection((host, int(port)), timeout=30) as client:
-        client.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nCookie: ")
-        answer = b""
-        for _ in range(40):
-            client.sendall(b"a" * 1024)
-        while chunk := client.recv(65536):
-            answer += chunk
+    cookie = [b"a" * 1024] * 40  # 40 writes
+    answer = raw_answer(url, b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nCookie: ", *cookie)
     head, _, body = answer.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 431 ")
     assert b"content-type: application/json" in head.lower()
@@ -600,12 +601,8 @@ def test_headers_over_the_size_limit_get_a_431_json_error_naming_them_and_the_se
 def test_a_client_still_sending_a_refused_head_gets_its_error_rather_than_a_reset(url: str) -> None:
     """A 300 KB cookie in one write: the server refuses the head while its rest still comes. Closed
     then, the connection would be reset, and the client lose the answer."""
-    host, port = url.removeprefix("http://").split(":")
-    with socket.create_connection((host, int(port)), timeout=30) as client:
-        client.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nCookie: " + b"a" * 300_000 + b"\r\n\r\n")
-        answer = b""
-        while chunk := client.recv(65536):
-            answer += chunk
+    cookie = b"a" * 300_000
+    answer = raw_answer(url, b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nCookie: " + cookie + b"\r\n\r\n")
     assert answer.startswith(b"HTTP/1.1 431 ") and b"headers_too_large" in answer
     assert len(complete(url, prompt="Hi", max_tokens=5)["choices"][0]["text"]) == 5
 

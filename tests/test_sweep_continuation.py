@@ -25,13 +25,13 @@ from chargpt.runs.status import write_status
 from chargpt.runs.sweep_outcome import FailedSweep
 from chargpt.runs.sweep_record import continue_command
 from chargpt.training import build as training_build
-from chargpt.training.callbacks.graceful_interrupt import GracefulInterrupt
 from conftest import (
     bare_train_args,
     callback_of_ones_own,
     offline_default_corpus_in,
     on_the_default_corpus,
     run_main,
+    signal_at_step_end,
     write_corpus,
 )
 
@@ -108,14 +108,7 @@ def test_a_signal_after_a_jobs_last_step_stops_the_sweep(tmp_path: Path, monkeyp
     sweep = tmp_path / "sweep"
     args = ["-m", *bare_train_args(corpus, None, f"hydra.sweep.dir={sweep}", "trainer.max_steps=2",
                                    "trainer.val_check_interval=2", "seed=1,2")]
-    at_step_end = GracefulInterrupt.on_train_batch_end
-
-    def signal_at_the_first_jobs_last_step(self, trainer, *rest):
-        if trainer.global_step == 2 and not (sweep / "1").exists():
-            os.kill(os.getpid(), signal.SIGINT)  # handled here, before the boundary is checked
-        at_step_end(self, trainer, *rest)
-
-    monkeypatch.setattr(GracefulInterrupt, "on_train_batch_end", signal_at_the_first_jobs_last_step)
+    unsignalled = signal_at_step_end(monkeypatch, 2, when=lambda: not (sweep / "1").exists())  # job 0's
     code, _, err = run_main(train_cli.main, args, capsys)
     assert code == 130, err
     assert "stopped by SIGINT after this job's last step: it finished (no closing sample), and the sweep " \
@@ -126,7 +119,7 @@ def test_a_signal_after_a_jobs_last_step_stops_the_sweep(tmp_path: Path, monkeyp
     ended = (sweep / "0" / "train.log").read_text().splitlines()[-1]
     assert ended.endswith("; its closing sample skipped (Ctrl-C or a signal)"), ended
 
-    monkeypatch.setattr(GracefulInterrupt, "on_train_batch_end", at_step_end)
+    unsignalled()
     code, _, err = run_main(train_cli.main, args, capsys)
     assert code == 0, err
     assert json.loads((sweep / "1" / "status.json").read_text())["status"] == "finished"
@@ -145,14 +138,7 @@ def test_the_signal_line_of_a_sweeps_first_job_continues_it_with_its_python_path
     args = ["-m", *bare_train_args(corpus, None, f"hydra.sweep.dir={sweep}", "trainer.max_steps=4",
                                    "trainer.val_check_interval=2", "seed=1,2",
                                    "+callbacks.mine._target_=my_sweep_callback.Mine")]
-    at_step_end = GracefulInterrupt.on_train_batch_end
-
-    def signal_at_the_first_step(self, trainer, *rest):
-        if trainer.global_step == 1:
-            os.kill(os.getpid(), signal.SIGINT)
-        at_step_end(self, trainer, *rest)
-
-    monkeypatch.setattr(GracefulInterrupt, "on_train_batch_end", signal_at_the_first_step)
+    signal_at_step_end(monkeypatch, 1)
     try:
         code, _, err = run_main(train_cli.main, args, capsys)
     finally:
@@ -566,17 +552,10 @@ def test_a_job_resumed_apart_and_stopped_before_the_sweeps_end_is_kept_as_it_is(
     write_status(job, "interrupted")
     words = shlex.split(recorded_resume_command(job))  # (after any VARIABLE=value it sets)
     own = [w for w in words[words.index("chargpt-train") + 1:] if not w.startswith("data.batch_size=")]
-    at_step_end = GracefulInterrupt.on_train_batch_end
-
-    def signal_at_step_4(self, trainer, *rest):
-        if trainer.global_step == 4:
-            os.kill(os.getpid(), signal.SIGINT)
-        at_step_end(self, trainer, *rest)
-
-    monkeypatch.setattr(GracefulInterrupt, "on_train_batch_end", signal_at_step_4)
+    unsignalled = signal_at_step_end(monkeypatch, 4)
     code, _, err = run_main(train_cli.main, [*own, "data.batch_size=2"], capsys)
     assert code == 130, err
-    monkeypatch.setattr(GracefulInterrupt, "on_train_batch_end", at_step_end)
+    unsignalled()
     assert checkpoint_step(job / "checkpoints" / "last.ckpt") == 4
     before = _files(job)
 

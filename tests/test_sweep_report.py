@@ -508,6 +508,13 @@ def basic_sweep_record(task: str) -> str:
             "  sweeper:\n    _target_: hydra._internal.core_plugins.basic_sweeper.BasicSweeper\n")
 
 
+def search_record(task: str, **params: str) -> str:
+    """A multirun.yaml of a search over `task` (as basic_sweep_record) and the sweeper's `params`
+    (a dimension's key with its dots as __: optimizer__lr='interval(1e-3,1e-2)')."""
+    space = "".join(f"      {key.replace('__', '.')}: {value}\n" for key, value in params.items())
+    return f"hydra:\n  overrides:\n    hydra: []\n    task: [{task}]\n  sweeper:\n    params:\n{space}"
+
+
 def test_a_stopped_sweep_job_gets_its_sweeps_continue_command_not_its_own(tmp_path: Path, capsys) -> None:
     # Resuming the job alone would leave the sweep's jobs that never started out.
     runs = tmp_path / "outputs"
@@ -799,17 +806,15 @@ def test_a_swept_setting_with_one_value_so_far_is_a_column_not_shared(
 
 
 def test_a_search_space_is_swept_too(tmp_path: Path) -> None:
-    (tmp_path / "multirun.yaml").write_text(
-        "hydra:\n  overrides:\n    hydra: []\n"
-        "    task: ['+trainer.x=range(3)', 'data.path=\"a,b\"', 'model.n_layer=choice(2,3)', model=tiny]\n"
-        "  sweeper:\n    params:\n      optimizer.lr: tag(log, interval(1e-4, 1e-2))\n")
+    (tmp_path / "multirun.yaml").write_text(search_record(
+        "'+trainer.x=range(3)', 'data.path=\"a,b\"', 'model.n_layer=choice(2,3)', model=tiny",
+        optimizer__lr="tag(log, interval(1e-4, 1e-2))"))
     assert swept_by(tmp_path) == {"trainer.x", "model.n_layer", "optimizer.lr"}
     assert swept_by(tmp_path / "elsewhere") == set()
     # A dimension of the space the command fixes to one value leaves the search (Optuna's sweeper).
-    (tmp_path / "multirun.yaml").write_text(
-        "hydra:\n  overrides:\n    hydra: []\n    task: [model.n_embd=32, 'model.n_layer=choice(2,3)']\n"
-        "  sweeper:\n    params:\n      model.n_embd: choice(64, 128)\n"
-        "      model.n_layer: int(interval(2, 5))\n")
+    (tmp_path / "multirun.yaml").write_text(search_record(
+        "model.n_embd=32, 'model.n_layer=choice(2,3)'",
+        model__n_embd="choice(64, 128)", model__n_layer="int(interval(2, 5))"))
     assert swept_by(tmp_path) == {"model.n_layer"}
 
 
@@ -1076,9 +1081,8 @@ def test_a_searchs_draws_keep_their_trailing_zero_and_one_count_of_digits_in_the
     # `0.0034` and 0.0010966961680404473 `0.0011` beside `0.00438`, as if drawn to fewer digits.
     search = tmp_path / "search"
     search.mkdir()
-    (search / "multirun.yaml").write_text(
-        "hydra:\n  overrides:\n    hydra: []\n    task: []\n"
-        "  sweeper:\n    params:\n      optimizer.lr: interval(1e-3,1e-2)\n", encoding="utf-8")
+    (search / "multirun.yaml").write_text(search_record("", optimizer__lr="interval(1e-3,1e-2)"),
+                                          encoding="utf-8")
     draws = ["0.004380292407308443", "0.0038449973978825", "0.00339542655833227", "0.0010966961680404473"]
     for i, lr in enumerate(draws):
         fake_run(search, str(i), [f"optimizer.lr={lr}"], metrics(3.6 + i / 100, 3.6 + i / 100),
@@ -1101,11 +1105,10 @@ def test_a_searchs_draws_are_shown_to_the_digits_that_tell_them_apart_and_typed_
     # labels showed them so, or cut to 6 digits, where 0.00134 reads at a glance.
     search = tmp_path / "search é"
     search.mkdir()
-    (search / "multirun.yaml").write_text(
-        "hydra:\n  overrides:\n    hydra: []\n"
-        "    task: ['optimizer.weight_decay=0.0123456789,0.1', 'seed=1,2']\n"
-        "  sweeper:\n    params:\n      optimizer.lr: tag(log, interval(1e-4, 1e-2))\n"
-        "      model.dropout: interval(0.0, 0.3)\n", encoding="utf-8")
+    (search / "multirun.yaml").write_text(search_record(
+        "'optimizer.weight_decay=0.0123456789,0.1', 'seed=1,2'",
+        optimizer__lr="tag(log, interval(1e-4, 1e-2))", model__dropout="interval(0.0, 0.3)"),
+        encoding="utf-8")
     draws = [("0.0013372818287411345", "0.24971121092039475", "0.0123456789"),
              ("0.0013398741962201", "0.1", "0.1"), ("0.004093127459328714", "0.2", "0.1")]
     for i, (lr, dropout, decay) in enumerate(draws):
