@@ -311,3 +311,55 @@ def test_a_seed_goes_before_a_swept_setting_that_tells_settings_apart(tmp_path, 
     assert "optimizer.lr" in header and "optimizer.lr" not in caption
     # The seed was left out first; it is shown again only where a metric left room for it.
     assert ("seed" in header) != ("seed" in caption)
+
+
+def _settings_shown(table: str, settings: list[str]) -> list[str]:
+    """The settings in the runs' table's header; each row's cells under them, its lines joined."""
+    lines = table.splitlines()
+    header = next(line for line in lines if line.startswith("┃ run "))
+    names = [cell.strip() for cell in header.strip("┃").split("┃")]
+    rows: list[list[str]] = []
+    for line in (line for line in lines if line.startswith("│")):
+        cells = [cell.strip() for cell in line.strip("│").split("│")]
+        if cells[0]:  # a row's first line: its run; the lines after it continue its cells
+            rows.append(cells)
+        else:
+            rows[-1] = [f"{a} {b}".strip() for a, b in zip(rows[-1], cells, strict=True)]
+    shown = [names.index(s) for s in settings if s in names]
+    return [" | ".join(row[i] for i in shown) for row in rows]
+
+
+@pytest.mark.parametrize("columns", [60, 80, 120])
+def test_a_setting_that_tells_runs_apart_goes_after_the_measures(
+    columns, tmp_path, monkeypatch, capsys
+) -> None:
+    # The README's `-m optimizer.lr=1e-3,3e-3 model=bigram,tiny` at 80 columns left out `model` and
+    # kept tokens_per_sec: the runs `1e-3 tiny` and `1e-3 bigram` read alike.
+    monkeypatch.setenv("COLUMNS", str(columns))
+    sweep = tmp_path / "sweep"
+    for i, (lr, model) in enumerate([(lr, m) for lr in ("1e-3", "3e-3") for m in ("bigram", "tiny")]):
+        wide_run(sweep / str(i), [f"optimizer.lr={lr}", f"model={model}"], best=1.5 + i / 10)
+    report(sweep)
+    runs_table = capsys.readouterr().out.split("settings: each ran once")[0]
+    assert max(cell_len(line) for line in runs_table.splitlines()) <= columns
+    rows = _settings_shown(runs_table, ["optimizer.lr", "model"])
+    assert sorted(rows) == ["1e-3 | bigram", "1e-3 | tiny", "3e-3 | bigram", "3e-3 | tiny"]
+
+
+@pytest.mark.parametrize("columns", [80, 120])
+def test_three_settings_of_long_values_each_telling_runs_apart_are_all_shown(
+    columns, tmp_path, monkeypatch, capsys
+) -> None:
+    monkeypatch.setenv("COLUMNS", str(columns))
+    sweep = tmp_path / "sweep"
+    paths = ("/home/me/my corpora/Café crème.txt", "/home/me/my corpora/文本 🚀.txt")
+    settings = [(p, lr, m) for p in paths for lr in ("1e-3", "3e-3") for m in ("bigram", "tiny")]
+    for i, (path, lr, model) in enumerate(settings):
+        wide_run(sweep / str(i), [f"data.path={hydra_quoted(path)}", f"optimizer.lr={lr}", f"model={model}"],
+                 best=1.5 + i / 10)
+    report(sweep)
+    runs_table = capsys.readouterr().out.split("settings: each ran once")[0]
+    assert max(cell_len(line) for line in runs_table.splitlines()) <= columns
+    rows = _settings_shown(runs_table, ["data.path", "optimizer.lr", "model"])
+    assert len(rows) == 8 and len(set(rows)) == 8, rows  # no two runs read alike
+    assert "…/文本 🚀.txt | 3e-3 | tiny" in rows

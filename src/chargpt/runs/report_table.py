@@ -139,8 +139,9 @@ def print_table(
 ) -> None:
     """The screen shows the settings that vary or are `swept` only; the CSV has every column. The
     table fits the terminal: setting columns wrap, then the seed is left out (named in the caption),
-    then the other settings from the last down to the first, then the error column, the metrics
-    other than the ranking `metric`, and the first setting; run, status and what is shown of the
+    then the other settings the rest tell the rows apart without, from the last, then the error
+    column, the metrics other than the ranking `metric`, and the settings left, from the last
+    down to the first; run, status and what is shown of the
     metrics stay whole. A setting a launch added is named as `typed` (`+new.key`); a search's
     `drawn` settings are shown to the digits that tell their values apart. The rows are ranked
     within each text, a line after each of `ends` (same_text.text_ends)."""
@@ -190,9 +191,9 @@ def _print_fitted(
     drop_last: tuple[str, ...] = (), replicates: tuple[str, ...] = (), ends: Collection[int] = (),
 ) -> None:
     """Print the table at the terminal's width: columns not in `whole` wrap, then columns are
-    left out (named in the caption): the `drop_first` ones, the settings from the last down to the
-    first (the `replicates` among them before the others), the error column, the `drop_last` ones,
-    and the first setting."""
+    left out (named in the caption): the `drop_first` ones, the settings the others tell the rows
+    apart without, from the last (the `replicates` among them before the others), the error
+    column, the `drop_last` ones, and the settings left, from the last down to the first."""
     console = _fitted_console()
     rows, notes = _without_common_folders(shown, rows, notes, whole)
     shown, left_out = _columns_that_fit(shown, rows, whole, drop_first, drop_last, replicates, console.width)
@@ -222,14 +223,17 @@ def _columns_that_fit(
             break
         # The replicates last in line, so the first to go: `sorted` keeps the others' order.
         settings = sorted((c for c in droppable if c != "error"), key=lambda c: c in replicates)
+        # A setting that alone tells two rows apart goes after the measures: left out, `1e-3 tiny`
+        # and `1e-3 bigram` both read `1e-3`.
+        spare = [c for c in settings if c in replicates or _apart_without(c, settings, rows, replicates)]
         if first:
             drop = first[0]
-        elif len(settings) > 1:  # the last setting first, down to one (it tells the rows apart)
-            drop = settings[-1]
+        elif len(settings) > 1 and spare:  # the last one first, down to one
+            drop = spare[-1]
         elif "error" in droppable:
             drop = "error"
         else:
-            drop = (last or settings)[0]
+            drop = last[0] if last else settings[-1]
         shown.remove(drop)
         left_out.insert(0, drop)
     # A narrow column left out before a wide one went (the error, a metric) may fit again; one of
@@ -242,6 +246,18 @@ def _columns_that_fit(
             shown = again
             left_out.remove(column)
     return shown, left_out
+
+
+def _apart_without(
+    column: str, settings: list[str], rows: list[dict[str, Any]], replicates: tuple[str, ...]
+) -> bool:
+    """Whether the `settings` shown but `column` (and the `replicates`) tell apart every two rows
+    that they tell apart with it, as the rows are shown (_cell)."""
+    def told(columns: list[str]) -> int:
+        return len({tuple(_cell(row[c], c) for c in columns) for row in rows})
+
+    kept = [c for c in settings if c not in replicates]
+    return told([c for c in kept if c != column]) == told(kept)
 
 
 def _left_out_notes(
