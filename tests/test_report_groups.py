@@ -519,3 +519,23 @@ def test_a_setting_run_on_two_texts_is_two_settings_each_told_by_its_text(
     assert {run.label.split(": ")[1].split(",")[0]: run.setting for run in curves} == {
         "data.path=input.txt": 0, "data.path=U+6587 U+672C U+1F680.txt": 1}
 
+
+
+def test_a_number_every_run_shares_is_shown_as_typed(tmp_path: Path, monkeypatch, capsys) -> None:
+    # Two sweeps of `-m optimizer.lr=3e-3 seed=...` reported together said `shared: optimizer.lr=0.003`,
+    # as Hydra records each job's value, where the tables show a swept 3e-3 as typed.
+    monkeypatch.setenv("COLUMNS", "120")
+    for name, seeds in (("a", (1, 2)), ("b", (3,))):
+        sweep = tmp_path / "two" / name
+        for seed in seeds:
+            loss_run(sweep, str(seed), ["optimizer.lr=0.003", f"seed={seed}", "+data.weight=1000000000.0"],
+                     1.5 + seed / 10)
+        typed = ["optimizer.lr=3e-3", ",".join(map(str, seeds)).join(["seed=", ""]), "+data.weight=1e9"]
+        (sweep / "multirun.yaml").write_text(yaml.safe_dump(
+            {"hydra": {"overrides": {"hydra": [], "task": typed}}}))
+    report(tmp_path / "two")
+    out = capsys.readouterr().out
+    assert "shared: optimizer.lr=3e-3 +data.weight=1e9" in out
+    assert "0.003" not in out and "1000000000" not in out
+    with (tmp_path / "two" / "report.csv").open() as f:
+        assert {row["optimizer.lr"] for row in csv.DictReader(f)} == {"3e-3"}

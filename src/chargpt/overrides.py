@@ -91,25 +91,30 @@ def choice_values(override: str) -> list | None:
 
 
 def typed_numbers(override: str) -> dict[float, str]:
-    """The numbers a sweep (`key=1e-3,2e-3`, `key=choice(1e-3, 2e-3)`) lists, each with its text as
-    typed: {0.001: "1e-3"}. Hydra hands each job its value as Python writes it (0.001,
-    1000000000.0 for 1e9); a table shows it as typed. Empty for any other override, and where the
-    text does not split into Hydra's own values."""
+    """The numbers an override gives (`key=3e-3`) or a sweep lists (`key=1e-3,2e-3`,
+    `key=choice(1e-3, 2e-3)`), each with its text as typed: {0.001: "1e-3"}. Hydra hands each job
+    its value as Python writes it (0.001, 1000000000.0 for 1e9); a table shows it as typed. Empty
+    for any other override, and where the text does not split into Hydra's own values."""
     try:
         parsed = _PARSER.parse_override(override)
     except HydraException:
         return {}
     value = override_value(parsed)
-    if not isinstance(value, ChoiceSweep) or value.shuffle or value.tags:
-        return {}
     text = override.partition("=")[2].strip()
-    if not value.simple_form:
-        text = text.removeprefix("choice(").removesuffix(")")
-    items = [item.strip() for item in _top_level_items(text)]
-    if len(items) != len(value.list):
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        values = [value]
+        items = [text]
+    elif not isinstance(value, ChoiceSweep) or value.shuffle or value.tags:
+        return {}
+    else:
+        if not value.simple_form:
+            text = text.removeprefix("choice(").removesuffix(")")
+        items = [item.strip() for item in _top_level_items(text)]
+        values = value.list
+    if len(items) != len(values):
         return {}
     numbers = {}
-    for item, parsed_item in zip(items, value.list, strict=True):
+    for item, parsed_item in zip(items, values, strict=True):
         if isinstance(parsed_item, bool) or not isinstance(parsed_item, (int, float)):
             continue
         try:

@@ -260,7 +260,7 @@ def swept_settings(rows: list[dict[str, Any]], top: Path) -> set[str]:
 
 
 def as_typed_in_sweeps(rows: list[dict[str, Any]], top: Path) -> list[dict[str, Any]]:
-    """The rows (run_row's) with each number a sweep swept shown as its command typed it: Hydra
+    """The rows (run_row's) with each number a sweep's command gave shown as typed there: Hydra
     records a job's `optimizer.lr=1e-3` as `0.001`, and 1e9 as `1000000000.0`. The seeds of one
     setting typed otherwise in two sweeps (`1e-3`, `0.001`) are still grouped as one (setting_of
     compares numbers)."""
@@ -278,7 +278,7 @@ def as_typed_in_sweeps(rows: list[dict[str, Any]], top: Path) -> list[dict[str, 
 
 
 def _typed_sweeps(sweep_dir: Path) -> dict[str, dict[float, str]]:
-    """Each numbers' sweep of the sweep's command: {key: {0.001: "1e-3"}}."""
+    """The numbers each setting of the sweep's command gives or sweeps: {key: {0.001: "1e-3"}}."""
     if (hydra := recorded_sweep(sweep_dir)) is None:
         return {}
     try:
