@@ -1879,11 +1879,29 @@ def test_a_key_no_added_setting_can_stand_for_is_not_advised_to_be_added(arg, fi
 
 
 @pytest.mark.parametrize(("swept", "expected"), [
+    # The sweep as typed: its first value was advised as Hydra rewrote it (+optimizer.lrr=0.001).
     (["optimizer.lrr=1e-3,2e-3"],
-     "optimizer.lrr is not a setting of optimizer (did you mean optimizer.lr?); check its spelling (--cfg "
-     "job shows every setting), or add a setting of your own with +optimizer.lrr=0.001"),
+     "error: optimizer.lrr is not a setting of optimizer (did you mean optimizer.lr?); check its spelling "
+     "(--cfg job shows every setting), or add a setting of your own with +optimizer.lrr=1e-3,2e-3"),
     # A boolean's first value was advised as Python writes it (+trainer.compil=True), not as typed.
-    (["trainer.compil=true,false"], "or add a setting of your own with +trainer.compil=true"),
+    (["trainer.compil=true,false"], "or add a setting of your own with +trainer.compil=true,false"),
+    # Each told as a single run is: under -m it was "not a setting ... +max_new_tokens=5", Hydra's
+    # traceback-free error over lines (exit 1) for optimzer.lr, and "+seeds=1" naming no seed.
+    (["max_new_tokens=5,6"],
+     "error: max_new_tokens is not a setting (did you mean sample.max_new_tokens?); set it as "
+     "sample.max_new_tokens=5,6"),
+    (["optimzer.lr=1e-3,3e-3"],
+     "error: optimzer.lr is not a setting: there is no optimzer (did you mean optimizer.lr?); check its "
+     "spelling (--cfg job shows every setting)"),
+    (["seeds=1,2"],
+     "error: seeds is not a setting (did you mean seed?); check its spelling (--cfg job shows every "
+     "setting), or add a setting of your own with +seeds=1,2"),
+    (["model=tiny,smal"], "error: model=smal is not an option of model (did you mean model=small?)"),
+    (["hydra/sweeper=optuna", "optimzer.lr=interval(1e-3,1e-2)"],
+     "error: optimzer.lr is not a setting: there is no optimzer (did you mean optimizer.lr?)"),
+    (["hydra/sweeper=optuna", "max_new_tokens=int(interval(5,9))"],
+     "error: max_new_tokens is not a setting (did you mean sample.max_new_tokens?); set it as "
+     "sample.max_new_tokens=int(interval(5,9))"),
     (["model=small,tiny", "model.dropoutt=range(1,3)"], "model.dropoutt is not a setting of model (did you "
                                                         "mean model.dropout?)"),
     (["model=glob(tin*)", "model.dropoutt=0.1,0.2"], "model.dropoutt is not a setting of model"),  # a glob
@@ -1900,4 +1918,5 @@ def test_a_misspelt_swept_setting_is_one_error_line_before_the_sweep(tmp_path: P
     code, out, err = run_main(train_cli.main, args, capsys)
     _assert_one_error_line(code, out, err, "")
     assert expected in err
+    assert "add a setting of your own" not in err or "optimzer" not in err
     assert not sweep.exists()

@@ -4,6 +4,7 @@ typed where no search is set up, and the settings beside a mistyped key for "did
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
@@ -91,8 +92,16 @@ def check_search_space_typed(config_name: str, argv: list[str]) -> None:
 
 
 def settings_beside(config_name: str, overrides: list[str]) -> SettingsBeside:
-    """For a command's config: the settings beside a key, in the config the other overrides make
-    (composed again, on the error path only; the key `typed`, where that is another, left out too:
+    """For a command's config: the settings beside a key (settings_beside_in), its config composed
+    by Hydra's compose API."""
+    return settings_beside_in(lambda kept: composed(config_name, kept), overrides)
+
+
+def settings_beside_in(
+    compose: Callable[[list[str]], DictConfig | None], overrides: list[str]
+) -> SettingsBeside:
+    """The settings beside a key, in the config the other overrides make (`compose`d again, on the
+    error path only, None where it cannot be; the key `typed`, where that is another, left out too:
     optimzer.lrr, where optimizer.lrr is looked for); none when that cannot be composed. For a
     top-level key, a group's setting of that very name too (`sample.max_new_tokens` for
     `max_new_tokens`, typed to chargpt-train as chargpt-sample takes it), which "did you mean" then
@@ -105,7 +114,7 @@ def settings_beside(config_name: str, overrides: list[str]) -> SettingsBeside:
 
     def settings(key: str, typed: str = "") -> list[str]:
         kept = [o for o in overrides if not sets(o, key) and not sets(o, typed or key)]
-        config = composed(config_name, kept)
+        config = compose(kept)
         if config is None:
             return []
         if "." in key:

@@ -14,7 +14,7 @@ import inspect
 import re
 import types
 import typing
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from hydra.core.global_hydra import GlobalHydra
@@ -28,7 +28,8 @@ from omegaconf.errors import OmegaConfBaseException
 from chargpt import shell_words
 from chargpt.checks import WITHOUT_DECIMAL_POINT
 from chargpt.cli.common import check_threads, naming_removed_settings
-from chargpt.cli.hydra_errors import HYDRA_GROUPS, not_a_group, one_line, settings_in
+from chargpt.cli.composed_checks import settings_beside_in
+from chargpt.cli.hydra_errors import HYDRA_GROUPS, not_a_group, one_line
 from chargpt.errors import ConfigError, exit_on_user_error, first_line
 from chargpt.hydra_run import as_written
 from chargpt.overrides import (
@@ -339,6 +340,7 @@ def check_swept_settings(config: DictConfig) -> tuple[list[tuple[list[str], Dict
     typed = {o.key_or_group for o in given}
     given += [_search_dimension(key, value, loader) for key, value in search.items() if key not in typed]
     first_job, stand_ins, others = [], {}, []
+    as_typed: dict[str, str] = {}  # each value a job is given, as a setting, and its sweep as typed
     for override in given:
         key = override.get_key_element()
         if not override.is_sweep_override():
@@ -349,10 +351,11 @@ def check_swept_settings(config: DictConfig) -> tuple[list[tuple[list[str], Dict
                 return [], {}
             others += [(len(first_job), f"{key}={value}") for value in values[1:]]
             first_job.append(f"{key}={values[0]}")
+            as_typed |= {f"{key}={value}": override.input_line for value in values}
         else:
             stand_in = f"{key}={_low_end(override)}"
             first_job.append(stand_in)
-            stand_ins[stand_in] = override.input_line
+            stand_ins[stand_in] = as_typed[stand_in] = override.input_line
     try:
         first = loader.load_sweep_config(config, first_job)
         jobs = [(first_job, first)]
@@ -361,10 +364,26 @@ def check_swept_settings(config: DictConfig) -> tuple[list[tuple[list[str], Dict
             jobs.append((job, _with_setting(first, line) or loader.load_sweep_config(config, job)))
         return jobs, {stand_in.partition("=")[0]: typed for stand_in, typed in stand_ins.items()}
     except ConfigCompositionException as err:
-        message = one_line(str(err), lambda key: settings_in(config, key))
-        for stand_in, typed in stand_ins.items():  # the advice names the dimension as typed
-            message = message.replace(f"+{stand_in}", f"+{typed}")
-        raise ConfigError(message) from None
+        # Told as a single run is (the settings beside a key composed again without it), its advice
+        # naming the sweep as typed, not the one value the job was composed with (+optimizer.lrr=0.001).
+        said = _APPEND_ADVICE.sub(lambda m: m[1] + as_typed.get(m[2], m[2]), str(err))
+        raise ConfigError(one_line(said, settings_beside_in(_composer(loader, config), first_job))) from None
+
+
+# Hydra's advice for a key that is not a setting, naming the override it could not apply.
+_APPEND_ADVICE = re.compile(r"(To append to your config use \+)(.*)$", re.MULTILINE)
+
+
+def _composer(loader: Any, config: DictConfig) -> Callable[[list[str]], DictConfig | None]:
+    """A sweep's job composed with these overrides, as its launcher composes one; None where it cannot be."""
+
+    def compose(overrides: list[str]) -> DictConfig | None:
+        try:
+            return loader.load_sweep_config(config, overrides)
+        except (HydraException, OmegaConfBaseException):
+            return None
+
+    return compose
 
 
 def _with_setting(job: DictConfig, override: str) -> DictConfig | None:
