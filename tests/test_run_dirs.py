@@ -130,6 +130,32 @@ def test_a_sweep_folder_held_by_a_live_sweep_names_a_sweep(tmp_path: Path) -> No
         release_claims(failed=False)
 
 
+@pytest.mark.parametrize("job_settings", ["[]", "[seed=1]"])
+def test_a_single_run_into_a_running_sweeps_job_folder_names_the_sweep(job_settings, tmp_path) -> None:
+    # `chargpt-train ... hydra.run.dir=SWEEP/0` while the sweep trained: a job of its settings was told
+    # "continue it with ... ckpt_path=SWEEP/0", one of other settings "continue the sweep with: ...",
+    # either refused in turn while the sweep runs.
+    sweep = tmp_path / "sweep é, 😀"
+    (sweep / "0" / ".hydra").mkdir(parents=True)
+    (sweep / "multirun.yaml").write_text("{}")
+    (sweep / "0" / ".hydra" / "overrides.yaml").write_text(job_settings)  # the single run's are []
+    (sweep / "0" / ".hydra" / "config.yaml").write_text("model:\n  _target_: chargpt.model.ModelConfig\n")
+    (sweep / "0" / "metrics.json").write_text('{"best_val_loss": 2.1}')  # the job trained, and ended
+    fd = os.open(sweep / LOCK_FILE, os.O_RDWR | os.O_CREAT)  # the sweep, training its next job
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    os.write(fd, f"{OWNER}\n".encode())
+    try:
+        running = (rf"hydra.run.dir=.*/0 is a job folder of the sweep .*, which is still running "
+                   rf"\(pid {OWNER}\); wait for it to end, or pick another hydra.run.dir$")
+        with pytest.raises(RunDirInUse, match=running):
+            RunDirGuard.on_run_start.__wrapped__(RunDirGuard(), hydra_config(str(sweep / "0")))
+    finally:
+        os.close(fd)
+        release_claims(failed=False)
+    assert sorted(p.name for p in (sweep / "0").iterdir()) == [".hydra", "metrics.json"]
+    assert sorted(p.name for p in (sweep / "0" / ".hydra").iterdir()) == ["config.yaml", "overrides.yaml"]
+
+
 @pytest.mark.parametrize("before", ["", "dead"])
 def test_a_launch_that_meets_a_lock_just_taken_names_its_live_owner(before, tmp_path, monkeypatch) -> None:
     # Two resumes of one run at once: the second read the lock file after the first had locked it

@@ -41,6 +41,7 @@ from chargpt.run_layout import (
     CONFIG_DIR,
     HYDRA_FILE,
     LAST,
+    LOCK_FILE,
     LOG_FILE,
     METRICS_FILE,
     OVERRIDES_FILE,
@@ -362,8 +363,13 @@ def check_not_in_sweep(run_dir: Path, config: DictConfig) -> None:
     if sweep == folder:
         raise RunDirInUse(f"hydra.run.dir={run_dir} is a sweep's folder, where a run would be taken for one "
                           "of its jobs; pick another hydra.run.dir (a new or empty folder)")
-    if _resumes(config.get("ckpt_path"), folder) or first_overrides(folder) == as_written(
-            config.hydra.overrides.task):
+    if _resumes(config.get("ckpt_path"), folder):
+        return
+    if held_now(sweep):  # its jobs' folders are its own until it ends: "continue it" would be refused
+        owner = (sweep / LOCK_FILE).read_text(encoding="utf-8", errors="replace").strip() or "unknown"
+        raise RunDirInUse(f"hydra.run.dir={run_dir} is a job folder of the sweep {sweep}, which is still "
+                          f"running (pid {owner}); wait for it to end, or pick another hydra.run.dir")
+    if first_overrides(folder) == as_written(config.hydra.overrides.task):
         return
     command = continue_command(sweep)
     raise RunDirInUse(
