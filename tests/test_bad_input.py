@@ -424,9 +424,9 @@ TRAIN_CASES = [
     ("a dict value with a name a dict inside it lacks", ["callbacks.hparams={{extra: {{lr: 2}}}}"],
      "error: callbacks.hparams={{extra: {{lr: 2}}}} adds lr, which callbacks.hparams.extra has not: a value "
      "of settings is merged into the one there; to add lr, write '++callbacks.hparams={{extra: {{lr: 2}}}}'"),
-    # The advice was cut at the value's first space: "+trainer.foo='a".
+    # The advice was cut at the value's first space: "+trainer.foo='a"; then given unquoted for the shell.
     ("a setting that is none, its value with a space", ["trainer.foo='a b'"],
-     "or add a setting of your own with +trainer.foo='a b'"),
+     "or add a setting of your own with \"+trainer.foo='a b'\""),
     # Hydra's parse error over three lines, exit 1, the search's dimension not named.
     ("a search's dimension Hydra cannot read",
      ["-m", "hparams_search=optuna", "+hydra.sweeper.params={{model.dropout:'interval(0.0'}}"],
@@ -1906,7 +1906,7 @@ def test_a_key_no_added_setting_can_stand_for_is_not_advised_to_be_added(arg, fi
                                                         "mean model.dropout?)"),
     (["model=glob(tin*)", "model.dropoutt=0.1,0.2"], "model.dropoutt is not a setting of model"),  # a glob
     (["hparams_search=optuna", "optimizer.lrr=tag(log, interval(3e-4, 3e-3))"],
-     "with +optimizer.lrr=tag(log, interval(3e-4, 3e-3))"),  # a search's dimension, as typed
+     'with "+optimizer.lrr=tag(log, interval(3e-4, 3e-3))"'),  # a search's dimension, as typed, quoted
 ])
 def test_a_misspelt_swept_setting_is_one_error_line_before_the_sweep(tmp_path: Path, capsys, swept: list[str],
                                                                       expected: str) -> None:

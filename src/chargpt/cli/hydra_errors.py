@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import re
+import shlex
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -241,7 +242,9 @@ def _not_a_setting(
     # A setting added under a misspelt group (+optimzer.lr) is read by nothing: the group meant is the fix.
     if not takes_new_settings or key.split(".", 1)[0] in _NOTHING_ADDED or group_meant:
         return spelling
-    return f"{spelling}, or add a setting of your own with {added}"
+    # Quoted where the shell would split or read it (tag(log, ...), a space): pasted, it is what it says.
+    pasted = added if shlex.quote(added) == added else shell_words.quote_in_double_quotes(added)
+    return f"{spelling}, or add a setting of your own with {pasted}"
 
 
 def _not_in_the_dict(
