@@ -613,3 +613,41 @@ def test_a_job_holding_only_an_older_best_is_not_started_over_beside_it(tmp_path
     assert "finished in the earlier launch" in out + err
     assert json.loads((job / "metrics.json").read_text())["step"] == 4
     assert not list((job / "checkpoints").glob("*-v1.ckpt"))
+
+
+@pytest.mark.slow  # a search of two tiny trials, stopped, then continued
+@pytest.mark.parametrize("sampler", [[], ["hydra/sweeper/sampler=random"]], ids=["tpe", "random"])
+def test_a_search_of_optunas_own_sampler_continues_as_printed(
+    sampler: list[str], tmp_path: Path, monkeypatch, capsys
+) -> None:
+    # hydra/sweeper=optuna alone gives its sampler no seed: the continue command that its stop
+    # printed drew other trials, refused in the job folder that held the first one's run.
+    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
+    corpus = write_corpus(tmp_path / "corpus.txt")
+    sweep = tmp_path / "my runs é 🚀"
+    args = ["-m", *bare_train_args(corpus, None, f"hydra.sweep.dir={sweep}", "trainer.max_steps=2",
+                                   "trainer.val_check_interval=2", "hydra/sweeper=optuna", *sampler,
+                                   "hydra.sweeper.n_trials=2", "optimizer.lr=interval(1e-3,1e-2)")]
+    build = training_build.build_run
+
+    def stopped_after_a_step(*a, **k):
+        built = build(*a, **k)
+        monkeypatch.setattr(training_build, "build_run", build)
+        os.kill(os.getpid(), signal.SIGINT)  # as Ctrl-C in the first trial: it stops at its checkpoint
+        return built
+
+    monkeypatch.setattr(training_build, "build_run", stopped_after_a_step)
+    code, _, err = run_main(train_cli.main, args, capsys)
+    assert code == 130, err
+    first = read_overrides(sweep / "0" / ".hydra" / "overrides.yaml")
+    printed = err.splitlines()[-1]
+    assert printed.startswith("or continue the whole sweep") or printed.startswith("continue the sweep"), err
+    command = printed.partition(" with: ")[2]
+
+    code, _, err = run_main(train_cli.main, shlex.split(command)[1:], capsys)
+    assert code == 0, err
+    assert read_overrides(sweep / "0" / ".hydra" / "overrides.yaml") == first
+    for job in ("0", "1"):
+        assert json.loads((sweep / job / "status.json").read_text())["status"] == "finished"
+    # The seed the trials were drawn with is the run's, recorded with the sweep.
+    assert OmegaConf.load(sweep / "multirun.yaml").hydra.sweeper.sampler.seed == 1337
