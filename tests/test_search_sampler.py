@@ -9,7 +9,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from chargpt.runs.search_sampler import SeededSearch
+from chargpt.runs.search_sampler import SamplerSettings, SeededSearch
 from conftest import lacks
 
 pytestmark = pytest.mark.skipif(lacks("optuna", "hydra_plugins.hydra_optuna_sweeper"),
@@ -30,6 +30,7 @@ def _launched(*overrides: str) -> DictConfig:
 def test_a_sampler_without_a_seed_takes_the_runs(sampler: str) -> None:
     config = _launched("hydra/sweeper=optuna", f"hydra/sweeper/sampler={sampler}", "seed=5")
     assert config.hydra.sweeper.sampler.seed == 5
+    SamplerSettings().on_multirun_start(config)  # each option's settings are its sampler's: no refusal
 
 
 def test_a_seed_given_to_the_sampler_is_kept() -> None:
@@ -50,3 +51,22 @@ def test_a_sampler_that_takes_no_seed_is_left_as_it_is() -> None:
     assert "seed" not in config.hydra.sweeper.sampler
     config = _launched("optimizer.lr=1e-3")  # no search at all
     assert "sampler" not in config.hydra.sweeper
+
+
+def test_a_sampler_named_by_its_target_alone_is_refused_naming_its_option(tmp_path: Path, capsys) -> None:
+    # The TPE sampler's settings stayed in the node: Hydra's four lines ending in
+    # "TypeError(... unexpected keyword argument 'consider_prior')", exit 1.
+    from chargpt.cli import train as train_cli
+    from conftest import run_main
+
+    sweep = tmp_path / "my runs é"
+    code, _, err = run_main(train_cli.main, [
+        "-m", "hydra/sweeper=optuna", "hydra.sweeper.sampler._target_=optuna.samplers.RandomSampler",
+        "hydra.sweeper.n_trials=1", "optimizer.lr=interval(1e-3,1e-2)", f"hydra.sweep.dir={sweep}"], capsys)
+    assert code == 2, err
+    assert err.splitlines() == [
+        "error: hydra.sweeper.sampler._target_=optuna.samplers.RandomSampler does not take the settings "
+        "consider_prior, prior_weight, consider_magic_clip, consider_endpoints, n_startup_trials, "
+        "n_ei_candidates, multivariate, warn_independent_sampling that hydra.sweeper.sampler holds (the tpe "
+        "sampler's); pick the sampler with hydra/sweeper/sampler=random in place of its _target_"]
+    assert not sweep.exists()

@@ -1,15 +1,21 @@
 """A search's sampler (hydra.sweeper.sampler of Optuna's sweeper) as its launch gives it: seeded
 from the run's seed where it has none, so that the command a stopped search prints draws the same
-trials again."""
+trials again; refused in one line where its settings are another sampler's."""
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
+from hydra.core.config_store import ConfigStore
 from hydra.experimental.callback import Callback
+from hydra.utils import get_object
 from omegaconf import DictConfig, OmegaConf, read_write
 
+from chargpt.errors import ConfigError, exit_on_user_error
 from chargpt.runs.sweep_record import stored_study
+
+SAMPLERS = "hydra/sweeper/sampler"  # the config group of Optuna's samplers
 
 
 class SeededSearch(Callback):
@@ -31,3 +37,46 @@ class SeededSearch(Callback):
         if sampler.seed is None:
             with read_write(sampler):
                 sampler.seed = seed
+
+
+class SamplerSettings(Callback):
+    """hydra.sweeper.sampler._target_=optuna.samplers.RandomSampler keeps the settings of the
+    sampler the group chose (tpe's consider_prior, ...), which the new one does not take: Hydra's
+    four lines ending in a TypeError, exit 1, once the sweep had made its folder."""
+
+    @exit_on_user_error
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        sampler = OmegaConf.select(config, "hydra.sweeper.sampler", default=None)
+        if not isinstance(sampler, DictConfig) or "_target_" not in sampler:
+            return
+        try:
+            sampler_class = get_object(str(sampler._target_))
+            taken = inspect.signature(sampler_class).parameters.values()
+        except Exception:  # a target Hydra cannot find: its own error says so
+            return
+        if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in taken):
+            return
+        names = {p.name for p in taken}
+        extra = [str(key) for key in sampler if not str(key).startswith("_") and key not in names]
+        if not extra:
+            return
+        chosen = OmegaConf.select(config, "hydra.runtime.choices", default={}).get(SAMPLERS)
+        option = _option_of(sampler_class)
+        fix = (f"pick the sampler with {SAMPLERS}={option} in place of its _target_" if option else
+               "drop them (" + " ".join(f"~hydra.sweeper.sampler.{name}" for name in extra) + ")")
+        raise ConfigError(
+            f"hydra.sweeper.sampler._target_={sampler._target_} does not take the settings "
+            f"{', '.join(extra)} that hydra.sweeper.sampler holds (the {chosen} sampler's); {fix}")
+
+
+def _option_of(sampler_class: Any) -> str | None:
+    """The option of the samplers' group (hydra/sweeper/sampler=random) that builds `sampler_class`."""
+    store = ConfigStore.instance()
+    for name in sorted(store.list(SAMPLERS)):
+        target = OmegaConf.select(store.load(f"{SAMPLERS}/{name}").node, "_target_", default=None)
+        try:
+            if target is not None and get_object(str(target)) is sampler_class:
+                return name.removesuffix(".yaml")
+        except Exception:  # an option whose class cannot be imported here: not this one
+            continue
+    return None
