@@ -59,14 +59,20 @@ def starting_process(run_dir: str | Path) -> int | None:
     folder = Path(run_dir)
     if read_status(folder) or not (folder / CONFIG_DIR).is_dir():
         return None
-    try:
-        text = (folder / LOCK_FILE).read_text(encoding="utf-8").strip()
-    except (OSError, UnicodeDecodeError):
-        return None
-    pid = int(text) if text.isdigit() else None
+    pid = lock_owner(folder)
     if pid is None or pid == os.getpid() or not process_alive(pid):
         return None
     return pid if _lock_held(folder / LOCK_FILE) is not False else None
+
+
+def lock_owner(folder: str | Path) -> int | None:
+    """The pid that the process claiming `folder` wrote in its lock file (runs/claims.py); None
+    where there is none to read."""
+    try:
+        text = (Path(folder) / LOCK_FILE).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return int(text) if text.isdigit() else None
 
 
 def held_now(folder: str | Path) -> bool:

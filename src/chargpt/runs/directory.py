@@ -41,7 +41,6 @@ from chargpt.run_layout import (
     CONFIG_DIR,
     HYDRA_FILE,
     LAST,
-    LOCK_FILE,
     LOG_FILE,
     METRICS_FILE,
     OVERRIDES_FILE,
@@ -55,7 +54,7 @@ from chargpt.run_layout import (
     run_dir_of,
     written_by,
 )
-from chargpt.run_state import held_now, read_status, state_of
+from chargpt.run_state import held_now, lock_owner, read_status, state_of
 from chargpt.runs.claims import (
     FolderLocked,
     RunDirInUse,
@@ -366,7 +365,7 @@ def check_not_in_sweep(run_dir: Path, config: DictConfig) -> None:
     if _resumes(config.get("ckpt_path"), folder):
         return
     if held_now(sweep):  # its jobs' folders are its own until it ends: "continue it" would be refused
-        owner = (sweep / LOCK_FILE).read_text(encoding="utf-8", errors="replace").strip() or "unknown"
+        owner = lock_owner(sweep) or "unknown"
         raise RunDirInUse(f"hydra.run.dir={run_dir} is a job folder of the sweep {sweep}, which is still "
                           f"running (pid {owner}); wait for it to end, or pick another hydra.run.dir")
     if first_overrides(folder) == as_written(config.hydra.overrides.task):
