@@ -40,6 +40,18 @@ def test_a_seed_given_to_the_sampler_is_kept() -> None:
     assert config.hydra.sweeper.sampler.seed == 5
 
 
+@pytest.mark.parametrize(("sampler", "target"), [("random", "RandomSampler"), ("cmaes", "CmaEsSampler")])
+def test_hparams_search_takes_another_sampler_by_its_option(sampler: str, target: str) -> None:
+    # Its own TPE settings (n_startup_trials) were merged over the sampler picked: "In
+    # 'hparams_search/optuna': ConfigKeyError ... Key 'n_startup_trials' not in 'SamplerConfig'".
+    config = _launched("hparams_search=optuna", f"hydra/sweeper/sampler={sampler}", "seed=5")
+    sampler_config = config.hydra.sweeper.sampler
+    assert sampler_config._target_ == f"optuna.samplers.{target}"
+    assert sampler_config.seed == 5
+    SamplerSettings().on_multirun_start(config)  # its settings are that sampler's: no refusal
+    assert config.hydra.sweeper.params["optimizer.lr"] == "tag(log, interval(1e-4, 1e-2))"  # its space kept
+
+
 def test_a_stored_study_is_left_unseeded() -> None:
     # It continues in a new folder: TPESampler(seed=5) there would draw its first trials again.
     config = _launched("hydra/sweeper=optuna", "hydra.sweeper.storage=sqlite:///study.db", "seed=5")
