@@ -563,7 +563,7 @@ TRAIN_CASES = [
      "error: seeds.x is not a setting: there is no seeds; check its spelling"),
     # Hydra's own settings are no job's settings: "there is no hydra" was said of every one misspelt.
     ("a Hydra setting misspelt", ["hydra.run.dirr=x"],
-     "error: hydra.run.dirr is not a setting of hydra.run; check its spelling"),
+     "error: hydra.run.dirr is not a setting of hydra.run (did you mean hydra.run.dir?); check its spelling"),
     # Said only the options, however near one was.
     ("an option misspelt", ["model=smal"],
      "error: model=smal is not an option of model (did you mean model=small?); use one of: auto, bigram, "
@@ -1876,6 +1876,35 @@ def test_a_key_no_added_setting_can_stand_for_is_not_advised_to_be_added(arg, fi
                               capsys)
     _assert_one_error_line(code, out, err, "; check its spelling (--cfg job shows every setting)")
     assert "add a setting of your own" not in err
+
+
+@pytest.mark.parametrize(("arg", "expected"), [
+    # +hydra.run.dirr=x was advised, which Hydra takes into hydra.run, whose fields alone it reads,
+    # and the setting meant was not named: Hydra's settings were looked for among the job's.
+    ("hydra.run.dirr=x", "error: hydra.run.dirr is not a setting of hydra.run (did you mean hydra.run.dir?); "
+                         "check its spelling (--cfg hydra shows Hydra's settings)"),
+    ("hydra.job.chdirr=true", "error: hydra.job.chdirr is not a setting of hydra.job (did you mean "
+                              "hydra.job.chdir?); check its spelling (--cfg hydra shows Hydra's settings)"),
+    # A dict of Hydra's config, which it reads whole: the key is added, as advised.
+    ("hydra.job.env_set.MY_VAR='é 🚀'",
+     "error: hydra.job.env_set.MY_VAR is not a setting of hydra.job.env_set; check its spelling (--cfg hydra "
+     "shows Hydra's settings), or add a setting of your own with "
+     "\"+hydra.job.env_set.MY_VAR='é 🚀'\""),
+    # Said "is not a setting of hydra.job.env_sett" and advised +hydra.job.env_sett.FOO=1.
+    ("hydra.job.env_sett.FOO=1", "error: hydra.job.env_sett.FOO is not a setting: there is no "
+     "hydra.job.env_sett (did you mean hydra.job.env_set.FOO?); check its spelling (--cfg hydra shows "
+     "Hydra's settings)"),
+    # --cfg job, as the hint was, does not print Hydra's settings.
+    ("~hydra.job.env_set.NOPE", "error: ~hydra.job.env_set.NOPE: hydra.job.env_set.NOPE is not a setting; "
+                                "check its spelling (--cfg hydra shows Hydra's settings)"),
+])
+def test_a_misspelt_hydra_setting_names_hydras_and_advises_adding_only_where_hydra_reads_it(
+    arg, expected, files, capsys
+) -> None:
+    run = files["tmp"] / "my runs é 🚀"
+    code, out, err = run_main(train_cli.main, [*bare_train_args(files["corpus"], run), arg], capsys)
+    _assert_one_error_line(code, out, err, expected)
+    assert err.strip() == expected and not run.exists()
 
 
 @pytest.mark.parametrize(("swept", "expected"), [

@@ -94,27 +94,36 @@ def check_search_space_typed(config_name: str, argv: list[str]) -> None:
 def settings_beside(config_name: str, overrides: list[str]) -> SettingsBeside:
     """For a command's config: the settings beside a key (settings_beside_in), its config composed
     by Hydra's compose API."""
-    return settings_beside_in(lambda kept: composed(config_name, kept), overrides)
+    return settings_beside_in(lambda kept, with_hydra: composed(config_name, kept, with_hydra), overrides)
 
 
 def settings_beside_in(
-    compose: Callable[[list[str]], DictConfig | None], overrides: list[str]
+    compose: Callable[[list[str], bool], DictConfig | None], overrides: list[str]
 ) -> SettingsBeside:
     """The settings beside a key, in the config the other overrides make (`compose`d again, on the
-    error path only, None where it cannot be; the key `typed`, where that is another, left out too:
-    optimzer.lrr, where optimizer.lrr is looked for); none when that cannot be composed. For a
-    top-level key, a group's setting of that very name too (`sample.max_new_tokens` for
-    `max_new_tokens`, typed to chargpt-train as chargpt-sample takes it), which "did you mean" then
-    names."""
+    error path only, None where it cannot be; its `hydra` part too for a key under it; the key
+    `typed`, where that is another, left out too: optimzer.lrr, where optimizer.lrr is looked for);
+    none when that cannot be composed. For a top-level key, a group's setting of that very name too
+    (`sample.max_new_tokens` for `max_new_tokens`, typed to chargpt-train as chargpt-sample takes
+    it), which "did you mean" then names."""
+    return _SettingsBeside(compose, overrides)
 
-    def sets(override: str, key: str) -> bool:  # (a dict given above it, {extra: {lr: 2}}, sets it too;
-        above = override_key(override)  # one below it, optimzer.lr for optimzer, is left out as well)
-        return above == key or above.startswith(f"{key}.") or (
-            key.startswith(f"{above}.") and override.partition("=")[2].startswith("{"))
 
-    def settings(key: str, typed: str = "") -> list[str]:
-        kept = [o for o in overrides if not sets(o, key) and not sets(o, typed or key)]
-        config = compose(kept)
+class _SettingsBeside:
+    def __init__(self, compose: Callable[[list[str], bool], DictConfig | None], overrides: list[str]) -> None:
+        self.compose, self.overrides = compose, overrides
+
+    def _config(self, key: str, typed: str = "") -> DictConfig | None:
+        def sets(override: str, key: str) -> bool:  # (a dict given above it, {extra: {lr: 2}}, sets it too;
+            above = override_key(override)  # one below it, optimzer.lr for optimzer, is left out as well)
+            return above == key or above.startswith(f"{key}.") or (
+                key.startswith(f"{above}.") and override.partition("=")[2].startswith("{"))
+
+        kept = [o for o in self.overrides if not sets(o, key) and not sets(o, typed or key)]
+        return self.compose(kept, key.split(".", 1)[0] == "hydra")
+
+    def __call__(self, key: str, typed: str = "") -> list[str]:
+        config = self._config(key, typed)
         if config is None:
             return []
         if "." in key:
@@ -124,4 +133,16 @@ def settings_beside_in(
         named = [f"{group}.{key}" for group, node in groups.items() if isinstance(node, dict) and key in node]
         return [*settings_in(config, key), *named]
 
-    return settings
+    def nearest_node(self, key: str) -> tuple[str, DictConfig] | None:
+        """The deepest node above `key` that the config has, and its name (`hydra.job` for
+        hydra.job.env_sett.FOO); None where the config cannot be composed."""
+        config = self._config(key)
+        if config is None:
+            return None
+        parts = key.split(".")[:-1]
+        while parts:
+            node = OmegaConf.select(config, ".".join(parts), default=None, throw_on_resolution_failure=False)
+            if isinstance(node, DictConfig):
+                return ".".join(parts), node
+            parts.pop()
+        return "", config

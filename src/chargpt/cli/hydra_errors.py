@@ -137,6 +137,26 @@ class SettingsBeside(Protocol):
 
     def __call__(self, key: str, typed: str = "") -> list[str]: ...
 
+    def nearest_node(self, key: str) -> tuple[str, DictConfig] | None:
+        """The deepest node above `key` that the config has, and its name; None where unknown."""
+
+
+class _NoSettings:
+    def __call__(self, key: str, typed: str = "") -> list[str]:
+        return []
+
+    def nearest_node(self, key: str) -> tuple[str, DictConfig] | None:
+        return None
+
+
+def shows_every_setting(key: str) -> str:
+    """The option that prints the settings `key` is among: `--cfg job` leaves Hydra's own out."""
+    return "--cfg hydra shows Hydra's settings" if _is_hydras(key) else "--cfg job shows every setting"
+
+
+def _is_hydras(key: str) -> bool:
+    return key.lstrip("+~").split(".", 1)[0] == "hydra"
+
 
 @contextmanager
 def one_line_hydra_errors(
@@ -174,7 +194,7 @@ def one_line(
     setting is offered `+KEY=VALUE` only where `takes_new_settings` (chargpt-train: the other
     commands read nothing else)."""
     message = text.split(_HINT, 1)[0].strip()
-    beside = settings_beside or (lambda key, typed="": [])
+    beside = settings_beside or _NoSettings()
     if match := _NOT_IN_STRUCT.search(message):
         if (inner := _FULL_KEY.search(message)) and inner[1].startswith(f"{match[1]}."):
             return _not_in_the_dict(match[2], inner[1], beside, takes_new_settings)
@@ -216,6 +236,8 @@ def _not_a_setting(
     one, or (where the command takes them) one of the user's own to add with `+`."""
     if "/" in key:  # `+KEY` would add a setting named so, which nothing reads
         return not_a_group(added.lstrip("+"), key)
+    if _is_hydras(key):
+        return _not_a_hydra_setting(key, added, settings_beside)
     parent, _, name = key.rpartition(".")
     where = f"a setting of {parent}" if parent else "a setting"
     beside = settings_beside(key)
@@ -242,9 +264,31 @@ def _not_a_setting(
     # A setting added under a misspelt group (+optimzer.lr) is read by nothing: the group meant is the fix.
     if not takes_new_settings or key.split(".", 1)[0] in _NOTHING_ADDED or group_meant:
         return spelling
-    # Quoted where the shell would split or read it (tag(log, ...), a space): pasted, it is what it says.
-    pasted = added if shlex.quote(added) == added else shell_words.quote_in_double_quotes(added)
-    return f"{spelling}, or add a setting of your own with {pasted}"
+    return f"{spelling}, or add a setting of your own with {_pasted(added)}"
+
+
+def _pasted(added: str) -> str:
+    """`added` quoted where the shell would split or read it (tag(log, ...), a space): pasted, it is
+    what it says."""
+    return added if shlex.quote(added) == added else shell_words.quote_in_double_quotes(added)
+
+
+def _not_a_hydra_setting(key: str, added: str, settings_beside: SettingsBeside) -> str:
+    """`key` (typed as `added`) is none of Hydra's settings: the one meant where one is near, from
+    the deepest node the key's start names (hydra.job.env_sett.FOO: env_set of hydra.job). `+KEY`
+    is advised only into a node of Hydra's config that is a dict (hydra.job.env_set,
+    hydra.callbacks), which Hydra reads whole; into one of its structured configs (hydra.run,
+    hydra.job) a key is added as well, but Hydra reads their fields alone."""
+    parent = key.rpartition(".")[0]
+    above, node = settings_beside.nearest_node(key) or ("", None)
+    first, _, below = key.removeprefix(f"{above}.").partition(".")
+    names = [str(name) for name in node] if node is not None else []
+    meant = did_you_mean(nearest_name(first, names), above, below=below)
+    where = f"a setting of {parent}" if above == parent else f"a setting: there is no {above}.{first}"
+    spelling = f"{key} is not {where}{meant}; check its spelling ({shows_every_setting(key)})"
+    if node is None or OmegaConf.get_type(node) is not dict:
+        return spelling
+    return f"{spelling}, or add a setting of your own with {_pasted(added)}"
 
 
 def _not_in_the_dict(
@@ -259,10 +303,10 @@ def _not_in_the_dict(
     meant = did_you_mean(nearest_name(name, settings_beside(full_key)), parent)
     fix = shell_words.quote("++" + typed)
     if not takes_new_settings or full_key.split(".", 1)[0] in _NOTHING_ADDED:
-        return f"{said}{meant}; check its spelling (--cfg job shows every setting)"
+        return f"{said}{meant}; check its spelling ({shows_every_setting(full_key)})"
     if meant:
-        return (f"{said}{meant}; check its spelling (--cfg job shows every setting), or, to add it (a value "
-                f"of settings is merged into the one there), write {fix}")
+        return (f"{said}{meant}; check its spelling ({shows_every_setting(full_key)}), or, to add it (a "
+                f"value of settings is merged into the one there), write {fix}")
     return f"{said}: a value of settings is merged into the one there; to add {name}, write {fix}"
 
 
@@ -274,7 +318,7 @@ def _not_removable(key: str, settings_beside: SettingsBeside) -> str:
         return f"~{key} removes nothing: {key} is null (no value) already; leave it out, or set {key}=..."
     near = nearest_name(name, beside)
     meant = did_you_mean(near, parent, "~")
-    return f"~{key}: {key} is not a setting{meant}; check its spelling (--cfg job shows every setting)"
+    return f"~{key}: {key} is not a setting{meant}; check its spelling ({shows_every_setting(key)})"
 
 
 def _hydra_setting_removed(key: str) -> str:

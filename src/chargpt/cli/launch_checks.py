@@ -374,10 +374,11 @@ def check_swept_settings(config: DictConfig) -> tuple[list[tuple[list[str], Dict
 _APPEND_ADVICE = re.compile(r"(To append to your config use \+)(.*)$", re.MULTILINE)
 
 
-def _composer(loader: Any, config: DictConfig) -> Callable[[list[str]], DictConfig | None]:
-    """A sweep's job composed with these overrides, as its launcher composes one; None where it cannot be."""
+def _composer(loader: Any, config: DictConfig) -> Callable[[list[str], bool], DictConfig | None]:
+    """A sweep's job composed with these overrides, as its launcher composes one (its `hydra` part
+    with it, asked for or not); None where it cannot be."""
 
-    def compose(overrides: list[str]) -> DictConfig | None:
+    def compose(overrides: list[str], with_hydra: bool = True) -> DictConfig | None:
         try:
             return loader.load_sweep_config(config, overrides)
         except (HydraException, OmegaConfBaseException):
