@@ -1866,6 +1866,49 @@ def test_a_setting_added_to_a_command_that_reads_none_is_refused(cli, extra, exp
     assert "add a setting of your own" not in err and not (files["tmp"] / "exported").exists()
 
 
+@pytest.mark.parametrize(("cli", "extra", "expected"), [
+    # Training's closing sample typed to chargpt-sample, whose settings are top-level: it said "there is
+    # no sample; check its spelling", naming nothing.
+    (sample_cli, ["sample.prompt=é 🚀"],
+     "error: sample.prompt is a setting of chargpt-train, not of chargpt-sample (did you mean prompt?); set "
+     "it as prompt='é 🚀'"),
+    (sample_cli, ["sample.temperature=0.5"],
+     "error: sample.temperature is a setting of chargpt-train, not of chargpt-sample (did you mean "
+     "temperature?); set it as temperature=0.5"),
+    (eval_cli, ["trainer.max_steps=5"],
+     "error: trainer.max_steps is a setting of chargpt-train, not of chargpt-eval; drop it, or give it to "
+     "chargpt-train"),
+    (export_cli, ["out=exported", "sample.prompt=x"],
+     "error: sample.prompt is a setting of chargpt-train, not of chargpt-export; drop it, or give it to "
+     "chargpt-train"),
+    # "did you mean port?", the one setting of chargpt-serve's that prompt is not.
+    (serve_cli, ["port=-1", "prompt=x"],
+     "error: prompt is a setting of chargpt-sample, not of chargpt-serve; drop it, or give it to "
+     "chargpt-sample"),
+])
+def test_another_commands_setting_is_named_as_theirs(
+    cli, extra, expected, files, monkeypatch, capsys
+) -> None:
+    monkeypatch.chdir(files["tmp"])
+    code, out, err = run_main(cli.main, [f"ckpt_path={files['ckpt']}", *extra], capsys)
+    _assert_one_error_line(code, out, err, expected)
+    assert err.strip() == expected and not (files["tmp"] / "exported").exists()
+
+
+@pytest.mark.parametrize(("arg", "expected"), [
+    # Advised "+host=0.0.0.0", a setting that chargpt-train would add and never read.
+    ("host=0.0.0.0",
+     "error: host is a setting of chargpt-serve, not of chargpt-train; drop it, or give it to chargpt-serve"),
+    ("device=cpu", "error: device is a setting of chargpt-eval, chargpt-sample and chargpt-serve, not of "
+                   "chargpt-train; drop it, or give it to one of those"),
+])
+def test_another_commands_setting_typed_to_training_is_named_as_theirs(arg, expected, files, capsys) -> None:
+    run = files["tmp"] / "my runs é 🚀"
+    code, out, err = run_main(train_cli.main, [*bare_train_args(files["corpus"], run), arg], capsys)
+    _assert_one_error_line(code, out, err, expected)
+    assert err.strip() == expected and not run.exists()
+
+
 @pytest.mark.parametrize("arg", ["model.dropoutt=0.1", "sample.promt=hi", "finetune.freeze=1",
                                  "optimzer.lr=1e-3", "trainr.max_steps=5"])
 def test_a_key_no_added_setting_can_stand_for_is_not_advised_to_be_added(arg, files, capsys) -> None:

@@ -4,11 +4,14 @@ typed where no search is set up, and the settings beside a mistyped key for "did
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from chargpt.cli import CONFIG_PATH
@@ -18,6 +21,7 @@ from chargpt.cli.hydra_errors import (
     no_search_to_give,
     search_params_dict,
     settings_in,
+    with_config_loader,
 )
 from chargpt.cli.hydra_options import override_positions
 from chargpt.errors import ConfigError
@@ -94,24 +98,28 @@ def check_search_space_typed(config_name: str, argv: list[str]) -> None:
 def settings_beside(config_name: str, overrides: list[str]) -> SettingsBeside:
     """For a command's config: the settings beside a key (settings_beside_in), its config composed
     by Hydra's compose API."""
-    return settings_beside_in(lambda kept, with_hydra: composed(config_name, kept, with_hydra), overrides)
+    return settings_beside_in(lambda kept, with_hydra: composed(config_name, kept, with_hydra), overrides,
+                              config_name)
 
 
 def settings_beside_in(
-    compose: Callable[[list[str], bool], DictConfig | None], overrides: list[str]
+    compose: Callable[[list[str], bool], DictConfig | None], overrides: list[str], config_name: str = ""
 ) -> SettingsBeside:
     """The settings beside a key, in the config the other overrides make (`compose`d again, on the
     error path only, None where it cannot be; its `hydra` part too for a key under it; the key
     `typed`, where that is another, left out too: optimzer.lrr, where optimizer.lrr is looked for);
     none when that cannot be composed. For a top-level key, a group's setting of that very name too
     (`sample.max_new_tokens` for `max_new_tokens`, typed to chargpt-train as chargpt-sample takes
-    it), which "did you mean" then names."""
-    return _SettingsBeside(compose, overrides)
+    it), which "did you mean" then names. `config_name`: the command's config (train for
+    chargpt-train), for the other commands that have a setting it lacks."""
+    return _SettingsBeside(compose, overrides, config_name)
 
 
 class _SettingsBeside:
-    def __init__(self, compose: Callable[[list[str], bool], DictConfig | None], overrides: list[str]) -> None:
-        self.compose, self.overrides = compose, overrides
+    def __init__(
+        self, compose: Callable[[list[str], bool], DictConfig | None], overrides: list[str], config_name: str
+    ) -> None:
+        self.compose, self.overrides, self.config_name = compose, overrides, config_name
 
     def _config(self, key: str, typed: str = "") -> DictConfig | None:
         def sets(override: str, key: str) -> bool:  # (a dict given above it, {extra: {lr: 2}}, sets it too;
@@ -146,3 +154,37 @@ class _SettingsBeside:
                 return ".".join(parts), node
             parts.pop()
         return "", config
+
+    def commands_taking(self, key: str) -> tuple[str, list[str]]:
+        """This command, and the others whose config has the setting `key` (chargpt-train's
+        sample.prompt typed to chargpt-sample); none where this command's config is not known."""
+        if not self.config_name:
+            return "", []
+        others = [name for name, config in _command_configs().items()
+                  if name != self.config_name and _has_setting(config, key)]
+        return f"chargpt-{self.config_name}", [f"chargpt-{name}" for name in others]
+
+
+_ABSENT = object()
+
+
+def _has_setting(config: DictConfig, key: str) -> bool:
+    return OmegaConf.select(config, key, default=_ABSENT, throw_on_resolution_failure=False) is not _ABSENT
+
+
+@functools.cache
+def _command_configs() -> dict[str, DictConfig]:
+    """Each command's config as it is without overrides, by name (train, sample, ...): chargpt's
+    top-level configs are its commands' (chargpt-NAME)."""
+
+    def load(loader: Any) -> dict[str, DictConfig]:
+        configs = {}
+        for path in sorted(Path(CONFIG_PATH).glob("*.yaml")):
+            try:
+                configs[path.stem] = loader.load_configuration(path.stem, [], RunMode.RUN)
+            except Exception:  # a config that does not compose alone names no setting
+                continue
+        return configs
+
+    configs = with_config_loader(load)
+    return configs if isinstance(configs, dict) else {}

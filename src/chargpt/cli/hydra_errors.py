@@ -18,7 +18,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Protocol, TextIO
+from typing import Any, Protocol, TextIO, TypeVar
 
 from hydra import initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
@@ -32,6 +32,7 @@ from chargpt.errors import exit_usage, full_errors_requested
 from chargpt.overrides import hydra_quoted, parsed_override, swept_as_typed, swept_values
 from chargpt.spelling import did_you_mean, nearest_name
 
+T = TypeVar("T")
 _HINT = "Set the environment variable HYDRA_FULL_ERROR=1"
 # Names other tools use for a setting that no spelling check would connect to chargpt's.
 ALSO_KNOWN_AS = {"learning_rate": "lr"}
@@ -140,6 +141,9 @@ class SettingsBeside(Protocol):
     def nearest_node(self, key: str) -> tuple[str, DictConfig] | None:
         """The deepest node above `key` that the config has, and its name; None where unknown."""
 
+    def commands_taking(self, key: str) -> tuple[str, list[str]]:
+        """This command (chargpt-sample), and the other commands that have the setting `key`."""
+
 
 class _NoSettings:
     def __call__(self, key: str, typed: str = "") -> list[str]:
@@ -147,6 +151,9 @@ class _NoSettings:
 
     def nearest_node(self, key: str) -> tuple[str, DictConfig] | None:
         return None
+
+    def commands_taking(self, key: str) -> tuple[str, list[str]]:
+        return "", []
 
 
 def shows_every_setting(key: str) -> str:
@@ -246,6 +253,8 @@ def _not_a_setting(
     if same_name:  # not misspelt, and a setting of one's own so named would be read by nothing
         return f"{key} is not {where}{did_you_mean(same_name[0])}; set it as {same_name[0]}=" \
                f"{added.partition('=')[2]}"
+    if another := _another_commands(key, added, settings_beside):
+        return another
     near = ALSO_KNOWN_AS[name] if ALSO_KNOWN_AS.get(name) in beside else nearest_name(name, beside)
     meant = did_you_mean(near, parent)
     top, _, below = key.partition(".")
@@ -265,6 +274,23 @@ def _not_a_setting(
     if not takes_new_settings or key.split(".", 1)[0] in _NOTHING_ADDED or group_meant:
         return spelling
     return f"{spelling}, or add a setting of your own with {_pasted(added)}"
+
+
+def _another_commands(key: str, added: str, settings_beside: SettingsBeside) -> str | None:
+    """`key` is another command's setting: this one's of the same meaning where it has one (training's
+    sample.prompt is chargpt-sample's prompt), else the commands that take it; None where none does."""
+    command, others = settings_beside.commands_taking(key)
+    if not others:
+        return None
+    whose = f"a setting of {_listed(others)}, not of {command}"
+    own = key.partition(".")[2]
+    if own and "." not in own and own in settings_beside(own, key):
+        return f"{key} is {whose}{did_you_mean(own)}; set it as {own}={added.partition('=')[2]}"
+    return f"{key} is {whose}; drop it, or give it to {others[0] if len(others) == 1 else 'one of those'}"
+
+
+def _listed(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
 
 
 def _pasted(added: str) -> str:
@@ -417,7 +443,7 @@ def _hydra_swept(key: str, value: str) -> str:
     group = key.lstrip("+")
     said = f"{key}={value}: a sweep cannot vary Hydra's own settings (one serves all its jobs); pick one"
     # (A glob(...) of the group's options is listed by the config loader.)
-    values = _with_config_loader(lambda loader: swept_values(parsed_override(f"{key}={value}", loader)))
+    values = with_config_loader(lambda loader: swept_values(parsed_override(f"{key}={value}", loader)))
     options = _in_config_repository(lambda loader: loader.get_group_options(group)) if "/" in group else []
     if not options:
         return f"{said}, e.g. {shell_words.quote(f'{key}={values[0]}')}" if values else said
@@ -436,11 +462,11 @@ def _reads_as_number(text: str) -> bool:
 
 
 def _in_config_repository(read: Callable[[Any], list[str]]) -> list[str]:
-    """What `read` finds with Hydra's config loader (_with_config_loader), sorted."""
-    return sorted(_with_config_loader(read))
+    """What `read` finds with Hydra's config loader (with_config_loader), sorted."""
+    return sorted(with_config_loader(read))
 
 
-def _with_config_loader(read: Callable[[Any], list[str]]) -> list[str]:
+def with_config_loader(read: Callable[[Any], T]) -> T | list[str]:
     """What `read` finds with Hydra's config loader: the one composing the config, or (on an
     error's path, Hydra done and cleared) one over chargpt's configs and Hydra's own; none where
     that fails."""

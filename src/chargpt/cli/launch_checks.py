@@ -367,7 +367,8 @@ def check_swept_settings(config: DictConfig) -> tuple[list[tuple[list[str], Dict
         # Told as a single run is (the settings beside a key composed again without it), its advice
         # naming the sweep as typed, not the one value the job was composed with (+optimizer.lrr=0.001).
         said = _APPEND_ADVICE.sub(lambda m: m[1] + as_typed.get(m[2], m[2]), str(err))
-        raise ConfigError(one_line(said, settings_beside_in(_composer(loader, config), first_job))) from None
+        raise ConfigError(one_line(said, settings_beside_in(_composer(loader, config), first_job,
+                                                       config.hydra.job.config_name))) from None
 
 
 # Hydra's advice for a key that is not a setting, naming the override it could not apply.
