@@ -5,10 +5,12 @@
 
 Greedy decoding (--temperature 0, the default) gives chargpt's greedy text. It follows chargpt's
 context rule: the model sees the last block_size characters, and when the text outgrows that
-window, the window restarts at the newest block_size // 2 characters. Sampling draws from NumPy's
-generator, so its text differs from chargpt-sample's for the same seed. The prompt is read as
-chargpt-sample reads it: Windows line endings and accents or Korean syllables written as separate
-code points are rewritten the vocabulary's way, with a note, when that leaves no unknown character.
+window, the window restarts at the newest block_size // 2 characters; a prompt longer than the
+context gets chargpt-sample's note (the model reads its last block_size characters alone). Sampling
+draws from NumPy's generator, so its text differs from chargpt-sample's for the same seed. The
+prompt is read as chargpt-sample reads it: Windows line endings and accents or Korean syllables
+written as separate code points are rewritten the vocabulary's way, with a note, when that leaves
+no unknown character.
 A standard output whose encoding cannot write the vocabulary is refused (PYTHONIOENCODING=utf-8).
 """
 
@@ -198,6 +200,9 @@ def main() -> None:
         characters = generate(session, config, args.prompt, args.max_new_tokens, *options)
     except ValueError as err:  # before the prompt is printed
         fail(f"{err}; remove them from --prompt{escape_hint(args.prompt, config['vocab'])}")
+    if len(args.prompt) > (context := config["model"]["block_size"]):  # as chargpt-sample notes it
+        print(f"note: the prompt is {len(args.prompt):,} characters, more than the model's context of "
+              f"{context}: samples continue from its last {context}", file=sys.stderr)
     try:
         print(args.prompt, end="", flush=True)
         for ch in characters:

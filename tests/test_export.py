@@ -311,7 +311,7 @@ def test_onnx_script_without_a_prompt_starts_as_chargpt_sample_does(
     # A model of a text with no newline: the script's "\n" default was refused as not in its vocabulary.
     script = load_script("onnx_generate")
     prompts = []
-    monkeypatch.setattr(script, "load", lambda folder: (None, {"vocab": vocab}))
+    monkeypatch.setattr(script, "load", lambda folder: (None, {"vocab": vocab, "model": {"block_size": 8}}))
     monkeypatch.setattr(script, "generate",
                         lambda session, config, prompt, *rest: prompts.append(prompt) or "b")
     monkeypatch.setattr(sys, "argv", ["onnx_generate", "EXPORT"])
@@ -323,7 +323,7 @@ def _onnx_script_for(prompt: str, vocab: str, monkeypatch: pytest.MonkeyPatch) -
     """scripts/onnx_generate.py run as `onnx_generate EXPORT --prompt PROMPT --max-new-tokens 0` on an
     export whose config holds `vocab` (no model is read): the script and that config."""
     script = load_script("onnx_generate")
-    config = {"vocab": sorted(vocab), "model": {"block_size": 8}}
+    config = {"vocab": sorted(vocab), "model": {"block_size": 16}}
     monkeypatch.setattr(script, "load", lambda folder: (None, config))
     monkeypatch.setattr(sys, "argv", ["onnx_generate", "EXPORT", "--prompt", prompt, "--max-new-tokens", "0"])
     return script, config
@@ -357,6 +357,21 @@ def test_onnx_script_reads_a_prompt_as_chargpt_sample_does(
     out, err = capsys.readouterr()
     assert out == expected + "\n" and expected != prompt
     assert err == sample_note and err.startswith("note: the prompt is read with")
+
+
+def test_onnx_script_says_a_prompt_longer_than_the_context_is_cut_as_chargpt_sample_does(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    # The script fed only the prompt's last block_size characters to the model and said nothing,
+    # where chargpt-sample notes it (tests/test_sample_prompt.py asserts the same line).
+    for length, said in ((16, False), (17, True)):  # the config's block_size is 16
+        script, _ = _onnx_script_for("a" * length, "ab", monkeypatch)
+        script.main()
+        out, err = capsys.readouterr()
+        assert out == "a" * length + "\n"
+        note = ("note: the prompt is 17 characters, more than the model's context of 16: "
+                "samples continue from its last 16\n")
+        assert err == (note if said else ""), err
 
 
 @pytest.mark.parametrize(("prompt", "vocab"), [("ROMEO:\\nJULIET:", "\nEIJLMORTU:n"), ("a\\tb", "\tabt")],
