@@ -5,6 +5,7 @@ input, and the CLI."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import signal
@@ -596,6 +597,34 @@ def test_headers_over_the_size_limit_get_a_431_json_error_naming_them_and_the_se
     assert "headers are larger than" in error["message"] and "16,384 bytes" in error["message"]
     assert "not a valid HTTP request" not in error["message"]
     assert len(complete(url, prompt="Hi", max_tokens=5)["choices"][0]["text"]) == 5
+
+
+@contextmanager
+def server_log() -> Iterator[list[str]]:
+    """The lines the server logs as problems (uvicorn's error log, the one a terminal shows)
+    meanwhile."""
+    lines: list[str] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = lambda record: lines.append(record.getMessage())  # type: ignore[method-assign]
+    logger = logging.getLogger("uvicorn.error")
+    logger.addHandler(handler)
+    try:
+        yield lines
+    finally:
+        logger.removeHandler(handler)
+
+
+def test_headers_over_the_size_limit_are_logged_as_such_not_as_an_invalid_request(url: str) -> None:
+    # The server's log said "Invalid HTTP request received." of a request it answered 431.
+    with server_log() as lines:
+        answer = raw_answer(url, b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nCookie: ", *[b"a" * 1024] * 40)
+    assert answer.startswith(b"HTTP/1.1 431 ")
+    assert len(lines) == 1 and re.fullmatch(
+        r"127\.0\.0\.1:\d+ - a request's headers passed this server's limit of 16,384 bytes \(with its "
+        r"request line\): answered 431 Request Header Fields Too Large", lines[0]), lines
+    with server_log() as lines:  # bytes that are no HTTP are still named by uvicorn's line
+        assert raw_answer(url, b"GARBAGE / HTTP/1.1\r\n\r\n").startswith(b"HTTP/1.1 400 ")
+    assert lines == ["Invalid HTTP request received."]
 
 
 def test_a_client_still_sending_a_refused_head_gets_its_error_rather_than_a_reset(url: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import socket
 from collections.abc import Callable, Iterator
 from types import FrameType
@@ -85,6 +86,29 @@ class _Connection(h11.Connection):
             raise
 
 
+UVICORN_REFUSAL = "Invalid HTTP request received."  # uvicorn's log line for any head h11 refuses
+
+
+class _RefusalsNamed(logging.LoggerAdapter):
+    """uvicorn's error log as one connection writes it: a head refused for its size is logged as
+    such, where uvicorn logs every head h11 refuses as bytes that are no HTTP request."""
+
+    def __init__(self, protocol: _JsonErrorsProtocol) -> None:
+        super().__init__(protocol.logger)
+        self.protocol = protocol
+
+    @property
+    def level(self) -> int:  # uvicorn reads it before logging its trace messages
+        return self.logger.level
+
+    def warning(self, msg: object, *args: Any, **kwargs: Any) -> None:
+        if msg == UVICORN_REFUSAL and self.protocol.head_too_large():
+            host, port = self.protocol.client or ("?", 0)
+            msg = (f"{host}:{port} - a request's headers passed this server's limit of {MAX_HEAD_BYTES:,} "
+                   f"bytes (with its request line): answered 431 {_REASONS[431].decode()}")
+        super().warning(msg, *args, **kwargs)
+
+
 class _JsonErrorsProtocol(H11Protocol):
     """uvicorn's HTTP/1.1, answering bytes that are not an HTTP request (an https:// client's TLS
     handshake, a malformed header) or a head over h11's size limit with the app's JSON error where
@@ -95,11 +119,15 @@ class _JsonErrorsProtocol(H11Protocol):
         limit = config.h11_max_incomplete_event_size or MAX_HEAD_BYTES
         self.conn: _Connection = _Connection(h11.SERVER, limit)
         self.refused = False  # answered with an error: what the client still sends is dropped
+        self.logger = _RefusalsNamed(self)
+
+    def head_too_large(self) -> bool:
+        """Whether the bytes received were refused for a head over the size limit (h11's hint: 431)."""
+        refused_for = self.conn.refused_for
+        return refused_for is not None and refused_for.error_status_hint == 431
 
     def send_400_response(self, msg: str) -> None:
-        refused_for = self.conn.refused_for
-        too_large = refused_for is not None and refused_for.error_status_hint == 431
-        error = HEAD_TOO_LARGE if too_large else NOT_HTTP
+        error = HEAD_TOO_LARGE if self.head_too_large() else NOT_HTTP
         body = json.dumps(error.body(), separators=(",", ":")).encode()  # as the app's JSONResponse
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
                    (b"connection", b"close")]
