@@ -293,6 +293,10 @@ def test_incompatible_resume_is_refused(two_step_run, tmp_path, capsys, change, 
     # The run is shared by every case: a refused resume leaves its files as they were (its log
     # keeps the refusal).
     assert _files(run) == before
+    # Its log ended with the refused launch's own lines (the other text's `data:` line): the last
+    # line now says that launch was refused, in the console's words.
+    last = (run / "train.log").read_text(encoding="utf-8").splitlines()[-1]
+    assert last.endswith(f"a resume was refused: {err.strip().removeprefix('error: ')}"), last
     if change.startswith("optimizer="):
         # Its launch record gone, the optimizer was named by its bare _target_: the checkpoint's
         # settings name it as well (in a copy of the run, where the other cases see the record).

@@ -203,6 +203,8 @@ def _recorded_and_the_sweep_goes_on(cfg: DictConfig, run_dir: str, err: BaseExce
     refused_resume = cfg.get("ckpt_path") and user_error is not None and not has_started(run_dir)
     if refused_resume:
         forget_this_resume(run_dir)
+        # Its log now ends with this launch's lines (the other text's `data:` line, say), not the run's.
+        _note_in_log(run_dir, f"a resume was refused: {user_error}")
     if isinstance(user_error, SetupError) or refused_resume:
         return False  # another run's directory, a bad launch, a refused resume: nothing to record
     said = _said_in_one_line(err, user_error)  # as the console says it
