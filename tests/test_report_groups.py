@@ -539,3 +539,31 @@ def test_a_number_every_run_shares_is_shown_as_typed(tmp_path: Path, monkeypatch
     assert "0.003" not in out and "1000000000" not in out
     with (tmp_path / "two" / "report.csv").open() as f:
         assert {row["optimizer.lr"] for row in csv.DictReader(f)} == {"3e-3"}
+
+
+def test_a_text_named_relative_and_absolute_is_one_text(tmp_path: Path, capsys, monkeypatch) -> None:
+    # `-m optimizer.lr=1e-3,3e-3 seed=1,2 data.path='corpus é.txt'`, stopped and continued with the
+    # command it printed, which names the file absolute: the jobs of the second launch were ranked
+    # apart from the first's, "a line between texts", each setting "the only setting on its text".
+    launched_in = tmp_path / "my runs é 🚀"
+    (launched_in / "corpus é.txt").parent.mkdir(parents=True)
+    sweep = launched_in / "sweep"
+    for i, (lr, seed, text) in enumerate([("1e-3", 1, "corpus é.txt"), ("1e-3", 2, "corpus é.txt"),
+                                          ("3e-3", 1, str(launched_in / "corpus é.txt")),
+                                          ("3e-3", 2, str(launched_in / "corpus é.txt"))]):
+        loss_run(sweep, str(i), [f"optimizer.lr={lr}", f"seed={seed}", f"data.path={text}"], 3.0 - i / 10)
+        (sweep / str(i) / ".hydra" / "config.yaml").write_text(
+            yaml.safe_dump({"seed": seed, "data": {"path": text, "train_fraction": 0.9}}, allow_unicode=True),
+            encoding="utf-8")
+        (sweep / str(i) / ".hydra" / "hydra.yaml").write_text(
+            yaml.safe_dump({"hydra": {"runtime": {"cwd": str(launched_in)}}}, allow_unicode=True),
+            encoding="utf-8")
+
+    monkeypatch.setenv("COLUMNS", "200")
+    report(sweep)
+
+    out = capsys.readouterr().out
+    assert "ranked within each text" not in out
+    with (sweep / "report_groups.csv").open(encoding="utf-8") as f:
+        assert [(r["optimizer.lr"], r["vs_best"]) for r in csv.DictReader(f)] == [("3e-3", "best"),
+                                                                                  ("1e-3", "apart")]

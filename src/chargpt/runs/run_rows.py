@@ -186,7 +186,20 @@ def validation_text(run_dir: Path) -> tuple[str, ...]:
     for two runs of the same text (all runs alike where no config was saved)."""
     data = saved_config(run_dir).get("data")
     data = data if isinstance(data, dict) else {}
-    return tuple(str(data.get(key)) for key in TEXT_SETTINGS)
+    cwd = _first_launch_cwd(run_dir)
+    return tuple(_file_named_absolute(data.get(key), cwd) if key in _TEXT_FILES else str(data.get(key))
+                 for key in TEXT_SETTINGS)
+
+
+_TEXT_FILES = ("path", "val_path")  # TEXT_SETTINGS that name a file, as typed from where the run was launched
+
+
+def _file_named_absolute(value: Any, cwd: str | None) -> str:
+    """A text file's setting named absolute from `cwd`: the jobs a sweep's continue command started
+    name the file absolute, its first jobs as typed (`corpus.txt`); one text, not two."""
+    if not isinstance(value, str) or not value or "${" in value or cwd is None:
+        return str(value)
+    return launched_path(value, cwd)
 
 
 def chosen_shape(run_dir: Path) -> str | None:
