@@ -82,3 +82,23 @@ def test_a_sampler_named_by_its_target_alone_is_refused_naming_its_option(tmp_pa
         "n_ei_candidates, multivariate, warn_independent_sampling that hydra.sweeper.sampler holds (the tpe "
         "sampler's); pick the sampler with hydra/sweeper/sampler=random in place of its _target_"]
     assert not sweep.exists()
+
+
+def test_a_sampler_of_no_option_is_told_an_option_to_start_from(tmp_path: Path, capsys) -> None:
+    # It was told to "drop them (~hydra.sweeper.sampler.consider_prior ...)", which Hydra refuses:
+    # the TPE sampler's settings cannot be removed.
+    from chargpt.cli import train as train_cli
+    from conftest import run_main
+
+    sweep = tmp_path / "my runs é 🚀"
+    target = "hydra.sweeper.sampler._target_=optuna.integration.PyCmaSampler"
+    code, _, err = run_main(train_cli.main, [
+        "-m", "hydra/sweeper=optuna", target, "hydra.sweeper.n_trials=1", "optimizer.lr=interval(1e-3,1e-2)",
+        f"hydra.sweep.dir={sweep}"], capsys)
+    assert code == 2, err
+    assert err.splitlines()[0].endswith(
+        "; start from an option whose settings it takes: hydra/sweeper/sampler=random " + target)
+    assert not sweep.exists()
+    config = _launched("hydra/sweeper=optuna", "hydra/sweeper/sampler=random", target)  # as advised
+    SamplerSettings().on_multirun_start(config)
+    assert config.hydra.sweeper.sampler.seed == 1337

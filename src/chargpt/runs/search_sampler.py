@@ -62,11 +62,32 @@ class SamplerSettings(Callback):
             return
         chosen = OmegaConf.select(config, "hydra.runtime.choices", default={}).get(SAMPLERS)
         option = _option_of(sampler_class)
+        # The settings cannot be dropped (~hydra.sweeper.sampler.consider_prior: Hydra keeps its own
+        # sampler's): a class with no option of its own starts from an option whose settings it takes.
+        base = None if option else _option_taken_by(names)
         fix = (f"pick the sampler with {SAMPLERS}={option} in place of its _target_" if option else
-               "drop them (" + " ".join(f"~hydra.sweeper.sampler.{name}" for name in extra) + ")")
+               f"start from an option whose settings it takes: {SAMPLERS}={base} "
+               f"hydra.sweeper.sampler._target_={sampler._target_}" if base else
+               f"none of {SAMPLERS}'s options holds only settings it takes; pick one of "
+               + ", ".join(_options()))
         raise ConfigError(
             f"hydra.sweeper.sampler._target_={sampler._target_} does not take the settings "
             f"{', '.join(extra)} that hydra.sweeper.sampler holds (the {chosen} sampler's); {fix}")
+
+
+def _options() -> list[str]:
+    """The options of the samplers' group: tpe, random, ..."""
+    return [name.removesuffix(".yaml") for name in sorted(ConfigStore.instance().list(SAMPLERS))]
+
+
+def _option_taken_by(names: set[str]) -> str | None:
+    """The option of the samplers' group with the most settings, each one of `names` (a sampler
+    class's parameters): random (its seed) for most."""
+    store = ConfigStore.instance()
+    fitting = [(len(keys), option) for option in _options()
+               if set(keys := [str(k) for k in store.load(f"{SAMPLERS}/{option}.yaml").node
+                               if k != "_target_"]) <= names]
+    return max(fitting)[1] if fitting else None
 
 
 def _option_of(sampler_class: Any) -> str | None:
