@@ -331,3 +331,59 @@ def test_a_run_whose_checkpoint_callback_wrote_elsewhere_names_that_file(
     assert f"run dir {run}" in out + err
     assert json.loads((run / "metrics.json").read_text())["step"] == 4 == checkpoint_step(last)
     assert len(list((run / CONFIG_DIR).glob("resume-*"))) == 1  # its first config kept
+
+
+def test_runs_whose_checkpoint_callbacks_share_a_folder_each_go_on_from_their_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    # Two runs launched from one folder with the same 'dirpath: cc1' both write there: the second its
+    # last-v1.ckpt beside the first's last.ckpt (Lightning's name for a file taken). Any file there was
+    # taken for either run's: the second's warning named the first's last.ckpt with its own folder, and
+    # that command trained the first run's weights on in the second's folder.
+    monkeypatch.chdir(tmp_path)
+    corpus = write_corpus(tmp_path / "corpus.txt")
+    cc1 = ("+callbacks.cc1={_target_: lightning.pytorch.callbacks.ModelCheckpoint, dirpath: cc1, "
+           "save_last: true}")
+    first, second = (tmp_path / "my runs é 🚀" / name for name in ("first", "second"))
+    outputs = []
+    for run in (first, second):
+        args = bare_train_args(corpus, run, "trainer.max_steps=2", "~callbacks.last_checkpoint",
+                               "~callbacks.model_checkpoint", cc1)
+        code, out, err = run_main(train_cli.main, args, capsys)
+        assert code == 0, err
+        outputs.append(out + err)
+    theirs, ours = tmp_path / "cc1" / "last.ckpt", tmp_path / "cc1" / "last-v1.ckpt"
+    assert theirs.is_file() and ours.is_file()
+    told = shlex.split(outputs[1].partition("by name, in the run's own folder: ")[2].splitlines()[0])
+    assert told == [f"ckpt_path={ours}", f"hydra.run.dir={second}"]
+    # The first's file named with the second's folder is refused, naming the command of each; the second
+    # run's folder is left as it was.
+    config = (second / CONFIG_DIR / "config.yaml").read_bytes()
+    code, _, err = run_main(train_cli.main, [*args, f"ckpt_path={theirs}", f"hydra.run.dir={second}"], capsys)
+    assert code == 2 and err.startswith(
+        f"error: {theirs} was written by the run in {first}, not by the run in {second}, whose checkpoint "
+        f"callback writes in {theirs.parent} too; continue that run with chargpt-train "), err
+    assert len(err.splitlines()) == 1
+    assert (second / CONFIG_DIR / "config.yaml").read_bytes() == config
+    assert not list((second / CONFIG_DIR).glob("resume-*"))
+    commands = err.partition("; continue that run with ")[2].split(", or this one from its own newest with ")
+    assert [shlex.split(c)[-2:] for c in commands] == [[f"hydra.run.dir={first}", f"ckpt_path={theirs}"],
+                                                      [f"hydra.run.dir={second}", f"ckpt_path={ours}"]]
+    # Each run's folder names its own file.
+    for run, file in ((first, theirs), (second, ours)):
+        code, _, err = run_main(sample_cli.main, [f"ckpt_path={run}"], capsys)
+        assert code == 2 and f"name that file: {shlex.quote(f'ckpt_path={file}')} " in err, err
+    # The second goes on in its own folder from its own file, by the command it was told.
+    again = ["trainer.max_steps=4" if a == "trainer.max_steps=2" else a for a in args]
+    code, out, err = run_main(train_cli.main, [*again, *told], capsys)
+    assert code == 0, err
+    assert json.loads((second / "metrics.json").read_text())["step"] == 4 == checkpoint_step(ours)
+    assert checkpoint_step(theirs) == 2
+    # The first's files gone, the second's left there are not taken for the first's.
+    for file in (theirs, *tmp_path.glob("cc1/epoch=0-step=2.ckpt")):
+        file.unlink()
+    code, _, err = run_main(sample_cli.main, [f"ckpt_path={first}"], capsys)
+    assert code == 2 and err.startswith(
+        f"error: run directory {first} holds no checkpoint: its checkpoint callback callbacks.cc1 writes in "
+        f"{theirs.parent} (dirpath: cc1), where none is its own ("), err
+    assert f" there was written by the run in {second}, whose checkpoint callback writes there too); " in err

@@ -41,6 +41,7 @@ from chargpt.run_layout import (
     is_run_folder,
     last_checkpoint,
     newest_best,
+    others_elsewhere,
 )
 from chargpt.run_state import how_it_stopped, read_status, starting_process, state_of
 
@@ -83,6 +84,16 @@ def _refuse_folder_without_checkpoint(folder: Path, export: str) -> NoReturn:
             f"{elsewhere.dirpath}), not in its {CHECKPOINT_DIR}/; name that file: "
             f"{shell_words.quote(f'ckpt_path={elsewhere.file}')} (and, to train it on in its own folder, "
             f"{shell_words.quote(f'hydra.run.dir={folder}')})"
+        )
+    if (others := others_elsewhere(folder)) is not None:
+        (key, dirpath, file), writer = others
+        said = f"was written by the run in {writer}" if writer is not None else "records no run that wrote it"
+        too = ", whose checkpoint callback writes there too" if writer is not None else ""
+        raise CheckpointError(
+            f"run directory {shown} holds no checkpoint: its checkpoint callback callbacks.{key} writes in "
+            f"{file.parent} (dirpath: {dirpath}), where none is its own ({file.name} there {said}{too}); go "
+            "on from that file in a new run folder with "
+            f"{shell_words.quote(f'ckpt_path={file}')}, or train this run again in a new one"
         )
     if why := stopped_before_checkpoint(folder) or _never_trained(folder):
         raise CheckpointError(

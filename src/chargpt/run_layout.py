@@ -17,7 +17,7 @@ import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from chargpt.checkpoint_step import checkpoint_step
+from chargpt.checkpoint_step import checkpoint_step, checkpoint_writer
 from chargpt.files import read_json_object
 
 CHECKPOINT_DIR = "checkpoints"
@@ -234,9 +234,12 @@ class WrittenElsewhere(NamedTuple):
 def checkpoints_elsewhere(run_dir: Path) -> WrittenElsewhere | None:
     """The newest checkpoint a run's checkpoint callback wrote in a folder of its own (a dirpath
     other than the run's checkpoints/, `+callbacks.NAME={..., dirpath: DIR}`), by the run's saved
-    config: its last.ckpt, else its checkpoint of the latest step; None where there is none."""
+    config: its last.ckpt, else its checkpoint of the latest step; None where there is none. Only
+    a file that records this run as its writer: another run's callback may write in that folder
+    too (the same relative dirpath, launched from the same folder)."""
     for key, raw, folder in _folders_elsewhere(run_dir):
-        written = sorted(folder.glob("*.ckpt"), key=lambda c: (c.name == LAST, checkpoint_step(c) or -1))
+        written = sorted((c for c in folder.glob("*.ckpt") if _wrote(run_dir, c)),
+                         key=lambda c: (c.name == LAST, checkpoint_step(c) or -1))
         if written:
             return WrittenElsewhere(key, raw, written[-1])
     return None
@@ -245,11 +248,46 @@ def checkpoints_elsewhere(run_dir: Path) -> WrittenElsewhere | None:
 def written_by(run_dir: Path, checkpoint: Path) -> bool:
     """Whether `checkpoint` is one the run in `run_dir` wrote: inside its folder (its checkpoints/,
     or a logger's folder where a callback of no dirpath writes), or in the folder its saved config
-    gives a checkpoint callback (checkpoints_elsewhere). A resume from it goes on in that run's folder."""
+    gives a checkpoint callback (checkpoints_elsewhere) and recording this run as its writer. A
+    resume from it goes on in that run's folder."""
     file = Path(os.path.realpath(checkpoint))
     if file.is_relative_to(os.path.realpath(run_dir)):
         return True
-    return any(os.path.realpath(folder) == str(file.parent) for _, _, folder in _folders_elsewhere(run_dir))
+    return in_callback_folder(run_dir, file) and _wrote(run_dir, file)
+
+
+def in_callback_folder(run_dir: Path, checkpoint: Path) -> bool:
+    """Whether `checkpoint` lies in a folder the run's saved config gives a checkpoint callback, outside
+    the run's folder (written there by the run, or by another whose callback writes there too)."""
+    parent = os.path.dirname(os.path.realpath(checkpoint))
+    return any(os.path.realpath(folder) == parent for _, _, folder in _folders_elsewhere(run_dir))
+
+
+def others_elsewhere(run_dir: Path) -> tuple[WrittenElsewhere, Path | None] | None:
+    """A checkpoint in a folder the run's saved config gives a checkpoint callback that another run
+    wrote (a callback of the same dirpath, launched from the same folder), with that run's folder as
+    the file records it (None: it records none); None where there is no such file."""
+    for key, raw, folder in _folders_elsewhere(run_dir):
+        for file in sorted(folder.glob("*.ckpt")):
+            if not _wrote(run_dir, file):
+                return WrittenElsewhere(key, raw, file), checkpoint_writer(file)
+    return None
+
+
+def last_name_in(folder: Path, run_dir: Path) -> Path:
+    """The last.ckpt a run's checkpoint callback writes in `folder` outside the run's own, as
+    Lightning names it: where another run's last.ckpt is there (a callback of the same dirpath), the
+    first last-vN.ckpt that is not, nor anyone else's."""
+    file, version = folder / LAST, 0
+    while file.exists() and not _wrote(run_dir, file):
+        version += 1
+        file = folder / f"{Path(LAST).stem}-v{version}.ckpt"
+    return file
+
+
+def _wrote(run_dir: Path, checkpoint: Path) -> bool:
+    writer = checkpoint_writer(checkpoint)
+    return writer is not None and os.path.realpath(writer) == os.path.realpath(run_dir)
 
 
 def _folders_elsewhere(run_dir: Path) -> list[tuple[str, str, Path]]:

@@ -23,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from omegaconf.errors import InterpolationResolutionError
 
 from chargpt import shell_words
+from chargpt.checkpoint_step import checkpoint_writer
 from chargpt.checkpoints import (
     older_best_held,
     read_checkpoint,
@@ -48,6 +49,7 @@ from chargpt.run_layout import (
     STATUS_FILE,
     checkpoints_elsewhere,
     holds_run,
+    in_callback_folder,
     last_checkpoint,
     newest_best,
     overrides_files,
@@ -160,13 +162,31 @@ def check_run_dir(run_dir: Path, ckpt_path: str | None, setting: str = "hydra.ru
         except ChargptError:
             file = None  # train() reports the unusable checkpoint
         if file is not None and not written_by(run_dir, file):
-            raise RunDirInUse(
-                f"{setting}={run_dir} holds another run, and resuming {ckpt_path} there would overwrite "
-                "its checkpoints; leave hydra.run.dir out to continue in the checkpoint's own run directory"
-            )
+            raise RunDirInUse(_not_its_checkpoint(run_dir, file, ckpt_path, setting))
         if file is not None:
             check_not_rewinding(file, run_dir)
     check_writable(run_dir, setting)
+
+
+def _not_its_checkpoint(run_dir: Path, file: Path, ckpt_path: str, setting: str) -> str:
+    """Why a resume from `file` in the folder of a run that did not write it is refused: it would
+    train another run on there, over that run's files. A file in the folder the run's checkpoint
+    callback writes in (dirpath: cc1) may be another run's, whose callback writes there too: the
+    file records its writer, named with the command that continues that run."""
+    if not in_callback_folder(run_dir, file):
+        return (f"{setting}={run_dir} holds another run, and resuming {ckpt_path} there would overwrite "
+                "its checkpoints; leave hydra.run.dir out to continue in the checkpoint's own run directory")
+    writer = checkpoint_writer(file)
+    ours = f"the run in {run_dir}, whose checkpoint callback writes in {file.parent} too"
+    if writer is not None and holds_run(writer):
+        went = f"continue that run with {_continue_command(writer, file)}"
+    else:
+        went = f"go on from it in a new run folder with {shell_words.quote(f'ckpt_path={file}')} alone"
+    said = f"was written by the run in {writer}" if writer is not None else "records no run that wrote it"
+    own = checkpoints_elsewhere(run_dir)
+    then = "" if own is None else \
+        f", or this one from its own newest with {_continue_command(run_dir, own.file)}"
+    return f"{file} {said}, not by {ours}; {went}{then}"
 
 
 def check_not_rewinding(file: Path, run_dir: Path) -> None:

@@ -463,6 +463,9 @@ def _module(
     # resumed fine-tune started from, its init_from is its own checkpoint.)
     module.training_record = TrainingRecord.for_this_launch(
         fine_tuned_from=pretrained.card or None if pretrained is not None and ckpt is None else None)
+    # (a checkpoint callback with a dirpath outside the run writes where another run's may: its files
+    # are told apart by it)
+    module.run_dir = os.path.realpath(cfg.paths.output_dir)
     if pretrained is not None:
         if ckpt is None:  # a resumed fine-tune takes its weights from its own checkpoint
             apply_pretrained(module.model, pretrained)

@@ -9,6 +9,7 @@ from typing import Any
 import lightning as L
 import torch
 
+from chargpt.checkpoint_step import WRITER_KEY
 from chargpt.checkpoints import TRAINING_RECORD_KEY, training_record
 from chargpt.data.tokenizer import CharTokenizer
 from chargpt.data.windows import IGNORE_INDEX
@@ -53,6 +54,7 @@ class CharLM(L.LightningModule):
         self._configured: list[dict[str, Any]] = []  # the optimizer's settings as built, before a resume
         # When and how it was trained, for its model card (build_run gives it the command launched).
         self.training_record = TrainingRecord()
+        self.run_dir: str | None = None  # the run's folder (build_run), recorded as each checkpoint's writer
         self.config = ModelConfig.from_dict(model)
         self.tokenizer = CharTokenizer(vocab)
         self.model = build_model(self.config, self.tokenizer.vocab_size)
@@ -155,6 +157,8 @@ class CharLM(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint[TOTAL_STEPS_KEY] = total_steps(self.trainer)
         checkpoint[TRAINING_RECORD_KEY] = self.training_record.saved()
+        if self.run_dir is not None:
+            checkpoint[WRITER_KEY] = self.run_dir
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self._resumed_total = checkpoint.get(TOTAL_STEPS_KEY)

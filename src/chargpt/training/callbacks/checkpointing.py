@@ -27,7 +27,7 @@ from chargpt.checks import shown, whole_number
 from chargpt.errors import SettingError
 from chargpt.metric_names import MONITORABLE, VAL_LOSS, is_monitorable
 from chargpt.overrides import removal_typed
-from chargpt.run_layout import CHECKPOINT_DIR, LAST
+from chargpt.run_layout import CHECKPOINT_DIR, LAST, last_name_in
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +159,7 @@ def _last_kept_elsewhere(config: DictConfig, cfg: DictConfig,
     if folder in (os.path.realpath(run / CHECKPOINT_DIR), os.path.realpath(run)):
         return None
     # (named with the run's folder: a checkpoint outside its checkpoints/ alone would go on in a new one)
-    by_name = shell_words.join([f"ckpt_path={Path(folder) / LAST}", f"hydra.run.dir={run}"])
+    by_name = shell_words.join([f"ckpt_path={last_name_in(Path(folder), run)}", f"hydra.run.dir={run}"])
     return f"{folder}{why}", f"by name, in the run's own folder: {by_name}"
 
 
