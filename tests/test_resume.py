@@ -416,6 +416,35 @@ def test_a_resume_from_another_folder_reads_the_data_directory_the_run_was_launc
     assert code == 0 and _state(run)["global_step"] == 6, out + err
 
 
+@pytest.mark.slow
+def test_a_resume_from_the_file_its_checkpoint_callback_wrote_elsewhere_reads_the_runs_records(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    # A run whose checkpoint callback writes in a folder of its own, resumed in its folder from that
+    # file (ckpt_path=KEPT/last.ckpt hydra.run.dir=RUN, as its warning says) from another folder, looked
+    # for the default corpus there (offline: an error), where ckpt_path=RUN reads the data directory the
+    # run was launched with: what a resume reads of its run (its saved config, its budget plan) was
+    # read from the checkpoint's own folder, which holds none.
+    here, there = tmp_path / "here", tmp_path / "there"
+    offline_default_corpus_in(here, monkeypatch)
+    there.mkdir()
+    run, kept = tmp_path / "my runs é 🚀" / "run", tmp_path / "my runs é 🚀" / "kept"
+    args = on_the_default_corpus(bare_train_args(
+        Path("unused"), run, "trainer.val_check_interval=2", "~callbacks.last_checkpoint",
+        "~callbacks.model_checkpoint",
+        f"+callbacks.cc1={{_target_: lightning.pytorch.callbacks.ModelCheckpoint, dirpath: '{kept}', "
+        "save_last: true}"))
+    monkeypatch.chdir(here)
+    code, _, err = run_main(train_main, [*args, "trainer.max_steps=2"], capsys)
+    assert code == 0, err
+    monkeypatch.chdir(there)
+    code, out, err = run_main(train_main, [*args, "trainer.max_steps=4", f"ckpt_path={kept / 'last.ckpt'}"],
+                              capsys)
+    assert code == 0, out + err
+    assert f"data directory: {here / 'data'}, the resumed run's" in out + err
+    assert not (there / "data").exists() and json.loads((run / "metrics.json").read_text())["step"] == 4
+
+
 def test_the_resume_command_names_files_as_launched_so_it_works_from_anywhere(tmp_path) -> None:
     overrides = ["data=text", "data.path=my texts/a.txt", "data.val_path=/corpora/v.txt", "data.name=tiny",
                  "seed=1", "ckpt_path=old"]

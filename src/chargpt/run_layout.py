@@ -206,6 +206,15 @@ def run_dir_of(checkpoint: Path) -> Path:
     return checkpoint.parent.parent if checkpoint.parent.name == CHECKPOINT_DIR else checkpoint.parent
 
 
+def run_of(checkpoint: Path) -> Path:
+    """The folder of the run that wrote a checkpoint, whose records (its saved config, budget.json) a
+    resume or a read of it goes by: the run it records as its writer, where that run holds it or its
+    saved config gives a checkpoint callback the folder it lies in (dirpath: cc1, outside the run);
+    else the run it lies in (run_dir_of: a checkpoint from before the record, a run folder copied)."""
+    writer = checkpoint_writer(checkpoint)
+    return writer if writer is not None and written_by(writer, checkpoint) else run_dir_of(checkpoint)
+
+
 def saved_config(run_dir: str | Path) -> dict[str, Any]:
     """A run's config as Hydra saved it at the start (.hydra/config.yaml), as plain containers with
     its interpolations unresolved; empty when it has none (hydra.output_subdir=null) or it cannot

@@ -36,7 +36,7 @@ from chargpt.hydra_run import plain, task_overrides
 from chargpt.model import ModelConfig
 from chargpt.model.sampling import check_sampling
 from chargpt.overrides import override_key
-from chargpt.run_layout import BUDGET_FILE, SAVED_CONFIG, run_dir_of, written_by
+from chargpt.run_layout import BUDGET_FILE, SAVED_CONFIG, run_of, written_by
 from chargpt.training import budget_plan, precision
 from chargpt.training.auto_size import calibration, rule
 from chargpt.training.auto_size.choice import Choice, from_record
@@ -111,7 +111,7 @@ def size_automatically(
         choice = from_record(record)
         # A resume trains to the first launch's plan, whatever budget it is given: shown and
         # reproduced with the budget the plan was made for.
-        planned = budget_plan.planned_budget(read_json_object(run_dir_of(file) / BUDGET_FILE))
+        planned = budget_plan.planned_budget(read_json_object(run_of(file) / BUDGET_FILE))
         if planned is not None:
             overrides = [o for o in overrides if override_key(o) != "budget_seconds"]
             overrides.append(f"budget_seconds={planned:g}")

@@ -25,7 +25,7 @@ from chargpt.data.corpus import DATA_DIR_ENV, DATA_DIR_SETTING, check_data_dir, 
 from chargpt.data.sources.paths import expand_path
 from chargpt.hydra_run import sweep_dir, task_overrides
 from chargpt.overrides import override_key
-from chargpt.run_layout import SAVED_CONFIG, launch_files, run_dir_of
+from chargpt.run_layout import SAVED_CONFIG, launch_files, run_of
 from chargpt.training.run_checks import resumable
 
 log = logging.getLogger(__name__)
@@ -71,7 +71,7 @@ def settle_data_dir(cfg: DictConfig) -> str | None:
     checkpoint = None if named_here else resumable(cfg.get("ckpt_path"))
     recorded, whose = None, ""
     if checkpoint is not None:
-        recorded, whose = recorded_data_dir(run_dir_of(Path(checkpoint))), "the resumed run's"
+        recorded, whose = recorded_data_dir(run_of(Path(checkpoint))), "the resumed run's"
     if recorded is None and not named_here:  # a sweep's new job reads what its other jobs read
         recorded, whose = _sweeps_data_dir(), "its sweep's"
     # A folder no longer there (the run was copied to another machine, the data moved) is no guide.

@@ -25,7 +25,7 @@ from chargpt.model import ModelConfig
 from chargpt.model_card import card_for
 from chargpt.overrides import override_key
 from chargpt.plural import counted
-from chargpt.run_layout import launched_with, run_dir_of, saved_config
+from chargpt.run_layout import launched_with, run_of, saved_config
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +164,7 @@ def resume_settings(init_from: str | None, checkpoint: Path) -> str | None:
     and vocabulary come from them), read from its run's saved config; None for any other resume."""
     if init_from:
         return None
-    run_dir = run_dir_of(checkpoint)
+    run_dir = run_of(checkpoint)
     saved = saved_config(run_dir)
     source = saved.get("init_from")
     if not source:
@@ -185,7 +185,7 @@ def freeze_fix(cfg: DictConfig, checkpoint: Path) -> str:
     """What to resume a fine-tune with when its frozen parameters differ from the checkpoint's: the
     finetune.freeze_* settings its run started with (read from its saved config), or without one
     when it started with none."""
-    saved = saved_config(run_dir_of(checkpoint))
+    saved = saved_config(run_of(checkpoint))
     if "finetune" not in saved:  # no saved config beside the checkpoint
         if not cfg.get("init_from"):  # only a fine-tune freezes: this checkpoint is one
             return ("it is a fine-tune: resume with the init_from and the finetune.freeze_embeddings and "

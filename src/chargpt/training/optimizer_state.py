@@ -20,7 +20,7 @@ from omegaconf import OmegaConf
 from chargpt import shell_words
 from chargpt.errors import ConfigError
 from chargpt.hydra_run import chosen, searchpath_overrides
-from chargpt.run_layout import launched_with, run_dir_of
+from chargpt.run_layout import launched_with, run_of
 
 
 def state_layout(state: Mapping[str, Any]) -> dict[str, list[int]]:
@@ -98,7 +98,7 @@ def check_optimizer_state(ckpt: dict[str, Any], file: Path, optimizer: torch.opt
         # the options that build the checkpoint's optimizer do. Both names come from one
         # composition of the options.
         options = _optimizer_options()
-        trained = optimizer_named(old, launched_with(run_dir_of(file), "optimizer"), trained_config, options)
+        trained = optimizer_named(old, launched_with(run_of(file), "optimizer"), trained_config, options)
         again = trained or "the optimizer it was trained with" + (f" ({old})" if old else "")
         given = optimizer_named(new, chosen("optimizer"), optimizer_config, options)
         raise ConfigError(

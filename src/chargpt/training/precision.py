@@ -13,7 +13,7 @@ from omegaconf import DictConfig, open_dict
 
 from chargpt.errors import ConfigError
 from chargpt.model.attention import float32_attention_available
-from chargpt.run_layout import run_dir_of, saved_config
+from chargpt.run_layout import run_of, saved_config
 from chargpt.training.muon import native_bf16
 
 if TYPE_CHECKING:
@@ -209,7 +209,7 @@ def keep_precision(cfg: DictConfig, ckpt: dict[str, Any], file: Path) -> tuple[b
     hparams = ckpt.get("hyper_parameters", {})
     recorded, source = hparams.get("precision"), "the checkpoint"
     if not recorded:  # written before the checkpoint recorded it: its run's saved config says
-        recorded, source = saved_precision(run_dir_of(file)), "its run's saved config"
+        recorded, source = saved_precision(run_of(file)), "its run's saved config"
     if recorded == cfg.trainer.precision:
         return True, None
     why = _trained_elsewhere(cfg, hparams)
@@ -230,7 +230,7 @@ def keep_matmul_precision(cfg: DictConfig, ckpt: dict[str, Any], file: Path) -> 
     hparams = ckpt.get("hyper_parameters", {})
     recorded, source = hparams.get("matmul_precision"), "the checkpoint"
     if recorded is None:  # written before the checkpoint recorded it: its run's saved config says
-        recorded, source = saved_matmul_precision(run_dir_of(file)), "its run's saved config"
+        recorded, source = saved_matmul_precision(run_of(file)), "its run's saved config"
     if recorded == cfg.matmul_precision:
         return True, None
     why = _trained_elsewhere(cfg, hparams)
@@ -277,7 +277,7 @@ def validated_arithmetic(
     hparams = ckpt.get("hyper_parameters") or {}
     if hparams.get("device_type") not in (None, device.type):
         return "32-true", "highest"
-    run_dir = run_dir_of(Path(file))
+    run_dir = run_of(Path(file))
     forward = hparams.get("precision") or saved_precision(run_dir)
     products = hparams.get("matmul_precision") or saved_matmul_precision(run_dir, default="highest")
     return str(forward), str(products)
