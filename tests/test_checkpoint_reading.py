@@ -387,3 +387,32 @@ def test_runs_whose_checkpoint_callbacks_share_a_folder_each_go_on_from_their_ow
         f"error: run directory {first} holds no checkpoint: its checkpoint callback callbacks.cc1 writes in "
         f"{theirs.parent} (dirpath: cc1), where none is its own ("), err
     assert f" there was written by the run in {second}, whose checkpoint callback writes there too); " in err
+
+
+def test_the_command_that_continues_a_run_names_its_checkpoint_callbacks_folder_from_anywhere(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    # A run launched with a relative 'dirpath: cc1' is continued by the command its re-run's refusal
+    # names; pasted in another folder, its 'dirpath: cc1' named a cc1 there: the run went on writing in
+    # that one, where its saved config names the first (a later resume would go back to its older file).
+    here, there = tmp_path / "my runs é 🚀", tmp_path / "elsewhere"
+    here.mkdir()
+    there.mkdir()
+    monkeypatch.chdir(here)
+    run = here / "run"
+    args = bare_train_args(write_corpus(tmp_path / "corpus.txt"), run, "trainer.max_steps=2",
+                           "~callbacks.last_checkpoint", "~callbacks.model_checkpoint",
+                           "+callbacks.cc1={_target_: lightning.pytorch.callbacks.ModelCheckpoint, "
+                           "dirpath: cc1, save_last: true}")
+    code, _, err = run_main(train_cli.main, args, capsys)
+    assert code == 0, err
+    code, _, err = run_main(train_cli.main, args, capsys)
+    assert code == 2, err
+    command = shlex.split(err.partition(" from its newest there with ")[2].rpartition(", or pick")[0])
+    assert command[-1] == f"ckpt_path={here / 'cc1' / 'last.ckpt'}"
+    monkeypatch.chdir(there)
+    command = ["trainer.max_steps=4" if w == "trainer.max_steps=2" else w for w in command[1:]]
+    code, out, err = run_main(train_cli.main, command, capsys)
+    assert code == 0, out + err
+    assert checkpoint_step(here / "cc1" / "last.ckpt") == 4 and not (there / "cc1").exists()
+    assert json.loads((run / "metrics.json").read_text())["step"] == 4

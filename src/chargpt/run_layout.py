@@ -299,6 +299,14 @@ def _wrote(run_dir: Path, checkpoint: Path) -> bool:
     return writer is not None and os.path.realpath(writer) == os.path.realpath(run_dir)
 
 
+def relative_callback_folders(run_dir: Path) -> list[tuple[str, Path]]:
+    """Each checkpoint callback whose dirpath the run's saved config gives relative to where the run
+    was launched (`dirpath: cc1`), with the folder it names there: a command pasted in another
+    folder would name another one."""
+    return [(key, Path(os.path.normpath(folder))) for key, raw, folder in _folders_elsewhere(run_dir)
+            if "${" not in raw and not os.path.isabs(os.path.expanduser(raw))]
+
+
 def _folders_elsewhere(run_dir: Path) -> list[tuple[str, str, Path]]:
     """Each of a run's checkpoint callbacks that its saved config gives a dirpath other than the run's
     checkpoints/: its key, that dirpath as given, and the folder it names. A relative dirpath is from

@@ -23,6 +23,7 @@ from chargpt.overrides import (
     hydra_quoted,
     literal_value,
     override_key,
+    sweep_item,
 )
 from chargpt.run_layout import (
     CONFIG_DIR,
@@ -36,6 +37,7 @@ from chargpt.run_layout import (
     read_launch,
     read_overrides,
     recorded_environment,
+    relative_callback_folders,
     run_dir_of,
     written_by,
 )
@@ -70,6 +72,10 @@ def resume_command(
         config_folders = config_folders_given(HydraConfig.get())
     given = [o if typed else as_typed(o) for o in overrides or []
              if not o.startswith(CKPT_PATH) and override_key(o) not in (*SEARCH_GROUPS, "hydra.searchpath")]
+    # A checkpoint callback's folder named from where the run was launched (dirpath: cc1), named so
+    # from anywhere: its run goes on writing there (as a file's setting is, absolute_overrides).
+    changed = [*(changed or []), *(f"++callbacks.{key}.dirpath={sweep_item(str(folder))}"
+                                   for key, folder in relative_callback_folders(Path(run_dir)))]
     if checkpoint is not None and run_dir_of(Path(checkpoint)).resolve() != Path(run_dir).resolve():
         # (its callback wrote it elsewhere, dirpath: cc1: ckpt_path alone would go on in a new folder)
         changed = [*(changed or []), f"hydra.run.dir={run_dir}"]
