@@ -410,6 +410,11 @@ def test_the_command_that_continues_a_run_names_its_checkpoint_callbacks_folder_
     assert code == 2, err
     command = shlex.split(err.partition(" from its newest there with ")[2].rpartition(", or pick")[0])
     assert command[-1] == f"ckpt_path={here / 'cc1' / 'last.ckpt'}"
+    # The run's folder named relative, the folder its file goes on in is named absolute: it said
+    # 'hydra.run.dir=run', another folder where pasted elsewhere.
+    code, _, err = run_main(sample_cli.main, ["ckpt_path=run"], capsys)
+    assert code == 2 and err.endswith(f"(and, to train it on in its own folder, "
+                                      f"{shlex.quote(f'hydra.run.dir={run}')})\n"), err
     monkeypatch.chdir(there)
     command = ["trainer.max_steps=4" if w == "trainer.max_steps=2" else w for w in command[1:]]
     code, out, err = run_main(train_cli.main, command, capsys)

@@ -83,7 +83,7 @@ def _refuse_folder_without_checkpoint(folder: Path, export: str) -> NoReturn:
             f"callbacks.{elsewhere.callback} wrote its checkpoints in {elsewhere.file.parent} (dirpath: "
             f"{elsewhere.dirpath}), not in its {CHECKPOINT_DIR}/; name that file: "
             f"{shell_words.quote(f'ckpt_path={elsewhere.file}')} (and, to train it on in its own folder, "
-            f"{shell_words.quote(f'hydra.run.dir={folder}')})"
+            f"{shell_words.quote(f'hydra.run.dir={os.path.abspath(folder)}')})"
         )
     if (others := others_elsewhere(folder)) is not None:
         (key, dirpath, file), writer = others

@@ -240,7 +240,7 @@ def _continue_command(run_dir: Path, checkpoint: Path | None = None) -> str:
     if overrides_files(run_dir)[-1].is_file():
         return recorded_resume_command(run_dir, checkpoint=checkpoint)
     if checkpoint is not None and run_dir_of(checkpoint).resolve() != run_dir.resolve():
-        return shell_words.join([f"ckpt_path={checkpoint}", f"hydra.run.dir={run_dir}"])
+        return shell_words.join([f"ckpt_path={checkpoint}", f"hydra.run.dir={os.path.abspath(run_dir)}"])
     return shell_words.quote(f"ckpt_path={checkpoint or run_dir}")
 
 
