@@ -85,16 +85,6 @@ def _refuse_folder_without_checkpoint(folder: Path, export: str) -> NoReturn:
             f"{shell_words.quote(f'ckpt_path={elsewhere.file}')} (and, to train it on in its own folder, "
             f"{shell_words.quote(f'hydra.run.dir={os.path.abspath(folder)}')})"
         )
-    if (others := others_elsewhere(folder)) is not None:
-        (key, dirpath, file), writer = others
-        said = f"was written by the run in {writer}" if writer is not None else "records no run that wrote it"
-        too = ", whose checkpoint callback writes there too" if writer is not None else ""
-        raise CheckpointError(
-            f"run directory {shown} holds no checkpoint: its checkpoint callback callbacks.{key} writes in "
-            f"{file.parent} (dirpath: {dirpath}), where none is its own ({file.name} there {said}{too}); go "
-            "on from that file in a new run folder with "
-            f"{shell_words.quote(f'ckpt_path={file}')}, or train this run again in a new one"
-        )
     if why := stopped_before_checkpoint(folder) or _never_trained(folder):
         raise CheckpointError(
             f"run directory {shown} holds no checkpoint: {why}; train it again (its chargpt-train "
@@ -104,6 +94,16 @@ def _refuse_folder_without_checkpoint(folder: Path, export: str) -> NoReturn:
         raise CheckpointError(
             f"run directory {shown} holds no checkpoint yet: it is still training; try again once it "
             "has written one"
+        )
+    if (others := others_elsewhere(folder)) is not None:
+        (key, dirpath, file), writer = others
+        said = f"was written by the run in {writer}" if writer is not None else "records no run that wrote it"
+        too = ", whose checkpoint callback writes there too" if writer is not None else ""
+        raise CheckpointError(
+            f"run directory {shown} holds no checkpoint: its checkpoint callback callbacks.{key} writes in "
+            f"{file.parent} (dirpath: {dirpath}), where none is its own ({file.name} there {said}{too}); go "
+            "on from that file in a new run folder with "
+            f"{shell_words.quote(f'ckpt_path={file}')}, or train this run again in a new one"
         )
     if (folder / METRICS_FILE).is_file():  # a run that trained but kept no checkpoint
         raise CheckpointError(
