@@ -651,3 +651,45 @@ def test_a_search_of_optunas_own_sampler_continues_as_printed(
         assert json.loads((sweep / job / "status.json").read_text())["status"] == "finished"
     # The seed the trials were drawn with is the run's, recorded with the sweep.
     assert OmegaConf.load(sweep / "multirun.yaml").hydra.sweeper.sampler.seed == 1337
+
+
+@pytest.mark.slow  # a search of one tiny trial, then its continuation refused
+def test_a_search_drawn_unseeded_is_refused_up_front_naming_what_is_kept(tmp_path: Path, capsys) -> None:
+    # A search launched before its sampler took the run's seed records `seed: null`: its printed
+    # continue command drew other trials, refused in the first job's folder once the sweep's record
+    # there had been replaced by the seeded one (so a second try no longer knew it).
+    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
+    corpus = write_corpus(tmp_path / "corpus.txt")
+    sweep = tmp_path / "my runs é 🚀"
+    args = ["-m", *bare_train_args(corpus, None, f"hydra.sweep.dir={sweep}", "trainer.max_steps=2",
+                                   "trainer.val_check_interval=2", "hydra/sweeper=optuna",
+                                   "hydra.sweeper.n_trials=1", "optimizer.lr=interval(1e-3,1e-2)")]
+    code, _, err = run_main(train_cli.main, args, capsys)
+    assert code == 0, err
+    # As such a search left its folder: no seed recorded, and its trial drawn other than seed 1337 draws.
+    record = OmegaConf.load(sweep / "multirun.yaml")
+    record.hydra.sweeper.sampler.seed = None
+    OmegaConf.save(record, sweep / "multirun.yaml")
+    overrides = sweep / "0" / ".hydra" / "overrides.yaml"
+    drawn = [o if not o.startswith("optimizer.lr=") else "optimizer.lr=0.005"
+             for o in read_overrides(overrides)]
+    OmegaConf.save(OmegaConf.create(drawn), overrides)
+    before = {**_files(sweep / "0"), sweep / "multirun.yaml": (sweep / "multirun.yaml").read_bytes()}
+
+    code, _, err = run_main(train_cli.main, args, capsys)
+    lines = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert code == 2 and len(lines) == 1, err
+    assert lines[0] == (
+        f"error: the search in {sweep} cannot be continued: its sampler had no seed (its multirun.yaml "
+        "records hydra.sweeper.sampler.seed: null, as a search launched before chargpt seeded it does), so "
+        "no command draws its trials again; its finished trials stay in their folders (chargpt-report "
+        f"{shlex.quote(str(sweep))} shows them); run the search again with a new hydra.sweep.dir (its "
+        "sampler now takes seed=1337, so a stop there continues as printed)"), err
+    assert {**_files(sweep / "0"), sweep / "multirun.yaml": (sweep / "multirun.yaml").read_bytes()} == before
+    assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == ["0"]
+    # What it says: the same command with a new folder runs, seeded.
+    again = [a if not a.startswith("hydra.sweep.dir=") else f"hydra.sweep.dir={tmp_path / 'again'}"
+             for a in args]
+    code, _, err = run_main(train_cli.main, again, capsys)
+    assert code == 0, err
+

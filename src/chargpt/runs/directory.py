@@ -69,6 +69,7 @@ from chargpt.runs.claims import (
 )
 from chargpt.runs.continuation import continuation_overrides, continued_job, first_overrides, forget_subdirs
 from chargpt.runs.resume import recorded_resume_command
+from chargpt.runs.search_sampler import check_drawn_again
 from chargpt.runs.sweep_record import (
     SWEEP_CONFIG,
     continue_command,
@@ -500,6 +501,7 @@ class RunDirGuard(Callback):
                 now = sweep_identity(config.hydra, OmegaConf.select(config, "data.name"))
                 _check_same_sweep(sweep_dir, earlier, recorded, now)
             if earlier:  # (else each job starts in its folder, over what a stop there left)
+                check_drawn_again(sweep_dir, config)
                 _continue_sweep(config, sweep_dir)
         for claim in claims:
             claim.sweep = claim.sweep or claim.folder == sweep_dir

@@ -5,6 +5,7 @@ trials again; refused in one line where its settings are another sampler's."""
 from __future__ import annotations
 
 import inspect
+from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
@@ -12,8 +13,9 @@ from hydra.experimental.callback import Callback
 from hydra.utils import get_object
 from omegaconf import DictConfig, OmegaConf, read_write
 
-from chargpt.errors import ConfigError, exit_on_user_error
-from chargpt.runs.sweep_record import stored_study
+from chargpt import shell_words
+from chargpt.errors import ConfigError, SetupError, exit_on_user_error
+from chargpt.runs.sweep_record import recorded_sweep, stored_study
 
 SAMPLERS = "hydra/sweeper/sampler"  # the config group of Optuna's samplers
 
@@ -37,6 +39,31 @@ class SeededSearch(Callback):
         if sampler.seed is None:
             with read_write(sampler):
                 sampler.seed = seed
+
+
+def check_drawn_again(sweep_dir: Path, config: DictConfig) -> None:
+    """A search continued in its folder (`config`: this launch's, its sampler seeded by SeededSearch)
+    is drawn again: a folder whose record says its sampler had no seed (launched before SeededSearch
+    was) holds trials no command draws again, and its continue command met other settings in its
+    first job's folder, once the sweep's record there was replaced. Refused before that, in one line."""
+    recorded = recorded_sweep(sweep_dir)
+    then = OmegaConf.select(recorded, "sweeper.sampler", default=None) if recorded is not None else None
+    if not isinstance(then, DictConfig) or "seed" not in then or stored_study(config.hydra):
+        return
+    try:
+        unseeded = then.seed is None
+    except Exception:  # a seed that no longer resolves: not known to be unseeded
+        return
+    if not unseeded:
+        return
+    seed = OmegaConf.select(config, "hydra.sweeper.sampler.seed", default=None)
+    raise SetupError(
+        f"the search in {sweep_dir} cannot be continued: its sampler had no seed (its multirun.yaml records "
+        "hydra.sweeper.sampler.seed: null, as a search launched before chargpt seeded it does), so no "
+        "command draws its trials again; its finished trials stay in their folders (chargpt-report "
+        f"{shell_words.quote(str(sweep_dir))} shows them); run the search again with a new hydra.sweep.dir "
+        + (f"(its sampler now takes seed={seed}, so a stop there continues as printed)" if seed is not None
+           else "(or give it hydra.sweeper.sampler.seed=N, so that a stop there continues as printed)"))
 
 
 class SamplerSettings(Callback):
