@@ -102,3 +102,24 @@ def test_a_sampler_of_no_option_is_told_an_option_to_start_from(tmp_path: Path, 
     config = _launched("hydra/sweeper=optuna", "hydra/sweeper/sampler=random", target)  # as advised
     SamplerSettings().on_multirun_start(config)
     assert config.hydra.sweeper.sampler.seed == 1337
+
+
+def test_a_grid_sampler_runs_its_points_in_order_whatever_random_holds() -> None:
+    # Optuna 2.10's GridSampler picked each trial's point with an unseeded random.choice.
+    import functools
+    import random
+
+    import optuna
+    from optuna.samplers import GridSampler
+
+    from chargpt.runs.optuna_sampler import grid_in_order
+
+    built = grid_in_order(functools.partial(GridSampler))
+    assert isinstance(built, functools.partial) and built.func is GridSampler  # Hydra's sweeper's test
+    for seed in (0, 1, 2):
+        random.seed(seed)
+        study = optuna.create_study(sampler=built({"lr": [3e-3, 1e-3, 2e-3], "n": [2, 1]}))
+        trials = [study.ask() for _ in range(6)]  # asked at once, as n_jobs=6 asks them
+        drawn = [(t.suggest_categorical("lr", [1e-3, 2e-3, 3e-3]), t.suggest_categorical("n", [1, 2]))
+                 for t in trials]
+        assert drawn == [(1e-3, 1), (1e-3, 2), (2e-3, 1), (2e-3, 2), (3e-3, 1), (3e-3, 2)]

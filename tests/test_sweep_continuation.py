@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import shlex
 import shutil
 import signal
@@ -693,3 +694,38 @@ def test_a_search_drawn_unseeded_is_refused_up_front_naming_what_is_kept(tmp_pat
     code, _, err = run_main(train_cli.main, again, capsys)
     assert code == 0, err
 
+
+@pytest.mark.slow  # a grid search of three tiny trials, stopped, then continued
+def test_a_stopped_grid_search_continues_as_printed(tmp_path: Path, monkeypatch, capsys) -> None:
+    # Optuna's GridSampler picked each trial's point with an unseeded random.choice: the continue
+    # command ran the grid in another order, refused in the first job's folder ('other settings').
+    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
+    corpus = write_corpus(tmp_path / "corpus.txt")
+    sweep = tmp_path / "my runs é 🚀"
+    args = ["-m", *bare_train_args(corpus, None, f"hydra.sweep.dir={sweep}", "trainer.max_steps=2",
+                                   "trainer.val_check_interval=2", "hydra/sweeper=optuna",
+                                   "hydra/sweeper/sampler=grid", "optimizer.lr=choice(3e-3,1e-3,2e-3)")]
+    build = training_build.build_run
+
+    def stopped_after_a_step(*a, **k):
+        built = build(*a, **k)
+        monkeypatch.setattr(training_build, "build_run", build)
+        os.kill(os.getpid(), signal.SIGINT)  # as Ctrl-C in the first trial: it stops at its checkpoint
+        return built
+
+    monkeypatch.setattr(training_build, "build_run", stopped_after_a_step)
+    random.seed(2)  # (random seeded otherwise for each launch: Optuna's old pick came from it)
+    code, _, err = run_main(train_cli.main, args, capsys)
+    assert code == 130, err
+    command = err.splitlines()[-1].partition(" with: ")[2]
+
+    random.seed(0)
+    code, _, err = run_main(train_cli.main, shlex.split(command)[1:], capsys)
+    assert code == 0, err
+    # The grid's points in its order, in the jobs' folders they were first given.
+    lrs = [[o for o in read_overrides(sweep / job / ".hydra" / "overrides.yaml")
+            if o.startswith("optimizer.lr=")] for job in ("0", "1", "2")]
+    assert lrs == [["optimizer.lr=0.001"], ["optimizer.lr=0.002"], ["optimizer.lr=0.003"]]
+    for job in ("0", "1", "2"):
+        assert json.loads((sweep / job / "status.json").read_text())["status"] == "finished"
+        assert json.loads((sweep / job / "metrics.json").read_text())["step"] == 2

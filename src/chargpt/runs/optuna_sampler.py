@@ -1,16 +1,18 @@
-"""The hparams_search sampler: Optuna's TPE, continuing a stored study instead of repeating it.
+"""The hparams_search sampler: Optuna's TPE, continuing a stored study instead of repeating it;
+and Optuna's grid sampler (hydra/sweeper/sampler=grid) running its points in order.
 
-Needs the `optuna` extra; imported only when hparams_search=optuna builds its sampler.
+Needs the `optuna` extra; imported only when a search builds its sampler.
 """
 
 from __future__ import annotations
 
 import atexit
+import functools
 import sys
 from typing import Any
 
 import numpy as np
-from optuna.samplers import RandomSampler, TPESampler
+from optuna.samplers import GridSampler, RandomSampler, TPESampler
 from optuna.trial import TrialState
 
 
@@ -70,3 +72,37 @@ class ContinuingTPESampler(TPESampler):
     def sample_independent(self, study: Any, trial: Any, param_name: str, param_distribution: Any) -> Any:
         self._place(trial.number)
         return super().sample_independent(study, trial, param_name, param_distribution)
+
+
+class GridInOrder(GridSampler):
+    """Optuna 2.10's GridSampler gives each trial a point picked at random (`random.choice`,
+    unseeded) among those no trial has run or runs, so that workers of one stored study rarely pick
+    the same: each launch ran the grid in another order, and a stopped grid search, continued in its
+    folder, met a first job of other settings. Here each trial gets the first such point, in the
+    grid's order (each setting's values sorted, the settings by name): the same points in the same
+    jobs at every launch. Once every point has run (a stored study continued), Optuna's own choice."""
+
+    def sample_relative(self, study: Any, trial: Any, search_space: dict[str, Any]) -> dict[str, Any]:
+        left = self._get_unvisited_grid_ids(study)
+        if not left:
+            return super().sample_relative(study, trial, search_space)
+        # As GridSampler records its pick, which its sample_independent and after_trial read.
+        study._storage.set_trial_system_attr(trial._trial_id, "search_space", self._search_space)
+        study._storage.set_trial_system_attr(trial._trial_id, "grid_id", min(left))
+        return {}
+
+
+class _GridInOrderPartial(functools.partial):
+    """hydra/sweeper/sampler=grid as Hydra's Optuna sweeper gets it, a partial of GridSampler that it
+    calls with the search space: it tells a grid search by that partial's func, so the func stays
+    GridSampler, and the sampler built is GridInOrder."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> GridSampler:
+        return GridInOrder(*self.args, *args, **{**self.keywords, **kwargs})
+
+
+def grid_in_order(sampler: Any) -> Any:
+    """The sampler Hydra's Optuna sweeper was given, with a grid's points run in order (GridInOrder)."""
+    if isinstance(sampler, functools.partial) and sampler.func is GridSampler:
+        return _GridInOrderPartial(GridSampler, *sampler.args, **sampler.keywords)
+    return sampler

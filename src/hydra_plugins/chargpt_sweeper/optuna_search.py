@@ -22,7 +22,8 @@ if OptunaSweeper is not None:
         """hydra-optuna-sweeper 1.3 writes each trial's override as `f"{name}={value}"`, a text value
         bare: `choice(café.txt, 'a, b.txt')` reached its jobs as `data.path=café.txt` and
         `data.path=a, b.txt`, which Hydra cannot read. Here such a value is written quoted; the study
-        keeps the text itself, and every other value is written as Optuna's sweeper writes it."""
+        keeps the text itself, and every other value is written as Optuna's sweeper writes it. A grid
+        sampler's points are run in order (runs/optuna_sampler.py GridInOrder)."""
 
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             # OptunaSweeper.__init__ only builds its implementation, which imports optuna: here the
@@ -40,6 +41,10 @@ if OptunaSweeper is not None:
                             for trial, overrides in zip(trials, written, strict=True)]
 
             self.sweeper = ReadableTrials(*args, **kwargs)
+            # A grid's points in order, not drawn at random: a stopped grid search continues as printed.
+            from chargpt.runs.optuna_sampler import grid_in_order
+
+            self.sweeper.sampler = grid_in_order(self.sweeper.sampler)
 
         def sweep(self, arguments: list[str]) -> None:
             # A disk that fills between trials: one line with the search's continue command.
