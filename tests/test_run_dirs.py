@@ -25,7 +25,7 @@ from chargpt.data.corpus import sha256_of
 from chargpt.data.sources.file_hashes import HASHES_FILE
 from chargpt.runs import claims
 from chargpt.runs.claims import LOCK_FILE, RunDirInUse, claim_named, release_claims
-from chargpt.runs.directory import RunDirGuard, check_run_dir
+from chargpt.runs.directory import RunDirGuard, check_not_in_sweep, check_run_dir
 from chargpt.runs.status import record_status
 from conftest import TINY_MODEL, bare_train_args, run_cli, run_main, write_corpus
 
@@ -154,6 +154,27 @@ def test_a_single_run_into_a_running_sweeps_job_folder_names_the_sweep(job_setti
         release_claims(failed=False)
     assert sorted(p.name for p in (sweep / "0").iterdir()) == [".hydra", "metrics.json"]
     assert sorted(p.name for p in (sweep / "0" / ".hydra").iterdir()) == ["config.yaml", "overrides.yaml"]
+
+
+def test_a_finished_job_of_a_running_sweep_may_be_resumed_on_its_own(tmp_path: Path) -> None:
+    # `chargpt-train ... hydra.run.dir=SWEEP/0 ckpt_path=SWEEP/0` while the sweep trains job 1: the
+    # sweep reads nothing of job 0 again (its sweeper has its result; at its end it reads statuses,
+    # and a continue of it meets job 0's lock), and the job's own lock keeps one process in it; so
+    # it is let through, as after the sweep.
+    sweep = tmp_path / "sweep é, 😀"
+    (sweep / "0" / ".hydra").mkdir(parents=True)
+    (sweep / "multirun.yaml").write_text("{}")
+    (sweep / "0" / ".hydra" / "overrides.yaml").write_text("[seed=1]")
+    (sweep / "0" / "metrics.json").write_text('{"best_val_loss": 2.1}')
+    fd = os.open(sweep / LOCK_FILE, os.O_RDWR | os.O_CREAT)  # the sweep, training its next job
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    os.write(fd, f"{OWNER}\n".encode())
+    try:
+        config = hydra_config(str(sweep / "0"))
+        config.ckpt_path = str(sweep / "0")
+        check_not_in_sweep(sweep / "0", config)  # no refusal
+    finally:
+        os.close(fd)
 
 
 @pytest.mark.parametrize("before", ["", "dead"])
