@@ -421,3 +421,34 @@ def test_the_command_that_continues_a_run_names_its_checkpoint_callbacks_folder_
     assert code == 0, out + err
     assert checkpoint_step(here / "cc1" / "last.ckpt") == 4 and not (there / "cc1").exists()
     assert json.loads((run / "metrics.json").read_text())["step"] == 4
+
+
+def test_a_callbacks_file_from_before_checkpoints_recorded_their_run_is_still_the_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    # A file its checkpoint callback wrote in a folder of its own before checkpoints recorded the run that
+    # wrote them: the command printed then (ckpt_path=FILE hydra.run.dir=RUN) was refused as "records no
+    # run that wrote it", where it went on in the run's folder before. Taken for the run's, as then.
+    import torch
+
+    from chargpt.checkpoint_step import WRITER_KEY
+
+    monkeypatch.chdir(tmp_path)
+    run = tmp_path / "my runs é 🚀"
+    args = bare_train_args(write_corpus(tmp_path / "corpus.txt"), run, "trainer.max_steps=2",
+                           "~callbacks.last_checkpoint", "~callbacks.model_checkpoint",
+                           "+callbacks.cc1={_target_: lightning.pytorch.callbacks.ModelCheckpoint, "
+                           "dirpath: cc1, save_last: true}")
+    code, _, err = run_main(train_cli.main, args, capsys)
+    assert code == 0, err
+    last = tmp_path / "cc1" / "last.ckpt"
+    for file in last.parent.glob("*.ckpt"):
+        saved = torch.load(file, weights_only=False)
+        del saved[WRITER_KEY]
+        torch.save(saved, file)
+    code, _, err = run_main(sample_cli.main, [f"ckpt_path={run}"], capsys)
+    assert code == 2 and f"name that file: {shlex.quote(f'ckpt_path={last}')} " in err, err
+    again = ["trainer.max_steps=4" if a == "trainer.max_steps=2" else a for a in args]
+    code, _, err = run_main(train_cli.main, [*again, f"ckpt_path={last}", f"hydra.run.dir={run}"], capsys)
+    assert code == 0, err
+    assert json.loads((run / "metrics.json").read_text())["step"] == 4 == checkpoint_step(last)

@@ -97,11 +97,10 @@ def _refuse_folder_without_checkpoint(folder: Path, export: str) -> NoReturn:
         )
     if (others := others_elsewhere(folder)) is not None:
         (key, dirpath, file), writer = others
-        said = f"was written by the run in {writer}" if writer is not None else "records no run that wrote it"
-        too = ", whose checkpoint callback writes there too" if writer is not None else ""
         raise CheckpointError(
             f"run directory {shown} holds no checkpoint: its checkpoint callback callbacks.{key} writes in "
-            f"{file.parent} (dirpath: {dirpath}), where none is its own ({file.name} there {said}{too}); go "
+            f"{file.parent} (dirpath: {dirpath}), where none is its own ({file.name} there was written by "
+            f"the run in {writer}, whose checkpoint callback writes there too); go "
             "on from that file in a new run folder with "
             f"{shell_words.quote(f'ckpt_path={file}')}, or train this run again in a new one"
         )

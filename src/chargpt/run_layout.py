@@ -272,14 +272,15 @@ def in_callback_folder(run_dir: Path, checkpoint: Path) -> bool:
     return any(os.path.realpath(folder) == parent for _, _, folder in _folders_elsewhere(run_dir))
 
 
-def others_elsewhere(run_dir: Path) -> tuple[WrittenElsewhere, Path | None] | None:
+def others_elsewhere(run_dir: Path) -> tuple[WrittenElsewhere, Path] | None:
     """A checkpoint in a folder the run's saved config gives a checkpoint callback that another run
     wrote (a callback of the same dirpath, launched from the same folder), with that run's folder as
-    the file records it (None: it records none); None where there is no such file."""
+    the file records it; None where there is no such file."""
     for key, raw, folder in _folders_elsewhere(run_dir):
         for file in sorted(folder.glob("*.ckpt")):
-            if not _wrote(run_dir, file):
-                return WrittenElsewhere(key, raw, file), checkpoint_writer(file)
+            writer = checkpoint_writer(file)
+            if not _wrote(run_dir, file) and writer is not None:
+                return WrittenElsewhere(key, raw, file), writer
     return None
 
 
@@ -295,8 +296,10 @@ def last_name_in(folder: Path, run_dir: Path) -> Path:
 
 
 def _wrote(run_dir: Path, checkpoint: Path) -> bool:
+    """Whether a file in a run's callback folder records that run as its writer; one recording none
+    (written before checkpoints recorded their run) is taken for the run's, as it was then."""
     writer = checkpoint_writer(checkpoint)
-    return writer is not None and os.path.realpath(writer) == os.path.realpath(run_dir)
+    return writer is None or os.path.realpath(writer) == os.path.realpath(run_dir)
 
 
 def relative_callback_folders(run_dir: Path) -> list[tuple[str, Path]]:

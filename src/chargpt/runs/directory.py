@@ -177,17 +177,16 @@ def _not_its_checkpoint(run_dir: Path, file: Path, ckpt_path: str, setting: str)
     if not in_callback_folder(run_dir, file):
         return (f"{setting}={run_dir} holds another run, and resuming {ckpt_path} there would overwrite "
                 "its checkpoints; leave hydra.run.dir out to continue in the checkpoint's own run directory")
-    writer = checkpoint_writer(file)
+    writer = checkpoint_writer(file)  # recorded: a file of no record there is taken for the run's
     ours = f"the run in {run_dir}, whose checkpoint callback writes in {file.parent} too"
     if writer is not None and holds_run(writer):
         went = f"continue that run with {_continue_command(writer, file)}"
     else:
         went = f"go on from it in a new run folder with {shell_words.quote(f'ckpt_path={file}')} alone"
-    said = f"was written by the run in {writer}" if writer is not None else "records no run that wrote it"
     own = checkpoints_elsewhere(run_dir)
     then = "" if own is None else \
         f", or this one from its own newest with {_continue_command(run_dir, own.file)}"
-    return f"{file} {said}, not by {ours}; {went}{then}"
+    return f"{file} was written by the run in {writer}, not by {ours}; {went}{then}"
 
 
 def check_not_rewinding(file: Path, run_dir: Path) -> None:
