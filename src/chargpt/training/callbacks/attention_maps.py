@@ -111,38 +111,72 @@ VISIBLE = {"\n": "\u21b5", " ": "\u2423", "\t": "\u2192", "\r": "\u240d"}  # ↵
 
 def render_attention(maps: torch.Tensor, prompt: str, title: str | None = None) -> np.ndarray:
     """(layers, heads, T, T) weights -> an RGB picture (H, W, 3, uint8): one map per layer and head,
-    query characters down, key characters across, the causal mask in grey, one colour bar.
+    query characters down, key characters across, the causal mask in grey, one colour bar."""
+    layers, heads, t, _ = maps.shape
+    return AttentionPicture(layers, heads, prompt[-t:], titled=bool(title)).draw(maps, title)
+
+
+class AttentionPicture:
+    """The picture of `layers` x `heads` maps on one prompt. Its frame (the characters along every
+    map, the titles, the colour bar) does not change with the weights: it is drawn once, here, and
+    each draw() puts the maps (and the picture's title) on a copy of it.
 
     The layout is fixed in inches and the characters are plain text, not axis ticks: matplotlib's
     constrained layout and tick machinery took 5.2 s for 3 x 4 maps on a 2-core CPU, inside every
-    validation (scripts/bench_attention_maps.py)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    validation (scripts/bench_attention_maps.py). The characters still took most of a picture's
+    ~1-4 s, under a load that shifted from one moment to the next, so a time budget could not price
+    it (0.17-1.36 times its price); the maps alone take milliseconds."""
 
-    layers, heads, t, _ = maps.shape
-    labels = [visible(c) for c in prompt[-t:]]
-    layout = _Layout.of(layers, heads, labels, titled=bool(title))
-    fig = Figure(figsize=(layout.width, layout.height), dpi=100)
-    FigureCanvasAgg(fig)
-    colours = {"cmap": matplotlib.colormaps["viridis"].with_extremes(bad=(0.88, 0.88, 0.88)),
-               # A square-root colour scale: most weights are small, and a linear one shows them all as dark.
-               "norm": matplotlib.colors.PowerNorm(gamma=0.5, vmin=0.0, vmax=1.0)}
-    # A character the monospace font lacks (CJK) is drawn in an installed font that has it.
-    text = {"fontsize": layout.font, "family": families("".join(labels), "monospace"), "clip_on": False}
-    image = None
-    for layer in range(layers):
-        for head in range(heads):
-            image = _draw_map(fig, layout, maps[layer, head], labels, (layer, head), colours, text)
-    bar = fig.colorbar(image, cax=fig.add_axes(layout.bar_box()))
-    # Two short lines: one long line ran off a picture of one layer (2.6 inches high).
-    bar.set_label("attention weight (square-root scale)\ngrey: hidden by the causal mask", fontsize=9)
-    bar.set_ticks([0.0, 0.05, 0.2, 0.5, 1.0])
-    if title:
-        fig.suptitle(title, fontsize=11, y=1 - 0.12 / layout.height, va="top")
-    with warnings.catch_warnings():  # a glyph the font lacks is drawn as a box
-        warnings.simplefilter("ignore", UserWarning)
-        fig.canvas.draw()
-    return np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
+    def __init__(self, layers: int, heads: int, prompt: str, titled: bool) -> None:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+
+        self.shape = (layers, heads, len(prompt))
+        labels = [visible(c) for c in prompt]
+        layout = _Layout.of(layers, heads, labels, titled=titled)
+        self.figure = fig = Figure(figsize=(layout.width, layout.height), dpi=100)
+        self.canvas = FigureCanvasAgg(fig)
+        # A square-root colour scale: most weights are small, and a linear one shows them all as dark.
+        colours = {"cmap": matplotlib.colormaps["viridis"].with_extremes(bad=(0.88, 0.88, 0.88)),
+                   "norm": matplotlib.colors.PowerNorm(gamma=0.5, vmin=0.0, vmax=1.0)}
+        # A character the monospace font lacks (CJK) is drawn in an installed font that has it.
+        text = {"fontsize": layout.font, "family": families("".join(labels), "monospace"), "clip_on": False}
+        empty = torch.zeros(len(labels), len(labels))
+        self.images = [_draw_map(fig, layout, empty, labels, (layer, head), colours, text)
+                       for layer in range(layers) for head in range(heads)]
+        bar = fig.colorbar(self.images[-1], cax=fig.add_axes(layout.bar_box()))
+        # Two short lines: one long line ran off a picture of one layer (2.6 inches high).
+        bar.set_label("attention weight (square-root scale)\ngrey: hidden by the causal mask", fontsize=9)
+        bar.set_ticks([0.0, 0.05, 0.2, 0.5, 1.0])
+        self.title = fig.suptitle("", fontsize=11, y=1 - 0.12 / layout.height, va="top") if titled else None
+        # What draw() puts on the frame is left out of it: a map's edges go over its weights.
+        self._on_top = [*self.images, *(spine for im in self.images for spine in im.axes.spines.values())]
+        for artist in self._on_top:
+            artist.set_visible(False)
+        self._drawn(self.canvas.draw)
+        self._frame = self.canvas.copy_from_bbox(fig.bbox)
+
+    @staticmethod
+    def _drawn(draw: Callable[[], object]) -> None:
+        with warnings.catch_warnings():  # a glyph the font lacks is drawn as a box
+            warnings.simplefilter("ignore", UserWarning)
+            draw()
+
+    def draw(self, maps: torch.Tensor, title: str | None = None) -> np.ndarray:
+        """The picture of `maps` ((layers, heads, T, T), this picture's shape), with `title`."""
+        assert tuple(maps.shape[:3]) == self.shape, (maps.shape, self.shape)
+        self.canvas.restore_region(self._frame)
+        for image, weights in zip(self.images, maps.flatten(0, 1), strict=True):
+            image.set_data(weights.float().numpy())
+        for artist in self._on_top:
+            artist.set_visible(True)
+            artist.axes.draw_artist(artist)
+        if self.title is not None:
+            self.title.set_text(title or "")
+            self._drawn(lambda: self.figure.draw_artist(self.title))
+        for artist in self._on_top:  # (a later frame-wide draw would put them in the frame)
+            artist.set_visible(False)
+        return np.asarray(self.canvas.buffer_rgba())[..., :3].copy()
 
 
 @dataclass(frozen=True)
@@ -237,6 +271,7 @@ class AttentionMaps(Callback):
         self.check_settings(prompt, save_png)
         self.prompt, self.save_png = prompt, save_png
         self.output_dir = Path(output_dir) if output_dir else None
+        self._kept: AttentionPicture | None = None  # the picture, its frame drawn once
 
     @staticmethod
     def check_settings(prompt: object, save_png: object) -> None:
@@ -256,12 +291,20 @@ class AttentionMaps(Callback):
         prompt = known_prompt(self.prompt, pl_module.tokenizer, "AttentionMaps")[-model.block_size :]
         return prompt, torch.tensor([pl_module.tokenizer.encode(prompt)], device=pl_module.device)
 
+    def _picture(self, maps: torch.Tensor, prompt: str) -> AttentionPicture:
+        """The picture for these maps, its frame drawn at the first validation (or a budget's
+        estimate) and kept: the prompt and the model's shape do not change during a run."""
+        layers, heads, t, _ = maps.shape
+        if self._kept is None or self._kept.shape != (layers, heads, t):
+            self._kept = AttentionPicture(layers, heads, prompt[-t:], titled=True)
+        return self._kept
+
     def validation_end_seconds(
         self, trainer: L.Trainer, pl_module: L.LightningModule, clock: Callable[[], float]
     ) -> float:
-        """For a time budget: what the picture costs at the final validation, extrapolated from
-        pictures of one map and of two drawn now (each further map costs at least half a
-        one-map picture)."""
+        """For a time budget: what the picture costs at the final validation, timed now as it will
+        be done then: the maps computed and drawn on the picture's frame, which is drawn here (before
+        the plan, once) for every validation after to use."""
         if not self._draws(trainer, pl_module):
             return 0.0
         prompt, idx = self._prompt(pl_module)
@@ -270,12 +313,10 @@ class AttentionMaps(Callback):
         if maps.numel() == 0:
             return 0.0
         t1 = clock()
-        render_attention(maps[:1, :1], prompt, "timing")
+        picture = self._picture(maps, prompt)
         t2 = clock()
-        render_attention(maps[:1, :1].expand(1, 2, -1, -1), prompt, "timing")
-        t3 = clock()
-        one, per_map = t2 - t1, max(t3 - t2 - (t2 - t1), (t2 - t1) / 2)
-        return (t1 - t0) + one + per_map * (maps.shape[0] * maps.shape[1] - 1)
+        picture.draw(maps, "timing")
+        return (t1 - t0) + (clock() - t2)
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking or not self._draws(trainer, pl_module):
@@ -285,7 +326,7 @@ class AttentionMaps(Callback):
         if maps.numel() == 0:
             return
         step = trainer.global_step
-        picture = render_attention(maps, prompt, f"attention at step {step}")
+        picture = self._picture(maps, prompt).draw(maps, f"attention at step {step}")
         log_image(trainer, "attention/maps", picture, step)
         if self.save_png and self.output_dir is not None:
             folder = self.output_dir / "attention_maps"
