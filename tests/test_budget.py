@@ -630,6 +630,22 @@ def test_budget_too_small_to_calibrate_is_refused(corpus: Path, tmp_path: Path, 
     assert ("validation" in record["final_seconds_parts"]) == (why == "the final validation and saving need")
 
 
+def test_a_closing_sample_that_cannot_fit_is_cut_not_refused(
+    corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The closing sample stops where the command must end: a budget that holds the calibration and
+    # the final validation, but not a long sample, runs (its sample cut) rather than being refused
+    # for the sample's seconds ("the final validation and saving need ~6 s").
+    monkeypatch.setattr(budget_module, "sampling_seconds", lambda *args: 5.0)
+    clock = FakeClock(tick=0.02)
+    trainer, budget = fit_with_budget(corpus, tmp_path, clock, seconds=2.0, skip_steps=2,
+                                      calibration_steps=10, reserve_seconds=0.5, sample_tokens=2000)
+    assert budget.final_parts["closing_sample"] == 5.0
+    assert trainer.global_step == budget.planned_steps == budget.plan_step + 1  # one more step: all it had
+    assert budget.closing_sample_deadline() is not None
+    assert "refused" not in json.loads((tmp_path / "budget.json").read_text())
+
+
 def test_other_work_on_the_machine_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
     # A refused budget on a busy machine advised only more seconds; the steps had slowed beside
     # other work, so the advice swung from run to run (35 s, then 60 s).

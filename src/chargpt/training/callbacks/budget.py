@@ -311,7 +311,9 @@ class TimeBudget(Callback):
             pace = (stepping - start[1]) / (step - start[0])
             self.final_seconds = self.estimate_final_seconds(trainer, pl_module)
             now = self.clock()
-            end = self.final_seconds + self.reserve_seconds
+            # What must fit: the closing sample need not, as it stops where the command must end
+            # (closing_sample_deadline) and the plan takes it from the steps while they can pay.
+            end = self.final_seconds - self.final_parts.get("closing_sample", 0.0) + self.reserve_seconds
             # Not even one more step and the final validation fit (rank 0's clock decides).
             if trainer.strategy.broadcast(now + pace + end > self.deadline, src=0):
                 self._refuse(
