@@ -7,7 +7,8 @@ run's budget.json and prints one table: the one-minute load average as the comma
 steps planned, when training and its final validation ended, when the command's work ended and when
 its process exited (timed around it), and the end's estimate against what it took (the final
 validation's loop, and what followed it until training ended: the text sample, the pictures, the
-checkpoints), also written as JSON. The end, as the last plan priced it and as it took, includes the closing
+checkpoints), and the exit's price (from the run's start-up) against what it took, also written as
+JSON. The end, as the last plan priced it and as it took, includes the closing
 sample (a cut sample took what it was left).
 
     python scripts/bench_budget_end.py --before main --budget 60 --samples 300 2000
@@ -82,6 +83,9 @@ def run_one(code: str, src: Path, budget: int, tokens: int, extra: list[str], wh
         "code": code, "sample_tokens": tokens, "load": round(load, 1), "rc": done.returncode,
         "steps": plan.get("planned_steps"), "train_end": plan.get("train_end_seconds"),
         "work_end": plan.get("work_end_seconds"), "exit": round(wall, 2),
+        # The process's exit as priced (from its start-up) and as it took, timed around the process.
+        "startup": plan.get("startup_seconds"), "exit_estimate": plan.get("exit_seconds_estimate"),
+        "exit_took": round(wall - plan["work_end_seconds"], 2) if plan.get("work_end_seconds") else None,
         # The end as the last plan priced it (the closing sample's share included) and as it took.
         "end_estimate": plan.get("final_seconds_at_last_plan"),
         "end_measured": round(sum(measured.values()), 2) if measured else None,
@@ -98,15 +102,16 @@ def run_one(code: str, src: Path, budget: int, tokens: int, extra: list[str], wh
 def table(records: list[dict[str, Any]]) -> str:
     lines = ["| Code | Sample chars | Load | Steps | Training ended (s) | Work ended (s) | Exit (s) "
              "| End priced at last plan (s) | End took (s) "
-             "| Closing sample: priced / took (s) |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "| Closing sample: priced / took (s) | Start-up (s) | Exit after the work: priced / took (s) |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in records:
         cut = ", cut" if r["sample_cut"] else ""
         warned = " (warned)" if r["warned"] else ""
         lines.append(f"| {r['code']} | {r['sample_tokens']} | {r['load']} | {r['steps']} | "
                      f"{r['train_end']} | {r['work_end']} | {r['exit']}{warned} | "
                      f"{r['end_estimate']} | {r['end_measured']} | "
-                     f"{r['sample_estimate']} / {r['sample_measured']}{cut} |")
+                     f"{r['sample_estimate']} / {r['sample_measured']}{cut} | {r['startup']} | "
+                     f"{r['exit_estimate']} / {r['exit_took']} |")
     return "\n".join(lines)
 
 

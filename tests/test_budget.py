@@ -239,10 +239,10 @@ def test_a_command_whose_work_ends_past_its_budget_says_so_with_the_fix(
     budget.command_ended(sample_seconds=1.5)
     [warning] = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     ended = clock.now  # (the reading command_ended took)
-    over = ended + budget_plan.EXIT_SECONDS - 2.0
+    over = ended + budget.exit_seconds() - 2.0
     assert warning.startswith(
         f"time budget exceeded: the command's work ended at {ended:.1f} s of budget_seconds=2, with its "
-        f"exit (~{budget_plan.EXIT_SECONDS:g} s) still to come, {ended - train_end:.1f} s after training and "
+        f"exit (~{budget.exit_seconds():.1f} s) still to come, {ended - train_end:.1f} s after training and "
         f"its final validation ended; give the end more room: callbacks.time_budget.reserve_seconds="
         f"{int(-(-(0.5 + over) // 1))}")
     record = json.loads((tmp_path / "budget.json").read_text())
@@ -252,7 +252,7 @@ def test_a_command_whose_work_ends_past_its_budget_says_so_with_the_fix(
 
     # Inside the budget, with room for the exit: no word.
     caplog.clear()
-    clock.now = 2.0 - budget_plan.EXIT_SECONDS - 0.1
+    clock.now = 2.0 - budget.exit_seconds() - 0.1
     budget.command_ended(sample_seconds=None)
     assert not [r for r in caplog.records if r.levelname == "WARNING"]
 
@@ -269,6 +269,22 @@ def test_a_command_whose_work_ends_past_its_budget_says_so_with_the_fix(
     assert [r for r in caplog.records if r.levelname == "WARNING"]
 
 
+@pytest.mark.parametrize(("startup", "exit_at_least", "exit_at_most"), [(2.7, 0.2, 0.9), (20.0, 2.1, 4.0)])
+def test_the_exit_is_priced_from_the_runs_own_startup(
+    corpus: Path, tmp_path: Path, startup: float, exit_at_least: float, exit_at_most: float
+) -> None:
+    # 1 s was kept for the exit whatever the machine: it took 0.2 s after a quiet start-up of 2.7 s,
+    # and 1.4-2.1 s under a load of 19-30 (whose start-ups took several times as long), past the 1 s.
+    clock = FakeClock(tick=0.02)
+    clock.now = startup  # the process started at 0: imports and data took this long
+    _, budget = fit_with_budget(corpus, tmp_path, clock, seconds=startup + 2.0, skip_steps=2,
+                                calibration_steps=10, reserve_seconds=0.5)
+    kept = budget.deadline - budget.closing_sample_deadline()
+    assert exit_at_least <= kept <= exit_at_most
+    budget.command_ended(sample_seconds=None)
+    assert json.loads((tmp_path / "budget.json").read_text())["exit_seconds_estimate"] == round(kept, 2)
+
+
 def test_a_command_is_told_past_its_budget_once(corpus: Path, tmp_path: Path, caplog) -> None:
     # Training itself ended past the budget, and said so: the command's end does not say it again.
     clock = FakeClock(tick=0.02)
@@ -279,7 +295,7 @@ def test_a_command_is_told_past_its_budget_once(corpus: Path, tmp_path: Path, ca
     budget.command_ended(sample_seconds=None)
     assert len([r for r in caplog.records if r.levelname == "WARNING"]) == 1
     # The closing sample had no time left: it stops at once.
-    assert budget.closing_sample_deadline() == pytest.approx(2.0 - budget_plan.EXIT_SECONDS)
+    assert budget.closing_sample_deadline() == pytest.approx(2.0 - budget.exit_seconds())
 
 
 def test_the_closing_sample_stops_where_the_budget_ends_the_command(capsys) -> None:

@@ -46,7 +46,7 @@ from chargpt.run_layout import BUDGET_FILE
 from chargpt.training import budget_plan
 from chargpt.training.auto_size.choice import rerun_words
 from chargpt.training.budget_plan import (
-    EXIT_SECONDS,
+    EXIT_SHARE_OF_STARTUP,
     LASTING_FRACTION,
     RESERVE_SECONDS,
     SHORTEN_ONLY_FRACTION,
@@ -162,6 +162,7 @@ class TimeBudget(Callback):
         self._validations = ValidationTimes()
         self._train_end: dict[str, Any] = {}  # what on_train_end recorded: the record keeps it
         self._warned = False  # training and its final validation ended past the budget, said
+        self._startup = 0.0  # seconds from the process's start to training's, in this launch: prices the exit
 
     @staticmethod
     def check_settings(skip_steps: object, calibration_steps: object, reserve_seconds: object,
@@ -261,6 +262,7 @@ class TimeBudget(Callback):
             self.count_from(self.start - self.spent_before)
             before = f", {self.spent_before:.1f} s of it by the launches before this resume"
         used = self.clock() - self.start
+        self._startup = used - self.spent_before
         log.info("time budget: %.0f s %s (%.1f s used before training%s)", self.seconds,
                  "for the whole run" if before else "from process start", used, before)
         if used >= self.seconds:
@@ -391,10 +393,16 @@ class TimeBudget(Callback):
                 now - self.start, self.seconds, 1000 * (self.step_seconds or 0.0),
                 1000 * self._calibration_pace, sum(measured.values()), self.final_seconds_now or 0.0)
 
+    def exit_seconds(self) -> float:
+        """What the process's exit is priced at: EXIT_SHARE_OF_STARTUP of this launch's start-up, as
+        timed, scaled with the steps' slowdown since calibration (at the latest plan's pace)."""
+        slowdown = self._slowdown(self.step_seconds) if self._calibration_pace and self.step_seconds else 1.0
+        return EXIT_SHARE_OF_STARTUP * self._startup * slowdown
+
     def closing_sample_deadline(self) -> float | None:
         """When the closing sample stops (this clock's time) for the command to end inside the budget:
-        its exit (EXIT_SECONDS) still follows. None where this launch has no time limit of its own."""
-        return self.deadline - EXIT_SECONDS if self.limits_this_launch and self._train_end else None
+        its exit (exit_seconds()) still follows. None where this launch has no time limit of its own."""
+        return self.deadline - self.exit_seconds() if self.limits_this_launch and self._train_end else None
 
     def command_ended(self, sample_seconds: float | None, cut: bool = False) -> None:
         """The command's work is done (its closing figures, and its closing sample of
@@ -408,22 +416,24 @@ class TimeBudget(Callback):
         if sample_seconds is not None:
             measured["closing_sample"] = round(sample_seconds, 3)
         cut_note = {"closing_sample_cut": True} if cut else {}
+        exit_seconds = self.exit_seconds()
         self._write(**(self._train_end | {"final_seconds_measured": measured,
-                                          "work_end_seconds": round(now - self.start, 2)} | cut_note))
+                                          "work_end_seconds": round(now - self.start, 2),
+                                          "exit_seconds_estimate": round(exit_seconds, 2)} | cut_note))
         # A sample that began in time and was cut at its deadline ended the command where the budget
         # ends it: its last character is drawn just after that reading, not a late end.
-        began_in_time = now - (sample_seconds or 0.0) < self.deadline - EXIT_SECONDS
-        if now <= self.deadline - EXIT_SECONDS or self._warned or (cut and began_in_time):
+        began_in_time = now - (sample_seconds or 0.0) < self.deadline - exit_seconds
+        if now <= self.deadline - exit_seconds or self._warned or (cut and began_in_time):
             return
         # Past the deadline, or too close to it to exit in time: the plan leaves the reserve after
         # the final validation's estimate, and this much more would have kept the command inside.
-        over = now + EXIT_SECONDS - self.deadline
+        over = now + exit_seconds - self.deadline
         after = now - self.start - self._train_end["train_end_seconds"]
         log.warning(
             "time budget exceeded: the command's work ended at %.1f s of budget_seconds=%g, with its exit "
-            "(~%g s) still to come, %.1f s after training and its final validation ended; give the end more "
-            "room: callbacks.time_budget.reserve_seconds=%g%s", now - self.start, self.seconds, EXIT_SECONDS,
-            after, math.ceil(self.reserve_seconds + over), budget_plan.busy_advice())
+            "(~%.1f s) still to come, %.1f s after training and its final validation ended; give the end "
+            "more room: callbacks.time_budget.reserve_seconds=%g%s", now - self.start, self.seconds,
+            exit_seconds, after, math.ceil(self.reserve_seconds + over), budget_plan.busy_advice())
 
     def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.active:
@@ -589,6 +599,8 @@ class TimeBudget(Callback):
             else round(mean, 3),
             "auto": self.auto,
             "before_resume": self.before_resume,
+            # From the process's start to training's, in this launch: what the exit is priced from.
+            "startup_seconds": round(self._startup, 2) if self._startup else None,
         }
         return {
             "budget_seconds": self.seconds,
