@@ -363,3 +363,29 @@ def test_three_settings_of_long_values_each_telling_runs_apart_are_all_shown(
     rows = _settings_shown(runs_table, ["data.path", "optimizer.lr", "model"])
     assert len(rows) == 8 and len(set(rows)) == 8, rows  # no two runs read alike
     assert "…/文本 🚀.txt | 3e-3 | tiny" in rows
+
+
+@pytest.mark.parametrize(("columns", "shortened"), [
+    (60, "path = data.path, lr = optimizer.lr"), (66, "lr = optimizer.lr"),  # data.path whole where it fits
+])
+def test_settings_telling_runs_apart_narrow_below_their_names_before_one_is_left_out(
+    columns, shortened, tmp_path, monkeypatch, capsys
+) -> None:
+    # At 60 columns the three settings needed 73 cells at 12 each: optimizer.lr was left out, and
+    # runs 0 and 2 (`…/Café crème.txt`, `bigram`) read alike.
+    monkeypatch.setenv("COLUMNS", str(columns))
+    sweep = tmp_path / "my runs é 🚀"
+    paths = ("/home/me/my corpora/Café crème.txt", "/home/me/my corpora/文本 🚀.txt")
+    settings = [(p, lr, m) for p in paths for lr in ("1e-3", "3e-3") for m in ("bigram", "tiny")]
+    for i, (path, lr, model) in enumerate(settings):
+        wide_run(sweep / str(i), [f"data.path={hydra_quoted(path)}", f"optimizer.lr={lr}", f"model={model}"],
+                 best=1.5 + i / 10)
+    report(sweep)
+    runs_table = capsys.readouterr().out.split("settings: each ran once")[0]
+    assert max(cell_len(line) for line in runs_table.splitlines()) <= columns
+    caption = " ".join(runs_table.split("┘")[1].split())
+    assert f"shortened: {shortened} not shown" in caption
+    assert "not shown (see the CSV): last_val_loss" in caption  # no setting among them
+    rows = _settings_shown(runs_table, ["path", "data.path", "lr", "model"])
+    assert len(rows) == 8 and len(set(rows)) == 8, rows  # no two runs read alike
+    assert "…/文本 🚀.txt | 3e-3 | tiny" in rows

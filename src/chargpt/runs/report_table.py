@@ -31,6 +31,9 @@ from chargpt.runs.same_text import text_ends
 from chargpt.runs.seed_groups import flat_groups, several_texts
 
 SETTING_MIN_WIDTH = 12
+# A setting's least width where 12 cells each would leave out a setting that tells rows apart: its
+# values wrap further and its name is shortened to its last part (`lr`), named in full under it.
+SETTING_NARROWEST = 6
 NARROWEST = 40  # the narrowest terminal a table is fitted to
 HEADER_WIDTH = 24  # a setting's name is folded only when longer than this
 ERROR_WIDTH = 50  # the narrowest an error column is made (a shorter error: its width)
@@ -46,50 +49,90 @@ def _cell(value: Any, column: str = "") -> str:
     return short_number(str(value), SETTING_MIN_WIDTH)  # on screen; the CSV keeps every digit
 
 
-def _min_width(column: str, rows: list[dict[str, Any]], whole: tuple[str, ...] = WHOLE) -> int:
+def _min_width(
+    column: str, rows: list[dict[str, Any]], whole: tuple[str, ...] = WHOLE, narrow: bool = False
+) -> int:
     """The narrowest the column can be: whole for the run, status and metrics; a setting's values
-    wrap, but not its name (up to HEADER_WIDTH): `budget_second` over `s` read as two words."""
+    wrap, but not its name (up to HEADER_WIDTH): `budget_second` over `s` read as two words.
+    `narrow`: the settings down to SETTING_NARROWEST, their names shortened (_short_names)."""
     width = _natural_width(column, rows)
     if column in whole:
         return width
     if column == "error":
         return min(width, ERROR_WIDTH)
+    if narrow:  # as wide as its shortened name, and its values up to SETTING_NARROWEST (`bigram`)
+        values = min(_values_width(column, rows), SETTING_NARROWEST)
+        return min(width, max(cell_len(_last_part(column)), values))
     return min(width, max(SETTING_MIN_WIDTH, min(cell_len(column), HEADER_WIDTH)))
+
+
+def _last_part(column: str, parts: int = 1) -> str:
+    """A setting's name by its last `parts` parts, as typed (`optimizer.lr`: `lr`; `+a.b.c`: `+c`)."""
+    prefix = column[: len(column) - len(column.lstrip("+~"))]
+    return prefix + ".".join(column[len(prefix):].split(".")[-parts:])
+
+
+def _short_names(columns: list[str], widths: dict[str, int]) -> dict[str, str]:
+    """The setting columns narrower than their name, each named by as few of its last parts as tell
+    it from the other columns (`lr` for optimizer.lr; `a.path`, `b.path` for two paths)."""
+    short = {}
+    for column in (c for c, width in widths.items() if width < cell_len(c)):
+        parts = 1
+        while (name := _last_part(column, parts)) != column and any(
+            _last_part(other, parts) == name for other in columns if other != column
+        ):
+            parts += 1
+        if name != column:
+            short[column] = name
+    return short
 
 
 def _natural_width(column: str, rows: list[dict[str, Any]]) -> int:
     """The column's width unwrapped, in terminal cells (an emoji takes two): its name or its widest
     value's longest line."""
-    return max(cell_len(column), *(cell_len(line) for row in rows
-                                   for line in _cell(row[column], column).splitlines() or [""]))
+    return max(cell_len(column), _values_width(column, rows))
+
+
+def _values_width(column: str, rows: list[dict[str, Any]]) -> int:
+    """The widest line of the column's values, in terminal cells."""
+    return max((cell_len(line) for row in rows for line in _cell(row[column], column).splitlines()),
+               default=0)
 
 
 def _wrapped_widths(
-    shown: list[str], rows: list[dict[str, Any]], whole: tuple[str, ...], room: int
+    shown: list[str], rows: list[dict[str, Any]], whole: tuple[str, ...], room: int, narrow: bool = False
 ) -> dict[str, int]:
     """The widths of the columns that wrap, so that the table fits `room` cells: the widest is
     narrowed first, a cell at a time, and none below its least width (_min_width). rich's own
     narrowing takes a column below its least width too, which then takes its cells back: the table
-    came out wider than the terminal and was cut off on the right."""
+    came out wider than the terminal and was cut off on the right. `narrow`: a setting's name is
+    shortened before its values wrap, and given back whole where room is left."""
     widths = {c: _natural_width(c, rows) for c in shown}
-    least = {c: _min_width(c, rows, whole) for c in shown if c not in whole}
+    least = {c: _min_width(c, rows, whole, narrow) for c in shown if c not in whole}
+    if narrow:  # `optimizer.lr` over `1e-3`: 12 cells, where `lr` takes 4 and leaves 8 to a path
+        widths.update({c: max(_values_width(c, rows), least[c]) for c in least})
     excess = sum(width + 3 for width in widths.values()) + 1 - room  # as fits() counts the borders
     while excess > 0 and (narrowable := [c for c in least if widths[c] > least[c]]):
         widths[max(narrowable, key=widths.__getitem__)] -= 1
         excess -= 1
+    for column in (c for c in least if narrow and widths[c] < cell_len(c) <= widths[c] - excess):
+        excess += cell_len(column) - widths[column]
+        widths[column] = cell_len(column)
     return {c: widths[c] for c in least}
 
 
 def _table(
     title: str, shown: list[str], rows: list[dict[str, Any]], caption: str | None,
     whole: tuple[str, ...] = WHOLE, right: tuple[str, ...] = tuple(METRIC_COLUMNS),
-    widths: dict[str, int] | None = None, ends: Collection[int] = (),
+    widths: dict[str, int] | None = None, ends: Collection[int] = (), narrow: bool = False,
+    names: dict[str, str] | None = None,
 ) -> Table:
     # Text, not str: rich would read a path's or a setting's brackets as markup (`a[/]b` raises).
     # The notes under it left-aligned: one a line, a list reads down its left edge.
     # `widths`: those of the columns that wrap (_wrapped_widths), given, not left to rich.
     # `ends`: the rows after which a line is drawn (where the next text's rows begin).
-    widths = widths or {}
+    # `narrow`, `names`: the settings narrowed below SETTING_MIN_WIDTH, and their shortened names.
+    widths, names = widths or {}, names or {}
     table = Table(title=Text(title), caption=Text(caption) if caption else None, caption_justify="left")
     for column in shown:
         if column == "error":  # wrapped in the room there is: cut at 50 characters, it lost its end
@@ -100,8 +143,8 @@ def _table(
             table.add_column(Text(column), justify=justify, min_width=_min_width(column, rows, whole),
                              no_wrap=True)
         else:  # a swept setting: wraps, down to a width that stays readable
-            table.add_column(Text(column), overflow="fold", min_width=_min_width(column, rows, whole),
-                             width=widths.get(column))
+            table.add_column(Text(names.get(column, column)), overflow="fold",
+                             min_width=_min_width(column, rows, whole, narrow), width=widths.get(column))
     styles = {"failed": "red", "killed": "red", "interrupted": "yellow", "incomplete": "yellow"}
     for i, row in enumerate(rows):
         table.add_row(*(Text(_cell(row[c], c)) for c in shown), style=styles.get(str(row.get("status"))),
@@ -196,30 +239,36 @@ def _print_fitted(
     column, the `drop_last` ones, and the settings left, from the last down to the first."""
     console = _fitted_console()
     rows, notes = _without_common_folders(shown, rows, notes, whole)
-    shown, left_out = _columns_that_fit(shown, rows, whole, drop_first, drop_last, replicates, console.width)
-    caption = "\n".join([*notes, *_left_out_notes(rows, left_out, drop_first)])
-    table = _table(title, shown, rows, caption or None, whole, right,
-                   _wrapped_widths(shown, rows, whole, console.width), ends)
+    shown, left_out, narrow = _columns_that_fit(shown, rows, whole, drop_first, drop_last, replicates,
+                                                console.width)
+    widths = _wrapped_widths(shown, rows, whole, console.width, narrow)
+    names = _short_names(shown, widths) if narrow else {}
+    shortened = ["shortened: " + ", ".join(f"{short} = {column}" for column, short in names.items())]
+    caption = "\n".join([*notes, *(shortened if names else []), *_left_out_notes(rows, left_out, drop_first)])
+    table = _table(title, shown, rows, caption or None, whole, right, widths, ends, narrow, names)
     _print_table(table, console)
 
 
 def _columns_that_fit(
     shown: list[str], rows: list[dict[str, Any]], whole: tuple[str, ...], drop_first: tuple[str, ...],
     drop_last: tuple[str, ...], replicates: tuple[str, ...], width: int,
-) -> tuple[list[str], list[str]]:
-    """The columns shown in `width`, and those left out, in _print_fitted's order."""
+) -> tuple[list[str], list[str], bool]:
+    """The columns shown in `width`, those left out, in _print_fitted's order, and whether the
+    settings are narrowed below SETTING_MIN_WIDTH: before one that tells rows apart is left out (at
+    60 columns, of `data.path`, `optimizer.lr` and `model`, the rate was; two runs read alike)."""
     every, shown = list(shown), list(shown)
     left_out: list[str] = []
+    narrow = False
 
-    def fits(columns: list[str]) -> bool:
+    def fits(columns: list[str], narrowed: bool) -> bool:
         # Each column has one space of padding either side and a border; one more border closes it.
-        return sum(_min_width(c, rows, whole) + 3 for c in columns) + 1 <= width
+        return sum(_min_width(c, rows, whole, narrowed) + 3 for c in columns) + 1 <= width
 
     while True:
         droppable = [c for c in shown if c not in whole]
         first = [c for c in drop_first if c in shown]
         last = [c for c in drop_last if c in shown]
-        if fits(shown) or not first + droppable + last:
+        if fits(shown, narrow) or not first + droppable + last:
             break
         # The replicates last in line, so the first to go: `sorted` keeps the others' order.
         settings = sorted((c for c in droppable if c != "error"), key=lambda c: c in replicates)
@@ -232,8 +281,13 @@ def _columns_that_fit(
             drop = spare[-1]
         elif "error" in droppable:
             drop = "error"
+        elif last:
+            drop = last[0]
+        elif settings and not narrow:
+            narrow = True
+            continue
         else:
-            drop = last[0] if last else settings[-1]
+            drop = settings[-1]
         shown.remove(drop)
         left_out.insert(0, drop)
     # A narrow column left out before a wide one went (the error, a metric) may fit again; one of
@@ -242,10 +296,12 @@ def _columns_that_fit(
     for column in list(left_out):
         if column in drop_first and any(c not in drop_first for c in left_out):
             continue
-        if fits(again := [c for c in every if c in shown or c == column]):
+        # A measure comes back only where it fits beside settings of SETTING_MIN_WIDTH: it went first.
+        is_setting = column not in whole and column != "error"
+        if fits(again := [c for c in every if c in shown or c == column], narrow and is_setting):
             shown = again
             left_out.remove(column)
-    return shown, left_out
+    return shown, left_out, narrow
 
 
 def _apart_without(
