@@ -7,6 +7,7 @@ import csv
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from chargpt.errors import ChargptError
@@ -14,7 +15,7 @@ from chargpt.run_layout import find_runs
 from chargpt.runs.curves import curve_runs
 from chargpt.runs.report import report
 from chargpt.runs.report_table import ONCE_EACH
-from chargpt.runs.run_rows import run_row, sort_rows
+from chargpt.runs.run_rows import run_row, sort_rows, validation_text
 from chargpt.runs.seed_groups import group_runs
 from conftest import run_cli
 from fake_runs import fake_run
@@ -567,3 +568,45 @@ def test_a_text_named_relative_and_absolute_is_one_text(tmp_path: Path, capsys, 
     with (sweep / "report_groups.csv").open(encoding="utf-8") as f:
         assert [(r["optimizer.lr"], r["vs_best"]) for r in csv.DictReader(f)] == [("3e-3", "best"),
                                                                                   ("1e-3", "apart")]
+
+
+def test_runs_of_two_data_folders_are_two_texts(tmp_path: Path, capsys, monkeypatch) -> None:
+    # Tiny Shakespeare's data.path is `${paths.data_dir}/tinyshakespeare/input.txt`: runs launched
+    # with two CHARGPT_DATA_DIRs read two files, and were one setting, `1×2,2×2`, their losses averaged.
+    sweep = tmp_path / "my runs é 🚀"
+    for folder, losses in (("a", (3.0, 3.2)), ("b é", (2.0, 2.2))):
+        for seed, loss in enumerate(losses, start=1):
+            name = f"{folder}{seed}"
+            loss_run(sweep, name, [f"seed={seed}"], loss)
+            (sweep / name / ".hydra" / "config.yaml").write_text(yaml.safe_dump({
+                "seed": seed, "paths": {"data_dir": f"/data/{folder}"},
+                "data": {"path": "${paths.data_dir}/tinyshakespeare/input.txt", "train_fraction": 0.9},
+            }, allow_unicode=True), encoding="utf-8")
+
+    monkeypatch.setenv("COLUMNS", "200")
+    report(sweep)
+
+    with (sweep / "report_groups.csv").open(encoding="utf-8") as f:
+        rows = [(r["text"], r["seeds"], float(r["best_val_loss_mean"])) for r in csv.DictReader(f)]
+    assert rows == [("data.path=/data/b é/tinyshakespeare/input.txt", "1,2", pytest.approx(2.1)),
+                    ("data.path=/data/a/tinyshakespeare/input.txt", "1,2", pytest.approx(3.1))]
+    assert "ranked within each text" in capsys.readouterr().out
+
+
+def test_a_text_named_through_the_environment_is_the_one_its_checkpoint_read(
+        tmp_path: Path, monkeypatch) -> None:
+    # `path: ${oc.env:CORPUS}` in a config of one's own: the report's environment is not the runs',
+    # so the text is the one each run's checkpoint records it read.
+    sweep = tmp_path / "sweep"
+    for name, read in (("0", "/corpora/a é.txt"), ("1", "/corpora/文本 🚀.txt"), ("2", None)):
+        loss_run(sweep, name, ["seed=1"], 2.0)
+        (sweep / name / ".hydra" / "config.yaml").write_text(yaml.safe_dump(
+            {"seed": 1, "data": {"path": "${oc.env:CORPUS}", "train_fraction": 0.9}}), encoding="utf-8")
+        if read is not None:
+            (sweep / name / "checkpoints").mkdir()
+            torch.save({"global_step": 300, "callbacks": {"ResumeState": {
+                "rng": {"seed": 1}, "corpus": {"path": read, "sha256": "0" * 64}}}},
+                sweep / name / "checkpoints" / "last.ckpt")
+    monkeypatch.setenv("CORPUS", "/elsewhere/the report's.txt")
+    assert [validation_text(sweep / name)[0] for name in "012"] == [
+        "/corpora/a é.txt", "/corpora/文本 🚀.txt", "${oc.env:CORPUS}"]  # none recorded: as written

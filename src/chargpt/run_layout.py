@@ -224,6 +224,13 @@ def saved_config(run_dir: str | Path) -> dict[str, Any]:
     return saved if isinstance(saved, dict) else {}
 
 
+def saved_config_node(run_dir: str | Path) -> Any:
+    """A run's saved config as OmegaConf loads it, its interpolations resolvable against it; None
+    when it has none or it cannot be read."""
+    loaded = _loaded_config(Path(run_dir) / CONFIG_DIR / SAVED_CONFIG)
+    return loaded if OmegaConf.is_dict(loaded) else None
+
+
 def _loaded_config(file: Path) -> Any:
     """A config file Hydra saved, as OmegaConf loads it; None when missing or unreadable."""
     try:

@@ -21,6 +21,10 @@ from collections.abc import Collection, Iterable
 from pathlib import Path
 from typing import Any
 
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from chargpt.checkpoint_step import checkpoint_corpus_path
 from chargpt.errors import ChargptError, first_line
 from chargpt.files import read_json_object
 from chargpt.overrides import (
@@ -35,10 +39,12 @@ from chargpt.run_layout import (
     BUDGET_FILE,
     METRICS_FILE,
     NotOverrides,
+    last_checkpoint,
     launch_cwd,
     overrides_files,
     read_overrides,
     saved_config,
+    saved_config_node,
 )
 from chargpt.run_state import read_status, starting_process, state_of
 from chargpt.runs.report_figures import HIGHER_IS_BETTER, METRIC_COLUMNS, figures_of
@@ -182,24 +188,47 @@ TEXT = "text"  # a column of runs of one setting on several texts (seed_groups.t
 
 
 def validation_text(run_dir: Path) -> tuple[str, ...]:
-    """What the run's validation loss was measured on, as its saved config's data settings say: equal
-    for two runs of the same text (all runs alike where no config was saved)."""
-    data = saved_config(run_dir).get("data")
-    data = data if isinstance(data, dict) else {}
+    """What the run's validation loss was measured on, as its saved config's data settings say,
+    resolved as the run read them: equal for two runs of the same text (all runs alike where no
+    config was saved). `${paths.data_dir}/...` is the folder the saved config records (runs of two
+    CHARGPT_DATA_DIRs read two files under one setting); a setting read through a resolver
+    (`${oc.env:CORPUS}`, the run's environment, not the report's) is the path its last checkpoint
+    records it read, else as written; a file named relative is named from where the run was launched
+    (the jobs a sweep's continue command started name it absolute, its first jobs as typed)."""
+    config = saved_config_node(run_dir)
+    data = config.get("data") if config is not None else None
+    if data is None or not OmegaConf.is_dict(data):
+        return tuple("None" for _ in TEXT_SETTINGS)
+    written = OmegaConf.to_container(data, resolve=False)
     cwd = _first_launch_cwd(run_dir)
-    return tuple(_file_named_absolute(data.get(key), cwd) if key in _TEXT_FILES else str(data.get(key))
-                 for key in TEXT_SETTINGS)
+    text = []
+    for key in TEXT_SETTINGS:
+        value = written.get(key)  # type: ignore[union-attr]
+        if isinstance(value, str) and _RESOLVER.search(value):
+            read = _checkpoint_path(run_dir) if key == "path" else None
+            text.append(read or value)
+            continue
+        with contextlib.suppress(OmegaConfBaseException):  # one that does not resolve: as written
+            value = OmegaConf.select(data, key, throw_on_missing=False)
+        text.append(_file_named_absolute(value, cwd) if key in _TEXT_FILES else str(value))
+    return tuple(text)
 
 
 _TEXT_FILES = ("path", "val_path")  # TEXT_SETTINGS that name a file, as typed from where the run was launched
+_RESOLVER = re.compile(r"\$\{\s*[\w.-]+\s*:")  # `${oc.env:...}`, where `${paths.data_dir}` names a setting
 
 
 def _file_named_absolute(value: Any, cwd: str | None) -> str:
-    """A text file's setting named absolute from `cwd`: the jobs a sweep's continue command started
-    name the file absolute, its first jobs as typed (`corpus.txt`); one text, not two."""
+    """A text file's setting named absolute from `cwd`, where the run was launched."""
     if not isinstance(value, str) or not value or "${" in value or cwd is None:
         return str(value)
     return launched_path(value, cwd)
+
+
+def _checkpoint_path(run_dir: Path) -> str | None:
+    """The path of the text the run read, as its last checkpoint records it (None where none)."""
+    checkpoint = last_checkpoint(run_dir)
+    return None if checkpoint is None else checkpoint_corpus_path(checkpoint)
 
 
 def chosen_shape(run_dir: Path) -> str | None:
