@@ -610,3 +610,22 @@ def test_a_text_named_through_the_environment_is_the_one_its_checkpoint_read(
     monkeypatch.setenv("CORPUS", "/elsewhere/the report's.txt")
     assert [validation_text(sweep / name)[0] for name in "012"] == [
         "/corpora/a é.txt", "/corpora/文本 🚀.txt", "${oc.env:CORPUS}"]  # none recorded: as written
+
+
+def test_one_number_typed_two_ways_is_said_to_be_one_setting(tmp_path: Path, monkeypatch, capsys) -> None:
+    # `-m optimizer.lr=1e-3,0.001,3e-3`: Hydra runs 0.001 twice, and both rows read `1e-3` with
+    # nothing saying why two runs of the rates typed looked alike.
+    monkeypatch.setenv("COLUMNS", "120")
+    sweep = tmp_path / "my runs é 🚀"
+    for name, lr, loss in (("0", "0.001", 2.0), ("1", "0.001", 2.0), ("2", "0.003", 1.5)):
+        loss_run(sweep, name, [f"optimizer.lr={lr}", "seed=1"], loss)
+    (sweep / "multirun.yaml").write_text(yaml.safe_dump(
+        {"hydra": {"overrides": {"hydra": [], "task": ["optimizer.lr=1e-3,0.001,3e-3", "seed=1"]}}}))
+    report(sweep)
+    out = capsys.readouterr().out
+    runs_table = out.split("mean ± std over seeds")[0]
+    said = "optimizer.lr=1e-3 and 0.001 are one number, typed 2 ways: runs 0, 1 show it as 1e-3, one setting"
+    assert said in " ".join(runs_table.split())
+    with (sweep / "report_groups.csv").open(encoding="utf-8") as f:
+        groups = [(r["optimizer.lr"], r["seeds"]) for r in csv.DictReader(f)]
+    assert groups == [("3e-3", "1"), ("1e-3", "1×2")]

@@ -93,36 +93,55 @@ def choice_values(override: str) -> list | None:
 def typed_numbers(override: str) -> dict[float, str]:
     """The numbers an override gives (`key=3e-3`) or a sweep lists (`key=1e-3,2e-3`,
     `key=choice(1e-3, 2e-3)`), each with its text as typed: {0.001: "1e-3"}. Hydra hands each job
-    its value as Python writes it (0.001, 1000000000.0 for 1e9); a table shows it as typed. Empty
-    for any other override, and where the text does not split into Hydra's own values."""
+    its value as Python writes it (0.001, 1000000000.0 for 1e9); a table shows it as typed, as
+    first typed where one number is typed two ways (`1e-3,0.001`: numbers_typed_twice). Empty for
+    any other override, and where the text does not split into Hydra's own values."""
+    numbers: dict[float, str] = {}
+    for number, item in _typed_items(override):
+        numbers.setdefault(number, item)
+    return numbers
+
+
+def numbers_typed_twice(override: str) -> list[list[str]]:
+    """The texts of each number that a sweep lists typed two ways or more (`key=1e-3,0.001,3e-3`:
+    [["1e-3", "0.001"]]): Hydra runs one job of each, with the same value."""
+    texts: dict[float, list[str]] = {}
+    for number, item in _typed_items(override):
+        if item not in texts.setdefault(number, []):
+            texts[number].append(item)
+    return [typed for typed in texts.values() if len(typed) > 1]
+
+
+def _typed_items(override: str) -> list[tuple[float, str]]:
+    """typed_numbers' numbers, each with its text, in the order typed."""
     try:
         parsed = _PARSER.parse_override(override)
     except HydraException:
-        return {}
+        return []
     value = override_value(parsed)
     text = override.partition("=")[2].strip()
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         values = [value]
         items = [text]
     elif not isinstance(value, ChoiceSweep) or value.shuffle or value.tags:
-        return {}
+        return []
     else:
         if not value.simple_form:
             text = text.removeprefix("choice(").removesuffix(")")
         items = [item.strip() for item in _top_level_items(text)]
         values = value.list
     if len(items) != len(values):
-        return {}
-    numbers = {}
+        return []
+    numbers: list[tuple[float, str]] = []
     for item, parsed_item in zip(items, values, strict=True):
         if isinstance(parsed_item, bool) or not isinstance(parsed_item, (int, float)):
             continue
         try:
             if float(item) != parsed_item:
-                return {}  # split elsewhere than Hydra reads it: no text is known
+                return []  # split elsewhere than Hydra reads it: no text is known
         except ValueError:
-            return {}
-        numbers.setdefault(float(parsed_item), item)
+            return []
+        numbers.append((float(parsed_item), item))
     return numbers
 
 

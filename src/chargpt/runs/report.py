@@ -24,7 +24,13 @@ from chargpt.runs.run_rows import NotARun, comparable_paths, flat_rows, run_row,
 from chargpt.runs.same_text import each_text_together, text_ends
 from chargpt.runs.seed_groups import flat_groups, group_runs, text_labels
 from chargpt.runs.sweep_notes import later_checkpoints_note, stopped_runs_note, sweep_note
-from chargpt.runs.sweep_record import as_typed_in_sweeps, drawn_settings, recorded_sweep, swept_settings
+from chargpt.runs.sweep_record import (
+    as_typed_in_sweeps,
+    drawn_settings,
+    one_number_typed_twice,
+    recorded_sweep,
+    swept_settings,
+)
 
 # It reads any folder of runs: a sweep's, or one run's (it said only "a sweep directory").
 GIVE_A_FOLDER = "give a sweep's folder or a run's (outputs/multirun/... or outputs/DATE/TIME)"
@@ -70,9 +76,10 @@ def report(sweep_dir: Path, csv_path: Path | None = None, sort_by: str = "best_v
     drawn = drawn_settings(ranked, sweep_dir)
     # Output into a pipe whose reader stopped (`| head`) stops the printing, not the files: the
     # closed pipe is raised (exit 141) once they are written.
+    said = one_number_typed_twice(ranked, sweep_dir)  # `-m optimizer.lr=1e-3,0.001`: rows alike, said why
     closed = _printing(lambda: print_table(f"{sweep_dir} ({how_many}, sorted by {sort_by})", columns, rows,
                                            metric=metric, swept=swept, typed=typed, drawn=drawn,
-                                           ends=text_ends(texts)))
+                                           ends=text_ends(texts), said=said))
     closed = closed or _printing(lambda: print_groups(
         f"{counted(len(groups), 'setting')}: mean ± std over seeds, sorted by {metric}", groups, metric,
         swept=swept, typed=typed, drawn=drawn))

@@ -178,7 +178,7 @@ def _draws_readable(rows: list[dict[str, Any]], drawn: Collection[str]) -> list[
 def print_table(
     title: str, columns: list[str], rows: list[dict[str, Any]], metric: str = "best_val_loss",
     swept: Collection[str] = (), typed: dict[str, str] | None = None, drawn: Collection[str] = (),
-    ends: Collection[int] = (),
+    ends: Collection[int] = (), said: list[str] | None = None,
 ) -> None:
     """The screen shows the settings that vary or are `swept` only; the CSV has every column. The
     table fits the terminal: setting columns wrap, then the seed is left out (named in the caption),
@@ -187,7 +187,7 @@ def print_table(
     down to the first; run, status and what is shown of the
     metrics stay whole. A setting a launch added is named as `typed` (`+new.key`); a search's
     `drawn` settings are shown to the digits that tell their values apart. The rows are ranked
-    within each text, a line after each of `ends` (same_text.text_ends)."""
+    within each text, a line after each of `ends` (same_text.text_ends). `said`: lines under it."""
     columns, rows, swept = _typed_names(columns, _draws_readable(rows, drawn), swept, typed or {})
     shown, shared = varying(columns, rows, swept)
     if not any(row["error"] for row in rows):
@@ -196,6 +196,7 @@ def print_table(
     notes = ["shared: " + shell_words.join(setting_typed(k, v) for k, v in shared.items())] if shared else []
     if ends:
         notes.append(RANKED_PER_TEXT.format(what="runs"))
+    notes += said or []
     last = tuple(c for c in reversed(METRIC_COLUMNS) if c != metric)
     # A figure the same in every run (the steps of a sweep without a budget) tells no run apart: on
     # a narrow terminal it goes first, its value said once under the table.

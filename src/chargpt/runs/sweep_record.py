@@ -16,7 +16,15 @@ from chargpt import shell_words
 from chargpt.data.sources.hf_datasets import LOCAL_BUILDERS
 from chargpt.hydra_internals import basic_sweeper
 from chargpt.hydra_run import as_written, config_folders_given, is_multirun
-from chargpt.overrides import is_drawn, is_sweep, launched_from, override_key, parsed_override, typed_numbers
+from chargpt.overrides import (
+    is_drawn,
+    is_sweep,
+    launched_from,
+    numbers_typed_twice,
+    override_key,
+    parsed_override,
+    typed_numbers,
+)
 from chargpt.plural import counted
 from chargpt.run_layout import (
     ENVIRONMENT_FILE,
@@ -279,13 +287,41 @@ def as_typed_in_sweeps(rows: list[dict[str, Any]], top: Path) -> list[dict[str, 
 
 def _typed_sweeps(sweep_dir: Path) -> dict[str, dict[float, str]]:
     """The numbers each setting of the sweep's command gives or sweeps: {key: {0.001: "1e-3"}}."""
+    return {override_key(o): numbers for o in _task(sweep_dir) if (numbers := typed_numbers(o))}
+
+
+def _task(sweep_dir: Path) -> list[str]:
+    """The settings the sweep's command gave, as typed; none where no sweep is recorded."""
     if (hydra := recorded_sweep(sweep_dir)) is None:
-        return {}
+        return []
     try:
-        task = as_written(hydra.overrides.task)
+        return list(as_written(hydra.overrides.task))
     except Exception:  # a record of another shape: shown as its jobs recorded them
-        return {}
-    return {override_key(o): numbers for o in task if (numbers := typed_numbers(o))}
+        return []
+
+
+def one_number_typed_twice(rows: list[dict[str, Any]], top: Path) -> list[str]:
+    """A line for each number a sweep's command listed typed two ways (`-m optimizer.lr=1e-3,0.001`),
+    naming the runs (run_row's) of it: Hydra gives those jobs one value, so their rows read alike
+    (shown as first typed) and are one setting, run once for each way it was typed."""
+    lines = []
+    for sweep in dict.fromkeys(sweep for row in rows if (sweep := sweep_of(row["dir"], top)) is not None):
+        for override in _task(sweep):
+            key = override_key(override)
+            for texts in numbers_typed_twice(override):
+                runs = [row["run"] for row in rows if sweep_of(row["dir"], top) == sweep
+                        and _is_number(row["overrides"].get(key), float(texts[0]))]
+                lines.append(f"{key}={' and '.join(texts)} are one number, typed {len(texts)} ways: "
+                             f"{'runs' if len(runs) > 1 else 'run'} {', '.join(runs)} show it as {texts[0]}, "
+                             "one setting")
+    return lines
+
+
+def _is_number(value: str | None, number: float) -> bool:
+    try:
+        return value is not None and float(value) == number
+    except ValueError:
+        return False
 
 
 def _as_typed(value: str, typed: dict[float, str]) -> str:
