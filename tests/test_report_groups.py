@@ -629,3 +629,16 @@ def test_one_number_typed_two_ways_is_said_to_be_one_setting(tmp_path: Path, mon
     with (sweep / "report_groups.csv").open(encoding="utf-8") as f:
         groups = [(r["optimizer.lr"], r["seeds"]) for r in csv.DictReader(f)]
     assert groups == [("3e-3", "1"), ("1e-3", "1×2")]
+
+
+def test_a_data_folder_recorded_through_the_environment_is_not_read_from_the_reports(
+        tmp_path: Path, monkeypatch) -> None:
+    # Runs before 2026-12-05 saved `data_dir: ${oc.env:CHARGPT_DATA_DIR,data}`: resolved in the
+    # report's environment, their text would be its folder's, not theirs.
+    run = tmp_path / "sweep" / "0"
+    loss_run(run.parent, run.name, ["seed=1"], 2.0)
+    (run / ".hydra" / "config.yaml").write_text(yaml.safe_dump({
+        "seed": 1, "paths": {"data_dir": "${oc.env:CHARGPT_DATA_DIR,data}"},
+        "data": {"path": "${paths.data_dir}/tinyshakespeare/input.txt", "train_fraction": 0.9}}))
+    monkeypatch.setenv("CHARGPT_DATA_DIR", "/the report's/data")
+    assert validation_text(run)[0] == "${paths.data_dir}/tinyshakespeare/input.txt"

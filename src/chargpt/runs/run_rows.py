@@ -192,30 +192,42 @@ def validation_text(run_dir: Path) -> tuple[str, ...]:
     resolved as the run read them: equal for two runs of the same text (all runs alike where no
     config was saved). `${paths.data_dir}/...` is the folder the saved config records (runs of two
     CHARGPT_DATA_DIRs read two files under one setting); a setting read through a resolver
-    (`${oc.env:CORPUS}`, the run's environment, not the report's) is the path its last checkpoint
-    records it read, else as written; a file named relative is named from where the run was launched
-    (the jobs a sweep's continue command started name it absolute, its first jobs as typed)."""
+    (`${oc.env:CORPUS}`, the run's environment, not the report's; a run before 2026-12-05 recorded
+    its data folder so) is the path its last checkpoint records it read, else as written; a file
+    named relative is named from where the run was launched (the jobs a sweep's continue command
+    started name it absolute, its first jobs as typed)."""
     config = saved_config_node(run_dir)
     data = config.get("data") if config is not None else None
     if data is None or not OmegaConf.is_dict(data):
         return tuple("None" for _ in TEXT_SETTINGS)
     written = OmegaConf.to_container(data, resolve=False)
+    marked = OmegaConf.create(_resolvers_marked(OmegaConf.to_container(config, resolve=False)))
     cwd = _first_launch_cwd(run_dir)
     text = []
     for key in TEXT_SETTINGS:
         value = written.get(key)  # type: ignore[union-attr]
-        if isinstance(value, str) and _RESOLVER.search(value):
-            read = _checkpoint_path(run_dir) if key == "path" else None
-            text.append(read or value)
-            continue
         with contextlib.suppress(OmegaConfBaseException):  # one that does not resolve: as written
-            value = OmegaConf.select(data, key, throw_on_missing=False)
+            value = OmegaConf.select(marked, f"data.{key}", throw_on_missing=False)
+        if _UNRESOLVED in str(value):
+            read = _checkpoint_path(run_dir) if key == "path" else None
+            value = read or written.get(key)  # type: ignore[union-attr]
         text.append(_file_named_absolute(value, cwd) if key in _TEXT_FILES else str(value))
     return tuple(text)
 
 
 _TEXT_FILES = ("path", "val_path")  # TEXT_SETTINGS that name a file, as typed from where the run was launched
 _RESOLVER = re.compile(r"\$\{\s*[\w.-]+\s*:")  # `${oc.env:...}`, where `${paths.data_dir}` names a setting
+_UNRESOLVED = "\x00read through a resolver"
+
+
+def _resolvers_marked(node: Any) -> Any:
+    """A config's plain containers with each value that calls a resolver replaced by _UNRESOLVED:
+    resolved, a setting that reads one (`${paths.data_dir}/a.txt` of `${oc.env:...}`) holds it."""
+    if isinstance(node, dict):
+        return {key: _resolvers_marked(value) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_resolvers_marked(value) for value in node]
+    return _UNRESOLVED if isinstance(node, str) and _RESOLVER.search(node) else node
 
 
 def _file_named_absolute(value: Any, cwd: str | None) -> str:
