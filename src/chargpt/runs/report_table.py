@@ -183,8 +183,9 @@ def print_table(
     """The screen shows the settings that vary or are `swept` only; the CSV has every column. The
     table fits the terminal: setting columns wrap, then the seed is left out (named in the caption),
     then the other settings the rest tell the rows apart without, from the last, then the error
-    column, the metrics other than the ranking `metric`, and the settings left, from the last
-    down to the first; run, status and what is shown of the
+    column, the metrics other than the ranking `metric`, then the settings are narrowed (names
+    shortened), and the settings left out, from the last down to the first; run, status and what is
+    shown of the
     metrics stay whole. A setting a launch added is named as `typed` (`+new.key`); a search's
     `drawn` settings are shown to the digits that tell their values apart. The rows are ranked
     within each text, a line after each of `ends` (same_text.text_ends). `said`: lines under it."""
@@ -237,7 +238,8 @@ def _print_fitted(
     """Print the table at the terminal's width: columns not in `whole` wrap, then columns are
     left out (named in the caption): the `drop_first` ones, the settings the others tell the rows
     apart without, from the last (the `replicates` among them before the others), the error
-    column, the `drop_last` ones, and the settings left, from the last down to the first."""
+    column, the `drop_last` ones, then the settings are narrowed below SETTING_MIN_WIDTH (their
+    names shortened, said in the caption), and the settings left, from the last down to the first."""
     console = _fitted_console()
     rows, notes = _without_common_folders(shown, rows, notes, whole)
     shown, left_out, narrow = _columns_that_fit(shown, rows, whole, drop_first, drop_last, replicates,
