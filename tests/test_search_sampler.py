@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
-from omegaconf import DictConfig
+from omegaconf import DictConfig, read_write
 
 from chargpt.runs.search_sampler import SamplerSettings, SeededSearch
 from conftest import lacks
@@ -123,3 +123,25 @@ def test_a_grid_sampler_runs_its_points_in_order_whatever_random_holds() -> None
         drawn = [(t.suggest_categorical("lr", [1e-3, 2e-3, 3e-3]), t.suggest_categorical("n", [1, 2]))
                  for t in trials]
         assert drawn == [(1e-3, 1), (1e-3, 2), (2e-3, 1), (2e-3, 2), (3e-3, 1), (3e-3, 2)]
+
+
+def test_a_grid_over_a_range_of_numbers_is_refused_naming_the_settings(tmp_path: Path, capsys) -> None:
+    # hparams_search=optuna's space searches intervals, which a grid cannot list: Optuna's sweeper
+    # ended in a traceback, "ValueError: GridSampler only supports discrete distributions."
+    from chargpt.cli import train as train_cli
+    from conftest import run_main
+
+    sweep = tmp_path / "my runs é 🚀"
+    code, _, err = run_main(train_cli.main, [
+        "-m", "hparams_search=optuna", "hydra/sweeper/sampler=grid", "hydra.sweeper.n_trials=2",
+        "optimizer.lr=choice(1e-3,3e-3)", f"hydra.sweep.dir={sweep}"], capsys)
+    assert code == 2, err
+    assert err.splitlines() == [
+        "error: the grid sampler (hydra/sweeper/sampler=grid) runs a list of values for each setting it "
+        "searches, where model.dropout=interval(0.0, 0.3) is a range of numbers; give it the values to "
+        "run, e.g. 'model.dropout=choice(0.0,0.3)' (choice(...) or range(...), on the command line)"]
+    assert not sweep.exists()
+    config = _launched("hparams_search=optuna", "hydra/sweeper/sampler=grid")
+    with read_write(config):  # as a sweep of these sees them (compose takes no sweep)
+        config.hydra.overrides.task = ["model.dropout=choice(0.0,0.3)", "optimizer.lr=choice(1e-3,3e-3)"]
+    SamplerSettings().on_multirun_start(config)  # as advised: every setting a list (n_layer's int range too)

@@ -28,6 +28,8 @@ ARGS_PARSER = ("hydra._internal.utils", "get_args_parser")
 ESCAPE = ("hydra._internal.grammar.utils", "escape_special_characters")
 # The characters a backslash escapes in an unquoted value (its grammar's ESC rule).
 ESCAPED = ("hydra._internal.grammar.utils", "_ESC")
+# How Optuna's sweeper reads its search space from `name=value` lines (tag(log, interval(...)), ...).
+OPTUNA_SPACE = ("hydra_plugins.hydra_optuna_sweeper._impl", "create_params_from_overrides")
 
 # (owner, attribute path) pairs, checked by the test: an owner with a dot is a module (imported by
 # the test), else a class named here.
@@ -46,6 +48,7 @@ PRIVATE_MEMBERS: list[tuple[str, str]] = [
     # whose logger says the search's best trial (runs/sweep_outcome.py).
     OPTUNA_SWEEPER,
     ("OptunaSweeperImpl", "_configure_trials"),
+    OPTUNA_SPACE,
 ]
 
 
@@ -71,6 +74,12 @@ def hydra_switches() -> tuple[str, ...]:
     parser = _member(*ARGS_PARSER)()
     return tuple(option for action in parser._actions if action.nargs == 0
                  for option in action.option_strings)
+
+
+def optuna_search_space(written: list[str]) -> dict[str, Any]:
+    """The Optuna distribution of each setting searched in `written` (`name=value` lines, a later
+    line of a name replacing an earlier), as Optuna's sweeper reads them."""
+    return dict(_member(*OPTUNA_SPACE)(written)[0])
 
 
 def escape_special_characters(text: str) -> str:

@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf, read_write
 
 from chargpt import shell_words
 from chargpt.errors import ConfigError, SetupError, exit_on_user_error
+from chargpt.hydra_internals import optuna_search_space
 from chargpt.runs.sweep_record import recorded_sweep, stored_study
 
 SAMPLERS = "hydra/sweeper/sampler"  # the config group of Optuna's samplers
@@ -76,6 +77,7 @@ class SamplerSettings(Callback):
         sampler = OmegaConf.select(config, "hydra.sweeper.sampler", default=None)
         if not isinstance(sampler, DictConfig) or "_target_" not in sampler:
             return
+        _check_grid_lists(config)
         try:
             sampler_class = get_object(str(sampler._target_))
             taken = inspect.signature(sampler_class).parameters.values()
@@ -100,6 +102,42 @@ class SamplerSettings(Callback):
         raise ConfigError(
             f"hydra.sweeper.sampler._target_={sampler._target_} does not take the settings "
             f"{', '.join(extra)} that hydra.sweeper.sampler holds (the {chosen} sampler's); {fix}")
+
+
+def _check_grid_lists(config: DictConfig) -> None:
+    """A grid sampler runs a list of values for each setting searched: a range of numbers there
+    (hparams_search=optuna's interval(0.0, 0.3)) ended Optuna's sweeper in a traceback ("ValueError:
+    GridSampler only supports discrete distributions."), once the sweep had started. Refused here, in
+    one line naming the setting, its values to run given as the sweeper reads them (a setting on the
+    command line replaces hydra.sweeper.params' one)."""
+    try:
+        from optuna.distributions import (
+            CategoricalDistribution,
+            DiscreteUniformDistribution,
+            IntUniformDistribution,
+        )
+        from optuna.samplers import GridSampler
+
+        if get_object(str(config.hydra.sweeper.sampler._target_)) is not GridSampler:
+            return
+    except Exception:  # no optuna, or a sampler Hydra cannot find: its own error says so
+        return
+    params = OmegaConf.select(config, "hydra.sweeper.params", default=None) or {}
+    written = [f"{name}={value}" for name, value in params.items()]
+    written += list(OmegaConf.select(config, "hydra.overrides.task", default=[]))
+    searched = optuna_search_space(written)
+    listed = (CategoricalDistribution, DiscreteUniformDistribution, IntUniformDistribution)
+    ranges = {name: d for name, d in searched.items() if not isinstance(d, listed)}
+    if not ranges:
+        return
+    typed = [next(w for w in reversed(written) if w.startswith(f"{name}=")) for name in ranges]
+    examples = [shell_words.quote(f"{name}=choice({d.low},{d.high})") for name, d in ranges.items()]
+    one = len(ranges) == 1
+    raise ConfigError(
+        f"the grid sampler ({SAMPLERS}=grid) runs a list of values for each setting it searches, where "
+        f"{', '.join(typed)} {'is a range' if one else 'are ranges'} of numbers; give "
+        f"{'it' if one else 'each'} the values to run, e.g. {' '.join(examples)} "
+        "(choice(...) or range(...), on the command line)")
 
 
 def _options() -> list[str]:
