@@ -145,3 +145,24 @@ def test_a_grid_over_a_range_of_numbers_is_refused_naming_the_settings(tmp_path:
     with read_write(config):  # as a sweep of these sees them (compose takes no sweep)
         config.hydra.overrides.task = ["model.dropout=choice(0.0,0.3)", "optimizer.lr=choice(1e-3,3e-3)"]
     SamplerSettings().on_multirun_start(config)  # as advised: every setting a list (n_layer's int range too)
+
+
+@pytest.mark.slow
+def test_a_grid_runs_each_point_once_where_a_setting_of_the_search_is_fixed(tmp_path: Path) -> None:
+    # model.n_layer=1 left the trials' space after Optuna's sweeper built the grid from it: its
+    # int(interval(2, 5)) made three copies of each point, and job 2 ran job 0's settings again.
+    from test_sweep_report import TINY, chargpt, write_corpus
+
+    corpus = write_corpus(tmp_path)
+    sweep = tmp_path / "my runs é 🚀"
+    result = chargpt("train", "-m", "hparams_search=optuna", "hydra/sweeper/sampler=grid",
+                     "hydra.sweeper.n_trials=3", "optimizer.lr=choice(1e-3,3e-3)",
+                     "model.n_embd=choice(16,32)", "model.dropout=0.0", "model.n_layer=1", "model.n_head=2",
+                     "model=tiny", "data=text", f"data.path={corpus}", *TINY, "trainer.max_steps=1",
+                     f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    ran = [set((sweep / str(job) / ".hydra" / "overrides.yaml").read_text().splitlines()[:2])
+           for job in range(3)]
+    assert ran == [{"- model.n_embd=16", "- optimizer.lr=0.001"},
+                   {"- model.n_embd=16", "- optimizer.lr=0.003"},
+                   {"- model.n_embd=32", "- optimizer.lr=0.001"}]

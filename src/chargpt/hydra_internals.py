@@ -78,8 +78,10 @@ def hydra_switches() -> tuple[str, ...]:
 
 def optuna_search_space(written: list[str]) -> dict[str, Any]:
     """The Optuna distribution of each setting searched in `written` (`name=value` lines, a later
-    line of a name replacing an earlier), as Optuna's sweeper reads them."""
-    return dict(_member(*OPTUNA_SPACE)(written)[0])
+    line of a name replacing an earlier), as Optuna's sweeper reads them: a setting given a fixed
+    value there leaves the search."""
+    searched, fixed = _member(*OPTUNA_SPACE)(written)
+    return {name: value for name, value in searched.items() if name not in fixed}
 
 
 def escape_special_characters(text: str) -> str:

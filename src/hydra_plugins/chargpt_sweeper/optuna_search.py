@@ -40,6 +40,18 @@ if OptunaSweeper is not None:
                     return [tuple(readable_trial_override(o, trial.params) for o in overrides)
                             for trial, overrides in zip(trials, written, strict=True)]
 
+                def sweep(self, arguments: list[str]) -> None:
+                    # A setting fixed on the command line (model.n_layer=1) leaves the search, as
+                    # Optuna's sweeper drops it from its trials' space, but only after it built a grid
+                    # from that space: each of the setting's values made another copy of every point,
+                    # run as the same job again. Dropped from the searched params first.
+                    from hydra_plugins.hydra_optuna_sweeper._impl import create_params_from_overrides
+
+                    _, fixed = create_params_from_overrides(arguments)
+                    if self.params:
+                        self.params = {k: v for k, v in self.params.items() if str(k) not in fixed}
+                    return super().sweep(arguments)
+
             self.sweeper = ReadableTrials(*args, **kwargs)
             # A grid's points in order, not drawn at random: a stopped grid search continues as printed.
             from chargpt.runs.optuna_sampler import grid_in_order
