@@ -286,13 +286,9 @@ def test_a_run_whose_only_checkpoint_is_an_older_best_names_that_file(tmp_path: 
     assert f"sampling from {best}" in out + err
 
 
-def test_a_run_whose_checkpoint_callback_wrote_elsewhere_names_that_file(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
-) -> None:
-    # Its only checkpoint callback wrote its last.ckpt in a folder of its own (dirpath: cc1, from where
-    # the run was launched): chargpt-sample ckpt_path=RUN said it "was trained without a checkpoint
-    # callback (e.g. callbacks=none)". Its saved config names the folder.
-    monkeypatch.chdir(tmp_path)
+def _trained_writing_in_cc1(tmp_path: Path, capsys) -> tuple[Path, list[str], Path]:
+    """A 2-step run in `my runs é 🚀` whose only checkpoint callback writes in ./cc1 (launched from
+    tmp_path): its folder, its command's arguments, and the last.ckpt it wrote there."""
     run = tmp_path / "my runs é 🚀"
     args = bare_train_args(write_corpus(tmp_path / "corpus.txt"), run, "trainer.max_steps=2",
                            "~callbacks.last_checkpoint", "~callbacks.model_checkpoint",
@@ -300,7 +296,17 @@ def test_a_run_whose_checkpoint_callback_wrote_elsewhere_names_that_file(
                            "dirpath: cc1, save_last: true}")
     code, _, err = run_main(train_cli.main, args, capsys)
     assert code == 0, err
-    last = tmp_path / "cc1" / "last.ckpt"
+    return run, args, tmp_path / "cc1" / "last.ckpt"
+
+
+def test_a_run_whose_checkpoint_callback_wrote_elsewhere_names_that_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    # Its only checkpoint callback wrote its last.ckpt in a folder of its own (dirpath: cc1, from where
+    # the run was launched): chargpt-sample ckpt_path=RUN said it "was trained without a checkpoint
+    # callback (e.g. callbacks=none)". Its saved config names the folder.
+    monkeypatch.chdir(tmp_path)
+    run, args, last = _trained_writing_in_cc1(tmp_path, capsys)
     assert last.is_file() and not (run / "checkpoints").exists()
     code, _, err = run_main(sample_cli.main, [f"ckpt_path={run}"], capsys)
     assert (code, err) == (2, f"error: run directory {run} holds no checkpoint: its checkpoint callback "
@@ -434,14 +440,7 @@ def test_a_callbacks_file_from_before_checkpoints_recorded_their_run_is_still_th
     from chargpt.checkpoint_step import WRITER_KEY
 
     monkeypatch.chdir(tmp_path)
-    run = tmp_path / "my runs é 🚀"
-    args = bare_train_args(write_corpus(tmp_path / "corpus.txt"), run, "trainer.max_steps=2",
-                           "~callbacks.last_checkpoint", "~callbacks.model_checkpoint",
-                           "+callbacks.cc1={_target_: lightning.pytorch.callbacks.ModelCheckpoint, "
-                           "dirpath: cc1, save_last: true}")
-    code, _, err = run_main(train_cli.main, args, capsys)
-    assert code == 0, err
-    last = tmp_path / "cc1" / "last.ckpt"
+    run, args, last = _trained_writing_in_cc1(tmp_path, capsys)
     for file in last.parent.glob("*.ckpt"):
         saved = torch.load(file, weights_only=False)
         del saved[WRITER_KEY]
